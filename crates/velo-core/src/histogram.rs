@@ -1,0 +1,100 @@
+//! A small log-linear histogram of microsecond durations.
+//!
+//! Values below 8 have a bucket each; above, every power of two is split into
+//! 8 buckets, so a reported percentile is within 12.5 % of the true value.
+//! Buckets are allocated on the first record: an idle stream pays nothing.
+
+const SUB_BITS: u32 = 3;
+const SUB: usize = 1 << SUB_BITS;
+/// Durations are clamped to 2^35 µs (about 9.5 hours).
+const MAX_BIT: u32 = 35;
+const BUCKETS: usize = (MAX_BIT as usize - SUB_BITS as usize + 2) * SUB;
+
+/// Counts of durations in log-linear buckets.
+#[derive(Default, Clone)]
+pub struct Histogram {
+    buckets: Option<Box<[u32; BUCKETS]>>,
+    count: u64,
+}
+
+fn bucket_of(value: u64) -> usize {
+    let v = value.min((1u64 << (MAX_BIT + 1)) - 1);
+    if v < SUB as u64 {
+        return v as usize;
+    }
+    let msb = 63 - v.leading_zeros();
+    let group = (msb - SUB_BITS + 1) as usize;
+    group * SUB + ((v >> (msb - SUB_BITS)) as usize & (SUB - 1))
+}
+
+/// The value a bucket stands for: the middle of its range.
+fn value_of(bucket: usize) -> u64 {
+    if bucket < SUB {
+        return bucket as u64;
+    }
+    let group = (bucket / SUB) as u32;
+    let shift = group - 1;
+    let low = ((SUB + bucket % SUB) as u64) << shift;
+    low + ((1u64 << shift) >> 1)
+}
+
+impl Histogram {
+    /// Record one duration in microseconds.
+    pub fn record(&mut self, micros: u64) {
+        let buckets = self.buckets.get_or_insert_with(|| Box::new([0; BUCKETS]));
+        let b = &mut buckets[bucket_of(micros)];
+        *b = b.saturating_add(1);
+        self.count += 1;
+    }
+
+    /// How many durations were recorded.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The duration below which a fraction `q` (0..=1) of the records fall;
+    /// 0 when nothing was recorded.
+    pub fn percentile(&self, q: f64) -> u64 {
+        let Some(buckets) = &self.buckets else {
+            return 0;
+        };
+        let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).max(1);
+        let mut seen = 0u64;
+        for (i, n) in buckets.iter().enumerate() {
+            seen += u64::from(*n);
+            if seen >= rank {
+                return value_of(i);
+            }
+        }
+        value_of(BUCKETS - 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_contiguous_and_monotonic() {
+        let mut last = 0;
+        for v in 0..100_000u64 {
+            let b = bucket_of(v);
+            assert!(b == last || b == last + 1, "gap at {v}");
+            last = b;
+        }
+        assert!(bucket_of(u64::MAX) < BUCKETS);
+    }
+
+    #[test]
+    fn percentile_is_within_an_eighth() {
+        let mut h = Histogram::default();
+        for v in 1..=1000u64 {
+            h.record(v);
+        }
+        for (q, exact) in [(0.5, 500.0), (0.99, 990.0)] {
+            let got = h.percentile(q) as f64;
+            assert!((got - exact).abs() / exact <= 0.125, "q{q}: {got}");
+        }
+        assert_eq!(Histogram::default().percentile(0.5), 0);
+    }
+}

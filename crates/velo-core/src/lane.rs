@@ -1,0 +1,352 @@
+//! One direction of a stream: a bounded FIFO between a sender and a receiver.
+//!
+//! A stream has two lanes: the input lane (user `send` -> handler) and the
+//! output lane (handler `yield` -> consumer). Both have the same rules, so one
+//! type serves both.
+//!
+//! # Capacity
+//! At most `capacity` values are *held* by a lane at any time. A value is held
+//! from the moment it is accepted until the receiver has consumed it. The
+//! receiver takes values in batches ([`Lane::take`]); a batch stays *lent* (and
+//! keeps counting against the capacity) until the receiver comes back for the
+//! next one, which is how it says it has consumed the previous batch. That keeps
+//! the bound exact while letting a whole batch cross the JS/Rust boundary in
+//! one call.
+//!
+//! # Waiting senders
+//! A push that finds no room is not refused: the value joins the lane's
+//! waiting line and the caller is told to wait ([`Push::Parked`]). Waiting
+//! values are admitted in order, ahead of any later push, once the receiver
+//! has freed at least half of the capacity (a low watermark, so that parked
+//! senders are woken in groups rather than one per consumed value). The lane
+//! only decides; the caller owns whatever "waiting" means (in the Node binding,
+//! a promise per parked `send`).
+//!
+//! # Closing
+//! [`Lane::close`] refuses later pushes but keeps everything accepted or already
+//! waiting: those are still delivered. [`Lane::clear`] drops everything.
+
+use std::collections::VecDeque;
+
+use crate::histogram::Histogram;
+
+/// What became of a pushed value.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Push<T> {
+    /// Accepted into the lane. `wake_receiver` is true when the receiver had
+    /// found the lane empty and is waiting to be told that values arrived.
+    Accepted {
+        /// The receiver is parked and must be woken.
+        wake_receiver: bool,
+    },
+    /// No room: the value waits in line and will be admitted in order.
+    Parked,
+    /// The lane is closed; the value is handed back.
+    Closed(T),
+}
+
+/// What a receiver got from [`Lane::take`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Take {
+    /// `count` values were appended to the output; `admitted` waiting senders
+    /// were let in (oldest first) and may be told their value is accepted.
+    Taken {
+        /// Values handed to the receiver.
+        count: usize,
+        /// Parked senders admitted by this call.
+        admitted: usize,
+    },
+    /// Nothing to take yet: the receiver is now parked until a push wakes it.
+    Empty,
+    /// Closed and fully drained: nothing will ever arrive.
+    Ended,
+}
+
+struct Held<T> {
+    value: T,
+    accepted_at_us: u64,
+}
+
+/// A bounded FIFO lane. Not thread-safe by design: each stream lives on one
+/// JavaScript thread, so its lanes need no synchronisation at all.
+pub struct Lane<T> {
+    queue: VecDeque<Held<T>>,
+    waiting: VecDeque<T>,
+    capacity: usize,
+    lent: usize,
+    receiver_parked: bool,
+    closed: bool,
+    accepted: u64,
+    waits: u64,
+}
+
+impl<T> Lane<T> {
+    /// A lane that holds at most `capacity` values (at least 1).
+    pub fn new(capacity: usize) -> Self {
+        Lane {
+            queue: VecDeque::new(),
+            waiting: VecDeque::new(),
+            capacity: capacity.max(1),
+            lent: 0,
+            receiver_parked: false,
+            closed: false,
+            accepted: 0,
+            waits: 0,
+        }
+    }
+
+    /// Free slots a push can use right now without waiting. Zero while anyone
+    /// waits in line, so a batch never overtakes a parked sender.
+    pub fn room(&self) -> usize {
+        if self.closed || !self.waiting.is_empty() {
+            return 0;
+        }
+        self.capacity - self.held()
+    }
+
+    /// Values held: queued plus lent to the receiver.
+    pub fn held(&self) -> usize {
+        self.queue.len() + self.lent
+    }
+
+    /// Values queued and not yet lent to the receiver.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Values lent to the receiver by the last [`Lane::take`].
+    pub fn lent(&self) -> usize {
+        self.lent
+    }
+
+    /// Senders waiting in line.
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// Values accepted so far (waiting ones count once admitted).
+    pub fn accepted(&self) -> u64 {
+        self.accepted
+    }
+
+    /// Pushes that had to wait for room.
+    pub fn waits(&self) -> u64 {
+        self.waits
+    }
+
+    /// Whether pushes are refused.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Whether the receiver found the lane empty and waits for a push.
+    pub fn receiver_parked(&self) -> bool {
+        self.receiver_parked
+    }
+
+    /// Push one value at time `now_us`.
+    pub fn push(&mut self, value: T, now_us: u64) -> Push<T> {
+        if self.closed {
+            return Push::Closed(value);
+        }
+        if !self.waiting.is_empty() || self.held() >= self.capacity {
+            self.waiting.push_back(value);
+            self.waits += 1;
+            return Push::Parked;
+        }
+        self.admit(value, now_us);
+        Push::Accepted {
+            wake_receiver: std::mem::take(&mut self.receiver_parked),
+        }
+    }
+
+    /// Push values that fit in [`Lane::room`]. Returns whether the receiver
+    /// must be woken.
+    ///
+    /// # Panics
+    /// If the values do not fit: the caller asks for `room()` first.
+    pub fn push_batch(&mut self, values: impl IntoIterator<Item = T>, now_us: u64) -> bool {
+        let room = self.room();
+        let mut n = 0;
+        for value in values {
+            assert!(n < room, "push_batch over the lane's room ({room})");
+            self.admit(value, now_us);
+            n += 1;
+        }
+        n > 0 && std::mem::take(&mut self.receiver_parked)
+    }
+
+    fn admit(&mut self, value: T, now_us: u64) {
+        self.queue.push_back(Held {
+            value,
+            accepted_at_us: now_us,
+        });
+        self.accepted += 1;
+    }
+
+    /// Hand up to `max` values to the receiver (appended to `out`), and record
+    /// how long each waited in `wait_hist`. Calling `take` again tells the lane
+    /// that the previous batch was consumed.
+    pub fn take(
+        &mut self,
+        max: usize,
+        now_us: u64,
+        out: &mut impl Extend<T>,
+        wait_hist: Option<&mut Histogram>,
+    ) -> Take {
+        self.lent = 0;
+        let mut admitted = self.admit_waiting(now_us);
+        let count = max.min(self.queue.len());
+        if count == 0 {
+            if self.closed && self.waiting.is_empty() {
+                return Take::Ended;
+            }
+            self.receiver_parked = true;
+            return Take::Empty;
+        }
+        let mut hist = wait_hist;
+        out.extend(self.queue.drain(..count).map(|held| {
+            if let Some(h) = hist.as_deref_mut() {
+                h.record(now_us.saturating_sub(held.accepted_at_us));
+            }
+            held.value
+        }));
+        self.lent = count;
+        admitted += self.admit_waiting(now_us);
+        Take::Taken { count, admitted }
+    }
+
+    /// Admit waiting senders once at least half the capacity is free.
+    fn admit_waiting(&mut self, now_us: u64) -> usize {
+        let free = self.capacity - self.held();
+        if self.waiting.is_empty() || free < self.capacity.div_ceil(2) {
+            return 0;
+        }
+        let n = free.min(self.waiting.len());
+        for _ in 0..n {
+            let value = self.waiting.pop_front().expect("counted above");
+            self.admit(value, now_us);
+        }
+        n
+    }
+
+    /// Refuse later pushes; what is held or waiting is still delivered.
+    /// Returns true the first time.
+    pub fn close(&mut self) -> bool {
+        !std::mem::replace(&mut self.closed, true)
+    }
+
+    /// Close and drop everything held or waiting. Returns how many senders
+    /// were waiting (their values are dropped with the rest).
+    pub fn clear(&mut self) -> usize {
+        self.closed = true;
+        self.queue.clear();
+        self.lent = 0;
+        self.receiver_parked = false;
+        let waiting = self.waiting.len();
+        self.waiting.clear();
+        waiting
+    }
+
+    /// Whether the receiver will never get another value.
+    pub fn is_drained(&self) -> bool {
+        self.closed && self.queue.is_empty() && self.waiting.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn take_all(lane: &mut Lane<u32>) -> (Vec<u32>, Take) {
+        let mut out = Vec::new();
+        let t = lane.take(usize::MAX, 0, &mut out, None);
+        (out, t)
+    }
+
+    #[test]
+    fn fifo_and_capacity() {
+        let mut lane = Lane::new(2);
+        assert_eq!(lane.push(1, 0), Push::Accepted { wake_receiver: false });
+        assert_eq!(lane.push(2, 0), Push::Accepted { wake_receiver: false });
+        assert_eq!(lane.push(3, 0), Push::Parked);
+        assert_eq!(lane.room(), 0);
+        let (got, t) = take_all(&mut lane);
+        assert_eq!(got, vec![1, 2]);
+        // The batch is lent: still counts against capacity, so 3 still waits.
+        assert_eq!(t, Take::Taken { count: 2, admitted: 0 });
+        assert_eq!(lane.held(), 2);
+        let (got, t) = take_all(&mut lane);
+        assert_eq!(got, vec![3]);
+        assert_eq!(t, Take::Taken { count: 1, admitted: 1 });
+    }
+
+    #[test]
+    fn parked_sender_keeps_its_place() {
+        let mut lane = Lane::new(4);
+        for i in 0..4 {
+            lane.push(i, 0);
+        }
+        assert_eq!(lane.push(4, 0), Push::Parked);
+        let mut out = Vec::new();
+        lane.take(1, 0, &mut out, None);
+        lane.take(1, 0, &mut out, None);
+        // One slot is free, but a later push may not overtake the parked one.
+        assert_eq!(lane.push(5, 0), Push::Parked);
+        let (got, _) = take_all(&mut lane);
+        out.extend(got);
+        let (got, _) = take_all(&mut lane);
+        out.extend(got);
+        assert_eq!(out, vec![0, 1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn empty_parks_receiver_and_push_wakes_it() {
+        let mut lane = Lane::new(4);
+        assert_eq!(take_all(&mut lane).1, Take::Empty);
+        assert_eq!(lane.push(7, 0), Push::Accepted { wake_receiver: true });
+        assert_eq!(lane.push(8, 0), Push::Accepted { wake_receiver: false });
+    }
+
+    #[test]
+    fn close_delivers_what_was_accepted_or_waiting() {
+        let mut lane = Lane::new(1);
+        lane.push(1, 0);
+        assert_eq!(lane.push(2, 0), Push::Parked);
+        assert!(lane.close());
+        assert!(!lane.close());
+        assert_eq!(lane.push(3, 0), Push::Closed(3));
+        assert_eq!(take_all(&mut lane).0, vec![1]);
+        assert_eq!(take_all(&mut lane).0, vec![2]);
+        assert_eq!(take_all(&mut lane).1, Take::Ended);
+    }
+
+    #[test]
+    fn clear_drops_everything_and_counts_waiters() {
+        let mut lane = Lane::new(1);
+        lane.push(1, 0);
+        lane.push(2, 0);
+        lane.push(3, 0);
+        assert_eq!(lane.clear(), 2);
+        assert_eq!(take_all(&mut lane).1, Take::Ended);
+    }
+
+    #[test]
+    fn queue_wait_is_recorded() {
+        let mut lane = Lane::new(8);
+        lane.push(1, 100);
+        let mut h = Histogram::default();
+        let mut out = Vec::new();
+        lane.take(8, 350, &mut out, Some(&mut h));
+        assert_eq!(h.count(), 1);
+        let p50 = h.percentile(0.5);
+        assert!((224..=256).contains(&p50), "p50 {p50}");
+    }
+
+    #[test]
+    #[should_panic(expected = "push_batch over")]
+    fn push_batch_checks_room() {
+        let mut lane = Lane::new(1);
+        lane.push_batch([1, 2], 0);
+    }
+}

@@ -1,0 +1,384 @@
+//! One stream's state: its two lanes, its lifecycle, its slot, its idle clock
+//! and its metrics.
+//!
+//! # Lifecycle
+//! ```text
+//!  Open --end()/idle--> Ending --handler returned, all outputs read--> Done
+//!    |                     |
+//!    +-- handler threw ----+--> Failed     (outputs yielded before are still read)
+//!    +-- cancel() ---------+--> Cancelled  (everything buffered is dropped)
+//! ```
+//! A handler that returns while the input is still open also moves the stream
+//! to `Ending`: there is nobody left to read the input.
+//!
+//! The slot ([`Permit`]) is given back as soon as the handler returns, throws,
+//! or the stream is cancelled, whichever comes first.
+//!
+//! # Idle clock
+//! It runs while the input is open and no send waits for room. Every send
+//! moves it; when it runs out the input is ended exactly as by
+//! [`StreamCore::end`]. The notifier thread ([`IdleTimer`]) only wakes the
+//! owner at the armed deadline; [`StreamCore::idle_fire`] decides.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::admission::{Outcome, Permit};
+use crate::histogram::Histogram;
+use crate::idle::IdleTimer;
+use crate::lane::{Lane, Push, Take};
+
+/// Where a stream is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Accepting events.
+    Open,
+    /// Input ended; the handler runs to its end or outputs wait to be read.
+    Ending,
+    /// The handler returned and every output was read.
+    Done,
+    /// The handler threw.
+    Failed,
+    /// Cancelled.
+    Cancelled,
+}
+
+impl Phase {
+    /// Whether the stream can still change (not done, failed or cancelled).
+    pub fn is_live(self) -> bool {
+        matches!(self, Phase::Open | Phase::Ending)
+    }
+}
+
+/// What an idle deadline turned out to mean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdleVerdict {
+    /// The stream was idle for its whole timeout: its input is now ended.
+    Expired,
+    /// A send moved the deadline; it was armed again.
+    Rearmed,
+    /// No idle clock runs (input already ended, or none configured).
+    Off,
+}
+
+/// A live snapshot of one stream's metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Metrics {
+    /// Events accepted into the input buffer.
+    pub events_in: u64,
+    /// Outputs the handler yielded (accepted into the output buffer).
+    pub events_out: u64,
+    /// Events held in the input buffer now (at most `buffer`).
+    pub buffered_in: u64,
+    /// Outputs held in the output buffer now (at most `buffer`).
+    pub buffered_out: u64,
+    /// Sends that found the input buffer full and had to wait.
+    pub backpressure_waits: u64,
+    /// When the stream opened, in milliseconds since the Unix epoch.
+    pub opened_at: f64,
+    /// Milliseconds from open to now, or to the end of the handler.
+    pub duration_ms: f64,
+    /// Median time an event spent in the input buffer, microseconds.
+    pub queue_wait_p50_us: u64,
+    /// 99th percentile of the same.
+    pub queue_wait_p99_us: u64,
+}
+
+struct Idle {
+    timer: IdleTimer,
+    timeout_us: u64,
+    last_activity_us: u64,
+    armed_at_us: Option<u64>,
+}
+
+impl Idle {
+    fn arm(&mut self, key: u64, at_us: u64) {
+        self.armed_at_us = Some(at_us);
+        self.timer.arm(key, at_us);
+    }
+
+    fn disarm(&mut self, key: u64) {
+        if let Some(at) = self.armed_at_us.take() {
+            self.timer.disarm(key, at);
+        }
+    }
+}
+
+/// Idle-timeout settings for [`StreamCore::new`].
+pub struct IdleConfig {
+    /// The notifier that will report this stream's deadline.
+    pub timer: IdleTimer,
+    /// How long without a send ends the input, microseconds (greater than 0).
+    pub timeout_us: u64,
+}
+
+static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
+
+/// The state of one stream. `T` is whatever the embedder carries as events
+/// and outputs (in the Node binding, a handle to a JavaScript value).
+pub struct StreamCore<T> {
+    key: u64,
+    input: Lane<T>,
+    output: Lane<T>,
+    phase: Phase,
+    handler_running: bool,
+    permit: Permit,
+    idle: Option<Idle>,
+    opened_at_ms: f64,
+    opened_us: u64,
+    finished_us: Option<u64>,
+    queue_wait: Histogram,
+}
+
+impl<T> StreamCore<T> {
+    /// A new open stream holding `permit`, with `buffer` slots per direction.
+    pub fn new(permit: Permit, buffer: usize, idle: Option<IdleConfig>, now_us: u64) -> Self {
+        let key = NEXT_KEY.fetch_add(1, Ordering::Relaxed);
+        let opened_at_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+        let idle = idle.map(|cfg| {
+            let mut idle = Idle {
+                timer: cfg.timer,
+                timeout_us: cfg.timeout_us,
+                last_activity_us: now_us,
+                armed_at_us: None,
+            };
+            idle.arm(key, now_us + cfg.timeout_us);
+            idle
+        });
+        StreamCore {
+            key,
+            input: Lane::new(buffer),
+            output: Lane::new(buffer),
+            phase: Phase::Open,
+            handler_running: true,
+            permit,
+            idle,
+            opened_at_ms,
+            opened_us: now_us,
+            finished_us: None,
+            queue_wait: Histogram::default(),
+        }
+    }
+
+    /// Unique (per process) key of this stream; also its idle-timer key.
+    pub fn key(&self) -> u64 {
+        self.key
+    }
+
+    /// The lifecycle phase.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Whether the handler has neither returned nor thrown yet.
+    pub fn handler_running(&self) -> bool {
+        self.handler_running
+    }
+
+    /// Whether the idle clock is running now: configured, input open, and no
+    /// send waiting for room.
+    pub fn idle_running(&self) -> bool {
+        self.idle.is_some() && !self.input.is_closed() && self.input.waiting() == 0
+    }
+
+    fn touch(&mut self, now_us: u64) {
+        if let Some(idle) = &mut self.idle {
+            idle.last_activity_us = now_us;
+        }
+    }
+
+    // ----- input side -----
+
+    /// Send one event.
+    pub fn send(&mut self, event: T, now_us: u64) -> Push<T> {
+        let pushed = self.input.push(event, now_us);
+        if !matches!(pushed, Push::Closed(_)) {
+            self.touch(now_us);
+        }
+        pushed
+    }
+
+    /// Room for [`StreamCore::send_batch`] now.
+    pub fn room(&self) -> usize {
+        self.input.room()
+    }
+
+    /// Send events that fit in [`StreamCore::room`]; returns whether the
+    /// handler waits for input and must be woken.
+    pub fn send_batch(&mut self, events: impl IntoIterator<Item = T>, now_us: u64) -> bool {
+        self.touch(now_us);
+        self.input.push_batch(events, now_us)
+    }
+
+    /// End the input (idempotent). Returns true the first time.
+    pub fn end(&mut self) -> bool {
+        if !self.input.close() {
+            return false;
+        }
+        if self.phase == Phase::Open {
+            self.phase = Phase::Ending;
+        }
+        self.disarm_idle();
+        true
+    }
+
+    /// The handler takes up to `max` events (see [`Lane::take`]).
+    pub fn take_input(&mut self, max: usize, now_us: u64, out: &mut impl Extend<T>) -> Take {
+        let took = self
+            .input
+            .take(max, now_us, out, Some(&mut self.queue_wait));
+        if let Take::Taken { admitted, .. } = took {
+            if admitted > 0 {
+                self.touch(now_us);
+            }
+        }
+        took
+    }
+
+    /// The handler stopped reading its input for good: drop what is buffered
+    /// and refuse later sends. Returns how many waiting sends were dropped.
+    pub fn release_input(&mut self) -> usize {
+        self.disarm_idle();
+        self.input.clear()
+    }
+
+    /// Sends waiting for room in the input buffer.
+    pub fn waiting_senders(&self) -> usize {
+        self.input.waiting()
+    }
+
+    // ----- output side -----
+
+    /// The handler yields one output.
+    pub fn yield_output(&mut self, output: T, now_us: u64) -> Push<T> {
+        self.output.push(output, now_us)
+    }
+
+    /// The consumer takes up to `max` outputs. `Ended` means every output
+    /// was read; [`StreamCore::phase`] then says how the stream ended.
+    pub fn take_output(&mut self, max: usize, now_us: u64, out: &mut impl Extend<T>) -> Take {
+        let took = self.output.take(max, now_us, out, None);
+        if took == Take::Ended && self.phase == Phase::Ending && !self.handler_running {
+            self.phase = Phase::Done;
+        }
+        took
+    }
+
+    // ----- endings -----
+
+    fn handler_finished(&mut self, outcome: Outcome, now_us: u64) -> usize {
+        self.handler_running = false;
+        self.finished_us.get_or_insert(now_us);
+        self.permit.release(outcome);
+        self.disarm_idle();
+        self.output.close();
+        self.input.clear()
+    }
+
+    /// The handler returned. Returns how many waiting sends were dropped
+    /// (nobody will read them; their senders should be told the stream closed).
+    pub fn handler_returned(&mut self, now_us: u64) -> usize {
+        let dropped = self.handler_finished(Outcome::Completed, now_us);
+        if self.phase == Phase::Open {
+            self.phase = Phase::Ending;
+        }
+        if self.phase == Phase::Ending && self.output.is_drained() {
+            self.phase = Phase::Done;
+        }
+        dropped
+    }
+
+    /// The handler threw. Outputs it yielded before stay readable. Returns how
+    /// many waiting sends were dropped.
+    pub fn handler_failed(&mut self, now_us: u64) -> usize {
+        let dropped = self.handler_finished(Outcome::Failed, now_us);
+        if self.phase.is_live() {
+            self.phase = Phase::Failed;
+        }
+        dropped
+    }
+
+    /// Cancel: drop everything buffered in both directions, refuse sends, free
+    /// the slot. Returns `None` when the stream had already ended, else how
+    /// many waiting sends were dropped.
+    pub fn cancel(&mut self, now_us: u64) -> Option<usize> {
+        if !self.phase.is_live() {
+            return None;
+        }
+        self.phase = Phase::Cancelled;
+        if self.handler_running {
+            self.permit.release(Outcome::Cancelled);
+            self.finished_us.get_or_insert(now_us);
+        }
+        self.disarm_idle();
+        self.output.clear();
+        Some(self.input.clear())
+    }
+
+    // ----- idle -----
+
+    fn disarm_idle(&mut self) {
+        let key = self.key;
+        if let Some(idle) = &mut self.idle {
+            idle.disarm(key);
+        }
+    }
+
+    /// The notifier reported this stream's deadline: end the input if the
+    /// stream really was idle for the whole timeout, else arm again.
+    pub fn idle_fire(&mut self, now_us: u64) -> IdleVerdict {
+        let key = self.key;
+        let waiting = self.input.waiting() > 0;
+        let closed = self.input.is_closed();
+        let Some(idle) = &mut self.idle else {
+            return IdleVerdict::Off;
+        };
+        idle.armed_at_us = None;
+        if closed {
+            return IdleVerdict::Off;
+        }
+        if waiting {
+            // A send waiting for room pauses the clock.
+            idle.last_activity_us = now_us;
+        }
+        let deadline = idle.last_activity_us + idle.timeout_us;
+        if deadline <= now_us {
+            self.end();
+            return IdleVerdict::Expired;
+        }
+        idle.arm(key, deadline);
+        IdleVerdict::Rearmed
+    }
+
+    // ----- metrics -----
+
+    /// Metrics now. `in_unconsumed` / `out_unconsumed`: how many values of the
+    /// batches lent to the handler / the consumer are still unconsumed (the
+    /// embedder knows; the lane only knows the batch size).
+    pub fn metrics(&self, now_us: u64, in_unconsumed: usize, out_unconsumed: usize) -> Metrics {
+        let end_us = self.finished_us.unwrap_or(now_us);
+        Metrics {
+            events_in: self.input.accepted(),
+            events_out: self.output.accepted(),
+            buffered_in: (self.input.queued() + self.input.lent().min(in_unconsumed)) as u64,
+            buffered_out: (self.output.queued() + self.output.lent().min(out_unconsumed)) as u64,
+            backpressure_waits: self.input.waits(),
+            opened_at: self.opened_at_ms,
+            duration_ms: end_us.saturating_sub(self.opened_us) as f64 / 1000.0,
+            queue_wait_p50_us: self.queue_wait.percentile(0.50),
+            queue_wait_p99_us: self.queue_wait.percentile(0.99),
+        }
+    }
+}
+
+impl<T> Drop for StreamCore<T> {
+    fn drop(&mut self) {
+        self.disarm_idle();
+    }
+}
