@@ -1,0 +1,68 @@
+import { describe, invalidType, invalidValue, outOfRange } from './errors';
+import type { StreamConfig } from './types';
+
+export const DEFAULTS = { buffer: 256, idleTimeout: 30_000, maxConcurrent: 1000 } as const;
+
+/** Largest `buffer` and `maxConcurrent`: both cross into the core as u32. */
+const MAX_COUNT = 2 ** 32 - 1;
+/** Largest `idleTimeout`: the same ceiling as Node's own timers (about 24.8 days). */
+const MAX_IDLE_MS = 2 ** 31 - 1;
+
+const KEYS = new Set(['buffer', 'idleTimeout', 'maxConcurrent', 'name']);
+
+function count(field: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > MAX_COUNT) {
+    throw outOfRange(`The "${field}" option must be an integer from 1 to ${MAX_COUNT}. Received ${describe(value)}`);
+  }
+  return value;
+}
+
+/** Checks a config object and fills in the defaults. Throws at the call, never later. */
+export function resolveConfig(config: unknown, defaultName: string): Readonly<Required<StreamConfig>> {
+  if (config === undefined) config = {};
+  if (config === null || typeof config !== 'object' || Array.isArray(config)) {
+    throw invalidType(`The "config" argument must be an object. Received ${describe(config)}`);
+  }
+  for (const key of Object.keys(config)) {
+    if (!KEYS.has(key)) {
+      throw invalidValue(`Unknown option "${key}". Known options: ${[...KEYS].join(', ')}`);
+    }
+  }
+  const c = config as StreamConfig;
+  const buffer = c.buffer === undefined ? DEFAULTS.buffer : count('buffer', c.buffer);
+  const maxConcurrent = c.maxConcurrent === undefined ? DEFAULTS.maxConcurrent : count('maxConcurrent', c.maxConcurrent);
+  let idleTimeout: number = DEFAULTS.idleTimeout;
+  if (c.idleTimeout !== undefined) {
+    const v: unknown = c.idleTimeout;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > MAX_IDLE_MS) {
+      throw outOfRange(
+        `The "idleTimeout" option must be a finite number of milliseconds from 0 (never) to ${MAX_IDLE_MS}. Received ${describe(v)}`,
+      );
+    }
+    idleTimeout = v;
+  }
+  let name = defaultName;
+  if (c.name !== undefined) {
+    if (typeof c.name !== 'string') {
+      throw invalidType(`The "name" option must be a string. Received ${describe(c.name)}`);
+    }
+    name = c.name;
+  }
+  return Object.freeze({ buffer, idleTimeout, maxConcurrent, name });
+}
+
+/** Checks `{ signal }` options of `open()` and `run()`. */
+export function resolveSignal(opts: unknown): AbortSignal | undefined {
+  if (opts === undefined) return undefined;
+  if (opts === null || typeof opts !== 'object') {
+    throw invalidType(`The "options" argument must be an object. Received ${describe(opts)}`);
+  }
+  for (const key of Object.keys(opts)) {
+    if (key !== 'signal') throw invalidValue(`Unknown option "${key}". Known options: signal`);
+  }
+  const { signal } = opts as { signal?: unknown };
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw invalidType(`The "signal" option must be an AbortSignal. Received ${describe(signal)}`);
+  }
+  return signal;
+}

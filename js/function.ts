@@ -1,0 +1,143 @@
+import { resolveConfig, resolveSignal } from './config';
+import { StreamLimitError, describe, invalidType } from './errors';
+import { NativeFunction } from './native';
+import { PipedStream } from './pipe';
+import { StreamImpl, assertSource, collectOutputs } from './stream';
+import type { EventSource, OpenOptions, Stream, StreamConfig, StreamFn, StreamFnStats, StreamHandler } from './types';
+
+/** Opens a stream; `idle` false turns the idle clock off (inner pipe stages: their input is the previous stage). */
+export const kOpen = Symbol('velo.open');
+
+const SyncGeneratorFunction = Object.getPrototypeOf(function* () {}).constructor as FunctionConstructor;
+
+abstract class FnBase<I, O> implements StreamFn<I, O> {
+  abstract readonly name: string;
+  abstract readonly config: Readonly<Required<StreamConfig>>;
+  abstract stats(): StreamFnStats;
+  abstract [kOpen](signal: AbortSignal | undefined, idle: boolean): Stream<I, O>;
+  /** The single-stage functions this one runs, in order. */
+  abstract readonly stages: readonly SingleFn<unknown, unknown>[];
+
+  open(opts?: OpenOptions): Stream<I, O> {
+    return this[kOpen](resolveSignal(opts), true);
+  }
+
+  async run(events: EventSource<I>, opts?: OpenOptions): Promise<O[]> {
+    assertSource(events);
+    const signal = resolveSignal(opts);
+    if (signal?.aborted) throw signal.reason;
+    const stream = this[kOpen](signal, true) as StreamImpl<I, O> | PipedStream<I, O>;
+    return collectOutputs(stream, events);
+  }
+
+  pipe<P>(next: StreamFn<O, P> | StreamHandler<O, P>): StreamFn<I, P> {
+    let tail: readonly SingleFn<unknown, unknown>[];
+    if (next instanceof FnBase) tail = next.stages;
+    else if (typeof next === 'function') {
+      tail = [
+        new SingleFn(next as StreamHandler<unknown, unknown>, {
+          name: next.name || `${this.name}:stage${this.stages.length + 1}`,
+          buffer: this.config.buffer,
+          maxConcurrent: this.config.maxConcurrent,
+        }),
+      ];
+    } else {
+      throw invalidType(`The "next" argument must be a stream function or a handler. Received ${describe(next)}`);
+    }
+    return new PipedFn<I, P>([...this.stages, ...tail]);
+  }
+}
+
+/** A stream function of one handler. */
+export class SingleFn<I, O> extends FnBase<I, O> {
+  readonly name: string;
+  readonly config: Readonly<Required<StreamConfig>>;
+  readonly #handler: StreamHandler<I, O>;
+  readonly #native: NativeFunction;
+
+  constructor(handler: StreamHandler<I, O>, config: unknown) {
+    super();
+    const fn: unknown = handler;
+    if (typeof fn !== 'function') {
+      throw invalidType(`The "handler" argument must be an async generator function. Received ${describe(fn)}`);
+    }
+    if (fn instanceof SyncGeneratorFunction) {
+      throw invalidType(`The "handler" argument must be an async generator function (async function*), not a sync generator function`);
+    }
+    this.config = resolveConfig(config, handler.name || 'anonymous');
+    this.name = this.config.name;
+    this.#handler = handler;
+    this.#native = new NativeFunction(this.config.maxConcurrent);
+  }
+
+  get stages(): readonly SingleFn<unknown, unknown>[] {
+    return [this as SingleFn<unknown, unknown>];
+  }
+
+  [kOpen](signal: AbortSignal | undefined, idle: boolean): StreamImpl<I, O> {
+    const idleMs = idle ? this.config.idleTimeout : 0;
+    const core = this.#native.open(this.config.buffer, idleMs);
+    if (core === null) {
+      throw new StreamLimitError(
+        `Cannot open a stream of "${this.name}": ${this.config.maxConcurrent} are open (maxConcurrent)`,
+      );
+    }
+    return new StreamImpl(core, this.#handler, this.name, this.config.buffer, idleMs > 0, signal);
+  }
+
+  stats(): StreamFnStats {
+    return this.#native.stats() as StreamFnStats;
+  }
+}
+
+/** Stages run in sequence: `a.pipe(b).pipe(c)`. */
+export class PipedFn<I, O> extends FnBase<I, O> {
+  readonly name: string;
+  readonly config: Readonly<Required<StreamConfig>>;
+  readonly stages: readonly SingleFn<unknown, unknown>[];
+  readonly #stats: StreamFnStats = { open: 0, opened: 0, completed: 0, failed: 0, cancelled: 0, rejected: 0 };
+
+  constructor(stages: readonly SingleFn<unknown, unknown>[]) {
+    super();
+    this.stages = stages;
+    const head = stages[0] as SingleFn<unknown, unknown>;
+    this.name = stages.map((s) => s.name).join('|');
+    this.config = Object.freeze({
+      buffer: head.config.buffer,
+      idleTimeout: head.config.idleTimeout,
+      maxConcurrent: Math.min(...stages.map((s) => s.config.maxConcurrent)),
+      name: this.name,
+    });
+  }
+
+  [kOpen](signal: AbortSignal | undefined, idle: boolean): PipedStream<I, O> {
+    const opened: StreamImpl<unknown, unknown>[] = [];
+    try {
+      for (const [i, stage] of this.stages.entries()) opened.push(stage[kOpen](undefined, idle && i === 0));
+    } catch (error) {
+      for (const s of opened) void s.cancel(error);
+      if (error instanceof StreamLimitError) this.#stats.rejected++;
+      throw error;
+    }
+    this.#stats.open++;
+    this.#stats.opened++;
+    const stream = new PipedStream<I, O>(opened, signal);
+    void stream.settled.then((outcome) => {
+      this.#stats.open--;
+      this.#stats[outcome]++;
+    });
+    return stream;
+  }
+
+  stats(): StreamFnStats {
+    return { ...this.#stats };
+  }
+}
+
+/**
+ * Makes a stream function: `handler` runs once per stream, over that stream's
+ * events, and what it yields are the stream's outputs.
+ */
+export function streamFn<I, O>(handler: StreamHandler<I, O>, config?: StreamConfig): StreamFn<I, O> {
+  return new SingleFn(handler, config);
+}

@@ -1,0 +1,35 @@
+// Internal protocol between streams, `feed`/`run` and pipes. Symbol-keyed so
+// it stays off the public surface.
+import type { EventSource } from './types';
+
+export const kRead = Symbol('velo.read');
+export const kSendAll = Symbol('velo.sendAll');
+export const kDrain = Symbol('velo.drain');
+export const kWaitOutput = Symbol('velo.waitOutput');
+export const kSignal = Symbol('velo.signal');
+
+/** How a read wants its answer. */
+export const enum ReadKind {
+  /** `recv()`: the value; rejects `StreamClosedError` at the end. */
+  Recv,
+  /** Iteration: `{ value, done }`. */
+  Iter,
+  /** Only "something happened" (data or the end), nothing consumed. */
+  Wake,
+}
+
+/** What `feed`, `run` and pipe links need of a stream, single-stage or piped. */
+export interface Endpoints<I, O> {
+  /** The stream's open signal, if any. */
+  readonly [kSignal]: AbortSignal | undefined;
+  /** Reads one output (or waits); see `ReadKind`. */
+  [kRead](kind: ReadKind): Promise<unknown>;
+  /** Sends every event with backpressure, then ends the input if `end`. Resolves false if the stream closed first. Rejects only with the source's own error. */
+  [kSendAll](source: EventSource<I>, end: boolean): Promise<boolean>;
+  /** Moves every output available now into `out`. True when no output will ever come again; throws the stream's error. */
+  [kDrain](out: O[]): boolean;
+  /** Resolves when `kDrain` may have something new. */
+  [kWaitOutput](): Promise<unknown>;
+  cancel(reason?: unknown): Promise<void>;
+  readonly state: string;
+}

@@ -1,0 +1,652 @@
+// One running stream: the JavaScript half of a stream's state.
+//
+// The core (NativeStream) holds the events and outputs, and decides: a send
+// that finds no room is told PARKED, a take that finds nothing is told EMPTY.
+// This file owns only what must live in JavaScript: the promises of whoever
+// waits (parked senders, the handler waiting for input, readers, the handler
+// paused at a yield), and the driving of the handler's async iterator.
+//
+// Per event, nothing here allocates beyond the `{ value, done }` result an
+// async iterator must return; promises are made only when someone waits.
+import { StreamClosedError, describe, invalidReturn, invalidType } from './errors';
+import { Fifo } from './fifo';
+import {
+  ACCEPTED,
+  ACCEPTED_WAKE,
+  EMPTY,
+  ENDED,
+  PARKED,
+  PHASES,
+  type IdleTarget,
+  type NativeStream,
+  holdAlive,
+  releaseAlive,
+  unwatchIdle,
+  watchIdle,
+} from './native';
+import { type Endpoints, ReadKind, kDrain, kRead, kSendAll, kSignal, kWaitOutput } from './internal';
+import type { EventSource, Stream, StreamContext, StreamHandler, StreamMetrics, StreamState } from './types';
+
+/** The handler's stream finished (used by pipes). */
+export const kFinished = Symbol('velo.finished');
+/** Cancel, but make reads reject with `error` (a pipe's failure reaching its last stage). */
+export const kCancelWith = Symbol('velo.cancelWith');
+/** The handler's error, if it threw (used by pipes). */
+export const kFailure = Symbol('velo.failure');
+const kHandlerSignal = Symbol('velo.handlerSignal');
+const kNextInput = Symbol('velo.nextInput');
+const kReleaseInput = Symbol('velo.releaseInput');
+
+interface Settle<T> {
+  resolve(value: T): void;
+  reject(reason: unknown): void;
+}
+
+interface Reader extends Settle<unknown> {
+  kind: ReadKind;
+}
+
+const DONE: IteratorResult<never, undefined> = Object.freeze({ done: true, value: undefined });
+const RESOLVED: Promise<void> = Promise.resolve();
+/** `poll` found nothing yet. */
+const NOT_YET = Symbol('velo.notYet');
+
+/** Whether `value` can be a source of events. Strings are refused: iterating one sends characters, never what was meant. */
+export function assertSource(value: unknown, name = 'events'): asserts value is EventSource<unknown> {
+  const ok =
+    value !== null &&
+    typeof value === 'object' &&
+    (typeof (value as Iterable<unknown>)[Symbol.iterator] === 'function' ||
+      typeof (value as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function');
+  if (!ok) {
+    throw invalidType(`The "${name}" argument must be an iterable or async iterable of events. Received ${describe(value)}`);
+  }
+}
+
+/** The async iterable a handler reads its events from. */
+class Input<I> implements AsyncIterableIterator<I> {
+  readonly #stream: StreamImpl<I, unknown>;
+  constructor(stream: StreamImpl<I, unknown>) {
+    this.#stream = stream;
+  }
+  next(): Promise<IteratorResult<I>> {
+    return this.#stream[kNextInput]();
+  }
+  /** The handler left its `for await` early: it will read no more events. */
+  return(): Promise<IteratorResult<I>> {
+    this.#stream[kReleaseInput]();
+    return Promise.resolve(DONE);
+  }
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+}
+
+class Context implements StreamContext {
+  readonly #stream: StreamImpl<unknown, unknown>;
+  constructor(stream: StreamImpl<unknown, unknown>) {
+    this.#stream = stream;
+  }
+  get id(): string {
+    return this.#stream.id;
+  }
+  get signal(): AbortSignal {
+    return this.#stream[kHandlerSignal];
+  }
+}
+
+/** The consumer's iterator over a stream's outputs. Leaving it early (`break`) cancels the stream. */
+export class Outputs<O> implements AsyncIterableIterator<O> {
+  readonly #stream: Endpoints<unknown, O>;
+  constructor(stream: Endpoints<unknown, O>) {
+    this.#stream = stream;
+  }
+  next(): Promise<IteratorResult<O>> {
+    return this.#stream[kRead](ReadKind.Iter) as Promise<IteratorResult<O>>;
+  }
+  async return(value?: unknown): Promise<IteratorResult<O>> {
+    await this.#stream.cancel();
+    return { done: true, value: value as O };
+  }
+  async throw(error?: unknown): Promise<IteratorResult<O>> {
+    await this.#stream.cancel(error);
+    throw error;
+  }
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+}
+
+/** Outputs in batches until the stream ends; the engine of `feed` and `run`. */
+export async function* outputBatches<I, O>(stream: Endpoints<I, O>, source: EventSource<I>): AsyncGenerator<O[], void> {
+  let sourceError: { error: unknown } | undefined;
+  stream[kSendAll](source, true).catch((error: unknown) => {
+    sourceError = { error };
+    void stream.cancel(error);
+  });
+  const batch: O[] = [];
+  let finished = false;
+  try {
+    for (;;) {
+      batch.length = 0;
+      finished = stream[kDrain](batch);
+      if (batch.length > 0) yield batch;
+      if (finished) break;
+      await stream[kWaitOutput]();
+    }
+  } finally {
+    // Left early: by `break`, or by the stream's own error. Either way the
+    // stream (and so the source) must stop.
+    if (!finished) await stream.cancel();
+  }
+  if (sourceError !== undefined) throw sourceError.error;
+  const signal = stream[kSignal];
+  if (stream.state === 'cancelled' && signal?.aborted) throw signal.reason;
+}
+
+export async function* feedOutputs<I, O>(stream: Endpoints<I, O>, source: EventSource<I>): AsyncGenerator<O, void> {
+  for await (const batch of outputBatches(stream, source)) {
+    for (const value of batch) yield value;
+  }
+}
+
+export async function collectOutputs<I, O>(stream: Endpoints<I, O>, source: EventSource<I>): Promise<O[]> {
+  const out: O[] = [];
+  for await (const batch of outputBatches(stream, source)) {
+    for (let i = 0; i < batch.length; i++) out.push(batch[i] as O);
+  }
+  return out;
+}
+
+export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarget {
+  readonly #core: NativeStream;
+  readonly #label: string;
+  readonly #capacity: number;
+  #id: string | undefined;
+  readonly #signal: AbortSignal | undefined;
+  #onAbort: (() => void) | undefined;
+  #abort: AbortController | undefined;
+  #cancelReason: unknown;
+
+  // Input side: parked senders, and the batch lent to the handler.
+  readonly #senders = new Fifo<Settle<void>>();
+  readonly #inBuf: unknown[] = [];
+  #inPos = 0;
+  #inLen = 0;
+  #inWaiter: Settle<IteratorResult<I>> | null = null;
+  #idleOn: boolean;
+
+  // Output side: readers, the batch lent to them, and the paused handler.
+  readonly #outBuf: unknown[] = [];
+  #outPos = 0;
+  #outLen = 0;
+  readonly #readers = new Fifo<Reader>();
+  #pumpWaiter: (() => void) | null = null;
+  #keepingAlive = false;
+
+  // Endings.
+  #failure: { error: unknown } | undefined;
+  #cancelled = false;
+  readonly #finished: Promise<void>;
+  #resolveFinished!: () => void;
+
+  constructor(
+    core: NativeStream,
+    handler: StreamHandler<I, O>,
+    label: string,
+    capacity: number,
+    idle: boolean,
+    signal: AbortSignal | undefined,
+  ) {
+    this.#core = core;
+    this.#label = label;
+    this.#capacity = capacity;
+    this.#idleOn = idle;
+    this.#signal = signal;
+    this.#finished = new Promise((resolve) => (this.#resolveFinished = resolve));
+    if (idle) watchIdle(core.key, this);
+
+    let iterator: AsyncIterator<O> | undefined;
+    try {
+      const iterable: unknown = handler(new Input(this), new Context(this as StreamImpl<unknown, unknown>));
+      if (iterable !== null && typeof (iterable as AsyncIterable<O>)?.[Symbol.asyncIterator] === 'function') {
+        iterator = (iterable as AsyncIterable<O>)[Symbol.asyncIterator]();
+      } else {
+        throw invalidReturn(
+          `The handler of "${label}" must return an async iterable (write it as an async function*). Received ${describe(iterable)}`,
+        );
+      }
+    } catch (error) {
+      this.#handlerThrew(error);
+    }
+    if (iterator !== undefined) void this.#pump(iterator);
+
+    if (signal !== undefined) {
+      if (signal.aborted) {
+        void this.cancel(signal.reason);
+      } else if (this.#core.phase < 2) {
+        this.#onAbort = () => void this.cancel(signal.reason);
+        signal.addEventListener('abort', this.#onAbort, { once: true });
+      }
+    }
+  }
+
+  get id(): string {
+    return (this.#id ??= `s${this.#core.key}`);
+  }
+
+  get state(): StreamState {
+    return PHASES[this.#core.phase] as StreamState;
+  }
+
+  get metrics(): StreamMetrics {
+    return this.#core.metrics(this.#inLen - this.#inPos, this.#outLen - this.#outPos) as StreamMetrics;
+  }
+
+  get [kSignal](): AbortSignal | undefined {
+    return this.#signal;
+  }
+
+  /** The handler's `ctx.signal`, made on first use (most handlers never look). */
+  get [kHandlerSignal](): AbortSignal {
+    if (this.#abort === undefined) {
+      this.#abort = new AbortController();
+      if (this.#cancelled) this.#abort.abort(this.#cancelReason);
+    }
+    return this.#abort.signal;
+  }
+
+  get [kFinished](): Promise<void> {
+    return this.#finished;
+  }
+
+  get [kFailure](): { error: unknown } | undefined {
+    return this.#failure;
+  }
+
+  // ----- input -----
+
+  send(event: I): Promise<void> {
+    const code = this.#core.send(event);
+    if (code === ACCEPTED) return RESOLVED;
+    if (code === ACCEPTED_WAKE) {
+      this.#wakeInput();
+      return RESOLVED;
+    }
+    if (code === PARKED) {
+      return new Promise((resolve, reject) => {
+        this.#senders.push({ resolve, reject });
+        this.#syncKeepAlive();
+      });
+    }
+    return Promise.reject(this.#closedError());
+  }
+
+  end(): void {
+    if (this.#core.end()) {
+      this.#idleOff();
+      this.#wakeInput();
+    }
+  }
+
+  feed(events: EventSource<I>): AsyncIterable<O> {
+    assertSource(events);
+    return feedOutputs(this, events);
+  }
+
+  async [kSendAll](source: EventSource<I>, end: boolean): Promise<boolean> {
+    let sent: boolean;
+    if (Array.isArray(source)) sent = await this.#sendArray(source);
+    else if (typeof (source as AsyncIterable<I>)[Symbol.asyncIterator] === 'function') {
+      sent = await this.#sendAsync(source as AsyncIterable<I>);
+    } else sent = await this.#sendSync(source as Iterable<I>);
+    if (sent && end) this.end();
+    return sent;
+  }
+
+  /** One ordinary send; false if the stream is closed. */
+  #sendOne(event: I): boolean | Promise<boolean> {
+    const sent = this.send(event);
+    if (sent === RESOLVED) return true;
+    return sent.then(
+      () => true,
+      (error: unknown) => {
+        if (error instanceof StreamClosedError) return false;
+        throw error;
+      },
+    );
+  }
+
+  // Arrays cross into the core in slices that fit the free room: one native
+  // call per slice instead of one per event.
+  async #sendArray(events: readonly I[]): Promise<boolean> {
+    let i = 0;
+    while (i < events.length) {
+      const room = this.#core.room();
+      if (room === 0) {
+        // Full, closed, or senders waiting: an ordinary send finds out which.
+        if (!(await this.#sendOne(events[i++] as I))) return false;
+        continue;
+      }
+      const n = Math.min(room, events.length - i);
+      if (this.#core.sendBatch(events, i, n)) this.#wakeInput();
+      i += n;
+    }
+    return true;
+  }
+
+  async #sendSync(source: Iterable<I>): Promise<boolean> {
+    const it = source[Symbol.iterator]();
+    const stage: I[] = [];
+    for (;;) {
+      const room = this.#core.room();
+      if (room === 0) {
+        const r = it.next();
+        if (r.done) return true;
+        if (!(await this.#sendOne(r.value))) {
+          it.return?.();
+          return false;
+        }
+        continue;
+      }
+      stage.length = 0;
+      let r: IteratorResult<I> | undefined;
+      while (stage.length < room && !(r = it.next()).done) stage.push(r.value);
+      if (stage.length > 0 && this.#core.sendBatch(stage, 0, stage.length)) this.#wakeInput();
+      if (r?.done) return true;
+    }
+  }
+
+  async #sendAsync(source: AsyncIterable<I>): Promise<boolean> {
+    const it = source[Symbol.asyncIterator]();
+    for (;;) {
+      const r = await it.next();
+      if (r.done) return true;
+      const sent = this.#sendOne(r.value);
+      if (sent === true || (await sent)) continue;
+      await it.return?.();
+      return false;
+    }
+  }
+
+  [kNextInput](): Promise<IteratorResult<I>> {
+    if (this.#inPos < this.#inLen) {
+      const value = this.#inBuf[this.#inPos] as I;
+      this.#inBuf[this.#inPos++] = undefined;
+      return Promise.resolve({ value, done: false });
+    }
+    const r = this.#pollInput();
+    if (r !== null) return Promise.resolve(r);
+    return new Promise((resolve, reject) => {
+      this.#inWaiter = { resolve, reject };
+    });
+  }
+
+  /** Take the next batch of events from the core; null if the handler must wait. */
+  #pollInput(): IteratorResult<I> | null {
+    const n = this.#core.takeInput(this.#inBuf, this.#capacity);
+    if (this.#senders.length > 0) this.#admitSenders(this.#core.admitted);
+    if (n > 0) {
+      this.#inPos = 1;
+      this.#inLen = n;
+      const value = this.#inBuf[0] as I;
+      this.#inBuf[0] = undefined;
+      return { value, done: false };
+    }
+    this.#inPos = this.#inLen = 0;
+    return n === ENDED ? DONE : null;
+  }
+
+  #wakeInput(): void {
+    const waiter = this.#inWaiter;
+    if (waiter === null) return;
+    const r = this.#pollInput();
+    if (r === null) return;
+    this.#inWaiter = null;
+    waiter.resolve(r);
+  }
+
+  #admitSenders(count: number): void {
+    for (let i = 0; i < count; i++) this.#senders.shift()?.resolve();
+    if (count > 0) this.#syncKeepAlive();
+  }
+
+  [kReleaseInput](): void {
+    this.#core.releaseInput();
+    this.#inPos = this.#inLen = 0;
+    this.#inBuf.length = 0;
+    this.#idleOff();
+    this.#rejectSenders(new StreamClosedError(`${this.#describe()} no longer reads its input`));
+  }
+
+  #rejectSenders(error: Error): void {
+    if (this.#senders.length === 0) return;
+    for (const sender of this.#senders.drain()) sender.reject(error);
+    this.#syncKeepAlive();
+  }
+
+  // ----- idle -----
+
+  idleFired(): void {
+    if (this.#core.idleFire()) {
+      this.#idleOff();
+      this.#wakeInput();
+    }
+  }
+
+  #idleOff(): void {
+    if (!this.#idleOn) return;
+    this.#idleOn = false;
+    unwatchIdle(this.#core.key);
+    this.#syncKeepAlive();
+  }
+
+  /** A pending read keeps the process alive while this stream's idle deadline runs: the deadline will settle it. */
+  #syncKeepAlive(): void {
+    const want = this.#idleOn && this.#readers.length > 0 && this.#senders.length === 0;
+    if (want === this.#keepingAlive) return;
+    this.#keepingAlive = want;
+    if (want) holdAlive();
+    else releaseAlive();
+  }
+
+  // ----- the handler -----
+
+  async #pump(it: AsyncIterator<O>): Promise<void> {
+    try {
+      for (;;) {
+        const r = await it.next();
+        if (r.done) break;
+        if (this.#cancelled) {
+          await it.return?.();
+          break;
+        }
+        const code = this.#core.yieldOutput(r.value);
+        if (code === ACCEPTED_WAKE) this.#serveReaders();
+        else if (code === PARKED) {
+          // Paused at its yield until a reader makes room.
+          await new Promise<void>((resolve) => (this.#pumpWaiter = resolve));
+          if (this.#cancelled) {
+            await it.return?.();
+            break;
+          }
+        } else if (code !== ACCEPTED) {
+          await it.return?.();
+          break;
+        }
+      }
+    } catch (error) {
+      this.#handlerThrew(error);
+      return;
+    }
+    this.#core.handlerReturned();
+    this.#afterHandler(new StreamClosedError(`${this.#describe()} has finished: its handler returned`));
+  }
+
+  #handlerThrew(error: unknown): void {
+    if (this.#cancelled) {
+      // Thrown while being cancelled: nobody is left to see it.
+      this.#afterHandler(this.#closedError());
+      return;
+    }
+    this.#failure = { error };
+    this.#core.handlerFailed();
+    this.#afterHandler(new StreamClosedError(`${this.#describe()} failed: its handler threw`, { cause: error }));
+  }
+
+  #afterHandler(senderError: Error): void {
+    this.#rejectSenders(senderError);
+    this.#inPos = this.#inLen = 0;
+    this.#inBuf.length = 0;
+    this.#idleOff();
+    this.#detachSignal();
+    this.#serveReaders();
+    this.#resolveFinished();
+  }
+
+  #detachSignal(): void {
+    if (this.#onAbort !== undefined) {
+      this.#signal?.removeEventListener('abort', this.#onAbort);
+      this.#onAbort = undefined;
+    }
+  }
+
+  // ----- output -----
+
+  recv(): Promise<O> {
+    return this[kRead](ReadKind.Recv) as Promise<O>;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<O> {
+    return new Outputs<O>(this);
+  }
+
+  [kRead](kind: ReadKind): Promise<unknown> {
+    if (this.#outPos < this.#outLen && kind !== ReadKind.Wake) return Promise.resolve(this.#shiftOut(kind));
+    try {
+      const r = this.#poll(kind);
+      if (r !== NOT_YET) return Promise.resolve(r);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return new Promise((resolve, reject) => {
+      this.#readers.push({ kind, resolve, reject });
+      this.#syncKeepAlive();
+    });
+  }
+
+  [kWaitOutput](): Promise<unknown> {
+    return this[kRead](ReadKind.Wake);
+  }
+
+  [kDrain](out: O[]): boolean {
+    for (;;) {
+      while (this.#outPos < this.#outLen) {
+        out.push(this.#outBuf[this.#outPos] as O);
+        this.#outBuf[this.#outPos++] = undefined;
+      }
+      const n = this.#takeOutput();
+      if (n > 0) continue;
+      if (n === EMPTY) return false;
+      if (this.#failure !== undefined) throw this.#failure.error;
+      return true;
+    }
+  }
+
+  #shiftOut(kind: ReadKind): unknown {
+    const value = this.#outBuf[this.#outPos];
+    this.#outBuf[this.#outPos++] = undefined;
+    return kind === ReadKind.Recv ? value : { value, done: false };
+  }
+
+  #takeOutput(): number {
+    const n = this.#core.takeOutput(this.#outBuf, this.#capacity);
+    if (this.#pumpWaiter !== null && this.#core.admitted > 0) {
+      const resume = this.#pumpWaiter;
+      this.#pumpWaiter = null;
+      resume();
+    }
+    this.#outPos = 0;
+    this.#outLen = n > 0 ? n : 0;
+    return n;
+  }
+
+  /** The answer for a read now, or NOT_YET; throws what the read must reject with. */
+  #poll(kind: ReadKind): unknown {
+    if (this.#outPos >= this.#outLen) {
+      const n = this.#takeOutput();
+      if (n === EMPTY) return NOT_YET;
+      if (n === ENDED) {
+        if (kind === ReadKind.Wake) return true;
+        if (this.#failure !== undefined) throw this.#failure.error;
+        if (kind === ReadKind.Iter) return DONE;
+        if (this.#cancelled) throw this.#closedError();
+        throw new StreamClosedError(`${this.#describe()} has no more outputs`);
+      }
+    }
+    return kind === ReadKind.Wake ? true : this.#shiftOut(kind);
+  }
+
+  #serveReaders(): void {
+    while (this.#readers.length > 0) {
+      const reader = this.#readers.peek() as Reader;
+      let r: unknown;
+      try {
+        r = this.#poll(reader.kind);
+      } catch (error) {
+        this.#readers.shift();
+        reader.reject(error);
+        continue;
+      }
+      if (r === NOT_YET) break;
+      this.#readers.shift();
+      reader.resolve(r);
+    }
+    this.#syncKeepAlive();
+  }
+
+  // ----- cancel -----
+
+  cancel(reason?: unknown): Promise<void> {
+    if (!this.#cancelled && this.#core.cancel() >= 0) {
+      this.#cancelled = true;
+      this.#cancelReason = reason;
+      this.#abort?.abort(reason);
+      this.#inPos = this.#inLen = this.#outPos = this.#outLen = 0;
+      this.#inBuf.length = this.#outBuf.length = 0;
+      this.#rejectSenders(this.#closedError());
+      this.#idleOff();
+      this.#detachSignal();
+      this.#wakeInput();
+      const resume = this.#pumpWaiter;
+      this.#pumpWaiter = null;
+      resume?.();
+      this.#serveReaders();
+    }
+    return this.#finished;
+  }
+
+  [kCancelWith](error: unknown): Promise<void> {
+    if (this.#failure === undefined && this.#core.phase < 2) this.#failure = { error };
+    return this.cancel(error);
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.cancel();
+  }
+
+  #describe(): string {
+    return `Stream ${this.id} of "${this.#label}"`;
+  }
+
+  #closedError(): StreamClosedError {
+    if (this.#failure !== undefined) {
+      return new StreamClosedError(`${this.#describe()} failed: its handler threw`, { cause: this.#failure.error });
+    }
+    if (this.#cancelled) {
+      const options = this.#cancelReason === undefined ? undefined : { cause: this.#cancelReason };
+      return new StreamClosedError(`${this.#describe()} was cancelled`, options);
+    }
+    return new StreamClosedError(`${this.#describe()} is closed: its input has ended`);
+  }
+}

@@ -1,0 +1,96 @@
+/** Settings of a stream function. Every field is optional; `streamFn` checks them at the call. */
+export interface StreamConfig {
+  /** Events held per direction (input buffer and output buffer). Default 256. */
+  buffer?: number;
+  /** Milliseconds without a send after which the input ends as by `end()`. 0 = never. Default 30 000. */
+  idleTimeout?: number;
+  /** Streams of this function open at once; `open()` beyond it throws `StreamLimitError`. Default 1000. */
+  maxConcurrent?: number;
+  /** A name for stats and errors. Default: the handler's name. */
+  name?: string;
+}
+
+/** What a handler gets besides its events. */
+export interface StreamContext {
+  /** The stream's id (the same as `stream.id`). */
+  readonly id: string;
+  /** Aborts with the cancel reason when the stream is cancelled. */
+  readonly signal: AbortSignal;
+}
+
+/** The handler: one instance per stream, an async generator over that stream's events. */
+export type StreamHandler<I, O> = (events: AsyncIterable<I>, ctx: StreamContext) => AsyncIterable<O>;
+
+/** The lifecycle state of a stream. */
+export type StreamState = 'open' | 'ending' | 'done' | 'failed' | 'cancelled';
+
+/** A live snapshot of one stream's counters. */
+export interface StreamMetrics {
+  /** Events accepted into the input buffer. */
+  eventsIn: number;
+  /** Outputs the handler yielded. */
+  eventsOut: number;
+  /** Events in the input buffer now (never more than `buffer`; waiting sends are not counted). */
+  bufferedIn: number;
+  /** Outputs in the output buffer now (never more than `buffer`). */
+  bufferedOut: number;
+  /** Sends that found the input buffer full and had to wait. */
+  backpressureWaits: number;
+  /** When the stream opened, ms since the Unix epoch. */
+  openedAt: number;
+  /** Lifetime so far, or until the handler finished, in ms. */
+  durationMs: number;
+  /** Median time an event waited in the input buffer before the handler took it, µs. */
+  queueWaitP50Us: number;
+  /** 99th percentile of the same, µs. */
+  queueWaitP99Us: number;
+}
+
+/** Counters of one stream function. */
+export interface StreamFnStats {
+  open: number;
+  opened: number;
+  completed: number;
+  failed: number;
+  cancelled: number;
+  rejected: number;
+}
+
+/** Options of `open()` and `run()`. */
+export interface OpenOptions {
+  /** Aborting it cancels the stream with `signal.reason`. */
+  signal?: AbortSignal;
+}
+
+/** Events a stream accepts in bulk: any sync or async iterable (arrays, generators, Node `Readable`s). */
+export type EventSource<I> = Iterable<I> | AsyncIterable<I>;
+
+/** One running instance of a stream function. */
+export interface Stream<I, O> extends AsyncIterable<O>, AsyncDisposable {
+  readonly id: string;
+  readonly state: StreamState;
+  readonly metrics: StreamMetrics;
+  /** Resolves once the event is in the input buffer; waits while the buffer is full. */
+  send(event: I): Promise<void>;
+  /** Ends the input (sync, idempotent). The handler finishes after the buffered events. */
+  end(): void;
+  /** The next output; rejects `StreamClosedError` when none is left, or with the handler's error. */
+  recv(): Promise<O>;
+  /** Sends every event of `events` with backpressure, then `end()`, yielding outputs as they come. */
+  feed(events: EventSource<I>): AsyncIterable<O>;
+  /** Stops the stream now; resolves when the handler has returned. Idempotent. */
+  cancel(reason?: unknown): Promise<void>;
+}
+
+/** A stream function: the handler plus its config, limits and counters. */
+export interface StreamFn<I, O> {
+  readonly name: string;
+  readonly config: Readonly<Required<StreamConfig>>;
+  /** Opens a stream, sends all of `events`, and collects every output. */
+  run(events: EventSource<I>, opts?: OpenOptions): Promise<O[]>;
+  /** Opens a live stream. Throws `StreamLimitError` when `maxConcurrent` are open. */
+  open(opts?: OpenOptions): Stream<I, O>;
+  /** This function's outputs feed `next`: one instance per stage per stream. */
+  pipe<P>(next: StreamFn<O, P> | StreamHandler<O, P>): StreamFn<I, P>;
+  stats(): StreamFnStats;
+}
