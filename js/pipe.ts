@@ -141,6 +141,12 @@ export class PipedStream<I, O> implements Stream<I, O>, Endpoints<I, O> {
   }
 
   cancel(reason?: unknown): Promise<void> {
+    // A stage may have failed a moment ago (the consumer saw its error and
+    // is cleaning up): that is a failure of the pipe, not a cancellation.
+    for (const stage of this.#stages) {
+      const failure = stage[kFailure];
+      if (failure !== undefined) this.#fail(failure.error);
+    }
     if (this.#failure === undefined) this.#cancelled = this.#cancelled || this.#tail.state !== 'done';
     for (const stage of this.#stages) void stage.cancel(reason);
     return this.#finished;

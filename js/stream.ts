@@ -182,6 +182,9 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   #outLen = 0;
   readonly #readers = new Fifo<Reader>();
   #pumpWaiter: (() => void) | null = null;
+  /** Mirrors the core: the last take found nothing and no yield has woken us since, so a take would find nothing. */
+  #outParked = false;
+  #wakeScheduled = false;
   #keepingAlive = false;
 
   // Endings.
@@ -377,6 +380,9 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
     }
     const r = this.#pollInput();
     if (r !== null) return Promise.resolve(r);
+    // The handler is about to wait for input: whatever it yielded so far is
+    // all there is for now, so batch readers need not wait any longer.
+    if (this.#readers.length > 0) this.#serveReaders();
     return new Promise((resolve, reject) => {
       this.#inWaiter = { resolve, reject };
     });
@@ -462,9 +468,10 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
           break;
         }
         const code = this.#core.yieldOutput(r.value);
-        if (code === ACCEPTED_WAKE) this.#serveReaders();
+        if (code === ACCEPTED_WAKE) this.#outputArrived();
         else if (code === PARKED) {
           // Paused at its yield until a reader makes room.
+          this.#serveReaders();
           await new Promise<void>((resolve) => (this.#pumpWaiter = resolve));
           if (this.#cancelled) {
             await it.return?.();
@@ -495,6 +502,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   }
 
   #afterHandler(senderError: Error): void {
+    this.#outParked = false;
     this.#rejectSenders(senderError);
     this.#inPos = this.#inLen = 0;
     this.#inBuf.length = 0;
@@ -559,8 +567,30 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
     return kind === ReadKind.Recv ? value : { value, done: false };
   }
 
+  /**
+   * A reader waits and the handler just yielded. One-at-a-time readers (recv,
+   * iteration) get it now; batch readers (run, feed, pipe links) get it when
+   * the handler stops producing (it waits for input, is paused at a full
+   * output, or finishes) or at the latest on the next turn of the event loop,
+   * so that outputs cross the boundary in batches rather than one by one.
+   */
+  #outputArrived(): void {
+    this.#outParked = false;
+    if (this.#readers.peek()?.kind !== ReadKind.Wake) {
+      this.#serveReaders();
+    } else if (!this.#wakeScheduled) {
+      this.#wakeScheduled = true;
+      setImmediate(() => {
+        this.#wakeScheduled = false;
+        this.#serveReaders();
+      });
+    }
+  }
+
   #takeOutput(): number {
+    if (this.#outParked) return EMPTY;
     const n = this.#core.takeOutput(this.#outBuf, this.#capacity);
+    this.#outParked = n === EMPTY;
     if (this.#pumpWaiter !== null && this.#core.admitted > 0) {
       const resume = this.#pumpWaiter;
       this.#pumpWaiter = null;
@@ -610,6 +640,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   cancel(reason?: unknown): Promise<void> {
     if (!this.#cancelled && this.#core.cancel() >= 0) {
       this.#cancelled = true;
+      this.#outParked = false;
       this.#cancelReason = reason;
       this.#abort?.abort(reason);
       this.#inPos = this.#inLen = this.#outPos = this.#outLen = 0;

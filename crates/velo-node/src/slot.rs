@@ -93,18 +93,19 @@ impl Slot {
                     Slot::String(buf.into_boxed_slice())
                 }
                 sys::ValueType::napi_bigint => {
+                    // With both sign and words null, napi reports only the count.
                     let mut count = 0;
-                    let mut sign = 0;
                     check(
                         sys::napi_get_value_bigint_words(
                             env,
                             value,
-                            &mut sign,
+                            ptr::null_mut(),
                             &mut count,
                             ptr::null_mut(),
                         ),
                         "bigint size",
                     )?;
+                    let mut sign = 0;
                     let mut words = vec![0u64; count];
                     check(
                         sys::napi_get_value_bigint_words(

@@ -1,0 +1,40 @@
+// The package loads both ways and exports what the README lists.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import * as esm from 'velo-stream';
+import { echo } from './helpers/util.mjs';
+
+const require = createRequire(import.meta.url);
+
+test('require() and import give the same runtime exports', () => {
+  const cjs = require('velo-stream');
+  for (const name of ['streamFn', 'StreamClosedError', 'StreamLimitError']) {
+    assert.equal(typeof cjs[name], 'function', name);
+    assert.equal(esm[name], cjs[name], name);
+  }
+});
+
+test('config defaults are filled in and frozen', () => {
+  const fn = esm.streamFn(echo);
+  assert.deepEqual({ ...fn.config }, { buffer: 256, idleTimeout: 30_000, maxConcurrent: 1000, name: 'echo' });
+  assert.equal(fn.name, 'echo');
+  assert.ok(Object.isFrozen(fn.config));
+  const named = esm.streamFn(echo, { name: 'x', buffer: 4, idleTimeout: 0, maxConcurrent: 2 });
+  assert.deepEqual({ ...named.config }, { buffer: 4, idleTimeout: 0, maxConcurrent: 2, name: 'x' });
+  assert.equal(esm.streamFn(async function* () {}).name, 'anonymous');
+});
+
+test('error classes carry stable codes and are instances of Error', () => {
+  const closed = new esm.StreamClosedError('m', { cause: 1 });
+  assert.equal(closed.code, 'ERR_STREAM_CLOSED');
+  assert.equal(closed.cause, 1);
+  assert.ok(closed instanceof Error);
+  assert.equal(new esm.StreamLimitError('m').code, 'ERR_STREAM_LIMIT');
+});
+
+test('a Rust panic surfaces as a JS error and the process carries on', async () => {
+  const native = require('../native/index.js');
+  assert.throws(() => native.__panicForTest(), /panic requested by __panicForTest/);
+  assert.deepEqual(await esm.streamFn(echo).run([1, 2]), [1, 2]);
+});

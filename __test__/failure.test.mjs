@@ -1,0 +1,116 @@
+// A handler that throws: earlier outputs still arrive, then its very error.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { StreamClosedError, streamFn } from 'velo-stream';
+import { deferred, isSettled, settle, unhandledDuring } from './helpers/util.mjs';
+
+test('outputs yielded before the throw are delivered in order, then the same error', async () => {
+  const boom = new Error('boom');
+  const fn = streamFn(async function* (events) {
+    for await (const e of events) {
+      if (e === 3) throw boom;
+      yield e;
+    }
+  });
+  const s = fn.open();
+  for (const e of [1, 2, 3]) await s.send(e);
+  await settle();
+  assert.equal(s.state, 'failed');
+  assert.equal(fn.stats().failed, 1);
+  assert.equal(fn.stats().open, 0);
+  assert.equal(await s.recv(), 1);
+  assert.equal(await s.recv(), 2);
+  await assert.rejects(s.recv(), (e) => e === boom);
+});
+
+test('iteration throws the handler error after the earlier outputs', async () => {
+  const boom = new TypeError('bad');
+  const fn = streamFn(async function* () {
+    yield 'a';
+    throw boom;
+  });
+  const s = fn.open();
+  const got = [];
+  await assert.rejects(
+    (async () => {
+      for await (const v of s) got.push(v);
+    })(),
+    (e) => e === boom,
+  );
+  assert.deepEqual(got, ['a']);
+});
+
+test('pending and later sends reject with StreamClosedError whose cause is the error', async () => {
+  const boom = new Error('boom');
+  const gate = deferred();
+  const fn = streamFn(
+    async function* (events) {
+      await gate.promise;
+      throw boom;
+    },
+    { buffer: 1 },
+  );
+  const s = fn.open();
+  await s.send(1);
+  const pending = s.send(2);
+  assert.equal(await isSettled(pending), false);
+  gate.resolve();
+  await assert.rejects(pending, (e) => e instanceof StreamClosedError && e.cause === boom);
+  await assert.rejects(s.send(3), (e) => e instanceof StreamClosedError && e.cause === boom);
+  await assert.rejects(s.recv(), (e) => e === boom);
+});
+
+test('run() rejects with the handler error', async () => {
+  const boom = new Error('boom');
+  const fn = streamFn(async function* (events) {
+    for await (const e of events) if (e > 5) throw boom;
+    yield 1;
+  });
+  await assert.rejects(fn.run([1, 2, 3, 6, 7]), (e) => e === boom);
+  assert.equal(fn.stats().open, 0);
+});
+
+test('errors thrown in a finally block, before reading, and after the input ended are all delivered', async () => {
+  const cases = {
+    before: async function* () {
+      throw new Error('before');
+    },
+    inFinally: async function* (events) {
+      try {
+        for await (const e of events) yield e;
+      } finally {
+        throw new Error('inFinally');
+      }
+    },
+    afterInput: async function* (events) {
+      for await (const e of events) yield e;
+      throw new Error('afterInput');
+    },
+  };
+  for (const [name, handler] of Object.entries(cases)) {
+    const seen = await unhandledDuring(async () => {
+      await assert.rejects(streamFn(handler).run([1]), new RegExp(name));
+    });
+    assert.deepEqual(seen, [], `${name}: no unhandled rejection`);
+  }
+});
+
+test('a handler returning something that is not async-iterable fails on first read with ERR_INVALID_RETURN_VALUE', async () => {
+  for (const handler of [() => 42, () => [1, 2], async () => "x", () => (function* () {})()]) {
+    const fn = streamFn(handler);
+    const s = fn.open();
+    await assert.rejects(s.recv(), (e) => e instanceof TypeError && e.code === 'ERR_INVALID_RETURN_VALUE');
+    assert.equal(s.state, 'failed');
+    assert.equal(fn.stats().open, 0);
+  }
+});
+
+test('a handler that throws synchronously fails the stream', async () => {
+  const boom = new Error('sync');
+  const fn = streamFn(() => {
+    throw boom;
+  });
+  const s = fn.open();
+  await assert.rejects(s.recv(), (e) => e === boom);
+  await assert.rejects(fn.run([1]), (e) => e === boom);
+});

@@ -1,0 +1,127 @@
+// feed() and run(): bulk sources with backpressure, any kind of iterable.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
+import { streamFn } from 'velo-stream';
+import { collect, echo, settle } from './helpers/util.mjs';
+
+const double = streamFn(async function* double(events) {
+  for await (const e of events) yield e * 2;
+}, { buffer: 4 });
+
+test('run() accepts arrays, sync iterables, generators, async generators and Readables', async () => {
+  const expected = [2, 4, 6, 8, 10];
+  assert.deepEqual(await double.run([1, 2, 3, 4, 5]), expected);
+  assert.deepEqual(await double.run(new Set([1, 2, 3, 4, 5])), expected);
+  assert.deepEqual(await double.run((function* () { yield* [1, 2, 3, 4, 5]; })()), expected);
+  assert.deepEqual(await double.run((async function* () { yield* [1, 2, 3, 4, 5]; })()), expected);
+  assert.deepEqual(await double.run(Readable.from([1, 2, 3, 4, 5])), expected);
+  assert.deepEqual(await double.run([]), []);
+});
+
+test('feed() yields outputs while it sends, then ends the input', async () => {
+  const fn = streamFn(async function* (events) {
+    let n = 0;
+    for await (const e of events) {
+      n++;
+      yield e;
+    }
+    yield `n=${n}`;
+  }, { buffer: 2 });
+  const s = fn.open();
+  let maxAhead = 0;
+  let produced = 0;
+  async function* source() {
+    for (let i = 0; i < 50; i++) {
+      produced++;
+      yield i;
+    }
+  }
+  const out = [];
+  for await (const v of s.feed(source())) {
+    out.push(v);
+    maxAhead = Math.max(maxAhead, produced - out.length);
+    await settle(1);
+  }
+  assert.deepEqual(out, [...Array.from({ length: 50 }, (_, i) => i), 'n=50']);
+  assert.ok(maxAhead <= 2 + 2 + 3, `source ran ${maxAhead} ahead of the consumer`);
+  assert.equal(s.state, 'done');
+});
+
+test('a source that throws cancels the stream and the iteration rejects with its error', async () => {
+  const bad = new Error('source broke');
+  let finalized = false;
+  const fn = streamFn(async function* (events) {
+    try {
+      for await (const e of events) yield e;
+    } finally {
+      finalized = true;
+    }
+  });
+  async function* source() {
+    yield 1;
+    yield 2;
+    throw bad;
+  }
+  const s = fn.open();
+  await assert.rejects(collect(s.feed(source())), (e) => e === bad);
+  assert.equal(s.state, 'cancelled');
+  assert.ok(finalized);
+  function* syncSource() {
+    yield 1;
+    throw bad;
+  }
+  await assert.rejects(fn.run(syncSource()), (e) => e === bad);
+  assert.equal(fn.stats().open, 0);
+});
+
+test('breaking out of feed() cancels the stream and closes the source', async () => {
+  let closed = false;
+  async function* source() {
+    try {
+      for (let i = 0; ; i++) yield i;
+    } finally {
+      closed = true;
+    }
+  }
+  const s = streamFn(echo, { buffer: 4 }).open();
+  for await (const v of s.feed(source())) {
+    if (v === 10) break;
+  }
+  await settle();
+  assert.equal(s.state, 'cancelled');
+  assert.ok(closed, 'the source iterator was closed');
+});
+
+test('run() includes outputs yielded after the input loop', async () => {
+  const fn = streamFn(async function* (events) {
+    const all = [];
+    for await (const e of events) all.push(e);
+    yield all.reverse().join('');
+    yield 'done';
+  });
+  assert.deepEqual(await fn.run('abc'.split('')), ['cba', 'done']);
+});
+
+test('10,000 concurrent streams with random event counts: every output accounted for', async () => {
+  const fn = streamFn(async function* (events, ctx) {
+    let sum = 0;
+    for await (const e of events) {
+      sum += e;
+      yield [ctx.id, e];
+    }
+    yield [ctx.id, 'sum', sum];
+  }, { maxConcurrent: 10_000, buffer: 8 });
+  let seed = 42;
+  const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const counts = Array.from({ length: 10_000 }, () => Math.floor(rand() * 20));
+  const results = await Promise.all(counts.map((n) => fn.run(Array.from({ length: n }, (_, i) => i))));
+  results.forEach((out, k) => {
+    const n = counts[k];
+    assert.equal(out.length, n + 1);
+    assert.deepEqual(out.slice(0, n).map((o) => o[1]), Array.from({ length: n }, (_, i) => i));
+    assert.equal(out[n][2], (n * (n - 1)) / 2 + 0); // + 0: the empty sum is 0, not -0
+    assert.ok(out.every((o) => o[0] === out[0][0]), 'all outputs from one instance');
+  });
+  assert.deepEqual(fn.stats(), { open: 0, opened: 10_000, completed: 10_000, failed: 0, cancelled: 0, rejected: 0 });
+});

@@ -1,0 +1,104 @@
+// Idle timeout: the input ends as by end(); the process is never kept alive by an idle stream.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { StreamClosedError, streamFn } from 'velo-stream';
+import { collect, echo } from './helpers/util.mjs';
+
+test('an idle stream ends its input; the handler finishes normally and its final yields are delivered', async () => {
+  const log = [];
+  const fn = streamFn(
+    async function* (events) {
+      try {
+        let n = 0;
+        for await (const e of events) {
+          n++;
+          yield e;
+        }
+        yield `summary:${n}`;
+      } finally {
+        log.push('finally');
+      }
+    },
+    { idleTimeout: 30 },
+  );
+  const s = fn.open();
+  await s.send('a');
+  await s.send('b');
+  assert.deepEqual(await collect(s), ['a', 'b', 'summary:2'], 'the read waits for the idle timeout, then gets everything');
+  assert.deepEqual(log, ['finally']);
+  assert.equal(s.state, 'done');
+  assert.equal(fn.stats().completed, 1);
+  await assert.rejects(s.send('late'), StreamClosedError);
+});
+
+test('each send moves the idle deadline', async () => {
+  const fn = streamFn(echo, { idleTimeout: 60 });
+  const s = fn.open();
+  for (let i = 0; i < 6; i++) {
+    await s.send(i);
+    await new Promise((r) => setTimeout(r, 20)); // 120 ms in all, never 60 ms without a send
+  }
+  assert.equal(s.state, 'open');
+  assert.deepEqual(await collect(s), [0, 1, 2, 3, 4, 5]);
+});
+
+test('a send waiting for room pauses the idle clock', async () => {
+  let release;
+  const gate = new Promise((r) => (release = r));
+  const fn = streamFn(
+    async function* (events) {
+      await gate;
+      for await (const e of events) yield e;
+    },
+    { buffer: 1, idleTimeout: 20 },
+  );
+  const s = fn.open();
+  await s.send(1);
+  const waiting = s.send(2);
+  await new Promise((r) => setTimeout(r, 80));
+  assert.equal(s.state, 'open', 'not ended while a send waits');
+  release();
+  await waiting;
+  assert.deepEqual(await collect(s), [1, 2]);
+});
+
+test('idleTimeout 0 never ends a stream', async () => {
+  const fn = streamFn(echo, { idleTimeout: 0 });
+  const s = fn.open();
+  await new Promise((r) => setTimeout(r, 40));
+  assert.equal(s.state, 'open');
+  await s.cancel();
+});
+
+const child = fileURLToPath(new URL('./helpers/idle-child.mjs', import.meta.url));
+
+function runChild(scenario) {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [child, scenario], { timeout: 20_000 }, (error, stdout, stderr) => {
+      resolve({ code: error?.code ?? 0, killed: error?.killed ?? false, stdout, stderr });
+    });
+  });
+}
+
+test('a process with an open idle stream exits on its own', async () => {
+  const r = await runChild('idle-open');
+  assert.equal(r.killed, false, 'exited before the deadline');
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /opened/);
+  assert.doesNotMatch(r.stdout, /idle-ended/, 'exited without waiting for the 10 s idle timeout');
+});
+
+test('a pending read keeps the process alive until the idle timeout ends the stream', async () => {
+  const r = await runChild('pending-read');
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /outputs: a,b,end/);
+});
+
+test('a pending send does not keep the process alive; the stream is still open at exit', async () => {
+  const r = await runChild('pending-send');
+  assert.equal(r.killed, false);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /exit with state open, waits 1/);
+});

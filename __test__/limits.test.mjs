@@ -1,0 +1,84 @@
+// maxConcurrent: a per-function admission limit.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { StreamLimitError, streamFn } from 'velo-stream';
+import { collect, echo, settle } from './helpers/util.mjs';
+
+test('open() throws StreamLimitError synchronously at the limit, and counts the refusal', async () => {
+  const fn = streamFn(echo, { maxConcurrent: 2 });
+  const a = fn.open();
+  const b = fn.open();
+  assert.throws(() => fn.open(), (e) => e instanceof StreamLimitError && e.code === 'ERR_STREAM_LIMIT');
+  await assert.rejects(fn.run([1]), StreamLimitError);
+  assert.deepEqual(fn.stats(), { open: 2, opened: 2, completed: 0, failed: 0, cancelled: 0, rejected: 2 });
+  await a.cancel();
+  const c = fn.open(); // a freed slot is reusable at once
+  b.end();
+  c.end();
+  await collect(b);
+  await collect(c);
+  assert.deepEqual(fn.stats(), { open: 0, opened: 3, completed: 2, failed: 0, cancelled: 1, rejected: 2 });
+});
+
+test('the slot is freed when the handler returns, fails or is cancelled', async () => {
+  const fn = streamFn(
+    async function* (events) {
+      for await (const e of events) {
+        if (e === 'fail') throw new Error('x');
+        if (e === 'return') return;
+        yield e;
+      }
+    },
+    { maxConcurrent: 1 },
+  );
+  for (const ending of ['return', 'fail', 'cancel', 'end']) {
+    const s = fn.open();
+    if (ending === 'cancel') await s.cancel();
+    else if (ending === 'end') s.end();
+    else await s.send(ending);
+    await settle();
+    assert.equal(fn.stats().open, 0, ending);
+    await Promise.allSettled([collect(s)]);
+  }
+});
+
+test('limits are per function, not shared between functions with equal settings', async () => {
+  const f = streamFn(echo, { maxConcurrent: 1 });
+  const g = streamFn(echo, { maxConcurrent: 1 });
+  const a = f.open();
+  const b = g.open();
+  assert.throws(() => f.open(), StreamLimitError);
+  await a.cancel();
+  await b.cancel();
+});
+
+test('a storm of opens and closes never drifts the open count', async () => {
+  const fn = streamFn(echo, { maxConcurrent: 50 });
+  const live = new Set();
+  let refused = 0;
+  for (let i = 0; i < 5000; i++) {
+    if (i % 3 !== 2) {
+      try {
+        live.add(fn.open());
+      } catch (e) {
+        assert.ok(e instanceof StreamLimitError);
+        refused++;
+      }
+    } else {
+      const s = live.values().next().value;
+      if (s) {
+        live.delete(s);
+        if (i % 2) await s.cancel();
+        else {
+          s.end();
+          await collect(s);
+        }
+      }
+    }
+    assert.equal(fn.stats().open, live.size);
+  }
+  assert.ok(refused > 0);
+  assert.equal(fn.stats().rejected, refused);
+  await Promise.all([...live].map((s) => s.cancel()));
+  assert.equal(fn.stats().open, 0);
+});

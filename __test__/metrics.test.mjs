@@ -1,0 +1,76 @@
+// metrics: live and exact.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { streamFn } from 'velo-stream';
+import { collect, deferred, settle } from './helpers/util.mjs';
+
+test('counts in/out, buffer depths, waits, lifetime and queue-wait percentiles', async () => {
+  const gate = deferred();
+  const fn = streamFn(
+    async function* (events) {
+      await gate.promise;
+      for await (const e of events) {
+        yield e;
+        yield e;
+      }
+    },
+    { buffer: 4 },
+  );
+  const before = Date.now();
+  const s = fn.open();
+  let m = s.metrics;
+  assert.deepEqual([m.eventsIn, m.eventsOut, m.bufferedIn, m.bufferedOut, m.backpressureWaits], [0, 0, 0, 0, 0]);
+  assert.ok(m.openedAt >= before - 1 && m.openedAt <= Date.now() + 1);
+  const sends = [1, 2, 3, 4, 5, 6].map((e) => s.send(e));
+  await settle();
+  m = s.metrics;
+  assert.equal(m.eventsIn, 4, 'the two waiting sends are not accepted yet');
+  assert.equal(m.bufferedIn, 4, 'waiting sends are not counted as buffered');
+  assert.equal(m.backpressureWaits, 2);
+  await new Promise((r) => setTimeout(r, 25)); // events sit in the buffer at least 25 ms
+  gate.resolve();
+  await settle(5);
+  // Nobody reads yet: the handler is paused at a full output buffer.
+  m = s.metrics;
+  assert.equal(m.bufferedOut, 4);
+  assert.equal(m.eventsOut, 4);
+  assert.ok(m.bufferedIn <= 4);
+  const first = await s.recv();
+  assert.equal(first, 1);
+  assert.equal(s.metrics.bufferedOut, 3, 'the read output left the buffer');
+  const reading = collect(s);
+  await Promise.all(sends);
+  s.end();
+  const out = [first, ...(await reading)];
+  assert.equal(out.length, 12);
+  m = s.metrics;
+  assert.equal(m.eventsIn, 6);
+  assert.equal(m.eventsOut, 12);
+  assert.equal(m.bufferedIn, 0);
+  assert.equal(m.bufferedOut, 0);
+  assert.ok(m.queueWaitP50Us >= 20_000, `p50 ${m.queueWaitP50Us} µs`);
+  assert.ok(m.queueWaitP99Us >= m.queueWaitP50Us);
+  assert.ok(m.durationMs >= 25);
+  const frozen = m.durationMs;
+  await new Promise((r) => setTimeout(r, 5));
+  assert.equal(s.metrics.durationMs, frozen, 'duration stops when the handler finishes');
+});
+
+test('bufferedIn counts the events the handler has not consumed from its lent batch', async () => {
+  const step = deferred();
+  const fn = streamFn(async function* (events) {
+    for await (const e of events) {
+      await step.promise;
+      yield e;
+    }
+  }, { buffer: 8 });
+  const s = fn.open();
+  for (let i = 0; i < 5; i++) await s.send(i);
+  await settle();
+  // The handler took a batch of 5 and is working on the first.
+  assert.equal(s.metrics.bufferedIn, 4);
+  step.resolve();
+  await settle();
+  assert.equal(s.metrics.bufferedIn, 0);
+  await s.cancel();
+});

@@ -1,0 +1,61 @@
+// Bad input gets a clear error with a stable code, at the call, and nothing is left open.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { streamFn } from 'velo-stream';
+import { echo } from './helpers/util.mjs';
+
+const is = (Class, code, field) => (e) => e instanceof Class && e.code === code && (!field || e.message.includes(field));
+
+test('streamFn with a non-function or a sync generator function -> TypeError ERR_INVALID_ARG_TYPE', () => {
+  for (const bad of [undefined, null, 1, 'f', {}, [], Symbol('x')]) {
+    assert.throws(() => streamFn(bad), is(TypeError, 'ERR_INVALID_ARG_TYPE'), String(bad));
+  }
+  assert.throws(() => streamFn(function* () {}), is(TypeError, 'ERR_INVALID_ARG_TYPE', 'sync generator'));
+});
+
+test('buffer and maxConcurrent must be positive integers -> RangeError ERR_OUT_OF_RANGE naming the field', () => {
+  for (const field of ['buffer', 'maxConcurrent']) {
+    for (const bad of [0, -1, 1.5, NaN, Infinity, -Infinity, 2 ** 32, '4', null, true, 10n]) {
+      assert.throws(() => streamFn(echo, { [field]: bad }), is(RangeError, 'ERR_OUT_OF_RANGE', field), `${field}=${String(bad)}`);
+    }
+  }
+});
+
+test('idleTimeout must be a non-negative finite number -> RangeError ERR_OUT_OF_RANGE', () => {
+  for (const bad of [-1, NaN, Infinity, '10', null, 2 ** 31]) {
+    assert.throws(() => streamFn(echo, { idleTimeout: bad }), is(RangeError, 'ERR_OUT_OF_RANGE', 'idleTimeout'), String(bad));
+  }
+  assert.equal(streamFn(echo, { idleTimeout: 0.5 }).config.idleTimeout, 0.5);
+});
+
+test('unknown config keys and non-object configs -> TypeError; a non-string name -> TypeError', () => {
+  assert.throws(() => streamFn(echo, { bufer: 4 }), is(TypeError, 'ERR_INVALID_ARG_VALUE', 'bufer'));
+  for (const bad of [null, 5, 'x', [], () => {}]) {
+    assert.throws(() => streamFn(echo, bad), is(TypeError, 'ERR_INVALID_ARG_TYPE'), String(bad));
+  }
+  assert.throws(() => streamFn(echo, { name: 5 }), is(TypeError, 'ERR_INVALID_ARG_TYPE', 'name'));
+});
+
+test('run() and feed() with a non-iterable -> TypeError; nothing is left open', async () => {
+  const fn = streamFn(echo);
+  for (const bad of [undefined, null, 5, 'abc', {}, () => {}]) {
+    await assert.rejects(fn.run(bad), is(TypeError, 'ERR_INVALID_ARG_TYPE'), String(bad));
+    const s = fn.open();
+    assert.throws(() => s.feed(bad), is(TypeError, 'ERR_INVALID_ARG_TYPE'));
+    await s.cancel();
+  }
+  assert.equal(fn.stats().open, 0);
+});
+
+test('open()/run() options: bad signal or unknown keys -> TypeError before anything opens', async () => {
+  const fn = streamFn(echo);
+  assert.throws(() => fn.open({ signal: {} }), is(TypeError, 'ERR_INVALID_ARG_TYPE', 'signal'));
+  assert.throws(() => fn.open({ sig: 1 }), is(TypeError, 'ERR_INVALID_ARG_VALUE'));
+  assert.throws(() => fn.open(5), is(TypeError, 'ERR_INVALID_ARG_TYPE'));
+  await assert.rejects(fn.run([1], { signal: 'no' }), is(TypeError, 'ERR_INVALID_ARG_TYPE'));
+  assert.equal(fn.stats().opened, 0);
+});
+
+test('pipe() with something that is neither a function nor a stream function -> TypeError', () => {
+  assert.throws(() => streamFn(echo).pipe(5), is(TypeError, 'ERR_INVALID_ARG_TYPE'));
+});
