@@ -267,18 +267,40 @@ mod tests {
     #[test]
     fn fifo_and_capacity() {
         let mut lane = Lane::new(2);
-        assert_eq!(lane.push(1, 0), Push::Accepted { wake_receiver: false });
-        assert_eq!(lane.push(2, 0), Push::Accepted { wake_receiver: false });
+        assert_eq!(
+            lane.push(1, 0),
+            Push::Accepted {
+                wake_receiver: false
+            }
+        );
+        assert_eq!(
+            lane.push(2, 0),
+            Push::Accepted {
+                wake_receiver: false
+            }
+        );
         assert_eq!(lane.push(3, 0), Push::Parked);
         assert_eq!(lane.room(), 0);
         let (got, t) = take_all(&mut lane);
         assert_eq!(got, vec![1, 2]);
         // The batch is lent: still counts against capacity, so 3 still waits.
-        assert_eq!(t, Take::Taken { count: 2, admitted: 0 });
+        assert_eq!(
+            t,
+            Take::Taken {
+                count: 2,
+                admitted: 0
+            }
+        );
         assert_eq!(lane.held(), 2);
         let (got, t) = take_all(&mut lane);
         assert_eq!(got, vec![3]);
-        assert_eq!(t, Take::Taken { count: 1, admitted: 1 });
+        assert_eq!(
+            t,
+            Take::Taken {
+                count: 1,
+                admitted: 1
+            }
+        );
     }
 
     #[test]
@@ -304,8 +326,18 @@ mod tests {
     fn empty_parks_receiver_and_push_wakes_it() {
         let mut lane = Lane::new(4);
         assert_eq!(take_all(&mut lane).1, Take::Empty);
-        assert_eq!(lane.push(7, 0), Push::Accepted { wake_receiver: true });
-        assert_eq!(lane.push(8, 0), Push::Accepted { wake_receiver: false });
+        assert_eq!(
+            lane.push(7, 0),
+            Push::Accepted {
+                wake_receiver: true
+            }
+        );
+        assert_eq!(
+            lane.push(8, 0),
+            Push::Accepted {
+                wake_receiver: false
+            }
+        );
     }
 
     #[test]

@@ -265,7 +265,12 @@ impl NativeStream {
     }
 
     #[napi(catch_unwind)]
-    pub fn metrics(&self, env: Env, in_unconsumed: u32, out_unconsumed: u32) -> Result<Unknown<'_>> {
+    pub fn metrics(
+        &self,
+        env: Env,
+        in_unconsumed: u32,
+        out_unconsumed: u32,
+    ) -> Result<Unknown<'_>> {
         env.to_js_value(&self.core.metrics(
             clock::now_us(),
             in_unconsumed as usize,

@@ -124,7 +124,10 @@ impl Slot {
                 }
                 _ => {
                     let mut r = ptr::null_mut();
-                    check(sys::napi_create_reference(env, value, 1, &mut r), "reference")?;
+                    check(
+                        sys::napi_create_reference(env, value, 1, &mut r),
+                        "reference",
+                    )?;
                     Slot::Ref(r)
                 }
             })

@@ -1,0 +1,64 @@
+// Every example runs and computes the right thing.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { camera, motionDetector } from '../examples/video-motion.mjs';
+import { burst, rollingWindow } from '../examples/iot-rolling-window.mjs';
+import { jsonExtractor, SAMPLE, tokenize } from '../examples/llm-json-extract.mjs';
+import { fraudScorer, session } from '../examples/fraud-scoring.mjs';
+
+const run = promisify(execFile);
+const example = (name) => fileURLToPath(new URL(`../examples/${name}`, import.meta.url));
+
+test('video motion: motion on exactly the frames where the square moved', async () => {
+  const out = await motionDetector.run(camera({ frames: 30, moving: (i) => i < 10 || i >= 20 }));
+  const motion = out.filter((o) => o.type === 'motion').map((o) => o.frame);
+  const expected = [...Array.from({ length: 9 }, (_, i) => i + 1), ...Array.from({ length: 10 }, (_, i) => i + 20)];
+  assert.deepEqual(motion, expected);
+  assert.deepEqual(out.at(-1), { type: 'summary', upload: out.at(-1).upload, frames: 30, motionEvents: 19 });
+});
+
+test('IoT rolling window: one alert and one clear per heat burst, per device', async () => {
+  const out = await rollingWindow.run(burst({ heatAt: 10, coolAt: 30 }));
+  assert.deepEqual(
+    out.map((o) => [o.event, o.t]),
+    [['alert', 12], ['clear', 32], ['closed', undefined]],
+  );
+});
+
+test('LLM JSON extraction: objects found whatever the token split, broken ones reported', async () => {
+  for (const seed of [1, 7, 99, 12345]) {
+    const out = await jsonExtractor.run(tokenize(SAMPLE, seed));
+    assert.equal(out.length, 3, `seed ${seed}`);
+    assert.deepEqual(out[0].value, { name: 'Ada', tags: ['math', '{braces}'], quote: 'she said "hi"' });
+    assert.deepEqual(out[1].value, { nested: { depth: 2, list: [1, { x: null }] } });
+    assert.equal(out[2].ok, false);
+    assert.equal(out[2].text, '{"a": tru}');
+  }
+});
+
+test('fraud scoring: a normal history is clean, the takeover is flagged', async () => {
+  const out = await fraudScorer.run(session());
+  assert.ok(out.slice(0, 6).every((r) => !r.flagged));
+  const x1 = out.find((r) => r.id === 'x1');
+  assert.ok(x1.flagged && x1.reasons.some((r) => r.includes('country changed DE -> BR')));
+  assert.ok(out.find((r) => r.id === 'x6').reasons.some((r) => r.includes('within 60 s')));
+});
+
+test('each example script runs on its own', async () => {
+  for (const name of ['video-motion.mjs', 'iot-rolling-window.mjs', 'llm-json-extract.mjs', 'fraud-scoring.mjs']) {
+    const { stdout } = await run(process.execPath, [example(name)]);
+    assert.ok(stdout.trim().length > 0, name);
+  }
+});
+
+test('the demo processes every upload correctly and prints its figures', async () => {
+  const { stdout } = await run(process.execPath, [example('demo.mjs'), '--uploads', '100', '--frames', '20']);
+  assert.match(stdout, /uploads correct\s+100 \/ 100/);
+  assert.match(stdout, /frames processed\s+2,000/);
+  assert.match(stdout, /throughput\s+[\d,]+ frames\/s/);
+  assert.match(stdout, /peak open streams\s+100/);
+  assert.match(stdout, /"open":0,"opened":100,"completed":100/);
+});

@@ -1,0 +1,92 @@
+// Typical user code, compiled (never run) against the shipped index.d.ts.
+// Lines marked @ts-expect-error must fail to compile: the types are strict.
+import {
+  streamFn,
+  StreamClosedError,
+  StreamLimitError,
+  type Stream,
+  type StreamConfig,
+  type StreamContext,
+  type StreamFn,
+  type StreamMetrics,
+} from 'velo-stream';
+
+interface Frame {
+  id: number;
+  pixels: Uint8Array;
+}
+
+const config: StreamConfig = { buffer: 64, idleTimeout: 5_000, maxConcurrent: 100, name: 'motion' };
+
+const motion = streamFn(async function* (frames: AsyncIterable<Frame>, ctx: StreamContext) {
+  let previous: Frame | undefined;
+  for await (const frame of frames) {
+    if (ctx.signal.aborted) return;
+    if (previous) yield { id: frame.id, delta: frame.pixels.length - previous.pixels.length, stream: ctx.id };
+    previous = frame;
+  }
+}, config);
+
+const fnType: StreamFn<Frame, { id: number; delta: number; stream: string }> = motion;
+void fnType;
+
+async function live(): Promise<void> {
+  await using stream = motion.open({ signal: AbortSignal.timeout(1000) });
+  const s: Stream<Frame, { id: number; delta: number }> = stream;
+  await s.send({ id: 1, pixels: new Uint8Array(4) });
+  // @ts-expect-error events are typed
+  await s.send('not a frame');
+  s.end();
+  const first = await stream.recv();
+  const delta: number = first.delta;
+  void delta;
+  for await (const out of stream) {
+    const id: number = out.id;
+    // @ts-expect-error outputs are typed
+    const wrong: string = out.delta;
+    void id, wrong;
+  }
+  const m: StreamMetrics = stream.metrics;
+  const p99: number = m.queueWaitP99Us;
+  void p99;
+  const state: 'open' | 'ending' | 'done' | 'failed' | 'cancelled' = stream.state;
+  void state;
+}
+
+async function batch(): Promise<number[]> {
+  const double = streamFn(async function* (xs: AsyncIterable<number>) {
+    for await (const x of xs) yield x * 2;
+  });
+  const label = double.pipe(async function* (xs) {
+    for await (const x of xs) yield `#${x}`;
+  });
+  const labels: string[] = await label.run([1, 2, 3]);
+  void labels;
+  for await (const s of label.open().feed((async function* () { yield 1; })())) {
+    const str: string = s;
+    void str;
+  }
+  // @ts-expect-error run takes events of the input type
+  await double.run(['a']);
+  const stats = double.stats();
+  const open: number = stats.open + stats.rejected;
+  void open;
+  return double.run(new Set([1, 2]), { signal: new AbortController().signal });
+}
+
+function errors(e: unknown): string | undefined {
+  if (e instanceof StreamClosedError) {
+    const code: 'ERR_STREAM_CLOSED' = e.code;
+    return code;
+  }
+  if (e instanceof StreamLimitError) {
+    const code: 'ERR_STREAM_LIMIT' = e.code;
+    return code;
+  }
+  return undefined;
+}
+
+// @ts-expect-error unknown config keys are a type error too
+streamFn(async function* () {}, { bufer: 1 });
+
+void live, batch, errors;

@@ -1,0 +1,172 @@
+//! The stream lifecycle, driven by hand with a fake clock.
+
+use velo_core::{Admission, IdleConfig, IdleTimer, IdleVerdict, Phase, Push, StreamCore, Take};
+
+fn stream(gate: &Admission, buffer: usize) -> StreamCore<u32> {
+    StreamCore::new(gate.admit().unwrap(), buffer, None, 0)
+}
+
+fn take_in(s: &mut StreamCore<u32>) -> (Vec<u32>, Take) {
+    let mut out = Vec::new();
+    let t = s.take_input(usize::MAX, 0, &mut out);
+    (out, t)
+}
+
+fn take_out(s: &mut StreamCore<u32>) -> (Vec<u32>, Take) {
+    let mut out = Vec::new();
+    let t = s.take_output(usize::MAX, 0, &mut out);
+    (out, t)
+}
+
+#[test]
+fn end_delivers_buffered_and_waiting_then_ends() {
+    let gate = Admission::new(1);
+    let mut s = stream(&gate, 1);
+    s.send(1, 0);
+    assert_eq!(s.send(2, 0), Push::Parked);
+    assert!(s.end());
+    assert!(!s.end());
+    assert_eq!(s.phase(), Phase::Ending);
+    assert!(matches!(s.send(3, 0), Push::Closed(3)));
+    assert_eq!(take_in(&mut s).0, vec![1]);
+    assert_eq!(take_in(&mut s).0, vec![2]);
+    assert_eq!(take_in(&mut s).1, Take::Ended);
+}
+
+#[test]
+fn done_only_after_handler_returned_and_outputs_read() {
+    let gate = Admission::new(1);
+    let mut s = stream(&gate, 4);
+    s.end();
+    s.yield_output(10, 0);
+    assert_eq!(s.handler_returned(0), 0);
+    assert_eq!(gate.stats().open, 0, "slot freed at return");
+    assert_eq!(s.phase(), Phase::Ending);
+    assert_eq!(take_out(&mut s).0, vec![10]);
+    assert_eq!(take_out(&mut s).1, Take::Ended);
+    assert_eq!(s.phase(), Phase::Done);
+}
+
+#[test]
+fn handler_return_with_open_input_drops_waiting_sends() {
+    let gate = Admission::new(1);
+    let mut s = stream(&gate, 1);
+    s.send(1, 0);
+    s.send(2, 0);
+    s.send(3, 0);
+    assert_eq!(s.handler_returned(0), 2);
+    assert!(matches!(s.send(4, 0), Push::Closed(4)));
+    assert_eq!(take_out(&mut s).1, Take::Ended);
+    assert_eq!(s.phase(), Phase::Done);
+}
+
+#[test]
+fn failure_keeps_earlier_outputs() {
+    let gate = Admission::new(1);
+    let mut s = stream(&gate, 4);
+    s.yield_output(1, 0);
+    s.yield_output(2, 0);
+    s.send(9, 0);
+    s.handler_failed(0);
+    assert_eq!(s.phase(), Phase::Failed);
+    assert_eq!(gate.stats().failed, 1);
+    assert_eq!(take_out(&mut s).0, vec![1, 2]);
+    assert_eq!(take_out(&mut s).1, Take::Ended);
+    assert_eq!(s.phase(), Phase::Failed);
+}
+
+#[test]
+fn cancel_drops_everything_frees_slot_once() {
+    let gate = Admission::new(1);
+    let mut s = stream(&gate, 1);
+    s.send(1, 0);
+    s.send(2, 0);
+    s.yield_output(7, 0);
+    assert_eq!(s.cancel(0), Some(1));
+    assert_eq!(s.cancel(0), None);
+    assert_eq!(gate.stats().cancelled, 1);
+    assert_eq!(gate.stats().open, 0);
+    assert_eq!(take_in(&mut s).1, Take::Ended);
+    assert_eq!(take_out(&mut s).1, Take::Ended);
+    // The handler returning later changes nothing.
+    s.handler_returned(0);
+    assert_eq!(s.phase(), Phase::Cancelled);
+    assert_eq!(gate.stats().completed, 0);
+}
+
+#[test]
+fn cancel_after_done_or_failed_is_a_no_op() {
+    let gate = Admission::new(2);
+    let mut done = stream(&gate, 1);
+    done.handler_returned(0);
+    assert_eq!(done.phase(), Phase::Done);
+    assert_eq!(done.cancel(0), None);
+    let mut failed = stream(&gate, 1);
+    failed.handler_failed(0);
+    assert_eq!(failed.cancel(0), None);
+    assert_eq!(failed.phase(), Phase::Failed);
+}
+
+#[test]
+fn dropped_open_stream_gives_its_slot_back() {
+    let gate = Admission::new(1);
+    drop(stream(&gate, 1));
+    assert_eq!(gate.stats().open, 0);
+    assert_eq!(gate.stats().cancelled, 1);
+}
+
+#[test]
+fn idle_clock_expires_rearms_and_pauses_for_waiting_senders() {
+    let timer = IdleTimer::spawn(|_| {}).unwrap();
+    let gate = Admission::new(1);
+    let idle = |timer: &IdleTimer| IdleConfig {
+        timer: timer.clone(),
+        timeout_us: 1000,
+    };
+    let mut s: StreamCore<u32> = StreamCore::new(gate.admit().unwrap(), 1, Some(idle(&timer)), 0);
+    assert!(s.idle_running());
+    s.send(1, 600); // moves the deadline to 1600
+    assert_eq!(s.idle_fire(1000), IdleVerdict::Rearmed);
+    s.send(2, 1200); // waits for room: the clock pauses
+    assert!(!s.idle_running());
+    assert_eq!(s.idle_fire(5000), IdleVerdict::Rearmed);
+    let mut out = Vec::new();
+    s.take_input(usize::MAX, 5500, &mut out);
+    s.take_input(usize::MAX, 5500, &mut out); // admits the waiting send: activity at 5500
+    assert_eq!(out, vec![1, 2]);
+    assert_eq!(s.idle_fire(6000), IdleVerdict::Rearmed);
+    assert_eq!(s.idle_fire(6500), IdleVerdict::Expired);
+    assert_eq!(s.phase(), Phase::Ending);
+    assert_eq!(s.idle_fire(9000), IdleVerdict::Off);
+}
+
+#[test]
+fn metrics_count_and_snapshot_serialises() {
+    let gate = Admission::new(1);
+    let mut s = stream(&gate, 2);
+    s.send(1, 0);
+    s.send(2, 10);
+    s.send(3, 20);
+    let mut out = Vec::new();
+    s.take_input(1, 1000, &mut out);
+    s.yield_output(1, 1000);
+    let m = s.metrics(2000, 1, 0);
+    assert_eq!((m.events_in, m.events_out), (2, 1));
+    assert_eq!(m.buffered_in, 2, "one queued, one lent and unconsumed");
+    assert_eq!(m.buffered_out, 1);
+    assert_eq!(m.backpressure_waits, 1);
+    assert!((875..=1125).contains(&m.queue_wait_p50_us));
+    let json = serde_json::to_value(m).unwrap();
+    for key in [
+        "eventsIn",
+        "bufferedOut",
+        "backpressureWaits",
+        "openedAt",
+        "durationMs",
+        "queueWaitP99Us",
+    ] {
+        assert!(json.get(key).is_some(), "{key}");
+    }
+    let stats = serde_json::to_value(gate.stats()).unwrap();
+    assert_eq!(stats["open"], 1);
+}
