@@ -76,13 +76,13 @@ export class SingleFn<I, O> extends FnBase<I, O> {
 
   [kOpen](signal: AbortSignal | undefined, idle: boolean): StreamImpl<I, O> {
     const idleMs = idle ? this.config.idleTimeout : 0;
-    const core = this.#native.open(this.config.buffer, idleMs);
-    if (core === null) {
+    const handle = this.#native.open(this.config.buffer, idleMs);
+    if (handle < 0) {
       throw new StreamLimitError(
         `Cannot open a stream of "${this.name}": ${this.config.maxConcurrent} are open (maxConcurrent)`,
       );
     }
-    return new StreamImpl(core, this.#handler, this.name, this.config.buffer, idleMs > 0, signal);
+    return new StreamImpl(handle, this.#handler, this.name, this.config.buffer, idleMs > 0, signal);
   }
 
   stats(): StreamFnStats {

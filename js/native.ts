@@ -1,21 +1,50 @@
 // The native addon, and the process-wide pieces of glue around it.
-import type { NativeFunction as NativeFunctionT, NativeStream as NativeStreamT } from '../native/index';
+import type { NativeFunction as NativeFunctionT } from '../native/index';
+
+/**
+ * The per-stream entry points (`crates/velo-node/src/raw.rs`): hand-written
+ * N-API callbacks, so the generated declarations do not cover them. `h` is a
+ * stream handle from `NativeFunction.open`.
+ */
+export interface StreamOps {
+  send(h: number, value: unknown): number;
+  room(h: number): number;
+  sendBatch(h: number, values: readonly unknown[], start: number, count: number): boolean;
+  end(h: number): boolean;
+  takeInput(h: number, buf: unknown[], max: number): number;
+  yieldOutput(h: number, value: unknown): number;
+  takeOutput(h: number, buf: unknown[], max: number): number;
+  admitted(h: number): number;
+  phase(h: number): number;
+  key(h: number): number;
+  handlerReturned(h: number): number;
+  handlerFailed(h: number): number;
+  cancel(h: number): number;
+  releaseInput(h: number): number;
+  idleFire(h: number): boolean;
+  metrics(h: number, inUnconsumed: number, outUnconsumed: number): unknown;
+  free(h: number): void;
+}
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const addon = require('../native/index.js') as typeof import('../native/index');
+const addon = require('../native/index.js') as typeof import('../native/index') & { stream: StreamOps };
 
-export type NativeStream = NativeStreamT;
 export type NativeFunction = NativeFunctionT;
 export const NativeFunction = addon.NativeFunction;
-export const panicForTest = addon.__panicForTest;
+export const ops: StreamOps = addon.stream;
 
-/** Status codes of `crates/velo-node/src/lib.rs`. */
+/** Status codes of `crates/velo-node/src/raw.rs`. */
 export const ACCEPTED = 0;
 export const ACCEPTED_WAKE = 1;
 export const PARKED = 2;
 export const CLOSED = 3;
+/** The other side was waiting: the core counted the value, the caller hands it over. */
+export const HANDOFF = 4;
 export const EMPTY = -1;
 export const ENDED = -2;
+
+/** Frees the native state of streams that were garbage collected (stale handles are ignored). */
+export const reclaim = new FinalizationRegistry<number>((handle) => ops.free(handle));
 
 /** `NativeStream.phase` codes, in order. */
 export const PHASES = ['open', 'ending', 'done', 'failed', 'cancelled'] as const;
@@ -28,8 +57,8 @@ export interface IdleTarget {
 
 const idleTargets = new Map<number, WeakRef<IdleTarget>>();
 
-addon.setIdleHandler((keys: number[]) => {
-  for (const key of keys) {
+addon.setIdleHandler(() => {
+  for (const key of addon.idleDue()) {
     const target = idleTargets.get(key)?.deref();
     if (target === undefined) {
       idleTargets.delete(key);

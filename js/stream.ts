@@ -15,11 +15,13 @@ import {
   ACCEPTED_WAKE,
   EMPTY,
   ENDED,
+  HANDOFF,
   PARKED,
   PHASES,
   type IdleTarget,
-  type NativeStream,
   holdAlive,
+  ops,
+  reclaim,
   releaseAlive,
   unwatchIdle,
   watchIdle,
@@ -159,7 +161,8 @@ export async function collectOutputs<I, O>(stream: Endpoints<I, O>, source: Even
 }
 
 export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarget {
-  readonly #core: NativeStream;
+  /** The stream's handle in the native slab. */
+  readonly #h: number;
   readonly #label: string;
   readonly #capacity: number;
   #id: string | undefined;
@@ -174,7 +177,9 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   #inPos = 0;
   #inLen = 0;
   #inWaiter: Settle<IteratorResult<I>> | null = null;
+  #inWaiting: Promise<IteratorResult<I>> | null = null;
   #idleOn: boolean;
+  #key = -1;
 
   // Output side: readers, the batch lent to them, and the paused handler.
   readonly #outBuf: unknown[] = [];
@@ -194,20 +199,21 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   #resolveFinished!: () => void;
 
   constructor(
-    core: NativeStream,
+    handle: number,
     handler: StreamHandler<I, O>,
     label: string,
     capacity: number,
     idle: boolean,
     signal: AbortSignal | undefined,
   ) {
-    this.#core = core;
+    this.#h = handle;
+    reclaim.register(this, handle);
     this.#label = label;
     this.#capacity = capacity;
     this.#idleOn = idle;
     this.#signal = signal;
     this.#finished = new Promise((resolve) => (this.#resolveFinished = resolve));
-    if (idle) watchIdle(core.key, this);
+    if (idle) watchIdle(this.#streamKey(), this);
 
     let iterator: AsyncIterator<O> | undefined;
     try {
@@ -227,23 +233,28 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
     if (signal !== undefined) {
       if (signal.aborted) {
         void this.cancel(signal.reason);
-      } else if (this.#core.phase < 2) {
+      } else if (ops.phase(this.#h) < 2) {
         this.#onAbort = () => void this.cancel(signal.reason);
         signal.addEventListener('abort', this.#onAbort, { once: true });
       }
     }
   }
 
+  #streamKey(): number {
+    if (this.#key < 0) this.#key = ops.key(this.#h);
+    return this.#key;
+  }
+
   get id(): string {
-    return (this.#id ??= `s${this.#core.key}`);
+    return (this.#id ??= `s${this.#streamKey()}`);
   }
 
   get state(): StreamState {
-    return PHASES[this.#core.phase] as StreamState;
+    return PHASES[ops.phase(this.#h)] as StreamState;
   }
 
   get metrics(): StreamMetrics {
-    return this.#core.metrics(this.#inLen - this.#inPos, this.#outLen - this.#outPos) as StreamMetrics;
+    return ops.metrics(this.#h, this.#inLen - this.#inPos, this.#outLen - this.#outPos) as StreamMetrics;
   }
 
   get [kSignal](): AbortSignal | undefined {
@@ -270,8 +281,15 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   // ----- input -----
 
   send(event: I): Promise<void> {
-    const code = this.#core.send(event);
+    const code = ops.send(this.#h, event);
     if (code === ACCEPTED) return RESOLVED;
+    if (code === HANDOFF) {
+      // The handler was waiting for input: give it the event directly.
+      const waiter = this.#inWaiter as Settle<IteratorResult<I>>;
+      this.#inWaiter = this.#inWaiting = null;
+      waiter.resolve({ value: event, done: false });
+      return RESOLVED;
+    }
     if (code === ACCEPTED_WAKE) {
       this.#wakeInput();
       return RESOLVED;
@@ -286,7 +304,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   }
 
   end(): void {
-    if (this.#core.end()) {
+    if (ops.end(this.#h)) {
       this.#idleOff();
       this.#wakeInput();
     }
@@ -325,14 +343,14 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   async #sendArray(events: readonly I[]): Promise<boolean> {
     let i = 0;
     while (i < events.length) {
-      const room = this.#core.room();
+      const room = ops.room(this.#h);
       if (room === 0) {
         // Full, closed, or senders waiting: an ordinary send finds out which.
         if (!(await this.#sendOne(events[i++] as I))) return false;
         continue;
       }
       const n = Math.min(room, events.length - i);
-      if (this.#core.sendBatch(events, i, n)) this.#wakeInput();
+      if (ops.sendBatch(this.#h, events, i, n)) this.#wakeInput();
       i += n;
     }
     return true;
@@ -342,7 +360,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
     const it = source[Symbol.iterator]();
     const stage: I[] = [];
     for (;;) {
-      const room = this.#core.room();
+      const room = ops.room(this.#h);
       if (room === 0) {
         const r = it.next();
         if (r.done) return true;
@@ -355,7 +373,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
       stage.length = 0;
       let r: IteratorResult<I> | undefined;
       while (stage.length < room && !(r = it.next()).done) stage.push(r.value);
-      if (stage.length > 0 && this.#core.sendBatch(stage, 0, stage.length)) this.#wakeInput();
+      if (stage.length > 0 && ops.sendBatch(this.#h, stage, 0, stage.length)) this.#wakeInput();
       if (r?.done) return true;
     }
   }
@@ -383,15 +401,18 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
     // The handler is about to wait for input: whatever it yielded so far is
     // all there is for now, so batch readers need not wait any longer.
     if (this.#readers.length > 0) this.#serveReaders();
-    return new Promise((resolve, reject) => {
+    // A second next() before the first settled (not something for-await
+    // does) waits its turn rather than taking the first one's place.
+    if (this.#inWaiting !== null) return this.#inWaiting.then(() => this[kNextInput]());
+    return (this.#inWaiting = new Promise((resolve, reject) => {
       this.#inWaiter = { resolve, reject };
-    });
+    }));
   }
 
   /** Take the next batch of events from the core; null if the handler must wait. */
   #pollInput(): IteratorResult<I> | null {
-    const n = this.#core.takeInput(this.#inBuf, this.#capacity);
-    if (this.#senders.length > 0) this.#admitSenders(this.#core.admitted);
+    const n = ops.takeInput(this.#h, this.#inBuf, this.#capacity);
+    if (this.#senders.length > 0) this.#admitSenders(ops.admitted(this.#h));
     if (n > 0) {
       this.#inPos = 1;
       this.#inLen = n;
@@ -408,7 +429,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
     if (waiter === null) return;
     const r = this.#pollInput();
     if (r === null) return;
-    this.#inWaiter = null;
+    this.#inWaiter = this.#inWaiting = null;
     waiter.resolve(r);
   }
 
@@ -418,15 +439,17 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   }
 
   [kReleaseInput](): void {
-    this.#core.releaseInput();
+    ops.releaseInput(this.#h);
     this.#inPos = this.#inLen = 0;
     this.#inBuf.length = 0;
     this.#idleOff();
-    this.#rejectSenders(new StreamClosedError(`${this.#describe()} no longer reads its input`));
+    this.#rejectSenders(() => new StreamClosedError(`${this.#describe()} no longer reads its input`));
   }
 
-  #rejectSenders(error: Error): void {
+  /** Errors are made only when someone is waiting: capturing a stack costs microseconds. */
+  #rejectSenders(makeError: () => Error): void {
     if (this.#senders.length === 0) return;
+    const error = makeError();
     for (const sender of this.#senders.drain()) sender.reject(error);
     this.#syncKeepAlive();
   }
@@ -434,7 +457,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   // ----- idle -----
 
   idleFired(): void {
-    if (this.#core.idleFire()) {
+    if (ops.idleFire(this.#h)) {
       this.#idleOff();
       this.#wakeInput();
     }
@@ -443,7 +466,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   #idleOff(): void {
     if (!this.#idleOn) return;
     this.#idleOn = false;
-    unwatchIdle(this.#core.key);
+    unwatchIdle(this.#streamKey());
     this.#syncKeepAlive();
   }
 
@@ -467,8 +490,14 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
           await it.return?.();
           break;
         }
-        const code = this.#core.yieldOutput(r.value);
-        if (code === ACCEPTED_WAKE) this.#outputArrived();
+        const code = ops.yieldOutput(this.#h, r.value);
+        if (code === HANDOFF) {
+          // A reader was waiting on an empty buffer: the value joins the
+          // (empty) batch lent to readers, without a trip through the core.
+          if (this.#outPos === this.#outLen) this.#outPos = this.#outLen = 0;
+          this.#outBuf[this.#outLen++] = r.value;
+          this.#outputArrived();
+        } else if (code === ACCEPTED_WAKE) this.#outputArrived();
         else if (code === PARKED) {
           // Paused at its yield until a reader makes room.
           this.#serveReaders();
@@ -477,7 +506,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
             await it.return?.();
             break;
           }
-        } else if (code !== ACCEPTED) {
+        } else if (code !== ACCEPTED && code !== HANDOFF) {
           await it.return?.();
           break;
         }
@@ -486,22 +515,22 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
       this.#handlerThrew(error);
       return;
     }
-    this.#core.handlerReturned();
-    this.#afterHandler(new StreamClosedError(`${this.#describe()} has finished: its handler returned`));
+    ops.handlerReturned(this.#h);
+    this.#afterHandler(() => new StreamClosedError(`${this.#describe()} has finished: its handler returned`));
   }
 
   #handlerThrew(error: unknown): void {
     if (this.#cancelled) {
       // Thrown while being cancelled: nobody is left to see it.
-      this.#afterHandler(this.#closedError());
+      this.#afterHandler(() => this.#closedError());
       return;
     }
     this.#failure = { error };
-    this.#core.handlerFailed();
-    this.#afterHandler(new StreamClosedError(`${this.#describe()} failed: its handler threw`, { cause: error }));
+    ops.handlerFailed(this.#h);
+    this.#afterHandler(() => new StreamClosedError(`${this.#describe()} failed: its handler threw`, { cause: error }));
   }
 
-  #afterHandler(senderError: Error): void {
+  #afterHandler(senderError: () => Error): void {
     this.#outParked = false;
     this.#rejectSenders(senderError);
     this.#inPos = this.#inLen = 0;
@@ -589,9 +618,9 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
 
   #takeOutput(): number {
     if (this.#outParked) return EMPTY;
-    const n = this.#core.takeOutput(this.#outBuf, this.#capacity);
+    const n = ops.takeOutput(this.#h, this.#outBuf, this.#capacity);
     this.#outParked = n === EMPTY;
-    if (this.#pumpWaiter !== null && this.#core.admitted > 0) {
+    if (this.#pumpWaiter !== null && ops.admitted(this.#h) > 0) {
       const resume = this.#pumpWaiter;
       this.#pumpWaiter = null;
       resume();
@@ -638,14 +667,14 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   // ----- cancel -----
 
   cancel(reason?: unknown): Promise<void> {
-    if (!this.#cancelled && this.#core.cancel() >= 0) {
+    if (!this.#cancelled && ops.cancel(this.#h) >= 0) {
       this.#cancelled = true;
       this.#outParked = false;
       this.#cancelReason = reason;
       this.#abort?.abort(reason);
       this.#inPos = this.#inLen = this.#outPos = this.#outLen = 0;
       this.#inBuf.length = this.#outBuf.length = 0;
-      this.#rejectSenders(this.#closedError());
+      this.#rejectSenders(() => this.#closedError());
       this.#idleOff();
       this.#detachSignal();
       this.#wakeInput();
@@ -658,7 +687,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   }
 
   [kCancelWith](error: unknown): Promise<void> {
-    if (this.#failure === undefined && this.#core.phase < 2) this.#failure = { error };
+    if (this.#failure === undefined && ops.phase(this.#h) < 2) this.#failure = { error };
     return this.cancel(error);
   }
 

@@ -1,118 +1,208 @@
-//! The idle-deadline notifier: one background thread that sleeps until the
-//! earliest armed deadline and reports due keys in batches.
+//! Idle deadlines: a set of `(deadline, key)` kept on the streams' own thread,
+//! and one notifier thread that only sleeps until the earliest of them.
 //!
-//! Streams live on a JavaScript thread; this thread only keeps a sorted set
-//! of `(deadline, key)` and calls `on_due` with the keys whose deadline
-//! passed. It never touches stream state: the owner of the stream checks, on
-//! its own thread, whether the stream really was idle (a send may have moved
-//! the deadline since it was armed) and re-arms if not. So a send costs no
-//! cross-thread traffic at all; only arming, disarming and firing do, about
-//! once per `idleTimeout` per stream.
+//! Arming and disarming are a `BTreeSet` insert or remove on the owner's
+//! thread, with no cross-thread traffic. The notifier is told a new wake time
+//! only when the earliest deadline moves earlier, which for streams opened
+//! over time with one timeout is almost never: each new deadline is later
+//! than the ones before. When the wake time passes, the notifier calls
+//! `on_wake` (in Node: a weak threadsafe function), and the owner takes the
+//! due keys with [`IdleDeadlines::take_due`] on its own thread. So a send costs
+//! nothing here, and an open or close costs no system call.
 //!
-//! Commands reach the thread through a crossbeam channel, whose
-//! `recv_deadline` is the whole timer: wait for a command or the next deadline,
-//! whichever comes first.
+//! The notifier never touches stream state, and the owner checks each due
+//! stream (a send may have moved its deadline since it was armed; see
+//! `StreamCore::idle_fire`).
+//!
+//! # Wake protocol
+//! Shared between the two threads: `wake_at` (µs on [`crate::clock`], or
+//! `u64::MAX` for "nothing to do") under a mutex, and a condvar.
+//! - The owner lowers `wake_at` and notifies when it arms a deadline earlier
+//!   than the one the notifier will wake for.
+//! - The notifier, once `wake_at` has passed, sets it to `u64::MAX` and calls
+//!   `on_wake` outside the lock.
+//! - The owner, in `take_due`, sets `wake_at` to its earliest remaining
+//!   deadline. A deadline armed between the notifier's reset and `take_due` is
+//!   covered by that same `take_due`, which `on_wake` guarantees will run.
 //!
 //! # Shutdown
-//! Dropping the last [`IdleTimer`] handle disconnects the channel; the thread
-//! then exits without firing what is left.
+//! Dropping the [`IdleDeadlines`] stops the thread without firing.
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
+use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crate::clock::now_us;
 
-use crate::clock::{instant_of, now_us};
+const NEVER: u64 = u64::MAX;
 
-enum Command {
-    Arm { key: u64, at_us: u64 },
-    Disarm { key: u64, at_us: u64 },
+struct WakeState {
+    wake_at: u64,
+    shutdown: bool,
 }
 
-/// A handle to the notifier thread. Cloning shares the thread.
-#[derive(Clone)]
-pub struct IdleTimer {
-    tx: Sender<Command>,
+struct Shared {
+    state: Mutex<WakeState>,
+    cv: Condvar,
 }
 
-impl IdleTimer {
-    /// Start the thread. `on_due` runs on it with every batch of due keys.
-    pub fn spawn(on_due: impl FnMut(Vec<u64>) + Send + 'static) -> std::io::Result<Self> {
-        let (tx, rx) = crossbeam_channel::unbounded();
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, WakeState> {
+        // A panic in `on_wake` poisons nothing we rely on: the state is two
+        // plain fields, valid at every point.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The armed idle deadlines of every stream on one thread.
+pub struct IdleDeadlines {
+    armed: BTreeSet<(u64, u64)>,
+    /// What the notifier will wake for (a mirror of `wake_at`, owner side).
+    scheduled: u64,
+    shared: Arc<Shared>,
+}
+
+impl IdleDeadlines {
+    /// Start the notifier thread; `on_wake` runs on it whenever a deadline
+    /// may be due, and must make the owner call [`IdleDeadlines::take_due`].
+    pub fn spawn(on_wake: impl FnMut() + Send + 'static) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(WakeState {
+                wake_at: NEVER,
+                shutdown: false,
+            }),
+            cv: Condvar::new(),
+        });
+        let theirs = Arc::clone(&shared);
         thread::Builder::new()
             .name("velo-idle".into())
-            .spawn(move || run(rx, on_due, now_us))?;
-        Ok(IdleTimer { tx })
+            .spawn(move || notifier(&theirs, on_wake, now_us))?;
+        Ok(IdleDeadlines {
+            armed: BTreeSet::new(),
+            scheduled: NEVER,
+            shared,
+        })
     }
 
-    /// Report `key` once the clock passes `at_us` (see [`crate::clock`]).
-    pub fn arm(&self, key: u64, at_us: u64) {
-        // The thread only exits when every handle is gone, so this cannot fail
-        // while `self` exists.
-        let _ = self.tx.send(Command::Arm { key, at_us });
+    /// Report `key` once the clock passes `at_us`.
+    pub fn arm(&mut self, key: u64, at_us: u64) {
+        self.armed.insert((at_us, key));
+        if at_us < self.scheduled {
+            self.schedule(at_us);
+        }
     }
 
-    /// Forget a deadline armed with the same `key` and `at_us`.
-    pub fn disarm(&self, key: u64, at_us: u64) {
-        let _ = self.tx.send(Command::Disarm { key, at_us });
+    /// Forget the deadline armed with the same `key` and `at_us`. The notifier
+    /// is not told: if it wakes for nothing, `take_due` returns nothing.
+    pub fn disarm(&mut self, key: u64, at_us: u64) {
+        self.armed.remove(&(at_us, key));
+    }
+
+    /// Deadlines armed now.
+    pub fn len(&self) -> usize {
+        self.armed.len()
+    }
+
+    /// Whether no deadline is armed.
+    pub fn is_empty(&self) -> bool {
+        self.armed.is_empty()
+    }
+
+    /// Remove and return the keys whose deadline is at or before `now_us`,
+    /// earliest first, and schedule the notifier for the next one.
+    pub fn take_due(&mut self, now_us: u64) -> Vec<u64> {
+        let mut due = Vec::new();
+        while let Some(&(at, key)) = self.armed.first() {
+            if at > now_us {
+                break;
+            }
+            self.armed.pop_first();
+            due.push(key);
+        }
+        let next = self.armed.first().map_or(NEVER, |&(at, _)| at);
+        self.schedule(next);
+        due
+    }
+
+    fn schedule(&mut self, at_us: u64) {
+        self.scheduled = at_us;
+        self.shared.lock().wake_at = at_us;
+        self.shared.cv.notify_one();
     }
 }
 
-fn run(rx: Receiver<Command>, mut on_due: impl FnMut(Vec<u64>), clock: fn() -> u64) {
-    let mut armed: BTreeSet<(u64, u64)> = BTreeSet::new();
+impl Drop for IdleDeadlines {
+    fn drop(&mut self) {
+        self.shared.lock().shutdown = true;
+        self.shared.cv.notify_one();
+    }
+}
+
+fn notifier(shared: &Shared, mut on_wake: impl FnMut(), clock: fn() -> u64) {
+    let mut state = shared.lock();
     loop {
-        let received = match armed.first() {
-            Some(&(at_us, _)) => rx.recv_deadline(instant_of(at_us)),
-            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-        };
-        match received {
-            Ok(Command::Arm { key, at_us }) => {
-                armed.insert((at_us, key));
-            }
-            Ok(Command::Disarm { key, at_us }) => {
-                armed.remove(&(at_us, key));
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return,
+        if state.shutdown {
+            return;
+        }
+        if state.wake_at == NEVER {
+            state = shared
+                .cv
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+            continue;
         }
         let now = clock();
-        let mut due = Vec::new();
-        while let Some(&(at_us, key)) = armed.first() {
-            if at_us > now {
-                break;
-            }
-            armed.pop_first();
-            due.push(key);
+        if now < state.wake_at {
+            let wait = Duration::from_micros(state.wake_at - now);
+            state = shared
+                .cv
+                .wait_timeout(state, wait)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+            continue;
         }
-        if !due.is_empty() {
-            on_due(due);
-        }
+        state.wake_at = NEVER;
+        drop(state);
+        on_wake();
+        state = shared.lock();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::sync::mpsc;
 
     #[test]
-    fn fires_due_keys_in_deadline_order_and_skips_disarmed() {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let timer = IdleTimer::spawn(move |keys| {
-            for k in keys {
-                tx.send(k).unwrap();
-            }
-        })
-        .unwrap();
+    fn wakes_for_the_earliest_deadline_and_hands_due_keys_to_the_owner() {
+        let (tx, rx) = mpsc::channel();
+        let mut deadlines = IdleDeadlines::spawn(move || tx.send(()).unwrap()).unwrap();
         let now = now_us();
-        timer.arm(3, now + 30_000);
-        timer.arm(1, now + 10_000);
-        timer.arm(2, now + 20_000);
-        timer.disarm(2, now + 20_000);
-        let got: Vec<u64> = (0..2)
-            .map(|_| rx.recv_timeout(Duration::from_secs(5)).unwrap())
-            .collect();
+        deadlines.arm(3, now + 30_000);
+        deadlines.arm(1, now + 10_000);
+        deadlines.arm(2, now + 20_000);
+        deadlines.disarm(2, now + 20_000);
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            rx.recv_timeout(Duration::from_secs(5)).expect("woken");
+            got.extend(deadlines.take_due(now_us()));
+        }
         assert_eq!(got, vec![1, 3]);
-        assert!(rx.recv_timeout(Duration::from_millis(50)).is_err());
+        assert!(deadlines.is_empty());
+        assert!(
+            rx.recv_timeout(Duration::from_millis(50)).is_err(),
+            "no wake once nothing is armed"
+        );
+    }
+
+    #[test]
+    fn take_due_leaves_future_deadlines() {
+        let mut deadlines = IdleDeadlines::spawn(|| {}).unwrap();
+        deadlines.arm(1, 100);
+        deadlines.arm(2, 200);
+        assert_eq!(deadlines.take_due(150), vec![1]);
+        assert_eq!(deadlines.len(), 1);
+        assert_eq!(deadlines.take_due(150), Vec::<u64>::new());
     }
 }

@@ -160,6 +160,27 @@ impl<T> Lane<T> {
         }
     }
 
+    /// If the receiver is parked on an empty lane, count one value as accepted
+    /// and handed straight to it (lent, like a batch of one), and return true:
+    /// the caller gives the value to the receiver itself. Otherwise change
+    /// nothing and return false (the caller then pushes as usual).
+    ///
+    /// This is the fast path of a live stream: the value never waits, so it
+    /// need not be stored, and its queue wait is recorded as zero.
+    pub fn try_handoff(&mut self, wait_hist: Option<&mut Histogram>) -> bool {
+        if !self.receiver_parked || self.closed || self.held() >= self.capacity {
+            return false;
+        }
+        debug_assert!(self.queue.is_empty() && self.waiting.is_empty());
+        self.receiver_parked = false;
+        self.lent += 1;
+        self.accepted += 1;
+        if let Some(h) = wait_hist {
+            h.record(0);
+        }
+        true
+    }
+
     /// Push values that fit in [`Lane::room`]. Returns whether the receiver
     /// must be woken.
     ///
@@ -373,6 +394,22 @@ mod tests {
         assert_eq!(h.count(), 1);
         let p50 = h.percentile(0.5);
         assert!((224..=256).contains(&p50), "p50 {p50}");
+    }
+
+    #[test]
+    fn handoff_only_to_a_parked_receiver_and_counts_as_lent() {
+        let mut lane = Lane::new(1);
+        assert!(!lane.try_handoff(None), "receiver not parked");
+        assert_eq!(take_all(&mut lane).1, Take::Empty);
+        assert!(lane.try_handoff(None));
+        assert_eq!((lane.accepted(), lane.held()), (1, 1));
+        assert!(!lane.try_handoff(None), "no longer parked");
+        assert_eq!(
+            lane.push(2, 0),
+            Push::Parked,
+            "the handed-off value still holds the only slot"
+        );
+        assert_eq!(take_all(&mut lane).0, vec![2]);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! ([`StreamCore`]) has a bounded input lane (sender -> handler) and a bounded
 //! output lane (handler -> consumer) ([`Lane`]), a lifecycle ([`Phase`]), a
 //! slot taken from its function's admission gate ([`Admission`]), an optional
-//! idle clock reported by a notifier thread ([`IdleTimer`]), and metrics.
+//! idle clock whose deadline a notifier thread reports ([`IdleDeadlines`]), and
+//! metrics.
 //!
 //! The core decides and the embedder acts: a push that finds no room returns
 //! [`Push::Parked`] and the embedder makes its caller wait (in Node, a
@@ -15,7 +16,8 @@
 //!
 //! # Threads
 //! A stream and its function's gate belong to one thread (they are `!Send`).
-//! Only [`IdleTimer`] crosses threads, through a channel.
+//! Only [`IdleDeadlines`]' notifier runs on a thread of its own; it shares one
+//! mutex-guarded wake time with the owner.
 //!
 //! # Examples
 //! ```
@@ -52,6 +54,6 @@ pub mod lane;
 pub mod stream;
 
 pub use admission::{Admission, LimitError, Outcome, Permit, Stats};
-pub use idle::IdleTimer;
+pub use idle::IdleDeadlines;
 pub use lane::{Lane, Push, Take};
 pub use stream::{IdleConfig, IdleVerdict, Metrics, Phase, StreamCore};

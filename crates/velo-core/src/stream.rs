@@ -17,9 +17,11 @@
 //! # Idle clock
 //! It runs while the input is open and no send waits for room. Every send
 //! moves it; when it runs out the input is ended exactly as by
-//! [`StreamCore::end`]. The notifier thread ([`IdleTimer`]) only wakes the
-//! owner at the armed deadline; [`StreamCore::idle_fire`] decides.
+//! [`StreamCore::end`]. The deadline set ([`IdleDeadlines`]) only reports the
+//! stream when its armed deadline passes; [`StreamCore::idle_fire`] decides.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -27,7 +29,7 @@ use serde::Serialize;
 
 use crate::admission::{Outcome, Permit};
 use crate::histogram::Histogram;
-use crate::idle::IdleTimer;
+use crate::idle::IdleDeadlines;
 use crate::lane::{Lane, Push, Take};
 
 /// Where a stream is in its life.
@@ -89,7 +91,7 @@ pub struct Metrics {
 }
 
 struct Idle {
-    timer: IdleTimer,
+    deadlines: Rc<RefCell<IdleDeadlines>>,
     timeout_us: u64,
     last_activity_us: u64,
     armed_at_us: Option<u64>,
@@ -98,20 +100,20 @@ struct Idle {
 impl Idle {
     fn arm(&mut self, key: u64, at_us: u64) {
         self.armed_at_us = Some(at_us);
-        self.timer.arm(key, at_us);
+        self.deadlines.borrow_mut().arm(key, at_us);
     }
 
     fn disarm(&mut self, key: u64) {
         if let Some(at) = self.armed_at_us.take() {
-            self.timer.disarm(key, at);
+            self.deadlines.borrow_mut().disarm(key, at);
         }
     }
 }
 
 /// Idle-timeout settings for [`StreamCore::new`].
 pub struct IdleConfig {
-    /// The notifier that will report this stream's deadline.
-    pub timer: IdleTimer,
+    /// The deadline set of this thread, which will report this stream.
+    pub deadlines: Rc<RefCell<IdleDeadlines>>,
     /// How long without a send ends the input, microseconds (greater than 0).
     pub timeout_us: u64,
 }
@@ -143,7 +145,7 @@ impl<T> StreamCore<T> {
             .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
         let idle = idle.map(|cfg| {
             let mut idle = Idle {
-                timer: cfg.timer,
+                deadlines: cfg.deadlines,
                 timeout_us: cfg.timeout_us,
                 last_activity_us: now_us,
                 armed_at_us: None,
@@ -204,6 +206,16 @@ impl<T> StreamCore<T> {
         pushed
     }
 
+    /// Send one event straight to a handler that waits for input (see
+    /// [`Lane::try_handoff`]). False: nobody waits, use [`StreamCore::send`].
+    pub fn try_handoff_input(&mut self, now_us: u64) -> bool {
+        let handed = self.input.try_handoff(Some(&mut self.queue_wait));
+        if handed {
+            self.touch(now_us);
+        }
+        handed
+    }
+
     /// Room for [`StreamCore::send_batch`] now.
     pub fn room(&self) -> usize {
         self.input.room()
@@ -258,6 +270,12 @@ impl<T> StreamCore<T> {
     /// The handler yields one output.
     pub fn yield_output(&mut self, output: T, now_us: u64) -> Push<T> {
         self.output.push(output, now_us)
+    }
+
+    /// Yield one output straight to a consumer that waits (see
+    /// [`Lane::try_handoff`]). False: nobody waits, use [`StreamCore::yield_output`].
+    pub fn try_handoff_output(&mut self) -> bool {
+        self.output.try_handoff(None)
     }
 
     /// The consumer takes up to `max` outputs. `Ended` means every output
@@ -339,7 +357,8 @@ impl<T> StreamCore<T> {
         let Some(idle) = &mut self.idle else {
             return IdleVerdict::Off;
         };
-        idle.armed_at_us = None;
+        // Usually already taken out by `take_due`; removing it again is free.
+        idle.disarm(key);
         if closed {
             return IdleVerdict::Off;
         }

@@ -1,6 +1,9 @@
 //! The stream lifecycle, driven by hand with a fake clock.
 
-use velo_core::{Admission, IdleConfig, IdleTimer, IdleVerdict, Phase, Push, StreamCore, Take};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use velo_core::{Admission, IdleConfig, IdleDeadlines, IdleVerdict, Phase, Push, StreamCore, Take};
 
 fn stream(gate: &Admission, buffer: usize) -> StreamCore<u32> {
     StreamCore::new(gate.admit().unwrap(), buffer, None, 0)
@@ -117,13 +120,14 @@ fn dropped_open_stream_gives_its_slot_back() {
 
 #[test]
 fn idle_clock_expires_rearms_and_pauses_for_waiting_senders() {
-    let timer = IdleTimer::spawn(|_| {}).unwrap();
+    let deadlines = Rc::new(RefCell::new(IdleDeadlines::spawn(|| {}).unwrap()));
     let gate = Admission::new(1);
-    let idle = |timer: &IdleTimer| IdleConfig {
-        timer: timer.clone(),
+    let idle = IdleConfig {
+        deadlines: Rc::clone(&deadlines),
         timeout_us: 1000,
     };
-    let mut s: StreamCore<u32> = StreamCore::new(gate.admit().unwrap(), 1, Some(idle(&timer)), 0);
+    let mut s: StreamCore<u32> = StreamCore::new(gate.admit().unwrap(), 1, Some(idle), 0);
+    assert_eq!(deadlines.borrow().len(), 1, "armed at open");
     assert!(s.idle_running());
     s.send(1, 600); // moves the deadline to 1600
     assert_eq!(s.idle_fire(1000), IdleVerdict::Rearmed);
@@ -138,6 +142,22 @@ fn idle_clock_expires_rearms_and_pauses_for_waiting_senders() {
     assert_eq!(s.idle_fire(6500), IdleVerdict::Expired);
     assert_eq!(s.phase(), Phase::Ending);
     assert_eq!(s.idle_fire(9000), IdleVerdict::Off);
+    assert!(
+        deadlines.borrow().is_empty(),
+        "nothing left armed once the input ended"
+    );
+    drop(s);
+    let mut s2: StreamCore<u32> = StreamCore::new(
+        gate.admit().unwrap(),
+        1,
+        Some(IdleConfig {
+            deadlines: Rc::clone(&deadlines),
+            timeout_us: 1000,
+        }),
+        0,
+    );
+    s2.cancel(10);
+    assert!(deadlines.borrow().is_empty(), "cancel disarms");
 }
 
 #[test]

@@ -1,24 +1,27 @@
-//! Idle deadlines reach JavaScript through one weak threadsafe function per
-//! JS thread: the core's notifier thread calls it with a batch of due stream
-//! keys, and JavaScript asks each stream's core whether it really is idle.
+//! Idle deadlines for the streams of one JS thread.
+//!
+//! The deadline set lives on this thread (see `velo_core::idle`); its
+//! notifier thread calls a weak threadsafe function when the earliest
+//! deadline passes, and the JS callback asks `idleDue()` for the due keys.
 //!
 //! The function is weak, so neither it nor the notifier keeps Node alive;
-//! `keepAlive(true)` refs it while some read is waiting on a stream whose idle
+//! `keepAlive(true)` refs it while some read waits on a stream whose idle
 //! deadline runs, so that a script awaiting such a stream is not cut short.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
 use napi::sys;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
-use velo_core::IdleTimer;
+use velo_core::{clock, IdleDeadlines};
 
-type Notify = ThreadsafeFunction<Vec<f64>, (), Vec<f64>, Status, false, true>;
+type Notify = ThreadsafeFunction<(), (), (), Status, false, true>;
 
 struct Notifier {
-    timer: IdleTimer,
+    deadlines: Rc<RefCell<IdleDeadlines>>,
     tsfn: Arc<Notify>,
 }
 
@@ -26,10 +29,10 @@ thread_local! {
     static NOTIFIER: RefCell<Option<Notifier>> = const { RefCell::new(None) };
 }
 
-/// Register the JS function that receives due stream keys. Called once per
-/// JS thread by `js/native.ts`; the callback must not throw (it catches).
+/// Register the JS function called when idle deadlines may be due. Called
+/// once per JS thread by `js/native.ts`; the callback must not throw.
 #[napi(catch_unwind)]
-pub fn set_idle_handler(callback: Function<Vec<f64>, ()>) -> Result<()> {
+pub fn set_idle_handler(callback: Function<(), ()>) -> Result<()> {
     let tsfn: Arc<Notify> = Arc::new(
         callback
             .build_threadsafe_function()
@@ -38,12 +41,31 @@ pub fn set_idle_handler(callback: Function<Vec<f64>, ()>) -> Result<()> {
             .build()?,
     );
     let to_js = Arc::clone(&tsfn);
-    let timer = IdleTimer::spawn(move |keys| {
-        let keys = keys.into_iter().map(|k| k as f64).collect();
-        to_js.call(keys, ThreadsafeFunctionCallMode::NonBlocking);
+    let deadlines = IdleDeadlines::spawn(move || {
+        to_js.call((), ThreadsafeFunctionCallMode::NonBlocking);
     })?;
-    NOTIFIER.with(|n| *n.borrow_mut() = Some(Notifier { timer, tsfn }));
+    NOTIFIER.with(|n| {
+        *n.borrow_mut() = Some(Notifier {
+            deadlines: Rc::new(RefCell::new(deadlines)),
+            tsfn,
+        })
+    });
     Ok(())
+}
+
+/// Keys of the streams whose idle deadline has passed (each reported once).
+#[napi(catch_unwind)]
+pub fn idle_due() -> Vec<f64> {
+    NOTIFIER.with(|n| match n.borrow().as_ref() {
+        Some(n) => n
+            .deadlines
+            .borrow_mut()
+            .take_due(clock::now_us())
+            .into_iter()
+            .map(|k| k as f64)
+            .collect(),
+        None => Vec::new(),
+    })
 }
 
 /// Keep the event loop alive (or stop keeping it) for pending idle deadlines.
@@ -51,16 +73,16 @@ pub fn set_idle_handler(callback: Function<Vec<f64>, ()>) -> Result<()> {
 #[napi(catch_unwind)]
 pub fn keep_alive(env: Env, on: bool) -> Result<()> {
     NOTIFIER.with(|n| {
-        let Some(n) = n.borrow().as_ref().map(|n| n.tsfn.raw()) else {
+        let Some(tsfn) = n.borrow().as_ref().map(|n| n.tsfn.raw()) else {
             return Ok(());
         };
-        // SAFETY: `n` is a live threadsafe function created on this thread's
-        // env (it lives in this thread's NOTIFIER until the thread ends).
+        // SAFETY: `tsfn` is a live threadsafe function created on this
+        // thread's env (it lives in this thread's NOTIFIER until the thread ends).
         let status = unsafe {
             if on {
-                sys::napi_ref_threadsafe_function(env.raw(), n)
+                sys::napi_ref_threadsafe_function(env.raw(), tsfn)
             } else {
-                sys::napi_unref_threadsafe_function(env.raw(), n)
+                sys::napi_unref_threadsafe_function(env.raw(), tsfn)
             }
         };
         if status == sys::Status::napi_ok {
@@ -71,11 +93,11 @@ pub fn keep_alive(env: Env, on: bool) -> Result<()> {
     })
 }
 
-pub(crate) fn timer() -> Result<IdleTimer> {
+pub(crate) fn deadlines() -> Result<Rc<RefCell<IdleDeadlines>>> {
     NOTIFIER.with(|n| {
         n.borrow()
             .as_ref()
-            .map(|n| n.timer.clone())
+            .map(|n| Rc::clone(&n.deadlines))
             .ok_or_else(|| Error::from_reason("velo-stream: idle handler not registered"))
     })
 }

@@ -1,0 +1,372 @@
+// The scenarios of `npm run bench`: each runs velo-stream and its baselines
+// on the same handler and the same input, and checks the outputs every time.
+import assert from 'node:assert/strict';
+import { Duplex } from 'node:stream';
+import { once } from 'node:events';
+import { streamFn } from 'velo-stream';
+import { BoundedQueue, openQueued, runDuplex, runQueued } from './baselines.mjs';
+
+// ----- handlers shared by every variant -----
+
+async function* runningAverage(events) {
+  let n = 0;
+  let sum = 0;
+  for await (const e of events) {
+    n++;
+    sum += e;
+    yield sum / n;
+  }
+}
+
+async function* runningAverageObjects(events) {
+  let n = 0;
+  let sum = 0;
+  for await (const e of events) {
+    n++;
+    sum += e.value;
+    yield { id: e.id, average: sum / n };
+  }
+}
+
+async function* passThrough(events) {
+  for await (const e of events) yield e;
+}
+
+async function* addOne(events) {
+  for await (const e of events) yield e + 1;
+}
+
+async function* timesTwo(events) {
+  for await (const e of events) yield e * 2;
+}
+
+async function* minusThree(events) {
+  for await (const e of events) yield e - 3;
+}
+
+const numbers = (n) => Array.from({ length: n }, (_, i) => i);
+
+function checkAverages(out, n) {
+  assert.equal(out.length, n);
+  assert.equal(out[n - 1], (n - 1) / 2);
+}
+
+const throughput = (events, ms) => (events / ms) * 1000;
+
+/** Times `fn`, returns events per second. */
+async function timed(events, fn) {
+  const t0 = performance.now();
+  await fn();
+  return throughput(events, performance.now() - t0);
+}
+
+// ----- scenarios -----
+
+export function scenarios(quick) {
+  const N = quick ? 200_000 : 1_000_000;
+  const velo = {
+    avg: streamFn(runningAverage),
+    avgObj: streamFn(runningAverageObjects),
+    pass: streamFn(passThrough),
+    many: streamFn(runningAverage, { maxConcurrent: 20_000 }),
+    pipe: streamFn(addOne).pipe(streamFn(timesTwo)).pipe(streamFn(minusThree)),
+  };
+
+  const list = [];
+
+  {
+    const input = numbers(N);
+    list.push({
+      id: 'S1',
+      title: `run() over ${N.toLocaleString('en-US')} numbers, running average`,
+      kind: 'throughput',
+      variants: {
+        velo: () => timed(N, async () => checkAverages(await velo.avg.run(input), N)),
+        a: () => timed(N, async () => checkAverages(await runQueued(runningAverage, input), N)),
+        b: () => timed(N, async () => checkAverages(await runDuplex(runningAverage, input), N)),
+      },
+      targets: [
+        ['a', '>=', 1.0],
+        ['b', '>=', 4.0],
+      ],
+    });
+  }
+
+  {
+    const input = numbers(N).map((i) => ({ id: i, value: i }));
+    const check = (out) => {
+      assert.equal(out.length, N);
+      assert.deepEqual(out[N - 1], { id: N - 1, average: (N - 1) / 2 });
+    };
+    list.push({
+      id: 'S1o',
+      title: `run() over ${N.toLocaleString('en-US')} objects {id, value}`,
+      kind: 'throughput',
+      variants: {
+        velo: () => timed(N, async () => check(await velo.avgObj.run(input))),
+        a: () => timed(N, async () => check(await runQueued(runningAverageObjects, input))),
+        b: () => timed(N, async () => check(await runDuplex(runningAverageObjects, input))),
+      },
+      targets: [
+        ['a', '>=', 1.0],
+        ['b', '>=', 4.0],
+      ],
+    });
+  }
+
+  {
+    const n = quick ? 100_000 : 500_000;
+    list.push({
+      id: 'S2',
+      title: `live: one stream, await send() loop and for-await consumer, ${n.toLocaleString('en-US')} events`,
+      kind: 'throughput',
+      variants: {
+        velo: () =>
+          timed(n, async () => {
+            const s = velo.avg.open();
+            const producing = (async () => {
+              for (let i = 0; i < n; i++) await s.send(i);
+              s.end();
+            })();
+            let count = 0;
+            for await (const v of s) count++;
+            await producing;
+            assert.equal(count, n);
+          }),
+        a: () =>
+          timed(n, async () => {
+            const { queue, outputs } = openQueued(runningAverage);
+            const producing = (async () => {
+              for (let i = 0; i < n; i++) await queue.send(i);
+              queue.end();
+            })();
+            let count = 0;
+            for await (const v of { [Symbol.asyncIterator]: () => outputs }) count++;
+            await producing;
+            assert.equal(count, n);
+          }),
+        b: () =>
+          timed(n, async () => {
+            const d = Duplex.from(runningAverage);
+            const producing = (async () => {
+              for (let i = 0; i < n; i++) if (!d.write(i)) await once(d, 'drain');
+              d.end();
+            })();
+            let count = 0;
+            for await (const v of d) count++;
+            await producing;
+            assert.equal(count, n);
+          }),
+      },
+      targets: [['a', '>=', 0.8]],
+    });
+  }
+
+  {
+    const n = quick ? 20_000 : 100_000;
+    const roundTrips = async (send, recv) => {
+      const samples = new Float64Array(n);
+      for (let i = 0; i < n; i++) {
+        const t0 = performance.now();
+        await send(i);
+        const v = await recv();
+        samples[i] = (performance.now() - t0) * 1000;
+        if (v !== i) assert.equal(v, i);
+      }
+      return samples;
+    };
+    list.push({
+      id: 'S3',
+      title: `live round trip: await send(e); await recv(), ${n.toLocaleString('en-US')} times`,
+      kind: 'latency',
+      variants: {
+        velo: async () => {
+          const s = velo.pass.open();
+          const samples = await roundTrips((e) => s.send(e), () => s.recv());
+          await s.cancel();
+          return samples;
+        },
+        a: async () => {
+          const { queue, outputs } = openQueued(passThrough);
+          const samples = await roundTrips((e) => queue.send(e), async () => (await outputs.next()).value);
+          queue.end();
+          return samples;
+        },
+      },
+      targets: [
+        ['p50', '<=', 2],
+        ['p99', '<=', 10],
+        ['a', 'p50<=', 1.5],
+        ['a', 'p99<=', 1.5],
+      ],
+    });
+  }
+
+  {
+    const n = quick ? 5_000 : 20_000;
+    const perStream = async (once1) => {
+      const samples = new Float64Array(n);
+      for (let i = 0; i < n; i++) {
+        const t0 = performance.now();
+        await once1(i);
+        samples[i] = (performance.now() - t0) * 1000;
+      }
+      return samples;
+    };
+    list.push({
+      id: 'S4',
+      title: `open -> send one event -> first output -> done, ${n.toLocaleString('en-US')} streams`,
+      kind: 'latency',
+      variants: {
+        velo: () =>
+          perStream(async (i) => {
+            const s = velo.pass.open();
+            await s.send(i);
+            const first = await s.recv();
+            s.end();
+            for await (const _ of s);
+            if (first !== i || s.state !== 'done') assert.fail(`stream ${i}: ${first} ${s.state}`);
+          }),
+        a: () =>
+          perStream(async (i) => {
+            const { queue, outputs } = openQueued(passThrough);
+            await queue.send(i);
+            const first = (await outputs.next()).value;
+            queue.end();
+            const last = await outputs.next();
+            if (first !== i || !last.done) assert.fail(`stream ${i}`);
+          }),
+        b: () =>
+          perStream(async (i) => {
+            const d = Duplex.from(passThrough);
+            d.write(i);
+            d.end();
+            const out = [];
+            for await (const v of d) out.push(v);
+            if (out[0] !== i) assert.fail(`stream ${i}`);
+          }),
+      },
+      targets: [['median', '<=', 5]],
+    });
+  }
+
+  for (const streams of quick ? [1_000] : [1_000, 10_000]) {
+    const per = 100;
+    const input = numbers(per);
+    const total = streams * per;
+    const all = async (runOne) => {
+      const results = await Promise.all(Array.from({ length: streams }, () => runOne(input)));
+      for (const out of results) checkAverages(out, per);
+    };
+    list.push({
+      id: streams === 10_000 ? 'S5' : 'S5-1k',
+      title: `${streams.toLocaleString('en-US')} concurrent streams x ${per} events, total`,
+      kind: 'throughput',
+      variants: {
+        velo: () => timed(total, () => all((events) => velo.many.run(events))),
+        a: () => timed(total, () => all((events) => runQueued(runningAverage, events))),
+        b: () => timed(total, () => all((events) => runDuplex(runningAverage, events))),
+      },
+      targets: streams === 10_000 ? [['a', '>=', 0.8]] : [],
+    });
+  }
+
+  {
+    const idle = quick ? 20_000 : 100_000;
+    const idleFn = streamFn(passThrough, { maxConcurrent: idle });
+    const measure = async (openOne, closeAll) => {
+      const gc = () => {
+        for (let i = 0; i < 4; i++) global.gc();
+      };
+      await new Promise((r) => setImmediate(r));
+      gc();
+      const h0 = process.memoryUsage().heapUsed;
+      const r0 = process.memoryUsage().rss;
+      const held = new Array(idle);
+      for (let i = 0; i < idle; i++) held[i] = openOne();
+      await new Promise((r) => setImmediate(r));
+      gc();
+      const h1 = process.memoryUsage().heapUsed;
+      const r1 = process.memoryUsage().rss;
+      await closeAll(held);
+      return { heapKB: (h1 - h0) / idle / 1024, rssKB: Math.max(0, r1 - r0) / idle / 1024 };
+    };
+    list.push({
+      id: 'S6',
+      title: `memory of ${idle.toLocaleString('en-US')} idle open streams (per stream, after gc)`,
+      kind: 'memory',
+      variants: {
+        velo: () =>
+          measure(
+            () => idleFn.open(),
+            (held) => Promise.all(held.map((s) => s.cancel())),
+          ),
+        a: () =>
+          measure(
+            () => {
+              const o = openQueued(passThrough);
+              void o.outputs.next();
+              return o;
+            },
+            async (held) => held.forEach((o) => o.queue.end()),
+          ),
+        b: () =>
+          measure(
+            () => Duplex.from(passThrough),
+            async (held) => held.forEach((d) => d.destroy()),
+          ),
+      },
+      targets: [
+        ['total', '<=', 2],
+        ['b', 'total<=', 1.0],
+      ],
+    });
+  }
+
+  {
+    const input = numbers(N);
+    const check = (out) => {
+      assert.equal(out.length, N);
+      assert.equal(out[N - 1], (N - 1 + 1) * 2 - 3);
+    };
+    list.push({
+      id: 'S7',
+      title: `three-stage pipe over ${N.toLocaleString('en-US')} numbers`,
+      kind: 'throughput',
+      variants: {
+        velo: () => timed(N, async () => check(await velo.pipe.run(input))),
+        c: () =>
+          timed(N, async () => {
+            const out = [];
+            for await (const v of minusThree(timesTwo(addOne(input)))) out.push(v);
+            check(out);
+          }),
+      },
+      targets: [['c', '>=', 0.7]],
+    });
+  }
+
+  {
+    const n = quick ? 20_000 : 100_000;
+    const frames = Array.from({ length: 64 }, () => Buffer.alloc(64 * 1024, 1));
+    const input = Array.from({ length: n }, (_, i) => frames[i % frames.length]);
+    const check = (out) => {
+      assert.equal(out.length, n);
+      for (let i = 0; i < n; i++) if (out[i] !== input[i]) assert.fail(`frame ${i} is not the same Buffer object`);
+    };
+    list.push({
+      id: 'S8',
+      title: `${n.toLocaleString('en-US')} x 64 KiB Buffers through a pass-through (same object out)`,
+      kind: 'throughput',
+      variants: {
+        velo: () => timed(n, async () => check(await velo.pass.run(input))),
+        a: () => timed(n, async () => check(await runQueued(passThrough, input))),
+      },
+      targets: [['a', '>=', 1.0]],
+    });
+  }
+
+  return list;
+}
+
+export { BoundedQueue };
