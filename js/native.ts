@@ -10,6 +10,8 @@ export interface StreamOps {
   send(h: number, value: unknown): number;
   room(h: number): number;
   sendBatch(h: number, values: readonly unknown[], start: number, count: number): boolean;
+  sendNumbers(h: number, count: number): boolean;
+  setScratch(buffer: Float64Array): void;
   end(h: number): boolean;
   takeInput(h: number, buf: unknown[], max: number): number;
   yieldOutput(h: number, value: unknown): number;
@@ -42,6 +44,16 @@ export const CLOSED = 3;
 export const HANDOFF = 4;
 export const EMPTY = -1;
 export const ENDED = -2;
+/** Added to a take's count when the run is numbers, delivered in `scratch`. */
+export const NUMBERS = 2 ** 30;
+
+/**
+ * Numbers cross the boundary in bulk through this buffer's memory (one native
+ * call per run instead of one element access per value). A take's run, and a
+ * batch sent, are at most this long.
+ */
+export const scratch = new Float64Array(4096);
+ops.setScratch(scratch);
 
 /** Frees the native state of streams that were garbage collected (stale handles are ignored). */
 export const reclaim = new FinalizationRegistry<number>((handle) => ops.free(handle));

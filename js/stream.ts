@@ -16,12 +16,14 @@ import {
   EMPTY,
   ENDED,
   HANDOFF,
+  NUMBERS,
   PARKED,
   PHASES,
   type IdleTarget,
   holdAlive,
   ops,
   reclaim,
+  scratch,
   releaseAlive,
   unwatchIdle,
   watchIdle,
@@ -52,6 +54,12 @@ const DONE: IteratorResult<never, undefined> = Object.freeze({ done: true, value
 const RESOLVED: Promise<void> = Promise.resolve();
 /** `poll` found nothing yet. */
 const NOT_YET = Symbol('velo.notYet');
+
+/** Copies a run of `n` numbers that a take left in the scratch buffer into `buf`. */
+function takeNumbers(buf: unknown[], n: number): number {
+  for (let i = 0; i < n; i++) buf[i] = scratch[i];
+  return n;
+}
 
 /** Whether `value` can be a source of events. Strings are refused: iterating one sends characters, never what was meant. */
 export function assertSource(value: unknown, name = 'events'): asserts value is EventSource<unknown> {
@@ -349,11 +357,22 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
         if (!(await this.#sendOne(events[i++] as I))) return false;
         continue;
       }
-      const n = Math.min(room, events.length - i);
-      if (ops.sendBatch(this.#h, events, i, n)) this.#wakeInput();
+      const n = Math.min(room, events.length - i, scratch.length);
+      if (this.#sendSlice(events, i, n)) this.#wakeInput();
       i += n;
     }
     return true;
+  }
+
+  /** Sends `values[start..start+n]` (which fit in the room); a slice of numbers goes through the scratch buffer. */
+  #sendSlice(values: readonly I[], start: number, n: number): boolean {
+    let k = 0;
+    for (; k < n; k++) {
+      const v = values[start + k];
+      if (typeof v !== 'number') break;
+      scratch[k] = v;
+    }
+    return k === n ? ops.sendNumbers(this.#h, n) : ops.sendBatch(this.#h, values, start, n);
   }
 
   async #sendSync(source: Iterable<I>): Promise<boolean> {
@@ -371,9 +390,10 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
         continue;
       }
       stage.length = 0;
+      const max = Math.min(room, scratch.length);
       let r: IteratorResult<I> | undefined;
-      while (stage.length < room && !(r = it.next()).done) stage.push(r.value);
-      if (stage.length > 0 && ops.sendBatch(this.#h, stage, 0, stage.length)) this.#wakeInput();
+      while (stage.length < max && !(r = it.next()).done) stage.push(r.value);
+      if (stage.length > 0 && this.#sendSlice(stage, 0, stage.length)) this.#wakeInput();
       if (r?.done) return true;
     }
   }
@@ -411,7 +431,8 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
 
   /** Take the next batch of events from the core; null if the handler must wait. */
   #pollInput(): IteratorResult<I> | null {
-    const n = ops.takeInput(this.#h, this.#inBuf, this.#capacity);
+    let n = ops.takeInput(this.#h, this.#inBuf, this.#capacity);
+    if (n >= NUMBERS) n = takeNumbers(this.#inBuf, n - NUMBERS);
     if (this.#senders.length > 0) this.#admitSenders(ops.admitted(this.#h));
     if (n > 0) {
       this.#inPos = 1;
@@ -618,7 +639,8 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
 
   #takeOutput(): number {
     if (this.#outParked) return EMPTY;
-    const n = ops.takeOutput(this.#h, this.#outBuf, this.#capacity);
+    let n = ops.takeOutput(this.#h, this.#outBuf, this.#capacity);
+    if (n >= NUMBERS) n = takeNumbers(this.#outBuf, n - NUMBERS);
     this.#outParked = n === EMPTY;
     if (this.#pumpWaiter !== null && ops.admitted(this.#h) > 0) {
       const resume = this.#pumpWaiter;

@@ -215,9 +215,30 @@ impl<T> Lane<T> {
         out: &mut impl Extend<T>,
         wait_hist: Option<&mut Histogram>,
     ) -> Take {
+        self.take_run(max, now_us, out, wait_hist, |_| 0)
+    }
+
+    /// Like [`Lane::take`], but the batch is a *run*: it stops before the
+    /// first value whose `kind` differs from the first one's. The embedder uses
+    /// it to move a run of numbers through shared memory and a run of other
+    /// values through a JS array, in order.
+    pub fn take_run(
+        &mut self,
+        max: usize,
+        now_us: u64,
+        out: &mut impl Extend<T>,
+        wait_hist: Option<&mut Histogram>,
+        kind: impl Fn(&T) -> u8,
+    ) -> Take {
         self.lent = 0;
         let mut admitted = self.admit_waiting(now_us);
-        let count = max.min(self.queue.len());
+        let first = self.queue.front().map(|h| kind(&h.value));
+        let count = self
+            .queue
+            .iter()
+            .take(max)
+            .take_while(|h| Some(kind(&h.value)) == first)
+            .count();
         if count == 0 {
             if self.closed && self.waiting.is_empty() {
                 return Take::Ended;
@@ -410,6 +431,38 @@ mod tests {
             "the handed-off value still holds the only slot"
         );
         assert_eq!(take_all(&mut lane).0, vec![2]);
+    }
+
+    #[test]
+    fn take_run_stops_at_a_change_of_kind() {
+        let mut lane = Lane::new(8);
+        for v in [1, 3, 2, 4, 5] {
+            lane.push(v, 0);
+        }
+        let odd = |v: &u32| (v % 2) as u8;
+        let mut out = Vec::new();
+        assert_eq!(
+            lane.take_run(8, 0, &mut out, None, odd),
+            Take::Taken {
+                count: 2,
+                admitted: 0
+            }
+        );
+        assert_eq!(
+            lane.take_run(8, 0, &mut out, None, odd),
+            Take::Taken {
+                count: 2,
+                admitted: 0
+            }
+        );
+        assert_eq!(
+            lane.take_run(1, 0, &mut out, None, odd),
+            Take::Taken {
+                count: 1,
+                admitted: 0
+            }
+        );
+        assert_eq!(out, vec![1, 3, 2, 4, 5]);
     }
 
     #[test]

@@ -242,9 +242,21 @@ impl<T> StreamCore<T> {
 
     /// The handler takes up to `max` events (see [`Lane::take`]).
     pub fn take_input(&mut self, max: usize, now_us: u64, out: &mut impl Extend<T>) -> Take {
+        self.take_input_run(max, now_us, out, |_| 0)
+    }
+
+    /// The handler takes a run of up to `max` events of one `kind` (see
+    /// [`Lane::take_run`]).
+    pub fn take_input_run(
+        &mut self,
+        max: usize,
+        now_us: u64,
+        out: &mut impl Extend<T>,
+        kind: impl Fn(&T) -> u8,
+    ) -> Take {
         let took = self
             .input
-            .take(max, now_us, out, Some(&mut self.queue_wait));
+            .take_run(max, now_us, out, Some(&mut self.queue_wait), kind);
         if let Take::Taken { admitted, .. } = took {
             if admitted > 0 {
                 self.touch(now_us);
@@ -281,7 +293,18 @@ impl<T> StreamCore<T> {
     /// The consumer takes up to `max` outputs. `Ended` means every output
     /// was read; [`StreamCore::phase`] then says how the stream ended.
     pub fn take_output(&mut self, max: usize, now_us: u64, out: &mut impl Extend<T>) -> Take {
-        let took = self.output.take(max, now_us, out, None);
+        self.take_output_run(max, now_us, out, |_| 0)
+    }
+
+    /// The consumer takes a run of up to `max` outputs of one `kind`.
+    pub fn take_output_run(
+        &mut self,
+        max: usize,
+        now_us: u64,
+        out: &mut impl Extend<T>,
+        kind: impl Fn(&T) -> u8,
+    ) -> Take {
+        let took = self.output.take_run(max, now_us, out, None, kind);
         if took == Take::Ended && self.phase == Phase::Ending && !self.handler_running {
             self.phase = Phase::Done;
         }
