@@ -39,3 +39,35 @@ for (const idleTimeout of [0, 60_000]) {
     assert.equal(fn.stats().cancelled, N);
   });
 }
+
+test('the value table holds nothing once streams have ended, whatever the ending', async () => {
+  const { tableSize } = await import('../dist/values.js');
+  const before = tableSize();
+  const fn = streamFn(
+    async function* (events) {
+      for await (const e of events) {
+        if (e.fail) throw new Error('x');
+        yield { out: e };
+      }
+    },
+    { buffer: 4, maxConcurrent: 10_000 },
+  );
+  const objects = (n) => Array.from({ length: n }, (_, i) => ({ i, s: 'v' + i }));
+  await fn.run(objects(100)); // completed
+  await assert.rejects(fn.run([...objects(3), { fail: true }, ...objects(20)])); // failed, buffered events dropped
+  const s = fn.open(); // cancelled with events and outputs buffered, and sends waiting
+  const pending = objects(20).map((o) => s.send(o).catch(() => {}));
+  await settle();
+  await s.cancel();
+  await Promise.all(pending);
+  const early = streamFn(async function* (events) {
+    for await (const e of events) return yield e;
+  }, { buffer: 2 });
+  await early.run(objects(50)); // returned early, input dropped
+  (() => {
+    for (let i = 0; i < 200; i++) void fn.open().send({ abandoned: i }); // garbage collected
+  })();
+  await collectGarbage();
+  assert.equal(fn.stats().open, 0);
+  assert.equal(tableSize(), before, 'every table entry was freed');
+});

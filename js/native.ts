@@ -7,15 +7,17 @@ import type { NativeFunction as NativeFunctionT } from '../native/index';
  * stream handle from `NativeFunction.open`.
  */
 export interface StreamOps {
-  send(h: number, value: unknown): number;
-  room(h: number): number;
-  sendBatch(h: number, values: readonly unknown[], start: number, count: number): boolean;
+  sendNumber(h: number, n: number): number;
+  sendValue(h: number, index: number): number;
   sendNumbers(h: number, count: number): boolean;
-  setScratch(buffer: Float64Array): void;
+  sendValues(h: number, count: number): boolean;
+  room(h: number): number;
   end(h: number): boolean;
-  takeInput(h: number, buf: unknown[], max: number): number;
-  yieldOutput(h: number, value: unknown): number;
-  takeOutput(h: number, buf: unknown[], max: number): number;
+  takeInput(h: number, max: number): number;
+  yieldNumber(h: number, n: number): number;
+  yieldValue(h: number, index: number): number;
+  takeOutput(h: number, max: number): number;
+  released(): number;
   admitted(h: number): number;
   phase(h: number): number;
   key(h: number): number;
@@ -26,6 +28,7 @@ export interface StreamOps {
   idleFire(h: number): boolean;
   metrics(h: number, inUnconsumed: number, outUnconsumed: number): unknown;
   free(h: number): void;
+  setScratch(buffer: Float64Array): void;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -44,19 +47,19 @@ export const CLOSED = 3;
 export const HANDOFF = 4;
 export const EMPTY = -1;
 export const ENDED = -2;
-/** Added to a take's count when the run is numbers, delivered in `scratch`. */
-export const NUMBERS = 2 ** 30;
+/** Added to a take's count when the run is values (table indices in `scratchU32`), not numbers (in `scratch`). */
+export const VALUES = 2 ** 30;
 
 /**
- * Numbers cross the boundary in bulk through this buffer's memory (one native
- * call per run instead of one element access per value). A take's run, and a
- * batch sent, are at most this long.
+ * Runs of numbers and of value-table indices cross the boundary in bulk
+ * through this buffer's memory: one native call per run instead of one per
+ * value. A take's run, and a batch sent, are at most `scratch.length` long.
  */
 export const scratch = new Float64Array(4096);
+export const scratchU32 = new Uint32Array(scratch.buffer);
 ops.setScratch(scratch);
 
-/** Frees the native state of streams that were garbage collected (stale handles are ignored). */
-export const reclaim = new FinalizationRegistry<number>((handle) => ops.free(handle));
+
 
 /** `NativeStream.phase` codes, in order. */
 export const PHASES = ['open', 'ending', 'done', 'failed', 'cancelled'] as const;

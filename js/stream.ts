@@ -13,21 +13,23 @@ import { Fifo } from './fifo';
 import {
   ACCEPTED,
   ACCEPTED_WAKE,
+  CLOSED,
   EMPTY,
   ENDED,
   HANDOFF,
-  NUMBERS,
   PARKED,
   PHASES,
   type IdleTarget,
   holdAlive,
+  VALUES,
   ops,
-  reclaim,
   scratch,
+  scratchU32,
   releaseAlive,
   unwatchIdle,
   watchIdle,
 } from './native';
+import { drop, put, reap, take } from './values';
 import { type Endpoints, ReadKind, kDrain, kRead, kSendAll, kSignal, kWaitOutput } from './internal';
 import type { EventSource, Stream, StreamContext, StreamHandler, StreamMetrics, StreamState } from './types';
 
@@ -55,10 +57,31 @@ const RESOLVED: Promise<void> = Promise.resolve();
 /** `poll` found nothing yet. */
 const NOT_YET = Symbol('velo.notYet');
 
-/** Copies a run of `n` numbers that a take left in the scratch buffer into `buf`. */
-function takeNumbers(buf: unknown[], n: number): number {
-  for (let i = 0; i < n; i++) buf[i] = scratch[i];
-  return n;
+/** Frees the native state of streams that were garbage collected (stale handles are ignored). */
+const reclaim = new FinalizationRegistry<number>((handle) => {
+  ops.free(handle);
+  reap();
+});
+
+/** Moves a run that a take left in the scratch buffer into `buf`; returns its length (or the EMPTY/ENDED code). */
+function unpackRun(code: number, buf: unknown[]): number {
+  if (code >= VALUES) {
+    const n = code - VALUES;
+    for (let i = 0; i < n; i++) buf[i] = take(scratchU32[i] as number);
+    return n;
+  }
+  for (let i = 0; i < code; i++) buf[i] = scratch[i];
+  return code;
+}
+
+/** Sends (or yields) one value: numbers as they are, anything else through the value table. */
+function pushOne(h: number, value: unknown, pushNumber: (h: number, n: number) => number, pushValue: (h: number, i: number) => number): number {
+  if (typeof value === 'number') return pushNumber(h, value);
+  const i = put(value);
+  const code = pushValue(h, i);
+  // Refused, or handed straight to the waiting side: the core kept no reference.
+  if (code === HANDOFF || code === CLOSED) drop(i);
+  return code;
 }
 
 /** Whether `value` can be a source of events. Strings are refused: iterating one sends characters, never what was meant. */
@@ -289,7 +312,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   // ----- input -----
 
   send(event: I): Promise<void> {
-    const code = ops.send(this.#h, event);
+    const code = pushOne(this.#h, event, ops.sendNumber, ops.sendValue);
     if (code === ACCEPTED) return RESOLVED;
     if (code === HANDOFF) {
       // The handler was waiting for input: give it the event directly.
@@ -364,15 +387,25 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
     return true;
   }
 
-  /** Sends `values[start..start+n]` (which fit in the room); a slice of numbers goes through the scratch buffer. */
+  /**
+   * Sends `values[start..start+n]` (which fit in the room) through the
+   * scratch buffer, one native call per run of numbers or of other values.
+   * Returns whether the handler must be woken.
+   */
   #sendSlice(values: readonly I[], start: number, n: number): boolean {
+    let wake = false;
     let k = 0;
-    for (; k < n; k++) {
-      const v = values[start + k];
-      if (typeof v !== 'number') break;
-      scratch[k] = v;
+    while (k < n) {
+      let len = 0;
+      if (typeof values[start + k] === 'number') {
+        for (; k < n && typeof values[start + k] === 'number'; k++) scratch[len++] = values[start + k] as number;
+        wake = ops.sendNumbers(this.#h, len) || wake;
+      } else {
+        for (; k < n && typeof values[start + k] !== 'number'; k++) scratchU32[len++] = put(values[start + k]);
+        wake = ops.sendValues(this.#h, len) || wake;
+      }
     }
-    return k === n ? ops.sendNumbers(this.#h, n) : ops.sendBatch(this.#h, values, start, n);
+    return wake;
   }
 
   async #sendSync(source: Iterable<I>): Promise<boolean> {
@@ -431,8 +464,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
 
   /** Take the next batch of events from the core; null if the handler must wait. */
   #pollInput(): IteratorResult<I> | null {
-    let n = ops.takeInput(this.#h, this.#inBuf, this.#capacity);
-    if (n >= NUMBERS) n = takeNumbers(this.#inBuf, n - NUMBERS);
+    const n = unpackRun(ops.takeInput(this.#h, this.#capacity), this.#inBuf);
     if (this.#senders.length > 0) this.#admitSenders(ops.admitted(this.#h));
     if (n > 0) {
       this.#inPos = 1;
@@ -461,6 +493,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
 
   [kReleaseInput](): void {
     ops.releaseInput(this.#h);
+    reap();
     this.#inPos = this.#inLen = 0;
     this.#inBuf.length = 0;
     this.#idleOff();
@@ -511,7 +544,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
           await it.return?.();
           break;
         }
-        const code = ops.yieldOutput(this.#h, r.value);
+        const code = pushOne(this.#h, r.value, ops.yieldNumber, ops.yieldValue);
         if (code === HANDOFF) {
           // A reader was waiting on an empty buffer: the value joins the
           // (empty) batch lent to readers, without a trip through the core.
@@ -537,6 +570,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
       return;
     }
     ops.handlerReturned(this.#h);
+    reap();
     this.#afterHandler(() => new StreamClosedError(`${this.#describe()} has finished: its handler returned`));
   }
 
@@ -548,6 +582,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
     }
     this.#failure = { error };
     ops.handlerFailed(this.#h);
+    reap();
     this.#afterHandler(() => new StreamClosedError(`${this.#describe()} failed: its handler threw`, { cause: error }));
   }
 
@@ -639,8 +674,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
 
   #takeOutput(): number {
     if (this.#outParked) return EMPTY;
-    let n = ops.takeOutput(this.#h, this.#outBuf, this.#capacity);
-    if (n >= NUMBERS) n = takeNumbers(this.#outBuf, n - NUMBERS);
+    const n = unpackRun(ops.takeOutput(this.#h, this.#capacity), this.#outBuf);
     this.#outParked = n === EMPTY;
     if (this.#pumpWaiter !== null && ops.admitted(this.#h) > 0) {
       const resume = this.#pumpWaiter;
@@ -690,6 +724,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
 
   cancel(reason?: unknown): Promise<void> {
     if (!this.#cancelled && ops.cancel(this.#h) >= 0) {
+      reap();
       this.#cancelled = true;
       this.#outParked = false;
       this.#cancelReason = reason;

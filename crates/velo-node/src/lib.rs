@@ -7,8 +7,10 @@
 //!   status code, and JavaScript owns the promises of whoever waits.
 //! - Idle notification ([`idle`]).
 //!
-//! Values cross as [`slot::Slot`]s, never serialised. Every entry point
-//! catches Rust panics and turns them into JavaScript errors.
+//! Values are held as [`slot::Slot`]s: numbers copied, everything else by
+//! index into a JS-side value table; never serialised, never converted.
+//! Every entry point catches Rust panics and turns them into JavaScript
+//! errors.
 
 #![allow(missing_docs)] // the public surface is documented in index.d.ts
 
@@ -20,8 +22,6 @@ mod streams;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use velo_core::{clock, Admission, IdleConfig, StreamCore};
-
-use crate::slot::bind_env;
 
 /// The admission gate and counters of one stream function.
 #[napi]
@@ -40,8 +40,7 @@ impl NativeFunction {
 
     /// A new stream's handle, or -1 when `maxConcurrent` streams are open.
     #[napi(catch_unwind)]
-    pub fn open(&self, env: Env, buffer: u32, idle_ms: f64) -> Result<f64> {
-        bind_env(env.raw());
+    pub fn open(&self, buffer: u32, idle_ms: f64) -> Result<f64> {
         let Ok(permit) = self.gate.admit() else {
             return Ok(-1.0);
         };

@@ -2,9 +2,12 @@
 //!
 //! These run once or more per event, so they skip napi-rs' generated glue
 //! (argument conversion, class unwrap and type-tag checks: ~240 ns a call,
-//! measured) for direct `napi_*` calls on a slab handle. Each one still
-//! catches panics and reports errors as thrown JS errors, like the derived
-//! entry points. They are installed on `exports.stream` by [`install`].
+//! measured, against ~35 ns here) for direct `napi_*` calls on a slab handle.
+//! Values never pass through N-API value conversions: numbers travel as
+//! plain number arguments or through the shared scratch buffer, and other
+//! values as indices into the JS value table (see `slot.rs`). Each entry
+//! point catches panics and reports errors as thrown JS errors. They are
+//! installed on `exports.stream` by [`install`].
 
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -14,49 +17,64 @@ use napi::bindgen_prelude::*;
 use napi::sys;
 use napi::JsValue;
 use napi_derive::napi;
-use velo_core::{clock, IdleVerdict, Phase, Push, Take};
+use velo_core::{clock, IdleVerdict, Phase, Push, StreamCore, Take};
 
-use crate::slot::{bind_env, Slot};
+use crate::slot::{take_released, Slot, SlotBits};
 use crate::streams;
 
 /// Status codes shared with `js/native.ts`.
 const ACCEPTED: i32 = 0;
 const ACCEPTED_WAKE: i32 = 1;
 const PARKED: i32 = 2;
+/// The stream refused the value; the caller still owns it.
 const CLOSED: i32 = 3;
 /// The other side was parked waiting: the core counted the value, and the
 /// caller hands it over itself (nothing was stored).
 const HANDOFF: i32 = 4;
 const EMPTY: i32 = -1;
 const ENDED: i32 = -2;
-/// Added to a take's count when the run is numbers, written to the scratch
-/// buffer instead of the JS array.
-const NUMBERS: i32 = 1 << 30;
+/// Added to a take's count when the run is values (table indices in the
+/// scratch buffer's `u32` view) rather than numbers (its `f64` view).
+const VALUES: i32 = 1 << 30;
 
 thread_local! {
-    /// The `Float64Array` registered by `setScratch`: numbers cross in bulk
-    /// through its memory instead of one `napi_get/set_element` each
-    /// (~25-30 ns apiece, measured). Its backing store never moves.
+    /// The buffer registered by `setScratch` (address, length in f64s).
+    /// Numbers and table indices cross in bulk through its memory instead of
+    /// one N-API element access each (~25-30 ns apiece, measured). An
+    /// ArrayBuffer's backing store never moves.
     static SCRATCH: Cell<(*mut f64, usize)> = const { Cell::new((ptr::null_mut(), 0)) };
 }
 
-fn scratch() -> Result<&'static mut [f64]> {
-    let (data, len) = SCRATCH.with(Cell::get);
-    if data.is_null() {
-        return Err(fail("scratch buffer not registered"));
+/// The scratch buffer, seen as f64s or as u32s (the same memory).
+struct Scratch {
+    data: *mut f64,
+    len: usize,
+}
+
+impl Scratch {
+    fn get() -> Result<Scratch> {
+        let (data, len) = SCRATCH.with(Cell::get);
+        if data.is_null() {
+            return Err(fail("scratch buffer not registered"));
+        }
+        Ok(Scratch { data, len })
     }
-    // SAFETY: set by `set_scratch` from a live Float64Array that a strong
-    // reference keeps alive for the life of the thread; only this thread
-    // touches it, and no two borrows of it overlap (each entry point takes
-    // one and drops it before returning).
-    Ok(unsafe { std::slice::from_raw_parts_mut(data, len) })
+
+    fn f64s(&mut self) -> &mut [f64] {
+        // SAFETY: set by `set_scratch` from a live Float64Array (8-aligned,
+        // `len` elements) kept alive by a strong reference for the life of
+        // the thread. Only this thread touches it, and each entry point uses
+        // one view at a time and none after it returns.
+        unsafe { std::slice::from_raw_parts_mut(self.data, self.len) }
+    }
+
+    fn u32s(&mut self) -> &mut [u32] {
+        // SAFETY: as above; the same bytes seen as twice as many u32s.
+        unsafe { std::slice::from_raw_parts_mut(self.data.cast(), self.len * 2) }
+    }
 }
 
-fn is_number(slot: &Slot) -> u8 {
-    u8::from(matches!(slot, Slot::Number(_)))
-}
-
-fn push_code<T>(p: Push<T>) -> i32 {
+fn push_code(p: Push<Slot>) -> i32 {
     match p {
         Push::Accepted {
             wake_receiver: false,
@@ -65,7 +83,11 @@ fn push_code<T>(p: Push<T>) -> i32 {
             wake_receiver: true,
         } => ACCEPTED_WAKE,
         Push::Parked => PARKED,
-        Push::Closed(_) => CLOSED,
+        Push::Closed(slot) => {
+            // Refused: the caller keeps the value (and its table entry).
+            slot.into_delivered();
+            CLOSED
+        }
     }
 }
 
@@ -145,6 +167,16 @@ unsafe fn number(env: sys::napi_env, value: sys::napi_value) -> Result<f64> {
     Ok(n)
 }
 
+unsafe fn index(env: sys::napi_env, value: sys::napi_value) -> Result<u32> {
+    let mut i = 0;
+    // SAFETY: live handles; writes only `i`.
+    ok(
+        unsafe { sys::napi_get_value_uint32(env, value, &mut i) },
+        "expected an index",
+    )?;
+    Ok(i)
+}
+
 unsafe fn int(env: sys::napi_env, i: i32) -> Result<sys::napi_value> {
     let mut out = ptr::null_mut();
     // SAFETY: live env; writes only `out`.
@@ -162,34 +194,33 @@ unsafe fn boolean(env: sys::napi_env, b: bool) -> Result<sys::napi_value> {
     Ok(out)
 }
 
-/// Receives a taken run: numbers into the scratch buffer, other values into
-/// a JS array (from index 0). A run is one kind only (`take_*_run`).
+unsafe fn undefined(env: sys::napi_env) -> Result<sys::napi_value> {
+    let mut out = ptr::null_mut();
+    // SAFETY: live env; writes only `out`.
+    ok(
+        unsafe { sys::napi_get_undefined(env, &mut out) },
+        "undefined",
+    )?;
+    Ok(out)
+}
+
+/// Receives a taken run into the scratch buffer: numbers as f64s, values as
+/// u32 table indices. A run is one kind only (`take_*_run` by `Slot::kind`).
 struct RunOut {
-    env: sys::napi_env,
-    array: sys::napi_value,
-    scratch: &'static mut [f64],
-    len: u32,
-    numbers: bool,
-    status: Result<()>,
+    scratch: Scratch,
+    len: usize,
+    values: bool,
 }
 
 impl Extend<Slot> for RunOut {
     fn extend<I: IntoIterator<Item = Slot>>(&mut self, iter: I) {
         for slot in iter {
-            if self.status.is_err() {
-                continue;
-            }
-            if let Slot::Number(n) = slot {
-                self.numbers = true;
-                self.scratch[self.len as usize] = n;
-            } else {
-                // SAFETY: env and array are live handles of the current call.
-                self.status = unsafe { slot.to_js(self.env) }.and_then(|v| {
-                    ok(
-                        unsafe { sys::napi_set_element(self.env, self.array, self.len, v) },
-                        "set_element",
-                    )
-                });
+            match slot.into_delivered() {
+                SlotBits::Number(n) => self.scratch.f64s()[self.len] = n,
+                SlotBits::Value(i) => {
+                    self.values = true;
+                    self.scratch.u32s()[self.len] = i;
+                }
             }
             self.len += 1;
         }
@@ -200,20 +231,16 @@ impl Extend<Slot> for RunOut {
 unsafe fn take_run(
     env: sys::napi_env,
     h: sys::napi_value,
-    buf: sys::napi_value,
     max: sys::napi_value,
-    take: impl FnOnce(&mut velo_core::StreamCore<Slot>, usize, &mut RunOut) -> Take,
+    take: impl FnOnce(&mut StreamCore<Slot>, usize, &mut RunOut) -> Take,
 ) -> Result<sys::napi_value> {
-    let scratch = scratch()?;
+    let scratch = Scratch::get()?;
     // SAFETY: live handles of the calling entry point.
-    let max = (unsafe { number(env, max) }? as usize).min(scratch.len());
+    let max = (unsafe { number(env, max) }? as usize).min(scratch.len);
     let mut out = RunOut {
-        env,
-        array: buf,
         scratch,
         len: 0,
-        numbers: false,
-        status: Ok(()),
+        values: false,
     };
     let code = streams::with(unsafe { number(env, h) }?, |e| {
         let took = take(&mut e.core, max, &mut out);
@@ -227,13 +254,85 @@ unsafe fn take_run(
             Take::Ended => ENDED,
         }
     })?;
-    out.status?;
     // SAFETY: live env.
-    unsafe { int(env, if out.numbers { code + NUMBERS } else { code }) }
+    unsafe { int(env, if out.values { code + VALUES } else { code }) }
+}
+
+/// One event or output, for `send*` and `yield*`.
+unsafe fn push_one(
+    env: sys::napi_env,
+    h: sys::napi_value,
+    slot: Slot,
+    push: impl FnOnce(&mut StreamCore<Slot>, Slot, u64) -> Option<Push<Slot>>,
+) -> Result<sys::napi_value> {
+    let now = clock::now_us();
+    // SAFETY: live handles of the calling entry point.
+    let code = streams::with(unsafe { number(env, h) }?, |e| {
+        match push(&mut e.core, slot, now) {
+            Some(pushed) => push_code(pushed),
+            None => HANDOFF,
+        }
+    })?;
+    // SAFETY: live env.
+    unsafe { int(env, code) }
+}
+
+fn send_to(core: &mut StreamCore<Slot>, slot: Slot, now: u64) -> Option<Push<Slot>> {
+    if core.try_handoff_input(now) {
+        slot.into_delivered();
+        return None;
+    }
+    Some(core.send(slot, now))
+}
+
+fn yield_to(core: &mut StreamCore<Slot>, slot: Slot, now: u64) -> Option<Push<Slot>> {
+    if core.try_handoff_output() {
+        slot.into_delivered();
+        return None;
+    }
+    Some(core.yield_output(slot, now))
+}
+
+/// Sends `count` slots read from the scratch buffer (they must fit in `room`).
+unsafe fn send_run(
+    env: sys::napi_env,
+    h: sys::napi_value,
+    count: sys::napi_value,
+    values: bool,
+) -> Result<sys::napi_value> {
+    // SAFETY: live handles of the calling entry point.
+    let count = unsafe { number(env, count) }? as usize;
+    let mut scratch = Scratch::get()?;
+    if count > scratch.len {
+        return Err(fail("batch over the scratch size"));
+    }
+    let now = clock::now_us();
+    let wake = streams::with(unsafe { number(env, h) }?, |e| {
+        if count > e.core.room() {
+            return Err(fail("batch over the free room"));
+        }
+        Ok(if values {
+            e.core
+                .send_batch(scratch.u32s()[..count].iter().map(|&i| Slot::Value(i)), now)
+        } else {
+            e.core.send_batch(
+                scratch.f64s()[..count].iter().map(|&n| Slot::Number(n)),
+                now,
+            )
+        })
+    })??;
+    // SAFETY: live env.
+    unsafe { boolean(env, wake) }
+}
+
+/// How many identifiers were given (for `raw!`'s argument count).
+macro_rules! count {
+    () => { 0 };
+    ($head:ident $($tail:ident)*) => { 1 + count!($($tail)*) };
 }
 
 macro_rules! raw {
-    ($(#[$doc:meta])* fn $name:ident($env:ident, $($arg:ident),*) $body:block) => {
+    ($(#[$doc:meta])* fn $name:ident($env:ident $(, $arg:ident)*) $body:block) => {
         $(#[$doc])*
         unsafe extern "C" fn $name(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
             // SAFETY: called by Node with a live env and callback info.
@@ -241,7 +340,7 @@ macro_rules! raw {
                 guard(env, || {
                     let $env = env;
                     #[allow(unused_variables)]
-                    let [$($arg),*] = args::<{ [$(stringify!($arg)),*].len() }>(env, info)?;
+                    let [$($arg),*] = args::<{ count!($($arg)*) }>(env, info)?;
                     $body
                 })
             }
@@ -250,92 +349,39 @@ macro_rules! raw {
 }
 
 raw! {
-    /// send(h, value) -> ACCEPTED | ACCEPTED_WAKE | PARKED | CLOSED | HANDOFF
-    fn send(env, h, value) {
-        let now = clock::now_us();
-        let code = streams::with(number(env, h)?, |e| -> Result<i32> {
-            if e.core.try_handoff_input(now) {
-                return Ok(HANDOFF);
-            }
-            let slot = Slot::from_js(env, value)?;
-            Ok(push_code(e.core.send(slot, now)))
-        })??;
-        int(env, code)
+    /// sendNumber(h, n) -> ACCEPTED | ACCEPTED_WAKE | PARKED | CLOSED | HANDOFF
+    fn send_number(env, h, n) {
+        push_one(env, h, Slot::Number(number(env, n)?), send_to)
     }
 }
 
 raw! {
-    /// room(h) -> free slots usable by sendBatch now
+    /// sendValue(h, index) -> as sendNumber; on CLOSED or HANDOFF the caller
+    /// still owns the table entry
+    fn send_value(env, h, i) {
+        push_one(env, h, Slot::Value(index(env, i)?), send_to)
+    }
+}
+
+raw! {
+    /// sendNumbers(h, count): send scratch.f64[0..count] (must fit in room(h)) -> wake?
+    fn send_numbers(env, h, count) {
+        send_run(env, h, count, false)
+    }
+}
+
+raw! {
+    /// sendValues(h, count): send the table indices scratch.u32[0..count] -> wake?
+    fn send_values(env, h, count) {
+        send_run(env, h, count, true)
+    }
+}
+
+raw! {
+    /// room(h) -> free slots usable by a batch now
     fn room(env, h) {
         let room = streams::with(number(env, h)?, |e| e.core.room())?;
-        int(env, room as i32)
-    }
-}
-
-raw! {
-    /// sendBatch(h, array, start, count) -> whether the handler must be woken
-    fn send_batch(env, h, array, start, count) {
-        let (start, count) = (number(env, start)? as u32, number(env, count)? as u32);
-        // Read the values before borrowing the stream: reading an element may
-        // run a getter, and a getter may call back into this module.
-        let mut slots = Vec::with_capacity(count as usize);
-        for i in start..start + count {
-            let mut v = ptr::null_mut();
-            ok(sys::napi_get_element(env, array, i, &mut v), "get_element")?;
-            slots.push(Slot::from_js(env, v)?);
-        }
-        let now = clock::now_us();
-        let wake = streams::with(number(env, h)?, |e| {
-            if slots.len() > e.core.room() {
-                return Err(fail("sendBatch over the free room"));
-            }
-            Ok(e.core.send_batch(slots, now))
-        })??;
-        boolean(env, wake)
-    }
-}
-
-raw! {
-    /// sendNumbers(h, count): send scratch[0..count] (must fit in room(h)) -> wake?
-    fn send_numbers(env, h, count) {
-        let count = number(env, count)? as usize;
-        let scratch = scratch()?;
-        if count > scratch.len() {
-            return Err(fail("sendNumbers over the scratch size"));
-        }
-        let now = clock::now_us();
-        let wake = streams::with(number(env, h)?, |e| {
-            if count > e.core.room() {
-                return Err(fail("sendNumbers over the free room"));
-            }
-            Ok(e.core.send_batch(scratch[..count].iter().map(|&n| Slot::Number(n)), now))
-        })??;
-        boolean(env, wake)
-    }
-}
-
-raw! {
-    /// setScratch(float64Array): the buffer numbers cross in (once per thread)
-    fn set_scratch(env, array) {
-        let mut ty = 0;
-        let mut len = 0;
-        let mut data = ptr::null_mut();
-        let mut buffer = ptr::null_mut();
-        let mut offset = 0;
-        ok(
-            sys::napi_get_typedarray_info(env, array, &mut ty, &mut len, &mut data, &mut buffer, &mut offset),
-            "expected a Float64Array",
-        )?;
-        if ty != sys::TypedarrayType::float64_array {
-            return Err(fail("expected a Float64Array"));
-        }
-        // Keep it alive for the life of the thread: the slice points into it.
-        let mut keep = ptr::null_mut();
-        ok(sys::napi_create_reference(env, array, 1, &mut keep), "reference")?;
-        SCRATCH.with(|s| s.set((data.cast(), len)));
-        let mut out = ptr::null_mut();
-        ok(sys::napi_get_undefined(env, &mut out), "undefined")?;
-        Ok(out)
+        int(env, room.min(i32::MAX as usize) as i32)
     }
 }
 
@@ -348,34 +394,41 @@ raw! {
 }
 
 raw! {
-    /// takeInput(h, buf, max) -> count | EMPTY | ENDED; a run of numbers comes
-    /// as count + NUMBERS in scratch[0..count], other values in buf[0..count]
-    fn take_input(env, h, buf, max) {
+    /// takeInput(h, max) -> count | count + VALUES | EMPTY | ENDED (run in scratch)
+    fn take_input(env, h, max) {
         let now = clock::now_us();
-        take_run(env, h, buf, max, |core, max, out| core.take_input_run(max, now, out, is_number))
+        take_run(env, h, max, |core, max, out| core.take_input_run(max, now, out, Slot::kind))
     }
 }
 
 raw! {
-    /// yieldOutput(h, value) -> ACCEPTED | ACCEPTED_WAKE | PARKED | CLOSED | HANDOFF
-    fn yield_output(env, h, value) {
-        let now = clock::now_us();
-        let code = streams::with(number(env, h)?, |e| -> Result<i32> {
-            if e.core.try_handoff_output() {
-                return Ok(HANDOFF);
-            }
-            let slot = Slot::from_js(env, value)?;
-            Ok(push_code(e.core.yield_output(slot, now)))
-        })??;
-        int(env, code)
+    /// yieldNumber(h, n) -> as sendNumber, for outputs
+    fn yield_number(env, h, n) {
+        push_one(env, h, Slot::Number(number(env, n)?), yield_to)
     }
 }
 
 raw! {
-    /// takeOutput(h, buf, max) -> as takeInput, for outputs
-    fn take_output(env, h, buf, max) {
+    /// yieldValue(h, index) -> as sendValue, for outputs
+    fn yield_value(env, h, i) {
+        push_one(env, h, Slot::Value(index(env, i)?), yield_to)
+    }
+}
+
+raw! {
+    /// takeOutput(h, max) -> as takeInput, for outputs
+    fn take_output(env, h, max) {
         let now = clock::now_us();
-        take_run(env, h, buf, max, |core, max, out| core.take_output_run(max, now, out, is_number))
+        take_run(env, h, max, |core, max, out| core.take_output_run(max, now, out, Slot::kind))
+    }
+}
+
+raw! {
+    /// takeReleased() -> count: table indices of dropped values, in scratch.u32[0..count]
+    fn released(env) {
+        let mut scratch = Scratch::get()?;
+        let n = take_released(scratch.u32s());
+        int(env, n as i32)
     }
 }
 
@@ -457,27 +510,48 @@ raw! {
 raw! {
     /// free(h): drop the stream's native state (stale handles are ignored)
     fn free(env, h) {
-        bind_env(env);
         streams::remove(number(env, h)?);
-        let mut out = ptr::null_mut();
-        ok(sys::napi_get_undefined(env, &mut out), "undefined")?;
-        Ok(out)
+        undefined(env)
     }
 }
 
-const ENTRY_POINTS: &[(
-    &str,
-    unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value,
-)] = &[
-    ("send", send),
-    ("room", room),
-    ("sendBatch", send_batch),
+raw! {
+    /// setScratch(float64Array): the buffer runs cross in (once per thread)
+    fn set_scratch(env, array) {
+        let mut ty = 0;
+        let mut len = 0;
+        let mut data = ptr::null_mut();
+        let mut buffer = ptr::null_mut();
+        let mut offset = 0;
+        ok(
+            sys::napi_get_typedarray_info(env, array, &mut ty, &mut len, &mut data, &mut buffer, &mut offset),
+            "expected a Float64Array",
+        )?;
+        if ty != sys::TypedarrayType::float64_array {
+            return Err(fail("expected a Float64Array"));
+        }
+        // Keep it alive for the life of the thread: the views point into it.
+        let mut keep = ptr::null_mut();
+        ok(sys::napi_create_reference(env, array, 1, &mut keep), "reference")?;
+        SCRATCH.with(|s| s.set((data.cast(), len)));
+        undefined(env)
+    }
+}
+
+type Callback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
+
+const ENTRY_POINTS: &[(&str, Callback)] = &[
+    ("sendNumber", send_number),
+    ("sendValue", send_value),
     ("sendNumbers", send_numbers),
-    ("setScratch", set_scratch),
+    ("sendValues", send_values),
+    ("room", room),
     ("end", end),
     ("takeInput", take_input),
-    ("yieldOutput", yield_output),
+    ("yieldNumber", yield_number),
+    ("yieldValue", yield_value),
     ("takeOutput", take_output),
+    ("released", released),
     ("admitted", admitted),
     ("phase", phase),
     ("key", key),
@@ -488,9 +562,10 @@ const ENTRY_POINTS: &[(
     ("idleFire", idle_fire),
     ("metrics", metrics),
     ("free", free),
+    ("setScratch", set_scratch),
 ];
 
-/// Installs `exports.stream = { send, room, ... }`.
+/// Installs `exports.stream = { sendNumber, ... }`.
 #[napi(module_exports)]
 pub fn install(exports: Object, env: Env) -> Result<()> {
     let env = env.raw();

@@ -98,8 +98,8 @@ pub fn with<R>(handle: f64, f: impl FnOnce(&mut Entry) -> R) -> napi::Result<R> 
 /// Drop the stream behind `handle` (its slot is given back if still held).
 /// A stale or unknown handle is ignored: frees come from finalizers.
 pub fn remove(handle: f64) {
-    // Take the entry out first and drop it after the borrow ends: dropping
-    // releases JS references, which must not happen with the slab borrowed.
+    // Take the entry out first and drop it after the borrow ends, so that
+    // nothing run by the drop can find the slab borrowed.
     let taken = STREAMS.with(|s| {
         let mut slab = s.borrow_mut();
         let (index, generation) = decode(handle)?;
