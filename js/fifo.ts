@@ -1,6 +1,11 @@
-/** A FIFO queue with O(1) shift (Array#shift is O(n), and a million un-awaited sends is a real workload). */
+/**
+ * A FIFO queue with O(1) shift (Array#shift is O(n), and a million un-awaited
+ * sends is a real workload). Its array is made on first push: most streams
+ * never queue a waiter, and an idle stream should cost little memory.
+ */
 export class Fifo<T> {
-  #items: (T | undefined)[] = [];
+  static readonly #none: never[] = [];
+  #items: (T | undefined)[] = Fifo.#none;
   #head = 0;
 
   get length(): number {
@@ -8,6 +13,7 @@ export class Fifo<T> {
   }
 
   push(item: T): void {
+    if (this.#items === Fifo.#none) this.#items = [];
     this.#items.push(item);
   }
 
@@ -20,7 +26,7 @@ export class Fifo<T> {
     const item = this.#items[this.#head];
     this.#items[this.#head++] = undefined;
     if (this.#head === this.#items.length) {
-      this.#items.length = 0;
+      this.#items = Fifo.#none;
       this.#head = 0;
     } else if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
       this.#items = this.#items.slice(this.#head);
@@ -32,7 +38,7 @@ export class Fifo<T> {
   /** Removes and returns everything, oldest first. */
   drain(): T[] {
     const items = this.#items.slice(this.#head) as T[];
-    this.#items = [];
+    this.#items = Fifo.#none;
     this.#head = 0;
     return items;
   }

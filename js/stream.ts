@@ -53,6 +53,8 @@ interface Reader extends Settle<unknown> {
 }
 
 const DONE: IteratorResult<never, undefined> = Object.freeze({ done: true, value: undefined });
+/** Stands for a batch array not made yet (never written to). */
+const NO_BUFFER: unknown[] = Object.freeze([]) as unknown as unknown[];
 const RESOLVED: Promise<void> = Promise.resolve();
 /** `poll` found nothing yet. */
 const NOT_YET = Symbol('velo.notYet');
@@ -204,16 +206,18 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
 
   // Input side: parked senders, and the batch lent to the handler.
   readonly #senders = new Fifo<Settle<void>>();
-  readonly #inBuf: unknown[] = [];
+  /** The batch lent to the handler (made on first use). */
+  #inBuf: unknown[] = NO_BUFFER;
   #inPos = 0;
   #inLen = 0;
-  #inWaiter: Settle<IteratorResult<I>> | null = null;
+  #inWaiter: ((r: IteratorResult<I>) => void) | null = null;
   #inWaiting: Promise<IteratorResult<I>> | null = null;
   #idleOn: boolean;
   #key = -1;
 
   // Output side: readers, the batch lent to them, and the paused handler.
-  readonly #outBuf: unknown[] = [];
+  /** The batch lent to readers (made on first use). */
+  #outBuf: unknown[] = NO_BUFFER;
   #outPos = 0;
   #outLen = 0;
   readonly #readers = new Fifo<Reader>();
@@ -226,8 +230,10 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   // Endings.
   #failure: { error: unknown } | undefined;
   #cancelled = false;
-  readonly #finished: Promise<void>;
-  #resolveFinished!: () => void;
+  /** Settles when the handler has returned; made only when someone asks (see kFinished). */
+  #finished: Promise<void> | null = null;
+  #resolveFinished: (() => void) | null = null;
+  #handlerDone = false;
 
   constructor(
     handle: number,
@@ -243,7 +249,6 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
     this.#capacity = capacity;
     this.#idleOn = idle;
     this.#signal = signal;
-    this.#finished = new Promise((resolve) => (this.#resolveFinished = resolve));
     if (idle) watchIdle(this.#streamKey(), this);
 
     let iterator: AsyncIterator<O> | undefined;
@@ -302,6 +307,9 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   }
 
   get [kFinished](): Promise<void> {
+    if (this.#finished === null) {
+      this.#finished = this.#handlerDone ? RESOLVED : new Promise((resolve) => (this.#resolveFinished = resolve));
+    }
     return this.#finished;
   }
 
@@ -316,9 +324,9 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
     if (code === ACCEPTED) return RESOLVED;
     if (code === HANDOFF) {
       // The handler was waiting for input: give it the event directly.
-      const waiter = this.#inWaiter as Settle<IteratorResult<I>>;
+      const resolve = this.#inWaiter as (r: IteratorResult<I>) => void;
       this.#inWaiter = this.#inWaiting = null;
-      waiter.resolve({ value: event, done: false });
+      resolve({ value: event, done: false });
       return RESOLVED;
     }
     if (code === ACCEPTED_WAKE) {
@@ -457,13 +465,12 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
     // A second next() before the first settled (not something for-await
     // does) waits its turn rather than taking the first one's place.
     if (this.#inWaiting !== null) return this.#inWaiting.then(() => this[kNextInput]());
-    return (this.#inWaiting = new Promise((resolve, reject) => {
-      this.#inWaiter = { resolve, reject };
-    }));
+    return (this.#inWaiting = new Promise((resolve) => (this.#inWaiter = resolve)));
   }
 
   /** Take the next batch of events from the core; null if the handler must wait. */
   #pollInput(): IteratorResult<I> | null {
+    if (this.#inBuf === NO_BUFFER) this.#inBuf = [];
     const n = unpackRun(ops.takeInput(this.#h, this.#capacity), this.#inBuf);
     if (this.#senders.length > 0) this.#admitSenders(ops.admitted(this.#h));
     if (n > 0) {
@@ -478,12 +485,12 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   }
 
   #wakeInput(): void {
-    const waiter = this.#inWaiter;
-    if (waiter === null) return;
+    const resolve = this.#inWaiter;
+    if (resolve === null) return;
     const r = this.#pollInput();
     if (r === null) return;
     this.#inWaiter = this.#inWaiting = null;
-    waiter.resolve(r);
+    resolve(r);
   }
 
   #admitSenders(count: number): void {
@@ -495,7 +502,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
     ops.releaseInput(this.#h);
     reap();
     this.#inPos = this.#inLen = 0;
-    this.#inBuf.length = 0;
+    this.#inBuf = NO_BUFFER;
     this.#idleOff();
     this.#rejectSenders(() => new StreamClosedError(`${this.#describe()} no longer reads its input`));
   }
@@ -549,6 +556,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
           // A reader was waiting on an empty buffer: the value joins the
           // (empty) batch lent to readers, without a trip through the core.
           if (this.#outPos === this.#outLen) this.#outPos = this.#outLen = 0;
+          if (this.#outBuf === NO_BUFFER) this.#outBuf = [];
           this.#outBuf[this.#outLen++] = r.value;
           this.#outputArrived();
         } else if (code === ACCEPTED_WAKE) this.#outputArrived();
@@ -590,11 +598,12 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
     this.#outParked = false;
     this.#rejectSenders(senderError);
     this.#inPos = this.#inLen = 0;
-    this.#inBuf.length = 0;
+    this.#inBuf = NO_BUFFER;
     this.#idleOff();
     this.#detachSignal();
     this.#serveReaders();
-    this.#resolveFinished();
+    this.#handlerDone = true;
+    this.#resolveFinished?.();
   }
 
   #detachSignal(): void {
@@ -674,6 +683,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
 
   #takeOutput(): number {
     if (this.#outParked) return EMPTY;
+    if (this.#outBuf === NO_BUFFER) this.#outBuf = [];
     const n = unpackRun(ops.takeOutput(this.#h, this.#capacity), this.#outBuf);
     this.#outParked = n === EMPTY;
     if (this.#pumpWaiter !== null && ops.admitted(this.#h) > 0) {
@@ -730,7 +740,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
       this.#cancelReason = reason;
       this.#abort?.abort(reason);
       this.#inPos = this.#inLen = this.#outPos = this.#outLen = 0;
-      this.#inBuf.length = this.#outBuf.length = 0;
+      this.#inBuf = this.#outBuf = NO_BUFFER;
       this.#rejectSenders(() => this.#closedError());
       this.#idleOff();
       this.#detachSignal();
@@ -740,7 +750,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
       resume?.();
       this.#serveReaders();
     }
-    return this.#finished;
+    return this[kFinished];
   }
 
   [kCancelWith](error: unknown): Promise<void> {
