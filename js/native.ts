@@ -7,15 +7,15 @@ import type { NativeFunction as NativeFunctionT } from '../native/index';
  * stream handle from `NativeFunction.open`.
  */
 export interface StreamOps {
-  sendNumber(h: number, n: number): number;
-  sendValue(h: number, index: number): number;
-  sendNumbers(h: number, count: number): boolean;
-  sendValues(h: number, count: number): boolean;
+  sendNumber(h: number, n: number, handlerWaiting: boolean): number;
+  sendValue(h: number, index: number, handlerWaiting: boolean): number;
+  sendNumbers(h: number, count: number): number;
+  sendValues(h: number, count: number): number;
   room(h: number): number;
   end(h: number): boolean;
   takeInput(h: number, max: number): number;
-  yieldNumber(h: number, n: number): number;
-  yieldValue(h: number, index: number): number;
+  yieldNumber(h: number, n: number, readerWaiting: boolean): number;
+  yieldValue(h: number, index: number, readerWaiting: boolean): number;
   takeOutput(h: number, max: number): number;
   released(): number;
   admitted(h: number): number;
@@ -40,7 +40,6 @@ export const ops: StreamOps = addon.stream;
 
 /** Status codes of `crates/velo-node/src/raw.rs`. */
 export const ACCEPTED = 0;
-export const ACCEPTED_WAKE = 1;
 export const PARKED = 2;
 export const CLOSED = 3;
 /** The other side was waiting: the core counted the value, the caller hands it over. */

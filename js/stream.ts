@@ -12,7 +12,6 @@ import { StreamClosedError, describe, invalidReturn, invalidType } from './error
 import { Fifo } from './fifo';
 import {
   ACCEPTED,
-  ACCEPTED_WAKE,
   CLOSED,
   EMPTY,
   ENDED,
@@ -76,11 +75,21 @@ function unpackRun(code: number, buf: unknown[]): number {
   return code;
 }
 
-/** Sends (or yields) one value: numbers as they are, anything else through the value table. */
-function pushOne(h: number, value: unknown, pushNumber: (h: number, n: number) => number, pushValue: (h: number, i: number) => number): number {
-  if (typeof value === 'number') return pushNumber(h, value);
+/**
+ * Sends (or yields) one value: numbers as they are, anything else through the
+ * value table. `waiting`: the receiving side waits right now, so the core may
+ * hand the value straight over (HANDOFF).
+ */
+function pushOne(
+  h: number,
+  value: unknown,
+  waiting: boolean,
+  pushNumber: (h: number, n: number, waiting: boolean) => number,
+  pushValue: (h: number, i: number, waiting: boolean) => number,
+): number {
+  if (typeof value === 'number') return pushNumber(h, value, waiting);
   const i = put(value);
-  const code = pushValue(h, i);
+  const code = pushValue(h, i, waiting);
   // Refused, or handed straight to the waiting side: the core kept no reference.
   if (code === HANDOFF || code === CLOSED) drop(i);
   return code;
@@ -212,6 +221,12 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   #inLen = 0;
   #inWaiter: ((r: IteratorResult<I>) => void) | null = null;
   #inWaiting: Promise<IteratorResult<I>> | null = null;
+  /**
+   * The core may hold something for the handler: events queued or waiting,
+   * a lent batch to acknowledge, or the end of input to report. While false,
+   * a take would find nothing, so the handler waits without asking the core.
+   */
+  #inPending = false;
   #idleOn: boolean;
   #key = -1;
 
@@ -222,8 +237,8 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   #outLen = 0;
   readonly #readers = new Fifo<Reader>();
   #pumpWaiter: (() => void) | null = null;
-  /** Mirrors the core: the last take found nothing and no yield has woken us since, so a take would find nothing. */
-  #outParked = false;
+  /** As `#inPending`, for outputs and their readers. */
+  #outPending = false;
   #wakeScheduled = false;
   #keepingAlive = false;
 
@@ -320,20 +335,21 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   // ----- input -----
 
   send(event: I): Promise<void> {
-    const code = pushOne(this.#h, event, ops.sendNumber, ops.sendValue);
-    if (code === ACCEPTED) return RESOLVED;
+    const code = pushOne(this.#h, event, this.#inWaiter !== null, ops.sendNumber, ops.sendValue);
     if (code === HANDOFF) {
-      // The handler was waiting for input: give it the event directly.
+      // The handler was waiting for input: it gets the event directly.
       const resolve = this.#inWaiter as (r: IteratorResult<I>) => void;
       this.#inWaiter = this.#inWaiting = null;
       resolve({ value: event, done: false });
       return RESOLVED;
     }
-    if (code === ACCEPTED_WAKE) {
+    if (code === ACCEPTED) {
+      this.#inPending = true;
       this.#wakeInput();
       return RESOLVED;
     }
     if (code === PARKED) {
+      this.#inPending = true;
       return new Promise((resolve, reject) => {
         this.#senders.push({ resolve, reject });
         this.#syncKeepAlive();
@@ -344,6 +360,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
 
   end(): void {
     if (ops.end(this.#h)) {
+      this.#inPending = true;
       this.#idleOff();
       this.#wakeInput();
     }
@@ -389,7 +406,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
         continue;
       }
       const n = Math.min(room, events.length - i, scratch.length);
-      if (this.#sendSlice(events, i, n)) this.#wakeInput();
+      this.#sendSlice(events, i, n);
       i += n;
     }
     return true;
@@ -397,23 +414,23 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
 
   /**
    * Sends `values[start..start+n]` (which fit in the room) through the
-   * scratch buffer, one native call per run of numbers or of other values.
-   * Returns whether the handler must be woken.
+   * scratch buffer, one native call per run of numbers or of other values,
+   * then wakes the handler if it waits.
    */
-  #sendSlice(values: readonly I[], start: number, n: number): boolean {
-    let wake = false;
+  #sendSlice(values: readonly I[], start: number, n: number): void {
     let k = 0;
     while (k < n) {
       let len = 0;
       if (typeof values[start + k] === 'number') {
         for (; k < n && typeof values[start + k] === 'number'; k++) scratch[len++] = values[start + k] as number;
-        wake = ops.sendNumbers(this.#h, len) || wake;
+        ops.sendNumbers(this.#h, len);
       } else {
         for (; k < n && typeof values[start + k] !== 'number'; k++) scratchU32[len++] = put(values[start + k]);
-        wake = ops.sendValues(this.#h, len) || wake;
+        ops.sendValues(this.#h, len);
       }
     }
-    return wake;
+    this.#inPending = true;
+    this.#wakeInput();
   }
 
   async #sendSync(source: Iterable<I>): Promise<boolean> {
@@ -434,7 +451,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
       const max = Math.min(room, scratch.length);
       let r: IteratorResult<I> | undefined;
       while (stage.length < max && !(r = it.next()).done) stage.push(r.value);
-      if (stage.length > 0 && this.#sendSlice(stage, 0, stage.length)) this.#wakeInput();
+      if (stage.length > 0) this.#sendSlice(stage, 0, stage.length);
       if (r?.done) return true;
     }
   }
@@ -470,8 +487,10 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
 
   /** Take the next batch of events from the core; null if the handler must wait. */
   #pollInput(): IteratorResult<I> | null {
+    if (!this.#inPending) return null;
     if (this.#inBuf === NO_BUFFER) this.#inBuf = [];
     const n = unpackRun(ops.takeInput(this.#h, this.#capacity), this.#inBuf);
+    this.#inPending = n !== EMPTY;
     if (this.#senders.length > 0) this.#admitSenders(ops.admitted(this.#h));
     if (n > 0) {
       this.#inPos = 1;
@@ -501,6 +520,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   [kReleaseInput](): void {
     ops.releaseInput(this.#h);
     reap();
+    this.#inPending = true;
     this.#inPos = this.#inLen = 0;
     this.#inBuf = NO_BUFFER;
     this.#idleOff();
@@ -519,6 +539,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
 
   idleFired(): void {
     if (ops.idleFire(this.#h)) {
+      this.#inPending = true;
       this.#idleOff();
       this.#wakeInput();
     }
@@ -551,24 +572,28 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
           await it.return?.();
           break;
         }
-        const code = pushOne(this.#h, r.value, ops.yieldNumber, ops.yieldValue);
+        // A one-at-a-time reader waiting on an empty buffer can take the
+        // output straight from the handler (batch readers take from the core).
+        const reader = this.#readers.peek();
+        const direct = reader !== undefined && reader.kind !== ReadKind.Wake && this.#outPos === this.#outLen;
+        const code = pushOne(this.#h, r.value, direct, ops.yieldNumber, ops.yieldValue);
         if (code === HANDOFF) {
-          // A reader was waiting on an empty buffer: the value joins the
-          // (empty) batch lent to readers, without a trip through the core.
-          if (this.#outPos === this.#outLen) this.#outPos = this.#outLen = 0;
-          if (this.#outBuf === NO_BUFFER) this.#outBuf = [];
-          this.#outBuf[this.#outLen++] = r.value;
+          this.#readers.shift();
+          (reader as Reader).resolve(reader?.kind === ReadKind.Recv ? r.value : { value: r.value, done: false });
+          this.#syncKeepAlive();
+        } else if (code === ACCEPTED) {
+          this.#outPending = true;
           this.#outputArrived();
-        } else if (code === ACCEPTED_WAKE) this.#outputArrived();
-        else if (code === PARKED) {
+        } else if (code === PARKED) {
           // Paused at its yield until a reader makes room.
+          this.#outPending = true;
           this.#serveReaders();
           await new Promise<void>((resolve) => (this.#pumpWaiter = resolve));
           if (this.#cancelled) {
             await it.return?.();
             break;
           }
-        } else if (code !== ACCEPTED && code !== HANDOFF) {
+        } else {
           await it.return?.();
           break;
         }
@@ -595,7 +620,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   }
 
   #afterHandler(senderError: () => Error): void {
-    this.#outParked = false;
+    this.#inPending = this.#outPending = true;
     this.#rejectSenders(senderError);
     this.#inPos = this.#inLen = 0;
     this.#inBuf = NO_BUFFER;
@@ -669,7 +694,6 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
    * so that outputs cross the boundary in batches rather than one by one.
    */
   #outputArrived(): void {
-    this.#outParked = false;
     if (this.#readers.peek()?.kind !== ReadKind.Wake) {
       this.#serveReaders();
     } else if (!this.#wakeScheduled) {
@@ -682,10 +706,10 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   }
 
   #takeOutput(): number {
-    if (this.#outParked) return EMPTY;
+    if (!this.#outPending) return EMPTY;
     if (this.#outBuf === NO_BUFFER) this.#outBuf = [];
     const n = unpackRun(ops.takeOutput(this.#h, this.#capacity), this.#outBuf);
-    this.#outParked = n === EMPTY;
+    this.#outPending = n !== EMPTY;
     if (this.#pumpWaiter !== null && ops.admitted(this.#h) > 0) {
       const resume = this.#pumpWaiter;
       this.#pumpWaiter = null;
@@ -736,7 +760,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
     if (!this.#cancelled && ops.cancel(this.#h) >= 0) {
       reap();
       this.#cancelled = true;
-      this.#outParked = false;
+      this.#inPending = this.#outPending = true;
       this.#cancelReason = reason;
       this.#abort?.abort(reason);
       this.#inPos = this.#inLen = this.#outPos = this.#outLen = 0;

@@ -13,6 +13,12 @@
 //! the bound exact while letting a whole batch cross the JS/Rust boundary in
 //! one call.
 //!
+//! # Waiting receivers
+//! The lane does not track whether its receiver waits: the embedder owns the
+//! waiting (in Node, the promises), so it knows. When it says the receiver is
+//! waiting, [`Lane::try_handoff`] lets one value go straight to it, counted
+//! but never stored, provided nothing is queued or waiting ahead of it.
+//!
 //! # Waiting senders
 //! A push that finds no room is not refused: the value joins the lane's
 //! waiting line and the caller is told to wait ([`Push::Parked`]). Waiting
@@ -33,12 +39,8 @@ use crate::histogram::Histogram;
 /// What became of a pushed value.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Push<T> {
-    /// Accepted into the lane. `wake_receiver` is true when the receiver had
-    /// found the lane empty and is waiting to be told that values arrived.
-    Accepted {
-        /// The receiver is parked and must be woken.
-        wake_receiver: bool,
-    },
+    /// Accepted into the lane.
+    Accepted,
     /// No room: the value waits in line and will be admitted in order.
     Parked,
     /// The lane is closed; the value is handed back.
@@ -56,7 +58,7 @@ pub enum Take {
         /// Parked senders admitted by this call.
         admitted: usize,
     },
-    /// Nothing to take yet: the receiver is now parked until a push wakes it.
+    /// Nothing to take yet: the receiver waits until values arrive.
     Empty,
     /// Closed and fully drained: nothing will ever arrive.
     Ended,
@@ -74,7 +76,6 @@ pub struct Lane<T> {
     waiting: VecDeque<T>,
     capacity: usize,
     lent: usize,
-    receiver_parked: bool,
     closed: bool,
     accepted: u64,
     waits: u64,
@@ -88,7 +89,6 @@ impl<T> Lane<T> {
             waiting: VecDeque::new(),
             capacity: capacity.max(1),
             lent: 0,
-            receiver_parked: false,
             closed: false,
             accepted: 0,
             waits: 0,
@@ -139,11 +139,6 @@ impl<T> Lane<T> {
         self.closed
     }
 
-    /// Whether the receiver found the lane empty and waits for a push.
-    pub fn receiver_parked(&self) -> bool {
-        self.receiver_parked
-    }
-
     /// Push one value at time `now_us`.
     pub fn push(&mut self, value: T, now_us: u64) -> Push<T> {
         if self.closed {
@@ -155,25 +150,21 @@ impl<T> Lane<T> {
             return Push::Parked;
         }
         self.admit(value, now_us);
-        Push::Accepted {
-            wake_receiver: std::mem::take(&mut self.receiver_parked),
-        }
+        Push::Accepted
     }
 
-    /// If the receiver is parked on an empty lane, count one value as accepted
-    /// and handed straight to it (lent, like a batch of one), and return true:
-    /// the caller gives the value to the receiver itself. Otherwise change
-    /// nothing and return false (the caller then pushes as usual).
+    /// For a value whose receiver is waiting right now (the caller knows):
+    /// if nothing is queued, waiting or lent ahead of it and the lane is open,
+    /// count it as accepted and taken, and return true; the caller gives the
+    /// value to the receiver itself. Otherwise change nothing and return
+    /// false (the caller then pushes as usual).
     ///
     /// This is the fast path of a live stream: the value never waits, so it
-    /// need not be stored, and its queue wait is recorded as zero.
+    /// is never stored, and its queue wait is recorded as zero.
     pub fn try_handoff(&mut self, wait_hist: Option<&mut Histogram>) -> bool {
-        if !self.receiver_parked || self.closed || self.held() >= self.capacity {
+        if self.closed || self.held() > 0 || !self.waiting.is_empty() {
             return false;
         }
-        debug_assert!(self.queue.is_empty() && self.waiting.is_empty());
-        self.receiver_parked = false;
-        self.lent += 1;
         self.accepted += 1;
         if let Some(h) = wait_hist {
             h.record(0);
@@ -181,12 +172,11 @@ impl<T> Lane<T> {
         true
     }
 
-    /// Push values that fit in [`Lane::room`]. Returns whether the receiver
-    /// must be woken.
+    /// Push values that fit in [`Lane::room`]; returns how many.
     ///
     /// # Panics
     /// If the values do not fit: the caller asks for `room()` first.
-    pub fn push_batch(&mut self, values: impl IntoIterator<Item = T>, now_us: u64) -> bool {
+    pub fn push_batch(&mut self, values: impl IntoIterator<Item = T>, now_us: u64) -> usize {
         let room = self.room();
         let mut n = 0;
         for value in values {
@@ -194,7 +184,7 @@ impl<T> Lane<T> {
             self.admit(value, now_us);
             n += 1;
         }
-        n > 0 && std::mem::take(&mut self.receiver_parked)
+        n
     }
 
     fn admit(&mut self, value: T, now_us: u64) {
@@ -243,7 +233,6 @@ impl<T> Lane<T> {
             if self.closed && self.waiting.is_empty() {
                 return Take::Ended;
             }
-            self.receiver_parked = true;
             return Take::Empty;
         }
         let mut hist = wait_hist;
@@ -284,7 +273,6 @@ impl<T> Lane<T> {
         self.closed = true;
         self.queue.clear();
         self.lent = 0;
-        self.receiver_parked = false;
         let waiting = self.waiting.len();
         self.waiting.clear();
         waiting
@@ -309,18 +297,8 @@ mod tests {
     #[test]
     fn fifo_and_capacity() {
         let mut lane = Lane::new(2);
-        assert_eq!(
-            lane.push(1, 0),
-            Push::Accepted {
-                wake_receiver: false
-            }
-        );
-        assert_eq!(
-            lane.push(2, 0),
-            Push::Accepted {
-                wake_receiver: false
-            }
-        );
+        assert_eq!(lane.push(1, 0), Push::Accepted);
+        assert_eq!(lane.push(2, 0), Push::Accepted);
         assert_eq!(lane.push(3, 0), Push::Parked);
         assert_eq!(lane.room(), 0);
         let (got, t) = take_all(&mut lane);
@@ -365,24 +343,6 @@ mod tests {
     }
 
     #[test]
-    fn empty_parks_receiver_and_push_wakes_it() {
-        let mut lane = Lane::new(4);
-        assert_eq!(take_all(&mut lane).1, Take::Empty);
-        assert_eq!(
-            lane.push(7, 0),
-            Push::Accepted {
-                wake_receiver: true
-            }
-        );
-        assert_eq!(
-            lane.push(8, 0),
-            Push::Accepted {
-                wake_receiver: false
-            }
-        );
-    }
-
-    #[test]
     fn close_delivers_what_was_accepted_or_waiting() {
         let mut lane = Lane::new(1);
         lane.push(1, 0);
@@ -418,51 +378,22 @@ mod tests {
     }
 
     #[test]
-    fn handoff_only_to_a_parked_receiver_and_counts_as_lent() {
+    fn handoff_only_when_nothing_is_ahead() {
         let mut lane = Lane::new(1);
-        assert!(!lane.try_handoff(None), "receiver not parked");
+        assert!(lane.try_handoff(None));
+        assert_eq!(
+            (lane.accepted(), lane.held()),
+            (1, 0),
+            "handed over, never held"
+        );
+        lane.push(2, 0);
+        assert!(!lane.try_handoff(None), "a queued value goes first");
+        assert_eq!(take_all(&mut lane).0, vec![2]);
+        assert!(!lane.try_handoff(None), "a lent batch is not yet consumed");
         assert_eq!(take_all(&mut lane).1, Take::Empty);
         assert!(lane.try_handoff(None));
-        assert_eq!((lane.accepted(), lane.held()), (1, 1));
-        assert!(!lane.try_handoff(None), "no longer parked");
-        assert_eq!(
-            lane.push(2, 0),
-            Push::Parked,
-            "the handed-off value still holds the only slot"
-        );
-        assert_eq!(take_all(&mut lane).0, vec![2]);
-    }
-
-    #[test]
-    fn take_run_stops_at_a_change_of_kind() {
-        let mut lane = Lane::new(8);
-        for v in [1, 3, 2, 4, 5] {
-            lane.push(v, 0);
-        }
-        let odd = |v: &u32| (v % 2) as u8;
-        let mut out = Vec::new();
-        assert_eq!(
-            lane.take_run(8, 0, &mut out, None, odd),
-            Take::Taken {
-                count: 2,
-                admitted: 0
-            }
-        );
-        assert_eq!(
-            lane.take_run(8, 0, &mut out, None, odd),
-            Take::Taken {
-                count: 2,
-                admitted: 0
-            }
-        );
-        assert_eq!(
-            lane.take_run(1, 0, &mut out, None, odd),
-            Take::Taken {
-                count: 1,
-                admitted: 0
-            }
-        );
-        assert_eq!(out, vec![1, 3, 2, 4, 5]);
+        lane.close();
+        assert!(!lane.try_handoff(None), "closed");
     }
 
     #[test]

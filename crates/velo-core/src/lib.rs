@@ -10,8 +10,8 @@
 //!
 //! The core decides and the embedder acts: a push that finds no room returns
 //! [`Push::Parked`] and the embedder makes its caller wait (in Node, a
-//! promise); a take that finds nothing returns [`Take::Empty`] and a later
-//! push says `wake_receiver`. Nothing here blocks, allocates per event beyond
+//! promise); a take that finds nothing returns [`Take::Empty`] and the
+//! receiver waits until the embedder sees values arrive. Nothing here blocks, allocates per event beyond
 //! the lanes' own buffers, or crosses threads on the per-event path.
 //!
 //! # Threads
@@ -25,8 +25,8 @@
 //!
 //! let gate = Admission::new(10);
 //! let mut s = StreamCore::new(gate.admit().unwrap(), 2, None, 0);
-//! assert_eq!(s.send("a", 0), Push::Accepted { wake_receiver: false });
-//! assert_eq!(s.send("b", 0), Push::Accepted { wake_receiver: false });
+//! assert_eq!(s.send("a", 0), Push::Accepted);
+//! assert_eq!(s.send("b", 0), Push::Accepted);
 //! assert_eq!(s.send("c", 0), Push::Parked); // full: the caller waits
 //!
 //! let mut got = Vec::new();

@@ -206,8 +206,8 @@ impl<T> StreamCore<T> {
         pushed
     }
 
-    /// Send one event straight to a handler that waits for input (see
-    /// [`Lane::try_handoff`]). False: nobody waits, use [`StreamCore::send`].
+    /// Send one event straight to a handler that the caller knows waits for
+    /// input (see [`Lane::try_handoff`]). False: use [`StreamCore::send`].
     pub fn try_handoff_input(&mut self, now_us: u64) -> bool {
         let handed = self.input.try_handoff(Some(&mut self.queue_wait));
         if handed {
@@ -221,9 +221,8 @@ impl<T> StreamCore<T> {
         self.input.room()
     }
 
-    /// Send events that fit in [`StreamCore::room`]; returns whether the
-    /// handler waits for input and must be woken.
-    pub fn send_batch(&mut self, events: impl IntoIterator<Item = T>, now_us: u64) -> bool {
+    /// Send events that fit in [`StreamCore::room`]; returns how many.
+    pub fn send_batch(&mut self, events: impl IntoIterator<Item = T>, now_us: u64) -> usize {
         self.touch(now_us);
         self.input.push_batch(events, now_us)
     }
@@ -284,8 +283,8 @@ impl<T> StreamCore<T> {
         self.output.push(output, now_us)
     }
 
-    /// Yield one output straight to a consumer that waits (see
-    /// [`Lane::try_handoff`]). False: nobody waits, use [`StreamCore::yield_output`].
+    /// Yield one output straight to a consumer that the caller knows waits
+    /// (see [`Lane::try_handoff`]). False: use [`StreamCore::yield_output`].
     pub fn try_handoff_output(&mut self) -> bool {
         self.output.try_handoff(None)
     }

@@ -24,7 +24,6 @@ use crate::streams;
 
 /// Status codes shared with `js/native.ts`.
 const ACCEPTED: i32 = 0;
-const ACCEPTED_WAKE: i32 = 1;
 const PARKED: i32 = 2;
 /// The stream refused the value; the caller still owns it.
 const CLOSED: i32 = 3;
@@ -76,12 +75,7 @@ impl Scratch {
 
 fn push_code(p: Push<Slot>) -> i32 {
     match p {
-        Push::Accepted {
-            wake_receiver: false,
-        } => ACCEPTED,
-        Push::Accepted {
-            wake_receiver: true,
-        } => ACCEPTED_WAKE,
+        Push::Accepted => ACCEPTED,
         Push::Parked => PARKED,
         Push::Closed(slot) => {
             // Refused: the caller keeps the value (and its table entry).
@@ -177,6 +171,16 @@ unsafe fn index(env: sys::napi_env, value: sys::napi_value) -> Result<u32> {
     Ok(i)
 }
 
+unsafe fn flag(env: sys::napi_env, value: sys::napi_value) -> Result<bool> {
+    let mut b = false;
+    // SAFETY: live handles; writes only `b`.
+    ok(
+        unsafe { sys::napi_get_value_bool(env, value, &mut b) },
+        "expected a boolean",
+    )?;
+    Ok(b)
+}
+
 unsafe fn int(env: sys::napi_env, i: i32) -> Result<sys::napi_value> {
     let mut out = ptr::null_mut();
     // SAFETY: live env; writes only `out`.
@@ -258,17 +262,21 @@ unsafe fn take_run(
     unsafe { int(env, if out.values { code + VALUES } else { code }) }
 }
 
-/// One event or output, for `send*` and `yield*`.
+/// One event or output, for `send*` and `yield*`. `waiting`: the caller
+/// knows the receiving side waits right now, so the value may go straight to
+/// it if nothing is ahead (HANDOFF).
 unsafe fn push_one(
     env: sys::napi_env,
     h: sys::napi_value,
     slot: Slot,
-    push: impl FnOnce(&mut StreamCore<Slot>, Slot, u64) -> Option<Push<Slot>>,
+    waiting: sys::napi_value,
+    push: impl FnOnce(&mut StreamCore<Slot>, Slot, bool, u64) -> Option<Push<Slot>>,
 ) -> Result<sys::napi_value> {
     let now = clock::now_us();
     // SAFETY: live handles of the calling entry point.
+    let waiting = unsafe { flag(env, waiting) }?;
     let code = streams::with(unsafe { number(env, h) }?, |e| {
-        match push(&mut e.core, slot, now) {
+        match push(&mut e.core, slot, waiting, now) {
             Some(pushed) => push_code(pushed),
             None => HANDOFF,
         }
@@ -277,16 +285,21 @@ unsafe fn push_one(
     unsafe { int(env, code) }
 }
 
-fn send_to(core: &mut StreamCore<Slot>, slot: Slot, now: u64) -> Option<Push<Slot>> {
-    if core.try_handoff_input(now) {
+fn send_to(core: &mut StreamCore<Slot>, slot: Slot, waiting: bool, now: u64) -> Option<Push<Slot>> {
+    if waiting && core.try_handoff_input(now) {
         slot.into_delivered();
         return None;
     }
     Some(core.send(slot, now))
 }
 
-fn yield_to(core: &mut StreamCore<Slot>, slot: Slot, now: u64) -> Option<Push<Slot>> {
-    if core.try_handoff_output() {
+fn yield_to(
+    core: &mut StreamCore<Slot>,
+    slot: Slot,
+    waiting: bool,
+    now: u64,
+) -> Option<Push<Slot>> {
+    if waiting && core.try_handoff_output() {
         slot.into_delivered();
         return None;
     }
@@ -307,7 +320,7 @@ unsafe fn send_run(
         return Err(fail("batch over the scratch size"));
     }
     let now = clock::now_us();
-    let wake = streams::with(unsafe { number(env, h) }?, |e| {
+    let sent = streams::with(unsafe { number(env, h) }?, |e| {
         if count > e.core.room() {
             return Err(fail("batch over the free room"));
         }
@@ -322,7 +335,7 @@ unsafe fn send_run(
         })
     })??;
     // SAFETY: live env.
-    unsafe { boolean(env, wake) }
+    unsafe { int(env, sent as i32) }
 }
 
 /// How many identifiers were given (for `raw!`'s argument count).
@@ -349,29 +362,29 @@ macro_rules! raw {
 }
 
 raw! {
-    /// sendNumber(h, n) -> ACCEPTED | ACCEPTED_WAKE | PARKED | CLOSED | HANDOFF
-    fn send_number(env, h, n) {
-        push_one(env, h, Slot::Number(number(env, n)?), send_to)
+    /// sendNumber(h, n, handlerWaiting) -> ACCEPTED | PARKED | CLOSED | HANDOFF
+    fn send_number(env, h, n, waiting) {
+        push_one(env, h, Slot::Number(number(env, n)?), waiting, send_to)
     }
 }
 
 raw! {
     /// sendValue(h, index) -> as sendNumber; on CLOSED or HANDOFF the caller
     /// still owns the table entry
-    fn send_value(env, h, i) {
-        push_one(env, h, Slot::Value(index(env, i)?), send_to)
+    fn send_value(env, h, i, waiting) {
+        push_one(env, h, Slot::Value(index(env, i)?), waiting, send_to)
     }
 }
 
 raw! {
-    /// sendNumbers(h, count): send scratch.f64[0..count] (must fit in room(h)) -> wake?
+    /// sendNumbers(h, count): send scratch.f64[0..count] (must fit in room(h)) -> count
     fn send_numbers(env, h, count) {
         send_run(env, h, count, false)
     }
 }
 
 raw! {
-    /// sendValues(h, count): send the table indices scratch.u32[0..count] -> wake?
+    /// sendValues(h, count): send the table indices scratch.u32[0..count] -> count
     fn send_values(env, h, count) {
         send_run(env, h, count, true)
     }
@@ -402,16 +415,16 @@ raw! {
 }
 
 raw! {
-    /// yieldNumber(h, n) -> as sendNumber, for outputs
-    fn yield_number(env, h, n) {
-        push_one(env, h, Slot::Number(number(env, n)?), yield_to)
+    /// yieldNumber(h, n, readerWaiting) -> as sendNumber, for outputs
+    fn yield_number(env, h, n, waiting) {
+        push_one(env, h, Slot::Number(number(env, n)?), waiting, yield_to)
     }
 }
 
 raw! {
     /// yieldValue(h, index) -> as sendValue, for outputs
-    fn yield_value(env, h, i) {
-        push_one(env, h, Slot::Value(index(env, i)?), yield_to)
+    fn yield_value(env, h, i, waiting) {
+        push_one(env, h, Slot::Value(index(env, i)?), waiting, yield_to)
     }
 }
 
