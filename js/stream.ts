@@ -161,20 +161,36 @@ export class Outputs<O> implements AsyncIterableIterator<O> {
   }
 }
 
-/** Outputs in batches until the stream ends; the engine of `feed` and `run`. */
-export async function* outputBatches<I, O>(stream: Endpoints<I, O>, source: EventSource<I>): AsyncGenerator<O[], void> {
+/**
+ * Starts sending `source` into `stream` and returns how to learn whether the
+ * source failed. A source error cancels the stream with that error.
+ */
+function startSending<I, O>(stream: Endpoints<I, O>, source: EventSource<I>): () => { error: unknown } | undefined {
   let sourceError: { error: unknown } | undefined;
   stream[kSendAll](source, true).catch((error: unknown) => {
     sourceError = { error };
     void stream.cancel(error);
   });
+  return () => sourceError;
+}
+
+/** After the last output: the source's error, or the abort reason, if either ended the stream. */
+function throwIfStopped<I, O>(stream: Endpoints<I, O>, sourceFailure: { error: unknown } | undefined): void {
+  if (sourceFailure !== undefined) throw sourceFailure.error;
+  const signal = stream[kSignal];
+  if (stream.state === 'cancelled' && signal?.aborted) throw signal.reason;
+}
+
+/** `feed`: outputs one by one as they come, while the source is sent. */
+export async function* feedOutputs<I, O>(stream: Endpoints<I, O>, source: EventSource<I>): AsyncGenerator<O, void> {
+  const sourceFailure = startSending(stream, source);
   const batch: O[] = [];
   let finished = false;
   try {
     for (;;) {
       batch.length = 0;
       finished = stream[kDrain](batch);
-      if (batch.length > 0) yield batch;
+      for (const value of batch) yield value;
       if (finished) break;
       await stream[kWaitOutput]();
     }
@@ -183,22 +199,20 @@ export async function* outputBatches<I, O>(stream: Endpoints<I, O>, source: Even
     // stream (and so the source) must stop.
     if (!finished) await stream.cancel();
   }
-  if (sourceError !== undefined) throw sourceError.error;
-  const signal = stream[kSignal];
-  if (stream.state === 'cancelled' && signal?.aborted) throw signal.reason;
+  throwIfStopped(stream, sourceFailure());
 }
 
-export async function* feedOutputs<I, O>(stream: Endpoints<I, O>, source: EventSource<I>): AsyncGenerator<O, void> {
-  for await (const batch of outputBatches(stream, source)) {
-    for (const value of batch) yield value;
-  }
-}
-
+/** `run`: every output, collected in batches straight into the result. */
 export async function collectOutputs<I, O>(stream: Endpoints<I, O>, source: EventSource<I>): Promise<O[]> {
+  const sourceFailure = startSending(stream, source);
   const out: O[] = [];
-  for await (const batch of outputBatches(stream, source)) {
-    for (let i = 0; i < batch.length; i++) out.push(batch[i] as O);
+  try {
+    while (!stream[kDrain](out)) await stream[kWaitOutput]();
+  } catch (error) {
+    await stream.cancel();
+    throw error;
   }
+  throwIfStopped(stream, sourceFailure());
   return out;
 }
 
