@@ -12,6 +12,9 @@ export interface StreamOps {
   sendNumbers(h: number, count: number): number;
   sendValues(h: number, count: number): number;
   room(h: number): number;
+  yieldNumbers(h: number, count: number): number;
+  yieldValues(h: number, count: number): number;
+  outputRoom(h: number): number;
   end(h: number): boolean;
   takeInput(h: number, max: number): number;
   yieldNumber(h: number, n: number, readerWaiting: boolean): number;

@@ -76,6 +76,31 @@ function unpackRun(code: number, buf: unknown[]): number {
 }
 
 /**
+ * Pushes `values[start..start+n]` (which fit in the lane's room) through the
+ * scratch buffer: one native call per run of numbers or of other values.
+ */
+function pushRuns(
+  h: number,
+  values: readonly unknown[],
+  start: number,
+  n: number,
+  pushNumbers: (h: number, count: number) => number,
+  pushValues: (h: number, count: number) => number,
+): void {
+  let k = 0;
+  while (k < n) {
+    let len = 0;
+    if (typeof values[start + k] === 'number') {
+      for (; k < n && typeof values[start + k] === 'number'; k++) scratch[len++] = values[start + k] as number;
+      pushNumbers(h, len);
+    } else {
+      for (; k < n && typeof values[start + k] !== 'number'; k++) scratchU32[len++] = put(values[start + k]);
+      pushValues(h, len);
+    }
+  }
+}
+
+/**
  * Sends (or yields) one value: numbers as they are, anything else through the
  * value table. `waiting`: the receiving side waits right now, so the core may
  * hand the value straight over (HANDOFF).
@@ -253,6 +278,13 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   #pumpWaiter: (() => void) | null = null;
   /** As `#inPending`, for outputs and their readers. */
   #outPending = false;
+  /**
+   * Outputs yielded but not yet handed to the core, within `#credit`: room
+   * the core granted, so they are within the bound. Committed in one call
+   * before anyone reads, so a batch reader costs no native call per output.
+   */
+  #stage: unknown[] = NO_BUFFER;
+  #credit = 0;
   #wakeScheduled = false;
   #keepingAlive = false;
 
@@ -319,6 +351,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   }
 
   get metrics(): StreamMetrics {
+    this.#commitStage();
     return ops.metrics(this.#h, this.#inLen - this.#inPos, this.#outLen - this.#outPos) as StreamMetrics;
   }
 
@@ -432,17 +465,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
    * then wakes the handler if it waits.
    */
   #sendSlice(values: readonly I[], start: number, n: number): void {
-    let k = 0;
-    while (k < n) {
-      let len = 0;
-      if (typeof values[start + k] === 'number') {
-        for (; k < n && typeof values[start + k] === 'number'; k++) scratch[len++] = values[start + k] as number;
-        ops.sendNumbers(this.#h, len);
-      } else {
-        for (; k < n && typeof values[start + k] !== 'number'; k++) scratchU32[len++] = put(values[start + k]);
-        ops.sendValues(this.#h, len);
-      }
-    }
+    pushRuns(this.#h, values, start, n, ops.sendNumbers, ops.sendValues);
     this.#inPending = true;
     this.#wakeInput();
   }
@@ -587,9 +610,24 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
           break;
         }
         // A one-at-a-time reader waiting on an empty buffer can take the
-        // output straight from the handler (batch readers take from the core).
+        // output straight from the handler. Otherwise outputs are staged
+        // within the room the core granted, and committed in batches.
         const reader = this.#readers.peek();
-        const direct = reader !== undefined && reader.kind !== ReadKind.Wake && this.#outPos === this.#outLen;
+        const direct =
+          reader !== undefined && reader.kind !== ReadKind.Wake && this.#outPos === this.#outLen && this.#credit === 0;
+        if (!direct) {
+          if (this.#credit === 0) {
+            this.#commitStage();
+            this.#credit = ops.outputRoom(this.#h);
+          }
+          if (this.#credit > 0) {
+            this.#credit--;
+            if (this.#stage === NO_BUFFER) this.#stage = [];
+            this.#stage.push(r.value);
+            if (reader !== undefined) this.#outputArrived();
+            continue;
+          }
+        }
         const code = pushOne(this.#h, r.value, direct, ops.yieldNumber, ops.yieldValue);
         if (code === HANDOFF) {
           this.#readers.shift();
@@ -616,6 +654,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
       this.#handlerThrew(error);
       return;
     }
+    this.#commitStage();
     ops.handlerReturned(this.#h);
     reap();
     this.#afterHandler(() => new StreamClosedError(`${this.#describe()} has finished: its handler returned`));
@@ -628,6 +667,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
       return;
     }
     this.#failure = { error };
+    this.#commitStage();
     ops.handlerFailed(this.#h);
     reap();
     this.#afterHandler(() => new StreamClosedError(`${this.#describe()} failed: its handler threw`, { cause: error }));
@@ -719,7 +759,20 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
     }
   }
 
+  /** Hands the staged outputs to the core (they fit: they are within the credit). */
+  #commitStage(): void {
+    this.#credit = 0;
+    const n = this.#stage.length;
+    if (n === 0) return;
+    for (let start = 0; start < n; start += scratch.length) {
+      pushRuns(this.#h, this.#stage, start, Math.min(scratch.length, n - start), ops.yieldNumbers, ops.yieldValues);
+    }
+    this.#stage.length = 0;
+    this.#outPending = true;
+  }
+
   #takeOutput(): number {
+    this.#commitStage();
     if (!this.#outPending) return EMPTY;
     if (this.#outBuf === NO_BUFFER) this.#outBuf = [];
     const n = unpackRun(ops.takeOutput(this.#h, this.#capacity), this.#outBuf);
@@ -778,7 +831,8 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
       this.#cancelReason = reason;
       this.#abort?.abort(reason);
       this.#inPos = this.#inLen = this.#outPos = this.#outLen = 0;
-      this.#inBuf = this.#outBuf = NO_BUFFER;
+      this.#inBuf = this.#outBuf = this.#stage = NO_BUFFER;
+      this.#credit = 0;
       this.#rejectSenders(() => this.#closedError());
       this.#idleOff();
       this.#detachSignal();

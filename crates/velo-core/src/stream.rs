@@ -283,6 +283,19 @@ impl<T> StreamCore<T> {
         self.output.push(output, now_us)
     }
 
+    /// Room for [`StreamCore::yield_batch`] now: outputs the handler may yield
+    /// without waiting. An embedder may hold up to this many yields itself
+    /// and hand them over in one batch (they are within the bound).
+    pub fn output_room(&self) -> usize {
+        self.output.room()
+    }
+
+    /// The handler yields outputs that fit in [`StreamCore::output_room`];
+    /// returns how many.
+    pub fn yield_batch(&mut self, outputs: impl IntoIterator<Item = T>, now_us: u64) -> usize {
+        self.output.push_batch(outputs, now_us)
+    }
+
     /// Yield one output straight to a consumer that the caller knows waits
     /// (see [`Lane::try_handoff`]). False: use [`StreamCore::yield_output`].
     pub fn try_handoff_output(&mut self) -> bool {

@@ -306,12 +306,21 @@ fn yield_to(
     Some(core.yield_output(slot, now))
 }
 
-/// Sends `count` slots read from the scratch buffer (they must fit in `room`).
-unsafe fn send_run(
+/// Which lane a batch from the scratch buffer goes into.
+#[derive(Clone, Copy)]
+enum Lane {
+    Input,
+    Output,
+}
+
+/// Pushes `count` slots read from the scratch buffer into a lane (they must
+/// fit in its room): events sent, or outputs yielded.
+unsafe fn push_run(
     env: sys::napi_env,
     h: sys::napi_value,
     count: sys::napi_value,
     values: bool,
+    lane: Lane,
 ) -> Result<sys::napi_value> {
     // SAFETY: live handles of the calling entry point.
     let count = unsafe { number(env, count) }? as usize;
@@ -320,22 +329,26 @@ unsafe fn send_run(
         return Err(fail("batch over the scratch size"));
     }
     let now = clock::now_us();
-    let sent = streams::with(unsafe { number(env, h) }?, |e| {
-        if count > e.core.room() {
+    let pushed = streams::with(unsafe { number(env, h) }?, |e| {
+        let room = match lane {
+            Lane::Input => e.core.room(),
+            Lane::Output => e.core.output_room(),
+        };
+        if count > room {
             return Err(fail("batch over the free room"));
         }
-        Ok(if values {
-            e.core
-                .send_batch(scratch.u32s()[..count].iter().map(|&i| Slot::Value(i)), now)
+        let slots: Box<dyn Iterator<Item = Slot>> = if values {
+            Box::new(scratch.u32s()[..count].iter().map(|&i| Slot::Value(i)))
         } else {
-            e.core.send_batch(
-                scratch.f64s()[..count].iter().map(|&n| Slot::Number(n)),
-                now,
-            )
+            Box::new(scratch.f64s()[..count].iter().map(|&n| Slot::Number(n)))
+        };
+        Ok(match lane {
+            Lane::Input => e.core.send_batch(slots, now),
+            Lane::Output => e.core.yield_batch(slots, now),
         })
     })??;
     // SAFETY: live env.
-    unsafe { int(env, sent as i32) }
+    unsafe { int(env, pushed as i32) }
 }
 
 /// How many identifiers were given (for `raw!`'s argument count).
@@ -379,14 +392,36 @@ raw! {
 raw! {
     /// sendNumbers(h, count): send scratch.f64[0..count] (must fit in room(h)) -> count
     fn send_numbers(env, h, count) {
-        send_run(env, h, count, false)
+        push_run(env, h, count, false, Lane::Input)
     }
 }
 
 raw! {
     /// sendValues(h, count): send the table indices scratch.u32[0..count] -> count
     fn send_values(env, h, count) {
-        send_run(env, h, count, true)
+        push_run(env, h, count, true, Lane::Input)
+    }
+}
+
+raw! {
+    /// yieldNumbers(h, count): yield scratch.f64[0..count] (must fit in outputRoom(h)) -> count
+    fn yield_numbers(env, h, count) {
+        push_run(env, h, count, false, Lane::Output)
+    }
+}
+
+raw! {
+    /// yieldValues(h, count): yield the table indices scratch.u32[0..count] -> count
+    fn yield_values(env, h, count) {
+        push_run(env, h, count, true, Lane::Output)
+    }
+}
+
+raw! {
+    /// outputRoom(h) -> outputs the handler may yield now without waiting
+    fn output_room(env, h) {
+        let room = streams::with(number(env, h)?, |e| e.core.output_room())?;
+        int(env, room.min(i32::MAX as usize) as i32)
     }
 }
 
@@ -559,6 +594,9 @@ const ENTRY_POINTS: &[(&str, Callback)] = &[
     ("sendNumbers", send_numbers),
     ("sendValues", send_values),
     ("room", room),
+    ("yieldNumbers", yield_numbers),
+    ("yieldValues", yield_values),
+    ("outputRoom", output_room),
     ("end", end),
     ("takeInput", take_input),
     ("yieldNumber", yield_number),

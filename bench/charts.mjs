@@ -1,0 +1,106 @@
+// Turns bench/results.json into the SVG charts that BENCHMARKS.md shows.
+//
+//   npm run bench:charts            (after npm run bench)
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+
+const results = JSON.parse(readFileSync(new URL('./results.json', import.meta.url), 'utf8'));
+const outDir = new URL('./charts/', import.meta.url);
+mkdirSync(outDir, { recursive: true });
+
+const COLORS = { velo: '#d9480f', a: '#1c7ed6', b: '#868e96', c: '#5c940d' };
+const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;');
+
+/** A horizontal bar chart: groups of labelled bars, one scale. */
+function barChart({ title, unit, groups, format }) {
+  const barH = 16;
+  const gap = 4;
+  const groupGap = 18;
+  const left = 250;
+  const width = 760;
+  const plotW = width - left - 110;
+  const max = Math.max(...groups.flatMap((g) => g.bars.map((b) => b.value)));
+  let y = 40;
+  const parts = [];
+  for (const g of groups) {
+    parts.push(`<text x="10" y="${y + 12}" font-weight="bold">${esc(g.name)}</text>`);
+    y += 18;
+    for (const b of g.bars) {
+      const w = Math.max(1, (b.value / max) * plotW);
+      parts.push(`<text x="${left - 8}" y="${y + barH - 4}" text-anchor="end">${esc(b.label)}</text>`);
+      parts.push(`<rect x="${left}" y="${y}" width="${w.toFixed(1)}" height="${barH}" fill="${b.color}"/>`);
+      parts.push(`<text x="${left + w + 6}" y="${y + barH - 4}">${esc(format(b.value))}</text>`);
+      y += barH + gap;
+    }
+    y += groupGap;
+  }
+  const height = y + 10;
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="white"/>
+<text x="10" y="22" font-size="15" font-weight="bold">${esc(title)}</text>
+<text x="${width - 10}" y="22" text-anchor="end" fill="#555">${esc(unit)}</text>
+${parts.join('\n')}
+</svg>
+`;
+}
+
+const byKind = (kind) => results.scenarios.filter((s) => s.kind === kind);
+const label = (s, n) => s.labels[n];
+
+function groupsOf(scenarios, metric) {
+  return scenarios.map((s) => ({
+    name: `${s.id}: ${s.title}`,
+    bars: Object.keys(s.stats).map((n) => ({ label: label(s, n), value: s.stats[n][metric], color: COLORS[n] })),
+  }));
+}
+
+const machine = `${results.machine.cpus} cores, Node ${results.machine.node}${results.quick ? ', quick run' : ''}`;
+
+writeFileSync(
+  new URL('throughput.svg', outDir),
+  barChart({
+    title: `Throughput, median of ${results.rounds} interleaved rounds (higher is better)`,
+    unit: machine,
+    groups: groupsOf(byKind('throughput'), 'median'),
+    format: (v) => `${(v / 1e6).toFixed(2)}M events/s`,
+  }),
+);
+
+writeFileSync(
+  new URL('latency.svg', outDir),
+  barChart({
+    title: 'Latency per operation, p50 and p99 (lower is better)',
+    unit: machine,
+    groups: byKind('latency').flatMap((s) => [
+      { name: `${s.id} p50: ${s.title}`, bars: Object.keys(s.stats).map((n) => ({ label: label(s, n), value: s.stats[n].median, color: COLORS[n] })) },
+      { name: `${s.id} p99`, bars: Object.keys(s.stats).map((n) => ({ label: label(s, n), value: s.stats[n].p99, color: COLORS[n] })) },
+    ]),
+    format: (v) => `${v.toFixed(2)} µs`,
+  }),
+);
+
+writeFileSync(
+  new URL('memory.svg', outDir),
+  barChart({
+    title: 'Memory per idle open stream, after gc (lower is better)',
+    unit: machine,
+    groups: groupsOf(byKind('memory'), 'median'),
+    format: (v) => `${v.toFixed(2)} KB`,
+  }),
+);
+
+writeFileSync(
+  new URL('ratios.svg', outDir),
+  barChart({
+    title: 'velo-stream / baseline, median (above 1 = velo-stream faster; latency: below 1 = faster)',
+    unit: machine,
+    groups: results.scenarios
+      .filter((s) => Object.keys(s.ratios).length > 0)
+      .map((s) => ({
+        name: `${s.id}`,
+        bars: Object.entries(s.ratios).map(([n, r]) => ({ label: `vs ${label(s, n)}`, value: r, color: COLORS[n] })),
+      })),
+    format: (v) => `${v.toFixed(2)}x`,
+  }),
+);
+
+console.log(`charts written to ${outDir.pathname}`);
