@@ -88,7 +88,7 @@ const results = {
 };
 
 const started = performance.now();
-for (const sc of scenarios(args.quick)) {
+for (const sc of scenarios(args.quick ? 'quick' : 'full')) {
   if (only && !only.has(sc.id)) continue;
   const names = Object.keys(sc.variants);
   const runs = Object.fromEntries(names.map((n) => [n, []]));

@@ -62,8 +62,14 @@ async function timed(events, fn) {
 
 // ----- scenarios -----
 
-export function scenarios(quick) {
-  const N = quick ? 200_000 : 1_000_000;
+/**
+ * The scenarios at a size: 'full' (npm run bench), 'quick' (-- --quick, under
+ * a minute), or 'test' (tiny: npm test runs each variant once to check its
+ * outputs, never its speed).
+ */
+export function scenarios(size = 'full') {
+  const pick = (full, quick, test) => (size === 'full' ? full : size === 'quick' ? quick : test);
+  const N = pick(1_000_000, 200_000, 2_000);
   const velo = {
     avg: streamFn(runningAverage),
     avgObj: streamFn(runningAverageObjects),
@@ -115,7 +121,7 @@ export function scenarios(quick) {
   }
 
   {
-    const n = quick ? 100_000 : 500_000;
+    const n = pick(500_000, 100_000, 1_000);
     list.push({
       id: 'S2',
       title: `live: one stream, await send() loop and for-await consumer, ${n.toLocaleString('en-US')} events`,
@@ -163,7 +169,7 @@ export function scenarios(quick) {
   }
 
   {
-    const n = quick ? 20_000 : 100_000;
+    const n = pick(100_000, 20_000, 200);
     const roundTrips = async (send, recv) => {
       const samples = new Float64Array(n);
       for (let i = 0; i < n; i++) {
@@ -203,7 +209,7 @@ export function scenarios(quick) {
   }
 
   {
-    const n = quick ? 5_000 : 20_000;
+    const n = pick(20_000, 5_000, 50);
     const perStream = async (once1) => {
       const samples = new Float64Array(n);
       for (let i = 0; i < n; i++) {
@@ -250,7 +256,7 @@ export function scenarios(quick) {
     });
   }
 
-  for (const streams of quick ? [1_000] : [1_000, 10_000]) {
+  for (const streams of pick([1_000, 10_000], [1_000], [50])) {
     const per = 100;
     const input = numbers(per);
     const total = streams * per;
@@ -259,7 +265,7 @@ export function scenarios(quick) {
       for (const out of results) checkAverages(out, per);
     };
     list.push({
-      id: streams === 10_000 ? 'S5' : 'S5-1k',
+      id: streams === 10_000 ? 'S5' : `S5-${streams >= 1000 ? streams / 1000 + 'k' : streams}`,
       title: `${streams.toLocaleString('en-US')} concurrent streams x ${per} events, total`,
       kind: 'throughput',
       variants: {
@@ -272,7 +278,7 @@ export function scenarios(quick) {
   }
 
   {
-    const idle = quick ? 20_000 : 100_000;
+    const idle = pick(100_000, 20_000, 200);
     const idleFn = streamFn(passThrough, { maxConcurrent: idle });
     const measure = async (openOne, closeAll) => {
       const gc = () => {
@@ -347,7 +353,7 @@ export function scenarios(quick) {
   }
 
   {
-    const n = quick ? 20_000 : 100_000;
+    const n = pick(100_000, 20_000, 200);
     const frames = Array.from({ length: 64 }, () => Buffer.alloc(64 * 1024, 1));
     const input = Array.from({ length: n }, (_, i) => frames[i % frames.length]);
     const check = (out) => {
