@@ -29,9 +29,21 @@
 //! Dropping the [`IdleDeadlines`] stops the thread without firing.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::thread;
+use std::sync::PoisonError;
 use std::time::Duration;
+
+// The two threads meet only here; loom swaps in its model-checked versions
+// (see tests/loom_idle.rs).
+#[cfg(loom)]
+use loom::{
+    sync::{Arc, Condvar, Mutex, MutexGuard},
+    thread,
+};
+#[cfg(not(loom))]
+use std::{
+    sync::{Arc, Condvar, Mutex, MutexGuard},
+    thread,
+};
 
 use crate::clock::now_us;
 
@@ -48,7 +60,7 @@ struct Shared {
 }
 
 impl Shared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, WakeState> {
+    fn lock(&self) -> MutexGuard<'_, WakeState> {
         // A panic in `on_wake` poisons nothing we rely on: the state is two
         // plain fields, valid at every point.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -61,12 +73,23 @@ pub struct IdleDeadlines {
     /// What the notifier will wake for (a mirror of `wake_at`, owner side).
     scheduled: u64,
     shared: Arc<Shared>,
+    notifier: Option<thread::JoinHandle<()>>,
 }
 
 impl IdleDeadlines {
     /// Start the notifier thread; `on_wake` runs on it whenever a deadline
     /// may be due, and must make the owner call [`IdleDeadlines::take_due`].
     pub fn spawn(on_wake: impl FnMut() + Send + 'static) -> std::io::Result<Self> {
+        Self::spawn_with_clock(on_wake, now_us)
+    }
+
+    /// [`IdleDeadlines::spawn`] with the notifier reading `clock` instead of
+    /// [`crate::clock`]. For tests of the wake protocol.
+    #[doc(hidden)]
+    pub fn spawn_with_clock(
+        on_wake: impl FnMut() + Send + 'static,
+        clock: fn() -> u64,
+    ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             state: Mutex::new(WakeState {
                 wake_at: NEVER,
@@ -75,13 +98,16 @@ impl IdleDeadlines {
             cv: Condvar::new(),
         });
         let theirs = Arc::clone(&shared);
-        thread::Builder::new()
-            .name("velo-idle".into())
-            .spawn(move || notifier(&theirs, on_wake, now_us))?;
+        let run = move || notifier(&theirs, on_wake, clock);
+        #[cfg(not(loom))]
+        let handle = thread::Builder::new().name("velo-idle".into()).spawn(run)?;
+        #[cfg(loom)]
+        let handle = thread::spawn(run);
         Ok(IdleDeadlines {
             armed: BTreeSet::new(),
             scheduled: NEVER,
             shared,
+            notifier: Some(handle),
         })
     }
 
@@ -136,6 +162,11 @@ impl Drop for IdleDeadlines {
     fn drop(&mut self) {
         self.shared.lock().shutdown = true;
         self.shared.cv.notify_one();
+        // It exits at once: it checks `shutdown` before every wait, and
+        // `on_wake` (a non-blocking threadsafe-function call in Node) is short.
+        if let Some(handle) = self.notifier.take() {
+            let _ = handle.join();
+        }
     }
 }
 
@@ -169,7 +200,7 @@ fn notifier(shared: &Shared, mut on_wake: impl FnMut(), clock: fn() -> u64) {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::sync::mpsc;

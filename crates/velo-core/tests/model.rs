@@ -57,7 +57,11 @@ struct Direction {
 impl Direction {
     fn deliver(&mut self, got: &[u64]) {
         for &v in got {
-            assert_eq!(self.pending.pop_front(), Some(v), "delivered out of order or twice");
+            assert_eq!(
+                self.pending.pop_front(),
+                Some(v),
+                "delivered out of order or twice"
+            );
             self.delivered.push(v);
         }
     }
@@ -69,11 +73,24 @@ impl Direction {
     fn check_complete(&self) {
         // Every value ever accepted is delivered exactly once or dropped, and
         // delivery is in acceptance order.
-        let mut all: Vec<u64> = self.delivered.iter().chain(&self.dropped).chain(&self.pending).copied().collect();
+        let mut all: Vec<u64> = self
+            .delivered
+            .iter()
+            .chain(&self.dropped)
+            .chain(&self.pending)
+            .copied()
+            .collect();
         all.sort_unstable();
         all.dedup();
-        assert_eq!(all.len(), self.delivered.len() + self.dropped.len() + self.pending.len(), "a value twice");
-        assert!(self.delivered.windows(2).all(|w| w[0] < w[1]), "out of order");
+        assert_eq!(
+            all.len(),
+            self.delivered.len() + self.dropped.len() + self.pending.len(),
+            "a value twice"
+        );
+        assert!(
+            self.delivered.windows(2).all(|w| w[0] < w[1]),
+            "out of order"
+        );
     }
 }
 
@@ -146,7 +163,10 @@ fn run(capacity: usize, ops: Vec<Op>) {
                 let v = output.next;
                 if s.try_handoff_output() {
                     output.next += 1;
-                    assert!(output.pending.is_empty(), "handoff overtook a queued output");
+                    assert!(
+                        output.pending.is_empty(),
+                        "handoff overtook a queued output"
+                    );
                     output.delivered.push(v);
                 }
             }
@@ -180,11 +200,23 @@ fn run(capacity: usize, ops: Vec<Op>) {
         }
         // Never more held than the capacity, in either direction.
         let m = s.metrics(now, usize::MAX, usize::MAX);
-        assert!(m.buffered_in as usize <= capacity, "input over capacity: {}", m.buffered_in);
-        assert!(m.buffered_out as usize <= capacity, "output over capacity: {}", m.buffered_out);
+        assert!(
+            m.buffered_in as usize <= capacity,
+            "input over capacity: {}",
+            m.buffered_in
+        );
+        assert!(
+            m.buffered_out as usize <= capacity,
+            "output over capacity: {}",
+            m.buffered_out
+        );
         // The slot is held exactly while the handler runs and nobody cancelled.
         let open = gate.stats().open;
-        assert_eq!(open, u64::from(handler_running && !cancelled), "slot accounting");
+        assert_eq!(
+            open,
+            u64::from(handler_running && !cancelled),
+            "slot accounting"
+        );
     }
     input.check_complete();
     output.check_complete();
@@ -193,9 +225,16 @@ fn run(capacity: usize, ops: Vec<Op>) {
     while let Take::Taken { .. } = s.take_output(usize::MAX, now, &mut got) {}
     output.deliver(&got);
     let stats = gate.stats();
-    assert_eq!(stats.completed + stats.failed + stats.cancelled + stats.open, 1, "one outcome per stream");
+    assert_eq!(
+        stats.completed + stats.failed + stats.cancelled + stats.open,
+        1,
+        "one outcome per stream"
+    );
     if !handler_running && !cancelled {
-        assert!(matches!(s.phase(), Phase::Done | Phase::Failed | Phase::Ending));
+        assert!(matches!(
+            s.phase(),
+            Phase::Done | Phase::Failed | Phase::Ending
+        ));
     }
 }
 
