@@ -51,6 +51,9 @@ pub mod clock;
 pub mod histogram;
 pub mod idle;
 pub mod lane;
+#[cfg(feature = "model")]
+#[doc(hidden)]
+pub mod model;
 pub mod stream;
 
 pub use admission::{Admission, LimitError, Outcome, Permit, Stats};

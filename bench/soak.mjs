@@ -1,0 +1,89 @@
+// Soak: many open/send/close cycles, then many abandoned streams, with heap
+// and RSS sampled after gc. A leak shows as a line that keeps rising.
+//
+//   npm run soak                         # 1,000,000 cycles + 100,000 abandoned
+//   node --expose-gc bench/soak.mjs --cycles 200000 --abandoned 20000
+import { parseArgs } from 'node:util';
+import { pathToFileURL } from 'node:url';
+import { streamFn } from 'velo-stream';
+
+const MB = 2 ** 20;
+const tick = () => new Promise((resolve) => setImmediate(resolve));
+
+async function settleGarbage() {
+  // Finalizers (which give back the slots of collected streams) run as tasks
+  // of their own after a collection: let the loop turn, timers included.
+  for (let i = 0; i < 8; i++) {
+    global.gc();
+    await tick();
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+}
+
+/** Memory and `extra()` (read after the collection, not before). */
+async function sample(label, extra) {
+  await settleGarbage();
+  const m = process.memoryUsage();
+  return { label, heapMB: m.heapUsed / MB, rssMB: m.rss / MB, ...extra() };
+}
+
+/**
+ * Runs the soak and returns the samples. `onSample` sees each as it is taken.
+ * Every cycle checks its own output; the function throws on any wrong value.
+ */
+export async function soak({ cycles, abandoned, samples = 10, onSample = () => {} }) {
+  if (typeof global.gc !== 'function') throw new Error('run with node --expose-gc');
+  const fn = streamFn(
+    async function* soakEcho(events) {
+      for await (const e of events) yield { echo: e };
+    },
+    { buffer: 8, maxConcurrent: abandoned + 16 },
+  );
+  const out = [];
+  const record = async (label, extra) => {
+    const s = await sample(label, () => ({ ...extra, open: fn.stats().open }));
+    out.push(s);
+    onSample(s);
+  };
+  await record('start', { done: 0 });
+  const every = Math.max(1, Math.floor(cycles / samples));
+  for (let i = 1; i <= cycles; i++) {
+    const s = fn.open();
+    await s.send(i);
+    const r = await s.recv();
+    if (r.echo !== i) throw new Error(`cycle ${i}: got ${JSON.stringify(r)}`);
+    if (i % 2) {
+      s.end();
+      for await (const _ of s) throw new Error('no output expected after end');
+    } else {
+      await s.cancel();
+    }
+    if (i % every === 0) await record('cycles', { done: i });
+  }
+  const perBatch = Math.max(1, Math.floor(abandoned / samples));
+  for (let done = 0; done < abandoned; ) {
+    const n = Math.min(perBatch, abandoned - done);
+    (() => {
+      for (let k = 0; k < n; k++) void fn.open().send({ payload: k }); // never ended, never read
+    })();
+    done += n;
+    await record('abandoned', { done });
+  }
+  const stats = fn.stats();
+  return { samples: out, stats };
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const { values } = parseArgs({
+    options: { cycles: { type: 'string', default: '1000000' }, abandoned: { type: 'string', default: '100000' } },
+  });
+  const t0 = performance.now();
+  console.log('phase      done        heap MB   rss MB   open');
+  const { stats } = await soak({
+    cycles: Number(values.cycles),
+    abandoned: Number(values.abandoned),
+    onSample: (s) =>
+      console.log(`${s.label.padEnd(10)} ${String(s.done).padStart(9)}   ${s.heapMB.toFixed(1).padStart(7)}  ${s.rssMB.toFixed(1).padStart(7)}  ${String(s.open).padStart(5)}`),
+  });
+  console.log(`stats ${JSON.stringify(stats)}; ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+}
