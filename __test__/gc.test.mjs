@@ -37,6 +37,8 @@ for (const idleTimeout of [0, 60_000]) {
     assert.equal(finalized, N, 'every stream object was collected');
     assert.equal(fn.stats().open, 0, 'and every slot came back');
     assert.equal(fn.stats().cancelled, N);
+    const { idleWatched } = await import('../dist/native.js');
+    assert.equal(idleWatched(), 0, 'and no idle watch was left behind');
   });
 }
 

@@ -101,6 +101,11 @@ export function unwatchIdle(key: number): void {
   idleTargets.delete(key);
 }
 
+/** Streams watched for idle deadlines (for tests: none may be left behind). */
+export function idleWatched(): number {
+  return idleTargets.size;
+}
+
 // Reads that wait on a stream whose idle deadline runs keep the process
 // alive (the deadline will end the stream and settle the read). Ref'ing the
 // notifier is a native call, so it is done on 0 -> 1 only, and the 1 -> 0

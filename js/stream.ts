@@ -58,8 +58,13 @@ const RESOLVED: Promise<void> = Promise.resolve();
 /** `poll` found nothing yet. */
 const NOT_YET = Symbol('velo.notYet');
 
-/** Frees the native state of streams that were garbage collected (stale handles are ignored). */
+/**
+ * Frees what a garbage-collected stream held: its idle watch (the core will
+ * never report a disarmed deadline, so nothing else would remove it), its
+ * native state, and the value-table entries the core dropped with it.
+ */
 const reclaim = new FinalizationRegistry<number>((handle) => {
+  unwatchIdle(ops.key(handle));
   ops.free(handle);
   reap();
 });
