@@ -3,10 +3,20 @@ import { StreamLimitError, describe, invalidType } from './errors';
 import { NativeFunction } from './native';
 import { PipedStream } from './pipe';
 import { StreamImpl, assertSource, collectOutputs } from './stream';
-import type { EventSource, OpenOptions, Stream, StreamConfig, StreamFn, StreamFnStats, StreamHandler } from './types';
+import { Sessions } from './sessions';
+import type { EventSource, OpenOptions, Stream, StreamConfig, StreamFn, StreamFnStats, StreamHandler, StreamSessions } from './types';
 
 /** Opens a stream; `idle` false turns the idle clock off (inner pipe stages: their input is the previous stage). */
 export const kOpen = Symbol('velo.open');
+/** Totals over every stream of a function, for metrics exporters. */
+export const kTotals = Symbol('velo.totals');
+
+/** `NativeFunction.totals()`: events in/out and queue-wait counts at the bounds asked for. */
+export interface Totals {
+  eventsIn: number;
+  eventsOut: number;
+  queueWait: { count: number; sumUs: number; buckets: [number, number][] };
+}
 
 const SyncGeneratorFunction = Object.getPrototypeOf(function* () {}).constructor as FunctionConstructor;
 
@@ -15,6 +25,7 @@ abstract class FnBase<I, O> implements StreamFn<I, O> {
   abstract readonly config: Readonly<Required<StreamConfig>>;
   abstract stats(): StreamFnStats;
   abstract [kOpen](signal: AbortSignal | undefined, idle: boolean): Stream<I, O>;
+  abstract [kTotals](boundsUs: number[]): Totals;
   /** The single-stage functions this one runs, in order. */
   abstract readonly stages: readonly SingleFn<unknown, unknown>[];
 
@@ -28,6 +39,14 @@ abstract class FnBase<I, O> implements StreamFn<I, O> {
     if (signal?.aborted) throw signal.reason;
     const stream = this[kOpen](signal, true) as StreamImpl<I, O> | PipedStream<I, O>;
     return collectOutputs(stream, events);
+  }
+
+  /** The same function with some settings changed (a new admission gate). */
+  abstract withConfig(config: StreamConfig): FnBase<I, O>;
+
+  sessions<K = string>(config?: StreamConfig): StreamSessions<K, I, O> {
+    const fn = config === undefined ? this : this.withConfig(config);
+    return new Sessions<K, I, O>(fn, () => fn[kOpen](undefined, true) as StreamImpl<I, O> | PipedStream<I, O>);
   }
 
   pipe<P>(next: StreamFn<O, P> | StreamHandler<O, P>): StreamFn<I, P> {
@@ -88,6 +107,22 @@ export class SingleFn<I, O> extends FnBase<I, O> {
   stats(): StreamFnStats {
     return this.#native.stats() as StreamFnStats;
   }
+
+  [kTotals](boundsUs: number[]): Totals {
+    return this.#native.totals(boundsUs) as Totals;
+  }
+
+  withConfig(config: StreamConfig): SingleFn<I, O> {
+    return new SingleFn(this.#handler, { ...this.config, ...checkedOverrides(config) });
+  }
+}
+
+/** Overrides for `withConfig`: an object (checked fully when merged). */
+function checkedOverrides(config: unknown): StreamConfig {
+  if (config === null || typeof config !== 'object' || Array.isArray(config)) {
+    throw invalidType(`The "config" argument must be an object. Received ${describe(config)}`);
+  }
+  return config as StreamConfig;
 }
 
 /** Stages run in sequence: `a.pipe(b).pipe(c)`. */
@@ -131,6 +166,19 @@ export class PipedFn<I, O> extends FnBase<I, O> {
 
   stats(): StreamFnStats {
     return { ...this.#stats };
+  }
+
+  /** Events in and queue waits of the first stage, outputs of the last. */
+  [kTotals](boundsUs: number[]): Totals {
+    const head = (this.stages[0] as SingleFn<unknown, unknown>)[kTotals](boundsUs);
+    const tail = (this.stages[this.stages.length - 1] as SingleFn<unknown, unknown>)[kTotals](boundsUs);
+    return { ...head, eventsOut: tail.eventsOut };
+  }
+
+  /** Settings apply to the first stage (the pipe's input, limit and idle clock). */
+  withConfig(config: StreamConfig): PipedFn<I, O> {
+    const [head, ...rest] = this.stages as [SingleFn<unknown, unknown>, ...SingleFn<unknown, unknown>[]];
+    return new PipedFn<I, O>([head.withConfig(config), ...rest]);
   }
 }
 

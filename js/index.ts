@@ -2,7 +2,9 @@ export { streamFn } from './function';
 export { StreamClosedError, StreamLimitError } from './errors';
 export type {
   EventSource,
+  FeedOutputs,
   OpenOptions,
+  SessionItem,
   Stream,
   StreamConfig,
   StreamContext,
@@ -10,5 +12,6 @@ export type {
   StreamFnStats,
   StreamHandler,
   StreamMetrics,
+  StreamSessions,
   StreamState,
 } from './types';

@@ -2,9 +2,11 @@
 // link moves one stage's outputs into the next stage's input in batches, with
 // backpressure both ways (a full next stage stops the link, which stops
 // reading, which pauses the previous handler at its yield).
+import type { Duplex } from 'node:stream';
+import { toDuplex } from './duplex';
 import { type Endpoints, ReadKind, kDrain, kRead, kSendAll, kSignal, kWaitOutput } from './internal';
 import { Outputs, type StreamImpl, assertSource, feedOutputs, kCancelWith, kFailure, kFinished } from './stream';
-import type { EventSource, Stream, StreamMetrics, StreamState } from './types';
+import type { EventSource, FeedOutputs, Stream, StreamMetrics, StreamState } from './types';
 
 type Stage = StreamImpl<unknown, unknown>;
 export type PipeOutcome = 'completed' | 'failed' | 'cancelled';
@@ -115,9 +117,13 @@ export class PipedStream<I, O> implements Stream<I, O>, Endpoints<I, O> {
     return this.#tail[kRead](ReadKind.Recv) as Promise<O>;
   }
 
-  feed(events: EventSource<I>): AsyncIterable<O> {
+  feed(events: EventSource<I>): FeedOutputs<O> {
     assertSource(events);
-    return feedOutputs(this, events);
+    return Object.assign(feedOutputs(this, events), { cancel: (reason?: unknown) => this.cancel(reason) });
+  }
+
+  duplex(): Duplex {
+    return toDuplex(this);
   }
 
   [Symbol.asyncIterator](): AsyncIterator<O> {

@@ -8,6 +8,8 @@
 //
 // Per event, nothing here allocates beyond the `{ value, done }` result an
 // async iterator must return; promises are made only when someone waits.
+import type { Duplex } from 'node:stream';
+import { toDuplex } from './duplex';
 import { StreamClosedError, describe, invalidReturn, invalidType } from './errors';
 import { Fifo } from './fifo';
 import {
@@ -30,7 +32,7 @@ import {
 } from './native';
 import { drop, put, reap, take } from './values';
 import { type Endpoints, ReadKind, kDrain, kRead, kSendAll, kSignal, kWaitOutput } from './internal';
-import type { EventSource, Stream, StreamContext, StreamHandler, StreamMetrics, StreamState } from './types';
+import type { EventSource, FeedOutputs, Stream, StreamContext, StreamHandler, StreamMetrics, StreamState } from './types';
 
 /** The handler's stream finished (used by pipes). */
 export const kFinished = Symbol('velo.finished');
@@ -418,9 +420,13 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
     }
   }
 
-  feed(events: EventSource<I>): AsyncIterable<O> {
+  feed(events: EventSource<I>): FeedOutputs<O> {
     assertSource(events);
-    return feedOutputs(this, events);
+    return Object.assign(feedOutputs(this, events), { cancel: (reason?: unknown) => this.cancel(reason) });
+  }
+
+  duplex(): Duplex {
+    return toDuplex(this);
   }
 
   async [kSendAll](source: EventSource<I>, end: boolean): Promise<boolean> {

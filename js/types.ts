@@ -1,3 +1,5 @@
+import type { Duplex } from 'node:stream';
+
 /** Settings of a stream function. Every field is optional; `streamFn` checks them at the call. */
 export interface StreamConfig {
   /** Events held per direction (input buffer and output buffer). Default 256. */
@@ -65,6 +67,11 @@ export interface OpenOptions {
 /** Events a stream accepts in bulk: any sync or async iterable (arrays, generators, Node `Readable`s). */
 export type EventSource<I> = Iterable<I> | AsyncIterable<I>;
 
+/** What `feed()` returns: the outputs, and `cancel()` to stop the stream early (HTTP helpers call it when the client leaves). */
+export interface FeedOutputs<O> extends AsyncIterable<O> {
+  cancel(reason?: unknown): Promise<void>;
+}
+
 /** One running instance of a stream function. */
 export interface Stream<I, O> extends AsyncIterable<O>, AsyncDisposable {
   readonly id: string;
@@ -77,9 +84,25 @@ export interface Stream<I, O> extends AsyncIterable<O>, AsyncDisposable {
   /** The next output; rejects `StreamClosedError` when none is left, or with the handler's error. */
   recv(): Promise<O>;
   /** Sends every event of `events` with backpressure, then `end()`, yielding outputs as they come. */
-  feed(events: EventSource<I>): AsyncIterable<O>;
+  feed(events: EventSource<I>): FeedOutputs<O>;
   /** Stops the stream now; resolves when the handler has returned. Idempotent. */
   cancel(reason?: unknown): Promise<void>;
+  /** The stream as an object-mode Node `Duplex` (for `stream.pipeline`), backpressure and errors both ways. */
+  duplex(): Duplex;
+}
+
+/** One item of the merged output of `sessions()`: a session's output, or the error its handler threw. */
+export type SessionItem<K, O> = { key: K; value: O; error?: undefined } | { key: K; error: unknown; value?: undefined };
+
+/** One stream per key, opened on first use; see `StreamFn.sessions`. */
+export interface StreamSessions<K, I, O> extends AsyncIterable<SessionItem<K, O>> {
+  /** The function the sessions' streams belong to (with the sessions' config): its `stats()`, or for metrics. */
+  readonly fn: StreamFn<I, O>;
+  readonly size: number;
+  send(key: K, event: I): Promise<void>;
+  get(key: K): Stream<I, O> | undefined;
+  end(key: K): void;
+  close(): Promise<void>;
 }
 
 /** A stream function: the handler plus its config, limits and counters. */
@@ -92,5 +115,7 @@ export interface StreamFn<I, O> {
   open(opts?: OpenOptions): Stream<I, O>;
   /** This function's outputs feed `next`: one instance per stage per stream. */
   pipe<P>(next: StreamFn<O, P> | StreamHandler<O, P>): StreamFn<I, P>;
+  /** One stream per key (a user, a device), opened on first send, ended by its idle timeout; `config` overrides this function's. */
+  sessions<K = string>(config?: StreamConfig): StreamSessions<K, I, O>;
   stats(): StreamFnStats;
 }

@@ -6,10 +6,12 @@
 //! ended; a permit dropped without being given back (a stream garbage
 //! collected while open) counts as cancelled, so the open count never drifts.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use serde::Serialize;
+
+use crate::histogram::{Histogram, HistogramSnapshot};
 
 /// Counters of one stream function, as reported by `stats()`.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -47,10 +49,33 @@ pub struct LimitError {
     pub limit: u64,
 }
 
-#[derive(Debug)]
+/// Totals over every stream of one function, for exporters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Totals {
+    /// Events accepted, all streams.
+    pub events_in: u64,
+    /// Outputs yielded, all streams.
+    pub events_out: u64,
+    /// Time events waited in input buffers, all streams.
+    pub queue_wait: HistogramSnapshot,
+}
+
 struct Shared {
     limit: u64,
     stats: Cell<Stats>,
+    events_in: Cell<u64>,
+    events_out: Cell<u64>,
+    queue_wait: RefCell<Histogram>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("limit", &self.limit)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The admission gate of one stream function. Cheap to clone (shared).
@@ -63,6 +88,9 @@ impl Admission {
         Admission(Rc::new(Shared {
             limit,
             stats: Cell::new(Stats::default()),
+            events_in: Cell::new(0),
+            events_out: Cell::new(0),
+            queue_wait: RefCell::new(Histogram::default()),
         }))
     }
 
@@ -85,6 +113,26 @@ impl Admission {
     /// The counters now.
     pub fn stats(&self) -> Stats {
         self.0.stats.get()
+    }
+
+    /// Totals over every stream, with queue-wait counts at `bounds_us`.
+    pub fn totals(&self, bounds_us: &[u64]) -> Totals {
+        Totals {
+            events_in: self.0.events_in.get(),
+            events_out: self.0.events_out.get(),
+            queue_wait: self.0.queue_wait.borrow().snapshot(bounds_us),
+        }
+    }
+
+    /// Adds a stream's newly accepted events and outputs to the totals.
+    pub(crate) fn count(&self, events_in: u64, events_out: u64) {
+        self.0.events_in.set(self.0.events_in.get() + events_in);
+        self.0.events_out.set(self.0.events_out.get() + events_out);
+    }
+
+    /// Records one event's queue wait in the function's histogram.
+    pub(crate) fn record_wait(&self, micros: u64) {
+        self.0.queue_wait.borrow_mut().record(micros);
     }
 
     fn give_back(&self, outcome: Outcome) {
@@ -119,6 +167,11 @@ impl Permit {
     /// Whether the slot is still held.
     pub fn is_held(&self) -> bool {
         self.0.is_some()
+    }
+
+    /// The gate this permit came from, while held.
+    pub fn gate(&self) -> Option<&Admission> {
+        self.0.as_ref()
     }
 }
 

@@ -15,6 +15,19 @@ const BUCKETS: usize = (MAX_BIT as usize - SUB_BITS as usize + 2) * SUB;
 pub struct Histogram {
     buckets: Option<Box<[u32; BUCKETS]>>,
     count: u64,
+    sum: u64,
+}
+
+/// Cumulative counts at chosen bounds, for exporters (Prometheus `le`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistogramSnapshot {
+    /// How many durations were recorded.
+    pub count: u64,
+    /// Their sum, microseconds.
+    pub sum_us: u64,
+    /// `(bound_us, durations at or below it)`, in the bounds' order.
+    pub buckets: Vec<(u64, u64)>,
 }
 
 fn bucket_of(value: u64) -> usize {
@@ -45,6 +58,30 @@ impl Histogram {
         let b = &mut buckets[bucket_of(micros)];
         *b = b.saturating_add(1);
         self.count += 1;
+        self.sum = self.sum.saturating_add(micros);
+    }
+
+    /// Cumulative counts at `bounds_us` (ascending). A bucket counts under a
+    /// bound when the value it stands for is at or below it, so each count is
+    /// exact to within a bucket (12.5 %).
+    pub fn snapshot(&self, bounds_us: &[u64]) -> HistogramSnapshot {
+        let mut buckets = Vec::with_capacity(bounds_us.len());
+        let mut seen = 0u64;
+        let mut i = 0;
+        for &bound in bounds_us {
+            if let Some(counts) = &self.buckets {
+                while i < BUCKETS && value_of(i) <= bound {
+                    seen += u64::from(counts[i]);
+                    i += 1;
+                }
+            }
+            buckets.push((bound, seen));
+        }
+        HistogramSnapshot {
+            count: self.count,
+            sum_us: self.sum,
+            buckets,
+        }
     }
 
     /// How many durations were recorded.
@@ -96,5 +133,16 @@ mod tests {
             assert!((got - exact).abs() / exact <= 0.125, "q{q}: {got}");
         }
         assert_eq!(Histogram::default().percentile(0.5), 0);
+    }
+
+    #[test]
+    fn snapshot_is_cumulative_with_sum() {
+        let mut h = Histogram::default();
+        for v in [1, 2, 3, 100, 5000] {
+            h.record(v);
+        }
+        let s = h.snapshot(&[2, 10, 1000, 10_000]);
+        assert_eq!((s.count, s.sum_us), (5, 5106));
+        assert_eq!(s.buckets, vec![(2, 2), (10, 3), (1000, 4), (10_000, 5)]);
     }
 }

@@ -34,8 +34,6 @@
 
 use std::collections::VecDeque;
 
-use crate::histogram::Histogram;
-
 /// What became of a pushed value.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Push<T> {
@@ -161,14 +159,12 @@ impl<T> Lane<T> {
     ///
     /// This is the fast path of a live stream: the value never waits, so it
     /// is never stored, and its queue wait is recorded as zero.
-    pub fn try_handoff(&mut self, wait_hist: Option<&mut Histogram>) -> bool {
+    pub fn try_handoff(&mut self, mut record_wait: impl FnMut(u64)) -> bool {
         if self.closed || self.held() > 0 || !self.waiting.is_empty() {
             return false;
         }
         self.accepted += 1;
-        if let Some(h) = wait_hist {
-            h.record(0);
-        }
+        record_wait(0);
         true
     }
 
@@ -195,17 +191,17 @@ impl<T> Lane<T> {
         self.accepted += 1;
     }
 
-    /// Hand up to `max` values to the receiver (appended to `out`), and record
-    /// how long each waited in `wait_hist`. Calling `take` again tells the lane
-    /// that the previous batch was consumed.
+    /// Hand up to `max` values to the receiver (appended to `out`), and tell
+    /// `record_wait` how long each waited (µs). Calling `take` again tells the
+    /// lane that the previous batch was consumed.
     pub fn take(
         &mut self,
         max: usize,
         now_us: u64,
         out: &mut impl Extend<T>,
-        wait_hist: Option<&mut Histogram>,
+        record_wait: impl FnMut(u64),
     ) -> Take {
-        self.take_run(max, now_us, out, wait_hist, |_| 0)
+        self.take_run(max, now_us, out, record_wait, |_| 0)
     }
 
     /// Like [`Lane::take`], but the batch is a *run*: it stops before the
@@ -217,7 +213,7 @@ impl<T> Lane<T> {
         max: usize,
         now_us: u64,
         out: &mut impl Extend<T>,
-        wait_hist: Option<&mut Histogram>,
+        mut record_wait: impl FnMut(u64),
         kind: impl Fn(&T) -> u8,
     ) -> Take {
         self.lent = 0;
@@ -235,11 +231,8 @@ impl<T> Lane<T> {
             }
             return Take::Empty;
         }
-        let mut hist = wait_hist;
         out.extend(self.queue.drain(..count).map(|held| {
-            if let Some(h) = hist.as_deref_mut() {
-                h.record(now_us.saturating_sub(held.accepted_at_us));
-            }
+            record_wait(now_us.saturating_sub(held.accepted_at_us));
             held.value
         }));
         self.lent = count;
@@ -290,7 +283,7 @@ mod tests {
 
     fn take_all(lane: &mut Lane<u32>) -> (Vec<u32>, Take) {
         let mut out = Vec::new();
-        let t = lane.take(usize::MAX, 0, &mut out, None);
+        let t = lane.take(usize::MAX, 0, &mut out, |_| {});
         (out, t)
     }
 
@@ -331,8 +324,8 @@ mod tests {
         }
         assert_eq!(lane.push(4, 0), Push::Parked);
         let mut out = Vec::new();
-        lane.take(1, 0, &mut out, None);
-        lane.take(1, 0, &mut out, None);
+        lane.take(1, 0, &mut out, |_| {});
+        lane.take(1, 0, &mut out, |_| {});
         // One slot is free, but a later push may not overtake the parked one.
         assert_eq!(lane.push(5, 0), Push::Parked);
         let (got, _) = take_all(&mut lane);
@@ -369,9 +362,9 @@ mod tests {
     fn queue_wait_is_recorded() {
         let mut lane = Lane::new(8);
         lane.push(1, 100);
-        let mut h = Histogram::default();
+        let mut h = crate::histogram::Histogram::default();
         let mut out = Vec::new();
-        lane.take(8, 350, &mut out, Some(&mut h));
+        lane.take(8, 350, &mut out, |w| h.record(w));
         assert_eq!(h.count(), 1);
         let p50 = h.percentile(0.5);
         assert!((224..=256).contains(&p50), "p50 {p50}");
@@ -380,20 +373,23 @@ mod tests {
     #[test]
     fn handoff_only_when_nothing_is_ahead() {
         let mut lane = Lane::new(1);
-        assert!(lane.try_handoff(None));
+        assert!(lane.try_handoff(|_| {}));
         assert_eq!(
             (lane.accepted(), lane.held()),
             (1, 0),
             "handed over, never held"
         );
         lane.push(2, 0);
-        assert!(!lane.try_handoff(None), "a queued value goes first");
+        assert!(!lane.try_handoff(|_| {}), "a queued value goes first");
         assert_eq!(take_all(&mut lane).0, vec![2]);
-        assert!(!lane.try_handoff(None), "a lent batch is not yet consumed");
+        assert!(
+            !lane.try_handoff(|_| {}),
+            "a lent batch is not yet consumed"
+        );
         assert_eq!(take_all(&mut lane).1, Take::Empty);
-        assert!(lane.try_handoff(None));
+        assert!(lane.try_handoff(|_| {}));
         lane.close();
-        assert!(!lane.try_handoff(None), "closed");
+        assert!(!lane.try_handoff(|_| {}), "closed");
     }
 
     #[test]

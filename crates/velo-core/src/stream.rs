@@ -27,7 +27,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::admission::{Outcome, Permit};
+use crate::admission::{Admission, Outcome, Permit};
 use crate::histogram::Histogram;
 use crate::idle::IdleDeadlines;
 use crate::lane::{Lane, Push, Take};
@@ -129,6 +129,10 @@ pub struct StreamCore<T> {
     phase: Phase,
     handler_running: bool,
     permit: Permit,
+    /// The function's gate, kept after the permit is given back: the totals.
+    gate: Option<Admission>,
+    /// Accepted counts already added to the gate's totals (input, output).
+    counted: (u64, u64),
     idle: Option<Idle>,
     opened_at_ms: f64,
     opened_us: u64,
@@ -159,6 +163,8 @@ impl<T> StreamCore<T> {
             output: Lane::new(buffer),
             phase: Phase::Open,
             handler_running: true,
+            gate: permit.gate().cloned(),
+            counted: (0, 0),
             permit,
             idle,
             opened_at_ms,
@@ -189,6 +195,17 @@ impl<T> StreamCore<T> {
         self.idle.is_some() && !self.input.is_closed() && self.input.waiting() == 0
     }
 
+    /// Adds what the lanes accepted since last time to the function's totals.
+    fn account(&mut self) {
+        let now = (self.input.accepted(), self.output.accepted());
+        if now != self.counted {
+            if let Some(gate) = &self.gate {
+                gate.count(now.0 - self.counted.0, now.1 - self.counted.1);
+            }
+            self.counted = now;
+        }
+    }
+
     fn touch(&mut self, now_us: u64) {
         if let Some(idle) = &mut self.idle {
             idle.last_activity_us = now_us;
@@ -203,15 +220,23 @@ impl<T> StreamCore<T> {
         if !matches!(pushed, Push::Closed(_)) {
             self.touch(now_us);
         }
+        self.account();
         pushed
     }
 
     /// Send one event straight to a handler that the caller knows waits for
     /// input (see [`Lane::try_handoff`]). False: use [`StreamCore::send`].
     pub fn try_handoff_input(&mut self, now_us: u64) -> bool {
-        let handed = self.input.try_handoff(Some(&mut self.queue_wait));
+        let (hist, gate) = (&mut self.queue_wait, &self.gate);
+        let handed = self.input.try_handoff(|w| {
+            hist.record(w);
+            if let Some(g) = gate {
+                g.record_wait(w);
+            }
+        });
         if handed {
             self.touch(now_us);
+            self.account();
         }
         handed
     }
@@ -224,7 +249,9 @@ impl<T> StreamCore<T> {
     /// Send events that fit in [`StreamCore::room`]; returns how many.
     pub fn send_batch(&mut self, events: impl IntoIterator<Item = T>, now_us: u64) -> usize {
         self.touch(now_us);
-        self.input.push_batch(events, now_us)
+        let n = self.input.push_batch(events, now_us);
+        self.account();
+        n
     }
 
     /// End the input (idempotent). Returns true the first time.
@@ -253,9 +280,20 @@ impl<T> StreamCore<T> {
         out: &mut impl Extend<T>,
         kind: impl Fn(&T) -> u8,
     ) -> Take {
-        let took = self
-            .input
-            .take_run(max, now_us, out, Some(&mut self.queue_wait), kind);
+        let (hist, gate) = (&mut self.queue_wait, &self.gate);
+        let took = self.input.take_run(
+            max,
+            now_us,
+            out,
+            |w| {
+                hist.record(w);
+                if let Some(g) = gate {
+                    g.record_wait(w);
+                }
+            },
+            kind,
+        );
+        self.account();
         if let Take::Taken { admitted, .. } = took {
             if admitted > 0 {
                 self.touch(now_us);
@@ -280,7 +318,9 @@ impl<T> StreamCore<T> {
 
     /// The handler yields one output.
     pub fn yield_output(&mut self, output: T, now_us: u64) -> Push<T> {
-        self.output.push(output, now_us)
+        let pushed = self.output.push(output, now_us);
+        self.account();
+        pushed
     }
 
     /// Room for [`StreamCore::yield_batch`] now: outputs the handler may yield
@@ -293,13 +333,19 @@ impl<T> StreamCore<T> {
     /// The handler yields outputs that fit in [`StreamCore::output_room`];
     /// returns how many.
     pub fn yield_batch(&mut self, outputs: impl IntoIterator<Item = T>, now_us: u64) -> usize {
-        self.output.push_batch(outputs, now_us)
+        let n = self.output.push_batch(outputs, now_us);
+        self.account();
+        n
     }
 
     /// Yield one output straight to a consumer that the caller knows waits
     /// (see [`Lane::try_handoff`]). False: use [`StreamCore::yield_output`].
     pub fn try_handoff_output(&mut self) -> bool {
-        self.output.try_handoff(None)
+        let handed = self.output.try_handoff(|_| {});
+        if handed {
+            self.account();
+        }
+        handed
     }
 
     /// The consumer takes up to `max` outputs. `Ended` means every output
@@ -316,7 +362,8 @@ impl<T> StreamCore<T> {
         out: &mut impl Extend<T>,
         kind: impl Fn(&T) -> u8,
     ) -> Take {
-        let took = self.output.take_run(max, now_us, out, None, kind);
+        let took = self.output.take_run(max, now_us, out, |_| {}, kind);
+        self.account();
         if took == Take::Ended && self.phase == Phase::Ending && !self.handler_running {
             self.phase = Phase::Done;
         }

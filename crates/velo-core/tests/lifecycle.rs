@@ -190,3 +190,24 @@ fn metrics_count_and_snapshot_serialises() {
     let stats = serde_json::to_value(gate.stats()).unwrap();
     assert_eq!(stats["open"], 1);
 }
+
+#[test]
+fn function_totals_sum_every_stream_and_survive_it() {
+    let gate = Admission::new(2);
+    let mut a = stream(&gate, 4);
+    let mut b = stream(&gate, 4);
+    a.send(1, 0);
+    a.send(2, 0);
+    b.send(3, 0);
+    assert!(b.try_handoff_input(0) || true);
+    let mut out = Vec::new();
+    a.take_input(usize::MAX, 100, &mut out);
+    a.yield_output(10, 100);
+    a.handler_returned(100);
+    drop(a); // totals outlive the stream
+    let t = gate.totals(&[50, 1_000]);
+    assert_eq!((t.events_in, t.events_out), (3, 1));
+    assert_eq!(t.queue_wait.count, 2, "two events taken by a handler");
+    assert_eq!(t.queue_wait.buckets, vec![(50, 0), (1_000, 2)]);
+    drop(b);
+}

@@ -62,6 +62,14 @@ impl NativeFunction {
     pub fn stats(&self, env: Env) -> Result<Unknown<'_>> {
         env.to_js_value(&self.gate.stats())
     }
+
+    /// Totals over every stream of this function (events in/out, queue-wait
+    /// histogram at `bounds_us`), for metrics exporters.
+    #[napi(catch_unwind)]
+    pub fn totals(&self, env: Env, bounds_us: Vec<f64>) -> Result<Unknown<'_>> {
+        let bounds: Vec<u64> = bounds_us.iter().map(|&b| b as u64).collect();
+        env.to_js_value(&self.gate.totals(&bounds))
+    }
 }
 
 /// Test hook: panics inside a native call, to prove a panic becomes a JS

@@ -1,0 +1,79 @@
+// stream.duplex(): an object-mode Duplex for stream.pipeline.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { streamFn } from 'velo-stream';
+import { settle } from './helpers/util.mjs';
+
+const square = streamFn(async function* square(events) {
+  for await (const e of events) yield e * e;
+}, { buffer: 4 });
+
+function collector(delayMs = 0) {
+  const out = [];
+  const sink = new Writable({
+    objectMode: true,
+    highWaterMark: 1,
+    write(chunk, _enc, cb) {
+      out.push(chunk);
+      delayMs ? setTimeout(cb, delayMs) : cb();
+    },
+  });
+  return { out, sink };
+}
+
+test('pipeline(source, fn.open().duplex(), sink) delivers every output in order', async () => {
+  const { out, sink } = collector();
+  await pipeline(Readable.from(Array.from({ length: 1000 }, (_, i) => i)), square.open().duplex(), sink);
+  assert.deepEqual(out, Array.from({ length: 1000 }, (_, i) => i * i));
+  assert.equal(square.stats().open, 0);
+});
+
+test('backpressure both ways: a slow sink holds the source back', async () => {
+  let pulled = 0;
+  const source = Readable.from(
+    (function* () {
+      for (let i = 0; i < 500; i++) {
+        pulled++;
+        yield i;
+      }
+    })(),
+    { highWaterMark: 1 },
+  );
+  const { out, sink } = collector(2);
+  const done = pipeline(source, square.open().duplex(), sink);
+  await new Promise((r) => setTimeout(r, 100));
+  assert.ok(pulled - out.length < 60, `the source ran ${pulled - out.length} ahead of the sink`);
+  await done;
+  assert.equal(out.length, 500);
+});
+
+test('a handler error destroys the pipeline with that error; a failing sink cancels the stream', async () => {
+  const boom = new Error('boom');
+  const failing = streamFn(async function* (events) {
+    for await (const e of events) {
+      if (e === 3) throw boom;
+      yield e;
+    }
+  });
+  await assert.rejects(pipeline(Readable.from([1, 2, 3, 4]), failing.open().duplex(), collector().sink), (e) => e === boom);
+  let finalized = false;
+  const endless = streamFn(async function* () {
+    try {
+      for (let i = 0; ; i++) yield i;
+    } finally {
+      finalized = true;
+    }
+  });
+  const sinkError = new Error('disk full');
+  const sink = new Writable({ objectMode: true, write: (_c, _e, cb) => cb(sinkError) });
+  await assert.rejects(pipeline(Readable.from([]), endless.open().duplex(), sink), (e) => e === sinkError);
+  await settle();
+  assert.ok(finalized, 'the handler was cancelled and its finally ran');
+  assert.equal(endless.stats().open, 0);
+});
+
+test('run() and feed() accept a Readable as their source', async () => {
+  assert.deepEqual(await square.run(Readable.from([1, 2, 3])), [1, 4, 9]);
+});

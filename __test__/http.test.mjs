@@ -1,0 +1,139 @@
+// velo-stream/http against a real server and client on 127.0.0.1.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { streamFn } from 'velo-stream';
+import { RequestBodyError, ndjsonEvents, sendNdjson, sendSse, toReadable } from 'velo-stream/http';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { listen, until } from './helpers/server.mjs';
+
+const double = streamFn(async function* double(events) {
+  for await (const e of events) yield { n: e.n * 2 };
+});
+
+test('NDJSON: request body lines in, one JSON line per output out, response ended', async () => {
+  const srv = await listen((req, res) => void sendNdjson(res, double.open().feed(ndjsonEvents(req))));
+  try {
+    const body = [1, 2, 3].map((n) => JSON.stringify({ n })).join('\n') + '\n\n';
+    const r = await fetch(`${srv.url}/`, { method: 'POST', body });
+    assert.equal(r.status, 200);
+    assert.match(r.headers.get('content-type'), /application\/x-ndjson/);
+    assert.equal(await r.text(), '{"n":2}\n{"n":4}\n{"n":6}\n');
+  } finally {
+    await srv.close();
+  }
+});
+
+test('NDJSON: a malformed line before any output is a 400 with a clear error object', async () => {
+  const srv = await listen((req, res) => void sendNdjson(res, double.open().feed(ndjsonEvents(req))));
+  try {
+    const r = await fetch(srv.url, { method: 'POST', body: '{"n":1\n' });
+    assert.equal(r.status, 400);
+    const body = await r.json();
+    assert.equal(body.error.code, 'ERR_BAD_NDJSON');
+    assert.equal(body.error.line, 1);
+    assert.match(body.error.message, /Line 1 of the request body is not valid JSON/);
+  } finally {
+    await srv.close();
+  }
+  const parse = async (text) => {
+    const out = [];
+    for await (const e of ndjsonEvents(Readable.from([text]))) out.push(e);
+    return out;
+  };
+  await assert.rejects(parse('{"a":1}\n\nnope\n'), (e) => e instanceof RequestBodyError && e.line === 3 && e.status === 400);
+});
+
+test('a handler error after some outputs ends the response with an error line (NDJSON) or event (SSE)', async () => {
+  const failing = streamFn(async function* () {
+    yield { ok: 1 };
+    throw Object.assign(new Error('model crashed'), { code: 'E_MODEL' });
+  });
+  const srv = await listen((req, res) => {
+    const s = failing.open();
+    void (req.url === '/sse' ? sendSse(res, s) : sendNdjson(res, s));
+  });
+  try {
+    assert.equal(await (await fetch(`${srv.url}/ndjson`)).text(), '{"ok":1}\n{"error":{"message":"model crashed","code":"E_MODEL"}}\n');
+    const sse = await fetch(`${srv.url}/sse`);
+    assert.match(sse.headers.get('content-type'), /text\/event-stream/);
+    assert.equal(await sse.text(), 'data: {"ok":1}\n\nevent: error\ndata: {"error":{"message":"model crashed","code":"E_MODEL"}}\n\n');
+  } finally {
+    await srv.close();
+  }
+});
+
+test('SSE: multi-line data is split into data fields; a named event is used when given', async () => {
+  const lines = streamFn(async function* () {
+    yield 'a\nb';
+  });
+  const srv = await listen((_req, res) => void sendSse(res, lines.open(), { serialize: String, event: 'text' }));
+  try {
+    assert.equal(await (await fetch(srv.url)).text(), 'event: text\ndata: a\ndata: b\n\n');
+  } finally {
+    await srv.close();
+  }
+});
+
+test('a slow client: the handler is paused by the full socket, memory stays bounded', async () => {
+  let produced = 0;
+  const big = 'x'.repeat(1024);
+  const firehose = streamFn(
+    async function* () {
+      for (let i = 0; i < 1_000_000; i++) {
+        produced++;
+        yield { i, big };
+      }
+    },
+    { buffer: 16 },
+  );
+  const srv = await listen((_req, res) => void sendNdjson(res, firehose.open()));
+  try {
+    const r = await fetch(srv.url);
+    const reader = r.body.getReader();
+    await reader.read(); // read a little, then stop reading
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const stalled = produced;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(produced, stalled, 'the handler is not running ahead of the client');
+    assert.ok(produced < 50_000, `only socket and stream buffers were filled (${produced} of 1,000,000 outputs)`);
+    await reader.cancel();
+    await until(() => firehose.stats().open === 0, 5000, 'the stream to be cancelled');
+  } finally {
+    await srv.close();
+  }
+});
+
+test('a client that disconnects mid-stream cancels it: the handler finally runs, the slot frees', async () => {
+  let finalized = 0;
+  const ticker = streamFn(async function* (_events, ctx) {
+    try {
+      for (let i = 0; ; i++) {
+        yield { i };
+        await new Promise((resolve) => setTimeout(resolve, 2));
+        if (ctx.signal.aborted) return;
+      }
+    } finally {
+      finalized++;
+    }
+  });
+  const srv = await listen((req, res) => {
+    const s = ticker.open();
+    if (req.url === '/readable') void pipeline(toReadable(s, 'ndjson'), res).catch(() => {});
+    else void sendNdjson(res, s);
+  });
+  try {
+    for (const path of ['/', '/readable']) {
+      const before = finalized;
+      const ac = new AbortController();
+      const r = await fetch(srv.url + path, { signal: ac.signal });
+      const reader = r.body.getReader();
+      await reader.read();
+      ac.abort();
+      await until(() => finalized === before + 1 && ticker.stats().open === 0, 5000, `cleanup after ${path}`);
+    }
+    assert.equal(ticker.stats().cancelled, 2);
+  } finally {
+    await srv.close();
+  }
+});
