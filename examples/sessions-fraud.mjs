@@ -16,7 +16,7 @@ export function createApp({ idleTimeout = 15 * 60_000, maxConcurrent = 10_000 } 
   // The merged output of every user's session: keep what needs review.
   const reviewing = (async () => {
     for await (const item of sessions) {
-      if (item.error) console.error(`session ${item.key} failed:`, item.error);
+      if ('error' in item) console.error(`session ${item.key} failed:`, item.error);
       else if (item.value.flagged) flagged.push({ user: item.key, ...item.value });
     }
   })();

@@ -91,8 +91,8 @@ export interface Stream<I, O> extends AsyncIterable<O>, AsyncDisposable {
   duplex(): Duplex;
 }
 
-/** One item of the merged output of `sessions()`: a session's output, or the error its handler threw. */
-export type SessionItem<K, O> = { key: K; value: O; error?: undefined } | { key: K; error: unknown; value?: undefined };
+/** One item of the merged output of `sessions()`: a session's output, or the error its handler threw (tell them apart with `'error' in item`). */
+export type SessionItem<K, O> = { key: K; value: O } | { key: K; error: unknown };
 
 /** One stream per key, opened on first use; see `StreamFn.sessions`. */
 export interface StreamSessions<K, I, O> extends AsyncIterable<SessionItem<K, O>> {
