@@ -1,7 +1,7 @@
 import { describe, invalidType, invalidValue, outOfRange } from './errors';
 import type { StreamConfig } from './types';
 
-export const DEFAULTS = { buffer: 256, idleTimeout: 30_000, maxConcurrent: 1000 } as const;
+const DEFAULTS = { buffer: 256, idleTimeout: 30_000, maxConcurrent: 1000 } as const;
 
 /** Largest `buffer` and `maxConcurrent`: both cross into the core as u32. */
 const MAX_COUNT = 2 ** 32 - 1;

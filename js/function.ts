@@ -7,7 +7,7 @@ import { Sessions } from './sessions';
 import type { EventSource, OpenOptions, Stream, StreamConfig, StreamFn, StreamFnStats, StreamHandler, StreamSessions } from './types';
 
 /** Opens a stream; `idle` false turns the idle clock off (inner pipe stages: their input is the previous stage). */
-export const kOpen = Symbol('velo.open');
+const kOpen = Symbol('velo.open');
 /** Totals over every stream of a function, for metrics exporters. */
 export const kTotals = Symbol('velo.totals');
 
@@ -68,7 +68,7 @@ abstract class FnBase<I, O> implements StreamFn<I, O> {
 }
 
 /** A stream function of one handler. */
-export class SingleFn<I, O> extends FnBase<I, O> {
+class SingleFn<I, O> extends FnBase<I, O> {
   readonly name: string;
   readonly config: Readonly<Required<StreamConfig>>;
   readonly #handler: StreamHandler<I, O>;
@@ -126,7 +126,7 @@ function checkedOverrides(config: unknown): StreamConfig {
 }
 
 /** Stages run in sequence: `a.pipe(b).pipe(c)`. */
-export class PipedFn<I, O> extends FnBase<I, O> {
+class PipedFn<I, O> extends FnBase<I, O> {
   readonly name: string;
   readonly config: Readonly<Required<StreamConfig>>;
   readonly stages: readonly SingleFn<unknown, unknown>[];

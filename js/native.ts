@@ -6,7 +6,7 @@ import type { NativeFunction as NativeFunctionT } from '../native/index';
  * N-API callbacks, so the generated declarations do not cover them. `h` is a
  * stream handle from `NativeFunction.open`.
  */
-export interface StreamOps {
+interface StreamOps {
   sendNumber(h: number, n: number, handlerWaiting: boolean): number;
   sendValue(h: number, index: number, handlerWaiting: boolean): number;
   sendNumbers(h: number, count: number): number;
@@ -65,7 +65,6 @@ ops.setScratch(scratch);
 
 /** `NativeStream.phase` codes, in order. */
 export const PHASES = ['open', 'ending', 'done', 'failed', 'cancelled'] as const;
-export type Phase = (typeof PHASES)[number];
 
 /** Something the idle notifier can report to. Held weakly: an abandoned stream stays collectable. */
 export interface IdleTarget {

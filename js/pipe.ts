@@ -9,7 +9,7 @@ import { Outputs, type StreamImpl, assertSource, feedOutputs, kCancelWith, kFail
 import type { EventSource, FeedOutputs, Stream, StreamMetrics, StreamState } from './types';
 
 type Stage = StreamImpl<unknown, unknown>;
-export type PipeOutcome = 'completed' | 'failed' | 'cancelled';
+type PipeOutcome = 'completed' | 'failed' | 'cancelled';
 
 export class PipedStream<I, O> implements Stream<I, O>, Endpoints<I, O> {
   readonly #stages: readonly Stage[];
