@@ -51,6 +51,12 @@ function frames<O>(format: Format, opts: ResponseOptions<O>) {
   };
 }
 
+/** Stops the producer: cancels the stream when there is one (a pending read ends, the handler's `finally` runs), else closes the iterator. */
+function stop<O>(outputs: Outputs<O>, it: AsyncIterator<O>, why: string): Promise<unknown> {
+  if (typeof outputs.cancel === 'function') return outputs.cancel(new Error(why));
+  return it.return?.() ?? Promise.resolve();
+}
+
 function assertOutputs(outputs: unknown): asserts outputs is AsyncIterable<unknown> {
   if (outputs === null || typeof (outputs as AsyncIterable<unknown>)?.[Symbol.asyncIterator] !== 'function') {
     throw invalidType(`The "outputs" argument must be an async iterable (a Stream, or feed()). Received ${describe(outputs)}`);
@@ -93,9 +99,7 @@ export async function writeResponse<O>(
   const onClose = () => {
     if (res.writableFinished) return;
     gone = true;
-    // Stop the producer now: a pending read ends, the handler's finally runs.
-    if (typeof outputs.cancel === 'function') void outputs.cancel(new Error('client disconnected'));
-    else void it.return?.();
+    void stop(outputs, it, 'client disconnected');
   };
   res.once('close', onClose);
   try {
@@ -164,8 +168,7 @@ export function toReadable<O>(outputs: Outputs<O>, format: Format, opts: Respons
       }
     } finally {
       // Reached early only when the Readable was destroyed.
-      if (typeof outputs.cancel === 'function') await outputs.cancel(new Error('response closed'));
-      else await it.return?.();
+      await stop(outputs, it, 'response closed');
     }
   }
   return Readable.from(text(), { objectMode: false });
