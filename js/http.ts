@@ -167,7 +167,8 @@ export function toReadable<O>(outputs: Outputs<O>, format: Format, opts: Respons
         yield frame.output(r.value);
       }
     } finally {
-      // Reached early only when the Readable was destroyed.
+      // On every exit: a no-op once the outputs ended; stops the producer
+      // when the Readable was destroyed early (a client that left).
       await stop(outputs, it, 'response closed');
     }
   }
