@@ -22,9 +22,18 @@ function rng(seed) {
   return () => ((s = (Math.imul(s ^ (s >>> 15), 2246822519) + 0x9e3779b9) >>> 0) / 2 ** 32);
 }
 
-async function trial(seed) {
+const passThrough = async function* (events) {
+  for await (const e of events) yield e;
+};
+const single = (buffer) => streamFn(handler, { buffer, idleTimeout: 0 });
+const piped = (buffer) =>
+  streamFn(handler, { buffer, idleTimeout: 0 })
+    .pipe(streamFn(passThrough, { buffer: Math.max(1, buffer - 1) }))
+    .pipe(passThrough);
+
+async function trial(seed, make) {
   const rand = rng(seed);
-  const fn = streamFn(handler, { buffer: 1 + Math.floor(rand() * 5), idleTimeout: 0 });
+  const fn = make(1 + Math.floor(rand() * 5));
   const s = fn.open();
   const it = s[Symbol.asyncIterator]();
   const sends = [];
@@ -94,6 +103,14 @@ async function trial(seed) {
 test('random interleavings of send, recv, iteration, end and cancel', async () => {
   const { tableSize } = await import('../dist/values.js');
   const table = tableSize();
-  for (let seed = 1; seed <= 300; seed++) await trial(seed);
+  for (let seed = 1; seed <= 300; seed++) await trial(seed, single);
+  assert.equal(tableSize(), table, 'no value-table entry left');
+});
+
+test('the same through a three-stage pipe', async () => {
+  const { tableSize } = await import('../dist/values.js');
+  const table = tableSize();
+  for (let seed = 1; seed <= 200; seed++) await trial(seed, piped);
+  await settle(3);
   assert.equal(tableSize(), table, 'no value-table entry left');
 });
