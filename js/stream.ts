@@ -54,6 +54,8 @@ interface Reader extends Settle<unknown> {
 }
 
 const DONE: IteratorResult<never, undefined> = Object.freeze({ done: true, value: undefined });
+/** Stands for a waiting queue not made yet: always empty, never pushed to. */
+const NO_QUEUE = new Fifo<never>();
 /** Stands for a batch array not made yet (never written to). */
 const NO_BUFFER: unknown[] = Object.freeze([]) as unknown as unknown[];
 const RESOLVED: Promise<void> = Promise.resolve();
@@ -260,7 +262,8 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   #cancelReason: unknown;
 
   // Input side: parked senders, and the batch lent to the handler.
-  readonly #senders = new Fifo<Settle<void>>();
+  /** Senders waiting for room (a shared empty queue until the first one). */
+  #senders: Fifo<Settle<void>> = NO_QUEUE as Fifo<Settle<void>>;
   /** The batch lent to the handler (made on first use). */
   #inBuf: unknown[] = NO_BUFFER;
   #inPos = 0;
@@ -281,7 +284,8 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   #outBuf: unknown[] = NO_BUFFER;
   #outPos = 0;
   #outLen = 0;
-  readonly #readers = new Fifo<Reader>();
+  /** Reads waiting for an output (a shared empty queue until the first one). */
+  #readers: Fifo<Reader> = NO_QUEUE as Fifo<Reader>;
   #pumpWaiter: (() => void) | null = null;
   /** As `#inPending`, for outputs and their readers. */
   #outPending = false;
@@ -405,6 +409,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
     if (code === PARKED) {
       this.#inPending = true;
       return new Promise((resolve, reject) => {
+        if (this.#senders === NO_QUEUE) this.#senders = new Fifo();
         this.#senders.push({ resolve, reject });
         this.#syncKeepAlive();
       });
@@ -722,6 +727,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
       return Promise.reject(error);
     }
     return new Promise((resolve, reject) => {
+      if (this.#readers === NO_QUEUE) this.#readers = new Fifo();
       this.#readers.push({ kind, resolve, reject });
       this.#syncKeepAlive();
     });
