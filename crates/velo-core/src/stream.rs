@@ -120,6 +120,16 @@ pub struct IdleConfig {
 
 static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
 
+/// Records an event's queue wait in the stream's histogram and its function's.
+fn record_wait<'a>(hist: &'a mut Histogram, gate: &'a Option<Admission>) -> impl FnMut(u64) + 'a {
+    move |micros| {
+        hist.record(micros);
+        if let Some(g) = gate {
+            g.record_wait(micros);
+        }
+    }
+}
+
 /// The state of one stream. `T` is whatever the embedder carries as events
 /// and outputs (in the Node binding, a handle to a JavaScript value).
 pub struct StreamCore<T> {
@@ -227,13 +237,9 @@ impl<T> StreamCore<T> {
     /// Send one event straight to a handler that the caller knows waits for
     /// input (see [`Lane::try_handoff`]). False: use [`StreamCore::send`].
     pub fn try_handoff_input(&mut self, now_us: u64) -> bool {
-        let (hist, gate) = (&mut self.queue_wait, &self.gate);
-        let handed = self.input.try_handoff(|w| {
-            hist.record(w);
-            if let Some(g) = gate {
-                g.record_wait(w);
-            }
-        });
+        let handed = self
+            .input
+            .try_handoff(record_wait(&mut self.queue_wait, &self.gate));
         if handed {
             self.touch(now_us);
             self.account();
@@ -280,19 +286,8 @@ impl<T> StreamCore<T> {
         out: &mut impl Extend<T>,
         kind: impl Fn(&T) -> u8,
     ) -> Take {
-        let (hist, gate) = (&mut self.queue_wait, &self.gate);
-        let took = self.input.take_run(
-            max,
-            now_us,
-            out,
-            |w| {
-                hist.record(w);
-                if let Some(g) = gate {
-                    g.record_wait(w);
-                }
-            },
-            kind,
-        );
+        let record = record_wait(&mut self.queue_wait, &self.gate);
+        let took = self.input.take_run(max, now_us, out, record, kind);
         self.account();
         if let Take::Taken { admitted, .. } = took {
             if admitted > 0 {
