@@ -123,3 +123,21 @@ test('cancel and break on a pipe stop every stage', async () => {
   assert.equal(s.state, 'cancelled');
   assert.deepEqual(finals.sort(), [0, 1, 2]);
 });
+
+test("a pipe's idle clock is its first stage's: a slow stage does not make the next one time out", async () => {
+  const slow = streamFn(async function* slow(events) {
+    for await (const e of events) {
+      await new Promise((r) => setTimeout(r, 80)); // longer than the stages' idle timeout
+      yield e;
+    }
+  }, { idleTimeout: 30 });
+  const next = streamFn(async function* next(events) {
+    for await (const e of events) yield e * 10;
+  }, { idleTimeout: 30 });
+  const s = slow.pipe(next).open();
+  await s.send(1);
+  await s.send(2);
+  // No end(): the first stage's idle timeout ends the input; every output still arrives.
+  assert.deepEqual(await collect(s), [10, 20]);
+  assert.equal(s.state, 'done');
+});
