@@ -33,15 +33,14 @@ async function sample(label, extra) {
  */
 export async function soak({ cycles, abandoned, samples = 10, onSample = () => {} }) {
   if (typeof global.gc !== 'function') throw new Error('run with node --expose-gc');
-  const fn = streamFn(
-    async function* soakEcho(events) {
-      for await (const e of events) yield { echo: e };
-    },
-    { buffer: 8, maxConcurrent: abandoned + 16 },
-  );
+  async function* soakEcho(events) {
+    for await (const e of events) yield { echo: e };
+  }
+  const fn = streamFn(soakEcho, { buffer: 8 });
   const out = [];
+  const fns = [fn];
   const record = async (label, extra) => {
-    const s = await sample(label, () => ({ ...extra, open: fn.stats().open }));
+    const s = await sample(label, () => ({ ...extra, open: fns.reduce((n, f) => n + f.stats().open, 0) }));
     out.push(s);
     onSample(s);
   };
@@ -60,17 +59,26 @@ export async function soak({ cycles, abandoned, samples = 10, onSample = () => {
     }
     if (i % every === 0) await record('cycles', { done: i });
   }
+  // Abandoned streams (never ended, never read), of both kinds: one that can
+  // never end (no idle deadline) is garbage collected; one whose idle
+  // deadline runs is held until the deadline ends it, then freed.
+  const neverEnds = streamFn(soakEcho, { buffer: 8, idleTimeout: 0, maxConcurrent: abandoned + 16 });
+  const idleEnds = streamFn(soakEcho, { buffer: 8, idleTimeout: 5, maxConcurrent: abandoned + 16 });
+  fns.push(neverEnds, idleEnds);
   const perBatch = Math.max(1, Math.floor(abandoned / samples));
   for (let done = 0; done < abandoned; ) {
     const n = Math.min(perBatch, abandoned - done);
     (() => {
-      for (let k = 0; k < n; k++) void fn.open().send({ payload: k }); // never ended, never read
+      for (let k = 0; k < n; k++) {
+        void neverEnds.open().send({ payload: k });
+        void idleEnds.open().send({ payload: k });
+      }
     })();
     done += n;
+    while (idleEnds.stats().open > 0) await new Promise((resolve) => setTimeout(resolve, 5));
     await record('abandoned', { done });
   }
-  const stats = fn.stats();
-  return { samples: out, stats };
+  return { samples: out, stats: fn.stats(), neverEnds: neverEnds.stats(), idleEnds: idleEnds.stats() };
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {
@@ -79,11 +87,14 @@ if (import.meta.url === pathToFileURL(process.argv[1]).href) {
   });
   const t0 = performance.now();
   console.log('phase      done        heap MB   rss MB   open');
-  const { stats } = await soak({
+  const { stats, neverEnds, idleEnds } = await soak({
     cycles: Number(values.cycles),
     abandoned: Number(values.abandoned),
     onSample: (s) =>
       console.log(`${s.label.padEnd(10)} ${String(s.done).padStart(9)}   ${s.heapMB.toFixed(1).padStart(7)}  ${s.rssMB.toFixed(1).padStart(7)}  ${String(s.open).padStart(5)}`),
   });
-  console.log(`stats ${JSON.stringify(stats)}; ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+  console.log(`stats ${JSON.stringify(stats)}`);
+  console.log(`abandoned, no idle deadline (collected): ${JSON.stringify(neverEnds)}`);
+  console.log(`abandoned, idle deadline (ended by it): ${JSON.stringify(idleEnds)}`);
+  console.log(`${((performance.now() - t0) / 1000).toFixed(0)} s`);
 }

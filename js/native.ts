@@ -52,32 +52,82 @@ export const ENDED = -2;
 /** Added to a take's count when the run is values (table indices in `scratchU32`), not numbers (in `scratch`). */
 export const VALUES = 2 ** 30;
 
+/** `NativeStream.phase` codes, in order. */
+export const PHASES = ['open', 'ending', 'done', 'failed', 'cancelled'] as const;
+
+/** Something the idle notifier can report to. */
+export interface IdleTarget {
+  idleFired(): void;
+}
+
+/**
+ * The JavaScript half of this thread's native state. The native half (the
+ * streams, the released value indices, the scratch buffer's address, the idle
+ * notifier) exists once per thread however many times this module is
+ * evaluated (Jest evaluates it per test file), so this half must too: every
+ * copy of the module takes the one object the addon keeps for the thread
+ * (`crates/velo-node/src/shared.rs`). Its fields are plain data and
+ * functions, so copies from other realms (Jest's vm contexts) can share it.
+ */
+interface ThreadState {
+  /** `STATE_VERSION` of the copy that made it. */
+  version: number;
+  scratch: Float64Array;
+  /** The value table (`values.ts`) and its free indices. */
+  values: unknown[];
+  freeValues: number[];
+  /** Streams whose idle deadline runs, by key: held, since the deadline will end them. */
+  idleHeld: Map<number, IdleTarget>;
+  /** Streams whose idle clock is paused (a send waits for room), by key: held weakly, as nothing may end them. */
+  idleWeak: Map<number, WeakRef<IdleTarget>>;
+  /** Reads that keep the process alive (see `holdAlive`). */
+  alive: { keepers: number; referenced: boolean; unrefPending: boolean };
+}
+
+/** Changes when `ThreadState`'s shape does: two copies that disagree on it must not share it. */
+const STATE_VERSION = 1;
+
+const state = addon.threadState() as Partial<ThreadState>;
+if (state.version === undefined) {
+  const scratch = new Float64Array(4096);
+  ops.setScratch(scratch);
+  Object.assign(state, {
+    scratch,
+    values: [],
+    freeValues: [],
+    idleHeld: new Map(),
+    idleWeak: new Map(),
+    alive: { keepers: 0, referenced: false, unrefPending: false },
+  } satisfies Omit<ThreadState, 'version'>);
+  addon.setIdleHandler(dispatchIdle);
+  state.version = STATE_VERSION;
+} else if (state.version !== STATE_VERSION) {
+  throw Object.assign(
+    new Error(
+      `velo-stream: another copy of velo-stream, of an incompatible version, is loaded on this thread from the same native addon (state version ${state.version}, this copy ${STATE_VERSION}). Load one version per process.`,
+    ),
+    { code: 'ERR_VELO_INCOMPATIBLE_COPY' },
+  );
+}
+const shared = state as ThreadState;
+
 /**
  * Runs of numbers and of value-table indices cross the boundary in bulk
  * through this buffer's memory: one native call per run instead of one per
  * value. A take's run, and a batch sent, are at most `scratch.length` long.
  */
-export const scratch = new Float64Array(4096);
+export const scratch = shared.scratch;
 export const scratchU32 = new Uint32Array(scratch.buffer);
-ops.setScratch(scratch);
+export const valueTable = shared.values;
+export const freeValues = shared.freeValues;
 
-
-
-/** `NativeStream.phase` codes, in order. */
-export const PHASES = ['open', 'ending', 'done', 'failed', 'cancelled'] as const;
-
-/** Something the idle notifier can report to. Held weakly: an abandoned stream stays collectable. */
-export interface IdleTarget {
-  idleFired(): void;
-}
-
-const idleTargets = new Map<number, WeakRef<IdleTarget>>();
-
-addon.setIdleHandler(() => {
+// The idle dispatcher is registered by the first copy only, and uses nothing
+// but the shared state: it serves the streams of every copy.
+function dispatchIdle(): void {
   for (const key of addon.idleDue()) {
-    const target = idleTargets.get(key)?.deref();
+    const target = shared.idleHeld.get(key) ?? shared.idleWeak.get(key)?.deref();
     if (target === undefined) {
-      idleTargets.delete(key);
+      shared.idleWeak.delete(key);
       continue;
     }
     try {
@@ -90,19 +140,39 @@ addon.setIdleHandler(() => {
       });
     }
   }
-});
+}
 
+/** Watch `key`'s idle deadline, which runs: `target` is held until it ends or the clock pauses. */
 export function watchIdle(key: number, target: IdleTarget): void {
-  idleTargets.set(key, new WeakRef(target));
+  shared.idleHeld.set(key, target);
+}
+
+/**
+ * The stream's idle clock started (`running`) or paused. While it runs, the
+ * deadline will end the stream, so the stream is held: were it collected,
+ * its handler would never see the end of its input nor run its `finally`,
+ * and a read waiting on it would never settle. While paused (a send waits
+ * for room), nothing may end it, and an abandoned stream must stay
+ * collectable.
+ */
+export function holdIdle(key: number, target: IdleTarget, running: boolean): void {
+  if (running) {
+    shared.idleWeak.delete(key);
+    shared.idleHeld.set(key, target);
+  } else {
+    shared.idleHeld.delete(key);
+    shared.idleWeak.set(key, new WeakRef(target));
+  }
 }
 
 export function unwatchIdle(key: number): void {
-  idleTargets.delete(key);
+  shared.idleHeld.delete(key);
+  shared.idleWeak.delete(key);
 }
 
 /** Streams watched for idle deadlines (for tests: none may be left behind). */
 export function idleWatched(): number {
-  return idleTargets.size;
+  return shared.idleHeld.size + shared.idleWeak.size;
 }
 
 // Reads that wait on a stream whose idle deadline runs keep the process
@@ -110,28 +180,26 @@ export function idleWatched(): number {
 // notifier is a native call, so it is done on 0 -> 1 only, and the 1 -> 0
 // unref is deferred to the next turn: a busy send/recv ping-pong then costs
 // no native call per event.
-let keepers = 0;
-let referenced = false;
-let unrefPending = false;
+const alive = shared.alive;
 
 function unrefIfIdle(): void {
-  unrefPending = false;
-  if (keepers === 0 && referenced) {
-    referenced = false;
+  alive.unrefPending = false;
+  if (alive.keepers === 0 && alive.referenced) {
+    alive.referenced = false;
     addon.keepAlive(false);
   }
 }
 
 export function holdAlive(): void {
-  if (keepers++ === 0 && !referenced) {
-    referenced = true;
+  if (alive.keepers++ === 0 && !alive.referenced) {
+    alive.referenced = true;
     addon.keepAlive(true);
   }
 }
 
 export function releaseAlive(): void {
-  if (--keepers === 0 && referenced && !unrefPending) {
-    unrefPending = true;
+  if (--alive.keepers === 0 && alive.referenced && !alive.unrefPending) {
+    alive.unrefPending = true;
     setImmediate(unrefIfIdle).unref();
   }
 }

@@ -22,6 +22,7 @@ import {
   PHASES,
   type IdleTarget,
   holdAlive,
+  holdIdle,
   VALUES,
   ops,
   scratch,
@@ -63,9 +64,10 @@ const RESOLVED: Promise<void> = Promise.resolve();
 const NOT_YET = Symbol('velo.notYet');
 
 /**
- * Frees what a garbage-collected stream held: its idle watch (the core will
- * never report a disarmed deadline, so nothing else would remove it), its
- * native state, and the value-table entries the core dropped with it.
+ * Frees what a garbage-collected stream held: its idle watch (a weak one,
+ * left while its clock was paused: the core never reports a disarmed
+ * deadline, so nothing else would remove it), its native state, and the
+ * value-table entries the core dropped with it.
  */
 const reclaim = new FinalizationRegistry<number>((handle) => {
   unwatchIdle(ops.key(handle));
@@ -277,6 +279,8 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
    */
   #inPending = false;
   #idleOn: boolean;
+  /** Whether the idle deadline runs (and the stream is held for it); see `#syncKeepAlive`. */
+  #idleRunning: boolean;
   #key = -1;
 
   // Output side: readers, the batch lent to them, and the paused handler.
@@ -319,7 +323,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
     reclaim.register(this, handle);
     this.#label = label;
     this.#capacity = capacity;
-    this.#idleOn = idle;
+    this.#idleOn = this.#idleRunning = idle;
     this.#signal = signal;
     if (idle) watchIdle(this.#streamKey(), this);
 
@@ -600,14 +604,23 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
 
   #idleOff(): void {
     if (!this.#idleOn) return;
-    this.#idleOn = false;
+    this.#idleOn = this.#idleRunning = false;
     unwatchIdle(this.#streamKey());
     this.#syncKeepAlive();
   }
 
-  /** A pending read keeps the process alive while this stream's idle deadline runs: the deadline will settle it. */
+  /**
+   * Follows whether this stream's idle deadline runs (it pauses while a send
+   * waits for room): while it runs, the stream is held (see `holdIdle`), and
+   * a pending read keeps the process alive, as the deadline will settle it.
+   */
   #syncKeepAlive(): void {
-    const want = this.#idleOn && this.#readers.length > 0 && this.#senders.length === 0;
+    const running = this.#idleOn && this.#senders.length === 0;
+    if (running !== this.#idleRunning && this.#idleOn) {
+      this.#idleRunning = running;
+      holdIdle(this.#streamKey(), this, running);
+    }
+    const want = running && this.#readers.length > 0;
     if (want === this.#keepingAlive) return;
     this.#keepingAlive = want;
     if (want) holdAlive();

@@ -6,10 +6,9 @@
 // back (a take, or a send refused or handed straight to a waiting reader),
 // and reaps the indices of values the core dropped (a cancel, a cleared
 // buffer, a garbage-collected stream).
-import { ops, scratchU32 } from './native';
+import { freeValues as free, ops, scratchU32, valueTable as table } from './native';
 
-const table: unknown[] = [];
-const free: number[] = [];
+// Shared by every copy of the module on this thread (see `ThreadState`).
 
 /** Stores `value`; returns its index. */
 export function put(value: unknown): number {

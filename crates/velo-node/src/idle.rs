@@ -30,9 +30,17 @@ thread_local! {
 }
 
 /// Register the JS function called when idle deadlines may be due. Called
-/// once per JS thread by `js/native.ts`; the callback must not throw.
+/// once per JS thread by `js/native.ts` (by the first copy of the module;
+/// the others share it); the callback must not throw.
 #[napi(catch_unwind)]
 pub fn set_idle_handler(callback: Function<(), ()>) -> Result<()> {
+    if NOTIFIER.with(|n| n.borrow().is_some()) {
+        // A second handler would take the notifier from the first, whose
+        // deadlines would then never fire (see `shared.rs`).
+        return Err(Error::from_reason(
+            "velo-stream: setIdleHandler: an idle handler is already registered on this thread",
+        ));
+    }
     let tsfn: Arc<Notify> = Arc::new(
         callback
             .build_threadsafe_function()

@@ -16,6 +16,7 @@
 
 mod idle;
 mod raw;
+mod shared;
 mod slot;
 mod streams;
 

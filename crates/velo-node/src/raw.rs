@@ -564,8 +564,12 @@ raw! {
 }
 
 raw! {
-    /// setScratch(float64Array): the buffer runs cross in (once per thread)
+    /// setScratch(float64Array): the buffer runs cross in (once per thread:
+    /// every copy of the JS module shares it, see `shared.rs`)
     fn set_scratch(env, array) {
+        if !SCRATCH.with(Cell::get).0.is_null() {
+            return Err(fail("setScratch: a scratch buffer is already registered on this thread"));
+        }
         let mut ty = 0;
         let mut len = 0;
         let mut data = ptr::null_mut();

@@ -61,7 +61,15 @@ thread_local! {
 impl Drop for Slot {
     fn drop(&mut self) {
         if let Slot::Value(index) = *self {
-            RELEASED.with(|r| r.borrow_mut().push(index));
+            // When the thread ends (process exit, a worker's end), its
+            // thread-locals are destroyed in an order we do not choose: the
+            // streams' slab may drop its slots after `RELEASED` is gone. The
+            // JS table dies with the thread then, so there is nothing left to
+            // release into; touching the destroyed list would abort the
+            // process instead. Hence `try_with`, never `with`, in a drop.
+            // (Nothing else borrows the list while a slot drops:
+            // `take_released` drops no slot.)
+            let _ = RELEASED.try_with(|r| r.borrow_mut().push(index));
         }
     }
 }

@@ -1,0 +1,29 @@
+// Several copies of the module in one process (Jest evaluates it once per test
+// file; jest.resetModules(); clearing require.cache): every copy works, side by
+// side. Runs in a child process, so that the copies are the only ones.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const child = fileURLToPath(new URL('./helpers/copies-child.cjs', import.meta.url));
+
+const expectedRuns = [0, 1, 2].map((tag) => [{ tag }, `${tag}-string`, 1.5, [tag], null, 7, 8, { n: tag }]);
+
+for (const mode of ['js', 'all']) {
+  test(`three copies loaded in one process all work: values, idle deadlines, stats (cleared: ${mode === 'js' ? 'JS files' : 'JS files and the addon'})`, async () => {
+    const { code, stdout, stderr } = await new Promise((resolve) => {
+      execFile(process.execPath, [child, mode], { timeout: 20_000 }, (error, stdout, stderr) =>
+        resolve({ code: error ? (error.signal ?? error.code) : 0, stdout, stderr }),
+      );
+    });
+    assert.equal(stderr, '');
+    assert.equal(code, 0);
+    const report = JSON.parse(stdout);
+    assert.equal(report.distinct, 3, 'three distinct module copies');
+    assert.deepEqual(report.runs, expectedRuns);
+    assert.deepEqual(report.recv, [0, 1, 2].map((copy) => ({ copy, k: 0 })));
+    assert.deepEqual(report.idle, [2, 2, 2], 'each stream ended by its idle deadline after its last two outputs');
+    assert.deepEqual(report.stats, [2, 2, 2]);
+  });
+}

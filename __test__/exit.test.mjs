@@ -1,0 +1,76 @@
+// Exit is clean, whatever is left in any stream: a process (by the end of its
+// script or by process.exit) and a worker thread exit with their own code,
+// with no panic and no abort. Each scenario runs in a child process.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+
+/** Runs `code` in a child node; resolves its exit code (or signal), stdout and stderr. */
+function runNode(code, args = []) {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [...args, '-e', code], { timeout: 20_000 }, (error, stdout, stderr) =>
+      resolve({ code: error ? (error.signal ?? error.code) : 0, stdout, stderr }),
+    );
+  });
+}
+
+// Streams in every state that holds values: ended with an output unread,
+// events buffered for a handler that is busy, sends waiting for room, outputs
+// waiting for a reader, a stream that already finished.
+const LEFT_IN_STREAMS = `
+  const { streamFn } = require('velo-stream');
+  const echo = streamFn(async function* (events) { for await (const e of events) yield e; });
+  const busy = streamFn(async function* (events) { await new Promise(() => {}); for await (const e of events) yield e; }, { buffer: 2 });
+  async function leave() {
+    const done = echo.open(); await done.send(1); done.end(); for await (const _ of done);
+    const s = echo.open(); await s.send({ hello: 'world' }); s.end();
+    const b = busy.open(); void b.send({ a: 1 }); void b.send('two'); void b.send([3]); void b.send({ parked: true });
+    const out = echo.open(); for (const v of [{ x: 1 }, 'y', 2n, Symbol('z')]) await out.send(v);
+  }
+`;
+
+test('the six-line script from the bug report exits 0 (an ended stream with an unread output)', async () => {
+  const r = await runNode(`
+    const { streamFn } = require('velo-stream');
+    const echo = streamFn(async function* (events) { for await (const e of events) yield e; });
+    (async () => {
+      const first = echo.open(); await first.send(1); first.end(); for await (const _ of first);
+      const s = echo.open(); await s.send({ hello: 'world' }); s.end();
+    })();`);
+  assert.deepEqual(r, { code: 0, stdout: '', stderr: '' });
+});
+
+test('a script that ends with values left in streams of every kind exits 0', async () => {
+  const r = await runNode(`${LEFT_IN_STREAMS}; leave().then(() => console.log('left'));`);
+  assert.deepEqual(r, { code: 0, stdout: 'left\n', stderr: '' });
+});
+
+test('process.exit(0) and process.exit(3) keep their code with values left in streams', async () => {
+  for (const exitCode of [0, 3]) {
+    const r = await runNode(`${LEFT_IN_STREAMS}; leave().then(() => process.exit(${exitCode}));`);
+    assert.deepEqual(r, { code: exitCode, stdout: '', stderr: '' });
+  }
+});
+
+test('a worker thread that ends with values left in streams exits 0, and so does the process', async () => {
+  const r = await runNode(`
+    const { Worker } = require('node:worker_threads');
+    const results = [];
+    for (const ending of ['return', 'process.exit(0)']) {
+      const w = new Worker(${JSON.stringify(LEFT_IN_STREAMS)} + '; leave().then(() => { ' + ending + ' });', { eval: true });
+      w.on('error', (e) => console.log('worker error', e));
+      w.on('exit', (c) => { results.push(ending + ': ' + c); if (results.length === 2) console.log(results.sort().join('; ')); });
+    }
+  `);
+  assert.deepEqual(r, { code: 0, stdout: 'process.exit(0): 0; return: 0\n', stderr: '' });
+});
+
+test('a worker terminated by its parent while streams hold values leaves the process healthy', async () => {
+  const r = await runNode(`
+    const { Worker } = require('node:worker_threads');
+    const w = new Worker(${JSON.stringify(LEFT_IN_STREAMS)} + "; leave().then(() => { setInterval(() => {}, 1000); require('node:worker_threads').parentPort.postMessage('left'); });", { eval: true });
+    w.once('message', () => w.terminate());
+    w.on('exit', (c) => console.log('worker exit', c));
+  `);
+  assert.deepEqual(r, { code: 0, stdout: 'worker exit 1\n', stderr: '' });
+});
