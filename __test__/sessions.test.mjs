@@ -249,3 +249,29 @@ test('leaving the merged output during a hand-over rejects the waiting sends wit
   assert.equal(fn.stats().open, 0);
   assert.equal(fn.stats().opened, 1, 'no instance opened after the reader left');
 });
+
+test("per-key order holds across instances while the merged output is full: the next instance's outputs wait for the last one's", async () => {
+  const fn = streamFn(async function* burst(events) {
+    let n = 0;
+    for await (const e of events) {
+      yield `${e}${++n}`;
+      yield `${e}${++n}`;
+    }
+    yield 'closed';
+  }, { buffer: 1, idleTimeout: 0 });
+  const sessions = fn.sessions();
+  await sessions.send('k', 'a');
+  sessions.end('k');
+  const next = sessions.send('k', 'b');
+  // Nobody reads yet: the first instance's outputs fill the merged output
+  // while the second instance already yields.
+  await settle(10);
+  const items = [];
+  const reading = (async () => {
+    for await (const item of sessions) items.push(item.value);
+  })();
+  await within(next, 2000, 'the send to the next instance');
+  await sessions.close();
+  await within(reading, 2000, 'the merged output');
+  assert.deepEqual(items, ['a1', 'a2', 'closed', 'b1', 'b2', 'closed']);
+});
