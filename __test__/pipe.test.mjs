@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { StreamLimitError, streamFn } from 'velo-stream';
-import { collect, settle } from './helpers/util.mjs';
+import { collect, deferred, settle } from './helpers/util.mjs';
 
 const add = (k) => streamFn(async function* add(events) {
   for await (const e of events) yield e + k;
@@ -162,6 +162,24 @@ test("a pipe's stats() are exact when run() settles and when cancel() resolves",
   await s.send(1);
   await s.cancel();
   assert.deepEqual(p.stats(), { open: 0, opened: 2, completed: 1, failed: 0, cancelled: 1, rejected: 0 });
+});
+
+test("an aborted pipe run() rejects at once with exact stats, even while a stage ignores its signal", async () => {
+  const stuck = deferred();
+  const p = add(1).pipe(async function* ignoresSignal(events) {
+    for await (const e of events) {
+      await stuck.promise; // its own wait, not watching ctx.signal
+      yield e;
+    }
+  });
+  const ac = new AbortController();
+  const running = p.run([1, 2], { signal: ac.signal });
+  await settle();
+  const reason = new Error('stop');
+  ac.abort(reason);
+  await assert.rejects(running, (e) => e === reason);
+  assert.deepEqual(p.stats(), { open: 0, opened: 1, completed: 0, failed: 0, cancelled: 1, rejected: 0 });
+  stuck.resolve(); // lets the stage finish
 });
 
 test('each stage counts against its own function maxConcurrent', async () => {

@@ -47,13 +47,12 @@ abstract class FnBase<I, O> implements StreamFn<I, O> {
     if (signal?.aborted) throw signal.reason;
     const stream = this[kOpen](signal, true) as StreamImpl<I, O> | PipedStream<I, O>;
     if (!(stream instanceof PipedStream)) return collectOutputs(stream, events);
-    try {
-      return await collectOutputs(stream, events);
-    } finally {
-      // A pipe's outcome is known once every stage has finished: wait for it,
-      // so that the pipe's stats() are exact when run() settles.
-      await stream.settled;
-    }
+    const out = await collectOutputs(stream, events);
+    // A pipe that failed or was cancelled counted it then; one that completed
+    // counts it once every stage has finished. Wait for that, so that the
+    // pipe's stats() are exact when run() settles.
+    await stream.settled;
+    return out;
   }
 
   /** The same function with some settings changed (a new admission gate). */
@@ -198,8 +197,6 @@ class PipedFn<I, O> extends FnBase<I, O> {
     const opened = this.stages.map((stage, i) => stage[kStart](handles[i] as number, idle && i === 0, undefined));
     this.#stats.open++;
     this.#stats.opened++;
-    // The outcome is counted before `settled` resolves, so that `run()`,
-    // which waits for it, settles with exact stats.
     return new PipedStream<I, O>(opened, signal, (outcome) => {
       this.#stats.open--;
       this.#stats[outcome]++;

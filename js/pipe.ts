@@ -19,15 +19,26 @@ export class PipedStream<I, O> implements Stream<I, O>, Endpoints<I, O> {
   #failure: { error: unknown } | undefined;
   #cancelled = false;
   readonly #finished: Promise<void>;
-  /** How the pipe ended, once every stage's handler has finished (`onSettled` has been told by then). */
+  readonly #onOutcome: (outcome: PipeOutcome) => void;
+  #outcome: PipeOutcome | undefined;
+  /** How the pipe ended, once every stage's handler has finished (`onOutcome` has been told by then). */
   readonly settled: Promise<PipeOutcome>;
 
-  constructor(stages: readonly Stage[], signal: AbortSignal | undefined, onSettled: (outcome: PipeOutcome) => void) {
+  /**
+   * `onOutcome` is told how the pipe ended as soon as that is known: at the
+   * first stage failure, at `cancel()`, or else once every stage finished.
+   */
+  constructor(stages: readonly Stage[], signal: AbortSignal | undefined, onOutcome: (outcome: PipeOutcome) => void) {
+    this.#onOutcome = onOutcome;
     this.#stages = stages;
     this.#head = stages[0] as Stage;
     this.#tail = stages[stages.length - 1] as Stage;
     this.#signal = signal;
-    for (let i = 0; i + 1 < stages.length; i++) void this.#link(i);
+    for (let i = 0; i + 1 < stages.length; i++) {
+      // Stage errors are handled inside; anything else (a native call
+      // failing) cancels the pipe with it rather than going unhandled.
+      this.#link(i).catch((error: unknown) => void this.cancel(error));
+    }
     stages.forEach((stage, i) => {
       void stage[kFinished].then(() => {
         const failure = stage[kFailure];
@@ -35,11 +46,7 @@ export class PipedStream<I, O> implements Stream<I, O>, Endpoints<I, O> {
       });
     });
     this.#finished = Promise.all(stages.map((s) => s[kFinished])).then(() => undefined);
-    this.settled = this.#finished.then(() => {
-      const outcome = this.#failure ? 'failed' : this.#cancelled ? 'cancelled' : 'completed';
-      onSettled(outcome);
-      return outcome;
-    });
+    this.settled = this.#finished.then(() => this.#decide());
     if (signal !== undefined) {
       const onAbort = () => void this.cancel(signal.reason);
       if (signal.aborted) onAbort();
@@ -66,7 +73,6 @@ export class PipedStream<I, O> implements Stream<I, O>, Endpoints<I, O> {
         finished = true;
         failure = { error };
       }
-      // (kSendAll of an array rejects only with the source's error: never.)
       if (batch.length > 0 && !(await to[kSendAll](batch, false))) {
         // The next stage reads no more: what this one makes has nowhere to go.
         void from.cancel();
@@ -97,8 +103,18 @@ export class PipedStream<I, O> implements Stream<I, O>, Endpoints<I, O> {
   #fail(error: unknown, at: number): void {
     if (this.#failure !== undefined || this.#cancelled) return;
     this.#failure = { error };
+    this.#decide();
     for (let i = 0; i < at; i++) void (this.#stages[i] as Stage).cancel(error);
     if (this.#stages[at] !== this.#tail) this.#tail[kFailAtEnd](error);
+  }
+
+  /** Records how the pipe ended, once: the first of a failure, a cancel, or the end of every stage. */
+  #decide(): PipeOutcome {
+    if (this.#outcome === undefined) {
+      this.#outcome = this.#failure ? 'failed' : this.#cancelled ? 'cancelled' : 'completed';
+      this.#onOutcome(this.#outcome);
+    }
+    return this.#outcome;
   }
 
   get id(): string {
@@ -185,6 +201,7 @@ export class PipedStream<I, O> implements Stream<I, O>, Endpoints<I, O> {
       if (failure !== undefined) this.#fail(failure.error, i);
     });
     if (this.#failure === undefined) this.#cancelled = this.#cancelled || this.#tail.state !== 'done';
+    this.#decide();
     for (const stage of this.#stages) void stage.cancel(reason);
     return this.#finished;
   }
