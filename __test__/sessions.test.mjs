@@ -275,3 +275,25 @@ test("per-key order holds across instances while the merged output is full: the 
   await within(reading, 2000, 'the merged output');
   assert.deepEqual(items, ['a1', 'a2', 'closed', 'b1', 'b2', 'closed']);
 });
+
+test('close() during a hand-over: the sends made before it still reach the next session, which close() then ends', async () => {
+  const gate = deferred();
+  const { fn, seen } = slowFinisher(1, () => gate.promise);
+  const sessions = fn.sessions();
+  const items = [];
+  const reading = (async () => {
+    for await (const item of sessions) items.push(item.value);
+  })();
+  await sessions.send('k', 'a');
+  sessions.end('k');
+  const waiting = sessions.send('k', 'b');
+  const closing = sessions.close();
+  await assert.rejects(sessions.send('k', 'c'), StreamClosedError, 'a send after close() is refused');
+  gate.resolve();
+  await within(waiting, 2000, 'the send made before close()');
+  await within(closing, 2000, 'close()');
+  await within(reading, 2000, 'the merged output');
+  assert.deepEqual(items, [{ n: 1, e: 'a' }, { closed: 1 }, { n: 1, e: 'b' }, { closed: 1 }]);
+  assert.equal(seen.maxLive, 1);
+  assert.deepEqual(fn.stats(), { open: 0, opened: 2, completed: 2, failed: 0, cancelled: 0, rejected: 0 });
+});
