@@ -109,6 +109,45 @@ test('a stage error: every output made before it arrives in order, then the erro
   }
 });
 
+test('a stage error reaches a pending read, after the outputs before it, with references dropped and garbage collected during the wait', async () => {
+  const boom = new Error('late');
+  // Only the read's promise leaves this scope.
+  const reading = (() => {
+    const fails = async function* fails(events) {
+      for await (const e of events) {
+        if (e === 3) throw boom;
+        yield e;
+      }
+    };
+    // The last stage is slow: 1 and 2 are still on their way when the middle stage fails.
+    const slow = async function* slow(events) {
+      for await (const e of events) {
+        await new Promise((r) => setTimeout(r, 20));
+        yield e;
+      }
+    };
+    const s = add(0).pipe(fails).pipe(slow).open();
+    for (const e of [1, 2, 3]) s.send(e).catch(() => {});
+    s.end();
+    return (async () => {
+      const got = [];
+      try {
+        for await (const v of s) got.push(v);
+      } catch (error) {
+        return { got, error };
+      }
+      return { got };
+    })();
+  })();
+  for (let i = 0; i < 8; i++) {
+    global.gc();
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  const { got, error } = await reading;
+  assert.deepEqual(got, [1, 2]);
+  assert.equal(error, boom);
+});
+
 test('a stage error stops the stages before it; the stages after it finish what it yielded before', async () => {
   const boom = new Error('middle');
   const log = [];
