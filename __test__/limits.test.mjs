@@ -82,3 +82,37 @@ test('a storm of opens and closes never drifts the open count', async () => {
   await Promise.all([...live].map((s) => s.cancel()));
   assert.equal(fn.stats().open, 0);
 });
+
+test("a pipe open refused by a later stage's limit starts no handler and leaves every stage's stats as they were", async () => {
+  const calls = [];
+  const first = streamFn(async function* first(events) {
+    calls.push('first started');
+    try {
+      for await (const e of events) yield e;
+    } finally {
+      calls.push('first finally');
+    }
+  });
+  const second = streamFn(echo, { name: 'second', maxConcurrent: 1 });
+  const p = first.pipe(second);
+  const held = second.open(); // the second stage's only slot
+  const before = [first.stats(), second.stats()];
+  assert.throws(
+    () => p.open(),
+    (e) => e instanceof StreamLimitError && e.code === 'ERR_STREAM_LIMIT' && /"second"/.test(e.message),
+  );
+  await assert.rejects(p.run([1]), StreamLimitError);
+  await settle();
+  assert.deepEqual(calls, [], 'no handler ran');
+  assert.deepEqual([first.stats(), second.stats()], before, 'no stage counted an open, an ending or a refusal');
+  assert.deepEqual(p.stats(), { open: 0, opened: 0, completed: 0, failed: 0, cancelled: 0, rejected: 2 });
+
+  // A function that is a stage twice needs two slots.
+  const one = streamFn(echo, { maxConcurrent: 1 });
+  assert.throws(() => one.pipe(one).open(), StreamLimitError);
+  assert.deepEqual(one.stats(), { open: 0, opened: 0, completed: 0, failed: 0, cancelled: 0, rejected: 0 });
+
+  await held.cancel();
+  assert.deepEqual(await p.run([1, 2]), [1, 2], 'with room again, the pipe opens');
+  assert.deepEqual(calls, ['first started', 'first finally']);
+});

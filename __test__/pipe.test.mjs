@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { StreamLimitError, streamFn } from 'velo-stream';
-import { collect, settle } from './helpers/util.mjs';
+import { collect, deferred, settle } from './helpers/util.mjs';
 
 const add = (k) => streamFn(async function* add(events) {
   for await (const e of events) yield e + k;
@@ -60,30 +60,165 @@ test('backpressure holds end to end: a stalled consumer stops the first stage', 
   await s.cancel();
 });
 
-test('an error in any stage cancels all stages and reaches the consumer', async () => {
-  for (const failAt of [0, 1, 2]) {
-    const boom = new Error(`stage ${failAt}`);
-    const finals = [];
-    const stage = (i) => streamFn(async function* (events) {
-      try {
-        for await (const e of events) {
-          if (i === failAt && e === 3) throw boom;
-          yield e;
-        }
-      } finally {
-        finals.push(i);
-      }
-    });
-    const p = stage(0).pipe(stage(1)).pipe(stage(2));
-    await assert.rejects(p.run([1, 2, 3, 4, 5]), (e) => e === boom, `failing stage ${failAt}`);
-    await settle(5);
-    assert.deepEqual(finals.sort(), [0, 1, 2], 'every stage finished');
-    assert.equal(p.stats().failed, 1);
-    const s = p.open();
-    for (const e of [1, 2, 3]) s.send(e).catch(() => {});
-    await assert.rejects(collect(s), (e) => e === boom);
-    assert.equal(s.state, 'failed');
+// A stage that passes events on and throws on event 3 when it is stage `failAt`.
+const failing = (i, failAt, boom, finals) => streamFn(async function* (events) {
+  try {
+    for await (const e of events) {
+      if (i === failAt && e === 3) throw boom;
+      yield e;
+    }
+  } finally {
+    finals.push(i);
   }
+}, { name: `s${i}` });
+
+test('a stage error: every output made before it arrives in order, then the error (run, recv, iteration, feed)', async () => {
+  for (const failAt of [0, 1, 2]) {
+    for (const mode of ['run', 'recv', 'iterate', 'feed']) {
+      const label = `stage ${failAt} fails, read by ${mode}`;
+      const boom = new Error(label);
+      const finals = [];
+      const p = failing(0, failAt, boom, finals).pipe(failing(1, failAt, boom, finals)).pipe(failing(2, failAt, boom, finals));
+      if (mode === 'run') {
+        await assert.rejects(p.run([1, 2, 3, 4, 5]), (e) => e === boom, label);
+      } else {
+        const s = p.open();
+        const got = [];
+        let error;
+        try {
+          if (mode === 'feed') {
+            for await (const v of s.feed([1, 2, 3, 4, 5])) got.push(v);
+          } else {
+            for (const e of [1, 2, 3, 4, 5]) s.send(e).catch(() => {});
+            s.end();
+            if (mode === 'iterate') for await (const v of s) got.push(v);
+            else for (;;) got.push(await s.recv());
+          }
+        } catch (e) {
+          error = e;
+        }
+        assert.equal(error, boom, label);
+        assert.deepEqual(got, [1, 2], label);
+        assert.equal(s.state, 'failed', label);
+        await s.cancel(); // resolves once every stage has finished; the error stays the pipe's
+        assert.equal(s.state, 'failed', label);
+      }
+      assert.deepEqual(finals.sort(), [0, 1, 2], `${label}: every stage finished`);
+      assert.deepEqual(p.stats(), { open: 0, opened: 1, completed: 0, failed: 1, cancelled: 0, rejected: 0 }, label);
+    }
+  }
+});
+
+test('a stage error reaches a pending read, after the outputs before it, with references dropped and garbage collected during the wait', async () => {
+  const boom = new Error('late');
+  // Only the read's promise leaves this scope.
+  const reading = (() => {
+    const fails = async function* fails(events) {
+      for await (const e of events) {
+        if (e === 3) throw boom;
+        yield e;
+      }
+    };
+    // The last stage is slow: 1 and 2 are still on their way when the middle stage fails.
+    const slow = async function* slow(events) {
+      for await (const e of events) {
+        await new Promise((r) => setTimeout(r, 20));
+        yield e;
+      }
+    };
+    const s = add(0).pipe(fails).pipe(slow).open();
+    for (const e of [1, 2, 3]) s.send(e).catch(() => {});
+    s.end();
+    return (async () => {
+      const got = [];
+      try {
+        for await (const v of s) got.push(v);
+      } catch (error) {
+        return { got, error };
+      }
+      return { got };
+    })();
+  })();
+  for (let i = 0; i < 8; i++) {
+    global.gc();
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  const { got, error } = await reading;
+  assert.deepEqual(got, [1, 2]);
+  assert.equal(error, boom);
+});
+
+test('a stage error stops the stages before it; the stages after it finish what it yielded before', async () => {
+  const boom = new Error('middle');
+  const log = [];
+  const source = streamFn(async function* source() {
+    let n = 0;
+    try {
+      for (;;) yield ++n; // endless: only backpressure and cancellation stop it
+    } finally {
+      log.push('source stopped');
+    }
+  }, { buffer: 4 });
+  const middle = streamFn(async function* middle(events) {
+    for await (const e of events) {
+      if (e === 3) throw boom;
+      yield e;
+    }
+  }, { buffer: 4 });
+  const total = streamFn(async function* total(events) {
+    let sum = 0;
+    for await (const e of events) {
+      sum += e;
+      yield e;
+    }
+    yield `sum ${sum}`; // runs: its input ended after what the failed stage yielded
+  }, { buffer: 4 });
+  const s = source.pipe(middle).pipe(total).open();
+  const got = [];
+  await assert.rejects(async () => {
+    for await (const v of s) got.push(v);
+  }, (e) => e === boom);
+  assert.deepEqual(got, [1, 2, 'sum 3']);
+  await s.cancel();
+  assert.deepEqual(log, ['source stopped']);
+  assert.deepEqual(
+    [source.stats().cancelled, middle.stats().failed, total.stats().completed],
+    [1, 1, 1],
+    'the stage before was stopped, the one after completed',
+  );
+});
+
+test("a pipe's stats() are exact when run() settles and when cancel() resolves", async () => {
+  const p = add(1).pipe(add(10));
+  assert.deepEqual(await p.run([1, 2]), [12, 13]);
+  assert.deepEqual(p.stats(), { open: 0, opened: 1, completed: 1, failed: 0, cancelled: 0, rejected: 0 });
+  const bad = add(1).pipe(async function* bad(events) {
+    for await (const e of events) throw new Error(`bad ${e}`);
+  });
+  await assert.rejects(bad.run([1]), /bad 2/);
+  assert.deepEqual(bad.stats(), { open: 0, opened: 1, completed: 0, failed: 1, cancelled: 0, rejected: 0 });
+  const s = p.open();
+  await s.send(1);
+  await s.cancel();
+  assert.deepEqual(p.stats(), { open: 0, opened: 2, completed: 1, failed: 0, cancelled: 1, rejected: 0 });
+});
+
+test("an aborted pipe run() rejects at once with exact stats, even while a stage ignores its signal", async () => {
+  const stuck = deferred();
+  const p = add(1).pipe(async function* ignoresSignal(events) {
+    for await (const e of events) {
+      await stuck.promise; // its own wait, not watching ctx.signal
+      yield e;
+    }
+  });
+  const ac = new AbortController();
+  const running = p.run([1, 2], { signal: ac.signal });
+  await settle();
+  const reason = new Error('stop');
+  ac.abort(reason);
+  await assert.rejects(running, (e) => e === reason);
+  assert.deepEqual(p.stats(), { open: 0, opened: 1, completed: 0, failed: 0, cancelled: 1, rejected: 0 });
+  stuck.resolve(); // lets the stage finish
 });
 
 test('each stage counts against its own function maxConcurrent', async () => {
@@ -100,7 +235,6 @@ test('each stage counts against its own function maxConcurrent', async () => {
   assert.equal(p.stats().rejected, 1);
   await s.cancel();
   assert.equal(a.stats().open + b.stats().open, 0);
-  await settle();
   assert.equal(p.stats().cancelled, 1);
 });
 

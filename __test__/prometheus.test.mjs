@@ -45,3 +45,121 @@ test('stream metrics are served on /metrics, labelled by function name', async (
 test('a bad registry argument is a TypeError', () => {
   assert.throws(() => registerStreamMetrics({}, []), (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG_TYPE');
 });
+
+/** A scrape's samples by `name{labels}`; fails on a sample that appears twice (Prometheus rejects such a scrape). */
+function samples(text) {
+  const out = new Map();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const at = line.lastIndexOf(' ');
+    const key = line.slice(0, at);
+    assert.ok(!out.has(key), `duplicate sample ${key}`);
+    out.set(key, Number(line.slice(at + 1)));
+  }
+  return out;
+}
+
+async function* passOn(events) {
+  for await (const e of events) yield e;
+}
+
+async function* twice(events) {
+  for await (const e of events) {
+    yield e;
+    yield e;
+  }
+}
+
+test("a pipe's figures are its own streams', whatever else its stage functions serve", async () => {
+  const a = streamFn(passOn, { name: 'a' });
+  const b = streamFn(twice, { name: 'b' });
+  await a.run([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+  await b.run([1, 2, 3]);
+  const p = a.pipe(b);
+  assert.deepEqual(await p.run([1, 2]), [1, 1, 2, 2]);
+  const registry = new Registry();
+  registerStreamMetrics(registry, [a, b, p]);
+  const m = samples(await registry.metrics());
+  assert.equal(m.get('velo_events_in_total{fn="a|b"}'), 2);
+  assert.equal(m.get('velo_events_out_total{fn="a|b"}'), 4);
+  assert.equal(m.get('velo_queue_wait_seconds_count{fn="a|b"}'), 2);
+  assert.equal(m.get('velo_queue_wait_seconds_bucket{fn="a|b",le="+Inf"}'), 2);
+  assert.equal(m.get('velo_streams_opened_total{fn="a|b"}'), 1);
+  assert.equal(m.get('velo_streams_completed_total{fn="a|b"}'), 1);
+  assert.equal(m.get('velo_streams_open{fn="a|b"}'), 0);
+  // Each stage function's own figures count every stream of it, the pipe's included.
+  assert.equal(m.get('velo_events_in_total{fn="a"}'), 12);
+  assert.equal(m.get('velo_events_out_total{fn="a"}'), 12);
+  assert.equal(m.get('velo_queue_wait_seconds_count{fn="a"}'), 12);
+  assert.equal(m.get('velo_events_in_total{fn="b"}'), 5);
+  assert.equal(m.get('velo_events_out_total{fn="b"}'), 10);
+  assert.equal(m.get('velo_streams_opened_total{fn="b"}'), 2);
+  // Another pipe of the same stages has figures of its own (and the same name: another registry).
+  const q = a.pipe(b);
+  await q.run([5]);
+  const registry2 = new Registry();
+  registerStreamMetrics(registry2, [q]);
+  const m2 = samples(await registry2.metrics());
+  assert.deepEqual([m2.get('velo_events_in_total{fn="a|b"}'), m2.get('velo_events_out_total{fn="a|b"}')], [1, 2]);
+  const again = samples(await registry.metrics());
+  assert.deepEqual([again.get('velo_events_in_total{fn="a|b"}'), again.get('velo_events_in_total{fn="a"}')], [2, 13]);
+});
+
+test('one series per function: the same function twice is one series, two functions with one name are refused', async () => {
+  // Anonymous handlers are all named "anonymous".
+  const fn = streamFn(async function* (events) {
+    for await (const e of events) yield e;
+  });
+  const other = streamFn(async function* (events) {
+    for await (const e of events) yield e;
+  });
+  assert.equal(fn.name, other.name);
+  const refusedAt = (code) => (e) => e instanceof TypeError && e.code === code && /"anonymous"/.test(e.message);
+  assert.throws(() => registerStreamMetrics(new Registry(), [fn, other]), refusedAt('ERR_INVALID_ARG_VALUE'));
+
+  // Sessions without settings of their own run on the function itself: the same series.
+  const registry = new Registry();
+  registerStreamMetrics(registry, [fn, fn.sessions().fn, fn]);
+  await fn.run([1, 2]);
+  const text = await registry.metrics();
+  const m = samples(text);
+  assert.equal(m.get('velo_events_in_total{fn="anonymous"}'), 2);
+  assert.equal(text.split('\n').filter((l) => l.startsWith('velo_streams_opened_total')).length, 1);
+
+  // Sessions with settings of their own are another function: they need their own name.
+  assert.throws(
+    () => registerStreamMetrics(new Registry(), [fn, fn.sessions({ idleTimeout: 5 }).fn]),
+    refusedAt('ERR_INVALID_ARG_VALUE'),
+  );
+  const named = new Registry();
+  registerStreamMetrics(named, [fn, fn.sessions({ idleTimeout: 5, name: 'fn-sessions' }).fn]);
+  assert.equal(samples(await named.metrics()).get('velo_streams_opened_total{fn="fn-sessions"}'), 0);
+
+  // A function returning the list is read at every scrape: a duplicate there
+  // rejects the scrape, and no sample of it is exported.
+  const listed = [fn];
+  const live = new Registry();
+  registerStreamMetrics(live, () => listed);
+  assert.equal(samples(await live.metrics()).get('velo_events_in_total{fn="anonymous"}'), 2);
+  listed.push(other);
+  await assert.rejects(live.metrics(), refusedAt('ERR_INVALID_RETURN_VALUE'));
+  listed.pop();
+  assert.equal(samples(await live.metrics()).get('velo_events_in_total{fn="anonymous"}'), 2);
+});
+
+test('fns must list stream functions', async () => {
+  const fn = streamFn(passOn);
+  const isType = (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG_TYPE';
+  assert.throws(() => registerStreamMetrics(new Registry(), 42), isType);
+  assert.throws(() => registerStreamMetrics(new Registry(), [fn, { name: 'x' }]), isType);
+  assert.throws(() => registerStreamMetrics(new Registry(), [fn.sessions()]), isType, 'the sessions, not their fn');
+  const registry = new Registry();
+  registerStreamMetrics(registry, () => [fn, null]);
+  await assert.rejects(registry.metrics(), (e) => e instanceof TypeError && e.code === 'ERR_INVALID_RETURN_VALUE');
+  // A list given as a one-shot iterable is read once, at registration: every scrape still has it.
+  const once = new Registry();
+  registerStreamMetrics(once, [fn].values());
+  await fn.run([1]);
+  assert.equal(samples(await once.metrics()).get('velo_events_in_total{fn="passOn"}'), 1);
+  assert.equal(samples(await once.metrics()).get('velo_events_in_total{fn="passOn"}'), 1);
+});

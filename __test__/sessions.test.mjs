@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { StreamClosedError, StreamLimitError, streamFn } from 'velo-stream';
-import { settle } from './helpers/util.mjs';
+import { deferred, isSettled, settle } from './helpers/util.mjs';
 import { until } from './helpers/server.mjs';
 
 const counter = streamFn(async function* counter(events, ctx) {
@@ -108,4 +108,192 @@ test('a failed session surfaces as { key, error } without stopping the others', 
   assert.match(failed.error.message, /bad input/);
   assert.deepEqual(items.find((i) => i.key === 'y'), { key: 'y', value: 'good' });
   await it.return();
+});
+
+/** Rejects if `promise` has not settled within `ms` (a guard against a hang, not a timing check). */
+function within(promise, ms, what) {
+  let timer;
+  const guard = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: still pending after ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, guard]).finally(() => clearTimeout(timer));
+}
+
+test('the merged output has one reader at a time: a second iterator is refused with ERR_INVALID_STATE', async () => {
+  const sessions = counter.sessions({ idleTimeout: 0 });
+  const items = [];
+  const first = (async () => {
+    for await (const item of sessions) items.push(item.value);
+  })();
+  const isState = (e) => e instanceof TypeError && e.code === 'ERR_INVALID_STATE';
+  assert.throws(() => sessions[Symbol.asyncIterator](), isState);
+  // A second loop fails at once instead of taking items from the first.
+  await assert.rejects(async () => {
+    for await (const _ of sessions);
+  }, isState);
+  await sessions.send('k', 'x');
+  await sessions.send('k', 'y');
+  await sessions.close();
+  await within(first, 2000, 'the first reader');
+  assert.deepEqual(items.map((v) => v.e ?? v), ['x', 'y', { closed: 2 }], 'the first reader got every item');
+  // The first reader has finished: another may start (and finds the output ended).
+  assert.deepEqual(await sessions[Symbol.asyncIterator]().next(), { done: true, value: undefined });
+});
+
+test('several next() calls pending on the one iterator are each served, in order', async () => {
+  const sessions = counter.sessions({ idleTimeout: 0 });
+  const it = sessions[Symbol.asyncIterator]();
+  const a = it.next();
+  const b = it.next();
+  await sessions.send('k', 'x');
+  await sessions.send('k', 'y');
+  const [ra, rb] = await within(Promise.all([a, b]), 2000, 'both reads');
+  assert.deepEqual([ra.value.value.e, rb.value.value.e], ['x', 'y']);
+  const c = it.next();
+  const d = it.next();
+  await sessions.close();
+  assert.deepEqual((await within(c, 2000, 'the third read')).value.value, { closed: 2 });
+  assert.equal((await within(d, 2000, 'the last read')).done, true);
+});
+
+// The key's first instance takes its time to finish after end(): a send in
+// the meantime must wait for it, never run a second instance beside it.
+function slowFinisher(maxConcurrent, finish) {
+  const seen = { live: 0, maxLive: 0 };
+  const fn = streamFn(async function* slowFinisher(events) {
+    seen.live++;
+    seen.maxLive = Math.max(seen.maxLive, seen.live);
+    try {
+      let n = 0;
+      for await (const e of events) yield { n: ++n, e };
+      await finish();
+      yield { closed: n };
+    } finally {
+      seen.live--;
+    }
+  }, { idleTimeout: 0, maxConcurrent });
+  return { fn, seen };
+}
+
+for (const maxConcurrent of [1, 1000]) {
+  test(`end(key) then send(key): the next instance opens after the ended one finished, outputs in order (maxConcurrent ${maxConcurrent})`, async () => {
+    const gate = deferred();
+    const { fn, seen } = slowFinisher(maxConcurrent, () => gate.promise);
+    const sessions = fn.sessions();
+    const items = [];
+    const reading = (async () => {
+      for await (const item of sessions) items.push(item.value);
+    })();
+    await sessions.send('k', 'a1');
+    await sessions.send('k', 'a2');
+    sessions.end('k');
+    const b1 = sessions.send('k', 'b1');
+    const b2 = sessions.send('k', 'b2');
+    sessions.end('k'); // ends the instance that b1 and b2 go to
+    const c1 = sessions.send('k', 'c1');
+    assert.equal(await isSettled(b1), false, 'the send waits while the ended instance finishes');
+    assert.equal(fn.stats().opened, 1);
+    gate.resolve();
+    await within(Promise.all([b1, b2, c1]), 2000, 'the sends');
+    await sessions.close();
+    await within(reading, 2000, 'the merged output');
+    assert.deepEqual(items, [
+      { n: 1, e: 'a1' }, { n: 2, e: 'a2' }, { closed: 2 },
+      { n: 1, e: 'b1' }, { n: 2, e: 'b2' }, { closed: 2 },
+      { n: 1, e: 'c1' }, { closed: 1 },
+    ]);
+    assert.equal(seen.maxLive, 1, 'never two live instances of the key');
+    assert.deepEqual(fn.stats(), { open: 0, opened: 3, completed: 3, failed: 0, cancelled: 0, rejected: 0 });
+  });
+}
+
+test('the hand-over holds with references dropped and garbage collected during the wait', async () => {
+  const { fn, seen } = slowFinisher(1, () => new Promise((r) => setTimeout(r, 30)));
+  const items = [];
+  // Only the promises leave this scope: the sessions are held by what runs.
+  const { sends, reading } = (() => {
+    const sessions = fn.sessions();
+    const reading = (async () => {
+      for await (const item of sessions) items.push(item.value);
+    })();
+    const sends = (async () => {
+      await sessions.send('k', 'a');
+      sessions.end('k');
+      await sessions.send('k', 'b');
+      await sessions.close();
+    })();
+    return { sends, reading };
+  })();
+  for (let i = 0; i < 5; i++) {
+    global.gc();
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  await within(sends, 2000, 'the sends');
+  await within(reading, 2000, 'the merged output');
+  assert.deepEqual(items, [{ n: 1, e: 'a' }, { closed: 1 }, { n: 1, e: 'b' }, { closed: 1 }]);
+  assert.equal(seen.maxLive, 1);
+});
+
+test('leaving the merged output during a hand-over rejects the waiting sends with StreamClosedError', async () => {
+  const gate = deferred();
+  const { fn } = slowFinisher(1, () => gate.promise);
+  const sessions = fn.sessions();
+  const it = sessions[Symbol.asyncIterator]();
+  await sessions.send('k', 'a');
+  sessions.end('k');
+  const waiting = sessions.send('k', 'b');
+  const leaving = it.return();
+  gate.resolve();
+  await leaving;
+  await assert.rejects(within(waiting, 2000, 'the waiting send'), StreamClosedError);
+  assert.equal(fn.stats().open, 0);
+  assert.equal(fn.stats().opened, 1, 'no instance opened after the reader left');
+});
+
+test("per-key order holds across instances while the merged output is full: the next instance's outputs wait for the last one's", async () => {
+  const fn = streamFn(async function* burst(events) {
+    let n = 0;
+    for await (const e of events) {
+      yield `${e}${++n}`;
+      yield `${e}${++n}`;
+    }
+    yield 'closed';
+  }, { buffer: 1, idleTimeout: 0 });
+  const sessions = fn.sessions();
+  await sessions.send('k', 'a');
+  sessions.end('k');
+  const next = sessions.send('k', 'b');
+  // Nobody reads yet: the first instance's outputs fill the merged output
+  // while the second instance already yields.
+  await settle(10);
+  const items = [];
+  const reading = (async () => {
+    for await (const item of sessions) items.push(item.value);
+  })();
+  await within(next, 2000, 'the send to the next instance');
+  await sessions.close();
+  await within(reading, 2000, 'the merged output');
+  assert.deepEqual(items, ['a1', 'a2', 'closed', 'b1', 'b2', 'closed']);
+});
+
+test('close() during a hand-over: the sends made before it still reach the next session, which close() then ends', async () => {
+  const gate = deferred();
+  const { fn, seen } = slowFinisher(1, () => gate.promise);
+  const sessions = fn.sessions();
+  const items = [];
+  const reading = (async () => {
+    for await (const item of sessions) items.push(item.value);
+  })();
+  await sessions.send('k', 'a');
+  sessions.end('k');
+  const waiting = sessions.send('k', 'b');
+  const closing = sessions.close();
+  await assert.rejects(sessions.send('k', 'c'), StreamClosedError, 'a send after close() is refused');
+  gate.resolve();
+  await within(waiting, 2000, 'the send made before close()');
+  await within(closing, 2000, 'close()');
+  await within(reading, 2000, 'the merged output');
+  assert.deepEqual(items, [{ n: 1, e: 'a' }, { closed: 1 }, { n: 1, e: 'b' }, { closed: 1 }]);
+  assert.equal(seen.maxLive, 1);
+  assert.deepEqual(fn.stats(), { open: 0, opened: 2, completed: 2, failed: 0, cancelled: 0, rejected: 0 });
 });

@@ -10,6 +10,14 @@ import type { EventSource, OpenOptions, Stream, StreamConfig, StreamFn, StreamFn
 const kOpen = Symbol('velo.open');
 /** Totals over every stream of a function, for metrics exporters. */
 export const kTotals = Symbol('velo.totals');
+/** A pipe opens its stages in two steps: every slot first, then the handlers. */
+const kAdmit = Symbol('velo.admit');
+const kStart = Symbol('velo.start');
+/** `NativeFunction.open`'s `share` bits: the stream's input, its outputs. */
+const SHARE_INPUT = 1;
+const SHARE_OUTPUT = 2;
+/** The tally of a pipe's own figures is never a limit. */
+const NO_LIMIT = 2 ** 32 - 1;
 
 /** `NativeFunction.totals()`: events in/out and queue-wait counts at the bounds asked for. */
 export interface Totals {
@@ -38,7 +46,13 @@ abstract class FnBase<I, O> implements StreamFn<I, O> {
     const signal = resolveSignal(opts);
     if (signal?.aborted) throw signal.reason;
     const stream = this[kOpen](signal, true) as StreamImpl<I, O> | PipedStream<I, O>;
-    return collectOutputs(stream, events);
+    if (!(stream instanceof PipedStream)) return collectOutputs(stream, events);
+    const out = await collectOutputs(stream, events);
+    // A pipe that failed or was cancelled counted it then; one that completed
+    // counts it once every stage has finished. Wait for that, so that the
+    // pipe's stats() are exact when run() settles.
+    await stream.settled;
+    return out;
   }
 
   /** The same function with some settings changed (a new admission gate). */
@@ -94,14 +108,27 @@ class SingleFn<I, O> extends FnBase<I, O> {
   }
 
   [kOpen](signal: AbortSignal | undefined, idle: boolean): StreamImpl<I, O> {
-    const idleMs = idle ? this.config.idleTimeout : 0;
-    const handle = this.#native.open(this.config.buffer, idleMs);
+    const handle = this[kAdmit](idle);
     if (handle < 0) {
       throw new StreamLimitError(
         `Cannot open a stream of "${this.name}": ${this.config.maxConcurrent} are open (maxConcurrent)`,
       );
     }
-    return new StreamImpl(handle, this.#handler, this.name, this.config.buffer, idleMs > 0, signal);
+    return this[kStart](handle, idle, signal);
+  }
+
+  /**
+   * Takes a slot: the new stream's native handle, or -1 at the limit. With
+   * `tally`, the stream's input (`share` 1) or outputs (2) count in it too.
+   */
+  [kAdmit](idle: boolean, tally?: NativeFunction, share?: number): number {
+    return this.#native.open(this.config.buffer, idle ? this.config.idleTimeout : 0, tally, share);
+  }
+
+  /** Starts the handler of a stream admitted by `kAdmit`. */
+  [kStart](handle: number, idle: boolean, signal: AbortSignal | undefined): StreamImpl<I, O> {
+    const idleOn = idle && this.config.idleTimeout > 0;
+    return new StreamImpl(handle, this.#handler, this.name, this.config.buffer, idleOn, signal);
   }
 
   stats(): StreamFnStats {
@@ -131,6 +158,10 @@ class PipedFn<I, O> extends FnBase<I, O> {
   readonly config: Readonly<Required<StreamConfig>>;
   readonly stages: readonly SingleFn<unknown, unknown>[];
   readonly #stats: StreamFnStats = { open: 0, opened: 0, completed: 0, failed: 0, cancelled: 0, rejected: 0 };
+  /** This pipe's own events in (its first stages'), outputs (its last stages') and queue waits, whatever else the stage functions serve. */
+  readonly #tally = new NativeFunction(NO_LIMIT);
+  /** Slots one stream takes of each stage function (a function may be a stage twice). */
+  readonly #slots = new Map<SingleFn<unknown, unknown>, number>();
 
   constructor(stages: readonly SingleFn<unknown, unknown>[]) {
     super();
@@ -143,36 +174,42 @@ class PipedFn<I, O> extends FnBase<I, O> {
       maxConcurrent: Math.min(...stages.map((s) => s.config.maxConcurrent)),
       name: this.name,
     });
+    for (const stage of stages) this.#slots.set(stage, (this.#slots.get(stage) ?? 0) + 1);
   }
 
   [kOpen](signal: AbortSignal | undefined, idle: boolean): PipedStream<I, O> {
-    const opened: StreamImpl<unknown, unknown>[] = [];
-    try {
-      for (const [i, stage] of this.stages.entries()) opened.push(stage[kOpen](undefined, idle && i === 0));
-    } catch (error) {
-      for (const s of opened) void s.cancel(error);
-      if (error instanceof StreamLimitError) this.#stats.rejected++;
-      throw error;
+    // Every stage must have room before any handler starts: a refused open
+    // runs nothing and leaves every stage's counters as they were. (Stage
+    // functions live on this thread: nothing can take a slot in between.)
+    for (const [stage, n] of this.#slots) {
+      const open = stage.stats().open;
+      if (open + n > stage.config.maxConcurrent) {
+        this.#stats.rejected++;
+        throw new StreamLimitError(
+          `Cannot open a stream of "${this.name}": its stage "${stage.name}" has ${open} of ${stage.config.maxConcurrent} open (maxConcurrent)`,
+        );
+      }
     }
+    const last = this.stages.length - 1;
+    const handles = this.stages.map((stage, i) =>
+      stage[kAdmit](idle && i === 0, this.#tally, (i === 0 ? SHARE_INPUT : 0) | (i === last ? SHARE_OUTPUT : 0)),
+    );
+    const opened = this.stages.map((stage, i) => stage[kStart](handles[i] as number, idle && i === 0, undefined));
     this.#stats.open++;
     this.#stats.opened++;
-    const stream = new PipedStream<I, O>(opened, signal);
-    void stream.settled.then((outcome) => {
+    return new PipedStream<I, O>(opened, signal, (outcome) => {
       this.#stats.open--;
       this.#stats[outcome]++;
     });
-    return stream;
   }
 
   stats(): StreamFnStats {
     return { ...this.#stats };
   }
 
-  /** Events in and queue waits of the first stage, outputs of the last. */
+  /** This pipe's own streams: events into their first stage, outputs of their last, and the first stage's queue waits. */
   [kTotals](boundsUs: number[]): Totals {
-    const head = (this.stages[0] as SingleFn<unknown, unknown>)[kTotals](boundsUs);
-    const tail = (this.stages[this.stages.length - 1] as SingleFn<unknown, unknown>)[kTotals](boundsUs);
-    return { ...head, eventsOut: tail.eventsOut };
+    return this.#tally.totals(boundsUs) as Totals;
   }
 
   /** Settings apply to the first stage (the pipe's input, limit and idle clock). */

@@ -5,7 +5,7 @@
 import type { Duplex } from 'node:stream';
 import { toDuplex } from './duplex';
 import { type Endpoints, ReadKind, kDrain, kRead, kSendAll, kSignal, kWaitOutput } from './internal';
-import { Outputs, type StreamImpl, assertSource, feedOutputs, kCancelWith, kFailure, kFinished } from './stream';
+import { Outputs, type StreamImpl, assertSource, feedOutputs, kFailAtEnd, kFailure, kFinished } from './stream';
 import type { EventSource, FeedOutputs, Stream, StreamMetrics, StreamState } from './types';
 
 type Stage = StreamImpl<unknown, unknown>;
@@ -19,23 +19,34 @@ export class PipedStream<I, O> implements Stream<I, O>, Endpoints<I, O> {
   #failure: { error: unknown } | undefined;
   #cancelled = false;
   readonly #finished: Promise<void>;
-  /** How the pipe ended, once every stage's handler has finished. */
+  readonly #onOutcome: (outcome: PipeOutcome) => void;
+  #outcome: PipeOutcome | undefined;
+  /** How the pipe ended, once every stage's handler has finished (`onOutcome` has been told by then). */
   readonly settled: Promise<PipeOutcome>;
 
-  constructor(stages: readonly Stage[], signal: AbortSignal | undefined) {
+  /**
+   * `onOutcome` is told how the pipe ended as soon as that is known: at the
+   * first stage failure, at `cancel()`, or else once every stage finished.
+   */
+  constructor(stages: readonly Stage[], signal: AbortSignal | undefined, onOutcome: (outcome: PipeOutcome) => void) {
+    this.#onOutcome = onOutcome;
     this.#stages = stages;
     this.#head = stages[0] as Stage;
     this.#tail = stages[stages.length - 1] as Stage;
     this.#signal = signal;
-    for (let i = 0; i + 1 < stages.length; i++) void this.#link(stages[i] as Stage, stages[i + 1] as Stage);
-    for (const stage of stages) {
+    for (let i = 0; i + 1 < stages.length; i++) {
+      // Stage errors are handled inside; anything else (a native call
+      // failing) cancels the pipe with it rather than going unhandled.
+      this.#link(i).catch((error: unknown) => void this.cancel(error));
+    }
+    stages.forEach((stage, i) => {
       void stage[kFinished].then(() => {
         const failure = stage[kFailure];
-        if (failure !== undefined) this.#fail(failure.error);
+        if (failure !== undefined) this.#fail(failure.error, i);
       });
-    }
+    });
     this.#finished = Promise.all(stages.map((s) => s[kFinished])).then(() => undefined);
-    this.settled = this.#finished.then(() => (this.#failure ? 'failed' : this.#cancelled ? 'cancelled' : 'completed'));
+    this.settled = this.#finished.then(() => this.#decide());
     if (signal !== undefined) {
       const onAbort = () => void this.cancel(signal.reason);
       if (signal.aborted) onAbort();
@@ -46,36 +57,64 @@ export class PipedStream<I, O> implements Stream<I, O>, Endpoints<I, O> {
     }
   }
 
-  async #link(from: Stage, to: Stage): Promise<void> {
+  /** Moves stage `i`'s outputs into stage `i + 1`'s input, in batches, until stage `i` ends. */
+  async #link(i: number): Promise<void> {
+    const from = this.#stages[i] as Stage;
+    const to = this.#stages[i + 1] as Stage;
     const batch: unknown[] = [];
-    try {
-      for (;;) {
-        batch.length = 0;
-        const finished = from[kDrain](batch);
-        if (batch.length > 0 && !(await to[kSendAll](batch, false))) {
-          // The next stage reads no more: what this one makes has nowhere to go.
-          void from.cancel();
-          return;
-        }
-        if (finished) {
-          if (from.state !== 'cancelled') to.end();
-          return;
-        }
-        await from[kWaitOutput]();
+    for (;;) {
+      batch.length = 0;
+      let finished: boolean;
+      let failure: { error: unknown } | undefined;
+      try {
+        finished = from[kDrain](batch);
+      } catch (error) {
+        // The stage threw: `batch` holds what it yielded before, which still goes on.
+        finished = true;
+        failure = { error };
       }
-    } catch (error) {
-      this.#fail(error);
+      if (batch.length > 0 && !(await to[kSendAll](batch, false))) {
+        // The next stage reads no more: what this one makes has nowhere to go.
+        void from.cancel();
+        return;
+      }
+      if (failure !== undefined) {
+        // The next stages finish what the failed one yielded; then the
+        // consumer gets its error.
+        this.#fail(failure.error, i);
+        to.end();
+        return;
+      }
+      if (finished) {
+        if (from.state !== 'cancelled') to.end();
+        return;
+      }
+      await from[kWaitOutput]();
     }
   }
 
-  /** One stage failed: every other stage stops, and the consumer gets the error. */
-  #fail(error: unknown): void {
+  /**
+   * Stage `at` failed. The stages before it stop: nothing they make can
+   * reach the consumer any more. The stages after it finish processing what
+   * it yielded before it threw (its link ends their input), and once the
+   * consumer has read every output, reads reject with `error`. The first
+   * failure is the pipe's.
+   */
+  #fail(error: unknown, at: number): void {
     if (this.#failure !== undefined || this.#cancelled) return;
     this.#failure = { error };
-    for (const stage of this.#stages) {
-      if (stage === this.#tail) void stage[kCancelWith](error);
-      else void stage.cancel(error);
+    this.#decide();
+    for (let i = 0; i < at; i++) void (this.#stages[i] as Stage).cancel(error);
+    if (this.#stages[at] !== this.#tail) this.#tail[kFailAtEnd](error);
+  }
+
+  /** Records how the pipe ended, once: the first of a failure, a cancel, or the end of every stage. */
+  #decide(): PipeOutcome {
+    if (this.#outcome === undefined) {
+      this.#outcome = this.#failure ? 'failed' : this.#cancelled ? 'cancelled' : 'completed';
+      this.#onOutcome(this.#outcome);
     }
+    return this.#outcome;
   }
 
   get id(): string {
@@ -139,7 +178,15 @@ export class PipedStream<I, O> implements Stream<I, O>, Endpoints<I, O> {
   }
 
   [kDrain](out: O[]): boolean {
-    return this.#tail[kDrain](out as unknown[]);
+    const before = out.length;
+    try {
+      return this.#tail[kDrain](out as unknown[]);
+    } catch (error) {
+      // Outputs made before the failure come first: hand them over now; the
+      // next drain (the tail stays ended and failed) throws.
+      if (out.length > before) return false;
+      throw error;
+    }
   }
 
   [kWaitOutput](): Promise<unknown> {
@@ -149,16 +196,22 @@ export class PipedStream<I, O> implements Stream<I, O>, Endpoints<I, O> {
   cancel(reason?: unknown): Promise<void> {
     // A stage may have failed a moment ago (the consumer saw its error and
     // is cleaning up): that is a failure of the pipe, not a cancellation.
-    for (const stage of this.#stages) {
+    this.#stages.forEach((stage, i) => {
       const failure = stage[kFailure];
-      if (failure !== undefined) this.#fail(failure.error);
-    }
+      if (failure !== undefined) this.#fail(failure.error, i);
+    });
     if (this.#failure === undefined) this.#cancelled = this.#cancelled || this.#tail.state !== 'done';
+    this.#decide();
     for (const stage of this.#stages) void stage.cancel(reason);
     return this.#finished;
   }
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.cancel();
+  }
+
+  /** Settles when every stage's handler has finished (as a single stream's `kFinished`). */
+  get [kFinished](): Promise<void> {
+    return this.#finished;
   }
 }

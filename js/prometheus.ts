@@ -3,7 +3,7 @@
 // prom-client is an optional peer dependency: only this subpath needs it, and
 // it is handed in (the registry), never imported by the core package.
 import type { Metric, Registry } from 'prom-client';
-import { describe, invalidType } from './errors';
+import { describe, invalidReturn, invalidType, invalidValue } from './errors';
 import { kTotals, type Totals } from './function';
 import type { StreamFn } from './types';
 
@@ -20,13 +20,50 @@ type Sample = { labels: Record<string, string | number>; value: number; metricNa
 const DEFAULT_BUCKETS = [1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5, 1, 5, 10];
 
 /**
- * Registers, on `registry`, metrics of the stream functions that `fns` lists
- * (an iterable, or a function returning one, read at every scrape), labelled
- * `fn` by function name:
+ * The functions of a list, each once. Refused: anything that is not a stream
+ * function, and two different functions with one name (their series would
+ * collide; the same function listed twice is one series). Errors are the
+ * argument's (`TypeError` `ERR_INVALID_ARG_TYPE`/`ERR_INVALID_ARG_VALUE`) at
+ * registration, and `ERR_INVALID_RETURN_VALUE` at a scrape.
+ */
+function distinct(fns: Iterable<unknown>, atScrape: boolean): AnyFn[] {
+  const byName = new Map<string, AnyFn>();
+  for (const f of fns) {
+    if (typeof (f as { [kTotals]?: unknown } | null)?.[kTotals] !== 'function') {
+      const message = `Every item of "fns" must be a stream function (from streamFn, pipe or sessions().fn). Received ${describe(f)}`;
+      throw atScrape ? invalidReturn(message) : invalidType(message);
+    }
+    const fn = f as AnyFn;
+    const seen = byName.get(fn.name);
+    if (seen === undefined) byName.set(fn.name, fn);
+    else if (seen !== fn) {
+      const message =
+        `Two different stream functions are named "${fn.name}": their metric series would collide. ` +
+        `Give each its own name (streamFn(handler, { name }), fn.sessions({ name }))`;
+      throw atScrape ? invalidReturn(message) : invalidValue(message);
+    }
+  }
+  return [...byName.values()];
+}
+
+/**
+ * Registers, on `registry`, metrics of the stream functions that `fns` lists,
+ * labelled `fn` by function name:
  * - `velo_streams_open` (gauge)
  * - `velo_streams_{opened,completed,failed,cancelled,rejected}_total`
  * - `velo_events_in_total`, `velo_events_out_total`
  * - `velo_queue_wait_seconds` (histogram: how long events waited in input buffers)
+ *
+ * `fns` is a list (any iterable), read once, now; or a function returning
+ * one, called at every scrape (for functions made later). Names must be
+ * distinct: two different functions with one name are refused with a
+ * `TypeError`, `ERR_INVALID_ARG_VALUE` here, or `ERR_INVALID_RETURN_VALUE`
+ * rejecting the scrape when the function returned them; they are never
+ * exported as duplicate series. The same function listed twice is one series.
+ *
+ * A pipe's figures are its own streams' (events into its first stage, outputs
+ * of its last, its first stage's queue waits), whatever else its stage
+ * functions serve; each stage function's figures count all its streams.
  *
  * Values are read at scrape time from the core; nothing is added to the
  * per-event path.
@@ -39,10 +76,24 @@ export function registerStreamMetrics(
   if (registry === null || typeof (registry as Registry)?.registerMetric !== 'function') {
     throw invalidType(`The "registry" argument must be a prom-client Registry. Received ${describe(registry)}`);
   }
+  let list: () => AnyFn[];
+  if (typeof fns === 'function') {
+    list = () => {
+      const listed: unknown = fns();
+      if (listed === null || typeof (listed as Iterable<unknown>)?.[Symbol.iterator] !== 'function') {
+        throw invalidReturn(`The "fns" function must return an iterable of stream functions. Received ${describe(listed)}`);
+      }
+      return distinct(listed as Iterable<unknown>, true);
+    };
+  } else if (fns !== null && typeof (fns as Iterable<AnyFn>)?.[Symbol.iterator] === 'function') {
+    const fixed = distinct(fns, false);
+    list = () => fixed;
+  } else {
+    throw invalidType(`The "fns" argument must be an iterable of stream functions or a function returning one. Received ${describe(fns)}`);
+  }
   const prefix = opts.prefix ?? 'velo_';
   const bounds = opts.buckets ?? DEFAULT_BUCKETS;
   const boundsUs = bounds.map((s) => Math.round(s * 1e6));
-  const list = (): AnyFn[] => [...(typeof fns === 'function' ? fns() : fns)];
 
   const metric = (name: string, help: string, type: 'gauge' | 'counter' | 'histogram', collect: () => Sample[]): void => {
     const full = prefix + name;

@@ -1,27 +1,58 @@
 // Per-key sessions: one stream per key (a user, a device) for events that
 // arrive in separate requests, and one merged, bounded output of all of them.
+//
+// A key never has two live instances. After `end(key)` (or an idle timeout,
+// a failure), the key's stream finishes what it holds; a send in the
+// meantime waits for its handler to finish, then opens the key's next
+// instance (the slot is free by then, so `maxConcurrent: 1` is enough). The
+// next instance's outputs enter the merged output after every output of the
+// one before, so per-key order holds across instances.
 import { StreamClosedError } from './errors';
 import { Fifo } from './fifo';
 import { type Endpoints, kDrain, kWaitOutput } from './internal';
+import { kFinished } from './stream';
 import type { SessionItem, Stream, StreamFn } from './types';
 
-type Live<I, O> = Stream<I, O> & Endpoints<I, O>;
+type Live<I, O> = Stream<I, O> & Endpoints<I, O> & { readonly [kFinished]: Promise<void> };
+
+/** A send (or an `end`) waiting for the key's next instance. */
+type Waiting<I> = { event: I; resolve(): void; reject(reason: unknown): void } | typeof END;
+const END = Symbol('end');
 
 const DONE: IteratorResult<never, undefined> = Object.freeze({ done: true, value: undefined });
+
+/** The merged output has a reader already: it has one reader at a time. */
+function readerError(): TypeError & { code: 'ERR_INVALID_STATE' } {
+  return Object.assign(
+    new TypeError(
+      'The sessions already have a reader: their merged output is read by one iterator at a time (finish or leave the first loop before starting another)',
+    ),
+    { code: 'ERR_INVALID_STATE' as const },
+  );
+}
 
 export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
   /** The function the sessions' streams belong to (with the sessions' config): for stats and metrics. */
   readonly fn: StreamFn<I, O>;
   readonly #open: () => Live<I, O>;
   readonly #live = new Map<K, Live<I, O>>();
+  /** Keys whose next instance waits for the previous one to finish: what was sent meanwhile, in order. */
+  readonly #waiting = new Map<K, Waiting<I>[]>();
+  /** Each key's last forwarder: the next instance's forwarder starts after it. */
+  readonly #forwarded = new Map<K, Promise<void>>();
   // The merged output: bounded; a forwarder that finds it full waits, so its
   // session's own output buffer fills and that session's handler pauses.
   readonly #merged = new Fifo<SessionItem<K, O>>();
   readonly #capacity: number;
   readonly #space = new Fifo<() => void>();
-  #reader: ((r: IteratorResult<SessionItem<K, O>>) => void) | null = null;
-  #forwarders = 0;
+  /** Pending `next()` calls, served in order. */
+  readonly #readers = new Fifo<(r: IteratorResult<SessionItem<K, O>>) => void>();
+  #reading = false;
+  /** Forwarders running plus hand-overs pending: the merged output ends after the last. */
+  #pending = 0;
   #closed = false;
+  /** The reader left: every session was cancelled, and no new one opens. */
+  #left = false;
   #allDone: (() => void) | null = null;
 
   constructor(fn: StreamFn<I, O>, open: () => Live<I, O>) {
@@ -41,28 +72,39 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
   }
 
   /**
-   * Sends to the key's session, opening it on first use (or after it ended).
+   * Sends to the key's session, opening it on first use. After the key's
+   * session ended, the send waits for it to finish, then opens the next.
    * Rejects with `StreamLimitError` when `maxConcurrent` sessions are live,
    * and with `StreamClosedError` after `close()`.
    */
   send(key: K, event: I): Promise<void> {
     if (this.#closed) return Promise.reject(new StreamClosedError('The sessions are closed'));
-    let stream = this.#live.get(key);
-    if (stream === undefined || stream.state !== 'open') {
+    const waiting = this.#waiting.get(key);
+    if (waiting !== undefined) return new Promise((resolve, reject) => waiting.push({ event, resolve, reject }));
+    const current = this.#live.get(key);
+    if (current === undefined) {
+      let stream: Live<I, O>;
       try {
-        stream = this.#open();
+        stream = this.#start(key);
       } catch (error) {
         return Promise.reject(error);
       }
-      this.#live.set(key, stream);
-      void this.#forward(key, stream);
+      return stream.send(event);
     }
-    return stream.send(event);
+    if (current.state === 'open') return current.send(event);
+    return new Promise((resolve, reject) => {
+      this.#waiting.set(key, [{ event, resolve, reject }]);
+      void this.#handOver(key, current);
+    });
   }
 
   /** Ends the key's session (its handler finishes; its outputs still arrive). */
   end(key: K): void {
-    this.#live.get(key)?.end();
+    const waiting = this.#waiting.get(key);
+    // Sends wait for the next instance: that is the one to end, once they are in.
+    if (waiting !== undefined) {
+      if (waiting.at(-1) !== END) waiting.push(END);
+    } else this.#live.get(key)?.end();
   }
 
   /**
@@ -73,18 +115,68 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
   close(): Promise<void> {
     this.#closed = true;
     for (const stream of this.#live.values()) stream.end();
-    if (this.#forwarders === 0) {
-      this.#wakeReader();
+    if (this.#pending === 0) {
+      this.#wakeReaders();
       return Promise.resolve();
     }
     return new Promise((resolve) => (this.#allDone = resolve));
   }
 
+  /** Opens the key's stream and forwards its outputs (after the key's earlier instance's). Throws `StreamLimitError`. */
+  #start(key: K): Live<I, O> {
+    const stream = this.#open();
+    this.#live.set(key, stream);
+    const forwarded = this.#forward(key, stream, this.#forwarded.get(key));
+    this.#forwarded.set(key, forwarded);
+    void forwarded.then(() => {
+      if (this.#forwarded.get(key) === forwarded) this.#forwarded.delete(key);
+    });
+    return stream;
+  }
+
+  /** The key's next instance: opened once `previous` has finished, with what was sent (and ended) meanwhile. */
+  async #handOver(key: K, previous: Live<I, O>): Promise<void> {
+    this.#pending++;
+    try {
+      await previous[kFinished];
+      const waiting = this.#waiting.get(key) as Waiting<I>[];
+      this.#waiting.delete(key);
+      let stream: Live<I, O>;
+      try {
+        if (this.#left) throw new StreamClosedError('The sessions are closed: their reader left');
+        stream = this.#start(key);
+      } catch (error) {
+        for (const w of waiting) if (w !== END) w.reject(error);
+        return;
+      }
+      for (let i = 0; i < waiting.length; i++) {
+        const w = waiting[i] as Waiting<I>;
+        if (w !== END) {
+          stream.send(w.event).then(w.resolve, w.reject);
+          continue;
+        }
+        stream.end();
+        // Sent after that end: they go to the instance after this one.
+        const rest = waiting.slice(i + 1);
+        if (rest.length > 0) {
+          this.#waiting.set(key, rest);
+          void this.#handOver(key, stream);
+        }
+        break;
+      }
+      // Sends made before close() are in; the session now ends as close() asked.
+      if (this.#closed) stream.end();
+    } finally {
+      this.#release();
+    }
+  }
+
   /** Moves one session's outputs into the merged output, in order, until it ends. */
-  async #forward(key: K, stream: Live<I, O>): Promise<void> {
-    this.#forwarders++;
+  async #forward(key: K, stream: Live<I, O>, after: Promise<void> | undefined): Promise<void> {
+    this.#pending++;
     const batch: O[] = [];
     try {
+      if (after !== undefined) await after;
       for (;;) {
         batch.length = 0;
         const finished = stream[kDrain](batch);
@@ -100,19 +192,22 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
       if (waited !== null) await waited;
     } finally {
       if (this.#live.get(key) === stream) this.#live.delete(key);
-      if (--this.#forwarders === 0 && this.#closed) {
-        this.#allDone?.();
-        this.#wakeReader();
-      }
+      this.#release();
+    }
+  }
+
+  #release(): void {
+    if (--this.#pending === 0 && this.#closed) {
+      this.#allDone?.();
+      this.#wakeReaders();
     }
   }
 
   /** Adds an item; null if there was room, else a promise for when there is. */
   #push(item: SessionItem<K, O>): Promise<void> | null {
-    if (this.#reader !== null) {
-      const resolve = this.#reader;
-      this.#reader = null;
-      resolve({ value: item, done: false });
+    const reader = this.#readers.shift();
+    if (reader !== undefined) {
+      reader({ value: item, done: false });
       return null;
     }
     if (this.#merged.length < this.#capacity) {
@@ -127,11 +222,11 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
     );
   }
 
-  #wakeReader(): void {
-    const resolve = this.#reader;
-    if (resolve !== null && this.#merged.length === 0 && this.#closed && this.#forwarders === 0) {
-      this.#reader = null;
-      resolve(DONE);
+  /** Ends the pending reads once nothing more can come. */
+  #wakeReaders(): void {
+    if (this.#merged.length === 0 && this.#closed && this.#pending === 0) {
+      this.#reading = false;
+      for (const resolve of this.#readers.drain()) resolve(DONE);
     }
   }
 
@@ -141,19 +236,32 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
       this.#space.shift()?.();
       return Promise.resolve({ value: item, done: false });
     }
-    if (this.#closed && this.#forwarders === 0) return Promise.resolve(DONE);
-    return new Promise((resolve) => (this.#reader = resolve));
+    if (this.#closed && this.#pending === 0) {
+      this.#reading = false;
+      return Promise.resolve(DONE);
+    }
+    // Several next() calls may wait (the iterator protocol allows it): served in order.
+    return new Promise((resolve) => this.#readers.push(resolve));
   }
 
-  /** The merged outputs of every session, as `{ key, value }` (or `{ key, error }` when a session's handler threw). Leaving it early cancels every session. */
+  /**
+   * The merged outputs of every session, as `{ key, value }` (or `{ key, error }`
+   * when a session's handler threw). One reader at a time: another iterator
+   * before the first has ended or been left throws `TypeError`
+   * `ERR_INVALID_STATE` (two loops would each get some of the items, and
+   * neither a key's whole order). Leaving it early cancels every session.
+   */
   [Symbol.asyncIterator](): AsyncIterator<SessionItem<K, O>> {
+    if (this.#reading) throw readerError();
+    this.#reading = true;
     return {
       next: () => this.#next(),
       return: async () => {
-        this.#closed = true;
+        this.#closed = this.#left = true;
         const streams = [...this.#live.values()];
         for (const resume of this.#space.drain()) resume();
         await Promise.all(streams.map((s) => s.cancel()));
+        this.#reading = false;
         return DONE;
       },
     };

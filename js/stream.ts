@@ -41,6 +41,8 @@ export const kFinished = Symbol('velo.finished');
 export const kCancelWith = Symbol('velo.cancelWith');
 /** The handler's error, if it threw (used by pipes). */
 export const kFailure = Symbol('velo.failure');
+/** Once every output is read, reads reject with `error` (a pipe's earlier stage failed). */
+export const kFailAtEnd = Symbol('velo.failAtEnd');
 const kHandlerSignal = Symbol('velo.handlerSignal');
 const kNextInput = Symbol('velo.nextInput');
 const kReleaseInput = Symbol('velo.releaseInput');
@@ -878,6 +880,10 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   [kCancelWith](error: unknown): Promise<void> {
     if (this.#failure === undefined && ops.phase(this.#h) < 2) this.#failure = { error };
     return this.cancel(error);
+  }
+
+  [kFailAtEnd](error: unknown): void {
+    if (this.#failure === undefined && ops.phase(this.#h) < 2) this.#failure = { error };
   }
 
   [Symbol.asyncDispose](): Promise<void> {

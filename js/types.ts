@@ -94,13 +94,24 @@ export interface Stream<I, O> extends AsyncIterable<O>, AsyncDisposable {
 /** One item of the merged output of `sessions()`: a session's output, or the error its handler threw (tell them apart with `'error' in item`). */
 export type SessionItem<K, O> = { key: K; value: O } | { key: K; error: unknown };
 
-/** One stream per key, opened on first use; see `StreamFn.sessions`. */
+/**
+ * One stream per key, opened on first use; see `StreamFn.sessions`. Its
+ * merged output (`for await`) has one reader at a time: another iterator
+ * while the first still reads throws `TypeError` `ERR_INVALID_STATE`.
+ */
 export interface StreamSessions<K, I, O> extends AsyncIterable<SessionItem<K, O>> {
   /** The function the sessions' streams belong to (with the sessions' config): its `stats()`, or for metrics. */
   readonly fn: StreamFn<I, O>;
   readonly size: number;
+  /**
+   * Sends to the key's session, opening it on first use. A key never has two
+   * live sessions: after its session ended (`end(key)`, idle timeout, a
+   * failure), a send waits until that session's handler has finished, then
+   * opens the next one; its outputs follow all of the previous session's.
+   */
   send(key: K, event: I): Promise<void>;
   get(key: K): Stream<I, O> | undefined;
+  /** Ends the key's session; while a send waits for the key's next session, ends that one once the waiting sends are in. */
   end(key: K): void;
   close(): Promise<void>;
 }

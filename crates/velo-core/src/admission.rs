@@ -5,6 +5,11 @@
 //! [`Permit`]. The permit is given back exactly once, with the way the stream
 //! ended; a permit dropped without being given back (a stream garbage
 //! collected while open) counts as cancelled, so the open count never drifts.
+//!
+//! A stream's events and outputs count in its function's totals, and, when
+//! admitted by [`Admission::admit_also`], in a second function's totals too:
+//! a pipe's first stage counts its input there and its last stage its output,
+//! so a pipe's figures are its own streams', whatever else its stages serve.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -78,72 +83,117 @@ impl std::fmt::Debug for Shared {
     }
 }
 
+impl Shared {
+    fn count(&self, events_in: u64, events_out: u64) {
+        self.events_in.set(self.events_in.get() + events_in);
+        self.events_out.set(self.events_out.get() + events_out);
+    }
+}
+
+/// Which of a stream's counts a second function's totals also receive
+/// ([`Admission::admit_also`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Share {
+    /// Events accepted, and their queue waits.
+    pub input: bool,
+    /// Outputs yielded.
+    pub output: bool,
+}
+
 /// The admission gate of one stream function. Cheap to clone (shared).
 #[derive(Debug, Clone)]
-pub struct Admission(Rc<Shared>);
+pub struct Admission {
+    shared: Rc<Shared>,
+    /// Set on the copy a permit of [`Admission::admit_also`] carries.
+    also: Option<(Rc<Shared>, Share)>,
+}
 
 impl Admission {
     /// A gate that lets at most `limit` streams be open at once.
     pub fn new(limit: u64) -> Self {
-        Admission(Rc::new(Shared {
-            limit,
-            stats: Cell::new(Stats::default()),
-            events_in: Cell::new(0),
-            events_out: Cell::new(0),
-            queue_wait: RefCell::new(Histogram::default()),
-        }))
+        Admission {
+            shared: Rc::new(Shared {
+                limit,
+                stats: Cell::new(Stats::default()),
+                events_in: Cell::new(0),
+                events_out: Cell::new(0),
+                queue_wait: RefCell::new(Histogram::default()),
+            }),
+            also: None,
+        }
     }
 
     /// Take a slot, or count a refusal.
     pub fn admit(&self) -> Result<Permit, LimitError> {
-        let mut s = self.0.stats.get();
-        if s.open >= self.0.limit {
+        self.take_slot(None)
+    }
+
+    /// As [`Admission::admit`], and the stream's counts that `share` names
+    /// also go to `other`'s totals (never to its slots or counters).
+    pub fn admit_also(&self, other: &Admission, share: Share) -> Result<Permit, LimitError> {
+        self.take_slot(Some((other.shared.clone(), share)))
+    }
+
+    fn take_slot(&self, also: Option<(Rc<Shared>, Share)>) -> Result<Permit, LimitError> {
+        let mut s = self.shared.stats.get();
+        if s.open >= self.shared.limit {
             s.rejected += 1;
-            self.0.stats.set(s);
+            self.shared.stats.set(s);
             return Err(LimitError {
-                limit: self.0.limit,
+                limit: self.shared.limit,
             });
         }
         s.open += 1;
         s.opened += 1;
-        self.0.stats.set(s);
-        Ok(Permit(Some(self.clone())))
+        self.shared.stats.set(s);
+        Ok(Permit(Some(Admission {
+            shared: self.shared.clone(),
+            also,
+        })))
     }
 
     /// The counters now.
     pub fn stats(&self) -> Stats {
-        self.0.stats.get()
+        self.shared.stats.get()
     }
 
     /// Totals over every stream, with queue-wait counts at `bounds_us`.
     pub fn totals(&self, bounds_us: &[u64]) -> Totals {
         Totals {
-            events_in: self.0.events_in.get(),
-            events_out: self.0.events_out.get(),
-            queue_wait: self.0.queue_wait.borrow().snapshot(bounds_us),
+            events_in: self.shared.events_in.get(),
+            events_out: self.shared.events_out.get(),
+            queue_wait: self.shared.queue_wait.borrow().snapshot(bounds_us),
         }
     }
 
     /// Adds a stream's newly accepted events and outputs to the totals.
     pub(crate) fn count(&self, events_in: u64, events_out: u64) {
-        self.0.events_in.set(self.0.events_in.get() + events_in);
-        self.0.events_out.set(self.0.events_out.get() + events_out);
+        self.shared.count(events_in, events_out);
+        if let Some((other, share)) = &self.also {
+            other.count(
+                if share.input { events_in } else { 0 },
+                if share.output { events_out } else { 0 },
+            );
+        }
     }
 
     /// Records one event's queue wait in the function's histogram.
     pub(crate) fn record_wait(&self, micros: u64) {
-        self.0.queue_wait.borrow_mut().record(micros);
+        self.shared.queue_wait.borrow_mut().record(micros);
+        if let Some((other, Share { input: true, .. })) = &self.also {
+            other.queue_wait.borrow_mut().record(micros);
+        }
     }
 
     fn give_back(&self, outcome: Outcome) {
-        let mut s = self.0.stats.get();
+        let mut s = self.shared.stats.get();
         s.open -= 1;
         match outcome {
             Outcome::Completed => s.completed += 1,
             Outcome::Failed => s.failed += 1,
             Outcome::Cancelled => s.cancelled += 1,
         }
-        self.0.stats.set(s);
+        self.shared.stats.set(s);
     }
 }
 
@@ -196,6 +246,52 @@ mod tests {
         let _c = gate.admit().expect("a freed slot is reusable at once");
         let s = gate.stats();
         assert_eq!((s.open, s.opened, s.completed, s.rejected), (2, 3, 1, 1));
+    }
+
+    #[test]
+    fn admit_also_shares_only_the_named_counts() {
+        let stage = Admission::new(1);
+        let pipe = Admission::new(1);
+        let first = stage
+            .admit_also(
+                &pipe,
+                Share {
+                    input: true,
+                    output: false,
+                },
+            )
+            .unwrap();
+        let gate = first.gate().unwrap();
+        gate.count(3, 2);
+        gate.record_wait(7);
+        let last = Admission::new(1);
+        let tail = last
+            .admit_also(
+                &pipe,
+                Share {
+                    input: false,
+                    output: true,
+                },
+            )
+            .unwrap();
+        tail.gate().unwrap().count(5, 4);
+        tail.gate().unwrap().record_wait(9);
+        let own = stage.totals(&[]);
+        assert_eq!(
+            (own.events_in, own.events_out, own.queue_wait.count),
+            (3, 2, 1)
+        );
+        let shared = pipe.totals(&[]);
+        assert_eq!(
+            (shared.events_in, shared.events_out, shared.queue_wait.count),
+            (3, 4, 1)
+        );
+        assert_eq!(
+            pipe.stats(),
+            Stats::default(),
+            "the other function's slots are untouched"
+        );
+        assert!(stage.admit().is_err(), "the slot is the stage's own");
     }
 
     #[test]

@@ -56,7 +56,7 @@ pub mod lane;
 pub mod model;
 pub mod stream;
 
-pub use admission::{Admission, LimitError, Outcome, Permit, Stats, Totals};
+pub use admission::{Admission, LimitError, Outcome, Permit, Share, Stats, Totals};
 pub use idle::IdleDeadlines;
 pub use lane::{Lane, Push, Take};
 pub use stream::{IdleConfig, IdleVerdict, Metrics, Phase, StreamCore};

@@ -22,7 +22,7 @@ mod streams;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use velo_core::{clock, Admission, IdleConfig, StreamCore};
+use velo_core::{clock, Admission, IdleConfig, Share, StreamCore};
 
 /// The admission gate and counters of one stream function.
 #[napi]
@@ -40,9 +40,28 @@ impl NativeFunction {
     }
 
     /// A new stream's handle, or -1 when `maxConcurrent` streams are open.
+    /// With `tally`, the stream's input (`share` bit 1) and outputs (bit 2)
+    /// also count in `tally`'s totals: a pipe's own figures.
     #[napi(catch_unwind)]
-    pub fn open(&self, buffer: u32, idle_ms: f64) -> Result<f64> {
-        let Ok(permit) = self.gate.admit() else {
+    pub fn open(
+        &self,
+        buffer: u32,
+        idle_ms: f64,
+        tally: Option<&NativeFunction>,
+        share: Option<u32>,
+    ) -> Result<f64> {
+        let admitted = match tally {
+            None => self.gate.admit(),
+            Some(other) => {
+                let share = share.unwrap_or(0);
+                let share = Share {
+                    input: share & 1 != 0,
+                    output: share & 2 != 0,
+                };
+                self.gate.admit_also(&other.gate, share)
+            }
+        };
+        let Ok(permit) = admitted else {
             return Ok(-1.0);
         };
         let idle = if idle_ms > 0.0 {
