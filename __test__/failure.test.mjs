@@ -114,3 +114,70 @@ test('a handler that throws synchronously fails the stream', async () => {
   await assert.rejects(s.recv(), (e) => e === boom);
   await assert.rejects(fn.run([1]), (e) => e === boom);
 });
+
+// The usual way to fail: a throw inside `for await`. Leaving the loop calls
+// the input's return() before the error is known; sends must still get it.
+for (const [name, cleanup] of [
+  ['no finally', null],
+  ['a synchronous finally', () => {}],
+  ['an async finally that awaits promises', async () => {
+    for (let i = 0; i < 20; i++) await Promise.resolve();
+  }],
+]) {
+  test(`a throw inside for await: waiting, racing and later sends carry the error as cause (${name})`, async () => {
+    const boom = new Error('boom');
+    const gate = deferred();
+    const fn = streamFn(
+      async function* (events) {
+        try {
+          for await (const e of events) {
+            await gate.promise;
+            if (e === 1) throw boom;
+          }
+        } finally {
+          if (cleanup) await cleanup();
+        }
+      },
+      { buffer: 1 },
+    );
+    const s = fn.open();
+    await s.send(1);
+    await settle();
+    await s.send(2);
+    const waiting = [s.send(3), s.send(4)];
+    assert.equal(await isSettled(waiting[0]), false);
+    gate.resolve();
+    // A send made while the throw is on its way out of the loop.
+    await Promise.resolve();
+    const racing = s.send(5);
+    for (const p of [...waiting, racing]) {
+      await assert.rejects(p, (e) => e instanceof StreamClosedError && e.cause === boom);
+    }
+    await assert.rejects(s.send(6), (e) => e instanceof StreamClosedError && e.cause === boom);
+    await assert.rejects(s.recv(), (e) => e === boom);
+  });
+}
+
+test('a handler that leaves its loop and keeps running: waiting sends are rejected without waiting for it', async () => {
+  const gate = deferred();
+  const fn = streamFn(
+    async function* (events) {
+      for await (const e of events) {
+        await gate.promise;
+        break;
+      }
+      await new Promise(() => {}); // never finishes
+    },
+    { buffer: 1 },
+  );
+  const s = fn.open();
+  await s.send(1);
+  await settle();
+  await s.send(2);
+  const waiting = s.send(3);
+  assert.equal(await isSettled(waiting), false);
+  gate.resolve();
+  await assert.rejects(waiting, (e) => e instanceof StreamClosedError && /no longer reads its input/.test(e.message) && e.cause === undefined);
+  await assert.rejects(s.send(4), (e) => e instanceof StreamClosedError && /no longer reads its input/.test(e.message));
+  void s.cancel(); // its handler never finishes: nothing to wait for
+});

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
-import { streamFn } from 'velo-stream';
+import { StreamClosedError, streamFn } from 'velo-stream';
 import { collect, echo, settle } from './helpers/util.mjs';
 
 const double = streamFn(async function* double(events) {
@@ -124,4 +124,64 @@ test('10,000 concurrent streams with random event counts: every output accounted
     assert.ok(out.every((o) => o[0] === out[0][0]), 'all outputs from one instance');
   });
   assert.deepEqual(fn.stats(), { open: 0, opened: 10_000, completed: 10_000, failed: 0, cancelled: 0, rejected: 0 });
+});
+
+test('feed() on a stream whose input is closed rejects as send() does, and does not read the source', async () => {
+  const fn = streamFn(echo);
+  const cases = {
+    ended: (s) => s.end(),
+    cancelled: (s) => void s.cancel(),
+    'handler returned': null,
+  };
+  for (const [name, close] of Object.entries(cases)) {
+    const s = close ? fn.open() : streamFn(async function* () {}).open();
+    if (close) close(s);
+    await settle();
+    const sendError = await s.send(0).catch((e) => e);
+    let pulled = 0;
+    const source = (function* () {
+      for (;;) yield ++pulled;
+    })();
+    await assert.rejects(collect(s.feed(source)), (e) => e instanceof StreamClosedError && e.message === sendError.message, name);
+    assert.equal(pulled, 0, `${name}: the source was not read`);
+  }
+  const piped = fn.pipe(echo).open();
+  piped.end();
+  await assert.rejects(collect(piped.feed([1, 2])), { code: 'ERR_STREAM_CLOSED' });
+});
+
+test("a feed() whose stream ends while the source waits (idle timeout) calls the source's return()", async () => {
+  let returned = 0;
+  const source = {
+    [Symbol.asyncIterator]() {
+      let i = 0;
+      return {
+        next: () => (i++ === 0 ? Promise.resolve({ value: 'a', done: false }) : new Promise(() => {})),
+        return: () => {
+          returned++;
+          return Promise.resolve({ done: true, value: undefined });
+        },
+      };
+    },
+  };
+  const fn = streamFn(echo, { idleTimeout: 30 });
+  assert.deepEqual(await collect(fn.open().feed(source)), ['a']);
+  assert.equal(returned, 1);
+  assert.deepEqual(await fn.run(source), ['a']);
+  assert.equal(returned, 2);
+});
+
+test('feed() delivers the outputs made before a handler error, then the error (as recv() and iteration do)', async () => {
+  const boom = new Error('boom');
+  const fn = streamFn(async function* (events) {
+    for await (const e of events) {
+      if (e === 3) throw boom;
+      yield e;
+    }
+  });
+  const out = [];
+  await assert.rejects(async () => {
+    for await (const v of fn.open().feed([1, 2, 3, 4, 5])) out.push(v);
+  }, (e) => e === boom);
+  assert.deepEqual(out, [1, 2]);
 });

@@ -59,3 +59,27 @@ test('open()/run() options: bad signal or unknown keys -> TypeError before anyth
 test('pipe() with something that is neither a function nor a stream function -> TypeError', () => {
   assert.throws(() => streamFn(echo).pipe(5), is(TypeError, 'ERR_INVALID_ARG_TYPE'));
 });
+
+test('open(signal) instead of open({ signal }), and built-ins as options or config -> TypeError, nothing opened', async () => {
+  const fn = streamFn(echo);
+  const { signal } = new AbortController();
+  const builtIns = [signal, new Map([['signal', signal]]), new Set(), new Date(), Promise.resolve(), /x/, new Error('e')];
+  for (const bad of builtIns) {
+    assert.throws(() => fn.open(bad), is(TypeError, 'ERR_INVALID_ARG_TYPE', 'options'), String(bad));
+    await assert.rejects(fn.run([1], bad), is(TypeError, 'ERR_INVALID_ARG_TYPE', 'options'), String(bad));
+    assert.throws(() => fn.pipe(echo).open(bad), is(TypeError, 'ERR_INVALID_ARG_TYPE', 'options'), String(bad));
+  }
+  assert.throws(() => fn.open(signal), (e) => e.message.includes('{ signal }'));
+  for (const bad of [new Map([['buffer', 1]]), signal, new Date()]) {
+    assert.throws(() => streamFn(echo, bad), is(TypeError, 'ERR_INVALID_ARG_TYPE', 'config'), String(bad));
+    assert.throws(() => fn.sessions(bad), is(TypeError, 'ERR_INVALID_ARG_TYPE', 'config'), String(bad));
+  }
+  assert.equal(fn.stats().opened, 0);
+  // Options objects of other shapes still work: no prototype, a class instance.
+  const bare = Object.assign(Object.create(null), { buffer: 3 });
+  assert.equal(streamFn(echo, bare).config.buffer, 3);
+  class Options {
+    signal = signal;
+  }
+  await fn.open(new Options()).cancel();
+});

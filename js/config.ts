@@ -17,12 +17,23 @@ function count(field: string, value: unknown): number {
   return value;
 }
 
+/**
+ * Throws unless `value` is an options object: a plain object (or a class
+ * instance, or one without prototype), not an AbortSignal, Map, array or other
+ * built-in whose fields would be silently ignored. The check reads the
+ * built-in tag, so objects from other realms (Jest's vm contexts) pass.
+ */
+export function assertOptionsObject(value: unknown, name: string, example: string): asserts value is object {
+  if (value === null || typeof value !== 'object' || Object.prototype.toString.call(value) !== '[object Object]') {
+    const hint = value instanceof AbortSignal ? ` (to pass a signal, write { signal })` : '';
+    throw invalidType(`The "${name}" argument must be an options object such as ${example}. Received ${describe(value)}${hint}`);
+  }
+}
+
 /** Checks a config object and fills in the defaults. Throws at the call, never later. */
 export function resolveConfig(config: unknown, defaultName: string): Readonly<Required<StreamConfig>> {
   if (config === undefined) config = {};
-  if (config === null || typeof config !== 'object' || Array.isArray(config)) {
-    throw invalidType(`The "config" argument must be an object. Received ${describe(config)}`);
-  }
+  assertOptionsObject(config, 'config', '{ buffer: 64 }');
   for (const key of Object.keys(config)) {
     if (!KEYS.has(key)) {
       throw invalidValue(`Unknown option "${key}". Known options: ${[...KEYS].join(', ')}`);
@@ -54,9 +65,7 @@ export function resolveConfig(config: unknown, defaultName: string): Readonly<Re
 /** Checks `{ signal }` options of `open()` and `run()`. */
 export function resolveSignal(opts: unknown): AbortSignal | undefined {
   if (opts === undefined) return undefined;
-  if (opts === null || typeof opts !== 'object') {
-    throw invalidType(`The "options" argument must be an object. Received ${describe(opts)}`);
-  }
+  assertOptionsObject(opts, 'options', '{ signal }');
   for (const key of Object.keys(opts)) {
     if (key !== 'signal') throw invalidValue(`Unknown option "${key}". Known options: signal`);
   }

@@ -1,4 +1,4 @@
-import { resolveConfig, resolveSignal } from './config';
+import { assertOptionsObject, resolveConfig, resolveSignal } from './config';
 import { StreamLimitError, describe, invalidType } from './errors';
 import { NativeFunction } from './native';
 import { PipedStream } from './pipe';
@@ -144,11 +144,9 @@ class SingleFn<I, O> extends FnBase<I, O> {
   }
 }
 
-/** Overrides for `withConfig`: an object (checked fully when merged). */
+/** Overrides for `withConfig`: an options object (checked fully when merged). */
 function checkedOverrides(config: unknown): StreamConfig {
-  if (config === null || typeof config !== 'object' || Array.isArray(config)) {
-    throw invalidType(`The "config" argument must be an object. Received ${describe(config)}`);
-  }
+  assertOptionsObject(config, 'config', '{ buffer: 64 }');
   return config as StreamConfig;
 }
 

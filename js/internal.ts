@@ -7,6 +7,13 @@ export const kSendAll = Symbol('velo.sendAll');
 export const kDrain = Symbol('velo.drain');
 export const kWaitOutput = Symbol('velo.waitOutput');
 export const kSignal = Symbol('velo.signal');
+export const kInputError = Symbol('velo.inputError');
+
+/** Lets the caller of `kSendAll` stop an async source that is waiting for its next event. */
+export interface SendControl {
+  /** Set while an async source is being read: calls its `return()` now. */
+  stop?: () => void;
+}
 
 /** How a read wants its answer. */
 export const enum ReadKind {
@@ -25,8 +32,10 @@ export interface Endpoints<I, O> {
   /** Reads one output (or waits); see `ReadKind`. */
   [kRead](kind: ReadKind): Promise<unknown>;
   /** Sends every event with backpressure, then ends the input if `end`. Resolves false if the stream closed first. Rejects only with the source's own error. */
-  [kSendAll](source: EventSource<I>, end: boolean): Promise<boolean>;
-  /** Moves every output available now into `out`. True when no output will ever come again; throws the stream's error. */
+  [kSendAll](source: EventSource<I>, end: boolean, control?: SendControl): Promise<boolean>;
+  /** The error a `send()` would be refused with now (the input is closed), or undefined. */
+  [kInputError](): Error | undefined;
+  /** Moves every output available now into `out`. True when no output will ever come again. Throws the stream's error once every output made before it was moved (never after moving some: it returns false then, and the next call throws). */
   [kDrain](out: O[]): boolean;
   /** Resolves when `kDrain` may have something new. */
   [kWaitOutput](): Promise<unknown>;

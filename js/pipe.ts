@@ -4,8 +4,8 @@
 // reading, which pauses the previous handler at its yield).
 import type { Duplex } from 'node:stream';
 import { toDuplex } from './duplex';
-import { type Endpoints, ReadKind, kDrain, kRead, kSendAll, kSignal, kWaitOutput } from './internal';
-import { Outputs, type StreamImpl, assertSource, feedOutputs, kFailAtEnd, kFailure, kFinished } from './stream';
+import { type Endpoints, ReadKind, type SendControl, kDrain, kInputError, kRead, kSendAll, kSignal, kWaitOutput } from './internal';
+import { Outputs, type StreamImpl, feedStream, kFailAtEnd, kFailure, kFinished } from './stream';
 import type { EventSource, FeedOutputs, Stream, StreamMetrics, StreamState } from './types';
 
 type Stage = StreamImpl<unknown, unknown>;
@@ -157,8 +157,11 @@ export class PipedStream<I, O> implements Stream<I, O>, Endpoints<I, O> {
   }
 
   feed(events: EventSource<I>): FeedOutputs<O> {
-    assertSource(events);
-    return Object.assign(feedOutputs(this, events), { cancel: (reason?: unknown) => this.cancel(reason) });
+    return feedStream(this, events);
+  }
+
+  [kInputError](): Error | undefined {
+    return this.#head[kInputError]();
   }
 
   duplex(): Duplex {
@@ -173,20 +176,12 @@ export class PipedStream<I, O> implements Stream<I, O>, Endpoints<I, O> {
     return this.#tail[kRead](kind);
   }
 
-  [kSendAll](source: EventSource<I>, end: boolean): Promise<boolean> {
-    return this.#head[kSendAll](source, end);
+  [kSendAll](source: EventSource<I>, end: boolean, control?: SendControl): Promise<boolean> {
+    return this.#head[kSendAll](source, end, control);
   }
 
   [kDrain](out: O[]): boolean {
-    const before = out.length;
-    try {
-      return this.#tail[kDrain](out as unknown[]);
-    } catch (error) {
-      // Outputs made before the failure come first: hand them over now; the
-      // next drain (the tail stays ended and failed) throws.
-      if (out.length > before) return false;
-      throw error;
-    }
+    return this.#tail[kDrain](out as unknown[]);
   }
 
   [kWaitOutput](): Promise<unknown> {

@@ -32,7 +32,7 @@ import {
   watchIdle,
 } from './native';
 import { drop, put, reap, take } from './values';
-import { type Endpoints, ReadKind, kDrain, kRead, kSendAll, kSignal, kWaitOutput } from './internal';
+import { type Endpoints, ReadKind, type SendControl, kDrain, kInputError, kRead, kSendAll, kSignal, kWaitOutput } from './internal';
 import type { EventSource, FeedOutputs, Stream, StreamContext, StreamHandler, StreamMetrics, StreamState } from './types';
 
 /** The handler's stream finished (used by pipes). */
@@ -200,16 +200,19 @@ export class Outputs<O> implements AsyncIterableIterator<O> {
 }
 
 /**
- * Starts sending `source` into `stream` and returns how to learn whether the
- * source failed. A source error cancels the stream with that error.
+ * Starts sending `source` into `stream`. `failure()` tells whether the source
+ * failed (a source error cancels the stream with that error); `stop()`, once
+ * the outputs are finished, closes a source still waiting for its next event
+ * (its `return()`), since the stream will never take another.
  */
-function startSending<I, O>(stream: Endpoints<I, O>, source: EventSource<I>): () => { error: unknown } | undefined {
+function startSending<I, O>(stream: Endpoints<I, O>, source: EventSource<I>) {
   let sourceError: { error: unknown } | undefined;
-  stream[kSendAll](source, true).catch((error: unknown) => {
+  const control: SendControl = {};
+  stream[kSendAll](source, true, control).catch((error: unknown) => {
     sourceError = { error };
     void stream.cancel(error);
   });
-  return () => sourceError;
+  return { failure: () => sourceError, stop: () => control.stop?.() };
 }
 
 /** After the last output: the source's error, or the abort reason, if either ended the stream. */
@@ -219,9 +222,30 @@ function throwIfStopped<I, O>(stream: Endpoints<I, O>, sourceFailure: { error: u
   if (stream.state === 'cancelled' && signal?.aborted) throw signal.reason;
 }
 
+/**
+ * `stream.feed(events)`, for single and piped streams. A stream whose input
+ * is already closed refuses the feed as it would refuse a send: the
+ * iteration rejects with that error (or the abort reason, if its signal
+ * cancelled it) and the source is not read.
+ */
+export function feedStream<I, O>(stream: Endpoints<I, O>, events: EventSource<I>): FeedOutputs<O> {
+  assertSource(events);
+  const refused = stream[kInputError]();
+  // A stream stopped by its signal refuses with the signal's reason, as run() and feed() report an abort.
+  const signal = stream[kSignal];
+  const error = stream.state === 'cancelled' && signal?.aborted ? signal.reason : refused;
+  const outputs = refused === undefined ? feedOutputs(stream, events) : refusedFeed<O>(error);
+  return Object.assign(outputs, { cancel: (reason?: unknown) => stream.cancel(reason) });
+}
+
+// eslint-disable-next-line require-yield
+async function* refusedFeed<O>(error: unknown): AsyncGenerator<O, void> {
+  throw error;
+}
+
 /** `feed`: outputs one by one as they come, while the source is sent. */
-export async function* feedOutputs<I, O>(stream: Endpoints<I, O>, source: EventSource<I>): AsyncGenerator<O, void> {
-  const sourceFailure = startSending(stream, source);
+async function* feedOutputs<I, O>(stream: Endpoints<I, O>, source: EventSource<I>): AsyncGenerator<O, void> {
+  const sending = startSending(stream, source);
   const batch: O[] = [];
   let finished = false;
   try {
@@ -236,21 +260,24 @@ export async function* feedOutputs<I, O>(stream: Endpoints<I, O>, source: EventS
     // Left early: by `break`, or by the stream's own error. Either way the
     // stream (and so the source) must stop.
     if (!finished) await stream.cancel();
+    sending.stop();
   }
-  throwIfStopped(stream, sourceFailure());
+  throwIfStopped(stream, sending.failure());
 }
 
 /** `run`: every output, collected in batches straight into the result. */
 export async function collectOutputs<I, O>(stream: Endpoints<I, O>, source: EventSource<I>): Promise<O[]> {
-  const sourceFailure = startSending(stream, source);
+  const sending = startSending(stream, source);
   const out: O[] = [];
   try {
     while (!stream[kDrain](out)) await stream[kWaitOutput]();
   } catch (error) {
     await stream.cancel();
     throw error;
+  } finally {
+    sending.stop();
   }
-  throwIfStopped(stream, sourceFailure());
+  throwIfStopped(stream, sending.failure());
   return out;
 }
 
@@ -281,6 +308,10 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
    */
   #inPending = false;
   #idleOn: boolean;
+  /** The handler left its input loop (`Input.return()`); it may still be running. */
+  #inputReleased = false;
+  /** Sends refused since then wait for the next turn, to learn whether the handler failed. */
+  #releaseVerdictPending = false;
   /** Whether the idle deadline runs (and the stream is held for it); see `#syncKeepAlive`. */
   #idleRunning: boolean;
   #key = -1;
@@ -414,13 +445,21 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
     }
     if (code === PARKED) {
       this.#inPending = true;
-      return new Promise((resolve, reject) => {
-        if (this.#senders === NO_QUEUE) this.#senders = new Fifo();
-        this.#senders.push({ resolve, reject });
-        this.#syncKeepAlive();
-      });
+      return this.#waitAsSender();
     }
+    // Refused just after the handler left its input loop: whether it failed
+    // is known only a little later (see `kReleaseInput`), so this send is
+    // answered then, with the handler's error as the cause if it threw.
+    if (this.#releaseVerdictPending && !this.#handlerDone && !this.#cancelled) return this.#waitAsSender();
     return Promise.reject(this.#closedError());
+  }
+
+  #waitAsSender(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.#senders === NO_QUEUE) this.#senders = new Fifo();
+      this.#senders.push({ resolve, reject });
+      this.#syncKeepAlive();
+    });
   }
 
   end(): void {
@@ -432,19 +471,23 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   }
 
   feed(events: EventSource<I>): FeedOutputs<O> {
-    assertSource(events);
-    return Object.assign(feedOutputs(this, events), { cancel: (reason?: unknown) => this.cancel(reason) });
+    return feedStream(this, events);
+  }
+
+  [kInputError](): Error | undefined {
+    if (this.#cancelled || this.#handlerDone || this.#inputReleased || ops.phase(this.#h) !== 0) return this.#closedError();
+    return undefined;
   }
 
   duplex(): Duplex {
     return toDuplex(this);
   }
 
-  async [kSendAll](source: EventSource<I>, end: boolean): Promise<boolean> {
+  async [kSendAll](source: EventSource<I>, end: boolean, control?: SendControl): Promise<boolean> {
     let sent: boolean;
     if (Array.isArray(source)) sent = await this.#sendArray(source);
     else if (typeof (source as AsyncIterable<I>)[Symbol.asyncIterator] === 'function') {
-      sent = await this.#sendAsync(source as AsyncIterable<I>);
+      sent = await this.#sendAsync(source as AsyncIterable<I>, control);
     } else sent = await this.#sendSync(source as Iterable<I>);
     if (sent && end) this.end();
     return sent;
@@ -515,15 +558,33 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
     }
   }
 
-  async #sendAsync(source: AsyncIterable<I>): Promise<boolean> {
+  async #sendAsync(source: AsyncIterable<I>, control: SendControl | undefined): Promise<boolean> {
     const it = source[Symbol.asyncIterator]();
-    for (;;) {
-      const r = await it.next();
-      if (r.done) return true;
-      const sent = this.#sendOne(r.value);
-      if (sent === true || (await sent)) continue;
-      await it.return?.();
-      return false;
+    let stopped = false;
+    if (control !== undefined) {
+      // The stream may finish (an idle timeout, its handler returning) while
+      // the source waits for its next event, perhaps forever: close it then.
+      // (An async generator runs the return() once its pending next() settles.)
+      control.stop = () => {
+        if (stopped) return;
+        stopped = true;
+        Promise.resolve(it.return?.()).catch(() => {});
+      };
+    }
+    try {
+      for (;;) {
+        const r = await it.next();
+        if (stopped) return false;
+        if (r.done) return true;
+        const sent = this.#sendOne(r.value);
+        if (sent === true || (await sent)) continue;
+        stopped = true;
+        await it.return?.();
+        return false;
+      }
+    } finally {
+      // Finished, or failed: nothing left to stop.
+      stopped = true;
     }
   }
 
@@ -583,7 +644,15 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
     this.#inPos = this.#inLen = 0;
     this.#inBuf = NO_BUFFER;
     this.#idleOff();
-    this.#rejectSenders(() => new StreamClosedError(`${this.#describe()} no longer reads its input`));
+    this.#inputReleased = this.#releaseVerdictPending = true;
+    // Leaving a `for await` by a throw calls this first, and the handler's
+    // error arrives a few promise jobs later: waiting sends are rejected on
+    // the next turn of the event loop, by then with that error as their cause
+    // (`#afterHandler` rejects them sooner if the handler finishes first).
+    setImmediate(() => {
+      this.#releaseVerdictPending = false;
+      this.#rejectSenders(() => this.#closedError());
+    });
   }
 
   /** Errors are made only when someone is waiting: capturing a stack costs microseconds. */
@@ -753,6 +822,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   }
 
   [kDrain](out: O[]): boolean {
+    const before = out.length;
     for (;;) {
       while (this.#outPos < this.#outLen) {
         out.push(this.#outBuf[this.#outPos] as O);
@@ -761,8 +831,11 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
       const n = this.#takeOutput();
       if (n > 0) continue;
       if (n === EMPTY) return false;
-      if (this.#failure !== undefined) throw this.#failure.error;
-      return true;
+      if (this.#failure === undefined) return true;
+      // Outputs made before the failure come first: the caller delivers this
+      // batch, and its next drain (the stream stays ended) throws.
+      if (out.length > before) return false;
+      throw this.#failure.error;
     }
   }
 
@@ -901,6 +974,9 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
     if (this.#cancelled) {
       const options = this.#cancelReason === undefined ? undefined : { cause: this.#cancelReason };
       return new StreamClosedError(`${this.#describe()} was cancelled`, options);
+    }
+    if (this.#inputReleased && !this.#handlerDone) {
+      return new StreamClosedError(`${this.#describe()} no longer reads its input`);
     }
     return new StreamClosedError(`${this.#describe()} is closed: its input has ended`);
   }
