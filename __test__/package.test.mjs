@@ -44,6 +44,24 @@ test('package-lock.json records what package.json declares (npm ci refuses a loc
   }
 });
 
+/** Whether `name`, required by the package at lock path `from`, is in the lock where Node would look. */
+function lockHas(from, name) {
+  for (let base = from; ; ) {
+    if (lock.packages[`${base ? `${base}/` : ''}node_modules/${name}`]) return true;
+    if (!base) return false;
+    base = base.slice(0, Math.max(0, base.lastIndexOf('node_modules/') - 1));
+  }
+}
+
+test('every dependency of every locked package is in the lock (npm ci: "Missing: ... from lock file")', () => {
+  const missing = [];
+  for (const [path, entry] of Object.entries(lock.packages)) {
+    const wanted = { ...entry.dependencies, ...entry.optionalDependencies, ...(path === '' ? entry.devDependencies : {}) };
+    for (const name of Object.keys(wanted)) if (!lockHas(path, name)) missing.push(`${path || '(root)'} -> ${name}`);
+  }
+  assert.deepEqual(missing, []);
+});
+
 test(`every locked package accepts Node ${OLDEST_DEV_NODE} and this Node (no EBADENGINE)`, () => {
   const refused = [];
   for (const [path, entry] of Object.entries(lock.packages)) {
