@@ -43,9 +43,9 @@ function describe(command, args) {
  * collected (stdin stays a pipe: `child.stdin.end()` is a way to ask a server
  * child to finish). Returns the ChildProcess, the output so far,
  * `waitFor(pattern)` (for a line on stdout) and `finished()`, which waits for
- * the exit and asserts it (see `run`). At the
- * deadline (`timeout` ms after the start) the child is killed and
- * `finished()` fails, with its output in the message.
+ * the exit and asserts it (see `run`). At the deadline (`timeout` ms after
+ * the start) the child is killed and `finished()` fails, with its output in
+ * the message.
  *
  * Options: `code` (expected exit code, default 0), `timeout` (default
  * 60 s), `expectStderr` (see assertCleanStderr), and spawn's `cwd`, `env`.
@@ -120,7 +120,10 @@ export function start(args, { command = process.execPath, code = 0, timeout = 60
  * (default 0) and a clean stderr. Resolves with { stdout, stderr }.
  */
 export function run(args, options) {
-  return start(args, options).finished();
+  const started = start(args, options);
+  // Nothing to send: a child that reads stdin sees its end, not a hang.
+  started.child.stdin.end();
+  return started.finished();
 }
 
 /**
