@@ -77,3 +77,18 @@ test('a handler error destroys the pipeline with that error; a failing sink canc
 test('run() and feed() accept a Readable as their source', async () => {
   assert.deepEqual(await square.run(Readable.from([1, 2, 3])), [1, 4, 9]);
 });
+
+test('null and undefined outputs are skipped (an object-mode Readable cannot carry them); other falsy values pass', async () => {
+  // The source cannot carry null either: the handler makes the outputs.
+  const outputs = [1, null, undefined, 0, false, '', 2];
+  const falsy = streamFn(async function* (indexes) {
+    for await (const i of indexes) yield outputs[i];
+  });
+  const { out, sink } = collector();
+  const stream = falsy.open();
+  await pipeline(Readable.from(outputs.keys()), stream.duplex(), sink);
+  assert.deepEqual(out, [1, 0, false, '', 2]);
+  // The handler yielded them: they count as outputs, and the stream ended normally.
+  assert.equal(stream.metrics.eventsOut, 7);
+  assert.equal(stream.state, 'done');
+});

@@ -1,15 +1,13 @@
 // Every example runs and computes the right thing.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { camera, motionDetector } from '../examples/video-motion.mjs';
 import { burst, rollingWindow } from '../examples/iot-rolling-window.mjs';
 import { jsonExtractor, SAMPLE, tokenize } from '../examples/llm-json-extract.mjs';
 import { fraudScorer, session } from '../examples/fraud-scoring.mjs';
+import { run } from './helpers/child.mjs';
 
-const run = promisify(execFile);
 const example = (name) => fileURLToPath(new URL(`../examples/${name}`, import.meta.url));
 
 test('video motion: motion on exactly the frames where the square moved', async () => {
@@ -47,15 +45,16 @@ test('fraud scoring: a normal history is clean, the takeover is flagged', async 
   assert.ok(out.find((r) => r.id === 'x6').reasons.some((r) => r.includes('within 60 s')));
 });
 
+// run() also asserts exit code 0 and a clean stderr (helpers/child.mjs).
 test('each example script runs on its own', async () => {
   for (const name of ['video-motion.mjs', 'iot-rolling-window.mjs', 'llm-json-extract.mjs', 'fraud-scoring.mjs']) {
-    const { stdout } = await run(process.execPath, [example(name)]);
+    const { stdout } = await run([example(name)]);
     assert.ok(stdout.trim().length > 0, name);
   }
 });
 
 test('the demo processes every upload correctly and prints its figures', async () => {
-  const { stdout } = await run(process.execPath, [example('demo.mjs'), '--uploads', '100', '--frames', '20']);
+  const { stdout } = await run([example('demo.mjs'), '--uploads', '100', '--frames', '20']);
   assert.match(stdout, /uploads correct\s+100 \/ 100/);
   assert.match(stdout, /frames processed\s+2,000/);
   assert.match(stdout, /throughput\s+[\d,]+ frames\/s/);

@@ -3,8 +3,9 @@
 // every system, over real connections (tiny and fast; no timing asserted).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { experiment, SYSTEMS } from '../bench/paper/run.mjs';
+import { experiment, SERVER, SYSTEMS } from '../bench/paper/run.mjs';
 import { FRAME_BYTES, grayscale } from '../bench/paper/video.mjs';
+import { start } from './helpers/child.mjs';
 
 test('grayscale sets each pixel to the average of its R, G and B', () => {
   const px = Buffer.from([30, 60, 91, 255, 0, 0, 1, 1, 1]);
@@ -13,8 +14,18 @@ test('grayscale sets each pixel to the average of its R, G and B', () => {
 });
 
 test('every system processes every frame once, in order, correctly (checked per stream)', async () => {
-  // experiment() throws if any stream's count, order or checksum is off.
-  const results = await experiment('test');
+  // The server is a child process, as in the benchmark. Once the end of its
+  // stdin stops it, it must exit by itself with code 0 and a clean stderr.
+  const server = start([SERVER], { timeout: 120_000 });
+  const [, port] = await server.waitFor(/listening (\d+)/);
+  let results;
+  try {
+    // experiment() throws if any stream's count, order or checksum is off.
+    results = await experiment('test', () => {}, { port: Number(port) });
+  } finally {
+    server.child.stdin.end();
+  }
+  await server.finished();
   for (const system of Object.keys(SYSTEMS)) {
     const cases = results.filter((r) => r.system === system);
     assert.equal(cases.length, 2, `${system}: one duration and the burst`);

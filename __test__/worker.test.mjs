@@ -2,8 +2,8 @@
 // table, scratch buffer and idle notifier; workers start, run and exit cleanly.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Worker } from 'node:worker_threads';
 import { streamFn } from 'velo-stream';
+import { runWorker } from './helpers/child.mjs';
 
 const workerCode = `
   const { parentPort, workerData } = require('node:worker_threads');
@@ -24,21 +24,18 @@ const workerCode = `
   })();
 `;
 
-function runWorker(n) {
-  return new Promise((resolve, reject) => {
-    const w = new Worker(workerCode, { eval: true, workerData: { n } });
-    let message;
-    w.once('message', (m) => (message = m));
-    w.once('error', reject);
-    w.once('exit', (code) => (code === 0 ? resolve(message) : reject(new Error(`worker exited ${code}`))));
-  });
+// Exit code 0, no 'error' event, clean stderr (helpers/child.mjs).
+async function sumInWorker(n) {
+  const messages = await runWorker(workerCode, { eval: true, workerData: { n } });
+  assert.equal(messages.length, 1);
+  return messages[0];
 }
 
 test('stream functions run in worker threads alongside the main thread, idle timeouts included', async () => {
   const main = streamFn(async function* (events) {
     for await (const e of events) yield e * 2;
   });
-  const [a, b, here] = await Promise.all([runWorker(10_000), runWorker(20_000), main.run([1, 2, 3])]);
+  const [a, b, here] = await Promise.all([sumInWorker(10_000), sumInWorker(20_000), main.run([1, 2, 3])]);
   assert.deepEqual(a.last, { final: (10_000 * 9_999) / 2 });
   assert.equal(a.count, 10_001);
   assert.deepEqual(b.last, { final: (20_000 * 19_999) / 2 });

@@ -30,8 +30,9 @@ export function toDuplex<I, O>(stream: Stream<I, O>): Duplex {
         try {
           for (;;) {
             const output = await stream.recv();
-            // null and undefined cannot be pushed in object mode (null ends
-            // the stream): such outputs are skipped, as Readable.from does.
+            // An object-mode Readable cannot carry null (push(null) ends it)
+            // nor, usefully, undefined: both are skipped, not ended on (the
+            // README says so). They still count in metrics.eventsOut.
             if (output === null || output === undefined) continue;
             if (!duplex.push(output)) break;
           }

@@ -36,16 +36,26 @@ export const PAPER = {
 
 const sleepUntil = (t) => new Promise((resolve) => setTimeout(resolve, Math.max(0, t - nowMs())));
 
-/** The server in a child process: its own event loop, as a real deployment. */
+export const SERVER = fileURLToPath(new URL('./server.mjs', import.meta.url));
+
+/**
+ * The server in a child process: its own event loop, as a real deployment.
+ * stop() ends its stdin, which it takes as the signal to close and end by
+ * itself, and fails if it does not exit with code 0.
+ */
 export function startServer() {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [fileURLToPath(new URL('./server.mjs', import.meta.url))], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const child = spawn(process.execPath, [SERVER], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const exited = new Promise((done) => child.once('exit', (code, signal) => done(signal ?? code)));
+    const stop = async () => {
+      child.stdin.end();
+      const how = await exited;
+      if (how !== 0) throw new Error(`the server exited with ${how}`);
+    };
     child.once('error', reject);
     child.stdout.setEncoding('utf8').on('data', (line) => {
       const m = /listening (\d+)/.exec(line);
-      if (m) resolve({ port: Number(m[1]), stop: () => child.kill() });
+      if (m) resolve({ port: Number(m[1]), stop });
     });
   });
 }
@@ -127,9 +137,10 @@ function quantile(values, q) {
 
 /**
  * Runs the experiment. `size`: 'full', 'quick', or 'test' (tiny and fast,
- * for npm test: every stream's frames are still checked).
+ * for npm test: every stream's frames are still checked). `port`: a server
+ * already running (server.mjs) to use instead of starting one.
  */
-export async function experiment(size = 'full', log = () => {}) {
+export async function experiment(size = 'full', log = () => {}, { port } = {}) {
   const cfg = {
     full: { durations: [5, 10, 30], reps: [3, 3, 2], fps: 10, burst: { streams: 200, within: 10, duration: 5 } },
     quick: { durations: [2], reps: [2], fps: 10, burst: { streams: 20, within: 2, duration: 2 } },
@@ -137,7 +148,7 @@ export async function experiment(size = 'full', log = () => {}) {
   }[size];
   const frames = makeFrames();
   const grays = frames.map(grayscale);
-  const server = await startServer();
+  const server = port === undefined ? await startServer() : { port, stop: async () => {} };
   const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
   const cases = [];
   const check = (system, n, r) => {
@@ -175,7 +186,7 @@ export async function experiment(size = 'full', log = () => {}) {
     }
   } finally {
     agent.destroy();
-    server.stop();
+    await server.stop();
   }
   return cases.map((c) => ({
     case: c.case,

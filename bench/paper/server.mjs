@@ -6,7 +6,7 @@
 // processed). Every answer reports when the first frame was received (t1), when
 // the last was processed (t2), and what was processed (count, order, checksum).
 //
-//   node bench/paper/server.mjs      # prints "listening <port>"
+//   node bench/paper/server.mjs      # prints "listening <port>"; stops at the end of stdin
 import { createServer } from 'node:http';
 import { pathToFileURL } from 'node:url';
 import { streamFn } from 'velo-stream';
@@ -86,5 +86,8 @@ export function start(port = 0) {
 
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {
   const server = await start(Number(process.env.PORT ?? 0));
+  // The end of stdin (the parent ended it, or Ctrl-D) stops the server; the
+  // process then ends by itself, so a hang or a crash at exit shows.
+  process.stdin.resume().once('end', () => server.close());
   console.log(`listening ${server.address().port}`);
 }

@@ -1,0 +1,87 @@
+// What a newcomer meets first: the lockfile that `npm ci` checks against
+// package.json, dev dependencies that install without engine warnings on the
+// Node versions the README promises, and the published package's contents.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import semver from 'semver';
+import { run } from './helpers/child.mjs';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const readJson = (name) => JSON.parse(readFileSync(join(root, name), 'utf8'));
+const pkg = readJson('package.json');
+const lock = readJson('package-lock.json');
+
+// The oldest Node that `npm install` must accept without an EBADENGINE
+// warning: the README's "Node 20+", at the 20.x release that current dev
+// tools need (README, Contributing).
+const OLDEST_DEV_NODE = '20.19.0';
+
+test('package-lock.json records what package.json declares (npm ci refuses a lock out of sync)', () => {
+  const recorded = lock.packages[''];
+  assert.equal(lock.name, pkg.name);
+  assert.equal(lock.version, pkg.version);
+  for (const field of [
+    'name',
+    'version',
+    'license',
+    'dependencies',
+    'devDependencies',
+    'optionalDependencies',
+    'peerDependencies',
+    'peerDependenciesMeta',
+    'engines',
+  ]) {
+    assert.deepEqual(recorded[field], pkg[field], `lock root "${field}"`);
+  }
+  // Each override is what the lock installed.
+  for (const [name, version] of Object.entries(pkg.overrides ?? {})) {
+    const installed = Object.entries(lock.packages).filter(([path]) => path.endsWith(`node_modules/${name}`));
+    assert.ok(installed.length > 0, `${name} is in the lock`);
+    for (const [path, entry] of installed) assert.equal(entry.version, version, path);
+  }
+});
+
+/** Whether `name`, required by the package at lock path `from`, is in the lock where Node would look. */
+function lockHas(from, name) {
+  for (let base = from; ; ) {
+    if (lock.packages[`${base ? `${base}/` : ''}node_modules/${name}`]) return true;
+    if (!base) return false;
+    base = base.slice(0, Math.max(0, base.lastIndexOf('node_modules/') - 1));
+  }
+}
+
+test('every dependency of every locked package is in the lock (npm ci: "Missing: ... from lock file")', () => {
+  const missing = [];
+  for (const [path, entry] of Object.entries(lock.packages)) {
+    const wanted = { ...entry.dependencies, ...entry.optionalDependencies, ...(path === '' ? entry.devDependencies : {}) };
+    for (const name of Object.keys(wanted)) if (!lockHas(path, name)) missing.push(`${path || '(root)'} -> ${name}`);
+  }
+  assert.deepEqual(missing, []);
+});
+
+test(`every locked package accepts Node ${OLDEST_DEV_NODE} and this Node (no EBADENGINE)`, () => {
+  const refused = [];
+  for (const [path, entry] of Object.entries(lock.packages)) {
+    const wanted = entry.engines?.node;
+    if (path === '' || !wanted) continue;
+    for (const node of [OLDEST_DEV_NODE, process.versions.node]) {
+      if (!semver.satisfies(node, wanted)) refused.push(`${path}@${entry.version} wants node ${wanted}, not ${node}`);
+    }
+  }
+  assert.deepEqual(refused, []);
+  assert.ok(semver.satisfies(OLDEST_DEV_NODE, pkg.engines.node), 'within the package\'s own engines');
+});
+
+test('the published package holds the MIT LICENSE, the README and every type entry point', async () => {
+  // --ignore-scripts: listing the contents must not rebuild (prepare).
+  const { stdout } = await run(['pack', '--dry-run', '--ignore-scripts', '--json'], { command: 'npm', cwd: root });
+  const files = JSON.parse(stdout)[0].files.map((f) => f.path);
+  const typeFiles = [pkg.types, ...Object.values(pkg.typesVersions['*']).flat()].map((p) => p.replace(/^\.\//, ''));
+  for (const file of ['LICENSE', 'README.md', 'package.json', ...typeFiles]) assert.ok(files.includes(file), file);
+  assert.equal(pkg.license, 'MIT');
+  const license = readFileSync(join(root, 'LICENSE'), 'utf8');
+  assert.match(license, /^MIT License\n\nCopyright \(c\) \d{4} velo-stream contributors\n/);
+});

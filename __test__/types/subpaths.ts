@@ -1,0 +1,32 @@
+// A user's project importing the package and both subpaths, compiled (never
+// run) by subpaths.test.mjs against the package as npm packs it, under each
+// moduleResolution users have. With "module": "commonjs" TypeScript resolves
+// as Node 10 did, without "exports": the subpaths resolve only through the
+// package's typesVersions.
+import { createServer } from 'node:http';
+import { Registry } from 'prom-client';
+import { streamFn, StreamClosedError } from 'velo-stream';
+import { ndjsonEvents, RequestBodyError, sendNdjson, sendSse, toReadable } from 'velo-stream/http';
+import { registerStreamMetrics } from 'velo-stream/prometheus';
+
+interface Reading {
+  celsius: number;
+}
+
+const alerts = streamFn(async function* (readings: AsyncIterable<Reading>) {
+  for await (const r of readings) if (r.celsius > 40) yield { hot: r.celsius };
+});
+
+createServer(async (req, res) => {
+  const stream = alerts.open();
+  await sendNdjson(res, stream.feed(ndjsonEvents<Reading>(req)));
+  await sendSse(res, stream, { serialize: (a) => String(a.hot) });
+  // @ts-expect-error serialize gets the typed output: the types are real, not any
+  await sendSse(res, stream, { serialize: (a: string) => a });
+  toReadable(stream, 'ndjson').pipe(res);
+});
+
+registerStreamMetrics(new Registry(), [alerts]);
+const failure: Error = new RequestBodyError(1, new Error('bad line'));
+const closed: Error = new StreamClosedError('closed');
+void failure, closed;
