@@ -3,15 +3,12 @@
 // with no panic and no abort. Each scenario runs in a child process.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { run } from './helpers/child.mjs';
 
-/** Runs `code` in a child node; resolves its exit code (or signal), stdout and stderr. */
-function runNode(code, args = []) {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [...args, '-e', code], { timeout: 20_000 }, (error, stdout, stderr) =>
-      resolve({ code: error ? (error.signal ?? error.code) : 0, stdout, stderr }),
-    );
-  });
+/** Runs `code` in a child node, asserting (./helpers/child.mjs) it ends by itself with exit code `code` and a clean stderr. */
+async function runNode(source, code = 0) {
+  const { stdout, stderr } = await run(['-e', source], { code, timeout: 20_000 });
+  return { code, stdout, stderr };
 }
 
 // Streams in every state that holds values: ended with an output unread,
@@ -47,7 +44,7 @@ test('a script that ends with values left in streams of every kind exits 0', asy
 
 test('process.exit(0) and process.exit(3) keep their code with values left in streams', async () => {
   for (const exitCode of [0, 3]) {
-    const r = await runNode(`${LEFT_IN_STREAMS}; leave().then(() => process.exit(${exitCode}));`);
+    const r = await runNode(`${LEFT_IN_STREAMS}; leave().then(() => process.exit(${exitCode}));`, exitCode);
     assert.deepEqual(r, { code: exitCode, stdout: '', stderr: '' });
   }
 });
