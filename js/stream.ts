@@ -687,15 +687,18 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
    */
   #syncKeepAlive(): void {
     const running = this.#idleOn && this.#senders.length === 0;
-    if (running !== this.#idleRunning && this.#idleOn) {
-      this.#idleRunning = running;
-      holdIdle(this.#streamKey(), this, running);
-    }
+    // (#idleRunning is false whenever #idleOn is.)
+    if (running !== this.#idleRunning) this.#idleClockChanged(running);
     const want = running && this.#readers.length > 0;
     if (want === this.#keepingAlive) return;
     this.#keepingAlive = want;
     if (want) holdAlive();
     else releaseAlive();
+  }
+
+  #idleClockChanged(running: boolean): void {
+    this.#idleRunning = running;
+    holdIdle(this.#streamKey(), this, running);
   }
 
   // ----- the handler -----
