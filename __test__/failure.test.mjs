@@ -1,6 +1,7 @@
 // A handler that throws: earlier outputs still arrive, then its very error.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { StreamClosedError, streamFn } from 'velo-stream';
 import { deferred, isSettled, settle, unhandledDuring } from './helpers/util.mjs';
 
@@ -123,6 +124,10 @@ for (const [name, cleanup] of [
   ['an async finally that awaits promises', async () => {
     for (let i = 0; i < 20; i++) await Promise.resolve();
   }],
+  ['an async finally that awaits real cleanup (timers)', async () => {
+    await sleep(20);
+    await sleep(5);
+  }],
 ]) {
   test(`a throw inside for await: waiting, racing and later sends carry the error as cause (${name})`, async () => {
     const boom = new Error('boom');
@@ -158,26 +163,42 @@ for (const [name, cleanup] of [
   });
 }
 
-test('a handler that leaves its loop and keeps running: waiting sends are rejected without waiting for it', async () => {
-  const gate = deferred();
-  const fn = streamFn(
-    async function* (events) {
-      for await (const e of events) {
-        await gate.promise;
-        break;
-      }
-      await new Promise(() => {}); // never finishes
-    },
-    { buffer: 1 },
-  );
-  const s = fn.open();
-  await s.send(1);
-  await settle();
-  await s.send(2);
-  const waiting = s.send(3);
-  assert.equal(await isSettled(waiting), false);
-  gate.resolve();
-  await assert.rejects(waiting, (e) => e instanceof StreamClosedError && /no longer reads its input/.test(e.message) && e.cause === undefined);
-  await assert.rejects(s.send(4), (e) => e instanceof StreamClosedError && /no longer reads its input/.test(e.message));
-  void s.cancel(); // its handler never finishes: nothing to wait for
+test('a handler that leaves its loop and keeps running: waiting sends are answered when it finishes, or by cancel()', async () => {
+  for (const finish of ['returns', 'throws', 'is cancelled']) {
+    const gate = deferred();
+    const more = deferred();
+    const late = new Error('late');
+    const fn = streamFn(
+      async function* (events) {
+        for await (const e of events) {
+          await gate.promise;
+          break;
+        }
+        await more.promise; // still working after its loop
+        if (finish === 'throws') throw late;
+      },
+      { buffer: 1 },
+    );
+    const s = fn.open();
+    await s.send(1);
+    await settle();
+    await s.send(2);
+    const waiting = s.send(3);
+    gate.resolve();
+    await settle();
+    const later = s.send(4);
+    assert.equal(await isSettled(waiting), false, `${finish}: still waiting while the handler runs`);
+    assert.equal(await isSettled(later), false, finish);
+    if (finish === 'is cancelled') void s.cancel();
+    else more.resolve();
+    for (const p of [waiting, later]) {
+      await assert.rejects(p, (e) => {
+        assert.ok(e instanceof StreamClosedError, finish);
+        if (finish === 'throws') assert.equal(e.cause, late);
+        else assert.equal(e.cause, undefined);
+        return true;
+      });
+    }
+    more.resolve();
+  }
 });

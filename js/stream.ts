@@ -310,8 +310,6 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   #idleOn: boolean;
   /** The handler left its input loop (`Input.return()`); it may still be running. */
   #inputReleased = false;
-  /** Sends refused since then wait for the next turn, to learn whether the handler failed. */
-  #releaseVerdictPending = false;
   /** Whether the idle deadline runs (and the stream is held for it); see `#syncKeepAlive`. */
   #idleRunning: boolean;
   #key = -1;
@@ -447,10 +445,9 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
       this.#inPending = true;
       return this.#waitAsSender();
     }
-    // Refused just after the handler left its input loop: whether it failed
-    // is known only a little later (see `kReleaseInput`), so this send is
-    // answered then, with the handler's error as the cause if it threw.
-    if (this.#releaseVerdictPending && !this.#handlerDone && !this.#cancelled) return this.#waitAsSender();
+    // Refused because the handler left its input loop but still runs: it is
+    // answered when the handler finishes (see `kReleaseInput`).
+    if (this.#inputReleased && !this.#handlerDone && !this.#cancelled) return this.#waitAsSender();
     return Promise.reject(this.#closedError());
   }
 
@@ -644,15 +641,13 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
     this.#inPos = this.#inLen = 0;
     this.#inBuf = NO_BUFFER;
     this.#idleOff();
-    this.#inputReleased = this.#releaseVerdictPending = true;
-    // Leaving a `for await` by a throw calls this first, and the handler's
-    // error arrives a few promise jobs later: waiting sends are rejected on
-    // the next turn of the event loop, by then with that error as their cause
-    // (`#afterHandler` rejects them sooner if the handler finishes first).
-    setImmediate(() => {
-      this.#releaseVerdictPending = false;
-      this.#rejectSenders(() => this.#closedError());
-    });
+    this.#inputReleased = true;
+    // Waiting sends are not rejected yet. Leaving a `for await` by a throw
+    // calls this first, and the error comes out of the handler only after its
+    // `finally` blocks, which may await real cleanup: sends are answered when
+    // the handler finishes (`#afterHandler`), with its error as the cause if
+    // it threw. Until then they wait, as they would for a handler that is
+    // slow to read; `cancel()` answers them at once.
   }
 
   /** Errors are made only when someone is waiting: capturing a stack costs microseconds. */
