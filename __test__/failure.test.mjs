@@ -106,6 +106,24 @@ test('a handler returning something that is not async-iterable fails on first re
   }
 });
 
+test('a handler written as async function (not async function*) that throws: the stream fails, nothing goes unhandled', async () => {
+  const seen = await unhandledDuring(async () => {
+    for (const handler of [
+      async () => {
+        throw new Error('thrown by an async function handler');
+      },
+      async (events) => {
+        for await (const e of events) throw new Error(`late ${e}`);
+      },
+    ]) {
+      const s = streamFn(handler).open();
+      void s.send(1).catch(() => {});
+      await assert.rejects(s.recv(), { code: 'ERR_INVALID_RETURN_VALUE' });
+    }
+  });
+  assert.deepEqual(seen, []);
+});
+
 test('a handler that throws synchronously fails the stream', async () => {
   const boom = new Error('sync');
   const fn = streamFn(() => {

@@ -297,3 +297,43 @@ test('close() during a hand-over: the sends made before it still reach the next 
   assert.equal(seen.maxLive, 1);
   assert.deepEqual(fn.stats(), { open: 0, opened: 2, completed: 2, failed: 0, cancelled: 0, rejected: 0 });
 });
+
+for (const [name, leave] of [
+  ['failed (a throw inside for await)', 'throw'],
+  ['left its loop (break)', 'break'],
+]) {
+  test(`a send to a key whose session ${name} and still runs its cleanup opens the key's next session`, async () => {
+    let instances = 0;
+    const cleanup = deferred();
+    const fn = streamFn(async function* scorer(events) {
+      const me = ++instances;
+      try {
+        for await (const e of events) {
+          if (e === 'stop') {
+            if (leave === 'throw') throw new Error(`boom${me}`);
+            break;
+          }
+          yield `${me}:${e}`;
+        }
+      } finally {
+        if (me === 1) await cleanup.promise; // real async cleanup
+      }
+    });
+    const sessions = fn.sessions();
+    const items = [];
+    const reader = (async () => {
+      for await (const it of sessions) items.push('error' in it ? `${it.key}!${it.error.message}` : `${it.key}=${it.value}`);
+    })();
+    await sessions.send('k', 'a');
+    await sessions.send('k', 'stop');
+    await settle();
+    const next = sessions.send('k', 'b'); // session 1 is still in its finally
+    assert.equal(await isSettled(next), false, 'waits for session 1 to finish');
+    cleanup.resolve();
+    await next;
+    await sessions.close();
+    await reader;
+    const expected = leave === 'throw' ? ['k=1:a', 'k!boom1', 'k=2:b'] : ['k=1:a', 'k=2:b'];
+    assert.deepEqual(items, expected);
+  });
+}

@@ -38,7 +38,8 @@ test('unknown config keys and non-object configs -> TypeError; a non-string name
 
 test('run() and feed() with a non-iterable -> TypeError; nothing is left open', async () => {
   const fn = streamFn(echo);
-  for (const bad of [undefined, null, 5, 'abc', {}, () => {}]) {
+  // eslint-disable-next-line no-new-wrappers
+  for (const bad of [undefined, null, 5, 'abc', new String('abc'), {}, () => {}]) {
     await assert.rejects(fn.run(bad), is(TypeError, 'ERR_INVALID_ARG_TYPE'), String(bad));
     const s = fn.open();
     assert.throws(() => s.feed(bad), is(TypeError, 'ERR_INVALID_ARG_TYPE'));

@@ -9,7 +9,7 @@
 // one before, so per-key order holds across instances.
 import { StreamClosedError } from './errors';
 import { Fifo } from './fifo';
-import { type Endpoints, kDrain, kWaitOutput } from './internal';
+import { type Endpoints, kDrain, kInputError, kWaitOutput } from './internal';
 import { kFinished } from './stream';
 import type { SessionItem, Stream, StreamFn } from './types';
 
@@ -91,7 +91,9 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
       }
       return stream.send(event);
     }
-    if (current.state === 'open') return current.send(event);
+    // Open, and its handler still reads its input (one that failed or left
+    // its loop may still be finishing): the event goes to this session.
+    if (current[kInputError]() === undefined) return current.send(event);
     return new Promise((resolve, reject) => {
       this.#waiting.set(key, [{ event, resolve, reject }]);
       void this.#handOver(key, current);

@@ -138,6 +138,8 @@ export function assertSource(value: unknown, name = 'events'): asserts value is 
   const ok =
     value !== null &&
     typeof value === 'object' &&
+    // A String object iterates its characters, as a string would.
+    Object.prototype.toString.call(value) !== '[object String]' &&
     (typeof (value as Iterable<unknown>)[Symbol.iterator] === 'function' ||
       typeof (value as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function');
   if (!ok) {
@@ -364,6 +366,12 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
       if (iterable !== null && typeof (iterable as AsyncIterable<O>)?.[Symbol.asyncIterator] === 'function') {
         iterator = (iterable as AsyncIterable<O>)[Symbol.asyncIterator]();
       } else {
+        // An `async function` (not `async function*`) returns a promise: its
+        // own rejection would go unhandled and crash the process, on top of
+        // this error. This error is the one to report.
+        if (typeof (iterable as PromiseLike<unknown> | null)?.then === 'function') {
+          Promise.resolve(iterable).catch(() => {});
+        }
         throw invalidReturn(
           `The handler of "${label}" must return an async iterable (write it as an async function*). Received ${describe(iterable)}`,
         );
