@@ -185,3 +185,18 @@ test('feed() delivers the outputs made before a handler error, then the error (a
   }, (e) => e === boom);
   assert.deepEqual(out, [1, 2]);
 });
+
+test('cancel() ends a feed() iteration at once, also for outputs the feed already took from the stream', async () => {
+  // buffer 16: the feed took every output, so the stream is done (and its own
+  // cancel() a no-op); feed.cancel() still ends the feed.
+  for (const [buffer, ways] of [[2, ['feed.cancel()', 'stream.cancel()']], [16, ['feed.cancel()']]]) {
+    for (const how of ways) {
+      const s = streamFn(echo, { buffer }).open();
+      const feed = s.feed([1, 2, 3, 4, 5, 6, 7, 8]);
+      const it = feed[Symbol.asyncIterator]();
+      assert.deepEqual(await it.next(), { value: 1, done: false });
+      await (how === 'feed.cancel()' ? feed.cancel() : s.cancel());
+      assert.deepEqual(await it.next(), { value: undefined, done: true }, `buffer ${buffer}, ${how}`);
+    }
+  }
+});

@@ -8,6 +8,7 @@ export const kDrain = Symbol('velo.drain');
 export const kWaitOutput = Symbol('velo.waitOutput');
 export const kSignal = Symbol('velo.signal');
 export const kInputError = Symbol('velo.inputError');
+export const kCancelled = Symbol('velo.cancelled');
 
 /** Lets the caller of `kSendAll` stop an async source that is waiting for its next event. */
 export interface SendControl {
@@ -33,6 +34,8 @@ export interface Endpoints<I, O> {
   [kRead](kind: ReadKind): Promise<unknown>;
   /** Sends every event with backpressure, then ends the input if `end`. Resolves false if the stream closed first. Rejects only with the source's own error. */
   [kSendAll](source: EventSource<I>, end: boolean, control?: SendControl): Promise<boolean>;
+  /** Whether `cancel()` stopped the stream (its outputs are dropped, so a reader holding some stops too). */
+  readonly [kCancelled]: boolean;
   /** The error a `send()` would be refused with now (the input is closed), or undefined. */
   [kInputError](): Error | undefined;
   /** Moves every output available now into `out`. True when no output will ever come again. Throws the stream's error once every output made before it was moved (never after moving some: it returns false then, and the next call throws). */

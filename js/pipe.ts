@@ -4,7 +4,7 @@
 // reading, which pauses the previous handler at its yield).
 import type { Duplex } from 'node:stream';
 import { toDuplex } from './duplex';
-import { type Endpoints, ReadKind, type SendControl, kDrain, kInputError, kRead, kSendAll, kSignal, kWaitOutput } from './internal';
+import { type Endpoints, ReadKind, type SendControl, kCancelled, kDrain, kInputError, kRead, kSendAll, kSignal, kWaitOutput } from './internal';
 import { Outputs, type StreamImpl, feedStream, kFailAtEnd, kFailure, kFinished } from './stream';
 import type { EventSource, FeedOutputs, Stream, StreamMetrics, StreamState } from './types';
 
@@ -158,6 +158,10 @@ export class PipedStream<I, O> implements Stream<I, O>, Endpoints<I, O> {
 
   feed(events: EventSource<I>): FeedOutputs<O> {
     return feedStream(this, events);
+  }
+
+  get [kCancelled](): boolean {
+    return this.#cancelled;
   }
 
   [kInputError](): Error | undefined {

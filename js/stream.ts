@@ -32,7 +32,7 @@ import {
   watchIdle,
 } from './native';
 import { drop, put, reap, take } from './values';
-import { type Endpoints, ReadKind, type SendControl, kDrain, kInputError, kRead, kSendAll, kSignal, kWaitOutput } from './internal';
+import { type Endpoints, ReadKind, type SendControl, kCancelled, kDrain, kInputError, kRead, kSendAll, kSignal, kWaitOutput } from './internal';
 import type { EventSource, FeedOutputs, Stream, StreamContext, StreamHandler, StreamMetrics, StreamState } from './types';
 
 /** The handler's stream finished (used by pipes). */
@@ -236,8 +236,15 @@ export function feedStream<I, O>(stream: Endpoints<I, O>, events: EventSource<I>
   // A stream stopped by its signal refuses with the signal's reason, as run() and feed() report an abort.
   const signal = stream[kSignal];
   const error = stream.state === 'cancelled' && signal?.aborted ? signal.reason : refused;
-  const outputs = refused === undefined ? feedOutputs(stream, events) : refusedFeed<O>(error);
-  return Object.assign(outputs, { cancel: (reason?: unknown) => stream.cancel(reason) });
+  const control = { cancelled: false };
+  const outputs = refused === undefined ? feedOutputs(stream, events, control) : refusedFeed<O>(error);
+  const cancel = (reason?: unknown): Promise<void> => {
+    // Ends the iteration even when the stream itself has already finished
+    // and only this feed still holds outputs.
+    control.cancelled = true;
+    return stream.cancel(reason);
+  };
+  return Object.assign(outputs, { cancel });
 }
 
 // eslint-disable-next-line require-yield
@@ -246,15 +253,23 @@ async function* refusedFeed<O>(error: unknown): AsyncGenerator<O, void> {
 }
 
 /** `feed`: outputs one by one as they come, while the source is sent. */
-async function* feedOutputs<I, O>(stream: Endpoints<I, O>, source: EventSource<I>): AsyncGenerator<O, void> {
+async function* feedOutputs<I, O>(
+  stream: Endpoints<I, O>,
+  source: EventSource<I>,
+  control: { cancelled: boolean },
+): AsyncGenerator<O, void> {
   const sending = startSending(stream, source);
   const batch: O[] = [];
   let finished = false;
   try {
-    for (;;) {
+    outputs: for (;;) {
       batch.length = 0;
       finished = stream[kDrain](batch);
-      for (const value of batch) yield value;
+      for (const value of batch) {
+        // A cancel drops the outputs not yet read, these included.
+        if (control.cancelled || stream[kCancelled]) break outputs;
+        yield value;
+      }
       if (finished) break;
       await stream[kWaitOutput]();
     }
@@ -477,6 +492,10 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
 
   feed(events: EventSource<I>): FeedOutputs<O> {
     return feedStream(this, events);
+  }
+
+  get [kCancelled](): boolean {
+    return this.#cancelled;
   }
 
   [kInputError](): Error | undefined {
