@@ -275,3 +275,22 @@ test("a pipe's idle clock is its first stage's: a slow stage does not make the n
   assert.deepEqual(await collect(s), [10, 20]);
   assert.equal(s.state, 'done');
 });
+
+test('a pipe that can never end, unreferenced, is collected and counted cancelled, like its stages', async () => {
+  const stage = async function* (events) {
+    for await (const e of events) yield e;
+  };
+  const a = streamFn(stage, { idleTimeout: 0, name: 'a' });
+  const b = streamFn(stage, { name: 'b' });
+  const piped = a.pipe(b);
+  (() => {
+    for (let i = 0; i < 10; i++) void piped.open().send({ i });
+  })();
+  for (let i = 0; i < 200 && piped.stats().open > 0; i++) {
+    global.gc();
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  assert.deepEqual(piped.stats(), { open: 0, opened: 10, completed: 0, failed: 0, cancelled: 10, rejected: 0 });
+  assert.equal(a.stats().cancelled, 10);
+  assert.equal(b.stats().cancelled, 10);
+});

@@ -150,6 +150,9 @@ function checkedOverrides(config: unknown): StreamConfig {
   return config as StreamConfig;
 }
 
+/** Counts a pipe garbage collected before its outcome was known as cancelled. */
+const pipesCollected = new FinalizationRegistry<(outcome: 'cancelled') => void>((count) => count('cancelled'));
+
 /** Stages run in sequence: `a.pipe(b).pipe(c)`. */
 class PipedFn<I, O> extends FnBase<I, O> {
   readonly name: string;
@@ -195,10 +198,19 @@ class PipedFn<I, O> extends FnBase<I, O> {
     const opened = this.stages.map((stage, i) => stage[kStart](handles[i] as number, idle && i === 0, undefined));
     this.#stats.open++;
     this.#stats.opened++;
-    return new PipedStream<I, O>(opened, signal, (outcome) => {
+    const counted = { done: false };
+    const count = (outcome: 'completed' | 'failed' | 'cancelled'): void => {
+      if (counted.done) return;
+      counted.done = true;
+      pipesCollected.unregister(counted);
       this.#stats.open--;
       this.#stats[outcome]++;
-    });
+    };
+    const stream = new PipedStream<I, O>(opened, signal, count);
+    // A pipe that can never end may be collected with its stages (each stage
+    // then counts itself cancelled): count the pipe the same way.
+    pipesCollected.register(stream, count, counted);
+    return stream;
   }
 
   stats(): StreamFnStats {
