@@ -11,7 +11,7 @@ const child = fileURLToPath(new URL('./helpers/copies-child.cjs', import.meta.ur
 const expectedRuns = [0, 1, 2].map((tag) => [{ tag }, `${tag}-string`, 1.5, [tag], null, 7, 8, { n: tag }]);
 
 for (const mode of ['js', 'all']) {
-  test(`three copies loaded in one process all work: values, idle deadlines, stats (cleared: ${mode === 'js' ? 'JS files' : 'JS files and the addon'})`, async () => {
+  test(`three copies loaded in one process all work, together: values, idle deadlines, stats, pipes and metrics across copies (cleared: ${mode === 'js' ? 'JS files' : 'JS files and the addon'})`, async () => {
     const { stdout, stderr } = await run([child, mode], { timeout: 20_000 });
     assert.equal(stderr, '');
     const report = JSON.parse(stdout);
@@ -20,5 +20,12 @@ for (const mode of ['js', 'all']) {
     assert.deepEqual(report.recv, [0, 1, 2].map((copy) => ({ copy, k: 0 })));
     assert.deepEqual(report.idle, [2, 2, 2], 'each stream ended by its idle deadline after its last two outputs');
     assert.deepEqual(report.stats, [2, 2, 2]);
+    assert.deepEqual(report.crossPipe, [{ wrapped: { x: 1 } }, { wrapped: 'two' }, { wrapped: 3 }]);
+    assert.deepEqual(report.metricsOpened, [
+      'velo_streams_opened_total{fn="copy0"} 3',
+      'velo_streams_opened_total{fn="copy1"} 3',
+      'velo_streams_opened_total{fn="copy2"} 2',
+      'velo_streams_opened_total{fn="copy0|copy1|copy0|copy1:stage3"} 1',
+    ]);
   });
 }

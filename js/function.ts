@@ -7,12 +7,12 @@ import { Sessions } from './sessions';
 import type { EventSource, OpenOptions, Stream, StreamConfig, StreamFn, StreamFnStats, StreamHandler, StreamSessions } from './types';
 
 /** Opens a stream; `idle` false turns the idle clock off (inner pipe stages: their input is the previous stage). */
-const kOpen = Symbol('velo.open');
+const kOpen = Symbol.for('velo-stream.open');
 /** Totals over every stream of a function, for metrics exporters. */
-export const kTotals = Symbol('velo.totals');
+export const kTotals = Symbol.for('velo-stream.totals');
 /** A pipe opens its stages in two steps: every slot first, then the handlers. */
-const kAdmit = Symbol('velo.admit');
-const kStart = Symbol('velo.start');
+const kAdmit = Symbol.for('velo-stream.admit');
+const kStart = Symbol.for('velo-stream.start');
 /** `NativeFunction.open`'s `share` bits: the stream's input, its outputs. */
 const SHARE_INPUT = 1;
 const SHARE_OUTPUT = 2;
@@ -65,7 +65,8 @@ abstract class FnBase<I, O> implements StreamFn<I, O> {
 
   pipe<P>(next: StreamFn<O, P> | StreamHandler<O, P>): StreamFn<I, P> {
     let tail: readonly SingleFn<unknown, unknown>[];
-    if (next instanceof FnBase) tail = next.stages;
+    // Not `instanceof`: a function of another copy of the module pipes too.
+    if (typeof (next as { [kOpen]?: unknown } | null)?.[kOpen] === 'function') tail = (next as FnBase<O, P>).stages;
     else if (typeof next === 'function') {
       tail = [
         new SingleFn(next as StreamHandler<unknown, unknown>, {

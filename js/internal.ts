@@ -1,14 +1,18 @@
 // Internal protocol between streams, `feed`/`run` and pipes. Symbol-keyed so
-// it stays off the public surface.
+// it stays off the public surface. The symbols are registered ones
+// (`Symbol.for`), like every protocol symbol of the library: copies of the
+// module loaded in one process (Jest) share one native state per thread (see
+// native.ts), so the objects of one copy may be piped to, or exported by,
+// another.
 import type { EventSource } from './types';
 
-export const kRead = Symbol('velo.read');
-export const kSendAll = Symbol('velo.sendAll');
-export const kDrain = Symbol('velo.drain');
-export const kWaitOutput = Symbol('velo.waitOutput');
-export const kSignal = Symbol('velo.signal');
-export const kInputError = Symbol('velo.inputError');
-export const kCancelled = Symbol('velo.cancelled');
+export const kRead = Symbol.for('velo-stream.read');
+export const kSendAll = Symbol.for('velo-stream.sendAll');
+export const kDrain = Symbol.for('velo-stream.drain');
+export const kWaitOutput = Symbol.for('velo-stream.waitOutput');
+export const kSignal = Symbol.for('velo-stream.signal');
+export const kInputError = Symbol.for('velo-stream.inputError');
+export const kCancelled = Symbol.for('velo-stream.cancelled');
 
 /** Lets the caller of `kSendAll` stop an async source that is waiting for its next event. */
 export interface SendControl {

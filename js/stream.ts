@@ -36,16 +36,14 @@ import { type Endpoints, ReadKind, type SendControl, kCancelled, kDrain, kInputE
 import type { EventSource, FeedOutputs, Stream, StreamContext, StreamHandler, StreamMetrics, StreamState } from './types';
 
 /** The handler's stream finished (used by pipes). */
-export const kFinished = Symbol('velo.finished');
-/** Cancel, but make reads reject with `error` (a pipe's failure reaching its last stage). */
-export const kCancelWith = Symbol('velo.cancelWith');
+export const kFinished = Symbol.for('velo-stream.finished');
 /** The handler's error, if it threw (used by pipes). */
-export const kFailure = Symbol('velo.failure');
+export const kFailure = Symbol.for('velo-stream.failure');
 /** Once every output is read, reads reject with `error` (a pipe's earlier stage failed). */
-export const kFailAtEnd = Symbol('velo.failAtEnd');
-const kHandlerSignal = Symbol('velo.handlerSignal');
-const kNextInput = Symbol('velo.nextInput');
-const kReleaseInput = Symbol('velo.releaseInput');
+export const kFailAtEnd = Symbol.for('velo-stream.failAtEnd');
+const kHandlerSignal = Symbol.for('velo-stream.handlerSignal');
+const kNextInput = Symbol.for('velo-stream.nextInput');
+const kReleaseInput = Symbol.for('velo-stream.releaseInput');
 
 interface Settle<T> {
   resolve(value: T): void;
@@ -973,11 +971,6 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
       this.#serveReaders();
     }
     return this[kFinished];
-  }
-
-  [kCancelWith](error: unknown): Promise<void> {
-    if (this.#failure === undefined && ops.phase(this.#h) < 2) this.#failure = { error };
-    return this.cancel(error);
   }
 
   [kFailAtEnd](error: unknown): void {

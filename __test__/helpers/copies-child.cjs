@@ -39,5 +39,17 @@ const values = (tag) => [{ tag }, `${tag}-string`, 1.5, [tag], null, 7, 8, { n: 
     }),
   );
   report.stats = fns.map((fn) => fn.stats().completed);
+  // Objects of one copy used by another: a pipe across copies, metrics of
+  // every copy on one registry (through the last copy's subpath).
+  const piped = fns[0].pipe(fns[1]).pipe(async function* (events) {
+    for await (const e of events) yield { wrapped: e };
+  });
+  report.crossPipe = await piped.run([{ x: 1 }, 'two', 3]);
+  const { Registry } = require('prom-client');
+  const registry = new Registry();
+  require(path.join(root, 'dist/prometheus.js')).registerStreamMetrics(registry, [...fns, piped]);
+  report.metricsOpened = (await registry.metrics())
+    .split('\n')
+    .filter((line) => line.startsWith('velo_streams_opened_total{'));
   console.log(JSON.stringify(report));
 })();
