@@ -1,0 +1,52 @@
+// Fixed workloads for counting instructions with callgrind, which is
+// repeatable on these noisy machines where wall-clock figures swing 20-30 %:
+//
+//   valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+//     node --single-threaded bench/instructions.cjs <workload> [path to the package]
+//
+// `--single-threaded` keeps V8's background compiler and GC threads from
+// making the count vary. Compare two builds by the difference of their counts,
+// minus the `startup` workload's (Node's start and the module's load).
+const [workload = 'run', from = '..'] = process.argv.slice(2);
+const { streamFn } = require(from === '..' ? require('node:path').join(__dirname, '..') : from);
+
+const workloads = {
+  startup: async () => {},
+  // Like S1: run() over 200,000 numbers (3 times), a running average.
+  run: async () => {
+    const avg = streamFn(async function* (events) {
+      let n = 0;
+      let sum = 0;
+      for await (const e of events) yield (sum += e) / ++n;
+    });
+    const input = Array.from({ length: 200_000 }, (_, i) => i);
+    for (let r = 0; r < 3; r++) if ((await avg.run(input)).length !== input.length) throw new Error('lost outputs');
+  },
+  // Like S2/S3: 100,000 live round trips, send then recv.
+  live: async () => {
+    const fn = streamFn(async function* (events) {
+      for await (const e of events) yield e + 1;
+    });
+    const s = fn.open();
+    for (let i = 0; i < 100_000; i++) {
+      await s.send(i);
+      if ((await s.recv()) !== i + 1) throw new Error('wrong output');
+    }
+    s.end();
+  },
+  // Like S4: 30,000 times open -> one event -> end -> read to the end.
+  open: async () => {
+    const fn = streamFn(async function* (events) {
+      for await (const e of events) yield e;
+    });
+    for (let i = 0; i < 30_000; i++) {
+      const s = fn.open();
+      await s.send(i);
+      s.end();
+      for await (const _ of s);
+    }
+  },
+};
+
+if (!(workload in workloads)) throw new Error(`unknown workload "${workload}": ${Object.keys(workloads).join(', ')}`);
+workloads[workload]();
