@@ -4,10 +4,9 @@
 // Works with Node's http.ServerResponse, so with Express's `res` and
 // Fastify's `reply.raw`; `toReadable` gives a Readable for `reply.send`.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { once } from 'node:events';
-import { createInterface } from 'node:readline';
+import { constants as bufferConstants } from 'node:buffer';
 import { Readable } from 'node:stream';
-import { describe, invalidType } from './errors';
+import { describe, invalidType, invalidValue, outOfRange } from './errors';
 
 /** Output formats. */
 export type Format = 'ndjson' | 'sse';
@@ -99,38 +98,80 @@ export async function writeResponse<O>(
   const onClose = () => {
     if (res.writableFinished) return;
     gone = true;
-    void stop(outputs, it, 'client disconnected');
+    // Nobody is left to tell if stopping fails (a plain iterator's return()).
+    stop(outputs, it, 'client disconnected').catch(() => {});
   };
   res.once('close', onClose);
+  let failed = false;
   try {
     for (;;) {
-      let r: IteratorResult<O>;
+      let text: string;
       try {
-        r = await it.next();
+        const r = await it.next();
+        if (r.done || gone) break;
+        text = frame.output(r.value);
       } catch (error) {
+        // The outputs failed, or an output could not be serialized (then the
+        // stream would go on: it is stopped in `finally`).
+        failed = true;
         if (gone) break;
         if (!res.headersSent) {
           const e = error as { status?: unknown; toJSON?: () => unknown };
           res.statusCode = typeof e?.status === 'number' && e.status >= 400 && e.status < 600 ? e.status : 500;
           res.setHeader('content-type', 'application/json; charset=utf-8');
+          closeIfBodyUnread(res);
           res.write(JSON.stringify(typeof e?.toJSON === 'function' ? e.toJSON() : errorPayload(error)));
         } else res.write(frame.error(error));
         break;
       }
-      if (r.done || gone) break;
       start();
-      if (!res.write(frame.output(r.value))) {
-        // The socket is full: wait for room, or for the client to leave.
-        await Promise.race([once(res, 'drain'), once(res, 'close')]);
-      }
+      if (!res.write(text)) await drainOrClose(res); // the socket is full: wait for room, or for the client to leave
     }
   } finally {
     res.off('close', onClose);
-    if (gone) await it.return?.();
-    else {
+    if (!gone) {
       start();
+      closeIfBodyUnread(res);
       res.end();
     }
+    // Our iterator is not waiting here, so return() stops the producer at
+    // once (a Stream's cancels it; feed()'s runs its cleanup).
+    if (gone || failed) await Promise.resolve(it.return?.()).catch(() => {});
+  }
+}
+
+/**
+ * Waits until `res` takes more ('drain') or is gone ('close'), and removes
+ * both listeners whichever comes first: a long response to a slow reader
+ * waits thousands of times, and each wait must leave nothing behind.
+ */
+function drainOrClose(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}
+
+/**
+ * The response is about to end while its request body was not read to the
+ * end (a body refused for its size, a handler that stopped reading): nothing
+ * will read the rest, so the connection must not be kept alive for a next
+ * request behind it. Before the headers, `Connection: close` makes Node close
+ * it after the response; after them, the socket is closed once the response
+ * has been handed to it.
+ */
+function closeIfBodyUnread(res: ServerResponse): void {
+  const req = res.req as IncomingMessage | undefined;
+  if (req === undefined || req.complete || req.destroyed || res.writableEnded) return;
+  if (!res.headersSent) res.setHeader('connection', 'close');
+  else {
+    const socket = res.socket;
+    res.once('finish', () => socket?.destroy());
   }
 }
 
@@ -147,32 +188,54 @@ export function sendSse<O>(res: ServerResponse, outputs: Outputs<O>, opts?: Resp
 /**
  * The outputs as a byte Readable in `format` (for Fastify's `reply.send`, or
  * `pipeline`). Reading pulls outputs; destroying it (a client that left)
- * cancels the stream.
+ * cancels the stream at once, even while the handler waits for input, and
+ * the Readable closes once the handler has returned.
  */
 export function toReadable<O>(outputs: Outputs<O>, format: Format, opts: ResponseOptions<O> = {}): Readable {
   assertOutputs(outputs);
   const frame = frames(format, opts);
   const it = outputs[Symbol.asyncIterator]();
-  async function* text(): AsyncGenerator<string> {
-    try {
-      for (;;) {
-        let r: IteratorResult<O>;
-        try {
-          r = await it.next();
-        } catch (error) {
-          yield frame.error(error);
-          return;
-        }
-        if (r.done) return;
-        yield frame.output(r.value);
-      }
-    } finally {
-      // On every exit: a no-op once the outputs ended; stops the producer
-      // when the Readable was destroyed early (a client that left).
-      await stop(outputs, it, 'response closed');
-    }
-  }
-  return Readable.from(text(), { objectMode: false });
+  // The outputs are over (ended, or failed and reported): nothing to stop.
+  let over = false;
+  // Not Readable.from over a generator: a generator can only be returned from
+  // at its next step, so a destroy would wait for the next output (forever,
+  // for a handler waiting for input). This Readable stops the stream itself.
+  return new Readable({
+    read() {
+      it.next().then(
+        (r) => {
+          if (this.destroyed) return;
+          if (r.done) {
+            over = true;
+            this.push(null);
+            return;
+          }
+          let text: string;
+          try {
+            text = frame.output(r.value);
+          } catch (error) {
+            this.destroy(error as Error); // stops the stream, which would go on
+            return;
+          }
+          this.push(text);
+        },
+        (error: unknown) => {
+          over = true;
+          if (this.destroyed) return;
+          this.push(frame.error(error));
+          this.push(null);
+        },
+      );
+    },
+    destroy(error, callback) {
+      if (over) return callback(error);
+      over = true;
+      stop(outputs, it, 'response closed').then(
+        () => callback(error),
+        (stopError: unknown) => callback(error ?? (stopError as Error)),
+      );
+    },
+  });
 }
 
 /** The content type of a format, for frameworks that set headers themselves. */
@@ -197,23 +260,149 @@ export class RequestBodyError extends Error {
   }
 }
 
+/** A request body over a size limit of `ndjsonEvents`: answer with `status` (413) and `toJSON()`. */
+export class RequestTooLargeError extends Error {
+  readonly status = 413;
+  /** `ERR_NDJSON_LINE_TOO_LARGE` (one line over `maxLineBytes`) or `ERR_BODY_TOO_LARGE` (the body over `maxBodyBytes`). */
+  readonly code: 'ERR_NDJSON_LINE_TOO_LARGE' | 'ERR_BODY_TOO_LARGE';
+  /** The limit that was exceeded, in bytes. */
+  readonly limit: number;
+  /** 1-based number of the line over `maxLineBytes` (line errors only). */
+  readonly line: number | undefined;
+  constructor(code: RequestTooLargeError['code'], limit: number, line?: number) {
+    super(
+      code === 'ERR_BODY_TOO_LARGE'
+        ? `The request body is larger than maxBodyBytes (${limit} bytes)`
+        : `Line ${line} of the request body is larger than maxLineBytes (${limit} bytes)`,
+    );
+    this.name = 'RequestTooLargeError';
+    this.code = code;
+    this.limit = limit;
+    this.line = line;
+  }
+  /** The body of a 413 response. */
+  toJSON(): { error: { message: string; code: string; limit: number; line?: number } } {
+    const error = { message: this.message, code: this.code, limit: this.limit };
+    return { error: this.line === undefined ? error : { ...error, line: this.line } };
+  }
+}
+
+/** Size limits of `ndjsonEvents`. */
+export interface NdjsonOptions {
+  /**
+   * Largest line, in bytes of UTF-8 without its line ending (default 102400,
+   * 100 KiB, as Express's body parser). At most this much of one line is ever
+   * held; a longer line is refused with `RequestTooLargeError`
+   * (`ERR_NDJSON_LINE_TOO_LARGE`).
+   */
+  maxLineBytes?: number;
+  /**
+   * Largest body, in bytes (default: no limit; memory is bounded by
+   * `maxLineBytes`, and a streamed body may rightly be long). A larger body is
+   * refused with `RequestTooLargeError` (`ERR_BODY_TOO_LARGE`), before
+   * reading when its Content-Length says so.
+   */
+  maxBodyBytes?: number;
+}
+
+const NDJSON_KEYS = new Set(['maxLineBytes', 'maxBodyBytes']);
+/** A line is decoded to one string, so it may not be longer than V8's longest string (a UTF-8 byte decodes to at most one UTF-16 unit). */
+const MAX_LINE_BYTES = bufferConstants.MAX_STRING_LENGTH;
+
+function byteLimit(field: string, value: unknown, max: number, infinite: boolean): number {
+  const ok = typeof value === 'number' && ((Number.isInteger(value) && value >= 1 && value <= max) || (infinite && value === Infinity));
+  if (!ok) {
+    throw outOfRange(
+      `The "${field}" option must be an integer from 1 to ${max}${infinite ? ', or Infinity' : ''}. Received ${describe(value)}`,
+    );
+  }
+  return value;
+}
+
+function resolveNdjsonOptions(opts: unknown): { maxLineBytes: number; maxBodyBytes: number } {
+  if (opts === undefined) opts = {};
+  if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) {
+    throw invalidType(`The "options" argument must be an object. Received ${describe(opts)}`);
+  }
+  for (const key of Object.keys(opts)) {
+    if (!NDJSON_KEYS.has(key)) throw invalidValue(`Unknown option "${key}". Known options: ${[...NDJSON_KEYS].join(', ')}`);
+  }
+  const o = opts as NdjsonOptions;
+  return {
+    maxLineBytes: o.maxLineBytes === undefined ? 100 * 1024 : byteLimit('maxLineBytes', o.maxLineBytes, MAX_LINE_BYTES, false),
+    maxBodyBytes: o.maxBodyBytes === undefined ? Infinity : byteLimit('maxBodyBytes', o.maxBodyBytes, Number.MAX_SAFE_INTEGER, true),
+  };
+}
+
 /**
  * The events of an NDJSON request body, parsed line by line as they arrive
- * (Node's own line reader; blank lines skipped). Throws `RequestBodyError`
- * (status 400) at the first malformed line. Pass it to `feed()` or `run()`.
+ * (lines end with `\n` or `\r\n`; blank lines are skipped; a last line
+ * without a newline counts). Throws `RequestBodyError` (status 400) at the
+ * first malformed line, and `RequestTooLargeError` (status 413) at the first
+ * line over `maxLineBytes` or when the body passes `maxBodyBytes`; the lines
+ * before either are delivered first. Reading stops there (the request is
+ * left unread, not destroyed, so that the error can still be answered).
+ * Options are checked at the call. Pass it to `feed()` or `run()`.
  */
-export async function* ndjsonEvents<E = unknown>(req: IncomingMessage | Readable): AsyncGenerator<E> {
-  const lines = createInterface({ input: req, crlfDelay: Infinity });
-  let n = 0;
-  for await (const line of lines) {
-    n++;
-    if (line.trim() === '') continue;
-    let event: E;
-    try {
-      event = JSON.parse(line) as E;
-    } catch (error) {
-      throw new RequestBodyError(n, error);
-    }
-    yield event;
+export function ndjsonEvents<E = unknown>(req: IncomingMessage | Readable, opts?: NdjsonOptions): AsyncGenerator<E> {
+  if (!(req instanceof Readable)) {
+    throw invalidType(`The "req" argument must be a Readable (an http.IncomingMessage). Received ${describe(req)}`);
   }
+  const { maxLineBytes, maxBodyBytes } = resolveNdjsonOptions(opts);
+  return parseNdjson<E>(req, maxLineBytes, maxBodyBytes);
+}
+
+async function* parseNdjson<E>(input: Readable, maxLineBytes: number, maxBodyBytes: number): AsyncGenerator<E> {
+  const declared = Number((input as IncomingMessage).headers?.['content-length']);
+  if (declared > maxBodyBytes) throw new RequestTooLargeError('ERR_BODY_TOO_LARGE', maxBodyBytes);
+  // The line read so far: pieces of chunks, never more than maxLineBytes + 1
+  // bytes (the 1 for a `\r` that may turn out to end the line).
+  const pieces: Buffer[] = [];
+  let held = 0;
+  let line = 0;
+  let room = maxBodyBytes;
+  function* complete(bytes: Buffer): Generator<E> {
+    line++;
+    const end = bytes.length > 0 && bytes[bytes.length - 1] === 13 ? bytes.length - 1 : bytes.length;
+    if (end > maxLineBytes) throw new RequestTooLargeError('ERR_NDJSON_LINE_TOO_LARGE', maxLineBytes, line);
+    // Decoded only whole: a character split across chunks is joined first.
+    const text = bytes.toString('utf8', 0, end);
+    if (text.trim() === '') return;
+    try {
+      yield JSON.parse(text) as E;
+    } catch (error) {
+      throw new RequestBodyError(line, error);
+    }
+  }
+  // `destroyOnReturn: false`: leaving early (a refused body, a consumer that
+  // stopped) must not destroy the request, which would reset the connection
+  // before the client can read the answer. Reading simply stops.
+  for await (const data of input.iterator({ destroyOnReturn: false })) {
+    let chunk: Buffer = typeof data === 'string' ? Buffer.from(data) : (data as Buffer);
+    // Only bytes within maxBodyBytes are parsed, so which lines count does not
+    // depend on how the body was cut into chunks.
+    const over = chunk.length > room;
+    if (over) chunk = chunk.subarray(0, room);
+    room -= chunk.length;
+    let start = 0;
+    for (let nl = chunk.indexOf(10); nl !== -1; nl = chunk.indexOf(10, start)) {
+      const piece = chunk.subarray(start, nl);
+      start = nl + 1;
+      if (held === 0) yield* complete(piece);
+      else {
+        pieces.push(piece);
+        const bytes = Buffer.concat(pieces, held + piece.length);
+        pieces.length = 0;
+        held = 0;
+        yield* complete(bytes);
+      }
+    }
+    if (over) throw new RequestTooLargeError('ERR_BODY_TOO_LARGE', maxBodyBytes);
+    if (start < chunk.length) {
+      held += chunk.length - start;
+      if (held > maxLineBytes + 1) throw new RequestTooLargeError('ERR_NDJSON_LINE_TOO_LARGE', maxLineBytes, line + 1);
+      pieces.push(chunk.subarray(start));
+    }
+  }
+  if (held > 0) yield* complete(Buffer.concat(pieces, held));
 }

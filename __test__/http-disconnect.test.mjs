@@ -1,0 +1,222 @@
+// Real clients that disconnect at every stage of a streamed response, for
+// each way of sending one: sendNdjson, sendSse, pipeline(toReadable(...), res)
+// and Fastify's reply.send(toReadable(...)). Whatever the stage, the stream
+// must be cancelled at once: the handler's `finally` runs, its slot frees,
+// the server (or Fastify app) closes, nothing is left unhandled or warned.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { pipeline } from 'node:stream/promises';
+import Fastify from 'fastify';
+import { streamFn } from 'velo-stream';
+import { contentType, sendNdjson, sendSse, toReadable } from 'velo-stream/http';
+import { client, deadline, listen, recordWarnings, until } from './helpers/server.mjs';
+import { unhandledDuring } from './helpers/util.mjs';
+
+const PAD = 'x'.repeat(4096);
+
+/**
+ * One stream function per stage, each parked where the stage needs it.
+ * Nobody ever sends to these streams and idleTimeout is 0, so only a cancel
+ * can end them: a `finally` that runs proves the disconnect cancelled it.
+ */
+function stageFn(stage) {
+  const seen = { finalized: 0, produced: 0, res: undefined };
+  const fn = streamFn(
+    async function* handler(events) {
+      try {
+        if (stage === 'backpressured') for (let i = 0; ; i++, seen.produced++) yield { i, pad: PAD };
+        if (stage === 'mid-stream') {
+          for (let i = 0; ; i++) {
+            yield { i };
+            await new Promise((resolve) => setTimeout(resolve, 2));
+          }
+        }
+        if (stage === 'waiting for input') yield* [{ i: 0 }, { i: 1 }, { i: 2 }];
+        // 'before headers' starts here: parked on an input that never comes.
+        for await (const e of events) yield e;
+      } finally {
+        seen.finalized++;
+      }
+    },
+    { buffer: 8, idleTimeout: 0 },
+  );
+  return { fn, seen };
+}
+
+const STAGES = ['before headers', 'waiting for input', 'mid-stream', 'backpressured'];
+
+/** Outputs received so far, in `format`. */
+function received(text, format) {
+  return text.split(format === 'sse' ? '\n\n' : '\n').length - 1;
+}
+
+/**
+ * Waits until `read()` has not changed for 20 polls in a row: the handler is
+ * paused at its yield by the full socket (the stream's buffer full behind
+ * it). A wait condition, not an assertion.
+ */
+async function steady(read, what) {
+  let last = read();
+  let same = 0;
+  await until(
+    () => {
+      const now = read();
+      same = now === last ? same + 1 : 0;
+      last = now;
+      return same >= 20;
+    },
+    10_000,
+    what,
+  );
+}
+
+/** Connects, waits for the stage, disconnects; returns what the client saw. */
+async function disconnectAt(stage, url, fn, seen, format) {
+  const before = seen.finalized;
+  const c = client(url);
+  await until(() => fn.stats().open === 1, 5000, 'the stream to open');
+  if (stage === 'waiting for input' || stage === 'mid-stream') {
+    await c.response;
+    await until(() => received(c.text, format) >= 3, 5000, 'three outputs');
+  }
+  if (stage === 'backpressured') {
+    const res = await c.response;
+    res.removeAllListeners('data');
+    res.pause(); // stop reading: the server fills the socket, then the stream
+    await until(() => seen.res?.writableNeedDrain, 5000, 'the response to wait for drain');
+    await steady(() => seen.produced, 'the handler to be paused at its yield');
+  }
+  seen.res = undefined;
+  // The handler is parked (on its input, a timer or a full output); the test
+  // holds no reference to its stream: a collection must not lose the cancel.
+  global.gc();
+  c.destroy();
+  await until(() => seen.finalized === before + 1, 5000, `the handler's finally after a disconnect ${stage}`);
+  assert.equal(fn.stats().open, 0, 'the slot is free');
+  await c.closed;
+  return c;
+}
+
+const nodeModes = {
+  ndjson: (res, s) => sendNdjson(res, s),
+  sse: (res, s) => sendSse(res, s),
+  'pipeline(toReadable)': (res, s) => pipeline(toReadable(s, 'ndjson'), res),
+};
+
+for (const [mode, send] of Object.entries(nodeModes)) {
+  test(`${mode}: a client that disconnects at any stage cancels the stream at once`, async () => {
+    const format = mode === 'sse' ? 'sse' : 'ndjson';
+    const warnings = recordWarnings();
+    try {
+      const unhandled = await unhandledDuring(async () => {
+        for (const stage of STAGES) {
+          const { fn, seen } = stageFn(stage);
+          const settled = [];
+          const srv = await listen((_req, res) => {
+            const s = fn.open();
+            seen.res = res;
+            settled.push(send(res, s).then(
+              () => 'resolved',
+              (e) => e,
+            ));
+          });
+          const c = await disconnectAt(stage, srv.url, fn, seen, format);
+          if (stage === 'before headers') assert.equal(c.res, undefined, 'no response was started');
+          assert.deepEqual(fn.stats(), { open: 0, opened: 1, completed: 0, failed: 0, cancelled: 1, rejected: 0 });
+          const outcome = await deadline(settled[0], 5000, `${mode} after a disconnect ${stage}`);
+          if (mode === 'pipeline(toReadable)') assert.equal(outcome.code, 'ERR_STREAM_PREMATURE_CLOSE');
+          else assert.equal(outcome, 'resolved', 'sendNdjson/sendSse never reject because of the client');
+          // No connection is left behind: close() without forcing resolves.
+          await deadline(new Promise((resolve) => srv.server.close(resolve)), 5000, `server.close() after ${stage}`);
+        }
+      });
+      assert.deepEqual(unhandled, []);
+      assert.deepEqual(warnings.seen, []);
+    } finally {
+      warnings.stop();
+    }
+  });
+}
+
+test('Fastify reply.send(toReadable(...)): a disconnect at any stage cancels the stream, app.close() resolves', async () => {
+  const warnings = recordWarnings();
+  try {
+    const unhandled = await unhandledDuring(async () => {
+      for (const stage of STAGES) {
+        const { fn, seen } = stageFn(stage);
+        const app = Fastify();
+        app.get('/', (_request, reply) => {
+          const s = fn.open();
+          seen.res = reply.raw;
+          reply.header('content-type', contentType('sse'));
+          return reply.send(toReadable(s, 'sse'));
+        });
+        await app.listen({ port: 0, host: '127.0.0.1' });
+        try {
+          const c = await disconnectAt(stage, `http://127.0.0.1:${app.server.address().port}/`, fn, seen, 'sse');
+          if (stage === 'before headers') assert.equal(c.res, undefined, 'no response was started');
+          assert.deepEqual(fn.stats(), { open: 0, opened: 1, completed: 0, failed: 0, cancelled: 1, rejected: 0 });
+        } finally {
+          await deadline(app.close(), 5000, `app.close() after a disconnect ${stage}`);
+        }
+      }
+    });
+    assert.deepEqual(unhandled, []);
+    assert.deepEqual(warnings.seen, []);
+  } finally {
+    warnings.stop();
+  }
+});
+
+test('toReadable: destroying the Readable cancels a stream parked on its input at once', async () => {
+  const { fn, seen } = stageFn('waiting for input');
+  const readable = toReadable(fn.open(), 'ndjson');
+  const chunks = [];
+  for await (const chunk of readable) {
+    chunks.push(String(chunk));
+    if (chunks.join('').split('\n').length > 3) break; // three outputs read: the handler now waits for input
+  }
+  // `break` destroyed the Readable; for await resolves only once it closed.
+  assert.equal(seen.finalized, 1, "the handler's finally ran before the Readable closed");
+  assert.deepEqual(fn.stats(), { open: 0, opened: 1, completed: 0, failed: 0, cancelled: 1, rejected: 0 });
+});
+
+test('toReadable: outputs, then the end; a handler error becomes an error frame; a serialize error cancels the stream', async () => {
+  const three = streamFn(async function* () {
+    yield* [1, 2, 3];
+  });
+  let text = '';
+  for await (const chunk of toReadable(three.open(), 'ndjson')) text += chunk;
+  assert.equal(text, '1\n2\n3\n');
+
+  const failing = streamFn(async function* () {
+    yield 'a';
+    throw Object.assign(new Error('boom'), { code: 'E_BOOM' });
+  });
+  text = '';
+  for await (const chunk of toReadable(failing.open(), 'sse')) text += chunk;
+  assert.equal(text, 'data: "a"\n\nevent: error\ndata: {"error":{"message":"boom","code":"E_BOOM"}}\n\n');
+
+  // An output the serializer rejects (a bigint for JSON): the Readable errors
+  // with it, and the stream, which would otherwise go on, is cancelled.
+  let finalized = 0;
+  const endless = streamFn(
+    async function* () {
+      try {
+        for (let i = 0n; ; i++) yield i;
+      } finally {
+        finalized++;
+      }
+    },
+    { idleTimeout: 0 },
+  );
+  const readable = toReadable(endless.open(), 'ndjson');
+  await assert.rejects(
+    (async () => {
+      for await (const _ of readable);
+    })(),
+    TypeError,
+  );
+  assert.equal(finalized, 1);
+  assert.equal(endless.stats().open, 0);
+});

@@ -1,0 +1,328 @@
+// ndjsonEvents size limits: maxLineBytes (default 100 KiB) and maxBodyBytes.
+// A line or body over its limit is refused with 413 and a JSON error, the
+// parser never holds more than one line's limit, it stops reading the request,
+// and the server answers, closes that connection and serves the next request.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { request } from 'node:http';
+import { constants as bufferConstants } from 'node:buffer';
+import { Readable } from 'node:stream';
+import { streamFn } from 'velo-stream';
+import { RequestBodyError, RequestTooLargeError, ndjsonEvents, sendNdjson } from 'velo-stream/http';
+import { deadline, listen, rawExchange, recordWarnings } from './helpers/server.mjs';
+import { unhandledDuring } from './helpers/util.mjs';
+
+/** Parses `chunks` (Buffers or strings, one chunk each) and returns the events, or the events and the error. */
+async function parse(chunks, opts) {
+  const events = [];
+  try {
+    for await (const e of ndjsonEvents(Readable.from(chunks.map((c) => Buffer.from(c))), opts)) events.push(e);
+  } catch (error) {
+    return { events, error };
+  }
+  return { events };
+}
+
+/** A JSON line of exactly `bytes` bytes of UTF-8 (a string of `char`s, padded with ASCII). */
+function lineOf(bytes, char = 'a') {
+  const charBytes = Buffer.byteLength(char);
+  const n = Math.floor((bytes - 2) / charBytes);
+  const s = JSON.stringify(char.repeat(n) + 'a'.repeat(bytes - 2 - n * charBytes));
+  assert.equal(Buffer.byteLength(s), bytes);
+  return s;
+}
+
+/** Every split of `buf` into pieces of `size` bytes. */
+function pieces(buf, size) {
+  const out = [];
+  for (let i = 0; i < buf.length; i += size) out.push(buf.subarray(i, i + size));
+  return out;
+}
+
+test('lines up to maxLineBytes pass (LF, CRLF, last line without newline), one byte more is refused', async () => {
+  const limit = 64;
+  for (const ending of ['\n', '\r\n', '']) {
+    const ok = await parse([`${lineOf(limit)}${ending}`], { maxLineBytes: limit });
+    assert.deepEqual(ok, { events: ['a'.repeat(limit - 2)] }, `a line of exactly the limit, ending ${JSON.stringify(ending)}`);
+    const over = await parse([`{"n":1}\n${lineOf(limit + 1)}${ending}{"n":3}\n`], { maxLineBytes: limit });
+    assert.deepEqual(over.events, [{ n: 1 }], 'the lines before the long one are delivered');
+    assert.ok(over.error instanceof RequestTooLargeError);
+    assert.equal(over.error.status, 413);
+    assert.equal(over.error.code, 'ERR_NDJSON_LINE_TOO_LARGE');
+    assert.equal(over.error.line, 2);
+    assert.equal(over.error.limit, limit);
+    assert.deepEqual(over.error.toJSON(), {
+      error: { message: 'Line 2 of the request body is larger than maxLineBytes (64 bytes)', code: 'ERR_NDJSON_LINE_TOO_LARGE', limit: 64, line: 2 },
+    });
+  }
+  // A `\r` that is not followed by `\n` is not a line ending: it counts.
+  const cr = await parse([`${lineOf(limit)}\r`], { maxLineBytes: limit });
+  assert.deepEqual(cr.events, ['a'.repeat(limit - 2)], 'a final CR is stripped like the CR of CRLF');
+  const inner = await parse([`${lineOf(limit - 1)}\r `], { maxLineBytes: limit });
+  assert.equal(inner.error?.code, 'ERR_NDJSON_LINE_TOO_LARGE', 'a CR inside a line counts as a byte');
+});
+
+test('a line over the limit without any newline is refused after at most maxLineBytes + 1 bytes are held', async () => {
+  let pulled = 0;
+  // 64 MiB of one line, made as it is read: the parser must stop long before.
+  async function* endless() {
+    const chunk = Buffer.alloc(64 * 1024, 'x');
+    for (let i = 0; i < 1024; i++) {
+      pulled += chunk.length;
+      yield chunk;
+    }
+  }
+  await assert.rejects(
+    (async () => {
+      for await (const _ of ndjsonEvents(Readable.from(endless(), { objectMode: false })));
+    })(),
+    (e) => e instanceof RequestTooLargeError && e.code === 'ERR_NDJSON_LINE_TOO_LARGE' && e.line === 1 && e.limit === 100 * 1024,
+  );
+  // The default limit is 100 KiB; the Readable reads ahead up to its 16 KiB mark and one chunk.
+  assert.ok(pulled <= 100 * 1024 + 3 * 64 * 1024, `the parse stopped early: ${pulled} of ${64 * 1024 * 1024} bytes pulled`);
+});
+
+test('multi-byte characters split across chunks at every position decode whole; limits count bytes, not characters', async () => {
+  const body = Buffer.from(
+    [
+      { t: 'é€😀 mixed' },
+      { t: '😀'.repeat(10) },
+      {},
+      { t: 'ß\u2028\u00a0' },
+    ]
+      .map((o) => JSON.stringify(o))
+      .join('\r\n') + '\n\n',
+  );
+  const expected = body
+    .toString()
+    .split(/\r?\n/)
+    .filter((l) => l.trim() !== '')
+    .map((l) => JSON.parse(l));
+  for (let size = 1; size <= 7; size++) {
+    assert.deepEqual(await parse(pieces(body, size)), { events: expected }, `chunks of ${size} bytes`);
+  }
+  // 4-byte characters: 16 of them are 64 bytes but only 32 UTF-16 units.
+  for (const size of [1, 3, 5]) {
+    const exact = await parse(pieces(Buffer.from(`${lineOf(66, '😀')}\n`), size), { maxLineBytes: 66 });
+    assert.deepEqual(exact, { events: ['😀'.repeat(16)] });
+    const over = await parse(pieces(Buffer.from(`${lineOf(67, '😀')}\n`), size), { maxLineBytes: 66 });
+    assert.equal(over.error?.code, 'ERR_NDJSON_LINE_TOO_LARGE', `chunks of ${size}`);
+  }
+});
+
+test('maxBodyBytes: exactly the limit passes; beyond it, the lines within the limit, then ERR_BODY_TOO_LARGE, whatever the chunking', async () => {
+  const body = '{"n":1}\n{"n":2}\n{"n":3}\n'; // 24 bytes
+  for (const size of [1, 5, 24]) {
+    const chunks = pieces(Buffer.from(body), size);
+    assert.deepEqual(await parse(chunks, { maxBodyBytes: 24 }), { events: [{ n: 1 }, { n: 2 }, { n: 3 }] });
+    const over = await parse(chunks, { maxBodyBytes: 23 });
+    assert.deepEqual(over.events, [{ n: 1 }, { n: 2 }], `chunks of ${size}: only whole lines within the limit`);
+    assert.ok(over.error instanceof RequestTooLargeError);
+    assert.equal(over.error.code, 'ERR_BODY_TOO_LARGE');
+    assert.equal(over.error.status, 413);
+    assert.deepEqual(over.error.toJSON(), {
+      error: { message: 'The request body is larger than maxBodyBytes (23 bytes)', code: 'ERR_BODY_TOO_LARGE', limit: 23 },
+    });
+  }
+  assert.deepEqual(await parse([body], { maxBodyBytes: Infinity }), { events: [{ n: 1 }, { n: 2 }, { n: 3 }] });
+});
+
+test('blank lines are skipped but counted; a malformed line is still a 400 RequestBodyError with its line', async () => {
+  const r = await parse(['\n  \r\n{"a":1}\n\nnope\n']);
+  assert.deepEqual(r.events, [{ a: 1 }]);
+  assert.ok(r.error instanceof RequestBodyError);
+  assert.equal(r.error.line, 5);
+});
+
+test('options are checked at the call: RangeError ERR_OUT_OF_RANGE naming the field, TypeError for the rest', () => {
+  const body = () => Readable.from([]);
+  for (const bad of [0, -1, 1.5, NaN, Infinity, -Infinity, '100', null, bufferConstants.MAX_STRING_LENGTH + 1]) {
+    assert.throws(
+      () => ndjsonEvents(body(), { maxLineBytes: bad }),
+      (e) => e instanceof RangeError && e.code === 'ERR_OUT_OF_RANGE' && /"maxLineBytes"/.test(e.message),
+      `maxLineBytes ${String(bad)}`,
+    );
+  }
+  for (const bad of [0, -1, 1.5, NaN, -Infinity, '100', null, 2 ** 53]) {
+    assert.throws(
+      () => ndjsonEvents(body(), { maxBodyBytes: bad }),
+      (e) => e instanceof RangeError && e.code === 'ERR_OUT_OF_RANGE' && /"maxBodyBytes"/.test(e.message),
+      `maxBodyBytes ${String(bad)}`,
+    );
+  }
+  assert.throws(() => ndjsonEvents(body(), { maxLineByte: 10 }), (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG_VALUE');
+  assert.throws(() => ndjsonEvents(body(), 10), (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG_TYPE');
+  assert.throws(() => ndjsonEvents(body(), []), (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG_TYPE');
+  assert.throws(() => ndjsonEvents('{"a":1}\n'), (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG_TYPE');
+  assert.throws(() => ndjsonEvents(null), (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG_TYPE');
+  ndjsonEvents(body(), { maxLineBytes: 1, maxBodyBytes: Number.MAX_SAFE_INTEGER });
+  ndjsonEvents(body(), { maxLineBytes: bufferConstants.MAX_STRING_LENGTH, maxBodyBytes: undefined });
+});
+
+// ----- against a real server -----
+
+const double = streamFn(async function* double(events) {
+  for await (const e of events) yield { n: e.n * 2 };
+});
+
+/**
+ * A server that answers NDJSON bodies with `double`, with the given limits,
+ * recording for each request the bytes its connection read from the client.
+ */
+async function limitedServer(opts) {
+  const seen = { sockets: [], sends: [] };
+  const srv = await listen((req, res) => {
+    seen.sockets.push(req.socket);
+    seen.sends.push(sendNdjson(res, double.open().feed(ndjsonEvents(req, opts))));
+  });
+  return { ...srv, seen };
+}
+
+/**
+ * POSTs `body` (an async iterable of chunks) the way a client that streams
+ * does, honouring backpressure, and stops sending when the answer comes.
+ * Resolves with the status, headers and body of the answer.
+ */
+function upload(url, body, headers = {}) {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'POST', headers, agent: false });
+    let answered = false;
+    let sent = 0;
+    req.on('error', (e) => {
+      if (!answered) reject(e);
+    });
+    req.once('response', (res) => {
+      answered = true;
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (s) => (text += s));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, text, sent }));
+    });
+    (async () => {
+      for await (const chunk of body) {
+        if (answered || req.destroyed) return;
+        sent += chunk.length;
+        if (!req.write(chunk)) await drainOrClose(req);
+      }
+      if (!answered && !req.destroyed) req.end();
+    })().catch(reject);
+  });
+}
+
+/** Waits for room or the end of `req`, leaving no listener behind. */
+function drainOrClose(req) {
+  return new Promise((resolve) => {
+    const done = () => {
+      req.off('drain', done).off('close', done);
+      resolve();
+    };
+    req.on('drain', done).on('close', done);
+  });
+}
+
+async function* repeat(chunk, times) {
+  for (let i = 0; i < times; i++) yield chunk;
+}
+
+/** The next request on a fresh connection is served normally. */
+async function servesNext(url) {
+  const r = await fetch(url, { method: 'POST', body: '{"n":21}\n' });
+  assert.equal(r.status, 200);
+  assert.equal(await r.text(), '{"n":42}\n');
+}
+
+test('server: a 64 MiB line without newline is a 413 after reading little of it; the server serves the next request', async () => {
+  const warnings = recordWarnings();
+  const srv = await limitedServer();
+  try {
+    const unhandled = await unhandledDuring(async () => {
+      const r = await deadline(upload(srv.url, repeat(Buffer.alloc(64 * 1024, 'x'), 1024)), 30_000, 'the 413');
+      assert.equal(r.status, 413);
+      assert.equal(r.headers.connection, 'close');
+      assert.match(r.headers['content-type'], /application\/json/);
+      assert.deepEqual(JSON.parse(r.text), {
+        error: { message: 'Line 1 of the request body is larger than maxLineBytes (102400 bytes)', code: 'ERR_NDJSON_LINE_TOO_LARGE', limit: 102400, line: 1 },
+      });
+      const socket = srv.seen.sockets[0];
+      await deadline(new Promise((resolve) => (socket.destroyed ? resolve() : socket.once('close', resolve))), 5000, 'the connection to close');
+      // Bytes the server took from the connection: the line's limit plus
+      // stream and socket buffers, not the 64 MiB the client had to send.
+      assert.ok(socket.bytesRead < 1024 * 1024, `the server stopped reading: ${socket.bytesRead} bytes read of 64 MiB`);
+      assert.equal(await deadline(srv.seen.sends[0], 5000, 'sendNdjson'), undefined);
+      assert.equal(double.stats().open, 0);
+      await servesNext(srv.url);
+    });
+    assert.deepEqual(unhandled, []);
+    assert.deepEqual(warnings.seen, []);
+  } finally {
+    warnings.stop();
+    await srv.close();
+  }
+});
+
+test('server: a line over maxLineBytes ending in a newline, after an output, ends the 200 response with an error line and closes', async () => {
+  const srv = await limitedServer({ maxLineBytes: 1000 });
+  try {
+    // Line 1 is answered first; line 2 is too long and the client goes on sending.
+    async function* body() {
+      yield Buffer.from('{"n":1}\n');
+      yield Buffer.from(`{"n":2,"pad":"${'x'.repeat(2000)}"}\n`);
+      yield* repeat(Buffer.from('{"n":3}\n'.repeat(4096)), 64);
+    }
+    const r = await deadline(upload(srv.url, body()), 30_000, 'the response');
+    assert.equal(r.status, 200);
+    assert.equal(
+      r.text,
+      '{"n":2}\n{"error":{"message":"Line 2 of the request body is larger than maxLineBytes (1000 bytes)","code":"ERR_NDJSON_LINE_TOO_LARGE"}}\n',
+    );
+    const socket = srv.seen.sockets[0];
+    await deadline(new Promise((resolve) => (socket.destroyed ? resolve() : socket.once('close', resolve))), 5000, 'the connection to close');
+    assert.equal(double.stats().open, 0);
+    await servesNext(srv.url);
+  } finally {
+    await srv.close();
+  }
+});
+
+test('server: a chunked body over maxBodyBytes is a 413; exactly maxBodyBytes is served', async () => {
+  const srv = await limitedServer({ maxBodyBytes: 8 * 1024 });
+  try {
+    const line = Buffer.from('{"n":1}\n'); // 8 bytes
+    const exact = await upload(srv.url, repeat(line, 1024));
+    assert.equal(exact.status, 200);
+    assert.equal(exact.text, '{"n":2}\n'.repeat(1024));
+    // Larger than the limit, sent in chunks without a Content-Length: one
+    // long line, still within maxLineBytes, so no line is whole within the
+    // limit, the handler has no output, and the answer is a 413.
+    async function* oneLongLine() {
+      yield Buffer.from('{"pad":"');
+      yield* repeat(Buffer.alloc(1024, 'x'), 20);
+      yield Buffer.from('"}\n');
+    }
+    const over = await deadline(upload(srv.url, oneLongLine()), 30_000, 'the 413');
+    assert.equal(over.status, 413);
+    assert.equal(JSON.parse(over.text).error.code, 'ERR_BODY_TOO_LARGE');
+    assert.equal(over.headers.connection, 'close');
+    await servesNext(srv.url);
+  } finally {
+    await srv.close();
+  }
+});
+
+test('server: a Content-Length over maxBodyBytes is refused before reading the body', async () => {
+  const srv = await limitedServer({ maxBodyBytes: 1000 });
+  try {
+    // The headers announce 10 MB and no body byte is ever sent: an answer
+    // proves the refusal did not wait for the body.
+    const head = 'POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10000000\r\n\r\n';
+    const r = await deadline(rawExchange(srv.port, head), 5000, 'the 413 without a body');
+    assert.match(r.text, /^HTTP\/1\.1 413 /);
+    assert.match(r.text, /\r\nconnection: close\r\n/i);
+    assert.match(r.text, /"code":"ERR_BODY_TOO_LARGE","limit":1000/);
+    assert.equal(double.stats().open, 0);
+    assert.equal(double.stats().completed + double.stats().cancelled, double.stats().opened);
+    await servesNext(srv.url);
+  } finally {
+    await srv.close();
+  }
+});
