@@ -137,3 +137,40 @@ test('a client that disconnects mid-stream cancels it: the handler finally runs,
     await srv.close();
   }
 });
+
+test('an output the serializer rejects is reported like a handler error, and the stream is cancelled', async () => {
+  let finalized = 0;
+  // JSON.stringify throws on a bigint; the handler would go on forever.
+  const bigints = (first) =>
+    streamFn(
+      async function* () {
+        try {
+          if (first !== undefined) yield first;
+          for (let i = 0n; ; i++) yield i;
+        } finally {
+          finalized++;
+        }
+      },
+      { idleTimeout: 0 },
+    );
+  const badFirst = bigints(undefined);
+  const badLater = bigints({ ok: 1 });
+  const sends = [];
+  const srv = await listen((req, res) => void sends.push(sendNdjson(res, (req.url === '/first' ? badFirst : badLater).open())));
+  try {
+    const first = await fetch(`${srv.url}/first`);
+    assert.equal(first.status, 500, 'nothing was sent yet: an error status');
+    assert.match((await first.json()).error.message, /BigInt/);
+    const later = await fetch(`${srv.url}/later`);
+    assert.equal(later.status, 200);
+    const lines = (await later.text()).trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(lines[0], { ok: 1 });
+    assert.match(lines[1].error.message, /BigInt/);
+    assert.equal(lines.length, 2);
+    assert.deepEqual(await Promise.all(sends), [undefined, undefined], 'sendNdjson resolves');
+    await until(() => finalized === 2, 5000, "both handlers' finally");
+    assert.equal(badFirst.stats().open + badLater.stats().open, 0);
+  } finally {
+    await srv.close();
+  }
+});

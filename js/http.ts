@@ -131,7 +131,6 @@ export async function writeResponse<O>(
     res.off('close', onClose);
     if (!gone) {
       start();
-      closeIfBodyUnread(res);
       res.end();
     }
     // Our iterator is not waiting here, so return() stops the producer at
@@ -158,21 +157,16 @@ function drainOrClose(res: ServerResponse): Promise<void> {
 }
 
 /**
- * The response is about to end while its request body was not read to the
- * end (a body refused for its size, a handler that stopped reading): nothing
- * will read the rest, so the connection must not be kept alive for a next
- * request behind it. Before the headers, `Connection: close` makes Node close
- * it after the response; after them, the socket is closed once the response
- * has been handed to it.
+ * An error is answered before its request body was read to the end (a body
+ * refused for its size, maybe by its Content-Length before any byte was
+ * read): nothing will read the rest, so the connection is closed after the
+ * answer. Node does that by itself once a body was partly read, but a body
+ * never read at all it would read to its end and discard, to keep the
+ * connection alive for a next request.
  */
 function closeIfBodyUnread(res: ServerResponse): void {
   const req = res.req as IncomingMessage | undefined;
-  if (req === undefined || req.complete || req.destroyed || res.writableEnded) return;
-  if (!res.headersSent) res.setHeader('connection', 'close');
-  else {
-    const socket = res.socket;
-    res.once('finish', () => socket?.destroy());
-  }
+  if (req !== undefined && !req.complete) res.setHeader('connection', 'close');
 }
 
 /** NDJSON: one JSON document per line. */
@@ -375,8 +369,8 @@ async function* parseNdjson<E>(input: Readable, maxLineBytes: number, maxBodyByt
     }
   }
   // `destroyOnReturn: false`: leaving early (a refused body, a consumer that
-  // stopped) must not destroy the request, which would reset the connection
-  // before the client can read the answer. Reading simply stops.
+  // stopped) just stops reading; the request is left to its response, which
+  // is still to be written on the same connection.
   for await (const data of input.iterator({ destroyOnReturn: false })) {
     let chunk: Buffer = typeof data === 'string' ? Buffer.from(data) : (data as Buffer);
     // Only bytes within maxBodyBytes are parsed, so which lines count does not
