@@ -50,10 +50,14 @@ function frames<O>(format: Format, opts: ResponseOptions<O>) {
   };
 }
 
-/** Stops the producer: cancels the stream when there is one (a pending read ends, the handler's `finally` runs), else closes the iterator. */
-function stop<O>(outputs: Outputs<O>, it: AsyncIterator<O>, why: string): Promise<unknown> {
-  if (typeof outputs.cancel === 'function') return outputs.cancel(new Error(why));
-  return it.return?.() ?? Promise.resolve();
+/**
+ * Stops the producer: cancels the stream when there is one (a pending read
+ * ends, the handler's `finally` runs), else closes the iterator. Async, so
+ * that an iterator whose return() throws rejects rather than throws.
+ */
+async function stop<O>(outputs: Outputs<O>, it: AsyncIterator<O>, why: string): Promise<void> {
+  if (typeof outputs.cancel === 'function') await outputs.cancel(new Error(why));
+  else await it.return?.();
 }
 
 function assertOutputs(outputs: unknown): asserts outputs is AsyncIterable<unknown> {
@@ -68,10 +72,13 @@ function assertOutputs(outputs: unknown): asserts outputs is AsyncIterable<unkno
  * the outputs end. A handler error is reported in the format's own way (a
  * final `{"error":…}` line, or an `event: error`) and the response ends; an
  * error before the first output is answered with its `status` (400 for a
- * malformed request body, else 500) and a JSON error body instead. If the
- * client goes away first, the stream is cancelled (so the handler's `finally`
- * runs and its slot frees at once). Resolves when done; never rejects because
- * of the client.
+ * malformed request body, 413 for one over a size limit, else 500) and a JSON
+ * error body instead, with `Connection: close` if the request body was not
+ * read to its end. An output the serializer rejects counts as a handler error
+ * and stops the stream. If the client goes away first, the stream is
+ * cancelled (so the handler's `finally` runs and its slot frees at once).
+ * Waits for a full socket to drain, leaving no listener behind. Resolves when
+ * done; never rejects because of the client.
  */
 export async function writeResponse<O>(
   res: ServerResponse,
