@@ -29,3 +29,25 @@ for (const mode of ['js', 'all']) {
     ]);
   });
 }
+
+test('the addon refuses a second scratch buffer or idle handler on a thread; an incompatible copy fails loudly at load', async () => {
+  const { stdout } = await run(
+    [
+      '-e',
+      `
+      const path = require('node:path');
+      const addon = require(path.resolve('native/index.js'));
+      // As a copy of another shape would have left it:
+      addon.threadState().version = 99;
+      try { require(path.resolve('.')); console.log('loaded?!'); } catch (e) { console.log(e.code); }
+      const tryIt = (f) => { try { f(); return 'accepted?!'; } catch (e) { return /already registered/.test(e.message) ? 'refused' : e.message; } };
+      addon.threadState().version = undefined;
+      for (const k of Object.keys(require.cache)) if (k.includes('/dist/')) delete require.cache[k];
+      require(path.resolve('.'));
+      console.log(tryIt(() => addon.stream.setScratch(new Float64Array(8))), tryIt(() => addon.setIdleHandler(() => {})));
+    `,
+    ],
+    { timeout: 20_000 },
+  );
+  assert.equal(stdout, 'ERR_VELO_INCOMPATIBLE_COPY\nrefused refused\n');
+});

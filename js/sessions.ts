@@ -2,7 +2,7 @@
 // arrive in separate requests, and one merged, bounded output of all of them.
 //
 // A key never has two live instances. After `end(key)` (or an idle timeout,
-// a failure), the key's stream finishes what it holds; a send in the
+// a failure, its handler leaving its input loop), the key's stream finishes what it holds; a send in the
 // meantime waits for its handler to finish, then opens the key's next
 // instance (the slot is free by then, so `maxConcurrent: 1` is enough). The
 // next instance's outputs enter the merged output after every output of the
