@@ -41,11 +41,10 @@ test('a Rust panic surfaces as a JS error and the process carries on', async () 
   // must not reach the suite's output (a clean run has none). The child's
   // stderr must hold that one panic message and nothing else unclean.
   const script = `
-    import { createRequire } from 'node:module';
     import { streamFn } from 'velo-stream';
-    const native = createRequire(import.meta.url)('./native/index.js');
+    const { panicForTest } = await import('#testing');
     let message;
-    try { native.__panicForTest(); } catch (error) { message = error.message; }
+    try { panicForTest(); } catch (error) { message = error.message; }
     const out = await streamFn(async function* (xs) { for await (const x of xs) yield x; }).run([1, 2]);
     console.log(JSON.stringify({ message, out }));
   `;

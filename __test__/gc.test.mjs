@@ -40,13 +40,13 @@ async function collectGarbage() {
     assert.equal(finalized, N, 'every stream object was collected');
     assert.equal(fn.stats().open, 0, 'and every slot came back');
     assert.equal(fn.stats().cancelled, N);
-    const { idleWatched } = await import('../dist/native.js');
+    const { idleWatched } = await import('#testing');
     assert.equal(idleWatched(), 0, 'and no idle watch was left behind');
   });
 }
 
 test('the value table holds nothing once streams have ended, whatever the ending', async () => {
-  const { tableSize } = await import('../dist/values.js');
+  const { tableSize } = await import('#testing');
   const before = tableSize();
   const fn = streamFn(
     async function* (events) {

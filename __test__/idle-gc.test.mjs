@@ -128,7 +128,7 @@ test('fire-and-forget streams end by their idle deadline, not by a collection: e
     while (collected < 20) await sleep(10);
   })();
   await collectGarbageUntil(gone, 'ended streams');
-  const { idleWatched } = await import('../dist/native.js');
+  const { idleWatched } = await import('#testing');
   assert.equal(idleWatched(), 0, 'no idle watch left behind');
 });
 
@@ -177,7 +177,7 @@ test('a stream whose idle clock is paused by a waiting send stays collectable', 
   })();
   await collectGarbageUntil(gone, 'streams paused by a waiting send');
   assert.equal(fn.stats().cancelled, 20);
-  const { idleWatched } = await import('../dist/native.js');
+  const { idleWatched } = await import('#testing');
   assert.equal(idleWatched(), 0);
 });
 

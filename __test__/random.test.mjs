@@ -101,14 +101,14 @@ async function trial(seed, make) {
 }
 
 test('random interleavings of send, recv, iteration, end and cancel', async () => {
-  const { tableSize } = await import('../dist/values.js');
+  const { tableSize } = await import('#testing');
   const table = tableSize();
   for (let seed = 1; seed <= 300; seed++) await trial(seed, single);
   assert.equal(tableSize(), table, 'no value-table entry left');
 });
 
 test('the same through a three-stage pipe', async () => {
-  const { tableSize } = await import('../dist/values.js');
+  const { tableSize } = await import('#testing');
   const table = tableSize();
   for (let seed = 1; seed <= 200; seed++) await trial(seed, piped);
   await settle(3);

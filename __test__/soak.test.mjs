@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { soak } from '../bench/soak.mjs';
 
 test('open/send/close cycles and abandoned streams: memory stays flat, nothing stays open', async () => {
-  const { tableSize } = await import('../dist/values.js');
+  const { tableSize } = await import('#testing');
   const table = tableSize();
   const { samples, stats, neverEnds, idleEnds } = await soak({ cycles: 40_000, abandoned: 5_000, samples: 8 });
   const cycles = samples.filter((s) => s.label === 'cycles');

@@ -1,4 +1,4 @@
-export { streamFn } from './function';
+export { streamFn } from './core/function';
 export { StreamClosedError, StreamLimitError } from './errors';
 export type {
   EventSource,

@@ -47,7 +47,7 @@ const values = (tag) => [{ tag }, `${tag}-string`, 1.5, [tag], null, 7, 8, { n: 
   report.crossPipe = await piped.run([{ x: 1 }, 'two', 3]);
   const { Registry } = require('prom-client');
   const registry = new Registry();
-  require(path.join(root, 'dist/prometheus.js')).registerStreamMetrics(registry, [...fns, piped]);
+  require(path.join(root, 'dist/integrations/prometheus.js')).registerStreamMetrics(registry, [...fns, piped]);
   report.metricsOpened = (await registry.metrics())
     .split('\n')
     .filter((line) => line.startsWith('velo_streams_opened_total{'));

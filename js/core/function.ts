@@ -1,10 +1,10 @@
-import { assertOptionsObject, resolveConfig, resolveSignal } from './config';
-import { StreamLimitError, describe, invalidType } from './errors';
-import { NativeFunction } from './native';
+import { assertOptionsObject, resolveConfig, resolveSignal } from '../config';
+import { StreamLimitError, describe, invalidType } from '../errors';
+import { NativeFunction } from './addon';
 import { PipedStream } from './pipe';
 import { StreamImpl, assertSource, collectOutputs } from './stream';
-import { Sessions } from './sessions';
-import type { EventSource, OpenOptions, Stream, StreamConfig, StreamFn, StreamFnStats, StreamHandler, StreamSessions } from './types';
+import { Sessions } from '../integrations/sessions';
+import type { EventSource, OpenOptions, Stream, StreamConfig, StreamFn, StreamFnStats, StreamHandler, StreamSessions } from '../types';
 
 /** Opens a stream; `idle` false turns the idle clock off (inner pipe stages: their input is the previous stage). */
 const kOpen = Symbol.for('velo-stream.open');

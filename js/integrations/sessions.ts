@@ -7,11 +7,11 @@
 // instance (the slot is free by then, so `maxConcurrent: 1` is enough). The
 // next instance's outputs enter the merged output after every output of the
 // one before, so per-key order holds across instances.
-import { StreamClosedError } from './errors';
-import { Fifo } from './fifo';
-import { type Endpoints, kDrain, kInputError, kWaitOutput } from './internal';
-import { kFinished } from './stream';
-import type { SessionItem, Stream, StreamFn } from './types';
+import { StreamClosedError } from '../errors';
+import { Fifo } from '../core/fifo';
+import { type Endpoints, kDrain, kInputError, kWaitOutput } from '../core/protocol';
+import { kFinished } from '../core/stream';
+import type { SessionItem, Stream, StreamFn } from '../types';
 
 type Live<I, O> = Stream<I, O> & Endpoints<I, O> & { readonly [kFinished]: Promise<void> };
 

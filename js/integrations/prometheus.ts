@@ -3,9 +3,9 @@
 // prom-client is an optional peer dependency: only this subpath needs it, and
 // it is handed in (the registry), never imported by the core package.
 import type { Metric, Registry } from 'prom-client';
-import { describe, invalidReturn, invalidType, invalidValue } from './errors';
-import { kTotals, type Totals } from './function';
-import type { StreamFn } from './types';
+import { describe, invalidReturn, invalidType, invalidValue } from '../errors';
+import { kTotals, type Totals } from '../core/function';
+import type { StreamFn } from '../types';
 
 export interface PrometheusOptions {
   /** Prefix of every metric name. Default `velo_`. */

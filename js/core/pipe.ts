@@ -3,10 +3,10 @@
 // backpressure both ways (a full next stage stops the link, which stops
 // reading, which pauses the previous handler at its yield).
 import type { Duplex } from 'node:stream';
-import { toDuplex } from './duplex';
-import { type Endpoints, ReadKind, type SendControl, kCancelled, kDrain, kInputError, kRead, kSendAll, kSignal, kWaitOutput } from './internal';
+import { toDuplex } from '../integrations/duplex';
+import { type Endpoints, ReadKind, type SendControl, kCancelled, kDrain, kInputError, kRead, kSendAll, kSignal, kWaitOutput } from './protocol';
 import { Outputs, type StreamImpl, feedStream, kFailAtEnd, kFailure, kFinished } from './stream';
-import type { EventSource, FeedOutputs, Stream, StreamMetrics, StreamState } from './types';
+import type { EventSource, FeedOutputs, Stream, StreamMetrics, StreamState } from '../types';
 
 type Stage = StreamImpl<unknown, unknown>;
 type PipeOutcome = 'completed' | 'failed' | 'cancelled';

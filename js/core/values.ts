@@ -6,7 +6,7 @@
 // back (a take, or a send refused or handed straight to a waiting reader),
 // and reaps the indices of values the core dropped (a cancel, a cleared
 // buffer, a garbage-collected stream).
-import { freeValues as free, ops, scratchU32, valueTable as table } from './native';
+import { freeValues as free, ops, scratchU32, valueTable as table } from './addon';
 
 // Shared by every copy of the module on this thread (see `ThreadState`).
 

@@ -9,8 +9,8 @@
 // Per event, nothing here allocates beyond the `{ value, done }` result an
 // async iterator must return; promises are made only when someone waits.
 import type { Duplex } from 'node:stream';
-import { toDuplex } from './duplex';
-import { StreamClosedError, describe, invalidReturn, invalidType } from './errors';
+import { toDuplex } from '../integrations/duplex';
+import { StreamClosedError, describe, invalidReturn, invalidType } from '../errors';
 import { Fifo } from './fifo';
 import {
   ACCEPTED,
@@ -30,10 +30,10 @@ import {
   releaseAlive,
   unwatchIdle,
   watchIdle,
-} from './native';
+} from './addon';
 import { drop, put, reap, take } from './values';
-import { type Endpoints, ReadKind, type SendControl, kCancelled, kDrain, kInputError, kRead, kSendAll, kSignal, kWaitOutput } from './internal';
-import type { EventSource, FeedOutputs, Stream, StreamContext, StreamHandler, StreamMetrics, StreamState } from './types';
+import { type Endpoints, ReadKind, type SendControl, kCancelled, kDrain, kInputError, kRead, kSendAll, kSignal, kWaitOutput } from './protocol';
+import type { EventSource, FeedOutputs, Stream, StreamContext, StreamHandler, StreamMetrics, StreamState } from '../types';
 
 /** The handler's stream finished (used by pipes). */
 export const kFinished = Symbol.for('velo-stream.finished');

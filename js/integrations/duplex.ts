@@ -1,7 +1,7 @@
 // A stream as an object-mode Node Duplex, for stream.pipeline.
 import { Duplex } from 'node:stream';
-import { StreamClosedError } from './errors';
-import type { Stream } from './types';
+import { StreamClosedError } from '../errors';
+import type { Stream } from '../types';
 
 /**
  * Writes are sends (a full input buffer holds the write callback, so the

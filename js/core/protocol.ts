@@ -4,7 +4,7 @@
 // module loaded in one process (Jest) share one native state per thread (see
 // native.ts), so the objects of one copy may be piped to, or exported by,
 // another.
-import type { EventSource } from './types';
+import type { EventSource } from '../types';
 
 export const kRead = Symbol.for('velo-stream.read');
 export const kSendAll = Symbol.for('velo-stream.sendAll');

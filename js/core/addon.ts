@@ -1,5 +1,5 @@
 // The native addon, and the process-wide pieces of glue around it.
-import type { NativeFunction as NativeFunctionT } from '../native/index';
+import type { NativeFunction as NativeFunctionT } from '../../native/index';
 
 /**
  * The per-stream entry points (`crates/velo-node/src/raw.rs`): hand-written
@@ -35,7 +35,7 @@ interface StreamOps {
 }
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const addon = require('../native/index.js') as typeof import('../native/index') & { stream: StreamOps };
+export const addon = require('../../native/index.js') as typeof import('../../native/index') & { stream: StreamOps };
 
 export type NativeFunction = NativeFunctionT;
 export const NativeFunction = addon.NativeFunction;

@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { constants as bufferConstants } from 'node:buffer';
 import { Readable } from 'node:stream';
-import { describe, invalidType, invalidValue, outOfRange } from './errors';
+import { describe, invalidType, invalidValue, outOfRange } from '../errors';
 
 /** Output formats. */
 export type Format = 'ndjson' | 'sse';

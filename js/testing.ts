@@ -1,0 +1,9 @@
+// The one internal entry for the test suite (`import '#testing'`, a private
+// package import: not reachable by users). Tests see the library through its
+// public API and, for leak checks only, through these counters.
+export { tableSize } from './core/values';
+export { idleWatched } from './core/addon';
+
+import { addon } from './core/addon';
+/** A panic inside a native call (it must surface as a JS error, not a crash). */
+export const panicForTest: () => void = addon.__panicForTest;
