@@ -1,7 +1,7 @@
 // The one internal entry for the test suite (`import '#testing'`, a private
 // package import: not reachable by users). Tests see the library through its
 // public API and, for leak checks only, through these counters.
-export { tableSize } from './core/values';
+export { tableSize } from './core/native-stream';
 export { idleWatched } from './core/addon';
 
 import { addon } from './core/addon';

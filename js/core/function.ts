@@ -1,8 +1,11 @@
 import { assertOptionsObject, resolveConfig, resolveSignal } from '../config';
 import { StreamLimitError, describe, invalidType } from '../errors';
 import { NativeFunction } from './addon';
+import { assertSource, collectOutputs } from './drive';
+import { NativeStream } from './native-stream';
 import { PipedStream } from './pipe';
-import { StreamImpl, assertSource, collectOutputs } from './stream';
+import { kFinished, type StreamKind } from './protocol';
+import { StreamImpl } from './stream';
 import { Sessions } from '../integrations/sessions';
 import type { EventSource, OpenOptions, Stream, StreamConfig, StreamFn, StreamFnStats, StreamHandler, StreamSessions } from '../types';
 
@@ -32,7 +35,7 @@ abstract class FnBase<I, O> implements StreamFn<I, O> {
   abstract readonly name: string;
   abstract readonly config: Readonly<Required<StreamConfig>>;
   abstract stats(): StreamFnStats;
-  abstract [kOpen](signal: AbortSignal | undefined, idle: boolean): Stream<I, O>;
+  abstract [kOpen](signal: AbortSignal | undefined, idle: boolean): StreamKind<I, O>;
   abstract [kTotals](boundsUs: number[]): Totals;
   /** The single-stage functions this one runs, in order. */
   abstract readonly stages: readonly SingleFn<unknown, unknown>[];
@@ -45,13 +48,12 @@ abstract class FnBase<I, O> implements StreamFn<I, O> {
     assertSource(events);
     const signal = resolveSignal(opts);
     if (signal?.aborted) throw signal.reason;
-    const stream = this[kOpen](signal, true) as StreamImpl<I, O> | PipedStream<I, O>;
-    if (!(stream instanceof PipedStream)) return collectOutputs(stream, events);
+    const stream = this[kOpen](signal, true);
     const out = await collectOutputs(stream, events);
-    // A pipe that failed or was cancelled counted it then; one that completed
-    // counts it once every stage has finished. Wait for that, so that the
-    // pipe's stats() are exact when run() settles.
-    await stream.settled;
+    // Every output is read, so the handlers are finishing or have finished
+    // (a pipe's last stages may still run their cleanup). Wait for them:
+    // stats() are then exact when run() settles.
+    await stream[kFinished];
     return out;
   }
 
@@ -60,7 +62,7 @@ abstract class FnBase<I, O> implements StreamFn<I, O> {
 
   sessions<K = string>(config?: StreamConfig): StreamSessions<K, I, O> {
     const fn = config === undefined ? this : this.withConfig(config);
-    return new Sessions<K, I, O>(fn, () => fn[kOpen](undefined, true) as StreamImpl<I, O> | PipedStream<I, O>);
+    return new Sessions<K, I, O>(fn, () => fn[kOpen](undefined, true));
   }
 
   pipe<P>(next: StreamFn<O, P> | StreamHandler<O, P>): StreamFn<I, P> {
@@ -129,7 +131,7 @@ class SingleFn<I, O> extends FnBase<I, O> {
   /** Starts the handler of a stream admitted by `kAdmit`. */
   [kStart](handle: number, idle: boolean, signal: AbortSignal | undefined): StreamImpl<I, O> {
     const idleOn = idle && this.config.idleTimeout > 0;
-    return new StreamImpl(handle, this.#handler, this.name, this.config.buffer, idleOn, signal);
+    return new StreamImpl(new NativeStream(handle), this.#handler, this.name, this.config.buffer, idleOn, signal);
   }
 
   stats(): StreamFnStats {

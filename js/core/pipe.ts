@@ -2,16 +2,15 @@
 // link moves one stage's outputs into the next stage's input in batches, with
 // backpressure both ways (a full next stage stops the link, which stops
 // reading, which pauses the previous handler at its yield).
-import type { Duplex } from 'node:stream';
-import { toDuplex } from '../integrations/duplex';
-import { type Endpoints, ReadKind, type SendControl, kCancelled, kDrain, kInputError, kRead, kSendAll, kSignal, kWaitOutput } from './protocol';
-import { Outputs, type StreamImpl, feedStream, kFailAtEnd, kFailure, kFinished } from './stream';
-import type { EventSource, FeedOutputs, Stream, StreamMetrics, StreamState } from '../types';
+import type { EventSource, StreamMetrics, StreamState } from '../types';
+import { StreamBase, outputBatches, watchAbort } from './drive';
+import { type ReadKind, type SendControl, kCancelled, kDrain, kFinished, kInputError, kRead, kSendAll, kSignal, kWaitOutput } from './protocol';
+import { type StreamImpl, kFailAtEnd, kFailure } from './stream';
 
 type Stage = StreamImpl<unknown, unknown>;
 type PipeOutcome = 'completed' | 'failed' | 'cancelled';
 
-export class PipedStream<I, O> implements Stream<I, O>, Endpoints<I, O> {
+export class PipedStream<I, O> extends StreamBase<I, O> {
   readonly #stages: readonly Stage[];
   readonly #head: Stage;
   readonly #tail: Stage;
@@ -21,14 +20,13 @@ export class PipedStream<I, O> implements Stream<I, O>, Endpoints<I, O> {
   readonly #finished: Promise<void>;
   readonly #onOutcome: (outcome: PipeOutcome) => void;
   #outcome: PipeOutcome | undefined;
-  /** How the pipe ended, once every stage's handler has finished (`onOutcome` has been told by then). */
-  readonly settled: Promise<PipeOutcome>;
 
   /**
    * `onOutcome` is told how the pipe ended as soon as that is known: at the
    * first stage failure, at `cancel()`, or else once every stage finished.
    */
   constructor(stages: readonly Stage[], signal: AbortSignal | undefined, onOutcome: (outcome: PipeOutcome) => void) {
+    super();
     this.#onOutcome = onOutcome;
     this.#stages = stages;
     this.#head = stages[0] as Stage;
@@ -46,51 +44,31 @@ export class PipedStream<I, O> implements Stream<I, O>, Endpoints<I, O> {
       });
     });
     this.#finished = Promise.all(stages.map((s) => s[kFinished])).then(() => undefined);
-    this.settled = this.#finished.then(() => this.#decide());
-    if (signal !== undefined) {
-      const onAbort = () => void this.cancel(signal.reason);
-      if (signal.aborted) onAbort();
-      else {
-        signal.addEventListener('abort', onAbort, { once: true });
-        void this.#finished.then(() => signal.removeEventListener('abort', onAbort));
-      }
-    }
+    // Before anyone awaiting kFinished resumes: the outcome is counted by then.
+    void this.#finished.then(() => this.#decide());
+    if (signal !== undefined) void this.#finished.then(watchAbort(signal, (reason) => void this.cancel(reason)));
   }
 
   /** Moves stage `i`'s outputs into stage `i + 1`'s input, in batches, until stage `i` ends. */
   async #link(i: number): Promise<void> {
     const from = this.#stages[i] as Stage;
     const to = this.#stages[i + 1] as Stage;
-    const batch: unknown[] = [];
-    for (;;) {
-      batch.length = 0;
-      let finished: boolean;
-      let failure: { error: unknown } | undefined;
-      try {
-        finished = from[kDrain](batch);
-      } catch (error) {
-        // The stage threw: `batch` holds what it yielded before, which still goes on.
-        finished = true;
-        failure = { error };
+    try {
+      for await (const batch of outputBatches(from)) {
+        if (!(await to[kSendAll](batch, false))) {
+          // The next stage reads no more: what this one makes has nowhere to go.
+          void from.cancel();
+          return;
+        }
       }
-      if (batch.length > 0 && !(await to[kSendAll](batch, false))) {
-        // The next stage reads no more: what this one makes has nowhere to go.
-        void from.cancel();
-        return;
-      }
-      if (failure !== undefined) {
-        // The next stages finish what the failed one yielded; then the
-        // consumer gets its error.
-        this.#fail(failure.error, i);
-        to.end();
-        return;
-      }
-      if (finished) {
-        if (from.state !== 'cancelled') to.end();
-        return;
-      }
-      await from[kWaitOutput]();
+    } catch (error) {
+      // The stage threw, after its earlier outputs went on: the next stages
+      // finish those, then the consumer gets its error.
+      this.#fail(error, i);
+      to.end();
+      return;
     }
+    if (from.state !== 'cancelled') to.end();
   }
 
   /**
@@ -152,13 +130,6 @@ export class PipedStream<I, O> implements Stream<I, O>, Endpoints<I, O> {
     this.#head.end();
   }
 
-  recv(): Promise<O> {
-    return this.#tail[kRead](ReadKind.Recv) as Promise<O>;
-  }
-
-  feed(events: EventSource<I>): FeedOutputs<O> {
-    return feedStream(this, events);
-  }
 
   get [kCancelled](): boolean {
     return this.#cancelled;
@@ -166,14 +137,6 @@ export class PipedStream<I, O> implements Stream<I, O>, Endpoints<I, O> {
 
   [kInputError](): Error | undefined {
     return this.#head[kInputError]();
-  }
-
-  duplex(): Duplex {
-    return toDuplex(this);
-  }
-
-  [Symbol.asyncIterator](): AsyncIterator<O> {
-    return new Outputs<O>(this);
   }
 
   [kRead](kind: ReadKind): Promise<unknown> {
@@ -203,10 +166,6 @@ export class PipedStream<I, O> implements Stream<I, O>, Endpoints<I, O> {
     this.#decide();
     for (const stage of this.#stages) void stage.cancel(reason);
     return this.#finished;
-  }
-
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.cancel();
   }
 
   /** Settles when every stage's handler has finished (as a single stream's `kFinished`). */

@@ -1,10 +1,19 @@
-// Internal protocol between streams, `feed`/`run` and pipes. Symbol-keyed so
-// it stays off the public surface. The symbols are registered ones
-// (`Symbol.for`), like every protocol symbol of the library: copies of the
-// module loaded in one process (Jest) share one native state per thread (see
-// native.ts), so the objects of one copy may be piped to, or exported by,
-// another.
-import type { EventSource } from '../types';
+// The stream-kind protocol: what every kind of stream implements so that
+// every driver works on it.
+//
+// A kind of stream (today a single handler's `StreamImpl` and the stages of
+// a `PipedStream`; next, task stages, worker-thread streams, Redis-backed
+// sessions) implements `StreamKind` by extending `StreamBase` (drive.ts).
+// The drivers then work on it unchanged: `run()` and `feed()` (drive.ts),
+// the consumer's iterator and `recv()`, pipe links (pipe.ts), sessions
+// (integrations/sessions.ts), the HTTP helpers (through `feed()` and
+// iteration) and `duplex()`. The contract is written down in
+// docs/design.md ("The stream-kind protocol").
+//
+// The symbols are registered ones (`Symbol.for`): copies of the module loaded
+// in one process (Jest) share one native state per thread (see addon.ts), so
+// the streams of one copy may be driven by another.
+import type { EventSource, Stream } from '../types';
 
 export const kRead = Symbol.for('velo-stream.read');
 export const kSendAll = Symbol.for('velo-stream.sendAll');
@@ -13,6 +22,10 @@ export const kWaitOutput = Symbol.for('velo-stream.waitOutput');
 export const kSignal = Symbol.for('velo-stream.signal');
 export const kInputError = Symbol.for('velo-stream.inputError');
 export const kCancelled = Symbol.for('velo-stream.cancelled');
+export const kFinished = Symbol.for('velo-stream.finished');
+
+/** The end of an iteration (shared: iterator results are never mutated). */
+export const DONE: IteratorResult<never, undefined> = Object.freeze({ done: true, value: undefined });
 
 /** Lets the caller of `kSendAll` stop an async source that is waiting for its next event. */
 export interface SendControl {
@@ -30,8 +43,19 @@ export const enum ReadKind {
   Wake,
 }
 
-/** What `feed`, `run` and pipe links need of a stream, single-stage or piped. */
-export interface Endpoints<I, O> {
+/**
+ * One kind of stream, as the drivers see it. Besides the public `Stream`:
+ *
+ * - Outputs are read one at a time (`kRead`) or in batches (`kDrain` until
+ *   it returns true, waiting on `kWaitOutput` between calls). A batch reader
+ *   is woken once per batch, not per output.
+ * - Events are sent in bulk with backpressure (`kSendAll`).
+ * - Endings are observable: `kFinished` settles once the stream's handlers
+ *   have returned (after a cancel too), `kCancelled` tells a cancelled stream
+ *   from one that finished, `kInputError` says whether a send would be
+ *   refused now.
+ */
+export interface StreamKind<I, O> extends Stream<I, O> {
   /** The stream's open signal, if any. */
   readonly [kSignal]: AbortSignal | undefined;
   /** Reads one output (or waits); see `ReadKind`. */
@@ -42,10 +66,15 @@ export interface Endpoints<I, O> {
   readonly [kCancelled]: boolean;
   /** The error a `send()` would be refused with now (the input is closed), or undefined. */
   [kInputError](): Error | undefined;
-  /** Moves every output available now into `out`. True when no output will ever come again. Throws the stream's error once every output made before it was moved (never after moving some: it returns false then, and the next call throws). */
+  /**
+   * Moves every output available now into `out`. True when no output will
+   * ever come again. Throws the stream's error once every output made before
+   * it was moved (never after moving some: it returns false then, and the
+   * next call throws).
+   */
   [kDrain](out: O[]): boolean;
   /** Resolves when `kDrain` may have something new. */
   [kWaitOutput](): Promise<unknown>;
-  cancel(reason?: unknown): Promise<void>;
-  readonly state: string;
+  /** Settles when the stream's handlers have finished (returned, thrown, or stopped by a cancel). Never rejects. */
+  readonly [kFinished]: Promise<void>;
 }

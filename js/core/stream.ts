@@ -1,42 +1,36 @@
-// One running stream: the JavaScript half of a stream's state.
+// One running stream of a single handler: the JavaScript half of its state.
 //
-// The core (NativeStream) holds the events and outputs, and decides: a send
-// that finds no room is told PARKED, a take that finds nothing is told EMPTY.
+// The core (behind `NativeStream`) holds the events and outputs, and
+// decides: a send that finds no room is told `Push.Parked`, a take that
+// finds nothing is told `Take.Empty`, and the lifecycle phase is the core's.
 // This file owns only what must live in JavaScript: the promises of whoever
 // waits (parked senders, the handler waiting for input, readers, the handler
-// paused at a yield), and the driving of the handler's async iterator.
+// paused at a yield), the driving of the handler's async iterator, and the
+// JavaScript values that explain an ending (the handler's error, the cancel
+// reason).
 //
 // Per event, nothing here allocates beyond the `{ value, done }` result an
 // async iterator must return; promises are made only when someone waits.
-import type { Duplex } from 'node:stream';
-import { toDuplex } from '../integrations/duplex';
-import { StreamClosedError, describe, invalidReturn, invalidType } from '../errors';
+import { StreamClosedError, describe, invalidReturn } from '../errors';
+import type { EventSource, StreamContext, StreamHandler, StreamMetrics, StreamState } from '../types';
+import { type IdleTarget, holdAlive, holdIdle, releaseAlive, unwatchIdle, watchIdle } from './addon';
+import { StreamBase, watchAbort } from './drive';
 import { Fifo } from './fifo';
+import { MAX_BATCH, type NativeStream, Push, Take } from './native-stream';
 import {
-  ACCEPTED,
-  CLOSED,
-  EMPTY,
-  ENDED,
-  HANDOFF,
-  PARKED,
-  PHASES,
-  type IdleTarget,
-  holdAlive,
-  holdIdle,
-  VALUES,
-  ops,
-  scratch,
-  scratchU32,
-  releaseAlive,
-  unwatchIdle,
-  watchIdle,
-} from './addon';
-import { drop, put, reap, take } from './values';
-import { type Endpoints, ReadKind, type SendControl, kCancelled, kDrain, kInputError, kRead, kSendAll, kSignal, kWaitOutput } from './protocol';
-import type { EventSource, FeedOutputs, Stream, StreamContext, StreamHandler, StreamMetrics, StreamState } from '../types';
+  DONE,
+  ReadKind,
+  type SendControl,
+  kCancelled,
+  kDrain,
+  kFinished,
+  kInputError,
+  kRead,
+  kSendAll,
+  kSignal,
+  kWaitOutput,
+} from './protocol';
 
-/** The handler's stream finished (used by pipes). */
-export const kFinished = Symbol.for('velo-stream.finished');
 /** The handler's error, if it threw (used by pipes). */
 export const kFailure = Symbol.for('velo-stream.failure');
 /** Once every output is read, reads reject with `error` (a pipe's earlier stage failed). */
@@ -54,7 +48,6 @@ interface Reader extends Settle<unknown> {
   kind: ReadKind;
 }
 
-const DONE: IteratorResult<never, undefined> = Object.freeze({ done: true, value: undefined });
 /** Stands for a waiting queue not made yet: always empty, never pushed to. */
 const NO_QUEUE = new Fifo<never>();
 /** Stands for a batch array not made yet (never written to). */
@@ -63,90 +56,8 @@ const RESOLVED: Promise<void> = Promise.resolve();
 /** `poll` found nothing yet. */
 const NOT_YET = Symbol('velo.notYet');
 
-/**
- * Frees what a garbage-collected stream held: its idle watch (a weak one,
- * left while its clock was paused: the core never reports a disarmed
- * deadline, so nothing else would remove it), its native state, and the
- * value-table entries the core dropped with it.
- */
-const reclaim = new FinalizationRegistry<number>((handle) => {
-  unwatchIdle(ops.key(handle));
-  ops.free(handle);
-  reap();
-});
-
-/** Moves a run that a take left in the scratch buffer into `buf`; returns its length (or the EMPTY/ENDED code). */
-function unpackRun(code: number, buf: unknown[]): number {
-  if (code >= VALUES) {
-    const n = code - VALUES;
-    for (let i = 0; i < n; i++) buf[i] = take(scratchU32[i] as number);
-    return n;
-  }
-  for (let i = 0; i < code; i++) buf[i] = scratch[i];
-  return code;
-}
-
-/**
- * Pushes `values[start..start+n]` (which fit in the lane's room) through the
- * scratch buffer: one native call per run of numbers or of other values.
- */
-function pushRuns(
-  h: number,
-  values: readonly unknown[],
-  start: number,
-  n: number,
-  pushNumbers: (h: number, count: number) => number,
-  pushValues: (h: number, count: number) => number,
-): void {
-  let k = 0;
-  while (k < n) {
-    let len = 0;
-    if (typeof values[start + k] === 'number') {
-      for (; k < n && typeof values[start + k] === 'number'; k++) scratch[len++] = values[start + k] as number;
-      pushNumbers(h, len);
-    } else {
-      for (; k < n && typeof values[start + k] !== 'number'; k++) scratchU32[len++] = put(values[start + k]);
-      pushValues(h, len);
-    }
-  }
-}
-
-/**
- * Sends (or yields) one value: numbers as they are, anything else through the
- * value table. `waiting`: the receiving side waits right now, so the core may
- * hand the value straight over (HANDOFF).
- */
-function pushOne(
-  h: number,
-  value: unknown,
-  waiting: boolean,
-  pushNumber: (h: number, n: number, waiting: boolean) => number,
-  pushValue: (h: number, i: number, waiting: boolean) => number,
-): number {
-  if (typeof value === 'number') return pushNumber(h, value, waiting);
-  const i = put(value);
-  const code = pushValue(h, i, waiting);
-  // Refused, or handed straight to the waiting side: the core kept no reference.
-  if (code === HANDOFF || code === CLOSED) drop(i);
-  return code;
-}
-
-/** Whether `value` can be a source of events. Strings are refused: iterating one sends characters, never what was meant. */
-export function assertSource(value: unknown, name = 'events'): asserts value is EventSource<unknown> {
-  const ok =
-    value !== null &&
-    typeof value === 'object' &&
-    // A String object iterates its characters, as a string would.
-    Object.prototype.toString.call(value) !== '[object String]' &&
-    (typeof (value as Iterable<unknown>)[Symbol.iterator] === 'function' ||
-      typeof (value as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function');
-  if (!ok) {
-    throw invalidType(`The "${name}" argument must be an iterable or async iterable of events. Received ${describe(value)}`);
-  }
-}
-
 /** The async iterable a handler reads its events from. */
-class Input<I> implements AsyncIterableIterator<I> {
+class HandlerInput<I> implements AsyncIterableIterator<I> {
   readonly #stream: StreamImpl<I, unknown>;
   constructor(stream: StreamImpl<I, unknown>) {
     this.#stream = stream;
@@ -164,7 +75,7 @@ class Input<I> implements AsyncIterableIterator<I> {
   }
 }
 
-class Context implements StreamContext {
+class HandlerContext implements StreamContext {
   readonly #stream: StreamImpl<unknown, unknown>;
   constructor(stream: StreamImpl<unknown, unknown>) {
     this.#stream = stream;
@@ -177,135 +88,16 @@ class Context implements StreamContext {
   }
 }
 
-/** The consumer's iterator over a stream's outputs. Leaving it early (`break`) cancels the stream. */
-export class Outputs<O> implements AsyncIterableIterator<O> {
-  readonly #stream: Endpoints<unknown, O>;
-  constructor(stream: Endpoints<unknown, O>) {
-    this.#stream = stream;
-  }
-  next(): Promise<IteratorResult<O>> {
-    return this.#stream[kRead](ReadKind.Iter) as Promise<IteratorResult<O>>;
-  }
-  async return(value?: unknown): Promise<IteratorResult<O>> {
-    await this.#stream.cancel();
-    return { done: true, value: value as O };
-  }
-  async throw(error?: unknown): Promise<IteratorResult<O>> {
-    await this.#stream.cancel(error);
-    throw error;
-  }
-  [Symbol.asyncIterator](): this {
-    return this;
-  }
-}
-
-/**
- * Starts sending `source` into `stream`. `failure()` tells whether the source
- * failed (a source error cancels the stream with that error); `stop()`, once
- * the outputs are finished, closes a source still waiting for its next event
- * (its `return()`), since the stream will never take another.
- */
-function startSending<I, O>(stream: Endpoints<I, O>, source: EventSource<I>) {
-  let sourceError: { error: unknown } | undefined;
-  const control: SendControl = {};
-  stream[kSendAll](source, true, control).catch((error: unknown) => {
-    sourceError = { error };
-    void stream.cancel(error);
-  });
-  return { failure: () => sourceError, stop: () => control.stop?.() };
-}
-
-/** After the last output: the source's error, or the abort reason, if either ended the stream. */
-function throwIfStopped<I, O>(stream: Endpoints<I, O>, sourceFailure: { error: unknown } | undefined): void {
-  if (sourceFailure !== undefined) throw sourceFailure.error;
-  const signal = stream[kSignal];
-  if (stream.state === 'cancelled' && signal?.aborted) throw signal.reason;
-}
-
-/**
- * `stream.feed(events)`, for single and piped streams. A stream whose input
- * is already closed refuses the feed as it would refuse a send: the
- * iteration rejects with that error (or the abort reason, if its signal
- * cancelled it) and the source is not read.
- */
-export function feedStream<I, O>(stream: Endpoints<I, O>, events: EventSource<I>): FeedOutputs<O> {
-  assertSource(events);
-  const refused = stream[kInputError]();
-  // A stream stopped by its signal refuses with the signal's reason, as run() and feed() report an abort.
-  const signal = stream[kSignal];
-  const error = stream.state === 'cancelled' && signal?.aborted ? signal.reason : refused;
-  const control = { cancelled: false };
-  const outputs = refused === undefined ? feedOutputs(stream, events, control) : refusedFeed<O>(error);
-  const cancel = (reason?: unknown): Promise<void> => {
-    // Ends the iteration even when the stream itself has already finished
-    // and only this feed still holds outputs.
-    control.cancelled = true;
-    return stream.cancel(reason);
-  };
-  return Object.assign(outputs, { cancel });
-}
-
-// eslint-disable-next-line require-yield
-async function* refusedFeed<O>(error: unknown): AsyncGenerator<O, void> {
-  throw error;
-}
-
-/** `feed`: outputs one by one as they come, while the source is sent. */
-async function* feedOutputs<I, O>(
-  stream: Endpoints<I, O>,
-  source: EventSource<I>,
-  control: { cancelled: boolean },
-): AsyncGenerator<O, void> {
-  const sending = startSending(stream, source);
-  const batch: O[] = [];
-  let finished = false;
-  try {
-    outputs: for (;;) {
-      batch.length = 0;
-      finished = stream[kDrain](batch);
-      for (const value of batch) {
-        // A cancel drops the outputs not yet read, these included.
-        if (control.cancelled || stream[kCancelled]) break outputs;
-        yield value;
-      }
-      if (finished) break;
-      await stream[kWaitOutput]();
-    }
-  } finally {
-    // Left early: by `break`, or by the stream's own error. Either way the
-    // stream (and so the source) must stop.
-    if (!finished) await stream.cancel();
-    sending.stop();
-  }
-  throwIfStopped(stream, sending.failure());
-}
-
-/** `run`: every output, collected in batches straight into the result. */
-export async function collectOutputs<I, O>(stream: Endpoints<I, O>, source: EventSource<I>): Promise<O[]> {
-  const sending = startSending(stream, source);
-  const out: O[] = [];
-  try {
-    while (!stream[kDrain](out)) await stream[kWaitOutput]();
-  } catch (error) {
-    await stream.cancel();
-    throw error;
-  } finally {
-    sending.stop();
-  }
-  throwIfStopped(stream, sending.failure());
-  return out;
-}
-
-export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarget {
-  /** The stream's handle in the native slab. */
-  readonly #h: number;
+export class StreamImpl<I, O> extends StreamBase<I, O> implements IdleTarget {
+  readonly #native: NativeStream;
   readonly #label: string;
   readonly #capacity: number;
   #id: string | undefined;
   readonly #signal: AbortSignal | undefined;
-  #onAbort: (() => void) | undefined;
+  /** Removes the open signal's listener. */
+  #detachSignal: (() => void) | undefined;
+  /** The handler's `ctx.signal`, made on first use. */
   #abort: AbortController | undefined;
-  #cancelReason: unknown;
 
   // Input side: parked senders, and the batch lent to the handler.
   /** Senders waiting for room (a shared empty queue until the first one). */
@@ -314,8 +106,10 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   #inBuf: unknown[] = NO_BUFFER;
   #inPos = 0;
   #inLen = 0;
-  #inWaiter: ((r: IteratorResult<I>) => void) | null = null;
-  #inWaiting: Promise<IteratorResult<I>> | null = null;
+  /** Resolves the handler's pending `next()`, while it waits for input. */
+  #resolveInput: ((r: IteratorResult<I>) => void) | null = null;
+  /** That pending `next()`. */
+  #inputPromise: Promise<IteratorResult<I>> | null = null;
   /**
    * The core may hold something for the handler: events queued or waiting,
    * a lent batch to acknowledge, or the end of input to report. While false,
@@ -327,7 +121,6 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   #inputReleased = false;
   /** Whether the idle deadline runs (and the stream is held for it); see `#syncKeepAlive`. */
   #idleRunning: boolean;
-  #key = -1;
 
   // Output side: readers, the batch lent to them, and the paused handler.
   /** The batch lent to readers (made on first use). */
@@ -336,7 +129,8 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   #outLen = 0;
   /** Reads waiting for an output (a shared empty queue until the first one). */
   #readers: Fifo<Reader> = NO_QUEUE as Fifo<Reader>;
-  #pumpWaiter: (() => void) | null = null;
+  /** Resumes the handler paused at a yield the core parked. */
+  #resumeHandler: (() => void) | null = null;
   /** As `#inPending`, for outputs and their readers. */
   #outPending = false;
   /**
@@ -349,33 +143,36 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   #wakeScheduled = false;
   #keepingAlive = false;
 
-  // Endings.
+  // Endings. The phase is the core's (`#native.state`); these hold what
+  // only JavaScript can: the error, the cancel reason, the handler's promise.
+  /** The handler's error (or, for a pipe's last stage, the pipe's). */
   #failure: { error: unknown } | undefined;
-  #cancelled = false;
+  /** Set by the cancel the core accepted, with its reason. */
+  #cancel: { reason: unknown } | undefined;
   /** Settles when the handler has returned; made only when someone asks (see kFinished). */
   #finished: Promise<void> | null = null;
   #resolveFinished: (() => void) | null = null;
   #handlerDone = false;
 
   constructor(
-    handle: number,
+    native: NativeStream,
     handler: StreamHandler<I, O>,
     label: string,
     capacity: number,
     idle: boolean,
     signal: AbortSignal | undefined,
   ) {
-    this.#h = handle;
-    reclaim.register(this, handle);
+    super();
+    this.#native = native;
     this.#label = label;
     this.#capacity = capacity;
     this.#idleOn = this.#idleRunning = idle;
     this.#signal = signal;
-    if (idle) watchIdle(this.#streamKey(), this);
+    if (idle) watchIdle(native.key, this);
 
     let iterator: AsyncIterator<O> | undefined;
     try {
-      const iterable: unknown = handler(new Input(this), new Context(this as StreamImpl<unknown, unknown>));
+      const iterable: unknown = handler(new HandlerInput(this), new HandlerContext(this as StreamImpl<unknown, unknown>));
       if (iterable !== null && typeof (iterable as AsyncIterable<O>)?.[Symbol.asyncIterator] === 'function') {
         iterator = (iterable as AsyncIterable<O>)[Symbol.asyncIterator]();
       } else {
@@ -394,32 +191,21 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
     }
     if (iterator !== undefined) void this.#pump(iterator);
 
-    if (signal !== undefined) {
-      if (signal.aborted) {
-        void this.cancel(signal.reason);
-      } else if (ops.phase(this.#h) < 2) {
-        this.#onAbort = () => void this.cancel(signal.reason);
-        signal.addEventListener('abort', this.#onAbort, { once: true });
-      }
-    }
-  }
-
-  #streamKey(): number {
-    if (this.#key < 0) this.#key = ops.key(this.#h);
-    return this.#key;
+    // (A handler that threw at once has finished: nothing left to cancel.)
+    if (signal !== undefined && !this.#handlerDone) this.#detachSignal = watchAbort(signal, (reason) => void this.cancel(reason));
   }
 
   get id(): string {
-    return (this.#id ??= `s${this.#streamKey()}`);
+    return (this.#id ??= `s${this.#native.key}`);
   }
 
   get state(): StreamState {
-    return PHASES[ops.phase(this.#h)] as StreamState;
+    return this.#native.state;
   }
 
   get metrics(): StreamMetrics {
     this.#commitStage();
-    return ops.metrics(this.#h, this.#inLen - this.#inPos, this.#outLen - this.#outPos) as StreamMetrics;
+    return this.#native.metrics(this.#inLen - this.#inPos, this.#outLen - this.#outPos);
   }
 
   get [kSignal](): AbortSignal | undefined {
@@ -430,7 +216,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   get [kHandlerSignal](): AbortSignal {
     if (this.#abort === undefined) {
       this.#abort = new AbortController();
-      if (this.#cancelled) this.#abort.abort(this.#cancelReason);
+      if (this.#cancel !== undefined) this.#abort.abort(this.#cancel.reason);
     }
     return this.#abort.signal;
   }
@@ -449,26 +235,26 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   // ----- input -----
 
   send(event: I): Promise<void> {
-    const code = pushOne(this.#h, event, this.#inWaiter !== null, ops.sendNumber, ops.sendValue);
-    if (code === HANDOFF) {
+    const pushed = this.#native.send(event, this.#resolveInput !== null);
+    if (pushed === Push.HandedOver) {
       // The handler was waiting for input: it gets the event directly.
-      const resolve = this.#inWaiter as (r: IteratorResult<I>) => void;
-      this.#inWaiter = this.#inWaiting = null;
+      const resolve = this.#resolveInput as (r: IteratorResult<I>) => void;
+      this.#resolveInput = this.#inputPromise = null;
       resolve({ value: event, done: false });
       return RESOLVED;
     }
-    if (code === ACCEPTED) {
+    if (pushed === Push.Accepted) {
       this.#inPending = true;
       this.#wakeInput();
       return RESOLVED;
     }
-    if (code === PARKED) {
+    if (pushed === Push.Parked) {
       this.#inPending = true;
       return this.#waitAsSender();
     }
     // Refused because the handler left its input loop but still runs: it is
     // answered when the handler finishes (see `kReleaseInput`).
-    if (this.#inputReleased && !this.#handlerDone && !this.#cancelled) return this.#waitAsSender();
+    if (this.#inputReleased && !this.#handlerDone && this.#cancel === undefined) return this.#waitAsSender();
     return Promise.reject(this.#closedError());
   }
 
@@ -481,28 +267,20 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   }
 
   end(): void {
-    if (ops.end(this.#h)) {
+    if (this.#native.end()) {
       this.#inPending = true;
       this.#idleOff();
       this.#wakeInput();
     }
   }
 
-  feed(events: EventSource<I>): FeedOutputs<O> {
-    return feedStream(this, events);
-  }
-
   get [kCancelled](): boolean {
-    return this.#cancelled;
+    return this.#cancel !== undefined;
   }
 
   [kInputError](): Error | undefined {
-    if (this.#cancelled || this.#handlerDone || this.#inputReleased || ops.phase(this.#h) !== 0) return this.#closedError();
+    if (this.#handlerDone || this.#inputReleased || this.#native.state !== 'open') return this.#closedError();
     return undefined;
-  }
-
-  duplex(): Duplex {
-    return toDuplex(this);
   }
 
   async [kSendAll](source: EventSource<I>, end: boolean, control?: SendControl): Promise<boolean> {
@@ -533,13 +311,13 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   async #sendArray(events: readonly I[]): Promise<boolean> {
     let i = 0;
     while (i < events.length) {
-      const room = ops.room(this.#h);
+      const room = this.#native.room();
       if (room === 0) {
         // Full, closed, or senders waiting: an ordinary send finds out which.
         if (!(await this.#sendOne(events[i++] as I))) return false;
         continue;
       }
-      const n = Math.min(room, events.length - i, scratch.length);
+      const n = Math.min(room, events.length - i, MAX_BATCH);
       this.#sendSlice(events, i, n);
       i += n;
     }
@@ -552,7 +330,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
    * then wakes the handler if it waits.
    */
   #sendSlice(values: readonly I[], start: number, n: number): void {
-    pushRuns(this.#h, values, start, n, ops.sendNumbers, ops.sendValues);
+    this.#native.sendSlice(values, start, n);
     this.#inPending = true;
     this.#wakeInput();
   }
@@ -561,7 +339,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
     const it = source[Symbol.iterator]();
     const stage: I[] = [];
     for (;;) {
-      const room = ops.room(this.#h);
+      const room = this.#native.room();
       if (room === 0) {
         const r = it.next();
         if (r.done) return true;
@@ -572,7 +350,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
         continue;
       }
       stage.length = 0;
-      const max = Math.min(room, scratch.length);
+      const max = Math.min(room, MAX_BATCH);
       let r: IteratorResult<I> | undefined;
       while (stage.length < max && !(r = it.next()).done) stage.push(r.value);
       if (stage.length > 0) this.#sendSlice(stage, 0, stage.length);
@@ -623,17 +401,17 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
     if (this.#readers.length > 0) this.#serveReaders();
     // A second next() before the first settled (not something for-await
     // does) waits its turn rather than taking the first one's place.
-    if (this.#inWaiting !== null) return this.#inWaiting.then(() => this[kNextInput]());
-    return (this.#inWaiting = new Promise((resolve) => (this.#inWaiter = resolve)));
+    if (this.#inputPromise !== null) return this.#inputPromise.then(() => this[kNextInput]());
+    return (this.#inputPromise = new Promise((resolve) => (this.#resolveInput = resolve)));
   }
 
   /** Take the next batch of events from the core; null if the handler must wait. */
   #pollInput(): IteratorResult<I> | null {
     if (!this.#inPending) return null;
     if (this.#inBuf === NO_BUFFER) this.#inBuf = [];
-    const n = unpackRun(ops.takeInput(this.#h, this.#capacity), this.#inBuf);
-    this.#inPending = n !== EMPTY;
-    if (this.#senders.length > 0) this.#admitSenders(ops.admitted(this.#h));
+    const n = this.#native.takeInput(this.#capacity, this.#inBuf);
+    this.#inPending = n !== Take.Empty;
+    if (this.#senders.length > 0) this.#admitSenders(this.#native.admitted());
     if (n > 0) {
       this.#inPos = 1;
       this.#inLen = n;
@@ -642,15 +420,15 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
       return { value, done: false };
     }
     this.#inPos = this.#inLen = 0;
-    return n === ENDED ? DONE : null;
+    return n === Take.Ended ? DONE : null;
   }
 
   #wakeInput(): void {
-    const resolve = this.#inWaiter;
+    const resolve = this.#resolveInput;
     if (resolve === null) return;
     const r = this.#pollInput();
     if (r === null) return;
-    this.#inWaiter = this.#inWaiting = null;
+    this.#resolveInput = this.#inputPromise = null;
     resolve(r);
   }
 
@@ -660,8 +438,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   }
 
   [kReleaseInput](): void {
-    ops.releaseInput(this.#h);
-    reap();
+    this.#native.releaseInput();
     this.#inPending = true;
     this.#inPos = this.#inLen = 0;
     this.#inBuf = NO_BUFFER;
@@ -686,7 +463,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   // ----- idle -----
 
   idleFired(): void {
-    if (ops.idleFire(this.#h)) {
+    if (this.#native.idleFire()) {
       this.#inPending = true;
       this.#idleOff();
       this.#wakeInput();
@@ -696,7 +473,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   #idleOff(): void {
     if (!this.#idleOn) return;
     this.#idleOn = this.#idleRunning = false;
-    unwatchIdle(this.#streamKey());
+    unwatchIdle(this.#native.key);
     this.#syncKeepAlive();
   }
 
@@ -718,7 +495,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
 
   #idleClockChanged(running: boolean): void {
     this.#idleRunning = running;
-    holdIdle(this.#streamKey(), this, running);
+    holdIdle(this.#native.key, this, running);
   }
 
   // ----- the handler -----
@@ -728,10 +505,8 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
       for (;;) {
         const r = await it.next();
         if (r.done) break;
-        if (this.#cancelled) {
-          await it.return?.();
-          break;
-        }
+        // (After a cancel the core refuses every output, and the handler is
+        // stopped below: a refused push, or no room granted.)
         // A one-at-a-time reader waiting on an empty buffer can take the
         // output straight from the handler. Otherwise outputs are staged
         // within the room the core granted, and committed in batches.
@@ -741,7 +516,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
         if (!direct) {
           if (this.#credit === 0) {
             this.#commitStage();
-            this.#credit = ops.outputRoom(this.#h);
+            this.#credit = this.#native.outputRoom();
           }
           if (this.#credit > 0) {
             this.#credit--;
@@ -751,20 +526,21 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
             continue;
           }
         }
-        const code = pushOne(this.#h, r.value, direct, ops.yieldNumber, ops.yieldValue);
-        if (code === HANDOFF) {
+        const pushed = this.#native.yieldOutput(r.value, direct);
+        if (pushed === Push.HandedOver) {
           this.#readers.shift();
           (reader as Reader).resolve(reader?.kind === ReadKind.Recv ? r.value : { value: r.value, done: false });
           this.#syncKeepAlive();
-        } else if (code === ACCEPTED) {
+        } else if (pushed === Push.Accepted) {
           this.#outPending = true;
           this.#outputArrived();
-        } else if (code === PARKED) {
+        } else if (pushed === Push.Parked) {
           // Paused at its yield until a reader makes room.
           this.#outPending = true;
           this.#serveReaders();
-          await new Promise<void>((resolve) => (this.#pumpWaiter = resolve));
-          if (this.#cancelled) {
+          await new Promise<void>((resolve) => (this.#resumeHandler = resolve));
+          // Resumed by a reader making room, or by a cancel.
+          if (this.#cancel !== undefined) {
             await it.return?.();
             break;
           }
@@ -778,21 +554,19 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
       return;
     }
     this.#commitStage();
-    ops.handlerReturned(this.#h);
-    reap();
+    this.#native.handlerReturned();
     this.#afterHandler(() => new StreamClosedError(`${this.#describe()} has finished: its handler returned`));
   }
 
   #handlerThrew(error: unknown): void {
-    if (this.#cancelled) {
+    if (this.#cancel !== undefined) {
       // Thrown while being cancelled: nobody is left to see it.
       this.#afterHandler(() => this.#closedError());
       return;
     }
     this.#failure = { error };
     this.#commitStage();
-    ops.handlerFailed(this.#h);
-    reap();
+    this.#native.handlerFailed();
     this.#afterHandler(() => new StreamClosedError(`${this.#describe()} failed: its handler threw`, { cause: error }));
   }
 
@@ -802,28 +576,14 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
     this.#inPos = this.#inLen = 0;
     this.#inBuf = NO_BUFFER;
     this.#idleOff();
-    this.#detachSignal();
+    this.#detachSignal?.();
+    this.#detachSignal = undefined;
     this.#serveReaders();
     this.#handlerDone = true;
     this.#resolveFinished?.();
   }
 
-  #detachSignal(): void {
-    if (this.#onAbort !== undefined) {
-      this.#signal?.removeEventListener('abort', this.#onAbort);
-      this.#onAbort = undefined;
-    }
-  }
-
   // ----- output -----
-
-  recv(): Promise<O> {
-    return this[kRead](ReadKind.Recv) as Promise<O>;
-  }
-
-  [Symbol.asyncIterator](): AsyncIterator<O> {
-    return new Outputs<O>(this);
-  }
 
   [kRead](kind: ReadKind): Promise<unknown> {
     if (this.#outPos < this.#outLen && kind !== ReadKind.Wake) return Promise.resolve(this.#shiftOut(kind));
@@ -853,7 +613,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
       }
       const n = this.#takeOutput();
       if (n > 0) continue;
-      if (n === EMPTY) return false;
+      if (n === Take.Empty) return false;
       if (this.#failure === undefined) return true;
       // Outputs made before the failure come first: the caller delivers this
       // batch, and its next drain (the stream stays ended) throws.
@@ -892,22 +652,20 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
     this.#credit = 0;
     const n = this.#stage.length;
     if (n === 0) return;
-    for (let start = 0; start < n; start += scratch.length) {
-      pushRuns(this.#h, this.#stage, start, Math.min(scratch.length, n - start), ops.yieldNumbers, ops.yieldValues);
-    }
+    this.#native.yieldSlice(this.#stage, n);
     this.#stage.length = 0;
     this.#outPending = true;
   }
 
   #takeOutput(): number {
     this.#commitStage();
-    if (!this.#outPending) return EMPTY;
+    if (!this.#outPending) return Take.Empty;
     if (this.#outBuf === NO_BUFFER) this.#outBuf = [];
-    const n = unpackRun(ops.takeOutput(this.#h, this.#capacity), this.#outBuf);
-    this.#outPending = n !== EMPTY;
-    if (this.#pumpWaiter !== null && ops.admitted(this.#h) > 0) {
-      const resume = this.#pumpWaiter;
-      this.#pumpWaiter = null;
+    const n = this.#native.takeOutput(this.#capacity, this.#outBuf);
+    this.#outPending = n !== Take.Empty;
+    if (this.#resumeHandler !== null && this.#native.admitted() > 0) {
+      const resume = this.#resumeHandler;
+      this.#resumeHandler = null;
       resume();
     }
     this.#outPos = 0;
@@ -919,12 +677,12 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   #poll(kind: ReadKind): unknown {
     if (this.#outPos >= this.#outLen) {
       const n = this.#takeOutput();
-      if (n === EMPTY) return NOT_YET;
-      if (n === ENDED) {
+      if (n === Take.Empty) return NOT_YET;
+      if (n === Take.Ended) {
         if (kind === ReadKind.Wake) return true;
         if (this.#failure !== undefined) throw this.#failure.error;
         if (kind === ReadKind.Iter) return DONE;
-        if (this.#cancelled) throw this.#closedError();
+        if (this.#cancel !== undefined) throw this.#closedError();
         throw new StreamClosedError(`${this.#describe()} has no more outputs`);
       }
     }
@@ -952,21 +710,20 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   // ----- cancel -----
 
   cancel(reason?: unknown): Promise<void> {
-    if (!this.#cancelled && ops.cancel(this.#h) >= 0) {
-      reap();
-      this.#cancelled = true;
+    if (this.#native.cancel()) {
+      this.#cancel = { reason };
       this.#inPending = this.#outPending = true;
-      this.#cancelReason = reason;
       this.#abort?.abort(reason);
       this.#inPos = this.#inLen = this.#outPos = this.#outLen = 0;
       this.#inBuf = this.#outBuf = this.#stage = NO_BUFFER;
       this.#credit = 0;
       this.#rejectSenders(() => this.#closedError());
       this.#idleOff();
-      this.#detachSignal();
+      this.#detachSignal?.();
+      this.#detachSignal = undefined;
       this.#wakeInput();
-      const resume = this.#pumpWaiter;
-      this.#pumpWaiter = null;
+      const resume = this.#resumeHandler;
+      this.#resumeHandler = null;
       resume?.();
       this.#serveReaders();
     }
@@ -974,11 +731,7 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
   }
 
   [kFailAtEnd](error: unknown): void {
-    if (this.#failure === undefined && ops.phase(this.#h) < 2) this.#failure = { error };
-  }
-
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.cancel();
+    if (this.#failure === undefined && this.#native.live) this.#failure = { error };
   }
 
   #describe(): string {
@@ -989,8 +742,8 @@ export class StreamImpl<I, O> implements Stream<I, O>, Endpoints<I, O>, IdleTarg
     if (this.#failure !== undefined) {
       return new StreamClosedError(`${this.#describe()} failed: its handler threw`, { cause: this.#failure.error });
     }
-    if (this.#cancelled) {
-      const options = this.#cancelReason === undefined ? undefined : { cause: this.#cancelReason };
+    if (this.#cancel !== undefined) {
+      const options = this.#cancel.reason === undefined ? undefined : { cause: this.#cancel.reason };
       return new StreamClosedError(`${this.#describe()} was cancelled`, options);
     }
     if (this.#inputReleased && !this.#handlerDone) {

@@ -9,17 +9,13 @@
 // one before, so per-key order holds across instances.
 import { StreamClosedError } from '../errors';
 import { Fifo } from '../core/fifo';
-import { type Endpoints, kDrain, kInputError, kWaitOutput } from '../core/protocol';
-import { kFinished } from '../core/stream';
+import { outputBatches } from '../core/drive';
+import { DONE, type StreamKind, kFinished, kInputError } from '../core/protocol';
 import type { SessionItem, Stream, StreamFn } from '../types';
-
-type Live<I, O> = Stream<I, O> & Endpoints<I, O> & { readonly [kFinished]: Promise<void> };
 
 /** A send (or an `end`) waiting for the key's next instance. */
 type Waiting<I> = { event: I; resolve(): void; reject(reason: unknown): void } | typeof END;
 const END = Symbol('end');
-
-const DONE: IteratorResult<never, undefined> = Object.freeze({ done: true, value: undefined });
 
 /** The merged output has a reader already: it has one reader at a time. */
 function readerError(): TypeError & { code: 'ERR_INVALID_STATE' } {
@@ -34,8 +30,8 @@ function readerError(): TypeError & { code: 'ERR_INVALID_STATE' } {
 export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
   /** The function the sessions' streams belong to (with the sessions' config): for stats and metrics. */
   readonly fn: StreamFn<I, O>;
-  readonly #open: () => Live<I, O>;
-  readonly #live = new Map<K, Live<I, O>>();
+  readonly #open: () => StreamKind<I, O>;
+  readonly #live = new Map<K, StreamKind<I, O>>();
   /** Keys whose next instance waits for the previous one to finish: what was sent meanwhile, in order. */
   readonly #waiting = new Map<K, Waiting<I>[]>();
   /** Each key's last forwarder: the next instance's forwarder starts after it. */
@@ -55,7 +51,7 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
   #left = false;
   #allDone: (() => void) | null = null;
 
-  constructor(fn: StreamFn<I, O>, open: () => Live<I, O>) {
+  constructor(fn: StreamFn<I, O>, open: () => StreamKind<I, O>) {
     this.fn = fn;
     this.#open = open;
     this.#capacity = fn.config.buffer;
@@ -83,7 +79,7 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
     if (waiting !== undefined) return new Promise((resolve, reject) => waiting.push({ event, resolve, reject }));
     const current = this.#live.get(key);
     if (current === undefined) {
-      let stream: Live<I, O>;
+      let stream: StreamKind<I, O>;
       try {
         stream = this.#start(key);
       } catch (error) {
@@ -125,7 +121,7 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
   }
 
   /** Opens the key's stream and forwards its outputs (after the key's earlier instance's). Throws `StreamLimitError`. */
-  #start(key: K): Live<I, O> {
+  #start(key: K): StreamKind<I, O> {
     const stream = this.#open();
     this.#live.set(key, stream);
     const forwarded = this.#forward(key, stream, this.#forwarded.get(key));
@@ -137,13 +133,13 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
   }
 
   /** The key's next instance: opened once `previous` has finished, with what was sent (and ended) meanwhile. */
-  async #handOver(key: K, previous: Live<I, O>): Promise<void> {
+  async #handOver(key: K, previous: StreamKind<I, O>): Promise<void> {
     this.#pending++;
     try {
       await previous[kFinished];
       const waiting = this.#waiting.get(key) as Waiting<I>[];
       this.#waiting.delete(key);
-      let stream: Live<I, O>;
+      let stream: StreamKind<I, O>;
       try {
         if (this.#left) throw new StreamClosedError('The sessions are closed: their reader left');
         stream = this.#start(key);
@@ -174,20 +170,15 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
   }
 
   /** Moves one session's outputs into the merged output, in order, until it ends. */
-  async #forward(key: K, stream: Live<I, O>, after: Promise<void> | undefined): Promise<void> {
+  async #forward(key: K, stream: StreamKind<I, O>, after: Promise<void> | undefined): Promise<void> {
     this.#pending++;
-    const batch: O[] = [];
     try {
       if (after !== undefined) await after;
-      for (;;) {
-        batch.length = 0;
-        const finished = stream[kDrain](batch);
+      for await (const batch of outputBatches(stream)) {
         for (const value of batch) {
           const waited = this.#push({ key, value });
           if (waited !== null) await waited;
         }
-        if (finished) break;
-        await stream[kWaitOutput]();
       }
     } catch (error) {
       const waited = this.#push({ key, error });

@@ -1,0 +1,240 @@
+// The drivers of the stream-kind protocol (protocol.ts): the loops that move
+// events into any kind of stream and outputs out of it. Each is written once
+// here, for every kind.
+import type { Duplex } from 'node:stream';
+import { describe, invalidType } from '../errors';
+import { toDuplex } from '../integrations/duplex';
+import type { EventSource, FeedOutputs, StreamMetrics, StreamState } from '../types';
+import {
+  ReadKind,
+  type SendControl,
+  type StreamKind,
+  kCancelled,
+  kDrain,
+  kFinished,
+  kInputError,
+  kRead,
+  kSendAll,
+  kSignal,
+  kWaitOutput,
+} from './protocol';
+
+/**
+ * What every kind of stream has in common, written once in terms of the
+ * protocol: `recv`, iteration, `feed`, `duplex` and `await using`. A new kind
+ * extends it and implements the protocol.
+ */
+export abstract class StreamBase<I, O> implements StreamKind<I, O> {
+  abstract readonly id: string;
+  abstract readonly state: StreamState;
+  abstract readonly metrics: StreamMetrics;
+  abstract send(event: I): Promise<void>;
+  abstract end(): void;
+  abstract cancel(reason?: unknown): Promise<void>;
+  abstract readonly [kSignal]: AbortSignal | undefined;
+  abstract [kRead](kind: ReadKind): Promise<unknown>;
+  abstract [kSendAll](source: EventSource<I>, end: boolean, control?: SendControl): Promise<boolean>;
+  abstract readonly [kCancelled]: boolean;
+  abstract [kInputError](): Error | undefined;
+  abstract [kDrain](out: O[]): boolean;
+  abstract [kWaitOutput](): Promise<unknown>;
+  abstract readonly [kFinished]: Promise<void>;
+
+  /**
+   * The next output.
+   * @throws {StreamClosedError} (rejects) when no output is left, or the stream was cancelled.
+   * @throws the handler's own error (rejects), once the outputs it yielded before are read.
+   */
+  recv(): Promise<O> {
+    return this[kRead](ReadKind.Recv) as Promise<O>;
+  }
+
+  /** Iterates the outputs; leaving the loop early (`break`, a throw) cancels the stream. */
+  [Symbol.asyncIterator](): AsyncIterator<O> {
+    return new Outputs<O>(this);
+  }
+
+  /**
+   * Sends every event of `events` with backpressure, then ends the input,
+   * yielding outputs as they come. A source error or an abort cancels the
+   * stream and the iteration rejects with it.
+   * @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `events` is not an iterable or async iterable.
+   */
+  feed(events: EventSource<I>): FeedOutputs<O> {
+    return feedStream(this, events);
+  }
+
+  /** The stream as an object-mode Node `Duplex` (for `stream.pipeline`), backpressure and errors both ways. */
+  duplex(): Duplex {
+    return toDuplex(this);
+  }
+
+  /** `await using stream = fn.open()`: cancels the stream when the scope exits. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.cancel();
+  }
+}
+
+/** The consumer's iterator over a stream's outputs. Leaving it early (`break`) cancels the stream. */
+class Outputs<O> implements AsyncIterableIterator<O> {
+  readonly #stream: StreamKind<unknown, O>;
+  constructor(stream: StreamKind<unknown, O>) {
+    this.#stream = stream;
+  }
+  next(): Promise<IteratorResult<O>> {
+    return this.#stream[kRead](ReadKind.Iter) as Promise<IteratorResult<O>>;
+  }
+  async return(value?: unknown): Promise<IteratorResult<O>> {
+    await this.#stream.cancel();
+    return { done: true, value: value as O };
+  }
+  async throw(error?: unknown): Promise<IteratorResult<O>> {
+    await this.#stream.cancel(error);
+    throw error;
+  }
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+}
+
+/**
+ * The one drain loop: yields the stream's outputs batch by batch, waiting
+ * for more in between, until none will ever come. Each batch is `batch`
+ * itself, refilled once the consumer asks for the next, so the consumer must
+ * be done with it by then; with `keep`, outputs accumulate in `batch`
+ * instead (`run()` collects straight into its result). Throws the stream's
+ * error after yielding the outputs made before it.
+ */
+export async function* outputBatches<O>(stream: StreamKind<unknown, O>, batch: O[] = [], keep = false): AsyncGenerator<O[], void> {
+  for (;;) {
+    if (!keep) batch.length = 0;
+    const finished = stream[kDrain](batch);
+    if (batch.length > 0) yield batch;
+    if (finished) return;
+    await stream[kWaitOutput]();
+  }
+}
+
+/**
+ * Calls `cancel(signal.reason)` when `signal` aborts, at once if it has.
+ * Returns the function that removes the listener (call it when the stream
+ * finishes, so a long-lived signal does not hold the stream).
+ */
+export function watchAbort(signal: AbortSignal, cancel: (reason: unknown) => void): () => void {
+  if (signal.aborted) {
+    cancel(signal.reason);
+    return () => {};
+  }
+  const onAbort = (): void => cancel(signal.reason);
+  signal.addEventListener('abort', onAbort, { once: true });
+  return () => signal.removeEventListener('abort', onAbort);
+}
+
+/** Whether `value` can be a source of events. Strings are refused: iterating one sends characters, never what was meant. */
+export function assertSource(value: unknown, name = 'events'): asserts value is EventSource<unknown> {
+  const ok =
+    value !== null &&
+    typeof value === 'object' &&
+    // A String object iterates its characters, as a string would.
+    Object.prototype.toString.call(value) !== '[object String]' &&
+    (typeof (value as Iterable<unknown>)[Symbol.iterator] === 'function' ||
+      typeof (value as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function');
+  if (!ok) {
+    throw invalidType(`The "${name}" argument must be an iterable or async iterable of events. Received ${describe(value)}`);
+  }
+}
+
+/**
+ * Starts sending `source` into `stream`. `failure()` tells whether the source
+ * failed (a source error cancels the stream with that error); `stop()`, once
+ * the outputs are finished, closes a source still waiting for its next event
+ * (its `return()`), since the stream will never take another.
+ */
+function startSending<I, O>(stream: StreamKind<I, O>, source: EventSource<I>) {
+  let sourceError: { error: unknown } | undefined;
+  const control: SendControl = {};
+  stream[kSendAll](source, true, control).catch((error: unknown) => {
+    sourceError = { error };
+    void stream.cancel(error);
+  });
+  return { failure: () => sourceError, stop: () => control.stop?.() };
+}
+
+/** After the last output: the source's error, or the abort reason, if either ended the stream. */
+function throwIfStopped<I, O>(stream: StreamKind<I, O>, sourceFailure: { error: unknown } | undefined): void {
+  if (sourceFailure !== undefined) throw sourceFailure.error;
+  const signal = stream[kSignal];
+  if (stream.state === 'cancelled' && signal?.aborted) throw signal.reason;
+}
+
+/**
+ * `stream.feed(events)`, for every kind. A stream whose input is already
+ * closed refuses the feed as it would refuse a send: the iteration rejects
+ * with that error (or the abort reason, if its signal cancelled it) and the
+ * source is not read.
+ */
+export function feedStream<I, O>(stream: StreamKind<I, O>, events: EventSource<I>): FeedOutputs<O> {
+  assertSource(events);
+  const refused = stream[kInputError]();
+  // A stream stopped by its signal refuses with the signal's reason, as run() and feed() report an abort.
+  const signal = stream[kSignal];
+  const error = stream.state === 'cancelled' && signal?.aborted ? signal.reason : refused;
+  const control = { cancelled: false };
+  const outputs = refused === undefined ? feedOutputs(stream, events, control) : refusedFeed<O>(error);
+  const cancel = (reason?: unknown): Promise<void> => {
+    // Ends the iteration even when the stream itself has already finished
+    // and only this feed still holds outputs.
+    control.cancelled = true;
+    return stream.cancel(reason);
+  };
+  return Object.assign(outputs, { cancel });
+}
+
+// eslint-disable-next-line require-yield
+async function* refusedFeed<O>(error: unknown): AsyncGenerator<O, void> {
+  throw error;
+}
+
+/** `feed`: outputs one by one as they come, while the source is sent. */
+async function* feedOutputs<I, O>(
+  stream: StreamKind<I, O>,
+  source: EventSource<I>,
+  control: { cancelled: boolean },
+): AsyncGenerator<O, void> {
+  const sending = startSending(stream, source);
+  let finished = false;
+  try {
+    outputs: for await (const batch of outputBatches(stream)) {
+      for (const value of batch) {
+        // A cancel drops the outputs not yet read, these included.
+        if (control.cancelled || stream[kCancelled]) break outputs;
+        yield value;
+      }
+    }
+    // (Reached after a `break outputs` too: the stream was cancelled then.)
+    finished = true;
+  } finally {
+    // Left early: by `break`, or by the stream's own error. Either way the
+    // stream (and so the source) must stop.
+    if (!finished) await stream.cancel();
+    sending.stop();
+  }
+  throwIfStopped(stream, sending.failure());
+}
+
+/** `run`: every output, collected in batches straight into the result. */
+export async function collectOutputs<I, O>(stream: StreamKind<I, O>, source: EventSource<I>): Promise<O[]> {
+  const sending = startSending(stream, source);
+  const out: O[] = [];
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-unused-vars
+    for await (const _ of outputBatches(stream, out, true));
+  } catch (error) {
+    await stream.cancel();
+    throw error;
+  } finally {
+    sending.stop();
+  }
+  throwIfStopped(stream, sending.failure());
+  return out;
+}

@@ -1,0 +1,271 @@
+// The seam between a stream's JavaScript half and its native core.
+//
+// `NativeStream` is the only caller of the per-stream raw ops
+// (`crates/velo-node/src/raw.rs`). It owns the native handle, the encoding of
+// values (numbers copied through the scratch buffer, anything else by index
+// into the value table), the reaping of table entries the core dropped, and
+// the finalizer that frees a garbage-collected stream's native state. Above
+// it, nothing sees a handle, a status code or a table index: pushes answer
+// with a `Push`, takes with a count or a `Take`, the lifecycle with a
+// `StreamState`.
+//
+// One `send` crosses the seam like this: `StreamImpl.send` ->
+// `NativeStream.send` (a number goes as itself; any other value is put in
+// the value table and its index goes) -> `ops.sendNumber`/`ops.sendValue`
+// (raw.rs: `push_one`) -> `StreamCore::send` in velo-core, which answers
+// accepted, parked (no room: the caller waits), refused, or, when the handler
+// waits and nothing is ahead, handed over (the value goes to the handler
+// directly and the core keeps nothing).
+import {
+  CLOSED,
+  HANDOFF,
+  PHASES,
+  VALUES,
+  freeValues,
+  ops,
+  scratch,
+  scratchU32,
+  unwatchIdle,
+  valueTable,
+} from './addon';
+import type { StreamMetrics, StreamState } from '../types';
+
+/** What happened to a value pushed into a lane (an event sent, an output yielded). */
+export const enum Push {
+  /** In the buffer. */
+  Accepted = 0,
+  /** No room: the value waits in the core's line, and its sender should wait until admitted. */
+  Parked = 2,
+  /** The lane is closed: the core took nothing, the caller still owns the value. */
+  Refused = 3,
+  /** The other side was waiting and nothing was ahead: the core counted the value, the caller hands it over itself. */
+  HandedOver = 4,
+}
+
+/** A take that moved no value. Any other answer of a take is the count it moved (> 0). */
+export const enum Take {
+  /** Nothing now; more may come. */
+  Empty = -1,
+  /** Nothing now or ever: the lane has ended. */
+  Ended = -2,
+}
+
+/** The most values one take or one slice moves (the scratch buffer's length). */
+export const MAX_BATCH = scratch.length;
+
+// ----- the value table -----
+//
+// The core holds numbers itself and every other value as an index into this
+// table (see crates/velo-node/src/slot.rs). An entry lives exactly as long as
+// the core holds its index: it is freed when the core hands the value back (a
+// take, or a push refused or handed straight over), and reaped when the core
+// dropped it (a cancel, a cleared buffer, a garbage-collected stream). The
+// table is shared by every copy of the module on this thread (see addon.ts).
+
+function put(value: unknown): number {
+  const i = freeValues.length > 0 ? (freeValues.pop() as number) : valueTable.length;
+  valueTable[i] = value;
+  return i;
+}
+
+function takeValue(i: number): unknown {
+  const value = valueTable[i];
+  valueTable[i] = undefined;
+  freeValues.push(i);
+  return value;
+}
+
+function dropValue(i: number): void {
+  valueTable[i] = undefined;
+  freeValues.push(i);
+}
+
+/** Frees the entries of every value the core has dropped. */
+function reap(): void {
+  for (;;) {
+    const n = ops.released();
+    for (let k = 0; k < n; k++) dropValue(scratchU32[k] as number);
+    if (n < scratchU32.length) return;
+  }
+}
+
+/** Value-table entries in use (for tests: nothing may leak). */
+export function tableSize(): number {
+  return valueTable.length - freeValues.length;
+}
+
+/** Moves a run that a take left in the scratch buffer into `into`; returns the take's answer. */
+function unpack(code: number, into: unknown[]): number {
+  if (code >= VALUES) {
+    const n = code - VALUES;
+    for (let i = 0; i < n; i++) into[i] = takeValue(scratchU32[i] as number);
+    return n;
+  }
+  for (let i = 0; i < code; i++) into[i] = scratch[i];
+  return code;
+}
+
+type PushOneOp = (h: number, x: number, waiting: boolean) => number;
+type PushRunOp = (h: number, count: number) => number;
+
+function pushOne(h: number, value: unknown, waiting: boolean, pushNumber: PushOneOp, pushValue: PushOneOp): Push {
+  if (typeof value === 'number') return pushNumber(h, value, waiting);
+  const i = put(value);
+  const code = pushValue(h, i, waiting);
+  // Refused, or handed straight to the waiting side: the core kept no reference.
+  if (code === HANDOFF || code === CLOSED) dropValue(i);
+  return code;
+}
+
+/** Pushes `values[start..start+n]` (within the lane's room and MAX_BATCH): one native call per run of numbers or of other values. */
+function pushRuns(h: number, values: readonly unknown[], start: number, n: number, pushNumbers: PushRunOp, pushValues: PushRunOp): void {
+  let k = 0;
+  while (k < n) {
+    let len = 0;
+    if (typeof values[start + k] === 'number') {
+      for (; k < n && typeof values[start + k] === 'number'; k++) scratch[len++] = values[start + k] as number;
+      pushNumbers(h, len);
+    } else {
+      for (; k < n && typeof values[start + k] !== 'number'; k++) scratchU32[len++] = put(values[start + k]);
+      pushValues(h, len);
+    }
+  }
+}
+
+/**
+ * Frees what a garbage-collected stream held: its idle watch (a weak one,
+ * left while its clock was paused: the core never reports a disarmed
+ * deadline, so nothing else would remove it), its native state, and the
+ * value-table entries the core dropped with it.
+ */
+const reclaim = new FinalizationRegistry<number>((handle) => {
+  unwatchIdle(ops.key(handle));
+  ops.free(handle);
+  reap();
+});
+
+/**
+ * One stream's native core, seen from JavaScript. Every method is one native
+ * call (two for a push that crosses in runs of both kinds), synchronous and
+ * allocation-free; none waits. Collected with its owner: the finalizer then
+ * frees the native state.
+ */
+export class NativeStream {
+  readonly #h: number;
+  #key = -1;
+
+  /** Wraps a handle from `NativeFunction.open`. */
+  constructor(handle: number) {
+    this.#h = handle;
+    reclaim.register(this, handle);
+  }
+
+  /** The stream's process-unique key (its id, and its idle deadline's key). */
+  get key(): number {
+    if (this.#key < 0) this.#key = ops.key(this.#h);
+    return this.#key;
+  }
+
+  /** The lifecycle state, as the core decided it. */
+  get state(): StreamState {
+    return PHASES[ops.phase(this.#h)] as StreamState;
+  }
+
+  /** Open or ending: not done, failed nor cancelled. */
+  get live(): boolean {
+    return ops.phase(this.#h) < 2;
+  }
+
+  // ----- input: sender -> handler -----
+
+  /** Sends one event. `handlerWaiting`: the handler waits for input right now (the core may hand the event over). */
+  send(event: unknown, handlerWaiting: boolean): Push {
+    return pushOne(this.#h, event, handlerWaiting, ops.sendNumber, ops.sendValue);
+  }
+
+  /** Free input room for `sendSlice` (0 when full, closed, or when sends wait: they go first). */
+  room(): number {
+    return ops.room(this.#h);
+  }
+
+  /** Sends `events[start..start+n]`, which must fit in `room()` and `MAX_BATCH`. */
+  sendSlice(events: readonly unknown[], start: number, n: number): void {
+    pushRuns(this.#h, events, start, n, ops.sendNumbers, ops.sendValues);
+  }
+
+  /** Ends the input; true the first time. */
+  end(): boolean {
+    return ops.end(this.#h);
+  }
+
+  /** Lends the handler the next run of events (at most `max`), written to `into[0..]`: its length, or a `Take`. */
+  takeInput(max: number, into: unknown[]): number {
+    return unpack(ops.takeInput(this.#h, max), into);
+  }
+
+  /** Waiting senders (or the paused handler, for outputs) the last take admitted. */
+  admitted(): number {
+    return ops.admitted(this.#h);
+  }
+
+  /** The handler left its input loop: the input is cleared and closed. */
+  releaseInput(): void {
+    ops.releaseInput(this.#h);
+    reap();
+  }
+
+  /** The idle deadline passed: true if the stream really was idle and its input just ended. */
+  idleFire(): boolean {
+    return ops.idleFire(this.#h);
+  }
+
+  // ----- output: handler -> reader -----
+
+  /** Yields one output. `readerWaiting`: a one-at-a-time reader waits right now (the core may hand the output over). */
+  yieldOutput(output: unknown, readerWaiting: boolean): Push {
+    return pushOne(this.#h, output, readerWaiting, ops.yieldNumber, ops.yieldValue);
+  }
+
+  /** Free output room for `yieldSlice`. */
+  outputRoom(): number {
+    return ops.outputRoom(this.#h);
+  }
+
+  /** Yields `outputs[0..n]`, which must fit in the room `outputRoom()` granted (in slices of MAX_BATCH). */
+  yieldSlice(outputs: readonly unknown[], n: number): void {
+    for (let start = 0; start < n; start += MAX_BATCH) {
+      pushRuns(this.#h, outputs, start, Math.min(MAX_BATCH, n - start), ops.yieldNumbers, ops.yieldValues);
+    }
+  }
+
+  /** Lends a reader the next run of outputs, as `takeInput`. */
+  takeOutput(max: number, into: unknown[]): number {
+    return unpack(ops.takeOutput(this.#h, max), into);
+  }
+
+  // ----- endings -----
+
+  /** The handler returned: the stream ends once its outputs are read. */
+  handlerReturned(): void {
+    ops.handlerReturned(this.#h);
+    reap();
+  }
+
+  /** The handler threw: the stream has failed (outputs yielded before stay readable). */
+  handlerFailed(): void {
+    ops.handlerFailed(this.#h);
+    reap();
+  }
+
+  /** Cancels: everything buffered is dropped. False if the stream had already ended. */
+  cancel(): boolean {
+    const cancelled = ops.cancel(this.#h) >= 0;
+    if (cancelled) reap();
+    return cancelled;
+  }
+
+  /** A snapshot of the counters; `inLent`/`outLent`: values lent to JS and not consumed yet (still buffered). */
+  metrics(inLent: number, outLent: number): StreamMetrics {
+    return ops.metrics(this.#h, inLent, outLent) as StreamMetrics;
+  }
+}
