@@ -101,13 +101,13 @@ class Outputs<O> implements AsyncIterableIterator<O> {
  * The one drain loop: yields the stream's outputs batch by batch, waiting
  * for more in between, until none will ever come. Each batch is `batch`
  * itself, refilled once the consumer asks for the next, so the consumer must
- * be done with it by then; with `keep`, outputs accumulate in `batch`
- * instead (`run()` collects straight into its result). Throws the stream's
- * error after yielding the outputs made before it.
+ * be done with it by then. Throws the stream's error after yielding the
+ * outputs made before it. (`run()` runs the same loop without batches: it
+ * collects straight into its result.)
  */
-export async function* outputBatches<O>(stream: StreamKind<unknown, O>, batch: O[] = [], keep = false): AsyncGenerator<O[], void> {
+export async function* outputBatches<O>(stream: StreamKind<unknown, O>, batch: O[] = []): AsyncGenerator<O[], void> {
   for (;;) {
-    if (!keep) batch.length = 0;
+    batch.length = 0;
     const finished = stream[kDrain](batch);
     if (batch.length > 0) yield batch;
     if (finished) return;
@@ -227,8 +227,9 @@ export async function collectOutputs<I, O>(stream: StreamKind<I, O>, source: Eve
   const sending = startSending(stream, source);
   const out: O[] = [];
   try {
-    // eslint-disable-next-line @typescript-eslint/no-unused-vars
-    for await (const _ of outputBatches(stream, out, true));
+    // outputBatches' loop, collecting straight into the result: the
+    // generator's batches would cost ~2 % of S1's instructions (callgrind).
+    while (!stream[kDrain](out)) await stream[kWaitOutput]();
   } catch (error) {
     await stream.cancel();
     throw error;
