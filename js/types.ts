@@ -72,20 +72,45 @@ export interface FeedOutputs<O> extends AsyncIterable<O> {
   cancel(reason?: unknown): Promise<void>;
 }
 
-/** One running instance of a stream function. */
+/**
+ * One running instance of a stream function. Iterating it (`for await`)
+ * reads its outputs; leaving the loop early (`break`, a throw) cancels it.
+ * `await using` cancels it when the scope exits.
+ */
 export interface Stream<I, O> extends AsyncIterable<O>, AsyncDisposable {
+  /** Unique in the process (`s1`, `s2`, ...); the handler sees it as `ctx.id`. */
   readonly id: string;
   readonly state: StreamState;
   readonly metrics: StreamMetrics;
-  /** Resolves once the event is in the input buffer; waits while the buffer is full. */
+  /**
+   * Sends one event. Resolves once the event is in the input buffer; while
+   * the buffer is full it waits (backpressure), and waiting sends go in in
+   * the order they were made.
+   * @throws {StreamClosedError} (rejects, `ERR_STREAM_CLOSED`) once the input is closed: after `end()`, an idle
+   * timeout or `cancel()`, or when the handler stopped reading; `cause` is the handler's error if it threw, or the
+   * cancel reason. A send waiting when the stream closes rejects the same way.
+   */
   send(event: I): Promise<void>;
-  /** Ends the input (sync, idempotent). The handler finishes after the buffered events. */
+  /** Ends the input (sync, idempotent). The handler finishes after the buffered events; the outputs stay readable. */
   end(): void;
-  /** The next output; rejects `StreamClosedError` when none is left, or with the handler's error. */
+  /**
+   * The next output.
+   * @throws {StreamClosedError} (rejects) when no output is left, or the stream was cancelled.
+   * @throws the handler's own error (rejects), once the outputs it yielded before it threw are read.
+   */
   recv(): Promise<O>;
-  /** Sends every event of `events` with backpressure, then `end()`, yielding outputs as they come. */
+  /**
+   * Sends every event of `events` with backpressure, then `end()`, yielding outputs as they come. A source error
+   * or an abort of the open signal cancels the stream, and the iteration rejects with it. `cancel()` on the
+   * result, or leaving its loop early, cancels the stream and closes the source.
+   * @throws {TypeError} `ERR_INVALID_ARG_TYPE` at the call when `events` is not an iterable (strings are refused).
+   */
   feed(events: EventSource<I>): FeedOutputs<O>;
-  /** Stops the stream now; resolves when the handler has returned. Idempotent. */
+  /**
+   * Stops the stream now: buffered events and outputs are dropped, waiting sends and reads reject with
+   * `StreamClosedError` (`cause`: `reason`), the handler's `ctx.signal` aborts and its loop ends (its `finally`
+   * runs). Resolves when the handler has returned. Idempotent; a no-op on a stream that has finished.
+   */
   cancel(reason?: unknown): Promise<void>;
   /** The stream as an object-mode Node `Duplex` (for `stream.pipeline`), backpressure and errors both ways. */
   duplex(): Duplex;
@@ -110,9 +135,15 @@ export interface StreamSessions<K, I, O> extends AsyncIterable<SessionItem<K, O>
    * opens the next one; its outputs follow all of the previous session's.
    */
   send(key: K, event: I): Promise<void>;
+  /** The key's live session, or undefined. */
   get(key: K): Stream<I, O> | undefined;
   /** Ends the key's session; while a send waits for the key's next session, ends that one once the waiting sends are in. */
   end(key: K): void;
+  /**
+   * Ends every session and refuses new sends (they reject with `StreamClosedError`). Resolves once every session
+   * has finished and its outputs went into the merged output, so keep reading it (or leave it, which cancels the
+   * rest); the merged iteration then ends.
+   */
   close(): Promise<void>;
 }
 
@@ -120,13 +151,30 @@ export interface StreamSessions<K, I, O> extends AsyncIterable<SessionItem<K, O>
 export interface StreamFn<I, O> {
   readonly name: string;
   readonly config: Readonly<Required<StreamConfig>>;
-  /** Opens a stream, sends all of `events`, and collects every output. */
+  /**
+   * Opens a stream, sends all of `events` with backpressure, ends it, and collects every output. Resolves once
+   * the handler (every stage's, for a pipe) has finished, so `stats()` count the stream by then.
+   * @throws {StreamLimitError} (rejects, `ERR_STREAM_LIMIT`) when `maxConcurrent` streams are open.
+   * @throws the handler's error, the source's error, or the abort reason of `opts.signal` (rejects); the stream
+   * is cancelled then.
+   * @throws {TypeError} `ERR_INVALID_ARG_TYPE` / `ERR_INVALID_ARG_VALUE` for a non-iterable source or bad options.
+   */
   run(events: EventSource<I>, opts?: OpenOptions): Promise<O[]>;
-  /** Opens a live stream. Throws `StreamLimitError` when `maxConcurrent` are open. */
+  /**
+   * Opens a live stream; its handler starts at once. Aborting `opts.signal` cancels it with the signal's reason.
+   * @throws {StreamLimitError} `ERR_STREAM_LIMIT` when `maxConcurrent` streams of this function are open.
+   * @throws {TypeError} `ERR_INVALID_ARG_TYPE` / `ERR_INVALID_ARG_VALUE` for bad options.
+   */
   open(opts?: OpenOptions): Stream<I, O>;
-  /** This function's outputs feed `next`: one instance per stage per stream. */
+  /**
+   * This function's outputs feed `next`: one instance per stage per stream, linked with backpressure both ways.
+   * The pipe is a stream function of its own (its own name, stats and metrics); its streams open only when every
+   * stage has room, and a stage's error reaches the consumer after the outputs made before it.
+   * @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `next` is neither a stream function nor a handler.
+   */
   pipe<P>(next: StreamFn<O, P> | StreamHandler<O, P>): StreamFn<I, P>;
   /** One stream per key (a user, a device), opened on first send, ended by its idle timeout; `config` overrides this function's. */
   sessions<K = string>(config?: StreamConfig): StreamSessions<K, I, O>;
+  /** Counters of this function's streams (a pipe's: of the pipe's own streams, whatever else its stages serve). */
   stats(): StreamFnStats;
 }

@@ -5,7 +5,7 @@ import { assertSource, collectOutputs } from './drive';
 import { NativeStream } from './native-stream';
 import { PipedStream } from './pipe';
 import { kFinished, type StreamKind } from './protocol';
-import { StreamImpl } from './stream';
+import { HandlerStream } from './stream';
 import { Sessions } from '../integrations/sessions';
 import type { EventSource, OpenOptions, Stream, StreamConfig, StreamFn, StreamFnStats, StreamHandler, StreamSessions } from '../types';
 
@@ -110,7 +110,7 @@ class SingleFn<I, O> extends FnBase<I, O> {
     return [this as SingleFn<unknown, unknown>];
   }
 
-  [kOpen](signal: AbortSignal | undefined, idle: boolean): StreamImpl<I, O> {
+  [kOpen](signal: AbortSignal | undefined, idle: boolean): HandlerStream<I, O> {
     const handle = this[kAdmit](idle);
     if (handle < 0) {
       throw new StreamLimitError(
@@ -129,9 +129,9 @@ class SingleFn<I, O> extends FnBase<I, O> {
   }
 
   /** Starts the handler of a stream admitted by `kAdmit`. */
-  [kStart](handle: number, idle: boolean, signal: AbortSignal | undefined): StreamImpl<I, O> {
+  [kStart](handle: number, idle: boolean, signal: AbortSignal | undefined): HandlerStream<I, O> {
     const idleOn = idle && this.config.idleTimeout > 0;
-    return new StreamImpl(new NativeStream(handle), this.#handler, this.name, this.config.buffer, idleOn, signal);
+    return new HandlerStream(new NativeStream(handle), this.#handler, this.name, this.config.buffer, idleOn, signal);
   }
 
   stats(): StreamFnStats {

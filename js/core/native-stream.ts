@@ -9,7 +9,7 @@
 // with a `Push`, takes with a count or a `Take`, the lifecycle with a
 // `StreamState`.
 //
-// One `send` crosses the seam like this: `StreamImpl.send` ->
+// One `send` crosses the seam like this: `HandlerStream.send` ->
 // `NativeStream.send` (a number goes as itself; any other value is put in
 // the value table and its index goes) -> `ops.sendNumber`/`ops.sendValue`
 // (raw.rs: `push_one`) -> `StreamCore::send` in velo-core, which answers

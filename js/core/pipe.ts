@@ -5,9 +5,9 @@
 import type { EventSource, StreamMetrics, StreamState } from '../types';
 import { StreamBase, outputBatches, watchAbort } from './drive';
 import { type ReadKind, type SendControl, kCancelled, kDrain, kFinished, kInputError, kRead, kSendAll, kSignal, kWaitOutput } from './protocol';
-import { type StreamImpl, kFailAtEnd, kFailure } from './stream';
+import { type HandlerStream, kFailAtEnd, kFailure } from './stream';
 
-type Stage = StreamImpl<unknown, unknown>;
+type Stage = HandlerStream<unknown, unknown>;
 type PipeOutcome = 'completed' | 'failed' | 'cancelled';
 
 export class PipedStream<I, O> extends StreamBase<I, O> {

@@ -1,7 +1,7 @@
 // The stream-kind protocol: what every kind of stream implements so that
 // every driver works on it.
 //
-// A kind of stream (today a single handler's `StreamImpl` and the stages of
+// A kind of stream (today a single handler's `HandlerStream` and the stages of
 // a `PipedStream`; next, task stages, worker-thread streams, Redis-backed
 // sessions) implements `StreamKind` by extending `StreamBase` (drive.ts).
 // The drivers then work on it unchanged: `run()` and `feed()` (drive.ts),

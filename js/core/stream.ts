@@ -58,8 +58,8 @@ const NOT_YET = Symbol('velo.notYet');
 
 /** The async iterable a handler reads its events from. */
 class HandlerInput<I> implements AsyncIterableIterator<I> {
-  readonly #stream: StreamImpl<I, unknown>;
-  constructor(stream: StreamImpl<I, unknown>) {
+  readonly #stream: HandlerStream<I, unknown>;
+  constructor(stream: HandlerStream<I, unknown>) {
     this.#stream = stream;
   }
   next(): Promise<IteratorResult<I>> {
@@ -76,8 +76,8 @@ class HandlerInput<I> implements AsyncIterableIterator<I> {
 }
 
 class HandlerContext implements StreamContext {
-  readonly #stream: StreamImpl<unknown, unknown>;
-  constructor(stream: StreamImpl<unknown, unknown>) {
+  readonly #stream: HandlerStream<unknown, unknown>;
+  constructor(stream: HandlerStream<unknown, unknown>) {
     this.#stream = stream;
   }
   get id(): string {
@@ -88,7 +88,7 @@ class HandlerContext implements StreamContext {
   }
 }
 
-export class StreamImpl<I, O> extends StreamBase<I, O> implements IdleTarget {
+export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget {
   readonly #native: NativeStream;
   readonly #label: string;
   readonly #capacity: number;
@@ -172,7 +172,7 @@ export class StreamImpl<I, O> extends StreamBase<I, O> implements IdleTarget {
 
     let iterator: AsyncIterator<O> | undefined;
     try {
-      const iterable: unknown = handler(new HandlerInput(this), new HandlerContext(this as StreamImpl<unknown, unknown>));
+      const iterable: unknown = handler(new HandlerInput(this), new HandlerContext(this as HandlerStream<unknown, unknown>));
       if (iterable !== null && typeof (iterable as AsyncIterable<O>)?.[Symbol.asyncIterator] === 'function') {
         iterator = (iterable as AsyncIterable<O>)[Symbol.asyncIterator]();
       } else {

@@ -21,7 +21,7 @@ export interface ResponseOptions<O> {
 }
 
 /** Something that can be stopped early: a velo-stream `Stream`, or any async iterable. */
-type Outputs<O> = AsyncIterable<O> & { cancel?: (reason?: unknown) => Promise<void> };
+type Stoppable<O> = AsyncIterable<O> & { cancel?: (reason?: unknown) => Promise<void> };
 
 const CONTENT_TYPE: Record<Format, string> = {
   ndjson: 'application/x-ndjson; charset=utf-8',
@@ -55,7 +55,7 @@ function frames<O>(format: Format, opts: ResponseOptions<O>) {
  * ends, the handler's `finally` runs), else closes the iterator. Async, so
  * that an iterator whose return() throws rejects rather than throws.
  */
-async function stop<O>(outputs: Outputs<O>, it: AsyncIterator<O>, why: string): Promise<void> {
+async function stop<O>(outputs: Stoppable<O>, it: AsyncIterator<O>, why: string): Promise<void> {
   if (typeof outputs.cancel === 'function') await outputs.cancel(new Error(why));
   else await it.return?.();
 }
@@ -82,7 +82,7 @@ function assertOutputs(outputs: unknown): asserts outputs is AsyncIterable<unkno
  */
 export async function writeResponse<O>(
   res: ServerResponse,
-  outputs: Outputs<O>,
+  outputs: Stoppable<O>,
   format: Format,
   opts: ResponseOptions<O> = {},
 ): Promise<void> {
@@ -177,12 +177,12 @@ function closeIfBodyUnread(res: ServerResponse): void {
 }
 
 /** NDJSON: one JSON document per line. */
-export function sendNdjson<O>(res: ServerResponse, outputs: Outputs<O>, opts?: ResponseOptions<O>): Promise<void> {
+export function sendNdjson<O>(res: ServerResponse, outputs: Stoppable<O>, opts?: ResponseOptions<O>): Promise<void> {
   return writeResponse(res, outputs, 'ndjson', opts);
 }
 
 /** Server-Sent Events: one `data:` event per output. */
-export function sendSse<O>(res: ServerResponse, outputs: Outputs<O>, opts?: ResponseOptions<O>): Promise<void> {
+export function sendSse<O>(res: ServerResponse, outputs: Stoppable<O>, opts?: ResponseOptions<O>): Promise<void> {
   return writeResponse(res, outputs, 'sse', opts);
 }
 
@@ -192,7 +192,7 @@ export function sendSse<O>(res: ServerResponse, outputs: Outputs<O>, opts?: Resp
  * cancels the stream at once, even while the handler waits for input, and
  * the Readable closes once the handler has returned.
  */
-export function toReadable<O>(outputs: Outputs<O>, format: Format, opts: ResponseOptions<O> = {}): Readable {
+export function toReadable<O>(outputs: Stoppable<O>, format: Format, opts: ResponseOptions<O> = {}): Readable {
   assertOutputs(outputs);
   const frame = frames(format, opts);
   const it = outputs[Symbol.asyncIterator]();
