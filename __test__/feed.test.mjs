@@ -200,3 +200,21 @@ test('cancel() ends a feed() iteration at once, also for outputs the feed alread
     }
   }
 });
+
+test('feed() reads as for await does: an output counts as read only once the feed yielded it', async () => {
+  const s = streamFn(async function* (events) {
+    for await (const e of events) yield* [e, e, e];
+  }, { buffer: 8 }).open();
+  const it = s.feed([1])[Symbol.asyncIterator]();
+  assert.deepEqual(await it.next(), { value: 1, done: false });
+  await settle();
+  // The other two outputs were made, and are not read yet: still buffered,
+  // and the stream is not done.
+  assert.equal(s.metrics.bufferedOut, 2);
+  assert.equal(s.state, 'ending');
+  assert.deepEqual(await it.next(), { value: 1, done: false });
+  assert.deepEqual(await it.next(), { value: 1, done: false });
+  assert.deepEqual(await it.next(), { value: undefined, done: true });
+  assert.equal(s.state, 'done');
+  assert.equal(s.metrics.bufferedOut, 0);
+});

@@ -46,6 +46,28 @@ const workloads = {
       for await (const _ of s);
     }
   },
+  // Like S7: a three-stage pipe over 100,000 numbers (pipe links: the drain loop).
+  pipe: async () => {
+    const stage = (k) =>
+      streamFn(async function* (events) {
+        for await (const e of events) yield e + k;
+      });
+    const p = stage(1).pipe(stage(2)).pipe(stage(3));
+    const input = Array.from({ length: 100_000 }, (_, i) => i);
+    if ((await p.run(input)).length !== input.length) throw new Error('lost outputs');
+  },
+  // feed(): 100,000 events from an async source, outputs read one by one.
+  feed: async () => {
+    const fn = streamFn(async function* (events) {
+      for await (const e of events) yield e * 2;
+    });
+    async function* source() {
+      for (let i = 0; i < 100_000; i++) yield i;
+    }
+    let n = 0;
+    for await (const _ of fn.open().feed(source())) n++;
+    if (n !== 100_000) throw new Error('lost outputs');
+  },
 };
 
 if (!(workload in workloads)) throw new Error(`unknown workload "${workload}": ${Object.keys(workloads).join(', ')}`);

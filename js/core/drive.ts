@@ -9,7 +9,6 @@ import {
   ReadKind,
   type SendControl,
   type StreamKind,
-  kCancelled,
   kDrain,
   kFinished,
   kInputError,
@@ -34,7 +33,6 @@ export abstract class StreamBase<I, O> implements StreamKind<I, O> {
   abstract readonly [kSignal]: AbortSignal | undefined;
   abstract [kRead](kind: ReadKind): Promise<unknown>;
   abstract [kSendAll](source: EventSource<I>, end: boolean, control?: SendControl): Promise<boolean>;
-  abstract readonly [kCancelled]: boolean;
   abstract [kInputError](): Error | undefined;
   abstract [kDrain](out: O[]): boolean;
   abstract [kWaitOutput](): Promise<unknown>;
@@ -98,19 +96,28 @@ class Outputs<O> implements AsyncIterableIterator<O> {
 }
 
 /**
- * The one drain loop: yields the stream's outputs batch by batch, waiting
- * for more in between, until none will ever come. Each batch is `batch`
- * itself, refilled once the consumer asks for the next, so the consumer must
- * be done with it by then. Throws the stream's error after yielding the
- * outputs made before it. (`run()` runs the same loop without batches: it
- * collects straight into its result.)
+ * The one drain loop of batch readers: moves the stream's outputs out batch
+ * by batch, waiting for more in between, until none will ever come.
+ * `deliver` gets each batch (the same array, refilled once it returns or its
+ * promise settles); a promise it returns is awaited (backpressure), and one
+ * that resolves false stops the loop. Without `deliver`, outputs accumulate
+ * in `batch` (`run()` writes this case out itself). Resolves true when
+ * the stream has no more outputs, false when `deliver` stopped it; throws the
+ * stream's error after delivering the outputs made before it.
  */
-export async function* outputBatches<O>(stream: StreamKind<unknown, O>, batch: O[] = []): AsyncGenerator<O[], void> {
+export async function drainOutputs<O>(
+  stream: StreamKind<unknown, O>,
+  deliver?: (batch: O[]) => void | Promise<boolean | void>,
+  batch: O[] = [],
+): Promise<boolean> {
   for (;;) {
-    batch.length = 0;
+    if (deliver !== undefined) batch.length = 0;
     const finished = stream[kDrain](batch);
-    if (batch.length > 0) yield batch;
-    if (finished) return;
+    if (deliver !== undefined && batch.length > 0) {
+      const delivered = deliver(batch);
+      if (delivered !== undefined && (await delivered) === false) return false;
+    }
+    if (finished) return true;
     await stream[kWaitOutput]();
   }
 }
@@ -204,14 +211,13 @@ async function* feedOutputs<I, O>(
   const sending = startSending(stream, source);
   let finished = false;
   try {
-    outputs: for await (const batch of outputBatches(stream)) {
-      for (const value of batch) {
-        // A cancel drops the outputs not yet read, these included.
-        if (control.cancelled || stream[kCancelled]) break outputs;
-        yield value;
-      }
+    // Read as iteration reads: one output at a time, as the consumer asks.
+    for (;;) {
+      const r = (await stream[kRead](ReadKind.Iter)) as IteratorResult<O>;
+      // A cancel drops the outputs not yet read.
+      if (r.done || control.cancelled) break;
+      yield r.value;
     }
-    // (Reached after a `break outputs` too: the stream was cancelled then.)
     finished = true;
   } finally {
     // Left early: by `break`, or by the stream's own error. Either way the
@@ -227,8 +233,8 @@ export async function collectOutputs<I, O>(stream: StreamKind<I, O>, source: Eve
   const sending = startSending(stream, source);
   const out: O[] = [];
   try {
-    // outputBatches' loop, collecting straight into the result: the
-    // generator's batches would cost ~2 % of S1's instructions (callgrind).
+    // drainOutputs' loop, without a `deliver`: written out here because the
+    // extra async call costs ~2 % of S1's instructions (callgrind, `run`).
     while (!stream[kDrain](out)) await stream[kWaitOutput]();
   } catch (error) {
     await stream.cancel();

@@ -3,8 +3,8 @@
 // backpressure both ways (a full next stage stops the link, which stops
 // reading, which pauses the previous handler at its yield).
 import type { EventSource, StreamMetrics, StreamState } from '../types';
-import { StreamBase, outputBatches, watchAbort } from './drive';
-import { type ReadKind, type SendControl, kCancelled, kDrain, kFinished, kInputError, kRead, kSendAll, kSignal, kWaitOutput } from './protocol';
+import { StreamBase, drainOutputs, watchAbort } from './drive';
+import { type ReadKind, type SendControl, kDrain, kFinished, kInputError, kRead, kSendAll, kSignal, kWaitOutput } from './protocol';
 import { type HandlerStream, kFailAtEnd, kFailure } from './stream';
 
 type Stage = HandlerStream<unknown, unknown>;
@@ -54,12 +54,10 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
     const from = this.#stages[i] as Stage;
     const to = this.#stages[i + 1] as Stage;
     try {
-      for await (const batch of outputBatches(from)) {
-        if (!(await to[kSendAll](batch, false))) {
-          // The next stage reads no more: what this one makes has nowhere to go.
-          void from.cancel();
-          return;
-        }
+      if (!(await drainOutputs(from, (batch) => to[kSendAll](batch, false)))) {
+        // The next stage reads no more: what this one makes has nowhere to go.
+        void from.cancel();
+        return;
       }
     } catch (error) {
       // The stage threw, after its earlier outputs went on: the next stages
@@ -130,10 +128,6 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
     this.#head.end();
   }
 
-
-  get [kCancelled](): boolean {
-    return this.#cancelled;
-  }
 
   [kInputError](): Error | undefined {
     return this.#head[kInputError]();

@@ -21,7 +21,6 @@ export const kDrain = Symbol.for('velo-stream.drain');
 export const kWaitOutput = Symbol.for('velo-stream.waitOutput');
 export const kSignal = Symbol.for('velo-stream.signal');
 export const kInputError = Symbol.for('velo-stream.inputError');
-export const kCancelled = Symbol.for('velo-stream.cancelled');
 export const kFinished = Symbol.for('velo-stream.finished');
 
 /** The end of an iteration (shared: iterator results are never mutated). */
@@ -51,9 +50,8 @@ export const enum ReadKind {
  *   is woken once per batch, not per output.
  * - Events are sent in bulk with backpressure (`kSendAll`).
  * - Endings are observable: `kFinished` settles once the stream's handlers
- *   have returned (after a cancel too), `kCancelled` tells a cancelled stream
- *   from one that finished, `kInputError` says whether a send would be
- *   refused now.
+ *   have returned (after a cancel too), and `kInputError` says whether a
+ *   send would be refused now.
  */
 export interface StreamKind<I, O> extends Stream<I, O> {
   /** The stream's open signal, if any. */
@@ -62,8 +60,6 @@ export interface StreamKind<I, O> extends Stream<I, O> {
   [kRead](kind: ReadKind): Promise<unknown>;
   /** Sends every event with backpressure, then ends the input if `end`. Resolves false if the stream closed first. Rejects only with the source's own error. */
   [kSendAll](source: EventSource<I>, end: boolean, control?: SendControl): Promise<boolean>;
-  /** Whether `cancel()` stopped the stream (its outputs are dropped, so a reader holding some stops too). */
-  readonly [kCancelled]: boolean;
   /** The error a `send()` would be refused with now (the input is closed), or undefined. */
   [kInputError](): Error | undefined;
   /**

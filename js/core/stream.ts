@@ -21,7 +21,6 @@ import {
   DONE,
   ReadKind,
   type SendControl,
-  kCancelled,
   kDrain,
   kFinished,
   kInputError,
@@ -272,10 +271,6 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
       this.#idleOff();
       this.#wakeInput();
     }
-  }
-
-  get [kCancelled](): boolean {
-    return this.#cancel !== undefined;
   }
 
   [kInputError](): Error | undefined {
@@ -630,7 +625,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
 
   /**
    * A reader waits and the handler just yielded. One-at-a-time readers (recv,
-   * iteration) get it now; batch readers (run, feed, pipe links) get it when
+   * iteration, feed) get it now; batch readers (run, pipe links) get it when
    * the handler stops producing (it waits for input, is paused at a full
    * output, or finishes) or at the latest on the next turn of the event loop,
    * so that outputs cross the boundary in batches rather than one by one.

@@ -9,7 +9,7 @@
 // one before, so per-key order holds across instances.
 import { StreamClosedError } from '../errors';
 import { Fifo } from '../core/fifo';
-import { outputBatches } from '../core/drive';
+import { drainOutputs } from '../core/drive';
 import { DONE, type StreamKind, kFinished, kInputError } from '../core/protocol';
 import type { SessionItem, Stream, StreamFn } from '../types';
 
@@ -174,12 +174,12 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
     this.#pending++;
     try {
       if (after !== undefined) await after;
-      for await (const batch of outputBatches(stream)) {
+      await drainOutputs(stream, async (batch) => {
         for (const value of batch) {
           const waited = this.#push({ key, value });
           if (waited !== null) await waited;
         }
-      }
+      });
     } catch (error) {
       const waited = this.#push({ key, error });
       if (waited !== null) await waited;
