@@ -73,7 +73,7 @@ interface ThreadState {
   /** `STATE_VERSION` of the copy that made it. */
   version: number;
   scratch: Float64Array;
-  /** The value table (`values.ts`) and its free indices. */
+  /** The value table (`native-stream.ts`) and its free indices. */
   values: unknown[];
   freeValues: number[];
   /** Streams whose idle deadline runs, by key: held, since the deadline will end them. */

@@ -128,7 +128,6 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
     this.#head.end();
   }
 
-
   [kInputError](): Error | undefined {
     return this.#head[kInputError]();
   }

@@ -116,7 +116,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
    */
   #inPending = false;
   #idleOn: boolean;
-  /** The handler left its input loop (`Input.return()`); it may still be running. */
+  /** The handler left its input loop (`HandlerInput.return()`); it may still be running. */
   #inputReleased = false;
   /** Whether the idle deadline runs (and the stream is held for it); see `#syncKeepAlive`. */
   #idleRunning: boolean;
