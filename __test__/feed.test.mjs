@@ -218,3 +218,43 @@ test('feed() reads as for await does: an output counts as read only once the fee
   assert.equal(s.state, 'done');
   assert.equal(s.metrics.bufferedOut, 0);
 });
+
+test('leaving a feed() early destroys a Readable source that waits for data, at once (as leaving for await over it does)', async () => {
+  for (const leave of ['break', 'feed.cancel()', 'the handler returns']) {
+    let pushed = 0;
+    const source = new Readable({ objectMode: true, read() {
+      if (pushed++ === 0) this.push(1); // then no more data, and no end
+    } });
+    const fn = streamFn(async function* (events) {
+      for await (const e of events) {
+        yield e;
+        if (leave === 'the handler returns') return;
+      }
+    });
+    const feed = fn.open().feed(source);
+    for await (const v of feed) {
+      assert.equal(v, 1);
+      if (leave === 'break') break;
+      if (leave === 'feed.cancel()') await feed.cancel();
+    }
+    await settle();
+    assert.equal(source.destroyed, true, leave);
+  }
+});
+
+test('feed() whose stream was ended before its iteration started rejects as a send would, and reads nothing', async () => {
+  const s = streamFn(echo).open();
+  let read = 0;
+  const source = { *[Symbol.iterator]() { read++; yield 1; } };
+  const feed = s.feed(source);
+  s.end();
+  await assert.rejects(collect(feed), { code: 'ERR_STREAM_CLOSED' });
+  assert.equal(read, 0);
+});
+
+test('a source whose next() resolves to a non-object fails the feed with a TypeError, as for await would', async () => {
+  const source = { [Symbol.asyncIterator]() { return { next: async () => 42 }; } };
+  const s = streamFn(echo).open();
+  await assert.rejects(collect(s.feed(source)), (error) => error instanceof TypeError && /not an object/.test(error.message));
+  assert.equal(s.state, 'cancelled');
+});

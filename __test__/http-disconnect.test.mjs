@@ -220,3 +220,33 @@ test('toReadable: outputs, then the end; a handler error becomes an error frame;
   assert.equal(finalized, 1);
   assert.equal(endless.stats().open, 0);
 });
+
+test('sendNdjson/sendSse called after the client left (the handler awaited something first) cancel the stream at once and resolve', async () => {
+  for (const send of [sendNdjson, sendSse]) {
+    let finalized = 0;
+    const fn = streamFn(async function* (events) {
+      try {
+        for await (const e of events) yield e;
+      } finally {
+        finalized++;
+      }
+    }, { idleTimeout: 0 });
+    const sent = [];
+    const left = [];
+    const srv = await listen((req, res) => {
+      // An auth lookup, say: the client leaves meanwhile.
+      left.push(new Promise((resolve) => res.once('close', resolve)).then(() => sent.push(send(res, fn.open()))));
+    });
+    try {
+      const c = client(srv.url);
+      await until(() => left.length === 1, 5000, 'the request');
+      c.destroy();
+      await left[0];
+      await deadline(sent[0], 5000, `${send.name} to settle`);
+      assert.equal(finalized, 1, `${send.name}: the handler's finally ran`);
+      assert.deepEqual(fn.stats(), { open: 0, opened: 1, completed: 0, failed: 0, cancelled: 1, rejected: 0 });
+    } finally {
+      await srv.close();
+    }
+  }
+});

@@ -292,6 +292,53 @@ test('server: a line over maxLineBytes ending in a newline, after an output, end
   }
 });
 
+test('server: a line refused after an output closes the connection once answered, though the client sends nothing more and keep-alive is long', async () => {
+  for (const [what, line] of [
+    ['too long', `{"n":2,"pad":"${'x'.repeat(2000)}"}\n`],
+    ['malformed', 'nope\n'],
+  ]) {
+    const srv = await limitedServer({ maxLineBytes: 1000 });
+    // Without the close, this connection would stay open for a minute.
+    srv.server.keepAliveTimeout = 60_000;
+    try {
+      const head = 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n';
+      const r = await deadline(
+        rawExchange(srv.port, head, async (socket) => {
+          socket.write('{"n":1}\n');
+          // The output is out before the bad line arrives.
+          await new Promise((resolve) => socket.once('data', resolve));
+          socket.write(line);
+        }),
+        20_000,
+        `the server closing the connection (${what} line)`,
+      );
+      assert.match(r.text, /^HTTP\/1\.1 200 /, what);
+      assert.match(r.text, /\{"n":2\}\n/, what);
+      assert.match(r.text, what === 'malformed' ? /"code":"ERR_BAD_NDJSON"/ : /"code":"ERR_NDJSON_LINE_TOO_LARGE"/);
+      assert.match(r.text, /\r\n0\r\n\r\n$/, `${what}: the chunked answer is complete before the close`);
+      assert.equal(double.stats().open, 0);
+    } finally {
+      await srv.close();
+    }
+  }
+});
+
+test('ndjsonEvents: a byte order mark opening the body is ignored; only JSON whitespace makes a blank line; bad UTF-8 is a malformed line', async () => {
+  assert.deepEqual(await parse(['\uFEFF{"a":1}\n{"b":2}\n']), { events: [{ a: 1 }, { b: 2 }] });
+  const bomLater = await parse(['{"a":1}\n\uFEFF{"b":2}\n']);
+  assert.equal(bomLater.error?.line, 2, 'a byte order mark is ignored only where the body opens');
+  const nbsp = await parse(['{"a":1}\n\u00A0\n']);
+  assert.deepEqual(nbsp.events, [{ a: 1 }]);
+  assert.ok(nbsp.error instanceof RequestBodyError, 'a no-break space is not JSON whitespace');
+  assert.equal(nbsp.error.line, 2);
+  const bad = [];
+  for (const bytes of [[0x22, 0xff, 0x22], [0x22, 0xc3, 0x22], [0x22, 0xed, 0xa0, 0x80, 0x22]]) {
+    const r = await parse([Buffer.concat([Buffer.from('{"a":1}\n'), Buffer.from(bytes), Buffer.from('\n')])]);
+    bad.push([r.events.length, r.error instanceof RequestBodyError, r.error?.line, r.error?.cause?.message]);
+  }
+  assert.deepEqual(bad, Array(3).fill([1, true, 2, 'The line is not valid UTF-8']));
+});
+
 test('server: a chunked body over maxBodyBytes is a 413; exactly maxBodyBytes is served', async () => {
   const srv = await limitedServer({ maxBodyBytes: 8 * 1024 });
   try {

@@ -183,11 +183,8 @@ function throwIfStopped<I, O>(stream: StreamKind<I, O>, sourceFailure: { error: 
 export function feedStream<I, O>(stream: StreamKind<I, O>, events: EventSource<I>): FeedOutputs<O> {
   assertSource(events);
   const refused = stream[kInputError]();
-  // A stream stopped by its signal refuses with the signal's reason, as run() and feed() report an abort.
-  const signal = stream[kSignal];
-  const error = stream.state === 'cancelled' && signal?.aborted ? signal.reason : refused;
   const control = { cancelled: false };
-  const outputs = refused === undefined ? feedOutputs(stream, events, control) : refusedFeed<O>(error);
+  const outputs = refused === undefined ? feedOutputs(stream, events, control) : refusedFeed<O>(refusal(stream, refused));
   const cancel = (reason?: unknown): Promise<void> => {
     // Ends the iteration even when the stream itself has already finished
     // and only this feed still holds outputs.
@@ -195,6 +192,12 @@ export function feedStream<I, O>(stream: StreamKind<I, O>, events: EventSource<I
     return stream.cancel(reason);
   };
   return Object.assign(outputs, { cancel });
+}
+
+/** What a feed refused by a closed input rejects with: a stream stopped by its signal refuses with the signal's reason, as run() and feed() report an abort. */
+function refusal<I, O>(stream: StreamKind<I, O>, inputError: Error): unknown {
+  const signal = stream[kSignal];
+  return stream.state === 'cancelled' && signal?.aborted ? signal.reason : inputError;
 }
 
 // eslint-disable-next-line require-yield
@@ -208,6 +211,11 @@ async function* feedOutputs<I, O>(
   source: EventSource<I>,
   control: { cancelled: boolean },
 ): AsyncGenerator<O, void> {
+  // The input may have closed since feed() was called (an end() before the
+  // iteration started): refuse now as feed() would have then, reading
+  // nothing from the source.
+  const refused = stream[kInputError]();
+  if (refused !== undefined) throw refusal(stream, refused);
   const sending = startSending(stream, source);
   let finished = false;
   try {

@@ -47,6 +47,11 @@ interface Reader extends Settle<unknown> {
   kind: ReadKind;
 }
 
+/** A Node Readable (or anything else that closes by `destroy()`). */
+function isDestroyable(source: object): source is { destroy(): void } {
+  return typeof (source as { destroy?: unknown }).destroy === 'function';
+}
+
 /** Stands for a waiting queue not made yet: always empty, never pushed to. */
 const NO_QUEUE = new Fifo<never>();
 /** Stands for a batch array not made yet (never written to). */
@@ -359,10 +364,14 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
     if (control !== undefined) {
       // The stream may finish (an idle timeout, its handler returning) while
       // the source waits for its next event, perhaps forever: close it then.
-      // (An async generator runs the return() once its pending next() settles.)
+      // An async generator runs the return() only once its pending next()
+      // settles, and so does a Node Readable's iterator: a Readable (a
+      // socket, a request) is destroyed now instead, as leaving a `for await`
+      // over it would destroy it.
       control.stop = () => {
         if (stopped) return;
         stopped = true;
+        if (isDestroyable(source)) source.destroy();
         Promise.resolve(it.return?.()).catch(() => {});
       };
     }
@@ -370,6 +379,9 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
       for (;;) {
         const r = await it.next();
         if (stopped) return false;
+        if (r === null || typeof r !== 'object') {
+          throw new TypeError(`Iterator result ${String(r)} is not an object (the source's next() must resolve to { value, done })`);
+        }
         if (r.done) return true;
         const sent = this.#sendOne(r.value);
         if (sent === true || (await sent)) continue;

@@ -4,7 +4,7 @@
 // Works with Node's http.ServerResponse, so with Express's `res` and
 // Fastify's `reply.raw`; `toReadable` gives a Readable for `reply.send`.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { constants as bufferConstants } from 'node:buffer';
+import { constants as bufferConstants, isUtf8 } from 'node:buffer';
 import { Readable } from 'node:stream';
 import { describe, invalidType, invalidValue, outOfRange } from '../errors';
 
@@ -109,6 +109,10 @@ export async function writeResponse<O>(
     stop(outputs, it, 'client disconnected').catch(() => {});
   };
   res.once('close', onClose);
+  // Gone before we started (the handler awaited something first, and the
+  // client left meanwhile): its 'close' has fired already, so stop now. The
+  // pending read below then ends.
+  if (gone) stop(outputs, it, 'client disconnected').catch(() => {});
   let failed = false;
   try {
     for (;;) {
@@ -128,7 +132,10 @@ export async function writeResponse<O>(
           res.setHeader('content-type', 'application/json; charset=utf-8');
           closeIfBodyUnread(res);
           res.write(JSON.stringify(typeof e?.toJSON === 'function' ? e.toJSON() : errorPayload(error)));
-        } else res.write(frame.error(error));
+        } else {
+          closeIfBodyUnread(res);
+          res.write(frame.error(error));
+        }
         break;
       }
       start();
@@ -167,13 +174,22 @@ function drainOrClose(res: ServerResponse): Promise<void> {
  * An error is answered before its request body was read to the end (a body
  * refused for its size, maybe by its Content-Length before any byte was
  * read): nothing will read the rest, so the connection is closed after the
- * answer. Node does that by itself once a body was partly read, but a body
- * never read at all it would read to its end and discard, to keep the
- * connection alive for a next request.
+ * answer. Before the headers, `Connection: close` tells Node and the client;
+ * Node does that by itself once a body was partly read, but a body never
+ * read at all it would read to its end and discard, to keep the connection
+ * alive for a next request. After the headers (outputs went out, then the
+ * error line), the socket is ended once the answer is out, as Node ends one
+ * it answered with `Connection: close`.
  */
 function closeIfBodyUnread(res: ServerResponse): void {
   const req = res.req as IncomingMessage | undefined;
-  if (req !== undefined && !req.complete) res.setHeader('connection', 'close');
+  if (req === undefined || req.complete) return;
+  if (!res.headersSent) {
+    res.setHeader('connection', 'close');
+    return;
+  }
+  const socket = res.socket;
+  if (socket !== null) res.once('finish', () => socket.end());
 }
 
 /** NDJSON: one JSON document per line. */
@@ -307,6 +323,8 @@ export interface NdjsonOptions {
 }
 
 const NDJSON_KEYS = new Set(['maxLineBytes', 'maxBodyBytes']);
+/** A blank line: JSON's own whitespace only (`String#trim` would also skip a no-break space, which is not). */
+const JSON_BLANK = /^[ \t\r]*$/;
 /** A line is decoded to one string, so it may not be longer than V8's longest string (a UTF-8 byte decodes to at most one UTF-16 unit). */
 const MAX_LINE_BYTES = bufferConstants.MAX_STRING_LENGTH;
 
@@ -337,9 +355,10 @@ function resolveNdjsonOptions(opts: unknown): { maxLineBytes: number; maxBodyByt
 
 /**
  * The events of an NDJSON request body, parsed line by line as they arrive
- * (lines end with `\n` or `\r\n`; blank lines are skipped; a last line
+ * (lines end with `\n` or `\r\n`; blank lines, of spaces and tabs, are
+ * skipped; a byte order mark opening the body is ignored; a last line
  * without a newline counts). Throws `RequestBodyError` (status 400) at the
- * first malformed line, and `RequestTooLargeError` (status 413) at the first
+ * first malformed line (not JSON, or not UTF-8), and `RequestTooLargeError` (status 413) at the first
  * line over `maxLineBytes` or when the body passes `maxBodyBytes`; the lines
  * before either are delivered first. Reading stops there (the request is
  * left unread, not destroyed, so that the error can still be answered).
@@ -367,8 +386,13 @@ async function* parseNdjson<E>(input: Readable, maxLineBytes: number, maxBodyByt
     const end = bytes.length > 0 && bytes[bytes.length - 1] === 13 ? bytes.length - 1 : bytes.length;
     if (end > maxLineBytes) throw new RequestTooLargeError('ERR_NDJSON_LINE_TOO_LARGE', maxLineBytes, line);
     // Decoded only whole: a character split across chunks is joined first.
-    const text = bytes.toString('utf8', 0, end);
-    if (text.trim() === '') return;
+    const body = bytes.subarray(0, end);
+    // JSON text is UTF-8 (RFC 8259); a decoder would turn bad bytes into U+FFFD silently.
+    if (!isUtf8(body)) throw new RequestBodyError(line, new TypeError('The line is not valid UTF-8'));
+    let text = body.toString('utf8');
+    // A byte order mark may open the body (RFC 8259 lets a parser ignore it); JSON.parse would not.
+    if (line === 1 && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+    if (JSON_BLANK.test(text)) return;
     try {
       yield JSON.parse(text) as E;
     } catch (error) {
