@@ -143,7 +143,9 @@ test('the main tarball holds the loader, the LICENSE and no binary; it lists eve
   );
   published = JSON.parse(readFileSync(join(dir, 'main', 'package', 'package.json'), 'utf8'));
   const listed = Object.keys(published.optionalDependencies).sort();
-  const packages = readdirSync(join(root, 'npm')).map((t) => JSON.parse(readFileSync(join(root, 'npm', t, 'package.json'), 'utf8')));
+  const packages = readdirSync(join(root, 'npm')).map((t) =>
+    JSON.parse(readFileSync(join(root, 'npm', t, 'package.json'), 'utf8')),
+  );
   assert.deepEqual(listed, packages.map((p) => p.name).sort(), 'one optional dependency per npm/<target> package');
   for (const p of packages) assert.equal(published.optionalDependencies[p.name], p.version, `${p.name} at the main version`);
   assert.ok(listed.includes(platformPackage), platformPackage);
