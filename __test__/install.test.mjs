@@ -29,8 +29,6 @@ let app;
 const tarballs = {};
 /** File lists of the two tarballs. */
 const contents = {};
-/** The main package's manifest as packed. */
-let published;
 
 /**
  * The environment of npm and node children: npm's own settings from this
@@ -141,7 +139,7 @@ test('the main tarball holds the loader, the LICENSE and no binary; it lists eve
     contents.main.filter((f) => f.endsWith('.node')),
     [],
   );
-  published = JSON.parse(readFileSync(join(dir, 'main', 'package', 'package.json'), 'utf8'));
+  const published = JSON.parse(readFileSync(join(dir, 'main', 'package', 'package.json'), 'utf8'));
   const listed = Object.keys(published.optionalDependencies).sort();
   const packages = readdirSync(join(root, 'npm')).map((t) =>
     JSON.parse(readFileSync(join(root, 'npm', t, 'package.json'), 'utf8')),

@@ -110,3 +110,13 @@ test('npm/ holds what `napi create-npm-dirs` makes of napi.targets and the versi
     rmSync(scratch, { recursive: true, force: true });
   }
 });
+
+test('release.yml builds every napi target and publishes the manifest that install.test installs', () => {
+  const release = readFileSync(join(root, '.github', 'workflows', 'release.yml'), 'utf8');
+  const built = [...release.matchAll(/target: ([\w-]+),/g)].map((m) => m[1]).sort();
+  assert.deepEqual(built, [...pkg.napi.targets].sort());
+  // The two changes to package.json that __test__/install.test.mjs makes
+  // to the packed main package before installing it.
+  assert.match(release, /^\s+npx napi pre-publish .*$/m);
+  assert.match(release, /^\s+npm pkg delete scripts\.prepare$/m);
+});
