@@ -1,9 +1,11 @@
 // What a newcomer meets first: the lockfile that `npm ci` checks against
 // package.json, dev dependencies that install without engine warnings on the
-// Node versions the README promises, and the published package's contents.
+// Node versions the README promises, the published package's contents, and
+// the per-platform packages in npm/.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import semver from 'semver';
@@ -84,4 +86,37 @@ test('the published package holds the MIT LICENSE, the README and every type ent
   assert.equal(pkg.license, 'MIT');
   const license = readFileSync(join(root, 'LICENSE'), 'utf8');
   assert.match(license, /^MIT License\n\nCopyright \(c\) \d{4} velo-stream contributors\n/);
+});
+
+test('npm/ holds what `napi create-npm-dirs` makes of napi.targets and the version, and the LICENSE in each', async () => {
+  // Regenerated into a scratch copy: a target added to napi.targets without
+  // its directory, or a version bumped without `napi version`, shows here.
+  const scratch = mkdtempSync(join(tmpdir(), 'velo-npm-dirs-'));
+  try {
+    writeFileSync(join(scratch, 'package.json'), readFileSync(join(root, 'package.json')));
+    const cli = join(root, 'node_modules', '@napi-rs', 'cli', 'dist', 'cli.js');
+    await run([cli, 'create-npm-dirs', '--cwd', scratch]);
+    const dirs = readdirSync(join(root, 'npm')).sort();
+    assert.deepEqual(dirs, readdirSync(join(scratch, 'npm')).sort());
+    const license = readFileSync(join(root, 'LICENSE'), 'utf8');
+    for (const dir of dirs) {
+      for (const file of ['package.json', 'README.md']) {
+        const made = readFileSync(join(scratch, 'npm', dir, file), 'utf8');
+        assert.equal(readFileSync(join(root, 'npm', dir, file), 'utf8'), made, `npm/${dir}/${file}`);
+      }
+      assert.equal(readFileSync(join(root, 'npm', dir, 'LICENSE'), 'utf8'), license, `npm/${dir}/LICENSE`);
+    }
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+});
+
+test('release.yml builds every napi target and publishes the manifest that install.test installs', () => {
+  const release = readFileSync(join(root, '.github', 'workflows', 'release.yml'), 'utf8');
+  const built = [...release.matchAll(/target: ([\w-]+),/g)].map((m) => m[1]).sort();
+  assert.deepEqual(built, [...pkg.napi.targets].sort());
+  // The two changes to package.json that __test__/install.test.mjs makes
+  // to the packed main package before installing it.
+  assert.match(release, /^\s+npx napi pre-publish .*$/m);
+  assert.match(release, /^\s+npm pkg delete scripts\.prepare$/m);
 });

@@ -35,7 +35,7 @@ interface StreamOps {
 }
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-export const addon = require('../../native/index.js') as typeof import('../../native/index') & { stream: StreamOps };
+export const addon = require('./load-addon.js') as typeof import('../../native/index') & { stream: StreamOps };
 
 export type NativeFunction = NativeFunctionT;
 export const NativeFunction = addon.NativeFunction;
