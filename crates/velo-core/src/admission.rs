@@ -14,12 +14,10 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use serde::Serialize;
-
 use crate::histogram::{Histogram, HistogramSnapshot};
 
 /// Counters of one stream function, as reported by `stats()`.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
     /// Streams open now.
     pub open: u64,
@@ -55,8 +53,7 @@ pub struct LimitError {
 }
 
 /// Totals over every stream of one function, for exporters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Totals {
     /// Events accepted, all streams.
     pub events_in: u64,
@@ -137,8 +134,7 @@ impl Admission {
     fn take_slot(&self, also: Option<(Rc<Shared>, Share)>) -> Result<Permit, LimitError> {
         let mut s = self.shared.stats.get();
         if s.open >= self.shared.limit {
-            s.rejected += 1;
-            self.shared.stats.set(s);
+            self.refuse();
             return Err(LimitError {
                 limit: self.shared.limit,
             });
@@ -150,6 +146,15 @@ impl Admission {
             shared: self.shared.clone(),
             also,
         })))
+    }
+
+    /// Counts an open refused for a reason outside this gate (a pipe whose
+    /// stage is at its own limit): the function's `rejected` covers every
+    /// refusal.
+    pub fn refuse(&self) {
+        let mut s = self.shared.stats.get();
+        s.rejected += 1;
+        self.shared.stats.set(s);
     }
 
     /// The counters now.
@@ -214,13 +219,8 @@ impl Permit {
         }
     }
 
-    /// Whether the slot is still held.
-    pub fn is_held(&self) -> bool {
-        self.0.is_some()
-    }
-
     /// The gate this permit came from, while held.
-    pub fn gate(&self) -> Option<&Admission> {
+    pub(crate) fn gate(&self) -> Option<&Admission> {
         self.0.as_ref()
     }
 }

@@ -25,16 +25,13 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
-
 use crate::admission::{Admission, Outcome, Permit};
 use crate::histogram::Histogram;
 use crate::idle::IdleDeadlines;
 use crate::lane::{Lane, Push, Take};
 
 /// Where a stream is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     /// Accepting events.
     Open,
@@ -67,8 +64,7 @@ pub enum IdleVerdict {
 }
 
 /// A live snapshot of one stream's metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Metrics {
     /// Events accepted into the input buffer.
     pub events_in: u64,
@@ -194,11 +190,6 @@ impl<T> StreamCore<T> {
         self.phase
     }
 
-    /// Whether the handler has neither returned nor thrown yet.
-    pub fn handler_running(&self) -> bool {
-        self.handler_running
-    }
-
     /// Whether the idle clock is running now: configured, input open, and no
     /// send waiting for room.
     pub fn idle_running(&self) -> bool {
@@ -302,11 +293,6 @@ impl<T> StreamCore<T> {
     pub fn release_input(&mut self) -> usize {
         self.disarm_idle();
         self.input.clear()
-    }
-
-    /// Sends waiting for room in the input buffer.
-    pub fn waiting_senders(&self) -> usize {
-        self.input.waiting()
     }
 
     // ----- output side -----

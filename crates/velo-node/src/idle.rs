@@ -13,12 +13,14 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
-use napi::sys;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use velo_core::{clock, IdleDeadlines};
 
-type Notify = ThreadsafeFunction<(), (), (), Status, false, true>;
+use crate::ffi;
+
+/// The notifier's JS function: weak, and its errors are not passed to it.
+pub(crate) type Notify = ThreadsafeFunction<(), (), (), Status, false, true>;
 
 struct Notifier {
     deadlines: Rc<RefCell<IdleDeadlines>>,
@@ -30,10 +32,10 @@ thread_local! {
 }
 
 /// Register the JS function called when idle deadlines may be due. Called
-/// once per JS thread by `js/native.ts` (by the first copy of the module;
+/// once per JS thread by `js/core/addon.ts` (by the first copy of the module;
 /// the others share it); the callback must not throw.
 #[napi(catch_unwind)]
-pub fn set_idle_handler(callback: Function<(), ()>) -> Result<()> {
+pub(crate) fn set_idle_handler(callback: Function<(), ()>) -> Result<()> {
     if NOTIFIER.with(|n| n.borrow().is_some()) {
         // A second handler would take the notifier from the first, whose
         // deadlines would then never fire (see `shared.rs`).
@@ -63,7 +65,7 @@ pub fn set_idle_handler(callback: Function<(), ()>) -> Result<()> {
 
 /// Keys of the streams whose idle deadline has passed (each reported once).
 #[napi(catch_unwind)]
-pub fn idle_due() -> Vec<f64> {
+pub(crate) fn idle_due() -> Vec<f64> {
     NOTIFIER.with(|n| match n.borrow().as_ref() {
         Some(n) => n
             .deadlines
@@ -79,24 +81,13 @@ pub fn idle_due() -> Vec<f64> {
 /// Keep the event loop alive (or stop keeping it) for pending idle deadlines.
 /// JS calls it only on 0 <-> 1 transitions of its count of such reads.
 #[napi(catch_unwind)]
-pub fn keep_alive(env: Env, on: bool) -> Result<()> {
+pub(crate) fn keep_alive(env: Env, on: bool) -> Result<()> {
     NOTIFIER.with(|n| {
-        let Some(tsfn) = n.borrow().as_ref().map(|n| n.tsfn.raw()) else {
-            return Ok(());
-        };
-        // SAFETY: `tsfn` is a live threadsafe function created on this
-        // thread's env (it lives in this thread's NOTIFIER until the thread ends).
-        let status = unsafe {
-            if on {
-                sys::napi_ref_threadsafe_function(env.raw(), tsfn)
-            } else {
-                sys::napi_unref_threadsafe_function(env.raw(), tsfn)
-            }
-        };
-        if status == sys::Status::napi_ok {
-            Ok(())
-        } else {
-            Err(Error::from_reason("velo-stream: keepAlive failed"))
+        match n.borrow().as_ref() {
+            // SAFETY: NOTIFIER is this thread's, and `set_idle_handler` made
+            // its function on this thread, whose env `env` is.
+            Some(n) => unsafe { ffi::keep_alive(&env, &n.tsfn, on) },
+            None => Ok(()),
         }
     })
 }
