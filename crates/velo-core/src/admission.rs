@@ -33,7 +33,7 @@ pub struct Stats {
     pub rejected: u64,
 }
 
-/// How a stream gave back its slot.
+/// How a stream gave back its permit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// The handler returned.
@@ -120,18 +120,18 @@ impl Admission {
         }
     }
 
-    /// Take a slot, or count a refusal.
+    /// Take a permit, or count a refusal.
     pub fn admit(&self) -> Result<Permit, LimitError> {
-        self.take_slot(None)
+        self.take_permit(None)
     }
 
     /// As [`Admission::admit`], and the stream's counts that `share` names
-    /// also go to `other`'s totals (never to its slots or counters).
+    /// also go to `other`'s totals (never to its permits or counters).
     pub fn admit_also(&self, other: &Admission, share: Share) -> Result<Permit, LimitError> {
-        self.take_slot(Some((other.shared.clone(), share)))
+        self.take_permit(Some((other.shared.clone(), share)))
     }
 
-    fn take_slot(&self, also: Option<(Rc<Shared>, Share)>) -> Result<Permit, LimitError> {
+    fn take_permit(&self, also: Option<(Rc<Shared>, Share)>) -> Result<Permit, LimitError> {
         let mut s = self.shared.stats.get();
         if s.open >= self.shared.limit {
             self.refuse();
@@ -202,12 +202,12 @@ impl Admission {
     }
 }
 
-/// One open stream's slot.
+/// One open stream's hold on its function's gate: one of `limit`.
 #[derive(Debug)]
 pub struct Permit(Option<Admission>);
 
 impl Permit {
-    /// Give the slot back with the stream's outcome. Later calls do nothing.
+    /// Give the permit back with the stream's outcome. Later calls do nothing.
     /// Returns true the first time.
     pub fn release(&mut self, outcome: Outcome) -> bool {
         match self.0.take() {
@@ -243,7 +243,7 @@ mod tests {
         assert_eq!(gate.admit().unwrap_err(), LimitError { limit: 2 });
         assert!(a.release(Outcome::Completed));
         assert!(!a.release(Outcome::Failed));
-        let _c = gate.admit().expect("a freed slot is reusable at once");
+        let _c = gate.admit().expect("a given-back permit is reusable at once");
         let s = gate.stats();
         assert_eq!((s.open, s.opened, s.completed, s.rejected), (2, 3, 1, 1));
     }
@@ -289,9 +289,9 @@ mod tests {
         assert_eq!(
             pipe.stats(),
             Stats::default(),
-            "the other function's slots are untouched"
+            "the other function's permits are untouched"
         );
-        assert!(stage.admit().is_err(), "the slot is the stage's own");
+        assert!(stage.admit().is_err(), "the permit is the stage's own");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! One stream's state: its two lanes, its lifecycle, its slot, its idle clock
+//! One stream's state: its two lanes, its lifecycle, its permit, its idle clock
 //! and its metrics.
 //!
 //! # Lifecycle
@@ -11,7 +11,7 @@
 //! A handler that returns while the input is still open also moves the stream
 //! to `Ending`: there is nobody left to read the input.
 //!
-//! The slot ([`Permit`]) is given back as soon as the handler returns, throws,
+//! The [`Permit`] is given back as soon as the handler returns, throws,
 //! or the stream is cancelled, whichever comes first.
 //!
 //! # Idle clock
@@ -147,7 +147,7 @@ pub struct StreamCore<T> {
 }
 
 impl<T> StreamCore<T> {
-    /// A new open stream holding `permit`, with `buffer` slots per direction.
+    /// A new open stream holding `permit`, with `buffer` places per direction.
     pub fn new(permit: Permit, buffer: usize, idle: Option<IdleConfig>, now_us: u64) -> Self {
         let key = NEXT_KEY.fetch_add(1, Ordering::Relaxed);
         let opened_at_ms = SystemTime::now()
@@ -386,7 +386,7 @@ impl<T> StreamCore<T> {
     }
 
     /// Cancel: drop everything buffered in both directions, refuse sends, free
-    /// the slot. Returns `None` when the stream had already ended, else how
+    /// the permit. Returns `None` when the stream had already ended, else how
     /// many waiting sends were dropped.
     pub fn cancel(&mut self, now_us: u64) -> Option<usize> {
         if !self.phase.is_live() {

@@ -43,7 +43,7 @@ fn done_only_after_handler_returned_and_outputs_read() {
     s.end();
     s.yield_output(10, 0);
     assert_eq!(s.handler_returned(0), 0);
-    assert_eq!(gate.stats().open, 0, "slot freed at return");
+    assert_eq!(gate.stats().open, 0, "permit given back at return");
     assert_eq!(s.phase(), Phase::Ending);
     assert_eq!(take_out(&mut s).0, vec![10]);
     assert_eq!(take_out(&mut s).1, Take::Ended);
