@@ -243,7 +243,9 @@ mod tests {
         assert_eq!(gate.admit().unwrap_err(), LimitError { limit: 2 });
         assert!(a.release(Outcome::Completed));
         assert!(!a.release(Outcome::Failed));
-        let _c = gate.admit().expect("a given-back permit is reusable at once");
+        let _c = gate
+            .admit()
+            .expect("a given-back permit is reusable at once");
         let s = gate.stats();
         assert_eq!((s.open, s.opened, s.completed, s.rejected), (2, 3, 1, 1));
     }
