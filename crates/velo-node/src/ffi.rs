@@ -16,11 +16,11 @@ use std::ffi::CString;
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
+use std::sync::Arc;
 
-use napi::bindgen_prelude::{Env, Error, Result, ToNapiValue};
+use napi::bindgen_prelude::{Env, Error, Function, Result, Status, ToNapiValue};
 use napi::sys;
-
-use crate::idle::Notify;
+use napi::threadsafe_function::ThreadsafeFunction;
 
 /// The running N-API callback: its env, valid until the callback returns.
 /// `'s` is the callback's lifetime; nothing tied to it can be kept.
@@ -303,22 +303,49 @@ impl Drop for Scratch {
     }
 }
 
-/// Makes the idle notifier's function keep the event loop alive (`on`) or
-/// not. napi-rs' own `refer`/`unref` need the function by `&mut`, which a
-/// shared one is not.
-///
-/// # Safety
-/// `tsfn` must have been made on the thread of `env` (Node refs and unrefs
-/// it on that thread's event loop, unsynchronised).
-pub(crate) unsafe fn keep_alive(env: &Env, tsfn: &Notify, on: bool) -> Result<()> {
-    let status = if on {
-        // SAFETY: `tsfn` is borrowed, so alive, and belongs to `env`'s
-        // thread (the caller's contract); `env` is live, as an `Env` only
-        // exists during a call on its thread.
-        unsafe { sys::napi_ref_threadsafe_function(env.raw(), tsfn.raw()) }
-    } else {
-        // SAFETY: as above.
-        unsafe { sys::napi_unref_threadsafe_function(env.raw(), tsfn.raw()) }
-    };
-    ok(status, "keepAlive failed")
+/// The idle notifier's JS function: a weak threadsafe function (it does not
+/// keep Node alive by itself), made on this thread and, unlike napi-rs' own
+/// handle, never sent to another: only this thread may ref and unref it.
+pub(crate) struct LocalNotify {
+    tsfn: Arc<Notify>,
+    /// `!Send`: ref and unref act on the event loop of the making thread.
+    thread: PhantomData<*const ()>,
+}
+
+/// The notifier's function, as other threads call it.
+pub(crate) type Notify = ThreadsafeFunction<(), (), (), Status, false, true>;
+
+impl LocalNotify {
+    /// Wraps `callback` (its errors are not passed to it: it must not throw).
+    pub(crate) fn new(callback: Function<'_, (), ()>) -> Result<Self> {
+        let tsfn = callback
+            .build_threadsafe_function()
+            .weak::<true>()
+            .callee_handled::<false>()
+            .build()?;
+        Ok(LocalNotify {
+            tsfn: Arc::new(tsfn),
+            thread: PhantomData,
+        })
+    }
+
+    /// The function, for a thread that calls it.
+    pub(crate) fn shared(&self) -> Arc<Notify> {
+        Arc::clone(&self.tsfn)
+    }
+
+    /// Makes the function keep the event loop alive (`on`) or not. (napi-rs'
+    /// `refer`/`unref` need it by `&mut`, which a shared one is not.)
+    pub(crate) fn keep_alive(&self, env: &Env, on: bool) -> Result<()> {
+        let status = if on {
+            // SAFETY: the function is alive (held by `self`) and was made on
+            // this thread (`LocalNotify` is `!Send`), whose env `env` is (an
+            // `Env` is `!Send` too, and a thread has one Node environment).
+            unsafe { sys::napi_ref_threadsafe_function(env.raw(), self.tsfn.raw()) }
+        } else {
+            // SAFETY: as above.
+            unsafe { sys::napi_unref_threadsafe_function(env.raw(), self.tsfn.raw()) }
+        };
+        ok(status, "keepAlive failed")
+    }
 }

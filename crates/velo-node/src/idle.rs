@@ -10,21 +10,17 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
-use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::threadsafe_function::ThreadsafeFunctionCallMode;
 use napi_derive::napi;
 use velo_core::{clock, IdleDeadlines};
 
-use crate::ffi;
-
-/// The notifier's JS function: weak, and its errors are not passed to it.
-pub(crate) type Notify = ThreadsafeFunction<(), (), (), Status, false, true>;
+use crate::ffi::LocalNotify;
 
 struct Notifier {
     deadlines: Rc<RefCell<IdleDeadlines>>,
-    tsfn: Arc<Notify>,
+    to_js: LocalNotify,
 }
 
 thread_local! {
@@ -43,21 +39,15 @@ pub(crate) fn set_idle_handler(callback: Function<(), ()>) -> Result<()> {
             "velo-stream: setIdleHandler: an idle handler is already registered on this thread",
         ));
     }
-    let tsfn: Arc<Notify> = Arc::new(
-        callback
-            .build_threadsafe_function()
-            .weak::<true>()
-            .callee_handled::<false>()
-            .build()?,
-    );
-    let to_js = Arc::clone(&tsfn);
+    let to_js = LocalNotify::new(callback)?;
+    let from_notifier = to_js.shared();
     let deadlines = IdleDeadlines::spawn(move || {
-        to_js.call((), ThreadsafeFunctionCallMode::NonBlocking);
+        from_notifier.call((), ThreadsafeFunctionCallMode::NonBlocking);
     })?;
     NOTIFIER.with(|n| {
         *n.borrow_mut() = Some(Notifier {
             deadlines: Rc::new(RefCell::new(deadlines)),
-            tsfn,
+            to_js,
         })
     });
     Ok(())
@@ -82,13 +72,9 @@ pub(crate) fn idle_due() -> Vec<f64> {
 /// JS calls it only on 0 <-> 1 transitions of its count of such reads.
 #[napi(catch_unwind)]
 pub(crate) fn keep_alive(env: Env, on: bool) -> Result<()> {
-    NOTIFIER.with(|n| {
-        match n.borrow().as_ref() {
-            // SAFETY: NOTIFIER is this thread's, and `set_idle_handler` made
-            // its function on this thread, whose env `env` is.
-            Some(n) => unsafe { ffi::keep_alive(&env, &n.tsfn, on) },
-            None => Ok(()),
-        }
+    NOTIFIER.with(|n| match n.borrow().as_ref() {
+        Some(n) => n.to_js.keep_alive(&env, on),
+        None => Ok(()),
     })
 }
 
