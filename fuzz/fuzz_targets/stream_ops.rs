@@ -1,6 +1,6 @@
 //! Drives one stream with an arbitrary sequence of operations and checks it
 //! against the model (velo_core::model): no loss, no duplicate, no reorder,
-//! no overflow, exact slot accounting.
+//! no overflow, exact permit accounting.
 //!
 //!     cargo +nightly fuzz run stream_ops -- -max_total_time=60
 #![no_main]

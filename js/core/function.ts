@@ -1,6 +1,6 @@
 import { assertOptionsObject, resolveConfig, resolveSignal } from '../config';
 import { StreamLimitError, describe, invalidType } from '../errors';
-import { NativeFunction } from './addon';
+import { NativeFunction, type Outcome } from './addon';
 import { assertSource, collectOutputs } from './drive';
 import { NativeStream } from './native-stream';
 import { PipedStream } from './pipe';
@@ -19,8 +19,6 @@ const kStart = Symbol.for('velo-stream.start');
 /** `NativeFunction.open`'s `share` bits: the stream's input, its outputs. */
 const SHARE_INPUT = 1;
 const SHARE_OUTPUT = 2;
-/** The tally of a pipe's own figures is never a limit. */
-const NO_LIMIT = 2 ** 32 - 1;
 
 /** `NativeFunction.totals()`: events in/out and queue-wait counts at the bounds asked for. */
 export interface Totals {
@@ -153,19 +151,21 @@ function checkedOverrides(config: unknown): StreamConfig {
   return config as StreamConfig;
 }
 
-/** Counts a pipe garbage collected before its outcome was known as cancelled. */
-const pipesCollected = new FinalizationRegistry<(outcome: 'cancelled') => void>((count) => count('cancelled'));
-
 /** Stages run in sequence: `a.pipe(b).pipe(c)`. */
 class PipedFn<I, O> extends FnBase<I, O> {
   readonly name: string;
   readonly config: Readonly<Required<StreamConfig>>;
   readonly stages: readonly SingleFn<unknown, unknown>[];
-  readonly #stats: StreamFnStats = { open: 0, opened: 0, completed: 0, failed: 0, cancelled: 0, rejected: 0 };
-  /** This pipe's own events in (its first stages'), outputs (its last stages') and queue waits, whatever else the stage functions serve. */
-  readonly #tally = new NativeFunction(NO_LIMIT);
-  /** Slots one stream takes of each stage function (a function may be a stage twice). */
-  readonly #slots = new Map<SingleFn<unknown, unknown>, number>();
+  /**
+   * The pipe's own gate (its limit is the pipe's `maxConcurrent`) and
+   * counters: each stream holds one of its permits, given back with the
+   * pipe's outcome (a pipe collected before that counts as cancelled). Also
+   * the tally of the pipe's own events in (its first stages'), outputs (its
+   * last stages') and queue waits, whatever else the stage functions serve.
+   */
+  readonly #native: NativeFunction;
+  /** Permits one stream takes of each stage function (a function may be a stage twice). */
+  readonly #stagePermits = new Map<SingleFn<unknown, unknown>, number>();
 
   constructor(stages: readonly SingleFn<unknown, unknown>[]) {
     super();
@@ -178,51 +178,50 @@ class PipedFn<I, O> extends FnBase<I, O> {
       maxConcurrent: Math.min(...stages.map((s) => s.config.maxConcurrent)),
       name: this.name,
     });
-    for (const stage of stages) this.#slots.set(stage, (this.#slots.get(stage) ?? 0) + 1);
+    for (const stage of stages) this.#stagePermits.set(stage, (this.#stagePermits.get(stage) ?? 0) + 1);
+    this.#native = new NativeFunction(this.config.maxConcurrent);
   }
 
   [kOpen](signal: AbortSignal | undefined, idle: boolean): PipedStream<I, O> {
     // Every stage must have room before any handler starts: a refused open
     // runs nothing and leaves every stage's counters as they were. (Stage
     // functions live on this thread: nothing can take a slot in between.)
-    for (const [stage, n] of this.#slots) {
+    for (const [stage, n] of this.#stagePermits) {
       const open = stage.stats().open;
       if (open + n > stage.config.maxConcurrent) {
-        this.#stats.rejected++;
+        this.#native.refuse();
         throw new StreamLimitError(
           `Cannot open a stream of "${this.name}": its stage "${stage.name}" has ${open} of ${stage.config.maxConcurrent} open (maxConcurrent)`,
         );
       }
     }
+    // Refused (and counted) only when the pipe's streams hold every permit
+    // while their stages' have been given back: a pipe's outcome is known
+    // a moment after its last stage finished.
+    const permit = this.#native.admitGroup();
+    if (permit === null) {
+      throw new StreamLimitError(
+        `Cannot open a stream of "${this.name}": ${this.config.maxConcurrent} are open (maxConcurrent)`,
+      );
+    }
     const last = this.stages.length - 1;
     const handles = this.stages.map((stage, i) =>
-      stage[kAdmit](idle && i === 0, this.#tally, (i === 0 ? SHARE_INPUT : 0) | (i === last ? SHARE_OUTPUT : 0)),
+      stage[kAdmit](idle && i === 0, this.#native, (i === 0 ? SHARE_INPUT : 0) | (i === last ? SHARE_OUTPUT : 0)),
     );
     const opened = this.stages.map((stage, i) => stage[kStart](handles[i] as number, idle && i === 0, undefined));
-    this.#stats.open++;
-    this.#stats.opened++;
-    const counted = { done: false };
-    const count = (outcome: 'completed' | 'failed' | 'cancelled'): void => {
-      if (counted.done) return;
-      counted.done = true;
-      pipesCollected.unregister(counted);
-      this.#stats.open--;
-      this.#stats[outcome]++;
-    };
-    const stream = new PipedStream<I, O>(opened, signal, count);
     // A pipe that can never end may be collected with its stages (each stage
-    // then counts itself cancelled): count the pipe the same way.
-    pipesCollected.register(stream, count, counted);
-    return stream;
+    // then counts itself cancelled); its permit, collected with it, counts
+    // the pipe the same way.
+    return new PipedStream<I, O>(opened, signal, (outcome) => void permit.release(outcome as Outcome));
   }
 
   stats(): StreamFnStats {
-    return { ...this.#stats };
+    return this.#native.stats();
   }
 
   /** This pipe's own streams: events into their first stage, outputs of their last, and the first stage's queue waits. */
   [kTotals](boundsUs: number[]): Totals {
-    return this.#tally.totals(boundsUs) as Totals;
+    return this.#native.totals(boundsUs);
   }
 
   /** Settings apply to the first stage (the pipe's input, limit and idle clock). */

@@ -17,10 +17,9 @@
 // waits and nothing is ahead, handed over (the value goes to the handler
 // directly and the core keeps nothing).
 import {
-  CLOSED,
-  HANDOFF,
   PHASES,
-  VALUES,
+  PushStatus as Push,
+  TakeStatus as Take,
   freeValues,
   ops,
   scratch,
@@ -30,25 +29,11 @@ import {
 } from './addon';
 import type { StreamMetrics, StreamState } from '../types';
 
-/** What happened to a value pushed into a lane (an event sent, an output yielded). */
-export const enum Push {
-  /** In the buffer. */
-  Accepted = 0,
-  /** No room: the value waits in the core's line, and its sender should wait until admitted. */
-  Parked = 2,
-  /** The lane is closed: the core took nothing, the caller still owns the value. */
-  Refused = 3,
-  /** The other side was waiting and nothing was ahead: the core counted the value, the caller hands it over itself. */
-  HandedOver = 4,
-}
-
-/** A take that moved no value. Any other answer of a take is the count it moved (> 0). */
-export const enum Take {
-  /** Nothing now; more may come. */
-  Empty = -1,
-  /** Nothing now or ever: the lane has ended. */
-  Ended = -2,
-}
+// What a push answers (`Push`: Accepted, Parked, Closed, Handoff) and a take
+// answers besides a count (`Take`: Empty, Ended) are the Rust side's codes,
+// declared once there (`crates/velo-node/src/raw.rs`, generated into
+// native/index.d.ts).
+export { Push, Take };
 
 /** The most values one take or one slice moves (the scratch buffer's length). */
 export const MAX_BATCH = scratch.length;
@@ -96,8 +81,8 @@ export function tableSize(): number {
 
 /** Moves a run that a take left in the scratch buffer into `into`; returns the take's answer. */
 function unpack(code: number, into: unknown[]): number {
-  if (code >= VALUES) {
-    const n = code - VALUES;
+  if (code >= Take.Values) {
+    const n = code - Take.Values;
     for (let i = 0; i < n; i++) into[i] = takeValue(scratchU32[i] as number);
     return n;
   }
@@ -113,7 +98,7 @@ function pushOne(h: number, value: unknown, waiting: boolean, pushNumber: PushOn
   const i = put(value);
   const code = pushValue(h, i, waiting);
   // Refused, or handed straight to the waiting side: the core kept no reference.
-  if (code === HANDOFF || code === CLOSED) dropValue(i);
+  if (code === Push.Handoff || code === Push.Closed) dropValue(i);
   return code;
 }
 

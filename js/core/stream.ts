@@ -240,7 +240,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
 
   send(event: I): Promise<void> {
     const pushed = this.#native.send(event, this.#resolveInput !== null);
-    if (pushed === Push.HandedOver) {
+    if (pushed === Push.Handoff) {
       // The handler was waiting for input: it gets the event directly.
       const resolve = this.#resolveInput as (r: IteratorResult<I>) => void;
       this.#resolveInput = this.#inputPromise = null;
@@ -534,7 +534,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
           }
         }
         const pushed = this.#native.yieldOutput(r.value, direct);
-        if (pushed === Push.HandedOver) {
+        if (pushed === Push.Handoff) {
           this.#readers.shift();
           (reader as Reader).resolve(reader?.kind === ReadKind.Recv ? r.value : { value: r.value, done: false });
           this.#syncKeepAlive();

@@ -97,7 +97,7 @@ fn stream(c: &mut Criterion) {
     g.finish();
 }
 
-/// Admission: take and give back a slot.
+/// Admission: take and give back a permit.
 fn admission(c: &mut Criterion) {
     let mut g = c.benchmark_group("admission");
     let gate = Admission::new(u64::MAX);

@@ -14,12 +14,10 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use serde::Serialize;
-
 use crate::histogram::{Histogram, HistogramSnapshot};
 
 /// Counters of one stream function, as reported by `stats()`.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
     /// Streams open now.
     pub open: u64,
@@ -35,7 +33,7 @@ pub struct Stats {
     pub rejected: u64,
 }
 
-/// How a stream gave back its slot.
+/// How a stream gave back its permit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// The handler returned.
@@ -55,8 +53,7 @@ pub struct LimitError {
 }
 
 /// Totals over every stream of one function, for exporters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Totals {
     /// Events accepted, all streams.
     pub events_in: u64,
@@ -123,22 +120,21 @@ impl Admission {
         }
     }
 
-    /// Take a slot, or count a refusal.
+    /// Take a permit, or count a refusal.
     pub fn admit(&self) -> Result<Permit, LimitError> {
-        self.take_slot(None)
+        self.take_permit(None)
     }
 
     /// As [`Admission::admit`], and the stream's counts that `share` names
-    /// also go to `other`'s totals (never to its slots or counters).
+    /// also go to `other`'s totals (never to its permits or counters).
     pub fn admit_also(&self, other: &Admission, share: Share) -> Result<Permit, LimitError> {
-        self.take_slot(Some((other.shared.clone(), share)))
+        self.take_permit(Some((other.shared.clone(), share)))
     }
 
-    fn take_slot(&self, also: Option<(Rc<Shared>, Share)>) -> Result<Permit, LimitError> {
+    fn take_permit(&self, also: Option<(Rc<Shared>, Share)>) -> Result<Permit, LimitError> {
         let mut s = self.shared.stats.get();
         if s.open >= self.shared.limit {
-            s.rejected += 1;
-            self.shared.stats.set(s);
+            self.refuse();
             return Err(LimitError {
                 limit: self.shared.limit,
             });
@@ -150,6 +146,15 @@ impl Admission {
             shared: self.shared.clone(),
             also,
         })))
+    }
+
+    /// Counts an open refused for a reason outside this gate (a pipe whose
+    /// stage is at its own limit): the function's `rejected` covers every
+    /// refusal.
+    pub fn refuse(&self) {
+        let mut s = self.shared.stats.get();
+        s.rejected += 1;
+        self.shared.stats.set(s);
     }
 
     /// The counters now.
@@ -197,12 +202,12 @@ impl Admission {
     }
 }
 
-/// One open stream's slot.
+/// One open stream's hold on its function's gate: one of `limit`.
 #[derive(Debug)]
 pub struct Permit(Option<Admission>);
 
 impl Permit {
-    /// Give the slot back with the stream's outcome. Later calls do nothing.
+    /// Give the permit back with the stream's outcome. Later calls do nothing.
     /// Returns true the first time.
     pub fn release(&mut self, outcome: Outcome) -> bool {
         match self.0.take() {
@@ -214,13 +219,8 @@ impl Permit {
         }
     }
 
-    /// Whether the slot is still held.
-    pub fn is_held(&self) -> bool {
-        self.0.is_some()
-    }
-
     /// The gate this permit came from, while held.
-    pub fn gate(&self) -> Option<&Admission> {
+    pub(crate) fn gate(&self) -> Option<&Admission> {
         self.0.as_ref()
     }
 }
@@ -243,7 +243,9 @@ mod tests {
         assert_eq!(gate.admit().unwrap_err(), LimitError { limit: 2 });
         assert!(a.release(Outcome::Completed));
         assert!(!a.release(Outcome::Failed));
-        let _c = gate.admit().expect("a freed slot is reusable at once");
+        let _c = gate
+            .admit()
+            .expect("a given-back permit is reusable at once");
         let s = gate.stats();
         assert_eq!((s.open, s.opened, s.completed, s.rejected), (2, 3, 1, 1));
     }
@@ -289,9 +291,9 @@ mod tests {
         assert_eq!(
             pipe.stats(),
             Stats::default(),
-            "the other function's slots are untouched"
+            "the other function's permits are untouched"
         );
-        assert!(stage.admit().is_err(), "the slot is the stage's own");
+        assert!(stage.admit().is_err(), "the permit is the stage's own");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! argument, so tests can drive time by hand; this is the real source.
 
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
@@ -13,9 +13,4 @@ fn epoch() -> Instant {
 /// Microseconds since the process epoch.
 pub fn now_us() -> u64 {
     epoch().elapsed().as_micros() as u64
-}
-
-/// The [`Instant`] of a `now_us` reading.
-pub fn instant_of(us: u64) -> Instant {
-    epoch() + Duration::from_micros(us)
 }

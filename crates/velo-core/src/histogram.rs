@@ -19,8 +19,7 @@ pub struct Histogram {
 }
 
 /// Cumulative counts at chosen bounds, for exporters (Prometheus `le`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistogramSnapshot {
     /// How many durations were recorded.
     pub count: u64,
@@ -82,11 +81,6 @@ impl Histogram {
             sum_us: self.sum,
             buckets,
         }
-    }
-
-    /// How many durations were recorded.
-    pub fn count(&self) -> u64 {
-        self.count
     }
 
     /// The duration below which a fraction `q` (0..=1) of the records fall;

@@ -4,7 +4,7 @@
 //! A *stream function* runs one handler instance per stream. Each stream
 //! ([`StreamCore`]) has a bounded input lane (sender -> handler) and a bounded
 //! output lane (handler -> consumer) ([`Lane`]), a lifecycle ([`Phase`]), a
-//! slot taken from its function's admission gate ([`Admission`]), an optional
+//! permit taken from its function's admission gate ([`Admission`]), an optional
 //! idle clock whose deadline a notifier thread reports ([`IdleDeadlines`]), and
 //! metrics.
 //!

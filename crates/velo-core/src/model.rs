@@ -3,7 +3,7 @@
 //! [`run`] drives a [`StreamCore`] with a sequence of [`Op`]s and checks it
 //! against a plain model after every step: an accepted event (or output) is
 //! delivered exactly once and in order unless an ending drops it, nothing is
-//! held beyond capacity, and the slot is held exactly while the handler runs
+//! held beyond capacity, and the permit is held exactly while the handler runs
 //! and is given back once with one outcome.
 
 use std::collections::VecDeque;
@@ -209,12 +209,12 @@ pub fn run(capacity: usize, ops: Vec<Op>) {
             "output over capacity: {}",
             m.buffered_out
         );
-        // The slot is held exactly while the handler runs and nobody cancelled.
+        // The permit is held exactly while the handler runs and nobody cancelled.
         let open = gate.stats().open;
         assert_eq!(
             open,
             u64::from(handler_running && !cancelled),
-            "slot accounting"
+            "permit accounting"
         );
     }
     input.check_complete();

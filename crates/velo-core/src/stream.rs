@@ -1,4 +1,4 @@
-//! One stream's state: its two lanes, its lifecycle, its slot, its idle clock
+//! One stream's state: its two lanes, its lifecycle, its permit, its idle clock
 //! and its metrics.
 //!
 //! # Lifecycle
@@ -11,7 +11,7 @@
 //! A handler that returns while the input is still open also moves the stream
 //! to `Ending`: there is nobody left to read the input.
 //!
-//! The slot ([`Permit`]) is given back as soon as the handler returns, throws,
+//! The [`Permit`] is given back as soon as the handler returns, throws,
 //! or the stream is cancelled, whichever comes first.
 //!
 //! # Idle clock
@@ -25,16 +25,13 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
-
 use crate::admission::{Admission, Outcome, Permit};
 use crate::histogram::Histogram;
 use crate::idle::IdleDeadlines;
 use crate::lane::{Lane, Push, Take};
 
 /// Where a stream is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     /// Accepting events.
     Open,
@@ -67,8 +64,7 @@ pub enum IdleVerdict {
 }
 
 /// A live snapshot of one stream's metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Metrics {
     /// Events accepted into the input buffer.
     pub events_in: u64,
@@ -151,7 +147,7 @@ pub struct StreamCore<T> {
 }
 
 impl<T> StreamCore<T> {
-    /// A new open stream holding `permit`, with `buffer` slots per direction.
+    /// A new open stream holding `permit`, with `buffer` places per direction.
     pub fn new(permit: Permit, buffer: usize, idle: Option<IdleConfig>, now_us: u64) -> Self {
         let key = NEXT_KEY.fetch_add(1, Ordering::Relaxed);
         let opened_at_ms = SystemTime::now()
@@ -192,11 +188,6 @@ impl<T> StreamCore<T> {
     /// The lifecycle phase.
     pub fn phase(&self) -> Phase {
         self.phase
-    }
-
-    /// Whether the handler has neither returned nor thrown yet.
-    pub fn handler_running(&self) -> bool {
-        self.handler_running
     }
 
     /// Whether the idle clock is running now: configured, input open, and no
@@ -304,11 +295,6 @@ impl<T> StreamCore<T> {
         self.input.clear()
     }
 
-    /// Sends waiting for room in the input buffer.
-    pub fn waiting_senders(&self) -> usize {
-        self.input.waiting()
-    }
-
     // ----- output side -----
 
     /// The handler yields one output.
@@ -400,7 +386,7 @@ impl<T> StreamCore<T> {
     }
 
     /// Cancel: drop everything buffered in both directions, refuse sends, free
-    /// the slot. Returns `None` when the stream had already ended, else how
+    /// the permit. Returns `None` when the stream had already ended, else how
     /// many waiting sends were dropped.
     pub fn cancel(&mut self, now_us: u64) -> Option<usize> {
         if !self.phase.is_live() {

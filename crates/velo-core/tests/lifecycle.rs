@@ -43,7 +43,7 @@ fn done_only_after_handler_returned_and_outputs_read() {
     s.end();
     s.yield_output(10, 0);
     assert_eq!(s.handler_returned(0), 0);
-    assert_eq!(gate.stats().open, 0, "slot freed at return");
+    assert_eq!(gate.stats().open, 0, "permit given back at return");
     assert_eq!(s.phase(), Phase::Ending);
     assert_eq!(take_out(&mut s).0, vec![10]);
     assert_eq!(take_out(&mut s).1, Take::Ended);
@@ -161,7 +161,7 @@ fn idle_clock_expires_rearms_and_pauses_for_waiting_senders() {
 }
 
 #[test]
-fn metrics_count_and_snapshot_serialises() {
+fn metrics_count() {
     let gate = Admission::new(1);
     let mut s = stream(&gate, 2);
     s.send(1, 0);
@@ -176,19 +176,7 @@ fn metrics_count_and_snapshot_serialises() {
     assert_eq!(m.buffered_out, 1);
     assert_eq!(m.backpressure_waits, 1);
     assert!((875..=1125).contains(&m.queue_wait_p50_us));
-    let json = serde_json::to_value(m).unwrap();
-    for key in [
-        "eventsIn",
-        "bufferedOut",
-        "backpressureWaits",
-        "openedAt",
-        "durationMs",
-        "queueWaitP99Us",
-    ] {
-        assert!(json.get(key).is_some(), "{key}");
-    }
-    let stats = serde_json::to_value(gate.stats()).unwrap();
-    assert_eq!(stats["open"], 1);
+    assert_eq!(gate.stats().open, 1);
 }
 
 #[test]

@@ -10,19 +10,17 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
-use napi::sys;
-use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::threadsafe_function::ThreadsafeFunctionCallMode;
 use napi_derive::napi;
 use velo_core::{clock, IdleDeadlines};
 
-type Notify = ThreadsafeFunction<(), (), (), Status, false, true>;
+use crate::ffi::LocalNotify;
 
 struct Notifier {
     deadlines: Rc<RefCell<IdleDeadlines>>,
-    tsfn: Arc<Notify>,
+    to_js: LocalNotify,
 }
 
 thread_local! {
@@ -30,10 +28,10 @@ thread_local! {
 }
 
 /// Register the JS function called when idle deadlines may be due. Called
-/// once per JS thread by `js/native.ts` (by the first copy of the module;
+/// once per JS thread by `js/core/addon.ts` (by the first copy of the module;
 /// the others share it); the callback must not throw.
 #[napi(catch_unwind)]
-pub fn set_idle_handler(callback: Function<(), ()>) -> Result<()> {
+pub(crate) fn set_idle_handler(callback: Function<(), ()>) -> Result<()> {
     if NOTIFIER.with(|n| n.borrow().is_some()) {
         // A second handler would take the notifier from the first, whose
         // deadlines would then never fire (see `shared.rs`).
@@ -41,21 +39,15 @@ pub fn set_idle_handler(callback: Function<(), ()>) -> Result<()> {
             "velo-stream: setIdleHandler: an idle handler is already registered on this thread",
         ));
     }
-    let tsfn: Arc<Notify> = Arc::new(
-        callback
-            .build_threadsafe_function()
-            .weak::<true>()
-            .callee_handled::<false>()
-            .build()?,
-    );
-    let to_js = Arc::clone(&tsfn);
+    let to_js = LocalNotify::new(callback)?;
+    let from_notifier = to_js.shared();
     let deadlines = IdleDeadlines::spawn(move || {
-        to_js.call((), ThreadsafeFunctionCallMode::NonBlocking);
+        from_notifier.call((), ThreadsafeFunctionCallMode::NonBlocking);
     })?;
     NOTIFIER.with(|n| {
         *n.borrow_mut() = Some(Notifier {
             deadlines: Rc::new(RefCell::new(deadlines)),
-            tsfn,
+            to_js,
         })
     });
     Ok(())
@@ -63,7 +55,7 @@ pub fn set_idle_handler(callback: Function<(), ()>) -> Result<()> {
 
 /// Keys of the streams whose idle deadline has passed (each reported once).
 #[napi(catch_unwind)]
-pub fn idle_due() -> Vec<f64> {
+pub(crate) fn idle_due() -> Vec<f64> {
     NOTIFIER.with(|n| match n.borrow().as_ref() {
         Some(n) => n
             .deadlines
@@ -79,25 +71,10 @@ pub fn idle_due() -> Vec<f64> {
 /// Keep the event loop alive (or stop keeping it) for pending idle deadlines.
 /// JS calls it only on 0 <-> 1 transitions of its count of such reads.
 #[napi(catch_unwind)]
-pub fn keep_alive(env: Env, on: bool) -> Result<()> {
-    NOTIFIER.with(|n| {
-        let Some(tsfn) = n.borrow().as_ref().map(|n| n.tsfn.raw()) else {
-            return Ok(());
-        };
-        // SAFETY: `tsfn` is a live threadsafe function created on this
-        // thread's env (it lives in this thread's NOTIFIER until the thread ends).
-        let status = unsafe {
-            if on {
-                sys::napi_ref_threadsafe_function(env.raw(), tsfn)
-            } else {
-                sys::napi_unref_threadsafe_function(env.raw(), tsfn)
-            }
-        };
-        if status == sys::Status::napi_ok {
-            Ok(())
-        } else {
-            Err(Error::from_reason("velo-stream: keepAlive failed"))
-        }
+pub(crate) fn keep_alive(env: Env, on: bool) -> Result<()> {
+    NOTIFIER.with(|n| match n.borrow().as_ref() {
+        Some(n) => n.to_js.keep_alive(&env, on),
+        None => Ok(()),
     })
 }
 

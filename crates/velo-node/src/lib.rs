@@ -1,19 +1,46 @@
 //! The napi-rs binding of velo-core: it translates, it does not decide.
 //!
-//! - [`NativeFunction`]: a stream function's admission gate and counters
-//!   (napi-rs class; called once per open, not per event).
-//! - `exports.stream` ([`raw`]): the per-stream entry points, hand-written
-//!   N-API callbacks on a slab handle ([`streams`]); each returns a small
-//!   status code, and JavaScript owns the promises of whoever waits.
-//! - Idle notification ([`idle`]).
+//! # The seam
+//! JavaScript (`js/core/addon.ts` loads this addon; `js/core/native-stream.ts`
+//! is the only caller of the per-stream entry points) sees:
 //!
-//! Values are held as [`slot::Slot`]s: numbers copied, everything else by
-//! index into a JS-side value table; never serialised, never converted.
-//! Every entry point catches Rust panics and turns them into JavaScript
-//! errors.
+//! - [`NativeFunction`], once per stream function: its admission gate and
+//!   counters. `open` admits a stream and returns its *handle* (a number;
+//!   -1 at the limit); `stats`/`totals` read the counters (`dto.rs`);
+//!   `admitGroup`/`refuse` serve a pipe's own gate ([`GroupPermit`]). A napi
+//!   class: called once per open, not per event.
+//! - `exports.stream` (`raw.rs`): the per-stream entry points on a handle,
+//!   plain N-API callbacks (~35 ns a call instead of ~240 ns through
+//!   napi-rs' glue): send, yield, take, end, cancel, the handler's
+//!   outcome, phase, metrics, free. Their TypeScript signatures are the
+//!   generated `StreamOps` interface.
+//! - The codes those answer with, `PushStatus`, `TakeStatus`
+//!   and `PhaseCode` (`raw.rs`), generated into `native/index.d.ts` as enums.
+//! - The idle notifier (`idle.rs`): `setIdleHandler`, `idleDue`, `keepAlive`.
+//! - `threadState` (`shared.rs`): the one JS-side state object of a thread.
+//!
+//! # Who owns what
+//! - The core ([`velo_core::StreamCore`]) owns each stream's lanes,
+//!   lifecycle, permit and idle clock, and decides; this crate keeps the
+//!   open streams in a per-thread slab (`streams.rs`) and frees one on
+//!   `free(h)` (JavaScript calls it when its stream object is done or
+//!   collected).
+//! - JavaScript owns every value: the core holds numbers by copy and other
+//!   values by index into the JS value table (`slot.rs`); indices of values
+//!   the core dropped come back through `released()`.
+//! - JavaScript owns every promise: an entry point answers with a code
+//!   (parked, empty, ...) and JavaScript makes its caller wait, until a
+//!   later answer (`admitted`, a take) says the wait is over.
+//! - Numbers and indices cross in bulk through one scratch buffer per thread
+//!   (`setScratch`, `ffi::Scratch`).
+//!
+//! All `unsafe` code is in `ffi.rs`. Every entry point catches Rust panics and
+//! turns them, and errors, into thrown JavaScript errors.
 
-#![allow(missing_docs)] // the public surface is documented in index.d.ts
+#![allow(missing_docs)] // the public surface is documented in native/index.d.ts
 
+mod dto;
+mod ffi;
 mod idle;
 mod raw;
 mod shared;
@@ -22,7 +49,9 @@ mod streams;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use velo_core::{clock, Admission, IdleConfig, Share, StreamCore};
+use velo_core::{clock, Admission, IdleConfig, Permit, Share, StreamCore};
+
+use crate::dto::{Outcome, Stats, Totals};
 
 /// The admission gate and counters of one stream function.
 #[napi]
@@ -72,23 +101,55 @@ impl NativeFunction {
         } else {
             None
         };
-        streams::insert(streams::Entry {
+        streams::insert(streams::Stream {
             core: StreamCore::new(permit, buffer as usize, idle, clock::now_us()),
             admitted: 0,
         })
     }
 
+    /// A permit of this gate for a group of streams that counts as one (a
+    /// pipe's stages), or null when `maxConcurrent` are open (counted as
+    /// rejected).
     #[napi(catch_unwind)]
-    pub fn stats(&self, env: Env) -> Result<Unknown<'_>> {
-        env.to_js_value(&self.gate.stats())
+    pub fn admit_group(&self) -> Option<GroupPermit> {
+        self.gate.admit().ok().map(|permit| GroupPermit { permit })
+    }
+
+    /// Counts an open refused for a reason outside this gate (a pipe's stage
+    /// at its own limit).
+    #[napi(catch_unwind)]
+    pub fn refuse(&self) {
+        self.gate.refuse();
+    }
+
+    #[napi(catch_unwind)]
+    pub fn stats(&self) -> Stats {
+        self.gate.stats().into()
     }
 
     /// Totals over every stream of this function (events in/out, queue-wait
     /// histogram at `bounds_us`), for metrics exporters.
     #[napi(catch_unwind)]
-    pub fn totals(&self, env: Env, bounds_us: Vec<f64>) -> Result<Unknown<'_>> {
+    pub fn totals(&self, bounds_us: Vec<f64>) -> Totals {
         let bounds: Vec<u64> = bounds_us.iter().map(|&b| b as u64).collect();
-        env.to_js_value(&self.gate.totals(&bounds))
+        self.gate.totals(&bounds).into()
+    }
+}
+
+/// A group's hold on its gate (`NativeFunction.admitGroup`). Given back by
+/// `release`; one collected without that counts as cancelled.
+#[napi]
+pub struct GroupPermit {
+    permit: Permit,
+}
+
+#[napi]
+impl GroupPermit {
+    /// Gives the permit back with the group's outcome; true the first time,
+    /// later calls do nothing.
+    #[napi(catch_unwind)]
+    pub fn release(&mut self, outcome: Outcome) -> bool {
+        self.permit.release(outcome.into())
     }
 }
 

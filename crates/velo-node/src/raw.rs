@@ -1,211 +1,102 @@
-//! The per-stream entry points, as hand-written N-API callbacks.
+//! The per-stream entry points (`exports.stream`), as plain N-API callbacks,
+//! and the codes they answer with.
 //!
 //! These run once or more per event, so they skip napi-rs' generated glue
 //! (argument conversion, class unwrap and type-tag checks: ~240 ns a call,
-//! measured, against ~35 ns here) for direct `napi_*` calls on a slab handle.
-//! Values never pass through N-API value conversions: numbers travel as
-//! plain number arguments or through the shared scratch buffer, and other
-//! values as indices into the JS value table (see `slot.rs`). Each entry
-//! point catches panics and reports errors as thrown JS errors. They are
-//! installed on `exports.stream` by [`install`].
-
-use std::cell::Cell;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::ptr;
+//! measured, against ~35 ns here) for direct N-API calls (`ffi.rs`) on a
+//! slab handle (`streams.rs`). Values never pass through N-API value
+//! conversions: numbers travel as plain number arguments or through the
+//! shared scratch buffer, and other values as indices into the JS value
+//! table (see `slot.rs`).
+//!
+//! [`stream_ops!`] declares every entry point once: its JS name, its
+//! TypeScript signature (the generated `StreamOps` interface of
+//! `native/index.d.ts`) and the safe Rust function that is its body.
 
 use napi::bindgen_prelude::*;
 use napi::sys;
-use napi::JsValue;
 use napi_derive::napi;
 use velo_core::{clock, IdleVerdict, Phase, Push, StreamCore, Take};
 
-use crate::slot::{take_released, Slot, SlotBits};
+use crate::dto::Metrics;
+use crate::ffi::{self, fail, Scope, Scratch, Value};
+use crate::slot::{take_released, Delivered, Slot};
 use crate::streams;
 
-/// Status codes shared with `js/native.ts`.
-const ACCEPTED: i32 = 0;
-const PARKED: i32 = 2;
-/// The stream refused the value; the caller still owns it.
-const CLOSED: i32 = 3;
-/// The other side was parked waiting: the core counted the value, and the
-/// caller hands it over itself (nothing was stored).
-const HANDOFF: i32 = 4;
-const EMPTY: i32 = -1;
-const ENDED: i32 = -2;
-/// Added to a take's count when the run is values (table indices in the
-/// scratch buffer's `u32` view) rather than numbers (its `f64` view).
-const VALUES: i32 = 1 << 30;
-
-thread_local! {
-    /// The buffer registered by `setScratch` (address, length in f64s).
-    /// Numbers and table indices cross in bulk through its memory instead of
-    /// one N-API element access each (~25-30 ns apiece, measured). An
-    /// ArrayBuffer's backing store never moves.
-    static SCRATCH: Cell<(*mut f64, usize)> = const { Cell::new((ptr::null_mut(), 0)) };
+/// What a push (`sendNumber`, `sendValue`, `yieldNumber`, `yieldValue`)
+/// answers.
+#[napi]
+pub enum PushStatus {
+    /// In the buffer.
+    Accepted = 0,
+    /// No room: the value waits in the core's line, and its sender waits
+    /// until `admitted` says it went in.
+    Parked = 2,
+    /// The lane is closed: the core took nothing, the caller still owns the
+    /// value (and its table entry).
+    Closed = 3,
+    /// The other side was parked waiting: the core counted the value and
+    /// stored nothing; the caller hands the value over itself (and still
+    /// owns its table entry).
+    Handoff = 4,
 }
 
-/// The scratch buffer, seen as f64s or as u32s (the same memory).
-struct Scratch {
-    data: *mut f64,
-    len: usize,
+/// What a take (`takeInput`, `takeOutput`) answers besides a count.
+#[napi]
+pub enum TakeStatus {
+    /// Nothing to take now: the taker waits until values arrive.
+    Empty = -1,
+    /// Nothing to take ever again.
+    Ended = -2,
+    /// Added to a take's count (`1 << 30`) when the run is values (table
+    /// indices in the scratch buffer's `u32` view) rather than numbers (its
+    /// `f64` view).
+    Values = 1_073_741_824,
 }
 
-impl Scratch {
-    fn get() -> Result<Scratch> {
-        let (data, len) = SCRATCH.with(Cell::get);
-        if data.is_null() {
-            return Err(fail("scratch buffer not registered"));
+/// A stream's lifecycle phase, as `phase(h)` answers it (see
+/// `velo_core::stream`).
+#[napi]
+pub enum PhaseCode {
+    /// Accepting events.
+    Open = 0,
+    /// Input ended; the handler runs to its end or outputs wait to be read.
+    Ending = 1,
+    /// The handler returned and every output was read.
+    Done = 2,
+    /// The handler threw.
+    Failed = 3,
+    /// Cancelled.
+    Cancelled = 4,
+}
+
+impl From<Phase> for PhaseCode {
+    fn from(phase: Phase) -> Self {
+        match phase {
+            Phase::Open => PhaseCode::Open,
+            Phase::Ending => PhaseCode::Ending,
+            Phase::Done => PhaseCode::Done,
+            Phase::Failed => PhaseCode::Failed,
+            Phase::Cancelled => PhaseCode::Cancelled,
         }
-        Ok(Scratch { data, len })
-    }
-
-    fn f64s(&mut self) -> &mut [f64] {
-        // SAFETY: set by `set_scratch` from a live Float64Array (8-aligned,
-        // `len` elements) kept alive by a strong reference for the life of
-        // the thread. Only this thread touches it, and each entry point uses
-        // one view at a time and none after it returns.
-        unsafe { std::slice::from_raw_parts_mut(self.data, self.len) }
-    }
-
-    fn u32s(&mut self) -> &mut [u32] {
-        // SAFETY: as above; the same bytes seen as twice as many u32s.
-        unsafe { std::slice::from_raw_parts_mut(self.data.cast(), self.len * 2) }
     }
 }
 
-fn push_code(p: Push<Slot>) -> i32 {
-    match p {
-        Push::Accepted => ACCEPTED,
-        Push::Parked => PARKED,
+fn push_code(pushed: Push<Slot>) -> PushStatus {
+    match pushed {
+        Push::Accepted => PushStatus::Accepted,
+        Push::Parked => PushStatus::Parked,
         Push::Closed(slot) => {
             // Refused: the caller keeps the value (and its table entry).
             slot.into_delivered();
-            CLOSED
+            PushStatus::Closed
         }
     }
 }
 
-fn phase_code(p: Phase) -> u32 {
-    match p {
-        Phase::Open => 0,
-        Phase::Ending => 1,
-        Phase::Done => 2,
-        Phase::Failed => 3,
-        Phase::Cancelled => 4,
-    }
-}
-
-fn fail(what: &str) -> Error {
-    Error::from_reason(format!("velo-stream: {what}"))
-}
-
-fn ok(status: sys::napi_status, what: &str) -> Result<()> {
-    if status == sys::Status::napi_ok {
-        Ok(())
-    } else {
-        Err(fail(what))
-    }
-}
-
-/// Runs a callback body; an error or a panic becomes a thrown JS error.
-unsafe fn guard(
-    env: sys::napi_env,
-    body: impl FnOnce() -> Result<sys::napi_value>,
-) -> sys::napi_value {
-    let message = match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(Ok(value)) => return value,
-        Ok(Err(error)) => error.reason,
-        Err(panic) => panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-            .unwrap_or_else(|| "velo-stream: panic in native code".to_owned()),
-    };
-    let message = std::ffi::CString::new(message.replace('\0', " ")).unwrap_or_default();
-    // SAFETY: env is the live env of this callback; the message is a valid C string.
-    unsafe { sys::napi_throw_error(env, ptr::null(), message.as_ptr()) };
-    ptr::null_mut()
-}
-
-/// The first `N` arguments (missing ones are `undefined`).
-unsafe fn args<const N: usize>(
-    env: sys::napi_env,
-    info: sys::napi_callback_info,
-) -> Result<[sys::napi_value; N]> {
-    let mut argv = [ptr::null_mut(); N];
-    let mut argc = N;
-    // SAFETY: argv has room for argc values.
-    ok(
-        unsafe {
-            sys::napi_get_cb_info(
-                env,
-                info,
-                &mut argc,
-                argv.as_mut_ptr(),
-                ptr::null_mut(),
-                ptr::null_mut(),
-            )
-        },
-        "arguments",
-    )?;
-    Ok(argv)
-}
-
-unsafe fn number(env: sys::napi_env, value: sys::napi_value) -> Result<f64> {
-    let mut n = 0.0;
-    // SAFETY: live handles; writes only `n`.
-    ok(
-        unsafe { sys::napi_get_value_double(env, value, &mut n) },
-        "expected a number",
-    )?;
-    Ok(n)
-}
-
-unsafe fn index(env: sys::napi_env, value: sys::napi_value) -> Result<u32> {
-    let mut i = 0;
-    // SAFETY: live handles; writes only `i`.
-    ok(
-        unsafe { sys::napi_get_value_uint32(env, value, &mut i) },
-        "expected an index",
-    )?;
-    Ok(i)
-}
-
-unsafe fn flag(env: sys::napi_env, value: sys::napi_value) -> Result<bool> {
-    let mut b = false;
-    // SAFETY: live handles; writes only `b`.
-    ok(
-        unsafe { sys::napi_get_value_bool(env, value, &mut b) },
-        "expected a boolean",
-    )?;
-    Ok(b)
-}
-
-unsafe fn int(env: sys::napi_env, i: i32) -> Result<sys::napi_value> {
-    let mut out = ptr::null_mut();
-    // SAFETY: live env; writes only `out`.
-    ok(unsafe { sys::napi_create_int32(env, i, &mut out) }, "int")?;
-    Ok(out)
-}
-
-unsafe fn boolean(env: sys::napi_env, b: bool) -> Result<sys::napi_value> {
-    let mut out = ptr::null_mut();
-    // SAFETY: live env; writes only `out`.
-    ok(
-        unsafe { sys::napi_get_boolean(env, b, &mut out) },
-        "boolean",
-    )?;
-    Ok(out)
-}
-
-unsafe fn undefined(env: sys::napi_env) -> Result<sys::napi_value> {
-    let mut out = ptr::null_mut();
-    // SAFETY: live env; writes only `out`.
-    ok(
-        unsafe { sys::napi_get_undefined(env, &mut out) },
-        "undefined",
-    )?;
-    Ok(out)
+/// A count as a JS int (counts here are bounded by buffer sizes).
+fn count(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 /// Receives a taken run into the scratch buffer: numbers as f64s, values as
@@ -220,8 +111,8 @@ impl Extend<Slot> for RunOut {
     fn extend<I: IntoIterator<Item = Slot>>(&mut self, iter: I) {
         for slot in iter {
             match slot.into_delivered() {
-                SlotBits::Number(n) => self.scratch.f64s()[self.len] = n,
-                SlotBits::Value(i) => {
+                Delivered::Number(n) => self.scratch.f64s()[self.len] = n,
+                Delivered::Value(i) => {
                     self.values = true;
                     self.scratch.u32s()[self.len] = i;
                 }
@@ -232,57 +123,57 @@ impl Extend<Slot> for RunOut {
 }
 
 /// Takes one run of at most `max` (and at most the scratch size) values.
-unsafe fn take_run(
-    env: sys::napi_env,
-    h: sys::napi_value,
-    max: sys::napi_value,
+fn take_run<'s>(
+    cx: Scope<'s>,
+    h: Value<'s>,
+    max: Value<'s>,
     take: impl FnOnce(&mut StreamCore<Slot>, usize, &mut RunOut) -> Take,
-) -> Result<sys::napi_value> {
-    let scratch = Scratch::get()?;
-    // SAFETY: live handles of the calling entry point.
-    let max = (unsafe { number(env, max) }? as usize).min(scratch.len);
+) -> Result<Value<'s>> {
+    let scratch = Scratch::lend()?;
+    let max = (cx.number(max)? as usize).min(scratch.len());
     let mut out = RunOut {
         scratch,
         len: 0,
         values: false,
     };
-    let code = streams::with(unsafe { number(env, h) }?, |e| {
-        let took = take(&mut e.core, max, &mut out);
-        e.admitted = 0;
+    let code = streams::with(cx.number(h)?, |stream| {
+        let took = take(&mut stream.core, max, &mut out);
+        stream.admitted = 0;
         match took {
             Take::Taken { count, admitted } => {
-                e.admitted = admitted as u32;
+                stream.admitted = admitted as u32;
                 count as i32
             }
-            Take::Empty => EMPTY,
-            Take::Ended => ENDED,
+            Take::Empty => TakeStatus::Empty as i32,
+            Take::Ended => TakeStatus::Ended as i32,
         }
     })?;
-    // SAFETY: live env.
-    unsafe { int(env, if out.values { code + VALUES } else { code }) }
+    cx.int(if out.values {
+        code + TakeStatus::Values as i32
+    } else {
+        code
+    })
 }
 
 /// One event or output, for `send*` and `yield*`. `waiting`: the caller
 /// knows the receiving side waits right now, so the value may go straight to
 /// it if nothing is ahead (HANDOFF).
-unsafe fn push_one(
-    env: sys::napi_env,
-    h: sys::napi_value,
+fn push_one<'s>(
+    cx: Scope<'s>,
+    h: Value<'s>,
     slot: Slot,
-    waiting: sys::napi_value,
+    waiting: Value<'s>,
     push: impl FnOnce(&mut StreamCore<Slot>, Slot, bool, u64) -> Option<Push<Slot>>,
-) -> Result<sys::napi_value> {
+) -> Result<Value<'s>> {
     let now = clock::now_us();
-    // SAFETY: live handles of the calling entry point.
-    let waiting = unsafe { flag(env, waiting) }?;
-    let code = streams::with(unsafe { number(env, h) }?, |e| {
-        match push(&mut e.core, slot, waiting, now) {
+    let waiting = cx.flag(waiting)?;
+    let code = streams::with(cx.number(h)?, |stream| {
+        match push(&mut stream.core, slot, waiting, now) {
             Some(pushed) => push_code(pushed),
-            None => HANDOFF,
+            None => PushStatus::Handoff,
         }
     })?;
-    // SAFETY: live env.
-    unsafe { int(env, code) }
+    cx.int(code as i32)
 }
 
 fn send_to(core: &mut StreamCore<Slot>, slot: Slot, waiting: bool, now: u64) -> Option<Push<Slot>> {
@@ -306,33 +197,34 @@ fn yield_to(
     Some(core.yield_output(slot, now))
 }
 
-/// Which lane a batch from the scratch buffer goes into.
+/// Which way a batch from the scratch buffer goes.
 #[derive(Clone, Copy)]
-enum Lane {
+enum Direction {
+    /// Events sent into the input lane.
     Input,
+    /// Outputs yielded into the output lane.
     Output,
 }
 
 /// Pushes `count` slots read from the scratch buffer into a lane (they must
-/// fit in its room): events sent, or outputs yielded.
-unsafe fn push_run(
-    env: sys::napi_env,
-    h: sys::napi_value,
-    count: sys::napi_value,
+/// fit in its room).
+fn push_run<'s>(
+    cx: Scope<'s>,
+    h: Value<'s>,
+    count: Value<'s>,
     values: bool,
-    lane: Lane,
-) -> Result<sys::napi_value> {
-    // SAFETY: live handles of the calling entry point.
-    let count = unsafe { number(env, count) }? as usize;
-    let mut scratch = Scratch::get()?;
-    if count > scratch.len {
+    direction: Direction,
+) -> Result<Value<'s>> {
+    let count = cx.number(count)? as usize;
+    let mut scratch = Scratch::lend()?;
+    if count > scratch.len() {
         return Err(fail("batch over the scratch size"));
     }
     let now = clock::now_us();
-    let pushed = streams::with(unsafe { number(env, h) }?, |e| {
-        let room = match lane {
-            Lane::Input => e.core.room(),
-            Lane::Output => e.core.output_room(),
+    let pushed = streams::with(cx.number(h)?, |stream| {
+        let room = match direction {
+            Direction::Input => stream.core.room(),
+            Direction::Output => stream.core.output_room(),
         };
         if count > room {
             return Err(fail("batch over the free room"));
@@ -342,327 +234,252 @@ unsafe fn push_run(
         } else {
             Box::new(scratch.f64s()[..count].iter().map(|&n| Slot::Number(n)))
         };
-        Ok(match lane {
-            Lane::Input => e.core.send_batch(slots, now),
-            Lane::Output => e.core.yield_batch(slots, now),
+        Ok(match direction {
+            Direction::Input => stream.core.send_batch(slots, now),
+            Direction::Output => stream.core.yield_batch(slots, now),
         })
     })??;
-    // SAFETY: live env.
-    unsafe { int(env, pushed as i32) }
+    cx.int(self::count(pushed))
 }
 
-/// How many identifiers were given (for `raw!`'s argument count).
-macro_rules! count {
-    () => { 0 };
-    ($head:ident $($tail:ident)*) => { 1 + count!($($tail)*) };
+fn send_number<'s>(cx: Scope<'s>, [h, n, waiting]: [Value<'s>; 3]) -> Result<Value<'s>> {
+    push_one(cx, h, Slot::Number(cx.number(n)?), waiting, send_to)
 }
 
-macro_rules! raw {
-    ($(#[$doc:meta])* fn $name:ident($env:ident $(, $arg:ident)*) $body:block) => {
-        $(#[$doc])*
-        unsafe extern "C" fn $name(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
-            // SAFETY: called by Node with a live env and callback info.
-            unsafe {
-                guard(env, || {
-                    let $env = env;
-                    #[allow(unused_variables)]
-                    let [$($arg),*] = args::<{ count!($($arg)*) }>(env, info)?;
-                    $body
-                })
-            }
+fn send_value<'s>(cx: Scope<'s>, [h, i, waiting]: [Value<'s>; 3]) -> Result<Value<'s>> {
+    push_one(cx, h, Slot::Value(cx.index(i)?), waiting, send_to)
+}
+
+fn send_numbers<'s>(cx: Scope<'s>, [h, count]: [Value<'s>; 2]) -> Result<Value<'s>> {
+    push_run(cx, h, count, false, Direction::Input)
+}
+
+fn send_values<'s>(cx: Scope<'s>, [h, count]: [Value<'s>; 2]) -> Result<Value<'s>> {
+    push_run(cx, h, count, true, Direction::Input)
+}
+
+fn yield_numbers<'s>(cx: Scope<'s>, [h, count]: [Value<'s>; 2]) -> Result<Value<'s>> {
+    push_run(cx, h, count, false, Direction::Output)
+}
+
+fn yield_values<'s>(cx: Scope<'s>, [h, count]: [Value<'s>; 2]) -> Result<Value<'s>> {
+    push_run(cx, h, count, true, Direction::Output)
+}
+
+fn output_room<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
+    let room = streams::with(cx.number(h)?, |stream| stream.core.output_room())?;
+    cx.int(count(room))
+}
+
+fn room<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
+    let room = streams::with(cx.number(h)?, |stream| stream.core.room())?;
+    cx.int(count(room))
+}
+
+fn end<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
+    let changed = streams::with(cx.number(h)?, |stream| stream.core.end())?;
+    cx.boolean(changed)
+}
+
+fn take_input<'s>(cx: Scope<'s>, [h, max]: [Value<'s>; 2]) -> Result<Value<'s>> {
+    let now = clock::now_us();
+    take_run(cx, h, max, |core, max, out| {
+        core.take_input_run(max, now, out, Slot::kind)
+    })
+}
+
+fn yield_number<'s>(cx: Scope<'s>, [h, n, waiting]: [Value<'s>; 3]) -> Result<Value<'s>> {
+    push_one(cx, h, Slot::Number(cx.number(n)?), waiting, yield_to)
+}
+
+fn yield_value<'s>(cx: Scope<'s>, [h, i, waiting]: [Value<'s>; 3]) -> Result<Value<'s>> {
+    push_one(cx, h, Slot::Value(cx.index(i)?), waiting, yield_to)
+}
+
+fn take_output<'s>(cx: Scope<'s>, [h, max]: [Value<'s>; 2]) -> Result<Value<'s>> {
+    let now = clock::now_us();
+    take_run(cx, h, max, |core, max, out| {
+        core.take_output_run(max, now, out, Slot::kind)
+    })
+}
+
+fn released<'s>(cx: Scope<'s>, []: [Value<'s>; 0]) -> Result<Value<'s>> {
+    let mut scratch = Scratch::lend()?;
+    let n = take_released(scratch.u32s());
+    cx.int(count(n))
+}
+
+fn admitted<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
+    let n = streams::with(cx.number(h)?, |stream| stream.admitted)?;
+    cx.int(n as i32)
+}
+
+fn phase<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
+    let code = streams::with(cx.number(h)?, |stream| PhaseCode::from(stream.core.phase()))?;
+    cx.int(code as i32)
+}
+
+fn key<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
+    let key = streams::with(cx.number(h)?, |stream| stream.core.key())?;
+    cx.double(key as f64)
+}
+
+fn handler_returned<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
+    let now = clock::now_us();
+    let dropped = streams::with(cx.number(h)?, |stream| stream.core.handler_returned(now))?;
+    cx.int(count(dropped))
+}
+
+fn handler_failed<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
+    let now = clock::now_us();
+    let dropped = streams::with(cx.number(h)?, |stream| stream.core.handler_failed(now))?;
+    cx.int(count(dropped))
+}
+
+fn cancel<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
+    let now = clock::now_us();
+    let dropped = streams::with(cx.number(h)?, |stream| stream.core.cancel(now))?;
+    cx.int(dropped.map_or(-1, count))
+}
+
+fn release_input<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
+    let dropped = streams::with(cx.number(h)?, |stream| stream.core.release_input())?;
+    cx.int(count(dropped))
+}
+
+fn idle_fire<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
+    let now = clock::now_us();
+    let verdict = streams::with(cx.number(h)?, |stream| stream.core.idle_fire(now))?;
+    cx.boolean(verdict == IdleVerdict::Expired)
+}
+
+fn metrics<'s>(cx: Scope<'s>, [h, in_lent, out_lent]: [Value<'s>; 3]) -> Result<Value<'s>> {
+    let in_lent = cx.number(in_lent)? as usize;
+    let out_lent = cx.number(out_lent)? as usize;
+    let now = clock::now_us();
+    let metrics = streams::with(cx.number(h)?, |stream| {
+        stream.core.metrics(now, in_lent, out_lent)
+    })?;
+    cx.convert(Metrics::from(metrics))
+}
+
+fn free<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
+    streams::remove(cx.number(h)?);
+    cx.undefined()
+}
+
+fn set_scratch<'s>(cx: Scope<'s>, [array]: [Value<'s>; 1]) -> Result<Value<'s>> {
+    cx.register_scratch(array)?;
+    cx.undefined()
+}
+
+/// Declares the entry points: for each, its doc, its JS name, its
+/// TypeScript signature, and its body. (Docs are `#[doc = "..."]`: napi-rs
+/// reads a `///` comment passed through a `macro_rules!` as a raw string and
+/// would keep its `r"` in the declaration.) Makes [`StreamOps`] (a type only: the generated
+/// declaration of `exports.stream`) and [`ENTRY_POINTS`] (what [`install`]
+/// installs) from the one list.
+macro_rules! stream_ops {
+    ($($(#[doc = $doc:tt])* $js:literal: $ts:literal => $body:ident,)*) => {
+        /// `exports.stream`: the per-stream entry points. `h` is a stream
+        /// handle from `NativeFunction.open`. A type for TypeScript only
+        /// (`js/core/addon.ts`); the functions are installed by `install`.
+        #[napi(object, object_to_js = false, object_from_js = false)]
+        #[allow(dead_code)] // never made: it only declares `exports.stream`
+        pub(crate) struct StreamOps {
+            $(
+                $(#[doc = $doc])*
+                #[napi(js_name = $js, ts_type = $ts)]
+                pub $body: (),
+            )*
         }
+
+        /// Every entry point, under its JS name.
+        const ENTRY_POINTS: &[(&str, napi::Callback)] = &[$(
+            ($js, {
+                unsafe extern "C" fn entry(
+                    env: sys::napi_env,
+                    info: sys::napi_callback_info,
+                ) -> sys::napi_value {
+                    // SAFETY: Node calls an N-API callback with its own env
+                    // and callback info.
+                    unsafe { ffi::callback(env, info, $body) }
+                }
+                entry
+            }),
+        )*];
     };
 }
 
-raw! {
-    /// sendNumber(h, n, handlerWaiting) -> ACCEPTED | PARKED | CLOSED | HANDOFF
-    fn send_number(env, h, n, waiting) {
-        push_one(env, h, Slot::Number(number(env, n)?), waiting, send_to)
-    }
+stream_ops! {
+    #[doc = " Sends one event; `handlerWaiting`: the handler waits for input now."]
+    "sendNumber": "(h: number, n: number, handlerWaiting: boolean) => PushStatus" => send_number,
+    #[doc = " As `sendNumber`, for a value-table index; on `Closed` or `Handoff` the"]
+    #[doc = " caller still owns the table entry."]
+    "sendValue": "(h: number, index: number, handlerWaiting: boolean) => PushStatus" => send_value,
+    #[doc = " Sends `scratch.f64[0..count]` (must fit in `room(h)`); returns `count`."]
+    "sendNumbers": "(h: number, count: number) => number" => send_numbers,
+    #[doc = " Sends the table indices `scratch.u32[0..count]`; returns `count`."]
+    "sendValues": "(h: number, count: number) => number" => send_values,
+    #[doc = " Room for a batch now: free places of the input buffer (0 while a send waits)."]
+    "room": "(h: number) => number" => room,
+    #[doc = " Yields `scratch.f64[0..count]` (must fit in `outputRoom(h)`); returns `count`."]
+    "yieldNumbers": "(h: number, count: number) => number" => yield_numbers,
+    #[doc = " Yields the table indices `scratch.u32[0..count]`; returns `count`."]
+    "yieldValues": "(h: number, count: number) => number" => yield_values,
+    #[doc = " Outputs the handler may yield now without waiting."]
+    "outputRoom": "(h: number) => number" => output_room,
+    #[doc = " Ends the input; true the first time."]
+    "end": "(h: number) => boolean" => end,
+    #[doc = " The handler takes a run of at most `max` events into the scratch"]
+    #[doc = " buffer: a count (plus `TakeStatus.Values` if the run is table"]
+    #[doc = " indices), `TakeStatus.Empty` or `TakeStatus.Ended`."]
+    "takeInput": "(h: number, max: number) => number" => take_input,
+    #[doc = " Yields one output; `readerWaiting`: a read waits for output now."]
+    "yieldNumber": "(h: number, n: number, readerWaiting: boolean) => PushStatus" => yield_number,
+    #[doc = " As `yieldNumber`, for a value-table index."]
+    "yieldValue": "(h: number, index: number, readerWaiting: boolean) => PushStatus" => yield_value,
+    #[doc = " As `takeInput`, for outputs."]
+    "takeOutput": "(h: number, max: number) => number" => take_output,
+    #[doc = " Table indices of values the core dropped, into `scratch.u32[0..count]`;"]
+    #[doc = " returns `count`."]
+    "released": "() => number" => released,
+    #[doc = " Waiting senders (or the paused handler) admitted by the last take."]
+    "admitted": "(h: number) => number" => admitted,
+    #[doc = " The stream's lifecycle phase."]
+    "phase": "(h: number) => PhaseCode" => phase,
+    #[doc = " The stream's process-unique key (its id and idle key)."]
+    "key": "(h: number) => number" => key,
+    #[doc = " The handler returned; returns how many waiting sends were dropped."]
+    "handlerReturned": "(h: number) => number" => handler_returned,
+    #[doc = " The handler threw; returns how many waiting sends were dropped."]
+    "handlerFailed": "(h: number) => number" => handler_failed,
+    #[doc = " Cancels; -1 if the stream had already ended, else how many waiting"]
+    #[doc = " sends were dropped."]
+    "cancel": "(h: number) => number" => cancel,
+    #[doc = " The handler left its input loop: drops what is buffered; returns how"]
+    #[doc = " many waiting sends were dropped."]
+    "releaseInput": "(h: number) => number" => release_input,
+    #[doc = " The idle notifier reported the stream: true when it was idle and its"]
+    #[doc = " input just ended."]
+    "idleFire": "(h: number) => boolean" => idle_fire,
+    #[doc = " The stream's metrics now; `inUnconsumed`/`outUnconsumed`: values of the batches"]
+    #[doc = " lent to the handler / the consumer that are still unconsumed."]
+    "metrics": "(h: number, inUnconsumed: number, outUnconsumed: number) => Metrics" => metrics,
+    #[doc = " Drops the stream's native state (stale handles are ignored)."]
+    "free": "(h: number) => void" => free,
+    #[doc = " Registers the buffer runs cross in, once per thread (every copy of"]
+    #[doc = " the JS module shares it, see `shared.rs`)."]
+    "setScratch": "(buffer: Float64Array) => void" => set_scratch,
 }
-
-raw! {
-    /// sendValue(h, index) -> as sendNumber; on CLOSED or HANDOFF the caller
-    /// still owns the table entry
-    fn send_value(env, h, i, waiting) {
-        push_one(env, h, Slot::Value(index(env, i)?), waiting, send_to)
-    }
-}
-
-raw! {
-    /// sendNumbers(h, count): send scratch.f64[0..count] (must fit in room(h)) -> count
-    fn send_numbers(env, h, count) {
-        push_run(env, h, count, false, Lane::Input)
-    }
-}
-
-raw! {
-    /// sendValues(h, count): send the table indices scratch.u32[0..count] -> count
-    fn send_values(env, h, count) {
-        push_run(env, h, count, true, Lane::Input)
-    }
-}
-
-raw! {
-    /// yieldNumbers(h, count): yield scratch.f64[0..count] (must fit in outputRoom(h)) -> count
-    fn yield_numbers(env, h, count) {
-        push_run(env, h, count, false, Lane::Output)
-    }
-}
-
-raw! {
-    /// yieldValues(h, count): yield the table indices scratch.u32[0..count] -> count
-    fn yield_values(env, h, count) {
-        push_run(env, h, count, true, Lane::Output)
-    }
-}
-
-raw! {
-    /// outputRoom(h) -> outputs the handler may yield now without waiting
-    fn output_room(env, h) {
-        let room = streams::with(number(env, h)?, |e| e.core.output_room())?;
-        int(env, room.min(i32::MAX as usize) as i32)
-    }
-}
-
-raw! {
-    /// room(h) -> free slots usable by a batch now
-    fn room(env, h) {
-        let room = streams::with(number(env, h)?, |e| e.core.room())?;
-        int(env, room.min(i32::MAX as usize) as i32)
-    }
-}
-
-raw! {
-    /// end(h) -> true the first time
-    fn end(env, h) {
-        let changed = streams::with(number(env, h)?, |e| e.core.end())?;
-        boolean(env, changed)
-    }
-}
-
-raw! {
-    /// takeInput(h, max) -> count | count + VALUES | EMPTY | ENDED (run in scratch)
-    fn take_input(env, h, max) {
-        let now = clock::now_us();
-        take_run(env, h, max, |core, max, out| core.take_input_run(max, now, out, Slot::kind))
-    }
-}
-
-raw! {
-    /// yieldNumber(h, n, readerWaiting) -> as sendNumber, for outputs
-    fn yield_number(env, h, n, waiting) {
-        push_one(env, h, Slot::Number(number(env, n)?), waiting, yield_to)
-    }
-}
-
-raw! {
-    /// yieldValue(h, index) -> as sendValue, for outputs
-    fn yield_value(env, h, i, waiting) {
-        push_one(env, h, Slot::Value(index(env, i)?), waiting, yield_to)
-    }
-}
-
-raw! {
-    /// takeOutput(h, max) -> as takeInput, for outputs
-    fn take_output(env, h, max) {
-        let now = clock::now_us();
-        take_run(env, h, max, |core, max, out| core.take_output_run(max, now, out, Slot::kind))
-    }
-}
-
-raw! {
-    /// takeReleased() -> count: table indices of dropped values, in scratch.u32[0..count]
-    fn released(env) {
-        let mut scratch = Scratch::get()?;
-        let n = take_released(scratch.u32s());
-        int(env, n as i32)
-    }
-}
-
-raw! {
-    /// admitted(h) -> waiting senders admitted by the last take
-    fn admitted(env, h) {
-        let n = streams::with(number(env, h)?, |e| e.admitted)?;
-        int(env, n as i32)
-    }
-}
-
-raw! {
-    /// phase(h) -> 0 open, 1 ending, 2 done, 3 failed, 4 cancelled
-    fn phase(env, h) {
-        let p = streams::with(number(env, h)?, |e| phase_code(e.core.phase()))?;
-        int(env, p as i32)
-    }
-}
-
-raw! {
-    /// key(h) -> the stream's process-unique key (its id and idle key)
-    fn key(env, h) {
-        let k = streams::with(number(env, h)?, |e| e.core.key())?;
-        let mut out = ptr::null_mut();
-        ok(sys::napi_create_double(env, k as f64, &mut out), "key")?;
-        Ok(out)
-    }
-}
-
-raw! {
-    /// handlerReturned(h) -> waiting sends dropped
-    fn handler_returned(env, h) {
-        let n = streams::with(number(env, h)?, |e| e.core.handler_returned(clock::now_us()))?;
-        int(env, n as i32)
-    }
-}
-
-raw! {
-    /// handlerFailed(h) -> waiting sends dropped
-    fn handler_failed(env, h) {
-        let n = streams::with(number(env, h)?, |e| e.core.handler_failed(clock::now_us()))?;
-        int(env, n as i32)
-    }
-}
-
-raw! {
-    /// cancel(h) -> -1 if the stream had already ended, else waiting sends dropped
-    fn cancel(env, h) {
-        let n = streams::with(number(env, h)?, |e| e.core.cancel(clock::now_us()).map_or(-1, |n| n as i32))?;
-        int(env, n)
-    }
-}
-
-raw! {
-    /// releaseInput(h) -> waiting sends dropped (the handler left its input loop)
-    fn release_input(env, h) {
-        let n = streams::with(number(env, h)?, |e| e.core.release_input())?;
-        int(env, n as i32)
-    }
-}
-
-raw! {
-    /// idleFire(h) -> true when the stream was idle and its input just ended
-    fn idle_fire(env, h) {
-        let expired = streams::with(number(env, h)?, |e| e.core.idle_fire(clock::now_us()) == IdleVerdict::Expired)?;
-        boolean(env, expired)
-    }
-}
-
-raw! {
-    /// metrics(h, inUnconsumed, outUnconsumed) -> StreamMetrics
-    fn metrics(env, h, in_unconsumed, out_unconsumed) {
-        let (a, b) = (number(env, in_unconsumed)? as usize, number(env, out_unconsumed)? as usize);
-        let m = streams::with(number(env, h)?, |e| e.core.metrics(clock::now_us(), a, b))?;
-        Ok(Env::from_raw(env).to_js_value(&m)?.raw())
-    }
-}
-
-raw! {
-    /// free(h): drop the stream's native state (stale handles are ignored)
-    fn free(env, h) {
-        streams::remove(number(env, h)?);
-        undefined(env)
-    }
-}
-
-raw! {
-    /// setScratch(float64Array): the buffer runs cross in (once per thread:
-    /// every copy of the JS module shares it, see `shared.rs`)
-    fn set_scratch(env, array) {
-        if !SCRATCH.with(Cell::get).0.is_null() {
-            return Err(fail("setScratch: a scratch buffer is already registered on this thread"));
-        }
-        let mut ty = 0;
-        let mut len = 0;
-        let mut data = ptr::null_mut();
-        let mut buffer = ptr::null_mut();
-        let mut offset = 0;
-        ok(
-            sys::napi_get_typedarray_info(env, array, &mut ty, &mut len, &mut data, &mut buffer, &mut offset),
-            "expected a Float64Array",
-        )?;
-        if ty != sys::TypedarrayType::float64_array {
-            return Err(fail("expected a Float64Array"));
-        }
-        // Keep it alive for the life of the thread: the views point into it.
-        let mut keep = ptr::null_mut();
-        ok(sys::napi_create_reference(env, array, 1, &mut keep), "reference")?;
-        SCRATCH.with(|s| s.set((data.cast(), len)));
-        undefined(env)
-    }
-}
-
-type Callback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
-
-const ENTRY_POINTS: &[(&str, Callback)] = &[
-    ("sendNumber", send_number),
-    ("sendValue", send_value),
-    ("sendNumbers", send_numbers),
-    ("sendValues", send_values),
-    ("room", room),
-    ("yieldNumbers", yield_numbers),
-    ("yieldValues", yield_values),
-    ("outputRoom", output_room),
-    ("end", end),
-    ("takeInput", take_input),
-    ("yieldNumber", yield_number),
-    ("yieldValue", yield_value),
-    ("takeOutput", take_output),
-    ("released", released),
-    ("admitted", admitted),
-    ("phase", phase),
-    ("key", key),
-    ("handlerReturned", handler_returned),
-    ("handlerFailed", handler_failed),
-    ("cancel", cancel),
-    ("releaseInput", release_input),
-    ("idleFire", idle_fire),
-    ("metrics", metrics),
-    ("free", free),
-    ("setScratch", set_scratch),
-];
 
 /// Installs `exports.stream = { sendNumber, ... }`.
 #[napi(module_exports)]
-pub fn install(exports: Object, env: Env) -> Result<()> {
-    let env = env.raw();
-    let mut ops = ptr::null_mut();
-    // SAFETY: live env and exports during module registration; every call
-    // writes only its out-pointer.
-    unsafe {
-        ok(sys::napi_create_object(env, &mut ops), "create_object")?;
-        for (name, cb) in ENTRY_POINTS {
-            let mut f = ptr::null_mut();
-            ok(
-                sys::napi_create_function(
-                    env,
-                    name.as_ptr().cast(),
-                    name.len() as isize,
-                    Some(*cb),
-                    ptr::null_mut(),
-                    &mut f,
-                ),
-                "create_function",
-            )?;
-            let mut key = ptr::null_mut();
-            ok(
-                sys::napi_create_string_utf8(
-                    env,
-                    name.as_ptr().cast(),
-                    name.len() as isize,
-                    &mut key,
-                ),
-                "name",
-            )?;
-            ok(sys::napi_set_property(env, ops, key, f), "set_property")?;
-        }
-        let mut key = ptr::null_mut();
-        ok(
-            sys::napi_create_string_utf8(env, c"stream".as_ptr(), 6, &mut key),
-            "name",
-        )?;
-        ok(
-            sys::napi_set_property(env, exports.raw(), key, ops),
-            "set_property",
-        )?;
+pub(crate) fn install(mut exports: Object, env: Env) -> Result<()> {
+    let mut ops = Object::new(&env)?;
+    for &(name, callback) in ENTRY_POINTS {
+        let function = env.create_function::<(), ()>(name, callback)?;
+        ops.set_named_property(name, function)?;
     }
-    Ok(())
+    exports.set_named_property("stream", ops)
 }

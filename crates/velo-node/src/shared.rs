@@ -12,48 +12,31 @@
 //! object per thread, made on the first request and handed to every copy:
 //! they all use one value table, one scratch buffer and one idle dispatcher.
 
-use std::cell::Cell;
-use std::ptr;
+use std::cell::OnceCell;
 
 use napi::bindgen_prelude::*;
-use napi::sys;
 use napi_derive::napi;
 
 thread_local! {
-    /// A strong reference to the thread's state object. Never deleted: it
-    /// lives as long as the thread's JavaScript environment, and Node frees
-    /// the references of an environment when it tears it down.
-    static STATE: Cell<sys::napi_ref> = const { Cell::new(ptr::null_mut()) };
+    /// A strong reference to the thread's state object. Never deleted
+    /// (`ObjectRef<false>` does not delete on drop, nor warn): it lives as
+    /// long as the thread's JavaScript environment, and Node frees the
+    /// references of an environment when it tears it down.
+    static STATE: OnceCell<ObjectRef<false>> = const { OnceCell::new() };
 }
 
 /// The thread's state object (`{}` on the first call on a thread, then the
 /// same object every time, whatever copy of the module asks).
 #[napi(catch_unwind)]
-pub fn thread_state(env: &Env) -> Result<Unknown<'_>> {
-    let env = env.raw();
-    let mut value = ptr::null_mut();
-    let held = STATE.with(Cell::get);
-    if held.is_null() {
-        // SAFETY: live env of this call; each call writes only its out-pointer.
-        unsafe {
-            check(sys::napi_create_object(env, &mut value))?;
-            let mut reference = ptr::null_mut();
-            check(sys::napi_create_reference(env, value, 1, &mut reference))?;
-            STATE.with(|s| s.set(reference));
+pub(crate) fn thread_state(env: &Env) -> Result<Object<'_>> {
+    STATE.with(|state| {
+        if let Some(held) = state.get() {
+            return held.get_value(env);
         }
-    } else {
-        // SAFETY: `held` is a live strong reference made on this thread (see
-        // STATE); the env is this call's.
-        unsafe { check(sys::napi_get_reference_value(env, held, &mut value))? };
-    }
-    // SAFETY: `value` is a live handle in this call's scope, returned at once.
-    Ok(unsafe { Unknown::from_raw_unchecked(env, value) })
-}
-
-fn check(status: sys::napi_status) -> Result<()> {
-    if status == sys::Status::napi_ok {
-        Ok(())
-    } else {
-        Err(Error::from_reason("velo-stream: thread state unavailable"))
-    }
+        let object = Object::new(env)?;
+        // Set once: a thread's calls never overlap, so nothing set it since
+        // the `get` above.
+        let _ = state.set(object.create_ref::<false>()?);
+        Ok(object)
+    })
 }

@@ -1,8 +1,10 @@
-//! How the core holds a JavaScript value: never serialised, never copied
-//! through N-API.
+//! How the core holds a JavaScript value (a [`Slot`]): never serialised,
+//! never copied through N-API. ("Slot" means this and nothing else in the
+//! binding: a place of the streams' slab is an entry, an admission is a
+//! permit.)
 //!
 //! - Numbers are copied (`Slot::Number`): they cross in bulk through the
-//!   shared `Float64Array` (see `raw.rs`).
+//!   shared `Float64Array` (see `ffi::Scratch`).
 //! - Every other value (object, function, string, symbol, bigint, boolean,
 //!   `null`, `undefined`) stays in a JS-side value table, one per JS thread
 //!   (`js/values.ts`), and the core holds its index (`Slot::Value`). The
@@ -20,7 +22,7 @@ use std::cell::RefCell;
 
 /// A held JavaScript value.
 #[derive(Debug)]
-pub enum Slot {
+pub(crate) enum Slot {
     /// A number, copied.
     Number(f64),
     /// Any other value: its index in this thread's JS value table.
@@ -29,7 +31,7 @@ pub enum Slot {
 
 impl Slot {
     /// Which run of a take this slot belongs to (see `take_*_run`).
-    pub fn kind(&self) -> u8 {
+    pub(crate) fn kind(&self) -> u8 {
         match self {
             Slot::Number(_) => 0,
             Slot::Value(_) => 1,
@@ -38,10 +40,10 @@ impl Slot {
 
     /// Give up the slot without releasing its table entry: its value was
     /// handed to JavaScript, which frees the entry itself as it reads it.
-    pub fn into_delivered(self) -> SlotBits {
+    pub(crate) fn into_delivered(self) -> Delivered {
         let bits = match &self {
-            Slot::Number(n) => SlotBits::Number(if n.is_nan() { f64::NAN } else { *n }),
-            Slot::Value(i) => SlotBits::Value(*i),
+            Slot::Number(n) => Delivered::Number(if n.is_nan() { f64::NAN } else { *n }),
+            Slot::Value(i) => Delivered::Value(*i),
         };
         std::mem::forget(self);
         bits
@@ -49,8 +51,10 @@ impl Slot {
 }
 
 /// A slot's content once delivered to JavaScript.
-pub enum SlotBits {
+pub(crate) enum Delivered {
+    /// The number.
     Number(f64),
+    /// The value's table index; JavaScript now frees the entry.
     Value(u32),
 }
 
@@ -75,7 +79,7 @@ impl Drop for Slot {
 }
 
 /// Move up to `out.len()` released table indices into `out`; returns how many.
-pub fn take_released(out: &mut [u32]) -> usize {
+pub(crate) fn take_released(out: &mut [u32]) -> usize {
     RELEASED.with(|r| {
         let mut released = r.borrow_mut();
         let n = out.len().min(released.len());

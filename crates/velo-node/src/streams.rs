@@ -1,6 +1,6 @@
 //! The open streams of one JS thread, in a slab addressed by handles.
 //!
-//! A handle is a plain number (slot index plus a generation), so opening a
+//! A handle is a plain number (entry index plus a generation), so opening a
 //! stream creates no native JS object (a napi class instance costs ~1.5 µs,
 //! measured) and every call finds its stream with one bounds-checked index.
 //! The generation makes a stale handle (of a freed stream) find nothing
@@ -13,20 +13,23 @@ use velo_core::StreamCore;
 use crate::slot::Slot;
 
 /// One stream's native state.
-pub struct Entry {
-    pub core: StreamCore<Slot>,
+pub(crate) struct Stream {
+    pub(crate) core: StreamCore<Slot>,
     /// Waiting senders (or the paused handler) admitted by the last take.
-    pub admitted: u32,
+    pub(crate) admitted: u32,
 }
 
-struct Cell {
+/// A place of the slab: a stream, or a free place, and the generation that
+/// a handle to it must carry.
+struct Entry {
     generation: u32,
-    entry: Option<Entry>,
+    stream: Option<Stream>,
 }
 
 #[derive(Default)]
 struct Slab {
-    cells: Vec<Cell>,
+    entries: Vec<Entry>,
+    /// Indices of free entries.
     free: Vec<u32>,
 }
 
@@ -52,65 +55,65 @@ fn decode(handle: f64) -> Option<(usize, u32)> {
 }
 
 /// Store a new stream; returns its handle.
-pub fn insert(entry: Entry) -> napi::Result<f64> {
+pub(crate) fn insert(stream: Stream) -> napi::Result<f64> {
     STREAMS.with(|s| {
         let mut slab = s.borrow_mut();
         let index = match slab.free.pop() {
             Some(i) => i,
             None => {
-                let i = slab.cells.len() as u32;
+                let i = slab.entries.len() as u32;
                 if u64::from(i) > INDEX_MASK {
                     return Err(napi::Error::from_reason(
                         "velo-stream: too many streams on one thread",
                     ));
                 }
-                slab.cells.push(Cell {
+                slab.entries.push(Entry {
                     generation: 0,
-                    entry: None,
+                    stream: None,
                 });
                 i
             }
         };
-        let cell = &mut slab.cells[index as usize];
-        cell.entry = Some(entry);
-        Ok(encode(index, cell.generation))
+        let entry = &mut slab.entries[index as usize];
+        entry.stream = Some(stream);
+        Ok(encode(index, entry.generation))
     })
 }
 
 /// Run `f` on the stream behind `handle`.
-pub fn with<R>(handle: f64, f: impl FnOnce(&mut Entry) -> R) -> napi::Result<R> {
+pub(crate) fn with<R>(handle: f64, f: impl FnOnce(&mut Stream) -> R) -> napi::Result<R> {
     STREAMS.with(|s| {
         let mut slab = s.borrow_mut();
-        let entry = decode(handle)
+        let stream = decode(handle)
             .and_then(|(index, generation)| {
-                slab.cells
+                slab.entries
                     .get_mut(index)
-                    .filter(|c| c.generation == generation)
+                    .filter(|e| e.generation == generation)
             })
-            .and_then(|c| c.entry.as_mut())
+            .and_then(|e| e.stream.as_mut())
             .ok_or_else(|| {
                 napi::Error::from_reason("velo-stream: no such stream (stale handle)")
             })?;
-        Ok(f(entry))
+        Ok(f(stream))
     })
 }
 
-/// Drop the stream behind `handle` (its slot is given back if still held).
+/// Drop the stream behind `handle` (its permit is given back if still held).
 /// A stale or unknown handle is ignored: frees come from finalizers.
-pub fn remove(handle: f64) {
-    // Take the entry out first and drop it after the borrow ends, so that
+pub(crate) fn remove(handle: f64) {
+    // Take the stream out first and drop it after the borrow ends, so that
     // nothing run by the drop can find the slab borrowed.
     let taken = STREAMS.with(|s| {
         let mut slab = s.borrow_mut();
         let (index, generation) = decode(handle)?;
-        let cell = slab
-            .cells
+        let entry = slab
+            .entries
             .get_mut(index)
-            .filter(|c| c.generation == generation)?;
-        let entry = cell.entry.take()?;
-        cell.generation = (cell.generation + 1) & GENERATION_MASK;
+            .filter(|e| e.generation == generation)?;
+        let stream = entry.stream.take()?;
+        entry.generation = (entry.generation + 1) & GENERATION_MASK;
         slab.free.push(index as u32);
-        Some(entry)
+        Some(stream)
     });
     drop(taken);
 }
