@@ -44,5 +44,7 @@ export function describe(value: unknown): string {
   if (typeof value === 'function') return `function ${value.name || '(anonymous)'}`;
   if (typeof value === 'object') return `an instance of ${value.constructor?.name ?? 'Object'}`;
   if (typeof value === 'string') return `type string (${JSON.stringify(value.length > 28 ? value.slice(0, 25) + '...' : value)})`;
-  return `type ${typeof value} (${String(value)})`;
+  // Only primitives are left here (and symbols, which String() describes).
+  const primitive = value as number | boolean | bigint | symbol | undefined;
+  return `type ${typeof value} (${String(primitive)})`;
 }

@@ -27,7 +27,7 @@ async function sessions(): Promise<void> {
     if (!('error' in it)) {
       const risk: number = it.value.risk;
       const key: string = it.key;
-      void risk, key;
+      (void risk, key);
     }
   }
   const n: number = s.size + s.fn.stats().open;
@@ -48,4 +48,4 @@ const registry = new Registry();
 registerStreamMetrics(registry, [scorer]);
 const e = new RequestBodyError(3, new Error('x'));
 const status: 400 = e.status;
-void d, status, sessions;
+(void d, status, sessions);

@@ -29,4 +29,4 @@ createServer(async (req, res) => {
 registerStreamMetrics(new Registry(), [alerts]);
 const failure: Error = new RequestBodyError(1, new Error('bad line'));
 const closed: Error = new StreamClosedError('closed');
-void failure, closed;
+(void failure, closed);

@@ -44,7 +44,7 @@ async function live(): Promise<void> {
     const id: number = out.id;
     // @ts-expect-error outputs are typed
     const wrong: string = out.delta;
-    void id, wrong;
+    (void id, wrong);
   }
   const m: StreamMetrics = stream.metrics;
   const p99: number = m.queueWaitP99Us;
@@ -62,7 +62,11 @@ async function batch(): Promise<number[]> {
   });
   const labels: string[] = await label.run([1, 2, 3]);
   void labels;
-  for await (const s of label.open().feed((async function* () { yield 1; })())) {
+  for await (const s of label.open().feed(
+    (async function* () {
+      yield 1;
+    })(),
+  )) {
     const str: string = s;
     void str;
   }
@@ -89,4 +93,4 @@ function errors(e: unknown): string | undefined {
 // @ts-expect-error unknown config keys are a type error too
 streamFn(async function* () {}, { bufer: 1 });
 
-void live, batch, errors;
+(void live, batch, errors);

@@ -200,7 +200,7 @@ function refusal<I, O>(stream: StreamKind<I, O>, inputError: Error): unknown {
   return stream.state === 'cancelled' && signal?.aborted ? signal.reason : inputError;
 }
 
-// eslint-disable-next-line require-yield
+// eslint-disable-next-line require-yield, @typescript-eslint/require-await
 async function* refusedFeed<O>(error: unknown): AsyncGenerator<O, void> {
   throw error;
 }

@@ -7,7 +7,16 @@ import { PipedStream } from './pipe';
 import { kFinished, type StreamKind } from './protocol';
 import { HandlerStream } from './stream';
 import { Sessions } from '../integrations/sessions';
-import type { EventSource, OpenOptions, Stream, StreamConfig, StreamFn, StreamFnStats, StreamHandler, StreamSessions } from '../types';
+import type {
+  EventSource,
+  OpenOptions,
+  Stream,
+  StreamConfig,
+  StreamFn,
+  StreamFnStats,
+  StreamHandler,
+  StreamSessions,
+} from '../types';
 
 /** Opens a stream; `idle` false turns the idle clock off (inner pipe stages: their input is the previous stage). */
 const kOpen = Symbol.for('velo-stream.open');
@@ -27,7 +36,7 @@ export interface Totals {
   queueWait: { count: number; sumUs: number; buckets: [number, number][] };
 }
 
-const SyncGeneratorFunction = Object.getPrototypeOf(function* () {}).constructor as FunctionConstructor;
+const SyncGeneratorFunction = (Object.getPrototypeOf(function* () {}) as { constructor: FunctionConstructor }).constructor;
 
 abstract class FnBase<I, O> implements StreamFn<I, O> {
   abstract readonly name: string;
@@ -96,7 +105,9 @@ class SingleFn<I, O> extends FnBase<I, O> {
       throw invalidType(`The "handler" argument must be an async generator function. Received ${describe(fn)}`);
     }
     if (fn instanceof SyncGeneratorFunction) {
-      throw invalidType(`The "handler" argument must be an async generator function (async function*), not a sync generator function`);
+      throw invalidType(
+        `The "handler" argument must be an async generator function (async function*), not a sync generator function`,
+      );
     }
     this.config = resolveConfig(config, handler.name || 'anonymous');
     this.name = this.config.name;
@@ -111,9 +122,7 @@ class SingleFn<I, O> extends FnBase<I, O> {
   [kOpen](signal: AbortSignal | undefined, idle: boolean): HandlerStream<I, O> {
     const handle = this[kAdmit](idle);
     if (handle < 0) {
-      throw new StreamLimitError(
-        `Cannot open a stream of "${this.name}": ${this.config.maxConcurrent} are open (maxConcurrent)`,
-      );
+      throw new StreamLimitError(`Cannot open a stream of "${this.name}": ${this.config.maxConcurrent} are open (maxConcurrent)`);
     }
     return this[kStart](handle, idle, signal);
   }
@@ -133,11 +142,11 @@ class SingleFn<I, O> extends FnBase<I, O> {
   }
 
   stats(): StreamFnStats {
-    return this.#native.stats() as StreamFnStats;
+    return this.#native.stats();
   }
 
   [kTotals](boundsUs: number[]): Totals {
-    return this.#native.totals(boundsUs) as Totals;
+    return this.#native.totals(boundsUs);
   }
 
   withConfig(config: StreamConfig): SingleFn<I, O> {
@@ -148,7 +157,7 @@ class SingleFn<I, O> extends FnBase<I, O> {
 /** Overrides for `withConfig`: an options object (checked fully when merged). */
 function checkedOverrides(config: unknown): StreamConfig {
   assertOptionsObject(config, 'config', '{ buffer: 64 }');
-  return config as StreamConfig;
+  return config;
 }
 
 /** Stages run in sequence: `a.pipe(b).pipe(c)`. */
@@ -170,7 +179,7 @@ class PipedFn<I, O> extends FnBase<I, O> {
   constructor(stages: readonly SingleFn<unknown, unknown>[]) {
     super();
     this.stages = stages;
-    const head = stages[0] as SingleFn<unknown, unknown>;
+    const head = stages[0];
     this.name = stages.map((s) => s.name).join('|');
     this.config = Object.freeze({
       buffer: head.config.buffer,
@@ -200,15 +209,13 @@ class PipedFn<I, O> extends FnBase<I, O> {
     // a moment after its last stage finished.
     const permit = this.#native.admitGroup();
     if (permit === null) {
-      throw new StreamLimitError(
-        `Cannot open a stream of "${this.name}": ${this.config.maxConcurrent} are open (maxConcurrent)`,
-      );
+      throw new StreamLimitError(`Cannot open a stream of "${this.name}": ${this.config.maxConcurrent} are open (maxConcurrent)`);
     }
     const last = this.stages.length - 1;
     const handles = this.stages.map((stage, i) =>
       stage[kAdmit](idle && i === 0, this.#native, (i === 0 ? SHARE_INPUT : 0) | (i === last ? SHARE_OUTPUT : 0)),
     );
-    const opened = this.stages.map((stage, i) => stage[kStart](handles[i] as number, idle && i === 0, undefined));
+    const opened = this.stages.map((stage, i) => stage[kStart](handles[i], idle && i === 0, undefined));
     // A pipe that can never end may be collected with its stages (each stage
     // then counts itself cancelled); its permit, collected with it, counts
     // the pipe the same way.

@@ -69,7 +69,7 @@ function dropValue(i: number): void {
 function reap(): void {
   for (;;) {
     const n = ops.released();
-    for (let k = 0; k < n; k++) dropValue(scratchU32[k] as number);
+    for (let k = 0; k < n; k++) dropValue(scratchU32[k]);
     if (n < scratchU32.length) return;
   }
 }
@@ -83,7 +83,7 @@ export function tableSize(): number {
 function unpack(code: number, into: unknown[]): number {
   if (code >= Take.Values) {
     const n = code - Take.Values;
-    for (let i = 0; i < n; i++) into[i] = takeValue(scratchU32[i] as number);
+    for (let i = 0; i < n; i++) into[i] = takeValue(scratchU32[i]);
     return n;
   }
   for (let i = 0; i < code; i++) into[i] = scratch[i];
@@ -103,7 +103,14 @@ function pushOne(h: number, value: unknown, waiting: boolean, pushNumber: PushOn
 }
 
 /** Pushes `values[start..start+n]` (within the lane's room and MAX_BATCH): one native call per run of numbers or of other values. */
-function pushRuns(h: number, values: readonly unknown[], start: number, n: number, pushNumbers: PushRunOp, pushValues: PushRunOp): void {
+function pushRuns(
+  h: number,
+  values: readonly unknown[],
+  start: number,
+  n: number,
+  pushNumbers: PushRunOp,
+  pushValues: PushRunOp,
+): void {
   let k = 0;
   while (k < n) {
     let len = 0;
@@ -153,7 +160,7 @@ export class NativeStream {
 
   /** The lifecycle state, as the core decided it. */
   get state(): StreamState {
-    return PHASES[ops.phase(this.#h)] as StreamState;
+    return PHASES[ops.phase(this.#h)];
   }
 
   /** Open or ending: not done, failed nor cancelled. */
@@ -251,6 +258,6 @@ export class NativeStream {
 
   /** A snapshot of the counters; `inLent`/`outLent`: values lent to JS and not consumed yet (still buffered). */
   metrics(inLent: number, outLent: number): StreamMetrics {
-    return ops.metrics(this.#h, inLent, outLent) as StreamMetrics;
+    return ops.metrics(this.#h, inLent, outLent);
   }
 }

@@ -4,7 +4,17 @@
 // reading, which pauses the previous handler at its yield).
 import type { EventSource, StreamMetrics, StreamState } from '../types';
 import { StreamBase, drainOutputs, watchAbort } from './drive';
-import { type ReadKind, type SendControl, kDrain, kFinished, kInputError, kRead, kSendAll, kSignal, kWaitOutput } from './protocol';
+import {
+  type ReadKind,
+  type SendControl,
+  kDrain,
+  kFinished,
+  kInputError,
+  kRead,
+  kSendAll,
+  kSignal,
+  kWaitOutput,
+} from './protocol';
 import { type HandlerStream, kFailAtEnd, kFailure } from './stream';
 
 type Stage = HandlerStream<unknown, unknown>;
@@ -29,8 +39,8 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
     super();
     this.#onOutcome = onOutcome;
     this.#stages = stages;
-    this.#head = stages[0] as Stage;
-    this.#tail = stages[stages.length - 1] as Stage;
+    this.#head = stages[0];
+    this.#tail = stages[stages.length - 1];
     this.#signal = signal;
     for (let i = 0; i + 1 < stages.length; i++) {
       // Stage errors are handled inside; anything else (a native call
@@ -51,8 +61,8 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
 
   /** Moves stage `i`'s outputs into stage `i + 1`'s input, in batches, until stage `i` ends. */
   async #link(i: number): Promise<void> {
-    const from = this.#stages[i] as Stage;
-    const to = this.#stages[i + 1] as Stage;
+    const from = this.#stages[i];
+    const to = this.#stages[i + 1];
     try {
       if (!(await drainOutputs(from, (batch) => to[kSendAll](batch, false)))) {
         // The next stage reads no more: what this one makes has nowhere to go.
@@ -80,7 +90,7 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
     if (this.#failure !== undefined || this.#cancelled) return;
     this.#failure = { error };
     this.#decide();
-    for (let i = 0; i < at; i++) void (this.#stages[i] as Stage).cancel(error);
+    for (let i = 0; i < at; i++) void this.#stages[i].cancel(error);
     if (this.#stages[at] !== this.#tail) this.#tail[kFailAtEnd](error);
   }
 
@@ -141,7 +151,7 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
   }
 
   [kDrain](out: O[]): boolean {
-    return this.#tail[kDrain](out as unknown[]);
+    return this.#tail[kDrain](out);
   }
 
   [kWaitOutput](): Promise<unknown> {

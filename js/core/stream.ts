@@ -105,7 +105,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
 
   // Input side: parked senders, and the batch lent to the handler.
   /** Senders waiting for room (a shared empty queue until the first one). */
-  #senders: Fifo<Settle<void>> = NO_QUEUE as Fifo<Settle<void>>;
+  #senders: Fifo<Settle<void>> = NO_QUEUE;
   /** The batch lent to the handler (made on first use). */
   #inBuf: unknown[] = NO_BUFFER;
   #inPos = 0;
@@ -132,7 +132,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   #outPos = 0;
   #outLen = 0;
   /** Reads waiting for an output (a shared empty queue until the first one). */
-  #readers: Fifo<Reader> = NO_QUEUE as Fifo<Reader>;
+  #readers: Fifo<Reader> = NO_QUEUE;
   /** Resumes the handler paused at a yield the core parked. */
   #resumeHandler: (() => void) | null = null;
   /** As `#inPending`, for outputs and their readers. */
@@ -314,7 +314,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
       const room = this.#native.room();
       if (room === 0) {
         // Full, closed, or senders waiting: an ordinary send finds out which.
-        if (!(await this.#sendOne(events[i++] as I))) return false;
+        if (!(await this.#sendOne(events[i++]))) return false;
         continue;
       }
       const n = Math.min(room, events.length - i, MAX_BATCH);
@@ -380,7 +380,9 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
         const r = await it.next();
         if (stopped) return false;
         if (r === null || typeof r !== 'object') {
-          throw new TypeError(`Iterator result ${String(r)} is not an object (the source's next() must resolve to { value, done })`);
+          throw new TypeError(
+            `Iterator result ${String(r)} is not an object (the source's next() must resolve to { value, done })`,
+          );
         }
         if (r.done) return true;
         const sent = this.#sendOne(r.value);

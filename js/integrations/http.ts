@@ -329,7 +329,8 @@ const JSON_BLANK = /^[ \t\r]*$/;
 const MAX_LINE_BYTES = bufferConstants.MAX_STRING_LENGTH;
 
 function byteLimit(field: string, value: unknown, max: number, infinite: boolean): number {
-  const ok = typeof value === 'number' && ((Number.isInteger(value) && value >= 1 && value <= max) || (infinite && value === Infinity));
+  const ok =
+    typeof value === 'number' && ((Number.isInteger(value) && value >= 1 && value <= max) || (infinite && value === Infinity));
   if (!ok) {
     throw outOfRange(
       `The "${field}" option must be an integer from 1 to ${max}${infinite ? ', or Infinity' : ''}. Received ${describe(value)}`,
@@ -349,7 +350,8 @@ function resolveNdjsonOptions(opts: unknown): { maxLineBytes: number; maxBodyByt
   const o = opts as NdjsonOptions;
   return {
     maxLineBytes: o.maxLineBytes === undefined ? 100 * 1024 : byteLimit('maxLineBytes', o.maxLineBytes, MAX_LINE_BYTES, false),
-    maxBodyBytes: o.maxBodyBytes === undefined ? Infinity : byteLimit('maxBodyBytes', o.maxBodyBytes, Number.MAX_SAFE_INTEGER, true),
+    maxBodyBytes:
+      o.maxBodyBytes === undefined ? Infinity : byteLimit('maxBodyBytes', o.maxBodyBytes, Number.MAX_SAFE_INTEGER, true),
   };
 }
 

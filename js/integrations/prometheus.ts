@@ -73,7 +73,7 @@ export function registerStreamMetrics(
   fns: Iterable<AnyFn> | (() => Iterable<AnyFn>),
   opts: PrometheusOptions = {},
 ): void {
-  if (registry === null || typeof (registry as Registry)?.registerMetric !== 'function') {
+  if (registry === null || typeof registry?.registerMetric !== 'function') {
     throw invalidType(`The "registry" argument must be a prom-client Registry. Received ${describe(registry)}`);
   }
   let list: () => AnyFn[];
@@ -85,11 +85,13 @@ export function registerStreamMetrics(
       }
       return distinct(listed as Iterable<unknown>, true);
     };
-  } else if (fns !== null && typeof (fns as Iterable<AnyFn>)?.[Symbol.iterator] === 'function') {
+  } else if (fns !== null && typeof fns?.[Symbol.iterator] === 'function') {
     const fixed = distinct(fns, false);
     list = () => fixed;
   } else {
-    throw invalidType(`The "fns" argument must be an iterable of stream functions or a function returning one. Received ${describe(fns)}`);
+    throw invalidType(
+      `The "fns" argument must be an iterable of stream functions or a function returning one. Received ${describe(fns)}`,
+    );
   }
   const prefix = opts.prefix ?? 'velo_';
   const bounds = opts.buckets ?? DEFAULT_BUCKETS;
@@ -102,26 +104,51 @@ export function registerStreamMetrics(
       help,
       type,
       aggregator: 'sum',
-      get: async () => ({ name: full, help, type, aggregator: 'sum', values: collect() }),
+      // A throwing collect() becomes a rejected scrape, not a throw.
+      get: () => new Promise((resolve) => resolve({ name: full, help, type, aggregator: 'sum', values: collect() })),
       reset: () => {},
     };
     registry.registerMetric(m as unknown as Metric);
   };
 
   const perFn = (value: (f: AnyFn) => number) => () => list().map((f) => ({ labels: { fn: f.name }, value: value(f) }));
-  metric('streams_open', 'Streams open now.', 'gauge', perFn((f) => f.stats().open));
+  metric(
+    'streams_open',
+    'Streams open now.',
+    'gauge',
+    perFn((f) => f.stats().open),
+  );
   for (const key of ['opened', 'completed', 'failed', 'cancelled', 'rejected'] as const) {
-    metric(`streams_${key}_total`, `Streams ${key}.`, 'counter', perFn((f) => f.stats()[key]));
+    metric(
+      `streams_${key}_total`,
+      `Streams ${key}.`,
+      'counter',
+      perFn((f) => f.stats()[key]),
+    );
   }
   const totals = (f: AnyFn): Totals => (f as unknown as { [kTotals](b: number[]): Totals })[kTotals](boundsUs);
-  metric('events_in_total', 'Events accepted into input buffers.', 'counter', perFn((f) => totals(f).eventsIn));
-  metric('events_out_total', 'Outputs yielded by handlers.', 'counter', perFn((f) => totals(f).eventsOut));
+  metric(
+    'events_in_total',
+    'Events accepted into input buffers.',
+    'counter',
+    perFn((f) => totals(f).eventsIn),
+  );
+  metric(
+    'events_out_total',
+    'Outputs yielded by handlers.',
+    'counter',
+    perFn((f) => totals(f).eventsOut),
+  );
   metric('queue_wait_seconds', 'Time events waited in input buffers before the handler took them.', 'histogram', () =>
     list().flatMap((f): Sample[] => {
       const { count, sumUs, buckets } = totals(f).queueWait;
       const name = `${prefix}queue_wait_seconds`;
       return [
-        ...buckets.map(([, n], i) => ({ labels: { fn: f.name, le: bounds[i] as number }, value: n, metricName: `${name}_bucket` })),
+        ...buckets.map(([, n], i) => ({
+          labels: { fn: f.name, le: bounds[i] },
+          value: n,
+          metricName: `${name}_bucket`,
+        })),
         { labels: { fn: f.name, le: '+Inf' }, value: count, metricName: `${name}_bucket` },
         { labels: { fn: f.name }, value: sumUs / 1e6, metricName: `${name}_sum` },
         { labels: { fn: f.name }, value: count, metricName: `${name}_count` },

@@ -148,9 +148,12 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
         return;
       }
       for (let i = 0; i < waiting.length; i++) {
-        const w = waiting[i] as Waiting<I>;
+        const w = waiting[i];
         if (w !== END) {
-          stream.send(w.event).then(w.resolve, w.reject);
+          stream.send(w.event).then(
+            () => w.resolve(),
+            (error: unknown) => w.reject(error),
+          );
           continue;
         }
         stream.end();
