@@ -1,5 +1,6 @@
 //! Every N-API primitive the binding calls by hand, and the scratch buffer's
-//! memory: the only `unsafe` code of the crate.
+//! memory: the crate's `unsafe` code (besides the one-line `extern "C"`
+//! shims `raw.rs` generates around its entry points' safe bodies).
 //!
 //! The per-stream entry points (`raw.rs`) are plain N-API callbacks, not
 //! napi-rs' generated glue, because they run once or more per event (see
