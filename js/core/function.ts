@@ -1,6 +1,6 @@
 import { assertOptionsObject, resolveConfig, resolveSignal } from '../config';
 import { StreamLimitError, describe, invalidType } from '../errors';
-import { NativeFunction, type Outcome } from './addon';
+import { NativeFunction, type Outcome, type Totals } from './addon';
 import { assertSource, collectOutputs } from './drive';
 import { NativeStream } from './native-stream';
 import { PipedStream } from './pipe';
@@ -29,12 +29,8 @@ const kStart = Symbol.for('velo-stream.start');
 const SHARE_INPUT = 1;
 const SHARE_OUTPUT = 2;
 
-/** `NativeFunction.totals()`: events in/out and queue-wait counts at the bounds asked for. */
-export interface Totals {
-  eventsIn: number;
-  eventsOut: number;
-  queueWait: { count: number; sumUs: number; buckets: [number, number][] };
-}
+/** `NativeFunction.totals()`: events in/out and queue-wait counts at the bounds asked for (declared by the binding). */
+export type { Totals };
 
 const SyncGeneratorFunction = (Object.getPrototypeOf(function* () {}) as { constructor: FunctionConstructor }).constructor;
 
