@@ -56,6 +56,19 @@ const workloads = {
     const input = Array.from({ length: 100_000 }, (_, i) => i);
     if ((await p.run(input)).length !== input.length) throw new Error('lost outputs');
   },
+  // 10,000 times open a two-stage pipe -> one event -> end -> read to the end.
+  pipeOpen: async () => {
+    const stage = streamFn(async function* (events) {
+      for await (const e of events) yield e;
+    });
+    const p = stage.pipe(stage);
+    for (let i = 0; i < 10_000; i++) {
+      const s = p.open();
+      await s.send(i);
+      s.end();
+      for await (const _ of s);
+    }
+  },
   // feed(): 100,000 events from an async source, outputs read one by one.
   feed: async () => {
     const fn = streamFn(async function* (events) {
