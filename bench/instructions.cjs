@@ -22,6 +22,16 @@ const workloads = {
     const input = Array.from({ length: 200_000 }, (_, i) => i);
     for (let r = 0; r < 3; r++) if ((await avg.run(input)).length !== input.length) throw new Error('lost outputs');
   },
+  // Like S1o: run() over 100,000 objects (3 times): values through the value table.
+  runObjects: async () => {
+    const avg = streamFn(async function* (events) {
+      let n = 0;
+      let sum = 0;
+      for await (const e of events) yield { id: e.id, avg: (sum += e.value) / ++n };
+    });
+    const input = Array.from({ length: 100_000 }, (_, i) => ({ id: i, value: i }));
+    for (let r = 0; r < 3; r++) if ((await avg.run(input)).length !== input.length) throw new Error('lost outputs');
+  },
   // Like S2/S3: 100,000 live round trips, send then recv.
   live: async () => {
     const fn = streamFn(async function* (events) {
