@@ -294,3 +294,24 @@ test('a pipe that can never end, unreferenced, is collected and counted cancelle
   assert.equal(a.stats().cancelled, 10);
   assert.equal(b.stats().cancelled, 10);
 });
+
+test('a pipe at maxConcurrent 1 opens again right after its last stream was read to the end (its own counters set no limit)', async () => {
+  const stage = (name) => streamFn(async function* (events) {
+    for await (const e of events) yield e;
+  }, { maxConcurrent: 1, name });
+  const p = stage('x').pipe(stage('y'));
+  for (let i = 0; i < 20; i++) {
+    const s = p.open();
+    await s.send(i);
+    s.end();
+    assert.deepEqual(await collect(s), [i]);
+  }
+  const s = p.open();
+  await s.send('last');
+  s.end();
+  assert.equal(await s.recv(), 'last');
+  await assert.rejects(s.recv(), { code: 'ERR_STREAM_CLOSED' });
+  p.open().cancel();
+  await settle();
+  assert.deepEqual(p.stats(), { open: 0, opened: 22, completed: 21, failed: 0, cancelled: 1, rejected: 0 });
+});

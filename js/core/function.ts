@@ -1,6 +1,6 @@
 import { assertOptionsObject, resolveConfig, resolveSignal } from '../config';
 import { StreamLimitError, describe, invalidType } from '../errors';
-import { NativeFunction, type Outcome, type Totals } from './addon';
+import { type GroupPermit, NativeFunction, type Outcome, type Totals } from './addon';
 import { assertSource, collectOutputs } from './drive';
 import { NativeStream } from './native-stream';
 import { PipedStream } from './pipe';
@@ -28,6 +28,8 @@ const kStart = Symbol.for('velo-stream.start');
 /** `NativeFunction.open`'s `share` bits: the stream's input, its outputs. */
 const SHARE_INPUT = 1;
 const SHARE_OUTPUT = 2;
+/** A pipe's own gate counts; its stages' gates limit (see `PipedFn`). */
+const NO_LIMIT = 2 ** 32 - 1;
 
 /** `NativeFunction.totals()`: events in/out and queue-wait counts at the bounds asked for (declared by the binding). */
 export type { Totals };
@@ -162,11 +164,14 @@ class PipedFn<I, O> extends FnBase<I, O> {
   readonly config: Readonly<Required<StreamConfig>>;
   readonly stages: readonly SingleFn<unknown, unknown>[];
   /**
-   * The pipe's own gate (its limit is the pipe's `maxConcurrent`) and
-   * counters: each stream holds one of its permits, given back with the
-   * pipe's outcome (a pipe collected before that counts as cancelled). Also
-   * the tally of the pipe's own events in (its first stages'), outputs (its
-   * last stages') and queue waits, whatever else the stage functions serve.
+   * The pipe's own gate and counters: each stream holds one of its permits,
+   * given back with the pipe's outcome (a pipe collected before that counts
+   * as cancelled). Also the tally of the pipe's own events in (its first
+   * stages'), outputs (its last stages') and queue waits, whatever else the
+   * stage functions serve. It sets no limit of its own: the stages' limits
+   * are the pipe's, checked at open. A limit here would refuse an open made
+   * right after the consumer read a stream to its end, in the few promise
+   * jobs between its last stage finishing and its outcome being counted.
    */
   readonly #native: NativeFunction;
   /** Permits one stream takes of each stage function (a function may be a stage twice). */
@@ -184,7 +189,7 @@ class PipedFn<I, O> extends FnBase<I, O> {
       name: this.name,
     });
     for (const stage of stages) this.#stagePermits.set(stage, (this.#stagePermits.get(stage) ?? 0) + 1);
-    this.#native = new NativeFunction(this.config.maxConcurrent);
+    this.#native = new NativeFunction(NO_LIMIT);
   }
 
   [kOpen](signal: AbortSignal | undefined, idle: boolean): PipedStream<I, O> {
@@ -200,13 +205,8 @@ class PipedFn<I, O> extends FnBase<I, O> {
         );
       }
     }
-    // Refused (and counted) only when the pipe's streams hold every permit
-    // while their stages' have been given back: a pipe's outcome is known
-    // a moment after its last stage finished.
-    const permit = this.#native.admitGroup();
-    if (permit === null) {
-      throw new StreamLimitError(`Cannot open a stream of "${this.name}": ${this.config.maxConcurrent} are open (maxConcurrent)`);
-    }
+    // Never null: the gate has no limit.
+    const permit = this.#native.admitGroup() as GroupPermit;
     const last = this.stages.length - 1;
     const handles = this.stages.map((stage, i) =>
       stage[kAdmit](idle && i === 0, this.#native, (i === 0 ? SHARE_INPUT : 0) | (i === last ? SHARE_OUTPUT : 0)),

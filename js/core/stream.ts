@@ -271,11 +271,14 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   }
 
   end(): void {
-    if (this.#native.end()) {
-      this.#inPending = true;
-      this.#idleOff();
-      this.#wakeInput();
-    }
+    if (this.#native.end()) this.#inputEnded();
+  }
+
+  /** The core just ended the input (by `end()` or the idle deadline): the handler sees the end after what is buffered. */
+  #inputEnded(): void {
+    this.#inPending = true;
+    this.#idleOff();
+    this.#wakeInput();
   }
 
   [kInputError](): Error | undefined {
@@ -472,11 +475,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   // ----- idle -----
 
   idleFired(): void {
-    if (this.#native.idleFire()) {
-      this.#inPending = true;
-      this.#idleOff();
-      this.#wakeInput();
-    }
+    if (this.#native.idleFire()) this.#inputEnded();
   }
 
   #idleOff(): void {
