@@ -15,7 +15,6 @@ export const addon = require('./load-addon.js') as typeof Native & { stream: Nat
 export type NativeFunction = Native.NativeFunction;
 export const NativeFunction = addon.NativeFunction;
 export type GroupPermit = Native.GroupPermit;
-export type Stats = Native.Stats;
 export type Totals = Native.Totals;
 export type Metrics = Native.Metrics;
 /** `GroupPermit.release`'s argument: how the group ended. */

@@ -180,7 +180,7 @@ function throwIfStopped<I, O>(stream: StreamKind<I, O>, sourceFailure: { error: 
  * with that error (or the abort reason, if its signal cancelled it) and the
  * source is not read.
  */
-export function feedStream<I, O>(stream: StreamKind<I, O>, events: EventSource<I>): FeedOutputs<O> {
+function feedStream<I, O>(stream: StreamKind<I, O>, events: EventSource<I>): FeedOutputs<O> {
   assertSource(events);
   const refused = stream[kInputError]();
   const control = { cancelled: false };
