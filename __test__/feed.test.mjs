@@ -258,3 +258,58 @@ test('a source whose next() resolves to a non-object fails the feed with a TypeE
   await assert.rejects(collect(s.feed(source)), (error) => error instanceof TypeError && /not an object/.test(error.message));
   assert.equal(s.state, 'cancelled');
 });
+
+test('a sync source whose next() returns a non-object fails run() and feed() with a TypeError instead of sending forever', async () => {
+  for (const bad of [5, null, undefined, 'x']) {
+    for (const drive of ['run', 'feed', 'run, buffer full']) {
+      let calls = 0;
+      const source = { [Symbol.iterator]() {
+        return { next: () => {
+          // A regression would loop here forever: fail loudly instead.
+          if (++calls > 10_000) throw new Error('next() called 10,000 times');
+          // With a full buffer the first answers are good ones, so the bad one is read one at a time.
+          return drive === 'run, buffer full' && calls <= 3 ? { value: calls, done: false } : bad;
+        } };
+      } };
+      const fn = streamFn(echo, { buffer: 2 });
+      const outcome = drive === 'feed' ? collect(fn.open().feed(source)) : fn.run(source);
+      await assert.rejects(outcome, (error) => error instanceof TypeError && /not an object/.test(error.message), `${drive} ${String(bad)}`);
+      assert.ok(calls <= 4, `${drive} ${String(bad)}: next() called ${calls} times`);
+    }
+  }
+});
+
+test('cancelling a stream destroys a Readable source its feed waits on, even while nobody iterates the feed', async () => {
+  for (const how of ['feed.cancel()', 'stream.cancel()', 'abort signal']) {
+    let pushed = 0;
+    const source = new Readable({ objectMode: true, read() {
+      if (pushed++ === 0) this.push(1); // then no more data, and no end
+    } });
+    const controller = new AbortController();
+    const s = streamFn(echo).open({ signal: controller.signal });
+    const feed = s.feed(source);
+    const it = feed[Symbol.asyncIterator]();
+    assert.deepEqual(await it.next(), { value: 1, done: false });
+    await settle();
+    assert.equal(source.destroyed, false, how);
+    if (how === 'feed.cancel()') await feed.cancel();
+    else if (how === 'stream.cancel()') await s.cancel();
+    else controller.abort();
+    await settle();
+    assert.equal(source.destroyed, true, how);
+    assert.equal(s.state, 'cancelled', how);
+  }
+});
+
+test('cancelling a pipe destroys a Readable source its feed waits on', async () => {
+  let pushed = 0;
+  const source = new Readable({ objectMode: true, read() {
+    if (pushed++ === 0) this.push(1);
+  } });
+  const s = streamFn(echo).pipe(streamFn(echo)).open();
+  const it = s.feed(source)[Symbol.asyncIterator]();
+  assert.deepEqual(await it.next(), { value: 1, done: false });
+  await s.cancel();
+  await settle();
+  assert.equal(source.destroyed, true);
+});

@@ -52,6 +52,14 @@ function isDestroyable(source: object): source is { destroy(): void } {
   return typeof (source as { destroy?: unknown }).destroy === 'function';
 }
 
+/** An iterator's `next()` answer, refused unless it is an object (as `for...of` refuses it), so a bad source fails instead of sending `undefined` forever. */
+function checkedResult<T>(r: IteratorResult<T>): IteratorResult<T> {
+  if (typeof r !== 'object' || r === null) {
+    throw new TypeError(`Iterator result ${String(r)} is not an object (the source's next() must return { value, done })`);
+  }
+  return r;
+}
+
 /** Stands for a waiting queue not made yet: always empty, never pushed to. */
 const NO_QUEUE = new Fifo<never>();
 /** Stands for a batch array not made yet (never written to). */
@@ -100,6 +108,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   readonly #signal: AbortSignal | undefined;
   /** Removes the open signal's listener. */
   #detachSignal: (() => void) | undefined;
+  /** Stops for the async sources being sent now (made on the first one). */
+  #sources: Set<() => void> | null = null;
   /** The handler's `ctx.signal`, made on first use. */
   #abort: AbortController | undefined;
 
@@ -344,7 +354,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
     for (;;) {
       const room = this.#native.room();
       if (room === 0) {
-        const r = it.next();
+        const r = checkedResult(it.next());
         if (r.done) return true;
         if (!(await this.#sendOne(r.value))) {
           it.return?.();
@@ -354,39 +364,38 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
       }
       stage.length = 0;
       const max = Math.min(room, MAX_BATCH);
-      let r: IteratorResult<I> | undefined;
-      while (stage.length < max && !(r = it.next()).done) stage.push(r.value);
+      let done = false;
+      while (stage.length < max) {
+        const r = checkedResult(it.next());
+        if ((done = r.done === true)) break;
+        stage.push(r.value);
+      }
       if (stage.length > 0) this.#sendSlice(stage, 0, stage.length);
-      if (r?.done) return true;
+      if (done) return true;
     }
   }
 
   async #sendAsync(source: AsyncIterable<I>, control: SendControl | undefined): Promise<boolean> {
     const it = source[Symbol.asyncIterator]();
     let stopped = false;
-    if (control !== undefined) {
-      // The stream may finish (an idle timeout, its handler returning) while
-      // the source waits for its next event, perhaps forever: close it then.
-      // An async generator runs the return() only once its pending next()
-      // settles, and so does a Node Readable's iterator: a Readable (a
-      // socket, a request) is destroyed now instead, as leaving a `for await`
-      // over it would destroy it.
-      control.stop = () => {
-        if (stopped) return;
-        stopped = true;
-        if (isDestroyable(source)) source.destroy();
-        Promise.resolve(it.return?.()).catch(() => {});
-      };
-    }
+    // The stream may finish (cancelled, an idle timeout, its handler
+    // returning) while the source waits for its next event, perhaps forever:
+    // close it then. An async generator runs the return() only once its
+    // pending next() settles, and so does a Node Readable's iterator: a
+    // Readable (a socket, a request) is destroyed now instead, as leaving a
+    // `for await` over it would destroy it.
+    const stop = () => {
+      if (stopped) return;
+      stopped = true;
+      if (isDestroyable(source)) source.destroy();
+      Promise.resolve(it.return?.()).catch(() => {});
+    };
+    if (control !== undefined) control.stop = stop;
+    (this.#sources ??= new Set()).add(stop);
     try {
       for (;;) {
-        const r = await it.next();
+        const r = checkedResult(await it.next());
         if (stopped) return false;
-        if (r === null || typeof r !== 'object') {
-          throw new TypeError(
-            `Iterator result ${String(r)} is not an object (the source's next() must resolve to { value, done })`,
-          );
-        }
         if (r.done) return true;
         const sent = this.#sendOne(r.value);
         if (sent === true || (await sent)) continue;
@@ -397,6 +406,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
     } finally {
       // Finished, or failed: nothing left to stop.
       stopped = true;
+      this.#sources.delete(stop);
     }
   }
 
@@ -729,6 +739,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
       this.#idleOff();
       this.#detachSignal?.();
       this.#detachSignal = undefined;
+      // Sources still being sent will never be read again.
+      if (this.#sources !== null) for (const stop of this.#sources) stop();
       this.#wakeInput();
       const resume = this.#resumeHandler;
       this.#resumeHandler = null;
