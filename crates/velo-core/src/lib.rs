@@ -55,8 +55,10 @@ pub mod lane;
 #[doc(hidden)]
 pub mod model;
 pub mod stream;
+pub mod task;
 
 pub use admission::{Admission, LimitError, Outcome, Permit, Share, Stats, Totals};
 pub use idle::IdleDeadlines;
 pub use lane::{Lane, Push, Take};
 pub use stream::{IdleConfig, IdleVerdict, Metrics, Phase, StreamCore};
+pub use task::{Attempt, BatchPolicy, RetryPolicy, Settled, TaskPolicy, TaskWindow};
