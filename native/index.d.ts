@@ -94,6 +94,16 @@ export interface Metrics {
   queueWaitP50Us: number
   /** 99th percentile of the same. */
   queueWaitP99Us: number
+  /** Task stages: calls in flight now (running or waiting for a retry). */
+  inFlight?: number
+  /** Task stages: retries scheduled so far. */
+  retries?: number
+  /** Task stages: items (or batches) dropped by `onError: 'skip'`. */
+  skipped?: number
+  /** Task stages: median call duration, µs. */
+  taskP50Us?: number
+  /** Task stages: 99th percentile of the same. */
+  taskP99Us?: number
 }
 
 /** How a stream (or a pipe) ended, for a permit given back. */
@@ -248,6 +258,35 @@ export interface StreamOps {
   /** Drops the stream's native state (stale handles are ignored). */
   free: (h: number) => void
   /**
+   * Task stages (`task.rs`): starts up to `max` calls, their slots in
+   * `scratch.u32[0..n]`; returns `n`.
+   */
+  taskStart: (h: number, max: number) => number
+  /** Whether a task call may start now. */
+  taskMayStart: (h: number) => boolean
+  /** The attempt running in a task slot (1 for the first). */
+  taskAttempt: (h: number, slot: number) => number
+  /**
+   * How the attempt in `slot` ended (0 done, 1 error, 2 skipped, 3 failed):
+   * ready results (plus 2^29 when the stage fails now), -1 retry, -2 no
+   * attempt left.
+   */
+  taskSettle: (h: number, slot: number, how: number) => number
+  /** `n` ready task results were emitted or dropped. */
+  taskEmitted: (h: number, n: number) => void
+  /** Task slots whose retry is due, into `scratch.u32[0..n]`; returns `n`. */
+  taskDue: (h: number) => number
+  /** Drops the task retries waiting. */
+  taskDropRetries: (h: number) => void
+  /** Items the batch being filled takes now. */
+  taskBatchRoom: (h: number) => number
+  /** `n` items joined the batch being filled. */
+  taskBatchAdd: (h: number, n: number) => void
+  /** Starts the batch being filled if due and a call may start: its slot, or -1. */
+  taskStartBatch: (h: number) => number
+  /** The task stage's input ended. */
+  taskEndInput: (h: number) => void
+  /**
    * Registers the buffer runs cross in, once per thread (every copy of
    * the JS module shares it, see `shared.rs`).
    */
@@ -266,6 +305,24 @@ export declare const enum TakeStatus {
    * `f64` view).
    */
   Values = 1073741824,
+}
+
+/** Makes the stream behind `handle` a task stage's. */
+export declare function taskInit(handle: number, policy: TaskPolicy): void
+
+/** A task stage's settings (`taskInit`). Times are milliseconds. */
+export interface TaskPolicy {
+  concurrency: number
+  buffer: number
+  ordered: boolean
+  attempts: number
+  delayMs: number
+  factor: number
+  maxDelayMs: number
+  /** 0 for a per-item stage. */
+  maxSize: number
+  minSize: number
+  maxWaitMs: number
 }
 
 /**

@@ -29,6 +29,18 @@ pub(crate) struct Metrics {
     /// 99th percentile of the same.
     #[napi(js_name = "queueWaitP99Us")]
     pub queue_wait_p99_us: f64,
+    /// Task stages: calls in flight now (running or waiting for a retry).
+    pub in_flight: Option<f64>,
+    /// Task stages: retries scheduled so far.
+    pub retries: Option<f64>,
+    /// Task stages: items (or batches) dropped by `onError: 'skip'`.
+    pub skipped: Option<f64>,
+    /// Task stages: median call duration, µs.
+    #[napi(js_name = "taskP50Us")]
+    pub task_p50_us: Option<f64>,
+    /// Task stages: 99th percentile of the same.
+    #[napi(js_name = "taskP99Us")]
+    pub task_p99_us: Option<f64>,
 }
 
 impl From<velo_core::Metrics> for Metrics {
@@ -43,6 +55,11 @@ impl From<velo_core::Metrics> for Metrics {
             duration_ms: m.duration_ms,
             queue_wait_p50_us: m.queue_wait_p50_us as f64,
             queue_wait_p99_us: m.queue_wait_p99_us as f64,
+            in_flight: None,
+            retries: None,
+            skipped: None,
+            task_p50_us: None,
+            task_p99_us: None,
         }
     }
 }

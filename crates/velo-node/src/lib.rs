@@ -46,6 +46,7 @@ mod raw;
 mod shared;
 mod slot;
 mod streams;
+mod task;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -104,6 +105,7 @@ impl NativeFunction {
         streams::insert(streams::Stream {
             core: StreamCore::new(permit, buffer as usize, idle, clock::now_us()),
             admitted: 0,
+            task: None,
         })
     }
 

@@ -22,6 +22,10 @@ use crate::dto::Metrics;
 use crate::ffi::{self, fail, Scope, Scratch, Value};
 use crate::slot::{take_released, Delivered, Slot};
 use crate::streams;
+use crate::task::{
+    task_attempt, task_batch_add, task_batch_room, task_drop_retries, task_due, task_emitted,
+    task_end_input, task_may_start, task_settle, task_start, task_start_batch,
+};
 
 /// What a push (`sendNumber`, `sendValue`, `yieldNumber`, `yieldValue`)
 /// answers.
@@ -358,9 +362,11 @@ fn metrics<'s>(cx: Scope<'s>, [h, in_lent, out_lent]: [Value<'s>; 3]) -> Result<
     let out_lent = cx.number(out_lent)? as usize;
     let now = clock::now_us();
     let metrics = streams::with(cx.number(h)?, |stream| {
-        stream.core.metrics(now, in_lent, out_lent)
+        let mut m = Metrics::from(stream.core.metrics(now, in_lent, out_lent));
+        crate::task::add_metrics(stream, &mut m);
+        m
     })?;
-    cx.convert(Metrics::from(metrics))
+    cx.convert(metrics)
 }
 
 fn free<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
@@ -468,6 +474,31 @@ stream_ops! {
     "metrics": "(h: number, inUnconsumed: number, outUnconsumed: number) => Metrics" => metrics,
     #[doc = " Drops the stream's native state (stale handles are ignored)."]
     "free": "(h: number) => void" => free,
+    #[doc = " Task stages (`task.rs`): starts up to `max` calls, their slots in"]
+    #[doc = " `scratch.u32[0..n]`; returns `n`."]
+    "taskStart": "(h: number, max: number) => number" => task_start,
+    #[doc = " Whether a task call may start now."]
+    "taskMayStart": "(h: number) => boolean" => task_may_start,
+    #[doc = " The attempt running in a task slot (1 for the first)."]
+    "taskAttempt": "(h: number, slot: number) => number" => task_attempt,
+    #[doc = " How the attempt in `slot` ended (0 done, 1 error, 2 skipped, 3 failed):"]
+    #[doc = " ready results (plus 2^29 when the stage fails now), -1 retry, -2 no"]
+    #[doc = " attempt left."]
+    "taskSettle": "(h: number, slot: number, how: number) => number" => task_settle,
+    #[doc = " `n` ready task results were emitted or dropped."]
+    "taskEmitted": "(h: number, n: number) => void" => task_emitted,
+    #[doc = " Task slots whose retry is due, into `scratch.u32[0..n]`; returns `n`."]
+    "taskDue": "(h: number) => number" => task_due,
+    #[doc = " Drops the task retries waiting."]
+    "taskDropRetries": "(h: number) => void" => task_drop_retries,
+    #[doc = " Items the batch being filled takes now."]
+    "taskBatchRoom": "(h: number) => number" => task_batch_room,
+    #[doc = " `n` items joined the batch being filled."]
+    "taskBatchAdd": "(h: number, n: number) => void" => task_batch_add,
+    #[doc = " Starts the batch being filled if due and a call may start: its slot, or -1."]
+    "taskStartBatch": "(h: number) => number" => task_start_batch,
+    #[doc = " The task stage's input ended."]
+    "taskEndInput": "(h: number) => void" => task_end_input,
     #[doc = " Registers the buffer runs cross in, once per thread (every copy of"]
     #[doc = " the JS module shares it, see `shared.rs`)."]
     "setScratch": "(buffer: Float64Array) => void" => set_scratch,

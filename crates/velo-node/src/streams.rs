@@ -17,6 +17,8 @@ pub(crate) struct Stream {
     pub(crate) core: StreamCore<Slot>,
     /// Waiting senders (or the paused handler) admitted by the last take.
     pub(crate) admitted: u32,
+    /// A task stage's window (`taskInit`), for task stages only.
+    pub(crate) task: Option<Box<crate::task::TaskState>>,
 }
 
 /// A place of the slab: a stream, or a free place, and the generation that
@@ -115,5 +117,8 @@ pub(crate) fn remove(handle: f64) {
         slab.free.push(index as u32);
         Some(stream)
     });
+    if let Some(stream) = &taken {
+        crate::task::on_free(stream);
+    }
     drop(taken);
 }

@@ -1,0 +1,248 @@
+//! Task stages' entry points: the core's [`TaskWindow`] attached to a
+//! stream, and its deadlines (retries, a batch's `maxWait`) armed on the
+//! thread's deadline set under the stream's *task key* (its key plus
+//! [`TASK_KEY_OFFSET`]), so they never collide with its idle deadline.
+//!
+//! JavaScript (`js/core/task.ts`) starts the calls and settles them; every
+//! decision (may a call start, which results are ready, when to retry, when a
+//! batch is due) is the window's.
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use velo_core::{clock, Attempt, BatchPolicy, RetryPolicy, Settled, TaskWindow};
+
+use crate::ffi::{fail, Scope, Scratch, Value};
+use crate::idle;
+use crate::streams::{self, Stream};
+
+/// Added to a stream's key to make the key its task deadlines are reported
+/// under (keys stay far below it, and both are exact in an f64).
+pub(crate) const TASK_KEY_OFFSET: u64 = 1 << 40;
+
+/// A stream's task window and the deadline armed for it.
+pub(crate) struct TaskState {
+    window: TaskWindow,
+    armed_at: Option<u64>,
+}
+
+/// A task stage's settings (`taskInit`). Times are milliseconds.
+#[napi(object, object_to_js = false)]
+pub(crate) struct TaskPolicy {
+    pub concurrency: u32,
+    pub buffer: u32,
+    pub ordered: bool,
+    pub attempts: u32,
+    pub delay_ms: f64,
+    pub factor: f64,
+    pub max_delay_ms: f64,
+    /// 0 for a per-item stage.
+    pub max_size: u32,
+    pub min_size: u32,
+    pub max_wait_ms: f64,
+}
+
+fn micros(ms: f64) -> u64 {
+    if ms.is_finite() && ms > 0.0 {
+        (ms * 1000.0).ceil() as u64
+    } else if ms.is_infinite() && ms > 0.0 {
+        u64::MAX
+    } else {
+        0
+    }
+}
+
+/// Makes the stream behind `handle` a task stage's.
+#[napi(catch_unwind)]
+pub(crate) fn task_init(handle: f64, policy: TaskPolicy) -> Result<()> {
+    let window = TaskWindow::new(velo_core::TaskPolicy {
+        concurrency: policy.concurrency,
+        buffer: policy.buffer,
+        ordered: policy.ordered,
+        retry: RetryPolicy {
+            attempts: policy.attempts,
+            delay_us: micros(policy.delay_ms),
+            factor: policy.factor,
+            max_delay_us: micros(policy.max_delay_ms),
+        },
+        batch: (policy.max_size > 0).then_some(BatchPolicy {
+            max_size: policy.max_size,
+            min_size: policy.min_size,
+            max_wait_us: micros(policy.max_wait_ms),
+        }),
+    });
+    streams::with(handle, |stream| {
+        stream.task = Some(Box::new(TaskState {
+            window,
+            armed_at: None,
+        }))
+    })
+}
+
+/// Runs `f` on the task window of the stream behind `h`, then arms (or moves)
+/// its deadline to the window's next one.
+fn with_task<'s, R>(
+    cx: Scope<'s>,
+    h: Value<'s>,
+    f: impl FnOnce(&mut TaskWindow, u64) -> R,
+) -> Result<R> {
+    let now = clock::now_us();
+    streams::with(cx.number(h)?, |stream| {
+        let key = stream.core.key() + TASK_KEY_OFFSET;
+        let task = task_of(stream)?;
+        let r = f(&mut task.window, now);
+        let next = task.window.next_deadline();
+        if next != task.armed_at {
+            let deadlines = idle::deadlines()?;
+            let mut deadlines = deadlines.borrow_mut();
+            if let Some(at) = task.armed_at.take() {
+                deadlines.disarm(key, at);
+            }
+            if let Some(at) = next {
+                deadlines.arm(key, at);
+                task.armed_at = Some(at);
+            }
+        }
+        Ok(r)
+    })?
+}
+
+fn task_of(stream: &mut Stream) -> Result<&mut TaskState> {
+    stream
+        .task
+        .as_deref_mut()
+        .ok_or_else(|| fail("not a task stage's stream"))
+}
+
+/// Starts up to `max` calls (at most the scratch size): their slots in
+/// `scratch.u32[0..n]`; returns `n`.
+pub(crate) fn task_start<'s>(cx: Scope<'s>, [h, max]: [Value<'s>; 2]) -> Result<Value<'s>> {
+    let mut scratch = Scratch::lend()?;
+    let max = (cx.number(max)? as usize).min(scratch.len());
+    let slots = scratch.u32s();
+    let n = with_task(cx, h, |w, now| {
+        let mut n = 0;
+        while n < max {
+            let Some(slot) = w.start(now) else { break };
+            slots[n] = slot;
+            n += 1;
+        }
+        n
+    })?;
+    cx.int(n as i32)
+}
+
+/// Whether a call may start now.
+pub(crate) fn task_may_start<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
+    let may = with_task(cx, h, |w, _| w.may_start())?;
+    cx.boolean(may)
+}
+
+/// The attempt running in `slot` (1 for the first).
+pub(crate) fn task_attempt<'s>(cx: Scope<'s>, [h, slot]: [Value<'s>; 2]) -> Result<Value<'s>> {
+    let slot = cx.index(slot)?;
+    let attempt = with_task(cx, h, |w, _| w.attempt(slot))?;
+    cx.int(attempt as i32)
+}
+
+/// What `taskSettle` answers: a count of ready results (plus
+/// `SETTLE_FAILED` when the stage must fail now), or a negative code.
+const SETTLE_FAILED: i32 = 1 << 29;
+const SETTLE_RETRY: i32 = -1;
+const SETTLE_EXHAUSTED: i32 = -2;
+
+/// Reports how the attempt in `slot` ended (`Attempt` as 0 done, 1 error,
+/// 2 skipped, 3 failed).
+pub(crate) fn task_settle<'s>(cx: Scope<'s>, [h, slot, how]: [Value<'s>; 3]) -> Result<Value<'s>> {
+    let slot = cx.index(slot)?;
+    let how = match cx.number(how)? as u32 {
+        0 => Attempt::Done,
+        1 => Attempt::Error,
+        2 => Attempt::Skipped,
+        3 => Attempt::Failed,
+        _ => return Err(fail("unknown attempt outcome")),
+    };
+    let settled = with_task(cx, h, |w, now| w.settle(slot, how, now))?;
+    cx.int(match settled {
+        Settled::Ready { count, failed } => {
+            count.min(SETTLE_FAILED as u32 - 1) as i32 + if failed { SETTLE_FAILED } else { 0 }
+        }
+        Settled::Retry { .. } => SETTLE_RETRY,
+        Settled::Exhausted => SETTLE_EXHAUSTED,
+    })
+}
+
+/// `n` ready results were emitted (or dropped, if filtered).
+pub(crate) fn task_emitted<'s>(cx: Scope<'s>, [h, n]: [Value<'s>; 2]) -> Result<Value<'s>> {
+    let n = cx.index(n)?;
+    with_task(cx, h, |w, _| w.emitted(n))?;
+    cx.undefined()
+}
+
+/// Slots whose retry is due, into `scratch.u32[0..n]`; returns `n` (the
+/// rest stay due: call again while it returns the scratch size).
+pub(crate) fn task_due<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
+    let mut scratch = Scratch::lend()?;
+    let mut due = Vec::new();
+    with_task(cx, h, |w, now| w.take_due(now, &mut due))?;
+    let slots = scratch.u32s();
+    if due.len() > slots.len() {
+        return Err(fail("more retries due than the scratch holds"));
+    }
+    slots[..due.len()].copy_from_slice(&due);
+    cx.int(due.len() as i32)
+}
+
+/// Drops the retries waiting (the stage is failing or cancelled).
+pub(crate) fn task_drop_retries<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
+    with_task(cx, h, |w, _| w.drop_retries())?;
+    cx.undefined()
+}
+
+/// How many items the batch being filled takes now.
+pub(crate) fn task_batch_room<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
+    let room = with_task(cx, h, |w, _| w.batch_room())?;
+    cx.int(room as i32)
+}
+
+/// `n` items joined the batch being filled.
+pub(crate) fn task_batch_add<'s>(cx: Scope<'s>, [h, n]: [Value<'s>; 2]) -> Result<Value<'s>> {
+    let n = cx.index(n)?;
+    with_task(cx, h, |w, now| w.batch_add(n, now))?;
+    cx.undefined()
+}
+
+/// Starts the batch being filled if it is due and a call may start: its
+/// slot, or -1.
+pub(crate) fn task_start_batch<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
+    let slot = with_task(cx, h, |w, now| w.start_batch(now))?;
+    cx.int(slot.map_or(-1, |s| s as i32))
+}
+
+/// The stage's input ended (the last batch is due whatever its size).
+pub(crate) fn task_end_input<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
+    with_task(cx, h, |w, _| w.end_input())?;
+    cx.undefined()
+}
+
+/// Adds the window's counters to a stream's metrics.
+pub(crate) fn add_metrics(stream: &Stream, m: &mut crate::dto::Metrics) {
+    if let Some(task) = stream.task.as_deref() {
+        let w = &task.window;
+        m.in_flight = Some(f64::from(w.in_flight()));
+        m.retries = Some(w.retried() as f64);
+        m.skipped = Some(w.skipped() as f64);
+        m.task_p50_us = Some(w.latency().percentile(0.5) as f64);
+        m.task_p99_us = Some(w.latency().percentile(0.99) as f64);
+    }
+}
+
+/// Disarms a freed stream's task deadline.
+pub(crate) fn on_free(stream: &Stream) {
+    if let Some(at) = stream.task.as_deref().and_then(|t| t.armed_at) {
+        if let Ok(deadlines) = idle::deadlines() {
+            deadlines
+                .borrow_mut()
+                .disarm(stream.core.key() + TASK_KEY_OFFSET, at);
+        }
+    }
+}
