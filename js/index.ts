@@ -1,9 +1,12 @@
 export { streamFn } from './core/function';
+export { batch, task } from './core/task';
 export { StreamClosedError, StreamLimitError } from './errors';
 export type {
+  BatchConfig,
   EventSource,
   FeedOutputs,
   OpenOptions,
+  RetryConfig,
   SessionItem,
   Stream,
   StreamConfig,
@@ -14,4 +17,6 @@ export type {
   StreamMetrics,
   StreamSessions,
   StreamState,
+  TaskConfig,
+  TaskContext,
 } from './types';

@@ -46,6 +46,16 @@ export interface StreamMetrics {
   queueWaitP50Us: number;
   /** 99th percentile of the same, µs. */
   queueWaitP99Us: number;
+  /** Task and batch stages: calls in flight now (running, or waiting for a retry). */
+  inFlight?: number;
+  /** Task and batch stages: retries scheduled so far. */
+  retries?: number;
+  /** Task and batch stages: items (or batches) dropped by `onError: 'skip'`. */
+  skipped?: number;
+  /** Task and batch stages: median duration of a call (one attempt), µs. */
+  taskP50Us?: number;
+  /** Task and batch stages: 99th percentile of the same, µs. */
+  taskP99Us?: number;
 }
 
 /** Counters of one stream function. */
@@ -177,4 +187,48 @@ export interface StreamFn<I, O> {
   sessions<K = string>(config?: StreamConfig): StreamSessions<K, I, O>;
   /** Counters of this function's streams (a pipe's: of the pipe's own streams, whatever else its stages serve). */
   stats(): StreamFnStats;
+}
+
+/** How a task or batch stage retries a call that threw or rejected. */
+export interface RetryConfig {
+  /** Attempts per item in all, from 1 (the default: no retry). */
+  attempts?: number;
+  /** Wait before the first retry, ms (default 100). */
+  delay?: number;
+  /** Each further wait is this many times the one before (default 2). */
+  factor?: number;
+  /** No wait is longer than this, ms (default 30,000). */
+  maxDelay?: number;
+}
+
+/** Settings of a `task()` stage. */
+export interface TaskConfig<I = unknown, O = unknown> extends StreamConfig {
+  /** Calls in flight per stream at most (default 16). */
+  concurrency?: number;
+  /** Outputs in input order (the default), or as calls complete (`false`). */
+  ordered?: boolean;
+  retry?: RetryConfig;
+  /**
+   * After the last attempt failed: `'fail'` (the default) fails the stream with the error, `'skip'` drops the item,
+   * and a function's result replaces the output (`undefined` drops it; a throw fails the stream).
+   */
+  onError?: 'fail' | 'skip' | ((error: unknown, item: I, ctx: TaskContext) => O | undefined | Promise<O | undefined>);
+}
+
+/** Settings of a `batch()` stage. */
+export interface BatchConfig<I = unknown, O = unknown> extends TaskConfig<I[], O> {
+  /** A batch is called when it holds this many items. */
+  maxSize: number;
+  /** ... or this many (default 1), once `maxWait` has passed since its first item. */
+  minSize?: number;
+  /** ms; 0 (the default): only when full, or at the end of the input. */
+  maxWait?: number;
+}
+
+/** What a task or batch call gets besides its item. */
+export interface TaskContext extends StreamContext {
+  /** 1 for the first attempt, 2 for the first retry, ... */
+  readonly attempt: number;
+  /** The item's (or batch's) position in the stream's input, from 0. */
+  readonly index: number;
 }

@@ -5,7 +5,7 @@ import { assertSource, collectOutputs } from './drive';
 import { NativeStream } from './native-stream';
 import { PipedStream } from './pipe';
 import { kFinished, type StreamKind } from './protocol';
-import { HandlerStream } from './stream';
+import { HandlerStream, type StreamBody } from './stream';
 import { Sessions } from '../integrations/sessions';
 import type {
   EventSource,
@@ -89,15 +89,25 @@ abstract class FnBase<I, O> implements StreamFn<I, O> {
   }
 }
 
-/** A stream function of one handler. */
+/** Makes the body of a stream that is not a handler generator (a task stage's), given its native core and `buffer`. */
+export type BodyFactory<I, O> = (native: NativeStream, buffer: number) => StreamBody<I, O>;
+
+/** A stream function of one stage: a handler, or a body made per stream (task stages). */
 class SingleFn<I, O> extends FnBase<I, O> {
   readonly name: string;
   readonly config: Readonly<Required<StreamConfig>>;
-  readonly #handler: StreamHandler<I, O>;
+  readonly #handler: StreamHandler<I, O> | { makeBody: BodyFactory<I, O>; name: string };
   readonly #native: NativeFunction;
 
-  constructor(handler: StreamHandler<I, O>, config: unknown) {
+  constructor(handler: StreamHandler<I, O> | { makeBody: BodyFactory<I, O>; name: string }, config: unknown) {
     super();
+    if (typeof handler === 'object' && handler !== null && 'makeBody' in handler) {
+      this.config = resolveConfig(config, handler.name);
+      this.name = this.config.name;
+      this.#handler = handler;
+      this.#native = new NativeFunction(this.config.maxConcurrent);
+      return;
+    }
     const fn: unknown = handler;
     if (typeof fn !== 'function') {
       throw invalidType(`The "handler" argument must be an async generator function. Received ${describe(fn)}`);
@@ -136,7 +146,10 @@ class SingleFn<I, O> extends FnBase<I, O> {
   /** Starts the handler of a stream admitted by `kAdmit`. */
   [kStart](handle: number, idle: boolean, signal: AbortSignal | undefined): HandlerStream<I, O> {
     const idleOn = idle && this.config.idleTimeout > 0;
-    return new HandlerStream(new NativeStream(handle), this.#handler, this.name, this.config.buffer, idleOn, signal);
+    const native = new NativeStream(handle);
+    const handler = this.#handler;
+    const body = typeof handler === 'function' ? handler : handler.makeBody(native, this.config.buffer);
+    return new HandlerStream(native, body, this.name, this.config.buffer, idleOn, signal);
   }
 
   stats(): StreamFnStats {
@@ -240,4 +253,9 @@ class PipedFn<I, O> extends FnBase<I, O> {
  */
 export function streamFn<I, O>(handler: StreamHandler<I, O>, config?: StreamConfig): StreamFn<I, O> {
   return new SingleFn(handler, config);
+}
+
+/** A one-stage stream function whose streams run a body made per stream (see `BodyFactory`). */
+export function singleStage<I, O>(makeBody: BodyFactory<I, O>, config: StreamConfig, name: string): StreamFn<I, O> {
+  return new SingleFn<I, O>({ makeBody, name }, config);
 }

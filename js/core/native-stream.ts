@@ -28,6 +28,23 @@ import {
   valueTable,
 } from './addon';
 import type { StreamMetrics, StreamState } from '../types';
+import { addon } from './addon';
+
+/** A task window's settings (declared by the binding). */
+export type TaskPolicy = Parameters<typeof addon.taskInit>[1];
+const taskInit = addon.taskInit;
+
+/** How a task attempt ended, as `taskSettle` takes it (crates/velo-node/src/task.rs). */
+export const enum Attempt {
+  Done = 0,
+  Error = 1,
+  Skipped = 2,
+  Failed = 3,
+}
+/** `taskSettle` answers: a flag on the ready count, and two codes. */
+export const TASK_FAILED = 1 << 29;
+export const TASK_RETRY = -1;
+export const TASK_EXHAUSTED = -2;
 
 // What a push answers (`Push`: Accepted, Parked, Closed, Handoff) and a take
 // answers besides a count (`Take`: Empty, Ended) are the Rust side's codes,
@@ -254,6 +271,52 @@ export class NativeStream {
     const cancelled = ops.cancel(this.#h) >= 0;
     if (cancelled) reap();
     return cancelled;
+  }
+
+  // ----- task stages (see crates/velo-core/src/task.rs) -----
+
+  /** Makes this a task stage's stream, with its window's settings. */
+  taskInit(policy: TaskPolicy): void {
+    taskInit(this.#h, policy);
+  }
+
+  /** Starts up to `max` calls; their slots are `scratchU32[0..n]`, read them before the next native call. */
+  taskStart(max: number): number {
+    return ops.taskStart(this.#h, max);
+  }
+
+  /** How the attempt in `slot` ended: ready results (`| TASK_FAILED` when the stage fails now), `TASK_RETRY` or `TASK_EXHAUSTED`. */
+  taskSettle(slot: number, how: Attempt): number {
+    return ops.taskSettle(this.#h, slot, how);
+  }
+
+  /** `n` ready results were emitted or dropped. */
+  taskEmitted(n: number): void {
+    ops.taskEmitted(this.#h, n);
+  }
+
+  /** Slots whose retry is due now, each starting its next attempt. */
+  taskDue(): number[] {
+    const n = ops.taskDue(this.#h);
+    return Array.from(scratchU32.subarray(0, n));
+  }
+
+  taskDropRetries(): void {
+    ops.taskDropRetries(this.#h);
+  }
+
+  /** `n` items joined the batch being filled. */
+  taskBatchAdd(n: number): void {
+    ops.taskBatchAdd(this.#h, n);
+  }
+
+  /** Starts the batch being filled if it is due and a call may start: its slot, or -1. */
+  taskStartBatch(): number {
+    return ops.taskStartBatch(this.#h);
+  }
+
+  taskEndInput(): void {
+    ops.taskEndInput(this.#h);
   }
 
   /** A snapshot of the counters; `inLent`/`outLent`: values lent to JS and not consumed yet (still buffered). */

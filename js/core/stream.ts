@@ -38,6 +38,42 @@ const kHandlerSignal = Symbol.for('velo-stream.handlerSignal');
 const kNextInput = Symbol.for('velo-stream.nextInput');
 const kReleaseInput = Symbol.for('velo-stream.releaseInput');
 
+// What a body other than a handler generator (a task stage, js/core/task.ts)
+// drives the stream with: the same input and output paths a handler's
+// `for await` and `yield` take, without a promise per event.
+/** Starts a `StreamBody` on its stream. */
+export const kStartBody = Symbol('velo.startBody');
+/** The next input event now (`{ value, done }`), or null if none yet. */
+export const kPollInput = Symbol('velo.pollInput');
+/** Calls back once with the next input (or its end) when there is none now. */
+export const kAwaitInput = Symbol('velo.awaitInput');
+/** Emits one output: `Emit.Emitted`, `Emit.Paused` (wait with `kAwaitRoom`), or `Emit.Closed`. */
+export const kEmit = Symbol('velo.emit');
+/** Calls back once when a paused emit's output went in (or at a cancel). */
+export const kAwaitRoom = Symbol('velo.awaitRoom');
+/** The body finished: `kBodyReturned()` or `kBodyThrew(error)`, as a handler returns or throws. */
+export const kBodyReturned = Symbol('velo.bodyReturned');
+export const kBodyThrew = Symbol('velo.bodyThrew');
+/** Aborts `ctx.signal` with a reason (the body is failing). */
+export const kAbortSignal = Symbol('velo.abortSignal');
+/** The body has deadlines pending: a waiting read keeps the process alive for them, as for the idle deadline. */
+export const kTimersPending = Symbol('velo.timersPending');
+/** The body leaves its input: as a handler leaving its `for await`. */
+export { kReleaseInput, kHandlerSignal };
+
+export const enum Emit {
+  Emitted,
+  Paused,
+  Closed,
+}
+
+/** Something that runs inside a stream in place of a handler generator. */
+export interface StreamBody<I, O> {
+  [kStartBody](stream: HandlerStream<I, O>): void;
+  /** The stream was cancelled: stop, and finish once nothing runs. */
+  cancelled(): void;
+}
+
 interface Settle<T> {
   resolve(value: T): void;
   reject(reason: unknown): void;
@@ -112,6 +148,12 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   #sources: Set<() => void> | null = null;
   /** The handler's `ctx.signal`, made on first use. */
   #abort: AbortController | undefined;
+  /** Why `ctx.signal` was aborted by the body (it is failing), if it was. */
+  #bodyAbort: { reason: unknown } | undefined;
+  /** A task stage's body, or null for a handler generator. */
+  readonly #body: StreamBody<I, O> | null;
+  /** The body's deadlines are pending (see `kTimersPending`). */
+  #timersPending = false;
 
   // Input side: parked senders, and the batch lent to the handler.
   /** Senders waiting for room (a shared empty queue until the first one). */
@@ -170,7 +212,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
 
   constructor(
     native: NativeStream,
-    handler: StreamHandler<I, O>,
+    handler: StreamHandler<I, O> | StreamBody<I, O>,
     label: string,
     capacity: number,
     idle: boolean,
@@ -183,6 +225,13 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
     this.#idleOn = this.#idleRunning = idle;
     this.#signal = signal;
     if (idle) watchIdle(native.key, this);
+    if (typeof handler !== 'function') {
+      this.#body = handler;
+      handler[kStartBody](this);
+      if (signal !== undefined && !this.#handlerDone) this.#detachSignal = watchAbort(signal, (reason) => void this.cancel(reason));
+      return;
+    }
+    this.#body = null;
 
     let iterator: AsyncIterator<O> | undefined;
     try {
@@ -231,6 +280,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
     if (this.#abort === undefined) {
       this.#abort = new AbortController();
       if (this.#cancel !== undefined) this.#abort.abort(this.#cancel.reason);
+      else if (this.#bodyAbort !== undefined) this.#abort.abort(this.#bodyAbort.reason);
     }
     return this.#abort.signal;
   }
@@ -504,7 +554,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
     const running = this.#idleOn && this.#senders.length === 0;
     // (#idleRunning is false whenever #idleOn is.)
     if (running !== this.#idleRunning) this.#idleClockChanged(running);
-    const want = running && this.#readers.length > 0;
+    const want = (running || this.#timersPending) && this.#readers.length > 0;
     if (want === this.#keepingAlive) return;
     this.#keepingAlive = want;
     if (want) holdAlive();
@@ -525,44 +575,16 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
         if (r.done) break;
         // (After a cancel the core refuses every output, and the handler is
         // stopped below: a refused push, or no room granted.)
-        // A one-at-a-time reader waiting on an empty buffer can take the
-        // output straight from the handler. Otherwise outputs are staged
-        // within the room the core granted, and committed in batches.
-        const reader = this.#readers.peek();
-        const direct =
-          reader !== undefined && reader.kind !== ReadKind.Wake && this.#outPos === this.#outLen && this.#credit === 0;
-        if (!direct) {
-          if (this.#credit === 0) {
-            this.#commitStage();
-            this.#credit = this.#native.outputRoom();
-          }
-          if (this.#credit > 0) {
-            this.#credit--;
-            if (this.#stage === NO_BUFFER) this.#stage = [];
-            this.#stage.push(r.value);
-            if (reader !== undefined) this.#outputArrived();
-            continue;
-          }
-        }
-        const pushed = this.#native.yieldOutput(r.value, direct);
-        if (pushed === Push.Handoff) {
-          this.#readers.shift();
-          (reader as Reader).resolve(reader?.kind === ReadKind.Recv ? r.value : { value: r.value, done: false });
-          this.#syncKeepAlive();
-        } else if (pushed === Push.Accepted) {
-          this.#outPending = true;
-          this.#outputArrived();
-        } else if (pushed === Push.Parked) {
+        const emitted = this.#emit(r.value);
+        if (emitted === Emit.Paused) {
           // Paused at its yield until a reader makes room.
-          this.#outPending = true;
-          this.#serveReaders();
           await new Promise<void>((resolve) => (this.#resumeHandler = resolve));
           // Resumed by a reader making room, or by a cancel.
           if (this.#cancel !== undefined) {
             await it.return?.();
             break;
           }
-        } else {
+        } else if (emitted === Emit.Closed) {
           await it.return?.();
           break;
         }
@@ -571,9 +593,98 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
       this.#handlerThrew(error);
       return;
     }
+    this.#returned();
+  }
+
+  /**
+   * One output. A one-at-a-time reader waiting on an empty buffer takes it
+   * straight from the producer. Otherwise outputs are staged within the room
+   * the core granted, and committed in batches. `Paused`: the output is in
+   * the core's line, and the producer waits until a reader makes room.
+   */
+  #emit(value: O): Emit {
+    const reader = this.#readers.peek();
+    const direct = reader !== undefined && reader.kind !== ReadKind.Wake && this.#outPos === this.#outLen && this.#credit === 0;
+    if (!direct) {
+      if (this.#credit === 0) {
+        this.#commitStage();
+        this.#credit = this.#native.outputRoom();
+      }
+      if (this.#credit > 0) {
+        this.#credit--;
+        if (this.#stage === NO_BUFFER) this.#stage = [];
+        this.#stage.push(value);
+        if (reader !== undefined) this.#outputArrived();
+        return Emit.Emitted;
+      }
+    }
+    const pushed = this.#native.yieldOutput(value, direct);
+    if (pushed === Push.Handoff) {
+      this.#readers.shift();
+      (reader as Reader).resolve(reader?.kind === ReadKind.Recv ? value : { value, done: false });
+      this.#syncKeepAlive();
+      return Emit.Emitted;
+    }
+    if (pushed === Push.Accepted) {
+      this.#outPending = true;
+      this.#outputArrived();
+      return Emit.Emitted;
+    }
+    if (pushed === Push.Parked) {
+      this.#outPending = true;
+      this.#serveReaders();
+      return Emit.Paused;
+    }
+    return Emit.Closed;
+  }
+
+  #returned(): void {
     this.#commitStage();
     this.#native.handlerReturned();
     this.#afterHandler(() => new StreamClosedError(`${this.#describe()} has finished: its handler returned`));
+  }
+
+  // ----- a body's operations (see `StreamBody`) -----
+
+  [kPollInput](): IteratorResult<I> | null {
+    if (this.#inPos < this.#inLen) {
+      const value = this.#inBuf[this.#inPos] as I;
+      this.#inBuf[this.#inPos++] = undefined;
+      return { value, done: false };
+    }
+    return this.#pollInput();
+  }
+
+  [kAwaitInput](callback: (r: IteratorResult<I>) => void): void {
+    // Waiting for input: what the body emitted so far is all there is for now.
+    if (this.#readers.length > 0) this.#serveReaders();
+    this.#resolveInput = callback;
+  }
+
+  [kEmit](value: O): Emit {
+    return this.#emit(value);
+  }
+
+  [kAwaitRoom](callback: () => void): void {
+    this.#resumeHandler = callback;
+  }
+
+  [kBodyReturned](): void {
+    this.#returned();
+  }
+
+  [kBodyThrew](error: unknown): void {
+    this.#handlerThrew(error);
+  }
+
+  [kAbortSignal](reason: unknown): void {
+    this.#bodyAbort ??= { reason };
+    this.#abort?.abort(reason);
+  }
+
+  [kTimersPending](pending: boolean): void {
+    this.#timersPending = pending;
+    this.#syncKeepAlive();
   }
 
   #handlerThrew(error: unknown): void {
@@ -741,6 +852,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
       this.#detachSignal = undefined;
       // Sources still being sent will never be read again.
       if (this.#sources !== null) for (const stop of this.#sources) stop();
+      this.#body?.cancelled();
       this.#wakeInput();
       const resume = this.#resumeHandler;
       this.#resumeHandler = null;

@@ -1,0 +1,578 @@
+// Task stages: `task(fn)` and `batch(fn)`, stream functions whose streams run
+// per-item (or per-batch) async calls concurrently, results leaving in input
+// order or as they complete.
+//
+// A task stage's stream is an ordinary `HandlerStream` (same input and output
+// lanes, backpressure, idle clock, cancel and metrics) whose body is a
+// `TaskRunner` instead of a handler generator. The runner only starts calls
+// and settles their promises; every decision is the core's task window
+// (crates/velo-core/src/task.rs): whether a call may start, which results
+// are ready, when to retry, when a batch is due. Retry and `maxWait`
+// deadlines are armed on the thread's deadline set, as idle deadlines are.
+import { assertOptionsObject } from '../config';
+import { describe, invalidType, invalidValue, outOfRange } from '../errors';
+import type { BatchConfig, RetryConfig, StreamConfig, StreamFn, TaskConfig, TaskContext } from '../types';
+import { type IdleTarget, scratchU32, unwatchIdle, watchIdle } from './addon';
+import { Fifo } from './fifo';
+import { singleStage } from './function';
+import { Attempt, type NativeStream, TASK_FAILED, TASK_RETRY, type TaskPolicy } from './native-stream';
+import {
+  Emit,
+  type HandlerStream,
+  type StreamBody,
+  kAbortSignal,
+  kAwaitInput,
+  kAwaitRoom,
+  kBodyReturned,
+  kBodyThrew,
+  kEmit,
+  kHandlerSignal,
+  kPollInput,
+  kReleaseInput,
+  kStartBody,
+  kTimersPending,
+} from './stream';
+
+type Call<I, O> = (item: I, ctx: TaskContext) => O | Promise<O>;
+type OnError<I, O> = 'fail' | 'skip' | ((error: unknown, item: I, ctx: TaskContext) => O | undefined | Promise<O | undefined>);
+
+/** A stream's task deadlines are reported under its key plus this (see crates/velo-node/src/task.rs). */
+const TASK_KEY_OFFSET = 2 ** 40;
+const MAX_COUNT = 2 ** 32 - 1;
+/** Node's own ceiling for timers (about 24.8 days). */
+const MAX_MS = 2 ** 31 - 1;
+
+const TASK_KEYS = ['concurrency', 'ordered', 'retry', 'onError'];
+const BATCH_KEYS = [...TASK_KEYS, 'maxSize', 'minSize', 'maxWait'];
+const RETRY_KEYS = new Set(['attempts', 'delay', 'factor', 'maxDelay']);
+
+/** A task or batch stage's checked settings. */
+interface TaskSpec<I, O> {
+  fn: Call<I, O>;
+  onError: OnError<I, O>;
+  policy: TaskPolicy;
+}
+
+class TaskCtx implements TaskContext {
+  readonly #stream: HandlerStream<unknown, unknown>;
+  readonly attempt: number;
+  readonly index: number;
+  constructor(stream: HandlerStream<unknown, unknown>, attempt: number, index: number) {
+    this.#stream = stream;
+    this.attempt = attempt;
+    this.index = index;
+  }
+  get id(): string {
+    return this.#stream.id;
+  }
+  get signal(): AbortSignal {
+    return this.#stream[kHandlerSignal];
+  }
+}
+
+/** Runs one task stage's stream: starts calls as the window allows, settles them, emits what is ready. */
+class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
+  #stream!: HandlerStream<I, O>;
+  readonly #native: NativeStream;
+  readonly #fn: Call<unknown, O>;
+  readonly #onError: OnError<unknown, O>;
+  readonly #ordered: boolean;
+  /** A batch stage's size bound, or 0 for a per-item stage. */
+  readonly #maxSize: number;
+  readonly #maxWait: number;
+
+  // Per call slot (0..concurrency): its item (or batch), index and attempt, and its promise's reactions.
+  readonly #items: unknown[] = [];
+  readonly #index: number[] = [];
+  readonly #attempt: number[] = [];
+  readonly #onOk: ((value: unknown) => void)[] = [];
+  readonly #onErr: ((error: unknown) => void)[] = [];
+  /** Slots waiting for their retry. */
+  readonly #retrying = new Set<number>();
+  /** Ordered mode: results by index, until every earlier one settled. */
+  readonly #ring: unknown[] = [];
+  readonly #ringSize: number;
+  /** Ordered mode: the first index not yet ready (the core's head). */
+  #head = 0;
+  /** Ordered mode: errors of items that failed for good, by index. */
+  readonly #errors = new Map<number, unknown>();
+  /** Results ready to emit, in order. */
+  readonly #ready = new Fifo<O>();
+  /** Ready results dropped (filtered), not yet reported to the core. */
+  #dropped = 0;
+  #nextIndex = 0;
+  /** Calls (and `onError` functions) whose promise has not settled. */
+  #running = 0;
+  /** An item taken from the input while no call could start. */
+  #stash: { value: I } | undefined;
+  /** The batch being filled. */
+  #batch: I[] = [];
+
+  #inputEnded = false;
+  #waitingInput = false;
+  #paused = false;
+  #failure: { error: unknown } | undefined;
+  #cancelled = false;
+  #finished = false;
+  #pumping = false;
+  #again = false;
+  #timersOn = false;
+
+  constructor(native: NativeStream, spec: TaskSpec<I, O>) {
+    this.#native = native;
+    this.#fn = spec.fn as Call<unknown, O>;
+    this.#onError = spec.onError as OnError<unknown, O>;
+    this.#ordered = spec.policy.ordered;
+    this.#maxSize = spec.policy.maxSize;
+    this.#maxWait = spec.policy.maxWaitMs;
+    this.#ringSize = Math.max(spec.policy.buffer, spec.policy.concurrency) + 1;
+    native.taskInit(spec.policy);
+  }
+
+  [kStartBody](stream: HandlerStream<I, O>): void {
+    this.#stream = stream;
+    this.#pump();
+  }
+
+  cancelled(): void {
+    this.#cancelled = true;
+    this.#stopWaiting();
+    this.#ready.drain();
+    this.#pump();
+  }
+
+  /** A retry or the batch's `maxWait` is due. */
+  idleFired(): void {
+    if (this.#finished || this.#cancelled || this.#failure !== undefined) return;
+    for (const slot of this.#native.taskDue()) {
+      this.#retrying.delete(slot);
+      this.#attempt[slot]++;
+      this.#running++;
+      this.#call(slot);
+    }
+    this.#pump();
+  }
+
+  /** Moves things along until nothing can move: emits, takes input and starts calls, finishes. Re-entrant calls (a call that settles at once) loop here instead of nesting. */
+  #pump(): void {
+    if (this.#pumping) {
+      this.#again = true;
+      return;
+    }
+    this.#pumping = true;
+    try {
+      do {
+        this.#again = false;
+        if (this.#finished) return;
+        this.#emitReady();
+        if (this.#failure === undefined && !this.#cancelled) {
+          if (this.#maxSize > 0) this.#pullBatch();
+          else this.#pull();
+        }
+        this.#syncTimers();
+        this.#finishIfDone();
+      } while (this.#again);
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  #emitReady(): void {
+    let acked = this.#dropped;
+    this.#dropped = 0;
+    while (!this.#paused && this.#ready.length > 0) {
+      const value = this.#ready.shift() as O;
+      acked++;
+      const emitted = this.#stream[kEmit](value);
+      if (emitted === Emit.Paused) {
+        // The output is in the core's line; the rest wait for room.
+        this.#paused = true;
+        this.#stream[kAwaitRoom](this.#onRoom);
+      } else if (emitted === Emit.Closed) {
+        this.#ready.drain();
+      }
+    }
+    if (acked > 0) this.#native.taskEmitted(acked);
+  }
+
+  readonly #onRoom = (): void => {
+    this.#paused = false;
+    this.#pump();
+  };
+
+  readonly #onInput = (r: IteratorResult<I>): void => {
+    this.#waitingInput = false;
+    if (r.done === true) this.#endOfInput();
+    else if (this.#maxSize > 0) {
+      this.#batch.push(r.value);
+      this.#native.taskBatchAdd(1);
+    } else this.#stash = { value: r.value };
+    this.#pump();
+  };
+
+  #endOfInput(): void {
+    this.#inputEnded = true;
+    if (this.#maxSize > 0) this.#native.taskEndInput();
+  }
+
+  /** Per-item stage: takes input while calls may start. */
+  #pull(): void {
+    while (!this.#inputEnded && !this.#waitingInput) {
+      let value: I;
+      if (this.#stash !== undefined) value = this.#stash.value;
+      else {
+        const r = this.#stream[kPollInput]();
+        if (r === null) {
+          this.#waitingInput = true;
+          this.#stream[kAwaitInput](this.#onInput);
+          return;
+        }
+        if (r.done === true) {
+          this.#endOfInput();
+          return;
+        }
+        value = r.value;
+      }
+      if (this.#native.taskStart(1) === 0) {
+        // The window is full: this item waits for a call to settle.
+        this.#stash ??= { value };
+        return;
+      }
+      this.#stash = undefined;
+      this.#begin(scratchU32[0], value);
+    }
+  }
+
+  /** Batch stage: fills the batch, and starts it when the window says it is due. */
+  #pullBatch(): void {
+    let added = 0;
+    while (!this.#inputEnded && !this.#waitingInput && this.#batch.length < this.#maxSize) {
+      const r = this.#stream[kPollInput]();
+      if (r === null) {
+        this.#waitingInput = true;
+        this.#stream[kAwaitInput](this.#onInput);
+        break;
+      }
+      if (r.done === true) {
+        this.#endOfInput();
+        break;
+      }
+      this.#batch.push(r.value);
+      added++;
+    }
+    if (added > 0) this.#native.taskBatchAdd(added);
+    if (this.#batch.length === 0) return;
+    const slot = this.#native.taskStartBatch();
+    if (slot < 0) return;
+    const batch = this.#batch;
+    this.#batch = [];
+    this.#begin(slot, batch);
+    // Room for the next batch: take more input.
+    this.#again = true;
+  }
+
+  #begin(slot: number, item: unknown): void {
+    this.#items[slot] = item;
+    this.#index[slot] = this.#nextIndex++;
+    this.#attempt[slot] = 1;
+    this.#running++;
+    this.#call(slot);
+  }
+
+  #ctx(slot: number): TaskCtx {
+    return new TaskCtx(this.#stream as HandlerStream<unknown, unknown>, this.#attempt[slot], this.#index[slot]);
+  }
+
+  #call(slot: number): void {
+    let result: O | Promise<O>;
+    try {
+      result = this.#fn(this.#items[slot], this.#ctx(slot));
+    } catch (error) {
+      this.#attemptFailed(slot, error);
+      return;
+    }
+    if (result !== null && typeof (result as PromiseLike<O> | undefined)?.then === 'function') {
+      // One pair of reactions per slot, made once: a slot's call settles once before the slot is used again.
+      const onOk = (this.#onOk[slot] ??= (value: unknown) => this.#succeeded(slot, value as O));
+      const onErr = (this.#onErr[slot] ??= (error: unknown) => this.#attemptFailed(slot, error));
+      (result as PromiseLike<O>).then(onOk, onErr);
+    } else {
+      this.#succeeded(slot, result as O);
+    }
+  }
+
+  #stopped(): boolean {
+    return this.#cancelled || this.#failure !== undefined;
+  }
+
+  #succeeded(slot: number, value: O | undefined): void {
+    this.#running--;
+    if (!this.#stopped()) this.#settled(slot, this.#native.taskSettle(slot, Attempt.Done), value, undefined);
+    this.#items[slot] = undefined;
+    this.#pump();
+  }
+
+  #attemptFailed(slot: number, error: unknown): void {
+    this.#running--;
+    if (this.#stopped()) {
+      this.#items[slot] = undefined;
+      this.#pump();
+      return;
+    }
+    const code = this.#native.taskSettle(slot, Attempt.Error);
+    if (code === TASK_RETRY) {
+      this.#retrying.add(slot);
+      this.#pump();
+      return;
+    }
+    // No attempt left: the error policy decides.
+    const policy = this.#onError;
+    if (policy === 'skip') {
+      this.#settled(slot, this.#native.taskSettle(slot, Attempt.Skipped), undefined, undefined);
+    } else if (policy === 'fail') {
+      this.#settled(slot, this.#native.taskSettle(slot, Attempt.Failed), undefined, { error });
+    } else {
+      this.#running++;
+      let replaced: O | undefined | Promise<O | undefined>;
+      try {
+        replaced = policy(error, this.#items[slot], this.#ctx(slot));
+      } catch (thrown) {
+        this.#running--;
+        this.#settled(slot, this.#native.taskSettle(slot, Attempt.Failed), undefined, { error: thrown });
+        this.#items[slot] = undefined;
+        this.#pump();
+        return;
+      }
+      Promise.resolve(replaced).then(
+        (value) => this.#succeeded(slot, value),
+        (thrown: unknown) => {
+          this.#running--;
+          if (!this.#stopped()) this.#settled(slot, this.#native.taskSettle(slot, Attempt.Failed), undefined, { error: thrown });
+          this.#items[slot] = undefined;
+          this.#pump();
+        },
+      );
+      return;
+    }
+    this.#items[slot] = undefined;
+    this.#pump();
+  }
+
+  /**
+   * The core's answer to a final settle of `slot`: how many results just
+   * became ready, and whether the stage fails now. `value` is the slot's
+   * result (`undefined`: filtered), `failure` its error if it failed.
+   */
+  #settled(slot: number, code: number, value: O | undefined, failure: { error: unknown } | undefined): void {
+    const failedNow = (code & TASK_FAILED) !== 0;
+    const count = code & (TASK_FAILED - 1);
+    if (this.#ordered) {
+      const index = this.#index[slot];
+      if (failure !== undefined) this.#errors.set(index, failure.error);
+      this.#ring[index % this.#ringSize] = value;
+      for (let k = 0; k < count; k++) {
+        const at = this.#head++ % this.#ringSize;
+        const result = this.#ring[at] as O | undefined;
+        this.#ring[at] = undefined;
+        if (result === undefined) this.#dropped++;
+        else this.#ready.push(result);
+      }
+      if (failedNow) this.#fail(this.#errors.get(this.#head));
+    } else {
+      if (count > 0) {
+        if (value === undefined) this.#dropped++;
+        else this.#ready.push(value);
+      }
+      if (failedNow) this.#fail(failure?.error);
+    }
+  }
+
+  /** An item failed for good: no new calls, the calls in flight see their signal abort and their results are dropped; the stream fails once they settled and what was ready before is emitted. */
+  #fail(error: unknown): void {
+    this.#failure = { error };
+    this.#stopWaiting();
+    this.#stream[kAbortSignal](error);
+    this.#stream[kReleaseInput]();
+  }
+
+  /** Drops the retries waiting, an item taken and not started, and the batch being filled. */
+  #stopWaiting(): void {
+    if (this.#retrying.size > 0) {
+      this.#native.taskDropRetries();
+      this.#retrying.clear();
+    }
+    this.#stash = undefined;
+    this.#batch = [];
+  }
+
+  #finishIfDone(): void {
+    if (this.#running > 0 || this.#paused) return;
+    if (this.#cancelled) {
+      this.#finish();
+      this.#stream[kBodyReturned]();
+    } else if (this.#failure !== undefined) {
+      if (this.#ready.length > 0) return;
+      this.#finish();
+      this.#stream[kBodyThrew](this.#failure.error);
+    } else if (
+      this.#inputEnded &&
+      this.#stash === undefined &&
+      this.#retrying.size === 0 &&
+      this.#ready.length === 0 &&
+      this.#batch.length === 0
+    ) {
+      this.#finish();
+      this.#stream[kBodyReturned]();
+    }
+  }
+
+  #finish(): void {
+    this.#finished = true;
+    this.#syncTimers();
+  }
+
+  /**
+   * Watches the stream's task deadlines while a retry waits or a batch waits
+   * for `maxWait` (the runner is then held, as a stream whose idle deadline
+   * runs is); a read waiting meanwhile keeps the process alive.
+   */
+  #syncTimers(): void {
+    const want =
+      !this.#finished &&
+      !this.#stopped() &&
+      (this.#retrying.size > 0 || (this.#maxWait > 0 && this.#batch.length > 0 && !this.#inputEnded));
+    if (want === this.#timersOn) return;
+    this.#timersOn = want;
+    const key = this.#native.key + TASK_KEY_OFFSET;
+    if (want) watchIdle(key, this);
+    else unwatchIdle(key);
+    this.#stream[kTimersPending](want);
+  }
+}
+
+// ----- settings -----
+
+function positiveInt(field: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > MAX_COUNT) {
+    throw outOfRange(`The "${field}" option must be an integer from 1 to ${MAX_COUNT}. Received ${describe(value)}`);
+  }
+  return value;
+}
+
+function millis(field: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > MAX_MS) {
+    throw outOfRange(`The "${field}" option must be a finite number of milliseconds from 0 to ${MAX_MS}. Received ${describe(value)}`);
+  }
+  return value;
+}
+
+function checkRetry(value: unknown): Required<RetryConfig> {
+  const retry = { attempts: 1, delay: 100, factor: 2, maxDelay: 30_000 };
+  if (value === undefined) return retry;
+  assertOptionsObject(value, 'retry', '{ attempts: 3 }');
+  for (const key of Object.keys(value)) {
+    if (!RETRY_KEYS.has(key)) throw invalidValue(`Unknown retry option "${key}". Known options: ${[...RETRY_KEYS].join(', ')}`);
+  }
+  const r = value as RetryConfig;
+  if (r.attempts !== undefined) retry.attempts = positiveInt('retry.attempts', r.attempts);
+  if (r.delay !== undefined) retry.delay = millis('retry.delay', r.delay);
+  if (r.maxDelay !== undefined) retry.maxDelay = millis('retry.maxDelay', r.maxDelay);
+  if (r.factor !== undefined) {
+    const f: unknown = r.factor;
+    if (typeof f !== 'number' || !Number.isFinite(f) || f < 1) {
+      throw outOfRange(`The "retry.factor" option must be a finite number of at least 1. Received ${describe(f)}`);
+    }
+    retry.factor = f;
+  }
+  return retry;
+}
+
+/** Splits a task or batch config into the stream settings and the checked task settings. Throws at the call. */
+function checkTaskConfig<I, O>(
+  kind: 'task' | 'batch',
+  fn: unknown,
+  config: unknown,
+): { spec: Omit<TaskSpec<I, O>, 'policy'> & { policy: Omit<TaskPolicy, 'buffer'> }; stream: StreamConfig } {
+  if (typeof fn !== 'function') {
+    throw invalidType(`The "fn" argument of ${kind}() must be a function. Received ${describe(fn)}`);
+  }
+  if (kind === 'batch' && config === undefined) {
+    throw invalidType(`batch() needs a config with "maxSize", such as batch(fn, { maxSize: 100 })`);
+  }
+  if (config === undefined) config = {};
+  assertOptionsObject(config, 'config', kind === 'task' ? '{ concurrency: 8 }' : '{ maxSize: 100 }');
+  const own = kind === 'task' ? TASK_KEYS : BATCH_KEYS;
+  const c = config as BatchConfig<unknown, unknown>;
+  const stream: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(config)) {
+    if (!own.includes(key)) stream[key] = value;
+  }
+  const concurrency = c.concurrency === undefined ? 16 : positiveInt('concurrency', c.concurrency);
+  let ordered = true;
+  if (c.ordered !== undefined) {
+    if (typeof c.ordered !== 'boolean') throw invalidType(`The "ordered" option must be a boolean. Received ${describe(c.ordered)}`);
+    ordered = c.ordered;
+  }
+  const retry = checkRetry(c.retry);
+  const onError: unknown = c.onError ?? 'fail';
+  if (onError !== 'fail' && onError !== 'skip' && typeof onError !== 'function') {
+    throw invalidValue(`The "onError" option must be 'fail', 'skip' or a function. Received ${describe(onError)}`);
+  }
+  let maxSize = 0;
+  let minSize = 1;
+  let maxWait = 0;
+  if (kind === 'batch') {
+    maxSize = positiveInt('maxSize', c.maxSize);
+    if (c.minSize !== undefined) minSize = positiveInt('minSize', c.minSize);
+    if (minSize > maxSize) {
+      throw outOfRange(`The "minSize" option (${minSize}) must not be larger than "maxSize" (${maxSize})`);
+    }
+    if (c.maxWait !== undefined) maxWait = millis('maxWait', c.maxWait);
+  }
+  return {
+    spec: {
+      fn: fn as Call<I, O>,
+      onError: onError as OnError<I, O>,
+      policy: {
+        concurrency,
+        ordered,
+        attempts: retry.attempts,
+        delayMs: retry.delay,
+        factor: retry.factor,
+        maxDelayMs: retry.maxDelay,
+        maxSize,
+        minSize,
+        maxWaitMs: maxWait,
+      },
+    },
+    stream,
+  };
+}
+
+function makeStage<I, O>(kind: 'task' | 'batch', fn: unknown, config: unknown): StreamFn<I, Exclude<O, undefined>> {
+  const { spec, stream } = checkTaskConfig<I, O>(kind, fn, config);
+  const name = (fn as { name?: string }).name || kind;
+  return singleStage<I, Exclude<O, undefined>>(
+    (native, buffer) => new TaskRunner<I, Exclude<O, undefined>>(native, { ...spec, policy: { ...spec.policy, buffer } } as TaskSpec<I, Exclude<O, undefined>>),
+    stream,
+    name,
+  );
+}
+
+/**
+ * A stage that calls `fn` once per item, up to `concurrency` calls at once
+ * per stream, and outputs the results in input order (or as they complete,
+ * with `ordered: false`). A result of `undefined` filters the item out.
+ */
+export function task<I, O>(fn: (item: I, ctx: TaskContext) => O | Promise<O>, config?: TaskConfig<I, O>): StreamFn<I, Exclude<O, undefined>> {
+  return makeStage<I, O>('task', fn, config);
+}
+
+/**
+ * A stage that groups items into batches of up to `maxSize` (flushed when
+ * full, after `maxWait` with at least `minSize`, or at the end of the input)
+ * and calls `fn` once per batch; one output per call.
+ */
+export function batch<I, O>(fn: (items: I[], ctx: TaskContext) => O | Promise<O>, config: BatchConfig<I, O>): StreamFn<I, Exclude<O, undefined>> {
+  return makeStage<I, O>('batch', fn, config);
+}
