@@ -228,7 +228,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
     if (typeof handler !== 'function') {
       this.#body = handler;
       handler[kStartBody](this);
-      if (signal !== undefined && !this.#handlerDone) this.#detachSignal = watchAbort(signal, (reason) => void this.cancel(reason));
+      if (signal !== undefined && !this.#handlerDone)
+        this.#detachSignal = watchAbort(signal, (reason) => void this.cancel(reason));
       return;
     }
     this.#body = null;

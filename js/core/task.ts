@@ -461,7 +461,9 @@ function positiveInt(field: string, value: unknown): number {
 
 function millis(field: string, value: unknown): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > MAX_MS) {
-    throw outOfRange(`The "${field}" option must be a finite number of milliseconds from 0 to ${MAX_MS}. Received ${describe(value)}`);
+    throw outOfRange(
+      `The "${field}" option must be a finite number of milliseconds from 0 to ${MAX_MS}. Received ${describe(value)}`,
+    );
   }
   return value;
 }
@@ -510,7 +512,8 @@ function checkTaskConfig<I, O>(
   const concurrency = c.concurrency === undefined ? 16 : positiveInt('concurrency', c.concurrency);
   let ordered = true;
   if (c.ordered !== undefined) {
-    if (typeof c.ordered !== 'boolean') throw invalidType(`The "ordered" option must be a boolean. Received ${describe(c.ordered)}`);
+    if (typeof c.ordered !== 'boolean')
+      throw invalidType(`The "ordered" option must be a boolean. Received ${describe(c.ordered)}`);
     ordered = c.ordered;
   }
   const retry = checkRetry(c.retry);
@@ -553,7 +556,11 @@ function makeStage<I, O>(kind: 'task' | 'batch', fn: unknown, config: unknown): 
   const { spec, stream } = checkTaskConfig<I, O>(kind, fn, config);
   const name = (fn as { name?: string }).name || kind;
   return singleStage<I, Exclude<O, undefined>>(
-    (native, buffer) => new TaskRunner<I, Exclude<O, undefined>>(native, { ...spec, policy: { ...spec.policy, buffer } } as TaskSpec<I, Exclude<O, undefined>>),
+    (native, buffer) =>
+      new TaskRunner<I, Exclude<O, undefined>>(native, { ...spec, policy: { ...spec.policy, buffer } } as TaskSpec<
+        I,
+        Exclude<O, undefined>
+      >),
     stream,
     name,
   );
@@ -564,7 +571,10 @@ function makeStage<I, O>(kind: 'task' | 'batch', fn: unknown, config: unknown): 
  * per stream, and outputs the results in input order (or as they complete,
  * with `ordered: false`). A result of `undefined` filters the item out.
  */
-export function task<I, O>(fn: (item: I, ctx: TaskContext) => O | Promise<O>, config?: TaskConfig<I, O>): StreamFn<I, Exclude<O, undefined>> {
+export function task<I, O>(
+  fn: (item: I, ctx: TaskContext) => O | Promise<O>,
+  config?: TaskConfig<I, O>,
+): StreamFn<I, Exclude<O, undefined>> {
   return makeStage<I, O>('task', fn, config);
 }
 
@@ -573,6 +583,9 @@ export function task<I, O>(fn: (item: I, ctx: TaskContext) => O | Promise<O>, co
  * full, after `maxWait` with at least `minSize`, or at the end of the input)
  * and calls `fn` once per batch; one output per call.
  */
-export function batch<I, O>(fn: (items: I[], ctx: TaskContext) => O | Promise<O>, config: BatchConfig<I, O>): StreamFn<I, Exclude<O, undefined>> {
+export function batch<I, O>(
+  fn: (items: I[], ctx: TaskContext) => O | Promise<O>,
+  config: BatchConfig<I, O>,
+): StreamFn<I, Exclude<O, undefined>> {
   return makeStage<I, O>('batch', fn, config);
 }
