@@ -260,12 +260,14 @@ export interface StreamOps {
   /**
    * Task stages (`task.rs`): starts up to `max` calls, their slots in
    * `scratch.u32[0..n]`; returns `n`.
+   * `emitted`: ready results emitted or dropped since the last report.
    */
-  taskStart: (h: number, max: number) => number
-  /** Whether a task call may start now. */
-  taskMayStart: (h: number) => boolean
-  /** The attempt running in a task slot (1 for the first). */
-  taskAttempt: (h: number, slot: number) => number
+  taskStart: (h: number, max: number, emitted: number) => number
+  /**
+   * Settles the task slots in `scratch.u32[0..n]` as done: the ready count
+   * (plus 2^29 when the stage fails now); `emitted` as for `taskStart`.
+   */
+  taskSettleDone: (h: number, n: number, emitted: number) => number
   /**
    * How the attempt in `slot` ended (0 done, 1 error, 2 skipped, 3 failed):
    * ready results (plus 2^29 when the stage fails now), -1 retry, -2 no
@@ -278,8 +280,6 @@ export interface StreamOps {
   taskDue: (h: number) => number
   /** Drops the task retries waiting. */
   taskDropRetries: (h: number) => void
-  /** Items the batch being filled takes now. */
-  taskBatchRoom: (h: number) => number
   /** `n` items joined the batch being filled. */
   taskBatchAdd: (h: number, n: number) => void
   /** Starts the batch being filled if due and a call may start: its slot, or -1. */

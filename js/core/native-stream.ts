@@ -280,9 +280,15 @@ export class NativeStream {
     taskInit(this.#h, policy);
   }
 
-  /** Starts up to `max` calls; their slots are `scratchU32[0..n]`, read them before the next native call. */
-  taskStart(max: number): number {
-    return ops.taskStart(this.#h, max);
+  /** Starts up to `max` calls; their slots are `scratchU32[0..n]`, read them before the next native call. `emitted`: ready results emitted or dropped since the last report. */
+  taskStart(max: number, emitted: number): number {
+    return ops.taskStart(this.#h, max, emitted);
+  }
+
+  /** Settles `slots[0..n]` as done: the ready count (`| TASK_FAILED` when the stage fails now). `emitted` as for `taskStart`. */
+  taskSettleDone(slots: readonly number[], n: number, emitted: number): number {
+    for (let i = 0; i < n; i++) scratchU32[i] = slots[i];
+    return ops.taskSettleDone(this.#h, n, emitted);
   }
 
   /** How the attempt in `slot` ended: ready results (`| TASK_FAILED` when the stage fails now), `TASK_RETRY` or `TASK_EXHAUSTED`. */

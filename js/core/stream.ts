@@ -43,8 +43,12 @@ const kReleaseInput = Symbol.for('velo-stream.releaseInput');
 // `for await` and `yield` take, without a promise per event.
 /** Starts a `StreamBody` on its stream. */
 export const kStartBody = Symbol('velo.startBody');
-/** The next input event now (`{ value, done }`), or null if none yet. */
+/** The next input event now, or `NO_INPUT` (none yet) or `INPUT_END`. */
 export const kPollInput = Symbol('velo.pollInput');
+export const NO_INPUT = Symbol('velo.noInput');
+export const INPUT_END = Symbol('velo.inputEnd');
+/** How many more events `kPollInput` returns without asking the core (the rest of the batch lent). */
+export const kInputLent = Symbol('velo.inputLent');
 /** Calls back once with the next input (or its end) when there is none now. */
 export const kAwaitInput = Symbol('velo.awaitInput');
 /** Emits one output: `Emit.Emitted`, `Emit.Paused` (wait with `kAwaitRoom`), or `Emit.Closed`. */
@@ -647,13 +651,18 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
 
   // ----- a body's operations (see `StreamBody`) -----
 
-  [kPollInput](): IteratorResult<I> | null {
+  [kPollInput](): I | typeof NO_INPUT | typeof INPUT_END {
     if (this.#inPos < this.#inLen) {
       const value = this.#inBuf[this.#inPos] as I;
       this.#inBuf[this.#inPos++] = undefined;
-      return { value, done: false };
+      return value;
     }
-    return this.#pollInput();
+    const r = this.#pollInput();
+    return r === null ? NO_INPUT : r.done === true ? INPUT_END : r.value;
+  }
+
+  [kInputLent](): number {
+    return this.#inLen - this.#inPos;
   }
 
   [kAwaitInput](callback: (r: IteratorResult<I>) => void): void {

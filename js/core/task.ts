@@ -15,10 +15,12 @@ import type { BatchConfig, RetryConfig, StreamConfig, StreamFn, TaskConfig, Task
 import { type IdleTarget, scratchU32, unwatchIdle, watchIdle } from './addon';
 import { Fifo } from './fifo';
 import { singleStage } from './function';
-import { Attempt, type NativeStream, TASK_FAILED, TASK_RETRY, type TaskPolicy } from './native-stream';
+import { Attempt, MAX_BATCH, type NativeStream, TASK_FAILED, TASK_RETRY, type TaskPolicy } from './native-stream';
 import {
   Emit,
   type HandlerStream,
+  INPUT_END,
+  NO_INPUT,
   type StreamBody,
   kAbortSignal,
   kAwaitInput,
@@ -27,6 +29,7 @@ import {
   kBodyThrew,
   kEmit,
   kHandlerSignal,
+  kInputLent,
   kPollInput,
   kReleaseInput,
   kStartBody,
@@ -100,6 +103,15 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
   readonly #ready = new Fifo<O>();
   /** Ready results dropped (filtered), not yet reported to the core. */
   #dropped = 0;
+  /** Ready results emitted or dropped, not yet reported to the core (reported with its next start or settle). */
+  #emitted = 0;
+  /** Calls that succeeded since the last flush, and their results: settled in the core in one call per burst. */
+  #doneSlots: number[] = [];
+  #doneValues: (O | undefined)[] = [];
+  #flushScheduled = false;
+  /** Slots and items of the calls being started (reused). */
+  readonly #startSlots: number[] = [];
+  readonly #startItems: I[] = [];
   #nextIndex = 0;
   /** Calls (and `onError` functions) whose promise has not settled. */
   #running = 0;
@@ -192,7 +204,14 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
         this.#ready.drain();
       }
     }
-    if (acked > 0) this.#native.taskEmitted(acked);
+    this.#emitted += acked;
+  }
+
+  /** Takes the count of results emitted since the last report, for a native call that reports it. */
+  #takeEmitted(): number {
+    const n = this.#emitted;
+    this.#emitted = 0;
+    return n;
   }
 
   readonly #onRoom = (): void => {
@@ -201,6 +220,7 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
   };
 
   readonly #onInput = (r: IteratorResult<I>): void => {
+    // (Called with `{ value, done }`, as a handler's pending next() is answered.)
     this.#waitingInput = false;
     if (r.done === true) this.#endOfInput();
     else if (this.#maxSize > 0) {
@@ -215,31 +235,44 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
     if (this.#maxSize > 0) this.#native.taskEndInput();
   }
 
-  /** Per-item stage: takes input while calls may start. */
+  /** Per-item stage: takes input while calls may start, starting them a batch at a time. */
   #pull(): void {
     while (!this.#inputEnded && !this.#waitingInput) {
-      let value: I;
-      if (this.#stash !== undefined) value = this.#stash.value;
+      let first: I;
+      if (this.#stash !== undefined) first = this.#stash.value;
       else {
-        const r = this.#stream[kPollInput]();
-        if (r === null) {
+        const v = this.#stream[kPollInput]();
+        if (v === NO_INPUT) {
           this.#waitingInput = true;
           this.#stream[kAwaitInput](this.#onInput);
           return;
         }
-        if (r.done === true) {
+        if (v === INPUT_END) {
           this.#endOfInput();
           return;
         }
-        value = r.value;
+        first = v;
       }
-      if (this.#native.taskStart(1) === 0) {
+      // The first item, and as many of the batch lent as calls may start.
+      const n = this.#native.taskStart(Math.min(1 + this.#stream[kInputLent](), MAX_BATCH), this.#takeEmitted());
+      if (n === 0) {
         // The window is full: this item waits for a call to settle.
-        this.#stash ??= { value };
+        this.#stash ??= { value: first };
         return;
       }
       this.#stash = undefined;
-      this.#begin(scratchU32[0], value);
+      // Everything is taken before any call runs: a call may reenter the stream.
+      const slots = this.#startSlots;
+      const items = this.#startItems;
+      for (let k = 0; k < n; k++) {
+        slots[k] = scratchU32[k];
+        items[k] = k === 0 ? first : (this.#stream[kPollInput]() as I);
+      }
+      for (let k = 0; k < n; k++) {
+        const item = items[k];
+        items[k] = undefined as I;
+        this.#begin(slots[k], item);
+      }
     }
   }
 
@@ -247,21 +280,23 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
   #pullBatch(): void {
     let added = 0;
     while (!this.#inputEnded && !this.#waitingInput && this.#batch.length < this.#maxSize) {
-      const r = this.#stream[kPollInput]();
-      if (r === null) {
+      const v = this.#stream[kPollInput]();
+      if (v === NO_INPUT) {
         this.#waitingInput = true;
         this.#stream[kAwaitInput](this.#onInput);
         break;
       }
-      if (r.done === true) {
+      if (v === INPUT_END) {
         this.#endOfInput();
         break;
       }
-      this.#batch.push(r.value);
+      this.#batch.push(v);
       added++;
     }
     if (added > 0) this.#native.taskBatchAdd(added);
     if (this.#batch.length === 0) return;
+    // The gate counts results held: report those emitted first.
+    if (this.#emitted > 0) this.#native.taskEmitted(this.#takeEmitted());
     const slot = this.#native.taskStartBatch();
     if (slot < 0) return;
     const batch = this.#batch;
@@ -293,7 +328,7 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
     }
     if (result !== null && typeof (result as PromiseLike<O> | undefined)?.then === 'function') {
       // One pair of reactions per slot, made once: a slot's call settles once before the slot is used again.
-      const onOk = (this.#onOk[slot] ??= (value: unknown) => this.#succeeded(slot, value as O));
+      const onOk = (this.#onOk[slot] ??= (value: unknown) => this.#succeeded(slot, value as O | undefined));
       const onErr = (this.#onErr[slot] ??= (error: unknown) => this.#attemptFailed(slot, error));
       (result as PromiseLike<O>).then(onOk, onErr);
     } else {
@@ -305,11 +340,61 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
     return this.#cancelled || this.#failure !== undefined;
   }
 
+  /** A call succeeded: queued, and settled in the core with the others of this burst of promise jobs. */
   #succeeded(slot: number, value: O | undefined): void {
-    this.#running--;
-    if (!this.#stopped()) this.#settled(slot, this.#native.taskSettle(slot, Attempt.Done), value, undefined);
-    this.#items[slot] = undefined;
+    this.#doneSlots.push(slot);
+    this.#doneValues.push(value);
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      queueMicrotask(this.#flushDone);
+    }
+  }
+
+  readonly #flushDone = (): void => {
+    this.#flushScheduled = false;
+    const slots = this.#doneSlots;
+    const values = this.#doneValues;
+    const n = slots.length;
+    this.#running -= n;
+    if (!this.#stopped()) {
+      for (let start = 0; start < n; start += MAX_BATCH) {
+        const end = Math.min(n, start + MAX_BATCH);
+        if (this.#ordered) {
+          for (let k = start; k < end; k++) this.#ring[this.#index[slots[k]] % this.#ringSize] = values[k];
+        }
+        const code = this.#native.taskSettleDone(start === 0 ? slots : slots.slice(start), end - start, this.#takeEmitted());
+        if (this.#ordered) this.#takeReady(code & (TASK_FAILED - 1));
+        else {
+          for (let k = start; k < end; k++) {
+            const value = values[k];
+            if (value === undefined) this.#dropped++;
+            else this.#ready.push(value);
+          }
+        }
+        if ((code & TASK_FAILED) !== 0) {
+          this.#fail(this.#errors.get(this.#head));
+          break;
+        }
+      }
+    }
+    for (let k = 0; k < n; k++) {
+      this.#items[slots[k]] = undefined;
+      values[k] = undefined;
+    }
+    slots.length = 0;
+    values.length = 0;
     this.#pump();
+  };
+
+  /** Ordered mode: moves `count` results from the head of the ring to the ready queue. */
+  #takeReady(count: number): void {
+    for (let k = 0; k < count; k++) {
+      const at = this.#head++ % this.#ringSize;
+      const result = this.#ring[at] as O | undefined;
+      this.#ring[at] = undefined;
+      if (result === undefined) this.#dropped++;
+      else this.#ready.push(result);
+    }
   }
 
   #attemptFailed(slot: number, error: unknown): void {
@@ -344,7 +429,12 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
         return;
       }
       Promise.resolve(replaced).then(
-        (value) => this.#succeeded(slot, value),
+        (value) => {
+          this.#running--;
+          if (!this.#stopped()) this.#settled(slot, this.#native.taskSettle(slot, Attempt.Done), value, undefined);
+          this.#items[slot] = undefined;
+          this.#pump();
+        },
         (thrown: unknown) => {
           this.#running--;
           if (!this.#stopped()) this.#settled(slot, this.#native.taskSettle(slot, Attempt.Failed), undefined, { error: thrown });
@@ -370,13 +460,7 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
       const index = this.#index[slot];
       if (failure !== undefined) this.#errors.set(index, failure.error);
       this.#ring[index % this.#ringSize] = value;
-      for (let k = 0; k < count; k++) {
-        const at = this.#head++ % this.#ringSize;
-        const result = this.#ring[at] as O | undefined;
-        this.#ring[at] = undefined;
-        if (result === undefined) this.#dropped++;
-        else this.#ready.push(result);
-      }
+      this.#takeReady(count);
       if (failedNow) this.#fail(this.#errors.get(this.#head));
     } else {
       if (count > 0) {

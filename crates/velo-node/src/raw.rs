@@ -23,8 +23,8 @@ use crate::ffi::{self, fail, Scope, Scratch, Value};
 use crate::slot::{take_released, Delivered, Slot};
 use crate::streams;
 use crate::task::{
-    task_attempt, task_batch_add, task_batch_room, task_drop_retries, task_due, task_emitted,
-    task_end_input, task_may_start, task_settle, task_start, task_start_batch,
+    task_batch_add, task_drop_retries, task_due, task_emitted, task_end_input, task_settle,
+    task_settle_done, task_start, task_start_batch,
 };
 
 /// What a push (`sendNumber`, `sendValue`, `yieldNumber`, `yieldValue`)
@@ -476,11 +476,11 @@ stream_ops! {
     "free": "(h: number) => void" => free,
     #[doc = " Task stages (`task.rs`): starts up to `max` calls, their slots in"]
     #[doc = " `scratch.u32[0..n]`; returns `n`."]
-    "taskStart": "(h: number, max: number) => number" => task_start,
-    #[doc = " Whether a task call may start now."]
-    "taskMayStart": "(h: number) => boolean" => task_may_start,
-    #[doc = " The attempt running in a task slot (1 for the first)."]
-    "taskAttempt": "(h: number, slot: number) => number" => task_attempt,
+    #[doc = " `emitted`: ready results emitted or dropped since the last report."]
+    "taskStart": "(h: number, max: number, emitted: number) => number" => task_start,
+    #[doc = " Settles the task slots in `scratch.u32[0..n]` as done: the ready count"]
+    #[doc = " (plus 2^29 when the stage fails now); `emitted` as for `taskStart`."]
+    "taskSettleDone": "(h: number, n: number, emitted: number) => number" => task_settle_done,
     #[doc = " How the attempt in `slot` ended (0 done, 1 error, 2 skipped, 3 failed):"]
     #[doc = " ready results (plus 2^29 when the stage fails now), -1 retry, -2 no"]
     #[doc = " attempt left."]
@@ -491,8 +491,6 @@ stream_ops! {
     "taskDue": "(h: number) => number" => task_due,
     #[doc = " Drops the task retries waiting."]
     "taskDropRetries": "(h: number) => void" => task_drop_retries,
-    #[doc = " Items the batch being filled takes now."]
-    "taskBatchRoom": "(h: number) => number" => task_batch_room,
     #[doc = " `n` items joined the batch being filled."]
     "taskBatchAdd": "(h: number, n: number) => void" => task_batch_add,
     #[doc = " Starts the batch being filled if due and a call may start: its slot, or -1."]

@@ -114,12 +114,18 @@ fn task_of(stream: &mut Stream) -> Result<&mut TaskState> {
 }
 
 /// Starts up to `max` calls (at most the scratch size): their slots in
-/// `scratch.u32[0..n]`; returns `n`.
-pub(crate) fn task_start<'s>(cx: Scope<'s>, [h, max]: [Value<'s>; 2]) -> Result<Value<'s>> {
+/// `scratch.u32[0..n]`; returns `n`. `emitted`: ready results emitted (or
+/// dropped) since the last report, counted first.
+pub(crate) fn task_start<'s>(
+    cx: Scope<'s>,
+    [h, max, emitted]: [Value<'s>; 3],
+) -> Result<Value<'s>> {
     let mut scratch = Scratch::lend()?;
     let max = (cx.number(max)? as usize).min(scratch.len());
+    let emitted = cx.index(emitted)?;
     let slots = scratch.u32s();
     let n = with_task(cx, h, |w, now| {
+        w.emitted(emitted);
         let mut n = 0;
         while n < max {
             let Some(slot) = w.start(now) else { break };
@@ -129,19 +135,6 @@ pub(crate) fn task_start<'s>(cx: Scope<'s>, [h, max]: [Value<'s>; 2]) -> Result<
         n
     })?;
     cx.int(n as i32)
-}
-
-/// Whether a call may start now.
-pub(crate) fn task_may_start<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
-    let may = with_task(cx, h, |w, _| w.may_start())?;
-    cx.boolean(may)
-}
-
-/// The attempt running in `slot` (1 for the first).
-pub(crate) fn task_attempt<'s>(cx: Scope<'s>, [h, slot]: [Value<'s>; 2]) -> Result<Value<'s>> {
-    let slot = cx.index(slot)?;
-    let attempt = with_task(cx, h, |w, _| w.attempt(slot))?;
-    cx.int(attempt as i32)
 }
 
 /// What `taskSettle` answers: a count of ready results (plus
@@ -171,6 +164,34 @@ pub(crate) fn task_settle<'s>(cx: Scope<'s>, [h, slot, how]: [Value<'s>; 3]) -> 
     })
 }
 
+/// Settles the calls in `scratch.u32[0..n]` as done (a batch of results):
+/// the ready count, plus `SETTLE_FAILED` if the stage fails now. `emitted`
+/// as for `task_start`.
+pub(crate) fn task_settle_done<'s>(
+    cx: Scope<'s>,
+    [h, n, emitted]: [Value<'s>; 3],
+) -> Result<Value<'s>> {
+    let mut scratch = Scratch::lend()?;
+    let n = cx.number(n)? as usize;
+    let emitted = cx.index(emitted)?;
+    let slots = scratch.u32s();
+    if n > slots.len() {
+        return Err(fail("more settles than the scratch holds"));
+    }
+    let (ready, failed) = with_task(cx, h, |w, now| {
+        w.emitted(emitted);
+        let (mut ready, mut failed) = (0u32, false);
+        for &slot in &slots[..n] {
+            if let Settled::Ready { count, failed: f } = w.settle(slot, Attempt::Done, now) {
+                ready += count;
+                failed |= f;
+            }
+        }
+        (ready, failed)
+    })?;
+    cx.int(ready.min(SETTLE_FAILED as u32 - 1) as i32 + if failed { SETTLE_FAILED } else { 0 })
+}
+
 /// `n` ready results were emitted (or dropped, if filtered).
 pub(crate) fn task_emitted<'s>(cx: Scope<'s>, [h, n]: [Value<'s>; 2]) -> Result<Value<'s>> {
     let n = cx.index(n)?;
@@ -196,12 +217,6 @@ pub(crate) fn task_due<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'
 pub(crate) fn task_drop_retries<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
     with_task(cx, h, |w, _| w.drop_retries())?;
     cx.undefined()
-}
-
-/// How many items the batch being filled takes now.
-pub(crate) fn task_batch_room<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
-    let room = with_task(cx, h, |w, _| w.batch_room())?;
-    cx.int(room as i32)
 }
 
 /// `n` items joined the batch being filled.
