@@ -163,3 +163,39 @@ test('fns must list stream functions', async () => {
   assert.equal(samples(await once.metrics()).get('velo_events_in_total{fn="passOn"}'), 1);
   assert.equal(samples(await once.metrics()).get('velo_events_in_total{fn="passOn"}'), 1);
 });
+
+test('task and batch stages export their calls: in flight, retries, skipped, and a duration histogram', async () => {
+  const { task } = await import('velo-stream');
+  let release;
+  const gate = new Promise((resolve) => (release = resolve));
+  const fetchDoc = task(async function fetchDoc(x, ctx) {
+    if (x === 'flaky' && ctx.attempt === 1) throw new Error('once');
+    if (x === 'bad') throw new Error('always');
+    if (x === 'slow') await gate;
+    return x;
+  }, { retry: { attempts: 2, delay: 0 }, onError: 'skip' });
+  const echo = streamFn(async function* plain(events) {
+    for await (const e of events) yield e;
+  });
+  const registry = new Registry();
+  registerStreamMetrics(registry, [fetchDoc, echo]);
+  assert.deepEqual(await fetchDoc.run(['a', 'flaky', 'bad']), ['a', 'flaky']);
+  const s = fetchDoc.open();
+  await s.send('slow');
+  await new Promise((r) => setImmediate(r));
+  const text = await registry.metrics();
+  const value = (line) => Number(text.split('\n').find((l) => l.startsWith(line))?.split(' ').at(-1));
+  assert.equal(value('velo_task_in_flight{fn="fetchDoc"}'), 1);
+  // flaky and bad were each retried once; bad was then skipped.
+  assert.equal(value('velo_task_retries_total{fn="fetchDoc"}'), 2);
+  assert.equal(value('velo_task_skipped_total{fn="fetchDoc"}'), 1);
+  // Attempts: a, flaky x2, bad x2.
+  assert.equal(value('velo_task_duration_seconds_count{fn="fetchDoc"}'), 5);
+  assert.match(text, /# TYPE velo_task_duration_seconds histogram/);
+  assert.ok(!text.includes('velo_task_in_flight{fn="plain"}'), 'generator functions have no task samples');
+  // A cancel drops the call in flight from the gauge once it settles.
+  const cancelled = s.cancel();
+  release();
+  await cancelled;
+  assert.equal(Number((await registry.metrics()).split('\n').find((l) => l.startsWith('velo_task_in_flight{fn="fetchDoc"}')).split(' ').at(-1)), 0);
+});

@@ -325,6 +325,18 @@ export interface TaskPolicy {
   maxWaitMs: number
 }
 
+/** A task stage function's calls, all streams. */
+export interface TaskTotals {
+  /** Calls in flight now (running or waiting for a retry). */
+  inFlight: number
+  /** Retries scheduled. */
+  retries: number
+  /** Items (or batches) dropped by `onError: 'skip'`. */
+  skipped: number
+  /** Call (attempt) durations. */
+  duration: Histogram
+}
+
 /**
  * The thread's state object (`{}` on the first call on a thread, then the
  * same object every time, whatever copy of the module asks).
@@ -339,4 +351,6 @@ export interface Totals {
   eventsOut: number
   /** Time events waited in input buffers, all streams. */
   queueWait: Histogram
+  /** Task and batch stages only: their calls, all streams. */
+  task?: TaskTotals
 }

@@ -40,6 +40,8 @@ export const enum Attempt {
   Error = 1,
   Skipped = 2,
   Failed = 3,
+  /** Settled after the stage stopped: discarded, counted nowhere. */
+  Dropped = 4,
 }
 /** `taskSettle` answers: a flag on the ready count, and two codes. */
 export const TASK_FAILED = 1 << 29;

@@ -356,7 +356,9 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
     const values = this.#doneValues;
     const n = slots.length;
     this.#running -= n;
-    if (!this.#stopped()) {
+    if (this.#stopped()) {
+      for (let k = 0; k < n; k++) this.#native.taskSettle(slots[k], Attempt.Dropped);
+    } else {
       for (let start = 0; start < n; start += MAX_BATCH) {
         const end = Math.min(n, start + MAX_BATCH);
         if (this.#ordered) {
@@ -400,6 +402,7 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
   #attemptFailed(slot: number, error: unknown): void {
     this.#running--;
     if (this.#stopped()) {
+      this.#native.taskSettle(slot, Attempt.Dropped);
       this.#items[slot] = undefined;
       this.#pump();
       return;
@@ -431,13 +434,15 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
       Promise.resolve(replaced).then(
         (value) => {
           this.#running--;
-          if (!this.#stopped()) this.#settled(slot, this.#native.taskSettle(slot, Attempt.Done), value, undefined);
+          if (this.#stopped()) this.#native.taskSettle(slot, Attempt.Dropped);
+          else this.#settled(slot, this.#native.taskSettle(slot, Attempt.Done), value, undefined);
           this.#items[slot] = undefined;
           this.#pump();
         },
         (thrown: unknown) => {
           this.#running--;
-          if (!this.#stopped()) this.#settled(slot, this.#native.taskSettle(slot, Attempt.Failed), undefined, { error: thrown });
+          if (this.#stopped()) this.#native.taskSettle(slot, Attempt.Dropped);
+          else this.#settled(slot, this.#native.taskSettle(slot, Attempt.Failed), undefined, { error: thrown });
           this.#items[slot] = undefined;
           this.#pump();
         },

@@ -53,6 +53,8 @@ function distinct(fns: Iterable<unknown>, atScrape: boolean): AnyFn[] {
  * - `velo_streams_{opened,completed,failed,cancelled,rejected}_total`
  * - `velo_events_in_total`, `velo_events_out_total`
  * - `velo_queue_wait_seconds` (histogram: how long events waited in input buffers)
+ * - task and batch stages: `velo_task_in_flight` (gauge), `velo_task_retries_total`,
+ *   `velo_task_skipped_total` (counters), `velo_task_duration_seconds` (histogram of calls)
  *
  * `fns` is a list (any iterable), read once, now; or a function returning
  * one, called at every scrape (for functions made later). Names must be
@@ -139,20 +141,48 @@ export function registerStreamMetrics(
     'counter',
     perFn((f) => totals(f).eventsOut),
   );
+  const histogram = (f: AnyFn, name: string, h: Totals['queueWait']): Sample[] => [
+    ...h.buckets.map(([, n], i) => ({
+      labels: { fn: f.name, le: bounds[i] },
+      value: n,
+      metricName: `${prefix}${name}_bucket`,
+    })),
+    { labels: { fn: f.name, le: '+Inf' }, value: h.count, metricName: `${prefix}${name}_bucket` },
+    { labels: { fn: f.name }, value: h.sumUs / 1e6, metricName: `${prefix}${name}_sum` },
+    { labels: { fn: f.name }, value: h.count, metricName: `${prefix}${name}_count` },
+  ];
   metric('queue_wait_seconds', 'Time events waited in input buffers before the handler took them.', 'histogram', () =>
-    list().flatMap((f): Sample[] => {
-      const { count, sumUs, buckets } = totals(f).queueWait;
-      const name = `${prefix}queue_wait_seconds`;
-      return [
-        ...buckets.map(([, n], i) => ({
-          labels: { fn: f.name, le: bounds[i] },
-          value: n,
-          metricName: `${name}_bucket`,
-        })),
-        { labels: { fn: f.name, le: '+Inf' }, value: count, metricName: `${name}_bucket` },
-        { labels: { fn: f.name }, value: sumUs / 1e6, metricName: `${name}_sum` },
-        { labels: { fn: f.name }, value: count, metricName: `${name}_count` },
-      ];
+    list().flatMap((f) => histogram(f, 'queue_wait_seconds', totals(f).queueWait)),
+  );
+  // Task and batch stages only: functions without task totals have no samples here.
+  type TaskTotals = NonNullable<Totals['task']>;
+  const perTask = (value: (t: TaskTotals) => number) => () =>
+    list().flatMap((f) => {
+      const task = totals(f).task;
+      return task ? [{ labels: { fn: f.name }, value: value(task) }] : [];
+    });
+  metric(
+    'task_in_flight',
+    'Task stage calls in flight now (running or waiting for a retry).',
+    'gauge',
+    perTask((t) => t.inFlight),
+  );
+  metric(
+    'task_retries_total',
+    'Task stage retries scheduled.',
+    'counter',
+    perTask((t) => t.retries),
+  );
+  metric(
+    'task_skipped_total',
+    "Task stage items (or batches) dropped by onError: 'skip'.",
+    'counter',
+    perTask((t) => t.skipped),
+  );
+  metric('task_duration_seconds', 'Duration of task stage calls (each attempt).', 'histogram', () =>
+    list().flatMap((f) => {
+      const task = totals(f).task;
+      return task ? histogram(f, 'task_duration_seconds', task.duration) : [];
     }),
   );
 }

@@ -61,6 +61,30 @@ pub struct Totals {
     pub events_out: u64,
     /// Time events waited in input buffers, all streams.
     pub queue_wait: HistogramSnapshot,
+    /// Task stages only (a function whose streams have a task window).
+    pub task: Option<TaskTotals>,
+}
+
+/// A task stage function's call counters, all streams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskTotals {
+    /// Calls in flight now (running or waiting for a retry).
+    pub in_flight: u64,
+    /// Retries scheduled.
+    pub retries: u64,
+    /// Items (or batches) dropped by the skip policy.
+    pub skipped: u64,
+    /// Call (attempt) durations.
+    pub latency: HistogramSnapshot,
+}
+
+/// What [`TaskTotals`] accumulate (see [`Admission::task_count`]).
+#[derive(Default)]
+pub(crate) struct TaskCounts {
+    pub(crate) in_flight: u64,
+    pub(crate) retries: u64,
+    pub(crate) skipped: u64,
+    pub(crate) latency: Histogram,
 }
 
 struct Shared {
@@ -69,6 +93,8 @@ struct Shared {
     events_in: Cell<u64>,
     events_out: Cell<u64>,
     queue_wait: RefCell<Histogram>,
+    /// Made by the first task window of this function.
+    task: RefCell<Option<TaskCounts>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -115,6 +141,7 @@ impl Admission {
                 events_in: Cell::new(0),
                 events_out: Cell::new(0),
                 queue_wait: RefCell::new(Histogram::default()),
+                task: RefCell::new(None),
             }),
             also: None,
         }
@@ -168,7 +195,23 @@ impl Admission {
             events_in: self.shared.events_in.get(),
             events_out: self.shared.events_out.get(),
             queue_wait: self.shared.queue_wait.borrow().snapshot(bounds_us),
+            task: self.shared.task.borrow().as_ref().map(|t| TaskTotals {
+                in_flight: t.in_flight,
+                retries: t.retries,
+                skipped: t.skipped,
+                latency: t.latency.snapshot(bounds_us),
+            }),
         }
+    }
+
+    /// Updates the function's task counters (made on first use: the
+    /// function is then a task stage's).
+    pub(crate) fn task_count(&self, f: impl FnOnce(&mut TaskCounts)) {
+        f(self
+            .shared
+            .task
+            .borrow_mut()
+            .get_or_insert_with(TaskCounts::default));
     }
 
     /// Adds a stream's newly accepted events and outputs to the totals.

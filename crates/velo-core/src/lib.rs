@@ -57,7 +57,7 @@ pub mod model;
 pub mod stream;
 pub mod task;
 
-pub use admission::{Admission, LimitError, Outcome, Permit, Share, Stats, Totals};
+pub use admission::{Admission, LimitError, Outcome, Permit, Share, Stats, TaskTotals, Totals};
 pub use idle::IdleDeadlines;
 pub use lane::{Lane, Push, Take};
 pub use stream::{IdleConfig, IdleVerdict, Metrics, Phase, StreamCore};

@@ -180,6 +180,11 @@ impl<T> StreamCore<T> {
         }
     }
 
+    /// The function's gate the stream was admitted by (its totals).
+    pub fn gate(&self) -> Option<&Admission> {
+        self.gate.as_ref()
+    }
+
     /// Unique (per process) key of this stream; also its idle-timer key.
     pub fn key(&self) -> u64 {
         self.key

@@ -25,6 +25,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
+use crate::admission::Admission;
 use crate::histogram::Histogram;
 
 /// How failed attempts are retried.
@@ -78,6 +79,9 @@ pub enum Attempt {
     Skipped,
     /// Failed for good (`onError: 'fail'`, after its last attempt).
     Failed,
+    /// Settled after the stage stopped (cancelled or failing): its result
+    /// is discarded and nothing is counted.
+    Dropped,
 }
 
 /// What settling an attempt means.
@@ -107,6 +111,9 @@ struct Call {
     seq: u64,
     attempt: u32,
     started_us: u64,
+    /// Its last attempt failed: the next settle is the error policy's
+    /// decision, not the end of an attempt.
+    exhausted: bool,
 }
 
 /// Calls in flight, results waiting, retries and the batch being filled, of
@@ -135,11 +142,14 @@ pub struct TaskWindow {
     retried: u64,
     skipped: u64,
     latency: Histogram,
+    /// The function's gate: its task totals follow this window's.
+    gate: Option<Admission>,
 }
 
 impl TaskWindow {
-    /// A window for `policy` (counts of 0 are taken as 1).
-    pub fn new(mut policy: TaskPolicy) -> Self {
+    /// A window for `policy` (counts of 0 are taken as 1). `gate`: the
+    /// function's, whose task totals this window adds to.
+    pub fn new(mut policy: TaskPolicy, gate: Option<Admission>) -> Self {
         policy.concurrency = policy.concurrency.max(1);
         policy.retry.attempts = policy.retry.attempts.max(1);
         if let Some(b) = policy.batch.as_mut() {
@@ -147,7 +157,7 @@ impl TaskWindow {
             b.min_size = b.min_size.clamp(1, b.max_size);
         }
         let n = policy.concurrency;
-        Self {
+        let w = Self {
             policy,
             calls: vec![None; n as usize],
             free: (0..n).rev().collect(),
@@ -164,6 +174,16 @@ impl TaskWindow {
             retried: 0,
             skipped: 0,
             latency: Histogram::default(),
+            gate,
+        };
+        // The function is a task stage's from now on: its totals show it.
+        w.count(|_| {});
+        w
+    }
+
+    fn count(&self, f: impl FnOnce(&mut crate::admission::TaskCounts)) {
+        if let Some(gate) = &self.gate {
+            gate.task_count(f);
         }
     }
 
@@ -189,9 +209,11 @@ impl TaskWindow {
             seq: self.next_seq,
             attempt: 1,
             started_us: now_us,
+            exhausted: false,
         });
         self.next_seq += 1;
         self.in_flight += 1;
+        self.count(|t| t.in_flight += 1);
         if self.policy.ordered {
             self.settled.push_back(false);
         }
@@ -216,24 +238,40 @@ impl TaskWindow {
                 failed: false,
             };
         };
-        self.latency.record(now_us.saturating_sub(call.started_us));
+        if attempt == Attempt::Dropped {
+            self.free_slot(slot);
+            return Settled::Ready {
+                count: 0,
+                failed: false,
+            };
+        }
+        if !call.exhausted {
+            let took = now_us.saturating_sub(call.started_us);
+            self.latency.record(took);
+            self.count(|t| t.latency.record(took));
+        }
         if attempt == Attempt::Error {
             if call.attempt < self.policy.retry.attempts && self.failed_at.is_none() {
                 let at_us = now_us.saturating_add(self.retry_delay(call.attempt));
                 self.retried += 1;
+                self.count(|t| t.retries += 1);
                 self.retries.insert((at_us, slot));
                 return Settled::Retry { at_us };
             }
+            if let Some(c) = self.calls[slot as usize].as_mut() {
+                c.exhausted = true;
+            }
             return Settled::Exhausted;
         }
-        self.calls[slot as usize] = None;
-        self.free.push(slot);
-        self.in_flight -= 1;
+        self.free_slot(slot);
         match attempt {
             Attempt::Failed => {
                 self.failed_at = Some(self.failed_at.map_or(call.seq, |f| f.min(call.seq)));
             }
-            Attempt::Skipped => self.skipped += 1,
+            Attempt::Skipped => {
+                self.skipped += 1;
+                self.count(|t| t.skipped += 1);
+            }
             _ => {}
         }
         if attempt != Attempt::Failed {
@@ -250,6 +288,13 @@ impl TaskWindow {
             None => false,
         };
         Settled::Ready { count, failed }
+    }
+
+    fn free_slot(&mut self, slot: u32) {
+        self.calls[slot as usize] = None;
+        self.free.push(slot);
+        self.in_flight -= 1;
+        self.count(|t| t.in_flight -= 1);
     }
 
     /// Ordered mode: moves the head past settled items (stopping at a failed
@@ -297,9 +342,11 @@ impl TaskWindow {
     }
 
     /// Drops the retries waiting (the stream is failing or cancelled): they
-    /// will not run, and their slots stay taken.
+    /// will not run, and their slots are free.
     pub fn drop_retries(&mut self) {
-        self.retries.clear();
+        while let Some((_, slot)) = self.retries.pop_first() {
+            self.free_slot(slot);
+        }
     }
 
     /// The earliest time something is due: a retry, or the batch's `max_wait`.
@@ -398,6 +445,17 @@ impl TaskWindow {
     }
 }
 
+impl Drop for TaskWindow {
+    /// Calls still counted in flight (a stream dropped mid-call) leave the
+    /// function's totals with it.
+    fn drop(&mut self) {
+        let n = u64::from(self.in_flight);
+        if n > 0 {
+            self.count(|t| t.in_flight -= n);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,7 +484,7 @@ mod tests {
 
     #[test]
     fn the_gate_admits_at_most_concurrency_calls() {
-        let mut w = TaskWindow::new(policy(2, 8, true));
+        let mut w = TaskWindow::new(policy(2, 8, true), None);
         let a = w.start(0).unwrap();
         let _b = w.start(0).unwrap();
         assert_eq!(w.start(0), None);
@@ -437,7 +495,7 @@ mod tests {
 
     #[test]
     fn ordered_results_wait_for_every_earlier_item() {
-        let mut w = TaskWindow::new(policy(3, 8, true));
+        let mut w = TaskWindow::new(policy(3, 8, true), None);
         let s: Vec<u32> = (0..3).map(|_| w.start(0).unwrap()).collect();
         assert_eq!(w.settle(s[1], Attempt::Done, 1), ready(0));
         assert_eq!(w.settle(s[2], Attempt::Done, 1), ready(0));
@@ -449,7 +507,7 @@ mod tests {
 
     #[test]
     fn unordered_results_are_ready_as_they_settle() {
-        let mut w = TaskWindow::new(policy(3, 8, false));
+        let mut w = TaskWindow::new(policy(3, 8, false), None);
         let s: Vec<u32> = (0..3).map(|_| w.start(0).unwrap()).collect();
         assert_eq!(w.settle(s[2], Attempt::Done, 1), ready(1));
         assert_eq!(w.settle(s[0], Attempt::Skipped, 1), ready(1));
@@ -459,7 +517,7 @@ mod tests {
     #[test]
     fn held_results_shut_the_gate_at_the_window() {
         // buffer 3, concurrency 2: in flight + held stays below 3.
-        let mut w = TaskWindow::new(policy(2, 3, true));
+        let mut w = TaskWindow::new(policy(2, 3, true), None);
         let a = w.start(0).unwrap();
         let b = w.start(0).unwrap();
         w.settle(b, Attempt::Done, 1); // held, waiting for a
@@ -481,7 +539,7 @@ mod tests {
             factor: 3.0,
             max_delay_us: 500,
         };
-        let mut w = TaskWindow::new(p);
+        let mut w = TaskWindow::new(p, None);
         let s = w.start(0).unwrap();
         assert_eq!(w.attempt(s), 1);
         assert_eq!(
@@ -520,7 +578,7 @@ mod tests {
 
     #[test]
     fn ordered_failure_is_the_streams_once_every_earlier_item_settled() {
-        let mut w = TaskWindow::new(policy(3, 8, true));
+        let mut w = TaskWindow::new(policy(3, 8, true), None);
         let s: Vec<u32> = (0..3).map(|_| w.start(0).unwrap()).collect();
         assert_eq!(
             w.settle(s[2], Attempt::Failed, 1),
@@ -549,7 +607,7 @@ mod tests {
 
     #[test]
     fn unordered_failure_is_the_streams_at_once() {
-        let mut w = TaskWindow::new(policy(2, 8, false));
+        let mut w = TaskWindow::new(policy(2, 8, false), None);
         let a = w.start(0).unwrap();
         let _b = w.start(0).unwrap();
         assert_eq!(
@@ -569,7 +627,7 @@ mod tests {
             min_size: 2,
             max_wait_us: 50,
         });
-        let mut w = TaskWindow::new(p);
+        let mut w = TaskWindow::new(p, None);
         assert_eq!(w.batch_room(), 3);
         w.batch_add(1, 100);
         assert_eq!(w.next_deadline(), Some(150));
@@ -601,7 +659,7 @@ mod tests {
 
     #[test]
     fn a_stale_settle_changes_nothing() {
-        let mut w = TaskWindow::new(policy(1, 4, true));
+        let mut w = TaskWindow::new(policy(1, 4, true), None);
         assert_eq!(w.settle(0, Attempt::Done, 0), ready(0));
         assert_eq!(w.in_flight(), 0);
         assert_eq!(w.held(), 0);

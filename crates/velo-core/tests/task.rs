@@ -3,7 +3,7 @@
 //! exactly once, and nothing is lost.
 
 use proptest::prelude::*;
-use velo_core::{Attempt, RetryPolicy, Settled, TaskPolicy, TaskWindow};
+use velo_core::{Admission, Attempt, RetryPolicy, Settled, TaskPolicy, TaskWindow};
 
 #[derive(Clone, Debug)]
 enum Step {
@@ -31,13 +31,14 @@ proptest! {
         ordered in any::<bool>(),
         steps in proptest::collection::vec(step(), 1..200),
     ) {
+        let gate = Admission::new(10);
         let mut w = TaskWindow::new(TaskPolicy {
             concurrency,
             buffer,
             ordered,
             retry: RetryPolicy { attempts: 1, delay_us: 0, factor: 1.0, max_delay_us: 0 },
             batch: None,
-        });
+        }, Some(gate.clone()));
         let window = buffer.max(concurrency);
         // (slot, seq) of calls in flight; seqs settled and not yet ready (ordered); ready seqs; emitted seqs.
         let mut running: Vec<(u32, u64)> = Vec::new();
@@ -84,6 +85,7 @@ proptest! {
                 }
             }
             prop_assert!(w.in_flight() <= concurrency);
+            prop_assert_eq!(gate.totals(&[]).task.map(|t| t.in_flight), Some(u64::from(w.in_flight())));
             prop_assert_eq!(w.in_flight() as usize, running.len());
             prop_assert!(w.in_flight() + w.held() <= window);
             prop_assert_eq!(w.held() as usize, settled.len() + ready.len());
@@ -94,6 +96,8 @@ proptest! {
                 prop_assert!(emitted.windows(2).all(|p| p[0] + 1 == p[1]));
             }
         }
+        drop(w);
+        prop_assert_eq!(gate.totals(&[]).task.map(|t| t.in_flight), Some(0), "a dropped window leaves the totals");
         let mut all = emitted.clone();
         all.sort_unstable();
         all.dedup();

@@ -103,6 +103,21 @@ pub struct Totals {
     pub events_out: f64,
     /// Time events waited in input buffers, all streams.
     pub queue_wait: Histogram,
+    /// Task and batch stages only: their calls, all streams.
+    pub task: Option<TaskTotals>,
+}
+
+/// A task stage function's calls, all streams.
+#[napi(object, object_from_js = false)]
+pub struct TaskTotals {
+    /// Calls in flight now (running or waiting for a retry).
+    pub in_flight: f64,
+    /// Retries scheduled.
+    pub retries: f64,
+    /// Items (or batches) dropped by `onError: 'skip'`.
+    pub skipped: f64,
+    /// Call (attempt) durations.
+    pub duration: Histogram,
 }
 
 impl From<velo_core::Totals> for Totals {
@@ -111,6 +126,12 @@ impl From<velo_core::Totals> for Totals {
             events_in: t.events_in as f64,
             events_out: t.events_out as f64,
             queue_wait: t.queue_wait.into(),
+            task: t.task.map(|t| TaskTotals {
+                in_flight: t.in_flight as f64,
+                retries: t.retries as f64,
+                skipped: t.skipped as f64,
+                duration: t.latency.into(),
+            }),
         }
     }
 }

@@ -54,7 +54,18 @@ fn micros(ms: f64) -> u64 {
 /// Makes the stream behind `handle` a task stage's.
 #[napi(catch_unwind)]
 pub(crate) fn task_init(handle: f64, policy: TaskPolicy) -> Result<()> {
-    let window = TaskWindow::new(velo_core::TaskPolicy {
+    streams::with(handle, |stream| {
+        let gate = stream.core.gate().cloned();
+        let window = TaskWindow::new(task_policy(&policy), gate);
+        stream.task = Some(Box::new(TaskState {
+            window,
+            armed_at: None,
+        }))
+    })
+}
+
+fn task_policy(policy: &TaskPolicy) -> velo_core::TaskPolicy {
+    velo_core::TaskPolicy {
         concurrency: policy.concurrency,
         buffer: policy.buffer,
         ordered: policy.ordered,
@@ -69,13 +80,7 @@ pub(crate) fn task_init(handle: f64, policy: TaskPolicy) -> Result<()> {
             min_size: policy.min_size,
             max_wait_us: micros(policy.max_wait_ms),
         }),
-    });
-    streams::with(handle, |stream| {
-        stream.task = Some(Box::new(TaskState {
-            window,
-            armed_at: None,
-        }))
-    })
+    }
 }
 
 /// Runs `f` on the task window of the stream behind `h`, then arms (or moves)
@@ -144,7 +149,7 @@ const SETTLE_RETRY: i32 = -1;
 const SETTLE_EXHAUSTED: i32 = -2;
 
 /// Reports how the attempt in `slot` ended (`Attempt` as 0 done, 1 error,
-/// 2 skipped, 3 failed).
+/// 2 skipped, 3 failed, 4 dropped).
 pub(crate) fn task_settle<'s>(cx: Scope<'s>, [h, slot, how]: [Value<'s>; 3]) -> Result<Value<'s>> {
     let slot = cx.index(slot)?;
     let how = match cx.number(how)? as u32 {
@@ -152,6 +157,7 @@ pub(crate) fn task_settle<'s>(cx: Scope<'s>, [h, slot, how]: [Value<'s>; 3]) -> 
         1 => Attempt::Error,
         2 => Attempt::Skipped,
         3 => Attempt::Failed,
+        4 => Attempt::Dropped,
         _ => return Err(fail("unknown attempt outcome")),
     };
     let settled = with_task(cx, h, |w, now| w.settle(slot, how, now))?;
