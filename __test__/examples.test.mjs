@@ -61,3 +61,31 @@ test('the demo processes every upload correctly and prints its figures', async (
   assert.match(stdout, /peak open streams\s+100/);
   assert.match(stdout, /"open":0,"opened":100,"completed":100/);
 });
+
+test('RAG pipeline: fetch with 8 in flight, re-rank in batches of 16, NDJSON to the client, as they come', async () => {
+  const { createSearchServer, store } = await import('../examples/rag-pipeline.mjs');
+  const server = createSearchServer().listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  try {
+    const url = `http://127.0.0.1:${server.address().port}/search`;
+    const r = await fetch(url, { method: 'POST', body: JSON.stringify({ query: 'rust streams', candidates: 40 }) });
+    assert.match(r.headers.get('content-type'), /^application\/x-ndjson/);
+    const hits = (await r.text()).trim().split('\n').map((l) => JSON.parse(l));
+    // 40 candidates, ids 12, 25 and 38 missing: 37 hits, ranked 1..37.
+    assert.equal(hits.length, 37);
+    assert.deepEqual(hits.map((h) => h.rank), Array.from({ length: 37 }, (_, i) => i + 1));
+    assert.deepEqual(new Set(hits.map((h) => h.id)).size, 37);
+    assert.ok(!hits.some((h) => [12, 25, 38].includes(h.id)));
+    // Within each batch of 16 fetched documents, the best score comes first.
+    assert.ok(hits.slice(0, 16).every((h, i, a) => i === 0 || a[i - 1].score >= h.score));
+    assert.equal(store.maxInFlight, 8, 'never more than 8 fetches at once');
+    const bad = await fetch(url, { method: 'POST', body: '{"query": 1}' });
+    assert.equal(bad.status, 400);
+    const big = await fetch(url, { method: 'POST', body: 'x'.repeat(20_000) });
+    assert.equal(big.status, 413);
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+  }
+  const { stdout } = await run([example('rag-pipeline.mjs'), '--once'], { env: { ...process.env, PORT: '0' } });
+  assert.match(stdout, /^37 hits, first \{"rank":1,/m);
+});

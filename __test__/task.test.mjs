@@ -406,3 +406,14 @@ test('bad settings are refused at the call with the codes the library uses', () 
   ];
   for (const [make, code] of cases) assert.throws(make, { code }, make.toString());
 });
+
+test('calls in flight may each listen on ctx.signal (as fetch does) without a leak warning, up to the concurrency', async () => {
+  const { stderr, stdout } = await run(['-e', `
+    const { task } = require('velo-stream');
+    const { setTimeout: sleep } = require('node:timers/promises');
+    task(async (x, ctx) => { await sleep(5, undefined, { signal: ctx.signal }); return x; }, { concurrency: 64 })
+      .run(Array.from({ length: 200 }, (_, i) => i)).then((out) => console.log(out.length));
+  `], { code: 0, timeout: 20_000 });
+  assert.equal(stdout, '200\n');
+  assert.equal(stderr, '');
+});

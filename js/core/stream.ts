@@ -11,6 +11,7 @@
 //
 // Per event, nothing here allocates beyond the `{ value, done }` result an
 // async iterator must return; promises are made only when someone waits.
+import { setMaxListeners } from 'node:events';
 import { StreamClosedError, describe, invalidReturn } from '../errors';
 import type { EventSource, StreamContext, StreamHandler, StreamMetrics, StreamState } from '../types';
 import { type IdleTarget, holdAlive, holdIdle, releaseAlive, unwatchIdle, watchIdle } from './addon';
@@ -76,6 +77,8 @@ export interface StreamBody<I, O> {
   [kStartBody](stream: HandlerStream<I, O>): void;
   /** The stream was cancelled: stop, and finish once nothing runs. */
   cancelled(): void;
+  /** Listeners `ctx.signal` may hold at once before Node warns of a leak: calls in flight each add theirs (`fetch(url, { signal })`). */
+  readonly signalListeners: number;
 }
 
 interface Settle<T> {
@@ -284,6 +287,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   get [kHandlerSignal](): AbortSignal {
     if (this.#abort === undefined) {
       this.#abort = new AbortController();
+      if (this.#body !== null) setMaxListeners(this.#body.signalListeners, this.#abort.signal);
       if (this.#cancel !== undefined) this.#abort.abort(this.#cancel.reason);
       else if (this.#bodyAbort !== undefined) this.#abort.abort(this.#bodyAbort.reason);
     }

@@ -83,6 +83,8 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
   /** A batch stage's size bound, or 0 for a per-item stage. */
   readonly #maxSize: number;
   readonly #maxWait: number;
+  /** Each call in flight may add an abort listener to `ctx.signal` (Node's default limit is 10). */
+  readonly signalListeners: number;
 
   // Per call slot (0..concurrency): its item (or batch), index and attempt, and its promise's reactions.
   readonly #items: unknown[] = [];
@@ -138,6 +140,7 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
     this.#maxSize = spec.policy.maxSize;
     this.#maxWait = spec.policy.maxWaitMs;
     this.#ringSize = Math.max(spec.policy.buffer, spec.policy.concurrency) + 1;
+    this.signalListeners = Math.min(spec.policy.concurrency, MAX_COUNT) + 10;
     native.taskInit(spec.policy);
   }
 
