@@ -238,22 +238,29 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
     if (this.#maxSize > 0) this.#native.taskEndInput();
   }
 
+  /** The next input item; or `NO_INPUT` when there is none now (the runner then waits for one) or the input ended. */
+  #next(): I | typeof NO_INPUT {
+    const v = this.#stream[kPollInput]();
+    if (v === NO_INPUT) {
+      this.#waitingInput = true;
+      this.#stream[kAwaitInput](this.#onInput);
+      return NO_INPUT;
+    }
+    if (v === INPUT_END) {
+      this.#endOfInput();
+      return NO_INPUT;
+    }
+    return v;
+  }
+
   /** Per-item stage: takes input while calls may start, starting them a batch at a time. */
   #pull(): void {
     while (!this.#inputEnded && !this.#waitingInput) {
       let first: I;
       if (this.#stash !== undefined) first = this.#stash.value;
       else {
-        const v = this.#stream[kPollInput]();
-        if (v === NO_INPUT) {
-          this.#waitingInput = true;
-          this.#stream[kAwaitInput](this.#onInput);
-          return;
-        }
-        if (v === INPUT_END) {
-          this.#endOfInput();
-          return;
-        }
+        const v = this.#next();
+        if (v === NO_INPUT) return;
         first = v;
       }
       // The first item, and as many of the batch lent as calls may start.
@@ -283,16 +290,8 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
   #pullBatch(): void {
     let added = 0;
     while (!this.#inputEnded && !this.#waitingInput && this.#batch.length < this.#maxSize) {
-      const v = this.#stream[kPollInput]();
-      if (v === NO_INPUT) {
-        this.#waitingInput = true;
-        this.#stream[kAwaitInput](this.#onInput);
-        break;
-      }
-      if (v === INPUT_END) {
-        this.#endOfInput();
-        break;
-      }
+      const v = this.#next();
+      if (v === NO_INPUT) break;
       this.#batch.push(v);
       added++;
     }
