@@ -64,7 +64,10 @@ for (const [name, makeSource] of [
         8,
       ),
     );
-    assert.deepEqual(out, range(40).map((x) => x * 10));
+    assert.deepEqual(
+      out,
+      range(40).map((x) => x * 10),
+    );
     assert.notDeepEqual(finished, range(40), 'the delays make calls finish out of input order');
   });
 }
@@ -196,7 +199,10 @@ test('mapUnordered: outputs in completion order, each once', async () => {
     ),
   );
   assert.deepEqual(out, finished);
-  assert.deepEqual([...out].sort((a, b) => a - b), range(10));
+  assert.deepEqual(
+    [...out].sort((a, b) => a - b),
+    range(10),
+  );
   assert.notDeepEqual(out, range(10));
 });
 

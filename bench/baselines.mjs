@@ -301,8 +301,8 @@ export async function collect(iterable) {
   return out;
 }
 
-/** p-map's pMapIterable (ordered), collected. */
-export const runPMap = (input, fn, concurrency) => collect(pMapIterable(input, fn, { concurrency }));
+/** p-map's pMapIterable (options: concurrency, backpressure, preserveOrder), collected. */
+export const runPMap = (input, fn, options) => collect(pMapIterable(input, fn, options));
 
 /** Node's `Readable.from(input).map(fn, { concurrency })` (ordered), collected. */
 export const runReadableMap = (input, fn, concurrency) => Readable.from(input).map(fn, { concurrency }).toArray();

@@ -7,7 +7,7 @@ const results = JSON.parse(readFileSync(new URL('./results.json', import.meta.ur
 const outDir = new URL('./charts/', import.meta.url);
 mkdirSync(outDir, { recursive: true });
 
-const COLORS = { velo: '#d9480f', a: '#1c7ed6', b: '#868e96', c: '#5c940d' };
+const COLORS = { velo: '#d9480f', a: '#1c7ed6', b: '#868e96', c: '#5c940d', pmap: '#7048e8', readable: '#495057', hand: '#1c7ed6', ideal: '#adb5bd' };
 const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;');
 
 /** A horizontal bar chart: groups of labelled bars, one scale. */
