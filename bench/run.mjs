@@ -118,7 +118,7 @@ for (const sc of scenarios(args.quick ? 'quick' : 'full')) {
   // A reference (S11's ideal) is not a contender: each variant is shown as a fraction of it.
   const ref = sc.reference;
   const ofReference = ref ? Object.fromEntries(names.filter((n) => n !== ref).map((n) => [n, stats[n].median / stats[ref].median])) : undefined;
-  results.scenarios.push({ id: sc.id, title: sc.title, kind: sc.kind, labels, stats, ratios, ofReference, targets });
+  results.scenarios.push({ id: sc.id, title: sc.title, kind: sc.kind, chart: sc.chart, labels, stats, ratios, ofReference, targets });
 
   console.log(`\n${sc.id}  ${sc.title}`);
   for (const n of names) {

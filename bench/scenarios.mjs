@@ -399,6 +399,7 @@ export function scenarios(size = 'full') {
       id: 'S10',
       title: `task(async x => x + 1, { concurrency: ${concurrency} }), run() over ${n.toLocaleString('en-US')} numbers`,
       kind: 'throughput',
+      chart: 'tasks',
       variants: {
         velo: () => timed(n, async () => check(await stage.run(input))),
         pmap: () => timed(n, async () => check(await runPMap(input, addOneAsync, { concurrency }))),
@@ -449,6 +450,7 @@ export function scenarios(size = 'full') {
       id: ordered ? 'S11' : 'S11u',
       title: `task with 0-5 ms latency per call, concurrency ${concurrency}, ${n.toLocaleString('en-US')} items, ${ordered ? 'ordered' : 'as completed'}`,
       kind: 'throughput',
+      chart: 'tasks',
       reference: 'ideal',
       labels: ordered
         ? { pmap: `pMapIterable, backpressure ${concurrency + held}` }
@@ -488,6 +490,7 @@ export function scenarios(size = 'full') {
       id: 'S12',
       title: `batch(sum, { maxSize: ${maxSize} }), run() over ${n.toLocaleString('en-US')} numbers`,
       kind: 'throughput',
+      chart: 'tasks',
       labels: { hand: 'hand-written batcher' },
       variants: {
         velo: () => timed(n, async () => check(await stage.run(input))),
