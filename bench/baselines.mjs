@@ -1,7 +1,8 @@
 // The baselines of the benchmark suite, written the way a careful user would
 // write them by hand, so that velo-stream is compared with real alternatives.
-import { Duplex } from 'node:stream';
+import { Duplex, Readable } from 'node:stream';
 import { once } from 'node:events';
+import { pMapIterable } from 'p-map';
 
 const RESOLVED = Promise.resolve();
 const DONE = Object.freeze({ done: true, value: undefined });
@@ -116,3 +117,192 @@ export async function runDuplex(handler, events) {
   await sending;
   return out;
 }
+
+// ----- task stages: hand-written concurrent maps and a batcher -----
+
+const noop = () => {};
+
+function argError(ErrorClass, code, message) {
+  return Object.assign(new ErrorClass(message), { code });
+}
+
+function checkFunction(fn) {
+  if (typeof fn !== 'function') throw argError(TypeError, 'ERR_INVALID_ARG_TYPE', `fn must be a function, got ${typeof fn}`);
+}
+
+function checkCount(name, value) {
+  if (!Number.isSafeInteger(value) || value < 1) throw argError(RangeError, 'ERR_OUT_OF_RANGE', `${name} must be a positive integer, got ${value}`);
+}
+
+/** The source's iterator, and whether it is synchronous (then its next() is not awaited: an await per item is a tick per item). */
+function iterate(source) {
+  if (source != null && typeof source[Symbol.asyncIterator] === 'function') return [source[Symbol.asyncIterator](), false];
+  if (source != null && typeof source[Symbol.iterator] === 'function') return [source[Symbol.iterator](), true];
+  throw argError(TypeError, 'ERR_INVALID_ARG_TYPE', 'source must be an iterable or an async iterable');
+}
+
+/** `fn(item)`: its value or promise, or a rejected promise if it throws (then, as for an async fn, the error arrives in order). */
+function call(fn, item) {
+  try {
+    return fn(item);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/**
+ * The ordered concurrent map a careful user writes by hand: a ring of at most
+ * `concurrency` calls, started in input order, results yielded in input
+ * order. While the ring is full the source is not pulled (backpressure); a
+ * call's result, finished or not, holds its slot until it is yielded. A
+ * rejection is thrown when its turn comes; the calls after it are dropped
+ * with their rejections handled, and the source is closed.
+ *
+ * Two versions were measured in 4 interleaved rounds (`async x => x + 1`,
+ * 1M numbers, concurrency 16): this one, which yields the head promise, did
+ * 2.3-4.0M/s; one that settles each call into slots by a `then` and awaits
+ * only an unsettled head did 2.0-3.3M/s.
+ */
+export async function* mapOrdered(source, fn, concurrency = 16) {
+  checkFunction(fn);
+  checkCount('concurrency', concurrency);
+  const [it, sync] = iterate(source);
+  const ring = new Array(concurrency);
+  let head = 0;
+  let size = 0;
+  let exhausted = false;
+  try {
+    for (;;) {
+      while (size < concurrency && !exhausted) {
+        const r = sync ? it.next() : await it.next();
+        if (r.done) {
+          exhausted = true;
+          break;
+        }
+        const tail = head + size < concurrency ? head + size : head + size - concurrency;
+        const result = call(fn, r.value);
+        // A call that rejects while an earlier one is still pending would
+        // otherwise be reported as an unhandled rejection (and end the
+        // process); its error is thrown below when its turn comes.
+        if (result instanceof Promise) result.catch(noop);
+        ring[tail] = result;
+        size++;
+      }
+      if (size === 0) return;
+      const result = ring[head];
+      ring[head] = undefined;
+      head = head + 1 === concurrency ? 0 : head + 1;
+      size--;
+      // An async generator's yield awaits a promise (and throws its rejection here).
+      yield result;
+    }
+  } finally {
+    if (!exhausted) await it.return?.();
+  }
+}
+
+/**
+ * The same map with results in completion order: at most `concurrency` calls
+ * running or finished-but-not-yielded; the first rejection to happen is
+ * thrown, the other calls are dropped with their rejections handled, and the
+ * source is closed.
+ */
+export async function* mapUnordered(source, fn, concurrency = 16) {
+  checkFunction(fn);
+  checkCount('concurrency', concurrency);
+  const [it, sync] = iterate(source);
+  // Settled calls in completion order, as pairs (fulfilled?, value or error).
+  const settled = [];
+  let first = 0;
+  let held = 0; // running + settled but not yet yielded
+  let wake = null;
+  let exhausted = false;
+  const settle = (ok, value) => {
+    settled.push(ok, value);
+    if (wake !== null) {
+      const w = wake;
+      wake = null;
+      w();
+    }
+  };
+  const fulfilled = (value) => settle(true, value);
+  const rejected = (error) => settle(false, error);
+  try {
+    for (;;) {
+      while (held < concurrency && !exhausted) {
+        const r = sync ? it.next() : await it.next();
+        if (r.done) {
+          exhausted = true;
+          break;
+        }
+        held++;
+        const result = call(fn, r.value);
+        if (result instanceof Promise) result.then(fulfilled, rejected);
+        else settle(true, result);
+      }
+      if (first < settled.length) {
+        const ok = settled[first];
+        const value = settled[first + 1];
+        settled[first] = settled[first + 1] = undefined;
+        first += 2;
+        if (first === settled.length) {
+          settled.length = 0;
+          first = 0;
+        }
+        held--;
+        if (!ok) throw value;
+        yield value;
+      } else if (held === 0) {
+        return;
+      } else {
+        await new Promise((resolve) => (wake = resolve));
+      }
+    }
+  } finally {
+    if (!exhausted) await it.return?.();
+  }
+}
+
+/**
+ * A hand-written batching stage: items grouped in input order into arrays of
+ * `maxSize`, one `await fn(group)` per group, the final partial group
+ * included; one output per group.
+ */
+export async function* batchMap(source, fn, maxSize) {
+  checkFunction(fn);
+  checkCount('maxSize', maxSize);
+  const [it, sync] = iterate(source);
+  let group = [];
+  let exhausted = false;
+  try {
+    for (;;) {
+      const r = sync ? it.next() : await it.next();
+      if (r.done) {
+        exhausted = true;
+        break;
+      }
+      group.push(r.value);
+      if (group.length === maxSize) {
+        const full = group;
+        group = [];
+        yield fn(full);
+      }
+    }
+    if (group.length > 0) yield fn(group);
+  } finally {
+    if (!exhausted) await it.return?.();
+  }
+}
+
+/** Collects an async iterable into an array. */
+export async function collect(iterable) {
+  const out = [];
+  for await (const v of iterable) out.push(v);
+  return out;
+}
+
+/** p-map's pMapIterable (options: concurrency, backpressure, preserveOrder), collected. */
+export const runPMap = (input, fn, options) => collect(pMapIterable(input, fn, options));
+
+/** Node's `Readable.from(input).map(fn, { concurrency })` (ordered), collected. */
+export const runReadableMap = (input, fn, concurrency) => Readable.from(input).map(fn, { concurrency }).toArray();

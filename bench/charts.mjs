@@ -7,11 +7,11 @@ const results = JSON.parse(readFileSync(new URL('./results.json', import.meta.ur
 const outDir = new URL('./charts/', import.meta.url);
 mkdirSync(outDir, { recursive: true });
 
-const COLORS = { velo: '#d9480f', a: '#1c7ed6', b: '#868e96', c: '#5c940d' };
+const COLORS = { velo: '#d9480f', a: '#1c7ed6', b: '#868e96', c: '#5c940d', pmap: '#7048e8', readable: '#495057', hand: '#1c7ed6', ideal: '#adb5bd' };
 const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;');
 
-/** A horizontal bar chart: groups of labelled bars, one scale. */
-function barChart({ title, unit, groups, format }) {
+/** A horizontal bar chart: groups of labelled bars, one scale (or, with `groupScale`, one per group). */
+function barChart({ title, unit, groups, format, groupScale = false }) {
   const barH = 16;
   const gap = 4;
   const groupGap = 18;
@@ -22,10 +22,11 @@ function barChart({ title, unit, groups, format }) {
   let y = 40;
   const parts = [];
   for (const g of groups) {
+    const top = groupScale ? Math.max(...g.bars.map((b) => b.value)) : max;
     parts.push(`<text x="10" y="${y + 12}" font-weight="bold">${esc(g.name)}</text>`);
     y += 18;
     for (const b of g.bars) {
-      const w = Math.max(1, (b.value / max) * plotW);
+      const w = Math.max(1, (b.value / top) * plotW);
       parts.push(`<text x="${left - 8}" y="${y + barH - 4}" text-anchor="end">${esc(b.label)}</text>`);
       parts.push(`<rect x="${left}" y="${y}" width="${w.toFixed(1)}" height="${barH}" fill="${b.color}"/>`);
       parts.push(`<text x="${left + w + 6}" y="${y + barH - 4}">${esc(format(b.value))}</text>`);
@@ -43,7 +44,11 @@ ${parts.join('\n')}
 `;
 }
 
-const byKind = (kind) => results.scenarios.filter((s) => s.kind === kind);
+// Task-stage scenarios (S10-S12) get a chart of their own: their figures
+// range from 20K/s (S11, calls that sleep) to 50M/s (S12, per item), which
+// on the shared scale would flatten every other bar.
+const isTask = (s) => s.chart === 'tasks';
+const byKind = (kind) => results.scenarios.filter((s) => s.kind === kind && !isTask(s));
 const label = (s, n) => s.labels[n];
 
 function groupsOf(scenarios, metric) {
@@ -102,5 +107,19 @@ writeFileSync(
     format: (v) => `${v.toFixed(2)}x`,
   }),
 );
+
+const taskScenarios = results.scenarios.filter(isTask);
+if (taskScenarios.length > 0) {
+  writeFileSync(
+    new URL('tasks.svg', outDir),
+    barChart({
+      title: `Task stages: throughput, median of ${results.rounds} interleaved rounds (each scenario on its own scale)`,
+      unit: machine,
+      groups: groupsOf(taskScenarios, 'median'),
+      format: (v) => (v >= 1e6 ? `${(v / 1e6).toFixed(2)}M items/s` : `${(v / 1e3).toFixed(1)}K items/s`),
+      groupScale: true,
+    }),
+  );
+}
 
 console.log(`charts written to ${outDir.pathname}`);

@@ -8,7 +8,7 @@
 // making the count vary. Compare two builds by the difference of their counts,
 // minus the `startup` workload's (Node's start and the module's load).
 const [workload = 'run', from = '..'] = process.argv.slice(2);
-const { streamFn } = require(from === '..' ? require('node:path').join(__dirname, '..') : from);
+const { streamFn, task, batch } = require(from === '..' ? require('node:path').join(__dirname, '..') : from);
 
 const workloads = {
   startup: async () => {},
@@ -90,6 +90,25 @@ const workloads = {
     let n = 0;
     for await (const _ of fn.open().feed(source())) n++;
     if (n !== 100_000) throw new Error('lost outputs');
+  },
+  // Like S10: run() over 100,000 numbers (3 times) through task(async x => x + 1), 16 in flight.
+  task: async () => {
+    const stage = task(async (x) => x + 1, { concurrency: 16 });
+    const input = Array.from({ length: 100_000 }, (_, i) => i);
+    for (let r = 0; r < 3; r++) if ((await stage.run(input)).length !== input.length) throw new Error('lost outputs');
+  },
+  // Like S12: run() over 200,000 numbers (3 times) through batch(sum, { maxSize: 100 }).
+  batch: async () => {
+    const stage = batch(
+      async (items) => {
+        let sum = 0;
+        for (const x of items) sum += x;
+        return sum;
+      },
+      { maxSize: 100 },
+    );
+    const input = Array.from({ length: 200_000 }, (_, i) => i);
+    for (let r = 0; r < 3; r++) if ((await stage.run(input)).length !== input.length / 100) throw new Error('lost outputs');
   },
 };
 

@@ -24,7 +24,16 @@ if (typeof global.gc !== 'function') {
 
 const rounds = Number(args.rounds ?? (args.quick ? 3 : 5));
 const only = args.only ? new Set(args.only.split(',')) : null;
-const LABELS = { velo: 'velo-stream', a: '(a) hand-written queue', b: '(b) Duplex.from', c: '(c) chained generators' };
+const LABELS = {
+  velo: 'velo-stream',
+  a: '(a) hand-written queue',
+  b: '(b) Duplex.from',
+  c: '(c) chained generators',
+  pmap: "p-map's pMapIterable",
+  readable: 'Readable.from().map()',
+  hand: 'hand-written ordered map',
+  ideal: 'ideal (sum of latencies / concurrency)',
+};
 
 function quantile(sorted, q) {
   if (sorted.length === 0) return NaN;
@@ -55,7 +64,7 @@ function fmt(kind, v) {
   return `${v.toFixed(2)} KB`;
 }
 
-function evaluate(kind, stats, [who, op, bound]) {
+function evaluate(kind, stats, labels, [who, op, bound]) {
   const velo = stats.velo;
   let value;
   let desc;
@@ -72,7 +81,7 @@ function evaluate(kind, stats, [who, op, bound]) {
     const base = stats[who];
     const metric = op.startsWith('p99') ? 'p99' : 'median';
     value = velo[metric] / base[metric];
-    desc = `${op.startsWith('p') ? metric + ' ' : ''}ratio to ${LABELS[who]} ${value.toFixed(2)}x ${op.replace(/^(p50|p99|total)/, '')} ${bound}x`;
+    desc = `${op.startsWith('p') ? metric + ' ' : ''}ratio to ${labels[who]} ${value.toFixed(2)}x ${op.replace(/^(p50|p99|total)/, '')} ${bound}x`;
     op = op.replace(/^(p50|p99|total)/, '');
   }
   const pass = op.includes('>=') ? value >= bound : value <= bound;
@@ -104,15 +113,20 @@ for (const sc of scenarios(args.quick ? 'quick' : 'full')) {
   const ratios = Object.fromEntries(
     names.filter((n) => n !== 'velo').map((n) => [n, stats.velo.median / stats[n].median]),
   );
-  const targets = sc.targets.map((t) => evaluate(sc.kind, stats, t));
-  results.scenarios.push({ id: sc.id, title: sc.title, kind: sc.kind, labels: Object.fromEntries(names.map((n) => [n, LABELS[n]])), stats, ratios, targets });
+  const labels = Object.fromEntries(names.map((n) => [n, sc.labels?.[n] ?? LABELS[n]]));
+  const targets = sc.targets.map((t) => evaluate(sc.kind, stats, labels, t));
+  // A reference (S11's ideal) is not a contender: each variant is shown as a fraction of it.
+  const ref = sc.reference;
+  const ofReference = ref ? Object.fromEntries(names.filter((n) => n !== ref).map((n) => [n, stats[n].median / stats[ref].median])) : undefined;
+  results.scenarios.push({ id: sc.id, title: sc.title, kind: sc.kind, chart: sc.chart, labels, stats, ratios, ofReference, targets });
 
   console.log(`\n${sc.id}  ${sc.title}`);
   for (const n of names) {
     const s = stats[n];
-    const ratio = n === 'velo' ? '' : `   velo/this = ${ratios[n].toFixed(2)}x`;
+    const ratio = n === 'velo' || n === ref ? '' : `   velo/this = ${ratios[n].toFixed(2)}x`;
     const extra = sc.kind === 'memory' ? `  (heap ${s.heapKB.toFixed(2)} KB, rss ${s.rssKB.toFixed(2)} KB)` : `  p99 ${fmt(sc.kind, s.p99)}`;
-    console.log(`  ${LABELS[n].padEnd(24)} median ${fmt(sc.kind, s.median).padStart(11)}${extra}${ratio}`);
+    const share = ofReference?.[n] === undefined ? '' : `   ${ofReference[n].toFixed(2)} of ${ref} (wall time ${(1 / ofReference[n]).toFixed(2)}x ${ref}'s)`;
+    console.log(`  ${labels[n].padEnd(24)} median ${fmt(sc.kind, s.median).padStart(11)}${extra}${ratio}${share}`);
   }
   for (const t of targets) console.log(`  ${t.pass ? 'PASS' : 'FAIL'}  ${t.desc}`);
 }

@@ -3,8 +3,8 @@
 import assert from 'node:assert/strict';
 import { Duplex } from 'node:stream';
 import { once } from 'node:events';
-import { streamFn } from 'velo-stream';
-import { BoundedQueue, openQueued, runDuplex, runQueued } from './baselines.mjs';
+import { batch, streamFn, task } from 'velo-stream';
+import { BoundedQueue, batchMap, collect, mapOrdered, mapUnordered, openQueued, runDuplex, runPMap, runQueued, runReadableMap } from './baselines.mjs';
 
 // ----- handlers shared by every variant -----
 
@@ -52,6 +52,18 @@ function checkAverages(out, n) {
 }
 
 const throughput = (events, ms) => (events / ms) * 1000;
+
+/** A seeded PRNG (mulberry32): the same sequence on every run and for every contender. */
+function prng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
 
 /** Times `fn`, returns events per second. */
 async function timed(events, fn) {
@@ -369,6 +381,122 @@ export function scenarios(size = 'full') {
         a: () => timed(n, async () => check(await runQueued(passThrough, input))),
       },
       targets: [['a', '>=', 1.0]],
+    });
+  }
+
+  {
+    // S10: the per-item overhead of a task stage, with a mapper that does nothing.
+    const n = N;
+    const concurrency = 16;
+    const input = numbers(n);
+    const addOneAsync = async (x) => x + 1;
+    const check = (out) => {
+      assert.equal(out.length, n);
+      for (let i = 0; i < n; i++) if (out[i] !== i + 1) assert.fail(`output ${i} is ${out[i]}`);
+    };
+    const stage = task(addOneAsync, { concurrency });
+    list.push({
+      id: 'S10',
+      title: `task(async x => x + 1, { concurrency: ${concurrency} }), run() over ${n.toLocaleString('en-US')} numbers`,
+      kind: 'throughput',
+      chart: 'tasks',
+      variants: {
+        velo: () => timed(n, async () => check(await stage.run(input))),
+        pmap: () => timed(n, async () => check(await runPMap(input, addOneAsync, { concurrency }))),
+        readable: () => timed(n, async () => check(await runReadableMap(input, addOneAsync, concurrency))),
+        hand: () => timed(n, async () => check(await collect(mapOrdered(input, addOneAsync, concurrency)))),
+      },
+      targets: [
+        ['pmap', '>=', 2.0],
+        ['readable', '>=', 3.0],
+        ['hand', '>=', 1.0],
+      ],
+    });
+  }
+
+  for (const ordered of [true, false]) {
+    // S11: a mapper with latency, where what counts is keeping `concurrency`
+    // calls busy. Latencies are whole milliseconds from 0 to 5 (0: no timer),
+    // drawn once from a seeded PRNG: Node's timers count whole milliseconds
+    // (a 2.7 ms timer fires after about 2.2 ms, measured), so fractional
+    // latencies would make the ideal below unreachable or flattering.
+    const n = pick(20_000, 5_000, 200);
+    const concurrency = 64;
+    const random = prng(12);
+    const latency = Uint8Array.from({ length: n }, () => Math.floor(random() * 6));
+    const idealMs = latency.reduce((sum, ms) => sum + ms, 0) / concurrency;
+    const input = numbers(n);
+    const slow = (i) => (latency[i] === 0 ? Promise.resolve(i) : new Promise((resolve) => setTimeout(resolve, latency[i], i)));
+    const check = ordered
+      ? (out) => {
+          assert.equal(out.length, n);
+          for (let i = 0; i < n; i++) if (out[i] !== i) assert.fail(`output ${i} is ${out[i]}`);
+        }
+      : (out) => {
+          assert.equal(out.length, n);
+          const seen = new Uint8Array(n);
+          for (const i of out) seen[i]++;
+          assert.ok(seen.every((k) => k === 1), 'every item once');
+        };
+    const stage = task(slow, { concurrency, ordered });
+    const hand = ordered ? mapOrdered : mapUnordered;
+    // The hand-written ring holds a finished result's slot until it is
+    // yielded, so behind a slow head fewer than 64 calls run. A task stage
+    // instead holds up to `buffer` (default 256) finished results besides its
+    // 64 running calls; pMapIterable does the same with `backpressure`.
+    const held = 256;
+    const pmapOptions = ordered ? { concurrency, backpressure: concurrency + held } : { concurrency, preserveOrder: false };
+    list.push({
+      id: ordered ? 'S11' : 'S11u',
+      title: `task with 0-5 ms latency per call, concurrency ${concurrency}, ${n.toLocaleString('en-US')} items, ${ordered ? 'ordered' : 'as completed'}`,
+      kind: 'throughput',
+      chart: 'tasks',
+      reference: 'ideal',
+      labels: ordered
+        ? { pmap: `pMapIterable, backpressure ${concurrency + held}` }
+        : { pmap: 'pMapIterable, preserveOrder: false', hand: 'hand-written map, as completed' },
+      variants: {
+        velo: () => timed(n, async () => check(await stage.run(input))),
+        pmap: () => timed(n, async () => check(await runPMap(input, slow, pmapOptions))),
+        hand: () => timed(n, async () => check(await collect(hand(input, slow, concurrency)))),
+        // Not run: the throughput of perfect scheduling (sum of latencies / concurrency).
+        ideal: async () => throughput(n, idealMs),
+      },
+      // Within 10 % of the ideal: wall time <= 1.1 x ideal, so throughput >= 0.91 x.
+      targets: [['ideal', '>=', 0.91]],
+    });
+  }
+
+  {
+    // S12: batching, a trivial call per batch of 100.
+    const n = N;
+    const maxSize = 100;
+    const input = numbers(n);
+    const sum = async (items) => {
+      let total = 0;
+      for (let i = 0; i < items.length; i++) total += items[i];
+      return total;
+    };
+    const check = (out) => {
+      assert.equal(out.length, Math.ceil(n / maxSize));
+      assert.equal(out[0], ((maxSize - 1) * maxSize) / 2);
+      assert.equal(
+        out.reduce((a, b) => a + b, 0),
+        ((n - 1) * n) / 2,
+      );
+    };
+    const stage = batch(sum, { maxSize });
+    list.push({
+      id: 'S12',
+      title: `batch(sum, { maxSize: ${maxSize} }), run() over ${n.toLocaleString('en-US')} numbers`,
+      kind: 'throughput',
+      chart: 'tasks',
+      labels: { hand: 'hand-written batcher' },
+      variants: {
+        velo: () => timed(n, async () => check(await stage.run(input))),
+        hand: () => timed(n, async () => check(await collect(batchMap(input, sum, maxSize)))),
+      },
+      targets: [['hand', '>=', 2.0]],
     });
   }
 

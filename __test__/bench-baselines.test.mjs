@@ -1,0 +1,278 @@
+// The hand-written baselines of the task-stage benchmarks (bench/baselines.mjs)
+// do what a careful user's would: every ratio against them assumes it.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { batchMap, mapOrdered, mapUnordered } from '../bench/baselines.mjs';
+
+const range = (n) => Array.from({ length: n }, (_, i) => i);
+const ticks = async (n = 5) => {
+  for (let i = 0; i < n; i++) await new Promise((resolve) => setImmediate(resolve));
+};
+
+/** An async source that counts its pulls and records whether it was closed. */
+function countingSource(items) {
+  const state = { pulled: 0, closed: false };
+  state.source = (async function* () {
+    try {
+      for (const item of items) {
+        state.pulled++;
+        yield item;
+      }
+    } finally {
+      state.closed = true;
+    }
+  })();
+  return state;
+}
+
+/** Collects the unhandled rejections that happen while `body` runs (and shortly after). */
+async function unhandledDuring(body) {
+  const seen = [];
+  const listener = (reason) => seen.push(reason);
+  process.on('unhandledRejection', listener);
+  try {
+    await body();
+    await sleep(30);
+    await ticks();
+  } finally {
+    process.off('unhandledRejection', listener);
+  }
+  return seen;
+}
+
+async function collect(iterable) {
+  const out = [];
+  for await (const v of iterable) out.push(v);
+  return out;
+}
+
+for (const [name, makeSource] of [
+  ['an array', (items) => items],
+  ['an async generator', (items) => countingSource(items).source],
+]) {
+  test(`mapOrdered over ${name}: outputs in input order although calls finish out of order`, async () => {
+    const finished = [];
+    const out = await collect(
+      mapOrdered(
+        makeSource(range(40)),
+        async (x) => {
+          await sleep((x * 7) % 5);
+          finished.push(x);
+          return x * 10;
+        },
+        8,
+      ),
+    );
+    assert.deepEqual(
+      out,
+      range(40).map((x) => x * 10),
+    );
+    assert.notDeepEqual(finished, range(40), 'the delays make calls finish out of input order');
+  });
+}
+
+test('mapOrdered: sync results, sync throws and a sync source work as async ones do', async () => {
+  assert.deepEqual(await collect(mapOrdered(range(5), (x) => x + 1, 2)), [1, 2, 3, 4, 5]);
+  const boom = new Error('sync throw');
+  const out = [];
+  await assert.rejects(
+    (async () => {
+      const throwAt3 = (x) => {
+        if (x === 3) throw boom;
+        return x;
+      };
+      for await (const v of mapOrdered(range(5), throwAt3, 2)) out.push(v);
+    })(),
+    (e) => e === boom,
+  );
+  assert.deepEqual(out, [0, 1, 2]);
+});
+
+for (const [name, map] of [
+  ['mapOrdered', mapOrdered],
+  ['mapUnordered', mapUnordered],
+]) {
+  test(`${name}: never more than concurrency calls started and not yet delivered, and the bound is reached`, async () => {
+    const concurrency = 5;
+    let started = 0;
+    let delivered = 0;
+    let most = 0;
+    for await (const _ of map(
+      range(60),
+      async (x) => {
+        started++;
+        most = Math.max(most, started - delivered);
+        await sleep(x % 3);
+        return x;
+      },
+      concurrency,
+    )) {
+      delivered++;
+      if (delivered % 7 === 0) await sleep(2); // a slow reader now and then
+    }
+    assert.equal(delivered, 60);
+    assert.equal(most, concurrency);
+  });
+
+  test(`${name}: does not pull the source while full (backpressure)`, async () => {
+    const concurrency = 4;
+    const state = countingSource(range(100));
+    const it = map(state.source, async (x) => x, concurrency)[Symbol.asyncIterator]();
+    assert.equal((await it.next()).done, false);
+    await ticks(10);
+    // One result taken: the ring was filled (4 pulls) and one slot freed but not yet refilled.
+    assert.equal(state.pulled, concurrency);
+    await it.next();
+    await ticks(10);
+    assert.equal(state.pulled, concurrency + 1);
+    await it.return();
+    assert.equal(state.closed, true);
+  });
+
+  test(`${name}: bad arguments fail with a code`, async () => {
+    await assert.rejects(map([1], 'not a function', 2).next(), { code: 'ERR_INVALID_ARG_TYPE' });
+    await assert.rejects(map([1], (x) => x, 0).next(), { code: 'ERR_OUT_OF_RANGE' });
+    await assert.rejects(map([1], (x) => x, 1.5).next(), { code: 'ERR_OUT_OF_RANGE' });
+    await assert.rejects(map(42, (x) => x, 2).next(), { code: 'ERR_INVALID_ARG_TYPE' });
+  });
+
+  test(`${name}: break closes the source and leaves no rejection unhandled`, async () => {
+    const state = countingSource(range(100));
+    const unhandled = await unhandledDuring(async () => {
+      for await (const v of map(
+        state.source,
+        async (x) => {
+          await sleep(x === 0 ? 0 : 5);
+          if (x > 0) throw new Error(`late ${x}`);
+          return x;
+        },
+        8,
+      )) {
+        assert.equal(v, 0);
+        break;
+      }
+    });
+    assert.equal(state.closed, true);
+    assert.deepEqual(unhandled, []);
+  });
+}
+
+test('mapOrdered: a rejection is thrown in input order, earlier results first, other rejections handled', async () => {
+  const state = countingSource(range(20));
+  const out = [];
+  let thrown;
+  const unhandled = await unhandledDuring(async () => {
+    try {
+      for await (const v of mapOrdered(
+        state.source,
+        async (x) => {
+          // Item 6 fails first in time, item 3 first in input order.
+          await sleep(x === 3 ? 20 : x === 6 ? 0 : 2);
+          if (x === 3 || x === 6 || x === 9) throw new Error(`item ${x}`);
+          return x;
+        },
+        8,
+      ))
+        out.push(v);
+    } catch (e) {
+      thrown = e;
+    }
+  });
+  assert.equal(thrown?.message, 'item 3');
+  assert.deepEqual(out, [0, 1, 2]);
+  assert.equal(state.closed, true);
+  assert.deepEqual(unhandled, []);
+});
+
+test('mapUnordered: outputs in completion order, each once', async () => {
+  const finished = [];
+  const out = await collect(
+    mapUnordered(
+      range(10),
+      async (x) => {
+        await sleep((10 - x) * 3);
+        finished.push(x);
+        return x;
+      },
+      10,
+    ),
+  );
+  assert.deepEqual(out, finished);
+  assert.deepEqual(
+    [...out].sort((a, b) => a - b),
+    range(10),
+  );
+  assert.notDeepEqual(out, range(10));
+});
+
+test('mapUnordered: the first rejection in time is thrown, the others handled, the source closed', async () => {
+  const state = countingSource(range(20));
+  let thrown;
+  const unhandled = await unhandledDuring(async () => {
+    try {
+      for await (const _ of mapUnordered(
+        state.source,
+        async (x) => {
+          await sleep(x === 3 ? 20 : x === 6 ? 0 : 5);
+          if (x === 3 || x === 6) throw new Error(`item ${x}`);
+          return x;
+        },
+        8,
+      ));
+    } catch (e) {
+      thrown = e;
+    }
+  });
+  assert.equal(thrown?.message, 'item 6');
+  assert.equal(state.closed, true);
+  assert.deepEqual(unhandled, []);
+});
+
+for (const [name, makeSource] of [
+  ['an array', (items) => items],
+  ['an async generator', (items) => countingSource(items).source],
+]) {
+  test(`batchMap over ${name}: groups of maxSize in input order, one call each, the final partial group included`, async () => {
+    const calls = [];
+    const out = await collect(
+      batchMap(
+        makeSource(range(250)),
+        async (items) => {
+          calls.push(items);
+          return items.length;
+        },
+        100,
+      ),
+    );
+    assert.deepEqual(out, [100, 100, 50]);
+    assert.deepEqual(calls.flat(), range(250));
+    const exact = await collect(batchMap(makeSource(range(200)), async (items) => items.length, 100));
+    assert.deepEqual(exact, [100, 100], 'no empty group at the end');
+    assert.deepEqual(await collect(batchMap(makeSource([]), async (items) => items.length, 100)), []);
+  });
+}
+
+test('batchMap: an error fails the stage and closes the source; bad arguments fail with a code', async () => {
+  const state = countingSource(range(1000));
+  const out = [];
+  await assert.rejects(
+    (async () => {
+      for await (const v of batchMap(
+        state.source,
+        async (items) => {
+          if (items[0] === 20) throw new Error('batch 3');
+          return items[0];
+        },
+        10,
+      ))
+        out.push(v);
+    })(),
+    { message: 'batch 3' },
+  );
+  assert.deepEqual(out, [0, 10]);
+  assert.equal(state.closed, true);
+  assert.ok(state.pulled <= 31, `pulled ${state.pulled}`);
+  await assert.rejects(batchMap([1], null, 2).next(), { code: 'ERR_INVALID_ARG_TYPE' });
+  await assert.rejects(batchMap([1], (x) => x, 0).next(), { code: 'ERR_OUT_OF_RANGE' });
+});
