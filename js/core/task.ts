@@ -210,6 +210,20 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
     this.#emitted += acked;
   }
 
+  /** A ready result: emitted now, unless earlier ones wait for output room. */
+  #output(value: O): void {
+    if (this.#paused || this.#ready.length > 0) {
+      this.#ready.push(value);
+      return;
+    }
+    this.#emitted++;
+    const emitted = this.#stream[kEmit](value);
+    if (emitted === Emit.Paused) {
+      this.#paused = true;
+      this.#stream[kAwaitRoom](this.#onRoom);
+    }
+  }
+
   /** Takes the count of results emitted since the last report, for a native call that reports it. */
   #takeEmitted(): number {
     const n = this.#emitted;
@@ -372,7 +386,7 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
           for (let k = start; k < end; k++) {
             const value = values[k];
             if (value === undefined) this.#dropped++;
-            else this.#ready.push(value);
+            else this.#output(value);
           }
         }
         if ((code & TASK_FAILED) !== 0) {
@@ -397,7 +411,7 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
       const result = this.#ring[at] as O | undefined;
       this.#ring[at] = undefined;
       if (result === undefined) this.#dropped++;
-      else this.#ready.push(result);
+      else this.#output(result);
     }
   }
 
@@ -472,7 +486,7 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
     } else {
       if (count > 0) {
         if (value === undefined) this.#dropped++;
-        else this.#ready.push(value);
+        else this.#output(value);
       }
       if (failedNow) this.#fail(failure?.error);
     }
