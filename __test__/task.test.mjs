@@ -308,6 +308,13 @@ test('a retry timer does not keep the process alive by itself, but a pending rea
   assert.equal(quiet.stdout, 'sent\n');
   const reading = await run(['-e', script(true)], { code: 0, timeout: 20_000 });
   assert.equal(reading.stdout, 'got 42\n');
+  // A batch waiting for maxWait: the same rule.
+  const waiting = await run(['-e', `
+    const { batch } = require('velo-stream');
+    const s = batch((xs) => xs, { maxSize: 10, maxWait: 600000 }).open();
+    s.send(1).then(() => console.log('sent'));
+  `], { code: 0, timeout: 20_000 });
+  assert.equal(waiting.stdout, 'sent\n');
 });
 
 test('a task stream dropped while a retry and a read wait still delivers (GC during the wait)', async () => {
