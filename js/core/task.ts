@@ -359,7 +359,9 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
   /** A call succeeded: queued, and settled in the core with the others of this burst of promise jobs. */
   #succeeded(slot: number, value: O | undefined): void {
     this.#doneSlots.push(slot);
-    this.#doneValues.push(value);
+    // Ordered: straight into the ring (a stop before the flush drops it with the rest).
+    if (this.#ordered) this.#ring[this.#index[slot] % this.#ringSize] = value;
+    else this.#doneValues.push(value);
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       queueMicrotask(this.#flushDone);
@@ -374,12 +376,10 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
     this.#running -= n;
     if (this.#stopped()) {
       for (let k = 0; k < n; k++) this.#native.taskSettle(slots[k], Attempt.Dropped);
+      this.#ring.length = 0;
     } else {
       for (let start = 0; start < n; start += MAX_BATCH) {
         const end = Math.min(n, start + MAX_BATCH);
-        if (this.#ordered) {
-          for (let k = start; k < end; k++) this.#ring[this.#index[slots[k]] % this.#ringSize] = values[k];
-        }
         const code = this.#native.taskSettleDone(start === 0 ? slots : slots.slice(start), end - start, this.#takeEmitted());
         if (this.#ordered) this.#takeReady(code & (TASK_FAILED - 1));
         else {
@@ -395,10 +395,7 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
         }
       }
     }
-    for (let k = 0; k < n; k++) {
-      this.#items[slots[k]] = undefined;
-      values[k] = undefined;
-    }
+    for (let k = 0; k < n; k++) this.#items[slots[k]] = undefined;
     slots.length = 0;
     values.length = 0;
     this.#pump();
