@@ -424,3 +424,9 @@ test('calls in flight may each listen on ctx.signal (as fetch does) without a le
   assert.equal(stdout, '200\n');
   assert.equal(stderr, '');
 });
+
+test('the largest settings are usable: nothing is allocated per slot up front (concurrency 2^32-1 ran out of memory)', async () => {
+  const huge = 2 ** 32 - 1;
+  assert.deepEqual(await task(async (x) => x, { concurrency: huge, buffer: huge }).run([1, 2, 3]), [1, 2, 3]);
+  assert.deepEqual(await batch((xs) => xs, { maxSize: huge, concurrency: huge }).run([1, 2, 3]), [[1, 2, 3]]);
+});

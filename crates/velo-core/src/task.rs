@@ -120,8 +120,10 @@ struct Call {
 /// one task stage's stream.
 pub struct TaskWindow {
     policy: TaskPolicy,
-    /// Call state by slot; `None` when free.
+    /// Call state by slot; `None` when free. Grows as calls start, up to
+    /// `concurrency` (which may be far larger than ever used).
     calls: Vec<Option<Call>>,
+    /// Slots made and free now.
     free: Vec<u32>,
     next_seq: u64,
     /// Ordered mode: settled flags of `head..next_seq`.
@@ -156,11 +158,10 @@ impl TaskWindow {
             b.max_size = b.max_size.max(1);
             b.min_size = b.min_size.clamp(1, b.max_size);
         }
-        let n = policy.concurrency;
         let w = Self {
             policy,
-            calls: vec![None; n as usize],
-            free: (0..n).rev().collect(),
+            calls: Vec::new(),
+            free: Vec::new(),
             next_seq: 0,
             settled: VecDeque::new(),
             head: 0,
@@ -194,7 +195,7 @@ impl TaskWindow {
     /// Whether a new call may start now.
     pub fn may_start(&self) -> bool {
         self.failed_at.is_none()
-            && !self.free.is_empty()
+            && self.in_flight < self.policy.concurrency
             && self.in_flight + self.held < self.window()
     }
 
@@ -204,7 +205,15 @@ impl TaskWindow {
         if !self.may_start() {
             return None;
         }
-        let slot = self.free.pop()?;
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                // Every slot made is busy (in flight counts them all), and
+                // fewer than `concurrency` exist: make one.
+                self.calls.push(None);
+                (self.calls.len() - 1) as u32
+            }
+        };
         self.calls[slot as usize] = Some(Call {
             seq: self.next_seq,
             attempt: 1,
@@ -655,6 +664,21 @@ mod tests {
             w.start_batch(205).is_some(),
             "the last batch, whatever its size"
         );
+    }
+
+    #[test]
+    fn slots_are_made_as_calls_start_not_up_front() {
+        let mut w = TaskWindow::new(policy(u32::MAX, u32::MAX, true), None);
+        let a = w.start(0).unwrap();
+        let b = w.start(0).unwrap();
+        assert_eq!((a, b), (0, 1));
+        w.settle(a, Attempt::Done, 1);
+        assert_eq!(
+            w.start(1),
+            Some(0),
+            "a free slot is reused before a new one is made"
+        );
+        assert_eq!(w.calls.len(), 2);
     }
 
     #[test]
