@@ -430,3 +430,12 @@ test('the largest settings are usable: nothing is allocated per slot up front (c
   assert.deepEqual(await task(async (x) => x, { concurrency: huge, buffer: huge }).run([1, 2, 3]), [1, 2, 3]);
   assert.deepEqual(await batch((xs) => xs, { maxSize: huge, concurrency: huge }).run([1, 2, 3]), [[1, 2, 3]]);
 });
+
+test('thenables that are not promises are adopted: a then() that throws fails the attempt, one that calls back twice counts once', async () => {
+  const once = { then: (resolve) => resolve('ok') };
+  const twice = { then: (resolve, reject) => { resolve('first'); resolve('second'); reject(new Error('late')); } };
+  const throwing = { then: () => { throw new Error('then threw'); } };
+  const s = task((x) => (x === 1 ? once : x === 2 ? twice : throwing), { concurrency: 3, onError: (e) => e.message }).open();
+  assert.deepEqual(await collect(s.feed([1, 2, 3])), ['ok', 'first', 'then threw']);
+  assert.equal(s.metrics.inFlight, 0);
+});

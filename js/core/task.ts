@@ -346,7 +346,8 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
       // One pair of reactions per slot, made once: a slot's call settles once before the slot is used again.
       const onOk = (this.#onOk[slot] ??= (value: unknown) => this.#succeeded(slot, value as O | undefined));
       const onErr = (this.#onErr[slot] ??= (error: unknown) => this.#attemptFailed(slot, error));
-      (result as PromiseLike<O>).then(onOk, onErr);
+      // Any other thenable is adopted by a promise first: its then() may throw, or call back twice.
+      (result instanceof Promise ? result : Promise.resolve(result)).then(onOk, onErr);
     } else {
       this.#succeeded(slot, result as O);
     }
