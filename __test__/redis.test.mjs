@@ -2,11 +2,13 @@
 // this process, the output reader. Fault scenarios with worker processes are
 // in redis-faults.test.mjs.
 import { after, before, test } from 'node:test';
+import { createRequire } from 'node:module';
 import assert from 'node:assert/strict';
 import { bufferCodec, fnv1a, jsonCodec, redisOutputs, redisProducer, redisWorker } from 'velo-stream/redis';
 import { startRedis } from './helpers/redis-server.mjs';
 import { checkOutputs, eventually, expectedTotals, pendingCount, readAllOutputs, totals } from './helpers/redis-fixtures.mjs';
 
+const require = createRequire(import.meta.url);
 let redis;
 let client;
 before(async () => {
@@ -212,4 +214,45 @@ test('redisOutputs(): from the start, from the end, and with a consumer group ac
   } finally {
     await worker.close();
   }
+});
+
+test('fencing: once another worker holds the lease, the old owner reads, writes, marks and acks nothing', async () => {
+  const { RedisLog, KeySpace } = require('../dist/redis/redis-log.js');
+  const { FencedError } = require('../dist/redis/transport.js');
+  const name = fresh('fence');
+  const keys = new KeySpace(name);
+  const log = new RedisLog(client, keys, 1);
+  const producer = redisProducer({ client, name, partitions: 1 });
+  const zombie = await log.acquire(0, 'zombie', 300);
+  assert.match(zombie.token, /^zombie:1$/);
+  assert.equal(await log.acquire(0, 'other', 300), null, 'held: no second grant');
+  await producer.sendMany([['k', { n: 1 }], ['k', { n: 2 }]]);
+  const first = await log.read(zombie, '>', 1);
+  assert.equal(first.entries.length, 1);
+  await new Promise((resolve) => setTimeout(resolve, 400)); // the zombie's lease runs out
+  const owner = await log.acquire(0, 'owner', 5000);
+  assert.equal(owner.token, 'owner:2', 'the next epoch');
+  assert.equal(await log.renew(zombie, 5000), false);
+  const refused = { name: 'FencedError', code: 'ERR_VELO_FENCED', partition: 0 };
+  await assert.rejects(log.read(zombie, '>', 10), refused);
+  await assert.rejects(log.markClose(zombie, 'k', 'k@1-0'), refused);
+  await assert.rejects(log.commit(zombie, { outputs: [{ sid: 'k@x', seq: 1, key: 'k', payload: '1' }], acks: [first.entries[0].id], ended: [] }), refused);
+  await log.release(zombie); // a no-op: not the holder
+  assert.equal(await client.get(keys.lease(0)), 'owner:2');
+  assert.equal(await client.exists(keys.output(0)), 0, 'no output written');
+  assert.ok(new FencedError(0, 'x') instanceof Error);
+  // The new owner gets the zombie's pending entry back (replay), then the rest.
+  const replay = await log.read(owner, '0-0', 10);
+  assert.deepEqual(replay.entries.map((e) => e.id), [first.entries[0].id]);
+  const rest = await log.read(owner, '>', 10);
+  assert.equal(rest.entries.length, 1);
+  // Outputs deduplicated by (sid, seq): a second commit of seq 1 writes nothing.
+  const output = { sid: 'k@x', seq: 1, key: 'k', payload: '1' };
+  await log.commit(owner, { outputs: [output], acks: [], ended: [] });
+  await log.commit(owner, { outputs: [output, { ...output, seq: 2, payload: '2' }], acks: [], ended: [] });
+  assert.deepEqual((await client.xRange(keys.output(0), '-', '+')).map((e) => e.message.seq), ['1', '2']);
+  await log.commit(owner, { outputs: [], acks: [...replay.entries, ...rest.entries].map((e) => e.id), ended: ['k@x'] });
+  assert.equal(await pendingCount(client, name, 1), 0);
+  assert.equal(await client.exists(keys.hw(0)), 0);
+  await log.close();
 });

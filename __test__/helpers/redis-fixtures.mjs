@@ -7,11 +7,13 @@ import { streamFn } from '../../index.mjs';
  * A per-key running total, deterministic over its inputs (replay gives the same outputs): one output per event,
  * `{ n, total, count }`. An event `{ fail: true }` makes it throw; `{ stop: true }` makes it return.
  */
-export function totals(config = {}) {
+export function totals(config = {}, delayMs = 0) {
   return streamFn(async function* totals(events) {
     let total = 0;
     let count = 0;
     for await (const e of events) {
+      // A slow handler (timing only: the outputs do not depend on it).
+      if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
       if (e.fail) throw Object.assign(new Error(`failed at ${e.n}`), { code: 'E_TEST' });
       if (e.stop) return;
       total += e.n;

@@ -46,6 +46,8 @@ export interface RedisWorkerStats {
   acquired: number;
   /** Partitions lost to another worker (fenced, or lease expired). */
   lost: number;
+  /** Reads and writes Redis refused because this worker's lease was gone (a zombie's writes). */
+  fenced: number;
   /** Partitions handed back (fair share, close()). */
   released: number;
   /** Entries replayed from pending lists on takeover. */
@@ -178,6 +180,7 @@ class PartitionRun<I, O> {
   #failed(error: unknown): boolean {
     if (this.dropped) return true;
     if (error instanceof FencedError) {
+      this.worker.counters.fenced++;
       this.worker.lose(this);
       return true;
     }
@@ -431,7 +434,7 @@ class Worker<I, O> implements RedisWorker {
   readonly readCount: number;
   readonly codec: Codec<unknown>;
   readonly maxEventBytes: number;
-  readonly counters = { acquired: 0, lost: 0, released: 0, replayed: 0, outputs: 0, errors: 0 };
+  readonly counters = { acquired: 0, lost: 0, fenced: 0, released: 0, replayed: 0, outputs: 0, errors: 0 };
   live = 0;
   readonly #runs = new Map<number, PartitionRun<I, O>>();
   readonly #onError: (error: unknown) => void;
