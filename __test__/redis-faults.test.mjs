@@ -1,12 +1,15 @@
 // Fault scenarios with worker processes on a private redis-server: kill -9 of
 // an owner mid-run, SIGSTOP of an owner past its lease then SIGCONT, graceful
-// hand-off. After each, Redis is read directly: every (sid, seq) once, per-key
+// hand-off, SIGSTOP of redis-server. After each, Redis is read directly: every (sid, seq) once, per-key
 // order, the outputs of a crash-free run, every session closed, nothing pending.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { redisProducer } from 'velo-stream/redis';
-import { start } from './helpers/child.mjs';
+import { run, start } from './helpers/child.mjs';
 import { startRedis } from './helpers/redis-server.mjs';
 import { checkOutputs, eventually, expectedTotals, pendingCount, readAllOutputs } from './helpers/redis-fixtures.mjs';
 
@@ -70,6 +73,7 @@ async function settled(name, sent) {
 async function stop(child) {
   child.child.kill('SIGTERM');
   const { stdout } = await child.finished();
+  assert.doesNotMatch(stdout, /^error /m, 'the worker met no error (a fencing refusal is not one)');
   return JSON.parse(stdout.split('\n').find((l) => l.startsWith('closed ')).slice(7));
 }
 
@@ -139,4 +143,39 @@ test('graceful hand-off: a joining worker gets its fair share, the leaving one h
   await settled(name, sent);
   const statsB = await stop(b);
   assert.equal(statsB.lost, 0);
+});
+
+test('SIGSTOP of redis-server for longer than the leases: the workers take the partitions back and lose nothing', async () => {
+  const name = `server${++names}`;
+  const producer = redisProducer({ client, name, partitions: PARTITIONS });
+  const sent = new Map();
+  const send = sender(producer, 20, sent);
+  const a = worker(name, 2);
+  const b = worker(name, 2);
+  await eventually(() => lastStats(a)?.owned.length + lastStats(b)?.owned.length === PARTITIONS && lastStats(a)?.owned.length > 0, 'A and B share the partitions');
+  await send(100);
+  redis.pause();
+  await new Promise((resolve) => setTimeout(resolve, 2 * TTL));
+  redis.resume();
+  await send(100);
+  await eventually(() => lastStats(a)?.owned.length + lastStats(b)?.owned.length === PARTITIONS, 'every partition owned again', 30_000);
+  await settled(name, sent);
+  await stop(a);
+  await stop(b);
+});
+
+test('without redis-server on PATH the Redis tests fail, naming the Debian package', async () => {
+  const helper = new URL('./helpers/redis-server.mjs', import.meta.url).href;
+  // An empty directory as the whole PATH (this Node is started by its full path).
+  const empty = mkdtempSync(join(tmpdir(), 'velo-nopath-'));
+  try {
+    await run(['--input-type=module', '-e', `const { startRedis } = await import(${JSON.stringify(helper)}); await startRedis();`], {
+      env: { ...process.env, PATH: empty },
+      code: 1,
+      timeout: 20_000,
+      expectStderr: /redis-server was not found on PATH: .*Install the Debian package `redis-server` \(apt-get install redis-server\)\./,
+    });
+  } finally {
+    rmSync(empty, { recursive: true });
+  }
 });

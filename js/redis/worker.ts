@@ -146,29 +146,36 @@ class PartitionRun<I, O> {
 
   async #pump(): Promise<void> {
     const w = this.worker;
-    let cursor = '0-0';
+    // Where pending entries are read from: the start (a takeover replays the last owner's), or after the last
+    // entry dispatched (a read whose reply was lost may have made entries pending that never arrived here).
+    // null: new entries.
+    let pendingFrom: string | null = '0-0';
+    let last = '0-0';
     while (!this.stopping) {
       let read;
       try {
-        read = await w.log.read(this.lease, this.replayDone ? '>' : cursor, w.readCount);
+        read = await w.log.read(this.lease, pendingFrom ?? '>', w.readCount);
       } catch (error) {
         if (this.#failed(error)) return;
+        pendingFrom = last;
         await sleep(RETRY_MS);
         continue;
       }
       if (read.entries.length === 0) {
-        if (!this.replayDone) {
-          this.replayDone = true;
-          for (const s of this.sessions.values()) this.#armIdle(s);
+        if (pendingFrom !== null) {
+          pendingFrom = null;
+          if (!this.replayDone) {
+            this.replayDone = true;
+            for (const s of this.sessions.values()) this.#armIdle(s);
+          }
           continue;
         }
         await w.idle(this, read.tail);
         continue;
       }
-      if (!this.replayDone) {
-        w.counters.replayed += read.entries.length;
-        cursor = read.entries[read.entries.length - 1].id;
-      }
+      if (!this.replayDone) w.counters.replayed += read.entries.length;
+      last = read.entries[read.entries.length - 1].id;
+      if (pendingFrom !== null) pendingFrom = last;
       for (const entry of read.entries) {
         if (this.stopping) return;
         await this.#dispatch(entry);
