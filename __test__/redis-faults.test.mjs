@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { redisProducer } from 'velo-stream/redis';
 import { run, start } from './helpers/child.mjs';
 import { startRedis } from './helpers/redis-server.mjs';
-import { checkOutputs, eventually, expectedTotals, pendingCount, readAllOutputs } from './helpers/redis-fixtures.mjs';
+import { checkOutputs, eventually, expectedTotals, pendingCount, readAllOutputs, sessionsInLog } from './helpers/redis-fixtures.mjs';
 
 const CHILD = fileURLToPath(new URL('./helpers/redis-worker-child.mjs', import.meta.url));
 const PARTITIONS = 8;
@@ -31,9 +31,8 @@ after(async () => {
 
 let names = 0;
 
-function worker(name, delayMs = 1) {
-  const child = start([CHILD, redis.url, name, String(PARTITIONS), String(TTL), String(IDLE), String(delayMs)], { timeout: 60_000 });
-  return child;
+function worker(name, delayMs = 1, idle = IDLE) {
+  return start([CHILD, redis.url, name, String(PARTITIONS), String(TTL), String(idle), String(delayMs)], { timeout: 60_000 });
 }
 
 /** The last `stats` line the child printed. */
@@ -179,3 +178,49 @@ test('without redis-server on PATH the Redis tests fail, naming the Debian packa
     rmSync(empty, { recursive: true });
   }
 });
+
+for (const at of [0.5, 0.9]) {
+  test(`idle-close markers racing a kill -9 (at ${at} of the idle time): each session's outputs are those of its events in the log`, async () => {
+    const name = `race${++names}`;
+    const idle = 300;
+    const start = (delay) => worker(name, delay, idle);
+    const producer = redisProducer({ client, name, partitions: PARTITIONS });
+    const sent = new Map();
+    const send = sender(producer, 12, sent);
+    const a = start(1);
+    await eventually(() => ownsAll(a), 'A owns every partition');
+    // Bursts with pauses around the idle time: sessions close (or not) while A dies.
+    for (let burst = 0; burst < 3; burst++) {
+      await send(36);
+      await new Promise((resolve) => setTimeout(resolve, idle * (burst === 2 ? at : 1.2)));
+    }
+    a.child.kill('SIGKILL');
+    await a.finished().catch((error) => assert.match(String(error), /killed by SIGKILL/));
+    await send(36);
+    const b = start(1);
+    await eventually(() => ownsAll(b), 'B owns every partition', 30_000);
+    await send(36);
+    await eventually(async () => (await pendingCount(client, name, PARTITIONS)) === 0 && (await sessionsInLog(client, name, PARTITIONS)).size > 0, 'nothing pending', 30_000);
+    await eventually(async () => [...(await sessionsInLog(client, name, PARTITIONS)).values()].every((s) => s.closed), 'every session closed');
+    const sessions = await sessionsInLog(client, name, PARTITIONS);
+    const outputs = await readAllOutputs(client, name, PARTITIONS);
+    const seen = new Set();
+    for (const o of outputs) {
+      assert.ok(!seen.has(`${o.sid}#${o.seq}`), `${o.sid}#${o.seq} written twice`);
+      seen.add(`${o.sid}#${o.seq}`);
+    }
+    assert.deepEqual([...new Set(outputs.map((o) => o.sid))].sort(), [...sessions.keys()].sort(), 'a session per log session');
+    for (const [sid, { ns }] of sessions) {
+      assert.deepEqual(
+        outputs.filter((o) => o.sid === sid).map((o) => o.value),
+        expectedTotals(ns),
+        sid,
+      );
+    }
+    // Every event is in exactly one session.
+    const all = [...sessions.values()].flatMap((s) => s.ns).sort((x, y) => x - y);
+    assert.deepEqual(all, [...sent.values()].flat().sort((x, y) => x - y));
+    assert.ok(sessions.size > sent.size, 'some keys had more than one session');
+    await stop(b);
+  });
+}

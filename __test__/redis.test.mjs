@@ -256,3 +256,23 @@ test('fencing: once another worker holds the lease, the old owner reads, writes,
   assert.equal(await client.exists(keys.hw(0)), 0);
   await log.close();
 });
+
+test('a close marker naming another session of the key (a duplicate, written late) ends nothing', async () => {
+  const name = fresh('stale');
+  const producer = redisProducer({ client, name, partitions: 1 });
+  await producer.send('k', { n: 1 });
+  await client.xAdd(`velo:{${name}:p0}`, '*', { k: 'k', c: 'k@1-0' });
+  await producer.send('k', { n: 2 });
+  const worker = redisWorker(totals({ idleTimeout: 0 }), { client, name, partitions: 1, leaseTtl: 1500 });
+  try {
+    await eventually(async () => (await readAllOutputs(client, name, 1)).length === 2, 'two outputs');
+    const outputs = await readAllOutputs(client, name, 1);
+    assert.deepEqual(outputs.map((o) => [o.seq, o.value]), [
+      [1, { n: 1, total: 1, count: 1 }],
+      [2, { n: 2, total: 3, count: 2 }],
+    ]);
+    assert.equal(new Set(outputs.map((o) => o.sid)).size, 1);
+  } finally {
+    await worker.close();
+  }
+});

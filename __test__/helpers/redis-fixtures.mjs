@@ -96,3 +96,31 @@ export async function eventually(check, what, timeout = 20_000) {
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
 }
+
+/**
+ * The sessions the input log defines, read with XRANGE: per key, a session runs from its first event up to the
+ * close marker naming it. Returns Map sid -> { key, ns, closed }.
+ */
+export async function sessionsInLog(client, name, partitions) {
+  const sessions = new Map();
+  for (let p = 0; p < partitions; p++) {
+    const current = new Map();
+    for (const { id, message } of await client.xRange(`velo:{${name}:p${p}}`, '-', '+')) {
+      const key = message.k;
+      if (message.c !== undefined) {
+        if (current.get(key) === message.c) {
+          sessions.get(message.c).closed = true;
+          current.delete(key);
+        }
+        continue;
+      }
+      if (!current.has(key)) {
+        const sid = `${key}@${id}`;
+        current.set(key, sid);
+        sessions.set(sid, { key, ns: [], closed: false });
+      }
+      sessions.get(current.get(key)).ns.push(JSON.parse(message.v).n);
+    }
+  }
+  return sessions;
+}
