@@ -276,3 +276,31 @@ test('a close marker naming another session of the key (a duplicate, written lat
     await worker.close();
   }
 });
+
+test('maxConcurrent: keys beyond it wait (per key in order) until sessions end, then run; nothing is lost', async () => {
+  const name = fresh('limit');
+  const producer = redisProducer({ client, name, partitions: 1 });
+  const fn = totals({ idleTimeout: 150, maxConcurrent: 2 });
+  const worker = redisWorker(fn, { client, name, partitions: 1, leaseTtl: 1500 });
+  try {
+    const keys = ['a', 'b', 'c', 'd', 'e', 'f'];
+    const sent = new Map(keys.map((k) => [k, []]));
+    const pairs = [];
+    for (let i = 0; i < 60; i++) {
+      const key = keys[i % keys.length];
+      sent.get(key).push(i);
+      pairs.push([key, { n: i }]);
+    }
+    await producer.sendMany(pairs);
+    await eventually(() => worker.stats().held > 0, 'events held for a session slot');
+    assert.ok(fn.stats().open <= 2);
+    await eventually(async () => (await readAllOutputs(client, name, 1)).length === 60, '60 outputs');
+    await eventually(async () => (await pendingCount(client, name, 1)) === 0, 'every session closed and acked');
+    checkOutputs(await readAllOutputs(client, name, 1), new Map(keys.map((k) => [k, expectedTotals(sent.get(k))])));
+    assert.equal(worker.stats().held, 0);
+    assert.ok(fn.stats().rejected > 0, 'opens were refused at the limit, and retried once sessions ended');
+    assert.equal(fn.stats().opened, new Set((await readAllOutputs(client, name, 1)).map((o) => o.sid)).size);
+  } finally {
+    await worker.close();
+  }
+});

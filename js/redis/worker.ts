@@ -42,6 +42,8 @@ export interface RedisWorkerStats {
   owned: number[];
   /** Live sessions on this worker. */
   sessions: number;
+  /** Events waiting for a session slot: `maxConcurrent` sessions of the function are open. */
+  held: number;
   /** Leases taken since the start. */
   acquired: number;
   /** Partitions lost to another worker (fenced, or lease expired). */
@@ -71,6 +73,8 @@ export interface RedisWorker {
 
 /** Outputs and acks waiting for a commit, held per partition before the outbox makes sessions wait. */
 const OUTBOX_LIMIT = 1024;
+/** Entries held for a session slot per partition, in reads (readCount): past it the partition is not read. */
+const HELD_BATCHES = 16;
 /** Outputs per fenced commit call. */
 const COMMIT_BATCH = 512;
 /** Wait before retrying after a non-fencing error, ms. */
@@ -124,6 +128,11 @@ class PartitionRun<I, O> {
   #discard = false;
   /** Sessions whose handler has not finished (live, or ending after their marker). */
   readonly #running = new Set<Session<I, O>>();
+  /** Entries of keys waiting for a session slot (`maxConcurrent`), per key in log order. */
+  readonly #held = new Map<string, InputEntry[]>();
+  #heldCount = 0;
+  #draining = false;
+  #drainAgain = false;
   replayDone = false;
   validUntil: number;
   readonly pumped: Promise<void>;
@@ -180,6 +189,8 @@ class PartitionRun<I, O> {
         if (this.stopping) return;
         await this.#dispatch(entry);
       }
+      // Held entries are bounded: past the bound, the partition is not read until sessions end.
+      while (this.#heldCount >= w.readCount * HELD_BATCHES && !this.stopping) await w.sessionEnded();
     }
   }
 
@@ -195,7 +206,51 @@ class PartitionRun<I, O> {
     return false;
   }
 
+  /** Delivers the entry, or holds it (and the key's later ones) while no session slot is free. */
   async #dispatch(entry: InputEntry): Promise<void> {
+    const held = this.#held.get(entry.key);
+    if (held !== undefined) {
+      held.push(entry);
+      this.#heldCount++;
+    } else if (!(await this.#deliver(entry))) {
+      this.#held.set(entry.key, [entry]);
+      this.#heldCount++;
+    }
+  }
+
+  /**
+   * Delivers held entries, key by key in the order they were first held, each key's in log order, while
+   * sessions can open. Runs when a session of this worker has ended.
+   */
+  async drainHeld(): Promise<void> {
+    if (this.#draining) {
+      this.#drainAgain = true;
+      return;
+    }
+    this.#draining = true;
+    try {
+      do {
+        this.#drainAgain = false;
+        for (const [key, list] of this.#held) {
+          while (list.length > 0) {
+            if (this.stopping || !(await this.#deliver(list[0]))) return;
+            list.shift();
+            this.#heldCount--;
+          }
+          this.#held.delete(key);
+        }
+      } while (this.#drainAgain);
+    } finally {
+      this.#draining = false;
+    }
+  }
+
+  get heldCount(): number {
+    return this.#heldCount;
+  }
+
+  /** False if the entry needs a new session and `maxConcurrent` sessions are live on this worker. */
+  async #deliver(entry: InputEntry): Promise<boolean> {
     const key = entry.key;
     if (entry.close !== undefined) {
       const s = this.sessions.get(key);
@@ -203,24 +258,24 @@ class PartitionRun<I, O> {
         s.ids.push(entry.id);
         this.#finish(s);
       } else this.#queue({ acks: [entry.id] }); // a marker for a session that has ended already
-      return;
+      return true;
     }
     // Trimmed away while pending (never by velo-stream's own trimming): nothing to deliver.
     if (entry.payload === undefined) {
       this.#queue({ acks: [entry.id] });
-      return;
+      return true;
     }
     let s = this.sessions.get(key);
     if (s === undefined) {
       const previous = this.finishing.get(key);
       if (previous !== undefined) await previous;
-      if (this.stopping) return;
-      s = await this.#open(key, `${key}@${entry.id}`);
-      if (s === undefined) return;
+      if (this.stopping) return true;
+      s = this.#open(key, `${key}@${entry.id}`);
+      if (s === undefined) return false;
     }
     s.ids.push(entry.id);
     s.lastEvent = performance.now();
-    if (s.done) return;
+    if (s.done) return true;
     let event: I;
     try {
       event = this.worker.codec.decode(entry.payload) as I;
@@ -232,25 +287,22 @@ class PartitionRun<I, O> {
           code: 'ERR_VELO_DECODE',
         }),
       );
-      return;
+      return true;
     }
     // Waits while the session's input is full: the partition is not read meanwhile (backpressure).
     await s.stream.send(event).catch(() => {});
+    return true;
   }
 
-  async #open(key: string, sid: string): Promise<Session<I, O> | undefined> {
+  /** The key's new session, or undefined while `maxConcurrent` sessions of the function are open. */
+  #open(key: string, sid: string): Session<I, O> | undefined {
     const w = this.worker;
     let stream: StreamKind<I, O>;
-    for (;;) {
-      try {
-        stream = w.fn[kOpen](undefined, false);
-        break;
-      } catch (error) {
-        if ((error as { code?: unknown })?.code !== 'ERR_STREAM_LIMIT') throw error;
-        // maxConcurrent sessions are live on this worker: wait for one to end.
-        await w.sessionEnded();
-        if (this.stopping) return undefined;
-      }
+    try {
+      stream = w.fn[kOpen](undefined, false);
+    } catch (error) {
+      if ((error as { code?: unknown })?.code === 'ERR_STREAM_LIMIT') return undefined;
+      throw error;
     }
     const s = new Session<I, O>(key, sid, stream);
     this.sessions.set(key, s);
@@ -404,6 +456,9 @@ class PartitionRun<I, O> {
     const running = [...this.#running];
     for (const s of running) if (s.timer !== null) clearTimeout(s.timer);
     this.sessions.clear();
+    // Never acked: the next owner replays them.
+    this.#held.clear();
+    this.#heldCount = 0;
     await Promise.all(running.map((s) => s.stream.cancel()));
     await Promise.all(running.map((s) => s.forwarded));
   }
@@ -489,7 +544,9 @@ class Worker<I, O> implements RedisWorker {
   }
 
   stats(): RedisWorkerStats {
-    return { owned: [...this.#runs.keys()].sort((a, b) => a - b), sessions: this.live, ...this.counters };
+    let held = 0;
+    for (const run of this.#runs.values()) held += run.heldCount;
+    return { owned: [...this.#runs.keys()].sort((a, b) => a - b), sessions: this.live, held, ...this.counters };
   }
 
   report(error: unknown): void {
@@ -626,6 +683,9 @@ class Worker<I, O> implements RedisWorker {
 
   notifySessionEnded(): void {
     for (const resolve of this.#endedWaiters.splice(0)) resolve();
+    for (const run of this.#runs.values()) {
+      if (run.heldCount > 0) run.drainHeld().catch((error: unknown) => this.report(error));
+    }
   }
 
   close(): Promise<void> {
