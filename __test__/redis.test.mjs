@@ -221,7 +221,7 @@ test('fencing: once another worker holds the lease, the old owner reads, writes,
   const { FencedError } = require('../dist/redis/transport.js');
   const name = fresh('fence');
   const keys = new KeySpace(name);
-  const log = new RedisLog(client, keys, 1);
+  const log = new RedisLog(client, keys, 1, (error) => assert.fail(error));
   const producer = redisProducer({ client, name, partitions: 1 });
   const zombie = await log.acquire(0, 'zombie', 300);
   assert.match(zombie.token, /^zombie:1$/);

@@ -77,6 +77,8 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
   return {
     async *[Symbol.asyncIterator]() {
       const client: RedisClientLike = o.client.duplicate();
+      // Its commands report their own failures; without a listener an 'error' event would throw.
+      client.on('error', () => {});
       await client.connect();
       const abort = () => void Promise.resolve(client.destroy()).catch(() => {});
       signal?.addEventListener('abort', abort, { once: true });

@@ -23,6 +23,7 @@ export interface RedisClientLike {
   sendCommand(args: ReadonlyArray<string | Buffer>, options?: object): Promise<unknown>;
   duplicate(): RedisClientLike;
   connect(): Promise<unknown>;
+  on(event: 'error', listener: (error: Error) => void): unknown;
   close?(): Promise<unknown>;
   destroy(): unknown;
 }
@@ -211,7 +212,11 @@ export class RedisLog implements PartitionLog {
   #waiting = false;
   #closed = false;
 
-  constructor(client: RedisClientLike, keys: KeySpace, partitions: number) {
+  readonly #onError: (error: Error) => void;
+
+  /** `onError`: errors of the log's own connection (it reconnects by itself; its commands fail meanwhile). */
+  constructor(client: RedisClientLike, keys: KeySpace, partitions: number, onError: (error: Error) => void) {
+    this.#onError = onError;
     this.#client = client;
     this.#keys = keys;
     this.partitions = partitions;
@@ -289,6 +294,8 @@ export class RedisLog implements PartitionLog {
     if (this.#blocking !== null) return this.#blocking;
     this.#connecting ??= (async () => {
       const dup = this.#client.duplicate();
+      // node-redis clients are EventEmitters: an 'error' without a listener would throw.
+      dup.on('error', this.#onError);
       await dup.connect();
       this.#blockingId = String(await dup.sendCommand(['CLIENT', 'ID']));
       this.#blocking = dup;

@@ -499,6 +499,8 @@ class Worker<I, O> implements RedisWorker {
   readonly counters = { acquired: 0, lost: 0, fenced: 0, released: 0, replayed: 0, outputs: 0, errors: 0 };
   live = 0;
   readonly #runs = new Map<number, PartitionRun<I, O>>();
+  /** The last fencing epoch this worker was granted, per partition. */
+  readonly #epochs = new Map<number, number>();
   readonly #onError: (error: unknown) => void;
   readonly #order: number[];
   #timer: NodeJS.Timeout | null = null;
@@ -534,7 +536,7 @@ class Worker<I, O> implements RedisWorker {
     this.readCount = readCount;
     this.codec = options.codec;
     this.maxEventBytes = options.maxEventBytes;
-    this.log = new RedisLog(options.client, options.keys, options.partitions);
+    this.log = new RedisLog(options.client, options.keys, options.partitions, (error) => this.report(error));
     this.#onError = onError ?? ((error) => process.emitWarning(error instanceof Error ? error : new Error(String(error))));
     // Each worker tries free partitions from its own starting point: fewer collisions when many start at once.
     const start = randomBytes(2).readUInt16BE() % options.partitions;
@@ -601,8 +603,25 @@ class Worker<I, O> implements RedisWorker {
         break;
       }
       this.counters.acquired++;
+      this.#checkEpoch(lease);
       this.#runs.set(p, new PartitionRun(this, lease, sent));
     }
+  }
+
+  /** Fencing epochs only grow while Redis keeps its data: one that went back means the server lost writes. */
+  #checkEpoch(lease: Lease): void {
+    const epoch = Number(lease.token.slice(lease.token.lastIndexOf(':') + 1));
+    const before = this.#epochs.get(lease.partition) ?? 0;
+    this.#epochs.set(lease.partition, epoch);
+    if (epoch > before) return;
+    this.report(
+      Object.assign(
+        new Error(
+          `Partition ${lease.partition}: the lease epoch went back from ${before} to ${epoch}: the Redis server lost data (a restart without persistence, or a failover to a replica that was behind). Events sent before, and the state of sessions live then, may be lost.`,
+        ),
+        { code: 'ERR_VELO_LOG_RESET', partition: lease.partition },
+      ),
+    );
   }
 
   async #release(run: PartitionRun<I, O>): Promise<void> {
