@@ -306,3 +306,27 @@ test('maxConcurrent: keys beyond it wait (per key in order) until sessions end, 
     await worker.close();
   }
 });
+
+test('a reader iterator dropped at an item without return() closes its connection once collected', async () => {
+  const name = fresh('gc');
+  const producer = redisProducer({ client, name, partitions: 1 });
+  await producer.send('k', { n: 1 });
+  const worker = redisWorker(totals({ idleTimeout: 0 }), { client, name, partitions: 1, leaseTtl: 1500 });
+  const connections = async () => (await client.sendCommand(['CLIENT', 'LIST'])).trim().split('\n').length;
+  try {
+    await eventually(async () => (await readAllOutputs(client, name, 1)).length === 1, 'one output');
+    const baseline = await connections();
+    await (async () => {
+      const iterator = redisOutputs({ client, name, partitions: 1 })[Symbol.asyncIterator]();
+      assert.equal((await iterator.next()).value.seq, 1);
+      assert.equal(await connections(), baseline + 1, 'the reader has its own connection');
+    })();
+    await eventually(async () => {
+      globalThis.gc();
+      await new Promise((resolve) => setImmediate(resolve));
+      return (await connections()) === baseline;
+    }, 'the dropped reader connection closed');
+  } finally {
+    await worker.close();
+  }
+});

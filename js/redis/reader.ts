@@ -36,6 +36,10 @@ export interface RedisOutputsOptions<O = unknown> extends RedisOptions<O> {
 }
 
 const BUFFERS = { typeMapping: { 36: Buffer, 37: Array } };
+
+/** A reader's connection, for closing it if its iterator is dropped while it waits at an item (no `return()`). */
+type Held = { client: RedisClientLike | null };
+const abandoned = new FinalizationRegistry<Held>((held) => void held.client?.destroy());
 const BLOCK_MS = 1000;
 
 /**
@@ -74,75 +78,84 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
     return { ...base, value: o.codec.decode(f.get('v') ?? Buffer.alloc(0)) };
   }
 
-  return {
-    async *[Symbol.asyncIterator]() {
-      const client: RedisClientLike = o.client.duplicate();
-      // Its commands report their own failures; without a listener an 'error' event would throw.
-      client.on('error', () => {});
-      await client.connect();
-      const abort = () => void Promise.resolve(client.destroy()).catch(() => {});
-      signal?.addEventListener('abort', abort, { once: true });
-      try {
-        const positions: string[] = [];
-        if (group !== undefined) {
-          await Promise.all(
-            names.map((name) =>
-              client
-                .sendCommand(['XGROUP', 'CREATE', name, group, from === 'end' ? '$' : '0', 'MKSTREAM'])
-                .catch((error: unknown) => {
-                  if (!String((error as Error)?.message).startsWith('BUSYGROUP')) throw error;
-                }),
-            ),
-          );
-          // This consumer's own pending entries first (read before a restart, never moved past).
-          positions.push(...names.map(() => '0'));
-        } else if (from === 'end') {
-          const last = await Promise.all(
-            names.map((name) => client.sendCommand(['XREVRANGE', name, '+', '-', 'COUNT', '1'], BUFFERS)),
-          );
-          positions.push(...last.map((r) => (Array.isArray(r) && r.length > 0 ? String((r[0] as [Buffer])[0]) : '0-0')));
-        } else positions.push(...names.map(() => '0-0'));
+  async function* read(held: Held): AsyncGenerator<OutputItem<O>> {
+    const client: RedisClientLike = o.client.duplicate();
+    held.client = client;
+    // Its commands report their own failures; without a listener an 'error' event would throw.
+    client.on('error', () => {});
+    await client.connect();
+    const abort = () => void Promise.resolve(client.destroy()).catch(() => {});
+    signal?.addEventListener('abort', abort, { once: true });
+    try {
+      const positions: string[] = [];
+      if (group !== undefined) {
+        await Promise.all(
+          names.map((name) =>
+            client
+              .sendCommand(['XGROUP', 'CREATE', name, group, from === 'end' ? '$' : '0', 'MKSTREAM'])
+              .catch((error: unknown) => {
+                if (!String((error as Error)?.message).startsWith('BUSYGROUP')) throw error;
+              }),
+          ),
+        );
+        // This consumer's own pending entries first (read before a restart, never moved past).
+        positions.push(...names.map(() => '0'));
+      } else if (from === 'end') {
+        const last = await Promise.all(
+          names.map((name) => client.sendCommand(['XREVRANGE', name, '+', '-', 'COUNT', '1'], BUFFERS)),
+        );
+        positions.push(...last.map((r) => (Array.isArray(r) && r.length > 0 ? String((r[0] as [Buffer])[0]) : '0-0')));
+      } else positions.push(...names.map(() => '0-0'));
 
-        let replaying = group !== undefined;
-        while (!signal?.aborted) {
-          const command =
-            group === undefined
-              ? ['XREAD', 'COUNT', String(count), 'BLOCK', String(BLOCK_MS), 'STREAMS', ...names, ...positions]
-              : replaying
-                ? ['XREADGROUP', 'GROUP', group, consumer, 'COUNT', String(count), 'STREAMS', ...names, ...positions]
-                : [
-                    'XREADGROUP',
-                    'GROUP',
-                    group,
-                    consumer,
-                    'COUNT',
-                    String(count),
-                    'BLOCK',
-                    String(BLOCK_MS),
-                    'STREAMS',
-                    ...names,
-                    ...names.map(() => '>'),
-                  ];
-          const streams = xreadStreams(await client.sendCommand(command, BUFFERS));
-          let got = 0;
-          for (const [name, entries] of streams) {
-            const p = partitionOf.get(name) as number;
-            for (const [id, list] of entries) {
-              got++;
-              if (group === undefined || replaying) positions[p] = id.toString();
-              yield item(name, id, list);
-              // The loop asked for the next one: this one is handled.
-              if (group !== undefined) await client.sendCommand(['XACK', name, group, id]);
-            }
+      let replaying = group !== undefined;
+      while (!signal?.aborted) {
+        const command =
+          group === undefined
+            ? ['XREAD', 'COUNT', String(count), 'BLOCK', String(BLOCK_MS), 'STREAMS', ...names, ...positions]
+            : replaying
+              ? ['XREADGROUP', 'GROUP', group, consumer, 'COUNT', String(count), 'STREAMS', ...names, ...positions]
+              : [
+                  'XREADGROUP',
+                  'GROUP',
+                  group,
+                  consumer,
+                  'COUNT',
+                  String(count),
+                  'BLOCK',
+                  String(BLOCK_MS),
+                  'STREAMS',
+                  ...names,
+                  ...names.map(() => '>'),
+                ];
+        const streams = xreadStreams(await client.sendCommand(command, BUFFERS));
+        let got = 0;
+        for (const [name, entries] of streams) {
+          const p = partitionOf.get(name) as number;
+          for (const [id, list] of entries) {
+            got++;
+            if (group === undefined || replaying) positions[p] = id.toString();
+            yield item(name, id, list);
+            // The loop asked for the next one: this one is handled.
+            if (group !== undefined) await client.sendCommand(['XACK', name, group, id]);
           }
-          if (replaying && got === 0) replaying = false;
         }
-      } catch (error) {
-        if (!signal?.aborted) throw error;
-      } finally {
-        signal?.removeEventListener('abort', abort);
-        client.destroy();
+        if (replaying && got === 0) replaying = false;
       }
+    } catch (error) {
+      if (!signal?.aborted) throw error;
+    } finally {
+      signal?.removeEventListener('abort', abort);
+      abandoned.unregister(held);
+      client.destroy();
+    }
+  }
+
+  return {
+    [Symbol.asyncIterator]() {
+      const held: Held = { client: null };
+      const iterator = read(held);
+      abandoned.register(iterator, held, held);
+      return iterator;
     },
   };
 }
