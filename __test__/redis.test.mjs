@@ -330,3 +330,44 @@ test('a reader iterator dropped at an item without return() closes its connectio
     await worker.close();
   }
 });
+
+test('trimming removes what no session needs, never a pending entry: a new owner still replays every live session', async () => {
+  const name = fresh('trim');
+  const input = `velo:{${name}:p0}`;
+  const producer = redisProducer({ client, name, partitions: 1 });
+  const options = { client, name, partitions: 1, leaseTtl: 600, trimInterval: 1 };
+  const fn = totals({ idleTimeout: 0 });
+  const a = redisWorker(fn, options);
+  // 'done' ends (its handler returns): its entries are acked; the live sessions' stay pending.
+  await producer.sendMany([['done', { n: 1 }], ['done', { stop: true }]]);
+  const pairs = Array.from({ length: 30 }, (_, i) => [`live${i % 3}`, { n: i }]);
+  await producer.sendMany(pairs);
+  await eventually(async () => (await readAllOutputs(client, name, 1)).length === 31, '31 outputs');
+  await eventually(() => a.stats().trimmed === 2, "the ended session's two entries trimmed");
+  assert.equal(await client.xLen(input), 31, 'the 30 pending entries and the close marker after them stay');
+  await a.close();
+
+  const b = redisWorker(fn, options);
+  try {
+    await eventually(() => b.stats().replayed === 30, 'B replayed the live sessions');
+    await eventually(async () => (await readAllOutputs(client, name, 1)).length === 31 && b.stats().outputs >= 30, 'B rewrote nothing new');
+    const expected = new Map([['done', expectedTotals([1])]]);
+    for (let k = 0; k < 3; k++) expected.set(`live${k}`, expectedTotals(pairs.filter(([key]) => key === `live${k}`).map(([, e]) => e.n)));
+    checkOutputs(await readAllOutputs(client, name, 1), expected);
+  } finally {
+    await b.close();
+  }
+});
+
+test('trimming with nothing pending keeps only the last delivered entry', async () => {
+  const name = fresh('trimall');
+  const producer = redisProducer({ client, name, partitions: 1 });
+  const worker = redisWorker(totals({ idleTimeout: 100 }), { client, name, partitions: 1, leaseTtl: 600, trimInterval: 1 });
+  try {
+    await producer.sendMany(Array.from({ length: 20 }, (_, i) => [`k${i % 4}`, { n: i }]));
+    await eventually(async () => (await pendingCount(client, name, 1)) === 0 && (await readAllOutputs(client, name, 1)).length === 20, 'all closed');
+    await eventually(async () => (await client.xLen(`velo:{${name}:p0}`)) === 1, 'trimmed to one entry');
+  } finally {
+    await worker.close();
+  }
+});

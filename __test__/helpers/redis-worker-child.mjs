@@ -1,5 +1,5 @@
 // A worker process for the Redis fault tests. Args: url name partitions
-// leaseTtl idleTimeout delayMs. Prints `owned <p,p,...>` whenever its
+// leaseTtl idleTimeout delayMs trimInterval. Prints `owned <p,p,...>` whenever its
 // partitions change and `stats <json>` every 100 ms; recovers from Redis
 // errors (printed as `error ...` on stdout); on SIGTERM hands off
 // (worker.close()), prints `closed <json>` and exits 0.
@@ -7,7 +7,7 @@ import { createClient } from 'redis';
 import { redisWorker } from 'velo-stream/redis';
 import { totals } from './redis-fixtures.mjs';
 
-const [url, name, partitions, leaseTtl, idleTimeout, delayMs] = process.argv.slice(2);
+const [url, name, partitions, leaseTtl, idleTimeout, delayMs, trimInterval] = process.argv.slice(2);
 const client = createClient({ url });
 client.on('error', () => {});
 await client.connect();
@@ -16,6 +16,7 @@ const worker = redisWorker(totals({ idleTimeout: Number(idleTimeout) }, Number(d
   name,
   partitions: Number(partitions),
   leaseTtl: Number(leaseTtl),
+  trimInterval: Number(trimInterval),
   onError: (error) => console.log(`error ${error?.message}`),
 });
 let shown = '';

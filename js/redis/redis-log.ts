@@ -116,6 +116,21 @@ while i < stop do
 end
 return written`);
 
+// KEYS lease, input; ARGV token. Trims the input to its oldest pending
+// entry (the oldest input a live session still needs), or with nothing
+// pending to the group's last delivered entry: nothing undelivered or
+// pending is ever removed.
+const TRIM = new Script(`${FENCE}local min = redis.call('XPENDING', KEYS[2], 'velo')[2]
+if not min then
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[2])) do
+    local info = {}
+    for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
+    if info['name'] == 'velo' then min = info['last-delivered-id'] end
+  end
+end
+if not min then return 0 end
+return redis.call('XTRIM', KEYS[2], 'MINID', min)`);
+
 // KEYS input; ARGV n x (key, data).
 const APPEND = new Script(`local ids = {}
 for i = 1, #ARGV, 2 do
@@ -285,6 +300,15 @@ export class RedisLog implements PartitionLog {
     args.push(String(commit.acks.length), ...commit.acks, String(commit.ended.length), ...commit.ended);
     try {
       await COMMIT.run(this.#client, [k.lease(p), k.input(p), k.output(p), k.hw(p)], args);
+    } catch (error) {
+      throw fenced(p, error);
+    }
+  }
+
+  async trim(lease: Lease): Promise<number> {
+    const p = lease.partition;
+    try {
+      return Number(await TRIM.run(this.#client, [this.#keys.lease(p), this.#keys.input(p)], [lease.token]));
     } catch (error) {
       throw fenced(p, error);
     }

@@ -66,6 +66,8 @@ export interface PartitionLog {
   read(lease: Lease, from: string, count: number): Promise<ReadResult>;
   /** Fenced: appends a close marker for session `sid` of `key` to the partition's input. */
   markClose(lease: Lease, key: string, sid: string): Promise<void>;
+  /** Fenced: removes input entries no session needs any more (older than every pending or undelivered one). Resolves with how many. */
+  trim(lease: Lease): Promise<number>;
   /** Fenced: writes outputs not written before (by `(sid, seq)`), acks entries, forgets ended sessions. */
   commit(lease: Lease, commit: Commit): Promise<void>;
   /**

@@ -30,6 +30,8 @@ export interface RedisWorkerOptions extends RedisOptions {
   leaseTtl?: number;
   /** Entries per read of a partition. Default 256. */
   readCount?: number;
+  /** How often each owned partition's input is trimmed to its oldest pending entry, ms; 0: never. Default 5000. */
+  trimInterval?: number;
   /** This worker's id in leases (unique per process). Default `<hostname>-<pid>-<random>`. */
   workerId?: string;
   /** Called with errors the worker recovers from by retrying (a lost connection, a server restart). Default: `process.emitWarning`. */
@@ -54,6 +56,8 @@ export interface RedisWorkerStats {
   released: number;
   /** Entries replayed from pending lists on takeover. */
   replayed: number;
+  /** Input entries trimmed away (none that a session still needed). */
+  trimmed: number;
   /** Outputs committed (before the dedupe in the fenced script). */
   outputs: number;
   /** Errors passed to onError. */
@@ -135,6 +139,7 @@ class PartitionRun<I, O> {
   #drainAgain = false;
   replayDone = false;
   validUntil: number;
+  lastTrim: number;
   readonly pumped: Promise<void>;
 
   constructor(
@@ -143,6 +148,7 @@ class PartitionRun<I, O> {
     grantedAt: number,
   ) {
     this.validUntil = grantedAt + worker.ttl;
+    this.lastTrim = grantedAt;
     this.pumped = this.#pump().catch((error: unknown) => {
       worker.report(error);
       worker.lose(this);
@@ -494,9 +500,10 @@ class Worker<I, O> implements RedisWorker {
   readonly log: PartitionLog;
   readonly ttl: number;
   readonly readCount: number;
+  readonly trimInterval: number;
   readonly codec: Codec<unknown>;
   readonly maxEventBytes: number;
-  readonly counters = { acquired: 0, lost: 0, fenced: 0, released: 0, replayed: 0, outputs: 0, errors: 0 };
+  readonly counters = { acquired: 0, lost: 0, fenced: 0, released: 0, trimmed: 0, replayed: 0, outputs: 0, errors: 0 };
   live = 0;
   readonly #runs = new Map<number, PartitionRun<I, O>>();
   /** The last fencing epoch this worker was granted, per partition. */
@@ -517,6 +524,7 @@ class Worker<I, O> implements RedisWorker {
     const {
       leaseTtl = 10_000,
       readCount = 256,
+      trimInterval = 5000,
       workerId = `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`,
       onError,
     } = extra;
@@ -524,6 +532,9 @@ class Worker<I, O> implements RedisWorker {
       throw outOfRange(`redisWorker(): options.leaseTtl must be an integer >= 300 (ms), not ${describe(leaseTtl)}`);
     if (!Number.isInteger(readCount) || readCount < 1 || readCount > 10_000)
       throw outOfRange(`redisWorker(): options.readCount must be an integer from 1 to 10000, not ${describe(readCount)}`);
+    if (!Number.isInteger(trimInterval) || trimInterval < 0) {
+      throw outOfRange(`redisWorker(): options.trimInterval must be an integer >= 0 (ms), not ${describe(trimInterval)}`);
+    }
     if (typeof workerId !== 'string' || !/^[^\s:]{1,200}$/.test(workerId))
       throw invalidType(
         `redisWorker(): options.workerId must be 1-200 characters without ':' or whitespace, not ${describe(workerId)}`,
@@ -534,6 +545,7 @@ class Worker<I, O> implements RedisWorker {
     this.fn = fn as StreamFn<I, O> & Openable<I, O>;
     this.ttl = leaseTtl;
     this.readCount = readCount;
+    this.trimInterval = trimInterval;
     this.codec = options.codec;
     this.maxEventBytes = options.maxEventBytes;
     this.log = new RedisLog(options.client, options.keys, options.partitions, (error) => this.report(error));
@@ -583,6 +595,14 @@ class Worker<I, O> implements RedisWorker {
         }
         if (held === true) run.validUntil = now + this.ttl;
         else if (held === false || performance.now() >= run.validUntil) this.lose(run);
+        if (held !== true || this.trimInterval === 0 || now - run.lastTrim < this.trimInterval) return;
+        run.lastTrim = now;
+        try {
+          this.counters.trimmed += await this.log.trim(run.lease);
+        } catch (error) {
+          if (error instanceof FencedError) this.lose(run);
+          else this.report(error);
+        }
       }),
     );
     if (live === 0 || this.#closing !== null) return;
