@@ -30,7 +30,10 @@ export interface RedisWorkerOptions extends RedisOptions {
   leaseTtl?: number;
   /** Entries per read of a partition. Default 256. */
   readCount?: number;
-  /** How often each owned partition's input is trimmed to its oldest pending entry, ms; 0: never. Default 5000. */
+  /**
+   * How often each owned partition's input is trimmed to its oldest pending entry, ms (checked at each lease
+   * renewal, every leaseTtl/3); 0: never. Default 5000.
+   */
   trimInterval?: number;
   /** This worker's id in leases (unique per process). Default `<hostname>-<pid>-<random>`. */
   workerId?: string;
