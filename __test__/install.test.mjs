@@ -106,12 +106,14 @@ before(async () => {
     join(app, 'run.mjs'),
     `import { createRequire } from 'node:module';
 import { streamFn } from 'velo-stream';
+// The subpath loads without node-redis installed: users pass their own client.
+import { redisWorker } from 'velo-stream/redis';
 const double = streamFn(async function* (xs) {
   for await (const x of xs) yield x * 2;
 });
 const results = await double.run([1, 2, 3]);
 const loaded = Object.keys(createRequire(import.meta.url).cache).filter((f) => f.endsWith('.node'));
-console.log(JSON.stringify({ results, loaded }));
+console.log(JSON.stringify({ results, loaded, redis: typeof redisWorker }));
 `,
   );
   writeFileSync(
@@ -153,7 +155,7 @@ test('the platform tarball holds the binary and the LICENSE', () => {
   assert.deepEqual(contents.platform.sort(), [binary, 'LICENSE', 'README.md', 'package.json'].sort());
 });
 
-test('both install offline, without Rust, with nothing on stderr; streamFn().run() works on the platform package', async () => {
+test('both install offline, without Rust, with nothing on stderr; streamFn().run() works on the platform package; velo-stream/redis loads', async () => {
   const env = userEnv();
   const installed = await run(['install', tarballs.main, tarballs.platform], { command: 'npm', cwd: app, env });
   assert.equal(installed.stderr, '', 'npm install wrote to stderr');
@@ -161,8 +163,10 @@ test('both install offline, without Rust, with nothing on stderr; streamFn().run
 
   const { stdout, stderr } = await run(['run.mjs'], { cwd: app, env });
   assert.equal(stderr, '');
-  const { results, loaded } = JSON.parse(stdout);
+  const { results, loaded, redis } = JSON.parse(stdout);
   assert.deepEqual(results, [2, 4, 6]);
+  assert.equal(redis, 'function', 'velo-stream/redis loads (without node-redis installed)');
+  assert.ok(!existsSync(join(app, 'node_modules', 'redis')), 'the optional peer dependency is not installed');
   assert.deepEqual(loaded, [join(app, 'node_modules', platformPackage, binary)]);
 });
 

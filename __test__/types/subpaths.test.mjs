@@ -28,6 +28,8 @@ before(async () => {
   mkdirSync(join(project, 'node_modules/@types'));
   symlinkSync(join(root, 'node_modules/@types/node'), join(project, 'node_modules/@types/node'));
   symlinkSync(join(root, 'node_modules/prom-client'), join(project, 'node_modules/prom-client'));
+  symlinkSync(join(root, 'node_modules/redis'), join(project, 'node_modules/redis'));
+  symlinkSync(join(root, 'node_modules/@redis'), join(project, 'node_modules/@redis'));
   copyFileSync(fileURLToPath(new URL('./subpaths.ts', import.meta.url)), join(project, 'subpaths.ts'));
 });
 

@@ -30,3 +30,25 @@ registerStreamMetrics(new Registry(), [alerts]);
 const failure: Error = new RequestBodyError(1, new Error('bad line'));
 const closed: Error = new StreamClosedError('closed');
 (void failure, closed);
+
+// velo-stream/redis with the user's own node-redis client.
+import { createClient } from 'redis';
+import { EventTooLargeError, redisOutputs, redisProducer, redisWorker, type Codec, type OutputItem } from 'velo-stream/redis';
+
+const redisClient = createClient({ url: 'redis://127.0.0.1:6379' });
+const producer = redisProducer<Reading>({ client: redisClient, name: 'alerts', partitions: 16 });
+void producer.send('sensor-1', { celsius: 41 });
+// @ts-expect-error the event type is checked
+void producer.send('sensor-1', { fahrenheit: 41 });
+void producer.sendMany([['sensor-1', { celsius: 20 }]]);
+const distributed = redisWorker(alerts, { client: redisClient.duplicate(), name: 'alerts', leaseTtl: 5000 });
+void distributed.close();
+const raw: Codec<Buffer> = { encode: (b) => b, decode: (b) => b };
+void (async () => {
+  for await (const item of redisOutputs<{ hot: number }>({ client: redisClient, name: 'alerts', group: 'g' })) {
+    const typed: OutputItem<{ hot: number }> = item;
+    if ('value' in typed) console.log(typed.sid, typed.seq, typed.value.hot);
+  }
+})();
+const tooLarge: RangeError = new EventTooLargeError('event', 2, 1);
+(void raw, tooLarge);

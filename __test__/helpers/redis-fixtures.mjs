@@ -1,0 +1,126 @@
+// What the Redis tests share: the handler every worker runs (in the test
+// process and in child processes), and checks that read Redis directly.
+import assert from 'node:assert/strict';
+import { streamFn } from '../../index.mjs';
+
+/**
+ * A per-key running total, deterministic over its inputs (replay gives the same outputs): one output per event,
+ * `{ n, total, count }`. An event `{ fail: true }` makes it throw; `{ stop: true }` makes it return.
+ */
+export function totals(config = {}, delayMs = 0) {
+  return streamFn(async function* totals(events) {
+    let total = 0;
+    let count = 0;
+    for await (const e of events) {
+      // A slow handler (timing only: the outputs do not depend on it).
+      if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
+      if (e.fail) throw Object.assign(new Error(`failed at ${e.n}`), { code: 'E_TEST' });
+      if (e.stop) return;
+      total += e.n;
+      count++;
+      yield { n: e.n, total, count };
+    }
+  }, config);
+}
+
+/** What `totals` yields for these events of one session, as the reader sees them. */
+export function expectedTotals(ns) {
+  let total = 0;
+  return ns.map((n, i) => ({ n, total: (total += n), count: i + 1 }));
+}
+
+/** Every output entry of every partition, read with XRANGE: [{ partition, sid, seq, key, value|error }]. */
+export async function readAllOutputs(client, name, partitions) {
+  const out = [];
+  for (let p = 0; p < partitions; p++) {
+    const entries = await client.xRange(`velo:{${name}:p${p}}:out`, '-', '+');
+    for (const { message } of entries) {
+      const item = { partition: p, sid: message.sid, seq: Number(message.seq), key: message.k };
+      if (message.e !== undefined) item.error = JSON.parse(message.e);
+      else item.value = JSON.parse(message.v);
+      out.push(item);
+    }
+  }
+  return out;
+}
+
+/** Pending entries of every partition's input (the group `velo`). */
+export async function pendingCount(client, name, partitions) {
+  let n = 0;
+  for (let p = 0; p < partitions; p++) {
+    const key = `velo:{${name}:p${p}}`;
+    if ((await client.exists(key)) === 0) continue;
+    const groups = await client.xInfoGroups(key);
+    for (const g of groups) n += Number(g.pending);
+  }
+  return n;
+}
+
+/**
+ * The invariants after a scenario: each (sid, seq) exactly once, seqs 1..n per session without gaps, per key
+ * the sessions' outputs in order, and per key the values `expected(key)` (a crash-free run's).
+ */
+export function checkOutputs(outputs, expectedByKey) {
+  const seen = new Set();
+  const byKey = new Map();
+  for (const o of outputs) {
+    const id = `${o.sid}#${o.seq}`;
+    assert.ok(!seen.has(id), `output ${id} written twice`);
+    seen.add(id);
+    if (!byKey.has(o.key)) byKey.set(o.key, []);
+    byKey.get(o.key).push(o);
+  }
+  assert.deepEqual([...byKey.keys()].sort(), [...expectedByKey.keys()].sort(), 'keys with outputs');
+  for (const [key, list] of byKey) {
+    const bySid = new Map();
+    for (const o of list) {
+      if (!bySid.has(o.sid)) bySid.set(o.sid, []);
+      bySid.get(o.sid).push(o.seq);
+    }
+    for (const [sid, seqs] of bySid) assert.deepEqual(seqs, seqs.map((_, i) => i + 1), `${sid}: seqs in order, from 1, no gap`);
+    assert.deepEqual(
+      list.map((o) => o.value ?? { error: o.error }),
+      expectedByKey.get(key),
+      `outputs of ${key}`,
+    );
+  }
+}
+
+/** Polls `check` (async, truthy when done) until it holds; fails after `timeout` ms (a hang guard, not a speed check). */
+export async function eventually(check, what, timeout = 20_000) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const result = await check();
+    if (result) return result;
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+/**
+ * The sessions the input log defines, read with XRANGE: per key, a session runs from its first event up to the
+ * close marker naming it. Returns Map sid -> { key, ns, closed }.
+ */
+export async function sessionsInLog(client, name, partitions) {
+  const sessions = new Map();
+  for (let p = 0; p < partitions; p++) {
+    const current = new Map();
+    for (const { id, message } of await client.xRange(`velo:{${name}:p${p}}`, '-', '+')) {
+      const key = message.k;
+      if (message.c !== undefined) {
+        if (current.get(key) === message.c) {
+          sessions.get(message.c).closed = true;
+          current.delete(key);
+        }
+        continue;
+      }
+      if (!current.has(key)) {
+        const sid = `${key}@${id}`;
+        current.set(key, sid);
+        sessions.set(sid, { key, ns: [], closed: false });
+      }
+      sessions.get(current.get(key)).ns.push(JSON.parse(message.v).n);
+    }
+  }
+  return sessions;
+}

@@ -1,0 +1,230 @@
+// Fault scenarios with worker processes on a private redis-server: kill -9 of
+// an owner mid-run, SIGSTOP of an owner past its lease then SIGCONT, graceful
+// hand-off, SIGSTOP of redis-server. After each, Redis is read directly: every (sid, seq) once, per-key
+// order, the outputs of a crash-free run, every session closed, nothing pending.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { redisProducer } from 'velo-stream/redis';
+import { run, start } from './helpers/child.mjs';
+import { startRedis } from './helpers/redis-server.mjs';
+import { checkOutputs, eventually, expectedTotals, pendingCount, readAllOutputs, sessionsInLog } from './helpers/redis-fixtures.mjs';
+
+const CHILD = fileURLToPath(new URL('./helpers/redis-worker-child.mjs', import.meta.url));
+const PARTITIONS = 8;
+const TTL = 1000;
+// Longer than any pause in sending, takeovers included: each key is one session in every run.
+const IDLE = 2500;
+
+let redis;
+let client;
+before(async () => {
+  redis = await startRedis();
+  client = await redis.client();
+});
+after(async () => {
+  await redis?.stop();
+});
+
+let names = 0;
+
+// Trimming at every lease renewal: a pending entry trimmed away would be an event lost at the next replay.
+function worker(name, delayMs = 1, idle = IDLE, trimInterval = 1) {
+  return start([CHILD, redis.url, name, String(PARTITIONS), String(TTL), String(idle), String(delayMs), String(trimInterval)], {
+    timeout: 60_000,
+  });
+}
+
+/** The last `stats` line the child printed. */
+function lastStats(child) {
+  const lines = child.stdout.split('\n').filter((l) => l.startsWith('stats '));
+  return lines.length === 0 ? null : JSON.parse(lines.at(-1).slice(6));
+}
+
+const ownsAll = (child) => lastStats(child)?.owned.length === PARTITIONS;
+
+/** Sends `count` events over `keys` keys in rounds, with a pause between rounds; returns what each key got. */
+function sender(producer, keys, sent) {
+  let i = 0;
+  return async (count) => {
+    for (let end = i + count; i < end; ) {
+      const batch = [];
+      for (let j = 0; j < keys && i < end; j++, i++) {
+        const key = `user${i % keys}`;
+        sent.set(key, [...(sent.get(key) ?? []), i]);
+        batch.push([key, { n: i }]);
+      }
+      await producer.sendMany(batch);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  };
+}
+
+async function settled(name, sent) {
+  const total = [...sent.values()].reduce((n, list) => n + list.length, 0);
+  await eventually(async () => (await readAllOutputs(client, name, PARTITIONS)).length >= total, `${total} outputs`, 30_000);
+  await eventually(async () => (await pendingCount(client, name, PARTITIONS)) === 0, 'nothing pending (every session closed)', 30_000);
+  const outputs = await readAllOutputs(client, name, PARTITIONS);
+  checkOutputs(outputs, new Map([...sent].map(([key, ns]) => [key, expectedTotals(ns)])));
+  assert.equal(new Set(outputs.map((o) => o.sid)).size, sent.size, 'one session per key, as in a crash-free run');
+}
+
+async function stop(child) {
+  child.child.kill('SIGTERM');
+  const { stdout } = await child.finished();
+  assert.doesNotMatch(stdout, /^error /m, 'the worker met no error (a fencing refusal is not one)');
+  return JSON.parse(stdout.split('\n').find((l) => l.startsWith('closed ')).slice(7));
+}
+
+for (const moment of ['early', 'late']) {
+  test(`kill -9 of the owner (${moment}): a new worker replays the live sessions; outputs once each, as without the crash`, async () => {
+    const name = `kill${++names}`;
+    const producer = redisProducer({ client, name, partitions: PARTITIONS });
+    const sent = new Map();
+    const send = sender(producer, 20, sent);
+    const a = worker(name);
+    await eventually(() => ownsAll(a), 'A owns every partition');
+    await send(moment === 'early' ? 60 : 200);
+    if (moment === 'late') await eventually(async () => (await readAllOutputs(client, name, PARTITIONS)).length >= 150, 'A wrote outputs');
+    a.child.kill('SIGKILL');
+    await a.finished().catch((error) => assert.match(String(error), /killed by SIGKILL/));
+    const b = worker(name);
+    await send(100);
+    await eventually(() => ownsAll(b), 'B owns every partition', 30_000);
+    await settled(name, sent);
+    const stats = await stop(b);
+    assert.ok(stats.replayed > 0, 'B replayed the pending entries');
+  });
+}
+
+test('SIGSTOP of the owner past its lease, then SIGCONT: another worker takes over, every write of the paused one is refused', async () => {
+  const name = `stop${++names}`;
+  const producer = redisProducer({ client, name, partitions: PARTITIONS });
+  const sent = new Map();
+  const send = sender(producer, 20, sent);
+  // A slow handler: A holds buffered events and unwritten outputs when it stops.
+  const a = worker(name, 20);
+  await eventually(() => ownsAll(a), 'A owns every partition');
+  await send(200);
+  a.child.kill('SIGSTOP');
+  const b = worker(name);
+  await eventually(() => ownsAll(b), 'B owns every partition after A lease ran out', 30_000);
+  await send(40);
+  a.child.kill('SIGCONT');
+  await eventually(() => lastStats(a)?.owned.length === 0 && lastStats(a)?.lost === PARTITIONS, 'A noticed it lost every partition');
+  await send(40);
+  await settled(name, sent);
+  const statsA = await stop(a);
+  assert.ok(statsA.fenced > 0, `A's reads or writes after SIGCONT were refused (fenced: ${statsA.fenced})`);
+  await stop(b);
+});
+
+test('graceful hand-off: a joining worker gets its fair share, the leaving one hands everything back on SIGTERM', async () => {
+  const name = `handoff${++names}`;
+  const producer = redisProducer({ client, name, partitions: PARTITIONS });
+  const sent = new Map();
+  const send = sender(producer, 20, sent);
+  const a = worker(name, 2);
+  await eventually(() => ownsAll(a), 'A owns every partition');
+  await send(100);
+  const b = worker(name, 2);
+  await eventually(
+    () => lastStats(a)?.owned.length === PARTITIONS / 2 && lastStats(b)?.owned.length === PARTITIONS / 2,
+    'A and B own half each',
+  );
+  await send(100);
+  const statsA = await stop(a);
+  assert.equal(statsA.lost, 0, 'A lost nothing: it handed back');
+  assert.equal(statsA.fenced, 0);
+  assert.equal(statsA.released, PARTITIONS, 'half at the fair share, half at close()');
+  await send(50);
+  await eventually(() => ownsAll(b), 'B owns every partition');
+  await settled(name, sent);
+  const statsB = await stop(b);
+  assert.equal(statsB.lost, 0);
+});
+
+test('SIGSTOP of redis-server for longer than the leases: the workers take the partitions back and lose nothing', async () => {
+  const name = `server${++names}`;
+  const producer = redisProducer({ client, name, partitions: PARTITIONS });
+  const sent = new Map();
+  const send = sender(producer, 20, sent);
+  const a = worker(name, 2);
+  const b = worker(name, 2);
+  await eventually(() => lastStats(a)?.owned.length + lastStats(b)?.owned.length === PARTITIONS && lastStats(a)?.owned.length > 0, 'A and B share the partitions');
+  await send(100);
+  redis.pause();
+  await new Promise((resolve) => setTimeout(resolve, 2 * TTL));
+  redis.resume();
+  await send(100);
+  await eventually(() => lastStats(a)?.owned.length + lastStats(b)?.owned.length === PARTITIONS, 'every partition owned again', 30_000);
+  await settled(name, sent);
+  await stop(a);
+  await stop(b);
+});
+
+test('without redis-server on PATH the Redis tests fail, naming the Debian package', async () => {
+  const helper = new URL('./helpers/redis-server.mjs', import.meta.url).href;
+  // An empty directory as the whole PATH (this Node is started by its full path).
+  const empty = mkdtempSync(join(tmpdir(), 'velo-nopath-'));
+  try {
+    await run(['--input-type=module', '-e', `const { startRedis } = await import(${JSON.stringify(helper)}); await startRedis();`], {
+      env: { ...process.env, PATH: empty },
+      code: 1,
+      timeout: 20_000,
+      expectStderr: /redis-server was not found on PATH: .*Install the Debian package `redis-server` \(apt-get install redis-server\)\./,
+    });
+  } finally {
+    rmSync(empty, { recursive: true });
+  }
+});
+
+for (const at of [0.5, 0.9]) {
+  test(`idle-close markers racing a kill -9 (at ${at} of the idle time): each session's outputs are those of its events in the log`, async () => {
+    const name = `race${++names}`;
+    const idle = 300;
+    // No trimming: the check reads the whole input log.
+    const start = (delay) => worker(name, delay, idle, 0);
+    const producer = redisProducer({ client, name, partitions: PARTITIONS });
+    const sent = new Map();
+    const send = sender(producer, 12, sent);
+    const a = start(1);
+    await eventually(() => ownsAll(a), 'A owns every partition');
+    // Bursts with pauses around the idle time: sessions close (or not) while A dies.
+    for (let burst = 0; burst < 3; burst++) {
+      await send(36);
+      await new Promise((resolve) => setTimeout(resolve, idle * (burst === 2 ? at : 1.2)));
+    }
+    a.child.kill('SIGKILL');
+    await a.finished().catch((error) => assert.match(String(error), /killed by SIGKILL/));
+    await send(36);
+    const b = start(1);
+    await eventually(() => ownsAll(b), 'B owns every partition', 30_000);
+    await send(36);
+    await eventually(async () => (await pendingCount(client, name, PARTITIONS)) === 0 && (await sessionsInLog(client, name, PARTITIONS)).size > 0, 'nothing pending', 30_000);
+    await eventually(async () => [...(await sessionsInLog(client, name, PARTITIONS)).values()].every((s) => s.closed), 'every session closed');
+    const sessions = await sessionsInLog(client, name, PARTITIONS);
+    const outputs = await readAllOutputs(client, name, PARTITIONS);
+    const seen = new Set();
+    for (const o of outputs) {
+      assert.ok(!seen.has(`${o.sid}#${o.seq}`), `${o.sid}#${o.seq} written twice`);
+      seen.add(`${o.sid}#${o.seq}`);
+    }
+    assert.deepEqual([...new Set(outputs.map((o) => o.sid))].sort(), [...sessions.keys()].sort(), 'a session per log session');
+    for (const [sid, { ns }] of sessions) {
+      assert.deepEqual(
+        outputs.filter((o) => o.sid === sid).map((o) => o.value),
+        expectedTotals(ns),
+        sid,
+      );
+    }
+    // Every event is in exactly one session.
+    const all = [...sessions.values()].flatMap((s) => s.ns).sort((x, y) => x - y);
+    assert.deepEqual(all, [...sent.values()].flat().sort((x, y) => x - y));
+    assert.ok(sessions.size > sent.size, 'some keys had more than one session');
+    await stop(b);
+  });
+}

@@ -1,0 +1,73 @@
+// redis-server restarts under a running worker: with an append-only file
+// (fsync always) nothing is lost and nothing is duplicated; without
+// persistence the worker reports the data loss with a clear error
+// (ERR_VELO_LOG_RESET) and goes on with what is sent after it.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { redisProducer, redisWorker } from 'velo-stream/redis';
+import { startRedis } from './helpers/redis-server.mjs';
+import { checkOutputs, eventually, expectedTotals, pendingCount, readAllOutputs, totals } from './helpers/redis-fixtures.mjs';
+
+const PARTITIONS = 4;
+
+async function scenario(aof, check) {
+  const redis = await startRedis({ aof });
+  const errors = [];
+  let worker;
+  try {
+    const client = await redis.client();
+    const name = 'restart';
+    const producer = redisProducer({ client, name, partitions: PARTITIONS });
+    worker = redisWorker(totals({ idleTimeout: 3000 }, 2), {
+      client,
+      name,
+      partitions: PARTITIONS,
+      leaseTtl: 1000,
+      onError: (error) => errors.push(error),
+    });
+    await eventually(() => worker.stats().owned.length === PARTITIONS, 'the worker owns every partition');
+    const sent = new Map();
+    const send = async (from, to) => {
+      const pairs = [];
+      for (let i = from; i < to; i++) {
+        const key = `k${i % 10}`;
+        sent.set(key, [...(sent.get(key) ?? []), i]);
+        pairs.push([key, { n: i }]);
+      }
+      await producer.sendMany(pairs);
+    };
+    await send(0, 100);
+    await eventually(async () => (await readAllOutputs(client, name, PARTITIONS)).length >= 20, 'some outputs');
+    await redis.restart();
+    await check({ client, name, send, sent, errors, worker });
+  } finally {
+    await worker?.close();
+    await redis.stop();
+  }
+}
+
+test('restart with AOF: the worker reconnects and goes on; outputs once each, as without the restart', async () => {
+  await scenario(true, async ({ client, name, send, sent, errors }) => {
+    await send(100, 200);
+    await eventually(async () => (await readAllOutputs(client, name, PARTITIONS)).length === 200, '200 outputs', 30_000);
+    await eventually(async () => (await pendingCount(client, name, PARTITIONS)) === 0, 'nothing pending', 30_000);
+    checkOutputs(await readAllOutputs(client, name, PARTITIONS), new Map([...sent].map(([k, ns]) => [k, expectedTotals(ns)])));
+    assert.deepEqual(
+      errors.filter((e) => e.code === 'ERR_VELO_LOG_RESET'),
+      [],
+      'no data loss reported',
+    );
+  });
+});
+
+test('restart without persistence: ERR_VELO_LOG_RESET naming the cause, then events sent afterwards are served', async () => {
+  await scenario(false, async ({ client, name, send, errors }) => {
+    await eventually(() => errors.some((e) => e.code === 'ERR_VELO_LOG_RESET'), 'the data loss reported', 30_000);
+    const reset = errors.find((e) => e.code === 'ERR_VELO_LOG_RESET');
+    assert.match(reset.message, /the Redis server lost data \(a restart without persistence/);
+    const before = (await readAllOutputs(client, name, PARTITIONS)).length;
+    assert.equal(before, 0, 'the server has nothing from before');
+    await send(200, 240);
+    await eventually(async () => (await readAllOutputs(client, name, PARTITIONS)).length === 40, 'the new events served', 30_000);
+  });
+});

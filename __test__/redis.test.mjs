@@ -1,0 +1,373 @@
+// velo-stream/redis against a private redis-server: producers, one worker in
+// this process, the output reader. Fault scenarios with worker processes are
+// in redis-faults.test.mjs.
+import { after, before, test } from 'node:test';
+import { createRequire } from 'node:module';
+import assert from 'node:assert/strict';
+import { bufferCodec, fnv1a, jsonCodec, redisOutputs, redisProducer, redisWorker } from 'velo-stream/redis';
+import { startRedis } from './helpers/redis-server.mjs';
+import { checkOutputs, eventually, expectedTotals, pendingCount, readAllOutputs, totals } from './helpers/redis-fixtures.mjs';
+
+const require = createRequire(import.meta.url);
+let redis;
+let client;
+before(async () => {
+  redis = await startRedis();
+  client = await redis.client();
+});
+after(async () => {
+  await redis?.stop();
+});
+
+let names = 0;
+const fresh = (what) => `${what}${++names}`;
+
+test('send() appends to the key partition stream with a hash tag, and resolves with the entry id', async () => {
+  const name = fresh('send');
+  const producer = redisProducer({ client, name, partitions: 8 });
+  const p = producer.partitionOf('user-1');
+  assert.equal(p, fnv1a('user-1') % 8);
+  // FNV-1a 32 of "a" (the published test vector).
+  assert.equal(fnv1a('a'), 0xe40c292c);
+  const id = await producer.send('user-1', { n: 1, tags: ['x'] });
+  const entries = await client.xRange(`velo:{${name}:p${p}}`, '-', '+');
+  assert.deepEqual(entries, [{ id, message: { k: 'user-1', v: '{"n":1,"tags":["x"]}' } }]);
+});
+
+test('sendMany() keeps the order per key, one call per partition, ids in the order given', async () => {
+  const name = fresh('many');
+  const producer = redisProducer({ client, name, partitions: 4 });
+  const pairs = [];
+  for (let i = 0; i < 600; i++) pairs.push([`k${i % 7}`, { n: i }]);
+  const ids = await producer.sendMany(pairs);
+  assert.equal(ids.length, 600);
+  for (let p = 0; p < 4; p++) {
+    const entries = await client.xRange(`velo:{${name}:p${p}}`, '-', '+');
+    // Entry ids are unique within a stream only.
+    const mine = ids.flatMap((id, i) => (producer.partitionOf(pairs[i][0]) === p ? [[id, i]] : []));
+    assert.deepEqual(entries.map((e) => e.id), mine.map(([id]) => id), `partition ${p}: the ids returned, in order`);
+    for (const [j, { message }] of entries.entries()) {
+      const i = mine[j][1];
+      assert.equal(message.k, pairs[i][0]);
+      assert.equal(p, producer.partitionOf(message.k));
+      assert.deepEqual(JSON.parse(message.v), pairs[i][1]);
+    }
+    const perKey = new Map();
+    for (const { message } of entries) {
+      const n = JSON.parse(message.v).n;
+      assert.ok((perKey.get(message.k) ?? -1) < n, 'per key in order');
+      perKey.set(message.k, n);
+    }
+  }
+});
+
+test('jsonCodec carries Buffers anywhere in a value; bufferCodec carries raw bytes', () => {
+  const value = { a: Buffer.from([0, 255, 7]), b: [new Uint8Array([1, 2])], c: 'x' };
+  const decoded = jsonCodec.decode(Buffer.from(jsonCodec.encode(value)));
+  assert.deepEqual(decoded, { a: Buffer.from([0, 255, 7]), b: [Buffer.from([1, 2])], c: 'x' });
+  assert.ok(Buffer.isBuffer(decoded.a));
+  assert.deepEqual(bufferCodec.decode(Buffer.from(bufferCodec.encode(new Uint8Array([9, 8])))), Buffer.from([9, 8]));
+  assert.throws(() => bufferCodec.encode({}), { code: 'ERR_INVALID_ARG_VALUE' });
+});
+
+test('bad events and keys are refused at the call with a code, and nothing is written', async () => {
+  const name = fresh('bad');
+  const producer = redisProducer({ client, name, partitions: 2, maxEventBytes: 100 });
+  await assert.rejects(producer.send('k', { s: 'x'.repeat(200) }), { code: 'ERR_VELO_EVENT_TOO_LARGE', name: 'EventTooLargeError', size: 208, limit: 100 });
+  await assert.rejects(producer.send('k', { big: 1n }), { code: 'ERR_VELO_ENCODE' });
+  await assert.rejects(producer.send('k', undefined), { code: 'ERR_INVALID_ARG_VALUE' });
+  await assert.rejects(producer.send('', 1), { code: 'ERR_INVALID_ARG_VALUE' });
+  await assert.rejects(producer.send(7, 1), { code: 'ERR_INVALID_ARG_TYPE' });
+  await assert.rejects(producer.send('x'.repeat(1025), 1), { code: 'ERR_OUT_OF_RANGE' });
+  // One bad event in a batch: nothing of the batch is written.
+  await assert.rejects(producer.sendMany([['a', 1], ['b', { s: 'x'.repeat(200) }]]), { code: 'ERR_VELO_EVENT_TOO_LARGE' });
+  await assert.rejects(producer.sendMany([['a', 1], 'b']), { code: 'ERR_INVALID_ARG_TYPE' });
+  await assert.rejects(producer.sendMany(5), { code: 'ERR_INVALID_ARG_TYPE' });
+  assert.deepEqual(await client.keys(`velo:{${name}:*`), []);
+  // A byte-exact limit: 100 bytes pass.
+  await producer.send('k', 'y'.repeat(98));
+});
+
+test('bad options are refused with a code', () => {
+  assert.throws(() => redisProducer({ client, name: 'a{b}' }), { code: 'ERR_INVALID_ARG_VALUE' });
+  assert.throws(() => redisProducer({ client, name: 'ok', partitions: 0 }), { code: 'ERR_OUT_OF_RANGE' });
+  assert.throws(() => redisProducer({ client: {}, name: 'ok' }), { code: 'ERR_INVALID_ARG_TYPE' });
+  assert.throws(() => redisProducer({ client, name: 'ok', codec: { encode() {} } }), { code: 'ERR_INVALID_ARG_TYPE' });
+  assert.throws(() => redisWorker((x) => x, { client, name: 'ok' }), { code: 'ERR_INVALID_ARG_TYPE' });
+  assert.throws(() => redisWorker(totals(), { client, name: 'ok', leaseTtl: 5 }), { code: 'ERR_OUT_OF_RANGE' });
+  assert.throws(() => redisOutputs({ client, name: 'ok', from: 'middle' }), { code: 'ERR_INVALID_ARG_VALUE' });
+});
+
+test('one worker: one session per key, outputs numbered per session, idle-close acks everything, hw is forgotten', async () => {
+  const name = fresh('one');
+  const partitions = 4;
+  const producer = redisProducer({ client, name, partitions });
+  const worker = redisWorker(totals({ idleTimeout: 200 }), { client, name, partitions, leaseTtl: 1500 });
+  try {
+    const keys = ['a', 'b', 'c', 'd', 'e'];
+    const sent = new Map(keys.map((k) => [k, []]));
+    for (let i = 0; i < 50; i++) {
+      const key = keys[i % keys.length];
+      sent.get(key).push(i);
+      await producer.send(key, { n: i });
+    }
+    await eventually(async () => (await readAllOutputs(client, name, partitions)).length === 50, '50 outputs');
+    await eventually(async () => (await pendingCount(client, name, partitions)) === 0, 'every session closed and acked');
+    const outputs = await readAllOutputs(client, name, partitions);
+    checkOutputs(outputs, new Map(keys.map((k) => [k, expectedTotals(sent.get(k))])));
+    for (const o of outputs) assert.match(o.sid, new RegExp(`^${o.key}@\\d+-\\d+$`));
+    assert.equal(new Set(outputs.map((o) => o.sid)).size, keys.length, 'one session per key');
+    for (let p = 0; p < partitions; p++) assert.equal(await client.exists(`velo:{${name}:p${p}}:hw`), 0, 'ended sessions leave no high-water mark');
+    assert.equal(worker.stats().sessions, 0);
+    assert.deepEqual(worker.stats().owned, [0, 1, 2, 3]);
+
+    // After the idle close, the key's next event opens a new session.
+    await producer.send('a', { n: 100 });
+    await eventually(async () => (await readAllOutputs(client, name, partitions)).length === 51, 'the next session');
+    const last = (await readAllOutputs(client, name, partitions)).find((o) => o.value.n === 100);
+    assert.deepEqual(last.value, { n: 100, total: 100, count: 1 });
+    assert.equal(last.seq, 1);
+  } finally {
+    await worker.close();
+  }
+  assert.deepEqual(worker.stats().owned, []);
+  for (let p = 0; p < partitions; p++) assert.equal(await client.exists(`velo:{${name}:p${p}}:lease`), 0, 'close() released the lease');
+});
+
+test('a handler that throws: its error is the session last output, and the session ends', async () => {
+  const name = fresh('throws');
+  const producer = redisProducer({ client, name, partitions: 1 });
+  const worker = redisWorker(totals({ idleTimeout: 0 }), { client, name, partitions: 1, leaseTtl: 1500 });
+  try {
+    await producer.sendMany([['k', { n: 1 }], ['k', { n: 2, fail: true }], ['k', { n: 3 }]]);
+    await eventually(async () => (await readAllOutputs(client, name, 1)).length === 2, 'two outputs');
+    await eventually(async () => (await pendingCount(client, name, 1)) === 0, 'the failed session ended and was acked');
+    const outputs = await readAllOutputs(client, name, 1);
+    assert.deepEqual(
+      outputs.map((o) => [o.seq, o.value ?? o.error]),
+      [
+        [1, { n: 1, total: 1, count: 1 }],
+        [2, { name: 'Error', message: 'failed at 2', code: 'E_TEST' }],
+      ],
+    );
+    // n: 3 went to the failed session (before its close marker) and was dropped with it.
+    await producer.send('k', { n: 4 });
+    await eventually(async () => (await readAllOutputs(client, name, 1)).length === 3, 'the next session');
+    assert.deepEqual((await readAllOutputs(client, name, 1))[2].value, { n: 4, total: 4, count: 1 });
+  } finally {
+    await worker.close();
+  }
+});
+
+test('redisOutputs(): from the start, from the end, and with a consumer group acked as the loop moves on', async () => {
+  const name = fresh('read');
+  const partitions = 3;
+  const producer = redisProducer({ client, name, partitions });
+  const worker = redisWorker(totals({ idleTimeout: 0 }), { client, name, partitions, leaseTtl: 1500 });
+  try {
+    await producer.sendMany(Array.from({ length: 30 }, (_, i) => [`k${i % 3}`, { n: i }]));
+    const all = [];
+    for await (const item of redisOutputs({ client, name, partitions })) {
+      all.push(item);
+      if (all.length === 30) break;
+    }
+    for (const item of all) {
+      assert.equal(item.partition, fnv1a(item.key) % partitions);
+      assert.equal(typeof item.id, 'string');
+    }
+    const byKey = new Map();
+    for (const item of all) byKey.set(item.key, [...(byKey.get(item.key) ?? []), item]);
+    for (const [key, items] of byKey) {
+      const ns = items.map((i) => i.value.n);
+      assert.deepEqual(items.map((i) => i.value), expectedTotals(ns), key);
+      assert.deepEqual(ns, [...ns].sort((a, b) => a - b), `${key} in order`);
+    }
+
+    // From the end: only what comes after the start.
+    const controller = new AbortController();
+    const newer = [];
+    const reading = (async () => {
+      for await (const item of redisOutputs({ client, name, partitions, from: 'end', signal: controller.signal })) {
+        newer.push(item.value.n);
+        if (newer.length === 2) controller.abort();
+      }
+    })();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await producer.send('k0', { n: 1000 });
+    await producer.send('k0', { n: 1001 });
+    await reading;
+    assert.deepEqual(newer, [1000, 1001]);
+
+    // A group: the item the loop left on stays pending for the consumer and comes back first.
+    const seen = [];
+    for await (const item of redisOutputs({ client, name, partitions, group: 'g', consumer: 'c1' })) {
+      seen.push(item);
+      if (seen.length === 5) break;
+    }
+    const again = [];
+    for await (const item of redisOutputs({ client, name, partitions, group: 'g', consumer: 'c1' })) {
+      again.push(item);
+      if (again.length === 32 - 4) break;
+    }
+    // Entry ids are unique within a partition's stream only.
+    const where = (i) => `${i.partition}/${i.id}`;
+    assert.equal(where(again[0]), where(seen[4]), 'the one not moved past comes back');
+    assert.equal(new Set([...seen, ...again].map(where)).size, 32, 'every output once otherwise');
+  } finally {
+    await worker.close();
+  }
+});
+
+test('fencing: once another worker holds the lease, the old owner reads, writes, marks and acks nothing', async () => {
+  const { RedisLog, KeySpace } = require('../dist/redis/redis-log.js');
+  const { FencedError } = require('../dist/redis/transport.js');
+  const name = fresh('fence');
+  const keys = new KeySpace(name);
+  const log = new RedisLog(client, keys, 1, (error) => assert.fail(error));
+  const producer = redisProducer({ client, name, partitions: 1 });
+  const zombie = await log.acquire(0, 'zombie', 300);
+  assert.match(zombie.token, /^zombie:1$/);
+  assert.equal(await log.acquire(0, 'other', 300), null, 'held: no second grant');
+  await producer.sendMany([['k', { n: 1 }], ['k', { n: 2 }]]);
+  const first = await log.read(zombie, '>', 1);
+  assert.equal(first.entries.length, 1);
+  await new Promise((resolve) => setTimeout(resolve, 400)); // the zombie's lease runs out
+  const owner = await log.acquire(0, 'owner', 5000);
+  assert.equal(owner.token, 'owner:2', 'the next epoch');
+  assert.equal(await log.renew(zombie, 5000), false);
+  const refused = { name: 'FencedError', code: 'ERR_VELO_FENCED', partition: 0 };
+  await assert.rejects(log.read(zombie, '>', 10), refused);
+  await assert.rejects(log.markClose(zombie, 'k', 'k@1-0'), refused);
+  await assert.rejects(log.commit(zombie, { outputs: [{ sid: 'k@x', seq: 1, key: 'k', payload: '1' }], acks: [first.entries[0].id], ended: [] }), refused);
+  await log.release(zombie); // a no-op: not the holder
+  assert.equal(await client.get(keys.lease(0)), 'owner:2');
+  assert.equal(await client.exists(keys.output(0)), 0, 'no output written');
+  assert.ok(new FencedError(0, 'x') instanceof Error);
+  // The new owner gets the zombie's pending entry back (replay), then the rest.
+  const replay = await log.read(owner, '0-0', 10);
+  assert.deepEqual(replay.entries.map((e) => e.id), [first.entries[0].id]);
+  const rest = await log.read(owner, '>', 10);
+  assert.equal(rest.entries.length, 1);
+  // Outputs deduplicated by (sid, seq): a second commit of seq 1 writes nothing.
+  const output = { sid: 'k@x', seq: 1, key: 'k', payload: '1' };
+  await log.commit(owner, { outputs: [output], acks: [], ended: [] });
+  await log.commit(owner, { outputs: [output, { ...output, seq: 2, payload: '2' }], acks: [], ended: [] });
+  assert.deepEqual((await client.xRange(keys.output(0), '-', '+')).map((e) => e.message.seq), ['1', '2']);
+  await log.commit(owner, { outputs: [], acks: [...replay.entries, ...rest.entries].map((e) => e.id), ended: ['k@x'] });
+  assert.equal(await pendingCount(client, name, 1), 0);
+  assert.equal(await client.exists(keys.hw(0)), 0);
+  await log.close();
+});
+
+test('a close marker naming another session of the key (a duplicate, written late) ends nothing', async () => {
+  const name = fresh('stale');
+  const producer = redisProducer({ client, name, partitions: 1 });
+  await producer.send('k', { n: 1 });
+  await client.xAdd(`velo:{${name}:p0}`, '*', { k: 'k', c: 'k@1-0' });
+  await producer.send('k', { n: 2 });
+  const worker = redisWorker(totals({ idleTimeout: 0 }), { client, name, partitions: 1, leaseTtl: 1500 });
+  try {
+    await eventually(async () => (await readAllOutputs(client, name, 1)).length === 2, 'two outputs');
+    const outputs = await readAllOutputs(client, name, 1);
+    assert.deepEqual(outputs.map((o) => [o.seq, o.value]), [
+      [1, { n: 1, total: 1, count: 1 }],
+      [2, { n: 2, total: 3, count: 2 }],
+    ]);
+    assert.equal(new Set(outputs.map((o) => o.sid)).size, 1);
+  } finally {
+    await worker.close();
+  }
+});
+
+test('maxConcurrent: keys beyond it wait (per key in order) until sessions end, then run; nothing is lost', async () => {
+  const name = fresh('limit');
+  const producer = redisProducer({ client, name, partitions: 1 });
+  const fn = totals({ idleTimeout: 150, maxConcurrent: 2 });
+  const worker = redisWorker(fn, { client, name, partitions: 1, leaseTtl: 1500 });
+  try {
+    const keys = ['a', 'b', 'c', 'd', 'e', 'f'];
+    const sent = new Map(keys.map((k) => [k, []]));
+    const pairs = [];
+    for (let i = 0; i < 60; i++) {
+      const key = keys[i % keys.length];
+      sent.get(key).push(i);
+      pairs.push([key, { n: i }]);
+    }
+    await producer.sendMany(pairs);
+    await eventually(() => worker.stats().held > 0, 'events held for a session slot');
+    assert.ok(fn.stats().open <= 2);
+    await eventually(async () => (await readAllOutputs(client, name, 1)).length === 60, '60 outputs');
+    await eventually(async () => (await pendingCount(client, name, 1)) === 0, 'every session closed and acked');
+    checkOutputs(await readAllOutputs(client, name, 1), new Map(keys.map((k) => [k, expectedTotals(sent.get(k))])));
+    assert.equal(worker.stats().held, 0);
+    assert.ok(fn.stats().rejected > 0, 'opens were refused at the limit, and retried once sessions ended');
+    assert.equal(fn.stats().opened, new Set((await readAllOutputs(client, name, 1)).map((o) => o.sid)).size);
+  } finally {
+    await worker.close();
+  }
+});
+
+test('a reader iterator dropped at an item without return() closes its connection once collected', async () => {
+  const name = fresh('gc');
+  const producer = redisProducer({ client, name, partitions: 1 });
+  await producer.send('k', { n: 1 });
+  const worker = redisWorker(totals({ idleTimeout: 0 }), { client, name, partitions: 1, leaseTtl: 1500 });
+  const connections = async () => (await client.sendCommand(['CLIENT', 'LIST'])).trim().split('\n').length;
+  try {
+    await eventually(async () => (await readAllOutputs(client, name, 1)).length === 1, 'one output');
+    const baseline = await connections();
+    await (async () => {
+      const iterator = redisOutputs({ client, name, partitions: 1 })[Symbol.asyncIterator]();
+      assert.equal((await iterator.next()).value.seq, 1);
+      assert.equal(await connections(), baseline + 1, 'the reader has its own connection');
+    })();
+    await eventually(async () => {
+      globalThis.gc();
+      await new Promise((resolve) => setImmediate(resolve));
+      return (await connections()) === baseline;
+    }, 'the dropped reader connection closed');
+  } finally {
+    await worker.close();
+  }
+});
+
+test('trimming removes what no session needs, never a pending entry: a new owner still replays every live session', async () => {
+  const name = fresh('trim');
+  const input = `velo:{${name}:p0}`;
+  const producer = redisProducer({ client, name, partitions: 1 });
+  const options = { client, name, partitions: 1, leaseTtl: 600, trimInterval: 1 };
+  const fn = totals({ idleTimeout: 0 });
+  const a = redisWorker(fn, options);
+  // 'done' ends (its handler returns): its entries are acked; the live sessions' stay pending.
+  await producer.sendMany([['done', { n: 1 }], ['done', { stop: true }]]);
+  const pairs = Array.from({ length: 30 }, (_, i) => [`live${i % 3}`, { n: i }]);
+  await producer.sendMany(pairs);
+  await eventually(async () => (await readAllOutputs(client, name, 1)).length === 31, '31 outputs');
+  await eventually(() => a.stats().trimmed === 2, "the ended session's two entries trimmed");
+  assert.equal(await client.xLen(input), 31, 'the 30 pending entries and the close marker after them stay');
+  await a.close();
+
+  const b = redisWorker(fn, options);
+  try {
+    await eventually(() => b.stats().replayed === 30, 'B replayed the live sessions');
+    await eventually(async () => (await readAllOutputs(client, name, 1)).length === 31 && b.stats().outputs >= 30, 'B rewrote nothing new');
+    const expected = new Map([['done', expectedTotals([1])]]);
+    for (let k = 0; k < 3; k++) expected.set(`live${k}`, expectedTotals(pairs.filter(([key]) => key === `live${k}`).map(([, e]) => e.n)));
+    checkOutputs(await readAllOutputs(client, name, 1), expected);
+  } finally {
+    await b.close();
+  }
+});
+
+test('trimming with nothing pending keeps only the last delivered entry', async () => {
+  const name = fresh('trimall');
+  const producer = redisProducer({ client, name, partitions: 1 });
+  const worker = redisWorker(totals({ idleTimeout: 100 }), { client, name, partitions: 1, leaseTtl: 600, trimInterval: 1 });
+  try {
+    await producer.sendMany(Array.from({ length: 20 }, (_, i) => [`k${i % 4}`, { n: i }]));
+    await eventually(async () => (await pendingCount(client, name, 1)) === 0 && (await readAllOutputs(client, name, 1)).length === 20, 'all closed');
+    await eventually(async () => (await client.xLen(`velo:{${name}:p0}`)) === 1, 'trimmed to one entry');
+  } finally {
+    await worker.close();
+  }
+});

@@ -1,0 +1,91 @@
+// How events and outputs travel through the log: a codec turns a value into
+// bytes (or a string) and back. Producers, workers and readers of one stream
+// function must use the same codec.
+import { invalidValue } from '../errors';
+
+/** Turns values into bytes for the log and back. `decode` gets the bytes `encode` made. */
+export interface Codec<T = unknown> {
+  /** The value's bytes; a string is stored as its UTF-8 bytes. Throw for a value the codec cannot carry. */
+  encode(value: T): Buffer | string;
+  decode(data: Buffer): T;
+}
+
+const BUFFER_TAG = '$velo:buffer';
+
+/**
+ * The default: JSON. Buffers and other `Uint8Array`s anywhere in a value are
+ * carried as `{ "$velo:buffer": "<base64>" }` and decoded back to Buffers; a
+ * value JSON cannot carry (`undefined` at the top, a function, a symbol, a
+ * BigInt, a cycle) is refused at `encode`.
+ */
+export const jsonCodec: Codec = {
+  encode(value: unknown): string {
+    const text = JSON.stringify(value, function (this: Record<string, unknown>, key: string, converted: unknown) {
+      // `this[key]` is the value before Buffer's own toJSON ran.
+      const raw = this[key];
+      if (raw instanceof Uint8Array)
+        return { [BUFFER_TAG]: Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('base64') };
+      return converted;
+    }) as string | undefined;
+    if (text === undefined) throw invalidValue(`JSON cannot carry the value ${typeof value}`);
+    return text;
+  },
+  decode(data: Buffer): unknown {
+    return JSON.parse(data.toString('utf8'), (_key, value: unknown) => {
+      if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+        const tagged = (value as Record<string, unknown>)[BUFFER_TAG];
+        if (typeof tagged === 'string' && Object.keys(value).length === 1) return Buffer.from(tagged, 'base64');
+      }
+      return value;
+    });
+  },
+};
+
+/** Raw bytes: events and outputs are Buffers (or Uint8Arrays, or strings stored as UTF-8), decoded as Buffers. */
+export const bufferCodec: Codec<Buffer | Uint8Array | string> = {
+  encode(value: Buffer | Uint8Array | string): Buffer | string {
+    if (typeof value === 'string' || Buffer.isBuffer(value)) return value;
+    if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+    throw invalidValue('bufferCodec carries Buffers, Uint8Arrays and strings only');
+  },
+  decode(data: Buffer): Buffer {
+    return data;
+  },
+};
+
+/** Encodes with `codec`, turning a codec's throw into a coded error, and refusing more than `limit` bytes. */
+export function encodeChecked<T>(codec: Codec<T>, value: T, limit: number, what: string): Buffer | string {
+  let data: Buffer | string;
+  try {
+    data = codec.encode(value);
+  } catch (error) {
+    if ((error as { code?: unknown } | null)?.code !== undefined) throw error;
+    throw Object.assign(
+      new TypeError(`The codec could not encode the ${what}: ${(error as Error)?.message ?? String(error)}`, { cause: error }),
+      {
+        code: 'ERR_VELO_ENCODE' as const,
+      },
+    );
+  }
+  if (typeof data !== 'string' && !Buffer.isBuffer(data)) {
+    throw Object.assign(new TypeError(`The codec's encode() must return a Buffer or a string, not ${typeof data}`), {
+      code: 'ERR_VELO_ENCODE' as const,
+    });
+  }
+  const size = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
+  if (size > limit) throw new EventTooLargeError(what, size, limit);
+  return data;
+}
+
+/** An event or output larger than the configured limit (`maxEventBytes`), refused before it reaches Redis. */
+export class EventTooLargeError extends RangeError {
+  readonly code = 'ERR_VELO_EVENT_TOO_LARGE' as const;
+  readonly size: number;
+  readonly limit: number;
+  constructor(what: string, size: number, limit: number) {
+    super(`The ${what} is ${size} bytes encoded, more than the limit of ${limit} bytes (maxEventBytes)`);
+    this.name = 'EventTooLargeError';
+    this.size = size;
+    this.limit = limit;
+  }
+}

@@ -1,0 +1,17 @@
+// velo-stream/redis: stream functions scaled out on Redis/Valkey Streams.
+export { redisProducer, type RedisProducer } from './producer';
+export { redisWorker, type RedisWorker, type RedisWorkerOptions, type RedisWorkerStats } from './worker';
+export { redisOutputs, type HandlerFailure, type OutputItem, type RedisOutputsOptions } from './reader';
+export { jsonCodec, bufferCodec, EventTooLargeError, type Codec } from './codec';
+export {
+  FencedError,
+  type PartitionLog,
+  type Lease,
+  type InputEntry,
+  type OutputRecord,
+  type Commit,
+  type ReadResult,
+} from './transport';
+export { fnv1a } from './options';
+export type { RedisOptions } from './options';
+export type { RedisClientLike } from './redis-log';

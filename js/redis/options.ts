@@ -1,0 +1,74 @@
+// Options shared by the producer, the worker and the output reader of one
+// distributed stream function: they must agree on the name, the partition
+// count and the codec.
+import { describe, invalidType, invalidValue, outOfRange } from '../errors';
+import { type Codec, jsonCodec } from './codec';
+import { KeySpace, type RedisClientLike } from './redis-log';
+
+export interface RedisOptions<T = unknown> {
+  /** A connected node-redis client (v5 or v6); its settings (TLS, auth, reconnects) are yours. Not closed by velo-stream. */
+  client: RedisClientLike;
+  /** The function's name in Redis keys (`velo:{<name>:p<N>}`). No `{`, `}` or whitespace. */
+  name: string;
+  /** Partitions (K). Fixed for the life of the data: a key's partition is `fnv1a(key) mod K`. Default 64. */
+  partitions?: number;
+  /** Encodes events and outputs. Default `jsonCodec`. */
+  codec?: Codec<T>;
+  /** Largest encoded event or output, bytes; larger ones are refused with `ERR_VELO_EVENT_TOO_LARGE`. Default 1 MiB. */
+  maxEventBytes?: number;
+}
+
+export interface Resolved<T> {
+  client: RedisClientLike;
+  keys: KeySpace;
+  partitions: number;
+  codec: Codec<T>;
+  maxEventBytes: number;
+}
+
+/** Largest key, UTF-8 bytes. */
+export const MAX_KEY_BYTES = 1024;
+
+export function resolveOptions<T>(options: RedisOptions<T>, what: string): Resolved<T> {
+  if (options === null || typeof options !== 'object')
+    throw invalidType(`${what}: options must be an object, not ${describe(options)}`);
+  const { client, name, partitions = 64, codec = jsonCodec as Codec<T>, maxEventBytes = 1 << 20 } = options;
+  if (
+    client === null ||
+    typeof client !== 'object' ||
+    typeof client.sendCommand !== 'function' ||
+    typeof client.duplicate !== 'function'
+  ) {
+    throw invalidType(`${what}: options.client must be a connected node-redis client, not ${describe(client)}`);
+  }
+  if (typeof name !== 'string' || !/^[^{}\s]{1,200}$/.test(name)) {
+    throw invalidValue(`${what}: options.name must be 1-200 characters without braces or whitespace, not ${describe(name)}`);
+  }
+  if (!Number.isInteger(partitions) || partitions < 1 || partitions > 16384) {
+    throw outOfRange(`${what}: options.partitions must be an integer from 1 to 16384, not ${describe(partitions)}`);
+  }
+  if (codec === null || typeof codec !== 'object' || typeof codec.encode !== 'function' || typeof codec.decode !== 'function') {
+    throw invalidType(`${what}: options.codec must have encode() and decode(), not ${describe(codec)}`);
+  }
+  if (!Number.isInteger(maxEventBytes) || maxEventBytes < 1 || maxEventBytes > 512 << 20) {
+    throw outOfRange(`${what}: options.maxEventBytes must be an integer from 1 to 536870912, not ${describe(maxEventBytes)}`);
+  }
+  return { client, keys: new KeySpace(name), partitions, codec, maxEventBytes };
+}
+
+/** 32-bit FNV-1a of the key's UTF-8 bytes: the partition is this mod K, the same in every process. */
+export function fnv1a(key: string): number {
+  let h = 0x811c9dc5;
+  for (const byte of Buffer.from(key, 'utf8')) {
+    h ^= byte;
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h;
+}
+
+export function checkKey(key: unknown): string {
+  if (typeof key !== 'string') throw invalidType(`The key must be a string, not ${describe(key)}`);
+  if (key.length === 0) throw invalidValue('The key must not be empty');
+  if (Buffer.byteLength(key) > MAX_KEY_BYTES) throw outOfRange(`The key is longer than ${MAX_KEY_BYTES} bytes (UTF-8)`);
+  return key;
+}

@@ -1,0 +1,161 @@
+// Reading the outputs of a distributed stream function from any process.
+import { describe, invalidType, invalidValue, outOfRange } from '../errors';
+import { type RedisOptions, resolveOptions } from './options';
+import { type RedisClientLike, entryFields, xreadStreams } from './redis-log';
+
+/** A handler's failure as stored in the output stream. */
+export interface HandlerFailure {
+  name: string;
+  message: string;
+  code?: string;
+}
+
+/** One output: `(sid, seq)` identifies it across retries and replays (use it as the idempotency key). */
+export type OutputItem<O> = {
+  /** The output stream entry's id (within its partition). */
+  id: string;
+  partition: number;
+  key: string;
+  /** The session: `<key>@<id of its first input entry>`. */
+  sid: string;
+  /** 1 for the session's first output. */
+  seq: number;
+} & ({ value: O } | { error: HandlerFailure });
+
+export interface RedisOutputsOptions<O = unknown> extends RedisOptions<O> {
+  /** Where to start without a group: `'start'` (the default, every stored output) or `'end'` (only new ones). With a group: where the group starts when it is created. */
+  from?: 'start' | 'end';
+  /** A consumer group: each output goes to one consumer of the group, and is acked when the iteration moves past it. */
+  group?: string;
+  /** This reader's consumer name in `group`: after a restart it gets back what it had read but not moved past. Default `'reader'`. */
+  consumer?: string;
+  /** Entries per read. Default 256. */
+  count?: number;
+  /** Ends the iteration. */
+  signal?: AbortSignal;
+}
+
+const BUFFERS = { typeMapping: { 36: Buffer, 37: Array } };
+
+/** A reader's connection, for closing it if its iterator is dropped while it waits at an item (no `return()`). */
+type Held = { client: RedisClientLike | null };
+const abandoned = new FinalizationRegistry<Held>((held) => void held.client?.destroy());
+const BLOCK_MS = 1000;
+
+/**
+ * The outputs of the function `options.name`, from every partition, as an async iterable (per key in order;
+ * across partitions interleaved). Reads on a connection of its own (a `duplicate()` of `options.client`),
+ * released when the loop ends. Without a group, delivery is from the position on; with a group, at least
+ * once per group.
+ */
+export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): AsyncIterable<OutputItem<O>> {
+  const o = resolveOptions(options, 'redisOutputs()');
+  const { from = 'start', group, consumer = 'reader', count = 256, signal } = options;
+  if (from !== 'start' && from !== 'end')
+    throw invalidValue(`redisOutputs(): options.from must be 'start' or 'end', not ${describe(from)}`);
+  if (group !== undefined && (typeof group !== 'string' || group.length === 0))
+    throw invalidType(`redisOutputs(): options.group must be a non-empty string, not ${describe(group)}`);
+  if (typeof consumer !== 'string' || consumer.length === 0)
+    throw invalidType(`redisOutputs(): options.consumer must be a non-empty string, not ${describe(consumer)}`);
+  if (!Number.isInteger(count) || count < 1 || count > 10_000)
+    throw outOfRange(`redisOutputs(): options.count must be an integer from 1 to 10000, not ${describe(count)}`);
+  if (signal !== undefined && !(signal instanceof AbortSignal))
+    throw invalidType(`redisOutputs(): options.signal must be an AbortSignal, not ${describe(signal)}`);
+  const names = Array.from({ length: o.partitions }, (_, p) => o.keys.output(p));
+  const partitionOf = new Map(names.map((name, p) => [name, p]));
+
+  function item(name: string, id: Buffer, list: unknown): OutputItem<O> {
+    const f = entryFields(list);
+    const base = {
+      id: id.toString(),
+      partition: partitionOf.get(name) as number,
+      key: f.get('k')?.toString() ?? '',
+      sid: f.get('sid')?.toString() ?? '',
+      seq: Number(f.get('seq')?.toString()),
+    };
+    const error = f.get('e');
+    if (error !== undefined) return { ...base, error: JSON.parse(error.toString()) as HandlerFailure };
+    return { ...base, value: o.codec.decode(f.get('v') ?? Buffer.alloc(0)) };
+  }
+
+  async function* read(held: Held): AsyncGenerator<OutputItem<O>> {
+    const client: RedisClientLike = o.client.duplicate();
+    held.client = client;
+    // Its commands report their own failures; without a listener an 'error' event would throw.
+    client.on('error', () => {});
+    await client.connect();
+    const abort = () => void Promise.resolve(client.destroy()).catch(() => {});
+    signal?.addEventListener('abort', abort, { once: true });
+    try {
+      const positions: string[] = [];
+      if (group !== undefined) {
+        await Promise.all(
+          names.map((name) =>
+            client
+              .sendCommand(['XGROUP', 'CREATE', name, group, from === 'end' ? '$' : '0', 'MKSTREAM'])
+              .catch((error: unknown) => {
+                if (!String((error as Error)?.message).startsWith('BUSYGROUP')) throw error;
+              }),
+          ),
+        );
+        // This consumer's own pending entries first (read before a restart, never moved past).
+        positions.push(...names.map(() => '0'));
+      } else if (from === 'end') {
+        const last = await Promise.all(
+          names.map((name) => client.sendCommand(['XREVRANGE', name, '+', '-', 'COUNT', '1'], BUFFERS)),
+        );
+        positions.push(...last.map((r) => (Array.isArray(r) && r.length > 0 ? String((r[0] as [Buffer])[0]) : '0-0')));
+      } else positions.push(...names.map(() => '0-0'));
+
+      let replaying = group !== undefined;
+      while (!signal?.aborted) {
+        const command =
+          group === undefined
+            ? ['XREAD', 'COUNT', String(count), 'BLOCK', String(BLOCK_MS), 'STREAMS', ...names, ...positions]
+            : replaying
+              ? ['XREADGROUP', 'GROUP', group, consumer, 'COUNT', String(count), 'STREAMS', ...names, ...positions]
+              : [
+                  'XREADGROUP',
+                  'GROUP',
+                  group,
+                  consumer,
+                  'COUNT',
+                  String(count),
+                  'BLOCK',
+                  String(BLOCK_MS),
+                  'STREAMS',
+                  ...names,
+                  ...names.map(() => '>'),
+                ];
+        const streams = xreadStreams(await client.sendCommand(command, BUFFERS));
+        let got = 0;
+        for (const [name, entries] of streams) {
+          const p = partitionOf.get(name) as number;
+          for (const [id, list] of entries) {
+            got++;
+            if (group === undefined || replaying) positions[p] = id.toString();
+            yield item(name, id, list);
+            // The loop asked for the next one: this one is handled.
+            if (group !== undefined) await client.sendCommand(['XACK', name, group, id]);
+          }
+        }
+        if (replaying && got === 0) replaying = false;
+      }
+    } catch (error) {
+      if (!signal?.aborted) throw error;
+    } finally {
+      signal?.removeEventListener('abort', abort);
+      abandoned.unregister(held);
+      client.destroy();
+    }
+  }
+
+  return {
+    [Symbol.asyncIterator]() {
+      const held: Held = { client: null };
+      const iterator = read(held);
+      abandoned.register(iterator, held, held);
+      return iterator;
+    },
+  };
+}

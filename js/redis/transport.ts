@@ -1,0 +1,93 @@
+// The log a distributed stream function runs on, as the worker, the producer
+// and the output reader see it. Redis Streams implement it (redis-log.ts); a
+// NATS JetStream adapter can implement the same contract: K partitions of
+// input, each owned by one worker at a time under a lease with a fencing
+// token; every read, output write and ack by the owner is refused once its
+// lease is gone; entries stay pending for the owner until acked, and a new
+// owner gets them back in log order.
+
+/** Ownership of one partition: `token` is unique per grant (it holds the fencing epoch). */
+export interface Lease {
+  readonly partition: number;
+  readonly token: string;
+}
+
+/** One entry of a partition's input: an event for `key`, or a close marker for session `close`. */
+export interface InputEntry {
+  readonly id: string;
+  readonly key: string;
+  /** The encoded event (absent for a close marker, or for an entry trimmed away while pending). */
+  readonly payload?: Buffer;
+  /** A close marker: the session id it ends. */
+  readonly close?: string;
+}
+
+/** An output of session `sid`, its `seq`-th (from 1): `(sid, seq)` is its idempotency key. */
+export interface OutputRecord {
+  readonly sid: string;
+  readonly seq: number;
+  readonly key: string;
+  /** The encoded output, or ... */
+  readonly payload?: Buffer | string;
+  /** ... the handler's failure, as JSON `{ name, message, code }`. */
+  readonly error?: string;
+}
+
+/** What the owner of a partition commits in one fenced step: outputs, then acks, then forgets ended sessions. */
+export interface Commit {
+  readonly outputs: OutputRecord[];
+  readonly acks: string[];
+  readonly ended: string[];
+}
+
+/** The result of a read: entries, or none and the position after which a wake-up must look. */
+export interface ReadResult {
+  readonly entries: InputEntry[];
+  readonly tail: string;
+}
+
+/** The partitioned log of one stream function. */
+export interface PartitionLog {
+  readonly partitions: number;
+  /** Registers the worker as live for `ttl` ms; resolves with the number of live workers. */
+  heartbeat(worker: string, ttl: number): Promise<number>;
+  /** Removes the worker from the live set. */
+  leave(worker: string): Promise<void>;
+  /** Takes the partition if no one holds it: a new lease (with the next epoch), or null. */
+  acquire(partition: number, worker: string, ttl: number): Promise<Lease | null>;
+  /** Extends the lease; false if it is no longer held. */
+  renew(lease: Lease, ttl: number): Promise<boolean>;
+  /** Gives the partition back (no-op if the lease is no longer held). */
+  release(lease: Lease): Promise<void>;
+  /**
+   * Fenced read. `from` = an entry id: the owner's pending entries after it (replay); `'>'`: new entries,
+   * which become pending. Rejects with `FencedError` if the lease is gone.
+   */
+  read(lease: Lease, from: string, count: number): Promise<ReadResult>;
+  /** Fenced: appends a close marker for session `sid` of `key` to the partition's input. */
+  markClose(lease: Lease, key: string, sid: string): Promise<void>;
+  /** Fenced: removes input entries no session needs any more (older than every pending or undelivered one). Resolves with how many. */
+  trim(lease: Lease): Promise<number>;
+  /** Fenced: writes outputs not written before (by `(sid, seq)`), acks entries, forgets ended sessions. */
+  commit(lease: Lease, commit: Commit): Promise<void>;
+  /**
+   * Waits until one of the partitions has entries after its position, or `ms` pass, or `interrupt()`.
+   * Resolves with the partitions that have entries.
+   */
+  wait(positions: ReadonlyMap<number, string>, ms: number): Promise<number[]>;
+  /** Ends a pending `wait()` early. */
+  interrupt(): Promise<void>;
+  /** Frees the log's own connections (not the user's client). */
+  close(): Promise<void>;
+}
+
+/** A write or read by a worker whose lease on the partition is gone: another worker owns it now. */
+export class FencedError extends Error {
+  readonly code = 'ERR_VELO_FENCED' as const;
+  readonly partition: number;
+  constructor(partition: number, message: string) {
+    super(`Partition ${partition}: ${message}`);
+    this.name = 'FencedError';
+    this.partition = partition;
+  }
+}

@@ -1,0 +1,762 @@
+// Workers: any number of processes share the partitions of a distributed
+// stream function. Each owns a fair share under leases with fencing tokens,
+// and runs one local instance of the function per live key of its partitions.
+//
+// A session is the run of one key's events from its first entry up to the
+// key's next close marker in the log (written when the session idles, or when
+// its handler has ended by itself). Its id is `<key>@<first entry id>`, its
+// outputs are numbered from 1, and its input entries are acked only when the
+// marker is read back and every output is written: the owner's pending list
+// holds exactly the inputs of live sessions, and a new owner rebuilds them by
+// replaying that list through fresh instances. Handlers must therefore be
+// deterministic over their inputs (take time from entry ids, not Date.now()).
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { drainOutputs } from '../core/drive';
+import { kFinished, type StreamKind } from '../core/protocol';
+import { describe, invalidType, outOfRange } from '../errors';
+import type { StreamFn } from '../types';
+import { type Codec, encodeChecked } from './codec';
+import { type RedisOptions, type Resolved, resolveOptions } from './options';
+import { RedisLog } from './redis-log';
+import { type InputEntry, type Lease, type OutputRecord, type PartitionLog, FencedError } from './transport';
+
+/** The function's internal open, without its idle timer: a session's end must come from the log (registered symbol, core/function.ts). */
+const kOpen = Symbol.for('velo-stream.open');
+type Openable<I, O> = { [kOpen](signal: AbortSignal | undefined, idle: boolean): StreamKind<I, O> };
+
+export interface RedisWorkerOptions extends RedisOptions {
+  /** Lease time-to-live, ms: a dead worker's partitions are taken over after at most this (plus a renewal period). Renewed every ttl/3. Default 10 000. */
+  leaseTtl?: number;
+  /** Entries per read of a partition. Default 256. */
+  readCount?: number;
+  /**
+   * How often each owned partition's input is trimmed to its oldest pending entry, ms (checked at each lease
+   * renewal, every leaseTtl/3); 0: never. Default 5000.
+   */
+  trimInterval?: number;
+  /** This worker's id in leases (unique per process). Default `<hostname>-<pid>-<random>`. */
+  workerId?: string;
+  /** Called with errors the worker recovers from by retrying (a lost connection, a server restart). Default: `process.emitWarning`. */
+  onError?: (error: unknown) => void;
+}
+
+/** Counters of one worker. */
+export interface RedisWorkerStats {
+  /** Partitions owned now, ascending. */
+  owned: number[];
+  /** Live sessions on this worker. */
+  sessions: number;
+  /** Events waiting for a session slot: `maxConcurrent` sessions of the function are open. */
+  held: number;
+  /** Leases taken since the start. */
+  acquired: number;
+  /** Partitions lost to another worker (fenced, or lease expired). */
+  lost: number;
+  /** Reads and writes Redis refused because this worker's lease was gone (a zombie's writes). */
+  fenced: number;
+  /** Partitions handed back (fair share, close()). */
+  released: number;
+  /** Entries replayed from pending lists on takeover. */
+  replayed: number;
+  /** Input entries trimmed away (none that a session still needed). */
+  trimmed: number;
+  /** Outputs committed (before the dedupe in the fenced script). */
+  outputs: number;
+  /** Errors passed to onError. */
+  errors: number;
+}
+
+export interface RedisWorker {
+  readonly id: string;
+  stats(): RedisWorkerStats;
+  /**
+   * Graceful hand-off: stops reading, commits the outputs made so far, stops the local sessions and releases
+   * every lease at once (other workers take the partitions over and replay their live sessions), then leaves.
+   * Idempotent. Does not close the client.
+   */
+  close(): Promise<void>;
+}
+
+/** Outputs and acks waiting for a commit, held per partition before the outbox makes sessions wait. */
+const OUTBOX_LIMIT = 1024;
+/** Entries held for a session slot per partition, in reads (readCount): past it the partition is not read. */
+const HELD_BATCHES = 16;
+/** Outputs per fenced commit call. */
+const COMMIT_BATCH = 512;
+/** Wait before retrying after a non-fencing error, ms. */
+const RETRY_MS = 100;
+/** The longest a blocking wake-up read waits before it is re-issued, ms. */
+const WAIT_MS = 2000;
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+function serializeError(error: unknown): string {
+  const e = error as { name?: unknown; message?: unknown; code?: unknown } | null;
+  const out: Record<string, unknown> = {
+    name: typeof e?.name === 'string' ? e.name : 'Error',
+    message: typeof e?.message === 'string' ? e.message : String(error),
+  };
+  if (typeof e?.code === 'string') out.code = e.code;
+  return JSON.stringify(out);
+}
+
+class Session<I, O> {
+  readonly ids: string[] = [];
+  seq = 0;
+  /** Set once the handler stopped (returned, threw) or its outputs failed: later events are dropped. */
+  done = false;
+  markerRequested = false;
+  lastEvent = 0;
+  timer: NodeJS.Timeout | null = null;
+  forwarded: Promise<void> = Promise.resolve();
+  constructor(
+    readonly key: string,
+    readonly sid: string,
+    readonly stream: StreamKind<I, O>,
+  ) {}
+}
+
+type OutboxItem = { output: OutputRecord } | { acks: string[]; ended?: string };
+
+class PartitionRun<I, O> {
+  readonly sessions = new Map<string, Session<I, O>>();
+  /** Sessions whose marker was read, until their acks are queued: the key's next session waits for it. */
+  readonly finishing = new Map<string, Promise<void>>();
+  readonly #outbox: OutboxItem[] = [];
+  #outputsQueued = 0;
+  #flushing: Promise<void> | null = null;
+  readonly #room: (() => void)[] = [];
+  /** Set when the pump must stop reading. */
+  stopping = false;
+  /** Set when this worker stops serving the partition: sessions make no more outputs, and none is acked. */
+  dropped = false;
+  /** Set when the partition was lost: what is queued is thrown away. */
+  #discard = false;
+  /** Sessions whose handler has not finished (live, or ending after their marker). */
+  readonly #running = new Set<Session<I, O>>();
+  /** Entries of keys waiting for a session slot (`maxConcurrent`), per key in log order. */
+  readonly #held = new Map<string, InputEntry[]>();
+  #heldCount = 0;
+  #draining = false;
+  #drainAgain = false;
+  replayDone = false;
+  validUntil: number;
+  lastTrim: number;
+  readonly pumped: Promise<void>;
+
+  constructor(
+    readonly worker: Worker<I, O>,
+    readonly lease: Lease,
+    grantedAt: number,
+  ) {
+    this.validUntil = grantedAt + worker.ttl;
+    this.lastTrim = grantedAt;
+    this.pumped = this.#pump().catch((error: unknown) => {
+      worker.report(error);
+      worker.lose(this);
+    });
+  }
+
+  get partition(): number {
+    return this.lease.partition;
+  }
+
+  async #pump(): Promise<void> {
+    const w = this.worker;
+    // Where pending entries are read from: the start (a takeover replays the last owner's), or after the last
+    // entry dispatched (a read whose reply was lost may have made entries pending that never arrived here).
+    // null: new entries.
+    let pendingFrom: string | null = '0-0';
+    let last = '0-0';
+    while (!this.stopping) {
+      let read;
+      try {
+        read = await w.log.read(this.lease, pendingFrom ?? '>', w.readCount);
+      } catch (error) {
+        if (this.#failed(error)) return;
+        pendingFrom = last;
+        await sleep(RETRY_MS);
+        continue;
+      }
+      if (read.entries.length === 0) {
+        if (pendingFrom !== null) {
+          pendingFrom = null;
+          if (!this.replayDone) {
+            this.replayDone = true;
+            for (const s of this.sessions.values()) this.#armIdle(s);
+          }
+          continue;
+        }
+        await w.idle(this, read.tail);
+        continue;
+      }
+      if (!this.replayDone) w.counters.replayed += read.entries.length;
+      last = read.entries[read.entries.length - 1].id;
+      if (pendingFrom !== null) pendingFrom = last;
+      for (const entry of read.entries) {
+        if (this.stopping) return;
+        await this.#dispatch(entry);
+      }
+      // Held entries are bounded: past the bound, the partition is not read until sessions end.
+      while (this.#heldCount >= w.readCount * HELD_BATCHES && !this.stopping) await w.sessionEnded();
+    }
+  }
+
+  /** True if the error ended this partition's ownership; otherwise it is reported and the caller retries. */
+  #failed(error: unknown): boolean {
+    if (this.dropped) return true;
+    if (error instanceof FencedError) {
+      this.worker.counters.fenced++;
+      this.worker.lose(this);
+      return true;
+    }
+    this.worker.report(error);
+    return false;
+  }
+
+  /** Delivers the entry, or holds it (and the key's later ones) while no session slot is free. */
+  async #dispatch(entry: InputEntry): Promise<void> {
+    const held = this.#held.get(entry.key);
+    if (held !== undefined) {
+      held.push(entry);
+      this.#heldCount++;
+    } else if (!(await this.#deliver(entry))) {
+      this.#held.set(entry.key, [entry]);
+      this.#heldCount++;
+    }
+  }
+
+  /**
+   * Delivers held entries, key by key in the order they were first held, each key's in log order, while
+   * sessions can open. Runs when a session of this worker has ended.
+   */
+  async drainHeld(): Promise<void> {
+    if (this.#draining) {
+      this.#drainAgain = true;
+      return;
+    }
+    this.#draining = true;
+    try {
+      do {
+        this.#drainAgain = false;
+        for (const [key, list] of this.#held) {
+          while (list.length > 0) {
+            if (this.stopping || !(await this.#deliver(list[0]))) return;
+            list.shift();
+            this.#heldCount--;
+          }
+          this.#held.delete(key);
+        }
+      } while (this.#drainAgain);
+    } finally {
+      this.#draining = false;
+    }
+  }
+
+  get heldCount(): number {
+    return this.#heldCount;
+  }
+
+  /** False if the entry needs a new session and `maxConcurrent` sessions are live on this worker. */
+  async #deliver(entry: InputEntry): Promise<boolean> {
+    const key = entry.key;
+    if (entry.close !== undefined) {
+      const s = this.sessions.get(key);
+      if (s !== undefined && s.sid === entry.close) {
+        s.ids.push(entry.id);
+        this.#finish(s);
+      } else this.#queue({ acks: [entry.id] }); // a marker for a session that has ended already
+      return true;
+    }
+    // Trimmed away while pending (never by velo-stream's own trimming): nothing to deliver.
+    if (entry.payload === undefined) {
+      this.#queue({ acks: [entry.id] });
+      return true;
+    }
+    let s = this.sessions.get(key);
+    if (s === undefined) {
+      const previous = this.finishing.get(key);
+      if (previous !== undefined) await previous;
+      if (this.stopping) return true;
+      s = this.#open(key, `${key}@${entry.id}`);
+      if (s === undefined) return false;
+    }
+    s.ids.push(entry.id);
+    s.lastEvent = performance.now();
+    if (s.done) return true;
+    let event: I;
+    try {
+      event = this.worker.codec.decode(entry.payload) as I;
+    } catch (error) {
+      this.#output(
+        s,
+        undefined,
+        Object.assign(new TypeError(`The codec could not decode entry ${entry.id}`, { cause: error }), {
+          code: 'ERR_VELO_DECODE',
+        }),
+      );
+      return true;
+    }
+    // Waits while the session's input is full: the partition is not read meanwhile (backpressure).
+    await s.stream.send(event).catch(() => {});
+    return true;
+  }
+
+  /** The key's new session, or undefined while `maxConcurrent` sessions of the function are open. */
+  #open(key: string, sid: string): Session<I, O> | undefined {
+    const w = this.worker;
+    let stream: StreamKind<I, O>;
+    try {
+      stream = w.fn[kOpen](undefined, false);
+    } catch (error) {
+      if ((error as { code?: unknown })?.code === 'ERR_STREAM_LIMIT') return undefined;
+      throw error;
+    }
+    const s = new Session<I, O>(key, sid, stream);
+    this.sessions.set(key, s);
+    this.#running.add(s);
+    w.live++;
+    s.forwarded = this.#forward(s);
+    if (this.replayDone) this.#armIdle(s);
+    return s;
+  }
+
+  async #forward(s: Session<I, O>): Promise<void> {
+    try {
+      await drainOutputs(s.stream, (batch) => {
+        for (const value of batch) this.#output(s, value);
+        return this.#waitRoom();
+      });
+    } catch (error) {
+      this.#output(s, undefined, error);
+    }
+    await s.stream[kFinished];
+    s.done = true;
+    this.#running.delete(s);
+    this.worker.live--;
+    this.worker.notifySessionEnded();
+    // The handler ended by itself: the marker makes this the session's end in every replay too.
+    if (!s.markerRequested) this.#requestClose(s);
+  }
+
+  /** Queues the session's next output (or its failure, after which it takes no more). */
+  #output(s: Session<I, O>, value: O | undefined, error?: unknown): void {
+    if (this.dropped || s.done) return;
+    const w = this.worker;
+    if (error === undefined) {
+      try {
+        const payload = encodeChecked(
+          w.codec as Codec<O>,
+          value as O,
+          w.maxEventBytes,
+          `output of session ${JSON.stringify(s.sid)}`,
+        );
+        this.#queue({ output: { sid: s.sid, seq: ++s.seq, key: s.key, payload } });
+        return;
+      } catch (encodeError) {
+        error = encodeError;
+      }
+    }
+    this.#queue({ output: { sid: s.sid, seq: ++s.seq, key: s.key, error: serializeError(error) } });
+    s.done = true;
+    void s.stream.cancel(error);
+  }
+
+  #armIdle(s: Session<I, O>): void {
+    const idle = this.worker.fn.config.idleTimeout;
+    if (idle <= 0 || s.markerRequested || s.timer !== null) return;
+    if (s.lastEvent === 0) s.lastEvent = performance.now();
+    const check = () => {
+      s.timer = null;
+      const left = s.lastEvent + idle - performance.now();
+      if (left > 0) {
+        s.timer = setTimeout(check, left).unref();
+        return;
+      }
+      this.#requestClose(s);
+    };
+    s.timer = setTimeout(check, idle).unref();
+  }
+
+  #requestClose(s: Session<I, O>): void {
+    if (s.markerRequested || this.dropped) return;
+    s.markerRequested = true;
+    if (s.timer !== null) clearTimeout(s.timer);
+    s.timer = null;
+    this.worker.log.markClose(this.lease, s.key, s.sid).catch(async (error: unknown) => {
+      if (this.#failed(error)) return;
+      await sleep(RETRY_MS);
+      s.markerRequested = false;
+      this.#requestClose(s);
+    });
+  }
+
+  /** The session's marker was read: its input ends; once its outputs are queued, so are its acks. */
+  #finish(s: Session<I, O>): void {
+    this.sessions.delete(s.key);
+    if (s.timer !== null) clearTimeout(s.timer);
+    s.markerRequested = true;
+    s.stream.end();
+    const done = s.forwarded.then(() => {
+      if (this.finishing.get(s.key) === done) this.finishing.delete(s.key);
+      // A session stopped by a hand-off may have missed outputs: it stays pending for the next owner.
+      if (!this.dropped) this.#queue({ acks: s.ids, ended: s.sid });
+    });
+    this.finishing.set(s.key, done);
+  }
+
+  #queue(item: OutboxItem): void {
+    if (this.#discard) return;
+    this.#outbox.push(item);
+    if ('output' in item) this.#outputsQueued++;
+    this.#flushing ??= this.#flush();
+  }
+
+  #waitRoom(): Promise<void> | undefined {
+    if (this.#outputsQueued < OUTBOX_LIMIT) return undefined;
+    return new Promise((resolve) => this.#room.push(resolve));
+  }
+
+  async #flush(): Promise<void> {
+    // Let a batch gather: everything queued in this turn goes in one call.
+    await new Promise((resolve) => setImmediate(resolve));
+    const w = this.worker;
+    while (this.#outbox.length > 0) {
+      if (this.#discard) break;
+      const outputs: OutputRecord[] = [];
+      const acks: string[] = [];
+      const ended: string[] = [];
+      let taken = 0;
+      // A prefix of the queue, in order: a session's acks never go before its outputs.
+      for (const item of this.#outbox) {
+        if ('output' in item) {
+          if (outputs.length === COMMIT_BATCH) break;
+          outputs.push(item.output);
+        } else {
+          acks.push(...item.acks);
+          if (item.ended !== undefined) ended.push(item.ended);
+        }
+        taken++;
+      }
+      try {
+        await w.log.commit(this.lease, { outputs, acks, ended });
+      } catch (error) {
+        if (this.#failed(error)) break;
+        await sleep(RETRY_MS);
+        continue;
+      }
+      w.counters.outputs += outputs.length;
+      this.#outbox.splice(0, taken);
+      this.#outputsQueued -= outputs.length;
+      while (this.#outputsQueued < OUTBOX_LIMIT && this.#room.length > 0) this.#room.shift()?.();
+    }
+    this.#flushing = null;
+    for (const resume of this.#room.splice(0)) resume();
+  }
+
+  /** Resolves once everything queued is committed (or can no longer be). */
+  async flushed(): Promise<void> {
+    while (this.#flushing !== null) await this.#flushing;
+  }
+
+  /** Stops every local session of the partition (their state is rebuilt by the next owner's replay). */
+  async stopSessions(): Promise<void> {
+    const running = [...this.#running];
+    for (const s of running) if (s.timer !== null) clearTimeout(s.timer);
+    this.sessions.clear();
+    // Never acked: the next owner replays them.
+    this.#held.clear();
+    this.#heldCount = 0;
+    await Promise.all(running.map((s) => s.stream.cancel()));
+    await Promise.all(running.map((s) => s.forwarded));
+  }
+
+  /** The partition was taken over (or its lease ran out): drop everything, write nothing more. */
+  async drop(): Promise<void> {
+    this.dropped = true;
+    this.stopping = true;
+    this.#discard = true;
+    this.#outbox.length = 0;
+    this.#outputsQueued = 0;
+    for (const resume of this.#room.splice(0)) resume();
+    this.worker.wakeIdle(this.partition);
+    await this.stopSessions();
+  }
+
+  /** Graceful hand-back: stop reading, stop the sessions, commit what they made, release the lease. */
+  async release(): Promise<void> {
+    this.stopping = true;
+    this.worker.wakeIdle(this.partition);
+    await this.pumped;
+    // Cancelled sessions make no more outputs; those made before are committed below.
+    this.dropped = true;
+    await this.stopSessions();
+    await this.flushed();
+    await this.worker.log.release(this.lease).catch((error: unknown) => this.worker.report(error));
+  }
+}
+
+class Worker<I, O> implements RedisWorker {
+  readonly id: string;
+  readonly fn: StreamFn<I, O> & Openable<I, O>;
+  readonly log: PartitionLog;
+  readonly ttl: number;
+  readonly readCount: number;
+  readonly trimInterval: number;
+  readonly codec: Codec<unknown>;
+  readonly maxEventBytes: number;
+  readonly counters = { acquired: 0, lost: 0, fenced: 0, released: 0, trimmed: 0, replayed: 0, outputs: 0, errors: 0 };
+  live = 0;
+  readonly #runs = new Map<number, PartitionRun<I, O>>();
+  /** The last fencing epoch this worker was granted, per partition. */
+  readonly #epochs = new Map<number, number>();
+  readonly #onError: (error: unknown) => void;
+  readonly #order: number[];
+  #timer: NodeJS.Timeout | null = null;
+  #ticking: Promise<void> | null = null;
+  #closing: Promise<void> | null = null;
+  readonly #idle = new Map<number, { tail: string; resolve: () => void }>();
+  #waker: Promise<void>;
+  #wakerSignal: (() => void) | null = null;
+  #blockingOn: Set<number> | null = null;
+  #interrupting = false;
+  #endedWaiters: (() => void)[] = [];
+
+  constructor(fn: StreamFn<I, O>, options: Resolved<unknown>, extra: RedisWorkerOptions) {
+    const {
+      leaseTtl = 10_000,
+      readCount = 256,
+      trimInterval = 5000,
+      workerId = `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`,
+      onError,
+    } = extra;
+    if (!Number.isInteger(leaseTtl) || leaseTtl < 300)
+      throw outOfRange(`redisWorker(): options.leaseTtl must be an integer >= 300 (ms), not ${describe(leaseTtl)}`);
+    if (!Number.isInteger(readCount) || readCount < 1 || readCount > 10_000)
+      throw outOfRange(`redisWorker(): options.readCount must be an integer from 1 to 10000, not ${describe(readCount)}`);
+    if (!Number.isInteger(trimInterval) || trimInterval < 0) {
+      throw outOfRange(`redisWorker(): options.trimInterval must be an integer >= 0 (ms), not ${describe(trimInterval)}`);
+    }
+    if (typeof workerId !== 'string' || !/^[^\s:]{1,200}$/.test(workerId))
+      throw invalidType(
+        `redisWorker(): options.workerId must be 1-200 characters without ':' or whitespace, not ${describe(workerId)}`,
+      );
+    if (onError !== undefined && typeof onError !== 'function')
+      throw invalidType(`redisWorker(): options.onError must be a function, not ${describe(onError)}`);
+    this.id = workerId;
+    this.fn = fn as StreamFn<I, O> & Openable<I, O>;
+    this.ttl = leaseTtl;
+    this.readCount = readCount;
+    this.trimInterval = trimInterval;
+    this.codec = options.codec;
+    this.maxEventBytes = options.maxEventBytes;
+    this.log = new RedisLog(options.client, options.keys, options.partitions, (error) => this.report(error));
+    this.#onError = onError ?? ((error) => process.emitWarning(error instanceof Error ? error : new Error(String(error))));
+    // Each worker tries free partitions from its own starting point: fewer collisions when many start at once.
+    const start = randomBytes(2).readUInt16BE() % options.partitions;
+    this.#order = Array.from({ length: options.partitions }, (_, i) => (start + i) % options.partitions);
+    this.#waker = this.#wake();
+    this.#tick();
+  }
+
+  stats(): RedisWorkerStats {
+    let held = 0;
+    for (const run of this.#runs.values()) held += run.heldCount;
+    return { owned: [...this.#runs.keys()].sort((a, b) => a - b), sessions: this.live, held, ...this.counters };
+  }
+
+  report(error: unknown): void {
+    this.counters.errors++;
+    this.#onError(error);
+  }
+
+  #tick(): void {
+    if (this.#closing !== null) return;
+    this.#ticking = this.#balance()
+      .catch((error: unknown) => this.report(error))
+      .finally(() => {
+        this.#ticking = null;
+        if (this.#closing === null) this.#timer = setTimeout(() => this.#tick(), Math.floor(this.ttl / 3));
+      });
+  }
+
+  /** Renews the leases, then takes or hands back partitions toward a fair share. */
+  async #balance(): Promise<void> {
+    const now = performance.now();
+    const live = await this.log.heartbeat(this.id, this.ttl).catch((error: unknown) => {
+      this.report(error);
+      return 0;
+    });
+    await Promise.all(
+      [...this.#runs.values()].map(async (run) => {
+        let held: boolean | undefined;
+        try {
+          held = await this.log.renew(run.lease, this.ttl);
+        } catch (error) {
+          this.report(error);
+        }
+        if (held === true) run.validUntil = now + this.ttl;
+        else if (held === false || performance.now() >= run.validUntil) this.lose(run);
+        if (held !== true || this.trimInterval === 0 || now - run.lastTrim < this.trimInterval) return;
+        run.lastTrim = now;
+        try {
+          this.counters.trimmed += await this.log.trim(run.lease);
+        } catch (error) {
+          if (error instanceof FencedError) this.lose(run);
+          else this.report(error);
+        }
+      }),
+    );
+    if (live === 0 || this.#closing !== null) return;
+    const share = Math.ceil(this.log.partitions / live);
+    if (this.#runs.size > share) {
+      const extra = [...this.#runs.values()].slice(share);
+      await Promise.all(extra.map((run) => this.#release(run)));
+      return;
+    }
+    for (const p of this.#order) {
+      if (this.#runs.size >= share || this.#closing !== null) break;
+      if (this.#runs.has(p)) continue;
+      const sent = performance.now();
+      const lease = await this.log.acquire(p, this.id, this.ttl);
+      if (lease === null) continue;
+      if (this.#closing !== null) {
+        await this.log.release(lease);
+        break;
+      }
+      this.counters.acquired++;
+      this.#checkEpoch(lease);
+      this.#runs.set(p, new PartitionRun(this, lease, sent));
+    }
+  }
+
+  /** Fencing epochs only grow while Redis keeps its data: one that went back means the server lost writes. */
+  #checkEpoch(lease: Lease): void {
+    const epoch = Number(lease.token.slice(lease.token.lastIndexOf(':') + 1));
+    const before = this.#epochs.get(lease.partition) ?? 0;
+    this.#epochs.set(lease.partition, epoch);
+    if (epoch > before) return;
+    this.report(
+      Object.assign(
+        new Error(
+          `Partition ${lease.partition}: the lease epoch went back from ${before} to ${epoch}: the Redis server lost data (a restart without persistence, or a failover to a replica that was behind). Events sent before, and the state of sessions live then, may be lost.`,
+        ),
+        { code: 'ERR_VELO_LOG_RESET', partition: lease.partition },
+      ),
+    );
+  }
+
+  async #release(run: PartitionRun<I, O>): Promise<void> {
+    this.#runs.delete(run.partition);
+    this.counters.released++;
+    await run.release();
+  }
+
+  lose(run: PartitionRun<I, O>): void {
+    if (this.#runs.get(run.partition) !== run) return;
+    this.#runs.delete(run.partition);
+    this.counters.lost++;
+    void run.drop();
+  }
+
+  /** The pump of `run` found nothing after `tail`: resolves when there may be more (or the run stops). */
+  idle(run: PartitionRun<I, O>, tail: string): Promise<void> {
+    if (run.stopping) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#idle.set(run.partition, { tail, resolve });
+      if (this.#wakerSignal !== null) {
+        this.#wakerSignal();
+        this.#wakerSignal = null;
+      } else if (this.#blockingOn !== null && !this.#blockingOn.has(run.partition)) void this.#interrupt();
+    });
+  }
+
+  wakeIdle(partition: number): void {
+    const waiting = this.#idle.get(partition);
+    this.#idle.delete(partition);
+    waiting?.resolve();
+  }
+
+  async #interrupt(): Promise<void> {
+    if (this.#interrupting) return;
+    this.#interrupting = true;
+    try {
+      // CLIENT UNBLOCK can reach the server before the XREAD it targets blocks: retry while that read is on.
+      const blocking = this.#blockingOn;
+      for (let i = 0; i < 20 && this.#blockingOn === blocking && blocking !== null; i++) {
+        await this.log.interrupt();
+        await sleep(2);
+      }
+    } catch (error) {
+      this.report(error);
+    } finally {
+      this.#interrupting = false;
+    }
+  }
+
+  /** One blocking read (on its own connection) for every idle partition: the wake-up, no polling. */
+  async #wake(): Promise<void> {
+    while (this.#closing === null) {
+      if (this.#idle.size === 0) {
+        await new Promise<void>((resolve) => (this.#wakerSignal = resolve));
+        continue;
+      }
+      const positions = new Map([...this.#idle].map(([p, w]) => [p, w.tail]));
+      this.#blockingOn = new Set(positions.keys());
+      let ready: number[];
+      try {
+        ready = await this.log.wait(positions, WAIT_MS);
+      } catch (error) {
+        if (this.#closing !== null) break;
+        this.report(error);
+        await sleep(RETRY_MS);
+        ready = [...positions.keys()];
+      } finally {
+        this.#blockingOn = null;
+      }
+      for (const p of ready) this.wakeIdle(p);
+    }
+  }
+
+  sessionEnded(): Promise<void> {
+    return new Promise((resolve) => this.#endedWaiters.push(resolve));
+  }
+
+  notifySessionEnded(): void {
+    for (const resolve of this.#endedWaiters.splice(0)) resolve();
+    for (const run of this.#runs.values()) {
+      if (run.heldCount > 0) run.drainHeld().catch((error: unknown) => this.report(error));
+    }
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      if (this.#timer !== null) clearTimeout(this.#timer);
+      await this.#ticking;
+      const runs = [...this.#runs.values()];
+      this.#runs.clear();
+      this.counters.released += runs.length;
+      // Out of the live set first: the others' fair share then counts without this worker.
+      await this.log.leave(this.id).catch((error: unknown) => this.report(error));
+      await Promise.all(runs.map((run) => run.release()));
+      this.#wakerSignal?.();
+      await this.log.close();
+      await this.#waker;
+    })();
+    return this.#closing;
+  }
+}
+
+/**
+ * Runs `fn` as a distributed stream function: this process joins the workers of `options.name`, takes a fair
+ * share of its partitions, and runs one instance of `fn` per live key (see the module comment for the
+ * semantics). Outputs go to the partitions' output streams; read them with `redisOutputs`.
+ * @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `fn` is not a stream function or an option is invalid.
+ */
+export function redisWorker<I = unknown, O = unknown>(fn: StreamFn<I, O>, options: RedisWorkerOptions): RedisWorker {
+  if (typeof (fn as Partial<Openable<I, O>> | null)?.[kOpen] !== 'function') {
+    throw invalidType(`redisWorker(): fn must be a stream function (from streamFn()), not ${describe(fn)}`);
+  }
+  return new Worker(fn, resolveOptions(options as RedisOptions<unknown>, 'redisWorker()'), options);
+}
