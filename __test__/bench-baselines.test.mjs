@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { batchMap, mapOrdered, mapUnordered } from '../bench/baselines.mjs';
+import { collect, unhandledDuring as unhandledAfter } from './helpers/util.mjs';
 
 const range = (n) => Array.from({ length: n }, (_, i) => i);
 const ticks = async (n = 5) => {
@@ -26,26 +27,12 @@ function countingSource(items) {
   return state;
 }
 
-/** Collects the unhandled rejections that happen while `body` runs (and shortly after). */
-async function unhandledDuring(body) {
-  const seen = [];
-  const listener = (reason) => seen.push(reason);
-  process.on('unhandledRejection', listener);
-  try {
+/** The unhandled rejections while `body` runs, and for 30 ms after (calls still settling). */
+const unhandledDuring = (body) =>
+  unhandledAfter(async () => {
     await body();
     await sleep(30);
-    await ticks();
-  } finally {
-    process.off('unhandledRejection', listener);
-  }
-  return seen;
-}
-
-async function collect(iterable) {
-  const out = [];
-  for await (const v of iterable) out.push(v);
-  return out;
-}
+  });
 
 for (const [name, makeSource] of [
   ['an array', (items) => items],
