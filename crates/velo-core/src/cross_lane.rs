@@ -443,10 +443,14 @@ fn closed(state: u8) -> Option<Closed> {
 /// crossbeam's `ArrayQueue` is built on std atomics, which loom cannot see or
 /// reorder, so under loom the lane swaps in this stand-in with the same
 /// methods: a `VecDeque` behind a loom mutex, linearizable like `ArrayQueue`.
-/// The protocol relies on nothing more from the queue than that. It orders the
-/// two threads through its own state word only (module docs), so loom
-/// explores every interleaving of the queue operations with the state
-/// transitions. The queue itself is crossbeam's to prove.
+/// The protocol relies on nothing more from the queue than that: it orders
+/// the two threads through its own state word (module docs). Loom explores
+/// every interleaving of the queue operations with the state transitions
+/// (within the tests' preemption bound). What this stand-in cannot show is
+/// the need for the unconditional write in `update`: its mutex orders the
+/// threads by itself, so the tests pass with a plain load there too (tried).
+/// The write is kept so that the argument holds for any linearizable queue,
+/// whatever its own ordering; the queue itself is crossbeam's to prove.
 #[cfg(loom)]
 mod model {
     use loom::sync::Mutex;

@@ -156,6 +156,20 @@ impl Pair {
         }
     }
 
+    /// Takes until it gets something, parking whenever told to.
+    fn take_some(&self, max: usize) -> Vec<Tracked> {
+        let mut out = Vec::new();
+        loop {
+            let (take, wake) = self.lane.take(max, &mut out);
+            self.wake(wake);
+            match take {
+                Take::Taken(_) => return out,
+                Take::Parked => self.receiver.park(),
+                Take::Ended | Take::Cancelled => panic!("{take:?} before any value"),
+            }
+        }
+    }
+
     fn assert_woken_once_per_park(&self) {
         self.sender.assert_woken_once_per_park("sender");
         self.receiver.assert_woken_once_per_park("receiver");
@@ -245,6 +259,37 @@ fn lane_both_sides_park_in_turn_at_capacity_one() {
         sender.join().unwrap();
         assert_eq!(end, Take::Ended);
         pair.assert_accounted(&taken, &[], 2);
+        pair.assert_woken_once_per_park();
+    });
+}
+
+#[test]
+fn lane_room_made_before_the_sender_parked_is_not_missed() {
+    model(|| {
+        // The receiver takes one batch, then waits until the sender has
+        // queued everything before taking again. If the room it made went
+        // unnoticed by a sender parking at the same moment, the sender would
+        // wait for a wake that no later take brings: a deadlock.
+        let pair = Pair::new(2);
+        let all_queued = Arc::new(Party::default());
+        let sender = {
+            let pair = Arc::clone(&pair);
+            let all_queued = Arc::clone(&all_queued);
+            thread::spawn(move || {
+                let (refused, _) = pair.send(&[&[0, 1, 2]]);
+                assert_eq!(refused, None);
+                all_queued.wake();
+                let wake = pair.lane.end();
+                pair.wake(wake);
+            })
+        };
+        let mut taken = pair.take_some(2);
+        all_queued.park();
+        let (rest, end) = pair.receive(2, None);
+        sender.join().unwrap();
+        taken.extend(rest);
+        assert_eq!(end, Take::Ended);
+        pair.assert_accounted(&taken, &[], 3);
         pair.assert_woken_once_per_park();
     });
 }
