@@ -48,6 +48,7 @@
 
 pub mod admission;
 pub mod clock;
+pub mod cross_lane;
 pub mod histogram;
 pub mod idle;
 pub mod lane;
@@ -58,6 +59,7 @@ pub mod stream;
 pub mod task;
 
 pub use admission::{Admission, LimitError, Outcome, Permit, Share, Stats, TaskTotals, Totals};
+pub use cross_lane::CrossLane;
 pub use idle::IdleDeadlines;
 pub use lane::{Lane, Push, Take};
 pub use stream::{IdleConfig, IdleVerdict, Metrics, Phase, StreamCore};
