@@ -44,11 +44,14 @@ export function searchPipeline(query) {
     name: 'fetch',
   });
   const rerank = batch((docs, ctx) => rerankModel(query, docs, ctx.signal), { maxSize: 16, maxWait: 20, name: 'rerank' });
-  // Each batch's hits, best first, numbered across the whole response.
+  // Each batch's hits, best first, numbered across the whole response (a batch holds up to 16 documents,
+  // fewer when maxWait passed first).
   const emit = streamFn(async function* rank(batches) {
     let rank = 0;
+    let batch = 0;
     for await (const hits of batches) {
-      for (const hit of hits.sort((a, b) => b.score - a.score)) yield { rank: ++rank, ...hit };
+      batch++;
+      for (const hit of hits.sort((a, b) => b.score - a.score)) yield { rank: ++rank, batch, ...hit };
     }
   });
   return fetchDoc.pipe(rerank).pipe(emit);
