@@ -1,5 +1,5 @@
 // ESM entry: the CommonJS build, re-exported by name.
 import velo from './dist/index.js';
 
-export const { streamFn, task, batch, StreamClosedError, StreamLimitError } = velo;
+export const { streamFn, task, batch, workerFn, StreamClosedError, StreamLimitError, WorkerCrashedError } = velo;
 export default velo;

@@ -48,3 +48,12 @@ export function describe(value: unknown): string {
   const primitive = value as number | boolean | bigint | symbol | undefined;
   return `type ${typeof value} (${String(primitive)})`;
 }
+
+/** A stream of a `workerFn` failed because the worker thread hosting it stopped (an uncaught error, `process.exit`, out of memory). */
+export class WorkerCrashedError extends Error {
+  readonly code = 'ERR_VELO_WORKER_CRASHED' as const;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'WorkerCrashedError';
+  }
+}

@@ -1,6 +1,7 @@
 export { streamFn } from './core/function';
 export { batch, task } from './core/task';
-export { StreamClosedError, StreamLimitError } from './errors';
+export { workerFn } from './worker/index';
+export { StreamClosedError, StreamLimitError, WorkerCrashedError } from './errors';
 export type {
   BatchConfig,
   EventSource,
@@ -19,4 +20,5 @@ export type {
   StreamState,
   TaskConfig,
   TaskContext,
+  WorkerFnConfig,
 } from './types';

@@ -232,3 +232,11 @@ export interface TaskContext extends StreamContext {
   /** The item's (or batch's) position in the stream's input, from 0. */
   readonly index: number;
 }
+
+/** `workerFn`'s settings: a stream function's, and where its handler runs. */
+export interface WorkerFnConfig extends StreamConfig {
+  /** Most worker threads the function starts (lazily, as streams open). Default: `os.availableParallelism()`. */
+  threads?: number;
+  /** The module's export that is the handler. Default `'default'`. */
+  export?: string;
+}

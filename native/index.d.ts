@@ -55,6 +55,72 @@ export declare class NativeFunction {
  */
 export declare function __panicForTest(): void
 
+/**
+ * Cancels `lane` (or, with none, both): queued batches are dropped, every
+ * parked party woken. The worker's thread is woken even when it is not
+ * parked (a handler busy elsewhere sees its `ctx.signal` abort).
+ */
+export declare function crossCancel(id: number, lane?: number | undefined | null): void
+
+/** Whether `lane` was cancelled (or the pair freed). */
+export declare function crossCancelled(id: number, lane: number): boolean
+
+/** Forgets inbox `id` (its thread has exited). */
+export declare function crossCloseInbox(id: number): void
+
+/** Ends `lane`: what was sent is still taken, then the receiver sees `Ended`. */
+export declare function crossEnd(id: number, lane: number): void
+
+/**
+ * A new thread inbox (the supervisor makes one per worker thread before it
+ * starts, and the caller's thread one for itself).
+ */
+export declare function crossInbox(): number
+
+/**
+ * Binds inbox `id` to the calling thread: `callback(tokens)` runs on this
+ * thread with the tokens posted since it last ran.
+ */
+export declare function crossListen(id: number, callback: (arg: Array<number>) => void): void
+
+/**
+ * A new stream between the caller's thread (inbox `caller`) and a worker
+ * thread (inbox `worker`), each lane holding at most `capacity` batches.
+ */
+export declare function crossOpen(caller: number, worker: number, capacity: number): number
+
+/** Pairs not yet released by both sides (a test's leak check). */
+export declare function crossOpenPairs(): number
+
+/**
+ * Sends `batch` on `lane` (or, with none, the batch kept when the lane was
+ * full, after the sender's wake). `Parked`: the lane keeps the batch and
+ * wakes the sender when there is room.
+ */
+export declare function crossPush(id: number, lane: number, batch?: Uint8Array | undefined | null): CrossStatus
+
+/**
+ * `side` (0 the caller, 1 the worker; a supervisor releases for a thread
+ * that died) is done with the pair; once both are, it is freed. Releasing
+ * a side twice does nothing.
+ */
+export declare function crossRelease(id: number, side: number): void
+
+/** What `crossPush`/`crossTake` answer besides batches. */
+export declare const enum CrossStatus {
+  Queued = 0,
+  Parked = 1,
+  Ended = 2,
+  Cancelled = 3,
+}
+
+/**
+ * Takes the batches queued on `lane` (at most `max`), or answers why there
+ * are none: `Parked` (the receiver is woken when one comes), `Ended`,
+ * `Cancelled`.
+ */
+export declare function crossTake(id: number, lane: number, max: number): Array<Buffer> | CrossStatus
+
 /** Cumulative counts of durations at chosen bounds (Prometheus `le`). */
 export interface Histogram {
   /** How many durations were recorded. */

@@ -79,6 +79,8 @@ export interface StreamBody<I, O> {
   cancelled(): void;
   /** Listeners `ctx.signal` may hold at once before Node warns of a leak: calls in flight each add theirs (`fetch(url, { signal })`). */
   readonly signalListeners: number;
+  /** A read waits and the stream holds the process alive for it (or no longer): a body whose next step happens elsewhere holds itself meanwhile. */
+  keepAlive?(on: boolean): void;
 }
 
 interface Settle<T> {
@@ -568,6 +570,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
     this.#keepingAlive = want;
     if (want) holdAlive();
     else releaseAlive();
+    this.#body?.keepAlive?.(want);
   }
 
   #idleClockChanged(running: boolean): void {

@@ -57,6 +57,7 @@ pub mod lane;
 pub mod model;
 pub mod stream;
 pub mod task;
+pub mod wake_inbox;
 
 pub use admission::{Admission, LimitError, Outcome, Permit, Share, Stats, TaskTotals, Totals};
 pub use cross_lane::CrossLane;

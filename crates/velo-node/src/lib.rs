@@ -39,6 +39,7 @@
 
 #![allow(missing_docs)] // the public surface is documented in native/index.d.ts
 
+mod cross;
 mod dto;
 mod ffi;
 mod idle;

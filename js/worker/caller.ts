@@ -1,0 +1,268 @@
+// A `workerFn` stream on the caller's thread: an ordinary `HandlerStream`
+// (its lanes, backpressure, idle clock, limits and metrics are the caller's)
+// whose body forwards input batches to the worker thread and emits the
+// output batches that come back.
+import { CrossStatus, addon } from '../core/addon';
+import {
+  Emit,
+  type HandlerStream,
+  INPUT_END,
+  NO_INPUT,
+  type StreamBody,
+  kAwaitInput,
+  kAwaitRoom,
+  kBodyReturned,
+  kBodyThrew,
+  kEmit,
+  kPollInput,
+  kReleaseInput,
+  kStartBody,
+  kTimersPending,
+} from '../core/stream';
+import { decodeBatch, encodeBatch, isThrown, rebuildThrown } from './codec';
+import { type Hosted, type ThreadHost, listen, ownInbox, unlisten } from './pool';
+import { CALLER_SIDE, INPUT, LANE_BATCHES, MAX_BATCH, MAX_TAKE, OUTPUT } from './protocol';
+
+/** A stream nobody holds any more is cancelled, so its worker-side handler stops too. */
+const abandoned = new FinalizationRegistry<{ pair: number; host: ThreadHost }>(({ pair, host }) => {
+  addon.crossCancel(pair, null);
+  addon.crossRelease(pair, CALLER_SIDE);
+  unlisten(pair);
+  host.leave(pair);
+});
+
+/** Streams a reader waits on while their worker has the next step: nothing else may hold them (a collected stream's reader would wait forever). */
+const held = new Set<object>();
+
+const enum InputState {
+  /** Forwarding (or about to). */
+  Moving,
+  /** The stream has no input now; `kAwaitInput` calls back. */
+  AwaitingInput,
+  /** The lane is full and holds a batch back; its wake resumes. */
+  AwaitingRoom,
+  /** Ended, or the worker stopped reading. */
+  Done,
+}
+
+export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
+  #stream!: HandlerStream<I, O>;
+  readonly #host: ThreadHost;
+  readonly #maxBatch: number;
+  #pair = -1;
+  readonly signalListeners = 10;
+
+  #input = InputState.Moving;
+  /** An event handed over by `kAwaitInput`, sent with the next batch. */
+  #carry: unknown[] = [];
+  #endAfterRoom = false;
+
+  /** Outputs taken from the lane and not yet emitted. */
+  #outVals: unknown[] = [];
+  #outPos = 0;
+  /** What the handler threw, emitted after its last outputs. */
+  #thrown: { error: unknown } | undefined;
+  #outputEnded = false;
+  #awaitingOutput = false;
+  #awaitingRoom = false;
+  #finished = false;
+
+  constructor(host: ThreadHost, buffer: number) {
+    this.#host = host;
+    this.#maxBatch = Math.max(1, Math.min(buffer, MAX_BATCH));
+  }
+
+  [kStartBody](stream: HandlerStream<I, O>): void {
+    this.#stream = stream;
+    const pair = addon.crossOpen(ownInbox(), this.#host.inbox, LANE_BATCHES);
+    this.#pair = pair;
+    listen(pair, this);
+    abandoned.register(this, { pair, host: this.#host }, this);
+    this.#host.place(pair, this, { pair, id: stream.id, maxBatch: this.#maxBatch });
+    this.#pumpInput();
+    this.#pumpOutput();
+  }
+
+  /** A wake from the worker's side: room on the input lane, or outputs (or the end) on the output lane. */
+  wake(lane: number): void {
+    if (this.#finished) return;
+    if (lane === INPUT) {
+      if (this.#input !== InputState.AwaitingRoom) return;
+      const status = addon.crossPush(this.#pair, INPUT, null);
+      if (status === CrossStatus.Parked) return;
+      if (status !== CrossStatus.Queued) return this.#inputRefused();
+      this.#input = InputState.Moving;
+      if (this.#endAfterRoom) {
+        this.#input = InputState.Done;
+        addon.crossEnd(this.#pair, INPUT);
+        return;
+      }
+      this.#pumpInput();
+    } else if (this.#awaitingOutput) {
+      this.#awaitingOutput = false;
+      this.#pumpOutput();
+    }
+  }
+
+  cancelled(): void {
+    if (this.#finished) return;
+    addon.crossCancel(this.#pair, null);
+    this.#finish();
+    this.#stream[kBodyReturned]();
+  }
+
+  crashed(error: Error): void {
+    if (this.#finished) return;
+    this.#finish();
+    this.#stream[kBodyThrew](error);
+  }
+
+  /** A reader waits on the stream (or stopped waiting): while the worker has the next step, the stream must not be collected. */
+  keepAlive(on: boolean): void {
+    if (on && !this.#finished) held.add(this);
+    else held.delete(this);
+  }
+
+  // ----- input: the stream's events, to the worker in batches -----
+
+  #pumpInput(): void {
+    const stream = this.#stream;
+    while (this.#input === InputState.Moving) {
+      const batch = this.#carry;
+      this.#carry = [];
+      let ended = false;
+      while (batch.length < this.#maxBatch) {
+        const v = stream[kPollInput]();
+        if (v === NO_INPUT) break;
+        if (v === INPUT_END) {
+          ended = true;
+          break;
+        }
+        batch.push(v);
+      }
+      if (batch.length > 0) {
+        let bytes: Uint8Array;
+        try {
+          bytes = encodeBatch(batch);
+        } catch (error) {
+          this.#failInput(error);
+          return;
+        }
+        const status = addon.crossPush(this.#pair, INPUT, bytes);
+        if (status === CrossStatus.Parked) {
+          this.#input = InputState.AwaitingRoom;
+          this.#endAfterRoom = ended;
+          return;
+        }
+        if (status !== CrossStatus.Queued) return this.#inputRefused();
+      }
+      if (ended) {
+        this.#input = InputState.Done;
+        addon.crossEnd(this.#pair, INPUT);
+        return;
+      }
+      if (batch.length < this.#maxBatch) {
+        this.#input = InputState.AwaitingInput;
+        stream[kAwaitInput](this.#onInput);
+        return;
+      }
+    }
+  }
+
+  readonly #onInput = (r: IteratorResult<I>): void => {
+    if (this.#input !== InputState.AwaitingInput || this.#finished) return;
+    this.#input = InputState.Moving;
+    if (r.done === true) {
+      this.#input = InputState.Done;
+      addon.crossEnd(this.#pair, INPUT);
+      return;
+    }
+    this.#carry.push(r.value);
+    this.#pumpInput();
+  };
+
+  /** The worker's handler stopped reading (it returned, threw, or left its loop): no more input goes to it. */
+  #inputRefused(): void {
+    this.#input = InputState.Done;
+    this.#carry = [];
+    this.#stream[kReleaseInput]();
+  }
+
+  /** An event the clone format refuses: the stream fails with the clone error, and the worker's handler is stopped. */
+  #failInput(error: unknown): void {
+    this.#input = InputState.Done;
+    addon.crossCancel(this.#pair, null);
+    this.#finish();
+    this.#stream[kBodyThrew](error);
+  }
+
+  // ----- output: batches from the worker, emitted -----
+
+  #pumpOutput(): void {
+    const stream = this.#stream;
+    for (;;) {
+      while (this.#outPos < this.#outVals.length) {
+        const value = this.#outVals[this.#outPos];
+        this.#outVals[this.#outPos++] = undefined;
+        const emitted = stream[kEmit](value as O);
+        if (emitted === Emit.Paused) {
+          this.#awaitingRoom = true;
+          stream[kAwaitRoom](this.#onRoom);
+          return;
+        }
+        // Closed: cancelled, and `cancelled()` finishes.
+        if (emitted === Emit.Closed) return;
+      }
+      if (this.#thrown !== undefined) {
+        const { error } = this.#thrown;
+        this.#finish();
+        stream[kBodyThrew](error);
+        return;
+      }
+      if (this.#outputEnded) {
+        this.#finish();
+        stream[kBodyReturned]();
+        return;
+      }
+      const got = addon.crossTake(this.#pair, OUTPUT, MAX_TAKE);
+      if (typeof got === 'number') {
+        if (got === CrossStatus.Parked) {
+          this.#awaitingOutput = true;
+          stream[kTimersPending](true);
+          return;
+        }
+        // Cancelled: by `cancelled()` or a crash, each of which finishes.
+        if (got === CrossStatus.Ended) this.#outputEnded = true;
+        else return;
+        continue;
+      }
+      stream[kTimersPending](false);
+      this.#outVals = [];
+      this.#outPos = 0;
+      for (const bytes of got) {
+        const decoded = decodeBatch(bytes);
+        if (isThrown(decoded)) this.#thrown = { error: rebuildThrown(decoded) };
+        else if (this.#outVals.length === 0) this.#outVals = decoded;
+        else for (const v of decoded) this.#outVals.push(v);
+      }
+    }
+  }
+
+  readonly #onRoom = (): void => {
+    if (!this.#awaitingRoom || this.#finished) return;
+    this.#awaitingRoom = false;
+    this.#pumpOutput();
+  };
+
+  #finish(): void {
+    this.#finished = true;
+    held.delete(this);
+    this.#outVals = [];
+    this.#carry = [];
+    this.#stream[kTimersPending](false);
+    abandoned.unregister(this);
+    unlisten(this.#pair);
+    this.#host.leave(this.#pair);
+    addon.crossRelease(this.#pair, CALLER_SIDE);
+  }
+}
