@@ -28,7 +28,7 @@ export interface ThrownRecord {
   code: unknown;
 }
 
-/** One batch, as bytes. Throws a `DataCloneError` for a value the clone format refuses. */
+/** One batch, as bytes. Throws a `DataCloneError` (as `postMessage` does) for a value the clone format refuses. */
 export function encodeBatch(values: readonly unknown[]): Uint8Array {
   const n = values.length;
   let numbers = true;
@@ -38,7 +38,13 @@ export function encodeBatch(values: readonly unknown[]): Uint8Array {
       break;
     }
   }
-  if (!numbers) return serialize(values);
+  if (!numbers) {
+    try {
+      return serialize(values);
+    } catch (error) {
+      throw new DOMException(String((error as Error)?.message ?? error), 'DataCloneError');
+    }
+  }
   const words = new Float64Array(n + 1);
   for (let i = 0; i < n; i++) words[i + 1] = values[i] as number;
   return new Uint8Array(words.buffer);
@@ -96,6 +102,13 @@ const BUILTIN_ERRORS: Record<string, ErrorConstructor> = {
  * Message, stack and `code` are the thrower's.
  */
 export function rebuildThrown(record: ThrownRecord): Error {
+  if (record.className === 'DOMException') {
+    // A DataCloneError, AbortError...: rebuilt as what `postMessage` or an abort would throw here.
+    const error = new DOMException(record.message, record.name);
+    if (record.stack !== undefined)
+      Object.defineProperty(error, 'stack', { value: record.stack, configurable: true, writable: true });
+    return error;
+  }
   const Ctor = (record.className !== null && BUILTIN_ERRORS[record.className]) || Error;
   const error = new Ctor(record.message) as Error & { code?: unknown };
   if (Ctor === Error && record.className !== null && record.className !== 'Error') {

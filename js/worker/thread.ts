@@ -64,6 +64,8 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
   /** The flush of outputs made in this turn of the event loop, if one is due. */
   #flushTimer: NodeJS.Immediate | null = null;
   #cancelled = false;
+  /** An output the clone format refused: the stream fails with it. */
+  #outputError: { error: unknown } | undefined;
 
   constructor(message: OpenMessage) {
     this.#pair = message.pair;
@@ -77,6 +79,7 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
 
   async run(): Promise<void> {
     let failed: { error: unknown } | undefined;
+    let it: AsyncIterator<unknown> | undefined;
     try {
       const fn = await loadHandler();
       const ctx: StreamContext = { id: this.#id, signal: this.signal };
@@ -87,47 +90,60 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
           `The export "${data.exportName}" of ${data.module} must be an async generator function (async function*): it returned ${iterable === null ? 'null' : typeof iterable}`,
         );
       }
-      const it = (iterable as AsyncIterable<unknown>)[Symbol.asyncIterator]();
+      it = (iterable as AsyncIterable<unknown>)[Symbol.asyncIterator]();
       for (;;) {
         const r = await it.next();
         if (r.done) break;
-        if (this.#cancelled) {
-          await it.return?.();
-          break;
-        }
+        if (this.#cancelled || this.#outputError !== undefined) break;
         this.#out.push(r.value);
-        if (this.#out.length >= this.#maxBatch) {
+        if (this.#outParked) {
+          // The lane is full and holds a batch back: wait for room at the
+          // yield, as an in-process handler waits for a reader.
+          await this.#room();
+        } else if (this.#out.length >= this.#maxBatch) {
           this.#flush();
-          // The lane is full and a batch waits here too: wait for room, as a
-          // handler waits at its yield.
-          while (this.#outParked && this.#out.length >= this.#maxBatch && !this.#cancelled) {
-            await new Promise<void>((resolve) => (this.#resumeHandler = resolve));
-          }
         } else {
           // Outputs made in one turn of the event loop leave together.
           this.#flushTimer ??= setImmediate(this.#flushSoon);
         }
+        if (this.#outputError !== undefined) break;
       }
     } catch (error) {
       failed = { error };
     }
-    this.#finish(failed);
+    // Stopped by us (a cancel, an output that cannot cross): the handler's finally runs.
+    if (it !== undefined && failed === undefined && (this.#cancelled || this.#outputError !== undefined)) {
+      try {
+        await it.return?.();
+      } catch {
+        // Nobody is left to see it, or the output error is the one to report.
+      }
+    }
+    failed ??= this.#outputError;
+    await this.#finish(failed);
   }
 
-  #finish(failed: { error: unknown } | undefined): void {
+  /** Sends what is left, then the error if the handler failed, then the end; all in order, waiting for room as needed. */
+  async #finish(failed: { error: unknown } | undefined): Promise<void> {
+    if (this.#flushTimer !== null) {
+      clearImmediate(this.#flushTimer);
+      this.#flushTimer = null;
+    }
+    let ending = failed;
+    // Outputs made before a failure arrive before it.
+    try {
+      await this.#sendAll();
+    } catch (error) {
+      ending ??= { error };
+    }
+    if (ending !== undefined && !this.#cancelled) {
+      this.#out = [];
+      await this.#room();
+      if (!this.#cancelled) this.#afterPush(addon.crossPush(this.#pair, OUTPUT, encodeThrown(ending.error)));
+    }
+    // The end goes after the last batch, held back or not.
+    await this.#room();
     if (!this.#cancelled) {
-      let ending = failed;
-      try {
-        this.#flush();
-      } catch (error) {
-        // An output the clone format refuses fails the stream.
-        ending ??= { error };
-      }
-      if (ending !== undefined) {
-        this.#out = [];
-        addon.crossPush(this.#pair, OUTPUT, encodeThrown(ending.error));
-      }
-      // Sent after anything held back: the lane keeps order.
       addon.crossEnd(this.#pair, OUTPUT);
       // Input the handler did not read is dropped, and a sender waiting is released.
       addon.crossCancel(this.#pair, INPUT);
@@ -136,14 +152,36 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
     addon.crossRelease(this.#pair, WORKER_SIDE);
   }
 
+  /** Sends every output made, waiting for room between batches. */
+  async #sendAll(): Promise<void> {
+    for (;;) {
+      await this.#room();
+      if (this.#cancelled || this.#out.length === 0) return;
+      this.#flush();
+    }
+  }
+
+  /** Resolves once the output lane holds nothing back (or the stream is cancelled). */
+  #room(): Promise<void> | void {
+    if (!this.#outParked || this.#cancelled) return;
+    return new Promise<void>((resolve) => (this.#resumeHandler = resolve)).then(() => this.#room());
+  }
+
   readonly #flushSoon = (): void => {
     this.#flushTimer = null;
+    this.#flushCatching();
+  };
+
+  /** Flushes; an output the clone format refuses stops the handler at its next step and fails the stream. */
+  #flushCatching(): void {
     try {
       this.#flush();
     } catch (error) {
-      this.#failOutput(error);
+      this.#out = [];
+      this.#outputError ??= { error };
+      this.#endInput();
     }
-  };
+  }
 
   /** Sends the outputs made so far, unless the lane still holds a batch back (then they go after it, on its wake). */
   #flush(): void {
@@ -158,29 +196,16 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
     else if (status !== CrossStatus.Queued) this.#stop();
   }
 
-  /** An output could not be cloned: the handler is stopped at its next step and the stream fails with the clone error. */
-  #failOutput(error: unknown): void {
-    this.#out = [];
-    addon.crossPush(this.#pair, OUTPUT, encodeThrown(error));
-    addon.crossEnd(this.#pair, OUTPUT);
-    addon.crossCancel(this.#pair, INPUT);
-    this.#stop();
-  }
-
   /** A wake on `lane`: input came (or ended), or the output lane has room, or the stream was cancelled. */
   wake(lane: number): void {
     if (lane === OUTPUT) {
       if (!this.#outParked) return;
       const status = addon.crossPush(this.#pair, OUTPUT, null);
-      if (status === CrossStatus.Queued) {
-        this.#outParked = false;
-        try {
-          this.#flush();
-        } catch (error) {
-          this.#failOutput(error);
-        }
-      } else this.#afterPush(status);
-      if (!this.#outParked) this.#resume();
+      if (status === CrossStatus.Parked) return;
+      this.#outParked = false;
+      this.#afterPush(status);
+      if (!this.#outParked) this.#flushCatching();
+      this.#resume();
       return;
     }
     if (this.#resolveInput !== null) {
@@ -197,13 +222,20 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
   #stop(): void {
     if (this.#cancelled) return;
     this.#cancelled = true;
-    this.#inputEnded = true;
     this.#out = [];
     this.#abort?.abort(new Error('The stream was cancelled'));
+    this.#endInput();
+    this.#resume();
+  }
+
+  /** The handler's input ends now (a waiting `next()` gets done). */
+  #endInput(): void {
+    this.#inputEnded = true;
+    this.#inVals = [];
+    this.#inPos = 0;
     const resolve = this.#resolveInput;
     this.#resolveInput = null;
     resolve?.({ value: undefined, done: true });
-    this.#resume();
   }
 
   #resume(): void {
@@ -227,12 +259,8 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
       clearImmediate(this.#flushTimer);
       this.#flushTimer = null;
     }
-    try {
-      this.#flush();
-    } catch (error) {
-      this.#failOutput(error);
-      return Promise.resolve({ value: undefined, done: true });
-    }
+    this.#flushCatching();
+    if (this.#inputEnded) return Promise.resolve({ value: undefined, done: true });
     return new Promise((resolve) => (this.#resolveInput = resolve));
   }
 
