@@ -263,3 +263,21 @@ test('batchMap: an error fails the stage and closes the source; bad arguments fa
   await assert.rejects(batchMap([1], null, 2).next(), { code: 'ERR_INVALID_ARG_TYPE' });
   await assert.rejects(batchMap([1], (x) => x, 0).next(), { code: 'ERR_OUT_OF_RANGE' });
 });
+
+test('worker-thread baselines: a pinned worker and Piscina give the handler outputs, in order; a round trip gets its own answer', async () => {
+  const { PinnedWorker, runPinned, runPiscina } = await import('../bench/baselines.mjs');
+  const { Piscina } = await import('piscina');
+  const input = range(5000);
+  const averages = await runPinned('average', input, 64);
+  assert.equal(averages.length, 5000);
+  assert.equal(averages[4999], 4999 / 2);
+  const pool = new Piscina({ filename: new URL('../bench/workers/tasks.mjs', import.meta.url).href, maxThreads: 2 });
+  assert.deepEqual(await runPiscina(pool, 'average', range(300), 16), range(300));
+  await pool.destroy();
+  const w = new PinnedWorker('echo', 1);
+  assert.equal(await w.roundTrip('x'), 'x');
+  assert.equal(await w.roundTrip('y'), 'y');
+  w.end();
+  // (Read only after the round trips: each takes its own answer.)
+  assert.deepEqual(await collect(w.outputs()), []);
+});

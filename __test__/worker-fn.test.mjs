@@ -88,8 +88,8 @@ test('values cross by structured clone: Maps, Sets, Dates, RegExps, typed arrays
   assert.equal(out[3].flags, 'gi');
   assert.deepEqual([...out[4]], [1.5, 2.5]);
   assert.ok(out[4] instanceof Float32Array);
-  // A Buffer crosses as its bytes (a Uint8Array; Buffer is Node's subclass).
-  assert.equal(Buffer.from(out[5]).toString(), 'hello');
+  assert.ok(Buffer.isBuffer(out[5]));
+  assert.equal(out[5].toString(), 'hello');
   assert.notEqual(out[6], values[6]);
   assert.equal(out[6].nested, out[6].again, 'shared references within one value stay shared');
   assert.equal(out[6].big, 10n);
@@ -107,6 +107,34 @@ test('values cross by structured clone: Maps, Sets, Dates, RegExps, typed arrays
     2 ** 53,
     5e-324,
   ]);
+});
+
+test('typed arrays and Buffers of any size and alignment cross intact; large ones travel beside the batch, and the sender keeps its own', async () => {
+  const fn = handlers('echo', { threads: 1 });
+  const big = Buffer.alloc(1 << 20);
+  for (let i = 0; i < big.length; i++) big[i] = (i * 31) & 0xff;
+  const floats = new Float64Array(100_000).map((_, i) => i / 3);
+  const backing = new ArrayBuffer(300_000);
+  const offsetView = new Uint16Array(backing, 2, 100_000); // large, at an offset within a larger buffer
+  offsetView.fill(513);
+  const smallOdd = new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9]).subarray(1); // small, odd offset
+  const values = [big, { frame: floats, meta: 'f' }, offsetView, smallOdd, new Int32Array([-1, 2]), new DataView(new ArrayBuffer(70_000)), new BigInt64Array([-5n])];
+  const out = await fn.run(values);
+  assert.ok(Buffer.isBuffer(out[0]));
+  assert.ok(out[0].equals(big));
+  assert.ok(out[1].frame instanceof Float64Array);
+  assert.deepEqual(out[1].frame, floats);
+  assert.ok(out[2] instanceof Uint16Array);
+  assert.equal(out[2].length, 100_000);
+  assert.ok(out[2].every((x) => x === 513));
+  assert.deepEqual([...out[3]], [2, 3, 4, 5, 6, 7, 8, 9]);
+  assert.deepEqual([...out[4]], [-1, 2]);
+  assert.ok(out[5] instanceof DataView);
+  assert.equal(out[5].byteLength, 70_000);
+  assert.deepEqual([...out[6]], [-5n]);
+  // Copied, not moved: the sender's arrays are untouched.
+  assert.equal(big.length, 1 << 20);
+  assert.equal(floats[3], 1);
 });
 
 test('a CommonJS module serves too, by its module.exports', async () => {

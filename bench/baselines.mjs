@@ -1,6 +1,7 @@
 // The baselines of the benchmark suite, written the way a careful user would
 // write them by hand, so that velo-stream is compared with real alternatives.
 import { Duplex, Readable } from 'node:stream';
+import { Worker } from 'node:worker_threads';
 import { once } from 'node:events';
 import { pMapIterable } from 'p-map';
 
@@ -306,3 +307,97 @@ export const runPMap = (input, fn, options) => collect(pMapIterable(input, fn, o
 
 /** Node's `Readable.from(input).map(fn, { concurrency })` (ordered), collected. */
 export const runReadableMap = (input, fn, concurrency) => Readable.from(input).map(fn, { concurrency }).toArray();
+
+// ----- worker threads (bench/workers.mjs) -----
+
+const PINNED_THREAD = new URL('./workers/pinned-thread.mjs', import.meta.url);
+
+/**
+ * One stream's handler pinned to a worker thread of its own, fed through the
+ * worker's MessagePort in batches of `batch` events, at most two batches
+ * ahead of what the handler read (credits the thread sends back), outputs
+ * batched the same way: the hand-written alternative to workerFn.
+ */
+export class PinnedWorker {
+  #worker;
+  #credits = 2;
+  #roomWaiter = null;
+  #outputs = [];
+  /** Whoever waits for outputs (the outputs() reader, a round trip). */
+  #outWaiters = [];
+  #ended = false;
+
+  constructor(handler, batch = 256) {
+    this.batch = batch;
+    this.#worker = new Worker(PINNED_THREAD, { workerData: { handler, batch } });
+    this.#worker.on('message', (m) => {
+      if (m.credit) {
+        this.#credits += m.credit;
+        this.#roomWaiter?.();
+      } else {
+        if (m.end) this.#ended = true;
+        else for (const v of m.values) this.#outputs.push(v);
+        const waiters = this.#outWaiters;
+        this.#outWaiters = [];
+        for (const wake of waiters) wake();
+      }
+    });
+  }
+
+  /** Sends one batch, waiting for a credit first. */
+  async sendBatch(values, transfer) {
+    while (this.#credits === 0) await new Promise((resolve) => (this.#roomWaiter = resolve));
+    this.#roomWaiter = null;
+    this.#credits--;
+    this.#worker.postMessage({ values }, transfer);
+  }
+
+  end() {
+    this.#worker.postMessage({ end: true });
+  }
+
+  /** Outputs as they come, until the handler ends; then the thread is stopped. */
+  async *outputs() {
+    for (;;) {
+      if (this.#outputs.length > 0) {
+        const got = this.#outputs;
+        this.#outputs = [];
+        yield* got;
+        continue;
+      }
+      if (this.#ended) break;
+      await new Promise((resolve) => this.#outWaiters.push(resolve));
+    }
+    await this.#worker.terminate();
+  }
+
+  /** One event in, one output back (the live path): posts one message each way. */
+  async roundTrip(value) {
+    this.#worker.postMessage({ values: [value] });
+    while (this.#outputs.length === 0) await new Promise((resolve) => this.#outWaiters.push(resolve));
+    return this.#outputs.shift();
+  }
+}
+
+/** run() on a pinned worker: events in batches, outputs collected. */
+export async function runPinned(handler, events, batch = 256) {
+  const w = new PinnedWorker(handler, batch);
+  const collecting = collect(w.outputs());
+  for (let i = 0; i < events.length; i += batch) await w.sendBatch(events.slice(i, i + batch));
+  w.end();
+  return collecting;
+}
+
+/** Piscina, one task per event, at most `window` tasks in flight, results in order. */
+export async function runPiscina(pool, name, events, window = 512) {
+  const out = new Array(events.length);
+  let next = 0;
+  async function lane() {
+    while (next < events.length) {
+      const i = next++;
+      out[i] = await pool.run(events[i], { name });
+    }
+  }
+  await Promise.all(Array.from({ length: window }, lane));
+  return out;
+}

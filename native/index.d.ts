@@ -93,11 +93,12 @@ export declare function crossOpen(caller: number, worker: number, capacity: numb
 export declare function crossOpenPairs(): number
 
 /**
- * Sends `batch` on `lane` (or, with none, the batch kept when the lane was
- * full, after the sender's wake). `Parked`: the lane keeps the batch and
- * wakes the sender when there is room.
+ * Sends `batch` (with the byte arrays it refers to, `attached`) on `lane`,
+ * or, with none, the batch kept when the lane was full, after the sender's
+ * wake. `Parked`: the lane keeps the batch and wakes the sender when there
+ * is room.
  */
-export declare function crossPush(id: number, lane: number, batch?: Uint8Array | undefined | null): CrossStatus
+export declare function crossPush(id: number, lane: number, batch?: Uint8Array | undefined | null, attached?: Array<Uint8Array> | undefined | null): CrossStatus
 
 /**
  * `side` (0 the caller, 1 the worker; a supervisor releases for a thread
@@ -115,11 +116,11 @@ export declare const enum CrossStatus {
 }
 
 /**
- * Takes the batches queued on `lane` (at most `max`), or answers why there
- * are none: `Parked` (the receiver is woken when one comes), `Ended`,
- * `Cancelled`.
+ * Takes the oldest batch on `lane`, as `[bytes, ...attached]` (the receiver
+ * owns the memory: no copy), or answers why there is none: `Parked` (the
+ * receiver is woken when one comes), `Ended`, `Cancelled`.
  */
-export declare function crossTake(id: number, lane: number, max: number): Array<Buffer> | CrossStatus
+export declare function crossTake(id: number, lane: number): Array<Buffer> | CrossStatus
 
 /** Cumulative counts of durations at chosen bounds (Prometheus `le`). */
 export interface Histogram {

@@ -19,9 +19,9 @@ import {
   kStartBody,
   kTimersPending,
 } from '../core/stream';
-import { decodeBatch, encodeBatch, isThrown, rebuildThrown } from './codec';
+import { type Encoded, decodeBatch, encodeBatch, isThrown, rebuildThrown } from './codec';
 import { type Hosted, type ThreadHost, listen, ownInbox, unlisten } from './pool';
-import { CALLER_SIDE, INPUT, LANE_BATCHES, MAX_BATCH, MAX_TAKE, OUTPUT } from './protocol';
+import { CALLER_SIDE, INPUT, LANE_BATCHES, MAX_BATCH, OUTPUT } from './protocol';
 
 /** A stream nobody holds any more is cancelled, so its worker-side handler stops too. */
 const abandoned = new FinalizationRegistry<{ pair: number; host: ThreadHost }>(({ pair, host }) => {
@@ -141,14 +141,14 @@ export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
         batch.push(v);
       }
       if (batch.length > 0) {
-        let bytes: Uint8Array;
+        let encoded: Encoded;
         try {
-          bytes = encodeBatch(batch);
+          encoded = encodeBatch(batch);
         } catch (error) {
           this.#failInput(error);
           return;
         }
-        const status = addon.crossPush(this.#pair, INPUT, bytes);
+        const status = addon.crossPush(this.#pair, INPUT, encoded.bytes, encoded.attached);
         if (status === CrossStatus.Parked) {
           this.#input = InputState.AwaitingRoom;
           this.#endAfterRoom = ended;
@@ -224,7 +224,7 @@ export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
         stream[kBodyReturned]();
         return;
       }
-      const got = addon.crossTake(this.#pair, OUTPUT, MAX_TAKE);
+      const got = addon.crossTake(this.#pair, OUTPUT);
       if (typeof got === 'number') {
         if (got === CrossStatus.Parked) {
           this.#awaitingOutput = true;
@@ -239,12 +239,9 @@ export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
       stream[kTimersPending](false);
       this.#outVals = [];
       this.#outPos = 0;
-      for (const bytes of got) {
-        const decoded = decodeBatch(bytes);
-        if (isThrown(decoded)) this.#thrown = { error: rebuildThrown(decoded) };
-        else if (this.#outVals.length === 0) this.#outVals = decoded;
-        else for (const v of decoded) this.#outVals.push(v);
-      }
+      const decoded = decodeBatch(got);
+      if (isThrown(decoded)) this.#thrown = { error: rebuildThrown(decoded) };
+      else this.#outVals = decoded;
     }
   }
 

@@ -4,14 +4,18 @@
 // - A batch of numbers only (the common case for light events) is their
 //   float64s after an 8-byte header of zeros: no serializer involved.
 // - Any other batch is the array of its values in the structured clone format
-//   (`v8.serialize`, the format `postMessage` uses): Maps, Sets, Dates,
-//   RegExps, typed arrays, Buffers (as Uint8Array views), plain objects and
-//   errors cross; functions, symbols and class identity do not. Serializing
-//   a batch at once costs a fraction of serializing its values one by one.
+//   (v8's serializer, as `v8.serialize` and `postMessage` use it): Maps,
+//   Sets, Dates, RegExps, typed arrays, Buffers, plain objects and errors
+//   cross; functions, symbols and class identity do not. Serializing a batch
+//   at once costs a fraction of serializing its values one by one.
+// - A typed array or Buffer of 64 KiB or more is not copied into the
+//   serialization: it travels beside it (`attached`), copied once by the core
+//   into memory the receiver then uses in place. Smaller ones are copied
+//   into the serialization, and the receiver's views point into it.
 // - A handler's error crosses as a record (class name, message, stack, code)
 //   the caller rebuilds: the clone format keeps neither a custom class's name
 //   nor `code`.
-import { deserialize, serialize } from 'node:v8';
+import { DefaultDeserializer, DefaultSerializer } from 'node:v8';
 
 /** v8's format opens with a version tag (0xff); a numbers-only batch with a zero byte. */
 const NUMBERS_TAG = 0;
@@ -28,8 +32,82 @@ export interface ThrownRecord {
   code: unknown;
 }
 
-/** One batch, as bytes. Throws a `DataCloneError` (as `postMessage` does) for a value the clone format refuses. */
-export function encodeBatch(values: readonly unknown[]): Uint8Array {
+/** Byte arrays at least this long travel beside the serialization. */
+const ATTACH_MIN = 64 * 1024;
+
+/** The view classes the serializer writes itself, by index (a Buffer is rebuilt as a Buffer). */
+const VIEW_TYPES = [
+  Int8Array,
+  Uint8Array,
+  Uint8ClampedArray,
+  Int16Array,
+  Uint16Array,
+  Int32Array,
+  Uint32Array,
+  Float32Array,
+  Float64Array,
+  BigInt64Array,
+  BigUint64Array,
+  DataView,
+  Buffer,
+] as const;
+type View = ArrayBufferView & { readonly constructor: unknown };
+const BUFFER_INDEX = VIEW_TYPES.indexOf(Buffer);
+const INLINE = 0;
+const ATTACHED = 1;
+
+function viewIndex(view: View): number {
+  if (Buffer.isBuffer(view)) return BUFFER_INDEX;
+  for (let i = 0; i < BUFFER_INDEX; i++) if (view instanceof VIEW_TYPES[i]) return i;
+  throw new DOMException(`${Object.prototype.toString.call(view)} could not be cloned.`, 'DataCloneError');
+}
+
+/** v8's serializer, writing typed arrays and Buffers itself: large ones as references to attached byte arrays. */
+class BatchSerializer extends DefaultSerializer {
+  readonly attached: Uint8Array[] = [];
+  _writeHostObject(object: object): void {
+    const view = object as View;
+    this.writeUint32(viewIndex(view));
+    const bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+    if (view.byteLength >= ATTACH_MIN) {
+      this.writeUint32(ATTACHED);
+      this.writeUint32(this.attached.length);
+      this.attached.push(bytes);
+    } else {
+      this.writeUint32(INLINE);
+      this.writeUint32(view.byteLength);
+      this.writeRawBytes(bytes);
+    }
+  }
+}
+
+class BatchDeserializer extends DefaultDeserializer {
+  readonly #attached: readonly Buffer[];
+  constructor(bytes: Buffer, attached: readonly Buffer[]) {
+    super(bytes);
+    this.#attached = attached;
+  }
+  _readHostObject(): unknown {
+    const type = this.readUint32();
+    const kind = this.readUint32();
+    let bytes: Buffer = kind === ATTACHED ? this.#attached[this.readUint32()] : (this.readRawBytes(this.readUint32()) as Buffer);
+    if (type === BUFFER_INDEX) return bytes;
+    const Ctor = VIEW_TYPES[type] as unknown as new (buffer: ArrayBufferLike, offset: number, length: number) => ArrayBufferView;
+    const size = (Ctor as unknown as { BYTES_PER_ELEMENT?: number }).BYTES_PER_ELEMENT ?? 1;
+    // A view needs its offset aligned to its element size: copy when it is not.
+    if (bytes.byteOffset % size !== 0) bytes = Buffer.from(bytes);
+    return new Ctor(bytes.buffer, bytes.byteOffset, bytes.byteLength / size);
+  }
+}
+
+/** A batch as it crosses: the serialization and the byte arrays it refers to. */
+export interface Encoded {
+  bytes: Uint8Array;
+  attached: Uint8Array[] | null;
+}
+
+/** One batch, encoded. Throws a `DataCloneError` (as `postMessage` does) for a value the clone format refuses. */
+export function encodeBatch(values: readonly unknown[]): Encoded {
   const n = values.length;
   let numbers = true;
   for (let i = 0; i < n; i++) {
@@ -38,21 +116,35 @@ export function encodeBatch(values: readonly unknown[]): Uint8Array {
       break;
     }
   }
-  if (!numbers) {
-    try {
-      return serialize(values);
-    } catch (error) {
-      throw new DOMException(String((error as Error)?.message ?? error), 'DataCloneError');
-    }
+  if (numbers) {
+    const words = new Float64Array(n + 1);
+    for (let i = 0; i < n; i++) words[i + 1] = values[i] as number;
+    return { bytes: new Uint8Array(words.buffer), attached: null };
   }
-  const words = new Float64Array(n + 1);
-  for (let i = 0; i < n; i++) words[i + 1] = values[i] as number;
-  return new Uint8Array(words.buffer);
+  return serialized(values);
 }
 
-/** A batch's values, or the record of what the handler threw. */
-export function decodeBatch(bytes: Uint8Array): unknown[] | ThrownRecord {
-  if (bytes[0] !== NUMBERS_TAG) return deserialize(bytes) as unknown[] | ThrownRecord;
+function serialized(value: unknown): Encoded {
+  const serializer = new BatchSerializer();
+  try {
+    serializer.writeHeader();
+    serializer.writeValue(value);
+  } catch (error) {
+    if (error instanceof DOMException) throw error;
+    throw new DOMException(String((error as Error)?.message ?? error), 'DataCloneError');
+  }
+  const attached = serializer.attached;
+  return { bytes: serializer.releaseBuffer(), attached: attached.length > 0 ? attached : null };
+}
+
+/** A batch's values, or the record of what the handler threw, from what `crossTake` gave: `[bytes, ...attached]`. */
+export function decodeBatch(buffers: Buffer[]): unknown[] | ThrownRecord {
+  const bytes = buffers[0];
+  if (bytes[0] !== NUMBERS_TAG) {
+    const deserializer = new BatchDeserializer(bytes, buffers.slice(1));
+    deserializer.readHeader();
+    return deserializer.readValue() as unknown[] | ThrownRecord;
+  }
   const n = (bytes.byteLength - HEADER) / 8;
   const values = new Array<number>(n);
   const aligned = (bytes.byteOffset + HEADER) % 8 === 0;
@@ -68,7 +160,7 @@ export function isThrown(decoded: unknown[] | ThrownRecord): decoded is ThrownRe
 }
 
 /** What `error` becomes on its way to the caller. */
-export function encodeThrown(error: unknown): Uint8Array {
+export function encodeThrown(error: unknown): Encoded {
   let record: ThrownRecord;
   if (error instanceof Error) {
     const ctor = (error as { constructor?: { name?: unknown } }).constructor;
@@ -83,7 +175,7 @@ export function encodeThrown(error: unknown): Uint8Array {
   } else {
     record = { thrown: true, className: null, name: 'Error', message: describeThrown(error), stack: undefined, code: undefined };
   }
-  return serialize(record);
+  return serialized(record);
 }
 
 const BUILTIN_ERRORS: Record<string, ErrorConstructor> = {

@@ -9,8 +9,6 @@ export const CALLER_SIDE = 0;
 export const WORKER_SIDE = 1;
 /** Batches a lane holds; the sender may hold one more back (see the bounds in README). */
 export const LANE_BATCHES = 1;
-/** Batches taken at once. */
-export const MAX_TAKE = 1;
 /** Most events in one batch (at most the stream's `buffer`). */
 export const MAX_BATCH = 1024;
 

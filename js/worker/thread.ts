@@ -6,8 +6,8 @@
 import { pathToFileURL } from 'node:url';
 import { parentPort, workerData } from 'node:worker_threads';
 import { CrossStatus, addon } from '../core/addon';
-import { decodeBatch, encodeBatch, encodeThrown, isThrown } from './codec';
-import { INPUT, MAX_TAKE, type OpenMessage, OUTPUT, type ThreadData, WORKER_SIDE, workerModuleError } from './protocol';
+import { type Encoded, decodeBatch, encodeBatch, encodeThrown, isThrown } from './codec';
+import { INPUT, type OpenMessage, OUTPUT, type ThreadData, WORKER_SIDE, workerModuleError } from './protocol';
 import type { StreamContext } from '../types';
 
 type Handler = (events: AsyncIterable<unknown>, ctx: StreamContext) => AsyncIterable<unknown>;
@@ -44,6 +44,10 @@ function loadHandler(): Promise<Handler> {
       );
     },
   ));
+}
+
+function send(pair: number, encoded: Encoded): CrossStatus {
+  return addon.crossPush(pair, OUTPUT, encoded.bytes, encoded.attached);
 }
 
 /** One stream's handler on this thread, between its input and output lanes. */
@@ -139,7 +143,7 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
     if (ending !== undefined && !this.#cancelled) {
       this.#out = [];
       await this.#room();
-      if (!this.#cancelled) this.#afterPush(addon.crossPush(this.#pair, OUTPUT, encodeThrown(ending.error)));
+      if (!this.#cancelled) this.#afterPush(send(this.#pair, encodeThrown(ending.error)));
     }
     // The end goes after the last batch, held back or not.
     await this.#room();
@@ -186,9 +190,9 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
   /** Sends the outputs made so far, unless the lane still holds a batch back (then they go after it, on its wake). */
   #flush(): void {
     if (this.#outParked || this.#out.length === 0 || this.#cancelled) return;
-    const bytes = encodeBatch(this.#out);
+    const encoded = encodeBatch(this.#out);
     this.#out = [];
-    this.#afterPush(addon.crossPush(this.#pair, OUTPUT, bytes));
+    this.#afterPush(send(this.#pair, encoded));
   }
 
   #afterPush(status: CrossStatus): void {
@@ -267,18 +271,17 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
   /** The next event from the input lane, its end, or null (parked: the lane wakes this thread). */
   #read(): IteratorResult<unknown> | null {
     if (this.#inputEnded) return { value: undefined, done: true };
-    const got = addon.crossTake(this.#pair, INPUT, MAX_TAKE);
+    const got = addon.crossTake(this.#pair, INPUT);
     if (typeof got === 'number') {
       if (got === CrossStatus.Parked) return null;
       if (got === CrossStatus.Cancelled) this.#stop();
       this.#inputEnded = true;
       return { value: undefined, done: true };
     }
-    const vals: unknown[] = [];
-    for (const bytes of got) {
-      const decoded = decodeBatch(bytes);
-      if (!isThrown(decoded)) for (const v of decoded) vals.push(v);
-    }
+    const decoded = decodeBatch(got);
+    // (The caller sends values only; a thrown record never comes this way.)
+    const vals = isThrown(decoded) ? [] : decoded;
+    if (vals.length === 0) return this.#read();
     this.#inVals = vals;
     this.#inPos = 1;
     const value = vals[0];

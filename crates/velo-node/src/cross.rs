@@ -7,9 +7,10 @@
 //!
 //! - Lane 0 carries input (the caller sends, the worker takes); lane 1 carries
 //!   output (the worker sends, the caller takes).
-//! - A lane's values are *batches*: each is one structured-clone serialization
-//!   (made in JavaScript by `v8.serialize`) of an array of events, so a batch
-//!   crosses in one push, one take and one copy.
+//! - A lane's values are *batches*: each is one serialization (made in
+//!   JavaScript, `js/worker/codec.ts`) of an array of events, plus the large
+//!   byte arrays it refers to, so a batch crosses in one push and one take,
+//!   and each byte is copied once.
 //! - A lane call that must wake a party posts the token `pair * 2 + lane` to
 //!   that party's thread [`WakeInbox`], and signals the thread through its
 //!   threadsafe function only when the inbox was empty. The thread's JavaScript
@@ -29,7 +30,13 @@ use napi_derive::napi;
 use velo_core::cross_lane::{Closed, CrossLane, Push, Take, Wake};
 use velo_core::wake_inbox::WakeInbox;
 
-type Batch = Vec<u8>;
+/// One serialized batch, and the large byte arrays it refers to, carried
+/// beside it so that each is copied once (from the sender's memory into its
+/// own allocation, which the receiver then uses in place).
+struct Batch {
+    bytes: Vec<u8>,
+    attached: Vec<Vec<u8>>,
+}
 type Signal = ThreadsafeFunction<(), (), Vec<f64>, Status, false, true>;
 
 /// What `crossPush`/`crossTake` answer besides batches.
@@ -194,18 +201,31 @@ pub(crate) fn cross_open(caller: f64, worker: f64, capacity: u32) -> Result<f64>
     Ok(id as f64)
 }
 
-/// Sends `batch` on `lane` (or, with none, the batch kept when the lane was
-/// full, after the sender's wake). `Parked`: the lane keeps the batch and
-/// wakes the sender when there is room.
+/// Sends `batch` (with the byte arrays it refers to, `attached`) on `lane`,
+/// or, with none, the batch kept when the lane was full, after the sender's
+/// wake. `Parked`: the lane keeps the batch and wakes the sender when there
+/// is room.
 #[napi(catch_unwind)]
-pub(crate) fn cross_push(id: f64, lane: u32, batch: Option<&[u8]>) -> Result<CrossStatus> {
+pub(crate) fn cross_push(
+    id: f64,
+    lane: u32,
+    batch: Option<&[u8]>,
+    attached: Option<Vec<Uint8Array>>,
+) -> Result<CrossStatus> {
     let lane = lane_index(lane)?;
     let Some(pair) = pair(id) else {
         return Ok(CrossStatus::Cancelled);
     };
     let mut unsent = lock(&pair.unsent[lane]);
     if let Some(bytes) = batch {
-        unsent.push_back(bytes.to_vec());
+        unsent.push_back(Batch {
+            bytes: bytes.to_vec(),
+            attached: attached
+                .unwrap_or_default()
+                .iter()
+                .map(|array| array.to_vec())
+                .collect(),
+        });
     }
     let (status, wake) = pair.lanes[lane].push(&mut unsent);
     if matches!(status, Push::Refused(_)) {
@@ -220,20 +240,27 @@ pub(crate) fn cross_push(id: f64, lane: u32, batch: Option<&[u8]>) -> Result<Cro
     })
 }
 
-/// Takes the batches queued on `lane` (at most `max`), or answers why there
-/// are none: `Parked` (the receiver is woken when one comes), `Ended`,
-/// `Cancelled`.
+/// Takes the oldest batch on `lane`, as `[bytes, ...attached]` (the receiver
+/// owns the memory: no copy), or answers why there is none: `Parked` (the
+/// receiver is woken when one comes), `Ended`, `Cancelled`.
 #[napi(catch_unwind)]
-pub(crate) fn cross_take(id: f64, lane: u32, max: u32) -> Result<Either<Vec<Buffer>, CrossStatus>> {
+pub(crate) fn cross_take(id: f64, lane: u32) -> Result<Either<Vec<Buffer>, CrossStatus>> {
     let lane = lane_index(lane)?;
     let Some(pair) = pair(id) else {
         return Ok(Either::B(CrossStatus::Cancelled));
     };
-    let mut got = Vec::new();
-    let (status, wake) = pair.lanes[lane].take(max as usize, &mut got);
+    let mut got = Vec::with_capacity(1);
+    let (status, wake) = pair.lanes[lane].take(1, &mut got);
     pair.deliver(id_of(id), lane, wake);
     Ok(match status {
-        Take::Taken(_) => Either::A(got.into_iter().map(Buffer::from).collect()),
+        Take::Taken(_) => {
+            let mut buffers = Vec::new();
+            for batch in got {
+                buffers.push(Buffer::from(batch.bytes));
+                buffers.extend(batch.attached.into_iter().map(Buffer::from));
+            }
+            Either::A(buffers)
+        }
         Take::Parked => Either::B(CrossStatus::Parked),
         Take::Ended => Either::B(CrossStatus::Ended),
         Take::Cancelled => Either::B(CrossStatus::Cancelled),
