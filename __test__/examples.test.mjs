@@ -1,5 +1,6 @@
 // Every example runs and computes the right thing.
 import { test } from 'node:test';
+import { once } from 'node:events';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { camera, motionDetector } from '../examples/video-motion.mjs';
@@ -60,6 +61,48 @@ test('the demo processes every upload correctly and prints its figures', async (
   assert.match(stdout, /throughput\s+[\d,]+ frames\/s/);
   assert.match(stdout, /peak open streams\s+100/);
   assert.match(stdout, /"open":0,"opened":100,"completed":100/);
+});
+
+test('the demo with --threads runs the detector on worker threads and gets the same results', async () => {
+  const { stdout } = await run([example('demo.mjs'), '--uploads', '40', '--frames', '12', '--threads', '2', '--width', '160', '--height', '120']);
+  assert.match(stdout, /on 2 worker threads/);
+  assert.match(stdout, /uploads correct\s+40 \/ 40/);
+  assert.match(stdout, /main loop lateness\s+p99 [\d.]+ ms/);
+  assert.match(stdout, /"open":0,"opened":40,"completed":40/);
+});
+
+test('worker HTTP example: uploads processed in-process and on worker threads give whole, correct results; its server children exit cleanly', async () => {
+  const { stdout } = await run([example('worker-http.mjs'), '--uploads', '3', '--frames', '6']);
+  const lines = stdout.trim().split('\n');
+  assert.equal(lines.length, 2, stdout);
+  assert.match(lines[0], /^in-process\s+: 3 uploads, 18 frames in [\d.]+ s; GET \/health p50/);
+  assert.match(lines[1], /^2 worker threads: 3 uploads, 18 frames in [\d.]+ s; GET \/health p50/);
+  assert.doesNotMatch(stdout, /WRONG/);
+  assert.match(lines[1], /server exit 0$/);
+});
+
+test('worker HTTP example: a body that ends inside a frame gets 400, one over the limit 413, and the same frames give the same results on both', async () => {
+  const { createFrameServer, syntheticUpload, FRAME_BYTES, MAX_UPLOAD_BYTES } = await import('../examples/worker-http.mjs');
+  const outputs = [];
+  for (const threads of [0, 1]) {
+    const server = createFrameServer({ threads });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const base = `http://127.0.0.1:${server.address().port}`;
+    const ok = await fetch(`${base}/frames`, { method: 'POST', body: syntheticUpload(3) });
+    assert.equal(ok.status, 200);
+    outputs.push((await ok.text()).trim().split('\n').map((l) => JSON.parse(l)));
+    const partial = await fetch(`${base}/frames`, { method: 'POST', body: syntheticUpload(2).subarray(0, FRAME_BYTES + 10) });
+    assert.match(await partial.text(), /ends inside a frame|"frame":0/);
+    const tooBig = await fetch(`${base}/frames`, { method: 'POST', body: Buffer.alloc(MAX_UPLOAD_BYTES + 1) });
+    assert.equal(tooBig.status, 413);
+    await tooBig.text();
+    assert.equal((await fetch(`${base}/health`)).status, 200);
+    server.close();
+  }
+  assert.equal(outputs[0].length, 3);
+  assert.deepEqual(outputs[0], outputs[1]);
+  assert.ok(outputs[0][1].changed > 0);
 });
 
 test('RAG pipeline: fetch with 8 in flight, re-rank in batches of 16, NDJSON to the client, as they come', async () => {
