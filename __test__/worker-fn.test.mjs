@@ -414,6 +414,25 @@ test('a thread that exits or throws an uncaught error fails exactly the streams 
   await noPairsLeft();
 });
 
+test('a thread that runs out of memory (resourceLimits) fails its streams with WorkerCrashedError, and the function goes on with a new thread', async () => {
+  const fn = handlers('hog', { threads: 1, resourceLimits: { maxOldGenerationSizeMb: 48 } });
+  const error = await fn.run(Array.from({ length: 200 }, (_, i) => i)).catch((e) => e);
+  assert.ok(error instanceof WorkerCrashedError, String(error));
+  assert.match(error.message, /memory/i);
+  assert.deepEqual(await fn.run([1]), [16]);
+  assert.throws(() => handlers('hog', { resourceLimits: 5 }), { code: 'ERR_INVALID_ARG_TYPE' });
+});
+
+test('metrics count a worker stream on the caller side', async () => {
+  const fn = workerFn(HANDLERS, { threads: 1 });
+  const s = fn.open();
+  for (let i = 0; i < 10; i++) await s.send(i);
+  await s.end();
+  await collect(s);
+  assert.equal(s.metrics.eventsIn, 10);
+  assert.equal(s.metrics.eventsOut, 11);
+});
+
 test('worker threads never keep the process alive; a read waiting for a worker does', async () => {
   const url = HANDLERS.href;
   const { stdout } = await run(

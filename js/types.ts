@@ -239,4 +239,6 @@ export interface WorkerFnConfig extends StreamConfig {
   threads?: number;
   /** The module's export that is the handler. Default `'default'`. */
   export?: string;
+  /** Each thread's limits, as `new Worker()` takes them; a thread that exceeds them fails the streams it hosts. */
+  resourceLimits?: import('node:worker_threads').ResourceLimits;
 }

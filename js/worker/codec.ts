@@ -90,7 +90,7 @@ class BatchDeserializer extends DefaultDeserializer {
   _readHostObject(): unknown {
     const type = this.readUint32();
     const kind = this.readUint32();
-    let bytes: Buffer = kind === ATTACHED ? this.#attached[this.readUint32()] : (this.readRawBytes(this.readUint32()));
+    let bytes: Buffer = kind === ATTACHED ? this.#attached[this.readUint32()] : this.readRawBytes(this.readUint32());
     if (type === BUFFER_INDEX) return bytes;
     const Ctor = VIEW_TYPES[type] as unknown as new (buffer: ArrayBufferLike, offset: number, length: number) => ArrayBufferView;
     const size = (Ctor as unknown as { BYTES_PER_ELEMENT?: number }).BYTES_PER_ELEMENT ?? 1;

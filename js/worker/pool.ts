@@ -3,7 +3,7 @@
 // life. A thread that stops fails exactly the streams it hosted, and the
 // next open starts a replacement.
 import { join } from 'node:path';
-import { Worker } from 'node:worker_threads';
+import { type ResourceLimits, Worker } from 'node:worker_threads';
 import { addon } from '../core/addon';
 import { WorkerCrashedError } from '../errors';
 import type { OpenMessage, ThreadData } from './protocol';
@@ -50,13 +50,17 @@ export class ThreadHost {
   readonly #hosted = new Map<number, WeakRef<Hosted>>();
   #error: unknown;
   #onGone: (host: ThreadHost) => void;
-  gone = false;
 
-  constructor(module: string, exportName: string, onGone: (host: ThreadHost) => void) {
+  constructor(
+    module: string,
+    exportName: string,
+    resourceLimits: ResourceLimits | undefined,
+    onGone: (host: ThreadHost) => void,
+  ) {
     this.inbox = addon.crossInbox();
     this.#onGone = onGone;
     const data: ThreadData = { module, exportName, inbox: this.inbox };
-    this.#worker = new Worker(THREAD_SCRIPT, { workerData: data });
+    this.#worker = new Worker(THREAD_SCRIPT, { workerData: data, ...(resourceLimits ? { resourceLimits } : {}) });
     // An idle thread never keeps the process alive; a caller waiting for
     // a stream's outputs does (see caller.ts).
     this.#worker.unref();
@@ -78,13 +82,7 @@ export class ThreadHost {
     this.#hosted.delete(pair);
   }
 
-  /** Stops the thread (`close()` of its function); its streams fail. */
-  terminate(): Promise<number> {
-    return this.#worker.terminate();
-  }
-
   #exited(code: number): void {
-    this.gone = true;
     this.#onGone(this);
     const error =
       this.#error !== undefined
@@ -110,12 +108,14 @@ export class ThreadPool {
   readonly #module: string;
   readonly #exportName: string;
   readonly #max: number;
+  readonly #resourceLimits: ResourceLimits | undefined;
   readonly #hosts: ThreadHost[] = [];
 
-  constructor(module: string, exportName: string, max: number) {
+  constructor(module: string, exportName: string, max: number, resourceLimits: ResourceLimits | undefined) {
     this.#module = module;
     this.#exportName = exportName;
     this.#max = max;
+    this.#resourceLimits = resourceLimits;
   }
 
   /** The thread for a new stream: the least loaded, or a new one while some are not started and every started one is busy. */
@@ -123,20 +123,12 @@ export class ThreadPool {
     let best: ThreadHost | undefined;
     for (const host of this.#hosts) if (best === undefined || host.load < best.load) best = host;
     if (best === undefined || (best.load > 0 && this.#hosts.length < this.#max)) {
-      best = new ThreadHost(this.#module, this.#exportName, (gone) => {
+      best = new ThreadHost(this.#module, this.#exportName, this.#resourceLimits, (gone) => {
         const i = this.#hosts.indexOf(gone);
         if (i >= 0) this.#hosts.splice(i, 1);
       });
       this.#hosts.push(best);
     }
     return best;
-  }
-
-  get threads(): number {
-    return this.#hosts.length;
-  }
-
-  async close(): Promise<void> {
-    await Promise.all(this.#hosts.map((host) => host.terminate()));
   }
 }
