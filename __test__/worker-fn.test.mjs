@@ -270,6 +270,9 @@ test('cancel, break and an abort signal stop the handler on its thread (finally 
     const ac = new AbortController();
     const s = fn.open({ signal: ac.signal });
     await s.send(ch.name);
+    await s.send('a');
+    // The handler has read its channel's name (an abort before that drops it with the queued input).
+    assert.equal(await s.recv(), 'a');
     ac.abort(new Error('aborted by the caller'));
     await ch.next((m) => m.finally);
     assert.equal(s.state, 'cancelled');
