@@ -95,7 +95,8 @@ test('RAG pipeline: fetch with 8 in flight, re-rank in batches of 16, NDJSON to 
 });
 
 test('Redis feature store: per-user rolling features in hashes, on a private redis-server or on REDIS_URL (its keys removed after)', async () => {
-  const { stdout } = await run([example('redis-feature-store.mjs')], { env: { ...process.env, REDIS_URL: '' } });
+  const { REDIS_URL: _unset, ...withoutUrl } = process.env;
+  const { stdout } = await run([example('redis-feature-store.mjs')], { env: withoutUrl });
   assert.match(stdout, /^users correct 3 \/ 3$/m);
   assert.match(stdout, /^features:alice \{"count":"20","total":"1040","avg5":"61","max5":"97","lastAt":"1700000057000"\}$/m);
   assert.match(stdout, /^materialized \{"applied":60,"skipped":0,"failures":0,/m);
