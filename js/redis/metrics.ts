@@ -53,7 +53,7 @@ export class RoundTrips {
 
 /**
  * `log` with every call that is one request and its reply timed into `trips`: the blocking wake-up (`wait`,
- * whose time is waiting for entries) and `close` are not. A call that failed without a reply from the server
+ * whose time is waiting for entries), `interrupt` (often no request at all) and `close` are not. A call that failed without a reply from the server
  * (a lost connection, a timeout) is not a round trip either; a refusal by the lease check is.
  */
 export function timedLog(log: PartitionLog, trips: RoundTrips): PartitionLog {
@@ -81,7 +81,7 @@ export function timedLog(log: PartitionLog, trips: RoundTrips): PartitionLog {
     commit: (lease: Lease, commit: Commit) => timed(() => log.commit(lease, commit)),
     lag: (partition: number) => timed(() => log.lag(partition)),
     wait: (positions: ReadonlyMap<number, string>, ms: number) => log.wait(positions, ms),
-    interrupt: () => timed(() => log.interrupt()),
+    interrupt: () => log.interrupt(),
     close: () => log.close(),
   };
 }
