@@ -8,6 +8,7 @@ import { burst, rollingWindow } from '../examples/iot-rolling-window.mjs';
 import { jsonExtractor, SAMPLE, tokenize } from '../examples/llm-json-extract.mjs';
 import { fraudScorer, session } from '../examples/fraud-scoring.mjs';
 import { run } from './helpers/child.mjs';
+import { startRedis } from './helpers/redis-server.mjs';
 
 const example = (name) => fileURLToPath(new URL(`../examples/${name}`, import.meta.url));
 
@@ -134,4 +135,21 @@ test('RAG pipeline: fetch with 8 in flight, re-rank in batches of 16, NDJSON to 
   }
   const { stdout } = await run([example('rag-pipeline.mjs'), '--once'], { env: { ...process.env, PORT: '0' } });
   assert.match(stdout, /^37 hits, first \{"rank":1,"batch":1,/m);
+});
+
+test('Redis feature store: per-user rolling features in hashes, on a private redis-server or on REDIS_URL (its keys removed after)', async () => {
+  const { REDIS_URL: _unset, ...withoutUrl } = process.env;
+  const { stdout } = await run([example('redis-feature-store.mjs')], { env: withoutUrl });
+  assert.match(stdout, /^users correct 3 \/ 3$/m);
+  assert.match(stdout, /^features:alice \{"count":"20","total":"1040","avg5":"61","max5":"97","lastAt":"1700000057000"\}$/m);
+  assert.match(stdout, /^materialized \{"applied":60,"skipped":0,"failures":0,/m);
+  const redis = await startRedis();
+  try {
+    const { stdout: shared } = await run([example('redis-feature-store.mjs')], { env: { ...process.env, REDIS_URL: redis.url } });
+    assert.match(shared, /^users correct 3 \/ 3$/m);
+    const client = await redis.client();
+    assert.equal(await client.dbSize(), 0, 'nothing left on the shared server');
+  } finally {
+    await redis.stop();
+  }
 });

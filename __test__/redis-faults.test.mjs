@@ -2,66 +2,28 @@
 // an owner mid-run, SIGSTOP of an owner past its lease then SIGCONT, graceful
 // hand-off, SIGSTOP of redis-server. After each, Redis is read directly: every (sid, seq) once, per-key
 // order, the outputs of a crash-free run, every session closed, nothing pending.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { redisProducer } from 'velo-stream/redis';
-import { run, start } from './helpers/child.mjs';
-import { startRedis } from './helpers/redis-server.mjs';
+import { run } from './helpers/child.mjs';
+import { client, fresh, killChild, lastStats, redis, sender, stopChild as stop, useRedis, workerChild } from './helpers/redis-suite.mjs';
 import { checkOutputs, eventually, expectedTotals, pendingCount, readAllOutputs, sessionsInLog } from './helpers/redis-fixtures.mjs';
 
-const CHILD = fileURLToPath(new URL('./helpers/redis-worker-child.mjs', import.meta.url));
 const PARTITIONS = 8;
 const TTL = 1000;
 // Longer than any pause in sending, takeovers included: each key is one session in every run.
 const IDLE = 2500;
 
-let redis;
-let client;
-before(async () => {
-  redis = await startRedis();
-  client = await redis.client();
-});
-after(async () => {
-  await redis?.stop();
-});
-
-let names = 0;
+useRedis();
 
 // Trimming at every lease renewal: a pending entry trimmed away would be an event lost at the next replay.
-function worker(name, delayMs = 1, idle = IDLE, trimInterval = 1) {
-  return start([CHILD, redis.url, name, String(PARTITIONS), String(TTL), String(idle), String(delayMs), String(trimInterval)], {
-    timeout: 60_000,
-  });
-}
-
-/** The last `stats` line the child printed. */
-function lastStats(child) {
-  const lines = child.stdout.split('\n').filter((l) => l.startsWith('stats '));
-  return lines.length === 0 ? null : JSON.parse(lines.at(-1).slice(6));
-}
+const worker = (name, delayMs = 1, idle = IDLE, trimInterval = 1) =>
+  workerChild(name, { partitions: PARTITIONS, ttl: TTL, idle, delayMs, trimInterval });
 
 const ownsAll = (child) => lastStats(child)?.owned.length === PARTITIONS;
-
-/** Sends `count` events over `keys` keys in rounds, with a pause between rounds; returns what each key got. */
-function sender(producer, keys, sent) {
-  let i = 0;
-  return async (count) => {
-    for (let end = i + count; i < end; ) {
-      const batch = [];
-      for (let j = 0; j < keys && i < end; j++, i++) {
-        const key = `user${i % keys}`;
-        sent.set(key, [...(sent.get(key) ?? []), i]);
-        batch.push([key, { n: i }]);
-      }
-      await producer.sendMany(batch);
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
-  };
-}
 
 async function settled(name, sent) {
   const total = [...sent.values()].reduce((n, list) => n + list.length, 0);
@@ -72,16 +34,9 @@ async function settled(name, sent) {
   assert.equal(new Set(outputs.map((o) => o.sid)).size, sent.size, 'one session per key, as in a crash-free run');
 }
 
-async function stop(child) {
-  child.child.kill('SIGTERM');
-  const { stdout } = await child.finished();
-  assert.doesNotMatch(stdout, /^error /m, 'the worker met no error (a fencing refusal is not one)');
-  return JSON.parse(stdout.split('\n').find((l) => l.startsWith('closed ')).slice(7));
-}
-
 for (const moment of ['early', 'late']) {
   test(`kill -9 of the owner (${moment}): a new worker replays the live sessions; outputs once each, as without the crash`, async () => {
-    const name = `kill${++names}`;
+    const name = fresh('kill');
     const producer = redisProducer({ client, name, partitions: PARTITIONS });
     const sent = new Map();
     const send = sender(producer, 20, sent);
@@ -89,8 +44,7 @@ for (const moment of ['early', 'late']) {
     await eventually(() => ownsAll(a), 'A owns every partition');
     await send(moment === 'early' ? 60 : 200);
     if (moment === 'late') await eventually(async () => (await readAllOutputs(client, name, PARTITIONS)).length >= 150, 'A wrote outputs');
-    a.child.kill('SIGKILL');
-    await a.finished().catch((error) => assert.match(String(error), /killed by SIGKILL/));
+    await killChild(a);
     const b = worker(name);
     await send(100);
     await eventually(() => ownsAll(b), 'B owns every partition', 30_000);
@@ -101,7 +55,7 @@ for (const moment of ['early', 'late']) {
 }
 
 test('SIGSTOP of the owner past its lease, then SIGCONT: another worker takes over, every write of the paused one is refused', async () => {
-  const name = `stop${++names}`;
+  const name = fresh('stop');
   const producer = redisProducer({ client, name, partitions: PARTITIONS });
   const sent = new Map();
   const send = sender(producer, 20, sent);
@@ -123,7 +77,7 @@ test('SIGSTOP of the owner past its lease, then SIGCONT: another worker takes ov
 });
 
 test('graceful hand-off: a joining worker gets its fair share, the leaving one hands everything back on SIGTERM', async () => {
-  const name = `handoff${++names}`;
+  const name = fresh('handoff');
   const producer = redisProducer({ client, name, partitions: PARTITIONS });
   const sent = new Map();
   const send = sender(producer, 20, sent);
@@ -148,7 +102,7 @@ test('graceful hand-off: a joining worker gets its fair share, the leaving one h
 });
 
 test('SIGSTOP of redis-server for longer than the leases: the workers take the partitions back and lose nothing', async () => {
-  const name = `server${++names}`;
+  const name = fresh('server');
   const producer = redisProducer({ client, name, partitions: PARTITIONS });
   const sent = new Map();
   const send = sender(producer, 20, sent);
@@ -184,7 +138,7 @@ test('without redis-server on PATH the Redis tests fail, naming the Debian packa
 
 for (const at of [0.5, 0.9]) {
   test(`idle-close markers racing a kill -9 (at ${at} of the idle time): each session's outputs are those of its events in the log`, async () => {
-    const name = `race${++names}`;
+    const name = fresh('race');
     const idle = 300;
     // No trimming: the check reads the whole input log.
     const start = (delay) => worker(name, delay, idle, 0);
@@ -198,8 +152,7 @@ for (const at of [0.5, 0.9]) {
       await send(36);
       await new Promise((resolve) => setTimeout(resolve, idle * (burst === 2 ? at : 1.2)));
     }
-    a.child.kill('SIGKILL');
-    await a.finished().catch((error) => assert.match(String(error), /killed by SIGKILL/));
+    await killChild(a);
     await send(36);
     const b = start(1);
     await eventually(() => ownsAll(b), 'B owns every partition', 30_000);

@@ -1,26 +1,15 @@
 // velo-stream/redis against a private redis-server: producers, one worker in
 // this process, the output reader. Fault scenarios with worker processes are
 // in redis-faults.test.mjs.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { createRequire } from 'node:module';
 import assert from 'node:assert/strict';
 import { bufferCodec, fnv1a, jsonCodec, redisOutputs, redisProducer, redisWorker } from 'velo-stream/redis';
-import { startRedis } from './helpers/redis-server.mjs';
+import { client, fresh, useRedis } from './helpers/redis-suite.mjs';
 import { checkOutputs, eventually, expectedTotals, pendingCount, readAllOutputs, totals } from './helpers/redis-fixtures.mjs';
 
 const require = createRequire(import.meta.url);
-let redis;
-let client;
-before(async () => {
-  redis = await startRedis();
-  client = await redis.client();
-});
-after(async () => {
-  await redis?.stop();
-});
-
-let names = 0;
-const fresh = (what) => `${what}${++names}`;
+useRedis();
 
 test('send() appends to the key partition stream with a hash tag, and resolves with the entry id', async () => {
   const name = fresh('send');

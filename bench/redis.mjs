@@ -9,6 +9,7 @@
 //   worker's start to its last output committed.
 // - live: a producer sends at `events/s` for `seconds`; the handler records
 //   the time from just before the XADD to the event reaching it (p50, p99).
+// Both print the worker's round-trip times to Redis (stats().roundTrip, ms).
 import { performance } from 'node:perf_hooks';
 import { streamFn } from '../index.mjs';
 import { redisProducer, redisWorker } from 'velo-stream/redis';
@@ -41,7 +42,8 @@ try {
     const worker = redisWorker(fn, { client, name, partitions, leaseTtl: 10_000 });
     while (worker.stats().outputs < events) await sleep(5);
     const seconds = (performance.now() - started) / 1000;
-    console.log(JSON.stringify({ mode, events, keys, partitions, seconds: +seconds.toFixed(3), eventsPerSecond: Math.round(events / seconds) }));
+    const { roundTrip } = worker.stats();
+    console.log(JSON.stringify({ mode, events, keys, partitions, seconds: +seconds.toFixed(3), eventsPerSecond: Math.round(events / seconds), roundTrip }));
     await worker.close();
   } else if (mode === 'live') {
     const rate = Number(a ?? 5000);
@@ -84,6 +86,8 @@ try {
         events: sorted.length,
         p50Ms: +quantile(sorted, 0.5).toFixed(2),
         p99Ms: +quantile(sorted, 0.99).toFixed(2),
+        // The worker's calls to Redis (last 1024): where the time goes when p99 is high.
+        roundTrip: worker.stats().roundTrip,
       }),
     );
     await worker.close();

@@ -7,7 +7,7 @@ import { createServer } from 'node:http';
 import { Registry } from 'prom-client';
 import { streamFn, StreamClosedError } from 'velo-stream';
 import { ndjsonEvents, RequestBodyError, sendNdjson, sendSse, toReadable } from 'velo-stream/http';
-import { registerStreamMetrics } from 'velo-stream/prometheus';
+import { registerRedisWorkerMetrics, registerStreamMetrics } from 'velo-stream/prometheus';
 
 interface Reading {
   celsius: number;
@@ -33,7 +33,17 @@ const closed: Error = new StreamClosedError('closed');
 
 // velo-stream/redis with the user's own node-redis client.
 import { createClient } from 'redis';
-import { EventTooLargeError, redisOutputs, redisProducer, redisWorker, type Codec, type OutputItem } from 'velo-stream/redis';
+import {
+  EventTooLargeError,
+  redisMaterialize,
+  redisOutputs,
+  redisProducer,
+  redisWorker,
+  type Codec,
+  type MaterializeStats,
+  type OutputItem,
+  type RedisWorkerStats,
+} from 'velo-stream/redis';
 
 const redisClient = createClient({ url: 'redis://127.0.0.1:6379' });
 const producer = redisProducer<Reading>({ client: redisClient, name: 'alerts', partitions: 16 });
@@ -42,6 +52,20 @@ void producer.send('sensor-1', { celsius: 41 });
 void producer.send('sensor-1', { fahrenheit: 41 });
 void producer.sendMany([['sensor-1', { celsius: 20 }]]);
 const distributed = redisWorker(alerts, { client: redisClient.duplicate(), name: 'alerts', leaseTtl: 5000 });
+const workerStats: RedisWorkerStats = distributed.stats();
+const lagged: number = workerStats.lag + workerStats.replayedSessions + workerStats.roundTrip.p99;
+registerRedisWorkerMetrics(new Registry(), () => [distributed]);
+const view = redisMaterialize<{ hot: number }>({
+  client: redisClient,
+  name: 'alerts',
+  key: (output) => `hot:${output.key}`,
+  fields: (output) => ({ hot: output.value.hot, sid: output.sid }),
+});
+// @ts-expect-error field values are strings or numbers
+redisMaterialize<{ hot: number }>({ client: redisClient, name: 'alerts', key: (o) => o.key, fields: () => ({ hot: [1] }) });
+const materialized: MaterializeStats = view.stats();
+void view.done.then(() => view.close());
+(void lagged, materialized);
 void distributed.close();
 const raw: Codec<Buffer> = { encode: (b) => b, decode: (b) => b };
 void (async () => {

@@ -6,6 +6,8 @@ import type { Metric, Registry } from 'prom-client';
 import { describe, invalidReturn, invalidType, invalidValue } from '../errors';
 import { kTotals, type Totals } from '../core/function';
 import type { StreamFn } from '../types';
+import { ROUND_TRIP_BOUNDS_US, type RoundTripTotals, kRoundTrips } from '../redis/metrics';
+import type { RedisWorker, RedisWorkerStats } from '../redis/worker';
 
 export interface PrometheusOptions {
   /** Prefix of every metric name. Default `velo_`. */
@@ -183,6 +185,122 @@ export function registerStreamMetrics(
     list().flatMap((f) => {
       const task = totals(f).task;
       return task ? histogram(f, 'task_duration_seconds', task.duration) : [];
+    }),
+  );
+}
+
+/**
+ * Registers, on `registry`, metrics of the Redis workers (`velo-stream/redis`) that `workers` lists, labelled
+ * `fn` (the function's name in Redis) and `worker` (its id):
+ * - `velo_redis_partitions_owned`, `velo_redis_sessions`, `velo_redis_held_events` (gauges)
+ * - `velo_redis_lag` (gauge, also labelled `partition`: entries of an owned partition not yet read, as measured at
+ *   the last lease renewal)
+ * - `velo_redis_replayed_sessions_total`, `velo_redis_replayed_entries_total`, `velo_redis_fenced_total`,
+ *   `velo_redis_leases_{acquired,lost,released}_total`, `velo_redis_outputs_total`, `velo_redis_trimmed_total`,
+ *   `velo_redis_errors_total` (counters)
+ * - `velo_redis_round_trip_seconds` (histogram of the worker's calls to Redis, blocking wake-up reads excluded)
+ *
+ * `workers` is a list read once, now, or a function returning one, called at every scrape. A worker listed
+ * twice is one series; two workers with one `(name, id)` are refused like two functions with one name
+ * (`ERR_INVALID_ARG_VALUE` here, `ERR_INVALID_RETURN_VALUE` at a scrape). Figures are read from the workers at
+ * scrape time: a scrape sends nothing to Redis.
+ */
+export function registerRedisWorkerMetrics(
+  registry: Registry,
+  workers: Iterable<RedisWorker> | (() => Iterable<RedisWorker>),
+  opts: Pick<PrometheusOptions, 'prefix'> = {},
+): void {
+  if (registry === null || typeof registry?.registerMetric !== 'function') {
+    throw invalidType(`The "registry" argument must be a prom-client Registry. Received ${describe(registry)}`);
+  }
+  const check = (listed: unknown, atScrape: boolean): RedisWorker[] => {
+    if (listed === null || typeof (listed as Iterable<unknown>)?.[Symbol.iterator] !== 'function') {
+      const message = `The "workers" argument must be an iterable of Redis workers or a function returning one. Received ${describe(listed)}`;
+      throw atScrape ? invalidReturn(message) : invalidType(message);
+    }
+    const byId = new Map<string, RedisWorker>();
+    for (const w of listed as Iterable<unknown>) {
+      if (typeof (w as { [kRoundTrips]?: unknown } | null)?.[kRoundTrips] !== 'function') {
+        const message = `Every item of "workers" must be a Redis worker (from redisWorker). Received ${describe(w)}`;
+        throw atScrape ? invalidReturn(message) : invalidType(message);
+      }
+      const worker = w as RedisWorker;
+      const id = `${worker.name}\n${worker.id}`;
+      const seen = byId.get(id);
+      if (seen === undefined) byId.set(id, worker);
+      else if (seen !== worker) {
+        const message = `Two different Redis workers of "${worker.name}" have the id "${worker.id}": their metric series would collide`;
+        throw atScrape ? invalidReturn(message) : invalidValue(message);
+      }
+    }
+    return [...byId.values()];
+  };
+  let list: () => RedisWorker[];
+  if (typeof workers === 'function') list = () => check(workers(), true);
+  else {
+    const fixed = check(workers, false);
+    list = () => fixed;
+  }
+  const prefix = opts.prefix ?? 'velo_';
+  const metric = (name: string, help: string, type: 'gauge' | 'counter' | 'histogram', collect: () => Sample[]): void => {
+    const full = prefix + name;
+    const get = () => new Promise((resolve) => resolve({ name: full, help, type, aggregator: 'sum', values: collect() }));
+    registry.registerMetric({ name: full, help, type, aggregator: 'sum', get, reset: () => {} } as unknown as Metric);
+  };
+  // One stats() per worker per metric: cheap (no I/O), and each metric's samples are consistent.
+  const labels = (w: RedisWorker) => ({ fn: w.name, worker: w.id });
+  const perWorker = (value: (s: RedisWorkerStats) => number) => () =>
+    list().map((w) => ({ labels: labels(w), value: value(w.stats()) }));
+
+  metric(
+    'redis_partitions_owned',
+    'Partitions this worker holds the lease of.',
+    'gauge',
+    perWorker((s) => s.owned.length),
+  );
+  metric(
+    'redis_sessions',
+    'Live sessions on this worker.',
+    'gauge',
+    perWorker((s) => s.sessions),
+  );
+  metric(
+    'redis_held_events',
+    'Events read but waiting for a session slot (maxConcurrent).',
+    'gauge',
+    perWorker((s) => s.held),
+  );
+  metric('redis_lag', 'Entries of an owned partition not yet read by its owner (at the last lease renewal).', 'gauge', () =>
+    list().flatMap((w) =>
+      Object.entries(w.stats().partitionLag).map(([partition, value]) => ({ labels: { ...labels(w), partition }, value })),
+    ),
+  );
+  const counters: [string, string, (s: RedisWorkerStats) => number][] = [
+    ['replayed_sessions_total', 'Sessions rebuilt by replaying pending entries after a takeover.', (s) => s.replayedSessions],
+    ['replayed_entries_total', 'Pending entries replayed after a takeover.', (s) => s.replayed],
+    ['fenced_total', 'Reads and writes Redis refused because the lease was gone (a zombie owner).', (s) => s.fenced],
+    ['leases_acquired_total', 'Partition leases taken.', (s) => s.acquired],
+    ['leases_lost_total', 'Partitions lost to another worker (fenced, or the lease ran out).', (s) => s.lost],
+    ['leases_released_total', 'Partitions handed back (fair share, close()).', (s) => s.released],
+    ['outputs_total', 'Outputs committed (before deduplication).', (s) => s.outputs],
+    ['trimmed_total', 'Input entries trimmed away.', (s) => s.trimmed],
+    ['errors_total', 'Errors the worker recovered from (passed to onError).', (s) => s.errors],
+  ];
+  for (const [name, help, value] of counters) metric(`redis_${name}`, help, 'counter', perWorker(value));
+  const name = 'redis_round_trip_seconds';
+  metric(name, "Round-trip time of the worker's calls to Redis (blocking wake-up reads excluded).", 'histogram', () =>
+    list().flatMap((w) => {
+      const t = (w as RedisWorker & { [kRoundTrips](): RoundTripTotals })[kRoundTrips]();
+      return [
+        ...t.buckets.map((n, i) => ({
+          labels: { ...labels(w), le: ROUND_TRIP_BOUNDS_US[i] / 1e6 },
+          value: n,
+          metricName: `${prefix}${name}_bucket`,
+        })),
+        { labels: { ...labels(w), le: '+Inf' }, value: t.count, metricName: `${prefix}${name}_bucket` },
+        { labels: labels(w), value: t.sumUs / 1e6, metricName: `${prefix}${name}_sum` },
+        { labels: labels(w), value: t.count, metricName: `${prefix}${name}_count` },
+      ];
     }),
   );
 }

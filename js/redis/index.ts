@@ -2,6 +2,13 @@
 export { redisProducer, type RedisProducer } from './producer';
 export { redisWorker, type RedisWorker, type RedisWorkerOptions, type RedisWorkerStats } from './worker';
 export { redisOutputs, type HandlerFailure, type OutputItem, type RedisOutputsOptions } from './reader';
+export {
+  redisMaterialize,
+  type RedisMaterializer,
+  type RedisMaterializeOptions,
+  type MaterializeStats,
+  type ValueOutput,
+} from './materialize';
 export { jsonCodec, bufferCodec, EventTooLargeError, type Codec } from './codec';
 export {
   FencedError,

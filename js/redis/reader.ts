@@ -1,5 +1,6 @@
 // Reading the outputs of a distributed stream function from any process.
 import { describe, invalidType, invalidValue, outOfRange } from '../errors';
+import type { Codec } from './codec';
 import { type RedisOptions, resolveOptions } from './options';
 import { type RedisClientLike, entryFields, xreadStreams } from './redis-log';
 
@@ -37,6 +38,22 @@ export interface RedisOutputsOptions<O = unknown> extends RedisOptions<O> {
 
 const BUFFERS = { typeMapping: { 36: Buffer, 37: Array } };
 
+/** An output stream entry (fields as Buffers) as an item; null for an entry trimmed away while pending (nil fields). */
+export function outputItem<O>(codec: Codec<O>, partition: number, id: Buffer, list: unknown): OutputItem<O> | null {
+  if (!Array.isArray(list)) return null;
+  const f = entryFields(list);
+  const base = {
+    id: id.toString(),
+    partition,
+    key: f.get('k')?.toString() ?? '',
+    sid: f.get('sid')?.toString() ?? '',
+    seq: Number(f.get('seq')?.toString()),
+  };
+  const error = f.get('e');
+  if (error !== undefined) return { ...base, error: JSON.parse(error.toString()) as HandlerFailure };
+  return { ...base, value: codec.decode(f.get('v') ?? Buffer.alloc(0)) };
+}
+
 /** A reader's connection, for closing it if its iterator is dropped while it waits at an item (no `return()`). */
 type Held = { client: RedisClientLike | null };
 const abandoned = new FinalizationRegistry<Held>((held) => void held.client?.destroy());
@@ -64,19 +81,8 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
   const names = Array.from({ length: o.partitions }, (_, p) => o.keys.output(p));
   const partitionOf = new Map(names.map((name, p) => [name, p]));
 
-  function item(name: string, id: Buffer, list: unknown): OutputItem<O> {
-    const f = entryFields(list);
-    const base = {
-      id: id.toString(),
-      partition: partitionOf.get(name) as number,
-      key: f.get('k')?.toString() ?? '',
-      sid: f.get('sid')?.toString() ?? '',
-      seq: Number(f.get('seq')?.toString()),
-    };
-    const error = f.get('e');
-    if (error !== undefined) return { ...base, error: JSON.parse(error.toString()) as HandlerFailure };
-    return { ...base, value: o.codec.decode(f.get('v') ?? Buffer.alloc(0)) };
-  }
+  const item = (name: string, id: Buffer, list: unknown) =>
+    outputItem(o.codec, partitionOf.get(name) as number, id, list) as OutputItem<O>;
 
   async function* read(held: Held): AsyncGenerator<OutputItem<O>> {
     const client: RedisClientLike = o.client.duplicate();
@@ -134,7 +140,9 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
           for (const [id, list] of entries) {
             got++;
             if (group === undefined || replaying) positions[p] = id.toString();
-            yield item(name, id, list);
+            const next = item(name, id, list);
+            // An entry trimmed away while pending has nothing to deliver.
+            if (next !== null) yield next;
             // The loop asked for the next one: this one is handled.
             if (group !== undefined) await client.sendCommand(['XACK', name, group, id]);
           }

@@ -70,6 +70,8 @@ export interface PartitionLog {
   trim(lease: Lease): Promise<number>;
   /** Fenced: writes outputs not written before (by `(sid, seq)`), acks entries, forgets ended sessions. */
   commit(lease: Lease, commit: Commit): Promise<void>;
+  /** Entries of the partition's input not yet delivered to its owner (unfenced: a read-only figure for metrics). */
+  lag(partition: number): Promise<number>;
   /**
    * Waits until one of the partitions has entries after its position, or `ms` pass, or `interrupt()`.
    * Resolves with the partitions that have entries.

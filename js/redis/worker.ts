@@ -19,6 +19,7 @@ import type { StreamFn } from '../types';
 import { type Codec, encodeChecked } from './codec';
 import { type RedisOptions, type Resolved, resolveOptions } from './options';
 import { RedisLog } from './redis-log';
+import { RoundTrips, type RoundTripTotals, kRoundTrips, timedLog } from './metrics';
 import { type InputEntry, type Lease, type OutputRecord, type PartitionLog, FencedError } from './transport';
 
 /** The function's internal open, without its idle timer: a session's end must come from the log (registered symbol, core/function.ts). */
@@ -41,10 +42,27 @@ export interface RedisWorkerOptions extends RedisOptions {
   onError?: (error: unknown) => void;
 }
 
+/** Round-trip times of the worker's calls to Redis, ms: nearest-rank percentiles of its last 1024 calls. */
+export interface RoundTripStats {
+  /** Calls timed since the start. */
+  count: number;
+  p50: number;
+  p99: number;
+  max: number;
+}
+
 /** Counters of one worker. */
 export interface RedisWorkerStats {
   /** Partitions owned now, ascending. */
   owned: number[];
+  /**
+   * Entries of the owned partitions' inputs not yet read by this worker (from the consumer group's lag), as
+   * measured at the last lease renewal (every leaseTtl/3). Entries read but still waiting for their session are
+   * not in it.
+   */
+  lag: number;
+  /** `lag` per owned partition (partition -> entries). */
+  partitionLag: Record<number, number>;
   /** Live sessions on this worker. */
   sessions: number;
   /** Events waiting for a session slot: `maxConcurrent` sessions of the function are open. */
@@ -59,16 +77,22 @@ export interface RedisWorkerStats {
   released: number;
   /** Entries replayed from pending lists on takeover. */
   replayed: number;
+  /** Sessions rebuilt by those replays. */
+  replayedSessions: number;
   /** Input entries trimmed away (none that a session still needed). */
   trimmed: number;
   /** Outputs committed (before the dedupe in the fenced script). */
   outputs: number;
   /** Errors passed to onError. */
   errors: number;
+  /** Round-trip times of the worker's calls to Redis (reads, commits, leases), blocking wake-up reads excluded. */
+  roundTrip: RoundTripStats;
 }
 
 export interface RedisWorker {
   readonly id: string;
+  /** The function's name in Redis keys (`options.name`). */
+  readonly name: string;
   stats(): RedisWorkerStats;
   /**
    * Graceful hand-off: stops reading, commits the outputs made so far, stops the local sessions and releases
@@ -143,6 +167,8 @@ class PartitionRun<I, O> {
   replayDone = false;
   validUntil: number;
   lastTrim: number;
+  /** Undelivered entries at the last measure. */
+  lag = 0;
   readonly pumped: Promise<void>;
 
   constructor(
@@ -314,6 +340,7 @@ class PartitionRun<I, O> {
       throw error;
     }
     const s = new Session<I, O>(key, sid, stream);
+    if (!this.replayDone) w.counters.replayedSessions++;
     this.sessions.set(key, s);
     this.#running.add(s);
     w.live++;
@@ -499,6 +526,7 @@ class PartitionRun<I, O> {
 
 class Worker<I, O> implements RedisWorker {
   readonly id: string;
+  readonly name: string;
   readonly fn: StreamFn<I, O> & Openable<I, O>;
   readonly log: PartitionLog;
   readonly ttl: number;
@@ -506,7 +534,18 @@ class Worker<I, O> implements RedisWorker {
   readonly trimInterval: number;
   readonly codec: Codec<unknown>;
   readonly maxEventBytes: number;
-  readonly counters = { acquired: 0, lost: 0, fenced: 0, released: 0, trimmed: 0, replayed: 0, outputs: 0, errors: 0 };
+  readonly counters = {
+    acquired: 0,
+    lost: 0,
+    fenced: 0,
+    released: 0,
+    trimmed: 0,
+    replayed: 0,
+    replayedSessions: 0,
+    outputs: 0,
+    errors: 0,
+  };
+  readonly #trips = new RoundTrips();
   live = 0;
   readonly #runs = new Map<number, PartitionRun<I, O>>();
   /** The last fencing epoch this worker was granted, per partition. */
@@ -545,13 +584,17 @@ class Worker<I, O> implements RedisWorker {
     if (onError !== undefined && typeof onError !== 'function')
       throw invalidType(`redisWorker(): options.onError must be a function, not ${describe(onError)}`);
     this.id = workerId;
+    this.name = options.keys.name;
     this.fn = fn as StreamFn<I, O> & Openable<I, O>;
     this.ttl = leaseTtl;
     this.readCount = readCount;
     this.trimInterval = trimInterval;
     this.codec = options.codec;
     this.maxEventBytes = options.maxEventBytes;
-    this.log = new RedisLog(options.client, options.keys, options.partitions, (error) => this.report(error));
+    this.log = timedLog(
+      new RedisLog(options.client, options.keys, options.partitions, (error) => this.report(error)),
+      this.#trips,
+    );
     this.#onError = onError ?? ((error) => process.emitWarning(error instanceof Error ? error : new Error(String(error))));
     // Each worker tries free partitions from its own starting point: fewer collisions when many start at once.
     const start = randomBytes(2).readUInt16BE() % options.partitions;
@@ -562,8 +605,21 @@ class Worker<I, O> implements RedisWorker {
 
   stats(): RedisWorkerStats {
     let held = 0;
-    for (const run of this.#runs.values()) held += run.heldCount;
-    return { owned: [...this.#runs.keys()].sort((a, b) => a - b), sessions: this.live, held, ...this.counters };
+    let lag = 0;
+    const partitionLag: Record<number, number> = {};
+    const owned = [...this.#runs.keys()].sort((a, b) => a - b);
+    for (const p of owned) {
+      const run = this.#runs.get(p) as PartitionRun<I, O>;
+      held += run.heldCount;
+      lag += run.lag;
+      partitionLag[p] = run.lag;
+    }
+    const roundTrip = { count: this.#trips.totals().count, ...this.#trips.percentiles() };
+    return { owned, lag, partitionLag, sessions: this.live, held, ...this.counters, roundTrip };
+  }
+
+  [kRoundTrips](): RoundTripTotals {
+    return this.#trips.totals();
   }
 
   report(error: unknown): void {
@@ -598,13 +654,21 @@ class Worker<I, O> implements RedisWorker {
         }
         if (held === true) run.validUntil = now + this.ttl;
         else if (held === false || performance.now() >= run.validUntil) this.lose(run);
-        if (held !== true || this.trimInterval === 0 || now - run.lastTrim < this.trimInterval) return;
+        if (held !== true) return;
+        try {
+          run.lag = await this.log.lag(run.partition);
+        } catch (error) {
+          this.report(error);
+        }
+        if (this.trimInterval === 0 || now - run.lastTrim < this.trimInterval) return;
         run.lastTrim = now;
         try {
           this.counters.trimmed += await this.log.trim(run.lease);
         } catch (error) {
-          if (error instanceof FencedError) this.lose(run);
-          else this.report(error);
+          if (error instanceof FencedError) {
+            this.counters.fenced++;
+            this.lose(run);
+          } else this.report(error);
         }
       }),
     );

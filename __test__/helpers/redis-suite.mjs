@@ -1,0 +1,81 @@
+// The set-up every Redis test file shares: one private redis-server and a
+// client for the whole file, fresh function names, and worker child
+// processes (helpers/redis-worker-child.mjs) with their checks.
+//
+// `redis` and `client` are live bindings: `useRedis()` registers the hooks
+// that set them (before the file's first test) and stop the server (after
+// its last). Each test file runs in a process of its own, so each gets its
+// own server.
+import { after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
+import { start } from './child.mjs';
+import { startRedis } from './redis-server.mjs';
+
+/** The file's redis-server (see startRedis), once `useRedis()`'s hook has run. */
+export let redis;
+/** A connected client of it, closed when the server stops. */
+export let client;
+
+/** Starts the file's redis-server before its first test and stops it after its last. Options: see startRedis. */
+export function useRedis(options) {
+  before(async () => {
+    redis = await startRedis(options);
+    client = await redis.client();
+  });
+  after(async () => {
+    await redis?.stop();
+  });
+}
+
+let names = 0;
+/** A function name no other test of the file uses: `<what><n>`. */
+export const fresh = (what) => `${what}${++names}`;
+
+const CHILD = fileURLToPath(new URL('./redis-worker-child.mjs', import.meta.url));
+
+/**
+ * A worker process of the function `name` (the `totals` handler) on the file's server. It prints `owned ...`
+ * when its partitions change, `stats <json>` every 100 ms, and on SIGTERM hands off and prints `closed <json>`.
+ */
+export function workerChild(name, { partitions, ttl, idle, delayMs = 1, trimInterval = 1 }) {
+  const args = [CHILD, redis.url, name, partitions, ttl, idle, delayMs, trimInterval].map(String);
+  return start(args, { timeout: 60_000 });
+}
+
+/** The last `stats` line a worker child printed (null before its first). */
+export function lastStats(child) {
+  const lines = child.stdout.split('\n').filter((l) => l.startsWith('stats '));
+  return lines.length === 0 ? null : JSON.parse(lines.at(-1).slice(6));
+}
+
+/** SIGTERM (graceful hand-off); checks a clean exit with no recovered error, and returns its final stats. */
+export async function stopChild(child) {
+  child.child.kill('SIGTERM');
+  const { stdout } = await child.finished();
+  assert.doesNotMatch(stdout, /^error /m, 'the worker met no error (a fencing refusal is not one)');
+  return JSON.parse(stdout.split('\n').find((l) => l.startsWith('closed ')).slice(7));
+}
+
+/** kill -9, and the check that it died of it. */
+export async function killChild(child) {
+  child.child.kill('SIGKILL');
+  await child.finished().catch((error) => assert.match(String(error), /killed by SIGKILL/));
+}
+
+/** Sends `count` events over `keys` keys in rounds, with a pause between rounds; `sent` (key -> ns) records what each key got. */
+export function sender(producer, keys, sent) {
+  let i = 0;
+  return async (count) => {
+    for (let end = i + count; i < end; ) {
+      const batch = [];
+      for (let j = 0; j < keys && i < end; j++, i++) {
+        const key = `user${i % keys}`;
+        sent.set(key, [...(sent.get(key) ?? []), i]);
+        batch.push([key, { n: i }]);
+      }
+      await producer.sendMany(batch);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  };
+}

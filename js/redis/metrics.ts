@@ -1,0 +1,87 @@
+// Round-trip times of the calls a worker makes to its log, for its metrics:
+// a cumulative histogram (for Prometheus) and the most recent calls (for
+// exact percentiles in stats()). Timed around the PartitionLog, so any
+// transport gets them; the time includes the worker's own event-loop delay,
+// as a handler waiting on the call would see it.
+import type { Commit, Lease, PartitionLog, ReadResult } from './transport';
+import { FencedError } from './transport';
+
+/** A worker's round-trip totals, for the Prometheus export (a registered symbol: any copy of the package finds it). */
+export const kRoundTrips = Symbol.for('velo-stream.redis.roundTrips');
+
+/** Histogram bounds, microseconds: 50 us to 10 s. */
+export const ROUND_TRIP_BOUNDS_US = [
+  50, 100, 250, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 10_000_000,
+];
+/** Calls kept for the percentiles: enough for a p99 that is not just the maximum. */
+const RECENT = 1024;
+
+/** Round trips so far, as the Prometheus export reads them (internal). */
+export interface RoundTripTotals {
+  /** Cumulative counts at `ROUND_TRIP_BOUNDS_US`, in order. */
+  readonly buckets: readonly number[];
+  readonly count: number;
+  readonly sumUs: number;
+}
+
+export class RoundTrips {
+  readonly #buckets = new Array<number>(ROUND_TRIP_BOUNDS_US.length).fill(0);
+  #count = 0;
+  #sumUs = 0;
+  readonly #recent = new Float64Array(RECENT);
+
+  record(us: number): void {
+    this.#recent[this.#count % RECENT] = us;
+    this.#count++;
+    this.#sumUs += us;
+    for (let i = ROUND_TRIP_BOUNDS_US.length - 1; i >= 0 && us <= ROUND_TRIP_BOUNDS_US[i]; i--) this.#buckets[i]++;
+  }
+
+  totals(): RoundTripTotals {
+    return { buckets: [...this.#buckets], count: this.#count, sumUs: this.#sumUs };
+  }
+
+  /** Nearest-rank percentiles of the last 1024 calls, ms (0 before the first). */
+  percentiles(): { p50: number; p99: number; max: number } {
+    const n = Math.min(this.#count, RECENT);
+    if (n === 0) return { p50: 0, p99: 0, max: 0 };
+    const sorted = this.#recent.slice(0, n).sort();
+    const at = (q: number) => sorted[Math.max(0, Math.ceil(q * n) - 1)] / 1000;
+    return { p50: at(0.5), p99: at(0.99), max: sorted[n - 1] / 1000 };
+  }
+}
+
+/**
+ * `log` with every call that is one request and its reply timed into `trips`: the blocking wake-up (`wait`,
+ * whose time is waiting for entries), `interrupt` (often no request at all) and `close` are not. A call that failed without a reply from the server
+ * (a lost connection, a timeout) is not a round trip either; a refusal by the lease check is.
+ */
+export function timedLog(log: PartitionLog, trips: RoundTrips): PartitionLog {
+  async function timed<T>(call: () => Promise<T>): Promise<T> {
+    const start = performance.now();
+    try {
+      const result = await call();
+      trips.record((performance.now() - start) * 1000);
+      return result;
+    } catch (error) {
+      if (error instanceof FencedError) trips.record((performance.now() - start) * 1000);
+      throw error;
+    }
+  }
+  return {
+    partitions: log.partitions,
+    heartbeat: (worker: string, ttl: number) => timed(() => log.heartbeat(worker, ttl)),
+    leave: (worker: string) => timed(() => log.leave(worker)),
+    acquire: (partition: number, worker: string, ttl: number) => timed(() => log.acquire(partition, worker, ttl)),
+    renew: (lease: Lease, ttl: number) => timed(() => log.renew(lease, ttl)),
+    release: (lease: Lease) => timed(() => log.release(lease)),
+    read: (lease: Lease, from: string, count: number): Promise<ReadResult> => timed(() => log.read(lease, from, count)),
+    markClose: (lease: Lease, key: string, sid: string) => timed(() => log.markClose(lease, key, sid)),
+    trim: (lease: Lease) => timed(() => log.trim(lease)),
+    commit: (lease: Lease, commit: Commit) => timed(() => log.commit(lease, commit)),
+    lag: (partition: number) => timed(() => log.lag(partition)),
+    wait: (positions: ReadonlyMap<number, string>, ms: number) => log.wait(positions, ms),
+    interrupt: () => log.interrupt(),
+    close: () => log.close(),
+  };
+}
