@@ -7,8 +7,8 @@ export const OUTPUT = 1;
 /** `crossRelease` sides. */
 export const CALLER_SIDE = 0;
 export const WORKER_SIDE = 1;
-/** Batches a lane holds; the sender may hold one more back (see the bounds in README). */
-export const LANE_BATCHES = 1;
+/** Batches a lane holds: one being read while the next is written (with one, both threads idled half the time); the sender may hold one more back. */
+export const LANE_BATCHES = 2;
 /** Most events in one batch (at most the stream's `buffer`). */
 export const MAX_BATCH = 1024;
 
