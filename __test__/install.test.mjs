@@ -105,17 +105,20 @@ before(async () => {
   writeFileSync(
     join(app, 'run.mjs'),
     `import { createRequire } from 'node:module';
-import { streamFn } from 'velo-stream';
+import { streamFn, workerFn } from 'velo-stream';
 // The subpath loads without node-redis installed: users pass their own client.
 import { redisWorker } from 'velo-stream/redis';
 const double = streamFn(async function* (xs) {
   for await (const x of xs) yield x * 2;
 });
 const results = await double.run([1, 2, 3]);
+// A worker thread loads the installed package's thread script and addon too.
+const onThread = await workerFn(new URL('./triple.mjs', import.meta.url), { threads: 1 }).run([1, 2]);
 const loaded = Object.keys(createRequire(import.meta.url).cache).filter((f) => f.endsWith('.node'));
-console.log(JSON.stringify({ results, loaded, redis: typeof redisWorker }));
+console.log(JSON.stringify({ results, onThread, loaded, redis: typeof redisWorker }));
 `,
   );
+  writeFileSync(join(app, 'triple.mjs'), 'export default async function* (xs) {\n  for await (const x of xs) yield x * 3;\n}\n');
   writeFileSync(
     join(app, 'missing.cjs'),
     // require, not import: Node 20 reports a CommonJS module's throw under a
@@ -155,7 +158,7 @@ test('the platform tarball holds the binary and the LICENSE', () => {
   assert.deepEqual(contents.platform.sort(), [binary, 'LICENSE', 'README.md', 'package.json'].sort());
 });
 
-test('both install offline, without Rust, with nothing on stderr; streamFn().run() works on the platform package; velo-stream/redis loads', async () => {
+test('both install offline, without Rust, with nothing on stderr; streamFn().run() and a workerFn work on the platform package; velo-stream/redis loads', async () => {
   const env = userEnv();
   const installed = await run(['install', tarballs.main, tarballs.platform], { command: 'npm', cwd: app, env });
   assert.equal(installed.stderr, '', 'npm install wrote to stderr');
@@ -163,8 +166,9 @@ test('both install offline, without Rust, with nothing on stderr; streamFn().run
 
   const { stdout, stderr } = await run(['run.mjs'], { cwd: app, env });
   assert.equal(stderr, '');
-  const { results, loaded, redis } = JSON.parse(stdout);
+  const { results, onThread, loaded, redis } = JSON.parse(stdout);
   assert.deepEqual(results, [2, 4, 6]);
+  assert.deepEqual(onThread, [3, 6], 'workerFn runs on the installed package');
   assert.equal(redis, 'function', 'velo-stream/redis loads (without node-redis installed)');
   assert.ok(!existsSync(join(app, 'node_modules', 'redis')), 'the optional peer dependency is not installed');
   assert.deepEqual(loaded, [join(app, 'node_modules', platformPackage, binary)]);
