@@ -4,29 +4,11 @@ import assert from 'node:assert/strict';
 import { Duplex } from 'node:stream';
 import { once } from 'node:events';
 import { batch, streamFn, task } from 'velo-stream';
+import { average as runningAverage, averageObjects as runningAverageObjects } from './workers/handlers.mjs';
 import { BoundedQueue, batchMap, collect, mapOrdered, mapUnordered, openQueued, runDuplex, runPMap, runQueued, runReadableMap } from './baselines.mjs';
 
 // ----- handlers shared by every variant -----
-
-async function* runningAverage(events) {
-  let n = 0;
-  let sum = 0;
-  for await (const e of events) {
-    n++;
-    sum += e;
-    yield sum / n;
-  }
-}
-
-async function* runningAverageObjects(events) {
-  let n = 0;
-  let sum = 0;
-  for await (const e of events) {
-    n++;
-    sum += e.value;
-    yield { id: e.id, average: sum / n };
-  }
-}
+// (The running averages are the worker-thread benchmark's too: workers/handlers.mjs.)
 
 async function* passThrough(events) {
   for await (const e of events) yield e;
