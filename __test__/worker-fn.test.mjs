@@ -137,6 +137,37 @@ test('typed arrays and Buffers of any size and alignment cross intact; large one
   assert.equal(floats[3], 1);
 });
 
+test('transfer: true moves large whole ArrayBuffers both ways (the sender ones are detached) and copies the rest; order and values are kept', async () => {
+  const fn = handlers('echo', { threads: 1, transfer: true });
+  const s = fn.open();
+  const sent = [];
+  for (let i = 0; i < 20; i++) {
+    const big = Buffer.alloc(100_000, i); // whole buffer, large: moved
+    const part = new Uint8Array(200_000).subarray(8); // not its whole buffer: copied
+    const small = new Float64Array([i]); // small: copied
+    sent.push({ big, part, small });
+    await s.send({ i, big, part, small });
+  }
+  await s.end();
+  const out = await collect(s);
+  assert.equal(out.length, 20);
+  out.forEach((o, i) => {
+    assert.equal(o.i, i);
+    assert.ok(Buffer.isBuffer(o.big));
+    assert.equal(o.big.length, 100_000);
+    assert.ok(o.big.every((b) => b === i));
+    assert.equal(o.part.length, 199_992);
+    assert.equal(o.small[0], i);
+  });
+  for (const { big, part, small } of sent) {
+    assert.equal(big.byteLength, 0, 'moved: detached at the sender');
+    assert.equal(part.byteLength, 199_992, 'copied: the sender keeps it');
+    assert.equal(small.length, 1);
+  }
+  assert.throws(() => handlers('echo', { transfer: 'yes' }), { code: 'ERR_INVALID_ARG_TYPE' });
+  await noPairsLeft();
+});
+
 test('a CommonJS module serves too, by its module.exports', async () => {
   const fn = workerFn(new URL('./fixtures/worker-cjs.cjs', import.meta.url), { threads: 1 });
   assert.deepEqual(await fn.run([1, 2]), [2, 3]);

@@ -169,6 +169,7 @@ const list = [];
   const MiB = 1 << 20;
   const N = pick(400, 100);
   const fn = worker('byteLength', 1, { buffer: 8 });
+  const moving = worker('byteLength', 1, { buffer: 8, transfer: true });
   // Distinct payloads: one value sent twice in a batch is serialized once.
   const payloads = Array.from({ length: N }, (_, i) => Buffer.alloc(MiB, i));
   list.push({
@@ -180,6 +181,11 @@ const list = [];
     targets: [],
     contenders: {
       velo: async () => check((await fn.run(payloads)).every((n) => n === MiB), 'lengths'),
+      veloTransfer: async () => {
+        // Transferred buffers cannot be reused: fresh ones each run, as for the transferring baseline.
+        const fresh = Array.from({ length: N }, () => Buffer.allocUnsafeSlow(MiB));
+        check((await moving.run(fresh)).every((n) => n === MiB), 'lengths');
+      },
       pinned: async () => {
         const out = await runPinned('byteLength', payloads, 8);
         check(out.every((n) => n === MiB), 'lengths');
@@ -229,6 +235,7 @@ function loopTicker() {
 const LABELS = {
   velo: `velo-stream workerFn (${cores} threads where several streams)`,
   velo1: 'velo-stream workerFn, 1 thread',
+  veloTransfer: 'velo-stream workerFn, transfer: true',
   inproc: 'velo-stream streamFn, in-process',
   piscina: 'Piscina, one task per event',
   pinned: 'hand-written worker per stream, MessagePort batches',
@@ -287,7 +294,7 @@ await piscina.destroy();
 const machine = `${os.cpus().length} cores, Node ${process.versions.node}${args.quick ? ', quick run' : ''}`;
 const file = new URL('./workers-results.json', import.meta.url);
 writeFileSync(file, JSON.stringify({ machine, rounds, results }, null, 2));
-const COLORS = { velo: '#d9480f', velo1: '#f08c00', inproc: '#5c940d', piscina: '#7048e8', pinned: '#1c7ed6', pinnedTransfer: '#74c0fc' };
+const COLORS = { velo: '#d9480f', velo1: '#f08c00', veloTransfer: '#ffa94d', inproc: '#5c940d', piscina: '#7048e8', pinned: '#1c7ed6', pinnedTransfer: '#74c0fc' };
 writeFileSync(
   new URL('./charts/workers.svg', import.meta.url),
   barChart({

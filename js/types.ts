@@ -239,6 +239,13 @@ export interface WorkerFnConfig extends StreamConfig {
   threads?: number;
   /** The module's export that is the handler. Default `'default'`. */
   export?: string;
+  /**
+   * Move large byte arrays instead of copying them: an event's or output's
+   * typed array or Buffer of 64 KiB or more that spans its whole ArrayBuffer
+   * is transferred, and the sender's ArrayBuffer is detached (length 0) once
+   * its batch leaves, at any time after `send()`. Default false (one copy).
+   */
+  transfer?: boolean;
   /** Each thread's limits, as `new Worker()` takes them; a thread that exceeds them fails the streams it hosts. */
   resourceLimits?: import('node:worker_threads').ResourceLimits;
 }

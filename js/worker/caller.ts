@@ -19,7 +19,7 @@ import {
   kStartBody,
   kTimersPending,
 } from '../core/stream';
-import { type Encoded, decodeBatch, encodeBatch, isThrown, rebuildThrown } from './codec';
+import { type Encoded, decodeBatch, encodeBatch, isThrown, needsTransfer, rebuildThrown } from './codec';
 import { type Hosted, type ThreadHost, listen, ownInbox, unlisten } from './pool';
 import { CALLER_SIDE, INPUT, LANE_BATCHES, MAX_BATCH, OUTPUT } from './protocol';
 
@@ -49,6 +49,12 @@ export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
   #stream!: HandlerStream<I, O>;
   readonly #host: ThreadHost;
   readonly #maxBatch: number;
+  /** Large whole ArrayBuffers of events are moved to the worker (`WorkerFnConfig.transfer`). */
+  readonly #transfer: boolean;
+  /** ArrayBuffers the worker transferred, one list per output batch that refers to them, in order. */
+  readonly #arrived: ArrayBuffer[][] = [];
+  /** An output batch taken from the lane whose transferred ArrayBuffers have not arrived yet. */
+  #waitingBatch: Buffer[] | null = null;
   #pair = -1;
   readonly signalListeners = 10;
 
@@ -67,8 +73,9 @@ export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
   #awaitingRoom = false;
   #finished = false;
 
-  constructor(host: ThreadHost, buffer: number) {
+  constructor(host: ThreadHost, buffer: number, transfer: boolean) {
     this.#host = host;
+    this.#transfer = transfer;
     this.#maxBatch = Math.max(1, Math.min(buffer, MAX_BATCH));
   }
 
@@ -78,7 +85,7 @@ export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
     this.#pair = pair;
     listen(pair, this);
     abandoned.register(this, { pair, host: this.#host }, this);
-    this.#host.place(pair, this, { pair, id: stream.id, maxBatch: this.#maxBatch });
+    this.#host.place(pair, this, { type: 'open', pair, id: stream.id, maxBatch: this.#maxBatch });
     this.#pumpInput();
     this.#pumpOutput();
   }
@@ -117,6 +124,12 @@ export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
     this.#stream[kBodyThrew](error);
   }
 
+  transferArrived(buffers: ArrayBuffer[]): void {
+    if (this.#finished) return;
+    this.#arrived.push(buffers);
+    if (this.#waitingBatch !== null) this.#pumpOutput();
+  }
+
   /** A reader waits on the stream (or stopped waiting): while the worker has the next step, the stream must not be collected. */
   keepAlive(on: boolean): void {
     if (on && !this.#finished) held.add(this);
@@ -143,11 +156,13 @@ export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
       if (batch.length > 0) {
         let encoded: Encoded;
         try {
-          encoded = encodeBatch(batch);
+          encoded = encodeBatch(batch, this.#transfer);
         } catch (error) {
           this.#failInput(error);
           return;
         }
+        // The ArrayBuffers go first, by the thread's port: the batch that refers to them may be taken before they arrive, never after.
+        if (encoded.transferred !== null) this.#host.transfer(this.#pair, encoded.transferred);
         const status = addon.crossPush(this.#pair, INPUT, encoded.bytes, encoded.attached);
         if (status === CrossStatus.Parked) {
           this.#input = InputState.AwaitingRoom;
@@ -224,7 +239,8 @@ export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
         stream[kBodyReturned]();
         return;
       }
-      const got = addon.crossTake(this.#pair, OUTPUT);
+      const got = this.#waitingBatch ?? addon.crossTake(this.#pair, OUTPUT);
+      this.#waitingBatch = null;
       if (typeof got === 'number') {
         if (got === CrossStatus.Parked) {
           this.#awaitingOutput = true;
@@ -239,7 +255,17 @@ export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
       stream[kTimersPending](false);
       this.#outVals = [];
       this.#outPos = 0;
-      const decoded = decodeBatch(got);
+      let transferred: ArrayBuffer[] = [];
+      if (needsTransfer(got)) {
+        const arrived = this.#arrived.shift();
+        if (arrived === undefined) {
+          // `transferArrived` resumes.
+          this.#waitingBatch = got;
+          return;
+        }
+        transferred = arrived;
+      }
+      const decoded = decodeBatch(got, transferred);
       if (isThrown(decoded)) this.#thrown = { error: rebuildThrown(decoded) };
       else this.#outVals = decoded;
     }

@@ -55,6 +55,9 @@ type View = ArrayBufferView & { readonly constructor: unknown };
 const BUFFER_INDEX = VIEW_TYPES.indexOf(Buffer);
 const INLINE = 0;
 const ATTACHED = 1;
+const TRANSFERRED = 2;
+/** A batch that refers to transferred ArrayBuffers opens with this byte (then 7 zeros, then v8's format). */
+const TRANSFER_TAG = 2;
 
 function viewIndex(view: View): number {
   if (Buffer.isBuffer(view)) return BUFFER_INDEX;
@@ -62,14 +65,35 @@ function viewIndex(view: View): number {
   throw new DOMException(`${Object.prototype.toString.call(view)} could not be cloned.`, 'DataCloneError');
 }
 
-/** v8's serializer, writing typed arrays and Buffers itself: large ones as references to attached byte arrays. */
+/**
+ * v8's serializer, writing typed arrays and Buffers itself: large ones as
+ * references to attached byte arrays, or, with `transfer`, to ArrayBuffers
+ * moved to the other thread (a large view that spans its whole buffer).
+ */
 class BatchSerializer extends DefaultSerializer {
   readonly attached: Uint8Array[] = [];
+  readonly transferred: ArrayBuffer[] = [];
+  readonly #transfer: boolean;
+  constructor(transfer: boolean) {
+    super();
+    this.#transfer = transfer;
+  }
   _writeHostObject(object: object): void {
     const view = object as View;
     this.writeUint32(viewIndex(view));
     const bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
-    if (view.byteLength >= ATTACH_MIN) {
+    if (
+      this.#transfer &&
+      view.byteLength >= ATTACH_MIN &&
+      view.byteOffset === 0 &&
+      view.buffer instanceof ArrayBuffer &&
+      view.byteLength === view.buffer.byteLength
+    ) {
+      let index = this.transferred.indexOf(view.buffer);
+      if (index < 0) index = this.transferred.push(view.buffer) - 1;
+      this.writeUint32(TRANSFERRED);
+      this.writeUint32(index);
+    } else if (view.byteLength >= ATTACH_MIN) {
       this.writeUint32(ATTACHED);
       this.writeUint32(this.attached.length);
       this.attached.push(bytes);
@@ -83,14 +107,21 @@ class BatchSerializer extends DefaultSerializer {
 
 class BatchDeserializer extends DefaultDeserializer {
   readonly #attached: readonly Buffer[];
-  constructor(bytes: Buffer, attached: readonly Buffer[]) {
+  readonly #transferred: readonly ArrayBuffer[];
+  constructor(bytes: Buffer, attached: readonly Buffer[], transferred: readonly ArrayBuffer[]) {
     super(bytes);
     this.#attached = attached;
+    this.#transferred = transferred;
   }
   _readHostObject(): unknown {
     const type = this.readUint32();
     const kind = this.readUint32();
-    let bytes: Buffer = kind === ATTACHED ? this.#attached[this.readUint32()] : this.readRawBytes(this.readUint32());
+    let bytes: Buffer =
+      kind === TRANSFERRED
+        ? Buffer.from(this.#transferred[this.readUint32()])
+        : kind === ATTACHED
+          ? this.#attached[this.readUint32()]
+          : this.readRawBytes(this.readUint32());
     if (type === BUFFER_INDEX) return bytes;
     const Ctor = VIEW_TYPES[type] as unknown as new (buffer: ArrayBufferLike, offset: number, length: number) => ArrayBufferView;
     const size = (Ctor as unknown as { BYTES_PER_ELEMENT?: number }).BYTES_PER_ELEMENT ?? 1;
@@ -100,14 +131,19 @@ class BatchDeserializer extends DefaultDeserializer {
   }
 }
 
-/** A batch as it crosses: the serialization and the byte arrays it refers to. */
+/** A batch as it crosses: the serialization, the byte arrays it refers to, and the ArrayBuffers to transfer with it (by the thread's message port). */
 export interface Encoded {
   bytes: Uint8Array;
   attached: Uint8Array[] | null;
+  transferred: ArrayBuffer[] | null;
 }
 
-/** One batch, encoded. Throws a `DataCloneError` (as `postMessage` does) for a value the clone format refuses. */
-export function encodeBatch(values: readonly unknown[]): Encoded {
+/**
+ * One batch, encoded; with `transfer`, large whole ArrayBuffers are to be
+ * moved, not copied. Throws a `DataCloneError` (as `postMessage` does) for
+ * a value the clone format refuses.
+ */
+export function encodeBatch(values: readonly unknown[], transfer = false): Encoded {
   const n = values.length;
   let numbers = true;
   for (let i = 0; i < n; i++) {
@@ -119,13 +155,13 @@ export function encodeBatch(values: readonly unknown[]): Encoded {
   if (numbers) {
     const words = new Float64Array(n + 1);
     for (let i = 0; i < n; i++) words[i + 1] = values[i] as number;
-    return { bytes: new Uint8Array(words.buffer), attached: null };
+    return { bytes: new Uint8Array(words.buffer), attached: null, transferred: null };
   }
-  return serialized(values);
+  return serialized(values, transfer);
 }
 
-function serialized(value: unknown): Encoded {
-  const serializer = new BatchSerializer();
+function serialized(value: unknown, transfer = false): Encoded {
+  const serializer = new BatchSerializer(transfer);
   try {
     serializer.writeHeader();
     serializer.writeValue(value);
@@ -133,15 +169,28 @@ function serialized(value: unknown): Encoded {
     if (error instanceof DOMException) throw error;
     throw new DOMException(String((error as Error)?.message ?? error), 'DataCloneError');
   }
-  const attached = serializer.attached;
-  return { bytes: serializer.releaseBuffer(), attached: attached.length > 0 ? attached : null };
+  const { attached, transferred } = serializer;
+  let bytes: Uint8Array = serializer.releaseBuffer();
+  if (transferred.length > 0) {
+    const tagged = new Uint8Array(HEADER + bytes.length);
+    tagged[0] = TRANSFER_TAG;
+    tagged.set(bytes, HEADER);
+    bytes = tagged;
+  }
+  return { bytes, attached: attached.length > 0 ? attached : null, transferred: transferred.length > 0 ? transferred : null };
+}
+
+/** Whether the batch `crossTake` gave refers to ArrayBuffers that come by the message port (`decodeBatch` needs them). */
+export function needsTransfer(buffers: Buffer[]): boolean {
+  return buffers[0][0] === TRANSFER_TAG;
 }
 
 /** A batch's values, or the record of what the handler threw, from what `crossTake` gave: `[bytes, ...attached]`. */
-export function decodeBatch(buffers: Buffer[]): unknown[] | ThrownRecord {
-  const bytes = buffers[0];
+export function decodeBatch(buffers: Buffer[], transferred: readonly ArrayBuffer[] = []): unknown[] | ThrownRecord {
+  let bytes = buffers[0];
+  if (bytes[0] === TRANSFER_TAG) bytes = bytes.subarray(HEADER);
   if (bytes[0] !== NUMBERS_TAG) {
-    const deserializer = new BatchDeserializer(bytes, buffers.slice(1));
+    const deserializer = new BatchDeserializer(bytes, buffers.slice(1), transferred);
     deserializer.readHeader();
     return deserializer.readValue() as unknown[] | ThrownRecord;
   }

@@ -51,19 +51,26 @@ function modulePath(module: unknown): string {
 export function workerFn<I, O>(module: string | URL, config?: WorkerFnConfig): StreamFn<I, O> {
   const path = modulePath(module);
   if (config !== undefined) assertOptionsObject(config, 'config', '{ threads: 2 }');
-  const { threads = availableParallelism(), export: exportName = 'default', resourceLimits, ...streamConfig } = config ?? {};
+  const {
+    threads = availableParallelism(),
+    export: exportName = 'default',
+    transfer = false,
+    resourceLimits,
+    ...streamConfig
+  } = config ?? {};
   if (typeof threads !== 'number' || !Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) {
     throw outOfRange(`The "threads" option must be an integer from 1 to ${MAX_THREADS}. Received ${describe(threads)}`);
   }
   if (typeof exportName !== 'string' || exportName === '') {
     throw invalidType(`The "export" option must be a non-empty string. Received ${describe(exportName)}`);
   }
+  if (typeof transfer !== 'boolean') throw invalidType(`The "transfer" option must be a boolean. Received ${describe(transfer)}`);
   if (resourceLimits !== undefined && (typeof resourceLimits !== 'object' || resourceLimits === null)) {
     throw invalidType(
       `The "resourceLimits" option must be an object (as new Worker() takes it). Received ${describe(resourceLimits)}`,
     );
   }
-  const pool = new ThreadPool(path, exportName, threads, resourceLimits);
+  const pool = new ThreadPool(path, exportName, threads, transfer, resourceLimits);
   const name = streamConfig.name ?? `${basename(path)}${exportName === 'default' ? '' : `#${exportName}`}`;
-  return singleStage<I, O>((_native, buffer) => new CallerBody<I, O>(pool.pick(), buffer), streamConfig, name);
+  return singleStage<I, O>((_native, buffer) => new CallerBody<I, O>(pool.pick(), buffer, transfer), streamConfig, name);
 }

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { type ResourceLimits, Worker } from 'node:worker_threads';
 import { addon } from '../core/addon';
 import { WorkerCrashedError } from '../errors';
-import type { OpenMessage, ThreadData } from './protocol';
+import type { OpenMessage, ThreadData, TransferMessage } from './protocol';
 
 const THREAD_SCRIPT = join(__dirname, 'thread.js');
 
@@ -14,6 +14,8 @@ const THREAD_SCRIPT = join(__dirname, 'thread.js');
 export interface Hosted {
   /** The thread stopped: fail with `error`. */
   crashed(error: Error): void;
+  /** ArrayBuffers the thread transferred for the next batch that refers to them. */
+  transferArrived(buffers: ArrayBuffer[]): void;
 }
 
 /** This thread's own wake inbox, and who each pair's wakes are for (one per copy of the module: each copy binds its own). */
@@ -54,17 +56,22 @@ export class ThreadHost {
   constructor(
     module: string,
     exportName: string,
+    transfer: boolean,
     resourceLimits: ResourceLimits | undefined,
     onGone: (host: ThreadHost) => void,
   ) {
     this.inbox = addon.crossInbox();
     this.#onGone = onGone;
-    const data: ThreadData = { module, exportName, inbox: this.inbox };
+    const data: ThreadData = { module, exportName, inbox: this.inbox, transfer };
     this.#worker = new Worker(THREAD_SCRIPT, { workerData: data, ...(resourceLimits ? { resourceLimits } : {}) });
-    // An idle thread never keeps the process alive; a caller waiting for
-    // a stream's outputs does (see caller.ts).
-    this.#worker.unref();
     this.#worker.on('error', (error) => (this.#error ??= error));
+    this.#worker.on('message', (message: TransferMessage) =>
+      this.#hosted.get(message.pair)?.deref()?.transferArrived(message.buffers),
+    );
+    // An idle thread never keeps the process alive; a caller waiting for
+    // a stream's outputs does (see caller.ts). (After the 'message'
+    // listener: adding one refs the worker's port again.)
+    this.#worker.unref();
     this.#worker.on('exit', (code) => this.#exited(code));
   }
 
@@ -75,6 +82,12 @@ export class ThreadHost {
   place(pair: number, stream: Hosted, message: OpenMessage): void {
     this.#hosted.set(pair, new WeakRef(stream));
     this.#worker.postMessage(message);
+  }
+
+  /** Moves `buffers` to the thread, ahead of the batch of `pair` that refers to them. */
+  transfer(pair: number, buffers: ArrayBuffer[]): void {
+    const message: TransferMessage = { type: 'transfer', pair, buffers };
+    this.#worker.postMessage(message, buffers);
   }
 
   /** The stream of `pair` finished: the thread no longer hosts it. */
@@ -108,13 +121,15 @@ export class ThreadPool {
   readonly #module: string;
   readonly #exportName: string;
   readonly #max: number;
+  readonly #transfer: boolean;
   readonly #resourceLimits: ResourceLimits | undefined;
   readonly #hosts: ThreadHost[] = [];
 
-  constructor(module: string, exportName: string, max: number, resourceLimits: ResourceLimits | undefined) {
+  constructor(module: string, exportName: string, max: number, transfer: boolean, resourceLimits: ResourceLimits | undefined) {
     this.#module = module;
     this.#exportName = exportName;
     this.#max = max;
+    this.#transfer = transfer;
     this.#resourceLimits = resourceLimits;
   }
 
@@ -123,7 +138,7 @@ export class ThreadPool {
     let best: ThreadHost | undefined;
     for (const host of this.#hosts) if (best === undefined || host.load < best.load) best = host;
     if (best === undefined || (best.load > 0 && this.#hosts.length < this.#max)) {
-      best = new ThreadHost(this.#module, this.#exportName, this.#resourceLimits, (gone) => {
+      best = new ThreadHost(this.#module, this.#exportName, this.#transfer, this.#resourceLimits, (gone) => {
         const i = this.#hosts.indexOf(gone);
         if (i >= 0) this.#hosts.splice(i, 1);
       });

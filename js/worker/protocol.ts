@@ -19,13 +19,23 @@ export interface ThreadData {
   exportName: string;
   /** The thread's wake inbox. */
   inbox: number;
+  /** Outputs' large ArrayBuffers are transferred, not copied (`WorkerFnConfig.transfer`). */
+  transfer: boolean;
 }
 
 /** Posted once per stream placed on the thread. */
 export interface OpenMessage {
+  type: 'open';
   pair: number;
   id: string;
   maxBatch: number;
+}
+
+/** Posted, either way, just before a batch that refers to them is pushed: the ArrayBuffers it transfers. */
+export interface TransferMessage {
+  type: 'transfer';
+  pair: number;
+  buffers: ArrayBuffer[];
 }
 
 /** The module of a `workerFn` cannot serve as its handler. */

@@ -6,8 +6,16 @@
 import { pathToFileURL } from 'node:url';
 import { parentPort, workerData } from 'node:worker_threads';
 import { CrossStatus, addon } from '../core/addon';
-import { type Encoded, decodeBatch, encodeBatch, encodeThrown, isThrown } from './codec';
-import { INPUT, type OpenMessage, OUTPUT, type ThreadData, WORKER_SIDE, workerModuleError } from './protocol';
+import { type Encoded, decodeBatch, encodeBatch, encodeThrown, isThrown, needsTransfer } from './codec';
+import {
+  INPUT,
+  type OpenMessage,
+  OUTPUT,
+  type ThreadData,
+  type TransferMessage,
+  WORKER_SIDE,
+  workerModuleError,
+} from './protocol';
 import type { StreamContext } from '../types';
 
 type Handler = (events: AsyncIterable<unknown>, ctx: StreamContext) => AsyncIterable<unknown>;
@@ -47,6 +55,11 @@ function loadHandler(): Promise<Handler> {
 }
 
 function send(pair: number, encoded: Encoded): CrossStatus {
+  // The ArrayBuffers go first, by the port: the batch that refers to them may be taken before they arrive, never after.
+  if (encoded.transferred !== null) {
+    const message: TransferMessage = { type: 'transfer', pair, buffers: encoded.transferred };
+    parentPort?.postMessage(message, encoded.transferred);
+  }
   return addon.crossPush(pair, OUTPUT, encoded.bytes, encoded.attached);
 }
 
@@ -60,6 +73,10 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
   #inVals: unknown[] = [];
   #inPos = 0;
   #inputEnded = false;
+  /** ArrayBuffers the caller transferred, one list per input batch that refers to them, in order. */
+  readonly #arrived: ArrayBuffer[][] = [];
+  /** An input batch taken whose transferred ArrayBuffers have not arrived yet. */
+  #waitingBatch: Buffer[] | null = null;
   #resolveInput: ((r: IteratorResult<unknown>) => void) | null = null;
   // Output: values not yet sent, whether the lane holds a batch back, and the handler waiting for room.
   #out: unknown[] = [];
@@ -190,7 +207,7 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
   /** Sends the outputs made so far, unless the lane still holds a batch back (then they go after it, on its wake). */
   #flush(): void {
     if (this.#outParked || this.#out.length === 0 || this.#cancelled) return;
-    const encoded = encodeBatch(this.#out);
+    const encoded = encodeBatch(this.#out, data.transfer);
     this.#out = [];
     this.#afterPush(send(this.#pair, encoded));
   }
@@ -198,6 +215,11 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
   #afterPush(status: CrossStatus): void {
     if (status === CrossStatus.Parked) this.#outParked = true;
     else if (status !== CrossStatus.Queued) this.#stop();
+  }
+
+  transferArrived(buffers: ArrayBuffer[]): void {
+    this.#arrived.push(buffers);
+    if (this.#waitingBatch !== null && this.#resolveInput !== null) this.wake(INPUT);
   }
 
   /** A wake on `lane`: input came (or ended), or the output lane has room, or the stream was cancelled. */
@@ -271,14 +293,25 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
   /** The next event from the input lane, its end, or null (parked: the lane wakes this thread). */
   #read(): IteratorResult<unknown> | null {
     if (this.#inputEnded) return { value: undefined, done: true };
-    const got = addon.crossTake(this.#pair, INPUT);
+    const got = this.#waitingBatch ?? addon.crossTake(this.#pair, INPUT);
+    this.#waitingBatch = null;
     if (typeof got === 'number') {
       if (got === CrossStatus.Parked) return null;
       if (got === CrossStatus.Cancelled) this.#stop();
       this.#inputEnded = true;
       return { value: undefined, done: true };
     }
-    const decoded = decodeBatch(got);
+    let transferred: ArrayBuffer[] = [];
+    if (needsTransfer(got)) {
+      const arrived = this.#arrived.shift();
+      if (arrived === undefined) {
+        // `transferArrived` resumes the handler's read.
+        this.#waitingBatch = got;
+        return null;
+      }
+      transferred = arrived;
+    }
+    const decoded = decodeBatch(got, transferred);
     // (The caller sends values only; a thrown record never comes this way.)
     const vals = isThrown(decoded) ? [] : decoded;
     if (vals.length === 0) return this.#read();
@@ -307,7 +340,11 @@ addon.crossListen(data.inbox, (tokens) => {
   for (const token of tokens) streams.get(Math.floor(token / 2))?.wake(token % 2);
 });
 
-parentPort?.on('message', (message: OpenMessage) => {
+parentPort?.on('message', (message: OpenMessage | TransferMessage) => {
+  if (message.type === 'transfer') {
+    streams.get(message.pair)?.transferArrived(message.buffers);
+    return;
+  }
   const stream = new ThreadStream(message);
   streams.set(message.pair, stream);
   void stream.run();
