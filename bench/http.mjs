@@ -1,0 +1,83 @@
+// npm run bench:http [-- --quick]
+//
+// S9, end to end: an HTTP endpoint that opens a stream per request, feeds it
+// the NDJSON body and streams results back (velo-stream), against the same
+// endpoint written with a plain async generator and no library, on Node's
+// http and on Fastify, driven by autocannon on loopback at 1 and 100
+// connections. Each server runs in a child process (the load generator has
+// this process's event loop); variants alternate (velo, plain, velo, ...) and
+// the medians of their requests/s are compared.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { parseArgs } from 'node:util';
+import { writeFileSync } from 'node:fs';
+import autocannon from 'autocannon';
+
+const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false } } });
+const rounds = args.quick ? 2 : 3;
+const seconds = args.quick ? 3 : 5;
+const SERVER = new URL('./http/server.mjs', import.meta.url).pathname;
+const LINES = 10;
+const body = Array.from({ length: LINES }, (_, i) => JSON.stringify({ id: i, amount: i * 1.5 })).join('\n') + '\n';
+const expected = Array.from({ length: LINES }, (_, i) => ({ id: i, n: i + 1, mean: (1.5 * i) / 2 }));
+
+async function startServer(framework, variant) {
+  const child = spawn(process.execPath, [SERVER, framework, variant], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  for await (const chunk of child.stdout) {
+    out += chunk;
+    const m = /listening (\d+)/.exec(out);
+    if (m) return { child, port: Number(m[1]) };
+  }
+  throw new Error(`server ${framework}/${variant} did not start: ${out}`);
+}
+
+async function checkAnswer(port) {
+  const r = await fetch(`http://127.0.0.1:${port}/score`, { method: 'POST', body, headers: { 'content-type': 'application/x-ndjson' } });
+  const got = (await r.text()).trim().split('\n').map((l) => JSON.parse(l));
+  if (r.status !== 200 || JSON.stringify(got) !== JSON.stringify(expected)) throw new Error(`wrong answer: ${r.status} ${JSON.stringify(got)}`);
+}
+
+async function load(port, connections, duration) {
+  const result = await autocannon({
+    url: `http://127.0.0.1:${port}/score`,
+    method: 'POST',
+    headers: { 'content-type': 'application/x-ndjson' },
+    body,
+    connections,
+    duration,
+  });
+  if (result.errors > 0 || result.non2xx > 0 || result.timeouts > 0) throw new Error(`errors ${result.errors}, non-2xx ${result.non2xx}, timeouts ${result.timeouts}`);
+  return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99 };
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const results = [];
+for (const framework of ['http', 'fastify']) {
+  const servers = {};
+  for (const variant of ['velo', 'plain']) {
+    servers[variant] = await startServer(framework, variant);
+    await checkAnswer(servers[variant].port);
+    await load(servers[variant].port, 10, 1); // warm-up
+  }
+  for (const connections of [1, 100]) {
+    const runs = { velo: [], plain: [] };
+    for (let r = 0; r < rounds; r++) {
+      for (const variant of r % 2 === 0 ? ['velo', 'plain'] : ['plain', 'velo']) runs[variant].push(await load(servers[variant].port, connections, seconds));
+    }
+    const row = { framework, connections };
+    for (const v of ['velo', 'plain']) row[v] = { rps: median(runs[v].map((x) => x.rps)), p50: median(runs[v].map((x) => x.p50)), p99: median(runs[v].map((x) => x.p99)) };
+    row.ratio = row.velo.rps / row.plain.rps;
+    results.push(row);
+    console.log(
+      `${framework.padEnd(8)} ${String(connections).padStart(3)} conn: velo ${row.velo.rps.toFixed(0)} req/s (p50 ${row.velo.p50} ms, p99 ${row.velo.p99} ms), ` +
+        `plain ${row.plain.rps.toFixed(0)} req/s (p50 ${row.plain.p50} ms, p99 ${row.plain.p99} ms): velo/plain ${row.ratio.toFixed(3)}`,
+    );
+  }
+  for (const { child } of Object.values(servers)) {
+    child.kill('SIGTERM');
+    const [code] = await once(child, 'exit');
+    if (code !== 0) throw new Error(`a server exited with ${code}`);
+  }
+}
+writeFileSync(new URL('./http-results.json', import.meta.url), JSON.stringify({ rounds, seconds, lines: LINES, results }, null, 2));
