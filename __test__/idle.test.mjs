@@ -44,6 +44,43 @@ test('each send moves the idle deadline', async () => {
   assert.deepEqual(await collect(s), [0, 1, 2, 3, 4, 5]);
 });
 
+// A send handed straight to a waiting handler is reported to the core later
+// (js/core/stream.ts, "handoffs counted later"), at the latest on the next
+// turn's check phase. An idle deadline can be looked at before that, in the
+// poll phase of the same turn: the report must come first, with the send's
+// time.
+test('a send handed over just before the idle deadline keeps the stream open, even when the deadline is looked at in the same turn', async () => {
+  const timeout = 200;
+  let attempts = 0;
+  for (;;) {
+    attempts++;
+    const fn = streamFn(echo, { idleTimeout: timeout });
+    const s = fn.open();
+    const opened = performance.now();
+    await new Promise((r) => setTimeout(r, timeout / 2));
+    if (s.state !== 'open') {
+      // (This machine was too slow to send before the deadline.)
+      assert.ok(attempts < 3, 'sent before the deadline in one of three attempts');
+      continue;
+    }
+    const sentAt = performance.now();
+    await s.send('late');
+    // Past the deadline armed at open (but within a timeout of the send) before
+    // this turn ends, so that the deadline is looked at before the check phase.
+    while (performance.now() - opened < timeout + 20);
+    if (performance.now() - sentAt >= timeout) {
+      assert.ok(attempts < 3, 'busy-waited less than a timeout after the send in one of three attempts');
+      await s.cancel();
+      continue;
+    }
+    await new Promise((r) => setTimeout(r, 10));
+    assert.equal(s.state, 'open', 'the handed-over send restarted the idle clock');
+    assert.equal(await s.recv(), 'late');
+    assert.deepEqual(await collect(s), [], 'and it still idles out a timeout after the send');
+    return;
+  }
+});
+
 test('a send waiting for room pauses the idle clock', async () => {
   let release;
   const gate = new Promise((r) => (release = r));

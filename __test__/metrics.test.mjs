@@ -2,6 +2,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { streamFn } from 'velo-stream';
+import { Registry } from 'prom-client';
+import { registerStreamMetrics } from 'velo-stream/prometheus';
 import { collect, deferred, settle } from './helpers/util.mjs';
 
 test('counts in/out, buffer depths, waits, lifetime and queue-wait percentiles', async () => {
@@ -73,4 +75,72 @@ test('bufferedIn counts the events the handler has not consumed from its lent ba
   await settle();
   assert.equal(s.metrics.bufferedIn, 0);
   await s.cancel();
+});
+
+// A live event handed straight to a waiting handler, and an output handed
+// straight to a waiting reader, are counted by the stream and reported to the
+// core in one call later (js/core/stream.ts, "handoffs counted later"). The
+// counts must be exact whenever anyone reads them, without a turn of the
+// event loop in between.
+test('live handoffs are counted exactly when the counts are read right away', async () => {
+  const fn = streamFn(async function* plusOne(events) {
+    for await (const e of events) yield e + 1;
+  });
+  const registry = new Registry();
+  registerStreamMetrics(registry, [fn]);
+  const scrape = async (name) => {
+    const text = await registry.metrics();
+    return Number(text.split('\n').find((l) => l.startsWith(`${name}{fn="plusOne"}`))?.split(' ').at(-1));
+  };
+  const s = fn.open();
+  for (let i = 0; i < 100; i++) {
+    await s.send(i);
+    assert.equal(await s.recv(), i + 1);
+  }
+  let m = s.metrics;
+  assert.deepEqual([m.eventsIn, m.eventsOut, m.bufferedIn, m.bufferedOut], [100, 100, 0, 0]);
+  assert.equal(m.queueWaitP99Us, 0, 'an event handed over never waited');
+  for (let i = 0; i < 50; i++) {
+    await s.send(i);
+    await s.recv();
+  }
+  // registry.metrics() reads the totals synchronously at its start.
+  const [inTotal, outTotal, waits] = await Promise.all([
+    scrape('velo_events_in_total'),
+    scrape('velo_events_out_total'),
+    scrape('velo_queue_wait_seconds_count'),
+  ]);
+  assert.deepEqual([inTotal, outTotal, waits], [150, 150, 150]);
+  m = s.metrics;
+  assert.deepEqual([m.eventsIn, m.eventsOut], [150, 150]);
+  s.end();
+  assert.deepEqual(await collect(s), []);
+  assert.deepEqual([s.metrics.eventsIn, s.metrics.eventsOut], [150, 150]);
+});
+
+test('the handoffs of a stream that is abandoned and collected still reach its function totals', async () => {
+  // (No idle clock: a running one holds a stream until it fires.)
+  const fn = streamFn(
+    async function* twice(events) {
+      for await (const e of events) yield e * 2;
+    },
+    { idleTimeout: 0 },
+  );
+  const registry = new Registry();
+  registerStreamMetrics(registry, [fn]);
+  await (async () => {
+    const s = fn.open();
+    for (let i = 0; i < 20; i++) {
+      await s.send(i);
+      await s.recv();
+    }
+  })(); // the stream is dropped with its handler waiting for input
+  for (let i = 0; i < 10 && fn.stats().cancelled === 0; i++) {
+    await new Promise((r) => setImmediate(r));
+    global.gc();
+  }
+  assert.equal(fn.stats().cancelled, 1, 'collected');
+  const text = await registry.metrics();
+  const value = (name) => Number(text.split('\n').find((l) => l.startsWith(`${name}{fn="twice"}`))?.split(' ').at(-1));
+  assert.deepEqual([value('velo_events_in_total'), value('velo_events_out_total')], [20, 20]);
 });

@@ -18,8 +18,10 @@ export class BoundedQueue {
     this.items = [];
     this.head = 0;
     this.reader = null; // resolve of a pending next()
+    this.rejectReader = null;
     this.writers = []; // [value, resolve] waiting for room
     this.ended = false;
+    this.error = null; // set by fail(): next() rejects with it once the items are read
   }
 
   get size() {
@@ -44,10 +46,17 @@ export class BoundedQueue {
   end() {
     this.ended = true;
     if (this.reader !== null && this.size === 0 && this.writers.length === 0) {
-      const r = this.reader;
+      const [resolve, reject] = [this.reader, this.rejectReader];
       this.reader = null;
-      r(DONE);
+      if (this.error === null) resolve(DONE);
+      else reject(this.error);
     }
+  }
+
+  /** Ends the queue with an error, which next() throws after the items already in it. */
+  fail(error) {
+    this.error = error;
+    this.end();
   }
 
   next() {
@@ -70,8 +79,11 @@ export class BoundedQueue {
       resolve();
       return Promise.resolve({ value, done: false });
     }
-    if (this.ended) return Promise.resolve(DONE);
-    return new Promise((resolve) => (this.reader = resolve));
+    if (this.ended) return this.error === null ? Promise.resolve(DONE) : Promise.reject(this.error);
+    return new Promise((resolve, reject) => {
+      this.reader = resolve;
+      this.rejectReader = reject;
+    });
   }
 
   [Symbol.asyncIterator]() {
@@ -83,6 +95,28 @@ export class BoundedQueue {
 export function openQueued(handler, capacity = 256) {
   const queue = new BoundedQueue(capacity);
   const outputs = handler(queue)[Symbol.asyncIterator]();
+  return { queue, outputs };
+}
+
+/**
+ * Baseline (d): both directions bounded, as a careful user writes it when a
+ * consumer must not be able to stall the handler's memory either: the input
+ * queue of (a), a second queue for outputs, and a pump that moves each output
+ * of the generator into it, waiting while it is full. The pump is the extra
+ * hop per output that (a) does not have (its consumer awaits the generator
+ * itself, so outputs are not buffered at all).
+ */
+export function openBuffered(handler, capacity = 256) {
+  const queue = new BoundedQueue(capacity);
+  const outputs = new BoundedQueue(capacity);
+  (async () => {
+    try {
+      for await (const v of handler(queue)) await outputs.send(v);
+      outputs.end();
+    } catch (error) {
+      outputs.fail(error);
+    }
+  })();
   return { queue, outputs };
 }
 

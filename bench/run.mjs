@@ -29,6 +29,7 @@ const LABELS = {
   a: '(a) hand-written queue',
   b: '(b) Duplex.from',
   c: '(c) chained generators',
+  d: '(d) bounded in+out queues, pump',
   pmap: "p-map's pMapIterable",
   readable: 'Readable.from().map()',
   hand: 'hand-written ordered map',
@@ -81,8 +82,9 @@ function evaluate(kind, stats, labels, [who, op, bound]) {
     const base = stats[who];
     const metric = op.startsWith('p99') ? 'p99' : 'median';
     value = velo[metric] / base[metric];
-    desc = `${op.startsWith('p') ? metric + ' ' : ''}ratio to ${labels[who]} ${value.toFixed(2)}x ${op.replace(/^(p50|p99|total)/, '')} ${bound}x`;
-    op = op.replace(/^(p50|p99|total)/, '');
+    const cmp = op.replace(/^(p50|p99|median|total)/, '');
+    desc = `${op === cmp ? '' : metric + ' '}ratio to ${labels[who]} ${value.toFixed(2)}x ${cmp} ${bound}x`;
+    op = cmp;
   }
   const pass = op.includes('>=') ? value >= bound : value <= bound;
   return { target: `${who} ${op} ${bound}`, desc, value, pass };

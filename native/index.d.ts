@@ -292,6 +292,14 @@ export interface StreamOps {
    * returns `count`.
    */
   released: () => number
+  /**
+   * Counts events and outputs JS handed over itself to a waiting handler
+   * or reader, where `sendNumber`/`yieldNumber` would have answered
+   * `Handoff`: one call for many (see `StreamCore::handed_over`). `agoUs`:
+   * how long ago the last of the inputs was handed over (the idle clock's
+   * restart).
+   */
+  handedOver: (h: number, inputs: number, outputs: number, agoUs: number) => void
   /** Waiting senders (or the paused handler) admitted by the last take. */
   admitted: (h: number) => number
   /** The stream's lifecycle phase. */

@@ -5,7 +5,7 @@ import { assertSource, collectOutputs } from './drive';
 import { NativeStream } from './native-stream';
 import { PipedStream } from './pipe';
 import { kFinished, type StreamKind } from './protocol';
-import { HandlerStream, type StreamBody } from './stream';
+import { HandlerStream, type StreamBody, reportHandoffs } from './stream';
 import { Sessions } from '../integrations/sessions';
 import type {
   EventSource,
@@ -157,6 +157,7 @@ class SingleFn<I, O> extends FnBase<I, O> {
   }
 
   [kTotals](boundsUs: number[]): Totals {
+    reportHandoffs();
     return this.#native.totals(boundsUs);
   }
 
@@ -237,6 +238,7 @@ class PipedFn<I, O> extends FnBase<I, O> {
 
   /** This pipe's own streams: events into their first stage, outputs of their last, and the first stage's queue waits. */
   [kTotals](boundsUs: number[]): Totals {
+    reportHandoffs();
     return this.#native.totals(boundsUs);
   }
 

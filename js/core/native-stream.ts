@@ -214,6 +214,11 @@ export class NativeStream {
     return unpack(ops.takeInput(this.#h, max), into);
   }
 
+  /** Counts events and outputs handed over in JS, each where a push would have answered `Push.Handoff`; the last input `agoUs` ago. */
+  handedOver(inputs: number, outputs: number, agoUs: number): void {
+    ops.handedOver(this.#h, inputs, outputs, agoUs);
+  }
+
   /** Waiting senders (or the paused handler, for outputs) the last take admitted. */
   admitted(): number {
     return ops.admitted(this.#h);

@@ -113,6 +113,46 @@ const RESOLVED: Promise<void> = Promise.resolve();
 /** `poll` found nothing yet. */
 const NOT_YET = Symbol('velo.notYet');
 
+// ----- handoffs counted later -----
+//
+// An event sent to a handler that waits for input with nothing ahead of it,
+// or an output yielded to a reader that waits with nothing ahead of it, is
+// handed over on the spot: the core would store nothing and decide nothing
+// (its answer would be `Push.Handoff`). Its only business with the core is
+// to be counted, so the stream counts such handoffs itself and reports them
+// in one call (`NativeStream.handedOver`) before anything reads the counts
+// (its metrics, its function's stats, its ending) and at the latest on the
+// next turn of the event loop. A live event then costs no native call. (The
+// first handoff each way still goes through the core: a stream that lives for
+// one event, as most short streams do, would gain nothing by a report.) When
+// the stream has an idle clock, the time of its last handed event goes with
+// the report (and a report comes first when its idle deadline is looked at),
+// so that the clock restarts exactly as a send would have restarted it.
+
+/** Streams with handoffs not reported yet (each listed once, by `#handoffsListed`). */
+const unreported: HandlerStream<unknown, unknown>[] = [];
+const kReport = Symbol('velo.reportHandoffs');
+let reportScheduled = false;
+
+function reportLater(stream: HandlerStream<unknown, unknown>): void {
+  unreported.push(stream);
+  if (reportScheduled) return;
+  reportScheduled = true;
+  setImmediate(reportOnTurn);
+}
+
+function reportOnTurn(): void {
+  reportScheduled = false;
+  reportHandoffs();
+}
+
+/** Reports every stream's handoffs to the core (before a function's stats or totals are read). */
+export function reportHandoffs(): void {
+  // (A report is one native call per stream, and never adds to the list.)
+  for (let i = 0; i < unreported.length; i++) unreported[i][kReport](true);
+  unreported.length = 0;
+}
+
 /** The async iterable a handler reads its events from. */
 class HandlerInput<I> implements AsyncIterableIterator<I> {
   readonly #stream: HandlerStream<I, unknown>;
@@ -208,6 +248,17 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   #wakeScheduled = false;
   #keepingAlive = false;
 
+  // Handoffs not yet counted by the core (see `reportHandoffs`).
+  #inHanded = 0;
+  #outHanded = 0;
+  /** An event (an output) was handed over before: the next ones are counted here. */
+  #countingIn = false;
+  #countingOut = false;
+  /** `performance.now()` at the last event handed over, if the idle clock runs. */
+  #lastHandedAt = 0;
+  /** In `unreported`. */
+  #handoffsListed = false;
+
   // Endings. The phase is the core's (`#native.state`); these hold what
   // only JavaScript can: the error, the cancel reason, the handler's promise.
   /** The handler's error (or, for a pipe's last stage, the pipe's). */
@@ -277,6 +328,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   }
 
   get metrics(): StreamMetrics {
+    this[kReport](false);
     this.#commitStage();
     return this.#native.metrics(this.#inLen - this.#inPos, this.#outLen - this.#outPos);
   }
@@ -307,12 +359,45 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
     return this.#failure;
   }
 
+  /** Reports the handoffs counted so far; `unlisted`: the stream was just taken off `unreported`. */
+  [kReport](unlisted: boolean): void {
+    if (unlisted) this.#handoffsListed = false;
+    else if (this.#handoffsListed && unreported[unreported.length - 1] === this) {
+      // Most often the stream reporting (at its end) is the last listed:
+      // unlisted now, it is not held until the list's next report.
+      unreported.pop();
+      this.#handoffsListed = false;
+    }
+    if (this.#inHanded === 0 && this.#outHanded === 0) return;
+    const agoUs = this.#idleOn && this.#inHanded > 0 ? (performance.now() - this.#lastHandedAt) * 1000 : 0;
+    this.#native.handedOver(this.#inHanded, this.#outHanded, agoUs);
+    this.#inHanded = this.#outHanded = 0;
+  }
+
+  #countLater(): void {
+    if (this.#handoffsListed) return;
+    this.#handoffsListed = true;
+    reportLater(this as HandlerStream<unknown, unknown>);
+  }
+
   // ----- input -----
 
   send(event: I): Promise<void> {
+    const waiting = this.#resolveInput;
+    if (waiting !== null && !this.#inPending && this.#countingIn) {
+      // The handler waits and nothing is ahead of this event: it gets it
+      // directly, counted later (see `reportHandoffs`).
+      this.#resolveInput = this.#inputPromise = null;
+      if (this.#idleOn) this.#lastHandedAt = performance.now();
+      this.#inHanded++;
+      this.#countLater();
+      waiting({ value: event, done: false });
+      return RESOLVED;
+    }
     const pushed = this.#native.send(event, this.#resolveInput !== null);
     if (pushed === Push.Handoff) {
       // The handler was waiting for input: it gets the event directly.
+      this.#countingIn = true;
       const resolve = this.#resolveInput as (r: IteratorResult<I>) => void;
       this.#resolveInput = this.#inputPromise = null;
       resolve({ value: event, done: false });
@@ -546,6 +631,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   // ----- idle -----
 
   idleFired(): void {
+    this[kReport](false);
     if (this.#native.idleFire()) this.#inputEnded();
   }
 
@@ -617,6 +703,16 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   #emit(value: O): Emit {
     const reader = this.#readers.peek();
     const direct = reader !== undefined && reader.kind !== ReadKind.Wake && this.#outPos === this.#outLen && this.#credit === 0;
+    if (direct && !this.#outPending && this.#countingOut && this.#cancel === undefined) {
+      // The reader waits and nothing is ahead of this output (the core's
+      // answer would be `Push.Handoff`): it gets it directly, counted later.
+      this.#readers.shift();
+      this.#outHanded++;
+      this.#countLater();
+      reader.resolve(reader.kind === ReadKind.Recv ? value : { value, done: false });
+      this.#syncKeepAlive();
+      return Emit.Emitted;
+    }
     if (!direct) {
       if (this.#credit === 0) {
         this.#commitStage();
@@ -632,6 +728,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
     }
     const pushed = this.#native.yieldOutput(value, direct);
     if (pushed === Push.Handoff) {
+      this.#countingOut = true;
       this.#readers.shift();
       (reader as Reader).resolve(reader?.kind === ReadKind.Recv ? value : { value, done: false });
       this.#syncKeepAlive();
@@ -651,6 +748,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   }
 
   #returned(): void {
+    this[kReport](false);
     this.#commitStage();
     this.#native.handlerReturned();
     this.#afterHandler(() => new StreamClosedError(`${this.#describe()} has finished: its handler returned`));
@@ -711,6 +809,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
       return;
     }
     this.#failure = { error };
+    this[kReport](false);
     this.#commitStage();
     this.#native.handlerFailed();
     this.#afterHandler(() => new StreamClosedError(`${this.#describe()} failed: its handler threw`, { cause: error }));
@@ -856,6 +955,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   // ----- cancel -----
 
   cancel(reason?: unknown): Promise<void> {
+    this[kReport](false);
     if (this.#native.cancel()) {
       this.#cancel = { reason };
       this.#inPending = this.#outPending = true;

@@ -227,9 +227,14 @@ impl Admission {
 
     /// Records one event's queue wait in the function's histogram.
     pub(crate) fn record_wait(&self, micros: u64) {
-        self.shared.queue_wait.borrow_mut().record(micros);
+        self.record_waits(micros, 1);
+    }
+
+    /// Records `n` events that waited `micros` each.
+    pub(crate) fn record_waits(&self, micros: u64, n: u64) {
+        self.shared.queue_wait.borrow_mut().record_n(micros, n);
         if let Some((other, Share { input: true, .. })) = &self.also {
-            other.queue_wait.borrow_mut().record(micros);
+            other.queue_wait.borrow_mut().record_n(micros, n);
         }
     }
 

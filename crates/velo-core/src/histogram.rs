@@ -53,11 +53,19 @@ fn value_of(bucket: usize) -> u64 {
 impl Histogram {
     /// Record one duration in microseconds.
     pub fn record(&mut self, micros: u64) {
+        self.record_n(micros, 1);
+    }
+
+    /// Records `n` samples of the same value (`n` may be 0).
+    pub fn record_n(&mut self, micros: u64, n: u64) {
+        if n == 0 {
+            return;
+        }
         let buckets = self.buckets.get_or_insert_with(|| Box::new([0; BUCKETS]));
         let b = &mut buckets[bucket_of(micros)];
-        *b = b.saturating_add(1);
-        self.count += 1;
-        self.sum = self.sum.saturating_add(micros);
+        *b = b.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+        self.count += n;
+        self.sum = self.sum.saturating_add(micros.saturating_mul(n));
     }
 
     /// Cumulative counts at `bounds_us` (ascending). A bucket counts under a

@@ -168,6 +168,13 @@ impl<T> Lane<T> {
         true
     }
 
+    /// Counts `n` values the embedder handed over itself, each at a moment
+    /// when [`Lane::try_handoff`] would have returned true (it keeps track
+    /// of that on its side, and reports them in one call instead of one each).
+    pub fn count_handoffs(&mut self, n: u64) {
+        self.accepted += n;
+    }
+
     /// Push values that fit in [`Lane::room`]; returns how many.
     ///
     /// # Panics

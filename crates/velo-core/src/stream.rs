@@ -243,6 +243,28 @@ impl<T> StreamCore<T> {
         handed
     }
 
+    /// Counts events and outputs the embedder handed over itself, each to a
+    /// handler or reader waiting with nothing ahead of it, where
+    /// [`StreamCore::try_handoff_input`] and [`StreamCore::try_handoff_output`]
+    /// would have succeeded, reported in one call rather than one call each.
+    /// `last_input_us`: when the last of the events was handed over, which
+    /// restarts the idle clock as a send at that time would have (so an
+    /// embedder reports before [`StreamCore::idle_fire`] decides).
+    pub fn handed_over(&mut self, inputs: u64, outputs: u64, last_input_us: u64) {
+        if inputs > 0 {
+            if let Some(idle) = &mut self.idle {
+                idle.last_activity_us = idle.last_activity_us.max(last_input_us);
+            }
+            self.input.count_handoffs(inputs);
+            self.queue_wait.record_n(0, inputs);
+            if let Some(gate) = &self.gate {
+                gate.record_waits(0, inputs);
+            }
+        }
+        self.output.count_handoffs(outputs);
+        self.account();
+    }
+
     /// Room for [`StreamCore::send_batch`] now.
     pub fn room(&self) -> usize {
         self.input.room()

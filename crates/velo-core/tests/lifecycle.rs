@@ -199,3 +199,56 @@ fn function_totals_sum_every_stream_and_survive_it() {
     assert_eq!(t.queue_wait.buckets, vec![(50, 0), (1_000, 2)]);
     drop(b);
 }
+
+#[test]
+fn handoffs_reported_in_one_call_count_as_one_call_each() {
+    // One stream hands over one by one, the other reports the same handoffs
+    // at once: the stream's metrics and the function's totals agree.
+    let one_by_one = Admission::new(1);
+    let mut a = stream(&one_by_one, 4);
+    for _ in 0..3 {
+        assert!(a.try_handoff_input(0));
+    }
+    for _ in 0..2 {
+        assert!(a.try_handoff_output());
+    }
+    let reported = Admission::new(1);
+    let mut b = stream(&reported, 4);
+    b.handed_over(3, 2, 0);
+    let (ma, mb) = (a.metrics(0, 0, 0), b.metrics(0, 0, 0));
+    assert_eq!((mb.events_in, mb.events_out), (3, 2));
+    assert_eq!((ma.events_in, ma.events_out), (mb.events_in, mb.events_out));
+    assert_eq!((mb.buffered_in, mb.buffered_out), (0, 0));
+    assert_eq!(ma.queue_wait_p50_us, mb.queue_wait_p50_us);
+    let (ta, tb) = (one_by_one.totals(&[0, 50]), reported.totals(&[0, 50]));
+    assert_eq!((tb.events_in, tb.events_out), (3, 2));
+    assert_eq!(tb.queue_wait.count, 3, "each event handed over waited 0 µs");
+    assert_eq!(ta.queue_wait.buckets, tb.queue_wait.buckets);
+    assert_eq!(ta.queue_wait.sum_us, tb.queue_wait.sum_us);
+    b.handed_over(0, 0, 0);
+    assert_eq!(
+        reported.totals(&[]).events_in,
+        3,
+        "nothing reported, nothing counted"
+    );
+}
+
+#[test]
+fn reported_handoffs_restart_the_idle_clock_at_the_time_given() {
+    let deadlines = Rc::new(RefCell::new(IdleDeadlines::spawn(|| {}).unwrap()));
+    let gate = Admission::new(1);
+    let idle = IdleConfig {
+        deadlines: Rc::clone(&deadlines),
+        timeout_us: 1000,
+    };
+    let mut s: StreamCore<u32> = StreamCore::new(gate.admit().unwrap(), 1, Some(idle), 0);
+    // Events handed over at 300..=700, reported at 900 (before the deadline
+    // at 1000 is looked at): the stream is idle from 700, until 1700.
+    s.handed_over(5, 5, 700);
+    assert_eq!(s.idle_fire(1000), IdleVerdict::Rearmed);
+    assert_eq!(s.idle_fire(1650), IdleVerdict::Rearmed);
+    // An older time never moves the clock back; outputs alone never move it.
+    s.handed_over(1, 0, 100);
+    s.handed_over(0, 3, 1690);
+    assert_eq!(s.idle_fire(1700), IdleVerdict::Expired);
+}

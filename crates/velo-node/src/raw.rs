@@ -313,6 +313,17 @@ fn released<'s>(cx: Scope<'s>, []: [Value<'s>; 0]) -> Result<Value<'s>> {
     cx.int(count(n))
 }
 
+fn handed_over<'s>(cx: Scope<'s>, [h, inputs, outputs, ago]: [Value<'s>; 4]) -> Result<Value<'s>> {
+    let now = clock::now_us();
+    let (inputs, outputs) = (cx.index(inputs)?, cx.index(outputs)?);
+    // (A float to integer cast saturates: a negative or NaN age is 0.)
+    let at = now.saturating_sub(cx.number(ago)? as u64);
+    streams::with(cx.number(h)?, |stream| {
+        stream.core.handed_over(inputs.into(), outputs.into(), at)
+    })?;
+    cx.undefined()
+}
+
 fn admitted<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
     let n = streams::with(cx.number(h)?, |stream| stream.admitted)?;
     cx.int(n as i32)
@@ -450,6 +461,12 @@ stream_ops! {
     #[doc = " Table indices of values the core dropped, into `scratch.u32[0..count]`;"]
     #[doc = " returns `count`."]
     "released": "() => number" => released,
+    #[doc = " Counts events and outputs JS handed over itself to a waiting handler"]
+    #[doc = " or reader, where `sendNumber`/`yieldNumber` would have answered"]
+    #[doc = " `Handoff`: one call for many (see `StreamCore::handed_over`). `agoUs`:"]
+    #[doc = " how long ago the last of the inputs was handed over (the idle clock's"]
+    #[doc = " restart)."]
+    "handedOver": "(h: number, inputs: number, outputs: number, agoUs: number) => void" => handed_over,
     #[doc = " Waiting senders (or the paused handler) admitted by the last take."]
     "admitted": "(h: number) => number" => admitted,
     #[doc = " The stream's lifecycle phase."]
