@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
-import { constants as bufferConstants } from 'node:buffer';
+import { constants as bufferConstants, isUtf8 } from 'node:buffer';
 import { Readable } from 'node:stream';
 import { streamFn } from 'velo-stream';
 import { RequestBodyError, RequestTooLargeError, ndjsonEvents, sendNdjson } from 'velo-stream/http';
@@ -132,6 +132,90 @@ test('blank lines are skipped but counted; a malformed line is still a 400 Reque
   assert.deepEqual(r.events, [{ a: 1 }]);
   assert.ok(r.error instanceof RequestBodyError);
   assert.equal(r.error.line, 5);
+});
+
+/**
+ * The NDJSON rules, applied the plain way to a whole body: split its bytes at
+ * each newline, and check and parse one line after another.
+ */
+function referenceParse(body, { maxLineBytes = 100 * 1024, maxBodyBytes = Infinity } = {}) {
+  const events = [];
+  const within = body.subarray(0, Math.min(body.length, maxBodyBytes));
+  const lines = [];
+  for (let from = 0; from < within.length; ) {
+    const nl = within.indexOf(10, from);
+    lines.push({ bytes: within.subarray(from, nl === -1 ? within.length : nl), ended: nl !== -1 });
+    from = nl === -1 ? within.length : nl + 1;
+  }
+  let n = 0;
+  for (const { bytes, ended } of lines) {
+    n++;
+    const end = bytes.at(-1) === 13 ? bytes.length - 1 : bytes.length;
+    if (end > maxLineBytes) return { events, error: { code: 'ERR_NDJSON_LINE_TOO_LARGE', line: n } };
+    // A body cut by maxBodyBytes in the middle of a line: that line is not parsed.
+    if (!ended && body.length > maxBodyBytes) break;
+    const line = bytes.subarray(0, end);
+    if (!isUtf8(line)) return { events, error: { code: 'ERR_BAD_NDJSON', line: n } };
+    let text = line.toString('utf8');
+    if (n === 1 && text.startsWith('\ufeff')) text = text.slice(1);
+    if (/^[ \t\r]*$/.test(text)) continue;
+    try {
+      events.push(JSON.parse(text));
+    } catch {
+      return { events, error: { code: 'ERR_BAD_NDJSON', line: n } };
+    }
+  }
+  if (body.length > maxBodyBytes) return { events, error: { code: 'ERR_BODY_TOO_LARGE' } };
+  return { events };
+}
+
+test('random bodies in random chunks parse as the plain line-by-line rules say', async () => {
+  let seed = 12345;
+  const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  const pick = (xs) => xs[Math.floor(random() * xs.length)];
+  const lineKinds = [
+    () => JSON.stringify({ n: Math.floor(random() * 1000) }),
+    () => JSON.stringify({ s: 'é€😀'.repeat(1 + Math.floor(random() * 4)) }),
+    () => JSON.stringify('x'.repeat(Math.floor(random() * 40))),
+    () => pick(['', ' ', '\t \r', '\u00a0']),
+    () => '{"broken":',
+    () => '[1,2]\r',
+  ];
+  for (let round = 0; round < 400; round++) {
+    const parts = [];
+    if (random() < 0.1) parts.push(Buffer.from([0xef, 0xbb, 0xbf]));
+    const count = 1 + Math.floor(random() * 8);
+    for (let i = 0; i < count; i++) {
+      // Mostly good lines, now and then a bad one.
+      const kind = random() < 0.9 ? pick([lineKinds[0], lineKinds[1], lineKinds[2], lineKinds[3], lineKinds[5]]) : lineKinds[4];
+      parts.push(Buffer.from(kind()));
+      // A lone lead byte (not UTF-8), inside a JSON string: decoded, it would parse.
+      if (random() < 0.04) parts.push(Buffer.from('{"s":"'), Buffer.from([0xc3]), Buffer.from('"}'));
+      if (i < count - 1 || random() < 0.7) parts.push(Buffer.from('\n'));
+    }
+    const body = Buffer.concat(parts);
+    const opts = {};
+    // (One limit at a time: a line cut by maxBodyBytes may also be over
+    // maxLineBytes, and which of the two is reported then depends on the chunks.)
+    const limit = random();
+    if (limit < 0.3) opts.maxLineBytes = 1 + Math.floor(random() * 40);
+    else if (limit < 0.5) opts.maxBodyBytes = 1 + Math.floor(random() * body.length);
+    const chunks = [];
+    for (let i = 0; i < body.length; ) {
+      const size = random() < 0.5 ? 1 + Math.floor(random() * 4) : 1 + Math.floor(random() * body.length);
+      chunks.push(body.subarray(i, i + size));
+      i += size;
+    }
+    const want = referenceParse(body, opts);
+    const got = await parse(chunks, opts);
+    const what = `round ${round}: ${JSON.stringify(body.toString('latin1'))} in ${chunks.length} chunks, ${JSON.stringify(opts)}`;
+    assert.deepEqual(got.events, want.events, what);
+    if (want.error === undefined) assert.equal(got.error, undefined, what);
+    else {
+      assert.equal(got.error?.code, want.error.code, what);
+      if (want.error.line !== undefined) assert.equal(got.error.line, want.error.line, what);
+    }
+  }
 });
 
 test('options are checked at the call: RangeError ERR_OUT_OF_RANGE naming the field, TypeError for the rest', () => {

@@ -374,6 +374,9 @@ export function ndjsonEvents<E = unknown>(req: IncomingMessage | Readable, opts?
   return parseNdjson<E>(req, maxLineBytes, maxBodyBytes);
 }
 
+/** A blank line's stand-in: nothing to deliver. */
+const BLANK = Symbol('velo.blankLine');
+
 async function* parseNdjson<E>(input: Readable, maxLineBytes: number, maxBodyBytes: number): AsyncGenerator<E> {
   const declared = Number((input as IncomingMessage).headers?.['content-length']);
   if (declared > maxBodyBytes) throw new RequestTooLargeError('ERR_BODY_TOO_LARGE', maxBodyBytes);
@@ -383,24 +386,34 @@ async function* parseNdjson<E>(input: Readable, maxLineBytes: number, maxBodyByt
   let held = 0;
   let line = 0;
   let room = maxBodyBytes;
-  function* complete(bytes: Buffer): Generator<E> {
+
+  /** The next line's event, from its decoded text (`bytes`: its length in UTF-8, line ending excluded). */
+  const parse = (text: string, bytes: number): E | typeof BLANK => {
     line++;
-    const end = bytes.length > 0 && bytes[bytes.length - 1] === 13 ? bytes.length - 1 : bytes.length;
-    if (end > maxLineBytes) throw new RequestTooLargeError('ERR_NDJSON_LINE_TOO_LARGE', maxLineBytes, line);
-    // Decoded only whole: a character split across chunks is joined first.
-    const body = bytes.subarray(0, end);
-    // JSON text is UTF-8 (RFC 8259); a decoder would turn bad bytes into U+FFFD silently.
-    if (!isUtf8(body)) throw new RequestBodyError(line, new TypeError('The line is not valid UTF-8'));
-    let text = body.toString('utf8');
+    if (bytes > maxLineBytes) throw new RequestTooLargeError('ERR_NDJSON_LINE_TOO_LARGE', maxLineBytes, line);
     // A byte order mark may open the body (RFC 8259 lets a parser ignore it); JSON.parse would not.
     if (line === 1 && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
-    if (JSON_BLANK.test(text)) return;
+    const first = text.charCodeAt(0);
+    // (Only a line that is empty or opens with JSON whitespace can be blank.)
+    if ((text.length === 0 || first === 32 || first === 9 || first === 13) && JSON_BLANK.test(text)) return BLANK;
     try {
-      yield JSON.parse(text) as E;
+      return JSON.parse(text) as E;
     } catch (error) {
       throw new RequestBodyError(line, error);
     }
-  }
+  };
+
+  /** The next line's event, from its bytes (`\n` excluded). */
+  const parseBytes = (bytes: Buffer): E | typeof BLANK => {
+    const end = bytes.length > 0 && bytes[bytes.length - 1] === 13 ? bytes.length - 1 : bytes.length;
+    if (end > maxLineBytes) throw new RequestTooLargeError('ERR_NDJSON_LINE_TOO_LARGE', maxLineBytes, line + 1);
+    // Decoded only whole: a character split across chunks is joined first.
+    const body = bytes.subarray(0, end);
+    // JSON text is UTF-8 (RFC 8259); a decoder would turn bad bytes into U+FFFD silently.
+    if (!isUtf8(body)) throw new RequestBodyError(line + 1, new TypeError('The line is not valid UTF-8'));
+    return parse(body.toString('utf8'), end);
+  };
+
   // `destroyOnReturn: false`: leaving early (a refused body, a consumer that
   // stopped) just stops reading; the request is left to its response, which
   // is still to be written on the same connection.
@@ -412,16 +425,43 @@ async function* parseNdjson<E>(input: Readable, maxLineBytes: number, maxBodyByt
     if (over) chunk = chunk.subarray(0, room);
     room -= chunk.length;
     let start = 0;
-    for (let nl = chunk.indexOf(10); nl !== -1; nl = chunk.indexOf(10, start)) {
-      const piece = chunk.subarray(start, nl);
+    const last = chunk.lastIndexOf(10);
+    if (last !== -1 && held > 0) {
+      // The line begun in earlier chunks ends in this one.
+      const nl = chunk.indexOf(10);
+      pieces.push(chunk.subarray(0, nl));
+      const bytes = Buffer.concat(pieces, held + nl);
+      pieces.length = 0;
+      held = 0;
       start = nl + 1;
-      if (held === 0) yield* complete(piece);
-      else {
-        pieces.push(piece);
-        const bytes = Buffer.concat(pieces, held + piece.length);
-        pieces.length = 0;
-        held = 0;
-        yield* complete(bytes);
+      const event = parseBytes(bytes);
+      if (event !== BLANK) yield event;
+    }
+    if (start <= last) {
+      // Whole lines, checked and decoded at once, then split as text.
+      const region = chunk.subarray(start, last + 1);
+      start = last + 1;
+      if (isUtf8(region)) {
+        const text = region.toString('utf8');
+        // All ASCII: a line's length in UTF-16 units is its length in bytes.
+        const ascii = text.length === region.length;
+        for (let from = 0; from < text.length;) {
+          const nl = text.indexOf('\n', from);
+          let end = nl;
+          if (end > from && text.charCodeAt(end - 1) === 13) end--;
+          const lineText = text.slice(from, end);
+          from = nl + 1;
+          // (A UTF-16 unit is at most 3 bytes of UTF-8: most lines need no count.)
+          const bytes = ascii || lineText.length * 3 <= maxLineBytes ? lineText.length : Buffer.byteLength(lineText);
+          const event = parse(lineText, bytes);
+          if (event !== BLANK) yield event;
+        }
+      } else {
+        // Some line is not UTF-8: line by line from the bytes, to name it.
+        for (let from = 0, nl = region.indexOf(10); nl !== -1; from = nl + 1, nl = region.indexOf(10, from)) {
+          const event = parseBytes(region.subarray(from, nl));
+          if (event !== BLANK) yield event;
+        }
       }
     }
     if (over) throw new RequestTooLargeError('ERR_BODY_TOO_LARGE', maxBodyBytes);
@@ -431,5 +471,8 @@ async function* parseNdjson<E>(input: Readable, maxLineBytes: number, maxBodyByt
       pieces.push(chunk.subarray(start));
     }
   }
-  if (held > 0) yield* complete(Buffer.concat(pieces, held));
+  if (held > 0) {
+    const event = parseBytes(Buffer.concat(pieces, held));
+    if (event !== BLANK) yield event;
+  }
 }
