@@ -10,6 +10,7 @@ export {
   type ValueOutput,
 } from './materialize';
 export { jsonCodec, bufferCodec, EventTooLargeError, type Codec } from './codec';
+export { LagLimitError, SessionLimitError, type SessionLimitCode } from './errors';
 export {
   FencedError,
   type PartitionLog,
