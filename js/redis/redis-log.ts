@@ -238,6 +238,11 @@ export async function appendEvents(
   return (await APPEND.run(client, [keys.input(partition)], args)) as string[];
 }
 
+/** The lag of a partition's input for its consumer group (see LAG): entries not yet read by the partition's owner. */
+export async function partitionLag(client: RedisClientLike, keys: KeySpace, partition: number): Promise<number> {
+  return Number(await LAG.run(client, [keys.input(partition)], []));
+}
+
 export class RedisLog implements PartitionLog {
   readonly partitions: number;
   readonly #client: RedisClientLike;
@@ -328,8 +333,8 @@ export class RedisLog implements PartitionLog {
     }
   }
 
-  async lag(partition: number): Promise<number> {
-    return Number(await LAG.run(this.#client, [this.#keys.input(partition)], []));
+  lag(partition: number): Promise<number> {
+    return partitionLag(this.#client, this.#keys, partition);
   }
 
   async trim(lease: Lease): Promise<number> {
