@@ -123,7 +123,7 @@ test('maxBufferedEvents: a stalled session stops only its partition at its share
     await worker.close();
     assert.ok(seen.length > 100, `sampled often (${seen.length})`);
     for (const s of seen) {
-      assert.ok(s.buffered <= budget, `buffered ${s.buffered} > maxBufferedEvents ${budget}`);
+      assert.ok(s.buffered <= budget, `buffered ${s.buffered} > maxBufferedEvents ${budget}: ${JSON.stringify(s.partitionBuffered)}`);
       for (const p of s.owned) assert.ok(s.partitionBuffered[p] <= budget / partitions, `partition ${p}: ${s.partitionBuffered[p]} above its share`);
       assert.equal(s.buffered, s.owned.reduce((sum, p) => sum + s.partitionBuffered[p], 0));
     }
@@ -164,7 +164,7 @@ test('maxBufferedEvents keeps a worker process small under a backlog of large ev
   assert.ok(unbounded.stats.buffered > keys * perKey / 2, `control: without a bound the backlog is read (${unbounded.stats.buffered})`);
   const mb = (bytes) => (bytes / 2 ** 20).toFixed(1);
   // 32 events of 100 KB are about 6 MB (read and decoded); the rest of the growth is the runtime's own slack.
-  assert.ok(unbounded.growth > 90 * 2 ** 20, `control: reading the backlog grows the process (${mb(unbounded.growth)} MB)`);
+  assert.ok(unbounded.growth > 60 * 2 ** 20, `control: reading the backlog grows the process (${mb(unbounded.growth)} MB)`);
   assert.ok(bounded.growth < 45 * 2 ** 20 && bounded.growth * 3 < unbounded.growth, `bounded: ${mb(bounded.growth)} MB of growth (unbounded: ${mb(unbounded.growth)} MB)`);
 });
 

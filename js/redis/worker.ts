@@ -43,10 +43,11 @@ export interface RedisWorkerOptions extends RedisOptions {
   onError?: (error: unknown) => void;
   /**
    * Events read from Redis that the sessions' handlers have not taken yet (in their input buffers, or being
-   * dispatched), at most, over all partitions of this worker. Each owned partition gets an equal share
-   * (`floor(maxBufferedEvents / owned)`): a partition at its share is not read until its own sessions take
-   * events, so a slow session stops only its partition. The rest waits in Redis (`lag`). Entries held for a
-   * session slot (`maxConcurrent`, see `held`) are bounded separately. At least `partitions`. Default 65 536.
+   * dispatched), at most, over all partitions of this worker. Each partition has a fixed share,
+   * `floor(maxBufferedEvents / partitions)` (a worker owning every partition can use all of it): a partition at
+   * its share is not read until its own sessions take events, so a slow session stops only its partition, and
+   * the rest waits in Redis (`lag`). Entries held for a session slot (`maxConcurrent`, see `held`) are bounded
+   * separately. At least `partitions`. Default 65 536.
    */
   maxBufferedEvents?: number;
   /**
@@ -799,6 +800,7 @@ class Worker<I, O> implements RedisWorker {
     capped: 0,
   };
   readonly #trips = new RoundTrips();
+  readonly #share: number;
   live = 0;
   readonly #runs = new Map<number, PartitionRun<I, O>>();
   /** The last fencing epoch this worker was granted, per partition. */
@@ -863,6 +865,7 @@ class Worker<I, O> implements RedisWorker {
     this.codec = options.codec;
     this.maxEventBytes = options.maxEventBytes;
     this.maxBuffered = maxBufferedEvents;
+    this.#share = Math.floor(maxBufferedEvents / options.partitions);
     this.maxSessionEvents = maxSessionEvents;
     this.maxSessionAge = maxSessionAge;
     this.log = timedLog(
@@ -897,14 +900,13 @@ class Worker<I, O> implements RedisWorker {
     return { owned, lag, partitionLag, sessions: this.live, held, buffered, partitionBuffered, ...this.counters, roundTrip };
   }
 
-  /** Each owned partition's share of `maxBufferedEvents`. */
+  /**
+   * Each partition's share of `maxBufferedEvents`: fixed (by the partition count, not by the partitions owned
+   * now), so that taking or losing partitions never leaves one above its share while another reads into
+   * the same budget.
+   */
   share(): number {
-    return Math.floor(this.maxBuffered / Math.max(1, this.#runs.size));
-  }
-
-  /** The partitions owned changed: the others' shares may have grown. */
-  #sharesChanged(): void {
-    for (const run of this.#runs.values()) run.budgetFreed();
+    return this.#share;
   }
 
   [kRoundTrips](): RoundTripTotals {
@@ -1002,7 +1004,6 @@ class Worker<I, O> implements RedisWorker {
 
   async #release(run: PartitionRun<I, O>): Promise<void> {
     this.#runs.delete(run.partition);
-    this.#sharesChanged();
     this.counters.released++;
     await run.release();
   }
@@ -1010,7 +1011,6 @@ class Worker<I, O> implements RedisWorker {
   lose(run: PartitionRun<I, O>): void {
     if (this.#runs.get(run.partition) !== run) return;
     this.#runs.delete(run.partition);
-    this.#sharesChanged();
     this.counters.lost++;
     void run.drop();
   }
