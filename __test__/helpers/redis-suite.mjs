@@ -37,9 +37,10 @@ const CHILD = fileURLToPath(new URL('./redis-worker-child.mjs', import.meta.url)
 /**
  * A worker process of the function `name` (the `totals` handler) on the file's server. It prints `owned ...`
  * when its partitions change, `stats <json>` every 100 ms, and on SIGTERM hands off and prints `closed <json>`.
+ * `extra`: more worker options (JSON), and `handler: 'stuck'` (see redis-worker-child.mjs).
  */
-export function workerChild(name, { partitions, ttl, idle, delayMs = 1, trimInterval = 1 }) {
-  const args = [CHILD, redis.url, name, partitions, ttl, idle, delayMs, trimInterval].map(String);
+export function workerChild(name, { partitions, ttl, idle, delayMs = 1, trimInterval = 1, extra = {} }) {
+  const args = [CHILD, redis.url, name, partitions, ttl, idle, delayMs, trimInterval, JSON.stringify(extra)].map(String);
   return start(args, { timeout: 60_000 });
 }
 

@@ -1,17 +1,33 @@
 // A worker process for the Redis fault tests. Args: url name partitions
-// leaseTtl idleTimeout delayMs trimInterval. Prints `owned <p,p,...>` whenever its
-// partitions change and `stats <json>` every 100 ms; recovers from Redis
+// leaseTtl idleTimeout delayMs trimInterval [extra], extra a JSON object of
+// more worker options, and `handler: 'stuck'` for a handler that takes one
+// event per session and then waits until it is cancelled. Prints
+// `owned <p,p,...>` whenever its partitions change and `stats <json>` (with
+// `rss`, bytes) every 100 ms; recovers from Redis
 // errors (printed as `error ...` on stdout); on SIGTERM hands off
 // (worker.close()), prints `closed <json>` and exits 0.
 import { createClient } from 'redis';
 import { redisWorker } from 'velo-stream/redis';
+import { streamFn } from '../../index.mjs';
 import { totals } from './redis-fixtures.mjs';
 
-const [url, name, partitions, leaseTtl, idleTimeout, delayMs, trimInterval] = process.argv.slice(2);
+const [url, name, partitions, leaseTtl, idleTimeout, delayMs, trimInterval, extraJson = '{}'] = process.argv.slice(2);
+const { handler = 'totals', ...extra } = JSON.parse(extraJson);
+const stuck = streamFn(
+  async function* stuck(events, ctx) {
+    for await (const e of events) {
+      yield e.n;
+      await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve));
+    }
+  },
+  { idleTimeout: Number(idleTimeout) },
+);
 const client = createClient({ url });
 client.on('error', () => {});
 await client.connect();
-const worker = redisWorker(totals({ idleTimeout: Number(idleTimeout) }, Number(delayMs)), {
+const fn = handler === 'stuck' ? stuck : totals({ idleTimeout: Number(idleTimeout) }, Number(delayMs));
+const worker = redisWorker(fn, {
+  ...extra,
   client,
   name,
   partitions: Number(partitions),
@@ -24,7 +40,7 @@ const timer = setInterval(() => {
   const stats = worker.stats();
   const owned = stats.owned.join(',');
   if (owned !== shown) console.log(`owned ${(shown = owned)}`);
-  console.log(`stats ${JSON.stringify(stats)}`);
+  console.log(`stats ${JSON.stringify({ ...stats, rss: process.memoryUsage().rss })}`);
 }, 100);
 process.once('SIGTERM', async () => {
   clearInterval(timer);

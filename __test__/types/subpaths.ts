@@ -35,6 +35,10 @@ const closed: Error = new StreamClosedError('closed');
 import { createClient } from 'redis';
 import {
   EventTooLargeError,
+  LagLimitError,
+  SessionLimitError,
+  type RedisProducerOptions,
+  type SessionLimitCode,
   redisMaterialize,
   redisOutputs,
   redisProducer,
@@ -46,13 +50,42 @@ import {
 } from 'velo-stream/redis';
 
 const redisClient = createClient({ url: 'redis://127.0.0.1:6379' });
-const producer = redisProducer<Reading>({ client: redisClient, name: 'alerts', partitions: 16 });
+const producer = redisProducer<Reading>({
+  client: redisClient,
+  name: 'alerts',
+  partitions: 16,
+  maxLag: 10_000,
+  lagInterval: 500,
+});
+const producerOptions: RedisProducerOptions<Reading> = { client: redisClient, name: 'alerts', maxLag: 100 };
+// @ts-expect-error maxLag is a number of entries
+redisProducer<Reading>({ client: redisClient, name: 'alerts', maxLag: '100' });
+const behind: Promise<number> = producer.lag('sensor-1');
+void producer.lag(3);
+void (async () => {
+  try {
+    await producer.send('sensor-1', { celsius: 1 });
+  } catch (error) {
+    if (error instanceof LagLimitError) console.log(error.code, error.partition, error.lag, error.limit);
+  }
+})();
+const capCode: SessionLimitCode = new SessionLimitError('ERR_VELO_SESSION_EVENTS', 5, 'capped').code;
+(void producerOptions, behind, capCode);
 void producer.send('sensor-1', { celsius: 41 });
 // @ts-expect-error the event type is checked
 void producer.send('sensor-1', { fahrenheit: 41 });
 void producer.sendMany([['sensor-1', { celsius: 20 }]]);
-const distributed = redisWorker(alerts, { client: redisClient.duplicate(), name: 'alerts', leaseTtl: 5000 });
+const distributed = redisWorker(alerts, {
+  client: redisClient.duplicate(),
+  name: 'alerts',
+  leaseTtl: 5000,
+  maxBufferedEvents: 10_000,
+  maxSessionEvents: 1000,
+  maxSessionAge: 60_000,
+});
 const workerStats: RedisWorkerStats = distributed.stats();
+const budgetUse: number = workerStats.buffered + workerStats.partitionBuffered[0] + workerStats.capped;
+void budgetUse;
 const lagged: number = workerStats.lag + workerStats.replayedSessions + workerStats.roundTrip.p99;
 registerRedisWorkerMetrics(new Registry(), () => [distributed]);
 const view = redisMaterialize<{ hot: number }>({

@@ -192,12 +192,12 @@ export function registerStreamMetrics(
 /**
  * Registers, on `registry`, metrics of the Redis workers (`velo-stream/redis`) that `workers` lists, labelled
  * `fn` (the function's name in Redis) and `worker` (its id):
- * - `velo_redis_partitions_owned`, `velo_redis_sessions`, `velo_redis_held_events` (gauges)
+ * - `velo_redis_partitions_owned`, `velo_redis_sessions`, `velo_redis_held_events`, `velo_redis_buffered_events` (gauges)
  * - `velo_redis_lag` (gauge, also labelled `partition`: entries of an owned partition not yet read, as measured at
  *   the last lease renewal)
  * - `velo_redis_replayed_sessions_total`, `velo_redis_replayed_entries_total`, `velo_redis_fenced_total`,
  *   `velo_redis_leases_{acquired,lost,released}_total`, `velo_redis_outputs_total`, `velo_redis_trimmed_total`,
- *   `velo_redis_errors_total` (counters)
+ *   `velo_redis_errors_total`, `velo_redis_capped_sessions_total` (counters)
  * - `velo_redis_round_trip_seconds` (histogram of the worker's calls to Redis, blocking wake-up reads excluded)
  *
  * `workers` is a list read once, now, or a function returning one, called at every scrape. A worker listed
@@ -270,6 +270,12 @@ export function registerRedisWorkerMetrics(
     'gauge',
     perWorker((s) => s.held),
   );
+  metric(
+    'redis_buffered_events',
+    "Events read from Redis that sessions' handlers have not taken yet (bounded by maxBufferedEvents).",
+    'gauge',
+    perWorker((s) => s.buffered),
+  );
   metric('redis_lag', 'Entries of an owned partition not yet read by its owner (at the last lease renewal).', 'gauge', () =>
     list().flatMap((w) =>
       Object.entries(w.stats().partitionLag).map(([partition, value]) => ({ labels: { ...labels(w), partition }, value })),
@@ -285,6 +291,7 @@ export function registerRedisWorkerMetrics(
     ['outputs_total', 'Outputs committed (before deduplication).', (s) => s.outputs],
     ['trimmed_total', 'Input entries trimmed away.', (s) => s.trimmed],
     ['errors_total', 'Errors the worker recovered from (passed to onError).', (s) => s.errors],
+    ['capped_sessions_total', 'Sessions ended by maxSessionEvents or maxSessionAge.', (s) => s.capped],
   ];
   for (const [name, help, value] of counters) metric(`redis_${name}`, help, 'counter', perWorker(value));
   const name = 'redis_round_trip_seconds';

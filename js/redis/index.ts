@@ -1,5 +1,5 @@
 // velo-stream/redis: stream functions scaled out on Redis/Valkey Streams.
-export { redisProducer, type RedisProducer } from './producer';
+export { redisProducer, type RedisProducer, type RedisProducerOptions } from './producer';
 export { redisWorker, type RedisWorker, type RedisWorkerOptions, type RedisWorkerStats } from './worker';
 export { redisOutputs, type HandlerFailure, type OutputItem, type RedisOutputsOptions } from './reader';
 export {
@@ -10,6 +10,7 @@ export {
   type ValueOutput,
 } from './materialize';
 export { jsonCodec, bufferCodec, EventTooLargeError, type Codec } from './codec';
+export { LagLimitError, SessionLimitError, type SessionLimitCode } from './errors';
 export {
   FencedError,
   type PartitionLog,

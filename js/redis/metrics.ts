@@ -76,7 +76,7 @@ export function timedLog(log: PartitionLog, trips: RoundTrips): PartitionLog {
     renew: (lease: Lease, ttl: number) => timed(() => log.renew(lease, ttl)),
     release: (lease: Lease) => timed(() => log.release(lease)),
     read: (lease: Lease, from: string, count: number): Promise<ReadResult> => timed(() => log.read(lease, from, count)),
-    markClose: (lease: Lease, key: string, sid: string) => timed(() => log.markClose(lease, key, sid)),
+    markClose: (lease: Lease, key: string, sid: string, reason?: string) => timed(() => log.markClose(lease, key, sid, reason)),
     trim: (lease: Lease) => timed(() => log.trim(lease)),
     commit: (lease: Lease, commit: Commit) => timed(() => log.commit(lease, commit)),
     lag: (partition: number) => timed(() => log.lag(partition)),

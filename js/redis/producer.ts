@@ -1,8 +1,23 @@
 // Producers: any process appends events to the partition of their key.
 import { encodeChecked } from './codec';
 import { type RedisOptions, type Resolved, checkKey, fnv1a, resolveOptions } from './options';
-import { appendEvents } from './redis-log';
-import { describe, invalidType } from '../errors';
+import { appendEvents, partitionLag } from './redis-log';
+import { describe, invalidType, outOfRange } from '../errors';
+import { LagLimitError } from './errors';
+
+export interface RedisProducerOptions<I = unknown> extends RedisOptions<I> {
+  /**
+   * Refuse sends to a partition whose workers are this many entries behind: `send()` and `sendMany()` reject
+   * with `LagLimitError` (`ERR_VELO_LAG_LIMIT`), writing nothing, while the partition's lag (entries of its input
+   * not yet read by the worker owning it, or all of them while no worker ever took it) has reached it. The lag
+   * is measured at most every `lagInterval` per partition, in the background, and this producer's own sends
+   * since the last measure are added to it; only the first send to a partition waits for a measure. A call
+   * admitted may take the lag past the bound by its own events. Default: no bound (the lag is never measured).
+   */
+  maxLag?: number;
+  /** The longest a partition's measured lag is used before it is measured again, ms. Default 1000. */
+  lagInterval?: number;
+}
 
 /** Appends events for a distributed stream function; see `redisProducer`. */
 export interface RedisProducer<I> {
@@ -22,6 +37,26 @@ export interface RedisProducer<I> {
    * Resolves with the entry ids, in the order of `events`.
    */
   sendMany(events: Iterable<readonly [string, I]>): Promise<string[]>;
+  /**
+   * The lag of `key`'s partition (or of partition `partition`), measured now: entries of its input not yet read
+   * by the worker that owns it (all of them while no worker ever took it). One round trip; with `maxLag`, the
+   * measure also serves the bound.
+   * @throws {RangeError} `ERR_OUT_OF_RANGE` for a partition number outside 0..partitions-1 (and the key errors of `send`).
+   */
+  lag(keyOrPartition: string | number): Promise<number>;
+}
+
+/** What a producer knows of one partition's lag. */
+interface LagState {
+  /** The last measure (-1: none yet). */
+  lag: number;
+  /** `sent` when that measure was asked for: everything sent since may be in it or not, so it is added. */
+  sentBefore: number;
+  /** Events this producer appended to the partition. */
+  sent: number;
+  /** When the next measure is due (performance.now()). */
+  due: number;
+  measuring: Promise<void> | null;
 }
 
 /** Events per script call: keeps one call's arguments and its time on Redis' thread small. */
@@ -29,8 +64,76 @@ const CHUNK = 256;
 
 class Producer<I> implements RedisProducer<I> {
   readonly #o: Resolved<I>;
-  constructor(options: Resolved<I>) {
+  readonly #maxLag: number;
+  readonly #lagInterval: number;
+  readonly #lags = new Map<number, LagState>();
+  constructor(options: Resolved<I>, maxLag: number, lagInterval: number) {
     this.#o = options;
+    this.#maxLag = maxLag;
+    this.#lagInterval = lagInterval;
+  }
+
+  #lagState(partition: number): LagState {
+    let state = this.#lags.get(partition);
+    if (state === undefined) this.#lags.set(partition, (state = { lag: -1, sentBefore: 0, sent: 0, due: 0, measuring: null }));
+    return state;
+  }
+
+  /** Measures the partition's lag (one measure at a time per partition). */
+  #measure(partition: number): Promise<void> {
+    const state = this.#lagState(partition);
+    state.measuring ??= (async () => {
+      const sentBefore = state.sent;
+      state.due = performance.now() + this.#lagInterval;
+      try {
+        state.lag = await partitionLag(this.#o.client, this.#o.keys, partition);
+        state.sentBefore = sentBefore;
+      } finally {
+        state.measuring = null;
+      }
+    })();
+    return state.measuring;
+  }
+
+  async lag(keyOrPartition: string | number): Promise<number> {
+    let partition: number;
+    if (typeof keyOrPartition === 'number') {
+      if (!Number.isInteger(keyOrPartition) || keyOrPartition < 0 || keyOrPartition >= this.#o.partitions) {
+        throw outOfRange(
+          `lag(): the partition must be an integer from 0 to ${this.#o.partitions - 1}, not ${describe(keyOrPartition)}`,
+        );
+      }
+      partition = keyOrPartition;
+    } else partition = this.partitionOf(keyOrPartition);
+    const state = this.#lagState(partition);
+    // A measure already under way may have been asked for before sends that have resolved since: a new one.
+    await state.measuring?.catch(() => {});
+    await this.#measure(partition);
+    return state.lag;
+  }
+
+  /**
+   * With `maxLag`: refuses the call if one of its partitions is at the bound, else counts its events as sent.
+   * Waits only for a partition's first measure; later ones run in the background once due.
+   */
+  async #admit(counts: ReadonlyMap<number, number>): Promise<void> {
+    if (this.#maxLag === Infinity) return;
+    const first: Promise<void>[] = [];
+    for (const partition of counts.keys()) {
+      const state = this.#lagState(partition);
+      if (state.lag < 0) first.push(this.#measure(partition));
+      else if (state.measuring === null && performance.now() >= state.due) {
+        // A failed background measure keeps the last one; it is retried when due again.
+        this.#measure(partition).catch(() => {});
+      }
+    }
+    if (first.length > 0) await Promise.all(first);
+    for (const partition of counts.keys()) {
+      const state = this.#lagState(partition);
+      const lag = state.lag + state.sent - state.sentBefore;
+      if (lag >= this.#maxLag) throw new LagLimitError(partition, lag, this.#maxLag);
+    }
+    for (const [partition, n] of counts) this.#lagState(partition).sent += n;
   }
 
   get partitions(): number {
@@ -48,6 +151,7 @@ class Producer<I> implements RedisProducer<I> {
   async send(key: string, event: I): Promise<string> {
     const partition = this.partitionOf(key);
     const data = this.#encode(key, event);
+    await this.#admit(new Map([[partition, 1]]));
     const [id] = await appendEvents(this.#o.client, this.#o.keys, partition, [[key, data]]);
     return id;
   }
@@ -68,6 +172,7 @@ class Producer<I> implements RedisProducer<I> {
       group.index.push(n++);
       group.items.push([key, this.#encode(key, event)]);
     }
+    await this.#admit(new Map([...byPartition].map(([partition, group]) => [partition, group.items.length])));
     const ids = new Array<string>(n);
     const calls: Promise<void>[] = [];
     for (const [partition, group] of byPartition) {
@@ -89,6 +194,14 @@ class Producer<I> implements RedisProducer<I> {
  * A producer for the distributed stream function `options.name`: `send(key, event)` appends to the stream of
  * the key's partition (`velo:{<name>:p<N>}`), where the worker owning that partition picks it up.
  */
-export function redisProducer<I = unknown>(options: RedisOptions<I>): RedisProducer<I> {
-  return new Producer(resolveOptions(options, 'redisProducer()'));
+export function redisProducer<I = unknown>(options: RedisProducerOptions<I>): RedisProducer<I> {
+  const resolved = resolveOptions(options, 'redisProducer()');
+  const { maxLag = Infinity, lagInterval = 1000 } = options;
+  if (maxLag !== Infinity && (!Number.isInteger(maxLag) || maxLag < 1)) {
+    throw outOfRange(`redisProducer(): options.maxLag must be an integer >= 1 (entries), not ${describe(maxLag)}`);
+  }
+  if (!Number.isInteger(lagInterval) || lagInterval < 1) {
+    throw outOfRange(`redisProducer(): options.lagInterval must be an integer >= 1 (ms), not ${describe(lagInterval)}`);
+  }
+  return new Producer(resolved, maxLag, lagInterval);
 }

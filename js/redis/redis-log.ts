@@ -80,8 +80,10 @@ local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
 if last[1] then return {{}, last[1][1]} end
 return {{}, '0-0'}`);
 
-// KEYS lease, input; ARGV token, key, sid.
-const MARK = new Script(`${FENCE}return redis.call('XADD', KEYS[2], '*', 'k', ARGV[2], 'c', ARGV[3])`);
+// KEYS lease, input; ARGV token, key, sid[, reason].
+const MARK =
+  new Script(`${FENCE}if ARGV[4] then return redis.call('XADD', KEYS[2], '*', 'k', ARGV[2], 'c', ARGV[3], 'r', ARGV[4]) end
+return redis.call('XADD', KEYS[2], '*', 'k', ARGV[2], 'c', ARGV[3])`);
 
 // KEYS lease, input, out, hw; ARGV token, n, n x (sid, seq, key, field, data),
 // acks count, ids, ended count, sids. An output whose seq is not above its
@@ -195,7 +197,13 @@ function inputEntries(raw: unknown): InputEntry[] {
     const f = fields(list);
     const close = f.get('c');
     // A pending entry trimmed away comes back with nil fields: no key, no payload.
-    out.push({ id: id.toString(), key: f.get('k')?.toString() ?? '', payload: f.get('v'), close: close?.toString() });
+    out.push({
+      id: id.toString(),
+      key: f.get('k')?.toString() ?? '',
+      payload: f.get('v'),
+      close: close?.toString(),
+      reason: f.get('r')?.toString(),
+    });
   }
   return out;
 }
@@ -228,6 +236,11 @@ export async function appendEvents(
   const args: (string | Buffer)[] = [];
   for (const [key, data] of events) args.push(key, data);
   return (await APPEND.run(client, [keys.input(partition)], args)) as string[];
+}
+
+/** The lag of a partition's input for its consumer group (see LAG): entries not yet read by the partition's owner. */
+export async function partitionLag(client: RedisClientLike, keys: KeySpace, partition: number): Promise<number> {
+  return Number(await LAG.run(client, [keys.input(partition)], []));
 }
 
 export class RedisLog implements PartitionLog {
@@ -293,10 +306,11 @@ export class RedisLog implements PartitionLog {
     return { entries: inputEntries(reply[0]), tail: reply[1].toString() };
   }
 
-  async markClose(lease: Lease, key: string, sid: string): Promise<void> {
+  async markClose(lease: Lease, key: string, sid: string, reason?: string): Promise<void> {
     const p = lease.partition;
     try {
-      await MARK.run(this.#client, [this.#keys.lease(p), this.#keys.input(p)], [lease.token, key, sid]);
+      const args = reason === undefined ? [lease.token, key, sid] : [lease.token, key, sid, reason];
+      await MARK.run(this.#client, [this.#keys.lease(p), this.#keys.input(p)], args);
     } catch (error) {
       throw fenced(p, error);
     }
@@ -319,8 +333,8 @@ export class RedisLog implements PartitionLog {
     }
   }
 
-  async lag(partition: number): Promise<number> {
-    return Number(await LAG.run(this.#client, [this.#keys.input(partition)], []));
+  lag(partition: number): Promise<number> {
+    return partitionLag(this.#client, this.#keys, partition);
   }
 
   async trim(lease: Lease): Promise<number> {

@@ -20,6 +20,8 @@ export interface InputEntry {
   readonly payload?: Buffer;
   /** A close marker: the session id it ends. */
   readonly close?: string;
+  /** Why the marker was written: `'age'` for `maxSessionAge` (absent for an idle close or a handler's own end). */
+  readonly reason?: string;
 }
 
 /** An output of session `sid`, its `seq`-th (from 1): `(sid, seq)` is its idempotency key. */
@@ -64,8 +66,8 @@ export interface PartitionLog {
    * which become pending. Rejects with `FencedError` if the lease is gone.
    */
   read(lease: Lease, from: string, count: number): Promise<ReadResult>;
-  /** Fenced: appends a close marker for session `sid` of `key` to the partition's input. */
-  markClose(lease: Lease, key: string, sid: string): Promise<void>;
+  /** Fenced: appends a close marker for session `sid` of `key` to the partition's input (`reason`: see InputEntry). */
+  markClose(lease: Lease, key: string, sid: string, reason?: string): Promise<void>;
   /** Fenced: removes input entries no session needs any more (older than every pending or undelivered one). Resolves with how many. */
   trim(lease: Lease): Promise<number>;
   /** Fenced: writes outputs not written before (by `(sid, seq)`), acks entries, forgets ended sessions. */

@@ -21,6 +21,7 @@ import { type RedisOptions, type Resolved, resolveOptions } from './options';
 import { RedisLog } from './redis-log';
 import { RoundTrips, type RoundTripTotals, kRoundTrips, timedLog } from './metrics';
 import { type InputEntry, type Lease, type OutputRecord, type PartitionLog, FencedError } from './transport';
+import { SessionLimitError } from './errors';
 
 /** The function's internal open, without its idle timer: a session's end must come from the log (registered symbol, core/function.ts). */
 const kOpen = Symbol.for('velo-stream.open');
@@ -40,6 +41,28 @@ export interface RedisWorkerOptions extends RedisOptions {
   workerId?: string;
   /** Called with errors the worker recovers from by retrying (a lost connection, a server restart). Default: `process.emitWarning`. */
   onError?: (error: unknown) => void;
+  /**
+   * Events read from Redis that the sessions' handlers have not taken yet (in their input buffers, or being
+   * dispatched), at most, over all partitions of this worker. Each partition has a fixed share,
+   * `floor(maxBufferedEvents / partitions)` (a worker owning every partition can use all of it): a partition at
+   * its share is not read until its own sessions take events, so a slow session stops only its partition, and
+   * the rest waits in Redis (`lag`). Entries held for a session slot (`maxConcurrent`, see `held`) are bounded
+   * separately. At least `partitions`. Default 65 536.
+   */
+  maxBufferedEvents?: number;
+  /**
+   * A session that would get more events than this ends: `SessionLimitError` (`ERR_VELO_SESSION_EVENTS`) is its
+   * last output, after those of its handler, and the event opens the key's next session. Counted from the log,
+   * so a replay ends it at the same event. Every worker of the function must use the same value. 0: no cap (default).
+   */
+  maxSessionEvents?: number;
+  /**
+   * The longest a session lives, ms, measured on entry ids (Redis' clock when each entry was added, never the
+   * worker's): an event more than this after the session's first one ends it as `maxSessionEvents` does
+   * (`ERR_VELO_SESSION_AGE`) and opens the key's next session; a session with no such event is closed by a
+   * marker in the log once it is that old. Every worker of the function must use the same value. 0: no cap (default).
+   */
+  maxSessionAge?: number;
 }
 
 /** Round-trip times of the worker's calls to Redis, ms: nearest-rank percentiles of its last 1024 calls. */
@@ -67,6 +90,16 @@ export interface RedisWorkerStats {
   sessions: number;
   /** Events waiting for a session slot: `maxConcurrent` sessions of the function are open. */
   held: number;
+  /**
+   * Events read from Redis that the sessions' handlers have not taken yet, with a read in flight (never more
+   * than `maxBufferedEvents`; `held` is not in it). An upper bound: a handler's take is noticed at its next
+   * output, at its end, or when the figure is needed (here, or by a partition at its share).
+   */
+  buffered: number;
+  /** `buffered` per owned partition (partition -> events); each is at most its share of `maxBufferedEvents`. */
+  partitionBuffered: Record<number, number>;
+  /** Sessions ended by `maxSessionEvents` or `maxSessionAge`. */
+  capped: number;
   /** Leases taken since the start. */
   acquired: number;
   /** Partitions lost to another worker (fenced, or lease expired). */
@@ -112,6 +145,18 @@ const COMMIT_BATCH = 512;
 const RETRY_MS = 100;
 /** The longest a blocking wake-up read waits before it is re-issued, ms. */
 const WAIT_MS = 2000;
+/**
+ * A partition at its share of `maxBufferedEvents` learns that a handler took events at the handler's next
+ * output or end; one that takes events without either is found by re-checking, first after this (ms),
+ * then twice as long each time, up to BUDGET_RECHECK_MAX_MS.
+ */
+const BUDGET_RECHECK_MS = 5;
+const BUDGET_RECHECK_MAX_MS = 200;
+
+/** Redis' clock when the entry was added, ms: the first part of its id. */
+function idTime(id: string): number {
+  return Number(id.slice(0, id.indexOf('-')));
+}
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -130,15 +175,34 @@ class Session<I, O> {
   seq = 0;
   /** Set once the handler stopped (returned, threw) or its outputs failed: later events are dropped. */
   done = false;
+  /** Its handler threw, or an output or input could not be coded: its error was its last output. */
+  failed = false;
   markerRequested = false;
   lastEvent = 0;
   timer: NodeJS.Timeout | null = null;
   forwarded: Promise<void> = Promise.resolve();
+  /** Events of the log that belong to it (those dropped after its handler stopped included): for `maxSessionEvents`. */
+  events = 0;
+  /** Redis' time of its first entry, ms: for `maxSessionAge`. */
+  readonly start: number;
+  /** The cap that ended it: its last output once its handler has finished. */
+  limit: SessionLimitError | undefined;
+  limitWritten = false;
+  /** Its outputs are all forwarded (the handler has finished). */
+  forwardDone = false;
+  ageTimer: NodeJS.Timeout | null = null;
+  ageMarked = false;
+  /** Events sent to it that its handler may not have taken yet (an upper bound; see PartitionRun.reconcile). */
+  outstanding = 0;
+  /** A send to it is waiting for room (that event is not in its buffer yet). */
+  sending = false;
   constructor(
     readonly key: string,
     readonly sid: string,
     readonly stream: StreamKind<I, O>,
-  ) {}
+  ) {
+    this.start = idTime(sid.slice(sid.lastIndexOf('@') + 1));
+  }
 }
 
 type OutboxItem = { output: OutputRecord } | { acks: string[]; ended?: string };
@@ -164,6 +228,16 @@ class PartitionRun<I, O> {
   #heldCount = 0;
   #draining = false;
   #drainAgain = false;
+  /**
+   * This partition's part of `maxBufferedEvents`: entries reserved for a read in flight, read and not yet
+   * dispatched, and events sent to sessions whose handlers may not have taken them (their `outstanding`).
+   * Held entries are not in it. An upper bound, lowered by `reconcile()`.
+   */
+  buffered = 0;
+  /** Sessions with `outstanding > 0`. */
+  readonly #holding = new Set<Session<I, O>>();
+  /** Waiting for room in this partition's share (the pump, drainHeld). */
+  readonly #budgetWaiters = new Set<() => void>();
   replayDone = false;
   validUntil: number;
   lastTrim: number;
@@ -196,21 +270,29 @@ class PartitionRun<I, O> {
     let pendingFrom: string | null = '0-0';
     let last = '0-0';
     while (!this.stopping) {
+      // Room in this partition's share first, reserved for the read (drainHeld takes from the same share).
+      const count = await this.#reserve(w.readCount);
+      if (count === 0) return;
       let read;
       try {
-        read = await w.log.read(this.lease, pendingFrom ?? '>', w.readCount);
+        read = await w.log.read(this.lease, pendingFrom ?? '>', count);
       } catch (error) {
+        this.buffered -= count;
         if (this.#failed(error)) return;
         pendingFrom = last;
         await sleep(RETRY_MS);
         continue;
       }
+      this.buffered -= count - read.entries.length;
       if (read.entries.length === 0) {
         if (pendingFrom !== null) {
           pendingFrom = null;
           if (!this.replayDone) {
             this.replayDone = true;
-            for (const s of this.sessions.values()) this.#armIdle(s);
+            for (const s of this.sessions.values()) {
+              this.#armIdle(s);
+              this.#armAge(s);
+            }
           }
           continue;
         }
@@ -229,6 +311,52 @@ class PartitionRun<I, O> {
     }
   }
 
+  /**
+   * Takes up to `want` of this partition's share of `maxBufferedEvents` (into `buffered`), waiting while none
+   * is free. Resolves with how much it took: 0 once the partition stops.
+   */
+  async #reserve(want: number): Promise<number> {
+    let delay = BUDGET_RECHECK_MS;
+    for (;;) {
+      if (this.stopping) return 0;
+      let free = this.worker.share() - this.buffered;
+      if (free <= 0) {
+        this.reconcile();
+        free = this.worker.share() - this.buffered;
+      }
+      if (free > 0) {
+        const n = Math.min(free, want);
+        this.buffered += n;
+        return n;
+      }
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          this.#budgetWaiters.delete(done);
+          resolve();
+        };
+        const timer = setTimeout(done, delay);
+        this.#budgetWaiters.add(done);
+      });
+      delay = Math.min(delay * 2, BUDGET_RECHECK_MAX_MS);
+    }
+  }
+
+  /** Wakes whatever waits for room in the share (a handler may have taken events; the share may have grown). */
+  budgetFreed(): void {
+    for (const wake of [...this.#budgetWaiters]) wake();
+  }
+
+  /** Lowers each session's `outstanding` to what its stream still buffers (its handler took the rest). */
+  reconcile(): void {
+    for (const s of this.#holding) {
+      const now = s.forwardDone ? 0 : Math.min(s.outstanding, s.stream.metrics.bufferedIn + (s.sending ? 1 : 0));
+      this.buffered -= s.outstanding - now;
+      s.outstanding = now;
+      if (now === 0) this.#holding.delete(s);
+    }
+  }
+
   /** True if the error ended this partition's ownership; otherwise it is reported and the caller retries. */
   #failed(error: unknown): boolean {
     if (this.dropped) return true;
@@ -241,21 +369,23 @@ class PartitionRun<I, O> {
     return false;
   }
 
-  /** Delivers the entry, or holds it (and the key's later ones) while no session slot is free. */
+  /** Delivers the entry (counted in `buffered`), or holds it (and the key's later ones) while no session slot is free. */
   async #dispatch(entry: InputEntry): Promise<void> {
     const held = this.#held.get(entry.key);
     if (held !== undefined) {
       held.push(entry);
       this.#heldCount++;
+      this.buffered--;
     } else if (!(await this.#deliver(entry))) {
       this.#held.set(entry.key, [entry]);
       this.#heldCount++;
+      this.buffered--;
     }
   }
 
   /**
    * Delivers held entries, key by key in the order they were first held, each key's in log order, while
-   * sessions can open. Runs when a session of this worker has ended.
+   * sessions can open and the partition's share has room. Runs when a session of this worker has ended.
    */
   async drainHeld(): Promise<void> {
     if (this.#draining) {
@@ -268,7 +398,12 @@ class PartitionRun<I, O> {
         this.#drainAgain = false;
         for (const [key, list] of this.#held) {
           while (list.length > 0) {
-            if (this.stopping || !(await this.#deliver(list[0]))) return;
+            // Each entry goes back into the share before it is delivered.
+            if ((await this.#reserve(1)) === 0) return;
+            if (this.stopping || !(await this.#deliver(list[0]))) {
+              this.buffered--;
+              return;
+            }
             list.shift();
             this.#heldCount--;
           }
@@ -284,23 +419,46 @@ class PartitionRun<I, O> {
     return this.#heldCount;
   }
 
-  /** False if the entry needs a new session and `maxConcurrent` sessions are live on this worker. */
+  /**
+   * Delivers an entry counted in `buffered` (an event stays counted, as its session's `outstanding`, until its
+   * handler takes it). False, with the entry still counted, if it needs a new session and `maxConcurrent`
+   * sessions are live on this worker.
+   */
   async #deliver(entry: InputEntry): Promise<boolean> {
     const key = entry.key;
     if (entry.close !== undefined) {
+      this.buffered--;
       const s = this.sessions.get(key);
       if (s !== undefined && s.sid === entry.close) {
         s.ids.push(entry.id);
+        // An age marker ends the session only if its own id says the session is that old (clocks differ).
+        if (entry.reason === 'age') {
+          const limit = this.#ageLimit(s, entry.id);
+          if (limit === undefined) {
+            s.ageMarked = false;
+            this.#armAge(s, s.start + this.worker.maxSessionAge + 1 - idTime(entry.id));
+            return true;
+          }
+          this.#cap(s, limit);
+          return true;
+        }
         this.#finish(s);
       } else this.#queue({ acks: [entry.id] }); // a marker for a session that has ended already
       return true;
     }
     // Trimmed away while pending (never by velo-stream's own trimming): nothing to deliver.
     if (entry.payload === undefined) {
+      this.buffered--;
       this.#queue({ acks: [entry.id] });
       return true;
     }
     let s = this.sessions.get(key);
+    // A cap ends the session here, in the log: every replay ends it at this same entry.
+    const limit = s === undefined ? undefined : this.#eventLimit(s, entry.id);
+    if (s !== undefined && limit !== undefined) {
+      this.#cap(s, limit);
+      s = undefined;
+    }
     if (s === undefined) {
       const previous = this.finishing.get(key);
       if (previous !== undefined) await previous;
@@ -309,12 +467,17 @@ class PartitionRun<I, O> {
       if (s === undefined) return false;
     }
     s.ids.push(entry.id);
+    s.events++;
     s.lastEvent = performance.now();
-    if (s.done) return true;
+    if (s.done) {
+      this.buffered--;
+      return true;
+    }
     let event: I;
     try {
       event = this.worker.codec.decode(entry.payload) as I;
     } catch (error) {
+      this.buffered--;
       this.#output(
         s,
         undefined,
@@ -324,9 +487,53 @@ class PartitionRun<I, O> {
       );
       return true;
     }
+    s.outstanding++;
+    this.#holding.add(s);
     // Waits while the session's input is full: the partition is not read meanwhile (backpressure).
+    s.sending = true;
     await s.stream.send(event).catch(() => {});
+    s.sending = false;
     return true;
+  }
+
+  /** The cap the key's next event (entry `id`) would break, if any. */
+  #eventLimit(s: Session<I, O>, id: string): SessionLimitError | undefined {
+    const max = this.worker.maxSessionEvents;
+    if (max > 0 && s.events >= max) {
+      return new SessionLimitError(
+        'ERR_VELO_SESSION_EVENTS',
+        max,
+        `Session ${JSON.stringify(s.sid)} reached maxSessionEvents (${max}): it ended, and entry ${id} opens the key's next session`,
+      );
+    }
+    return this.#ageLimit(s, id);
+  }
+
+  /** The age cap, if entry `id` is more than `maxSessionAge` after the session's first entry (Redis' clock). */
+  #ageLimit(s: Session<I, O>, id: string): SessionLimitError | undefined {
+    const max = this.worker.maxSessionAge;
+    const age = idTime(id) - s.start;
+    if (max <= 0 || age <= max) return undefined;
+    return new SessionLimitError(
+      'ERR_VELO_SESSION_AGE',
+      max,
+      `Session ${JSON.stringify(s.sid)} reached maxSessionAge (${max} ms): entry ${id} is ${age} ms after its first, so the session ended there`,
+    );
+  }
+
+  /** Ends the session at a cap: its input ends, and once its handler has finished, the error is its last output. */
+  #cap(s: Session<I, O>, limit: SessionLimitError): void {
+    s.limit = limit;
+    this.worker.counters.capped++;
+    // A handler that had finished by itself: its outputs are all queued, the error goes after them now.
+    if (s.forwardDone) this.#limitOutput(s);
+    this.#finish(s);
+  }
+
+  #limitOutput(s: Session<I, O>): void {
+    if (s.limit === undefined || s.limitWritten || s.failed || this.dropped) return;
+    s.limitWritten = true;
+    this.#queue({ output: { sid: s.sid, seq: ++s.seq, key: s.key, error: serializeError(s.limit) } });
   }
 
   /** The key's new session, or undefined while `maxConcurrent` sessions of the function are open. */
@@ -345,7 +552,10 @@ class PartitionRun<I, O> {
     this.#running.add(s);
     w.live++;
     s.forwarded = this.#forward(s);
-    if (this.replayDone) this.#armIdle(s);
+    if (this.replayDone) {
+      this.#armIdle(s);
+      this.#armAge(s);
+    }
     return s;
   }
 
@@ -353,13 +563,23 @@ class PartitionRun<I, O> {
     try {
       await drainOutputs(s.stream, (batch) => {
         for (const value of batch) this.#output(s, value);
+        // The handler ran: it may have taken events.
+        if (this.#budgetWaiters.size > 0) this.budgetFreed();
         return this.#waitRoom();
       });
     } catch (error) {
       this.#output(s, undefined, error);
     }
+    // Ended by a cap: the error goes after every output of its handler (unless the handler failed).
+    this.#limitOutput(s);
+    s.forwardDone = true;
     await s.stream[kFinished];
     s.done = true;
+    this.buffered -= s.outstanding;
+    s.outstanding = 0;
+    this.#holding.delete(s);
+    this.budgetFreed();
+    if (s.ageTimer !== null) clearTimeout(s.ageTimer);
     this.#running.delete(s);
     this.worker.live--;
     this.worker.notifySessionEnded();
@@ -387,6 +607,7 @@ class PartitionRun<I, O> {
     }
     this.#queue({ output: { sid: s.sid, seq: ++s.seq, key: s.key, error: serializeError(error) } });
     s.done = true;
+    s.failed = true;
     void s.stream.cancel(error);
   }
 
@@ -406,16 +627,39 @@ class PartitionRun<I, O> {
     s.timer = setTimeout(check, idle).unref();
   }
 
+  /**
+   * With `maxSessionAge`, writes an age marker for the session once it should be that old: by this machine's
+   * clock at first (`Date.now()` against Redis' time of its first entry), and after a marker that came too
+   * early, `after` ms later (the age still missing by the marker's id). Whether it ends the session is decided
+   * by the marker's id alone.
+   */
+  #armAge(s: Session<I, O>, after?: number): void {
+    const max = this.worker.maxSessionAge;
+    if (max <= 0 || s.ageMarked || s.ageTimer !== null || s.forwardDone || this.sessions.get(s.key) !== s) return;
+    const wait = after ?? Math.min(max + 1, Math.max(0, s.start + max + 1 - Date.now()));
+    s.ageTimer = setTimeout(() => {
+      s.ageTimer = null;
+      if (this.dropped || this.sessions.get(s.key) !== s) return;
+      s.ageMarked = true;
+      this.#mark(s, 'age');
+    }, wait).unref();
+  }
+
   #requestClose(s: Session<I, O>): void {
     if (s.markerRequested || this.dropped) return;
     s.markerRequested = true;
     if (s.timer !== null) clearTimeout(s.timer);
     s.timer = null;
-    this.worker.log.markClose(this.lease, s.key, s.sid).catch(async (error: unknown) => {
+    this.#mark(s);
+  }
+
+  /** Writes a close marker for the session (fenced), retrying after errors until the partition is gone. */
+  #mark(s: Session<I, O>, reason?: 'age'): void {
+    this.worker.log.markClose(this.lease, s.key, s.sid, reason).catch(async (error: unknown) => {
       if (this.#failed(error)) return;
       await sleep(RETRY_MS);
-      s.markerRequested = false;
-      this.#requestClose(s);
+      if (this.dropped) return;
+      this.#mark(s, reason);
     });
   }
 
@@ -423,6 +667,7 @@ class PartitionRun<I, O> {
   #finish(s: Session<I, O>): void {
     this.sessions.delete(s.key);
     if (s.timer !== null) clearTimeout(s.timer);
+    if (s.ageTimer !== null) clearTimeout(s.ageTimer);
     s.markerRequested = true;
     s.stream.end();
     const done = s.forwarded.then(() => {
@@ -490,11 +735,15 @@ class PartitionRun<I, O> {
   /** Stops every local session of the partition (their state is rebuilt by the next owner's replay). */
   async stopSessions(): Promise<void> {
     const running = [...this.#running];
-    for (const s of running) if (s.timer !== null) clearTimeout(s.timer);
+    for (const s of running) {
+      if (s.timer !== null) clearTimeout(s.timer);
+      if (s.ageTimer !== null) clearTimeout(s.ageTimer);
+    }
     this.sessions.clear();
     // Never acked: the next owner replays them.
     this.#held.clear();
     this.#heldCount = 0;
+    this.budgetFreed();
     await Promise.all(running.map((s) => s.stream.cancel()));
     await Promise.all(running.map((s) => s.forwarded));
   }
@@ -515,6 +764,7 @@ class PartitionRun<I, O> {
   async release(): Promise<void> {
     this.stopping = true;
     this.worker.wakeIdle(this.partition);
+    this.budgetFreed();
     await this.pumped;
     // Cancelled sessions make no more outputs; those made before are committed below.
     this.dropped = true;
@@ -534,6 +784,9 @@ class Worker<I, O> implements RedisWorker {
   readonly trimInterval: number;
   readonly codec: Codec<unknown>;
   readonly maxEventBytes: number;
+  readonly maxBuffered: number;
+  readonly maxSessionEvents: number;
+  readonly maxSessionAge: number;
   readonly counters = {
     acquired: 0,
     lost: 0,
@@ -544,8 +797,10 @@ class Worker<I, O> implements RedisWorker {
     replayedSessions: 0,
     outputs: 0,
     errors: 0,
+    capped: 0,
   };
   readonly #trips = new RoundTrips();
+  readonly #share: number;
   live = 0;
   readonly #runs = new Map<number, PartitionRun<I, O>>();
   /** The last fencing epoch this worker was granted, per partition. */
@@ -569,6 +824,9 @@ class Worker<I, O> implements RedisWorker {
       trimInterval = 5000,
       workerId = `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`,
       onError,
+      maxBufferedEvents = Math.max(65_536, options.partitions),
+      maxSessionEvents = 0,
+      maxSessionAge = 0,
     } = extra;
     if (!Number.isInteger(leaseTtl) || leaseTtl < 300)
       throw outOfRange(`redisWorker(): options.leaseTtl must be an integer >= 300 (ms), not ${describe(leaseTtl)}`);
@@ -583,6 +841,21 @@ class Worker<I, O> implements RedisWorker {
       );
     if (onError !== undefined && typeof onError !== 'function')
       throw invalidType(`redisWorker(): options.onError must be a function, not ${describe(onError)}`);
+    if (!Number.isInteger(maxBufferedEvents) || maxBufferedEvents < options.partitions || maxBufferedEvents > 1e9) {
+      throw outOfRange(
+        `redisWorker(): options.maxBufferedEvents must be an integer from options.partitions (${options.partitions}: one event per partition) to 1e9, not ${describe(maxBufferedEvents)}`,
+      );
+    }
+    if (!Number.isInteger(maxSessionEvents) || maxSessionEvents < 0) {
+      throw outOfRange(
+        `redisWorker(): options.maxSessionEvents must be an integer >= 0 (0: no cap), not ${describe(maxSessionEvents)}`,
+      );
+    }
+    if (!Number.isInteger(maxSessionAge) || maxSessionAge < 0) {
+      throw outOfRange(
+        `redisWorker(): options.maxSessionAge must be an integer >= 0 (ms; 0: no cap), not ${describe(maxSessionAge)}`,
+      );
+    }
     this.id = workerId;
     this.name = options.keys.name;
     this.fn = fn as StreamFn<I, O> & Openable<I, O>;
@@ -591,6 +864,10 @@ class Worker<I, O> implements RedisWorker {
     this.trimInterval = trimInterval;
     this.codec = options.codec;
     this.maxEventBytes = options.maxEventBytes;
+    this.maxBuffered = maxBufferedEvents;
+    this.#share = Math.floor(maxBufferedEvents / options.partitions);
+    this.maxSessionEvents = maxSessionEvents;
+    this.maxSessionAge = maxSessionAge;
     this.log = timedLog(
       new RedisLog(options.client, options.keys, options.partitions, (error) => this.report(error)),
       this.#trips,
@@ -606,16 +883,30 @@ class Worker<I, O> implements RedisWorker {
   stats(): RedisWorkerStats {
     let held = 0;
     let lag = 0;
+    let buffered = 0;
     const partitionLag: Record<number, number> = {};
+    const partitionBuffered: Record<number, number> = {};
     const owned = [...this.#runs.keys()].sort((a, b) => a - b);
     for (const p of owned) {
       const run = this.#runs.get(p) as PartitionRun<I, O>;
       held += run.heldCount;
       lag += run.lag;
       partitionLag[p] = run.lag;
+      run.reconcile();
+      buffered += run.buffered;
+      partitionBuffered[p] = run.buffered;
     }
     const roundTrip = { count: this.#trips.totals().count, ...this.#trips.percentiles() };
-    return { owned, lag, partitionLag, sessions: this.live, held, ...this.counters, roundTrip };
+    return { owned, lag, partitionLag, sessions: this.live, held, buffered, partitionBuffered, ...this.counters, roundTrip };
+  }
+
+  /**
+   * Each partition's share of `maxBufferedEvents`: fixed (by the partition count, not by the partitions owned
+   * now), so that taking or losing partitions never leaves one above its share while another reads into
+   * the same budget.
+   */
+  share(): number {
+    return this.#share;
   }
 
   [kRoundTrips](): RoundTripTotals {
