@@ -13,3 +13,12 @@ for (const sc of scenarios('test')) {
     }
   });
 }
+
+test('bench S9 in process: both endpoints answer the request right, and the harness exits cleanly', async () => {
+  const { run } = await import('./helpers/child.mjs');
+  const script = new URL('../bench/http/inprocess.mjs', import.meta.url).pathname;
+  // (It checks each endpoint's answer before measuring; 20 requests a round.
+  // run() checks the exit code and that stderr is clean.)
+  const { stdout } = await run([script, 'velo', '20']);
+  assert.match(stdout, /^velo +[\d.]+ µs\/request$/m);
+});

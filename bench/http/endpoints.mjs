@@ -1,0 +1,59 @@
+// The two S9 endpoints (bench/http/server.mjs serves them, bench/http/inprocess.mjs
+// calls them without a socket): POST /score takes an NDJSON body, runs a small
+// stateful per-request computation over its lines (a running sum and a count),
+// and streams one NDJSON line back per input line. `velo` uses velo-stream (a
+// stream per request, ndjsonEvents + sendNdjson); `plain` is the same endpoint
+// as a careful user writes it with no library: line splitting with an async
+// generator, JSON per line, res.write with 'drain' backpressure.
+import { once } from 'node:events';
+import { streamFn } from 'velo-stream';
+import { ndjsonEvents, sendNdjson } from 'velo-stream/http';
+
+const score = streamFn(
+  async function* (events) {
+    let sum = 0;
+    let n = 0;
+    for await (const e of events) {
+      sum += e.amount;
+      n++;
+      yield { id: e.id, n, mean: sum / n };
+    }
+  },
+  { maxConcurrent: 10_000 },
+);
+
+/** NDJSON lines of a request body, parsed (the plain variant's reader). */
+async function* lines(req) {
+  let rest = '';
+  req.setEncoding('utf8');
+  for await (const chunk of req) {
+    rest += chunk;
+    let nl;
+    while ((nl = rest.indexOf('\n')) >= 0) {
+      const line = rest.slice(0, nl);
+      rest = rest.slice(nl + 1);
+      if (line.trim() !== '') yield JSON.parse(line);
+    }
+  }
+  if (rest.trim() !== '') yield JSON.parse(rest);
+}
+
+export async function plain(req, res) {
+  res.writeHead(200, { 'content-type': 'application/x-ndjson; charset=utf-8' });
+  let sum = 0;
+  let n = 0;
+  try {
+    for await (const e of lines(req)) {
+      sum += e.amount;
+      n++;
+      if (!res.write(JSON.stringify({ id: e.id, n, mean: sum / n }) + '\n')) await once(res, 'drain');
+    }
+  } catch (error) {
+    res.write(JSON.stringify({ error: { message: error.message } }) + '\n');
+  }
+  res.end();
+}
+
+export async function velo(req, res) {
+  await sendNdjson(res, score.open().feed(ndjsonEvents(req)));
+}
