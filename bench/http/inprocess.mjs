@@ -14,7 +14,8 @@ import { plain, velo } from './endpoints.mjs';
 
 const LINES = 10;
 const body = Buffer.from(Array.from({ length: LINES }, (_, i) => JSON.stringify({ id: i, amount: i * 1.5 })).join('\n') + '\n');
-const expected = Array.from({ length: LINES }, (_, i) => JSON.stringify({ id: i, n: i + 1, mean: (1.5 * i) / 2 })).join('\n') + '\n';
+const expected =
+  Array.from({ length: LINES }, (_, i) => JSON.stringify({ id: i, n: i + 1, mean: (1.5 * i) / 2 })).join('\n') + '\n';
 
 /** One request; returns the response body when `keep`. */
 async function request(endpoint, keep) {
@@ -49,7 +50,8 @@ async function request(endpoint, keep) {
 const endpoints = { velo, plain };
 const [only, count = '20000'] = process.argv.slice(2);
 const n = Number(count);
-for (const [name, endpoint] of Object.entries(endpoints)) assert.equal(await request(endpoint, true), expected, `${name} answers`);
+for (const [name, endpoint] of Object.entries(endpoints))
+  assert.equal(await request(endpoint, true), expected, `${name} answers`);
 
 async function round(name) {
   const t0 = performance.now();
