@@ -1,6 +1,6 @@
 import { assertOptionsObject, resolveConfig, resolveSignal } from '../config';
 import { StreamLimitError, describe, invalidType } from '../errors';
-import { type GroupPermit, NativeFunction, type Outcome, type Totals } from './addon';
+import { type GroupPermit, NativeFunction, type Outcome, type Totals, ops } from './addon';
 import { assertSource, collectOutputs } from './drive';
 import { NativeStream } from './native-stream';
 import { PipedStream } from './pipe';
@@ -98,6 +98,8 @@ class SingleFn<I, O> extends FnBase<I, O> {
   readonly config: Readonly<Required<StreamConfig>>;
   readonly #handler: StreamHandler<I, O> | { makeBody: BodyFactory<I, O>; name: string };
   readonly #native: NativeFunction;
+  /** `#native`'s id, for opening streams through the per-stream entry points (`ops.openStream`). */
+  readonly #id: number;
 
   constructor(handler: StreamHandler<I, O> | { makeBody: BodyFactory<I, O>; name: string }, config: unknown) {
     super();
@@ -106,6 +108,7 @@ class SingleFn<I, O> extends FnBase<I, O> {
       this.name = this.config.name;
       this.#handler = handler;
       this.#native = new NativeFunction(this.config.maxConcurrent);
+      this.#id = this.#native.id;
       return;
     }
     const fn: unknown = handler;
@@ -121,6 +124,7 @@ class SingleFn<I, O> extends FnBase<I, O> {
     this.name = this.config.name;
     this.#handler = handler;
     this.#native = new NativeFunction(this.config.maxConcurrent);
+    this.#id = this.#native.id;
   }
 
   get stages(): readonly SingleFn<unknown, unknown>[] {
@@ -140,7 +144,9 @@ class SingleFn<I, O> extends FnBase<I, O> {
    * `tally`, the stream's input (`share` 1) or outputs (2) count in it too.
    */
   [kAdmit](idle: boolean, tally?: NativeFunction, share?: number): number {
-    return this.#native.open(this.config.buffer, idle ? this.config.idleTimeout : 0, tally, share);
+    const idleMs = idle ? this.config.idleTimeout : 0;
+    if (tally === undefined) return ops.openStream(this.#id, this.config.buffer, idleMs);
+    return this.#native.open(this.config.buffer, idleMs, tally, share);
   }
 
   /** Starts the handler of a stream admitted by `kAdmit`. */
