@@ -24,6 +24,8 @@ export declare class GroupPermit {
 /** The admission gate and counters of one stream function. */
 export declare class NativeFunction {
   constructor(maxConcurrent: number)
+  /** This function's id for `stream.openStream` (per thread). */
+  get id(): number
   /**
    * A new stream's handle, or -1 when `maxConcurrent` streams are open.
    * With `tally`, the stream's input (`share` bit 1) and outputs (bit 2)
@@ -330,6 +332,11 @@ export interface StreamOps {
    * lent to the handler / the consumer that are still unconsumed.
    */
   metrics: (h: number, inUnconsumed: number, outUnconsumed: number) => Metrics
+  /**
+   * Opens a stream of the function whose `NativeFunction.id` is `fn` (as
+   * `NativeFunction.open` without a tally): its handle, or -1 at the limit.
+   */
+  openStream: (fn: number, buffer: number, idleMs: number) => number
   /** Drops the stream's native state (stale handles are ignored). */
   free: (h: number) => void
   /**

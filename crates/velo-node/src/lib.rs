@@ -42,6 +42,7 @@
 mod cross;
 mod dto;
 mod ffi;
+mod gates;
 mod idle;
 mod raw;
 mod shared;
@@ -59,15 +60,59 @@ use crate::dto::{Outcome, Stats, Totals};
 #[napi]
 pub struct NativeFunction {
     gate: Admission,
+    /// The gate's id for `openStream` (`gates.rs`).
+    id: u32,
+}
+
+impl Drop for NativeFunction {
+    fn drop(&mut self) {
+        gates::unregister(self.id);
+    }
+}
+
+/// Admits a stream to `gate` (`share`: also counted in `tally`'s totals) and
+/// creates it: its handle, or -1 at the gate's limit.
+pub(crate) fn open_stream(
+    gate: &Admission,
+    tally: Option<(&Admission, Share)>,
+    buffer: u32,
+    idle_ms: f64,
+) -> Result<f64> {
+    let admitted = match tally {
+        None => gate.admit(),
+        Some((other, share)) => gate.admit_also(other, share),
+    };
+    let Ok(permit) = admitted else {
+        return Ok(-1.0);
+    };
+    let idle = if idle_ms > 0.0 {
+        Some(IdleConfig {
+            deadlines: idle::deadlines()?,
+            timeout_us: (idle_ms * 1000.0).ceil() as u64,
+        })
+    } else {
+        None
+    };
+    streams::insert(streams::Stream {
+        core: StreamCore::new(permit, buffer as usize, idle, clock::now_us()),
+        admitted: 0,
+        task: None,
+    })
 }
 
 #[napi]
 impl NativeFunction {
     #[napi(constructor, catch_unwind)]
     pub fn new(max_concurrent: f64) -> Self {
-        NativeFunction {
-            gate: Admission::new(max_concurrent as u64),
-        }
+        let gate = Admission::new(max_concurrent as u64);
+        let id = gates::register(gate.clone());
+        NativeFunction { gate, id }
+    }
+
+    /// This function's id for `stream.openStream` (per thread).
+    #[napi(getter)]
+    pub fn id(&self) -> u32 {
+        self.id
     }
 
     /// A new stream's handle, or -1 when `maxConcurrent` streams are open.
@@ -81,33 +126,15 @@ impl NativeFunction {
         tally: Option<&NativeFunction>,
         share: Option<u32>,
     ) -> Result<f64> {
-        let admitted = match tally {
-            None => self.gate.admit(),
-            Some(other) => {
-                let share = share.unwrap_or(0);
-                let share = Share {
-                    input: share & 1 != 0,
-                    output: share & 2 != 0,
-                };
-                self.gate.admit_also(&other.gate, share)
-            }
-        };
-        let Ok(permit) = admitted else {
-            return Ok(-1.0);
-        };
-        let idle = if idle_ms > 0.0 {
-            Some(IdleConfig {
-                deadlines: idle::deadlines()?,
-                timeout_us: (idle_ms * 1000.0).ceil() as u64,
-            })
-        } else {
-            None
-        };
-        streams::insert(streams::Stream {
-            core: StreamCore::new(permit, buffer as usize, idle, clock::now_us()),
-            admitted: 0,
-            task: None,
-        })
+        let tally = tally.map(|other| {
+            let share = share.unwrap_or(0);
+            let share = Share {
+                input: share & 1 != 0,
+                output: share & 2 != 0,
+            };
+            (&other.gate, share)
+        });
+        open_stream(&self.gate, tally, buffer, idle_ms)
     }
 
     /// A permit of this gate for a group of streams that counts as one (a

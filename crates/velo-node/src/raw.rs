@@ -380,6 +380,17 @@ fn metrics<'s>(cx: Scope<'s>, [h, in_lent, out_lent]: [Value<'s>; 3]) -> Result<
     cx.convert(metrics)
 }
 
+fn open_stream<'s>(
+    cx: Scope<'s>,
+    [function, buffer, idle_ms]: [Value<'s>; 3],
+) -> Result<Value<'s>> {
+    let (buffer, idle_ms) = (cx.index(buffer)?, cx.number(idle_ms)?);
+    let handle = crate::gates::with(cx.index(function)?, |gate| {
+        crate::open_stream(gate, None, buffer, idle_ms)
+    })??;
+    cx.double(handle)
+}
+
 fn free<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
     streams::remove(cx.number(h)?);
     cx.undefined()
@@ -489,6 +500,9 @@ stream_ops! {
     #[doc = " The stream's metrics now; `inUnconsumed`/`outUnconsumed`: values of the batches"]
     #[doc = " lent to the handler / the consumer that are still unconsumed."]
     "metrics": "(h: number, inUnconsumed: number, outUnconsumed: number) => Metrics" => metrics,
+    #[doc = " Opens a stream of the function whose `NativeFunction.id` is `fn` (as"]
+    #[doc = " `NativeFunction.open` without a tally): its handle, or -1 at the limit."]
+    "openStream": "(fn: number, buffer: number, idleMs: number) => number" => open_stream,
     #[doc = " Drops the stream's native state (stale handles are ignored)."]
     "free": "(h: number) => void" => free,
     #[doc = " Task stages (`task.rs`): starts up to `max` calls, their slots in"]
