@@ -35,11 +35,12 @@ export const fresh = (what) => `${what}${++names}`;
 const CHILD = fileURLToPath(new URL('./redis-worker-child.mjs', import.meta.url));
 
 /**
- * A worker process of the function `name` (the `totals` handler) on the file's server. It prints `owned ...`
- * when its partitions change, `stats <json>` every 100 ms, and on SIGTERM hands off and prints `closed <json>`.
+ * A worker process of the function `name` (the `totals` handler) on the file's server (or at `url`: a proxy in
+ * front of it). It prints `owned ...` when its partitions change, `stats <json>` every 100 ms, and on SIGTERM
+ * hands off and prints `closed <json>`.
  */
-export function workerChild(name, { partitions, ttl, idle, delayMs = 1, trimInterval = 1 }) {
-  const args = [CHILD, redis.url, name, partitions, ttl, idle, delayMs, trimInterval].map(String);
+export function workerChild(name, { partitions, ttl, idle, delayMs = 1, trimInterval = 1, url = redis.url }) {
+  const args = [CHILD, url, name, partitions, ttl, idle, delayMs, trimInterval].map(String);
   return start(args, { timeout: 60_000 });
 }
 
