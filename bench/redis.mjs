@@ -32,7 +32,7 @@
 // Both print the worker's round-trip times to Redis (stats().roundTrip, ms).
 import os from 'node:os';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { streamFn } from '../index.mjs';
@@ -54,6 +54,16 @@ const CHILD = fileURLToPath(new URL('./redis/child.mjs', import.meta.url));
 const FULL = { partitions: 16, keys: 1000 };
 const median = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
 const epochNow = () => performance.timeOrigin + performance.now();
+
+const TICK_MS = existsSync('/proc/self/stat') ? 1000 / Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' })) : 0;
+
+/** CPU time (user + system) of a process so far, ms, from /proc (Linux; null elsewhere). */
+function cpuMs(pid) {
+  if (TICK_MS === 0) return null;
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * TICK_MS;
+}
 
 /** Polls `check` every `ms` until it is truthy; fails after `timeout` ms. */
 async function until(check, what, timeout = 120_000, ms = 10) {
@@ -150,15 +160,26 @@ async function drainRun(url, client, kind, workers, events, name) {
     for (const pairs of batches(events)) await producer.sendMany(pairs);
   }
   const streams = kind === 'naive' ? [naiveKeys(name).output] : veloOutputs(name);
+  const cpu = () => ({ consumers: children.reduce((x, c) => x + cpuMs(c.child.pid), 0), redis: cpuMs(redis.pid) });
+  const cpu0 = cpu();
   const t0 = performance.now();
   for (const c of children) c.child.kill('SIGCONT');
   await until(async () => (await countOutputs(client, streams)) >= events, `${events} outputs`);
   const seconds = (performance.now() - t0) / 1000;
+  const cpu1 = cpu();
   const reports = await Promise.all(children.map(report));
   await stopAll(children);
   await checkDrain(client, streams, events);
   await client.flushAll();
-  return { eventsPerSecond: Math.round(events / seconds), seconds: +seconds.toFixed(3), roundTrip: reports.map((r) => r.stats.roundTrip) };
+  // CPU per event (µs) of the consumer processes together and of redis-server, over the drain (10 ms ticks).
+  const perEvent = (what) => (TICK_MS === 0 ? null : +(((cpu1[what] - cpu0[what]) * 1000) / events).toFixed(1));
+  return {
+    eventsPerSecond: Math.round(events / seconds),
+    seconds: +seconds.toFixed(3),
+    consumerCpuUsPerEvent: perEvent('consumers'),
+    redisCpuUsPerEvent: perEvent('redis'),
+    roundTrip: reports.map((r) => r.stats.roundTrip),
+  };
 }
 
 /** A live run: `rate` events/s for `seconds`; XADD-to-handler latency over every event. */
@@ -257,6 +278,7 @@ async function full(client) {
       cpu: os.cpus()[0]?.model,
       node: process.version,
       redis: execFileSync('redis-server', ['--version'], { encoding: 'utf8' }).trim(),
+      // 1, 5 and 15 min load averages at the start and the end (2 cores: 2 means both busy).
       load: os.loadavg(),
     },
     partitions: FULL.partitions,
@@ -279,12 +301,14 @@ async function full(client) {
     }
   }
   const rate = (label) => median(drain[label].map((x) => x.eventsPerSecond));
+  const cpuOf = (label, what) => (drain[label][0][what] === null ? null : median(drain[label].map((x) => x[what])));
+  const cpus = (label) => ({ consumerCpuUsPerEvent: cpuOf(label, 'consumerCpuUsPerEvent'), redisCpuUsPerEvent: cpuOf(label, 'redisCpuUsPerEvent') });
   results.drain = {
     events: drainEvents,
     rounds,
-    velo1: { eventsPerSecond: rate('velo1'), runs: drain.velo1 },
-    velo2: { eventsPerSecond: rate('velo2'), perWorker: Math.round(rate('velo2') / 2), runs: drain.velo2 },
-    naive: { eventsPerSecond: rate('naive'), runs: drain.naive },
+    velo1: { eventsPerSecond: rate('velo1'), ...cpus('velo1'), runs: drain.velo1 },
+    velo2: { eventsPerSecond: rate('velo2'), perWorker: Math.round(rate('velo2') / 2), ...cpus('velo2'), runs: drain.velo2 },
+    naive: { eventsPerSecond: rate('naive'), ...cpus('naive'), runs: drain.naive },
     twoVsOne: +(rate('velo2') / rate('velo1')).toFixed(2),
     veloVsNaive: +(rate('velo1') / rate('naive')).toFixed(2),
   };
@@ -310,6 +334,7 @@ async function full(client) {
     runs,
   };
 
+  results.machine.loadAfter = os.loadavg();
   const out = new URL('./redis-results.json', import.meta.url);
   writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
   const K = (x) => x / 1000;
@@ -349,6 +374,9 @@ async function full(client) {
   writeFileSync(new URL('./charts/redis.svg', import.meta.url), svg);
   console.log(
     `\ndrain: velo 1 worker ${results.drain.velo1.eventsPerSecond}/s, 2 workers ${results.drain.velo2.eventsPerSecond}/s (x${results.drain.twoVsOne}), naive ${results.drain.naive.eventsPerSecond}/s (velo / naive x${results.drain.veloVsNaive})`,
+  );
+  console.log(
+    `CPU per event (µs), consumers / redis-server: velo 1 worker ${results.drain.velo1.consumerCpuUsPerEvent} / ${results.drain.velo1.redisCpuUsPerEvent}, 2 workers ${results.drain.velo2.consumerCpuUsPerEvent} / ${results.drain.velo2.redisCpuUsPerEvent}, naive ${results.drain.naive.consumerCpuUsPerEvent} / ${results.drain.naive.redisCpuUsPerEvent}`,
   );
   console.log(`written: bench/redis-results.json, bench/charts/redis.svg`);
 }
