@@ -1,24 +1,385 @@
+// npm run bench:redis [-- --quick]       the full measurement (below)
 // node bench/redis.mjs drain [events] [keys]
 // node bench/redis.mjs live [events/s] [seconds] [keys]
 //
-// First measurements for velo-stream/redis (the full `bench:redis` with
-// 2-worker scaling, failover time and charts is still to come), one worker in
-// this process on a private redis-server, 16 partitions, one output written
-// back per event:
+// `npm run bench:redis` (mode `full`): consumers in child processes
+// (bench/redis/child.mjs) on a private redis-server, 16 partitions, 1,000
+// keys, one output written back per event; writes bench/redis-results.json
+// and bench/charts/redis.svg.
+// - Drain: a backlog of events over the 1,000 keys (1,000 live sessions)
+//   is written while the consumers are stopped (SIGSTOP, after they took
+//   their partitions), then they are resumed (SIGCONT): events/s from the
+//   resume to the last output in Redis. velo-stream with 1 worker and with 2
+//   (aggregate), and the naive baseline (bench/redis/naive.mjs: a stream per
+//   session, all 1,000 named in one XREAD). Rounds interleave the three;
+//   medians are reported; every run's outputs are checked.
+// - Live: a producer sends at 5K events/s per worker, in batches every 10 ms;
+//   the handler records the time from just before the XADD to the event
+//   reaching it (p50, p99), velo-stream with 1 and 2 workers, the naive one
+//   at 5K/s.
+// - Failover: 2 workers with leaseTtl 2000; every key's session is live;
+//   kill -9 of one, then one more event to each of its keys: the time from
+//   the kill to the survivor's first output of one of those (replayed)
+//   sessions, split into the wait for the lease (expiry + the survivor's
+//   next balance) and the replay up to that output.
+//
+// drain / live: first measurements, one worker in this process, 16
+// partitions, one output written back per event:
 // - drain: a backlog of `events` events over `keys` keys; events/s from the
 //   worker's start to its last output committed.
 // - live: a producer sends at `events/s` for `seconds`; the handler records
 //   the time from just before the XADD to the event reaching it (p50, p99).
 // Both print the worker's round-trip times to Redis (stats().roundTrip, ms).
+import os from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { streamFn } from '../index.mjs';
 import { redisProducer, redisWorker } from 'velo-stream/redis';
+import { start } from '../__test__/helpers/child.mjs';
 import { startRedis } from '../__test__/helpers/redis-server.mjs';
+import { naiveKeys, naiveSend } from './redis/naive.mjs';
+import { barChart } from './svg.mjs';
 
-const [mode = 'drain', a, b, c] = process.argv.slice(2);
+const [mode = 'drain', a, b, c] = process.argv.slice(2).filter((arg) => !arg.startsWith('--'));
+const quick = process.argv.includes('--quick');
 const partitions = 16;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const quantile = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+
+// ---- npm run bench:redis (mode full) ----
+
+const CHILD = fileURLToPath(new URL('./redis/child.mjs', import.meta.url));
+const FULL = { partitions: 16, keys: 1000 };
+const median = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
+const epochNow = () => performance.timeOrigin + performance.now();
+
+const TICK_MS = existsSync('/proc/self/stat') ? 1000 / Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' })) : 0;
+
+/** CPU time (user + system) of a process so far, ms, from /proc (Linux; null elsewhere). */
+function cpuMs(pid) {
+  if (TICK_MS === 0) return null;
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * TICK_MS;
+}
+
+/** Polls `check` every `ms` until it is truthy; fails after `timeout` ms. */
+async function until(check, what, timeout = 120_000, ms = 10) {
+  const deadline = performance.now() + timeout;
+  for (;;) {
+    const result = await check();
+    if (result) return result;
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(ms);
+  }
+}
+
+/** The partitions a velo consumer child last said it owns. */
+function ownedOf(child) {
+  const lines = child.stdout.split('\n').filter((l) => l.startsWith('owned '));
+  if (lines.length === 0) return null;
+  const list = lines.at(-1).split(' ')[1];
+  return list === '' ? [] : list.split(',').map(Number);
+}
+
+/** `count` consumer children of `kind`; velo ones once they own equal shares of the partitions. */
+async function startConsumers(url, kind, count, name, { ttl = 30_000, pollMs = 100 } = {}) {
+  const args = (i) => [CHILD, url, name, kind, FULL.partitions, FULL.keys, ttl, pollMs].map(String);
+  const children = Array.from({ length: count }, (_, i) => start(args(i), { timeout: 600_000 }));
+  await Promise.all(children.map((c) => c.waitFor(/^ready$/m)));
+  if (kind === 'velo') {
+    await until(() => children.every((c) => ownedOf(c)?.length === FULL.partitions / count), 'equal shares', 60_000);
+  }
+  return children;
+}
+
+async function stopAll(children) {
+  for (const c of children) c.child.kill('SIGTERM');
+  for (const c of children) {
+    const { stdout } = await c.finished();
+    if (/^error /m.test(stdout)) throw new Error(`a consumer reported an error:\n${stdout}`);
+  }
+}
+
+/** The report line a consumer prints on `report`. */
+async function report(child) {
+  const before = child.stdout.length;
+  child.child.stdin.write('report\n');
+  const pattern = /^report (.*)$/m;
+  await until(() => pattern.test(child.stdout.slice(before)), 'a report', 30_000);
+  return JSON.parse(pattern.exec(child.stdout.slice(before))[1]);
+}
+
+const veloOutputs = (name) => Array.from({ length: FULL.partitions }, (_, p) => `velo:{${name}:p${p}}:out`);
+
+async function countOutputs(client, streams) {
+  const lengths = await Promise.all(streams.map((s) => client.xLen(s)));
+  return lengths.reduce((x, y) => x + y, 0);
+}
+
+/** Checks every output of a drain: one per event, per key the running totals of its events in order. */
+async function checkDrain(client, streams, events) {
+  const byKey = new Map();
+  let count = 0;
+  for (const stream of streams) {
+    for (const { message } of await client.xRange(stream, '-', '+')) {
+      const key = message.k;
+      const { n, total } = JSON.parse(message.v);
+      const last = byKey.get(key) ?? { n: -1, total: 0 };
+      if (n <= last.n || total !== last.total + n) throw new Error(`wrong output for ${key}: ${message.v} after ${JSON.stringify(last)}`);
+      byKey.set(key, { n, total });
+      count++;
+    }
+  }
+  if (count !== events) throw new Error(`${count} outputs for ${events} events`);
+  for (let k = 0; k < FULL.keys; k++) {
+    // Events k, k + keys, k + 2 keys, ...: the last one is the largest below `events`.
+    const last = k + FULL.keys * Math.floor((events - 1 - k) / FULL.keys);
+    if (byKey.get(`k${k}`)?.n !== last) throw new Error(`k${k}: last output ${JSON.stringify(byKey.get(`k${k}`))}, expected n ${last}`);
+  }
+}
+
+/** Events 0..events-1 over the keys round-robin, in batches of 1000. */
+function* batches(events) {
+  for (let i = 0; i < events; i += 1000) {
+    yield Array.from({ length: Math.min(1000, events - i) }, (_, j) => [`k${(i + j) % FULL.keys}`, { n: i + j }]);
+  }
+}
+
+/** One drain run: events/s from the resume of the stopped consumers to the last output in Redis. */
+async function drainRun(url, client, kind, workers, events, name) {
+  const children = await startConsumers(url, kind === 'naive' ? 'naive' : 'velo', workers, name);
+  // Let the consumers block in their wake-up reads, then stop them while the backlog is written.
+  await sleep(300);
+  for (const c of children) c.child.kill('SIGSTOP');
+  if (kind === 'naive') for (const pairs of batches(events)) await naiveSend(client, name, pairs);
+  else {
+    const producer = redisProducer({ client, name, partitions: FULL.partitions });
+    for (const pairs of batches(events)) await producer.sendMany(pairs);
+  }
+  const streams = kind === 'naive' ? [naiveKeys(name).output] : veloOutputs(name);
+  const cpu = () => ({ consumers: children.reduce((x, c) => x + cpuMs(c.child.pid), 0), redis: cpuMs(redis.pid) });
+  const cpu0 = cpu();
+  const t0 = performance.now();
+  for (const c of children) c.child.kill('SIGCONT');
+  await until(async () => (await countOutputs(client, streams)) >= events, `${events} outputs`);
+  const seconds = (performance.now() - t0) / 1000;
+  const cpu1 = cpu();
+  const reports = await Promise.all(children.map(report));
+  await stopAll(children);
+  await checkDrain(client, streams, events);
+  await client.flushAll();
+  // CPU per event (µs) of the consumer processes together and of redis-server, over the drain (10 ms ticks).
+  const perEvent = (what) => (TICK_MS === 0 ? null : +(((cpu1[what] - cpu0[what]) * 1000) / events).toFixed(1));
+  return {
+    eventsPerSecond: Math.round(events / seconds),
+    seconds: +seconds.toFixed(3),
+    consumerCpuUsPerEvent: perEvent('consumers'),
+    redisCpuUsPerEvent: perEvent('redis'),
+    roundTrip: reports.map((r) => r.stats.roundTrip),
+  };
+}
+
+/** A live run: `rate` events/s for `seconds`; XADD-to-handler latency over every event. */
+async function liveRun(url, client, kind, workers, rate, seconds, name) {
+  const children = await startConsumers(url, kind, workers, name, { ttl: 10_000 });
+  await sleep(300);
+  const producer = redisProducer({ client, name, partitions: FULL.partitions });
+  const total = rate * seconds;
+  const perTick = Math.max(1, Math.round(rate / 100));
+  const started = performance.now();
+  let sent = 0;
+  const sends = [];
+  while (sent < total) {
+    const due = Math.min(total, Math.floor(((performance.now() - started) / 1000) * rate) + perTick);
+    const pairs = [];
+    const t = epochNow();
+    for (; sent < due; sent++) pairs.push([`k${sent % FULL.keys}`, { n: sent, t }]);
+    if (pairs.length > 0) sends.push(kind === 'naive' ? naiveSend(client, name, pairs) : producer.sendMany(pairs));
+    await sleep(10);
+  }
+  await Promise.all(sends);
+  const streams = kind === 'naive' ? [naiveKeys(name).output] : veloOutputs(name);
+  await until(async () => (await countOutputs(client, streams)) >= total, `${total} outputs`);
+  const reports = await Promise.all(children.map(report));
+  await stopAll(children);
+  await client.flushAll();
+  const all = reports.flatMap((r) => r.latencies).sort((x, y) => x - y);
+  if (all.length !== total) throw new Error(`${all.length} latencies for ${total} events`);
+  return {
+    rate,
+    seconds,
+    events: total,
+    p50Ms: +quantile(all, 0.5).toFixed(2),
+    p99Ms: +quantile(all, 0.99).toFixed(2),
+    maxMs: +all.at(-1).toFixed(2),
+    roundTrip: reports.map((r) => r.stats.roundTrip),
+  };
+}
+
+/** Kill -9 of one of two workers, then one event per key of its partitions: kill -> first output of those. */
+async function failoverRun(url, client, ttl, eventsPerKey, name) {
+  const [a, b] = await startConsumers(url, 'velo', 2, name, { ttl, pollMs: 2 });
+  const producer = redisProducer({ client, name, partitions: FULL.partitions });
+  let n = 0;
+  for (let r = 0; r < eventsPerKey; r++) await producer.sendMany(Array.from({ length: FULL.keys }, (_, k) => [`k${k}`, { n: n++ }]));
+  const all = veloOutputs(name);
+  await until(async () => (await countOutputs(client, all)) >= n, 'the live sessions caught up');
+  const mine = ownedOf(a);
+  const keysA = Array.from({ length: FULL.keys }, (_, k) => `k${k}`).filter((key) => mine.includes(producer.partitionOf(key)));
+  const streams = mine.map((p) => all[p]);
+  const ids = [];
+  for (const s of streams) ids.push((await client.xRevRange(s, '+', '-', { COUNT: 1 }))[0]?.id ?? '0-0');
+  const watcher = await client.duplicate().connect();
+  const first = watcher.sendCommand(['XREAD', 'COUNT', '1', 'BLOCK', '0', 'STREAMS', ...streams, ...ids]).then(() => epochNow());
+  const killedAt = epochNow();
+  a.child.kill('SIGKILL');
+  await a.finished().catch((error) => {
+    if (!/killed by SIGKILL/.test(String(error))) throw error;
+  });
+  await producer.sendMany(keysA.map((key) => [key, { n: n++ }]));
+  const firstOutput = await first;
+  await watcher.close();
+  // The survivor's first `owned` line after the kill with one of the dead worker's partitions.
+  const taken = b.stdout
+    .split('\n')
+    .filter((l) => l.startsWith('owned '))
+    .map((l) => l.split(' '))
+    .find(([, list, at]) => Number(at) > killedAt && list.split(',').map(Number).some((p) => mine.includes(p)));
+  const acquiredAt = Number(taken[2]);
+  await until(async () => (await countOutputs(client, all)) >= n, 'every output');
+  const stats = (await report(b)).stats;
+  await stopAll([b]);
+  await client.flushAll();
+  return {
+    leaseTtl: ttl,
+    failoverMs: Math.round(firstOutput - killedAt),
+    leaseWaitMs: Math.round(acquiredAt - killedAt),
+    replayToFirstOutputMs: Math.round(firstOutput - acquiredAt),
+    replayedEntries: stats.replayed,
+    replayedSessions: stats.replayedSessions,
+  };
+}
+
+async function full(client) {
+  const url = redis.url;
+  const rounds = quick ? 1 : 3;
+  const drainEvents = quick ? 30_000 : 100_000;
+  const liveSeconds = quick ? 3 : 10;
+  const failovers = quick ? 1 : 3;
+  const log = (what, result) => console.log(`${what.padEnd(26)} ${JSON.stringify(result)}`);
+  const results = {
+    date: new Date().toISOString(),
+    quick,
+    machine: {
+      cpus: os.availableParallelism(),
+      cpu: os.cpus()[0]?.model,
+      node: process.version,
+      redis: execFileSync('redis-server', ['--version'], { encoding: 'utf8' }).trim(),
+      // 1, 5 and 15 min load averages at the start and the end (2 cores: 2 means both busy).
+      load: os.loadavg(),
+    },
+    partitions: FULL.partitions,
+    keys: FULL.keys,
+  };
+
+  const drain = { velo1: [], velo2: [], naive: [] };
+  const order = [
+    ['velo1', 'velo', 1],
+    ['velo2', 'velo', 2],
+    ['naive', 'naive', 1],
+  ];
+  let id = 0;
+  for (let r = 0; r < rounds; r++) {
+    for (let i = 0; i < order.length; i++) {
+      const [label, kind, workers] = order[(i + r) % order.length];
+      const result = await drainRun(url, client, kind, workers, drainEvents, `drain${++id}`);
+      log(`drain ${label}`, result);
+      drain[label].push(result);
+    }
+  }
+  const rate = (label) => median(drain[label].map((x) => x.eventsPerSecond));
+  const cpuOf = (label, what) => (drain[label][0][what] === null ? null : median(drain[label].map((x) => x[what])));
+  const cpus = (label) => ({ consumerCpuUsPerEvent: cpuOf(label, 'consumerCpuUsPerEvent'), redisCpuUsPerEvent: cpuOf(label, 'redisCpuUsPerEvent') });
+  results.drain = {
+    events: drainEvents,
+    rounds,
+    velo1: { eventsPerSecond: rate('velo1'), ...cpus('velo1'), runs: drain.velo1 },
+    velo2: { eventsPerSecond: rate('velo2'), perWorker: Math.round(rate('velo2') / 2), ...cpus('velo2'), runs: drain.velo2 },
+    naive: { eventsPerSecond: rate('naive'), ...cpus('naive'), runs: drain.naive },
+    twoVsOne: +(rate('velo2') / rate('velo1')).toFixed(2),
+    veloVsNaive: +(rate('velo1') / rate('naive')).toFixed(2),
+  };
+
+  results.live = {
+    velo1: await liveRun(url, client, 'velo', 1, 5000, liveSeconds, 'live1'),
+    velo2: await liveRun(url, client, 'velo', 2, 10_000, liveSeconds, 'live2'),
+    naive: await liveRun(url, client, 'naive', 1, 5000, liveSeconds, 'live3'),
+  };
+  for (const [label, result] of Object.entries(results.live)) log(`live ${label}`, result);
+
+  const runs = [];
+  for (let i = 0; i < failovers; i++) {
+    const result = await failoverRun(url, client, 2000, 10, `failover${i}`);
+    log('failover', result);
+    runs.push(result);
+  }
+  results.failover = {
+    leaseTtl: 2000,
+    failoverMs: median(runs.map((x) => x.failoverMs)),
+    leaseWaitMs: median(runs.map((x) => x.leaseWaitMs)),
+    replayToFirstOutputMs: median(runs.map((x) => x.replayToFirstOutputMs)),
+    runs,
+  };
+
+  results.machine.loadAfter = os.loadavg();
+  const out = new URL('./redis-results.json', import.meta.url);
+  writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
+  const K = (x) => x / 1000;
+  const svg = barChart({
+    title: `velo-stream/redis on ${results.machine.cpus} cores (npm run bench:redis${quick ? ' -- --quick' : ''})`,
+    unit: 'medians; one output persisted per event',
+    groupScale: true,
+    format: (v) => (v >= 100 ? v.toFixed(0) : v.toFixed(1)),
+    groups: [
+      {
+        name: `Drain of ${drainEvents.toLocaleString('en-US')} events over 1,000 live sessions (K events/s)`,
+        bars: [
+          { label: 'velo-stream, 1 worker', value: K(results.drain.velo1.eventsPerSecond), color: '#2b6cb0' },
+          { label: 'velo-stream, 2 workers', value: K(results.drain.velo2.eventsPerSecond), color: '#4299e1' },
+          { label: 'naive: a stream per session', value: K(results.drain.naive.eventsPerSecond), color: '#a0aec0' },
+        ],
+      },
+      {
+        name: 'Live, XADD to handler p99 (ms)',
+        bars: [
+          { label: 'velo-stream, 1 worker, 5K/s', value: results.live.velo1.p99Ms, color: '#2b6cb0' },
+          { label: 'velo-stream, 2 workers, 10K/s', value: results.live.velo2.p99Ms, color: '#4299e1' },
+          { label: 'naive, 5K/s', value: results.live.naive.p99Ms, color: '#a0aec0' },
+        ],
+      },
+      {
+        name: `Failover after kill -9, leaseTtl ${results.failover.leaseTtl} ms (ms)`,
+        bars: [
+          { label: 'waiting for the lease', value: results.failover.leaseWaitMs, color: '#dd6b20' },
+          { label: 'replay to first output', value: results.failover.replayToFirstOutputMs, color: '#f6ad55' },
+          { label: 'kill -> first output', value: results.failover.failoverMs, color: '#c05621' },
+        ],
+      },
+    ],
+  });
+  mkdirSync(new URL('./charts/', import.meta.url), { recursive: true });
+  writeFileSync(new URL('./charts/redis.svg', import.meta.url), svg);
+  console.log(
+    `\ndrain: velo 1 worker ${results.drain.velo1.eventsPerSecond}/s, 2 workers ${results.drain.velo2.eventsPerSecond}/s (x${results.drain.twoVsOne}), naive ${results.drain.naive.eventsPerSecond}/s (velo / naive x${results.drain.veloVsNaive})`,
+  );
+  console.log(
+    `CPU per event (µs), consumers / redis-server: velo 1 worker ${results.drain.velo1.consumerCpuUsPerEvent} / ${results.drain.velo1.redisCpuUsPerEvent}, 2 workers ${results.drain.velo2.consumerCpuUsPerEvent} / ${results.drain.velo2.redisCpuUsPerEvent}, naive ${results.drain.naive.consumerCpuUsPerEvent} / ${results.drain.naive.redisCpuUsPerEvent}`,
+  );
+  console.log(`written: bench/redis-results.json, bench/charts/redis.svg`);
+}
 
 const redis = await startRedis();
 try {
@@ -91,7 +452,9 @@ try {
       }),
     );
     await worker.close();
-  } else throw new Error(`unknown mode ${mode}: drain or live`);
+  } else if (mode === 'full') {
+    await full(client);
+  } else throw new Error(`unknown mode ${mode}: full, drain or live`);
 } finally {
   await redis.stop();
 }

@@ -3,6 +3,14 @@
 //
 //   npm run soak                         # 1,000,000 cycles + 100,000 abandoned
 //   node --expose-gc bench/soak.mjs --cycles 200000 --abandoned 20000
+//
+// With --redis, the randomized soak of velo-stream/redis instead
+// (bench/redis-soak.mjs): 3 worker processes on a private redis-server,
+// 20,000 sessions (1,000 live at once), a worker killed -9 and restarted
+// every 2-5 s while producers send, the invariants checked at the end.
+//
+//   npm run soak -- --redis [--seed N] [--sessions 20000] [--concurrent 1000]
+import { randomInt } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { streamFn } from 'velo-stream';
@@ -83,18 +91,44 @@ export async function soak({ cycles, abandoned, samples = 10, onSample = () => {
 
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {
   const { values } = parseArgs({
-    options: { cycles: { type: 'string', default: '1000000' }, abandoned: { type: 'string', default: '100000' } },
+    options: {
+      cycles: { type: 'string', default: '1000000' },
+      abandoned: { type: 'string', default: '100000' },
+      redis: { type: 'boolean', default: false },
+      seed: { type: 'string' },
+      sessions: { type: 'string', default: '20000' },
+      concurrent: { type: 'string', default: '1000' },
+    },
   });
   const t0 = performance.now();
-  console.log('phase      done        heap MB   rss MB   open');
-  const { stats, neverEnds, idleEnds } = await soak({
-    cycles: Number(values.cycles),
-    abandoned: Number(values.abandoned),
-    onSample: (s) =>
-      console.log(`${s.label.padEnd(10)} ${String(s.done).padStart(9)}   ${s.heapMB.toFixed(1).padStart(7)}  ${s.rssMB.toFixed(1).padStart(7)}  ${String(s.open).padStart(5)}`),
-  });
-  console.log(`stats ${JSON.stringify(stats)}`);
-  console.log(`abandoned, no idle deadline (collected): ${JSON.stringify(neverEnds)}`);
-  console.log(`abandoned, idle deadline (ended by it): ${JSON.stringify(idleEnds)}`);
+  if (values.redis) {
+    const { redisSoak } = await import('./redis-soak.mjs');
+    const seed = values.seed !== undefined ? Number(values.seed) : randomInt(2 ** 31);
+    console.log(`redis soak, seed ${seed}`);
+    const summary = await redisSoak({
+      seed,
+      sessions: Number(values.sessions),
+      concurrent: Number(values.concurrent),
+      events: [3, 12],
+      chance: 0.03,
+      maxGap: 1000,
+      idle: 3000,
+      killEvery: [2000, 5000],
+      settleTimeout: 300_000,
+      log: (line) => console.log(line),
+    });
+    console.log(`invariants hold: ${JSON.stringify(summary)}`);
+  } else {
+    console.log('phase      done        heap MB   rss MB   open');
+    const { stats, neverEnds, idleEnds } = await soak({
+      cycles: Number(values.cycles),
+      abandoned: Number(values.abandoned),
+      onSample: (s) =>
+        console.log(`${s.label.padEnd(10)} ${String(s.done).padStart(9)}   ${s.heapMB.toFixed(1).padStart(7)}  ${s.rssMB.toFixed(1).padStart(7)}  ${String(s.open).padStart(5)}`),
+    });
+    console.log(`stats ${JSON.stringify(stats)}`);
+    console.log(`abandoned, no idle deadline (collected): ${JSON.stringify(neverEnds)}`);
+    console.log(`abandoned, idle deadline (ended by it): ${JSON.stringify(idleEnds)}`);
+  }
   console.log(`${((performance.now() - t0) / 1000).toFixed(0)} s`);
 }

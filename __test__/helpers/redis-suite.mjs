@@ -35,12 +35,13 @@ export const fresh = (what) => `${what}${++names}`;
 const CHILD = fileURLToPath(new URL('./redis-worker-child.mjs', import.meta.url));
 
 /**
- * A worker process of the function `name` (the `totals` handler) on the file's server. It prints `owned ...`
- * when its partitions change, `stats <json>` every 100 ms, and on SIGTERM hands off and prints `closed <json>`.
- * `extra`: more worker options (JSON), and `handler: 'stuck'` (see redis-worker-child.mjs).
+ * A worker process of the function `name` (the `totals` handler) on the file's server (or at `url`: a proxy in
+ * front of it). It prints `owned ...` when its partitions change, `stats <json>` every 100 ms, and on SIGTERM
+ * hands off and prints `closed <json>`. `extra`: more worker options (JSON), and `handler: 'stuck'` (see
+ * redis-worker-child.mjs).
  */
-export function workerChild(name, { partitions, ttl, idle, delayMs = 1, trimInterval = 1, extra = {} }) {
-  const args = [CHILD, redis.url, name, partitions, ttl, idle, delayMs, trimInterval, JSON.stringify(extra)].map(String);
+export function workerChild(name, { partitions, ttl, idle, delayMs = 1, trimInterval = 1, url = redis.url, extra = {} }) {
+  const args = [CHILD, url, name, partitions, ttl, idle, delayMs, trimInterval, JSON.stringify(extra)].map(String);
   return start(args, { timeout: 60_000 });
 }
 

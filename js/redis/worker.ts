@@ -812,6 +812,7 @@ class Worker<I, O> implements RedisWorker {
   #closing: Promise<void> | null = null;
   readonly #idle = new Map<number, { tail: string; resolve: () => void }>();
   #waker: Promise<void>;
+  readonly #expiry: NodeJS.Timeout;
   #wakerSignal: (() => void) | null = null;
   #blockingOn: Set<number> | null = null;
   #interrupting = false;
@@ -878,6 +879,10 @@ class Worker<I, O> implements RedisWorker {
     this.#order = Array.from({ length: options.partitions }, (_, i) => (start + i) % options.partitions);
     this.#waker = this.#wake();
     this.#tick();
+    // Leases run out whether or not Redis answers: a renewal stuck on a silent connection (a partition that
+    // resets nothing) must not keep partitions that other workers may own by now.
+    this.#expiry = setInterval(() => this.#expire(), Math.floor(this.ttl / 3));
+    this.#expiry.unref();
   }
 
   stats(): RedisWorkerStats {
@@ -911,6 +916,11 @@ class Worker<I, O> implements RedisWorker {
 
   [kRoundTrips](): RoundTripTotals {
     return this.#trips.totals();
+  }
+
+  #expire(): void {
+    const now = performance.now();
+    for (const run of [...this.#runs.values()]) if (now >= run.validUntil) this.lose(run);
   }
 
   report(error: unknown): void {
@@ -1088,6 +1098,7 @@ class Worker<I, O> implements RedisWorker {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       if (this.#timer !== null) clearTimeout(this.#timer);
+      clearInterval(this.#expiry);
       await this.#ticking;
       const runs = [...this.#runs.values()];
       this.#runs.clear();

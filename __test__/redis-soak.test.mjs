@@ -1,0 +1,20 @@
+// A short randomized soak of velo-stream/redis (bench/redis-soak.mjs; the
+// long one is `npm run soak -- --redis`): 3 worker processes, 1,000 sessions,
+// producers sending throughout, a worker killed -9 and restarted every 1-2.5 s.
+// The checks at the end read Redis directly (every (sid, seq) once, each
+// session's outputs those of a crash-free run, every event once in order per
+// key, nothing pending). A new seed each run, named in any failure; rerun one
+// with VELO_SOAK_SEED=<seed>.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomInt } from 'node:crypto';
+import { redisSoak } from '../bench/redis-soak.mjs';
+
+test('randomized soak: 3 workers, 1,000 sessions, kill -9 and restart every 1-2.5 s under load: invariants hold', async (t) => {
+  const seed = process.env.VELO_SOAK_SEED !== undefined ? Number(process.env.VELO_SOAK_SEED) : randomInt(2 ** 31);
+  t.diagnostic(`seed ${seed}`);
+  const summary = await redisSoak({ seed, sessions: 1000, concurrent: 250, events: [3, 8], killEvery: [1000, 2500] });
+  t.diagnostic(JSON.stringify(summary));
+  assert.ok(summary.kills >= 2, `workers were killed during the run (${summary.kills}; seed ${seed})`);
+  assert.ok(summary.sessionsWritten >= 1000);
+});
