@@ -191,6 +191,9 @@ test('a slow onOutput holds the commits: at most maxUndelivered outputs are comm
       delivered.push(output);
     },
   });
+  const registry = new Registry();
+  registerRedisWorkerMetrics(registry, [worker]);
+  const sample = async (metric) => Number(new RegExp(`^${metric}\\{fn="${name}",[^}]*\\} (\\d+)$`, 'm').exec(await registry.metrics())?.[1]);
   try {
     await eventually(() => worker.stats().owned.length === 2, 'the worker owns both partitions');
     const keys = Array.from({ length: 10 }, (_, i) => `k${i}`);
@@ -209,10 +212,13 @@ test('a slow onOutput holds the commits: at most maxUndelivered outputs are comm
     let unread = 0;
     for (const p of [0, 1]) unread += Number((await client.xInfoGroups(`velo:{${name}:p${p}}`))[0].lag);
     assert.ok(unread > 2000, `the backlog waits in Redis, unread (${unread})`);
+    assert.equal(await sample('velo_redis_undelivered_outputs'), 50);
     open();
     await eventually(() => delivered.length === 5000, '5000 outputs delivered', 90_000);
     const stored = await storedOutputs(name, partitions);
     for (let p = 0; p < partitions; p++) assert.deepEqual(byPartition(delivered, p), byPartition(stored, p), `partition ${p}`);
+    assert.equal(await sample('velo_redis_outputs_delivered_total'), 5000);
+    assert.equal(await sample('velo_redis_undelivered_outputs'), 0);
   } finally {
     open();
     await worker.close();
