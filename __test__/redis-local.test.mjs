@@ -459,6 +459,32 @@ test('checkReplay: a replay that makes fewer outputs (a handler reading outside 
   }
 });
 
+test('close() resolves once onOutput has had every output the worker committed', async () => {
+  const name = fresh('close');
+  const partitions = 2;
+  const producer = redisProducer({ client, name, partitions });
+  const delivered = [];
+  let release;
+  const gate = new Promise((resolve) => (release = resolve));
+  const worker = redisWorker(totals({ idleTimeout: 60_000 }), {
+    client,
+    name,
+    partitions,
+    leaseTtl: 1500,
+    async onOutput(output) {
+      await gate;
+      delivered.push(output);
+    },
+  });
+  await producer.sendMany(Array.from({ length: 30 }, (_, n) => [`k${n % 3}`, { n }]));
+  await eventually(async () => (await readAllOutputs(client, name, partitions)).length === 30, '30 outputs committed');
+  assert.equal(delivered.length, 0);
+  const closing = worker.close();
+  setTimeout(release, 50);
+  await closing;
+  assert.equal(delivered.length, 30, 'every committed output delivered before close() resolved');
+});
+
 test('bad local-delivery options are refused with a code', () => {
   const base = { client, name: 'opts', partitions: 2 };
   assert.throws(() => redisWorker(totals(), { ...base, onOutput: 5 }), { code: 'ERR_INVALID_ARG_TYPE' });
