@@ -9,7 +9,11 @@
 // marker is read back and every output is written: the owner's pending list
 // holds exactly the inputs of live sessions, and a new owner rebuilds them by
 // replaying that list through fresh instances. Handlers must therefore be
-// deterministic over their inputs (take time from entry ids, not Date.now()).
+// deterministic over their inputs (take time from entry ids, not Date.now());
+// `checkReplay` compares what a replay makes with what was written before.
+//
+// Local delivery (`onOutput`) gets the outputs a commit of this worker wrote,
+// after the commit: never one Redis lacks, never one a replay made again.
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { drainOutputs } from '../core/drive';
