@@ -36,6 +36,8 @@ import { createClient } from 'redis';
 import {
   EventTooLargeError,
   LagLimitError,
+  OnOutputError,
+  ReplayDivergedError,
   SessionLimitError,
   type RedisProducerOptions,
   type SessionLimitCode,
@@ -83,6 +85,28 @@ const distributed = redisWorker(alerts, {
   maxSessionEvents: 1000,
   maxSessionAge: 60_000,
 });
+const local = redisWorker(alerts, {
+  client: redisClient.duplicate(),
+  name: 'alerts',
+  maxUndelivered: 256,
+  checkReplay: true,
+  async onOutput(output) {
+    const item: OutputItem<{ hot: number }> = output;
+    if ('value' in output) console.log(output.sid, output.seq, output.value.hot.toFixed(1));
+    else console.log(output.error.message, item.id);
+  },
+  onError(error) {
+    if (error instanceof ReplayDivergedError) console.log(error.code, error.kind, error.sid, error.seq, error.committed, error.replayed);
+    if (error instanceof OnOutputError) console.log(error.code, error.output, error.cause);
+  },
+});
+const localStats = local.stats();
+const delivery: number = localStats.delivered + localStats.undelivered + localStats.diverged;
+void delivery;
+// @ts-expect-error onOutput gets the function's outputs ({ hot: number } here)
+redisWorker(alerts, { client: redisClient, name: 'alerts', onOutput: (output: OutputItem<string>) => void output });
+// @ts-expect-error checkReplay is a boolean
+redisWorker(alerts, { client: redisClient, name: 'alerts', checkReplay: 1 });
 const workerStats: RedisWorkerStats = distributed.stats();
 const budgetUse: number = workerStats.buffered + workerStats.partitionBuffered[0] + workerStats.capped;
 void budgetUse;

@@ -197,7 +197,9 @@ export function registerStreamMetrics(
  *   the last lease renewal)
  * - `velo_redis_replayed_sessions_total`, `velo_redis_replayed_entries_total`, `velo_redis_fenced_total`,
  *   `velo_redis_leases_{acquired,lost,released}_total`, `velo_redis_outputs_total`, `velo_redis_trimmed_total`,
- *   `velo_redis_errors_total`, `velo_redis_capped_sessions_total` (counters)
+ *   `velo_redis_errors_total`, `velo_redis_capped_sessions_total`, `velo_redis_outputs_delivered_total`,
+ *   `velo_redis_replay_diverged_total` (counters)
+ * - `velo_redis_undelivered_outputs` (gauge: outputs committed, waiting for the local `onOutput`)
  * - `velo_redis_round_trip_seconds` (histogram of the worker's calls to Redis, blocking wake-up reads excluded)
  *
  * `workers` is a list read once, now, or a function returning one, called at every scrape. A worker listed
@@ -276,6 +278,12 @@ export function registerRedisWorkerMetrics(
     'gauge',
     perWorker((s) => s.buffered),
   );
+  metric(
+    'redis_undelivered_outputs',
+    'Outputs committed and not yet delivered to the local onOutput (bounded by maxUndelivered).',
+    'gauge',
+    perWorker((s) => s.undelivered),
+  );
   metric('redis_lag', 'Entries of an owned partition not yet read by its owner (at the last lease renewal).', 'gauge', () =>
     list().flatMap((w) =>
       Object.entries(w.stats().partitionLag).map(([partition, value]) => ({ labels: { ...labels(w), partition }, value })),
@@ -292,6 +300,8 @@ export function registerRedisWorkerMetrics(
     ['trimmed_total', 'Input entries trimmed away.', (s) => s.trimmed],
     ['errors_total', 'Errors the worker recovered from (passed to onError).', (s) => s.errors],
     ['capped_sessions_total', 'Sessions ended by maxSessionEvents or maxSessionAge.', (s) => s.capped],
+    ['outputs_delivered_total', 'Outputs passed to the local onOutput.', (s) => s.delivered],
+    ['replay_diverged_total', 'Replayed outputs that differ from those committed before (checkReplay).', (s) => s.diverged],
   ];
   for (const [name, help, value] of counters) metric(`redis_${name}`, help, 'counter', perWorker(value));
   const name = 'redis_round_trip_seconds';

@@ -41,3 +41,60 @@ export class SessionLimitError extends Error {
     this.limit = limit;
   }
 }
+
+/** An output as a local consumer or a divergence report sees it: a value, or a handler's failure. */
+export type OutputContent<O = unknown> = { value: O } | { error: { name: string; message: string; code?: string } };
+
+/**
+ * Reported to `onError` by a worker with `checkReplay` when a replayed session does not make the outputs its
+ * earlier run committed: `kind: 'output'`, output `seq` differs from the committed one (both are given,
+ * decoded); `kind: 'count'`, the session ended with fewer outputs than were committed (`seq` is the first one
+ * it did not make again). What was committed first stays, for every reader: the check changes nothing in Redis.
+ */
+export class ReplayDivergedError extends Error {
+  readonly code = 'ERR_VELO_REPLAY_DIVERGED' as const;
+  readonly kind: 'output' | 'count';
+  readonly partition: number;
+  readonly key: string;
+  readonly sid: string;
+  readonly seq: number;
+  /** The committed output (undefined if its entry is gone from the output stream, or for `kind: 'count'`). */
+  readonly committed: OutputContent | undefined;
+  /** What the replay made instead (undefined for `kind: 'count'`). */
+  readonly replayed: OutputContent | undefined;
+  constructor(
+    kind: 'output' | 'count',
+    where: { partition: number; key: string; sid: string; seq: number },
+    message: string,
+    committed?: OutputContent,
+    replayed?: OutputContent,
+  ) {
+    super(message);
+    this.name = 'ReplayDivergedError';
+    this.kind = kind;
+    this.partition = where.partition;
+    this.key = where.key;
+    this.sid = where.sid;
+    this.seq = where.seq;
+    this.committed = committed;
+    this.replayed = replayed;
+  }
+}
+
+/**
+ * Reported to `onError` when a worker's `onOutput` threw or its promise rejected (`cause`). The output counts as
+ * delivered: it is not offered again, and the worker goes on with the next one.
+ */
+export class OnOutputError extends Error {
+  readonly code = 'ERR_VELO_ON_OUTPUT' as const;
+  /** The output `onOutput` was called with. */
+  readonly output: unknown;
+  constructor(output: { sid: string; seq: number }, cause: unknown) {
+    super(
+      `onOutput failed for output ${output.seq} of session ${JSON.stringify(output.sid)}: ${(cause as Error)?.message ?? String(cause)}`,
+      { cause },
+    );
+    this.name = 'OnOutputError';
+    this.output = output;
+  }
+}

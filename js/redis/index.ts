@@ -10,7 +10,14 @@ export {
   type ValueOutput,
 } from './materialize';
 export { jsonCodec, bufferCodec, EventTooLargeError, type Codec } from './codec';
-export { LagLimitError, SessionLimitError, type SessionLimitCode } from './errors';
+export {
+  LagLimitError,
+  OnOutputError,
+  type OutputContent,
+  ReplayDivergedError,
+  SessionLimitError,
+  type SessionLimitCode,
+} from './errors';
 export {
   FencedError,
   type PartitionLog,
@@ -18,6 +25,8 @@ export {
   type InputEntry,
   type OutputRecord,
   type Commit,
+  type CommitResult,
+  type Divergence,
   type ReadResult,
 } from './transport';
 export { fnv1a } from './options';

@@ -3,7 +3,7 @@
 // exact percentiles in stats()). Timed around the PartitionLog, so any
 // transport gets them; the time includes the worker's own event-loop delay,
 // as a handler waiting on the call would see it.
-import type { Commit, Lease, PartitionLog, ReadResult } from './transport';
+import type { Commit, CommitResult, Lease, PartitionLog, ReadResult } from './transport';
 import { FencedError } from './transport';
 
 /** A worker's round-trip totals, for the Prometheus export (a registered symbol: any copy of the package finds it). */
@@ -78,7 +78,7 @@ export function timedLog(log: PartitionLog, trips: RoundTrips): PartitionLog {
     read: (lease: Lease, from: string, count: number): Promise<ReadResult> => timed(() => log.read(lease, from, count)),
     markClose: (lease: Lease, key: string, sid: string, reason?: string) => timed(() => log.markClose(lease, key, sid, reason)),
     trim: (lease: Lease) => timed(() => log.trim(lease)),
-    commit: (lease: Lease, commit: Commit) => timed(() => log.commit(lease, commit)),
+    commit: (lease: Lease, commit: Commit): Promise<CommitResult> => timed(() => log.commit(lease, commit)),
     lag: (partition: number) => timed(() => log.lag(partition)),
     wait: (positions: ReadonlyMap<number, string>, ms: number) => log.wait(positions, ms),
     interrupt: () => log.interrupt(),

@@ -7,12 +7,14 @@
 //   velo:{name:pN}:epoch   fencing counter (INCR at each grant)
 //   velo:{name:pN}:out     output stream (sid, seq, k, v | e)
 //   velo:{name:pN}:hw      hash: session id -> last output seq written
+//   velo:{name:pN}:check   hash (checkReplay): "<seq> <sid>" -> "<output id> <sha1>"
+//   velo:{name:pN}:commit  the owner's last commit, with local delivery (retries)
 //
 // One consumer group (`velo`) per input stream and one consumer name
 // (`owner`): whoever holds the lease reads as `owner`, so a new owner's
 // `XREADGROUP ... 0` returns exactly what the last owner left unacked.
 import { createHash } from 'node:crypto';
-import type { Commit, InputEntry, Lease, PartitionLog, ReadResult } from './transport';
+import type { Commit, CommitResult, Divergence, InputEntry, Lease, PartitionLog, ReadResult } from './transport';
 import { FencedError } from './transport';
 
 /**
@@ -85,22 +87,86 @@ const MARK =
   new Script(`${FENCE}if ARGV[4] then return redis.call('XADD', KEYS[2], '*', 'k', ARGV[2], 'c', ARGV[3], 'r', ARGV[4]) end
 return redis.call('XADD', KEYS[2], '*', 'k', ARGV[2], 'c', ARGV[3])`);
 
-// KEYS lease, input, out, hw; ARGV token, n, n x (sid, seq, key, field, data),
-// acks count, ids, ended count, sids. An output whose seq is not above its
-// session's high-water mark was written before (by an earlier owner, or this
-// one before a replay): skipped.
-const COMMIT = new Script(`${FENCE}local i = 3
+// KEYS lease, input, out, hw, check, commit; ARGV token, serial, check, n,
+// n x (sid, seq, key, field, data), acks count, ids, ended count, n x (sid,
+// last seq). An output whose seq is not above its session's high-water mark
+// was written before (by an earlier owner, or this one before a replay):
+// skipped. Returns {ids, divergences}.
+// - serial (local delivery; '' without): ids are the entries written ('' for
+//   one skipped), and the commit key remembers the last commit; a retry of
+//   that same commit (its reply was lost) changes nothing and gets the ids
+//   it wrote (they are contiguous in the output stream: one script wrote them).
+// - check ('1': checkReplay): each output written keeps "<id> <sha1>" in the
+//   check hash under "<seq> <sid>" while its session lives; a skipped one is
+//   compared with it, and an ended session's last seq with its mark.
+//   Divergences, 5 fields each: 'o', output index, stored id, field, data;
+//   'n', sid, seq written, seq made, ''.
+const COMMIT = new Script(`${FENCE}local serial = ARGV[2]
+local check = ARGV[3] == '1'
+local n = tonumber(ARGV[4])
+local ids = {}
+if serial ~= '' then
+  local last = redis.call('GET', KEYS[6])
+  if last then
+    local token, s, first, count = string.match(last, '^(%S+) (%S+) (%S+) (%d+)$')
+    if token == ARGV[1] and s == serial then
+      local written = {}
+      if tonumber(count) > 0 then
+        for _, e in ipairs(redis.call('XRANGE', KEYS[3], first, '+', 'COUNT', count)) do
+          written[e[2][2] .. ' ' .. e[2][4]] = e[1]
+        end
+      end
+      local i = 5
+      for o = 1, n do
+        ids[o] = written[ARGV[i] .. ' ' .. ARGV[i + 1]] or ''
+        i = i + 5
+      end
+      return {ids, {}}
+    end
+  end
+end
+local div = {}
+local function diverged(a, b, c, d, e)
+  div[#div + 1] = a
+  div[#div + 1] = b
+  div[#div + 1] = c
+  div[#div + 1] = d
+  div[#div + 1] = e
+end
+local first = nil
 local written = 0
-for _ = 1, tonumber(ARGV[2]) do
-  local seq = tonumber(ARGV[i + 1])
-  if seq > tonumber(redis.call('HGET', KEYS[4], ARGV[i]) or '0') then
-    redis.call('XADD', KEYS[3], '*', 'sid', ARGV[i], 'seq', ARGV[i + 1], 'k', ARGV[i + 2], ARGV[i + 3], ARGV[i + 4])
-    redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1])
+local i = 5
+for o = 1, n do
+  local sid, seq = ARGV[i], ARGV[i + 1]
+  if tonumber(seq) > tonumber(redis.call('HGET', KEYS[4], sid) or '0') then
+    local id = redis.call('XADD', KEYS[3], '*', 'sid', sid, 'seq', seq, 'k', ARGV[i + 2], ARGV[i + 3], ARGV[i + 4])
+    redis.call('HSET', KEYS[4], sid, seq)
+    if check then redis.call('HSET', KEYS[5], seq .. ' ' .. sid, id .. ' ' .. redis.sha1hex(ARGV[i + 3] .. ARGV[i + 4])) end
+    first = first or id
     written = written + 1
+    ids[o] = id
+  else
+    ids[o] = ''
+    local stored = check and redis.call('HGET', KEYS[5], seq .. ' ' .. sid)
+    if stored then
+      local at = string.find(stored, ' ', 1, true)
+      if string.sub(stored, at + 1) ~= redis.sha1hex(ARGV[i + 3] .. ARGV[i + 4]) then
+        local id = string.sub(stored, 1, at - 1)
+        local field, data = '', ''
+        local entry = redis.call('XRANGE', KEYS[3], id, id)[1]
+        if entry then
+          local f = entry[2]
+          for j = 1, #f - 1, 2 do
+            if f[j] == 'v' or f[j] == 'e' then field, data = f[j], f[j + 1] end
+          end
+        end
+        diverged('o', tostring(o), id, field, data)
+      end
+    end
   end
   i = i + 5
 end
-local n = tonumber(ARGV[i])
+n = tonumber(ARGV[i])
 i = i + 1
 local stop = i + n
 while i < stop do
@@ -110,13 +176,33 @@ while i < stop do
 end
 n = tonumber(ARGV[i])
 i = i + 1
-stop = i + n
-while i < stop do
-  local last = math.min(i + 999, stop - 1)
-  redis.call('HDEL', KEYS[4], unpack(ARGV, i, last))
-  i = last + 1
+if n > 0 then
+  -- Digests of ended sessions go too, also those a checking worker left for this one.
+  local checked = check or redis.call('EXISTS', KEYS[5]) == 1
+  local sids = {}
+  for _ = 1, n do
+    local sid = ARGV[i]
+    sids[#sids + 1] = sid
+    if checked then
+      local hw = tonumber(redis.call('HGET', KEYS[4], sid) or '0')
+      if check and hw > tonumber(ARGV[i + 1]) then diverged('n', sid, tostring(hw), ARGV[i + 1], '') end
+      local fields = {}
+      for seq = 1, hw do
+        fields[#fields + 1] = seq .. ' ' .. sid
+        if #fields == 1000 or seq == hw then
+          redis.call('HDEL', KEYS[5], unpack(fields))
+          fields = {}
+        end
+      end
+    end
+    i = i + 2
+  end
+  for j = 1, #sids, 1000 do
+    redis.call('HDEL', KEYS[4], unpack(sids, j, math.min(j + 999, #sids)))
+  end
 end
-return written`);
+if serial ~= '' then redis.call('SET', KEYS[6], ARGV[1] .. ' ' .. serial .. ' ' .. (first or '-') .. ' ' .. written) end
+return {ids, div}`);
 
 // KEYS lease, input; ARGV token. Trims the input to its oldest pending
 // entry (the oldest input a live session still needs), or with nothing
@@ -171,6 +257,14 @@ export class KeySpace {
   }
   hw(p: number): string {
     return `${this.input(p)}:hw`;
+  }
+  /** checkReplay: digests of the outputs of live sessions. */
+  check(p: number): string {
+    return `${this.input(p)}:check`;
+  }
+  /** Local delivery: the owner's last commit (token, serial, first entry written, count), for retries. */
+  commits(p: number): string {
+    return `${this.input(p)}:commit`;
   }
   workers(): string {
     return `velo:{${this.name}}:workers`;
@@ -316,21 +410,49 @@ export class RedisLog implements PartitionLog {
     }
   }
 
-  async commit(lease: Lease, commit: Commit): Promise<void> {
+  async commit(lease: Lease, commit: Commit): Promise<CommitResult> {
     const p = lease.partition;
     const k = this.#keys;
-    const args: (string | Buffer)[] = [lease.token, String(commit.outputs.length)];
+    const serial = commit.serial === undefined ? '' : String(commit.serial);
+    const args: (string | Buffer)[] = [lease.token, serial, commit.check === true ? '1' : '0', String(commit.outputs.length)];
     for (const o of commit.outputs) {
       args.push(o.sid, String(o.seq), o.key);
       if (o.error !== undefined) args.push('e', o.error);
       else args.push('v', o.payload ?? '');
     }
-    args.push(String(commit.acks.length), ...commit.acks, String(commit.ended.length), ...commit.ended);
+    args.push(String(commit.acks.length), ...commit.acks, String(commit.ended.length));
+    commit.ended.forEach((sid, i) => args.push(sid, String(commit.endedSeqs?.[i] ?? 0)));
+    let reply: [Buffer[], Buffer[]];
     try {
-      await COMMIT.run(this.#client, [k.lease(p), k.input(p), k.output(p), k.hw(p)], args);
+      reply = (await COMMIT.run(
+        this.#client,
+        [k.lease(p), k.input(p), k.output(p), k.hw(p), k.check(p), k.commits(p)],
+        args,
+        BUFFERS,
+      )) as [Buffer[], Buffer[]];
     } catch (error) {
       throw fenced(p, error);
     }
+    const ids = serial === '' ? [] : reply[0].map((id) => (id.length === 0 ? null : id.toString()));
+    const diverged: Divergence[] = [];
+    const d = reply[1];
+    for (let j = 0; j + 4 < d.length; j += 5) {
+      if (d[j].toString() === 'o') {
+        const id = d[j + 2].toString();
+        const field = d[j + 3].toString();
+        const committed =
+          field === 'v' ? { id, payload: d[j + 4] } : field === 'e' ? { id, error: d[j + 4].toString() } : undefined;
+        diverged.push({ kind: 'output', index: Number(d[j + 1].toString()) - 1, committed });
+      } else {
+        diverged.push({
+          kind: 'count',
+          sid: d[j + 1].toString(),
+          committed: Number(d[j + 2].toString()),
+          replayed: Number(d[j + 3].toString()),
+        });
+      }
+    }
+    return { ids, diverged };
   }
 
   lag(partition: number): Promise<number> {

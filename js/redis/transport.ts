@@ -39,7 +39,39 @@ export interface OutputRecord {
 export interface Commit {
   readonly outputs: OutputRecord[];
   readonly acks: string[];
-  readonly ended: string[];
+  /** Sessions that ended. */
+  readonly ended: readonly string[];
+  /** With `check`: each ended session's last output seq (0: none), in the order of `ended`. */
+  readonly endedSeqs?: readonly number[];
+  /**
+   * For local delivery: a number unique per commit within the lease. The result then has `ids`, and the commit
+   * is idempotent: a retry of a commit that was applied (its reply lost) changes nothing and gets the ids the
+   * first call wrote.
+   */
+  readonly serial?: number;
+  /**
+   * For `checkReplay`: a digest of each output written is kept while its session lives, and an output written
+   * before (by `(sid, seq)`) is compared with it; so is each ended session's seq with the last one written.
+   */
+  readonly check?: boolean;
+}
+
+/** An output a replay made differently from the one written before (`index` into the commit's outputs), or a session that ended with fewer. */
+export type Divergence =
+  | {
+      readonly kind: 'output';
+      readonly index: number;
+      /** The stored output (absent if its entry is gone from the output stream). */
+      readonly committed?: { readonly id: string; readonly payload?: Buffer; readonly error?: string };
+    }
+  | { readonly kind: 'count'; readonly sid: string; readonly committed: number; readonly replayed: number };
+
+/** What a commit did. */
+export interface CommitResult {
+  /** With `serial`: per output, the id of the entry written, or null if `(sid, seq)` was written before. Empty otherwise. */
+  readonly ids: ReadonlyArray<string | null>;
+  /** With `check`: what differs from the earlier run. Empty otherwise. */
+  readonly diverged: readonly Divergence[];
 }
 
 /** The result of a read: entries, or none and the position after which a wake-up must look. */
@@ -71,7 +103,7 @@ export interface PartitionLog {
   /** Fenced: removes input entries no session needs any more (older than every pending or undelivered one). Resolves with how many. */
   trim(lease: Lease): Promise<number>;
   /** Fenced: writes outputs not written before (by `(sid, seq)`), acks entries, forgets ended sessions. */
-  commit(lease: Lease, commit: Commit): Promise<void>;
+  commit(lease: Lease, commit: Commit): Promise<CommitResult>;
   /** Entries of the partition's input not yet delivered to its owner (unfenced: a read-only figure for metrics). */
   lag(partition: number): Promise<number>;
   /**

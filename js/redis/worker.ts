@@ -9,7 +9,11 @@
 // marker is read back and every output is written: the owner's pending list
 // holds exactly the inputs of live sessions, and a new owner rebuilds them by
 // replaying that list through fresh instances. Handlers must therefore be
-// deterministic over their inputs (take time from entry ids, not Date.now()).
+// deterministic over their inputs (take time from entry ids, not Date.now());
+// `checkReplay` compares what a replay makes with what was written before.
+//
+// Local delivery (`onOutput`) gets the outputs a commit of this worker wrote,
+// after the commit: never one Redis lacks, never one a replay made again.
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { drainOutputs } from '../core/drive';
@@ -20,14 +24,23 @@ import { type Codec, encodeChecked } from './codec';
 import { type RedisOptions, type Resolved, resolveOptions } from './options';
 import { RedisLog } from './redis-log';
 import { RoundTrips, type RoundTripTotals, kRoundTrips, timedLog } from './metrics';
-import { type InputEntry, type Lease, type OutputRecord, type PartitionLog, FencedError } from './transport';
-import { SessionLimitError } from './errors';
+import {
+  type CommitResult,
+  type Divergence,
+  type InputEntry,
+  type Lease,
+  type OutputRecord,
+  type PartitionLog,
+  FencedError,
+} from './transport';
+import { OnOutputError, type OutputContent, ReplayDivergedError, SessionLimitError } from './errors';
+import type { HandlerFailure, OutputItem } from './reader';
 
 /** The function's internal open, without its idle timer: a session's end must come from the log (registered symbol, core/function.ts). */
 const kOpen = Symbol.for('velo-stream.open');
 type Openable<I, O> = { [kOpen](signal: AbortSignal | undefined, idle: boolean): StreamKind<I, O> };
 
-export interface RedisWorkerOptions extends RedisOptions {
+export interface RedisWorkerOptions<O = unknown> extends RedisOptions {
   /** Lease time-to-live, ms: a dead worker's partitions are taken over after at most this (plus a renewal period). Renewed every ttl/3. Default 10 000. */
   leaseTtl?: number;
   /** Entries per read of a partition. Default 256. */
@@ -63,6 +76,30 @@ export interface RedisWorkerOptions extends RedisOptions {
    * marker in the log once it is that old. Every worker of the function must use the same value. 0: no cap (default).
    */
   maxSessionAge?: number;
+  /**
+   * Local delivery: called with each output of this worker's sessions (as `redisOutputs` yields it, decoded
+   * from the bytes written) once its commit to Redis succeeded, and only if that commit wrote it: an output a
+   * replay makes again, written before by an earlier owner (or this worker under an earlier lease), is not
+   * delivered again. Called one at a time: a returned promise is awaited before the next call. In commit order
+   * per partition, so per key in order. Committed outputs wait for it in a queue of at most `maxUndelivered`
+   * outputs: a full queue holds the next commit, and with it the sessions and the partition's reads
+   * (backpressure). A throw or rejection goes to `onError` as `OnOutputError` (`ERR_VELO_ON_OUTPUT`); the
+   * output counts as delivered and the worker goes on. `close()` resolves once every committed output has
+   * been delivered. At most once per output across workers: a worker that dies between a commit and its
+   * delivery leaves those outputs undelivered locally (they are in Redis for `redisOutputs`).
+   */
+  onOutput?: (output: OutputItem<O>) => void | PromiseLike<void>;
+  /** With `onOutput`: committed outputs waiting for it, at most (the one it is handling included). Default 1024. */
+  maxUndelivered?: number;
+  /**
+   * A development check that handlers are deterministic over their inputs: a digest of each output written is
+   * kept in Redis while its session lives, and when a replay (after a takeover) makes an output again, it is
+   * compared with the one written before; so is the number of outputs when the session ends. A difference is
+   * reported to `onError` as `ReplayDivergedError` (`ERR_VELO_REPLAY_DIVERGED`) and counted in `stats().diverged`;
+   * readers keep the output written first. Only outputs written by a worker with the check on are compared.
+   * Costs a hash field and a SHA-1 per output in Redis. Default false.
+   */
+  checkReplay?: boolean;
 }
 
 /** Round-trip times of the worker's calls to Redis, ms: nearest-rank percentiles of its last 1024 calls. */
@@ -118,6 +155,12 @@ export interface RedisWorkerStats {
   outputs: number;
   /** Errors passed to onError. */
   errors: number;
+  /** Outputs passed to `onOutput` (those whose call threw included). */
+  delivered: number;
+  /** Outputs committed and not yet delivered to `onOutput` (the one it is handling included; at most `maxUndelivered`). */
+  undelivered: number;
+  /** Replay divergences found by `checkReplay`. */
+  diverged: number;
   /** Round-trip times of the worker's calls to Redis (reads, commits, leases), blocking wake-up reads excluded. */
   roundTrip: RoundTripStats;
 }
@@ -129,8 +172,8 @@ export interface RedisWorker {
   stats(): RedisWorkerStats;
   /**
    * Graceful hand-off: stops reading, commits the outputs made so far, stops the local sessions and releases
-   * every lease at once (other workers take the partitions over and replay their live sessions), then leaves.
-   * Idempotent. Does not close the client.
+   * every lease at once (other workers take the partitions over and replay their live sessions), then leaves,
+   * once `onOutput` (if given) has had every output this worker committed. Idempotent. Does not close the client.
    */
   close(): Promise<void>;
 }
@@ -141,6 +184,8 @@ const OUTBOX_LIMIT = 1024;
 const HELD_BATCHES = 16;
 /** Outputs per fenced commit call. */
 const COMMIT_BATCH = 512;
+/** Default of `maxUndelivered`. */
+const UNDELIVERED_DEFAULT = 1024;
 /** Wait before retrying after a non-fencing error, ms. */
 const RETRY_MS = 100;
 /** The longest a blocking wake-up read waits before it is re-issued, ms. */
@@ -205,7 +250,86 @@ class Session<I, O> {
   }
 }
 
-type OutboxItem = { output: OutputRecord } | { acks: string[]; ended?: string };
+type OutboxItem = { output: OutputRecord } | { acks: string[]; ended?: string; lastSeq?: number };
+
+function decodedOutput<O>(codec: Codec<O>, o: OutputRecord): OutputContent<O> {
+  if (o.error !== undefined) return { error: JSON.parse(o.error) as HandlerFailure };
+  const payload = o.payload ?? '';
+  return { value: codec.decode(typeof payload === 'string' ? Buffer.from(payload) : payload) };
+}
+
+/**
+ * Committed outputs on their way to `onOutput`: one call at a time, in the order commits pushed them. At most
+ * `limit` outputs are queued, being delivered, or reserved by commits in flight.
+ */
+class LocalDelivery<O> {
+  readonly #queue: OutputItem<O>[] = [];
+  #reserved = 0;
+  #inCall = false;
+  #active = false;
+  readonly #room: (() => void)[] = [];
+  readonly #drained: (() => void)[] = [];
+  delivered = 0;
+
+  constructor(
+    readonly onOutput: (output: OutputItem<O>) => void | PromiseLike<void>,
+    readonly limit: number,
+    readonly report: (error: unknown) => void,
+  ) {}
+
+  get undelivered(): number {
+    return this.#queue.length + (this.#inCall ? 1 : 0);
+  }
+
+  /** Waits until `n` more outputs fit (n <= limit), and takes the room for a commit. */
+  async reserve(n: number): Promise<void> {
+    while (this.#reserved > 0 && this.#reserved + n > this.limit) await new Promise<void>((resolve) => this.#room.push(resolve));
+    this.#reserved += n;
+  }
+
+  /** Gives back room reserved for outputs that will not be delivered (written before, or never committed). */
+  unreserve(n: number): void {
+    if (n === 0) return;
+    this.#reserved -= n;
+    for (const wake of this.#room.splice(0)) wake();
+  }
+
+  /** Queues outputs whose room was reserved. */
+  push(items: OutputItem<O>[]): void {
+    for (const item of items) this.#queue.push(item);
+    if (this.#active || this.#queue.length === 0) return;
+    this.#active = true;
+    void this.#run();
+  }
+
+  async #run(): Promise<void> {
+    for (let item = this.#queue.shift(); item !== undefined; item = this.#queue.shift()) {
+      this.#inCall = true;
+      try {
+        const pending = this.onOutput(item);
+        if (pending !== null && typeof (pending as PromiseLike<void> | undefined)?.then === 'function') await pending;
+      } catch (error) {
+        try {
+          this.report(new OnOutputError(item, error));
+        } catch (reportError) {
+          // onError itself threw: the queue must go on (commits wait for it).
+          process.emitWarning(reportError instanceof Error ? reportError : new Error(String(reportError)));
+        }
+      }
+      this.#inCall = false;
+      this.delivered++;
+      this.unreserve(1);
+    }
+    this.#active = false;
+    for (const resolve of this.#drained.splice(0)) resolve();
+  }
+
+  /** Resolves once nothing is queued or being delivered. */
+  drained(): Promise<void> {
+    if (!this.#active) return Promise.resolve();
+    return new Promise((resolve) => this.#drained.push(resolve));
+  }
+}
 
 class PartitionRun<I, O> {
   readonly sessions = new Map<string, Session<I, O>>();
@@ -214,6 +338,8 @@ class PartitionRun<I, O> {
   readonly #outbox: OutboxItem[] = [];
   #outputsQueued = 0;
   #flushing: Promise<void> | null = null;
+  /** Commits made under this lease (their `serial`, with local delivery). */
+  #serial = 0;
   readonly #room: (() => void)[] = [];
   /** Set when the pump must stop reading. */
   stopping = false;
@@ -673,7 +799,7 @@ class PartitionRun<I, O> {
     const done = s.forwarded.then(() => {
       if (this.finishing.get(s.key) === done) this.finishing.delete(s.key);
       // A session stopped by a hand-off may have missed outputs: it stays pending for the next owner.
-      if (!this.dropped) this.#queue({ acks: s.ids, ended: s.sid });
+      if (!this.dropped) this.#queue({ acks: s.ids, ended: s.sid, lastSeq: s.seq });
     });
     this.finishing.set(s.key, done);
   }
@@ -694,37 +820,131 @@ class PartitionRun<I, O> {
     // Let a batch gather: everything queued in this turn goes in one call.
     await new Promise((resolve) => setImmediate(resolve));
     const w = this.worker;
-    while (this.#outbox.length > 0) {
-      if (this.#discard) break;
+    const delivery = w.delivery;
+    // With local delivery, a batch never needs more room than the whole queue has.
+    const batch = delivery === null ? COMMIT_BATCH : Math.min(COMMIT_BATCH, delivery.limit);
+    while (this.#outbox.length > 0 && !this.#discard) {
       const outputs: OutputRecord[] = [];
       const acks: string[] = [];
       const ended: string[] = [];
+      const endedSeqs: number[] = [];
       let taken = 0;
       // A prefix of the queue, in order: a session's acks never go before its outputs.
       for (const item of this.#outbox) {
         if ('output' in item) {
-          if (outputs.length === COMMIT_BATCH) break;
+          if (outputs.length === batch) break;
           outputs.push(item.output);
         } else {
           acks.push(...item.acks);
-          if (item.ended !== undefined) ended.push(item.ended);
+          if (item.ended !== undefined) {
+            ended.push(item.ended);
+            endedSeqs.push(item.lastSeq ?? 0);
+          }
         }
         taken++;
       }
-      try {
-        await w.log.commit(this.lease, { outputs, acks, ended });
-      } catch (error) {
-        if (this.#failed(error)) break;
-        await sleep(RETRY_MS);
-        continue;
+      // Room in the local queue first: a slow onOutput holds the commits (and so the sessions).
+      if (delivery !== null) await delivery.reserve(outputs.length);
+      // The same commit (the same serial) until it succeeds: a retry after a lost reply is recognised.
+      const commit = {
+        outputs,
+        acks,
+        ended,
+        endedSeqs,
+        serial: delivery === null ? undefined : ++this.#serial,
+        check: w.checkReplay,
+      };
+      let result: CommitResult | null = null;
+      while (result === null && !this.#discard) {
+        try {
+          result = await w.log.commit(this.lease, commit);
+        } catch (error) {
+          if (this.#failed(error)) break;
+          await sleep(RETRY_MS);
+        }
+      }
+      if (result === null) {
+        delivery?.unreserve(outputs.length);
+        break;
       }
       w.counters.outputs += outputs.length;
+      // Committed: delivered locally even if the partition was lost meanwhile.
+      if (delivery !== null) this.#handOver(delivery, outputs, result.ids);
+      if (result.diverged.length > 0) this.#diverged(outputs, result.diverged);
+      if (this.#discard) break;
       this.#outbox.splice(0, taken);
       this.#outputsQueued -= outputs.length;
       while (this.#outputsQueued < OUTBOX_LIMIT && this.#room.length > 0) this.#room.shift()?.();
     }
     this.#flushing = null;
     for (const resume of this.#room.splice(0)) resume();
+  }
+
+  /** Hands the outputs this commit wrote to the local queue (their room was reserved); the others' room goes back. */
+  #handOver(delivery: LocalDelivery<O>, outputs: OutputRecord[], ids: ReadonlyArray<string | null>): void {
+    const items: OutputItem<O>[] = [];
+    const codec = this.worker.codec as Codec<O>;
+    for (let i = 0; i < outputs.length; i++) {
+      const id = ids[i];
+      if (id === null || id === undefined) continue;
+      const o = outputs[i];
+      const base = { id, partition: this.partition, key: o.key, sid: o.sid, seq: o.seq };
+      let content: OutputContent<O>;
+      try {
+        content = decodedOutput(codec, o);
+      } catch (error) {
+        this.worker.report(
+          Object.assign(
+            new TypeError(`The codec could not decode output ${o.seq} of session ${JSON.stringify(o.sid)}`, { cause: error }),
+            {
+              code: 'ERR_VELO_DECODE',
+            },
+          ),
+        );
+        continue;
+      }
+      items.push({ ...base, ...content });
+    }
+    delivery.unreserve(outputs.length - items.length);
+    delivery.push(items);
+  }
+
+  /** Reports what checkReplay found. */
+  #diverged(outputs: OutputRecord[], found: readonly Divergence[]): void {
+    const w = this.worker;
+    const codec = w.codec as Codec<O>;
+    const content = (o: OutputRecord): OutputContent | undefined => {
+      try {
+        return decodedOutput(codec, o);
+      } catch {
+        return undefined;
+      }
+    };
+    for (const d of found) {
+      w.counters.diverged++;
+      if (d.kind === 'output') {
+        const o = outputs[d.index];
+        const committed = d.committed === undefined ? undefined : content({ ...o, ...d.committed });
+        w.report(
+          new ReplayDivergedError(
+            'output',
+            { partition: this.partition, key: o.key, sid: o.sid, seq: o.seq },
+            `Replay diverged: output ${o.seq} of session ${JSON.stringify(o.sid)} (partition ${this.partition}) differs from the one written before the takeover, as entry ${d.committed?.id ?? '(gone)'}. Handlers must be deterministic over their inputs (no Date.now(), Math.random() or outside state); readers keep the output written first.`,
+            committed,
+            content(o),
+          ),
+        );
+      } else {
+        const key = d.sid.slice(0, d.sid.lastIndexOf('@'));
+        w.report(
+          new ReplayDivergedError(
+            'count',
+            { partition: this.partition, key, sid: d.sid, seq: d.replayed + 1 },
+            `Replay diverged: session ${JSON.stringify(d.sid)} (partition ${this.partition}) ended with ${d.replayed} outputs, but ${d.committed} were written before the takeover. Handlers must be deterministic over their inputs (no Date.now(), Math.random() or outside state); readers keep the outputs written first.`,
+          ),
+        );
+      }
+    }
   }
 
   /** Resolves once everything queued is committed (or can no longer be). */
@@ -787,6 +1007,9 @@ class Worker<I, O> implements RedisWorker {
   readonly maxBuffered: number;
   readonly maxSessionEvents: number;
   readonly maxSessionAge: number;
+  readonly checkReplay: boolean;
+  /** Local delivery (`onOutput`), or null. */
+  readonly delivery: LocalDelivery<O> | null;
   readonly counters = {
     acquired: 0,
     lost: 0,
@@ -798,6 +1021,7 @@ class Worker<I, O> implements RedisWorker {
     outputs: 0,
     errors: 0,
     capped: 0,
+    diverged: 0,
   };
   readonly #trips = new RoundTrips();
   readonly #share: number;
@@ -818,7 +1042,7 @@ class Worker<I, O> implements RedisWorker {
   #interrupting = false;
   #endedWaiters: (() => void)[] = [];
 
-  constructor(fn: StreamFn<I, O>, options: Resolved<unknown>, extra: RedisWorkerOptions) {
+  constructor(fn: StreamFn<I, O>, options: Resolved<unknown>, extra: RedisWorkerOptions<O>) {
     const {
       leaseTtl = 10_000,
       readCount = 256,
@@ -828,6 +1052,9 @@ class Worker<I, O> implements RedisWorker {
       maxBufferedEvents = Math.max(65_536, options.partitions),
       maxSessionEvents = 0,
       maxSessionAge = 0,
+      onOutput,
+      maxUndelivered = UNDELIVERED_DEFAULT,
+      checkReplay = false,
     } = extra;
     if (!Number.isInteger(leaseTtl) || leaseTtl < 300)
       throw outOfRange(`redisWorker(): options.leaseTtl must be an integer >= 300 (ms), not ${describe(leaseTtl)}`);
@@ -857,8 +1084,16 @@ class Worker<I, O> implements RedisWorker {
         `redisWorker(): options.maxSessionAge must be an integer >= 0 (ms; 0: no cap), not ${describe(maxSessionAge)}`,
       );
     }
+    if (onOutput !== undefined && typeof onOutput !== 'function')
+      throw invalidType(`redisWorker(): options.onOutput must be a function, not ${describe(onOutput)}`);
+    if (!Number.isInteger(maxUndelivered) || maxUndelivered < 1 || maxUndelivered > 1e9)
+      throw outOfRange(`redisWorker(): options.maxUndelivered must be an integer from 1 to 1e9, not ${describe(maxUndelivered)}`);
+    if (typeof checkReplay !== 'boolean')
+      throw invalidType(`redisWorker(): options.checkReplay must be a boolean, not ${describe(checkReplay)}`);
     this.id = workerId;
     this.name = options.keys.name;
+    this.checkReplay = checkReplay;
+    this.delivery = onOutput === undefined ? null : new LocalDelivery(onOutput, maxUndelivered, (error) => this.report(error));
     this.fn = fn as StreamFn<I, O> & Openable<I, O>;
     this.ttl = leaseTtl;
     this.readCount = readCount;
@@ -902,7 +1137,21 @@ class Worker<I, O> implements RedisWorker {
       partitionBuffered[p] = run.buffered;
     }
     const roundTrip = { count: this.#trips.totals().count, ...this.#trips.percentiles() };
-    return { owned, lag, partitionLag, sessions: this.live, held, buffered, partitionBuffered, ...this.counters, roundTrip };
+    const delivered = this.delivery?.delivered ?? 0;
+    const undelivered = this.delivery?.undelivered ?? 0;
+    return {
+      owned,
+      lag,
+      partitionLag,
+      sessions: this.live,
+      held,
+      buffered,
+      partitionBuffered,
+      ...this.counters,
+      delivered,
+      undelivered,
+      roundTrip,
+    };
   }
 
   /**
@@ -1106,6 +1355,8 @@ class Worker<I, O> implements RedisWorker {
       // Out of the live set first: the others' fair share then counts without this worker.
       await this.log.leave(this.id).catch((error: unknown) => this.report(error));
       await Promise.all(runs.map((run) => run.release()));
+      // Every committed output reaches onOutput before close() resolves (partitions lost earlier included).
+      await this.delivery?.drained();
       this.#wakerSignal?.();
       await this.log.close();
       await this.#waker;
@@ -1120,9 +1371,9 @@ class Worker<I, O> implements RedisWorker {
  * semantics). Outputs go to the partitions' output streams; read them with `redisOutputs`.
  * @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `fn` is not a stream function or an option is invalid.
  */
-export function redisWorker<I = unknown, O = unknown>(fn: StreamFn<I, O>, options: RedisWorkerOptions): RedisWorker {
+export function redisWorker<I = unknown, O = unknown>(fn: StreamFn<I, O>, options: RedisWorkerOptions<O>): RedisWorker {
   if (typeof (fn as Partial<Openable<I, O>> | null)?.[kOpen] !== 'function') {
     throw invalidType(`redisWorker(): fn must be a stream function (from streamFn()), not ${describe(fn)}`);
   }
-  return new Worker(fn, resolveOptions(options as RedisOptions<unknown>, 'redisWorker()'), options);
+  return new Worker<I, O>(fn, resolveOptions(options as RedisOptions<unknown>, 'redisWorker()'), options);
 }
