@@ -9,6 +9,23 @@ fn stream(gate: &Admission, buffer: usize) -> StreamCore<u32> {
     StreamCore::new(gate.admit().unwrap(), buffer, None, 0)
 }
 
+type Deadlines = Rc<RefCell<IdleDeadlines>>;
+
+/// A notifier that wakes nobody, and a gate for one stream.
+fn idle_parts() -> (Deadlines, Admission) {
+    let deadlines = Rc::new(RefCell::new(IdleDeadlines::spawn(|| {}).unwrap()));
+    (deadlines, Admission::new(1))
+}
+
+/// A stream of buffer 1 opened at 0 with an idle timeout of 1000 µs.
+fn idle_stream(deadlines: &Deadlines, gate: &Admission) -> StreamCore<u32> {
+    let idle = IdleConfig {
+        deadlines: Rc::clone(deadlines),
+        timeout_us: 1000,
+    };
+    StreamCore::new(gate.admit().unwrap(), 1, Some(idle), 0)
+}
+
 fn take_in(s: &mut StreamCore<u32>) -> (Vec<u32>, Take) {
     let mut out = Vec::new();
     let t = s.take_input(usize::MAX, 0, &mut out);
@@ -120,13 +137,8 @@ fn dropped_open_stream_gives_its_slot_back() {
 
 #[test]
 fn idle_clock_expires_rearms_and_pauses_for_waiting_senders() {
-    let deadlines = Rc::new(RefCell::new(IdleDeadlines::spawn(|| {}).unwrap()));
-    let gate = Admission::new(1);
-    let idle = IdleConfig {
-        deadlines: Rc::clone(&deadlines),
-        timeout_us: 1000,
-    };
-    let mut s: StreamCore<u32> = StreamCore::new(gate.admit().unwrap(), 1, Some(idle), 0);
+    let (deadlines, gate) = idle_parts();
+    let mut s = idle_stream(&deadlines, &gate);
     assert_eq!(deadlines.borrow().len(), 1, "armed at open");
     assert!(s.idle_running());
     s.send(1, 600); // moves the deadline to 1600
@@ -235,13 +247,8 @@ fn handoffs_reported_in_one_call_count_as_one_call_each() {
 
 #[test]
 fn reported_handoffs_restart_the_idle_clock_at_the_time_given() {
-    let deadlines = Rc::new(RefCell::new(IdleDeadlines::spawn(|| {}).unwrap()));
-    let gate = Admission::new(1);
-    let idle = IdleConfig {
-        deadlines: Rc::clone(&deadlines),
-        timeout_us: 1000,
-    };
-    let mut s: StreamCore<u32> = StreamCore::new(gate.admit().unwrap(), 1, Some(idle), 0);
+    let (deadlines, gate) = idle_parts();
+    let mut s = idle_stream(&deadlines, &gate);
     // Events handed over at 300..=700, reported at 900 (before the deadline
     // at 1000 is looked at): the stream is idle from 700, until 1700.
     s.handed_over(5, 5, 700);
