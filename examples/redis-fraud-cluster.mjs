@@ -206,14 +206,16 @@ export function createGateway(producer, { maxBodyBytes = MAX_BODY_BYTES, maxTran
 }
 
 // ---------------------------------------------------------------------------
-// Child roles. Each reads its stdin: when it ends (the parent closed it, or
-// died) the child shuts down as on SIGTERM, so none outlives the run.
+// Child roles. Each stops gracefully on SIGTERM (and SIGINT). Started by the
+// run (FRAUD_CLUSTER_CHILD=1), each also reads its stdin: when it ends (the
+// run closed it, or died) it stops the same way, so none outlives the run.
 // ---------------------------------------------------------------------------
 
 function onStop(stop) {
   let stopping = null;
   const once = () => (stopping ??= stop());
-  process.once('SIGTERM', once);
+  process.once('SIGTERM', once).once('SIGINT', once);
+  if (process.env.FRAUD_CLUSTER_CHILD !== '1') return () => {};
   process.stdin.on('end', once).on('error', once).resume();
   return () => process.stdin.destroy();
 }
@@ -409,7 +411,10 @@ class Watch {
 
 /** A child process running a role of this file; its stdout lines are parsed into `state`, `closed`, `port`. */
 function spawnRole(watch, role, args, label) {
-  const child = spawn(process.execPath, [SELF, role, ...args.map(String)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [SELF, role, ...args.map(String)], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+    env: { ...process.env, FRAUD_CLUSTER_CHILD: '1' },
+  });
   const proc = { label, child, pid: child.pid, state: null, closed: null, port: null, exit: null, expectExit: false };
   let rest = '';
   child.stdout.setEncoding('utf8').on('data', (text) => {
