@@ -548,7 +548,16 @@ export async function main(argv = process.argv.slice(2)) {
   const started = performance.now();
   const watch = new Watch();
   const deadline = setTimeout(() => watch.fail(new Error(`the run did not finish within ${timeout} ms (--timeout)`)), timeout);
-  const own = process.env.REDIS_URL ? null : await privateRedis();
+  let own = null;
+  if (!process.env.REDIS_URL) {
+    try {
+      own = await privateRedis();
+    } catch (error) {
+      clearTimeout(deadline);
+      console.error(`redis-fraud-cluster: ${error.message}`);
+      return false;
+    }
+  }
   const url = own?.url ?? process.env.REDIS_URL;
   // A name of its own: on a shared server this run touches no one else's keys.
   const name = `fraud-cluster-${process.pid}-${randomBytes(4).toString('hex')}`;
