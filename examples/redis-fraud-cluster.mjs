@@ -20,7 +20,7 @@
 //   options: --users 200 --rounds 24 --partitions 16 --lease-ttl 2000 --max-lag 50 --no-replacement --timeout 25000
 //
 // The gateway on its own (any number of them can run; they share nothing):
-//   node examples/redis-fraud-cluster.mjs gateway redis://127.0.0.1:6379 fraud 16 [maxLag] [port]
+//   node examples/redis-fraud-cluster.mjs gateway redis://127.0.0.1:6379 fraud 16 [maxLag] [port]   # or - for $REDIS_URL
 //   curl -XPOST 127.0.0.1:<port>/transactions -H 'content-type: application/x-ndjson' \
 //     --data-binary $'{"user":"u1","id":"t1","amount":20,"country":"DE","at":0}\n'
 // A worker: node examples/redis-fraud-cluster.mjs worker redis://127.0.0.1:6379 fraud 16 2000 worker-1
@@ -220,8 +220,9 @@ function onStop(stop) {
   return () => process.stdin.destroy();
 }
 
+/** `url` `-`: the one in REDIS_URL (how the run passes it to its children: not in their command lines). */
 async function connect(url, who) {
-  const client = createClient({ url });
+  const client = createClient({ url: url === '-' ? process.env.REDIS_URL : url });
   client.on('error', (error) => console.error(`${who}: redis: ${error.message}`));
   await client.connect();
   return client;
@@ -410,10 +411,10 @@ class Watch {
 }
 
 /** A child process running a role of this file; its stdout lines are parsed into `state`, `closed`, `port`. */
-function spawnRole(watch, role, args, label) {
+function spawnRole(watch, url, role, args, label) {
   const child = spawn(process.execPath, [SELF, role, ...args.map(String)], {
     stdio: ['pipe', 'pipe', 'inherit'],
-    env: { ...process.env, FRAUD_CLUSTER_CHILD: '1' },
+    env: { ...process.env, FRAUD_CLUSTER_CHILD: '1', REDIS_URL: url },
   });
   const proc = { label, child, pid: child.pid, state: null, closed: null, port: null, exit: null, expectExit: false };
   let rest = '';
@@ -537,7 +538,8 @@ export async function main(argv = process.argv.slice(2)) {
       throw new RangeError(`--${option} must be an integer from ${min} to ${max}`);
     return value;
   };
-  const users = int('users', 1, 100_000);
+  // One POST per round carries every user's transaction: 10,000 fit the gateway's limits.
+  const users = int('users', 1, 10_000);
   const rounds = int('rounds', 3, 1000);
   const partitions = int('partitions', 2, 1024);
   const leaseTtl = int('lease-ttl', 300, 60_000);
@@ -563,11 +565,11 @@ export async function main(argv = process.argv.slice(2)) {
   const name = `fraud-cluster-${process.pid}-${randomBytes(4).toString('hex')}`;
   const procs = [];
   const role = (kind, args, label) => {
-    const proc = spawnRole(watch, kind, args, label);
+    const proc = spawnRole(watch, url, kind, args, label);
     procs.push(proc);
     return proc;
   };
-  const worker = (label) => role('worker', [url, name, partitions, leaseTtl, label], label);
+  const worker = (label) => role('worker', ['-', name, partitions, leaseTtl, label], label);
   const owned = (proc) => proc.state?.owned ?? [];
   /** Every partition owned by exactly one of `workers`, in fair shares. */
   const balanced = (...workers) => {
@@ -586,7 +588,7 @@ export async function main(argv = process.argv.slice(2)) {
       `redis        ${own ? `private redis-server (pid ${own.pid}) on 127.0.0.1:${own.port}` : 'REDIS_URL'}, ` +
         `function ${name}, ${partitions} partitions, leaseTtl ${leaseTtl} ms`,
     );
-    const gateway = role('gateway', [url, name, partitions, maxLag], 'gateway');
+    const gateway = role('gateway', ['-', name, partitions, maxLag], 'gateway');
     const w1 = worker('worker-1');
     const w2 = worker('worker-2');
     await watch.until(
