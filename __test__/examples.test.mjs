@@ -153,3 +153,138 @@ test('Redis feature store: per-user rolling features in hashes, on a private red
     await redis.stop();
   }
 });
+
+test('Redis fraud cluster: HTTP gateway + two worker processes, one killed -9 mid-run, a replacement joins: outputs identical to a crash-free run, every child gone', async () => {
+  // Fails (never skips) without redis-server, naming the Debian package (helpers/redis-server.mjs).
+  const redis = await startRedis();
+  try {
+    const { REDIS_URL: _unset, ...withoutUrl } = process.env;
+    const { stdout } = await run([example('redis-fraud-cluster.mjs')], { env: withoutUrl, timeout: 60_000 });
+    assert.match(stdout, /^results identical to a crash-free run: yes$/m);
+    assert.match(stdout, /^load +4,800 transactions of 200 users in 24 POSTs \(JSON and NDJSON\), all 202/m);
+    assert.match(stdout, /^kill +SIGKILL worker-2 \(pid \d+\) after round 8 of 24, holding 8 partitions/m);
+    assert.match(stdout, /^takeover +worker-1 owned all 16 partitions [\d.]+ s after the kill/m);
+    // The kill mattered: worker-2's live sessions were pending, and worker-1 rebuilt them.
+    assert.match(stdout, /^replays +worker-1 replayed [1-9][\d,]* entries of [1-9][\d,]* sessions; worker-3 replayed/m);
+    assert.match(stdout, /^outputs +4,800 read with redisOutputs \(4,800 stored, 4,800 distinct \(sid, seq\)\), \d+ flagged, for 200 users$/m);
+    assert.match(stdout, /^shutdown +worker-1 exit 0, worker-3 exit 0, gateway exit 0 \(graceful\); worker-2 killed by SIGKILL$/m);
+    // No stray process: redis-server, the gateway and the three workers have all exited.
+    const pids = [...new Set([...stdout.matchAll(/\bpid (\d+)/g)].map((m) => Number(m[1])))];
+    assert.equal(pids.length, 5, stdout);
+    for (const pid of pids) assert.throws(() => process.kill(pid, 0), { code: 'ESRCH' }, `pid ${pid} still running`);
+
+    // On a shared server (REDIS_URL): the same result, and the run removes its keys.
+    const client = await redis.client();
+    await client.set('someone-else', 'kept');
+    const { stdout: shared } = await run([example('redis-fraud-cluster.mjs'), '--users', '40', '--rounds', '9', '--no-replacement'], {
+      env: { ...process.env, REDIS_URL: redis.url },
+      timeout: 60_000,
+    });
+    assert.match(shared, /^results identical to a crash-free run: yes$/m);
+    assert.match(shared, /^outputs +360 read with redisOutputs \(360 stored, 360 distinct/m);
+    assert.deepEqual(await client.keys('*'), ['someone-else'], 'only the keys of others left on the shared server');
+  } finally {
+    await redis.stop();
+  }
+});
+
+test('Redis fraud cluster gateway: 202 for JSON and NDJSON once Redis has them; 400, 413 (declared and streamed), 415, 404, 405 with a code and nothing written; 503 ERR_VELO_LAG_LIMIT at maxLag', async () => {
+  const { createGateway } = await import('../examples/redis-fraud-cluster.mjs');
+  const { redisProducer } = await import('velo-stream/redis');
+  const { request } = await import('node:http');
+  const redis = await startRedis();
+  const client = await redis.client();
+  const partitions = 4;
+  const name = 'gw';
+  const inputs = async () => {
+    let total = 0;
+    for (let p = 0; p < partitions; p++) total += await client.xLen(`velo:{${name}:p${p}}`).catch(() => 0);
+    return total;
+  };
+  const servers = [];
+  const listen = async (producer, options) => {
+    const server = createGateway(producer, options).listen(0, '127.0.0.1');
+    servers.push(server);
+    await once(server, 'listening');
+    return `http://127.0.0.1:${server.address().port}`;
+  };
+  const post = async (url, body, type = 'application/json') => {
+    const r = await fetch(`${url}/transactions`, { method: 'POST', headers: { 'content-type': type }, body });
+    return { status: r.status, body: await r.json() };
+  };
+  const tx = (user, i) => ({ user, id: `${user}-${i}`, amount: 10 + i, country: 'DE', at: 1000 * i });
+  try {
+    const url = await listen(redisProducer({ client, name, partitions }), { maxBodyBytes: 1000, maxTransactions: 3 });
+    assert.deepEqual(await post(url, JSON.stringify(tx('a', 1))), { status: 202, body: { accepted: 1 } });
+    assert.deepEqual(await post(url, JSON.stringify([tx('a', 2), tx('b', 1)])), { status: 202, body: { accepted: 2 } });
+    const ndjson = `${JSON.stringify(tx('a', 3))}\r\n\n${JSON.stringify(tx('c', 1))}`;
+    assert.deepEqual(await post(url, ndjson, 'application/x-ndjson; charset=utf-8'), { status: 202, body: { accepted: 2 } });
+    assert.equal(await inputs(), 5, 'five transactions appended');
+    const entries = await client.xRange(`velo:{${name}:p${redisProducer({ client, name, partitions }).partitionOf('a')}}`, '-', '+');
+    assert.deepEqual(
+      entries.filter((e) => e.message.k === 'a').map((e) => JSON.parse(e.message.v)),
+      [1, 2, 3].map((i) => ({ id: `a-${i}`, amount: 10 + i, country: 'DE', at: 1000 * i })),
+      "user a's events, in order, without the user field",
+    );
+
+    const refused = [
+      [await post(url, '{"user":'), 400, 'ERR_BAD_JSON', /not JSON/],
+      [await post(url, `${JSON.stringify(tx('a', 4))}\n{"user":"a",`, 'application/x-ndjson'), 400, 'ERR_BAD_JSON', /^line 2 /],
+      [await post(url, JSON.stringify([tx('a', 4), { ...tx('a', 5), amount: -1 }])), 400, 'ERR_BAD_TRANSACTION', /^item 1: "amount"/],
+      [await post(url, JSON.stringify({ ...tx('a', 4), country: 'Germany' })), 400, 'ERR_BAD_TRANSACTION', /"country"/],
+      [await post(url, JSON.stringify({ ...tx('a', 4), admin: true })), 400, 'ERR_BAD_TRANSACTION', /unknown field "admin"/],
+      [await post(url, JSON.stringify({ ...tx('a', 4), user: '' })), 400, 'ERR_BAD_TRANSACTION', /"user"/],
+      [await post(url, JSON.stringify({ ...tx('a', 4), at: 1.5 })), 400, 'ERR_BAD_TRANSACTION', /"at"/],
+      [await post(url, JSON.stringify(42)), 400, 'ERR_BAD_TRANSACTION', /expected an object/],
+      [await post(url, '[]'), 400, 'ERR_NO_TRANSACTIONS', /no transaction/],
+      [await post(url, Buffer.from([0x5b, 0xff, 0x5d])), 400, 'ERR_BAD_ENCODING', /UTF-8/],
+      [await post(url, JSON.stringify([1, 2, 3, 4].map((i) => tx('a', i)))), 413, 'ERR_TOO_MANY_TRANSACTIONS', /at most 3/],
+      [await post(url, 'x'.repeat(1001)), 413, 'ERR_BODY_TOO_LARGE', /larger than 1000 bytes/],
+      [await post(url, JSON.stringify(tx('a', 4)), 'text/plain'), 415, 'ERR_CONTENT_TYPE', /application\/x-ndjson/],
+    ];
+    for (const [got, status, code, message] of refused) {
+      assert.equal(got.status, status, JSON.stringify(got));
+      assert.equal(got.body.error.code, code, JSON.stringify(got));
+      assert.match(got.body.error.message, message);
+    }
+    // A body without content-length (chunked) over the limit: refused once 1000 bytes were read, the rest unread.
+    const streamed = await new Promise((resolve, reject) => {
+      const req = request(`${url}/transactions`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (t) => (text += t));
+        res.on('end', () => resolve({ status: res.statusCode, connection: res.headers.connection, body: JSON.parse(text) }));
+      });
+      req.on('error', (error) => (error.code === 'EPIPE' || error.code === 'ECONNRESET' ? undefined : reject(error)));
+      for (let i = 0; i < 20; i++) req.write('['.repeat(100));
+      req.end();
+    });
+    assert.deepEqual(streamed, {
+      status: 413,
+      connection: 'close',
+      body: { error: { code: 'ERR_BODY_TOO_LARGE', message: 'the body is larger than 1000 bytes' } },
+    });
+    assert.equal((await fetch(`${url}/elsewhere`, { method: 'POST' })).status, 404);
+    const get = await fetch(`${url}/transactions`);
+    assert.equal(get.status, 405);
+    assert.equal(get.headers.get('allow'), 'POST');
+    assert.equal((await fetch(`${url}/health`)).status, 200);
+    assert.equal(await inputs(), 5, 'nothing of a refused request was written');
+
+    // With maxLag 1 and no worker: the first send to a partition is admitted (lag 0), the next refused, nothing written.
+    const lagged = await listen(redisProducer({ client, name: 'gw-lag', partitions: 1, maxLag: 1 }));
+    assert.equal((await post(lagged, JSON.stringify(tx('a', 1)))).status, 202);
+    const limited = await fetch(`${lagged}/transactions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(tx('a', 2)) });
+    assert.equal(limited.status, 503);
+    assert.equal(limited.headers.get('retry-after'), '1');
+    const { error } = await limited.json();
+    assert.deepEqual({ ...error, message: undefined }, { code: 'ERR_VELO_LAG_LIMIT', message: undefined, partition: 0, lag: 1, limit: 1 });
+    assert.equal(typeof error.message, 'string');
+    assert.equal(await client.xLen('velo:{gw-lag:p0}'), 1, 'the refused transaction was not written');
+  } finally {
+    for (const server of servers) {
+      server.close();
+      server.closeAllConnections();
+    }
+    await redis.stop();
+  }
+});
