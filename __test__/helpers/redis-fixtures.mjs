@@ -124,3 +124,27 @@ export async function sessionsInLog(client, name, partitions) {
   }
   return sessions;
 }
+
+/**
+ * The line protocol of the worker child processes (redis-worker-child.mjs,
+ * redis-local-child.mjs): `owned <p,p,...>` whenever the partitions change and
+ * `stats <json>` (plus `extraStats()`) every 100 ms; on SIGTERM a hand-off
+ * (worker.close()), `closed <json>`, and the client closed, so the process
+ * exits 0; `ready <id>` once set up.
+ */
+export function serveChildProtocol(worker, client, extraStats = () => ({})) {
+  let shown = '';
+  const timer = setInterval(() => {
+    const stats = worker.stats();
+    const owned = stats.owned.join(',');
+    if (owned !== shown) console.log(`owned ${(shown = owned)}`);
+    console.log(`stats ${JSON.stringify({ ...stats, ...extraStats() })}`);
+  }, 100);
+  process.once('SIGTERM', async () => {
+    clearInterval(timer);
+    await worker.close();
+    console.log(`closed ${JSON.stringify(worker.stats())}`);
+    await client.close();
+  });
+  console.log(`ready ${worker.id}`);
+}

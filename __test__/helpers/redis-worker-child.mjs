@@ -9,7 +9,7 @@
 import { createClient } from 'redis';
 import { redisWorker } from 'velo-stream/redis';
 import { streamFn } from '../../index.mjs';
-import { totals } from './redis-fixtures.mjs';
+import { serveChildProtocol, totals } from './redis-fixtures.mjs';
 
 const [url, name, partitions, leaseTtl, idleTimeout, delayMs, trimInterval, extraJson = '{}'] = process.argv.slice(2);
 const { handler = 'totals', ...extra } = JSON.parse(extraJson);
@@ -35,17 +35,4 @@ const worker = redisWorker(fn, {
   trimInterval: Number(trimInterval),
   onError: (error) => console.log(`error ${error?.message}`),
 });
-let shown = '';
-const timer = setInterval(() => {
-  const stats = worker.stats();
-  const owned = stats.owned.join(',');
-  if (owned !== shown) console.log(`owned ${(shown = owned)}`);
-  console.log(`stats ${JSON.stringify({ ...stats, rss: process.memoryUsage().rss })}`);
-}, 100);
-process.once('SIGTERM', async () => {
-  clearInterval(timer);
-  await worker.close();
-  console.log(`closed ${JSON.stringify(worker.stats())}`);
-  await client.close();
-});
-console.log(`ready ${worker.id}`);
+serveChildProtocol(worker, client, () => ({ rss: process.memoryUsage().rss }));
