@@ -96,7 +96,8 @@ const local = redisWorker(alerts, {
     else console.log(output.error.message, item.id);
   },
   onError(error) {
-    if (error instanceof ReplayDivergedError) console.log(error.code, error.kind, error.sid, error.seq, error.committed, error.replayed);
+    if (error instanceof ReplayDivergedError)
+      console.log(error.code, error.kind, error.sid, error.seq, error.committed, error.replayed);
     if (error instanceof OnOutputError) console.log(error.code, error.output, error.cause);
   },
 });
