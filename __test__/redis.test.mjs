@@ -68,6 +68,9 @@ test('bad events and keys are refused at the call with a code, and nothing is wr
   await assert.rejects(producer.send('', 1), { code: 'ERR_INVALID_ARG_VALUE' });
   await assert.rejects(producer.send(7, 1), { code: 'ERR_INVALID_ARG_TYPE' });
   await assert.rejects(producer.send('x'.repeat(1025), 1), { code: 'ERR_OUT_OF_RANGE' });
+  // A lone surrogate has no UTF-8 form: such keys would all be written as U+FFFD and share one session.
+  for (const key of ['\ud800', 'a\udc00', '\udc00\ud800']) await assert.rejects(producer.send(key, 1), { code: 'ERR_INVALID_ARG_VALUE' }, JSON.stringify(key));
+  await assert.rejects(producer.sendMany([['a', 1], ['\ud800', 2]]), { code: 'ERR_INVALID_ARG_VALUE' });
   // One bad event in a batch: nothing of the batch is written.
   await assert.rejects(producer.sendMany([['a', 1], ['b', { s: 'x'.repeat(200) }]]), { code: 'ERR_VELO_EVENT_TOO_LARGE' });
   await assert.rejects(producer.sendMany([['a', 1], 'b']), { code: 'ERR_INVALID_ARG_TYPE' });
@@ -84,6 +87,8 @@ test('bad options are refused with a code', () => {
   assert.throws(() => redisProducer({ client, name: 'ok', codec: { encode() {} } }), { code: 'ERR_INVALID_ARG_TYPE' });
   assert.throws(() => redisWorker((x) => x, { client, name: 'ok' }), { code: 'ERR_INVALID_ARG_TYPE' });
   assert.throws(() => redisWorker(totals(), { client, name: 'ok', leaseTtl: 5 }), { code: 'ERR_OUT_OF_RANGE' });
+  // Past Node's longest timer, the renewal timer would fire at once, again and again.
+  assert.throws(() => redisWorker(totals(), { client, name: 'ok', leaseTtl: 2 ** 31 }), { code: 'ERR_OUT_OF_RANGE' });
   assert.throws(() => redisOutputs({ client, name: 'ok', from: 'middle' }), { code: 'ERR_INVALID_ARG_VALUE' });
 });
 

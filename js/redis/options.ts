@@ -26,6 +26,9 @@ export interface Resolved<T> {
   maxEventBytes: number;
 }
 
+/** A high surrogate not followed by a low one, or a low one not preceded by a high one. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
 /** Largest key, UTF-8 bytes. */
 export const MAX_KEY_BYTES = 1024;
 
@@ -69,6 +72,9 @@ export function fnv1a(key: string): number {
 export function checkKey(key: unknown): string {
   if (typeof key !== 'string') throw invalidType(`The key must be a string, not ${describe(key)}`);
   if (key.length === 0) throw invalidValue('The key must not be empty');
+  // A lone surrogate has no UTF-8 form: it would be written as U+FFFD, and keys that differ only there would
+  // share one session.
+  if (LONE_SURROGATE.test(key)) throw invalidValue('The key must be well-formed UTF-16 (it has a lone surrogate)');
   if (Buffer.byteLength(key) > MAX_KEY_BYTES) throw outOfRange(`The key is longer than ${MAX_KEY_BYTES} bytes (UTF-8)`);
   return key;
 }

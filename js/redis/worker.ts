@@ -186,6 +186,8 @@ const HELD_BATCHES = 16;
 const COMMIT_BATCH = 512;
 /** Default of `maxUndelivered`. */
 const UNDELIVERED_DEFAULT = 1024;
+/** Node's longest timer delay, ms (2^31 - 1). */
+const MAX_TIMER_MS = 2_147_483_647;
 /** Wait before retrying after a non-fencing error, ms. */
 const RETRY_MS = 100;
 /** The longest a blocking wake-up read waits before it is re-issued, ms. */
@@ -1056,8 +1058,11 @@ class Worker<I, O> implements RedisWorker {
       maxUndelivered = UNDELIVERED_DEFAULT,
       checkReplay = false,
     } = extra;
-    if (!Number.isInteger(leaseTtl) || leaseTtl < 300)
-      throw outOfRange(`redisWorker(): options.leaseTtl must be an integer >= 300 (ms), not ${describe(leaseTtl)}`);
+    // (At most a Node timer's longest delay: the lease's timers are set from it.)
+    if (!Number.isInteger(leaseTtl) || leaseTtl < 300 || leaseTtl > MAX_TIMER_MS)
+      throw outOfRange(
+        `redisWorker(): options.leaseTtl must be an integer from 300 to ${MAX_TIMER_MS} (ms), not ${describe(leaseTtl)}`,
+      );
     if (!Number.isInteger(readCount) || readCount < 1 || readCount > 10_000)
       throw outOfRange(`redisWorker(): options.readCount must be an integer from 1 to 10000, not ${describe(readCount)}`);
     if (!Number.isInteger(trimInterval) || trimInterval < 0) {
