@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import { createRequire } from 'node:module';
 import assert from 'node:assert/strict';
-import { bufferCodec, fnv1a, jsonCodec, redisOutputs, redisProducer, redisWorker } from 'velo-stream/redis';
+import { bufferCodec, fnv1a, jsonCodec, redisMaterialize, redisOutputs, redisProducer, redisWorker } from 'velo-stream/redis';
 import { client, fresh, useRedis } from './helpers/redis-suite.mjs';
 import { checkOutputs, eventually, expectedTotals, pendingCount, readAllOutputs, totals } from './helpers/redis-fixtures.mjs';
 
@@ -87,6 +87,11 @@ test('bad options are refused with a code', () => {
   assert.throws(() => redisProducer({ client, name: 'ok', codec: { encode() {} } }), { code: 'ERR_INVALID_ARG_TYPE' });
   assert.throws(() => redisWorker((x) => x, { client, name: 'ok' }), { code: 'ERR_INVALID_ARG_TYPE' });
   assert.throws(() => redisWorker(totals(), { client, name: 'ok', leaseTtl: 5 }), { code: 'ERR_OUT_OF_RANGE' });
+  // A misspelt option would be ignored: every entry point refuses names it does not know.
+  assert.throws(() => redisProducer({ client, name: 'ok', maxlag: 5 }), { code: 'ERR_INVALID_ARG_VALUE', message: /unknown option "maxlag"/ });
+  assert.throws(() => redisWorker(totals(), { client, name: 'ok', leaseTTL: 5000 }), { code: 'ERR_INVALID_ARG_VALUE', message: /unknown option "leaseTTL"/ });
+  assert.throws(() => redisOutputs({ client, name: 'ok', grp: 'g' }), { code: 'ERR_INVALID_ARG_VALUE' });
+  assert.throws(() => redisMaterialize({ client, name: 'ok', key: () => 'k', fields: () => ({}), batchSize: 5 }), { code: 'ERR_INVALID_ARG_VALUE' });
   // Past Node's longest timer, the renewal timer would fire at once, again and again.
   assert.throws(() => redisWorker(totals(), { client, name: 'ok', leaseTtl: 2 ** 31 }), { code: 'ERR_OUT_OF_RANGE' });
   assert.throws(() => redisOutputs({ client, name: 'ok', from: 'middle' }), { code: 'ERR_INVALID_ARG_VALUE' });

@@ -313,5 +313,8 @@ class Materializer<O> implements RedisMaterializer {
  * @throws {TypeError} `ERR_INVALID_ARG_TYPE` for a bad option.
  */
 export function redisMaterialize<O = unknown>(options: RedisMaterializeOptions<O>): RedisMaterializer {
-  return new Materializer(resolveOptions(options, 'redisMaterialize()'), options);
+  return new Materializer(
+    resolveOptions(options, 'redisMaterialize()', ['key', 'fields', 'group', 'consumer', 'from', 'batch', 'onError']),
+    options,
+  );
 }

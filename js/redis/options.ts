@@ -32,9 +32,18 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
 /** Largest key, UTF-8 bytes. */
 export const MAX_KEY_BYTES = 1024;
 
-export function resolveOptions<T>(options: RedisOptions<T>, what: string): Resolved<T> {
+/** The options every entry point takes. */
+const SHARED_KEYS = ['client', 'name', 'partitions', 'codec', 'maxEventBytes'];
+
+/** Checks the options shared by every entry point; `ownKeys`: the entry point's other options (any other name is refused, as a misspelt one would be ignored). */
+export function resolveOptions<T>(options: RedisOptions<T>, what: string, ownKeys: readonly string[]): Resolved<T> {
   if (options === null || typeof options !== 'object')
     throw invalidType(`${what}: options must be an object, not ${describe(options)}`);
+  for (const key of Object.keys(options)) {
+    if (!SHARED_KEYS.includes(key) && !ownKeys.includes(key)) {
+      throw invalidValue(`${what}: unknown option "${key}". Known options: ${[...SHARED_KEYS, ...ownKeys].join(', ')}`);
+    }
+  }
   const { client, name, partitions = 64, codec = jsonCodec as Codec<T>, maxEventBytes = 1 << 20 } = options;
   if (
     client === null ||

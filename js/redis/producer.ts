@@ -195,7 +195,7 @@ class Producer<I> implements RedisProducer<I> {
  * the key's partition (`velo:{<name>:p<N>}`), where the worker owning that partition picks it up.
  */
 export function redisProducer<I = unknown>(options: RedisProducerOptions<I>): RedisProducer<I> {
-  const resolved = resolveOptions(options, 'redisProducer()');
+  const resolved = resolveOptions(options, 'redisProducer()', ['maxLag', 'lagInterval']);
   const { maxLag = Infinity, lagInterval = 1000 } = options;
   if (maxLag !== Infinity && (!Number.isInteger(maxLag) || maxLag < 1)) {
     throw outOfRange(`redisProducer(): options.maxLag must be an integer >= 1 (entries), not ${describe(maxLag)}`);

@@ -66,7 +66,7 @@ const BLOCK_MS = 1000;
  * once per group.
  */
 export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): AsyncIterable<OutputItem<O>> {
-  const o = resolveOptions(options, 'redisOutputs()');
+  const o = resolveOptions(options, 'redisOutputs()', ['from', 'group', 'consumer', 'count', 'signal']);
   const { from = 'start', group, consumer = 'reader', count = 256, signal } = options;
   if (from !== 'start' && from !== 'end')
     throw invalidValue(`redisOutputs(): options.from must be 'start' or 'end', not ${describe(from)}`);

@@ -186,6 +186,20 @@ const HELD_BATCHES = 16;
 const COMMIT_BATCH = 512;
 /** Default of `maxUndelivered`. */
 const UNDELIVERED_DEFAULT = 1024;
+/** `RedisWorkerOptions` besides the shared ones. */
+const WORKER_KEYS = [
+  'leaseTtl',
+  'readCount',
+  'trimInterval',
+  'workerId',
+  'onError',
+  'maxBufferedEvents',
+  'maxSessionEvents',
+  'maxSessionAge',
+  'onOutput',
+  'maxUndelivered',
+  'checkReplay',
+];
 /** Node's longest timer delay, ms (2^31 - 1). */
 const MAX_TIMER_MS = 2_147_483_647;
 /** Wait before retrying after a non-fencing error, ms. */
@@ -1380,5 +1394,5 @@ export function redisWorker<I = unknown, O = unknown>(fn: StreamFn<I, O>, option
   if (typeof (fn as Partial<Openable<I, O>> | null)?.[kOpen] !== 'function') {
     throw invalidType(`redisWorker(): fn must be a stream function (from streamFn()), not ${describe(fn)}`);
   }
-  return new Worker<I, O>(fn, resolveOptions(options as RedisOptions<unknown>, 'redisWorker()'), options);
+  return new Worker<I, O>(fn, resolveOptions(options as RedisOptions<unknown>, 'redisWorker()', WORKER_KEYS), options);
 }
