@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { redisProducer } from 'velo-stream/redis';
 import { run } from './helpers/child.mjs';
 import { client, fresh, killChild, lastStats, redis, sender, stopChild as stop, useRedis, workerChild } from './helpers/redis-suite.mjs';
-import { checkOutputs, eventually, expectedTotals, pendingCount, readAllOutputs, sessionsInLog } from './helpers/redis-fixtures.mjs';
+import { eventually, expectedTotals, pendingCount, readAllOutputs, sessionsInLog, settled as settledOutputs } from './helpers/redis-fixtures.mjs';
 
 const PARTITIONS = 8;
 const TTL = 1000;
@@ -25,14 +25,7 @@ const worker = (name, delayMs = 1, idle = IDLE, trimInterval = 1) =>
 
 const ownsAll = (child) => lastStats(child)?.owned.length === PARTITIONS;
 
-async function settled(name, sent) {
-  const total = [...sent.values()].reduce((n, list) => n + list.length, 0);
-  await eventually(async () => (await readAllOutputs(client, name, PARTITIONS)).length >= total, `${total} outputs`, 30_000);
-  await eventually(async () => (await pendingCount(client, name, PARTITIONS)) === 0, 'nothing pending (every session closed)', 30_000);
-  const outputs = await readAllOutputs(client, name, PARTITIONS);
-  checkOutputs(outputs, new Map([...sent].map(([key, ns]) => [key, expectedTotals(ns)])));
-  assert.equal(new Set(outputs.map((o) => o.sid)).size, sent.size, 'one session per key, as in a crash-free run');
-}
+const settled = (name, sent) => settledOutputs(client, name, PARTITIONS, sent);
 
 for (const moment of ['early', 'late']) {
   test(`kill -9 of the owner (${moment}): a new worker replays the live sessions; outputs once each, as without the crash`, async () => {

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { redisProducer } from 'velo-stream/redis';
 import { client, fresh, killChild, lastStats, sender, stopChild, useRedis, workerChild } from './helpers/redis-suite.mjs';
-import { checkOutputs, eventually, expectedTotals, pendingCount, readAllOutputs } from './helpers/redis-fixtures.mjs';
+import { eventually, settled as settledOutputs } from './helpers/redis-fixtures.mjs';
 
 const PARTITIONS = 12;
 const TTL = 1000;
@@ -85,12 +85,7 @@ test('workers join and leave under load (2nd and 3rd join, one SIGTERM, one kill
     producing = false;
     await producers;
 
-    const total = [...sent.values()].reduce((n, list) => n + list.length, 0);
-    await eventually(async () => (await readAllOutputs(client, name, PARTITIONS)).length >= total, `${total} outputs`, 30_000);
-    await eventually(async () => (await pendingCount(client, name, PARTITIONS)) === 0, 'nothing pending (every session closed)', 30_000);
-    const outputs = await readAllOutputs(client, name, PARTITIONS);
-    checkOutputs(outputs, new Map([...sent].map(([key, ns]) => [key, expectedTotals(ns)])));
-    assert.equal(new Set(outputs.map((o) => o.sid)).size, sent.size, 'one session per key, as in a crash-free run');
+    await settledOutputs(client, name, PARTITIONS, sent);
 
     const statsA = await stopChild(a.child);
     assert.equal(statsA.lost, 0, 'A lost nothing');

@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { redisProducer } from 'velo-stream/redis';
 import { client, fresh, lastStats, redis, sender, stopChild, useRedis, workerChild } from './helpers/redis-suite.mjs';
-import { checkOutputs, eventually, expectedTotals, pendingCount, readAllOutputs } from './helpers/redis-fixtures.mjs';
+import { eventually, settled as settledOutputs } from './helpers/redis-fixtures.mjs';
 import { startProxy } from './helpers/tcp-proxy.mjs';
 
 const PARTITIONS = 8;
@@ -28,14 +28,7 @@ const allStats = (child) =>
     .filter((l) => l.startsWith('stats '))
     .map((l) => JSON.parse(l.slice(6)));
 
-async function settled(name, sent) {
-  const total = [...sent.values()].reduce((n, list) => n + list.length, 0);
-  await eventually(async () => (await readAllOutputs(client, name, PARTITIONS)).length >= total, `${total} outputs`, 30_000);
-  await eventually(async () => (await pendingCount(client, name, PARTITIONS)) === 0, 'nothing pending (every session closed)', 30_000);
-  const outputs = await readAllOutputs(client, name, PARTITIONS);
-  checkOutputs(outputs, new Map([...sent].map(([key, ns]) => [key, expectedTotals(ns)])));
-  assert.equal(new Set(outputs.map((o) => o.sid)).size, sent.size, 'one session per key, as in a crash-free run');
-}
+const settled = (name, sent) => settledOutputs(client, name, PARTITIONS, sent);
 
 /** Calls Redis refused with VELO_FENCED so far (the server's own count, INFO errorstats). */
 async function refusedByRedis() {

@@ -148,3 +148,16 @@ export function serveChildProtocol(worker, client, extraStats = () => ({})) {
   });
   console.log(`ready ${worker.id}`);
 }
+
+/**
+ * Waits until every event `sent` (Map key -> ns, in order) has its output and nothing is pending, then checks
+ * the outputs as a crash-free run would have them: each key's running totals, in order, one session per key.
+ */
+export async function settled(client, name, partitions, sent) {
+  const total = [...sent.values()].reduce((n, list) => n + list.length, 0);
+  await eventually(async () => (await readAllOutputs(client, name, partitions)).length >= total, `${total} outputs`, 30_000);
+  await eventually(async () => (await pendingCount(client, name, partitions)) === 0, 'nothing pending (every session closed)', 30_000);
+  const outputs = await readAllOutputs(client, name, partitions);
+  checkOutputs(outputs, new Map([...sent].map(([key, ns]) => [key, expectedTotals(ns)])));
+  assert.equal(new Set(outputs.map((o) => o.sid)).size, sent.size, 'one session per key, as in a crash-free run');
+}
