@@ -20,21 +20,10 @@ import { redisProducer } from 'velo-stream/redis';
 import { start } from '../__test__/helpers/child.mjs';
 import { startRedis } from '../__test__/helpers/redis-server.mjs';
 import { eventually, expectedTotals, pendingCount, readAllOutputs } from '../__test__/helpers/redis-fixtures.mjs';
+import { prng } from './prng.mjs';
 
 const CHILD = fileURLToPath(new URL('../__test__/helpers/redis-worker-child.mjs', import.meta.url));
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** A small seeded PRNG (mulberry32): floats in [0, 1). */
-export function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 /** Stream entry id "ms-seq" as a comparable pair. */
 const idOf = (sid) => sid.slice(sid.lastIndexOf('@') + 1).split('-').map(BigInt);

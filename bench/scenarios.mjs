@@ -6,6 +6,7 @@ import { once } from 'node:events';
 import { batch, streamFn, task } from 'velo-stream';
 import { average as runningAverage, averageObjects as runningAverageObjects } from './workers/handlers.mjs';
 import { BoundedQueue, batchMap, collect, mapOrdered, mapUnordered, openBuffered, openQueued, runDuplex, runPMap, runQueued, runReadableMap } from './baselines.mjs';
+import { prng } from './prng.mjs';
 
 // ----- handlers shared by every variant -----
 // (The running averages are the worker-thread benchmark's too: workers/handlers.mjs.)
@@ -34,18 +35,6 @@ function checkAverages(out, n) {
 }
 
 const throughput = (events, ms) => (events / ms) * 1000;
-
-/** A seeded PRNG (mulberry32): the same sequence on every run and for every contender. */
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 /** Times `fn`, returns events per second. */
 async function timed(events, fn) {
