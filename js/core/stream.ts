@@ -383,25 +383,19 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   // ----- input -----
 
   send(event: I): Promise<void> {
-    const waiting = this.#resolveInput;
-    if (waiting !== null && !this.#inPending && this.#countingIn) {
+    if (this.#resolveInput !== null && !this.#inPending && this.#countingIn) {
       // The handler waits and nothing is ahead of this event: it gets it
       // directly, counted later (see `reportHandoffs`).
-      this.#resolveInput = this.#inputPromise = null;
       if (this.#idleOn) this.#lastHandedAt = performance.now();
       this.#inHanded++;
       this.#countLater();
-      waiting({ value: event, done: false });
-      return RESOLVED;
+      return this.#handToHandler(event);
     }
     const pushed = this.#native.send(event, this.#resolveInput !== null);
     if (pushed === Push.Handoff) {
       // The handler was waiting for input: it gets the event directly.
       this.#countingIn = true;
-      const resolve = this.#resolveInput as (r: IteratorResult<I>) => void;
-      this.#resolveInput = this.#inputPromise = null;
-      resolve({ value: event, done: false });
-      return RESOLVED;
+      return this.#handToHandler(event);
     }
     if (pushed === Push.Accepted) {
       this.#inPending = true;
@@ -416,6 +410,14 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
     // answered when the handler finishes (see `kReleaseInput`).
     if (this.#inputReleased && !this.#handlerDone && this.#cancel === undefined) return this.#waitAsSender();
     return Promise.reject(this.#closedError());
+  }
+
+  /** Resolves the handler's pending `next()` with `event`. */
+  #handToHandler(event: I): Promise<void> {
+    const resolve = this.#resolveInput as (r: IteratorResult<I>) => void;
+    this.#resolveInput = this.#inputPromise = null;
+    resolve({ value: event, done: false });
+    return RESOLVED;
   }
 
   #waitAsSender(): Promise<void> {
@@ -706,12 +708,9 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
     if (direct && !this.#outPending && this.#countingOut && this.#cancel === undefined) {
       // The reader waits and nothing is ahead of this output (the core's
       // answer would be `Push.Handoff`): it gets it directly, counted later.
-      this.#readers.shift();
       this.#outHanded++;
       this.#countLater();
-      reader.resolve(reader.kind === ReadKind.Recv ? value : { value, done: false });
-      this.#syncKeepAlive();
-      return Emit.Emitted;
+      return this.#handToReader(reader, value);
     }
     if (!direct) {
       if (this.#credit === 0) {
@@ -729,10 +728,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
     const pushed = this.#native.yieldOutput(value, direct);
     if (pushed === Push.Handoff) {
       this.#countingOut = true;
-      this.#readers.shift();
-      (reader as Reader).resolve(reader?.kind === ReadKind.Recv ? value : { value, done: false });
-      this.#syncKeepAlive();
-      return Emit.Emitted;
+      return this.#handToReader(reader as Reader, value);
     }
     if (pushed === Push.Accepted) {
       this.#outPending = true;
@@ -745,6 +741,14 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
       return Emit.Paused;
     }
     return Emit.Closed;
+  }
+
+  /** Gives `value` to the first waiting reader (a one-at-a-time one). */
+  #handToReader(reader: Reader, value: O): Emit {
+    this.#readers.shift();
+    reader.resolve(reader.kind === ReadKind.Recv ? value : { value, done: false });
+    this.#syncKeepAlive();
+    return Emit.Emitted;
   }
 
   #returned(): void {
