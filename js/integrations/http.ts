@@ -464,12 +464,13 @@ async function* parseNdjson<E>(input: Readable, maxLineBytes: number, maxBodyByt
         }
       }
     }
-    if (over) throw new RequestTooLargeError('ERR_BODY_TOO_LARGE', maxBodyBytes);
     if (start < chunk.length) {
       held += chunk.length - start;
       if (held > maxLineBytes + 1) throw new RequestTooLargeError('ERR_NDJSON_LINE_TOO_LARGE', maxLineBytes, line + 1);
       pieces.push(chunk.subarray(start));
     }
+    // (After the held line's check: with smaller chunks, that check would have come first.)
+    if (over) throw new RequestTooLargeError('ERR_BODY_TOO_LARGE', maxBodyBytes);
   }
   if (held > 0) {
     const event = parseBytes(Buffer.concat(pieces, held));
