@@ -345,53 +345,56 @@ function expectedCapped(ns, max) {
   return out;
 }
 
-test('maxSessionEvents: the event past the cap ends the session (SessionLimitError its last output) and opens the next; a failed or finished handler keeps its own ending', async () => {
+test('maxSessionEvents: the event past the cap ends the session (SessionLimitError its last output) and opens the next; a handler that fails or returns first ends it where it stopped', async () => {
   const name = fresh('cap');
   const producer = redisProducer({ client, name, partitions: 1 });
-  const worker = redisWorker(totals({ idleTimeout: 200 }), { client, name, partitions: 1, leaseTtl: 1500, maxSessionEvents: 3 });
+  // A slow handler: every entry is sent to its session before the handler gets to it, so the counts below are exact.
+  const worker = redisWorker(totals({ idleTimeout: 200 }, 20), { client, name, partitions: 1, leaseTtl: 1500, maxSessionEvents: 3 });
   try {
     const pairs = [
       ...Array.from({ length: 8 }, (_, i) => ['a', { n: i }]),
       ['b', { n: 10 }],
       ['b', { n: 11 }],
-      // Fails inside its first session: its own error ends it, not the cap.
+      // Fails at its second event: its own error ends the session, and the next one starts at 22.
       ['c', { n: 20 }],
       ['c', { n: 21, fail: true }],
       ['c', { n: 22 }],
       ['c', { n: 23 }],
-      // Returns by itself after its first event: the next events up to the cap are dropped, then the cap ends it.
+      // Returns at its second event: the next session starts at 32 (no cap error: its handler never read to the cap).
       ['d', { n: 30 }],
       ['d', { stop: true }],
       ['d', { n: 32 }],
       ['d', { n: 33 }],
     ];
     const ids = await producer.sendMany(pairs);
-    await eventually(async () => (await pendingCount(client, name, 1)) === 0 && (await readAllOutputs(client, name, 1)).length === 18, 'every session closed');
+    await eventually(async () => (await pendingCount(client, name, 1)) === 0 && (await readAllOutputs(client, name, 1)).length === 19, 'every session closed');
     const outputs = await readAllOutputs(client, name, 1);
     checkOutputs(
       byCode(outputs),
       new Map([
         ['a', expectedCapped([0, 1, 2, 3, 4, 5, 6, 7], 3)],
         ['b', expectedTotals([10, 11])],
-        ['c', [...expectedTotals([20]), { error: { name: 'Error', code: 'E_TEST' } }, ...expectedTotals([23])]],
-        ['d', [...expectedTotals([30]), eventsCap, ...expectedTotals([33])]],
+        ['c', [...expectedTotals([20]), { error: { name: 'Error', code: 'E_TEST' } }, ...expectedTotals([22, 23])]],
+        ['d', [...expectedTotals([30]), ...expectedTotals([32, 33])]],
       ]),
     );
     // Sessions start at the entry past the cap.
     const sids = (key) => [...new Set(outputs.filter((o) => o.key === key).map((o) => o.sid))];
     assert.deepEqual(sids('a'), [`a@${ids[0]}`, `a@${ids[3]}`, `a@${ids[6]}`]);
-    assert.deepEqual(sids('c'), [`c@${ids[10]}`, `c@${ids[13]}`]);
-    assert.deepEqual(sids('d'), [`d@${ids[14]}`, `d@${ids[17]}`]);
+    assert.deepEqual(sids('c'), [`c@${ids[10]}`, `c@${ids[12]}`]);
+    assert.deepEqual(sids('d'), [`d@${ids[14]}`, `d@${ids[16]}`]);
     const first = outputs.find((o) => o.error?.code === 'ERR_VELO_SESSION_EVENTS');
     assert.equal(first.seq, 4);
     assert.equal(
       first.error.message,
       `Session "a@${ids[0]}" reached maxSessionEvents (3): it ended, and entry ${ids[3]} opens the key's next session`,
     );
-    assert.equal(worker.stats().capped, 4, 'a twice, c once (its error is the output), d once');
+    assert.equal(worker.stats().capped, 2, 'a twice (c and d ended before their caps)');
+    assert.equal(worker.stats().handedOn, 2, "c's 22 and d's 32: their handlers never took them (23 and 33 came past the cap)");
     const registry = new Registry();
     registerRedisWorkerMetrics(registry, [worker]);
-    assert.equal(await sample(registry, `velo_redis_capped_sessions_total{fn="${name}",worker="${worker.id}"}`), 4);
+    assert.equal(await sample(registry, `velo_redis_capped_sessions_total{fn="${name}",worker="${worker.id}"}`), 2);
+    assert.equal(await sample(registry, `velo_redis_handed_on_total{fn="${name}",worker="${worker.id}"}`), 2);
   } finally {
     await worker.close();
   }

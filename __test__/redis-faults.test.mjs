@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { redisProducer } from 'velo-stream/redis';
+import { fnv1a, redisProducer } from 'velo-stream/redis';
 import { run } from './helpers/child.mjs';
 import { client, fresh, killChild, lastStats, redis, sender, stopChild as stop, useRedis, workerChild } from './helpers/redis-suite.mjs';
 import { eventually, expectedTotals, pendingCount, readAllOutputs, sessionsInLog, settled as settledOutputs } from './helpers/redis-fixtures.mjs';
@@ -114,6 +114,50 @@ test('SIGSTOP of redis-server for longer than the leases: the workers take the p
   await settled(name, sent);
   await stop(a);
   await stop(b);
+});
+
+test('close() while redis-server is paused: it resolves once the leases must have run out, reporting ERR_VELO_CLOSE_TIMEOUT, and the process exits; after the resume another worker loses nothing', async () => {
+  const name = fresh('closepaused');
+  const producer = redisProducer({ client, name, partitions: PARTITIONS });
+  const sent = new Map();
+  const send = sender(producer, 20, sent);
+  const a = workerChild(name, { partitions: PARTITIONS, ttl: TTL, idle: IDLE, extra: { destroyClient: true } });
+  await eventually(() => ownsAll(a), 'A owns every partition');
+  await send(100);
+  await eventually(async () => (await readAllOutputs(client, name, PARTITIONS)).length === 100, 'live sessions on A');
+  redis.pause();
+  try {
+    a.child.kill('SIGTERM');
+    // Exit code 0 and a clean stderr are checked by the child helper.
+    const { stdout } = await a.finished();
+    assert.match(stdout, /^error ERR_VELO_CLOSE_TIMEOUT close\(\) stopped waiting: .*partitions \[0, 1, 2, 3, 4, 5, 6, 7\] were dropped/m);
+    assert.match(stdout, /^closed /m);
+  } finally {
+    redis.resume();
+  }
+  const b = worker(name);
+  await eventually(() => ownsAll(b), 'B owns every partition', 30_000);
+  await send(40);
+  await settled(name, sent);
+  await stop(b);
+});
+
+test('close() with a handler parked on an await of its own: the other partitions are released at once, close() resolves at the lease deadline (ERR_VELO_CLOSE_TIMEOUT) and the process exits', async () => {
+  const name = fresh('closeparked');
+  const producer = redisProducer({ client, name, partitions: PARTITIONS });
+  const a = workerChild(name, { partitions: PARTITIONS, ttl: TTL, idle: IDLE, extra: { handler: 'parked' } });
+  await eventually(() => ownsAll(a), 'A owns every partition');
+  await producer.sendMany([['k', { n: 1 }], ['k', { n: 2, park: true }], ['j', { n: 3 }]]);
+  await eventually(async () => (await readAllOutputs(client, name, PARTITIONS)).length === 2, "k's first output and j's");
+  a.child.kill('SIGTERM');
+  const { stdout } = await a.finished();
+  const parkedAt = fnv1a('k') % PARTITIONS;
+  assert.match(stdout, new RegExp(`^error ERR_VELO_CLOSE_TIMEOUT .*partitions \\[${parkedAt}\\] were dropped`, 'm'));
+  const closed = JSON.parse(stdout.split('\n').find((l) => l.startsWith('closed ')).slice(7));
+  assert.equal(closed.released, PARTITIONS - 1, 'every partition but the parked one handed back');
+  // The released leases are deleted; only the dropped one is left to lapse by its ttl.
+  const leases = await Promise.all(Array.from({ length: PARTITIONS }, (_, p) => client.exists(`velo:{${name}:p${p}}:lease`)));
+  assert.deepEqual(leases.map((n, p) => (p === parkedAt ? 0 : n)), Array(PARTITIONS).fill(0));
 });
 
 test('without redis-server on PATH the Redis tests fail, naming the Debian package', async () => {

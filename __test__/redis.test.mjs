@@ -4,7 +4,8 @@
 import { test } from 'node:test';
 import { createRequire } from 'node:module';
 import assert from 'node:assert/strict';
-import { bufferCodec, fnv1a, jsonCodec, redisMaterialize, redisOutputs, redisProducer, redisWorker } from 'velo-stream/redis';
+import { streamFn } from 'velo-stream';
+import { SendError, bufferCodec, fnv1a, jsonCodec, redisMaterialize, redisOutputs, redisProducer, redisWorker } from 'velo-stream/redis';
 import { client, fresh, useRedis } from './helpers/redis-suite.mjs';
 import { checkOutputs, eventually, expectedTotals, pendingCount, readAllOutputs, totals } from './helpers/redis-fixtures.mjs';
 
@@ -133,29 +134,123 @@ test('one worker: one session per key, outputs numbered per session, idle-close 
   for (let p = 0; p < partitions; p++) assert.equal(await client.exists(`velo:{${name}:p${p}}:lease`), 0, 'close() released the lease');
 });
 
-test('a handler that throws: its error is the session last output, and the session ends', async () => {
-  const name = fresh('throws');
-  const producer = redisProducer({ client, name, partitions: 1 });
-  const worker = redisWorker(totals({ idleTimeout: 0 }), { client, name, partitions: 1, leaseTtl: 1500 });
+for (const delayMs of [0, 20]) {
+  test(`a handler that throws: its error is the session's last output, the session ends at that event, the next one starts right after (${delayMs ? 'slow handler: the next event was buffered' : 'fast handler'})`, async () => {
+    const name = fresh('throws');
+    const producer = redisProducer({ client, name, partitions: 1 });
+    const worker = redisWorker(totals({ idleTimeout: 0 }, delayMs), { client, name, partitions: 1, leaseTtl: 1500 });
+    try {
+      const ids = await producer.sendMany([['k', { n: 1 }], ['k', { n: 2, fail: true }], ['k', { n: 3 }]]);
+      await eventually(async () => (await readAllOutputs(client, name, 1)).length === 3, 'three outputs');
+      // The failed session's two entries are acked; the next session's entry stays pending while it lives.
+      await eventually(async () => (await pendingCount(client, name, 1)) === 1, 'the failed session acked');
+      await producer.send('k', { n: 4 });
+      await eventually(async () => (await readAllOutputs(client, name, 1)).length === 4, 'the next session goes on');
+      assert.deepEqual(
+        (await readAllOutputs(client, name, 1)).map((o) => [o.sid, o.seq, o.value ?? o.error]),
+        [
+          [`k@${ids[0]}`, 1, { n: 1, total: 1, count: 1 }],
+          [`k@${ids[0]}`, 2, { name: 'Error', message: 'failed at 2', code: 'E_TEST' }],
+          [`k@${ids[2]}`, 1, { n: 3, total: 3, count: 1 }],
+          [`k@${ids[2]}`, 2, { n: 4, total: 7, count: 2 }],
+        ],
+      );
+      if (delayMs > 0) assert.equal(worker.stats().handedOn, 1, 'the slow handler had n: 3 buffered, untaken');
+    } finally {
+      await worker.close();
+    }
+  });
+}
+
+for (const delayMs of [0, 3]) {
+  test(`a handler that returns by itself (after every third event): each session keeps exactly its three events, the next starts at the fourth, none is lost (${delayMs ? 'slow' : 'fast'} handler)`, async () => {
+    const name = fresh('returns');
+    const partitions = 4;
+    const producer = redisProducer({ client, name, partitions });
+    const threes = streamFn(async function* threes(events) {
+      let count = 0;
+      let total = 0;
+      for await (const e of events) {
+        if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
+        total += e.n;
+        yield { n: e.n, total, count: ++count };
+        if (count === 3) return;
+      }
+    });
+    const worker = redisWorker(threes, { client, name, partitions, leaseTtl: 1500 });
+    try {
+      const sent = new Map();
+      let n = 0;
+      for (let round = 0; round < 10; round++) {
+        const pairs = Array.from({ length: 20 }, (_, i) => [`k${(i * 7 + round) % 8}`, { n: n++ }]);
+        const ids = await producer.sendMany(pairs);
+        pairs.forEach(([key, e], i) => sent.set(key, [...(sent.get(key) ?? []), { id: ids[i], n: e.n }]));
+        await new Promise((resolve) => setTimeout(resolve, round % 3));
+      }
+      await eventually(async () => (await readAllOutputs(client, name, partitions)).length === n, 'an output per event');
+      const outputs = await readAllOutputs(client, name, partitions);
+      for (const [key, events] of sent) {
+        const expected = events.map((e, i) => {
+          const first = i - (i % 3);
+          const total = events.slice(first, i + 1).reduce((sum, x) => sum + x.n, 0);
+          return { sid: `${key}@${events[first].id}`, seq: (i % 3) + 1, value: { n: e.n, total, count: (i % 3) + 1 } };
+        });
+        assert.deepEqual(
+          outputs.filter((o) => o.key === key).map(({ sid, seq, value }) => ({ sid, seq, value })),
+          expected,
+          key,
+        );
+      }
+      // Pending: only the entries of the sessions still open (a key's last, unfinished three).
+      const open = [...sent.values()].reduce((sum, events) => sum + (events.length % 3), 0);
+      await eventually(async () => (await pendingCount(client, name, partitions)) === open, 'finished sessions acked');
+    } finally {
+      await worker.close();
+    }
+  });
+}
+
+test('sends refused part-way by Redis (maxmemory reached): SendError (ERR_VELO_SEND_FAILED) whose ids say exactly which events are in the log', async () => {
+  const name = fresh('oom');
+  const partitions = 4;
+  const producer = redisProducer({ client, name, partitions });
+  const used = Number(/used_memory:(\d+)/.exec(await client.info('memory'))[1]);
+  await client.configSet('maxmemory', String(used + 2_000_000));
   try {
-    await producer.sendMany([['k', { n: 1 }], ['k', { n: 2, fail: true }], ['k', { n: 3 }]]);
-    await eventually(async () => (await readAllOutputs(client, name, 1)).length === 2, 'two outputs');
-    await eventually(async () => (await pendingCount(client, name, 1)) === 0, 'the failed session ended and was acked');
-    const outputs = await readAllOutputs(client, name, 1);
-    assert.deepEqual(
-      outputs.map((o) => [o.seq, o.value ?? o.error]),
-      [
-        [1, { n: 1, total: 1, count: 1 }],
-        [2, { name: 'Error', message: 'failed at 2', code: 'E_TEST' }],
-      ],
+    const payload = 'x'.repeat(1000);
+    const pairs = Array.from({ length: 5000 }, (_, i) => [`k${i % 16}`, { i, payload }]);
+    const error = await producer.sendMany(pairs).then(
+      () => assert.fail('5 MB fit in 2 MB'),
+      (e) => e,
     );
-    // n: 3 went to the failed session (before its close marker) and was dropped with it.
-    await producer.send('k', { n: 4 });
-    await eventually(async () => (await readAllOutputs(client, name, 1)).length === 3, 'the next session');
-    assert.deepEqual((await readAllOutputs(client, name, 1))[2].value, { n: 4, total: 4, count: 1 });
+    assert.ok(error instanceof SendError, String(error));
+    assert.equal(error.code, 'ERR_VELO_SEND_FAILED');
+    assert.match(error.message, /^sendMany\(\): \d+ of 5000 events written, \d+ not, 0 unknown: OOM /);
+    assert.match(String(error.cause?.message), /^OOM /);
+    assert.equal(error.ids.length, 5000);
+    assert.ok(error.ids.every((id) => typeof id === 'string' || id === null), 'every call answered');
+    const written = error.ids.filter((id) => id !== null).length;
+    assert.ok(written > 0 && written < 5000, `${written} written`);
+    // What Redis holds is exactly what ids says: each written event under its id, no other.
+    const inLog = new Map();
+    for (let p = 0; p < partitions; p++) {
+      for (const { id, message } of await client.xRange(`velo:{${name}:p${p}}`, '-', '+')) inLog.set(JSON.parse(message.v).i, id);
+    }
+    assert.equal(inLog.size, written);
+    error.ids.forEach((id, i) => assert.equal(inLog.get(i) ?? null, id, `event ${i}`));
+    // At the limit now: a single send is refused.
+    await client.configSet('maxmemory', /used_memory:(\d+)/.exec(await client.info('memory'))[1]);
+    const one = await producer.send('k0', { i: -1, payload }).then(
+      () => assert.fail('refused'),
+      (e) => e,
+    );
+    assert.ok(one instanceof SendError);
+    assert.deepEqual([...one.ids], [null]);
   } finally {
-    await worker.close();
+    await client.configSet('maxmemory', '0');
   }
+  // Below the limit again, the same producer sends.
+  assert.equal(typeof (await producer.send('k0', { i: -2 })), 'string');
 });
 
 test('redisOutputs(): from the start, from the end, and with a consumer group acked as the loop moves on', async () => {
@@ -343,7 +438,7 @@ test('trimming removes what no session needs, never a pending entry: a new owner
   await producer.sendMany(pairs);
   await eventually(async () => (await readAllOutputs(client, name, 1)).length === 31, '31 outputs');
   await eventually(() => a.stats().trimmed === 2, "the ended session's two entries trimmed");
-  assert.equal(await client.xLen(input), 31, 'the 30 pending entries and the close marker after them stay');
+  assert.equal(await client.xLen(input), 30, 'the 30 pending entries stay');
   await a.close();
 
   const b = redisWorker(fn, options);

@@ -129,10 +129,11 @@ export async function sessionsInLog(client, name, partitions) {
  * The line protocol of the worker child processes (redis-worker-child.mjs,
  * redis-local-child.mjs): `owned <p,p,...>` whenever the partitions change and
  * `stats <json>` (plus `extraStats()`) every 100 ms; on SIGTERM a hand-off
- * (worker.close()), `closed <json>`, and the client closed, so the process
- * exits 0; `ready <id>` once set up.
+ * (worker.close()), `closed <json>`, and the client closed (destroyed with
+ * `destroyClient`: a server that does not answer holds a close), so the
+ * process exits 0; `ready <id>` once set up.
  */
-export function serveChildProtocol(worker, client, extraStats = () => ({})) {
+export function serveChildProtocol(worker, client, extraStats = () => ({}), { destroyClient = false } = {}) {
   let shown = '';
   const timer = setInterval(() => {
     const stats = worker.stats();
@@ -144,7 +145,9 @@ export function serveChildProtocol(worker, client, extraStats = () => ({})) {
     clearInterval(timer);
     await worker.close();
     console.log(`closed ${JSON.stringify(worker.stats())}`);
-    await client.close();
+    // A server that does not answer would hold a graceful close of the client (and the process) for good.
+    if (destroyClient) client.destroy();
+    else await client.close();
   });
   console.log(`ready ${worker.id}`);
 }

@@ -1,7 +1,9 @@
 // A worker process for the Redis fault tests. Args: url name partitions
 // leaseTtl idleTimeout delayMs trimInterval [extra], extra a JSON object of
 // more worker options, and `handler: 'stuck'` for a handler that takes one
-// event per session and then waits until it is cancelled. Prints
+// event per session and then waits until it is cancelled, or `handler:
+// 'parked'` for a handler that, at an event `{ park: true }`, waits on a
+// promise of its own that never settles (a cancel does not reach it). Prints
 // `owned <p,p,...>` whenever its partitions change and `stats <json>` (with
 // `rss`, bytes) every 100 ms; recovers from Redis
 // errors (printed as `error ...` on stdout); on SIGTERM hands off
@@ -12,7 +14,7 @@ import { streamFn } from '../../index.mjs';
 import { serveChildProtocol, totals } from './redis-fixtures.mjs';
 
 const [url, name, partitions, leaseTtl, idleTimeout, delayMs, trimInterval, extraJson = '{}'] = process.argv.slice(2);
-const { handler = 'totals', ...extra } = JSON.parse(extraJson);
+const { handler = 'totals', destroyClient = false, ...extra } = JSON.parse(extraJson);
 const stuck = streamFn(
   async function* stuck(events, ctx) {
     for await (const e of events) {
@@ -22,10 +24,19 @@ const stuck = streamFn(
   },
   { idleTimeout: Number(idleTimeout) },
 );
+const parked = streamFn(
+  async function* parked(events) {
+    for await (const e of events) {
+      if (e.park) await new Promise(() => {});
+      yield e.n;
+    }
+  },
+  { idleTimeout: Number(idleTimeout) },
+);
 const client = createClient({ url });
 client.on('error', () => {});
 await client.connect();
-const fn = handler === 'stuck' ? stuck : totals({ idleTimeout: Number(idleTimeout) }, Number(delayMs));
+const fn = handler === 'stuck' ? stuck : handler === 'parked' ? parked : totals({ idleTimeout: Number(idleTimeout) }, Number(delayMs));
 const worker = redisWorker(fn, {
   ...extra,
   client,
@@ -33,6 +44,6 @@ const worker = redisWorker(fn, {
   partitions: Number(partitions),
   leaseTtl: Number(leaseTtl),
   trimInterval: Number(trimInterval),
-  onError: (error) => console.log(`error ${error?.message}`),
+  onError: (error) => console.log(`error ${error?.code} ${error?.message}`),
 });
-serveChildProtocol(worker, client, () => ({ rss: process.memoryUsage().rss }));
+serveChildProtocol(worker, client, () => ({ rss: process.memoryUsage().rss }), { destroyClient });

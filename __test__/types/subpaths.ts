@@ -34,10 +34,12 @@ const closed: Error = new StreamClosedError('closed');
 // velo-stream/redis with the user's own node-redis client.
 import { createClient } from 'redis';
 import {
+  CloseTimeoutError,
   EventTooLargeError,
   LagLimitError,
   OnOutputError,
   ReplayDivergedError,
+  SendError,
   SessionLimitError,
   type RedisProducerOptions,
   type SessionLimitCode,
@@ -69,6 +71,12 @@ void (async () => {
     await producer.send('sensor-1', { celsius: 1 });
   } catch (error) {
     if (error instanceof LagLimitError) console.log(error.code, error.partition, error.lag, error.limit);
+    if (error instanceof SendError) {
+      const code: 'ERR_VELO_SEND_FAILED' = error.code;
+      const resend: number[] = [];
+      error.ids.forEach((id: string | null | undefined, i) => id === null && resend.push(i));
+      console.log(code, resend, error.cause);
+    }
   }
 })();
 const capCode: SessionLimitCode = new SessionLimitError('ERR_VELO_SESSION_EVENTS', 5, 'capped').code;
@@ -99,10 +107,14 @@ const local = redisWorker(alerts, {
     if (error instanceof ReplayDivergedError)
       console.log(error.code, error.kind, error.sid, error.seq, error.committed, error.replayed);
     if (error instanceof OnOutputError) console.log(error.code, error.output, error.cause);
+    if (error instanceof CloseTimeoutError) {
+      const code: 'ERR_VELO_CLOSE_TIMEOUT' = error.code;
+      console.log(code, error.partitions.join(','));
+    }
   },
 });
 const localStats = local.stats();
-const delivery: number = localStats.delivered + localStats.undelivered + localStats.diverged;
+const delivery: number = localStats.delivered + localStats.undelivered + localStats.diverged + localStats.handedOn;
 void delivery;
 // @ts-expect-error onOutput gets the function's outputs ({ hot: number } here)
 redisWorker(alerts, { client: redisClient, name: 'alerts', onOutput: (output: OutputItem<string>) => void output });

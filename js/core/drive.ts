@@ -15,6 +15,8 @@ import {
   kRead,
   kSendAll,
   kSignal,
+  kTaken,
+  kTakenEnd,
   kWaitOutput,
 } from './protocol';
 
@@ -37,6 +39,8 @@ export abstract class StreamBase<I, O> implements StreamKind<I, O> {
   abstract [kDrain](out: O[]): boolean;
   abstract [kWaitOutput](): Promise<unknown>;
   abstract readonly [kFinished]: Promise<void>;
+  abstract [kTaken](): number;
+  abstract [kTakenEnd](): boolean;
 
   /**
    * The next output.

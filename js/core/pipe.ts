@@ -13,6 +13,8 @@ import {
   kRead,
   kSendAll,
   kSignal,
+  kTaken,
+  kTakenEnd,
   kWaitOutput,
 } from './protocol';
 import { type HandlerStream, kFailAtEnd, kFailure } from './stream';
@@ -140,6 +142,14 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
 
   [kInputError](): Error | undefined {
     return this.#head[kInputError]();
+  }
+
+  [kTaken](): number {
+    return this.#head[kTaken]();
+  }
+
+  [kTakenEnd](): boolean {
+    return this.#head[kTakenEnd]();
   }
 
   [kRead](kind: ReadKind): Promise<unknown> {

@@ -22,6 +22,8 @@ export const kWaitOutput = Symbol.for('velo-stream.waitOutput');
 export const kSignal = Symbol.for('velo-stream.signal');
 export const kInputError = Symbol.for('velo-stream.inputError');
 export const kFinished = Symbol.for('velo-stream.finished');
+export const kTaken = Symbol.for('velo-stream.taken');
+export const kTakenEnd = Symbol.for('velo-stream.takenEnd');
 
 /** The end of an iteration (shared: iterator results are never mutated). */
 export const DONE: IteratorResult<never, undefined> = Object.freeze({ done: true, value: undefined });
@@ -73,4 +75,13 @@ export interface StreamKind<I, O> extends Stream<I, O> {
   [kWaitOutput](): Promise<unknown>;
   /** Settles when the stream's handlers have finished (returned, thrown, or stopped by a cancel). Never rejects. */
   readonly [kFinished]: Promise<void>;
+  /**
+   * How many of the accepted events its handler has taken (a body: taken in
+   * to run; a pipe: its first stage). Once the handler has finished, the
+   * rest were never seen by it: Redis sessions give them to the key's next
+   * session.
+   */
+  [kTaken](): number;
+  /** Whether its handler was told that its input ended (a handler that returned without asking was not). */
+  [kTakenEnd](): boolean;
 }

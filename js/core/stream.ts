@@ -28,6 +28,8 @@ import {
   kRead,
   kSendAll,
   kSignal,
+  kTaken,
+  kTakenEnd,
   kWaitOutput,
 } from './protocol';
 
@@ -211,6 +213,15 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   #inBuf: unknown[] = NO_BUFFER;
   #inPos = 0;
   #inLen = 0;
+  /**
+   * Events handed to the handler (or body) so far, a lent batch counted
+   * whole: what it has taken is this less what is left of the batch (see
+   * `kTaken`). When the batch is dropped (the handler left its loop or
+   * finished, a cancel), what was left of it comes off.
+   */
+  #handed = 0;
+  /** The handler (or body) was told its input ended. */
+  #endTaken = false;
   /** Resolves the handler's pending `next()`, while it waits for input. */
   #resolveInput: ((r: IteratorResult<I>) => void) | null = null;
   /** That pending `next()`. */
@@ -416,6 +427,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   #handToHandler(event: I): Promise<void> {
     const resolve = this.#resolveInput as (r: IteratorResult<I>) => void;
     this.#resolveInput = this.#inputPromise = null;
+    this.#handed++;
     resolve({ value: event, done: false });
     return RESOLVED;
   }
@@ -583,6 +595,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
     this.#inPending = n !== Take.Empty;
     if (this.#senders.length > 0) this.#admitSenders(this.#native.admitted());
     if (n > 0) {
+      this.#handed += n;
       this.#inPos = 1;
       this.#inLen = n;
       const value = this.#inBuf[0] as I;
@@ -590,7 +603,23 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
       return { value, done: false };
     }
     this.#inPos = this.#inLen = 0;
-    return n === Take.Ended ? DONE : null;
+    if (n !== Take.Ended) return null;
+    this.#endTaken = true;
+    return DONE;
+  }
+
+  /** What is left of the lent batch will never be taken. */
+  #dropLent(): void {
+    this.#handed -= this.#inLen - this.#inPos;
+    this.#inPos = this.#inLen = 0;
+  }
+
+  [kTaken](): number {
+    return this.#handed - (this.#inLen - this.#inPos);
+  }
+
+  [kTakenEnd](): boolean {
+    return this.#endTaken;
   }
 
   #wakeInput(): void {
@@ -610,7 +639,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   [kReleaseInput](): void {
     this.#native.releaseInput();
     this.#inPending = true;
-    this.#inPos = this.#inLen = 0;
+    this.#dropLent();
     this.#inBuf = NO_BUFFER;
     this.#idleOff();
     this.#inputReleased = true;
@@ -822,7 +851,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   #afterHandler(senderError: () => Error): void {
     this.#inPending = this.#outPending = true;
     this.#rejectSenders(senderError);
-    this.#inPos = this.#inLen = 0;
+    this.#dropLent();
     this.#inBuf = NO_BUFFER;
     this.#idleOff();
     this.#detachSignal?.();
@@ -964,7 +993,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
       this.#cancel = { reason };
       this.#inPending = this.#outPending = true;
       this.#abort?.abort(reason);
-      this.#inPos = this.#inLen = this.#outPos = this.#outLen = 0;
+      this.#dropLent();
+      this.#outPos = this.#outLen = 0;
       this.#inBuf = this.#outBuf = this.#stage = NO_BUFFER;
       this.#credit = 0;
       this.#rejectSenders(() => this.#closedError());

@@ -197,7 +197,7 @@ export function registerStreamMetrics(
  *   the last lease renewal)
  * - `velo_redis_replayed_sessions_total`, `velo_redis_replayed_entries_total`, `velo_redis_fenced_total`,
  *   `velo_redis_leases_{acquired,lost,released}_total`, `velo_redis_outputs_total`, `velo_redis_trimmed_total`,
- *   `velo_redis_errors_total`, `velo_redis_capped_sessions_total`, `velo_redis_outputs_delivered_total`,
+ *   `velo_redis_errors_total`, `velo_redis_capped_sessions_total`, `velo_redis_handed_on_total`, `velo_redis_outputs_delivered_total`,
  *   `velo_redis_replay_diverged_total` (counters)
  * - `velo_redis_undelivered_outputs` (gauge: outputs committed, waiting for the local `onOutput`)
  * - `velo_redis_round_trip_seconds` (histogram of the worker's calls to Redis, blocking wake-up reads excluded)
@@ -300,6 +300,7 @@ export function registerRedisWorkerMetrics(
     ['trimmed_total', 'Input entries trimmed away.', (s) => s.trimmed],
     ['errors_total', 'Errors the worker recovered from (passed to onError).', (s) => s.errors],
     ['capped_sessions_total', 'Sessions ended by maxSessionEvents or maxSessionAge.', (s) => s.capped],
+    ['handed_on_total', "Events a session's handler never took, given to the key's next session.", (s) => s.handedOn],
     ['outputs_delivered_total', 'Outputs passed to the local onOutput.', (s) => s.delivered],
     ['replay_diverged_total', 'Replayed outputs that differ from those committed before (checkReplay).', (s) => s.diverged],
   ];

@@ -98,3 +98,37 @@ export class OnOutputError extends Error {
     this.output = output;
   }
 }
+
+/**
+ * Reported to `onError` when `close()` stopped waiting: Redis did not answer (or a handler did not finish) before
+ * the worker's leases ran out by its own clock. Its partitions were dropped, not released: their next owner takes
+ * them once the leases have lapsed and replays their live sessions (outputs not committed are made again there).
+ */
+export class CloseTimeoutError extends Error {
+  readonly code = 'ERR_VELO_CLOSE_TIMEOUT' as const;
+  /** The partitions dropped. */
+  readonly partitions: readonly number[];
+  constructor(partitions: readonly number[], message: string) {
+    super(message);
+    this.name = 'CloseTimeoutError';
+    this.partitions = partitions;
+  }
+}
+
+/**
+ * `send()` or `sendMany()` failed after something may have been sent: Redis refused an event (out of memory,
+ * say), or a call got no answer (a connection lost). Events go to their partitions in separate calls, and
+ * Redis does not undo a call's earlier writes, so some events may be in the log. `ids` says which, per event in
+ * the order given: its entry id if it was written, `null` if Redis refused it (or one before it in its call),
+ * `undefined` if that is unknown (its call failed without an answer from the script: a lost connection). Send again only the events that are `null`, or those `undefined` too if a duplicate is
+ * acceptable.
+ */
+export class SendError extends Error {
+  readonly code = 'ERR_VELO_SEND_FAILED' as const;
+  readonly ids: ReadonlyArray<string | null | undefined>;
+  constructor(ids: ReadonlyArray<string | null | undefined>, message: string, cause: unknown) {
+    super(message, { cause });
+    this.name = 'SendError';
+    this.ids = ids;
+  }
+}

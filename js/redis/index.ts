@@ -11,10 +11,12 @@ export {
 } from './materialize';
 export { jsonCodec, bufferCodec, EventTooLargeError, type Codec } from './codec';
 export {
+  CloseTimeoutError,
   LagLimitError,
   OnOutputError,
   type OutputContent,
   ReplayDivergedError,
+  SendError,
   SessionLimitError,
   type SessionLimitCode,
 } from './errors';

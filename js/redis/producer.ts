@@ -3,7 +3,7 @@ import { encodeChecked } from './codec';
 import { type RedisOptions, type Resolved, checkKey, fnv1a, resolveOptions } from './options';
 import { appendEvents, partitionLag } from './redis-log';
 import { describe, invalidType, outOfRange } from '../errors';
-import { LagLimitError } from './errors';
+import { LagLimitError, SendError } from './errors';
 
 export interface RedisProducerOptions<I = unknown> extends RedisOptions<I> {
   /**
@@ -57,6 +57,13 @@ interface LagState {
   /** When the next measure is due (performance.now()). */
   due: number;
   measuring: Promise<void> | null;
+}
+
+/** One partition's events of a call: their positions in the call (`index`) and keys and encoded payloads. */
+interface Group {
+  partition: number;
+  index: number[];
+  items: [string, Buffer | string][];
 }
 
 /** Events per script call: keeps one call's arguments and its time on Redis' thread small. */
@@ -152,15 +159,50 @@ class Producer<I> implements RedisProducer<I> {
     const partition = this.partitionOf(key);
     const data = this.#encode(key, event);
     await this.#admit(new Map([[partition, 1]]));
-    const [id] = await appendEvents(this.#o.client, this.#o.keys, partition, [[key, data]]);
-    return id;
+    return (await this.#append([{ partition, index: [0], items: [[key, data]] }], 1, 'send()'))[0];
+  }
+
+  /**
+   * Appends each group's items (one call per CHUNK) and resolves with every event's id, by its index. If any
+   * call fails, rejects with `SendError` once every call has settled, saying which events were written.
+   */
+  async #append(groups: Iterable<Group>, n: number, what: string): Promise<string[]> {
+    const ids = new Array<string | null | undefined>(n);
+    const failures: unknown[] = [];
+    const calls: Promise<void>[] = [];
+    for (const { partition, index, items } of groups) {
+      for (let start = 0; start < items.length; start += CHUNK) {
+        const chunk = items.slice(start, start + CHUNK);
+        calls.push(
+          appendEvents(this.#o.client, this.#o.keys, partition, chunk).then(
+            ({ ids: got, refused }) => {
+              for (let i = 0; i < chunk.length; i++) ids[index[start + i]] = i < got.length ? got[i] : null;
+              if (refused !== undefined) failures.push(new Error(refused));
+            },
+            // No answer (or not one from the script): whether its events were written is unknown.
+            (error: unknown) => void failures.push(error),
+          ),
+        );
+      }
+    }
+    await Promise.all(calls);
+    if (failures.length === 0) return ids as string[];
+    const written = ids.filter((id) => typeof id === 'string').length;
+    const refused = ids.filter((id) => id === null).length;
+    const cause = failures[0] as Error;
+    const more = failures.length === 1 ? '' : ` (the first of ${failures.length} failed calls)`;
+    throw new SendError(
+      ids,
+      `${what}: ${written} of ${n} events written, ${refused} not, ${n - written - refused} unknown: ${cause?.message ?? String(cause)}${more}`,
+      cause,
+    );
   }
 
   async sendMany(events: Iterable<readonly [string, I]>): Promise<string[]> {
     if (events === null || typeof (events as { [Symbol.iterator]?: unknown })?.[Symbol.iterator] !== 'function') {
       throw invalidType(`sendMany(): events must be an iterable of [key, event] pairs, not ${describe(events)}`);
     }
-    const byPartition = new Map<number, { index: number[]; items: [string, Buffer | string][] }>();
+    const byPartition = new Map<number, Group>();
     let n = 0;
     for (const pair of events) {
       if (!Array.isArray(pair) || pair.length !== 2)
@@ -168,25 +210,12 @@ class Producer<I> implements RedisProducer<I> {
       const [key, event] = pair as [string, I];
       const partition = this.partitionOf(key);
       let group = byPartition.get(partition);
-      if (group === undefined) byPartition.set(partition, (group = { index: [], items: [] }));
+      if (group === undefined) byPartition.set(partition, (group = { partition, index: [], items: [] }));
       group.index.push(n++);
       group.items.push([key, this.#encode(key, event)]);
     }
     await this.#admit(new Map([...byPartition].map(([partition, group]) => [partition, group.items.length])));
-    const ids = new Array<string>(n);
-    const calls: Promise<void>[] = [];
-    for (const [partition, group] of byPartition) {
-      for (let start = 0; start < group.items.length; start += CHUNK) {
-        const chunk = group.items.slice(start, start + CHUNK);
-        calls.push(
-          appendEvents(this.#o.client, this.#o.keys, partition, chunk).then((got) => {
-            for (let i = 0; i < got.length; i++) ids[group.index[start + i]] = got[i];
-          }),
-        );
-      }
-    }
-    await Promise.all(calls);
-    return ids;
+    return this.#append(byPartition.values(), n, 'sendMany()');
   }
 }
 

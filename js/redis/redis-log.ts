@@ -233,12 +233,15 @@ for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
 end
 return redis.call('XLEN', KEYS[1])`);
 
-// KEYS input; ARGV n x (key, data).
+// KEYS input; ARGV n x (key, data). Returns { ids } or, when Redis refuses an XADD (out of memory, say), { ids
+// written before it, its error }: a script's writes are not rolled back, so the caller learns exactly which were.
 const APPEND = new Script(`local ids = {}
 for i = 1, #ARGV, 2 do
-  ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', 'k', ARGV[i], 'v', ARGV[i + 1])
+  local id = redis.pcall('XADD', KEYS[1], '*', 'k', ARGV[i], 'v', ARGV[i + 1])
+  if type(id) == 'table' and id.err then return { ids, id.err } end
+  ids[#ids + 1] = id
 end
-return ids`);
+return { ids }`);
 
 /** Key names of one stream function. */
 export class KeySpace {
@@ -320,16 +323,20 @@ export function xreadStreams(reply: unknown): Map<string, [Buffer, unknown][]> {
 /** Parses the stored fields of an entry (as Buffers). */
 export { fields as entryFields };
 
-/** Appends events to a partition's input in one script call, in order. Resolves with their entry ids. */
+/**
+ * Appends events to a partition's input in one script call, in order. Resolves with the entry ids of those
+ * written: all of them, or those before the one Redis refused (`refused`, its error message).
+ */
 export async function appendEvents(
   client: RedisClientLike,
   keys: KeySpace,
   partition: number,
   events: ReadonlyArray<readonly [string, Buffer | string]>,
-): Promise<string[]> {
+): Promise<{ ids: string[]; refused?: string }> {
   const args: (string | Buffer)[] = [];
   for (const [key, data] of events) args.push(key, data);
-  return (await APPEND.run(client, [keys.input(partition)], args)) as string[];
+  const [ids, refused] = (await APPEND.run(client, [keys.input(partition)], args)) as [string[], string?];
+  return { ids: ids.map(String), refused: refused === undefined ? undefined : String(refused) };
 }
 
 /** The lag of a partition's input for its consumer group (see LAG): entries not yet read by the partition's owner. */
@@ -345,6 +352,8 @@ export class RedisLog implements PartitionLog {
   #blocking: RedisClientLike | null = null;
   #blockingId: string | null = null;
   #connecting: Promise<RedisClientLike> | null = null;
+  /** The duplicated connection, from its creation on. */
+  #duplicate: RedisClientLike | null = null;
   #waiting = false;
   #closed = false;
 
@@ -474,6 +483,8 @@ export class RedisLog implements PartitionLog {
       const dup = this.#client.duplicate();
       // node-redis clients are EventEmitters: an 'error' without a listener would throw.
       dup.on('error', this.#onError);
+      // Held from the start: close() destroys it even while it is still connecting (to a server that is down).
+      this.#duplicate = dup;
       await dup.connect();
       this.#blockingId = String(await dup.sendCommand(['CLIENT', 'ID']));
       this.#blocking = dup;
@@ -511,11 +522,17 @@ export class RedisLog implements PartitionLog {
     if (this.#waiting && this.#blockingId !== null) await this.#client.sendCommand(['CLIENT', 'UNBLOCK', this.#blockingId]);
   }
 
-  async close(): Promise<void> {
+  close(): Promise<void> {
     this.#closed = true;
-    const blocking = this.#blocking ?? (this.#connecting ? await this.#connecting.catch(() => null) : null);
-    this.#blocking = null;
-    // destroy, not close: a pending blocked XREAD would hold close() for its whole BLOCK time.
-    blocking?.destroy();
+    const dup = this.#duplicate;
+    this.#blocking = this.#duplicate = null;
+    // destroy, not close: a pending blocked XREAD would hold close() for its whole BLOCK time, and a server that
+    // is down would hold a connect or a close for good.
+    try {
+      dup?.destroy();
+    } catch {
+      // node-redis 5 refuses to destroy a client that is not open: there is nothing to tear down then.
+    }
+    return Promise.resolve();
   }
 }

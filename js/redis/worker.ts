@@ -2,22 +2,25 @@
 // stream function. Each owns a fair share under leases with fencing tokens,
 // and runs one local instance of the function per live key of its partitions.
 //
-// A session is the run of one key's events from its first entry up to the
-// key's next close marker in the log (written when the session idles, or when
-// its handler has ended by itself). Its id is `<key>@<first entry id>`, its
-// outputs are numbered from 1, and its input entries are acked only when the
-// marker is read back and every output is written: the owner's pending list
-// holds exactly the inputs of live sessions, and a new owner rebuilds them by
-// replaying that list through fresh instances. Handlers must therefore be
-// deterministic over their inputs (take time from entry ids, not Date.now());
-// `checkReplay` compares what a replay makes with what was written before.
+// A session is a run of one key's events. The log ends it: a close marker
+// (written when the session idles), a cap, or an entry it cannot decode; or
+// its handler does, by returning or throwing, and the session then keeps the
+// events its handler took while the key's next session gets the rest. Either
+// way the end depends only on the log and the handler. Its id is
+// `<key>@<first entry id>`, its outputs are numbered from 1, and its input
+// entries are acked only once it has ended and every output is written: the
+// owner's pending list holds exactly the inputs of live sessions, and a new
+// owner rebuilds them by replaying that list through fresh instances. Handlers
+// must therefore be deterministic over their inputs (take time from entry ids,
+// not Date.now()); `checkReplay` compares what a replay makes with what was
+// written before.
 //
 // Local delivery (`onOutput`) gets the outputs a commit of this worker wrote,
 // after the commit: never one Redis lacks, never one a replay made again.
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { drainOutputs } from '../core/drive';
-import { kFinished, type StreamKind } from '../core/protocol';
+import { kFinished, kTaken, kTakenEnd, type StreamKind } from '../core/protocol';
 import { describe, invalidType, outOfRange } from '../errors';
 import type { StreamFn } from '../types';
 import { type Codec, encodeChecked } from './codec';
@@ -33,7 +36,7 @@ import {
   type PartitionLog,
   FencedError,
 } from './transport';
-import { OnOutputError, type OutputContent, ReplayDivergedError, SessionLimitError } from './errors';
+import { CloseTimeoutError, OnOutputError, type OutputContent, ReplayDivergedError, SessionLimitError } from './errors';
 import type { HandlerFailure, OutputItem } from './reader';
 
 /** The function's internal open, without its idle timer: a session's end must come from the log (registered symbol, core/function.ts). */
@@ -135,8 +138,13 @@ export interface RedisWorkerStats {
   buffered: number;
   /** `buffered` per owned partition (partition -> events); each is at most its share of `maxBufferedEvents`. */
   partitionBuffered: Record<number, number>;
-  /** Sessions ended by `maxSessionEvents` or `maxSessionAge`. */
+  /** Sessions ended by `maxSessionEvents` or `maxSessionAge` (their handler read to that end: the error was their last output). */
   capped: number;
+  /**
+   * Events a session's handler never took (it returned or threw first) that went to the key's next session.
+   * Counted again if a replay hands them on again.
+   */
+  handedOn: number;
   /** Leases taken since the start. */
   acquired: number;
   /** Partitions lost to another worker (fenced, or lease expired). */
@@ -219,6 +227,23 @@ function idTime(id: string): number {
   return Number(id.slice(0, id.indexOf('-')));
 }
 
+/** What became of an entry given to `PartitionRun.#deliver`. */
+const enum Delivery {
+  /** Sent to its session (or consumed: a marker, a trimmed entry). */
+  Done,
+  /** It needs a new session, and `maxConcurrent` sessions are open. */
+  NoSlot,
+  /** An earlier entry of its key must be delivered first. */
+  Behind,
+}
+
+/** Negative if entry id `a` is before `b` in the log, 0 if the same. */
+function logOrder(a: string, b: string): number {
+  const da = a.indexOf('-');
+  const db = b.indexOf('-');
+  return Number(a.slice(0, da)) - Number(b.slice(0, db)) || Number(a.slice(da + 1)) - Number(b.slice(db + 1));
+}
+
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 function serializeError(error: unknown): string {
@@ -232,11 +257,10 @@ function serializeError(error: unknown): string {
 }
 
 class Session<I, O> {
+  /** Its entries (events, markers read for it): acked when it ends, less those given to the key's next session. */
   readonly ids: string[] = [];
   seq = 0;
-  /** Set once the handler stopped (returned, threw) or its outputs failed: later events are dropped. */
-  done = false;
-  /** Its handler threw, or an output or input could not be coded: its error was its last output. */
+  /** Its handler threw, or an output could not be encoded: its error was its last output, nothing comes after. */
   failed = false;
   markerRequested = false;
   lastEvent = 0;
@@ -246,17 +270,22 @@ class Session<I, O> {
   events = 0;
   /** Redis' time of its first entry, ms: for `maxSessionAge`. */
   readonly start: number;
-  /** The cap that ended it: its last output once its handler has finished. */
-  limit: SessionLimitError | undefined;
-  limitWritten = false;
+  /**
+   * Why the worker ended its input, if it did: a cap, or an entry the codec could not decode (`entry`: that
+   * entry is the last of `sent`). The error is its last output if the session keeps that end (see `#ended`).
+   */
+  stop: { error: Error; entry: boolean } | undefined;
   /** Its outputs are all forwarded (the handler has finished). */
   forwardDone = false;
   ageTimer: NodeJS.Timeout | null = null;
   ageMarked = false;
-  /** Events sent to it that its handler may not have taken yet (an upper bound; see PartitionRun.reconcile). */
-  outstanding = 0;
-  /** A send to it is waiting for room (that event is not in its buffer yet). */
-  sending = false;
+  /**
+   * Entries sent to its stream, in log order, that its handler may not have taken yet (counted in the
+   * partition's `buffered`). Those it never takes go to the key's next session when it ends.
+   */
+  sent: InputEntry[] = [];
+  /** Entries sent before `sent[0]`: all taken. */
+  sentBase = 0;
   constructor(
     readonly key: string,
     readonly sid: string,
@@ -370,13 +399,15 @@ class PartitionRun<I, O> {
   #heldCount = 0;
   #draining = false;
   #drainAgain = false;
+  /** The held entry drainHeld is delivering (out of its list meanwhile). */
+  #drainingEntry: InputEntry | null = null;
   /**
    * This partition's part of `maxBufferedEvents`: entries reserved for a read in flight, read and not yet
-   * dispatched, and events sent to sessions whose handlers may not have taken them (their `outstanding`).
+   * dispatched, and entries sent to sessions whose handlers may not have taken them (their `sent`).
    * Held entries are not in it. An upper bound, lowered by `reconcile()`.
    */
   buffered = 0;
-  /** Sessions with `outstanding > 0`. */
+  /** Sessions with entries in `sent`. */
   readonly #holding = new Set<Session<I, O>>();
   /** Waiting for room in this partition's share (the pump, drainHeld). */
   readonly #budgetWaiters = new Set<() => void>();
@@ -489,14 +520,21 @@ class PartitionRun<I, O> {
     for (const wake of [...this.#budgetWaiters]) wake();
   }
 
-  /** Lowers each session's `outstanding` to what its stream still buffers (its handler took the rest). */
+  /** Takes out of the share the entries each session's handler has taken since. */
   reconcile(): void {
     for (const s of this.#holding) {
-      const now = s.forwardDone ? 0 : Math.min(s.outstanding, s.stream.metrics.bufferedIn + (s.sending ? 1 : 0));
-      this.buffered -= s.outstanding - now;
-      s.outstanding = now;
-      if (now === 0) this.#holding.delete(s);
+      this.#trimSent(s);
+      if (s.sent.length === 0) this.#holding.delete(s);
     }
+  }
+
+  /** Drops from `sent` the entries its handler has taken (never a decode failure: it is never taken). */
+  #trimSent(s: Session<I, O>): void {
+    const taken = Math.min(s.stream[kTaken]() - s.sentBase, s.sent.length);
+    if (taken <= 0) return;
+    s.sent.splice(0, taken);
+    s.sentBase += taken;
+    this.buffered -= taken;
   }
 
   /** True if the error ended this partition's ownership; otherwise it is reported and the caller retries. */
@@ -511,18 +549,39 @@ class PartitionRun<I, O> {
     return false;
   }
 
-  /** Delivers the entry (counted in `buffered`), or holds it (and the key's later ones) while no session slot is free. */
+  /** Delivers the entry (counted in `buffered`), or holds it behind the key's held entries. */
   async #dispatch(entry: InputEntry): Promise<void> {
-    const held = this.#held.get(entry.key);
-    if (held !== undefined) {
-      held.push(entry);
-      this.#heldCount++;
+    if (this.#held.has(entry.key)) {
       this.buffered--;
-    } else if (!(await this.#deliver(entry))) {
-      this.#held.set(entry.key, [entry]);
-      this.#heldCount++;
-      this.buffered--;
+      this.#hold(entry);
+      return;
     }
+    const delivered = await this.#deliver(entry);
+    if (delivered === Delivery.Done) return;
+    this.buffered--;
+    this.#hold(entry);
+    if (delivered === Delivery.Behind) this.drainHeld().catch((error: unknown) => this.worker.report(error));
+  }
+
+  /**
+   * Holds an entry (not counted in `buffered`) in its key's list, in log order: entries wait there for a
+   * session slot, and entries a session's handler never took wait there for the key's next session.
+   */
+  #hold(entry: InputEntry): void {
+    let list = this.#held.get(entry.key);
+    if (list === undefined) this.#held.set(entry.key, (list = []));
+    let i = list.length;
+    while (i > 0 && logOrder(entry.id, list[i - 1].id) < 0) i--;
+    list.splice(i, 0, entry);
+    this.#heldCount++;
+  }
+
+  /** Whether the key has a held entry earlier in the log than `id` (it must be delivered first). */
+  #heldBefore(key: string, id: string): boolean {
+    const list = this.#held.get(key);
+    if (list !== undefined && list.length > 0 && logOrder(list[0].id, id) < 0) return true;
+    const draining = this.#drainingEntry;
+    return draining !== null && draining.key === key && logOrder(draining.id, id) < 0;
   }
 
   /**
@@ -542,12 +601,25 @@ class PartitionRun<I, O> {
           while (list.length > 0) {
             // Each entry goes back into the share before it is delivered.
             if ((await this.#reserve(1)) === 0) return;
-            if (this.stopping || !(await this.#deliver(list[0]))) {
+            if (this.stopping) {
               this.buffered--;
               return;
             }
-            list.shift();
+            // Taken out first: a session ending meanwhile may put earlier entries of the key in front of it.
+            const entry = list.shift() as InputEntry;
             this.#heldCount--;
+            this.#drainingEntry = entry;
+            let delivered: Delivery;
+            try {
+              delivered = await this.#deliver(entry);
+            } finally {
+              this.#drainingEntry = null;
+            }
+            if (delivered === Delivery.Done) continue;
+            this.buffered--;
+            this.#hold(entry);
+            // No session slot: wait for a session to end. (Behind: an earlier entry came in front, deliver it.)
+            if (delivered === Delivery.NoSlot) return;
           }
           this.#held.delete(key);
         }
@@ -562,11 +634,11 @@ class PartitionRun<I, O> {
   }
 
   /**
-   * Delivers an entry counted in `buffered` (an event stays counted, as its session's `outstanding`, until its
-   * handler takes it). False, with the entry still counted, if it needs a new session and `maxConcurrent`
-   * sessions are live on this worker.
+   * Delivers an entry counted in `buffered` (an event stays counted, in its session's `sent`, until its
+   * handler takes it). Else, with the entry still counted: `NoSlot` if it needs a new session and
+   * `maxConcurrent` sessions are live on this worker, `Behind` if an earlier entry of its key is held.
    */
-  async #deliver(entry: InputEntry): Promise<boolean> {
+  async #deliver(entry: InputEntry): Promise<Delivery> {
     const key = entry.key;
     if (entry.close !== undefined) {
       this.buffered--;
@@ -579,20 +651,20 @@ class PartitionRun<I, O> {
           if (limit === undefined) {
             s.ageMarked = false;
             this.#armAge(s, s.start + this.worker.maxSessionAge + 1 - idTime(entry.id));
-            return true;
+            return Delivery.Done;
           }
           this.#cap(s, limit);
-          return true;
+          return Delivery.Done;
         }
         this.#finish(s);
       } else this.#queue({ acks: [entry.id] }); // a marker for a session that has ended already
-      return true;
+      return Delivery.Done;
     }
     // Trimmed away while pending (never by velo-stream's own trimming): nothing to deliver.
     if (entry.payload === undefined) {
       this.buffered--;
       this.#queue({ acks: [entry.id] });
-      return true;
+      return Delivery.Done;
     }
     let s = this.sessions.get(key);
     // A cap ends the session here, in the log: every replay ends it at this same entry.
@@ -604,38 +676,37 @@ class PartitionRun<I, O> {
     if (s === undefined) {
       const previous = this.finishing.get(key);
       if (previous !== undefined) await previous;
-      if (this.stopping) return true;
+      if (this.stopping) return Delivery.Done;
+      // The ending session's handler left entries before this one (they open the next session), or, while
+      // this one waited, a delivery of an earlier entry did.
+      if (this.sessions.has(key) || this.#heldBefore(key, entry.id)) return Delivery.Behind;
       s = this.#open(key, `${key}@${entry.id}`);
-      if (s === undefined) return false;
+      if (s === undefined) return Delivery.NoSlot;
     }
     s.ids.push(entry.id);
     s.events++;
     s.lastEvent = performance.now();
-    if (s.done) {
-      this.buffered--;
-      return true;
-    }
+    this.#trimSent(s);
+    s.sent.push(entry);
+    this.#holding.add(s);
     let event: I;
     try {
       event = this.worker.codec.decode(entry.payload) as I;
     } catch (error) {
-      this.buffered--;
-      this.#output(
-        s,
-        undefined,
-        Object.assign(new TypeError(`The codec could not decode entry ${entry.id}`, { cause: error }), {
+      // The session's input ends before it, as at a cap: decided by the log, so every replay ends it here too.
+      s.stop = {
+        error: Object.assign(new TypeError(`The codec could not decode entry ${entry.id}`, { cause: error }), {
           code: 'ERR_VELO_DECODE',
         }),
-      );
-      return true;
+        entry: true,
+      };
+      this.#finish(s);
+      return Delivery.Done;
     }
-    s.outstanding++;
-    this.#holding.add(s);
-    // Waits while the session's input is full: the partition is not read meanwhile (backpressure).
-    s.sending = true;
+    // Waits while the session's input is full: the partition is not read meanwhile (backpressure). A send
+    // refused because the handler finished is fine: the entry, untaken, goes to the key's next session.
     await s.stream.send(event).catch(() => {});
-    s.sending = false;
-    return true;
+    return Delivery.Done;
   }
 
   /** The cap the key's next event (entry `id`) would break, if any. */
@@ -663,19 +734,10 @@ class PartitionRun<I, O> {
     );
   }
 
-  /** Ends the session at a cap: its input ends, and once its handler has finished, the error is its last output. */
+  /** Ends the session at a cap: its input ends, and if its handler reads to that end, the error is its last output. */
   #cap(s: Session<I, O>, limit: SessionLimitError): void {
-    s.limit = limit;
-    this.worker.counters.capped++;
-    // A handler that had finished by itself: its outputs are all queued, the error goes after them now.
-    if (s.forwardDone) this.#limitOutput(s);
+    s.stop = { error: limit, entry: false };
     this.#finish(s);
-  }
-
-  #limitOutput(s: Session<I, O>): void {
-    if (s.limit === undefined || s.limitWritten || s.failed || this.dropped) return;
-    s.limitWritten = true;
-    this.#queue({ output: { sid: s.sid, seq: ++s.seq, key: s.key, error: serializeError(s.limit) } });
   }
 
   /** The key's new session, or undefined while `maxConcurrent` sessions of the function are open. */
@@ -712,26 +774,59 @@ class PartitionRun<I, O> {
     } catch (error) {
       this.#output(s, undefined, error);
     }
-    // Ended by a cap: the error goes after every output of its handler (unless the handler failed).
-    this.#limitOutput(s);
     s.forwardDone = true;
     await s.stream[kFinished];
-    s.done = true;
-    this.buffered -= s.outstanding;
-    s.outstanding = 0;
-    this.#holding.delete(s);
+    this.#ended(s);
     this.budgetFreed();
-    if (s.ageTimer !== null) clearTimeout(s.ageTimer);
     this.#running.delete(s);
     this.worker.live--;
     this.worker.notifySessionEnded();
-    // The handler ended by itself: the marker makes this the session's end in every replay too.
-    if (!s.markerRequested) this.#requestClose(s);
   }
 
-  /** Queues the session's next output (or its failure, after which it takes no more). */
+  /**
+   * Its handler has finished. The session keeps the entries its handler took (at least its first); those it
+   * never took go, in log order, to the key's next session, ahead of the key's later entries. This depends
+   * only on the log and on the handler (deterministic over its inputs), so every replay ends it at the same
+   * entry, whether its end came from the log (a marker, a cap, an entry that cannot be decoded) or from the
+   * handler returning or throwing. Its entries are acked after its outputs.
+   */
+  #ended(s: Session<I, O>): void {
+    if (s.timer !== null) clearTimeout(s.timer);
+    if (s.ageTimer !== null) clearTimeout(s.ageTimer);
+    s.timer = s.ageTimer = null;
+    this.#holding.delete(s);
+    this.buffered -= s.sent.length;
+    const sent = s.sent;
+    s.sent = [];
+    // Stopped by a hand-off or a takeover: nothing is acked, the next owner replays it all.
+    if (this.dropped) return;
+    if (this.sessions.get(s.key) === s) this.sessions.delete(s.key);
+    s.markerRequested = true;
+    const endTaken = s.stream[kTakenEnd]();
+    let kept = Math.max(s.stream[kTaken]() - s.sentBase, s.sentBase === 0 ? 1 : 0);
+    // The entry that could not be decoded ended the input: the session keeps it if its handler read to that end.
+    if (s.stop?.entry === true && endTaken) kept = sent.length;
+    const moved = sent.slice(Math.min(kept, sent.length));
+    const keptStop = s.stop !== undefined && (s.stop.entry ? kept >= sent.length : endTaken);
+    if (keptStop && !s.failed) {
+      const stop = s.stop as { error: Error; entry: boolean };
+      if (!stop.entry) this.worker.counters.capped++;
+      this.#queue({ output: { sid: s.sid, seq: ++s.seq, key: s.key, error: serializeError(stop.error) } });
+    }
+    let acks = s.ids;
+    if (moved.length > 0) {
+      const away = new Set(moved.map((e) => e.id));
+      acks = acks.filter((id) => !away.has(id));
+      for (const entry of moved) this.#hold(entry);
+      this.worker.counters.handedOn += moved.length;
+    }
+    this.#queue({ acks, ended: s.sid, lastSeq: s.seq });
+    if (moved.length > 0) this.drainHeld().catch((error: unknown) => this.worker.report(error));
+  }
+
+  /** Queues the session's next output (or its failure, after which it makes no more). */
   #output(s: Session<I, O>, value: O | undefined, error?: unknown): void {
-    if (this.dropped || s.done) return;
+    if (this.dropped || s.failed) return;
     const w = this.worker;
     if (error === undefined) {
       try {
@@ -748,7 +843,6 @@ class PartitionRun<I, O> {
       }
     }
     this.#queue({ output: { sid: s.sid, seq: ++s.seq, key: s.key, error: serializeError(error) } });
-    s.done = true;
     s.failed = true;
     void s.stream.cancel(error);
   }
@@ -805,17 +899,19 @@ class PartitionRun<I, O> {
     });
   }
 
-  /** The session's marker was read: its input ends; once its outputs are queued, so are its acks. */
+  /**
+   * The log ended the session (its marker was read, a cap, an entry it cannot decode): its input ends. The
+   * key's next session waits until it has finished (`#ended` may give it entries).
+   */
   #finish(s: Session<I, O>): void {
     this.sessions.delete(s.key);
     if (s.timer !== null) clearTimeout(s.timer);
     if (s.ageTimer !== null) clearTimeout(s.ageTimer);
+    s.timer = s.ageTimer = null;
     s.markerRequested = true;
     s.stream.end();
     const done = s.forwarded.then(() => {
       if (this.finishing.get(s.key) === done) this.finishing.delete(s.key);
-      // A session stopped by a hand-off may have missed outputs: it stays pending for the next owner.
-      if (!this.dropped) this.#queue({ acks: s.ids, ended: s.sid, lastSeq: s.seq });
     });
     this.finishing.set(s.key, done);
   }
@@ -1037,6 +1133,7 @@ class Worker<I, O> implements RedisWorker {
     outputs: 0,
     errors: 0,
     capped: 0,
+    handedOn: 0,
     diverged: 0,
   };
   readonly #trips = new RoundTrips();
@@ -1366,14 +1463,45 @@ class Worker<I, O> implements RedisWorker {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       if (this.#timer !== null) clearTimeout(this.#timer);
+      // No lease is renewed from here on, so by this worker's own clock each runs out at its `validUntil`. Past
+      // the last one nothing it writes would be accepted: close() stops waiting for Redis (unreachable, say)
+      // and for handlers that do not finish, drops what is left, and lets the leases lapse.
+      const deadline = Math.max(performance.now() + this.ttl / 3, ...[...this.#runs.values()].map((run) => run.validUntil));
+      let releasing: PartitionRun<I, O>[] = [];
+      const released = new Set<PartitionRun<I, O>>();
+      const graceful = (async () => {
+        await this.#ticking;
+        releasing = [...this.#runs.values()];
+        this.#runs.clear();
+        // Out of the live set first: the others' fair share then counts without this worker.
+        await this.log.leave(this.id).catch((error: unknown) => this.report(error));
+        await Promise.all(
+          releasing.map(async (run) => {
+            await run.release();
+            released.add(run);
+            this.counters.released++;
+          }),
+        );
+      })();
+      let timer: NodeJS.Timeout | undefined;
+      const inTime = await Promise.race([
+        graceful.then(() => true),
+        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, deadline - performance.now())))),
+      ]);
+      clearTimeout(timer);
       clearInterval(this.#expiry);
-      await this.#ticking;
-      const runs = [...this.#runs.values()];
-      this.#runs.clear();
-      this.counters.released += runs.length;
-      // Out of the live set first: the others' fair share then counts without this worker.
-      await this.log.leave(this.id).catch((error: unknown) => this.report(error));
-      await Promise.all(runs.map((run) => run.release()));
+      if (!inTime) {
+        const left = [...new Set([...releasing, ...this.#runs.values()])].filter((run) => !released.has(run));
+        this.#runs.clear();
+        for (const run of left) void run.drop();
+        const partitions = left.map((run) => run.partition).sort((a, b) => a - b);
+        this.report(
+          new CloseTimeoutError(
+            partitions,
+            `close() stopped waiting: Redis did not answer, or a handler did not finish, before this worker's leases ran out; partitions [${partitions.join(', ')}] were dropped, not released (their next owner replays their live sessions)`,
+          ),
+        );
+      }
       // Every committed output reaches onOutput before close() resolves (partitions lost earlier included).
       await this.delivery?.drained();
       this.#wakerSignal?.();
