@@ -312,6 +312,47 @@ test('redisOutputs(): from the start, from the end, and with a consumer group ac
   }
 });
 
+test('redisOutputs with claimIdle: entries a stopped reader had read ahead go to another consumer of the group once idle that long; every output once', async () => {
+  const name = fresh('claim');
+  const partitions = 2;
+  const producer = redisProducer({ client, name, partitions });
+  const worker = redisWorker(totals({ idleTimeout: 0 }), { client, name, partitions, leaseTtl: 1500 });
+  try {
+    await producer.sendMany(Array.from({ length: 60 }, (_, i) => [`k${i % 6}`, { n: i }]));
+    await eventually(async () => (await readAllOutputs(client, name, partitions)).length === 60, '60 outputs');
+    // A reads ahead 20 per partition, handles 3 and leaves: the rest it read stays pending under its name.
+    const first = [];
+    for await (const item of redisOutputs({ client, name, partitions, group: 'g', consumer: 'a', count: 20 })) {
+      first.push(item);
+      if (first.length === 3) break;
+    }
+    const pendingA = async () => {
+      let n = 0;
+      for (let p = 0; p < partitions; p++) n += (await client.xPending(`velo:{${name}:p${p}}:out`, 'g')).pending;
+      return n;
+    };
+    assert.ok((await pendingA()) > 1, 'A left read-ahead entries pending');
+    const rest = [];
+    // (The signal only bounds the wait when nothing is claimed.)
+    const signal = AbortSignal.timeout(20_000);
+    for await (const item of redisOutputs({ client, name, partitions, group: 'g', consumer: 'b', claimIdle: 100, signal })) {
+      rest.push(item);
+      if (rest.length === 58) break;
+    }
+    const where = (i) => `${i.partition}/${i.id}`;
+    // B gets every output A did not move past, A's third (its loop left on it) included, each once.
+    assert.equal(new Set(rest.map(where)).size, 58);
+    assert.equal(new Set([...first, ...rest].map(where)).size, 60, 'every output');
+    assert.ok(rest.some((i) => where(i) === where(first[2])), "A's last, never acked, went to B");
+    assert.ok(!rest.some((i) => where(i) === where(first[0]) || where(i) === where(first[1])), "A's acked ones did not");
+    assert.equal(await pendingA(), 1, "only the one B's loop left on is pending");
+    assert.throws(() => redisOutputs({ client, name, partitions, claimIdle: 100 }), { code: 'ERR_INVALID_ARG_VALUE' });
+    assert.throws(() => redisOutputs({ client, name, partitions, group: 'g', claimIdle: 0 }), { code: 'ERR_OUT_OF_RANGE' });
+  } finally {
+    await worker.close();
+  }
+});
+
 test('fencing: once another worker holds the lease, the old owner reads, writes, marks and acks nothing', async () => {
   const { RedisLog, KeySpace } = require('../dist/redis/redis-log.js');
   const { FencedError } = require('../dist/redis/transport.js');

@@ -30,6 +30,12 @@ export interface RedisOutputsOptions<O = unknown> extends RedisOptions<O> {
   group?: string;
   /** This reader's consumer name in `group`: after a restart it gets back what it had read but not moved past. Default `'reader'`. */
   consumer?: string;
+  /**
+   * With a group: take over entries another consumer of the group has had pending for at least this many ms
+   * (read ahead by a reader that stopped or died, or still being handled by a slow one: those are delivered
+   * twice), with `XAUTOCLAIM`, swept at most every `claimIdle / 2` ms (and 50 ms). Default: never.
+   */
+  claimIdle?: number;
   /** Entries per read. Default 256. */
   count?: number;
   /** Ends the iteration. */
@@ -58,6 +64,10 @@ export function outputItem<O>(codec: Codec<O>, partition: number, id: Buffer, li
 type Held = { client: RedisClientLike | null };
 const abandoned = new FinalizationRegistry<Held>((held) => void held.client?.destroy());
 const BLOCK_MS = 1000;
+/** The longest `claimIdle`, ms (a day: pending entries older than that are for an operator to look at). */
+const MAX_IDLE_MS = 86_400_000;
+/** The shortest time between two claim sweeps, ms. */
+const CLAIM_EVERY_MIN_MS = 50;
 
 /**
  * The outputs of the function `options.name`, from every partition, as an async iterable (per key in order;
@@ -66,14 +76,20 @@ const BLOCK_MS = 1000;
  * once per group.
  */
 export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): AsyncIterable<OutputItem<O>> {
-  const o = resolveOptions(options, 'redisOutputs()', ['from', 'group', 'consumer', 'count', 'signal']);
-  const { from = 'start', group, consumer = 'reader', count = 256, signal } = options;
+  const o = resolveOptions(options, 'redisOutputs()', ['from', 'group', 'consumer', 'claimIdle', 'count', 'signal']);
+  const { from = 'start', group, consumer = 'reader', claimIdle, count = 256, signal } = options;
   if (from !== 'start' && from !== 'end')
     throw invalidValue(`redisOutputs(): options.from must be 'start' or 'end', not ${describe(from)}`);
   if (group !== undefined && (typeof group !== 'string' || group.length === 0))
     throw invalidType(`redisOutputs(): options.group must be a non-empty string, not ${describe(group)}`);
   if (typeof consumer !== 'string' || consumer.length === 0)
     throw invalidType(`redisOutputs(): options.consumer must be a non-empty string, not ${describe(consumer)}`);
+  if (claimIdle !== undefined && (!Number.isInteger(claimIdle) || claimIdle < 1 || claimIdle > MAX_IDLE_MS))
+    throw outOfRange(
+      `redisOutputs(): options.claimIdle must be an integer from 1 to ${MAX_IDLE_MS} (ms), not ${describe(claimIdle)}`,
+    );
+  if (claimIdle !== undefined && group === undefined)
+    throw invalidValue('redisOutputs(): options.claimIdle needs options.group (only a group has entries to claim)');
   if (!Number.isInteger(count) || count < 1 || count > 10_000)
     throw outOfRange(`redisOutputs(): options.count must be an integer from 1 to 10000, not ${describe(count)}`);
   if (signal !== undefined && !(signal instanceof AbortSignal))
@@ -114,7 +130,34 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
       } else positions.push(...names.map(() => '0-0'));
 
       let replaying = group !== undefined;
+      // Where each partition's claim sweep goes on from, and when the next sweep is due.
+      const claimFrom = names.map(() => '0-0');
+      let claimDue = 0;
+      const claimEvery = claimIdle === undefined ? 0 : Math.max(CLAIM_EVERY_MIN_MS, Math.floor(claimIdle / 2));
+      // A blocking read must not hold the next sweep back.
+      const blockMs = claimIdle === undefined ? BLOCK_MS : Math.min(BLOCK_MS, claimEvery);
       while (!signal?.aborted) {
+        if (claimIdle !== undefined && !replaying && performance.now() >= claimDue) {
+          claimDue = performance.now() + claimEvery;
+          // Other consumers' stale entries, every partition's in one pipelined round.
+          const claimed = await Promise.all(
+            names.map((name, p) =>
+              client.sendCommand(
+                ['XAUTOCLAIM', name, group as string, consumer, String(claimIdle), claimFrom[p], 'COUNT', String(count)],
+                BUFFERS,
+              ),
+            ),
+          );
+          for (let p = 0; p < names.length; p++) {
+            const [next, entries] = claimed[p] as [Buffer, [Buffer, unknown][]];
+            claimFrom[p] = next.toString();
+            for (const [id, list] of entries) {
+              const claimedItem = item(names[p], id, list);
+              if (claimedItem !== null) yield claimedItem;
+              await client.sendCommand(['XACK', names[p], group as string, id]);
+            }
+          }
+        }
         const command =
           group === undefined
             ? ['XREAD', 'COUNT', String(count), 'BLOCK', String(BLOCK_MS), 'STREAMS', ...names, ...positions]
@@ -128,7 +171,7 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
                   'COUNT',
                   String(count),
                   'BLOCK',
-                  String(BLOCK_MS),
+                  String(blockMs),
                   'STREAMS',
                   ...names,
                   ...names.map(() => '>'),
