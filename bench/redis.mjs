@@ -400,11 +400,16 @@ try {
       { idleTimeout: 0, maxConcurrent: keys * 2 },
     );
     const started = performance.now();
+    const cpuBefore = [cpuMs(process.pid), cpuMs(redis.pid)];
     const worker = redisWorker(fn, { client, name, partitions, leaseTtl: 10_000 });
     while (worker.stats().outputs < events) await sleep(5);
     const seconds = (performance.now() - started) / 1000;
+    // CPU per event (µs) of this process (the worker) and of redis-server: steadier than events/s on a busy machine.
+    const [workerCpu, redisCpu] = [cpuMs(process.pid), cpuMs(redis.pid)].map((ms, i) => (ms === null ? null : +(((ms - cpuBefore[i]) * 1000) / events).toFixed(2)));
     const { roundTrip } = worker.stats();
-    console.log(JSON.stringify({ mode, events, keys, partitions, seconds: +seconds.toFixed(3), eventsPerSecond: Math.round(events / seconds), roundTrip }));
+    console.log(
+      JSON.stringify({ mode, events, keys, partitions, seconds: +seconds.toFixed(3), eventsPerSecond: Math.round(events / seconds), workerCpuUsPerEvent: workerCpu, redisCpuUsPerEvent: redisCpu, roundTrip }),
+    );
     await worker.close();
   } else if (mode === 'live') {
     const rate = Number(a ?? 5000);

@@ -92,7 +92,7 @@ return redis.call('XADD', KEYS[2], '*', 'k', ARGV[2], 'c', ARGV[3])`);
 // last seq). An output whose seq is not above its session's high-water mark
 // was written before (by an earlier owner, or this one before a replay):
 // skipped. Returns {ids, divergences}.
-// - serial (local delivery; '' without): ids are the entries written ('' for
+// - serial (local delivery; '' without, and then no ids come back): ids are the entries written ('' for
 //   one skipped), and the commit key remembers the last commit; a retry of
 //   that same commit (its reply was lost) changes nothing and gets the ids
 //   it wrote (they are contiguous in the output stream: one script wrote them).
@@ -135,18 +135,25 @@ local function diverged(a, b, c, d, e)
 end
 local first = nil
 local written = 0
+-- Each session's high-water mark, read once per call; the raised ones are written back after the loop.
+local marks = {}
+local raised = {}
 local i = 5
 for o = 1, n do
   local sid, seq = ARGV[i], ARGV[i + 1]
-  if tonumber(seq) > tonumber(redis.call('HGET', KEYS[4], sid) or '0') then
+  local mark = marks[sid]
+  if mark == nil then mark = tonumber(redis.call('HGET', KEYS[4], sid) or '0') end
+  if tonumber(seq) > mark then
     local id = redis.call('XADD', KEYS[3], '*', 'sid', sid, 'seq', seq, 'k', ARGV[i + 2], ARGV[i + 3], ARGV[i + 4])
-    redis.call('HSET', KEYS[4], sid, seq)
+    if raised[sid] == nil then raised[#raised + 1] = sid end
+    raised[sid] = seq
+    mark = tonumber(seq)
     if check then redis.call('HSET', KEYS[5], seq .. ' ' .. sid, id .. ' ' .. redis.sha1hex(ARGV[i + 3] .. ARGV[i + 4])) end
     first = first or id
     written = written + 1
-    ids[o] = id
+    if serial ~= '' then ids[o] = id end
   else
-    ids[o] = ''
+    if serial ~= '' then ids[o] = '' end
     local stored = check and redis.call('HGET', KEYS[5], seq .. ' ' .. sid)
     if stored then
       local at = string.find(stored, ' ', 1, true)
@@ -164,7 +171,17 @@ for o = 1, n do
       end
     end
   end
+  marks[sid] = mark
   i = i + 5
+end
+local marked = {}
+for j = 1, #raised do
+  marked[#marked + 1] = raised[j]
+  marked[#marked + 1] = raised[raised[j]]
+  if #marked == 1000 or j == #raised then
+    redis.call('HSET', KEYS[4], unpack(marked))
+    marked = {}
+  end
 end
 n = tonumber(ARGV[i])
 i = i + 1
