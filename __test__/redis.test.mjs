@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { streamFn } from 'velo-stream';
 import { SendError, bufferCodec, fnv1a, jsonCodec, redisMaterialize, redisOutputs, redisProducer, redisWorker } from 'velo-stream/redis';
 import { client, fresh, useRedis } from './helpers/redis-suite.mjs';
+import { prng } from '../bench/prng.mjs';
 import { checkOutputs, eventually, expectedTotals, pendingCount, readAllOutputs, totals } from './helpers/redis-fixtures.mjs';
 
 const require = createRequire(import.meta.url);
@@ -58,6 +59,59 @@ test('jsonCodec carries Buffers anywhere in a value; bufferCodec carries raw byt
   assert.ok(Buffer.isBuffer(decoded.a));
   assert.deepEqual(bufferCodec.decode(Buffer.from(bufferCodec.encode(new Uint8Array([9, 8])))), Buffer.from([9, 8]));
   assert.throws(() => bufferCodec.encode({}), { code: 'ERR_INVALID_ARG_VALUE' });
+});
+
+test('jsonCodec: values without bytes take plain JSON and the result is the same as the careful path (randomized, seeded)', () => {
+  // The careful path, as a reference: a replacer and a reviver for every value.
+  const TAG = '$velo:buffer';
+  const reference = {
+    encode: (value) =>
+      JSON.stringify(value, function (key, converted) {
+        const raw = this[key];
+        return raw instanceof Uint8Array ? { [TAG]: Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('base64') } : converted;
+      }),
+    decode: (data) =>
+      JSON.parse(data.toString('utf8'), (_key, value) =>
+        value !== null && typeof value === 'object' && !Array.isArray(value) && typeof value[TAG] === 'string' && Object.keys(value).length === 1
+          ? Buffer.from(value[TAG], 'base64')
+          : value,
+      ),
+  };
+  const random = prng(13);
+  const pick = (list) => list[Math.floor(random() * list.length)];
+  const leaf = () =>
+    pick([
+      () => Math.floor(random() * 1000) - 500,
+      () => random(),
+      () => pick(['', 'text', 'with "$velo:buffer" inside', '\u00e9\u{1F600}', 'a\nb']),
+      () => random() < 0.5,
+      () => null,
+      () => Buffer.from([Math.floor(random() * 256), 1, 2]),
+      () => new Uint8Array([9, Math.floor(random() * 256)]),
+      () => new Date(1_700_000_000_000 + Math.floor(random() * 1e9)),
+      () => ({ [TAG]: 'AAEC' }),
+    ])();
+  const value = (depth) => {
+    if (depth > 3 || random() < 0.3) return leaf();
+    if (random() < 0.4) return Array.from({ length: Math.floor(random() * 4) }, () => value(depth + 1));
+    const out = {};
+    for (let i = Math.floor(random() * 4); i > 0; i--) out[pick(['a', 'b', 'n', TAG, 'long key'])] = value(depth + 1);
+    return out;
+  };
+  // Deeper than the scan looks (it then takes the careful path).
+  let deep = { x: Buffer.from([1]) };
+  for (let i = 0; i < 80; i++) deep = { d: deep };
+  let plainDeep = { x: 1 };
+  for (let i = 0; i < 80; i++) plainDeep = [plainDeep];
+  const values = [deep, plainDeep, ...Array.from({ length: 3000 }, () => value(0))];
+  for (const v of values) {
+    const text = jsonCodec.encode(v);
+    assert.equal(text, reference.encode(v));
+    assert.deepEqual(jsonCodec.decode(Buffer.from(text)), reference.decode(Buffer.from(text)));
+  }
+  const cycle = { a: 1 };
+  cycle.self = cycle;
+  assert.throws(() => jsonCodec.encode(cycle), TypeError);
 });
 
 test('bad events and keys are refused at the call with a code, and nothing is written', async () => {
