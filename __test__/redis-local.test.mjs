@@ -492,3 +492,30 @@ test('bad local-delivery options are refused with a code', () => {
   assert.throws(() => redisWorker(totals(), { ...base, maxUndelivered: 1.5 }), { code: 'ERR_OUT_OF_RANGE' });
   assert.throws(() => redisWorker(totals(), { ...base, checkReplay: 'yes' }), { code: 'ERR_INVALID_ARG_TYPE' });
 });
+
+test('an onOutput parked on an await of its own holds close() only until the leases run out: ERR_VELO_CLOSE_TIMEOUT, then close() resolves and the outputs stay in Redis', async () => {
+  const name = fresh('parkedout');
+  const producer = redisProducer({ client, name, partitions: 2 });
+  const errors = [];
+  let calls = 0;
+  const worker = redisWorker(totals({ idleTimeout: 0 }), {
+    client,
+    name,
+    partitions: 2,
+    leaseTtl: 1500,
+    onError: (error) => errors.push(error),
+    onOutput: () => {
+      calls++;
+      return new Promise(() => {});
+    },
+  });
+  await producer.sendMany([['a', { n: 1 }], ['b', { n: 2 }], ['a', { n: 3 }]]);
+  await eventually(async () => (await readAllOutputs(client, name, 2)).length === 3 && calls === 1, 'committed, one onOutput call parked');
+  await worker.close();
+  assert.deepEqual(
+    errors.map((e) => e.code),
+    ['ERR_VELO_CLOSE_TIMEOUT'],
+  );
+  assert.deepEqual([...errors[0].partitions], []);
+  assert.match(errors[0].message, /onOutput did not take every committed output .* \(3 undelivered;/);
+});

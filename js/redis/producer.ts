@@ -193,7 +193,7 @@ class Producer<I> implements RedisProducer<I> {
     const more = failures.length === 1 ? '' : ` (the first of ${failures.length} failed calls)`;
     throw new SendError(
       ids,
-      `${what}: ${written} of ${n} events written, ${refused} not, ${n - written - refused} unknown: ${cause?.message ?? String(cause)}${more}`,
+      `${what}: ${written} of ${n} events written, ${refused} not, ${n - written - refused} unknown: ${cause?.message || cause?.name || String(cause)}${more}`,
       cause,
     );
   }

@@ -1483,12 +1483,19 @@ class Worker<I, O> implements RedisWorker {
           }),
         );
       })();
-      let timer: NodeJS.Timeout | undefined;
-      const inTime = await Promise.race([
-        graceful.then(() => true),
-        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, deadline - performance.now())))),
-      ]);
-      clearTimeout(timer);
+      /** True if `work` settled before the deadline. */
+      const byDeadline = async (work: Promise<unknown>): Promise<boolean> => {
+        let timer: NodeJS.Timeout | undefined;
+        const inTime = await Promise.race([
+          work.then(() => true),
+          new Promise<boolean>(
+            (resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, deadline - performance.now()))),
+          ),
+        ]);
+        clearTimeout(timer);
+        return inTime;
+      };
+      const inTime = await byDeadline(graceful);
       clearInterval(this.#expiry);
       if (!inTime) {
         const left = [...new Set([...releasing, ...this.#runs.values()])].filter((run) => !released.has(run));
@@ -1502,8 +1509,16 @@ class Worker<I, O> implements RedisWorker {
           ),
         );
       }
-      // Every committed output reaches onOutput before close() resolves (partitions lost earlier included).
-      await this.delivery?.drained();
+      // Every committed output reaches onOutput before close() resolves (partitions lost earlier included),
+      // unless onOutput itself holds on past the deadline.
+      if (this.delivery !== null && !(await byDeadline(this.delivery.drained()))) {
+        this.report(
+          new CloseTimeoutError(
+            [],
+            `close() stopped waiting: onOutput did not take every committed output before this worker's leases ran out (${this.delivery.undelivered} undelivered; they are in Redis, readable with redisOutputs)`,
+          ),
+        );
+      }
       this.#wakerSignal?.();
       await this.log.close();
       await this.#waker;
