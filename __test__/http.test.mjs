@@ -63,6 +63,47 @@ test('a handler error after some outputs ends the response with an error line (N
   }
 });
 
+test('outputs ready together go out in one write; one the serializer refuses comes after those before it; a feed being read is read on', async () => {
+  const burst = streamFn(async function* (events) {
+    for await (const e of events) {
+      for (let i = 1; i <= 4; i++) yield { n: e.n * 10 + i };
+      if (e.bad) yield 5n;
+    }
+  });
+  const writes = [];
+  const srv = await listen(async (req, res) => {
+    const write = res.write;
+    res.write = function (...args) {
+      writes.push(String(args[0]));
+      return write.apply(this, args);
+    };
+    if (req.url === '/bad') return sendNdjson(res, burst.open().feed([{ n: 1, bad: true }]));
+    if (req.url === '/started') {
+      // One output read here, the rest by sendNdjson: the feed's source is read once.
+      const outputs = burst.open().feed([{ n: 1 }, { n: 2 }]);
+      const first = await outputs.next();
+      res.write(`${JSON.stringify(first.value)}\n`);
+      return sendNdjson(res, outputs);
+    }
+    return sendNdjson(res, burst.open().feed([{ n: 1 }]));
+  });
+  const lines = (n) => Array.from({ length: 4 }, (_, i) => `{"n":${n * 10 + i + 1}}\n`).join('');
+  try {
+    assert.equal(await (await fetch(srv.url)).text(), lines(1));
+    assert.deepEqual(writes.splice(0), [lines(1)], 'the four outputs in one write');
+    const bad = await fetch(`${srv.url}/bad`);
+    assert.equal(bad.status, 200);
+    const text = await bad.text();
+    assert.equal(text.slice(0, lines(1).length), lines(1), 'the outputs before the refused one');
+    assert.match(text.slice(lines(1).length), /^\{"error":\{"message":"[^"]*BigInt[^"]*"\}\}\n$/);
+    writes.length = 0;
+    assert.equal(await (await fetch(`${srv.url}/started`)).text(), lines(1) + lines(2));
+    assert.equal(burst.stats().open, 0);
+  } finally {
+    await srv.close();
+  }
+});
+
 test('SSE: multi-line data is split into data fields; a named event is used when given', async () => {
   const lines = streamFn(async function* () {
     yield 'a\nb';

@@ -139,7 +139,12 @@ void view.done.then(() => view.close());
 void distributed.close();
 const raw: Codec<Buffer> = { encode: (b) => b, decode: (b) => b };
 void (async () => {
-  for await (const item of redisOutputs<{ hot: number }>({ client: redisClient, name: 'alerts', group: 'g', claimIdle: 30_000 })) {
+  for await (const item of redisOutputs<{ hot: number }>({
+    client: redisClient,
+    name: 'alerts',
+    group: 'g',
+    claimIdle: 30_000,
+  })) {
     const typed: OutputItem<{ hot: number }> = item;
     if ('value' in typed) console.log(typed.sid, typed.seq, typed.value.hot);
   }

@@ -6,8 +6,8 @@
 // sessions) implements `StreamKind` by extending `StreamBase` (drive.ts).
 // The drivers then work on it unchanged: `run()` and `feed()` (drive.ts),
 // the consumer's iterator and `recv()`, pipe links (pipe.ts), sessions
-// (integrations/sessions.ts), the HTTP helpers (through `feed()` and
-// iteration) and `duplex()`. The contract is written down in
+// (integrations/sessions.ts), the HTTP helpers (through `feed()` and the
+// batch readings, `kEventBatches` and `kOutputBatches`) and `duplex()`. The contract is written down in
 // docs/design.md ("The stream-kind protocol").
 //
 // The symbols are registered ones (`Symbol.for`): copies of the module loaded
@@ -24,6 +24,24 @@ export const kInputError = Symbol.for('velo-stream.inputError');
 export const kFinished = Symbol.for('velo-stream.finished');
 export const kTaken = Symbol.for('velo-stream.taken');
 export const kTakenEnd = Symbol.for('velo-stream.takenEnd');
+/**
+ * An async source of events may also offer them in arrays:
+ * `source[kEventBatches]()` returns an async iterator of non-empty arrays,
+ * the same events in the same order, failing where the source would fail.
+ * `kSendAll` then moves each array into the stream in one crossing instead
+ * of one per event (`ndjsonEvents` offers its lines a chunk at a time). Only
+ * one of the two iterators is ever used.
+ */
+export const kEventBatches = Symbol.for('velo-stream.eventBatches');
+/**
+ * The other direction: `outputs[kOutputBatches]()` (a stream, or what
+ * `feed()` returns) reads the outputs in arrays, as many as are ready each
+ * time, instead of one by one; leaving it early cancels as leaving the
+ * iteration would. For writers that take many at once (the HTTP helpers
+ * write a batch in one `res.write`). Undefined once a one-by-one read of a
+ * feed has begun.
+ */
+export const kOutputBatches = Symbol.for('velo-stream.outputBatches');
 
 /** The end of an iteration (shared: iterator results are never mutated). */
 export const DONE: IteratorResult<never, undefined> = Object.freeze({ done: true, value: undefined });

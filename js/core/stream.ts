@@ -23,6 +23,7 @@ import {
   ReadKind,
   type SendControl,
   kDrain,
+  kEventBatches,
   kFinished,
   kInputError,
   kRead,
@@ -153,6 +154,20 @@ export function reportHandoffs(): void {
   // (A report is one native call per stream, and never adds to the list.)
   for (let i = 0; i < unreported.length; i++) unreported[i][kReport](true);
   unreported.length = 0;
+}
+
+/** Streams whose batch readers are served on the next turn of the event loop (one immediate for all of them). */
+let toWake: HandlerStream<unknown, unknown>[] = [];
+const kWake = Symbol('velo.wake');
+
+function wakeLater(stream: HandlerStream<unknown, unknown>): void {
+  if (toWake.push(stream) === 1) setImmediate(wakeOnTurn);
+}
+
+function wakeOnTurn(): void {
+  const streams = toWake;
+  toWake = [];
+  for (let i = 0; i < streams.length; i++) streams[i][kWake]();
 }
 
 /** The async iterable a handler reads its events from. */
@@ -536,7 +551,10 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   }
 
   async #sendAsync(source: AsyncIterable<I>, control: SendControl | undefined): Promise<boolean> {
-    const it = source[Symbol.asyncIterator]();
+    // A source that offers its events in arrays (protocol.ts) sends each as one slice.
+    const batches = (source as { [kEventBatches]?: () => AsyncIterator<I[]> })[kEventBatches];
+    const it: AsyncIterator<I | I[]> = typeof batches === 'function' ? batches.call(source) : source[Symbol.asyncIterator]();
+    const inBatches = typeof batches === 'function';
     let stopped = false;
     // The stream may finish (cancelled, an idle timeout, its handler
     // returning) while the source waits for its next event, perhaps forever:
@@ -557,7 +575,11 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
         const r = checkedResult(await it.next());
         if (stopped) return false;
         if (r.done) return true;
-        const sent = this.#sendOne(r.value);
+        // (An array of one is sent as one event: it may be handed straight to a waiting handler.)
+        const sent =
+          inBatches && (r.value as I[]).length !== 1
+            ? this.#sendArray(r.value as I[])
+            : this.#sendOne(inBatches ? (r.value as I[])[0] : (r.value as I));
         if (sent === true || (await sent)) continue;
         stopped = true;
         await it.return?.();
@@ -918,11 +940,15 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
       this.#serveReaders();
     } else if (!this.#wakeScheduled) {
       this.#wakeScheduled = true;
-      setImmediate(() => {
-        this.#wakeScheduled = false;
-        this.#serveReaders();
-      });
+      wakeLater(this as HandlerStream<unknown, unknown>);
     }
+  }
+
+  /** The next turn of the event loop has come (see `wakeLater`). */
+  [kWake](): void {
+    if (!this.#wakeScheduled) return;
+    this.#wakeScheduled = false;
+    this.#serveReaders();
   }
 
   /** Hands the staged outputs to the core (they fit: they are within the credit). */

@@ -6,6 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { constants as bufferConstants, isUtf8 } from 'node:buffer';
 import { Readable } from 'node:stream';
+import { kEventBatches, kOutputBatches } from '../core/protocol';
 import { describe, invalidType, invalidValue, outOfRange } from '../errors';
 
 /** Output formats. */
@@ -55,7 +56,7 @@ function frames<O>(format: Format, opts: ResponseOptions<O>) {
  * ends, the handler's `finally` runs), else closes the iterator. Async, so
  * that an iterator whose return() throws rejects rather than throws.
  */
-async function stop<O>(outputs: Stoppable<O>, it: AsyncIterator<O>, why: string): Promise<void> {
+async function stop<O>(outputs: Stoppable<O>, it: AsyncIterator<unknown>, why: string): Promise<void> {
   if (typeof outputs.cancel === 'function') await outputs.cancel(new Error(why));
   else await it.return?.();
 }
@@ -100,7 +101,10 @@ export async function writeResponse<O>(
     }
     for (const [k, v] of Object.entries(opts.headers ?? {})) res.setHeader(k, v);
   };
-  const it = outputs[Symbol.asyncIterator]();
+  // Outputs of this library are read as many at a time as are ready, and
+  // written together (protocol.ts); others one by one.
+  const batches = (outputs as { [kOutputBatches]?: () => AsyncIterator<O[]> | undefined })[kOutputBatches]?.();
+  const it: AsyncIterator<O | O[]> = batches ?? outputs[Symbol.asyncIterator]();
   let gone = res.destroyed || res.writableEnded;
   const onClose = () => {
     if (res.writableFinished) return;
@@ -114,32 +118,61 @@ export async function writeResponse<O>(
   // pending read below then ends.
   if (gone) stop(outputs, it, 'client disconnected').catch(() => {});
   let failed = false;
+  const highWaterMark = res.writableHighWaterMark;
   try {
     for (;;) {
-      let text: string;
+      let values: readonly O[] = [];
+      let failure: { error: unknown } | undefined;
       try {
         const r = await it.next();
         if (r.done || gone) break;
-        text = frame.output(r.value);
+        values = batches === undefined ? [r.value as O] : (r.value as O[]);
       } catch (error) {
-        // The outputs failed, or an output could not be serialized (then the
-        // stream would go on: it is stopped in `finally`).
-        failed = true;
-        if (gone) break;
-        if (!res.headersSent) {
-          const e = error as { status?: unknown; toJSON?: () => unknown };
-          res.statusCode = typeof e?.status === 'number' && e.status >= 400 && e.status < 600 ? e.status : 500;
-          res.setHeader('content-type', 'application/json; charset=utf-8');
-          closeIfBodyUnread(res);
-          res.write(JSON.stringify(typeof e?.toJSON === 'function' ? e.toJSON() : errorPayload(error)));
-        } else {
-          closeIfBodyUnread(res);
-          res.write(frame.error(error));
-        }
-        break;
+        // The outputs failed.
+        failure = { error };
       }
-      start();
-      if (!res.write(text)) await drainOrClose(res); // the socket is full: wait for room, or for the client to leave
+      // A batch goes out in writes of about the socket's high-water mark:
+      // past that, the rest waits for room, as single outputs would.
+      let text = '';
+      for (let i = 0; i < values.length; i++) {
+        try {
+          text += frame.output(values[i]);
+        } catch (error) {
+          // An output could not be serialized (then the stream would go on:
+          // it is stopped in `finally`); the ones before it are written.
+          failure = { error };
+          break;
+        }
+        if (text.length < highWaterMark && i < values.length - 1) continue;
+        start();
+        const room = res.write(text);
+        text = '';
+        // The socket is full: wait for room, or for the client to leave.
+        if (!room) await drainOrClose(res);
+        if (gone) break;
+      }
+      if (text !== '' && !gone) {
+        start();
+        res.write(text);
+      }
+      if (failure === undefined) {
+        if (gone) break;
+        continue;
+      }
+      failed = true;
+      if (gone) break;
+      const error = failure.error;
+      if (!res.headersSent) {
+        const e = error as { status?: unknown; toJSON?: () => unknown };
+        res.statusCode = typeof e?.status === 'number' && e.status >= 400 && e.status < 600 ? e.status : 500;
+        res.setHeader('content-type', 'application/json; charset=utf-8');
+        closeIfBodyUnread(res);
+        res.write(JSON.stringify(typeof e?.toJSON === 'function' ? e.toJSON() : errorPayload(error)));
+      } else {
+        closeIfBodyUnread(res);
+        res.write(frame.error(error));
+      }
+      break;
     }
   } finally {
     res.off('close', onClose);
@@ -211,7 +244,9 @@ export function sendSse<O>(res: ServerResponse, outputs: Stoppable<O>, opts?: Re
 export function toReadable<O>(outputs: Stoppable<O>, format: Format, opts: ResponseOptions<O> = {}): Readable {
   assertOutputs(outputs);
   const frame = frames(format, opts);
-  const it = outputs[Symbol.asyncIterator]();
+  // As in writeResponse: this library's outputs are taken as many as are ready at a time.
+  const batches = (outputs as { [kOutputBatches]?: () => AsyncIterator<O[]> | undefined })[kOutputBatches]?.();
+  const it: AsyncIterator<O | O[]> = batches ?? outputs[Symbol.asyncIterator]();
   // The outputs are over (ended, or failed and reported): nothing to stop.
   let over = false;
   // Not Readable.from over a generator: a generator can only be returned from
@@ -227,12 +262,15 @@ export function toReadable<O>(outputs: Stoppable<O>, format: Format, opts: Respo
             this.push(null);
             return;
           }
-          let text: string;
-          try {
-            text = frame.output(r.value);
-          } catch (error) {
-            this.destroy(error as Error); // stops the stream, which would go on
-            return;
+          let text = '';
+          for (const value of batches === undefined ? [r.value as O] : (r.value as O[])) {
+            try {
+              text += frame.output(value);
+            } catch (error) {
+              if (text !== '') this.push(text);
+              this.destroy(error as Error); // stops the stream, which would go on
+              return;
+            }
           }
           this.push(text);
         },
@@ -371,13 +409,22 @@ export function ndjsonEvents<E = unknown>(req: IncomingMessage | Readable, opts?
     throw invalidType(`The "req" argument must be a Readable (an http.IncomingMessage). Received ${describe(req)}`);
   }
   const { maxLineBytes, maxBodyBytes } = resolveNdjsonOptions(opts);
-  return parseNdjson<E>(req, maxLineBytes, maxBodyBytes);
+  const batches = parseNdjson<E>(req, maxLineBytes, maxBodyBytes);
+  // feed() and run() take the lines a chunk at a time (protocol.ts); a
+  // `for await` over the result gets them one by one.
+  return Object.assign(eachOf(batches), { [kEventBatches]: () => batches });
+}
+
+/** The events of `batches`, one by one. */
+async function* eachOf<E>(batches: AsyncGenerator<E[]>): AsyncGenerator<E> {
+  for await (const batch of batches) for (const event of batch) yield event;
 }
 
 /** A blank line's stand-in: nothing to deliver. */
 const BLANK = Symbol('velo.blankLine');
 
-async function* parseNdjson<E>(input: Readable, maxLineBytes: number, maxBodyBytes: number): AsyncGenerator<E> {
+/** The lines of `input`, parsed, a chunk's worth (non-empty) at a time; a refused line throws after the lines before it are yielded. */
+async function* parseNdjson<E>(input: Readable, maxLineBytes: number, maxBodyBytes: number): AsyncGenerator<E[]> {
   const declared = Number((input as IncomingMessage).headers?.['content-length']);
   if (declared > maxBodyBytes) throw new RequestTooLargeError('ERR_BODY_TOO_LARGE', maxBodyBytes);
   // The line read so far: pieces of chunks, never more than maxLineBytes + 1
@@ -414,66 +461,75 @@ async function* parseNdjson<E>(input: Readable, maxLineBytes: number, maxBodyByt
     return parse(body.toString('utf8'), end);
   };
 
-  // `destroyOnReturn: false`: leaving early (a refused body, a consumer that
-  // stopped) just stops reading; the request is left to its response, which
-  // is still to be written on the same connection.
-  for await (const data of input.iterator({ destroyOnReturn: false })) {
-    let chunk: Buffer = typeof data === 'string' ? Buffer.from(data) : (data as Buffer);
-    // Only bytes within maxBodyBytes are parsed, so which lines count does not
-    // depend on how the body was cut into chunks.
-    const over = chunk.length > room;
-    if (over) chunk = chunk.subarray(0, room);
-    room -= chunk.length;
-    let start = 0;
-    const last = chunk.lastIndexOf(10);
-    if (last !== -1 && held > 0) {
-      // The line begun in earlier chunks ends in this one.
-      const nl = chunk.indexOf(10);
-      pieces.push(chunk.subarray(0, nl));
-      const bytes = Buffer.concat(pieces, held + nl);
-      pieces.length = 0;
-      held = 0;
-      start = nl + 1;
-      const event = parseBytes(bytes);
-      if (event !== BLANK) yield event;
-    }
-    if (start <= last) {
-      // Whole lines, checked and decoded at once, then split as text.
-      const region = chunk.subarray(start, last + 1);
-      start = last + 1;
-      if (isUtf8(region)) {
-        const text = region.toString('utf8');
-        // All ASCII: a line's length in UTF-16 units is its length in bytes.
-        const ascii = text.length === region.length;
-        for (let from = 0; from < text.length;) {
-          const nl = text.indexOf('\n', from);
-          let end = nl;
-          if (end > from && text.charCodeAt(end - 1) === 13) end--;
-          const lineText = text.slice(from, end);
-          from = nl + 1;
-          // (A UTF-16 unit is at most 3 bytes of UTF-8: most lines need no count.)
-          const bytes = ascii || lineText.length * 3 <= maxLineBytes ? lineText.length : Buffer.byteLength(lineText);
-          const event = parse(lineText, bytes);
-          if (event !== BLANK) yield event;
-        }
-      } else {
-        // Some line is not UTF-8: line by line from the bytes, to name it.
-        for (let from = 0, nl = region.indexOf(10); nl !== -1; from = nl + 1, nl = region.indexOf(10, from)) {
-          const event = parseBytes(region.subarray(from, nl));
-          if (event !== BLANK) yield event;
+  let batch: E[] = [];
+  const add = (event: E | typeof BLANK): void => {
+    if (event !== BLANK) batch.push(event);
+  };
+  try {
+    // `destroyOnReturn: false`: leaving early (a refused body, a consumer that
+    // stopped) just stops reading; the request is left to its response, which
+    // is still to be written on the same connection.
+    for await (const data of input.iterator({ destroyOnReturn: false })) {
+      let chunk: Buffer = typeof data === 'string' ? Buffer.from(data) : (data as Buffer);
+      // Only bytes within maxBodyBytes are parsed, so which lines count does not
+      // depend on how the body was cut into chunks.
+      const over = chunk.length > room;
+      if (over) chunk = chunk.subarray(0, room);
+      room -= chunk.length;
+      let start = 0;
+      const last = chunk.lastIndexOf(10);
+      if (last !== -1 && held > 0) {
+        // The line begun in earlier chunks ends in this one.
+        const nl = chunk.indexOf(10);
+        pieces.push(chunk.subarray(0, nl));
+        const bytes = Buffer.concat(pieces, held + nl);
+        pieces.length = 0;
+        held = 0;
+        start = nl + 1;
+        add(parseBytes(bytes));
+      }
+      if (start <= last) {
+        // Whole lines, checked and decoded at once, then split as text.
+        const region = chunk.subarray(start, last + 1);
+        start = last + 1;
+        if (isUtf8(region)) {
+          const text = region.toString('utf8');
+          // All ASCII: a line's length in UTF-16 units is its length in bytes.
+          const ascii = text.length === region.length;
+          for (let from = 0; from < text.length;) {
+            const nl = text.indexOf('\n', from);
+            let end = nl;
+            if (end > from && text.charCodeAt(end - 1) === 13) end--;
+            const lineText = text.slice(from, end);
+            from = nl + 1;
+            // (A UTF-16 unit is at most 3 bytes of UTF-8: most lines need no count.)
+            const bytes = ascii || lineText.length * 3 <= maxLineBytes ? lineText.length : Buffer.byteLength(lineText);
+            add(parse(lineText, bytes));
+          }
+        } else {
+          // Some line is not UTF-8: line by line from the bytes, to name it.
+          for (let from = 0, nl = region.indexOf(10); nl !== -1; from = nl + 1, nl = region.indexOf(10, from)) {
+            add(parseBytes(region.subarray(from, nl)));
+          }
         }
       }
+      if (start < chunk.length) {
+        held += chunk.length - start;
+        if (held > maxLineBytes + 1) throw new RequestTooLargeError('ERR_NDJSON_LINE_TOO_LARGE', maxLineBytes, line + 1);
+        pieces.push(chunk.subarray(start));
+      }
+      // (After the held line's check: with smaller chunks, that check would have come first.)
+      if (over) throw new RequestTooLargeError('ERR_BODY_TOO_LARGE', maxBodyBytes);
+      if (batch.length > 0) {
+        yield batch;
+        batch = [];
+      }
     }
-    if (start < chunk.length) {
-      held += chunk.length - start;
-      if (held > maxLineBytes + 1) throw new RequestTooLargeError('ERR_NDJSON_LINE_TOO_LARGE', maxLineBytes, line + 1);
-      pieces.push(chunk.subarray(start));
-    }
-    // (After the held line's check: with smaller chunks, that check would have come first.)
-    if (over) throw new RequestTooLargeError('ERR_BODY_TOO_LARGE', maxBodyBytes);
+    if (held > 0) add(parseBytes(Buffer.concat(pieces, held)));
+  } catch (error) {
+    // The lines before the refused one are delivered first.
+    if (batch.length > 0) yield batch;
+    throw error;
   }
-  if (held > 0) {
-    const event = parseBytes(Buffer.concat(pieces, held));
-    if (event !== BLANK) yield event;
-  }
+  if (batch.length > 0) yield batch;
 }
