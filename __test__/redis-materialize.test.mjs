@@ -127,6 +127,45 @@ test('a key or fields callback that throws stops it with the error; the batch st
   await assert.rejects(reserved.done, { code: 'ERR_INVALID_RETURN_VALUE', message: /reserved/ });
 });
 
+test('claimIdle: outputs another materializer of the group read and never wrote (it stopped for good) are taken over once idle that long', async () => {
+  const name = fresh('claim');
+  const stream = `velo:{${name}:p0}:out`;
+  // (Hashes of this test's own: the other tests' keys are k0 and k1 too.)
+  const view = { key: (o) => `${name}:${o.key}`, fields: features.fields };
+  // Four outputs of keys g0-g3, then six of k0 and k1.
+  await writeOutputs(name, [
+    ...Array.from({ length: 4 }, (_, i) => [`g${i}@1-0`, 1, { n: i, total: i, count: 1 }]),
+    ...Array.from({ length: 6 }, (_, i) => [`k${i % 2}@1-0`, Math.floor(i / 2) + 1, { n: i, total: i, count: i }]),
+  ]);
+  // A materializer that read the first 4 and was never seen again.
+  await client.sendCommand(['XGROUP', 'CREATE', stream, 'materialize', '0', 'MKSTREAM']);
+  await client.sendCommand(['XREADGROUP', 'GROUP', 'materialize', 'gone', 'COUNT', '4', 'STREAMS', stream, '>']);
+
+  const plain = redisMaterialize({ client, name, partitions: 1, ...view, consumer: 'b' });
+  try {
+    await eventually(() => plain.stats().applied === 6, 'the 6 nobody had read');
+    await new Promise((resolve) => setTimeout(resolve, 400));
+  } finally {
+    await plain.close();
+  }
+  let [group] = await client.xInfoGroups(stream);
+  assert.equal(Number(group.pending), 4, 'without claimIdle the 4 stay pending under the gone consumer');
+
+  const claiming = redisMaterialize({ client, name, partitions: 1, ...view, consumer: 'c', claimIdle: 200 });
+  try {
+    await eventually(() => claiming.stats().applied === 4, 'the 4 taken over and written');
+    assert.deepEqual(claiming.stats(), { applied: 4, skipped: 0, failures: 0, batches: 1 });
+    [group] = await client.xInfoGroups(stream);
+    assert.equal(Number(group.pending), 0, 'and acked');
+    for (let i = 0; i < 4; i++)
+      assert.deepEqual(await client.hGetAll(`${name}:g${i}`), { total: String(i), count: '1', last: String(i), [`_velo:g${i}`]: '1-0 1' });
+    assert.deepEqual(await client.hGetAll(`${name}:k1`), { total: '5', count: '5', last: '5', '_velo:k1': '1-0 3' });
+  } finally {
+    await claiming.close();
+  }
+  assert.throws(() => redisMaterialize({ client, name, ...features, claimIdle: 0 }), { code: 'ERR_OUT_OF_RANGE' });
+});
+
 test('close() cuts a blocking read short; bad options are refused with a code', async () => {
   const view = redisMaterialize({ client, name: fresh('close'), partitions: 2, ...features });
   await new Promise((resolve) => setTimeout(resolve, 50));

@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import { describe, invalidReturn, invalidType, outOfRange } from '../errors';
 import { type RedisOptions, type Resolved, resolveOptions } from './options';
-import { type OutputItem, outputItem } from './reader';
+import { type OutputItem, checkClaimIdle, claimSweep, outputItem } from './reader';
 import { type RedisClientLike, xreadStreams } from './redis-log';
 
 /** An output with a value (handler failures are counted, not materialized). */
@@ -28,6 +28,13 @@ export interface RedisMaterializeOptions<O = unknown> extends RedisOptions<O> {
   consumer?: string;
   /** Where the group starts when it is created: `'start'` (every stored output, the default) or `'end'`. */
   from?: 'start' | 'end';
+  /**
+   * Take over, with `XAUTOCLAIM`, outputs another materializer of the group has had pending (read, not written
+   * and acked) for at least this many ms: a materializer that stopped for good leaves nothing behind. Swept at
+   * most every `claimIdle / 2` ms (and 50 ms). An output still being written by a slow one is then written
+   * twice, which its mark makes harmless. Default: never.
+   */
+  claimIdle?: number;
   /** Outputs per partition per read: a read's outputs are written in one round of pipelined script calls, then acked. Default 256. */
   batch?: number;
   /** Called with errors it recovers from by retrying (a lost connection), and with the error that stopped it. Default: `process.emitWarning`. */
@@ -60,7 +67,6 @@ export interface RedisMaterializer {
 
 const BUFFERS = { typeMapping: { 36: Buffer, 37: Array } };
 const MARK = '_velo:';
-const BLOCK_MS = 1000;
 const RETRY_MS = 100;
 
 // KEYS hash; ARGV n, then per output: mark field, start ms, start seq, seq, field count, fields and values.
@@ -113,6 +119,7 @@ class Materializer<O> implements RedisMaterializer {
   readonly #consumer: string;
   readonly #from: 'start' | 'end';
   readonly #batch: number;
+  readonly #claimIdle: number | undefined;
   readonly #onError: (error: unknown) => void;
   readonly #stats: MaterializeStats = { applied: 0, skipped: 0, failures: 0, batches: 0 };
   #connection: RedisClientLike | null = null;
@@ -121,7 +128,16 @@ class Materializer<O> implements RedisMaterializer {
   #blocked = false;
 
   constructor(o: Resolved<O>, options: RedisMaterializeOptions<O>) {
-    const { key, fields, group = 'materialize', consumer = 'materializer', from = 'start', batch = 256, onError } = options;
+    const {
+      key,
+      fields,
+      group = 'materialize',
+      consumer = 'materializer',
+      from = 'start',
+      batch = 256,
+      claimIdle,
+      onError,
+    } = options;
     if (typeof key !== 'function') throw invalidType(`redisMaterialize(): options.key must be a function, not ${describe(key)}`);
     if (typeof fields !== 'function')
       throw invalidType(`redisMaterialize(): options.fields must be a function, not ${describe(fields)}`);
@@ -133,6 +149,7 @@ class Materializer<O> implements RedisMaterializer {
       throw invalidType(`redisMaterialize(): options.from must be 'start' or 'end', not ${describe(from)}`);
     if (!Number.isInteger(batch) || batch < 1 || batch > 10_000)
       throw outOfRange(`redisMaterialize(): options.batch must be an integer from 1 to 10000, not ${describe(batch)}`);
+    checkClaimIdle('redisMaterialize()', claimIdle);
     if (onError !== undefined && typeof onError !== 'function')
       throw invalidType(`redisMaterialize(): options.onError must be a function, not ${describe(onError)}`);
     this.#o = o;
@@ -142,6 +159,7 @@ class Materializer<O> implements RedisMaterializer {
     this.#consumer = consumer;
     this.#from = from;
     this.#batch = batch;
+    this.#claimIdle = claimIdle;
     this.#onError = onError ?? ((error) => process.emitWarning(error instanceof Error ? error : new Error(String(error))));
     this.done = this.#run();
     // The stopping error also goes to onError: a rejection nobody awaits must not pass unseen, nor crash the process.
@@ -154,7 +172,7 @@ class Materializer<O> implements RedisMaterializer {
 
   async close(): Promise<void> {
     this.#closing = true;
-    // A blocking read holds its connection for up to BLOCK_MS: cut it. Entries it had taken stay pending for
+    // A blocking read holds its connection for up to a second: cut it. Entries it had taken stay pending for
     // this consumer and come back at the next start.
     if (this.#blocked) this.#connection?.destroy();
     await this.done.catch(() => {});
@@ -177,16 +195,22 @@ class Materializer<O> implements RedisMaterializer {
       let groupsMade = false;
       // This consumer's own pending entries first (read, not acked, before a restart or a failed write).
       let pending = true;
+      const sweep = claimSweep(names, this.#group, this.#consumer, this.#claimIdle, this.#batch);
       while (!this.#closing) {
         try {
           if (!groupsMade) {
             await this.#makeGroups(connection, names);
             groupsMade = true;
           }
+          if (!pending && sweep.due()) {
+            // Other materializers' stale entries: now this one's, written and acked as its own.
+            const claimed = await sweep.claim(connection);
+            if (claimed.size > 0) await this.#write(connection, claimed, partitionOf);
+          }
           const head = ['XREADGROUP', 'GROUP', this.#group, this.#consumer, 'COUNT', String(this.#batch)];
           const command = pending
             ? [...head, 'STREAMS', ...names, ...names.map(() => '0')]
-            : [...head, 'BLOCK', String(BLOCK_MS), 'STREAMS', ...names, ...names.map(() => '>')];
+            : [...head, 'BLOCK', String(sweep.blockMs), 'STREAMS', ...names, ...names.map(() => '>')];
           this.#blocked = !pending;
           let reply: unknown;
           try {
@@ -314,7 +338,16 @@ class Materializer<O> implements RedisMaterializer {
  */
 export function redisMaterialize<O = unknown>(options: RedisMaterializeOptions<O>): RedisMaterializer {
   return new Materializer(
-    resolveOptions(options, 'redisMaterialize()', ['key', 'fields', 'group', 'consumer', 'from', 'batch', 'onError']),
+    resolveOptions(options, 'redisMaterialize()', [
+      'key',
+      'fields',
+      'group',
+      'consumer',
+      'from',
+      'batch',
+      'claimIdle',
+      'onError',
+    ]),
     options,
   );
 }

@@ -69,6 +69,51 @@ const MAX_IDLE_MS = 86_400_000;
 /** The shortest time between two claim sweeps, ms. */
 const CLAIM_EVERY_MIN_MS = 50;
 
+/** Checks a `claimIdle` option of `fn`. */
+export function checkClaimIdle(fn: string, claimIdle: unknown): void {
+  if (
+    claimIdle !== undefined &&
+    (!Number.isInteger(claimIdle) || (claimIdle as number) < 1 || (claimIdle as number) > MAX_IDLE_MS)
+  )
+    throw outOfRange(`${fn}: options.claimIdle must be an integer from 1 to ${MAX_IDLE_MS} (ms), not ${describe(claimIdle)}`);
+}
+
+/**
+ * The sweep of a group consumer that takes over its group's stale entries (`claimIdle`): `due()` says
+ * whether a sweep is due now (and starts the wait for the next), `claim()` takes over, with `XAUTOCLAIM`,
+ * up to `count` entries per partition that another consumer has had pending for `claimIdle` ms, and
+ * `blockMs` is how long a blocking read may wait without holding the next sweep back.
+ */
+export function claimSweep(names: string[], group: string, consumer: string, claimIdle: number | undefined, count: number) {
+  // Where each partition's sweep goes on from, and when the next sweep is due.
+  const from = names.map(() => '0-0');
+  let dueAt = 0;
+  const every = claimIdle === undefined ? 0 : Math.max(CLAIM_EVERY_MIN_MS, Math.floor(claimIdle / 2));
+  return {
+    blockMs: claimIdle === undefined ? BLOCK_MS : Math.min(BLOCK_MS, every),
+    due(): boolean {
+      if (claimIdle === undefined || performance.now() < dueAt) return false;
+      dueAt = performance.now() + every;
+      return true;
+    },
+    /** Partition stream name -> the entries taken over (every partition's in one pipelined round). */
+    async claim(client: RedisClientLike): Promise<Map<string, [Buffer, unknown][]>> {
+      const replies = await Promise.all(
+        names.map((name, p) =>
+          client.sendCommand(['XAUTOCLAIM', name, group, consumer, String(claimIdle), from[p], 'COUNT', String(count)], BUFFERS),
+        ),
+      );
+      const claimed = new Map<string, [Buffer, unknown][]>();
+      for (let p = 0; p < names.length; p++) {
+        const [next, entries] = replies[p] as [Buffer, [Buffer, unknown][]];
+        from[p] = next.toString();
+        if (entries.length > 0) claimed.set(names[p], entries);
+      }
+      return claimed;
+    },
+  };
+}
+
 /**
  * The outputs of the function `options.name`, from every partition, as an async iterable (per key in order;
  * across partitions interleaved). Reads on a connection of its own (a `duplicate()` of `options.client`),
@@ -84,10 +129,7 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
     throw invalidType(`redisOutputs(): options.group must be a non-empty string, not ${describe(group)}`);
   if (typeof consumer !== 'string' || consumer.length === 0)
     throw invalidType(`redisOutputs(): options.consumer must be a non-empty string, not ${describe(consumer)}`);
-  if (claimIdle !== undefined && (!Number.isInteger(claimIdle) || claimIdle < 1 || claimIdle > MAX_IDLE_MS))
-    throw outOfRange(
-      `redisOutputs(): options.claimIdle must be an integer from 1 to ${MAX_IDLE_MS} (ms), not ${describe(claimIdle)}`,
-    );
+  checkClaimIdle('redisOutputs()', claimIdle);
   if (claimIdle !== undefined && group === undefined)
     throw invalidValue('redisOutputs(): options.claimIdle needs options.group (only a group has entries to claim)');
   if (!Number.isInteger(count) || count < 1 || count > 10_000)
@@ -130,31 +172,15 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
       } else positions.push(...names.map(() => '0-0'));
 
       let replaying = group !== undefined;
-      // Where each partition's claim sweep goes on from, and when the next sweep is due.
-      const claimFrom = names.map(() => '0-0');
-      let claimDue = 0;
-      const claimEvery = claimIdle === undefined ? 0 : Math.max(CLAIM_EVERY_MIN_MS, Math.floor(claimIdle / 2));
-      // A blocking read must not hold the next sweep back.
-      const blockMs = claimIdle === undefined ? BLOCK_MS : Math.min(BLOCK_MS, claimEvery);
+      const sweep = claimSweep(names, group as string, consumer, claimIdle, count);
       while (!signal?.aborted) {
-        if (claimIdle !== undefined && !replaying && performance.now() >= claimDue) {
-          claimDue = performance.now() + claimEvery;
-          // Other consumers' stale entries, every partition's in one pipelined round.
-          const claimed = await Promise.all(
-            names.map((name, p) =>
-              client.sendCommand(
-                ['XAUTOCLAIM', name, group as string, consumer, String(claimIdle), claimFrom[p], 'COUNT', String(count)],
-                BUFFERS,
-              ),
-            ),
-          );
-          for (let p = 0; p < names.length; p++) {
-            const [next, entries] = claimed[p] as [Buffer, [Buffer, unknown][]];
-            claimFrom[p] = next.toString();
+        if (!replaying && sweep.due()) {
+          // Other consumers' stale entries.
+          for (const [name, entries] of await sweep.claim(client)) {
             for (const [id, list] of entries) {
-              const claimedItem = item(names[p], id, list);
+              const claimedItem = item(name, id, list);
               if (claimedItem !== null) yield claimedItem;
-              await client.sendCommand(['XACK', names[p], group as string, id]);
+              await client.sendCommand(['XACK', name, group as string, id]);
             }
           }
         }
@@ -171,7 +197,7 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
                   'COUNT',
                   String(count),
                   'BLOCK',
-                  String(blockMs),
+                  String(sweep.blockMs),
                   'STREAMS',
                   ...names,
                   ...names.map(() => '>'),
