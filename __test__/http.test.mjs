@@ -78,6 +78,14 @@ test('outputs ready together go out in one write; one the serializer refuses com
       return write.apply(this, args);
     };
     if (req.url === '/bad') return sendNdjson(res, burst.open().feed([{ n: 1, bad: true }]));
+    if (req.url === '/readable') {
+      // A Readable made first, then one output read here: the rest comes through the Readable, once.
+      const outputs = burst.open().feed([{ n: 1 }, { n: 2 }]);
+      const readable = toReadable(outputs, 'ndjson');
+      const first = await outputs.next();
+      res.write(`${JSON.stringify(first.value)}\n`);
+      return pipeline(readable, res);
+    }
     if (req.url === '/started') {
       // One output read here, the rest by sendNdjson: the feed's source is read once.
       const outputs = burst.open().feed([{ n: 1 }, { n: 2 }]);
@@ -98,7 +106,41 @@ test('outputs ready together go out in one write; one the serializer refuses com
     assert.match(text.slice(lines(1).length), /^\{"error":\{"message":"[^"]*BigInt[^"]*"\}\}\n$/);
     writes.length = 0;
     assert.equal(await (await fetch(`${srv.url}/started`)).text(), lines(1) + lines(2));
+    assert.equal(await (await fetch(`${srv.url}/readable`)).text(), lines(1) + lines(2));
     assert.equal(burst.stats().open, 0);
+  } finally {
+    await srv.close();
+  }
+});
+
+test('NDJSON in one chunk: the lines before a malformed one are answered before its error; lines read before feed() are not lost', async () => {
+  const processed = [];
+  const save = streamFn(async function* (events) {
+    for await (const e of events) {
+      processed.push(e.i);
+      yield { saved: e.i };
+    }
+  });
+  const srv = await listen(async (req, res) => {
+    const events = ndjsonEvents(req);
+    // A header line read by the route itself; the rest of its chunk goes to the stream.
+    if (req.url === '/peek') res.setHeader('x-first', JSON.stringify((await events.next()).value));
+    return sendNdjson(res, save.open().feed(events));
+  });
+  try {
+    const bad = await fetch(srv.url, { method: 'POST', body: '{"i":1}\n{"i":2}\n{"i":3}\nnope\n' });
+    assert.equal(bad.status, 200, 'outputs went out before the error');
+    const lines = (await bad.text()).trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(lines.slice(0, 3), [{ saved: 1 }, { saved: 2 }, { saved: 3 }]);
+    assert.equal(lines[3].error.code, 'ERR_BAD_NDJSON');
+    assert.equal(lines.length, 4);
+    assert.deepEqual(processed, [1, 2, 3]);
+
+    const body = Array.from({ length: 10 }, (_, i) => JSON.stringify({ i })).join('\n') + '\n';
+    const peeked = await fetch(`${srv.url}/peek`, { method: 'POST', body });
+    assert.equal(peeked.headers.get('x-first'), '{"i":0}');
+    assert.equal(await peeked.text(), Array.from({ length: 9 }, (_, i) => `{"saved":${i + 1}}\n`).join(''));
+    assert.equal(save.stats().open, 0);
   } finally {
     await srv.close();
   }

@@ -12,13 +12,15 @@ import {
   kDrain,
   kFinished,
   kInputError,
-  kOutputBatches,
+  kProducing,
   kRead,
+  kReadNow,
   kSendAll,
   kSignal,
   kTaken,
   kTakenEnd,
   kWaitOutput,
+  NOT_NOW,
 } from './protocol';
 
 /**
@@ -39,6 +41,8 @@ export abstract class StreamBase<I, O> implements StreamKind<I, O> {
   abstract [kInputError](): Error | undefined;
   abstract [kDrain](out: O[]): boolean;
   abstract [kWaitOutput](): Promise<unknown>;
+  abstract [kReadNow](): O | typeof NOT_NOW;
+  abstract [kProducing](): boolean;
   abstract readonly [kFinished]: Promise<void>;
   abstract [kTaken](): number;
   abstract [kTakenEnd](): boolean;
@@ -70,27 +74,6 @@ export abstract class StreamBase<I, O> implements StreamKind<I, O> {
   /** The stream as an object-mode Node `Duplex` (for `stream.pipeline`), backpressure and errors both ways. */
   duplex(): Duplex {
     return toDuplex(this);
-  }
-
-  /** The outputs in arrays as they come (protocol.ts); leaving early cancels the stream. */
-  async *[kOutputBatches](): AsyncGenerator<O[], void> {
-    let left = true;
-    try {
-      for (;;) {
-        const batch: O[] = [];
-        const finished = this[kDrain](batch);
-        if (batch.length > 0) yield batch;
-        if (finished) break;
-        await this[kWaitOutput]();
-      }
-      left = false;
-    } catch (error) {
-      // The stream's own error ends the reading, as it ends an iteration.
-      left = false;
-      throw error;
-    } finally {
-      if (left) await this.cancel();
-    }
   }
 
   /** `await using stream = fn.open()`: cancels the stream when the scope exits. */
@@ -209,7 +192,7 @@ function throwIfStopped<I, O>(stream: StreamKind<I, O>, sourceFailure: { error: 
 function feedStream<I, O>(stream: StreamKind<I, O>, events: EventSource<I>): FeedOutputs<O> {
   assertSource(events);
   const refused = stream[kInputError]();
-  const control: FeedControl = { cancelled: false, reading: false };
+  const control = { cancelled: false };
   const cancel = (reason?: unknown): Promise<void> => {
     // Ends the iteration even when the stream itself has already finished
     // and only this feed still holds outputs.
@@ -217,19 +200,14 @@ function feedStream<I, O>(stream: StreamKind<I, O>, events: EventSource<I>): Fee
     return stream.cancel(reason);
   };
   if (refused !== undefined) return Object.assign(refusedFeed<O>(refusal(stream, refused)), { cancel });
-  // One of the two readings, whichever starts first (protocol.ts).
-  const batches = () => (control.reading ? undefined : feedOutputs(stream, events, control, true));
-  return Object.assign(feedOutputs(stream, events, control, false) as AsyncGenerator<O, void>, {
+  // The outputs ready along with one just read (protocol.ts): a cancel drops them, as it drops the iteration's.
+  const readNow = (): O | typeof NOT_NOW => (control.cancelled ? NOT_NOW : stream[kReadNow]());
+  return Object.assign(feedOutputs(stream, events, control), {
     cancel,
-    [kOutputBatches]: batches,
+    [kReadNow]: readNow,
+    [kProducing]: () => stream[kProducing](),
+    [kWaitOutput]: () => stream[kWaitOutput](),
   });
-}
-
-interface FeedControl {
-  /** Set by the feed's `cancel()`: outputs not yet read are dropped. */
-  cancelled: boolean;
-  /** Set once a reading (one by one, or in batches) has begun. */
-  reading: boolean;
 }
 
 /** What a feed refused by a closed input rejects with: a stream stopped by its signal refuses with the signal's reason, as run() and feed() report an abort. */
@@ -243,14 +221,12 @@ async function* refusedFeed<O>(error: unknown): AsyncGenerator<O, void> {
   throw error;
 }
 
-/** `feed`: outputs one by one as they come (or, `inBatches`, as many as are ready each time), while the source is sent. */
+/** `feed`: outputs one by one as they come, while the source is sent. */
 async function* feedOutputs<I, O>(
   stream: StreamKind<I, O>,
   source: EventSource<I>,
-  control: FeedControl,
-  inBatches: boolean,
-): AsyncGenerator<O | O[], void> {
-  control.reading = true;
+  control: { cancelled: boolean },
+): AsyncGenerator<O, void> {
   // The input may have closed since feed() was called (an end() before the
   // iteration started): refuse now as feed() would have then, reading
   // nothing from the source.
@@ -259,19 +235,10 @@ async function* feedOutputs<I, O>(
   const sending = startSending(stream, source);
   let finished = false;
   try {
+    // Read as iteration reads: one output at a time, as the consumer asks.
     for (;;) {
-      if (inBatches) {
-        const batch: O[] = [];
-        const ended = stream[kDrain](batch);
-        // A cancel drops the outputs not yet read.
-        if (control.cancelled) break;
-        if (batch.length > 0) yield batch;
-        if (ended) break;
-        await stream[kWaitOutput]();
-        continue;
-      }
-      // Read as iteration reads: one output at a time, as the consumer asks.
       const r = (await stream[kRead](ReadKind.Iter)) as IteratorResult<O>;
+      // A cancel drops the outputs not yet read.
       if (r.done || control.cancelled) break;
       yield r.value;
     }

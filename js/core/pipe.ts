@@ -10,12 +10,15 @@ import {
   kDrain,
   kFinished,
   kInputError,
+  kProducing,
   kRead,
+  kReadNow,
   kSendAll,
   kSignal,
   kTaken,
   kTakenEnd,
   kWaitOutput,
+  type NOT_NOW,
 } from './protocol';
 import { type HandlerStream, kFailAtEnd, kFailure } from './stream';
 
@@ -166,6 +169,14 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
 
   [kWaitOutput](): Promise<unknown> {
     return this.#tail[kWaitOutput]();
+  }
+
+  [kProducing](): boolean {
+    return this.#tail[kProducing]();
+  }
+
+  [kReadNow](): O | typeof NOT_NOW {
+    return this.#tail[kReadNow]() as O | typeof NOT_NOW;
   }
 
   cancel(reason?: unknown): Promise<void> {

@@ -6,8 +6,8 @@
 // sessions) implements `StreamKind` by extending `StreamBase` (drive.ts).
 // The drivers then work on it unchanged: `run()` and `feed()` (drive.ts),
 // the consumer's iterator and `recv()`, pipe links (pipe.ts), sessions
-// (integrations/sessions.ts), the HTTP helpers (through `feed()` and the
-// batch readings, `kEventBatches` and `kOutputBatches`) and `duplex()`. The contract is written down in
+// (integrations/sessions.ts), the HTTP helpers (through `feed()`,
+// iteration and `kReadNow`) and `duplex()`. The contract is written down in
 // docs/design.md ("The stream-kind protocol").
 //
 // The symbols are registered ones (`Symbol.for`): copies of the module loaded
@@ -25,23 +25,26 @@ export const kFinished = Symbol.for('velo-stream.finished');
 export const kTaken = Symbol.for('velo-stream.taken');
 export const kTakenEnd = Symbol.for('velo-stream.takenEnd');
 /**
- * An async source of events may also offer them in arrays:
- * `source[kEventBatches]()` returns an async iterator of non-empty arrays,
- * the same events in the same order, failing where the source would fail.
- * `kSendAll` then moves each array into the stream in one crossing instead
- * of one per event (`ndjsonEvents` offers its lines a chunk at a time). Only
- * one of the two iterators is ever used.
+ * `[kReadNow]()`: an item available right now, taken synchronously, or
+ * `NOT_NOW` (nothing yet; an end or an error is left to the next
+ * asynchronous read, which reports it). A stream, and what `feed()` returns,
+ * answer with an output; a source of events may answer with an event
+ * (`ndjsonEvents` does, with the rest of a chunk's lines). A reader that has
+ * just received one item takes those ready with it: `kSendAll` sends them as
+ * one slice, the HTTP writers write them together. It is the same reading as
+ * the iteration's, so any number of readers share it without loss.
  */
-export const kEventBatches = Symbol.for('velo-stream.eventBatches');
+export const kReadNow = Symbol.for('velo-stream.readNow');
 /**
- * The other direction: `outputs[kOutputBatches]()` (a stream, or what
- * `feed()` returns) reads the outputs in arrays, as many as are ready each
- * time, instead of one by one; leaving it early cancels as leaving the
- * iteration would. For writers that take many at once (the HTTP helpers
- * write a batch in one `res.write`). Undefined once a one-by-one read of a
- * feed has begun.
+ * `[kProducing]()`: whether the handler is running right now (not waiting
+ * for input, not paused at a full output, not finished), so that more
+ * outputs may come before it stops. A reader that wants them together waits
+ * once on `kWaitOutput`, which a batch reader's wake settles when the handler
+ * stops producing, or on the next turn of the event loop at the latest.
  */
-export const kOutputBatches = Symbol.for('velo-stream.outputBatches');
+export const kProducing = Symbol.for('velo-stream.producing');
+/** `kReadNow`'s "nothing available right now". */
+export const NOT_NOW: unique symbol = Symbol.for('velo-stream.notNow');
 
 /** The end of an iteration (shared: iterator results are never mutated). */
 export const DONE: IteratorResult<never, undefined> = Object.freeze({ done: true, value: undefined });
@@ -91,6 +94,10 @@ export interface StreamKind<I, O> extends Stream<I, O> {
   [kDrain](out: O[]): boolean;
   /** Resolves when `kDrain` may have something new. */
   [kWaitOutput](): Promise<unknown>;
+  /** An output available now, or `NOT_NOW` (see `kReadNow`). */
+  [kReadNow](): O | typeof NOT_NOW;
+  /** Whether more outputs may come before the handler stops (see `kProducing`). */
+  [kProducing](): boolean;
   /** Settles when the stream's handlers have finished (returned, thrown, or stopped by a cancel). Never rejects. */
   readonly [kFinished]: Promise<void>;
   /**

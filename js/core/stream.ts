@@ -23,15 +23,17 @@ import {
   ReadKind,
   type SendControl,
   kDrain,
-  kEventBatches,
   kFinished,
   kInputError,
+  kProducing,
   kRead,
+  kReadNow,
   kSendAll,
   kSignal,
   kTaken,
   kTakenEnd,
   kWaitOutput,
+  NOT_NOW,
 } from './protocol';
 
 /** The handler's error, if it threw (used by pipes). */
@@ -551,10 +553,11 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   }
 
   async #sendAsync(source: AsyncIterable<I>, control: SendControl | undefined): Promise<boolean> {
-    // A source that offers its events in arrays (protocol.ts) sends each as one slice.
-    const batches = (source as { [kEventBatches]?: () => AsyncIterator<I[]> })[kEventBatches];
-    const it: AsyncIterator<I | I[]> = typeof batches === 'function' ? batches.call(source) : source[Symbol.asyncIterator]();
-    const inBatches = typeof batches === 'function';
+    const it = source[Symbol.asyncIterator]();
+    // A source that has more events ready along with each one it gives
+    // (protocol.ts) has them sent with it, as one slice.
+    const readNow = (it as { [kReadNow]?: () => I | typeof NOT_NOW })[kReadNow];
+    const ready: I[] = [];
     let stopped = false;
     // The stream may finish (cancelled, an idle timeout, its handler
     // returning) while the source waits for its next event, perhaps forever:
@@ -575,11 +578,16 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
         const r = checkedResult(await it.next());
         if (stopped) return false;
         if (r.done) return true;
-        // (An array of one is sent as one event: it may be handed straight to a waiting handler.)
-        const sent =
-          inBatches && (r.value as I[]).length !== 1
-            ? this.#sendArray(r.value as I[])
-            : this.#sendOne(inBatches ? (r.value as I[])[0] : (r.value as I));
+        let sent: boolean | Promise<boolean>;
+        let more = typeof readNow === 'function' ? readNow.call(it) : NOT_NOW;
+        if (more === NOT_NOW) sent = this.#sendOne(r.value);
+        else {
+          ready.length = 0;
+          ready.push(r.value, more);
+          while (ready.length < MAX_BATCH && (more = (readNow as () => I | typeof NOT_NOW).call(it)) !== NOT_NOW)
+            ready.push(more);
+          sent = this.#sendArray(ready);
+        }
         if (sent === true || (await sent)) continue;
         stopped = true;
         await it.return?.();
@@ -902,6 +910,20 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
 
   [kWaitOutput](): Promise<unknown> {
     return this[kRead](ReadKind.Wake);
+  }
+
+  [kProducing](): boolean {
+    // (A task stage's body is not a generator: its outputs come as calls settle, not in runs.)
+    return this.#body === null && !this.#handlerDone && this.#resolveInput === null && this.#resumeHandler === null;
+  }
+
+  [kReadNow](): O | typeof NOT_NOW {
+    // (A reader already waiting comes first: its turn is not taken.)
+    if (this.#readers.length > 0) return NOT_NOW;
+    if (this.#outPos >= this.#outLen && this.#takeOutput() <= 0) return NOT_NOW;
+    const value = this.#outBuf[this.#outPos] as O;
+    this.#outBuf[this.#outPos++] = undefined;
+    return value;
   }
 
   [kDrain](out: O[]): boolean {

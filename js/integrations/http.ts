@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { constants as bufferConstants, isUtf8 } from 'node:buffer';
 import { Readable } from 'node:stream';
-import { kEventBatches, kOutputBatches } from '../core/protocol';
+import { NOT_NOW, kProducing, kReadNow, kWaitOutput } from '../core/protocol';
 import { describe, invalidType, invalidValue, outOfRange } from '../errors';
 
 /** Output formats. */
@@ -101,10 +101,7 @@ export async function writeResponse<O>(
     }
     for (const [k, v] of Object.entries(opts.headers ?? {})) res.setHeader(k, v);
   };
-  // Outputs of this library are read as many at a time as are ready, and
-  // written together (protocol.ts); others one by one.
-  const batches = (outputs as { [kOutputBatches]?: () => AsyncIterator<O[]> | undefined })[kOutputBatches]?.();
-  const it: AsyncIterator<O | O[]> = batches ?? outputs[Symbol.asyncIterator]();
+  const it = outputs[Symbol.asyncIterator]();
   let gone = res.destroyed || res.writableEnded;
   const onClose = () => {
     if (res.writableFinished) return;
@@ -118,42 +115,28 @@ export async function writeResponse<O>(
   // pending read below then ends.
   if (gone) stop(outputs, it, 'client disconnected').catch(() => {});
   let failed = false;
-  const highWaterMark = res.writableHighWaterMark;
+  const withReady = readyTaker(outputs, frame, res.writableHighWaterMark);
   try {
     for (;;) {
-      let values: readonly O[] = [];
+      let text = '';
       let failure: { error: unknown } | undefined;
       try {
         const r = await it.next();
         if (r.done || gone) break;
-        values = batches === undefined ? [r.value as O] : (r.value as O[]);
+        text = frame.output(r.value);
+        // The outputs ready with it go out in the same write.
+        if (withReady !== undefined) ({ text, failure } = await withReady(text));
+        // (The client may have left while the handler finished its run.)
+        if (gone) break;
       } catch (error) {
-        // The outputs failed.
+        // The outputs failed, or an output could not be serialized (then the
+        // stream would go on: it is stopped in `finally`).
         failure = { error };
       }
-      // A batch goes out in writes of about the socket's high-water mark:
-      // past that, the rest waits for room, as single outputs would.
-      let text = '';
-      for (let i = 0; i < values.length; i++) {
-        try {
-          text += frame.output(values[i]);
-        } catch (error) {
-          // An output could not be serialized (then the stream would go on:
-          // it is stopped in `finally`); the ones before it are written.
-          failure = { error };
-          break;
-        }
-        if (text.length < highWaterMark && i < values.length - 1) continue;
+      if (text !== '') {
         start();
-        const room = res.write(text);
-        text = '';
         // The socket is full: wait for room, or for the client to leave.
-        if (!room) await drainOrClose(res);
-        if (gone) break;
-      }
-      if (text !== '' && !gone) {
-        start();
-        res.write(text);
+        if (!res.write(text) && failure === undefined) await drainOrClose(res);
       }
       if (failure === undefined) {
         if (gone) break;
@@ -186,12 +169,61 @@ export async function writeResponse<O>(
   }
 }
 
+/** What an outputs object of this library offers for taking the outputs ready with one just read (protocol.ts). */
+interface ReadyOutputs<O> {
+  [kReadNow](): O | typeof NOT_NOW;
+  [kProducing](): boolean;
+  [kWaitOutput](): Promise<unknown>;
+}
+
+/**
+ * For the outputs of this library: a function that adds to `text` (the
+ * frame of an output just read) the frames of the outputs ready with it, up
+ * to about `limit` characters. While the handler is still producing, it
+ * waits once for it to stop (it waits for input, is paused, or finishes; or
+ * the next turn of the event loop comes), so that a run of outputs goes out
+ * together. Past `limit` (a socket's high-water mark) the rest stays in the
+ * stream, to wait for room there: no more is held here than one output's
+ * wait would hold. `failure`: an output could not be serialized (`text` has
+ * the ones before it). Undefined for other async iterables.
+ */
+function readyTaker<O>(outputs: Stoppable<O>, frame: { output: (o: O) => string }, limit: number) {
+  const ready = outputs as Partial<ReadyOutputs<O>>;
+  if (
+    typeof ready[kReadNow] !== 'function' ||
+    typeof ready[kProducing] !== 'function' ||
+    typeof ready[kWaitOutput] !== 'function'
+  )
+    return undefined;
+  const source = ready as ReadyOutputs<O>;
+  const take = (text: string): { text: string; failure?: { error: unknown } } => {
+    while (text.length < limit) {
+      const value = source[kReadNow]();
+      if (value === NOT_NOW) break;
+      try {
+        text += frame.output(value);
+      } catch (error) {
+        return { text, failure: { error } };
+      }
+    }
+    return { text };
+  };
+  return async (text: string): Promise<{ text: string; failure?: { error: unknown } }> => {
+    const taken = take(text);
+    if (taken.failure !== undefined || taken.text.length >= limit || !source[kProducing]()) return taken;
+    await source[kWaitOutput]();
+    return take(taken.text);
+  };
+}
+
 /**
  * Waits until `res` takes more ('drain') or is gone ('close'), and removes
  * both listeners whichever comes first: a long response to a slow reader
  * waits thousands of times, and each wait must leave nothing behind.
  */
 function drainOrClose(res: ServerResponse): Promise<void> {
+  // Already gone: its 'close' has fired.
+  if (res.destroyed) return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {
       res.off('drain', done);
@@ -244,43 +276,15 @@ export function sendSse<O>(res: ServerResponse, outputs: Stoppable<O>, opts?: Re
 export function toReadable<O>(outputs: Stoppable<O>, format: Format, opts: ResponseOptions<O> = {}): Readable {
   assertOutputs(outputs);
   const frame = frames(format, opts);
-  // As in writeResponse: this library's outputs are taken as many as are ready at a time.
-  const batches = (outputs as { [kOutputBatches]?: () => AsyncIterator<O[]> | undefined })[kOutputBatches]?.();
-  const it: AsyncIterator<O | O[]> = batches ?? outputs[Symbol.asyncIterator]();
+  const it = outputs[Symbol.asyncIterator]();
   // The outputs are over (ended, or failed and reported): nothing to stop.
   let over = false;
   // Not Readable.from over a generator: a generator can only be returned from
   // at its next step, so a destroy would wait for the next output (forever,
   // for a handler waiting for input). This Readable stops the stream itself.
-  return new Readable({
+  const readable = new Readable({
     read() {
-      it.next().then(
-        (r) => {
-          if (this.destroyed) return;
-          if (r.done) {
-            over = true;
-            this.push(null);
-            return;
-          }
-          let text = '';
-          for (const value of batches === undefined ? [r.value as O] : (r.value as O[])) {
-            try {
-              text += frame.output(value);
-            } catch (error) {
-              if (text !== '') this.push(text);
-              this.destroy(error as Error); // stops the stream, which would go on
-              return;
-            }
-          }
-          this.push(text);
-        },
-        (error: unknown) => {
-          over = true;
-          if (this.destroyed) return;
-          this.push(frame.error(error));
-          this.push(null);
-        },
-      );
+      void pull();
     },
     destroy(error, callback) {
       if (over) return callback(error);
@@ -291,6 +295,39 @@ export function toReadable<O>(outputs: Stoppable<O>, format: Format, opts: Respo
       );
     },
   });
+  const withReady = readyTaker(outputs, frame, readable.readableHighWaterMark);
+  /** One read: the next output and those ready with it, pushed together. */
+  const pull = async (): Promise<void> => {
+    let r: IteratorResult<O>;
+    try {
+      r = await it.next();
+    } catch (error) {
+      over = true;
+      if (readable.destroyed) return;
+      readable.push(frame.error(error));
+      readable.push(null);
+      return;
+    }
+    if (readable.destroyed) return;
+    if (r.done) {
+      over = true;
+      readable.push(null);
+      return;
+    }
+    let framed: { text: string; failure?: { error: unknown } };
+    try {
+      framed = { text: frame.output(r.value) };
+      // The outputs ready with it are pushed with it, as writeResponse writes them.
+      if (withReady !== undefined) framed = await withReady(framed.text);
+    } catch (error) {
+      framed = { text: '', failure: { error } };
+    }
+    if (readable.destroyed) return;
+    if (framed.text !== '') readable.push(framed.text);
+    // An output the serializer refused stops the stream, which would go on.
+    if (framed.failure !== undefined) readable.destroy(framed.failure.error as Error);
+  };
+  return readable;
 }
 
 /** The content type of a format, for frameworks that set headers themselves. */
@@ -409,21 +446,33 @@ export function ndjsonEvents<E = unknown>(req: IncomingMessage | Readable, opts?
     throw invalidType(`The "req" argument must be a Readable (an http.IncomingMessage). Received ${describe(req)}`);
   }
   const { maxLineBytes, maxBodyBytes } = resolveNdjsonOptions(opts);
-  const batches = parseNdjson<E>(req, maxLineBytes, maxBodyBytes);
-  // feed() and run() take the lines a chunk at a time (protocol.ts); a
-  // `for await` over the result gets them one by one.
-  return Object.assign(eachOf(batches), { [kEventBatches]: () => batches });
+  // A chunk's lines are parsed at once; they are given one by one, and the
+  // rest of the chunk's can be taken along with each (protocol.ts), which
+  // feed() and run() do.
+  const held: { lines: E[]; next: number } = { lines: [], next: 0 };
+  const events = eachLine(parseNdjson<E>(req, maxLineBytes, maxBodyBytes), held);
+  const readNow = (): E | typeof NOT_NOW => (held.next < held.lines.length ? held.lines[held.next++] : NOT_NOW);
+  return Object.assign(events, { [kReadNow]: readNow });
 }
 
-/** The events of `batches`, one by one. */
-async function* eachOf<E>(batches: AsyncGenerator<E[]>): AsyncGenerator<E> {
-  for await (const batch of batches) for (const event of batch) yield event;
+/** The lines of `chunks` one by one, the current chunk's in `held` (shared with `kReadNow`, which may take them first). */
+async function* eachLine<E>(chunks: AsyncGenerator<E[]>, held: { lines: E[]; next: number }): AsyncGenerator<E> {
+  try {
+    for await (const lines of chunks) {
+      held.lines = lines;
+      held.next = 0;
+      while (held.next < lines.length) yield lines[held.next++];
+    }
+  } finally {
+    held.lines = [];
+    held.next = 0;
+  }
 }
 
 /** A blank line's stand-in: nothing to deliver. */
 const BLANK = Symbol('velo.blankLine');
 
-/** The lines of `input`, parsed, a chunk's worth (non-empty) at a time; a refused line throws after the lines before it are yielded. */
+/** The lines of `input`, parsed, a chunk's worth (non-empty) at a time; a refused line throws after the lines before it are yielded (one at a time). */
 async function* parseNdjson<E>(input: Readable, maxLineBytes: number, maxBodyBytes: number): AsyncGenerator<E[]> {
   const declared = Number((input as IncomingMessage).headers?.['content-length']);
   if (declared > maxBodyBytes) throw new RequestTooLargeError('ERR_BODY_TOO_LARGE', maxBodyBytes);
@@ -527,8 +576,10 @@ async function* parseNdjson<E>(input: Readable, maxLineBytes: number, maxBodyByt
     }
     if (held > 0) add(parseBytes(Buffer.concat(pieces, held)));
   } catch (error) {
-    // The lines before the refused one are delivered first.
-    if (batch.length > 0) yield batch;
+    // The lines before the refused one are delivered first, and one by one:
+    // each is taken in and answered before the error comes, as they would be
+    // had they come in chunks of their own.
+    for (const event of batch) yield [event];
     throw error;
   }
   if (batch.length > 0) yield batch;
