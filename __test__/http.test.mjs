@@ -5,7 +5,7 @@ import { streamFn } from 'velo-stream';
 import { RequestBodyError, ndjsonEvents, sendNdjson, sendSse, toReadable } from 'velo-stream/http';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { listen, until } from './helpers/server.mjs';
+import { client, deadline, listen, until } from './helpers/server.mjs';
 
 const double = streamFn(async function* double(events) {
   for await (const e of events) yield { n: e.n * 2 };
@@ -141,6 +141,59 @@ test('NDJSON in one chunk: the lines before a malformed one are answered before 
     assert.equal(peeked.headers.get('x-first'), '{"i":0}');
     assert.equal(await peeked.text(), Array.from({ length: 9 }, (_, i) => `{"saved":${i + 1}}\n`).join(''));
     assert.equal(save.stats().open, 0);
+  } finally {
+    await srv.close();
+  }
+});
+
+test('an output is written while its handler awaits something else, and a handler that never stops does not starve the event loop', async () => {
+  // Output 0, then a wait that only the client's receipt of output 0 ends.
+  let received;
+  const gotFirst = new Promise((resolve) => (received = resolve));
+  const waits = streamFn(async function* () {
+    yield { i: 0 };
+    await gotFirst;
+    yield { i: 1 };
+  });
+  // Tiny outputs, forever, never awaiting anything but its own yields.
+  const endless = streamFn(async function* () {
+    for (let i = 0; ; i++) yield i;
+  });
+  const srv = await listen((req, res) => {
+    if (req.url === '/waits/sse') return sendSse(res, waits.open());
+    if (req.url === '/waits/readable') return pipeline(toReadable(waits.open(), 'ndjson'), res).catch(() => {});
+    if (req.url === '/waits') return sendNdjson(res, waits.open().feed([]));
+    if (req.url === '/endless/readable') return pipeline(toReadable(endless.open(), 'ndjson'), res).catch(() => {});
+    return sendNdjson(res, endless.open());
+  });
+  try {
+    for (const path of ['/waits', '/waits/sse', '/waits/readable']) {
+      const c = client(`${srv.url}${path}`);
+      await deadline(
+        until(() => c.text.includes('"i":0'), 4000, `output 0 of ${path}`),
+        5000,
+        `output 0 of ${path} while its handler waits`,
+      );
+      received();
+      await deadline(c.closed, 5000, `the end of ${path}`);
+      assert.match(c.text, /"i":1/);
+    }
+    for (const path of ['/endless', '/endless/readable']) {
+      // Turns of the event loop while 200,000 outputs stream out.
+      let turns = 0;
+      let counting = true;
+      const count = () => {
+        turns++;
+        if (counting) setImmediate(count);
+      };
+      setImmediate(count);
+      const c = client(`${srv.url}${path}`);
+      await until(() => c.text.length > 200_000 * 2, 20_000, `200,000 outputs of ${path}`);
+      counting = false;
+      c.destroy();
+      assert.ok(turns > 10, `the event loop turned while ${path} streamed (${turns} turns)`);
+    }
+    await until(() => waits.stats().open + endless.stats().open === 0, 5000, 'every stream ended');
   } finally {
     await srv.close();
   }

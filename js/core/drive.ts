@@ -12,10 +12,10 @@ import {
   kDrain,
   kFinished,
   kInputError,
-  kProducing,
   kRead,
   kReadNow,
   kSendAll,
+  kSettle,
   kSignal,
   kTaken,
   kTakenEnd,
@@ -42,7 +42,7 @@ export abstract class StreamBase<I, O> implements StreamKind<I, O> {
   abstract [kDrain](out: O[]): boolean;
   abstract [kWaitOutput](): Promise<unknown>;
   abstract [kReadNow](): O | typeof NOT_NOW;
-  abstract [kProducing](): boolean;
+  abstract [kSettle](): Promise<void> | undefined;
   abstract readonly [kFinished]: Promise<void>;
   abstract [kTaken](): number;
   abstract [kTakenEnd](): boolean;
@@ -205,8 +205,7 @@ function feedStream<I, O>(stream: StreamKind<I, O>, events: EventSource<I>): Fee
   return Object.assign(feedOutputs(stream, events, control), {
     cancel,
     [kReadNow]: readNow,
-    [kProducing]: () => stream[kProducing](),
-    [kWaitOutput]: () => stream[kWaitOutput](),
+    [kSettle]: () => stream[kSettle](),
   });
 }
 

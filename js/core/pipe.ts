@@ -10,10 +10,10 @@ import {
   kDrain,
   kFinished,
   kInputError,
-  kProducing,
   kRead,
   kReadNow,
   kSendAll,
+  kSettle,
   kSignal,
   kTaken,
   kTakenEnd,
@@ -171,8 +171,8 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
     return this.#tail[kWaitOutput]();
   }
 
-  [kProducing](): boolean {
-    return this.#tail[kProducing]();
+  [kSettle](): Promise<void> | undefined {
+    return this.#tail[kSettle]();
   }
 
   [kReadNow](): O | typeof NOT_NOW {

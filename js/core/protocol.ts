@@ -36,13 +36,14 @@ export const kTakenEnd = Symbol.for('velo-stream.takenEnd');
  */
 export const kReadNow = Symbol.for('velo-stream.readNow');
 /**
- * `[kProducing]()`: whether the handler is running right now (not waiting
- * for input, not paused at a full output, not finished), so that more
- * outputs may come before it stops. A reader that wants them together waits
- * once on `kWaitOutput`, which a batch reader's wake settles when the handler
- * stops producing, or on the next turn of the event loop at the latest.
+ * `[kSettle]()`: undefined when the handler is not running right now
+ * (waiting for input, paused at a full output, or finished); else a promise
+ * that settles when it stops running (waits for input or finishes) or on the
+ * next turn of the event loop, whichever comes first. A writer that has
+ * taken the outputs ready (`kReadNow`) waits on it once, so that a run of
+ * outputs goes out together without holding any output longer than a turn.
  */
-export const kProducing = Symbol.for('velo-stream.producing');
+export const kSettle = Symbol.for('velo-stream.settle');
 /** `kReadNow`'s "nothing available right now". */
 export const NOT_NOW: unique symbol = Symbol.for('velo-stream.notNow');
 
@@ -96,8 +97,8 @@ export interface StreamKind<I, O> extends Stream<I, O> {
   [kWaitOutput](): Promise<unknown>;
   /** An output available now, or `NOT_NOW` (see `kReadNow`). */
   [kReadNow](): O | typeof NOT_NOW;
-  /** Whether more outputs may come before the handler stops (see `kProducing`). */
-  [kProducing](): boolean;
+  /** Undefined, or settles when the running handler stops or on the next turn (see `kSettle`). */
+  [kSettle](): Promise<void> | undefined;
   /** Settles when the stream's handlers have finished (returned, thrown, or stopped by a cancel). Never rejects. */
   readonly [kFinished]: Promise<void>;
   /**

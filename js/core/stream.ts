@@ -25,10 +25,10 @@ import {
   kDrain,
   kFinished,
   kInputError,
-  kProducing,
   kRead,
   kReadNow,
   kSendAll,
+  kSettle,
   kSignal,
   kTaken,
   kTakenEnd,
@@ -274,6 +274,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   #stage: unknown[] = NO_BUFFER;
   #credit = 0;
   #wakeScheduled = false;
+  /** Writers waiting in `kSettle` for the running handler to stop. */
+  #settleWaiters: (() => void)[] | null = null;
   #keepingAlive = false;
 
   // Handoffs not yet counted by the core (see `reportHandoffs`).
@@ -611,6 +613,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
     // The handler is about to wait for input: whatever it yielded so far is
     // all there is for now, so batch readers need not wait any longer.
     if (this.#readers.length > 0) this.#serveReaders();
+    this.#settled();
     // A second next() before the first settled (not something for-await
     // does) waits its turn rather than taking the first one's place.
     if (this.#inputPromise !== null) return this.#inputPromise.then(() => this[kNextInput]());
@@ -888,6 +891,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
     this.#detachSignal = undefined;
     this.#serveReaders();
     this.#handlerDone = true;
+    this.#settled();
     this.#resolveFinished?.();
   }
 
@@ -912,9 +916,22 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
     return this[kRead](ReadKind.Wake);
   }
 
-  [kProducing](): boolean {
+  [kSettle](): Promise<void> | undefined {
     // (A task stage's body is not a generator: its outputs come as calls settle, not in runs.)
-    return this.#body === null && !this.#handlerDone && this.#resolveInput === null && this.#resumeHandler === null;
+    if (this.#body !== null || this.#handlerDone || this.#resolveInput !== null || this.#resumeHandler !== null) return undefined;
+    if (!this.#wakeScheduled) {
+      this.#wakeScheduled = true;
+      wakeLater(this as HandlerStream<unknown, unknown>);
+    }
+    return new Promise((resolve) => (this.#settleWaiters ??= []).push(resolve));
+  }
+
+  /** The handler stopped running (or a turn passed): whoever waits in `kSettle` goes on. */
+  #settled(): void {
+    const waiters = this.#settleWaiters;
+    if (waiters === null) return;
+    this.#settleWaiters = null;
+    for (const resolve of waiters) resolve();
   }
 
   [kReadNow](): O | typeof NOT_NOW {
@@ -971,6 +988,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
     if (!this.#wakeScheduled) return;
     this.#wakeScheduled = false;
     this.#serveReaders();
+    this.#settled();
   }
 
   /** Hands the staged outputs to the core (they fit: they are within the credit). */

@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { constants as bufferConstants, isUtf8 } from 'node:buffer';
 import { Readable } from 'node:stream';
-import { NOT_NOW, kProducing, kReadNow, kWaitOutput } from '../core/protocol';
+import { NOT_NOW, kReadNow, kSettle } from '../core/protocol';
 import { describe, invalidType, invalidValue, outOfRange } from '../errors';
 
 /** Output formats. */
@@ -172,16 +172,15 @@ export async function writeResponse<O>(
 /** What an outputs object of this library offers for taking the outputs ready with one just read (protocol.ts). */
 interface ReadyOutputs<O> {
   [kReadNow](): O | typeof NOT_NOW;
-  [kProducing](): boolean;
-  [kWaitOutput](): Promise<unknown>;
+  [kSettle](): Promise<void> | undefined;
 }
 
 /**
  * For the outputs of this library: a function that adds to `text` (the
  * frame of an output just read) the frames of the outputs ready with it, up
  * to about `limit` characters. While the handler is still producing, it
- * waits once for it to stop (it waits for input, is paused, or finishes; or
- * the next turn of the event loop comes), so that a run of outputs goes out
+ * waits once for it to stop (it waits for input or finishes), or for the
+ * next turn of the event loop, so that a run of outputs goes out
  * together. Past `limit` (a socket's high-water mark) the rest stays in the
  * stream, to wait for room there: no more is held here than one output's
  * wait would hold. `failure`: an output could not be serialized (`text` has
@@ -189,12 +188,7 @@ interface ReadyOutputs<O> {
  */
 function readyTaker<O>(outputs: Stoppable<O>, frame: { output: (o: O) => string }, limit: number) {
   const ready = outputs as Partial<ReadyOutputs<O>>;
-  if (
-    typeof ready[kReadNow] !== 'function' ||
-    typeof ready[kProducing] !== 'function' ||
-    typeof ready[kWaitOutput] !== 'function'
-  )
-    return undefined;
+  if (typeof ready[kReadNow] !== 'function' || typeof ready[kSettle] !== 'function') return undefined;
   const source = ready as ReadyOutputs<O>;
   const take = (text: string): { text: string; failure?: { error: unknown } } => {
     while (text.length < limit) {
@@ -210,8 +204,10 @@ function readyTaker<O>(outputs: Stoppable<O>, frame: { output: (o: O) => string 
   };
   return async (text: string): Promise<{ text: string; failure?: { error: unknown } }> => {
     const taken = take(text);
-    if (taken.failure !== undefined || taken.text.length >= limit || !source[kProducing]()) return taken;
-    await source[kWaitOutput]();
+    if (taken.failure !== undefined || taken.text.length >= limit) return taken;
+    const settled = source[kSettle]();
+    if (settled === undefined) return taken;
+    await settled;
     return take(taken.text);
   };
 }
