@@ -337,3 +337,45 @@ for (const [name, leave] of [
     assert.deepEqual(items, expected);
   });
 }
+
+test('a handler that returns or throws before taking every event it was sent: the rest open the key next session, none dropped, in order', async () => {
+  // Each session takes up to three events, or stops at a 'bad' one by throwing.
+  const batches = streamFn(
+    async function* (events) {
+      let n = 0;
+      for await (const e of events) {
+        if (e === 'bad') throw new Error('bad input');
+        yield e;
+        if (++n === 3) return;
+      }
+    },
+    { idleTimeout: 0 },
+  );
+  const sessions = batches.sessions();
+  const items = [];
+  const reading = (async () => {
+    for await (const item of sessions) items.push(item.error ? `error: ${item.error.message}` : `${item.key}${item.value}`);
+  })();
+  // All sent at once, before any handler runs: they are accepted into the first session's buffer.
+  const events = [1, 2, 3, 4, 5, 'bad', 6, 7];
+  await Promise.all(events.map((e) => sessions.send('a', e)));
+  await sessions.send('b', 1);
+  // end(key) applies to the events sent before it, in whichever session takes them.
+  await Promise.all([1, 2, 3, 4].map((e) => sessions.send('c', e)));
+  sessions.end('c');
+  await until(() => items.length === 8 + 1 + 4, 5000, 'every event answered');
+  assert.deepEqual(
+    items.filter((i) => i.startsWith('a') || i.startsWith('error')),
+    ['a1', 'a2', 'a3', 'a4', 'a5', 'error: bad input', 'a6', 'a7'],
+  );
+  assert.deepEqual(
+    items.filter((i) => i.startsWith('c')),
+    ['c1', 'c2', 'c3', 'c4'],
+  );
+  // a: 3 sessions (1-3, 4-5 and the throw, 6-7); b: 1 (still live); c: 2, the second ended by end('c').
+  await until(() => batches.stats().open === 2, 5000, "the ended sessions' handlers");
+  assert.equal(batches.stats().opened, 6);
+  await sessions.close();
+  await reading;
+  assert.equal(batches.stats().open, 0);
+});

@@ -6,12 +6,21 @@
 // meantime waits for its handler to finish, then opens the key's next
 // instance (the slot is free by then, so `maxConcurrent: 1` is enough). The
 // next instance's outputs enter the merged output after every output of the
-// one before, so per-key order holds across instances.
+// one before, so per-key order holds across instances. Events an instance
+// accepted that its handler never took (it returned or threw first) open the
+// key's next instance: nothing a send was told is accepted is dropped.
 import { StreamClosedError } from '../errors';
 import { Fifo } from '../core/fifo';
 import { drainOutputs } from '../core/drive';
-import { DONE, type StreamKind, kFinished, kInputError } from '../core/protocol';
+import { DONE, type StreamKind, kFinished, kInputError, kTaken } from '../core/protocol';
 import type { SessionItem, Stream, StreamFn } from '../types';
+
+/**
+ * The events a session accepted that its handler has not taken yet, in
+ * order (`head`: the first; `base`: the handler's taken count at `head`).
+ * If the handler returns or throws first, they open the key's next session.
+ */
+type Lent<I> = { events: { event: I; refused: boolean }[]; head: number; base: number; ended: boolean };
 
 /** A send (or an `end`) waiting for the key's next instance. */
 type Waiting<I> = { event: I; resolve(): void; reject(reason: unknown): void } | typeof END;
@@ -32,6 +41,8 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
   readonly fn: StreamFn<I, O>;
   readonly #open: () => StreamKind<I, O>;
   readonly #live = new Map<K, StreamKind<I, O>>();
+  /** Each live stream's accepted events not yet taken by its handler. */
+  readonly #lent = new Map<StreamKind<I, O>, Lent<I>>();
   /** Keys whose next instance waits for the previous one to finish: what was sent meanwhile, in order. */
   readonly #waiting = new Map<K, Waiting<I>[]>();
   /** Each key's last forwarder: the next instance's forwarder starts after it. */
@@ -85,11 +96,11 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
       } catch (error) {
         return Promise.reject(error);
       }
-      return stream.send(event);
+      return this.#sendTo(stream, event);
     }
     // Open, and its handler still reads its input (one that failed or left
     // its loop may still be finishing): the event goes to this session.
-    if (current[kInputError]() === undefined) return current.send(event);
+    if (current[kInputError]() === undefined) return this.#sendTo(current, event);
     return new Promise((resolve, reject) => {
       this.#waiting.set(key, [{ event, resolve, reject }]);
       void this.#handOver(key, current);
@@ -102,7 +113,13 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
     // Sends wait for the next instance: that is the one to end, once they are in.
     if (waiting !== undefined) {
       if (waiting.at(-1) !== END) waiting.push(END);
-    } else this.#live.get(key)?.end();
+    } else {
+      const stream = this.#live.get(key);
+      if (stream === undefined) return;
+      // (Events it accepted and its handler never takes end with it in the next session.)
+      this.#lentOf(stream).ended = true;
+      stream.end();
+    }
   }
 
   /**
@@ -120,10 +137,66 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
     return new Promise((resolve) => (this.#allDone = resolve));
   }
 
+  /** What `stream` accepted and its handler has not taken (a placeholder once it has finished). */
+  #lentOf(stream: StreamKind<I, O>): Lent<I> {
+    return this.#lent.get(stream) ?? { events: [], head: 0, base: 0, ended: false };
+  }
+
+  /** Sends to a session's stream, keeping the event until its handler takes it. */
+  #sendTo(stream: StreamKind<I, O>, event: I): Promise<void> {
+    const lent = this.#lent.get(stream);
+    // (Finished already: the send is refused.)
+    if (lent === undefined) return stream.send(event);
+    // What the handler has taken since is no longer kept.
+    const taken = stream[kTaken]();
+    lent.head += taken - lent.base;
+    lent.base = taken;
+    if (lent.head > 64 && lent.head * 2 > lent.events.length) {
+      lent.events.splice(0, lent.head);
+      lent.head = 0;
+    }
+    const entry = { event, refused: false };
+    lent.events.push(entry);
+    const sent = stream.send(event);
+    // (A send refused, maybe after waiting for room, was never accepted: it is not passed on.)
+    sent.catch(() => (entry.refused = true));
+    return sent;
+  }
+
+  /**
+   * A session's handler has finished. If it returned or threw before taking
+   * every event the session accepted, the rest open the key's next session
+   * (before any send made since), as the Redis workers do; a cancelled
+   * session's are dropped with it.
+   */
+  #afterSession(key: K, stream: StreamKind<I, O>): void {
+    const lent = this.#lent.get(stream);
+    this.#lent.delete(stream);
+    if (lent === undefined) return;
+    if (stream.state === 'cancelled' || this.#left) return;
+    const from = lent.head + (stream[kTaken]() - lent.base);
+    const rest: Waiting<I>[] = [];
+    for (let i = from; i < lent.events.length; i++) {
+      const { event, refused } = lent.events[i];
+      if (!refused) rest.push({ event, resolve: () => {}, reject: () => {} });
+    }
+    if (rest.length === 0) return;
+    if (lent.ended) rest.push(END);
+    const waiting = this.#waiting.get(key);
+    // Sends already wait for the next session (a hand-over is under way): these go first.
+    if (waiting !== undefined) waiting.unshift(...rest);
+    else {
+      this.#waiting.set(key, rest);
+      void this.#handOver(key, stream);
+    }
+  }
+
   /** Opens the key's stream and forwards its outputs (after the key's earlier instance's). Throws `StreamLimitError`. */
   #start(key: K): StreamKind<I, O> {
     const stream = this.#open();
     this.#live.set(key, stream);
+    this.#lent.set(stream, { events: [], head: 0, base: 0, ended: false });
+    void stream[kFinished].then(() => this.#afterSession(key, stream));
     const forwarded = this.#forward(key, stream, this.#forwarded.get(key));
     this.#forwarded.set(key, forwarded);
     void forwarded.then(() => {
@@ -150,12 +223,13 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
       for (let i = 0; i < waiting.length; i++) {
         const w = waiting[i];
         if (w !== END) {
-          stream.send(w.event).then(
+          this.#sendTo(stream, w.event).then(
             () => w.resolve(),
             (error: unknown) => w.reject(error),
           );
           continue;
         }
+        this.#lentOf(stream).ended = true;
         stream.end();
         // Sent after that end: they go to the instance after this one.
         const rest = waiting.slice(i + 1);
