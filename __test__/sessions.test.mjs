@@ -379,3 +379,23 @@ test('a handler that returns or throws before taking every event it was sent: th
   await reading;
   assert.equal(batches.stats().open, 0);
 });
+
+test('close() right after the sends: the events an early-returning handler never took are still handled before the merged output ends', async () => {
+  const oneEach = streamFn(async function* (events) {
+    for await (const e of events) {
+      yield e;
+      return;
+    }
+  });
+  const sessions = oneEach.sessions();
+  const seen = [];
+  const reading = (async () => {
+    for await (const item of sessions) seen.push(item.value);
+  })();
+  await Promise.all([1, 2, 3, 4, 5, 6].map((e) => sessions.send('k', e)));
+  await sessions.close();
+  await reading;
+  assert.deepEqual(seen, [1, 2, 3, 4, 5, 6]);
+  assert.equal(oneEach.stats().opened, 6);
+  assert.equal(oneEach.stats().open, 0);
+});

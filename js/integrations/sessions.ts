@@ -262,6 +262,9 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
       if (waited !== null) await waited;
     } finally {
       if (this.#live.get(key) === stream) this.#live.delete(key);
+      // (Finished by now; this lets `#afterSession`, which runs on it first,
+      // hand the events its handler never took on before the count can reach 0.)
+      await stream[kFinished];
       this.#release();
     }
   }
