@@ -399,3 +399,55 @@ test('close() right after the sends: the events an early-returning handler never
   assert.equal(oneEach.stats().opened, 6);
   assert.equal(oneEach.stats().open, 0);
 });
+
+test('a handler that fails or returns before reading anything keeps its first event; the rest are handed on, and it all ends', async () => {
+  for (const how of ['throw', 'return']) {
+    let opened = 0;
+    const setup = streamFn(
+      // eslint-disable-next-line require-yield
+      async function* () {
+        opened++;
+        if (how === 'throw') throw new Error('setup failed');
+      },
+      { idleTimeout: 0 },
+    );
+    const sessions = setup.sessions();
+    const items = [];
+    const reading = (async () => {
+      for await (const item of sessions) items.push(item.error?.message);
+    })();
+    await Promise.all([1, 2, 3].map((e) => sessions.send('k', e)));
+    await sessions.close();
+    await reading;
+    // One session per event: each keeps the first it was given.
+    assert.equal(opened, 3, how);
+    assert.deepEqual(items, how === 'throw' ? ['setup failed', 'setup failed', 'setup failed'] : [], how);
+    assert.equal(setup.stats().open, 0);
+  }
+});
+
+test('events handed on when maxConcurrent leaves no slot for the next session are reported in the merged output, not lost silently', async () => {
+  const firstOnly = streamFn(
+    async function* (events) {
+      for await (const e of events) {
+        yield e;
+        return;
+      }
+    },
+    { idleTimeout: 0, maxConcurrent: 1 },
+  );
+  const sessions = firstOnly.sessions();
+  const items = [];
+  const reading = (async () => {
+    for await (const item of sessions) {
+      items.push(item.error ? `${item.key}:${item.error.code}` : `${item.key}:${item.value}`);
+      // Seeing a's first output, take the slot a's session frees for key b.
+      if (item.key === 'a' && !item.error) await sessions.send('b', 1);
+    }
+  })();
+  await Promise.all([1, 2].map((e) => sessions.send('a', e)));
+  await until(() => items.length === 3, 5000, 'three items');
+  await sessions.close();
+  await reading;
+  assert.deepEqual(items.sort(), ['a:1', 'a:ERR_STREAM_LIMIT', 'b:1']);
+});

@@ -174,11 +174,23 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
     this.#lent.delete(stream);
     if (lent === undefined) return;
     if (stream.state === 'cancelled' || this.#left) return;
-    const from = lent.head + (stream[kTaken]() - lent.base);
+    const taken = stream[kTaken]();
+    // The session keeps at least its first event, as the Redis workers' do: a
+    // handler that fails or returns before reading anything would otherwise
+    // get the same events again in every next session, for ever.
+    const from = taken === 0 ? 1 : lent.head + (taken - lent.base);
+    // Their senders were answered already: a next session that cannot open
+    // (maxConcurrent reached meanwhile) is reported in the merged output.
+    let reported = false;
+    const report = (error: unknown): void => {
+      if (reported) return;
+      reported = true;
+      void this.#push({ key, error });
+    };
     const rest: Waiting<I>[] = [];
     for (let i = from; i < lent.events.length; i++) {
       const { event, refused } = lent.events[i];
-      if (!refused) rest.push({ event, resolve: () => {}, reject: () => {} });
+      if (!refused) rest.push({ event, resolve: () => {}, reject: report });
     }
     if (rest.length === 0) return;
     if (lent.ended) rest.push(END);
