@@ -1,6 +1,7 @@
 // npm run bench:redis [-- --quick]       the full measurement (below)
 // node bench/redis.mjs drain [events] [keys]
 // node bench/redis.mjs live [events/s] [seconds] [keys]
+// node bench/redis.mjs full-live [seconds]   only the live runs of `full`, printed
 //
 // `npm run bench:redis` (mode `full`): consumers in child processes
 // (bench/redis/child.mjs) on a private redis-server, 16 partitions, 1,000
@@ -16,7 +17,10 @@
 // - Live: a producer sends at 5K events/s per worker, in batches every 10 ms;
 //   the handler records the time from just before the XADD to the event
 //   reaching it (p50, p99), velo-stream with 1 and 2 workers, the naive one
-//   at 5K/s.
+//   at 5K/s. Also the CPU per event of the consumer processes and of
+//   redis-server (the producer's XADDs included) from just before the
+//   producer starts to the last output, redis-server's time by command
+//   (INFO commandstats), and the naive consumer's events per XREAD.
 // - Failover: 2 workers with leaseTtl 2000; every key's session is live;
 //   kill -9 of one, then one more event to each of its keys: the time from
 //   the kill to the survivor's first output of one of those (replayed)
@@ -29,7 +33,10 @@
 //   worker's start to its last output committed.
 // - live: a producer sends at `events/s` for `seconds`; the handler records
 //   the time from just before the XADD to the event reaching it (p50, p99).
-// Both print the worker's round-trip times to Redis (stats().roundTrip, ms).
+// Both print the worker's round-trip times to Redis (stats().roundTrip, ms)
+// and the CPU per event of this process (drain: the worker; live: the worker
+// and the producer) and of redis-server; live also redis-server's time by
+// command.
 import os from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -63,6 +70,33 @@ function cpuMs(pid) {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) * TICK_MS;
+}
+
+/**
+ * Starts measuring the CPU time of the processes `pids` together and of redis-server. The function it returns ends
+ * the measurement: CPU per event (µs, `digits` decimals) of each, { pids, redis }; null without /proc. /proc counts
+ * in ticks (10 ms), so measure over seconds.
+ */
+function cpuMeter(pids, digits = 1) {
+  const read = () => (TICK_MS === 0 ? null : { pids: pids.reduce((x, pid) => x + cpuMs(pid), 0), redis: cpuMs(redis.pid) });
+  const before = read();
+  return (events) => {
+    const after = read();
+    const per = (what) => (after === null ? null : +(((after[what] - before[what]) * 1000) / events).toFixed(digits));
+    return { pids: per('pids'), redis: per('redis') };
+  };
+}
+
+/**
+ * redis-server's own accounting by command since `CONFIG RESETSTAT`, per event: { command: { calls, usPerEvent } },
+ * most time first. The time a command ran, not the reading and writing of its connection; the commands a Lua script
+ * calls are counted under their own names as well as in the script's time.
+ */
+async function commandsPerEvent(client, events) {
+  const info = String(await client.sendCommand(['INFO', 'commandstats']));
+  const rows = [...info.matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)].map(([, name, calls, usec]) => [name, Number(calls), Number(usec)]);
+  rows.sort((x, y) => y[2] - x[2]);
+  return Object.fromEntries(rows.map(([name, calls, usec]) => [name, { calls, usPerEvent: +(usec / events).toFixed(2) }]));
 }
 
 /** Polls `check` every `ms` until it is truthy; fails after `timeout` ms. */
@@ -103,11 +137,11 @@ async function stopAll(children) {
   }
 }
 
-/** The report line a consumer prints on `report`. */
+/** The report line a consumer prints on `report`, once it has come in whole (it can be hundreds of KB). */
 async function report(child) {
   const before = child.stdout.length;
   child.child.stdin.write('report\n');
-  const pattern = /^report (.*)$/m;
+  const pattern = /^report (.*)\n/m;
   await until(() => pattern.test(child.stdout.slice(before)), 'a report', 30_000);
   return JSON.parse(pattern.exec(child.stdout.slice(before))[1]);
 }
@@ -160,35 +194,42 @@ async function drainRun(url, client, kind, workers, events, name) {
     for (const pairs of batches(events)) await producer.sendMany(pairs);
   }
   const streams = kind === 'naive' ? [naiveKeys(name).output] : veloOutputs(name);
-  const cpu = () => ({ consumers: children.reduce((x, c) => x + cpuMs(c.child.pid), 0), redis: cpuMs(redis.pid) });
-  const cpu0 = cpu();
+  // CPU per event (µs) of the consumer processes together and of redis-server, over the drain.
+  const meter = cpuMeter(children.map((c) => c.child.pid));
   const t0 = performance.now();
   for (const c of children) c.child.kill('SIGCONT');
   await until(async () => (await countOutputs(client, streams)) >= events, `${events} outputs`);
   const seconds = (performance.now() - t0) / 1000;
-  const cpu1 = cpu();
+  const cpu = meter(events);
   const reports = await Promise.all(children.map(report));
   await stopAll(children);
   await checkDrain(client, streams, events);
   await client.flushAll();
-  // CPU per event (µs) of the consumer processes together and of redis-server, over the drain (10 ms ticks).
-  const perEvent = (what) => (TICK_MS === 0 ? null : +(((cpu1[what] - cpu0[what]) * 1000) / events).toFixed(1));
   return {
     eventsPerSecond: Math.round(events / seconds),
     seconds: +seconds.toFixed(3),
-    consumerCpuUsPerEvent: perEvent('consumers'),
-    redisCpuUsPerEvent: perEvent('redis'),
+    consumerCpuUsPerEvent: cpu.pids,
+    redisCpuUsPerEvent: cpu.redis,
     roundTrip: reports.map((r) => r.stats.roundTrip),
   };
 }
 
-/** A live run: `rate` events/s for `seconds`; XADD-to-handler latency over every event. */
+/**
+ * A live run: `rate` events/s for `seconds`; XADD-to-handler latency over every event, and the CPU per event of the
+ * consumer processes and of redis-server from just before the producer starts to the last output in Redis. The
+ * redis-server figure includes the producer's XADDs (this process's own CPU is not counted) and this process's XLEN
+ * polls for the outputs at the end; `redisCommands` splits redis-server's time by command.
+ */
 async function liveRun(url, client, kind, workers, rate, seconds, name) {
   const children = await startConsumers(url, kind, workers, name, { ttl: 10_000 });
   await sleep(300);
   const producer = redisProducer({ client, name, partitions: FULL.partitions });
   const total = rate * seconds;
   const perTick = Math.max(1, Math.round(rate / 100));
+  // The naive consumer counts its XREAD calls (stats().reads) since its start: those before the producer are taken off.
+  const readsBefore = (await Promise.all(children.map(report))).map((r) => r.stats.reads);
+  await client.sendCommand(['CONFIG', 'RESETSTAT']);
+  const meter = cpuMeter(children.map((c) => c.child.pid));
   const started = performance.now();
   let sent = 0;
   const sends = [];
@@ -203,11 +244,15 @@ async function liveRun(url, client, kind, workers, rate, seconds, name) {
   await Promise.all(sends);
   const streams = kind === 'naive' ? [naiveKeys(name).output] : veloOutputs(name);
   await until(async () => (await countOutputs(client, streams)) >= total, `${total} outputs`);
+  const cpu = meter(total);
+  const redisCommands = await commandsPerEvent(client, total);
   const reports = await Promise.all(children.map(report));
   await stopAll(children);
   await client.flushAll();
   const all = reports.flatMap((r) => r.latencies).sort((x, y) => x - y);
   if (all.length !== total) throw new Error(`${all.length} latencies for ${total} events`);
+  // The naive consumer's XREADs that returned between the producer's start and the end of the run.
+  const xreads = kind === 'naive' ? reports.reduce((x, r, i) => x + r.stats.reads - readsBefore[i], 0) : undefined;
   return {
     rate,
     seconds,
@@ -215,6 +260,10 @@ async function liveRun(url, client, kind, workers, rate, seconds, name) {
     p50Ms: +quantile(all, 0.5).toFixed(2),
     p99Ms: +quantile(all, 0.99).toFixed(2),
     maxMs: +all.at(-1).toFixed(2),
+    consumerCpuUsPerEvent: cpu.pids,
+    redisCpuUsPerEvent: cpu.redis,
+    ...(xreads === undefined ? {} : { xreads, eventsPerXread: +(total / xreads).toFixed(2) }),
+    redisCommands,
     roundTrip: reports.map((r) => r.stats.roundTrip),
   };
 }
@@ -263,13 +312,37 @@ async function failoverRun(url, client, ttl, eventsPerKey, name) {
   };
 }
 
+/** The live runs of mode full: velo-stream with 1 worker at 5K/s and 2 at 10K/s, the naive consumer at 5K/s. */
+async function liveRuns(url, client, seconds, log) {
+  const live = {
+    velo1: await liveRun(url, client, 'velo', 1, 5000, seconds, 'live1'),
+    velo2: await liveRun(url, client, 'velo', 2, 10_000, seconds, 'live2'),
+    naive: await liveRun(url, client, 'naive', 1, 5000, seconds, 'live3'),
+  };
+  for (const [label, result] of Object.entries(live)) log(`live ${label}`, result);
+  // How many times the CPU per event of the naive run is velo-stream's with 1 worker (> 1: velo-stream uses less).
+  const over = (what) => (live.velo1[what] ? +(live.naive[what] / live.velo1[what]).toFixed(2) : null);
+  live.naiveOverVelo1 = { consumerCpu: over('consumerCpuUsPerEvent'), redisCpu: over('redisCpuUsPerEvent') };
+  return live;
+}
+
+function printLive({ velo1, velo2, naive, naiveOverVelo1 }) {
+  console.log(
+    `live p50 / p99 (ms): velo 1 worker at 5K/s ${velo1.p50Ms} / ${velo1.p99Ms}, 2 workers at 10K/s ${velo2.p50Ms} / ${velo2.p99Ms}, naive at 5K/s ${naive.p50Ms} / ${naive.p99Ms}`,
+  );
+  console.log(
+    `live CPU per event (µs), consumers / redis-server: velo 1 worker ${velo1.consumerCpuUsPerEvent} / ${velo1.redisCpuUsPerEvent}, 2 workers ${velo2.consumerCpuUsPerEvent} / ${velo2.redisCpuUsPerEvent}, naive ${naive.consumerCpuUsPerEvent} / ${naive.redisCpuUsPerEvent} (naive / velo 1 worker: consumers x${naiveOverVelo1.consumerCpu}, redis-server x${naiveOverVelo1.redisCpu}); naive ${naive.eventsPerXread} events per XREAD (${naive.xreads} XREADs)`,
+  );
+}
+
+const log = (what, result) => console.log(`${what.padEnd(26)} ${JSON.stringify(result)}`);
+
 async function full(client) {
   const url = redis.url;
   const rounds = quick ? 1 : 3;
   const drainEvents = quick ? 30_000 : 100_000;
   const liveSeconds = quick ? 3 : 10;
   const failovers = quick ? 1 : 3;
-  const log = (what, result) => console.log(`${what.padEnd(26)} ${JSON.stringify(result)}`);
   const results = {
     date: new Date().toISOString(),
     quick,
@@ -313,12 +386,7 @@ async function full(client) {
     veloVsNaive: +(rate('velo1') / rate('naive')).toFixed(2),
   };
 
-  results.live = {
-    velo1: await liveRun(url, client, 'velo', 1, 5000, liveSeconds, 'live1'),
-    velo2: await liveRun(url, client, 'velo', 2, 10_000, liveSeconds, 'live2'),
-    naive: await liveRun(url, client, 'naive', 1, 5000, liveSeconds, 'live3'),
-  };
-  for (const [label, result] of Object.entries(results.live)) log(`live ${label}`, result);
+  results.live = await liveRuns(url, client, liveSeconds, log);
 
   const runs = [];
   for (let i = 0; i < failovers; i++) {
@@ -360,6 +428,19 @@ async function full(client) {
           { label: 'naive, 5K/s', value: results.live.naive.p99Ms, color: '#a0aec0' },
         ],
       },
+      ...(results.live.velo1.redisCpuUsPerEvent === null
+        ? []
+        : [
+            ['redis-server CPU per event (µs; the producer\'s XADDs included)', 'redisCpuUsPerEvent'],
+            ['consumer processes\' CPU per event (µs)', 'consumerCpuUsPerEvent'],
+          ].map(([what, field]) => ({
+            name: `Live, ${what}`,
+            bars: [
+              { label: 'velo-stream, 1 worker, 5K/s', value: results.live.velo1[field], color: '#2b6cb0' },
+              { label: 'velo-stream, 2 workers, 10K/s', value: results.live.velo2[field], color: '#4299e1' },
+              { label: 'naive, 5K/s', value: results.live.naive[field], color: '#a0aec0' },
+            ],
+          }))),
       {
         name: `Failover after kill -9, leaseTtl ${results.failover.leaseTtl} ms (ms)`,
         bars: [
@@ -378,6 +459,8 @@ async function full(client) {
   console.log(
     `CPU per event (µs), consumers / redis-server: velo 1 worker ${results.drain.velo1.consumerCpuUsPerEvent} / ${results.drain.velo1.redisCpuUsPerEvent}, 2 workers ${results.drain.velo2.consumerCpuUsPerEvent} / ${results.drain.velo2.redisCpuUsPerEvent}, naive ${results.drain.naive.consumerCpuUsPerEvent} / ${results.drain.naive.redisCpuUsPerEvent}`,
   );
+  printLive(results.live);
+  console.log(`load average (1, 5, 15 min): ${results.machine.load.join(', ')} at the start, ${results.machine.loadAfter.join(', ')} at the end`);
   console.log(`written: bench/redis-results.json, bench/charts/redis.svg`);
 }
 
@@ -400,15 +483,15 @@ try {
       { idleTimeout: 0, maxConcurrent: keys * 2 },
     );
     const started = performance.now();
-    const cpuBefore = [cpuMs(process.pid), cpuMs(redis.pid)];
+    // CPU per event (µs) of this process (the worker) and of redis-server: steadier than events/s on a busy machine.
+    const meter = cpuMeter([process.pid], 2);
     const worker = redisWorker(fn, { client, name, partitions, leaseTtl: 10_000 });
     while (worker.stats().outputs < events) await sleep(5);
     const seconds = (performance.now() - started) / 1000;
-    // CPU per event (µs) of this process (the worker) and of redis-server: steadier than events/s on a busy machine.
-    const [workerCpu, redisCpu] = [cpuMs(process.pid), cpuMs(redis.pid)].map((ms, i) => (ms === null ? null : +(((ms - cpuBefore[i]) * 1000) / events).toFixed(2)));
+    const cpu = meter(events);
     const { roundTrip } = worker.stats();
     console.log(
-      JSON.stringify({ mode, events, keys, partitions, seconds: +seconds.toFixed(3), eventsPerSecond: Math.round(events / seconds), workerCpuUsPerEvent: workerCpu, redisCpuUsPerEvent: redisCpu, roundTrip }),
+      JSON.stringify({ mode, events, keys, partitions, seconds: +seconds.toFixed(3), eventsPerSecond: Math.round(events / seconds), workerCpuUsPerEvent: cpu.pids, redisCpuUsPerEvent: cpu.redis, roundTrip }),
     );
     await worker.close();
   } else if (mode === 'live') {
@@ -430,6 +513,9 @@ try {
     // Batches every 10 ms at the rate asked, each event stamped just before its batch is sent.
     const total = rate * seconds;
     const perTick = Math.max(1, Math.round(rate / 100));
+    // CPU per event (µs) of this process (the worker and the producer) and of redis-server, as in mode full.
+    await client.sendCommand(['CONFIG', 'RESETSTAT']);
+    const meter = cpuMeter([process.pid]);
     const start = performance.now();
     let sent = 0;
     while (sent < total) {
@@ -441,6 +527,8 @@ try {
       await sleep(10);
     }
     while (worker.stats().outputs < total) await sleep(5);
+    const cpu = meter(total);
+    const redisCommands = await commandsPerEvent(client, total);
     const sorted = latencies.sort((x, y) => x - y);
     console.log(
       JSON.stringify({
@@ -452,6 +540,9 @@ try {
         events: sorted.length,
         p50Ms: +quantile(sorted, 0.5).toFixed(2),
         p99Ms: +quantile(sorted, 0.99).toFixed(2),
+        workerAndProducerCpuUsPerEvent: cpu.pids,
+        redisCpuUsPerEvent: cpu.redis,
+        redisCommands,
         // The worker's calls to Redis (last 1024): where the time goes when p99 is high.
         roundTrip: worker.stats().roundTrip,
       }),
@@ -459,7 +550,12 @@ try {
     await worker.close();
   } else if (mode === 'full') {
     await full(client);
-  } else throw new Error(`unknown mode ${mode}: full, drain or live`);
+  } else if (mode === 'full-live') {
+    // Only the live runs of mode full (consumers in child processes), printed; nothing written.
+    const load = os.loadavg();
+    printLive(await liveRuns(redis.url, client, Number(a ?? (quick ? 3 : 10)), log));
+    console.log(`load average (1, 5, 15 min): ${load.join(', ')} at the start, ${os.loadavg().join(', ')} at the end`);
+  } else throw new Error(`unknown mode ${mode}: full, full-live, drain or live`);
 } finally {
   await redis.stop();
 }
