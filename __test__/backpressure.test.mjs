@@ -125,3 +125,55 @@ test('run() of an endless-looking source only pulls what the buffers allow', asy
   assert.ok(pulled <= 10 + 4 + 4 + 1, `pulled ${pulled}`);
   assert.equal(fn.stats().open, 0);
 });
+
+// Sends into a handler that is busy (not waiting for input) are staged in
+// JavaScript within the room the core granted, and cross into the core
+// together (js/core/stream.ts, `#inStage`). Anything else that sends must
+// come after them.
+test('events sent to a busy handler keep their order with an array fed and events sent after them', async () => {
+  const gate = deferred();
+  const fn = streamFn(
+    async function* (events) {
+      await gate.promise;
+      for await (const e of events) yield e;
+    },
+    { buffer: 8 },
+  );
+  const s = fn.open();
+  // (In one turn of the event loop: the stage crosses into the core on the next at the latest.)
+  for (let i = 0; i < 3; i++) await s.send(i);
+  const fed = collect(s.feed([3, 4, 5]));
+  const late = s.send(6);
+  gate.resolve();
+  await late;
+  s.end();
+  assert.deepEqual(await fed, [0, 1, 2, 3, 4, 5, 6]);
+});
+
+test('a busy handler: sends resolve for exactly `buffer` events, whatever the sizes of the grants', async () => {
+  for (const buffer of [1, 2, 5, 64]) {
+    const gate = deferred();
+    let taken = 0;
+    const fn = streamFn(
+      async function* (events) {
+        await gate.promise;
+        for await (const e of events) {
+          taken++;
+          yield e;
+        }
+      },
+      { buffer },
+    );
+    const s = fn.open();
+    const sends = Array.from({ length: buffer * 3 }, (_, i) => s.send(i));
+    const settled = await Promise.all(sends.map((p) => isSettled(p)));
+    assert.equal(settled.filter(Boolean).length, buffer, `buffer ${buffer}: accepted before the handler read`);
+    assert.equal(s.metrics.bufferedIn, buffer);
+    gate.resolve();
+    const reading = collect(s);
+    await Promise.all(sends);
+    s.end();
+    assert.deepEqual(await reading, Array.from({ length: buffer * 3 }, (_, i) => i));
+    assert.equal(taken, buffer * 3);
+  }
+});

@@ -144,3 +144,50 @@ test('the handoffs of a stream that is abandoned and collected still reach its f
   const value = (name) => Number(text.split('\n').find((l) => l.startsWith(`${name}{fn="twice"}`))?.split(' ').at(-1));
   assert.deepEqual([value('velo_events_in_total'), value('velo_events_out_total')], [20, 20]);
 });
+
+// Events sent to a busy handler wait in JavaScript (js/core/stream.ts,
+// `#inStage`) until they cross into the core together: every reading of the
+// counts must see them first.
+test('events sent to a busy handler are counted exactly when the counts are read right away', async () => {
+  const gate = deferred();
+  const fn = streamFn(async function* busy(events) {
+    await gate.promise;
+    for await (const e of events) yield e;
+  });
+  const registry = new Registry();
+  registerStreamMetrics(registry, [fn]);
+  const s = fn.open();
+  for (let i = 0; i < 5; i++) await s.send(i);
+  const m = s.metrics;
+  assert.deepEqual([m.eventsIn, m.bufferedIn], [5, 5]);
+  for (let i = 5; i < 8; i++) await s.send(i);
+  const text = await registry.metrics();
+  assert.ok(text.includes('velo_events_in_total{fn="busy"} 8'), text);
+  gate.resolve();
+  s.end();
+  assert.deepEqual(await collect(s), [0, 1, 2, 3, 4, 5, 6, 7]);
+  assert.equal(s.metrics.eventsIn, 8);
+});
+
+test('the events sent to a busy handler of a stream that is abandoned and collected still reach its function totals', async () => {
+  const fn = streamFn(
+    async function* stuck(events) {
+      await new Promise(() => {}); // busy for ever: takes nothing
+      for await (const e of events) yield e;
+    },
+    { idleTimeout: 0 },
+  );
+  const registry = new Registry();
+  registerStreamMetrics(registry, [fn]);
+  await (async () => {
+    const s = fn.open();
+    for (let i = 0; i < 3; i++) await s.send(i);
+  })();
+  for (let i = 0; i < 10 && fn.stats().cancelled === 0; i++) {
+    await new Promise((r) => setImmediate(r));
+    global.gc();
+  }
+  assert.equal(fn.stats().cancelled, 1, 'collected');
+  const text = await registry.metrics();
+  assert.ok(text.includes('velo_events_in_total{fn="stuck"} 3'), text);
+});

@@ -44,6 +44,22 @@ const workloads = {
     }
     s.end();
   },
+  // Like S2: 100,000 events through one stream, an `await send()` loop running
+  // ahead of the handler and a `for await` consumer.
+  liveAhead: async () => {
+    const fn = streamFn(async function* (events) {
+      for await (const e of events) yield e + 1;
+    });
+    const s = fn.open();
+    const producing = (async () => {
+      for (let i = 0; i < 100_000; i++) await s.send(i);
+      s.end();
+    })();
+    let n = 0;
+    for await (const _ of s) n++;
+    await producing;
+    if (n !== 100_000) throw new Error('lost outputs');
+  },
   // Like S4: 30,000 times open -> one event -> end -> read to the end.
   open: async () => {
     const fn = streamFn(async function* (events) {
