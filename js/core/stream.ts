@@ -252,8 +252,9 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   /** That pending `next()`. */
   #inputPromise: Promise<IteratorResult<I>> | null = null;
   /**
-   * The core may hold something for the handler: events queued or waiting,
-   * a lent batch to acknowledge, or the end of input to report. While false,
+   * The core (or the stage) may hold something for the handler: events
+   * queued, staged or waiting, a lent batch to acknowledge, or the end of
+   * input to report. While false,
    * a take would find nothing, so the handler waits without asking the core.
    */
   #inPending = false;
@@ -430,17 +431,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
       this.#countLater();
       return this.#handToHandler(event);
     }
-    if (this.#resolveInput === null) {
-      // The handler is busy: the event waits in the stage, within the room
-      // the core granted (asked for when the last grant is used up).
-      if (this.#inCredit === 0) this.#inCredit = this.#flushInput(true);
-      if (this.#inCredit > 0) {
-        this.#inCredit--;
-        if (this.#inStage === NO_BUFFER) this.#inStage = [];
-        if (this.#inStage.push(event) === 1) this.#countLater();
-        return RESOLVED;
-      }
-    } else this.#flushInput(false);
+    if (this.#resolveInput === null && this.#stageInput(event)) return RESOLVED;
+    this.#flushInput(false);
     const pushed = this.#native.send(event, this.#resolveInput !== null);
     if (pushed === Push.Handoff) {
       // The handler was waiting for input: it gets the event directly.
@@ -471,8 +463,23 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
     return RESOLVED;
   }
 
+  /**
+   * The handler is busy: `event` waits in the stage, within the room the core
+   * granted (asked for when the last grant is used up). False: no room.
+   */
+  #stageInput(event: I): boolean {
+    if (this.#inCredit === 0 && (this.#inCredit = this.#flushInput(true)) === 0) return false;
+    this.#inCredit--;
+    this.#inPending = true;
+    if (this.#inStage === NO_BUFFER) this.#inStage = [];
+    if (this.#inStage.push(event) === 1) this.#countLater();
+    return true;
+  }
+
   /** Hands the staged events to the core (they fit: they are within the credit, and takes only free room). */
   #commitInput(): void {
+    // (Most streams never stage: the shared empty stage is told apart by identity.)
+    if (this.#inStage === NO_BUFFER) return;
     const n = this.#inStage.length;
     if (n === 0) return;
     for (let start = 0; start < n; start += MAX_BATCH)
@@ -665,8 +672,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
 
   /** Take the next batch of events from the core; null if the handler must wait. */
   #pollInput(): IteratorResult<I> | null {
-    this.#commitInput();
     if (!this.#inPending) return null;
+    this.#commitInput();
     if (this.#inBuf === NO_BUFFER) this.#inBuf = [];
     const n = this.#native.takeInput(this.#capacity, this.#inBuf);
     this.#inPending = n !== Take.Empty;
