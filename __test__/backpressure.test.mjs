@@ -126,10 +126,8 @@ test('run() of an endless-looking source only pulls what the buffers allow', asy
   assert.equal(fn.stats().open, 0);
 });
 
-// Sends into a handler that is busy (not waiting for input) are staged in
-// JavaScript within the room the core granted, and cross into the core
-// together (js/core/stream.ts, `#inStage`). Anything else that sends must
-// come after them.
+// Sends into a handler that is busy (not waiting for input), mixed with the
+// other ways of sending: order and the bound hold whatever path each takes.
 test('events sent to a busy handler keep their order with an array fed and events sent after them', async () => {
   const gate = deferred();
   const fn = streamFn(
@@ -140,7 +138,7 @@ test('events sent to a busy handler keep their order with an array fed and event
     { buffer: 8 },
   );
   const s = fn.open();
-  // (In one turn of the event loop: the stage crosses into the core on the next at the latest.)
+  // (All in one turn of the event loop: nothing has had a chance to be handed on.)
   for (let i = 0; i < 3; i++) await s.send(i);
   const fed = collect(s.feed([3, 4, 5]));
   const late = s.send(6);

@@ -49,9 +49,9 @@ test('each send moves the idle deadline', async () => {
 // turn's check phase. An idle deadline can be looked at before that, in the
 // poll phase of the same turn: the report must come first, with the send's
 // time.
-// A send to a busy handler (one not waiting for input) is staged in
-// JavaScript and crosses into the core later, as a handoff is counted later:
-// the same holds for it.
+// The same for a send to a busy handler (one not waiting for input): any
+// scheme that gives such sends to the core later (in batches, say) must keep
+// this, and the next test.
 for (const busy of [false, true]) {
   test(`a send ${busy ? 'to a busy handler' : 'handed over'} just before the idle deadline keeps the stream open, even when the deadline is looked at in the same turn`, async () => {
     const timeout = 200;
@@ -61,7 +61,7 @@ for (const busy of [false, true]) {
       const gate = deferred();
       const handler = busy
         ? async function* (events) {
-            await gate.promise; // busy until released: the send is staged
+            await gate.promise; // busy until released
             for await (const e of events) yield e;
           }
         : echo;
@@ -94,6 +94,35 @@ for (const busy of [false, true]) {
     }
   });
 }
+
+test('the idle clock restarts at a send to a busy handler, not when the event reaches the core', async () => {
+  const timeout = 300;
+  for (let attempt = 1; ; attempt++) {
+    const fn = streamFn(
+      async function* (events) {
+        for await (const e of events) await new Promise((r) => setTimeout(r, 5)); // busy after each event
+      },
+      { idleTimeout: timeout },
+    );
+    const s = fn.open();
+    await s.send('first'); // handed over: the handler is busy from here
+    const sentAt = performance.now();
+    void s.send('last');
+    while (performance.now() - sentAt < timeout - 10); // the sender's own turn goes on
+    // Half a timeout past the deadline of the send, well before the deadline
+    // of the moment the event reached the core (at the end of that turn).
+    while (performance.now() - sentAt < timeout * 1.5) await new Promise((r) => setTimeout(r, 10));
+    const lookedAt = performance.now() - sentAt;
+    if (lookedAt >= timeout * 1.9) {
+      // (This machine was too slow to tell.)
+      assert.ok(attempt < 3, 'looked at in time in one of three attempts');
+      await s.cancel();
+      continue;
+    }
+    assert.notEqual(s.state, 'open', `idled out a timeout after the last send (looked at ${Math.round(lookedAt)} ms after it)`);
+    return;
+  }
+});
 
 test('a send waiting for room pauses the idle clock', async () => {
   let release;

@@ -145,9 +145,9 @@ test('the handoffs of a stream that is abandoned and collected still reach its f
   assert.deepEqual([value('velo_events_in_total'), value('velo_events_out_total')], [20, 20]);
 });
 
-// Events sent to a busy handler wait in JavaScript (js/core/stream.ts,
-// `#inStage`) until they cross into the core together: every reading of the
-// counts must see them first.
+// Events sent to a busy handler (one not waiting for input), read right
+// away: any scheme that gives such sends to the core later (in batches, say)
+// must have them counted before every reading.
 test('events sent to a busy handler are counted exactly when the counts are read right away', async () => {
   const gate = deferred();
   const fn = streamFn(async function* busy(events) {
@@ -190,4 +190,26 @@ test('the events sent to a busy handler of a stream that is abandoned and collec
   assert.equal(fn.stats().cancelled, 1, 'collected');
   const text = await registry.metrics();
   assert.ok(text.includes('velo_events_in_total{fn="stuck"} 3'), text);
+});
+
+test('the queue wait of an event sent to a busy handler counts from its send, not from when it reached the core', async () => {
+  const fn = streamFn(
+    async function* (events) {
+      for await (const e of events) {
+        await new Promise((r) => setImmediate(r)); // busy after each event
+        yield e;
+      }
+    },
+    { idleTimeout: 0 },
+  );
+  const s = fn.open();
+  const reading = collect(s);
+  await s.send(0); // handed over: the handler is busy from here
+  const sentAt = performance.now();
+  for (let i = 1; i <= 3; i++) void s.send(i);
+  while (performance.now() - sentAt < 50); // 50 ms in the sender's own turn
+  s.end();
+  assert.deepEqual(await reading, [0, 1, 2, 3]);
+  // Four waits: 0 (handed over) and three of at least 50 ms (the histogram is within 12.5 %).
+  assert.ok(s.metrics.queueWaitP50Us >= 50_000 * 0.875, `p50 ${s.metrics.queueWaitP50Us} µs`);
 });

@@ -239,22 +239,13 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   #handed = 0;
   /** The handler (or body) was told its input ended. */
   #endTaken = false;
-  /**
-   * Events sent but not yet handed to the core, within `#inCredit`: room the
-   * core granted, so they are within the bound. A send into a busy handler
-   * costs no native call; they cross in one slice before anything reads the
-   * input lane (see `#flushInput`).
-   */
-  #inStage: unknown[] = NO_BUFFER;
-  #inCredit = 0;
   /** Resolves the handler's pending `next()`, while it waits for input. */
   #resolveInput: ((r: IteratorResult<I>) => void) | null = null;
   /** That pending `next()`. */
   #inputPromise: Promise<IteratorResult<I>> | null = null;
   /**
-   * The core (or the stage) may hold something for the handler: events
-   * queued, staged or waiting, a lent batch to acknowledge, or the end of
-   * input to report. While false,
+   * The core may hold something for the handler: events queued or waiting,
+   * a lent batch to acknowledge, or the end of input to report. While false,
    * a take would find nothing, so the handler waits without asking the core.
    */
   #inPending = false;
@@ -407,7 +398,6 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
       unreported.pop();
       this.#handoffsListed = false;
     }
-    this.#commitInput();
     if (this.#inHanded === 0 && this.#outHanded === 0) return;
     const agoUs = this.#idleOn && this.#inHanded > 0 ? (performance.now() - this.#lastHandedAt) * 1000 : 0;
     this.#native.handedOver(this.#inHanded, this.#outHanded, agoUs);
@@ -431,8 +421,6 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
       this.#countLater();
       return this.#handToHandler(event);
     }
-    if (this.#resolveInput === null && this.#stageInput(event)) return RESOLVED;
-    this.#flushInput(false);
     const pushed = this.#native.send(event, this.#resolveInput !== null);
     if (pushed === Push.Handoff) {
       // The handler was waiting for input: it gets the event directly.
@@ -463,42 +451,6 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
     return RESOLVED;
   }
 
-  /**
-   * The handler is busy: `event` waits in the stage, within the room the core
-   * granted (asked for when the last grant is used up). False: no room.
-   */
-  #stageInput(event: I): boolean {
-    if (this.#inCredit === 0 && (this.#inCredit = this.#flushInput(true)) === 0) return false;
-    this.#inCredit--;
-    this.#inPending = true;
-    if (this.#inStage === NO_BUFFER) this.#inStage = [];
-    if (this.#inStage.push(event) === 1) this.#countLater();
-    return true;
-  }
-
-  /** Hands the staged events to the core (they fit: they are within the credit, and takes only free room). */
-  #commitInput(): void {
-    // (Most streams never stage: the shared empty stage is told apart by identity.)
-    if (this.#inStage === NO_BUFFER) return;
-    const n = this.#inStage.length;
-    if (n === 0) return;
-    for (let start = 0; start < n; start += MAX_BATCH)
-      this.#native.sendSlice(this.#inStage, start, Math.min(MAX_BATCH, n - start));
-    this.#inStage.length = 0;
-    this.#inPending = true;
-  }
-
-  /**
-   * Commits the stage and gives up the credit, before anything else uses the
-   * input lane (another push would take room the credit counts on); with
-   * `grant`, returns a new credit: the core's room now.
-   */
-  #flushInput(grant: boolean): number {
-    this.#commitInput();
-    this.#inCredit = 0;
-    return grant ? this.#native.room() : 0;
-  }
-
   #waitAsSender(): Promise<void> {
     return new Promise((resolve, reject) => {
       if (this.#senders === NO_QUEUE) this.#senders = new Fifo();
@@ -508,13 +460,11 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   }
 
   end(): void {
-    this.#flushInput(false);
     if (this.#native.end()) this.#inputEnded();
   }
 
   /** The core just ended the input (by `end()` or the idle deadline): the handler sees the end after what is buffered. */
   #inputEnded(): void {
-    this.#inCredit = 0;
     this.#inPending = true;
     this.#idleOff();
     this.#wakeInput();
@@ -553,7 +503,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   async #sendArray(events: readonly I[]): Promise<boolean> {
     let i = 0;
     while (i < events.length) {
-      const room = this.#flushInput(true);
+      const room = this.#native.room();
       if (room === 0) {
         // Full, closed, or senders waiting: an ordinary send finds out which.
         if (!(await this.#sendOne(events[i++]))) return false;
@@ -581,7 +531,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
     const it = source[Symbol.iterator]();
     const stage: I[] = [];
     for (;;) {
-      const room = this.#flushInput(true);
+      const room = this.#native.room();
       if (room === 0) {
         const r = checkedResult(it.next());
         if (r.done) return true;
@@ -673,7 +623,6 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   /** Take the next batch of events from the core; null if the handler must wait. */
   #pollInput(): IteratorResult<I> | null {
     if (!this.#inPending) return null;
-    this.#commitInput();
     if (this.#inBuf === NO_BUFFER) this.#inBuf = [];
     const n = this.#native.takeInput(this.#capacity, this.#inBuf);
     this.#inPending = n !== Take.Empty;
@@ -721,7 +670,6 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   }
 
   [kReleaseInput](): void {
-    this.#flushInput(false);
     this.#native.releaseInput();
     this.#inPending = true;
     this.#dropLent();
@@ -934,7 +882,6 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   }
 
   #afterHandler(senderError: () => Error): void {
-    this.#inCredit = 0;
     this.#inPending = this.#outPending = true;
     this.#rejectSenders(senderError);
     this.#dropLent();
@@ -1114,8 +1061,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
       this.#abort?.abort(reason);
       this.#dropLent();
       this.#outPos = this.#outLen = 0;
-      this.#inBuf = this.#outBuf = this.#stage = this.#inStage = NO_BUFFER;
-      this.#credit = this.#inCredit = 0;
+      this.#inBuf = this.#outBuf = this.#stage = NO_BUFFER;
+      this.#credit = 0;
       this.#rejectSenders(() => this.#closedError());
       this.#idleOff();
       this.#detachSignal?.();
