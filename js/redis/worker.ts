@@ -481,6 +481,9 @@ class PartitionRun<I, O> {
       }
       // Held entries are bounded: past the bound, the partition is not read until sessions end.
       while (this.#heldCount >= w.readCount * HELD_BATCHES && !this.stopping) await w.sessionEnded();
+      // A short read took all there was: wait for more after its last entry rather than ask again (at live
+      // rates, asking again was one more fenced read, an empty one, per wake-up).
+      if (pendingFrom === null && read.entries.length < count) await w.idle(this, last);
     }
   }
 
@@ -1411,9 +1414,9 @@ class Worker<I, O> implements RedisWorker {
   async #interrupt(): Promise<void> {
     if (this.#interrupting) return;
     this.#interrupting = true;
+    // CLIENT UNBLOCK can reach the server before the XREAD it targets blocks: retry while that read is on.
+    const blocking = this.#blockingOn;
     try {
-      // CLIENT UNBLOCK can reach the server before the XREAD it targets blocks: retry while that read is on.
-      const blocking = this.#blockingOn;
       for (let i = 0; i < 20 && this.#blockingOn === blocking && blocking !== null; i++) {
         await this.log.interrupt();
         await sleep(2);
@@ -1423,6 +1426,10 @@ class Worker<I, O> implements RedisWorker {
     } finally {
       this.#interrupting = false;
     }
+    // A partition that went idle meanwhile found this loop running and left it to wake the read: if the read now
+    // on is a newer one that leaves it out, interrupt that one too (else it waits for the read's whole BLOCK).
+    const now = this.#blockingOn;
+    if (now !== null && now !== blocking && [...this.#idle.keys()].some((p) => !now.has(p))) void this.#interrupt();
   }
 
   /** One blocking read (on its own connection) for every idle partition: the wake-up, no polling. */
