@@ -523,3 +523,28 @@ test('maxSessionAge through kill -9 and a replay: sessions split by entry ids, e
   const stats = await stopChild(b);
   assert.ok(stats.replayed > 0, 'B replayed pending entries');
 });
+
+// Found by an adversarial review: the pump parked at the bound of held entries
+// was woken only by a session ending, which close() does only after the pump
+// has stopped, so close() waited out the lease and dropped the partition.
+test('close() with held entries at their bound (maxConcurrent reached) releases the lease at once, without CloseTimeoutError', async () => {
+  const name = fresh('heldclose');
+  const options = { client, name, partitions: 1 };
+  const errors = [];
+  const worker = redisWorker(totals({ idleTimeout: 60_000, maxConcurrent: 1 }), {
+    ...options,
+    readCount: 1,
+    leaseTtl: 3000,
+    onError: (error) => errors.push(error),
+  });
+  const producer = redisProducer(options);
+  // One live session takes the only slot; the other keys' entries are held, past their bound.
+  await producer.sendMany([['a', { n: 1 }], ...Array.from({ length: 20 }, (_, i) => [`b${i}`, { n: i }])]);
+  await eventually(async () => worker.stats().held >= 16, 'the held entries at their bound');
+  await worker.close();
+  assert.deepEqual(
+    errors.map((e) => e.code ?? e.message),
+    [],
+  );
+  assert.equal(await client.exists(`velo:{${name}:p0}:lease`), 0, 'the lease was released, not left to run out');
+});

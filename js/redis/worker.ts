@@ -386,6 +386,8 @@ class PartitionRun<I, O> {
   /** Commits made under this lease (their `serial`, with local delivery). */
   #serial = 0;
   readonly #room: (() => void)[] = [];
+  /** Wakes the pump while it waits for a session to end (held entries at their bound): the run is stopping. */
+  #wakeHeldWait: (() => void) | null = null;
   /** Set when the pump must stop reading. */
   stopping = false;
   /** Set when this worker stops serving the partition: sessions make no more outputs, and none is acked. */
@@ -480,7 +482,13 @@ class PartitionRun<I, O> {
         await this.#dispatch(entry);
       }
       // Held entries are bounded: past the bound, the partition is not read until sessions end.
-      while (this.#heldCount >= w.readCount * HELD_BATCHES && !this.stopping) await w.sessionEnded();
+      while (this.#heldCount >= w.readCount * HELD_BATCHES && !this.stopping) {
+        await new Promise<void>((resolve) => {
+          this.#wakeHeldWait = resolve;
+          void w.sessionEnded().then(resolve);
+        });
+        this.#wakeHeldWait = null;
+      }
       // A short read took all there was: wait for more after its last entry rather than ask again (at live
       // rates, asking again was one more fenced read, an empty one, per wake-up).
       if (pendingFrom === null && read.entries.length < count) await w.idle(this, last);
@@ -1087,6 +1095,7 @@ class PartitionRun<I, O> {
   async drop(): Promise<void> {
     this.dropped = true;
     this.stopping = true;
+    this.#wakeHeldWait?.();
     this.#discard = true;
     this.#outbox.length = 0;
     this.#outputsQueued = 0;
@@ -1098,6 +1107,7 @@ class PartitionRun<I, O> {
   /** Graceful hand-back: stop reading, stop the sessions, commit what they made, release the lease. */
   async release(): Promise<void> {
     this.stopping = true;
+    this.#wakeHeldWait?.();
     this.worker.wakeIdle(this.partition);
     this.budgetFreed();
     await this.pumped;
