@@ -1,6 +1,6 @@
 export { streamFn } from './core/function';
 export { batch, task } from './core/task';
-export { workerFn } from './worker/index';
+export { workerFn, type WorkerStreamFn } from './worker/index';
 export { StreamClosedError, StreamLimitError, WorkerCrashedError } from './errors';
 export type {
   BatchConfig,

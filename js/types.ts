@@ -248,4 +248,12 @@ export interface WorkerFnConfig extends StreamConfig {
   transfer?: boolean;
   /** Each thread's limits, as `new Worker()` takes them; a thread that exceeds them fails the streams it hosts. */
   resourceLimits?: import('node:worker_threads').ResourceLimits;
+  /**
+   * Ms a thread may take to load the module (a top-level await included);
+   * past it, the thread is stopped and its streams fail with
+   * `ERR_VELO_WORKER_MODULE`. Default 30000.
+   */
+  loadTimeout?: number;
+  /** Ms a thread that hosts no stream stays up before it stops (0: at once); the next stream starts a new one. Default 10000. */
+  threadIdleTimeout?: number;
 }

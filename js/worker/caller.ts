@@ -14,18 +14,28 @@ import {
   kBodyReturned,
   kBodyThrew,
   kEmit,
+  kHandlerSignal,
   kPollInput,
   kReleaseInput,
   kStartBody,
   kTimersPending,
 } from '../core/stream';
-import { type Encoded, decodeBatch, encodeBatch, isThrown, needsTransfer, rebuildThrown } from './codec';
+import {
+  type Arrived,
+  type Encoded,
+  decodeBatch,
+  encodeBatch,
+  encodePrefix,
+  isThrown,
+  needsTransfer,
+  rebuildThrown,
+} from './codec';
 import { type Hosted, type ThreadHost, listen, ownInbox, unlisten } from './pool';
 import { CALLER_SIDE, INPUT, LANE_BATCHES, MAX_BATCH, OUTPUT } from './protocol';
 
 /** A stream nobody holds any more is cancelled, so its worker-side handler stops too. */
 const abandoned = new FinalizationRegistry<{ pair: number; host: ThreadHost }>(({ pair, host }) => {
-  addon.crossCancel(pair, null);
+  host.cancel(pair, undefined);
   addon.crossRelease(pair, CALLER_SIDE);
   unlisten(pair);
   host.leave(pair);
@@ -51,8 +61,10 @@ export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
   readonly #maxBatch: number;
   /** Large whole ArrayBuffers of events are moved to the worker (`WorkerFnConfig.transfer`). */
   readonly #transfer: boolean;
-  /** ArrayBuffers the worker transferred, one list per output batch that refers to them, in order. */
-  readonly #arrived: ArrayBuffer[][] = [];
+  /** What the worker sent by the port, one per output batch that refers to it, in order. */
+  readonly #arrived: Arrived[] = [];
+  /** An event the clone format refused: the stream fails with it once the handler has finished with the events before it. */
+  #inputError: { error: unknown } | undefined;
   /** An output batch taken from the lane whose transferred ArrayBuffers have not arrived yet. */
   #waitingBatch: Buffer[] | null = null;
   #pair = -1;
@@ -113,9 +125,14 @@ export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
 
   cancelled(): void {
     if (this.#finished) return;
-    addon.crossCancel(this.#pair, null);
+    // (The stream is cancelled: its handler signal aborts with the cancel's reason.)
+    this.#host.cancel(this.#pair, this.#stream[kHandlerSignal].reason);
     this.#finish();
     this.#stream[kBodyReturned]();
+  }
+
+  closedBy(reason: Error): void {
+    if (!this.#finished) void this.#stream.cancel(reason);
   }
 
   crashed(error: Error): void {
@@ -124,9 +141,9 @@ export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
     this.#stream[kBodyThrew](error);
   }
 
-  transferArrived(buffers: ArrayBuffer[]): void {
+  transferArrived(arrived: Arrived): void {
     if (this.#finished) return;
-    this.#arrived.push(buffers);
+    this.#arrived.push(arrived);
     if (this.#waitingBatch !== null) this.#pumpOutput();
   }
 
@@ -154,15 +171,26 @@ export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
         batch.push(v);
       }
       if (batch.length > 0) {
-        let encoded: Encoded;
+        let encoded: Encoded | null;
         try {
           encoded = encodeBatch(batch, this.#transfer);
         } catch (error) {
-          this.#failInput(error);
-          return;
+          // The events before the refused one still reach the handler (their
+          // sends resolved); then its input ends, and the stream fails with
+          // the clone error once the handler has finished.
+          this.#inputError = { error };
+          this.#carry = [];
+          stream[kReleaseInput]();
+          encoded = encodePrefix(batch, this.#transfer);
+          ended = true;
+          if (encoded === null) {
+            this.#input = InputState.Done;
+            addon.crossEnd(this.#pair, INPUT);
+            return;
+          }
         }
         // The ArrayBuffers go first, by the thread's port: the batch that refers to them may be taken before they arrive, never after.
-        if (encoded.transferred !== null) this.#host.transfer(this.#pair, encoded.transferred);
+        if (encoded.byPort !== null) this.#host.transfer(this.#pair, encoded.byPort);
         const status = addon.crossPush(this.#pair, INPUT, encoded.bytes, encoded.attached);
         if (status === CrossStatus.Parked) {
           this.#input = InputState.AwaitingRoom;
@@ -203,14 +231,6 @@ export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
     this.#stream[kReleaseInput]();
   }
 
-  /** An event the clone format refuses: the stream fails with the clone error, and the worker's handler is stopped. */
-  #failInput(error: unknown): void {
-    this.#input = InputState.Done;
-    addon.crossCancel(this.#pair, null);
-    this.#finish();
-    this.#stream[kBodyThrew](error);
-  }
-
   // ----- output: batches from the worker, emitted -----
 
   #pumpOutput(): void {
@@ -227,6 +247,12 @@ export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
         }
         // Closed: cancelled, and `cancelled()` finishes.
         if (emitted === Emit.Closed) return;
+      }
+      if (this.#inputError !== undefined && (this.#thrown !== undefined || this.#outputEnded)) {
+        const { error } = this.#inputError;
+        this.#finish();
+        stream[kBodyThrew](error);
+        return;
       }
       if (this.#thrown !== undefined) {
         const { error } = this.#thrown;
@@ -252,20 +278,21 @@ export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
         else return;
         continue;
       }
-      stream[kTimersPending](false);
       this.#outVals = [];
       this.#outPos = 0;
-      let transferred: ArrayBuffer[] = [];
+      let arrived: Arrived | undefined;
       if (needsTransfer(got)) {
-        const arrived = this.#arrived.shift();
+        arrived = this.#arrived.shift();
         if (arrived === undefined) {
-          // `transferArrived` resumes.
+          // `transferArrived` resumes. Until then a waiting read keeps the
+          // process alive and the stream held, as while the lane was empty.
           this.#waitingBatch = got;
+          stream[kTimersPending](true);
           return;
         }
-        transferred = arrived;
       }
-      const decoded = decodeBatch(got, transferred);
+      stream[kTimersPending](false);
+      const decoded = decodeBatch(got, arrived);
       if (isThrown(decoded)) this.#thrown = { error: rebuildThrown(decoded) };
       else this.#outVals = decoded;
     }

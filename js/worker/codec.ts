@@ -56,8 +56,26 @@ const BUFFER_INDEX = VIEW_TYPES.indexOf(Buffer);
 const INLINE = 0;
 const ATTACHED = 1;
 const TRANSFERRED = 2;
-/** A batch that refers to transferred ArrayBuffers opens with this byte (then 7 zeros, then v8's format). */
+const SHARED = 3;
+/** A batch that refers to ArrayBuffers coming by the port (transferred or shared) opens with this byte (then 7 zeros, then v8's format). */
 const TRANSFER_TAG = 2;
+
+/** What comes by the thread's port for one batch: the ArrayBuffers it moved, and the SharedArrayBuffers its views share. */
+export interface Arrived {
+  buffers: ArrayBuffer[];
+  shared: SharedArrayBuffer[];
+}
+const NOTHING_ARRIVED: Arrived = { buffers: [], shared: [] };
+
+/** A bare SharedArrayBuffer: v8's deserializer as Node exposes it cannot take one back, so it is refused (a view over one is shared). */
+function sharedArrayBufferError(): Error {
+  const error = new DOMException(
+    'A bare SharedArrayBuffer cannot cross to or from a worker stream: send a view over it (new Uint8Array(sab)), which is shared',
+    'DataCloneError',
+  );
+  // (DOMException's own `code` is a getter on its prototype: a number.)
+  return Object.defineProperty(error, 'code', { value: 'ERR_VELO_SHARED_ARRAY_BUFFER', enumerable: true, configurable: true });
+}
 
 function viewIndex(view: View): number {
   if (Buffer.isBuffer(view)) return BUFFER_INDEX;
@@ -73,6 +91,7 @@ function viewIndex(view: View): number {
 class BatchSerializer extends DefaultSerializer {
   readonly attached: Uint8Array[] = [];
   readonly transferred: ArrayBuffer[] = [];
+  readonly shared: SharedArrayBuffer[] = [];
   readonly #transfer: boolean;
   constructor(transfer: boolean) {
     super();
@@ -81,6 +100,16 @@ class BatchSerializer extends DefaultSerializer {
   _writeHostObject(object: object): void {
     const view = object as View;
     this.writeUint32(viewIndex(view));
+    if (view.buffer instanceof SharedArrayBuffer) {
+      // Shared, as postMessage shares it: the other thread's view sees the same memory.
+      let index = this.shared.indexOf(view.buffer);
+      if (index < 0) index = this.shared.push(view.buffer) - 1;
+      this.writeUint32(SHARED);
+      this.writeUint32(index);
+      this.writeUint32(view.byteOffset);
+      this.writeUint32(view.byteLength);
+      return;
+    }
     const bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
     if (
       this.#transfer &&
@@ -103,22 +132,37 @@ class BatchSerializer extends DefaultSerializer {
       this.writeRawBytes(bytes);
     }
   }
+  _getSharedArrayBufferId(): never {
+    throw sharedArrayBufferError();
+  }
 }
 
 class BatchDeserializer extends DefaultDeserializer {
   readonly #attached: readonly Buffer[];
-  readonly #transferred: readonly ArrayBuffer[];
-  constructor(bytes: Buffer, attached: readonly Buffer[], transferred: readonly ArrayBuffer[]) {
+  readonly #arrived: Arrived;
+  constructor(bytes: Buffer, attached: readonly Buffer[], arrived: Arrived) {
     super(bytes);
     this.#attached = attached;
-    this.#transferred = transferred;
+    this.#arrived = arrived;
   }
   _readHostObject(): unknown {
     const type = this.readUint32();
     const kind = this.readUint32();
+    if (kind === SHARED) {
+      const sab = this.#arrived.shared[this.readUint32()];
+      const offset = this.readUint32();
+      const length = this.readUint32();
+      if (type === BUFFER_INDEX) return Buffer.from(sab, offset, length);
+      const Shared = VIEW_TYPES[type] as unknown as new (
+        buffer: ArrayBufferLike,
+        offset: number,
+        length: number,
+      ) => ArrayBufferView;
+      return new Shared(sab, offset, length / ((Shared as unknown as { BYTES_PER_ELEMENT?: number }).BYTES_PER_ELEMENT ?? 1));
+    }
     let bytes: Buffer =
       kind === TRANSFERRED
-        ? Buffer.from(this.#transferred[this.readUint32()])
+        ? Buffer.from(this.#arrived.buffers[this.readUint32()])
         : kind === ATTACHED
           ? this.#attached[this.readUint32()]
           : this.readRawBytes(this.readUint32());
@@ -131,11 +175,11 @@ class BatchDeserializer extends DefaultDeserializer {
   }
 }
 
-/** A batch as it crosses: the serialization, the byte arrays it refers to, and the ArrayBuffers to transfer with it (by the thread's message port). */
+/** A batch as it crosses: the serialization, the byte arrays it refers to, and what goes with it by the thread's message port (null: nothing). */
 export interface Encoded {
   bytes: Uint8Array;
   attached: Uint8Array[] | null;
-  transferred: ArrayBuffer[] | null;
+  byPort: Arrived | null;
 }
 
 /**
@@ -155,7 +199,7 @@ export function encodeBatch(values: readonly unknown[], transfer = false): Encod
   if (numbers) {
     const words = new Float64Array(n + 1);
     for (let i = 0; i < n; i++) words[i + 1] = values[i] as number;
-    return { bytes: new Uint8Array(words.buffer), attached: null, transferred: null };
+    return { bytes: new Uint8Array(words.buffer), attached: null, byPort: null };
   }
   return serialized(values, transfer);
 }
@@ -169,15 +213,38 @@ function serialized(value: unknown, transfer = false): Encoded {
     if (error instanceof DOMException) throw error;
     throw new DOMException(String((error as Error)?.message ?? error), 'DataCloneError');
   }
-  const { attached, transferred } = serializer;
+  const { attached, transferred, shared } = serializer;
   let bytes: Uint8Array = serializer.releaseBuffer();
-  if (transferred.length > 0) {
+  const byPort = transferred.length > 0 || shared.length > 0;
+  if (byPort) {
     const tagged = new Uint8Array(HEADER + bytes.length);
     tagged[0] = TRANSFER_TAG;
     tagged.set(bytes, HEADER);
     bytes = tagged;
   }
-  return { bytes, attached: attached.length > 0 ? attached : null, transferred: transferred.length > 0 ? transferred : null };
+  return {
+    bytes,
+    attached: attached.length > 0 ? attached : null,
+    byPort: byPort ? { buffers: transferred, shared } : null,
+  };
+}
+
+/** The values before the first one the clone format refuses, encoded (null: none); for a batch that failed to encode. */
+export function encodePrefix(values: readonly unknown[], transfer: boolean): Encoded | null {
+  let n = 0;
+  for (; n < values.length; n++) {
+    try {
+      encodeBatch([values[n]], false);
+    } catch {
+      break;
+    }
+  }
+  if (n === 0) return null;
+  try {
+    return encodeBatch(values.slice(0, n), transfer);
+  } catch {
+    return null;
+  }
 }
 
 /** Whether the batch `crossTake` gave refers to ArrayBuffers that come by the message port (`decodeBatch` needs them). */
@@ -186,11 +253,11 @@ export function needsTransfer(buffers: Buffer[]): boolean {
 }
 
 /** A batch's values, or the record of what the handler threw, from what `crossTake` gave: `[bytes, ...attached]`. */
-export function decodeBatch(buffers: Buffer[], transferred: readonly ArrayBuffer[] = []): unknown[] | ThrownRecord {
+export function decodeBatch(buffers: Buffer[], arrived: Arrived = NOTHING_ARRIVED): unknown[] | ThrownRecord {
   let bytes = buffers[0];
   if (bytes[0] === TRANSFER_TAG) bytes = bytes.subarray(HEADER);
   if (bytes[0] !== NUMBERS_TAG) {
-    const deserializer = new BatchDeserializer(bytes, buffers.slice(1), transferred);
+    const deserializer = new BatchDeserializer(bytes, buffers.slice(1), arrived);
     deserializer.readHeader();
     return deserializer.readValue() as unknown[] | ThrownRecord;
   }
@@ -210,6 +277,11 @@ export function isThrown(decoded: unknown[] | ThrownRecord): decoded is ThrownRe
 
 /** What `error` becomes on its way to the caller. */
 export function encodeThrown(error: unknown): Encoded {
+  return serialized(thrownRecord(error));
+}
+
+/** `error` as a record the other thread rebuilds (`rebuildThrown`). */
+export function thrownRecord(error: unknown): ThrownRecord {
   let record: ThrownRecord;
   if (error instanceof Error) {
     const ctor = (error as { constructor?: { name?: unknown } }).constructor;
@@ -224,7 +296,7 @@ export function encodeThrown(error: unknown): Encoded {
   } else {
     record = { thrown: true, className: null, name: 'Error', message: describeThrown(error), stack: undefined, code: undefined };
   }
-  return serialized(record);
+  return record;
 }
 
 const BUILTIN_ERRORS: Record<string, ErrorConstructor> = {
@@ -248,6 +320,9 @@ export function rebuildThrown(record: ThrownRecord): Error {
     const error = new DOMException(record.message, record.name);
     if (record.stack !== undefined)
       Object.defineProperty(error, 'stack', { value: record.stack, configurable: true, writable: true });
+    // (A coded one, as ERR_VELO_SHARED_ARRAY_BUFFER: its own `code` shadows DOMException's number.)
+    if (typeof record.code === 'string')
+      Object.defineProperty(error, 'code', { value: record.code, enumerable: true, configurable: true });
     return error;
   }
   const Ctor = (record.className !== null && BUILTIN_ERRORS[record.className]) || Error;

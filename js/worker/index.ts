@@ -8,8 +8,9 @@ import { availableParallelism } from 'node:os';
 import { basename, isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { assertOptionsObject } from '../config';
-import { describe, invalidType, invalidValue, outOfRange } from '../errors';
+import { StreamClosedError, describe, invalidType, invalidValue, outOfRange } from '../errors';
 import { singleStage } from '../core/function';
+import { type HandlerStream, type StreamBody, kBodyThrew, kStartBody } from '../core/stream';
 import type { StreamFn, WorkerFnConfig } from '../types';
 import { CallerBody } from './caller';
 import { ThreadPool } from './pool';
@@ -43,12 +44,50 @@ function modulePath(module: unknown): string {
   return path;
 }
 
+/** Ms a thread that hosts no stream stays up, unless configured (`threadIdleTimeout`). */
+const THREAD_IDLE_MS = 10_000;
+/** Ms a thread may take to load the module, unless configured (`loadTimeout`). */
+const LOAD_MS = 30_000;
+/** The ceiling of Node's timers. */
+const MAX_MS = 2 ** 31 - 1;
+
+function milliseconds(field: string, value: unknown, min: number): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > MAX_MS) {
+    throw outOfRange(
+      `The "${field}" option must be a finite number of milliseconds from ${min} to ${MAX_MS}. Received ${describe(value)}`,
+    );
+  }
+  return value;
+}
+
+/** An unreferenced workerFn (and every function derived from it by `withConfig`) lets its threads go once they host nothing. */
+const unreferenced = new FinalizationRegistry<ThreadPool>((pool) => pool.release());
+
+/** The body of a stream opened after `close()`: it fails at once. */
+class RefusedBody<I, O> implements StreamBody<I, O> {
+  readonly signalListeners = 10;
+  readonly #error: Error;
+  constructor(error: Error) {
+    this.#error = error;
+  }
+  [kStartBody](stream: HandlerStream<I, O>): void {
+    stream[kBodyThrew](this.#error);
+  }
+  cancelled(): void {}
+}
+
+/** A `workerFn`: a stream function that also owns threads, released by `close()`. */
+export type WorkerStreamFn<I, O> = StreamFn<I, O> & {
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+};
+
 /**
  * A stream function whose handler is the export `config.export` (default:
  * `default`) of `module`, run on up to `config.threads` worker threads
  * (default: the machine's available parallelism).
  */
-export function workerFn<I, O>(module: string | URL, config?: WorkerFnConfig): StreamFn<I, O> {
+export function workerFn<I, O>(module: string | URL, config?: WorkerFnConfig): WorkerStreamFn<I, O> {
   const path = modulePath(module);
   if (config !== undefined) assertOptionsObject(config, 'config', '{ threads: 2 }');
   const {
@@ -56,6 +95,8 @@ export function workerFn<I, O>(module: string | URL, config?: WorkerFnConfig): S
     export: exportName = 'default',
     transfer = false,
     resourceLimits,
+    loadTimeout = LOAD_MS,
+    threadIdleTimeout = THREAD_IDLE_MS,
     ...streamConfig
   } = config ?? {};
   if (typeof threads !== 'number' || !Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) {
@@ -70,7 +111,25 @@ export function workerFn<I, O>(module: string | URL, config?: WorkerFnConfig): S
       `The "resourceLimits" option must be an object (as new Worker() takes it). Received ${describe(resourceLimits)}`,
     );
   }
-  const pool = new ThreadPool(path, exportName, threads, transfer, resourceLimits);
+  const pool = new ThreadPool({
+    module: path,
+    exportName,
+    max: threads,
+    transfer,
+    resourceLimits,
+    loadTimeout: milliseconds('loadTimeout', loadTimeout, 1),
+    idleTimeout: milliseconds('threadIdleTimeout', threadIdleTimeout, 0),
+  });
   const name = streamConfig.name ?? `${basename(path)}${exportName === 'default' ? '' : `#${exportName}`}`;
-  return singleStage<I, O>((_native, buffer) => new CallerBody<I, O>(pool.pick(), buffer, transfer), streamConfig, name);
+  const closedError = () => new StreamClosedError(`The workerFn "${name}" was closed: it opens no more streams`);
+  const makeBody = (_native: unknown, buffer: number): StreamBody<I, O> =>
+    pool.closed ? new RefusedBody<I, O>(closedError()) : new CallerBody<I, O>(pool.pick(), buffer, transfer);
+  const fn = singleStage<I, O>(makeBody, streamConfig, name) as WorkerStreamFn<I, O>;
+  unreferenced.register(makeBody, pool);
+  const close = () => pool.close(closedError());
+  Object.defineProperties(fn, {
+    close: { value: close, configurable: true, writable: true },
+    [Symbol.asyncDispose]: { value: close, configurable: true, writable: true },
+  });
+  return fn;
 }

@@ -6,7 +6,15 @@ import { join } from 'node:path';
 import { type ResourceLimits, Worker } from 'node:worker_threads';
 import { addon } from '../core/addon';
 import { WorkerCrashedError } from '../errors';
-import type { OpenMessage, ThreadData, TransferMessage } from './protocol';
+import { type Arrived, thrownRecord } from './codec';
+import {
+  type CancelMessage,
+  type LoadedMessage,
+  type OpenMessage,
+  type ThreadData,
+  type TransferMessage,
+  loadTimeoutError,
+} from './protocol';
 
 const THREAD_SCRIPT = join(__dirname, 'thread.js');
 
@@ -14,8 +22,10 @@ const THREAD_SCRIPT = join(__dirname, 'thread.js');
 export interface Hosted {
   /** The thread stopped: fail with `error`. */
   crashed(error: Error): void;
-  /** ArrayBuffers the thread transferred for the next batch that refers to them. */
-  transferArrived(buffers: ArrayBuffer[]): void;
+  /** What the thread sent by its port for the next batch that refers to it. */
+  transferArrived(arrived: Arrived): void;
+  /** The function was closed: cancel the stream with `reason`. */
+  closedBy(reason: Error): void;
 }
 
 /** This thread's own wake inbox, and who each pair's wakes are for (one per copy of the module: each copy binds its own). */
@@ -46,66 +56,160 @@ export function unlisten(pair: number): void {
   callers.delete(pair);
 }
 
+/** How a pool's threads are run (`WorkerFnConfig`). */
+export interface PoolOptions {
+  module: string;
+  exportName: string;
+  max: number;
+  transfer: boolean;
+  resourceLimits: ResourceLimits | undefined;
+  /** Ms a thread may take to load the module before its streams fail. */
+  loadTimeout: number;
+  /** Ms a thread that hosts no stream stays up (0: it stops at once). */
+  idleTimeout: number;
+}
+
 export class ThreadHost {
   readonly inbox: number;
   readonly #worker: Worker;
   readonly #hosted = new Map<number, WeakRef<Hosted>>();
   #error: unknown;
-  #onGone: (host: ThreadHost) => void;
+  /** Why this host stopped its thread itself (a load past its deadline, idle, closed): its streams fail with it, if any. */
+  #stopping: { error: Error | null } | undefined;
+  readonly #pool: ThreadPool;
+  /** The load deadline, then the idle deadline. */
+  #timer: NodeJS.Timeout | undefined;
+  #loaded = false;
+  readonly exited: Promise<void>;
 
-  constructor(
-    module: string,
-    exportName: string,
-    transfer: boolean,
-    resourceLimits: ResourceLimits | undefined,
-    onGone: (host: ThreadHost) => void,
-  ) {
+  constructor(pool: ThreadPool, options: PoolOptions) {
     this.inbox = addon.crossInbox();
-    this.#onGone = onGone;
+    this.#pool = pool;
+    const { module, exportName, transfer, resourceLimits, loadTimeout } = options;
     const data: ThreadData = { module, exportName, inbox: this.inbox, transfer };
     this.#worker = new Worker(THREAD_SCRIPT, { workerData: data, ...(resourceLimits ? { resourceLimits } : {}) });
     this.#worker.on('error', (error) => (this.#error ??= error));
-    this.#worker.on('message', (message: TransferMessage) =>
-      this.#hosted.get(message.pair)?.deref()?.transferArrived(message.buffers),
-    );
+    this.#worker.on('message', (message: TransferMessage | LoadedMessage) => {
+      if (message.type === 'loaded') this.#onLoaded();
+      else this.#hosted.get(message.pair)?.deref()?.transferArrived(message);
+    });
     // An idle thread never keeps the process alive; a caller waiting for
     // a stream's outputs does (see caller.ts). (After the 'message'
     // listener: adding one refs the worker's port again.)
     this.#worker.unref();
-    this.#worker.on('exit', (code) => this.#exited(code));
+    this.exited = new Promise((resolve) =>
+      this.#worker.on('exit', (code) => {
+        this.#exited(code);
+        resolve();
+      }),
+    );
+    // (A load that never ends, even a synchronous loop, is bounded here, on the caller's thread.)
+    this.#timer = setTimeout(() => void this.stop(loadTimeoutError(module, loadTimeout)), loadTimeout).unref();
   }
 
   get load(): number {
     return this.#hosted.size;
   }
 
+  /** Whether new streams may be placed here. */
+  get usable(): boolean {
+    return this.#stopping === undefined;
+  }
+
   place(pair: number, stream: Hosted, message: OpenMessage): void {
     this.#hosted.set(pair, new WeakRef(stream));
+    if (this.#loaded) this.#clearTimer();
     this.#worker.postMessage(message);
   }
 
-  /** Moves `buffers` to the thread, ahead of the batch of `pair` that refers to them. */
-  transfer(pair: number, buffers: ArrayBuffer[]): void {
-    const message: TransferMessage = { type: 'transfer', pair, buffers };
-    this.#worker.postMessage(message, buffers);
+  /** Moves (or shares) what a batch of `pair` refers to, ahead of it. */
+  transfer(pair: number, arrived: Arrived): void {
+    const message: TransferMessage = { type: 'transfer', pair, ...arrived };
+    this.#worker.postMessage(message, arrived.buffers);
+  }
+
+  /** Cancels the stream of `pair`: its handler's `ctx.signal` aborts with `reason` (as near as the clone format allows), its lanes close. */
+  cancel(pair: number, reason: unknown): void {
+    if (this.#stopping === undefined) {
+      let message: CancelMessage | undefined;
+      if (!(reason instanceof Error)) {
+        try {
+          message = { type: 'cancel', pair, reason, record: false };
+          this.#worker.postMessage(message);
+        } catch {
+          message = undefined;
+          reason = new Error(
+            `The stream was cancelled with a reason the structured clone algorithm refuses (${Object.prototype.toString.call(reason)})`,
+          );
+        }
+      }
+      if (message === undefined) {
+        this.#worker.postMessage({ type: 'cancel', pair, reason: thrownRecord(reason), record: true } satisfies CancelMessage);
+      }
+    }
+    addon.crossCancel(pair, null);
+  }
+
+  /** Cancels every stream hosted here with `reason`. */
+  closedBy(reason: Error): void {
+    for (const ref of [...this.#hosted.values()]) ref.deref()?.closedBy(reason);
   }
 
   /** The stream of `pair` finished: the thread no longer hosts it. */
   leave(pair: number): void {
     this.#hosted.delete(pair);
+    if (this.#hosted.size === 0 && this.#loaded) this.#idle();
+  }
+
+  /** Stops the thread: its streams fail with `error` (null: it hosts none, or they were cancelled). */
+  stop(error: Error | null): Promise<void> {
+    this.#clearTimer();
+    if (this.#stopping === undefined) {
+      this.#stopping = { error };
+      this.#pool.forget(this);
+      void this.#worker.terminate();
+    }
+    return this.exited;
+  }
+
+  #onLoaded(): void {
+    this.#loaded = true;
+    this.#clearTimer();
+    if (this.#hosted.size === 0) this.#idle();
+  }
+
+  /** Hosts nothing: stop after the pool's idle time (or now, once the function is closed or collected). */
+  #idle(): void {
+    if (this.#stopping !== undefined) return;
+    const ms = this.#pool.idleTimeout;
+    if (ms === 0) {
+      void this.stop(null);
+      return;
+    }
+    this.#clearTimer();
+    this.#timer = setTimeout(() => {
+      if (this.#hosted.size === 0) void this.stop(null);
+    }, ms).unref();
+  }
+
+  #clearTimer(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
   }
 
   #exited(code: number): void {
-    this.#onGone(this);
+    this.#clearTimer();
+    this.#pool.forget(this);
+    const stopped = this.#stopping?.error;
     const error =
-      this.#error !== undefined
-        ? new WorkerCrashedError(
-            `The worker thread running this stream failed: ${String((this.#error as Error)?.message ?? this.#error)}`,
-            {
-              cause: this.#error,
-            },
-          )
-        : new WorkerCrashedError(`The worker thread running this stream exited with code ${code}`);
+      stopped != null
+        ? stopped
+        : this.#error !== undefined
+          ? new WorkerCrashedError(
+              `The worker thread running this stream failed: ${String((this.#error as Error)?.message ?? this.#error)}`,
+              { cause: this.#error },
+            )
+          : new WorkerCrashedError(`The worker thread running this stream exited with code ${code}`);
     for (const [pair, ref] of this.#hosted) {
       // Nothing on the dead thread will release its side.
       addon.crossRelease(pair, 1);
@@ -118,32 +222,57 @@ export class ThreadHost {
 
 /** A `workerFn`'s threads. */
 export class ThreadPool {
-  readonly #module: string;
-  readonly #exportName: string;
-  readonly #max: number;
-  readonly #transfer: boolean;
-  readonly #resourceLimits: ResourceLimits | undefined;
+  readonly #options: PoolOptions;
   readonly #hosts: ThreadHost[] = [];
+  /** Closed by `close()`, or its function was collected: threads stop as soon as they host nothing. */
+  #closing = false;
+  #closed: Promise<void> | undefined;
 
-  constructor(module: string, exportName: string, max: number, transfer: boolean, resourceLimits: ResourceLimits | undefined) {
-    this.#module = module;
-    this.#exportName = exportName;
-    this.#max = max;
-    this.#transfer = transfer;
-    this.#resourceLimits = resourceLimits;
+  constructor(options: PoolOptions) {
+    this.#options = options;
+  }
+
+  get idleTimeout(): number {
+    return this.#closing ? 0 : this.#options.idleTimeout;
+  }
+
+  get closed(): boolean {
+    return this.#closed !== undefined;
   }
 
   /** The thread for a new stream: the least loaded, or a new one while some are not started and every started one is busy. */
   pick(): ThreadHost {
     let best: ThreadHost | undefined;
     for (const host of this.#hosts) if (best === undefined || host.load < best.load) best = host;
-    if (best === undefined || (best.load > 0 && this.#hosts.length < this.#max)) {
-      best = new ThreadHost(this.#module, this.#exportName, this.#transfer, this.#resourceLimits, (gone) => {
-        const i = this.#hosts.indexOf(gone);
-        if (i >= 0) this.#hosts.splice(i, 1);
-      });
+    if (best === undefined || (best.load > 0 && this.#hosts.length < this.#options.max)) {
+      best = new ThreadHost(this, this.#options);
       this.#hosts.push(best);
     }
     return best;
+  }
+
+  forget(host: ThreadHost): void {
+    const i = this.#hosts.indexOf(host);
+    if (i >= 0) this.#hosts.splice(i, 1);
+  }
+
+  /** Nobody can open a stream any more (the function was collected): each thread stops once it hosts nothing. */
+  release(): void {
+    this.#closing = true;
+    for (const host of [...this.#hosts]) if (host.load === 0) void host.stop(null);
+  }
+
+  /**
+   * Refuses new streams, cancels the open ones with `reason`, and resolves
+   * once every thread has exited.
+   */
+  close(reason: Error): Promise<void> {
+    if (this.#closed === undefined) {
+      this.#closing = true;
+      const hosts = [...this.#hosts];
+      for (const host of hosts) host.closedBy(reason);
+      this.#closed = Promise.all(hosts.map((host) => host.stop(null))).then(() => undefined);
+    }
+    return this.#closed;
   }
 }

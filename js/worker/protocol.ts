@@ -23,6 +23,13 @@ export interface ThreadData {
   transfer: boolean;
 }
 
+/** The module did not finish loading within `loadTimeout`. */
+export function loadTimeoutError(module: string, ms: number): Error & { code: 'ERR_VELO_WORKER_MODULE' } {
+  return workerModuleError(
+    `The module ${module} did not finish loading on a worker thread within ${ms} ms (loadTimeout): a top-level await that never settles, or a load that never ends`,
+  );
+}
+
 /** Posted once per stream placed on the thread. */
 export interface OpenMessage {
   type: 'open';
@@ -31,11 +38,31 @@ export interface OpenMessage {
   maxBatch: number;
 }
 
-/** Posted, either way, just before a batch that refers to them is pushed: the ArrayBuffers it transfers. */
+/** Posted, either way, just before a batch that refers to them is pushed: the ArrayBuffers it transfers and the SharedArrayBuffers it shares. */
 export interface TransferMessage {
   type: 'transfer';
   pair: number;
   buffers: ArrayBuffer[];
+  shared: SharedArrayBuffer[];
+}
+
+/**
+ * Posted to the thread by every cancel of the caller (after which it
+ * cancels the lanes): the reason `ctx.signal` aborts with, a structured
+ * clone of it, or, when the clone format refuses it, an error record
+ * (`codec.ts`) saying so.
+ */
+export interface CancelMessage {
+  type: 'cancel';
+  pair: number;
+  reason: unknown;
+  /** The reason is this record's rebuilt error. */
+  record: boolean;
+}
+
+/** Posted by a thread once its module has loaded (or failed to): the caller's load deadline stops. */
+export interface LoadedMessage {
+  type: 'loaded';
 }
 
 /** The module of a `workerFn` cannot serve as its handler. */

@@ -6,9 +6,22 @@
 import { pathToFileURL } from 'node:url';
 import { parentPort, workerData } from 'node:worker_threads';
 import { CrossStatus, addon } from '../core/addon';
-import { type Encoded, decodeBatch, encodeBatch, encodeThrown, isThrown, needsTransfer } from './codec';
 import {
+  type Arrived,
+  type Encoded,
+  decodeBatch,
+  encodeBatch,
+  encodePrefix,
+  encodeThrown,
+  isThrown,
+  needsTransfer,
+  rebuildThrown,
+  type ThrownRecord,
+} from './codec';
+import {
+  type CancelMessage,
   INPUT,
+  type LoadedMessage,
   type OpenMessage,
   OUTPUT,
   type ThreadData,
@@ -54,11 +67,17 @@ function loadHandler(): Promise<Handler> {
   ));
 }
 
+// The module loads as the thread starts; the caller's load deadline (pool.ts) stops when it settles.
+void loadHandler().then(
+  () => parentPort?.postMessage({ type: 'loaded' } satisfies LoadedMessage),
+  () => parentPort?.postMessage({ type: 'loaded' } satisfies LoadedMessage),
+);
+
 function send(pair: number, encoded: Encoded): CrossStatus {
   // The ArrayBuffers go first, by the port: the batch that refers to them may be taken before they arrive, never after.
-  if (encoded.transferred !== null) {
-    const message: TransferMessage = { type: 'transfer', pair, buffers: encoded.transferred };
-    parentPort?.postMessage(message, encoded.transferred);
+  if (encoded.byPort !== null) {
+    const message: TransferMessage = { type: 'transfer', pair, ...encoded.byPort };
+    parentPort?.postMessage(message, encoded.byPort.buffers);
   }
   return addon.crossPush(pair, OUTPUT, encoded.bytes, encoded.attached);
 }
@@ -74,10 +93,11 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
   #inPos = 0;
   #inputEnded = false;
   /** ArrayBuffers the caller transferred, one list per input batch that refers to them, in order. */
-  readonly #arrived: ArrayBuffer[][] = [];
+  readonly #arrived: Arrived[] = [];
   /** An input batch taken whose transferred ArrayBuffers have not arrived yet. */
   #waitingBatch: Buffer[] | null = null;
-  #resolveInput: ((r: IteratorResult<unknown>) => void) | null = null;
+  /** The handler's `next()` calls waiting for input, oldest first (a handler may call it again before the first settles). */
+  #waiters: ((r: IteratorResult<unknown>) => void)[] = [];
   // Output: values not yet sent, whether the lane holds a batch back, and the handler waiting for room.
   #out: unknown[] = [];
   #outParked = false;
@@ -122,7 +142,7 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
           // yield, as an in-process handler waits for a reader.
           await this.#room();
         } else if (this.#out.length >= this.#maxBatch) {
-          this.#flush();
+          this.#flushCatching();
         } else {
           // Outputs made in one turn of the event loop leave together.
           this.#flushTimer ??= setImmediate(this.#flushSoon);
@@ -204,10 +224,23 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
     }
   }
 
-  /** Sends the outputs made so far, unless the lane still holds a batch back (then they go after it, on its wake). */
+  /**
+   * Sends the outputs made so far, unless the lane still holds a batch back
+   * (then they go after it, on its wake). Throws what the clone format
+   * refused, after sending the outputs made before the refused one.
+   */
   #flush(): void {
     if (this.#outParked || this.#out.length === 0 || this.#cancelled) return;
-    const encoded = encodeBatch(this.#out, data.transfer);
+    const out = this.#out;
+    let encoded: Encoded;
+    try {
+      encoded = encodeBatch(out, data.transfer);
+    } catch (error) {
+      this.#out = [];
+      const before = encodePrefix(out, data.transfer);
+      if (before !== null) this.#afterPush(send(this.#pair, before));
+      throw error;
+    }
     this.#out = [];
     this.#afterPush(send(this.#pair, encoded));
   }
@@ -217,9 +250,15 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
     else if (status !== CrossStatus.Queued) this.#stop();
   }
 
-  transferArrived(buffers: ArrayBuffer[]): void {
-    this.#arrived.push(buffers);
-    if (this.#waitingBatch !== null && this.#resolveInput !== null) this.wake(INPUT);
+  transferArrived(arrived: Arrived): void {
+    this.#arrived.push(arrived);
+    if (this.#waitingBatch !== null && this.#waiters.length > 0) this.wake(INPUT);
+  }
+
+  /** The caller cancelled with `reason` (it comes by the port, after the lanes' cancel may have stopped the handler already). */
+  cancelledWith(reason: unknown): void {
+    this.#stop();
+    (this.#abort ??= new AbortController()).abort(reason);
   }
 
   /** A wake on `lane`: input came (or ended), or the output lane has room, or the stream was cancelled. */
@@ -234,34 +273,37 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
       this.#resume();
       return;
     }
-    if (this.#resolveInput !== null) {
-      const resolve = this.#resolveInput;
-      const r = this.#read();
-      if (r !== null) {
-        this.#resolveInput = null;
-        resolve(r);
+    if (this.#waiters.length > 0) {
+      while (this.#waiters.length > 0) {
+        const r = this.#inPos < this.#inVals.length ? this.#shiftIn() : this.#read();
+        if (r === null) break;
+        // (None left when the read found the stream cancelled: that answered them all.)
+        this.#waiters.shift()?.(r);
       }
     } else if (addon.crossCancelled(this.#pair, INPUT)) this.#stop();
   }
 
-  /** The caller cancelled (or left): abort `ctx.signal`, end the handler's input, release a paused yield. */
+  /**
+   * The caller cancelled (or left): end the handler's input, release a
+   * paused yield. `ctx.signal` aborts when the cancel's reason comes by the
+   * port (`cancelledWith`): every cancel by the caller posts one.
+   */
   #stop(): void {
     if (this.#cancelled) return;
     this.#cancelled = true;
     this.#out = [];
-    this.#abort?.abort(new Error('The stream was cancelled'));
     this.#endInput();
     this.#resume();
   }
 
-  /** The handler's input ends now (a waiting `next()` gets done). */
+  /** The handler's input ends now (waiting `next()` calls get done). */
   #endInput(): void {
     this.#inputEnded = true;
     this.#inVals = [];
     this.#inPos = 0;
-    const resolve = this.#resolveInput;
-    this.#resolveInput = null;
-    resolve?.({ value: undefined, done: true });
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const resolve of waiters) resolve({ value: undefined, done: true });
   }
 
   #resume(): void {
@@ -273,11 +315,9 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
   // ----- the handler's events -----
 
   next(): Promise<IteratorResult<unknown>> {
-    if (this.#inPos < this.#inVals.length) {
-      const value = this.#inVals[this.#inPos];
-      this.#inVals[this.#inPos++] = undefined;
-      return Promise.resolve({ value, done: false });
-    }
+    // Earlier calls still waiting are served first, in order.
+    if (this.#waiters.length > 0) return new Promise((resolve) => this.#waiters.push(resolve));
+    if (this.#inPos < this.#inVals.length) return Promise.resolve(this.#shiftIn());
     const r = this.#read();
     if (r !== null) return Promise.resolve(r);
     // Waiting for input: what the handler made so far is all there is for now.
@@ -287,7 +327,13 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
     }
     this.#flushCatching();
     if (this.#inputEnded) return Promise.resolve({ value: undefined, done: true });
-    return new Promise((resolve) => (this.#resolveInput = resolve));
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  #shiftIn(): IteratorResult<unknown> {
+    const value = this.#inVals[this.#inPos];
+    this.#inVals[this.#inPos++] = undefined;
+    return { value, done: false };
   }
 
   /** The next event from the input lane, its end, or null (parked: the lane wakes this thread). */
@@ -301,17 +347,16 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
       this.#inputEnded = true;
       return { value: undefined, done: true };
     }
-    let transferred: ArrayBuffer[] = [];
+    let arrived: Arrived | undefined;
     if (needsTransfer(got)) {
-      const arrived = this.#arrived.shift();
+      arrived = this.#arrived.shift();
       if (arrived === undefined) {
         // `transferArrived` resumes the handler's read.
         this.#waitingBatch = got;
         return null;
       }
-      transferred = arrived;
     }
-    const decoded = decodeBatch(got, transferred);
+    const decoded = decodeBatch(got, arrived);
     // (The caller sends values only; a thrown record never comes this way.)
     const vals = isThrown(decoded) ? [] : decoded;
     if (vals.length === 0) return this.#read();
@@ -340,9 +385,14 @@ addon.crossListen(data.inbox, (tokens) => {
   for (const token of tokens) streams.get(Math.floor(token / 2))?.wake(token % 2);
 });
 
-parentPort?.on('message', (message: OpenMessage | TransferMessage) => {
+parentPort?.on('message', (message: OpenMessage | TransferMessage | CancelMessage) => {
   if (message.type === 'transfer') {
-    streams.get(message.pair)?.transferArrived(message.buffers);
+    streams.get(message.pair)?.transferArrived(message);
+    return;
+  }
+  if (message.type === 'cancel') {
+    const reason = message.record ? rebuildThrown(message.reason as ThrownRecord) : message.reason;
+    streams.get(message.pair)?.cancelledWith(reason);
     return;
   }
   const stream = new ThreadStream(message);
