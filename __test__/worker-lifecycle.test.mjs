@@ -1,0 +1,134 @@
+// The lifecycle of a workerFn's threads: close() (and Symbol.asyncDispose),
+// idle threads stopping after threadIdleTimeout, an unreferenced function's
+// threads released, and a module whose load never ends bounded by loadTimeout.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { StreamClosedError, workerFn } from 'velo-stream';
+import { run } from './helpers/child.mjs';
+
+const HANDLERS = new URL('./fixtures/worker-handlers.mjs', import.meta.url);
+const NEVER_LOADS = new URL('./fixtures/worker-never-loads.mjs', import.meta.url);
+const BUSY_LOAD = new URL('./fixtures/worker-busy-load.mjs', import.meta.url);
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+/** OS threads of this process. */
+const threads = () => readdirSync('/proc/self/task').length;
+const linux = process.platform === 'linux';
+
+/** Waits (forcing GCs) until `done()`, or fails once `ms` pass without it: a stall, never a timing claim. */
+async function until(done, ms, what) {
+  for (let waited = 0; !done(); waited += 20) {
+    if (waited >= ms) assert.fail(`${what}: not reached in ${ms} ms`);
+    globalThis.gc?.();
+    await sleep(20);
+  }
+}
+
+test('close() cancels the open streams, refuses new ones with StreamClosedError, and resolves once its threads have exited', { skip: !linux && 'counts threads in /proc' }, async () => {
+  const base = threads();
+  const fn = workerFn(HANDLERS, { export: 'echo', threads: 2 });
+  assert.deepEqual(await fn.run([1, 2]), [1, 2]);
+  const open = fn.open();
+  await open.send('x');
+  assert.equal(await open.recv(), 'x');
+  assert.ok(threads() > base);
+  const derived = fn.withConfig({ buffer: 4 });
+  await fn.close();
+  assert.equal(open.state, 'cancelled');
+  assert.equal(threads(), base, 'every thread exited when close() resolved');
+  await assert.rejects(fn.run([1]), (e) => e instanceof StreamClosedError && /was closed/.test(e.message));
+  await assert.rejects(derived.run([1]), StreamClosedError, 'a function made by withConfig shares the closed threads');
+  await fn.close(); // again: nothing more to do
+  assert.equal(fn[Symbol.asyncDispose], fn.close);
+  assert.equal(fn.stats().open, 0);
+});
+
+test('Symbol.asyncDispose closes too', { skip: !linux && 'counts threads in /proc' }, async () => {
+  const base = threads();
+  const fn = workerFn(HANDLERS, { export: 'echo', threads: 1 });
+  assert.deepEqual(await fn.run([3]), [3]);
+  await fn[Symbol.asyncDispose]();
+  assert.equal(threads(), base);
+});
+
+test('a thread that hosts no stream stops after threadIdleTimeout; the next stream starts a new one', { skip: !linux && 'counts threads in /proc' }, async () => {
+  const base = threads();
+  const fn = workerFn(HANDLERS, { export: 'echo', threads: 2, threadIdleTimeout: 50 });
+  assert.deepEqual(await fn.run([1]), [1]);
+  // A stream held open keeps its thread.
+  const s = fn.open();
+  await s.send(1);
+  assert.equal(await s.recv(), 1);
+  await sleep(200);
+  assert.ok(threads() > base, 'a thread hosting a stream stays');
+  s.end();
+  assert.deepEqual(await s.recv().catch((e) => e.code), 'ERR_STREAM_CLOSED');
+  await until(() => threads() === base, 20_000, 'idle threads stop');
+  assert.deepEqual(await fn.run([2]), [2]);
+  await fn.close();
+  assert.equal(threads(), base);
+});
+
+test(
+  'workerFns used once and dropped release their threads once collected (as Jest module copies and hot reload make them)',
+  { skip: (!linux && 'counts threads in /proc') || (typeof globalThis.gc !== 'function' && 'needs --expose-gc') },
+  async () => {
+    const base = threads();
+    for (let i = 0; i < 40; i++) {
+      // The default threadIdleTimeout (10 s) is not what stops these.
+      const fn = workerFn(HANDLERS, { export: 'echo', threads: 2 });
+      assert.deepEqual(await fn.run([i, i + 1]), [i, i + 1]);
+    }
+    assert.ok(threads() >= base + 40, `threads: ${base} -> ${threads()}`);
+    await until(() => threads() <= base + 2, 30_000, `threads back near ${base} (now ${threads()})`);
+  },
+);
+
+test('threadIdleTimeout and loadTimeout are validated as the rest of the config', () => {
+  for (const [key, bad] of [
+    ['threadIdleTimeout', -1],
+    ['threadIdleTimeout', NaN],
+    ['threadIdleTimeout', Infinity],
+    ['threadIdleTimeout', '10'],
+    ['loadTimeout', 0],
+    ['loadTimeout', 2 ** 31],
+    ['loadTimeout', null],
+  ]) {
+    assert.throws(() => workerFn(HANDLERS, { [key]: bad }), { code: 'ERR_OUT_OF_RANGE', message: new RegExp(`"${key}"`) }, `${key}: ${bad}`);
+  }
+  assert.throws(() => workerFn(HANDLERS, { threadIdleTimout: 5 }), { code: 'ERR_INVALID_ARG_VALUE' });
+});
+
+test('a module whose top-level await never settles, or whose load never ends, fails its streams at loadTimeout with ERR_VELO_WORKER_MODULE', async () => {
+  for (const module of [NEVER_LOADS, BUSY_LOAD]) {
+    const fn = workerFn(module, { threads: 1, loadTimeout: 300 });
+    const streams = [fn.run([1]), fn.run([2])];
+    for (const r of streams) {
+      await assert.rejects(r, { code: 'ERR_VELO_WORKER_MODULE', message: /did not finish loading .* within 300 ms \(loadTimeout\)/ });
+    }
+    // The next stream tries a new thread, and fails the same way.
+    await assert.rejects(fn.run([3]), { code: 'ERR_VELO_WORKER_MODULE' });
+    await fn.close();
+  }
+});
+
+test('a module that never loads does not keep the process alive past its loadTimeout (child process)', async () => {
+  const { stdout } = await run(
+    [
+      '--input-type=module',
+      '-e',
+      `
+      import { workerFn } from 'velo-stream';
+      const fn = workerFn(new URL(${JSON.stringify(NEVER_LOADS.href)}), { threads: 1, loadTimeout: 500 });
+      const s = fn.open();
+      s.send(1).catch(() => {});
+      try { await s.recv(); } catch (e) { console.log(e.code); }
+    `,
+    ],
+    { cwd: ROOT, timeout: 30_000 },
+  );
+  assert.equal(stdout.trim(), 'ERR_VELO_WORKER_MODULE');
+});
