@@ -255,9 +255,11 @@ test(
             assert.fail(`${order}: round ${round}: ${error instanceof StreamLimitError ? 'maxConcurrent exhausted' : error}`);
           }
         }
-        for (let i = 0; i < 20 && p.stats().open > 0; i++) {
+        // (A held worker stage is let go once it is found waiting for input never sent: checked every 250 ms.)
+        for (let waited = 0; p.stats().open > 0; waited += 20) {
+          if (waited > 20_000) assert.fail(`${order}: round ${round}: no progress for 20 s: ${JSON.stringify(p.stats())}`);
           globalThis.gc();
-          await sleep(10);
+          await sleep(20);
         }
       }
       const stats = p.stats();

@@ -31,7 +31,7 @@ import {
   rebuildThrown,
 } from './codec';
 import { type Hosted, type ThreadHost, listen, ownInbox, unlisten } from './pool';
-import { CALLER_SIDE, INPUT, LANE_BATCHES, MAX_BATCH, OUTPUT } from './protocol';
+import { CALLER_SIDE, INPUT, LANE_BATCHES, MAX_BATCH, OUTPUT, PARKED_AT } from './protocol';
 
 /** A stream nobody holds any more is cancelled, so its worker-side handler stops too. */
 const abandoned = new FinalizationRegistry<{ pair: number; host: ThreadHost }>(({ pair, host }) => {
@@ -42,7 +42,25 @@ const abandoned = new FinalizationRegistry<{ pair: number; host: ThreadHost }>((
 });
 
 /** Streams a reader waits on while their worker has the next step: nothing else may hold them (a collected stream's reader would wait forever). */
-const held = new Set<object>();
+const held = new Set<{ checkDormant(): void }>();
+
+/**
+ * How often held streams are checked for a handler that waits for input
+ * that was never sent: such a stream has no next step on its worker, and is
+ * let go (collectable, and no longer keeping the process alive), as an
+ * in-process stream whose handler waits for input. Checked on a timer, not
+ * told by the worker: that would cost a message per event.
+ */
+const SWEEP_MS = 250;
+let sweeper: NodeJS.Timeout | undefined;
+
+function sweep(): void {
+  for (const body of held) body.checkDormant();
+  if (held.size === 0) {
+    clearInterval(sweeper);
+    sweeper = undefined;
+  }
+}
 
 const enum InputState {
   /** Forwarding (or about to). */
@@ -69,6 +87,12 @@ export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
   #waitingBatch: Buffer[] | null = null;
   #pair = -1;
   readonly signalListeners = 10;
+  /** Shared with the worker (`PARKED_AT`). */
+  readonly #state = new Int32Array(new SharedArrayBuffer(4)).fill(-1);
+  /** Input batches sent. */
+  #pushed = 0;
+  /** Let go by `checkDormant` until new input is sent or an output comes. */
+  #dormant = false;
 
   #input = InputState.Moving;
   /** An event handed over by `kAwaitInput`, sent with the next batch. */
@@ -97,7 +121,7 @@ export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
     this.#pair = pair;
     listen(pair, this);
     abandoned.register(this, { pair, host: this.#host }, this);
-    this.#host.place(pair, this, { type: 'open', pair, id: stream.id, maxBatch: this.#maxBatch });
+    this.#host.place(pair, this, { type: 'open', pair, id: stream.id, maxBatch: this.#maxBatch, state: this.#state });
     this.#pumpInput();
     this.#pumpOutput();
   }
@@ -149,8 +173,31 @@ export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
 
   /** A reader waits on the stream (or stopped waiting): while the worker has the next step, the stream must not be collected. */
   keepAlive(on: boolean): void {
-    if (on && !this.#finished) held.add(this);
-    else held.delete(this);
+    if (on && !this.#finished) {
+      held.add(this);
+      sweeper ??= setInterval(sweep, SWEEP_MS).unref();
+    } else held.delete(this);
+  }
+
+  /**
+   * Lets the stream go if its handler waits for input with every batch sent
+   * taken, and no output is left in the lane: nothing will come until the
+   * caller sends more (as for an in-process handler waiting for input).
+   */
+  checkDormant(): void {
+    if (this.#finished || !this.#awaitingOutput || Atomics.load(this.#state, PARKED_AT) !== this.#pushed) return;
+    // Outputs pushed before the handler parked are in the lane: take them first.
+    this.#awaitingOutput = false;
+    this.#pumpOutput();
+    if (!this.#awaitingOutput) return;
+    this.#dormant = true;
+    this.#stream[kTimersPending](false);
+  }
+
+  /** New input: the handler has a next step again. */
+  #wakeFromDormant(): void {
+    this.#dormant = false;
+    if (this.#awaitingOutput) this.#stream[kTimersPending](true);
   }
 
   // ----- input: the stream's events, to the worker in batches -----
@@ -192,6 +239,8 @@ export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
         // The ArrayBuffers go first, by the thread's port: the batch that refers to them may be taken before they arrive, never after.
         if (encoded.byPort !== null) this.#host.transfer(this.#pair, encoded.byPort);
         const status = addon.crossPush(this.#pair, INPUT, encoded.bytes, encoded.attached);
+        this.#pushed++;
+        if (this.#dormant) this.#wakeFromDormant();
         if (status === CrossStatus.Parked) {
           this.#input = InputState.AwaitingRoom;
           this.#endAfterRoom = ended;
@@ -270,7 +319,7 @@ export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
       if (typeof got === 'number') {
         if (got === CrossStatus.Parked) {
           this.#awaitingOutput = true;
-          stream[kTimersPending](true);
+          stream[kTimersPending](!this.#dormant);
           return;
         }
         // Cancelled: by `cancelled()` or a crash, each of which finishes.
@@ -278,6 +327,7 @@ export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
         else return;
         continue;
       }
+      this.#dormant = false;
       this.#outVals = [];
       this.#outPos = 0;
       let arrived: Arrived | undefined;

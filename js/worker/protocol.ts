@@ -36,7 +36,17 @@ export interface OpenMessage {
   pair: number;
   id: string;
   maxBatch: number;
+  /** Shared with the caller: `[PARKED_AT]` (see below). */
+  state: Int32Array;
 }
+
+/**
+ * The slot of a stream's shared state where the worker writes how many input
+ * batches it had taken when its handler last waited for input with none
+ * left, or -1 while the handler runs. Equal to the batches the caller sent
+ * (and no output waiting): only new input can make the handler go on.
+ */
+export const PARKED_AT = 0;
 
 /** Posted, either way, just before a batch that refers to them is pushed: the ArrayBuffers it transfers and the SharedArrayBuffers it shares. */
 export interface TransferMessage {

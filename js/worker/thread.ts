@@ -24,6 +24,7 @@ import {
   type LoadedMessage,
   type OpenMessage,
   OUTPUT,
+  PARKED_AT,
   type ThreadData,
   type TransferMessage,
   WORKER_SIDE,
@@ -108,10 +109,16 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
   /** An output the clone format refused: the stream fails with it. */
   #outputError: { error: unknown } | undefined;
 
+  /** Shared with the caller (`PARKED_AT`). */
+  readonly #state: Int32Array;
+  /** Input batches taken. */
+  #taken = 0;
+
   constructor(message: OpenMessage) {
     this.#pair = message.pair;
     this.#id = message.id;
     this.#maxBatch = message.maxBatch;
+    this.#state = message.state;
   }
 
   get signal(): AbortSignal {
@@ -280,6 +287,8 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
         // (None left when the read found the stream cancelled: that answered them all.)
         this.#waiters.shift()?.(r);
       }
+      // Still waiting: parked again, with what it took.
+      if (this.#waiters.length > 0) Atomics.store(this.#state, PARKED_AT, this.#taken);
     } else if (addon.crossCancelled(this.#pair, INPUT)) this.#stop();
   }
 
@@ -327,6 +336,8 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
     }
     this.#flushCatching();
     if (this.#inputEnded) return Promise.resolve({ value: undefined, done: true });
+    // (After the flush: the caller that sees this finds those outputs in the lane.)
+    Atomics.store(this.#state, PARKED_AT, this.#taken);
     return new Promise((resolve) => this.#waiters.push(resolve));
   }
 
@@ -339,6 +350,7 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
   /** The next event from the input lane, its end, or null (parked: the lane wakes this thread). */
   #read(): IteratorResult<unknown> | null {
     if (this.#inputEnded) return { value: undefined, done: true };
+    const taken = this.#waitingBatch === null;
     const got = this.#waitingBatch ?? addon.crossTake(this.#pair, INPUT);
     this.#waitingBatch = null;
     if (typeof got === 'number') {
@@ -346,6 +358,10 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
       if (got === CrossStatus.Cancelled) this.#stop();
       this.#inputEnded = true;
       return { value: undefined, done: true };
+    }
+    if (taken) {
+      this.#taken++;
+      Atomics.store(this.#state, PARKED_AT, -1);
     }
     let arrived: Arrived | undefined;
     if (needsTransfer(got)) {
