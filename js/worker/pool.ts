@@ -111,11 +111,6 @@ export class ThreadHost {
     return this.#hosted.size;
   }
 
-  /** Whether new streams may be placed here. */
-  get usable(): boolean {
-    return this.#stopping === undefined;
-  }
-
   place(pair: number, stream: Hosted, message: OpenMessage): void {
     this.#hosted.set(pair, new WeakRef(stream));
     if (this.#loaded) this.#clearTimer();
