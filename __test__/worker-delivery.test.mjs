@@ -206,9 +206,20 @@ test("cancel(reason): the worker handler's ctx.signal.reason is the reason, clon
     await s.send(ch.name);
     assert.equal(await s.recv(), 'ready');
     await s.cancel(reason);
-    check(await ch.next());
+    check(await ch.next((m) => !m.finally));
+    assert.deepEqual(await ch.next((m) => m.finally), { finally: true, aborted: true }, "the signal aborted before the handler's finally ran");
     ch.close();
   }
+  await fn.close();
+});
+
+test('a handler that leaves its input early and yields later (after a timer) still delivers, and its stream completes', { timeout: 30_000 }, async () => {
+  const fn = handlers('leaveThenYield');
+  assert.deepEqual(await fn.run([1, 2, 3]), [{ first: 1 }]);
+  const s = fn.open();
+  await s.send('a');
+  assert.deepEqual(await s.recv(), { first: 'a' });
+  assert.equal(s.state, 'done');
   await fn.close();
 });
 

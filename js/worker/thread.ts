@@ -106,6 +106,13 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
   /** The flush of outputs made in this turn of the event loop, if one is due. */
   #flushTimer: NodeJS.Immediate | null = null;
   #cancelled = false;
+  /**
+   * The caller's cancel closed the lanes; its reason is on its way by the
+   * port (`cancelledWith`), and the handler is stopped only then, so that
+   * `ctx.signal` has aborted with it before the handler's `finally` runs.
+   */
+  #refused = false;
+  #onCancelMessage: (() => void) | null = null;
   /** An output the clone format refused: the stream fails with it. */
   #outputError: { error: unknown } | undefined;
 
@@ -142,7 +149,7 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
       for (;;) {
         const r = await it.next();
         if (r.done) break;
-        if (this.#cancelled || this.#outputError !== undefined) break;
+        if (this.#cancelled || this.#refused || this.#outputError !== undefined) break;
         this.#out.push(r.value);
         if (this.#outParked) {
           // The lane is full and holds a batch back: wait for room at the
@@ -154,13 +161,14 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
           // Outputs made in one turn of the event loop leave together.
           this.#flushTimer ??= setImmediate(this.#flushSoon);
         }
-        if (this.#outputError !== undefined) break;
+        if (this.#refused || this.#outputError !== undefined) break;
       }
     } catch (error) {
       failed = { error };
     }
     // Stopped by us (a cancel, an output that cannot cross): the handler's finally runs.
-    if (it !== undefined && failed === undefined && (this.#cancelled || this.#outputError !== undefined)) {
+    if (it !== undefined && failed === undefined && (this.#cancelled || this.#refused || this.#outputError !== undefined)) {
+      if (this.#refused && !this.#cancelled) await new Promise<void>((resolve) => (this.#onCancelMessage = resolve));
       try {
         await it.return?.();
       } catch {
@@ -184,14 +192,14 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
     } catch (error) {
       ending ??= { error };
     }
-    if (ending !== undefined && !this.#cancelled) {
+    if (ending !== undefined && !this.#cancelled && !this.#refused) {
       this.#out = [];
       await this.#room();
       if (!this.#cancelled) this.#afterPush(send(this.#pair, encodeThrown(ending.error)));
     }
     // The end goes after the last batch, held back or not.
     await this.#room();
-    if (!this.#cancelled) {
+    if (!this.#cancelled && !this.#refused) {
       addon.crossEnd(this.#pair, OUTPUT);
       // Input the handler did not read is dropped, and a sender waiting is released.
       addon.crossCancel(this.#pair, INPUT);
@@ -237,6 +245,7 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
    * refused, after sending the outputs made before the refused one.
    */
   #flush(): void {
+    if (this.#refused) this.#out = [];
     if (this.#outParked || this.#out.length === 0 || this.#cancelled) return;
     const out = this.#out;
     let encoded: Encoded;
@@ -254,7 +263,7 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
 
   #afterPush(status: CrossStatus): void {
     if (status === CrossStatus.Parked) this.#outParked = true;
-    else if (status !== CrossStatus.Queued) this.#stop();
+    else if (status !== CrossStatus.Queued) this.#refusedByCaller();
   }
 
   transferArrived(arrived: Arrived): void {
@@ -264,8 +273,18 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
 
   /** The caller cancelled with `reason` (it comes by the port, after the lanes' cancel may have stopped the handler already). */
   cancelledWith(reason: unknown): void {
-    this.#stop();
+    // (As in-process: the signal aborts, then the handler's input ends.)
     (this.#abort ??= new AbortController()).abort(reason);
+    this.#stop();
+    const go = this.#onCancelMessage;
+    this.#onCancelMessage = null;
+    go?.();
+  }
+
+  /** A lane refused: the caller cancelled, and its message follows. Outputs made meanwhile go nowhere. */
+  #refusedByCaller(): void {
+    this.#refused = true;
+    this.#out = [];
   }
 
   /** A wake on `lane`: input came (or ended), or the output lane has room, or the stream was cancelled. */
@@ -289,14 +308,11 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
       }
       // Still waiting: parked again, with what it took.
       if (this.#waiters.length > 0) Atomics.store(this.#state, PARKED_AT, this.#taken);
-    } else if (addon.crossCancelled(this.#pair, INPUT)) this.#stop();
+    }
+    // (A cancel with nobody reading is handled when its message comes.)
   }
 
-  /**
-   * The caller cancelled (or left): end the handler's input, release a
-   * paused yield. `ctx.signal` aborts when the cancel's reason comes by the
-   * port (`cancelledWith`): every cancel by the caller posts one.
-   */
+  /** The caller cancelled (or left): end the handler's input, release a paused yield. */
   #stop(): void {
     if (this.#cancelled) return;
     this.#cancelled = true;
@@ -355,7 +371,11 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
     this.#waitingBatch = null;
     if (typeof got === 'number') {
       if (got === CrossStatus.Parked) return null;
-      if (got === CrossStatus.Cancelled) this.#stop();
+      if (got === CrossStatus.Cancelled) {
+        // Until the cancel's message ends the input (see `#refused`).
+        this.#refusedByCaller();
+        return null;
+      }
       this.#inputEnded = true;
       return { value: undefined, done: true };
     }
