@@ -46,6 +46,24 @@ test('close() cancels the open streams, refuses new ones with StreamClosedError,
   assert.equal(fn.stats().open, 0);
 });
 
+test("close() lets the cancelled handlers' finally blocks finish (an await in cleanup) before their thread exits", async () => {
+  const fn = workerFn(HANDLERS, { export: 'slowCleanup', threads: 1 });
+  const name = `velo-test-${Math.random()}`;
+  const bc = new BroadcastChannel(name);
+  const cleaned = new Promise((resolve) => (bc.onmessage = ({ data }) => resolve(data)));
+  try {
+    const s = fn.open();
+    await s.send(name);
+    await s.send('x');
+    assert.equal(await s.recv(), 'x');
+    await fn.close();
+    // (The handler posted before its thread exited; the message may land a moment later.)
+    assert.deepEqual(await Promise.race([cleaned, sleep(10_000).then(() => 'no cleanup within 10 s')]), { cleaned: true });
+  } finally {
+    bc.close();
+  }
+});
+
 test('Symbol.asyncDispose closes too', { skip: !linux && 'counts threads in /proc' }, async () => {
   const base = threads();
   const fn = workerFn(HANDLERS, { export: 'echo', threads: 1 });

@@ -11,12 +11,15 @@ import {
   type CancelMessage,
   type LoadedMessage,
   type OpenMessage,
+  type StopMessage,
   type ThreadData,
   type TransferMessage,
   loadTimeoutError,
 } from './protocol';
 
 const THREAD_SCRIPT = join(__dirname, 'thread.js');
+/** Ms a stopping thread has to let its cancelled handlers finish before it is terminated. */
+const STOP_GRACE_MS = 5_000;
 
 /** A stream placed on a thread, as its host sees it. */
 export interface Hosted {
@@ -80,6 +83,8 @@ export class ThreadHost {
   /** The load deadline, then the idle deadline. */
   #timer: NodeJS.Timeout | undefined;
   #loaded = false;
+  #terminating = false;
+  #gone = false;
   readonly exited: Promise<void>;
 
   constructor(pool: ThreadPool, options: PoolOptions) {
@@ -125,7 +130,7 @@ export class ThreadHost {
 
   /** Cancels the stream of `pair`: its handler's `ctx.signal` aborts with `reason` (as near as the clone format allows), its lanes close. */
   cancel(pair: number, reason: unknown): void {
-    if (this.#stopping === undefined) {
+    if (!this.#terminating && !this.#gone) {
       let message: CancelMessage | undefined;
       if (!(reason instanceof Error)) {
         try {
@@ -157,14 +162,31 @@ export class ThreadHost {
   }
 
   /** Stops the thread: its streams fail with `error` (null: it hosts none, or they were cancelled). */
-  stop(error: Error | null): Promise<void> {
+  /**
+   * Stops the thread. With an `error` (a load past its deadline) at once,
+   * failing its streams with it. Without, it hosts no stream of the caller's
+   * any more: the thread exits once its cancelled handlers have finished
+   * (their `finally` blocks), or after `STOP_GRACE_MS`. `wait`: the process
+   * stays up until it has (someone awaits it: `close()`).
+   */
+  stop(error: Error | null, wait = false): Promise<void> {
     this.#clearTimer();
     if (this.#stopping === undefined) {
       this.#stopping = { error };
       this.#pool.forget(this);
-      void this.#worker.terminate();
+      if (error !== null) this.#terminate();
+      else {
+        this.#worker.postMessage({ type: 'stop' } satisfies StopMessage);
+        this.#timer = setTimeout(() => this.#terminate(), STOP_GRACE_MS).unref();
+      }
     }
+    if (wait && !this.#gone) this.#worker.ref();
     return this.exited;
+  }
+
+  #terminate(): void {
+    this.#terminating = true;
+    void this.#worker.terminate();
   }
 
   #onLoaded(): void {
@@ -193,6 +215,7 @@ export class ThreadHost {
   }
 
   #exited(code: number): void {
+    this.#gone = true;
     this.#clearTimer();
     this.#pool.forget(this);
     const stopped = this.#stopping?.error;
@@ -266,7 +289,7 @@ export class ThreadPool {
       this.#closing = true;
       const hosts = [...this.#hosts];
       for (const host of hosts) host.closedBy(reason);
-      this.#closed = Promise.all(hosts.map((host) => host.stop(null))).then(() => undefined);
+      this.#closed = Promise.all(hosts.map((host) => host.stop(null, true))).then(() => undefined);
     }
     return this.#closed;
   }

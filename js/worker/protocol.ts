@@ -70,6 +70,11 @@ export interface CancelMessage {
   record: boolean;
 }
 
+/** Posted to a thread that hosts no stream of the caller's any more: it exits once its handlers have finished. */
+export interface StopMessage {
+  type: 'stop';
+}
+
 /** Posted by a thread once its module has loaded (or failed to): the caller's load deadline stops. */
 export interface LoadedMessage {
   type: 'loaded';

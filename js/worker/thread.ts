@@ -25,6 +25,7 @@ import {
   type OpenMessage,
   OUTPUT,
   PARKED_AT,
+  type StopMessage,
   type ThreadData,
   type TransferMessage,
   WORKER_SIDE,
@@ -205,6 +206,7 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
       addon.crossCancel(this.#pair, INPUT);
     }
     streams.delete(this.#pair);
+    exitIfStopped();
     addon.crossRelease(this.#pair, WORKER_SIDE);
   }
 
@@ -421,7 +423,18 @@ addon.crossListen(data.inbox, (tokens) => {
   for (const token of tokens) streams.get(Math.floor(token / 2))?.wake(token % 2);
 });
 
-parentPort?.on('message', (message: OpenMessage | TransferMessage | CancelMessage) => {
+/** Asked to stop (`StopMessage`): exits once no handler runs here. */
+let stopping = false;
+function exitIfStopped(): void {
+  if (stopping && streams.size === 0) process.exit(0);
+}
+
+parentPort?.on('message', (message: OpenMessage | TransferMessage | CancelMessage | StopMessage) => {
+  if (message.type === 'stop') {
+    stopping = true;
+    exitIfStopped();
+    return;
+  }
   if (message.type === 'transfer') {
     streams.get(message.pair)?.transferArrived(message);
     return;
