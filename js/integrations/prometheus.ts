@@ -192,7 +192,7 @@ export function registerStreamMetrics(
 /**
  * Registers, on `registry`, metrics of the Redis workers (`velo-stream/redis`) that `workers` lists, labelled
  * `fn` (the function's name in Redis) and `worker` (its id):
- * - `velo_redis_partitions_owned`, `velo_redis_sessions`, `velo_redis_held_events`, `velo_redis_buffered_events` (gauges)
+ * - `velo_redis_partitions_owned`, `velo_redis_sessions`, `velo_redis_held_events`, `velo_redis_waiting_keys`, `velo_redis_buffered_events` (gauges)
  * - `velo_redis_lag` (gauge, also labelled `partition`: entries of an owned partition not yet read, as measured at
  *   the last lease renewal)
  * - `velo_redis_replayed_sessions_total`, `velo_redis_replayed_entries_total`, `velo_redis_fenced_total`,
@@ -271,6 +271,12 @@ export function registerRedisWorkerMetrics(
     'Events read but waiting for a session slot (maxConcurrent).',
     'gauge',
     perWorker((s) => s.held),
+  );
+  metric(
+    'redis_waiting_keys',
+    'Keys whose events wait for a session slot in Redis (past the bound of held events), read again once sessions end.',
+    'gauge',
+    perWorker((s) => s.waitingKeys),
   );
   metric(
     'redis_buffered_events',

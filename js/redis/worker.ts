@@ -128,8 +128,16 @@ export interface RedisWorkerStats {
   partitionLag: Record<number, number>;
   /** Live sessions on this worker. */
   sessions: number;
-  /** Events waiting for a session slot: `maxConcurrent` sessions of the function are open. */
+  /**
+   * Events kept in memory waiting for a session slot (`maxConcurrent` sessions of the function are open), at
+   * most 16 reads' worth (`readCount`) per partition.
+   */
   held: number;
+  /**
+   * Keys whose events wait for a slot in Redis instead (read past the bound of `held`; they stay in the
+   * pending list and are read again by id once sessions end): the worker keeps one small record per key.
+   */
+  waitingKeys: number;
   /**
    * Events read from Redis that the sessions' handlers have not taken yet, with a read in flight (never more
    * than `maxBufferedEvents`; `held` is not in it). An upper bound: a handler's take is noticed at its next
@@ -188,7 +196,10 @@ export interface RedisWorker {
 
 /** Outputs and acks waiting for a commit, held per partition before the outbox makes sessions wait. */
 const OUTBOX_LIMIT = 1024;
-/** Entries held for a session slot per partition, in reads (readCount): past it the partition is not read. */
+/**
+ * Entries held in memory for a session slot per partition, in reads (readCount): past it, they are left in the
+ * pending list and read again by id (`PartitionRun.reread`).
+ */
 const HELD_BATCHES = 16;
 /** Outputs per fenced commit call. */
 const COMMIT_BATCH = 512;
@@ -235,6 +246,24 @@ const enum Delivery {
   NoSlot,
   /** An earlier entry of its key must be delivered first. */
   Behind,
+}
+
+/** The entry id just before `id` in the log (XREADGROUP with an id returns the entries after it). */
+function idBefore(id: string): string {
+  const dash = id.indexOf('-');
+  const seq = Number(id.slice(dash + 1));
+  const ms = Number(id.slice(0, dash));
+  return seq > 0 ? `${ms}-${seq - 1}` : `${ms - 1}-18446744073709551615`;
+}
+
+/**
+ * A key whose entries were read past the bound of held entries and not kept: they wait in the pending list,
+ * and every entry of the key read after them joins them (its later entries must not pass them). `after` is
+ * the last of the key's entries handled; those after it, up to `last`, are read again by id (`reread`).
+ */
+interface Spilled {
+  after: string;
+  last: string;
 }
 
 /** Negative if entry id `a` is before `b` in the log, 0 if the same. */
@@ -386,8 +415,6 @@ class PartitionRun<I, O> {
   /** Commits made under this lease (their `serial`, with local delivery). */
   #serial = 0;
   readonly #room: (() => void)[] = [];
-  /** Wakes the pump while it waits for a session to end (held entries at their bound): the run is stopping. */
-  #wakeHeldWait: (() => void) | null = null;
   /** Set when the pump must stop reading. */
   stopping = false;
   /** Set when this worker stops serving the partition: sessions make no more outputs, and none is acked. */
@@ -399,6 +426,10 @@ class PartitionRun<I, O> {
   /** Entries of keys waiting for a session slot (`maxConcurrent`), per key in log order. */
   readonly #held = new Map<string, InputEntry[]>();
   #heldCount = 0;
+  /** Keys whose entries wait in the pending list only (read past the held bound), in the order they were left. */
+  readonly #spilled = new Map<string, Spilled>();
+  #rereading = false;
+  #rereadAgain = false;
   #draining = false;
   #drainAgain = false;
   /** The held entry drainHeld is delivering (out of its list meanwhile). */
@@ -477,18 +508,12 @@ class PartitionRun<I, O> {
       if (!this.replayDone) w.counters.replayed += read.entries.length;
       last = read.entries[read.entries.length - 1].id;
       if (pendingFrom !== null) pendingFrom = last;
+      let rereadable = false;
       for (const entry of read.entries) {
         if (this.stopping) return;
-        await this.#dispatch(entry);
+        rereadable = (await this.#dispatch(entry)) || rereadable;
       }
-      // Held entries are bounded: past the bound, the partition is not read until sessions end.
-      while (this.#heldCount >= w.readCount * HELD_BATCHES && !this.stopping) {
-        await new Promise<void>((resolve) => {
-          this.#wakeHeldWait = resolve;
-          void w.sessionEnded().then(resolve);
-        });
-        this.#wakeHeldWait = null;
-      }
+      if (rereadable) this.reread().catch((error: unknown) => w.report(error));
       // A short read took all there was: wait for more after its last entry rather than ask again (at live
       // rates, asking again was one more fenced read, an empty one, per wake-up).
       if (pendingFrom === null && read.entries.length < count) await w.idle(this, last);
@@ -560,18 +585,116 @@ class PartitionRun<I, O> {
     return false;
   }
 
-  /** Delivers the entry (counted in `buffered`), or holds it behind the key's held entries. */
-  async #dispatch(entry: InputEntry): Promise<void> {
+  /**
+   * Delivers the entry (counted in `buffered`), or holds it behind the key's held entries, or, past the bound
+   * of held entries, leaves it in the pending list. Never waits for a session to end, so the partition goes on
+   * being read: close markers behind held entries are reached, and sessions end. True if the entry joined
+   * entries of a key with a live session that wait in the pending list (a `reread` can deliver them now).
+   */
+  async #dispatch(entry: InputEntry): Promise<boolean> {
+    const spilled = this.#spilled.get(entry.key);
+    if (spilled !== undefined) {
+      this.buffered--;
+      spilled.last = entry.id;
+      return this.sessions.has(entry.key);
+    }
     if (this.#held.has(entry.key)) {
       this.buffered--;
-      this.#hold(entry);
-      return;
+      this.#holdOrSpill(entry);
+      return false;
     }
     const delivered = await this.#deliver(entry);
-    if (delivered === Delivery.Done) return;
+    if (delivered === Delivery.Done) return false;
     this.buffered--;
+    this.#holdOrSpill(entry);
+    if (delivered === Delivery.Behind) this.drainHeld().catch((error: unknown) => this.worker.report(error));
+    return false;
+  }
+
+  /** Holds the entry, or past the bound of held entries leaves it (and its key's later entries) in the pending list. */
+  #holdOrSpill(entry: InputEntry): void {
+    if (this.#heldCount < this.worker.readCount * HELD_BATCHES) this.#hold(entry);
+    else this.#spilled.set(entry.key, { after: idBefore(entry.id), last: entry.id });
+  }
+
+  /**
+   * Reads the entries left in the pending list again, by id, from the earliest, and hands each key's on in log
+   * order while sessions can open and held entries have room; a key that cannot go on keeps the rest of its
+   * entries there until the next pass. Runs when a session ends, after held entries were delivered, and when
+   * entries of a live session were left there.
+   */
+  async reread(): Promise<void> {
+    if (this.#rereading) {
+      this.#rereadAgain = true;
+      return;
+    }
+    this.#rereading = true;
+    try {
+      do {
+        this.#rereadAgain = false;
+        await this.#rereadPass();
+      } while (this.#rereadAgain && !this.stopping);
+    } finally {
+      this.#rereading = false;
+    }
+  }
+
+  async #rereadPass(): Promise<void> {
+    if (this.#spilled.size === 0) return;
+    const w = this.worker;
+    let from: string | null = null;
+    for (const { after } of this.#spilled.values()) if (from === null || logOrder(after, from) < 0) from = after;
+    // Keys that could not go on in this pass: their later entries wait for the next.
+    const stuck = new Set<string>();
+    while (from !== null && !this.stopping && stuck.size < this.#spilled.size) {
+      const count = await this.#reserve(w.readCount);
+      if (count === 0) return;
+      let read;
+      try {
+        read = await w.log.read(this.lease, from, count);
+      } catch (error) {
+        this.buffered -= count;
+        if (this.#failed(error)) return;
+        await sleep(RETRY_MS);
+        continue;
+      }
+      this.buffered -= count - read.entries.length;
+      if (read.entries.length === 0) return;
+      from = read.entries[read.entries.length - 1].id;
+      for (const entry of read.entries) {
+        const spilled = this.#spilled.get(entry.key);
+        // Handled already (delivered, held, or a marker read), or behind an entry of its key that cannot go on.
+        if (spilled === undefined || logOrder(entry.id, spilled.after) <= 0 || stuck.has(entry.key) || this.stopping) {
+          this.buffered--;
+          continue;
+        }
+        if (!(await this.#redeliver(entry))) {
+          stuck.add(entry.key);
+          continue;
+        }
+        if (this.#spilled.get(entry.key) !== spilled) continue;
+        if (spilled.last === entry.id) this.#spilled.delete(entry.key);
+        else spilled.after = entry.id;
+      }
+    }
+  }
+
+  /** A spilled entry (counted in `buffered`) delivered or held; false (no longer counted) if it must wait on. */
+  async #redeliver(entry: InputEntry): Promise<boolean> {
+    const room = () => this.#heldCount < this.worker.readCount * HELD_BATCHES;
+    if (this.#held.has(entry.key)) {
+      this.buffered--;
+      if (!room()) return false;
+      this.#hold(entry);
+      return true;
+    }
+    const delivered = await this.#deliver(entry);
+    if (delivered === Delivery.Done) return true;
+    this.buffered--;
+    if (!room()) return false;
     this.#hold(entry);
     if (delivered === Delivery.Behind) this.drainHeld().catch((error: unknown) => this.worker.report(error));
+    return true;
   }
 
   /**
@@ -638,10 +761,17 @@ class PartitionRun<I, O> {
     } finally {
       this.#draining = false;
     }
+    // Held entries went to sessions: entries left in the pending list may now fit.
+    if (this.#spilled.size > 0 && !this.stopping) await this.reread();
   }
 
   get heldCount(): number {
     return this.#heldCount;
+  }
+
+  /** Keys whose entries wait in the pending list (read past the bound of held entries). */
+  get spilledKeys(): number {
+    return this.#spilled.size;
   }
 
   /**
@@ -1086,6 +1216,7 @@ class PartitionRun<I, O> {
     // Never acked: the next owner replays them.
     this.#held.clear();
     this.#heldCount = 0;
+    this.#spilled.clear();
     this.budgetFreed();
     await Promise.all(running.map((s) => s.stream.cancel()));
     await Promise.all(running.map((s) => s.forwarded));
@@ -1095,7 +1226,6 @@ class PartitionRun<I, O> {
   async drop(): Promise<void> {
     this.dropped = true;
     this.stopping = true;
-    this.#wakeHeldWait?.();
     this.#discard = true;
     this.#outbox.length = 0;
     this.#outputsQueued = 0;
@@ -1107,7 +1237,6 @@ class PartitionRun<I, O> {
   /** Graceful hand-back: stop reading, stop the sessions, commit what they made, release the lease. */
   async release(): Promise<void> {
     this.stopping = true;
-    this.#wakeHeldWait?.();
     this.worker.wakeIdle(this.partition);
     this.budgetFreed();
     await this.pumped;
@@ -1166,7 +1295,6 @@ class Worker<I, O> implements RedisWorker {
   #wakerSignal: (() => void) | null = null;
   #blockingOn: Set<number> | null = null;
   #interrupting = false;
-  #endedWaiters: (() => void)[] = [];
 
   constructor(fn: StreamFn<I, O>, options: Resolved<unknown>, extra: RedisWorkerOptions<O>) {
     const {
@@ -1251,6 +1379,7 @@ class Worker<I, O> implements RedisWorker {
 
   stats(): RedisWorkerStats {
     let held = 0;
+    let waitingKeys = 0;
     let lag = 0;
     let buffered = 0;
     const partitionLag: Record<number, number> = {};
@@ -1259,6 +1388,7 @@ class Worker<I, O> implements RedisWorker {
     for (const p of owned) {
       const run = this.#runs.get(p) as PartitionRun<I, O>;
       held += run.heldCount;
+      waitingKeys += run.spilledKeys;
       lag += run.lag;
       partitionLag[p] = run.lag;
       run.reconcile();
@@ -1274,6 +1404,7 @@ class Worker<I, O> implements RedisWorker {
       partitionLag,
       sessions: this.live,
       held,
+      waitingKeys,
       buffered,
       partitionBuffered,
       ...this.counters,
@@ -1466,14 +1597,10 @@ class Worker<I, O> implements RedisWorker {
     }
   }
 
-  sessionEnded(): Promise<void> {
-    return new Promise((resolve) => this.#endedWaiters.push(resolve));
-  }
-
   notifySessionEnded(): void {
-    for (const resolve of this.#endedWaiters.splice(0)) resolve();
     for (const run of this.#runs.values()) {
       if (run.heldCount > 0) run.drainHeld().catch((error: unknown) => this.report(error));
+      else if (run.spilledKeys > 0) run.reread().catch((error: unknown) => this.report(error));
     }
   }
 
