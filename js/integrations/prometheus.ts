@@ -6,7 +6,7 @@ import type { Metric, Registry } from 'prom-client';
 import { describe, invalidReturn, invalidType, invalidValue } from '../errors';
 import { kTotals, type Totals } from '../core/function';
 import type { StreamFn } from '../types';
-import { ROUND_TRIP_BOUNDS_US, type RoundTripTotals, kRoundTrips } from '../redis/metrics';
+import { ROUND_TRIP_BOUNDS_US, type RoundTripTotals, kRenewalLateness, kRoundTrips } from '../redis/metrics';
 import type { RedisWorker, RedisWorkerStats } from '../redis/worker';
 
 export interface PrometheusOptions {
@@ -201,6 +201,7 @@ export function registerStreamMetrics(
  *   `velo_redis_replay_diverged_total` (counters)
  * - `velo_redis_undelivered_outputs` (gauge: outputs committed, waiting for the local `onOutput`)
  * - `velo_redis_round_trip_seconds` (histogram of the worker's calls to Redis, blocking wake-up reads excluded)
+ * - `velo_redis_renewal_lateness_seconds` (histogram: how late each lease renewal succeeded)
  *
  * `workers` is a list read once, now, or a function returning one, called at every scrape. A worker listed
  * twice is one series; two workers with one `(name, id)` are refused like two functions with one name
@@ -311,20 +312,31 @@ export function registerRedisWorkerMetrics(
     ['replay_diverged_total', 'Replayed outputs that differ from those committed before (checkReplay).', (s) => s.diverged],
   ];
   for (const [name, help, value] of counters) metric(`redis_${name}`, help, 'counter', perWorker(value));
-  const name = 'redis_round_trip_seconds';
-  metric(name, "Round-trip time of the worker's calls to Redis (blocking wake-up reads excluded).", 'histogram', () =>
-    list().flatMap((w) => {
-      const t = (w as RedisWorker & { [kRoundTrips](): RoundTripTotals })[kRoundTrips]();
-      return [
-        ...t.buckets.map((n, i) => ({
-          labels: { ...labels(w), le: ROUND_TRIP_BOUNDS_US[i] / 1e6 },
-          value: n,
-          metricName: `${prefix}${name}_bucket`,
-        })),
-        { labels: { ...labels(w), le: '+Inf' }, value: t.count, metricName: `${prefix}${name}_bucket` },
-        { labels: labels(w), value: t.sumUs / 1e6, metricName: `${prefix}${name}_sum` },
-        { labels: labels(w), value: t.count, metricName: `${prefix}${name}_count` },
-      ];
-    }),
+  const histogram = (name: string, help: string, totals: (w: RedisWorker) => RoundTripTotals) =>
+    metric(name, help, 'histogram', () =>
+      list().flatMap((w) => {
+        const t = totals(w);
+        return [
+          ...t.buckets.map((n, i) => ({
+            labels: { ...labels(w), le: ROUND_TRIP_BOUNDS_US[i] / 1e6 },
+            value: n,
+            metricName: `${prefix}${name}_bucket`,
+          })),
+          { labels: { ...labels(w), le: '+Inf' }, value: t.count, metricName: `${prefix}${name}_bucket` },
+          { labels: labels(w), value: t.sumUs / 1e6, metricName: `${prefix}${name}_sum` },
+          { labels: labels(w), value: t.count, metricName: `${prefix}${name}_count` },
+        ];
+      }),
+    );
+  type Timed = RedisWorker & { [kRoundTrips](): RoundTripTotals; [kRenewalLateness](): RoundTripTotals };
+  histogram(
+    'redis_round_trip_seconds',
+    "Round-trip time of the worker's calls to Redis (blocking wake-up reads excluded).",
+    (w) => (w as Timed)[kRoundTrips](),
+  );
+  histogram(
+    'redis_renewal_lateness_seconds',
+    'How late lease renewals succeeded, past leaseTtl/3 after the previous one (a lease is lost at two thirds of leaseTtl).',
+    (w) => (w as Timed)[kRenewalLateness](),
   );
 }

@@ -8,6 +8,8 @@ import { FencedError } from './transport';
 
 /** A worker's round-trip totals, for the Prometheus export (a registered symbol: any copy of the package finds it). */
 export const kRoundTrips = Symbol.for('velo-stream.redis.roundTrips');
+/** A worker's renewal lateness totals, in the same shape (microseconds late). */
+export const kRenewalLateness = Symbol.for('velo-stream.redis.renewalLateness');
 
 /** Histogram bounds, microseconds: 50 us to 10 s. */
 export const ROUND_TRIP_BOUNDS_US = [

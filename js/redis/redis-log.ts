@@ -361,6 +361,14 @@ export async function partitionLag(client: RedisClientLike, keys: KeySpace, part
   return Number(await LAG.run(client, [keys.input(partition)], []));
 }
 
+function destroyQuietly(client: RedisClientLike): void {
+  try {
+    client.destroy();
+  } catch {
+    // node-redis 5 refuses to destroy a client that is not open: there is nothing to tear down then.
+  }
+}
+
 export class RedisLog implements PartitionLog {
   readonly partitions: number;
   readonly #client: RedisClientLike;
@@ -373,6 +381,15 @@ export class RedisLog implements PartitionLog {
   #duplicate: RedisClientLike | null = null;
   #waiting = false;
   #closed = false;
+  /**
+   * The connection leases are taken, renewed and released on: never queued behind the reads, commits and
+   * markers of the main one (a worker draining a backlog had round trips over a second there, and lost its
+   * own leases waiting).
+   */
+  #leases: RedisClientLike | null = null;
+  #leasesConnecting: Promise<RedisClientLike> | null = null;
+  /** That connection from its creation on: close() destroys it even while it is still connecting. */
+  #leasesCreated: RedisClientLike | null = null;
 
   readonly #onError: (error: Error) => void;
 
@@ -395,7 +412,7 @@ export class RedisLog implements PartitionLog {
   async acquire(partition: number, worker: string, ttl: number): Promise<Lease | null> {
     const k = this.#keys;
     const token = await ACQUIRE.run(
-      this.#client,
+      await this.#leaseClient(),
       [k.lease(partition), k.epoch(partition), k.input(partition)],
       [worker, String(ttl)],
     );
@@ -403,11 +420,12 @@ export class RedisLog implements PartitionLog {
   }
 
   async renew(lease: Lease, ttl: number): Promise<boolean> {
-    return Number(await RENEW.run(this.#client, [this.#keys.lease(lease.partition)], [lease.token, String(ttl)])) === 1;
+    const client = await this.#leaseClient();
+    return Number(await RENEW.run(client, [this.#keys.lease(lease.partition)], [lease.token, String(ttl)])) === 1;
   }
 
   async release(lease: Lease): Promise<void> {
-    await RELEASE.run(this.#client, [this.#keys.lease(lease.partition)], [lease.token]);
+    await RELEASE.run(await this.#leaseClient(), [this.#keys.lease(lease.partition)], [lease.token]);
   }
 
   async read(lease: Lease, from: string, count: number): Promise<ReadResult> {
@@ -494,6 +512,30 @@ export class RedisLog implements PartitionLog {
     }
   }
 
+  async #leaseClient(): Promise<RedisClientLike> {
+    if (this.#leases !== null) return this.#leases;
+    if (this.#closed) throw Object.assign(new Error('The worker is closed'), { code: 'ERR_VELO_CLOSED' });
+    this.#leasesConnecting ??= (async () => {
+      const dup = this.#client.duplicate();
+      dup.on('error', this.#onError);
+      this.#leasesCreated = dup;
+      try {
+        await dup.connect();
+      } catch (error) {
+        this.#leasesConnecting = this.#leasesCreated = null;
+        destroyQuietly(dup);
+        throw error;
+      }
+      if (this.#closed) {
+        destroyQuietly(dup);
+        throw Object.assign(new Error('The worker is closed'), { code: 'ERR_VELO_CLOSED' });
+      }
+      this.#leases = dup;
+      return dup;
+    })();
+    return this.#leasesConnecting;
+  }
+
   async #blockingClient(): Promise<RedisClientLike> {
     if (this.#blocking !== null) return this.#blocking;
     this.#connecting ??= (async () => {
@@ -542,14 +584,12 @@ export class RedisLog implements PartitionLog {
   close(): Promise<void> {
     this.#closed = true;
     const dup = this.#duplicate;
-    this.#blocking = this.#duplicate = null;
+    const leases = this.#leasesCreated;
+    this.#blocking = this.#duplicate = this.#leases = this.#leasesCreated = null;
     // destroy, not close: a pending blocked XREAD would hold close() for its whole BLOCK time, and a server that
     // is down would hold a connect or a close for good.
-    try {
-      dup?.destroy();
-    } catch {
-      // node-redis 5 refuses to destroy a client that is not open: there is nothing to tear down then.
-    }
+    if (dup !== null) destroyQuietly(dup);
+    if (leases !== null) destroyQuietly(leases);
     return Promise.resolve();
   }
 }

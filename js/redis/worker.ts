@@ -26,7 +26,7 @@ import type { StreamFn } from '../types';
 import { type Codec, encodeChecked } from './codec';
 import { type RedisOptions, type Resolved, resolveOptions } from './options';
 import { RedisLog } from './redis-log';
-import { RoundTrips, type RoundTripTotals, kRoundTrips, timedLog } from './metrics';
+import { RoundTrips, type RoundTripTotals, kRenewalLateness, kRoundTrips, timedLog } from './metrics';
 import {
   type CommitResult,
   type Divergence,
@@ -114,6 +114,14 @@ export interface RoundTripStats {
   max: number;
 }
 
+/** Lease renewals of a worker: `count` succeeded; lateness percentiles in ms (nearest rank, last 1024). */
+export interface RenewalStats {
+  count: number;
+  lateP50: number;
+  lateP99: number;
+  lateMax: number;
+}
+
 /** Counters of one worker. */
 export interface RedisWorkerStats {
   /** Partitions owned now, ascending. */
@@ -179,6 +187,12 @@ export interface RedisWorkerStats {
   diverged: number;
   /** Round-trip times of the worker's calls to Redis (reads, commits, leases), blocking wake-up reads excluded. */
   roundTrip: RoundTripStats;
+  /**
+   * Lease renewals (every `leaseTtl/3`, on their own timer): how many succeeded, and how late their replies came,
+   * ms past when each was due (`leaseTtl/3` after the previous one was sent), over the last 1024. A lease is lost
+   * when this reaches two thirds of `leaseTtl`.
+   */
+  renewals: RenewalStats;
 }
 
 export interface RedisWorker {
@@ -446,6 +460,10 @@ class PartitionRun<I, O> {
   readonly #budgetWaiters = new Set<() => void>();
   replayDone = false;
   validUntil: number;
+  /** When the lease's last successful renewal (or its grant) was sent: the next is due `ttl/3` after it. */
+  renewedAt: number;
+  /** A renewal is in flight. */
+  renewing = false;
   lastTrim: number;
   /** Undelivered entries at the last measure. */
   lag = 0;
@@ -457,6 +475,7 @@ class PartitionRun<I, O> {
     grantedAt: number,
   ) {
     this.validUntil = grantedAt + worker.ttl;
+    this.renewedAt = grantedAt;
     this.lastTrim = grantedAt;
     this.pumped = this.#pump().catch((error: unknown) => {
       worker.report(error);
@@ -1292,6 +1311,9 @@ class Worker<I, O> implements RedisWorker {
   readonly #idle = new Map<number, { tail: string; resolve: () => void }>();
   #waker: Promise<void>;
   readonly #expiry: NodeJS.Timeout;
+  readonly #renewer: NodeJS.Timeout;
+  /** How late each successful renewal was: its reply, past `ttl/3` after the last one was sent (us). */
+  readonly #renewals = new RoundTrips();
   #wakerSignal: (() => void) | null = null;
   #blockingOn: Set<number> | null = null;
   #interrupting = false;
@@ -1375,6 +1397,10 @@ class Worker<I, O> implements RedisWorker {
     // resets nothing) must not keep partitions that other workers may own by now.
     this.#expiry = setInterval(() => this.#expire(), Math.floor(this.ttl / 3));
     this.#expiry.unref();
+    // Renewals on their own clock, never behind a balancing round (lag measures, trims, acquisitions): a round
+    // slowed by a backlog made a lone worker lose its own leases.
+    this.#renewer = setInterval(() => this.#renewAll(), Math.floor(this.ttl / 3));
+    this.#renewer.unref();
   }
 
   stats(): RedisWorkerStats {
@@ -1396,6 +1422,8 @@ class Worker<I, O> implements RedisWorker {
       partitionBuffered[p] = run.buffered;
     }
     const roundTrip = { count: this.#trips.totals().count, ...this.#trips.percentiles() };
+    const late = this.#renewals.percentiles();
+    const renewals = { count: this.#renewals.totals().count, lateP50: late.p50, lateP99: late.p99, lateMax: late.max };
     const delivered = this.delivery?.delivered ?? 0;
     const undelivered = this.delivery?.undelivered ?? 0;
     return {
@@ -1411,6 +1439,7 @@ class Worker<I, O> implements RedisWorker {
       delivered,
       undelivered,
       roundTrip,
+      renewals,
     };
   }
 
@@ -1425,6 +1454,36 @@ class Worker<I, O> implements RedisWorker {
 
   [kRoundTrips](): RoundTripTotals {
     return this.#trips.totals();
+  }
+
+  [kRenewalLateness](): RoundTripTotals {
+    return this.#renewals.totals();
+  }
+
+  /** Renews every lease not being renewed already; each reply is handled on its own. */
+  #renewAll(): void {
+    if (this.#closing !== null) return;
+    for (const run of this.#runs.values()) {
+      if (run.renewing) continue;
+      run.renewing = true;
+      void this.#renew(run).finally(() => (run.renewing = false));
+    }
+  }
+
+  async #renew(run: PartitionRun<I, O>): Promise<void> {
+    const sent = performance.now();
+    let held: boolean | undefined;
+    try {
+      held = await this.log.renew(run.lease, this.ttl);
+    } catch (error) {
+      this.report(error);
+    }
+    if (this.#runs.get(run.partition) !== run) return;
+    if (held === true) {
+      this.#renewals.record(Math.max(0, performance.now() - run.renewedAt - this.ttl / 3) * 1000);
+      run.renewedAt = sent;
+      run.validUntil = sent + this.ttl;
+    } else if (held === false || performance.now() >= run.validUntil) this.lose(run);
   }
 
   #expire(): void {
@@ -1447,7 +1506,10 @@ class Worker<I, O> implements RedisWorker {
       });
   }
 
-  /** Renews the leases, then takes or hands back partitions toward a fair share. */
+  /**
+   * Measures the lag of the partitions held, trims them, then takes or hands back partitions toward a fair
+   * share. (Leases are renewed on their own clock: `#renewAll`.)
+   */
   async #balance(): Promise<void> {
     const now = performance.now();
     const live = await this.log.heartbeat(this.id, this.ttl).catch((error: unknown) => {
@@ -1456,15 +1518,6 @@ class Worker<I, O> implements RedisWorker {
     });
     await Promise.all(
       [...this.#runs.values()].map(async (run) => {
-        let held: boolean | undefined;
-        try {
-          held = await this.log.renew(run.lease, this.ttl);
-        } catch (error) {
-          this.report(error);
-        }
-        if (held === true) run.validUntil = now + this.ttl;
-        else if (held === false || performance.now() >= run.validUntil) this.lose(run);
-        if (held !== true) return;
         try {
           run.lag = await this.log.lag(run.partition);
         } catch (error) {
@@ -1489,19 +1542,25 @@ class Worker<I, O> implements RedisWorker {
       await Promise.all(extra.map((run) => this.#release(run)));
       return;
     }
-    for (const p of this.#order) {
-      if (this.#runs.size >= share || this.#closing !== null) break;
-      if (this.#runs.has(p)) continue;
-      const sent = performance.now();
-      const lease = await this.log.acquire(p, this.id, this.ttl);
-      if (lease === null) continue;
-      if (this.#closing !== null) {
-        await this.log.release(lease);
-        break;
-      }
-      this.counters.acquired++;
-      this.#checkEpoch(lease);
-      this.#runs.set(p, new PartitionRun(this, lease, sent));
+    // Free partitions are tried as many at a time as the share lacks (one at a time, a worker starting on a
+    // backlog took minutes to own its share while its first partitions' traffic slowed each attempt).
+    const candidates = this.#order.filter((p) => !this.#runs.has(p));
+    while (candidates.length > 0 && this.#runs.size < share && this.#closing === null) {
+      const batch = candidates.splice(0, share - this.#runs.size);
+      await Promise.all(
+        batch.map(async (p) => {
+          const sent = performance.now();
+          const lease = await this.log.acquire(p, this.id, this.ttl);
+          if (lease === null) return;
+          if (this.#closing !== null) {
+            await this.log.release(lease);
+            return;
+          }
+          this.counters.acquired++;
+          this.#checkEpoch(lease);
+          this.#runs.set(p, new PartitionRun(this, lease, sent));
+        }),
+      );
     }
   }
 
@@ -1607,6 +1666,7 @@ class Worker<I, O> implements RedisWorker {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       if (this.#timer !== null) clearTimeout(this.#timer);
+      clearInterval(this.#renewer);
       // No lease is renewed from here on, so by this worker's own clock each runs out at its `validUntil`. Past
       // the last one nothing it writes would be accepted: close() stops waiting for Redis (unreachable, say)
       // and for handlers that do not finish, drops what is left, and lets the leases lapse.

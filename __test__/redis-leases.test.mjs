@@ -1,0 +1,50 @@
+// A lone worker keeps its own leases while it drains a backlog (issue 30): renewals do not wait behind
+// reads, commits, lag measures, trims or acquisitions, and their lateness is measured. With no other worker
+// anywhere, draining a large backlog must lose no lease, have no write fenced and replay nothing.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Registry } from 'prom-client';
+import { registerRedisWorkerMetrics } from 'velo-stream/prometheus';
+import { redisProducer, redisWorker } from 'velo-stream/redis';
+import { client, fresh, useRedis } from './helpers/redis-suite.mjs';
+import { eventually, pendingCount, readAllOutputs, totals } from './helpers/redis-fixtures.mjs';
+
+useRedis();
+
+test('a lone worker drains a backlog of 20,000 keys x 5 events on 64 partitions: no lease lost, nothing fenced, nothing replayed', async () => {
+  const name = fresh('leases');
+  const partitions = 64;
+  const keys = 20_000;
+  const rounds = 5;
+  const producer = redisProducer({ client, name, partitions });
+  for (let r = 0; r < rounds; r++) {
+    for (let k = 0; k < keys; k += 1000) {
+      const pairs = [];
+      for (let i = k; i < Math.min(keys, k + 1000); i++) pairs.push([`k${i}`, { n: r * keys + i }]);
+      await producer.sendMany(pairs);
+    }
+  }
+  const total = keys * rounds;
+  // A short lease makes a late renewal show: renewals are due every 800 ms and a lease lasts 2.4 s.
+  const worker = redisWorker(totals({ idleTimeout: 1000, maxConcurrent: 100_000 }), { client, name, partitions, leaseTtl: 2400 });
+  try {
+    await eventually(async () => (await readAllOutputs(client, name, partitions)).length >= total, `${total} outputs`, 240_000);
+    await eventually(async () => (await pendingCount(client, name, partitions)) === 0, 'nothing pending', 60_000);
+    const stats = worker.stats();
+    assert.equal(stats.lost, 0, 'leases lost');
+    assert.equal(stats.fenced, 0, 'writes fenced');
+    assert.equal(stats.replayed, 0, 'entries replayed');
+    assert.equal(stats.owned.length, partitions);
+    assert.equal(stats.outputs, total, 'one output written per event');
+    assert.ok(stats.renewals.count > 0, 'renewals are counted');
+    assert.ok(
+      stats.renewals.lateMax >= 0 && stats.renewals.lateMax < 2400,
+      `renewal lateness below the lease: ${JSON.stringify(stats.renewals)}`,
+    );
+    const registry = new Registry();
+    registerRedisWorkerMetrics(registry, [worker]);
+    assert.match(await registry.metrics(), /velo_redis_renewal_lateness_seconds_count\{[^}]*\} [1-9]/);
+  } finally {
+    await worker.close();
+  }
+});
