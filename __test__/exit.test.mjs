@@ -71,3 +71,54 @@ test('a worker terminated by its parent while streams hold values leaves the pro
   `);
   assert.deepEqual(r, { code: 0, stdout: 'worker exit 1\n', stderr: '' });
 });
+
+// Pipes: only a read of the pipe's output keeps the process alive; the stages' reads of each other do not.
+const PIPES = `
+  const { streamFn, task, workerFn } = require('velo-stream');
+  const worker = workerFn(${JSON.stringify(new URL('./fixtures/worker-handlers.mjs', import.meta.url).pathname)}, { export: 'echo', threads: 1 });
+  const gen = streamFn(async function* (events) { for await (const e of events) yield e; });
+  const double = task((n) => n * 2);
+  const pipes = { 'gen|gen': gen.pipe(gen), 'task|gen': double.pipe(gen), 'gen|worker': gen.pipe(worker), 'worker|gen': worker.pipe(gen), 'gen|task|gen': gen.pipe(double).pipe(gen) };
+`;
+
+test('a pipe left open after its output was read lets the process exit at once, for every kind of stage at every position', async () => {
+  for (const name of ['gen|gen', 'task|gen', 'gen|worker', 'worker|gen', 'gen|task|gen']) {
+    // The default idleTimeout is 30 s: exiting before the 10 s deadline means nothing but a read held it.
+    const { stdout, stderr } = await run(
+      [
+        '-e',
+        `${PIPES}; (async () => { const s = pipes[${JSON.stringify(name)}].open(); await s.send(2); console.log(await s.recv()); })();`,
+      ],
+      { timeout: 10_000 },
+    );
+    assert.equal(stdout, name.includes('task') ? '4\n' : '2\n', name);
+    assert.equal(stderr, '', name);
+  }
+});
+
+test('a read pending on a worker stream or a pipe keeps the process alive until the first stage idles out and settles it', async () => {
+  const handlers = JSON.stringify(new URL('./fixtures/worker-handlers.mjs', import.meta.url).pathname);
+  const setup = `
+    const { streamFn, workerFn } = require('velo-stream');
+    const worker = workerFn(${handlers}, { export: 'echo', threads: 1, idleTimeout: 300 });
+    const gen = streamFn(async function* (events) { for await (const e of events) yield e; }, { idleTimeout: 300 });
+    const fns = { worker, 'gen|gen': gen.pipe(gen), 'worker|gen': worker.pipe(gen), 'gen|worker': gen.pipe(worker) };
+  `;
+  for (const name of ['worker', 'gen|gen', 'worker|gen', 'gen|worker']) {
+    const { stdout } = await run(
+      [
+        '-e',
+        `${setup}
+        (async () => {
+          const s = fns[${JSON.stringify(name)}].open();
+          await s.send(1);
+          await s.recv();
+          // Nothing but this read is left: the first stage's idle deadline ends the stream and settles it.
+          console.log('settled', await s.recv().then((v) => 'value ' + v, (e) => e.code));
+        })();`,
+      ],
+      { timeout: 20_000 },
+    );
+    assert.equal(stdout, 'settled ERR_STREAM_CLOSED\n', name);
+  }
+});

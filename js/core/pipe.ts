@@ -20,7 +20,8 @@ import {
   kWaitOutput,
   type NOT_NOW,
 } from './protocol';
-import { type HandlerStream, kFailAtEnd, kFailure } from './stream';
+import { AliveGroup } from './alive-group';
+import { type HandlerStream, kFailAtEnd, kFailure, kJoinAliveGroup } from './stream';
 
 type Stage = HandlerStream<unknown, unknown>;
 type PipeOutcome = 'completed' | 'failed' | 'cancelled';
@@ -47,6 +48,9 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
     this.#head = stages[0];
     this.#tail = stages[stages.length - 1];
     this.#signal = signal;
+    // Only a read of the last stage keeps the process alive, not the links' reads of the stages before it.
+    const group = new AliveGroup();
+    stages.forEach((stage, i) => stage[kJoinAliveGroup](group, i === stages.length - 1));
     for (let i = 0; i + 1 < stages.length; i++) {
       // Stage errors are handled inside; anything else (a native call
       // failing) cancels the pipe with it rather than going unhandled.

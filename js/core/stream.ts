@@ -15,6 +15,7 @@ import { setMaxListeners } from 'node:events';
 import { StreamClosedError, describe, invalidReturn } from '../errors';
 import type { EventSource, StreamContext, StreamHandler, StreamMetrics, StreamState } from '../types';
 import { type IdleTarget, holdAlive, holdIdle, releaseAlive, unwatchIdle, watchIdle } from './addon';
+import type { AliveGroup } from './alive-group';
 import { StreamBase, watchAbort } from './drive';
 import { Fifo } from './fifo';
 import { MAX_BATCH, type NativeStream, Push, Take } from './native-stream';
@@ -68,6 +69,8 @@ export const kBodyThrew = Symbol('velo.bodyThrew');
 export const kAbortSignal = Symbol('velo.abortSignal');
 /** The body has deadlines pending: a waiting read keeps the process alive for them, as for the idle deadline. */
 export const kTimersPending = Symbol('velo.timersPending');
+/** Makes the stream a member of a pipe's keep-alive group (`last`: the stage the user reads). */
+export const kJoinAliveGroup = Symbol('velo.joinAliveGroup');
 /** The body leaves its input: as a handler leaving its `for await`. */
 export { kReleaseInput, kHandlerSignal };
 
@@ -222,6 +225,12 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   readonly #body: StreamBody<I, O> | null;
   /** The body's deadlines are pending (see `kTimersPending`). */
   #timersPending = false;
+  /** The pipe's keep-alive group, for a stage of a pipe: it decides instead of this stream (see `AliveGroup`). */
+  #group: AliveGroup | null = null;
+  #groupLast = false;
+  /** What this stream last told its group. */
+  #groupRunning = false;
+  #groupReading = false;
 
   // Input side: parked senders, and the batch lent to the handler.
   /** Senders waiting for room (a shared empty queue until the first one). */
@@ -715,6 +724,13 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
     const running = this.#idleOn && this.#senders.length === 0;
     // (#idleRunning is false whenever #idleOn is.)
     if (running !== this.#idleRunning) this.#idleClockChanged(running);
+    if (this.#group !== null) {
+      const live = running || this.#timersPending;
+      if (live !== this.#groupRunning) this.#group.running((this.#groupRunning = live));
+      const reading = this.#groupLast && this.#readers.length > 0;
+      if (reading !== this.#groupReading) this.#group.reading((this.#groupReading = reading));
+      return;
+    }
     const want = (running || this.#timersPending) && this.#readers.length > 0;
     if (want === this.#keepingAlive) return;
     this.#keepingAlive = want;
@@ -893,6 +909,18 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
     this.#handlerDone = true;
     this.#settled();
     this.#resolveFinished?.();
+  }
+
+  [kJoinAliveGroup](group: AliveGroup, last: boolean): void {
+    if (this.#keepingAlive) {
+      this.#keepingAlive = false;
+      releaseAlive();
+      this.#body?.keepAlive?.(false);
+    }
+    this.#group = group;
+    this.#groupLast = last;
+    if (this.#body !== null) group.join(this.#body);
+    this.#syncKeepAlive();
   }
 
   // ----- output -----

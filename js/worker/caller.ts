@@ -194,7 +194,7 @@ export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
     this.#stream[kTimersPending](false);
   }
 
-  /** New input: the handler has a next step again. */
+  /** New input, or its end: the handler has a next step again (a read waiting keeps the process alive until it settles). */
   #wakeFromDormant(): void {
     this.#dormant = false;
     if (this.#awaitingOutput) this.#stream[kTimersPending](true);
@@ -251,6 +251,7 @@ export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
       if (ended) {
         this.#input = InputState.Done;
         addon.crossEnd(this.#pair, INPUT);
+        if (this.#dormant) this.#wakeFromDormant();
         return;
       }
       if (batch.length < this.#maxBatch) {
@@ -267,6 +268,7 @@ export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
     if (r.done === true) {
       this.#input = InputState.Done;
       addon.crossEnd(this.#pair, INPUT);
+      if (this.#dormant) this.#wakeFromDormant();
       return;
     }
     this.#carry.push(r.value);

@@ -1,0 +1,46 @@
+// Keep-alive for a composition of streams (the stages of a pipe): only a
+// read waiting on what the user reads (the last stage) keeps the process
+// alive, and it does while some member's idle deadline runs (or its timers
+// are pending), since that deadline will end the chain and settle the read.
+// The stages' reads of each other are the pipe's own and keep nothing alive:
+// a pipe left open after its output was read lets the process exit, as a
+// single stream does.
+import { holdAlive, releaseAlive } from './addon';
+
+/** A member's part: whether its clock runs, and (the last stage) whether a read of the user waits on it. */
+export interface AliveMember {
+  /** Told whether the group keeps the process alive (a worker body holds its stream meanwhile). */
+  keepAlive?(on: boolean): void;
+}
+
+export class AliveGroup {
+  /** Members whose idle deadline runs or whose timers are pending. */
+  #running = 0;
+  /** A read of the user waits on the last stage. */
+  #reading = false;
+  #holding = false;
+  readonly #members: AliveMember[] = [];
+
+  join(member: AliveMember): void {
+    this.#members.push(member);
+  }
+
+  running(on: boolean): void {
+    this.#running += on ? 1 : -1;
+    this.#sync();
+  }
+
+  reading(on: boolean): void {
+    this.#reading = on;
+    this.#sync();
+  }
+
+  #sync(): void {
+    const want = this.#reading && this.#running > 0;
+    if (want === this.#holding) return;
+    this.#holding = want;
+    if (want) holdAlive();
+    else releaseAlive();
+    for (const member of this.#members) member.keepAlive?.(want);
+  }
+}
