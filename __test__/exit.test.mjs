@@ -122,3 +122,24 @@ test('a read pending on a worker stream or a pipe keeps the process alive until 
     assert.equal(stdout, 'settled ERR_STREAM_CLOSED\n', name);
   }
 });
+
+test('sessions keep the process alive while a session is live, and close() or end(key) lets it exit at once', async () => {
+  const script = (ending) => `
+    const { streamFn } = require('velo-stream');
+    const echo = streamFn(async function* (events) { for await (const e of events) yield e; }, { idleTimeout: ${ending === 'idle' ? 300 : 30_000} });
+    const sessions = echo.sessions();
+    (async () => {
+      await sessions.send('a', 1);
+      await sessions.send('b', 2);
+      ${ending === 'close' ? 'await sessions.close();' : ending === 'end' ? "sessions.end('a'); sessions.end('b');" : ''}
+      // Live sessions hold the process: this prints only once they have ended.
+      process.on('exit', () => console.log('exit', sessions.size, echo.stats().completed));
+    })();`;
+  // The default idleTimeout (30 s) is far beyond the 10 s deadline: close() and end() must end the sessions now.
+  for (const ending of ['close', 'end']) {
+    const { stdout } = await run(['-e', script(ending)], { timeout: 10_000 });
+    assert.equal(stdout, 'exit 0 2\n', ending);
+  }
+  const { stdout } = await run(['-e', script('idle')], { timeout: 20_000 });
+  assert.equal(stdout, 'exit 0 2\n', 'the sessions ended by their idle timeout before the process exited');
+});
