@@ -19,7 +19,16 @@ function manual() {
     calls.push({ item, ctx, ...d });
     return d.promise.finally(() => inFlight--);
   };
-  return { fn, calls, get inFlight() { return inFlight; }, get maxInFlight() { return maxInFlight; } };
+  return {
+    fn,
+    calls,
+    get inFlight() {
+      return inFlight;
+    },
+    get maxInFlight() {
+      return maxInFlight;
+    },
+  };
 }
 
 test('at most `concurrency` calls are in flight, never one more, and calls start in input order', async () => {
@@ -40,9 +49,21 @@ test('at most `concurrency` calls are in flight, never one more, and calls start
     }
     const out = await outputs;
     assert.equal(m.maxInFlight, 3);
-    assert.deepEqual(m.calls.map((c) => c.item), Array.from({ length: 20 }, (_, i) => i), 'started in input order');
-    if (ordered) assert.deepEqual(out, Array.from({ length: 20 }, (_, i) => i * 10));
-    else assert.deepEqual([...out].sort((a, b) => a - b), Array.from({ length: 20 }, (_, i) => i * 10));
+    assert.deepEqual(
+      m.calls.map((c) => c.item),
+      Array.from({ length: 20 }, (_, i) => i),
+      'started in input order',
+    );
+    if (ordered)
+      assert.deepEqual(
+        out,
+        Array.from({ length: 20 }, (_, i) => i * 10),
+      );
+    else
+      assert.deepEqual(
+        [...out].sort((a, b) => a - b),
+        Array.from({ length: 20 }, (_, i) => i * 10),
+      );
   }
 });
 
@@ -64,7 +85,11 @@ test('ordered: each result goes the moment every earlier item finished; a slow i
   for (const i of [0, 1, 2, 3, 4]) {
     m.calls[i].resolve(i);
     await settle();
-    assert.deepEqual(seen, Array.from({ length: i + 1 }, (_, k) => k), `after item ${i}`);
+    assert.deepEqual(
+      seen,
+      Array.from({ length: i + 1 }, (_, k) => k),
+      `after item ${i}`,
+    );
   }
   m.calls[6].resolve(6);
   m.calls[7].resolve(7);
@@ -120,17 +145,23 @@ test('memory is bounded: a slow head item stops the stage taking input, and back
   const rest = collect(s);
   // Settle each call as it comes, until every output was read.
   while (!(await isSettled(rest))) for (const c of m.calls) c.resolve(c.item);
-  assert.deepEqual(await rest, Array.from({ length: 16 }, (_, i) => i + 4));
+  assert.deepEqual(
+    await rest,
+    Array.from({ length: 16 }, (_, i) => i + 4),
+  );
   assert.equal(m.maxInFlight, 2);
   await Promise.all(sends);
 });
 
 test('an unread output stops the stage too: results wait for output room, then the stage takes no input', async () => {
   let calls = 0;
-  const s = task(async (x) => {
-    calls++;
-    return x;
-  }, { concurrency: 2, buffer: 2 }).open();
+  const s = task(
+    async (x) => {
+      calls++;
+      return x;
+    },
+    { concurrency: 2, buffer: 2 },
+  ).open();
   for (let i = 0; i < 30; i++) void s.send(i).catch(() => {});
   await settle(10);
   // Output buffer (2) full, 2 results held, nothing read: no more calls.
@@ -143,21 +174,31 @@ test('an unread output stops the stage too: results wait for output room, then t
 
 test('batch: groups in input order up to maxSize, one call and one output per batch, the last partial batch always', async () => {
   const seen = [];
-  const sum = batch(async (xs, ctx) => {
-    seen.push([...xs, `#${ctx.index}`]);
-    return xs.reduce((a, b) => a + b, 0);
-  }, { maxSize: 3, concurrency: 2 });
+  const sum = batch(
+    async (xs, ctx) => {
+      seen.push([...xs, `#${ctx.index}`]);
+      return xs.reduce((a, b) => a + b, 0);
+    },
+    { maxSize: 3, concurrency: 2 },
+  );
   assert.deepEqual(await sum.run([1, 2, 3, 4, 5, 6, 7]), [6, 15, 7]);
-  assert.deepEqual(seen, [[1, 2, 3, '#0'], [4, 5, 6, '#1'], [7, '#2']]);
+  assert.deepEqual(seen, [
+    [1, 2, 3, '#0'],
+    [4, 5, 6, '#1'],
+    [7, '#2'],
+  ]);
   assert.deepEqual(await batch((xs) => (xs.length > 1 ? xs : undefined), { maxSize: 2 }).run([1, 2, 3]), [[1, 2]]);
 });
 
 test('batch: maxWait flushes a batch holding minSize items without waiting for it to fill or for the end', async () => {
   const calls = [];
-  const s = batch((xs) => {
-    calls.push(xs);
-    return xs;
-  }, { maxSize: 10, minSize: 2, maxWait: 20 }).open();
+  const s = batch(
+    (xs) => {
+      calls.push(xs);
+      return xs;
+    },
+    { maxSize: 10, minSize: 2, maxWait: 20 },
+  ).open();
   await s.send(1);
   // Below minSize: maxWait passing does not flush it.
   await new Promise((r) => setTimeout(r, 60));
@@ -177,11 +218,14 @@ test('batch: maxWait flushes a batch holding minSize items without waiting for i
 
 test('errors are retried with ctx.attempt counting from 1, then succeed; retries are counted', async () => {
   const attempts = [];
-  const t = task(async (x, ctx) => {
-    attempts.push(`${x}:${ctx.attempt}:${ctx.index}`);
-    if (ctx.attempt < 3) throw new Error(`try ${ctx.attempt}`);
-    return x;
-  }, { retry: { attempts: 3, delay: 1, factor: 2 } });
+  const t = task(
+    async (x, ctx) => {
+      attempts.push(`${x}:${ctx.attempt}:${ctx.index}`);
+      if (ctx.attempt < 3) throw new Error(`try ${ctx.attempt}`);
+      return x;
+    },
+    { retry: { attempts: 3, delay: 1, factor: 2 } },
+  );
   const s = t.open();
   assert.deepEqual(await collect(s.feed(['a', 'b'])), ['a', 'b']);
   assert.deepEqual(attempts.sort(), ['a:1:0', 'a:2:0', 'a:3:0', 'b:1:1', 'b:2:1', 'b:3:1']);
@@ -240,20 +284,33 @@ test("onError 'skip' drops the item and counts it; a function replaces the outpu
     retry: { attempts: 2, delay: 0 },
   });
   assert.deepEqual(await replaced.run([1, 2, 3, 4]), [1, 'replaced 2', 3]);
-  assert.deepEqual(seen, [['bad 2', 2, 1, 2], ['bad 4', 4, 3, 2]]);
-  await assert.rejects(task(flaky, { onError: async () => { throw new Error('handler'); } }).run([2]), { message: 'handler' });
+  assert.deepEqual(seen, [
+    ['bad 2', 2, 1, 2],
+    ['bad 4', 4, 3, 2],
+  ]);
+  await assert.rejects(
+    task(flaky, {
+      onError: async () => {
+        throw new Error('handler');
+      },
+    }).run([2]),
+    { message: 'handler' },
+  );
 });
 
 test('cancel(): in-flight calls see ctx.signal abort, waiting retries are dropped, and cancel resolves once the calls settled', async () => {
   const m = manual();
   let retried = 0;
-  const s = task(async (x, ctx) => {
-    if (x === 'retry') {
-      retried++;
-      throw new Error('again');
-    }
-    return m.fn(x, ctx);
-  }, { concurrency: 3, retry: { attempts: 5, delay: 50 } }).open();
+  const s = task(
+    async (x, ctx) => {
+      if (x === 'retry') {
+        retried++;
+        throw new Error('again');
+      }
+      return m.fn(x, ctx);
+    },
+    { concurrency: 3, retry: { attempts: 5, delay: 50 } },
+  ).open();
   void s.send('a');
   void s.send('retry');
   await settle();
@@ -309,21 +366,30 @@ test('a retry timer does not keep the process alive by itself, but a pending rea
   const reading = await run(['-e', script(true)], { code: 0, timeout: 20_000 });
   assert.equal(reading.stdout, 'got 42\n');
   // A batch waiting for maxWait: the same rule.
-  const waiting = await run(['-e', `
+  const waiting = await run(
+    [
+      '-e',
+      `
     const { batch } = require('velo-stream');
     const s = batch((xs) => xs, { maxSize: 10, maxWait: 600000 }).open();
     s.send(1).then(() => console.log('sent'));
-  `], { code: 0, timeout: 20_000 });
+  `,
+    ],
+    { code: 0, timeout: 20_000 },
+  );
   assert.equal(waiting.stdout, 'sent\n');
 });
 
 test('a task stream dropped while a retry and a read wait still delivers (GC during the wait)', async () => {
   let got;
   (() => {
-    const s = task(async (x, ctx) => {
-      if (ctx.attempt === 1) throw new Error('once');
-      return x;
-    }, { retry: { attempts: 2, delay: 30 } }).open();
+    const s = task(
+      async (x, ctx) => {
+        if (ctx.attempt === 1) throw new Error('once');
+        return x;
+      },
+      { retry: { attempts: 2, delay: 30 } },
+    ).open();
     void s.send('kept');
     got = s.recv();
   })();
@@ -359,9 +425,12 @@ test('task stages compose: pipes on either side of generator stages, sessions, f
   });
   const upper = task(async (w) => w.toUpperCase(), { concurrency: 4 });
   const pairs = batch(async (ws) => ws.join('-'), { maxSize: 2 });
-  const pipeline = words.pipe(upper).pipe(pairs).pipe(async function* (events) {
-    for await (const e of events) yield `[${e}]`;
-  });
+  const pipeline = words
+    .pipe(upper)
+    .pipe(pairs)
+    .pipe(async function* (events) {
+      for await (const e of events) yield `[${e}]`;
+    });
   assert.deepEqual(await pipeline.run(['a b c', 'd e']), ['[A-B]', '[C-D]', '[E]']);
 
   const sessions = task(async (x) => x * 10).sessions();
@@ -371,8 +440,14 @@ test('task stages compose: pipes on either side of generator stages, sessions, f
   const closed = sessions.close();
   const items = await collect(sessions);
   await closed;
-  assert.deepEqual(items.filter((i) => i.key === 'k1').map((i) => i.value), [10, 30]);
-  assert.deepEqual(items.filter((i) => i.key === 'k2').map((i) => i.value), [20]);
+  assert.deepEqual(
+    items.filter((i) => i.key === 'k1').map((i) => i.value),
+    [10, 30],
+  );
+  assert.deepEqual(
+    items.filter((i) => i.key === 'k2').map((i) => i.value),
+    [20],
+  );
   const s = upper.open();
   await s.send('x');
   assert.equal(await s.recv(), 'X');
@@ -384,7 +459,13 @@ test('task stages compose: pipes on either side of generator stages, sessions, f
   await pump(
     Readable.from(['p', 'q']),
     upper.open().duplex(),
-    new Writable({ objectMode: true, write(v, _e, cb) { got.push(v); cb(); } }),
+    new Writable({
+      objectMode: true,
+      write(v, _e, cb) {
+        got.push(v);
+        cb();
+      },
+    }),
   );
   assert.deepEqual(got, ['P', 'Q']);
 });
@@ -415,12 +496,18 @@ test('bad settings are refused at the call with the codes the library uses', () 
 });
 
 test('calls in flight may each listen on ctx.signal (as fetch does) without a leak warning, up to the concurrency', async () => {
-  const { stderr, stdout } = await run(['-e', `
+  const { stderr, stdout } = await run(
+    [
+      '-e',
+      `
     const { task } = require('velo-stream');
     const { setTimeout: sleep } = require('node:timers/promises');
     task(async (x, ctx) => { await sleep(5, undefined, { signal: ctx.signal }); return x; }, { concurrency: 64 })
       .run(Array.from({ length: 200 }, (_, i) => i)).then((out) => console.log(out.length));
-  `], { code: 0, timeout: 20_000 });
+  `,
+    ],
+    { code: 0, timeout: 20_000 },
+  );
   assert.equal(stdout, '200\n');
   assert.equal(stderr, '');
 });
@@ -433,9 +520,85 @@ test('the largest settings are usable: nothing is allocated per slot up front (c
 
 test('thenables that are not promises are adopted: a then() that throws fails the attempt, one that calls back twice counts once', async () => {
   const once = { then: (resolve) => resolve('ok') };
-  const twice = { then: (resolve, reject) => { resolve('first'); resolve('second'); reject(new Error('late')); } };
-  const throwing = { then: () => { throw new Error('then threw'); } };
+  const twice = {
+    then: (resolve, reject) => {
+      resolve('first');
+      resolve('second');
+      reject(new Error('late'));
+    },
+  };
+  const throwing = {
+    then: () => {
+      throw new Error('then threw');
+    },
+  };
   const s = task((x) => (x === 1 ? once : x === 2 ? twice : throwing), { concurrency: 3, onError: (e) => e.message }).open();
   assert.deepEqual(await collect(s.feed([1, 2, 3])), ['ok', 'first', 'then threw']);
   assert.equal(s.metrics.inFlight, 0);
+});
+
+test('a result whose then getter throws (a revoked Proxy) is a failed call, as await would make it, in task() and batch(), for every onError', async () => {
+  const revoked = () => {
+    const { proxy, revoke } = Proxy.revocable({}, {});
+    revoke();
+    return proxy;
+  };
+  const skip = task((n) => (n === 2 ? revoked() : n), { onError: 'skip' });
+  assert.deepEqual(await skip.run([1, 2, 3]), [1, 3]);
+  const skipping = skip.open();
+  await skipping.send(2);
+  skipping.end();
+  for await (const _ of skipping);
+  assert.equal(skipping.metrics.skipped, 1);
+  const failing = task((n) => (n === 2 ? revoked() : n), { onError: 'fail' });
+  await assert.rejects(failing.run([1, 2, 3]), (e) => e instanceof TypeError && /revoked/.test(e.message));
+  const replaced = task((n) => (n === 2 ? revoked() : n), { onError: (error) => `replaced: ${error.constructor.name}` });
+  assert.deepEqual(await replaced.run([1, 2, 3]), [1, 'replaced: TypeError', 3]);
+  const retried = task((n, ctx) => (n === 2 && ctx.attempt === 1 ? revoked() : n), {
+    retry: { attempts: 2, delay: 1 },
+    onError: 'fail',
+  });
+  assert.deepEqual(await retried.run([1, 2, 3]), [1, 2, 3]);
+  const batched = batch((items) => (items.includes(2) ? revoked() : items), { maxSize: 1, onError: 'skip' });
+  assert.deepEqual(await batched.run([1, 2, 3]), [[1], [3]]);
+  // A call started from a microtask (a send right after an await): no uncaught exception, nothing thrown out of send().
+  const live = task((n) => (n === 2 ? revoked() : n), { onError: 'skip' }).open();
+  await Promise.resolve();
+  await live.send(1);
+  await live.send(2);
+  await live.send(3);
+  live.end();
+  const outs = [];
+  for await (const v of live) outs.push(v);
+  assert.deepEqual(outs, [1, 3]);
+});
+
+test('a Promise subclass or thenable whose then calls back twice, or resolves then rejects, settles once (the first wins, as with await)', async () => {
+  class Twice extends Promise {
+    then(ok, err) {
+      ok?.('second');
+      return super.then(ok, err);
+    }
+  }
+  for (const concurrency of [1, 4]) {
+    const subclass = task((n) => (n === 2 ? Twice.resolve(n) : n), { concurrency });
+    assert.deepEqual(await subclass.run([1, 2, 3, 4, 5]), [1, 'second', 3, 4, 5]);
+    const flip = task((n) => (n === 2 ? { then: (ok, err) => (ok('ok'), err(new Error('late'))) } : n), { concurrency });
+    assert.deepEqual(await flip.run([1, 2, 3, 4, 5]), [1, 'ok', 3, 4, 5]);
+    const throwsAfter = task(
+      (n) =>
+        n === 2
+          ? {
+              then: (ok) => {
+                ok('kept');
+                throw new Error('after');
+              },
+            }
+          : n,
+      { concurrency },
+    );
+    assert.deepEqual(await throwsAfter.run([1, 2, 3, 4, 5]), [1, 'kept', 3, 4, 5]);
+    const batched = batch((items) => (items[0] === 2 ? Twice.resolve(items) : items), { maxSize: 1, concurrency });
+    assert.deepEqual(await batched.run([1, 2, 3]), [[1], 'second', [3]]);
+  }
 });

@@ -36,6 +36,10 @@ import {
   kTimersPending,
 } from './stream';
 
+/** The native `then`: a plain promise's reactions run once each, so it needs no adopting. */
+// eslint-disable-next-line @typescript-eslint/unbound-method -- compared by identity, never called unbound
+const nativeThen = Promise.prototype.then;
+
 type Call<I, O> = (item: I, ctx: TaskContext) => O | Promise<O>;
 type OnError<I, O> = 'fail' | 'skip' | ((error: unknown, item: I, ctx: TaskContext) => O | undefined | Promise<O | undefined>);
 
@@ -342,15 +346,32 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
       this.#attemptFailed(slot, error);
       return;
     }
-    if (result !== null && typeof (result as PromiseLike<O> | undefined)?.then === 'function') {
-      // One pair of reactions per slot, made once: a slot's call settles once before the slot is used again.
-      const onOk = (this.#onOk[slot] ??= (value: unknown) => this.#succeeded(slot, value as O | undefined));
-      const onErr = (this.#onErr[slot] ??= (error: unknown) => this.#attemptFailed(slot, error));
-      // Any other thenable is adopted by a promise first: its then() may throw, or call back twice.
-      (result instanceof Promise ? result : Promise.resolve(result)).then(onOk, onErr);
-    } else {
-      this.#succeeded(slot, result as O);
+    // `then` is read once, as `await` reads it: a getter that throws (a revoked Proxy) fails the call.
+    let then: unknown;
+    if (result !== null && (typeof result === 'object' || typeof result === 'function')) {
+      try {
+        then = (result as { then?: unknown }).then;
+      } catch (error) {
+        this.#attemptFailed(slot, error);
+        return;
+      }
     }
+    if (typeof then !== 'function') {
+      this.#succeeded(slot, result as O);
+      return;
+    }
+    // One pair of reactions per slot, made once: a slot's call settles once before the slot is used again.
+    const onOk = (this.#onOk[slot] ??= (value: unknown) => this.#succeeded(slot, value as O | undefined));
+    const onErr = (this.#onErr[slot] ??= (error: unknown) => this.#attemptFailed(slot, error));
+    if (then === nativeThen && Object.getPrototypeOf(result) === Promise.prototype) {
+      (result as Promise<O>).then(onOk, onErr);
+      return;
+    }
+    // Any other thenable (a Promise subclass included) is adopted by a promise first, whose resolve functions
+    // settle it once: its then() may throw, call back twice, or both.
+    new Promise<O>((resolve, reject) => {
+      (then as PromiseLike<O>['then']).call(result, resolve, reject);
+    }).then(onOk, onErr);
   }
 
   #stopped(): boolean {
