@@ -52,7 +52,12 @@ test('lines up to maxLineBytes pass (LF, CRLF, last line without newline), one b
     assert.equal(over.error.line, 2);
     assert.equal(over.error.limit, limit);
     assert.deepEqual(over.error.toJSON(), {
-      error: { message: 'Line 2 of the request body is larger than maxLineBytes (64 bytes)', code: 'ERR_NDJSON_LINE_TOO_LARGE', limit: 64, line: 2 },
+      error: {
+        message: 'Line 2 of the request body is larger than maxLineBytes (64 bytes)',
+        code: 'ERR_NDJSON_LINE_TOO_LARGE',
+        limit: 64,
+        line: 2,
+      },
     });
   }
   // A `\r` that is not followed by `\n` is not a line ending: it counts.
@@ -84,14 +89,7 @@ test('a line over the limit without any newline is refused after at most maxLine
 
 test('multi-byte characters split across chunks at every position decode whole; limits count bytes, not characters', async () => {
   const body = Buffer.from(
-    [
-      { t: 'é€😀 mixed' },
-      { t: '😀'.repeat(10) },
-      {},
-      { t: 'ß\u2028\u00a0' },
-    ]
-      .map((o) => JSON.stringify(o))
-      .join('\r\n') + '\n\n',
+    [{ t: 'é€😀 mixed' }, { t: '😀'.repeat(10) }, {}, { t: 'ß\u2028\u00a0' }].map((o) => JSON.stringify(o)).join('\r\n') + '\n\n',
   );
   const expected = body
     .toString()
@@ -142,7 +140,7 @@ function referenceParse(body, { maxLineBytes = 100 * 1024, maxBodyBytes = Infini
   const events = [];
   const within = body.subarray(0, Math.min(body.length, maxBodyBytes));
   const lines = [];
-  for (let from = 0; from < within.length; ) {
+  for (let from = 0; from < within.length;) {
     const nl = within.indexOf(10, from);
     lines.push({ bytes: within.subarray(from, nl === -1 ? within.length : nl), ended: nl !== -1 });
     from = nl === -1 ? within.length : nl + 1;
@@ -154,7 +152,8 @@ function referenceParse(body, { maxLineBytes = 100 * 1024, maxBodyBytes = Infini
     // A body cut by maxBodyBytes in the middle of a line: that line is not parsed, but it is refused if it is
     // already longer than a line may be (its last byte might still have been the `\r` of a CRLF).
     const cut = !ended && body.length > maxBodyBytes;
-    if (cut ? bytes.length > maxLineBytes + 1 : end > maxLineBytes) return { events, error: { code: 'ERR_NDJSON_LINE_TOO_LARGE', line: n } };
+    if (cut ? bytes.length > maxLineBytes + 1 : end > maxLineBytes)
+      return { events, error: { code: 'ERR_NDJSON_LINE_TOO_LARGE', line: n } };
     if (cut) break;
     const line = bytes.subarray(0, end);
     if (!isUtf8(line)) return { events, error: { code: 'ERR_BAD_NDJSON', line: n } };
@@ -173,7 +172,7 @@ function referenceParse(body, { maxLineBytes = 100 * 1024, maxBodyBytes = Infini
 
 test('random bodies in random chunks parse as the plain line-by-line rules say', async () => {
   let seed = 12345;
-  const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  const random = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
   const pick = (xs) => xs[Math.floor(random() * xs.length)];
   const lineKinds = [
     () => JSON.stringify({ n: Math.floor(random() * 1000) }),
@@ -200,7 +199,7 @@ test('random bodies in random chunks parse as the plain line-by-line rules say',
     if (random() < 0.3) opts.maxLineBytes = 1 + Math.floor(random() * 40);
     if (random() < 0.3) opts.maxBodyBytes = 1 + Math.floor(random() * body.length);
     const chunks = [];
-    for (let i = 0; i < body.length; ) {
+    for (let i = 0; i < body.length;) {
       const size = random() < 0.5 ? 1 + Math.floor(random() * 4) : 1 + Math.floor(random() * body.length);
       chunks.push(body.subarray(i, i + size));
       i += size;
@@ -259,11 +258,26 @@ test('options are checked at the call: RangeError ERR_OUT_OF_RANGE naming the fi
       `maxBodyBytes ${String(bad)}`,
     );
   }
-  assert.throws(() => ndjsonEvents(body(), { maxLineByte: 10 }), (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG_VALUE');
-  assert.throws(() => ndjsonEvents(body(), 10), (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG_TYPE');
-  assert.throws(() => ndjsonEvents(body(), []), (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG_TYPE');
-  assert.throws(() => ndjsonEvents('{"a":1}\n'), (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG_TYPE');
-  assert.throws(() => ndjsonEvents(null), (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG_TYPE');
+  assert.throws(
+    () => ndjsonEvents(body(), { maxLineByte: 10 }),
+    (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG_VALUE',
+  );
+  assert.throws(
+    () => ndjsonEvents(body(), 10),
+    (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG_TYPE',
+  );
+  assert.throws(
+    () => ndjsonEvents(body(), []),
+    (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG_TYPE',
+  );
+  assert.throws(
+    () => ndjsonEvents('{"a":1}\n'),
+    (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG_TYPE',
+  );
+  assert.throws(
+    () => ndjsonEvents(null),
+    (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG_TYPE',
+  );
   ndjsonEvents(body(), { maxLineBytes: 1, maxBodyBytes: Number.MAX_SAFE_INTEGER });
   ndjsonEvents(body(), { maxLineBytes: bufferConstants.MAX_STRING_LENGTH, maxBodyBytes: undefined });
 });
@@ -358,10 +372,19 @@ test('server: a 64 MiB line without newline is a 413 after reading little of it;
       assert.equal(r.headers.connection, 'close');
       assert.match(r.headers['content-type'], /application\/json/);
       assert.deepEqual(JSON.parse(r.text), {
-        error: { message: 'Line 1 of the request body is larger than maxLineBytes (102400 bytes)', code: 'ERR_NDJSON_LINE_TOO_LARGE', limit: 102400, line: 1 },
+        error: {
+          message: 'Line 1 of the request body is larger than maxLineBytes (102400 bytes)',
+          code: 'ERR_NDJSON_LINE_TOO_LARGE',
+          limit: 102400,
+          line: 1,
+        },
       });
       const socket = srv.seen.sockets[0];
-      await deadline(new Promise((resolve) => (socket.destroyed ? resolve() : socket.once('close', resolve))), 5000, 'the connection to close');
+      await deadline(
+        new Promise((resolve) => (socket.destroyed ? resolve() : socket.once('close', resolve))),
+        5000,
+        'the connection to close',
+      );
       // Bytes the server took from the connection: the line's limit plus
       // stream and socket buffers, not the 64 MiB the client had to send.
       assert.ok(socket.bytesRead < 1024 * 1024, `the server stopped reading: ${socket.bytesRead} bytes read of 64 MiB`);
@@ -393,7 +416,11 @@ test('server: a line over maxLineBytes ending in a newline, after an output, end
       '{"n":2}\n{"error":{"message":"Line 2 of the request body is larger than maxLineBytes (1000 bytes)","code":"ERR_NDJSON_LINE_TOO_LARGE"}}\n',
     );
     const socket = srv.seen.sockets[0];
-    await deadline(new Promise((resolve) => (socket.destroyed ? resolve() : socket.once('close', resolve))), 5000, 'the connection to close');
+    await deadline(
+      new Promise((resolve) => (socket.destroyed ? resolve() : socket.once('close', resolve))),
+      5000,
+      'the connection to close',
+    );
     assert.equal(double.stats().open, 0);
     await servesNext(srv.url);
   } finally {
@@ -441,7 +468,11 @@ test('ndjsonEvents: a byte order mark opening the body is ignored; only JSON whi
   assert.ok(nbsp.error instanceof RequestBodyError, 'a no-break space is not JSON whitespace');
   assert.equal(nbsp.error.line, 2);
   const bad = [];
-  for (const bytes of [[0x22, 0xff, 0x22], [0x22, 0xc3, 0x22], [0x22, 0xed, 0xa0, 0x80, 0x22]]) {
+  for (const bytes of [
+    [0x22, 0xff, 0x22],
+    [0x22, 0xc3, 0x22],
+    [0x22, 0xed, 0xa0, 0x80, 0x22],
+  ]) {
     const r = await parse([Buffer.concat([Buffer.from('{"a":1}\n'), Buffer.from(bytes), Buffer.from('\n')])]);
     bad.push([r.events.length, r.error instanceof RequestBodyError, r.error?.line, r.error?.cause?.message]);
   }
@@ -486,6 +517,47 @@ test('server: a Content-Length over maxBodyBytes is refused before reading the b
     assert.equal(double.stats().open, 0);
     assert.equal(double.stats().completed + double.stats().cancelled, double.stats().opened);
     await servesNext(srv.url);
+  } finally {
+    await srv.close();
+  }
+});
+
+test('server: once a stream ended by its idle timeout has answered, a body that keeps trickling is no longer read: the connection closes', async () => {
+  const echo = streamFn(
+    async function* (events) {
+      for await (const e of events) yield e;
+    },
+    { idleTimeout: 150 },
+  );
+  const srv = await listen(async (req, res) => {
+    const stream = echo.open();
+    await sendNdjson(res, stream.feed(ndjsonEvents(req)));
+  });
+  // Node would read (and discard) the rest of the body to keep the connection, until its requestTimeout.
+  srv.server.keepAliveTimeout = 60_000;
+  srv.server.requestTimeout = 0;
+  let trickled = 0;
+  try {
+    const head = 'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n';
+    const r = await deadline(
+      rawExchange(srv.port, head, async (socket) => {
+        const line = '{"n":1}\n';
+        socket.write(`${line.length.toString(16)}\r\n${line}\r\n`);
+        // Then a byte every 50 ms, never ending the body, while the socket is open.
+        while (!socket.destroyed && !socket.readableEnded && trickled < 400) {
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          if (socket.destroyed || socket.readableEnded) break;
+          socket.write('1\r\n \r\n');
+          trickled++;
+        }
+      }),
+      20_000,
+      'the server closing the trickling connection',
+    );
+    assert.match(r.text, /^HTTP\/1\.1 200 /);
+    assert.match(r.text, /\{"n":1\}\n/);
+    assert.match(r.text, /\r\n0\r\n\r\n$/, 'the answer is complete before the close');
+    assert.ok(trickled < 400, 'the connection closed while the client still had body to send');
   } finally {
     await srv.close();
   }

@@ -54,10 +54,16 @@ test('a handler error after some outputs ends the response with an error line (N
     void (req.url === '/sse' ? sendSse(res, s) : sendNdjson(res, s));
   });
   try {
-    assert.equal(await (await fetch(`${srv.url}/ndjson`)).text(), '{"ok":1}\n{"error":{"message":"model crashed","code":"E_MODEL"}}\n');
+    assert.equal(
+      await (await fetch(`${srv.url}/ndjson`)).text(),
+      '{"ok":1}\n{"error":{"message":"model crashed","code":"E_MODEL"}}\n',
+    );
     const sse = await fetch(`${srv.url}/sse`);
     assert.match(sse.headers.get('content-type'), /text\/event-stream/);
-    assert.equal(await sse.text(), 'data: {"ok":1}\n\nevent: error\ndata: {"error":{"message":"model crashed","code":"E_MODEL"}}\n\n');
+    assert.equal(
+      await sse.text(),
+      'data: {"ok":1}\n\nevent: error\ndata: {"error":{"message":"model crashed","code":"E_MODEL"}}\n\n',
+    );
   } finally {
     await srv.close();
   }
@@ -103,7 +109,7 @@ test('outputs ready together go out in one write; one the serializer refuses com
     assert.equal(bad.status, 200);
     const text = await bad.text();
     assert.equal(text.slice(0, lines(1).length), lines(1), 'the outputs before the refused one');
-    assert.match(text.slice(lines(1).length), /^\{"error":\{"message":"[^"]*BigInt[^"]*"\}\}\n$/);
+    assert.match(text.slice(lines(1).length), /^\{"error":\{"message":"[^"]*BigInt[^"]*","code":"ERR_VELO_SERIALIZE"\}\}\n$/);
     writes.length = 0;
     assert.equal(await (await fetch(`${srv.url}/started`)).text(), lines(1) + lines(2));
     assert.equal(await (await fetch(`${srv.url}/readable`)).text(), lines(1) + lines(2));
@@ -130,7 +136,10 @@ test('NDJSON in one chunk: the lines before a malformed one are answered before 
   try {
     const bad = await fetch(srv.url, { method: 'POST', body: '{"i":1}\n{"i":2}\n{"i":3}\nnope\n' });
     assert.equal(bad.status, 200, 'outputs went out before the error');
-    const lines = (await bad.text()).trim().split('\n').map((l) => JSON.parse(l));
+    const lines = (await bad.text())
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     assert.deepEqual(lines.slice(0, 3), [{ saved: 1 }, { saved: 2 }, { saved: 3 }]);
     assert.equal(lines[3].error.code, 'ERR_BAD_NDJSON');
     assert.equal(lines.length, 4);
@@ -299,7 +308,10 @@ test('an output the serializer rejects is reported like a handler error, and the
     assert.match((await first.json()).error.message, /BigInt/);
     const later = await fetch(`${srv.url}/later`);
     assert.equal(later.status, 200);
-    const lines = (await later.text()).trim().split('\n').map((l) => JSON.parse(l));
+    const lines = (await later.text())
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     assert.deepEqual(lines[0], { ok: 1 });
     assert.match(lines[1].error.message, /BigInt/);
     assert.equal(lines.length, 2);

@@ -42,10 +42,41 @@ function sseFrame(data: string, event?: string): string {
   return `${event ? `event: ${event}\n` : ''}${lines.join('')}\n`;
 }
 
+/**
+ * An output the serializer refused: it threw (a BigInt, a cycle), or gave no
+ * text (JSON has none for `undefined`, a function or a symbol). Every writer
+ * treats it the same way: the outputs before it go out, then its error line
+ * or event, and the stream is stopped.
+ */
+export class SerializeError extends TypeError {
+  readonly code = 'ERR_VELO_SERIALIZE';
+  constructor(message: string, options?: { cause: unknown }) {
+    super(message, options);
+    this.name = 'SerializeError';
+  }
+}
+
+/** The output's text, or a SerializeError. */
+function serialized<O>(serialize: (o: O) => string, o: O): string {
+  let text: unknown;
+  try {
+    text = serialize(o);
+  } catch (error) {
+    const reason = typeof (error as { message?: unknown })?.message === 'string' ? (error as Error).message : String(error);
+    throw new SerializeError(`An output could not be serialized: ${reason}`, { cause: error });
+  }
+  if (typeof text !== 'string') {
+    throw new SerializeError(
+      `An output could not be serialized: ${describe(o)} has no JSON text (the serializer gave ${describe(text)})`,
+    );
+  }
+  return text;
+}
+
 function frames<O>(format: Format, opts: ResponseOptions<O>) {
   const serialize = opts.serialize ?? ((o: O) => JSON.stringify(o));
   return {
-    output: (o: O) => (format === 'ndjson' ? `${serialize(o)}\n` : sseFrame(serialize(o), opts.event)),
+    output: (o: O) => (format === 'ndjson' ? `${serialized(serialize, o)}\n` : sseFrame(serialized(serialize, o), opts.event)),
     error: (e: unknown) =>
       format === 'ndjson' ? `${JSON.stringify(errorPayload(e))}\n` : sseFrame(JSON.stringify(errorPayload(e)), 'error'),
   };
@@ -161,6 +192,7 @@ export async function writeResponse<O>(
     res.off('close', onClose);
     if (!gone) {
       start();
+      closeIfBodyLeft(res);
       res.end();
     }
     // Our iterator is not waiting here, so return() stops the producer at
@@ -253,6 +285,23 @@ function closeIfBodyUnread(res: ServerResponse): void {
   if (socket !== null) res.once('finish', () => socket.end());
 }
 
+/**
+ * The answer is complete, and the reader of its request's NDJSON body left
+ * before the body's end (the stream it fed ended: by its idle timeout, say):
+ * nothing will read the rest, so the connection is closed once the answer is
+ * out, rather than kept while a client trickles a body (Node would read and
+ * discard it until its requestTimeout).
+ */
+function closeIfBodyLeft(res: ServerResponse): void {
+  const req = res.req as (IncomingMessage & { [kBodyLeft]?: boolean }) | undefined;
+  const socket = res.socket;
+  if (req === undefined || req.complete || socket === null) return;
+  // (The response lets go of its socket at 'finish'.)
+  res.once('finish', () => {
+    if (req[kBodyLeft] === true && !req.complete) socket.end();
+  });
+}
+
 /** NDJSON: one JSON document per line. */
 export function sendNdjson<O>(res: ServerResponse, outputs: Stoppable<O>, opts?: ResponseOptions<O>): Promise<void> {
   return writeResponse(res, outputs, 'ndjson', opts);
@@ -320,8 +369,13 @@ export function toReadable<O>(outputs: Stoppable<O>, format: Format, opts: Respo
     }
     if (readable.destroyed) return;
     if (framed.text !== '') readable.push(framed.text);
-    // An output the serializer refused stops the stream, which would go on.
-    if (framed.failure !== undefined) readable.destroy(framed.failure.error as Error);
+    if (framed.failure === undefined) return;
+    // An output the serializer refused: the outputs before it went out, then its error line (as the other
+    // writers do), and the stream, which would go on, is stopped.
+    over = true;
+    readable.push(frame.error(framed.failure.error));
+    readable.push(null);
+    stop(outputs, it, 'an output could not be serialized').catch(() => {});
   };
   return readable;
 }
@@ -446,9 +500,16 @@ export function ndjsonEvents<E = unknown>(req: IncomingMessage | Readable, opts?
   // rest of the chunk's can be taken along with each (protocol.ts), which
   // feed() and run() do.
   const held: { lines: E[]; next: number } = { lines: [], next: 0 };
-  const events = eachLine(parseNdjson<E>(req, maxLineBytes, maxBodyBytes), held);
+  const body = { read: false };
+  const events = eachLine(parseNdjson<E>(req, maxLineBytes, maxBodyBytes, body), held);
   const readNow = (): E | typeof NOT_NOW => (held.next < held.lines.length ? held.lines[held.next++] : NOT_NOW);
-  return Object.assign(events, { [kReadNow]: readNow });
+  // Told at the call, not when the generator gets to it: a next() waiting on a trickling body would hold that.
+  const leave = events.return.bind(events);
+  const left = (value?: unknown): Promise<IteratorResult<E>> => {
+    if (!body.read) (req as Readable & { [kBodyLeft]?: boolean })[kBodyLeft] = true;
+    return leave(value);
+  };
+  return Object.assign(events, { [kReadNow]: readNow, return: left });
 }
 
 /** The lines of `chunks` one by one, the current chunk's in `held` (shared with `kReadNow`, which may take them first). */
@@ -465,11 +526,19 @@ async function* eachLine<E>(chunks: AsyncGenerator<E[]>, held: { lines: E[]; nex
   }
 }
 
+/** Set on a request whose NDJSON body's reader left before its end (see writeResponse). */
+const kBodyLeft = Symbol('velo.bodyLeft');
+
 /** A blank line's stand-in: nothing to deliver. */
 const BLANK = Symbol('velo.blankLine');
 
 /** The lines of `input`, parsed, a chunk's worth (non-empty) at a time; a refused line throws after the lines before it are yielded (one at a time). */
-async function* parseNdjson<E>(input: Readable, maxLineBytes: number, maxBodyBytes: number): AsyncGenerator<E[]> {
+async function* parseNdjson<E>(
+  input: Readable,
+  maxLineBytes: number,
+  maxBodyBytes: number,
+  body: { read: boolean },
+): AsyncGenerator<E[]> {
   const declared = Number((input as IncomingMessage).headers?.['content-length']);
   if (declared > maxBodyBytes) throw new RequestTooLargeError('ERR_BODY_TOO_LARGE', maxBodyBytes);
   // The line read so far: pieces of chunks, never more than maxLineBytes + 1
@@ -571,6 +640,7 @@ async function* parseNdjson<E>(input: Readable, maxLineBytes: number, maxBodyByt
       }
     }
     if (held > 0) add(parseBytes(Buffer.concat(pieces, held)));
+    body.read = true;
   } catch (error) {
     // The lines before the refused one are delivered first, and one by one:
     // each is taken in and answered before the error comes, as they would be
