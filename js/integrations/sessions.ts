@@ -25,6 +25,8 @@ type Lent<I> = { events: { event: I; refused: boolean }[]; head: number; base: n
 /** A send (or an `end`) waiting for the key's next instance. */
 type Waiting<I> = { event: I; resolve(): void; reject(reason: unknown): void } | typeof END;
 const END = Symbol('end');
+/** A lent event its handler has taken: cleared, so the session no longer holds it. */
+const TAKEN: { event: never; refused: boolean } = { event: undefined as never, refused: true };
 
 /** The merged output has a reader already: it has one reader at a time. */
 function readerError(): TypeError & { code: 'ERR_INVALID_STATE' } {
@@ -142,19 +144,30 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
     return this.#lent.get(stream) ?? { events: [], head: 0, base: 0, ended: false };
   }
 
+  /**
+   * Lets go of the events the handler has taken since: their entries are
+   * cleared at once (only events not yet taken stay held, within the
+   * session's buffer and its waiting sends), and the list is compacted once
+   * its cleared head is the larger half.
+   */
+  #dropTaken(stream: StreamKind<I, O>, lent: Lent<I>): void {
+    const taken = stream[kTaken]();
+    const head = lent.head + (taken - lent.base);
+    for (let i = lent.head; i < head && i < lent.events.length; i++) lent.events[i] = TAKEN;
+    lent.head = head;
+    lent.base = taken;
+    if (lent.head > 16 && lent.head * 2 > lent.events.length) {
+      lent.events.splice(0, lent.head);
+      lent.head = 0;
+    }
+  }
+
   /** Sends to a session's stream, keeping the event until its handler takes it. */
   #sendTo(stream: StreamKind<I, O>, event: I): Promise<void> {
     const lent = this.#lent.get(stream);
     // (Finished already: the send is refused.)
     if (lent === undefined) return stream.send(event);
-    // What the handler has taken since is no longer kept.
-    const taken = stream[kTaken]();
-    lent.head += taken - lent.base;
-    lent.base = taken;
-    if (lent.head > 64 && lent.head * 2 > lent.events.length) {
-      lent.events.splice(0, lent.head);
-      lent.head = 0;
-    }
+    this.#dropTaken(stream, lent);
     const entry = { event, refused: false };
     lent.events.push(entry);
     const sent = stream.send(event);
@@ -264,6 +277,9 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
     try {
       if (after !== undefined) await after;
       await drainOutputs(stream, async (batch) => {
+        // The handler ran: what it has taken is let go now, not at the key's next send.
+        const lent = this.#lent.get(stream);
+        if (lent !== undefined) this.#dropTaken(stream, lent);
         for (const value of batch) {
           const waited = this.#push({ key, value });
           if (waited !== null) await waited;
