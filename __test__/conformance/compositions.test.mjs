@@ -1,0 +1,112 @@
+// Contract for every cell (cells.mjs) behind each writer of velo-stream/http (a real server on 127.0.0.1),
+// through duplex() in a pipeline, and under sessions(): order and exactly once, and the outputs before a
+// failure first, then the failure (an error line or event, the pipeline's error, a { key, error } item).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { get } from 'node:http';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { sendNdjson, sendSse, toReadable } from 'velo-stream/http';
+import { listen } from '../helpers/server.mjs';
+import { EVENTS, cells } from './cells.mjs';
+
+const FAIL = { fail: true };
+const WRITERS = {
+  sendNdjson: { format: 'ndjson', serve: (res, outputs) => sendNdjson(res, outputs) },
+  sendSse: { format: 'sse', serve: (res, outputs) => sendSse(res, outputs) },
+  'toReadable ndjson': { format: 'ndjson', serve: (res, outputs) => pipeline(toReadable(outputs, 'ndjson'), res) },
+  'toReadable sse': { format: 'sse', serve: (res, outputs) => pipeline(toReadable(outputs, 'sse'), res) },
+};
+
+function fetchText(url) {
+  return new Promise((resolve, reject) => {
+    get(url, (res) => {
+      let text = '';
+      res.setEncoding('utf8').on('data', (d) => (text += d));
+      res.on('end', () => resolve(text));
+      res.on('error', reject);
+    }).on('error', reject);
+  });
+}
+
+/** The items of a response: outputs, and `{ error }` for an error line or event. */
+function items(format, text) {
+  if (format === 'ndjson')
+    return text
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l));
+  return (
+    text
+      .split('\n\n')
+      .filter(Boolean)
+      // (An `event: error` frame's data is the `{ error }` object itself.)
+      .map((frame) => JSON.parse(frame.slice(frame.indexOf('data: ') + 6)))
+  );
+}
+
+for (const cell of cells()) {
+  test(`${cell.name}: behind every HTTP writer, the outputs in order, and those before a failure, then its error`, async () => {
+    for (const [writer, { format, serve }] of Object.entries(WRITERS)) {
+      const fn = cell.make({ buffer: 4 });
+      const srv = await listen((req, res) => {
+        const events = req.url === '/fail' ? [...EVENTS.slice(0, 3), FAIL, ...EVENTS.slice(3)] : EVENTS;
+        serve(res, fn.open().feed(events)).catch(() => {});
+      });
+      try {
+        assert.deepEqual(items(format, await fetchText(srv.url)), EVENTS, writer);
+        const failed = items(format, await fetchText(`${srv.url}/fail`));
+        assert.deepEqual(failed.slice(0, 3), EVENTS.slice(0, 3), writer);
+        assert.deepEqual(failed.slice(3), [{ error: { message: 'contract failure', code: 'E_CONTRACT' } }], writer);
+      } finally {
+        await srv.close();
+      }
+    }
+  });
+
+  test(`${cell.name}: through duplex() in a pipeline, in order; a failure rejects the pipeline after the outputs before it`, async () => {
+    const collect = (out) =>
+      new Writable({
+        objectMode: true,
+        write(chunk, _, callback) {
+          out.push(chunk);
+          callback();
+        },
+      });
+    const out = [];
+    await pipeline(Readable.from(EVENTS), cell.make({ buffer: 4 }).open().duplex(), collect(out));
+    assert.deepEqual(out, EVENTS);
+    const before = [];
+    await assert.rejects(
+      pipeline(Readable.from([...EVENTS.slice(0, 3), FAIL]), cell.make({ buffer: 4 }).open().duplex(), collect(before)),
+      (e) => e.code === 'E_CONTRACT',
+    );
+    assert.deepEqual(before, EVENTS.slice(0, 3));
+  });
+
+  test(`${cell.name}: under sessions(), each key's outputs in order; a failing session gives { key, error } after its outputs`, async () => {
+    const sessions = cell.make({ buffer: 4 }).sessions({ idleTimeout: 0 });
+    const reading = (async () => {
+      const got = new Map();
+      for await (const item of sessions) {
+        if (!got.has(item.key)) got.set(item.key, []);
+        got.get(item.key).push('error' in item ? { code: item.error.code } : item.value);
+      }
+      return got;
+    })();
+    for (const e of EVENTS.slice(0, 10)) {
+      await sessions.send('a', e);
+      await sessions.send('b', { ...e, b: true });
+    }
+    await sessions.send('c', EVENTS[0]);
+    await sessions.send('c', FAIL).catch(() => {});
+    await sessions.close();
+    const got = await reading;
+    assert.deepEqual(got.get('a'), EVENTS.slice(0, 10));
+    assert.deepEqual(
+      got.get('b'),
+      EVENTS.slice(0, 10).map((e) => ({ ...e, b: true })),
+    );
+    assert.deepEqual(got.get('c'), [EVENTS[0], { code: 'E_CONTRACT' }]);
+  });
+}

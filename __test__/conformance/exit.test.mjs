@@ -1,0 +1,35 @@
+// Contract: a pending read keeps the process alive, and nothing else does, for every cell (cells.mjs). Each
+// cell runs in a child process: open, send, read one output, then leave the stream open (the default
+// idleTimeout, 30 s, is far beyond the 15 s deadline, so exiting in time means nothing held the process);
+// then a read left pending on a stream whose idle deadline (300 ms) will end it must settle before exit.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { run } from '../helpers/child.mjs';
+import { cells } from './cells.mjs';
+
+const CELLS = new URL('./cells.mjs', import.meta.url).href;
+
+for (const cell of cells()) {
+  test(`${cell.name}: an open stream whose output was read lets the process exit; a pending read holds it until it settles`, async () => {
+    const pick = `(await import(${JSON.stringify(CELLS)})).cells().find((c) => c.name === ${JSON.stringify(cell.name)})`;
+    const left = await run(
+      [
+        '--input-type=module',
+        '-e',
+        `const cell = ${pick}; const s = cell.make().open(); await s.send({ i: 1 }); console.log(JSON.stringify(await s.recv()));`,
+      ],
+      { timeout: 15_000 },
+    );
+    assert.deepEqual(left, { ...left, stdout: '{"i":1}\n', stderr: '' });
+    const pending = await run(
+      [
+        '--input-type=module',
+        '-e',
+        `const cell = ${pick}; const s = cell.make({ idleTimeout: 300 }).open(); await s.send({ i: 1 }); await s.recv();
+         console.log(await s.recv().then((v) => 'value', (e) => e.code));`,
+      ],
+      { timeout: 15_000 },
+    );
+    assert.deepEqual(pending, { ...pending, stdout: 'ERR_STREAM_CLOSED\n', stderr: '' });
+  });
+}

@@ -1,0 +1,20 @@
+// The contract's handlers, the same for every kind of stream: loaded on the main thread for generator
+// stages and on worker threads by workerFn. A failing event is `{ fail: true }`; the error has code E_CONTRACT.
+export async function* echo(events) {
+  for await (const e of events) {
+    if (e !== null && typeof e === 'object' && e.fail === true)
+      throw Object.assign(new Error('contract failure'), { code: 'E_CONTRACT' });
+    yield e;
+  }
+}
+
+/** Two next() calls pending at once on its input, each pair yielded as [a, b]. */
+export async function* pairs(events) {
+  const it = events[Symbol.asyncIterator]();
+  for (;;) {
+    const [a, b] = await Promise.all([it.next(), it.next()]);
+    if (a.done) return;
+    yield b.done ? [a.value] : [a.value, b.value];
+    if (b.done) return;
+  }
+}
