@@ -3,9 +3,19 @@
 // in redis-faults.test.mjs.
 import { test } from 'node:test';
 import { createRequire } from 'node:module';
+import { createCluster } from 'redis';
 import assert from 'node:assert/strict';
 import { streamFn } from 'velo-stream';
-import { SendError, bufferCodec, fnv1a, jsonCodec, redisMaterialize, redisOutputs, redisProducer, redisWorker } from 'velo-stream/redis';
+import {
+  SendError,
+  bufferCodec,
+  fnv1a,
+  jsonCodec,
+  redisMaterialize,
+  redisOutputs,
+  redisProducer,
+  redisWorker,
+} from 'velo-stream/redis';
 import { client, fresh, useRedis } from './helpers/redis-suite.mjs';
 import { prng } from '../bench/prng.mjs';
 import { checkOutputs, eventually, expectedTotals, pendingCount, readAllOutputs, totals } from './helpers/redis-fixtures.mjs';
@@ -36,7 +46,11 @@ test('sendMany() keeps the order per key, one call per partition, ids in the ord
     const entries = await client.xRange(`velo:{${name}:p${p}}`, '-', '+');
     // Entry ids are unique within a stream only.
     const mine = ids.flatMap((id, i) => (producer.partitionOf(pairs[i][0]) === p ? [[id, i]] : []));
-    assert.deepEqual(entries.map((e) => e.id), mine.map(([id]) => id), `partition ${p}: the ids returned, in order`);
+    assert.deepEqual(
+      entries.map((e) => e.id),
+      mine.map(([id]) => id),
+      `partition ${p}: the ids returned, in order`,
+    );
     for (const [j, { message }] of entries.entries()) {
       const i = mine[j][1];
       assert.equal(message.k, pairs[i][0]);
@@ -68,11 +82,17 @@ test('jsonCodec: values without bytes take plain JSON and the result is the same
     encode: (value) =>
       JSON.stringify(value, function (key, converted) {
         const raw = this[key];
-        return raw instanceof Uint8Array ? { [TAG]: Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('base64') } : converted;
+        return raw instanceof Uint8Array
+          ? { [TAG]: Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('base64') }
+          : converted;
       }),
     decode: (data) =>
       JSON.parse(data.toString('utf8'), (_key, value) =>
-        value !== null && typeof value === 'object' && !Array.isArray(value) && typeof value[TAG] === 'string' && Object.keys(value).length === 1
+        value !== null &&
+        typeof value === 'object' &&
+        !Array.isArray(value) &&
+        typeof value[TAG] === 'string' &&
+        Object.keys(value).length === 1
           ? Buffer.from(value[TAG], 'base64')
           : value,
       ),
@@ -117,17 +137,35 @@ test('jsonCodec: values without bytes take plain JSON and the result is the same
 test('bad events and keys are refused at the call with a code, and nothing is written', async () => {
   const name = fresh('bad');
   const producer = redisProducer({ client, name, partitions: 2, maxEventBytes: 100 });
-  await assert.rejects(producer.send('k', { s: 'x'.repeat(200) }), { code: 'ERR_VELO_EVENT_TOO_LARGE', name: 'EventTooLargeError', size: 208, limit: 100 });
+  await assert.rejects(producer.send('k', { s: 'x'.repeat(200) }), {
+    code: 'ERR_VELO_EVENT_TOO_LARGE',
+    name: 'EventTooLargeError',
+    size: 208,
+    limit: 100,
+  });
   await assert.rejects(producer.send('k', { big: 1n }), { code: 'ERR_VELO_ENCODE' });
   await assert.rejects(producer.send('k', undefined), { code: 'ERR_INVALID_ARG_VALUE' });
   await assert.rejects(producer.send('', 1), { code: 'ERR_INVALID_ARG_VALUE' });
   await assert.rejects(producer.send(7, 1), { code: 'ERR_INVALID_ARG_TYPE' });
   await assert.rejects(producer.send('x'.repeat(1025), 1), { code: 'ERR_OUT_OF_RANGE' });
   // A lone surrogate has no UTF-8 form: such keys would all be written as U+FFFD and share one session.
-  for (const key of ['\ud800', 'a\udc00', '\udc00\ud800']) await assert.rejects(producer.send(key, 1), { code: 'ERR_INVALID_ARG_VALUE' }, JSON.stringify(key));
-  await assert.rejects(producer.sendMany([['a', 1], ['\ud800', 2]]), { code: 'ERR_INVALID_ARG_VALUE' });
+  for (const key of ['\ud800', 'a\udc00', '\udc00\ud800'])
+    await assert.rejects(producer.send(key, 1), { code: 'ERR_INVALID_ARG_VALUE' }, JSON.stringify(key));
+  await assert.rejects(
+    producer.sendMany([
+      ['a', 1],
+      ['\ud800', 2],
+    ]),
+    { code: 'ERR_INVALID_ARG_VALUE' },
+  );
   // One bad event in a batch: nothing of the batch is written.
-  await assert.rejects(producer.sendMany([['a', 1], ['b', { s: 'x'.repeat(200) }]]), { code: 'ERR_VELO_EVENT_TOO_LARGE' });
+  await assert.rejects(
+    producer.sendMany([
+      ['a', 1],
+      ['b', { s: 'x'.repeat(200) }],
+    ]),
+    { code: 'ERR_VELO_EVENT_TOO_LARGE' },
+  );
   await assert.rejects(producer.sendMany([['a', 1], 'b']), { code: 'ERR_INVALID_ARG_TYPE' });
   await assert.rejects(producer.sendMany(5), { code: 'ERR_INVALID_ARG_TYPE' });
   assert.deepEqual(await client.keys(`velo:{${name}:*`), []);
@@ -143,10 +181,18 @@ test('bad options are refused with a code', () => {
   assert.throws(() => redisWorker((x) => x, { client, name: 'ok' }), { code: 'ERR_INVALID_ARG_TYPE' });
   assert.throws(() => redisWorker(totals(), { client, name: 'ok', leaseTtl: 5 }), { code: 'ERR_OUT_OF_RANGE' });
   // A misspelt option would be ignored: every entry point refuses names it does not know.
-  assert.throws(() => redisProducer({ client, name: 'ok', maxlag: 5 }), { code: 'ERR_INVALID_ARG_VALUE', message: /unknown option "maxlag"/ });
-  assert.throws(() => redisWorker(totals(), { client, name: 'ok', leaseTTL: 5000 }), { code: 'ERR_INVALID_ARG_VALUE', message: /unknown option "leaseTTL"/ });
+  assert.throws(() => redisProducer({ client, name: 'ok', maxlag: 5 }), {
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: /unknown option "maxlag"/,
+  });
+  assert.throws(() => redisWorker(totals(), { client, name: 'ok', leaseTTL: 5000 }), {
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: /unknown option "leaseTTL"/,
+  });
   assert.throws(() => redisOutputs({ client, name: 'ok', grp: 'g' }), { code: 'ERR_INVALID_ARG_VALUE' });
-  assert.throws(() => redisMaterialize({ client, name: 'ok', key: () => 'k', fields: () => ({}), batchSize: 5 }), { code: 'ERR_INVALID_ARG_VALUE' });
+  assert.throws(() => redisMaterialize({ client, name: 'ok', key: () => 'k', fields: () => ({}), batchSize: 5 }), {
+    code: 'ERR_INVALID_ARG_VALUE',
+  });
   // Past Node's longest timer, the renewal timer would fire at once, again and again.
   assert.throws(() => redisWorker(totals(), { client, name: 'ok', leaseTtl: 2 ** 31 }), { code: 'ERR_OUT_OF_RANGE' });
   assert.throws(() => redisOutputs({ client, name: 'ok', from: 'middle' }), { code: 'ERR_INVALID_ARG_VALUE' });
@@ -171,7 +217,8 @@ test('one worker: one session per key, outputs numbered per session, idle-close 
     checkOutputs(outputs, new Map(keys.map((k) => [k, expectedTotals(sent.get(k))])));
     for (const o of outputs) assert.match(o.sid, new RegExp(`^${o.key}@\\d+-\\d+$`));
     assert.equal(new Set(outputs.map((o) => o.sid)).size, keys.length, 'one session per key');
-    for (let p = 0; p < partitions; p++) assert.equal(await client.exists(`velo:{${name}:p${p}}:hw`), 0, 'ended sessions leave no high-water mark');
+    for (let p = 0; p < partitions; p++)
+      assert.equal(await client.exists(`velo:{${name}:p${p}}:hw`), 0, 'ended sessions leave no high-water mark');
     assert.equal(worker.stats().sessions, 0);
     assert.deepEqual(worker.stats().owned, [0, 1, 2, 3]);
 
@@ -185,7 +232,8 @@ test('one worker: one session per key, outputs numbered per session, idle-close 
     await worker.close();
   }
   assert.deepEqual(worker.stats().owned, []);
-  for (let p = 0; p < partitions; p++) assert.equal(await client.exists(`velo:{${name}:p${p}}:lease`), 0, 'close() released the lease');
+  for (let p = 0; p < partitions; p++)
+    assert.equal(await client.exists(`velo:{${name}:p${p}}:lease`), 0, 'close() released the lease');
 });
 
 for (const delayMs of [0, 20]) {
@@ -194,7 +242,11 @@ for (const delayMs of [0, 20]) {
     const producer = redisProducer({ client, name, partitions: 1 });
     const worker = redisWorker(totals({ idleTimeout: 0 }, delayMs), { client, name, partitions: 1, leaseTtl: 1500 });
     try {
-      const ids = await producer.sendMany([['k', { n: 1 }], ['k', { n: 2, fail: true }], ['k', { n: 3 }]]);
+      const ids = await producer.sendMany([
+        ['k', { n: 1 }],
+        ['k', { n: 2, fail: true }],
+        ['k', { n: 3 }],
+      ]);
       await eventually(async () => (await readAllOutputs(client, name, 1)).length === 3, 'three outputs');
       // The failed session's two entries are acked; the next session's entry stays pending while it lives.
       await eventually(async () => (await pendingCount(client, name, 1)) === 1, 'the failed session acked');
@@ -282,7 +334,10 @@ test('sends refused part-way by Redis (maxmemory reached): SendError (ERR_VELO_S
     assert.match(error.message, /^sendMany\(\): \d+ of 5000 events written, \d+ not, 0 unknown: OOM /);
     assert.match(String(error.cause?.message), /^OOM /);
     assert.equal(error.ids.length, 5000);
-    assert.ok(error.ids.every((id) => typeof id === 'string' || id === null), 'every call answered');
+    assert.ok(
+      error.ids.every((id) => typeof id === 'string' || id === null),
+      'every call answered',
+    );
     const written = error.ids.filter((id) => id !== null).length;
     assert.ok(written > 0 && written < 5000, `${written} written`);
     // What Redis holds is exactly what ids says: each written event under its id, no other.
@@ -327,8 +382,16 @@ test('redisOutputs(): from the start, from the end, and with a consumer group ac
     for (const item of all) byKey.set(item.key, [...(byKey.get(item.key) ?? []), item]);
     for (const [key, items] of byKey) {
       const ns = items.map((i) => i.value.n);
-      assert.deepEqual(items.map((i) => i.value), expectedTotals(ns), key);
-      assert.deepEqual(ns, [...ns].sort((a, b) => a - b), `${key} in order`);
+      assert.deepEqual(
+        items.map((i) => i.value),
+        expectedTotals(ns),
+        key,
+      );
+      assert.deepEqual(
+        ns,
+        [...ns].sort((a, b) => a - b),
+        `${key} in order`,
+      );
     }
 
     // From the end: only what comes after the start.
@@ -397,7 +460,10 @@ test('redisOutputs with claimIdle: entries a stopped reader had read ahead go to
     // B gets every output A did not move past, A's third (its loop left on it) included, each once.
     assert.equal(new Set(rest.map(where)).size, 58);
     assert.equal(new Set([...first, ...rest].map(where)).size, 60, 'every output');
-    assert.ok(rest.some((i) => where(i) === where(first[2])), "A's last, never acked, went to B");
+    assert.ok(
+      rest.some((i) => where(i) === where(first[2])),
+      "A's last, never acked, went to B",
+    );
     assert.ok(!rest.some((i) => where(i) === where(first[0]) || where(i) === where(first[1])), "A's acked ones did not");
     assert.equal(await pendingA(), 1, "only the one B's loop left on is pending");
     assert.throws(() => redisOutputs({ client, name, partitions, claimIdle: 100 }), { code: 'ERR_INVALID_ARG_VALUE' });
@@ -417,7 +483,10 @@ test('fencing: once another worker holds the lease, the old owner reads, writes,
   const zombie = await log.acquire(0, 'zombie', 300);
   assert.match(zombie.token, /^zombie:1$/);
   assert.equal(await log.acquire(0, 'other', 300), null, 'held: no second grant');
-  await producer.sendMany([['k', { n: 1 }], ['k', { n: 2 }]]);
+  await producer.sendMany([
+    ['k', { n: 1 }],
+    ['k', { n: 2 }],
+  ]);
   const first = await log.read(zombie, '>', 1);
   assert.equal(first.entries.length, 1);
   await new Promise((resolve) => setTimeout(resolve, 400)); // the zombie's lease runs out
@@ -427,21 +496,30 @@ test('fencing: once another worker holds the lease, the old owner reads, writes,
   const refused = { name: 'FencedError', code: 'ERR_VELO_FENCED', partition: 0 };
   await assert.rejects(log.read(zombie, '>', 10), refused);
   await assert.rejects(log.markClose(zombie, 'k', 'k@1-0'), refused);
-  await assert.rejects(log.commit(zombie, { outputs: [{ sid: 'k@x', seq: 1, key: 'k', payload: '1' }], acks: [first.entries[0].id], ended: [] }), refused);
+  await assert.rejects(
+    log.commit(zombie, { outputs: [{ sid: 'k@x', seq: 1, key: 'k', payload: '1' }], acks: [first.entries[0].id], ended: [] }),
+    refused,
+  );
   await log.release(zombie); // a no-op: not the holder
   assert.equal(await client.get(keys.lease(0)), 'owner:2');
   assert.equal(await client.exists(keys.output(0)), 0, 'no output written');
   assert.ok(new FencedError(0, 'x') instanceof Error);
   // The new owner gets the zombie's pending entry back (replay), then the rest.
   const replay = await log.read(owner, '0-0', 10);
-  assert.deepEqual(replay.entries.map((e) => e.id), [first.entries[0].id]);
+  assert.deepEqual(
+    replay.entries.map((e) => e.id),
+    [first.entries[0].id],
+  );
   const rest = await log.read(owner, '>', 10);
   assert.equal(rest.entries.length, 1);
   // Outputs deduplicated by (sid, seq): a second commit of seq 1 writes nothing.
   const output = { sid: 'k@x', seq: 1, key: 'k', payload: '1' };
   await log.commit(owner, { outputs: [output], acks: [], ended: [] });
   await log.commit(owner, { outputs: [output, { ...output, seq: 2, payload: '2' }], acks: [], ended: [] });
-  assert.deepEqual((await client.xRange(keys.output(0), '-', '+')).map((e) => e.message.seq), ['1', '2']);
+  assert.deepEqual(
+    (await client.xRange(keys.output(0), '-', '+')).map((e) => e.message.seq),
+    ['1', '2'],
+  );
   await log.commit(owner, { outputs: [], acks: [...replay.entries, ...rest.entries].map((e) => e.id), ended: ['k@x'] });
   assert.equal(await pendingCount(client, name, 1), 0);
   assert.equal(await client.exists(keys.hw(0)), 0);
@@ -458,10 +536,13 @@ test('a close marker naming another session of the key (a duplicate, written lat
   try {
     await eventually(async () => (await readAllOutputs(client, name, 1)).length === 2, 'two outputs');
     const outputs = await readAllOutputs(client, name, 1);
-    assert.deepEqual(outputs.map((o) => [o.seq, o.value]), [
-      [1, { n: 1, total: 1, count: 1 }],
-      [2, { n: 2, total: 3, count: 2 }],
-    ]);
+    assert.deepEqual(
+      outputs.map((o) => [o.seq, o.value]),
+      [
+        [1, { n: 1, total: 1, count: 1 }],
+        [2, { n: 2, total: 3, count: 2 }],
+      ],
+    );
     assert.equal(new Set(outputs.map((o) => o.sid)).size, 1);
   } finally {
     await worker.close();
@@ -528,7 +609,10 @@ test('trimming removes what no session needs, never a pending entry: a new owner
   const fn = totals({ idleTimeout: 0 });
   const a = redisWorker(fn, options);
   // 'done' ends (its handler returns): its entries are acked; the live sessions' stay pending.
-  await producer.sendMany([['done', { n: 1 }], ['done', { stop: true }]]);
+  await producer.sendMany([
+    ['done', { n: 1 }],
+    ['done', { stop: true }],
+  ]);
   const pairs = Array.from({ length: 30 }, (_, i) => [`live${i % 3}`, { n: i }]);
   await producer.sendMany(pairs);
   await eventually(async () => (await readAllOutputs(client, name, 1)).length === 31, '31 outputs');
@@ -539,9 +623,13 @@ test('trimming removes what no session needs, never a pending entry: a new owner
   const b = redisWorker(fn, options);
   try {
     await eventually(() => b.stats().replayed === 30, 'B replayed the live sessions');
-    await eventually(async () => (await readAllOutputs(client, name, 1)).length === 31 && b.stats().outputs >= 30, 'B rewrote nothing new');
+    await eventually(
+      async () => (await readAllOutputs(client, name, 1)).length === 31 && b.stats().outputs >= 30,
+      'B rewrote nothing new',
+    );
     const expected = new Map([['done', expectedTotals([1])]]);
-    for (let k = 0; k < 3; k++) expected.set(`live${k}`, expectedTotals(pairs.filter(([key]) => key === `live${k}`).map(([, e]) => e.n)));
+    for (let k = 0; k < 3; k++)
+      expected.set(`live${k}`, expectedTotals(pairs.filter(([key]) => key === `live${k}`).map(([, e]) => e.n)));
     checkOutputs(await readAllOutputs(client, name, 1), expected);
   } finally {
     await b.close();
@@ -554,9 +642,30 @@ test('trimming with nothing pending keeps only the last delivered entry', async 
   const worker = redisWorker(totals({ idleTimeout: 100 }), { client, name, partitions: 1, leaseTtl: 600, trimInterval: 1 });
   try {
     await producer.sendMany(Array.from({ length: 20 }, (_, i) => [`k${i % 4}`, { n: i }]));
-    await eventually(async () => (await pendingCount(client, name, 1)) === 0 && (await readAllOutputs(client, name, 1)).length === 20, 'all closed');
+    await eventually(
+      async () => (await pendingCount(client, name, 1)) === 0 && (await readAllOutputs(client, name, 1)).length === 20,
+      'all closed',
+    );
     await eventually(async () => (await client.xLen(`velo:{${name}:p0}`)) === 1, 'trimmed to one entry');
   } finally {
     await worker.close();
+  }
+});
+
+test('a Redis Cluster client is refused by every entry point with ERR_VELO_REDIS_CLUSTER, before any command', () => {
+  // Not connected: the check needs only its shape, and nothing may be sent.
+  const cluster = createCluster({ rootNodes: [{ url: 'redis://127.0.0.1:1' }] });
+  const fn = totals();
+  for (const [what, make] of [
+    ['redisProducer', () => redisProducer({ client: cluster, name: 'c' })],
+    ['redisWorker', () => redisWorker(fn, { client: cluster, name: 'c' })],
+    ['redisOutputs', () => redisOutputs({ client: cluster, name: 'c' })[Symbol.asyncIterator]()],
+    ['redisMaterialize', () => redisMaterialize({ client: cluster, name: 'c', key: () => 'h', fields: () => ({}) })],
+  ]) {
+    assert.throws(
+      make,
+      (e) => e instanceof TypeError && e.code === 'ERR_VELO_REDIS_CLUSTER' && /createCluster/.test(e.message),
+      what,
+    );
   }
 });

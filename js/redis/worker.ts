@@ -1573,7 +1573,7 @@ class Worker<I, O> implements RedisWorker {
     this.report(
       Object.assign(
         new Error(
-          `Partition ${lease.partition}: the lease epoch went back from ${before} to ${epoch}: the Redis server lost data (a restart without persistence, or a failover to a replica that was behind). Events sent before, and the state of sessions live then, may be lost.`,
+          `Partition ${lease.partition}: the lease epoch did not grow (it was ${before} when this worker last held the partition, and is ${epoch} now): the Redis server lost data (a restart without persistence, or a failover to a replica that was behind). Events sent before, and the state of sessions live then, may be lost.`,
         ),
         { code: 'ERR_VELO_LOG_RESET', partition: lease.partition },
       ),
