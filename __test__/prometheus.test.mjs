@@ -25,7 +25,14 @@ test('stream metrics are served on /metrics, labelled by function name', async (
   });
   try {
     const text = await (await fetch(`${srv.url}/metrics`)).text();
-    const value = (line) => Number(text.split('\n').find((l) => l.startsWith(line))?.split(' ').at(-1));
+    const value = (line) =>
+      Number(
+        text
+          .split('\n')
+          .find((l) => l.startsWith(line))
+          ?.split(' ')
+          .at(-1),
+      );
     assert.equal(value('velo_streams_open{fn="echoFn"}'), 1);
     assert.equal(value('velo_streams_opened_total{fn="echoFn"}'), 3);
     assert.equal(value('velo_streams_completed_total{fn="echoFn"}'), 2);
@@ -43,7 +50,10 @@ test('stream metrics are served on /metrics, labelled by function name', async (
 });
 
 test('a bad registry argument is a TypeError', () => {
-  assert.throws(() => registerStreamMetrics({}, []), (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG_TYPE');
+  assert.throws(
+    () => registerStreamMetrics({}, []),
+    (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG_TYPE',
+  );
 });
 
 /** A scrape's samples by `name{labels}`; fails on a sample that appears twice (Prometheus rejects such a scrape). */
@@ -168,12 +178,15 @@ test('task and batch stages export their calls: in flight, retries, skipped, and
   const { task } = await import('velo-stream');
   let release;
   const gate = new Promise((resolve) => (release = resolve));
-  const fetchDoc = task(async function fetchDoc(x, ctx) {
-    if (x === 'flaky' && ctx.attempt === 1) throw new Error('once');
-    if (x === 'bad') throw new Error('always');
-    if (x === 'slow') await gate;
-    return x;
-  }, { retry: { attempts: 2, delay: 0 }, onError: 'skip' });
+  const fetchDoc = task(
+    async function fetchDoc(x, ctx) {
+      if (x === 'flaky' && ctx.attempt === 1) throw new Error('once');
+      if (x === 'bad') throw new Error('always');
+      if (x === 'slow') await gate;
+      return x;
+    },
+    { retry: { attempts: 2, delay: 0 }, onError: 'skip' },
+  );
   const echo = streamFn(async function* plain(events) {
     for await (const e of events) yield e;
   });
@@ -184,7 +197,14 @@ test('task and batch stages export their calls: in flight, retries, skipped, and
   await s.send('slow');
   await new Promise((r) => setImmediate(r));
   const text = await registry.metrics();
-  const value = (line) => Number(text.split('\n').find((l) => l.startsWith(line))?.split(' ').at(-1));
+  const value = (line) =>
+    Number(
+      text
+        .split('\n')
+        .find((l) => l.startsWith(line))
+        ?.split(' ')
+        .at(-1),
+    );
   assert.equal(value('velo_task_in_flight{fn="fetchDoc"}'), 1);
   // flaky and bad were each retried once; bad was then skipped.
   assert.equal(value('velo_task_retries_total{fn="fetchDoc"}'), 2);
@@ -197,5 +217,50 @@ test('task and batch stages export their calls: in flight, retries, skipped, and
   const cancelled = s.cancel();
   release();
   await cancelled;
-  assert.equal(Number((await registry.metrics()).split('\n').find((l) => l.startsWith('velo_task_in_flight{fn="fetchDoc"}')).split(' ').at(-1)), 0);
+  assert.equal(
+    Number(
+      (await registry.metrics())
+        .split('\n')
+        .find((l) => l.startsWith('velo_task_in_flight{fn="fetchDoc"}'))
+        .split(' ')
+        .at(-1),
+    ),
+    0,
+  );
+});
+
+test('options of the register functions are checked: unknown keys, bad buckets and prefixes are refused with a code', async () => {
+  const { Registry } = await import('prom-client');
+  const { registerStreamMetrics, registerRedisWorkerMetrics } = await import('velo-stream/prometheus');
+  const { streamFn } = await import('velo-stream');
+  const fn = streamFn(async function* (events) {
+    for await (const e of events) yield e;
+  });
+  const refused = (opts, code, pattern) =>
+    assert.throws(
+      () => registerStreamMetrics(new Registry(), [fn], opts),
+      (e) => e.code === code && pattern.test(e.message),
+      JSON.stringify(opts, (_, v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v)),
+    );
+  refused({ bukets: [1, 2] }, 'ERR_INVALID_ARG_VALUE', /unknown option "bukets"\. Known options: prefix, buckets/);
+  refused({ buckets: [2, 1] }, 'ERR_OUT_OF_RANGE', /strictly increasing order; item 1 is type number \(1\)/);
+  refused({ buckets: [1, 1] }, 'ERR_OUT_OF_RANGE', /item 1/);
+  refused({ buckets: [NaN] }, 'ERR_OUT_OF_RANGE', /item 0/);
+  refused({ buckets: [1, Infinity] }, 'ERR_OUT_OF_RANGE', /item 1/);
+  refused({ buckets: [0, 1] }, 'ERR_OUT_OF_RANGE', /item 0/);
+  refused({ buckets: [] }, 'ERR_INVALID_ARG_TYPE', /non-empty array/);
+  refused({ prefix: 'my-app.' }, 'ERR_INVALID_ARG_VALUE', /valid Prometheus metric names/);
+  refused({ prefix: '1x_' }, 'ERR_INVALID_ARG_VALUE', /valid Prometheus metric names/);
+  refused({ prefix: 5 }, 'ERR_INVALID_ARG_VALUE', /valid Prometheus metric names/);
+  assert.throws(() => registerStreamMetrics(new Registry(), [fn], null), { code: 'ERR_INVALID_ARG_TYPE' });
+  assert.throws(() => registerRedisWorkerMetrics(new Registry(), [], { buckets: [1] }), {
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: /unknown option "buckets"\. Known options: prefix/,
+  });
+  assert.throws(() => registerRedisWorkerMetrics(new Registry(), [], { prefix: 'a b' }), { code: 'ERR_INVALID_ARG_VALUE' });
+  // Accepted: an empty prefix, a custom one, increasing buckets; and the exposition uses them.
+  const registry = new Registry();
+  registerStreamMetrics(registry, [fn], { prefix: 'app:', buckets: [0.001, 0.5] });
+  assert.match(await registry.metrics(), /app:queue_wait_seconds_bucket\{[^}]*le="0\.5"/);
+  registerStreamMetrics(new Registry(), [fn], { prefix: '' });
 });

@@ -3,7 +3,7 @@
 // prom-client is an optional peer dependency: only this subpath needs it, and
 // it is handed in (the registry), never imported by the core package.
 import type { Metric, Registry } from 'prom-client';
-import { describe, invalidReturn, invalidType, invalidValue } from '../errors';
+import { describe, invalidReturn, invalidType, invalidValue, outOfRange } from '../errors';
 import { kTotals, type Totals } from '../core/function';
 import type { StreamFn } from '../types';
 import { ROUND_TRIP_BOUNDS_US, type RoundTripTotals, kRenewalLateness, kRoundTrips } from '../redis/metrics';
@@ -18,6 +18,41 @@ export interface PrometheusOptions {
 
 type AnyFn = StreamFn<never, unknown>;
 type Sample = { labels: Record<string, string | number>; value: number; metricName?: string };
+
+/** A Prometheus metric name: the prefix makes every name, so it must be one (or empty). */
+const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+
+/**
+ * Checks the options of a register function: an options object with only `known` keys (a misspelt one would
+ * be ignored), a prefix that makes valid metric names, and buckets that are finite, positive and strictly
+ * increasing. Returns the prefix and the buckets (undefined when not given).
+ */
+function checkedOptions(opts: unknown, what: string, known: readonly string[]): { prefix: string; buckets?: number[] } {
+  if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) {
+    throw invalidType(`${what}: the "opts" argument must be an object. Received ${describe(opts)}`);
+  }
+  for (const key of Object.keys(opts)) {
+    if (!known.includes(key)) throw invalidValue(`${what}: unknown option "${key}". Known options: ${known.join(', ')}`);
+  }
+  const { prefix = 'velo_', buckets } = opts as PrometheusOptions;
+  if (typeof prefix !== 'string' || (prefix !== '' && !METRIC_NAME.test(prefix))) {
+    throw invalidValue(
+      `${what}: opts.prefix must make valid Prometheus metric names ([a-zA-Z_:][a-zA-Z0-9_:]*). Received ${describe(prefix)}`,
+    );
+  }
+  if (buckets === undefined) return { prefix };
+  if (!Array.isArray(buckets) || buckets.length === 0) {
+    throw invalidType(`${what}: opts.buckets must be a non-empty array of seconds. Received ${describe(buckets)}`);
+  }
+  buckets.forEach((b, i) => {
+    if (typeof b !== 'number' || !Number.isFinite(b) || b <= 0 || (i > 0 && b <= (buckets[i - 1]))) {
+      throw outOfRange(
+        `${what}: opts.buckets must be finite positive numbers of seconds in strictly increasing order; item ${i} is ${describe(b)}`,
+      );
+    }
+  });
+  return { prefix, buckets: [...(buckets)] };
+}
 
 const DEFAULT_BUCKETS = [1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5, 1, 5, 10];
 
@@ -97,8 +132,9 @@ export function registerStreamMetrics(
       `The "fns" argument must be an iterable of stream functions or a function returning one. Received ${describe(fns)}`,
     );
   }
-  const prefix = opts.prefix ?? 'velo_';
-  const bounds = opts.buckets ?? DEFAULT_BUCKETS;
+  const checked = checkedOptions(opts, 'registerStreamMetrics()', ['prefix', 'buckets']);
+  const prefix = checked.prefix;
+  const bounds = checked.buckets ?? DEFAULT_BUCKETS;
   const boundsUs = bounds.map((s) => Math.round(s * 1e6));
 
   const metric = (name: string, help: string, type: 'gauge' | 'counter' | 'histogram', collect: () => Sample[]): void => {
@@ -244,7 +280,7 @@ export function registerRedisWorkerMetrics(
     const fixed = check(workers, false);
     list = () => fixed;
   }
-  const prefix = opts.prefix ?? 'velo_';
+  const { prefix } = checkedOptions(opts, 'registerRedisWorkerMetrics()', ['prefix']);
   const metric = (name: string, help: string, type: 'gauge' | 'counter' | 'histogram', collect: () => Sample[]): void => {
     const full = prefix + name;
     const get = () => new Promise((resolve) => resolve({ name: full, help, type, aggregator: 'sum', values: collect() }));
