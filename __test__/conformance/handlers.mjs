@@ -8,13 +8,5 @@ export async function* echo(events) {
   }
 }
 
-/** Two next() calls pending at once on its input, each pair yielded as [a, b]. */
-export async function* pairs(events) {
-  const it = events[Symbol.asyncIterator]();
-  for (;;) {
-    const [a, b] = await Promise.all([it.next(), it.next()]);
-    if (a.done) return;
-    yield b.done ? [a.value] : [a.value, b.value];
-    if (b.done) return;
-  }
-}
+/** Two next() calls pending at once on its input, each pair yielded as [a, b]: the worker tests' handler. */
+export { pairs } from '../fixtures/worker-handlers.mjs';
