@@ -69,8 +69,8 @@ export const kBodyThrew = Symbol('velo.bodyThrew');
 export const kAbortSignal = Symbol('velo.abortSignal');
 /** The body has deadlines pending: a waiting read keeps the process alive for them, as for the idle deadline. */
 export const kTimersPending = Symbol('velo.timersPending');
-/** Makes the stream a member of a pipe's keep-alive group (`last`: the stage the user reads). */
-export const kJoinAliveGroup = Symbol('velo.joinAliveGroup');
+/** Makes the stream a member of a pipe's keep-alive group (`last`: the stage the user reads). Registered: a pipe joins stages of other copies of the module. */
+export const kJoinAliveGroup = Symbol.for('velo-stream.joinAliveGroup');
 /** The body leaves its input: as a handler leaving its `for await`. */
 export { kReleaseInput, kHandlerSignal };
 
