@@ -2,6 +2,7 @@
 // node bench/redis.mjs drain [events] [keys]
 // node bench/redis.mjs live [events/s] [seconds] [keys]
 // node bench/redis.mjs full-live [seconds]   only the live runs of `full`, printed
+// IDLE_MS=1000 node bench/redis.mjs backlog [keys] [events per key] [maxConcurrent]   a lone worker on a backlog
 //
 // `npm run bench:redis` (mode `full`): consumers in child processes
 // (bench/redis/child.mjs) on a private redis-server, 16 partitions, 1,000
@@ -548,6 +549,65 @@ try {
       }),
     );
     await worker.close();
+  } else if (mode === 'backlog') {
+    // A backlog of `keys` keys x `perKey` events (keys interleaved, so each key's events span the backlog) on
+    // 64 partitions, sent before one worker starts with the function's defaults but maxConcurrent and
+    // idleTimeout: the time to drain it, this process's peak RSS (the worker and the producer's client), and
+    // the worker's leases, waiting keys and renewal lateness. One output written back per event.
+    const keys = Number(a ?? 100_000);
+    const perKey = Number(b ?? 5);
+    const maxConcurrent = Number(c ?? 1000);
+    const idleTimeout = Number(process.env.IDLE_MS ?? 1000);
+    const parts = 64;
+    const backlogProducer = redisProducer({ client, name: 'backlog', partitions: parts });
+    for (let r = 0; r < perKey; r++) {
+      for (let k = 0; k < keys; k += 1000) {
+        await backlogProducer.sendMany(Array.from({ length: Math.min(1000, keys - k) }, (_, j) => [`k${k + j}`, { n: r * keys + k + j }]));
+      }
+    }
+    const events = keys * perKey;
+    const fn = streamFn(
+      async function* sum(xs) {
+        let total = 0;
+        for await (const x of xs) yield { total: (total += x.n) };
+      },
+      { idleTimeout, maxConcurrent },
+    );
+    let peakRss = 0;
+    let maxWaitingKeys = 0;
+    const started = performance.now();
+    const meter = cpuMeter([process.pid], 2);
+    const worker = redisWorker(fn, { client, name: 'backlog', partitions: parts });
+    while (worker.stats().outputs < events) {
+      peakRss = Math.max(peakRss, process.memoryUsage().rss);
+      maxWaitingKeys = Math.max(maxWaitingKeys, worker.stats().waitingKeys);
+      await sleep(100);
+    }
+    const seconds = (performance.now() - started) / 1000;
+    const cpu = meter(events);
+    const st = worker.stats();
+    console.log(
+      JSON.stringify({
+        mode,
+        keys,
+        perKey,
+        events,
+        partitions: parts,
+        maxConcurrent,
+        idleTimeout,
+        seconds: +seconds.toFixed(1),
+        eventsPerSecond: Math.round(events / seconds),
+        peakRssMB: Math.round(peakRss / 1e6),
+        maxWaitingKeys,
+        lost: st.lost,
+        fenced: st.fenced,
+        replayed: st.replayed,
+        renewals: st.renewals,
+        workerCpuUsPerEvent: cpu.pids,
+        redisCpuUsPerEvent: cpu.redis,
+      }),
+    );
+    await worker.close();
   } else if (mode === 'full') {
     await full(client);
   } else if (mode === 'full-live') {
@@ -555,7 +615,7 @@ try {
     const load = os.loadavg();
     printLive(await liveRuns(redis.url, client, Number(a ?? (quick ? 3 : 10)), log));
     console.log(`load average (1, 5, 15 min): ${load.join(', ')} at the start, ${os.loadavg().join(', ')} at the end`);
-  } else throw new Error(`unknown mode ${mode}: full, full-live, drain or live`);
+  } else throw new Error(`unknown mode ${mode}: full, full-live, drain, live or backlog`);
 } finally {
   await redis.stop();
 }
