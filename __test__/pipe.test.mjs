@@ -4,17 +4,26 @@ import assert from 'node:assert/strict';
 import { StreamLimitError, streamFn } from 'velo-stream';
 import { collect, deferred, settle } from './helpers/util.mjs';
 
-const add = (k) => streamFn(async function* add(events) {
-  for await (const e of events) yield e + k;
-}, { name: `add${k}`, buffer: 4 });
+const add = (k) =>
+  streamFn(
+    async function* add(events) {
+      for await (const e of events) yield e + k;
+    },
+    { name: `add${k}`, buffer: 4 },
+  );
 
 test('a.pipe(b).pipe(c) runs each event through every stage in order', async () => {
-  const p = add(1).pipe(add(10)).pipe(async function* times2(events) {
-    for await (const e of events) yield e * 2;
-  });
+  const p = add(1)
+    .pipe(add(10))
+    .pipe(async function* times2(events) {
+      for await (const e of events) yield e * 2;
+    });
   assert.equal(p.name, 'add1|add10|times2');
   const input = Array.from({ length: 1000 }, (_, i) => i);
-  assert.deepEqual(await p.run(input), input.map((e) => (e + 11) * 2));
+  assert.deepEqual(
+    await p.run(input),
+    input.map((e) => (e + 11) * 2),
+  );
   const s = p.open();
   await s.send(5);
   assert.equal(await s.recv(), 32);
@@ -27,29 +36,39 @@ test('a.pipe(b).pipe(c) runs each event through every stage in order', async () 
 
 test('one instance per stage per stream; end() flows down so every stage finishes', async () => {
   const log = [];
-  const stage = (name) => streamFn(async function* (events, ctx) {
-    log.push(`${name} open ${ctx.id}`);
-    let n = 0;
-    for await (const e of events) {
-      n++;
-      yield e;
-    }
-    log.push(`${name} end`);
-    yield `${name}:${n}`;
-  }, { name });
+  const stage = (name) =>
+    streamFn(
+      async function* (events, ctx) {
+        log.push(`${name} open ${ctx.id}`);
+        let n = 0;
+        for await (const e of events) {
+          n++;
+          yield e;
+        }
+        log.push(`${name} end`);
+        yield `${name}:${n}`;
+      },
+      { name },
+    );
   const p = stage('a').pipe(stage('b'));
   const out = await p.run([1, 2]);
   assert.deepEqual(out, [1, 2, 'a:2', 'b:3']);
   assert.equal(log.filter((l) => l.startsWith('a open')).length, 1);
   assert.equal(log.filter((l) => l.startsWith('b open')).length, 1);
-  assert.deepEqual(log.filter((l) => l.endsWith('end')), ['a end', 'b end']);
+  assert.deepEqual(
+    log.filter((l) => l.endsWith('end')),
+    ['a end', 'b end'],
+  );
 });
 
 test('backpressure holds end to end: a stalled consumer stops the first stage', async () => {
   let produced = 0;
-  const src = streamFn(async function* () {
-    for (;;) yield ++produced;
-  }, { buffer: 4 });
+  const src = streamFn(
+    async function* () {
+      for (;;) yield ++produced;
+    },
+    { buffer: 4 },
+  );
   const p = src.pipe(add(0)).pipe(add(0));
   const s = p.open();
   await settle(20);
@@ -61,16 +80,20 @@ test('backpressure holds end to end: a stalled consumer stops the first stage', 
 });
 
 // A stage that passes events on and throws on event 3 when it is stage `failAt`.
-const failing = (i, failAt, boom, finals) => streamFn(async function* (events) {
-  try {
-    for await (const e of events) {
-      if (i === failAt && e === 3) throw boom;
-      yield e;
-    }
-  } finally {
-    finals.push(i);
-  }
-}, { name: `s${i}` });
+const failing = (i, failAt, boom, finals) =>
+  streamFn(
+    async function* (events) {
+      try {
+        for await (const e of events) {
+          if (i === failAt && e === 3) throw boom;
+          yield e;
+        }
+      } finally {
+        finals.push(i);
+      }
+    },
+    { name: `s${i}` },
+  );
 
 test('a stage error: every output made before it arrives in order, then the error (run, recv, iteration, feed)', async () => {
   for (const failAt of [0, 1, 2]) {
@@ -78,7 +101,9 @@ test('a stage error: every output made before it arrives in order, then the erro
       const label = `stage ${failAt} fails, read by ${mode}`;
       const boom = new Error(label);
       const finals = [];
-      const p = failing(0, failAt, boom, finals).pipe(failing(1, failAt, boom, finals)).pipe(failing(2, failAt, boom, finals));
+      const p = failing(0, failAt, boom, finals)
+        .pipe(failing(1, failAt, boom, finals))
+        .pipe(failing(2, failAt, boom, finals));
       if (mode === 'run') {
         await assert.rejects(p.run([1, 2, 3, 4, 5]), (e) => e === boom, label);
       } else {
@@ -151,33 +176,45 @@ test('a stage error reaches a pending read, after the outputs before it, with re
 test('a stage error stops the stages before it; the stages after it finish what it yielded before', async () => {
   const boom = new Error('middle');
   const log = [];
-  const source = streamFn(async function* source() {
-    let n = 0;
-    try {
-      for (;;) yield ++n; // endless: only backpressure and cancellation stop it
-    } finally {
-      log.push('source stopped');
-    }
-  }, { buffer: 4 });
-  const middle = streamFn(async function* middle(events) {
-    for await (const e of events) {
-      if (e === 3) throw boom;
-      yield e;
-    }
-  }, { buffer: 4 });
-  const total = streamFn(async function* total(events) {
-    let sum = 0;
-    for await (const e of events) {
-      sum += e;
-      yield e;
-    }
-    yield `sum ${sum}`; // runs: its input ended after what the failed stage yielded
-  }, { buffer: 4 });
+  const source = streamFn(
+    async function* source() {
+      let n = 0;
+      try {
+        for (;;) yield ++n; // endless: only backpressure and cancellation stop it
+      } finally {
+        log.push('source stopped');
+      }
+    },
+    { buffer: 4 },
+  );
+  const middle = streamFn(
+    async function* middle(events) {
+      for await (const e of events) {
+        if (e === 3) throw boom;
+        yield e;
+      }
+    },
+    { buffer: 4 },
+  );
+  const total = streamFn(
+    async function* total(events) {
+      let sum = 0;
+      for await (const e of events) {
+        sum += e;
+        yield e;
+      }
+      yield `sum ${sum}`; // runs: its input ended after what the failed stage yielded
+    },
+    { buffer: 4 },
+  );
   const s = source.pipe(middle).pipe(total).open();
   const got = [];
-  await assert.rejects(async () => {
-    for await (const v of s) got.push(v);
-  }, (e) => e === boom);
+  await assert.rejects(
+    async () => {
+      for await (const v of s) got.push(v);
+    },
+    (e) => e === boom,
+  );
   assert.deepEqual(got, [1, 2, 'sum 3']);
   await s.cancel();
   assert.deepEqual(log, ['source stopped']);
@@ -203,7 +240,7 @@ test("a pipe's stats() are exact when run() settles and when cancel() resolves",
   assert.deepEqual(p.stats(), { open: 0, opened: 2, completed: 1, failed: 0, cancelled: 1, rejected: 0 });
 });
 
-test("an aborted pipe run() rejects at once with exact stats, even while a stage ignores its signal", async () => {
+test('an aborted pipe run() rejects at once with exact stats, even while a stage ignores its signal', async () => {
   const stuck = deferred();
   const p = add(1).pipe(async function* ignoresSignal(events) {
     for await (const e of events) {
@@ -223,9 +260,12 @@ test("an aborted pipe run() rejects at once with exact stats, even while a stage
 
 test('each stage counts against its own function maxConcurrent', async () => {
   const a = add(1);
-  const b = streamFn(async function* (events) {
-    for await (const e of events) yield e;
-  }, { maxConcurrent: 1 });
+  const b = streamFn(
+    async function* (events) {
+      for await (const e of events) yield e;
+    },
+    { maxConcurrent: 1 },
+  );
   const p = a.pipe(b);
   const s = p.open();
   assert.equal(a.stats().open, 1);
@@ -240,13 +280,14 @@ test('each stage counts against its own function maxConcurrent', async () => {
 
 test('cancel and break on a pipe stop every stage', async () => {
   const finals = [];
-  const stage = (i) => streamFn(async function* (events) {
-    try {
-      for await (const e of events) yield e;
-    } finally {
-      finals.push(i);
-    }
-  });
+  const stage = (i) =>
+    streamFn(async function* (events) {
+      try {
+        for await (const e of events) yield e;
+      } finally {
+        finals.push(i);
+      }
+    });
   const p = stage(0).pipe(stage(1)).pipe(stage(2));
   const s = p.open();
   await s.send(1);
@@ -259,15 +300,21 @@ test('cancel and break on a pipe stop every stage', async () => {
 });
 
 test("a pipe's idle clock is its first stage's: a slow stage does not make the next one time out", async () => {
-  const slow = streamFn(async function* slow(events) {
-    for await (const e of events) {
-      await new Promise((r) => setTimeout(r, 80)); // longer than the stages' idle timeout
-      yield e;
-    }
-  }, { idleTimeout: 30 });
-  const next = streamFn(async function* next(events) {
-    for await (const e of events) yield e * 10;
-  }, { idleTimeout: 30 });
+  const slow = streamFn(
+    async function* slow(events) {
+      for await (const e of events) {
+        await new Promise((r) => setTimeout(r, 80)); // longer than the stages' idle timeout
+        yield e;
+      }
+    },
+    { idleTimeout: 30 },
+  );
+  const next = streamFn(
+    async function* next(events) {
+      for await (const e of events) yield e * 10;
+    },
+    { idleTimeout: 30 },
+  );
   const s = slow.pipe(next).open();
   await s.send(1);
   await s.send(2);
@@ -296,9 +343,13 @@ test('a pipe that can never end, unreferenced, is collected and counted cancelle
 });
 
 test('a pipe at maxConcurrent 1 opens again right after its last stream was read to the end (its own counters set no limit)', async () => {
-  const stage = (name) => streamFn(async function* (events) {
-    for await (const e of events) yield e;
-  }, { maxConcurrent: 1, name });
+  const stage = (name) =>
+    streamFn(
+      async function* (events) {
+        for await (const e of events) yield e;
+      },
+      { maxConcurrent: 1, name },
+    );
   const p = stage('x').pipe(stage('y'));
   for (let i = 0; i < 20; i++) {
     const s = p.open();
@@ -314,4 +365,42 @@ test('a pipe at maxConcurrent 1 opens again right after its last stream was read
   p.open().cancel();
   await settle();
   assert.deepEqual(p.stats(), { open: 0, opened: 22, completed: 21, failed: 0, cancelled: 1, rejected: 0 });
+});
+
+test('pipe.sessions(config) and withConfig do not copy the first stage: its stats and limit count the session streams, and name names the pipe', async () => {
+  const echo = async function* (events) {
+    for await (const e of events) yield e;
+  };
+  const a = streamFn(echo, { name: 'a', maxConcurrent: 2 });
+  const b = streamFn(echo, { name: 'b' });
+  const sessions = a.pipe(b).sessions({ idleTimeout: 60_000, name: 'sess' });
+  assert.equal(sessions.fn.name, 'sess');
+  assert.equal(sessions.fn.config.idleTimeout, 60_000);
+  await sessions.send('k1', 1);
+  assert.equal(a.stats().open, 1, "the session's stream is the real first stage's");
+  // The real stage at its limit: a stream opened directly takes the second slot, and a new key is refused.
+  const direct = a.open();
+  await assert.rejects(sessions.send('k2', 2), { code: 'ERR_STREAM_LIMIT' });
+  await direct.cancel();
+  await sessions.send('k2', 2);
+  assert.equal(a.stats().open, 2);
+  // A limit of the pipe's own applies too, besides the stages'.
+  const c = streamFn(echo, { name: 'c' });
+  const one = c.pipe(b).sessions({ maxConcurrent: 1, idleTimeout: 60_000 });
+  await one.send('x', 1);
+  await assert.rejects(one.send('y', 2), { code: 'ERR_STREAM_LIMIT' });
+  const outputs = [];
+  const reading = (async () => {
+    for await (const item of sessions) outputs.push(item);
+  })();
+  await sessions.close();
+  await reading;
+  assert.deepEqual(outputs.map((o) => [o.key, o.value]).sort(), [
+    ['k1', 1],
+    ['k2', 2],
+  ]);
+  await one.close();
+  for await (const _ of one);
+  // The first stage's idle clock takes the pipe's setting: 60 s, not its own default 30 s.
+  assert.equal(a.config.idleTimeout, 30_000);
 });

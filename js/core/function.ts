@@ -143,19 +143,21 @@ class SingleFn<I, O> extends FnBase<I, O> {
    * Takes a slot: the new stream's native handle, or -1 at the limit. With
    * `tally`, the stream's input (`share` 1) or outputs (2) count in it too.
    */
-  [kAdmit](idle: boolean, tally?: NativeFunction, share?: number): number {
-    const idleMs = idle ? this.config.idleTimeout : 0;
-    if (tally === undefined) return ops.openStream(this.#id, this.config.buffer, idleMs);
-    return this.#native.open(this.config.buffer, idleMs, tally, share);
+  [kAdmit](idle: boolean, tally?: NativeFunction, share?: number, over?: StageOverrides): number {
+    const idleMs = idle ? (over?.idleTimeout ?? this.config.idleTimeout) : 0;
+    const buffer = over?.buffer ?? this.config.buffer;
+    if (tally === undefined) return ops.openStream(this.#id, buffer, idleMs);
+    return this.#native.open(buffer, idleMs, tally, share);
   }
 
   /** Starts the handler of a stream admitted by `kAdmit`. */
-  [kStart](handle: number, idle: boolean, signal: AbortSignal | undefined): HandlerStream<I, O> {
-    const idleOn = idle && this.config.idleTimeout > 0;
+  [kStart](handle: number, idle: boolean, signal: AbortSignal | undefined, over?: StageOverrides): HandlerStream<I, O> {
+    const idleOn = idle && (over?.idleTimeout ?? this.config.idleTimeout) > 0;
+    const buffer = over?.buffer ?? this.config.buffer;
     const native = new NativeStream(handle);
     const handler = this.#handler;
-    const body = typeof handler === 'function' ? handler : handler.makeBody(native, this.config.buffer);
-    return new HandlerStream(native, body, this.name, this.config.buffer, idleOn, signal);
+    const body = typeof handler === 'function' ? handler : handler.makeBody(native, buffer);
+    return new HandlerStream(native, body, this.name, buffer, idleOn, signal);
   }
 
   stats(): StreamFnStats {
@@ -171,6 +173,9 @@ class SingleFn<I, O> extends FnBase<I, O> {
     return new SingleFn(this.#handler, { ...this.config, ...checkedOverrides(config) });
   }
 }
+
+/** A pipe's own settings for its first stage's streams (the stage function itself is unchanged). */
+type StageOverrides = { buffer?: number; idleTimeout?: number };
 
 /** Overrides for `withConfig`: an options object (checked fully when merged). */
 function checkedOverrides(config: unknown): StreamConfig {
@@ -197,15 +202,24 @@ class PipedFn<I, O> extends FnBase<I, O> {
   /** Permits one stream takes of each stage function (a function may be a stage twice). */
   readonly #stagePermits = new Map<SingleFn<unknown, unknown>, number>();
 
-  constructor(stages: readonly SingleFn<unknown, unknown>[]) {
+  /**
+   * Settings given to this pipe (`withConfig`, `sessions(config)`): `buffer` and `idleTimeout` of its first
+   * stage's streams, a limit of its own, and its name. The stage functions stay as they are, so their stats,
+   * metrics and limits count these streams too.
+   */
+  readonly #settings: StreamConfig;
+
+  constructor(stages: readonly SingleFn<unknown, unknown>[], settings: StreamConfig = {}) {
     super();
     this.stages = stages;
+    this.#settings = settings;
     const head = stages[0];
-    this.name = stages.map((s) => s.name).join('|');
+    this.name = settings.name ?? stages.map((s) => s.name).join('|');
+    const limit = Math.min(...stages.map((s) => s.config.maxConcurrent));
     this.config = Object.freeze({
-      buffer: head.config.buffer,
-      idleTimeout: head.config.idleTimeout,
-      maxConcurrent: Math.min(...stages.map((s) => s.config.maxConcurrent)),
+      buffer: settings.buffer ?? head.config.buffer,
+      idleTimeout: settings.idleTimeout ?? head.config.idleTimeout,
+      maxConcurrent: settings.maxConcurrent === undefined ? limit : Math.min(limit, settings.maxConcurrent),
       name: this.name,
     });
     for (const stage of stages) this.#stagePermits.set(stage, (this.#stagePermits.get(stage) ?? 0) + 1);
@@ -216,6 +230,12 @@ class PipedFn<I, O> extends FnBase<I, O> {
     // Every stage must have room before any handler starts: a refused open
     // runs nothing and leaves every stage's counters as they were. (Stage
     // functions live on this thread: nothing can take a slot in between.)
+    // A limit of the pipe's own (settings): its streams open now.
+    const own = this.#settings.maxConcurrent;
+    if (own !== undefined && this.#native.stats().open >= own) {
+      this.#native.refuse();
+      throw new StreamLimitError(`Cannot open a stream of "${this.name}": ${own} are open (maxConcurrent)`);
+    }
     for (const [stage, n] of this.#stagePermits) {
       const open = stage.stats().open;
       if (open + n > stage.config.maxConcurrent) {
@@ -228,10 +248,18 @@ class PipedFn<I, O> extends FnBase<I, O> {
     // Never null: the gate has no limit.
     const permit = this.#native.admitGroup() as GroupPermit;
     const last = this.stages.length - 1;
+    const over = this.#settings;
     const handles = this.stages.map((stage, i) =>
-      stage[kAdmit](idle && i === 0, this.#native, (i === 0 ? SHARE_INPUT : 0) | (i === last ? SHARE_OUTPUT : 0)),
+      stage[kAdmit](
+        idle && i === 0,
+        this.#native,
+        (i === 0 ? SHARE_INPUT : 0) | (i === last ? SHARE_OUTPUT : 0),
+        i === 0 ? over : undefined,
+      ),
     );
-    const opened = this.stages.map((stage, i) => stage[kStart](handles[i], idle && i === 0, undefined));
+    const opened = this.stages.map((stage, i) =>
+      stage[kStart](handles[i], idle && i === 0, undefined, i === 0 ? over : undefined),
+    );
     // A pipe that can never end may be collected with its stages (each stage
     // then counts itself cancelled); its permit, collected with it, counts
     // the pipe the same way.
@@ -248,10 +276,18 @@ class PipedFn<I, O> extends FnBase<I, O> {
     return this.#native.totals(boundsUs);
   }
 
-  /** Settings apply to the first stage (the pipe's input, limit and idle clock). */
+  /**
+   * The same stages with settings of the pipe's own: `buffer` and `idleTimeout` of its first stage's streams
+   * (the pipe's input and idle clock), a `maxConcurrent` of its own (the stages' limits still apply), and its
+   * `name`. The stage functions are not copied: their stats, metrics and limits count these streams.
+   */
   withConfig(config: StreamConfig): PipedFn<I, O> {
-    const [head, ...rest] = this.stages as [SingleFn<unknown, unknown>, ...SingleFn<unknown, unknown>[]];
-    return new PipedFn<I, O>([head.withConfig(config), ...rest]);
+    const given = checkedOverrides(config);
+    // Checked as a whole config would be; only the settings given are kept.
+    const resolved = resolveConfig({ ...this.config, ...given }, this.name);
+    const settings: StreamConfig = { ...this.#settings };
+    for (const key of Object.keys(given) as (keyof StreamConfig)[]) (settings as Record<string, unknown>)[key] = resolved[key];
+    return new PipedFn<I, O>(this.stages, settings);
   }
 }
 
