@@ -45,13 +45,13 @@ function checkedOptions(opts: unknown, what: string, known: readonly string[]): 
     throw invalidType(`${what}: opts.buckets must be a non-empty array of seconds. Received ${describe(buckets)}`);
   }
   buckets.forEach((b, i) => {
-    if (typeof b !== 'number' || !Number.isFinite(b) || b <= 0 || (i > 0 && b <= (buckets[i - 1]))) {
+    if (typeof b !== 'number' || !Number.isFinite(b) || b <= 0 || (i > 0 && b <= buckets[i - 1])) {
       throw outOfRange(
         `${what}: opts.buckets must be finite positive numbers of seconds in strictly increasing order; item ${i} is ${describe(b)}`,
       );
     }
   });
-  return { prefix, buckets: [...(buckets)] };
+  return { prefix, buckets: [...buckets] };
 }
 
 const DEFAULT_BUCKETS = [1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5, 1, 5, 10];
