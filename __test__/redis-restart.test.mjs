@@ -57,6 +57,13 @@ test('restart with AOF: the worker reconnects and goes on; outputs once each, as
       [],
       'no data loss reported',
     );
+    // The lost connections reached onError with the library's code, the client's error as the cause.
+    const lost = errors.filter((e) => e.code === 'ERR_VELO_REDIS_CONNECTION');
+    assert.ok(lost.length > 0, `connection errors reported: ${errors.map((e) => e.code ?? e.message).join(', ')}`);
+    for (const e of lost) {
+      assert.equal(e.name, 'RedisConnectionError');
+      assert.ok(e.cause instanceof Error, 'the client error is its cause');
+    }
   });
 });
 

@@ -132,3 +132,38 @@ export class SendError extends Error {
     this.ids = ids;
   }
 }
+
+/** node-redis' errors of a connection (by class name: the client is the user's, and its package is not imported). */
+const CONNECTION_ERRORS = new Set([
+  'ConnectionTimeoutError',
+  'SocketTimeoutError',
+  'ClientClosedError',
+  'ClientOfflineError',
+  'DisconnectsClientError',
+  'SocketClosedUnexpectedlyError',
+  'ReconnectStrategyError',
+  'TimeoutError',
+]);
+/** Socket errors of Node's own. */
+const SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND']);
+
+/**
+ * Reported to `onError` when a connection to Redis failed (refused, reset, timed out, closed): the client's error
+ * is its `cause`. The worker goes on: its calls are retried, and the client reconnects by its own settings.
+ */
+export class RedisConnectionError extends Error {
+  readonly code = 'ERR_VELO_REDIS_CONNECTION' as const;
+  constructor(cause: unknown) {
+    super(`A connection to Redis failed: ${String((cause as { message?: unknown } | null)?.message ?? cause)}`, { cause });
+    this.name = 'RedisConnectionError';
+  }
+}
+
+/** The error as it goes to `onError`: a connection error of the client wrapped in a RedisConnectionError. */
+export function reportable(error: unknown): unknown {
+  const e = error as { constructor?: { name?: unknown }; code?: unknown } | null;
+  if (e === null || typeof e !== 'object') return error;
+  const byClass = typeof e.constructor?.name === 'string' && CONNECTION_ERRORS.has(e.constructor.name);
+  const byCode = typeof e.code === 'string' && SOCKET_CODES.has(e.code);
+  return byClass || byCode ? new RedisConnectionError(error) : error;
+}

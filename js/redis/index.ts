@@ -15,6 +15,7 @@ export {
   LagLimitError,
   OnOutputError,
   type OutputContent,
+  RedisConnectionError,
   ReplayDivergedError,
   SendError,
   SessionLimitError,

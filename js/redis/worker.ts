@@ -36,7 +36,14 @@ import {
   type PartitionLog,
   FencedError,
 } from './transport';
-import { CloseTimeoutError, OnOutputError, type OutputContent, ReplayDivergedError, SessionLimitError } from './errors';
+import {
+  CloseTimeoutError,
+  OnOutputError,
+  type OutputContent,
+  ReplayDivergedError,
+  SessionLimitError,
+  reportable,
+} from './errors';
 import type { HandlerFailure, OutputItem } from './reader';
 
 /** The function's internal open, without its idle timer: a session's end must come from the log (registered symbol, core/function.ts). */
@@ -1493,7 +1500,7 @@ class Worker<I, O> implements RedisWorker {
 
   report(error: unknown): void {
     this.counters.errors++;
-    this.#onError(error);
+    this.#onError(reportable(error));
   }
 
   #tick(): void {
