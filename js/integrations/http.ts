@@ -66,8 +66,10 @@ function serialized<O>(serialize: (o: O) => string, o: O): string {
     throw new SerializeError(`An output could not be serialized: ${reason}`, { cause: error });
   }
   if (typeof text !== 'string') {
+    const what =
+      o === undefined ? 'undefined' : typeof o === 'function' ? 'a function' : typeof o === 'symbol' ? 'a symbol' : describe(o);
     throw new SerializeError(
-      `An output could not be serialized: ${describe(o)} has no JSON text (the serializer gave ${describe(text)})`,
+      `An output could not be serialized: ${what} has no JSON text (the serializer returned ${describe(text)})`,
     );
   }
   return text;
