@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { run } from '../helpers/child.mjs';
-import { cells } from './cells.mjs';
+import { HANDLERS, KINDS, cells } from './cells.mjs';
 
 const CELLS = new URL('./cells.mjs', import.meta.url).href;
 
@@ -31,5 +31,35 @@ for (const cell of cells()) {
       { timeout: 15_000 },
     );
     assert.deepEqual(pending, { ...pending, stdout: 'ERR_STREAM_CLOSED\n', stderr: '' });
+  });
+}
+
+// A send refused because the handler left its input loop is answered when the handler finishes. The handler's
+// cleanup (a timer) keeps an in-process stream's process alive until then; on a worker thread it cannot, so the
+// library must: the script's `await` settles in every kind, nothing is left unsettled at exit. (`run` rejects on a
+// non-zero exit code.)
+for (const [name, kind] of Object.entries(KINDS).filter(([, k]) => k.handler)) {
+  test(`${name}: a send waiting on a handler that left its loop settles before the process exits`, async () => {
+    const make =
+      name === 'generator'
+        ? `streamFn((await import(${JSON.stringify(HANDLERS.href)})).leaveAfterOne)`
+        : `workerFn(${JSON.stringify(HANDLERS.href)}, { export: 'leaveAfterOne', threads: 1${kind === KINDS['worker transfer'] ? ', transfer: true' : ''} })`;
+    const out = await run(
+      [
+        '--input-type=module',
+        '-e',
+        `import { streamFn, workerFn } from 'velo-stream';
+         const s = ${make}.open();
+         await s.send({ i: 1 });
+         console.log(JSON.stringify(await s.recv()));
+         // Sends made before the handler's thread has left its loop are taken (and dropped): send until one is answered otherwise.
+         for (let i = 2; ; i++) {
+           const answer = await s.send({ i }).then(() => 'resolved', (e) => e.code);
+           if (answer !== 'resolved') { console.log(answer); break; }
+         }`,
+      ],
+      { timeout: 15_000 },
+    );
+    assert.deepEqual(out, { ...out, stdout: '{"i":1}\nERR_STREAM_CLOSED\n', stderr: '' });
   });
 }

@@ -10,3 +10,12 @@ export async function* echo(events) {
 
 /** Two next() calls pending at once on its input, each pair yielded as [a, b]: the worker tests' handler. */
 export { pairs } from '../fixtures/worker-handlers.mjs';
+
+/** Leaves its input loop after one event, yields it, then takes 300 ms (a timer) to clean up before it returns. */
+export async function* leaveAfterOne(events) {
+  for await (const e of events) {
+    yield e;
+    break;
+  }
+  await new Promise((resolve) => setTimeout(resolve, 300));
+}

@@ -74,9 +74,6 @@ for (const kind of workers) {
 
 test(
   'worker: a send made after a refused event settles in a script that does nothing else (in-process it rejects at once)',
-  {
-    todo: 'found by this suite: its answer needs the worker thread to finish the handler, and a pending send keeps nothing alive meanwhile, so the process exits with the send unsettled (exit 13 as an ES module)',
-  },
   async () => {
     const { run } = await import('../helpers/child.mjs');
     const cellsUrl = new URL('./cells.mjs', import.meta.url).href;

@@ -731,7 +731,9 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
       if (reading !== this.#groupReading) this.#group.reading((this.#groupReading = reading));
       return;
     }
-    const want = (running || this.#timersPending) && this.#readers.length > 0;
+    // A waiting send keeps the process alive as a waiting read does when its
+    // answer depends on work off this thread (a worker's handler finishing).
+    const want = (running || this.#timersPending) && (this.#readers.length > 0 || this.#senders.length > 0);
     if (want === this.#keepingAlive) return;
     this.#keepingAlive = want;
     if (want) holdAlive();
