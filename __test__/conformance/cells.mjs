@@ -11,8 +11,8 @@ const fails = (e) => e !== null && typeof e === 'object' && e.fail === true;
 const failure = () => Object.assign(new Error('contract failure'), { code: 'E_CONTRACT' });
 
 /**
- * Each kind makes a stream function that passes every event on unchanged, in order, and fails (code
- * E_CONTRACT) at an event `{ fail: true }`. `config`: StreamConfig fields (buffer, idleTimeout...).
+ * Each kind makes a stream function that passes every event on (as `made(e)` in handlers.mjs: unchanged but
+ * for `{ make }` events), in order, and fails (code E_CONTRACT) at an event `{ fail: true }`. `config`: StreamConfig fields (buffer, idleTimeout...).
  * `handler`: whether it has a handler iterating its input (task stages do not).
  */
 export const KINDS = {
@@ -22,7 +22,7 @@ export const KINDS = {
     make: (config) =>
       task((e) => {
         if (fails(e)) throw failure();
-        return e;
+        return handlers.made(e);
       }, config),
   },
   batch: {
@@ -31,7 +31,7 @@ export const KINDS = {
       batch(
         (items) => {
           if (fails(items[0])) throw failure();
-          return items[0];
+          return handlers.made(items[0]);
         },
         { maxSize: 1, ...config },
       ),

@@ -4,7 +4,44 @@ export async function* echo(events) {
   for await (const e of events) {
     if (e !== null && typeof e === 'object' && e.fail === true)
       throw Object.assign(new Error('contract failure'), { code: 'E_CONTRACT' });
-    yield e;
+    yield made(e);
+  }
+}
+
+/**
+ * The output for an event: the event itself, or for `{ make }` a hostile value made where the handler runs
+ * (a worker's own thread included): a revoked proxy, or a thenable whose `then` throws, or resolves twice, or
+ * resolves and then throws.
+ */
+export function made(e) {
+  switch (e !== null && typeof e === 'object' ? e.make : undefined) {
+    case 'revoked': {
+      const { proxy, revoke } = Proxy.revocable({}, {});
+      revoke();
+      return proxy;
+    }
+    case 'then throws':
+      return {
+        then() {
+          throw Object.assign(new Error('then threw'), { code: 'E_THEN' });
+        },
+      };
+    case 'then twice':
+      return {
+        then(resolve) {
+          resolve({ i: 'first' });
+          resolve({ i: 'second' });
+        },
+      };
+    case 'then resolves, throws':
+      return {
+        then(resolve) {
+          resolve({ i: 'resolved' });
+          throw new Error('after resolve');
+        },
+      };
+    default:
+      return e;
   }
 }
 
