@@ -197,9 +197,9 @@ for (const at of [0.5, 0.9]) {
     const b = start(1);
     await eventually(() => ownsAll(b), 'B owns every partition', 30_000);
     await send(36);
-    await eventually(async () => (await pendingCount(client, name, PARTITIONS)) === 0 && (await sessionsInLog(client, name, PARTITIONS)).size > 0, 'nothing pending', 30_000);
-    await eventually(async () => [...(await sessionsInLog(client, name, PARTITIONS)).values()].every((s) => s.closed), 'every session closed');
-    const sessions = await sessionsInLog(client, name, PARTITIONS);
+    await eventually(async () => (await pendingCount(client, name, PARTITIONS)) === 0 && (await sessionsInLog(client, name, PARTITIONS, idle)).size > 0, 'nothing pending', 30_000);
+    await eventually(async () => [...(await sessionsInLog(client, name, PARTITIONS, idle)).values()].every((s) => s.closed), 'every session closed');
+    const sessions = await sessionsInLog(client, name, PARTITIONS, idle);
     const outputs = await readAllOutputs(client, name, PARTITIONS);
     const seen = new Set();
     for (const o of outputs) {

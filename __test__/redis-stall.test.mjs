@@ -16,9 +16,9 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const STALL_MS = 20_000;
 
 /** Per key, the outputs `totals` makes over the sessions the log defines (each session restarts its totals). */
-async function expectedFromLog(name, partitions) {
+async function expectedFromLog(name, partitions, idle) {
   const byKey = new Map();
-  for (const { key, ns } of (await sessionsInLog(client, name, partitions)).values()) {
+  for (const { key, ns } of (await sessionsInLog(client, name, partitions, idle)).values()) {
     if (!byKey.has(key)) byKey.set(key, []);
     byKey.get(key).push(...expectedTotals(ns));
   }
@@ -62,7 +62,7 @@ async function runToEnd({ partitions, fn, workerOptions = {}, backlog, live = []
     }
     await sending;
     const stats = worker.stats();
-    checkOutputs(await readAllOutputs(client, name, partitions), await expectedFromLog(name, partitions));
+    checkOutputs(await readAllOutputs(client, name, partitions), await expectedFromLog(name, partitions, fn.config.idleTimeout));
     assert.equal(stats.held, 0, 'nothing held at the end');
     assert.equal(stats.waitingKeys, 0, 'no key waiting in Redis at the end');
     return { name, stats, maxWaitingKeys };
@@ -82,7 +82,7 @@ test('1 partition, maxConcurrent 1, idleTimeout 100, 20 keys x 2 events: every e
   await runToEnd({ partitions: 1, fn: totals({ idleTimeout: 100, maxConcurrent: 1 }), backlog: interleaved(20, 2) });
 });
 
-test('held bound reached (readCount 1: 16 entries held at most) with live sessions whose keys have more events behind it', async () => {
+test('held bound reached (readCount 1: 64 entries held at most) with live sessions whose keys have more events behind it', async () => {
   await runToEnd({
     partitions: 1,
     fn: totals({ idleTimeout: 100, maxConcurrent: 4 }),
@@ -101,10 +101,12 @@ test('a backlog of 1,500 keys x 5 events, maxConcurrent 100: drains', async () =
   assert.equal(stats.lost, 0);
 });
 
-test('a backlog of 6,000 keys x 5 events on 4 partitions with the default readCount, maxConcurrent and maxBufferedEvents (held entries reach their bound): drains', async () => {
+test('a backlog of 6,000 keys x 5 events on 4 partitions with the default maxConcurrent and maxBufferedEvents, readCount 64 (held entries reach their bound): drains', async () => {
   const { stats, maxWaitingKeys } = await runToEnd({
     partitions: 4,
     fn: totals({ idleTimeout: 200 }),
+    // 7,500 entries per partition, 4,096 held at most.
+    workerOptions: { readCount: 64 },
     backlog: interleaved(6000, 5),
   });
   assert.ok(maxWaitingKeys > 0, 'keys waited in Redis past the bound of held entries');

@@ -11,45 +11,22 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { redisProducer } from 'velo-stream/redis';
 import { client, fresh, killChild, lastStats, stopChild, useRedis, workerChild } from './helpers/redis-suite.mjs';
-import { eventually, pendingCount, readAllOutputs } from './helpers/redis-fixtures.mjs';
+import { eventually, pendingCount, readAllOutputs, sessionsInLog } from './helpers/redis-fixtures.mjs';
 
 const PARTITIONS = 8;
 const KEYS = 12;
 const FAILING = 6;
+/** The function's idleTimeout, ms. */
+const IDLE = 2500;
 
 useRedis();
 
 /**
- * The sessions the input log defines: a key's session runs from its first entry to its close marker, or to the
- * event its handler stops at (`fail` or `stop`), whichever comes first. Map sid -> { key, events, closed }.
+ * The sessions the input log defines: a key's session runs from its first entry to its close marker, to its idle
+ * end by the log's clock, or to the event its handler stops at (`fail` or `stop`), whichever comes first.
  */
-async function logSessions(name) {
-  const sessions = new Map();
-  for (let p = 0; p < PARTITIONS; p++) {
-    const current = new Map();
-    for (const { id, message } of await client.xRange(`velo:{${name}:p${p}}`, '-', '+')) {
-      const key = message.k;
-      if (message.c !== undefined) {
-        if (current.get(key) === message.c) {
-          sessions.get(message.c).closed = true;
-          current.delete(key);
-        }
-        continue;
-      }
-      if (!current.has(key)) {
-        current.set(key, `${key}@${id}`);
-        sessions.set(`${key}@${id}`, { key, events: [], closed: false });
-      }
-      const event = JSON.parse(message.v);
-      const session = sessions.get(current.get(key));
-      session.events.push(event);
-      if (event.fail || event.stop) {
-        session.closed = true;
-        current.delete(key);
-      }
-    }
-  }
-  return sessions;
+function logSessions(name) {
+  return sessionsInLog(client, name, PARTITIONS, IDLE, (event) => event.fail || event.stop);
 }
 
 /** What the `totals` handler writes for a session's events, crash-free: running totals up to a `fail` (then its error) or a `stop`. */
@@ -86,7 +63,7 @@ for (const { ending, moment } of cases) {
       producer.sendMany(Array.from({ length: KEYS }, (_, k) => [`k${k}`, fail(k) ? { n: n++, [ending]: true } : { n: n++ }]));
     // A slow handler (10 ms per event): the failing sessions have events buffered behind the throw. No trimming:
     // the check reads the whole input log.
-    const start = () => workerChild(name, { partitions: PARTITIONS, ttl: 1000, idle: 2500, delayMs: 10, trimInterval: 0 });
+    const start = () => workerChild(name, { partitions: PARTITIONS, ttl: 1000, idle: IDLE, delayMs: 10, trimInterval: 0 });
     const a = start();
     let b;
     try {

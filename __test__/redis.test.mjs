@@ -577,6 +577,44 @@ test('maxConcurrent: keys beyond it wait (per key in order) until sessions end, 
   }
 });
 
+test('idle by the log\'s clock: a backlog read at once splits each key\'s sessions where its events were more than idleTimeout apart, and frees slots without close markers', async () => {
+  const name = fresh('logidle');
+  const producer = redisProducer({ client, name, partitions: 1 });
+  const idle = 250;
+  const fn = totals({ idleTimeout: idle, maxConcurrent: 3 });
+  const keys = Array.from({ length: 12 }, (_, k) => `k${k}`);
+  const rounds = 4;
+  // Written before any worker runs, each round idle + 150 ms (Redis' clock) after the last: read as a backlog,
+  // every event is at hand at once, and only the entry ids say how far apart they were sent.
+  let n = 0;
+  const expected = new Map(keys.map((k) => [k, []]));
+  for (let r = 0; r < rounds; r++) {
+    if (r > 0) await new Promise((resolve) => setTimeout(resolve, idle + 150));
+    const pairs = [];
+    for (const k of keys) {
+      // Two events per key and round: a session of its own, its totals starting over.
+      pairs.push([k, { n: n++ }], [k, { n: n++ }]);
+      expected.get(k).push(...expectedTotals([n - 2, n - 1]));
+    }
+    await producer.sendMany(pairs);
+  }
+  const worker = redisWorker(fn, { client, name, partitions: 1, leaseTtl: 1500 });
+  try {
+    await eventually(async () => (await readAllOutputs(client, name, 1)).length === n, `${n} outputs`);
+    await eventually(async () => (await pendingCount(client, name, 1)) === 0, 'every session ended and acked');
+    const outputs = await readAllOutputs(client, name, 1);
+    checkOutputs(outputs, expected);
+    const sids = new Set(outputs.map((o) => o.sid));
+    assert.equal(sids.size, keys.length * rounds, 'one session per key per round');
+    // Only the last round's sessions needed a close marker (nothing was written after them); the earlier ones
+    // ended when the log's clock passed their deadline.
+    const markers = (await client.xRange(`velo:{${name}:p0}`, '-', '+')).filter((e) => e.message.c !== undefined);
+    assert.ok(markers.length <= keys.length, `${markers.length} close markers for ${keys.length} keys`);
+  } finally {
+    await worker.close();
+  }
+});
+
 test('a reader iterator dropped at an item without return() closes its connection once collected', async () => {
   const name = fresh('gc');
   const producer = redisProducer({ client, name, partitions: 1 });

@@ -575,6 +575,7 @@ try {
     );
     let peakRss = 0;
     let maxWaitingKeys = 0;
+    await client.sendCommand(['CONFIG', 'RESETSTAT']);
     const started = performance.now();
     const meter = cpuMeter([process.pid], 2);
     const worker = redisWorker(fn, { client, name: 'backlog', partitions: parts });
@@ -605,6 +606,8 @@ try {
         renewals: st.renewals,
         workerCpuUsPerEvent: cpu.pids,
         redisCpuUsPerEvent: cpu.redis,
+        sessions: fn.stats().opened,
+        redisCommands: await commandsPerEvent(client, events),
       }),
     );
     await worker.close();

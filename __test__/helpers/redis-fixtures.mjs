@@ -99,16 +99,27 @@ export async function eventually(check, what, timeout = 20_000) {
 
 /**
  * The sessions the input log defines, read with XRANGE: per key, a session runs from its first event up to the
- * close marker naming it. Returns Map sid -> { key, ns, closed }.
+ * close marker naming it, or, with `idle` (the function's idleTimeout), up to the first entry of the partition
+ * (of any key) whose id time is `idle` ms or more after the session's last event, or up to an event `endsAt(event)`
+ * says its handler stops at. Returns Map sid -> { key, ns, events, closed } (`ns`: the events' `n`).
  */
-export async function sessionsInLog(client, name, partitions) {
+export async function sessionsInLog(client, name, partitions, idle = 0, endsAt = () => false) {
   const sessions = new Map();
+  const time = (id) => Number(id.slice(0, id.indexOf('-')));
   for (let p = 0; p < partitions; p++) {
+    /** key -> { sid, last }: the key's open session and its last event's time. */
     const current = new Map();
     for (const { id, message } of await client.xRange(`velo:{${name}:p${p}}`, '-', '+')) {
+      if (idle > 0) {
+        for (const [key, open] of current) {
+          if (time(id) - open.last < idle) continue;
+          sessions.get(open.sid).closed = true;
+          current.delete(key);
+        }
+      }
       const key = message.k;
       if (message.c !== undefined) {
-        if (current.get(key) === message.c) {
+        if (current.get(key)?.sid === message.c) {
           sessions.get(message.c).closed = true;
           current.delete(key);
         }
@@ -116,10 +127,19 @@ export async function sessionsInLog(client, name, partitions) {
       }
       if (!current.has(key)) {
         const sid = `${key}@${id}`;
-        current.set(key, sid);
-        sessions.set(sid, { key, ns: [], closed: false });
+        current.set(key, { sid, last: 0 });
+        sessions.set(sid, { key, ns: [], events: [], closed: false });
       }
-      sessions.get(current.get(key)).ns.push(JSON.parse(message.v).n);
+      const open = current.get(key);
+      open.last = time(id);
+      const event = JSON.parse(message.v);
+      const session = sessions.get(open.sid);
+      session.ns.push(event.n);
+      session.events.push(event);
+      if (endsAt(event)) {
+        session.closed = true;
+        current.delete(key);
+      }
     }
   }
   return sessions;

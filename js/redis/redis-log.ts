@@ -444,11 +444,11 @@ export class RedisLog implements PartitionLog {
     return { entries: inputEntries(reply[0]), tail: reply[1].toString() };
   }
 
-  async markClose(lease: Lease, key: string, sid: string, reason?: string): Promise<void> {
+  async markClose(lease: Lease, key: string, sid: string, reason?: string): Promise<string> {
     const p = lease.partition;
     try {
       const args = reason === undefined ? [lease.token, key, sid] : [lease.token, key, sid, reason];
-      await MARK.run(this.#client, [this.#keys.lease(p), this.#keys.input(p)], args);
+      return String(await MARK.run(this.#client, [this.#keys.lease(p), this.#keys.input(p)], args));
     } catch (error) {
       throw fenced(p, error);
     }

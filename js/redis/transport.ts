@@ -98,8 +98,11 @@ export interface PartitionLog {
    * which become pending. Rejects with `FencedError` if the lease is gone.
    */
   read(lease: Lease, from: string, count: number): Promise<ReadResult>;
-  /** Fenced: appends a close marker for session `sid` of `key` to the partition's input (`reason`: see InputEntry). */
-  markClose(lease: Lease, key: string, sid: string, reason?: string): Promise<void>;
+  /**
+   * Fenced: appends a close marker for session `sid` of `key` to the partition's input (`reason`: see InputEntry);
+   * resolves with its entry id. A tick (key and sid `''`) names no session: it moves the log's clock.
+   */
+  markClose(lease: Lease, key: string, sid: string, reason?: string): Promise<string>;
   /** Fenced: removes input entries no session needs any more (older than every pending or undelivered one). Resolves with how many. */
   trim(lease: Lease): Promise<number>;
   /** Fenced: writes outputs not written before (by `(sid, seq)`), acks entries, forgets ended sessions. */

@@ -145,7 +145,7 @@ export interface RedisWorkerStats {
   sessions: number;
   /**
    * Events kept in memory waiting for a session slot (`maxConcurrent` sessions of the function are open), at
-   * most 16 reads' worth (`readCount`) per partition.
+   * most 64 reads' worth (`readCount`) per partition.
    */
   held: number;
   /**
@@ -221,7 +221,7 @@ const OUTBOX_LIMIT = 1024;
  * Entries held in memory for a session slot per partition, in reads (readCount): past it, they are left in the
  * pending list and read again by id (`PartitionRun.reread`).
  */
-const HELD_BATCHES = 16;
+const HELD_BATCHES = 64;
 /** Outputs per fenced commit call. */
 const COMMIT_BATCH = 512;
 /** Default of `maxUndelivered`. */
@@ -269,6 +269,16 @@ const enum Delivery {
   Behind,
 }
 
+/** What became of an entry read again from the pending list (`PartitionRun.#redeliver`). */
+const enum Redelivery {
+  /** Delivered or held. */
+  Done,
+  /** Held entries are at their bound: it waits on in the pending list. */
+  NoRoom,
+  /** As NoRoom, and it needed a new session while `maxConcurrent` sessions are open. */
+  NoRoomNoSlot,
+}
+
 /** The entry id just before `id` in the log (XREADGROUP with an id returns the entries after it). */
 function idBefore(id: string): string {
   const dash = id.indexOf('-');
@@ -312,9 +322,10 @@ class Session<I, O> {
   seq = 0;
   /** Its handler threw, or an output could not be encoded: its error was its last output, nothing comes after. */
   failed = false;
-  markerRequested = false;
-  lastEvent = 0;
-  timer: NodeJS.Timeout | null = null;
+  /** Redis' time of its last event's entry, ms: its idle deadline is `idleTimeout` after (`PartitionRun.#endIdleByLog`). */
+  lastTime = 0;
+  /** A send into its stream waits for room: its input must not end before that event is in. */
+  sending = false;
   forwarded: Promise<void> = Promise.resolve();
   /** Events of the log that belong to it (those dropped after its handler stopped included): for `maxSessionEvents`. */
   events = 0;
@@ -466,6 +477,12 @@ class PartitionRun<I, O> {
   /** Waiting for room in this partition's share (the pump, drainHeld). */
   readonly #budgetWaiters = new Set<() => void>();
   replayDone = false;
+  /** Redis' time of the latest entry read from the partition, ms: how far the log's clock has gone. */
+  logTime = 0;
+  /** The partition's tick (`#tickFor`): its timer, the deadline it is set for, and a write in flight. */
+  #tickTimer: NodeJS.Timeout | null = null;
+  #tickDeadline = Infinity;
+  #ticking = false;
   validUntil: number;
   /** When the lease's last successful renewal (or its grant) was sent: the next is due `ttl/3` after it. */
   renewedAt: number;
@@ -521,10 +538,8 @@ class PartitionRun<I, O> {
           pendingFrom = null;
           if (!this.replayDone) {
             this.replayDone = true;
-            for (const s of this.sessions.values()) {
-              this.#armIdle(s);
-              this.#armAge(s);
-            }
+            for (const s of this.sessions.values()) this.#armAge(s);
+            this.#endIdleByLog();
           }
           continue;
         }
@@ -537,8 +552,10 @@ class PartitionRun<I, O> {
       let rereadable = false;
       for (const entry of read.entries) {
         if (this.stopping) return;
+        this.logTime = Math.max(this.logTime, idTime(entry.id));
         rereadable = (await this.#dispatch(entry)) || rereadable;
       }
+      this.#endIdleByLog();
       if (rereadable) this.reread().catch((error: unknown) => w.report(error));
       // A short read took all there was: wait for more after its last entry rather than ask again (at live
       // rates, asking again was one more fenced read, an empty one, per wake-up).
@@ -662,6 +679,8 @@ class PartitionRun<I, O> {
       } while (this.#rereadAgain && !this.stopping);
     } finally {
       this.#rereading = false;
+      // Sessions given entries read again may be past their idle deadline by the log's clock already.
+      this.#endIdleByLog('reread');
     }
   }
 
@@ -694,8 +713,13 @@ class PartitionRun<I, O> {
           this.buffered--;
           continue;
         }
-        if (!(await this.#redeliver(entry))) {
+        const redelivered = await this.#redeliver(entry);
+        if (redelivered !== Redelivery.Done) {
           stuck.add(entry.key);
+          // Held entries are at their bound and no session slot is free: of the keys read again, only those
+          // with a live session could go on. With none, stop here rather than read the rest of the log (a pass
+          // per ended session would otherwise read it all each time).
+          if (redelivered === Redelivery.NoRoomNoSlot && !this.#spilledLive()) return;
           continue;
         }
         if (this.#spilled.get(entry.key) !== spilled) continue;
@@ -705,22 +729,28 @@ class PartitionRun<I, O> {
     }
   }
 
-  /** A spilled entry (counted in `buffered`) delivered or held; false (no longer counted) if it must wait on. */
-  async #redeliver(entry: InputEntry): Promise<boolean> {
+  /** Whether a key whose entries wait in the pending list has a live session (its entries can go to it). */
+  #spilledLive(): boolean {
+    for (const key of this.#spilled.keys()) if (this.sessions.has(key)) return true;
+    return false;
+  }
+
+  /** A spilled entry (counted in `buffered`) delivered or held; else (no longer counted) it must wait on. */
+  async #redeliver(entry: InputEntry): Promise<Redelivery> {
     const room = () => this.#heldCount < this.worker.readCount * HELD_BATCHES;
     if (this.#held.has(entry.key)) {
       this.buffered--;
-      if (!room()) return false;
+      if (!room()) return Redelivery.NoRoom;
       this.#hold(entry);
-      return true;
+      return Redelivery.Done;
     }
     const delivered = await this.#deliver(entry);
-    if (delivered === Delivery.Done) return true;
+    if (delivered === Delivery.Done) return Redelivery.Done;
     this.buffered--;
-    if (!room()) return false;
+    if (!room()) return delivered === Delivery.NoSlot ? Redelivery.NoRoomNoSlot : Redelivery.NoRoom;
     this.#hold(entry);
     if (delivered === Delivery.Behind) this.drainHeld().catch((error: unknown) => this.worker.report(error));
-    return true;
+    return Redelivery.Done;
   }
 
   /**
@@ -746,7 +776,8 @@ class PartitionRun<I, O> {
 
   /**
    * Delivers held entries, key by key in the order they were first held, each key's in log order, while
-   * sessions can open and the partition's share has room. Runs when a session of this worker has ended.
+   * sessions can open and the partition's share has room; past the first key that finds no session slot, only
+   * keys with a live session. Runs when a session of this worker has ended.
    */
   async drainHeld(): Promise<void> {
     if (this.#draining) {
@@ -757,7 +788,10 @@ class PartitionRun<I, O> {
     try {
       do {
         this.#drainAgain = false;
+        // Once a key found no session slot, only keys with a live session go on (their entries need none).
+        let noSlot = false;
         for (const [key, list] of this.#held) {
+          if (noSlot && !this.sessions.has(key)) continue;
           while (list.length > 0) {
             // Each entry goes back into the share before it is delivered.
             if ((await this.#reserve(1)) === 0) return;
@@ -778,14 +812,20 @@ class PartitionRun<I, O> {
             if (delivered === Delivery.Done) continue;
             this.buffered--;
             this.#hold(entry);
-            // No session slot: wait for a session to end. (Behind: an earlier entry came in front, deliver it.)
-            if (delivered === Delivery.NoSlot) return;
+            // No session slot: this key waits for a session to end. (Behind: an earlier entry came in front.)
+            if (delivered === Delivery.NoSlot) {
+              noSlot = true;
+              break;
+            }
           }
-          this.#held.delete(key);
+          if (list.length === 0) this.#held.delete(key);
         }
       } while (this.#drainAgain);
     } finally {
       this.#draining = false;
+      // Sessions opened for held entries may be past their idle deadline by the log's clock already: ending
+      // them now frees their slots for the next held keys (on a backlog, at the pace of reading).
+      this.#endIdleByLog('drain');
     }
     // Held entries went to sessions: entries left in the pending list may now fit.
     if (this.#spilled.size > 0 && !this.stopping) await this.reread();
@@ -834,7 +874,11 @@ class PartitionRun<I, O> {
       return Delivery.Done;
     }
     let s = this.sessions.get(key);
-    // A cap ends the session here, in the log: every replay ends it at this same entry.
+    // An idle end or a cap ends the session here, in the log: every replay ends it at this same entry.
+    if (s !== undefined && this.#idleAt(s, entry.id)) {
+      this.#finish(s);
+      s = undefined;
+    }
     const limit = s === undefined ? undefined : this.#eventLimit(s, entry.id);
     if (s !== undefined && limit !== undefined) {
       this.#cap(s, limit);
@@ -852,7 +896,7 @@ class PartitionRun<I, O> {
     }
     s.ids.push(entry.id);
     s.events++;
-    s.lastEvent = performance.now();
+    s.lastTime = idTime(entry.id);
     this.#trimSent(s);
     s.sent.push(entry);
     this.#holding.add(s);
@@ -872,8 +916,101 @@ class PartitionRun<I, O> {
     }
     // Waits while the session's input is full: the partition is not read meanwhile (backpressure). A send
     // refused because the handler finished is fine: the entry, untaken, goes to the key's next session.
+    s.sending = true;
     await s.stream.send(event).catch(() => {});
+    s.sending = false;
     return Delivery.Done;
+  }
+
+  /**
+   * Whether the session's input ended by its idle timeout before entry `id`: by the log's clock (Redis' time in
+   * entry ids), `idleTimeout` ms or more passed after its last event. Decided by the log alone, so a backlog
+   * read minutes later, or a replay, splits the key's sessions where live reading did.
+   */
+  #idleAt(s: Session<I, O>, id: string): boolean {
+    const idle = this.worker.fn.config.idleTimeout;
+    return idle > 0 && s.lastTime > 0 && idTime(id) - s.lastTime >= idle;
+  }
+
+  /**
+   * Ends the sessions whose idle deadline the log's clock has passed (an entry read at or after it, of any
+   * key): every later entry of their keys comes after that deadline, so each opens the key's next session
+   * anyway. A session whose key has entries held, or left in the pending list, from before its deadline waits
+   * for them: they are delivered first (`drainHeld`, `reread`; not started again by the pass that called
+   * this). This is what frees session slots on a backlog at the pace of reading. For the sessions whose
+   * deadline is still ahead, the partition's tick is set for the earliest (`#tickFor`).
+   */
+  #endIdleByLog(caller?: 'drain' | 'reread'): void {
+    const idle = this.worker.fn.config.idleTimeout;
+    if (idle <= 0 || this.stopping || this.dropped) return;
+    let next = Infinity;
+    let drain = false;
+    let reread = false;
+    for (const s of this.sessions.values()) {
+      if (s.lastTime === 0) continue;
+      const deadline = s.lastTime + idle;
+      if (deadline > this.logTime) {
+        next = Math.min(next, deadline);
+        continue;
+      }
+      // Its event on its way in, or an earlier one of its key being delivered: that delivery checks again.
+      if (s.sending || this.#drainingEntry?.key === s.key) continue;
+      const held = this.#held.get(s.key);
+      if (held !== undefined && held.length > 0 && idTime(held[0].id) < deadline) {
+        drain = true;
+        continue;
+      }
+      const spilled = this.#spilled.get(s.key);
+      // (The key's entries left in the pending list all come after `after`.)
+      if (spilled !== undefined && idTime(spilled.after) < deadline) {
+        reread = true;
+        continue;
+      }
+      this.#finish(s);
+    }
+    this.#tickFor(next);
+    if (drain && caller !== 'drain') this.drainHeld().catch((error: unknown) => this.worker.report(error));
+    if (reread && caller !== 'reread') this.reread().catch((error: unknown) => this.worker.report(error));
+  }
+
+  /**
+   * Sets the partition's tick for Redis' time `deadline` (Infinity: none needed). A tick is an entry the owner
+   * writes into the partition (a close marker naming no session) once Redis' clock should have passed the
+   * earliest idle deadline of its sessions: read back, it moves the log's clock there, and every session it
+   * passes ends, however many. Only the replay of a lease's pending entries is left alone (the log decides
+   * there). One tick is written at a time; if it came too early (clocks differ), the next is set from its id.
+   */
+  #tickFor(deadline: number): void {
+    if (deadline === this.#tickDeadline || !this.replayDone) return;
+    if (this.#tickTimer !== null) clearTimeout(this.#tickTimer);
+    this.#tickTimer = null;
+    this.#tickDeadline = deadline;
+    if (deadline === Infinity) return;
+    const wait = Math.min(MAX_TIMER_MS, Math.max(0, deadline - (Date.now() + this.worker.clockOffset)));
+    this.#tickTimer = setTimeout(() => {
+      this.#tickTimer = null;
+      this.#tickDeadline = Infinity;
+      this.#tick();
+    }, wait).unref();
+  }
+
+  #tick(): void {
+    if (this.#ticking || this.stopping || this.dropped) return;
+    this.#ticking = true;
+    this.worker.log.markClose(this.lease, '', '').then(
+      (id) => {
+        this.#ticking = false;
+        // What Redis' clock read against this machine's when it wrote the tick.
+        this.worker.clockOffset = idTime(id) - Date.now();
+        this.worker.counters.ticks++;
+      },
+      async (error: unknown) => {
+        this.#ticking = false;
+        if (this.#failed(error)) return;
+        await sleep(RETRY_MS);
+        this.#tick();
+      },
+    );
   }
 
   /** The cap the key's next event (entry `id`) would break, if any. */
@@ -923,10 +1060,7 @@ class PartitionRun<I, O> {
     this.#running.add(s);
     w.live++;
     s.forwarded = this.#forward(s);
-    if (this.replayDone) {
-      this.#armIdle(s);
-      this.#armAge(s);
-    }
+    if (this.replayDone) this.#armAge(s);
     return s;
   }
 
@@ -958,9 +1092,8 @@ class PartitionRun<I, O> {
    * handler returning or throwing. Its entries are acked after its outputs.
    */
   #ended(s: Session<I, O>): void {
-    if (s.timer !== null) clearTimeout(s.timer);
     if (s.ageTimer !== null) clearTimeout(s.ageTimer);
-    s.timer = s.ageTimer = null;
+    s.ageTimer = null;
     this.#holding.delete(s);
     this.buffered -= s.sent.length;
     const sent = s.sent;
@@ -968,7 +1101,6 @@ class PartitionRun<I, O> {
     // Stopped by a hand-off or a takeover: nothing is acked, the next owner replays it all.
     if (this.dropped) return;
     if (this.sessions.get(s.key) === s) this.sessions.delete(s.key);
-    s.markerRequested = true;
     const endTaken = s.stream[kTakenEnd]();
     let kept = Math.max(s.stream[kTaken]() - s.sentBase, s.sentBase === 0 ? 1 : 0);
     // The entry that could not be decoded ended the input: the session keeps it if its handler read to that end.
@@ -1014,22 +1146,6 @@ class PartitionRun<I, O> {
     void s.stream.cancel(error);
   }
 
-  #armIdle(s: Session<I, O>): void {
-    const idle = this.worker.fn.config.idleTimeout;
-    if (idle <= 0 || s.markerRequested || s.timer !== null) return;
-    if (s.lastEvent === 0) s.lastEvent = performance.now();
-    const check = () => {
-      s.timer = null;
-      const left = s.lastEvent + idle - performance.now();
-      if (left > 0) {
-        s.timer = setTimeout(check, left).unref();
-        return;
-      }
-      this.#requestClose(s);
-    };
-    s.timer = setTimeout(check, idle).unref();
-  }
-
   /**
    * With `maxSessionAge`, writes an age marker for the session once it should be that old: by this machine's
    * clock at first (`Date.now()` against Redis' time of its first entry), and after a marker that came too
@@ -1048,14 +1164,6 @@ class PartitionRun<I, O> {
     }, wait).unref();
   }
 
-  #requestClose(s: Session<I, O>): void {
-    if (s.markerRequested || this.dropped) return;
-    s.markerRequested = true;
-    if (s.timer !== null) clearTimeout(s.timer);
-    s.timer = null;
-    this.#mark(s);
-  }
-
   /** Writes a close marker for the session (fenced), retrying after errors until the partition is gone. */
   #mark(s: Session<I, O>, reason?: 'age'): void {
     this.worker.log.markClose(this.lease, s.key, s.sid, reason).catch(async (error: unknown) => {
@@ -1072,10 +1180,8 @@ class PartitionRun<I, O> {
    */
   #finish(s: Session<I, O>): void {
     this.sessions.delete(s.key);
-    if (s.timer !== null) clearTimeout(s.timer);
     if (s.ageTimer !== null) clearTimeout(s.ageTimer);
-    s.timer = s.ageTimer = null;
-    s.markerRequested = true;
+    s.ageTimer = null;
     s.stream.end();
     const done = s.forwarded.then(() => {
       if (this.finishing.get(s.key) === done) this.finishing.delete(s.key);
@@ -1234,10 +1340,9 @@ class PartitionRun<I, O> {
   /** Stops every local session of the partition (their state is rebuilt by the next owner's replay). */
   async stopSessions(): Promise<void> {
     const running = [...this.#running];
-    for (const s of running) {
-      if (s.timer !== null) clearTimeout(s.timer);
-      if (s.ageTimer !== null) clearTimeout(s.ageTimer);
-    }
+    for (const s of running) if (s.ageTimer !== null) clearTimeout(s.ageTimer);
+    if (this.#tickTimer !== null) clearTimeout(this.#tickTimer);
+    this.#tickTimer = null;
     this.sessions.clear();
     // Never acked: the next owner replays them.
     this.#held.clear();
@@ -1301,12 +1406,16 @@ class Worker<I, O> implements RedisWorker {
     outputs: 0,
     errors: 0,
     capped: 0,
+    /** Ticks written (`PartitionRun.#tick`). */
+    ticks: 0,
     handedOn: 0,
     diverged: 0,
   };
   readonly #trips = new RoundTrips();
   readonly #share: number;
   live = 0;
+  /** Redis' clock less this machine's (`Date.now()`), ms, as the last tick's id showed: when ticks are due. */
+  clockOffset = 0;
   readonly #runs = new Map<number, PartitionRun<I, O>>();
   /** The last fencing epoch this worker was granted, per partition. */
   readonly #epochs = new Map<number, number>();
