@@ -526,6 +526,44 @@ test('fencing: once another worker holds the lease, the old owner reads, writes,
   await log.close();
 });
 
+test('fencing of plain reads: once the lease ran out (no new owner), or was released, reads that would find entries are refused and take nothing', async () => {
+  const { RedisLog, KeySpace } = require('../dist/redis/redis-log.js');
+  const name = fresh('fence2');
+  const keys = new KeySpace(name);
+  const log = new RedisLog(client, keys, 1, (error) => assert.fail(error));
+  const producer = redisProducer({ client, name, partitions: 1 });
+  const refused = { name: 'FencedError', code: 'ERR_VELO_FENCED', partition: 0 };
+  const pending = async () => Number((await client.sendCommand(['XPENDING', keys.input(0), 'velo']))[0]);
+  try {
+    await producer.sendMany(Array.from({ length: 6 }, (_, n) => ['k', { n }]));
+    // Ran out: the fence stream expires with the lease, at the same instant.
+    const lapsed = await log.acquire(0, 'a', 200);
+    assert.equal((await log.read(lapsed, '>', 1)).entries.length, 1);
+    assert.equal(await client.exists(keys.fence(0, '1')), 1, 'the fence stream lives with the lease');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(await client.exists(keys.lease(0)), 0);
+    await assert.rejects(log.read(lapsed, '>', 10), refused);
+    await assert.rejects(log.read(lapsed, '0-0', 10), refused);
+    assert.equal(await pending(), 1, 'the refused reads took nothing');
+    // Released: the fence stream goes with it.
+    const next = await log.acquire(0, 'b', 5000);
+    assert.equal((await log.read(next, '0-0', 10)).entries.length, 1, 'the pending entry, replayed');
+    assert.equal((await log.read(next, '>', 2)).entries.length, 2);
+    await log.release(next);
+    assert.equal(await client.exists(keys.fence(0, '2')), 0, 'released with the lease');
+    await assert.rejects(log.read(next, '>', 10), refused);
+    assert.equal(await pending(), 3);
+    // A renewal keeps both alive past the first expiry.
+    const renewed = await log.acquire(0, 'c', 300);
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    assert.equal(await log.renew(renewed, 300), true);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal((await log.read(renewed, '>', 10)).entries.length, 3, 'renewed: reads go on');
+  } finally {
+    await log.close();
+  }
+});
+
 test('a close marker naming another session of the key (a duplicate, written late) ends nothing', async () => {
   const name = fresh('stale');
   const producer = redisProducer({ client, name, partitions: 1 });

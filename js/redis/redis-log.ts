@@ -9,6 +9,9 @@
 //   velo:{name:pN}:hw      hash: session id -> last output seq written
 //   velo:{name:pN}:check   hash (checkReplay): "<seq> <sid>" -> "<output id> <sha1>"
 //   velo:{name:pN}:commit  the owner's last commit, with local delivery (retries)
+//   velo:{name:pN}:fence:E the fence stream of the lease of epoch E: empty, with the group `velo`; it lives
+//                          exactly as long as that lease (same expiry, deleted with it), so a plain
+//                          XREADGROUP that names it first is refused (NOGROUP) once the lease is gone
 //
 // One consumer group (`velo`) per input stream and one consumer name
 // (`owner`): whoever holds the lease reads as `owner`, so a new owner's
@@ -59,22 +62,36 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 return redis.call('ZCARD', KEYS[1])`);
 
-// KEYS lease, epoch, input. The group is made with the partition's first lease.
+// KEYS lease, epoch, input, fence prefix (the lease's fence stream is the prefix and its epoch: one more key
+// under the partition's hash tag). The input's group is made with the partition's first lease. The lease and
+// its fence get the same expiry in one script, so they expire at the same instant.
 const ACQUIRE = new Script(`if redis.call('EXISTS', KEYS[1]) == 1 then return false end
-local token = ARGV[1] .. ':' .. redis.call('INCR', KEYS[2])
+local epoch = redis.call('INCR', KEYS[2])
+local token = ARGV[1] .. ':' .. epoch
 redis.call('SET', KEYS[1], token, 'PX', ARGV[2])
 redis.pcall('XGROUP', 'CREATE', KEYS[3], 'velo', '0', 'MKSTREAM')
+local fence = KEYS[4] .. epoch
+redis.call('DEL', fence)
+redis.call('XGROUP', 'CREATE', fence, 'velo', '$', 'MKSTREAM')
+redis.call('PEXPIRE', fence, ARGV[2])
 return token`);
 
-const RENEW = new Script(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+// KEYS lease, fence.
+const RENEW = new Script(`if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
 return 0`);
 
-const RELEASE = new Script(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+// KEYS lease, fence.
+const RELEASE = new Script(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1], KEYS[2]) end
 return 0`);
 
 // KEYS lease, input; ARGV token, from, count. Reads as the group's one
 // consumer; with nothing new, returns the input's last id: every entry up to
-// it has been delivered, so a wake-up waits for entries after it.
+// it has been delivered, so a wake-up waits for entries after it. Reads go
+// first as a plain XREADGROUP fenced by the lease's fence stream (no entry
+// goes through Lua); this script answers the reads that find nothing.
 const READ =
   new Script(`${FENCE}local r = redis.call('XREADGROUP', 'GROUP', 'velo', 'owner', 'COUNT', ARGV[3], 'STREAMS', KEYS[2], ARGV[2])
 if r and #r[1][2] > 0 then return {r[1][2], ''} end
@@ -135,14 +152,30 @@ local function diverged(a, b, c, d, e)
 end
 local first = nil
 local written = 0
--- Each session's high-water mark, read once per call; the raised ones are written back after the loop.
+-- Each session's high-water mark, read for all of the call's sessions at once (HMGET); the raised ones are
+-- written back after the loop.
 local marks = {}
+do
+  local sids = {}
+  local j = 5
+  for _ = 1, n do
+    if marks[ARGV[j]] == nil then
+      marks[ARGV[j]] = 0
+      sids[#sids + 1] = ARGV[j]
+    end
+    j = j + 5
+  end
+  for k = 1, #sids, 1000 do
+    local last = math.min(k + 999, #sids)
+    local got = redis.call('HMGET', KEYS[4], unpack(sids, k, last))
+    for m = k, last do marks[sids[m]] = tonumber(got[m - k + 1] or '0') end
+  end
+end
 local raised = {}
 local i = 5
 for o = 1, n do
   local sid, seq = ARGV[i], ARGV[i + 1]
   local mark = marks[sid]
-  if mark == nil then mark = tonumber(redis.call('HGET', KEYS[4], sid) or '0') end
   if tonumber(seq) > mark then
     local id = redis.call('XADD', KEYS[3], '*', 'sid', sid, 'seq', seq, 'k', ARGV[i + 2], ARGV[i + 3], ARGV[i + 4])
     if raised[sid] == nil then raised[#raised + 1] = sid end
@@ -289,6 +322,10 @@ export class KeySpace {
   workers(): string {
     return `velo:{${this.name}}:workers`;
   }
+  /** The fence stream of the lease of `epoch` (see the layout above); without it, the prefix ACQUIRE completes. */
+  fence(p: number, epoch = ''): string {
+    return `${this.input(p)}:fence:${epoch}`;
+  }
 }
 
 function fenced(partition: number, error: unknown): unknown {
@@ -413,7 +450,7 @@ export class RedisLog implements PartitionLog {
     const k = this.#keys;
     const token = await ACQUIRE.run(
       await this.#leaseClient(),
-      [k.lease(partition), k.epoch(partition), k.input(partition)],
+      [k.lease(partition), k.epoch(partition), k.input(partition), k.fence(partition)],
       [worker, String(ttl)],
     );
     return typeof token === 'string' ? { partition, token } : null;
@@ -421,15 +458,40 @@ export class RedisLog implements PartitionLog {
 
   async renew(lease: Lease, ttl: number): Promise<boolean> {
     const client = await this.#leaseClient();
-    return Number(await RENEW.run(client, [this.#keys.lease(lease.partition)], [lease.token, String(ttl)])) === 1;
+    const p = lease.partition;
+    return Number(await RENEW.run(client, [this.#keys.lease(p), this.#fence(lease)], [lease.token, String(ttl)])) === 1;
   }
 
   async release(lease: Lease): Promise<void> {
-    await RELEASE.run(await this.#leaseClient(), [this.#keys.lease(lease.partition)], [lease.token]);
+    await RELEASE.run(await this.#leaseClient(), [this.#keys.lease(lease.partition), this.#fence(lease)], [lease.token]);
+  }
+
+  /** The lease's fence stream: its epoch is the token's last part. */
+  #fence(lease: Lease): string {
+    return this.#keys.fence(lease.partition, lease.token.slice(lease.token.lastIndexOf(':') + 1));
   }
 
   async read(lease: Lease, from: string, count: number): Promise<ReadResult> {
     const p = lease.partition;
+    const fence = this.#fence(lease);
+    const input = this.#keys.input(p);
+    let plain: unknown;
+    try {
+      // The fence stream is named first: once the lease is gone, so is it, and the read is refused before it
+      // touches the input (NOGROUP). Its own position: new entries (none ever come), or its empty history.
+      plain = await this.#client.sendCommand(
+        ['XREADGROUP', 'GROUP', 'velo', 'owner', 'COUNT', String(count), 'STREAMS', fence, input, from === '>' ? '>' : '0', from],
+        BUFFERS,
+      );
+    } catch (error) {
+      const message = String((error as Error)?.message ?? '');
+      if (message.startsWith('NOGROUP') && message.includes(fence)) {
+        throw new FencedError(p, 'the lease is gone: another worker owns the partition, or it expired');
+      }
+      throw error;
+    }
+    const found = xreadStreams(plain).get(input);
+    if (found !== undefined && found.length > 0) return { entries: inputEntries(found), tail: '' };
     let reply: [unknown, Buffer];
     try {
       reply = (await READ.run(
