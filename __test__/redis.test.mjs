@@ -3,7 +3,6 @@
 // in redis-faults.test.mjs.
 import { test } from 'node:test';
 import { createRequire } from 'node:module';
-import { createCluster } from 'redis';
 import assert from 'node:assert/strict';
 import { streamFn } from 'velo-stream';
 import {
@@ -725,23 +724,5 @@ test('trimming with nothing pending keeps only the last delivered entry', async 
     await eventually(async () => (await client.xLen(`velo:{${name}:p0}`)) === 1, 'trimmed to one entry');
   } finally {
     await worker.close();
-  }
-});
-
-test('a Redis Cluster client is refused by every entry point with ERR_VELO_REDIS_CLUSTER, before any command', () => {
-  // Not connected: the check needs only its shape, and nothing may be sent.
-  const cluster = createCluster({ rootNodes: [{ url: 'redis://127.0.0.1:1' }] });
-  const fn = totals();
-  for (const [what, make] of [
-    ['redisProducer', () => redisProducer({ client: cluster, name: 'c' })],
-    ['redisWorker', () => redisWorker(fn, { client: cluster, name: 'c' })],
-    ['redisOutputs', () => redisOutputs({ client: cluster, name: 'c' })[Symbol.asyncIterator]()],
-    ['redisMaterialize', () => redisMaterialize({ client: cluster, name: 'c', key: () => 'h', fields: () => ({}) })],
-  ]) {
-    assert.throws(
-      make,
-      (e) => e instanceof TypeError && e.code === 'ERR_VELO_REDIS_CLUSTER' && /createCluster/.test(e.message),
-      what,
-    );
   }
 });

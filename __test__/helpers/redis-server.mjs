@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createClient } from 'redis';
+import { createClient, createCluster } from 'redis';
 import { start } from './child.mjs';
 
 function requireRedisServer() {
@@ -34,9 +34,10 @@ function freePort() {
 
 /**
  * Starts redis-server. `aof`: append-only file with fsync always (a restart keeps every acknowledged write);
- * otherwise no persistence at all. Returns { port, url, pid, client(), stop(), pause(), resume(), restart() }.
+ * otherwise no persistence at all. `args`: more server arguments. Returns { port, url, pid, client(), stop(),
+ * pause(), resume(), restart() }.
  */
-export async function startRedis({ aof = false } = {}) {
+export async function startRedis({ aof = false, args: extraArgs = [] } = {}) {
   requireRedisServer();
   const dir = mkdtempSync(join(tmpdir(), 'velo-redis-'));
   let server;
@@ -47,6 +48,7 @@ export async function startRedis({ aof = false } = {}) {
     const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--daemonize', 'no', '--protected-mode', 'no'];
     args.push('--appendonly', aof ? 'yes' : 'no');
     if (aof) args.push('--appendfsync', 'always');
+    args.push(...extraArgs);
     server = start(args, { command: 'redis-server', timeout: 600_000 });
     await server.waitFor(/Ready to accept connections/);
   }
@@ -106,4 +108,51 @@ export async function startRedis({ aof = false } = {}) {
     },
   };
   return handle;
+}
+
+/**
+ * A Redis Cluster of `masters` servers (startRedis with `--cluster-enabled yes`, each in its own directory),
+ * joined by `redis-cli --cluster create` (no replicas) and ready (`cluster_state:ok` on every node). Returns
+ * { nodes, urls, client() (a connected createCluster client, closed by stop()), stop() }.
+ */
+export async function startRedisCluster(masters = 3) {
+  const nodes = [];
+  const clients = [];
+  try {
+    for (let i = 0; i < masters; i++) {
+      nodes.push(await startRedis({ args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '5000'] }));
+    }
+    execFileSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], {
+      encoding: 'utf8',
+      stdio: 'pipe',
+    });
+    for (const node of nodes) {
+      const c = await node.client();
+      for (let tries = 0; ; tries++) {
+        const info = await c.sendCommand(['CLUSTER', 'INFO']);
+        if (/cluster_state:ok/.test(info) && /cluster_known_nodes:(\d+)/.exec(info)?.[1] === String(masters)) break;
+        if (tries === 400) assert.fail(`cluster not ready on ${node.url}: ${info}`);
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+    }
+  } catch (error) {
+    await Promise.all(nodes.map((n) => n.stop().catch(() => {})));
+    throw error;
+  }
+  const urls = nodes.map((n) => n.url);
+  return {
+    nodes,
+    urls,
+    async client() {
+      const c = createCluster({ rootNodes: urls.map((url) => ({ url })) });
+      c.on('error', () => {});
+      await c.connect();
+      clients.push(c);
+      return c;
+    },
+    async stop() {
+      for (const c of clients.splice(0)) c.destroy();
+      await Promise.all(nodes.map((n) => n.stop()));
+    },
+  };
 }

@@ -8,13 +8,14 @@
 // `rss`, bytes) every 100 ms; recovers from Redis
 // errors (printed as `error ...` on stdout); on SIGTERM hands off
 // (worker.close()), prints `closed <json>` and exits 0.
-import { createClient } from 'redis';
+import { createClient, createCluster } from 'redis';
 import { redisWorker } from 'velo-stream/redis';
 import { streamFn } from '../../index.mjs';
 import { serveChildProtocol, totals } from './redis-fixtures.mjs';
 
 const [url, name, partitions, leaseTtl, idleTimeout, delayMs, trimInterval, extraJson = '{}'] = process.argv.slice(2);
-const { handler = 'totals', destroyClient = false, ...extra } = JSON.parse(extraJson);
+// `cluster`: the root nodes' URLs of a Redis Cluster (then `url` is not used).
+const { handler = 'totals', destroyClient = false, cluster, ...extra } = JSON.parse(extraJson);
 const stuck = streamFn(
   async function* stuck(events, ctx) {
     for await (const e of events) {
@@ -33,7 +34,7 @@ const parked = streamFn(
   },
   { idleTimeout: Number(idleTimeout) },
 );
-const client = createClient({ url });
+const client = cluster === undefined ? createClient({ url }) : createCluster({ rootNodes: cluster.map((u) => ({ url: u })) });
 client.on('error', () => {});
 await client.connect();
 const fn = handler === 'stuck' ? stuck : handler === 'parked' ? parked : totals({ idleTimeout: Number(idleTimeout) }, Number(delayMs));

@@ -34,4 +34,4 @@ export {
 } from './transport';
 export { fnv1a } from './options';
 export type { RedisOptions } from './options';
-export type { RedisClientLike } from './redis-log';
+export type { RedisClientLike } from './connection';

@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { describe, invalidReturn, invalidType, outOfRange } from '../errors';
 import { type RedisOptions, type Resolved, resolveOptions } from './options';
 import { type OutputItem, checkClaimIdle, claimSweep, outputItem } from './reader';
-import { type RedisClientLike, xreadStreams } from './redis-log';
+import { type RedisClientLike, readStreams, send } from './connection';
 
 /** An output with a value (handler failures are counted, not materialized). */
 export type ValueOutput<O> = Extract<OutputItem<O>, { value: O }>;
@@ -96,10 +96,10 @@ const APPLY_SHA = createHash('sha1').update(APPLY).digest('hex');
 
 async function runApply(client: RedisClientLike, hash: string, args: string[]): Promise<[number, number]> {
   try {
-    return (await client.sendCommand(['EVALSHA', APPLY_SHA, '1', hash, ...args])) as [number, number];
+    return (await send(client, hash, ['EVALSHA', APPLY_SHA, '1', hash, ...args])) as [number, number];
   } catch (error) {
     if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error;
-    return (await client.sendCommand(['EVAL', APPLY, '1', hash, ...args])) as [number, number];
+    return (await send(client, hash, ['EVAL', APPLY, '1', hash, ...args])) as [number, number];
   }
 }
 
@@ -208,17 +208,28 @@ class Materializer<O> implements RedisMaterializer {
             if (claimed.size > 0) await this.#write(connection, claimed, partitionOf);
           }
           const head = ['XREADGROUP', 'GROUP', this.#group, this.#consumer, 'COUNT', String(this.#batch)];
-          const command = pending
-            ? [...head, 'STREAMS', ...names, ...names.map(() => '0')]
-            : [...head, 'BLOCK', String(sweep.blockMs), 'STREAMS', ...names, ...names.map(() => '>')];
           this.#blocked = !pending;
-          let reply: unknown;
+          let read: Map<string, [Buffer, unknown][]>;
           try {
-            reply = await connection.sendCommand(command, BUFFERS);
+            read = pending
+              ? await readStreams(
+                  connection,
+                  head,
+                  names,
+                  names.map(() => '0'),
+                  BUFFERS,
+                )
+              : await readStreams(
+                  connection,
+                  head,
+                  names,
+                  names.map(() => '>'),
+                  BUFFERS,
+                  sweep.blockMs,
+                );
           } finally {
             this.#blocked = false;
           }
-          const read = xreadStreams(reply);
           let got = 0;
           for (const entries of read.values()) got += entries.length;
           if (got === 0) {
@@ -247,7 +258,7 @@ class Materializer<O> implements RedisMaterializer {
     const at = this.#from === 'end' ? '$' : '0';
     await Promise.all(
       names.map((name) =>
-        connection.sendCommand(['XGROUP', 'CREATE', name, this.#group, at, 'MKSTREAM']).catch((error: unknown) => {
+        send(connection, name, ['XGROUP', 'CREATE', name, this.#group, at, 'MKSTREAM']).catch((error: unknown) => {
           if (!String((error as Error)?.message).startsWith('BUSYGROUP')) throw error;
         }),
       ),
@@ -280,7 +291,7 @@ class Materializer<O> implements RedisMaterializer {
       }
     }
     const results = await Promise.all([...byHash].map(([hash, { n, args }]) => runApply(connection, hash, [String(n), ...args])));
-    await Promise.all([...acks].map(([name, ids]) => connection.sendCommand(['XACK', name, this.#group, ...ids])));
+    await Promise.all([...acks].map(([name, ids]) => send(connection, name, ['XACK', name, this.#group, ...ids])));
     for (const [applied, skipped] of results) {
       this.#stats.applied += Number(applied);
       this.#stats.skipped += Number(skipped);

@@ -3,7 +3,8 @@
 // count and the codec.
 import { describe, invalidType, invalidValue, outOfRange } from '../errors';
 import { type Codec, jsonCodec } from './codec';
-import { KeySpace, type RedisClientLike } from './redis-log';
+import type { RedisClientLike } from './connection';
+import { KeySpace } from './redis-log';
 
 export interface RedisOptions<T = unknown> {
   /** A connected node-redis client (v5 or v6); its settings (TLS, auth, reconnects) are yours. Not closed by velo-stream. */
@@ -52,16 +53,6 @@ export function resolveOptions<T>(options: RedisOptions<T>, what: string, ownKey
     typeof client.duplicate !== 'function'
   ) {
     throw invalidType(`${what}: options.client must be a connected node-redis client, not ${describe(client)}`);
-  }
-  // A node-redis Cluster client (createCluster) sends commands with another signature, and this library's
-  // multi-partition reads span slots: refused clearly rather than failing at every call.
-  if (typeof (client as { nodeClient?: unknown }).nodeClient === 'function' && 'masters' in client) {
-    throw Object.assign(
-      new TypeError(
-        `${what}: options.client is a Redis Cluster client (createCluster), which velo-stream/redis does not support yet. Pass a client of a single server (createClient); each partition's keys share a hash tag, so the data layout is ready for Cluster.`,
-      ),
-      { code: 'ERR_VELO_REDIS_CLUSTER' },
-    );
   }
   if (typeof name !== 'string' || !/^[^{}\s]{1,200}$/.test(name)) {
     throw invalidValue(`${what}: options.name must be 1-200 characters without braces or whitespace, not ${describe(name)}`);

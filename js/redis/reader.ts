@@ -2,7 +2,8 @@
 import { describe, invalidType, invalidValue, outOfRange } from '../errors';
 import type { Codec } from './codec';
 import { type RedisOptions, resolveOptions } from './options';
-import { type RedisClientLike, entryFields, xreadStreams } from './redis-log';
+import { type RedisClientLike, readStreams, send } from './connection';
+import { entryFields } from './redis-log';
 
 /** A handler's failure as stored in the output stream. */
 export interface HandlerFailure {
@@ -100,7 +101,7 @@ export function claimSweep(names: string[], group: string, consumer: string, cla
     async claim(client: RedisClientLike): Promise<Map<string, [Buffer, unknown][]>> {
       const replies = await Promise.all(
         names.map((name, p) =>
-          client.sendCommand(['XAUTOCLAIM', name, group, consumer, String(claimIdle), from[p], 'COUNT', String(count)], BUFFERS),
+          send(client, name, ['XAUTOCLAIM', name, group, consumer, String(claimIdle), from[p], 'COUNT', String(count)], BUFFERS),
         ),
       );
       const claimed = new Map<string, [Buffer, unknown][]>();
@@ -155,18 +156,18 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
       if (group !== undefined) {
         await Promise.all(
           names.map((name) =>
-            client
-              .sendCommand(['XGROUP', 'CREATE', name, group, from === 'end' ? '$' : '0', 'MKSTREAM'])
-              .catch((error: unknown) => {
+            send(client, name, ['XGROUP', 'CREATE', name, group, from === 'end' ? '$' : '0', 'MKSTREAM']).catch(
+              (error: unknown) => {
                 if (!String((error as Error)?.message).startsWith('BUSYGROUP')) throw error;
-              }),
+              },
+            ),
           ),
         );
         // This consumer's own pending entries first (read before a restart, never moved past).
         positions.push(...names.map(() => '0'));
       } else if (from === 'end') {
         const last = await Promise.all(
-          names.map((name) => client.sendCommand(['XREVRANGE', name, '+', '-', 'COUNT', '1'], BUFFERS)),
+          names.map((name) => send(client, name, ['XREVRANGE', name, '+', '-', 'COUNT', '1'], BUFFERS)),
         );
         positions.push(...last.map((r) => (Array.isArray(r) && r.length > 0 ? String((r[0] as [Buffer])[0]) : '0-0')));
       } else positions.push(...names.map(() => '0-0'));
@@ -180,29 +181,29 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
             for (const [id, list] of entries) {
               const claimedItem = item(name, id, list);
               if (claimedItem !== null) yield claimedItem;
-              await client.sendCommand(['XACK', name, group as string, id]);
+              await send(client, name, ['XACK', name, group as string, id]);
             }
           }
         }
-        const command =
+        const streams =
           group === undefined
-            ? ['XREAD', 'COUNT', String(count), 'BLOCK', String(BLOCK_MS), 'STREAMS', ...names, ...positions]
+            ? await readStreams(client, ['XREAD', 'COUNT', String(count)], names, positions, BUFFERS, BLOCK_MS)
             : replaying
-              ? ['XREADGROUP', 'GROUP', group, consumer, 'COUNT', String(count), 'STREAMS', ...names, ...positions]
-              : [
-                  'XREADGROUP',
-                  'GROUP',
-                  group,
-                  consumer,
-                  'COUNT',
-                  String(count),
-                  'BLOCK',
-                  String(sweep.blockMs),
-                  'STREAMS',
-                  ...names,
-                  ...names.map(() => '>'),
-                ];
-        const streams = xreadStreams(await client.sendCommand(command, BUFFERS));
+              ? await readStreams(
+                  client,
+                  ['XREADGROUP', 'GROUP', group, consumer, 'COUNT', String(count)],
+                  names,
+                  positions,
+                  BUFFERS,
+                )
+              : await readStreams(
+                  client,
+                  ['XREADGROUP', 'GROUP', group, consumer, 'COUNT', String(count)],
+                  names,
+                  names.map(() => '>'),
+                  BUFFERS,
+                  sweep.blockMs,
+                );
         let got = 0;
         for (const [name, entries] of streams) {
           const p = partitionOf.get(name) as number;
@@ -213,7 +214,7 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
             // An entry trimmed away while pending has nothing to deliver.
             if (next !== null) yield next;
             // The loop asked for the next one: this one is handled.
-            if (group !== undefined) await client.sendCommand(['XACK', name, group, id]);
+            if (group !== undefined) await send(client, name, ['XACK', name, group, id]);
           }
         }
         if (replaying && got === 0) replaying = false;

@@ -19,19 +19,9 @@
 import { createHash } from 'node:crypto';
 import type { Commit, CommitResult, Divergence, InputEntry, Lease, PartitionLog, ReadResult } from './transport';
 import { FencedError } from './transport';
+import { PollWaker, type RedisClientLike, isCluster, readStreams, send, xreadStreams } from './connection';
 
-/**
- * The node-redis client calls this package makes (v5 and v6 clients fit).
- * Pass your own connected client: TLS, auth and reconnection are its settings.
- */
-export interface RedisClientLike {
-  sendCommand(args: ReadonlyArray<string | Buffer>, options?: object): Promise<unknown>;
-  duplicate(): RedisClientLike;
-  connect(): Promise<unknown>;
-  on(event: 'error', listener: (error: Error) => void): unknown;
-  close?(): Promise<unknown>;
-  destroy(): unknown;
-}
+export type { RedisClientLike } from './connection';
 
 // RESP type bytes as node-redis' `RESP_TYPES` names them: blob strings as
 // Buffers (payloads are bytes), maps as flat arrays (RESP3 XREAD replies).
@@ -45,10 +35,10 @@ class Script {
   }
   async run(client: RedisClientLike, keys: string[], args: ReadonlyArray<string | Buffer>, options?: object): Promise<unknown> {
     try {
-      return await client.sendCommand(['EVALSHA', this.sha, String(keys.length), ...keys, ...args], options);
+      return await send(client, keys[0], ['EVALSHA', this.sha, String(keys.length), ...keys, ...args], options);
     } catch (error) {
       if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error;
-      return client.sendCommand(['EVAL', this.source, String(keys.length), ...keys, ...args], options);
+      return send(client, keys[0], ['EVAL', this.source, String(keys.length), ...keys, ...args], options);
     }
   }
 }
@@ -359,21 +349,6 @@ function inputEntries(raw: unknown): InputEntry[] {
   return out;
 }
 
-/**
- * Stream -> entries of an XREAD / XREADGROUP reply, in RESP2 (`[[stream,
- * entries], ...]`) or RESP3 with maps as flat arrays (`[stream, entries, ...]`).
- */
-export function xreadStreams(reply: unknown): Map<string, [Buffer, unknown][]> {
-  const out = new Map<string, [Buffer, unknown][]>();
-  if (!Array.isArray(reply)) return out;
-  if (reply.length > 0 && Array.isArray(reply[0])) {
-    for (const [name, entries] of reply as [Buffer, [Buffer, unknown][]][]) out.set(name.toString(), entries);
-  } else {
-    for (let i = 0; i + 1 < reply.length; i += 2) out.set(String(reply[i]), reply[i + 1] as [Buffer, unknown][]);
-  }
-  return out;
-}
-
 /** Parses the stored fields of an entry (as Buffers). */
 export { fields as entryFields };
 
@@ -417,6 +392,8 @@ export class RedisLog implements PartitionLog {
   /** The duplicated connection, from its creation on. */
   #duplicate: RedisClientLike | null = null;
   #waiting = false;
+  /** Ends a Cluster's polled wait early (`interrupt`). */
+  readonly #waker = new PollWaker();
   #closed = false;
   /**
    * The connection leases are taken, renewed and released on: never queued behind the reads, commits and
@@ -443,7 +420,7 @@ export class RedisLog implements PartitionLog {
   }
 
   async leave(worker: string): Promise<void> {
-    await this.#client.sendCommand(['ZREM', this.#keys.workers(), worker]);
+    await send(this.#client, this.#keys.workers(), ['ZREM', this.#keys.workers(), worker]);
   }
 
   async acquire(partition: number, worker: string, ttl: number): Promise<Lease | null> {
@@ -479,7 +456,9 @@ export class RedisLog implements PartitionLog {
     try {
       // The fence stream is named first: once the lease is gone, so is it, and the read is refused before it
       // touches the input (NOGROUP). Its own position: new entries (none ever come), or its empty history.
-      plain = await this.#client.sendCommand(
+      plain = await send(
+        this.#client,
+        fence,
         ['XREADGROUP', 'GROUP', 'velo', 'owner', 'COUNT', String(count), 'STREAMS', fence, input, from === '>' ? '>' : '0', from],
         BUFFERS,
       );
@@ -607,7 +586,7 @@ export class RedisLog implements PartitionLog {
       // Held from the start: close() destroys it even while it is still connecting (to a server that is down).
       this.#duplicate = dup;
       await dup.connect();
-      this.#blockingId = String(await dup.sendCommand(['CLIENT', 'ID']));
+      this.#blockingId = String(await send(dup, undefined, ['CLIENT', 'ID']));
       this.#blocking = dup;
       return dup;
     })();
@@ -616,7 +595,6 @@ export class RedisLog implements PartitionLog {
 
   async wait(positions: ReadonlyMap<number, string>, ms: number): Promise<number[]> {
     if (positions.size === 0 || this.#closed) return [];
-    const blocking = await this.#blockingClient();
     const names: string[] = [];
     const ids: string[] = [];
     const byName = new Map<string, number>();
@@ -626,21 +604,23 @@ export class RedisLog implements PartitionLog {
       names.push(name);
       ids.push(id);
     }
+    // A Cluster polls its partitions on the shared client (see connection.ts); a single server blocks on a
+    // connection of its own.
+    const client = isCluster(this.#client) ? this.#client : await this.#blockingClient();
     this.#waiting = true;
     try {
-      const reply = await blocking.sendCommand(
-        ['XREAD', 'COUNT', '1', 'BLOCK', String(ms), 'STREAMS', ...names, ...ids],
-        BUFFERS,
-      );
-      return [...xreadStreams(reply).keys()].map((name) => byName.get(name) as number);
+      const streams = await readStreams(client, ['XREAD', 'COUNT', '1'], names, ids, BUFFERS, ms, this.#waker);
+      return [...streams.keys()].map((name) => byName.get(name) as number);
     } finally {
       this.#waiting = false;
     }
   }
 
   async interrupt(): Promise<void> {
+    if (!this.#waiting) return;
+    if (isCluster(this.#client)) this.#waker.wake();
     // CLIENT UNBLOCK ends the blocked XREAD as if it had timed out.
-    if (this.#waiting && this.#blockingId !== null) await this.#client.sendCommand(['CLIENT', 'UNBLOCK', this.#blockingId]);
+    else if (this.#blockingId !== null) await send(this.#client, undefined, ['CLIENT', 'UNBLOCK', this.#blockingId]);
   }
 
   close(): Promise<void> {

@@ -1,0 +1,121 @@
+// How commands reach Redis, for a single server's client (node-redis `createClient`) and a Cluster client
+// (`createCluster`) alike. Every command names the key it is about: a Cluster client sends it to the master
+// of that key's slot (and follows MOVED/ASK). A partition's keys share one hash tag, so each script and each
+// single-partition command is in one slot. Reads over many partitions are one command on a single server
+// (one blocking XREAD); on a Cluster they cannot be (CROSSSLOT: keys of one command must share a slot, not
+// just a node), so they go as one non-blocking read per partition, polled.
+
+/**
+ * The node-redis client calls this package makes (v5 and v6 clients, single server or Cluster, fit).
+ * Pass your own connected client: TLS, auth and reconnection are its settings.
+ */
+export interface RedisClientLike {
+  /** `(args, options)` on a single server's client, `(firstKey, isReadonly, args, options)` on a Cluster client. */
+  sendCommand(...args: never[]): Promise<unknown>;
+  duplicate(): RedisClientLike;
+  connect(): Promise<unknown>;
+  on(event: 'error', listener: (error: Error) => void): unknown;
+  close?(): Promise<unknown>;
+  destroy(): unknown;
+}
+
+type Args = ReadonlyArray<string | Buffer>;
+type SingleSend = (args: Args, options?: object) => Promise<unknown>;
+type ClusterSend = (firstKey: string | undefined, isReadonly: boolean, args: Args, options?: object) => Promise<unknown>;
+
+const clusters = new WeakMap<object, boolean>();
+
+/** Whether the client is a node-redis Cluster client (it has `masters` and `nodeClient`). */
+export function isCluster(client: RedisClientLike): boolean {
+  let known = clusters.get(client);
+  if (known === undefined) {
+    known = typeof (client as { nodeClient?: unknown }).nodeClient === 'function' && 'masters' in client;
+    clusters.set(client, known);
+  }
+  return known;
+}
+
+/** Sends a command about `key` (its first key; undefined for one about none, such as CLIENT ID). */
+export function send(client: RedisClientLike, key: string | undefined, args: Args, options?: object): Promise<unknown> {
+  if (isCluster(client)) return (client.sendCommand as unknown as ClusterSend)(key, false, args, options);
+  return (client.sendCommand as unknown as SingleSend)(args, options);
+}
+
+/** Entries of an XREAD / XREADGROUP reply per stream name. */
+export type StreamEntries = Map<string, [Buffer, unknown][]>;
+
+/**
+ * Stream -> entries of an XREAD / XREADGROUP reply, in RESP2 (`[[stream,
+ * entries], ...]`) or RESP3 with maps as flat arrays (`[stream, entries, ...]`).
+ */
+export function xreadStreams(reply: unknown): StreamEntries {
+  const out: StreamEntries = new Map();
+  if (!Array.isArray(reply)) return out;
+  if (reply.length > 0 && Array.isArray(reply[0])) {
+    for (const [name, entries] of reply as [Buffer, [Buffer, unknown][]][]) out.set(name.toString(), entries);
+  } else {
+    for (let i = 0; i + 1 < reply.length; i += 2) out.set(String(reply[i]), reply[i + 1] as [Buffer, unknown][]);
+  }
+  return out;
+}
+
+/** Polls of a Cluster read start this soon after an empty round and back off to POLL_MAX_MS. */
+const POLL_MIN_MS = 5;
+export const POLL_MAX_MS = 100;
+
+/** Cuts a Cluster read's wait between polls short (`wake()`), as CLIENT UNBLOCK ends a blocked read. */
+export class PollWaker {
+  #wake: (() => void) | null = null;
+  wake(): void {
+    this.#wake?.();
+  }
+  /** Resolves after `ms` with false, or at `wake()` with true. */
+  sleep(ms: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const finish = (woken: boolean) => {
+        clearTimeout(timer);
+        if (this.#wake === wake) this.#wake = null;
+        resolve(woken);
+      };
+      const wake = () => finish(true);
+      const timer = setTimeout(() => finish(false), ms);
+      this.#wake = wake;
+    });
+  }
+}
+
+/**
+ * XREAD or XREADGROUP (`head`: the command up to its STREAMS, without BLOCK) over several streams at their
+ * positions. On a single server, one command, blocking up to `blockMs` when given. On a Cluster, one
+ * non-blocking command per stream, all at once, repeated with a growing pause (5 ms up to 100 ms) while
+ * every stream is empty, up to `blockMs` (a `waker` ends the wait early, with nothing read).
+ */
+export async function readStreams(
+  client: RedisClientLike,
+  head: readonly string[],
+  names: readonly string[],
+  positions: readonly string[],
+  options: object,
+  blockMs?: number,
+  waker?: PollWaker,
+): Promise<StreamEntries> {
+  if (!isCluster(client)) {
+    const block = blockMs === undefined ? [] : ['BLOCK', String(blockMs)];
+    return xreadStreams(await send(client, names[0], [...head, ...block, 'STREAMS', ...names, ...positions], options));
+  }
+  const until = performance.now() + (blockMs ?? 0);
+  let pause = POLL_MIN_MS;
+  for (;;) {
+    const replies = await Promise.all(
+      names.map((name, i) => send(client, name, [...head, 'STREAMS', name, positions[i]], options)),
+    );
+    const out: StreamEntries = new Map();
+    for (const reply of replies)
+      for (const [name, entries] of xreadStreams(reply)) if (entries.length > 0) out.set(name, entries);
+    const left = until - performance.now();
+    if (out.size > 0 || blockMs === undefined || left <= 0) return out;
+    // Woken: the caller's positions changed, and it asks again.
+    if (await (waker ?? new PollWaker()).sleep(Math.min(pause, left))) return out;
+    pause = Math.min(pause * 2, POLL_MAX_MS);
+  }
+}
