@@ -8,7 +8,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { streamFn } from '../index.mjs';
+import { sumFn, writeBacklog } from './redis/drain.mjs';
 import { redisProducer, redisWorker } from 'velo-stream/redis';
 import { startRedis, startRedisCluster } from '../__test__/helpers/redis-server.mjs';
 
@@ -29,16 +29,8 @@ let run = 0;
 async function drain(client, pids) {
   const name = `drain${++run}`;
   const producer = redisProducer({ client, name, partitions: PARTITIONS });
-  for (let i = 0; i < events; i += 1000) {
-    await producer.sendMany(Array.from({ length: Math.min(1000, events - i) }, (_, j) => [`k${(i + j) % keys}`, { n: i + j }]));
-  }
-  const fn = streamFn(
-    async function* sum(xs) {
-      let total = 0;
-      for await (const x of xs) yield { total: (total += x.n) };
-    },
-    { idleTimeout: 0, maxConcurrent: keys * 2 },
-  );
+  await writeBacklog(producer, events, keys);
+  const fn = sumFn(keys);
   const before = pids.map(cpuMs);
   const started = performance.now();
   const worker = redisWorker(fn, { client, name, partitions: PARTITIONS, leaseTtl: 10_000 });

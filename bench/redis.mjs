@@ -48,6 +48,7 @@ import { redisProducer, redisWorker } from 'velo-stream/redis';
 import { start } from '../__test__/helpers/child.mjs';
 import { startRedis } from '../__test__/helpers/redis-server.mjs';
 import { naiveKeys, naiveSend } from './redis/naive.mjs';
+import { sumFn, writeBacklog } from './redis/drain.mjs';
 import { barChart } from './svg.mjs';
 
 const [mode = 'drain', a, b, c] = process.argv.slice(2).filter((arg) => !arg.startsWith('--'));
@@ -473,16 +474,8 @@ try {
   if (mode === 'drain') {
     const events = Number(a ?? 100_000);
     const keys = Number(b ?? 1000);
-    for (let i = 0; i < events; i += 1000) {
-      await producer.sendMany(Array.from({ length: Math.min(1000, events - i) }, (_, j) => [`k${(i + j) % keys}`, { n: i + j }]));
-    }
-    const fn = streamFn(
-      async function* sum(xs) {
-        let total = 0;
-        for await (const x of xs) yield { total: (total += x.n) };
-      },
-      { idleTimeout: 0, maxConcurrent: keys * 2 },
-    );
+    await writeBacklog(producer, events, keys);
+    const fn = sumFn(keys);
     const started = performance.now();
     // CPU per event (µs) of this process (the worker) and of redis-server: steadier than events/s on a busy machine.
     const meter = cpuMeter([process.pid], 2);

@@ -75,3 +75,24 @@ export function cells() {
 
 /** The events of the contract: objects, so that a copy (a worker's) and the original compare equal. */
 export const EVENTS = Array.from({ length: 50 }, (_, i) => ({ i, tag: `e${i}` }));
+
+/**
+ * Sends `events` into a stream of `kind` (buffer 8) while reading it, then ends it; the outputs, and the error
+ * (its name, code and message) if the stream failed. A refused send is left to show in the outputs.
+ */
+export async function through(kind, events) {
+  const s = KINDS[kind].make({ buffer: 8 }).open();
+  const sending = (async () => {
+    for (const e of events) await s.send(e).catch(() => {});
+    s.end();
+  })();
+  const out = [];
+  try {
+    for await (const v of s) out.push(v);
+    return { out };
+  } catch (error) {
+    return { out, error: { name: error.name, code: error.code, message: error.message } };
+  } finally {
+    await sending;
+  }
+}

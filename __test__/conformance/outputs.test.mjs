@@ -5,25 +5,7 @@
 // resolution counts, anything it does after is ignored.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { KINDS } from './cells.mjs';
-
-/** Sends the events while reading; the outputs, and the error (its name, code and message) if the stream failed. */
-async function through(kind, events) {
-  const s = KINDS[kind].make({ buffer: 8 }).open();
-  const sending = (async () => {
-    for (const e of events) await s.send(e).catch(() => {});
-    s.end();
-  })();
-  const out = [];
-  try {
-    for await (const v of s) out.push(v);
-    return { out };
-  } catch (error) {
-    return { out, error: { name: error.name, code: error.code, message: error.message } };
-  } finally {
-    await sending;
-  }
-}
+import { KINDS, through } from './cells.mjs';
 
 for (const kind of Object.keys(KINDS)) {
   test(`${kind}: an output that is a revoked proxy fails the stream with a TypeError after the outputs before it`, async () => {

@@ -5,7 +5,7 @@
 // over a SharedArrayBuffer is shared, and a bare SharedArrayBuffer is refused (ERR_VELO_SHARED_ARRAY_BUFFER).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { KINDS } from './cells.mjs';
+import { through as throughKind } from './cells.mjs';
 
 const fn = () => 1;
 const sym = Symbol('s');
@@ -14,21 +14,8 @@ const workers = ['worker', 'worker transfer'];
 
 /** Sends the values, then { i: 'after' }, while reading; the outputs, and the error (its name and code) if the stream failed. */
 async function through(kind, values) {
-  const s = KINDS[kind].make({ buffer: 8 }).open();
-  const sending = (async () => {
-    for (const v of values) await s.send(v).catch(() => {});
-    await s.send({ i: 'after' }).catch(() => {});
-    s.end();
-  })();
-  const out = [];
-  try {
-    for await (const v of s) out.push(v);
-    return { out };
-  } catch (error) {
-    return { out, error: { name: error.name, code: error.code } };
-  } finally {
-    await sending;
-  }
+  const { out, error } = await throughKind(kind, [...values, { i: 'after' }]);
+  return error === undefined ? { out } : { out, error: { name: error.name, code: error.code } };
 }
 
 for (const kind of inProcess) {

@@ -1,0 +1,1077 @@
+// One partition this worker owns, for as long as its lease lasts: it reads the partition's log, runs a session
+// per live key (`Session`), holds entries of keys waiting for a session slot, ends sessions where the log says
+// (idle by the log's clock, caps, markers) or where their handlers stop, and commits outputs and acks fenced.
+// What it needs of the worker is `PartitionHost`.
+import { drainOutputs } from '../core/drive';
+import { kFinished, kTaken, kTakenEnd, type StreamKind } from '../core/protocol';
+import type { StreamFn } from '../types';
+import { type Codec, encodeChecked } from './codec';
+import { type OutputContent, ReplayDivergedError, SessionLimitError } from './errors';
+import type { LocalDelivery } from './local-delivery';
+import { idBefore, idTime, logOrder } from './log-ids';
+import type { HandlerFailure, OutputItem } from './reader';
+import { Session, serializeError } from './session';
+import {
+  type CommitResult,
+  type Divergence,
+  type InputEntry,
+  type Lease,
+  type OutputRecord,
+  type PartitionLog,
+  FencedError,
+} from './transport';
+
+/** The function's internal open, without its idle timer: a session's end must come from the log (registered symbol, core/function.ts). */
+export const kOpen = Symbol.for('velo-stream.open');
+export type Openable<I, O> = { [kOpen](signal: AbortSignal | undefined, idle: boolean): StreamKind<I, O> };
+
+/** What a partition's run uses of its worker: the function and settings, the log, counters, and the worker's shared state. */
+export interface PartitionHost<I, O> {
+  readonly fn: StreamFn<I, O> & Openable<I, O>;
+  readonly log: PartitionLog;
+  readonly ttl: number;
+  readonly readCount: number;
+  readonly codec: Codec<unknown>;
+  readonly maxEventBytes: number;
+  readonly maxSessionEvents: number;
+  readonly maxSessionAge: number;
+  readonly checkReplay: boolean;
+  /** Local delivery (`onOutput`), or null. */
+  readonly delivery: LocalDelivery<O> | null;
+  readonly counters: WorkerCounters;
+  /** Live sessions of the worker, all partitions. */
+  live: number;
+  /** Redis' clock less this machine's, ms (ticks are set from it). */
+  clockOffset: number;
+  /** This partition's share of `maxBufferedEvents`. */
+  share(): number;
+  report(error: unknown): void;
+  /** The partition was lost (fenced, or its lease ran out). */
+  lose(run: PartitionRun<I, O>): void;
+  /** Resolves when the partition's log may have more after `tail`. */
+  idle(run: PartitionRun<I, O>, tail: string): Promise<void>;
+  wakeIdle(partition: number): void;
+  /** A session of this worker ended: held entries of every partition may now get a slot. */
+  notifySessionEnded(): void;
+}
+
+/** The worker's counters (`RedisWorkerStats` reads them). */
+export interface WorkerCounters {
+  acquired: number;
+  lost: number;
+  fenced: number;
+  released: number;
+  trimmed: number;
+  replayed: number;
+  replayedSessions: number;
+  outputs: number;
+  errors: number;
+  capped: number;
+  /** Ticks written (`PartitionRun.#tick`). */
+  ticks: number;
+  handedOn: number;
+  diverged: number;
+}
+
+/** Outputs and acks waiting for a commit, held per partition before the outbox makes sessions wait. */
+const OUTBOX_LIMIT = 1024;
+/**
+ * Entries held in memory for a session slot per partition, in reads (readCount): past it, they are left in the
+ * pending list and read again by id (`PartitionRun.reread`).
+ */
+const HELD_BATCHES = 64;
+/** Outputs per fenced commit call. */
+const COMMIT_BATCH = 512;
+/** Node's longest timer delay, ms (2^31 - 1). */
+export const MAX_TIMER_MS = 2_147_483_647;
+/** Wait before retrying after a non-fencing error, ms. */
+export const RETRY_MS = 100;
+/**
+ * A partition at its share of `maxBufferedEvents` learns that a handler took events at the handler's next
+ * output or end; one that takes events without either is found by re-checking, first after this (ms),
+ * then twice as long each time, up to BUDGET_RECHECK_MAX_MS.
+ */
+const BUDGET_RECHECK_MS = 5;
+const BUDGET_RECHECK_MAX_MS = 200;
+
+/** What became of an entry given to `PartitionRun.#deliver`. */
+const enum Delivery {
+  /** Sent to its session (or consumed: a marker, a trimmed entry). */
+  Done,
+  /** It needs a new session, and `maxConcurrent` sessions are open. */
+  NoSlot,
+  /** An earlier entry of its key must be delivered first. */
+  Behind,
+}
+
+/** What became of an entry read again from the pending list (`PartitionRun.#redeliver`). */
+const enum Redelivery {
+  /** Delivered or held. */
+  Done,
+  /** Held entries are at their bound: it waits on in the pending list. */
+  NoRoom,
+  /** As NoRoom, and it needed a new session while `maxConcurrent` sessions are open. */
+  NoRoomNoSlot,
+}
+
+/**
+ * A key whose entries were read past the bound of held entries and not kept: they wait in the pending list,
+ * and every entry of the key read after them joins them (its later entries must not pass them). `after` is
+ * the last of the key's entries handled; those after it, up to `last`, are read again by id (`reread`).
+ */
+interface Spilled {
+  after: string;
+  last: string;
+}
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+type OutboxItem = { output: OutputRecord } | { acks: string[]; ended?: string; lastSeq?: number };
+
+function decodedOutput<O>(codec: Codec<O>, o: OutputRecord): OutputContent<O> {
+  if (o.error !== undefined) return { error: JSON.parse(o.error) as HandlerFailure };
+  const payload = o.payload ?? '';
+  return { value: codec.decode(typeof payload === 'string' ? Buffer.from(payload) : payload) };
+}
+
+export class PartitionRun<I, O> {
+  readonly sessions = new Map<string, Session<I, O>>();
+  /** Sessions whose marker was read, until their acks are queued: the key's next session waits for it. */
+  readonly finishing = new Map<string, Promise<void>>();
+  readonly #outbox: OutboxItem[] = [];
+  #outputsQueued = 0;
+  #flushing: Promise<void> | null = null;
+  /** Commits made under this lease (their `serial`, with local delivery). */
+  #serial = 0;
+  readonly #room: (() => void)[] = [];
+  /** Set when the pump must stop reading. */
+  stopping = false;
+  /** Set when this worker stops serving the partition: sessions make no more outputs, and none is acked. */
+  dropped = false;
+  /** Set when the partition was lost: what is queued is thrown away. */
+  #discard = false;
+  /** Sessions whose handler has not finished (live, or ending after their marker). */
+  readonly #running = new Set<Session<I, O>>();
+  /** Entries of keys waiting for a session slot (`maxConcurrent`), per key in log order. */
+  readonly #held = new Map<string, InputEntry[]>();
+  #heldCount = 0;
+  /** Keys whose entries wait in the pending list only (read past the held bound), in the order they were left. */
+  readonly #spilled = new Map<string, Spilled>();
+  #rereading = false;
+  #rereadAgain = false;
+  #draining = false;
+  #drainAgain = false;
+  /** The held entry drainHeld is delivering (out of its list meanwhile). */
+  #drainingEntry: InputEntry | null = null;
+  /**
+   * This partition's part of `maxBufferedEvents`: entries reserved for a read in flight, read and not yet
+   * dispatched, and entries sent to sessions whose handlers may not have taken them (their `sent`).
+   * Held entries are not in it. An upper bound, lowered by `reconcile()`.
+   */
+  buffered = 0;
+  /** Sessions with entries in `sent`. */
+  readonly #holding = new Set<Session<I, O>>();
+  /** Waiting for room in this partition's share (the pump, drainHeld). */
+  readonly #budgetWaiters = new Set<() => void>();
+  replayDone = false;
+  /** Redis' time of the latest entry read from the partition, ms: how far the log's clock has gone. */
+  logTime = 0;
+  /** The partition's tick (`#tickFor`): its timer, the deadline it is set for, and a write in flight. */
+  #tickTimer: NodeJS.Timeout | null = null;
+  #tickDeadline = Infinity;
+  #ticking = false;
+  validUntil: number;
+  /** When the lease's last successful renewal (or its grant) was sent: the next is due `ttl/3` after it. */
+  renewedAt: number;
+  /** A renewal is in flight. */
+  renewing = false;
+  lastTrim: number;
+  /** Undelivered entries at the last measure. */
+  lag = 0;
+  readonly pumped: Promise<void>;
+
+  constructor(
+    readonly worker: PartitionHost<I, O>,
+    readonly lease: Lease,
+    grantedAt: number,
+  ) {
+    this.validUntil = grantedAt + worker.ttl;
+    this.renewedAt = grantedAt;
+    this.lastTrim = grantedAt;
+    this.pumped = this.#pump().catch((error: unknown) => {
+      worker.report(error);
+      worker.lose(this);
+    });
+  }
+
+  get partition(): number {
+    return this.lease.partition;
+  }
+
+  async #pump(): Promise<void> {
+    const w = this.worker;
+    // Where pending entries are read from: the start (a takeover replays the last owner's), or after the last
+    // entry dispatched (a read whose reply was lost may have made entries pending that never arrived here).
+    // null: new entries.
+    let pendingFrom: string | null = '0-0';
+    let last = '0-0';
+    while (!this.stopping) {
+      // Room in this partition's share first, reserved for the read (drainHeld takes from the same share).
+      const count = await this.#reserve(w.readCount);
+      if (count === 0) return;
+      let read;
+      try {
+        read = await w.log.read(this.lease, pendingFrom ?? '>', count);
+      } catch (error) {
+        this.buffered -= count;
+        if (this.#failed(error)) return;
+        pendingFrom = last;
+        await sleep(RETRY_MS);
+        continue;
+      }
+      this.buffered -= count - read.entries.length;
+      if (read.entries.length === 0) {
+        if (pendingFrom !== null) {
+          pendingFrom = null;
+          if (!this.replayDone) {
+            this.replayDone = true;
+            for (const s of this.sessions.values()) this.#armAge(s);
+            this.#endIdleByLog();
+          }
+          continue;
+        }
+        await w.idle(this, read.tail);
+        continue;
+      }
+      if (!this.replayDone) w.counters.replayed += read.entries.length;
+      last = read.entries[read.entries.length - 1].id;
+      if (pendingFrom !== null) pendingFrom = last;
+      let rereadable = false;
+      for (const entry of read.entries) {
+        if (this.stopping) return;
+        this.logTime = Math.max(this.logTime, idTime(entry.id));
+        rereadable = (await this.#dispatch(entry)) || rereadable;
+      }
+      this.#endIdleByLog();
+      if (rereadable) this.reread().catch((error: unknown) => w.report(error));
+      // A short read took all there was: wait for more after its last entry rather than ask again (at live
+      // rates, asking again was one more fenced read, an empty one, per wake-up).
+      if (pendingFrom === null && read.entries.length < count) await w.idle(this, last);
+    }
+  }
+
+  /**
+   * Takes up to `want` of this partition's share of `maxBufferedEvents` (into `buffered`), waiting while none
+   * is free. Resolves with how much it took: 0 once the partition stops.
+   */
+  async #reserve(want: number): Promise<number> {
+    let delay = BUDGET_RECHECK_MS;
+    for (;;) {
+      if (this.stopping) return 0;
+      let free = this.worker.share() - this.buffered;
+      if (free <= 0) {
+        this.reconcile();
+        free = this.worker.share() - this.buffered;
+      }
+      if (free > 0) {
+        const n = Math.min(free, want);
+        this.buffered += n;
+        return n;
+      }
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          this.#budgetWaiters.delete(done);
+          resolve();
+        };
+        const timer = setTimeout(done, delay);
+        this.#budgetWaiters.add(done);
+      });
+      delay = Math.min(delay * 2, BUDGET_RECHECK_MAX_MS);
+    }
+  }
+
+  /** Wakes whatever waits for room in the share (a handler may have taken events; the share may have grown). */
+  budgetFreed(): void {
+    for (const wake of [...this.#budgetWaiters]) wake();
+  }
+
+  /** Takes out of the share the entries each session's handler has taken since. */
+  reconcile(): void {
+    for (const s of this.#holding) {
+      this.#trimSent(s);
+      if (s.sent.length === 0) this.#holding.delete(s);
+    }
+  }
+
+  /** Drops from `sent` the entries its handler has taken (never a decode failure: it is never taken). */
+  #trimSent(s: Session<I, O>): void {
+    const taken = Math.min(s.stream[kTaken]() - s.sentBase, s.sent.length);
+    if (taken <= 0) return;
+    s.sent.splice(0, taken);
+    s.sentBase += taken;
+    this.buffered -= taken;
+  }
+
+  /** True if the error ended this partition's ownership; otherwise it is reported and the caller retries. */
+  #failed(error: unknown): boolean {
+    if (this.dropped) return true;
+    if (error instanceof FencedError) {
+      this.worker.counters.fenced++;
+      this.worker.lose(this);
+      return true;
+    }
+    this.worker.report(error);
+    return false;
+  }
+
+  /**
+   * Delivers the entry (counted in `buffered`), or holds it behind the key's held entries, or, past the bound
+   * of held entries, leaves it in the pending list. Never waits for a session to end, so the partition goes on
+   * being read: close markers behind held entries are reached, and sessions end. True if the entry joined
+   * entries of a key with a live session that wait in the pending list (a `reread` can deliver them now).
+   */
+  async #dispatch(entry: InputEntry): Promise<boolean> {
+    const spilled = this.#spilled.get(entry.key);
+    if (spilled !== undefined) {
+      this.buffered--;
+      spilled.last = entry.id;
+      return this.sessions.has(entry.key);
+    }
+    if (this.#held.has(entry.key)) {
+      this.buffered--;
+      this.#holdOrSpill(entry);
+      return false;
+    }
+    const delivered = await this.#deliver(entry);
+    if (delivered === Delivery.Done) return false;
+    this.buffered--;
+    this.#holdOrSpill(entry);
+    if (delivered === Delivery.Behind) this.drainHeld().catch((error: unknown) => this.worker.report(error));
+    return false;
+  }
+
+  /** Holds the entry, or past the bound of held entries leaves it (and its key's later entries) in the pending list. */
+  #holdOrSpill(entry: InputEntry): void {
+    if (this.#heldCount < this.worker.readCount * HELD_BATCHES) this.#hold(entry);
+    else this.#spilled.set(entry.key, { after: idBefore(entry.id), last: entry.id });
+  }
+
+  /**
+   * Reads the entries left in the pending list again, by id, from the earliest, and hands each key's on in log
+   * order while sessions can open and held entries have room; a key that cannot go on keeps the rest of its
+   * entries there until the next pass. Runs when a session ends, after held entries were delivered, and when
+   * entries of a live session were left there.
+   */
+  async reread(): Promise<void> {
+    if (this.#rereading) {
+      this.#rereadAgain = true;
+      return;
+    }
+    this.#rereading = true;
+    try {
+      do {
+        this.#rereadAgain = false;
+        await this.#rereadPass();
+      } while (this.#rereadAgain && !this.stopping);
+    } finally {
+      this.#rereading = false;
+      // Sessions given entries read again may be past their idle deadline by the log's clock already.
+      this.#endIdleByLog('reread');
+    }
+  }
+
+  async #rereadPass(): Promise<void> {
+    if (this.#spilled.size === 0) return;
+    const w = this.worker;
+    let from: string | null = null;
+    for (const { after } of this.#spilled.values()) if (from === null || logOrder(after, from) < 0) from = after;
+    // Keys that could not go on in this pass: their later entries wait for the next.
+    const stuck = new Set<string>();
+    while (from !== null && !this.stopping && stuck.size < this.#spilled.size) {
+      const count = await this.#reserve(w.readCount);
+      if (count === 0) return;
+      let read;
+      try {
+        read = await w.log.read(this.lease, from, count);
+      } catch (error) {
+        this.buffered -= count;
+        if (this.#failed(error)) return;
+        await sleep(RETRY_MS);
+        continue;
+      }
+      this.buffered -= count - read.entries.length;
+      if (read.entries.length === 0) return;
+      from = read.entries[read.entries.length - 1].id;
+      for (const entry of read.entries) {
+        const spilled = this.#spilled.get(entry.key);
+        // Handled already (delivered, held, or a marker read), or behind an entry of its key that cannot go on.
+        if (spilled === undefined || logOrder(entry.id, spilled.after) <= 0 || stuck.has(entry.key) || this.stopping) {
+          this.buffered--;
+          continue;
+        }
+        const redelivered = await this.#redeliver(entry);
+        if (redelivered !== Redelivery.Done) {
+          stuck.add(entry.key);
+          // Held entries are at their bound and no session slot is free: of the keys read again, only those
+          // with a live session could go on. With none, stop here rather than read the rest of the log (a pass
+          // per ended session would otherwise read it all each time).
+          if (redelivered === Redelivery.NoRoomNoSlot && !this.#spilledLive()) return;
+          continue;
+        }
+        if (this.#spilled.get(entry.key) !== spilled) continue;
+        if (spilled.last === entry.id) this.#spilled.delete(entry.key);
+        else spilled.after = entry.id;
+      }
+    }
+  }
+
+  /** Whether a key whose entries wait in the pending list has a live session (its entries can go to it). */
+  #spilledLive(): boolean {
+    for (const key of this.#spilled.keys()) if (this.sessions.has(key)) return true;
+    return false;
+  }
+
+  /** A spilled entry (counted in `buffered`) delivered or held; else (no longer counted) it must wait on. */
+  async #redeliver(entry: InputEntry): Promise<Redelivery> {
+    const room = () => this.#heldCount < this.worker.readCount * HELD_BATCHES;
+    if (this.#held.has(entry.key)) {
+      this.buffered--;
+      if (!room()) return Redelivery.NoRoom;
+      this.#hold(entry);
+      return Redelivery.Done;
+    }
+    const delivered = await this.#deliver(entry);
+    if (delivered === Delivery.Done) return Redelivery.Done;
+    this.buffered--;
+    if (!room()) return delivered === Delivery.NoSlot ? Redelivery.NoRoomNoSlot : Redelivery.NoRoom;
+    this.#hold(entry);
+    if (delivered === Delivery.Behind) this.drainHeld().catch((error: unknown) => this.worker.report(error));
+    return Redelivery.Done;
+  }
+
+  /**
+   * Holds an entry (not counted in `buffered`) in its key's list, in log order: entries wait there for a
+   * session slot, and entries a session's handler never took wait there for the key's next session.
+   */
+  #hold(entry: InputEntry): void {
+    let list = this.#held.get(entry.key);
+    if (list === undefined) this.#held.set(entry.key, (list = []));
+    let i = list.length;
+    while (i > 0 && logOrder(entry.id, list[i - 1].id) < 0) i--;
+    list.splice(i, 0, entry);
+    this.#heldCount++;
+  }
+
+  /** Whether the key has a held entry earlier in the log than `id` (it must be delivered first). */
+  #heldBefore(key: string, id: string): boolean {
+    const list = this.#held.get(key);
+    if (list !== undefined && list.length > 0 && logOrder(list[0].id, id) < 0) return true;
+    const draining = this.#drainingEntry;
+    return draining !== null && draining.key === key && logOrder(draining.id, id) < 0;
+  }
+
+  /**
+   * Delivers held entries, key by key in the order they were first held, each key's in log order, while
+   * sessions can open and the partition's share has room; past the first key that finds no session slot, only
+   * keys with a live session. Runs when a session of this worker has ended.
+   */
+  async drainHeld(): Promise<void> {
+    if (this.#draining) {
+      this.#drainAgain = true;
+      return;
+    }
+    this.#draining = true;
+    try {
+      do {
+        this.#drainAgain = false;
+        // Once a key found no session slot, only keys with a live session go on (their entries need none).
+        let noSlot = false;
+        for (const [key, list] of this.#held) {
+          if (noSlot && !this.sessions.has(key)) continue;
+          while (list.length > 0) {
+            // Each entry goes back into the share before it is delivered.
+            if ((await this.#reserve(1)) === 0) return;
+            if (this.stopping) {
+              this.buffered--;
+              return;
+            }
+            // Taken out first: a session ending meanwhile may put earlier entries of the key in front of it.
+            const entry = list.shift() as InputEntry;
+            this.#heldCount--;
+            this.#drainingEntry = entry;
+            let delivered: Delivery;
+            try {
+              delivered = await this.#deliver(entry);
+            } finally {
+              this.#drainingEntry = null;
+            }
+            if (delivered === Delivery.Done) continue;
+            this.buffered--;
+            this.#hold(entry);
+            // No session slot: this key waits for a session to end. (Behind: an earlier entry came in front.)
+            if (delivered === Delivery.NoSlot) {
+              noSlot = true;
+              break;
+            }
+          }
+          if (list.length === 0) this.#held.delete(key);
+        }
+      } while (this.#drainAgain);
+    } finally {
+      this.#draining = false;
+      // Sessions opened for held entries may be past their idle deadline by the log's clock already: ending
+      // them now frees their slots for the next held keys (on a backlog, at the pace of reading).
+      this.#endIdleByLog('drain');
+    }
+    // Held entries went to sessions: entries left in the pending list may now fit.
+    if (this.#spilled.size > 0 && !this.stopping) await this.reread();
+  }
+
+  get heldCount(): number {
+    return this.#heldCount;
+  }
+
+  /** Keys whose entries wait in the pending list (read past the bound of held entries). */
+  get spilledKeys(): number {
+    return this.#spilled.size;
+  }
+
+  /**
+   * Delivers an entry counted in `buffered` (an event stays counted, in its session's `sent`, until its
+   * handler takes it). Else, with the entry still counted: `NoSlot` if it needs a new session and
+   * `maxConcurrent` sessions are live on this worker, `Behind` if an earlier entry of its key is held.
+   */
+  async #deliver(entry: InputEntry): Promise<Delivery> {
+    const key = entry.key;
+    if (entry.close !== undefined) {
+      this.buffered--;
+      const s = this.sessions.get(key);
+      if (s !== undefined && s.sid === entry.close) {
+        s.ids.push(entry.id);
+        // An age marker ends the session only if its own id says the session is that old (clocks differ).
+        if (entry.reason === 'age') {
+          const limit = this.#ageLimit(s, entry.id);
+          if (limit === undefined) {
+            s.ageMarked = false;
+            this.#armAge(s, s.start + this.worker.maxSessionAge + 1 - idTime(entry.id));
+            return Delivery.Done;
+          }
+          this.#cap(s, limit);
+          return Delivery.Done;
+        }
+        this.#finish(s);
+      } else this.#queue({ acks: [entry.id] }); // a marker for a session that has ended already
+      return Delivery.Done;
+    }
+    // Trimmed away while pending (never by velo-stream's own trimming): nothing to deliver.
+    if (entry.payload === undefined) {
+      this.buffered--;
+      this.#queue({ acks: [entry.id] });
+      return Delivery.Done;
+    }
+    let s = this.sessions.get(key);
+    // An idle end or a cap ends the session here, in the log: every replay ends it at this same entry.
+    if (s !== undefined && this.#idleAt(s, entry.id)) {
+      this.#finish(s);
+      s = undefined;
+    }
+    const limit = s === undefined ? undefined : this.#eventLimit(s, entry.id);
+    if (s !== undefined && limit !== undefined) {
+      this.#cap(s, limit);
+      s = undefined;
+    }
+    if (s === undefined) {
+      const previous = this.finishing.get(key);
+      if (previous !== undefined) await previous;
+      if (this.stopping) return Delivery.Done;
+      // The ending session's handler left entries before this one (they open the next session), or, while
+      // this one waited, a delivery of an earlier entry did.
+      if (this.sessions.has(key) || this.#heldBefore(key, entry.id)) return Delivery.Behind;
+      s = this.#open(key, `${key}@${entry.id}`);
+      if (s === undefined) return Delivery.NoSlot;
+    }
+    s.ids.push(entry.id);
+    s.events++;
+    s.lastTime = idTime(entry.id);
+    this.#trimSent(s);
+    s.sent.push(entry);
+    this.#holding.add(s);
+    let event: I;
+    try {
+      event = this.worker.codec.decode(entry.payload) as I;
+    } catch (error) {
+      // The session's input ends before it, as at a cap: decided by the log, so every replay ends it here too.
+      s.stop = {
+        error: Object.assign(new TypeError(`The codec could not decode entry ${entry.id}`, { cause: error }), {
+          code: 'ERR_VELO_DECODE',
+        }),
+        entry: true,
+      };
+      this.#finish(s);
+      return Delivery.Done;
+    }
+    // Waits while the session's input is full: the partition is not read meanwhile (backpressure). A send
+    // refused because the handler finished is fine: the entry, untaken, goes to the key's next session.
+    s.sending = true;
+    await s.stream.send(event).catch(() => {});
+    s.sending = false;
+    return Delivery.Done;
+  }
+
+  /**
+   * Whether the session's input ended by its idle timeout before entry `id`: by the log's clock (Redis' time in
+   * entry ids), `idleTimeout` ms or more passed after its last event. Decided by the log alone, so a backlog
+   * read minutes later, or a replay, splits the key's sessions where live reading did.
+   */
+  #idleAt(s: Session<I, O>, id: string): boolean {
+    const idle = this.worker.fn.config.idleTimeout;
+    return idle > 0 && s.lastTime > 0 && idTime(id) - s.lastTime >= idle;
+  }
+
+  /**
+   * Ends the sessions whose idle deadline the log's clock has passed (an entry read at or after it, of any
+   * key): every later entry of their keys comes after that deadline, so each opens the key's next session
+   * anyway. A session whose key has entries held, or left in the pending list, from before its deadline waits
+   * for them: they are delivered first (`drainHeld`, `reread`; not started again by the pass that called
+   * this). This is what frees session slots on a backlog at the pace of reading. For the sessions whose
+   * deadline is still ahead, the partition's tick is set for the earliest (`#tickFor`).
+   */
+  #endIdleByLog(caller?: 'drain' | 'reread'): void {
+    const idle = this.worker.fn.config.idleTimeout;
+    if (idle <= 0 || this.stopping || this.dropped) return;
+    let next = Infinity;
+    let drain = false;
+    let reread = false;
+    for (const s of this.sessions.values()) {
+      if (s.lastTime === 0) continue;
+      const deadline = s.lastTime + idle;
+      if (deadline > this.logTime) {
+        next = Math.min(next, deadline);
+        continue;
+      }
+      // Its event on its way in, or an earlier one of its key being delivered: that delivery checks again.
+      if (s.sending || this.#drainingEntry?.key === s.key) continue;
+      const held = this.#held.get(s.key);
+      if (held !== undefined && held.length > 0 && idTime(held[0].id) < deadline) {
+        drain = true;
+        continue;
+      }
+      const spilled = this.#spilled.get(s.key);
+      // (The key's entries left in the pending list all come after `after`.)
+      if (spilled !== undefined && idTime(spilled.after) < deadline) {
+        reread = true;
+        continue;
+      }
+      this.#finish(s);
+    }
+    this.#tickFor(next);
+    if (drain && caller !== 'drain') this.drainHeld().catch((error: unknown) => this.worker.report(error));
+    if (reread && caller !== 'reread') this.reread().catch((error: unknown) => this.worker.report(error));
+  }
+
+  /**
+   * Sets the partition's tick for Redis' time `deadline` (Infinity: none needed). A tick is an entry the owner
+   * writes into the partition (a close marker naming no session) once Redis' clock should have passed the
+   * earliest idle deadline of its sessions: read back, it moves the log's clock there, and every session it
+   * passes ends, however many. Only the replay of a lease's pending entries is left alone (the log decides
+   * there). One tick is written at a time; if it came too early (clocks differ), the next is set from its id.
+   */
+  #tickFor(deadline: number): void {
+    if (deadline === this.#tickDeadline || !this.replayDone) return;
+    if (this.#tickTimer !== null) clearTimeout(this.#tickTimer);
+    this.#tickTimer = null;
+    this.#tickDeadline = deadline;
+    if (deadline === Infinity) return;
+    const wait = Math.min(MAX_TIMER_MS, Math.max(0, deadline - (Date.now() + this.worker.clockOffset)));
+    this.#tickTimer = setTimeout(() => {
+      this.#tickTimer = null;
+      this.#tickDeadline = Infinity;
+      this.#tick();
+    }, wait).unref();
+  }
+
+  #tick(): void {
+    if (this.#ticking || this.stopping || this.dropped) return;
+    this.#ticking = true;
+    this.worker.log.markClose(this.lease, '', '').then(
+      (id) => {
+        this.#ticking = false;
+        // What Redis' clock read against this machine's when it wrote the tick.
+        this.worker.clockOffset = idTime(id) - Date.now();
+        this.worker.counters.ticks++;
+      },
+      async (error: unknown) => {
+        this.#ticking = false;
+        if (this.#failed(error)) return;
+        await sleep(RETRY_MS);
+        this.#tick();
+      },
+    );
+  }
+
+  /** The cap the key's next event (entry `id`) would break, if any. */
+  #eventLimit(s: Session<I, O>, id: string): SessionLimitError | undefined {
+    const max = this.worker.maxSessionEvents;
+    if (max > 0 && s.events >= max) {
+      return new SessionLimitError(
+        'ERR_VELO_SESSION_EVENTS',
+        max,
+        `Session ${JSON.stringify(s.sid)} reached maxSessionEvents (${max}): it ended, and entry ${id} opens the key's next session`,
+      );
+    }
+    return this.#ageLimit(s, id);
+  }
+
+  /** The age cap, if entry `id` is more than `maxSessionAge` after the session's first entry (Redis' clock). */
+  #ageLimit(s: Session<I, O>, id: string): SessionLimitError | undefined {
+    const max = this.worker.maxSessionAge;
+    const age = idTime(id) - s.start;
+    if (max <= 0 || age <= max) return undefined;
+    return new SessionLimitError(
+      'ERR_VELO_SESSION_AGE',
+      max,
+      `Session ${JSON.stringify(s.sid)} reached maxSessionAge (${max} ms): entry ${id} is ${age} ms after its first, so the session ended there`,
+    );
+  }
+
+  /** Ends the session at a cap: its input ends, and if its handler reads to that end, the error is its last output. */
+  #cap(s: Session<I, O>, limit: SessionLimitError): void {
+    s.stop = { error: limit, entry: false };
+    this.#finish(s);
+  }
+
+  /** The key's new session, or undefined while `maxConcurrent` sessions of the function are open. */
+  #open(key: string, sid: string): Session<I, O> | undefined {
+    const w = this.worker;
+    let stream: StreamKind<I, O>;
+    try {
+      stream = w.fn[kOpen](undefined, false);
+    } catch (error) {
+      if ((error as { code?: unknown })?.code === 'ERR_STREAM_LIMIT') return undefined;
+      throw error;
+    }
+    const s = new Session<I, O>(key, sid, stream);
+    if (!this.replayDone) w.counters.replayedSessions++;
+    this.sessions.set(key, s);
+    this.#running.add(s);
+    w.live++;
+    s.forwarded = this.#forward(s);
+    if (this.replayDone) this.#armAge(s);
+    return s;
+  }
+
+  async #forward(s: Session<I, O>): Promise<void> {
+    try {
+      await drainOutputs(s.stream, (batch) => {
+        for (const value of batch) this.#output(s, value);
+        // The handler ran: it may have taken events.
+        if (this.#budgetWaiters.size > 0) this.budgetFreed();
+        return this.#waitRoom();
+      });
+    } catch (error) {
+      this.#output(s, undefined, error);
+    }
+    s.forwardDone = true;
+    await s.stream[kFinished];
+    this.#ended(s);
+    this.budgetFreed();
+    this.#running.delete(s);
+    this.worker.live--;
+    this.worker.notifySessionEnded();
+  }
+
+  /**
+   * Its handler has finished. The session keeps the entries its handler took (at least its first); those it
+   * never took go, in log order, to the key's next session, ahead of the key's later entries. This depends
+   * only on the log and on the handler (deterministic over its inputs), so every replay ends it at the same
+   * entry, whether its end came from the log (a marker, a cap, an entry that cannot be decoded) or from the
+   * handler returning or throwing. Its entries are acked after its outputs.
+   */
+  #ended(s: Session<I, O>): void {
+    if (s.ageTimer !== null) clearTimeout(s.ageTimer);
+    s.ageTimer = null;
+    this.#holding.delete(s);
+    this.buffered -= s.sent.length;
+    const sent = s.sent;
+    s.sent = [];
+    // Stopped by a hand-off or a takeover: nothing is acked, the next owner replays it all.
+    if (this.dropped) return;
+    if (this.sessions.get(s.key) === s) this.sessions.delete(s.key);
+    const endTaken = s.stream[kTakenEnd]();
+    let kept = Math.max(s.stream[kTaken]() - s.sentBase, s.sentBase === 0 ? 1 : 0);
+    // The entry that could not be decoded ended the input: the session keeps it if its handler read to that end.
+    if (s.stop?.entry === true && endTaken) kept = sent.length;
+    const moved = sent.slice(Math.min(kept, sent.length));
+    const keptStop = s.stop !== undefined && (s.stop.entry ? kept >= sent.length : endTaken);
+    if (keptStop && !s.failed) {
+      const stop = s.stop as { error: Error; entry: boolean };
+      if (!stop.entry) this.worker.counters.capped++;
+      this.#queue({ output: { sid: s.sid, seq: ++s.seq, key: s.key, error: serializeError(stop.error) } });
+    }
+    let acks = s.ids;
+    if (moved.length > 0) {
+      const away = new Set(moved.map((e) => e.id));
+      acks = acks.filter((id) => !away.has(id));
+      for (const entry of moved) this.#hold(entry);
+      this.worker.counters.handedOn += moved.length;
+    }
+    this.#queue({ acks, ended: s.sid, lastSeq: s.seq });
+    if (moved.length > 0) this.drainHeld().catch((error: unknown) => this.worker.report(error));
+  }
+
+  /** Queues the session's next output (or its failure, after which it makes no more). */
+  #output(s: Session<I, O>, value: O | undefined, error?: unknown): void {
+    if (this.dropped || s.failed) return;
+    const w = this.worker;
+    if (error === undefined) {
+      try {
+        const payload = encodeChecked(
+          w.codec as Codec<O>,
+          value as O,
+          w.maxEventBytes,
+          `output of session ${JSON.stringify(s.sid)}`,
+        );
+        this.#queue({ output: { sid: s.sid, seq: ++s.seq, key: s.key, payload } });
+        return;
+      } catch (encodeError) {
+        error = encodeError;
+      }
+    }
+    this.#queue({ output: { sid: s.sid, seq: ++s.seq, key: s.key, error: serializeError(error) } });
+    s.failed = true;
+    void s.stream.cancel(error);
+  }
+
+  /**
+   * With `maxSessionAge`, writes an age marker for the session once it should be that old: by this machine's
+   * clock at first (`Date.now()` against Redis' time of its first entry), and after a marker that came too
+   * early, `after` ms later (the age still missing by the marker's id). Whether it ends the session is decided
+   * by the marker's id alone.
+   */
+  #armAge(s: Session<I, O>, after?: number): void {
+    const max = this.worker.maxSessionAge;
+    if (max <= 0 || s.ageMarked || s.ageTimer !== null || s.forwardDone || this.sessions.get(s.key) !== s) return;
+    const wait = after ?? Math.min(max + 1, Math.max(0, s.start + max + 1 - Date.now()));
+    s.ageTimer = setTimeout(() => {
+      s.ageTimer = null;
+      if (this.dropped || this.sessions.get(s.key) !== s) return;
+      s.ageMarked = true;
+      this.#mark(s, 'age');
+    }, wait).unref();
+  }
+
+  /** Writes a close marker for the session (fenced), retrying after errors until the partition is gone. */
+  #mark(s: Session<I, O>, reason?: 'age'): void {
+    this.worker.log.markClose(this.lease, s.key, s.sid, reason).catch(async (error: unknown) => {
+      if (this.#failed(error)) return;
+      await sleep(RETRY_MS);
+      if (this.dropped) return;
+      this.#mark(s, reason);
+    });
+  }
+
+  /**
+   * The log ended the session (its marker was read, a cap, an entry it cannot decode): its input ends. The
+   * key's next session waits until it has finished (`#ended` may give it entries).
+   */
+  #finish(s: Session<I, O>): void {
+    this.sessions.delete(s.key);
+    if (s.ageTimer !== null) clearTimeout(s.ageTimer);
+    s.ageTimer = null;
+    s.stream.end();
+    const done = s.forwarded.then(() => {
+      if (this.finishing.get(s.key) === done) this.finishing.delete(s.key);
+    });
+    this.finishing.set(s.key, done);
+  }
+
+  #queue(item: OutboxItem): void {
+    if (this.#discard) return;
+    this.#outbox.push(item);
+    if ('output' in item) this.#outputsQueued++;
+    this.#flushing ??= this.#flush();
+  }
+
+  #waitRoom(): Promise<void> | undefined {
+    if (this.#outputsQueued < OUTBOX_LIMIT) return undefined;
+    return new Promise((resolve) => this.#room.push(resolve));
+  }
+
+  async #flush(): Promise<void> {
+    // Let a batch gather: everything queued in this turn goes in one call.
+    await new Promise((resolve) => setImmediate(resolve));
+    const w = this.worker;
+    const delivery = w.delivery;
+    // With local delivery, a batch never needs more room than the whole queue has.
+    const batch = delivery === null ? COMMIT_BATCH : Math.min(COMMIT_BATCH, delivery.limit);
+    while (this.#outbox.length > 0 && !this.#discard) {
+      const outputs: OutputRecord[] = [];
+      const acks: string[] = [];
+      const ended: string[] = [];
+      const endedSeqs: number[] = [];
+      let taken = 0;
+      // A prefix of the queue, in order: a session's acks never go before its outputs.
+      for (const item of this.#outbox) {
+        if ('output' in item) {
+          if (outputs.length === batch) break;
+          outputs.push(item.output);
+        } else {
+          acks.push(...item.acks);
+          if (item.ended !== undefined) {
+            ended.push(item.ended);
+            endedSeqs.push(item.lastSeq ?? 0);
+          }
+        }
+        taken++;
+      }
+      // Room in the local queue first: a slow onOutput holds the commits (and so the sessions).
+      if (delivery !== null) await delivery.reserve(outputs.length);
+      // The same commit (the same serial) until it succeeds: a retry after a lost reply is recognised.
+      const commit = {
+        outputs,
+        acks,
+        ended,
+        endedSeqs,
+        serial: delivery === null ? undefined : ++this.#serial,
+        check: w.checkReplay,
+      };
+      let result: CommitResult | null = null;
+      while (result === null && !this.#discard) {
+        try {
+          result = await w.log.commit(this.lease, commit);
+        } catch (error) {
+          if (this.#failed(error)) break;
+          await sleep(RETRY_MS);
+        }
+      }
+      if (result === null) {
+        delivery?.unreserve(outputs.length);
+        break;
+      }
+      w.counters.outputs += outputs.length;
+      // Committed: delivered locally even if the partition was lost meanwhile.
+      if (delivery !== null) this.#handOver(delivery, outputs, result.ids);
+      if (result.diverged.length > 0) this.#diverged(outputs, result.diverged);
+      if (this.#discard) break;
+      this.#outbox.splice(0, taken);
+      this.#outputsQueued -= outputs.length;
+      while (this.#outputsQueued < OUTBOX_LIMIT && this.#room.length > 0) this.#room.shift()?.();
+    }
+    this.#flushing = null;
+    for (const resume of this.#room.splice(0)) resume();
+  }
+
+  /** Hands the outputs this commit wrote to the local queue (their room was reserved); the others' room goes back. */
+  #handOver(delivery: LocalDelivery<O>, outputs: OutputRecord[], ids: ReadonlyArray<string | null>): void {
+    const items: OutputItem<O>[] = [];
+    const codec = this.worker.codec as Codec<O>;
+    for (let i = 0; i < outputs.length; i++) {
+      const id = ids[i];
+      if (id === null || id === undefined) continue;
+      const o = outputs[i];
+      const base = { id, partition: this.partition, key: o.key, sid: o.sid, seq: o.seq };
+      let content: OutputContent<O>;
+      try {
+        content = decodedOutput(codec, o);
+      } catch (error) {
+        this.worker.report(
+          Object.assign(
+            new TypeError(`The codec could not decode output ${o.seq} of session ${JSON.stringify(o.sid)}`, { cause: error }),
+            {
+              code: 'ERR_VELO_DECODE',
+            },
+          ),
+        );
+        continue;
+      }
+      items.push({ ...base, ...content });
+    }
+    delivery.unreserve(outputs.length - items.length);
+    delivery.push(items);
+  }
+
+  /** Reports what checkReplay found. */
+  #diverged(outputs: OutputRecord[], found: readonly Divergence[]): void {
+    const w = this.worker;
+    const codec = w.codec as Codec<O>;
+    const content = (o: OutputRecord): OutputContent | undefined => {
+      try {
+        return decodedOutput(codec, o);
+      } catch {
+        return undefined;
+      }
+    };
+    for (const d of found) {
+      w.counters.diverged++;
+      if (d.kind === 'output') {
+        const o = outputs[d.index];
+        const committed = d.committed === undefined ? undefined : content({ ...o, ...d.committed });
+        w.report(
+          new ReplayDivergedError(
+            'output',
+            { partition: this.partition, key: o.key, sid: o.sid, seq: o.seq },
+            `Replay diverged: output ${o.seq} of session ${JSON.stringify(o.sid)} (partition ${this.partition}) differs from the one written before the takeover, as entry ${d.committed?.id ?? '(gone)'}. Handlers must be deterministic over their inputs (no Date.now(), Math.random() or outside state); readers keep the output written first.`,
+            committed,
+            content(o),
+          ),
+        );
+      } else {
+        const key = d.sid.slice(0, d.sid.lastIndexOf('@'));
+        w.report(
+          new ReplayDivergedError(
+            'count',
+            { partition: this.partition, key, sid: d.sid, seq: d.replayed + 1 },
+            `Replay diverged: session ${JSON.stringify(d.sid)} (partition ${this.partition}) ended with ${d.replayed} outputs, but ${d.committed} were written before the takeover. Handlers must be deterministic over their inputs (no Date.now(), Math.random() or outside state); readers keep the outputs written first.`,
+          ),
+        );
+      }
+    }
+  }
+
+  /** Resolves once everything queued is committed (or can no longer be). */
+  async flushed(): Promise<void> {
+    while (this.#flushing !== null) await this.#flushing;
+  }
+
+  /** Stops every local session of the partition (their state is rebuilt by the next owner's replay). */
+  async stopSessions(): Promise<void> {
+    const running = [...this.#running];
+    for (const s of running) if (s.ageTimer !== null) clearTimeout(s.ageTimer);
+    if (this.#tickTimer !== null) clearTimeout(this.#tickTimer);
+    this.#tickTimer = null;
+    this.sessions.clear();
+    // Never acked: the next owner replays them.
+    this.#held.clear();
+    this.#heldCount = 0;
+    this.#spilled.clear();
+    this.budgetFreed();
+    await Promise.all(running.map((s) => s.stream.cancel()));
+    await Promise.all(running.map((s) => s.forwarded));
+  }
+
+  /** The partition was taken over (or its lease ran out): drop everything, write nothing more. */
+  async drop(): Promise<void> {
+    this.dropped = true;
+    this.stopping = true;
+    this.#discard = true;
+    this.#outbox.length = 0;
+    this.#outputsQueued = 0;
+    for (const resume of this.#room.splice(0)) resume();
+    this.worker.wakeIdle(this.partition);
+    await this.stopSessions();
+  }
+
+  /** Graceful hand-back: stop reading, stop the sessions, commit what they made, release the lease. */
+  async release(): Promise<void> {
+    this.stopping = true;
+    this.worker.wakeIdle(this.partition);
+    this.budgetFreed();
+    await this.pumped;
+    // Cancelled sessions make no more outputs; those made before are committed below.
+    this.dropped = true;
+    await this.stopSessions();
+    await this.flushed();
+    await this.worker.log.release(this.lease).catch((error: unknown) => this.worker.report(error));
+  }
+}

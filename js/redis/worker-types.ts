@@ -1,0 +1,168 @@
+// The public types of `redisWorker`: its options, its stats and the handle it returns.
+import type { RedisOptions } from './options';
+import type { OutputItem } from './reader';
+
+export interface RedisWorkerOptions<O = unknown> extends RedisOptions {
+  /** Lease time-to-live, ms: a dead worker's partitions are taken over after at most this (plus a renewal period). Renewed every ttl/3. Default 10 000. */
+  leaseTtl?: number;
+  /** Entries per read of a partition. Default 256. */
+  readCount?: number;
+  /**
+   * How often each owned partition's input is trimmed to its oldest pending entry, ms (checked at each lease
+   * renewal, every leaseTtl/3); 0: never. Default 5000.
+   */
+  trimInterval?: number;
+  /** This worker's id in leases (unique per process). Default `<hostname>-<pid>-<random>`. */
+  workerId?: string;
+  /** Called with errors the worker recovers from by retrying (a lost connection, a server restart). Default: `process.emitWarning`. */
+  onError?: (error: unknown) => void;
+  /**
+   * Events read from Redis that the sessions' handlers have not taken yet (in their input buffers, or being
+   * dispatched), at most, over all partitions of this worker. Each partition has a fixed share,
+   * `floor(maxBufferedEvents / partitions)` (a worker owning every partition can use all of it): a partition at
+   * its share is not read until its own sessions take events, so a slow session stops only its partition, and
+   * the rest waits in Redis (`lag`). Entries held for a session slot (`maxConcurrent`, see `held`) are bounded
+   * separately. At least `partitions`. Default 65 536.
+   */
+  maxBufferedEvents?: number;
+  /**
+   * A session that would get more events than this ends: `SessionLimitError` (`ERR_VELO_SESSION_EVENTS`) is its
+   * last output, after those of its handler, and the event opens the key's next session. Counted from the log,
+   * so a replay ends it at the same event. Every worker of the function must use the same value. 0: no cap (default).
+   */
+  maxSessionEvents?: number;
+  /**
+   * The longest a session lives, ms, measured on entry ids (Redis' clock when each entry was added, never the
+   * worker's): an event more than this after the session's first one ends it as `maxSessionEvents` does
+   * (`ERR_VELO_SESSION_AGE`) and opens the key's next session; a session with no such event is closed by a
+   * marker in the log once it is that old. Every worker of the function must use the same value. 0: no cap (default).
+   */
+  maxSessionAge?: number;
+  /**
+   * Local delivery: called with each output of this worker's sessions (as `redisOutputs` yields it, decoded
+   * from the bytes written) once its commit to Redis succeeded, and only if that commit wrote it: an output a
+   * replay makes again, written before by an earlier owner (or this worker under an earlier lease), is not
+   * delivered again. Called one at a time: a returned promise is awaited before the next call. In commit order
+   * per partition, so per key in order. Committed outputs wait for it in a queue of at most `maxUndelivered`
+   * outputs: a full queue holds the next commit, and with it the sessions and the partition's reads
+   * (backpressure). A throw or rejection goes to `onError` as `OnOutputError` (`ERR_VELO_ON_OUTPUT`); the
+   * output counts as delivered and the worker goes on. `close()` resolves once every committed output has
+   * been delivered. At most once per output across workers: a worker that dies between a commit and its
+   * delivery leaves those outputs undelivered locally (they are in Redis for `redisOutputs`).
+   */
+  onOutput?: (output: OutputItem<O>) => void | PromiseLike<void>;
+  /** With `onOutput`: committed outputs waiting for it, at most (the one it is handling included). Default 1024. */
+  maxUndelivered?: number;
+  /**
+   * A development check that handlers are deterministic over their inputs: a digest of each output written is
+   * kept in Redis while its session lives, and when a replay (after a takeover) makes an output again, it is
+   * compared with the one written before; so is the number of outputs when the session ends. A difference is
+   * reported to `onError` as `ReplayDivergedError` (`ERR_VELO_REPLAY_DIVERGED`) and counted in `stats().diverged`;
+   * readers keep the output written first. Only outputs written by a worker with the check on are compared.
+   * Costs a hash field and a SHA-1 per output in Redis. Default false.
+   */
+  checkReplay?: boolean;
+}
+
+/** Round-trip times of the worker's calls to Redis, ms: nearest-rank percentiles of its last 1024 calls. */
+export interface RoundTripStats {
+  /** Calls timed since the start. */
+  count: number;
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+/** Lease renewals of a worker: `count` succeeded; lateness percentiles in ms (nearest rank, last 1024). */
+export interface RenewalStats {
+  count: number;
+  lateP50: number;
+  lateP99: number;
+  lateMax: number;
+}
+
+/** Counters of one worker. */
+export interface RedisWorkerStats {
+  /** Partitions owned now, ascending. */
+  owned: number[];
+  /**
+   * Entries of the owned partitions' inputs not yet read by this worker (from the consumer group's lag), as
+   * measured at the last lease renewal (every leaseTtl/3). Entries read but still waiting for their session are
+   * not in it.
+   */
+  lag: number;
+  /** `lag` per owned partition (partition -> entries). */
+  partitionLag: Record<number, number>;
+  /** Live sessions on this worker. */
+  sessions: number;
+  /**
+   * Events kept in memory waiting for a session slot (`maxConcurrent` sessions of the function are open), at
+   * most 64 reads' worth (`readCount`) per partition.
+   */
+  held: number;
+  /**
+   * Keys whose events wait for a slot in Redis instead (read past the bound of `held`; they stay in the
+   * pending list and are read again by id once sessions end): the worker keeps one small record per key.
+   */
+  waitingKeys: number;
+  /**
+   * Events read from Redis that the sessions' handlers have not taken yet, with a read in flight (never more
+   * than `maxBufferedEvents`; `held` is not in it). An upper bound: a handler's take is noticed at its next
+   * output, at its end, or when the figure is needed (here, or by a partition at its share).
+   */
+  buffered: number;
+  /** `buffered` per owned partition (partition -> events); each is at most its share of `maxBufferedEvents`. */
+  partitionBuffered: Record<number, number>;
+  /** Sessions ended by `maxSessionEvents` or `maxSessionAge` (their handler read to that end: the error was their last output). */
+  capped: number;
+  /**
+   * Events a session's handler never took (it returned or threw first) that went to the key's next session.
+   * Counted again if a replay hands them on again.
+   */
+  handedOn: number;
+  /** Leases taken since the start. */
+  acquired: number;
+  /** Partitions lost to another worker (fenced, or lease expired). */
+  lost: number;
+  /** Reads and writes Redis refused because this worker's lease was gone (a zombie's writes). */
+  fenced: number;
+  /** Partitions handed back (fair share, close()). */
+  released: number;
+  /** Entries replayed from pending lists on takeover. */
+  replayed: number;
+  /** Sessions rebuilt by those replays. */
+  replayedSessions: number;
+  /** Input entries trimmed away (none that a session still needed). */
+  trimmed: number;
+  /** Outputs committed (before the dedupe in the fenced script). */
+  outputs: number;
+  /** Errors passed to onError. */
+  errors: number;
+  /** Outputs passed to `onOutput` (those whose call threw included). */
+  delivered: number;
+  /** Outputs committed and not yet delivered to `onOutput` (the one it is handling included; at most `maxUndelivered`). */
+  undelivered: number;
+  /** Replay divergences found by `checkReplay`. */
+  diverged: number;
+  /** Round-trip times of the worker's calls to Redis (reads, commits, leases), blocking wake-up reads excluded. */
+  roundTrip: RoundTripStats;
+  /**
+   * Lease renewals (every `leaseTtl/3`, on their own timer): how many succeeded, and how late their replies came,
+   * ms past when each was due (`leaseTtl/3` after the previous one was sent), over the last 1024. A lease is lost
+   * when this reaches two thirds of `leaseTtl`.
+   */
+  renewals: RenewalStats;
+}
+
+export interface RedisWorker {
+  readonly id: string;
+  /** The function's name in Redis keys (`options.name`). */
+  readonly name: string;
+  stats(): RedisWorkerStats;
+  /**
+   * Graceful hand-off: stops reading, commits the outputs made so far, stops the local sessions and releases
+   * every lease at once (other workers take the partitions over and replay their live sessions), then leaves,
+   * once `onOutput` (if given) has had every output this worker committed. Idempotent. Does not close the client.
+   */
+  close(): Promise<void>;
+}
