@@ -1,5 +1,6 @@
 /** Rejected or thrown when a stream can no longer accept events or has no more outputs. */
 export class StreamClosedError extends Error {
+  /** The error's stable code: compare it rather than the class across copies of the module. */
   readonly code = 'ERR_STREAM_CLOSED' as const;
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
@@ -9,6 +10,7 @@ export class StreamClosedError extends Error {
 
 /** Thrown by `open()` (and rejected by `run()`) when `maxConcurrent` streams of the function are open. */
 export class StreamLimitError extends Error {
+  /** The error's stable code: compare it rather than the class across copies of the module. */
   readonly code = 'ERR_STREAM_LIMIT' as const;
   constructor(message: string) {
     super(message);
@@ -51,6 +53,7 @@ export function describe(value: unknown): string {
 
 /** A stream of a `workerFn` failed because the worker thread hosting it stopped (an uncaught error, `process.exit`, out of memory). */
 export class WorkerCrashedError extends Error {
+  /** The error's stable code: compare it rather than the class across copies of the module. */
   readonly code = 'ERR_VELO_WORKER_CRASHED' as const;
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);

@@ -60,11 +60,17 @@ export interface StreamMetrics {
 
 /** Counters of one stream function. */
 export interface StreamFnStats {
+  /** Streams of the function open now. */
   open: number;
+  /** Streams opened so far. */
   opened: number;
+  /** Streams whose handler returned, with every output read. */
   completed: number;
+  /** Streams whose handler threw. */
   failed: number;
+  /** Streams cancelled (`cancel()`, `break`, an aborted signal, collected while open). */
   cancelled: number;
+  /** Opens refused at `maxConcurrent`. */
   rejected: number;
 }
 
@@ -79,6 +85,7 @@ export type EventSource<I> = Iterable<I> | AsyncIterable<I>;
 
 /** What `feed()` returns: the outputs, and `cancel()` to stop the stream early (HTTP helpers call it when the client leaves). */
 export interface FeedOutputs<O> extends AsyncIterable<O> {
+  /** Cancels the stream and ends this iteration at once; resolves when the handler has returned. */
   cancel(reason?: unknown): Promise<void>;
 }
 
@@ -90,7 +97,9 @@ export interface FeedOutputs<O> extends AsyncIterable<O> {
 export interface Stream<I, O> extends AsyncIterable<O>, AsyncDisposable {
   /** Unique in the process (`s1`, `s2`, ...); the handler sees it as `ctx.id`. */
   readonly id: string;
+  /** `open`, `ending` (after `end()`, until every output is read), `done`, `failed` or `cancelled`. */
   readonly state: StreamState;
+  /** Live figures of this stream (events in and out, buffers, waits, queue-wait percentiles). */
   readonly metrics: StreamMetrics;
   /**
    * Sends one event. Resolves once the event is in the input buffer; while
@@ -127,7 +136,19 @@ export interface Stream<I, O> extends AsyncIterable<O>, AsyncDisposable {
 }
 
 /** One item of the merged output of `sessions()`: a session's output, or the error its handler threw (tell them apart with `'error' in item`). */
-export type SessionItem<K, O> = { key: K; value: O } | { key: K; error: unknown };
+export type SessionItem<K, O> =
+  | {
+      /** The session's key. */
+      key: K;
+      /** An output of the key's session. */
+      value: O;
+    }
+  | {
+      /** The session's key. */
+      key: K;
+      /** Why the key's session failed (its handler's error, or a limit): its last item. */
+      error: unknown;
+    };
 
 /**
  * One stream per key, opened on first use; see `StreamFn.sessions`. Its
@@ -137,6 +158,7 @@ export type SessionItem<K, O> = { key: K; value: O } | { key: K; error: unknown 
 export interface StreamSessions<K, I, O> extends AsyncIterable<SessionItem<K, O>> {
   /** The function the sessions' streams belong to (with the sessions' config): its `stats()`, or for metrics. */
   readonly fn: StreamFn<I, O>;
+  /** Keys with a live session now. */
   readonly size: number;
   /**
    * Sends to the key's session, opening it on first use. A key never has two
@@ -159,7 +181,9 @@ export interface StreamSessions<K, I, O> extends AsyncIterable<SessionItem<K, O>
 
 /** A stream function: the handler plus its config, limits and counters. */
 export interface StreamFn<I, O> {
+  /** `config.name`, or the handler's name (`anonymous` without one): the label of its metrics. */
   readonly name: string;
+  /** Its settings, defaults filled in. */
   readonly config: Readonly<Required<StreamConfig>>;
   /**
    * Opens a stream, sends all of `events` with backpressure, ends it, and collects every output. Resolves once
@@ -207,6 +231,7 @@ export interface TaskConfig<I = unknown, O = unknown> extends StreamConfig {
   concurrency?: number;
   /** Outputs in input order (the default), or as calls complete (`false`). */
   ordered?: boolean;
+  /** Retries of a failed call: `attempts` (default 1: none), then `delay` ms (100) growing by `factor` (2) up to `maxDelay` (30 s). */
   retry?: RetryConfig;
   /**
    * After the last attempt failed: `'fail'` (the default) fails the stream with the error, `'skip'` drops the item,

@@ -12,6 +12,7 @@ import { describe, invalidType, invalidValue, outOfRange } from '../errors';
 /** Output formats. */
 export type Format = 'ndjson' | 'sse';
 
+/** Options of `sendNdjson`, `sendSse` and `toReadable`. */
 export interface ResponseOptions<O> {
   /** How one output becomes text (default: JSON.stringify). */
   serialize?: (output: O) => string;
@@ -22,7 +23,11 @@ export interface ResponseOptions<O> {
 }
 
 /** Something that can be stopped early: a velo-stream `Stream`, or any async iterable. */
-type Stoppable<O> = AsyncIterable<O> & { cancel?: (reason?: unknown) => Promise<void> };
+/** What the writers take: any async iterable; one with `cancel()` (a stream, a `feed()`) is cancelled when the client leaves. */
+export type Stoppable<O> = AsyncIterable<O> & {
+  /** Called when the client leaves (and after an output the serializer refused). */
+  cancel?: (reason?: unknown) => Promise<void>;
+};
 
 const CONTENT_TYPE: Record<Format, string> = {
   ndjson: 'application/x-ndjson; charset=utf-8',
@@ -49,6 +54,7 @@ function sseFrame(data: string, event?: string): string {
  * or event, and the stream is stopped.
  */
 export class SerializeError extends TypeError {
+  /** The error's stable code: compare it rather than the class across copies of the module. */
   readonly code = 'ERR_VELO_SERIALIZE';
   constructor(message: string, options?: { cause: unknown }) {
     super(message, options);
@@ -387,9 +393,39 @@ export function contentType(format: Format): string {
   return CONTENT_TYPE[format];
 }
 
+/** The JSON body of a 400 answer to a malformed request body (`RequestBodyError.toJSON()`). */
+export interface RequestBodyErrorJSON {
+  /** What was wrong. */
+  error: {
+    /** The error's message. */
+    message: string;
+    /** `ERR_BAD_NDJSON`. */
+    code: string;
+    /** The malformed line's number, from 1. */
+    line: number;
+  };
+}
+
+/** The JSON body of a 413 answer (`RequestTooLargeError.toJSON()`). */
+export interface RequestTooLargeErrorJSON {
+  /** What was too large. */
+  error: {
+    /** The error's message. */
+    message: string;
+    /** `ERR_NDJSON_LINE_TOO_LARGE` or `ERR_BODY_TOO_LARGE`. */
+    code: string;
+    /** The limit passed, bytes. */
+    limit: number;
+    /** The line's number, from 1, for a line too long. */
+    line?: number;
+  };
+}
+
 /** A malformed request body: answer with `status` and `toJSON()`. */
 export class RequestBodyError extends Error {
+  /** The HTTP status to answer with. */
   readonly status = 400;
+  /** The error's stable code: compare it rather than the class across copies of the module. */
   readonly code = 'ERR_BAD_NDJSON' as const;
   /** 1-based line number of the malformed line. */
   readonly line: number;
@@ -399,13 +435,14 @@ export class RequestBodyError extends Error {
     this.line = line;
   }
   /** The body of a 400 response. */
-  toJSON(): { error: { message: string; code: string; line: number } } {
+  toJSON(): RequestBodyErrorJSON {
     return { error: { message: this.message, code: this.code, line: this.line } };
   }
 }
 
 /** A request body over a size limit of `ndjsonEvents`: answer with `status` (413) and `toJSON()`. */
 export class RequestTooLargeError extends Error {
+  /** The HTTP status to answer with. */
   readonly status = 413;
   /** `ERR_NDJSON_LINE_TOO_LARGE` (one line over `maxLineBytes`) or `ERR_BODY_TOO_LARGE` (the body over `maxBodyBytes`). */
   readonly code: 'ERR_NDJSON_LINE_TOO_LARGE' | 'ERR_BODY_TOO_LARGE';
@@ -425,7 +462,8 @@ export class RequestTooLargeError extends Error {
     this.line = line;
   }
   /** The body of a 413 response. */
-  toJSON(): { error: { message: string; code: string; limit: number; line?: number } } {
+  /** The response body: `{ error: { message, code, limit, line? } }` (`limit` in bytes; `line` for a line too long). */
+  toJSON(): RequestTooLargeErrorJSON {
     const error = { message: this.message, code: this.code, limit: this.limit };
     return { error: this.line === undefined ? error : { ...error, line: this.line } };
   }

@@ -9,6 +9,7 @@ import type { StreamFn } from '../types';
 import { ROUND_TRIP_BOUNDS_US, type RoundTripTotals, kRenewalLateness, kRoundTrips } from '../redis/metrics';
 import type { RedisWorker, RedisWorkerStats } from '../redis/worker';
 
+/** Options of `registerStreamMetrics` (and `prefix` of `registerRedisWorkerMetrics`). */
 export interface PrometheusOptions {
   /** Prefix of every metric name. Default `velo_`. */
   prefix?: string;
@@ -16,7 +17,8 @@ export interface PrometheusOptions {
   buckets?: number[];
 }
 
-type AnyFn = StreamFn<never, unknown>;
+/** Any stream function, whatever its event and output types. */
+export type AnyFn = StreamFn<never, unknown>;
 type Sample = { labels: Record<string, string | number>; value: number; metricName?: string };
 
 /** A Prometheus metric name: the prefix makes every name, so it must be one (or empty). */

@@ -7,6 +7,7 @@ import { invalidValue } from '../errors';
 export interface Codec<T = unknown> {
   /** The value's bytes; a string is stored as its UTF-8 bytes. Throw for a value the codec cannot carry. */
   encode(value: T): Buffer | string;
+  /** The value `encode` made these bytes from. Throw for bytes it cannot read (the session ends there: `ERR_VELO_DECODE`). */
   decode(data: Buffer): T;
 }
 
@@ -106,8 +107,11 @@ export function encodeChecked<T>(codec: Codec<T>, value: T, limit: number, what:
 
 /** An event or output larger than the configured limit (`maxEventBytes`), refused before it reaches Redis. */
 export class EventTooLargeError extends RangeError {
+  /** The error's stable code: compare it rather than the class across copies of the module. */
   readonly code = 'ERR_VELO_EVENT_TOO_LARGE' as const;
+  /** The encoded size, bytes. */
   readonly size: number;
+  /** `maxEventBytes`. */
   readonly limit: number;
   constructor(what: string, size: number, limit: number) {
     super(`The ${what} is ${size} bytes encoded, more than the limit of ${limit} bytes (maxEventBytes)`);

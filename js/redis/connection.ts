@@ -12,10 +12,15 @@
 export interface RedisClientLike {
   /** `(args, options)` on a single server's client, `(firstKey, isReadonly, args, options)` on a Cluster client. */
   sendCommand(...args: never[]): Promise<unknown>;
+  /** A new client with the same settings (readers, blocking reads and leases get connections of their own). */
   duplicate(): RedisClientLike;
+  /** Connects a duplicate. */
   connect(): Promise<unknown>;
+  /** Errors of a duplicate's connection (it reconnects by itself). */
   on(event: 'error', listener: (error: Error) => void): unknown;
+  /** Closes a duplicate after its pending commands. */
   close?(): Promise<unknown>;
+  /** Closes a duplicate at once. */
   destroy(): unknown;
 }
 

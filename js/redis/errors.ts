@@ -6,6 +6,7 @@
  * (entries not yet read by the partition's worker) has reached the bound. Nothing of the call was written.
  */
 export class LagLimitError extends Error {
+  /** The error's stable code: compare it rather than the class across copies of the module. */
   readonly code = 'ERR_VELO_LAG_LIMIT' as const;
   /** The partition that is behind. */
   readonly partition: number;
@@ -32,7 +33,9 @@ export type SessionLimitCode = 'ERR_VELO_SESSION_EVENTS' | 'ERR_VELO_SESSION_AGE
  * delivers it: `{ error: { name: 'SessionLimitError', message, code } }`). The key's next event opens a new session.
  */
 export class SessionLimitError extends Error {
+  /** The error's stable code: compare it rather than the class across copies of the module. */
   readonly code: SessionLimitCode;
+  /** The cap reached: `maxSessionEvents`, or `maxSessionAge` in ms. */
   readonly limit: number;
   constructor(code: SessionLimitCode, limit: number, message: string) {
     super(message);
@@ -43,7 +46,22 @@ export class SessionLimitError extends Error {
 }
 
 /** An output as a local consumer or a divergence report sees it: a value, or a handler's failure. */
-export type OutputContent<O = unknown> = { value: O } | { error: { name: string; message: string; code?: string } };
+export type OutputContent<O = unknown> =
+  | {
+      /** The output, decoded. */
+      value: O;
+    }
+  | {
+      /** A handler failure as stored. */
+      error: {
+        /** The error's `name`. */
+        name: string;
+        /** The error's `message`. */
+        message: string;
+        /** The error's `code`, when it had a string one. */
+        code?: string;
+      };
+    };
 
 /**
  * Reported to `onError` by a worker with `checkReplay` when a replayed session does not make the outputs its
@@ -52,11 +70,17 @@ export type OutputContent<O = unknown> = { value: O } | { error: { name: string;
  * it did not make again). What was committed first stays, for every reader: the check changes nothing in Redis.
  */
 export class ReplayDivergedError extends Error {
+  /** The error's stable code: compare it rather than the class across copies of the module. */
   readonly code = 'ERR_VELO_REPLAY_DIVERGED' as const;
+  /** `'output'`: an output differs; `'count'`: the session ended with fewer outputs. */
   readonly kind: 'output' | 'count';
+  /** The session's partition. */
   readonly partition: number;
+  /** The session's key. */
   readonly key: string;
+  /** The session: `<key>@<id of its first input entry>`. */
   readonly sid: string;
+  /** The output's seq (for `'count'`, the first one the replay did not make). */
   readonly seq: number;
   /** The committed output (undefined if its entry is gone from the output stream, or for `kind: 'count'`). */
   readonly committed: OutputContent | undefined;
@@ -86,6 +110,7 @@ export class ReplayDivergedError extends Error {
  * delivered: it is not offered again, and the worker goes on with the next one.
  */
 export class OnOutputError extends Error {
+  /** The error's stable code: compare it rather than the class across copies of the module. */
   readonly code = 'ERR_VELO_ON_OUTPUT' as const;
   /** The output `onOutput` was called with. */
   readonly output: unknown;
@@ -105,6 +130,7 @@ export class OnOutputError extends Error {
  * them once the leases have lapsed and replays their live sessions (outputs not committed are made again there).
  */
 export class CloseTimeoutError extends Error {
+  /** The error's stable code: compare it rather than the class across copies of the module. */
   readonly code = 'ERR_VELO_CLOSE_TIMEOUT' as const;
   /** The partitions dropped. */
   readonly partitions: readonly number[];
@@ -124,7 +150,9 @@ export class CloseTimeoutError extends Error {
  * acceptable.
  */
 export class SendError extends Error {
+  /** The error's stable code: compare it rather than the class across copies of the module. */
   readonly code = 'ERR_VELO_SEND_FAILED' as const;
+  /** Per event, in the order given: its entry id if written, `null` if not, `undefined` if unknown. */
   readonly ids: ReadonlyArray<string | null | undefined>;
   constructor(ids: ReadonlyArray<string | null | undefined>, message: string, cause: unknown) {
     super(message, { cause });
@@ -152,6 +180,7 @@ const SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT'
  * is its `cause`. The worker goes on: its calls are retried, and the client reconnects by its own settings.
  */
 export class RedisConnectionError extends Error {
+  /** The error's stable code: compare it rather than the class across copies of the module. */
   readonly code = 'ERR_VELO_REDIS_CONNECTION' as const;
   constructor(cause: unknown) {
     super(`A connection to Redis failed: ${String((cause as { message?: unknown } | null)?.message ?? cause)}`, { cause });

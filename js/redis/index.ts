@@ -1,6 +1,13 @@
 // velo-stream/redis: stream functions scaled out on Redis/Valkey Streams.
 export { redisProducer, type RedisProducer, type RedisProducerOptions } from './producer';
-export { redisWorker, type RedisWorker, type RedisWorkerOptions, type RedisWorkerStats } from './worker';
+export {
+  redisWorker,
+  type RedisWorker,
+  type RedisWorkerOptions,
+  type RedisWorkerStats,
+  type RoundTripStats,
+  type RenewalStats,
+} from './worker';
 export { redisOutputs, type HandlerFailure, type OutputItem, type RedisOutputsOptions } from './reader';
 export {
   redisMaterialize,
@@ -21,17 +28,9 @@ export {
   SessionLimitError,
   type SessionLimitCode,
 } from './errors';
-export {
-  FencedError,
-  type PartitionLog,
-  type Lease,
-  type InputEntry,
-  type OutputRecord,
-  type Commit,
-  type CommitResult,
-  type Divergence,
-  type ReadResult,
-} from './transport';
+// The partitioned log the worker runs on (transport.ts) is internal: it is not pluggable, so its types are not
+// part of the API. FencedError is: it reaches onError.
+export { FencedError } from './transport';
 export { fnv1a } from './options';
 export type { RedisOptions } from './options';
 export type { RedisClientLike } from './connection';

@@ -15,8 +15,15 @@ import { type OutputItem, checkClaimIdle, claimSweep, outputItem } from './reade
 import { type RedisClientLike, readStreams, send } from './connection';
 
 /** An output with a value (handler failures are counted, not materialized). */
-export type ValueOutput<O> = Extract<OutputItem<O>, { value: O }>;
+export type ValueOutput<O> = Extract<
+  OutputItem<O>,
+  {
+    /** The output, decoded by the codec. */
+    value: O;
+  }
+>;
 
+/** Options of `redisMaterialize`. */
 export interface RedisMaterializeOptions<O = unknown> extends RedisOptions<O> {
   /** The hash an output is written to (e.g. `features:${output.key}`). */
   key: (output: ValueOutput<O>) => string;
@@ -41,6 +48,7 @@ export interface RedisMaterializeOptions<O = unknown> extends RedisOptions<O> {
   onError?: (error: unknown) => void;
 }
 
+/** What a materializer has done so far. */
 export interface MaterializeStats {
   /** Outputs written to their hash. */
   applied: number;
@@ -52,7 +60,9 @@ export interface MaterializeStats {
   batches: number;
 }
 
+/** A running materializer: it reads outputs with its group and writes them into hashes until `close()`. */
 export interface RedisMaterializer {
+  /** Its figures now. */
   stats(): MaterializeStats;
   /**
    * Settles when it stops: resolves after close(); rejects with the error of a `key` or `fields` callback that
@@ -62,6 +72,7 @@ export interface RedisMaterializer {
   readonly done: Promise<void>;
   /** Finishes the batch being written, then stops and closes its connection. Idempotent. Does not close the client. */
   close(): Promise<void>;
+  /** `close()`, for `await using`. */
   [Symbol.asyncDispose](): Promise<void>;
 }
 

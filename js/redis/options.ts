@@ -6,6 +6,7 @@ import { type Codec, jsonCodec } from './codec';
 import type { RedisClientLike } from './connection';
 import { KeySpace } from './redis-log';
 
+/** The options every entry point of `velo-stream/redis` shares; every process of a function must agree on them. */
 export interface RedisOptions<T = unknown> {
   /** A connected node-redis client (v5 or v6); its settings (TLS, auth, reconnects) are yours. Not closed by velo-stream. */
   client: RedisClientLike;

@@ -5,6 +5,7 @@ import { appendEvents, partitionLag } from './redis-log';
 import { describe, invalidType, outOfRange } from '../errors';
 import { LagLimitError, SendError } from './errors';
 
+/** Options of `redisProducer`. */
 export interface RedisProducerOptions<I = unknown> extends RedisOptions<I> {
   /**
    * Refuse sends to a partition whose workers are this many entries behind: `send()` and `sendMany()` reject
@@ -21,6 +22,7 @@ export interface RedisProducerOptions<I = unknown> extends RedisOptions<I> {
 
 /** Appends events for a distributed stream function; see `redisProducer`. */
 export interface RedisProducer<I> {
+  /** The function's partition count. */
   readonly partitions: number;
   /** The partition of `key`: `fnv1a(key) mod partitions`. */
   partitionOf(key: string): number;

@@ -7,8 +7,11 @@ import { entryFields } from './redis-log';
 
 /** A handler's failure as stored in the output stream. */
 export interface HandlerFailure {
+  /** The error's `name`. */
   name: string;
+  /** The error's `message`. */
   message: string;
+  /** The error's `code`, when it had a string one. */
   code?: string;
 }
 
@@ -16,14 +19,26 @@ export interface HandlerFailure {
 export type OutputItem<O> = {
   /** The output stream entry's id (within its partition). */
   id: string;
+  /** The partition it was written to. */
   partition: number;
+  /** The key of its session. */
   key: string;
   /** The session: `<key>@<id of its first input entry>`. */
   sid: string;
   /** 1 for the session's first output. */
   seq: number;
-} & ({ value: O } | { error: HandlerFailure });
+} & (
+  | {
+      /** The output, decoded by the codec. */
+      value: O;
+    }
+  | {
+      /** The session's handler failed (its last item): its error as stored. */
+      error: HandlerFailure;
+    }
+);
 
+/** Options of `redisOutputs`. */
 export interface RedisOutputsOptions<O = unknown> extends RedisOptions<O> {
   /** Where to start without a group: `'start'` (the default, every stored output) or `'end'` (only new ones). With a group: where the group starts when it is created. */
   from?: 'start' | 'end';

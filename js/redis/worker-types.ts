@@ -2,6 +2,7 @@
 import type { RedisOptions } from './options';
 import type { OutputItem } from './reader';
 
+/** Options of `redisWorker`, besides the function's own settings (`idleTimeout`, `maxConcurrent`, `buffer`). */
 export interface RedisWorkerOptions<O = unknown> extends RedisOptions {
   /** Lease time-to-live, ms: a dead worker's partitions are taken over after at most this (plus a renewal period). Renewed every ttl/3. Default 10 000. */
   leaseTtl?: number;
@@ -68,16 +69,23 @@ export interface RedisWorkerOptions<O = unknown> extends RedisOptions {
 export interface RoundTripStats {
   /** Calls timed since the start. */
   count: number;
+  /** Median of the last 1024 calls, ms. */
   p50: number;
+  /** 99th percentile of the last 1024 calls, ms. */
   p99: number;
+  /** Slowest of the last 1024 calls, ms. */
   max: number;
 }
 
 /** Lease renewals of a worker: `count` succeeded; lateness percentiles in ms (nearest rank, last 1024). */
 export interface RenewalStats {
+  /** Renewals that succeeded. */
   count: number;
+  /** Median lateness, ms past `leaseTtl/3` after the previous renewal was sent. */
   lateP50: number;
+  /** 99th percentile of that lateness, ms. */
   lateP99: number;
+  /** The latest renewal of the last 1024, ms late. */
   lateMax: number;
 }
 
@@ -154,10 +162,13 @@ export interface RedisWorkerStats {
   renewals: RenewalStats;
 }
 
+/** A running worker: it takes its share of the partitions and runs their sessions until `close()`. */
 export interface RedisWorker {
+  /** Its `workerId` (lease tokens name it). */
   readonly id: string;
   /** The function's name in Redis keys (`options.name`). */
   readonly name: string;
+  /** Its figures now (partitions, lag, sessions, leases, replays, round trips): see `RedisWorkerStats`. */
   stats(): RedisWorkerStats;
   /**
    * Graceful hand-off: stops reading, commits the outputs made so far, stops the local sessions and releases

@@ -78,7 +78,9 @@ class RefusedBody<I, O> implements StreamBody<I, O> {
 
 /** A `workerFn`: a stream function that also owns threads, released by `close()`. */
 export type WorkerStreamFn<I, O> = StreamFn<I, O> & {
+  /** Stops its threads once their streams have finished; later opens fail. Idempotent. */
   close(): Promise<void>;
+  /** `close()`, for `await using`. */
   [Symbol.asyncDispose](): Promise<void>;
 };
 
