@@ -304,6 +304,11 @@ export interface StreamOps {
   handedOver: (h: number, inputs: number, outputs: number, agoUs: number) => void
   /** Waiting senders (or the paused handler) admitted by the last take. */
   admitted: (h: number) => number
+  /**
+   * The consumer read `n` outputs of the batch it took: returns how many
+   * waiting outputs were admitted (the paused handler resumes on 1).
+   */
+  outputConsumed: (h: number, n: number) => number
   /** The stream's lifecycle phase. */
   phase: (h: number) => PhaseCode
   /** The stream's process-unique key (its id and idle key). */

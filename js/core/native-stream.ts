@@ -219,6 +219,11 @@ export class NativeStream {
     ops.handedOver(this.#h, inputs, outputs, agoUs);
   }
 
+  /** The reader consumed `n` outputs of the batch it took: how many waiting outputs that admitted (see StreamCore::output_consumed). */
+  outputConsumed(n: number): number {
+    return ops.outputConsumed(this.#h, n);
+  }
+
   /** Waiting senders (or the paused handler, for outputs) the last take admitted. */
   admitted(): number {
     return ops.admitted(this.#h);

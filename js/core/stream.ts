@@ -269,6 +269,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   #outBuf: unknown[] = NO_BUFFER;
   #outPos = 0;
   #outLen = 0;
+  /** Outputs of the taken batch the core was told are read (`#consumed`). */
+  #outReported = 0;
   /** Reads waiting for an output (a shared empty queue until the first one). */
   #readers: Fifo<Reader> = NO_QUEUE;
   /** Resumes the handler paused at a yield the core parked. */
@@ -970,6 +972,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
     if (this.#outPos >= this.#outLen && this.#takeOutput() <= 0) return NOT_NOW;
     const value = this.#outBuf[this.#outPos] as O;
     this.#outBuf[this.#outPos++] = undefined;
+    this.#consumed();
     return value;
   }
 
@@ -994,7 +997,26 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   #shiftOut(kind: ReadKind): unknown {
     const value = this.#outBuf[this.#outPos];
     this.#outBuf[this.#outPos++] = undefined;
+    this.#consumed();
     return kind === ReadKind.Recv ? value : { value, done: false };
+  }
+
+  /**
+   * A one-at-a-time read took an output of the taken batch. While the handler
+   * (or body) waits at a full output, the core is told what was read, and it
+   * resumes the handler once half the buffer is free: the handler refills the
+   * buffer while the reader drains it, as a Node stream refills below its
+   * high-water mark. Otherwise nothing is said (no native call per read): the
+   * next take tells the core the whole batch was read.
+   */
+  #consumed(): void {
+    if (this.#resumeHandler === null) return;
+    const n = this.#outPos - this.#outReported;
+    this.#outReported = this.#outPos;
+    if (this.#native.outputConsumed(n) === 0) return;
+    const resume = this.#resumeHandler;
+    this.#resumeHandler = null;
+    resume();
   }
 
   /**
@@ -1042,7 +1064,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
       this.#resumeHandler = null;
       resume();
     }
-    this.#outPos = 0;
+    this.#outPos = this.#outReported = 0;
     this.#outLen = n > 0 ? n : 0;
     return n;
   }

@@ -247,6 +247,16 @@ impl<T> Lane<T> {
         Take::Taken { count, admitted }
     }
 
+    /// The receiver has consumed `n` values of the batch it holds before coming
+    /// back for the next one: they stop counting against the capacity now, and
+    /// waiting senders are admitted as a take admits them (once half the
+    /// capacity is free). Returns how many were admitted. Lets a paused sender
+    /// refill the lane while the receiver is still working through a batch.
+    pub fn consumed(&mut self, n: usize, now_us: u64) -> usize {
+        self.lent -= n.min(self.lent);
+        self.admit_waiting(now_us)
+    }
+
     /// Admit waiting senders once at least half the capacity is free.
     fn admit_waiting(&mut self, now_us: u64) -> usize {
         let free = self.capacity - self.held();
@@ -397,6 +407,27 @@ mod tests {
         assert!(lane.try_handoff(|_| {}));
         lane.close();
         assert!(!lane.try_handoff(|_| {}), "closed");
+    }
+
+    #[test]
+    fn consumed_part_of_a_batch_admits_a_waiting_sender_at_half_capacity() {
+        let mut lane = Lane::new(4);
+        for v in 0..4 {
+            assert_eq!(lane.push(v, 0), Push::Accepted);
+        }
+        assert_eq!(lane.push(4, 0), Push::Parked);
+        let (batch, took) = take_all(&mut lane);
+        assert_eq!(batch, vec![0, 1, 2, 3]);
+        assert_eq!(took, Take::Taken { count: 4, admitted: 0 }, "the batch is lent: no room yet");
+        assert_eq!(lane.consumed(1, 0), 0, "one free place is below the watermark");
+        assert_eq!(lane.held(), 3);
+        assert_eq!(lane.consumed(1, 0), 1, "half free: the waiting value goes in");
+        assert_eq!((lane.held(), lane.queued(), lane.lent()), (3, 1, 2));
+        assert_eq!(lane.room(), 1, "room for the next push, within the bound");
+        assert_eq!(lane.consumed(9, 0), 0, "never below zero lent");
+        assert_eq!(lane.lent(), 0);
+        let (batch, _) = take_all(&mut lane);
+        assert_eq!(batch, vec![4], "in order, once");
     }
 
     #[test]

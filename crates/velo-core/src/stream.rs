@@ -356,6 +356,16 @@ impl<T> StreamCore<T> {
         handed
     }
 
+    /// The consumer has read `n` outputs of the batch it took (see
+    /// [`Lane::consumed`]): a handler paused at a full output resumes once
+    /// half the buffer is free, before the consumer comes back for more.
+    /// Returns how many waiting outputs were admitted (1 resumes the handler).
+    pub fn output_consumed(&mut self, n: usize, now_us: u64) -> usize {
+        let admitted = self.output.consumed(n, now_us);
+        self.account();
+        admitted
+    }
+
     /// The consumer takes up to `max` outputs. `Ended` means every output
     /// was read; [`StreamCore::phase`] then says how the stream ended.
     pub fn take_output(&mut self, max: usize, now_us: u64, out: &mut impl Extend<T>) -> Take {

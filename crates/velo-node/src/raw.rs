@@ -324,6 +324,13 @@ fn handed_over<'s>(cx: Scope<'s>, [h, inputs, outputs, ago]: [Value<'s>; 4]) -> 
     cx.undefined()
 }
 
+fn output_consumed<'s>(cx: Scope<'s>, [h, n]: [Value<'s>; 2]) -> Result<Value<'s>> {
+    let now = clock::now_us();
+    let n = cx.number(n)? as usize;
+    let admitted = streams::with(cx.number(h)?, |stream| stream.core.output_consumed(n, now))?;
+    cx.int(count(admitted))
+}
+
 fn admitted<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
     let n = streams::with(cx.number(h)?, |stream| stream.admitted)?;
     cx.int(n as i32)
@@ -480,6 +487,9 @@ stream_ops! {
     "handedOver": "(h: number, inputs: number, outputs: number, agoUs: number) => void" => handed_over,
     #[doc = " Waiting senders (or the paused handler) admitted by the last take."]
     "admitted": "(h: number) => number" => admitted,
+    #[doc = " The consumer read `n` outputs of the batch it took: returns how many"]
+    #[doc = " waiting outputs were admitted (the paused handler resumes on 1)."]
+    "outputConsumed": "(h: number, n: number) => number" => output_consumed,
     #[doc = " The stream's lifecycle phase."]
     "phase": "(h: number) => PhaseCode" => phase,
     #[doc = " The stream's process-unique key (its id and idle key)."]
