@@ -418,10 +418,25 @@ mod tests {
         assert_eq!(lane.push(4, 0), Push::Parked);
         let (batch, took) = take_all(&mut lane);
         assert_eq!(batch, vec![0, 1, 2, 3]);
-        assert_eq!(took, Take::Taken { count: 4, admitted: 0 }, "the batch is lent: no room yet");
-        assert_eq!(lane.consumed(1, 0), 0, "one free place is below the watermark");
+        assert_eq!(
+            took,
+            Take::Taken {
+                count: 4,
+                admitted: 0
+            },
+            "the batch is lent: no room yet"
+        );
+        assert_eq!(
+            lane.consumed(1, 0),
+            0,
+            "one free place is below the watermark"
+        );
         assert_eq!(lane.held(), 3);
-        assert_eq!(lane.consumed(1, 0), 1, "half free: the waiting value goes in");
+        assert_eq!(
+            lane.consumed(1, 0),
+            1,
+            "half free: the waiting value goes in"
+        );
         assert_eq!((lane.held(), lane.queued(), lane.lent()), (3, 1, 2));
         assert_eq!(lane.room(), 1, "room for the next push, within the bound");
         assert_eq!(lane.consumed(9, 0), 0, "never below zero lent");
