@@ -602,3 +602,34 @@ test('a Promise subclass or thenable whose then calls back twice, or resolves th
     assert.deepEqual(await batched.run([1, 2, 3]), [[1], 'second', [3]]);
   }
 });
+
+test('the bound, exactly: with nobody reading, at most 2 x buffer + max(buffer, concurrency) + 2 sends resolve (all of them when fn answers at once)', async () => {
+  const { setImmediate: turn } = await import('node:timers/promises');
+  /** Sends resolved before they stop, with nobody reading. */
+  async function resolvedWithoutReader(fn) {
+    const s = fn.open();
+    let resolved = 0;
+    const sending = (async () => {
+      for (let i = 0; i < 10_000; i++) {
+        await s.send(i);
+        resolved++;
+      }
+    })().catch(() => {});
+    for (let last = -1, still = 0; still < 20; ) {
+      await turn();
+      still = resolved === last ? still + 1 : 0;
+      last = resolved;
+    }
+    await s.cancel();
+    await sending;
+    return resolved;
+  }
+  for (const [buffer, concurrency] of [[4, 16], [16, 4], [1, 1], [8, 8], [2, 5], [5, 2], [3, 1], [1, 3]]) {
+    for (const ordered of [true, false]) {
+      const bound = 2 * buffer + Math.max(buffer, concurrency) + 2;
+      const what = `buffer ${buffer}, concurrency ${concurrency}, ordered ${ordered}`;
+      assert.equal(await resolvedWithoutReader(task((x) => x, { buffer, concurrency, ordered })), bound, what);
+      assert.ok((await resolvedWithoutReader(task(async (x) => x, { buffer, concurrency, ordered }))) <= bound, what);
+    }
+  }
+});
