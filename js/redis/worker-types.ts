@@ -128,6 +128,11 @@ export interface RedisWorkerStats {
    * Counted again if a replay hands them on again.
    */
   handedOn: number;
+  /**
+   * Ticks written: entries naming no session that move a partition's log clock past idle deadlines when no other
+   * entry does (one per partition per idle period at most, only while it has sessions and its log is quiet).
+   */
+  ticks: number;
   /** Leases taken since the start. */
   acquired: number;
   /** Partitions lost to another worker (fenced, or lease expired). */
