@@ -352,15 +352,16 @@ export interface StreamOps {
   taskStart: (h: number, max: number, emitted: number) => number
   /**
    * Settles the task slots in `scratch.u32[0..n]` as done: the ready count
-   * (plus 2^29 when the stage fails now); `emitted` as for `taskStart`.
+   * (plus `TaskSettleCode.Failed` when the stage fails now); `emitted` as
+   * for `taskStart`.
    */
   taskSettleDone: (h: number, n: number, emitted: number) => number
   /**
-   * How the attempt in `slot` ended (0 done, 1 error, 2 skipped, 3 failed):
-   * ready results (plus 2^29 when the stage fails now), -1 retry, -2 no
-   * attempt left.
+   * How the attempt in `slot` ended: ready results (plus
+   * `TaskSettleCode.Failed` when the stage fails now), or
+   * `TaskSettleCode.Retry` / `TaskSettleCode.Exhausted`.
    */
-  taskSettle: (h: number, slot: number, how: number) => number
+  taskSettle: (h: number, slot: number, how: TaskAttempt) => number
   /** `n` ready task results were emitted or dropped. */
   taskEmitted: (h: number, n: number) => void
   /** Task slots whose retry is due, into `scratch.u32[0..n]`; returns `n`. */
@@ -394,6 +395,24 @@ export declare const enum TakeStatus {
   Values = 1073741824,
 }
 
+/**
+ * How a task attempt ended, as `taskSettle` takes it (the core's
+ * [`Attempt`]; generated into the declarations, so JavaScript never
+ * mirrors these numbers by hand).
+ */
+export declare const enum TaskAttempt {
+  /** A result (or a filtered one: JavaScript knows which). */
+  Done = 0,
+  /** It threw: retried while attempts are left, else the item is exhausted. */
+  Error = 1,
+  /** Dropped by the skip policy (after its last attempt). */
+  Skipped = 2,
+  /** Failed for good (`onError: 'fail'`, after its last attempt). */
+  Failed = 3,
+  /** Settled after the stage stopped: discarded, counted nowhere. */
+  Dropped = 4,
+}
+
 /** Makes the stream behind `handle` a task stage's. */
 export declare function taskInit(handle: number, policy: TaskPolicy): void
 
@@ -410,6 +429,20 @@ export interface TaskPolicy {
   maxSize: number
   minSize: number
   maxWaitMs: number
+}
+
+/**
+ * What `taskSettle` and `taskSettleDone` answer besides a count of ready
+ * results: `Failed` is a flag added to the count (the stage fails now);
+ * `Retry` and `Exhausted` are answers of their own.
+ */
+export declare const enum TaskSettleCode {
+  /** Added to the ready count: the stage must fail now. */
+  Failed = 536870912,
+  /** The attempt will be retried (its deadline is armed). */
+  Retry = -1,
+  /** No attempt is left. */
+  Exhausted = -2,
 }
 
 /** A task stage function's calls, all streams. */

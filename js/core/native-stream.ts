@@ -34,19 +34,9 @@ import { addon } from './addon';
 export type TaskPolicy = Parameters<typeof addon.taskInit>[1];
 const taskInit = addon.taskInit;
 
-/** How a task attempt ended, as `taskSettle` takes it (crates/velo-node/src/task.rs). */
-export const enum Attempt {
-  Done = 0,
-  Error = 1,
-  Skipped = 2,
-  Failed = 3,
-  /** Settled after the stage stopped: discarded, counted nowhere. */
-  Dropped = 4,
-}
-/** `taskSettle` answers: a flag on the ready count, and two codes. */
-export const TASK_FAILED = 1 << 29;
-export const TASK_RETRY = -1;
-export const TASK_EXHAUSTED = -2;
+// How a task attempt ended, and what settling it answers: declared by the binding (crates/velo-node/src/task.rs).
+import { TaskAttempt as Attempt, TaskSettleCode } from './addon';
+export { Attempt, TaskSettleCode };
 
 // What a push answers (`Push`: Accepted, Parked, Closed, Handoff) and a take
 // answers besides a count (`Take`: Empty, Ended) are the Rust side's codes,
@@ -297,13 +287,13 @@ export class NativeStream {
     return ops.taskStart(this.#h, max, emitted);
   }
 
-  /** Settles `slots[0..n]` as done: the ready count (`| TASK_FAILED` when the stage fails now). `emitted` as for `taskStart`. */
+  /** Settles `slots[0..n]` as done: the ready count (`| TaskSettleCode.Failed` when the stage fails now). `emitted` as for `taskStart`. */
   taskSettleDone(slots: readonly number[], n: number, emitted: number): number {
     for (let i = 0; i < n; i++) scratchU32[i] = slots[i];
     return ops.taskSettleDone(this.#h, n, emitted);
   }
 
-  /** How the attempt in `slot` ended: ready results (`| TASK_FAILED` when the stage fails now), `TASK_RETRY` or `TASK_EXHAUSTED`. */
+  /** How the attempt in `slot` ended: ready results (`| TaskSettleCode.Failed` when the stage fails now), `TaskSettleCode.Retry` or `TaskSettleCode.Exhausted`. */
   taskSettle(slot: number, how: Attempt): number {
     return ops.taskSettle(this.#h, slot, how);
   }

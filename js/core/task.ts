@@ -15,7 +15,7 @@ import type { BatchConfig, RetryConfig, StreamConfig, StreamFn, TaskConfig, Task
 import { type IdleTarget, scratchU32, unwatchIdle, watchIdle } from './addon';
 import { Fifo } from './fifo';
 import { singleStage } from './function';
-import { Attempt, MAX_BATCH, type NativeStream, TASK_FAILED, TASK_RETRY, type TaskPolicy } from './native-stream';
+import { Attempt, MAX_BATCH, type NativeStream, TaskSettleCode, type TaskPolicy } from './native-stream';
 import {
   Emit,
   type HandlerStream,
@@ -403,7 +403,7 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
       for (let start = 0; start < n; start += MAX_BATCH) {
         const end = Math.min(n, start + MAX_BATCH);
         const code = this.#native.taskSettleDone(start === 0 ? slots : slots.slice(start), end - start, this.#takeEmitted());
-        if (this.#ordered) this.#takeReady(code & (TASK_FAILED - 1));
+        if (this.#ordered) this.#takeReady(code & (TaskSettleCode.Failed - 1));
         else {
           for (let k = start; k < end; k++) {
             const value = values[k];
@@ -411,7 +411,7 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
             else this.#output(value);
           }
         }
-        if ((code & TASK_FAILED) !== 0) {
+        if ((code & TaskSettleCode.Failed) !== 0) {
           this.#fail(this.#errors.get(this.#head));
           break;
         }
@@ -443,7 +443,7 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
       return;
     }
     const code = this.#native.taskSettle(slot, Attempt.Error);
-    if (code === TASK_RETRY) {
+    if (code === TaskSettleCode.Retry) {
       this.#retrying.add(slot);
       this.#pump();
       return;
@@ -494,8 +494,8 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
    * result (`undefined`: filtered), `failure` its error if it failed.
    */
   #settled(slot: number, code: number, value: O | undefined, failure: { error: unknown } | undefined): void {
-    const failedNow = (code & TASK_FAILED) !== 0;
-    const count = code & (TASK_FAILED - 1);
+    const failedNow = (code & TaskSettleCode.Failed) !== 0;
+    const count = code & (TaskSettleCode.Failed - 1);
     if (this.#ordered) {
       const index = this.#index[slot];
       if (failure !== undefined) this.#errors.set(index, failure.error);

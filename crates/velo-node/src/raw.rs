@@ -520,12 +520,13 @@ stream_ops! {
     #[doc = " `emitted`: ready results emitted or dropped since the last report."]
     "taskStart": "(h: number, max: number, emitted: number) => number" => task_start,
     #[doc = " Settles the task slots in `scratch.u32[0..n]` as done: the ready count"]
-    #[doc = " (plus 2^29 when the stage fails now); `emitted` as for `taskStart`."]
+    #[doc = " (plus `TaskSettleCode.Failed` when the stage fails now); `emitted` as"]
+    #[doc = " for `taskStart`."]
     "taskSettleDone": "(h: number, n: number, emitted: number) => number" => task_settle_done,
-    #[doc = " How the attempt in `slot` ended (0 done, 1 error, 2 skipped, 3 failed):"]
-    #[doc = " ready results (plus 2^29 when the stage fails now), -1 retry, -2 no"]
-    #[doc = " attempt left."]
-    "taskSettle": "(h: number, slot: number, how: number) => number" => task_settle,
+    #[doc = " How the attempt in `slot` ended: ready results (plus"]
+    #[doc = " `TaskSettleCode.Failed` when the stage fails now), or"]
+    #[doc = " `TaskSettleCode.Retry` / `TaskSettleCode.Exhausted`."]
+    "taskSettle": "(h: number, slot: number, how: TaskAttempt) => number" => task_settle,
     #[doc = " `n` ready task results were emitted or dropped."]
     "taskEmitted": "(h: number, n: number) => void" => task_emitted,
     #[doc = " Task slots whose retry is due, into `scratch.u32[0..n]`; returns `n`."]

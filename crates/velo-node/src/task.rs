@@ -142,22 +142,47 @@ pub(crate) fn task_start<'s>(
     cx.int(n as i32)
 }
 
-/// What `taskSettle` answers: a count of ready results (plus
-/// `SETTLE_FAILED` when the stage must fail now), or a negative code.
-const SETTLE_FAILED: i32 = 1 << 29;
-const SETTLE_RETRY: i32 = -1;
-const SETTLE_EXHAUSTED: i32 = -2;
+/// How a task attempt ended, as `taskSettle` takes it (the core's
+/// [`Attempt`]; generated into the declarations, so JavaScript never
+/// mirrors these numbers by hand).
+#[napi]
+pub enum TaskAttempt {
+    /// A result (or a filtered one: JavaScript knows which).
+    Done = 0,
+    /// It threw: retried while attempts are left, else the item is exhausted.
+    Error = 1,
+    /// Dropped by the skip policy (after its last attempt).
+    Skipped = 2,
+    /// Failed for good (`onError: 'fail'`, after its last attempt).
+    Failed = 3,
+    /// Settled after the stage stopped: discarded, counted nowhere.
+    Dropped = 4,
+}
 
-/// Reports how the attempt in `slot` ended (`Attempt` as 0 done, 1 error,
-/// 2 skipped, 3 failed, 4 dropped).
+/// What `taskSettle` and `taskSettleDone` answer besides a count of ready
+/// results: `Failed` is a flag added to the count (the stage fails now);
+/// `Retry` and `Exhausted` are answers of their own.
+#[napi]
+pub enum TaskSettleCode {
+    /// Added to the ready count: the stage must fail now.
+    Failed = 536_870_912,
+    /// The attempt will be retried (its deadline is armed).
+    Retry = -1,
+    /// No attempt is left.
+    Exhausted = -2,
+}
+
+const SETTLE_FAILED: i32 = TaskSettleCode::Failed as i32;
+
+/// Reports how the attempt in `slot` ended (a [`TaskAttempt`]).
 pub(crate) fn task_settle<'s>(cx: Scope<'s>, [h, slot, how]: [Value<'s>; 3]) -> Result<Value<'s>> {
     let slot = cx.index(slot)?;
-    let how = match cx.number(how)? as u32 {
-        0 => Attempt::Done,
-        1 => Attempt::Error,
-        2 => Attempt::Skipped,
-        3 => Attempt::Failed,
-        4 => Attempt::Dropped,
+    let how = match cx.number(how)? as i64 {
+        x if x == TaskAttempt::Done as i64 => Attempt::Done,
+        x if x == TaskAttempt::Error as i64 => Attempt::Error,
+        x if x == TaskAttempt::Skipped as i64 => Attempt::Skipped,
+        x if x == TaskAttempt::Failed as i64 => Attempt::Failed,
+        x if x == TaskAttempt::Dropped as i64 => Attempt::Dropped,
         _ => return Err(fail("unknown attempt outcome")),
     };
     let settled = with_task(cx, h, |w, now| w.settle(slot, how, now))?;
@@ -165,8 +190,8 @@ pub(crate) fn task_settle<'s>(cx: Scope<'s>, [h, slot, how]: [Value<'s>; 3]) -> 
         Settled::Ready { count, failed } => {
             count.min(SETTLE_FAILED as u32 - 1) as i32 + if failed { SETTLE_FAILED } else { 0 }
         }
-        Settled::Retry { .. } => SETTLE_RETRY,
-        Settled::Exhausted => SETTLE_EXHAUSTED,
+        Settled::Retry { .. } => TaskSettleCode::Retry as i32,
+        Settled::Exhausted => TaskSettleCode::Exhausted as i32,
     })
 }
 
