@@ -7,7 +7,7 @@
 //!   shared `Float64Array` (see `ffi::Scratch`).
 //! - Every other value (object, function, string, symbol, bigint, boolean,
 //!   `null`, `undefined`) stays in a JS-side value table, one per JS thread
-//!   (`js/values.ts`), and the core holds its index (`Slot::Value`). The
+//!   (in `js/core/native-stream.ts`), and the core holds its index (`Slot::Value`). The
 //!   index is the reference: the table entry lives exactly as long as the
 //!   slot, so the handler receives the very value that was sent (`===`).
 //!
