@@ -5,7 +5,8 @@ import { assertSource, collectOutputs } from './drive';
 import { NativeStream } from './native-stream';
 import { PipedStream } from './pipe';
 import { kFinished, type StreamKind } from './protocol';
-import { HandlerStream, type StreamBody, reportHandoffs } from './stream';
+import { HandlerStream, reportHandoffs } from './stream';
+import { type StreamBody } from './body';
 import { Sessions } from '../integrations/sessions';
 import type {
   EventSource,

@@ -21,7 +21,8 @@ import {
   type NOT_NOW,
 } from './protocol';
 import { AliveGroup } from './alive-group';
-import { type HandlerStream, kFailAtEnd, kFailure, kJoinAliveGroup } from './stream';
+import { type HandlerStream, kFailAtEnd, kFailure } from './stream';
+import { kJoinAliveGroup } from './body';
 
 type Stage = HandlerStream<unknown, unknown>;
 type PipeOutcome = 'completed' | 'failed' | 'cancelled';

@@ -16,9 +16,9 @@ import { type IdleTarget, scratchU32, unwatchIdle, watchIdle } from './addon';
 import { Fifo } from './fifo';
 import { singleStage } from './function';
 import { Attempt, MAX_BATCH, type NativeStream, TaskSettleCode, type TaskPolicy } from './native-stream';
+import { type HandlerStream } from './stream';
 import {
   Emit,
-  type HandlerStream,
   INPUT_END,
   NO_INPUT,
   type StreamBody,
@@ -34,7 +34,7 @@ import {
   kReleaseInput,
   kStartBody,
   kTimersPending,
-} from './stream';
+} from './body';
 
 /** The native `then`: a plain promise's reactions run once each, so it needs no adopting. */
 // eslint-disable-next-line @typescript-eslint/unbound-method -- compared by identity, never called unbound

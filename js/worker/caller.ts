@@ -3,9 +3,9 @@
 // whose body forwards input batches to the worker thread and emits the
 // output batches that come back.
 import { CrossStatus, addon } from '../core/addon';
+import { type HandlerStream } from '../core/stream';
 import {
   Emit,
-  type HandlerStream,
   INPUT_END,
   NO_INPUT,
   type StreamBody,
@@ -19,7 +19,7 @@ import {
   kReleaseInput,
   kStartBody,
   kTimersPending,
-} from '../core/stream';
+} from '../core/body';
 import {
   type Arrived,
   type Encoded,

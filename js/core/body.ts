@@ -1,0 +1,51 @@
+// The body protocol: what runs inside a `HandlerStream` in place of a handler generator (a task stage's runner,
+// js/core/task.ts; a worker stream's caller, js/worker/caller.ts) drives the stream with. The same input and
+// output paths a handler's `for await` and `yield` take, without a promise per event.
+import type { HandlerStream } from './stream';
+
+/** The stream's `ctx.signal` for its handler or body (registered: other copies of the module read it). */
+export const kHandlerSignal = Symbol.for('velo-stream.handlerSignal');
+export const kNextInput = Symbol.for('velo-stream.nextInput');
+/** The body leaves its input: as a handler leaving its `for await`. */
+export const kReleaseInput = Symbol.for('velo-stream.releaseInput');
+
+/** Starts a `StreamBody` on its stream. */
+export const kStartBody = Symbol('velo.startBody');
+/** The next input event now, or `NO_INPUT` (none yet) or `INPUT_END`. */
+export const kPollInput = Symbol('velo.pollInput');
+export const NO_INPUT = Symbol('velo.noInput');
+export const INPUT_END = Symbol('velo.inputEnd');
+/** How many more events `kPollInput` returns without asking the core (the rest of the batch lent). */
+export const kInputLent = Symbol('velo.inputLent');
+/** Calls back once with the next input (or its end) when there is none now. */
+export const kAwaitInput = Symbol('velo.awaitInput');
+/** Emits one output: `Emit.Emitted`, `Emit.Paused` (wait with `kAwaitRoom`), or `Emit.Closed`. */
+export const kEmit = Symbol('velo.emit');
+/** Calls back once when a paused emit's output went in (or at a cancel). */
+export const kAwaitRoom = Symbol('velo.awaitRoom');
+/** The body finished: `kBodyReturned()` or `kBodyThrew(error)`, as a handler returns or throws. */
+export const kBodyReturned = Symbol('velo.bodyReturned');
+export const kBodyThrew = Symbol('velo.bodyThrew');
+/** Aborts `ctx.signal` with a reason (the body is failing). */
+export const kAbortSignal = Symbol('velo.abortSignal');
+/** The body has deadlines pending: a waiting read keeps the process alive for them, as for the idle deadline. */
+export const kTimersPending = Symbol('velo.timersPending');
+/** Makes the stream a member of a pipe's keep-alive group (`last`: the stage the user reads). Registered: a pipe joins stages of other copies of the module. */
+export const kJoinAliveGroup = Symbol.for('velo-stream.joinAliveGroup');
+
+export const enum Emit {
+  Emitted,
+  Paused,
+  Closed,
+}
+
+/** Something that runs inside a stream in place of a handler generator. */
+export interface StreamBody<I, O> {
+  [kStartBody](stream: HandlerStream<I, O>): void;
+  /** The stream was cancelled: stop, and finish once nothing runs. */
+  cancelled(): void;
+  /** Listeners `ctx.signal` may hold at once before Node warns of a leak: calls in flight each add theirs (`fetch(url, { signal })`). */
+  readonly signalListeners: number;
+  /** A read waits and the stream holds the process alive for it (or no longer): a body whose next step happens elsewhere holds itself meanwhile. */
+  keepAlive?(on: boolean): void;
+}
