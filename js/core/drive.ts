@@ -3,7 +3,7 @@
 // here, for every kind.
 import type { Duplex } from 'node:stream';
 import { describe, invalidType } from '../errors';
-import { toDuplex } from '../integrations/duplex';
+import { toDuplex } from './duplex';
 import type { EventSource, FeedOutputs, StreamMetrics, StreamState } from '../types';
 import {
   ReadKind,

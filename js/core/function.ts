@@ -7,7 +7,7 @@ import { PipedStream } from './pipe';
 import { kFinished, type StreamKind } from './protocol';
 import { HandlerStream, reportHandoffs } from './stream';
 import { type StreamBody } from './body';
-import { Sessions } from '../integrations/sessions';
+import { Sessions } from './sessions';
 import type {
   EventSource,
   OpenOptions,

@@ -6,7 +6,7 @@
 // sessions) implements `StreamKind` by extending `StreamBase` (drive.ts).
 // The drivers then work on it unchanged: `run()` and `feed()` (drive.ts),
 // the consumer's iterator and `recv()`, pipe links (pipe.ts), sessions
-// (integrations/sessions.ts), the HTTP helpers (through `feed()`,
+// (core/sessions.ts), the HTTP helpers (through `feed()`,
 // iteration and `kReadNow`) and `duplex()`. The contract is written down in
 // docs/design.md ("The stream-kind protocol").
 //

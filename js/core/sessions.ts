@@ -10,9 +10,9 @@
 // accepted that its handler never took (it returned or threw first) open the
 // key's next instance: nothing a send was told is accepted is dropped.
 import { StreamClosedError } from '../errors';
-import { Fifo } from '../core/fifo';
-import { drainOutputs } from '../core/drive';
-import { DONE, type StreamKind, kFinished, kInputError, kTaken } from '../core/protocol';
+import { Fifo } from './fifo';
+import { drainOutputs } from './drive';
+import { DONE, type StreamKind, kFinished, kInputError, kTaken } from './protocol';
 import type { SessionItem, Stream, StreamFn } from '../types';
 
 /**
