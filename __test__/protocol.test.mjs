@@ -13,6 +13,7 @@ const kSendAll = Symbol.for('velo-stream.sendAll');
 const kInputError = Symbol.for('velo-stream.inputError');
 const kFinished = Symbol.for('velo-stream.finished');
 const kSignal = Symbol.for('velo-stream.signal');
+const kSendNow = Symbol.for('velo-stream.sendNow');
 
 const passOn = async function* (events) {
   for await (const e of events) yield e;
@@ -144,6 +145,38 @@ for (const [kind, make] of Object.entries(KINDS)) {
       assert.equal(await all[kSendAll](source(), true), true);
       assert.deepEqual(await read, Array.from({ length: 20 }, (_, i) => i));
       gate.resolve();
+    });
+
+    test('kSendNow: true for an event taken in without waiting, else the send promise (waiting at a full input, refused once closed)', async () => {
+      const gate = deferred();
+      const held = make(async function* (events) {
+        await gate.promise;
+        for await (const e of events) yield e;
+      }, { buffer: 1 });
+      const s = held.open();
+      const answers = [];
+      let waiting;
+      for (let i = 0; i < 50; i++) {
+        const sent = s[kSendNow](i);
+        if (sent !== true) {
+          waiting = sent;
+          break;
+        }
+        answers.push(i);
+      }
+      assert.ok(answers.length >= 1, 'the first events go in at once');
+      assert.ok(waiting instanceof Promise, 'a full input answers with the waiting send');
+      gate.resolve();
+      await waiting;
+      s.end();
+      const out = [];
+      for await (const v of s) out.push(v);
+      assert.deepEqual(out, [...answers, answers.length], 'every event once, in order');
+      const closed = make(passOn).open();
+      closed.end();
+      const refused = closed[kSendNow](1);
+      assert.ok(refused instanceof Promise);
+      await assert.rejects(refused, { code: 'ERR_STREAM_CLOSED' });
     });
 
     test('kSendAll: a source error rejects with that error', async () => {

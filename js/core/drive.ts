@@ -15,6 +15,7 @@ import {
   kRead,
   kReadNow,
   kSendAll,
+  kSendNow,
   kSettle,
   kSignal,
   kTaken,
@@ -46,6 +47,11 @@ export abstract class StreamBase<I, O> implements StreamKind<I, O> {
   abstract readonly [kFinished]: Promise<void>;
   abstract [kTaken](): number;
   abstract [kTakenEnd](): boolean;
+
+  /** `send()` as `kSendNow` answers it; a kind that can tell a send that did not wait answers `true` for it. */
+  [kSendNow](event: I): true | Promise<void> {
+    return this.send(event);
+  }
 
   /**
    * The next output.

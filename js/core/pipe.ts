@@ -13,6 +13,7 @@ import {
   kRead,
   kReadNow,
   kSendAll,
+  kSendNow,
   kSettle,
   kSignal,
   kTaken,
@@ -142,6 +143,10 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
 
   send(event: I): Promise<void> {
     return this.#head.send(event);
+  }
+
+  override [kSendNow](event: I): true | Promise<void> {
+    return this.#head[kSendNow](event);
   }
 
   end(): void {

@@ -29,6 +29,7 @@ import {
   kRead,
   kReadNow,
   kSendAll,
+  kSendNow,
   kSettle,
   kSignal,
   kTaken,
@@ -464,6 +465,11 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
     } else sent = await this.#sendSync(source as Iterable<I>);
     if (sent && end) this.end();
     return sent;
+  }
+
+  override [kSendNow](event: I): true | Promise<void> {
+    const sent = this.send(event);
+    return sent === RESOLVED ? true : sent;
   }
 
   /** One ordinary send; false if the stream is closed. */

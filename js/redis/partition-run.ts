@@ -3,7 +3,7 @@
 // (idle by the log's clock, caps, markers) or where their handlers stop, and commits outputs and acks fenced.
 // What it needs of the worker is `PartitionHost`.
 import { drainOutputs } from '../core/drive';
-import { kFinished, kTaken, kTakenEnd, type StreamKind } from '../core/protocol';
+import { kFinished, kSendNow, kTaken, kTakenEnd, type StreamKind } from '../core/protocol';
 import type { StreamFn } from '../types';
 import { type Codec, encodeChecked } from './codec';
 import { type OutputContent, ReplayDivergedError, SessionLimitError } from './errors';
@@ -250,7 +250,10 @@ export class PartitionRun<I, O> {
       for (const entry of read.entries) {
         if (this.stopping) return;
         this.logTime = Math.max(this.logTime, idTime(entry.id));
-        rereadable = (await this.#dispatch(entry)) || rereadable;
+        // Synchronous unless the entry must wait (a full session input, a session still finishing): no
+        // microtask per entry on the way.
+        const dispatched = this.#dispatch(entry);
+        rereadable = (typeof dispatched === 'boolean' ? dispatched : await dispatched) || rereadable;
       }
       this.#endIdleByLog();
       if (rereadable) this.reread().catch((error: unknown) => w.report(error));
@@ -331,7 +334,7 @@ export class PartitionRun<I, O> {
    * being read: close markers behind held entries are reached, and sessions end. True if the entry joined
    * entries of a key with a live session that wait in the pending list (a `reread` can deliver them now).
    */
-  async #dispatch(entry: InputEntry): Promise<boolean> {
+  #dispatch(entry: InputEntry): boolean | Promise<boolean> {
     const spilled = this.#spilled.get(entry.key);
     if (spilled !== undefined) {
       this.buffered--;
@@ -343,7 +346,13 @@ export class PartitionRun<I, O> {
       this.#holdOrSpill(entry);
       return false;
     }
-    const delivered = await this.#deliver(entry);
+    const delivered = this.#deliver(entry);
+    if (typeof delivered === 'number') return this.#undelivered(entry, delivered);
+    return delivered.then((d) => this.#undelivered(entry, d));
+  }
+
+  /** After `#deliver`: an entry it could not deliver is held (or left in the pending list). False: nothing to read again. */
+  #undelivered(entry: InputEntry, delivered: Delivery): false {
     if (delivered === Delivery.Done) return false;
     this.buffered--;
     this.#holdOrSpill(entry);
@@ -542,7 +551,7 @@ export class PartitionRun<I, O> {
    * handler takes it). Else, with the entry still counted: `NoSlot` if it needs a new session and
    * `maxConcurrent` sessions are live on this worker, `Behind` if an earlier entry of its key is held.
    */
-  async #deliver(entry: InputEntry): Promise<Delivery> {
+  #deliver(entry: InputEntry): Delivery | Promise<Delivery> {
     const key = entry.key;
     if (entry.close !== undefined) {
       this.buffered--;
@@ -581,16 +590,25 @@ export class PartitionRun<I, O> {
       this.#cap(s, limit);
       s = undefined;
     }
-    if (s === undefined) {
-      const previous = this.finishing.get(key);
-      if (previous !== undefined) await previous;
-      if (this.stopping) return Delivery.Done;
-      // The ending session's handler left entries before this one (they open the next session), or, while
-      // this one waited, a delivery of an earlier entry did.
-      if (this.sessions.has(key) || this.#heldBefore(key, entry.id)) return Delivery.Behind;
-      s = this.#open(key, `${key}@${entry.id}`);
-      if (s === undefined) return Delivery.NoSlot;
-    }
+    if (s !== undefined) return this.#send(s, entry);
+    const previous = this.finishing.get(key);
+    return previous === undefined ? this.#deliverNew(entry) : previous.then(() => this.#deliverNew(entry));
+  }
+
+  /** `#deliver` of an entry that opens its key's next session (the previous one, if any, has finished). */
+  #deliverNew(entry: InputEntry): Delivery | Promise<Delivery> {
+    if (this.stopping) return Delivery.Done;
+    const key = entry.key;
+    // The ending session's handler left entries before this one (they open the next session), or, while
+    // this one waited, a delivery of an earlier entry did.
+    if (this.sessions.has(key) || this.#heldBefore(key, entry.id)) return Delivery.Behind;
+    const s = this.#open(key, `${key}@${entry.id}`);
+    if (s === undefined) return Delivery.NoSlot;
+    return this.#send(s, entry);
+  }
+
+  /** Sends the entry's event to its key's session: `Done` at once, or once a full input took it. */
+  #send(s: Session<I, O>, entry: InputEntry): Delivery | Promise<Delivery> {
     s.ids.push(entry.id);
     s.events++;
     s.lastTime = idTime(entry.id);
@@ -599,7 +617,7 @@ export class PartitionRun<I, O> {
     this.#holding.add(s);
     let event: I;
     try {
-      event = this.worker.codec.decode(entry.payload) as I;
+      event = this.worker.codec.decode(entry.payload as Buffer) as I;
     } catch (error) {
       // The session's input ends before it, as at a cap: decided by the log, so every replay ends it here too.
       s.stop = {
@@ -611,12 +629,16 @@ export class PartitionRun<I, O> {
       this.#finish(s);
       return Delivery.Done;
     }
+    const sent = s.stream[kSendNow](event);
+    if (sent === true) return Delivery.Done;
     // Waits while the session's input is full: the partition is not read meanwhile (backpressure). A send
     // refused because the handler finished is fine: the entry, untaken, goes to the key's next session.
     s.sending = true;
-    await s.stream.send(event).catch(() => {});
-    s.sending = false;
-    return Delivery.Done;
+    const sentIn = (): Delivery => {
+      s.sending = false;
+      return Delivery.Done;
+    };
+    return sent.then(sentIn, sentIn);
   }
 
   /**
@@ -726,8 +748,9 @@ export class PartitionRun<I, O> {
   /** The age cap, if entry `id` is more than `maxSessionAge` after the session's first entry (Redis' clock). */
   #ageLimit(s: Session<I, O>, id: string): SessionLimitError | undefined {
     const max = this.worker.maxSessionAge;
+    if (max <= 0) return undefined;
     const age = idTime(id) - s.start;
-    if (max <= 0 || age <= max) return undefined;
+    if (age <= max) return undefined;
     return new SessionLimitError(
       'ERR_VELO_SESSION_AGE',
       max,

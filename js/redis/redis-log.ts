@@ -335,16 +335,26 @@ function fields(list: unknown): Map<string, Buffer> {
 function inputEntries(raw: unknown): InputEntry[] {
   const out: InputEntry[] = [];
   for (const [id, list] of raw as [Buffer, unknown][]) {
-    const f = fields(list);
-    const close = f.get('c');
+    // The fields are read in place (no map per entry: this runs for every event).
+    let key = '';
+    let payload: Buffer | undefined;
+    let close: string | undefined;
+    let reason: string | undefined;
     // A pending entry trimmed away comes back with nil fields: no key, no payload.
-    out.push({
-      id: id.toString(),
-      key: f.get('k')?.toString() ?? '',
-      payload: f.get('v'),
-      close: close?.toString(),
-      reason: f.get('r')?.toString(),
-    });
+    if (Array.isArray(list)) {
+      for (let i = 0; i + 1 < list.length; i += 2) {
+        const name = list[i] as Buffer;
+        const value = list[i + 1] as Buffer;
+        // Field names are one byte: k(ey), v(alue), c(lose marker), r(eason).
+        if (name.length !== 1) continue;
+        const c = name[0];
+        if (c === 0x6b) key = value.toString();
+        else if (c === 0x76) payload = value;
+        else if (c === 0x63) close = value.toString();
+        else if (c === 0x72) reason = value.toString();
+      }
+    }
+    out.push({ id: id.toString(), key, payload, close, reason });
   }
   return out;
 }
