@@ -100,7 +100,25 @@ export declare function crossOpenPairs(): number
  * wake. `Parked`: the lane keeps the batch and wakes the sender when there
  * is room.
  */
-export declare function crossPush(id: number, lane: number, batch?: Uint8Array | undefined | null, attached?: Array<Uint8Array> | undefined | null): CrossStatus
+export declare function crossPush(id: number, lane: number, batch?: Uint8Array | undefined | null, attached?: Array<Uint8Array> | undefined | null): CrossPushStatus
+
+/**
+ * What `crossPush` answers (the core's [`Push`], a closed lane's reason
+ * spelled out).
+ */
+export declare const enum CrossPushStatus {
+  /** The whole batch was queued. */
+  Accepted = 0,
+  /**
+   * The lane is full: what did not fit is kept, and the sender is woken
+   * when there is room.
+   */
+  Parked = 1,
+  /** The lane was ended: the batch was refused. */
+  Ended = 2,
+  /** The lane was cancelled (or the pair freed): the batch was refused. */
+  Cancelled = 3,
+}
 
 /**
  * `side` (0 the caller, 1 the worker; a supervisor releases for a thread
@@ -109,20 +127,22 @@ export declare function crossPush(id: number, lane: number, batch?: Uint8Array |
  */
 export declare function crossRelease(id: number, side: number): void
 
-/** What `crossPush`/`crossTake` answer besides batches. */
-export declare const enum CrossStatus {
-  Queued = 0,
-  Parked = 1,
-  Ended = 2,
-  Cancelled = 3,
-}
-
 /**
  * Takes the oldest batch on `lane`, as `[bytes, ...attached]` (the receiver
- * owns the memory: no copy), or answers why there is none: `Parked` (the
+ * owns the memory: no copy), or answers why there is none: `Empty` (the
  * receiver is woken when one comes), `Ended`, `Cancelled`.
  */
-export declare function crossTake(id: number, lane: number): Array<Buffer> | CrossStatus
+export declare function crossTake(id: number, lane: number): Array<Buffer> | CrossTakeStatus
+
+/** What `crossTake` answers when it has no batch (the core's [`Take`]). */
+export declare const enum CrossTakeStatus {
+  /** Nothing queued: the receiver is woken when a batch comes. */
+  Empty = 1,
+  /** The lane was ended and every batch taken. */
+  Ended = 2,
+  /** The lane was cancelled (or the pair freed). */
+  Cancelled = 3,
+}
 
 /** Cumulative counts of durations at chosen bounds (Prometheus `le`). */
 export interface Histogram {

@@ -43,7 +43,7 @@ const nativeThen = Promise.prototype.then;
 type Call<I, O> = (item: I, ctx: TaskContext) => O | Promise<O>;
 type OnError<I, O> = 'fail' | 'skip' | ((error: unknown, item: I, ctx: TaskContext) => O | undefined | Promise<O | undefined>);
 
-/** A stream's task deadlines are reported under its key plus this (see crates/velo-node/src/task.rs). */
+/** A stream's task deadlines are reported under its key plus this (see crates/velo-node/src/task_state.rs). */
 const TASK_KEY_OFFSET = 2 ** 40;
 const MAX_COUNT = 2 ** 32 - 1;
 /** Node's own ceiling for timers (about 24.8 days). */

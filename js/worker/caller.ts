@@ -2,7 +2,7 @@
 // (its lanes, backpressure, idle clock, limits and metrics are the caller's)
 // whose body forwards input batches to the worker thread and emits the
 // output batches that come back.
-import { CrossStatus, addon } from '../core/addon';
+import { CrossPushStatus, CrossTakeStatus, addon } from '../core/addon';
 import { type HandlerStream } from '../core/stream';
 import {
   Emit,
@@ -132,8 +132,8 @@ export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
     if (lane === INPUT) {
       if (this.#input !== InputState.AwaitingRoom) return;
       const status = addon.crossPush(this.#pair, INPUT, null);
-      if (status === CrossStatus.Parked) return;
-      if (status !== CrossStatus.Queued) return this.#inputRefused();
+      if (status === CrossPushStatus.Parked) return;
+      if (status !== CrossPushStatus.Accepted) return this.#inputRefused();
       this.#input = InputState.Moving;
       if (this.#endAfterRoom) {
         this.#input = InputState.Done;
@@ -241,12 +241,12 @@ export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
         const status = addon.crossPush(this.#pair, INPUT, encoded.bytes, encoded.attached);
         this.#pushed++;
         if (this.#dormant) this.#wakeFromDormant();
-        if (status === CrossStatus.Parked) {
+        if (status === CrossPushStatus.Parked) {
           this.#input = InputState.AwaitingRoom;
           this.#endAfterRoom = ended;
           return;
         }
-        if (status !== CrossStatus.Queued) return this.#inputRefused();
+        if (status !== CrossPushStatus.Accepted) return this.#inputRefused();
       }
       if (ended) {
         this.#input = InputState.Done;
@@ -319,13 +319,13 @@ export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
       const got = this.#waitingBatch ?? addon.crossTake(this.#pair, OUTPUT);
       this.#waitingBatch = null;
       if (typeof got === 'number') {
-        if (got === CrossStatus.Parked) {
+        if (got === CrossTakeStatus.Empty) {
           this.#awaitingOutput = true;
           stream[kTimersPending](!this.#dormant);
           return;
         }
         // Cancelled: by `cancelled()` or a crash, each of which finishes.
-        if (got === CrossStatus.Ended) this.#outputEnded = true;
+        if (got === CrossTakeStatus.Ended) this.#outputEnded = true;
         else return;
         continue;
       }

@@ -5,7 +5,7 @@
 // lanes (crates/velo-node/src/cross.rs), a batch at a time.
 import { pathToFileURL } from 'node:url';
 import { parentPort, workerData } from 'node:worker_threads';
-import { CrossStatus, addon } from '../core/addon';
+import { CrossPushStatus, CrossTakeStatus, addon } from '../core/addon';
 import {
   type Arrived,
   type Encoded,
@@ -75,7 +75,7 @@ void loadHandler().then(
   () => parentPort?.postMessage({ type: 'loaded' } satisfies LoadedMessage),
 );
 
-function send(pair: number, encoded: Encoded): CrossStatus {
+function send(pair: number, encoded: Encoded): CrossPushStatus {
   // The ArrayBuffers go first, by the port: the batch that refers to them may be taken before they arrive, never after.
   if (encoded.byPort !== null) {
     const message: TransferMessage = { type: 'transfer', pair, ...encoded.byPort };
@@ -263,9 +263,9 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
     this.#afterPush(send(this.#pair, encoded));
   }
 
-  #afterPush(status: CrossStatus): void {
-    if (status === CrossStatus.Parked) this.#outParked = true;
-    else if (status !== CrossStatus.Queued) this.#refusedByCaller();
+  #afterPush(status: CrossPushStatus): void {
+    if (status === CrossPushStatus.Parked) this.#outParked = true;
+    else if (status !== CrossPushStatus.Accepted) this.#refusedByCaller();
   }
 
   transferArrived(arrived: Arrived): void {
@@ -294,7 +294,7 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
     if (lane === OUTPUT) {
       if (!this.#outParked) return;
       const status = addon.crossPush(this.#pair, OUTPUT, null);
-      if (status === CrossStatus.Parked) return;
+      if (status === CrossPushStatus.Parked) return;
       this.#outParked = false;
       this.#afterPush(status);
       if (!this.#outParked) this.#flushCatching();
@@ -372,8 +372,8 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
     const got = this.#waitingBatch ?? addon.crossTake(this.#pair, INPUT);
     this.#waitingBatch = null;
     if (typeof got === 'number') {
-      if (got === CrossStatus.Parked) return null;
-      if (got === CrossStatus.Cancelled) {
+      if (got === CrossTakeStatus.Empty) return null;
+      if (got === CrossTakeStatus.Cancelled) {
         // Until the cancel's message ends the input (see `#refused`).
         this.#refusedByCaller();
         return null;

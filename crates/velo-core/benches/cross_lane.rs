@@ -66,9 +66,9 @@ fn transfer(batch: usize) {
                     let (push, w) = lane.push(&mut values);
                     wake(w);
                     match push {
-                        Push::Queued => break,
+                        Push::Accepted => break,
                         Push::Parked => sender.wait(),
-                        Push::Refused(_) => unreachable!(),
+                        Push::Closed(_) => unreachable!(),
                     }
                 }
             }
@@ -85,8 +85,8 @@ fn transfer(batch: usize) {
             sender.wake();
         }
         match take {
-            Take::Taken(_) => sum += out.iter().sum::<u64>(),
-            Take::Parked => receiver.wait(),
+            Take::Taken { .. } => sum += out.iter().sum::<u64>(),
+            Take::Empty => receiver.wait(),
             Take::Ended => break,
             Take::Cancelled => unreachable!(),
         }

@@ -21,7 +21,7 @@
 //! Every call answers a status and a [`Wake`]: whom the caller must now wake.
 //! The lane never calls anything itself.
 //! - A [`CrossLane::take`] that finds the queue empty registers the receiver as
-//!   parked and answers [`Take::Parked`]. The next push that queues a value
+//!   parked and answers [`Take::Empty`]. The next push that queues a value
 //!   answers `wake.receiver`: the queue went from empty to non-empty while the
 //!   receiver waited. Later pushes answer no wake until the receiver parks
 //!   again, so under load there is at most one wake per batch, not one per
@@ -31,18 +31,19 @@
 //!   take after which at least half of the capacity is free answers
 //!   `wake.sender` (a low watermark, so a receiver taking one value at a time
 //!   does not wake the sender for every value).
-//! - A party that answered `Parked` is woken exactly once, by its peer's push
-//!   or take, by [`CrossLane::end`] or by [`CrossLane::cancel`], provided it
-//!   makes no other call on the lane until then (a `take` or `push` made while
-//!   still registered answers `Parked` again and changes nothing).
+//! - A party that parked (a push answered `Parked`, a take `Empty`) is woken
+//!   exactly once, by its peer's push or take, by [`CrossLane::end`] or by
+//!   [`CrossLane::cancel`], provided it makes no other call on the lane until
+//!   then (a `take` or `push` made while still registered answers `Empty` or
+//!   `Parked` again and changes nothing).
 //!
 //! # Disconnection
 //! - [`CrossLane::end`] (end of input, or the sender's thread died after its
-//!   last push) refuses later pushes with [`Push::Refused`]`(`[`Closed::Ended`]`)`
+//!   last push) refuses later pushes with [`Push::Closed`]`(`[`Closed::Ended`]`)`
 //!   and keeps every queued value: the receiver takes them all, then
 //!   [`Take::Ended`]. It wakes a parked receiver.
 //! - [`CrossLane::cancel`] (either side gave up, or the receiver's thread died)
-//!   refuses later pushes with [`Closed::Cancelled`], drops the queued values,
+//!   refuses later pushes with [`Push::Closed`]`(`[`Closed::Cancelled`]`)`, drops the queued values,
 //!   answers [`Take::Cancelled`] to the receiver, and wakes whichever parties
 //!   are parked, the caller's own side included.
 //!
@@ -78,7 +79,7 @@
 //! let mut got = Vec::new();
 //!
 //! // The receiver finds nothing and parks.
-//! assert_eq!(lane.take(16, &mut got), (Take::Parked, Wake::NONE));
+//! assert_eq!(lane.take(16, &mut got), (Take::Empty, Wake::NONE));
 //!
 //! // The sender fills the queue: it must wake the receiver, and it waits too.
 //! let mut batch = VecDeque::from([1, 2, 3]);
@@ -86,13 +87,13 @@
 //! assert_eq!(batch, [3]); // not queued: the sender keeps it
 //!
 //! // Woken, the receiver takes the batch, which frees room: wake the sender.
-//! assert_eq!(lane.take(16, &mut got), (Take::Taken(2), Wake::SENDER));
+//! assert_eq!(lane.take(16, &mut got), (Take::Taken { count: 2 }, Wake::SENDER));
 //! assert_eq!(got, [1, 2]);
 //!
 //! // Woken, the sender pushes the rest and ends its input.
-//! assert_eq!(lane.push(&mut batch), (Push::Queued, Wake::NONE));
+//! assert_eq!(lane.push(&mut batch), (Push::Accepted, Wake::NONE));
 //! assert_eq!(lane.end(), Wake::NONE); // the receiver is not parked
-//! assert_eq!(lane.take(16, &mut got), (Take::Taken(1), Wake::NONE));
+//! assert_eq!(lane.take(16, &mut got), (Take::Taken { count: 1 }, Wake::NONE));
 //! assert_eq!(lane.take(16, &mut got), (Take::Ended, Wake::NONE));
 //! assert_eq!(got, [1, 2, 3]);
 //! ```
@@ -161,25 +162,30 @@ pub enum Closed {
     Cancelled,
 }
 
-/// What became of a pushed batch.
+/// What became of a pushed batch. The names are [`crate::lane::Push`]'s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Push {
     /// Every value of the batch was queued.
-    Queued,
+    Accepted,
     /// The queue is full: the values queued left the batch, the rest stay in
     /// it. The sender waits for its wake before pushing again.
     Parked,
-    /// Nothing more is accepted; the values still in the batch were refused.
-    Refused(Closed),
+    /// The lane is closed (why: ended or cancelled); the values still in the
+    /// batch were refused.
+    Closed(Closed),
 }
 
-/// What the receiver got from a take.
+/// What the receiver got from a take. The names are
+/// [`crate::lane::Take`]'s, plus `Cancelled`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Take {
-    /// This many values were appended to the output.
-    Taken(usize),
+    /// Values were appended to the output.
+    Taken {
+        /// How many.
+        count: usize,
+    },
     /// Nothing queued: the receiver waits for its wake before taking again.
-    Parked,
+    Empty,
     /// The input ended and every value was taken.
     Ended,
     /// The lane was cancelled: nothing more will come.
@@ -231,7 +237,7 @@ impl<T> CrossLane<T> {
     pub fn push(&self, batch: &mut VecDeque<T>) -> (Push, Wake) {
         let state = self.state.load(Ordering::Acquire);
         if let Some(why) = closed(state) {
-            return (Push::Refused(why), Wake::NONE);
+            return (Push::Closed(why), Wake::NONE);
         }
         if state & SENDER_PARKED != 0 {
             return (Push::Parked, Wake::NONE);
@@ -264,11 +270,11 @@ impl<T> CrossLane<T> {
                 // The cancel may have emptied the queue before these pushes
                 // landed: drop them as it would have.
                 self.discard();
-                return (Push::Refused(Closed::Cancelled), wake);
+                return (Push::Closed(Closed::Cancelled), wake);
             }
             wake.receiver |= queued && prev & RECEIVER_PARKED != 0;
             if !full {
-                return (Push::Queued, wake);
+                return (Push::Accepted, wake);
             }
             // Registered. The receiver may have made room before it could see
             // the registration; if so, withdraw it and go on pushing.
@@ -286,7 +292,7 @@ impl<T> CrossLane<T> {
             return (Take::Cancelled, Wake::NONE);
         }
         if state & RECEIVER_PARKED != 0 {
-            return (Take::Parked, Wake::NONE);
+            return (Take::Empty, Wake::NONE);
         }
         let max = max.max(1);
         let start = out.len();
@@ -319,7 +325,7 @@ impl<T> CrossLane<T> {
             }
             wake.sender |= prev & SENDER_PARKED != 0 && next & SENDER_PARKED == 0;
             if count > 0 {
-                return (Take::Taken(count), wake);
+                return (Take::Taken { count }, wake);
             }
             if prev & ENDED != 0 {
                 // The values pushed before the end may have landed after the
@@ -334,7 +340,7 @@ impl<T> CrossLane<T> {
             // Registered. A push may have landed before the sender could see
             // the registration; if so, withdraw it and take again.
             if self.queue.is_empty() || !self.withdraw(RECEIVER_PARKED) {
-                return (Take::Parked, wake);
+                return (Take::Empty, wake);
             }
         }
     }
@@ -524,13 +530,13 @@ mod tests {
     fn push_queues_the_whole_batch_in_order() {
         let lane = CrossLane::new(8);
         let mut values = batch(0..5);
-        assert_eq!(lane.push(&mut values), (Push::Queued, Wake::NONE));
+        assert_eq!(lane.push(&mut values), (Push::Accepted, Wake::NONE));
         assert!(values.is_empty());
         assert_eq!(lane.len(), 5);
         let mut out = Vec::new();
         assert_eq!(
             lane.take(usize::MAX, &mut out),
-            (Take::Taken(5), Wake::NONE)
+            (Take::Taken { count: 5 }, Wake::NONE)
         );
         assert_eq!(out, [0, 1, 2, 3, 4]);
     }
@@ -539,10 +545,13 @@ mod tests {
     fn empty_batch_is_queued_and_wakes_nobody() {
         let lane: CrossLane<u32> = CrossLane::new(2);
         let mut out = Vec::new();
-        assert_eq!(lane.take(1, &mut out), (Take::Parked, Wake::NONE));
-        assert_eq!(lane.push(&mut VecDeque::new()), (Push::Queued, Wake::NONE));
+        assert_eq!(lane.take(1, &mut out), (Take::Empty, Wake::NONE));
+        assert_eq!(
+            lane.push(&mut VecDeque::new()),
+            (Push::Accepted, Wake::NONE)
+        );
         // The receiver is still owed a wake by the first push that queues.
-        assert_eq!(lane.push(&mut batch([7])), (Push::Queued, Wake::RECEIVER));
+        assert_eq!(lane.push(&mut batch([7])), (Push::Accepted, Wake::RECEIVER));
     }
 
     #[test]
@@ -559,9 +568,15 @@ mod tests {
         let lane = CrossLane::new(8);
         let _ = lane.push(&mut batch(0..6));
         let mut out = vec![99];
-        assert_eq!(lane.take(4, &mut out), (Take::Taken(4), Wake::NONE));
+        assert_eq!(
+            lane.take(4, &mut out),
+            (Take::Taken { count: 4 }, Wake::NONE)
+        );
         assert_eq!(out, [99, 0, 1, 2, 3]);
-        assert_eq!(lane.take(0, &mut out), (Take::Taken(1), Wake::NONE));
+        assert_eq!(
+            lane.take(0, &mut out),
+            (Take::Taken { count: 1 }, Wake::NONE)
+        );
         assert_eq!(out, [99, 0, 1, 2, 3, 4]);
     }
 
@@ -569,26 +584,32 @@ mod tests {
     fn parked_receiver_is_woken_by_the_first_push_only() {
         let lane = CrossLane::new(8);
         let mut out = Vec::new();
-        assert_eq!(lane.take(8, &mut out), (Take::Parked, Wake::NONE));
+        assert_eq!(lane.take(8, &mut out), (Take::Empty, Wake::NONE));
         assert_eq!(
             lane.push(&mut batch([1, 2])),
-            (Push::Queued, Wake::RECEIVER)
+            (Push::Accepted, Wake::RECEIVER)
         );
         // Still not taken: no second wake for the same wait.
-        assert_eq!(lane.push(&mut batch([3])), (Push::Queued, Wake::NONE));
-        assert_eq!(lane.take(8, &mut out), (Take::Taken(3), Wake::NONE));
+        assert_eq!(lane.push(&mut batch([3])), (Push::Accepted, Wake::NONE));
+        assert_eq!(
+            lane.take(8, &mut out),
+            (Take::Taken { count: 3 }, Wake::NONE)
+        );
         // A receiver that is not parked is never woken.
-        assert_eq!(lane.push(&mut batch([4])), (Push::Queued, Wake::NONE));
+        assert_eq!(lane.push(&mut batch([4])), (Push::Accepted, Wake::NONE));
     }
 
     #[test]
     fn take_while_parked_changes_nothing() {
         let lane: CrossLane<u32> = CrossLane::new(4);
         let mut out = Vec::new();
-        assert_eq!(lane.take(4, &mut out), (Take::Parked, Wake::NONE));
-        assert_eq!(lane.take(4, &mut out), (Take::Parked, Wake::NONE));
-        assert_eq!(lane.push(&mut batch([1])), (Push::Queued, Wake::RECEIVER));
-        assert_eq!(lane.take(4, &mut out), (Take::Taken(1), Wake::NONE));
+        assert_eq!(lane.take(4, &mut out), (Take::Empty, Wake::NONE));
+        assert_eq!(lane.take(4, &mut out), (Take::Empty, Wake::NONE));
+        assert_eq!(lane.push(&mut batch([1])), (Push::Accepted, Wake::RECEIVER));
+        assert_eq!(
+            lane.take(4, &mut out),
+            (Take::Taken { count: 1 }, Wake::NONE)
+        );
     }
 
     #[test]
@@ -601,7 +622,10 @@ mod tests {
         // Pushing again while parked moves nothing, even with room made
         // meanwhile: the wake says when to come back.
         let mut out = Vec::new();
-        assert_eq!(lane.take(1, &mut out), (Take::Taken(1), Wake::NONE));
+        assert_eq!(
+            lane.take(1, &mut out),
+            (Take::Taken { count: 1 }, Wake::NONE)
+        );
         assert_eq!(lane.push(&mut values), (Push::Parked, Wake::NONE));
         assert_eq!(values, [3, 4]);
     }
@@ -610,11 +634,23 @@ mod tests {
     fn parked_sender_is_woken_once_half_the_capacity_is_free() {
         let lane = full_lane(4);
         let mut out = Vec::new();
-        assert_eq!(lane.take(1, &mut out), (Take::Taken(1), Wake::NONE));
-        assert_eq!(lane.take(1, &mut out), (Take::Taken(1), Wake::SENDER));
+        assert_eq!(
+            lane.take(1, &mut out),
+            (Take::Taken { count: 1 }, Wake::NONE)
+        );
+        assert_eq!(
+            lane.take(1, &mut out),
+            (Take::Taken { count: 1 }, Wake::SENDER)
+        );
         // Woken once: more room makes no second wake.
-        assert_eq!(lane.take(1, &mut out), (Take::Taken(1), Wake::NONE));
-        assert_eq!(lane.take(8, &mut out), (Take::Taken(1), Wake::NONE));
+        assert_eq!(
+            lane.take(1, &mut out),
+            (Take::Taken { count: 1 }, Wake::NONE)
+        );
+        assert_eq!(
+            lane.take(8, &mut out),
+            (Take::Taken { count: 1 }, Wake::NONE)
+        );
         assert_eq!(out, [0, 1, 2, 3]);
     }
 
@@ -622,7 +658,10 @@ mod tests {
     fn capacity_one_wakes_the_sender_at_every_take() {
         let lane = full_lane(1);
         let mut out = Vec::new();
-        assert_eq!(lane.take(1, &mut out), (Take::Taken(1), Wake::SENDER));
+        assert_eq!(
+            lane.take(1, &mut out),
+            (Take::Taken { count: 1 }, Wake::SENDER)
+        );
     }
 
     #[test]
@@ -630,7 +669,10 @@ mod tests {
         let lane = full_lane(2);
         assert_eq!(lane.end(), Wake::NONE);
         let mut out = Vec::new();
-        assert_eq!(lane.take(8, &mut out), (Take::Taken(2), Wake::SENDER));
+        assert_eq!(
+            lane.take(8, &mut out),
+            (Take::Taken { count: 2 }, Wake::SENDER)
+        );
         assert_eq!(lane.take(8, &mut out), (Take::Ended, Wake::NONE));
     }
 
@@ -644,7 +686,7 @@ mod tests {
             let (push, _) = lane.push(&mut values);
             rounds += 1;
             let (_, wake) = lane.take(usize::MAX, &mut out);
-            if push == Push::Queued {
+            if push == Push::Accepted {
                 break;
             }
             assert_eq!(wake, Wake::SENDER);
@@ -658,7 +700,7 @@ mod tests {
     fn end_wakes_a_parked_receiver_and_keeps_the_queue() {
         let lane = CrossLane::new(4);
         let mut out = Vec::new();
-        assert_eq!(lane.take(4, &mut out), (Take::Parked, Wake::NONE));
+        assert_eq!(lane.take(4, &mut out), (Take::Empty, Wake::NONE));
         assert_eq!(lane.end(), Wake::RECEIVER);
         assert_eq!(lane.take(4, &mut out), (Take::Ended, Wake::NONE));
 
@@ -666,8 +708,14 @@ mod tests {
         let _ = lane.push(&mut batch([1, 2]));
         assert_eq!(lane.end(), Wake::NONE);
         assert_eq!(lane.closed(), Some(Closed::Ended));
-        assert_eq!(lane.take(1, &mut out), (Take::Taken(1), Wake::NONE));
-        assert_eq!(lane.take(1, &mut out), (Take::Taken(1), Wake::NONE));
+        assert_eq!(
+            lane.take(1, &mut out),
+            (Take::Taken { count: 1 }, Wake::NONE)
+        );
+        assert_eq!(
+            lane.take(1, &mut out),
+            (Take::Taken { count: 1 }, Wake::NONE)
+        );
         assert_eq!(lane.take(1, &mut out), (Take::Ended, Wake::NONE));
         assert_eq!(lane.take(1, &mut out), (Take::Ended, Wake::NONE));
         assert_eq!(out, [1, 2]);
@@ -680,7 +728,7 @@ mod tests {
         let mut values = batch([1, 2]);
         assert_eq!(
             lane.push(&mut values),
-            (Push::Refused(Closed::Ended), Wake::NONE)
+            (Push::Closed(Closed::Ended), Wake::NONE)
         );
         assert_eq!(values, [1, 2]);
         assert!(lane.is_empty());
@@ -709,7 +757,7 @@ mod tests {
         let mut values = batch([5]);
         assert_eq!(
             lane.push(&mut values),
-            (Push::Refused(Closed::Cancelled), Wake::NONE)
+            (Push::Closed(Closed::Cancelled), Wake::NONE)
         );
         assert_eq!(values, [5]);
         let mut out = Vec::new();
@@ -721,7 +769,7 @@ mod tests {
     fn cancel_by_the_sender_wakes_the_parked_receiver() {
         let lane: CrossLane<u32> = CrossLane::new(2);
         let mut out = Vec::new();
-        assert_eq!(lane.take(2, &mut out), (Take::Parked, Wake::NONE));
+        assert_eq!(lane.take(2, &mut out), (Take::Empty, Wake::NONE));
         assert_eq!(lane.cancel(), Wake::RECEIVER);
         assert_eq!(lane.take(2, &mut out), (Take::Cancelled, Wake::NONE));
     }

@@ -34,7 +34,8 @@
 
 use std::collections::VecDeque;
 
-/// What became of a pushed value.
+/// What became of a pushed value. ([`crate::cross_lane::Push`] answers in
+/// the same names.)
 #[derive(Debug, PartialEq, Eq)]
 pub enum Push<T> {
     /// Accepted into the lane.
@@ -45,7 +46,8 @@ pub enum Push<T> {
     Closed(T),
 }
 
-/// What a receiver got from [`Lane::take`].
+/// What a receiver got from [`Lane::take`]. ([`crate::cross_lane::Take`]
+/// answers in the same names.)
 #[derive(Debug, PartialEq, Eq)]
 pub enum Take {
     /// `count` values were appended to the output; `admitted` waiting senders

@@ -126,9 +126,9 @@ fn run_sender(pair: &Pair, script: &[SenderOp]) -> SenderLog {
             let left = batch.len();
             log.queued.extend(&before[..before.len() - left]);
             match status {
-                Push::Queued => return,
+                Push::Accepted => return,
                 Push::Parked => pair.sender.park("sender"),
-                Push::Refused(_) => {
+                Push::Closed(_) => {
                     for v in batch.iter_mut() {
                         v.accounted = true;
                         log.refused.push(v.id);
@@ -162,7 +162,7 @@ fn run_receiver(pair: &Pair, script: &[ReceiverOp]) -> (Vec<u64>, Take) {
             taken.push(v.id);
         }
         match status {
-            Take::Parked => pair.receiver.park("receiver"),
+            Take::Empty => pair.receiver.park("receiver"),
             status => return status,
         }
     };
@@ -176,7 +176,7 @@ fn run_receiver(pair: &Pair, script: &[ReceiverOp]) -> (Vec<u64>, Take) {
     }
     loop {
         match take(usize::MAX, &mut taken) {
-            Take::Taken(_) => {}
+            Take::Taken { .. } => {}
             end => return (taken, end),
         }
     }

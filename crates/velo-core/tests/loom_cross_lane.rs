@@ -125,9 +125,9 @@ impl Pair {
                 let (push, wake) = self.lane.push(&mut batch);
                 self.wake(wake);
                 match push {
-                    Push::Queued => break,
+                    Push::Accepted => break,
                     Push::Parked => self.sender.park(),
-                    Push::Refused(why) => {
+                    Push::Closed(why) => {
                         batch.iter_mut().for_each(|v| v.refused = true);
                         return (Some(why), batch.iter().map(|v| v.id).collect());
                     }
@@ -149,8 +149,8 @@ impl Pair {
             let (take, wake) = self.lane.take(max, &mut out);
             self.wake(wake);
             match take {
-                Take::Taken(_) => {}
-                Take::Parked => self.receiver.park(),
+                Take::Taken { .. } => {}
+                Take::Empty => self.receiver.park(),
                 Take::Ended | Take::Cancelled => return (out, take),
             }
         }
@@ -163,8 +163,8 @@ impl Pair {
             let (take, wake) = self.lane.take(max, &mut out);
             self.wake(wake);
             match take {
-                Take::Taken(_) => return out,
-                Take::Parked => self.receiver.park(),
+                Take::Taken { .. } => return out,
+                Take::Empty => self.receiver.park(),
                 Take::Ended | Take::Cancelled => panic!("{take:?} before any value"),
             }
         }

@@ -39,12 +39,29 @@ struct Batch {
 }
 type Signal = ThreadsafeFunction<(), (), Vec<f64>, Status, false, true>;
 
-/// What `crossPush`/`crossTake` answer besides batches.
+/// What `crossPush` answers (the core's [`Push`], a closed lane's reason
+/// spelled out).
 #[napi]
-pub enum CrossStatus {
-    Queued = 0,
+pub enum CrossPushStatus {
+    /// The whole batch was queued.
+    Accepted = 0,
+    /// The lane is full: what did not fit is kept, and the sender is woken
+    /// when there is room.
     Parked = 1,
+    /// The lane was ended: the batch was refused.
     Ended = 2,
+    /// The lane was cancelled (or the pair freed): the batch was refused.
+    Cancelled = 3,
+}
+
+/// What `crossTake` answers when it has no batch (the core's [`Take`]).
+#[napi]
+pub enum CrossTakeStatus {
+    /// Nothing queued: the receiver is woken when a batch comes.
+    Empty = 1,
+    /// The lane was ended and every batch taken.
+    Ended = 2,
+    /// The lane was cancelled (or the pair freed).
     Cancelled = 3,
 }
 
@@ -133,10 +150,10 @@ fn lane_index(lane: u32) -> Result<usize> {
     }
 }
 
-fn closed_status(why: Closed) -> CrossStatus {
+fn closed_status(why: Closed) -> CrossPushStatus {
     match why {
-        Closed::Ended => CrossStatus::Ended,
-        Closed::Cancelled => CrossStatus::Cancelled,
+        Closed::Ended => CrossPushStatus::Ended,
+        Closed::Cancelled => CrossPushStatus::Cancelled,
     }
 }
 
@@ -211,10 +228,10 @@ pub(crate) fn cross_push(
     lane: u32,
     batch: Option<&[u8]>,
     attached: Option<Vec<Uint8Array>>,
-) -> Result<CrossStatus> {
+) -> Result<CrossPushStatus> {
     let lane = lane_index(lane)?;
     let Some(pair) = pair(id) else {
-        return Ok(CrossStatus::Cancelled);
+        return Ok(CrossPushStatus::Cancelled);
     };
     let mut unsent = lock(&pair.unsent[lane]);
     if let Some(bytes) = batch {
@@ -228,32 +245,32 @@ pub(crate) fn cross_push(
         });
     }
     let (status, wake) = pair.lanes[lane].push(&mut unsent);
-    if matches!(status, Push::Refused(_)) {
+    if matches!(status, Push::Closed(_)) {
         unsent.clear();
     }
     drop(unsent);
     pair.deliver(id_of(id), lane, wake);
     Ok(match status {
-        Push::Queued => CrossStatus::Queued,
-        Push::Parked => CrossStatus::Parked,
-        Push::Refused(why) => closed_status(why),
+        Push::Accepted => CrossPushStatus::Accepted,
+        Push::Parked => CrossPushStatus::Parked,
+        Push::Closed(why) => closed_status(why),
     })
 }
 
 /// Takes the oldest batch on `lane`, as `[bytes, ...attached]` (the receiver
-/// owns the memory: no copy), or answers why there is none: `Parked` (the
+/// owns the memory: no copy), or answers why there is none: `Empty` (the
 /// receiver is woken when one comes), `Ended`, `Cancelled`.
 #[napi(catch_unwind)]
-pub(crate) fn cross_take(id: f64, lane: u32) -> Result<Either<Vec<Buffer>, CrossStatus>> {
+pub(crate) fn cross_take(id: f64, lane: u32) -> Result<Either<Vec<Buffer>, CrossTakeStatus>> {
     let lane = lane_index(lane)?;
     let Some(pair) = pair(id) else {
-        return Ok(Either::B(CrossStatus::Cancelled));
+        return Ok(Either::B(CrossTakeStatus::Cancelled));
     };
     let mut got = Vec::with_capacity(1);
     let (status, wake) = pair.lanes[lane].take(1, &mut got);
     pair.deliver(id_of(id), lane, wake);
     Ok(match status {
-        Take::Taken(_) => {
+        Take::Taken { .. } => {
             let mut buffers = Vec::new();
             for batch in got {
                 buffers.push(Buffer::from(batch.bytes));
@@ -261,9 +278,9 @@ pub(crate) fn cross_take(id: f64, lane: u32) -> Result<Either<Vec<Buffer>, Cross
             }
             Either::A(buffers)
         }
-        Take::Parked => Either::B(CrossStatus::Parked),
-        Take::Ended => Either::B(CrossStatus::Ended),
-        Take::Cancelled => Either::B(CrossStatus::Cancelled),
+        Take::Empty => Either::B(CrossTakeStatus::Empty),
+        Take::Ended => Either::B(CrossTakeStatus::Ended),
+        Take::Cancelled => Either::B(CrossTakeStatus::Cancelled),
     })
 }
 

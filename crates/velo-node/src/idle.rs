@@ -86,3 +86,17 @@ pub(crate) fn deadlines() -> Result<Rc<RefCell<IdleDeadlines>>> {
             .ok_or_else(|| Error::from_reason("velo-stream: idle handler not registered"))
     })
 }
+
+/// Disarms the deadline `key` armed at `at_us`, if the deadline set is still
+/// there: for drops, which may run as the thread's thread-locals are
+/// destroyed (see `slot.rs`), so this never panics.
+pub(crate) fn disarm(key: u64, at_us: u64) {
+    let _ = NOTIFIER.try_with(|n| {
+        let Ok(notifier) = n.try_borrow() else { return };
+        if let Some(notifier) = notifier.as_ref() {
+            if let Ok(mut deadlines) = notifier.deadlines.try_borrow_mut() {
+                deadlines.disarm(key, at_us);
+            }
+        }
+    });
+}

@@ -12,19 +12,23 @@
 //! - `exports.stream` (`raw.rs`): the per-stream entry points on a handle,
 //!   plain N-API callbacks (~35 ns a call instead of ~240 ns through
 //!   napi-rs' glue): send, yield, take, end, cancel, the handler's
-//!   outcome, phase, metrics, free. Their TypeScript signatures are the
-//!   generated `StreamOps` interface.
-//! - The codes those answer with, `PushStatus`, `TakeStatus`
-//!   and `PhaseCode` (`raw.rs`), generated into `native/index.d.ts` as enums.
+//!   outcome, phase, metrics, free, and a task stage's (`task.rs`). Their
+//!   TypeScript signatures are the generated `StreamOps` interface.
+//! - The codes those answer with, `PushStatus`, `TakeStatus` and `PhaseCode`
+//!   (`raw.rs`), `TaskAttempt` and `TaskSettleCode` (`task.rs`), generated
+//!   into `native/index.d.ts` as enums.
+//! - The cross-thread lanes of `workerFn` streams (`cross.rs`): `crossOpen`,
+//!   `crossPush`, `crossTake`, ..., answering `CrossPushStatus` and
+//!   `CrossTakeStatus`.
 //! - The idle notifier (`idle.rs`): `setIdleHandler`, `idleDue`, `keepAlive`.
 //! - `threadState` (`shared.rs`): the one JS-side state object of a thread.
 //!
 //! # Who owns what
-//! - The core ([`velo_core::StreamCore`]) owns each stream's lanes,
-//!   lifecycle, permit and idle clock, and decides; this crate keeps the
-//!   open streams in a per-thread slab (`streams.rs`) and frees one on
-//!   `free(h)` (JavaScript calls it when its stream object is done or
-//!   collected).
+//! - The core ([`velo_core::StreamCore`], [`velo_core::TaskWindow`]) owns
+//!   each stream's lanes, lifecycle, permit, idle clock and task window, and
+//!   decides; this crate keeps the open streams of a thread in a table
+//!   (`streams.rs`, a slab of `slab.rs`) and frees one on `free(h)`
+//!   (JavaScript calls it when its stream object is done or collected).
 //! - JavaScript owns every value: the core holds numbers by copy and other
 //!   values by index into the JS value table (`slot.rs`); indices of values
 //!   the core dropped come back through `released()`.
@@ -33,6 +37,18 @@
 //!   later answer (`admitted`, a take) says the wait is over.
 //! - Numbers and indices cross in bulk through one scratch buffer per thread
 //!   (`setScratch`, `ffi::Scratch`).
+//!
+//! # Modules
+//! They depend one way, each only on those above it:
+//! - `ffi.rs`, `dto.rs`, `slot.rs`, `slab.rs`, `gates.rs`, `shared.rs`,
+//!   `cross.rs`: depend on no other module;
+//! - `idle.rs`: the thread's deadline set (on `ffi.rs`);
+//! - `task_state.rs`: a task stage's window and its deadline, which it
+//!   disarms when dropped;
+//! - `streams.rs`: the stream record, the thread's table of them, and
+//!   `open_stream`;
+//! - `task.rs`, then `raw.rs`: the entry points on a handle;
+//! - this root: [`NativeFunction`] and [`GroupPermit`].
 //!
 //! All `unsafe` code is in `ffi.rs`. Every entry point catches Rust panics and
 //! turns them, and errors, into thrown JavaScript errors.
@@ -46,13 +62,15 @@ mod gates;
 mod idle;
 mod raw;
 mod shared;
+mod slab;
 mod slot;
 mod streams;
 mod task;
+mod task_state;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use velo_core::{clock, Admission, IdleConfig, Permit, Share, StreamCore};
+use velo_core::{Admission, Permit, Share};
 
 use crate::dto::{Outcome, Stats, Totals};
 
@@ -68,36 +86,6 @@ impl Drop for NativeFunction {
     fn drop(&mut self) {
         gates::unregister(self.id);
     }
-}
-
-/// Admits a stream to `gate` (`share`: also counted in `tally`'s totals) and
-/// creates it: its handle, or -1 at the gate's limit.
-pub(crate) fn open_stream(
-    gate: &Admission,
-    tally: Option<(&Admission, Share)>,
-    buffer: u32,
-    idle_ms: f64,
-) -> Result<f64> {
-    let admitted = match tally {
-        None => gate.admit(),
-        Some((other, share)) => gate.admit_also(other, share),
-    };
-    let Ok(permit) = admitted else {
-        return Ok(-1.0);
-    };
-    let idle = if idle_ms > 0.0 {
-        Some(IdleConfig {
-            deadlines: idle::deadlines()?,
-            timeout_us: (idle_ms * 1000.0).ceil() as u64,
-        })
-    } else {
-        None
-    };
-    streams::insert(streams::Stream {
-        core: StreamCore::new(permit, buffer as usize, idle, clock::now_us()),
-        admitted: 0,
-        task: None,
-    })
 }
 
 #[napi]
@@ -134,7 +122,7 @@ impl NativeFunction {
             };
             (&other.gate, share)
         });
-        open_stream(&self.gate, tally, buffer, idle_ms)
+        streams::open_stream(&self.gate, tally, buffer, idle_ms)
     }
 
     /// A permit of this gate for a group of streams that counts as one (a

@@ -4,7 +4,7 @@
 //! These run once or more per event, so they skip napi-rs' generated glue
 //! (argument conversion, class unwrap and type-tag checks: ~240 ns a call,
 //! measured, against ~35 ns here) for direct N-API calls (`ffi.rs`) on a
-//! slab handle (`streams.rs`). Values never pass through N-API value
+//! stream's handle (`streams.rs`, `slab.rs`). Values never pass through N-API value
 //! conversions: numbers travel as plain number arguments or through the
 //! shared scratch buffer, and other values as indices into the JS value
 //! table (see `slot.rs`).
@@ -20,6 +20,7 @@ use velo_core::{clock, IdleVerdict, Phase, Push, StreamCore, Take};
 
 use crate::dto::Metrics;
 use crate::ffi::{self, fail, Scope, Scratch, Value};
+use crate::gates;
 use crate::slot::{take_released, Delivered, Slot};
 use crate::streams;
 use crate::task::{
@@ -381,7 +382,9 @@ fn metrics<'s>(cx: Scope<'s>, [h, in_lent, out_lent]: [Value<'s>; 3]) -> Result<
     let now = clock::now_us();
     let metrics = streams::with(cx.number(h)?, |stream| {
         let mut m = Metrics::from(stream.core.metrics(now, in_lent, out_lent));
-        crate::task::add_metrics(stream, &mut m);
+        if let Some(task) = stream.task.as_deref() {
+            task.add_metrics(&mut m);
+        }
         m
     })?;
     cx.convert(metrics)
@@ -392,8 +395,8 @@ fn open_stream<'s>(
     [function, buffer, idle_ms]: [Value<'s>; 3],
 ) -> Result<Value<'s>> {
     let (buffer, idle_ms) = (cx.index(buffer)?, cx.number(idle_ms)?);
-    let handle = crate::gates::with(cx.index(function)?, |gate| {
-        crate::open_stream(gate, None, buffer, idle_ms)
+    let handle = gates::with(cx.index(function)?, |gate| {
+        streams::open_stream(gate, None, buffer, idle_ms)
     })??;
     cx.double(handle)
 }

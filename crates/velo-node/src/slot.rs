@@ -1,7 +1,8 @@
 //! How the core holds a JavaScript value (a [`Slot`]): never serialised,
-//! never copied through N-API. ("Slot" means this and nothing else in the
-//! binding: a place of the streams' slab is an entry, an admission is a
-//! permit.)
+//! never copied through N-API. (The type `Slot` means this and nothing else
+//! in the binding: a place of the streams' slab is an entry (`slab.rs`), an
+//! admission is a permit; a task stage's call slot (`task.rs`) is a number,
+//! the core's `TaskWindow`'s.)
 //!
 //! - Numbers are copied (`Slot::Number`): they cross in bulk through the
 //!   shared `Float64Array` (see `ffi::Scratch`).

@@ -1,7 +1,6 @@
-//! Task stages' entry points: the core's [`TaskWindow`] attached to a
-//! stream, and its deadlines (retries, a batch's `maxWait`) armed on the
-//! thread's deadline set under the stream's *task key* (its key plus
-//! [`TASK_KEY_OFFSET`]), so they never collide with its idle deadline.
+//! Task stages' entry points: they reach a stream's task state
+//! (`task_state.rs`: the core's [`TaskWindow`] and its deadline) through the
+//! stream's handle.
 //!
 //! JavaScript (`js/core/task.ts`) starts the calls and settles them; every
 //! decision (may a call start, which results are ready, when to retry, when a
@@ -12,18 +11,8 @@ use napi_derive::napi;
 use velo_core::{clock, Attempt, BatchPolicy, RetryPolicy, Settled, TaskWindow};
 
 use crate::ffi::{fail, Scope, Scratch, Value};
-use crate::idle;
-use crate::streams::{self, Stream};
-
-/// Added to a stream's key to make the key its task deadlines are reported
-/// under (keys stay far below it, and both are exact in an f64).
-pub(crate) const TASK_KEY_OFFSET: u64 = 1 << 40;
-
-/// A stream's task window and the deadline armed for it.
-pub(crate) struct TaskState {
-    window: TaskWindow,
-    armed_at: Option<u64>,
-}
+use crate::streams;
+use crate::task_state::TaskState;
 
 /// A task stage's settings (`taskInit`). Times are milliseconds.
 #[napi(object, object_to_js = false)]
@@ -57,10 +46,7 @@ pub(crate) fn task_init(handle: f64, policy: TaskPolicy) -> Result<()> {
     streams::with(handle, |stream| {
         let gate = stream.core.gate().cloned();
         let window = TaskWindow::new(task_policy(&policy), gate);
-        stream.task = Some(Box::new(TaskState {
-            window,
-            armed_at: None,
-        }))
+        stream.task = Some(Box::new(TaskState::new(window, stream.core.key())))
     })
 }
 
@@ -92,30 +78,12 @@ fn with_task<'s, R>(
 ) -> Result<R> {
     let now = clock::now_us();
     streams::with(cx.number(h)?, |stream| {
-        let key = stream.core.key() + TASK_KEY_OFFSET;
-        let task = task_of(stream)?;
-        let r = f(&mut task.window, now);
-        let next = task.window.next_deadline();
-        if next != task.armed_at {
-            let deadlines = idle::deadlines()?;
-            let mut deadlines = deadlines.borrow_mut();
-            if let Some(at) = task.armed_at.take() {
-                deadlines.disarm(key, at);
-            }
-            if let Some(at) = next {
-                deadlines.arm(key, at);
-                task.armed_at = Some(at);
-            }
-        }
-        Ok(r)
+        let task = stream
+            .task
+            .as_deref_mut()
+            .ok_or_else(|| fail("not a task stage's stream"))?;
+        task.with_window(|w| f(w, now))
     })?
-}
-
-fn task_of(stream: &mut Stream) -> Result<&mut TaskState> {
-    stream
-        .task
-        .as_deref_mut()
-        .ok_or_else(|| fail("not a task stage's stream"))
 }
 
 /// Starts up to `max` calls (at most the scratch size): their slots in
@@ -268,27 +236,4 @@ pub(crate) fn task_start_batch<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result
 pub(crate) fn task_end_input<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
     with_task(cx, h, |w, _| w.end_input())?;
     cx.undefined()
-}
-
-/// Adds the window's counters to a stream's metrics.
-pub(crate) fn add_metrics(stream: &Stream, m: &mut crate::dto::Metrics) {
-    if let Some(task) = stream.task.as_deref() {
-        let w = &task.window;
-        m.in_flight = Some(f64::from(w.in_flight()));
-        m.retries = Some(w.retried() as f64);
-        m.skipped = Some(w.skipped() as f64);
-        m.task_p50_us = Some(w.latency().percentile(0.5) as f64);
-        m.task_p99_us = Some(w.latency().percentile(0.99) as f64);
-    }
-}
-
-/// Disarms a freed stream's task deadline.
-pub(crate) fn on_free(stream: &Stream) {
-    if let Some(at) = stream.task.as_deref().and_then(|t| t.armed_at) {
-        if let Ok(deadlines) = idle::deadlines() {
-            deadlines
-                .borrow_mut()
-                .disarm(stream.core.key() + TASK_KEY_OFFSET, at);
-        }
-    }
 }

@@ -1,0 +1,76 @@
+//! A task stage's native state: the core's [`TaskWindow`] attached to a
+//! stream (`streams.rs`), and the one deadline armed for it (a retry, a
+//! batch's `maxWait`) on the thread's deadline set, under the stream's *task
+//! key* (its key plus [`TASK_KEY_OFFSET`]), so it never collides with the
+//! stream's idle deadline. The state disarms its deadline when it is dropped
+//! (its stream freed), so nothing else needs to know it holds one.
+//!
+//! The entry points that reach it through a stream's handle are `task.rs`.
+
+use napi::Result;
+use velo_core::TaskWindow;
+
+use crate::dto::Metrics;
+use crate::idle;
+
+/// Added to a stream's key to make the key its task deadlines are reported
+/// under (keys stay far below it, and both are exact in an f64).
+/// `js/core/task.ts` knows it by the same name.
+const TASK_KEY_OFFSET: u64 = 1 << 40;
+
+/// A stream's task window and the deadline armed for it.
+pub(crate) struct TaskState {
+    window: TaskWindow,
+    /// The stream's task key.
+    key: u64,
+    armed_at: Option<u64>,
+}
+
+impl TaskState {
+    /// The task state of the stream whose key is `stream_key`.
+    pub(crate) fn new(window: TaskWindow, stream_key: u64) -> Self {
+        TaskState {
+            window,
+            key: stream_key + TASK_KEY_OFFSET,
+            armed_at: None,
+        }
+    }
+
+    /// Runs `f` on the window, then arms (or moves) the deadline to the
+    /// window's next one.
+    pub(crate) fn with_window<R>(&mut self, f: impl FnOnce(&mut TaskWindow) -> R) -> Result<R> {
+        let r = f(&mut self.window);
+        let next = self.window.next_deadline();
+        if next != self.armed_at {
+            let deadlines = idle::deadlines()?;
+            let mut deadlines = deadlines.borrow_mut();
+            if let Some(at) = self.armed_at.take() {
+                deadlines.disarm(self.key, at);
+            }
+            if let Some(at) = next {
+                deadlines.arm(self.key, at);
+                self.armed_at = Some(at);
+            }
+        }
+        Ok(r)
+    }
+
+    /// Adds the window's counters to a stream's metrics.
+    pub(crate) fn add_metrics(&self, m: &mut Metrics) {
+        let w = &self.window;
+        m.in_flight = Some(f64::from(w.in_flight()));
+        m.retries = Some(w.retried() as f64);
+        m.skipped = Some(w.skipped() as f64);
+        m.task_p50_us = Some(w.latency().percentile(0.5) as f64);
+        m.task_p99_us = Some(w.latency().percentile(0.99) as f64);
+    }
+}
+
+impl Drop for TaskState {
+    /// Disarms the deadline of a freed stream.
+    fn drop(&mut self) {
+        if let Some(at) = self.armed_at {
+            idle::disarm(self.key, at);
+        }
+    }
+}
