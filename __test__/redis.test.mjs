@@ -15,7 +15,7 @@ import {
   redisProducer,
   redisWorker,
 } from 'velo-stream/redis';
-import { client, fresh, useRedis } from './helpers/redis-suite.mjs';
+import { client, fresh, redis, useRedis } from './helpers/redis-suite.mjs';
 import { prng } from '../bench/prng.mjs';
 import { checkOutputs, eventually, expectedTotals, pendingCount, readAllOutputs, totals } from './helpers/redis-fixtures.mjs';
 
@@ -359,6 +359,42 @@ test('sends refused part-way by Redis (maxmemory reached): SendError (ERR_VELO_S
   }
   // Below the limit again, the same producer sends.
   assert.equal(typeof (await producer.send('k0', { i: -2 })), 'string');
+});
+
+test('a client made withTypeMapping (Buffers for strings, RESP3) works for producers, workers, redisOutputs and redisMaterialize', async () => {
+  // Every command names its reply types: before, a worker on such a client took leases it never used (the
+  // token came back as a Buffer), silently, and held the function's partitions from the other workers.
+  const { RESP_TYPES } = require('redis');
+  const mapped = await redis.client({ RESP: 3 });
+  const buffers = mapped.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer, [RESP_TYPES.SIMPLE_STRING]: Buffer });
+  const name = fresh('typemapped');
+  const partitions = 3;
+  const worker = redisWorker(totals({ idleTimeout: 0 }), { client: buffers, name, partitions, leaseTtl: 1500 });
+  try {
+    await redisProducer({ client: buffers, name, partitions }).sendMany(Array.from({ length: 12 }, (_, i) => [`k${i % 3}`, { n: i }]));
+    const items = [];
+    // (A stall shows as no outputs for 20 s: the loop ends and the counts below fail.)
+    const stalled = AbortSignal.timeout(20_000);
+    try {
+      for await (const item of redisOutputs({ client: buffers, name, partitions, signal: stalled })) {
+        items.push(item);
+        if (items.length === 12) break;
+      }
+    } catch (error) {
+      if (!stalled.aborted) throw error;
+    }
+    assert.equal(items.length, 12, 'every output read');
+    const byKey = new Map();
+    for (const item of items) byKey.set(item.key, [...(byKey.get(item.key) ?? []), item.value]);
+    for (const [key, values] of byKey) assert.deepEqual(values, expectedTotals(values.map((v) => v.n)), key);
+    assert.equal(byKey.size, 3);
+    assert.deepEqual(worker.stats().owned.sort(), [0, 1, 2]);
+    const view = redisMaterialize({ client: buffers, name, partitions, key: (o) => `tm:${name}:${o.key}`, fields: (o) => ({ total: o.value.total }) });
+    await eventually(async () => (await client.hGet(`tm:${name}:k0`, 'total')) === String(0 + 3 + 6 + 9), 'materialized', 10_000);
+    await view.close();
+  } finally {
+    await worker.close();
+  }
 });
 
 test('redisOutputs(): from the start, from the end, and with a consumer group acked as the loop moves on', async () => {

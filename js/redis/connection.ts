@@ -40,8 +40,15 @@ export function isCluster(client: RedisClientLike): boolean {
   return known;
 }
 
+/**
+ * A command's replies as node-redis gives them by default (strings, numbers, arrays). Every command names its
+ * type mapping, so a client made `withTypeMapping(...)` (Buffers for strings, say) gets the replies this
+ * package reads: node-redis lets a command's options override the client's.
+ */
+const DEFAULT_REPLIES = Object.freeze({ typeMapping: Object.freeze({}) });
+
 /** Sends a command about `key` (its first key; undefined for one about none, such as CLIENT ID). */
-export function send(client: RedisClientLike, key: string | undefined, args: Args, options?: object): Promise<unknown> {
+export function send(client: RedisClientLike, key: string | undefined, args: Args, options: object = DEFAULT_REPLIES): Promise<unknown> {
   if (isCluster(client)) return (client.sendCommand as unknown as ClusterSend)(key, false, args, options);
   return (client.sendCommand as unknown as SingleSend)(args, options);
 }

@@ -80,6 +80,8 @@ const OUTBOX_LIMIT = 1024;
  * pending list and read again by id (`PartitionRun.reread`).
  */
 const HELD_BATCHES = 64;
+/** Entries per read of the pending list again (`reread`), at least: bounded by the partition's share. */
+const REREAD_COUNT = 1024;
 /** Outputs per fenced commit call. */
 const COMMIT_BATCH = 512;
 /** Node's longest timer delay, ms (2^31 - 1). */
@@ -398,7 +400,10 @@ export class PartitionRun<I, O> {
     // Keys that could not go on in this pass: their later entries wait for the next.
     const stuck = new Set<string>();
     while (from !== null && !this.stopping && stuck.size < this.#spilled.size) {
-      const count = await this.#reserve(w.readCount);
+      // Reads of the pending list go further than the pump's: most of what they find is passed over at once
+      // (entries of other keys, handled already), so a pass that looks for a few keys' entries scattered over a
+      // long backlog takes fewer round trips (at readCount 4, a pass was a round trip per 4 entries of the log).
+      const count = await this.#reserve(Math.max(w.readCount, REREAD_COUNT));
       if (count === 0) return;
       let read;
       try {
@@ -437,7 +442,8 @@ export class PartitionRun<I, O> {
 
   /** Whether a key whose entries wait in the pending list has a live session (its entries can go to it). */
   #spilledLive(): boolean {
-    for (const key of this.#spilled.keys()) if (this.sessions.has(key)) return true;
+    const [small, large] = this.#spilled.size <= this.sessions.size ? [this.#spilled, this.sessions] : [this.sessions, this.#spilled];
+    for (const key of small.keys()) if (large.has(key)) return true;
     return false;
   }
 
@@ -497,7 +503,7 @@ export class PartitionRun<I, O> {
         // Once a key found no session slot, only keys with a live session go on (their entries need none).
         let noSlot = false;
         for (const [key, list] of this.#held) {
-          if (noSlot && !this.sessions.has(key)) continue;
+          if (noSlot) break;
           while (list.length > 0) {
             // Each entry goes back into the share before it is delivered.
             if ((await this.#reserve(1)) === 0) return;
@@ -526,6 +532,7 @@ export class PartitionRun<I, O> {
           }
           if (list.length === 0) this.#held.delete(key);
         }
+        if (noSlot && !(await this.#drainHeldOfLive())) return;
       } while (this.#drainAgain);
     } finally {
       this.#draining = false;
@@ -535,6 +542,49 @@ export class PartitionRun<I, O> {
     }
     // Held entries went to sessions: entries left in the pending list may now fit.
     if (this.#spilled.size > 0 && !this.stopping) await this.reread();
+  }
+
+  /**
+   * `drainHeld` once no session slot is free: the held entries of keys with a live session (they need no slot),
+   * found through the smaller of the two maps (a backlog holds entries of far more keys than live sessions).
+   * False once the partition stops.
+   */
+  async #drainHeldOfLive(): Promise<boolean> {
+    const keys = this.#keysBoth(this.#held, this.sessions);
+    for (const key of keys) {
+      const list = this.#held.get(key);
+      while (list !== undefined && list.length > 0 && this.sessions.has(key)) {
+        if ((await this.#reserve(1)) === 0) return false;
+        if (this.stopping) {
+          this.buffered--;
+          return false;
+        }
+        const entry = list.shift() as InputEntry;
+        this.#heldCount--;
+        this.#drainingEntry = entry;
+        let delivered: Delivery;
+        try {
+          delivered = await this.#deliver(entry);
+        } finally {
+          this.#drainingEntry = null;
+        }
+        if (delivered === Delivery.Done) continue;
+        this.buffered--;
+        this.#hold(entry);
+        // (Behind: an earlier entry of the key came in front; it goes next.)
+        if (delivered === Delivery.NoSlot) break;
+      }
+      if (list !== undefined && list.length === 0) this.#held.delete(key);
+    }
+    return true;
+  }
+
+  /** The keys in both maps, in the order of the smaller one (a copy: delivering changes both). */
+  #keysBoth(a: ReadonlyMap<string, unknown>, b: ReadonlyMap<string, unknown>): string[] {
+    const [small, large] = a.size <= b.size ? [a, b] : [b, a];
+    const keys: string[] = [];
+    for (const key of small.keys()) if (large.has(key)) keys.push(key);
+    return keys;
   }
 
   get heldCount(): number {
@@ -767,6 +817,9 @@ export class PartitionRun<I, O> {
   /** The key's new session, or undefined while `maxConcurrent` sessions of the function are open. */
   #open(key: string, sid: string): Session<I, O> | undefined {
     const w = this.worker;
+    // This worker's own sessions fill the function's slots: no open to try (and no StreamLimitError to build, a
+    // stack trace each) while they do. On a backlog, every session that ends asks each partition for a slot.
+    if (w.live >= w.fn.config.maxConcurrent) return undefined;
     let stream: StreamKind<I, O>;
     try {
       stream = w.fn[kOpen](undefined, false);
@@ -785,6 +838,8 @@ export class PartitionRun<I, O> {
   }
 
   async #forward(s: Session<I, O>): Promise<void> {
+    // Its slot is free once its handler has finished, though its last outputs may still wait for the outbox.
+    const finished = s.stream[kFinished].then(() => this.worker.live--);
     try {
       await drainOutputs(s.stream, (batch) => {
         for (const value of batch) this.#output(s, value);
@@ -796,11 +851,10 @@ export class PartitionRun<I, O> {
       this.#output(s, undefined, error);
     }
     s.forwardDone = true;
-    await s.stream[kFinished];
+    await finished;
     this.#ended(s);
     this.budgetFreed();
     this.#running.delete(s);
-    this.worker.live--;
     this.worker.notifySessionEnded();
   }
 
