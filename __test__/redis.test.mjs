@@ -195,6 +195,19 @@ test('bad options are refused with a code', () => {
   // Past Node's longest timer, the renewal timer would fire at once, again and again.
   assert.throws(() => redisWorker(totals(), { client, name: 'ok', leaseTtl: 2 ** 31 }), { code: 'ERR_OUT_OF_RANGE' });
   assert.throws(() => redisOutputs({ client, name: 'ok', from: 'middle' }), { code: 'ERR_INVALID_ARG_VALUE' });
+  // A string of the wrong form is a bad value; a non-string, a bad type.
+  assert.throws(() => redisWorker(totals(), { client, name: 'ok', workerId: 'a:b' }), { code: 'ERR_INVALID_ARG_VALUE' });
+  assert.throws(() => redisWorker(totals(), { client, name: 'ok', workerId: 5 }), { code: 'ERR_INVALID_ARG_TYPE' });
+  // A client not connected yet is refused at the call, not by every command later.
+  const { createClient } = require('redis');
+  const unconnected = createClient({ url: redis.url });
+  for (const open of [
+    () => redisProducer({ client: unconnected, name: 'ok' }),
+    () => redisWorker(totals(), { client: unconnected, name: 'ok' }),
+    () => redisOutputs({ client: unconnected, name: 'ok' }),
+  ]) {
+    assert.throws(open, { code: 'ERR_INVALID_ARG_VALUE', message: /not connected/ });
+  }
 });
 
 test('one worker: one session per key, outputs numbered per session, idle-close acks everything, hw is forgotten', async () => {

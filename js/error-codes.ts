@@ -69,7 +69,7 @@ export const ERROR_CODES = {
   ERR_OUT_OF_RANGE: {
     class: 'RangeError',
     from: 'every entry point',
-    when: 'A number option outside its range.',
+    when: 'A number option outside its range, not an integer where one is needed, or not a number at all (a numeric option given `"4"`: the message names the range).',
     action: 'The message names the option and its range.',
   },
   ERR_INVALID_RETURN_VALUE: {

@@ -55,6 +55,11 @@ export function resolveOptions<T>(options: RedisOptions<T>, what: string, ownKey
   ) {
     throw invalidType(`${what}: options.client must be a connected node-redis client, not ${describe(client)}`);
   }
+  // node-redis clients say whether they are open: one not connected yet would fail every command later, with
+  // errors that read as Redis' (a send "not known to be written").
+  if ((client as { isOpen?: unknown }).isOpen === false) {
+    throw invalidValue(`${what}: options.client is not connected: await client.connect() first`);
+  }
   if (typeof name !== 'string' || !/^[^{}\s]{1,200}$/.test(name)) {
     throw invalidValue(`${what}: options.name must be 1-200 characters without braces or whitespace, not ${describe(name)}`);
   }

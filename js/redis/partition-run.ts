@@ -182,6 +182,12 @@ export class PartitionRun<I, O> {
   #tickTimer: NodeJS.Timeout | null = null;
   #tickDeadline = Infinity;
   #ticking = false;
+  /**
+   * Redis' time of the last tick written (its id), ms. Until the pump reads it back, a deadline at or before it
+   * needs no tick of its own: reading that one passes it. (Without this, every pass over the sessions while the
+   * pump was still behind, on a backlog, wrote another tick.)
+   */
+  #tickWritten = 0;
   validUntil: number;
   /** When the lease's last successful renewal (or its grant) was sent: the next is due `ttl/3` after it. */
   renewedAt: number;
@@ -754,7 +760,7 @@ export class PartitionRun<I, O> {
     if (this.#tickTimer !== null) clearTimeout(this.#tickTimer);
     this.#tickTimer = null;
     this.#tickDeadline = deadline;
-    if (deadline === Infinity) return;
+    if (deadline === Infinity || deadline <= this.#tickWritten) return;
     const wait = Math.min(MAX_TIMER_MS, Math.max(0, deadline - (Date.now() + this.worker.clockOffset)));
     this.#tickTimer = setTimeout(() => {
       this.#tickTimer = null;
@@ -769,6 +775,7 @@ export class PartitionRun<I, O> {
     this.worker.log.markClose(this.lease, '', '').then(
       (id) => {
         this.#ticking = false;
+        this.#tickWritten = Math.max(this.#tickWritten, idTime(id));
         // What Redis' clock read against this machine's when it wrote the tick.
         this.worker.clockOffset = idTime(id) - Date.now();
         this.worker.counters.ticks++;

@@ -23,7 +23,7 @@
 // (local-delivery.ts); the public types are in worker-types.ts.
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { describe, invalidType, outOfRange } from '../errors';
+import { describe, invalidType, invalidValue, outOfRange } from '../errors';
 import type { StreamFn } from '../types';
 import type { Codec } from './codec';
 import { type RedisOptions, type Resolved, resolveOptions } from './options';
@@ -143,8 +143,10 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     if (!Number.isInteger(trimInterval) || trimInterval < 0) {
       throw outOfRange(`redisWorker(): options.trimInterval must be an integer >= 0 (ms), not ${describe(trimInterval)}`);
     }
-    if (typeof workerId !== 'string' || !/^[^\s:]{1,200}$/.test(workerId))
-      throw invalidType(
+    if (typeof workerId !== 'string')
+      throw invalidType(`redisWorker(): options.workerId must be a string, not ${describe(workerId)}`);
+    if (!/^[^\s:]{1,200}$/.test(workerId))
+      throw invalidValue(
         `redisWorker(): options.workerId must be 1-200 characters without ':' or whitespace, not ${describe(workerId)}`,
       );
     if (onError !== undefined && typeof onError !== 'function')
