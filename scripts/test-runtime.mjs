@@ -77,6 +77,8 @@ const SUITES = {
           "counts the process's OS threads (/proc): a terminated Bun Worker's thread stays (12 -> 31), whatever the library does",
       },
       'gc.test.mjs': {
+        'abandoned streams without an idle deadline are collected and free their slots':
+          'as below: not every abandoned stream is collected by Bun.gc(true) (passes in some runs)',
         'the value table holds nothing once streams have ended, whatever the ending':
           "Bun's collector scans the native stack conservatively: Bun.gc(true) does not always collect every abandoned stream, so entries stay until a later collection (passes in some runs)",
       },
@@ -93,13 +95,13 @@ const SUITES = {
   },
   deno: {
     command: 'deno',
-    // `skipped` tests are left out with a negative --filter (they hang, so a failure would cost the file's other tests).
+    // A `skipped` test is left out by --filter (it hangs, so a failure would cost the file's other tests).
     args: (file, skipped) => [
       'test',
       '--allow-all',
       '--no-check',
       '--v8-flags=--expose-gc',
-      ...(skipped.length ? ['--filter', `/^(?!(?:${skipped.map(escapeRegExp).join('|')})$)/`] : []),
+      ...(skipped.length ? ['--filter', notStartingWith(skipped)] : []),
       `./${file}`,
     ],
     excluded: {
@@ -124,7 +126,8 @@ const SUITES = {
       },
       'worker-fn.test.mjs': {
         'cancel, break and an abort signal stop the handler on its thread (finally runs, ctx.signal aborts)':
-          "the worker handler's ctx.signal is not seen aborted after a cancel on Deno 2.9.6, not investigated further",
+          "as cancel(reason) in worker-delivery: 'Promise resolution is still pending but the event loop has already resolved'",
+        'worker threads never keep the process alive; a read waiting for a worker does': INPUT_TYPE,
       },
       'worker-lifecycle.test.mjs': {
         'close() cancels the open streams, refuses new ones with StreamClosedError, and resolves once its threads have exited':
@@ -174,8 +177,17 @@ const SUITES = {
 
 const TIMEOUT = 600_000; // per file
 
-function escapeRegExp(text) {
-  return text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+/**
+ * A `deno test --filter` regex matching every test name but the one given.
+ * Deno's filter is a Rust regex, which has no lookahead, so it says "does not
+ * start with the name": at some position, the name's text so far, then another character.
+ */
+function notStartingWith(names) {
+  if (names.length !== 1) throw new Error('one skipped test per file (a Rust regex cannot intersect two exclusions)');
+  const [text] = names;
+  const esc = (t) => t.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+  const alternatives = [...text].map((ch, i) => `${esc(text.slice(0, i))}[^${ch.replace(/[\]\\^-]/g, '\\$&')}]`);
+  return `/^(?:${alternatives.join('|')})/`;
 }
 
 const name = process.argv[2];
@@ -248,6 +260,10 @@ function parse(text) {
       else skipped++;
     }
   }
+  // The runtime's own count of failures: one not attributed to a test (an uncaught error between tests) is a failure too.
+  const counted = name === 'bun' ? /^\s*(\d+) fail$/m.exec(output) : /^(?:ok|FAILED) \| \d+ passed \| (\d+) failed/m.exec(output);
+  const unnamed = Math.max(0, Number(counted?.[1] ?? 0) - failed.length);
+  for (let i = 0; i < unnamed; i++) failed.push('(a failure not attributed to a test: see the output)');
   return { passed, failed, skipped };
 }
 
