@@ -42,6 +42,12 @@ export const ERROR_CODES = {
     when: 'A bare `SharedArrayBuffer` sent to or yielded by a worker stream (a view over one is shared).',
     action: 'Send a typed-array view over it.',
   },
+  ERR_VELO_RUNTIME_UNSUPPORTED: {
+    class: 'DataCloneError',
+    from: 'velo-stream (workerFn)',
+    when: 'A view over a `SharedArrayBuffer` sent to or yielded by a worker stream on a runtime whose `node:v8` has no `Serializer` (Bun), where the memory cannot be shared.',
+    action: 'Send a copy (a view over an ordinary ArrayBuffer), or run on Node or Deno.',
+  },
   ERR_VELO_ADDON_NOT_FOUND: {
     class: '',
     from: 'velo-stream',

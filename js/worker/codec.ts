@@ -15,7 +15,14 @@
 // - A handler's error crosses as a record (class name, message, stack, code)
 //   the caller rebuilds: the clone format keeps neither a custom class's name
 //   nor `code`.
-import { DefaultDeserializer, DefaultSerializer } from 'node:v8';
+// - Where `node:v8` has `serialize` but no working `DefaultSerializer` (Bun),
+//   a batch is `v8.serialize` of its values (the runtime's structured clone,
+//   which keeps Buffers as Buffers) after a walk over them that finds what the
+//   host-object hooks handle on Node: a bare SharedArrayBuffer is refused as on
+//   Node, a view over one is refused with ERR_VELO_RUNTIME_UNSUPPORTED (it
+//   cannot be shared there), every byte array is copied inline, and with
+//   `transfer` the ArrayBuffers Node would move are detached once copied.
+import { DefaultDeserializer, DefaultSerializer, deserialize as v8Deserialize, serialize as v8Serialize } from 'node:v8';
 
 /** v8's format opens with a version tag (0xff); a numbers-only batch with a zero byte. */
 const NUMBERS_TAG = 0;
@@ -59,6 +66,18 @@ const TRANSFERRED = 2;
 const SHARED = 3;
 /** A batch that refers to ArrayBuffers coming by the port (transferred or shared) opens with this byte (then 7 zeros, then v8's format). */
 const TRANSFER_TAG = 2;
+/** A batch written by `v8.serialize` (no DefaultSerializer: Bun) opens with this byte (then 7 zeros, then the runtime's format). */
+const PLAIN_TAG = 3;
+
+/** Whether this runtime's `node:v8` has a working DefaultSerializer (Node, Deno); Bun's throws ERR_NOT_IMPLEMENTED. */
+const HOST_SERIALIZER = ((): boolean => {
+  try {
+    new DefaultSerializer().writeHeader();
+    return true;
+  } catch {
+    return false;
+  }
+})();
 
 /** What comes by the thread's port for one batch: the ArrayBuffers it moved, and the SharedArrayBuffers its views share. */
 export interface Arrived {
@@ -75,6 +94,81 @@ function sharedArrayBufferError(): Error {
   );
   // (DOMException's own `code` is a getter on its prototype: a number.)
   return Object.defineProperty(error, 'code', { value: 'ERR_VELO_SHARED_ARRAY_BUFFER', enumerable: true, configurable: true });
+}
+
+/** A view over a SharedArrayBuffer where `node:v8` has no DefaultSerializer (Bun): it cannot be shared there. */
+function sharedViewError(): Error {
+  const error = new DOMException(
+    'A view over a SharedArrayBuffer cannot cross to or from a worker stream on this runtime (its node:v8 has no Serializer, so the memory cannot be shared): send a copy, or run on Node',
+    'DataCloneError',
+  );
+  return Object.defineProperty(error, 'code', { value: 'ERR_VELO_RUNTIME_UNSUPPORTED', enumerable: true, configurable: true });
+}
+
+/**
+ * The walk that stands in for the host-object hooks where there is no
+ * DefaultSerializer: refuses SharedArrayBuffers and views over them, and
+ * collects the ArrayBuffers that `transfer` would move (a view of at least
+ * ATTACH_MIN bytes spanning its whole buffer). Visits what the structured
+ * clone algorithm copies: arrays, Maps, Sets, and every object's own
+ * enumerable properties.
+ */
+function walkPlain(root: unknown, transfer: boolean): ArrayBuffer[] {
+  const moved: ArrayBuffer[] = [];
+  const seen = new Set<object>();
+  const stack: unknown[] = [root];
+  while (stack.length > 0) {
+    const value = stack.pop();
+    if (typeof value !== 'object' || value === null || seen.has(value)) continue;
+    seen.add(value);
+    if (ArrayBuffer.isView(value)) {
+      const buffer = value.buffer;
+      if (typeof SharedArrayBuffer === 'function' && buffer instanceof SharedArrayBuffer) throw sharedViewError();
+      if (
+        transfer &&
+        value.byteLength >= ATTACH_MIN &&
+        value.byteOffset === 0 &&
+        buffer instanceof ArrayBuffer &&
+        value.byteLength === buffer.byteLength &&
+        !moved.includes(buffer)
+      )
+        moved.push(buffer);
+      continue;
+    }
+    if (typeof SharedArrayBuffer === 'function' && value instanceof SharedArrayBuffer) throw sharedArrayBufferError();
+    if (value instanceof ArrayBuffer) continue;
+    if (value instanceof Map) {
+      for (const [k, v] of value) stack.push(k, v);
+    } else if (value instanceof Set) {
+      for (const v of value) stack.push(v);
+    }
+    for (const key of Object.keys(value)) stack.push((value as Record<string, unknown>)[key]);
+  }
+  return moved;
+}
+
+/** `value` by `v8.serialize`, for a runtime with no DefaultSerializer; detaches `transfer`'s ArrayBuffers as Node's path moves them. */
+function serializedPlain(value: unknown, transfer: boolean): Encoded {
+  const moved = walkPlain(value, transfer);
+  let written: Uint8Array;
+  try {
+    written = v8Serialize(value);
+  } catch (error) {
+    if (error instanceof DOMException) throw error;
+    throw new DOMException(String((error as Error)?.message ?? error), 'DataCloneError');
+  }
+  const bytes = new Uint8Array(HEADER + written.length);
+  bytes[0] = PLAIN_TAG;
+  bytes.set(written, HEADER);
+  for (const buffer of moved) detach(buffer);
+  return { bytes, attached: null, byPort: null };
+}
+
+/** Leaves `buffer` detached (length 0), as a transfer leaves the sender's. */
+function detach(buffer: ArrayBuffer): void {
+  const transferOwn = (buffer as { transfer?: () => ArrayBuffer }).transfer;
+  if (typeof transferOwn === 'function') transferOwn.call(buffer);
+  else structuredClone(buffer, { transfer: [buffer] });
 }
 
 function viewIndex(view: View): number {
@@ -205,6 +299,7 @@ export function encodeBatch(values: readonly unknown[], transfer = false): Encod
 }
 
 function serialized(value: unknown, transfer = false): Encoded {
+  if (!HOST_SERIALIZER) return serializedPlain(value, transfer);
   const serializer = new BatchSerializer(transfer);
   try {
     serializer.writeHeader();
@@ -255,6 +350,7 @@ export function needsTransfer(buffers: Buffer[]): boolean {
 /** A batch's values, or the record of what the handler threw, from what `crossTake` gave: `[bytes, ...attached]`. */
 export function decodeBatch(buffers: Buffer[], arrived: Arrived = NOTHING_ARRIVED): unknown[] | ThrownRecord {
   let bytes = buffers[0];
+  if (bytes[0] === PLAIN_TAG) return v8Deserialize(bytes.subarray(HEADER)) as unknown[] | ThrownRecord;
   if (bytes[0] === TRANSFER_TAG) bytes = bytes.subarray(HEADER);
   if (bytes[0] !== NUMBERS_TAG) {
     const deserializer = new BatchDeserializer(bytes, buffers.slice(1), arrived);
