@@ -4,13 +4,13 @@
 // (ERR_VELO_LOG_RESET) and goes on with what is sent after it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { redisProducer, redisWorker } from 'velo-stream/redis';
+import { redisOutputs, redisProducer, redisWorker } from 'velo-stream/redis';
 import { startRedis } from './helpers/redis-server.mjs';
 import { checkOutputs, eventually, expectedTotals, pendingCount, readAllOutputs, totals } from './helpers/redis-fixtures.mjs';
 
 const PARTITIONS = 4;
 
-async function scenario(aof, check) {
+async function scenario(aof, check, beforeRestart = async () => ({})) {
   const redis = await startRedis({ aof });
   const errors = [];
   let worker;
@@ -38,8 +38,9 @@ async function scenario(aof, check) {
     };
     await send(0, 100);
     await eventually(async () => (await readAllOutputs(client, name, PARTITIONS)).length >= 20, 'some outputs');
+    const more = await beforeRestart({ client, name });
     await redis.restart();
-    await check({ client, name, send, sent, errors, worker });
+    await check({ client, name, send, sent, errors, worker, ...more });
   } finally {
     await worker?.close();
     await redis.stop();
@@ -65,6 +66,37 @@ test('restart with AOF: the worker reconnects and goes on; outputs once each, as
       assert.ok(e.cause instanceof Error, 'the client error is its cause');
     }
   });
+});
+
+test('restart with AOF: redisOutputs loops (plain and with a group) go on across it, each output once', async () => {
+  // Before, a read lost with its connection ended the loop with the client's 'Socket closed unexpectedly'.
+  const controller = new AbortController();
+  const collect = (client, name, group) => {
+    const items = [];
+    const done = (async () => {
+      for await (const item of redisOutputs({ client, name, partitions: PARTITIONS, group, signal: controller.signal })) items.push(item);
+    })();
+    return { items, done };
+  };
+  await scenario(
+    true,
+    async ({ client, name, send, sent, plain, grouped }) => {
+      await send(100, 200);
+      try {
+        await eventually(() => plain.items.length >= 200 && grouped.items.length >= 200, 'both loops read 200 outputs', 30_000);
+      } finally {
+        controller.abort();
+      }
+      await plain.done;
+      await grouped.done;
+      const expected = new Map([...sent].map(([k, ns]) => [k, expectedTotals(ns)]));
+      for (const { items } of [plain, grouped]) {
+        const outputs = items.map((i) => ({ sid: i.sid, seq: i.seq, key: i.key, value: i.value }));
+        checkOutputs(outputs, expected);
+      }
+    },
+    async ({ client, name }) => ({ plain: collect(client, name), grouped: collect(client, name, 'g') }),
+  );
 });
 
 test('restart without persistence: ERR_VELO_LOG_RESET naming the cause, then events sent afterwards are served', async () => {

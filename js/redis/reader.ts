@@ -3,6 +3,7 @@ import { describe, invalidType, invalidValue, outOfRange } from '../errors';
 import type { Codec } from './codec';
 import { type RedisOptions, resolveOptions } from './options';
 import { type RedisClientLike, readStreams, send } from './connection';
+import { RedisConnectionError, reportable } from './errors';
 import { entryFields } from './redis-log';
 
 /** A handler's failure as stored in the output stream. */
@@ -130,6 +131,28 @@ export function claimSweep(names: string[], group: string, consumer: string, cla
   };
 }
 
+/** First and longest wait before a call retried after a lost connection, ms. */
+const RETRY_MIN_MS = 50;
+const RETRY_MAX_MS = 1000;
+
+/**
+ * `call()`, again after a wait (growing from 50 ms to 1 s) each time it fails with a lost connection (refused,
+ * reset, closed: the client reconnects by itself), until it succeeds or `signal` aborts. Other errors are thrown.
+ */
+async function retriedOnConnection<T>(call: () => Promise<T>, signal: AbortSignal | undefined, onRetry?: () => void): Promise<T> {
+  let wait = RETRY_MIN_MS;
+  for (;;) {
+    try {
+      return await call();
+    } catch (error) {
+      if (signal?.aborted || !(reportable(error) instanceof RedisConnectionError)) throw error;
+    }
+    onRetry?.();
+    await new Promise((resolve) => setTimeout(resolve, wait));
+    wait = Math.min(wait * 2, RETRY_MAX_MS);
+  }
+}
+
 /**
  * The outputs of the function `options.name`, from every partition, as an async iterable (per key in order;
  * across partitions interleaved). Reads on a connection of its own (a `duplicate()` of `options.client`),
@@ -192,33 +215,38 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
       while (!signal?.aborted) {
         if (!replaying && sweep.due()) {
           // Other consumers' stale entries.
-          for (const [name, entries] of await sweep.claim(client)) {
+          for (const [name, entries] of await retriedOnConnection(() => sweep.claim(client), signal)) {
             for (const [id, list] of entries) {
               const claimedItem = item(name, id, list);
               if (claimedItem !== null) yield claimedItem;
-              await send(client, name, ['XACK', name, group as string, id]);
+              await retriedOnConnection(() => send(client, name, ['XACK', name, group as string, id]), signal);
             }
           }
         }
-        const streams =
-          group === undefined
-            ? await readStreams(client, ['XREAD', 'COUNT', String(count)], names, positions, BUFFERS, BLOCK_MS)
-            : replaying
-              ? await readStreams(
-                  client,
-                  ['XREADGROUP', 'GROUP', group, consumer, 'COUNT', String(count)],
-                  names,
-                  positions,
-                  BUFFERS,
-                )
-              : await readStreams(
-                  client,
-                  ['XREADGROUP', 'GROUP', group, consumer, 'COUNT', String(count)],
-                  names,
-                  names.map(() => '>'),
-                  BUFFERS,
-                  sweep.blockMs,
-                );
+        // A read lost with its connection is made again from the same positions. A group's '>' read may have been
+        // delivered before the connection went: its entries are then pending for this consumer, unseen, so the
+        // group goes back to reading its own pending entries first (all yielded before were acked).
+        const streams = await retriedOnConnection(
+          () =>
+            group === undefined
+              ? readStreams(client, ['XREAD', 'COUNT', String(count)], names, positions, BUFFERS, BLOCK_MS)
+              : replaying
+                ? readStreams(client, ['XREADGROUP', 'GROUP', group, consumer, 'COUNT', String(count)], names, positions, BUFFERS)
+                : readStreams(
+                    client,
+                    ['XREADGROUP', 'GROUP', group, consumer, 'COUNT', String(count)],
+                    names,
+                    names.map(() => '>'),
+                    BUFFERS,
+                    sweep.blockMs,
+                  ),
+          signal,
+          () => {
+            if (group === undefined) return;
+            replaying = true;
+            positions.splice(0, positions.length, ...names.map(() => '0'));
+          },
+        );
         let got = 0;
         for (const [name, entries] of streams) {
           const p = partitionOf.get(name) as number;
@@ -229,7 +257,7 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
             // An entry trimmed away while pending has nothing to deliver.
             if (next !== null) yield next;
             // The loop asked for the next one: this one is handled.
-            if (group !== undefined) await send(client, name, ['XACK', name, group, id]);
+            if (group !== undefined) await retriedOnConnection(() => send(client, name, ['XACK', name, group, id]), signal);
           }
         }
         if (replaying && got === 0) replaying = false;
