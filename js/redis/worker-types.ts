@@ -101,7 +101,7 @@ export interface RedisWorkerStats {
   lag: number;
   /** `lag` per owned partition (partition -> entries). */
   partitionLag: Record<number, number>;
-  /** Live sessions on this worker. */
+  /** Live sessions on this worker: handlers running, each holding a slot of the function's `maxConcurrent`. */
   sessions: number;
   /**
    * Events kept in memory waiting for a session slot (`maxConcurrent` sessions of the function are open), at
