@@ -91,6 +91,14 @@ test('held bound reached (readCount 1: 64 entries held at most) with live sessio
   });
 });
 
+test('keys with more entries waiting in Redis than ids kept per key (64) and keys with a few: both kinds found again, in order', async () => {
+  // readCount 1: 64 entries held at most; a slot for one key at a time. The four long keys (150 events each)
+  // overflow the ids kept for them and are found by passes over the pending list; the 40 short keys are read
+  // again by id.
+  const backlog = [...interleaved(4, 150, 'long'), ...interleaved(40, 3, 'short')];
+  await runToEnd({ partitions: 1, fn: totals({ idleTimeout: 100, maxConcurrent: 1 }), workerOptions: { readCount: 1 }, backlog });
+});
+
 test('a backlog of 1,500 keys x 5 events, maxConcurrent 100: drains', async () => {
   const { stats } = await runToEnd({
     partitions: 4,

@@ -48,7 +48,12 @@ export function isCluster(client: RedisClientLike): boolean {
 const DEFAULT_REPLIES = Object.freeze({ typeMapping: Object.freeze({}) });
 
 /** Sends a command about `key` (its first key; undefined for one about none, such as CLIENT ID). */
-export function send(client: RedisClientLike, key: string | undefined, args: Args, options: object = DEFAULT_REPLIES): Promise<unknown> {
+export function send(
+  client: RedisClientLike,
+  key: string | undefined,
+  args: Args,
+  options: object = DEFAULT_REPLIES,
+): Promise<unknown> {
   if (isCluster(client)) return (client.sendCommand as unknown as ClusterSend)(key, false, args, options);
   return (client.sendCommand as unknown as SingleSend)(args, options);
 }

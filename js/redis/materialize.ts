@@ -8,11 +8,11 @@
 // <seq>") and skips an output that is not newer: a re-delivered output
 // changes nothing, and an old one never rolls a newer state back. One key
 // per script call keeps every call in one Cluster slot.
-import { createHash } from 'node:crypto';
 import { describe, invalidReturn, invalidType, outOfRange } from '../errors';
 import { type RedisOptions, type Resolved, resolveOptions } from './options';
 import { type OutputItem, checkClaimIdle, claimSweep, outputItem } from './reader';
 import { type RedisClientLike, readStreams, send } from './connection';
+import { Script } from './script';
 
 /** An output with a value (handler failures are counted, not materialized). */
 export type ValueOutput<O> = Extract<
@@ -80,38 +80,11 @@ const BUFFERS = { typeMapping: { 36: Buffer, 37: Array } };
 const MARK = '_velo:';
 const RETRY_MS = 100;
 
-// KEYS hash; ARGV n, then per output: mark field, start ms, start seq, seq, field count, fields and values.
-// Returns {applied, skipped}.
-const APPLY = `local i = 2
-local applied, skipped = 0, 0
-for _ = 1, tonumber(ARGV[1]) do
-  local ms, s, seq = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
-  local newer = true
-  local mark = redis.call('HGET', KEYS[1], ARGV[i])
-  if mark then
-    local oms, os, oseq = string.match(mark, '^(%d+)%-(%d+) (%d+)$')
-    oms, os, oseq = tonumber(oms), tonumber(os), tonumber(oseq)
-    newer = ms > oms or (ms == oms and (s > os or (s == os and seq > oseq)))
-  end
-  local n = tonumber(ARGV[i + 4])
-  if newer then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1] .. '-' .. ARGV[i + 2] .. ' ' .. ARGV[i + 3], unpack(ARGV, i + 5, i + 4 + 2 * n))
-    applied = applied + 1
-  else
-    skipped = skipped + 1
-  end
-  i = i + 5 + 2 * n
-end
-return {applied, skipped}`;
-const APPLY_SHA = createHash('sha1').update(APPLY).digest('hex');
+// Applies a read's outputs to one hash (lua/apply.lua).
+const APPLY = new Script('apply.lua');
 
 async function runApply(client: RedisClientLike, hash: string, args: string[]): Promise<[number, number]> {
-  try {
-    return (await send(client, hash, ['EVALSHA', APPLY_SHA, '1', hash, ...args])) as [number, number];
-  } catch (error) {
-    if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error;
-    return (await send(client, hash, ['EVAL', APPLY, '1', hash, ...args])) as [number, number];
-  }
+  return (await APPLY.run(client, [hash], args)) as [number, number];
 }
 
 /** Carries the error of a `key`/`fields` callback out of the retry loop: the materializer stops with it. */

@@ -78,6 +78,7 @@ export function timedLog(log: PartitionLog, trips: RoundTrips): PartitionLog {
     renew: (lease: Lease, ttl: number) => timed(() => log.renew(lease, ttl)),
     release: (lease: Lease) => timed(() => log.release(lease)),
     read: (lease: Lease, from: string, count: number): Promise<ReadResult> => timed(() => log.read(lease, from, count)),
+    entries: (lease: Lease, ids: readonly string[]) => timed(() => log.entries(lease, ids)),
     markClose: (lease: Lease, key: string, sid: string, reason?: string) => timed(() => log.markClose(lease, key, sid, reason)),
     trim: (lease: Lease) => timed(() => log.trim(lease)),
     commit: (lease: Lease, commit: Commit): Promise<CommitResult> => timed(() => log.commit(lease, commit)),

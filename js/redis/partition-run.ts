@@ -124,7 +124,15 @@ const enum Redelivery {
 interface Spilled {
   after: string;
   last: string;
+  /**
+   * The ids of the key's entries after `after`, in log order, while there are at most SPILLED_IDS: they are read
+   * again exactly, by id. Null past that: the key's entries are found by a pass over the pending list.
+   */
+  ids: string[] | null;
 }
+
+/** Ids kept per key whose entries wait in the pending list (a small record per key; past it, passes find them). */
+const SPILLED_IDS = 64;
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -347,6 +355,10 @@ export class PartitionRun<I, O> {
     if (spilled !== undefined) {
       this.buffered--;
       spilled.last = entry.id;
+      if (spilled.ids !== null) {
+        if (spilled.ids.length < SPILLED_IDS) spilled.ids.push(entry.id);
+        else spilled.ids = null;
+      }
       return this.sessions.has(entry.key);
     }
     if (this.#held.has(entry.key)) {
@@ -371,7 +383,7 @@ export class PartitionRun<I, O> {
   /** Holds the entry, or past the bound of held entries leaves it (and its key's later entries) in the pending list. */
   #holdOrSpill(entry: InputEntry): void {
     if (this.#heldCount < this.worker.readCount * HELD_BATCHES) this.#hold(entry);
-    else this.#spilled.set(entry.key, { after: idBefore(entry.id), last: entry.id });
+    else this.#spilled.set(entry.key, { after: idBefore(entry.id), last: entry.id, ids: [entry.id] });
   }
 
   /**
@@ -400,12 +412,19 @@ export class PartitionRun<I, O> {
 
   async #rereadPass(): Promise<void> {
     if (this.#spilled.size === 0) return;
+    await this.#rereadByIds();
     const w = this.worker;
+    // The keys whose ids were not all kept: a pass over the pending list from the earliest finds their entries.
     let from: string | null = null;
-    for (const { after } of this.#spilled.values()) if (from === null || logOrder(after, from) < 0) from = after;
+    let scanned = 0;
+    for (const { after, ids } of this.#spilled.values()) {
+      if (ids !== null) continue;
+      scanned++;
+      if (from === null || logOrder(after, from) < 0) from = after;
+    }
     // Keys that could not go on in this pass: their later entries wait for the next.
     const stuck = new Set<string>();
-    while (from !== null && !this.stopping && stuck.size < this.#spilled.size) {
+    while (from !== null && !this.stopping && stuck.size < scanned) {
       // Reads of the pending list go further than the pump's: most of what they find is passed over at once
       // (entries of other keys, handled already), so a pass that looks for a few keys' entries scattered over a
       // long backlog takes fewer round trips (at readCount 4, a pass was a round trip per 4 entries of the log).
@@ -425,8 +444,15 @@ export class PartitionRun<I, O> {
       from = read.entries[read.entries.length - 1].id;
       for (const entry of read.entries) {
         const spilled = this.#spilled.get(entry.key);
-        // Handled already (delivered, held, or a marker read), or behind an entry of its key that cannot go on.
-        if (spilled === undefined || logOrder(entry.id, spilled.after) <= 0 || stuck.has(entry.key) || this.stopping) {
+        // Handled already (delivered, held, or a marker read), read by id instead, or behind an entry of its key
+        // that cannot go on.
+        if (
+          spilled === undefined ||
+          spilled.ids !== null ||
+          logOrder(entry.id, spilled.after) <= 0 ||
+          stuck.has(entry.key) ||
+          this.stopping
+        ) {
           this.buffered--;
           continue;
         }
@@ -446,9 +472,84 @@ export class PartitionRun<I, O> {
     }
   }
 
+  /**
+   * Reads again, by id, the entries of keys whose ids are known: first keys with a live session (they need no
+   * slot), then as many more keys as there are free session slots, all their reads sent at once; each key's
+   * entries go on in log order until one cannot (no slot, no room), and the rest wait for the next pass.
+   */
+  async #rereadByIds(): Promise<void> {
+    const w = this.worker;
+    const live = this.#keysBoth(this.#spilled, this.sessions).filter((key) => this.#spilled.get(key)?.ids != null);
+    const chosen = new Set(live);
+    let free = w.fn.config.maxConcurrent - w.live;
+    for (const [key, spilled] of this.#spilled) {
+      if (free <= 0) break;
+      if (spilled.ids === null || chosen.has(key)) continue;
+      chosen.add(key);
+      free--;
+    }
+    if (chosen.size === 0) return;
+    // Room in the share for what is read, key by key while it lasts.
+    const want = [...chosen].map((key) => [key, [...(this.#spilled.get(key)?.ids ?? [])]] as const);
+    const total = want.reduce((n, [, ids]) => n + ids.length, 0);
+    let room = await this.#reserve(total);
+    if (room === 0) return;
+    const batch: (readonly [string, string[]])[] = [];
+    for (const [key, ids] of want) {
+      if (room === 0) break;
+      const take = ids.slice(0, room);
+      room -= take.length;
+      batch.push([key, take]);
+    }
+    let read: InputEntry[];
+    try {
+      read = await w.log.entries(
+        this.lease,
+        batch.flatMap(([, ids]) => ids),
+      );
+    } catch (error) {
+      this.buffered -= batch.reduce((n, [, ids]) => n + ids.length, 0);
+      if (this.#failed(error)) return;
+      await sleep(RETRY_MS);
+      this.#rereadAgain = true;
+      return;
+    }
+    let at = 0;
+    for (const [key, ids] of batch) {
+      const entries = read.slice(at, at + ids.length);
+      at += ids.length;
+      let stuck = false;
+      for (const got of entries) {
+        const spilled = this.#spilled.get(key);
+        // (An entry gone from the log comes back without its key: it is this key's, and is only acked.)
+        const entry: InputEntry = got.key === '' ? { id: got.id, key } : got;
+        if (stuck || this.stopping || spilled === undefined || logOrder(entry.id, spilled.after) <= 0) {
+          this.buffered--;
+          continue;
+        }
+        const redelivered = await this.#redeliver(entry);
+        if (redelivered !== Redelivery.Done) {
+          stuck = true;
+          continue;
+        }
+        if (this.#spilled.get(key) !== spilled) continue;
+        if (spilled.last === entry.id) this.#spilled.delete(key);
+        else {
+          spilled.after = entry.id;
+          if (spilled.ids !== null) {
+            let drop = 0;
+            while (drop < spilled.ids.length && logOrder(spilled.ids[drop], entry.id) <= 0) drop++;
+            spilled.ids.splice(0, drop);
+          }
+        }
+      }
+    }
+  }
+
   /** Whether a key whose entries wait in the pending list has a live session (its entries can go to it). */
   #spilledLive(): boolean {
-    const [small, large] = this.#spilled.size <= this.sessions.size ? [this.#spilled, this.sessions] : [this.sessions, this.#spilled];
+    const [small, large] =
+      this.#spilled.size <= this.sessions.size ? [this.#spilled, this.sessions] : [this.sessions, this.#spilled];
     for (const key of small.keys()) if (large.has(key)) return true;
     return false;
   }

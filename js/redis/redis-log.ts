@@ -16,10 +16,10 @@
 // One consumer group (`velo`) per input stream and one consumer name
 // (`owner`): whoever holds the lease reads as `owner`, so a new owner's
 // `XREADGROUP ... 0` returns exactly what the last owner left unacked.
-import { createHash } from 'node:crypto';
 import type { Commit, CommitResult, Divergence, InputEntry, Lease, PartitionLog, ReadResult } from './transport';
 import { FencedError } from './transport';
 import { PollWaker, type RedisClientLike, isCluster, readStreams, send, xreadStreams } from './connection';
+import { Script } from './script';
 
 export type { RedisClientLike } from './connection';
 
@@ -27,261 +27,17 @@ export type { RedisClientLike } from './connection';
 // Buffers (payloads are bytes), maps as flat arrays (RESP3 XREAD replies).
 const BUFFERS = { typeMapping: { 36: Buffer, 37: Array } };
 
-/** A Lua script sent by SHA1 (EVALSHA), loaded with EVAL on NOSCRIPT (a restarted or new server). */
-class Script {
-  readonly sha: string;
-  constructor(readonly source: string) {
-    this.sha = createHash('sha1').update(source).digest('hex');
-  }
-  async run(client: RedisClientLike, keys: string[], args: ReadonlyArray<string | Buffer>, options?: object): Promise<unknown> {
-    try {
-      return await send(client, keys[0], ['EVALSHA', this.sha, String(keys.length), ...keys, ...args], options);
-    } catch (error) {
-      if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error;
-      return send(client, keys[0], ['EVAL', this.source, String(keys.length), ...keys, ...args], options);
-    }
-  }
-}
-
-const FENCE = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('VELO_FENCED the lease is gone: another worker owns the partition') end
-`;
-
-const HEARTBEAT = new Script(`local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-return redis.call('ZCARD', KEYS[1])`);
-
-// KEYS lease, epoch, input, fence prefix (the lease's fence stream is the prefix and its epoch: one more key
-// under the partition's hash tag). The input's group is made with the partition's first lease. The lease and
-// its fence get the same expiry in one script, so they expire at the same instant.
-const ACQUIRE = new Script(`if redis.call('EXISTS', KEYS[1]) == 1 then return false end
-local epoch = redis.call('INCR', KEYS[2])
-local token = ARGV[1] .. ':' .. epoch
-redis.call('SET', KEYS[1], token, 'PX', ARGV[2])
-redis.pcall('XGROUP', 'CREATE', KEYS[3], 'velo', '0', 'MKSTREAM')
-local fence = KEYS[4] .. epoch
-redis.call('DEL', fence)
-redis.call('XGROUP', 'CREATE', fence, 'velo', '$', 'MKSTREAM')
-redis.call('PEXPIRE', fence, ARGV[2])
-return token`);
-
-// KEYS lease, fence.
-const RENEW = new Script(`if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[2], ARGV[2])
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0`);
-
-// KEYS lease, fence.
-const RELEASE = new Script(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1], KEYS[2]) end
-return 0`);
-
-// KEYS lease, input; ARGV token, from, count. Reads as the group's one
-// consumer; with nothing new, returns the input's last id: every entry up to
-// it has been delivered, so a wake-up waits for entries after it. Reads go
-// first as a plain XREADGROUP fenced by the lease's fence stream (no entry
-// goes through Lua); this script answers the reads that find nothing.
-const READ =
-  new Script(`${FENCE}local r = redis.call('XREADGROUP', 'GROUP', 'velo', 'owner', 'COUNT', ARGV[3], 'STREAMS', KEYS[2], ARGV[2])
-if r and #r[1][2] > 0 then return {r[1][2], ''} end
-local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
-if last[1] then return {{}, last[1][1]} end
-return {{}, '0-0'}`);
-
-// KEYS lease, input; ARGV token, key, sid[, reason].
-const MARK =
-  new Script(`${FENCE}if ARGV[4] then return redis.call('XADD', KEYS[2], '*', 'k', ARGV[2], 'c', ARGV[3], 'r', ARGV[4]) end
-return redis.call('XADD', KEYS[2], '*', 'k', ARGV[2], 'c', ARGV[3])`);
-
-// KEYS lease, input, out, hw, check, commit; ARGV token, serial, check, n,
-// n x (sid, seq, key, field, data), acks count, ids, ended count, n x (sid,
-// last seq). An output whose seq is not above its session's high-water mark
-// was written before (by an earlier owner, or this one before a replay):
-// skipped. Returns {ids, divergences}.
-// - serial (local delivery; '' without, and then no ids come back): ids are the entries written ('' for
-//   one skipped), and the commit key remembers the last commit; a retry of
-//   that same commit (its reply was lost) changes nothing and gets the ids
-//   it wrote (they are contiguous in the output stream: one script wrote them).
-// - check ('1': checkReplay): each output written keeps "<id> <sha1>" in the
-//   check hash under "<seq> <sid>" while its session lives; a skipped one is
-//   compared with it, and an ended session's last seq with its mark.
-//   Divergences, 5 fields each: 'o', output index, stored id, field, data;
-//   'n', sid, seq written, seq made, ''.
-const COMMIT = new Script(`${FENCE}local serial = ARGV[2]
-local check = ARGV[3] == '1'
-local n = tonumber(ARGV[4])
-local ids = {}
-if serial ~= '' then
-  local last = redis.call('GET', KEYS[6])
-  if last then
-    local token, s, first, count = string.match(last, '^(%S+) (%S+) (%S+) (%d+)$')
-    if token == ARGV[1] and s == serial then
-      local written = {}
-      if tonumber(count) > 0 then
-        for _, e in ipairs(redis.call('XRANGE', KEYS[3], first, '+', 'COUNT', count)) do
-          written[e[2][2] .. ' ' .. e[2][4]] = e[1]
-        end
-      end
-      local i = 5
-      for o = 1, n do
-        ids[o] = written[ARGV[i] .. ' ' .. ARGV[i + 1]] or ''
-        i = i + 5
-      end
-      return {ids, {}}
-    end
-  end
-end
-local div = {}
-local function diverged(a, b, c, d, e)
-  div[#div + 1] = a
-  div[#div + 1] = b
-  div[#div + 1] = c
-  div[#div + 1] = d
-  div[#div + 1] = e
-end
-local first = nil
-local written = 0
--- Each session's high-water mark, read for all of the call's sessions at once (HMGET); the raised ones are
--- written back after the loop.
-local marks = {}
-do
-  local sids = {}
-  local j = 5
-  for _ = 1, n do
-    if marks[ARGV[j]] == nil then
-      marks[ARGV[j]] = 0
-      sids[#sids + 1] = ARGV[j]
-    end
-    j = j + 5
-  end
-  for k = 1, #sids, 1000 do
-    local last = math.min(k + 999, #sids)
-    local got = redis.call('HMGET', KEYS[4], unpack(sids, k, last))
-    for m = k, last do marks[sids[m]] = tonumber(got[m - k + 1] or '0') end
-  end
-end
-local raised = {}
-local i = 5
-for o = 1, n do
-  local sid, seq = ARGV[i], ARGV[i + 1]
-  local mark = marks[sid]
-  if tonumber(seq) > mark then
-    local id = redis.call('XADD', KEYS[3], '*', 'sid', sid, 'seq', seq, 'k', ARGV[i + 2], ARGV[i + 3], ARGV[i + 4])
-    if raised[sid] == nil then raised[#raised + 1] = sid end
-    raised[sid] = seq
-    mark = tonumber(seq)
-    if check then redis.call('HSET', KEYS[5], seq .. ' ' .. sid, id .. ' ' .. redis.sha1hex(ARGV[i + 3] .. ARGV[i + 4])) end
-    first = first or id
-    written = written + 1
-    if serial ~= '' then ids[o] = id end
-  else
-    if serial ~= '' then ids[o] = '' end
-    local stored = check and redis.call('HGET', KEYS[5], seq .. ' ' .. sid)
-    if stored then
-      local at = string.find(stored, ' ', 1, true)
-      if string.sub(stored, at + 1) ~= redis.sha1hex(ARGV[i + 3] .. ARGV[i + 4]) then
-        local id = string.sub(stored, 1, at - 1)
-        local field, data = '', ''
-        local entry = redis.call('XRANGE', KEYS[3], id, id)[1]
-        if entry then
-          local f = entry[2]
-          for j = 1, #f - 1, 2 do
-            if f[j] == 'v' or f[j] == 'e' then field, data = f[j], f[j + 1] end
-          end
-        end
-        diverged('o', tostring(o), id, field, data)
-      end
-    end
-  end
-  marks[sid] = mark
-  i = i + 5
-end
-local marked = {}
-for j = 1, #raised do
-  marked[#marked + 1] = raised[j]
-  marked[#marked + 1] = raised[raised[j]]
-  if #marked == 1000 or j == #raised then
-    redis.call('HSET', KEYS[4], unpack(marked))
-    marked = {}
-  end
-end
-n = tonumber(ARGV[i])
-i = i + 1
-local stop = i + n
-while i < stop do
-  local last = math.min(i + 999, stop - 1)
-  redis.call('XACK', KEYS[2], 'velo', unpack(ARGV, i, last))
-  i = last + 1
-end
-n = tonumber(ARGV[i])
-i = i + 1
-if n > 0 then
-  -- Digests of ended sessions go too, also those a checking worker left for this one.
-  local checked = check or redis.call('EXISTS', KEYS[5]) == 1
-  local sids = {}
-  for _ = 1, n do
-    local sid = ARGV[i]
-    sids[#sids + 1] = sid
-    if checked then
-      local hw = tonumber(redis.call('HGET', KEYS[4], sid) or '0')
-      if check and hw > tonumber(ARGV[i + 1]) then diverged('n', sid, tostring(hw), ARGV[i + 1], '') end
-      local fields = {}
-      for seq = 1, hw do
-        fields[#fields + 1] = seq .. ' ' .. sid
-        if #fields == 1000 or seq == hw then
-          redis.call('HDEL', KEYS[5], unpack(fields))
-          fields = {}
-        end
-      end
-    end
-    i = i + 2
-  end
-  for j = 1, #sids, 1000 do
-    redis.call('HDEL', KEYS[4], unpack(sids, j, math.min(j + 999, #sids)))
-  end
-end
-if serial ~= '' then redis.call('SET', KEYS[6], ARGV[1] .. ' ' .. serial .. ' ' .. (first or '-') .. ' ' .. written) end
-return {ids, div}`);
-
-// KEYS lease, input; ARGV token. Trims the input to its oldest pending
-// entry (the oldest input a live session still needs), or with nothing
-// pending to the group's last delivered entry: nothing undelivered or
-// pending is ever removed.
-const TRIM = new Script(`${FENCE}local min = redis.call('XPENDING', KEYS[2], 'velo')[2]
-if not min then
-  for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[2])) do
-    local info = {}
-    for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
-    if info['name'] == 'velo' then min = info['last-delivered-id'] end
-  end
-end
-if not min then return 0 end
-return redis.call('XTRIM', KEYS[2], 'MINID', min)`);
-
-// KEYS input. The group's lag (Redis 7.0+: entries added minus entries
-// read). Redis cannot compute it after an XDEL inside the undelivered
-// range; then the undelivered entries are counted, up to 100 000.
-const LAG = new Script(`if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
-  local info = {}
-  for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
-  if info['name'] == 'velo' then
-    if type(info['lag']) == 'number' then return info['lag'] end
-    return #redis.call('XRANGE', KEYS[1], '(' .. info['last-delivered-id'], '+', 'COUNT', 100000)
-  end
-end
-return redis.call('XLEN', KEYS[1])`);
-
-// KEYS input; ARGV n x (key, data). Returns { ids } or, when Redis refuses an XADD (out of memory, say), { ids
-// written before it, its error }: a script's writes are not rolled back, so the caller learns exactly which were.
-const APPEND = new Script(`local ids = {}
-for i = 1, #ARGV, 2 do
-  local id = redis.pcall('XADD', KEYS[1], '*', 'k', ARGV[i], 'v', ARGV[i + 1])
-  if type(id) == 'table' and id.err then return { ids, id.err } end
-  ids[#ids + 1] = id
-end
-return { ids }`);
+// The scripts (lua/: each file says its KEYS, ARGV and reply). `true`: the owner's, run after the lease check.
+const HEARTBEAT = new Script('heartbeat.lua');
+const ACQUIRE = new Script('acquire.lua');
+const RENEW = new Script('renew.lua');
+const RELEASE = new Script('release.lua');
+const READ = new Script('read.lua', true);
+const MARK = new Script('mark.lua', true);
+const COMMIT = new Script('commit.lua', true);
+const TRIM = new Script('trim.lua', true);
+const LAG = new Script('lag.lua');
+const APPEND = new Script('append.lua');
 
 /** Key names of one stream function. */
 export class KeySpace {
@@ -493,6 +249,13 @@ export class RedisLog implements PartitionLog {
       throw fenced(p, error);
     }
     return { entries: inputEntries(reply[0]), tail: reply[1].toString() };
+  }
+
+  async entries(lease: Lease, ids: readonly string[]): Promise<InputEntry[]> {
+    const input = this.#keys.input(lease.partition);
+    // One XRANGE per id, sent together (node-redis pipelines the commands of one turn).
+    const replies = await Promise.all(ids.map((id) => send(this.#client, input, ['XRANGE', input, id, id], BUFFERS)));
+    return replies.map((reply, i) => inputEntries(reply)[0] ?? { id: ids[i], key: '' });
   }
 
   async markClose(lease: Lease, key: string, sid: string, reason?: string): Promise<string> {

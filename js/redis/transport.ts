@@ -99,6 +99,11 @@ export interface PartitionLog {
    */
   read(lease: Lease, from: string, count: number): Promise<ReadResult>;
   /**
+   * The owner's pending entries of these ids, in the order given (unfenced: a read changes nothing, and what the
+   * owner does with them is fenced). An entry no longer in the log comes back with no key and no payload.
+   */
+  entries(lease: Lease, ids: readonly string[]): Promise<InputEntry[]>;
+  /**
    * Fenced: appends a close marker for session `sid` of `key` to the partition's input (`reason`: see InputEntry);
    * resolves with its entry id. A tick (key and sid `''`) names no session: it moves the log's clock.
    */

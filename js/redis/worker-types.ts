@@ -110,7 +110,8 @@ export interface RedisWorkerStats {
   held: number;
   /**
    * Keys whose events wait for a slot in Redis instead (read past the bound of `held`; they stay in the
-   * pending list and are read again by id once sessions end): the worker keeps one small record per key.
+   * pending list and are read again by id once sessions end): the worker keeps one small record per key, with the
+   * ids of up to 64 of its entries (a key with more is found by a pass over the pending list).
    */
   waitingKeys: number;
   /**

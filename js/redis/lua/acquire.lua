@@ -1,0 +1,13 @@
+-- KEYS lease, epoch, input, fence prefix (the lease's fence stream is the prefix and its epoch: one more key
+-- under the partition's hash tag). The input's group is made with the partition's first lease. The lease and
+-- its fence get the same expiry in one script, so they expire at the same instant.
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local epoch = redis.call('INCR', KEYS[2])
+local token = ARGV[1] .. ':' .. epoch
+redis.call('SET', KEYS[1], token, 'PX', ARGV[2])
+redis.pcall('XGROUP', 'CREATE', KEYS[3], 'velo', '0', 'MKSTREAM')
+local fence = KEYS[4] .. epoch
+redis.call('DEL', fence)
+redis.call('XGROUP', 'CREATE', fence, 'velo', '$', 'MKSTREAM')
+redis.call('PEXPIRE', fence, ARGV[2])
+return token

@@ -1,0 +1,150 @@
+-- KEYS lease, input, out, hw, check, commit; ARGV token, serial, check, n,
+-- n x (sid, seq, key, field, data), acks count, ids, ended count, n x (sid,
+-- last seq). An output whose seq is not above its session's high-water mark
+-- was written before (by an earlier owner, or this one before a replay):
+-- skipped. Returns {ids, divergences}.
+-- - serial (local delivery; '' without, and then no ids come back): ids are the entries written ('' for
+--   one skipped), and the commit key remembers the last commit; a retry of
+--   that same commit (its reply was lost) changes nothing and gets the ids
+--   it wrote (they are contiguous in the output stream: one script wrote them).
+-- - check ('1': checkReplay): each output written keeps "<id> <sha1>" in the
+--   check hash under "<seq> <sid>" while its session lives; a skipped one is
+--   compared with it, and an ended session's last seq with its mark.
+--   Divergences, 5 fields each: 'o', output index, stored id, field, data;
+--   'n', sid, seq written, seq made, ''.
+-- Fenced: fence.lua runs first (KEYS[1] lease, ARGV[1] token).
+local serial = ARGV[2]
+local check = ARGV[3] == '1'
+local n = tonumber(ARGV[4])
+local ids = {}
+if serial ~= '' then
+  local last = redis.call('GET', KEYS[6])
+  if last then
+    local token, s, first, count = string.match(last, '^(%S+) (%S+) (%S+) (%d+)$')
+    if token == ARGV[1] and s == serial then
+      local written = {}
+      if tonumber(count) > 0 then
+        for _, e in ipairs(redis.call('XRANGE', KEYS[3], first, '+', 'COUNT', count)) do
+          written[e[2][2] .. ' ' .. e[2][4]] = e[1]
+        end
+      end
+      local i = 5
+      for o = 1, n do
+        ids[o] = written[ARGV[i] .. ' ' .. ARGV[i + 1]] or ''
+        i = i + 5
+      end
+      return {ids, {}}
+    end
+  end
+end
+local div = {}
+local function diverged(a, b, c, d, e)
+  div[#div + 1] = a
+  div[#div + 1] = b
+  div[#div + 1] = c
+  div[#div + 1] = d
+  div[#div + 1] = e
+end
+local first = nil
+local written = 0
+-- Each session's high-water mark, read for all of the call's sessions at once (HMGET); the raised ones are
+-- written back after the loop.
+local marks = {}
+do
+  local sids = {}
+  local j = 5
+  for _ = 1, n do
+    if marks[ARGV[j]] == nil then
+      marks[ARGV[j]] = 0
+      sids[#sids + 1] = ARGV[j]
+    end
+    j = j + 5
+  end
+  for k = 1, #sids, 1000 do
+    local last = math.min(k + 999, #sids)
+    local got = redis.call('HMGET', KEYS[4], unpack(sids, k, last))
+    for m = k, last do marks[sids[m]] = tonumber(got[m - k + 1] or '0') end
+  end
+end
+local raised = {}
+local i = 5
+for o = 1, n do
+  local sid, seq = ARGV[i], ARGV[i + 1]
+  local mark = marks[sid]
+  if tonumber(seq) > mark then
+    local id = redis.call('XADD', KEYS[3], '*', 'sid', sid, 'seq', seq, 'k', ARGV[i + 2], ARGV[i + 3], ARGV[i + 4])
+    if raised[sid] == nil then raised[#raised + 1] = sid end
+    raised[sid] = seq
+    mark = tonumber(seq)
+    if check then redis.call('HSET', KEYS[5], seq .. ' ' .. sid, id .. ' ' .. redis.sha1hex(ARGV[i + 3] .. ARGV[i + 4])) end
+    first = first or id
+    written = written + 1
+    if serial ~= '' then ids[o] = id end
+  else
+    if serial ~= '' then ids[o] = '' end
+    local stored = check and redis.call('HGET', KEYS[5], seq .. ' ' .. sid)
+    if stored then
+      local at = string.find(stored, ' ', 1, true)
+      if string.sub(stored, at + 1) ~= redis.sha1hex(ARGV[i + 3] .. ARGV[i + 4]) then
+        local id = string.sub(stored, 1, at - 1)
+        local field, data = '', ''
+        local entry = redis.call('XRANGE', KEYS[3], id, id)[1]
+        if entry then
+          local f = entry[2]
+          for j = 1, #f - 1, 2 do
+            if f[j] == 'v' or f[j] == 'e' then field, data = f[j], f[j + 1] end
+          end
+        end
+        diverged('o', tostring(o), id, field, data)
+      end
+    end
+  end
+  marks[sid] = mark
+  i = i + 5
+end
+local marked = {}
+for j = 1, #raised do
+  marked[#marked + 1] = raised[j]
+  marked[#marked + 1] = raised[raised[j]]
+  if #marked == 1000 or j == #raised then
+    redis.call('HSET', KEYS[4], unpack(marked))
+    marked = {}
+  end
+end
+n = tonumber(ARGV[i])
+i = i + 1
+local stop = i + n
+while i < stop do
+  local last = math.min(i + 999, stop - 1)
+  redis.call('XACK', KEYS[2], 'velo', unpack(ARGV, i, last))
+  i = last + 1
+end
+n = tonumber(ARGV[i])
+i = i + 1
+if n > 0 then
+  -- Digests of ended sessions go too, also those a checking worker left for this one.
+  local checked = check or redis.call('EXISTS', KEYS[5]) == 1
+  local sids = {}
+  for _ = 1, n do
+    local sid = ARGV[i]
+    sids[#sids + 1] = sid
+    if checked then
+      local hw = tonumber(redis.call('HGET', KEYS[4], sid) or '0')
+      if check and hw > tonumber(ARGV[i + 1]) then diverged('n', sid, tostring(hw), ARGV[i + 1], '') end
+      local fields = {}
+      for seq = 1, hw do
+        fields[#fields + 1] = seq .. ' ' .. sid
+        if #fields == 1000 or seq == hw then
+          redis.call('HDEL', KEYS[5], unpack(fields))
+          fields = {}
+        end
+      end
+    end
+    i = i + 2
+  end
+  for j = 1, #sids, 1000 do
+    redis.call('HDEL', KEYS[4], unpack(sids, j, math.min(j + 999, #sids)))
+  end
+end
+if serial ~= '' then redis.call('SET', KEYS[6], ARGV[1] .. ' ' .. serial .. ' ' .. (first or '-') .. ' ' .. written) end
+return {ids, div}
