@@ -29,7 +29,7 @@ async function writeBacklog(name) {
 }
 
 /** A worker process with the function's defaults but `idleTimeout` (see redis-worker-child.mjs: the `totals` handler). */
-const worker = (name) => workerChild(name, { partitions: PARTITIONS, ttl: 3000, idle: IDLE, delayMs: 0, trimInterval: 5000 });
+const worker = (name) => workerChild(name, { partitions: PARTITIONS, ttl: 10_000, idle: IDLE, delayMs: 0, trimInterval: 5000 });
 
 /** Outputs of all the workers so far, by their stats lines (cheap to poll, unlike reading 500,000 entries). */
 const outputsOf = (...children) => children.reduce((n, c) => n + (lastStats(c)?.outputs ?? 0), 0);

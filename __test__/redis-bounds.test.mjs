@@ -170,7 +170,7 @@ test('maxBufferedEvents keeps a worker process small under a backlog of large ev
 
 test('bad bound options are refused with a code', async () => {
   const w = (extra) => () => redisWorker(totals(), { client, name: 'bad', partitions: 4, ...extra });
-  assert.throws(w({ maxBufferedEvents: 3 }), { code: 'ERR_OUT_OF_RANGE', message: /maxBufferedEvents must be an integer from options\.partitions \(4/ });
+  assert.throws(w({ maxBufferedEvents: 3 }), { code: 'ERR_OUT_OF_RANGE', message: /"maxBufferedEvents" option must be an integer from options\.partitions \(4/ });
   assert.throws(w({ maxBufferedEvents: 10.5 }), { code: 'ERR_OUT_OF_RANGE' });
   assert.throws(w({ maxBufferedEvents: '100' }), { code: 'ERR_OUT_OF_RANGE' });
   assert.throws(w({ maxSessionEvents: -1 }), { code: 'ERR_OUT_OF_RANGE', message: /maxSessionEvents/ });

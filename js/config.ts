@@ -1,4 +1,5 @@
-import { describe, invalidType, invalidValue, outOfRange } from './errors';
+import { describe, invalidType, invalidValue } from './errors';
+import { integerOption, numberOption } from './validate';
 import type { StreamConfig } from './types';
 
 const DEFAULTS = { buffer: 256, idleTimeout: 30_000, maxConcurrent: 1000 } as const;
@@ -11,10 +12,7 @@ const MAX_IDLE_MS = 2 ** 31 - 1;
 const KEYS = new Set(['buffer', 'idleTimeout', 'maxConcurrent', 'name']);
 
 function count(field: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > MAX_COUNT) {
-    throw outOfRange(`The "${field}" option must be an integer from 1 to ${MAX_COUNT}. Received ${describe(value)}`);
-  }
-  return value;
+  return integerOption(undefined, field, value, 1, MAX_COUNT);
 }
 
 /**
@@ -44,13 +42,14 @@ export function resolveConfig(config: unknown, defaultName: string): Readonly<Re
   const maxConcurrent = c.maxConcurrent === undefined ? DEFAULTS.maxConcurrent : count('maxConcurrent', c.maxConcurrent);
   let idleTimeout: number = DEFAULTS.idleTimeout;
   if (c.idleTimeout !== undefined) {
-    const v: unknown = c.idleTimeout;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > MAX_IDLE_MS) {
-      throw outOfRange(
-        `The "idleTimeout" option must be a finite number of milliseconds from 0 (never) to ${MAX_IDLE_MS}. Received ${describe(v)}`,
-      );
-    }
-    idleTimeout = v;
+    idleTimeout = numberOption(
+      undefined,
+      'idleTimeout',
+      c.idleTimeout,
+      0,
+      MAX_IDLE_MS,
+      `a finite number of milliseconds from 0 (never) to ${MAX_IDLE_MS}`,
+    );
   }
   let name = defaultName;
   if (c.name !== undefined) {

@@ -11,6 +11,7 @@
 // deadlines are armed on the thread's deadline set, as idle deadlines are.
 import { assertOptionsObject } from '../config';
 import { describe, invalidType, invalidValue, outOfRange } from '../errors';
+import { integerOption, numberOption } from '../validate';
 import type { BatchConfig, RetryConfig, StreamConfig, StreamFn, TaskConfig, TaskContext } from '../types';
 import { type IdleTarget, scratchU32, unwatchIdle, watchIdle } from './addon';
 import { Fifo } from './fifo';
@@ -576,21 +577,10 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
 
 // ----- settings -----
 
-function positiveInt(field: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > MAX_COUNT) {
-    throw outOfRange(`The "${field}" option must be an integer from 1 to ${MAX_COUNT}. Received ${describe(value)}`);
-  }
-  return value;
-}
+const positiveInt = (field: string, value: unknown): number => integerOption(undefined, field, value, 1, MAX_COUNT);
 
-function millis(field: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > MAX_MS) {
-    throw outOfRange(
-      `The "${field}" option must be a finite number of milliseconds from 0 to ${MAX_MS}. Received ${describe(value)}`,
-    );
-  }
-  return value;
-}
+const millis = (field: string, value: unknown): number =>
+  numberOption(undefined, field, value, 0, MAX_MS, `a finite number of milliseconds from 0 to ${MAX_MS}`);
 
 function checkRetry(value: unknown): Required<RetryConfig> {
   const retry = { attempts: 1, delay: 100, factor: 2, maxDelay: 30_000 };
@@ -604,11 +594,7 @@ function checkRetry(value: unknown): Required<RetryConfig> {
   if (r.delay !== undefined) retry.delay = millis('retry.delay', r.delay);
   if (r.maxDelay !== undefined) retry.maxDelay = millis('retry.maxDelay', r.maxDelay);
   if (r.factor !== undefined) {
-    const f: unknown = r.factor;
-    if (typeof f !== 'number' || !Number.isFinite(f) || f < 1) {
-      throw outOfRange(`The "retry.factor" option must be a finite number of at least 1. Received ${describe(f)}`);
-    }
-    retry.factor = f;
+    retry.factor = numberOption(undefined, 'retry.factor', r.factor, 1, Number.MAX_VALUE, 'a finite number of at least 1');
   }
   return retry;
 }

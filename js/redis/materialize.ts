@@ -8,7 +8,8 @@
 // <seq>") and skips an output that is not newer: a re-delivered output
 // changes nothing, and an old one never rolls a newer state back. One key
 // per script call keeps every call in one Cluster slot.
-import { describe, invalidReturn, invalidType, outOfRange } from '../errors';
+import { describe, invalidReturn, invalidType } from '../errors';
+import { integerOption } from '../validate';
 import { type RedisOptions, type Resolved, resolveOptions } from './options';
 import { type OutputItem, checkClaimIdle, claimSweep, outputItem } from './reader';
 import { type RedisClientLike, readStreams, send } from './connection';
@@ -131,8 +132,7 @@ class Materializer<O> implements RedisMaterializer {
       throw invalidType(`redisMaterialize(): options.consumer must be a non-empty string, not ${describe(consumer)}`);
     if (from !== 'start' && from !== 'end')
       throw invalidType(`redisMaterialize(): options.from must be 'start' or 'end', not ${describe(from)}`);
-    if (!Number.isInteger(batch) || batch < 1 || batch > 10_000)
-      throw outOfRange(`redisMaterialize(): options.batch must be an integer from 1 to 10000, not ${describe(batch)}`);
+    integerOption('redisMaterialize()', 'batch', batch, 1, 10_000);
     checkClaimIdle('redisMaterialize()', claimIdle);
     if (onError !== undefined && typeof onError !== 'function')
       throw invalidType(`redisMaterialize(): options.onError must be a function, not ${describe(onError)}`);

@@ -2,6 +2,7 @@
 // distributed stream function: they must agree on the name, the partition
 // count and the codec.
 import { describe, invalidType, invalidValue, outOfRange } from '../errors';
+import { integerOption } from '../validate';
 import { type Codec, jsonCodec } from './codec';
 import type { RedisClientLike } from './connection';
 import { KeySpace } from './redis-log';
@@ -63,15 +64,11 @@ export function resolveOptions<T>(options: RedisOptions<T>, what: string, ownKey
   if (typeof name !== 'string' || !/^[^{}\s]{1,200}$/.test(name)) {
     throw invalidValue(`${what}: options.name must be 1-200 characters without braces or whitespace, not ${describe(name)}`);
   }
-  if (!Number.isInteger(partitions) || partitions < 1 || partitions > 16384) {
-    throw outOfRange(`${what}: options.partitions must be an integer from 1 to 16384, not ${describe(partitions)}`);
-  }
+  integerOption(what, 'partitions', partitions, 1, 16384);
   if (codec === null || typeof codec !== 'object' || typeof codec.encode !== 'function' || typeof codec.decode !== 'function') {
     throw invalidType(`${what}: options.codec must have encode() and decode(), not ${describe(codec)}`);
   }
-  if (!Number.isInteger(maxEventBytes) || maxEventBytes < 1 || maxEventBytes > 512 << 20) {
-    throw outOfRange(`${what}: options.maxEventBytes must be an integer from 1 to 536870912, not ${describe(maxEventBytes)}`);
-  }
+  integerOption(what, 'maxEventBytes', maxEventBytes, 1, 512 << 20);
   return { client, keys: new KeySpace(name), partitions, codec, maxEventBytes };
 }
 

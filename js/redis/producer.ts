@@ -3,6 +3,7 @@ import { encodeChecked } from './codec';
 import { type RedisOptions, type Resolved, checkKey, fnv1a, resolveOptions } from './options';
 import { appendEvents, partitionLag } from './redis-log';
 import { describe, invalidType, outOfRange } from '../errors';
+import { integerOption } from '../validate';
 import { LagLimitError, SendError } from './errors';
 
 /** Options of `redisProducer`. */
@@ -228,11 +229,8 @@ class Producer<I> implements RedisProducer<I> {
 export function redisProducer<I = unknown>(options: RedisProducerOptions<I>): RedisProducer<I> {
   const resolved = resolveOptions(options, 'redisProducer()', ['maxLag', 'lagInterval']);
   const { maxLag = Infinity, lagInterval = 1000 } = options;
-  if (maxLag !== Infinity && (!Number.isInteger(maxLag) || maxLag < 1)) {
-    throw outOfRange(`redisProducer(): options.maxLag must be an integer >= 1 (entries), not ${describe(maxLag)}`);
-  }
-  if (!Number.isInteger(lagInterval) || lagInterval < 1) {
-    throw outOfRange(`redisProducer(): options.lagInterval must be an integer >= 1 (ms), not ${describe(lagInterval)}`);
-  }
+  if (maxLag !== Infinity)
+    integerOption('redisProducer()', 'maxLag', maxLag, 1, Infinity, 'of at least 1 (entries), or Infinity');
+  integerOption('redisProducer()', 'lagInterval', lagInterval, 1, Infinity, 'of at least 1 (ms)');
   return new Producer(resolved, maxLag, lagInterval);
 }

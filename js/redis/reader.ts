@@ -1,5 +1,6 @@
 // Reading the outputs of a distributed stream function from any process.
-import { describe, invalidType, invalidValue, outOfRange } from '../errors';
+import { describe, invalidType, invalidValue } from '../errors';
+import { integerOption } from '../validate';
 import type { Codec } from './codec';
 import { type RedisOptions, resolveOptions } from './options';
 import { type RedisClientLike, readStreams, send } from './connection';
@@ -88,11 +89,7 @@ const CLAIM_EVERY_MIN_MS = 50;
 
 /** Checks a `claimIdle` option of `fn`. */
 export function checkClaimIdle(fn: string, claimIdle: unknown): void {
-  if (
-    claimIdle !== undefined &&
-    (!Number.isInteger(claimIdle) || (claimIdle as number) < 1 || (claimIdle as number) > MAX_IDLE_MS)
-  )
-    throw outOfRange(`${fn}: options.claimIdle must be an integer from 1 to ${MAX_IDLE_MS} (ms), not ${describe(claimIdle)}`);
+  if (claimIdle !== undefined) integerOption(fn, 'claimIdle', claimIdle, 1, MAX_IDLE_MS, `from 1 to ${MAX_IDLE_MS} (ms)`);
 }
 
 /**
@@ -171,8 +168,7 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
   checkClaimIdle('redisOutputs()', claimIdle);
   if (claimIdle !== undefined && group === undefined)
     throw invalidValue('redisOutputs(): options.claimIdle needs options.group (only a group has entries to claim)');
-  if (!Number.isInteger(count) || count < 1 || count > 10_000)
-    throw outOfRange(`redisOutputs(): options.count must be an integer from 1 to 10000, not ${describe(count)}`);
+  integerOption('redisOutputs()', 'count', count, 1, 10_000);
   if (signal !== undefined && !(signal instanceof AbortSignal))
     throw invalidType(`redisOutputs(): options.signal must be an AbortSignal, not ${describe(signal)}`);
   const names = Array.from({ length: o.partitions }, (_, p) => o.keys.output(p));

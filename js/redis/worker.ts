@@ -23,7 +23,8 @@
 // (local-delivery.ts); the public types are in worker-types.ts.
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { describe, invalidType, invalidValue, outOfRange } from '../errors';
+import { describe, invalidType, invalidValue } from '../errors';
+import { integerOption } from '../validate';
 import type { StreamFn } from '../types';
 import type { Codec } from './codec';
 import { type RedisOptions, type Resolved, resolveOptions } from './options';
@@ -43,6 +44,9 @@ import {
   sleep,
 } from './partition-run';
 import type { RedisWorker, RedisWorkerOptions, RedisWorkerStats } from './worker-types';
+
+/** How option errors name this entry point. */
+const W = 'redisWorker()';
 
 export type { RedisWorker, RedisWorkerOptions, RedisWorkerStats, RoundTripStats, RenewalStats } from './worker-types';
 
@@ -134,15 +138,9 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       checkReplay = false,
     } = extra;
     // (At most a Node timer's longest delay: the lease's timers are set from it.)
-    if (!Number.isInteger(leaseTtl) || leaseTtl < 300 || leaseTtl > MAX_TIMER_MS)
-      throw outOfRange(
-        `redisWorker(): options.leaseTtl must be an integer from 300 to ${MAX_TIMER_MS} (ms), not ${describe(leaseTtl)}`,
-      );
-    if (!Number.isInteger(readCount) || readCount < 1 || readCount > 10_000)
-      throw outOfRange(`redisWorker(): options.readCount must be an integer from 1 to 10000, not ${describe(readCount)}`);
-    if (!Number.isInteger(trimInterval) || trimInterval < 0) {
-      throw outOfRange(`redisWorker(): options.trimInterval must be an integer >= 0 (ms), not ${describe(trimInterval)}`);
-    }
+    integerOption(W, 'leaseTtl', leaseTtl, 300, MAX_TIMER_MS, `from 300 to ${MAX_TIMER_MS} (ms)`);
+    integerOption(W, 'readCount', readCount, 1, 10_000);
+    integerOption(W, 'trimInterval', trimInterval, 0, Infinity, 'of at least 0 (ms)');
     if (typeof workerId !== 'string')
       throw invalidType(`redisWorker(): options.workerId must be a string, not ${describe(workerId)}`);
     if (!/^[^\s:]{1,200}$/.test(workerId))
@@ -151,25 +149,19 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       );
     if (onError !== undefined && typeof onError !== 'function')
       throw invalidType(`redisWorker(): options.onError must be a function, not ${describe(onError)}`);
-    if (!Number.isInteger(maxBufferedEvents) || maxBufferedEvents < options.partitions || maxBufferedEvents > 1e9) {
-      throw outOfRange(
-        `redisWorker(): options.maxBufferedEvents must be an integer from options.partitions (${options.partitions}: one event per partition) to 1e9, not ${describe(maxBufferedEvents)}`,
-      );
-    }
-    if (!Number.isInteger(maxSessionEvents) || maxSessionEvents < 0) {
-      throw outOfRange(
-        `redisWorker(): options.maxSessionEvents must be an integer >= 0 (0: no cap), not ${describe(maxSessionEvents)}`,
-      );
-    }
-    if (!Number.isInteger(maxSessionAge) || maxSessionAge < 0) {
-      throw outOfRange(
-        `redisWorker(): options.maxSessionAge must be an integer >= 0 (ms; 0: no cap), not ${describe(maxSessionAge)}`,
-      );
-    }
+    integerOption(
+      W,
+      'maxBufferedEvents',
+      maxBufferedEvents,
+      options.partitions,
+      1e9,
+      `from options.partitions (${options.partitions}: one event per partition) to 1e9`,
+    );
+    integerOption(W, 'maxSessionEvents', maxSessionEvents, 0, Infinity, 'of at least 0 (0: no cap)');
+    integerOption(W, 'maxSessionAge', maxSessionAge, 0, Infinity, 'of at least 0 (ms; 0: no cap)');
     if (onOutput !== undefined && typeof onOutput !== 'function')
       throw invalidType(`redisWorker(): options.onOutput must be a function, not ${describe(onOutput)}`);
-    if (!Number.isInteger(maxUndelivered) || maxUndelivered < 1 || maxUndelivered > 1e9)
-      throw outOfRange(`redisWorker(): options.maxUndelivered must be an integer from 1 to 1e9, not ${describe(maxUndelivered)}`);
+    integerOption(W, 'maxUndelivered', maxUndelivered, 1, 1e9, 'from 1 to 1e9');
     if (typeof checkReplay !== 'boolean')
       throw invalidType(`redisWorker(): options.checkReplay must be a boolean, not ${describe(checkReplay)}`);
     this.id = workerId;

@@ -8,7 +8,8 @@ import { availableParallelism } from 'node:os';
 import { basename, isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { assertOptionsObject } from '../config';
-import { StreamClosedError, describe, invalidType, invalidValue, outOfRange } from '../errors';
+import { StreamClosedError, describe, invalidType, invalidValue } from '../errors';
+import { integerOption, numberOption } from '../validate';
 import { singleStage } from '../core/function';
 import { type HandlerStream } from '../core/stream';
 import { type StreamBody, kBodyThrew, kStartBody } from '../core/body';
@@ -53,12 +54,7 @@ const LOAD_MS = 30_000;
 const MAX_MS = 2 ** 31 - 1;
 
 function milliseconds(field: string, value: unknown, min: number): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > MAX_MS) {
-    throw outOfRange(
-      `The "${field}" option must be a finite number of milliseconds from ${min} to ${MAX_MS}. Received ${describe(value)}`,
-    );
-  }
-  return value;
+  return numberOption(undefined, field, value, min, MAX_MS, `a finite number of milliseconds from ${min} to ${MAX_MS}`);
 }
 
 /** An unreferenced workerFn (and every function derived from it by `withConfig`) lets its threads go once they host nothing. */
@@ -102,9 +98,7 @@ export function workerFn<I, O>(module: string | URL, config?: WorkerFnConfig): W
     threadIdleTimeout = THREAD_IDLE_MS,
     ...streamConfig
   } = config ?? {};
-  if (typeof threads !== 'number' || !Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) {
-    throw outOfRange(`The "threads" option must be an integer from 1 to ${MAX_THREADS}. Received ${describe(threads)}`);
-  }
+  integerOption(undefined, 'threads', threads, 1, MAX_THREADS);
   if (typeof exportName !== 'string' || exportName === '') {
     throw invalidType(`The "export" option must be a non-empty string. Received ${describe(exportName)}`);
   }
