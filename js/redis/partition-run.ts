@@ -106,6 +106,16 @@ const enum Delivery {
   Behind,
 }
 
+/** How `PartitionRun.#drainKey` left a key's held entries. */
+const enum KeyDrain {
+  /** None left, or (only keys with a live session) its session is gone. */
+  Done,
+  /** One needs a session slot, and none is free. */
+  NoSlot,
+  /** The partition stops. */
+  Stopped,
+}
+
 /** What became of an entry read again from the pending list (`PartitionRun.#redeliver`). */
 const enum Redelivery {
   /** Delivered or held. */
@@ -610,34 +620,14 @@ export class PartitionRun<I, O> {
         // Once a key found no session slot, only keys with a live session go on (their entries need none).
         let noSlot = false;
         for (const [key, list] of this.#held) {
-          if (noSlot) break;
-          while (list.length > 0) {
-            // Each entry goes back into the share before it is delivered.
-            if ((await this.#reserve(1)) === 0) return;
-            if (this.stopping) {
-              this.buffered--;
-              return;
-            }
-            // Taken out first: a session ending meanwhile may put earlier entries of the key in front of it.
-            const entry = list.shift() as InputEntry;
-            this.#heldCount--;
-            this.#drainingEntry = entry;
-            let delivered: Delivery;
-            try {
-              delivered = await this.#deliver(entry);
-            } finally {
-              this.#drainingEntry = null;
-            }
-            if (delivered === Delivery.Done) continue;
-            this.buffered--;
-            this.#hold(entry);
-            // No session slot: this key waits for a session to end. (Behind: an earlier entry came in front.)
-            if (delivered === Delivery.NoSlot) {
-              noSlot = true;
-              break;
-            }
-          }
+          const drained = await this.#drainKey(key, list, false);
+          if (drained === KeyDrain.Stopped) return;
           if (list.length === 0) this.#held.delete(key);
+          // No session slot: this key waits for a session to end.
+          if (drained === KeyDrain.NoSlot) {
+            noSlot = true;
+            break;
+          }
         }
         if (noSlot && !(await this.#drainHeldOfLive())) return;
       } while (this.#drainAgain);
@@ -657,33 +647,43 @@ export class PartitionRun<I, O> {
    * False once the partition stops.
    */
   async #drainHeldOfLive(): Promise<boolean> {
-    const keys = this.#keysBoth(this.#held, this.sessions);
-    for (const key of keys) {
+    for (const key of this.#keysBoth(this.#held, this.sessions)) {
       const list = this.#held.get(key);
-      while (list !== undefined && list.length > 0 && this.sessions.has(key)) {
-        if ((await this.#reserve(1)) === 0) return false;
-        if (this.stopping) {
-          this.buffered--;
-          return false;
-        }
-        const entry = list.shift() as InputEntry;
-        this.#heldCount--;
-        this.#drainingEntry = entry;
-        let delivered: Delivery;
-        try {
-          delivered = await this.#deliver(entry);
-        } finally {
-          this.#drainingEntry = null;
-        }
-        if (delivered === Delivery.Done) continue;
-        this.buffered--;
-        this.#hold(entry);
-        // (Behind: an earlier entry of the key came in front; it goes next.)
-        if (delivered === Delivery.NoSlot) break;
-      }
-      if (list !== undefined && list.length === 0) this.#held.delete(key);
+      if (list === undefined) continue;
+      if ((await this.#drainKey(key, list, true)) === KeyDrain.Stopped) return false;
+      if (list.length === 0) this.#held.delete(key);
     }
     return true;
+  }
+
+  /**
+   * Delivers a key's held entries in log order, each back into the share first, until none is left, one finds
+   * no session slot, or (`whileLive`) the key's session is gone.
+   */
+  async #drainKey(key: string, list: InputEntry[], whileLive: boolean): Promise<KeyDrain> {
+    while (list.length > 0 && (!whileLive || this.sessions.has(key))) {
+      if ((await this.#reserve(1)) === 0) return KeyDrain.Stopped;
+      if (this.stopping) {
+        this.buffered--;
+        return KeyDrain.Stopped;
+      }
+      // Taken out first: a session ending meanwhile may put earlier entries of the key in front of it.
+      const entry = list.shift() as InputEntry;
+      this.#heldCount--;
+      this.#drainingEntry = entry;
+      let delivered: Delivery;
+      try {
+        delivered = await this.#deliver(entry);
+      } finally {
+        this.#drainingEntry = null;
+      }
+      if (delivered === Delivery.Done) continue;
+      this.buffered--;
+      this.#hold(entry);
+      // (Behind: an earlier entry of the key came in front; it goes next.)
+      if (delivered === Delivery.NoSlot) return KeyDrain.NoSlot;
+    }
+    return KeyDrain.Done;
   }
 
   /** The keys in both maps, in the order of the smaller one (a copy: delivering changes both). */
