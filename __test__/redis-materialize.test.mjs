@@ -65,6 +65,26 @@ test('a worker outputs land in one hash per key with the newest fields; a re-del
   assert.deepEqual(view.stats(), { applied: 60, skipped: 60, failures: 0, batches: view.stats().batches });
 });
 
+test('pending outputs of its consumer in one partition only: written and acked, counted, no error (an XACK with no id went to the others)', async () => {
+  const name = fresh('onepending');
+  const outputs = Array.from({ length: 6 }, (_, i) => [`k${i}@1-0`, 1, { total: i, count: 1, n: i }]);
+  await writeOutputs(name, outputs);
+  // A materializer of the group read p0's outputs and stopped before writing them; p1 has nothing.
+  await client.xGroupCreate(`velo:{${name}:p0}:out`, 'materialize', '0', { MKSTREAM: true });
+  await client.xGroupCreate(`velo:{${name}:p1}:out`, 'materialize', '$', { MKSTREAM: true });
+  await client.xReadGroup('materialize', 'materializer', { key: `velo:{${name}:p0}:out`, id: '>' }, { COUNT: 100 });
+  const errors = [];
+  const view = redisMaterialize({ client, name, partitions: 2, ...features, key: (o) => `${name}:${o.key}`, onError: (e) => errors.push(e) });
+  try {
+    await eventually(() => view.stats().applied === 6, 'six outputs applied');
+    assert.deepEqual(errors, []);
+    assert.equal((await client.xPending(`velo:{${name}:p0}:out`, 'materialize')).pending, 0);
+    assert.equal(await client.hGet(`${name}:k5`, 'total'), '5');
+  } finally {
+    await view.close();
+  }
+});
+
 test('an output older than what the hash holds for its key (an earlier seq, an earlier session) is skipped; failures are counted, not written', async () => {
   const name = fresh('order');
   await writeOutputs(name, [

@@ -59,6 +59,12 @@ test('restart with AOF: the worker reconnects and goes on; outputs once each, as
       'no data loss reported',
     );
     // The lost connections reached onError with the library's code, the client's error as the cause.
+    // Every error reported has a code of the library's (a server still loading its data answers LOADING: that too).
+    assert.deepEqual(
+      errors.filter((e) => typeof e.code !== 'string').map((e) => e.message),
+      [],
+      'errors without a code',
+    );
     const lost = errors.filter((e) => e.code === 'ERR_VELO_REDIS_CONNECTION');
     assert.ok(lost.length > 0, `connection errors reported: ${errors.map((e) => e.code ?? e.message).join(', ')}`);
     for (const e of lost) {

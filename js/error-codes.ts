@@ -189,7 +189,7 @@ export const ERROR_CODES = {
   ERR_VELO_REDIS_CONNECTION: {
     class: 'RedisConnectionError',
     from: 'velo-stream/redis',
-    when: "A connection of the worker failed (refused, reset, closed, timed out); the client's error is its `cause`. The worker retries.",
+    when: "A connection of the worker failed (refused, reset, closed, timed out), or the server is still loading its data after a restart (`LOADING`); the client's error is its `cause`. The worker retries.",
     action: 'Check Redis and the network; alert if it lasts.',
   },
   ERR_VELO_CLOSED: {

@@ -176,7 +176,8 @@ const CONNECTION_ERRORS = new Set([
 const SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND']);
 
 /**
- * Reported to `onError` when a connection to Redis failed (refused, reset, timed out, closed): the client's error
+ * Reported to `onError` when a connection to Redis failed (refused, reset, timed out, closed) or the server is still
+ * loading its data after a restart (`LOADING`): the client's error
  * is its `cause`. The worker goes on: its calls are retried, and the client reconnects by its own settings.
  */
 export class RedisConnectionError extends Error {
@@ -194,5 +195,7 @@ export function reportable(error: unknown): unknown {
   if (e === null || typeof e !== 'object') return error;
   const byClass = typeof e.constructor?.name === 'string' && CONNECTION_ERRORS.has(e.constructor.name);
   const byCode = typeof e.code === 'string' && SOCKET_CODES.has(e.code);
-  return byClass || byCode ? new RedisConnectionError(error) : error;
+  // A server that restarted answers LOADING until its data is read back: not there yet, as a lost connection.
+  const loading = String((e as { message?: unknown }).message).startsWith('LOADING');
+  return byClass || byCode || loading ? new RedisConnectionError(error) : error;
 }

@@ -255,10 +255,12 @@ class Materializer<O> implements RedisMaterializer {
     const acks = new Map<string, string[]>();
     let failures = 0;
     for (const [name, entries] of read) {
-      acks.set(
-        name,
-        entries.map(([id]) => id.toString()),
-      );
+      // (A stream the read found nothing in has nothing to ack: XACK with no id is an error.)
+      if (entries.length > 0)
+        acks.set(
+          name,
+          entries.map(([id]) => id.toString()),
+        );
       for (const [id, list] of entries) {
         const output = outputItem(this.#o.codec, partitionOf.get(name) as number, id, list);
         // Trimmed away while pending: nothing to write.

@@ -62,7 +62,9 @@ export function resolveOptions<T>(options: RedisOptions<T>, what: string, ownKey
     throw invalidValue(`${what}: options.client is not connected: await client.connect() first`);
   }
   if (typeof name !== 'string' || !/^[^{}\s]{1,200}$/.test(name)) {
-    throw invalidValue(`${what}: options.name must be 1-200 characters without braces or whitespace, not ${describe(name)}`);
+    throw invalidValue(
+      `${what}: the "name" option must be 1-200 characters without braces or whitespace. Received ${describe(name)}`,
+    );
   }
   integerOption(what, 'partitions', partitions, 1, 16384);
   if (codec === null || typeof codec !== 'object' || typeof codec.encode !== 'function' || typeof codec.decode !== 'function') {

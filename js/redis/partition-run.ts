@@ -80,6 +80,8 @@ const OUTBOX_LIMIT = 1024;
  * pending list and read again by id (`PartitionRun.reread`).
  */
 const HELD_BATCHES = 64;
+/** Held entries delivered between two turns of the event loop given by `drainHeld`. */
+const DRAIN_STEPS_PER_TURN = 256;
 /** Entries per read of the pending list again (`reread`), at least: bounded by the partition's share. */
 const REREAD_COUNT = 1024;
 /** Outputs per fenced commit call. */
@@ -180,6 +182,8 @@ export class PartitionRun<I, O> {
   #rereading = false;
   #rereadAgain = false;
   #draining = false;
+  /** Entries `#drainKey` handled, for its yields to the event loop. */
+  #drainSteps = 0;
   #drainAgain = false;
   /** The held entry drainHeld is delivering (out of its list meanwhile). */
   #drainingEntry: InputEntry | null = null;
@@ -662,6 +666,8 @@ export class PartitionRun<I, O> {
    */
   async #drainKey(key: string, list: InputEntry[], whileLive: boolean): Promise<KeyDrain> {
     while (list.length > 0 && (!whileLive || this.sessions.has(key))) {
+      // A long drain runs in microtasks: it gives the event loop (timers, renewals, replies) a turn now and then.
+      if (++this.#drainSteps % DRAIN_STEPS_PER_TURN === 0) await new Promise((resolve) => setImmediate(resolve));
       if ((await this.#reserve(1)) === 0) return KeyDrain.Stopped;
       if (this.stopping) {
         this.buffered--;

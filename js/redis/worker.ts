@@ -113,6 +113,8 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
   #timer: NodeJS.Timeout | null = null;
   #ticking: Promise<void> | null = null;
   #closing: Promise<void> | null = null;
+  /** Sessions ended in this turn: the partitions look for held and waiting entries at the next (`notifySessionEnded`). */
+  #sessionsEnded = false;
   readonly #idle = new Map<number, { tail: string; resolve: () => void }>();
   #waker: Promise<void>;
   readonly #expiry: NodeJS.Timeout;
@@ -145,7 +147,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       throw invalidType(`redisWorker(): options.workerId must be a string, not ${describe(workerId)}`);
     if (!/^[^\s:]{1,200}$/.test(workerId))
       throw invalidValue(
-        `redisWorker(): options.workerId must be 1-200 characters without ':' or whitespace, not ${describe(workerId)}`,
+        `redisWorker(): the "workerId" option must be 1-200 characters without ':' or whitespace. Received ${describe(workerId)}`,
       );
     if (onError !== undefined && typeof onError !== 'function')
       throw invalidType(`redisWorker(): options.onError must be a function, not ${describe(onError)}`);
@@ -452,10 +454,18 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
   }
 
   notifySessionEnded(): void {
-    for (const run of this.#runs.values()) {
-      if (run.heldCount > 0) run.drainHeld().catch((error: unknown) => this.report(error));
-      else if (run.spilledKeys > 0) run.reread().catch((error: unknown) => this.report(error));
-    }
+    // Once per turn of the event loop, however many sessions ended in it: on a backlog thousands end together
+    // (a tick passes their deadlines), and a pass over every partition for each one, all in microtasks, held the
+    // loop (and so the renewals) for more than a second.
+    if (this.#sessionsEnded) return;
+    this.#sessionsEnded = true;
+    setImmediate(() => {
+      this.#sessionsEnded = false;
+      for (const run of this.#runs.values()) {
+        if (run.heldCount > 0) run.drainHeld().catch((error: unknown) => this.report(error));
+        else if (run.spilledKeys > 0) run.reread().catch((error: unknown) => this.report(error));
+      }
+    });
   }
 
   close(): Promise<void> {
