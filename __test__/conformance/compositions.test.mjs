@@ -109,4 +109,22 @@ for (const cell of cells()) {
     );
     assert.deepEqual(got.get('c'), [EVENTS[0], { code: 'E_CONTRACT' }]);
   });
+
+  test(`${cell.name}: under sessions(), nothing accepted is dropped: events a failed session never took open the key's next session, in order`, async () => {
+    // Sent in one burst, all within the buffer: every send resolves before the handler runs. The handler
+    // (the first stage, which fails at FAIL too) takes the events up to FAIL; the rest open the next session.
+    const sessions = cell.make({ buffer: 16 }).sessions({ idleTimeout: 0 });
+    const reading = (async () => {
+      const got = [];
+      for await (const item of sessions) got.push('error' in item ? { code: item.error.code } : item.value);
+      return got;
+    })();
+    const sent = await Promise.allSettled(
+      [...EVENTS.slice(0, 3), FAIL, ...EVENTS.slice(3, 9)].map((e) => sessions.send('k', e)),
+    );
+    assert.deepEqual(new Set(sent.map((r) => r.status)), new Set(['fulfilled']));
+    // (close() ends the next session too, once it has opened with them.)
+    await sessions.close();
+    assert.deepEqual(await reading, [...EVENTS.slice(0, 3), { code: 'E_CONTRACT' }, ...EVENTS.slice(3, 9)]);
+  });
 }
