@@ -143,3 +143,55 @@ test('sessions keep the process alive while a session is live, and close() or en
   const { stdout } = await run(['-e', script('idle')], { timeout: 20_000 });
   assert.equal(stdout, 'exit 0 2\n', 'the sessions ended by their idle timeout before the process exited');
 });
+
+test('once its last read has settled, a script exits at once, not when an idle deadline or another timer next wakes the event loop', async () => {
+  // Each child measures its own exit from its last read (or close()). The idle deadlines are 60 s, so exiting
+  // "at once" is told apart from the bug's exits by far: those came at the next wake of the event loop by
+  // something else (~8 s here) or at the idle deadline. Three children per case: the bug hit ~60 % of runs.
+  const worker = JSON.stringify(new URL('./fixtures/worker-handlers.mjs', import.meta.url).href);
+  const cases = {
+    // The handler awaits a timer before it yields: the read waits, then settles.
+    generator: `
+      const { streamFn } = require('velo-stream');
+      const s = streamFn(async function* (events) {
+        for await (const e of events) { await new Promise((r) => setTimeout(r, 5)); yield e; }
+      }, { idleTimeout: 60_000 }).open();
+      (async () => { await s.send(1); await s.recv(); mark(); })();`,
+    task: `
+      const { task } = require('velo-stream');
+      const s = task(async (x) => { await new Promise((r) => setTimeout(r, 5)); return x; }, { idleTimeout: 60_000 }).open();
+      (async () => { await s.send(1); await s.recv(); mark(); })();`,
+    // close() ends the sessions: the process exits once it resolved (docs/sessions.md).
+    sessions: `
+      const { streamFn } = require('velo-stream');
+      const sessions = streamFn(async function* (events) { for await (const e of events) yield e; }, { idleTimeout: 60_000 }).sessions();
+      (async () => {
+        const reading = (async () => { for await (const item of sessions); })();
+        await sessions.send('a', 1);
+        await new Promise((r) => setTimeout(r, 20));
+        await sessions.close();
+        await reading;
+        mark();
+      })();`,
+    // A read left pending on a worker stream with no idle deadline: let go within about 250 ms (docs/worker-threads.md).
+    'worker, idleTimeout 0': `
+      const { workerFn } = require('velo-stream');
+      const s = workerFn(new URL(${worker}), { export: 'echo', threads: 1, idleTimeout: 0, threadIdleTimeout: 60_000 }).open();
+      (async () => { await s.send(1); await s.recv(); mark(); await s.recv(); })();`,
+  };
+  await Promise.all(
+    Object.entries(cases).flatMap(([name, body]) =>
+      [1, 2, 3].map(async () => {
+        const source = `
+          let at;
+          const mark = () => (at = performance.now());
+          process.on('exit', () => console.log(JSON.stringify({ ms: Math.round(performance.now() - at) })));
+          ${body}`;
+        // (A read left pending at the end of a script: exit code 0, as nothing awaits it at the top level.)
+        const { stdout } = await run(['-e', source], { timeout: 90_000 });
+        const { ms } = JSON.parse(stdout);
+        assert.ok(ms < 4000, `${name}: exited ${ms} ms after its last read`);
+      }),
+    ),
+  );
+});

@@ -322,3 +322,37 @@ test('an output the serializer rejects is reported like a handler error, and the
     await srv.close();
   }
 });
+
+test('sendNdjson, sendSse and toReadable check their arguments at the call', async () => {
+  const http = { sendNdjson, sendSse, toReadable };
+  const echo = streamFn(async function* (events) {
+    for await (const e of events) yield e;
+  });
+  const code = (c) => (e) => e.code === c;
+  const bad = [
+    ['format', ['xml', undefined], 'ERR_INVALID_ARG_VALUE'],
+    ['unknown key', ['ndjson', { serialise: JSON.stringify }], 'ERR_INVALID_ARG_VALUE'],
+    ['serialize', ['ndjson', { serialize: 5 }], 'ERR_INVALID_ARG_TYPE'],
+    ['event type', ['sse', { event: 5 }], 'ERR_INVALID_ARG_TYPE'],
+    ['event with LF', ['sse', { event: 'x\ndata: injected' }], 'ERR_INVALID_ARG_VALUE'],
+    ['event with CR', ['sse', { event: 'x\rid: 1' }], 'ERR_INVALID_ARG_VALUE'],
+    ['headers', ['ndjson', { headers: 'x' }], 'ERR_INVALID_ARG_TYPE'],
+    ['header value', ['ndjson', { headers: { a: {} } }], 'ERR_INVALID_ARG_TYPE'],
+    ['options', ['ndjson', 5], 'ERR_INVALID_ARG_TYPE'],
+  ];
+  for (const [what, [format, opts], c] of bad) {
+    const s = echo.open();
+    assert.throws(() => http.toReadable(s, format, opts), code(c), `toReadable: ${what}`);
+    if (format === 'ndjson' || format === 'sse') {
+      const send = format === 'ndjson' ? http.sendNdjson : http.sendSse;
+      const res = { write() {}, end() {}, setHeader() {}, on() {}, once() {}, off() {}, removeListener() {} };
+      await assert.rejects(send(res, s, opts), code(c), `${format}: ${what}`);
+    }
+    await s.cancel();
+  }
+  for (const send of [http.sendNdjson, http.sendSse]) {
+    const s = echo.open();
+    await assert.rejects(send(null, s), code('ERR_INVALID_ARG_TYPE'), 'res: null');
+    await s.cancel();
+  }
+});

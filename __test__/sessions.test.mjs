@@ -1,7 +1,7 @@
 // fn.sessions(): one stream per key, a merged output, idle end, limits.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { StreamClosedError, StreamLimitError, streamFn } from 'velo-stream';
+import { StreamClosedError, StreamLimitError, streamFn, workerFn } from 'velo-stream';
 import { deferred, isSettled, settle } from './helpers/util.mjs';
 import { until } from './helpers/server.mjs';
 
@@ -422,6 +422,38 @@ test('close() right after the sends: the events an early-returning handler never
   assert.deepEqual(seen, [1, 2, 3, 4, 5, 6]);
   assert.equal(oneEach.stats().opened, 6);
   assert.equal(oneEach.stats().open, 0);
+});
+
+test('over a workerFn (and a pipe it starts), a handler that returns after one event: the events it never took open the next sessions, each once, in order', async () => {
+  // The worker's handler stops on its own thread: what the caller forwarded to it and it never took is not
+  // taken, and a next session's handler may stop while the events handed on to it are still being sent.
+  const module = new URL('./fixtures/worker-handlers.mjs', import.meta.url);
+  const echo = streamFn(async function* (events) {
+    for await (const e of events) yield e;
+  });
+  for (const transfer of [false, true]) {
+    const worker = workerFn(module, { export: 'firstOnly', threads: 1, transfer });
+    try {
+      for (const [name, fn] of [
+        ['worker', worker],
+        ['worker | generator', worker.pipe(echo)],
+      ]) {
+        for (let round = 0; round < 5; round++) {
+          const sessions = fn.sessions();
+          const items = [];
+          const reading = (async () => {
+            for await (const item of sessions) items.push('error' in item ? `error ${item.error.code}` : item.value);
+          })();
+          await Promise.all([0, 1, 2, 3, 4, 5].map((e) => sessions.send('k', e)));
+          await sessions.close();
+          await reading;
+          assert.deepEqual(items, [0, 1, 2, 3, 4, 5], `${name}, transfer: ${transfer}`);
+        }
+      }
+    } finally {
+      await worker.close();
+    }
+  }
 });
 
 test('a handler that fails or returns before reading anything keeps its first event; the rest are handed on, and it all ends', async () => {

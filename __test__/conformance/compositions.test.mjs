@@ -84,6 +84,36 @@ for (const cell of cells()) {
     assert.deepEqual(before, EVENTS.slice(0, 3));
   });
 
+  test(`${cell.name}: through duplex() in a pipeline into a slow sink, in order; a failure rejects the pipeline with its own error after the outputs before it`, async () => {
+    // The sink finishes each write on a later turn: outputs wait in its buffer (highWaterMark 1 and 16)
+    // while the failure comes, and the events sent after the failing one are refused meanwhile.
+    const slow = (out, highWaterMark) =>
+      new Writable({
+        objectMode: true,
+        highWaterMark,
+        write(chunk, _, callback) {
+          out.push(chunk);
+          setImmediate(callback);
+        },
+      });
+    for (const highWaterMark of [1, 16]) {
+      const out = [];
+      await pipeline(Readable.from(EVENTS), cell.make({ buffer: 4 }).open().duplex(), slow(out, highWaterMark));
+      assert.deepEqual(out, EVENTS, `highWaterMark ${highWaterMark}`);
+      const before = [];
+      await assert.rejects(
+        pipeline(
+          Readable.from([...EVENTS.slice(0, 3), FAIL, ...EVENTS.slice(3, 10)]),
+          cell.make({ buffer: 4 }).open().duplex(),
+          slow(before, highWaterMark),
+        ),
+        (e) => e.code === 'E_CONTRACT',
+        `highWaterMark ${highWaterMark}`,
+      );
+      assert.deepEqual(before, EVENTS.slice(0, 3), `highWaterMark ${highWaterMark}`);
+    }
+  });
+
   test(`${cell.name}: under sessions(), each key's outputs in order; a failing session gives { key, error } after its outputs`, async () => {
     const sessions = cell.make({ buffer: 4 }).sessions({ idleTimeout: 0 });
     const reading = (async () => {
@@ -108,5 +138,23 @@ for (const cell of cells()) {
       EVENTS.slice(0, 10).map((e) => ({ ...e, b: true })),
     );
     assert.deepEqual(got.get('c'), [EVENTS[0], { code: 'E_CONTRACT' }]);
+  });
+
+  test(`${cell.name}: under sessions(), nothing accepted is dropped: events a failed session never took open the key's next session, in order`, async () => {
+    // Sent in one burst, all within the buffer: every send resolves before the handler runs. The handler
+    // (the first stage, which fails at FAIL too) takes the events up to FAIL; the rest open the next session.
+    const sessions = cell.make({ buffer: 16 }).sessions({ idleTimeout: 0 });
+    const reading = (async () => {
+      const got = [];
+      for await (const item of sessions) got.push('error' in item ? { code: item.error.code } : item.value);
+      return got;
+    })();
+    const sent = await Promise.allSettled(
+      [...EVENTS.slice(0, 3), FAIL, ...EVENTS.slice(3, 9)].map((e) => sessions.send('k', e)),
+    );
+    assert.deepEqual(new Set(sent.map((r) => r.status)), new Set(['fulfilled']));
+    // (close() ends the next session too, once it has opened with them.)
+    await sessions.close();
+    assert.deepEqual(await reading, [...EVENTS.slice(0, 3), { code: 'E_CONTRACT' }, ...EVENTS.slice(3, 9)]);
   });
 }

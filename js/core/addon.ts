@@ -169,7 +169,7 @@ export function idleWatched(): number {
 // Reads that wait on a stream whose idle deadline runs keep the process
 // alive (the deadline will end the stream and settle the read). Ref'ing the
 // notifier is a native call, so it is done on 0 -> 1 only, and the 1 -> 0
-// unref is deferred to the next turn: a busy send/recv ping-pong then costs
+// unref is deferred to the next turn (a ref'd setImmediate): a busy send/recv ping-pong then costs
 // no native call per event.
 const alive = shared.alive;
 
@@ -191,6 +191,10 @@ export function holdAlive(): void {
 export function releaseAlive(): void {
   if (--alive.keepers === 0 && alive.referenced && !alive.unrefPending) {
     alive.unrefPending = true;
-    setImmediate(unrefIfIdle).unref();
+    // A ref'd immediate: it keeps the loop for this one turn only. An unref'd
+    // one does not make libuv skip its poll, so the loop would block there on
+    // the still-ref'd notifier until some other event (the idle deadline:
+    // seconds) before running it, and only then let the process exit.
+    setImmediate(unrefIfIdle);
   }
 }

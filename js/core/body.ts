@@ -48,4 +48,12 @@ export interface StreamBody<I, O> {
   readonly signalListeners: number;
   /** A read waits and the stream holds the process alive for it (or no longer): a body whose next step happens elsewhere holds itself meanwhile. */
   keepAlive?(on: boolean): void;
+  /**
+   * How many events its handler has taken, when that is not what the body took from the stream (a worker
+   * stream's body forwards events to a handler on another thread, which may stop before taking them all):
+   * the stream's `kTaken`. Never decreases.
+   */
+  taken?(): number;
+  /** Whether its handler was told its input ended (the stream's `kTakenEnd`), when that is not whether the body was. */
+  takenEnd?(): boolean;
 }

@@ -22,8 +22,12 @@ import type { SessionItem, Stream, StreamFn } from '../types';
  */
 type Lent<I> = { events: { event: I; refused: boolean }[]; head: number; base: number; ended: boolean };
 
-/** A send (or an `end`) waiting for the key's next instance. */
-type Waiting<I> = { event: I; resolve(): void; reject(reason: unknown): void } | typeof END;
+/**
+ * A send (or an `end`) waiting for the key's next instance. `handedOn`: an event an earlier session accepted
+ * (its send resolved) and its handler never took: if the next instance refuses it too (its handler stopped
+ * first: a worker's may, on its own thread, while these are sent), it is passed on again, never reported.
+ */
+type Waiting<I> = { event: I; handedOn?: true; resolve(): void; reject(reason: unknown): void } | typeof END;
 const END = Symbol('end');
 /** A lent event its handler has taken: cleared, so the session no longer holds it. */
 const TAKEN: { event: never; refused: boolean } = { event: undefined as never, refused: true };
@@ -163,7 +167,7 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
   }
 
   /** Sends to a session's stream, keeping the event until its handler takes it. */
-  #sendTo(stream: StreamKind<I, O>, event: I): Promise<void> {
+  #sendTo(stream: StreamKind<I, O>, event: I, handedOn = false): Promise<void> {
     const lent = this.#lent.get(stream);
     // (Finished already: the send is refused.)
     if (lent === undefined) return stream.send(event);
@@ -171,8 +175,9 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
     const entry = { event, refused: false };
     lent.events.push(entry);
     const sent = stream.send(event);
-    // (A send refused, maybe after waiting for room, was never accepted: it is not passed on.)
-    sent.catch(() => (entry.refused = true));
+    // (A send refused, maybe after waiting for room, was never accepted: it is not passed on. An event
+    // handed on was accepted by an earlier session: refused, it is passed on again, after this session.)
+    if (!handedOn) sent.catch(() => (entry.refused = true));
     return sent;
   }
 
@@ -203,7 +208,7 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
     const rest: Waiting<I>[] = [];
     for (let i = from; i < lent.events.length; i++) {
       const { event, refused } = lent.events[i];
-      if (!refused) rest.push({ event, resolve: () => {}, reject: report });
+      if (!refused) rest.push({ event, handedOn: true, resolve: () => {}, reject: report });
     }
     if (rest.length === 0) return;
     if (lent.ended) rest.push(END);
@@ -247,11 +252,20 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
       }
       for (let i = 0; i < waiting.length; i++) {
         const w = waiting[i];
+        if (w !== END && i > 0 && stream[kInputError]() !== undefined) {
+          // Its handler stopped already (a worker's may, on its own thread, while these are sent): the
+          // rest wait for the instance after this one, as sends made now would.
+          this.#waiting.set(key, waiting.slice(i));
+          void this.#handOver(key, stream);
+          break;
+        }
         if (w !== END) {
-          this.#sendTo(stream, w.event).then(
-            () => w.resolve(),
-            (error: unknown) => w.reject(error),
-          );
+          if (w.handedOn === true) this.#sendTo(stream, w.event, true).catch(() => {});
+          else
+            this.#sendTo(stream, w.event).then(
+              () => w.resolve(),
+              (error: unknown) => w.reject(error),
+            );
           continue;
         }
         this.#lentOf(stream).ended = true;

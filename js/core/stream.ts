@@ -635,10 +635,14 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   }
 
   [kTaken](): number {
+    const body = this.#body;
+    if (body?.taken !== undefined) return body.taken();
     return this.#handed - (this.#inLen - this.#inPos);
   }
 
   [kTakenEnd](): boolean {
+    const body = this.#body;
+    if (body?.takenEnd !== undefined) return body.takenEnd();
     return this.#endTaken;
   }
 

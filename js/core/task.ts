@@ -120,6 +120,8 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
   readonly #startSlots: number[] = [];
   readonly #startItems: I[] = [];
   #nextIndex = 0;
+  /** Items whose call began (the stream's `kTaken`): an item taken from the input and dropped before its call (a failure) was never taken. */
+  #called = 0;
   /** Calls (and `onError` functions) whose promise has not settled. */
   #running = 0;
   /** An item taken from the input while no call could start. */
@@ -152,6 +154,11 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
   [kStartBody](stream: HandlerStream<I, O>): void {
     this.#stream = stream;
     this.#pump();
+  }
+
+  /** Items passed to `fn`: sessions pass on those the stage took in and dropped when it failed. */
+  taken(): number {
+    return this.#called;
   }
 
   cancelled(): void {
@@ -328,6 +335,7 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
   }
 
   #begin(slot: number, item: unknown): void {
+    this.#called += this.#maxSize > 0 ? (item as I[]).length : 1;
     this.#items[slot] = item;
     this.#index[slot] = this.#nextIndex++;
     this.#attempt[slot] = 1;

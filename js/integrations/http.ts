@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { constants as bufferConstants, isUtf8 } from 'node:buffer';
 import { Readable } from 'node:stream';
 import { NOT_NOW, kReadNow, kSettle } from '../core/protocol';
+import { assertOptionsObject } from '../config';
 import { describe, invalidType, invalidValue, outOfRange } from '../errors';
 
 /** Output formats. */
@@ -100,6 +101,52 @@ async function stop<O>(outputs: Stoppable<O>, it: AsyncIterator<unknown>, why: s
   else await it.return?.();
 }
 
+const RESPONSE_KEYS = new Set(['serialize', 'event', 'headers']);
+
+/** Checks a writer's format and options at the call, as the rest of the library does. */
+function checkResponseOptions(format: unknown, opts: unknown): void {
+  if (format !== 'ndjson' && format !== 'sse') {
+    throw invalidValue(`The "format" argument must be 'ndjson' or 'sse'. Received ${describe(format)}`);
+  }
+  if (opts === undefined) return;
+  assertOptionsObject(opts, 'options', '{ serialize, event, headers }');
+  for (const key of Object.keys(opts)) {
+    if (!RESPONSE_KEYS.has(key)) throw invalidValue(`Unknown option "${key}". Known options: ${[...RESPONSE_KEYS].join(', ')}`);
+  }
+  const { serialize, event, headers } = opts as ResponseOptions<unknown>;
+  if (serialize !== undefined && typeof serialize !== 'function') {
+    throw invalidType(`The "serialize" option must be a function. Received ${describe(serialize)}`);
+  }
+  if (event !== undefined) {
+    if (typeof event !== 'string') throw invalidType(`The "event" option must be a string. Received ${describe(event)}`);
+    // A line break would end the event: line and the rest would go out as fields of their own (injected frames).
+    if (/[\r\n]/.test(event)) {
+      throw invalidValue(
+        `The "event" option must not contain a carriage return or a line feed. Received ${JSON.stringify(event)}`,
+      );
+    }
+  }
+  if (headers !== undefined) {
+    assertOptionsObject(headers, 'headers', "{ 'cache-control': 'no-store' }");
+    for (const [name, value] of Object.entries(headers as Record<string, unknown>)) {
+      const ok =
+        typeof value === 'string' ||
+        typeof value === 'number' ||
+        (Array.isArray(value) && value.every((v) => typeof v === 'string'));
+      if (!ok)
+        throw invalidType(
+          `The "headers" option's "${name}" must be a string, a number or an array of strings. Received ${describe(value)}`,
+        );
+    }
+  }
+}
+
+function assertResponse(res: unknown): asserts res is ServerResponse {
+  if (res === null || typeof res !== 'object' || typeof (res as ServerResponse).write !== 'function') {
+    throw invalidType(`The "res" argument must be an http.ServerResponse. Received ${describe(res)}`);
+  }
+}
+
 function assertOutputs(outputs: unknown): asserts outputs is AsyncIterable<unknown> {
   if (outputs === null || typeof (outputs as AsyncIterable<unknown>)?.[Symbol.asyncIterator] !== 'function') {
     throw invalidType(`The "outputs" argument must be an async iterable (a Stream, or feed()). Received ${describe(outputs)}`);
@@ -126,7 +173,9 @@ export async function writeResponse<O>(
   format: Format,
   opts: ResponseOptions<O> = {},
 ): Promise<void> {
+  assertResponse(res);
   assertOutputs(outputs);
+  checkResponseOptions(format, opts);
   const frame = frames(format, opts);
   // Headers go out with the first output, so that an error before any output
   // (a malformed request body, say) can still be answered with its own status.
@@ -328,6 +377,7 @@ export function sendSse<O>(res: ServerResponse, outputs: Stoppable<O>, opts?: Re
  */
 export function toReadable<O>(outputs: Stoppable<O>, format: Format, opts: ResponseOptions<O> = {}): Readable {
   assertOutputs(outputs);
+  checkResponseOptions(format, opts);
   const frame = frames(format, opts);
   const it = outputs[Symbol.asyncIterator]();
   // The outputs are over (ended, or failed and reported): nothing to stop.

@@ -31,7 +31,7 @@ import {
   rebuildThrown,
 } from './codec';
 import { type Hosted, type ThreadHost, listen, ownInbox, unlisten } from './pool';
-import { CALLER_SIDE, INPUT, LANE_BATCHES, MAX_BATCH, OUTPUT, PARKED_AT } from './protocol';
+import { CALLER_SIDE, INPUT, LANE_BATCHES, MAX_BATCH, OUTPUT, PARKED_AT, TAKEN_END, sharedState, takenView } from './protocol';
 
 /** A stream nobody holds any more is cancelled, so its worker-side handler stops too. */
 const abandoned = new FinalizationRegistry<{ pair: number; host: ThreadHost }>(({ pair, host }) => {
@@ -87,8 +87,10 @@ export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
   #waitingBatch: Buffer[] | null = null;
   #pair = -1;
   readonly signalListeners = 10;
-  /** Shared with the worker (`PARKED_AT`). */
-  readonly #state = new Int32Array(new SharedArrayBuffer(4)).fill(-1);
+  /** Shared with the worker (`PARKED_AT`, `TAKEN_END`). */
+  readonly #state = sharedState();
+  /** The worker handler's taken count, in `#state`'s buffer. */
+  readonly #takenCount = takenView(this.#state);
   /** Input batches sent. */
   #pushed = 0;
   /** Let go by `checkDormant` until new input is sent or an output comes. */
@@ -169,6 +171,15 @@ export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
     if (this.#finished) return;
     this.#arrived.push(arrived);
     if (this.#waitingBatch !== null) this.#pumpOutput();
+  }
+
+  /** What the worker's handler took: events the body forwarded that it never took are not taken (sessions pass them on). */
+  taken(): number {
+    return this.#takenCount[0];
+  }
+
+  takenEnd(): boolean {
+    return Atomics.load(this.#state, TAKEN_END) === 1;
   }
 
   /** A reader waits on the stream (or stopped waiting): while the worker has the next step, the stream must not be collected. */

@@ -36,7 +36,7 @@ export interface OpenMessage {
   pair: number;
   id: string;
   maxBatch: number;
-  /** Shared with the caller: `[PARKED_AT]` (see below). */
+  /** Shared with the caller: `[PARKED_AT]` and `[TAKEN_END]` (see below); its buffer also holds `takenView`'s count. */
   state: Int32Array;
 }
 
@@ -47,6 +47,24 @@ export interface OpenMessage {
  * (and no output waiting): only new input can make the handler go on.
  */
 export const PARKED_AT = 0;
+/** The slot where the worker writes 1 once its handler was told that its input ended. */
+export const TAKEN_END = 1;
+
+/** A stream's shared state: `Int32Array` slots, then a float64 count (`takenView`). */
+export function sharedState(): Int32Array {
+  const state = new Int32Array(new SharedArrayBuffer(16));
+  state[PARKED_AT] = -1;
+  return state;
+}
+
+/**
+ * The count, in the shared state, of the events the worker's handler has taken (a float64: a long stream
+ * passes 2^31). Written by the worker as its handler takes each event, before anything it sends after; read
+ * by the caller's `kTaken`, so that sessions pass on the events a handler that stopped never took.
+ */
+export function takenView(state: Int32Array): Float64Array {
+  return new Float64Array(state.buffer, 8, 1);
+}
 
 /** Posted, either way, just before a batch that refers to them is pushed: the ArrayBuffers it transfers and the SharedArrayBuffers it shares. */
 export interface TransferMessage {

@@ -26,9 +26,11 @@ import {
   OUTPUT,
   PARKED_AT,
   type StopMessage,
+  TAKEN_END,
   type ThreadData,
   type TransferMessage,
   WORKER_SIDE,
+  takenView,
   workerModuleError,
 } from './protocol';
 import type { StreamContext } from '../types';
@@ -121,12 +123,16 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
   readonly #state: Int32Array;
   /** Input batches taken. */
   #taken = 0;
+  /** Events the handler has taken (`takenView`, shared with the caller). */
+  readonly #takenCount: Float64Array;
+  #eventsTaken = 0;
 
   constructor(message: OpenMessage) {
     this.#pair = message.pair;
     this.#id = message.id;
     this.#maxBatch = message.maxBatch;
     this.#state = message.state;
+    this.#takenCount = takenView(message.state);
   }
 
   get signal(): AbortSignal {
@@ -330,7 +336,7 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
     this.#inPos = 0;
     const waiters = this.#waiters;
     this.#waiters = [];
-    for (const resolve of waiters) resolve({ value: undefined, done: true });
+    for (const resolve of waiters) resolve(this.#ended());
   }
 
   #resume(): void {
@@ -353,7 +359,7 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
       this.#flushTimer = null;
     }
     this.#flushCatching();
-    if (this.#inputEnded) return Promise.resolve({ value: undefined, done: true });
+    if (this.#inputEnded) return Promise.resolve(this.#ended());
     // (After the flush: the caller that sees this finds those outputs in the lane.)
     Atomics.store(this.#state, PARKED_AT, this.#taken);
     return new Promise((resolve) => this.#waiters.push(resolve));
@@ -362,12 +368,19 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
   #shiftIn(): IteratorResult<unknown> {
     const value = this.#inVals[this.#inPos];
     this.#inVals[this.#inPos++] = undefined;
+    this.#takenCount[0] = ++this.#eventsTaken;
     return { value, done: false };
+  }
+
+  /** The handler is told that its input ended (the caller's `kTakenEnd`). */
+  #ended(): IteratorResult<unknown> {
+    Atomics.store(this.#state, TAKEN_END, 1);
+    return { value: undefined, done: true };
   }
 
   /** The next event from the input lane, its end, or null (parked: the lane wakes this thread). */
   #read(): IteratorResult<unknown> | null {
-    if (this.#inputEnded) return { value: undefined, done: true };
+    if (this.#inputEnded) return this.#ended();
     const taken = this.#waitingBatch === null;
     const got = this.#waitingBatch ?? addon.crossTake(this.#pair, INPUT);
     this.#waitingBatch = null;
@@ -379,7 +392,7 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
         return null;
       }
       this.#inputEnded = true;
-      return { value: undefined, done: true };
+      return this.#ended();
     }
     if (taken) {
       this.#taken++;
@@ -399,10 +412,8 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
     const vals = isThrown(decoded) ? [] : decoded;
     if (vals.length === 0) return this.#read();
     this.#inVals = vals;
-    this.#inPos = 1;
-    const value = vals[0];
-    vals[0] = undefined;
-    return { value, done: false };
+    this.#inPos = 0;
+    return this.#shiftIn();
   }
 
   /** The handler left its `for await`: it reads no more input. */
