@@ -378,10 +378,13 @@ test('a value the clone format refuses fails the stream with a DataCloneError, i
     .run([1, () => {}])
     .catch((e) => e);
   assert.equal(inErr.name, 'DataCloneError');
+  // A string code, as every error of the library has (DOMException's own is the number 25).
+  assert.equal(inErr.code, 'ERR_VELO_DATA_CLONE');
   const outErr = await handlers('badOutput')
     .run(['ok', 'bad'])
     .catch((e) => e);
   assert.equal(outErr.name, 'DataCloneError');
+  assert.equal(outErr.code, 'ERR_VELO_DATA_CLONE');
   await noPairsLeft();
 });
 

@@ -36,6 +36,12 @@ export const ERROR_CODES = {
     when: 'A `workerFn` module failed to load, has no such export, its export is not a handler, or it took longer than `loadTimeout`.',
     action: "Check the module path, `export` and the module's top-level code.",
   },
+  ERR_VELO_DATA_CLONE: {
+    class: 'DataCloneError',
+    from: 'velo-stream (workerFn)',
+    when: "An event sent to or an output yielded by a worker stream that the structured clone algorithm refuses (a function, a symbol, a class instance holding one): the stream fails with it after what came before. (DOMException's own numeric `code`, 25, is replaced by this string.)",
+    action: 'Send and yield plain data: objects, arrays, Maps, Sets, Dates, typed arrays, Buffers, errors.',
+  },
   ERR_VELO_SHARED_ARRAY_BUFFER: {
     class: 'DataCloneError',
     from: 'velo-stream (workerFn)',

@@ -96,6 +96,18 @@ function sharedArrayBufferError(): Error {
   return Object.defineProperty(error, 'code', { value: 'ERR_VELO_SHARED_ARRAY_BUFFER', enumerable: true, configurable: true });
 }
 
+/**
+ * A clone failure with the library's string code: DOMException's own `code` is a number (25 for a
+ * DataCloneError), and every error velo-stream makes has a string code to compare. A coded one is left as is.
+ */
+function cloneError(error: unknown): DOMException {
+  const e =
+    error instanceof DOMException ? error : new DOMException(String((error as Error)?.message ?? error), 'DataCloneError');
+  if (typeof e.code !== 'string')
+    Object.defineProperty(e, 'code', { value: 'ERR_VELO_DATA_CLONE', enumerable: true, configurable: true });
+  return e;
+}
+
 /** A view over a SharedArrayBuffer where `node:v8` has no DefaultSerializer (Bun): it cannot be shared there. */
 function sharedViewError(): Error {
   const error = new DOMException(
@@ -154,8 +166,7 @@ function serializedPlain(value: unknown, transfer: boolean): Encoded {
   try {
     written = v8Serialize(value);
   } catch (error) {
-    if (error instanceof DOMException) throw error;
-    throw new DOMException(String((error as Error)?.message ?? error), 'DataCloneError');
+    throw cloneError(error);
   }
   const bytes = new Uint8Array(HEADER + written.length);
   bytes[0] = PLAIN_TAG;
@@ -174,7 +185,7 @@ function detach(buffer: ArrayBuffer): void {
 function viewIndex(view: View): number {
   if (Buffer.isBuffer(view)) return BUFFER_INDEX;
   for (let i = 0; i < BUFFER_INDEX; i++) if (view instanceof VIEW_TYPES[i]) return i;
-  throw new DOMException(`${Object.prototype.toString.call(view)} could not be cloned.`, 'DataCloneError');
+  throw cloneError(new DOMException(`${Object.prototype.toString.call(view)} could not be cloned.`, 'DataCloneError'));
 }
 
 /**
@@ -305,8 +316,7 @@ function serialized(value: unknown, transfer = false): Encoded {
     serializer.writeHeader();
     serializer.writeValue(value);
   } catch (error) {
-    if (error instanceof DOMException) throw error;
-    throw new DOMException(String((error as Error)?.message ?? error), 'DataCloneError');
+    throw cloneError(error);
   }
   const { attached, transferred, shared } = serializer;
   let bytes: Uint8Array = serializer.releaseBuffer();
