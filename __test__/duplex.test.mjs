@@ -74,6 +74,26 @@ test('a handler error destroys the pipeline with that error; a failing sink canc
   assert.equal(endless.stats().open, 0);
 });
 
+test('a handler error into a sink that stopped writing (it never calls back) still rejects the pipeline with that error', async () => {
+  // The error waits for the outputs before it to be written, but only while they move: a stuck sink, or a client
+  // that stopped reading, held the failed pipeline (and the process) for good before.
+  for (const highWaterMark of [1, 16]) {
+    const boom = Object.assign(new RangeError('boom'), { code: 'E_BOOM' });
+    const fn = streamFn(async function* (events) {
+      for await (const e of events) {
+        if (e === 'boom') throw boom;
+        yield e;
+      }
+    });
+    const got = [];
+    const stuck = new Writable({ objectMode: true, highWaterMark, write: (chunk) => got.push(chunk) });
+    await assert.rejects(pipeline(Readable.from(['a', 'b', 'boom', 'z']), fn.open().duplex(), stuck), (e) => e === boom, `highWaterMark ${highWaterMark}`);
+    assert.deepEqual(got, ['a'], 'the sink took the first output and stopped');
+    await settle();
+    assert.equal(fn.stats().open, 0);
+  }
+});
+
 test('run() and feed() accept a Readable as their source', async () => {
   assert.deepEqual(await square.run(Readable.from([1, 2, 3])), [1, 4, 9]);
 });

@@ -1,6 +1,7 @@
 // velo-stream/http against a real server and client on 127.0.0.1.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { PassThrough } from 'node:stream';
 import { streamFn } from 'velo-stream';
 import { RequestBodyError, ndjsonEvents, sendNdjson, sendSse, toReadable } from 'velo-stream/http';
 import { Readable } from 'node:stream';
@@ -338,6 +339,9 @@ test('sendNdjson, sendSse and toReadable check their arguments at the call', asy
     ['event with CR', ['sse', { event: 'x\rid: 1' }], 'ERR_INVALID_ARG_VALUE'],
     ['headers', ['ndjson', { headers: 'x' }], 'ERR_INVALID_ARG_TYPE'],
     ['header value', ['ndjson', { headers: { a: {} } }], 'ERR_INVALID_ARG_TYPE'],
+    // Node's rules for a header, at the call (before, Node refused them at the first output, which was lost).
+    ['header name', ['ndjson', { headers: { 'bad header': 'x' } }], 'ERR_INVALID_ARG_VALUE'],
+    ['header value with CRLF', ['ndjson', { headers: { a: 'v\r\nSet-Cookie: a=1' } }], 'ERR_INVALID_ARG_VALUE'],
     ['options', ['ndjson', 5], 'ERR_INVALID_ARG_TYPE'],
   ];
   for (const [what, [format, opts], c] of bad) {
@@ -353,6 +357,8 @@ test('sendNdjson, sendSse and toReadable check their arguments at the call', asy
   for (const send of [http.sendNdjson, http.sendSse]) {
     const s = echo.open();
     await assert.rejects(send(null, s), code('ERR_INVALID_ARG_TYPE'), 'res: null');
+    // A Writable that is not a response (no setHeader) is refused at the call too.
+    await assert.rejects(send(new PassThrough(), s), code('ERR_INVALID_ARG_TYPE'), 'res: a PassThrough');
     await s.cancel();
   }
 });

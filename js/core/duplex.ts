@@ -1,7 +1,13 @@
 // A stream as an object-mode Node Duplex, for stream.pipeline.
 import { Duplex, type Writable } from 'node:stream';
 import { StreamClosedError } from '../errors';
-import type { Stream } from '../types';
+import { type StreamKind, kFinished, kInputError } from './protocol';
+
+/**
+ * After a handler error, how long the outputs made before it may go without moving into the Writables the
+ * Duplex is piped into before the error goes out anyway, ms.
+ */
+const DELIVERY_STALL_MS = 2000;
 
 /**
  * Writes are sends (a full input buffer holds the write callback, so the
@@ -11,7 +17,7 @@ import type { Stream } from '../types';
  * before it were passed on; destroying the Duplex (a pipeline failing
  * elsewhere) cancels the stream.
  */
-export function toDuplex<I, O>(stream: Stream<I, O>): Duplex {
+export function toDuplex<I, O>(stream: StreamKind<I, O>): Duplex {
   let reading = false;
   /** Settles once the readable side has passed on every output and ended, or failed with the handler's error. */
   let delivered: (() => void) | undefined;
@@ -68,6 +74,42 @@ export function toDuplex<I, O>(stream: Stream<I, O>): Duplex {
     },
   });
 
+  // A handler that failed while the readable side is not reading (its sink stopped writing, so the outputs wait
+  // in the stream): nothing would read to the error. The error goes out once the outputs stop moving.
+  void stream[kFinished].then(() => {
+    // (Nobody listens for its errors: not in a pipeline, never read. The error waits in the stream.)
+    if (stream.state !== 'failed' || duplex.destroyed || duplex.listenerCount('error') === 0) return;
+    const refused = stream[kInputError]();
+    watchStall(((refused as { cause?: unknown } | undefined)?.cause ?? refused) as Error);
+  });
+
+  /** Outputs not yet written: in the stream, in the Duplex's buffer, in the sinks' buffers. */
+  function undelivered(): number {
+    let n = stream.metrics.bufferedOut + duplex.readableLength;
+    for (const sink of sinks as Partial<Writable>[]) if (sink.destroyed !== true) n += sink.writableLength ?? 0;
+    return n;
+  }
+
+  /** Destroys the Duplex with `error` once the outputs before it went DELIVERY_STALL_MS without moving. */
+  function watchStall(error: Error): void {
+    let left = -1;
+    let movedAt = performance.now();
+    const look = (): void => {
+      if (duplex.destroyed) return;
+      const now = performance.now();
+      const pending = undelivered();
+      if (pending !== left) {
+        left = pending;
+        movedAt = now;
+      } else if (now - movedAt >= DELIVERY_STALL_MS) {
+        duplex.destroy(error);
+        return;
+      }
+      setTimeout(look, 64);
+    };
+    look();
+  }
+
   // The Writables it is piped into (`pipeline` pipes it): a failure waits until they have written what it gave them.
   const sinks: NodeJS.WritableStream[] = [];
   const pipe = duplex.pipe.bind(duplex);
@@ -81,21 +123,47 @@ export function toDuplex<I, O>(stream: Stream<I, O>): Duplex {
    * its buffer, and written by the Writables it is piped into. A pipeline destroys every stream at the first
    * error, so a slow sink's buffered outputs would otherwise be dropped with it. A sink that asked to wait
    * announces its empty buffer (`'drain'`); one below its high-water mark does not, and is looked at again
-   * after 1 ms, then up to every 64 ms while it stays busy.
+   * after 1 ms, then up to every 64 ms while it stays busy. The wait lasts while the outputs move: once
+   * nothing moved for DELIVERY_STALL_MS (a sink that stopped writing, a client that stopped reading), or every
+   * sink is gone, the error goes out at once, so a failed pipeline always settles.
    */
   function failAfterDelivered(error: Error): void {
     let delay = 1;
+    let left = -1;
+    let movedAt = performance.now();
     const check = (): void => {
       if (duplex.destroyed) return;
       let busy: Partial<Writable> | undefined;
-      for (const sink of sinks as Partial<Writable>[])
-        if (sink.destroyed !== true && sink.writableFinished !== true && (sink.writableLength ?? 0) > 0) busy = sink;
-      if (busy?.writableNeedDrain === true) {
-        busy.once?.('drain', check);
+      let pending = duplex.readableLength;
+      for (const sink of sinks as Partial<Writable>[]) {
+        if (sink.destroyed === true || sink.writableFinished === true || (sink.writableLength ?? 0) === 0) continue;
+        busy = sink;
+        pending += sink.writableLength ?? 0;
+      }
+      const gone = sinks.length > 0 && (sinks as Partial<Writable>[]).every((sink) => sink.destroyed === true);
+      if ((busy === undefined && duplex.readableLength === 0) || gone) {
+        duplex.destroy(error);
         return;
       }
-      if (busy === undefined && duplex.readableLength === 0) {
+      const now = performance.now();
+      if (pending !== left) {
+        left = pending;
+        movedAt = now;
+      } else if (now - movedAt >= DELIVERY_STALL_MS) {
         duplex.destroy(error);
+        return;
+      }
+      if (busy?.writableNeedDrain === true) {
+        // The drain, or the end of the wait, whichever comes first.
+        const drained = (): void => {
+          clearTimeout(timer);
+          check();
+        };
+        const timer = setTimeout(() => {
+          busy.off?.('drain', drained);
+          check();
+        }, DELIVERY_STALL_MS);
+        busy.once?.('drain', drained);
         return;
       }
       setTimeout(check, delay);

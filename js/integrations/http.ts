@@ -3,7 +3,7 @@
 //
 // Works with Node's http.ServerResponse, so with Express's `res` and
 // Fastify's `reply.raw`; `toReadable` gives a Readable for `reply.send`.
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type IncomingMessage, type ServerResponse, validateHeaderName, validateHeaderValue } from 'node:http';
 import { constants as bufferConstants, isUtf8 } from 'node:buffer';
 import { Readable } from 'node:stream';
 import { NOT_NOW, kReadNow, kSettle } from '../core/protocol';
@@ -137,12 +137,23 @@ function checkResponseOptions(format: unknown, opts: unknown): void {
         throw invalidType(
           `The "headers" option's "${name}" must be a string, a number or an array of strings. Received ${describe(value)}`,
         );
+      // Node's own rules for a header (a token as name, no CR or LF in a value), at the call rather than at the
+      // first output, when outputs were already read.
+      try {
+        validateHeaderName(name);
+        for (const v of Array.isArray(value) ? value : [value]) validateHeaderValue(name, String(v));
+      } catch (error) {
+        throw Object.assign(invalidValue(`The "headers" option's "${name}" is not a valid header: ${(error as Error).message}`), {
+          cause: error,
+        });
+      }
     }
   }
 }
 
 function assertResponse(res: unknown): asserts res is ServerResponse {
-  if (res === null || typeof res !== 'object' || typeof (res as ServerResponse).write !== 'function') {
+  const r = res as Partial<ServerResponse> | null;
+  if (r === null || typeof r !== 'object' || typeof r.write !== 'function' || typeof r.setHeader !== 'function') {
     throw invalidType(`The "res" argument must be an http.ServerResponse. Received ${describe(res)}`);
   }
 }
