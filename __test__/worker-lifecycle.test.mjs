@@ -64,6 +64,21 @@ test("close() lets the cancelled handlers' finally blocks finish (an await in cl
   }
 });
 
+test('close() terminates a thread whose handler never finishes, 5 s after the call, also when it was called with no cancel first', async () => {
+  // The handler is parked on an await of its own (a cancel does not reach it). Before, close() cleared the
+  // thread's terminate timer when its thread had already stopped as idle, and waited for good.
+  const fn = workerFn(HANDLERS, { export: 'parked', threads: 1, idleTimeout: 0 });
+  const s = fn.open();
+  await s.send('x');
+  assert.equal(await s.recv(), 'x');
+  await s.send('park');
+  await sleep(100);
+  const closed = fn.close().then(() => 'closed');
+  // (A stall bound, not a timing claim: the promise is 5 s.)
+  assert.equal(await Promise.race([closed, sleep(30_000).then(() => 'close() still pending after 30 s')]), 'closed');
+  assert.equal(s.state, 'cancelled');
+});
+
 test('Symbol.asyncDispose closes too', { skip: !linux && 'counts threads in /proc' }, async () => {
   const base = threads();
   const fn = workerFn(HANDLERS, { export: 'echo', threads: 1 });

@@ -170,8 +170,10 @@ export class ThreadHost {
    * stays up until it has (someone awaits it: `close()`).
    */
   stop(error: Error | null, wait = false): Promise<void> {
-    this.#clearTimer();
     if (this.#stopping === undefined) {
+      // (The idle or load timer. Once stopping, the timer is the one that terminates the thread: a second call,
+      // close() after the thread stopped as idle, must leave it armed.)
+      this.#clearTimer();
       this.#stopping = { error };
       this.#pool.forget(this);
       if (error !== null) this.#terminate();
@@ -191,6 +193,7 @@ export class ThreadHost {
 
   #onLoaded(): void {
     this.#loaded = true;
+    if (this.#stopping !== undefined) return;
     this.#clearTimer();
     if (this.#hosted.size === 0) this.#idle();
   }
