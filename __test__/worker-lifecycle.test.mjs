@@ -79,6 +79,22 @@ test('close() terminates a thread whose handler never finishes, 5 s after the ca
   assert.equal(s.state, 'cancelled');
 });
 
+test('close() waits for a thread already stopping as idle whose handler never finishes (terminated 5 s after its stop began)', { skip: !linux && 'counts threads in /proc' }, async () => {
+  // The stream is cancelled, so its thread hosts nothing and stops as idle (threadIdleTimeout 0) while its handler
+  // is still parked. close() resolved at once before, with the thread still running.
+  const base = threads();
+  const fn = workerFn(HANDLERS, { export: 'parked', threads: 1, threadIdleTimeout: 0 });
+  const s = fn.open();
+  await s.send('park');
+  await sleep(100);
+  await s.cancel();
+  await sleep(100);
+  assert.ok(threads() > base, 'the thread is still there, stopping');
+  const closed = fn.close().then(() => 'closed');
+  assert.equal(await Promise.race([closed, sleep(30_000).then(() => 'close() still pending after 30 s')]), 'closed');
+  assert.equal(threads(), base, 'every thread exited when close() resolved');
+});
+
 test('Symbol.asyncDispose closes too', { skip: !linux && 'counts threads in /proc' }, async () => {
   const base = threads();
   const fn = workerFn(HANDLERS, { export: 'echo', threads: 1 });

@@ -245,6 +245,8 @@ export class ThreadHost {
 export class ThreadPool {
   readonly #options: PoolOptions;
   readonly #hosts: ThreadHost[] = [];
+  /** Threads stopping (as idle, or their function collected) that have not exited yet: `close()` waits for them too. */
+  readonly #exiting = new Set<ThreadHost>();
   /** Closed by `close()`, or its function was collected: threads stop as soon as they host nothing. */
   #closing = false;
   #closed: Promise<void> | undefined;
@@ -275,6 +277,10 @@ export class ThreadPool {
   forget(host: ThreadHost): void {
     const i = this.#hosts.indexOf(host);
     if (i >= 0) this.#hosts.splice(i, 1);
+    if (!this.#exiting.has(host)) {
+      this.#exiting.add(host);
+      void host.exited.then(() => this.#exiting.delete(host));
+    }
   }
 
   /** Nobody can open a stream any more (the function was collected): each thread stops once it hosts nothing. */
@@ -291,8 +297,9 @@ export class ThreadPool {
     if (this.#closed === undefined) {
       this.#closing = true;
       const hosts = [...this.#hosts];
+      const exiting = [...this.#exiting];
       for (const host of hosts) host.closedBy(reason);
-      this.#closed = Promise.all(hosts.map((host) => host.stop(null, true))).then(() => undefined);
+      this.#closed = Promise.all([...hosts, ...exiting].map((host) => host.stop(null, true))).then(() => undefined);
     }
     return this.#closed;
   }
