@@ -101,7 +101,12 @@ test('restart with AOF: redisOutputs loops (plain and with a group) go on across
         checkOutputs(outputs, expected);
       }
     },
-    async ({ client, name }) => ({ plain: collect(client, name), grouped: collect(client, name, 'g') }),
+    async ({ client, name }) => {
+      const loops = { plain: collect(client, name), grouped: collect(client, name, 'g') };
+      // Both loops are reading (past their set-up) when the server goes down.
+      await eventually(() => loops.plain.items.length > 0 && loops.grouped.items.length > 0, 'both loops reading');
+      return loops;
+    },
   );
 });
 

@@ -190,18 +190,21 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
       if (group !== undefined) {
         await Promise.all(
           names.map((name) =>
-            send(client, name, ['XGROUP', 'CREATE', name, group, from === 'end' ? '$' : '0', 'MKSTREAM']).catch(
-              (error: unknown) => {
-                if (!String((error as Error)?.message).startsWith('BUSYGROUP')) throw error;
-              },
-            ),
+            retriedOnConnection(
+              () => send(client, name, ['XGROUP', 'CREATE', name, group, from === 'end' ? '$' : '0', 'MKSTREAM']),
+              signal,
+            ).catch((error: unknown) => {
+              if (!String((error as Error)?.message).startsWith('BUSYGROUP')) throw error;
+            }),
           ),
         );
         // This consumer's own pending entries first (read before a restart, never moved past).
         positions.push(...names.map(() => '0'));
       } else if (from === 'end') {
         const last = await Promise.all(
-          names.map((name) => send(client, name, ['XREVRANGE', name, '+', '-', 'COUNT', '1'], BUFFERS)),
+          names.map((name) =>
+            retriedOnConnection(() => send(client, name, ['XREVRANGE', name, '+', '-', 'COUNT', '1'], BUFFERS), signal),
+          ),
         );
         positions.push(...last.map((r) => (Array.isArray(r) && r.length > 0 ? String((r[0] as [Buffer])[0]) : '0-0')));
       } else positions.push(...names.map(() => '0-0'));
