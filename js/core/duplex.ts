@@ -9,6 +9,19 @@ import { type StreamKind, kFinished, kInputError } from './protocol';
  */
 const DELIVERY_STALL_MS = 2000;
 
+/** A clock of outputs waiting: each call gives how many wait now; true once that count went DELIVERY_STALL_MS unchanged. */
+function stallClock(): (pending: number) => boolean {
+  let left = -1;
+  let movedAt = performance.now();
+  return (pending) => {
+    const now = performance.now();
+    if (pending === left) return now - movedAt >= DELIVERY_STALL_MS;
+    left = pending;
+    movedAt = now;
+    return false;
+  };
+}
+
 /**
  * Writes are sends (a full input buffer holds the write callback, so the
  * writable side applies backpressure), ending the writable side ends the
@@ -92,16 +105,10 @@ export function toDuplex<I, O>(stream: StreamKind<I, O>): Duplex {
 
   /** Destroys the Duplex with `error` once the outputs before it went DELIVERY_STALL_MS without moving. */
   function watchStall(error: Error): void {
-    let left = -1;
-    let movedAt = performance.now();
+    const stalled = stallClock();
     const look = (): void => {
       if (duplex.destroyed) return;
-      const now = performance.now();
-      const pending = undelivered();
-      if (pending !== left) {
-        left = pending;
-        movedAt = now;
-      } else if (now - movedAt >= DELIVERY_STALL_MS) {
+      if (stalled(undelivered())) {
         duplex.destroy(error);
         return;
       }
@@ -129,8 +136,7 @@ export function toDuplex<I, O>(stream: StreamKind<I, O>): Duplex {
    */
   function failAfterDelivered(error: Error): void {
     let delay = 1;
-    let left = -1;
-    let movedAt = performance.now();
+    const stalled = stallClock();
     const check = (): void => {
       if (duplex.destroyed) return;
       let busy: Partial<Writable> | undefined;
@@ -145,11 +151,7 @@ export function toDuplex<I, O>(stream: StreamKind<I, O>): Duplex {
         duplex.destroy(error);
         return;
       }
-      const now = performance.now();
-      if (pending !== left) {
-        left = pending;
-        movedAt = now;
-      } else if (now - movedAt >= DELIVERY_STALL_MS) {
+      if (stalled(pending)) {
         duplex.destroy(error);
         return;
       }
