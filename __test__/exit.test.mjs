@@ -119,7 +119,7 @@ test('a read pending on a worker stream or a pipe keeps the process alive until 
       ],
       { timeout: 20_000 },
     );
-    assert.equal(stdout, 'settled ERR_STREAM_CLOSED\n', name);
+    assert.equal(stdout, 'settled ERR_VELO_STREAM_CLOSED\n', name);
   }
 });
 

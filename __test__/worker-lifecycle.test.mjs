@@ -114,7 +114,7 @@ test('a thread that hosts no stream stops after threadIdleTimeout; the next stre
   await sleep(200);
   assert.ok(threads() > base, 'a thread hosting a stream stays');
   s.end();
-  assert.deepEqual(await s.recv().catch((e) => e.code), 'ERR_STREAM_CLOSED');
+  assert.deepEqual(await s.recv().catch((e) => e.code), 'ERR_VELO_STREAM_CLOSED');
   await until(() => threads() === base, 20_000, 'idle threads stop');
   assert.deepEqual(await fn.run([2]), [2]);
   await fn.close();

@@ -105,7 +105,7 @@ export interface Stream<I, O> extends AsyncIterable<O>, AsyncDisposable {
    * Sends one event. Resolves once the event is in the input buffer; while
    * the buffer is full it waits (backpressure), and waiting sends go in in
    * the order they were made.
-   * @throws {StreamClosedError} (rejects, `ERR_STREAM_CLOSED`) once the input is closed: after `end()`, an idle
+   * @throws {StreamClosedError} (rejects, `ERR_VELO_STREAM_CLOSED`) once the input is closed: after `end()`, an idle
    * timeout or `cancel()`, or when the handler stopped reading; `cause` is the handler's error if it threw, or the
    * cancel reason. A send waiting when the stream closes rejects the same way.
    */
@@ -188,7 +188,7 @@ export interface StreamFn<I, O> {
   /**
    * Opens a stream, sends all of `events` with backpressure, ends it, and collects every output. Resolves once
    * the handler (every stage's, for a pipe) has finished, so `stats()` count the stream by then.
-   * @throws {StreamLimitError} (rejects, `ERR_STREAM_LIMIT`) when `maxConcurrent` streams are open.
+   * @throws {StreamLimitError} (rejects, `ERR_VELO_STREAM_LIMIT`) when `maxConcurrent` streams are open.
    * @throws the handler's error, the source's error, or the abort reason of `opts.signal` (rejects); the stream
    * is cancelled then.
    * @throws {TypeError} `ERR_INVALID_ARG_TYPE` / `ERR_INVALID_ARG_VALUE` for a non-iterable source or bad options.
@@ -196,7 +196,7 @@ export interface StreamFn<I, O> {
   run(events: EventSource<I>, opts?: OpenOptions): Promise<O[]>;
   /**
    * Opens a live stream; its handler starts at once. Aborting `opts.signal` cancels it with the signal's reason.
-   * @throws {StreamLimitError} `ERR_STREAM_LIMIT` when `maxConcurrent` streams of this function are open.
+   * @throws {StreamLimitError} `ERR_VELO_STREAM_LIMIT` when `maxConcurrent` streams of this function are open.
    * @throws {TypeError} `ERR_INVALID_ARG_TYPE` / `ERR_INVALID_ARG_VALUE` for bad options.
    */
   open(opts?: OpenOptions): Stream<I, O>;

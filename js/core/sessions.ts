@@ -9,7 +9,7 @@
 // one before, so per-key order holds across instances. Events an instance
 // accepted that its handler never took (it returned or threw first) open the
 // key's next instance: nothing a send was told is accepted is dropped.
-import { StreamClosedError } from '../errors';
+import { StreamClosedError, sessionsReaderError } from '../errors';
 import { Fifo } from './fifo';
 import { drainOutputs } from './drive';
 import { DONE, type StreamKind, kFinished, kInputError, kTaken } from './protocol';
@@ -31,16 +31,6 @@ type Waiting<I> = { event: I; handedOn?: true; resolve(): void; reject(reason: u
 const END = Symbol('end');
 /** A lent event its handler has taken: cleared, so the session no longer holds it. */
 const TAKEN: { event: never; refused: boolean } = { event: undefined as never, refused: true };
-
-/** The merged output has a reader already: it has one reader at a time. */
-function readerError(): TypeError & { code: 'ERR_INVALID_STATE' } {
-  return Object.assign(
-    new TypeError(
-      'The sessions already have a reader: their merged output is read by one iterator at a time (finish or leave the first loop before starting another)',
-    ),
-    { code: 'ERR_INVALID_STATE' as const },
-  );
-}
 
 export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
   /** The function the sessions' streams belong to (with the sessions' config): for stats and metrics. */
@@ -367,7 +357,7 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
    * neither a key's whole order). Leaving it early cancels every session.
    */
   [Symbol.asyncIterator](): AsyncIterator<SessionItem<K, O>> {
-    if (this.#reading) throw readerError();
+    if (this.#reading) throw sessionsReaderError();
     this.#reading = true;
     return {
       next: () => this.#next(),

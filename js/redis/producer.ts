@@ -2,9 +2,8 @@
 import { encodeChecked } from './codec';
 import { type RedisOptions, type Resolved, checkKey, fnv1a, resolveOptions } from './options';
 import { appendEvents, partitionLag } from './redis-log';
-import { describe, invalidType, outOfRange } from '../errors';
+import { LagLimitError, SendError, describe, invalidType, outOfRange } from '../errors';
 import { integerOption } from '../validate';
-import { LagLimitError, SendError } from './errors';
 
 /** Options of `redisProducer`. */
 export interface RedisProducerOptions<I = unknown> extends RedisOptions<I> {

@@ -23,15 +23,15 @@
 // (local-delivery.ts); the public types are in worker-types.ts.
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { describe, invalidType, invalidValue } from '../errors';
+import { CloseTimeoutError, FencedError, describe, invalidType, invalidValue, logResetError } from '../errors';
 import { integerOption } from '../validate';
 import type { StreamFn } from '../types';
 import type { Codec } from './codec';
 import { type RedisOptions, type Resolved, resolveOptions } from './options';
 import { RedisLog } from './redis-log';
 import { RoundTrips, type RoundTripTotals, kRenewalLateness, kRoundTrips, timedLog } from './metrics';
-import { type Lease, type PartitionLog, FencedError } from './transport';
-import { CloseTimeoutError, reportable } from './errors';
+import type { Lease, PartitionLog } from './transport';
+import { reportable } from './reportable';
 import { LocalDelivery } from './local-delivery';
 import {
   MAX_TIMER_MS,
@@ -368,11 +368,9 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     this.#epochs.set(lease.partition, epoch);
     if (epoch > before) return;
     this.report(
-      Object.assign(
-        new Error(
-          `Partition ${lease.partition}: the lease epoch did not grow (it was ${before} when this worker last held the partition, and is ${epoch} now): the Redis server lost data (a restart without persistence, or a failover to a replica that was behind). Events sent before, and the state of sessions live then, may be lost.`,
-        ),
-        { code: 'ERR_VELO_LOG_RESET', partition: lease.partition },
+      logResetError(
+        lease.partition,
+        `Partition ${lease.partition}: the lease epoch did not grow (it was ${before} when this worker last held the partition, and is ${epoch} now): the Redis server lost data (a restart without persistence, or a failover to a replica that was behind). Events sent before, and the state of sessions live then, may be lost.`,
       ),
     );
   }

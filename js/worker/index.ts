@@ -8,7 +8,7 @@ import { availableParallelism } from 'node:os';
 import { basename, isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { assertOptionsObject } from '../config';
-import { StreamClosedError, describe, invalidType, invalidValue } from '../errors';
+import { StreamClosedError, describe, invalidType, invalidValue, workerModuleError } from '../errors';
 import { integerOption, numberOption } from '../validate';
 import { singleStage } from '../core/function';
 import { type HandlerStream } from '../core/stream';
@@ -16,7 +16,6 @@ import { type StreamBody, kBodyThrew, kStartBody } from '../core/body';
 import type { StreamFn, WorkerFnConfig } from '../types';
 import { CallerBody } from './caller';
 import { ThreadPool } from './pool';
-import { workerModuleError } from './protocol';
 
 const MAX_THREADS = 256;
 

@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { type ResourceLimits, Worker } from 'node:worker_threads';
 import { addon } from '../core/addon';
-import { WorkerCrashedError } from '../errors';
+import { WorkerCrashedError, loadTimeoutError } from '../errors';
 import { type Arrived, thrownRecord } from './codec';
 import {
   type CancelMessage,
@@ -14,7 +14,6 @@ import {
   type StopMessage,
   type ThreadData,
   type TransferMessage,
-  loadTimeoutError,
 } from './protocol';
 
 const THREAD_SCRIPT = join(__dirname, 'thread.js');

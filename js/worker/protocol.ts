@@ -23,13 +23,6 @@ export interface ThreadData {
   transfer: boolean;
 }
 
-/** The module did not finish loading within `loadTimeout`. */
-export function loadTimeoutError(module: string, ms: number): Error & { code: 'ERR_VELO_WORKER_MODULE' } {
-  return workerModuleError(
-    `The module ${module} did not finish loading on a worker thread within ${ms} ms (loadTimeout): a top-level await that never settles, or a load that never ends`,
-  );
-}
-
 /** Posted once per stream placed on the thread. */
 export interface OpenMessage {
   type: 'open';
@@ -96,11 +89,4 @@ export interface StopMessage {
 /** Posted by a thread once its module has loaded (or failed to): the caller's load deadline stops. */
 export interface LoadedMessage {
   type: 'loaded';
-}
-
-/** The module of a `workerFn` cannot serve as its handler. */
-export function workerModuleError(message: string, cause?: unknown): Error & { code: 'ERR_VELO_WORKER_MODULE' } {
-  return Object.assign(cause === undefined ? new Error(message) : new Error(message, { cause }), {
-    code: 'ERR_VELO_WORKER_MODULE' as const,
-  });
 }

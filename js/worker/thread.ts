@@ -31,8 +31,8 @@ import {
   type TransferMessage,
   WORKER_SIDE,
   takenView,
-  workerModuleError,
 } from './protocol';
+import { workerModuleError } from '../errors';
 import type { StreamContext } from '../types';
 
 type Handler = (events: AsyncIterable<unknown>, ctx: StreamContext) => AsyncIterable<unknown>;
