@@ -16,8 +16,8 @@ import {
   invalidType,
   invalidValue,
   lineTooLargeError,
-  outOfRange,
 } from '../errors';
+import { integerOption } from '../validate';
 
 /** Output formats. */
 export type Format = 'ndjson' | 'sse';
@@ -482,14 +482,8 @@ const JSON_BLANK = /^[ \t\r]*$/;
 const MAX_LINE_BYTES = bufferConstants.MAX_STRING_LENGTH;
 
 function byteLimit(field: string, value: unknown, max: number, infinite: boolean): number {
-  const ok =
-    typeof value === 'number' && ((Number.isInteger(value) && value >= 1 && value <= max) || (infinite && value === Infinity));
-  if (!ok) {
-    throw outOfRange(
-      `The "${field}" option must be an integer from 1 to ${max}${infinite ? ', or Infinity' : ''}. Received ${describe(value)}`,
-    );
-  }
-  return value;
+  if (infinite && value === Infinity) return value;
+  return integerOption(undefined, field, value, 1, max, `from 1 to ${max}${infinite ? ', or Infinity' : ''}`);
 }
 
 function resolveNdjsonOptions(opts: unknown): { maxLineBytes: number; maxBodyBytes: number } {
