@@ -36,6 +36,30 @@ export const KINDS = {
         { maxSize: 1, ...config },
       ),
   },
+  // Unordered stages emit in completion order: with fn answering at once, that is input order, and a result
+  // ready before a failure in the same burst of promise jobs is delivered first (it was dropped once).
+  'task unordered': {
+    handler: false,
+    make: (config) =>
+      task(
+        (e) => {
+          if (fails(e)) throw failure();
+          return handlers.made(e);
+        },
+        { ordered: false, concurrency: 2, ...config },
+      ),
+  },
+  'batch unordered': {
+    handler: false,
+    make: (config) =>
+      batch(
+        (items) => {
+          if (fails(items[0])) throw failure();
+          return handlers.made(items[0]);
+        },
+        { maxSize: 1, ordered: false, concurrency: 2, ...config },
+      ),
+  },
   worker: { handler: true, make: (config) => workerFn(HANDLERS, { export: 'echo', threads: 1, ...config }) },
   'worker transfer': {
     handler: true,

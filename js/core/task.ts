@@ -400,6 +400,21 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
   }
 
   readonly #flushDone = (): void => {
+    this.#settleDone();
+    this.#pump();
+  };
+
+  /**
+   * Before a failure reaches the core: the calls that succeeded earlier in this burst of promise jobs (waiting
+   * for the flush) are settled first, so the failure does not drop results that were ready before it (with
+   * `ordered: false`, the flush would find the stage failed and drop them).
+   */
+  #settleEarlier(): void {
+    if (this.#doneSlots.length > 0) this.#settleDone();
+  }
+
+  /** Settles the calls that succeeded in this burst of promise jobs (the flush's work, without moving on). */
+  #settleDone(): void {
     this.#flushScheduled = false;
     const slots = this.#doneSlots;
     const values = this.#doneValues;
@@ -429,8 +444,7 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
     for (let k = 0; k < n; k++) this.#items[slots[k]] = undefined;
     slots.length = 0;
     values.length = 0;
-    this.#pump();
-  };
+  }
 
   /** Ordered mode: moves `count` results from the head of the ring to the ready queue. */
   #takeReady(count: number): void {
@@ -444,6 +458,7 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
   }
 
   #attemptFailed(slot: number, error: unknown): void {
+    this.#settleEarlier();
     this.#running--;
     if (this.#stopped()) {
       this.#native.taskSettle(slot, Attempt.Dropped);
@@ -484,6 +499,7 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
           this.#pump();
         },
         (thrown: unknown) => {
+          this.#settleEarlier();
           this.#running--;
           if (this.#stopped()) this.#native.taskSettle(slot, Attempt.Dropped);
           else this.#settled(slot, this.#native.taskSettle(slot, Attempt.Failed), undefined, { error: thrown });
