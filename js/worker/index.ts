@@ -80,6 +80,24 @@ export type WorkerStreamFn<I, O> = StreamFn<I, O> & {
   [Symbol.asyncDispose](): Promise<void>;
 };
 
+/** The fields of `resourceLimits`, as `new Worker()` takes them. */
+const RESOURCE_LIMITS = new Set(['maxYoungGenerationSizeMb', 'maxOldGenerationSizeMb', 'codeRangeSizeMb', 'stackSizeMb']);
+
+/**
+ * `resourceLimits` checked at the call: Node ignores unknown fields and values that are not numbers, and a
+ * negative size starts a thread that fails at once, so a typo would fail every stream later, or not at all.
+ */
+function checkResourceLimits(limits: unknown): void {
+  assertOptionsObject(limits, 'resourceLimits', '{ maxOldGenerationSizeMb: 64 }');
+  for (const [key, value] of Object.entries(limits)) {
+    if (!RESOURCE_LIMITS.has(key)) {
+      throw invalidValue(`Unknown resourceLimits field "${key}". Known fields: ${[...RESOURCE_LIMITS].join(', ')}`);
+    }
+    if (value !== undefined)
+      numberOption(undefined, `resourceLimits.${key}`, value, Number.MIN_VALUE, Number.MAX_VALUE, 'a positive number of MB');
+  }
+}
+
 /**
  * A stream function whose handler is the export `config.export` (default:
  * `default`) of `module`, run on up to `config.threads` worker threads
@@ -102,11 +120,7 @@ export function workerFn<I, O>(module: string | URL, config?: WorkerFnConfig): W
     throw invalidType(`The "export" option must be a non-empty string. Received ${describe(exportName)}`);
   }
   if (typeof transfer !== 'boolean') throw invalidType(`The "transfer" option must be a boolean. Received ${describe(transfer)}`);
-  if (resourceLimits !== undefined && (typeof resourceLimits !== 'object' || resourceLimits === null)) {
-    throw invalidType(
-      `The "resourceLimits" option must be an object (as new Worker() takes it). Received ${describe(resourceLimits)}`,
-    );
-  }
+  if (resourceLimits !== undefined) checkResourceLimits(resourceLimits);
   const pool = new ThreadPool({
     module: path,
     exportName,
