@@ -40,19 +40,19 @@ export const ERROR_CODES = {
     action: "Check the module path, `export` and the module's top-level code.",
   },
   ERR_VELO_DATA_CLONE: {
-    class: 'DataCloneError',
+    class: 'DOMException',
     from: 'velo-stream (workerFn)',
     when: "An event sent to or an output yielded by a worker stream that the structured clone algorithm refuses (a function, a symbol, a class instance holding one): the stream fails with it after what came before. (DOMException's own numeric `code`, 25, is replaced by this string.)",
     action: 'Send and yield plain data: objects, arrays, Maps, Sets, Dates, typed arrays, Buffers, errors.',
   },
   ERR_VELO_SHARED_ARRAY_BUFFER: {
-    class: 'DataCloneError',
+    class: 'DOMException',
     from: 'velo-stream (workerFn)',
     when: 'A bare `SharedArrayBuffer` sent to or yielded by a worker stream (a view over one is shared).',
     action: 'Send a typed-array view over it.',
   },
   ERR_VELO_RUNTIME_UNSUPPORTED: {
-    class: 'DataCloneError',
+    class: 'DOMException',
     from: 'velo-stream (workerFn)',
     when: 'A view over a `SharedArrayBuffer` sent to or yielded by a worker stream on a runtime whose `node:v8` has no `Serializer` (Bun), where the memory cannot be shared.',
     action: 'Send a copy (a view over an ordinary ArrayBuffer), or run on Node or Deno.',
@@ -204,8 +204,8 @@ export const ERROR_CODES = {
   ERR_VELO_CLOSED: {
     class: '',
     from: 'velo-stream/redis',
-    when: 'A call of a worker after its `close()`.',
-    action: 'Make a new worker.',
+    when: "A worker's own Redis call that began after its `close()` (a partition's work still under way as it closed); it can reach `onError`.",
+    action: 'Nothing: the worker is closing. Make a new worker to go on.',
   },
 } as const satisfies Record<string, ErrorCodeInfo>;
 
@@ -239,7 +239,13 @@ function coded<E extends Error, C extends ErrorCode, X extends object = object>(
 export function describe(value: unknown): string {
   if (value === null) return 'null';
   if (typeof value === 'function') return `function ${value.name || '(anonymous)'}`;
-  if (typeof value === 'object') return `an instance of ${value.constructor?.name ?? 'Object'}`;
+  if (typeof value === 'object') {
+    try {
+      return `an instance of ${value.constructor?.name ?? 'Object'}`;
+    } catch {
+      return 'an object that cannot be read (a revoked Proxy?)';
+    }
+  }
   if (typeof value === 'string') return `type string (${JSON.stringify(value.length > 28 ? value.slice(0, 25) + '...' : value)})`;
   // Only primitives are left here (and symbols, which String() describes).
   const primitive = value as number | boolean | bigint | symbol | undefined;

@@ -114,7 +114,9 @@ class SingleFn<I, O> extends FnBase<I, O> {
     }
     const fn: unknown = handler;
     if (typeof fn !== 'function') {
-      throw invalidType(`The "handler" argument must be an async generator function. Received ${describe(fn)}`);
+      throw invalidType(
+        `The "handler" argument must be an async generator function (or a function returning an async iterable). Received ${describe(fn)}`,
+      );
     }
     if (fn instanceof SyncGeneratorFunction) {
       throw invalidType(

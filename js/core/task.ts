@@ -9,7 +9,7 @@
 // (crates/velo-core/src/task.rs): whether a call may start, which results
 // are ready, when to retry, when a batch is due. Retry and `maxWait`
 // deadlines are armed on the thread's deadline set, as idle deadlines are.
-import { assertOptionsObject } from '../config';
+import { assertOptionsObject, checkKeys } from '../config';
 import { describe, invalidType, invalidValue, outOfRange } from '../errors';
 import { integerOption, numberOption } from '../validate';
 import type { BatchConfig, RetryConfig, StreamConfig, StreamFn, TaskConfig, TaskContext } from '../types';
@@ -638,6 +638,7 @@ function checkTaskConfig<I, O>(
   if (config === undefined) config = {};
   assertOptionsObject(config, 'config', kind === 'task' ? '{ concurrency: 8 }' : '{ maxSize: 100 }');
   const own = kind === 'task' ? TASK_KEYS : BATCH_KEYS;
+  checkKeys(config, own);
   const c = config as BatchConfig<unknown, unknown>;
   const stream: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(config)) {

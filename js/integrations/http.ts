@@ -37,8 +37,8 @@ export interface ResponseOptions<O> {
   serialize?: (output: O) => string;
   /** SSE only: the `event:` name of outputs (default: none, i.e. "message"). */
   event?: string;
-  /** Extra response headers (set before the first byte). */
-  headers?: Record<string, string>;
+  /** Extra response headers (set before the first byte): a string, a number or an array of strings each, as `res.setHeader` takes them. */
+  headers?: Record<string, string | number | readonly string[]>;
 }
 
 /** Something that can be stopped early: a velo-stream `Stream`, or any async iterable. */

@@ -7,7 +7,7 @@ import { statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { assertOptionsObject } from '../config';
+import { assertOptionsObject, checkKeys } from '../config';
 import { StreamClosedError, describe, invalidType, invalidValue, workerModuleError } from '../errors';
 import { integerOption, numberOption } from '../validate';
 import { singleStage } from '../core/function';
@@ -80,6 +80,9 @@ export type WorkerStreamFn<I, O> = StreamFn<I, O> & {
   [Symbol.asyncDispose](): Promise<void>;
 };
 
+/** A workerFn's own options, besides the stream options. */
+const WORKER_KEYS = ['threads', 'export', 'transfer', 'resourceLimits', 'loadTimeout', 'threadIdleTimeout'];
+
 /** The fields of `resourceLimits`, as `new Worker()` takes them. */
 const RESOURCE_LIMITS = new Set(['maxYoungGenerationSizeMb', 'maxOldGenerationSizeMb', 'codeRangeSizeMb', 'stackSizeMb']);
 
@@ -105,7 +108,10 @@ function checkResourceLimits(limits: unknown): void {
  */
 export function workerFn<I, O>(module: string | URL, config?: WorkerFnConfig): WorkerStreamFn<I, O> {
   const path = modulePath(module);
-  if (config !== undefined) assertOptionsObject(config, 'config', '{ threads: 2 }');
+  if (config !== undefined) {
+    assertOptionsObject(config, 'config', '{ threads: 2 }');
+    checkKeys(config, WORKER_KEYS);
+  }
   const {
     threads = availableParallelism(),
     export: exportName = 'default',
