@@ -521,6 +521,24 @@ test('bad settings are refused at the call with the codes the library uses', () 
     [() => task((x) => x, { retry: { factor: 0.5 } }), 'ERR_OUT_OF_RANGE'],
     [() => task((x) => x, { retry: { tries: 3 } }), 'ERR_INVALID_ARG_VALUE'],
     [() => task((x) => x, { onError: 'ignore' }), 'ERR_INVALID_ARG_VALUE'],
+    [() => task((x) => x, { onError: null }), 'ERR_INVALID_ARG_VALUE'],
+    [
+      () =>
+        task(async function* (x) {
+          yield x;
+        }),
+      'ERR_INVALID_ARG_TYPE',
+    ],
+    [
+      () =>
+        batch(
+          function* (xs) {
+            yield xs;
+          },
+          { maxSize: 2 },
+        ),
+      'ERR_INVALID_ARG_TYPE',
+    ],
     [() => task((x) => x, { maxSize: 3 }), 'ERR_INVALID_ARG_VALUE'],
     [() => task((x) => x, { buffer: 0 }), 'ERR_OUT_OF_RANGE'],
     [() => batch((x) => x), 'ERR_INVALID_ARG_TYPE'],
@@ -653,7 +671,7 @@ test('the bound, exactly: with nobody reading, at most 2 x buffer + max(buffer, 
         resolved++;
       }
     })().catch(() => {});
-    for (let last = -1, still = 0; still < 20; ) {
+    for (let last = -1, still = 0; still < 20;) {
       await turn();
       still = resolved === last ? still + 1 : 0;
       last = resolved;
@@ -662,7 +680,16 @@ test('the bound, exactly: with nobody reading, at most 2 x buffer + max(buffer, 
     await sending;
     return resolved;
   }
-  for (const [buffer, concurrency] of [[4, 16], [16, 4], [1, 1], [8, 8], [2, 5], [5, 2], [3, 1], [1, 3]]) {
+  for (const [buffer, concurrency] of [
+    [4, 16],
+    [16, 4],
+    [1, 1],
+    [8, 8],
+    [2, 5],
+    [5, 2],
+    [3, 1],
+    [1, 3],
+  ]) {
     for (const ordered of [true, false]) {
       const bound = 2 * buffer + Math.max(buffer, concurrency) + 2;
       const what = `buffer ${buffer}, concurrency ${concurrency}, ordered ${ordered}`;

@@ -112,6 +112,8 @@ test("workerFn's resourceLimits are checked at the call: an options object of ne
   refused({ codeRangeSizeMb: NaN }, 'ERR_OUT_OF_RANGE');
   refused([], 'ERR_INVALID_ARG_TYPE');
   refused(5, 'ERR_INVALID_ARG_TYPE');
+  // Inherited fields too: new Worker() reads them.
+  refused(Object.create({ maxOldGenerationSizeMb: -5 }), 'ERR_OUT_OF_RANGE');
   const fn = workerFn(WORKER_MODULE, { resourceLimits: { maxOldGenerationSizeMb: 64, stackSizeMb: 4, maxYoungGenerationSizeMb: undefined } });
   return fn.close();
 });

@@ -30,7 +30,7 @@ export const ERROR_CODES = {
   ERR_VELO_WORKER_CRASHED: {
     class: 'WorkerCrashedError',
     from: 'velo-stream (workerFn)',
-    when: 'The worker thread hosting a stream stopped: an uncaught error, `process.exit`, out of memory.',
+    when: 'The worker thread hosting a stream stopped (an uncaught error, `process.exit`, out of memory), or could not start (`new Worker()` refused: too many threads, a stack size the system refuses; the cause says which).',
     action: 'Fix the handler module; the next stream gets a new thread.',
   },
   ERR_VELO_WORKER_MODULE: {

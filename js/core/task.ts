@@ -51,6 +51,8 @@ const MAX_COUNT = 2 ** 32 - 1;
 const MAX_MS = 2 ** 31 - 1;
 
 const TASK_KEYS = ['concurrency', 'ordered', 'retry', 'onError'];
+const AsyncGeneratorFunction = (Object.getPrototypeOf(async function* () {}) as { constructor: FunctionConstructor }).constructor;
+const GeneratorFunction = (Object.getPrototypeOf(function* () {}) as { constructor: FunctionConstructor }).constructor;
 const BATCH_KEYS = [...TASK_KEYS, 'maxSize', 'minSize', 'maxWait'];
 const RETRY_KEYS = new Set(['attempts', 'delay', 'factor', 'maxDelay']);
 
@@ -632,6 +634,13 @@ function checkTaskConfig<I, O>(
   if (typeof fn !== 'function') {
     throw invalidType(`The "fn" argument of ${kind}() must be a function. Received ${describe(fn)}`);
   }
+  // A generator function's result is a generator object: one output per call, never its yields. A stage whose
+  // calls yield several outputs is a stream function (streamFn), not a task.
+  if ((fn as unknown) instanceof AsyncGeneratorFunction || (fn as unknown) instanceof GeneratorFunction) {
+    throw invalidType(
+      `The "fn" argument of ${kind}() must return its result (or a promise of it), not be a generator function: for a stage that yields several outputs per input, use streamFn()`,
+    );
+  }
   if (kind === 'batch' && config === undefined) {
     throw invalidType(`batch() needs a config with "maxSize", such as batch(fn, { maxSize: 100 })`);
   }
@@ -652,7 +661,7 @@ function checkTaskConfig<I, O>(
     ordered = c.ordered;
   }
   const retry = checkRetry(c.retry);
-  const onError: unknown = c.onError ?? 'fail';
+  const onError: unknown = c.onError === undefined ? 'fail' : c.onError;
   if (onError !== 'fail' && onError !== 'skip' && typeof onError !== 'function') {
     throw invalidValue(`The "onError" option must be 'fail', 'skip' or a function. Received ${describe(onError)}`);
   }

@@ -160,7 +160,8 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       `from options.partitions (${options.partitions}: one event per partition) to 1e9`,
     );
     integerOption(W, 'maxSessionEvents', maxSessionEvents, 0, Infinity, 'of at least 0 (0: no cap)');
-    integerOption(W, 'maxSessionAge', maxSessionAge, 0, Infinity, 'of at least 0 (ms; 0: no cap)');
+    // At most Node's longest timer (about 24.8 days): the age marker's timer would fire at once past it.
+    integerOption(W, 'maxSessionAge', maxSessionAge, 0, MAX_TIMER_MS, `from 0 to ${MAX_TIMER_MS} (ms; 0: no cap)`);
     if (onOutput !== undefined && typeof onOutput !== 'function')
       throw invalidType(`redisWorker(): options.onOutput must be a function, not ${describe(onOutput)}`);
     integerOption(W, 'maxUndelivered', maxUndelivered, 1, 1e9, 'from 1 to 1e9');

@@ -7,15 +7,16 @@ import { statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { ResourceLimits } from 'node:worker_threads';
 import { assertOptionsObject, checkKeys } from '../config';
-import { StreamClosedError, describe, invalidType, invalidValue, workerModuleError } from '../errors';
+import { StreamClosedError, WorkerCrashedError, describe, invalidType, invalidValue, workerModuleError } from '../errors';
 import { integerOption, numberOption } from '../validate';
 import { singleStage } from '../core/function';
 import { type HandlerStream } from '../core/stream';
 import { type StreamBody, kBodyThrew, kStartBody } from '../core/body';
 import type { StreamFn, WorkerFnConfig } from '../types';
 import { CallerBody } from './caller';
-import { ThreadPool } from './pool';
+import { type ThreadHost, ThreadPool } from './pool';
 
 const MAX_THREADS = 256;
 
@@ -90,15 +91,27 @@ const RESOURCE_LIMITS = new Set(['maxYoungGenerationSizeMb', 'maxOldGenerationSi
  * `resourceLimits` checked at the call: Node ignores unknown fields and values that are not numbers, and a
  * negative size starts a thread that fails at once, so a typo would fail every stream later, or not at all.
  */
-function checkResourceLimits(limits: unknown): void {
+function checkResourceLimits(limits: unknown): ResourceLimits {
   assertOptionsObject(limits, 'resourceLimits', '{ maxOldGenerationSizeMb: 64 }');
-  for (const [key, value] of Object.entries(limits)) {
+  // Inherited fields too (for...in): new Worker() reads them. The thread gets a copy of what was checked.
+  const checked: Record<string, number> = {};
+  for (const key in limits) {
     if (!RESOURCE_LIMITS.has(key)) {
       throw invalidValue(`Unknown resourceLimits field "${key}". Known fields: ${[...RESOURCE_LIMITS].join(', ')}`);
     }
-    if (value !== undefined)
-      numberOption(undefined, `resourceLimits.${key}`, value, Number.MIN_VALUE, Number.MAX_VALUE, 'a positive number of MB');
+    const value = (limits as Record<string, unknown>)[key];
+    if (value !== undefined) {
+      checked[key] = numberOption(
+        undefined,
+        `resourceLimits.${key}`,
+        value,
+        Number.MIN_VALUE,
+        Number.MAX_VALUE,
+        'a positive number of MB',
+      );
+    }
   }
+  return checked;
 }
 
 /**
@@ -126,20 +139,36 @@ export function workerFn<I, O>(module: string | URL, config?: WorkerFnConfig): W
     throw invalidType(`The "export" option must be a non-empty string. Received ${describe(exportName)}`);
   }
   if (typeof transfer !== 'boolean') throw invalidType(`The "transfer" option must be a boolean. Received ${describe(transfer)}`);
-  if (resourceLimits !== undefined) checkResourceLimits(resourceLimits);
   const pool = new ThreadPool({
     module: path,
     exportName,
     max: threads,
     transfer,
-    resourceLimits,
+    resourceLimits: resourceLimits === undefined ? undefined : checkResourceLimits(resourceLimits),
     loadTimeout: milliseconds('loadTimeout', loadTimeout, 1),
     idleTimeout: milliseconds('threadIdleTimeout', threadIdleTimeout, 0),
   });
   const name = streamConfig.name ?? `${basename(path)}${exportName === 'default' ? '' : `#${exportName}`}`;
   const closedError = () => new StreamClosedError(`The workerFn "${name}" was closed: it opens no more streams`);
-  const makeBody = (_native: unknown, buffer: number): StreamBody<I, O> =>
-    pool.closed ? new RefusedBody<I, O>(closedError()) : new CallerBody<I, O>(pool.pick(), buffer, transfer);
+  const makeBody = (_native: unknown, buffer: number): StreamBody<I, O> => {
+    if (pool.closed) return new RefusedBody<I, O>(closedError());
+    let host: ThreadHost;
+    try {
+      host = pool.pick();
+    } catch (cause) {
+      // A thread that cannot start (new Worker() refused: EAGAIN, out of memory, a stack size the system
+      // refuses) fails this stream as a crash would, after its slot was taken: the slot is freed with it.
+      return new RefusedBody<I, O>(
+        new WorkerCrashedError(
+          `The worker thread for this stream could not start: ${(cause as Error)?.message ?? String(cause)}`,
+          {
+            cause,
+          },
+        ),
+      );
+    }
+    return new CallerBody<I, O>(host, buffer, transfer);
+  };
   const fn = singleStage<I, O>(makeBody, streamConfig, name) as WorkerStreamFn<I, O>;
   unreferenced.register(makeBody, pool);
   const close = () => pool.close(closedError());

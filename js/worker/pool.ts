@@ -91,7 +91,12 @@ export class ThreadHost {
     this.#pool = pool;
     const { module, exportName, transfer, resourceLimits, loadTimeout } = options;
     const data: ThreadData = { module, exportName, inbox: this.inbox, transfer };
-    this.#worker = new Worker(THREAD_SCRIPT, { workerData: data, ...(resourceLimits ? { resourceLimits } : {}) });
+    try {
+      this.#worker = new Worker(THREAD_SCRIPT, { workerData: data, ...(resourceLimits ? { resourceLimits } : {}) });
+    } catch (error) {
+      addon.crossCloseInbox(this.inbox);
+      throw error;
+    }
     this.#worker.on('error', (error) => (this.#error ??= error));
     this.#worker.on('message', (message: TransferMessage | LoadedMessage) => {
       if (message.type === 'loaded') this.#onLoaded();
