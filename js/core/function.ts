@@ -6,6 +6,7 @@ import { NativeStream } from './native-stream';
 import { PipedStream } from './pipe';
 import { kFinished, type StreamKind } from './protocol';
 import { HandlerStream, reportHandoffs } from './stream';
+import { type StreamTrace, streamTrace } from './tracing';
 import { type StreamBody } from './body';
 import { Sessions } from './sessions';
 import type {
@@ -154,13 +155,20 @@ class SingleFn<I, O> extends FnBase<I, O> {
   }
 
   /** Starts the handler of a stream admitted by `kAdmit`. */
-  [kStart](handle: number, idle: boolean, signal: AbortSignal | undefined, over?: StageOverrides): HandlerStream<I, O> {
+  [kStart](
+    handle: number,
+    idle: boolean,
+    signal: AbortSignal | undefined,
+    over?: StageOverrides,
+    pipeTrace?: StreamTrace,
+  ): HandlerStream<I, O> {
     const idleOn = idle && (over?.idleTimeout ?? this.config.idleTimeout) > 0;
     const buffer = over?.buffer ?? this.config.buffer;
     const native = new NativeStream(handle);
     const handler = this.#handler;
     const body = typeof handler === 'function' ? handler : handler.makeBody(native, buffer);
-    return new HandlerStream(native, body, this.name, buffer, idleOn, signal);
+    const trace = streamTrace(this.name, typeof body === 'function' ? 'generator' : body.kind, pipeTrace);
+    return new HandlerStream(native, body, this.name, buffer, idleOn, signal, trace);
   }
 
   stats(): StreamFnStats {
@@ -260,13 +268,18 @@ class PipedFn<I, O> extends FnBase<I, O> {
         i === 0 ? over : undefined,
       ),
     );
+    // Traced, the pipe has a span of its own, the parent of its stages' spans.
+    const trace = streamTrace(this.name, 'pipe');
     const opened = this.stages.map((stage, i) =>
-      stage[kStart](handles[i], idle && i === 0, undefined, i === 0 ? over : undefined),
+      stage[kStart](handles[i], idle && i === 0, undefined, i === 0 ? over : undefined, trace),
     );
     // A pipe that can never end may be collected with its stages (each stage
     // then counts itself cancelled); its permit, collected with it, counts
     // the pipe the same way.
-    return new PipedStream<I, O>(opened, signal, (outcome) => void permit.release(outcome as Outcome));
+    return new PipedStream<I, O>(opened, signal, (outcome, error) => {
+      trace?.end(outcome, undefined, error);
+      permit.release(outcome as Outcome);
+    });
   }
 
   stats(): StreamFnStats {

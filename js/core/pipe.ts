@@ -36,14 +36,20 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
   #failure: { error: unknown } | undefined;
   #cancelled = false;
   readonly #finished: Promise<void>;
-  readonly #onOutcome: (outcome: PipeOutcome) => void;
+  readonly #onOutcome: (outcome: PipeOutcome, error?: { error: unknown }) => void;
+  /** The reason of the cancel that decided the outcome, for the pipe's trace. */
+  #cancelReason: { error: unknown } | undefined;
   #outcome: PipeOutcome | undefined;
 
   /**
    * `onOutcome` is told how the pipe ended as soon as that is known: at the
    * first stage failure, at `cancel()`, or else once every stage finished.
    */
-  constructor(stages: readonly Stage[], signal: AbortSignal | undefined, onOutcome: (outcome: PipeOutcome) => void) {
+  constructor(
+    stages: readonly Stage[],
+    signal: AbortSignal | undefined,
+    onOutcome: (outcome: PipeOutcome, error?: { error: unknown }) => void,
+  ) {
     super();
     this.#onOutcome = onOutcome;
     this.#stages = stages;
@@ -109,7 +115,7 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
   #decide(): PipeOutcome {
     if (this.#outcome === undefined) {
       this.#outcome = this.#failure ? 'failed' : this.#cancelled ? 'cancelled' : 'completed';
-      this.#onOutcome(this.#outcome);
+      this.#onOutcome(this.#outcome, this.#failure ?? this.#cancelReason);
     }
     return this.#outcome;
   }
@@ -197,6 +203,7 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
       if (failure !== undefined) this.#fail(failure.error, i);
     });
     if (this.#failure === undefined) this.#cancelled = this.#cancelled || this.#tail.state !== 'done';
+    this.#cancelReason ??= { error: reason };
     this.#decide();
     for (const stage of this.#stages) void stage.cancel(reason);
     return this.#finished;

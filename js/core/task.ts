@@ -35,7 +35,9 @@ import {
   kReleaseInput,
   kStartBody,
   kTimersPending,
+  kTrace,
 } from './body';
+import type { Span, StreamTrace } from './tracing';
 
 /** The native `then`: a plain promise's reactions run once each, so it needs no adopting. */
 // eslint-disable-next-line @typescript-eslint/unbound-method -- compared by identity, never called unbound
@@ -92,6 +94,10 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
   readonly #maxWait: number;
   /** Each call in flight may add an abort listener to `ctx.signal` (Node's default limit is 10). */
   readonly signalListeners: number;
+  /** Traced: the stream's trace and each slot's call span (tracing.ts). */
+  #trace: StreamTrace | undefined;
+  #callSpans: (Span | undefined)[] | undefined;
+  readonly kind: 'task' | 'batch';
 
   // Per call slot (0..concurrency): its item (or batch), index and attempt, and its promise's reactions.
   readonly #items: unknown[] = [];
@@ -147,6 +153,7 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
     this.#onError = spec.onError as OnError<unknown, O>;
     this.#ordered = spec.policy.ordered;
     this.#maxSize = spec.policy.maxSize;
+    this.kind = this.#maxSize > 0 ? 'batch' : 'task';
     this.#maxWait = spec.policy.maxWaitMs;
     this.#ringSize = Math.max(spec.policy.buffer, spec.policy.concurrency) + 1;
     this.signalListeners = Math.min(spec.policy.concurrency, MAX_COUNT) + 10;
@@ -352,7 +359,9 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
   #call(slot: number): void {
     let result: O | Promise<O>;
     try {
-      result = this.#fn(this.#items[slot], this.#ctx(slot));
+      const trace = this.#stream[kTrace];
+      if (trace === undefined) result = this.#fn(this.#items[slot], this.#ctx(slot));
+      else result = this.#tracedCall(trace, slot);
     } catch (error) {
       this.#attemptFailed(slot, error);
       return;
@@ -385,12 +394,32 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
     }).then(onOk, onErr);
   }
 
+  /** A call in a span of its own, a child of the stream's (tracing.ts): ended when the attempt settles. */
+  #tracedCall(trace: StreamTrace, slot: number): O | Promise<O> {
+    this.#trace = trace;
+    const span = trace.child(`velo ${this.kind} call`, {
+      'velo.task.index': this.#index[slot],
+      'velo.task.attempt': this.#attempt[slot],
+    });
+    (this.#callSpans ??= [])[slot] = span;
+    return trace.runIn(span, () => this.#fn(this.#items[slot], this.#ctx(slot)));
+  }
+
+  /** Ends the span of `slot`'s call, if it has one. */
+  #endCallSpan(slot: number, failure?: { error: unknown }): void {
+    const span = this.#callSpans?.[slot];
+    if (span === undefined) return;
+    this.#callSpans![slot] = undefined;
+    this.#trace!.endCall(span, failure);
+  }
+
   #stopped(): boolean {
     return this.#cancelled || this.#failure !== undefined;
   }
 
   /** A call succeeded: queued, and settled in the core with the others of this burst of promise jobs. */
   #succeeded(slot: number, value: O | undefined): void {
+    if (this.#callSpans !== undefined) this.#endCallSpan(slot);
     this.#doneSlots.push(slot);
     // Ordered: straight into the ring (a stop before the flush drops it with the rest).
     if (this.#ordered) this.#ring[this.#index[slot] % this.#ringSize] = value;
@@ -460,6 +489,7 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
   }
 
   #attemptFailed(slot: number, error: unknown): void {
+    if (this.#callSpans !== undefined) this.#endCallSpan(slot, { error });
     this.#settleEarlier();
     this.#running--;
     if (this.#stopped()) {

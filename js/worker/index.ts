@@ -62,6 +62,7 @@ const unreferenced = new FinalizationRegistry<ThreadPool>((pool) => pool.release
 
 /** The body of a stream opened after `close()`: it fails at once. */
 class RefusedBody<I, O> implements StreamBody<I, O> {
+  readonly kind = 'worker';
   readonly signalListeners = 10;
   readonly #error: Error;
   constructor(error: Error) {

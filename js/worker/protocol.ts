@@ -1,6 +1,7 @@
 // What the caller's thread (pool.ts, caller.ts) and a worker thread
 // (thread.ts) agree on.
 
+import type { TraceParent } from '../core/tracing';
 /** The lanes of a stream's pair (crates/velo-node/src/cross.rs). */
 export const INPUT = 0;
 export const OUTPUT = 1;
@@ -31,6 +32,8 @@ export interface OpenMessage {
   maxBatch: number;
   /** Shared with the caller: `[PARKED_AT]` and `[TAKEN_END]` (see below); its buffer also holds `takenView`'s count. */
   state: Int32Array;
+  /** The caller's stream span, when traced: the handler's spans on the thread are its children. */
+  trace?: TraceParent;
 }
 
 /**
