@@ -202,3 +202,43 @@ test("a workerFn's handler runs, on its thread, as a child of the stream's span 
     await traced.close();
   }
 });
+
+test("sessions: each session's stream has its span, a child of the send that opened it; its key only with traceKeys: true", async () => {
+  const echo = streamFn(
+    async function* (events) {
+      for await (const e of events) yield e;
+    },
+    { name: 'per-user' },
+  );
+  const pipe = echo.pipe(
+    streamFn(
+      async function* (events) {
+        for await (const e of events) yield e;
+      },
+      { name: 'after' },
+    ),
+  );
+  for (const [fn, traceKeys, spanName] of [
+    [echo, undefined, 'velo per-user'],
+    [echo, true, 'velo per-user'],
+    [pipe, true, 'velo per-user|after'],
+  ]) {
+    exporter.reset();
+    const sessions = fn.sessions(traceKeys === undefined ? undefined : { traceKeys });
+    if (traceKeys !== undefined) assert.equal(sessions.fn, fn, 'traceKeys alone: the sessions run on the function itself');
+    const rootId = await underRoot(async () => {
+      await sessions.send('alice', 1);
+      await sessions.send('bob', 2);
+      await sessions.close();
+    });
+    const sessionSpans = named(spanName);
+    assert.equal(sessionSpans.length, 2, spanName);
+    for (const span of sessionSpans) assert.equal(parentOf(span), rootId);
+    assert.deepEqual(
+      sessionSpans.map((s) => s.attributes['velo.session.key']).sort(),
+      traceKeys ? ['alice', 'bob'] : [undefined, undefined],
+    );
+  }
+  assert.throws(() => echo.sessions({ traceKeys: 'yes' }), { code: 'ERR_INVALID_ARG_TYPE' });
+  assert.throws(() => echo.sessions({ traceKey: true }), { code: 'ERR_INVALID_ARG_VALUE', message: /Known options: traceKeys, buffer/ });
+});

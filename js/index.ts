@@ -10,6 +10,7 @@ export type {
   RetryConfig,
   SessionItem,
   Stream,
+  SessionsConfig,
   StreamConfig,
   StreamContext,
   StreamFn,

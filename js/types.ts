@@ -1,5 +1,14 @@
 import type { Duplex } from 'node:stream';
 
+/** Settings of `fn.sessions(config)`: a stream function's settings for the sessions' streams, and `traceKeys`. */
+export interface SessionsConfig extends StreamConfig {
+  /**
+   * Traced (OpenTelemetry, docs/tracing.md): each session's span carries its key as `velo.session.key`.
+   * Default false: keys (a user id, an email) may be personal data, and are kept out of traces unless allowed.
+   */
+  traceKeys?: boolean;
+}
+
 /** Settings of a stream function. Every field is optional; `streamFn` checks them at the call. */
 export interface StreamConfig {
   /** Events held per direction (input buffer and output buffer). Default 256. */
@@ -208,7 +217,7 @@ export interface StreamFn<I, O> {
    */
   pipe<P>(next: StreamFn<O, P> | StreamHandler<O, P>): StreamFn<I, P>;
   /** One stream per key (a user, a device), opened on first send, ended by its idle timeout; `config` overrides this function's. */
-  sessions<K = string>(config?: StreamConfig): StreamSessions<K, I, O>;
+  sessions<K = string>(config?: SessionsConfig): StreamSessions<K, I, O>;
   /** Counters of this function's streams (a pipe's: of the pipe's own streams, whatever else its stages serve). */
   stats(): StreamFnStats;
 }

@@ -1,4 +1,4 @@
-import { assertOptionsObject, resolveConfig, resolveSignal } from '../config';
+import { assertOptionsObject, checkKeys, resolveConfig, resolveSignal } from '../config';
 import { StreamLimitError, describe, invalidType } from '../errors';
 import { type GroupPermit, NativeFunction, type Outcome, type Totals, ops } from './addon';
 import { assertSource, collectOutputs } from './drive';
@@ -13,6 +13,7 @@ import type {
   EventSource,
   OpenOptions,
   Stream,
+  SessionsConfig,
   StreamConfig,
   StreamFn,
   StreamFnStats,
@@ -67,9 +68,24 @@ abstract class FnBase<I, O> implements StreamFn<I, O> {
   /** The same function with some settings changed (a new admission gate). */
   abstract withConfig(config: StreamConfig): FnBase<I, O>;
 
-  sessions<K = string>(config?: StreamConfig): StreamSessions<K, I, O> {
-    const fn = config === undefined ? this : this.withConfig(config);
-    return new Sessions<K, I, O>(fn, () => fn[kOpen](undefined, true));
+  sessions<K = string>(config?: SessionsConfig): StreamSessions<K, I, O> {
+    let streamConfig: StreamConfig | undefined = config;
+    let traceKeys = false;
+    if (config !== undefined) {
+      assertOptionsObject(config, 'config', '{ idleTimeout: 60_000 }');
+      checkKeys(config, ['traceKeys']);
+      if ('traceKeys' in config) {
+        const { traceKeys: given = false, ...rest } = config;
+        if (typeof given !== 'boolean') {
+          throw invalidType(`The "traceKeys" option must be a boolean. Received ${describe(given)}`);
+        }
+        traceKeys = given;
+        // Only traceKeys given: the sessions run on this function, as without a config.
+        streamConfig = Object.keys(rest).length === 0 ? undefined : rest;
+      }
+    }
+    const fn = streamConfig === undefined ? this : this.withConfig(streamConfig);
+    return new Sessions<K, I, O>(fn, () => fn[kOpen](undefined, true), traceKeys);
   }
 
   pipe<P>(next: StreamFn<O, P> | StreamHandler<O, P>): StreamFn<I, P> {
@@ -276,10 +292,15 @@ class PipedFn<I, O> extends FnBase<I, O> {
     // A pipe that can never end may be collected with its stages (each stage
     // then counts itself cancelled); its permit, collected with it, counts
     // the pipe the same way.
-    return new PipedStream<I, O>(opened, signal, (outcome, error) => {
-      trace?.end(outcome, undefined, error);
-      permit.release(outcome as Outcome);
-    });
+    return new PipedStream<I, O>(
+      opened,
+      signal,
+      (outcome, error) => {
+        trace?.end(outcome, undefined, error);
+        permit.release(outcome as Outcome);
+      },
+      trace,
+    );
   }
 
   stats(): StreamFnStats {

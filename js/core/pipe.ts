@@ -14,6 +14,7 @@ import {
   kReadNow,
   kSendAll,
   kSendNow,
+  kTraceAttributes,
   kSettle,
   kSignal,
   kTaken,
@@ -21,6 +22,7 @@ import {
   kWaitOutput,
   type NOT_NOW,
 } from './protocol';
+import type { StreamTrace } from './tracing';
 import { AliveGroup } from './alive-group';
 import { type HandlerStream, kFailAtEnd, kFailure } from './stream';
 import { kJoinAliveGroup } from './body';
@@ -37,6 +39,8 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
   #cancelled = false;
   readonly #finished: Promise<void>;
   readonly #onOutcome: (outcome: PipeOutcome, error?: { error: unknown }) => void;
+  /** The pipe's own span, the parent of its stages' (tracing.ts), if traced. */
+  readonly #trace: StreamTrace | undefined;
   /** The reason of the cancel that decided the outcome, for the pipe's trace. */
   #cancelReason: { error: unknown } | undefined;
   #outcome: PipeOutcome | undefined;
@@ -49,9 +53,11 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
     stages: readonly Stage[],
     signal: AbortSignal | undefined,
     onOutcome: (outcome: PipeOutcome, error?: { error: unknown }) => void,
+    trace?: StreamTrace,
   ) {
     super();
     this.#onOutcome = onOutcome;
+    this.#trace = trace;
     this.#stages = stages;
     this.#head = stages[0];
     this.#tail = stages[stages.length - 1];
@@ -193,6 +199,10 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
 
   [kReadNow](): O | typeof NOT_NOW {
     return this.#tail[kReadNow]() as O | typeof NOT_NOW;
+  }
+
+  [kTraceAttributes](attributes: Record<string, string>): void {
+    this.#trace?.span.setAttributes(attributes);
   }
 
   cancel(reason?: unknown): Promise<void> {

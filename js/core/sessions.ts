@@ -12,7 +12,7 @@
 import { StreamClosedError, sessionsReaderError } from '../errors';
 import { Fifo } from './fifo';
 import { drainOutputs } from './drive';
-import { DONE, type StreamKind, kFinished, kInputError, kTaken } from './protocol';
+import { DONE, type StreamKind, kFinished, kInputError, kTaken, kTraceAttributes } from './protocol';
 import type { SessionItem, Stream, StreamFn } from '../types';
 
 /**
@@ -33,6 +33,8 @@ const END = Symbol('end');
 const TAKEN: { event: never; refused: boolean } = { event: undefined as never, refused: true };
 
 export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
+  /** Each session's span carries its key (`SessionsConfig.traceKeys`). */
+  readonly #traceKeys: boolean;
   /** The function the sessions' streams belong to (with the sessions' config): for stats and metrics. */
   readonly fn: StreamFn<I, O>;
   readonly #open: () => StreamKind<I, O>;
@@ -58,9 +60,10 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
   #left = false;
   #allDone: (() => void) | null = null;
 
-  constructor(fn: StreamFn<I, O>, open: () => StreamKind<I, O>) {
+  constructor(fn: StreamFn<I, O>, open: () => StreamKind<I, O>, traceKeys = false) {
     this.fn = fn;
     this.#open = open;
+    this.#traceKeys = traceKeys;
     this.#capacity = fn.config.buffer;
   }
 
@@ -214,6 +217,8 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
   /** Opens the key's stream and forwards its outputs (after the key's earlier instance's). Throws `StreamLimitError`. */
   #start(key: K): StreamKind<I, O> {
     const stream = this.#open();
+    // (Optional call: a stream of another copy of the module may not have it.)
+    if (this.#traceKeys) stream[kTraceAttributes]?.({ 'velo.session.key': String(key) });
     this.#live.set(key, stream);
     this.#lent.set(stream, { events: [], head: 0, base: 0, ended: false });
     void stream[kFinished].then(() => this.#afterSession(key, stream));

@@ -30,6 +30,7 @@ import {
   kReadNow,
   kSendAll,
   kSendNow,
+  kTraceAttributes,
   kSettle,
   kSignal,
   kTaken,
@@ -342,6 +343,10 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
       this.#handlerThrew(error);
     }
     if (iterator !== undefined) void this.#pump(iterator);
+  }
+
+  [kTraceAttributes](attributes: Record<string, string>): void {
+    this.#trace?.span.setAttributes(attributes);
   }
 
   /** The stream's trace, if the application traces (a body runs its calls in its context). */
