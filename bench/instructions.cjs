@@ -7,8 +7,15 @@
 // `--single-threaded` keeps V8's background compiler and GC threads from
 // making the count vary. Compare two builds by the difference of their counts,
 // minus the `startup` workload's (Node's start and the module's load).
+//
+// `IDLE_TIMEOUT=<ms>` in the environment opens the stream functions with that
+// `idleTimeout` (0: no idle clock) instead of the default, to measure what
+// the idle clock costs.
 const [workload = 'run', from = '..'] = process.argv.slice(2);
-const { streamFn, task, batch } = require(from === '..' ? require('node:path').join(__dirname, '..') : from);
+const lib = require(from === '..' ? require('node:path').join(__dirname, '..') : from);
+const { task, batch } = lib;
+const idleTimeout = process.env.IDLE_TIMEOUT;
+const streamFn = idleTimeout === undefined ? lib.streamFn : (handler) => lib.streamFn(handler, { idleTimeout: Number(idleTimeout) });
 
 const workloads = {
   startup: async () => {},

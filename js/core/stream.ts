@@ -106,7 +106,8 @@ const NOT_YET = Symbol('velo.notYet');
 // one event, as most short streams do, would gain nothing by a report.) When
 // the stream has an idle clock, the time of its last handed event goes with
 // the report (and a report comes first when its idle deadline is looked at),
-// so that the clock restarts exactly as a send would have restarted it.
+// so that the clock restarts as a send would have restarted it (see
+// `stampLater` for that time).
 
 /** Streams with handoffs not reported yet (each listed once, by `#handoffsListed`). */
 const unreported: HandlerStream<unknown, unknown>[] = [];
@@ -130,6 +131,66 @@ export function reportHandoffs(): void {
   // (A report is one native call per stream, and never adds to the list.)
   for (let i = 0; i < unreported.length; i++) unreported[i][kReport](true);
   unreported.length = 0;
+}
+
+// ----- the time of handed-over events -----
+//
+// Reading the clock costs more than the rest of a handoff (`performance.now()`
+// is about 370 instructions; a live round trip without an idle clock is
+// about 7,000), so a handed-over event is not timed on its own. A stream with
+// an idle clock that hands events over is stamped once, when the synchronous
+// run it is in ends: at the next processing of `process.nextTick` callbacks,
+// which comes after the current macrotask's code and every promise job it led
+// to (Node drains the microtask queue, then ticks queued meanwhile). So one
+// clock read covers every handoff of that run, on every stream. The stamp is
+// never earlier than the last handoff it covers, so a stream never idles out
+// early; it is later by whatever the run did after that handoff. An idle
+// deadline is judged in a callback of its own, after the stamp; a report made
+// before it (a metrics read, the stream's end) uses the report's own time,
+// which is later than the handoff too.
+
+/** Streams with handoffs not timed yet (see `#stampDue`). */
+const toStamp: HandlerStream<unknown, unknown>[] = [];
+const kStamp = Symbol('velo.stamp');
+let stampScheduled = false;
+
+function stampLater(stream: HandlerStream<unknown, unknown>): void {
+  toStamp.push(stream);
+  if (stampScheduled) return;
+  stampScheduled = true;
+  process.nextTick(stampHandoffs);
+}
+
+function stampHandoffs(): void {
+  stampScheduled = false;
+  const now = performance.now();
+  for (let i = 0; i < toStamp.length; i++) toStamp[i][kStamp](now);
+  toStamp.length = 0;
+}
+
+// ----- holds let go a turn later -----
+//
+// A stream whose idle deadline runs is held (the deadline will end it), and a
+// read waiting on it keeps the process alive (the deadline will settle it).
+// In a live stream both change on every event: a read waits, then is served;
+// a send into a full buffer waits (pausing the clock), then is admitted. So a
+// hold is taken at once, but given back only if it is still not wanted on the
+// next turn of the event loop: a live stream keeps its holds while it runs,
+// instead of paying for two updates of the thread's maps and counters (and a
+// `WeakRef`) per event, and an abandoned stream is collectable a turn later.
+
+/** Streams to look at on the next turn (each listed once, by `#recheckListed`). */
+let toRecheck: HandlerStream<unknown, unknown>[] = [];
+const kRecheck = Symbol('velo.recheckHolds');
+
+function recheckLater(stream: HandlerStream<unknown, unknown>): void {
+  if (toRecheck.push(stream) === 1) setImmediate(recheckOnTurn);
+}
+
+function recheckOnTurn(): void {
+  const streams = toRecheck;
+  toRecheck = [];
+  for (let i = 0; i < streams.length; i++) streams[i][kRecheck]();
 }
 
 /** Streams whose batch readers are served on the next turn of the event loop (one immediate for all of them). */
@@ -232,8 +293,6 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   #idleOn: boolean;
   /** The handler left its input loop (`HandlerInput.return()`); it may still be running. */
   #inputReleased = false;
-  /** Whether the idle deadline runs (and the stream is held for it); see `#syncKeepAlive`. */
-  #idleRunning: boolean;
 
   // Output side: readers, the batch lent to them, and the paused handler.
   /** The batch lent to readers (made on first use). */
@@ -258,7 +317,12 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   #wakeScheduled = false;
   /** Writers waiting in `kSettle` for the running handler to stop. */
   #settleWaiters: (() => void)[] | null = null;
+  /** This stream holds the process alive (`holdAlive`), wanted or not (see `recheckLater`). */
   #keepingAlive = false;
+  /** The thread's idle map holds this stream strongly (`holdIdle`), its clock running or not (see `recheckLater`). */
+  #idleHeld: boolean;
+  /** In `toRecheck`. */
+  #recheckListed = false;
 
   // Handoffs not yet counted by the core (see `reportHandoffs`).
   #inHanded = 0;
@@ -266,8 +330,13 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   /** An event (an output) was handed over before: the next ones are counted here. */
   #countingIn = false;
   #countingOut = false;
-  /** `performance.now()` at the last event handed over, if the idle clock runs. */
+  /** `performance.now()` when the run of the last event handed over ended (see `stampLater`), if the idle clock runs. */
   #lastHandedAt = 0;
+  /**
+   * The next handoff must list this stream in `toStamp`: the idle clock runs
+   * and no stamp is pending (one listing covers every handoff of a run).
+   */
+  #stampDue: boolean;
   /** In `unreported`. */
   #handoffsListed = false;
 
@@ -294,7 +363,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
     this.#native = native;
     this.#label = label;
     this.#capacity = capacity;
-    this.#idleOn = this.#idleRunning = idle;
+    this.#idleOn = this.#idleHeld = this.#stampDue = idle;
     this.#signal = signal;
     if (idle) watchIdle(native.key, this);
     if (typeof handler !== 'function') {
@@ -381,9 +450,19 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
       this.#handoffsListed = false;
     }
     if (this.#inHanded === 0 && this.#outHanded === 0) return;
-    const agoUs = this.#idleOn && this.#inHanded > 0 ? (performance.now() - this.#lastHandedAt) * 1000 : 0;
+    // Not stamped yet (no stamp due): the handoff was in this run, and now is no earlier (0 ago).
+    const agoUs = this.#idleOn && this.#inHanded > 0 && this.#stampDue ? (performance.now() - this.#lastHandedAt) * 1000 : 0;
+    this.#stampDue = this.#idleOn;
     this.#native.handedOver(this.#inHanded, this.#outHanded, agoUs);
     this.#inHanded = this.#outHanded = 0;
+  }
+
+  /** The run of this stream's last handoff has ended (see `stampLater`). */
+  [kStamp](now: number): void {
+    // (Nothing pending: the idle clock stopped, or a report has counted the handoffs since.)
+    if (!this.#idleOn || this.#stampDue) return;
+    this.#stampDue = true;
+    this.#lastHandedAt = now;
   }
 
   #countLater(): void {
@@ -398,7 +477,10 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
     if (this.#resolveInput !== null && !this.#inPending && this.#countingIn) {
       // The handler waits and nothing is ahead of this event: it gets it
       // directly, counted later (see `reportHandoffs`).
-      if (this.#idleOn) this.#lastHandedAt = performance.now();
+      if (this.#stampDue) {
+        this.#stampDue = false;
+        stampLater(this as HandlerStream<unknown, unknown>);
+      }
       this.#inHanded++;
       this.#countLater();
       return this.#handToHandler(event);
@@ -692,7 +774,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
 
   #idleOff(): void {
     if (!this.#idleOn) return;
-    this.#idleOn = this.#idleRunning = false;
+    this.#idleOn = this.#idleHeld = this.#stampDue = false;
     unwatchIdle(this.#native.key);
     this.#syncKeepAlive();
   }
@@ -701,31 +783,75 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
    * Follows whether this stream's idle deadline runs (it pauses while a send
    * waits for room): while it runs, the stream is held (see `holdIdle`), and
    * a pending read keeps the process alive, as the deadline will settle it.
+   * Holds are taken at once and given back a turn later if still not wanted
+   * (`recheckLater`).
    */
   #syncKeepAlive(): void {
-    const running = this.#idleOn && this.#senders.length === 0;
-    // (#idleRunning is false whenever #idleOn is.)
-    if (running !== this.#idleRunning) this.#idleClockChanged(running);
     if (this.#group !== null) {
-      const live = running || this.#timersPending;
-      if (live !== this.#groupRunning) this.#group.running((this.#groupRunning = live));
-      const reading = this.#groupLast && this.#readers.length > 0;
-      if (reading !== this.#groupReading) this.#group.reading((this.#groupReading = reading));
+      this.#syncGroup();
       return;
     }
-    // A waiting send keeps the process alive as a waiting read does when its
-    // answer depends on work off this thread (a worker's handler finishing).
-    const want = (running || this.#timersPending) && (this.#readers.length > 0 || this.#senders.length > 0);
-    if (want === this.#keepingAlive) return;
-    this.#keepingAlive = want;
-    if (want) holdAlive();
-    else releaseAlive();
-    this.#body?.keepAlive?.(want);
+    if (this.#keepingAlive && this.#idleHeld) {
+      // Every hold is taken already: only giving one back can be due.
+      if (!this.#recheckListed) this.#recheck();
+      return;
+    }
+    const running = this.#idleOn && this.#senders.length === 0;
+    if (running) {
+      if (!this.#idleHeld) {
+        this.#idleHeld = true;
+        holdIdle(this.#native.key, this, true);
+      }
+    } else if (this.#idleHeld) this.#recheck();
+    if (this.#wantsAlive(running)) {
+      if (this.#keepingAlive) return;
+      this.#keepingAlive = true;
+      holdAlive();
+      this.#body?.keepAlive?.(true);
+    } else if (this.#keepingAlive) this.#recheck();
   }
 
-  #idleClockChanged(running: boolean): void {
-    this.#idleRunning = running;
-    holdIdle(this.#native.key, this, running);
+  /** A stage of a pipe: its group decides for the pipe (see `AliveGroup`). */
+  #syncGroup(): void {
+    const running = this.#idleOn && this.#senders.length === 0;
+    if (running !== this.#idleHeld) {
+      this.#idleHeld = running;
+      holdIdle(this.#native.key, this, running);
+    }
+    const live = running || this.#timersPending;
+    const group = this.#group as AliveGroup;
+    if (live !== this.#groupRunning) group.running((this.#groupRunning = live));
+    const reading = this.#groupLast && this.#readers.length > 0;
+    if (reading !== this.#groupReading) group.reading((this.#groupReading = reading));
+  }
+
+  /** A pending read (or, for a worker's, a send) waits on an answer its running deadline or timers will give. */
+  #wantsAlive(running: boolean): boolean {
+    // A waiting send keeps the process alive as a waiting read does when its
+    // answer depends on work off this thread (a worker's handler finishing).
+    return (running || this.#timersPending) && (this.#readers.length > 0 || this.#senders.length > 0);
+  }
+
+  #recheck(): void {
+    if (this.#recheckListed) return;
+    this.#recheckListed = true;
+    recheckLater(this as HandlerStream<unknown, unknown>);
+  }
+
+  /** A turn after a hold stopped being wanted: give it back if it still is not. */
+  [kRecheck](): void {
+    this.#recheckListed = false;
+    if (this.#group !== null) return;
+    const running = this.#idleOn && this.#senders.length === 0;
+    if (this.#idleHeld && !running) {
+      this.#idleHeld = false;
+      holdIdle(this.#native.key, this, false);
+    }
+    if (this.#keepingAlive && !this.#wantsAlive(running)) {
+      this.#keepingAlive = false;
+      releaseAlive();
+      this.#body?.keepAlive?.(false);
+    }
   }
 
   // ----- the handler -----
