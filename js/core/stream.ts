@@ -14,7 +14,7 @@
 import { setMaxListeners } from 'node:events';
 import { StreamClosedError, describe, invalidReturn } from '../errors';
 import type { EventSource, StreamContext, StreamHandler, StreamMetrics, StreamState } from '../types';
-import { type IdleTarget, holdAlive, holdIdle, releaseAlive, unwatchIdle, watchIdle } from './addon';
+import { type LateIdleTarget, holdAlive, holdIdle, releaseAlive, unwatchIdle, watchIdleLater } from './addon';
 import type { AliveGroup } from './alive-group';
 import { StreamBase, watchAbort } from './drive';
 import { Fifo } from './fifo';
@@ -155,6 +155,8 @@ const kStamp = Symbol('velo.stamp');
 let stampScheduled = false;
 
 function stampLater(stream: HandlerStream<unknown, unknown>): void {
+  // A run with handoffs on many streams stamps them in groups of 256 (now is no earlier than their handoffs).
+  if (toStamp.length >= 256) stampNow();
   toStamp.push(stream);
   if (stampScheduled) return;
   stampScheduled = true;
@@ -163,6 +165,10 @@ function stampLater(stream: HandlerStream<unknown, unknown>): void {
 
 function stampHandoffs(): void {
   stampScheduled = false;
+  stampNow();
+}
+
+function stampNow(): void {
   const now = performance.now();
   for (let i = 0; i < toStamp.length; i++) toStamp[i][kStamp](now);
   toStamp.length = 0;
@@ -183,7 +189,15 @@ function stampHandoffs(): void {
 let toRecheck: HandlerStream<unknown, unknown>[] = [];
 const kRecheck = Symbol('velo.recheckHolds');
 
+/**
+ * A run that never yields to the event loop (a loop of sends and reads that
+ * all settle in promise jobs) must not pile up streams here: past this many,
+ * the list is looked at at once (amortized, one look per stream listed).
+ */
+const RECHECK_AT_MOST = 256;
+
 function recheckLater(stream: HandlerStream<unknown, unknown>): void {
+  if (toRecheck.length >= RECHECK_AT_MOST) recheckOnTurn();
   if (toRecheck.push(stream) === 1) setImmediate(recheckOnTurn);
 }
 
@@ -239,7 +253,7 @@ class HandlerContext implements StreamContext {
   }
 }
 
-export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget {
+export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTarget {
   readonly #native: NativeStream;
   readonly #label: string;
   readonly #capacity: number;
@@ -290,6 +304,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
    * a take would find nothing, so the handler waits without asking the core.
    */
   #inPending = false;
+  /** The input ended with nothing held for the handler (`#inputEnded`): every take answers `Take.Ended`. */
+  #inEnded = false;
   #idleOn: boolean;
   /** The handler left its input loop (`HandlerInput.return()`); it may still be running. */
   #inputReleased = false;
@@ -307,6 +323,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   #resumeHandler: (() => void) | null = null;
   /** As `#inPending`, for outputs and their readers. */
   #outPending = false;
+  /** The handler returned with nothing held for readers (`#returned`): every take answers `Take.Ended`. */
+  #outEnded = false;
   /**
    * Outputs yielded but not yet handed to the core, within `#credit`: room
    * the core granted, so they are within the bound. Committed in one call
@@ -319,8 +337,10 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   #settleWaiters: (() => void)[] | null = null;
   /** This stream holds the process alive (`holdAlive`), wanted or not (see `recheckLater`). */
   #keepingAlive = false;
-  /** The thread's idle map holds this stream strongly (`holdIdle`), its clock running or not (see `recheckLater`). */
+  /** This stream is held strongly for its idle deadline (`holdIdle`), its clock running or not (see `recheckLater`). */
   #idleHeld: boolean;
+  /** It is in the thread's idle maps (from the turn after its open on: `watchIdleLater`). */
+  #idleWatched = false;
   /** In `toRecheck`. */
   #recheckListed = false;
 
@@ -365,7 +385,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
     this.#capacity = capacity;
     this.#idleOn = this.#idleHeld = this.#stampDue = idle;
     this.#signal = signal;
-    if (idle) watchIdle(native.key, this);
+    if (idle) watchIdleLater(this);
     if (typeof handler !== 'function') {
       this.#body = handler;
       handler[kStartBody](this);
@@ -452,6 +472,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
     if (this.#inHanded === 0 && this.#outHanded === 0) return;
     // Not stamped yet (no stamp due): the handoff was in this run, and now is no earlier (0 ago).
     const agoUs = this.#idleOn && this.#inHanded > 0 && this.#stampDue ? (performance.now() - this.#lastHandedAt) * 1000 : 0;
+    if (!this.#stampDue && this.#idleOn && toStamp[toStamp.length - 1] === this) toStamp.pop();
     this.#stampDue = this.#idleOn;
     this.#native.handedOver(this.#inHanded, this.#outHanded, agoUs);
     this.#inHanded = this.#outHanded = 0;
@@ -529,6 +550,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
 
   /** The core just ended the input (by `end()` or the idle deadline): the handler sees the end after what is buffered. */
   #inputEnded(): void {
+    // Nothing was held for the handler: the core's input is now closed and empty for good.
+    if (!this.#inPending) this.#inEnded = true;
     this.#inPending = true;
     this.#idleOff();
     this.#wakeInput();
@@ -692,6 +715,11 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   /** Take the next batch of events from the core; null if the handler must wait. */
   #pollInput(): IteratorResult<I> | null {
     if (!this.#inPending) return null;
+    if (this.#inEnded) {
+      // (The core would answer `Take.Ended`, with no native call.)
+      this.#endTaken = true;
+      return DONE;
+    }
     if (this.#inBuf === NO_BUFFER) this.#inBuf = [];
     const n = this.#native.takeInput(this.#capacity, this.#inBuf);
     this.#inPending = n !== Take.Empty;
@@ -775,8 +803,24 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   #idleOff(): void {
     if (!this.#idleOn) return;
     this.#idleOn = this.#idleHeld = this.#stampDue = false;
-    unwatchIdle(this.#native.key);
+    if (this.#idleWatched) {
+      this.#idleWatched = false;
+      unwatchIdle(this.#native.key);
+    }
     this.#syncKeepAlive();
+  }
+
+  /** The turn after its open (see `watchIdleLater`): into the idle maps, if its deadline still runs. */
+  idleWatch(): void {
+    if (!this.#idleOn || this.#idleWatched) return;
+    this.#idleWatched = true;
+    holdIdle(this.#native.key, this, this.#idleHeld);
+  }
+
+  /** Holds the stream strongly for its deadline, or weakly while its clock is paused. */
+  #holdIdle(strong: boolean): void {
+    this.#idleHeld = strong;
+    if (this.#idleWatched) holdIdle(this.#native.key, this, strong);
   }
 
   /**
@@ -798,10 +842,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
     }
     const running = this.#idleOn && this.#senders.length === 0;
     if (running) {
-      if (!this.#idleHeld) {
-        this.#idleHeld = true;
-        holdIdle(this.#native.key, this, true);
-      }
+      if (!this.#idleHeld) this.#holdIdle(true);
     } else if (this.#idleHeld) this.#recheck();
     if (this.#wantsAlive(running)) {
       if (this.#keepingAlive) return;
@@ -814,10 +855,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   /** A stage of a pipe: its group decides for the pipe (see `AliveGroup`). */
   #syncGroup(): void {
     const running = this.#idleOn && this.#senders.length === 0;
-    if (running !== this.#idleHeld) {
-      this.#idleHeld = running;
-      holdIdle(this.#native.key, this, running);
-    }
+    if (running !== this.#idleHeld) this.#holdIdle(running);
     const live = running || this.#timersPending;
     const group = this.#group as AliveGroup;
     if (live !== this.#groupRunning) group.running((this.#groupRunning = live));
@@ -843,10 +881,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
     this.#recheckListed = false;
     if (this.#group !== null) return;
     const running = this.#idleOn && this.#senders.length === 0;
-    if (this.#idleHeld && !running) {
-      this.#idleHeld = false;
-      holdIdle(this.#native.key, this, false);
-    }
+    if (this.#idleHeld && !running) this.#holdIdle(false);
     if (this.#keepingAlive && !this.#wantsAlive(running)) {
       this.#keepingAlive = false;
       releaseAlive();
@@ -942,7 +977,9 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   #returned(): void {
     this[kReport](false);
     this.#commitStage();
-    this.#native.handlerReturned();
+    this.#native.handlerReturned(this.#inPending && !this.#inEnded);
+    // Nothing was left for readers: the core's outputs are closed and drained for good.
+    if (!this.#outPending) this.#outEnded = true;
     this.#afterHandler(() => new StreamClosedError(`${this.#describe()} has finished: its handler returned`));
   }
 
@@ -1162,6 +1199,11 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   #takeOutput(): number {
     this.#commitStage();
     if (!this.#outPending) return Take.Empty;
+    if (this.#outEnded) {
+      // (The core would answer the same, with no native call.)
+      this.#outPos = this.#outReported = this.#outLen = 0;
+      return Take.Ended;
+    }
     if (this.#outBuf === NO_BUFFER) this.#outBuf = [];
     const n = this.#native.takeOutput(this.#capacity, this.#outBuf);
     this.#outPending = n !== Take.Empty;
