@@ -79,6 +79,36 @@ const workloads = {
       for await (const _ of s);
     }
   },
+  // `open`'s shape with S4's hand-written baselines (bench/baselines.mjs): (a) a bounded
+  // queue feeding the generator, (d) a bounded queue each way and a pump. Net of
+  // `startupBaselines` (the same module loaded, nothing run).
+  startupBaselines: async () => {
+    await import('./baselines.mjs');
+  },
+  openBaselineA: async () => {
+    const { openQueued } = await import('./baselines.mjs');
+    const handler = async function* (events) {
+      for await (const e of events) yield e;
+    };
+    for (let i = 0; i < 30_000; i++) {
+      const { queue, outputs } = openQueued(handler);
+      await queue.send(i);
+      queue.end();
+      for (;;) if ((await outputs.next()).done) break;
+    }
+  },
+  openBaselineD: async () => {
+    const { openBuffered } = await import('./baselines.mjs');
+    const handler = async function* (events) {
+      for await (const e of events) yield e;
+    };
+    for (let i = 0; i < 30_000; i++) {
+      const { queue, outputs } = openBuffered(handler);
+      await queue.send(i);
+      queue.end();
+      for await (const _ of outputs);
+    }
+  },
   // Like S7: a three-stage pipe over 100,000 numbers (pipe links: the drain loop).
   pipe: async () => {
     const stage = (k) =>
