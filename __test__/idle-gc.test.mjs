@@ -196,3 +196,47 @@ test('the script from the bug report: a read pending over a GC ends, and the pro
   assert.equal(stderr, '');
   assert.equal(stdout, 'got 1\nloop ended\n');
 });
+
+// A stream is put in the thread's idle maps only on the turn after its open
+// (js/core/addon.ts, `watchIdleLater`): most streams end within that turn.
+test('a stream whose idle deadline passes within the turn that opened it still idles out', async () => {
+  const fn = streamFn(
+    async function* (events) {
+      for await (const e of events) yield e;
+    },
+    { idleTimeout: 1 },
+  );
+  // Opened in a timer's turn: the notifier's report (poll phase) then comes before that turn's immediates.
+  await sleep(10);
+  const s = fn.open();
+  const start = performance.now();
+  while (performance.now() - start < 30); // the deadline passes, and is reported, before the next turn
+  const outcome = await Promise.race([
+    (async () => {
+      for await (const _ of s);
+      return 'ended';
+    })(),
+    sleep(5000, 'still open'),
+  ]);
+  if (outcome !== 'ended') await s.cancel(); // (so that the failing run ends)
+  assert.equal(outcome, 'ended');
+  assert.equal(s.state, 'done');
+});
+
+test('streams opened and finished in one run that never yields to the event loop are not all held until it does', async () => {
+  const { idleWatched } = await import('#testing');
+  const fn = streamFn(async function* (events) {
+    for await (const e of events) yield e;
+  });
+  let most = 0;
+  for (let i = 0; i < 2000; i++) {
+    const s = fn.open();
+    await s.send(i);
+    s.end();
+    for await (const _ of s);
+    most = Math.max(most, idleWatched());
+  }
+  assert.ok(most <= 257, `at most 257 watched at once (saw ${most})`);
+  await settle();
+  assert.equal(idleWatched(), 0);
+});

@@ -124,6 +124,42 @@ test('the idle clock restarts at a send to a busy handler, not when the event re
   }
 });
 
+// A send handed straight to a waiting handler is not timed on its own: the
+// stream is stamped once the synchronous run it was made in ends (js/core/stream.ts,
+// `stampLater`). A clock read once per run or per turn, at its start or at its
+// first handoff, would restart the idle clock before a handoff made after
+// synchronous work in that run, and the stream would idle out early.
+test('a handed-over send after synchronous work in the same run restarts the idle clock no earlier than the send', async () => {
+  const timeout = 200;
+  const work = 150;
+  for (let attempt = 1; ; attempt++) {
+    const fn = streamFn(echo, { idleTimeout: timeout });
+    const s = fn.open();
+    await s.send('first'); // the first handoff goes through the core
+    assert.equal(await s.recv(), 'first');
+    await new Promise((r) => setTimeout(r, 10)); // a run of its own from here
+    await s.send('early'); // handed over and counted in JavaScript
+    assert.equal(await s.recv(), 'early');
+    const workStart = performance.now();
+    while (performance.now() - workStart < work); // the same run goes on
+    const sentAt = performance.now();
+    await s.send('late');
+    assert.equal(await s.recv(), 'late');
+    // Past the deadline of the run's start (or of 'early'), well before the late send's.
+    await new Promise((r) => setTimeout(r, timeout - work + 40));
+    const lookedAt = performance.now() - sentAt;
+    if (lookedAt >= timeout - 20) {
+      // (This machine was too slow to tell.)
+      assert.ok(attempt < 3, 'looked at in time in one of three attempts');
+      await s.cancel();
+      continue;
+    }
+    assert.equal(s.state, 'open', `still open ${Math.round(lookedAt)} ms after the last send`);
+    assert.deepEqual(await collect(s), [], 'and it idles out after that');
+    return;
+  }
+});
+
 test('a send waiting for room pauses the idle clock', async () => {
   let release;
   const gate = new Promise((r) => (release = r));

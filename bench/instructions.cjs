@@ -7,8 +7,15 @@
 // `--single-threaded` keeps V8's background compiler and GC threads from
 // making the count vary. Compare two builds by the difference of their counts,
 // minus the `startup` workload's (Node's start and the module's load).
+//
+// `IDLE_TIMEOUT=<ms>` in the environment opens the stream functions with that
+// `idleTimeout` (0: no idle clock) instead of the default, to measure what
+// the idle clock costs.
 const [workload = 'run', from = '..'] = process.argv.slice(2);
-const { streamFn, task, batch } = require(from === '..' ? require('node:path').join(__dirname, '..') : from);
+const lib = require(from === '..' ? require('node:path').join(__dirname, '..') : from);
+const { task, batch } = lib;
+const idleTimeout = process.env.IDLE_TIMEOUT;
+const streamFn = idleTimeout === undefined ? lib.streamFn : (handler) => lib.streamFn(handler, { idleTimeout: Number(idleTimeout) });
 
 const workloads = {
   startup: async () => {},
@@ -70,6 +77,36 @@ const workloads = {
       await s.send(i);
       s.end();
       for await (const _ of s);
+    }
+  },
+  // `open`'s shape with S4's hand-written baselines (bench/baselines.mjs): (a) a bounded
+  // queue feeding the generator, (d) a bounded queue each way and a pump. Net of
+  // `startupBaselines` (the same module loaded, nothing run).
+  startupBaselines: async () => {
+    await import('./baselines.mjs');
+  },
+  openBaselineA: async () => {
+    const { openQueued } = await import('./baselines.mjs');
+    const handler = async function* (events) {
+      for await (const e of events) yield e;
+    };
+    for (let i = 0; i < 30_000; i++) {
+      const { queue, outputs } = openQueued(handler);
+      await queue.send(i);
+      queue.end();
+      for (;;) if ((await outputs.next()).done) break;
+    }
+  },
+  openBaselineD: async () => {
+    const { openBuffered } = await import('./baselines.mjs');
+    const handler = async function* (events) {
+      for await (const e of events) yield e;
+    };
+    for (let i = 0; i < 30_000; i++) {
+      const { queue, outputs } = openBuffered(handler);
+      await queue.send(i);
+      queue.end();
+      for await (const _ of outputs);
     }
   },
   // Like S7: a three-stage pipe over 100,000 numbers (pipe links: the drain loop).

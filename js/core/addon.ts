@@ -52,6 +52,12 @@ export interface IdleTarget {
   idleFired(): void;
 }
 
+/** An idle target watched from the next turn on (`watchIdleLater`). */
+export interface LateIdleTarget extends IdleTarget {
+  /** Puts itself in the idle maps (`holdIdle`) if its deadline still runs. */
+  idleWatch(): void;
+}
+
 /**
  * The JavaScript half of this thread's native state. The native half (the
  * streams, the released value indices, the scratch buffer's address, the idle
@@ -72,12 +78,14 @@ interface ThreadState {
   idleHeld: Map<number, IdleTarget>;
   /** Streams whose idle clock is paused (a send waits for room), by key: held weakly, as nothing may end them. */
   idleWeak: Map<number, WeakRef<IdleTarget>>;
+  /** Streams opened since the last turn, to be watched (`watchIdleLater`): held, as in `idleHeld`. */
+  idleLater: LateIdleTarget[];
   /** Reads that keep the process alive (see `holdAlive`). */
   alive: { keepers: number; referenced: boolean; unrefPending: boolean };
 }
 
 /** Changes when `ThreadState`'s shape does: two copies that disagree on it must not share it. */
-const STATE_VERSION = 1;
+const STATE_VERSION = 2;
 
 const state = addon.threadState() as Partial<ThreadState>;
 if (state.version === undefined) {
@@ -89,6 +97,7 @@ if (state.version === undefined) {
     freeValues: [],
     idleHeld: new Map(),
     idleWeak: new Map(),
+    idleLater: [],
     alive: { keepers: 0, referenced: false, unrefPending: false },
   } satisfies Omit<ThreadState, 'version'>);
   addon.setIdleHandler(dispatchIdle);
@@ -113,6 +122,7 @@ export const freeValues = shared.freeValues;
 // The idle dispatcher is registered by the first copy only, and uses nothing
 // but the shared state: it serves the streams of every copy.
 function dispatchIdle(): void {
+  watchOpened();
   for (const key of addon.idleDue()) {
     const target = shared.idleHeld.get(key) ?? shared.idleWeak.get(key)?.deref();
     if (target === undefined) {
@@ -129,6 +139,25 @@ function dispatchIdle(): void {
       });
     }
   }
+}
+
+/**
+ * Watch `target`'s idle deadline from the next turn on (or from the next
+ * report of the notifier, if that comes first): most streams end within the
+ * turn that opened them, and then cost no map update and no native call for
+ * their key. Until then `target` is held in `idleLater`.
+ */
+export function watchIdleLater(target: LateIdleTarget): void {
+  // (A run that never yields to the event loop would pile up streams here: past 256, they are watched at once.)
+  if (shared.idleLater.length >= 256) watchOpened();
+  if (shared.idleLater.push(target) === 1) setImmediate(watchOpened);
+}
+
+function watchOpened(): void {
+  const targets = shared.idleLater;
+  if (targets.length === 0) return;
+  shared.idleLater = [];
+  for (let i = 0; i < targets.length; i++) targets[i].idleWatch();
 }
 
 /** Watch `key`'s idle deadline, which runs: `target` is held until it ends or the clock pauses. */
@@ -161,7 +190,7 @@ export function unwatchIdle(key: number): void {
 
 /** Streams watched for idle deadlines (for tests: none may be left behind). */
 export function idleWatched(): number {
-  return shared.idleHeld.size + shared.idleWeak.size;
+  return shared.idleHeld.size + shared.idleWeak.size + shared.idleLater.length;
 }
 
 // Reads that wait on a stream whose idle deadline runs keep the process

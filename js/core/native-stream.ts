@@ -256,10 +256,14 @@ export class NativeStream {
 
   // ----- endings -----
 
-  /** The handler returned: the stream ends once its outputs are read. */
-  handlerReturned(): void {
+  /**
+   * The handler returned: the stream ends once its outputs are read.
+   * `inputHeld`: the input lane may hold events, which this drops (a value
+   * table entry is freed only then; nothing else is dropped).
+   */
+  handlerReturned(inputHeld: boolean): void {
     ops.handlerReturned(this.#h);
-    reap();
+    if (inputHeld) reap();
   }
 
   /** The handler threw: the stream has failed (outputs yielded before stay readable). */

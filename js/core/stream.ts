@@ -14,7 +14,7 @@
 import { setMaxListeners } from 'node:events';
 import { StreamClosedError, describe, invalidReturn } from '../errors';
 import type { EventSource, StreamContext, StreamHandler, StreamMetrics, StreamState } from '../types';
-import { type IdleTarget, holdAlive, holdIdle, releaseAlive, unwatchIdle, watchIdle } from './addon';
+import { type LateIdleTarget, holdAlive, holdIdle, releaseAlive, unwatchIdle, watchIdleLater } from './addon';
 import type { AliveGroup } from './alive-group';
 import { StreamBase, watchAbort } from './drive';
 import { Fifo } from './fifo';
@@ -109,7 +109,8 @@ const NOT_YET = Symbol('velo.notYet');
 // one event, as most short streams do, would gain nothing by a report.) When
 // the stream has an idle clock, the time of its last handed event goes with
 // the report (and a report comes first when its idle deadline is looked at),
-// so that the clock restarts exactly as a send would have restarted it.
+// so that the clock restarts as a send would have restarted it (see
+// `stampLater` for that time).
 
 /** Streams with handoffs not reported yet (each listed once, by `#handoffsListed`). */
 const unreported: HandlerStream<unknown, unknown>[] = [];
@@ -133,6 +134,80 @@ export function reportHandoffs(): void {
   // (A report is one native call per stream, and never adds to the list.)
   for (let i = 0; i < unreported.length; i++) unreported[i][kReport](true);
   unreported.length = 0;
+}
+
+// ----- the time of handed-over events -----
+//
+// Reading the clock costs more than the rest of a handoff (`performance.now()`
+// is about 370 instructions; a live round trip without an idle clock is
+// about 7,000), so a handed-over event is not timed on its own. A stream with
+// an idle clock that hands events over is stamped once, when the synchronous
+// run it is in ends: at the next processing of `process.nextTick` callbacks,
+// which comes after the current macrotask's code and every promise job it led
+// to (Node drains the microtask queue, then ticks queued meanwhile). So one
+// clock read covers every handoff of that run, on every stream. The stamp is
+// never earlier than the last handoff it covers, so a stream never idles out
+// early; it is later by whatever the run did after that handoff. An idle
+// deadline is judged in a callback of its own, after the stamp; a report made
+// before it (a metrics read, the stream's end) uses the report's own time,
+// which is later than the handoff too.
+
+/** Streams with handoffs not timed yet (see `#stampDue`). */
+const toStamp: HandlerStream<unknown, unknown>[] = [];
+const kStamp = Symbol('velo.stamp');
+let stampScheduled = false;
+
+function stampLater(stream: HandlerStream<unknown, unknown>): void {
+  // A run with handoffs on many streams stamps them in groups of 256 (now is no earlier than their handoffs).
+  if (toStamp.length >= 256) stampNow();
+  toStamp.push(stream);
+  if (stampScheduled) return;
+  stampScheduled = true;
+  process.nextTick(stampHandoffs);
+}
+
+function stampHandoffs(): void {
+  stampScheduled = false;
+  stampNow();
+}
+
+function stampNow(): void {
+  const now = performance.now();
+  for (let i = 0; i < toStamp.length; i++) toStamp[i][kStamp](now);
+  toStamp.length = 0;
+}
+
+// ----- holds let go a turn later -----
+//
+// A stream whose idle deadline runs is held (the deadline will end it), and a
+// read waiting on it keeps the process alive (the deadline will settle it).
+// In a live stream both change on every event: a read waits, then is served;
+// a send into a full buffer waits (pausing the clock), then is admitted. So a
+// hold is taken at once, but given back only if it is still not wanted on the
+// next turn of the event loop: a live stream keeps its holds while it runs,
+// instead of paying for two updates of the thread's maps and counters (and a
+// `WeakRef`) per event, and an abandoned stream is collectable a turn later.
+
+/** Streams to look at on the next turn (each listed once, by `#recheckListed`). */
+let toRecheck: HandlerStream<unknown, unknown>[] = [];
+const kRecheck = Symbol('velo.recheckHolds');
+
+/**
+ * A run that never yields to the event loop (a loop of sends and reads that
+ * all settle in promise jobs) must not pile up streams here: past this many,
+ * the list is looked at at once (amortized, one look per stream listed).
+ */
+const RECHECK_AT_MOST = 256;
+
+function recheckLater(stream: HandlerStream<unknown, unknown>): void {
+  if (toRecheck.length >= RECHECK_AT_MOST) recheckOnTurn();
+  if (toRecheck.push(stream) === 1) setImmediate(recheckOnTurn);
+}
+
+function recheckOnTurn(): void {
+  const streams = toRecheck;
+  toRecheck = [];
+  for (let i = 0; i < streams.length; i++) streams[i][kRecheck]();
 }
 
 /** Streams whose batch readers are served on the next turn of the event loop (one immediate for all of them). */
@@ -181,7 +256,7 @@ class HandlerContext implements StreamContext {
   }
 }
 
-export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget {
+export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTarget {
   readonly #native: NativeStream;
   readonly #label: string;
   readonly #capacity: number;
@@ -232,11 +307,11 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
    * a take would find nothing, so the handler waits without asking the core.
    */
   #inPending = false;
+  /** The input ended with nothing held for the handler (`#inputEnded`): every take answers `Take.Ended`. */
+  #inEnded = false;
   #idleOn: boolean;
   /** The handler left its input loop (`HandlerInput.return()`); it may still be running. */
   #inputReleased = false;
-  /** Whether the idle deadline runs (and the stream is held for it); see `#syncKeepAlive`. */
-  #idleRunning: boolean;
 
   // Output side: readers, the batch lent to them, and the paused handler.
   /** The batch lent to readers (made on first use). */
@@ -251,6 +326,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   #resumeHandler: (() => void) | null = null;
   /** As `#inPending`, for outputs and their readers. */
   #outPending = false;
+  /** The handler returned with nothing held for readers (`#returned`): every take answers `Take.Ended`. */
+  #outEnded = false;
   /**
    * Outputs yielded but not yet handed to the core, within `#credit`: room
    * the core granted, so they are within the bound. Committed in one call
@@ -261,7 +338,14 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   #wakeScheduled = false;
   /** Writers waiting in `kSettle` for the running handler to stop. */
   #settleWaiters: (() => void)[] | null = null;
+  /** This stream holds the process alive (`holdAlive`), wanted or not (see `recheckLater`). */
   #keepingAlive = false;
+  /** This stream is held strongly for its idle deadline (`holdIdle`), its clock running or not (see `recheckLater`). */
+  #idleHeld: boolean;
+  /** It is in the thread's idle maps (from the turn after its open on: `watchIdleLater`). */
+  #idleWatched = false;
+  /** In `toRecheck`. */
+  #recheckListed = false;
 
   // Handoffs not yet counted by the core (see `reportHandoffs`).
   #inHanded = 0;
@@ -269,8 +353,13 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   /** An event (an output) was handed over before: the next ones are counted here. */
   #countingIn = false;
   #countingOut = false;
-  /** `performance.now()` at the last event handed over, if the idle clock runs. */
+  /** `performance.now()` when the run of the last event handed over ended (see `stampLater`), if the idle clock runs. */
   #lastHandedAt = 0;
+  /**
+   * The next handoff must list this stream in `toStamp`: the idle clock runs
+   * and no stamp is pending (one listing covers every handoff of a run).
+   */
+  #stampDue: boolean;
   /** In `unreported`. */
   #handoffsListed = false;
 
@@ -301,9 +390,9 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
     this.#native = native;
     this.#label = label;
     this.#capacity = capacity;
-    this.#idleOn = this.#idleRunning = idle;
+    this.#idleOn = this.#idleHeld = this.#stampDue = idle;
     this.#signal = signal;
-    if (idle) watchIdle(native.key, this);
+    if (idle) watchIdleLater(this);
     if (typeof handler !== 'function') {
       this.#body = handler;
       if (trace === undefined) handler[kStartBody](this);
@@ -404,9 +493,20 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
       this.#handoffsListed = false;
     }
     if (this.#inHanded === 0 && this.#outHanded === 0) return;
-    const agoUs = this.#idleOn && this.#inHanded > 0 ? (performance.now() - this.#lastHandedAt) * 1000 : 0;
+    // Not stamped yet (no stamp due): the handoff was in this run, and now is no earlier (0 ago).
+    const agoUs = this.#idleOn && this.#inHanded > 0 && this.#stampDue ? (performance.now() - this.#lastHandedAt) * 1000 : 0;
+    if (!this.#stampDue && this.#idleOn && toStamp[toStamp.length - 1] === this) toStamp.pop();
+    this.#stampDue = this.#idleOn;
     this.#native.handedOver(this.#inHanded, this.#outHanded, agoUs);
     this.#inHanded = this.#outHanded = 0;
+  }
+
+  /** The run of this stream's last handoff has ended (see `stampLater`). */
+  [kStamp](now: number): void {
+    // (Nothing pending: the idle clock stopped, or a report has counted the handoffs since.)
+    if (!this.#idleOn || this.#stampDue) return;
+    this.#stampDue = true;
+    this.#lastHandedAt = now;
   }
 
   #countLater(): void {
@@ -421,7 +521,10 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
     if (this.#resolveInput !== null && !this.#inPending && this.#countingIn) {
       // The handler waits and nothing is ahead of this event: it gets it
       // directly, counted later (see `reportHandoffs`).
-      if (this.#idleOn) this.#lastHandedAt = performance.now();
+      if (this.#stampDue) {
+        this.#stampDue = false;
+        stampLater(this as HandlerStream<unknown, unknown>);
+      }
       this.#inHanded++;
       this.#countLater();
       return this.#handToHandler(event);
@@ -470,6 +573,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
 
   /** The core just ended the input (by `end()` or the idle deadline): the handler sees the end after what is buffered. */
   #inputEnded(): void {
+    // Nothing was held for the handler: the core's input is now closed and empty for good.
+    if (!this.#inPending) this.#inEnded = true;
     this.#inPending = true;
     this.#idleOff();
     this.#wakeInput();
@@ -633,6 +738,11 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   /** Take the next batch of events from the core; null if the handler must wait. */
   #pollInput(): IteratorResult<I> | null {
     if (!this.#inPending) return null;
+    if (this.#inEnded) {
+      // (The core would answer `Take.Ended`, with no native call.)
+      this.#endTaken = true;
+      return DONE;
+    }
     if (this.#inBuf === NO_BUFFER) this.#inBuf = [];
     const n = this.#native.takeInput(this.#capacity, this.#inBuf);
     this.#inPending = n !== Take.Empty;
@@ -715,40 +825,91 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
 
   #idleOff(): void {
     if (!this.#idleOn) return;
-    this.#idleOn = this.#idleRunning = false;
-    unwatchIdle(this.#native.key);
+    this.#idleOn = this.#idleHeld = this.#stampDue = false;
+    if (this.#idleWatched) {
+      this.#idleWatched = false;
+      unwatchIdle(this.#native.key);
+    }
     this.#syncKeepAlive();
+  }
+
+  /** The turn after its open (see `watchIdleLater`): into the idle maps, if its deadline still runs. */
+  idleWatch(): void {
+    if (!this.#idleOn || this.#idleWatched) return;
+    this.#idleWatched = true;
+    holdIdle(this.#native.key, this, this.#idleHeld);
+  }
+
+  /** Holds the stream strongly for its deadline, or weakly while its clock is paused. */
+  #holdIdle(strong: boolean): void {
+    this.#idleHeld = strong;
+    if (this.#idleWatched) holdIdle(this.#native.key, this, strong);
   }
 
   /**
    * Follows whether this stream's idle deadline runs (it pauses while a send
    * waits for room): while it runs, the stream is held (see `holdIdle`), and
    * a pending read keeps the process alive, as the deadline will settle it.
+   * Holds are taken at once and given back a turn later if still not wanted
+   * (`recheckLater`).
    */
   #syncKeepAlive(): void {
-    const running = this.#idleOn && this.#senders.length === 0;
-    // (#idleRunning is false whenever #idleOn is.)
-    if (running !== this.#idleRunning) this.#idleClockChanged(running);
     if (this.#group !== null) {
-      const live = running || this.#timersPending;
-      if (live !== this.#groupRunning) this.#group.running((this.#groupRunning = live));
-      const reading = this.#groupLast && this.#readers.length > 0;
-      if (reading !== this.#groupReading) this.#group.reading((this.#groupReading = reading));
+      this.#syncGroup();
       return;
     }
-    // A waiting send keeps the process alive as a waiting read does when its
-    // answer depends on work off this thread (a worker's handler finishing).
-    const want = (running || this.#timersPending) && (this.#readers.length > 0 || this.#senders.length > 0);
-    if (want === this.#keepingAlive) return;
-    this.#keepingAlive = want;
-    if (want) holdAlive();
-    else releaseAlive();
-    this.#body?.keepAlive?.(want);
+    if (this.#keepingAlive && this.#idleHeld) {
+      // Every hold is taken already: only giving one back can be due.
+      if (!this.#recheckListed) this.#recheck();
+      return;
+    }
+    const running = this.#idleOn && this.#senders.length === 0;
+    if (running) {
+      if (!this.#idleHeld) this.#holdIdle(true);
+    } else if (this.#idleHeld) this.#recheck();
+    if (this.#wantsAlive(running)) {
+      if (this.#keepingAlive) return;
+      this.#keepingAlive = true;
+      holdAlive();
+      this.#body?.keepAlive?.(true);
+    } else if (this.#keepingAlive) this.#recheck();
   }
 
-  #idleClockChanged(running: boolean): void {
-    this.#idleRunning = running;
-    holdIdle(this.#native.key, this, running);
+  /** A stage of a pipe: its group decides for the pipe (see `AliveGroup`). */
+  #syncGroup(): void {
+    const running = this.#idleOn && this.#senders.length === 0;
+    if (running !== this.#idleHeld) this.#holdIdle(running);
+    const live = running || this.#timersPending;
+    const group = this.#group as AliveGroup;
+    if (live !== this.#groupRunning) group.running((this.#groupRunning = live));
+    const reading = this.#groupLast && this.#readers.length > 0;
+    if (reading !== this.#groupReading) group.reading((this.#groupReading = reading));
+  }
+
+  /** A pending read (or, for a worker's, a send) waits on an answer its running deadline or timers will give. */
+  #wantsAlive(running: boolean): boolean {
+    // A waiting send keeps the process alive as a waiting read does when its
+    // answer depends on work off this thread (a worker's handler finishing).
+    return (running || this.#timersPending) && (this.#readers.length > 0 || this.#senders.length > 0);
+  }
+
+  #recheck(): void {
+    if (this.#recheckListed) return;
+    this.#recheckListed = true;
+    recheckLater(this as HandlerStream<unknown, unknown>);
+  }
+
+  /** A turn after a hold stopped being wanted: give it back if it still is not. */
+  [kRecheck](): void {
+    this.#recheckListed = false;
+    if (this.#group !== null) return;
+    const running = this.#idleOn && this.#senders.length === 0;
+    if (this.#idleHeld && !running) this.#holdIdle(false);
+    if (this.#keepingAlive && !this.#wantsAlive(running)) {
+      this.#keepingAlive = false;
+      releaseAlive();
+      this.#body?.keepAlive?.(false);
+    }
   }
 
   // ----- the handler -----
@@ -839,7 +1000,9 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   #returned(): void {
     this[kReport](false);
     this.#commitStage();
-    this.#native.handlerReturned();
+    this.#native.handlerReturned(this.#inPending && !this.#inEnded);
+    // Nothing was left for readers: the core's outputs are closed and drained for good.
+    if (!this.#outPending) this.#outEnded = true;
     this.#afterHandler(() => new StreamClosedError(`${this.#describe()} has finished: its handler returned`));
   }
 
@@ -1069,6 +1232,11 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   #takeOutput(): number {
     this.#commitStage();
     if (!this.#outPending) return Take.Empty;
+    if (this.#outEnded) {
+      // (The core would answer the same, with no native call.)
+      this.#outPos = this.#outReported = this.#outLen = 0;
+      return Take.Ended;
+    }
     if (this.#outBuf === NO_BUFFER) this.#outBuf = [];
     const n = this.#native.takeOutput(this.#capacity, this.#outBuf);
     this.#outPending = n !== Take.Empty;
