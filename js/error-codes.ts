@@ -126,10 +126,16 @@ export const ERROR_CODES = {
     when: 'An event or output whose encoding is over `maxEventBytes`.',
     action: 'Send smaller events, or raise `maxEventBytes` on every process of the function.',
   },
+  ERR_VELO_CHECKPOINT_TOO_LARGE: {
+    class: 'CheckpointTooLargeError',
+    from: 'velo-stream/redis',
+    when: "A `redisWorker` session's `ctx.checkpoint(state)` whose state is over `maxCheckpointBytes` encoded: thrown at the call, and the session fails.",
+    action: 'Keep less state, or raise `maxCheckpointBytes`.',
+  },
   ERR_VELO_ENCODE: {
     class: 'TypeError',
     from: 'velo-stream/redis',
-    when: 'An event or output the codec cannot encode (with `jsonCodec`: a BigInt, a cycle).',
+    when: 'An event, output or checkpoint state the codec cannot encode (with `jsonCodec`: a BigInt, a cycle).',
     action: 'Send values the codec carries, or pass a codec that carries them.',
   },
   ERR_VELO_DECODE: {

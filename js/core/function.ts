@@ -4,7 +4,7 @@ import { type GroupPermit, NativeFunction, type Outcome, type Totals, ops } from
 import { assertSource, collectOutputs } from './drive';
 import { NativeStream } from './native-stream';
 import { PipedStream } from './pipe';
-import { kFinished, type StreamKind } from './protocol';
+import { type SessionHooks, kFinished, type StreamKind } from './protocol';
 import { HandlerStream, reportHandoffs } from './stream';
 import { type StreamBody } from './body';
 import { Sessions } from './sessions';
@@ -41,7 +41,8 @@ abstract class FnBase<I, O> implements StreamFn<I, O> {
   abstract readonly name: string;
   abstract readonly config: Readonly<Required<StreamConfig>>;
   abstract stats(): StreamFnStats;
-  abstract [kOpen](signal: AbortSignal | undefined, idle: boolean): StreamKind<I, O>;
+  /** `hooks`: a session's durable side (the Redis tier); only a single handler's stream uses them. */
+  abstract [kOpen](signal: AbortSignal | undefined, idle: boolean, hooks?: SessionHooks): StreamKind<I, O>;
   abstract [kTotals](boundsUs: number[]): Totals;
   /** The single-stage functions this one runs, in order. */
   abstract readonly stages: readonly SingleFn<unknown, unknown>[];
@@ -132,12 +133,12 @@ class SingleFn<I, O> extends FnBase<I, O> {
     return [this as SingleFn<unknown, unknown>];
   }
 
-  [kOpen](signal: AbortSignal | undefined, idle: boolean): HandlerStream<I, O> {
+  [kOpen](signal: AbortSignal | undefined, idle: boolean, hooks?: SessionHooks): HandlerStream<I, O> {
     const handle = this[kAdmit](idle);
     if (handle < 0) {
       throw new StreamLimitError(`Cannot open a stream of "${this.name}": ${this.config.maxConcurrent} are open (maxConcurrent)`);
     }
-    return this[kStart](handle, idle, signal);
+    return this[kStart](handle, idle, signal, undefined, hooks);
   }
 
   /**
@@ -152,13 +153,19 @@ class SingleFn<I, O> extends FnBase<I, O> {
   }
 
   /** Starts the handler of a stream admitted by `kAdmit`. */
-  [kStart](handle: number, idle: boolean, signal: AbortSignal | undefined, over?: StageOverrides): HandlerStream<I, O> {
+  [kStart](
+    handle: number,
+    idle: boolean,
+    signal: AbortSignal | undefined,
+    over?: StageOverrides,
+    hooks?: SessionHooks,
+  ): HandlerStream<I, O> {
     const idleOn = idle && (over?.idleTimeout ?? this.config.idleTimeout) > 0;
     const buffer = over?.buffer ?? this.config.buffer;
     const native = new NativeStream(handle);
     const handler = this.#handler;
     const body = typeof handler === 'function' ? handler : handler.makeBody(native, buffer);
-    return new HandlerStream(native, body, this.name, buffer, idleOn, signal);
+    return new HandlerStream(native, body, this.name, buffer, idleOn, signal, typeof handler === 'function' ? hooks : undefined);
   }
 
   stats(): StreamFnStats {

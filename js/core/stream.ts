@@ -23,6 +23,8 @@ import {
   DONE,
   ReadKind,
   type SendControl,
+  type SessionHooks,
+  kCheckpoint,
   kDrain,
   kFinished,
   kInputError,
@@ -37,6 +39,9 @@ import {
   kWaitOutput,
   NOT_NOW,
 } from './protocol';
+
+/** A stream's `SessionHooks` (module-private: only its `HandlerContext` reads them). */
+const kHooks = Symbol('hooks');
 import {
   Emit,
   INPUT_END,
@@ -176,6 +181,12 @@ class HandlerContext implements StreamContext {
   get signal(): AbortSignal {
     return this.#stream[kHandlerSignal];
   }
+  get restored(): unknown {
+    return this.#stream[kHooks]?.restored;
+  }
+  checkpoint(state: unknown): void {
+    this.#stream[kCheckpoint](state);
+  }
 }
 
 export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget {
@@ -194,6 +205,10 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   #bodyAbort: { reason: unknown } | undefined;
   /** A task stage's body, or null for a handler generator. */
   readonly #body: StreamBody<I, O> | null;
+  /** The session's durable side (`ctx.restored`, `ctx.checkpoint`), or undefined (a no-op checkpoint). */
+  readonly #hooks: SessionHooks | undefined;
+  /** Outputs the handler yielded so far (a checkpoint comes after them). */
+  #yielded = 0;
   /** The body's deadlines are pending (see `kTimersPending`). */
   #timersPending = false;
   /** The pipe's keep-alive group, for a stage of a pipe: it decides instead of this stream (see `AliveGroup`). */
@@ -289,8 +304,10 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
     capacity: number,
     idle: boolean,
     signal: AbortSignal | undefined,
+    hooks?: SessionHooks,
   ) {
     super();
+    this.#hooks = hooks;
     this.#native = native;
     this.#label = label;
     this.#capacity = capacity;
@@ -358,6 +375,15 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
       else if (this.#bodyAbort !== undefined) this.#abort.abort(this.#bodyAbort.reason);
     }
     return this.#abort.signal;
+  }
+
+  get [kHooks](): SessionHooks | undefined {
+    return this.#hooks;
+  }
+
+  /** `ctx.checkpoint(state)`: every output yielded before it has reached `#emit`, every event taken is counted. */
+  [kCheckpoint](state: unknown): void {
+    this.#hooks?.checkpoint(state, this[kTaken](), this.#yielded);
   }
 
   get [kFinished](): Promise<void> {
@@ -735,6 +761,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
       for (;;) {
         const r = await it.next();
         if (r.done) break;
+        this.#yielded++;
         // (After a cancel the core refuses every output, and the handler is
         // stopped below: a refused push, or no room granted.)
         const emitted = this.#emit(r.value);

@@ -199,3 +199,25 @@ export function reportable(error: unknown): unknown {
   const loading = String((e as { message?: unknown }).message).startsWith('LOADING');
   return byClass || byCode || loading ? new RedisConnectionError(error) : error;
 }
+
+/**
+ * Thrown by a `redisWorker` session's `ctx.checkpoint(state)` when the state's encoding is over
+ * `maxCheckpointBytes`. The session fails at that point (this error is its last output, after those yielded
+ * before the call), and nothing of the checkpoint is written.
+ */
+export class CheckpointTooLargeError extends RangeError {
+  /** The error's stable code: compare it rather than the class across copies of the module. */
+  readonly code = 'ERR_VELO_CHECKPOINT_TOO_LARGE' as const;
+  /** The encoded size, bytes. */
+  readonly size: number;
+  /** `maxCheckpointBytes`. */
+  readonly limit: number;
+  constructor(sid: string, size: number, limit: number) {
+    super(
+      `The checkpoint of session ${JSON.stringify(sid)} is ${size} bytes encoded, more than the limit of ${limit} bytes (maxCheckpointBytes): the session fails, nothing of it was written`,
+    );
+    this.name = 'CheckpointTooLargeError';
+    this.size = size;
+    this.limit = limit;
+  }
+}

@@ -18,6 +18,7 @@ export {
 } from './materialize';
 export { jsonCodec, bufferCodec, EventTooLargeError, type Codec } from './codec';
 export {
+  CheckpointTooLargeError,
   CloseTimeoutError,
   LagLimitError,
   OnOutputError,

@@ -9,6 +9,7 @@
 //   velo:{name:pN}:hw      hash: session id -> last output seq written
 //   velo:{name:pN}:check   hash (checkReplay): "<seq> <sid>" -> "<output id> <sha1>"
 //   velo:{name:pN}:commit  the owner's last commit, with local delivery (retries)
+//   velo:{name:pN}:ckpt    hash: session id -> its last checkpoint (a JSON header line, then the state's bytes)
 //   velo:{name:pN}:fence:E the fence stream of the lease of epoch E: empty, with the group `velo`; it lives
 //                          exactly as long as that lease (same expiry, deleted with it), so a plain
 //                          XREADGROUP that names it first is refused (NOGROUP) once the lease is gone
@@ -16,7 +17,7 @@
 // One consumer group (`velo`) per input stream and one consumer name
 // (`owner`): whoever holds the lease reads as `owner`, so a new owner's
 // `XREADGROUP ... 0` returns exactly what the last owner left unacked.
-import type { Commit, CommitResult, Divergence, InputEntry, Lease, PartitionLog, ReadResult } from './transport';
+import type { Commit, CommitResult, Divergence, InputEntry, Lease, PartitionLog, ReadResult, Snapshot } from './transport';
 import { FencedError } from './transport';
 import { PollWaker, type RedisClientLike, isCluster, readStreams, send, xreadStreams } from './connection';
 import { Script } from './script';
@@ -65,6 +66,10 @@ export class KeySpace {
   commits(p: number): string {
     return `${this.input(p)}:commit`;
   }
+  /** Checkpoints: the last snapshot of each live session that made one. */
+  ckpt(p: number): string {
+    return `${this.input(p)}:ckpt`;
+  }
   workers(): string {
     return `velo:{${this.name}}:workers`;
   }
@@ -72,6 +77,19 @@ export class KeySpace {
   fence(p: number, epoch = ''): string {
     return `${this.input(p)}:fence:${epoch}`;
   }
+}
+
+/** A checkpoint as stored: a JSON header (`seq`, `last`, `events`) on one line, then the state's bytes. */
+function snapshotValue(c: Snapshot): Buffer {
+  const head = Buffer.from(`${JSON.stringify({ seq: c.seq, last: c.lastTime, events: c.events })}\n`);
+  return Buffer.concat([head, typeof c.state === 'string' ? Buffer.from(c.state) : c.state]);
+}
+
+function parseSnapshot(sid: string, value: Buffer): Snapshot {
+  const nl = value.indexOf(10);
+  const head = JSON.parse(value.subarray(0, nl).toString()) as { seq: number; last: number; events: number };
+  const key = sid.slice(0, sid.lastIndexOf('@'));
+  return { sid, key, seq: head.seq, lastTime: head.last, events: head.events, state: value.subarray(nl + 1) };
 }
 
 function fenced(partition: number, error: unknown): unknown {
@@ -278,13 +296,16 @@ export class RedisLog implements PartitionLog {
       if (o.error !== undefined) args.push('e', o.error);
       else args.push('v', o.payload ?? '');
     }
+    const checkpoints = commit.checkpoints ?? [];
+    args.push(String(checkpoints.length));
+    for (const c of checkpoints) args.push(c.sid, snapshotValue(c));
     args.push(String(commit.acks.length), ...commit.acks, String(commit.ended.length));
     commit.ended.forEach((sid, i) => args.push(sid, String(commit.endedSeqs?.[i] ?? 0)));
     let reply: [Buffer[], Buffer[]];
     try {
       reply = (await COMMIT.run(
         this.#client,
-        [k.lease(p), k.input(p), k.output(p), k.hw(p), k.check(p), k.commits(p)],
+        [k.lease(p), k.input(p), k.output(p), k.hw(p), k.check(p), k.commits(p), k.ckpt(p)],
         args,
         BUFFERS,
       )) as [Buffer[], Buffer[]];
@@ -311,6 +332,19 @@ export class RedisLog implements PartitionLog {
       }
     }
     return { ids, diverged };
+  }
+
+  async snapshots(lease: Lease): Promise<Snapshot[]> {
+    const key = this.#keys.ckpt(lease.partition);
+    const found: Snapshot[] = [];
+    let cursor = '0';
+    do {
+      const reply = (await send(this.#client, key, ['HSCAN', key, cursor, 'COUNT', '1000'], BUFFERS)) as [Buffer, Buffer[]];
+      cursor = reply[0].toString();
+      const fields = reply[1];
+      for (let j = 0; j + 1 < fields.length; j += 2) found.push(parseSnapshot(fields[j].toString(), fields[j + 1]));
+    } while (cursor !== '0');
+    return found;
   }
 
   lag(partition: number): Promise<number> {

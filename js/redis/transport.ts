@@ -35,9 +35,25 @@ export interface OutputRecord {
   readonly error?: string;
 }
 
-/** What the owner of a partition commits in one fenced step: outputs, then acks, then forgets ended sessions. */
+/** A live session's last checkpoint, as committed: what a new owner restores it from. */
+export interface Snapshot {
+  readonly sid: string;
+  readonly key: string;
+  /** Outputs the session had made up to the checkpoint: its next output is `seq + 1`. */
+  readonly seq: number;
+  /** Redis' time of the last event it had taken, ms (its idle deadline is `idleTimeout` after it); 0: none. */
+  readonly lastTime: number;
+  /** Events of the log it had got up to the checkpoint (for `maxSessionEvents`). */
+  readonly events: number;
+  /** The state, as the function's codec encoded it. */
+  readonly state: Buffer | string;
+}
+
+/** What the owner of a partition commits in one fenced step: outputs, then checkpoints, then acks, then forgets ended sessions. */
 export interface Commit {
   readonly outputs: OutputRecord[];
+  /** The latest checkpoint of each session that made one since the last commit (at most one per `sid`). */
+  readonly checkpoints?: readonly Snapshot[];
   readonly acks: string[];
   /** Sessions that ended. */
   readonly ended: readonly string[];
@@ -110,7 +126,9 @@ export interface PartitionLog {
   markClose(lease: Lease, key: string, sid: string, reason?: string): Promise<string>;
   /** Fenced: removes input entries no session needs any more (older than every pending or undelivered one). Resolves with how many. */
   trim(lease: Lease): Promise<number>;
-  /** Fenced: writes outputs not written before (by `(sid, seq)`), acks entries, forgets ended sessions. */
+  /** The checkpoints of the partition's live sessions (unfenced: what the owner does with them is fenced). */
+  snapshots(lease: Lease): Promise<Snapshot[]>;
+  /** Fenced: writes outputs not written before (by `(sid, seq)`), checkpoints, acks entries, forgets ended sessions. */
   commit(lease: Lease, commit: Commit): Promise<CommitResult>;
   /** Entries of the partition's input not yet delivered to its owner (unfenced: a read-only figure for metrics). */
   lag(partition: number): Promise<number>;

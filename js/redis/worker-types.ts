@@ -63,6 +63,11 @@ export interface RedisWorkerOptions<O = unknown> extends RedisOptions {
    * Costs a hash field and a SHA-1 per output in Redis. Default false.
    */
   checkReplay?: boolean;
+  /**
+   * Largest encoded state a session's `ctx.checkpoint(state)` may record, bytes: a larger one throws
+   * `CheckpointTooLargeError` (`ERR_VELO_CHECKPOINT_TOO_LARGE`) at the call, and the session fails. Default 1 MiB.
+   */
+  maxCheckpointBytes?: number;
 }
 
 /** Round-trip times of the worker's calls to Redis, ms: nearest-rank percentiles of its last 1024 calls. */
@@ -158,6 +163,10 @@ export interface RedisWorkerStats {
   undelivered: number;
   /** Replay divergences found by `checkReplay`. */
   diverged: number;
+  /** Checkpoints committed (`ctx.checkpoint`; of several by one session before a commit, only the latest is written). */
+  checkpoints: number;
+  /** Sessions started again from their checkpoint after a takeover (`ctx.restored`). */
+  restored: number;
   /** Round-trip times of the worker's calls to Redis (reads, commits, leases), blocking wake-up reads excluded. */
   roundTrip: RoundTripStats;
   /**

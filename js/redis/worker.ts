@@ -65,6 +65,7 @@ const WORKER_KEYS = [
   'onOutput',
   'maxUndelivered',
   'checkReplay',
+  'maxCheckpointBytes',
 ];
 /** The longest a blocking wake-up read waits before it is re-issued, ms. */
 const WAIT_MS = 2000;
@@ -82,6 +83,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
   readonly maxSessionEvents: number;
   readonly maxSessionAge: number;
   readonly checkReplay: boolean;
+  readonly maxCheckpointBytes: number;
   /** Local delivery (`onOutput`), or null. */
   readonly delivery: LocalDelivery<O> | null;
   readonly counters: WorkerCounters = {
@@ -99,6 +101,8 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     ticks: 0,
     handedOn: 0,
     diverged: 0,
+    checkpoints: 0,
+    restored: 0,
   };
   readonly #trips = new RoundTrips();
   readonly #share: number;
@@ -138,6 +142,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       onOutput,
       maxUndelivered = UNDELIVERED_DEFAULT,
       checkReplay = false,
+      maxCheckpointBytes = 1 << 20,
     } = extra;
     // (At most a Node timer's longest delay: the lease's timers are set from it.)
     integerOption(W, 'leaseTtl', leaseTtl, 300, MAX_TIMER_MS, `from 300 to ${MAX_TIMER_MS} (ms)`);
@@ -169,6 +174,8 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     this.id = workerId;
     this.name = options.keys.name;
     this.checkReplay = checkReplay;
+    integerOption(W, 'maxCheckpointBytes', maxCheckpointBytes, 1, 512 << 20);
+    this.maxCheckpointBytes = maxCheckpointBytes;
     this.delivery = onOutput === undefined ? null : new LocalDelivery(onOutput, maxUndelivered, (error) => this.report(error));
     this.fn = fn as StreamFn<I, O> & Openable<I, O>;
     this.ttl = leaseTtl;

@@ -144,7 +144,8 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
     let it: AsyncIterator<unknown> | undefined;
     try {
       const fn = await loadHandler();
-      const ctx: StreamContext = { id: this.#id, signal: this.signal };
+      // A worker thread's stream lives in this process only: nothing to restore, a checkpoint is a no-op.
+      const ctx: StreamContext = { id: this.#id, signal: this.signal, restored: undefined, checkpoint: () => {} };
       const iterable = fn(this, ctx) as unknown;
       if (iterable === null || typeof (iterable as AsyncIterable<unknown>)[Symbol.asyncIterator] !== 'function') {
         if (typeof (iterable as PromiseLike<unknown> | null)?.then === 'function') Promise.resolve(iterable).catch(() => {});
