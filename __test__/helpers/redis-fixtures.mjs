@@ -23,6 +23,32 @@ export function totals(config = {}, delayMs = 0) {
   }, config);
 }
 
+/**
+ * `totals` with checkpoints: after every `every`-th output it records `{ total, count }`, and a session restored
+ * from one goes on from there, so its outputs are those of `totals`. An event `{ big: n }` makes it checkpoint a
+ * state of n bytes, `{ bigint: true }` one JSON cannot encode, and with `catch: true` it catches that error.
+ */
+export function checkpointTotals(config = {}, delayMs = 0, every = 10) {
+  return streamFn(async function* checkpointTotals(events, ctx) {
+    let { total, count } = ctx.restored ?? { total: 0, count: 0 };
+    for await (const e of events) {
+      if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
+      if (e.stop) return;
+      if (e.big !== undefined || e.bigint) {
+        try {
+          ctx.checkpoint(e.bigint ? { total: 10n } : { pad: 'x'.repeat(e.big) });
+        } catch (error) {
+          if (!e.catch) throw error;
+        }
+      }
+      total += e.n;
+      count++;
+      yield { n: e.n, total, count };
+      if (count % every === 0) ctx.checkpoint({ total, count });
+    }
+  }, config);
+}
+
 /** What `totals` yields for these events of one session, as the reader sees them. */
 export function expectedTotals(ns) {
   let total = 0;

