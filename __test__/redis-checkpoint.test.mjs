@@ -126,3 +126,116 @@ for (const [crashes, seed] of [
     }
   });
 }
+
+test('a restored session ends where the log says, also one with no event left to replay: by its idle time, its snapshot and pending entries gone', async () => {
+  const name = fresh('ckpt');
+  const producer = redisProducer({ client, name, partitions: PARTITIONS });
+  const options = { idle: 1500 };
+  const a = ckptWorker(name, {}, options);
+  let b;
+  try {
+    await eventually(() => lastStats(a)?.owned.length === PARTITIONS, 'A owns every partition');
+    // x: 20 events, all covered by its checkpoint at 20; y: 25, 5 of them after its checkpoint.
+    const sent = new Map([
+      ['x', Array.from({ length: 20 }, (_, i) => i)],
+      ['y', Array.from({ length: 25 }, (_, i) => 100 + i)],
+    ]);
+    await producer.sendMany([...sent].flatMap(([key, ns]) => ns.map((n) => [key, { n }])));
+    await eventually(async () => (await readAllOutputs(client, name, PARTITIONS)).length === 45, 'every output');
+    await eventually(async () => (await snapshots(name)).size === 2 && (await pendingCount(client, name, PARTITIONS)) === 5, 'both snapshots, y\'s last 5 events pending');
+    await killChild(a);
+    b = ckptWorker(name, {}, options);
+    await eventually(() => lastStats(b)?.restored === 2, 'both sessions restored');
+    await eventually(async () => (await snapshots(name)).size === 0 && (await pendingCount(client, name, PARTITIONS)) === 0, 'both ended by their idle time');
+    await settled(client, name, PARTITIONS, sent);
+    assert.equal(lastStats(b).replayed, 5, 'only y\'s 5 events after its checkpoint replayed');
+    await stopChild(b);
+  } finally {
+    for (const c of [a, b]) if (alive(c)) c.child.kill('SIGKILL');
+  }
+});
+
+test('a state over maxCheckpointBytes, or one the codec cannot encode, throws a coded error at the call; the session fails there (also if the handler catches it), nothing of it written', async () => {
+  const name = fresh('ckpt');
+  const producer = redisProducer({ client, name, partitions: PARTITIONS });
+  const a = ckptWorker(name, { maxCheckpointBytes: 300 });
+  try {
+    await eventually(() => lastStats(a)?.owned.length === PARTITIONS, 'A owns every partition');
+    const flags = { big: { big: 400 }, caught: { big: 400, catch: true }, bigint: { bigint: true }, fits: { big: 100 } };
+    const events = [];
+    for (let n = 0; n < 15; n++) for (const key of Object.keys(flags)) events.push([key, { n }]);
+    for (const [key, flag] of Object.entries(flags)) events.push([key, { n: 15, ...flag }]);
+    await producer.sendMany(events);
+    const failed = ['big', 'caught', 'bigint'];
+    await eventually(async () => (await readAllOutputs(client, name, PARTITIONS)).filter((o) => o.error).length === failed.length, 'the failures');
+    // The snapshots of the failed sessions are gone with them; the state that failed was never written.
+    assert.deepEqual([...(await snapshots(name)).keys()].map((sid) => sid.slice(0, sid.indexOf('@'))), ['fits']);
+    assert.deepEqual(Object.keys([...(await snapshots(name)).values()][0].state), ['pad'], 'a state within the limit is written');
+    // Sent once the failures are written: each opens its key's next session (a fresh one: nothing to restore).
+    await producer.sendMany(Object.keys(flags).map((key) => [key, { n: 16 }]));
+    await producer.sendMany(Object.keys(flags).map((key) => [key, { n: -1, stop: true }]));
+    await eventually(async () => (await pendingCount(client, name, PARTITIONS)) === 0 && (await snapshots(name)).size === 0, 'every session ended');
+    const outputs = await readAllOutputs(client, name, PARTITIONS);
+    const ns = Array.from({ length: 15 }, (_, i) => i);
+    const totals = (list) => {
+      let total = 0;
+      return list.map((n, i) => ({ n, total: (total += n), count: i + 1 }));
+    };
+    for (const key of Object.keys(flags)) {
+      const mine = outputs.filter((o) => o.key === key);
+      const sids = [...new Set(mine.map((o) => o.sid))];
+      if (key === 'fits') {
+        assert.deepEqual(mine.map((o) => o.value), totals([...ns, 15, 16]), key);
+        assert.equal(sids.length, 1, key);
+        continue;
+      }
+      assert.equal(sids.length, 2, `${key}: the event after the failure opened a new session`);
+      const first = mine.filter((o) => o.sid === sids[0]);
+      assert.deepEqual(first.map((o) => o.seq), first.map((_, i) => i + 1), key);
+      // Its outputs before the call, then the error as its last.
+      assert.deepEqual(first.slice(0, -1).map((o) => o.value), totals(ns), key);
+      const { error } = first.at(-1);
+      if (key === 'bigint') assert.equal(error.code, 'ERR_VELO_ENCODE', key);
+      else {
+        assert.equal(error.code, 'ERR_VELO_CHECKPOINT_TOO_LARGE', key);
+        assert.equal(error.name, 'CheckpointTooLargeError');
+        assert.match(error.message, /maxCheckpointBytes/);
+      }
+      assert.deepEqual(mine.filter((o) => o.sid === sids[1]).map((o) => o.value), [{ n: 16, total: 16, count: 1 }], `${key}: a fresh session`);
+    }
+    await stopChild(a);
+  } finally {
+    if (alive(a)) a.child.kill('SIGKILL');
+  }
+});
+
+test('an owner paused past its lease (SIGSTOP) writes no snapshot once it runs again; the next owner\'s stand, outputs equal a crash-free run', async () => {
+  const name = fresh('ckpt');
+  const producer = redisProducer({ client, name, partitions: PARTITIONS });
+  const sent = new Map();
+  const send = sender(producer, KEYS, sent);
+  // A slow handler: A has events buffered and checkpoints to commit when it is paused.
+  const a = ckptWorker(name, {}, { delayMs: 20 });
+  let b;
+  try {
+    await eventually(() => lastStats(a)?.owned.length === PARTITIONS, 'A owns every partition');
+    await send(KEYS * 35);
+    await eventually(async () => (await snapshots(name)).size > 0, 'a first snapshot');
+    a.child.kill('SIGSTOP');
+    b = ckptWorker(name);
+    await eventually(() => lastStats(b)?.owned.length === PARTITIONS, 'B owns every partition', 30_000);
+    await eventually(async () => (await readAllOutputs(client, name, PARTITIONS)).length === KEYS * 35, 'every output');
+    await eventually(async () => [...(await snapshots(name)).values()].every((s) => s.seq === 30) && (await snapshots(name)).size === KEYS, 'B\'s snapshots');
+    const before = await snapshots(name);
+    a.child.kill('SIGCONT');
+    // A runs again until it finds its leases gone (refused, or by its own clock).
+    await eventually(() => lastStats(a)?.owned.length === 0, 'A owns nothing');
+    assert.deepEqual(await snapshots(name), before, 'A wrote no snapshot');
+    await stopAll(producer);
+    await settled(client, name, PARTITIONS, sent);
+    await stopChild(a);
+    await stopChild(b);
+  } finally {
+    for (const c of [a, b]) if (alive(c)) c.child.kill('SIGKILL');
+  }
+});
