@@ -6,6 +6,7 @@
 // writes nothing of itself.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
 import { redisProducer } from 'velo-stream/redis';
 import { client, fresh, killChild, lastStats, sender, stopChild, useRedis, workerChild } from './helpers/redis-suite.mjs';
 import { eventually, pendingCount, readAllOutputs, settled } from './helpers/redis-fixtures.mjs';
@@ -39,6 +40,8 @@ async function snapshots(name) {
 async function stopAll(producer) {
   await producer.sendMany(Array.from({ length: KEYS }, (_, k) => [`user${k}`, { n: -1, stop: true }]));
 }
+
+const require = createRequire(import.meta.url);
 
 const alive = (c) => c && c.child.exitCode === null && c.child.signalCode === null;
 
@@ -238,4 +241,40 @@ test('an owner paused past its lease (SIGSTOP) writes no snapshot once it runs a
   } finally {
     for (const c of [a, b]) if (alive(c)) c.child.kill('SIGKILL');
   }
+});
+
+test('a commit under a lease that is gone writes no snapshot and acks nothing; the owner\'s replaces the session\'s snapshot, and the session\'s end removes it', async () => {
+  const { RedisLog, KeySpace } = require('../dist/redis/redis-log.js');
+  const name = fresh('ckfence');
+  const keys = new KeySpace(name);
+  const log = new RedisLog(client, keys, 1, (error) => assert.fail(error));
+  const producer = redisProducer({ client, name, partitions: 1 });
+  const zombie = await log.acquire(0, 'zombie', 300);
+  await producer.sendMany([
+    ['k', { n: 1 }],
+    ['k', { n: 2 }],
+  ]);
+  const read = await log.read(zombie, '>', 10);
+  const ids = read.entries.map((e) => e.id);
+  const snapshot = (seq, state) => ({ sid: `k@${ids[0]}`, key: 'k', seq, lastTime: 1, events: seq, state });
+  await new Promise((resolve) => setTimeout(resolve, 400)); // the zombie's lease runs out
+  const owner = await log.acquire(0, 'owner', 5000);
+  await assert.rejects(log.commit(zombie, { outputs: [], checkpoints: [snapshot(1, '"zombie"')], acks: [ids[0]], ended: [] }), {
+    code: 'ERR_VELO_FENCED',
+  });
+  assert.equal(await client.exists(keys.ckpt(0)), 0, 'no snapshot written');
+  assert.equal(await pendingCount(client, name, 1), 2, 'nothing acked');
+  await log.read(owner, '0-0', 10);
+  await log.commit(owner, { outputs: [], checkpoints: [snapshot(1, '"one"')], acks: [ids[0]], ended: [] });
+  await log.commit(owner, { outputs: [], checkpoints: [snapshot(2, '"two"')], acks: [ids[1]], ended: [] });
+  const stored = await log.snapshots(owner);
+  assert.deepEqual(
+    stored.map((s) => ({ ...s, state: s.state.toString() })),
+    [{ ...snapshot(2, '"two"') }],
+    'the latest snapshot only, as written',
+  );
+  assert.equal(await pendingCount(client, name, 1), 0, 'the events it covers acked');
+  await log.commit(owner, { outputs: [], acks: [], ended: [`k@${ids[0]}`] });
+  assert.equal(await client.exists(keys.ckpt(0)), 0, "the session's end removed its snapshot");
+  await log.close();
 });
