@@ -7,7 +7,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
-import { redisProducer } from 'velo-stream/redis';
+import { redisProducer, redisWorker } from 'velo-stream/redis';
+import { streamFn } from 'velo-stream';
 import { client, fresh, killChild, lastStats, sender, stopChild, useRedis, workerChild } from './helpers/redis-suite.mjs';
 import { eventually, pendingCount, readAllOutputs, settled } from './helpers/redis-fixtures.mjs';
 
@@ -277,4 +278,62 @@ test('a commit under a lease that is gone writes no snapshot and acks nothing; t
   await log.commit(owner, { outputs: [], acks: [], ended: [`k@${ids[0]}`] });
   assert.equal(await client.exists(keys.ckpt(0)), 0, "the session's end removed its snapshot");
   await log.close();
+});
+
+test('checkReplay covers a replay from a snapshot: outputs made again after the checkpoint are compared with those written', async () => {
+  const name = fresh('ckcheck');
+  const producer = redisProducer({ client, name, partitions: 1 });
+  /** A total checkpointed every 4 events; `salt` changes its outputs (a handler that is not deterministic). */
+  const salted = (salt) =>
+    streamFn(async function* salted(events, ctx) {
+      let { total } = ctx.restored ?? { total: 0 };
+      let count = 0;
+      for await (const e of events) {
+        total += e.n;
+        yield total + salt;
+        if (++count % 4 === 0) ctx.checkpoint({ total });
+      }
+    });
+  const run = async (salt, until) => {
+    const errors = [];
+    const worker = redisWorker(salted(salt), { client, name, partitions: 1, leaseTtl: 1000, checkReplay: true, onError: (e) => errors.push(e) });
+    await eventually(async () => (await client.xLen(`velo:{${name}:p0}:out`)) >= until, `${until} outputs`);
+    await eventually(() => worker.stats().restored === 1 && worker.stats().replayed === 2, 'the replay');
+    const stats = worker.stats();
+    await worker.close();
+    return { errors, stats };
+  };
+  await producer.sendMany(Array.from({ length: 10 }, (_, n) => ['k', { n }]));
+  // A writes 10 outputs and checkpoints after the 4th and 8th; its hand-off leaves events 8 and 9 pending.
+  const first = await new Promise((resolve, reject) => {
+    const errors = [];
+    const worker = redisWorker(salted(0), { client, name, partitions: 1, leaseTtl: 1000, checkReplay: true, onError: (e) => errors.push(e) });
+    eventually(async () => (await client.xLen(`velo:{${name}:p0}:out`)) === 10 && (await pendingCount(client, name, 1)) === 2, 'A\'s outputs and checkpoints')
+      .then(() => worker.close())
+      .then(() => resolve(errors), reject);
+  });
+  assert.deepEqual(first, []);
+  // The same handler again: its replay from the snapshot makes outputs 9 and 10 again, equal.
+  const same = await run(0, 10);
+  assert.deepEqual(same.errors, [], 'no divergence');
+  assert.equal(same.stats.diverged, 0);
+  // A handler whose outputs differ: the two outputs made again after the checkpoint are flagged.
+  const other = await run(1, 10);
+  assert.deepEqual(
+    other.errors.map((e) => [e.code, e.kind, e.sid.startsWith('k@'), e.seq, e.committed?.value, e.replayed?.value]),
+    [
+      ['ERR_VELO_REPLAY_DIVERGED', 'output', true, 9, 36, 37],
+      ['ERR_VELO_REPLAY_DIVERGED', 'output', true, 10, 45, 46],
+    ],
+  );
+});
+
+test('maxCheckpointBytes is checked at the call', () => {
+  const fn = streamFn(async function* (events) {
+    for await (const e of events) yield e;
+  });
+  for (const bad of [0, -1, 1.5, 2 ** 40]) {
+    assert.throws(() => redisWorker(fn, { client, name: 'x', maxCheckpointBytes: bad }), { code: 'ERR_OUT_OF_RANGE' }, String(bad));
+  }
+  assert.throws(() => redisWorker(fn, { client, name: 'x', maxCheckpointBytes: '1' }), { code: 'ERR_OUT_OF_RANGE' });
 });
