@@ -84,6 +84,7 @@ export function timedLog(log: PartitionLog, trips: RoundTrips): PartitionLog {
     snapshots: (lease: Lease) => timed(() => log.snapshots(lease)),
     commit: (lease: Lease, commit: Commit): Promise<CommitResult> => timed(() => log.commit(lease, commit)),
     lag: (partition: number) => timed(() => log.lag(partition)),
+    pinned: (partition: number) => timed(() => log.pinned(partition)),
     wait: (positions: ReadonlyMap<number, string>, ms: number) => log.wait(positions, ms),
     interrupt: () => log.interrupt(),
     close: () => log.close(),

@@ -231,6 +231,8 @@ export class PartitionRun<I, O> {
   lastTrim: number;
   /** Undelivered entries at the last measure. */
   lag = 0;
+  /** Age of the oldest pending entry at the last measure, ms. */
+  pinned = 0;
   readonly pumped: Promise<void>;
 
   constructor(

@@ -38,6 +38,7 @@ const MARK = new Script('mark.lua', true);
 const COMMIT = new Script('commit.lua', true);
 const TRIM = new Script('trim.lua', true);
 const LAG = new Script('lag.lua');
+const PINNED = new Script('pinned.lua');
 const APPEND = new Script('append.lua');
 
 /** Key names of one stream function. */
@@ -332,6 +333,10 @@ export class RedisLog implements PartitionLog {
       }
     }
     return { ids, diverged };
+  }
+
+  async pinned(partition: number): Promise<number> {
+    return Number(await PINNED.run(this.#client, [this.#keys.input(partition)], []));
   }
 
   async snapshots(lease: Lease): Promise<Snapshot[]> {

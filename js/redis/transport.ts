@@ -130,6 +130,8 @@ export interface PartitionLog {
   snapshots(lease: Lease): Promise<Snapshot[]>;
   /** Fenced: writes outputs not written before (by `(sid, seq)`), checkpoints, acks entries, forgets ended sessions. */
   commit(lease: Lease, commit: Commit): Promise<CommitResult>;
+  /** Age of the partition's oldest pending entry, ms by Redis' clock (0: none); unfenced, a figure for metrics. */
+  pinned(partition: number): Promise<number>;
   /** Entries of the partition's input not yet delivered to its owner (unfenced: a read-only figure for metrics). */
   lag(partition: number): Promise<number>;
   /**

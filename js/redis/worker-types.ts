@@ -106,6 +106,16 @@ export interface RedisWorkerStats {
   lag: number;
   /** `lag` per owned partition (partition -> entries). */
   partitionLag: Record<number, number>;
+  /**
+   * How old the oldest pending input entry of the owned partitions is, ms by Redis' clock, as measured at the
+   * last lease renewal (0: none pending). A pending entry is input a live session still needs (the events after
+   * its last checkpoint, or all its events without checkpoints): the partition's log is never trimmed past it,
+   * so a session that lives long without checkpoints keeps every key's entries of its partition since it began
+   * in Redis' memory. Watch this grow.
+   */
+  pinnedAge: number;
+  /** `pinnedAge` per owned partition (partition -> ms). */
+  partitionPinnedAge: Record<number, number>;
   /** Live sessions on this worker: handlers running, each holding a slot of the function's `maxConcurrent`. */
   sessions: number;
   /**

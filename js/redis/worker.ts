@@ -213,6 +213,8 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     let lag = 0;
     let buffered = 0;
     const partitionLag: Record<number, number> = {};
+    const partitionPinnedAge: Record<number, number> = {};
+    let pinnedAge = 0;
     const partitionBuffered: Record<number, number> = {};
     const owned = [...this.#runs.keys()].sort((a, b) => a - b);
     for (const p of owned) {
@@ -221,6 +223,8 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       waitingKeys += run.spilledKeys;
       lag += run.lag;
       partitionLag[p] = run.lag;
+      partitionPinnedAge[p] = run.pinned;
+      pinnedAge = Math.max(pinnedAge, run.pinned);
       run.reconcile();
       buffered += run.buffered;
       partitionBuffered[p] = run.buffered;
@@ -234,6 +238,8 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       owned,
       lag,
       partitionLag,
+      pinnedAge,
+      partitionPinnedAge,
       sessions: this.live,
       held,
       waitingKeys,
@@ -324,6 +330,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       [...this.#runs.values()].map(async (run) => {
         try {
           run.lag = await this.log.lag(run.partition);
+          run.pinned = await this.log.pinned(run.partition);
         } catch (error) {
           this.report(error);
         }
