@@ -342,7 +342,10 @@ export function registerRedisWorkerMetrics(
     'gauge',
     () =>
       list().flatMap((w) =>
-        Object.entries(w.stats().partitionPinnedAge).map(([partition, ms]) => ({ labels: { ...labels(w), partition }, value: ms / 1000 })),
+        Object.entries(w.stats().partitionPinnedAge).map(([partition, ms]) => ({
+          labels: { ...labels(w), partition },
+          value: ms / 1000,
+        })),
       ),
   );
   const counters: [string, string, (s: RedisWorkerStats) => number][] = [
@@ -354,7 +357,11 @@ export function registerRedisWorkerMetrics(
     ['leases_released_total', 'Partitions handed back (fair share, close()).', (s) => s.released],
     ['outputs_total', 'Outputs committed (before deduplication).', (s) => s.outputs],
     ['trimmed_total', 'Input entries trimmed away.', (s) => s.trimmed],
-    ['checkpoints_total', 'Session checkpoints committed (ctx.checkpoint; the latest of a session per commit).', (s) => s.checkpoints],
+    [
+      'checkpoints_total',
+      'Session checkpoints committed (ctx.checkpoint; the latest of a session per commit).',
+      (s) => s.checkpoints,
+    ],
     ['restored_sessions_total', 'Sessions started again from their checkpoint after a takeover.', (s) => s.restored],
     ['errors_total', 'Errors the worker recovered from (passed to onError).', (s) => s.errors],
     ['capped_sessions_total', 'Sessions ended by maxSessionEvents or maxSessionAge.', (s) => s.capped],

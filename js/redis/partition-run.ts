@@ -157,9 +157,7 @@ const SPILLED_IDS = 64;
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-type OutboxItem =
-  | { output: OutputRecord }
-  | { acks: string[]; ended?: string; lastSeq?: number; checkpoint?: Snapshot };
+type OutboxItem = { output: OutputRecord } | { acks: string[]; ended?: string; lastSeq?: number; checkpoint?: Snapshot };
 
 function decodedOutput<O>(codec: Codec<O>, o: OutputRecord): OutputContent<O> {
   if (o.error !== undefined) return { error: JSON.parse(o.error) as HandlerFailure };
@@ -997,9 +995,12 @@ export class PartitionRun<I, O> {
         const state = snapshot.state;
         restored = w.codec.decode(typeof state === 'string' ? Buffer.from(state) : state);
       } catch (error) {
-        broken = Object.assign(new TypeError(`The codec could not decode the checkpoint of session ${JSON.stringify(sid)}`, { cause: error }), {
-          code: 'ERR_VELO_DECODE',
-        });
+        broken = Object.assign(
+          new TypeError(`The codec could not decode the checkpoint of session ${JSON.stringify(sid)}`, { cause: error }),
+          {
+            code: 'ERR_VELO_DECODE',
+          },
+        );
       }
     }
     const checkpoints = new Checkpoints(restored, (state) => this.#encodeCheckpoint(sid, state));
