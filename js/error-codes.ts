@@ -93,8 +93,8 @@ export const ERROR_CODES = {
   ERR_INVALID_STATE: {
     class: 'TypeError',
     from: 'velo-stream (sessions)',
-    when: "A second reader of a sessions object's merged output while the first is still reading.",
-    action: 'Read the merged output with one loop.',
+    when: "A second reader of a sessions object's merged output while the first is still reading; `ctx.wakeAt()` in a `workerFn` handler.",
+    action: 'Read the merged output with one loop; set timers in a handler on the main thread.',
   },
   ERR_VELO_SERIALIZE: {
     class: 'SerializeError',

@@ -35,6 +35,17 @@ export interface StreamContext {
    * (and stages of a pipe) have nothing to restore from: there it is a no-op.
    */
   checkpoint(state: unknown): void;
+  /**
+   * Asks for `payload` to be delivered into this stream's input as an event once the clock reaches `time` (ms
+   * since the Unix epoch), unless the input has ended by then. On `redisWorker` the clock is the log's (Redis'
+   * time in entry ids): the owner writes the wake-up into the partition's input when due, so a replay finds it at
+   * the same place, once per timer of the session, also across a takeover; compute `time` from your events (not
+   * `Date.now()`) so that a replay makes the same timer. A wake-up that comes after the session's idle end is
+   * dropped: keep `idleTimeout` above your timers. In-process it is a timer of this process (cleared when the
+   * handler finishes). Throws `ERR_INVALID_ARG_TYPE` for a `time` that is not a finite number, and
+   * `ERR_INVALID_STATE` in a `workerFn` handler (timers run on the main thread only).
+   */
+  wakeAt(time: number, payload: unknown): void;
 }
 
 /** The handler: one instance per stream, an async generator over that stream's events. */

@@ -49,6 +49,26 @@ export function checkpointTotals(config = {}, delayMs = 0, every = 10) {
   }, config);
 }
 
+/**
+ * Timers: an event `{ n, at, wake }` asks for a wake-up at `at + wake` (ms, the producer's clock) carrying
+ * `{ woke: n }`; every event yields `{ n, count }` and every wake-up `{ woke, count }` (count: entries taken by
+ * the session). With `every`, it checkpoints `{ count }` every `every` entries and goes on from a restored one.
+ */
+export function timerCounts(config = {}, every = 0) {
+  return streamFn(async function* timerCounts(events, ctx) {
+    let { count } = ctx.restored ?? { count: 0 };
+    for await (const e of events) {
+      count++;
+      if (e.woke !== undefined) yield { woke: e.woke, count };
+      else {
+        if (e.wake !== undefined) ctx.wakeAt(e.at + e.wake, { woke: e.n });
+        yield { n: e.n, count };
+      }
+      if (every > 0 && count % every === 0) ctx.checkpoint({ count });
+    }
+  }, config);
+}
+
 /** What `totals` yields for these events of one session, as the reader sees them. */
 export function expectedTotals(ns) {
   let total = 0;

@@ -7,12 +7,13 @@
 // `owned <p,p,...>` whenever its partitions change and `stats <json>` (with
 // `rss`, bytes) every 100 ms; recovers from Redis
 // errors (printed as `error ...` on stdout); `handler: 'ckpt'` (with `every`) for
-// `totals` with a checkpoint every `every` events (see checkpointTotals); on SIGTERM hands off
+// `totals` with a checkpoint every `every` events (see checkpointTotals); `handler: 'timers'` for timerCounts
+// (checkpoints every `every` entries, 0: none); on SIGTERM hands off
 // (worker.close()), prints `closed <json>` and exits 0.
 import { createClient, createCluster } from 'redis';
 import { redisWorker } from 'velo-stream/redis';
 import { streamFn } from '../../index.mjs';
-import { checkpointTotals, serveChildProtocol, totals } from './redis-fixtures.mjs';
+import { checkpointTotals, serveChildProtocol, timerCounts, totals } from './redis-fixtures.mjs';
 
 const [url, name, partitions, leaseTtl, idleTimeout, delayMs, trimInterval, extraJson = '{}'] = process.argv.slice(2);
 // `cluster`: the root nodes' URLs of a Redis Cluster (then `url` is not used).
@@ -46,7 +47,9 @@ const fn =
       ? parked
       : handler === 'ckpt'
         ? checkpointTotals(config, Number(delayMs), every)
-        : totals(config, Number(delayMs));
+        : handler === 'timers'
+          ? timerCounts(config, every)
+          : totals(config, Number(delayMs));
 const worker = redisWorker(fn, {
   ...extra,
   client,

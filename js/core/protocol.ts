@@ -36,6 +36,8 @@ export const kCheckpoint = Symbol.for('velo-stream.checkpoint');
 export interface SessionHooks {
   readonly restored: unknown;
   checkpoint(state: unknown, taken: number, yielded: number): void;
+  /** `ctx.wakeAt(time, payload)`, checked (`time` a finite number). */
+  wakeAt(time: number, payload: unknown): void;
 }
 /**
  * `[kSendNow](event)`: `send(event)` for a caller that sends many events one

@@ -12,7 +12,7 @@
 // Per event, nothing here allocates beyond the `{ value, done }` result an
 // async iterator must return; promises are made only when someone waits.
 import { setMaxListeners } from 'node:events';
-import { StreamClosedError, describe, invalidReturn } from '../errors';
+import { StreamClosedError, describe, invalidReturn, invalidType } from '../errors';
 import type { EventSource, StreamContext, StreamHandler, StreamMetrics, StreamState } from '../types';
 import { type IdleTarget, holdAlive, holdIdle, releaseAlive, unwatchIdle, watchIdle } from './addon';
 import type { AliveGroup } from './alive-group';
@@ -42,6 +42,8 @@ import {
 
 /** A stream's `SessionHooks` (module-private: only its `HandlerContext` reads them). */
 const kHooks = Symbol('hooks');
+/** `ctx.wakeAt` (module-private). */
+const kWakeAt = Symbol('wakeAt');
 import {
   Emit,
   INPUT_END,
@@ -187,6 +189,12 @@ class HandlerContext implements StreamContext {
   checkpoint(state: unknown): void {
     this.#stream[kCheckpoint](state);
   }
+  wakeAt(time: number, payload: unknown): void {
+    if (typeof time !== 'number' || !Number.isFinite(time)) {
+      throw invalidType(`ctx.wakeAt(): the "time" argument must be a finite number of ms since the Unix epoch. Received ${describe(time)}`);
+    }
+    this.#stream[kWakeAt](time, payload);
+  }
 }
 
 export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget {
@@ -209,6 +217,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   readonly #hooks: SessionHooks | undefined;
   /** Outputs the handler yielded so far (a checkpoint comes after them). */
   #yielded = 0;
+  /** In-process timers of `ctx.wakeAt` (without hooks), cleared when the handler finishes. */
+  #wakeTimers: Set<NodeJS.Timeout> | null = null;
   /** The body's deadlines are pending (see `kTimersPending`). */
   #timersPending = false;
   /** The pipe's keep-alive group, for a stage of a pipe: it decides instead of this stream (see `AliveGroup`). */
@@ -379,6 +389,34 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
 
   get [kHooks](): SessionHooks | undefined {
     return this.#hooks;
+  }
+
+  /**
+   * `ctx.wakeAt(time, payload)`: the hooks' (durable), or an in-process timer that sends `payload` into this
+   * stream at `time`, dropped if the input has ended by then.
+   */
+  [kWakeAt](time: number, payload: unknown): void {
+    if (this.#hooks !== undefined) {
+      this.#hooks.wakeAt(time, payload);
+      return;
+    }
+    if (this.#handlerDone) return;
+    if (this.#wakeTimers === null) {
+      const timers = (this.#wakeTimers = new Set());
+      void this[kFinished].then(() => {
+        for (const timer of timers) clearTimeout(timer);
+        timers.clear();
+      });
+    }
+    const timers = this.#wakeTimers;
+    const timer = setTimeout(
+      () => {
+        timers.delete(timer);
+        this.send(payload as I).catch(() => {});
+      },
+      Math.min(2_147_483_647, Math.max(0, time - Date.now())),
+    );
+    timers.add(timer);
   }
 
   /** `ctx.checkpoint(state)`: every output yielded before it has reached `#emit`, every event taken is counted. */

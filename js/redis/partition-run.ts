@@ -10,7 +10,7 @@ import { CheckpointTooLargeError, type OutputContent, ReplayDivergedError, Sessi
 import type { LocalDelivery } from './local-delivery';
 import { idBefore, idTime, logOrder } from './log-ids';
 import type { HandlerFailure, OutputItem } from './reader';
-import { type CheckpointCall, Checkpoints, Session, serializeError } from './session';
+import { type CheckpointCall, Checkpoints, Session, type Timer, serializeError } from './session';
 import {
   type CommitResult,
   type Divergence,
@@ -80,6 +80,8 @@ export interface WorkerCounters {
   checkpoints: number;
   /** Sessions started from a checkpoint. */
   restored: number;
+  /** Timers' wake-ups written into the input (`ctx.wakeAt`). */
+  wakeups: number;
 }
 
 /** Outputs and acks waiting for a commit, held per partition before the outbox makes sessions wait. */
@@ -782,6 +784,7 @@ export class PartitionRun<I, O> {
       } else this.#queue({ acks: [entry.id] }); // a marker for a session that has ended already
       return Delivery.Done;
     }
+    if (entry.wake !== undefined) return this.#deliverWake(entry, entry.wake);
     // Trimmed away while pending (never by velo-stream's own trimming): nothing to deliver.
     if (entry.payload === undefined) {
       this.buffered--;
@@ -804,6 +807,28 @@ export class PartitionRun<I, O> {
     return previous === undefined ? this.#deliverNew(entry) : previous.then(() => this.#deliverNew(entry));
   }
 
+  /**
+   * A timer's wake-up: its payload goes into its session as an event if that session is the key's live one and
+   * the wake-up comes before its idle end (decided by the log, so every replay agrees); otherwise it is dropped
+   * (acked). A session waiting to be restored from its snapshot is started for it.
+   */
+  #deliverWake(entry: InputEntry, wake: string): Delivery | Promise<Delivery> {
+    const at = wake.lastIndexOf(' ');
+    const sid = wake.slice(0, at);
+    const id = Number(wake.slice(at + 1));
+    const s = this.sessions.get(entry.key);
+    if (s === undefined && this.#snapshots.get(entry.key)?.sid === sid) return this.#deliverNew(entry);
+    if (s === undefined || s.sid !== sid || entry.payload === undefined || this.#idleAt(s, entry.id)) {
+      this.buffered--;
+      this.#queue({ acks: [entry.id] });
+      return Delivery.Done;
+    }
+    s.checkpoints?.timers.delete(id);
+    clearTimeout(s.wakeTimeouts.get(id));
+    s.wakeTimeouts.delete(id);
+    return this.#send(s, entry);
+  }
+
   /** `#deliver` of an entry that opens its key's next session (the previous one, if any, has finished). */
   #deliverNew(entry: InputEntry): Delivery | Promise<Delivery> {
     if (this.stopping) return Delivery.Done;
@@ -812,6 +837,8 @@ export class PartitionRun<I, O> {
     // this one waited, a delivery of an earlier entry did.
     if (this.sessions.has(key) || this.#heldBefore(key, entry.id)) return Delivery.Behind;
     const restoring = this.#snapshots.has(key);
+    // A wake-up never opens a session of its own: dropped, unless it wakes the session about to be restored.
+    if (entry.wake !== undefined && !restoring) return this.#deliverWake(entry, entry.wake);
     const s = this.#open(key, `${key}@${entry.id}`);
     if (s === undefined) return Delivery.NoSlot;
     // The key's restored session: the entry may come after its idle deadline or past a cap (`#deliver` decides).
@@ -1003,7 +1030,15 @@ export class PartitionRun<I, O> {
         );
       }
     }
-    const checkpoints = new Checkpoints(restored, (state) => this.#encodeCheckpoint(sid, state));
+    const checkpoints = new Checkpoints(
+      restored,
+      (state) => this.#encodeCheckpoint(sid, state),
+      (payload) => encodeChecked(w.codec, payload, w.maxEventBytes, `wake-up payload of session ${JSON.stringify(sid)}`),
+    );
+    if (snapshot !== undefined) {
+      checkpoints.timerCount = snapshot.timers ?? 0;
+      for (const [id, time, payload] of snapshot.pending ?? []) checkpoints.timers.set(id, { id, time, payload });
+    }
     let stream: StreamKind<I, O>;
     try {
       stream = w.fn[kOpen](undefined, false, checkpoints);
@@ -1028,10 +1063,51 @@ export class PartitionRun<I, O> {
     w.live++;
     s.forwarded = this.#forward(s);
     if (this.replayDone) this.#armAge(s);
-    // Calls its handler made before the session existed (it runs up to its first await at the open).
+    // Calls its handler made before the session existed (it runs up to its first await at the open), and the
+    // timers it was restored with.
     this.#checkpointsDue(s);
+    checkpoints.onTimer = (timer) => this.#armTimer(s, timer);
+    for (const timer of checkpoints.timers.values()) this.#armTimer(s, timer);
     if (broken !== undefined) this.#output(s, undefined, broken);
     return s;
+  }
+
+  /**
+   * Sets a Node timeout for the session's timer: when Redis' clock should have reached its time (or `after` ms,
+   * when Redis said it was early), `#fire` writes its wake-up.
+   */
+  #armTimer(s: Session<I, O>, timer: Timer, after?: number): void {
+    if (this.dropped || s.forwardDone) return;
+    const wait = after ?? Math.max(0, timer.time - (Date.now() + this.worker.clockOffset));
+    clearTimeout(s.wakeTimeouts.get(timer.id));
+    s.wakeTimeouts.set(timer.id, setTimeout(() => this.#fire(s, timer), Math.min(MAX_TIMER_MS, wait)).unref());
+  }
+
+  /**
+   * Writes the timer's wake-up into the partition's input (fenced, once per `(sid, timer)`): read back, it is
+   * delivered to the session at that place of the log, on every replay too. One written before (by an earlier
+   * owner, or by this one before a replay made the timer again) is not written again.
+   */
+  #fire(s: Session<I, O>, timer: Timer): void {
+    s.wakeTimeouts.delete(timer.id);
+    if (this.dropped || s.forwardDone || s.checkpoints?.timers.has(timer.id) !== true) return;
+    this.worker.log.wake(this.lease, s.key, s.sid, timer.id, timer.time, timer.payload).then(
+      (written) => {
+        if (typeof written === 'number') return this.#armTimer(s, timer, Math.max(1, written));
+        if (written !== '') this.worker.counters.wakeups++;
+      },
+      async (error: unknown) => {
+        if (this.#failed(error)) return;
+        await sleep(RETRY_MS);
+        this.#fire(s, timer);
+      },
+    );
+  }
+
+  /** Stops the session's timers (it ended, or the partition is dropped). */
+  #clearTimers(s: Session<I, O>): void {
+    for (const timeout of s.wakeTimeouts.values()) clearTimeout(timeout);
+    s.wakeTimeouts.clear();
   }
 
   /** A checkpoint's state, encoded by the function's codec, or the coded error `ctx.checkpoint` throws. */
@@ -1078,6 +1154,8 @@ export class PartitionRun<I, O> {
         lastTime: s.checkpointTime,
         events: s.baseEvents + call.taken,
         state: call.state as Buffer | string,
+        timers: call.timers,
+        pending: call.pending.map((t) => [t.id, t.time, t.payload] as const),
       };
       this.#queue({ acks, checkpoint });
     }
@@ -1116,6 +1194,7 @@ export class PartitionRun<I, O> {
    * handler returning or throwing. Its entries are acked after its outputs.
    */
   #ended(s: Session<I, O>): void {
+    this.#clearTimers(s);
     if (s.ageTimer !== null) clearTimeout(s.ageTimer);
     s.ageTimer = null;
     this.#holding.delete(s);
@@ -1205,6 +1284,8 @@ export class PartitionRun<I, O> {
    */
   #finish(s: Session<I, O>): void {
     this.sessions.delete(s.key);
+    // Its input has ended: a wake-up would find no session to wake.
+    this.#clearTimers(s);
     if (s.ageTimer !== null) clearTimeout(s.ageTimer);
     s.ageTimer = null;
     s.stream.end();
@@ -1370,7 +1451,10 @@ export class PartitionRun<I, O> {
   /** Stops every local session of the partition (their state is rebuilt by the next owner's replay). */
   async stopSessions(): Promise<void> {
     const running = [...this.#running];
-    for (const s of running) if (s.ageTimer !== null) clearTimeout(s.ageTimer);
+    for (const s of running) {
+      if (s.ageTimer !== null) clearTimeout(s.ageTimer);
+      this.#clearTimers(s);
+    }
     if (this.#tickTimer !== null) clearTimeout(this.#tickTimer);
     this.#tickTimer = null;
     this.sessions.clear();

@@ -10,6 +10,7 @@
 //   velo:{name:pN}:check   hash (checkReplay): "<seq> <sid>" -> "<output id> <sha1>"
 //   velo:{name:pN}:commit  the owner's last commit, with local delivery (retries)
 //   velo:{name:pN}:ckpt    hash: session id -> its last checkpoint (a JSON header line, then the state's bytes)
+//   velo:{name:pN}:timers  hash: session id -> the ids of its timers whose wake-ups were written
 //   velo:{name:pN}:fence:E the fence stream of the lease of epoch E: empty, with the group `velo`; it lives
 //                          exactly as long as that lease (same expiry, deleted with it), so a plain
 //                          XREADGROUP that names it first is refused (NOGROUP) once the lease is gone
@@ -39,6 +40,7 @@ const COMMIT = new Script('commit.lua', true);
 const TRIM = new Script('trim.lua', true);
 const LAG = new Script('lag.lua');
 const PINNED = new Script('pinned.lua');
+const WAKE = new Script('wake.lua', true);
 const APPEND = new Script('append.lua');
 
 /** Key names of one stream function. */
@@ -71,6 +73,10 @@ export class KeySpace {
   ckpt(p: number): string {
     return `${this.input(p)}:ckpt`;
   }
+  /** Timers: per live session, the ids of its timers whose wake-ups are in the input. */
+  timers(p: number): string {
+    return `${this.input(p)}:timers`;
+  }
   workers(): string {
     return `velo:{${this.name}}:workers`;
   }
@@ -82,15 +88,23 @@ export class KeySpace {
 
 /** A checkpoint as stored: a JSON header (`seq`, `last`, `events`) on one line, then the state's bytes. */
 function snapshotValue(c: Snapshot): Buffer {
-  const head = Buffer.from(`${JSON.stringify({ seq: c.seq, last: c.lastTime, events: c.events })}\n`);
+  const pending = c.pending?.map(([id, time, payload]) => [id, time, Buffer.from(payload).toString('base64')]);
+  const head = Buffer.from(`${JSON.stringify({ seq: c.seq, last: c.lastTime, events: c.events, timers: c.timers ?? 0, pending: pending ?? [] })}\n`);
   return Buffer.concat([head, typeof c.state === 'string' ? Buffer.from(c.state) : c.state]);
 }
 
 function parseSnapshot(sid: string, value: Buffer): Snapshot {
   const nl = value.indexOf(10);
-  const head = JSON.parse(value.subarray(0, nl).toString()) as { seq: number; last: number; events: number };
+  const head = JSON.parse(value.subarray(0, nl).toString()) as {
+    seq: number;
+    last: number;
+    events: number;
+    timers?: number;
+    pending?: [number, number, string][];
+  };
   const key = sid.slice(0, sid.lastIndexOf('@'));
-  return { sid, key, seq: head.seq, lastTime: head.last, events: head.events, state: value.subarray(nl + 1) };
+  const pending = (head.pending ?? []).map(([id, time, payload]) => [id, time, Buffer.from(payload, 'base64')] as const);
+  return { sid, key, seq: head.seq, lastTime: head.last, events: head.events, state: value.subarray(nl + 1), timers: head.timers ?? 0, pending };
 }
 
 function fenced(partition: number, error: unknown): unknown {
@@ -115,21 +129,23 @@ function inputEntries(raw: unknown): InputEntry[] {
     let payload: Buffer | undefined;
     let close: string | undefined;
     let reason: string | undefined;
+    let wake: string | undefined;
     // A pending entry trimmed away comes back with nil fields: no key, no payload.
     if (Array.isArray(list)) {
       for (let i = 0; i + 1 < list.length; i += 2) {
         const name = list[i] as Buffer;
         const value = list[i + 1] as Buffer;
-        // Field names are one byte: k(ey), v(alue), c(lose marker), r(eason).
+        // Field names are one byte: k(ey), v(alue), c(lose marker), r(eason), w(ake-up).
         if (name.length !== 1) continue;
         const c = name[0];
         if (c === 0x6b) key = value.toString();
         else if (c === 0x76) payload = value;
         else if (c === 0x63) close = value.toString();
         else if (c === 0x72) reason = value.toString();
+        else if (c === 0x77) wake = value.toString();
       }
     }
-    out.push({ id: id.toString(), key, payload, close, reason });
+    out.push(wake === undefined ? { id: id.toString(), key, payload, close, reason } : { id: id.toString(), key, payload, wake });
   }
   return out;
 }
@@ -306,7 +322,7 @@ export class RedisLog implements PartitionLog {
     try {
       reply = (await COMMIT.run(
         this.#client,
-        [k.lease(p), k.input(p), k.output(p), k.hw(p), k.check(p), k.commits(p), k.ckpt(p)],
+        [k.lease(p), k.input(p), k.output(p), k.hw(p), k.check(p), k.commits(p), k.ckpt(p), k.timers(p)],
         args,
         BUFFERS,
       )) as [Buffer[], Buffer[]];
@@ -333,6 +349,17 @@ export class RedisLog implements PartitionLog {
       }
     }
     return { ids, diverged };
+  }
+
+  async wake(lease: Lease, key: string, sid: string, id: number, time: number, payload: Buffer | string): Promise<string | number> {
+    const p = lease.partition;
+    const k = this.#keys;
+    try {
+      const reply = await WAKE.run(this.#client, [k.lease(p), k.input(p), k.timers(p)], [lease.token, key, sid, String(id), String(time), payload]);
+      return typeof reply === 'number' ? reply : String(reply);
+    } catch (error) {
+      throw fenced(p, error);
+    }
   }
 
   async pinned(partition: number): Promise<number> {

@@ -14,8 +14,18 @@ export function serializeError(error: unknown): string {
   return JSON.stringify(out);
 }
 
+/** A timer of `ctx.wakeAt`: its id in the session (1, 2, ...), its time (Redis' clock, ms), its payload encoded. */
+export interface Timer {
+  readonly id: number;
+  readonly time: number;
+  readonly payload: Buffer | string;
+}
+
 /** A `ctx.checkpoint()` call, kept until the outputs yielded before it are queued: its state encoded, or why it could not be. */
 export interface CheckpointCall {
+  /** Timers the session had made at the call, and those of them not known to have fired. */
+  readonly timers: number;
+  readonly pending: Timer[];
   /** Events the instance had taken. */
   readonly taken: number;
   /** Outputs the instance had yielded. */
@@ -32,21 +42,36 @@ export interface CheckpointCall {
 export class Checkpoints implements SessionHooks {
   readonly calls: CheckpointCall[] = [];
   onCall: (() => void) | null = null;
+  /** Timers made so far (restored ones included): the next one's id is this plus one. */
+  timerCount = 0;
+  /** Timers not known to have fired (their wake-up not read back yet). */
+  readonly timers = new Map<number, Timer>();
+  /** Arms a new timer (set once the session exists). */
+  onTimer: ((timer: Timer) => void) | null = null;
   constructor(
     readonly restored: unknown,
     readonly encode: (state: unknown) => Buffer | string,
+    readonly encodePayload: (payload: unknown) => Buffer | string,
   ) {}
   checkpoint(state: unknown, taken: number, yielded: number): void {
+    const timers = this.timerCount;
+    const pending = [...this.timers.values()];
     let encoded: Buffer | string;
     try {
       encoded = this.encode(state);
     } catch (error) {
-      this.calls.push({ taken, yielded, error: error as Error });
+      this.calls.push({ taken, yielded, timers, pending, error: error as Error });
       this.onCall?.();
       throw error;
     }
-    this.calls.push({ taken, yielded, state: encoded });
+    this.calls.push({ taken, yielded, timers, pending, state: encoded });
     this.onCall?.();
+  }
+  wakeAt(time: number, payload: unknown): void {
+    const timer = { id: this.timerCount + 1, time: Math.ceil(time), payload: this.encodePayload(payload) };
+    this.timerCount++;
+    this.timers.set(timer.id, timer);
+    this.onTimer?.(timer);
   }
 }
 
@@ -95,6 +120,8 @@ export class Session<I, O> {
   checkpointTime = 0;
   /** Ids in `ids` that are close markers (an age marker that came too early stays among its events). */
   markers: Set<string> | null = null;
+  /** Its armed timers' Node timeouts, by timer id. */
+  readonly wakeTimeouts = new Map<number, NodeJS.Timeout>();
   constructor(
     readonly key: string,
     readonly sid: string,

@@ -22,6 +22,8 @@ export interface InputEntry {
   readonly close?: string;
   /** Why the marker was written: `'age'` for `maxSessionAge` (absent for an idle close or a handler's own end). */
   readonly reason?: string;
+  /** A timer's wake-up (`ctx.wakeAt`): `<sid> <timer id>`; its payload is the event delivered to that session. */
+  readonly wake?: string;
 }
 
 /** An output of session `sid`, its `seq`-th (from 1): `(sid, seq)` is its idempotency key. */
@@ -47,6 +49,10 @@ export interface Snapshot {
   readonly events: number;
   /** The state, as the function's codec encoded it. */
   readonly state: Buffer | string;
+  /** Timers the session had made (`ctx.wakeAt`) up to the checkpoint: its next gets id `timers + 1`. */
+  readonly timers?: number;
+  /** Those of them not known to have fired, as `[id, time, payload]` (the payload by the codec). */
+  readonly pending?: readonly (readonly [number, number, Buffer | string])[];
 }
 
 /** What the owner of a partition commits in one fenced step: outputs, then checkpoints, then acks, then forgets ended sessions. */
@@ -126,6 +132,11 @@ export interface PartitionLog {
   markClose(lease: Lease, key: string, sid: string, reason?: string): Promise<string>;
   /** Fenced: removes input entries no session needs any more (older than every pending or undelivered one). Resolves with how many. */
   trim(lease: Lease): Promise<number>;
+  /**
+   * Fenced: writes the wake-up of timer `id` of session `sid` into the input, once per `(sid, id)`. Resolves
+   * with its entry id, `''` if it was written before, or the ms still to wait (Redis' clock is before `time`).
+   */
+  wake(lease: Lease, key: string, sid: string, id: number, time: number, payload: Buffer | string): Promise<string | number>;
   /** The checkpoints of the partition's live sessions (unfenced: what the owner does with them is fenced). */
   snapshots(lease: Lease): Promise<Snapshot[]>;
   /** Fenced: writes outputs not written before (by `(sid, seq)`), checkpoints, acks entries, forgets ended sessions. */

@@ -177,6 +177,8 @@ export interface RedisWorkerStats {
   checkpoints: number;
   /** Sessions started again from their checkpoint after a takeover (`ctx.restored`). */
   restored: number;
+  /** Timers' wake-ups this worker wrote into the input (`ctx.wakeAt`; one made again by a replay is not written again). */
+  wakeups: number;
   /** Round-trip times of the worker's calls to Redis (reads, commits, leases), blocking wake-up reads excluded. */
   roundTrip: RoundTripStats;
   /**

@@ -103,6 +103,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     diverged: 0,
     checkpoints: 0,
     restored: 0,
+    wakeups: 0,
   };
   readonly #trips = new RoundTrips();
   readonly #share: number;

@@ -145,7 +145,18 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
     try {
       const fn = await loadHandler();
       // A worker thread's stream lives in this process only: nothing to restore, a checkpoint is a no-op.
-      const ctx: StreamContext = { id: this.#id, signal: this.signal, restored: undefined, checkpoint: () => {} };
+      const ctx: StreamContext = {
+        id: this.#id,
+        signal: this.signal,
+        restored: undefined,
+        checkpoint: () => {},
+        wakeAt: () => {
+          // Its input is the main thread's lane: an event made here would not be counted there.
+          throw Object.assign(new TypeError('ctx.wakeAt() is not available in a workerFn handler: timers run on the main thread'), {
+            code: 'ERR_INVALID_STATE' as const,
+          });
+        },
+      };
       const iterable = fn(this, ctx) as unknown;
       if (iterable === null || typeof (iterable as AsyncIterable<unknown>)[Symbol.asyncIterator] !== 'function') {
         if (typeof (iterable as PromiseLike<unknown> | null)?.then === 'function') Promise.resolve(iterable).catch(() => {});

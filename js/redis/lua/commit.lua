@@ -1,4 +1,4 @@
--- KEYS lease, input, out, hw, check, commit, ckpt; ARGV token, serial, check, n,
+-- KEYS lease, input, out, hw, check, commit, ckpt, timers; ARGV token, serial, check, n,
 -- n x (sid, seq, key, field, data), checkpoints count, n x (sid, snapshot), acks count, ids, ended count,
 -- n x (sid, last seq). A checkpoint replaces its session's snapshot in the same call as the outputs made
 -- before it and the acks of the entries it covers; an ended session's snapshot goes with its high-water mark. An output whose seq is not above its session's high-water mark
@@ -152,6 +152,7 @@ if n > 0 then
   for j = 1, #sids, 1000 do
     redis.call('HDEL', KEYS[4], unpack(sids, j, math.min(j + 999, #sids)))
     redis.call('HDEL', KEYS[7], unpack(sids, j, math.min(j + 999, #sids)))
+    redis.call('HDEL', KEYS[8], unpack(sids, j, math.min(j + 999, #sids)))
   end
 end
 if serial ~= '' then redis.call('SET', KEYS[6], ARGV[1] .. ' ' .. serial .. ' ' .. (first or '-') .. ' ' .. written) end
