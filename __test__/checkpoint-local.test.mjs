@@ -61,3 +61,41 @@ test('workerFn: the same members on the worker thread, a no-op', async () => {
     await fn.close();
   }
 });
+
+test('ctx.wakeAt in-process: the payload arrives as an event at its time, unless the input ended first; a bad time is refused with a code; a workerFn handler is refused', async () => {
+  const timers = streamFn(async function* timers(events, ctx) {
+    for await (const e of events) {
+      if (e.wake !== undefined) ctx.wakeAt(Date.now() + e.wake, { woke: e.n });
+      yield e;
+      if (e.woke !== undefined) return;
+    }
+  });
+  const sessions = timers.sessions();
+  const out = [];
+  const reading = (async () => {
+    for await (const item of sessions) out.push([item.key, item.value]);
+  })();
+  await sessions.send('a', { n: 1, wake: 20 });
+  await sessions.send('b', { n: 2 });
+  // (A hang guard, not a speed check.)
+  for (let i = 0; i < 400 && out.length < 3; i++) await new Promise((resolve) => setTimeout(resolve, 25));
+  await sessions.close();
+  await reading;
+  assert.deepEqual(out, [
+    ['a', { n: 1, wake: 20 }],
+    ['b', { n: 2 }],
+    ['a', { woke: 1 }],
+  ]);
+  // A timer of a stream whose input has ended is dropped (and does not hold the process: `run` returns).
+  assert.deepEqual(await timers.run([{ n: 3, wake: 10_000 }]), [{ n: 3, wake: 10_000 }]);
+  const bad = streamFn(async function* bad(events, ctx) {
+    for await (const e of events) yield ctx.wakeAt(e, 'x');
+  });
+  for (const time of [NaN, Infinity, '1', undefined]) await assert.rejects(bad.run([time]), { code: 'ERR_INVALID_ARG_TYPE' }, String(time));
+  const fn = workerFn(new URL('./fixtures/worker-handlers.mjs', import.meta.url), { export: 'waking', threads: 1 });
+  try {
+    await assert.rejects(fn.run([1]), { code: 'ERR_INVALID_STATE' });
+  } finally {
+    await fn.close();
+  }
+});
