@@ -191,7 +191,9 @@ class HandlerContext implements StreamContext {
   }
   wakeAt(time: number, payload: unknown): void {
     if (typeof time !== 'number' || !Number.isFinite(time)) {
-      throw invalidType(`ctx.wakeAt(): the "time" argument must be a finite number of ms since the Unix epoch. Received ${describe(time)}`);
+      throw invalidType(
+        `ctx.wakeAt(): the "time" argument must be a finite number of ms since the Unix epoch. Received ${describe(time)}`,
+      );
     }
     this.#stream[kWakeAt](time, payload);
   }

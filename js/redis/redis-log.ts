@@ -89,7 +89,9 @@ export class KeySpace {
 /** A checkpoint as stored: a JSON header (`seq`, `last`, `events`) on one line, then the state's bytes. */
 function snapshotValue(c: Snapshot): Buffer {
   const pending = c.pending?.map(([id, time, payload]) => [id, time, Buffer.from(payload).toString('base64')]);
-  const head = Buffer.from(`${JSON.stringify({ seq: c.seq, last: c.lastTime, events: c.events, timers: c.timers ?? 0, pending: pending ?? [] })}\n`);
+  const head = Buffer.from(
+    `${JSON.stringify({ seq: c.seq, last: c.lastTime, events: c.events, timers: c.timers ?? 0, pending: pending ?? [] })}\n`,
+  );
   return Buffer.concat([head, typeof c.state === 'string' ? Buffer.from(c.state) : c.state]);
 }
 
@@ -104,7 +106,16 @@ function parseSnapshot(sid: string, value: Buffer): Snapshot {
   };
   const key = sid.slice(0, sid.lastIndexOf('@'));
   const pending = (head.pending ?? []).map(([id, time, payload]) => [id, time, Buffer.from(payload, 'base64')] as const);
-  return { sid, key, seq: head.seq, lastTime: head.last, events: head.events, state: value.subarray(nl + 1), timers: head.timers ?? 0, pending };
+  return {
+    sid,
+    key,
+    seq: head.seq,
+    lastTime: head.last,
+    events: head.events,
+    state: value.subarray(nl + 1),
+    timers: head.timers ?? 0,
+    pending,
+  };
 }
 
 function fenced(partition: number, error: unknown): unknown {
@@ -351,11 +362,22 @@ export class RedisLog implements PartitionLog {
     return { ids, diverged };
   }
 
-  async wake(lease: Lease, key: string, sid: string, id: number, time: number, payload: Buffer | string): Promise<string | number> {
+  async wake(
+    lease: Lease,
+    key: string,
+    sid: string,
+    id: number,
+    time: number,
+    payload: Buffer | string,
+  ): Promise<string | number> {
     const p = lease.partition;
     const k = this.#keys;
     try {
-      const reply = await WAKE.run(this.#client, [k.lease(p), k.input(p), k.timers(p)], [lease.token, key, sid, String(id), String(time), payload]);
+      const reply = await WAKE.run(
+        this.#client,
+        [k.lease(p), k.input(p), k.timers(p)],
+        [lease.token, key, sid, String(id), String(time), payload],
+      );
       return typeof reply === 'number' ? reply : String(reply);
     } catch (error) {
       throw fenced(p, error);

@@ -152,9 +152,12 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
         checkpoint: () => {},
         wakeAt: () => {
           // Its input is the main thread's lane: an event made here would not be counted there.
-          throw Object.assign(new TypeError('ctx.wakeAt() is not available in a workerFn handler: timers run on the main thread'), {
-            code: 'ERR_INVALID_STATE' as const,
-          });
+          throw Object.assign(
+            new TypeError('ctx.wakeAt() is not available in a workerFn handler: timers run on the main thread'),
+            {
+              code: 'ERR_INVALID_STATE' as const,
+            },
+          );
         },
       };
       const iterable = fn(this, ctx) as unknown;
