@@ -271,7 +271,7 @@ test('a commit under a lease that is gone writes no snapshot and acks nothing; t
   const stored = await log.snapshots(owner);
   assert.deepEqual(
     stored.map((s) => ({ ...s, state: s.state.toString() })),
-    [{ ...snapshot(2, '"two"') }],
+    [{ ...snapshot(2, '"two"'), timers: 0, pending: [] }],
     'the latest snapshot only, as written',
   );
   assert.equal(await pendingCount(client, name, 1), 0, 'the events it covers acked');

@@ -1,0 +1,151 @@
+// One long session on Redis, with and without checkpoints (issue 28's goals):
+//
+//   node bench/redis-long.mjs [events] [every] [runs]      (defaults 200000, 1000, 3)
+//
+// - Failover: a worker child process (the test helper's `ckpt` handler: running totals, a checkpoint every
+//   `every` events; `every` 0: the plain `totals` handler, no checkpoint) runs one session of `events` events on
+//   one partition of a private redis-server (leaseTtl 2000, trimInterval 1000). Once its last output is in Redis
+//   it is killed -9, one more event is sent, and a second worker is started: the time from the kill to that
+//   event's output, and its replay part alone, from the lease taken (the lease key naming the new worker,
+//   polled every 2 ms) to that output.
+// - Memory: Redis `used_memory` and the partition's XLEN, sampled every 250 ms while the session runs.
+// - Overhead: a backlog of 100 keys x 2,000 events, drained by one worker child (SIGSTOP while it is written,
+//   then SIGCONT): events/s with a checkpoint every 100 events against none.
+// Prints a JSON summary per run and writes bench/redis-long-results.json.
+import { writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { createClient } from 'redis';
+import { redisProducer } from 'velo-stream/redis';
+import { start } from '../__test__/helpers/child.mjs';
+import { startRedis } from '../__test__/helpers/redis-server.mjs';
+
+const [events = 200_000, every = 1000, runs = 3] = process.argv.slice(2).map(Number);
+const CHILD = fileURLToPath(new URL('../__test__/helpers/redis-worker-child.mjs', import.meta.url));
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const median = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
+
+/** A worker child: `every` 0 runs `totals`, else `ckpt` with a checkpoint every `every` events. */
+function worker(url, name, ttl, everyN, workerId) {
+  const extra = everyN === 0 ? { workerId } : { handler: 'ckpt', every: everyN, workerId };
+  return start([CHILD, url, name, 1, ttl, 3_600_000, 0, 1000, JSON.stringify(extra)].map(String), { timeout: 3_600_000 });
+}
+
+async function until(check, what, timeout = 600_000, ms = 5) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(ms);
+  }
+}
+
+const usedMemory = async (client) => Number(/used_memory:(\d+)/.exec(await client.info('memory'))[1]);
+
+async function failover(url, client, everyN, run) {
+  const name = `long${everyN}r${run}`;
+  const input = `velo:{${name}:p0}`;
+  const out = `${input}:out`;
+  const a = worker(url, name, 2000, everyN, `a${run}`);
+  await until(async () => (await client.get(`${input}:lease`))?.startsWith(`a${run}:`), 'A owns the partition');
+  const producer = redisProducer({ client, name, partitions: 1 });
+  const samples = [];
+  const started = Date.now();
+  const sampler = setInterval(async () => {
+    samples.push({ t: Date.now() - started, usedMemory: await usedMemory(client), xlen: await client.xLen(input), outputs: await client.xLen(out) });
+  }, 250);
+  for (let n = 0; n < events; n += 1000) {
+    await producer.sendMany(Array.from({ length: Math.min(1000, events - n) }, (_, i) => ['long', { n: n + i }]));
+    // At most a few batches ahead of the worker: a live session, not a backlog.
+    await until(async () => (await client.xLen(out)) >= n - 5000, 'the worker to keep up', 600_000, 2);
+  }
+  await until(async () => (await client.xLen(out)) === events, 'every output', 600_000, 10);
+  clearInterval(sampler);
+  const pending = Number((await client.xPending(input, 'velo')).pending);
+  a.child.kill('SIGKILL');
+  const killed = performance.now();
+  await a.finished().catch(() => {});
+  await producer.send('long', { n: events });
+  const b = worker(url, name, 2000, everyN, `b${run}`);
+  await until(async () => (await client.get(`${input}:lease`))?.startsWith(`b${run}:`), 'B owns the partition', 60_000, 2);
+  const acquired = performance.now();
+  await until(async () => (await client.xLen(out)) === events + 1, 'the new event\'s output', 600_000, 2);
+  const output = performance.now();
+  const stats = JSON.parse(b.stdout.split('\n').filter((l) => l.startsWith('stats ')).at(-1)?.slice(6) ?? '{}');
+  b.child.kill('SIGKILL');
+  await b.finished().catch(() => {});
+  await client.del(await client.keys(`velo:{${name}*`));
+  return {
+    every: everyN,
+    events,
+    pendingAtKill: pending,
+    killToOutputMs: Math.round(output - killed),
+    replayMs: Math.round(output - acquired),
+    replayed: stats.replayed,
+    restored: stats.restored,
+    usedMemoryMax: Math.max(...samples.map((s) => s.usedMemory)),
+    usedMemoryMin: Math.min(...samples.map((s) => s.usedMemory)),
+    xlenMax: Math.max(...samples.map((s) => s.xlen)),
+    xlenLast: samples.at(-1)?.xlen,
+    samples,
+  };
+}
+
+async function drain(url, client, everyN, run) {
+  const name = `drain${everyN}r${run}`;
+  const keys = 100;
+  const perKey = 2000;
+  const w = worker(url, name, 30_000, everyN, `d${run}`);
+  await until(async () => (await client.get(`velo:{${name}:p0}:lease`))?.startsWith(`d${run}:`), 'the worker owns the partition');
+  w.child.kill('SIGSTOP');
+  const producer = redisProducer({ client, name, partitions: 1 });
+  for (let r = 0; r < perKey; r += 10) {
+    const batch = [];
+    for (let i = r; i < r + 10; i++) for (let k = 0; k < keys; k++) batch.push([`k${k}`, { n: i }]);
+    await producer.sendMany(batch);
+  }
+  const t0 = performance.now();
+  w.child.kill('SIGCONT');
+  await until(async () => (await client.xLen(`velo:{${name}:p0}:out`)) === keys * perKey, 'the drain', 600_000, 10);
+  const ms = performance.now() - t0;
+  w.child.kill('SIGKILL');
+  await w.finished().catch(() => {});
+  await client.del(await client.keys(`velo:{${name}*`));
+  return { every: everyN, events: keys * perKey, eventsPerSecond: Math.round((keys * perKey) / (ms / 1000)) };
+}
+
+const redis = await startRedis();
+const client = await createClient({ url: redis.url }).connect();
+const results = { events, every, runs: [], drains: [] };
+try {
+  for (let run = 0; run < runs; run++) {
+    for (const everyN of [every, 0]) {
+      const r = await failover(redis.url, client, everyN, run);
+      const { samples, ...summary } = r;
+      console.log(JSON.stringify(summary));
+      results.runs.push(r);
+    }
+    for (const everyN of [100, 0]) {
+      const d = await drain(redis.url, client, everyN, run);
+      console.log(JSON.stringify(d));
+      results.drains.push(d);
+    }
+  }
+  const pick = (list, everyN, field) => median(list.filter((r) => r.every === everyN).map((r) => r[field]));
+  const summary = {
+    replayMsWith: pick(results.runs, every, 'replayMs'),
+    replayMsWithout: pick(results.runs, 0, 'replayMs'),
+    killToOutputMsWith: pick(results.runs, every, 'killToOutputMs'),
+    killToOutputMsWithout: pick(results.runs, 0, 'killToOutputMs'),
+    xlenMaxWith: pick(results.runs, every, 'xlenMax'),
+    xlenMaxWithout: pick(results.runs, 0, 'xlenMax'),
+    usedMemoryMaxWith: pick(results.runs, every, 'usedMemoryMax'),
+    usedMemoryMaxWithout: pick(results.runs, 0, 'usedMemoryMax'),
+    drainWith100: pick(results.drains, 100, 'eventsPerSecond'),
+    drainWithout: pick(results.drains, 0, 'eventsPerSecond'),
+  };
+  console.log(`summary ${JSON.stringify(summary)}`);
+  writeFileSync(new URL('./redis-long-results.json', import.meta.url), `${JSON.stringify({ ...results, summary }, null, 1)}\n`);
+} finally {
+  await client.close();
+  await redis.stop();
+}
