@@ -1,23 +1,55 @@
 // One long session on Redis, with and without checkpoints (issue 28's goals):
 //
 //   node bench/redis-long.mjs [events] [every] [runs]      (defaults 200000, 1000, 3)
+//   node bench/redis-long.mjs chart                        redraws bench/charts/redis-long.svg from the results
 //
 // - Failover: a worker child process (the test helper's `ckpt` handler: running totals, a checkpoint every
 //   `every` events; `every` 0: the plain `totals` handler, no checkpoint) runs one session of `events` events on
 //   one partition of a private redis-server (leaseTtl 2000, trimInterval 1000). Once its last output is in Redis
 //   it is killed -9, one more event is sent, and a second worker is started: the time from the kill to that
-//   event's output, and its replay part alone, from the lease taken (the lease key naming the new worker,
+//   event's output (the new worker's process start included), and its replay part alone, from the lease taken (the lease key naming the new worker,
 //   polled every 2 ms) to that output.
 // - Memory: Redis `used_memory` and the partition's XLEN, sampled every 250 ms while the session runs.
 // - Overhead: a backlog of 100 keys x 2,000 events, drained by one worker child (SIGSTOP while it is written,
 //   then SIGCONT): events/s with a checkpoint every 100 events against none.
 // Prints a JSON summary per run and writes bench/redis-long-results.json.
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createClient } from 'redis';
 import { redisProducer } from 'velo-stream/redis';
 import { start } from '../__test__/helpers/child.mjs';
 import { startRedis } from '../__test__/helpers/redis-server.mjs';
+
+const RESULTS = new URL('./redis-long-results.json', import.meta.url);
+const CHART = new URL('./charts/redis-long.svg', import.meta.url);
+
+/** The partition's XLEN over time in the first run with and without checkpoints, as an SVG line chart. */
+function chart(results) {
+  const [w, h, left, top, bottom] = [760, 300, 70, 40, 40];
+  const series = [results.every, 0].map((everyN) => ({
+    everyN,
+    points: results.runs.find((r) => r.every === everyN).samples.map((p) => [p.t / 1000, p.xlen]),
+  }));
+  const tMax = Math.max(...series.flatMap((s) => s.points.map((p) => p[0])));
+  const yMax = Math.max(...series.flatMap((s) => s.points.map((p) => p[1])));
+  const x = (t) => left + (t / tMax) * (w - left - 20);
+  const y = (v) => top + (1 - v / yMax) * (h - top - bottom);
+  const colors = ['#2a7', '#c33'];
+  const parts = [`<text x="10" y="20" font-weight="bold">XLEN of the partition's input during one session of ${results.events.toLocaleString('en-US')} events (sampled every 250 ms)</text>`];
+  for (const v of [0, yMax / 2, yMax]) parts.push(`<text x="5" y="${y(v) + 4}" font-size="11">${Math.round(v / 1000)}K</text><line x1="${left}" x2="${w - 20}" y1="${y(v)}" y2="${y(v)}" stroke="#ddd"/>`);
+  parts.push(`<text x="${w / 2}" y="${h - 8}" font-size="11">seconds</text>`);
+  series.forEach((s, i) => {
+    const d = s.points.map(([t, v], j) => `${j === 0 ? 'M' : 'L'}${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
+    parts.push(`<path d="${d}" fill="none" stroke="${colors[i]}" stroke-width="2"/>`);
+    parts.push(`<text x="${left + 10}" y="${top + 14 + i * 16}" font-size="12" fill="${colors[i]}">${s.everyN === 0 ? 'no checkpoints' : `a checkpoint every ${s.everyN} events`}</text>`);
+  });
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" font-family="sans-serif">${parts.join('')}</svg>\n`;
+}
+
+if (process.argv[2] === 'chart') {
+  writeFileSync(CHART, chart(JSON.parse(readFileSync(RESULTS, 'utf8'))));
+  process.exit(0);
+}
 
 const [events = 200_000, every = 1000, runs = 3] = process.argv.slice(2).map(Number);
 const CHILD = fileURLToPath(new URL('../__test__/helpers/redis-worker-child.mjs', import.meta.url));
@@ -59,7 +91,10 @@ async function failover(url, client, everyN, run) {
     await until(async () => (await client.xLen(out)) >= n - 5000, 'the worker to keep up', 600_000, 2);
   }
   await until(async () => (await client.xLen(out)) === events, 'every output', 600_000, 10);
+  // Past a trim (trimInterval 1000, checked every leaseTtl/3): the input as the session leaves it.
+  await sleep(2500);
   clearInterval(sampler);
+  samples.push({ t: Date.now() - started, usedMemory: await usedMemory(client), xlen: await client.xLen(input), outputs: await client.xLen(out) });
   const pending = Number((await client.xPending(input, 'velo')).pending);
   a.child.kill('SIGKILL');
   const killed = performance.now();
@@ -70,6 +105,8 @@ async function failover(url, client, everyN, run) {
   const acquired = performance.now();
   await until(async () => (await client.xLen(out)) === events + 1, 'the new event\'s output', 600_000, 2);
   const output = performance.now();
+  // Its next stats line (every 100 ms) has the whole replay.
+  await sleep(250);
   const stats = JSON.parse(b.stdout.split('\n').filter((l) => l.startsWith('stats ')).at(-1)?.slice(6) ?? '{}');
   b.child.kill('SIGKILL');
   await b.finished().catch(() => {});
@@ -144,7 +181,8 @@ try {
     drainWithout: pick(results.drains, 0, 'eventsPerSecond'),
   };
   console.log(`summary ${JSON.stringify(summary)}`);
-  writeFileSync(new URL('./redis-long-results.json', import.meta.url), `${JSON.stringify({ ...results, summary }, null, 1)}\n`);
+  writeFileSync(RESULTS, `${JSON.stringify({ ...results, summary }, null, 1)}\n`);
+  writeFileSync(CHART, chart(results));
 } finally {
   await client.close();
   await redis.stop();
