@@ -159,6 +159,34 @@ test('a restored session ends where the log says, also one with no event left to
   }
 });
 
+test('more sessions to restore than the new owner has slots (maxConcurrent 2): the others wait, in Redis and in memory, and start from their snapshots as slots free; outputs equal a crash-free run', async () => {
+  const name = fresh('ckslots');
+  const producer = redisProducer({ client, name, partitions: PARTITIONS });
+  const sent = new Map();
+  const send = sender(producer, KEYS, sent);
+  const a = ckptWorker(name);
+  let b;
+  try {
+    await eventually(() => lastStats(a)?.owned.length === PARTITIONS, 'A owns every partition');
+    await send(KEYS * 35);
+    await eventually(async () => (await readAllOutputs(client, name, PARTITIONS)).length === KEYS * 35, 'every output');
+    await eventually(async () => [...(await snapshots(name)).values()].filter((s) => s.seq === 30).length === KEYS, 'a snapshot per session at 30');
+    await killChild(a);
+    b = ckptWorker(name, { maxConcurrent: 2 });
+    await eventually(() => lastStats(b)?.owned.length === PARTITIONS && lastStats(b).restored === 2, 'two sessions restored', 30_000);
+    assert.equal(lastStats(b).sessions, 2);
+    // Each key's stop ends its session; a slot frees, and the next waiting session starts from its snapshot.
+    await send(KEYS * 2);
+    await stopAll(producer);
+    await settled(client, name, PARTITIONS, sent);
+    await eventually(() => lastStats(b).restored === KEYS, 'every session restored, two at a time');
+    assert.equal((await snapshots(name)).size, 0);
+    await stopChild(b);
+  } finally {
+    for (const c of [a, b]) if (alive(c)) c.child.kill('SIGKILL');
+  }
+});
+
 test('a state over maxCheckpointBytes, or one the codec cannot encode, throws a coded error at the call; the session fails there (also if the handler catches it), nothing of it written', async () => {
   const name = fresh('ckpt');
   const producer = redisProducer({ client, name, partitions: PARTITIONS });

@@ -17,7 +17,7 @@ import { checkpointTotals, serveChildProtocol, timerCounts, totals } from './red
 
 const [url, name, partitions, leaseTtl, idleTimeout, delayMs, trimInterval, extraJson = '{}'] = process.argv.slice(2);
 // `cluster`: the root nodes' URLs of a Redis Cluster (then `url` is not used).
-const { handler = 'totals', destroyClient = false, cluster, every = 10, ...extra } = JSON.parse(extraJson);
+const { handler = 'totals', destroyClient = false, cluster, every = 10, maxConcurrent, ...extra } = JSON.parse(extraJson);
 const stuck = streamFn(
   async function* stuck(events, ctx) {
     for await (const e of events) {
@@ -39,7 +39,8 @@ const parked = streamFn(
 const client = cluster === undefined ? createClient({ url }) : createCluster({ rootNodes: cluster.map((u) => ({ url: u })) });
 client.on('error', () => {});
 await client.connect();
-const config = { idleTimeout: Number(idleTimeout) };
+// `maxConcurrent` (in extra): the function's session slots.
+const config = { idleTimeout: Number(idleTimeout), ...(maxConcurrent === undefined ? {} : { maxConcurrent }) };
 const fn =
   handler === 'stuck'
     ? stuck
