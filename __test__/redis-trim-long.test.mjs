@@ -5,6 +5,7 @@
 // stats() show how old the oldest pinned entry is.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
 import { redisProducer } from 'velo-stream/redis';
 import { client, fresh, killChild, lastStats, stopChild, useRedis, workerChild } from './helpers/redis-suite.mjs';
 import { eventually, expectedTotals, pendingCount, readAllOutputs } from './helpers/redis-fixtures.mjs';
@@ -97,4 +98,14 @@ test('without checkpoints, a session that never ends pins every entry of its par
   } finally {
     if (w.child.exitCode === null && w.child.signalCode === null) w.child.kill('SIGKILL');
   }
+});
+
+test('the end of a session of 300,000 events without checkpoints: its commit acks them all in one call (it overflowed the stack before)', async () => {
+  const { RedisLog, KeySpace } = createRequire(import.meta.url)('../dist/redis/redis-log.js');
+  const name = fresh('acks');
+  const log = new RedisLog(client, new KeySpace(name), 1, (error) => assert.fail(error));
+  const lease = await log.acquire(0, 'w', 5000);
+  const acks = Array.from({ length: 300_000 }, (_, i) => `1-${i}`);
+  await log.commit(lease, { outputs: [], acks, ended: ['k@1-0'] });
+  await log.close();
 });

@@ -11,7 +11,9 @@
 //   polled every 2 ms) to that output.
 // - Memory: Redis `used_memory` and the partition's XLEN, sampled every 250 ms while the session runs.
 // - Overhead: a backlog of 100 keys x 2,000 events, drained by one worker child (SIGSTOP while it is written,
-//   then SIGCONT): events/s with a checkpoint every 100 events against none.
+//   then SIGCONT), each key's session ended by a last `stop` event: events/s up to nothing pending (every
+//   input acked, by the checkpoints or at the sessions' ends), with a checkpoint every 100 events against none.
+//   `node bench/redis-long.mjs drains [runs]` runs only these.
 // Prints a JSON summary per run and writes bench/redis-long-results.json.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -51,7 +53,8 @@ if (process.argv[2] === 'chart') {
   process.exit(0);
 }
 
-const [events = 200_000, every = 1000, runs = 3] = process.argv.slice(2).map(Number);
+const drainsOnly = process.argv[2] === 'drains';
+const [events = 200_000, every = 1000, runs = 3] = drainsOnly ? [0, 0, Number(process.argv[3] ?? 3)] : process.argv.slice(2).map(Number);
 const CHILD = fileURLToPath(new URL('../__test__/helpers/redis-worker-child.mjs', import.meta.url));
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const median = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
@@ -140,9 +143,11 @@ async function drain(url, client, everyN, run) {
     for (let i = r; i < r + 10; i++) for (let k = 0; k < keys; k++) batch.push([`k${k}`, { n: i }]);
     await producer.sendMany(batch);
   }
+  await producer.sendMany(Array.from({ length: keys }, (_, k) => [`k${k}`, { n: -1, stop: true }]));
   const t0 = performance.now();
   w.child.kill('SIGCONT');
   await until(async () => (await client.xLen(`velo:{${name}:p0}:out`)) === keys * perKey, 'the drain', 600_000, 10);
+  await until(async () => Number((await client.xPending(`velo:{${name}:p0}`, 'velo')).pending) === 0, 'every session ended', 600_000, 10);
   const ms = performance.now() - t0;
   w.child.kill('SIGKILL');
   await w.finished().catch(() => {});
@@ -155,7 +160,7 @@ const client = await createClient({ url: redis.url }).connect();
 const results = { events, every, runs: [], drains: [] };
 try {
   for (let run = 0; run < runs; run++) {
-    for (const everyN of [every, 0]) {
+    for (const everyN of drainsOnly ? [] : [every, 0]) {
       const r = await failover(redis.url, client, everyN, run);
       const { samples, ...summary } = r;
       console.log(JSON.stringify(summary));
@@ -181,8 +186,10 @@ try {
     drainWithout: pick(results.drains, 0, 'eventsPerSecond'),
   };
   console.log(`summary ${JSON.stringify(summary)}`);
-  writeFileSync(RESULTS, `${JSON.stringify({ ...results, summary }, null, 1)}\n`);
-  writeFileSync(CHART, chart(results));
+  if (!drainsOnly) {
+    writeFileSync(RESULTS, `${JSON.stringify({ ...results, summary }, null, 1)}\n`);
+    writeFileSync(CHART, chart(results));
+  }
 } finally {
   await client.close();
   await redis.stop();

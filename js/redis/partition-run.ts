@@ -1328,7 +1328,8 @@ export class PartitionRun<I, O> {
           if (outputs.length === batch) break;
           outputs.push(item.output);
         } else {
-          acks.push(...item.acks);
+          // (A loop, not a spread: a long session's end acks more entries than a call takes arguments.)
+          for (const id of item.acks) acks.push(id);
           if (item.checkpoint !== undefined) checkpoints.set(item.checkpoint.sid, item.checkpoint);
           if (item.ended !== undefined) {
             ended.push(item.ended);

@@ -327,7 +327,10 @@ export class RedisLog implements PartitionLog {
     const checkpoints = commit.checkpoints ?? [];
     args.push(String(checkpoints.length));
     for (const c of checkpoints) args.push(c.sid, snapshotValue(c));
-    args.push(String(commit.acks.length), ...commit.acks, String(commit.ended.length));
+    // (A loop, not a spread: a long session's end acks more entries than a call takes arguments.)
+    args.push(String(commit.acks.length));
+    for (const id of commit.acks) args.push(id);
+    args.push(String(commit.ended.length));
     commit.ended.forEach((sid, i) => args.push(sid, String(commit.endedSeqs?.[i] ?? 0)));
     let reply: [Buffer[], Buffer[]];
     try {
