@@ -137,6 +137,24 @@ test('RAG pipeline: fetch with 8 in flight, re-rank in batches of 16, NDJSON to 
   assert.match(stdout, /^37 hits, first \{"rank":1,"batch":1,/m);
 });
 
+test('checkout-timeout: payment-timeout a while after the cart closes unless a payment came first, the same handler in-process and on a redisWorker (its keys removed after)', async () => {
+  const { stdout } = await run([example('checkout-timeout.mjs')]);
+  assert.match(stdout, /^in-process alice \[\{"cart":1\},\{"cart":2\},\{"closed":2\},\{"timeout":2\}\]$/m);
+  assert.match(stdout, /^in-process bob \[\{"cart":1\},\{"closed":1\},\{"paid":1\}\]$/m);
+  assert.match(stdout, /^as expected: yes$/m);
+  const redis = await startRedis();
+  try {
+    const { stdout: shared } = await run([example('checkout-timeout.mjs')], { env: { ...process.env, REDIS_URL: redis.url } });
+    assert.match(shared, /^redis alice \[\{"cart":1\},\{"cart":2\},\{"closed":2\},\{"timeout":2\}\]$/m);
+    assert.match(shared, /^redis bob \[\{"cart":1\},\{"closed":1\},\{"paid":1\}\]$/m);
+    assert.match(shared, /^as expected: yes$/m);
+    const client = await redis.client();
+    assert.equal(await client.dbSize(), 0, 'nothing left on the shared server');
+  } finally {
+    await redis.stop();
+  }
+});
+
 test('Redis feature store: per-user rolling features in hashes, on a private redis-server or on REDIS_URL (its keys removed after)', async () => {
   const { REDIS_URL: _unset, ...withoutUrl } = process.env;
   const { stdout } = await run([example('redis-feature-store.mjs')], { env: withoutUrl });

@@ -18,3 +18,13 @@ test('randomized soak: 3 workers, 1,000 sessions, kill -9 and restart every 1-2.
   assert.ok(summary.kills >= 2, `workers were killed during the run (${summary.kills}; seed ${seed})`);
   assert.ok(summary.sessionsWritten >= 1000);
 });
+
+test('randomized soak with checkpoints every 2 events: kills land between checkpoints, sessions are restored from them, invariants hold, no snapshot left', async (t) => {
+  const seed = process.env.VELO_SOAK_SEED !== undefined ? Number(process.env.VELO_SOAK_SEED) : randomInt(2 ** 31);
+  t.diagnostic(`seed ${seed}`);
+  const summary = await redisSoak({ seed, sessions: 1000, concurrent: 250, events: [3, 8], killEvery: [1000, 2500], every: 2 });
+  t.diagnostic(JSON.stringify(summary));
+  assert.ok(summary.kills >= 2, `workers were killed during the run (${summary.kills}; seed ${seed})`);
+  assert.ok(summary.checkpoints > 0, `checkpoints were committed (seed ${seed})`);
+  assert.ok(summary.sessionsWritten >= 1000);
+});

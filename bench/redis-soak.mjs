@@ -8,7 +8,9 @@
 // At the end Redis is read directly: every (sid, seq) once, seqs 1..n per
 // session, each session's outputs those of a crash-free run over its events,
 // every event sent in exactly one output, in order per key, nothing pending
-// and no high-water mark left (every session ended).
+// and no high-water mark left (every session ended). With `every` (`--checkpoint N`), the workers run
+// `totals` with a checkpoint every N events (the same outputs), so kills land between checkpoints, and no
+// snapshot is left at the end either.
 //
 // The seed fixes the schedule (sessions, their lengths and gaps, kill times
 // and victims); process timing still varies between runs. Any failure names
@@ -61,7 +63,9 @@ export async function checkSoak(client, name, partitions, sent) {
   }
   assert.equal(await pendingCount(client, name, partitions), 0, 'nothing pending');
   for (let p = 0; p < partitions; p++) {
-    assert.equal(await client.exists(`velo:{${name}:p${p}}:hw`), 0, `partition ${p}: no high-water mark left (every session ended)`);
+    const left = await client.hGetAll(`velo:{${name}:p${p}}:hw`);
+    assert.deepEqual(left, {}, `partition ${p}: no high-water mark left (every session ended)`);
+    assert.equal(await client.exists(`velo:{${name}:p${p}}:ckpt`), 0, `partition ${p}: no snapshot left (every session ended)`);
   }
   return { outputs: outputs.length, sessions: bySid.size };
 }
@@ -73,6 +77,7 @@ export async function checkSoak(client, name, partitions, sent) {
  * - Every `tick` ms a live session sends its next event with probability `chance` (and always when it has not
  *   sent for `maxGap` ms); the idle timeout (`idle`) is well above `maxGap`.
  * - Every `killEvery` [min, max] ms while producers run, a random worker is killed -9 and a new one started.
+ * - `every` > 0: the handler checkpoints every `every` events (same outputs).
  */
 export async function redisSoak({
   seed,
@@ -88,6 +93,7 @@ export async function redisSoak({
   idle = 1500,
   killEvery = [1000, 2500],
   settleTimeout = 60_000,
+  every = 0,
   log = () => {},
 } = {}) {
   assert.ok(Number.isInteger(seed), 'a seed is required');
@@ -101,7 +107,9 @@ export async function redisSoak({
     const name = 'soak';
     const producer = redisProducer({ client, name, partitions });
     const startWorker = () =>
-      start([CHILD, redis.url, name, partitions, ttl, idle, 1, 1].map(String), { timeout: 24 * 3600_000 });
+      start([CHILD, redis.url, name, partitions, ttl, idle, 1, 1, JSON.stringify(every > 0 ? { handler: 'ckpt', every } : {})].map(String), {
+        timeout: 24 * 3600_000,
+      });
     const pool = Array.from({ length: workers }, startWorker);
     children.push(...pool);
 
@@ -152,6 +160,14 @@ export async function redisSoak({
 
     await eventually(async () => (await readAllOutputs(client, name, partitions)).length >= n, `${n} outputs`, settleTimeout);
     await eventually(async () => (await pendingCount(client, name, partitions)) === 0, 'nothing pending', settleTimeout);
+    // With checkpoints a live session may have nothing pending (its checkpoint acked all it took): every session
+    // has ended once no snapshot is left either.
+    const snapshots = async () => {
+      let n = 0;
+      for (let p = 0; p < partitions; p++) n += await client.exists(`velo:{${name}:p${p}}:ckpt`);
+      return n;
+    };
+    await eventually(async () => (await snapshots()) === 0, 'no snapshot left (every session ended)', settleTimeout);
     const stats = [];
     for (const c of pool) {
       c.child.kill('SIGTERM');
@@ -170,6 +186,8 @@ export async function redisSoak({
       // Sessions an idle close split in two (a worker slower than the gaps): allowed, counted.
       idleSplits: checked.sessions - sent.size,
       replayedSessions: stats.reduce((x, s) => x + s.replayedSessions, 0),
+      checkpoints: stats.reduce((x, s) => x + s.checkpoints, 0),
+      restored: stats.reduce((x, s) => x + s.restored, 0),
       trimmed: stats.reduce((x, s) => x + s.trimmed, 0),
       sendSeconds: +((sentAt - t0) / 1000).toFixed(1),
       seconds: +((performance.now() - t0) / 1000).toFixed(1),

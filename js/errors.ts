@@ -96,8 +96,8 @@ export const ERROR_CODES = {
   ERR_INVALID_STATE: {
     class: 'TypeError',
     from: 'velo-stream (sessions)',
-    when: "A second reader of a sessions object's merged output while the first is still reading.",
-    action: 'Read the merged output with one loop.',
+    when: "A second reader of a sessions object's merged output while the first is still reading; `ctx.wakeAt()` in a `workerFn` handler.",
+    action: 'Read the merged output with one loop; set timers in a handler on the main thread.',
   },
   ERR_VELO_SERIALIZE: {
     class: 'SerializeError',
@@ -129,10 +129,16 @@ export const ERROR_CODES = {
     when: 'An event or output whose encoding is over `maxEventBytes`.',
     action: 'Send smaller events, or raise `maxEventBytes` on every process of the function.',
   },
+  ERR_VELO_CHECKPOINT_TOO_LARGE: {
+    class: 'CheckpointTooLargeError',
+    from: 'velo-stream/redis',
+    when: "A `redisWorker` session's `ctx.checkpoint(state)` whose state is over `maxCheckpointBytes` encoded: thrown at the call, and the session fails.",
+    action: 'Keep less state, or raise `maxCheckpointBytes`.',
+  },
   ERR_VELO_ENCODE: {
     class: 'TypeError',
     from: 'velo-stream/redis',
-    when: 'An event or output the codec cannot encode (with `jsonCodec`: a BigInt, a cycle).',
+    when: 'An event, output or checkpoint state the codec cannot encode (with `jsonCodec`: a BigInt, a cycle).',
     action: 'Send values the codec carries, or pass a codec that carries them.',
   },
   ERR_VELO_DECODE: {
@@ -277,6 +283,14 @@ export function sessionsReaderError(): TypeError & { code: 'ERR_INVALID_STATE' }
     new TypeError(
       'The sessions already have a reader: their merged output is read by one iterator at a time (finish or leave the first loop before starting another)',
     ),
+    'ERR_INVALID_STATE',
+  );
+}
+
+/** `ctx.wakeAt()` in a `workerFn` handler: its input is the main thread's lane, where an event made on the worker would not be counted. */
+export function wakeAtOnWorkerError(): TypeError & { code: 'ERR_INVALID_STATE' } {
+  return coded(
+    new TypeError('ctx.wakeAt() is not available in a workerFn handler: timers run on the main thread'),
     'ERR_INVALID_STATE',
   );
 }
@@ -488,6 +502,28 @@ export class EventTooLargeError extends RangeError {
   constructor(what: string, size: number, limit: number) {
     super(`The ${what} is ${size} bytes encoded, more than the limit of ${limit} bytes (maxEventBytes)`);
     this.name = 'EventTooLargeError';
+    this.size = size;
+    this.limit = limit;
+  }
+}
+
+/**
+ * Thrown by a `redisWorker` session's `ctx.checkpoint(state)` when the state's encoding is over
+ * `maxCheckpointBytes`. The session fails at that point (this error is its last output, after those yielded
+ * before the call), and nothing of the checkpoint is written.
+ */
+export class CheckpointTooLargeError extends RangeError {
+  /** The error's stable code: compare it rather than the class across copies of the module. */
+  readonly code = 'ERR_VELO_CHECKPOINT_TOO_LARGE' as const;
+  /** The encoded size, bytes. */
+  readonly size: number;
+  /** `maxCheckpointBytes`. */
+  readonly limit: number;
+  constructor(sid: string, size: number, limit: number) {
+    super(
+      `The checkpoint of session ${JSON.stringify(sid)} is ${size} bytes encoded, more than the limit of ${limit} bytes (maxCheckpointBytes): the session fails, nothing of it was written`,
+    );
+    this.name = 'CheckpointTooLargeError';
     this.size = size;
     this.limit = limit;
   }

@@ -27,6 +27,34 @@ export interface StreamContext {
   readonly id: string;
   /** Aborts with the cancel reason when the stream is cancelled. */
   readonly signal: AbortSignal;
+  /**
+   * The state this session's last committed checkpoint recorded (decoded by the function's codec), or undefined
+   * when there is none. Only a `redisWorker` session restored after a takeover has one; in-process streams and
+   * sessions always see undefined. Read it before the first event: the events that follow are those after the
+   * checkpoint.
+   */
+  readonly restored: unknown;
+  /**
+   * Records `state` as this session's checkpoint. On `redisWorker` it is committed to Redis in the same fenced
+   * commit as the outputs yielded before the call, and the events taken before it are then acked (and may be
+   * trimmed): a new owner starts a fresh instance with `ctx.restored` set to it and replays only later events.
+   * It is encoded at the call by the function's codec: a state the codec cannot encode throws `ERR_VELO_ENCODE`,
+   * one over `maxCheckpointBytes` throws `ERR_VELO_CHECKPOINT_TOO_LARGE`, and the session fails (its error is its
+   * last output, after those yielded before the call), nothing of it written. In-process streams and sessions
+   * (and stages of a pipe) have nothing to restore from: there it is a no-op.
+   */
+  checkpoint(state: unknown): void;
+  /**
+   * Asks for `payload` to be delivered into this stream's input as an event once the clock reaches `time` (ms
+   * since the Unix epoch), unless the input has ended by then. On `redisWorker` the clock is the log's (Redis'
+   * time in entry ids): the owner writes the wake-up into the partition's input when due, so a replay finds it at
+   * the same place, once per timer of the session, also across a takeover; compute `time` from your events (not
+   * `Date.now()`) so that a replay makes the same timer. A wake-up that comes after the session's idle end is
+   * dropped: keep `idleTimeout` above your timers. In-process it is a timer of this process (cleared when the
+   * handler finishes). Throws `ERR_INVALID_ARG_TYPE` for a `time` that is not a finite number, and
+   * `ERR_INVALID_STATE` in a `workerFn` handler (timers run on the main thread only).
+   */
+  wakeAt(time: number, payload: unknown): void;
 }
 
 /** The handler: one instance per stream, an async generator over that stream's events. */
@@ -260,7 +288,7 @@ export interface BatchConfig<I = unknown, O = unknown> extends TaskConfig<I[], O
 }
 
 /** What a task or batch call gets besides its item. */
-export interface TaskContext extends StreamContext {
+export interface TaskContext extends Pick<StreamContext, 'id' | 'signal'> {
   /** 1 for the first attempt, 2 for the first retry, ... */
   readonly attempt: number;
   /** The item's (or batch's) position in the stream's input, from 0. */

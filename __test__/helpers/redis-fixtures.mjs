@@ -23,6 +23,52 @@ export function totals(config = {}, delayMs = 0) {
   }, config);
 }
 
+/**
+ * `totals` with checkpoints: after every `every`-th output it records `{ total, count }`, and a session restored
+ * from one goes on from there, so its outputs are those of `totals`. An event `{ big: n }` makes it checkpoint a
+ * state of n bytes, `{ bigint: true }` one JSON cannot encode, and with `catch: true` it catches that error.
+ */
+export function checkpointTotals(config = {}, delayMs = 0, every = 10) {
+  return streamFn(async function* checkpointTotals(events, ctx) {
+    let { total, count } = ctx.restored ?? { total: 0, count: 0 };
+    for await (const e of events) {
+      if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
+      if (e.stop) return;
+      if (e.big !== undefined || e.bigint) {
+        try {
+          ctx.checkpoint(e.bigint ? { total: 10n } : { pad: 'x'.repeat(e.big) });
+        } catch (error) {
+          if (!e.catch) throw error;
+        }
+      }
+      total += e.n;
+      count++;
+      yield { n: e.n, total, count };
+      if (count % every === 0) ctx.checkpoint({ total, count });
+    }
+  }, config);
+}
+
+/**
+ * Timers: an event `{ n, at, wake }` asks for a wake-up at `at + wake` (ms, the producer's clock) carrying
+ * `{ woke: n }`; every event yields `{ n, count }` and every wake-up `{ woke, count }` (count: entries taken by
+ * the session). With `every`, it checkpoints `{ count }` every `every` entries and goes on from a restored one.
+ */
+export function timerCounts(config = {}, every = 0) {
+  return streamFn(async function* timerCounts(events, ctx) {
+    let { count } = ctx.restored ?? { count: 0 };
+    for await (const e of events) {
+      count++;
+      if (e.woke !== undefined) yield { woke: e.woke, count };
+      else {
+        if (e.wake !== undefined) ctx.wakeAt(e.at + e.wake, { woke: e.n });
+        yield { n: e.n, count };
+      }
+      if (every > 0 && count % every === 0) ctx.checkpoint({ count });
+    }
+  }, config);
+}
+
 /** What `totals` yields for these events of one session, as the reader sees them. */
 export function expectedTotals(ns) {
   let total = 0;

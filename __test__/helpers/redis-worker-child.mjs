@@ -6,16 +6,18 @@
 // promise of its own that never settles (a cancel does not reach it). Prints
 // `owned <p,p,...>` whenever its partitions change and `stats <json>` (with
 // `rss`, bytes) every 100 ms; recovers from Redis
-// errors (printed as `error ...` on stdout); on SIGTERM hands off
+// errors (printed as `error ...` on stdout); `handler: 'ckpt'` (with `every`) for
+// `totals` with a checkpoint every `every` events (see checkpointTotals); `handler: 'timers'` for timerCounts
+// (checkpoints every `every` entries, 0: none); on SIGTERM hands off
 // (worker.close()), prints `closed <json>` and exits 0.
 import { createClient, createCluster } from 'redis';
 import { redisWorker } from 'velo-stream/redis';
 import { streamFn } from '../../index.mjs';
-import { serveChildProtocol, totals } from './redis-fixtures.mjs';
+import { checkpointTotals, serveChildProtocol, timerCounts, totals } from './redis-fixtures.mjs';
 
 const [url, name, partitions, leaseTtl, idleTimeout, delayMs, trimInterval, extraJson = '{}'] = process.argv.slice(2);
 // `cluster`: the root nodes' URLs of a Redis Cluster (then `url` is not used).
-const { handler = 'totals', destroyClient = false, cluster, ...extra } = JSON.parse(extraJson);
+const { handler = 'totals', destroyClient = false, cluster, every = 10, maxConcurrent, ...extra } = JSON.parse(extraJson);
 const stuck = streamFn(
   async function* stuck(events, ctx) {
     for await (const e of events) {
@@ -37,7 +39,18 @@ const parked = streamFn(
 const client = cluster === undefined ? createClient({ url }) : createCluster({ rootNodes: cluster.map((u) => ({ url: u })) });
 client.on('error', () => {});
 await client.connect();
-const fn = handler === 'stuck' ? stuck : handler === 'parked' ? parked : totals({ idleTimeout: Number(idleTimeout) }, Number(delayMs));
+// `maxConcurrent` (in extra): the function's session slots.
+const config = { idleTimeout: Number(idleTimeout), ...(maxConcurrent === undefined ? {} : { maxConcurrent }) };
+const fn =
+  handler === 'stuck'
+    ? stuck
+    : handler === 'parked'
+      ? parked
+      : handler === 'ckpt'
+        ? checkpointTotals(config, Number(delayMs), every)
+        : handler === 'timers'
+          ? timerCounts(config, every)
+          : totals(config, Number(delayMs));
 const worker = redisWorker(fn, {
   ...extra,
   client,

@@ -4,7 +4,7 @@ import { type GroupPermit, NativeFunction, type Outcome, type Totals, ops } from
 import { assertSource, collectOutputs } from './drive';
 import { NativeStream } from './native-stream';
 import { PipedStream } from './pipe';
-import { kFinished, type StreamKind } from './protocol';
+import { type SessionHooks, kFinished, type StreamKind } from './protocol';
 import { HandlerStream, reportHandoffs } from './stream';
 import { type StreamTrace, streamTrace } from './tracing';
 import { type StreamBody } from './body';
@@ -43,7 +43,8 @@ abstract class FnBase<I, O> implements StreamFn<I, O> {
   abstract readonly name: string;
   abstract readonly config: Readonly<Required<StreamConfig>>;
   abstract stats(): StreamFnStats;
-  abstract [kOpen](signal: AbortSignal | undefined, idle: boolean): StreamKind<I, O>;
+  /** `hooks`: a session's durable side (the Redis tier); only a single handler's stream uses them. */
+  abstract [kOpen](signal: AbortSignal | undefined, idle: boolean, hooks?: SessionHooks): StreamKind<I, O>;
   abstract [kTotals](boundsUs: number[]): Totals;
   /** The single-stage functions this one runs, in order. */
   abstract readonly stages: readonly SingleFn<unknown, unknown>[];
@@ -151,12 +152,12 @@ class SingleFn<I, O> extends FnBase<I, O> {
     return [this as SingleFn<unknown, unknown>];
   }
 
-  [kOpen](signal: AbortSignal | undefined, idle: boolean): HandlerStream<I, O> {
+  [kOpen](signal: AbortSignal | undefined, idle: boolean, hooks?: SessionHooks): HandlerStream<I, O> {
     const handle = this[kAdmit](idle);
     if (handle < 0) {
       throw new StreamLimitError(`Cannot open a stream of "${this.name}": ${this.config.maxConcurrent} are open (maxConcurrent)`);
     }
-    return this[kStart](handle, idle, signal);
+    return this[kStart](handle, idle, signal, undefined, hooks);
   }
 
   /**
@@ -176,6 +177,7 @@ class SingleFn<I, O> extends FnBase<I, O> {
     idle: boolean,
     signal: AbortSignal | undefined,
     over?: StageOverrides,
+    hooks?: SessionHooks,
     pipeTrace?: StreamTrace,
   ): HandlerStream<I, O> {
     const idleOn = idle && (over?.idleTimeout ?? this.config.idleTimeout) > 0;
@@ -184,7 +186,8 @@ class SingleFn<I, O> extends FnBase<I, O> {
     const handler = this.#handler;
     const body = typeof handler === 'function' ? handler : handler.makeBody(native, buffer);
     const trace = streamTrace(this.name, typeof body === 'function' ? 'generator' : body.kind, pipeTrace);
-    return new HandlerStream(native, body, this.name, buffer, idleOn, signal, trace);
+    const sessionHooks = typeof handler === 'function' ? hooks : undefined;
+    return new HandlerStream(native, body, this.name, buffer, idleOn, signal, sessionHooks, trace);
   }
 
   stats(): StreamFnStats {
@@ -287,7 +290,7 @@ class PipedFn<I, O> extends FnBase<I, O> {
     // Traced, the pipe has a span of its own, the parent of its stages' spans.
     const trace = streamTrace(this.name, 'pipe');
     const opened = this.stages.map((stage, i) =>
-      stage[kStart](handles[i], idle && i === 0, undefined, i === 0 ? over : undefined, trace),
+      stage[kStart](handles[i], idle && i === 0, undefined, i === 0 ? over : undefined, undefined, trace),
     );
     // A pipe that can never end may be collected with its stages (each stage
     // then counts itself cancelled); its permit, collected with it, counts

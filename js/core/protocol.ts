@@ -24,6 +24,21 @@ export const kInputError = Symbol.for('velo-stream.inputError');
 export const kFinished = Symbol.for('velo-stream.finished');
 export const kTaken = Symbol.for('velo-stream.taken');
 export const kTakenEnd = Symbol.for('velo-stream.takenEnd');
+/** `[kCheckpoint](state)`: a handler's `ctx.checkpoint(state)`, passed to its stream's `SessionHooks`. */
+export const kCheckpoint = Symbol.for('velo-stream.checkpoint');
+
+/**
+ * The durable side of a session (the Redis tier gives one to each session it opens): the snapshot its handler
+ * starts from (`ctx.restored`), and where its checkpoints go, with how many events the handler had taken and how
+ * many outputs it had yielded when it called `ctx.checkpoint`. Without hooks (in-process streams), `ctx.restored`
+ * is undefined and a checkpoint is a no-op.
+ */
+export interface SessionHooks {
+  readonly restored: unknown;
+  checkpoint(state: unknown, taken: number, yielded: number): void;
+  /** `ctx.wakeAt(time, payload)`, checked (`time` a finite number). */
+  wakeAt(time: number, payload: unknown): void;
+}
 /**
  * `[kSendNow](event)`: `send(event)` for a caller that sends many events one
  * at a time (a Redis partition's reader): `true` when the event went in

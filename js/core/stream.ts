@@ -12,7 +12,7 @@
 // Per event, nothing here allocates beyond the `{ value, done }` result an
 // async iterator must return; promises are made only when someone waits.
 import { setMaxListeners } from 'node:events';
-import { StreamClosedError, describe, invalidReturn } from '../errors';
+import { StreamClosedError, describe, invalidReturn, invalidType } from '../errors';
 import type { EventSource, StreamContext, StreamHandler, StreamMetrics, StreamState } from '../types';
 import { type LateIdleTarget, holdAlive, holdIdle, releaseAlive, unwatchIdle, watchIdleLater } from './addon';
 import type { AliveGroup } from './alive-group';
@@ -23,6 +23,8 @@ import {
   DONE,
   ReadKind,
   type SendControl,
+  type SessionHooks,
+  kCheckpoint,
   kDrain,
   kFinished,
   kInputError,
@@ -38,6 +40,11 @@ import {
   kWaitOutput,
   NOT_NOW,
 } from './protocol';
+
+/** A stream's `SessionHooks` (module-private: only its `HandlerContext` reads them). */
+const kHooks = Symbol('hooks');
+/** `ctx.wakeAt` (module-private). */
+const kWakeAt = Symbol('wakeAt');
 import {
   Emit,
   INPUT_END,
@@ -254,6 +261,20 @@ class HandlerContext implements StreamContext {
   get signal(): AbortSignal {
     return this.#stream[kHandlerSignal];
   }
+  get restored(): unknown {
+    return this.#stream[kHooks]?.restored;
+  }
+  checkpoint(state: unknown): void {
+    this.#stream[kCheckpoint](state);
+  }
+  wakeAt(time: number, payload: unknown): void {
+    if (typeof time !== 'number' || !Number.isFinite(time)) {
+      throw invalidType(
+        `ctx.wakeAt(): the "time" argument must be a finite number of ms since the Unix epoch. Received ${describe(time)}`,
+      );
+    }
+    this.#stream[kWakeAt](time, payload);
+  }
 }
 
 export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTarget {
@@ -272,6 +293,12 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   #bodyAbort: { reason: unknown } | undefined;
   /** A task stage's body, or null for a handler generator. */
   readonly #body: StreamBody<I, O> | null;
+  /** The session's durable side (`ctx.restored`, `ctx.checkpoint`), or undefined (a no-op checkpoint). */
+  readonly #hooks: SessionHooks | undefined;
+  /** Outputs the handler yielded so far (a checkpoint comes after them). */
+  #yielded = 0;
+  /** In-process timers of `ctx.wakeAt` (without hooks), cleared when the handler finishes. */
+  #wakeTimers: Set<NodeJS.Timeout> | null = null;
   /** The body's deadlines are pending (see `kTimersPending`). */
   #timersPending = false;
   /** The pipe's keep-alive group, for a stage of a pipe: it decides instead of this stream (see `AliveGroup`). */
@@ -383,9 +410,11 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     capacity: number,
     idle: boolean,
     signal: AbortSignal | undefined,
+    hooks?: SessionHooks,
     trace?: StreamTrace,
   ) {
     super();
+    this.#hooks = hooks;
     this.#trace = trace;
     this.#native = native;
     this.#label = label;
@@ -470,6 +499,43 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       else if (this.#bodyAbort !== undefined) this.#abort.abort(this.#bodyAbort.reason);
     }
     return this.#abort.signal;
+  }
+
+  get [kHooks](): SessionHooks | undefined {
+    return this.#hooks;
+  }
+
+  /**
+   * `ctx.wakeAt(time, payload)`: the hooks' (durable), or an in-process timer that sends `payload` into this
+   * stream at `time`, dropped if the input has ended by then.
+   */
+  [kWakeAt](time: number, payload: unknown): void {
+    if (this.#hooks !== undefined) {
+      this.#hooks.wakeAt(time, payload);
+      return;
+    }
+    if (this.#handlerDone) return;
+    if (this.#wakeTimers === null) {
+      const timers = (this.#wakeTimers = new Set());
+      void this[kFinished].then(() => {
+        for (const timer of timers) clearTimeout(timer);
+        timers.clear();
+      });
+    }
+    const timers = this.#wakeTimers;
+    const timer = setTimeout(
+      () => {
+        timers.delete(timer);
+        this.send(payload as I).catch(() => {});
+      },
+      Math.min(2_147_483_647, Math.max(0, time - Date.now())),
+    );
+    timers.add(timer);
+  }
+
+  /** `ctx.checkpoint(state)`: every output yielded before it has reached `#emit`, every event taken is counted. */
+  [kCheckpoint](state: unknown): void {
+    this.#hooks?.checkpoint(state, this[kTaken](), this.#yielded);
   }
 
   get [kFinished](): Promise<void> {
@@ -919,6 +985,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       for (;;) {
         const r = await it.next();
         if (r.done) break;
+        this.#yielded++;
         // (After a cancel the core refuses every output, and the handler is
         // stopped below: a refused push, or no room granted.)
         const emitted = this.#emit(r.value);

@@ -233,10 +233,12 @@ export function registerStreamMetrics(
  * - `velo_redis_partitions_owned`, `velo_redis_sessions`, `velo_redis_held_events`, `velo_redis_waiting_keys`, `velo_redis_buffered_events` (gauges)
  * - `velo_redis_lag` (gauge, also labelled `partition`: entries of an owned partition not yet read, as measured at
  *   the last lease renewal)
+ * - `velo_redis_pinned_age_seconds` (gauge, also labelled `partition`: age of its oldest pending input entry, which
+ *   trimming keeps; measured with `lag`)
  * - `velo_redis_replayed_sessions_total`, `velo_redis_replayed_entries_total`, `velo_redis_fenced_total`,
  *   `velo_redis_leases_{acquired,lost,released}_total`, `velo_redis_outputs_total`, `velo_redis_trimmed_total`,
  *   `velo_redis_errors_total`, `velo_redis_capped_sessions_total`, `velo_redis_handed_on_total`, `velo_redis_outputs_delivered_total`,
- *   `velo_redis_replay_diverged_total` (counters)
+ *   `velo_redis_replay_diverged_total`, `velo_redis_checkpoints_total`, `velo_redis_restored_sessions_total`, `velo_redis_wakeups_total` (counters)
  * - `velo_redis_undelivered_outputs` (gauge: outputs committed, waiting for the local `onOutput`)
  * - `velo_redis_round_trip_seconds` (histogram of the worker's calls to Redis, blocking wake-up reads excluded)
  * - `velo_redis_renewal_lateness_seconds` (histogram: how late each lease renewal succeeded)
@@ -334,6 +336,18 @@ export function registerRedisWorkerMetrics(
       Object.entries(w.stats().partitionLag).map(([partition, value]) => ({ labels: { ...labels(w), partition }, value })),
     ),
   );
+  metric(
+    'redis_pinned_age_seconds',
+    'Age of the oldest pending input entry of an owned partition (a live session needs it: the log is not trimmed past it), at the last lease renewal.',
+    'gauge',
+    () =>
+      list().flatMap((w) =>
+        Object.entries(w.stats().partitionPinnedAge).map(([partition, ms]) => ({
+          labels: { ...labels(w), partition },
+          value: ms / 1000,
+        })),
+      ),
+  );
   const counters: [string, string, (s: RedisWorkerStats) => number][] = [
     ['replayed_sessions_total', 'Sessions rebuilt by replaying pending entries after a takeover.', (s) => s.replayedSessions],
     ['replayed_entries_total', 'Pending entries replayed after a takeover.', (s) => s.replayed],
@@ -343,6 +357,13 @@ export function registerRedisWorkerMetrics(
     ['leases_released_total', 'Partitions handed back (fair share, close()).', (s) => s.released],
     ['outputs_total', 'Outputs committed (before deduplication).', (s) => s.outputs],
     ['trimmed_total', 'Input entries trimmed away.', (s) => s.trimmed],
+    [
+      'checkpoints_total',
+      'Session checkpoints committed (ctx.checkpoint; the latest of a session per commit).',
+      (s) => s.checkpoints,
+    ],
+    ['restored_sessions_total', 'Sessions started again from their checkpoint after a takeover.', (s) => s.restored],
+    ['wakeups_total', "Timers' wake-ups written into the input (ctx.wakeAt).", (s) => s.wakeups],
     ['errors_total', 'Errors the worker recovered from (passed to onError).', (s) => s.errors],
     ['capped_sessions_total', 'Sessions ended by maxSessionEvents or maxSessionAge.', (s) => s.capped],
     ['handed_on_total', "Events a session's handler never took, given to the key's next session.", (s) => s.handedOn],

@@ -19,6 +19,7 @@ export {
 export { jsonCodec, bufferCodec, type Codec } from './codec';
 // The errors live with every other error of the library (js/errors.ts); these are the ones this subpath makes.
 export {
+  CheckpointTooLargeError,
   CloseTimeoutError,
   EventTooLargeError,
   FencedError,

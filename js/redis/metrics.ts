@@ -81,8 +81,12 @@ export function timedLog(log: PartitionLog, trips: RoundTrips): PartitionLog {
     entries: (lease: Lease, ids: readonly string[]) => timed(() => log.entries(lease, ids)),
     markClose: (lease: Lease, key: string, sid: string, reason?: string) => timed(() => log.markClose(lease, key, sid, reason)),
     trim: (lease: Lease) => timed(() => log.trim(lease)),
+    snapshots: (lease: Lease) => timed(() => log.snapshots(lease)),
+    wake: (lease: Lease, key: string, sid: string, id: number, time: number, payload: Buffer | string) =>
+      timed(() => log.wake(lease, key, sid, id, time, payload)),
     commit: (lease: Lease, commit: Commit): Promise<CommitResult> => timed(() => log.commit(lease, commit)),
     lag: (partition: number) => timed(() => log.lag(partition)),
+    pinned: (partition: number) => timed(() => log.pinned(partition)),
     wait: (positions: ReadonlyMap<number, string>, ms: number) => log.wait(positions, ms),
     interrupt: () => log.interrupt(),
     close: () => log.close(),

@@ -3,10 +3,11 @@
 // (idle by the log's clock, caps, markers) or where their handlers stop, and commits outputs and acks fenced.
 // What it needs of the worker is `PartitionHost`.
 import { drainOutputs } from '../core/drive';
-import { kFinished, kSendNow, kTaken, kTakenEnd, type StreamKind } from '../core/protocol';
+import { type SessionHooks, kFinished, kSendNow, kTaken, kTakenEnd, type StreamKind } from '../core/protocol';
 import type { StreamFn } from '../types';
 import { type Codec, encodeChecked } from './codec';
 import {
+  CheckpointTooLargeError,
   type OutputContent,
   FencedError,
   ReplayDivergedError,
@@ -18,7 +19,7 @@ import {
 import type { LocalDelivery } from './local-delivery';
 import { idBefore, idTime, logOrder } from './log-ids';
 import type { HandlerFailure, OutputItem } from './reader';
-import { Session, serializeError } from './session';
+import { type CheckpointCall, Checkpoints, Session, type Timer, serializeError } from './session';
 import {
   type CommitResult,
   type Divergence,
@@ -26,11 +27,14 @@ import {
   type Lease,
   type OutputRecord,
   type PartitionLog,
+  type Snapshot,
 } from './transport';
 
 /** The function's internal open, without its idle timer: a session's end must come from the log (registered symbol, core/function.ts). */
 export const kOpen = Symbol.for('velo-stream.open');
-export type Openable<I, O> = { [kOpen](signal: AbortSignal | undefined, idle: boolean): StreamKind<I, O> };
+export type Openable<I, O> = {
+  [kOpen](signal: AbortSignal | undefined, idle: boolean, hooks?: SessionHooks): StreamKind<I, O>;
+};
 
 /** What a partition's run uses of its worker: the function and settings, the log, counters, and the worker's shared state. */
 export interface PartitionHost<I, O> {
@@ -42,6 +46,8 @@ export interface PartitionHost<I, O> {
   readonly maxEventBytes: number;
   readonly maxSessionEvents: number;
   readonly maxSessionAge: number;
+  /** Largest encoded checkpoint state, bytes. */
+  readonly maxCheckpointBytes: number;
   readonly checkReplay: boolean;
   /** Local delivery (`onOutput`), or null. */
   readonly delivery: LocalDelivery<O> | null;
@@ -78,6 +84,12 @@ export interface WorkerCounters {
   ticks: number;
   handedOn: number;
   diverged: number;
+  /** Checkpoints committed (the latest of a session per commit). */
+  checkpoints: number;
+  /** Sessions started from a checkpoint. */
+  restored: number;
+  /** Timers' wake-ups written into the input (`ctx.wakeAt`). */
+  wakeups: number;
 }
 
 /** Outputs and acks waiting for a commit, held per partition before the outbox makes sessions wait. */
@@ -155,7 +167,7 @@ const SPILLED_IDS = 64;
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-type OutboxItem = { output: OutputRecord } | { acks: string[]; ended?: string; lastSeq?: number };
+type OutboxItem = { output: OutputRecord } | { acks: string[]; ended?: string; lastSeq?: number; checkpoint?: Snapshot };
 
 function decodedOutput<O>(codec: Codec<O>, o: OutputRecord): OutputContent<O> {
   if (o.error !== undefined) return { error: JSON.parse(o.error) as HandlerFailure };
@@ -184,6 +196,8 @@ export class PartitionRun<I, O> {
   /** Entries of keys waiting for a session slot (`maxConcurrent`), per key in log order. */
   readonly #held = new Map<string, InputEntry[]>();
   #heldCount = 0;
+  /** Checkpoints of sessions the last owner left, per key, until their session is opened again (`#open`). */
+  readonly #snapshots = new Map<string, Snapshot>();
   /** Keys whose entries wait in the pending list only (read past the held bound), in the order they were left. */
   readonly #spilled = new Map<string, Spilled>();
   #rereading = false;
@@ -225,6 +239,8 @@ export class PartitionRun<I, O> {
   lastTrim: number;
   /** Undelivered entries at the last measure. */
   lag = 0;
+  /** Age of the oldest pending entry at the last measure, ms. */
+  pinned = 0;
   readonly pumped: Promise<void>;
 
   constructor(
@@ -252,6 +268,7 @@ export class PartitionRun<I, O> {
     // null: new entries.
     let pendingFrom: string | null = '0-0';
     let last = '0-0';
+    if (!(await this.#loadSnapshots())) return;
     while (!this.stopping) {
       // Room in this partition's share first, reserved for the read (drainHeld takes from the same share).
       const count = await this.#reserve(w.readCount);
@@ -297,6 +314,35 @@ export class PartitionRun<I, O> {
       // A short read took all there was: wait for more after its last entry rather than ask again (at live
       // rates, asking again was one more fenced read, an empty one, per wake-up).
       if (pendingFrom === null && read.entries.length < count) await w.idle(this, last);
+    }
+  }
+
+  /**
+   * Before the replay: the checkpoints of the sessions the last owner left. Each session is started again from
+   * its snapshot now if a slot is free (it may have no entry left to replay, and must still end where the log
+   * says), else when its key's next entry needs it, or when a slot frees (`drainHeld`). False once the
+   * partition stops.
+   */
+  async #loadSnapshots(): Promise<boolean> {
+    for (;;) {
+      if (this.stopping) return false;
+      try {
+        for (const snapshot of await this.worker.log.snapshots(this.lease)) this.#snapshots.set(snapshot.key, snapshot);
+        break;
+      } catch (error) {
+        if (this.#failed(error)) return false;
+        await sleep(RETRY_MS);
+      }
+    }
+    this.#restoreWaiting();
+    return true;
+  }
+
+  /** Starts the sessions whose snapshots wait, while slots are free. */
+  #restoreWaiting(): void {
+    for (const key of [...this.#snapshots.keys()]) {
+      if (this.stopping || this.sessions.has(key) || this.finishing.has(key)) continue;
+      if (this.#open(key, '') === undefined) return;
     }
   }
 
@@ -625,6 +671,8 @@ export class PartitionRun<I, O> {
       return;
     }
     this.#draining = true;
+    // Sessions waiting to be restored from their snapshots take free slots first (they were live before).
+    if (this.#snapshots.size > 0) this.#restoreWaiting();
     try {
       do {
         this.#drainAgain = false;
@@ -728,6 +776,7 @@ export class PartitionRun<I, O> {
       const s = this.sessions.get(key);
       if (s !== undefined && s.sid === entry.close) {
         s.ids.push(entry.id);
+        (s.markers ??= new Set()).add(entry.id);
         // An age marker ends the session only if its own id says the session is that old (clocks differ).
         if (entry.reason === 'age') {
           const limit = this.#ageLimit(s, entry.id);
@@ -743,6 +792,7 @@ export class PartitionRun<I, O> {
       } else this.#queue({ acks: [entry.id] }); // a marker for a session that has ended already
       return Delivery.Done;
     }
+    if (entry.wake !== undefined) return this.#deliverWake(entry, entry.wake);
     // Trimmed away while pending (never by velo-stream's own trimming): nothing to deliver.
     if (entry.payload === undefined) {
       this.buffered--;
@@ -765,6 +815,28 @@ export class PartitionRun<I, O> {
     return previous === undefined ? this.#deliverNew(entry) : previous.then(() => this.#deliverNew(entry));
   }
 
+  /**
+   * A timer's wake-up: its payload goes into its session as an event if that session is the key's live one and
+   * the wake-up comes before its idle end (decided by the log, so every replay agrees); otherwise it is dropped
+   * (acked). A session waiting to be restored from its snapshot is started for it.
+   */
+  #deliverWake(entry: InputEntry, wake: string): Delivery | Promise<Delivery> {
+    const at = wake.lastIndexOf(' ');
+    const sid = wake.slice(0, at);
+    const id = Number(wake.slice(at + 1));
+    const s = this.sessions.get(entry.key);
+    if (s === undefined && this.#snapshots.get(entry.key)?.sid === sid) return this.#deliverNew(entry);
+    if (s === undefined || s.sid !== sid || entry.payload === undefined || this.#idleAt(s, entry.id)) {
+      this.buffered--;
+      this.#queue({ acks: [entry.id] });
+      return Delivery.Done;
+    }
+    s.checkpoints?.timers.delete(id);
+    clearTimeout(s.wakeTimeouts.get(id));
+    s.wakeTimeouts.delete(id);
+    return this.#send(s, entry);
+  }
+
   /** `#deliver` of an entry that opens its key's next session (the previous one, if any, has finished). */
   #deliverNew(entry: InputEntry): Delivery | Promise<Delivery> {
     if (this.stopping) return Delivery.Done;
@@ -772,8 +844,13 @@ export class PartitionRun<I, O> {
     // The ending session's handler left entries before this one (they open the next session), or, while
     // this one waited, a delivery of an earlier entry did.
     if (this.sessions.has(key) || this.#heldBefore(key, entry.id)) return Delivery.Behind;
+    const restoring = this.#snapshots.has(key);
+    // A wake-up never opens a session of its own: dropped, unless it wakes the session about to be restored.
+    if (entry.wake !== undefined && !restoring) return this.#deliverWake(entry, entry.wake);
     const s = this.#open(key, `${key}@${entry.id}`);
     if (s === undefined) return Delivery.NoSlot;
+    // The key's restored session: the entry may come after its idle deadline or past a cap (`#deliver` decides).
+    if (restoring) return this.#deliver(entry);
     return this.#send(s, entry);
   }
 
@@ -931,27 +1008,156 @@ export class PartitionRun<I, O> {
     this.#finish(s);
   }
 
-  /** The key's new session, or undefined while `maxConcurrent` sessions of the function are open. */
+  /**
+   * The key's new session, or undefined while `maxConcurrent` sessions of the function are open. A key with a
+   * snapshot the last owner left gets its session back from it (its sid, seq and state), not a new one.
+   */
   #open(key: string, sid: string): Session<I, O> | undefined {
     const w = this.worker;
     // This worker's own sessions fill the function's slots: no open to try (and no StreamLimitError to build, a
     // stack trace each) while they do. On a backlog, every session that ends asks each partition for a slot.
     if (w.live >= w.fn.config.maxConcurrent) return undefined;
+    const snapshot = this.#snapshots.get(key);
+    let restored: unknown;
+    let broken: unknown;
+    if (snapshot !== undefined) {
+      sid = snapshot.sid;
+      try {
+        const state = snapshot.state;
+        restored = w.codec.decode(typeof state === 'string' ? Buffer.from(state) : state);
+      } catch (error) {
+        broken = decodeError(`The codec could not decode the checkpoint of session ${JSON.stringify(sid)}`, error);
+      }
+    }
+    const checkpoints = new Checkpoints(
+      restored,
+      (state) => this.#encodeCheckpoint(sid, state),
+      (payload) => encodeChecked(w.codec, payload, w.maxEventBytes, `wake-up payload of session ${JSON.stringify(sid)}`),
+    );
+    if (snapshot !== undefined) {
+      checkpoints.timerCount = snapshot.timers ?? 0;
+      for (const [id, time, payload] of snapshot.pending ?? []) checkpoints.timers.set(id, { id, time, payload });
+    }
     let stream: StreamKind<I, O>;
     try {
-      stream = w.fn[kOpen](undefined, false);
+      stream = w.fn[kOpen](undefined, false, checkpoints);
     } catch (error) {
       if ((error as { code?: unknown })?.code === 'ERR_VELO_STREAM_LIMIT') return undefined;
       throw error;
     }
     const s = new Session<I, O>(key, sid, stream);
+    s.checkpoints = checkpoints;
+    checkpoints.onCall = () => this.#checkpointsDue(s);
+    if (snapshot !== undefined) {
+      this.#snapshots.delete(key);
+      w.counters.restored++;
+      s.restored = true;
+      s.seq = snapshot.seq;
+      s.events = s.baseEvents = snapshot.events;
+      s.lastTime = s.checkpointTime = snapshot.lastTime;
+    }
     if (!this.replayDone) w.counters.replayedSessions++;
     this.sessions.set(key, s);
     this.#running.add(s);
     w.live++;
     s.forwarded = this.#forward(s);
     if (this.replayDone) this.#armAge(s);
+    // Calls its handler made before the session existed (it runs up to its first await at the open), and the
+    // timers it was restored with.
+    this.#checkpointsDue(s);
+    checkpoints.onTimer = (timer) => this.#armTimer(s, timer);
+    for (const timer of checkpoints.timers.values()) this.#armTimer(s, timer);
+    if (broken !== undefined) this.#output(s, undefined, broken);
     return s;
+  }
+
+  /**
+   * Sets a Node timeout for the session's timer: when Redis' clock should have reached its time (or `after` ms,
+   * when Redis said it was early), `#fire` writes its wake-up.
+   */
+  #armTimer(s: Session<I, O>, timer: Timer, after?: number): void {
+    if (this.dropped || s.forwardDone) return;
+    const wait = after ?? Math.max(0, timer.time - (Date.now() + this.worker.clockOffset));
+    clearTimeout(s.wakeTimeouts.get(timer.id));
+    s.wakeTimeouts.set(timer.id, setTimeout(() => this.#fire(s, timer), Math.min(MAX_TIMER_MS, wait)).unref());
+  }
+
+  /**
+   * Writes the timer's wake-up into the partition's input (fenced, once per `(sid, timer)`): read back, it is
+   * delivered to the session at that place of the log, on every replay too. One written before (by an earlier
+   * owner, or by this one before a replay made the timer again) is not written again.
+   */
+  #fire(s: Session<I, O>, timer: Timer): void {
+    s.wakeTimeouts.delete(timer.id);
+    if (this.dropped || s.forwardDone || s.checkpoints?.timers.has(timer.id) !== true) return;
+    this.worker.log.wake(this.lease, s.key, s.sid, timer.id, timer.time, timer.payload).then(
+      (written) => {
+        if (typeof written === 'number') return this.#armTimer(s, timer, Math.max(1, written));
+        if (written !== '') this.worker.counters.wakeups++;
+      },
+      async (error: unknown) => {
+        if (this.#failed(error)) return;
+        await sleep(RETRY_MS);
+        this.#fire(s, timer);
+      },
+    );
+  }
+
+  /** Stops the session's timers (it ended, or the partition is dropped). */
+  #clearTimers(s: Session<I, O>): void {
+    for (const timeout of s.wakeTimeouts.values()) clearTimeout(timeout);
+    s.wakeTimeouts.clear();
+  }
+
+  /** A checkpoint's state, encoded by the function's codec, or the coded error `ctx.checkpoint` throws. */
+  #encodeCheckpoint(sid: string, state: unknown): Buffer | string {
+    const limit = this.worker.maxCheckpointBytes;
+    const data = encodeChecked(this.worker.codec, state, Number.MAX_SAFE_INTEGER, `checkpoint of session ${JSON.stringify(sid)}`);
+    const size = typeof data === 'string' ? (data.length * 3 <= limit ? 0 : Buffer.byteLength(data)) : data.length;
+    if (size > limit) throw new CheckpointTooLargeError(sid, size, limit);
+    return data;
+  }
+
+  /**
+   * Queues the session's checkpoint calls whose outputs (those yielded before each) are all queued: a
+   * checkpoint goes in the commit of those outputs, with the acks of the entries of the events taken before it.
+   * One that could not be encoded fails the session there, as an output that cannot be encoded does.
+   */
+  #checkpointsDue(s: Session<I, O>): void {
+    const calls = s.checkpoints?.calls;
+    if (calls === undefined) return;
+    while (calls.length > 0 && calls[0].yielded <= s.yieldsQueued) {
+      const call = calls.shift() as CheckpointCall;
+      if (this.dropped || s.failed) continue;
+      if (call.error !== undefined) {
+        this.#output(s, undefined, call.error);
+        continue;
+      }
+      // The entries of the events taken since the last checkpoint (and markers among them) leave the session.
+      let events = call.taken - s.ackedEvents;
+      let cut = 0;
+      let lastEvent: string | undefined;
+      while (events > 0 && cut < s.ids.length) {
+        const id = s.ids[cut++];
+        if (s.markers?.has(id) === true) continue;
+        events--;
+        lastEvent = id;
+      }
+      const acks = s.ids.splice(0, cut);
+      s.ackedEvents = call.taken;
+      if (lastEvent !== undefined) s.checkpointTime = idTime(lastEvent);
+      const checkpoint: Snapshot = {
+        sid: s.sid,
+        key: s.key,
+        seq: s.seq,
+        lastTime: s.checkpointTime,
+        events: s.baseEvents + call.taken,
+        state: call.state as Buffer | string,
+        timers: call.timers,
+        pending: call.pending.map((t) => [t.id, t.time, t.payload] as const),
+      };
+      this.#queue({ acks, checkpoint });
+    }
   }
 
   async #forward(s: Session<I, O>): Promise<void> {
@@ -959,7 +1165,11 @@ export class PartitionRun<I, O> {
     const finished = s.stream[kFinished].then(() => this.worker.live--);
     try {
       await drainOutputs(s.stream, (batch) => {
-        for (const value of batch) this.#output(s, value);
+        for (const value of batch) {
+          this.#output(s, value);
+          s.yieldsQueued++;
+          if (s.checkpoints !== null && s.checkpoints.calls.length > 0) this.#checkpointsDue(s);
+        }
         // The handler ran: it may have taken events.
         if (this.#budgetWaiters.size > 0) this.budgetFreed();
         return this.#waitRoom();
@@ -983,6 +1193,7 @@ export class PartitionRun<I, O> {
    * handler returning or throwing. Its entries are acked after its outputs.
    */
   #ended(s: Session<I, O>): void {
+    this.#clearTimers(s);
     if (s.ageTimer !== null) clearTimeout(s.ageTimer);
     s.ageTimer = null;
     this.#holding.delete(s);
@@ -993,7 +1204,8 @@ export class PartitionRun<I, O> {
     if (this.dropped) return;
     if (this.sessions.get(s.key) === s) this.sessions.delete(s.key);
     const endTaken = s.stream[kTakenEnd]();
-    let kept = Math.max(s.stream[kTaken]() - s.sentBase, s.sentBase === 0 ? 1 : 0);
+    // (A restored session's first event was taken before its snapshot.)
+    let kept = Math.max(s.stream[kTaken]() - s.sentBase, s.sentBase === 0 && !s.restored ? 1 : 0);
     // The entry that could not be decoded ended the input: the session keeps it if its handler read to that end.
     if (s.stop?.entry === true && endTaken) kept = sent.length;
     const moved = sent.slice(Math.min(kept, sent.length));
@@ -1071,6 +1283,8 @@ export class PartitionRun<I, O> {
    */
   #finish(s: Session<I, O>): void {
     this.sessions.delete(s.key);
+    // Its input has ended: a wake-up would find no session to wake.
+    this.#clearTimers(s);
     if (s.ageTimer !== null) clearTimeout(s.ageTimer);
     s.ageTimer = null;
     s.stream.end();
@@ -1104,6 +1318,8 @@ export class PartitionRun<I, O> {
       const acks: string[] = [];
       const ended: string[] = [];
       const endedSeqs: number[] = [];
+      // The latest checkpoint of each session: an earlier one in the same commit would be replaced at once.
+      const checkpoints = new Map<string, Snapshot>();
       let taken = 0;
       // A prefix of the queue, in order: a session's acks never go before its outputs.
       for (const item of this.#outbox) {
@@ -1111,7 +1327,9 @@ export class PartitionRun<I, O> {
           if (outputs.length === batch) break;
           outputs.push(item.output);
         } else {
-          acks.push(...item.acks);
+          // (A loop, not a spread: a long session's end acks more entries than a call takes arguments.)
+          for (const id of item.acks) acks.push(id);
+          if (item.checkpoint !== undefined) checkpoints.set(item.checkpoint.sid, item.checkpoint);
           if (item.ended !== undefined) {
             ended.push(item.ended);
             endedSeqs.push(item.lastSeq ?? 0);
@@ -1124,6 +1342,7 @@ export class PartitionRun<I, O> {
       // The same commit (the same serial) until it succeeds: a retry after a lost reply is recognised.
       const commit = {
         outputs,
+        checkpoints: [...checkpoints.values()],
         acks,
         ended,
         endedSeqs,
@@ -1144,6 +1363,7 @@ export class PartitionRun<I, O> {
         break;
       }
       w.counters.outputs += outputs.length;
+      w.counters.checkpoints += checkpoints.size;
       // Committed: delivered locally even if the partition was lost meanwhile.
       if (delivery !== null) this.#handOver(delivery, outputs, result.ids);
       if (result.diverged.length > 0) this.#diverged(outputs, result.diverged);
@@ -1224,7 +1444,10 @@ export class PartitionRun<I, O> {
   /** Stops every local session of the partition (their state is rebuilt by the next owner's replay). */
   async stopSessions(): Promise<void> {
     const running = [...this.#running];
-    for (const s of running) if (s.ageTimer !== null) clearTimeout(s.ageTimer);
+    for (const s of running) {
+      if (s.ageTimer !== null) clearTimeout(s.ageTimer);
+      this.#clearTimers(s);
+    }
     if (this.#tickTimer !== null) clearTimeout(this.#tickTimer);
     this.#tickTimer = null;
     this.sessions.clear();

@@ -9,6 +9,8 @@
 //   velo:{name:pN}:hw      hash: session id -> last output seq written
 //   velo:{name:pN}:check   hash (checkReplay): "<seq> <sid>" -> "<output id> <sha1>"
 //   velo:{name:pN}:commit  the owner's last commit, with local delivery (retries)
+//   velo:{name:pN}:ckpt    hash: session id -> its last checkpoint (a JSON header line, then the state's bytes)
+//   velo:{name:pN}:timers  hash: session id -> the ids of its timers whose wake-ups were written
 //   velo:{name:pN}:fence:E the fence stream of the lease of epoch E: empty, with the group `velo`; it lives
 //                          exactly as long as that lease (same expiry, deleted with it), so a plain
 //                          XREADGROUP that names it first is refused (NOGROUP) once the lease is gone
@@ -16,7 +18,7 @@
 // One consumer group (`velo`) per input stream and one consumer name
 // (`owner`): whoever holds the lease reads as `owner`, so a new owner's
 // `XREADGROUP ... 0` returns exactly what the last owner left unacked.
-import type { Commit, CommitResult, Divergence, InputEntry, Lease, PartitionLog, ReadResult } from './transport';
+import type { Commit, CommitResult, Divergence, InputEntry, Lease, PartitionLog, ReadResult, Snapshot } from './transport';
 import { FencedError, workerClosedError } from '../errors';
 import { PollWaker, type RedisClientLike, isCluster, readStreams, send, xreadStreams } from './connection';
 import { Script } from './script';
@@ -37,6 +39,8 @@ const MARK = new Script('mark.lua', true);
 const COMMIT = new Script('commit.lua', true);
 const TRIM = new Script('trim.lua', true);
 const LAG = new Script('lag.lua');
+const PINNED = new Script('pinned.lua');
+const WAKE = new Script('wake.lua', true);
 const APPEND = new Script('append.lua');
 
 /** Key names of one stream function. */
@@ -65,6 +69,14 @@ export class KeySpace {
   commits(p: number): string {
     return `${this.input(p)}:commit`;
   }
+  /** Checkpoints: the last snapshot of each live session that made one. */
+  ckpt(p: number): string {
+    return `${this.input(p)}:ckpt`;
+  }
+  /** Timers: per live session, the ids of its timers whose wake-ups are in the input. */
+  timers(p: number): string {
+    return `${this.input(p)}:timers`;
+  }
   workers(): string {
     return `velo:{${this.name}}:workers`;
   }
@@ -72,6 +84,38 @@ export class KeySpace {
   fence(p: number, epoch = ''): string {
     return `${this.input(p)}:fence:${epoch}`;
   }
+}
+
+/** A checkpoint as stored: a JSON header (`seq`, `last`, `events`) on one line, then the state's bytes. */
+function snapshotValue(c: Snapshot): Buffer {
+  const pending = c.pending?.map(([id, time, payload]) => [id, time, Buffer.from(payload).toString('base64')]);
+  const head = Buffer.from(
+    `${JSON.stringify({ seq: c.seq, last: c.lastTime, events: c.events, timers: c.timers ?? 0, pending: pending ?? [] })}\n`,
+  );
+  return Buffer.concat([head, typeof c.state === 'string' ? Buffer.from(c.state) : c.state]);
+}
+
+function parseSnapshot(sid: string, value: Buffer): Snapshot {
+  const nl = value.indexOf(10);
+  const head = JSON.parse(value.subarray(0, nl).toString()) as {
+    seq: number;
+    last: number;
+    events: number;
+    timers?: number;
+    pending?: [number, number, string][];
+  };
+  const key = sid.slice(0, sid.lastIndexOf('@'));
+  const pending = (head.pending ?? []).map(([id, time, payload]) => [id, time, Buffer.from(payload, 'base64')] as const);
+  return {
+    sid,
+    key,
+    seq: head.seq,
+    lastTime: head.last,
+    events: head.events,
+    state: value.subarray(nl + 1),
+    timers: head.timers ?? 0,
+    pending,
+  };
 }
 
 function fenced(partition: number, error: unknown): unknown {
@@ -96,21 +140,23 @@ function inputEntries(raw: unknown): InputEntry[] {
     let payload: Buffer | undefined;
     let close: string | undefined;
     let reason: string | undefined;
+    let wake: string | undefined;
     // A pending entry trimmed away comes back with nil fields: no key, no payload.
     if (Array.isArray(list)) {
       for (let i = 0; i + 1 < list.length; i += 2) {
         const name = list[i] as Buffer;
         const value = list[i + 1] as Buffer;
-        // Field names are one byte: k(ey), v(alue), c(lose marker), r(eason).
+        // Field names are one byte: k(ey), v(alue), c(lose marker), r(eason), w(ake-up).
         if (name.length !== 1) continue;
         const c = name[0];
         if (c === 0x6b) key = value.toString();
         else if (c === 0x76) payload = value;
         else if (c === 0x63) close = value.toString();
         else if (c === 0x72) reason = value.toString();
+        else if (c === 0x77) wake = value.toString();
       }
     }
-    out.push({ id: id.toString(), key, payload, close, reason });
+    out.push(wake === undefined ? { id: id.toString(), key, payload, close, reason } : { id: id.toString(), key, payload, wake });
   }
   return out;
 }
@@ -278,13 +324,19 @@ export class RedisLog implements PartitionLog {
       if (o.error !== undefined) args.push('e', o.error);
       else args.push('v', o.payload ?? '');
     }
-    args.push(String(commit.acks.length), ...commit.acks, String(commit.ended.length));
+    const checkpoints = commit.checkpoints ?? [];
+    args.push(String(checkpoints.length));
+    for (const c of checkpoints) args.push(c.sid, snapshotValue(c));
+    // (A loop, not a spread: a long session's end acks more entries than a call takes arguments.)
+    args.push(String(commit.acks.length));
+    for (const id of commit.acks) args.push(id);
+    args.push(String(commit.ended.length));
     commit.ended.forEach((sid, i) => args.push(sid, String(commit.endedSeqs?.[i] ?? 0)));
     let reply: [Buffer[], Buffer[]];
     try {
       reply = (await COMMIT.run(
         this.#client,
-        [k.lease(p), k.input(p), k.output(p), k.hw(p), k.check(p), k.commits(p)],
+        [k.lease(p), k.input(p), k.output(p), k.hw(p), k.check(p), k.commits(p), k.ckpt(p), k.timers(p)],
         args,
         BUFFERS,
       )) as [Buffer[], Buffer[]];
@@ -311,6 +363,45 @@ export class RedisLog implements PartitionLog {
       }
     }
     return { ids, diverged };
+  }
+
+  async wake(
+    lease: Lease,
+    key: string,
+    sid: string,
+    id: number,
+    time: number,
+    payload: Buffer | string,
+  ): Promise<string | number> {
+    const p = lease.partition;
+    const k = this.#keys;
+    try {
+      const reply = await WAKE.run(
+        this.#client,
+        [k.lease(p), k.input(p), k.timers(p)],
+        [lease.token, key, sid, String(id), String(time), payload],
+      );
+      return typeof reply === 'number' ? reply : String(reply);
+    } catch (error) {
+      throw fenced(p, error);
+    }
+  }
+
+  async pinned(partition: number): Promise<number> {
+    return Number(await PINNED.run(this.#client, [this.#keys.input(partition)], []));
+  }
+
+  async snapshots(lease: Lease): Promise<Snapshot[]> {
+    const key = this.#keys.ckpt(lease.partition);
+    const found: Snapshot[] = [];
+    let cursor = '0';
+    do {
+      const reply = (await send(this.#client, key, ['HSCAN', key, cursor, 'COUNT', '1000'], BUFFERS)) as [Buffer, Buffer[]];
+      cursor = reply[0].toString();
+      const fields = reply[1];
+      for (let j = 0; j + 1 < fields.length; j += 2) found.push(parseSnapshot(fields[j].toString(), fields[j + 1]));
+    } while (cursor !== '0');
+    return found;
   }
 
   lag(partition: number): Promise<number> {

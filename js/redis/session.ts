@@ -1,5 +1,5 @@
 // One live session of a partition: a key's run of events through one instance of the function.
-import { type StreamKind } from '../core/protocol';
+import { type SessionHooks, type StreamKind } from '../core/protocol';
 import { idTime } from './log-ids';
 import type { InputEntry } from './transport';
 
@@ -12,6 +12,67 @@ export function serializeError(error: unknown): string {
   };
   if (typeof e?.code === 'string') out.code = e.code;
   return JSON.stringify(out);
+}
+
+/** A timer of `ctx.wakeAt`: its id in the session (1, 2, ...), its time (Redis' clock, ms), its payload encoded. */
+export interface Timer {
+  readonly id: number;
+  readonly time: number;
+  readonly payload: Buffer | string;
+}
+
+/** A `ctx.checkpoint()` call, kept until the outputs yielded before it are queued: its state encoded, or why it could not be. */
+export interface CheckpointCall {
+  /** Timers the session had made at the call, and those of them not known to have fired. */
+  readonly timers: number;
+  readonly pending: Timer[];
+  /** Events the instance had taken. */
+  readonly taken: number;
+  /** Outputs the instance had yielded. */
+  readonly yielded: number;
+  readonly state?: Buffer | string;
+  readonly error?: Error;
+}
+
+/**
+ * A session's `SessionHooks`: the state it was restored from, and its checkpoint calls, encoded at the call (a
+ * failure throws there, and is kept too: the session fails at that point of its outputs, also if the handler
+ * catches the error). `onCall` (set once the session exists) takes them in order.
+ */
+export class Checkpoints implements SessionHooks {
+  readonly calls: CheckpointCall[] = [];
+  onCall: (() => void) | null = null;
+  /** Timers made so far (restored ones included): the next one's id is this plus one. */
+  timerCount = 0;
+  /** Timers not known to have fired (their wake-up not read back yet). */
+  readonly timers = new Map<number, Timer>();
+  /** Arms a new timer (set once the session exists). */
+  onTimer: ((timer: Timer) => void) | null = null;
+  constructor(
+    readonly restored: unknown,
+    readonly encode: (state: unknown) => Buffer | string,
+    readonly encodePayload: (payload: unknown) => Buffer | string,
+  ) {}
+  checkpoint(state: unknown, taken: number, yielded: number): void {
+    const timers = this.timerCount;
+    const pending = [...this.timers.values()];
+    let encoded: Buffer | string;
+    try {
+      encoded = this.encode(state);
+    } catch (error) {
+      this.calls.push({ taken, yielded, timers, pending, error: error as Error });
+      this.onCall?.();
+      throw error;
+    }
+    this.calls.push({ taken, yielded, timers, pending, state: encoded });
+    this.onCall?.();
+  }
+  wakeAt(time: number, payload: unknown): void {
+    const timer = { id: this.timerCount + 1, time: Math.ceil(time), payload: this.encodePayload(payload) };
+    this.timerCount++;
+    this.timers.set(timer.id, timer);
+    this.onTimer?.(timer);
+  }
 }
 
 export class Session<I, O> {
@@ -45,6 +106,22 @@ export class Session<I, O> {
   sent: InputEntry[] = [];
   /** Entries sent before `sent[0]`: all taken. */
   sentBase = 0;
+  /** Started from a checkpoint: its handler need not take any event (the session's first was taken long ago). */
+  restored = false;
+  /** Its checkpoint calls, and the state it was restored from. */
+  checkpoints: Checkpoints | null = null;
+  /** Outputs of its handler handed to `#output` so far: a checkpoint call waits for those yielded before it. */
+  yieldsQueued = 0;
+  /** Events of this instance acked by its checkpoints (the first `ackedEvents` it took). */
+  ackedEvents = 0;
+  /** Events of the session before this instance (from its snapshot): with those taken, a checkpoint's `events`. */
+  baseEvents = 0;
+  /** Redis' time of the last event covered by its last checkpoint, ms. */
+  checkpointTime = 0;
+  /** Ids in `ids` that are close markers (an age marker that came too early stays among its events). */
+  markers: Set<string> | null = null;
+  /** Its armed timers' Node timeouts, by timer id. */
+  readonly wakeTimeouts = new Map<number, NodeJS.Timeout>();
   constructor(
     readonly key: string,
     readonly sid: string,

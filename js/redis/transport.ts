@@ -22,6 +22,8 @@ export interface InputEntry {
   readonly close?: string;
   /** Why the marker was written: `'age'` for `maxSessionAge` (absent for an idle close or a handler's own end). */
   readonly reason?: string;
+  /** A timer's wake-up (`ctx.wakeAt`): `<sid> <timer id>`; its payload is the event delivered to that session. */
+  readonly wake?: string;
 }
 
 /** An output of session `sid`, its `seq`-th (from 1): `(sid, seq)` is its idempotency key. */
@@ -35,9 +37,29 @@ export interface OutputRecord {
   readonly error?: string;
 }
 
-/** What the owner of a partition commits in one fenced step: outputs, then acks, then forgets ended sessions. */
+/** A live session's last checkpoint, as committed: what a new owner restores it from. */
+export interface Snapshot {
+  readonly sid: string;
+  readonly key: string;
+  /** Outputs the session had made up to the checkpoint: its next output is `seq + 1`. */
+  readonly seq: number;
+  /** Redis' time of the last event it had taken, ms (its idle deadline is `idleTimeout` after it); 0: none. */
+  readonly lastTime: number;
+  /** Events of the log it had got up to the checkpoint (for `maxSessionEvents`). */
+  readonly events: number;
+  /** The state, as the function's codec encoded it. */
+  readonly state: Buffer | string;
+  /** Timers the session had made (`ctx.wakeAt`) up to the checkpoint: its next gets id `timers + 1`. */
+  readonly timers?: number;
+  /** Those of them not known to have fired, as `[id, time, payload]` (the payload by the codec). */
+  readonly pending?: readonly (readonly [number, number, Buffer | string])[];
+}
+
+/** What the owner of a partition commits in one fenced step: outputs, then checkpoints, then acks, then forgets ended sessions. */
 export interface Commit {
   readonly outputs: OutputRecord[];
+  /** The latest checkpoint of each session that made one since the last commit (at most one per `sid`). */
+  readonly checkpoints?: readonly Snapshot[];
   readonly acks: string[];
   /** Sessions that ended. */
   readonly ended: readonly string[];
@@ -110,8 +132,17 @@ export interface PartitionLog {
   markClose(lease: Lease, key: string, sid: string, reason?: string): Promise<string>;
   /** Fenced: removes input entries no session needs any more (older than every pending or undelivered one). Resolves with how many. */
   trim(lease: Lease): Promise<number>;
-  /** Fenced: writes outputs not written before (by `(sid, seq)`), acks entries, forgets ended sessions. */
+  /**
+   * Fenced: writes the wake-up of timer `id` of session `sid` into the input, once per `(sid, id)`. Resolves
+   * with its entry id, `''` if it was written before, or the ms still to wait (Redis' clock is before `time`).
+   */
+  wake(lease: Lease, key: string, sid: string, id: number, time: number, payload: Buffer | string): Promise<string | number>;
+  /** The checkpoints of the partition's live sessions (unfenced: what the owner does with them is fenced). */
+  snapshots(lease: Lease): Promise<Snapshot[]>;
+  /** Fenced: writes outputs not written before (by `(sid, seq)`), checkpoints, acks entries, forgets ended sessions. */
   commit(lease: Lease, commit: Commit): Promise<CommitResult>;
+  /** Age of the partition's oldest pending entry, ms by Redis' clock (0: none); unfenced, a figure for metrics. */
+  pinned(partition: number): Promise<number>;
   /** Entries of the partition's input not yet delivered to its owner (unfenced: a read-only figure for metrics). */
   lag(partition: number): Promise<number>;
   /**

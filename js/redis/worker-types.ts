@@ -63,6 +63,11 @@ export interface RedisWorkerOptions<O = unknown> extends RedisOptions {
    * Costs a hash field and a SHA-1 per output in Redis. Default false.
    */
   checkReplay?: boolean;
+  /**
+   * Largest encoded state a session's `ctx.checkpoint(state)` may record, bytes: a larger one throws
+   * `CheckpointTooLargeError` (`ERR_VELO_CHECKPOINT_TOO_LARGE`) at the call, and the session fails. Default 1 MiB.
+   */
+  maxCheckpointBytes?: number;
 }
 
 /** Round-trip times of the worker's calls to Redis, ms: nearest-rank percentiles of its last 1024 calls. */
@@ -101,6 +106,16 @@ export interface RedisWorkerStats {
   lag: number;
   /** `lag` per owned partition (partition -> entries). */
   partitionLag: Record<number, number>;
+  /**
+   * How old the oldest pending input entry of the owned partitions is, ms by Redis' clock, as measured at the
+   * last lease renewal (0: none pending). A pending entry is input a live session still needs (the events after
+   * its last checkpoint, or all its events without checkpoints): the partition's log is never trimmed past it,
+   * so a session that lives long without checkpoints keeps every key's entries of its partition since it began
+   * in Redis' memory. Watch this grow.
+   */
+  pinnedAge: number;
+  /** `pinnedAge` per owned partition (partition -> ms). */
+  partitionPinnedAge: Record<number, number>;
   /** Live sessions on this worker: handlers running, each holding a slot of the function's `maxConcurrent`. */
   sessions: number;
   /**
@@ -158,6 +173,12 @@ export interface RedisWorkerStats {
   undelivered: number;
   /** Replay divergences found by `checkReplay`. */
   diverged: number;
+  /** Checkpoints committed (`ctx.checkpoint`; of several by one session before a commit, only the latest is written). */
+  checkpoints: number;
+  /** Sessions started again from their checkpoint after a takeover (`ctx.restored`). */
+  restored: number;
+  /** Timers' wake-ups this worker wrote into the input (`ctx.wakeAt`; one made again by a replay is not written again). */
+  wakeups: number;
   /** Round-trip times of the worker's calls to Redis (reads, commits, leases), blocking wake-up reads excluded. */
   roundTrip: RoundTripStats;
   /**

@@ -65,6 +65,7 @@ const WORKER_KEYS = [
   'onOutput',
   'maxUndelivered',
   'checkReplay',
+  'maxCheckpointBytes',
 ];
 /** The longest a blocking wake-up read waits before it is re-issued, ms. */
 const WAIT_MS = 2000;
@@ -82,6 +83,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
   readonly maxSessionEvents: number;
   readonly maxSessionAge: number;
   readonly checkReplay: boolean;
+  readonly maxCheckpointBytes: number;
   /** Local delivery (`onOutput`), or null. */
   readonly delivery: LocalDelivery<O> | null;
   readonly counters: WorkerCounters = {
@@ -99,6 +101,9 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     ticks: 0,
     handedOn: 0,
     diverged: 0,
+    checkpoints: 0,
+    restored: 0,
+    wakeups: 0,
   };
   readonly #trips = new RoundTrips();
   readonly #share: number;
@@ -138,6 +143,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       onOutput,
       maxUndelivered = UNDELIVERED_DEFAULT,
       checkReplay = false,
+      maxCheckpointBytes = 1 << 20,
     } = extra;
     // (At most a Node timer's longest delay: the lease's timers are set from it.)
     integerOption(W, 'leaseTtl', leaseTtl, 300, MAX_TIMER_MS, `from 300 to ${MAX_TIMER_MS} (ms)`);
@@ -170,6 +176,8 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     this.id = workerId;
     this.name = options.keys.name;
     this.checkReplay = checkReplay;
+    integerOption(W, 'maxCheckpointBytes', maxCheckpointBytes, 1, 512 << 20);
+    this.maxCheckpointBytes = maxCheckpointBytes;
     this.delivery = onOutput === undefined ? null : new LocalDelivery(onOutput, maxUndelivered, (error) => this.report(error));
     this.fn = fn as StreamFn<I, O> & Openable<I, O>;
     this.ttl = leaseTtl;
@@ -207,6 +215,8 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     let lag = 0;
     let buffered = 0;
     const partitionLag: Record<number, number> = {};
+    const partitionPinnedAge: Record<number, number> = {};
+    let pinnedAge = 0;
     const partitionBuffered: Record<number, number> = {};
     const owned = [...this.#runs.keys()].sort((a, b) => a - b);
     for (const p of owned) {
@@ -215,6 +225,8 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       waitingKeys += run.spilledKeys;
       lag += run.lag;
       partitionLag[p] = run.lag;
+      partitionPinnedAge[p] = run.pinned;
+      pinnedAge = Math.max(pinnedAge, run.pinned);
       run.reconcile();
       buffered += run.buffered;
       partitionBuffered[p] = run.buffered;
@@ -228,6 +240,8 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       owned,
       lag,
       partitionLag,
+      pinnedAge,
+      partitionPinnedAge,
       sessions: this.live,
       held,
       waitingKeys,
@@ -318,6 +332,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       [...this.#runs.values()].map(async (run) => {
         try {
           run.lag = await this.log.lag(run.partition);
+          run.pinned = await this.log.pinned(run.partition);
         } catch (error) {
           this.report(error);
         }

@@ -32,7 +32,7 @@ import {
   WORKER_SIDE,
   takenView,
 } from './protocol';
-import { workerModuleError } from '../errors';
+import { wakeAtOnWorkerError, workerModuleError } from '../errors';
 import { withRemoteParent } from '../core/tracing';
 import type { StreamContext } from '../types';
 
@@ -145,7 +145,17 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
     let it: AsyncIterator<unknown> | undefined;
     try {
       const fn = await loadHandler();
-      const ctx: StreamContext = { id: this.#id, signal: this.signal };
+      // A worker thread's stream lives in this process only: nothing to restore, a checkpoint is a no-op.
+      const ctx: StreamContext = {
+        id: this.#id,
+        signal: this.signal,
+        restored: undefined,
+        checkpoint: () => {},
+        wakeAt: () => {
+          // Its input is the main thread's lane: an event made here would not be counted there.
+          throw wakeAtOnWorkerError();
+        },
+      };
       const iterable = fn(this, ctx) as unknown;
       if (iterable === null || typeof (iterable as AsyncIterable<unknown>)[Symbol.asyncIterator] !== 'function') {
         if (typeof (iterable as PromiseLike<unknown> | null)?.then === 'function') Promise.resolve(iterable).catch(() => {});

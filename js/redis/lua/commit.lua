@@ -1,6 +1,7 @@
--- KEYS lease, input, out, hw, check, commit; ARGV token, serial, check, n,
--- n x (sid, seq, key, field, data), acks count, ids, ended count, n x (sid,
--- last seq). An output whose seq is not above its session's high-water mark
+-- KEYS lease, input, out, hw, check, commit, ckpt, timers; ARGV token, serial, check, n,
+-- n x (sid, seq, key, field, data), checkpoints count, n x (sid, snapshot), acks count, ids, ended count,
+-- n x (sid, last seq). A checkpoint replaces its session's snapshot in the same call as the outputs made
+-- before it and the acks of the entries it covers; an ended session's snapshot goes with its high-water mark. An output whose seq is not above its session's high-water mark
 -- was written before (by an earlier owner, or this one before a replay):
 -- skipped. Returns {ids, divergences}.
 -- - serial (local delivery; '' without, and then no ids come back): ids are the entries written ('' for
@@ -113,6 +114,12 @@ for j = 1, #raised do
 end
 n = tonumber(ARGV[i])
 i = i + 1
+for _ = 1, n do
+  redis.call('HSET', KEYS[7], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+n = tonumber(ARGV[i])
+i = i + 1
 local stop = i + n
 while i < stop do
   local last = math.min(i + 999, stop - 1)
@@ -144,6 +151,8 @@ if n > 0 then
   end
   for j = 1, #sids, 1000 do
     redis.call('HDEL', KEYS[4], unpack(sids, j, math.min(j + 999, #sids)))
+    redis.call('HDEL', KEYS[7], unpack(sids, j, math.min(j + 999, #sids)))
+    redis.call('HDEL', KEYS[8], unpack(sids, j, math.min(j + 999, #sids)))
   end
 end
 if serial ~= '' then redis.call('SET', KEYS[6], ARGV[1] .. ' ' .. serial .. ' ' .. (first or '-') .. ' ' .. written) end

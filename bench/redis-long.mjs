@@ -1,0 +1,196 @@
+// One long session on Redis, with and without checkpoints (issue 28's goals):
+//
+//   node bench/redis-long.mjs [events] [every] [runs]      (defaults 200000, 1000, 3)
+//   node bench/redis-long.mjs chart                        redraws bench/charts/redis-long.svg from the results
+//
+// - Failover: a worker child process (the test helper's `ckpt` handler: running totals, a checkpoint every
+//   `every` events; `every` 0: the plain `totals` handler, no checkpoint) runs one session of `events` events on
+//   one partition of a private redis-server (leaseTtl 2000, trimInterval 1000). Once its last output is in Redis
+//   it is killed -9, one more event is sent, and a second worker is started: the time from the kill to that
+//   event's output (the new worker's process start included), and its replay part alone, from the lease taken (the lease key naming the new worker,
+//   polled every 2 ms) to that output.
+// - Memory: Redis `used_memory` and the partition's XLEN, sampled every 250 ms while the session runs.
+// - Overhead: a backlog of 100 keys x 2,000 events, drained by one worker child (SIGSTOP while it is written,
+//   then SIGCONT), each key's session ended by a last `stop` event: events/s up to nothing pending (every
+//   input acked, by the checkpoints or at the sessions' ends), with a checkpoint every 100 events against none.
+//   `node bench/redis-long.mjs drains [runs]` runs only these.
+// Prints a JSON summary per run and writes bench/redis-long-results.json.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { createClient } from 'redis';
+import { redisProducer } from 'velo-stream/redis';
+import { start } from '../__test__/helpers/child.mjs';
+import { startRedis } from '../__test__/helpers/redis-server.mjs';
+
+const RESULTS = new URL('./redis-long-results.json', import.meta.url);
+const CHART = new URL('./charts/redis-long.svg', import.meta.url);
+
+/** The partition's XLEN over time in the first run with and without checkpoints, as an SVG line chart. */
+function chart(results) {
+  const [w, h, left, top, bottom] = [760, 300, 70, 40, 40];
+  const series = [results.every, 0].map((everyN) => ({
+    everyN,
+    points: results.runs.find((r) => r.every === everyN).samples.map((p) => [p.t / 1000, p.xlen]),
+  }));
+  const tMax = Math.max(...series.flatMap((s) => s.points.map((p) => p[0])));
+  const yMax = Math.max(...series.flatMap((s) => s.points.map((p) => p[1])));
+  const x = (t) => left + (t / tMax) * (w - left - 20);
+  const y = (v) => top + (1 - v / yMax) * (h - top - bottom);
+  const colors = ['#2a7', '#c33'];
+  const parts = [`<text x="10" y="20" font-weight="bold">XLEN of the partition's input during one session of ${results.events.toLocaleString('en-US')} events (sampled every 250 ms)</text>`];
+  for (const v of [0, yMax / 2, yMax]) parts.push(`<text x="5" y="${y(v) + 4}" font-size="11">${Math.round(v / 1000)}K</text><line x1="${left}" x2="${w - 20}" y1="${y(v)}" y2="${y(v)}" stroke="#ddd"/>`);
+  parts.push(`<text x="${w / 2}" y="${h - 8}" font-size="11">seconds</text>`);
+  series.forEach((s, i) => {
+    const d = s.points.map(([t, v], j) => `${j === 0 ? 'M' : 'L'}${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
+    parts.push(`<path d="${d}" fill="none" stroke="${colors[i]}" stroke-width="2"/>`);
+    parts.push(`<text x="${left + 10}" y="${top + 14 + i * 16}" font-size="12" fill="${colors[i]}">${s.everyN === 0 ? 'no checkpoints' : `a checkpoint every ${s.everyN} events`}</text>`);
+  });
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" font-family="sans-serif">${parts.join('')}</svg>\n`;
+}
+
+if (process.argv[2] === 'chart') {
+  writeFileSync(CHART, chart(JSON.parse(readFileSync(RESULTS, 'utf8'))));
+  process.exit(0);
+}
+
+const drainsOnly = process.argv[2] === 'drains';
+const [events = 200_000, every = 1000, runs = 3] = drainsOnly ? [0, 0, Number(process.argv[3] ?? 3)] : process.argv.slice(2).map(Number);
+const CHILD = fileURLToPath(new URL('../__test__/helpers/redis-worker-child.mjs', import.meta.url));
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const median = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
+
+/** A worker child: `every` 0 runs `totals`, else `ckpt` with a checkpoint every `every` events. */
+function worker(url, name, ttl, everyN, workerId) {
+  const extra = everyN === 0 ? { workerId } : { handler: 'ckpt', every: everyN, workerId };
+  return start([CHILD, url, name, 1, ttl, 3_600_000, 0, 1000, JSON.stringify(extra)].map(String), { timeout: 3_600_000 });
+}
+
+async function until(check, what, timeout = 600_000, ms = 5) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(ms);
+  }
+}
+
+const usedMemory = async (client) => Number(/used_memory:(\d+)/.exec(await client.info('memory'))[1]);
+
+async function failover(url, client, everyN, run) {
+  const name = `long${everyN}r${run}`;
+  const input = `velo:{${name}:p0}`;
+  const out = `${input}:out`;
+  const a = worker(url, name, 2000, everyN, `a${run}`);
+  await until(async () => (await client.get(`${input}:lease`))?.startsWith(`a${run}:`), 'A owns the partition');
+  const producer = redisProducer({ client, name, partitions: 1 });
+  const samples = [];
+  const started = Date.now();
+  const sampler = setInterval(async () => {
+    samples.push({ t: Date.now() - started, usedMemory: await usedMemory(client), xlen: await client.xLen(input), outputs: await client.xLen(out) });
+  }, 250);
+  for (let n = 0; n < events; n += 1000) {
+    await producer.sendMany(Array.from({ length: Math.min(1000, events - n) }, (_, i) => ['long', { n: n + i }]));
+    // At most a few batches ahead of the worker: a live session, not a backlog.
+    await until(async () => (await client.xLen(out)) >= n - 5000, 'the worker to keep up', 600_000, 2);
+  }
+  await until(async () => (await client.xLen(out)) === events, 'every output', 600_000, 10);
+  // Past a trim (trimInterval 1000, checked every leaseTtl/3): the input as the session leaves it.
+  await sleep(2500);
+  clearInterval(sampler);
+  samples.push({ t: Date.now() - started, usedMemory: await usedMemory(client), xlen: await client.xLen(input), outputs: await client.xLen(out) });
+  const pending = Number((await client.xPending(input, 'velo')).pending);
+  a.child.kill('SIGKILL');
+  const killed = performance.now();
+  await a.finished().catch(() => {});
+  await producer.send('long', { n: events });
+  const b = worker(url, name, 2000, everyN, `b${run}`);
+  await until(async () => (await client.get(`${input}:lease`))?.startsWith(`b${run}:`), 'B owns the partition', 60_000, 2);
+  const acquired = performance.now();
+  await until(async () => (await client.xLen(out)) === events + 1, 'the new event\'s output', 600_000, 2);
+  const output = performance.now();
+  // Its next stats line (every 100 ms) has the whole replay.
+  await sleep(250);
+  const stats = JSON.parse(b.stdout.split('\n').filter((l) => l.startsWith('stats ')).at(-1)?.slice(6) ?? '{}');
+  b.child.kill('SIGKILL');
+  await b.finished().catch(() => {});
+  await client.del(await client.keys(`velo:{${name}*`));
+  return {
+    every: everyN,
+    events,
+    pendingAtKill: pending,
+    killToOutputMs: Math.round(output - killed),
+    replayMs: Math.round(output - acquired),
+    replayed: stats.replayed,
+    restored: stats.restored,
+    usedMemoryMax: Math.max(...samples.map((s) => s.usedMemory)),
+    usedMemoryMin: Math.min(...samples.map((s) => s.usedMemory)),
+    xlenMax: Math.max(...samples.map((s) => s.xlen)),
+    xlenLast: samples.at(-1)?.xlen,
+    samples,
+  };
+}
+
+async function drain(url, client, everyN, run) {
+  const name = `drain${everyN}r${run}`;
+  const keys = 100;
+  const perKey = 2000;
+  const w = worker(url, name, 30_000, everyN, `d${run}`);
+  await until(async () => (await client.get(`velo:{${name}:p0}:lease`))?.startsWith(`d${run}:`), 'the worker owns the partition');
+  w.child.kill('SIGSTOP');
+  const producer = redisProducer({ client, name, partitions: 1 });
+  for (let r = 0; r < perKey; r += 10) {
+    const batch = [];
+    for (let i = r; i < r + 10; i++) for (let k = 0; k < keys; k++) batch.push([`k${k}`, { n: i }]);
+    await producer.sendMany(batch);
+  }
+  await producer.sendMany(Array.from({ length: keys }, (_, k) => [`k${k}`, { n: -1, stop: true }]));
+  const t0 = performance.now();
+  w.child.kill('SIGCONT');
+  await until(async () => (await client.xLen(`velo:{${name}:p0}:out`)) === keys * perKey, 'the drain', 600_000, 10);
+  await until(async () => Number((await client.xPending(`velo:{${name}:p0}`, 'velo')).pending) === 0, 'every session ended', 600_000, 10);
+  const ms = performance.now() - t0;
+  w.child.kill('SIGKILL');
+  await w.finished().catch(() => {});
+  await client.del(await client.keys(`velo:{${name}*`));
+  return { every: everyN, events: keys * perKey, eventsPerSecond: Math.round((keys * perKey) / (ms / 1000)) };
+}
+
+const redis = await startRedis();
+const client = await createClient({ url: redis.url }).connect();
+const results = { events, every, runs: [], drains: [] };
+try {
+  for (let run = 0; run < runs; run++) {
+    for (const everyN of drainsOnly ? [] : [every, 0]) {
+      const r = await failover(redis.url, client, everyN, run);
+      const { samples, ...summary } = r;
+      console.log(JSON.stringify(summary));
+      results.runs.push(r);
+    }
+    for (const everyN of [100, 0]) {
+      const d = await drain(redis.url, client, everyN, run);
+      console.log(JSON.stringify(d));
+      results.drains.push(d);
+    }
+  }
+  const pick = (list, everyN, field) => median(list.filter((r) => r.every === everyN).map((r) => r[field]));
+  const summary = {
+    replayMsWith: pick(results.runs, every, 'replayMs'),
+    replayMsWithout: pick(results.runs, 0, 'replayMs'),
+    killToOutputMsWith: pick(results.runs, every, 'killToOutputMs'),
+    killToOutputMsWithout: pick(results.runs, 0, 'killToOutputMs'),
+    xlenMaxWith: pick(results.runs, every, 'xlenMax'),
+    xlenMaxWithout: pick(results.runs, 0, 'xlenMax'),
+    usedMemoryMaxWith: pick(results.runs, every, 'usedMemoryMax'),
+    usedMemoryMaxWithout: pick(results.runs, 0, 'usedMemoryMax'),
+    drainWith100: pick(results.drains, 100, 'eventsPerSecond'),
+    drainWithout: pick(results.drains, 0, 'eventsPerSecond'),
+  };
+  console.log(`summary ${JSON.stringify(summary)}`);
+  if (!drainsOnly) {
+    writeFileSync(RESULTS, `${JSON.stringify({ ...results, summary }, null, 1)}\n`);
+    writeFileSync(CHART, chart(results));
+  }
+} finally {
+  await client.close();
+  await redis.stop();
+}
