@@ -8,6 +8,7 @@ import { kFinished, type StreamKind } from './protocol';
 import { HandlerStream, reportHandoffs } from './stream';
 import { type StreamBody } from './body';
 import { Sessions } from './sessions';
+import { StreamList, kWatch } from './stream-list';
 import type {
   EventSource,
   OpenOptions,
@@ -45,6 +46,13 @@ abstract class FnBase<I, O> implements StreamFn<I, O> {
   abstract [kTotals](boundsUs: number[]): Totals;
   /** The single-stage functions this one runs, in order. */
   abstract readonly stages: readonly SingleFn<unknown, unknown>[];
+  /** Its open streams, once `kWatch` asked for them (a dashboard): until then, none are listed. */
+  protected listed: StreamList | undefined;
+
+  /** Lists this function's streams from now on, and returns the list. */
+  [kWatch](): StreamList {
+    return (this.listed ??= new StreamList());
+  }
 
   open(opts?: OpenOptions): Stream<I, O> {
     return this[kOpen](resolveSignal(opts), true);
@@ -158,7 +166,9 @@ class SingleFn<I, O> extends FnBase<I, O> {
     const native = new NativeStream(handle);
     const handler = this.#handler;
     const body = typeof handler === 'function' ? handler : handler.makeBody(native, buffer);
-    return new HandlerStream(native, body, this.name, buffer, idleOn, signal);
+    const stream = new HandlerStream(native, body, this.name, buffer, idleOn, signal);
+    this.listed?.add(stream);
+    return stream;
   }
 
   stats(): StreamFnStats {
@@ -264,7 +274,9 @@ class PipedFn<I, O> extends FnBase<I, O> {
     // A pipe that can never end may be collected with its stages (each stage
     // then counts itself cancelled); its permit, collected with it, counts
     // the pipe the same way.
-    return new PipedStream<I, O>(opened, signal, (outcome) => void permit.release(outcome as Outcome));
+    const stream = new PipedStream<I, O>(opened, signal, (outcome) => void permit.release(outcome as Outcome));
+    this.listed?.add(stream);
+    return stream;
   }
 
   stats(): StreamFnStats {

@@ -1,0 +1,308 @@
+// The figures a dashboard shows, sampled: one `Sampler.sample()` per interval
+// reads every function's counters and totals (from the core), a bounded
+// number of its open streams' metrics, and every Redis worker's stats(), and
+// turns the counters into rates since the previous sample. Nothing here runs
+// per event; the cost is per sample, bounded by `scan`.
+import { kTotals, type Totals } from '../core/function';
+import { kWatch, type StreamList } from '../core/stream-list';
+import { kThreads, type ThreadLoads } from '../worker/index';
+import type { StreamFn, StreamMetrics, StreamState } from '../types';
+import type { RedisWorker } from '../redis/worker';
+
+/** Any stream function, whatever its event and output types. */
+export type AnyFn = StreamFn<never, unknown>;
+
+/** Queue-wait bounds, µs: two per power of two, 1 µs to about 67 s. */
+const WAIT_BOUNDS_US = Array.from({ length: 53 }, (_, i) => Math.round(2 ** (i / 2)));
+/** Streams shown per list (longest-lived, most buffered). */
+const TOP = 5;
+/** Errors shown, the latest. */
+const ERRORS = 20;
+
+/** One stream as the dashboard lists it: figures only, never events, outputs or keys. */
+export interface StreamRow {
+  id: string;
+  state: StreamState;
+  ageMs: number;
+  eventsIn: number;
+  eventsOut: number;
+  bufferedIn: number;
+  bufferedOut: number;
+  backpressureWaits: number;
+  queueWaitP50Us: number;
+  queueWaitP99Us: number;
+}
+
+/** One function's figures in a sample; rates are per second since the previous sample. */
+export interface FnSample {
+  name: string;
+  open: number;
+  opened: number;
+  completed: number;
+  failed: number;
+  cancelled: number;
+  rejected: number;
+  eventsIn: number;
+  eventsOut: number;
+  /** Queue-wait percentiles of the events taken since the previous sample (an upper bound within √2), µs; null: none taken. */
+  queueWaitP50Us: number | null;
+  queueWaitP99Us: number | null;
+  /** Backpressure waits of the open streams read in this sample (`scanned` of `open`). */
+  backpressureWaits: number;
+  scanned: number;
+  task?: { inFlight: number; retries: number; skipped: number };
+  threads?: ThreadLoads;
+  oldest: StreamRow[];
+  mostBuffered: StreamRow[];
+}
+
+/** One Redis worker's figures in a sample. */
+export interface RedisSample {
+  name: string;
+  id: string;
+  owned: number[];
+  lag: number;
+  partitionLag: Record<number, number>;
+  sessions: number;
+  held: number;
+  waitingKeys: number;
+  buffered: number;
+  replayed: number;
+  replayedSessions: number;
+  fenced: number;
+  lost: number;
+  errors: number;
+  roundTripP99Ms: number;
+}
+
+/** A failed stream: its function, id, time and error code (its message only when values are shown). */
+export interface ErrorRow {
+  at: number;
+  fn: string;
+  id: string;
+  code: string;
+  message?: string;
+}
+
+/** What the feed sends each interval. */
+export interface Sample {
+  at: number;
+  functions: FnSample[];
+  redis: RedisSample[];
+  errors: ErrorRow[];
+}
+
+type Counters = { opened: number; completed: number; failed: number; cancelled: number; rejected: number };
+type Previous = {
+  at: number;
+  counts: Counters;
+  eventsIn: number;
+  eventsOut: number;
+  waits: number[];
+  waitCount: number;
+  retries: number;
+};
+
+/** A stream's metrics as a row. */
+function row(stream: { id: string; state: StreamState; metrics: StreamMetrics }, now: number): StreamRow {
+  const m = stream.metrics;
+  return {
+    id: stream.id,
+    state: stream.state,
+    ageMs: Math.max(0, Math.round(now - m.openedAt)),
+    eventsIn: m.eventsIn,
+    eventsOut: m.eventsOut,
+    bufferedIn: m.bufferedIn,
+    bufferedOut: m.bufferedOut,
+    backpressureWaits: m.backpressureWaits,
+    queueWaitP50Us: m.queueWaitP50Us,
+    queueWaitP99Us: m.queueWaitP99Us,
+  };
+}
+
+/** The bound at which the cumulative counts `now - before` reach `q` of their total; null when nothing was counted. */
+function percentile(now: number[], before: number[], total: number, q: number): number | null {
+  if (total <= 0) return null;
+  const rank = Math.ceil(q * total);
+  for (let i = 0; i < now.length; i++) if (now[i] - (before[i] ?? 0) >= rank) return WAIT_BOUNDS_US[i];
+  return WAIT_BOUNDS_US[WAIT_BOUNDS_US.length - 1];
+}
+
+/** An error's code: its `code` when a string, else its class name. */
+function codeOf(error: unknown): string {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === 'string') return code;
+  const name = (error as { name?: unknown } | null)?.name;
+  return typeof name === 'string' ? name : typeof error;
+}
+
+/** One function's state across samples. */
+class FnWatch {
+  readonly fn: AnyFn;
+  readonly list: StreamList;
+  /** Where the scan of the open streams goes on next sample (round robin). */
+  #cursor: Generator<{ id: string; state: StreamState; metrics: StreamMetrics }> | undefined;
+  #previous: Previous | undefined;
+  #mostBuffered: string[] = [];
+
+  constructor(fn: AnyFn) {
+    this.fn = fn;
+    this.list = (fn as unknown as { [kWatch](): StreamList })[kWatch]();
+  }
+
+  sample(now: number, scan: number): FnSample {
+    const fn = this.fn;
+    const stats = fn.stats();
+    const totals = (fn as unknown as { [kTotals](b: number[]): Totals })[kTotals](WAIT_BOUNDS_US);
+    const waits = totals.queueWait.buckets.map(([, n]) => n);
+    const prev = this.#previous;
+    const seconds = prev === undefined ? 0 : Math.max(1e-3, (now - prev.at) / 1000);
+    const rate = (value: number, before: number | undefined) =>
+      prev === undefined || before === undefined ? 0 : Math.max(0, value - before) / seconds;
+    // Events taken since the previous sample (all of them at the first).
+    const taken = totals.queueWait.count - (prev?.waitCount ?? 0);
+    const before = prev?.waits ?? [];
+
+    // Longest-lived: the list is in open order.
+    const oldest: StreamRow[] = [];
+    for (const s of this.list.streams()) {
+      if (oldest.length === TOP) break;
+      oldest.push(row(s, now));
+    }
+    // Most buffered: the last sample's leaders read again, and the next `scan` streams of the round robin.
+    const seen = new Map<string, StreamRow>();
+    for (const id of this.#mostBuffered) {
+      const s = this.list.get(id);
+      if (s !== undefined) seen.set(id, row(s, now));
+    }
+    let scanned = 0;
+    let backpressureWaits = 0;
+    while (scanned < scan && scanned < this.list.size) {
+      this.#cursor ??= this.list.streams();
+      const next = this.#cursor.next();
+      if (next.done) {
+        this.#cursor = undefined;
+        if (this.list.size === 0) break;
+        continue;
+      }
+      const r = row(next.value, now);
+      scanned++;
+      backpressureWaits += r.backpressureWaits;
+      seen.set(r.id, r);
+    }
+    const mostBuffered = [...seen.values()]
+      .filter((r) => r.bufferedIn + r.bufferedOut > 0)
+      .sort((a, b) => b.bufferedIn + b.bufferedOut - (a.bufferedIn + a.bufferedOut))
+      .slice(0, TOP);
+    this.#mostBuffered = mostBuffered.map((r) => r.id);
+
+    const task = totals.task;
+    const threads = (fn as { [kThreads]?: () => ThreadLoads })[kThreads]?.();
+    const counts: Counters = {
+      opened: stats.opened,
+      completed: stats.completed,
+      failed: stats.failed,
+      cancelled: stats.cancelled,
+      rejected: stats.rejected,
+    };
+    this.#previous = {
+      at: now,
+      counts,
+      eventsIn: totals.eventsIn,
+      eventsOut: totals.eventsOut,
+      waits,
+      waitCount: totals.queueWait.count,
+      retries: task?.retries ?? 0,
+    };
+    return {
+      name: fn.name,
+      open: stats.open,
+      opened: rate(counts.opened, prev?.counts.opened),
+      completed: rate(counts.completed, prev?.counts.completed),
+      failed: rate(counts.failed, prev?.counts.failed),
+      cancelled: rate(counts.cancelled, prev?.counts.cancelled),
+      rejected: rate(counts.rejected, prev?.counts.rejected),
+      eventsIn: rate(totals.eventsIn, prev?.eventsIn),
+      eventsOut: rate(totals.eventsOut, prev?.eventsOut),
+      queueWaitP50Us: percentile(waits, before, taken, 0.5),
+      queueWaitP99Us: percentile(waits, before, taken, 0.99),
+      backpressureWaits,
+      scanned,
+      ...(task && { task: { inFlight: task.inFlight, retries: rate(task.retries, prev?.retries), skipped: task.skipped } }),
+      ...(threads && { threads }),
+      oldest,
+      mostBuffered,
+    };
+  }
+}
+
+/** Samples functions and Redis workers; `sample()` once per interval (a dashboard's feed, while a page is open). */
+export class Sampler {
+  readonly #fns: FnWatch[];
+  readonly #workers: RedisWorker[];
+  readonly #scan: number;
+  readonly #showValues: boolean;
+
+  /** Starts listing the functions' open streams (from now on). */
+  constructor(fns: readonly AnyFn[], workers: readonly RedisWorker[], scan: number, showValues: boolean) {
+    this.#fns = fns.map((fn) => new FnWatch(fn));
+    this.#workers = [...workers];
+    this.#scan = scan;
+    this.#showValues = showValues;
+  }
+
+  sample(now = Date.now()): Sample {
+    const functions = this.#fns.map((w) => w.sample(now, this.#scan));
+    const redis = this.#workers.map((w): RedisSample => {
+      const s = w.stats();
+      return {
+        name: w.name,
+        id: w.id,
+        owned: s.owned,
+        lag: s.lag,
+        partitionLag: s.partitionLag,
+        sessions: s.sessions,
+        held: s.held,
+        waitingKeys: s.waitingKeys,
+        buffered: s.buffered,
+        replayed: s.replayed,
+        replayedSessions: s.replayedSessions,
+        fenced: s.fenced,
+        lost: s.lost,
+        errors: s.errors,
+        roundTripP99Ms: s.roundTrip.p99,
+      };
+    });
+    const errors = this.#fns
+      .flatMap((w) =>
+        w.list.failures.map(
+          (f): ErrorRow => ({
+            at: f.at,
+            fn: w.fn.name,
+            id: f.id,
+            code: codeOf(f.error),
+            ...(this.#showValues && { message: messageOf(f.error) }),
+          }),
+        ),
+      )
+      .sort((a, b) => b.at - a.at)
+      .slice(0, ERRORS);
+    return { at: now, functions, redis, errors };
+  }
+
+  /** One listed stream of the function named `fn`, now; undefined when it is not listed (finished, collected, unknown). */
+  stream(fn: string, id: string): (StreamRow & { fn: string }) | undefined {
+    for (const w of this.#fns) {
+      if (w.fn.name !== fn) continue;
+      const s = w.list.get(id);
+      if (s !== undefined) return { fn, ...row(s, Date.now()) };
+    }
+    return undefined;
+  }
+}
+
+/** An error's message, bounded (it may hold values: shown only with `showValues`). */
+function messageOf(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.length > 500 ? `${message.slice(0, 500)}…` : message;
+}
