@@ -1,0 +1,46 @@
+// velo-stream/dashboard in headless Chromium, against a server with live streams (fixtures/dashboard-browser.mjs,
+// run as a child). Chromium is found, or installed with apt-get when this process can, else the test fails
+// saying what to install (helpers/chromium.mjs): never a silent skip. Screenshots: __test__/.screenshots/.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, statSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { chromium } from './helpers/chromium.mjs';
+import { run } from './helpers/child.mjs';
+
+const fixture = fileURLToPath(new URL('./fixtures/dashboard-browser.mjs', import.meta.url));
+const shots = fileURLToPath(new URL('./.screenshots/', import.meta.url));
+
+test('the dashboard page in Chromium: authorize refuses without the cookie, figures of live streams change, the failure is listed without its message, drill-down reads one stream, no console error, the feed is dropped when the page closes', async () => {
+  const browser = await chromium();
+  mkdirSync(shots, { recursive: true });
+  const { stdout } = await run([fixture, browser, shots], { timeout: 180_000 });
+  const seen = JSON.parse(stdout.trim().split('\n').at(-1));
+
+  // authorize(req) is asked for every route: the page, its files, the feed, a stream's figures.
+  assert.deepEqual(seen.refused, { '': 403, 'page.js': 403, feed: 403, [`stream?fn=relay&id=${seen.firstId}`]: 403 });
+  assert.equal(seen.pageStatus, 200);
+  assert.equal(seen.feedClients, 1);
+  // 12 live streams and the one about to fail.
+  assert.equal(seen.open, '13');
+  assert.equal(seen.eventsInFigures.length, 2, 'events in /s took two different values');
+  assert.ok(seen.charts >= 2, `charts drawn: ${seen.charts}`);
+  assert.equal(seen.oldestFirst, seen.firstId, 'the longest-lived stream is the first opened');
+  assert.match(seen.taskFigures, /task in flight/);
+  assert.match(seen.taskFigures, /task retries \/s/);
+  assert.match(seen.threadFigures, /\n2 of 2\nthreads\n1 \/ 1\nstreams per thread/);
+
+  // The latest error: time, function, stream id and code; the message (it holds a value) is not shown.
+  assert.match(seen.errorRow, new RegExp(`relay\\t${seen.failedId}\\tE_REFUSED\\t\\(hidden: showValues\\)`));
+  assert.doesNotMatch(seen.pageText, /secret-123/);
+
+  // Drill-down into one stream: its figures, read again while open.
+  assert.equal(seen.drillTitle, `relay · ${seen.secondId}`);
+  assert.equal(seen.drillState, 'open');
+  assert.notEqual(seen.drillEventsIn[0], seen.drillEventsIn[1]);
+
+  assert.deepEqual(seen.consoleErrors, []);
+  assert.equal(seen.clientsBeforeClose, 1);
+  assert.equal(seen.clientsAfterClose, 0, 'the feed was dropped on the server once the page closed');
+  assert.ok(statSync(`${shots}dashboard.png`).size > 10_000);
+});
