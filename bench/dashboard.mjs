@@ -25,14 +25,16 @@ const STREAMS = Number(args.streams);
 const SECONDS = Number(args.seconds);
 const PER_TICK = 500;
 
-/** Opens the streams and runs the load until stopped; returns stop(). */
-function openLoad() {
+/** Opens the streams (after mounting a dashboard on their function, with `watched`) and runs the load. */
+function openLoad(watched) {
   const relay = streamFn(
     async function* relay(events) {
       for await (const e of events) yield e;
     },
     { name: 'relay', idleTimeout: 0, maxConcurrent: STREAMS },
   );
+  // Mounted first, as an application would at start-up: every stream below is listed.
+  const dash = watched ? dashboard({ functions: [relay] }) : undefined;
   const streams = Array.from({ length: STREAMS }, () => relay.open());
   const readers = streams.map(async (s) => {
     for await (const _ of s);
@@ -47,6 +49,7 @@ function openLoad() {
   }, 10);
   return {
     relay,
+    dash,
     get sent() {
       return sent;
     },
@@ -60,8 +63,8 @@ function openLoad() {
 
 /** The server child: `with` mounts a dashboard (the parent connects to its feed), `without` serves nothing else. */
 async function server(variant) {
-  const load = openLoad();
-  const handler = variant === 'with' ? dashboard({ functions: [load.relay] }) : (_req, res) => res.end('no dashboard\n');
+  const load = openLoad(variant === 'with');
+  const handler = load.dash ?? ((_req, res) => res.end('no dashboard\n'));
   const srv = http.createServer(handler);
   await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
   console.log(`listening ${srv.address().port}`);
@@ -114,9 +117,8 @@ async function runOne(variant) {
 
 /** One sample with `STREAMS` open streams, in this process: its cost is the dashboard's per-interval work. */
 async function sampleCost() {
-  const load = openLoad();
-  const dash = dashboard({ functions: [load.relay] });
-  const srv = http.createServer(dash);
+  const load = openLoad(true);
+  const srv = http.createServer(load.dash);
   await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
   const times = [];
   await new Promise((resolve) => {
