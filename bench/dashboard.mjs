@@ -1,4 +1,4 @@
-// node bench/dashboard.mjs [--rounds 3] [--seconds 10] [--streams 10000]
+// node bench/dashboard.mjs [--rounds 6] [--seconds 5] [--streams 10000]
 //
 // What the dashboard (velo-stream/dashboard) costs the server: a server process with `--streams` open streams
 // under a steady load (every 10 ms, one event to each of the next 500 streams, round robin: 50,000 events/s),
@@ -15,10 +15,11 @@ import { dashboard } from 'velo-stream/dashboard';
 
 const { values: args } = parseArgs({
   options: {
-    rounds: { type: 'string', default: '3' },
-    seconds: { type: 'string', default: '10' },
+    rounds: { type: 'string', default: '6' },
+    seconds: { type: 'string', default: '5' },
     streams: { type: 'string', default: '10000' },
     server: { type: 'string' },
+    only: { type: 'string' },
   },
 });
 const STREAMS = Number(args.streams);
@@ -63,7 +64,7 @@ function openLoad(watched) {
 
 /** The server child: `with` mounts a dashboard (the parent connects to its feed), `without` serves nothing else. */
 async function server(variant) {
-  const load = openLoad(variant === 'with');
+  const load = openLoad(variant !== 'without');
   const handler = load.dash ?? ((_req, res) => res.end('no dashboard\n'));
   const srv = http.createServer(handler);
   await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
@@ -154,6 +155,12 @@ async function sampleCost() {
 
 if (args.server) {
   await server(args.server);
+} else if (args.only) {
+  // One run of each variant named (e.g. --only without,listed,with): to find where a difference comes from.
+  for (const variant of args.only.split(',')) {
+    const one = await runOne(variant);
+    console.log(`${variant.padEnd(8)} cpu ${(one.cpuMs / 1000).toFixed(3)} s, ${one.events} events, ${((one.cpuMs / one.events) * 1000).toFixed(2)} ms per 1,000`);
+  }
 } else {
   const rounds = Number(args.rounds);
   const results = { with: [], without: [] };
@@ -166,11 +173,15 @@ if (args.server) {
       );
     }
   }
-  const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
-  const perEvent = (v) => median(results[v].map((x) => x.cpuMs / x.events));
+  // This machine is shared: a run's CPU varies by more than 10 % from one run to the next. The minimum over
+  // the rounds is the run least disturbed by others; the median is given too.
+  const perEvent = (v) => results[v].map((x) => (x.cpuMs / x.events) * 1000).sort((a, b) => a - b);
   const w = perEvent('with');
   const wo = perEvent('without');
-  console.log(`median CPU per 1,000 events: with ${(w * 1000).toFixed(2)} ms, without ${(wo * 1000).toFixed(2)} ms: ${(((w - wo) / wo) * 100).toFixed(2)} %`);
+  const pct = (a, b) => `${(((a - b) / b) * 100).toFixed(2)} %`;
+  const median = (xs) => xs[xs.length >> 1];
+  console.log(`CPU per 1,000 events, min: with ${w[0].toFixed(3)} ms, without ${wo[0].toFixed(3)} ms: ${pct(w[0], wo[0])}`);
+  console.log(`CPU per 1,000 events, median: with ${median(w).toFixed(3)} ms, without ${median(wo).toFixed(3)} ms: ${pct(median(w), median(wo))}`);
   const cost = await sampleCost();
   console.log(
     `one sample with ${STREAMS} open streams: median ${cost.medianMs.toFixed(2)} ms, max ${cost.maxMs.toFixed(2)} ms (at one sample a second: ${(cost.medianMs / 10).toFixed(3)} % of a core)`,

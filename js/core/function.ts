@@ -51,7 +51,7 @@ abstract class FnBase<I, O> implements StreamFn<I, O> {
 
   /** Lists this function's streams from now on, and returns the list. */
   [kWatch](): StreamList {
-    return (this.listed ??= new StreamList());
+    return (this.listed ??= new StreamList(this.name));
   }
 
   open(opts?: OpenOptions): Stream<I, O> {

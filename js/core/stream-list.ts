@@ -1,11 +1,11 @@
 // The open streams of one stream function, listed only while something asks
 // for them (a dashboard, `velo-stream/dashboard`). A function keeps no list
 // until `kWatch` is first called on it: an open then costs one field check.
-// Once listed, each stream is held weakly (an abandoned stream is still
-// collected) in open order, so the oldest come first, and taken off the list
-// when its handler finishes; a failure is kept among the latest errors.
-import { kFinished } from './protocol';
-import { kFailure } from './stream';
+// Once listed, a stream costs one WeakRef (an abandoned stream is still
+// collected), in open order, so the oldest come first; finished and collected
+// streams are swept out as the list grows (amortized, at opens) and skipped
+// when read. Failures reach the lists of the function's name from the
+// stream itself (`reportFailure`), so nothing waits on each stream's end.
 import type { Stream } from '../types';
 
 /** `fn[kWatch]()`: the function's `StreamList`, made on the first call (a registered symbol: any copy of the package finds it). */
@@ -21,47 +21,80 @@ export interface ListedFailure {
 
 /** Failures a list keeps, the latest. */
 const KEPT_FAILURES = 20;
+/** A sweep is due once the list holds this many more than the streams live after the last one, or twice as many. */
+const SWEEP_SLACK = 1024;
 
-type AnyStream = Stream<never, unknown> & { readonly [kFinished]: Promise<void> };
+type AnyStream = Stream<never, unknown>;
+
+/** The lists of each watched function's name, for failures (a thread's streams report by their function's name). */
+const listsByName = new Map<string, StreamList[]>();
+
+/** Called by a stream whose handler threw (`label`: its function's name). Only a failure, never an event, comes here. */
+export function reportFailure(label: string, stream: { readonly id: string }, error: unknown): void {
+  const lists = listsByName.get(label);
+  if (lists === undefined) return;
+  const failure = { at: Date.now(), id: stream.id, error };
+  for (const list of lists) list.failed(failure);
+}
+
+const live = (stream: AnyStream): boolean => {
+  const state = stream.state;
+  return state === 'open' || state === 'ending';
+};
 
 export class StreamList {
-  /** Open order (a Map iterates in insertion order), by stream id. */
-  readonly #streams = new Map<string, WeakRef<AnyStream>>();
+  /** Open order. */
+  #refs: WeakRef<AnyStream>[] = [];
+  /** Streams live after the last sweep. */
+  #kept = 0;
   readonly #failures: ListedFailure[] = [];
 
-  /** Lists `stream` until its handler finishes. */
-  add(stream: AnyStream): void {
-    const id = stream.id;
-    this.#streams.set(id, new WeakRef(stream));
-    // The reaction is held by the stream's own promise: it roots nothing.
-    void stream[kFinished].then(() => {
-      this.#streams.delete(id);
-      if (stream.state === 'failed') {
-        // A pipe's error is its failed stage's, which the pipe does not keep.
-        const failure = (stream as { [kFailure]?: { error: unknown } })[kFailure];
-        this.#failures.push({ at: Date.now(), id, error: failure?.error });
-        if (this.#failures.length > KEPT_FAILURES) this.#failures.shift();
-      }
-    });
+  constructor(name: string) {
+    const lists = listsByName.get(name);
+    if (lists === undefined) listsByName.set(name, [this]);
+    else lists.push(this);
   }
 
-  /** Streams listed and not collected, oldest first; collected ones are dropped on the way. */
-  *streams(): Generator<AnyStream> {
-    for (const [id, ref] of this.#streams) {
+  /** Lists `stream` (just opened). */
+  add(stream: AnyStream): void {
+    this.#refs.push(new WeakRef(stream));
+    if (this.#refs.length >= 2 * this.#kept + SWEEP_SLACK) this.sweep();
+  }
+
+  /** Drops finished and collected streams. */
+  sweep(): void {
+    this.#refs = this.#refs.filter((ref) => {
       const stream = ref.deref();
-      if (stream === undefined) this.#streams.delete(id);
-      else yield stream;
+      return stream !== undefined && live(stream);
+    });
+    this.#kept = this.#refs.length;
+  }
+
+  /** Streams listed that are open or ending, oldest first. */
+  *streams(): Generator<AnyStream> {
+    for (const ref of this.#refs) {
+      const stream = ref.deref();
+      if (stream !== undefined && live(stream)) yield stream;
     }
   }
 
-  /** The listed stream `id`, if it is still listed. */
+  /** The listed stream `id`, if it is open or ending. */
   get(id: string): AnyStream | undefined {
-    return this.#streams.get(id)?.deref();
+    for (const ref of this.#refs) {
+      const stream = ref.deref();
+      if (stream !== undefined && stream.id === id) return live(stream) ? stream : undefined;
+    }
+    return undefined;
   }
 
-  /** Streams listed (collected ones not yet dropped included). */
+  /** Streams listed (finished and collected ones not yet swept included). */
   get size(): number {
-    return this.#streams.size;
+    return this.#refs.length;
+  }
+
+  failed(failure: ListedFailure): void {
+    this.#failures.push(failure);
+    if (this.#failures.length > KEPT_FAILURES) this.#failures.shift();
   }
 
   /** The latest failures, oldest first. */

@@ -18,6 +18,7 @@ import { type IdleTarget, holdAlive, holdIdle, releaseAlive, unwatchIdle, watchI
 import type { AliveGroup } from './alive-group';
 import { StreamBase, watchAbort } from './drive';
 import { Fifo } from './fifo';
+import { reportFailure } from './stream-list';
 import { MAX_BATCH, type NativeStream, Push, Take } from './native-stream';
 import {
   DONE,
@@ -875,6 +876,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
       return;
     }
     this.#failure = { error };
+    reportFailure(this.#label, this, error);
     this[kReport](false);
     this.#commitStage();
     this.#native.handlerFailed();

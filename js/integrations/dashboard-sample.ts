@@ -177,15 +177,22 @@ class FnWatch {
     }
     let scanned = 0;
     let backpressureWaits = 0;
-    while (scanned < scan && scanned < this.list.size) {
+    const scannedIds = new Set<string>();
+    let restarted = false;
+    while (scanned < scan) {
       this.#cursor ??= this.list.streams();
       const next = this.#cursor.next();
       if (next.done) {
+        // The end of the list: once per sample, go on from its start.
         this.#cursor = undefined;
-        if (this.list.size === 0) break;
+        if (restarted) break;
+        restarted = true;
         continue;
       }
       const r = row(next.value, now);
+      // Back at a stream read in this sample: every listed stream was read.
+      if (scannedIds.has(r.id)) break;
+      scannedIds.add(r.id);
       scanned++;
       backpressureWaits += r.backpressureWaits;
       seen.set(r.id, r);
