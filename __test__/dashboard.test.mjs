@@ -58,12 +58,28 @@ function openFeed(url, headers = {}) {
       resolve({
         status: res.statusCode,
         headers: res.headers,
-        next: () => (samples.length ? Promise.resolve(samples.shift()) : new Promise((r) => waiting.push(r))),
+        // A sample comes every interval: one not there within 10 s is a failure, not a hang.
+        next: () =>
+          samples.length
+            ? Promise.resolve(samples.shift())
+            : new Promise((resolve, fail) => {
+                const timer = setTimeout(() => fail(new Error('no sample within 10 s')), 10_000);
+                waiting.push((sample) => (clearTimeout(timer), resolve(sample)));
+              }),
         close: () => req.destroy(),
       });
     });
     req.on('error', reject);
   });
+}
+
+/** The first of the next `max` samples (one per interval: bounded) for which `check` is true. */
+async function sampleWhere(feed, check, what, max = 100) {
+  for (let i = 0; i < max; i++) {
+    const sample = await feed.next();
+    if (check(sample)) return sample;
+  }
+  assert.fail(`no sample with ${what} in ${max}`);
 }
 
 /** Waits (bounded) until `check()` is true. */
@@ -228,9 +244,7 @@ test('the feed: per-function figures as rates, open streams listed oldest first,
     })();
     await feed.next();
     for (let i = 0; i < 50; i++) await streams[2].send(i);
-    let sample;
-    do sample = await feed.next();
-    while (sample.functions[0].eventsIn === 0);
+    let sample = await sampleWhere(feed, (x) => x.functions[0].eventsIn > 0, 'events in');
     assert.ok(sample.functions[0].eventsIn > 0 && sample.functions[0].eventsOut > 0);
     assert.equal(sample.functions[0].mostBuffered[0].id, stalled.id);
     assert.equal(sample.functions[0].mostBuffered[0].bufferedOut, 8);
@@ -238,8 +252,7 @@ test('the feed: per-function figures as rates, open streams listed oldest first,
     const failing = relay.open();
     await failing.send('fail');
     await assert.rejects(failing.recv(), { code: 'E_REFUSED' });
-    do sample = await feed.next();
-    while (sample.errors.length === 0);
+    sample = await sampleWhere(feed, (x) => x.errors.length > 0, 'an error');
     assert.equal(sample.errors[0].id, failing.id);
     assert.equal(sample.errors[0].fn, 'relay');
     assert.equal(sample.errors[0].code, 'E_REFUSED');
@@ -264,9 +277,7 @@ test('showValues: true shows error messages', async () => {
     const failing = relay.open();
     await failing.send('fail');
     await assert.rejects(failing.recv());
-    let sample;
-    do sample = await feed.next();
-    while (sample.errors.length === 0);
+    const sample = await sampleWhere(feed, (x) => x.errors.length > 0, 'an error');
     assert.equal(sample.errors[0].message, 'refused the card 4111-1111');
   } finally {
     feed.close();
@@ -291,12 +302,12 @@ test('task stages: calls in flight and retries in the feed', async () => {
   const stream = slow.open();
   try {
     for (let i = 0; i < 3; i++) await stream.send(i);
-    let sample;
     let retries = 0;
-    do {
-      sample = await feed.next();
-      retries += sample.functions[0].task?.retries ?? 0;
-    } while (!(sample.functions[0].task?.inFlight >= 3) || retries === 0);
+    const sample = await sampleWhere(
+      feed,
+      (x) => (retries += x.functions[0].task?.retries ?? 0) > 0 && x.functions[0].task.inFlight >= 3,
+      'a retry and three calls in flight',
+    );
     assert.equal(sample.functions[0].task.inFlight, 3);
   } finally {
     release();
