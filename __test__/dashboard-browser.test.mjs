@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { chromium } from './helpers/chromium.mjs';
+import { chromium, findChromium } from './helpers/chromium.mjs';
 import { run } from './helpers/child.mjs';
 
 const fixture = fileURLToPath(new URL('./fixtures/dashboard-browser.mjs', import.meta.url));
@@ -43,4 +43,16 @@ test('the dashboard page in Chromium: authorize refuses without the cookie, figu
   assert.equal(seen.clientsBeforeClose, 1);
   assert.equal(seen.clientsAfterClose, 0, 'the feed was dropped on the server once the page closed');
   assert.ok(statSync(`${shots}dashboard.png`).size > 10_000);
+});
+
+test('without a usable Chromium the browser tests fail, naming what to install (never a skip)', async () => {
+  const saved = process.env.CHROMIUM_PATH;
+  process.env.CHROMIUM_PATH = fileURLToPath(import.meta.url); // a file, not an executable
+  try {
+    assert.throws(() => findChromium(), /not an executable file\. apt-get install -y chromium \(as root\), or set CHROMIUM_PATH/);
+    await assert.rejects(chromium(), /apt-get install -y chromium/);
+  } finally {
+    if (saved === undefined) delete process.env.CHROMIUM_PATH;
+    else process.env.CHROMIUM_PATH = saved;
+  }
 });
