@@ -28,7 +28,11 @@ createServer(async (req, res) => {
 });
 
 registerStreamMetrics(new Registry(), [alerts]);
-const dashOptions: DashboardOptions = { functions: [alerts], authorize: (req) => req.headers['x-ops'] === 'yes', showValues: false };
+const dashOptions: DashboardOptions = {
+  functions: [alerts],
+  authorize: (req) => req.headers['x-ops'] === 'yes',
+  showValues: false,
+};
 const dash = dashboard(dashOptions);
 createServer(dash);
 const clients: number = dash.clients;

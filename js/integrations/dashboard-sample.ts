@@ -21,74 +21,133 @@ const ERRORS = 20;
 
 /** One stream as the dashboard lists it: figures only, never events, outputs or keys. */
 export interface StreamRow {
+  /** The stream's id (`stream.id`). */
   id: string;
+  /** Its state: `open` or `ending` while listed. */
   state: StreamState;
+  /** ms since it opened. */
   ageMs: number;
+  /** Events accepted so far. */
   eventsIn: number;
+  /** Outputs yielded so far. */
   eventsOut: number;
+  /** Events in its input buffer now. */
   bufferedIn: number;
+  /** Outputs in its output buffer now. */
   bufferedOut: number;
+  /** Sends that found its input buffer full. */
   backpressureWaits: number;
+  /** Median queue wait of its events, µs. */
   queueWaitP50Us: number;
+  /** 99th percentile of the same, µs. */
   queueWaitP99Us: number;
 }
 
-/** One function's figures in a sample; rates are per second since the previous sample. */
+/** One function's figures in a sample; rates are per second since the previous sample (0 in a page's first). */
 export interface FnSample {
+  /** The function's name. */
   name: string;
+  /** Streams open now. */
   open: number;
+  /** Streams opened per second. */
   opened: number;
+  /** Streams completed per second. */
   completed: number;
+  /** Streams failed per second. */
   failed: number;
+  /** Streams cancelled per second. */
   cancelled: number;
+  /** Opens refused at `maxConcurrent` per second. */
   rejected: number;
+  /** Events accepted per second. */
   eventsIn: number;
+  /** Outputs yielded per second. */
   eventsOut: number;
-  /** Queue-wait percentiles of the events taken since the previous sample (an upper bound within √2), µs; null: none taken. */
+  /** Median queue wait of the events taken since the previous sample (an upper bound within √2), µs; null: none taken. */
   queueWaitP50Us: number | null;
+  /** 99th percentile of the same, µs; null: none taken. */
   queueWaitP99Us: number | null;
-  /** Backpressure waits of the open streams read in this sample (`scanned` of `open`). */
+  /** Backpressure waits so far of the open streams read in this sample (`scanned` of them). */
   backpressureWaits: number;
+  /** Listed streams whose figures this sample read (at most `scan`). */
   scanned: number;
-  task?: { inFlight: number; retries: number; skipped: number };
+  /** Task and batch stages only. */
+  task?: TaskSample;
+  /** `workerFn`: its threads. */
   threads?: ThreadLoads;
+  /** The longest-lived listed streams (five at most). */
   oldest: StreamRow[];
+  /** The most buffered streams found (five at most; only streams holding something). */
   mostBuffered: StreamRow[];
 }
 
-/** One Redis worker's figures in a sample. */
+/** A task or batch stage's figures in a sample. */
+export interface TaskSample {
+  /** Calls in flight now (running or waiting for a retry). */
+  inFlight: number;
+  /** Retries scheduled per second. */
+  retries: number;
+  /** Items (or batches) skipped by `onError: 'skip'` so far. */
+  skipped: number;
+}
+
+/** One Redis worker's figures in a sample (its `stats()`, see `RedisWorkerStats`). */
 export interface RedisSample {
+  /** The function's name in Redis. */
   name: string;
+  /** The worker's id. */
   id: string;
+  /** Partitions owned now. */
   owned: number[];
+  /** Entries of the owned partitions not yet read, at the last lease renewal. */
   lag: number;
+  /** `lag` per owned partition. */
   partitionLag: Record<number, number>;
+  /** Live sessions. */
   sessions: number;
+  /** Events held in memory waiting for a session slot. */
   held: number;
+  /** Keys whose events wait for a slot in Redis. */
   waitingKeys: number;
+  /** Events read that sessions' handlers have not taken yet. */
   buffered: number;
+  /** Entries replayed after takeovers. */
   replayed: number;
+  /** Sessions rebuilt by those replays. */
   replayedSessions: number;
+  /** Reads and writes Redis refused because the lease was gone. */
   fenced: number;
+  /** Partitions lost to another worker. */
   lost: number;
+  /** Errors passed to `onError`. */
   errors: number;
+  /** 99th percentile round trip of its last 1024 calls to Redis, ms. */
   roundTripP99Ms: number;
 }
 
 /** A failed stream: its function, id, time and error code (its message only when values are shown). */
 export interface ErrorRow {
+  /** When its handler threw, ms since the Unix epoch. */
   at: number;
+  /** Its function's name. */
   fn: string;
+  /** The stream's id. */
   id: string;
+  /** The error's `code` when it is a string, else its class name. */
   code: string;
+  /** The error's message (500 characters at most), with `showValues` only. */
   message?: string;
 }
 
 /** What the feed sends each interval. */
 export interface Sample {
+  /** When it was taken, ms since the Unix epoch. */
   at: number;
+  /** Each function shown. */
   functions: FnSample[];
+  /** Each Redis worker shown. */
   redis: RedisSample[];
+  /** The latest failures, newest first (twenty at most). */
   errors: ErrorRow[];
 }
 
@@ -282,15 +341,13 @@ export class Sampler {
     });
     const errors = this.#fns
       .flatMap((w) =>
-        w.list.failures.map(
-          (f): ErrorRow => ({
-            at: f.at,
-            fn: w.fn.name,
-            id: f.id,
-            code: codeOf(f.error),
-            ...(this.#showValues && { message: messageOf(f.error) }),
-          }),
-        ),
+        w.list.failures.map((f): ErrorRow => ({
+          at: f.at,
+          fn: w.fn.name,
+          id: f.id,
+          code: codeOf(f.error),
+          ...(this.#showValues && { message: messageOf(f.error) }),
+        })),
       )
       .sort((a, b) => b.at - a.at)
       .slice(0, ERRORS);

@@ -17,7 +17,8 @@ import type { RedisWorker } from '../redis/worker';
 import { integerOption } from '../validate';
 import { type AnyFn, Sampler } from './dashboard-sample';
 
-export type { AnyFn, ErrorRow, FnSample, RedisSample, Sample, StreamRow } from './dashboard-sample';
+export type { AnyFn, ErrorRow, FnSample, RedisSample, Sample, StreamRow, TaskSample } from './dashboard-sample';
+export type { ThreadLoads } from '../worker/index';
 
 /** Options of `dashboard()`. */
 export interface DashboardOptions {
@@ -53,6 +54,7 @@ export interface DashboardHandler {
 
 /** The part of a Fastify instance the plugin uses. */
 export interface FastifyLike {
+  /** Adds a GET route. */
   get(
     path: string,
     handler: (request: { raw: IncomingMessage }, reply: { raw: ServerResponse; hijack(): void }) => void,
@@ -197,7 +199,12 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
     }
     const found = sampler.stream(fn, id);
     // A stream no longer listed is an answer, not an error: the page asks until its stream finishes.
-    end(res, 200, JSON.stringify(found === undefined ? { fn, id, listed: false } : { ...found, listed: true }), 'application/json');
+    end(
+      res,
+      200,
+      JSON.stringify(found === undefined ? { fn, id, listed: false } : { ...found, listed: true }),
+      'application/json',
+    );
   };
 
   /** Serves `route` (a path relative to the mount point, without its leading slash). */

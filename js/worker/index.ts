@@ -24,7 +24,9 @@ export const kThreads = Symbol.for('velo-stream.threads');
 
 /** What `kThreads` answers: streams hosted by each running thread, and the most threads the function starts. */
 export interface ThreadLoads {
+  /** Streams each running thread hosts now, one number per thread. */
   loads: number[];
+  /** The most threads the function starts (`threads`). */
   max: number;
 }
 

@@ -21,7 +21,14 @@
     if (Math.abs(n) >= 1e4) return `${(n / 1e3).toFixed(digits)}k`;
     return Number.isInteger(n) ? String(n) : n.toFixed(digits);
   };
-  const us = (n) => (n === null || n === undefined ? '–' : n >= 1e6 ? `${(n / 1e6).toFixed(2)} s` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} ms` : `${n} µs`);
+  const us = (n) =>
+    n === null || n === undefined
+      ? '–'
+      : n >= 1e6
+        ? `${(n / 1e6).toFixed(2)} s`
+        : n >= 1e3
+          ? `${(n / 1e3).toFixed(1)} ms`
+          : `${n} µs`;
   const age = (ms) => (ms >= 60_000 ? `${(ms / 60_000).toFixed(1)} min` : `${(ms / 1000).toFixed(1)} s`);
 
   /** A time-series chart whose series may change (Redis partitions): it is made again when they do. */
@@ -118,7 +125,8 @@
       body.replaceChildren(
         ...rows.map((r) => {
           const tr = el('tr', { class: 'stream', 'data-stream': r.id, title: 'show this stream' });
-          for (const v of [r.id, age(r.ageMs), fmt(r.eventsIn), fmt(r.eventsOut), fmt(r.bufferedIn), fmt(r.bufferedOut)]) tr.append(el('td', {}, v));
+          for (const v of [r.id, age(r.ageMs), fmt(r.eventsIn), fmt(r.eventsOut), fmt(r.bufferedIn), fmt(r.bufferedOut)])
+            tr.append(el('td', {}, v));
           tr.addEventListener('click', () => drill.show(this.name, r.id));
           return tr;
         }),
@@ -127,15 +135,26 @@
     update(f, t) {
       for (const [key, b] of Object.entries(this.figures)) {
         const v = f[key];
-        b.textContent = key.startsWith('queueWait') ? us(v) : key === 'backpressureWaits' ? `${fmt(v)} (${f.scanned} of ${f.open})` : fmt(v);
+        b.textContent = key.startsWith('queueWait')
+          ? us(v)
+          : key === 'backpressureWaits'
+            ? `${fmt(v)} (${f.scanned} of ${f.open})`
+            : fmt(v);
       }
       const extra = [];
-      if (f.task) extra.push(['task in flight', fmt(f.task.inFlight)], ['task retries /s', fmt(f.task.retries)], ['task skipped', fmt(f.task.skipped)]);
+      if (f.task)
+        extra.push(
+          ['task in flight', fmt(f.task.inFlight)],
+          ['task retries /s', fmt(f.task.retries)],
+          ['task skipped', fmt(f.task.skipped)],
+        );
       if (f.threads) {
         extra.push(['threads', `${f.threads.loads.length} of ${f.threads.max}`]);
         extra.push(['streams per thread', f.threads.loads.length ? f.threads.loads.join(' / ') : '–']);
       }
-      this.extra.replaceChildren(...extra.map(([label, v]) => el('div', { class: 'figure' }, el('b', {}, v), el('span', {}, label))));
+      this.extra.replaceChildren(
+        ...extra.map(([label, v]) => el('div', { class: 'figure' }, el('b', {}, v), el('span', {}, label))),
+      );
       this.events.push(t, { in: f.eventsIn, out: f.eventsOut });
       this.streams.push(t, { open: f.open, 'opened/s': f.opened, 'failed/s': f.failed });
       this.fill(this.oldest, f.oldest);
@@ -169,7 +188,9 @@
         ['errors', fmt(w.errors)],
         ['round trip p99', `${fmt(w.roundTripP99Ms, 2)} ms`],
       ];
-      this.figures.replaceChildren(...defs.map(([label, v]) => el('div', { class: 'figure' }, el('b', {}, v), el('span', {}, label))));
+      this.figures.replaceChildren(
+        ...defs.map(([label, v]) => el('div', { class: 'figure' }, el('b', {}, v), el('span', {}, label))),
+      );
       const lag = {};
       for (const [p, n] of Object.entries(w.partitionLag)) lag[`p${p}`] = n;
       this.lag.push(t, lag);
@@ -184,7 +205,8 @@
       const body = res.headers.get('content-type')?.startsWith('application/json') ? await res.json() : null;
       const rows = $('drill-figures').tBodies[0];
       if (body === null || body.listed !== true) {
-        $('drill-note').textContent = body === null ? `The server answered ${res.status}.` : 'This stream has finished (or was collected).';
+        $('drill-note').textContent =
+          body === null ? `The server answered ${res.status}.` : 'This stream has finished (or was collected).';
         return false;
       }
       $('drill-note').textContent = '';
@@ -258,7 +280,9 @@
         el(
           'tr',
           { 'data-error': e.id },
-          ...[new Date(e.at).toLocaleTimeString(), e.fn, e.id, e.code, e.message ?? '(hidden: showValues)'].map((v) => el('td', {}, v)),
+          ...[new Date(e.at).toLocaleTimeString(), e.fn, e.id, e.code, e.message ?? '(hidden: showValues)'].map((v) =>
+            el('td', {}, v),
+          ),
         ),
       ),
     );
