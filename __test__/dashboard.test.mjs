@@ -269,6 +269,31 @@ test('the feed: per-function figures as rates, open streams listed oldest first,
   }
 });
 
+test('a pipe is shown as one function: its own streams listed and counted', async () => {
+  const double = streamFn(async function* double(events) {
+    for await (const e of events) yield e * 2;
+  });
+  const piped = relayFn().pipe(double);
+  const { base, close } = await listen(dashboard({ functions: [piped], interval: 100 }));
+  const feed = await openFeed(`${base}/feed`);
+  const stream = piped.open();
+  try {
+    await stream.send(21);
+    assert.equal(await stream.recv(), 42);
+    const sample = await sampleWhere(feed, (x) => x.functions[0].oldest.length > 0, 'the pipe stream listed');
+    assert.equal(sample.functions[0].name, 'relay|double');
+    assert.equal(sample.functions[0].open, 1);
+    assert.deepEqual(
+      sample.functions[0].oldest.map((r) => [r.id, r.eventsIn, r.eventsOut]),
+      [[stream.id, 1, 1]],
+    );
+  } finally {
+    await stream.cancel();
+    feed.close();
+    await close();
+  }
+});
+
 test('showValues: true shows error messages', async () => {
   const relay = relayFn();
   const { base, close } = await listen(dashboard({ functions: [relay], interval: 100, showValues: true }));
