@@ -310,6 +310,43 @@ test('showValues: true shows error messages', async () => {
   }
 });
 
+test('an error whose every getter throws is listed by its kind; the feed goes on', async () => {
+  const hostile = new Proxy(
+    {},
+    {
+      get() {
+        throw new Error('no');
+      },
+      getPrototypeOf() {
+        throw new Error('no');
+      },
+    },
+  );
+  const thrower = streamFn(async function* thrower(events) {
+    for await (const _ of events) throw hostile;
+  });
+  const { base, close } = await listen(dashboard({ functions: [thrower], interval: 100, showValues: true }));
+  const feed = await openFeed(`${base}/feed`);
+  try {
+    const stream = thrower.open();
+    await stream.send(1);
+    // (Not assert.rejects: it would read the error's properties.)
+    let rejected = false;
+    await stream.recv().then(
+      () => {},
+      () => (rejected = true),
+    );
+    assert.ok(rejected);
+    const sample = await sampleWhere(feed, (x) => x.errors.length > 0, 'the error');
+    assert.equal(sample.errors[0].code, 'object');
+    assert.match(sample.errors[0].message, /cannot be shown as text/);
+    await feed.next();
+  } finally {
+    feed.close();
+    await close();
+  }
+});
+
 test('task stages: calls in flight and retries in the feed', async () => {
   let release;
   const gate = new Promise((resolve) => (release = resolve));

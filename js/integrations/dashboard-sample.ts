@@ -189,10 +189,15 @@ function percentile(now: number[], before: number[], total: number, q: number): 
 
 /** An error's code: its `code` when a string, else its class name. */
 function codeOf(error: unknown): string {
-  const code = (error as { code?: unknown } | null)?.code;
-  if (typeof code === 'string') return code;
-  const name = (error as { name?: unknown } | null)?.name;
-  return typeof name === 'string' ? name : typeof error;
+  try {
+    const code = (error as { code?: unknown } | null)?.code;
+    if (typeof code === 'string') return code.slice(0, 100);
+    const name = (error as { name?: unknown } | null)?.name;
+    return typeof name === 'string' ? name.slice(0, 100) : typeof error;
+  } catch {
+    // A getter that throws (a proxy, a hostile object): the kind of value is all there is to show.
+    return typeof error;
+  }
 }
 
 /** One function's state across samples. */
@@ -367,6 +372,11 @@ export class Sampler {
 
 /** An error's message, bounded (it may hold values: shown only with `showValues`). */
 function messageOf(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
+  let message: string;
+  try {
+    message = error instanceof Error ? String(error.message) : String(error);
+  } catch {
+    message = `(${typeof error} that cannot be shown as text)`;
+  }
   return message.length > 500 ? `${message.slice(0, 500)}…` : message;
 }

@@ -158,7 +158,13 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
   let last: string | undefined;
 
   const tick = () => {
-    last = `data: ${JSON.stringify(sampler.sample())}\n\n`;
+    try {
+      last = `data: ${JSON.stringify(sampler.sample())}\n\n`;
+    } catch {
+      // (A figure that could not be read, say a worker's stats() throwing: this sample is skipped, the
+      // application goes on, and the page shows the time of the last sample it got.)
+      return;
+    }
     for (const res of clients) {
       // A client that stopped reading is dropped rather than buffered for.
       if (res.writableLength > MAX_UNREAD) res.destroy();
@@ -225,7 +231,9 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
       if (route === 'stream') return stream(url, res);
       if (route === '' && !url.pathname.endsWith('/')) {
         // The page's files are relative to it: its address ends with a slash.
-        res.writeHead(308, { ...HEADERS, location: `${url.pathname}/${url.search}`, 'content-length': 0 });
+        // One leading slash: `//host` would send the browser elsewhere.
+        const location = `/${url.pathname.replace(/^\/+/, '')}/${url.search}`;
+        res.writeHead(308, { ...HEADERS, location, 'content-length': 0 });
         return res.end();
       }
       end(res, 200, file(route), FILES[route][1]);
