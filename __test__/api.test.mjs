@@ -30,10 +30,10 @@ test('config defaults are filled in and frozen', () => {
 
 test('error classes carry stable codes and are instances of Error', () => {
   const closed = new esm.StreamClosedError('m', { cause: 1 });
-  assert.equal(closed.code, 'ERR_STREAM_CLOSED');
+  assert.equal(closed.code, 'ERR_VELO_STREAM_CLOSED');
   assert.equal(closed.cause, 1);
   assert.ok(closed instanceof Error);
-  assert.equal(new esm.StreamLimitError('m').code, 'ERR_STREAM_LIMIT');
+  assert.equal(new esm.StreamLimitError('m').code, 'ERR_VELO_STREAM_LIMIT');
 });
 
 test('a Rust panic surfaces as a JS error and the process carries on', async () => {

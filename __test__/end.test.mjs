@@ -35,7 +35,7 @@ test('end() lets the handler finish after buffered events and sends called befor
 test('send() after end() rejects with StreamClosedError', async () => {
   const s = streamFn(echo).open();
   s.end();
-  await assert.rejects(s.send(1), (e) => e instanceof StreamClosedError && e.code === 'ERR_STREAM_CLOSED');
+  await assert.rejects(s.send(1), (e) => e instanceof StreamClosedError && e.code === 'ERR_VELO_STREAM_CLOSED');
   await collect(s);
 });
 

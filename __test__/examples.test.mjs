@@ -239,7 +239,7 @@ test('Redis fraud cluster gateway: 202 for JSON and NDJSON once Redis has them; 
       [await post(url, '[]'), 400, 'ERR_NO_TRANSACTIONS', /no transaction/],
       [await post(url, Buffer.from([0x5b, 0xff, 0x5d])), 400, 'ERR_BAD_ENCODING', /UTF-8/],
       [await post(url, JSON.stringify([1, 2, 3, 4].map((i) => tx('a', i)))), 413, 'ERR_TOO_MANY_TRANSACTIONS', /at most 3/],
-      [await post(url, 'x'.repeat(1001)), 413, 'ERR_BODY_TOO_LARGE', /larger than 1000 bytes/],
+      [await post(url, 'x'.repeat(1001)), 413, 'ERR_VELO_BODY_TOO_LARGE', /larger than 1000 bytes/],
       [await post(url, JSON.stringify(tx('a', 4)), 'text/plain'), 415, 'ERR_CONTENT_TYPE', /application\/x-ndjson/],
     ];
     for (const [got, status, code, message] of refused) {
@@ -261,7 +261,7 @@ test('Redis fraud cluster gateway: 202 for JSON and NDJSON once Redis has them; 
     assert.deepEqual(streamed, {
       status: 413,
       connection: 'close',
-      body: { error: { code: 'ERR_BODY_TOO_LARGE', message: 'the body is larger than 1000 bytes' } },
+      body: { error: { code: 'ERR_VELO_BODY_TOO_LARGE', message: 'the body is larger than 1000 bytes' } },
     });
     assert.equal((await fetch(`${url}/elsewhere`, { method: 'POST' })).status, 404);
     const get = await fetch(`${url}/transactions`);

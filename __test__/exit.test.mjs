@@ -119,7 +119,7 @@ test('a read pending on a worker stream or a pipe keeps the process alive until 
       ],
       { timeout: 20_000 },
     );
-    assert.equal(stdout, 'settled ERR_STREAM_CLOSED\n', name);
+    assert.equal(stdout, 'settled ERR_VELO_STREAM_CLOSED\n', name);
   }
 });
 
@@ -142,6 +142,27 @@ test('sessions keep the process alive while a session is live, and close() or en
   }
   const { stdout } = await run(['-e', script('idle')], { timeout: 20_000 });
   assert.equal(stdout, 'exit 0 2\n', 'the sessions ended by their idle timeout before the process exited');
+});
+
+test('the merged iteration of sessions that have all ended waits for a next key and keeps nothing alive; close() finishes it', async () => {
+  const script = (closing) => `
+    import { streamFn } from 'velo-stream';
+    const fn = streamFn(async function* (events) { for await (const e of events) yield e; yield 'after'; });
+    const sessions = fn.sessions();
+    await sessions.send('a', 1);
+    sessions.end('a');
+    const seen = [];
+    process.on('exit', () => console.log(JSON.stringify(seen)));
+    for await (const item of sessions) {
+      seen.push(item.value);
+      ${closing ? "if (item.value === 'after') await sessions.close();" : ''}
+    }
+    seen.push('finished');`;
+  // Without close(): every output came, then the loop waits on nothing (ESM exit code 13: an unsettled top-level await).
+  const left = await run(['--input-type=module', '-e', script(false)], { timeout: 10_000, code: 13 });
+  assert.equal(left.stdout, '[1,"after"]\n');
+  const closed = await run(['--input-type=module', '-e', script(true)], { timeout: 10_000 });
+  assert.equal(closed.stdout, '[1,"after","finished"]\n');
 });
 
 test('once its last read has settled, a script exits at once, not when an idle deadline or another timer next wakes the event loop', async () => {

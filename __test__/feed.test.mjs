@@ -147,7 +147,7 @@ test('feed() on a stream whose input is closed rejects as send() does, and does 
   }
   const piped = fn.pipe(echo).open();
   piped.end();
-  await assert.rejects(collect(piped.feed([1, 2])), { code: 'ERR_STREAM_CLOSED' });
+  await assert.rejects(collect(piped.feed([1, 2])), { code: 'ERR_VELO_STREAM_CLOSED' });
 });
 
 test("a feed() whose stream ends while the source waits (idle timeout) calls the source's return()", async () => {
@@ -248,7 +248,7 @@ test('feed() whose stream was ended before its iteration started rejects as a se
   const source = { *[Symbol.iterator]() { read++; yield 1; } };
   const feed = s.feed(source);
   s.end();
-  await assert.rejects(collect(feed), { code: 'ERR_STREAM_CLOSED' });
+  await assert.rejects(collect(feed), { code: 'ERR_VELO_STREAM_CLOSED' });
   assert.equal(read, 0);
 });
 

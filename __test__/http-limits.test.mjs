@@ -48,13 +48,13 @@ test('lines up to maxLineBytes pass (LF, CRLF, last line without newline), one b
     assert.deepEqual(over.events, [{ n: 1 }], 'the lines before the long one are delivered');
     assert.ok(over.error instanceof RequestTooLargeError);
     assert.equal(over.error.status, 413);
-    assert.equal(over.error.code, 'ERR_NDJSON_LINE_TOO_LARGE');
+    assert.equal(over.error.code, 'ERR_VELO_NDJSON_LINE_TOO_LARGE');
     assert.equal(over.error.line, 2);
     assert.equal(over.error.limit, limit);
     assert.deepEqual(over.error.toJSON(), {
       error: {
         message: 'Line 2 of the request body is larger than maxLineBytes (64 bytes)',
-        code: 'ERR_NDJSON_LINE_TOO_LARGE',
+        code: 'ERR_VELO_NDJSON_LINE_TOO_LARGE',
         limit: 64,
         line: 2,
       },
@@ -64,7 +64,7 @@ test('lines up to maxLineBytes pass (LF, CRLF, last line without newline), one b
   const cr = await parse([`${lineOf(limit)}\r`], { maxLineBytes: limit });
   assert.deepEqual(cr.events, ['a'.repeat(limit - 2)], 'a final CR is stripped like the CR of CRLF');
   const inner = await parse([`${lineOf(limit - 1)}\r `], { maxLineBytes: limit });
-  assert.equal(inner.error?.code, 'ERR_NDJSON_LINE_TOO_LARGE', 'a CR inside a line counts as a byte');
+  assert.equal(inner.error?.code, 'ERR_VELO_NDJSON_LINE_TOO_LARGE', 'a CR inside a line counts as a byte');
 });
 
 test('a line over the limit without any newline is refused after at most maxLineBytes + 1 bytes are held', async () => {
@@ -81,7 +81,7 @@ test('a line over the limit without any newline is refused after at most maxLine
     (async () => {
       for await (const _ of ndjsonEvents(Readable.from(endless(), { objectMode: false })));
     })(),
-    (e) => e instanceof RequestTooLargeError && e.code === 'ERR_NDJSON_LINE_TOO_LARGE' && e.line === 1 && e.limit === 100 * 1024,
+    (e) => e instanceof RequestTooLargeError && e.code === 'ERR_VELO_NDJSON_LINE_TOO_LARGE' && e.line === 1 && e.limit === 100 * 1024,
   );
   // The default limit is 100 KiB; the Readable reads ahead up to its 16 KiB mark and one chunk.
   assert.ok(pulled <= 100 * 1024 + 3 * 64 * 1024, `the parse stopped early: ${pulled} of ${64 * 1024 * 1024} bytes pulled`);
@@ -104,11 +104,11 @@ test('multi-byte characters split across chunks at every position decode whole; 
     const exact = await parse(pieces(Buffer.from(`${lineOf(66, '😀')}\n`), size), { maxLineBytes: 66 });
     assert.deepEqual(exact, { events: ['😀'.repeat(16)] });
     const over = await parse(pieces(Buffer.from(`${lineOf(67, '😀')}\n`), size), { maxLineBytes: 66 });
-    assert.equal(over.error?.code, 'ERR_NDJSON_LINE_TOO_LARGE', `chunks of ${size}`);
+    assert.equal(over.error?.code, 'ERR_VELO_NDJSON_LINE_TOO_LARGE', `chunks of ${size}`);
   }
 });
 
-test('maxBodyBytes: exactly the limit passes; beyond it, the lines within the limit, then ERR_BODY_TOO_LARGE, whatever the chunking', async () => {
+test('maxBodyBytes: exactly the limit passes; beyond it, the lines within the limit, then ERR_VELO_BODY_TOO_LARGE, whatever the chunking', async () => {
   const body = '{"n":1}\n{"n":2}\n{"n":3}\n'; // 24 bytes
   for (const size of [1, 5, 24]) {
     const chunks = pieces(Buffer.from(body), size);
@@ -116,10 +116,10 @@ test('maxBodyBytes: exactly the limit passes; beyond it, the lines within the li
     const over = await parse(chunks, { maxBodyBytes: 23 });
     assert.deepEqual(over.events, [{ n: 1 }, { n: 2 }], `chunks of ${size}: only whole lines within the limit`);
     assert.ok(over.error instanceof RequestTooLargeError);
-    assert.equal(over.error.code, 'ERR_BODY_TOO_LARGE');
+    assert.equal(over.error.code, 'ERR_VELO_BODY_TOO_LARGE');
     assert.equal(over.error.status, 413);
     assert.deepEqual(over.error.toJSON(), {
-      error: { message: 'The request body is larger than maxBodyBytes (23 bytes)', code: 'ERR_BODY_TOO_LARGE', limit: 23 },
+      error: { message: 'The request body is larger than maxBodyBytes (23 bytes)', code: 'ERR_VELO_BODY_TOO_LARGE', limit: 23 },
     });
   }
   assert.deepEqual(await parse([body], { maxBodyBytes: Infinity }), { events: [{ n: 1 }, { n: 2 }, { n: 3 }] });
@@ -153,20 +153,20 @@ function referenceParse(body, { maxLineBytes = 100 * 1024, maxBodyBytes = Infini
     // already longer than a line may be (its last byte might still have been the `\r` of a CRLF).
     const cut = !ended && body.length > maxBodyBytes;
     if (cut ? bytes.length > maxLineBytes + 1 : end > maxLineBytes)
-      return { events, error: { code: 'ERR_NDJSON_LINE_TOO_LARGE', line: n } };
+      return { events, error: { code: 'ERR_VELO_NDJSON_LINE_TOO_LARGE', line: n } };
     if (cut) break;
     const line = bytes.subarray(0, end);
-    if (!isUtf8(line)) return { events, error: { code: 'ERR_BAD_NDJSON', line: n } };
+    if (!isUtf8(line)) return { events, error: { code: 'ERR_VELO_BAD_NDJSON', line: n } };
     let text = line.toString('utf8');
     if (n === 1 && text.startsWith('\ufeff')) text = text.slice(1);
     if (/^[ \t\r]*$/.test(text)) continue;
     try {
       events.push(JSON.parse(text));
     } catch {
-      return { events, error: { code: 'ERR_BAD_NDJSON', line: n } };
+      return { events, error: { code: 'ERR_VELO_BAD_NDJSON', line: n } };
     }
   }
-  if (body.length > maxBodyBytes) return { events, error: { code: 'ERR_BODY_TOO_LARGE' } };
+  if (body.length > maxBodyBytes) return { events, error: { code: 'ERR_VELO_BODY_TOO_LARGE' } };
   return { events };
 }
 
@@ -374,7 +374,7 @@ test('server: a 64 MiB line without newline is a 413 after reading little of it;
       assert.deepEqual(JSON.parse(r.text), {
         error: {
           message: 'Line 1 of the request body is larger than maxLineBytes (102400 bytes)',
-          code: 'ERR_NDJSON_LINE_TOO_LARGE',
+          code: 'ERR_VELO_NDJSON_LINE_TOO_LARGE',
           limit: 102400,
           line: 1,
         },
@@ -413,7 +413,7 @@ test('server: a line over maxLineBytes ending in a newline, after an output, end
     assert.equal(r.status, 200);
     assert.equal(
       r.text,
-      '{"n":2}\n{"error":{"message":"Line 2 of the request body is larger than maxLineBytes (1000 bytes)","code":"ERR_NDJSON_LINE_TOO_LARGE"}}\n',
+      '{"n":2}\n{"error":{"message":"Line 2 of the request body is larger than maxLineBytes (1000 bytes)","code":"ERR_VELO_NDJSON_LINE_TOO_LARGE"}}\n',
     );
     const socket = srv.seen.sockets[0];
     await deadline(
@@ -450,7 +450,7 @@ test('server: a line refused after an output closes the connection once answered
       );
       assert.match(r.text, /^HTTP\/1\.1 200 /, what);
       assert.match(r.text, /\{"n":2\}\n/, what);
-      assert.match(r.text, what === 'malformed' ? /"code":"ERR_BAD_NDJSON"/ : /"code":"ERR_NDJSON_LINE_TOO_LARGE"/);
+      assert.match(r.text, what === 'malformed' ? /"code":"ERR_VELO_BAD_NDJSON"/ : /"code":"ERR_VELO_NDJSON_LINE_TOO_LARGE"/);
       assert.match(r.text, /\r\n0\r\n\r\n$/, `${what}: the chunked answer is complete before the close`);
       assert.equal(double.stats().open, 0);
     } finally {
@@ -496,7 +496,7 @@ test('server: a chunked body over maxBodyBytes is a 413; exactly maxBodyBytes is
     }
     const over = await deadline(upload(srv.url, oneLongLine()), 30_000, 'the 413');
     assert.equal(over.status, 413);
-    assert.equal(JSON.parse(over.text).error.code, 'ERR_BODY_TOO_LARGE');
+    assert.equal(JSON.parse(over.text).error.code, 'ERR_VELO_BODY_TOO_LARGE');
     assert.equal(over.headers.connection, 'close');
     await servesNext(srv.url);
   } finally {
@@ -513,7 +513,7 @@ test('server: a Content-Length over maxBodyBytes is refused before reading the b
     const r = await deadline(rawExchange(srv.port, head), 5000, 'the 413 without a body');
     assert.match(r.text, /^HTTP\/1\.1 413 /);
     assert.match(r.text, /\r\nconnection: close\r\n/i);
-    assert.match(r.text, /"code":"ERR_BODY_TOO_LARGE","limit":1000/);
+    assert.match(r.text, /"code":"ERR_VELO_BODY_TOO_LARGE","limit":1000/);
     assert.equal(double.stats().open, 0);
     assert.equal(double.stats().completed + double.stats().cancelled, double.stats().opened);
     await servesNext(srv.url);

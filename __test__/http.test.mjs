@@ -31,7 +31,7 @@ test('NDJSON: a malformed line before any output is a 400 with a clear error obj
     const r = await fetch(srv.url, { method: 'POST', body: '{"n":1\n' });
     assert.equal(r.status, 400);
     const body = await r.json();
-    assert.equal(body.error.code, 'ERR_BAD_NDJSON');
+    assert.equal(body.error.code, 'ERR_VELO_BAD_NDJSON');
     assert.equal(body.error.line, 1);
     assert.match(body.error.message, /Line 1 of the request body is not valid JSON/);
   } finally {
@@ -142,7 +142,7 @@ test('NDJSON in one chunk: the lines before a malformed one are answered before 
       .split('\n')
       .map((l) => JSON.parse(l));
     assert.deepEqual(lines.slice(0, 3), [{ saved: 1 }, { saved: 2 }, { saved: 3 }]);
-    assert.equal(lines[3].error.code, 'ERR_BAD_NDJSON');
+    assert.equal(lines[3].error.code, 'ERR_VELO_BAD_NDJSON');
     assert.equal(lines.length, 4);
     assert.deepEqual(processed, [1, 2, 3]);
 

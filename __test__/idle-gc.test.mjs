@@ -72,7 +72,7 @@ const readers = {
     const s = fn.open();
     await s.send(1);
     const out = [await s.recv(), await s.recv()];
-    await assert.rejects(s.recv(), { code: 'ERR_STREAM_CLOSED' });
+    await assert.rejects(s.recv(), { code: 'ERR_VELO_STREAM_CLOSED' });
     return out;
   },
   'run() over a stalled source': (fn) => fn.run(stalledSource(1, () => {})),

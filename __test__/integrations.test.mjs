@@ -27,7 +27,7 @@ test('Express upload: NDJSON frames in, per-frame motion results streamed back',
     assert.deepEqual(results.map((x) => x.motion), [true, true, true, true, true, false, false, false, false, false, false]);
     const bad = await fetch(`${srv.url}/upload`, { method: 'POST', body: 'not json\n' });
     assert.equal(bad.status, 400);
-    assert.equal((await bad.json()).error.code, 'ERR_BAD_NDJSON');
+    assert.equal((await bad.json()).error.code, 'ERR_VELO_BAD_NDJSON');
     assert.equal(upload.motion.stats().open, 0);
   } finally {
     await srv.close();

@@ -8,7 +8,7 @@ test('open() throws StreamLimitError synchronously at the limit, and counts the 
   const fn = streamFn(echo, { maxConcurrent: 2 });
   const a = fn.open();
   const b = fn.open();
-  assert.throws(() => fn.open(), (e) => e instanceof StreamLimitError && e.code === 'ERR_STREAM_LIMIT');
+  assert.throws(() => fn.open(), (e) => e instanceof StreamLimitError && e.code === 'ERR_VELO_STREAM_LIMIT');
   await assert.rejects(fn.run([1]), StreamLimitError);
   assert.deepEqual(fn.stats(), { open: 2, opened: 2, completed: 0, failed: 0, cancelled: 0, rejected: 2 });
   await a.cancel();
@@ -99,7 +99,7 @@ test("a pipe open refused by a later stage's limit starts no handler and leaves 
   const before = [first.stats(), second.stats()];
   assert.throws(
     () => p.open(),
-    (e) => e instanceof StreamLimitError && e.code === 'ERR_STREAM_LIMIT' && /"second"/.test(e.message),
+    (e) => e instanceof StreamLimitError && e.code === 'ERR_VELO_STREAM_LIMIT' && /"second"/.test(e.message),
   );
   await assert.rejects(p.run([1]), StreamLimitError);
   await settle();

@@ -82,7 +82,17 @@ test('the published package holds the MIT LICENSE, the README and every type ent
   const { stdout } = await run(['pack', '--dry-run', '--ignore-scripts', '--json'], { command: 'npm', cwd: root });
   const files = JSON.parse(stdout)[0].files.map((f) => f.path);
   const typeFiles = [pkg.types, ...Object.values(pkg.typesVersions['*']).flat()].map((p) => p.replace(/^\.\//, ''));
-  for (const file of ['LICENSE', 'README.md', 'package.json', ...typeFiles]) assert.ok(files.includes(file), file);
+  for (const file of ['LICENSE', 'README.md', 'package.json', 'CHANGELOG.md', ...typeFiles]) assert.ok(files.includes(file), file);
+  // The manual ships with the package: every page of docs/ the README links to is in it, so its links work from
+  // node_modules (and every page those pages link to within docs/).
+  const pages = files.filter((f) => f.startsWith('docs/'));
+  const linked = [...readFileSync(join(root, 'README.md'), 'utf8').matchAll(/\]\((docs\/[^)#\s]+)/g)].map(([, path]) => path);
+  assert.ok(linked.length > 10, 'the README links to its pages');
+  for (const path of linked) assert.ok(files.includes(path), `${path}, linked from the README, is in the package`);
+  assert.ok(
+    pages.every((f) => f.endsWith('.md') || linked.includes(f)),
+    'only the pages of docs/ and what the README links to (not the generated reference)',
+  );
   assert.equal(pkg.license, 'MIT');
   const license = readFileSync(join(root, 'LICENSE'), 'utf8');
   assert.match(license, /^MIT License\n\nCopyright \(c\) \d{4} velo-stream contributors\n/);

@@ -361,7 +361,7 @@ test('a pipe at maxConcurrent 1 opens again right after its last stream was read
   await s.send('last');
   s.end();
   assert.equal(await s.recv(), 'last');
-  await assert.rejects(s.recv(), { code: 'ERR_STREAM_CLOSED' });
+  await assert.rejects(s.recv(), { code: 'ERR_VELO_STREAM_CLOSED' });
   p.open().cancel();
   await settle();
   assert.deepEqual(p.stats(), { open: 0, opened: 22, completed: 21, failed: 0, cancelled: 1, rejected: 0 });
@@ -380,7 +380,7 @@ test('pipe.sessions(config) and withConfig do not copy the first stage: its stat
   assert.equal(a.stats().open, 1, "the session's stream is the real first stage's");
   // The real stage at its limit: a stream opened directly takes the second slot, and a new key is refused.
   const direct = a.open();
-  await assert.rejects(sessions.send('k2', 2), { code: 'ERR_STREAM_LIMIT' });
+  await assert.rejects(sessions.send('k2', 2), { code: 'ERR_VELO_STREAM_LIMIT' });
   await direct.cancel();
   await sessions.send('k2', 2);
   assert.equal(a.stats().open, 2);
@@ -388,7 +388,7 @@ test('pipe.sessions(config) and withConfig do not copy the first stage: its stat
   const c = streamFn(echo, { name: 'c' });
   const one = c.pipe(b).sessions({ maxConcurrent: 1, idleTimeout: 60_000 });
   await one.send('x', 1);
-  await assert.rejects(one.send('y', 2), { code: 'ERR_STREAM_LIMIT' });
+  await assert.rejects(one.send('y', 2), { code: 'ERR_VELO_STREAM_LIMIT' });
   const outputs = [];
   const reading = (async () => {
     for await (const item of sessions) outputs.push(item);

@@ -81,8 +81,8 @@ for (const [kind, make] of Object.entries(KINDS)) {
       assert.equal(s[kInputError](), undefined);
       s.end();
       const error = s[kInputError]();
-      assert.equal(error?.code, 'ERR_STREAM_CLOSED');
-      await assert.rejects(s.send(1), { code: 'ERR_STREAM_CLOSED' });
+      assert.equal(error?.code, 'ERR_VELO_STREAM_CLOSED');
+      await assert.rejects(s.send(1), { code: 'ERR_VELO_STREAM_CLOSED' });
       await s.cancel();
     });
 
@@ -108,7 +108,7 @@ for (const [kind, make] of Object.entries(KINDS)) {
       await s.send(1);
       s.end();
       assert.equal(await s.recv(), 1);
-      await assert.rejects(s.recv(), { code: 'ERR_STREAM_CLOSED' });
+      await assert.rejects(s.recv(), { code: 'ERR_VELO_STREAM_CLOSED' });
       await s[kFinished];
       assert.deepEqual(fn.stats(), { open: 0, opened: 1, completed: 1, failed: 0, cancelled: 0, rejected: 0 });
     });
@@ -176,7 +176,7 @@ for (const [kind, make] of Object.entries(KINDS)) {
       closed.end();
       const refused = closed[kSendNow](1);
       assert.ok(refused instanceof Promise);
-      await assert.rejects(refused, { code: 'ERR_STREAM_CLOSED' });
+      await assert.rejects(refused, { code: 'ERR_VELO_STREAM_CLOSED' });
     });
 
     test('kSendAll: a source error rejects with that error', async () => {
@@ -198,7 +198,7 @@ for (const [kind, make] of Object.entries(KINDS)) {
       controller.abort(reason);
       await s[kFinished];
       assert.equal(s.state, 'cancelled');
-      await assert.rejects(s.send(1), (error) => error.code === 'ERR_STREAM_CLOSED' && error.cause === reason);
+      await assert.rejects(s.send(1), (error) => error.code === 'ERR_VELO_STREAM_CLOSED' && error.cause === reason);
       assert.equal(make(passOn).open()[kSignal], undefined);
     });
 

@@ -177,6 +177,7 @@ test('bad bound options are refused with a code', async () => {
   assert.throws(w({ maxSessionEvents: 1.5 }), { code: 'ERR_OUT_OF_RANGE' });
   assert.throws(w({ maxSessionAge: -5 }), { code: 'ERR_OUT_OF_RANGE', message: /maxSessionAge/ });
   assert.throws(w({ maxSessionAge: Infinity }), { code: 'ERR_OUT_OF_RANGE' });
+  assert.throws(w({ maxSessionAge: 2 ** 31 }), { code: 'ERR_OUT_OF_RANGE', message: /2147483647/ });
   const p = (extra) => () => redisProducer({ client, name: 'bad', partitions: 4, ...extra });
   assert.throws(p({ maxLag: 0 }), { code: 'ERR_OUT_OF_RANGE', message: /maxLag/ });
   assert.throws(p({ maxLag: 2.5 }), { code: 'ERR_OUT_OF_RANGE' });

@@ -174,6 +174,7 @@ test('bad events and keys are refused at the call with a code, and nothing is wr
 
 test('bad options are refused with a code', () => {
   assert.throws(() => redisProducer({ client, name: 'a{b}' }), { code: 'ERR_INVALID_ARG_VALUE' });
+  assert.throws(() => redisProducer({ client, name: 5 }), { code: 'ERR_INVALID_ARG_TYPE' });
   assert.throws(() => redisProducer({ client, name: 'ok', partitions: 0 }), { code: 'ERR_OUT_OF_RANGE' });
   assert.throws(() => redisProducer({ client: {}, name: 'ok' }), { code: 'ERR_INVALID_ARG_TYPE' });
   assert.throws(() => redisProducer({ client, name: 'ok', codec: { encode() {} } }), { code: 'ERR_INVALID_ARG_TYPE' });
@@ -523,7 +524,7 @@ test('redisOutputs with claimIdle: entries a stopped reader had read ahead go to
 
 test('fencing: once another worker holds the lease, the old owner reads, writes, marks and acks nothing', async () => {
   const { RedisLog, KeySpace } = require('../dist/redis/redis-log.js');
-  const { FencedError } = require('../dist/redis/transport.js');
+  const { FencedError } = require('../dist/errors.js');
   const name = fresh('fence');
   const keys = new KeySpace(name);
   const log = new RedisLog(client, keys, 1, (error) => assert.fail(error));

@@ -505,7 +505,7 @@ test('events handed on when maxConcurrent leaves no slot for the next session ar
   await until(() => items.length === 3, 5000, 'three items');
   await sessions.close();
   await reading;
-  assert.deepEqual(items.sort(), ['a:1', 'a:ERR_STREAM_LIMIT', 'b:1']);
+  assert.deepEqual(items.sort(), ['a:1', 'a:ERR_VELO_STREAM_LIMIT', 'b:1']);
 });
 
 test('a session holds only the events its handler has not taken yet (within its buffer), not those it took', async () => {

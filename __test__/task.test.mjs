@@ -267,6 +267,44 @@ test("onError 'fail' (default): the earliest failing item in input order is the 
   await assert.rejects(failed, { message: 'one' });
 });
 
+test('ordered: false: a result ready before a later item fails in the same burst of promise jobs is delivered before the error, in task() and batch(), for every way to fail', async () => {
+  const boom = new Error('item 2 failed');
+  const revoked = Proxy.revocable({}, {});
+  revoked.revoke();
+  const failures = {
+    'sync throw': () => {
+      throw boom;
+    },
+    'async throw': async () => {
+      throw boom;
+    },
+    'then getter throws': () => revoked.proxy,
+    'onError function rethrows': () => {
+      throw boom;
+    },
+  };
+  for (const [how, fail] of Object.entries(failures)) {
+    const onError = how === 'onError function rethrows' ? (e) => Promise.reject(e) : 'fail';
+    const item = (x) => (x === 2 ? fail() : x);
+    const stages = {
+      task: task(item, { ordered: false, concurrency: 2, onError }),
+      batch: batch((xs) => (xs[0] === 2 ? fail() : xs), { maxSize: 1, ordered: false, concurrency: 2, onError }),
+      'gen|task': streamFn(echo).pipe(task(item, { ordered: false, concurrency: 2, onError })),
+    };
+    for (const [name, fn] of Object.entries(stages)) {
+      const out = [];
+      let error;
+      try {
+        for await (const v of fn.open().feed([1, 2])) out.push(v);
+      } catch (e) {
+        error = e;
+      }
+      assert.deepEqual(out, name === 'batch' ? [[1]] : [1], `${how}, ${name}: the result ready first is delivered`);
+      assert.ok(error !== undefined, `${how}, ${name}: then the error`);
+    }
+  }
+});
+
 test("onError 'skip' drops the item and counts it; a function replaces the output (undefined drops it, a throw fails)", async () => {
   const flaky = async (x) => {
     if (x % 2 === 0) throw new Error(`bad ${x}`);
@@ -483,6 +521,24 @@ test('bad settings are refused at the call with the codes the library uses', () 
     [() => task((x) => x, { retry: { factor: 0.5 } }), 'ERR_OUT_OF_RANGE'],
     [() => task((x) => x, { retry: { tries: 3 } }), 'ERR_INVALID_ARG_VALUE'],
     [() => task((x) => x, { onError: 'ignore' }), 'ERR_INVALID_ARG_VALUE'],
+    [() => task((x) => x, { onError: null }), 'ERR_INVALID_ARG_VALUE'],
+    [
+      () =>
+        task(async function* (x) {
+          yield x;
+        }),
+      'ERR_INVALID_ARG_TYPE',
+    ],
+    [
+      () =>
+        batch(
+          function* (xs) {
+            yield xs;
+          },
+          { maxSize: 2 },
+        ),
+      'ERR_INVALID_ARG_TYPE',
+    ],
     [() => task((x) => x, { maxSize: 3 }), 'ERR_INVALID_ARG_VALUE'],
     [() => task((x) => x, { buffer: 0 }), 'ERR_OUT_OF_RANGE'],
     [() => batch((x) => x), 'ERR_INVALID_ARG_TYPE'],
@@ -615,7 +671,7 @@ test('the bound, exactly: with nobody reading, at most 2 x buffer + max(buffer, 
         resolved++;
       }
     })().catch(() => {});
-    for (let last = -1, still = 0; still < 20; ) {
+    for (let last = -1, still = 0; still < 20;) {
       await turn();
       still = resolved === last ? still + 1 : 0;
       last = resolved;
@@ -624,7 +680,16 @@ test('the bound, exactly: with nobody reading, at most 2 x buffer + max(buffer, 
     await sending;
     return resolved;
   }
-  for (const [buffer, concurrency] of [[4, 16], [16, 4], [1, 1], [8, 8], [2, 5], [5, 2], [3, 1], [1, 3]]) {
+  for (const [buffer, concurrency] of [
+    [4, 16],
+    [16, 4],
+    [1, 1],
+    [8, 8],
+    [2, 5],
+    [5, 2],
+    [3, 1],
+    [1, 3],
+  ]) {
     for (const ordered of [true, false]) {
       const bound = 2 * buffer + Math.max(buffer, concurrency) + 2;
       const what = `buffer ${buffer}, concurrency ${concurrency}, ordered ${ordered}`;

@@ -1,8 +1,11 @@
 // Bad input gets a clear error with a stable code, at the call, and nothing is left open.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { streamFn } from 'velo-stream';
+import { batch, streamFn, task, workerFn } from 'velo-stream';
 import { echo } from './helpers/util.mjs';
+
+const WORKER_MODULE = new URL('./conformance/handlers.mjs', import.meta.url);
+const echoItem = (x) => x;
 
 const is = (Class, code, field) => (e) => e instanceof Class && e.code === code && (!field || e.message.includes(field));
 
@@ -83,4 +86,44 @@ test('open(signal) instead of open({ signal }), and built-ins as options or conf
     signal = signal;
   }
   await fn.open(new Options()).cancel();
+});
+
+test('an unknown option of task(), batch() or workerFn() is refused naming every option that entry point knows, its own first', () => {
+  const known = (own) => new RegExp(`^Unknown option "typo"\\. Known options: ${[...own, 'buffer', 'idleTimeout', 'maxConcurrent', 'name'].join(', ')}$`);
+  const code = (own) => (e) => e.code === 'ERR_INVALID_ARG_VALUE' && known(own).test(e.message);
+  assert.throws(() => task(echoItem, { typo: 1 }), code(['concurrency', 'ordered', 'retry', 'onError']));
+  assert.throws(
+    () => batch(echoItem, { maxSize: 2, typo: 1 }),
+    code(['concurrency', 'ordered', 'retry', 'onError', 'maxSize', 'minSize', 'maxWait']),
+  );
+  assert.throws(
+    () => workerFn(WORKER_MODULE, { typo: 1 }),
+    code(['threads', 'export', 'transfer', 'resourceLimits', 'loadTimeout', 'threadIdleTimeout']),
+  );
+});
+
+test("workerFn's resourceLimits are checked at the call: an options object of new Worker()'s four fields, each a positive number", () => {
+  const refused = (resourceLimits, code) =>
+    assert.throws(() => workerFn(WORKER_MODULE, { resourceLimits }), (e) => e.code === code, JSON.stringify(resourceLimits));
+  refused({ bogus: 1 }, 'ERR_INVALID_ARG_VALUE');
+  refused({ maxOldGenerationSizeMb: -1 }, 'ERR_OUT_OF_RANGE');
+  refused({ maxOldGenerationSizeMb: 0 }, 'ERR_OUT_OF_RANGE');
+  refused({ stackSizeMb: 'x' }, 'ERR_OUT_OF_RANGE');
+  refused({ codeRangeSizeMb: NaN }, 'ERR_OUT_OF_RANGE');
+  refused([], 'ERR_INVALID_ARG_TYPE');
+  refused(5, 'ERR_INVALID_ARG_TYPE');
+  // Inherited fields too: new Worker() reads them.
+  refused(Object.create({ maxOldGenerationSizeMb: -5 }), 'ERR_OUT_OF_RANGE');
+  const fn = workerFn(WORKER_MODULE, { resourceLimits: { maxOldGenerationSizeMb: 64, stackSizeMb: 4, maxYoungGenerationSizeMb: undefined } });
+  return fn.close();
+});
+
+test('a revoked Proxy as a config or options object is refused with a code, as any object that is not an options object', async () => {
+  const { proxy, revoke } = Proxy.revocable({}, {});
+  revoke();
+  const refusal = (e) => e.code === 'ERR_INVALID_ARG_TYPE' && /revoked Proxy/.test(e.message);
+  assert.throws(() => streamFn(echo, proxy), refusal);
+  assert.throws(() => task(echoItem, proxy), refusal);
+  assert.throws(() => workerFn(WORKER_MODULE, proxy), refusal);
+  assert.throws(() => streamFn(echo).open(proxy), refusal);
 });

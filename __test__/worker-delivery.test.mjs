@@ -220,7 +220,7 @@ test('a handler that leaves its input early and yields later (after a timer) sti
   await s.send('a');
   assert.deepEqual(await s.recv(), { first: 'a' });
   // Its end may come in a later batch than its output (the worker thread's timing): read to it.
-  await assert.rejects(s.recv(), { code: 'ERR_STREAM_CLOSED' });
+  await assert.rejects(s.recv(), { code: 'ERR_VELO_STREAM_CLOSED' });
   assert.equal(s.state, 'done');
   await fn.close();
 });

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { StreamClosedError, workerFn } from 'velo-stream';
+import { StreamClosedError, streamFn, workerFn } from 'velo-stream';
 import { run } from './helpers/child.mjs';
 
 const HANDLERS = new URL('./fixtures/worker-handlers.mjs', import.meta.url);
@@ -114,7 +114,7 @@ test('a thread that hosts no stream stops after threadIdleTimeout; the next stre
   await sleep(200);
   assert.ok(threads() > base, 'a thread hosting a stream stays');
   s.end();
-  assert.deepEqual(await s.recv().catch((e) => e.code), 'ERR_STREAM_CLOSED');
+  assert.deepEqual(await s.recv().catch((e) => e.code), 'ERR_VELO_STREAM_CLOSED');
   await until(() => threads() === base, 20_000, 'idle threads stop');
   assert.deepEqual(await fn.run([2]), [2]);
   await fn.close();
@@ -180,4 +180,27 @@ test('a module that never loads does not keep the process alive past its loadTim
     { cwd: ROOT, timeout: 30_000 },
   );
   assert.equal(stdout.trim(), 'ERR_VELO_WORKER_MODULE');
+});
+
+test('a thread that cannot start (new Worker() refused) fails each stream with WorkerCrashedError and frees its slot; in a pipe, the pipe fails', async () => {
+  // A stack of 100 GB: the system refuses the thread (EAGAIN), as it would past a thread limit.
+  const noThread = { threads: 1, maxConcurrent: 2, resourceLimits: { stackSizeMb: 100_000 } };
+  const fn = workerFn(HANDLERS, { export: 'echo', ...noThread });
+  for (let i = 0; i < 3; i++) {
+    await assert.rejects(
+      fn.run([1]),
+      (e) => e.code === 'ERR_VELO_WORKER_CRASHED' && e.cause?.code === 'ERR_WORKER_INIT_FAILED',
+      `run ${i}: a crash, not ERR_VELO_STREAM_LIMIT after two`,
+    );
+  }
+  assert.deepEqual(fn.stats(), { open: 0, opened: 3, completed: 0, failed: 3, cancelled: 0, rejected: 0 });
+  const gen = streamFn(async function* (events) {
+    for await (const e of events) yield e;
+  });
+  const pipe = gen.pipe(workerFn(HANDLERS, { export: 'echo', ...noThread }));
+  await assert.rejects(pipe.run([1, 2]), { code: 'ERR_VELO_WORKER_CRASHED' });
+  await sleep(10);
+  assert.equal(pipe.stats().open, 0, 'the pipe');
+  assert.equal(gen.stats().open, 0, 'its generator stage');
+  await fn.close();
 });

@@ -65,7 +65,7 @@ function reply(res, status, body, headers = {}) {
 function readBody(req, limit) {
   const declared = req.headers['content-length'];
   if (declared !== undefined && Number(declared) > limit) {
-    return Promise.reject(new HttpError(413, 'ERR_BODY_TOO_LARGE', `the body is larger than ${limit} bytes`));
+    return Promise.reject(new HttpError(413, 'ERR_VELO_BODY_TOO_LARGE', `the body is larger than ${limit} bytes`));
   }
   return new Promise((resolve, reject) => {
     const chunks = [];
@@ -81,7 +81,7 @@ function readBody(req, limit) {
         // Stop reading: the reply says `connection: close`, so the rest is never read.
         done();
         req.pause();
-        reject(new HttpError(413, 'ERR_BODY_TOO_LARGE', `the body is larger than ${limit} bytes`));
+        reject(new HttpError(413, 'ERR_VELO_BODY_TOO_LARGE', `the body is larger than ${limit} bytes`));
       } else chunks.push(chunk);
     };
     const onEnd = () => {

@@ -36,7 +36,7 @@ export function createApp({ idleTimeout = 15 * 60_000, maxConcurrent = 10_000 } 
       await sessions.send(user, tx);
       res.status(202).json({ accepted: true, sessions: sessions.size });
     } catch (error) {
-      const status = error.code === 'ERR_STREAM_LIMIT' ? 429 : 503;
+      const status = error.code === 'ERR_VELO_STREAM_LIMIT' ? 429 : 503;
       res.status(status).json({ error: { message: error.message, code: error.code } });
     }
   });

@@ -15,6 +15,15 @@ function count(field: string, value: unknown): number {
   return integerOption(undefined, field, value, 1, MAX_COUNT);
 }
 
+/** The object's built-in tag; a revoked Proxy (whose every use throws) has none. */
+function builtInTag(value: object): string | undefined {
+  try {
+    return Object.prototype.toString.call(value);
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Throws unless `value` is an options object: a plain object (or a class
  * instance, or one without prototype), not an AbortSignal, Map, array or other
@@ -22,9 +31,22 @@ function count(field: string, value: unknown): number {
  * built-in tag, so objects from other realms (Jest's vm contexts) pass.
  */
 export function assertOptionsObject(value: unknown, name: string, example: string): asserts value is object {
-  if (value === null || typeof value !== 'object' || Object.prototype.toString.call(value) !== '[object Object]') {
-    const hint = value instanceof AbortSignal ? ` (to pass a signal, write { signal })` : '';
+  const tag = value !== null && typeof value === 'object' ? builtInTag(value) : undefined;
+  if (tag !== '[object Object]') {
+    const hint = tag !== undefined && value instanceof AbortSignal ? ` (to pass a signal, write { signal })` : '';
     throw invalidType(`The "${name}" argument must be an options object such as ${example}. Received ${describe(value)}${hint}`);
+  }
+}
+
+/**
+ * Throws ERR_INVALID_ARG_VALUE at a key of `config` that is neither a stream option nor one of `own` (the entry
+ * point's own options: a task stage's, a workerFn's), naming every option the entry point knows.
+ */
+export function checkKeys(config: object, own: readonly string[]): void {
+  for (const key of Object.keys(config)) {
+    if (!KEYS.has(key) && !own.includes(key)) {
+      throw invalidValue(`Unknown option "${key}". Known options: ${[...own, ...KEYS].join(', ')}`);
+    }
   }
 }
 
@@ -32,11 +54,7 @@ export function assertOptionsObject(value: unknown, name: string, example: strin
 export function resolveConfig(config: unknown, defaultName: string): Readonly<Required<StreamConfig>> {
   if (config === undefined) config = {};
   assertOptionsObject(config, 'config', '{ buffer: 64 }');
-  for (const key of Object.keys(config)) {
-    if (!KEYS.has(key)) {
-      throw invalidValue(`Unknown option "${key}". Known options: ${[...KEYS].join(', ')}`);
-    }
-  }
+  checkKeys(config, []);
   const c = config as StreamConfig;
   const buffer = c.buffer === undefined ? DEFAULTS.buffer : count('buffer', c.buffer);
   const maxConcurrent = c.maxConcurrent === undefined ? DEFAULTS.maxConcurrent : count('maxConcurrent', c.maxConcurrent);

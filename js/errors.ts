@@ -1,7 +1,293 @@
+// Every error velo-stream makes, in one module: the table of codes (what each means and what to do; docs/errors.md
+// is generated from it by scripts/errors-doc.mjs), the classes users may test with `instanceof`, and a factory for
+// each code that has no class of its own. Nothing else in js/ writes a code: __test__/error-codes.test.mjs fails
+// when a file outside this one makes an error with a code, when a code made here is missing from the table, or
+// when the table lists a code nothing makes.
+//
+// This module imports nothing at run time: the worker threads, the subpaths and the addon loader all use it.
+
+/** One error code: its class (empty: a plain Error, TypeError or RangeError with the code), origin, cause, remedy. */
+export interface ErrorCodeInfo {
+  readonly class: string;
+  readonly from: string;
+  readonly when: string;
+  readonly action: string;
+}
+
+export const ERROR_CODES = {
+  ERR_VELO_STREAM_CLOSED: {
+    class: 'StreamClosedError',
+    from: 'velo-stream',
+    when: 'A send to a stream whose input is closed (ended, idle, cancelled, handler finished), or a read with no output left. A send refused because the handler failed has its error as `cause`.',
+    action: 'Open a new stream; read `cause` for why the handler stopped.',
+  },
+  ERR_VELO_STREAM_LIMIT: {
+    class: 'StreamLimitError',
+    from: 'velo-stream',
+    when: '`open()` (or `run()`, a session) while `maxConcurrent` streams of the function are open.',
+    action: 'Retry later, shed the load, or raise `maxConcurrent`.',
+  },
+  ERR_VELO_WORKER_CRASHED: {
+    class: 'WorkerCrashedError',
+    from: 'velo-stream (workerFn)',
+    when: 'The worker thread hosting a stream stopped (an uncaught error, `process.exit`, out of memory), or could not start (`new Worker()` refused: too many threads, a stack size the system refuses; the cause says which).',
+    action: 'Fix the handler module; the next stream gets a new thread.',
+  },
+  ERR_VELO_WORKER_MODULE: {
+    class: '',
+    from: 'velo-stream (workerFn)',
+    when: 'A `workerFn` module failed to load, has no such export, its export is not a handler, or it took longer than `loadTimeout`.',
+    action: "Check the module path, `export` and the module's top-level code.",
+  },
+  ERR_VELO_DATA_CLONE: {
+    class: 'DOMException',
+    from: 'velo-stream (workerFn)',
+    when: "An event sent to or an output yielded by a worker stream that the structured clone algorithm refuses (a function, a symbol, a class instance holding one): the stream fails with it after what came before. (DOMException's own numeric `code`, 25, is replaced by this string.)",
+    action: 'Send and yield plain data: objects, arrays, Maps, Sets, Dates, typed arrays, Buffers, errors.',
+  },
+  ERR_VELO_SHARED_ARRAY_BUFFER: {
+    class: 'DOMException',
+    from: 'velo-stream (workerFn)',
+    when: 'A bare `SharedArrayBuffer` sent to or yielded by a worker stream (a view over one is shared).',
+    action: 'Send a typed-array view over it.',
+  },
+  ERR_VELO_RUNTIME_UNSUPPORTED: {
+    class: 'DOMException',
+    from: 'velo-stream (workerFn)',
+    when: 'A view over a `SharedArrayBuffer` sent to or yielded by a worker stream on a runtime whose `node:v8` has no `Serializer` (Bun), where the memory cannot be shared.',
+    action: 'Send a copy (a view over an ordinary ArrayBuffer), or run on Node or Deno.',
+  },
+  ERR_VELO_ADDON_NOT_FOUND: {
+    class: '',
+    from: 'velo-stream',
+    when: 'The native addon for this platform could not be loaded (optional dependencies omitted, a lockfile from another platform, an unsupported platform).',
+    action: 'Install with optional dependencies for this platform, or build from a clone (CONTRIBUTING.md).',
+  },
+  ERR_VELO_INCOMPATIBLE_COPY: {
+    class: '',
+    from: 'velo-stream',
+    when: 'Two copies of velo-stream of incompatible versions are loaded on one thread.',
+    action: 'Load one version per process (deduplicate the dependency).',
+  },
+  ERR_INVALID_ARG_TYPE: {
+    class: 'TypeError',
+    from: 'every entry point',
+    when: "An argument or option of the wrong type (Node's own code for it).",
+    action: 'The message names the argument and what was given.',
+  },
+  ERR_INVALID_ARG_VALUE: {
+    class: 'TypeError',
+    from: 'every entry point',
+    when: 'An argument or option with a value that cannot be used: an unknown option key, a bad event or key for Redis.',
+    action: 'The message names the argument and the values allowed.',
+  },
+  ERR_OUT_OF_RANGE: {
+    class: 'RangeError',
+    from: 'every entry point',
+    when: 'A number option outside its range, not an integer where one is needed, or not a number at all (a numeric option given `"4"`: the message names the range).',
+    action: 'The message names the option and its range.',
+  },
+  ERR_INVALID_RETURN_VALUE: {
+    class: 'TypeError',
+    from: 'velo-stream, velo-stream/prometheus',
+    when: 'A handler that does not return an async iterable; a function list of `registerStreamMetrics` that returns something unusable.',
+    action: 'Make the handler an `async function*`; return stream functions from the list function.',
+  },
+  ERR_INVALID_STATE: {
+    class: 'TypeError',
+    from: 'velo-stream (sessions)',
+    when: "A second reader of a sessions object's merged output while the first is still reading.",
+    action: 'Read the merged output with one loop.',
+  },
+  ERR_VELO_SERIALIZE: {
+    class: 'SerializeError',
+    from: 'velo-stream/http',
+    when: 'An output with no JSON text (a BigInt, a cycle, `undefined`, a function, a symbol) behind an HTTP writer, or a custom `serialize` that returns no string.',
+    action: 'Yield JSON-serializable values, or pass a `serialize` that handles them.',
+  },
+  ERR_VELO_BAD_NDJSON: {
+    class: 'RequestBodyError',
+    from: 'velo-stream/http',
+    when: 'A request body line that is not JSON or not UTF-8 (answered 400).',
+    action: 'The client sends one JSON value per line.',
+  },
+  ERR_VELO_NDJSON_LINE_TOO_LARGE: {
+    class: 'RequestTooLargeError',
+    from: 'velo-stream/http',
+    when: 'A request body line over `maxLineBytes` (answered 413).',
+    action: 'Raise `maxLineBytes`, or split the values.',
+  },
+  ERR_VELO_BODY_TOO_LARGE: {
+    class: 'RequestTooLargeError',
+    from: 'velo-stream/http',
+    when: 'A request body over `maxBodyBytes` (answered 413).',
+    action: 'Raise `maxBodyBytes`, or send less.',
+  },
+  ERR_VELO_EVENT_TOO_LARGE: {
+    class: 'EventTooLargeError',
+    from: 'velo-stream/redis',
+    when: 'An event or output whose encoding is over `maxEventBytes`.',
+    action: 'Send smaller events, or raise `maxEventBytes` on every process of the function.',
+  },
+  ERR_VELO_ENCODE: {
+    class: 'TypeError',
+    from: 'velo-stream/redis',
+    when: 'An event or output the codec cannot encode (with `jsonCodec`: a BigInt, a cycle).',
+    action: 'Send values the codec carries, or pass a codec that carries them.',
+  },
+  ERR_VELO_DECODE: {
+    class: 'TypeError',
+    from: 'velo-stream/redis',
+    when: 'An input entry the codec cannot decode: the session ends before it, with this error as its last output.',
+    action: 'Use the same codec on every process of the function.',
+  },
+  ERR_VELO_SEND_FAILED: {
+    class: 'SendError',
+    from: 'velo-stream/redis',
+    when: 'Some events of a `send`/`sendMany` were not written (Redis refused them, or a call got no answer); `ids` says which.',
+    action: 'Send again the events whose id is `null` (and `undefined` if a duplicate is acceptable).',
+  },
+  ERR_VELO_LAG_LIMIT: {
+    class: 'LagLimitError',
+    from: 'velo-stream/redis',
+    when: "A producer's `maxLag` reached: the key's partition is that far behind.",
+    action: 'Back off, or add workers.',
+  },
+  ERR_VELO_FENCED: {
+    class: 'FencedError',
+    from: 'velo-stream/redis',
+    when: "A worker's write or read after its lease on the partition was gone (another worker owns it).",
+    action: 'Nothing: the partition is replayed by its new owner. Frequent ones mean pauses longer than `leaseTtl`.',
+  },
+  ERR_VELO_SESSION_EVENTS: {
+    class: 'SessionLimitError',
+    from: 'velo-stream/redis',
+    when: "A session reached `maxSessionEvents`: its last output, and the key's next session starts.",
+    action: 'Raise `maxSessionEvents`, or treat it as a session boundary.',
+  },
+  ERR_VELO_SESSION_AGE: {
+    class: 'SessionLimitError',
+    from: 'velo-stream/redis',
+    when: "A session reached `maxSessionAge` (by entry ids): its last output, and the key's next session starts.",
+    action: 'Raise `maxSessionAge`, or treat it as a session boundary.',
+  },
+  ERR_VELO_REPLAY_DIVERGED: {
+    class: 'ReplayDivergedError',
+    from: 'velo-stream/redis (checkReplay)',
+    when: 'A replay made an output other than the one committed before, or fewer outputs.',
+    action: 'Make the handler deterministic over its inputs (time from entry ids, not `Date.now()`).',
+  },
+  ERR_VELO_ON_OUTPUT: {
+    class: 'OnOutputError',
+    from: 'velo-stream/redis (onOutput)',
+    when: '`onOutput` threw or rejected for an output.',
+    action: 'Handle errors in `onOutput`; the output is in Redis either way.',
+  },
+  ERR_VELO_CLOSE_TIMEOUT: {
+    class: 'CloseTimeoutError',
+    from: 'velo-stream/redis',
+    when: "`close()` stopped waiting for `onOutput` at the last lease's deadline.",
+    action: 'Read the outputs it did not deliver from Redis (`redisOutputs`).',
+  },
+  ERR_VELO_LOG_RESET: {
+    class: '',
+    from: 'velo-stream/redis',
+    when: "A partition's fencing epoch went back: Redis lost data (a restart without persistence, a failover to a replica behind).",
+    action: 'Turn on persistence (docs/redis/going-to-production.md, section 1); check what was lost.',
+  },
+  ERR_VELO_REDIS_CONNECTION: {
+    class: 'RedisConnectionError',
+    from: 'velo-stream/redis',
+    when: "A connection of the worker failed (refused, reset, closed, timed out), or the server is still loading its data after a restart (`LOADING`); the client's error is its `cause`. The worker retries.",
+    action: 'Check Redis and the network; alert if it lasts.',
+  },
+  ERR_VELO_CLOSED: {
+    class: '',
+    from: 'velo-stream/redis',
+    when: "A worker's own Redis call that began after its `close()` (a partition's work still under way as it closed); it can reach `onError`.",
+    action: 'Nothing: the worker is closing. Make a new worker to go on.',
+  },
+} as const satisfies Record<string, ErrorCodeInfo>;
+
+/** Every code of `ERROR_CODES`. */
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/**
+ * Codes renamed to the library's one prefix, old name -> new name. An error carries the new code only; code that
+ * compares with an old name can map it (`ERROR_CODE_ALIASES[code] ?? code`) until the aliases are removed in the
+ * next minor release (CHANGELOG.md).
+ */
+export const ERROR_CODE_ALIASES: Readonly<Record<string, string>> = Object.freeze({
+  ERR_STREAM_CLOSED: 'ERR_VELO_STREAM_CLOSED',
+  ERR_STREAM_LIMIT: 'ERR_VELO_STREAM_LIMIT',
+  ERR_BAD_NDJSON: 'ERR_VELO_BAD_NDJSON',
+  ERR_NDJSON_LINE_TOO_LARGE: 'ERR_VELO_NDJSON_LINE_TOO_LARGE',
+  ERR_BODY_TOO_LARGE: 'ERR_VELO_BODY_TOO_LARGE',
+} satisfies Record<string, ErrorCode>);
+
+/** `error` with a string `code` of the table. (An own data property, so DOMException's numeric getter is shadowed.) */
+function coded<E extends Error, C extends ErrorCode, X extends object = object>(
+  error: E,
+  code: C,
+  extra?: X,
+): E & { code: C } & X {
+  Object.defineProperty(error, 'code', { value: code, enumerable: true, configurable: true, writable: true });
+  return Object.assign(error, extra) as E & { code: C } & X;
+}
+
+/** A short description of a value for error messages. */
+export function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (typeof value === 'function') return `function ${value.name || '(anonymous)'}`;
+  if (typeof value === 'object') {
+    try {
+      return `an instance of ${value.constructor?.name ?? 'Object'}`;
+    } catch {
+      return 'an object that cannot be read (a revoked Proxy?)';
+    }
+  }
+  if (typeof value === 'string') return `type string (${JSON.stringify(value.length > 28 ? value.slice(0, 25) + '...' : value)})`;
+  // Only primitives are left here (and symbols, which String() describes).
+  const primitive = value as number | boolean | bigint | symbol | undefined;
+  return `type ${typeof value} (${String(primitive)})`;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Arguments: Node's own codes, where Node uses them.
+
+export function invalidType(message: string): TypeError & { code: 'ERR_INVALID_ARG_TYPE' } {
+  return coded(new TypeError(message), 'ERR_INVALID_ARG_TYPE');
+}
+
+export function invalidValue(message: string): TypeError & { code: 'ERR_INVALID_ARG_VALUE' } {
+  return coded(new TypeError(message), 'ERR_INVALID_ARG_VALUE');
+}
+
+export function outOfRange(message: string): RangeError & { code: 'ERR_OUT_OF_RANGE' } {
+  return coded(new RangeError(message), 'ERR_OUT_OF_RANGE');
+}
+
+export function invalidReturn(message: string): TypeError & { code: 'ERR_INVALID_RETURN_VALUE' } {
+  return coded(new TypeError(message), 'ERR_INVALID_RETURN_VALUE');
+}
+
+/** The merged output of sessions has a reader already: it has one reader at a time. */
+export function sessionsReaderError(): TypeError & { code: 'ERR_INVALID_STATE' } {
+  return coded(
+    new TypeError(
+      'The sessions already have a reader: their merged output is read by one iterator at a time (finish or leave the first loop before starting another)',
+    ),
+    'ERR_INVALID_STATE',
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Streams (velo-stream).
+
 /** Rejected or thrown when a stream can no longer accept events or has no more outputs. */
 export class StreamClosedError extends Error {
   /** The error's stable code: compare it rather than the class across copies of the module. */
-  readonly code = 'ERR_STREAM_CLOSED' as const;
+  readonly code = 'ERR_VELO_STREAM_CLOSED' as const;
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'StreamClosedError';
@@ -11,45 +297,25 @@ export class StreamClosedError extends Error {
 /** Thrown by `open()` (and rejected by `run()`) when `maxConcurrent` streams of the function are open. */
 export class StreamLimitError extends Error {
   /** The error's stable code: compare it rather than the class across copies of the module. */
-  readonly code = 'ERR_STREAM_LIMIT' as const;
+  readonly code = 'ERR_VELO_STREAM_LIMIT' as const;
   constructor(message: string) {
     super(message);
     this.name = 'StreamLimitError';
   }
 }
 
-type ErrorCode = 'ERR_INVALID_ARG_TYPE' | 'ERR_INVALID_ARG_VALUE' | 'ERR_OUT_OF_RANGE' | 'ERR_INVALID_RETURN_VALUE';
-
-function withCode<E extends Error>(error: E, code: ErrorCode): E & { code: ErrorCode } {
-  return Object.assign(error, { code });
+/** The native addon for this platform could not be loaded. */
+export function addonNotFoundError(message: string, cause: unknown): Error & { code: 'ERR_VELO_ADDON_NOT_FOUND' } {
+  return coded(new Error(message, { cause }), 'ERR_VELO_ADDON_NOT_FOUND');
 }
 
-export function invalidType(message: string): TypeError & { code: ErrorCode } {
-  return withCode(new TypeError(message), 'ERR_INVALID_ARG_TYPE');
+/** Two copies of incompatible versions share one thread's state. */
+export function incompatibleCopyError(message: string): Error & { code: 'ERR_VELO_INCOMPATIBLE_COPY' } {
+  return coded(new Error(message), 'ERR_VELO_INCOMPATIBLE_COPY');
 }
 
-export function invalidValue(message: string): TypeError & { code: ErrorCode } {
-  return withCode(new TypeError(message), 'ERR_INVALID_ARG_VALUE');
-}
-
-export function outOfRange(message: string): RangeError & { code: ErrorCode } {
-  return withCode(new RangeError(message), 'ERR_OUT_OF_RANGE');
-}
-
-export function invalidReturn(message: string): TypeError & { code: ErrorCode } {
-  return withCode(new TypeError(message), 'ERR_INVALID_RETURN_VALUE');
-}
-
-/** A short description of a value for error messages. */
-export function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (typeof value === 'function') return `function ${value.name || '(anonymous)'}`;
-  if (typeof value === 'object') return `an instance of ${value.constructor?.name ?? 'Object'}`;
-  if (typeof value === 'string') return `type string (${JSON.stringify(value.length > 28 ? value.slice(0, 25) + '...' : value)})`;
-  // Only primitives are left here (and symbols, which String() describes).
-  const primitive = value as number | boolean | bigint | symbol | undefined;
-  return `type ${typeof value} (${String(primitive)})`;
-}
+// ---------------------------------------------------------------------------------------------------------------
+// Worker threads (workerFn).
 
 /** A stream of a `workerFn` failed because the worker thread hosting it stopped (an uncaught error, `process.exit`, out of memory). */
 export class WorkerCrashedError extends Error {
@@ -59,4 +325,387 @@ export class WorkerCrashedError extends Error {
     super(message, options);
     this.name = 'WorkerCrashedError';
   }
+}
+
+/** The module of a `workerFn` cannot serve as its handler. */
+export function workerModuleError(message: string, cause?: unknown): Error & { code: 'ERR_VELO_WORKER_MODULE' } {
+  return coded(cause === undefined ? new Error(message) : new Error(message, { cause }), 'ERR_VELO_WORKER_MODULE');
+}
+
+/** The module did not finish loading within `loadTimeout`. */
+export function loadTimeoutError(module: string, ms: number): Error & { code: 'ERR_VELO_WORKER_MODULE' } {
+  return workerModuleError(
+    `The module ${module} did not finish loading on a worker thread within ${ms} ms (loadTimeout): a top-level await that never settles, or a load that never ends`,
+  );
+}
+
+/**
+ * A clone failure with the library's string code: DOMException's own `code` is a number (25 for a
+ * DataCloneError), and every error velo-stream makes has a string code to compare. A coded one is left as is.
+ */
+export function dataCloneError(error: unknown): DOMException {
+  const e =
+    error instanceof DOMException ? error : new DOMException(String((error as Error)?.message ?? error), 'DataCloneError');
+  return typeof e.code === 'string' ? e : coded(e, 'ERR_VELO_DATA_CLONE');
+}
+
+/** A bare SharedArrayBuffer: v8's deserializer as Node exposes it cannot take one back, so it is refused (a view over one is shared). */
+export function sharedArrayBufferError(): DOMException {
+  return coded(
+    new DOMException(
+      'A bare SharedArrayBuffer cannot cross to or from a worker stream: send a view over it (new Uint8Array(sab)), which is shared',
+      'DataCloneError',
+    ),
+    'ERR_VELO_SHARED_ARRAY_BUFFER',
+  );
+}
+
+/** A view over a SharedArrayBuffer where `node:v8` has no DefaultSerializer (Bun): it cannot be shared there. */
+export function sharedViewError(): DOMException {
+  return coded(
+    new DOMException(
+      'A view over a SharedArrayBuffer cannot cross to or from a worker stream on this runtime (its node:v8 has no Serializer, so the memory cannot be shared): send a copy, or run on Node',
+      'DataCloneError',
+    ),
+    'ERR_VELO_RUNTIME_UNSUPPORTED',
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// HTTP (velo-stream/http).
+
+/**
+ * An output the serializer refused: it threw (a BigInt, a cycle), or gave no
+ * text (JSON has none for `undefined`, a function or a symbol). Every writer
+ * treats it the same way: the outputs before it go out, then its error line
+ * or event, and the stream is stopped.
+ */
+export class SerializeError extends TypeError {
+  /** The error's stable code: compare it rather than the class across copies of the module. */
+  readonly code = 'ERR_VELO_SERIALIZE';
+  constructor(message: string, options?: { cause: unknown }) {
+    super(message, options);
+    this.name = 'SerializeError';
+  }
+}
+
+/** The JSON body of a 400 answer to a malformed request body (`RequestBodyError.toJSON()`). */
+export interface RequestBodyErrorJSON {
+  /** What was wrong. */
+  error: {
+    /** The error's message. */
+    message: string;
+    /** `ERR_VELO_BAD_NDJSON`. */
+    code: string;
+    /** The malformed line's number, from 1. */
+    line: number;
+  };
+}
+
+/** The JSON body of a 413 answer (`RequestTooLargeError.toJSON()`). */
+export interface RequestTooLargeErrorJSON {
+  /** What was too large. */
+  error: {
+    /** The error's message. */
+    message: string;
+    /** `ERR_VELO_NDJSON_LINE_TOO_LARGE` or `ERR_VELO_BODY_TOO_LARGE`. */
+    code: string;
+    /** The limit passed, bytes. */
+    limit: number;
+    /** The line's number, from 1, for a line too long. */
+    line?: number;
+  };
+}
+
+/** A malformed request body: answer with `status` and `toJSON()`. */
+export class RequestBodyError extends Error {
+  /** The HTTP status to answer with. */
+  readonly status = 400;
+  /** The error's stable code: compare it rather than the class across copies of the module. */
+  readonly code = 'ERR_VELO_BAD_NDJSON' as const;
+  /** 1-based line number of the malformed line. */
+  readonly line: number;
+  constructor(line: number, cause: unknown) {
+    super(`Line ${line} of the request body is not valid JSON: ${(cause as Error)?.message ?? String(cause)}`, { cause });
+    this.name = 'RequestBodyError';
+    this.line = line;
+  }
+  /** The body of a 400 response. */
+  toJSON(): RequestBodyErrorJSON {
+    return { error: { message: this.message, code: this.code, line: this.line } };
+  }
+}
+
+/** A request body over a size limit of `ndjsonEvents`: answer with `status` (413) and `toJSON()`. */
+export class RequestTooLargeError extends Error {
+  /** The HTTP status to answer with. */
+  readonly status = 413;
+  /** `ERR_VELO_NDJSON_LINE_TOO_LARGE` (one line over `maxLineBytes`) or `ERR_VELO_BODY_TOO_LARGE` (the body over `maxBodyBytes`). */
+  readonly code: 'ERR_VELO_NDJSON_LINE_TOO_LARGE' | 'ERR_VELO_BODY_TOO_LARGE';
+  /** The limit that was exceeded, in bytes. */
+  readonly limit: number;
+  /** 1-based number of the line over `maxLineBytes` (line errors only). */
+  readonly line: number | undefined;
+  constructor(code: RequestTooLargeError['code'], limit: number, line?: number) {
+    super(
+      code === 'ERR_VELO_BODY_TOO_LARGE'
+        ? `The request body is larger than maxBodyBytes (${limit} bytes)`
+        : `Line ${line} of the request body is larger than maxLineBytes (${limit} bytes)`,
+    );
+    this.name = 'RequestTooLargeError';
+    this.code = code;
+    this.limit = limit;
+    this.line = line;
+  }
+  /** The response body: `{ error: { message, code, limit, line? } }` (`limit` in bytes; `line` for a line too long). */
+  toJSON(): RequestTooLargeErrorJSON {
+    const error = { message: this.message, code: this.code, limit: this.limit };
+    return { error: this.line === undefined ? error : { ...error, line: this.line } };
+  }
+}
+
+/** A request body over `maxBodyBytes`. */
+export function bodyTooLargeError(limit: number): RequestTooLargeError {
+  return new RequestTooLargeError('ERR_VELO_BODY_TOO_LARGE', limit);
+}
+
+/** Line `line` (from 1) of a request body over `maxLineBytes`. */
+export function lineTooLargeError(limit: number, line: number): RequestTooLargeError {
+  return new RequestTooLargeError('ERR_VELO_NDJSON_LINE_TOO_LARGE', limit, line);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Redis (velo-stream/redis).
+
+/** An event or output larger than the configured limit (`maxEventBytes`), refused before it reaches Redis. */
+export class EventTooLargeError extends RangeError {
+  /** The error's stable code: compare it rather than the class across copies of the module. */
+  readonly code = 'ERR_VELO_EVENT_TOO_LARGE' as const;
+  /** The encoded size, bytes. */
+  readonly size: number;
+  /** `maxEventBytes`. */
+  readonly limit: number;
+  constructor(what: string, size: number, limit: number) {
+    super(`The ${what} is ${size} bytes encoded, more than the limit of ${limit} bytes (maxEventBytes)`);
+    this.name = 'EventTooLargeError';
+    this.size = size;
+    this.limit = limit;
+  }
+}
+
+/** The codec threw on an event or output (`what`), or gave neither a Buffer nor a string. */
+export function encodeError(message: string, cause?: unknown): TypeError & { code: 'ERR_VELO_ENCODE' } {
+  return coded(cause === undefined ? new TypeError(message) : new TypeError(message, { cause }), 'ERR_VELO_ENCODE');
+}
+
+/** The codec threw on an input entry or a stored output. */
+export function decodeError(message: string, cause: unknown): TypeError & { code: 'ERR_VELO_DECODE' } {
+  return coded(new TypeError(message, { cause }), 'ERR_VELO_DECODE');
+}
+
+/** A write or read by a worker whose lease on the partition is gone: another worker owns it now. */
+export class FencedError extends Error {
+  /** The error's stable code: compare it rather than the class across copies of the module. */
+  readonly code = 'ERR_VELO_FENCED' as const;
+  /** The partition whose lease is gone. */
+  readonly partition: number;
+  constructor(partition: number, message: string) {
+    super(`Partition ${partition}: ${message}`);
+    this.name = 'FencedError';
+    this.partition = partition;
+  }
+}
+
+/**
+ * Rejected by `send()` / `sendMany()` of a producer with `maxLag` while its partition's consumer-group lag
+ * (entries not yet read by the partition's worker) has reached the bound. Nothing of the call was written.
+ */
+export class LagLimitError extends Error {
+  /** The error's stable code: compare it rather than the class across copies of the module. */
+  readonly code = 'ERR_VELO_LAG_LIMIT' as const;
+  /** The partition that is behind. */
+  readonly partition: number;
+  /** Its lag as the producer estimated it: the last measure plus what this producer appended since. */
+  readonly lag: number;
+  /** The producer's `maxLag`. */
+  readonly limit: number;
+  constructor(partition: number, lag: number, limit: number) {
+    super(
+      `Partition ${partition} is ${lag} entries behind (maxLag ${limit}): its worker is slow, stalled or absent. Nothing was written; retry later.`,
+    );
+    this.name = 'LagLimitError';
+    this.partition = partition;
+    this.lag = lag;
+    this.limit = limit;
+  }
+}
+
+/** Which cap ended a session: `maxSessionEvents` or `maxSessionAge`. */
+export type SessionLimitCode = 'ERR_VELO_SESSION_EVENTS' | 'ERR_VELO_SESSION_AGE';
+
+/**
+ * The last output of a worker session that reached `maxSessionEvents` or `maxSessionAge` (as `redisOutputs`
+ * delivers it: `{ error: { name: 'SessionLimitError', message, code } }`). The key's next event opens a new session.
+ */
+export class SessionLimitError extends Error {
+  /** The error's stable code: compare it rather than the class across copies of the module. */
+  readonly code: SessionLimitCode;
+  /** The cap reached: `maxSessionEvents`, or `maxSessionAge` in ms. */
+  readonly limit: number;
+  constructor(code: SessionLimitCode, limit: number, message: string) {
+    super(message);
+    this.name = 'SessionLimitError';
+    this.code = code;
+    this.limit = limit;
+  }
+}
+
+/** An output as a local consumer or a divergence report sees it: a value, or a handler's failure. */
+export type OutputContent<O = unknown> =
+  | {
+      /** The output, decoded. */
+      value: O;
+    }
+  | {
+      /** A handler failure as stored. */
+      error: {
+        /** The error's `name`. */
+        name: string;
+        /** The error's `message`. */
+        message: string;
+        /** The error's `code`, when it had a string one. */
+        code?: string;
+      };
+    };
+
+/**
+ * Reported to `onError` by a worker with `checkReplay` when a replayed session does not make the outputs its
+ * earlier run committed: `kind: 'output'`, output `seq` differs from the committed one (both are given,
+ * decoded); `kind: 'count'`, the session ended with fewer outputs than were committed (`seq` is the first one
+ * it did not make again). What was committed first stays, for every reader: the check changes nothing in Redis.
+ */
+export class ReplayDivergedError extends Error {
+  /** The error's stable code: compare it rather than the class across copies of the module. */
+  readonly code = 'ERR_VELO_REPLAY_DIVERGED' as const;
+  /** `'output'`: an output differs; `'count'`: the session ended with fewer outputs. */
+  readonly kind: 'output' | 'count';
+  /** The session's partition. */
+  readonly partition: number;
+  /** The session's key. */
+  readonly key: string;
+  /** The session: `<key>@<id of its first input entry>`. */
+  readonly sid: string;
+  /** The output's seq (for `'count'`, the first one the replay did not make). */
+  readonly seq: number;
+  /** The committed output (undefined if its entry is gone from the output stream, or for `kind: 'count'`). */
+  readonly committed: OutputContent | undefined;
+  /** What the replay made instead (undefined for `kind: 'count'`). */
+  readonly replayed: OutputContent | undefined;
+  constructor(
+    kind: 'output' | 'count',
+    where: { partition: number; key: string; sid: string; seq: number },
+    message: string,
+    committed?: OutputContent,
+    replayed?: OutputContent,
+  ) {
+    super(message);
+    this.name = 'ReplayDivergedError';
+    this.kind = kind;
+    this.partition = where.partition;
+    this.key = where.key;
+    this.sid = where.sid;
+    this.seq = where.seq;
+    this.committed = committed;
+    this.replayed = replayed;
+  }
+}
+
+/**
+ * Reported to `onError` when a worker's `onOutput` threw or its promise rejected (`cause`). The output counts as
+ * delivered: it is not offered again, and the worker goes on with the next one.
+ */
+export class OnOutputError extends Error {
+  /** The error's stable code: compare it rather than the class across copies of the module. */
+  readonly code = 'ERR_VELO_ON_OUTPUT' as const;
+  /** The output `onOutput` was called with. */
+  readonly output: unknown;
+  constructor(output: { sid: string; seq: number }, cause: unknown) {
+    super(
+      `onOutput failed for output ${output.seq} of session ${JSON.stringify(output.sid)}: ${(cause as Error)?.message ?? String(cause)}`,
+      { cause },
+    );
+    this.name = 'OnOutputError';
+    this.output = output;
+  }
+}
+
+/**
+ * Reported to `onError` when `close()` stopped waiting: Redis did not answer (or a handler did not finish) before
+ * the worker's leases ran out by its own clock. Its partitions were dropped, not released: their next owner takes
+ * them once the leases have lapsed and replays their live sessions (outputs not committed are made again there).
+ */
+export class CloseTimeoutError extends Error {
+  /** The error's stable code: compare it rather than the class across copies of the module. */
+  readonly code = 'ERR_VELO_CLOSE_TIMEOUT' as const;
+  /** The partitions dropped. */
+  readonly partitions: readonly number[];
+  constructor(partitions: readonly number[], message: string) {
+    super(message);
+    this.name = 'CloseTimeoutError';
+    this.partitions = partitions;
+  }
+}
+
+/**
+ * `send()` or `sendMany()` failed after something may have been sent: Redis refused an event (out of memory,
+ * say), or a call got no answer (a connection lost). Events go to their partitions in separate calls, and
+ * Redis does not undo a call's earlier writes, so some events may be in the log. `ids` says which, per event in
+ * the order given: its entry id if it was written, `null` if Redis refused it (or one before it in its call),
+ * `undefined` if that is unknown (its call failed without an answer from the script: a lost connection). Send again only the events that are `null`, or those `undefined` too if a duplicate is
+ * acceptable.
+ */
+export class SendError extends Error {
+  /** The error's stable code: compare it rather than the class across copies of the module. */
+  readonly code = 'ERR_VELO_SEND_FAILED' as const;
+  /** Per event, in the order given: its entry id if written, `null` if not, `undefined` if unknown. */
+  readonly ids: ReadonlyArray<string | null | undefined>;
+  constructor(ids: ReadonlyArray<string | null | undefined>, message: string, cause: unknown) {
+    super(message, { cause });
+    this.name = 'SendError';
+    this.ids = ids;
+  }
+}
+
+/** A session's cap of events (`maxSessionEvents`) reached. */
+export function sessionEventsError(limit: number, message: string): SessionLimitError {
+  return new SessionLimitError('ERR_VELO_SESSION_EVENTS', limit, message);
+}
+
+/** A session's cap of age (`maxSessionAge`, ms) reached. */
+export function sessionAgeError(limit: number, message: string): SessionLimitError {
+  return new SessionLimitError('ERR_VELO_SESSION_AGE', limit, message);
+}
+
+/**
+ * Reported to `onError` when a connection to Redis failed (refused, reset, timed out, closed) or the server is still
+ * loading its data after a restart (`LOADING`): the client's error
+ * is its `cause`. The worker goes on: its calls are retried, and the client reconnects by its own settings.
+ */
+export class RedisConnectionError extends Error {
+  /** The error's stable code: compare it rather than the class across copies of the module. */
+  readonly code = 'ERR_VELO_REDIS_CONNECTION' as const;
+  constructor(cause: unknown) {
+    super(`A connection to Redis failed: ${String((cause as { message?: unknown } | null)?.message ?? cause)}`, { cause });
+    this.name = 'RedisConnectionError';
+  }
+}
+
+/** A partition's fencing epoch went back: the Redis server lost data. */
+export function logResetError(partition: number, message: string): Error & { code: 'ERR_VELO_LOG_RESET'; partition: number } {
+  return coded(new Error(message), 'ERR_VELO_LOG_RESET', { partition });
+}
+
+/** A call of a worker after its `close()`. */
+export function workerClosedError(): Error & { code: 'ERR_VELO_CLOSED' } {
+  return coded(new Error('The worker is closed'), 'ERR_VELO_CLOSED');
 }

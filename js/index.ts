@@ -1,7 +1,7 @@
 export { streamFn } from './core/function';
 export { batch, task } from './core/task';
 export { workerFn, type WorkerStreamFn } from './worker/index';
-export { StreamClosedError, StreamLimitError, WorkerCrashedError } from './errors';
+export { ERROR_CODE_ALIASES, StreamClosedError, StreamLimitError, WorkerCrashedError } from './errors';
 export type {
   BatchConfig,
   EventSource,
@@ -10,6 +10,7 @@ export type {
   RetryConfig,
   SessionItem,
   Stream,
+  SessionsConfig,
   StreamConfig,
   StreamContext,
   StreamFn,

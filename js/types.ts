@@ -1,5 +1,14 @@
 import type { Duplex } from 'node:stream';
 
+/** Settings of `fn.sessions(config)`: a stream function's settings for the sessions' streams, and `traceKeys`. */
+export interface SessionsConfig extends StreamConfig {
+  /**
+   * Traced (OpenTelemetry, docs/tracing.md): each session's span carries its key as `velo.session.key`.
+   * Default false: keys (a user id, an email) may be personal data, and are kept out of traces unless allowed.
+   */
+  traceKeys?: boolean;
+}
+
 /** Settings of a stream function. Every field is optional; `streamFn` checks them at the call. */
 export interface StreamConfig {
   /** Events held per direction (input buffer and output buffer). Default 256. */
@@ -105,7 +114,7 @@ export interface Stream<I, O> extends AsyncIterable<O>, AsyncDisposable {
    * Sends one event. Resolves once the event is in the input buffer; while
    * the buffer is full it waits (backpressure), and waiting sends go in in
    * the order they were made.
-   * @throws {StreamClosedError} (rejects, `ERR_STREAM_CLOSED`) once the input is closed: after `end()`, an idle
+   * @throws {StreamClosedError} (rejects, `ERR_VELO_STREAM_CLOSED`) once the input is closed: after `end()`, an idle
    * timeout or `cancel()`, or when the handler stopped reading; `cause` is the handler's error if it threw, or the
    * cancel reason. A send waiting when the stream closes rejects the same way.
    */
@@ -188,7 +197,7 @@ export interface StreamFn<I, O> {
   /**
    * Opens a stream, sends all of `events` with backpressure, ends it, and collects every output. Resolves once
    * the handler (every stage's, for a pipe) has finished, so `stats()` count the stream by then.
-   * @throws {StreamLimitError} (rejects, `ERR_STREAM_LIMIT`) when `maxConcurrent` streams are open.
+   * @throws {StreamLimitError} (rejects, `ERR_VELO_STREAM_LIMIT`) when `maxConcurrent` streams are open.
    * @throws the handler's error, the source's error, or the abort reason of `opts.signal` (rejects); the stream
    * is cancelled then.
    * @throws {TypeError} `ERR_INVALID_ARG_TYPE` / `ERR_INVALID_ARG_VALUE` for a non-iterable source or bad options.
@@ -196,7 +205,7 @@ export interface StreamFn<I, O> {
   run(events: EventSource<I>, opts?: OpenOptions): Promise<O[]>;
   /**
    * Opens a live stream; its handler starts at once. Aborting `opts.signal` cancels it with the signal's reason.
-   * @throws {StreamLimitError} `ERR_STREAM_LIMIT` when `maxConcurrent` streams of this function are open.
+   * @throws {StreamLimitError} `ERR_VELO_STREAM_LIMIT` when `maxConcurrent` streams of this function are open.
    * @throws {TypeError} `ERR_INVALID_ARG_TYPE` / `ERR_INVALID_ARG_VALUE` for bad options.
    */
   open(opts?: OpenOptions): Stream<I, O>;
@@ -208,7 +217,7 @@ export interface StreamFn<I, O> {
    */
   pipe<P>(next: StreamFn<O, P> | StreamHandler<O, P>): StreamFn<I, P>;
   /** One stream per key (a user, a device), opened on first send, ended by its idle timeout; `config` overrides this function's. */
-  sessions<K = string>(config?: StreamConfig): StreamSessions<K, I, O>;
+  sessions<K = string>(config?: SessionsConfig): StreamSessions<K, I, O>;
   /** Counters of this function's streams (a pipe's: of the pipe's own streams, whatever else its stages serve). */
   stats(): StreamFnStats;
 }

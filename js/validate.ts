@@ -29,6 +29,14 @@ export function integerOption(
   return value;
 }
 
+/** `value` if it is an integer from `min` to `max`, as argument `name` of `fn`; else an ERR_OUT_OF_RANGE. */
+export function integerArgument(fn: string, name: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw outOfRange(`${fn}: the ${name} must be an integer from ${min} to ${max}. Received ${describe(value)}`);
+  }
+  return value;
+}
+
 /** `value` if it is a finite number from `min` to `max`; else an ERR_OUT_OF_RANGE saying it must be `what`. */
 export function numberOption(
   fn: string | undefined,

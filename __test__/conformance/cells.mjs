@@ -10,6 +10,15 @@ export const HANDLERS = new URL('./handlers.mjs', import.meta.url);
 const fails = (e) => e !== null && typeof e === 'object' && e.fail === true;
 const failure = () => Object.assign(new Error('contract failure'), { code: 'E_CONTRACT' });
 
+/** The contract's task and batch functions: `made(e)` of each item, failing at `{ fail: true }`. */
+const perItem = (e) => {
+  if (fails(e)) throw failure();
+  return handlers.made(e);
+};
+const perBatch = (items) => perItem(items[0]);
+/** Unordered stages emit in completion order: with fn answering at once, that is input order, and a result ready before a failure in the same burst of promise jobs is delivered first (it was dropped once). */
+const UNORDERED = { ordered: false, concurrency: 2 };
+
 /**
  * Each kind makes a stream function that passes every event on (as `made(e)` in handlers.mjs: unchanged but
  * for `{ make }` events), in order, and fails (code E_CONTRACT) at an event `{ fail: true }`. `config`: StreamConfig fields (buffer, idleTimeout...).
@@ -17,25 +26,10 @@ const failure = () => Object.assign(new Error('contract failure'), { code: 'E_CO
  */
 export const KINDS = {
   generator: { handler: true, make: (config) => streamFn(handlers.echo, config) },
-  task: {
-    handler: false,
-    make: (config) =>
-      task((e) => {
-        if (fails(e)) throw failure();
-        return handlers.made(e);
-      }, config),
-  },
-  batch: {
-    handler: false,
-    make: (config) =>
-      batch(
-        (items) => {
-          if (fails(items[0])) throw failure();
-          return handlers.made(items[0]);
-        },
-        { maxSize: 1, ...config },
-      ),
-  },
+  task: { handler: false, make: (config) => task(perItem, config) },
+  batch: { handler: false, make: (config) => batch(perBatch, { maxSize: 1, ...config }) },
+  'task unordered': { handler: false, make: (config) => task(perItem, { ...UNORDERED, ...config }) },
+  'batch unordered': { handler: false, make: (config) => batch(perBatch, { maxSize: 1, ...UNORDERED, ...config }) },
   worker: { handler: true, make: (config) => workerFn(HANDLERS, { export: 'echo', threads: 1, ...config }) },
   'worker transfer': {
     handler: true,

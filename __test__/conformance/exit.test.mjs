@@ -30,7 +30,7 @@ for (const cell of cells()) {
       ],
       { timeout: 15_000 },
     );
-    assert.deepEqual(pending, { ...pending, stdout: 'ERR_STREAM_CLOSED\n', stderr: '' });
+    assert.deepEqual(pending, { ...pending, stdout: 'ERR_VELO_STREAM_CLOSED\n', stderr: '' });
   });
 }
 
@@ -60,6 +60,6 @@ for (const [name, kind] of Object.entries(KINDS).filter(([, k]) => k.handler)) {
       ],
       { timeout: 15_000 },
     );
-    assert.deepEqual(out, { ...out, stdout: '{"i":1}\nERR_STREAM_CLOSED\n', stderr: '' });
+    assert.deepEqual(out, { ...out, stdout: '{"i":1}\nERR_VELO_STREAM_CLOSED\n', stderr: '' });
   });
 }

@@ -20,7 +20,7 @@ async function collectUntil(check, what, rounds = 200) {
 for (const cell of cells()) {
   test(`${cell.name}: abandoned streams are collected and cancelled, and their slots freed`, async () => {
     const fn = cell.make({ idleTimeout: 0, maxConcurrent: 30 });
-    // Three rounds of the limit: an uncollected stream would make an open() throw ERR_STREAM_LIMIT.
+    // Three rounds of the limit: an uncollected stream would make an open() throw ERR_VELO_STREAM_LIMIT.
     for (let round = 0; round < 3; round++) {
       await (async () => {
         for (let i = 0; i < 10; i++) await fn.open().send({ i });
@@ -46,6 +46,6 @@ for (const cell of cells()) {
     let settled;
     void read.pending.then((r) => (settled = r));
     await collectUntil(() => settled !== undefined, 'the pending read');
-    assert.deepEqual(settled, { code: 'ERR_STREAM_CLOSED' });
+    assert.deepEqual(settled, { code: 'ERR_VELO_STREAM_CLOSED' });
   });
 }

@@ -76,6 +76,6 @@ test(
       ],
       { timeout: 15_000 },
     );
-    assert.equal(stdout, 'ERR_STREAM_CLOSED\n');
+    assert.equal(stdout, 'ERR_VELO_STREAM_CLOSED\n');
   },
 );

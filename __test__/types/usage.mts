@@ -1,6 +1,7 @@
 // Typical user code, compiled (never run) against the shipped index.d.ts.
 // Lines marked @ts-expect-error must fail to compile: the types are strict.
 import {
+  ERROR_CODE_ALIASES,
   streamFn,
   StreamClosedError,
   StreamLimitError,
@@ -80,14 +81,18 @@ async function batch(): Promise<number[]> {
 
 function errors(e: unknown): string | undefined {
   if (e instanceof StreamClosedError) {
-    const code: 'ERR_STREAM_CLOSED' = e.code;
+    const code: 'ERR_VELO_STREAM_CLOSED' = e.code;
     return code;
   }
   if (e instanceof StreamLimitError) {
-    const code: 'ERR_STREAM_LIMIT' = e.code;
+    const code: 'ERR_VELO_STREAM_LIMIT' = e.code;
     return code;
   }
-  return undefined;
+  // An old code name maps to the new one (string in, string out).
+  const renamed: string | undefined = ERROR_CODE_ALIASES['ERR_STREAM_CLOSED'];
+  // @ts-expect-error the aliases are read-only
+  ERROR_CODE_ALIASES.ERR_STREAM_CLOSED = 'x';
+  return renamed;
 }
 
 // @ts-expect-error unknown config keys are a type error too

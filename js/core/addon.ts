@@ -16,6 +16,7 @@ import {
   TaskSettleCode,
 } from '../../native/index';
 import type { StreamState } from '../types';
+import { incompatibleCopyError } from '../errors';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 export const addon = require('./load-addon.js') as typeof Native & { stream: Native.StreamOps };
@@ -93,11 +94,8 @@ if (state.version === undefined) {
   addon.setIdleHandler(dispatchIdle);
   state.version = STATE_VERSION;
 } else if (state.version !== STATE_VERSION) {
-  throw Object.assign(
-    new Error(
-      `velo-stream: another copy of velo-stream, of an incompatible version, is loaded on this thread from the same native addon (state version ${state.version}, this copy ${STATE_VERSION}). Load one version per process.`,
-    ),
-    { code: 'ERR_VELO_INCOMPATIBLE_COPY' },
+  throw incompatibleCopyError(
+    `velo-stream: another copy of velo-stream, of an incompatible version, is loaded on this thread from the same native addon (state version ${state.version}, this copy ${STATE_VERSION}). Load one version per process.`,
   );
 }
 const shared = state as ThreadState;

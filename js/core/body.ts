@@ -30,6 +30,8 @@ export const kBodyThrew = Symbol('velo.bodyThrew');
 export const kAbortSignal = Symbol('velo.abortSignal');
 /** The body has deadlines pending: a waiting read keeps the process alive for them, as for the idle deadline. */
 export const kTimersPending = Symbol('velo.timersPending');
+/** The stream's trace (tracing.ts), or undefined: a body runs its calls in its context. */
+export const kTrace = Symbol('velo.trace');
 /** Makes the stream a member of a pipe's keep-alive group (`last`: the stage the user reads). Registered: a pipe joins stages of other copies of the module. */
 export const kJoinAliveGroup = Symbol.for('velo-stream.joinAliveGroup');
 
@@ -41,6 +43,8 @@ export const enum Emit {
 
 /** Something that runs inside a stream in place of a handler generator. */
 export interface StreamBody<I, O> {
+  /** What kind of stream it is, for traces (`task`, `batch`, `worker`). */
+  readonly kind: string;
   [kStartBody](stream: HandlerStream<I, O>): void;
   /** The stream was cancelled: stop, and finish once nothing runs. */
   cancelled(): void;

@@ -20,6 +20,7 @@ import {
   kSignal,
   kTaken,
   kTakenEnd,
+  kTraceAttributes,
   kWaitOutput,
   NOT_NOW,
 } from './protocol';
@@ -47,6 +48,7 @@ export abstract class StreamBase<I, O> implements StreamKind<I, O> {
   abstract readonly [kFinished]: Promise<void>;
   abstract [kTaken](): number;
   abstract [kTakenEnd](): boolean;
+  abstract [kTraceAttributes](attributes: Record<string, string>): void;
 
   /** `send()` as `kSendNow` answers it; a kind that can tell a send that did not wait answers `true` for it. */
   [kSendNow](event: I): true | Promise<void> {

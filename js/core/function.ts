@@ -1,4 +1,4 @@
-import { assertOptionsObject, resolveConfig, resolveSignal } from '../config';
+import { assertOptionsObject, checkKeys, resolveConfig, resolveSignal } from '../config';
 import { StreamLimitError, describe, invalidType } from '../errors';
 import { type GroupPermit, NativeFunction, type Outcome, type Totals, ops } from './addon';
 import { assertSource, collectOutputs } from './drive';
@@ -6,6 +6,7 @@ import { NativeStream } from './native-stream';
 import { PipedStream } from './pipe';
 import { kFinished, type StreamKind } from './protocol';
 import { HandlerStream, reportHandoffs } from './stream';
+import { type StreamTrace, streamTrace } from './tracing';
 import { type StreamBody } from './body';
 import { Sessions } from './sessions';
 import { StreamList, kWatch } from './stream-list';
@@ -13,6 +14,7 @@ import type {
   EventSource,
   OpenOptions,
   Stream,
+  SessionsConfig,
   StreamConfig,
   StreamFn,
   StreamFnStats,
@@ -74,9 +76,24 @@ abstract class FnBase<I, O> implements StreamFn<I, O> {
   /** The same function with some settings changed (a new admission gate). */
   abstract withConfig(config: StreamConfig): FnBase<I, O>;
 
-  sessions<K = string>(config?: StreamConfig): StreamSessions<K, I, O> {
-    const fn = config === undefined ? this : this.withConfig(config);
-    return new Sessions<K, I, O>(fn, () => fn[kOpen](undefined, true));
+  sessions<K = string>(config?: SessionsConfig): StreamSessions<K, I, O> {
+    let streamConfig: StreamConfig | undefined = config;
+    let traceKeys = false;
+    if (config !== undefined) {
+      assertOptionsObject(config, 'config', '{ idleTimeout: 60_000 }');
+      checkKeys(config, ['traceKeys']);
+      if ('traceKeys' in config) {
+        const { traceKeys: given = false, ...rest } = config;
+        if (typeof given !== 'boolean') {
+          throw invalidType(`The "traceKeys" option must be a boolean. Received ${describe(given)}`);
+        }
+        traceKeys = given;
+        // Only traceKeys given: the sessions run on this function, as without a config.
+        streamConfig = Object.keys(rest).length === 0 ? undefined : rest;
+      }
+    }
+    const fn = streamConfig === undefined ? this : this.withConfig(streamConfig);
+    return new Sessions<K, I, O>(fn, () => fn[kOpen](undefined, true), traceKeys);
   }
 
   pipe<P>(next: StreamFn<O, P> | StreamHandler<O, P>): StreamFn<I, P> {
@@ -122,7 +139,9 @@ class SingleFn<I, O> extends FnBase<I, O> {
     }
     const fn: unknown = handler;
     if (typeof fn !== 'function') {
-      throw invalidType(`The "handler" argument must be an async generator function. Received ${describe(fn)}`);
+      throw invalidType(
+        `The "handler" argument must be an async generator function (or a function returning an async iterable). Received ${describe(fn)}`,
+      );
     }
     if (fn instanceof SyncGeneratorFunction) {
       throw invalidType(
@@ -160,13 +179,20 @@ class SingleFn<I, O> extends FnBase<I, O> {
   }
 
   /** Starts the handler of a stream admitted by `kAdmit`. */
-  [kStart](handle: number, idle: boolean, signal: AbortSignal | undefined, over?: StageOverrides): HandlerStream<I, O> {
+  [kStart](
+    handle: number,
+    idle: boolean,
+    signal: AbortSignal | undefined,
+    over?: StageOverrides,
+    pipeTrace?: StreamTrace,
+  ): HandlerStream<I, O> {
     const idleOn = idle && (over?.idleTimeout ?? this.config.idleTimeout) > 0;
     const buffer = over?.buffer ?? this.config.buffer;
     const native = new NativeStream(handle);
     const handler = this.#handler;
     const body = typeof handler === 'function' ? handler : handler.makeBody(native, buffer);
-    const stream = new HandlerStream(native, body, this.name, buffer, idleOn, signal);
+    const trace = streamTrace(this.name, typeof body === 'function' ? 'generator' : body.kind, pipeTrace);
+    const stream = new HandlerStream(native, body, this.name, buffer, idleOn, signal, trace);
     this.listed?.add(stream);
     return stream;
   }
@@ -268,13 +294,23 @@ class PipedFn<I, O> extends FnBase<I, O> {
         i === 0 ? over : undefined,
       ),
     );
+    // Traced, the pipe has a span of its own, the parent of its stages' spans.
+    const trace = streamTrace(this.name, 'pipe');
     const opened = this.stages.map((stage, i) =>
-      stage[kStart](handles[i], idle && i === 0, undefined, i === 0 ? over : undefined),
+      stage[kStart](handles[i], idle && i === 0, undefined, i === 0 ? over : undefined, trace),
     );
     // A pipe that can never end may be collected with its stages (each stage
     // then counts itself cancelled); its permit, collected with it, counts
     // the pipe the same way.
-    const stream = new PipedStream<I, O>(opened, signal, (outcome) => void permit.release(outcome as Outcome));
+    const stream = new PipedStream<I, O>(
+      opened,
+      signal,
+      (outcome, error) => {
+        trace?.end(outcome, undefined, error);
+        permit.release(outcome as Outcome);
+      },
+      trace,
+    );
     this.listed?.add(stream);
     return stream;
   }

@@ -9,6 +9,7 @@
 // stable code.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { addonNotFoundError } from '../errors';
 
 const PACKAGE_ROOT = join(__dirname, '..', '..');
 const PACKAGE_PREFIX = 'velo-stream-';
@@ -53,13 +54,10 @@ function addonNotFound(cause: unknown): Error {
   } else {
     fix = 'In a checkout of the repository, build it: npm run build:native (needs Rust; README, Contributing).';
   }
-  return Object.assign(
-    new Error(
-      `velo-stream: cannot load its native addon for ${target} (Node ${process.version}), looked for in a local build ` +
-        `(native/velo-stream.${target}.node) and in the package ${wanted}. ${fix}`,
-      { cause },
-    ),
-    { code: 'ERR_VELO_ADDON_NOT_FOUND' },
+  return addonNotFoundError(
+    `velo-stream: cannot load its native addon for ${target} (Node ${process.version}), looked for in a local build ` +
+      `(native/velo-stream.${target}.node) and in the package ${wanted}. ${fix}`,
+    cause,
   );
 }
 

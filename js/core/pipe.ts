@@ -14,6 +14,7 @@ import {
   kReadNow,
   kSendAll,
   kSendNow,
+  kTraceAttributes,
   kSettle,
   kSignal,
   kTaken,
@@ -21,6 +22,7 @@ import {
   kWaitOutput,
   type NOT_NOW,
 } from './protocol';
+import type { StreamTrace } from './tracing';
 import { AliveGroup } from './alive-group';
 import { type HandlerStream, kFailAtEnd, kFailure } from './stream';
 import { kJoinAliveGroup } from './body';
@@ -36,16 +38,26 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
   #failure: { error: unknown } | undefined;
   #cancelled = false;
   readonly #finished: Promise<void>;
-  readonly #onOutcome: (outcome: PipeOutcome) => void;
+  readonly #onOutcome: (outcome: PipeOutcome, error?: { error: unknown }) => void;
+  /** The pipe's own span, the parent of its stages' (tracing.ts), if traced. */
+  readonly #trace: StreamTrace | undefined;
+  /** The reason of the cancel that decided the outcome, for the pipe's trace. */
+  #cancelReason: { error: unknown } | undefined;
   #outcome: PipeOutcome | undefined;
 
   /**
    * `onOutcome` is told how the pipe ended as soon as that is known: at the
    * first stage failure, at `cancel()`, or else once every stage finished.
    */
-  constructor(stages: readonly Stage[], signal: AbortSignal | undefined, onOutcome: (outcome: PipeOutcome) => void) {
+  constructor(
+    stages: readonly Stage[],
+    signal: AbortSignal | undefined,
+    onOutcome: (outcome: PipeOutcome, error?: { error: unknown }) => void,
+    trace?: StreamTrace,
+  ) {
     super();
     this.#onOutcome = onOutcome;
+    this.#trace = trace;
     this.#stages = stages;
     this.#head = stages[0];
     this.#tail = stages[stages.length - 1];
@@ -109,7 +121,7 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
   #decide(): PipeOutcome {
     if (this.#outcome === undefined) {
       this.#outcome = this.#failure ? 'failed' : this.#cancelled ? 'cancelled' : 'completed';
-      this.#onOutcome(this.#outcome);
+      this.#onOutcome(this.#outcome, this.#failure ?? this.#cancelReason);
     }
     return this.#outcome;
   }
@@ -189,6 +201,10 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
     return this.#tail[kReadNow]() as O | typeof NOT_NOW;
   }
 
+  [kTraceAttributes](attributes: Record<string, string>): void {
+    this.#trace?.span.setAttributes(attributes);
+  }
+
   cancel(reason?: unknown): Promise<void> {
     // A stage may have failed a moment ago (the consumer saw its error and
     // is cleaning up): that is a failure of the pipe, not a cancellation.
@@ -197,6 +213,7 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
       if (failure !== undefined) this.#fail(failure.error, i);
     });
     if (this.#failure === undefined) this.#cancelled = this.#cancelled || this.#tail.state !== 'done';
+    this.#cancelReason ??= { error: reason };
     this.#decide();
     for (const stage of this.#stages) void stage.cancel(reason);
     return this.#finished;

@@ -31,6 +31,8 @@ export const kTakenEnd = Symbol.for('velo-stream.takenEnd');
  * promise. Spares the caller an await, and so a microtask, per event.
  */
 export const kSendNow = Symbol.for('velo-stream.sendNow');
+/** Adds attributes to the stream's span, if it is traced (tracing.ts): a session's key. */
+export const kTraceAttributes = Symbol.for('velo-stream.traceAttributes');
 /**
  * `[kReadNow]()`: an item available right now, taken synchronously, or
  * `NOT_NOW` (nothing yet; an end or an error is left to the next
@@ -119,4 +121,6 @@ export interface StreamKind<I, O> extends Stream<I, O> {
   [kTaken](): number;
   /** Whether its handler was told that its input ended (a handler that returned without asking was not). */
   [kTakenEnd](): boolean;
+  /** Adds attributes to the stream's span (a pipe: its own), if it is traced; else nothing. */
+  [kTraceAttributes](attributes: Record<string, string>): void;
 }

@@ -9,10 +9,10 @@
 // one before, so per-key order holds across instances. Events an instance
 // accepted that its handler never took (it returned or threw first) open the
 // key's next instance: nothing a send was told is accepted is dropped.
-import { StreamClosedError } from '../errors';
+import { StreamClosedError, sessionsReaderError } from '../errors';
 import { Fifo } from './fifo';
 import { drainOutputs } from './drive';
-import { DONE, type StreamKind, kFinished, kInputError, kTaken } from './protocol';
+import { DONE, type StreamKind, kFinished, kInputError, kTaken, kTraceAttributes } from './protocol';
 import type { SessionItem, Stream, StreamFn } from '../types';
 
 /**
@@ -32,17 +32,9 @@ const END = Symbol('end');
 /** A lent event its handler has taken: cleared, so the session no longer holds it. */
 const TAKEN: { event: never; refused: boolean } = { event: undefined as never, refused: true };
 
-/** The merged output has a reader already: it has one reader at a time. */
-function readerError(): TypeError & { code: 'ERR_INVALID_STATE' } {
-  return Object.assign(
-    new TypeError(
-      'The sessions already have a reader: their merged output is read by one iterator at a time (finish or leave the first loop before starting another)',
-    ),
-    { code: 'ERR_INVALID_STATE' as const },
-  );
-}
-
 export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
+  /** Each session's span carries its key (`SessionsConfig.traceKeys`). */
+  readonly #traceKeys: boolean;
   /** The function the sessions' streams belong to (with the sessions' config): for stats and metrics. */
   readonly fn: StreamFn<I, O>;
   readonly #open: () => StreamKind<I, O>;
@@ -68,9 +60,10 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
   #left = false;
   #allDone: (() => void) | null = null;
 
-  constructor(fn: StreamFn<I, O>, open: () => StreamKind<I, O>) {
+  constructor(fn: StreamFn<I, O>, open: () => StreamKind<I, O>, traceKeys = false) {
     this.fn = fn;
     this.#open = open;
+    this.#traceKeys = traceKeys;
     this.#capacity = fn.config.buffer;
   }
 
@@ -224,6 +217,8 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
   /** Opens the key's stream and forwards its outputs (after the key's earlier instance's). Throws `StreamLimitError`. */
   #start(key: K): StreamKind<I, O> {
     const stream = this.#open();
+    // (Optional call: a stream of another copy of the module may not have it.)
+    if (this.#traceKeys) stream[kTraceAttributes]?.({ 'velo.session.key': String(key) });
     this.#live.set(key, stream);
     this.#lent.set(stream, { events: [], head: 0, base: 0, ended: false });
     void stream[kFinished].then(() => this.#afterSession(key, stream));
@@ -367,7 +362,7 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
    * neither a key's whole order). Leaving it early cancels every session.
    */
   [Symbol.asyncIterator](): AsyncIterator<SessionItem<K, O>> {
-    if (this.#reading) throw readerError();
+    if (this.#reading) throw sessionsReaderError();
     this.#reading = true;
     return {
       next: () => this.#next(),

@@ -31,6 +31,7 @@ import {
   kReadNow,
   kSendAll,
   kSendNow,
+  kTraceAttributes,
   kSettle,
   kSignal,
   kTaken,
@@ -57,7 +58,9 @@ import {
   kReleaseInput,
   kStartBody,
   kTimersPending,
+  kTrace,
 } from './body';
+import type { StreamTrace } from './tracing';
 
 /** The handler's error, if it threw (used by pipes). */
 export const kFailure = Symbol.for('velo-stream.failure');
@@ -276,6 +279,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   // only JavaScript can: the error, the cancel reason, the handler's promise.
   /** The handler's error (or, for a pipe's last stage, the pipe's). */
   #failure: { error: unknown } | undefined;
+  /** The stream's span, until it ends (tracing.ts); undefined when nothing traces. */
+  #trace: StreamTrace | undefined;
   /** Set by the cancel the core accepted, with its reason. */
   #cancel: { reason: unknown } | undefined;
   /** Settles when the handler has returned; made only when someone asks (see kFinished). */
@@ -290,8 +295,10 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
     capacity: number,
     idle: boolean,
     signal: AbortSignal | undefined,
+    trace?: StreamTrace,
   ) {
     super();
+    this.#trace = trace;
     this.#native = native;
     this.#label = label;
     this.#capacity = capacity;
@@ -300,13 +307,23 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
     if (idle) watchIdle(native.key, this);
     if (typeof handler !== 'function') {
       this.#body = handler;
-      handler[kStartBody](this);
+      if (trace === undefined) handler[kStartBody](this);
+      else trace.run(() => handler[kStartBody](this));
       if (signal !== undefined && !this.#handlerDone)
         this.#detachSignal = watchAbort(signal, (reason) => void this.cancel(reason));
       return;
     }
     this.#body = null;
+    if (trace === undefined) this.#startHandler(handler);
+    else trace.run(() => this.#startHandler(handler));
 
+    // (A handler that threw at once has finished: nothing left to cancel.)
+    if (signal !== undefined && !this.#handlerDone) this.#detachSignal = watchAbort(signal, (reason) => void this.cancel(reason));
+  }
+
+  /** Calls the handler and starts taking its outputs (in its trace's context, if traced: see tracing.ts). */
+  #startHandler(handler: StreamHandler<I, O>): void {
+    const label = this.#label;
     let iterator: AsyncIterator<O> | undefined;
     try {
       const iterable: unknown = handler(new HandlerInput(this), new HandlerContext(this as HandlerStream<unknown, unknown>));
@@ -327,9 +344,15 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
       this.#handlerThrew(error);
     }
     if (iterator !== undefined) void this.#pump(iterator);
+  }
 
-    // (A handler that threw at once has finished: nothing left to cancel.)
-    if (signal !== undefined && !this.#handlerDone) this.#detachSignal = watchAbort(signal, (reason) => void this.cancel(reason));
+  [kTraceAttributes](attributes: Record<string, string>): void {
+    this.#trace?.span.setAttributes(attributes);
+  }
+
+  /** The stream's trace, if the application traces (a body runs its calls in its context). */
+  get [kTrace](): StreamTrace | undefined {
+    return this.#trace;
   }
 
   get id(): string {
@@ -884,6 +907,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
   }
 
   #afterHandler(senderError: () => Error): void {
+    if (this.#trace !== undefined) this.#endTrace();
     this.#inPending = this.#outPending = true;
     this.#rejectSenders(senderError);
     this.#dropLent();
@@ -895,6 +919,15 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements IdleTarget 
     this.#handlerDone = true;
     this.#settled();
     this.#resolveFinished?.();
+  }
+
+  #endTrace(): void {
+    const trace = this.#trace as StreamTrace;
+    this.#trace = undefined;
+    const metrics = this.metrics;
+    if (this.#cancel !== undefined) trace.end('cancelled', metrics, { error: this.#cancel.reason });
+    else if (this.#failure !== undefined) trace.end('failed', metrics, this.#failure);
+    else trace.end('completed', metrics);
   }
 
   [kJoinAliveGroup](group: AliveGroup, last: boolean): void {

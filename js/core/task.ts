@@ -9,7 +9,7 @@
 // (crates/velo-core/src/task.rs): whether a call may start, which results
 // are ready, when to retry, when a batch is due. Retry and `maxWait`
 // deadlines are armed on the thread's deadline set, as idle deadlines are.
-import { assertOptionsObject } from '../config';
+import { assertOptionsObject, checkKeys } from '../config';
 import { describe, invalidType, invalidValue, outOfRange } from '../errors';
 import { integerOption, numberOption } from '../validate';
 import type { BatchConfig, RetryConfig, StreamConfig, StreamFn, TaskConfig, TaskContext } from '../types';
@@ -35,7 +35,9 @@ import {
   kReleaseInput,
   kStartBody,
   kTimersPending,
+  kTrace,
 } from './body';
+import type { Span, StreamTrace } from './tracing';
 
 /** The native `then`: a plain promise's reactions run once each, so it needs no adopting. */
 // eslint-disable-next-line @typescript-eslint/unbound-method -- compared by identity, never called unbound
@@ -51,6 +53,8 @@ const MAX_COUNT = 2 ** 32 - 1;
 const MAX_MS = 2 ** 31 - 1;
 
 const TASK_KEYS = ['concurrency', 'ordered', 'retry', 'onError'];
+const AsyncGeneratorFunction = (Object.getPrototypeOf(async function* () {}) as { constructor: FunctionConstructor }).constructor;
+const GeneratorFunction = (Object.getPrototypeOf(function* () {}) as { constructor: FunctionConstructor }).constructor;
 const BATCH_KEYS = [...TASK_KEYS, 'maxSize', 'minSize', 'maxWait'];
 const RETRY_KEYS = new Set(['attempts', 'delay', 'factor', 'maxDelay']);
 
@@ -90,6 +94,10 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
   readonly #maxWait: number;
   /** Each call in flight may add an abort listener to `ctx.signal` (Node's default limit is 10). */
   readonly signalListeners: number;
+  /** Traced: the stream's trace and each slot's call span (tracing.ts). */
+  #trace: StreamTrace | undefined;
+  #callSpans: (Span | undefined)[] | undefined;
+  readonly kind: 'task' | 'batch';
 
   // Per call slot (0..concurrency): its item (or batch), index and attempt, and its promise's reactions.
   readonly #items: unknown[] = [];
@@ -145,6 +153,7 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
     this.#onError = spec.onError as OnError<unknown, O>;
     this.#ordered = spec.policy.ordered;
     this.#maxSize = spec.policy.maxSize;
+    this.kind = this.#maxSize > 0 ? 'batch' : 'task';
     this.#maxWait = spec.policy.maxWaitMs;
     this.#ringSize = Math.max(spec.policy.buffer, spec.policy.concurrency) + 1;
     this.signalListeners = Math.min(spec.policy.concurrency, MAX_COUNT) + 10;
@@ -350,7 +359,9 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
   #call(slot: number): void {
     let result: O | Promise<O>;
     try {
-      result = this.#fn(this.#items[slot], this.#ctx(slot));
+      const trace = this.#stream[kTrace];
+      if (trace === undefined) result = this.#fn(this.#items[slot], this.#ctx(slot));
+      else result = this.#tracedCall(trace, slot);
     } catch (error) {
       this.#attemptFailed(slot, error);
       return;
@@ -383,12 +394,32 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
     }).then(onOk, onErr);
   }
 
+  /** A call in a span of its own, a child of the stream's (tracing.ts): ended when the attempt settles. */
+  #tracedCall(trace: StreamTrace, slot: number): O | Promise<O> {
+    this.#trace = trace;
+    const span = trace.child(`velo ${this.kind} call`, {
+      'velo.task.index': this.#index[slot],
+      'velo.task.attempt': this.#attempt[slot],
+    });
+    (this.#callSpans ??= [])[slot] = span;
+    return trace.runIn(span, () => this.#fn(this.#items[slot], this.#ctx(slot)));
+  }
+
+  /** Ends the span of `slot`'s call, if it has one. */
+  #endCallSpan(slot: number, failure?: { error: unknown }): void {
+    const span = this.#callSpans?.[slot];
+    if (span === undefined) return;
+    this.#callSpans![slot] = undefined;
+    this.#trace!.endCall(span, failure);
+  }
+
   #stopped(): boolean {
     return this.#cancelled || this.#failure !== undefined;
   }
 
   /** A call succeeded: queued, and settled in the core with the others of this burst of promise jobs. */
   #succeeded(slot: number, value: O | undefined): void {
+    if (this.#callSpans !== undefined) this.#endCallSpan(slot);
     this.#doneSlots.push(slot);
     // Ordered: straight into the ring (a stop before the flush drops it with the rest).
     if (this.#ordered) this.#ring[this.#index[slot] % this.#ringSize] = value;
@@ -400,6 +431,21 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
   }
 
   readonly #flushDone = (): void => {
+    this.#settleDone();
+    this.#pump();
+  };
+
+  /**
+   * Before a failure reaches the core: the calls that succeeded earlier in this burst of promise jobs (waiting
+   * for the flush) are settled first, so the failure does not drop results that were ready before it (with
+   * `ordered: false`, the flush would find the stage failed and drop them).
+   */
+  #settleEarlier(): void {
+    if (this.#doneSlots.length > 0) this.#settleDone();
+  }
+
+  /** Settles the calls that succeeded in this burst of promise jobs (the flush's work, without moving on). */
+  #settleDone(): void {
     this.#flushScheduled = false;
     const slots = this.#doneSlots;
     const values = this.#doneValues;
@@ -429,8 +475,7 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
     for (let k = 0; k < n; k++) this.#items[slots[k]] = undefined;
     slots.length = 0;
     values.length = 0;
-    this.#pump();
-  };
+  }
 
   /** Ordered mode: moves `count` results from the head of the ring to the ready queue. */
   #takeReady(count: number): void {
@@ -444,6 +489,8 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
   }
 
   #attemptFailed(slot: number, error: unknown): void {
+    if (this.#callSpans !== undefined) this.#endCallSpan(slot, { error });
+    this.#settleEarlier();
     this.#running--;
     if (this.#stopped()) {
       this.#native.taskSettle(slot, Attempt.Dropped);
@@ -484,6 +531,7 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
           this.#pump();
         },
         (thrown: unknown) => {
+          this.#settleEarlier();
           this.#running--;
           if (this.#stopped()) this.#native.taskSettle(slot, Attempt.Dropped);
           else this.#settled(slot, this.#native.taskSettle(slot, Attempt.Failed), undefined, { error: thrown });
@@ -616,12 +664,20 @@ function checkTaskConfig<I, O>(
   if (typeof fn !== 'function') {
     throw invalidType(`The "fn" argument of ${kind}() must be a function. Received ${describe(fn)}`);
   }
+  // A generator function's result is a generator object: one output per call, never its yields. A stage whose
+  // calls yield several outputs is a stream function (streamFn), not a task.
+  if ((fn as unknown) instanceof AsyncGeneratorFunction || (fn as unknown) instanceof GeneratorFunction) {
+    throw invalidType(
+      `The "fn" argument of ${kind}() must return its result (or a promise of it), not be a generator function: for a stage that yields several outputs per input, use streamFn()`,
+    );
+  }
   if (kind === 'batch' && config === undefined) {
     throw invalidType(`batch() needs a config with "maxSize", such as batch(fn, { maxSize: 100 })`);
   }
   if (config === undefined) config = {};
   assertOptionsObject(config, 'config', kind === 'task' ? '{ concurrency: 8 }' : '{ maxSize: 100 }');
   const own = kind === 'task' ? TASK_KEYS : BATCH_KEYS;
+  checkKeys(config, own);
   const c = config as BatchConfig<unknown, unknown>;
   const stream: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(config)) {
@@ -635,7 +691,7 @@ function checkTaskConfig<I, O>(
     ordered = c.ordered;
   }
   const retry = checkRetry(c.retry);
-  const onError: unknown = c.onError ?? 'fail';
+  const onError: unknown = c.onError === undefined ? 'fail' : c.onError;
   if (onError !== 'fail' && onError !== 'skip' && typeof onError !== 'function') {
     throw invalidValue(`The "onError" option must be 'fail', 'skip' or a function. Received ${describe(onError)}`);
   }

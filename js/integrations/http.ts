@@ -8,10 +8,28 @@ import { constants as bufferConstants, isUtf8 } from 'node:buffer';
 import { Readable } from 'node:stream';
 import { NOT_NOW, kReadNow, kSettle } from '../core/protocol';
 import { assertOptionsObject } from '../config';
-import { describe, invalidType, invalidValue, outOfRange } from '../errors';
+import {
+  RequestBodyError,
+  SerializeError,
+  bodyTooLargeError,
+  describe,
+  invalidType,
+  invalidValue,
+  lineTooLargeError,
+} from '../errors';
+import { integerOption } from '../validate';
 
 /** Output formats. */
 export type Format = 'ndjson' | 'sse';
+
+// The errors live with every other error of the library (js/errors.ts); these are the ones this subpath makes.
+export {
+  RequestBodyError,
+  RequestTooLargeError,
+  SerializeError,
+  type RequestBodyErrorJSON,
+  type RequestTooLargeErrorJSON,
+} from '../errors';
 
 /** Options of `sendNdjson`, `sendSse` and `toReadable`. */
 export interface ResponseOptions<O> {
@@ -19,8 +37,8 @@ export interface ResponseOptions<O> {
   serialize?: (output: O) => string;
   /** SSE only: the `event:` name of outputs (default: none, i.e. "message"). */
   event?: string;
-  /** Extra response headers (set before the first byte). */
-  headers?: Record<string, string>;
+  /** Extra response headers (set before the first byte): a string, a number or an array of strings each, as `res.setHeader` takes them. */
+  headers?: Record<string, string | number | readonly string[]>;
 }
 
 /** Something that can be stopped early: a velo-stream `Stream`, or any async iterable. */
@@ -46,21 +64,6 @@ function errorPayload(error: unknown): { error: { message: string; code?: string
 function sseFrame(data: string, event?: string): string {
   const lines = data.split(/\r\n|\r|\n/).map((line) => `data: ${line}\n`);
   return `${event ? `event: ${event}\n` : ''}${lines.join('')}\n`;
-}
-
-/**
- * An output the serializer refused: it threw (a BigInt, a cycle), or gave no
- * text (JSON has none for `undefined`, a function or a symbol). Every writer
- * treats it the same way: the outputs before it go out, then its error line
- * or event, and the stream is stopped.
- */
-export class SerializeError extends TypeError {
-  /** The error's stable code: compare it rather than the class across copies of the module. */
-  readonly code = 'ERR_VELO_SERIALIZE';
-  constructor(message: string, options?: { cause: unknown }) {
-    super(message, options);
-    this.name = 'SerializeError';
-  }
 }
 
 /** The output's text, or a SerializeError. */
@@ -454,95 +457,19 @@ export function contentType(format: Format): string {
   return CONTENT_TYPE[format];
 }
 
-/** The JSON body of a 400 answer to a malformed request body (`RequestBodyError.toJSON()`). */
-export interface RequestBodyErrorJSON {
-  /** What was wrong. */
-  error: {
-    /** The error's message. */
-    message: string;
-    /** `ERR_BAD_NDJSON`. */
-    code: string;
-    /** The malformed line's number, from 1. */
-    line: number;
-  };
-}
-
-/** The JSON body of a 413 answer (`RequestTooLargeError.toJSON()`). */
-export interface RequestTooLargeErrorJSON {
-  /** What was too large. */
-  error: {
-    /** The error's message. */
-    message: string;
-    /** `ERR_NDJSON_LINE_TOO_LARGE` or `ERR_BODY_TOO_LARGE`. */
-    code: string;
-    /** The limit passed, bytes. */
-    limit: number;
-    /** The line's number, from 1, for a line too long. */
-    line?: number;
-  };
-}
-
-/** A malformed request body: answer with `status` and `toJSON()`. */
-export class RequestBodyError extends Error {
-  /** The HTTP status to answer with. */
-  readonly status = 400;
-  /** The error's stable code: compare it rather than the class across copies of the module. */
-  readonly code = 'ERR_BAD_NDJSON' as const;
-  /** 1-based line number of the malformed line. */
-  readonly line: number;
-  constructor(line: number, cause: unknown) {
-    super(`Line ${line} of the request body is not valid JSON: ${(cause as Error)?.message ?? String(cause)}`, { cause });
-    this.name = 'RequestBodyError';
-    this.line = line;
-  }
-  /** The body of a 400 response. */
-  toJSON(): RequestBodyErrorJSON {
-    return { error: { message: this.message, code: this.code, line: this.line } };
-  }
-}
-
-/** A request body over a size limit of `ndjsonEvents`: answer with `status` (413) and `toJSON()`. */
-export class RequestTooLargeError extends Error {
-  /** The HTTP status to answer with. */
-  readonly status = 413;
-  /** `ERR_NDJSON_LINE_TOO_LARGE` (one line over `maxLineBytes`) or `ERR_BODY_TOO_LARGE` (the body over `maxBodyBytes`). */
-  readonly code: 'ERR_NDJSON_LINE_TOO_LARGE' | 'ERR_BODY_TOO_LARGE';
-  /** The limit that was exceeded, in bytes. */
-  readonly limit: number;
-  /** 1-based number of the line over `maxLineBytes` (line errors only). */
-  readonly line: number | undefined;
-  constructor(code: RequestTooLargeError['code'], limit: number, line?: number) {
-    super(
-      code === 'ERR_BODY_TOO_LARGE'
-        ? `The request body is larger than maxBodyBytes (${limit} bytes)`
-        : `Line ${line} of the request body is larger than maxLineBytes (${limit} bytes)`,
-    );
-    this.name = 'RequestTooLargeError';
-    this.code = code;
-    this.limit = limit;
-    this.line = line;
-  }
-  /** The body of a 413 response. */
-  /** The response body: `{ error: { message, code, limit, line? } }` (`limit` in bytes; `line` for a line too long). */
-  toJSON(): RequestTooLargeErrorJSON {
-    const error = { message: this.message, code: this.code, limit: this.limit };
-    return { error: this.line === undefined ? error : { ...error, line: this.line } };
-  }
-}
-
 /** Size limits of `ndjsonEvents`. */
 export interface NdjsonOptions {
   /**
    * Largest line, in bytes of UTF-8 without its line ending (default 102400,
    * 100 KiB, as Express's body parser). At most this much of one line is ever
    * held; a longer line is refused with `RequestTooLargeError`
-   * (`ERR_NDJSON_LINE_TOO_LARGE`).
+   * (`ERR_VELO_NDJSON_LINE_TOO_LARGE`).
    */
   maxLineBytes?: number;
   /**
    * Largest body, in bytes (default: no limit; memory is bounded by
    * `maxLineBytes`, and a streamed body may rightly be long). A larger body is
-   * refused with `RequestTooLargeError` (`ERR_BODY_TOO_LARGE`), before
+   * refused with `RequestTooLargeError` (`ERR_VELO_BODY_TOO_LARGE`), before
    * reading when its Content-Length says so.
    */
   maxBodyBytes?: number;
@@ -555,14 +482,8 @@ const JSON_BLANK = /^[ \t\r]*$/;
 const MAX_LINE_BYTES = bufferConstants.MAX_STRING_LENGTH;
 
 function byteLimit(field: string, value: unknown, max: number, infinite: boolean): number {
-  const ok =
-    typeof value === 'number' && ((Number.isInteger(value) && value >= 1 && value <= max) || (infinite && value === Infinity));
-  if (!ok) {
-    throw outOfRange(
-      `The "${field}" option must be an integer from 1 to ${max}${infinite ? ', or Infinity' : ''}. Received ${describe(value)}`,
-    );
-  }
-  return value;
+  if (infinite && value === Infinity) return value;
+  return integerOption(undefined, field, value, 1, max, `from 1 to ${max}${infinite ? ', or Infinity' : ''}`);
 }
 
 function resolveNdjsonOptions(opts: unknown): { maxLineBytes: number; maxBodyBytes: number } {
@@ -641,7 +562,7 @@ async function* parseNdjson<E>(
   body: { read: boolean },
 ): AsyncGenerator<E[]> {
   const declared = Number((input as IncomingMessage).headers?.['content-length']);
-  if (declared > maxBodyBytes) throw new RequestTooLargeError('ERR_BODY_TOO_LARGE', maxBodyBytes);
+  if (declared > maxBodyBytes) throw bodyTooLargeError(maxBodyBytes);
   // The line read so far: pieces of chunks, never more than maxLineBytes + 1
   // bytes (the 1 for a `\r` that may turn out to end the line).
   const pieces: Buffer[] = [];
@@ -652,7 +573,7 @@ async function* parseNdjson<E>(
   /** The next line's event, from its decoded text (`bytes`: its length in UTF-8, line ending excluded). */
   const parse = (text: string, bytes: number): E | typeof BLANK => {
     line++;
-    if (bytes > maxLineBytes) throw new RequestTooLargeError('ERR_NDJSON_LINE_TOO_LARGE', maxLineBytes, line);
+    if (bytes > maxLineBytes) throw lineTooLargeError(maxLineBytes, line);
     // A byte order mark may open the body (RFC 8259 lets a parser ignore it); JSON.parse would not.
     if (line === 1 && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
     const first = text.charCodeAt(0);
@@ -668,7 +589,7 @@ async function* parseNdjson<E>(
   /** The next line's event, from its bytes (`\n` excluded). */
   const parseBytes = (bytes: Buffer): E | typeof BLANK => {
     const end = bytes.length > 0 && bytes[bytes.length - 1] === 13 ? bytes.length - 1 : bytes.length;
-    if (end > maxLineBytes) throw new RequestTooLargeError('ERR_NDJSON_LINE_TOO_LARGE', maxLineBytes, line + 1);
+    if (end > maxLineBytes) throw lineTooLargeError(maxLineBytes, line + 1);
     // Decoded only whole: a character split across chunks is joined first.
     const body = bytes.subarray(0, end);
     // JSON text is UTF-8 (RFC 8259); a decoder would turn bad bytes into U+FFFD silently.
@@ -730,11 +651,11 @@ async function* parseNdjson<E>(
       }
       if (start < chunk.length) {
         held += chunk.length - start;
-        if (held > maxLineBytes + 1) throw new RequestTooLargeError('ERR_NDJSON_LINE_TOO_LARGE', maxLineBytes, line + 1);
+        if (held > maxLineBytes + 1) throw lineTooLargeError(maxLineBytes, line + 1);
         pieces.push(chunk.subarray(start));
       }
       // (After the held line's check: with smaller chunks, that check would have come first.)
-      if (over) throw new RequestTooLargeError('ERR_BODY_TOO_LARGE', maxBodyBytes);
+      if (over) throw bodyTooLargeError(maxBodyBytes);
       if (batch.length > 0) {
         yield batch;
         batch = [];

@@ -1,7 +1,7 @@
 // How events and outputs travel through the log: a codec turns a value into
 // bytes (or a string) and back. Producers, workers and readers of one stream
 // function must use the same codec.
-import { invalidValue } from '../errors';
+import { EventTooLargeError, encodeError, invalidValue } from '../errors';
 
 /** Turns values into bytes for the log and back. `decode` gets the bytes `encode` made. */
 export interface Codec<T = unknown> {
@@ -88,37 +88,14 @@ export function encodeChecked<T>(codec: Codec<T>, value: T, limit: number, what:
     data = codec.encode(value);
   } catch (error) {
     if ((error as { code?: unknown } | null)?.code !== undefined) throw error;
-    throw Object.assign(
-      new TypeError(`The codec could not encode the ${what}: ${(error as Error)?.message ?? String(error)}`, { cause: error }),
-      {
-        code: 'ERR_VELO_ENCODE' as const,
-      },
-    );
+    throw encodeError(`The codec could not encode the ${what}: ${(error as Error)?.message ?? String(error)}`, error);
   }
   if (typeof data !== 'string' && !Buffer.isBuffer(data)) {
-    throw Object.assign(new TypeError(`The codec's encode() must return a Buffer or a string, not ${typeof data}`), {
-      code: 'ERR_VELO_ENCODE' as const,
-    });
+    throw encodeError(`The codec's encode() must return a Buffer or a string, not ${typeof data}`);
   }
   // A string's UTF-8 takes at most 3 bytes per UTF-16 unit: most are known to fit without counting.
   if (typeof data === 'string' ? data.length * 3 <= limit : data.length <= limit) return data;
   const size = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
   if (size > limit) throw new EventTooLargeError(what, size, limit);
   return data;
-}
-
-/** An event or output larger than the configured limit (`maxEventBytes`), refused before it reaches Redis. */
-export class EventTooLargeError extends RangeError {
-  /** The error's stable code: compare it rather than the class across copies of the module. */
-  readonly code = 'ERR_VELO_EVENT_TOO_LARGE' as const;
-  /** The encoded size, bytes. */
-  readonly size: number;
-  /** `maxEventBytes`. */
-  readonly limit: number;
-  constructor(what: string, size: number, limit: number) {
-    super(`The ${what} is ${size} bytes encoded, more than the limit of ${limit} bytes (maxEventBytes)`);
-    this.name = 'EventTooLargeError';
-    this.size = size;
-    this.limit = limit;
-  }
 }

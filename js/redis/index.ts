@@ -16,9 +16,12 @@ export {
   type MaterializeStats,
   type ValueOutput,
 } from './materialize';
-export { jsonCodec, bufferCodec, EventTooLargeError, type Codec } from './codec';
+export { jsonCodec, bufferCodec, type Codec } from './codec';
+// The errors live with every other error of the library (js/errors.ts); these are the ones this subpath makes.
 export {
   CloseTimeoutError,
+  EventTooLargeError,
+  FencedError,
   LagLimitError,
   OnOutputError,
   type OutputContent,
@@ -27,10 +30,7 @@ export {
   SendError,
   SessionLimitError,
   type SessionLimitCode,
-} from './errors';
-// The partitioned log the worker runs on (transport.ts) is internal: it is not pluggable, so its types are not
-// part of the API. FencedError is: it reaches onError.
-export { FencedError } from './transport';
+} from '../errors';
 export { fnv1a } from './options';
 export type { RedisOptions } from './options';
 export type { RedisClientLike } from './connection';

@@ -1,5 +1,5 @@
 // Local delivery (`onOutput`): the outputs this worker's commits wrote, handed over one call at a time.
-import { OnOutputError } from './errors';
+import { OnOutputError } from '../errors';
 import type { OutputItem } from './reader';
 
 /**

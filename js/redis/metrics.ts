@@ -4,7 +4,7 @@
 // transport gets them; the time includes the worker's own event-loop delay,
 // as a handler waiting on the call would see it.
 import type { Commit, CommitResult, Lease, PartitionLog, ReadResult } from './transport';
-import { FencedError } from './transport';
+import { FencedError } from '../errors';
 
 /** A worker's round-trip totals, for the Prometheus export (a registered symbol: any copy of the package finds it). */
 export const kRoundTrips = Symbol.for('velo-stream.redis.roundTrips');

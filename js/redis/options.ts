@@ -61,7 +61,8 @@ export function resolveOptions<T>(options: RedisOptions<T>, what: string, ownKey
   if ((client as { isOpen?: unknown }).isOpen === false) {
     throw invalidValue(`${what}: options.client is not connected: await client.connect() first`);
   }
-  if (typeof name !== 'string' || !/^[^{}\s]{1,200}$/.test(name)) {
+  if (typeof name !== 'string') throw invalidType(`${what}: the "name" option must be a string. Received ${describe(name)}`);
+  if (!/^[^{}\s]{1,200}$/.test(name)) {
     throw invalidValue(
       `${what}: the "name" option must be 1-200 characters without braces or whitespace. Received ${describe(name)}`,
     );

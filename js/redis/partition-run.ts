@@ -6,7 +6,15 @@ import { drainOutputs } from '../core/drive';
 import { kFinished, kSendNow, kTaken, kTakenEnd, type StreamKind } from '../core/protocol';
 import type { StreamFn } from '../types';
 import { type Codec, encodeChecked } from './codec';
-import { type OutputContent, ReplayDivergedError, SessionLimitError } from './errors';
+import {
+  type OutputContent,
+  FencedError,
+  ReplayDivergedError,
+  type SessionLimitError,
+  decodeError,
+  sessionAgeError,
+  sessionEventsError,
+} from '../errors';
 import type { LocalDelivery } from './local-delivery';
 import { idBefore, idTime, logOrder } from './log-ids';
 import type { HandlerFailure, OutputItem } from './reader';
@@ -18,7 +26,6 @@ import {
   type Lease,
   type OutputRecord,
   type PartitionLog,
-  FencedError,
 } from './transport';
 
 /** The function's internal open, without its idle timer: a session's end must come from the log (registered symbol, core/function.ts). */
@@ -784,9 +791,7 @@ export class PartitionRun<I, O> {
     } catch (error) {
       // The session's input ends before it, as at a cap: decided by the log, so every replay ends it here too.
       s.stop = {
-        error: Object.assign(new TypeError(`The codec could not decode entry ${entry.id}`, { cause: error }), {
-          code: 'ERR_VELO_DECODE',
-        }),
+        error: decodeError(`The codec could not decode entry ${entry.id}`, error),
         entry: true,
       };
       this.#finish(s);
@@ -900,8 +905,7 @@ export class PartitionRun<I, O> {
   #eventLimit(s: Session<I, O>, id: string): SessionLimitError | undefined {
     const max = this.worker.maxSessionEvents;
     if (max > 0 && s.events >= max) {
-      return new SessionLimitError(
-        'ERR_VELO_SESSION_EVENTS',
+      return sessionEventsError(
         max,
         `Session ${JSON.stringify(s.sid)} reached maxSessionEvents (${max}): it ended, and entry ${id} opens the key's next session`,
       );
@@ -915,8 +919,7 @@ export class PartitionRun<I, O> {
     if (max <= 0) return undefined;
     const age = idTime(id) - s.start;
     if (age <= max) return undefined;
-    return new SessionLimitError(
-      'ERR_VELO_SESSION_AGE',
+    return sessionAgeError(
       max,
       `Session ${JSON.stringify(s.sid)} reached maxSessionAge (${max} ms): entry ${id} is ${age} ms after its first, so the session ended there`,
     );
@@ -938,7 +941,7 @@ export class PartitionRun<I, O> {
     try {
       stream = w.fn[kOpen](undefined, false);
     } catch (error) {
-      if ((error as { code?: unknown })?.code === 'ERR_STREAM_LIMIT') return undefined;
+      if ((error as { code?: unknown })?.code === 'ERR_VELO_STREAM_LIMIT') return undefined;
       throw error;
     }
     const s = new Session<I, O>(key, sid, stream);
@@ -1166,14 +1169,7 @@ export class PartitionRun<I, O> {
       try {
         content = decodedOutput(codec, o);
       } catch (error) {
-        this.worker.report(
-          Object.assign(
-            new TypeError(`The codec could not decode output ${o.seq} of session ${JSON.stringify(o.sid)}`, { cause: error }),
-            {
-              code: 'ERR_VELO_DECODE',
-            },
-          ),
-        );
+        this.worker.report(decodeError(`The codec could not decode output ${o.seq} of session ${JSON.stringify(o.sid)}`, error));
         continue;
       }
       items.push({ ...base, ...content });

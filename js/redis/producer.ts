@@ -2,9 +2,8 @@
 import { encodeChecked } from './codec';
 import { type RedisOptions, type Resolved, checkKey, fnv1a, resolveOptions } from './options';
 import { appendEvents, partitionLag } from './redis-log';
-import { describe, invalidType, outOfRange } from '../errors';
-import { integerOption } from '../validate';
-import { LagLimitError, SendError } from './errors';
+import { LagLimitError, SendError, describe, invalidType } from '../errors';
+import { integerArgument, integerOption } from '../validate';
 
 /** Options of `redisProducer`. */
 export interface RedisProducerOptions<I = unknown> extends RedisOptions<I> {
@@ -108,12 +107,7 @@ class Producer<I> implements RedisProducer<I> {
   async lag(keyOrPartition: string | number): Promise<number> {
     let partition: number;
     if (typeof keyOrPartition === 'number') {
-      if (!Number.isInteger(keyOrPartition) || keyOrPartition < 0 || keyOrPartition >= this.#o.partitions) {
-        throw outOfRange(
-          `lag(): the partition must be an integer from 0 to ${this.#o.partitions - 1}, not ${describe(keyOrPartition)}`,
-        );
-      }
-      partition = keyOrPartition;
+      partition = integerArgument('lag()', 'partition', keyOrPartition, 0, this.#o.partitions - 1);
     } else partition = this.partitionOf(keyOrPartition);
     const state = this.#lagState(partition);
     // A measure already under way may have been asked for before sends that have resolved since: a new one.

@@ -1,10 +1,10 @@
 // Reading the outputs of a distributed stream function from any process.
-import { describe, invalidType, invalidValue } from '../errors';
+import { RedisConnectionError, describe, invalidType, invalidValue } from '../errors';
 import { integerOption } from '../validate';
 import type { Codec } from './codec';
 import { type RedisOptions, resolveOptions } from './options';
 import { type RedisClientLike, readStreams, send } from './connection';
-import { RedisConnectionError, reportable } from './errors';
+import { reportable } from './reportable';
 import { entryFields } from './redis-log';
 
 /** A handler's failure as stored in the output stream. */

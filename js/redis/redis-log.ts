@@ -17,7 +17,7 @@
 // (`owner`): whoever holds the lease reads as `owner`, so a new owner's
 // `XREADGROUP ... 0` returns exactly what the last owner left unacked.
 import type { Commit, CommitResult, Divergence, InputEntry, Lease, PartitionLog, ReadResult } from './transport';
-import { FencedError } from './transport';
+import { FencedError, workerClosedError } from '../errors';
 import { PollWaker, type RedisClientLike, isCluster, readStreams, send, xreadStreams } from './connection';
 import { Script } from './script';
 
@@ -328,7 +328,7 @@ export class RedisLog implements PartitionLog {
 
   async #leaseClient(): Promise<RedisClientLike> {
     if (this.#leases !== null) return this.#leases;
-    if (this.#closed) throw Object.assign(new Error('The worker is closed'), { code: 'ERR_VELO_CLOSED' });
+    if (this.#closed) throw workerClosedError();
     this.#leasesConnecting ??= (async () => {
       const dup = this.#client.duplicate();
       dup.on('error', this.#onError);
@@ -342,7 +342,7 @@ export class RedisLog implements PartitionLog {
       }
       if (this.#closed) {
         destroyQuietly(dup);
-        throw Object.assign(new Error('The worker is closed'), { code: 'ERR_VELO_CLOSED' });
+        throw workerClosedError();
       }
       this.#leases = dup;
       return dup;

@@ -124,16 +124,3 @@ export interface PartitionLog {
   /** Frees the log's own connections (not the user's client). */
   close(): Promise<void>;
 }
-
-/** A write or read by a worker whose lease on the partition is gone: another worker owns it now. */
-export class FencedError extends Error {
-  /** The error's stable code: compare it rather than the class across copies of the module. */
-  readonly code = 'ERR_VELO_FENCED' as const;
-  /** The partition whose lease is gone. */
-  readonly partition: number;
-  constructor(partition: number, message: string) {
-    super(`Partition ${partition}: ${message}`);
-    this.name = 'FencedError';
-    this.partition = partition;
-  }
-}

@@ -23,15 +23,15 @@
 // (local-delivery.ts); the public types are in worker-types.ts.
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { describe, invalidType, invalidValue } from '../errors';
+import { CloseTimeoutError, FencedError, describe, invalidType, invalidValue, logResetError } from '../errors';
 import { integerOption } from '../validate';
 import type { StreamFn } from '../types';
 import type { Codec } from './codec';
 import { type RedisOptions, type Resolved, resolveOptions } from './options';
 import { RedisLog } from './redis-log';
 import { RoundTrips, type RoundTripTotals, kRenewalLateness, kRoundTrips, timedLog } from './metrics';
-import { type Lease, type PartitionLog, FencedError } from './transport';
-import { CloseTimeoutError, reportable } from './errors';
+import type { Lease, PartitionLog } from './transport';
+import { reportable } from './reportable';
 import { LocalDelivery } from './local-delivery';
 import {
   MAX_TIMER_MS,
@@ -160,7 +160,8 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       `from options.partitions (${options.partitions}: one event per partition) to 1e9`,
     );
     integerOption(W, 'maxSessionEvents', maxSessionEvents, 0, Infinity, 'of at least 0 (0: no cap)');
-    integerOption(W, 'maxSessionAge', maxSessionAge, 0, Infinity, 'of at least 0 (ms; 0: no cap)');
+    // At most Node's longest timer (about 24.8 days): the age marker's timer would fire at once past it.
+    integerOption(W, 'maxSessionAge', maxSessionAge, 0, MAX_TIMER_MS, `from 0 to ${MAX_TIMER_MS} (ms; 0: no cap)`);
     if (onOutput !== undefined && typeof onOutput !== 'function')
       throw invalidType(`redisWorker(): options.onOutput must be a function, not ${describe(onOutput)}`);
     integerOption(W, 'maxUndelivered', maxUndelivered, 1, 1e9, 'from 1 to 1e9');
@@ -368,11 +369,9 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     this.#epochs.set(lease.partition, epoch);
     if (epoch > before) return;
     this.report(
-      Object.assign(
-        new Error(
-          `Partition ${lease.partition}: the lease epoch did not grow (it was ${before} when this worker last held the partition, and is ${epoch} now): the Redis server lost data (a restart without persistence, or a failover to a replica that was behind). Events sent before, and the state of sessions live then, may be lost.`,
-        ),
-        { code: 'ERR_VELO_LOG_RESET', partition: lease.partition },
+      logResetError(
+        lease.partition,
+        `Partition ${lease.partition}: the lease epoch did not grow (it was ${before} when this worker last held the partition, and is ${epoch} now): the Redis server lost data (a restart without persistence, or a failover to a replica that was behind). Events sent before, and the state of sessions live then, may be lost.`,
       ),
     );
   }

@@ -18,8 +18,10 @@ import {
   kPollInput,
   kReleaseInput,
   kStartBody,
+  kTrace,
   kTimersPending,
 } from '../core/body';
+import { traceParent } from '../core/tracing';
 import {
   type Arrived,
   type Encoded,
@@ -74,6 +76,7 @@ const enum InputState {
 }
 
 export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
+  readonly kind = 'worker';
   #stream!: HandlerStream<I, O>;
   readonly #host: ThreadHost;
   readonly #maxBatch: number;
@@ -123,7 +126,15 @@ export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
     this.#pair = pair;
     listen(pair, this);
     abandoned.register(this, { pair, host: this.#host }, this);
-    this.#host.place(pair, this, { type: 'open', pair, id: stream.id, maxBatch: this.#maxBatch, state: this.#state });
+    const trace = stream[kTrace];
+    this.#host.place(pair, this, {
+      type: 'open',
+      pair,
+      id: stream.id,
+      maxBatch: this.#maxBatch,
+      state: this.#state,
+      ...(trace === undefined ? {} : { trace: traceParent(trace) }),
+    });
     this.#pumpInput();
     this.#pumpOutput();
   }

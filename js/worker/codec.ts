@@ -22,6 +22,7 @@
 //   Node, a view over one is refused with ERR_VELO_RUNTIME_UNSUPPORTED (it
 //   cannot be shared there), every byte array is copied inline, and with
 //   `transfer` the ArrayBuffers Node would move are detached once copied.
+import { dataCloneError, sharedArrayBufferError, sharedViewError } from '../errors';
 import { DefaultDeserializer, DefaultSerializer, deserialize as v8Deserialize, serialize as v8Serialize } from 'node:v8';
 
 /** v8's format opens with a version tag (0xff); a numbers-only batch with a zero byte. */
@@ -86,37 +87,6 @@ export interface Arrived {
 }
 const NOTHING_ARRIVED: Arrived = { buffers: [], shared: [] };
 
-/** A bare SharedArrayBuffer: v8's deserializer as Node exposes it cannot take one back, so it is refused (a view over one is shared). */
-function sharedArrayBufferError(): Error {
-  const error = new DOMException(
-    'A bare SharedArrayBuffer cannot cross to or from a worker stream: send a view over it (new Uint8Array(sab)), which is shared',
-    'DataCloneError',
-  );
-  // (DOMException's own `code` is a getter on its prototype: a number.)
-  return Object.defineProperty(error, 'code', { value: 'ERR_VELO_SHARED_ARRAY_BUFFER', enumerable: true, configurable: true });
-}
-
-/**
- * A clone failure with the library's string code: DOMException's own `code` is a number (25 for a
- * DataCloneError), and every error velo-stream makes has a string code to compare. A coded one is left as is.
- */
-function cloneError(error: unknown): DOMException {
-  const e =
-    error instanceof DOMException ? error : new DOMException(String((error as Error)?.message ?? error), 'DataCloneError');
-  if (typeof e.code !== 'string')
-    Object.defineProperty(e, 'code', { value: 'ERR_VELO_DATA_CLONE', enumerable: true, configurable: true });
-  return e;
-}
-
-/** A view over a SharedArrayBuffer where `node:v8` has no DefaultSerializer (Bun): it cannot be shared there. */
-function sharedViewError(): Error {
-  const error = new DOMException(
-    'A view over a SharedArrayBuffer cannot cross to or from a worker stream on this runtime (its node:v8 has no Serializer, so the memory cannot be shared): send a copy, or run on Node',
-    'DataCloneError',
-  );
-  return Object.defineProperty(error, 'code', { value: 'ERR_VELO_RUNTIME_UNSUPPORTED', enumerable: true, configurable: true });
-}
-
 /**
  * The walk that stands in for the host-object hooks where there is no
  * DefaultSerializer: refuses SharedArrayBuffers and views over them, and
@@ -166,7 +136,7 @@ function serializedPlain(value: unknown, transfer: boolean): Encoded {
   try {
     written = v8Serialize(value);
   } catch (error) {
-    throw cloneError(error);
+    throw dataCloneError(error);
   }
   const bytes = new Uint8Array(HEADER + written.length);
   bytes[0] = PLAIN_TAG;
@@ -185,7 +155,7 @@ function detach(buffer: ArrayBuffer): void {
 function viewIndex(view: View): number {
   if (Buffer.isBuffer(view)) return BUFFER_INDEX;
   for (let i = 0; i < BUFFER_INDEX; i++) if (view instanceof VIEW_TYPES[i]) return i;
-  throw cloneError(new DOMException(`${Object.prototype.toString.call(view)} could not be cloned.`, 'DataCloneError'));
+  throw dataCloneError(new DOMException(`${Object.prototype.toString.call(view)} could not be cloned.`, 'DataCloneError'));
 }
 
 /**
@@ -316,7 +286,7 @@ function serialized(value: unknown, transfer = false): Encoded {
     serializer.writeHeader();
     serializer.writeValue(value);
   } catch (error) {
-    throw cloneError(error);
+    throw dataCloneError(error);
   }
   const { attached, transferred, shared } = serializer;
   let bytes: Uint8Array = serializer.releaseBuffer();

@@ -7,16 +7,16 @@ import { statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { assertOptionsObject } from '../config';
-import { StreamClosedError, describe, invalidType, invalidValue } from '../errors';
+import type { ResourceLimits } from 'node:worker_threads';
+import { assertOptionsObject, checkKeys } from '../config';
+import { StreamClosedError, WorkerCrashedError, describe, invalidType, invalidValue, workerModuleError } from '../errors';
 import { integerOption, numberOption } from '../validate';
 import { singleStage } from '../core/function';
 import { type HandlerStream } from '../core/stream';
 import { type StreamBody, kBodyThrew, kStartBody } from '../core/body';
 import type { StreamFn, WorkerFnConfig } from '../types';
 import { CallerBody } from './caller';
-import { ThreadPool } from './pool';
-import { workerModuleError } from './protocol';
+import { type ThreadHost, ThreadPool } from './pool';
 
 const MAX_THREADS = 256;
 /** `fn[kThreads]()`: a workerFn's threads, for a dashboard (a registered symbol: any copy of the package finds it). */
@@ -72,6 +72,7 @@ const unreferenced = new FinalizationRegistry<ThreadPool>((pool) => pool.release
 
 /** The body of a stream opened after `close()`: it fails at once. */
 class RefusedBody<I, O> implements StreamBody<I, O> {
+  readonly kind = 'worker';
   readonly signalListeners = 10;
   readonly #error: Error;
   constructor(error: Error) {
@@ -91,6 +92,39 @@ export type WorkerStreamFn<I, O> = StreamFn<I, O> & {
   [Symbol.asyncDispose](): Promise<void>;
 };
 
+/** A workerFn's own options, besides the stream options. */
+const WORKER_KEYS = ['threads', 'export', 'transfer', 'resourceLimits', 'loadTimeout', 'threadIdleTimeout'];
+
+/** The fields of `resourceLimits`, as `new Worker()` takes them. */
+const RESOURCE_LIMITS = new Set(['maxYoungGenerationSizeMb', 'maxOldGenerationSizeMb', 'codeRangeSizeMb', 'stackSizeMb']);
+
+/**
+ * `resourceLimits` checked at the call: Node ignores unknown fields and values that are not numbers, and a
+ * negative size starts a thread that fails at once, so a typo would fail every stream later, or not at all.
+ */
+function checkResourceLimits(limits: unknown): ResourceLimits {
+  assertOptionsObject(limits, 'resourceLimits', '{ maxOldGenerationSizeMb: 64 }');
+  // Inherited fields too (for...in): new Worker() reads them. The thread gets a copy of what was checked.
+  const checked: Record<string, number> = {};
+  for (const key in limits) {
+    if (!RESOURCE_LIMITS.has(key)) {
+      throw invalidValue(`Unknown resourceLimits field "${key}". Known fields: ${[...RESOURCE_LIMITS].join(', ')}`);
+    }
+    const value = (limits as Record<string, unknown>)[key];
+    if (value !== undefined) {
+      checked[key] = numberOption(
+        undefined,
+        `resourceLimits.${key}`,
+        value,
+        Number.MIN_VALUE,
+        Number.MAX_VALUE,
+        'a positive number of MB',
+      );
+    }
+  }
+  return checked;
+}
+
 /**
  * A stream function whose handler is the export `config.export` (default:
  * `default`) of `module`, run on up to `config.threads` worker threads
@@ -98,7 +132,10 @@ export type WorkerStreamFn<I, O> = StreamFn<I, O> & {
  */
 export function workerFn<I, O>(module: string | URL, config?: WorkerFnConfig): WorkerStreamFn<I, O> {
   const path = modulePath(module);
-  if (config !== undefined) assertOptionsObject(config, 'config', '{ threads: 2 }');
+  if (config !== undefined) {
+    assertOptionsObject(config, 'config', '{ threads: 2 }');
+    checkKeys(config, WORKER_KEYS);
+  }
   const {
     threads = availableParallelism(),
     export: exportName = 'default',
@@ -113,24 +150,36 @@ export function workerFn<I, O>(module: string | URL, config?: WorkerFnConfig): W
     throw invalidType(`The "export" option must be a non-empty string. Received ${describe(exportName)}`);
   }
   if (typeof transfer !== 'boolean') throw invalidType(`The "transfer" option must be a boolean. Received ${describe(transfer)}`);
-  if (resourceLimits !== undefined && (typeof resourceLimits !== 'object' || resourceLimits === null)) {
-    throw invalidType(
-      `The "resourceLimits" option must be an object (as new Worker() takes it). Received ${describe(resourceLimits)}`,
-    );
-  }
   const pool = new ThreadPool({
     module: path,
     exportName,
     max: threads,
     transfer,
-    resourceLimits,
+    resourceLimits: resourceLimits === undefined ? undefined : checkResourceLimits(resourceLimits),
     loadTimeout: milliseconds('loadTimeout', loadTimeout, 1),
     idleTimeout: milliseconds('threadIdleTimeout', threadIdleTimeout, 0),
   });
   const name = streamConfig.name ?? `${basename(path)}${exportName === 'default' ? '' : `#${exportName}`}`;
   const closedError = () => new StreamClosedError(`The workerFn "${name}" was closed: it opens no more streams`);
-  const makeBody = (_native: unknown, buffer: number): StreamBody<I, O> =>
-    pool.closed ? new RefusedBody<I, O>(closedError()) : new CallerBody<I, O>(pool.pick(), buffer, transfer);
+  const makeBody = (_native: unknown, buffer: number): StreamBody<I, O> => {
+    if (pool.closed) return new RefusedBody<I, O>(closedError());
+    let host: ThreadHost;
+    try {
+      host = pool.pick();
+    } catch (cause) {
+      // A thread that cannot start (new Worker() refused: EAGAIN, out of memory, a stack size the system
+      // refuses) fails this stream as a crash would, after its slot was taken: the slot is freed with it.
+      return new RefusedBody<I, O>(
+        new WorkerCrashedError(
+          `The worker thread for this stream could not start: ${(cause as Error)?.message ?? String(cause)}`,
+          {
+            cause,
+          },
+        ),
+      );
+    }
+    return new CallerBody<I, O>(host, buffer, transfer);
+  };
   const fn = singleStage<I, O>(makeBody, streamConfig, name) as WorkerStreamFn<I, O>;
   unreferenced.register(makeBody, pool);
   const close = () => pool.close(closedError());

@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { type ResourceLimits, Worker } from 'node:worker_threads';
 import { addon } from '../core/addon';
-import { WorkerCrashedError } from '../errors';
+import { WorkerCrashedError, loadTimeoutError } from '../errors';
 import { type Arrived, thrownRecord } from './codec';
 import {
   type CancelMessage,
@@ -14,7 +14,6 @@ import {
   type StopMessage,
   type ThreadData,
   type TransferMessage,
-  loadTimeoutError,
 } from './protocol';
 
 const THREAD_SCRIPT = join(__dirname, 'thread.js');
@@ -92,7 +91,12 @@ export class ThreadHost {
     this.#pool = pool;
     const { module, exportName, transfer, resourceLimits, loadTimeout } = options;
     const data: ThreadData = { module, exportName, inbox: this.inbox, transfer };
-    this.#worker = new Worker(THREAD_SCRIPT, { workerData: data, ...(resourceLimits ? { resourceLimits } : {}) });
+    try {
+      this.#worker = new Worker(THREAD_SCRIPT, { workerData: data, ...(resourceLimits ? { resourceLimits } : {}) });
+    } catch (error) {
+      addon.crossCloseInbox(this.inbox);
+      throw error;
+    }
     this.#worker.on('error', (error) => (this.#error ??= error));
     this.#worker.on('message', (message: TransferMessage | LoadedMessage) => {
       if (message.type === 'loaded') this.#onLoaded();

@@ -1,6 +1,7 @@
 // What the caller's thread (pool.ts, caller.ts) and a worker thread
 // (thread.ts) agree on.
 
+import type { TraceParent } from '../core/tracing';
 /** The lanes of a stream's pair (crates/velo-node/src/cross.rs). */
 export const INPUT = 0;
 export const OUTPUT = 1;
@@ -23,13 +24,6 @@ export interface ThreadData {
   transfer: boolean;
 }
 
-/** The module did not finish loading within `loadTimeout`. */
-export function loadTimeoutError(module: string, ms: number): Error & { code: 'ERR_VELO_WORKER_MODULE' } {
-  return workerModuleError(
-    `The module ${module} did not finish loading on a worker thread within ${ms} ms (loadTimeout): a top-level await that never settles, or a load that never ends`,
-  );
-}
-
 /** Posted once per stream placed on the thread. */
 export interface OpenMessage {
   type: 'open';
@@ -38,6 +32,8 @@ export interface OpenMessage {
   maxBatch: number;
   /** Shared with the caller: `[PARKED_AT]` and `[TAKEN_END]` (see below); its buffer also holds `takenView`'s count. */
   state: Int32Array;
+  /** The caller's stream span, when traced: the handler's spans on the thread are its children. */
+  trace?: TraceParent;
 }
 
 /**
@@ -96,11 +92,4 @@ export interface StopMessage {
 /** Posted by a thread once its module has loaded (or failed to): the caller's load deadline stops. */
 export interface LoadedMessage {
   type: 'loaded';
-}
-
-/** The module of a `workerFn` cannot serve as its handler. */
-export function workerModuleError(message: string, cause?: unknown): Error & { code: 'ERR_VELO_WORKER_MODULE' } {
-  return Object.assign(cause === undefined ? new Error(message) : new Error(message, { cause }), {
-    code: 'ERR_VELO_WORKER_MODULE' as const,
-  });
 }

@@ -31,8 +31,9 @@ import {
   type TransferMessage,
   WORKER_SIDE,
   takenView,
-  workerModuleError,
 } from './protocol';
+import { workerModuleError } from '../errors';
+import { withRemoteParent } from '../core/tracing';
 import type { StreamContext } from '../types';
 
 type Handler = (events: AsyncIterable<unknown>, ctx: StreamContext) => AsyncIterable<unknown>;
@@ -457,5 +458,13 @@ parentPort?.on('message', (message: OpenMessage | TransferMessage | CancelMessag
   }
   const stream = new ThreadStream(message);
   streams.set(message.pair, stream);
-  void stream.run();
+  // Traced: the handler runs, for its whole life, as a child of the caller's stream span. In the context
+  // manager the module registers, so once it has loaded (a load failure is the stream's, as untraced).
+  const parent = message.trace;
+  if (parent === undefined) void stream.run();
+  else
+    loadHandler().then(
+      () => withRemoteParent(parent, () => void stream.run()),
+      () => void stream.run(),
+    );
 });
