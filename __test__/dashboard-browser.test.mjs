@@ -11,7 +11,7 @@ import { run } from './helpers/child.mjs';
 const fixture = fileURLToPath(new URL('./fixtures/dashboard-browser.mjs', import.meta.url));
 const shots = fileURLToPath(new URL('./.screenshots/', import.meta.url));
 
-test('the dashboard page in Chromium: authorize refuses without the cookie, figures of live streams change, the failure is listed without its message, drill-down reads one stream, no console error, the feed is dropped when the page closes', async () => {
+test("the dashboard page in Chromium: authorize refuses without the cookie, figures of live streams change, a Redis worker's partitions and lag chart, the failure is listed without its message, drill-down reads one stream, no console error, the feed is dropped when the page closes", async () => {
   const browser = await chromium();
   mkdirSync(shots, { recursive: true });
   const { stdout } = await run([fixture, browser, shots], { timeout: 180_000 });
@@ -28,6 +28,12 @@ test('the dashboard page in Chromium: authorize refuses without the cookie, figu
   assert.equal(seen.oldestFirst, seen.firstId, 'the longest-lived stream is the first opened');
   assert.match(seen.taskFigures, /task in flight/);
   assert.match(seen.taskFigures, /task retries \/s/);
+  assert.match(seen.redisCard, /^dash · \S+\n/);
+  for (const label of ['lag', 'sessions', 'held events', 'buffered events', 'replayed sessions', 'fenced', 'round trip p99']) {
+    assert.match(seen.redisCard, new RegExp(`\\n${label}\\n`), label);
+  }
+  assert.match(seen.redisCard, /lag per partition/);
+  assert.equal(seen.redisCharts, 1);
   assert.match(seen.threadFigures, /\n2 of 2\nthreads\n1 \/ 1\nstreams per thread/);
 
   // The latest error: time, function, stream id and code; the message (it holds a value) is not shown.
