@@ -1,7 +1,7 @@
 // velo-stream/dashboard in headless Chromium, against a server with live streams (fixtures/dashboard-browser.mjs,
 // run as a child). Chromium is found, or installed with apt-get when this process can, else the test fails
 // saying what to install (helpers/chromium.mjs): never a silent skip. Screenshots: __test__/.screenshots/.
-import { test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -11,8 +11,13 @@ import { run } from './helpers/child.mjs';
 const fixture = fileURLToPath(new URL('./fixtures/dashboard-browser.mjs', import.meta.url));
 const shots = fileURLToPath(new URL('./.screenshots/', import.meta.url));
 
+// Found (`npm run test:js` installs it first if it can: scripts/chromium.mjs), or installed now with apt-get.
+let browser;
+before(async () => {
+  browser = await chromium();
+});
+
 test("the dashboard page in Chromium: authorize refuses without the cookie, figures of live streams change, a Redis worker's partitions and lag chart, the failure is listed without its message, drill-down reads one stream, no console error, the feed is dropped when the page closes", async () => {
-  const browser = await chromium();
   mkdirSync(shots, { recursive: true });
   const { stdout } = await run([fixture, browser, shots], { timeout: 180_000 });
   const seen = JSON.parse(stdout.trim().split('\n').at(-1));
