@@ -6,7 +6,7 @@
 // Each run is its own child process; the two alternate for `--rounds` rounds, and the server's CPU time
 // (process.cpuUsage, user + system) over the same `--seconds` of the same load is compared. The feed is read by
 // this process, as a browser in another process would. Then, in this process, the cost of one sample (read and
-// serialized) with that many open streams, which is the dashboard's whole per-second work.
+// serialized) with that many open streams, which is the dashboard's whole per-second work, and by `scan`.
 import { spawn } from 'node:child_process';
 import http from 'node:http';
 import { parseArgs } from 'node:util';
@@ -139,7 +139,7 @@ async function sampleCost() {
   });
   // The sample itself, timed directly: the same work the feed's timer does once per interval.
   const { Sampler } = await import('../dist/integrations/dashboard-sample.js');
-  const sampler = new Sampler([load.relay], [], 1000, false);
+  const sampler = new Sampler([load.relay], [], 250, false); // dashboard()'s default scan
   const costs = [];
   for (let i = 0; i < 20; i++) {
     await new Promise((resolve) => setTimeout(resolve, 50));
@@ -147,10 +147,24 @@ async function sampleCost() {
     JSON.stringify(sampler.sample());
     costs.push(performance.now() - t);
   }
+  // And by `scan` (listed streams whose metrics a sample reads).
+  const byScan = {};
+  for (const n of [0, 250, 1000]) {
+    const s = new Sampler([load.relay], [], n, false);
+    const times = [];
+    for (let i = 0; i < 20; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      const t = performance.now();
+      JSON.stringify(s.sample());
+      times.push(performance.now() - t);
+    }
+    times.sort((a, b) => a - b);
+    byScan[n] = times[times.length >> 1];
+  }
   await load.stop();
   srv.close();
   costs.sort((a, b) => a - b);
-  return { medianMs: costs[costs.length >> 1], maxMs: costs.at(-1) };
+  return { medianMs: costs[costs.length >> 1], maxMs: costs.at(-1), byScan };
 }
 
 if (args.server) {
@@ -186,4 +200,5 @@ if (args.server) {
   console.log(
     `one sample with ${STREAMS} open streams: median ${cost.medianMs.toFixed(2)} ms, max ${cost.maxMs.toFixed(2)} ms (at one sample a second: ${(cost.medianMs / 10).toFixed(3)} % of a core)`,
   );
+  console.log(`by scan: ${Object.entries(cost.byScan).map(([n, ms]) => `${n}: ${ms.toFixed(2)} ms`).join(', ')}`);
 }
