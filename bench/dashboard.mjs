@@ -3,8 +3,9 @@
 // What the dashboard (velo-stream/dashboard) costs the server: a server process with `--streams` open streams
 // under a steady load (every 10 ms, one event to each of the next 500 streams, round robin: 50,000 events/s),
 // run with a dashboard mounted and a page's feed connected (sampled once a second), and without any dashboard.
-// Each run is its own child process; the two alternate for `--rounds` rounds, and the server's CPU time
-// (process.cpuUsage, user + system) over the same `--seconds` of the same load is compared. The feed is read by
+// Each run is its own child process; the two run at the same time (so that other load on the machine falls on
+// both), for `--rounds` rounds, and the server's CPU time (process.cpuUsage, user + system) over the same
+// `--seconds` of the same load is compared. The feed is read by
 // this process, as a browser in another process would. Then, in this process, the cost of one sample (read and
 // serialized) with that many open streams, which is the dashboard's whole per-second work, and by `scan`.
 import { spawn } from 'node:child_process';
@@ -20,6 +21,8 @@ const { values: args } = parseArgs({
     streams: { type: 'string', default: '10000' },
     server: { type: 'string' },
     only: { type: 'string' },
+    // The variant compared with `without`: `with` (a dashboard and a connected feed) or `listed` (a dashboard, no feed).
+    with: { type: 'string', default: 'with' },
   },
 });
 const STREAMS = Number(args.streams);
@@ -177,10 +180,12 @@ if (args.server) {
   }
 } else {
   const rounds = Number(args.rounds);
-  const results = { with: [], without: [] };
+  const results = { [args.with]: [], without: [] };
   for (let r = 0; r < rounds; r++) {
-    for (const variant of r % 2 === 0 ? ['without', 'with'] : ['with', 'without']) {
-      const one = await runOne(variant);
+    // Both at once: the two share whatever else loads the machine during the same seconds.
+    const pair = await Promise.all([runOne('without'), runOne(args.with)]);
+    for (const one of pair) {
+      const variant = one.variant;
       results[variant].push(one);
       console.log(
         `${variant.padEnd(8)} cpu ${(one.cpuMs / 1000).toFixed(3)} s in ${(one.wallMs / 1000).toFixed(1)} s (${((one.cpuMs / one.wallMs) * 100).toFixed(1)} % of a core), ${one.events} events${variant === 'with' ? `, ${one.samples} samples read` : ''}`,
@@ -190,10 +195,15 @@ if (args.server) {
   // This machine is shared: a run's CPU varies by more than 10 % from one run to the next. The minimum over
   // the rounds is the run least disturbed by others; the median is given too.
   const perEvent = (v) => results[v].map((x) => (x.cpuMs / x.events) * 1000).sort((a, b) => a - b);
-  const w = perEvent('with');
+  const w = perEvent(args.with);
   const wo = perEvent('without');
   const pct = (a, b) => `${(((a - b) / b) * 100).toFixed(2)} %`;
   const median = (xs) => xs[xs.length >> 1];
+  // Paired: each round's two runs shared the machine's other load.
+  const paired = results.without
+    .map((wo, i) => ((results[args.with][i].cpuMs - wo.cpuMs) / wo.cpuMs) * 100)
+    .sort((a, b) => a - b);
+  console.log(`paired CPU difference per round: ${paired.map((p) => `${p >= 0 ? '+' : ''}${p.toFixed(1)} %`).join(', ')}`);
   console.log(`CPU per 1,000 events, min: with ${w[0].toFixed(3)} ms, without ${wo[0].toFixed(3)} ms: ${pct(w[0], wo[0])}`);
   console.log(`CPU per 1,000 events, median: with ${median(w).toFixed(3)} ms, without ${median(wo).toFixed(3)} ms: ${pct(median(w), median(wo))}`);
   const cost = await sampleCost();
