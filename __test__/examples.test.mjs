@@ -306,3 +306,11 @@ test('Redis fraud cluster gateway: 202 for JSON and NDJSON once Redis has them; 
     await redis.stop();
   }
 });
+
+test('dashboard example: serves the page over its load and reads its own feed: the three functions with open streams', async () => {
+  const { stdout } = await run([example('dashboard.mjs'), '--seconds', '3'], { env: { ...process.env, PORT: '0' } });
+  assert.match(stdout, /^dashboard at http:\/\/127\.0\.0\.1:\d+\/dashboard\/$/m);
+  const m = /^feed: 3 functions \(orders (\d+) open, price 1 open, fraud 1 open\), \d+ errors listed$/m.exec(stdout);
+  assert.ok(m, stdout);
+  assert.ok(Number(m[1]) > 0, 'order sessions open');
+});

@@ -108,6 +108,8 @@ before(async () => {
 import { streamFn, workerFn } from 'velo-stream';
 // The subpath loads without node-redis installed: users pass their own client.
 import { redisWorker } from 'velo-stream/redis';
+import { createServer } from 'node:http';
+import { dashboard } from 'velo-stream/dashboard';
 const double = streamFn(async function* (xs) {
   for await (const x of xs) yield x * 2;
 });
@@ -115,7 +117,16 @@ const results = await double.run([1, 2, 3]);
 // A worker thread loads the installed package's thread script and addon too.
 const onThread = await workerFn(new URL('./triple.mjs', import.meta.url), { threads: 1 }).run([1, 2]);
 const loaded = Object.keys(createRequire(import.meta.url).cache).filter((f) => f.endsWith('.node'));
-console.log(JSON.stringify({ results, onThread, loaded, redis: typeof redisWorker }));
+// The dashboard serves its page and the uPlot bundled in the package (no network, no uplot dependency).
+const server = createServer(dashboard({ functions: [double] })).listen(0, '127.0.0.1');
+await new Promise((resolve) => server.once('listening', resolve));
+const page = {};
+for (const path of ['', 'page.js', 'uplot.js', 'uplot.css']) {
+  const res = await fetch(\`http://127.0.0.1:\${server.address().port}/\${path}\`);
+  page[path] = [res.status, (await res.text()).length > 100];
+}
+server.close();
+console.log(JSON.stringify({ results, onThread, loaded, redis: typeof redisWorker, page }));
 `,
   );
   writeFileSync(join(app, 'triple.mjs'), 'export default async function* (xs) {\n  for await (const x of xs) yield x * 3;\n}\n');
@@ -158,7 +169,7 @@ test('the platform tarball holds the binary and the LICENSE', () => {
   assert.deepEqual(contents.platform.sort(), [binary, 'LICENSE', 'README.md', 'package.json'].sort());
 });
 
-test('both install offline, without Rust, with nothing on stderr; streamFn().run() and a workerFn work on the platform package; velo-stream/redis loads', async () => {
+test('both install offline, without Rust, with nothing on stderr; streamFn().run() and a workerFn work on the platform package; velo-stream/redis loads; velo-stream/dashboard serves its page and the bundled uPlot', async () => {
   const env = userEnv();
   const installed = await run(['install', tarballs.main, tarballs.platform], { command: 'npm', cwd: app, env });
   assert.equal(installed.stderr, '', 'npm install wrote to stderr');
@@ -166,7 +177,9 @@ test('both install offline, without Rust, with nothing on stderr; streamFn().run
 
   const { stdout, stderr } = await run(['run.mjs'], { cwd: app, env });
   assert.equal(stderr, '');
-  const { results, onThread, loaded, redis } = JSON.parse(stdout);
+  const { results, onThread, loaded, redis, page } = JSON.parse(stdout);
+  for (const path of ['', 'page.js', 'uplot.js', 'uplot.css']) assert.deepEqual(page[path], [200, true], `dashboard /${path}`);
+  assert.ok(!existsSync(join(app, 'node_modules', 'uplot')), 'uPlot is bundled, not a dependency');
   assert.deepEqual(results, [2, 4, 6]);
   assert.deepEqual(onThread, [3, 6], 'workerFn runs on the installed package');
   assert.equal(redis, 'function', 'velo-stream/redis loads (without node-redis installed)');

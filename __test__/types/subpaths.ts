@@ -8,6 +8,7 @@ import { Registry } from 'prom-client';
 import { streamFn, StreamClosedError } from 'velo-stream';
 import { ndjsonEvents, RequestBodyError, sendNdjson, sendSse, toReadable } from 'velo-stream/http';
 import { registerRedisWorkerMetrics, registerStreamMetrics } from 'velo-stream/prometheus';
+import { dashboard, type DashboardOptions, type Sample } from 'velo-stream/dashboard';
 
 interface Reading {
   celsius: number;
@@ -27,6 +28,18 @@ createServer(async (req, res) => {
 });
 
 registerStreamMetrics(new Registry(), [alerts]);
+const dashOptions: DashboardOptions = {
+  functions: [alerts],
+  authorize: (req) => req.headers['x-ops'] === 'yes',
+  showValues: false,
+};
+const dash = dashboard(dashOptions);
+createServer(dash);
+const clients: number = dash.clients;
+// @ts-expect-error interval is a number of ms
+dashboard({ interval: '1s' });
+const seenSample = (s: Sample): number => s.functions[0].open + (s.functions[0].queueWaitP99Us ?? 0);
+(void clients, seenSample);
 const failure: Error = new RequestBodyError(1, new Error('bad line'));
 const closed: Error = new StreamClosedError('closed');
 (void failure, closed);
@@ -125,6 +138,7 @@ const budgetUse: number = workerStats.buffered + workerStats.partitionBuffered[0
 void budgetUse;
 const lagged: number = workerStats.lag + workerStats.replayedSessions + workerStats.roundTrip.p99;
 registerRedisWorkerMetrics(new Registry(), () => [distributed]);
+dashboard({ functions: [alerts], redisWorkers: [distributed, local] });
 const view = redisMaterialize<{ hot: number }>({
   client: redisClient,
   name: 'alerts',

@@ -9,6 +9,7 @@ import { HandlerStream, reportHandoffs } from './stream';
 import { type StreamTrace, streamTrace } from './tracing';
 import { type StreamBody } from './body';
 import { Sessions } from './sessions';
+import { StreamList, kWatch } from './stream-list';
 import type {
   EventSource,
   OpenOptions,
@@ -48,6 +49,13 @@ abstract class FnBase<I, O> implements StreamFn<I, O> {
   abstract [kTotals](boundsUs: number[]): Totals;
   /** The single-stage functions this one runs, in order. */
   abstract readonly stages: readonly SingleFn<unknown, unknown>[];
+  /** Its open streams, once `kWatch` asked for them (a dashboard): until then, none are listed. */
+  protected listed: StreamList | undefined;
+
+  /** Lists this function's streams from now on, and returns the list. */
+  [kWatch](): StreamList {
+    return (this.listed ??= new StreamList(this.name));
+  }
 
   open(opts?: OpenOptions): Stream<I, O> {
     return this[kOpen](resolveSignal(opts), true);
@@ -187,7 +195,9 @@ class SingleFn<I, O> extends FnBase<I, O> {
     const body = typeof handler === 'function' ? handler : handler.makeBody(native, buffer);
     const trace = streamTrace(this.name, typeof body === 'function' ? 'generator' : body.kind, pipeTrace);
     const sessionHooks = typeof handler === 'function' ? hooks : undefined;
-    return new HandlerStream(native, body, this.name, buffer, idleOn, signal, sessionHooks, trace);
+    const stream = new HandlerStream(native, body, this.name, buffer, idleOn, signal, sessionHooks, trace);
+    this.listed?.add(stream);
+    return stream;
   }
 
   stats(): StreamFnStats {
@@ -295,7 +305,7 @@ class PipedFn<I, O> extends FnBase<I, O> {
     // A pipe that can never end may be collected with its stages (each stage
     // then counts itself cancelled); its permit, collected with it, counts
     // the pipe the same way.
-    return new PipedStream<I, O>(
+    const stream = new PipedStream<I, O>(
       opened,
       signal,
       (outcome, error) => {
@@ -304,6 +314,8 @@ class PipedFn<I, O> extends FnBase<I, O> {
       },
       trace,
     );
+    this.listed?.add(stream);
+    return stream;
   }
 
   stats(): StreamFnStats {

@@ -18,6 +18,7 @@ import { type LateIdleTarget, holdAlive, holdIdle, releaseAlive, unwatchIdle, wa
 import type { AliveGroup } from './alive-group';
 import { StreamBase, watchAbort } from './drive';
 import { Fifo } from './fifo';
+import { reportFailure } from './stream-list';
 import { MAX_BATCH, type NativeStream, Push, Take } from './native-stream';
 import {
   DONE,
@@ -1128,6 +1129,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       return;
     }
     this.#failure = { error };
+    reportFailure(this.#label, this, error);
     this[kReport](false);
     this.#commitStage();
     this.#native.handlerFailed();

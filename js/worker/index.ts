@@ -19,6 +19,16 @@ import { CallerBody } from './caller';
 import { type ThreadHost, ThreadPool } from './pool';
 
 const MAX_THREADS = 256;
+/** `fn[kThreads]()`: a workerFn's threads, for a dashboard (a registered symbol: any copy of the package finds it). */
+export const kThreads = Symbol.for('velo-stream.threads');
+
+/** What `kThreads` answers: streams hosted by each running thread, and the most threads the function starts. */
+export interface ThreadLoads {
+  /** Streams each running thread hosts now, one number per thread. */
+  loads: number[];
+  /** The most threads the function starts (`threads`). */
+  max: number;
+}
 
 /** The absolute path of `module`: a file URL, an absolute path, or a path relative to the working directory (as `new Worker()` takes it). */
 function modulePath(module: unknown): string {
@@ -176,6 +186,7 @@ export function workerFn<I, O>(module: string | URL, config?: WorkerFnConfig): W
   Object.defineProperties(fn, {
     close: { value: close, configurable: true, writable: true },
     [Symbol.asyncDispose]: { value: close, configurable: true, writable: true },
+    [kThreads]: { value: (): ThreadLoads => ({ loads: pool.loads, max: pool.maxThreads }) },
   });
   return fn;
 }

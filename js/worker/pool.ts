@@ -259,6 +259,16 @@ export class ThreadPool {
     this.#options = options;
   }
 
+  /** Streams each running thread hosts now, one number per thread (for a dashboard). */
+  get loads(): number[] {
+    return this.#hosts.map((host) => host.load);
+  }
+
+  /** The most threads it starts (`threads`). */
+  get maxThreads(): number {
+    return this.#options.max;
+  }
+
   get idleTimeout(): number {
     return this.#closing ? 0 : this.#options.idleTimeout;
   }

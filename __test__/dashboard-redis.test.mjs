@@ -1,0 +1,71 @@
+// velo-stream/dashboard with a Redis worker (velo-stream/redis) on a private redis-server: the feed carries its
+// partitions, lag per partition, sessions and round trips, and the sessions' function is shown like any other.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { redisProducer, redisWorker } from 'velo-stream/redis';
+import { dashboard } from 'velo-stream/dashboard';
+import { client, fresh, useRedis } from './helpers/redis-suite.mjs';
+import { eventually, totals } from './helpers/redis-fixtures.mjs';
+
+useRedis();
+
+/** The next sample of a dashboard's feed at `url`. */
+async function sample(url) {
+  const res = await fetch(url);
+  const reader = res.body.getReader();
+  let text = '';
+  while (!text.includes('\n\n')) text += new TextDecoder().decode((await reader.read()).value);
+  await reader.cancel();
+  return JSON.parse(text.slice(text.indexOf('data: ') + 6, text.indexOf('\n\n')));
+}
+
+test('a Redis worker in the feed: partitions owned, lag per owned partition, sessions, round-trip p99; its sessions listed under its function', async () => {
+  const name = fresh('dash');
+  // Small buffers and a slow handler: most of the backlog waits in Redis for a while (a lag to see).
+  const fn = totals({ idleTimeout: 5000, buffer: 2 }, 5);
+  const producer = redisProducer({ client, name, partitions: 2 });
+  const dash = dashboard({ functions: [fn] });
+  const worker = redisWorker(fn, { client, name, partitions: 2, leaseTtl: 600, readCount: 5 });
+  const server = http.createServer(dash);
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${server.address().port}/feed`;
+  try {
+    assert.throws(() => dashboard({ redisWorkers: [worker, { ...worker }] }), { code: 'ERR_INVALID_ARG_TYPE' });
+    const withWorker = dashboard({ functions: [fn], redisWorkers: [worker, worker] });
+    const server2 = http.createServer(withWorker);
+    await new Promise((resolve) => server2.listen(0, '127.0.0.1', resolve));
+    const url2 = `http://127.0.0.1:${server2.address().port}/feed`;
+    try {
+      await eventually(() => worker.stats().owned.length === 2, 'the worker owns both partitions');
+      await producer.sendMany(Array.from({ length: 400 }, (_, i) => [`k${i % 4}`, { n: i }]));
+      const seen = await eventually(async () => {
+        const s = await sample(url2);
+        return s.redis[0].lag > 0 ? s : null;
+      }, 'a lag in the feed');
+      await eventually(async () => (await sample(url2)).redis[0].sessions === 4, 'four sessions in the feed');
+      assert.equal(seen.redis.length, 1, 'the same worker twice is one entry');
+      const w = seen.redis[0];
+      assert.equal(w.name, name);
+      assert.equal(w.id, worker.id);
+      assert.deepEqual(w.owned, [0, 1]);
+      assert.deepEqual(Object.keys(w.partitionLag).sort(), ['0', '1']);
+      assert.equal(w.partitionLag[0] + w.partitionLag[1], w.lag);
+      assert.ok(w.roundTripP99Ms > 0);
+      for (const key of ['held', 'buffered', 'waitingKeys', 'replayed', 'replayedSessions', 'fenced', 'lost', 'errors']) {
+        assert.equal(typeof w[key], 'number', key);
+      }
+      // The sessions are streams of fn, listed as they open.
+      const f = seen.functions[0];
+      assert.equal(f.name, 'totals');
+      assert.ok(f.open > 0 && f.oldest.length > 0, JSON.stringify(f));
+    } finally {
+      server2.closeAllConnections();
+      await new Promise((resolve) => server2.close(resolve));
+    }
+  } finally {
+    await worker.close();
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
+});

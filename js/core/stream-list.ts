@@ -1,0 +1,104 @@
+// The open streams of one stream function, listed only while something asks
+// for them (a dashboard, `velo-stream/dashboard`). A function keeps no list
+// until `kWatch` is first called on it: an open then costs one field check.
+// Once listed, a stream costs one WeakRef (an abandoned stream is still
+// collected), in open order, so the oldest come first; finished and collected
+// streams are swept out as the list grows (amortized, at opens) and skipped
+// when read. Failures reach the lists of the function's name from the
+// stream itself (`reportFailure`), so nothing waits on each stream's end.
+import type { Stream } from '../types';
+
+/** `fn[kWatch]()`: the function's `StreamList`, made on the first call (a registered symbol: any copy of the package finds it). */
+export const kWatch = Symbol.for('velo-stream.watch');
+
+/** A stream failure kept by a list: when, which stream, and the error. */
+export interface ListedFailure {
+  /** ms since the Unix epoch. */
+  readonly at: number;
+  readonly id: string;
+  readonly error: unknown;
+}
+
+/** Failures a list keeps, the latest. */
+const KEPT_FAILURES = 20;
+/** A sweep is due once the list holds this many more than the streams live after the last one, or twice as many. */
+const SWEEP_SLACK = 1024;
+
+type AnyStream = Stream<never, unknown>;
+
+/** The lists of each watched function's name, for failures (a thread's streams report by their function's name). */
+const listsByName = new Map<string, StreamList[]>();
+
+/** Called by a stream whose handler threw (`label`: its function's name). Only a failure, never an event, comes here. */
+export function reportFailure(label: string, stream: { readonly id: string }, error: unknown): void {
+  const lists = listsByName.get(label);
+  if (lists === undefined) return;
+  const failure = { at: Date.now(), id: stream.id, error };
+  for (const list of lists) list.failed(failure);
+}
+
+const live = (stream: AnyStream): boolean => {
+  const state = stream.state;
+  return state === 'open' || state === 'ending';
+};
+
+export class StreamList {
+  /** Open order. */
+  #refs: WeakRef<AnyStream>[] = [];
+  /** Streams live after the last sweep. */
+  #kept = 0;
+  readonly #failures: ListedFailure[] = [];
+
+  constructor(name: string) {
+    const lists = listsByName.get(name);
+    if (lists === undefined) listsByName.set(name, [this]);
+    else lists.push(this);
+  }
+
+  /** Lists `stream` (just opened). */
+  add(stream: AnyStream): void {
+    this.#refs.push(new WeakRef(stream));
+    if (this.#refs.length >= 2 * this.#kept + SWEEP_SLACK) this.sweep();
+  }
+
+  /** Drops finished and collected streams. */
+  sweep(): void {
+    this.#refs = this.#refs.filter((ref) => {
+      const stream = ref.deref();
+      return stream !== undefined && live(stream);
+    });
+    this.#kept = this.#refs.length;
+  }
+
+  /** Streams listed that are open or ending, oldest first. */
+  *streams(): Generator<AnyStream> {
+    for (const ref of this.#refs) {
+      const stream = ref.deref();
+      if (stream !== undefined && live(stream)) yield stream;
+    }
+  }
+
+  /** The listed stream `id`, if it is open or ending. */
+  get(id: string): AnyStream | undefined {
+    for (const ref of this.#refs) {
+      const stream = ref.deref();
+      if (stream !== undefined && stream.id === id) return live(stream) ? stream : undefined;
+    }
+    return undefined;
+  }
+
+  /** Streams listed (finished and collected ones not yet swept included). */
+  get size(): number {
+    return this.#refs.length;
+  }
+
+  failed(failure: ListedFailure): void {
+    this.#failures.push(failure);
+    if (this.#failures.length > KEPT_FAILURES) this.#failures.shift();
+  }
+
+  /** The latest failures, oldest first. */
+  get failures(): readonly ListedFailure[] {
+    return this.#failures;
+  }
+}

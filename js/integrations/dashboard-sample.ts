@@ -1,0 +1,382 @@
+// The figures a dashboard shows, sampled: one `Sampler.sample()` per interval
+// reads every function's counters and totals (from the core), a bounded
+// number of its open streams' metrics, and every Redis worker's stats(), and
+// turns the counters into rates since the previous sample. Nothing here runs
+// per event; the cost is per sample, bounded by `scan`.
+import { kTotals, type Totals } from '../core/function';
+import { kWatch, type StreamList } from '../core/stream-list';
+import { kThreads, type ThreadLoads } from '../worker/index';
+import type { StreamFn, StreamMetrics, StreamState } from '../types';
+import type { RedisWorker } from '../redis/worker';
+
+/** Any stream function, whatever its event and output types. */
+export type AnyFn = StreamFn<never, unknown>;
+
+/** Queue-wait bounds, µs: two per power of two, 1 µs to about 67 s. */
+const WAIT_BOUNDS_US = Array.from({ length: 53 }, (_, i) => Math.round(2 ** (i / 2)));
+/** Streams shown per list (longest-lived, most buffered). */
+const TOP = 5;
+/** Errors shown, the latest. */
+const ERRORS = 20;
+
+/** One stream as the dashboard lists it: figures only, never events, outputs or keys. */
+export interface StreamRow {
+  /** The stream's id (`stream.id`). */
+  id: string;
+  /** Its state: `open` or `ending` while listed. */
+  state: StreamState;
+  /** ms since it opened. */
+  ageMs: number;
+  /** Events accepted so far. */
+  eventsIn: number;
+  /** Outputs yielded so far. */
+  eventsOut: number;
+  /** Events in its input buffer now. */
+  bufferedIn: number;
+  /** Outputs in its output buffer now. */
+  bufferedOut: number;
+  /** Sends that found its input buffer full. */
+  backpressureWaits: number;
+  /** Median queue wait of its events, µs. */
+  queueWaitP50Us: number;
+  /** 99th percentile of the same, µs. */
+  queueWaitP99Us: number;
+}
+
+/** One function's figures in a sample; rates are per second since the previous sample (0 in a page's first). */
+export interface FnSample {
+  /** The function's name. */
+  name: string;
+  /** Streams open now. */
+  open: number;
+  /** Streams opened per second. */
+  opened: number;
+  /** Streams completed per second. */
+  completed: number;
+  /** Streams failed per second. */
+  failed: number;
+  /** Streams cancelled per second. */
+  cancelled: number;
+  /** Opens refused at `maxConcurrent` per second. */
+  rejected: number;
+  /** Events accepted per second. */
+  eventsIn: number;
+  /** Outputs yielded per second. */
+  eventsOut: number;
+  /** Median queue wait of the events taken since the previous sample (an upper bound within √2), µs; null: none taken. */
+  queueWaitP50Us: number | null;
+  /** 99th percentile of the same, µs; null: none taken. */
+  queueWaitP99Us: number | null;
+  /** Backpressure waits so far of the open streams read in this sample (`scanned` of them). */
+  backpressureWaits: number;
+  /** Listed streams whose figures this sample read (at most `scan`). */
+  scanned: number;
+  /** Task and batch stages only. */
+  task?: TaskSample;
+  /** `workerFn`: its threads. */
+  threads?: ThreadLoads;
+  /** The longest-lived listed streams (five at most). */
+  oldest: StreamRow[];
+  /** The most buffered streams found (five at most; only streams holding something). */
+  mostBuffered: StreamRow[];
+}
+
+/** A task or batch stage's figures in a sample. */
+export interface TaskSample {
+  /** Calls in flight now (running or waiting for a retry). */
+  inFlight: number;
+  /** Retries scheduled per second. */
+  retries: number;
+  /** Items (or batches) skipped by `onError: 'skip'` so far. */
+  skipped: number;
+}
+
+/** One Redis worker's figures in a sample (its `stats()`, see `RedisWorkerStats`). */
+export interface RedisSample {
+  /** The function's name in Redis. */
+  name: string;
+  /** The worker's id. */
+  id: string;
+  /** Partitions owned now. */
+  owned: number[];
+  /** Entries of the owned partitions not yet read, at the last lease renewal. */
+  lag: number;
+  /** `lag` per owned partition. */
+  partitionLag: Record<number, number>;
+  /** Live sessions. */
+  sessions: number;
+  /** Events held in memory waiting for a session slot. */
+  held: number;
+  /** Keys whose events wait for a slot in Redis. */
+  waitingKeys: number;
+  /** Events read that sessions' handlers have not taken yet. */
+  buffered: number;
+  /** Entries replayed after takeovers. */
+  replayed: number;
+  /** Sessions rebuilt by those replays. */
+  replayedSessions: number;
+  /** Reads and writes Redis refused because the lease was gone. */
+  fenced: number;
+  /** Partitions lost to another worker. */
+  lost: number;
+  /** Errors passed to `onError`. */
+  errors: number;
+  /** 99th percentile round trip of its last 1024 calls to Redis, ms. */
+  roundTripP99Ms: number;
+}
+
+/** A failed stream: its function, id, time and error code (its message only when values are shown). */
+export interface ErrorRow {
+  /** When its handler threw, ms since the Unix epoch. */
+  at: number;
+  /** Its function's name. */
+  fn: string;
+  /** The stream's id. */
+  id: string;
+  /** The error's `code` when it is a string, else its class name. */
+  code: string;
+  /** The error's message (500 characters at most), with `showValues` only. */
+  message?: string;
+}
+
+/** What the feed sends each interval. */
+export interface Sample {
+  /** When it was taken, ms since the Unix epoch. */
+  at: number;
+  /** Each function shown. */
+  functions: FnSample[];
+  /** Each Redis worker shown. */
+  redis: RedisSample[];
+  /** The latest failures, newest first (twenty at most). */
+  errors: ErrorRow[];
+}
+
+type Counters = { opened: number; completed: number; failed: number; cancelled: number; rejected: number };
+type Previous = {
+  at: number;
+  counts: Counters;
+  eventsIn: number;
+  eventsOut: number;
+  waits: number[];
+  waitCount: number;
+  retries: number;
+};
+
+/** A stream's metrics as a row. */
+function row(stream: { id: string; state: StreamState; metrics: StreamMetrics }, now: number): StreamRow {
+  const m = stream.metrics;
+  return {
+    id: stream.id,
+    state: stream.state,
+    ageMs: Math.max(0, Math.round(now - m.openedAt)),
+    eventsIn: m.eventsIn,
+    eventsOut: m.eventsOut,
+    bufferedIn: m.bufferedIn,
+    bufferedOut: m.bufferedOut,
+    backpressureWaits: m.backpressureWaits,
+    queueWaitP50Us: m.queueWaitP50Us,
+    queueWaitP99Us: m.queueWaitP99Us,
+  };
+}
+
+/** The bound at which the cumulative counts `now - before` reach `q` of their total; null when nothing was counted. */
+function percentile(now: number[], before: number[], total: number, q: number): number | null {
+  if (total <= 0) return null;
+  const rank = Math.ceil(q * total);
+  for (let i = 0; i < now.length; i++) if (now[i] - (before[i] ?? 0) >= rank) return WAIT_BOUNDS_US[i];
+  return WAIT_BOUNDS_US[WAIT_BOUNDS_US.length - 1];
+}
+
+/** An error's code: its `code` when a string, else its class name. */
+function codeOf(error: unknown): string {
+  try {
+    const code = (error as { code?: unknown } | null)?.code;
+    if (typeof code === 'string') return code.slice(0, 100);
+    const name = (error as { name?: unknown } | null)?.name;
+    return typeof name === 'string' ? name.slice(0, 100) : typeof error;
+  } catch {
+    // A getter that throws (a proxy, a hostile object): the kind of value is all there is to show.
+    return typeof error;
+  }
+}
+
+/** One function's state across samples. */
+class FnWatch {
+  readonly fn: AnyFn;
+  readonly list: StreamList;
+  /** Where the scan of the open streams goes on next sample (round robin). */
+  #cursor: Generator<{ id: string; state: StreamState; metrics: StreamMetrics }> | undefined;
+  #previous: Previous | undefined;
+  #mostBuffered: string[] = [];
+
+  constructor(fn: AnyFn) {
+    this.fn = fn;
+    this.list = (fn as unknown as { [kWatch](): StreamList })[kWatch]();
+  }
+
+  sample(now: number, scan: number): FnSample {
+    const fn = this.fn;
+    const stats = fn.stats();
+    const totals = (fn as unknown as { [kTotals](b: number[]): Totals })[kTotals](WAIT_BOUNDS_US);
+    const waits = totals.queueWait.buckets.map(([, n]) => n);
+    const prev = this.#previous;
+    const seconds = prev === undefined ? 0 : Math.max(1e-3, (now - prev.at) / 1000);
+    const rate = (value: number, before: number | undefined) =>
+      prev === undefined || before === undefined ? 0 : Math.max(0, value - before) / seconds;
+    // Events taken since the previous sample (all of them at the first).
+    const taken = totals.queueWait.count - (prev?.waitCount ?? 0);
+    const before = prev?.waits ?? [];
+
+    // Longest-lived: the list is in open order.
+    const oldest: StreamRow[] = [];
+    for (const s of this.list.streams()) {
+      if (oldest.length === TOP) break;
+      oldest.push(row(s, now));
+    }
+    // Most buffered: the last sample's leaders read again, and the next `scan` streams of the round robin.
+    const seen = new Map<string, StreamRow>();
+    for (const id of this.#mostBuffered) {
+      const s = this.list.get(id);
+      if (s !== undefined) seen.set(id, row(s, now));
+    }
+    let scanned = 0;
+    let backpressureWaits = 0;
+    const scannedIds = new Set<string>();
+    let restarted = false;
+    while (scanned < scan) {
+      this.#cursor ??= this.list.streams();
+      const next = this.#cursor.next();
+      if (next.done) {
+        // The end of the list: once per sample, go on from its start.
+        this.#cursor = undefined;
+        if (restarted) break;
+        restarted = true;
+        continue;
+      }
+      const r = row(next.value, now);
+      // Back at a stream read in this sample: every listed stream was read.
+      if (scannedIds.has(r.id)) break;
+      scannedIds.add(r.id);
+      scanned++;
+      backpressureWaits += r.backpressureWaits;
+      seen.set(r.id, r);
+    }
+    const mostBuffered = [...seen.values()]
+      .filter((r) => r.bufferedIn + r.bufferedOut > 0)
+      .sort((a, b) => b.bufferedIn + b.bufferedOut - (a.bufferedIn + a.bufferedOut))
+      .slice(0, TOP);
+    this.#mostBuffered = mostBuffered.map((r) => r.id);
+
+    const task = totals.task;
+    const threads = (fn as { [kThreads]?: () => ThreadLoads })[kThreads]?.();
+    const counts: Counters = {
+      opened: stats.opened,
+      completed: stats.completed,
+      failed: stats.failed,
+      cancelled: stats.cancelled,
+      rejected: stats.rejected,
+    };
+    this.#previous = {
+      at: now,
+      counts,
+      eventsIn: totals.eventsIn,
+      eventsOut: totals.eventsOut,
+      waits,
+      waitCount: totals.queueWait.count,
+      retries: task?.retries ?? 0,
+    };
+    return {
+      name: fn.name,
+      open: stats.open,
+      opened: rate(counts.opened, prev?.counts.opened),
+      completed: rate(counts.completed, prev?.counts.completed),
+      failed: rate(counts.failed, prev?.counts.failed),
+      cancelled: rate(counts.cancelled, prev?.counts.cancelled),
+      rejected: rate(counts.rejected, prev?.counts.rejected),
+      eventsIn: rate(totals.eventsIn, prev?.eventsIn),
+      eventsOut: rate(totals.eventsOut, prev?.eventsOut),
+      queueWaitP50Us: percentile(waits, before, taken, 0.5),
+      queueWaitP99Us: percentile(waits, before, taken, 0.99),
+      backpressureWaits,
+      scanned,
+      ...(task && { task: { inFlight: task.inFlight, retries: rate(task.retries, prev?.retries), skipped: task.skipped } }),
+      ...(threads && { threads }),
+      oldest,
+      mostBuffered,
+    };
+  }
+}
+
+/** Samples functions and Redis workers; `sample()` once per interval (a dashboard's feed, while a page is open). */
+export class Sampler {
+  readonly #fns: FnWatch[];
+  readonly #workers: RedisWorker[];
+  readonly #scan: number;
+  readonly #showValues: boolean;
+
+  /** Starts listing the functions' open streams (from now on). */
+  constructor(fns: readonly AnyFn[], workers: readonly RedisWorker[], scan: number, showValues: boolean) {
+    this.#fns = fns.map((fn) => new FnWatch(fn));
+    this.#workers = [...workers];
+    this.#scan = scan;
+    this.#showValues = showValues;
+  }
+
+  sample(now = Date.now()): Sample {
+    const functions = this.#fns.map((w) => w.sample(now, this.#scan));
+    const redis = this.#workers.map((w): RedisSample => {
+      const s = w.stats();
+      return {
+        name: w.name,
+        id: w.id,
+        owned: s.owned,
+        lag: s.lag,
+        partitionLag: s.partitionLag,
+        sessions: s.sessions,
+        held: s.held,
+        waitingKeys: s.waitingKeys,
+        buffered: s.buffered,
+        replayed: s.replayed,
+        replayedSessions: s.replayedSessions,
+        fenced: s.fenced,
+        lost: s.lost,
+        errors: s.errors,
+        roundTripP99Ms: s.roundTrip.p99,
+      };
+    });
+    const errors = this.#fns
+      .flatMap((w) =>
+        w.list.failures.map((f): ErrorRow => ({
+          at: f.at,
+          fn: w.fn.name,
+          id: f.id,
+          code: codeOf(f.error),
+          ...(this.#showValues && { message: messageOf(f.error) }),
+        })),
+      )
+      .sort((a, b) => b.at - a.at)
+      .slice(0, ERRORS);
+    return { at: now, functions, redis, errors };
+  }
+
+  /** One listed stream of the function named `fn`, now; undefined when it is not listed (finished, collected, unknown). */
+  stream(fn: string, id: string): (StreamRow & { fn: string }) | undefined {
+    for (const w of this.#fns) {
+      if (w.fn.name !== fn) continue;
+      const s = w.list.get(id);
+      if (s !== undefined) return { fn, ...row(s, Date.now()) };
+    }
+    return undefined;
+  }
+}
+
+/** An error's message, bounded (it may hold values: shown only with `showValues`). */
+function messageOf(error: unknown): string {
+  let message: string;
+  try {
+    message = error instanceof Error ? String(error.message) : String(error);
+  } catch {
+    message = `(${typeof error} that cannot be shown as text)`;
+  }
+  return message.length > 500 ? `${message.slice(0, 500)}…` : message;
+}

@@ -1,0 +1,270 @@
+// velo-stream/dashboard: a live page of the application's stream functions
+// and Redis workers, served by a request handler the application mounts
+// (node:http, Express, or Fastify through `handler.fastify`).
+//
+// Routes, relative to where it is mounted: the page (`/`), its script and
+// styles and uPlot's (bundled in the package: no CDN), `feed` (Server-Sent
+// Events: one aggregated sample per interval, sampled only while a page is
+// connected) and `stream?fn=&id=` (one listed stream's figures, JSON).
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { assertOptionsObject } from '../config';
+import { kTotals } from '../core/function';
+import { describe, invalidType, invalidValue } from '../errors';
+import { kRoundTrips } from '../redis/metrics';
+import type { RedisWorker } from '../redis/worker';
+import { integerOption } from '../validate';
+import { type AnyFn, Sampler } from './dashboard-sample';
+
+export type { AnyFn, ErrorRow, FnSample, RedisSample, Sample, StreamRow, TaskSample } from './dashboard-sample';
+export type { ThreadLoads } from '../worker/index';
+
+/** Options of `dashboard()`. */
+export interface DashboardOptions {
+  /** The stream functions to show (read once). Their open streams are listed from this call on. */
+  functions?: Iterable<AnyFn>;
+  /** The Redis workers (`velo-stream/redis`) to show (read once). */
+  redisWorkers?: Iterable<RedisWorker>;
+  /**
+   * Called with every request (the page, its files, the feed, a stream's figures) before anything is served;
+   * anything but `true` (or a promise of it) answers 403. Without it, every request that reaches the handler is
+   * served: mount it behind your own authentication.
+   */
+  authorize?: (req: IncomingMessage) => boolean | Promise<boolean>;
+  /** ms between samples of the feed. Default 1000 (100 to 60,000). */
+  interval?: number;
+  /** Feed connections open at once; past it the feed answers 503. Default 10 (1 to 1000). */
+  maxClients?: number;
+  /**
+   * Listed streams per function whose metrics a sample reads (round robin, about 1.5 µs each), for the most-buffered
+   * list and backpressure waits. Default 250: with 10,000 open streams, each is read every 40 samples.
+   */
+  scan?: number;
+  /** Show error messages, which may hold events' values or keys. Default false: the code, stream id and time only. */
+  showValues?: boolean;
+}
+
+/** What `dashboard()` returns: a request handler for `node:http` and Express, with a Fastify plugin. */
+export interface DashboardHandler {
+  /** Serves one request; `next` (Express) is called for paths that are not the dashboard's, else they get 404. */
+  (req: IncomingMessage, res: ServerResponse, next?: (error?: unknown) => void): void;
+  /** A Fastify plugin serving the same routes: `app.register(handler.fastify, { prefix: '/dashboard' })`. */
+  readonly fastify: (instance: FastifyLike, options: unknown, done: (error?: Error) => void) => void;
+  /** Feed connections open now. The sampler runs only while there is one. */
+  readonly clients: number;
+}
+
+/** The part of a Fastify instance the plugin uses. */
+export interface FastifyLike {
+  /** Adds a GET route. */
+  get(
+    path: string,
+    handler: (request: { raw: IncomingMessage }, reply: { raw: ServerResponse; hijack(): void }) => void,
+  ): unknown;
+}
+
+const KEYS = ['functions', 'redisWorkers', 'authorize', 'interval', 'maxClients', 'scan', 'showValues'];
+/** A feed client whose unread data passes this is dropped (it stopped reading). */
+const MAX_UNREAD = 1 << 20;
+/** The longest `fn` or `id` a stream request may name. */
+const MAX_NAME = 200;
+
+/** The files of the page, relative to this module's directory: route -> [file, content type]. */
+const FILES: Record<string, [string, string]> = {
+  '': ['dashboard/index.html', 'text/html; charset=utf-8'],
+  'page.js': ['dashboard/page.js', 'text/javascript; charset=utf-8'],
+  'page.css': ['dashboard/page.css', 'text/css; charset=utf-8'],
+  'uplot.js': ['dashboard/uPlot.iife.min.js', 'text/javascript; charset=utf-8'],
+  'uplot.css': ['dashboard/uPlot.min.css', 'text/css; charset=utf-8'],
+};
+const cache = new Map<string, Buffer>();
+function file(route: string): Buffer {
+  let body = cache.get(route);
+  if (body === undefined) cache.set(route, (body = readFileSync(join(__dirname, FILES[route][0]))));
+  return body;
+}
+
+/** Every response: nothing cached, nothing sniffed, no framing, and the page may load only its own files. */
+const HEADERS = {
+  'cache-control': 'no-store',
+  'x-content-type-options': 'nosniff',
+  'x-frame-options': 'DENY',
+  'content-security-policy':
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+};
+
+function end(res: ServerResponse, status: number, body: string | Buffer, type = 'text/plain; charset=utf-8'): void {
+  res.writeHead(status, { ...HEADERS, 'content-type': type, 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+/** A list of distinct items, checked with `is`; two different items with one `key` are refused. */
+function distinct<T>(name: string, given: unknown, what: string, is: (x: unknown) => boolean, key: (x: T) => string): T[] {
+  if (given === undefined) return [];
+  if (given === null || typeof (given as Iterable<unknown>)[Symbol.iterator] !== 'function' || typeof given === 'string') {
+    throw invalidType(`dashboard(): the "${name}" option must be an iterable of ${what}. Received ${describe(given)}`);
+  }
+  const byKey = new Map<string, T>();
+  for (const item of given as Iterable<unknown>) {
+    if (!is(item)) throw invalidType(`dashboard(): every item of "${name}" must be one of ${what}. Received ${describe(item)}`);
+    const k = key(item as T);
+    const seen = byKey.get(k);
+    if (seen === undefined) byKey.set(k, item as T);
+    else if (seen !== item) {
+      throw invalidValue(`dashboard(): two different items of "${name}" are both "${k}": give each a name of its own`);
+    }
+  }
+  return [...byKey.values()];
+}
+
+/**
+ * A live dashboard of `functions` and `redisWorkers`: a request handler serving one page and its feed. Mount it
+ * where the application wants it (`app.use('/dashboard', dashboard({ ... }))`); nothing is served elsewhere.
+ * @throws {TypeError} `ERR_INVALID_ARG_TYPE` / `ERR_INVALID_ARG_VALUE` for bad options (an unknown key, an item
+ * that is not a stream function or a Redis worker, two different functions with one name).
+ * @throws {RangeError} `ERR_OUT_OF_RANGE` for `interval`, `maxClients` or `scan` out of range.
+ */
+export function dashboard(options: DashboardOptions = {}): DashboardHandler {
+  assertOptionsObject(options, 'options', '{ functions: [fn] }');
+  for (const key of Object.keys(options)) {
+    if (!KEYS.includes(key)) throw invalidValue(`dashboard(): unknown option "${key}". Known options: ${KEYS.join(', ')}`);
+  }
+  const fns = distinct<AnyFn>(
+    'functions',
+    options.functions,
+    'stream functions (from streamFn, task, batch, workerFn, pipe)',
+    (x) => typeof (x as { [kTotals]?: unknown } | null)?.[kTotals] === 'function',
+    (f) => f.name,
+  );
+  const workers = distinct<RedisWorker>(
+    'redisWorkers',
+    options.redisWorkers,
+    'Redis workers (from redisWorker)',
+    (x) => typeof (x as { [kRoundTrips]?: unknown } | null)?.[kRoundTrips] === 'function',
+    (w) => `${w.name} ${w.id}`,
+  );
+  const { authorize, interval = 1000, maxClients = 10, scan = 250, showValues = false } = options;
+  if (authorize !== undefined && typeof authorize !== 'function') {
+    throw invalidType(`dashboard(): the "authorize" option must be a function. Received ${describe(authorize)}`);
+  }
+  integerOption('dashboard()', 'interval', interval, 100, 60_000);
+  integerOption('dashboard()', 'maxClients', maxClients, 1, 1000);
+  integerOption('dashboard()', 'scan', scan, 0, 1_000_000);
+  if (typeof showValues !== 'boolean') {
+    throw invalidType(`dashboard(): the "showValues" option must be a boolean. Received ${describe(showValues)}`);
+  }
+
+  const sampler = new Sampler(fns, workers, scan, showValues);
+  const clients = new Set<ServerResponse>();
+  let timer: NodeJS.Timeout | undefined;
+  let last: string | undefined;
+
+  const tick = () => {
+    try {
+      last = `data: ${JSON.stringify(sampler.sample())}\n\n`;
+    } catch {
+      // (A figure that could not be read, say a worker's stats() throwing: this sample is skipped, the
+      // application goes on, and the page shows the time of the last sample it got.)
+      return;
+    }
+    for (const res of clients) {
+      // A client that stopped reading is dropped rather than buffered for.
+      if (res.writableLength > MAX_UNREAD) res.destroy();
+      else res.write(last);
+    }
+  };
+
+  const feed = (res: ServerResponse) => {
+    if (clients.size >= maxClients) {
+      res.setHeader('retry-after', String(Math.ceil(interval / 1000)));
+      return end(res, 503, `At most ${maxClients} dashboard feeds are open at once (maxClients)\n`);
+    }
+    res.writeHead(200, { ...HEADERS, 'content-type': 'text/event-stream; charset=utf-8', connection: 'keep-alive' });
+    clients.add(res);
+    // The first sample a page gets is the latest (or a fresh one), so it shows figures at once.
+    if (timer === undefined) {
+      tick();
+      timer = setInterval(tick, interval);
+      timer.unref();
+    } else if (last !== undefined) res.write(last);
+    const close = () => {
+      if (!clients.delete(res)) return;
+      if (clients.size === 0) {
+        clearInterval(timer);
+        timer = undefined;
+        last = undefined;
+      }
+    };
+    // (The response's 'close': the request's fires once its body is read.)
+    res.on('close', close);
+  };
+
+  const stream = (url: URL, res: ServerResponse) => {
+    const fn = url.searchParams.get('fn') ?? '';
+    const id = url.searchParams.get('id') ?? '';
+    if (fn === '' || id === '' || fn.length > MAX_NAME || id.length > MAX_NAME) {
+      return end(res, 400, 'Give a function and a stream: stream?fn=<name>&id=<stream id>\n');
+    }
+    const found = sampler.stream(fn, id);
+    // A stream no longer listed is an answer, not an error: the page asks until its stream finishes.
+    end(
+      res,
+      200,
+      JSON.stringify(found === undefined ? { fn, id, listed: false } : { ...found, listed: true }),
+      'application/json',
+    );
+  };
+
+  /** Serves `route` (a path relative to the mount point, without its leading slash). */
+  const serve = (req: IncomingMessage, res: ServerResponse, route: string, url: URL, next?: (e?: unknown) => void) => {
+    const known = route === 'feed' || route === 'stream' || route in FILES;
+    if (!known) {
+      if (next) return next();
+      return end(res, 404, 'Not found\n');
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('allow', 'GET, HEAD');
+      return end(res, 405, 'Method not allowed\n');
+    }
+    const allowed = authorize === undefined ? true : new Promise<unknown>((resolve) => resolve(authorize(req)));
+    const go = (ok: unknown) => {
+      if (ok !== true) return end(res, 403, 'Forbidden\n');
+      if (route === 'feed') return feed(res);
+      if (route === 'stream') return stream(url, res);
+      if (route === '' && !url.pathname.endsWith('/')) {
+        // The page's files are relative to it: its address ends with a slash.
+        // One leading slash: `//host` would send the browser elsewhere.
+        const location = `/${url.pathname.replace(/^\/+/, '')}/${url.search}`;
+        res.writeHead(308, { ...HEADERS, location, 'content-length': 0 });
+        return res.end();
+      }
+      end(res, 200, file(route), FILES[route][1]);
+    };
+    if (allowed === true) go(true);
+    else allowed.then(go, () => go(false));
+  };
+
+  /** The route of a request, from the path left by the mount (Express strips its prefix; node:http has none). */
+  const handler = ((req: IncomingMessage, res: ServerResponse, next?: (e?: unknown) => void) => {
+    const original = (req as { originalUrl?: string }).originalUrl ?? req.url ?? '/';
+    const url = new URL(original, 'http://dashboard.invalid');
+    const path = new URL(req.url ?? '/', 'http://dashboard.invalid').pathname;
+    serve(req, res, path.slice(path.lastIndexOf('/') + 1), url, next);
+  }) as DashboardHandler;
+
+  const fastify = (instance: FastifyLike, _options: unknown, done: (error?: Error) => void) => {
+    for (const route of ['', ...Object.keys(FILES).filter((r) => r !== ''), 'feed', 'stream']) {
+      instance.get(`/${route}`, (request, reply) => {
+        reply.hijack();
+        serve(request.raw, reply.raw, route, new URL(request.raw.url ?? '/', 'http://dashboard.invalid'));
+      });
+    }
+    done();
+  };
+  Object.defineProperties(handler, {
+    fastify: { value: fastify, enumerable: true },
+    clients: { get: () => clients.size, enumerable: true },
+  });
+  return handler;
+}

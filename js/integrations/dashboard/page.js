@@ -1,0 +1,301 @@
+// The dashboard page: reads the feed (one sample per interval, Server-Sent Events) and draws it. Text goes in
+// with textContent only: nothing from the server is parsed as HTML.
+/* global uPlot */
+'use strict';
+(() => {
+  const base = location.pathname.endsWith('/') ? location.pathname : `${location.pathname}/`;
+  /** Points kept per chart. */
+  const POINTS = 120;
+  const COLORS = ['#2f6fde', '#e0632b', '#2a9d55', '#b23a8f', '#c9a21b', '#5a5a5a', '#1aa3b5', '#8a4fd6'];
+  const $ = (id) => document.getElementById(id);
+
+  const el = (tag, attrs = {}, ...children) => {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+    for (const c of children) e.append(c);
+    return e;
+  };
+  const fmt = (n, digits = 1) => {
+    if (n === null || n === undefined) return '–';
+    if (Math.abs(n) >= 1e6) return `${(n / 1e6).toFixed(digits)}M`;
+    if (Math.abs(n) >= 1e4) return `${(n / 1e3).toFixed(digits)}k`;
+    return Number.isInteger(n) ? String(n) : n.toFixed(digits);
+  };
+  const us = (n) =>
+    n === null || n === undefined
+      ? '–'
+      : n >= 1e6
+        ? `${(n / 1e6).toFixed(2)} s`
+        : n >= 1e3
+          ? `${(n / 1e3).toFixed(1)} ms`
+          : `${n} µs`;
+  const age = (ms) => (ms >= 60_000 ? `${(ms / 60_000).toFixed(1)} min` : `${(ms / 1000).toFixed(1)} s`);
+
+  /** A time-series chart whose series may change (Redis partitions): it is made again when they do. */
+  class Chart {
+    constructor(parent, title) {
+      this.box = el('div', { class: 'chart' });
+      parent.append(this.box);
+      this.title = title;
+      this.labels = null;
+      this.xs = [];
+      this.ys = new Map();
+      this.plot = null;
+    }
+    push(t, values) {
+      const labels = Object.keys(values);
+      this.xs.push(t);
+      for (const label of labels) if (!this.ys.has(label)) this.ys.set(label, new Array(this.xs.length - 1).fill(null));
+      for (const [label, ys] of this.ys) ys.push(label in values ? values[label] : null);
+      if (this.xs.length > POINTS) {
+        this.xs.shift();
+        for (const ys of this.ys.values()) ys.shift();
+      }
+      for (const [label, ys] of this.ys) if (ys.every((y) => y === null)) this.ys.delete(label);
+      const key = [...this.ys.keys()].join('\n');
+      const data = [this.xs, ...this.ys.values()];
+      if (this.plot === null || key !== this.labels) {
+        this.plot?.destroy();
+        this.labels = key;
+        this.plot = new uPlot(
+          {
+            title: this.title,
+            width: 420,
+            height: 180,
+            scales: { x: { time: true } },
+            series: [{}, ...[...this.ys.keys()].map((label, i) => ({ label, stroke: COLORS[i % COLORS.length], width: 1.5 }))],
+            axes: [{}, { size: 56 }],
+          },
+          data,
+          this.box,
+        );
+      } else this.plot.setData(data);
+    }
+  }
+
+  const figure = (label, key) => {
+    const b = el('b', { 'data-figure': key }, '–');
+    return [el('div', { class: 'figure' }, b, el('span', {}, label)), b];
+  };
+
+  /** One function's card: figures, charts, stream lists. */
+  class FnCard {
+    constructor(name) {
+      this.name = name;
+      this.card = el('div', { class: 'card', 'data-fn': name });
+      this.card.append(el('h3', {}, name));
+      const figures = el('div', { class: 'figures' });
+      this.figures = {};
+      const defs = [
+        ['open streams', 'open'],
+        ['opened /s', 'opened'],
+        ['completed /s', 'completed'],
+        ['failed /s', 'failed'],
+        ['cancelled /s', 'cancelled'],
+        ['refused /s', 'rejected'],
+        ['events in /s', 'eventsIn'],
+        ['events out /s', 'eventsOut'],
+        ['queue wait p50', 'queueWaitP50Us'],
+        ['queue wait p99', 'queueWaitP99Us'],
+        ['backpressure waits', 'backpressureWaits'],
+      ];
+      for (const [label, key] of defs) {
+        const [box, b] = figure(label, key);
+        figures.append(box);
+        this.figures[key] = b;
+      }
+      this.extra = el('div', { class: 'figures' });
+      this.card.append(figures, this.extra);
+      const charts = el('div', { class: 'charts' });
+      this.card.append(charts);
+      this.events = new Chart(charts, 'events /s');
+      this.streams = new Chart(charts, 'streams');
+      const lists = el('div', { class: 'lists' });
+      this.oldest = this.list(lists, 'longest-lived', 'oldest');
+      this.buffered = this.list(lists, 'most buffered', 'buffered');
+      this.card.append(lists);
+    }
+    list(parent, title, key) {
+      const body = el('tbody');
+      const head = el('tr', {}, ...['stream', 'age', 'in', 'out', 'buffered in', 'buffered out'].map((h) => el('th', {}, h)));
+      parent.append(el('div', {}, el('h4', {}, title), el('table', { 'data-list': key }, el('thead', {}, head), body)));
+      return body;
+    }
+    fill(body, rows) {
+      body.replaceChildren(
+        ...rows.map((r) => {
+          const tr = el('tr', { class: 'stream', 'data-stream': r.id, title: 'show this stream' });
+          for (const v of [r.id, age(r.ageMs), fmt(r.eventsIn), fmt(r.eventsOut), fmt(r.bufferedIn), fmt(r.bufferedOut)])
+            tr.append(el('td', {}, v));
+          tr.addEventListener('click', () => drill.show(this.name, r.id));
+          return tr;
+        }),
+      );
+    }
+    update(f, t) {
+      for (const [key, b] of Object.entries(this.figures)) {
+        const v = f[key];
+        b.textContent = key.startsWith('queueWait')
+          ? us(v)
+          : key === 'backpressureWaits'
+            ? `${fmt(v)} (${f.scanned} of ${f.open})`
+            : fmt(v);
+      }
+      const extra = [];
+      if (f.task)
+        extra.push(
+          ['task in flight', fmt(f.task.inFlight)],
+          ['task retries /s', fmt(f.task.retries)],
+          ['task skipped', fmt(f.task.skipped)],
+        );
+      if (f.threads) {
+        extra.push(['threads', `${f.threads.loads.length} of ${f.threads.max}`]);
+        extra.push(['streams per thread', f.threads.loads.length ? f.threads.loads.join(' / ') : '–']);
+      }
+      this.extra.replaceChildren(
+        ...extra.map(([label, v]) => el('div', { class: 'figure' }, el('b', {}, v), el('span', {}, label))),
+      );
+      this.events.push(t, { in: f.eventsIn, out: f.eventsOut });
+      this.streams.push(t, { open: f.open, 'opened/s': f.opened, 'failed/s': f.failed });
+      this.fill(this.oldest, f.oldest);
+      this.fill(this.buffered, f.mostBuffered);
+    }
+  }
+
+  /** One Redis worker's card. */
+  class RedisCard {
+    constructor(w) {
+      this.card = el('div', { class: 'card', 'data-redis': `${w.name} ${w.id}` });
+      this.card.append(el('h3', {}, `${w.name} · ${w.id}`));
+      this.figures = el('div', { class: 'figures' });
+      this.card.append(this.figures);
+      const charts = el('div', { class: 'charts' });
+      this.card.append(charts);
+      this.lag = new Chart(charts, 'lag per partition');
+    }
+    update(w, t) {
+      const defs = [
+        ['partitions owned', w.owned.length ? `${w.owned.length} (${w.owned.join(', ')})` : '0'],
+        ['lag', fmt(w.lag)],
+        ['sessions', fmt(w.sessions)],
+        ['held events', fmt(w.held)],
+        ['buffered events', fmt(w.buffered)],
+        ['waiting keys', fmt(w.waitingKeys)],
+        ['replayed sessions', fmt(w.replayedSessions)],
+        ['replayed entries', fmt(w.replayed)],
+        ['fenced', fmt(w.fenced)],
+        ['leases lost', fmt(w.lost)],
+        ['errors', fmt(w.errors)],
+        ['round trip p99', `${fmt(w.roundTripP99Ms, 2)} ms`],
+      ];
+      this.figures.replaceChildren(
+        ...defs.map(([label, v]) => el('div', { class: 'figure' }, el('b', {}, v), el('span', {}, label))),
+      );
+      const lag = {};
+      for (const [p, n] of Object.entries(w.partitionLag)) lag[`p${p}`] = n;
+      this.lag.push(t, lag);
+    }
+  }
+
+  /** The drill-down: one stream's figures, read every second while open. */
+  const drill = {
+    timer: null,
+    async read(fn, id) {
+      const res = await fetch(`${base}stream?fn=${encodeURIComponent(fn)}&id=${encodeURIComponent(id)}`, { cache: 'no-store' });
+      const body = res.headers.get('content-type')?.startsWith('application/json') ? await res.json() : null;
+      const rows = $('drill-figures').tBodies[0];
+      if (body === null || body.listed !== true) {
+        $('drill-note').textContent =
+          body === null ? `The server answered ${res.status}.` : 'This stream has finished (or was collected).';
+        return false;
+      }
+      $('drill-note').textContent = '';
+      const figures = [
+        ['state', body.state],
+        ['age', age(body.ageMs)],
+        ['events in', fmt(body.eventsIn)],
+        ['events out', fmt(body.eventsOut)],
+        ['buffered in', fmt(body.bufferedIn)],
+        ['buffered out', fmt(body.bufferedOut)],
+        ['backpressure waits', fmt(body.backpressureWaits)],
+        ['queue wait p50', us(body.queueWaitP50Us)],
+        ['queue wait p99', us(body.queueWaitP99Us)],
+      ];
+      rows.replaceChildren(...figures.map(([k, v]) => el('tr', { 'data-figure': k }, el('th', {}, k), el('td', {}, v))));
+      return true;
+    },
+    show(fn, id) {
+      this.hide();
+      $('drill-title').textContent = `${fn} · ${id}`;
+      $('drill-figures').tBodies[0].replaceChildren();
+      $('drill').hidden = false;
+      const poll = async () => {
+        let again = false;
+        try {
+          again = await this.read(fn, id);
+        } catch {
+          $('drill-note').textContent = 'The server did not answer.';
+        }
+        if (again && !$('drill').hidden) this.timer = setTimeout(poll, 1000);
+      };
+      void poll();
+    },
+    hide() {
+      clearTimeout(this.timer);
+      $('drill').hidden = true;
+    },
+  };
+  $('drill-close').addEventListener('click', () => drill.hide());
+
+  const fnCards = new Map();
+  const redisCards = new Map();
+
+  const render = (sample) => {
+    const t = sample.at / 1000;
+    $('sampled').textContent = `sampled ${new Date(sample.at).toLocaleTimeString()}`;
+    $('no-functions').hidden = sample.functions.length > 0;
+    for (const f of sample.functions) {
+      let card = fnCards.get(f.name);
+      if (!card) {
+        card = new FnCard(f.name);
+        fnCards.set(f.name, card);
+        $('functions').append(card.card);
+      }
+      card.update(f, t);
+    }
+    $('redis').hidden = sample.redis.length === 0;
+    for (const w of sample.redis) {
+      const key = `${w.name} ${w.id}`;
+      let card = redisCards.get(key);
+      if (!card) {
+        card = new RedisCard(w);
+        redisCards.set(key, card);
+        $('redis').append(card.card);
+      }
+      card.update(w, t);
+    }
+    $('no-errors').hidden = sample.errors.length > 0;
+    $('errors').tBodies[0].replaceChildren(
+      ...sample.errors.map((e) =>
+        el(
+          'tr',
+          { 'data-error': e.id },
+          ...[new Date(e.at).toLocaleTimeString(), e.fn, e.id, e.code, e.message ?? '(hidden: showValues)'].map((v) =>
+            el('td', {}, v),
+          ),
+        ),
+      ),
+    );
+  };
+
+  const feed = new EventSource(`${base}feed`);
+  feed.onopen = () => {
+    $('status').textContent = 'live';
+    $('status').dataset.state = 'live';
+  };
+  feed.onerror = () => {
+    $('status').textContent = 'reconnecting';
+    $('status').dataset.state = 'reconnecting';
+  };
+  feed.onmessage = (message) => render(JSON.parse(message.data));
+})();
