@@ -16,7 +16,8 @@ if (found === undefined) {
   }
   console.log('Chromium not found: installing Debian\'s chromium with apt-get (for the browser tests)');
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  for (const args of [['update'], ['install', '-y', '--no-install-recommends', 'chromium']]) {
+  // With its recommended packages (fonts among them), as the browser tests were run against.
+  for (const args of [['update'], ['install', '-y', 'chromium']]) {
     const r = spawnSync('apt-get', args, { stdio: 'inherit', env });
     if (r.status !== 0) {
       console.error(`apt-get ${args.join(' ')} failed (exit ${r.status}). ${HOW}`);
