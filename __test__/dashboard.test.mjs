@@ -150,8 +150,19 @@ test('Express: served under its mount path only (the bare path redirects to the 
   app.use('/ops/dash', dashboard({ functions: [relayFn()] }));
   app.get('/ops/dash/other', (_req, res) => res.send('app'));
   app.get('/', (_req, res) => res.send('home'));
+  const appErrors = [];
+  app.use((error, _req, res, _next) => {
+    appErrors.push(error.message);
+    res.status(500).end();
+  });
   const { base, close } = await listen(app);
   try {
+    // Paths under the mount that are not exactly a route are the app's (a 404 here), and a request-target
+    // `new URL` refuses (`//`) never throws into the app.
+    for (const path of ['/ops/dash//', '/ops/dash/a/page.js', '/ops/dash/page.js/']) {
+      assert.equal((await fetch(`${base}${path}`)).status, 404, path);
+    }
+    assert.deepEqual(appErrors, []);
     const bare = await fetch(`${base}/ops/dash?x=1`, { redirect: 'manual' });
     assert.equal(bare.status, 308);
     assert.equal(bare.headers.get('location'), '/ops/dash/?x=1');
@@ -180,6 +191,10 @@ test('Fastify: the plugin serves the page and the feed under its prefix', async 
     assert.equal(page.status, 200);
     assert.match(await page.text(), /velo-stream dashboard/);
     assert.equal((await fetch(`${base}/dash/uplot.js`)).status, 200);
+    // Other methods get 405, as on node:http and Express.
+    for (const method of ['POST', 'PUT', 'DELETE']) {
+      assert.equal((await fetch(`${base}/dash/feed`, { method })).status, 405, method);
+    }
     const feed = await openFeed(`${base}/dash/feed`);
     assert.equal((await feed.next()).functions[0].name, 'relay');
     assert.equal(dash.clients, 1);
@@ -476,4 +491,22 @@ test('listed weakly: an abandoned open stream of a watched function is still col
   }
   assert.ok(collected, 'the abandoned stream was collected');
   await until(() => relay.stats().open === 0, 'its slot given back');
+});
+
+test('HEAD of the feed is answered at once with its headers and holds no client place', async () => {
+  const dash = dashboard({ functions: [relayFn()], maxClients: 1 });
+  const { base, close } = await listen(dash);
+  try {
+    for (let i = 0; i < 3; i++) {
+      const head = await fetch(`${base}/feed`, { method: 'HEAD' });
+      assert.equal(head.status, 200);
+      assert.match(head.headers.get('content-type'), /text\/event-stream/);
+    }
+    assert.equal(dash.clients, 0);
+    const feed = await openFeed(`${base}/feed`);
+    assert.equal(feed.status, 200, 'the one place is free');
+    feed.close();
+  } finally {
+    await close();
+  }
 });

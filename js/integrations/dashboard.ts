@@ -62,6 +62,11 @@ export interface FastifyLike {
     path: string,
     handler: (request: { raw: IncomingMessage }, reply: { raw: ServerResponse; hijack(): void }) => void,
   ): unknown;
+  /** Adds a route for every method (Fastify's `all`): other methods then get 405 as on the other servers. */
+  all?(
+    path: string,
+    handler: (request: { raw: IncomingMessage }, reply: { raw: ServerResponse; hijack(): void }) => void,
+  ): unknown;
 }
 
 const KEYS = ['functions', 'redisWorkers', 'authorize', 'interval', 'maxClients', 'scan', 'showValues'];
@@ -86,6 +91,16 @@ function file(route: string): Buffer {
 }
 
 /** Every response: nothing cached, nothing sniffed, no framing, and the page may load only its own files. */
+/** A request-target as a URL, or undefined when it is not a path (`//`, `*`, an absolute URL): parsed against a base of its own, never as a scheme-relative address. */
+function target(raw: string | undefined): URL | undefined {
+  if (typeof raw !== 'string' || !raw.startsWith('/')) return undefined;
+  try {
+    return new URL(`http://dashboard.invalid${raw}`);
+  } catch {
+    return undefined;
+  }
+}
+
 const HEADERS = {
   'cache-control': 'no-store',
   'x-content-type-options': 'nosniff',
@@ -175,7 +190,12 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
     }
   };
 
-  const feed = (res: ServerResponse) => {
+  const feed = (req: IncomingMessage, res: ServerResponse) => {
+    if (req.method === 'HEAD') {
+      // The headers a feed would have, and no feed: a HEAD is answered at once and holds no client's place.
+      res.writeHead(200, { ...HEADERS, 'content-type': 'text/event-stream; charset=utf-8' });
+      return res.end();
+    }
     if (clients.size >= maxClients) {
       res.setHeader('retry-after', String(Math.ceil(interval / 1000)));
       return end(res, 503, `At most ${maxClients} dashboard feeds are open at once (maxClients)\n`);
@@ -230,7 +250,7 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
     const allowed = authorize === undefined ? true : new Promise<unknown>((resolve) => resolve(authorize(req)));
     const go = (ok: unknown) => {
       if (ok !== true) return end(res, 403, 'Forbidden\n');
-      if (route === 'feed') return feed(res);
+      if (route === 'feed') return feed(req, res);
       if (route === 'stream') return stream(url, res);
       if (route === '' && !url.pathname.endsWith('/')) {
         // The page's files are relative to it: its address ends with a slash.
@@ -245,20 +265,38 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
     else allowed.then(go, () => go(false));
   };
 
-  /** The route of a request, from the path left by the mount (Express strips its prefix; node:http has none). */
+  /**
+   * The route of a request. Mounted by Express (`originalUrl` set), the path left by the mount is the route,
+   * exactly: `/page.js/` or `/a/page.js` are not the dashboard's. On node:http, which has no mount, the route is
+   * the path's last segment (the application hands over the requests under its prefix). A request-target that is
+   * not a path (`//`, `*`) is no route of the dashboard's.
+   */
   const handler = ((req: IncomingMessage, res: ServerResponse, next?: (e?: unknown) => void) => {
-    const original = (req as { originalUrl?: string }).originalUrl ?? req.url ?? '/';
-    const url = new URL(original, 'http://dashboard.invalid');
-    const path = new URL(req.url ?? '/', 'http://dashboard.invalid').pathname;
-    serve(req, res, path.slice(path.lastIndexOf('/') + 1), url, next);
+    const mounted = (req as { originalUrl?: unknown }).originalUrl;
+    const url = target(typeof mounted === 'string' ? mounted : req.url);
+    const path = target(req.url)?.pathname;
+    let route: string | undefined;
+    if (url !== undefined && path !== undefined) {
+      if (typeof mounted !== 'string') route = path.slice(path.lastIndexOf('/') + 1);
+      else if (path.lastIndexOf('/') === 0) route = path.slice(1);
+    }
+    if (route === undefined || url === undefined) {
+      if (next) return next();
+      return end(res, 404, 'Not found\n');
+    }
+    serve(req, res, route, url, next);
   }) as DashboardHandler;
 
   const fastify = (instance: FastifyLike, _options: unknown, done: (error?: Error) => void) => {
     for (const route of ['', ...Object.keys(FILES).filter((r) => r !== ''), 'feed', 'stream']) {
-      instance.get(`/${route}`, (request, reply) => {
+      const answer = (request: { raw: IncomingMessage }, reply: { raw: ServerResponse; hijack(): void }) => {
         reply.hijack();
-        serve(request.raw, reply.raw, route, new URL(request.raw.url ?? '/', 'http://dashboard.invalid'));
-      });
+        const url = target(request.raw.url);
+        if (url === undefined) return end(reply.raw, 404, 'Not found\n');
+        serve(request.raw, reply.raw, route, url);
+      };
+      if (typeof instance.all === 'function') instance.all(`/${route}`, answer);
+      else instance.get(`/${route}`, answer);
     }
     done();
   };
