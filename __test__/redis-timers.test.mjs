@@ -38,7 +38,8 @@ async function logOf(name, idle) {
         // A wake-up of a session that has ended is dropped.
         if (s?.sid === sid) {
           s.entries.push({ woke: JSON.parse(message.v).woke, timer: message.w });
-          s.last = time(id);
+          // A wake-up counts as an event at its timer's time (field d).
+          s.last = Math.max(s.last, Number(message.d));
         }
         continue;
       }

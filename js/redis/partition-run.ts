@@ -817,16 +817,22 @@ export class PartitionRun<I, O> {
 
   /**
    * A timer's wake-up: its payload goes into its session as an event if that session is the key's live one and
-   * the wake-up comes before its idle end (decided by the log, so every replay agrees); otherwise it is dropped
+   * its idle end does not come before the timer's due time (the entry's `d`; decided by the log, so every replay
+   * agrees, whenever the wake-up was written); otherwise it is dropped
    * (acked). A session waiting to be restored from its snapshot is started for it.
    */
   #deliverWake(entry: InputEntry, wake: string): Delivery | Promise<Delivery> {
-    const at = wake.lastIndexOf(' ');
-    const sid = wake.slice(0, at);
-    const id = Number(wake.slice(at + 1));
+    const space = wake.lastIndexOf(' ');
+    const sid = wake.slice(0, space);
+    const id = Number(wake.slice(space + 1));
     const s = this.sessions.get(entry.key);
     if (s === undefined && this.#snapshots.get(entry.key)?.sid === sid) return this.#deliverNew(entry);
-    if (s === undefined || s.sid !== sid || entry.payload === undefined || this.#idleAt(s, entry.id)) {
+    // Judged at the timer's due time, not at the entry's id: a wake-up written late (by an owner that took over
+    // after the idle deadline) is delivered as one written on time was.
+    const idle = this.worker.fn.config.idleTimeout;
+    const at = entry.due ?? idTime(entry.id);
+    const ended = s === undefined || (idle > 0 && s.lastTime > 0 && at - s.lastTime >= idle);
+    if (ended || s.sid !== sid || entry.payload === undefined) {
       this.buffered--;
       this.#queue({ acks: [entry.id] });
       return Delivery.Done;
@@ -858,7 +864,8 @@ export class PartitionRun<I, O> {
   #send(s: Session<I, O>, entry: InputEntry): Delivery | Promise<Delivery> {
     s.ids.push(entry.id);
     s.events++;
-    s.lastTime = idTime(entry.id);
+    // A wake-up counts as an event at its due time (the same for every owner, however late it was written).
+    s.lastTime = entry.due === undefined ? idTime(entry.id) : Math.max(s.lastTime, entry.due);
     this.#trimSent(s);
     s.sent.push(entry);
     this.#holding.add(s);
@@ -893,7 +900,21 @@ export class PartitionRun<I, O> {
    */
   #idleAt(s: Session<I, O>, id: string): boolean {
     const idle = this.worker.fn.config.idleTimeout;
-    return idle > 0 && s.lastTime > 0 && idTime(id) - s.lastTime >= idle;
+    return idle > 0 && s.lastTime > 0 && idTime(id) - s.lastTime >= idle && !this.#awaitsWake(s);
+  }
+
+  /**
+   * Whether the session has a timer due before its idle deadline whose wake-up has not been read yet: the idle
+   * end waits for it (it is written when due, or, after a takeover, as soon as the new owner has made the timer
+   * again; read back, it moves the session's last event to its due time). Without this, an owner that took over
+   * after the deadline ended the session at its first entry read and dropped the wake-ups it wrote late.
+   */
+  #awaitsWake(s: Session<I, O>): boolean {
+    const timers = s.checkpoints?.timers;
+    if (timers === undefined || timers.size === 0 || s.forwardDone) return false;
+    const deadline = s.lastTime + this.worker.fn.config.idleTimeout;
+    for (const timer of timers.values()) if (timer.time < deadline) return true;
+    return false;
   }
 
   /**
@@ -917,6 +938,8 @@ export class PartitionRun<I, O> {
         next = Math.min(next, deadline);
         continue;
       }
+      // A wake-up due before the deadline is still to be read: it decides (no tick needed, it moves the clock).
+      if (this.#awaitsWake(s)) continue;
       // Its event on its way in, or an earlier one of its key being delivered: that delivery checks again.
       if (s.sending || this.#drainingEntry?.key === s.key) continue;
       const held = this.#held.get(s.key);

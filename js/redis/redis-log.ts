@@ -141,12 +141,13 @@ function inputEntries(raw: unknown): InputEntry[] {
     let close: string | undefined;
     let reason: string | undefined;
     let wake: string | undefined;
+    let due: number | undefined;
     // A pending entry trimmed away comes back with nil fields: no key, no payload.
     if (Array.isArray(list)) {
       for (let i = 0; i + 1 < list.length; i += 2) {
         const name = list[i] as Buffer;
         const value = list[i + 1] as Buffer;
-        // Field names are one byte: k(ey), v(alue), c(lose marker), r(eason), w(ake-up).
+        // Field names are one byte: k(ey), v(alue), c(lose marker), r(eason), w(ake-up), d(ue time of a wake-up).
         if (name.length !== 1) continue;
         const c = name[0];
         if (c === 0x6b) key = value.toString();
@@ -154,9 +155,14 @@ function inputEntries(raw: unknown): InputEntry[] {
         else if (c === 0x63) close = value.toString();
         else if (c === 0x72) reason = value.toString();
         else if (c === 0x77) wake = value.toString();
+        else if (c === 0x64) due = Number(value.toString());
       }
     }
-    out.push(wake === undefined ? { id: id.toString(), key, payload, close, reason } : { id: id.toString(), key, payload, wake });
+    out.push(
+      wake === undefined
+        ? { id: id.toString(), key, payload, close, reason }
+        : { id: id.toString(), key, payload, wake, due: due !== undefined && Number.isFinite(due) ? due : undefined },
+    );
   }
   return out;
 }

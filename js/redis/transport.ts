@@ -24,6 +24,8 @@ export interface InputEntry {
   readonly reason?: string;
   /** A timer's wake-up (`ctx.wakeAt`): `<sid> <timer id>`; its payload is the event delivered to that session. */
   readonly wake?: string;
+  /** A wake-up's due time (Redis' clock, ms): the time its session is judged at (absent in older entries). */
+  readonly due?: number;
 }
 
 /** An output of session `sid`, its `seq`-th (from 1): `(sid, seq)` is its idempotency key. */

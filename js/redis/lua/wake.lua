@@ -1,5 +1,5 @@
 -- KEYS lease, input, timers; ARGV token, key, sid, timer id, time (ms, Redis' clock), payload. Writes the wake-up
--- of timer `id` of session `sid` into the input (fields k, w = "<sid> <id>", v), once per (sid, id): a timer made
+-- of timer `id` of session `sid` into the input (fields k, w = "<sid> <id>", d = its due time, v), once per (sid, id): a timer made
 -- again by a replay, or by an earlier owner before a takeover, writes nothing. Returns the entry id, '' when it
 -- was written before, or the ms still to wait when Redis' clock has not reached `time`.
 -- Fenced: fence.lua runs first (KEYS[1] lease, ARGV[1] token).
@@ -10,4 +10,4 @@ if now < due then return due - now end
 local fired = redis.call('HGET', KEYS[3], ARGV[3]) or ''
 if string.find(' ' .. fired .. ' ', ' ' .. ARGV[4] .. ' ', 1, true) then return '' end
 redis.call('HSET', KEYS[3], ARGV[3], fired == '' and ARGV[4] or (fired .. ' ' .. ARGV[4]))
-return redis.call('XADD', KEYS[2], '*', 'k', ARGV[2], 'w', ARGV[3] .. ' ' .. ARGV[4], 'v', ARGV[6])
+return redis.call('XADD', KEYS[2], '*', 'k', ARGV[2], 'w', ARGV[3] .. ' ' .. ARGV[4], 'd', ARGV[5], 'v', ARGV[6])
