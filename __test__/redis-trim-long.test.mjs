@@ -47,7 +47,6 @@ test('with checkpoints, the input is trimmed past a session that never ends to t
   const workers = [w];
   try {
     await eventually(() => lastStats(w)?.owned.length === 1, 'the worker owns the partition');
-    let longest = 0;
     for (let r = 0; r < ROUNDS; r++) {
       if (r === ROUNDS / 2) {
         await killChild(w);
@@ -56,13 +55,12 @@ test('with checkpoints, the input is trimmed past a session that never ends to t
         await eventually(() => lastStats(w)?.owned.length === 1, 'the next worker owns the partition', 30_000);
       }
       await round(producer, r, sent);
-      longest = Math.max(longest, await xlen());
     }
-    const entries = ROUNDS * (10 + SHORT * 3);
     await eventually(async () => (await readAllOutputs(client, name, 1)).length === ROUNDS * (10 + SHORT * 2), 'every output');
-    // All that stays: the long session's events after its last checkpoint (it checkpoints every 10).
+    // All that stays, with the long session still live: its events after its last checkpoint (it checkpoints
+    // every 10, and its 400 events end at one). (How long the input grew meanwhile depends on how far the
+    // sends ran ahead of the trims, which come at lease renewals: not asserted, it is timing.)
     await eventually(async () => (await pendingCount(client, name, 1)) === 0 && (await xlen()) <= 1, 'the input trimmed to what the long session needs', 30_000);
-    assert.ok(longest < entries / 2, `the input never held more than ${longest} of the ${entries} entries`);
     const outputs = await readAllOutputs(client, name, 1);
     for (const [key, ns] of sent) {
       const mine = outputs.filter((o) => o.key === key);
