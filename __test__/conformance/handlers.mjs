@@ -1,5 +1,15 @@
 // The contract's handlers, the same for every kind of stream: loaded on the main thread for generator
 // stages and on worker threads by workerFn. A failing event is `{ fail: true }`; the error has code E_CONTRACT.
+import { isMainThread } from 'node:worker_threads';
+import { context, trace } from '@opentelemetry/api';
+
+// The tracing contract (tracing.test.mjs) reads the active span where the user's function runs. A worker
+// thread sees its caller's span only through a context manager of its own, which a worker's module registers
+// (docs/tracing.md): this one does when the contract asks for it.
+if (!isMainThread && process.env.VELO_CONFORMANCE_TRACING === '1') {
+  const { AsyncLocalStorageContextManager } = await import('@opentelemetry/context-async-hooks');
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+}
 export async function* echo(events) {
   for await (const e of events) {
     if (e !== null && typeof e === 'object' && e.fail === true)
@@ -11,7 +21,7 @@ export async function* echo(events) {
 /**
  * The output for an event: the event itself, or for `{ make }` a hostile value made where the handler runs
  * (a worker's own thread included): a revoked proxy, or a thenable whose `then` throws, or resolves twice, or
- * resolves and then throws.
+ * resolves and then throws; for `{ make: 'span' }`, the id of the span active where it runs.
  */
 export function made(e) {
   switch (e !== null && typeof e === 'object' ? e.make : undefined) {
@@ -40,6 +50,9 @@ export function made(e) {
           throw new Error('after resolve');
         },
       };
+    case 'span':
+      // Where the function runs in the trace: the id of the active span (null when none).
+      return { span: trace.getActiveSpan()?.spanContext().spanId ?? null };
     default:
       return e;
   }

@@ -58,6 +58,7 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
     super();
     this.#onOutcome = onOutcome;
     this.#trace = trace;
+    trace?.watch(this);
     this.#stages = stages;
     this.#head = stages[0];
     this.#tail = stages[stages.length - 1];

@@ -417,6 +417,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     super();
     this.#hooks = hooks;
     this.#trace = trace;
+    trace?.watch(this);
     this.#native = native;
     this.#label = label;
     this.#capacity = capacity;

@@ -90,18 +90,32 @@ function tracer(a: Api): Tracer | undefined {
 /** How a stream ended, as its span's `velo.outcome`. */
 export type TraceOutcome = 'completed' | 'failed' | 'cancelled';
 
+/**
+ * Streams nobody references and nothing ended are collected (and counted cancelled): their spans end then, as
+ * cancelled. A span holds no reference to its stream, so this keeps nothing alive.
+ */
+const abandoned = new FinalizationRegistry<StreamTrace>((trace) =>
+  trace.end('cancelled', undefined, { error: 'abandoned: collected by the garbage collector' }),
+);
+
 /** One stream's span and the context its handler runs in. */
 export class StreamTrace {
   readonly #api: Api;
   readonly #tracer: Tracer;
   readonly span: Span;
   readonly context: Context;
+  #ended = false;
 
   constructor(a: Api, t: Tracer, name: string, kind: string, parent: Context) {
     this.#api = a;
     this.#tracer = t;
     this.span = t.startSpan(`velo ${name}`, { attributes: { 'velo.function': name, 'velo.kind': kind } }, parent);
     this.context = a.trace.setSpan(parent, this.span);
+  }
+
+  /** Ends the span as cancelled if `owner`, the stream it traces, is collected before it ended. */
+  watch(owner: object): void {
+    abandoned.register(owner, this, this);
   }
 
   /** Runs `fn` in the span's context: what it starts (promises, timers, awaits) carries it on. */
@@ -132,6 +146,9 @@ export class StreamTrace {
 
   /** Ends the span: the outcome, the stream's counts, and the error or cancel reason. */
   end(outcome: TraceOutcome, metrics: StreamMetrics | undefined, error?: { error: unknown }): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    abandoned.unregister(this);
     const span = this.span;
     span.setAttribute('velo.outcome', outcome);
     if (metrics !== undefined) {
