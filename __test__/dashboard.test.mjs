@@ -284,6 +284,33 @@ test('the feed: per-function figures as rates, open streams listed oldest first,
   }
 });
 
+test("a stream whose handler finished with outputs unread: not in `open` (stats), still read by the scan, its outputs among the most buffered", async () => {
+  const relay = relayFn({ buffer: 8 });
+  const dash = dashboard({ functions: [relay], interval: 100 });
+  const { base, close } = await listen(dash);
+  const finished = [];
+  for (let i = 0; i < 3; i++) {
+    const s = relay.open();
+    await s.send(i);
+    await s.end();
+    finished.push(s);
+  }
+  const live = relay.open();
+  const feed = await openFeed(`${base}/feed`);
+  try {
+    const sample = await sampleWhere(feed, (x) => x.functions[0].open === 1, 'the finished streams counted out of open');
+    const fn = sample.functions[0];
+    assert.equal(fn.scanned, 4, 'the scan reads the three finished streams with unread outputs and the open one');
+    assert.deepEqual(fn.mostBuffered.map((r) => r.id).sort(), finished.map((s) => s.id).sort());
+    for (const s of finished) assert.equal(s.state, 'ending');
+  } finally {
+    feed.close();
+    await live.cancel();
+    await Promise.all(finished.map((s) => s.cancel()));
+    await close();
+  }
+});
+
 test('a pipe is shown as one function: its own streams listed and counted', async () => {
   const double = streamFn(async function* double(events) {
     for await (const e of events) yield e * 2;

@@ -67,7 +67,7 @@ export interface FnSample {
   queueWaitP50Us: number | null;
   /** 99th percentile of the same, µs; null: none taken. */
   queueWaitP99Us: number | null;
-  /** Backpressure waits so far of the open streams read in this sample (`scanned` of them). */
+  /** Backpressure waits so far of the streams read in this sample (`scanned` of them: open, or finished with outputs unread). */
   backpressureWaits: number;
   /** Listed streams whose figures this sample read (at most `scan`). */
   scanned: number;

@@ -138,7 +138,7 @@
         b.textContent = key.startsWith('queueWait')
           ? us(v)
           : key === 'backpressureWaits'
-            ? `${fmt(v)} (${f.scanned} of ${f.open})`
+            ? `${fmt(v)} (in ${fmt(f.scanned)} streams read)`
             : fmt(v);
       }
       const extra = [];
