@@ -242,3 +242,64 @@ test("sessions: each session's stream has its span, a child of the send that ope
   assert.throws(() => echo.sessions({ traceKeys: 'yes' }), { code: 'ERR_INVALID_ARG_TYPE' });
   assert.throws(() => echo.sessions({ traceKey: true }), { code: 'ERR_INVALID_ARG_VALUE', message: /Known options: traceKeys, buffer/ });
 });
+
+test('hostile thrown values and cancel reasons: the stream still fails or cancels, its span ends with what could be read; long texts are cut', async () => {
+  const revoked = () => {
+    const { proxy, revoke } = Proxy.revocable({}, {});
+    revoke();
+    return proxy;
+  };
+  const getterThrows = (field) => {
+    const error = new Error('readable');
+    Object.defineProperty(error, field, {
+      get() {
+        throw new Error(`${field} getter`);
+      },
+    });
+    return error;
+  };
+  const throwing = (make) =>
+    streamFn(
+      async function* (events) {
+        for await (const _ of events) throw make();
+      },
+      { name: 'hostile' },
+    );
+  for (const [what, make, message] of [
+    ['a revoked proxy', revoked, 'an unprintable value'],
+    ['a message getter that throws', () => getterThrows('message'), 'an unprintable value'],
+    ['a name getter that throws', () => getterThrows('name'), 'readable'],
+    ['a stack getter that throws', () => getterThrows('stack'), 'readable'],
+    ['a 5 MB message', () => new Error('x'.repeat(5_000_000)), `${'x'.repeat(1024)}…`],
+  ]) {
+    exporter.reset();
+    // (Not assert.rejects: it reads fields of the rejection, which a revoked proxy refuses.)
+    const rejected = await throwing(make)
+      .run([1])
+      .then(
+        () => false,
+        () => true,
+      );
+    assert.ok(rejected, `${what}: run() rejects`);
+    const [span] = named('velo hostile');
+    assert.ok(span, `${what}: the span ended`);
+    assert.equal(span.attributes['velo.outcome'], 'failed', what);
+    assert.deepEqual(span.status, { code: SpanStatusCode.ERROR, message }, what);
+  }
+  for (const [what, reason, text] of [
+    ['a revoked proxy', revoked(), 'an unprintable value'],
+    ['a 5 MB reason', 'y'.repeat(5_000_000), `${'y'.repeat(1024)}…`],
+  ]) {
+    exporter.reset();
+    const s = throwing(() => new Error('unused')).open();
+    await s.cancel(reason);
+    const [span] = named('velo hostile');
+    assert.equal(span.events.find((e) => e.name === 'cancelled')?.attributes['velo.reason'], text, what);
+  }
+  exporter.reset();
+  const sessions = throwing(() => new Error('unused')).sessions({ traceKeys: true });
+  await sessions.send('k'.repeat(100_000), 1).catch(() => {});
+  await sessions.send(revoked(), 1).catch(() => {});
+  await sessions.close().catch(() => {});
+  assert.deepEqual(named('velo hostile').map((s) => s.attributes['velo.session.key']).sort(), ['an unprintable value', `${'k'.repeat(1024)}…`]);
+});

@@ -11,6 +11,7 @@
 // key's next instance: nothing a send was told is accepted is dropped.
 import { StreamClosedError, sessionsReaderError } from '../errors';
 import { Fifo } from './fifo';
+import { traceText } from './tracing';
 import { drainOutputs } from './drive';
 import { DONE, type StreamKind, kFinished, kInputError, kTaken, kTraceAttributes } from './protocol';
 import type { SessionItem, Stream, StreamFn } from '../types';
@@ -218,7 +219,7 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
   #start(key: K): StreamKind<I, O> {
     const stream = this.#open();
     // (Optional call: a stream of another copy of the module may not have it.)
-    if (this.#traceKeys) stream[kTraceAttributes]?.({ 'velo.session.key': String(key) });
+    if (this.#traceKeys) stream[kTraceAttributes]?.({ 'velo.session.key': traceText(key) });
     this.#live.set(key, stream);
     this.#lent.set(stream, { events: [], head: 0, base: 0, ended: false });
     void stream[kFinished].then(() => this.#afterSession(key, stream));

@@ -16,7 +16,7 @@ export interface Span {
   setAttribute(key: string, value: string | number | boolean): unknown;
   setAttributes(attributes: Attributes): unknown;
   addEvent(name: string, attributes?: Attributes): unknown;
-  recordException(exception: Error): unknown;
+  recordException(exception: { name: string; message: string; stack?: string }): unknown;
   setStatus(status: { code: number; message?: string }): unknown;
   end(): void;
   spanContext(): TraceParent;
@@ -140,8 +140,11 @@ export class StreamTrace {
 
   /** Ends a call span (`child`) with its outcome. */
   endCall(span: Span, error?: { error: unknown }): void {
-    if (error !== undefined) this.#failed(span, error.error);
-    span.end();
+    try {
+      if (error !== undefined) this.#failed(span, error.error);
+    } finally {
+      span.end();
+    }
   }
 
   /** Ends the span: the outcome, the stream's counts, and the error or cancel reason. */
@@ -150,34 +153,72 @@ export class StreamTrace {
     this.#ended = true;
     abandoned.unregister(this);
     const span = this.span;
-    span.setAttribute('velo.outcome', outcome);
-    if (metrics !== undefined) {
-      span.setAttributes({
-        'velo.events_in': metrics.eventsIn,
-        'velo.events_out': metrics.eventsOut,
-        'velo.backpressure_waits': metrics.backpressureWaits,
-        'velo.queue_wait_p50_us': metrics.queueWaitP50Us,
-        'velo.queue_wait_p99_us': metrics.queueWaitP99Us,
-      });
-      if (metrics.retries !== undefined) span.setAttribute('velo.task.retries', metrics.retries);
-      if (metrics.skipped !== undefined) span.setAttribute('velo.task.skipped', metrics.skipped);
+    try {
+      span.setAttribute('velo.outcome', outcome);
+      if (metrics !== undefined) {
+        span.setAttributes({
+          'velo.events_in': metrics.eventsIn,
+          'velo.events_out': metrics.eventsOut,
+          'velo.backpressure_waits': metrics.backpressureWaits,
+          'velo.queue_wait_p50_us': metrics.queueWaitP50Us,
+          'velo.queue_wait_p99_us': metrics.queueWaitP99Us,
+        });
+        if (metrics.retries !== undefined) span.setAttribute('velo.task.retries', metrics.retries);
+        if (metrics.skipped !== undefined) span.setAttribute('velo.task.skipped', metrics.skipped);
+      }
+      if (outcome === 'failed' && error !== undefined) this.#failed(span, error.error);
+      else if (outcome === 'cancelled' && error !== undefined)
+        span.addEvent('cancelled', { 'velo.reason': traceText(error.error) });
+    } finally {
+      span.end();
     }
-    if (outcome === 'failed' && error !== undefined) this.#failed(span, error.error);
-    else if (outcome === 'cancelled' && error !== undefined)
-      span.addEvent('cancelled', { 'velo.reason': describeReason(error.error) });
-    span.end();
   }
 
+  /**
+   * Records a failure. The error is the user's value, maybe hostile (a revoked proxy, getters that throw): the
+   * SDK's `recordException` reads its fields, so it is given a plain copy of what could be read, and nothing
+   * here throws into the stream.
+   */
   #failed(span: Span, error: unknown): void {
-    if (error instanceof Error) span.recordException(error);
-    span.setStatus({ code: this.#api.SpanStatusCode.ERROR, message: describeReason(error) });
+    const message = traceText(error);
+    let isError = false;
+    try {
+      isError = error instanceof Error;
+    } catch {
+      // A revoked proxy: no prototype to read.
+    }
+    if (isError)
+      span.recordException({
+        name: readText(() => (error as Error).name) ?? 'Error',
+        message,
+        stack: readText(() => (error as Error).stack),
+      });
+    span.setStatus({ code: this.#api.SpanStatusCode.ERROR, message });
   }
 }
 
-function describeReason(reason: unknown): string {
-  if (reason instanceof Error) return reason.message;
+/** Longest text put in an attribute from a user's value (an error message, a cancel reason, a key). */
+export const MAX_TRACE_TEXT = 1024;
+
+/** `read()` as a bounded string, or undefined when reading it throws or gives no string. */
+function readText(read: () => unknown): string | undefined {
   try {
-    return String(reason);
+    const value = read();
+    return typeof value === 'string' ? bounded(value) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** `text`, cut to MAX_TRACE_TEXT characters (marked with an ellipsis). */
+function bounded(text: string): string {
+  return text.length > MAX_TRACE_TEXT ? `${text.slice(0, MAX_TRACE_TEXT)}…` : text;
+}
+
+/** A value's text for a span (a key, a reason, an error's message), bounded and never throwing (a revoked proxy, a `message` getter that throws). */
+export function traceText(reason: unknown): string {
+  try {
+    return bounded(reason instanceof Error ? String(reason.message) : String(reason));
   } catch {
     return 'an unprintable value';
   }
