@@ -446,6 +446,75 @@ test("a stream's figures by id (drill-down): bounded parameters, and a finished 
   }
 });
 
+/** A GET of `path` exactly as given (fetch() would resolve its dot segments first): the status. */
+function rawStatus(base, path) {
+  return new Promise((resolve, reject) => {
+    const { hostname, port } = new URL(base);
+    const req = http.get({ hostname, port, path }, (res) => {
+      res.resume();
+      resolve(res.statusCode);
+    });
+    req.on('error', reject);
+  });
+}
+
+test('a path with dot segments, plain or percent-encoded, is no route of the dashboard (not resolved to one)', async () => {
+  const { base, close } = await listen(dashboard({ functions: [relayFn()] }));
+  const app = express();
+  app.use('/dashboard', dashboard({ functions: [relayFn()] }));
+  app.use((_req, res) => res.status(404).end('the app\n'));
+  const onExpress = await listen(app);
+  try {
+    for (const path of ['/x/%2e%2e/page.js', '/x/%2E%2E/', '/x/./page.js', '/x/%2e/page.js']) {
+      assert.equal(await rawStatus(base, path), 404, path);
+    }
+    assert.equal(await rawStatus(base, '/x/page.js'), 200);
+    for (const path of ['/dashboard/%2e%2e/', '/dashboard/x/%2e%2e/page.js', '/dashboard/%2e/page.js']) {
+      assert.equal(await rawStatus(onExpress.base, path), 404, path);
+    }
+    assert.equal(await rawStatus(onExpress.base, '/dashboard/page.js'), 200);
+  } finally {
+    await close();
+    await onExpress.close();
+  }
+});
+
+test('a feed whose client leaves while authorize() is answering holds no client place', async () => {
+  let answered = 0;
+  let waiting = 0;
+  const dash = dashboard({
+    functions: [relayFn()],
+    maxClients: 2,
+    interval: 100,
+    // The first two answer once their clients have gone; later ones at once.
+    authorize: (req) =>
+      answered + waiting >= 2
+        ? true
+        : (waiting++, new Promise((resolve) => req.socket.once('close', () => setImmediate(() => (waiting--, answered++, resolve(true)))))),
+  });
+  const { base, close } = await listen(dash);
+  try {
+    const gone = [];
+    for (let i = 0; i < 2; i++) {
+      const req = http.get(`${base}/feed`);
+      req.on('error', () => {});
+      gone.push(new Promise((resolve) => req.on('close', resolve)));
+      setTimeout(() => req.destroy(), 50);
+    }
+    await Promise.all(gone);
+    // The two authorize() calls answer after their clients left: no feed starts for them.
+    await until(() => answered === 2, 'both answered');
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(dash.clients, 0);
+    const feed = await openFeed(`${base}/feed`);
+    assert.equal(feed.status, 200);
+    await feed.next();
+    feed.close();
+  } finally {
+    await close();
+  }
+});
+
 test('bounded: at most maxClients feeds (503 past it)', async () => {
   const dash = dashboard({ functions: [relayFn()], maxClients: 2 });
   const { base, close } = await listen(dash);

@@ -8,6 +8,16 @@
 // `--seconds` of the same load is compared. The feed is read by
 // this process, as a browser in another process would. Then, in this process, the cost of one sample (read and
 // serialized) with that many open streams, which is the dashboard's whole per-second work, and by `scan`.
+//
+// node --single-threaded bench/dashboard.mjs --instructions with|without [--ticks 500] [--streams 10000]
+//
+// The same comparison in instructions, which callgrind counts repeatably where CPU time on this shared machine
+// does not: the load's ticks run back to back (100 ticks are one second of the load: 50,000 events), and `with`
+// samples the dashboard once per 100 ticks, as the feed's timer would once a second. Run each under
+//   valgrind --tool=callgrind --callgrind-out-file=/dev/null node --single-threaded bench/dashboard.mjs --instructions ...
+// and compare: (with - without) / samples is one sample; the slope of `without` between two `--ticks` is the load.
+// The whole runs differ by a few % from one count to the next (when the collector runs over the 10,000 streams), so
+// the sample is also counted alone: `--instructions samples --ticks 0 --samples K`, K samples back to back.
 import { spawn } from 'node:child_process';
 import http from 'node:http';
 import { parseArgs } from 'node:util';
@@ -23,6 +33,9 @@ const { values: args } = parseArgs({
     only: { type: 'string' },
     // The variant compared with `without`: `with` (a dashboard and a connected feed) or `listed` (a dashboard, no feed).
     with: { type: 'string', default: 'with' },
+    instructions: { type: 'string' },
+    ticks: { type: 'string', default: '500' },
+    samples: { type: 'string', default: '0' },
   },
 });
 const STREAMS = Number(args.streams);
@@ -170,7 +183,50 @@ async function sampleCost() {
   return { medianMs: costs[costs.length >> 1], maxMs: costs.at(-1), byScan };
 }
 
-if (args.server) {
+/** `--instructions`: the load's ticks back to back, with a sample (read and serialized) every 100 ticks for `with`. */
+async function instructions(variant) {
+  const relay = streamFn(
+    async function* relay(events) {
+      for await (const e of events) yield e;
+    },
+    { name: 'relay', idleTimeout: 0, maxConcurrent: STREAMS },
+  );
+  // The sampler a mounted dashboard runs per interval, with its default scan.
+  const { Sampler } = await import('../dist/integrations/dashboard-sample.js');
+  const sampler = variant !== 'without' ? (dashboard({ functions: [relay] }), new Sampler([relay], [], 250, false)) : undefined;
+  const streams = Array.from({ length: STREAMS }, () => relay.open());
+  const readers = streams.map(async (s) => {
+    for await (const _ of s);
+  });
+  let next = 0;
+  let sent = 0;
+  let samples = 0;
+  for (let tick = 0; tick < Number(args.ticks); tick++) {
+    const sends = [];
+    for (let i = 0; i < PER_TICK; i++) {
+      sends.push(streams[next].send(sent++));
+      next = (next + 1) % STREAMS;
+    }
+    await Promise.all(sends);
+    await new Promise((resolve) => setImmediate(resolve));
+    if (sampler !== undefined && tick % 100 === 99) {
+      JSON.stringify(sampler.sample());
+      samples++;
+    }
+  }
+  // `samples`: that many more, back to back, with the streams open and idle.
+  for (let i = 0; i < Number(args.samples); i++) {
+    JSON.stringify(sampler.sample());
+    samples++;
+  }
+  await Promise.all(streams.map((s) => s.cancel()));
+  await Promise.all(readers.map((r) => r.catch(() => {})));
+  console.log(JSON.stringify({ variant, ticks: Number(args.ticks), events: sent, samples }));
+}
+
+if (args.instructions) {
+  await instructions(args.instructions);
+} else if (args.server) {
   await server(args.server);
 } else if (args.only) {
   // One run of each variant named (e.g. --only without,listed,with): to find where a difference comes from.

@@ -92,8 +92,13 @@ function file(route: string): Buffer {
 
 /** Every response: nothing cached, nothing sniffed, no framing, and the page may load only its own files. */
 /** A request-target as a URL, or undefined when it is not a path (`//`, `*`, an absolute URL): parsed against a base of its own, never as a scheme-relative address. */
+const DOT_SEGMENT = /\/(?:\.|%2e){1,2}(?:\/|$)/i;
+
 function target(raw: string | undefined): URL | undefined {
   if (typeof raw !== 'string' || !raw.startsWith('/')) return undefined;
+  // A dot segment, plain or percent-encoded (`/x/%2e%2e/`), would be resolved away by the URL parser, and the
+  // route judged on a path the client did not send: such a path is no route of the dashboard's.
+  if (DOT_SEGMENT.test(raw.split('?', 1)[0])) return undefined;
   try {
     return new URL(`http://dashboard.invalid${raw}`);
   } catch {
@@ -196,6 +201,8 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
       res.writeHead(200, { ...HEADERS, 'content-type': 'text/event-stream; charset=utf-8' });
       return res.end();
     }
+    // Gone while `authorize` was answering: no feed, and no client's place held by it ('close' has fired).
+    if (res.destroyed || req.socket.destroyed) return;
     if (clients.size >= maxClients) {
       res.setHeader('retry-after', String(Math.ceil(interval / 1000)));
       return end(res, 503, `At most ${maxClients} dashboard feeds are open at once (maxClients)\n`);
