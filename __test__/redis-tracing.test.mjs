@@ -132,3 +132,126 @@ test('producer span -> entry traceparent -> the session span links to it; each e
     w.child.kill('SIGKILL');
   }
 });
+
+test('after a kill -9 of the worker mid-session, the new owner replays the events marked velo.replay, still linked to their original producer spans, in a session span marked resumed', async () => {
+  const name = fresh('replayed');
+  const producer = redisProducer({ client, name, partitions: 1 });
+  // A long idle timeout: the session is live when its owner dies, so the next owner replays its events.
+  const a = tracedWorker(name, { idle: 60_000 });
+  let b;
+  try {
+    await eventually(() => lastStats(a)?.owned.length === 1, 'the first worker owns the partition');
+    const p1 = await inSpan('produce 1', () => producer.send('K', { n: 1 }));
+    const p2 = await inSpan('produce 2', () => producer.send('K', { n: 2 }));
+    await eventually(() => childSpans(a).filter((s) => s.name === 'after 2').length === 1, 'the first worker handled both events');
+    await eventually(async () => (await outputEntries(name)).length === 2, 'both outputs written');
+    const first = childSpans(a).find((s) => s.name === 'velo event');
+    assert.equal(first.attributes['velo.replay'], undefined, 'live events are not marked');
+    await killChild(a);
+    assert.equal(await pendingCount(client, name, 1), 2, 'the live session left its events pending');
+
+    b = tracedWorker(name, { idle: 60_000 });
+    await eventually(() => childSpans(b).filter((s) => s.name === 'after 2').length === 1, 'the next owner replayed both events', 60_000);
+    const p3 = await inSpan('produce 3', () => producer.send('K', { n: 3 }));
+    await eventually(() => childSpans(b).filter((s) => s.name === 'after 3').length === 1, 'the next owner handled a new event');
+    await eventually(async () => (await outputEntries(name)).length === 3, 'the third output written');
+    await stopChild(b);
+    const spans = childSpans(b);
+    const [session] = spans.filter((s) => s.name === 'velo traced');
+    assert.ok(session, 'the session span ended at the hand-off');
+    assert.equal(session.attributes['velo.resumed'], true, 'the session span says it was resumed');
+    assert.equal(session.attributes['velo.restored'], false);
+    for (const p of [p1, p2, p3]) assert.ok(linksTo(session, p), 'the resumed session links to every producer span');
+    const events = spans.filter((s) => s.name === 'velo event');
+    assert.equal(events.length, 3);
+    for (const [i, p] of [p1, p2, p3].entries()) {
+      const event = events[i];
+      assert.deepEqual(event.links, [{ traceId: p.traceId, spanId: p.spanId }], `event ${i + 1} links to its original producer span`);
+      assert.equal(event.attributes['velo.replay'], i < 2 ? true : undefined, `event ${i + 1}: replayed ${i < 2}`);
+      assert.equal(spans.find((s) => s.name === `handle ${i + 1}`).parent, event.spanId);
+    }
+    // The replayed outputs were written before (by the first owner's session span); the new one by the resumed session.
+    const out = await outputEntries(name);
+    const [firstSession] = childSpans(a).filter((s) => s.name === 'velo event').map((s) => s.parent);
+    assert.deepEqual(
+      out.map((o) => o.fields.t.split('-')[2]),
+      [firstSession, firstSession, session.spanId],
+    );
+  } finally {
+    a.child.kill('SIGKILL');
+    b?.child.kill('SIGKILL');
+  }
+});
+
+test('a hostile traceparent or tracestate (garbage, 10 KB, another version, zero ids) is ignored: the events are handled, without error and without links', async () => {
+  const name = fresh('hostile');
+  const input = `velo:{${name}:p0}`;
+  const bad = [
+    'garbage',
+    'x'.repeat(10_000),
+    `ff-${'1'.repeat(32)}-${'2'.repeat(16)}-01`,
+    `01-${'1'.repeat(32)}-${'2'.repeat(16)}-01`,
+    `00-${'0'.repeat(32)}-${'2'.repeat(16)}-01`,
+    `00-${'1'.repeat(32)}-${'0'.repeat(16)}-01`,
+    `00-${'A'.repeat(32)}-${'2'.repeat(16)}-01`,
+    `00-${'1'.repeat(32)}-${'2'.repeat(16)}-01-extra`,
+    `00-${'1'.repeat(31)}\u00e9-${'2'.repeat(16)}-01`,
+  ];
+  for (const [n, t] of bad.entries()) await client.sendCommand(['XADD', input, '*', 'k', 'K', 'v', JSON.stringify({ n }), 't', t]);
+  // A valid traceparent with a hostile tracestate: the link stays, the state is dropped.
+  const good = `00-${'1'.repeat(32)}-${'2'.repeat(16)}-01`;
+  await client.sendCommand(['XADD', input, '*', 'k', 'K', 'v', JSON.stringify({ n: bad.length }), 't', good, 's', 'y'.repeat(10_000)]);
+  const w = tracedWorker(name);
+  try {
+    await eventually(() => childSpans(w).some((s) => s.name === 'velo traced'), 'the session ended');
+    const spans = childSpans(w);
+    const events = spans.filter((s) => s.name === 'velo event');
+    assert.equal(events.length, bad.length + 1, 'every event handled');
+    for (const e of events.slice(0, bad.length)) assert.deepEqual(e.links, []);
+    assert.deepEqual(events.at(-1).links, [{ traceId: '1'.repeat(32), spanId: '2'.repeat(16) }]);
+    assert.equal((await outputEntries(name)).length, bad.length + 1);
+    assert.doesNotMatch(w.stdout, /^error /m);
+    await stopChild(w);
+  } finally {
+    w.child.kill('SIGKILL');
+  }
+  // A reader given a hostile traceparent gets the context it passed.
+  for (const t of bad) assert.equal(outputTraceContext({ traceparent: t }, ROOT_CONTEXT), ROOT_CONTEXT);
+  assert.equal(outputTraceContext({}, ROOT_CONTEXT), ROOT_CONTEXT);
+});
+
+test('without a tracer provider, entries and outputs are as before: no trace field; with one but no active span, no field either', async () => {
+  const name = fresh('untraced');
+  // A producer process that registered no provider (a span context it made up is active).
+  const script = `
+    import { context, trace } from '@opentelemetry/api';
+    import { createClient } from 'redis';
+    import { redisProducer } from 'velo-stream/redis';
+    const client = createClient({ url: ${JSON.stringify(redis.url)} });
+    await client.connect();
+    const producer = redisProducer({ client, name: ${JSON.stringify(name)}, partitions: 1 });
+    const made = trace.setSpanContext(context.active(), { traceId: '${'1'.repeat(32)}', spanId: '${'2'.repeat(16)}', traceFlags: 1 });
+    await context.with(made, () => producer.send('K', { n: 1 }));
+    await producer.sendMany([['K', { n: 2 }]]);
+    await client.close();
+  `;
+  await run(['--input-type=module', '-e', script], { cwd: fileURLToPath(new URL('..', import.meta.url)) });
+  // Here a provider is registered, but no span is active at this send.
+  await context.with(ROOT_CONTEXT, () => redisProducer({ client, name, partitions: 1 }).send('K', { n: 3 }));
+  for (const e of await inputEntries(name)) assert.deepEqual(Object.keys(e.fields), ['k', 'v']);
+  // An untraced worker (TRACE=0: no provider) writes its outputs without the field.
+  const w = tracedWorker(name, { env: { ...process.env, TRACE: '0' } });
+  try {
+    await eventually(async () => (await outputEntries(name)).length === 3, 'the outputs');
+    for (const o of await outputEntries(name)) assert.deepEqual(Object.keys(o.fields), ['sid', 'seq', 'k', 'v']);
+    const ac = new AbortController();
+    for await (const item of redisOutputs({ client, name, partitions: 1, signal: ac.signal })) {
+      assert.equal('traceparent' in item, false);
+      break;
+    }
+    await stopChild(w);
+    assert.equal(childSpans(w).length, 0);
+  } finally {
+    w.child.kill('SIGKILL');
+  }
+});
