@@ -255,3 +255,31 @@ test('without a tracer provider, entries and outputs are as before: no trace fie
     w.child.kill('SIGKILL');
   }
 });
+
+test('a session span links to at most 128 distinct producer spans (a span that sent many events once); velo.links_dropped counts the others', async () => {
+  const name = fresh('links');
+  const producer = redisProducer({ client, name, partitions: 1 });
+  const contexts = [];
+  for (let n = 0; n < 130; n++) contexts.push(await inSpan(`produce ${n}`, () => producer.send('K', { n })));
+  // The first producer span again, with two events: no new link.
+  await context.with(trace.setSpanContext(ROOT_CONTEXT, contexts[0]), () =>
+    producer.sendMany([
+      ['K', { n: 130 }],
+      ['K', { n: 131 }],
+    ]),
+  );
+  const w = tracedWorker(name);
+  try {
+    await eventually(() => childSpans(w).some((s) => s.name === 'velo traced'), 'the session ended');
+    const [session] = childSpans(w).filter((s) => s.name === 'velo traced');
+    assert.deepEqual(
+      session.links,
+      contexts.slice(0, 128).map((c) => ({ traceId: c.traceId, spanId: c.spanId })),
+    );
+    assert.equal(session.attributes['velo.links_dropped'], 2);
+    assert.equal(childSpans(w).filter((s) => s.name === 'velo event').length, 132, 'every event has its own span and link');
+    await stopChild(w);
+  } finally {
+    w.child.kill('SIGKILL');
+  }
+});
