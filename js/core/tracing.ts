@@ -121,7 +121,8 @@ export class StreamTrace {
     this.#tracer = t;
     this.span = t.startSpan(`velo ${name}`, { attributes: { 'velo.function': name, 'velo.kind': kind } }, parent);
     // A Redis session's stream (SessionScope.open): its handler's active span follows the events it takes.
-    const scope = SCOPE_KEY === undefined ? undefined : ((parent as ContextValues).getValue(SCOPE_KEY) as SessionScope | undefined);
+    const scope =
+      SCOPE_KEY === undefined ? undefined : ((parent as ContextValues).getValue(SCOPE_KEY) as SessionScope | undefined);
     if (scope === undefined) this.context = a.trace.setSpan(parent, this.span);
     else {
       scope.bind(this.span);
@@ -256,7 +257,7 @@ export function activeTraceFields(): [string, string] | undefined {
   const c = a.trace.getSpanContext(a.context.active());
   if (c === undefined || !TRACEPARENT.test(formatTraceparent(c)) || c.traceId === ZERO_TRACE || c.spanId === ZERO_SPAN)
     return undefined;
-  let state = '';
+  let state: string;
   try {
     state = c.traceState?.serialize() ?? '';
   } catch {
@@ -343,7 +344,7 @@ export class SessionScope {
   /** Opens the session's stream (`open`) so that its span is a root span bound to this scope. */
   open<T>(open: () => T): T {
     const a = this.#api;
-    return a.context.with((a.ROOT_CONTEXT as ContextValues).setValue(scopeKey(a), this), open);
+    return a.context.with(a.ROOT_CONTEXT.setValue(scopeKey(a), this), open);
   }
 
   /** The session's span, once its stream opened traced. */
@@ -404,8 +405,7 @@ export class SessionScope {
 
   /** As a `Span` (what the handler's context holds). */
   asSpan(): Span {
-    const scope = this;
-    const target = (): Span => scope.#current() as Span;
+    const target = (): Span => this.#current() as Span;
     const span = {
       spanContext: () => target().spanContext(),
       setAttribute(key: string, value: string | number | boolean) {

@@ -1067,7 +1067,10 @@ export class PartitionRun<I, O> {
     // Traced (a tracer provider is registered): the session's span is a root span, linked to its events' producers.
     const scope = sessionScope();
     try {
-      stream = scope === undefined ? w.fn[kOpen](undefined, false, checkpoints) : scope.open(() => w.fn[kOpen](undefined, false, checkpoints));
+      stream =
+        scope === undefined
+          ? w.fn[kOpen](undefined, false, checkpoints)
+          : scope.open(() => w.fn[kOpen](undefined, false, checkpoints));
     } catch (error) {
       if ((error as { code?: unknown })?.code === 'ERR_VELO_STREAM_LIMIT') return undefined;
       throw error;
@@ -1078,7 +1081,11 @@ export class PartitionRun<I, O> {
       scope.taken = () => stream[kTaken]();
       // Resumed: opened again by a new owner, from its checkpoint or by replaying the last owner's entries.
       const resumed = snapshot !== undefined || !this.replayDone;
-      scope.session.setAttributes({ 'velo.partition': this.partition, 'velo.resumed': resumed, 'velo.restored': snapshot !== undefined });
+      scope.session.setAttributes({
+        'velo.partition': this.partition,
+        'velo.resumed': resumed,
+        'velo.restored': snapshot !== undefined,
+      });
     }
     s.checkpoints = checkpoints;
     checkpoints.onCall = () => this.#checkpointsDue(s);
@@ -1280,7 +1287,9 @@ export class PartitionRun<I, O> {
         error = encodeError;
       }
     }
-    this.#queue({ output: { sid: s.sid, seq: ++s.seq, key: s.key, error: serializeError(error), traceparent: s.scope?.traceparent } });
+    this.#queue({
+      output: { sid: s.sid, seq: ++s.seq, key: s.key, error: serializeError(error), traceparent: s.scope?.traceparent },
+    });
     s.failed = true;
     void s.stream.cancel(error);
   }
@@ -1420,7 +1429,13 @@ export class PartitionRun<I, O> {
       const id = ids[i];
       if (id === null || id === undefined) continue;
       const o = outputs[i];
-      const base: { id: string; partition: number; key: string; sid: string; seq: number; traceparent?: string } = { id, partition: this.partition, key: o.key, sid: o.sid, seq: o.seq };
+      const base: { id: string; partition: number; key: string; sid: string; seq: number; traceparent?: string } = {
+        id,
+        partition: this.partition,
+        key: o.key,
+        sid: o.sid,
+        seq: o.seq,
+      };
       if (o.traceparent !== undefined) base.traceparent = o.traceparent;
       let content: OutputContent<O>;
       try {
