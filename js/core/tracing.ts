@@ -295,10 +295,14 @@ export function parseTraceparent(
 }
 
 /**
- * The OpenTelemetry context of an output read from Redis (`redisOutputs`, `onOutput`): its session span as a
- * remote parent, on top of `base` (default: the active context). Without the API, or when the output carries no
- * (valid) `traceparent`, `base` itself (undefined without the API).
+ * The OpenTelemetry context of an output read from Redis (`redisOutputs`, `onOutput`, `redisMaterialize`): `base`
+ * (default: the active context) with the output's session span as its remote parent, so that a span started in
+ * it continues the session's trace. When the output carries no (valid) `traceparent`, `base` itself; without
+ * `@opentelemetry/api` installed, `base` (undefined if not given). A malformed value never throws.
+ * @example tracer.startSpan('store', {}, outputTraceContext(item, context.active()))
  */
+export function outputTraceContext<C extends object>(item: { traceparent?: string }, base: C): C;
+export function outputTraceContext(item: { traceparent?: string }): Context | undefined;
 export function outputTraceContext(item: { traceparent?: string }, base?: Context): Context | undefined {
   const a = api === undefined ? loadApi() : api;
   if (a === null) return base;
