@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { context, trace, ROOT_CONTEXT } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
-import { outputTraceContext, redisOutputs, redisProducer } from 'velo-stream/redis';
+import { outputTraceContext, redisOutputs, redisProducer, redisWorker } from 'velo-stream/redis';
+import { streamFn } from 'velo-stream';
 import { start, run } from './helpers/child.mjs';
 import { client, fresh, killChild, lastStats, redis, stopChild, useRedis, workerChild } from './helpers/redis-suite.mjs';
 import { eventually, pendingCount, readAllOutputs } from './helpers/redis-fixtures.mjs';
@@ -281,5 +282,29 @@ test('a session span links to at most 128 distinct producer spans (a span that s
     await stopChild(w);
   } finally {
     w.child.kill('SIGKILL');
+  }
+});
+
+test("onOutput items (local delivery) carry their session span's traceparent too (worker in this process)", async () => {
+  const name = fresh('local');
+  const delivered = [];
+  const echo = streamFn(
+    async function* localEcho(events) {
+      for await (const e of events) yield e.n;
+    },
+    { idleTimeout: 200 },
+  );
+  const worker = redisWorker(echo, { client, name, partitions: 1, leaseTtl: 1500, onOutput: (o) => void delivered.push(o) });
+  try {
+    const producer = redisProducer({ client, name, partitions: 1 });
+    const p = await inSpan('produce', () => producer.send('K', { n: 1 }));
+    await eventually(() => exporter.getFinishedSpans().some((s) => s.name === 'velo localEcho'), 'the session ended');
+    await eventually(() => delivered.length === 1, 'the output delivered');
+    const [session] = exporter.getFinishedSpans().filter((s) => s.name === 'velo localEcho');
+    assert.equal(delivered[0].traceparent, traceparentOf(session.spanContext()));
+    assert.equal(delivered[0].traceparent, (await outputEntries(name))[0].fields.t);
+    assert.ok(session.links.some((l) => l.context.spanId === p.spanId), 'the session span links to the producer span');
+  } finally {
+    await worker.close();
   }
 });
