@@ -7,7 +7,7 @@
 import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
-import { context, trace, ROOT_CONTEXT } from '@opentelemetry/api';
+import { context, createTraceState, trace, ROOT_CONTEXT } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { outputTraceContext, redisOutputs, redisProducer, redisWorker } from 'velo-stream/redis';
@@ -307,4 +307,17 @@ test("onOutput items (local delivery) carry their session span's traceparent too
   } finally {
     await worker.close();
   }
+});
+
+test("the active span context's tracestate is written with its traceparent (field s); one over 512 characters is left out", async () => {
+  const name = fresh('state');
+  const producer = redisProducer({ client, name, partitions: 1 });
+  const made = (state) => ({ traceId: '3'.repeat(32), spanId: '4'.repeat(16), traceFlags: 1, traceState: createTraceState(state) });
+  await context.with(trace.setSpanContext(ROOT_CONTEXT, made('vendor=abc,other=1')), () => producer.send('K', { n: 1 }));
+  // (The API's own TraceState drops a long one itself: this one is another implementation's.)
+  const long = { ...made(''), traceState: { serialize: () => `v=${'x'.repeat(600)}`, get: () => undefined } };
+  await context.with(trace.setSpanContext(ROOT_CONTEXT, long), () => producer.send('K', { n: 2 }));
+  const [first, second] = await inputEntries(name);
+  assert.deepEqual(first.fields, { k: 'K', v: '{"n":1}', t: `00-${'3'.repeat(32)}-${'4'.repeat(16)}-01`, s: 'vendor=abc,other=1' });
+  assert.deepEqual(Object.keys(second.fields), ['k', 'v', 't']);
 });
