@@ -20,7 +20,7 @@ import type { LocalDelivery } from './local-delivery';
 import { idBefore, idTime, logOrder } from './log-ids';
 import type { HandlerFailure, OutputItem } from './reader';
 import { type CheckpointCall, Checkpoints, Session, type Timer, serializeError } from './session';
-import { sessionScope } from '../core/tracing';
+import { sessionScope } from './trace-context';
 import {
   type CommitResult,
   type Divergence,

@@ -4,7 +4,7 @@ import { type RedisOptions, type Resolved, checkKey, fnv1a, resolveOptions } fro
 import { appendEvents, partitionLag } from './redis-log';
 import { LagLimitError, SendError, describe, invalidType } from '../errors';
 import { integerArgument, integerOption } from '../validate';
-import { activeTraceFields } from '../core/tracing';
+import { activeTraceFields } from './trace-context';
 
 /** Options of `redisProducer`. */
 export interface RedisProducerOptions<I = unknown> extends RedisOptions<I> {

@@ -2,7 +2,7 @@
 import { type SessionHooks, type StreamKind } from '../core/protocol';
 import { idTime } from './log-ids';
 import type { InputEntry } from './transport';
-import type { SessionScope } from '../core/tracing';
+import type { SessionScope } from './trace-context';
 
 /** A handler's failure as stored with an output: `{ name, message, code }` as JSON. */
 export function serializeError(error: unknown): string {
