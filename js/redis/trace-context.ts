@@ -35,15 +35,16 @@ export function activeTraceFields(): [string, string] | undefined {
   if (found === undefined) return undefined;
   const a = found[0];
   const c = a.trace.getSpanContext(a.context.active());
-  if (c === undefined || !TRACEPARENT.test(formatTraceparent(c)) || c.traceId === ZERO_TRACE || c.spanId === ZERO_SPAN)
-    return undefined;
-  let state: string;
+  if (c === undefined) return undefined;
+  const traceparent = formatTraceparent(c);
+  if (!TRACEPARENT.test(traceparent) || c.traceId === ZERO_TRACE || c.spanId === ZERO_SPAN) return undefined;
+  let state: unknown;
   try {
-    state = c.traceState?.serialize() ?? '';
+    state = c.traceState?.serialize();
   } catch {
-    state = '';
+    state = undefined;
   }
-  return [formatTraceparent(c), state.length <= MAX_TRACESTATE ? state : ''];
+  return [traceparent, typeof state === 'string' && state.length <= MAX_TRACESTATE ? state : ''];
 }
 
 /**
