@@ -66,11 +66,17 @@ const linksTo = (span, c) => span.links.some((l) => l.traceId === c.traceId && l
 /** The input entries of partition 0 of `name`, as { id, fields: { name: value } }. */
 async function inputEntries(name) {
   const raw = await client.sendCommand(['XRANGE', `velo:{${name}:p0}`, '-', '+']);
-  return raw.map(([id, list]) => ({ id, fields: Object.fromEntries(list.flatMap((v, i) => (i % 2 === 0 ? [[v, list[i + 1]]] : []))) }));
+  return raw.map(([id, list]) => ({
+    id,
+    fields: Object.fromEntries(list.flatMap((v, i) => (i % 2 === 0 ? [[v, list[i + 1]]] : []))),
+  }));
 }
 async function outputEntries(name) {
   const raw = await client.sendCommand(['XRANGE', `velo:{${name}:p0}:out`, '-', '+']);
-  return raw.map(([id, list]) => ({ id, fields: Object.fromEntries(list.flatMap((v, i) => (i % 2 === 0 ? [[v, list[i + 1]]] : []))) }));
+  return raw.map(([id, list]) => ({
+    id,
+    fields: Object.fromEntries(list.flatMap((v, i) => (i % 2 === 0 ? [[v, list[i + 1]]] : []))),
+  }));
 }
 
 test('producer span -> entry traceparent -> the session span links to it; each event has a span linked to its producer, the parent of the handler spans; outputs carry the session span, continued by a redisOutputs reader', async () => {
@@ -148,7 +154,10 @@ test('after a kill -9 of the worker mid-session, the new owner replays the event
     await eventually(() => lastStats(a)?.owned.length === 1, 'the first worker owns the partition');
     const p1 = await inSpan('produce 1', () => producer.send('K', { n: 1 }));
     const p2 = await inSpan('produce 2', () => producer.send('K', { n: 2 }));
-    await eventually(() => childSpans(a).filter((s) => s.name === 'after 2').length === 1, 'the first worker handled both events');
+    await eventually(
+      () => childSpans(a).filter((s) => s.name === 'after 2').length === 1,
+      'the first worker handled both events',
+    );
     await eventually(async () => (await outputEntries(name)).length === 2, 'both outputs written');
     const first = childSpans(a).find((s) => s.name === 'velo event');
     assert.equal(first.attributes['velo.replay'], undefined, 'live events are not marked');
@@ -156,7 +165,11 @@ test('after a kill -9 of the worker mid-session, the new owner replays the event
     assert.equal(await pendingCount(client, name, 1), 2, 'the live session left its events pending');
 
     b = tracedWorker(name);
-    await eventually(() => childSpans(b).filter((s) => s.name === 'after 2').length === 1, 'the next owner replayed both events', 60_000);
+    await eventually(
+      () => childSpans(b).filter((s) => s.name === 'after 2').length === 1,
+      'the next owner replayed both events',
+      60_000,
+    );
     const p3 = await inSpan('produce 3', () => producer.send('K', { n: 3 }));
     await eventually(() => childSpans(b).filter((s) => s.name === 'after 3').length === 1, 'the next owner handled a new event');
     await eventually(async () => (await outputEntries(name)).length === 3, 'the third output written');
@@ -171,13 +184,19 @@ test('after a kill -9 of the worker mid-session, the new owner replays the event
     assert.equal(events.length, 3);
     for (const [i, p] of [p1, p2, p3].entries()) {
       const event = events[i];
-      assert.deepEqual(event.links, [{ traceId: p.traceId, spanId: p.spanId }], `event ${i + 1} links to its original producer span`);
+      assert.deepEqual(
+        event.links,
+        [{ traceId: p.traceId, spanId: p.spanId }],
+        `event ${i + 1} links to its original producer span`,
+      );
       assert.equal(event.attributes['velo.replay'], i < 2 ? true : undefined, `event ${i + 1}: replayed ${i < 2}`);
       assert.equal(spans.find((s) => s.name === `handle ${i + 1}`).parent, event.spanId);
     }
     // The replayed outputs were written before (by the first owner's session span); the new one by the resumed session.
     const out = await outputEntries(name);
-    const [firstSession] = childSpans(a).filter((s) => s.name === 'velo event').map((s) => s.parent);
+    const [firstSession] = childSpans(a)
+      .filter((s) => s.name === 'velo event')
+      .map((s) => s.parent);
     assert.deepEqual(
       out.map((o) => o.fields.t.split('-')[2]),
       [firstSession, firstSession, session.spanId],
@@ -202,10 +221,23 @@ test('a hostile traceparent or tracestate (garbage, 10 KB, another version, zero
     `00-${'1'.repeat(32)}-${'2'.repeat(16)}-01-extra`,
     `00-${'1'.repeat(31)}\u00e9-${'2'.repeat(16)}-01`,
   ];
-  for (const [n, t] of bad.entries()) await client.sendCommand(['XADD', input, '*', 'k', 'K', 'v', JSON.stringify({ n }), 't', t]);
+  for (const [n, t] of bad.entries())
+    await client.sendCommand(['XADD', input, '*', 'k', 'K', 'v', JSON.stringify({ n }), 't', t]);
   // A valid traceparent with a hostile tracestate: the link stays, the state is dropped.
   const good = `00-${'1'.repeat(32)}-${'2'.repeat(16)}-01`;
-  await client.sendCommand(['XADD', input, '*', 'k', 'K', 'v', JSON.stringify({ n: bad.length }), 't', good, 's', 'y'.repeat(10_000)]);
+  await client.sendCommand([
+    'XADD',
+    input,
+    '*',
+    'k',
+    'K',
+    'v',
+    JSON.stringify({ n: bad.length }),
+    't',
+    good,
+    's',
+    'y'.repeat(10_000),
+  ]);
   const w = tracedWorker(name);
   try {
     await eventually(() => childSpans(w).filter((s) => s.name === 'velo event').length === bad.length + 1, 'every event handled');
@@ -306,7 +338,10 @@ test("onOutput items (local delivery) carry their session span's traceparent too
     const [session] = exporter.getFinishedSpans().filter((s) => s.name === 'velo localEcho');
     assert.equal(delivered[0].traceparent, traceparentOf(session.spanContext()));
     assert.equal(delivered[0].traceparent, (await outputEntries(name))[0].fields.t);
-    assert.ok(session.links.some((l) => l.context.spanId === p.spanId), 'the session span links to the producer span');
+    assert.ok(
+      session.links.some((l) => l.context.spanId === p.spanId),
+      'the session span links to the producer span',
+    );
   } finally {
     await worker.close();
   }
@@ -315,12 +350,22 @@ test("onOutput items (local delivery) carry their session span's traceparent too
 test("the active span context's tracestate is written with its traceparent (field s); one over 512 characters is left out", async () => {
   const name = fresh('state');
   const producer = redisProducer({ client, name, partitions: 1 });
-  const made = (state) => ({ traceId: '3'.repeat(32), spanId: '4'.repeat(16), traceFlags: 1, traceState: createTraceState(state) });
+  const made = (state) => ({
+    traceId: '3'.repeat(32),
+    spanId: '4'.repeat(16),
+    traceFlags: 1,
+    traceState: createTraceState(state),
+  });
   await context.with(trace.setSpanContext(ROOT_CONTEXT, made('vendor=abc,other=1')), () => producer.send('K', { n: 1 }));
   // (The API's own TraceState drops a long one itself: this one is another implementation's.)
   const long = { ...made(''), traceState: { serialize: () => `v=${'x'.repeat(600)}`, get: () => undefined } };
   await context.with(trace.setSpanContext(ROOT_CONTEXT, long), () => producer.send('K', { n: 2 }));
   const [first, second] = await inputEntries(name);
-  assert.deepEqual(first.fields, { k: 'K', v: '{"n":1}', t: `00-${'3'.repeat(32)}-${'4'.repeat(16)}-01`, s: 'vendor=abc,other=1' });
+  assert.deepEqual(first.fields, {
+    k: 'K',
+    v: '{"n":1}',
+    t: `00-${'3'.repeat(32)}-${'4'.repeat(16)}-01`,
+    s: 'vendor=abc,other=1',
+  });
   assert.deepEqual(Object.keys(second.fields), ['k', 'v', 't']);
 });
