@@ -60,6 +60,7 @@ import {
   redisOutputs,
   redisProducer,
   redisWorker,
+  outputTraceContext,
   type Codec,
   type MaterializeStats,
   type OutputItem,
@@ -165,3 +166,15 @@ void (async () => {
 })();
 const tooLarge: RangeError = new EventTooLargeError('event', 2, 1);
 (void raw, tooLarge);
+
+// Tracing through Redis: an output's session span continues in the reader (any OpenTelemetry context type).
+declare const otelContext: { getValue(key: symbol): unknown; readonly brand: 'otel' };
+async function continueTraces(): Promise<void> {
+  for await (const item of redisOutputs<Reading>({ client: redisClient, name: 'alerts' })) {
+    const traceparent: string | undefined = item.traceparent;
+    const ctx: typeof otelContext = outputTraceContext(item, otelContext);
+    const active: object | undefined = outputTraceContext(item);
+    (void traceparent, ctx, active);
+  }
+}
+void continueTraces;

@@ -10,7 +10,7 @@ import type { StreamMetrics } from '../types';
 
 // What this module uses of `@opentelemetry/api`, declared here rather than imported: the declarations of
 // velo-stream must compile for applications that do not have the package.
-type Attributes = Record<string, string | number | boolean>;
+export type Attributes = Record<string, string | number | boolean>;
 /** A span, as the API's `Span`. */
 export interface Span {
   setAttribute(key: string, value: string | number | boolean): unknown;
@@ -19,7 +19,16 @@ export interface Span {
   recordException(exception: { name: string; message: string; stack?: string }): unknown;
   setStatus(status: { code: number; message?: string }): unknown;
   end(): void;
-  spanContext(): TraceParent;
+  spanContext(): TraceParent & { traceState?: { serialize(): string } };
+  /** API 1.8+ (SDK 2.x): a link added after the span's start. */
+  addLink?(link: Link): unknown;
+  isRecording?(): boolean;
+}
+
+/** A link to another span (the API's `Link`). */
+export interface Link {
+  context: TraceParent & { isRemote?: boolean; traceState?: unknown };
+  attributes?: Attributes;
 }
 
 /** A span's identity, as it crosses to a worker thread (the API's `SpanContext`, less its trace state). */
@@ -30,19 +39,29 @@ export interface TraceParent {
 }
 /** An OpenTelemetry context (opaque here). */
 export type Context = object;
-interface Tracer {
-  startSpan(name: string, options: { attributes: Attributes }, context: Context): Span;
+/** What this module uses of a context. */
+interface ContextValues {
+  getValue(key: symbol): unknown;
+  setValue(key: symbol, value: unknown): Context;
+  deleteValue(key: symbol): Context;
+}
+export interface Tracer {
+  startSpan(name: string, options: { attributes: Attributes; links?: Link[] }, context: Context): Span;
 }
 interface TracerProvider {
   getTracer(name: string, version: string): Tracer;
   getDelegate?(): TracerProvider;
 }
-interface Api {
+export interface Api {
   trace: {
     getTracerProvider(): TracerProvider;
     setSpan(context: Context, span: Span): Context;
     setSpanContext(context: Context, spanContext: TraceParent & { isRemote: boolean }): Context;
+    getSpanContext(context: Context): (TraceParent & { traceState?: { serialize(): string } }) | undefined;
   };
+  ROOT_CONTEXT: Context & ContextValues;
+  createContextKey(description: string): symbol;
+  createTraceState?(raw: string): unknown;
   context: { active(): Context; with<T>(context: Context, fn: () => T): T };
   SpanStatusCode: { ERROR: number };
 }
@@ -110,7 +129,14 @@ export class StreamTrace {
     this.#api = a;
     this.#tracer = t;
     this.span = t.startSpan(`velo ${name}`, { attributes: { 'velo.function': name, 'velo.kind': kind } }, parent);
-    this.context = a.trace.setSpan(parent, this.span);
+    // A Redis session's stream (velo-stream/redis: SessionScope.open): its handler's active span follows the events it takes.
+    const scope =
+      SCOPE_KEY === undefined ? undefined : ((parent as ContextValues).getValue(SCOPE_KEY) as ContextScope | undefined);
+    if (scope === undefined) this.context = a.trace.setSpan(parent, this.span);
+    else {
+      scope.bind(this.span);
+      this.context = a.trace.setSpan((parent as ContextValues).deleteValue(SCOPE_KEY as symbol), scope.asSpan());
+    }
   }
 
   /** Ends the span as cancelled if `owner`, the stream it traces, is collected before it ended. */
@@ -253,4 +279,32 @@ export function withRemoteParent<T>(parent: TraceParent | undefined, fn: () => T
   const a = api === undefined ? loadApi() : api;
   if (a === null) return fn();
   return a.context.with(a.trace.setSpanContext(a.context.active(), { ...parent, isRemote: true }), fn);
+}
+
+/** The API and the tracer, if a tracer provider is registered: else undefined (one property read when the API was never set up). */
+export function traced(): [Api, Tracer] | undefined {
+  if ((globalThis as { [API_GLOBALS]?: { trace?: unknown } })[API_GLOBALS]?.trace === undefined) return undefined;
+  const a = api === undefined ? loadApi() : api;
+  const t = a === null ? undefined : tracer(a);
+  return t === undefined ? undefined : [a as Api, t];
+}
+
+/**
+ * What a Redis session's stream opens with (velo-stream/redis, trace-context.ts), in the context it opens in
+ * (under `sessionScopeKey`): its span is bound to it, and its handler's active span is `asSpan()`.
+ */
+export interface ContextScope {
+  bind(span: Span): void;
+  asSpan(): Span;
+}
+
+let SCOPE_KEY: symbol | undefined;
+/** The context key a `ContextScope` is found under. */
+export function sessionScopeKey(a: Api): symbol {
+  return (SCOPE_KEY ??= a.createContextKey('velo-stream redis session'));
+}
+
+/** The API once looked for (null: not installed). */
+export function otelApi(): Api | null {
+  return api === undefined ? loadApi() : api;
 }

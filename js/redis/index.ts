@@ -17,6 +17,7 @@ export {
   type ValueOutput,
 } from './materialize';
 export { jsonCodec, bufferCodec, type Codec } from './codec';
+export { outputTraceContext } from './trace-context';
 // The errors live with every other error of the library (js/errors.ts); these are the ones this subpath makes.
 export {
   CheckpointTooLargeError,

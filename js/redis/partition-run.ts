@@ -20,6 +20,7 @@ import type { LocalDelivery } from './local-delivery';
 import { idBefore, idTime, logOrder } from './log-ids';
 import type { HandlerFailure, OutputItem } from './reader';
 import { type CheckpointCall, Checkpoints, Session, type Timer, serializeError } from './session';
+import { sessionScope } from './trace-context';
 import {
   type CommitResult,
   type Divergence,
@@ -869,6 +870,7 @@ export class PartitionRun<I, O> {
     this.#trimSent(s);
     s.sent.push(entry);
     this.#holding.add(s);
+    if (s.scope !== undefined) s.scope.event(entry, !this.replayDone);
     let event: I;
     try {
       event = this.worker.codec.decode(entry.payload as Buffer) as I;
@@ -1062,13 +1064,29 @@ export class PartitionRun<I, O> {
       for (const [id, time, payload] of snapshot.pending ?? []) checkpoints.timers.set(id, { id, time, payload });
     }
     let stream: StreamKind<I, O>;
+    // Traced (a tracer provider is registered): the session's span is a root span, linked to its events' producers.
+    const scope = sessionScope();
     try {
-      stream = w.fn[kOpen](undefined, false, checkpoints);
+      stream =
+        scope === undefined
+          ? w.fn[kOpen](undefined, false, checkpoints)
+          : scope.open(() => w.fn[kOpen](undefined, false, checkpoints));
     } catch (error) {
       if ((error as { code?: unknown })?.code === 'ERR_VELO_STREAM_LIMIT') return undefined;
       throw error;
     }
     const s = new Session<I, O>(key, sid, stream);
+    if (scope?.session !== undefined) {
+      s.scope = scope;
+      scope.taken = () => stream[kTaken]();
+      // Resumed: opened again by a new owner, from its checkpoint or by replaying the last owner's entries.
+      const resumed = snapshot !== undefined || !this.replayDone;
+      scope.session.setAttributes({
+        'velo.partition': this.partition,
+        'velo.resumed': resumed,
+        'velo.restored': snapshot !== undefined,
+      });
+    }
     s.checkpoints = checkpoints;
     checkpoints.onCall = () => this.#checkpointsDue(s);
     if (snapshot !== undefined) {
@@ -1236,7 +1254,9 @@ export class PartitionRun<I, O> {
     if (keptStop && !s.failed) {
       const stop = s.stop as { error: Error; entry: boolean };
       if (!stop.entry) this.worker.counters.capped++;
-      this.#queue({ output: { sid: s.sid, seq: ++s.seq, key: s.key, error: serializeError(stop.error) } });
+      this.#queue({
+        output: { sid: s.sid, seq: ++s.seq, key: s.key, error: serializeError(stop.error), traceparent: s.scope?.traceparent },
+      });
     }
     let acks = s.ids;
     if (moved.length > 0) {
@@ -1261,13 +1281,15 @@ export class PartitionRun<I, O> {
           w.maxEventBytes,
           `output of session ${JSON.stringify(s.sid)}`,
         );
-        this.#queue({ output: { sid: s.sid, seq: ++s.seq, key: s.key, payload } });
+        this.#queue({ output: { sid: s.sid, seq: ++s.seq, key: s.key, payload, traceparent: s.scope?.traceparent } });
         return;
       } catch (encodeError) {
         error = encodeError;
       }
     }
-    this.#queue({ output: { sid: s.sid, seq: ++s.seq, key: s.key, error: serializeError(error) } });
+    this.#queue({
+      output: { sid: s.sid, seq: ++s.seq, key: s.key, error: serializeError(error), traceparent: s.scope?.traceparent },
+    });
     s.failed = true;
     void s.stream.cancel(error);
   }
@@ -1407,7 +1429,14 @@ export class PartitionRun<I, O> {
       const id = ids[i];
       if (id === null || id === undefined) continue;
       const o = outputs[i];
-      const base = { id, partition: this.partition, key: o.key, sid: o.sid, seq: o.seq };
+      const base: { id: string; partition: number; key: string; sid: string; seq: number; traceparent?: string } = {
+        id,
+        partition: this.partition,
+        key: o.key,
+        sid: o.sid,
+        seq: o.seq,
+      };
+      if (o.traceparent !== undefined) base.traceparent = o.traceparent;
       let content: OutputContent<O>;
       try {
         content = decodedOutput(codec, o);

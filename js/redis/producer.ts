@@ -4,6 +4,7 @@ import { type RedisOptions, type Resolved, checkKey, fnv1a, resolveOptions } fro
 import { appendEvents, partitionLag } from './redis-log';
 import { LagLimitError, SendError, describe, invalidType } from '../errors';
 import { integerArgument, integerOption } from '../validate';
+import { activeTraceFields } from './trace-context';
 
 /** Options of `redisProducer`. */
 export interface RedisProducerOptions<I = unknown> extends RedisOptions<I> {
@@ -155,15 +156,17 @@ class Producer<I> implements RedisProducer<I> {
   async send(key: string, event: I): Promise<string> {
     const partition = this.partitionOf(key);
     const data = this.#encode(key, event);
+    // The span context active at the call (read before any await), when the application traces.
+    const trace = activeTraceFields();
     await this.#admit(new Map([[partition, 1]]));
-    return (await this.#append([{ partition, index: [0], items: [[key, data]] }], 1, 'send()'))[0];
+    return (await this.#append([{ partition, index: [0], items: [[key, data]] }], 1, 'send()', trace))[0];
   }
 
   /**
    * Appends each group's items (one call per CHUNK) and resolves with every event's id, by its index. If any
    * call fails, rejects with `SendError` once every call has settled, saying which events were written.
    */
-  async #append(groups: Iterable<Group>, n: number, what: string): Promise<string[]> {
+  async #append(groups: Iterable<Group>, n: number, what: string, trace: [string, string] | undefined): Promise<string[]> {
     const ids = new Array<string | null | undefined>(n);
     const failures: unknown[] = [];
     const calls: Promise<void>[] = [];
@@ -171,7 +174,7 @@ class Producer<I> implements RedisProducer<I> {
       for (let start = 0; start < items.length; start += CHUNK) {
         const chunk = items.slice(start, start + CHUNK);
         calls.push(
-          appendEvents(this.#o.client, this.#o.keys, partition, chunk).then(
+          appendEvents(this.#o.client, this.#o.keys, partition, chunk, trace).then(
             ({ ids: got, refused }) => {
               for (let i = 0; i < chunk.length; i++) ids[index[start + i]] = i < got.length ? got[i] : null;
               if (refused !== undefined) failures.push(new Error(refused));
@@ -199,6 +202,7 @@ class Producer<I> implements RedisProducer<I> {
     if (events === null || typeof (events as { [Symbol.iterator]?: unknown })?.[Symbol.iterator] !== 'function') {
       throw invalidType(`sendMany(): events must be an iterable of [key, event] pairs, not ${describe(events)}`);
     }
+    const trace = activeTraceFields();
     const byPartition = new Map<number, Group>();
     let n = 0;
     for (const pair of events) {
@@ -212,7 +216,7 @@ class Producer<I> implements RedisProducer<I> {
       group.items.push([key, this.#encode(key, event)]);
     }
     await this.#admit(new Map([...byPartition].map(([partition, group]) => [partition, group.items.length])));
-    return this.#append(byPartition.values(), n, 'sendMany()');
+    return this.#append(byPartition.values(), n, 'sendMany()', trace);
   }
 }
 

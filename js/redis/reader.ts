@@ -29,6 +29,11 @@ export type OutputItem<O> = {
   sid: string;
   /** 1 for the session's first output. */
   seq: number;
+  /**
+   * The W3C `traceparent` of the span of the session that made it, when the worker traced it (a tracer provider
+   * was registered): `outputTraceContext(item)` makes it the parent of a reader's spans. Absent otherwise.
+   */
+  traceparent?: string;
 } & (
   | {
       /** The output, decoded by the codec. */
@@ -66,13 +71,16 @@ const BUFFERS = { typeMapping: { 36: Buffer, 37: Array } };
 export function outputItem<O>(codec: Codec<O>, partition: number, id: Buffer, list: unknown): OutputItem<O> | null {
   if (!Array.isArray(list)) return null;
   const f = entryFields(list);
-  const base = {
+  const base: { id: string; partition: number; key: string; sid: string; seq: number; traceparent?: string } = {
     id: id.toString(),
     partition,
     key: f.get('k')?.toString() ?? '',
     sid: f.get('sid')?.toString() ?? '',
     seq: Number(f.get('seq')?.toString()),
   };
+  // Only of a traceparent's length (version 00): outputTraceContext checks the rest.
+  const traceparent = f.get('t');
+  if (traceparent !== undefined && traceparent.length === 55) base.traceparent = traceparent.toString('latin1');
   const error = f.get('e');
   if (error !== undefined) return { ...base, error: JSON.parse(error.toString()) as HandlerFailure };
   return { ...base, value: codec.decode(f.get('v') ?? Buffer.alloc(0)) };

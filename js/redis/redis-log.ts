@@ -42,6 +42,7 @@ const LAG = new Script('lag.lua');
 const PINNED = new Script('pinned.lua');
 const WAKE = new Script('wake.lua', true);
 const APPEND = new Script('append.lua');
+const APPEND_TRACED = new Script('append-traced.lua');
 
 /** Key names of one stream function. */
 export class KeySpace {
@@ -142,6 +143,8 @@ function inputEntries(raw: unknown): InputEntry[] {
     let reason: string | undefined;
     let wake: string | undefined;
     let due: number | undefined;
+    let traceparent: string | undefined;
+    let tracestate: string | undefined;
     // A pending entry trimmed away comes back with nil fields: no key, no payload.
     if (Array.isArray(list)) {
       for (let i = 0; i + 1 < list.length; i += 2) {
@@ -156,13 +159,16 @@ function inputEntries(raw: unknown): InputEntry[] {
         else if (c === 0x72) reason = value.toString();
         else if (c === 0x77) wake = value.toString();
         else if (c === 0x64) due = Number(value.toString());
+        // The producer's trace context: read only when of a length that can be one (tracing.ts checks the rest).
+        else if (c === 0x74) traceparent = value.length === 55 ? value.toString('latin1') : undefined;
+        else if (c === 0x73) tracestate = value.length <= 512 ? value.toString('latin1') : undefined;
       }
     }
-    out.push(
+    const entry: InputEntry =
       wake === undefined
         ? { id: id.toString(), key, payload, close, reason }
-        : { id: id.toString(), key, payload, wake, due: due !== undefined && Number.isFinite(due) ? due : undefined },
-    );
+        : { id: id.toString(), key, payload, wake, due: due !== undefined && Number.isFinite(due) ? due : undefined };
+    out.push(traceparent === undefined ? entry : { ...entry, traceparent, tracestate });
   }
   return out;
 }
@@ -172,17 +178,20 @@ export { fields as entryFields };
 
 /**
  * Appends events to a partition's input in one script call, in order. Resolves with the entry ids of those
- * written: all of them, or those before the one Redis refused (`refused`, its error message).
+ * written: all of them, or those before the one Redis refused (`refused`, its error message). `trace`: the
+ * producer's `[traceparent, tracestate]`, written into each entry (fields `t`, `s`).
  */
 export async function appendEvents(
   client: RedisClientLike,
   keys: KeySpace,
   partition: number,
   events: ReadonlyArray<readonly [string, Buffer | string]>,
+  trace?: readonly [string, string],
 ): Promise<{ ids: string[]; refused?: string }> {
-  const args: (string | Buffer)[] = [];
+  const args: (string | Buffer)[] = trace === undefined ? [] : [trace[0], trace[1]];
   for (const [key, data] of events) args.push(key, data);
-  const [ids, refused] = (await APPEND.run(client, [keys.input(partition)], args)) as [string[], string?];
+  const script = trace === undefined ? APPEND : APPEND_TRACED;
+  const [ids, refused] = (await script.run(client, [keys.input(partition)], args)) as [string[], string?];
   return { ids: ids.map(String), refused: refused === undefined ? undefined : String(refused) };
 }
 
@@ -338,6 +347,16 @@ export class RedisLog implements PartitionLog {
     for (const id of commit.acks) args.push(id);
     args.push(String(commit.ended.length));
     commit.ended.forEach((sid, i) => args.push(sid, String(commit.endedSeqs?.[i] ?? 0)));
+    // Traced sessions' outputs: their session span's traceparent (field t), as (output index, traceparent).
+    const traced: string[] = [];
+    for (let i = 0; i < commit.outputs.length; i++) {
+      const traceparent = commit.outputs[i].traceparent;
+      if (traceparent !== undefined) traced.push(String(i + 1), traceparent);
+    }
+    if (traced.length > 0) {
+      args.push(String(traced.length / 2));
+      for (const arg of traced) args.push(arg);
+    }
     let reply: [Buffer[], Buffer[]];
     try {
       reply = (await COMMIT.run(

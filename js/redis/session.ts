@@ -2,6 +2,7 @@
 import { type SessionHooks, type StreamKind } from '../core/protocol';
 import { idTime } from './log-ids';
 import type { InputEntry } from './transport';
+import type { SessionScope } from './trace-context';
 
 /** A handler's failure as stored with an output: `{ name, message, code }` as JSON. */
 export function serializeError(error: unknown): string {
@@ -120,6 +121,8 @@ export class Session<I, O> {
   checkpointTime = 0;
   /** Ids in `ids` that are close markers (an age marker that came too early stays among its events). */
   markers: Set<string> | null = null;
+  /** Its trace (a tracer provider is registered): its span, its events' spans and links. */
+  scope: SessionScope | undefined = undefined;
   /** Its armed timers' Node timeouts, by timer id. */
   readonly wakeTimeouts = new Map<number, NodeJS.Timeout>();
   constructor(

@@ -26,6 +26,9 @@ export interface InputEntry {
   readonly wake?: string;
   /** A wake-up's due time (Redis' clock, ms): the time its session is judged at (absent in older entries). */
   readonly due?: number;
+  /** The producer's trace context (W3C), as written: unchecked (`tracing.ts` parses it). */
+  readonly traceparent?: string;
+  readonly tracestate?: string;
 }
 
 /** An output of session `sid`, its `seq`-th (from 1): `(sid, seq)` is its idempotency key. */
@@ -37,6 +40,8 @@ export interface OutputRecord {
   readonly payload?: Buffer | string;
   /** ... the handler's failure, as JSON `{ name, message, code }`. */
   readonly error?: string;
+  /** The session span's W3C `traceparent`, when the session is traced. */
+  readonly traceparent?: string;
 }
 
 /** A live session's last checkpoint, as committed: what a new owner restores it from. */

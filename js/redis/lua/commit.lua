@@ -1,6 +1,7 @@
 -- KEYS lease, input, out, hw, check, commit, ckpt, timers; ARGV token, serial, check, n,
 -- n x (sid, seq, key, field, data), checkpoints count, n x (sid, snapshot), acks count, ids, ended count,
--- n x (sid, last seq). A checkpoint replaces its session's snapshot in the same call as the outputs made
+-- n x (sid, last seq), and, when some outputs are traced, their count and n x (output index, traceparent),
+-- written as field t of those outputs. A checkpoint replaces its session's snapshot in the same call as the outputs made
 -- before it and the acks of the entries it covers; an ended session's snapshot goes with its high-water mark. An output whose seq is not above its session's high-water mark
 -- was written before (by an earlier owner, or this one before a replay):
 -- skipped. Returns {ids, divergences}.
@@ -38,6 +39,18 @@ if serial ~= '' then
     end
   end
 end
+-- Traced outputs (the last section, absent when none): output index -> traceparent.
+local traced = nil
+do
+  local j = 5 + 5 * n
+  j = j + 1 + 2 * tonumber(ARGV[j])
+  j = j + 1 + tonumber(ARGV[j])
+  j = j + 1 + 2 * tonumber(ARGV[j])
+  if ARGV[j] then
+    traced = {}
+    for t = 1, tonumber(ARGV[j]) do traced[tonumber(ARGV[j + 2 * t - 1])] = ARGV[j + 2 * t] end
+  end
+end
 local div = {}
 local function diverged(a, b, c, d, e)
   div[#div + 1] = a
@@ -73,7 +86,13 @@ for o = 1, n do
   local sid, seq = ARGV[i], ARGV[i + 1]
   local mark = marks[sid]
   if tonumber(seq) > mark then
-    local id = redis.call('XADD', KEYS[3], '*', 'sid', sid, 'seq', seq, 'k', ARGV[i + 2], ARGV[i + 3], ARGV[i + 4])
+    local tp = traced and traced[o]
+    local id
+    if tp then
+      id = redis.call('XADD', KEYS[3], '*', 'sid', sid, 'seq', seq, 'k', ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], 't', tp)
+    else
+      id = redis.call('XADD', KEYS[3], '*', 'sid', sid, 'seq', seq, 'k', ARGV[i + 2], ARGV[i + 3], ARGV[i + 4])
+    end
     if raised[sid] == nil then raised[#raised + 1] = sid end
     raised[sid] = seq
     mark = tonumber(seq)
