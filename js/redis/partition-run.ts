@@ -75,6 +75,7 @@ export interface WorkerCounters {
   fenced: number;
   released: number;
   trimmed: number;
+  trimmedOutputs: number;
   replayed: number;
   replayedSessions: number;
   outputs: number;

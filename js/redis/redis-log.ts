@@ -38,6 +38,7 @@ const READ = new Script('read.lua', true);
 const MARK = new Script('mark.lua', true);
 const COMMIT = new Script('commit.lua', true);
 const TRIM = new Script('trim.lua', true);
+const TRIM_OUTPUTS = new Script('trim-outputs.lua', true);
 const LAG = new Script('lag.lua');
 const PINNED = new Script('pinned.lua');
 const WAKE = new Script('wake.lua', true);
@@ -418,6 +419,21 @@ export class RedisLog implements PartitionLog {
     const p = lease.partition;
     try {
       return Number(await TRIM.run(this.#client, [this.#keys.lease(p), this.#keys.input(p)], [lease.token]));
+    } catch (error) {
+      throw fenced(p, error);
+    }
+  }
+
+  async trimOutputs(lease: Lease, acked: boolean, maxLen: number): Promise<number> {
+    const p = lease.partition;
+    try {
+      return Number(
+        await TRIM_OUTPUTS.run(
+          this.#client,
+          [this.#keys.lease(p), this.#keys.output(p)],
+          [lease.token, acked ? '1' : '', String(maxLen)],
+        ),
+      );
     } catch (error) {
       throw fenced(p, error);
     }

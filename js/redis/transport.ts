@@ -135,6 +135,11 @@ export interface PartitionLog {
   /** Fenced: removes input entries no session needs any more (older than every pending or undelivered one). Resolves with how many. */
   trim(lease: Lease): Promise<number>;
   /**
+   * Fenced: trims the partition's output stream (`acked`: up to the oldest entry a consumer group has not acked;
+   * `maxLen` > 0: to about its newest `maxLen` entries). Resolves with how many were removed.
+   */
+  trimOutputs(lease: Lease, acked: boolean, maxLen: number): Promise<number>;
+  /**
    * Fenced: writes the wake-up of timer `id` of session `sid` into the input, once per `(sid, id)`. Resolves
    * with its entry id, `''` if it was written before, or the ms still to wait (Redis' clock is before `time`).
    */
