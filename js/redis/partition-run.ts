@@ -1091,7 +1091,13 @@ export class PartitionRun<I, O> {
     this.#checkpointsDue(s);
     checkpoints.onTimer = (timer) => this.#armTimer(s, timer);
     for (const timer of checkpoints.timers.values()) this.#armTimer(s, timer);
-    if (broken !== undefined) this.#output(s, undefined, broken);
+    if (broken !== undefined) {
+      // Its failure comes after every output written (an earlier owner may have written some after the
+      // checkpoint): with the seq after the checkpoint's, the commit would skip it as written before.
+      s.seq = Math.max(s.seq, snapshot?.written ?? 0);
+      w.report(broken);
+      this.#output(s, undefined, broken);
+    }
     return s;
   }
 

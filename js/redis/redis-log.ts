@@ -408,6 +408,13 @@ export class RedisLog implements PartitionLog {
       const fields = reply[1];
       for (let j = 0; j + 1 < fields.length; j += 2) found.push(parseSnapshot(fields[j].toString(), fields[j + 1]));
     } while (cursor !== '0');
+    // Each session's high-water mark: the outputs written after its checkpoint count too.
+    const hw = this.#keys.hw(lease.partition);
+    for (let j = 0; j < found.length; j += 1000) {
+      const batch = found.slice(j, j + 1000);
+      const marks = (await send(this.#client, hw, ['HMGET', hw, ...batch.map((f) => f.sid)])) as (string | null)[];
+      batch.forEach((f, i) => (found[j + i] = { ...f, written: Number(marks[i] ?? 0) }));
+    }
     return found;
   }
 

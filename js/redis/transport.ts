@@ -55,6 +55,8 @@ export interface Snapshot {
   readonly timers?: number;
   /** Those of them not known to have fired, as `[id, time, payload]` (the payload by the codec). */
   readonly pending?: readonly (readonly [number, number, Buffer | string])[];
+  /** As read by a new owner: outputs of the session written so far (its high-water mark, at least `seq`). */
+  readonly written?: number;
 }
 
 /** What the owner of a partition commits in one fenced step: outputs, then checkpoints, then acks, then forgets ended sessions. */

@@ -1,5 +1,6 @@
 -- KEYS lease, out; ARGV token, acked ('1': trim what every consumer group has acked), maxlen ('0': no cap).
--- Returns how many outputs were removed.
+-- Returns how many outputs were removed. LIMIT 0: all there is to remove at once (with '~' Redis stops at
+-- 100 nodes a call by default, 10,000 entries, fewer than a busy partition writes between two trims).
 -- - acked: every group of the output stream still needs its oldest pending entry, or with none pending the
 --   entries after its last delivered one; the stream is trimmed (MINID ~, whole nodes only: never past the
 --   point) to the oldest entry any group needs. A stream without groups is not trimmed: nothing says what a
@@ -24,7 +25,7 @@ if ARGV[2] == '1' then
     if tonumber(info['pending']) > 0 then need = redis.call('XPENDING', KEYS[2], info['name'])[2] end
     if floor == nil or older(need, floor) then floor = need end
   end
-  if floor ~= nil then removed = removed + redis.call('XTRIM', KEYS[2], 'MINID', '~', floor) end
+  if floor ~= nil then removed = removed + redis.call('XTRIM', KEYS[2], 'MINID', '~', floor, 'LIMIT', 0) end
 end
-if ARGV[3] ~= '0' then removed = removed + redis.call('XTRIM', KEYS[2], 'MAXLEN', '~', ARGV[3]) end
+if ARGV[3] ~= '0' then removed = removed + redis.call('XTRIM', KEYS[2], 'MAXLEN', '~', ARGV[3], 'LIMIT', 0) end
 return removed
