@@ -838,7 +838,7 @@ export class PartitionRun<I, O> {
       this.#queue({ acks: [entry.id] });
       return Delivery.Done;
     }
-    s.checkpoints?.timers.delete(id);
+    if (s.checkpoints !== null && !s.checkpoints.timers.delete(id)) s.checkpoints.fired.add(id);
     clearTimeout(s.wakeTimeouts.get(id));
     s.wakeTimeouts.delete(id);
     return this.#send(s, entry);
