@@ -17,7 +17,8 @@
 //   input acked, by the checkpoints or at the sessions' ends), with a checkpoint every 100 events against none.
 //   `node bench/redis-long.mjs drains [runs]` runs only these (in alternating order); each is also timed to its
 //   last output (`toLastOutputPerSecond`: the run without checkpoints has acked nothing by then), and the summary
-//   gives the overhead of checkpoints on both measures.
+//   gives the overhead of checkpoints on both measures, and on the worker's CPU time per event (user + system,
+//   from /proc, SIGCONT to nothing pending: less sensitive than the rates to other load on the machine).
 // Prints a JSON summary per run and writes bench/redis-long-results.json.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -53,6 +54,9 @@ if (process.argv[2] === 'chart') {
 
 const drainsOnly = process.argv[2] === 'drains';
 const [events = 200_000, every = 1000, runs = 3] = drainsOnly ? [0, 0, Number(process.argv[3] ?? 3)] : process.argv.slice(2).map(Number);
+// VELO_BENCH_CPU_PROF=<dir>: the worker children write CPU profiles there (the drains' workers then exit by
+// SIGTERM, so that theirs are written).
+const PROF = process.env.VELO_BENCH_CPU_PROF;
 const CHILD = fileURLToPath(new URL('../__test__/helpers/redis-worker-child.mjs', import.meta.url));
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const median = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
@@ -62,7 +66,8 @@ function worker(url, name, ttl, everyN, workerId) {
   const extra = everyN === 0 ? { workerId } : { handler: 'ckpt', every: everyN, workerId };
   // The failover runs' outputs are read by a group reader: the worker trims what it acked.
   if (ttl === 2000) extra.outputRetention = 'acked';
-  return start([CHILD, url, name, 1, ttl, 3_600_000, 0, 1000, JSON.stringify(extra)].map(String), { timeout: 3_600_000 });
+  const prof = PROF === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${PROF}`, `--cpu-prof-name=worker-every${everyN}-${workerId}.cpuprofile`];
+  return start([...prof, CHILD, url, name, 1, ttl, 3_600_000, 0, 1000, JSON.stringify(extra)].map(String), { timeout: 3_600_000 });
 }
 
 async function until(check, what, timeout = 600_000, ms = 5) {
@@ -140,6 +145,12 @@ async function failover(url, client, everyN, run) {
   };
 }
 
+/** CPU time (user + system) of a process so far, ms, from /proc (Linux; clock ticks of 10 ms). */
+function cpuMs(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
 async function drain(url, client, everyN, run) {
   const name = `drain${everyN}r${run}`;
   const keys = 100;
@@ -154,17 +165,25 @@ async function drain(url, client, everyN, run) {
     await producer.sendMany(batch);
   }
   await producer.sendMany(Array.from({ length: keys }, (_, k) => [`k${k}`, { n: -1, stop: true }]));
+  const cpu0 = cpuMs(w.child.pid);
   const t0 = performance.now();
   w.child.kill('SIGCONT');
   await until(async () => (await client.xLen(`velo:{${name}:p0}:out`)) === keys * perKey, 'the drain', 600_000, 10);
   const msOut = performance.now() - t0;
   await until(async () => Number((await client.xPending(`velo:{${name}:p0}`, 'velo')).pending) === 0, 'every session ended', 600_000, 10);
   const ms = performance.now() - t0;
-  w.child.kill('SIGKILL');
+  const cpu = cpuMs(w.child.pid) - cpu0;
+  w.child.kill(PROF === undefined ? 'SIGKILL' : 'SIGTERM');
   await w.finished().catch(() => {});
   await client.del(await client.keys(`velo:{${name}*`));
   const rate = (t) => Math.round((keys * perKey) / (t / 1000));
-  return { every: everyN, events: keys * perKey, eventsPerSecond: rate(ms), toLastOutputPerSecond: rate(msOut) };
+  return {
+    every: everyN,
+    events: keys * perKey,
+    eventsPerSecond: rate(ms),
+    toLastOutputPerSecond: rate(msOut),
+    workerCpuUsPerEvent: +((cpu * 1000) / (keys * perKey)).toFixed(2),
+  };
 }
 
 const results = { events, every, runs: [], drains: [] };
@@ -208,10 +227,13 @@ for (let run = 0; run < runs; run++) {
     drainWithout: pick(results.drains, 0, 'eventsPerSecond'),
     drainToLastOutputWith100: pick(results.drains, 100, 'toLastOutputPerSecond'),
     drainToLastOutputWithout: pick(results.drains, 0, 'toLastOutputPerSecond'),
+    workerCpuUsPerEventWith100: pick(results.drains, 100, 'workerCpuUsPerEvent'),
+    workerCpuUsPerEventWithout: pick(results.drains, 0, 'workerCpuUsPerEvent'),
   };
   const cost = (a, b) => `${(100 * (1 - a / b)).toFixed(1)} %`;
   summary.overheadToNothingPending = cost(summary.drainWith100, summary.drainWithout);
   summary.overheadToLastOutput = cost(summary.drainToLastOutputWith100, summary.drainToLastOutputWithout);
+  summary.overheadWorkerCpu = `${(100 * (summary.workerCpuUsPerEventWith100 / summary.workerCpuUsPerEventWithout - 1)).toFixed(1)} %`;
   console.log(`summary ${JSON.stringify(summary)}`);
   if (!drainsOnly) {
     writeFileSync(RESULTS, `${JSON.stringify({ ...results, summary }, null, 1)}\n`);
