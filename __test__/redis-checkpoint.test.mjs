@@ -272,6 +272,48 @@ test('an owner paused past its lease (SIGSTOP) writes no snapshot once it runs a
   }
 });
 
+test('a zombie that reaches the fence: paused (SIGSTOP) with checkpoints to commit while its lease runs out in Redis and B takes over; once it runs again its commits are refused (stats().fenced), and Redis holds B\'s snapshots and outputs unchanged', async () => {
+  // The worker's own clock drops a lease it knows has run out before its next write, so a pause longer than
+  // leaseTtl is usually caught by A itself (the test above): the renewal due at its resumption is refused before
+  // the commit it queued is sent. Here A's lease (120 s: no renewal due, every 40 s) runs out in Redis while A
+  // still counts it valid, as when Redis' clock runs ahead of the worker's or the pause falls between a commit's
+  // queueing and its send: the test expires the lease keys while A is stopped. What A then writes must be refused.
+  const name = fresh('zombie');
+  const producer = redisProducer({ client, name, partitions: PARTITIONS });
+  const sent = new Map();
+  const send = sender(producer, KEYS, sent);
+  const a = ckptWorker(name, {}, { ttl: 120_000, delayMs: 20 });
+  let b;
+  try {
+    await eventually(() => lastStats(a)?.owned.length === PARTITIONS, 'A owns every partition');
+    await send(KEYS * 35);
+    await eventually(async () => (await snapshots(name)).size > 0, 'a first snapshot');
+    a.child.kill('SIGSTOP');
+    // A has events it has not handled yet, and so checkpoints it has not committed.
+    assert.ok((await readAllOutputs(client, name, PARTITIONS)).length < KEYS * 35, 'A was stopped with work left');
+    const fencedBefore = lastStats(a).fenced;
+    for (let p = 0; p < PARTITIONS; p++) await client.pExpire(`velo:{${name}:p${p}}:lease`, 1);
+    // Its membership of the live workers too (else B would leave it half the partitions).
+    await client.del(`velo:{${name}}:workers`);
+    b = ckptWorker(name);
+    await eventually(() => lastStats(b)?.owned.length === PARTITIONS, 'B owns every partition', 30_000);
+    await eventually(async () => (await readAllOutputs(client, name, PARTITIONS)).length === KEYS * 35, 'every output');
+    await eventually(async () => (await snapshots(name)).size === KEYS && [...(await snapshots(name)).values()].every((s) => s.seq === 30), "B's snapshots");
+    const before = { snapshots: await snapshots(name), outputs: await readAllOutputs(client, name, PARTITIONS) };
+    a.child.kill('SIGCONT');
+    await eventually(() => lastStats(a)?.fenced > fencedBefore, 'A refused by the fence', 30_000);
+    assert.equal(lastStats(a).renewals.count, 0, 'A never renewed: no renewal refused told it first');
+    assert.deepEqual(await snapshots(name), before.snapshots, 'A wrote no snapshot');
+    assert.deepEqual(await readAllOutputs(client, name, PARTITIONS), before.outputs, 'A wrote no output');
+    await stopAll(producer);
+    await settled(client, name, PARTITIONS, sent);
+    await stopChild(a);
+    await stopChild(b);
+  } finally {
+    for (const c of [a, b]) if (alive(c)) c.child.kill('SIGKILL');
+  }
+});
+
 test('a commit under a lease that is gone writes no snapshot and acks nothing; the owner\'s replaces the session\'s snapshot, and the session\'s end removes it', async () => {
   const { RedisLog, KeySpace } = require('../dist/redis/redis-log.js');
   const name = fresh('ckfence');
@@ -299,7 +341,8 @@ test('a commit under a lease that is gone writes no snapshot and acks nothing; t
   const stored = await log.snapshots(owner);
   assert.deepEqual(
     stored.map((s) => ({ ...s, state: s.state.toString() })),
-    [{ ...snapshot(2, '"two"'), timers: 0, pending: [] }],
+    // (written: the session's high-water mark, read with it: no output written here.)
+    [{ ...snapshot(2, '"two"'), timers: 0, pending: [], written: 0 }],
     'the latest snapshot only, as written',
   );
   assert.equal(await pendingCount(client, name, 1), 0, 'the events it covers acked');

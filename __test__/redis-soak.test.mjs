@@ -28,3 +28,13 @@ test('randomized soak with checkpoints every 2 events: kills land between checkp
   assert.ok(summary.checkpoints > 0, `checkpoints were committed (seed ${seed})`);
   assert.ok(summary.sessionsWritten >= 1000);
 });
+
+test('randomized soak with timers and checkpoints every 3 entries: each session makes a durable timer at its first event; every timer fires once in its session, each (sid, seq) once, counts equal seqs, invariants hold, no snapshot or timer record left', async (t) => {
+  const seed = process.env.VELO_SOAK_SEED !== undefined ? Number(process.env.VELO_SOAK_SEED) : randomInt(2 ** 31);
+  t.diagnostic(`seed ${seed}`);
+  const summary = await redisSoak({ seed, sessions: 600, concurrent: 200, events: [3, 8], killEvery: [1000, 2500], every: 3, timers: true });
+  t.diagnostic(JSON.stringify(summary));
+  assert.ok(summary.kills >= 2, `workers were killed during the run (${summary.kills}; seed ${seed})`);
+  assert.ok(summary.checkpoints > 0 && summary.restored > 0, `checkpoints were committed and restored from (seed ${seed})`);
+  assert.equal(summary.wakeupsFired, 600);
+});

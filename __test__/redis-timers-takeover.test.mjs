@@ -107,3 +107,72 @@ test('the same with another key\'s event written during the outage, after the id
   assert.deepEqual(steady, { ...EXPECTED, K3: [{ n: 3, count: 1 }] });
   assert.deepEqual(await scenario(true, { other: true }), steady);
 });
+
+/**
+ * K1 asks for a wake-up at t+1000 (idleTimeout 2000) and checkpoints after every entry (the snapshot records the
+ * timer); its own next event comes at t+3500, after its idle end (t+3000: the wake-up counts as an event at its
+ * time). With `crash`, the owner is killed at t+500 and the next one starts at t+4000. Returns K1's sessions, each
+ * as its output values in seq order, in the order of their sids.
+ */
+async function ownEvent(crash) {
+  const name = fresh(crash ? 'own' : 'ownsteady');
+  const producer = redisProducer({ client, name, partitions: 1 });
+  const start = () =>
+    workerChild(name, {
+      partitions: 1,
+      ttl: 1500,
+      idle: IDLE,
+      delayMs: 0,
+      trimInterval: 0,
+      extra: { handler: 'timers', every: 1 },
+    });
+  let w = start();
+  const workers = [w];
+  try {
+    await eventually(() => lastStats(w)?.owned.length === 1, 'the worker owns the partition');
+    const t = Date.now();
+    await producer.send('K1', { n: 0, at: t, wake: 1000 });
+    await eventually(async () => (await client.hLen(`velo:{${name}:p0}:ckpt`)) === 1, 'the checkpoint with the timer');
+    if (crash) {
+      await sleep(t + 500 - Date.now());
+      await killChild(w);
+    }
+    await sleep(t + 3500 - Date.now());
+    await producer.send('K1', { n: 3 });
+    if (crash) {
+      await sleep(t + 4000 - Date.now());
+      w = start();
+      workers.push(w);
+      await eventually(() => lastStats(w)?.owned.length === 1, 'the next worker owns the partition', 30_000);
+    }
+    await sleep(Math.max(0, t + 6000 - Date.now()));
+    await eventually(
+      async () => (await pendingCount(client, name, 1)) === 0 && (await client.hLen(`velo:{${name}:p0}:ckpt`)) === 0,
+      'the sessions ended',
+      30_000,
+    );
+    const sessions = new Map();
+    for (const o of await readAllOutputs(client, name, 1)) (sessions.get(o.sid) ?? sessions.set(o.sid, []).get(o.sid)).push(o);
+    for (const c of workers) if (alive(c)) await stopChild(c);
+    return [...sessions.values()].map((list) => list.sort((a, b) => a.seq - b.seq).map((o) => o.value));
+  } finally {
+    for (const c of workers) if (alive(c)) c.child.kill('SIGKILL');
+  }
+}
+
+test("the documented difference: a key's own event read while its session waits for an overdue wake-up (takeover after the idle deadline) joins that session, before the wake-up; the crash-free run had the wake-up, the idle end, then a new session", async () => {
+  assert.deepEqual(await ownEvent(false), [
+    [
+      { n: 0, count: 1 },
+      { woke: 0, count: 2 },
+    ],
+    [{ n: 3, count: 1 }],
+  ]);
+  assert.deepEqual(await ownEvent(true), [
+    [
+      { n: 0, count: 1 },
+      { n: 3, count: 2 },
+      { woke: 0, count: 3 },
+    ],
+  ]);
+});

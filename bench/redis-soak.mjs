@@ -12,6 +12,13 @@
 // `totals` with a checkpoint every N events (the same outputs), so kills land between checkpoints, and no
 // snapshot is left at the end either.
 //
+// With `timers` (`--timers`), the workers run the `timers` handler (timerCounts, with a checkpoint every `every`
+// entries, 0: none): each session's first event asks for a wake-up `wake` ms later (well before its idle end),
+// and every entry, event or wake-up, gives one output `{ n | woke, count }`. The checks (checkTimerSoak): every
+// (sid, seq) once, seqs 1..n, `count` equal to `seq` in every output (each entry taken once, in the order of the
+// log, also across restores from checkpoints: what a crash-free run gives), every event once in order per key,
+// every timer fired once and in the session that made it, nothing pending, no snapshot and no timer record left.
+//
 // The seed fixes the schedule (sessions, their lengths and gaps, kill times
 // and victims); process timing still varies between runs. Any failure names
 // the seed: rerun with it (`npm run soak -- --redis --seed N`, or
@@ -71,6 +78,52 @@ export async function checkSoak(client, name, partitions, sent) {
 }
 
 /**
+ * The checks of a soak with timers (see the module comment). `sent`: key -> the `n`s sent to it, in order;
+ * `wakes`: the `n`s of the events that asked for a wake-up.
+ */
+export async function checkTimerSoak(client, name, partitions, sent, wakes) {
+  const outputs = await readAllOutputs(client, name, partitions);
+  const bySid = new Map();
+  const seen = new Set();
+  const sidOf = new Map();
+  const woke = new Map();
+  for (const o of outputs) {
+    const id = `${o.sid}#${o.seq}`;
+    assert.ok(!seen.has(id), `output ${id} written twice`);
+    seen.add(id);
+    assert.equal(o.error, undefined, `${id}: the handler never fails here`);
+    assert.equal(o.value.count, o.seq, `${id}: the session's entries taken once each, in order`);
+    if (o.value.woke !== undefined) {
+      assert.ok(!woke.has(o.value.woke), `the timer of event ${o.value.woke} fired twice`);
+      woke.set(o.value.woke, o.sid);
+    } else sidOf.set(o.value.n, o.sid);
+    if (!bySid.has(o.sid)) bySid.set(o.sid, []);
+    bySid.get(o.sid).push(o);
+  }
+  assert.deepEqual([...woke.keys()].sort((x, y) => x - y), [...wakes].sort((x, y) => x - y), 'every timer fired once');
+  for (const [n, sid] of woke) assert.equal(sid, sidOf.get(n), `the timer of event ${n} woke the session that made it`);
+  const byKey = new Map();
+  for (const [sid, list] of bySid) {
+    assert.deepEqual(list.map((o) => o.seq), list.map((_, i) => i + 1), `${sid}: seqs from 1, in order, no gap`);
+    const key = list[0].key;
+    if (!byKey.has(key)) byKey.set(key, []);
+    byKey.get(key).push({ at: idOf(sid), ns: list.filter((o) => o.value.n !== undefined).map((o) => o.value.n) });
+  }
+  assert.deepEqual([...byKey.keys()].sort(), [...sent.keys()].sort(), 'keys with outputs');
+  for (const [key, list] of byKey) {
+    list.sort((x, y) => (before(x.at, y.at) ? -1 : 1));
+    assert.deepEqual(list.flatMap((s) => s.ns), sent.get(key), `${key}: every event once, in order`);
+  }
+  assert.equal(await pendingCount(client, name, partitions), 0, 'nothing pending');
+  for (let p = 0; p < partitions; p++) {
+    assert.deepEqual(await client.hGetAll(`velo:{${name}:p${p}}:hw`), {}, `partition ${p}: no high-water mark left`);
+    assert.equal(await client.exists(`velo:{${name}:p${p}}:ckpt`), 0, `partition ${p}: no snapshot left`);
+    assert.equal(await client.exists(`velo:{${name}:p${p}}:timers`), 0, `partition ${p}: no timer record left`);
+  }
+  return { outputs: outputs.length, sessions: bySid.size, wakeups: woke.size };
+}
+
+/**
  * Runs the soak; resolves with a summary, rejects (naming the seed) if an invariant breaks.
  *
  * - `sessions` in all, at most `concurrent` live at once, each of `events` [min, max] events.
@@ -78,6 +131,7 @@ export async function checkSoak(client, name, partitions, sent) {
  *   sent for `maxGap` ms); the idle timeout (`idle`) is well above `maxGap`.
  * - Every `killEvery` [min, max] ms while producers run, a random worker is killed -9 and a new one started.
  * - `every` > 0: the handler checkpoints every `every` events (same outputs).
+ * - `timers`: the `timers` handler; each session's first event asks for a wake-up `wake` [min, max] ms later.
  */
 export async function redisSoak({
   seed,
@@ -94,6 +148,8 @@ export async function redisSoak({
   killEvery = [1000, 2500],
   settleTimeout = 60_000,
   every = 0,
+  timers = false,
+  wake = [200, 800],
   log = () => {},
 } = {}) {
   assert.ok(Number.isInteger(seed), 'a seed is required');
@@ -107,7 +163,7 @@ export async function redisSoak({
     const name = 'soak';
     const producer = redisProducer({ client, name, partitions });
     const startWorker = () =>
-      start([CHILD, redis.url, name, partitions, ttl, idle, 1, 1, JSON.stringify(every > 0 ? { handler: 'ckpt', every } : {})].map(String), {
+      start([CHILD, redis.url, name, partitions, ttl, idle, 1, 1, JSON.stringify(timers ? { handler: 'timers', every } : every > 0 ? { handler: 'ckpt', every } : {})].map(String), {
         timeout: 24 * 3600_000,
       });
     const pool = Array.from({ length: workers }, startWorker);
@@ -116,6 +172,7 @@ export async function redisSoak({
     // The schedule, drawn up front from the seed.
     const plan = Array.from({ length: sessions }, (_, i) => ({ key: `s${i}`, left: between(events), last: 0 }));
     const sent = new Map();
+    const wakes = [];
     let n = 0;
     let producing = true;
     let kills = 0;
@@ -147,7 +204,10 @@ export async function redisSoak({
         s.left--;
         if (!sent.has(s.key)) sent.set(s.key, []);
         sent.get(s.key).push(n);
-        batch.push([s.key, { n: n++ }]);
+        if (timers && sent.get(s.key).length === 1) {
+          wakes.push(n);
+          batch.push([s.key, { n: n++, at: Date.now(), wake: between(wake) }]);
+        } else batch.push([s.key, { n: n++ }]);
       }
       for (let i = live.length - 1; i >= 0; i--) if (live[i].left === 0) live.splice(i, 1);
       if (batch.length > 0) await producer.sendMany(batch);
@@ -158,7 +218,8 @@ export async function redisSoak({
     const sentAt = performance.now();
     log(`${n} events sent over ${sessions} sessions in ${((sentAt - t0) / 1000).toFixed(1)} s, ${kills} kills; settling`);
 
-    await eventually(async () => (await readAllOutputs(client, name, partitions)).length >= n, `${n} outputs`, settleTimeout);
+    const outputsDue = n + wakes.length;
+    await eventually(async () => (await readAllOutputs(client, name, partitions)).length >= outputsDue, `${outputsDue} outputs`, settleTimeout);
     await eventually(async () => (await pendingCount(client, name, partitions)) === 0, 'nothing pending', settleTimeout);
     // With checkpoints a live session may have nothing pending (its checkpoint acked all it took): every session
     // has ended once no snapshot is left either.
@@ -175,7 +236,7 @@ export async function redisSoak({
       assert.doesNotMatch(stdout, /^error /m, 'a worker met no error');
       stats.push(JSON.parse(stdout.split('\n').find((l) => l.startsWith('closed ')).slice(7)));
     }
-    const checked = await checkSoak(client, name, partitions, sent);
+    const checked = timers ? await checkTimerSoak(client, name, partitions, sent, wakes) : await checkSoak(client, name, partitions, sent);
     return {
       seed,
       sessions,
@@ -188,6 +249,7 @@ export async function redisSoak({
       replayedSessions: stats.reduce((x, s) => x + s.replayedSessions, 0),
       checkpoints: stats.reduce((x, s) => x + s.checkpoints, 0),
       restored: stats.reduce((x, s) => x + s.restored, 0),
+      ...(timers ? { timers: wakes.length, wakeupsFired: checked.wakeups, wakeupsWritten: stats.reduce((x, s) => x + s.wakeups, 0) } : {}),
       trimmed: stats.reduce((x, s) => x + s.trimmed, 0),
       sendSeconds: +((sentAt - t0) / 1000).toFixed(1),
       seconds: +((performance.now() - t0) / 1000).toFixed(1),

@@ -9,7 +9,7 @@
 // 20,000 sessions (1,000 live at once), a worker killed -9 and restarted
 // every 2-5 s while producers send, the invariants checked at the end.
 //
-//   npm run soak -- --redis [--seed N] [--sessions 20000] [--concurrent 1000] [--checkpoint N (a checkpoint every N events)]
+//   npm run soak -- --redis [--seed N] [--sessions 20000] [--concurrent 1000] [--checkpoint N (a checkpoint every N events)] [--timers (sessions with a durable timer each; with --checkpoint, every N entries)]
 import { randomInt } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
@@ -99,6 +99,7 @@ if (import.meta.url === pathToFileURL(process.argv[1]).href) {
       sessions: { type: 'string', default: '20000' },
       concurrent: { type: 'string', default: '1000' },
       checkpoint: { type: 'string', default: '0' },
+      timers: { type: 'boolean', default: false },
     },
   });
   const t0 = performance.now();
@@ -117,6 +118,7 @@ if (import.meta.url === pathToFileURL(process.argv[1]).href) {
       killEvery: [2000, 5000],
       settleTimeout: 300_000,
       every: Number(values.checkpoint),
+      timers: values.timers,
       log: (line) => console.log(line),
     });
     console.log(`invariants hold: ${JSON.stringify(summary)}`);

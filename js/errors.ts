@@ -144,8 +144,9 @@ export const ERROR_CODES = {
   ERR_VELO_DECODE: {
     class: 'TypeError',
     from: 'velo-stream/redis',
-    when: 'An input entry the codec cannot decode: the session ends before it, with this error as its last output.',
-    action: 'Use the same codec on every process of the function.',
+    when: "An input entry the codec cannot decode: the session ends before it, with this error as its last output. Or a session's checkpoint a new owner's codec cannot decode: the restored session fails with it (also to `onError`), and the events after the checkpoint open the key's next session.",
+    action:
+      'Use the same codec on every process of the function, and one that still decodes the checkpoints stored before a deployment.',
   },
   ERR_VELO_SEND_FAILED: {
     class: 'SendError',

@@ -236,7 +236,7 @@ export function registerStreamMetrics(
  * - `velo_redis_pinned_age_seconds` (gauge, also labelled `partition`: age of its oldest pending input entry, which
  *   trimming keeps; measured with `lag`)
  * - `velo_redis_replayed_sessions_total`, `velo_redis_replayed_entries_total`, `velo_redis_fenced_total`,
- *   `velo_redis_leases_{acquired,lost,released}_total`, `velo_redis_outputs_total`, `velo_redis_trimmed_total`,
+ *   `velo_redis_leases_{acquired,lost,released}_total`, `velo_redis_outputs_total`, `velo_redis_trimmed_total`, `velo_redis_trimmed_outputs_total`,
  *   `velo_redis_errors_total`, `velo_redis_capped_sessions_total`, `velo_redis_handed_on_total`, `velo_redis_outputs_delivered_total`,
  *   `velo_redis_replay_diverged_total`, `velo_redis_checkpoints_total`, `velo_redis_restored_sessions_total`, `velo_redis_wakeups_total` (counters)
  * - `velo_redis_undelivered_outputs` (gauge: outputs committed, waiting for the local `onOutput`)
@@ -357,6 +357,7 @@ export function registerRedisWorkerMetrics(
     ['leases_released_total', 'Partitions handed back (fair share, close()).', (s) => s.released],
     ['outputs_total', 'Outputs committed (before deduplication).', (s) => s.outputs],
     ['trimmed_total', 'Input entries trimmed away.', (s) => s.trimmed],
+    ['trimmed_outputs_total', 'Outputs trimmed away (outputRetention, outputMaxLen).', (s) => s.trimmedOutputs],
     [
       'checkpoints_total',
       'Session checkpoints committed (ctx.checkpoint; the latest of a session per commit).',

@@ -81,6 +81,7 @@ export function timedLog(log: PartitionLog, trips: RoundTrips): PartitionLog {
     entries: (lease: Lease, ids: readonly string[]) => timed(() => log.entries(lease, ids)),
     markClose: (lease: Lease, key: string, sid: string, reason?: string) => timed(() => log.markClose(lease, key, sid, reason)),
     trim: (lease: Lease) => timed(() => log.trim(lease)),
+    trimOutputs: (lease: Lease, acked: boolean, maxLen: number) => timed(() => log.trimOutputs(lease, acked, maxLen)),
     snapshots: (lease: Lease) => timed(() => log.snapshots(lease)),
     wake: (lease: Lease, key: string, sid: string, id: number, time: number, payload: Buffer | string) =>
       timed(() => log.wake(lease, key, sid, id, time, payload)),

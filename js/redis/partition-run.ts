@@ -76,6 +76,7 @@ export interface WorkerCounters {
   fenced: number;
   released: number;
   trimmed: number;
+  trimmedOutputs: number;
   replayed: number;
   replayedSessions: number;
   outputs: number;
@@ -838,7 +839,7 @@ export class PartitionRun<I, O> {
       this.#queue({ acks: [entry.id] });
       return Delivery.Done;
     }
-    s.checkpoints?.timers.delete(id);
+    if (s.checkpoints !== null && !s.checkpoints.timers.delete(id)) s.checkpoints.fired.add(id);
     clearTimeout(s.wakeTimeouts.get(id));
     s.wakeTimeouts.delete(id);
     return this.#send(s, entry);
@@ -1108,7 +1109,13 @@ export class PartitionRun<I, O> {
     this.#checkpointsDue(s);
     checkpoints.onTimer = (timer) => this.#armTimer(s, timer);
     for (const timer of checkpoints.timers.values()) this.#armTimer(s, timer);
-    if (broken !== undefined) this.#output(s, undefined, broken);
+    if (broken !== undefined) {
+      // Its failure comes after every output written (an earlier owner may have written some after the
+      // checkpoint): with the seq after the checkpoint's, the commit would skip it as written before.
+      s.seq = Math.max(s.seq, snapshot?.written ?? 0);
+      w.report(broken);
+      this.#output(s, undefined, broken);
+    }
     return s;
   }
 

@@ -38,6 +38,7 @@ const READ = new Script('read.lua', true);
 const MARK = new Script('mark.lua', true);
 const COMMIT = new Script('commit.lua', true);
 const TRIM = new Script('trim.lua', true);
+const TRIM_OUTPUTS = new Script('trim-outputs.lua', true);
 const LAG = new Script('lag.lua');
 const PINNED = new Script('pinned.lua');
 const WAKE = new Script('wake.lua', true);
@@ -87,13 +88,15 @@ export class KeySpace {
   }
 }
 
-/** A checkpoint as stored: a JSON header (`seq`, `last`, `events`) on one line, then the state's bytes. */
-function snapshotValue(c: Snapshot): Buffer {
+/**
+ * A checkpoint as stored: a JSON header (`seq`, `last`, `events`) on one line, then the state's bytes. A state the
+ * codec gave as a string stays one (node-redis writes it as UTF-8): a Buffer argument splits the commit's command
+ * into separate writes, which cost the worker more than the copy.
+ */
+function snapshotValue(c: Snapshot): Buffer | string {
   const pending = c.pending?.map(([id, time, payload]) => [id, time, Buffer.from(payload).toString('base64')]);
-  const head = Buffer.from(
-    `${JSON.stringify({ seq: c.seq, last: c.lastTime, events: c.events, timers: c.timers ?? 0, pending: pending ?? [] })}\n`,
-  );
-  return Buffer.concat([head, typeof c.state === 'string' ? Buffer.from(c.state) : c.state]);
+  const head = `${JSON.stringify({ seq: c.seq, last: c.lastTime, events: c.events, timers: c.timers ?? 0, pending: pending ?? [] })}\n`;
+  return typeof c.state === 'string' ? head + c.state : Buffer.concat([Buffer.from(head), c.state]);
 }
 
 function parseSnapshot(sid: string, value: Buffer): Snapshot {
@@ -426,6 +429,13 @@ export class RedisLog implements PartitionLog {
       const fields = reply[1];
       for (let j = 0; j + 1 < fields.length; j += 2) found.push(parseSnapshot(fields[j].toString(), fields[j + 1]));
     } while (cursor !== '0');
+    // Each session's high-water mark: the outputs written after its checkpoint count too.
+    const hw = this.#keys.hw(lease.partition);
+    for (let j = 0; j < found.length; j += 1000) {
+      const batch = found.slice(j, j + 1000);
+      const marks = (await send(this.#client, hw, ['HMGET', hw, ...batch.map((f) => f.sid)])) as (string | null)[];
+      batch.forEach((f, i) => (found[j + i] = { ...f, written: Number(marks[i] ?? 0) }));
+    }
     return found;
   }
 
@@ -437,6 +447,21 @@ export class RedisLog implements PartitionLog {
     const p = lease.partition;
     try {
       return Number(await TRIM.run(this.#client, [this.#keys.lease(p), this.#keys.input(p)], [lease.token]));
+    } catch (error) {
+      throw fenced(p, error);
+    }
+  }
+
+  async trimOutputs(lease: Lease, acked: boolean, maxLen: number): Promise<number> {
+    const p = lease.partition;
+    try {
+      return Number(
+        await TRIM_OUTPUTS.run(
+          this.#client,
+          [this.#keys.lease(p), this.#keys.output(p)],
+          [lease.token, acked ? '1' : '', String(maxLen)],
+        ),
+      );
     } catch (error) {
       throw fenced(p, error);
     }

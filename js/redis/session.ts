@@ -47,6 +47,13 @@ export class Checkpoints implements SessionHooks {
   timerCount = 0;
   /** Timers not known to have fired (their wake-up not read back yet). */
   readonly timers = new Map<number, Timer>();
+  /**
+   * Timers whose wake-up the session got before its handler made them: on a replay the worker reads ahead of the
+   * handler, so a wake-up written before the takeover can reach the session before the replayed `ctx.wakeAt`.
+   * That call then makes no pending timer (it would wait for a wake-up already read, and keep the session from
+   * ending).
+   */
+  readonly fired = new Set<number>();
   /** Arms a new timer (set once the session exists). */
   onTimer: ((timer: Timer) => void) | null = null;
   constructor(
@@ -71,6 +78,7 @@ export class Checkpoints implements SessionHooks {
   wakeAt(time: number, payload: unknown): void {
     const timer = { id: this.timerCount + 1, time: Math.ceil(time), payload: this.encodePayload(payload) };
     this.timerCount++;
+    if (this.fired.delete(timer.id)) return;
     this.timers.set(timer.id, timer);
     this.onTimer?.(timer);
   }

@@ -60,6 +60,8 @@ export interface Snapshot {
   readonly timers?: number;
   /** Those of them not known to have fired, as `[id, time, payload]` (the payload by the codec). */
   readonly pending?: readonly (readonly [number, number, Buffer | string])[];
+  /** As read by a new owner: outputs of the session written so far (its high-water mark, at least `seq`). */
+  readonly written?: number;
 }
 
 /** What the owner of a partition commits in one fenced step: outputs, then checkpoints, then acks, then forgets ended sessions. */
@@ -139,6 +141,11 @@ export interface PartitionLog {
   markClose(lease: Lease, key: string, sid: string, reason?: string): Promise<string>;
   /** Fenced: removes input entries no session needs any more (older than every pending or undelivered one). Resolves with how many. */
   trim(lease: Lease): Promise<number>;
+  /**
+   * Fenced: trims the partition's output stream (`acked`: up to the oldest entry a consumer group has not acked;
+   * `maxLen` > 0: to about its newest `maxLen` entries). Resolves with how many were removed.
+   */
+  trimOutputs(lease: Lease, acked: boolean, maxLen: number): Promise<number>;
   /**
    * Fenced: writes the wake-up of timer `id` of session `sid` into the input, once per `(sid, id)`. Resolves
    * with its entry id, `''` if it was written before, or the ms still to wait (Redis' clock is before `time`).

@@ -68,6 +68,21 @@ export interface RedisWorkerOptions<O = unknown> extends RedisOptions {
    * `CheckpointTooLargeError` (`ERR_VELO_CHECKPOINT_TOO_LARGE`) at the call, and the session fails. Default 1 MiB.
    */
   maxCheckpointBytes?: number;
+  /**
+   * What the worker keeps of each owned partition's output stream (trimmed on the input's clock, `trimInterval`):
+   * `'all'` (the default) keeps every output (trimming is the readers' business); `'acked'` removes outputs every
+   * consumer group of the stream has acked (`redisOutputs` and `redisMaterialize` with a `group`, or your own
+   * `XREADGROUP`/`XACK`): an output a group has not read, or read and not acked, is never removed, so a slow or
+   * stopped group holds them. A stream with no consumer group is not trimmed by `'acked'`: a plain `XREAD` reader
+   * (`redisOutputs` without a group) leaves no trace of what it read; bound it with `outputMaxLen`.
+   */
+  outputRetention?: 'all' | 'acked';
+  /**
+   * Caps each owned partition's output stream at about this many outputs (`XTRIM MAXLEN ~`: at least this many
+   * are kept, the oldest removed whether or not anyone read them): a reader more than this far behind misses
+   * outputs. 0: no cap (the default). Applied after `outputRetention`.
+   */
+  outputMaxLen?: number;
 }
 
 /** Round-trip times of the worker's calls to Redis, ms: nearest-rank percentiles of its last 1024 calls. */
@@ -163,6 +178,8 @@ export interface RedisWorkerStats {
   replayedSessions: number;
   /** Input entries trimmed away (none that a session still needed). */
   trimmed: number;
+  /** Outputs trimmed away (`outputRetention: 'acked'`, `outputMaxLen`). */
+  trimmedOutputs: number;
   /** Outputs committed (before the dedupe in the fenced script). */
   outputs: number;
   /** Errors passed to onError. */

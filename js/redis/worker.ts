@@ -66,6 +66,8 @@ const WORKER_KEYS = [
   'maxUndelivered',
   'checkReplay',
   'maxCheckpointBytes',
+  'outputRetention',
+  'outputMaxLen',
 ];
 /** The longest a blocking wake-up read waits before it is re-issued, ms. */
 const WAIT_MS = 2000;
@@ -84,6 +86,9 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
   readonly maxSessionAge: number;
   readonly checkReplay: boolean;
   readonly maxCheckpointBytes: number;
+  /** `outputRetention: 'acked'`: outputs every consumer group has acked are trimmed. */
+  readonly trimAcked: boolean;
+  readonly outputMaxLen: number;
   /** Local delivery (`onOutput`), or null. */
   readonly delivery: LocalDelivery<O> | null;
   readonly counters: WorkerCounters = {
@@ -92,6 +97,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     fenced: 0,
     released: 0,
     trimmed: 0,
+    trimmedOutputs: 0,
     replayed: 0,
     replayedSessions: 0,
     outputs: 0,
@@ -144,6 +150,8 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       maxUndelivered = UNDELIVERED_DEFAULT,
       checkReplay = false,
       maxCheckpointBytes = 1 << 20,
+      outputRetention = 'all',
+      outputMaxLen = 0,
     } = extra;
     // (At most a Node timer's longest delay: the lease's timers are set from it.)
     integerOption(W, 'leaseTtl', leaseTtl, 300, MAX_TIMER_MS, `from 300 to ${MAX_TIMER_MS} (ms)`);
@@ -178,6 +186,11 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     this.checkReplay = checkReplay;
     integerOption(W, 'maxCheckpointBytes', maxCheckpointBytes, 1, 512 << 20);
     this.maxCheckpointBytes = maxCheckpointBytes;
+    if (outputRetention !== 'all' && outputRetention !== 'acked')
+      throw invalidValue(`redisWorker(): options.outputRetention must be 'all' or 'acked', not ${describe(outputRetention)}`);
+    this.trimAcked = outputRetention === 'acked';
+    integerOption(W, 'outputMaxLen', outputMaxLen, 0, 1e12, 'from 0 to 1e12 (0: no cap)');
+    this.outputMaxLen = outputMaxLen;
     this.delivery = onOutput === undefined ? null : new LocalDelivery(onOutput, maxUndelivered, (error) => this.report(error));
     this.fn = fn as StreamFn<I, O> & Openable<I, O>;
     this.ttl = leaseTtl;
@@ -340,6 +353,8 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
         run.lastTrim = now;
         try {
           this.counters.trimmed += await this.log.trim(run.lease);
+          if (this.trimAcked || this.outputMaxLen > 0)
+            this.counters.trimmedOutputs += await this.log.trimOutputs(run.lease, this.trimAcked, this.outputMaxLen);
         } catch (error) {
           if (error instanceof FencedError) {
             this.counters.fenced++;
