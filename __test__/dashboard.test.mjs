@@ -458,18 +458,18 @@ function rawStatus(base, path) {
   });
 }
 
-test('a path with dot segments, plain or percent-encoded, is no route of the dashboard (not resolved to one)', async () => {
+test('a path with dot segments (plain, percent-encoded, behind a backslash or before a #) is no route of the dashboard (not resolved to one)', async () => {
   const { base, close } = await listen(dashboard({ functions: [relayFn()] }));
   const app = express();
   app.use('/dashboard', dashboard({ functions: [relayFn()] }));
   app.use((_req, res) => res.status(404).end('the app\n'));
   const onExpress = await listen(app);
   try {
-    for (const path of ['/x/%2e%2e/page.js', '/x/%2E%2E/', '/x/./page.js', '/x/%2e/page.js']) {
+    for (const path of ['/x/%2e%2e/page.js', '/x/%2E%2E/', '/x/./page.js', '/x/%2e/page.js', '/x/..#', '/x\\..\\page.js', '/x/%2e%2e\\page.js']) {
       assert.equal(await rawStatus(base, path), 404, path);
     }
     assert.equal(await rawStatus(base, '/x/page.js'), 200);
-    for (const path of ['/dashboard/%2e%2e/', '/dashboard/x/%2e%2e/page.js', '/dashboard/%2e/page.js']) {
+    for (const path of ['/dashboard/%2e%2e/', '/dashboard/x/%2e%2e/page.js', '/dashboard/%2e/page.js', '/dashboard/%2e%2e#', '/dashboard/x\\..\\page.js']) {
       assert.equal(await rawStatus(onExpress.base, path), 404, path);
     }
     assert.equal(await rawStatus(onExpress.base, '/dashboard/page.js'), 200);

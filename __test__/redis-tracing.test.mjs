@@ -369,3 +369,51 @@ test("the active span context's tracestate is written with its traceparent (fiel
   });
   assert.deepEqual(Object.keys(second.fields), ['k', 'v', 't']);
 });
+
+test('a worker with a tracer provider but no context manager: its session span still links its producers, each event has its span, outputs carry the session span', async () => {
+  const name = fresh('nocm');
+  const producer = redisProducer({ client, name, partitions: 1 });
+  const w = tracedWorker(name, { env: { ...process.env, TRACE_CM: '0' } });
+  try {
+    const p1 = await inSpan('produce 1', () => producer.send('K', { n: 1 }));
+    await eventually(async () => (await outputEntries(name)).length === 1, 'the output written');
+    await stopChild(w);
+    const spans = childSpans(w);
+    const [session] = spans.filter((s) => s.name === 'velo traced');
+    assert.ok(session, 'the session span');
+    assert.ok(linksTo(session, p1), 'linked to its producer span');
+    assert.equal(session.attributes['velo.partition'], 0);
+    const events = spans.filter((s) => s.name === 'velo event');
+    assert.equal(events.length, 1);
+    assert.equal(events[0].parent, session.spanId);
+    const [out] = await outputEntries(name);
+    assert.equal(out.fields.t, traceparentOf({ ...session, traceFlags: 1 }));
+  } finally {
+    w.child.kill('SIGKILL');
+  }
+});
+
+test('a span context whose fields throw never makes a send fail (the entry goes untraced); a redisOutputs item carries a traceparent only when it is valid', async () => {
+  const name = fresh('hostilectx');
+  const producer = redisProducer({ client, name, partitions: 1 });
+  const hostile = trace.wrapSpanContext({
+    get traceId() {
+      throw new Error('traceId getter');
+    },
+    spanId: '2'.repeat(16),
+    traceFlags: 1,
+  });
+  await context.with(trace.setSpan(context.active(), hostile), () => producer.send('K', { n: 1 }));
+  const [entry] = await inputEntries(name);
+  assert.deepEqual(Object.keys(entry.fields), ['k', 'v']);
+  // Outputs written by hand, with traceparents of the right length that are not valid.
+  const valid = `00-${'a'.repeat(32)}-${'b'.repeat(16)}-01`;
+  for (const [i, t] of [valid, valid.toUpperCase(), `00-${'\xff'.repeat(32)}-${'b'.repeat(16)}-01`, `00-${'0'.repeat(32)}-${'b'.repeat(16)}-01`].entries())
+    await client.sendCommand(['XADD', `velo:{${name}:p0}:out`, '*', 'sid', `K@${i}`, 'seq', '1', 'k', 'K', 'v', '1', 't', t]);
+  const items = [];
+  for await (const item of redisOutputs({ client, name, partitions: 1 })) {
+    items.push(item.traceparent);
+    if (items.length === 4) break;
+  }
+  assert.deepEqual(items, [valid, undefined, undefined, undefined]);
+});

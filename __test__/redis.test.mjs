@@ -778,3 +778,52 @@ test('trimming with nothing pending keeps only the last delivered entry', async 
     await worker.close();
   }
 });
+
+test('a handler that throws a hostile value (a revoked proxy, getters that throw, a null-prototype object) or a huge message: the error is its last output, within maxEventBytes; the worker goes on', async () => {
+  const name = fresh('hostile');
+  const producer = redisProducer({ client, name, partitions: 1 });
+  const hostile = {
+    revoked: () => {
+      const { proxy, revoke } = Proxy.revocable({}, {});
+      revoke();
+      return proxy;
+    },
+    messageGetter: () =>
+      Object.defineProperty(new Error('unread'), 'message', {
+        get() {
+          throw new Error('message getter');
+        },
+      }),
+    nameGetter: () =>
+      Object.defineProperty(new Error('readable'), 'name', {
+        get() {
+          throw new Error('name getter');
+        },
+      }),
+    nullProto: () => Object.create(null),
+    huge: () => Object.assign(new Error('x'.repeat(100_000)), { code: 'E_HUGE' }),
+  };
+  const fn = streamFn(
+    async function* thrower(events) {
+      for await (const e of events) throw hostile[e.kind]();
+    },
+    { idleTimeout: 0 },
+  );
+  const worker = redisWorker(fn, { client, name, partitions: 1, leaseTtl: 1500, maxEventBytes: 1024 });
+  try {
+    for (const kind of Object.keys(hostile)) await producer.send(kind, { kind });
+    await eventually(async () => (await readAllOutputs(client, name, 1)).length === 5, 'five error outputs');
+    await eventually(async () => (await pendingCount(client, name, 1)) === 0, 'every session ended and acked');
+    const errors = Object.fromEntries((await readAllOutputs(client, name, 1)).map((o) => [o.key, o.error]));
+    assert.deepEqual(errors.revoked, { name: 'Error', message: 'an unprintable value' });
+    assert.deepEqual(errors.messageGetter, { name: 'Error', message: 'an unprintable value' });
+    assert.deepEqual(errors.nameGetter, { name: 'Error', message: 'readable' });
+    assert.deepEqual(errors.nullProto, { name: 'Error', message: 'an unprintable value' });
+    assert.equal(errors.huge.code, 'E_HUGE');
+    assert.match(errors.huge.message, /^x+…$/);
+    const [entry] = (await client.xRange(`velo:{${name}:p0}:out`, '-', '+')).filter((e) => e.message.k === 'huge');
+    assert.ok(Buffer.byteLength(entry.message.e) <= 1024, `the error entry within maxEventBytes: ${Buffer.byteLength(entry.message.e)}`);
+  } finally {
+    await worker.close();
+  }
+});

@@ -270,7 +270,9 @@ test('hostile thrown values and cancel reasons: the stream still fails or cancel
     ['a message getter that throws', () => getterThrows('message'), 'an unprintable value'],
     ['a name getter that throws', () => getterThrows('name'), 'readable'],
     ['a stack getter that throws', () => getterThrows('stack'), 'readable'],
-    ['a 5 MB message', () => new Error('x'.repeat(5_000_000)), `${'x'.repeat(1024)}…`],
+    ['a 5 MB message', () => new Error('x'.repeat(5_000_000)), `${'x'.repeat(1023)}…`],
+    // Cut to 1,024 UTF-16 units with the ellipsis, never between the two halves of a character.
+    ['a long message of emoji', () => new Error('\u{1F600}'.repeat(600)), `${'\u{1F600}'.repeat(511)}…`],
   ]) {
     exporter.reset();
     // (Not assert.rejects: it reads fields of the rejection, which a revoked proxy refuses.)
@@ -288,7 +290,7 @@ test('hostile thrown values and cancel reasons: the stream still fails or cancel
   }
   for (const [what, reason, text] of [
     ['a revoked proxy', revoked(), 'an unprintable value'],
-    ['a 5 MB reason', 'y'.repeat(5_000_000), `${'y'.repeat(1024)}…`],
+    ['a 5 MB reason', 'y'.repeat(5_000_000), `${'y'.repeat(1023)}…`],
   ]) {
     exporter.reset();
     const s = throwing(() => new Error('unused')).open();
@@ -301,5 +303,5 @@ test('hostile thrown values and cancel reasons: the stream still fails or cancel
   await sessions.send('k'.repeat(100_000), 1).catch(() => {});
   await sessions.send(revoked(), 1).catch(() => {});
   await sessions.close().catch(() => {});
-  assert.deepEqual(named('velo hostile').map((s) => s.attributes['velo.session.key']).sort(), ['an unprintable value', `${'k'.repeat(1024)}…`]);
+  assert.deepEqual(named('velo hostile').map((s) => s.attributes['velo.session.key']).sort(), ['an unprintable value', `${'k'.repeat(1023)}…`]);
 });

@@ -199,6 +199,32 @@ test("cancel(reason): the worker handler's ctx.signal.reason is the reason, clon
       },
     ],
     [undefined, (m) => assert.deepEqual([m.className, m.name], ['DOMException', 'AbortError'])],
+    // Hostile reasons: what can be read crosses; cancel() still resolves (it threw, or crashed the process from
+    // an aborted signal's listener, before).
+    [
+      (() => {
+        const { proxy, revoke } = Proxy.revocable({}, {});
+        revoke();
+        return proxy;
+      })(),
+      (m) => assert.match(m.message, /cancelled with a reason the structured clone algorithm refuses \(a revoked Proxy\)/),
+    ],
+    [
+      Object.defineProperty(new Error('unread'), 'message', {
+        get() {
+          throw new Error('message getter');
+        },
+      }),
+      (m) => assert.deepEqual([m.className, m.message], ['Error', 'an error whose message cannot be read']),
+    ],
+    [
+      Object.defineProperty(new TypeError('kept'), 'stack', {
+        get() {
+          throw new Error('stack getter');
+        },
+      }),
+      (m) => assert.deepEqual([m.className, m.message], ['TypeError', 'kept']),
+    ],
   ];
   for (const [reason, check] of cases) {
     const ch = channel();
@@ -208,6 +234,18 @@ test("cancel(reason): the worker handler's ctx.signal.reason is the reason, clon
     await s.cancel(reason);
     check(await ch.next((m) => !m.finally));
     assert.deepEqual(await ch.next((m) => m.finally), { finally: true, aborted: true }, "the signal aborted before the handler's finally ran");
+    ch.close();
+  }
+  // The same reasons through an AbortSignal given at open.
+  for (const [reason] of cases.slice(-3)) {
+    const ch = channel();
+    const controller = new AbortController();
+    const s = fn.open({ signal: controller.signal });
+    await s.send(ch.name);
+    assert.equal(await s.recv(), 'ready');
+    controller.abort(reason);
+    assert.deepEqual(await ch.next((m) => m.finally), { finally: true, aborted: true });
+    await assert.rejects(s.recv(), { code: 'ERR_VELO_STREAM_CLOSED' });
     ch.close();
   }
   await fn.close();

@@ -1,5 +1,5 @@
 // A traced worker process for redis-tracing.test.mjs. Args: url name leaseTtl idleTimeout. Registers its own
-// tracer provider (unless `TRACE=0` in the environment), whose exporter prints each finished span as a line
+// tracer provider (unless `TRACE=0` in the environment) and context manager (unless `TRACE_CM=0`), whose exporter prints each finished span as a line
 // `span <json>` on stdout (names, ids, parent, links, attributes). The handler starts a span `handle <n>` at each
 // event and `after <n>` after an await, and yields n. Otherwise the protocol of redis-worker-child.mjs.
 import { context, trace } from '@opentelemetry/api';
@@ -33,7 +33,8 @@ if (process.env.TRACE !== '0') {
     },
     shutdown: () => Promise.resolve(),
   };
-  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  // TRACE_CM=0: a provider without a context manager (an application that registered only the provider).
+  if (process.env.TRACE_CM !== '0') context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
   trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }));
 }
 const tracer = trace.getTracer('handler');

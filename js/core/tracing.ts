@@ -7,6 +7,7 @@
 // context does not follow an async generator's steps by itself (each step runs in the context of whoever calls
 // `next()`), so the library, which makes those calls, sets it (`run`).
 import type { StreamMetrics } from '../types';
+import { cutText, isError, readString, textOf } from '../text';
 
 // What this module uses of `@opentelemetry/api`, declared here rather than imported: the declarations of
 // velo-stream must compile for applications that do not have the package.
@@ -39,12 +40,6 @@ export interface TraceParent {
 }
 /** An OpenTelemetry context (opaque here). */
 export type Context = object;
-/** What this module uses of a context. */
-interface ContextValues {
-  getValue(key: symbol): unknown;
-  setValue(key: symbol, value: unknown): Context;
-  deleteValue(key: symbol): Context;
-}
 export interface Tracer {
   startSpan(name: string, options: { attributes: Attributes; links?: Link[] }, context: Context): Span;
 }
@@ -59,8 +54,7 @@ export interface Api {
     setSpanContext(context: Context, spanContext: TraceParent & { isRemote: boolean }): Context;
     getSpanContext(context: Context): (TraceParent & { traceState?: { serialize(): string } }) | undefined;
   };
-  ROOT_CONTEXT: Context & ContextValues;
-  createContextKey(description: string): symbol;
+  ROOT_CONTEXT: Context;
   createTraceState?(raw: string): unknown;
   context: { active(): Context; with<T>(context: Context, fn: () => T): T };
   SpanStatusCode: { ERROR: number };
@@ -128,14 +122,16 @@ export class StreamTrace {
   constructor(a: Api, t: Tracer, name: string, kind: string, parent: Context) {
     this.#api = a;
     this.#tracer = t;
+    // A Redis session's stream (velo-stream/redis: `openInScope`): a root span, and its handler's active span
+    // follows the events it takes. Taken by the first trace its open makes (a pipe's, before its stages').
+    const scope = openingScope;
+    openingScope = undefined;
+    if (scope !== undefined) parent = a.ROOT_CONTEXT;
     this.span = t.startSpan(`velo ${name}`, { attributes: { 'velo.function': name, 'velo.kind': kind } }, parent);
-    // A Redis session's stream (velo-stream/redis: SessionScope.open): its handler's active span follows the events it takes.
-    const scope =
-      SCOPE_KEY === undefined ? undefined : ((parent as ContextValues).getValue(SCOPE_KEY) as ContextScope | undefined);
     if (scope === undefined) this.context = a.trace.setSpan(parent, this.span);
     else {
       scope.bind(this.span);
-      this.context = a.trace.setSpan((parent as ContextValues).deleteValue(SCOPE_KEY as symbol), scope.asSpan());
+      this.context = a.trace.setSpan(parent, scope.asSpan());
     }
   }
 
@@ -207,47 +203,26 @@ export class StreamTrace {
    */
   #failed(span: Span, error: unknown): void {
     const message = traceText(error);
-    let isError = false;
-    try {
-      isError = error instanceof Error;
-    } catch {
-      // A revoked proxy: no prototype to read.
-    }
-    if (isError)
+    if (isError(error)) {
+      const name = readString(() => error.name);
+      const stack = readString(() => error.stack);
       span.recordException({
-        name: readText(() => (error as Error).name) ?? 'Error',
+        name: name === undefined ? 'Error' : cutText(name, MAX_TRACE_TEXT),
         message,
-        stack: readText(() => (error as Error).stack),
+        ...(stack === undefined ? {} : { stack: cutText(stack, 4 * MAX_TRACE_TEXT) }),
       });
+    }
     span.setStatus({ code: this.#api.SpanStatusCode.ERROR, message });
   }
 }
 
-/** Longest text put in an attribute from a user's value (an error message, a cancel reason, a key). */
+/** Longest text put in an attribute from a user's value (an error message, a cancel reason, a key), `…` included. */
 export const MAX_TRACE_TEXT = 1024;
 
-/** `read()` as a bounded string, or undefined when reading it throws or gives no string. */
-function readText(read: () => unknown): string | undefined {
-  try {
-    const value = read();
-    return typeof value === 'string' ? bounded(value) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** `text`, cut to MAX_TRACE_TEXT characters (marked with an ellipsis). */
-function bounded(text: string): string {
-  return text.length > MAX_TRACE_TEXT ? `${text.slice(0, MAX_TRACE_TEXT)}…` : text;
-}
-
 /** A value's text for a span (a key, a reason, an error's message), bounded and never throwing (a revoked proxy, a `message` getter that throws). */
-export function traceText(reason: unknown): string {
-  try {
-    return bounded(reason instanceof Error ? String(reason.message) : String(reason));
-  } catch {
-    return 'an unprintable value';
-  }
+export function traceText(value: unknown): string {
+  const text = isError(value) ? (readString(() => value.message) ?? 'an unprintable value') : textOf(value);
+  return cutText(text, MAX_TRACE_TEXT);
 }
 
 /**
@@ -290,18 +265,28 @@ export function traced(): [Api, Tracer] | undefined {
 }
 
 /**
- * What a Redis session's stream opens with (velo-stream/redis, trace-context.ts), in the context it opens in
- * (under `sessionScopeKey`): its span is bound to it, and its handler's active span is `asSpan()`.
+ * What a Redis session's stream opens with (velo-stream/redis, trace-context.ts): its span is bound to it, and
+ * its handler's active span is `asSpan()`.
  */
 export interface ContextScope {
   bind(span: Span): void;
   asSpan(): Span;
 }
 
-let SCOPE_KEY: symbol | undefined;
-/** The context key a `ContextScope` is found under. */
-export function sessionScopeKey(a: Api): symbol {
-  return (SCOPE_KEY ??= a.createContextKey('velo-stream redis session'));
+/**
+ * The scope of the open running now (`openInScope`). Handed over synchronously, not through the active context:
+ * that would need a context manager, which a worker process without one does not have.
+ */
+let openingScope: ContextScope | undefined;
+
+/** Runs `open` (a stream's open, synchronous) so that the first trace it makes is bound to `scope`. */
+export function openInScope<T>(scope: ContextScope, open: () => T): T {
+  openingScope = scope;
+  try {
+    return open();
+  } finally {
+    openingScope = undefined;
+  }
 }
 
 /** The API once looked for (null: not installed). */

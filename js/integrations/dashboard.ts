@@ -93,12 +93,16 @@ function file(route: string): Buffer {
 /** Every response: nothing cached, nothing sniffed, no framing, and the page may load only its own files. */
 /** A request-target as a URL, or undefined when it is not a path (`//`, `*`, an absolute URL): parsed against a base of its own, never as a scheme-relative address. */
 const DOT_SEGMENT = /\/(?:\.|%2e){1,2}(?:\/|$)/i;
+/** Characters a request path never carries, which the URL parser would take as `/` (a backslash) or cut at (`#`). */
+const NOT_IN_PATH = /[\\#]/;
 
 function target(raw: string | undefined): URL | undefined {
   if (typeof raw !== 'string' || !raw.startsWith('/')) return undefined;
   // A dot segment, plain or percent-encoded (`/x/%2e%2e/`), would be resolved away by the URL parser, and the
   // route judged on a path the client did not send: such a path is no route of the dashboard's.
-  if (DOT_SEGMENT.test(raw.split('?', 1)[0])) return undefined;
+  // Nor is one with a backslash or a `#`, which the parser would read as a separator or a fragment's start.
+  const path = raw.split('?', 1)[0];
+  if (NOT_IN_PATH.test(path) || DOT_SEGMENT.test(path)) return undefined;
   try {
     return new URL(`http://dashboard.invalid${raw}`);
   } catch {

@@ -1262,7 +1262,13 @@ export class PartitionRun<I, O> {
       const stop = s.stop as { error: Error; entry: boolean };
       if (!stop.entry) this.worker.counters.capped++;
       this.#queue({
-        output: { sid: s.sid, seq: ++s.seq, key: s.key, error: serializeError(stop.error), traceparent: s.scope?.traceparent },
+        output: {
+          sid: s.sid,
+          seq: ++s.seq,
+          key: s.key,
+          error: serializeError(stop.error, this.worker.maxEventBytes),
+          traceparent: s.scope?.traceparent,
+        },
       });
     }
     let acks = s.ids;
@@ -1295,7 +1301,13 @@ export class PartitionRun<I, O> {
       }
     }
     this.#queue({
-      output: { sid: s.sid, seq: ++s.seq, key: s.key, error: serializeError(error), traceparent: s.scope?.traceparent },
+      output: {
+        sid: s.sid,
+        seq: ++s.seq,
+        key: s.key,
+        error: serializeError(error, w.maxEventBytes),
+        traceparent: s.scope?.traceparent,
+      },
     });
     s.failed = true;
     void s.stream.cancel(error);

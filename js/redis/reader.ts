@@ -6,6 +6,7 @@ import { type RedisOptions, resolveOptions } from './options';
 import { type RedisClientLike, readStreams, send } from './connection';
 import { reportable } from './reportable';
 import { entryFields } from './redis-log';
+import { isTraceparent } from './trace-context';
 
 /** A handler's failure as stored in the output stream. */
 export interface HandlerFailure {
@@ -78,9 +79,12 @@ export function outputItem<O>(codec: Codec<O>, partition: number, id: Buffer, li
     sid: f.get('sid')?.toString() ?? '',
     seq: Number(f.get('seq')?.toString()),
   };
-  // Only of a traceparent's length (version 00): outputTraceContext checks the rest.
+  // Only a valid one (version 00): an application may copy it into a header as it is.
   const traceparent = f.get('t');
-  if (traceparent !== undefined && traceparent.length === 55) base.traceparent = traceparent.toString('latin1');
+  if (traceparent !== undefined && traceparent.length === 55) {
+    const text = traceparent.toString('latin1');
+    if (isTraceparent(text)) base.traceparent = text;
+  }
   const error = f.get('e');
   if (error !== undefined) return { ...base, error: JSON.parse(error.toString()) as HandlerFailure };
   return { ...base, value: codec.decode(f.get('v') ?? Buffer.alloc(0)) };

@@ -1,19 +1,32 @@
 // One live session of a partition: a key's run of events through one instance of the function.
 import { type SessionHooks, type StreamKind } from '../core/protocol';
+import { cutText, readString, textOf } from '../text';
 import { idTime } from './log-ids';
 import type { InputEntry } from './transport';
 import type { SessionScope } from './trace-context';
 
 /** A handler's failure as stored with an output: `{ name, message, code }` as JSON. */
-export function serializeError(error: unknown): string {
-  const e = error as { name?: unknown; message?: unknown; code?: unknown } | null;
-  const out: Record<string, unknown> = {
-    name: typeof e?.name === 'string' ? e.name : 'Error',
-    message: typeof e?.message === 'string' ? e.message : String(error),
-  };
-  if (typeof e?.code === 'string') out.code = e.code;
-  return JSON.stringify(out);
+export function serializeError(error: unknown, maxBytes: number): string {
+  // The handler's value, maybe hostile (a revoked Proxy, getters that throw): what cannot be read is left out.
+  const e = error as { name?: unknown; message?: unknown; code?: unknown };
+  const name = (error !== null && typeof error === 'object' && readString(() => e.name)) || 'Error';
+  const message = (error !== null && typeof error === 'object' ? readString(() => e.message) : undefined) ?? textOf(error);
+  const code = error !== null && typeof error === 'object' ? readString(() => e.code) : undefined;
+  const make = (max: number) =>
+    JSON.stringify({
+      name: cutText(name, 256),
+      message: cutText(message, max),
+      ...(code === undefined ? {} : { code: cutText(code, 256) }),
+    });
+  // Within maxEventBytes, as every entry: the message is cut (halved until the entry fits).
+  let max = MAX_ERROR_MESSAGE;
+  let out = make(max);
+  while (Buffer.byteLength(out) > maxBytes && max > 0) out = make((max = Math.floor(max / 2)));
+  return out;
 }
+
+/** Most UTF-16 units of an error's message kept in its output entry. */
+const MAX_ERROR_MESSAGE = 16_384;
 
 /** A timer of `ctx.wakeAt`: its id in the session (1, 2, ...), its time (Redis' clock, ms), its payload encoded. */
 export interface Timer {

@@ -9,17 +9,23 @@ import {
   type TraceParent,
   type Tracer,
   otelApi,
-  sessionScopeKey,
+  openInScope,
   traced,
 } from '../core/tracing';
 
 /** The longest `tracestate` carried or accepted, in characters (the W3C minimum every vendor must propagate). */
 const MAX_TRACESTATE = 512;
-/** Links a session span gets, to distinct producer spans; past them, `velo.links_dropped` counts the rest. */
+/** Links a session span gets, to distinct producer spans; past them, `velo.links_dropped` counts the events whose producer span is not linked. */
 export const MAX_SESSION_LINKS = 128;
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 const ZERO_TRACE = '00000000000000000000000000000000';
 const ZERO_SPAN = '0000000000000000';
+
+/** Whether `text` is a valid `traceparent` of version 00 (lowercase hex, ids not all zero). */
+export function isTraceparent(text: string): boolean {
+  const m = TRACEPARENT.exec(text);
+  return m !== null && m[1] !== ZERO_TRACE && m[2] !== ZERO_SPAN;
+}
 
 /** A span context's `traceparent` (W3C Trace Context, version 00). */
 function formatTraceparent(c: TraceParent): string {
@@ -31,6 +37,15 @@ function formatTraceparent(c: TraceParent): string {
  * span context active at the send, when a tracer provider is registered and a valid span context is active.
  */
 export function activeTraceFields(): [string, string] | undefined {
+  // The span context is the application's (maybe a hostile object): tracing never makes a send fail.
+  try {
+    return readTraceFields();
+  } catch {
+    return undefined;
+  }
+}
+
+function readTraceFields(): [string, string] | undefined {
   const found = traced();
   if (found === undefined) return undefined;
   const a = found[0];
@@ -128,8 +143,7 @@ export class SessionScope {
 
   /** Opens the session's stream (`open`) so that its span is a root span bound to this scope. */
   open<T>(open: () => T): T {
-    const a = this.#api;
-    return a.context.with(a.ROOT_CONTEXT.setValue(sessionScopeKey(a), this), open);
+    return openInScope(this, open);
   }
 
   /** The session's span, once its stream opened traced. */

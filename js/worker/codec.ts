@@ -23,6 +23,7 @@
 //   cannot be shared there), every byte array is copied inline, and with
 //   `transfer` the ArrayBuffers Node would move are detached once copied.
 import { dataCloneError, sharedArrayBufferError, sharedViewError } from '../errors';
+import { isError, readString } from '../text';
 import { DefaultDeserializer, DefaultSerializer, deserialize as v8Deserialize, serialize as v8Serialize } from 'node:v8';
 
 /** v8's format opens with a version tag (0xff); a numbers-only batch with a zero byte. */
@@ -359,15 +360,16 @@ export function encodeThrown(error: unknown): Encoded {
 /** `error` as a record the other thread rebuilds (`rebuildThrown`). */
 export function thrownRecord(error: unknown): ThrownRecord {
   let record: ThrownRecord;
-  if (error instanceof Error) {
-    const ctor = (error as { constructor?: { name?: unknown } }).constructor;
+  // The value is the application's, maybe hostile (a revoked Proxy, getters that throw): what cannot be read is left out.
+  if (isError(error)) {
+    const className = readString(() => (error as { constructor?: { name?: unknown } }).constructor?.name);
     record = {
       thrown: true,
-      className: typeof ctor?.name === 'string' ? ctor.name : 'Error',
-      name: String(error.name),
-      message: String(error.message),
-      stack: typeof error.stack === 'string' ? error.stack : undefined,
-      code: cloneable((error as { code?: unknown }).code),
+      className: className ?? 'Error',
+      name: readString(() => error.name) ?? 'Error',
+      message: readString(() => error.message) ?? 'an error whose message cannot be read',
+      stack: readString(() => error.stack),
+      code: readCloneable(() => (error as { code?: unknown }).code),
     };
   } else {
     record = { thrown: true, className: null, name: 'Error', message: describeThrown(error), stack: undefined, code: undefined };
@@ -418,10 +420,18 @@ function cloneable(value: unknown): unknown {
   return typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean' ? value : undefined;
 }
 
+function readCloneable(read: () => unknown): unknown {
+  try {
+    return cloneable(read());
+  } catch {
+    return undefined;
+  }
+}
+
 function describeThrown(value: unknown): string {
   try {
     return `A non-error value was thrown: ${typeof value === 'string' ? value : (JSON.stringify(value) ?? String(value))}`;
   } catch {
-    return `A non-error value was thrown: ${Object.prototype.toString.call(value)}`;
+    return `A non-error value was thrown: ${readString(() => Object.prototype.toString.call(value)) ?? 'a revoked Proxy'}`;
   }
 }

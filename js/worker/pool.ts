@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { type ResourceLimits, Worker } from 'node:worker_threads';
 import { addon } from '../core/addon';
 import { WorkerCrashedError, loadTimeoutError } from '../errors';
+import { isError, readString } from '../text';
 import { type Arrived, thrownRecord } from './codec';
 import {
   type CancelMessage,
@@ -136,14 +137,14 @@ export class ThreadHost {
   cancel(pair: number, reason: unknown): void {
     if (!this.#terminating && !this.#gone) {
       let message: CancelMessage | undefined;
-      if (!(reason instanceof Error)) {
+      if (!isError(reason)) {
         try {
           message = { type: 'cancel', pair, reason, record: false };
           this.#worker.postMessage(message);
         } catch {
           message = undefined;
           reason = new Error(
-            `The stream was cancelled with a reason the structured clone algorithm refuses (${Object.prototype.toString.call(reason)})`,
+            `The stream was cancelled with a reason the structured clone algorithm refuses (${readString(() => Object.prototype.toString.call(reason)) ?? 'a revoked Proxy'})`,
           );
         }
       }

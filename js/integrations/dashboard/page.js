@@ -138,7 +138,7 @@
         b.textContent = key.startsWith('queueWait')
           ? us(v)
           : key === 'backpressureWaits'
-            ? `${fmt(v)} (in ${fmt(f.scanned)} streams read)`
+            ? `${fmt(v)} (in ${fmt(f.scanned)} stream${f.scanned === 1 ? '' : 's'} read)`
             : fmt(v);
       }
       const extra = [];
