@@ -31,6 +31,7 @@ import {
   kEmit,
   kHandlerSignal,
   kInputLent,
+  kTakeLent,
   kPollInput,
   kReleaseInput,
   kStartBody,
@@ -325,6 +326,12 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
   #pullBatch(): void {
     let added = 0;
     while (!this.#inputEnded && !this.#waitingInput && this.#batch.length < this.#maxSize) {
+      // The rest of the batch lent, in one move; then the next item (or the wait for one).
+      const lent = this.#stream[kTakeLent](this.#batch, this.#maxSize - this.#batch.length);
+      if (lent > 0) {
+        added += lent;
+        continue;
+      }
       const v = this.#next();
       if (v === NO_INPUT) break;
       this.#batch.push(v);
