@@ -390,7 +390,9 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
     // One pair of reactions per slot, made once: a slot's call settles once before the slot is used again.
     const onOk = (this.#onOk[slot] ??= (value: unknown) => this.#succeeded(slot, value as O | undefined));
     const onErr = (this.#onErr[slot] ??= (error: unknown) => this.#attemptFailed(slot, error));
-    if (then === nativeThen && Object.getPrototypeOf(result) === Promise.prototype) {
+    // A plain promise: `then` is the native one, and so is the promise it makes (its species is read from
+    // `constructor`, as this reads it; `Object.getPrototypeOf` would be a runtime call per call).
+    if (then === nativeThen && (result as { constructor?: unknown }).constructor === Promise) {
       (result as Promise<O>).then(onOk, onErr);
       return;
     }
