@@ -1099,17 +1099,17 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     return this.#inLen - this.#inPos;
   }
 
-  [kTakeLent](into: unknown[], max: number): number {
+  [kTakeLent](into: unknown[], max: number): unknown[] {
     const buf = this.#inBuf;
-    const end = this.#inPos + Math.min(max, this.#inLen - this.#inPos);
-    let pos = this.#inPos;
-    for (; pos < end; pos++) {
-      into.push(buf[pos]);
-      buf[pos] = undefined;
-    }
-    const n = pos - this.#inPos;
-    this.#inPos = pos;
-    return n;
+    const start = this.#inPos;
+    const end = start + Math.min(max, this.#inLen - start);
+    if (end === start) return into;
+    // An empty array is replaced by a copy of the run (one allocation of its size, not one per growth).
+    if (into.length === 0) into = buf.slice(start, end);
+    else for (let pos = start; pos < end; pos++) into.push(buf[pos]);
+    for (let pos = start; pos < end; pos++) buf[pos] = undefined;
+    this.#inPos = end;
+    return into;
   }
 
   [kAwaitInput](callback: (r: IteratorResult<I>) => void): void {

@@ -327,9 +327,10 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
     let added = 0;
     while (!this.#inputEnded && !this.#waitingInput && this.#batch.length < this.#maxSize) {
       // The rest of the batch lent, in one move; then the next item (or the wait for one).
-      const lent = this.#stream[kTakeLent](this.#batch, this.#maxSize - this.#batch.length);
-      if (lent > 0) {
-        added += lent;
+      const before = this.#batch.length;
+      this.#batch = this.#stream[kTakeLent](this.#batch, this.#maxSize - before) as I[];
+      if (this.#batch.length > before) {
+        added += this.#batch.length - before;
         continue;
       }
       const v = this.#next();
