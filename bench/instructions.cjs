@@ -11,10 +11,15 @@
 // `IDLE_TIMEOUT=<ms>` in the environment opens the stream functions with that
 // `idleTimeout` (0: no idle clock) instead of the default, to measure what
 // the idle clock costs.
+//
+// `SCALE=<k>` multiplies the item counts of `pipe`, `pipeBaselineC`, `task`
+// and `batch` by k: the slope between two scales is the cost per item with
+// the start-up, the compiler's work and the noise of one run taken out.
 const [workload = 'run', from = '..'] = process.argv.slice(2);
 const lib = require(from === '..' ? require('node:path').join(__dirname, '..') : from);
 const { task, batch } = lib;
 const idleTimeout = process.env.IDLE_TIMEOUT;
+const scale = Number(process.env.SCALE ?? 1);
 const streamFn = idleTimeout === undefined ? lib.streamFn : (handler) => lib.streamFn(handler, { idleTimeout: Number(idleTimeout) });
 
 const workloads = {
@@ -116,8 +121,19 @@ const workloads = {
         for await (const e of events) yield e + k;
       });
     const p = stage(1).pipe(stage(2)).pipe(stage(3));
-    const input = Array.from({ length: 100_000 }, (_, i) => i);
+    const input = Array.from({ length: 100_000 * scale }, (_, i) => i);
     if ((await p.run(input)).length !== input.length) throw new Error('lost outputs');
+  },
+  // `pipe`'s shape as S7's baseline (c): three chained async generators over the same numbers.
+  pipeBaselineC: async () => {
+    const stage = (k) =>
+      async function* (events) {
+        for await (const e of events) yield e + k;
+      };
+    const input = Array.from({ length: 100_000 * scale }, (_, i) => i);
+    const out = [];
+    for await (const v of stage(3)(stage(2)(stage(1)(input)))) out.push(v);
+    if (out.length !== input.length) throw new Error('lost outputs');
   },
   // 10,000 times open a two-stage pipe -> one event -> end -> read to the end.
   pipeOpen: async () => {
@@ -147,7 +163,7 @@ const workloads = {
   // Like S10: run() over 100,000 numbers (3 times) through task(async x => x + 1), 16 in flight.
   task: async () => {
     const stage = task(async (x) => x + 1, { concurrency: 16 });
-    const input = Array.from({ length: 100_000 }, (_, i) => i);
+    const input = Array.from({ length: 100_000 * scale }, (_, i) => i);
     for (let r = 0; r < 3; r++) if ((await stage.run(input)).length !== input.length) throw new Error('lost outputs');
   },
   // Like S12: run() over 200,000 numbers (3 times) through batch(sum, { maxSize: 100 }).
@@ -160,7 +176,7 @@ const workloads = {
       },
       { maxSize: 100 },
     );
-    const input = Array.from({ length: 200_000 }, (_, i) => i);
+    const input = Array.from({ length: 200_000 * scale }, (_, i) => i);
     for (let r = 0; r < 3; r++) if ((await stage.run(input)).length !== input.length / 100) throw new Error('lost outputs');
   },
 };

@@ -19,7 +19,8 @@ const score = streamFn(
       yield { id: e.id, n, mean: sum / n };
     }
   },
-  { maxConcurrent: 10_000 },
+  // `IDLE_TIMEOUT=<ms>` in the environment: that `idleTimeout` (0: no idle clock), to measure what the clock costs a request.
+  { maxConcurrent: 10_000, ...(process.env.IDLE_TIMEOUT === undefined ? {} : { idleTimeout: Number(process.env.IDLE_TIMEOUT) }) },
 );
 
 /** NDJSON lines of a request body, parsed (the plain variant's reader). */

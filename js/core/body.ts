@@ -17,6 +17,8 @@ export const NO_INPUT = Symbol('velo.noInput');
 export const INPUT_END = Symbol('velo.inputEnd');
 /** How many more events `kPollInput` returns without asking the core (the rest of the batch lent). */
 export const kInputLent = Symbol('velo.inputLent');
+/** Moves up to `max` events of the batch lent onto the end of an array (a batch stage's batch), as many `kPollInput` calls would; returns the array (a new one in place of an empty one). */
+export const kTakeLent = Symbol('velo.takeLent');
 /** Calls back once with the next input (or its end) when there is none now. */
 export const kAwaitInput = Symbol('velo.awaitInput');
 /** Emits one output: `Emit.Emitted`, `Emit.Paused` (wait with `kAwaitRoom`), or `Emit.Closed`. */

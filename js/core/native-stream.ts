@@ -89,13 +89,13 @@ export function tableSize(): number {
 }
 
 /** Moves a run that a take left in the scratch buffer into `into`; returns the take's answer. */
-function unpack(code: number, into: unknown[]): number {
+function unpack(code: number, into: unknown[], at: number): number {
   if (code >= Take.Values) {
     const n = code - Take.Values;
-    for (let i = 0; i < n; i++) into[i] = takeValue(scratchU32[i]);
+    for (let i = 0; i < n; i++) into[at + i] = takeValue(scratchU32[i]);
     return n;
   }
-  for (let i = 0; i < code; i++) into[i] = scratch[i];
+  for (let i = 0; i < code; i++) into[at + i] = scratch[i];
   return code;
 }
 
@@ -201,7 +201,7 @@ export class NativeStream {
 
   /** Lends the handler the next run of events (at most `max`), written to `into[0..]`: its length, or a `Take`. */
   takeInput(max: number, into: unknown[]): number {
-    return unpack(ops.takeInput(this.#h, max), into);
+    return unpack(ops.takeInput(this.#h, max), into, 0);
   }
 
   /** Counts events and outputs handed over in JS, each where a push would have answered `Push.Handoff`; the last input `agoUs` ago. */
@@ -249,9 +249,9 @@ export class NativeStream {
     }
   }
 
-  /** Lends a reader the next run of outputs, as `takeInput`. */
-  takeOutput(max: number, into: unknown[]): number {
-    return unpack(ops.takeOutput(this.#h, max), into);
+  /** Lends a reader the next run of outputs, as `takeInput`, written to `into[at..]`. */
+  takeOutput(max: number, into: unknown[], at: number): number {
+    return unpack(ops.takeOutput(this.#h, max), into, at);
   }
 
   // ----- endings -----

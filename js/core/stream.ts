@@ -59,6 +59,7 @@ import {
   kEmit,
   kHandlerSignal,
   kInputLent,
+  kTakeLent,
   kJoinAliveGroup,
   kNextInput,
   kPollInput,
@@ -362,6 +363,13 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
    * before anyone reads, so a batch reader costs no native call per output.
    */
   #stage: unknown[] = NO_BUFFER;
+  /**
+   * How many of `#stage` are staged. The array keeps its length between
+   * batches while it held only numbers (refilled in place, not regrown);
+   * one that held other values is emptied, so it holds none of them.
+   */
+  #staged = 0;
+  #stagedValues = false;
   #credit = 0;
   #wakeScheduled = false;
   /** Writers waiting in `kSettle` for the running handler to stop. */
@@ -1035,7 +1043,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       if (this.#credit > 0) {
         this.#credit--;
         if (this.#stage === NO_BUFFER) this.#stage = [];
-        this.#stage.push(value);
+        if (typeof value !== 'number') this.#stagedValues = true;
+        this.#stage[this.#staged++] = value;
         if (reader !== undefined) this.#outputArrived();
         return Emit.Emitted;
       }
@@ -1089,6 +1098,19 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
 
   [kInputLent](): number {
     return this.#inLen - this.#inPos;
+  }
+
+  [kTakeLent](into: unknown[], max: number): unknown[] {
+    const buf = this.#inBuf;
+    const start = this.#inPos;
+    const end = start + Math.min(max, this.#inLen - start);
+    if (end === start) return into;
+    // An empty array is replaced by a copy of the run (one allocation of its size, not one per growth).
+    if (into.length === 0) into = buf.slice(start, end);
+    else for (let pos = start; pos < end; pos++) into.push(buf[pos]);
+    for (let pos = start; pos < end; pos++) buf[pos] = undefined;
+    this.#inPos = end;
+    return into;
   }
 
   [kAwaitInput](callback: (r: IteratorResult<I>) => void): void {
@@ -1224,12 +1246,13 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
 
   [kDrain](out: O[]): boolean {
     const before = out.length;
+    while (this.#outPos < this.#outLen) {
+      out.push(this.#outBuf[this.#outPos] as O);
+      this.#outBuf[this.#outPos++] = undefined;
+    }
     for (;;) {
-      while (this.#outPos < this.#outLen) {
-        out.push(this.#outBuf[this.#outPos] as O);
-        this.#outBuf[this.#outPos++] = undefined;
-      }
-      const n = this.#takeOutput();
+      // Taken straight into `out`: nothing is lent to one-at-a-time reads.
+      const n = this.#takeOutput(out);
       if (n > 0) continue;
       if (n === Take.Empty) return false;
       if (this.#failure === undefined) return true;
@@ -1292,14 +1315,19 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   /** Hands the staged outputs to the core (they fit: they are within the credit). */
   #commitStage(): void {
     this.#credit = 0;
-    const n = this.#stage.length;
+    const n = this.#staged;
     if (n === 0) return;
     this.#native.yieldSlice(this.#stage, n);
-    this.#stage.length = 0;
+    this.#staged = 0;
+    if (this.#stagedValues) {
+      this.#stagedValues = false;
+      this.#stage.length = 0;
+    }
     this.#outPending = true;
   }
 
-  #takeOutput(): number {
+  /** Takes the next run of outputs: into `#outBuf` (lent to reads), or appended to `into`. */
+  #takeOutput(into?: unknown[]): number {
     this.#commitStage();
     if (!this.#outPending) return Take.Empty;
     if (this.#outEnded) {
@@ -1307,8 +1335,12 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       this.#outPos = this.#outReported = this.#outLen = 0;
       return Take.Ended;
     }
-    if (this.#outBuf === NO_BUFFER) this.#outBuf = [];
-    const n = this.#native.takeOutput(this.#capacity, this.#outBuf);
+    let n: number;
+    if (into !== undefined) n = this.#native.takeOutput(this.#capacity, into, into.length);
+    else {
+      if (this.#outBuf === NO_BUFFER) this.#outBuf = [];
+      n = this.#native.takeOutput(this.#capacity, this.#outBuf, 0);
+    }
     this.#outPending = n !== Take.Empty;
     if (this.#resumeHandler !== null && this.#native.admitted() > 0) {
       const resume = this.#resumeHandler;
@@ -1316,7 +1348,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       resume();
     }
     this.#outPos = this.#outReported = 0;
-    this.#outLen = n > 0 ? n : 0;
+    this.#outLen = n > 0 && into === undefined ? n : 0;
     return n;
   }
 
@@ -1365,6 +1397,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       this.#dropLent();
       this.#outPos = this.#outLen = 0;
       this.#inBuf = this.#outBuf = this.#stage = NO_BUFFER;
+      this.#staged = 0;
+      this.#stagedValues = false;
       this.#credit = 0;
       this.#rejectSenders(() => this.#closedError());
       this.#idleOff();

@@ -31,6 +31,7 @@ import {
   kEmit,
   kHandlerSignal,
   kInputLent,
+  kTakeLent,
   kPollInput,
   kReleaseInput,
   kStartBody,
@@ -325,6 +326,13 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
   #pullBatch(): void {
     let added = 0;
     while (!this.#inputEnded && !this.#waitingInput && this.#batch.length < this.#maxSize) {
+      // The rest of the batch lent, in one move; then the next item (or the wait for one).
+      const before = this.#batch.length;
+      this.#batch = this.#stream[kTakeLent](this.#batch, this.#maxSize - before) as I[];
+      if (this.#batch.length > before) {
+        added += this.#batch.length - before;
+        continue;
+      }
       const v = this.#next();
       if (v === NO_INPUT) break;
       this.#batch.push(v);
@@ -383,7 +391,9 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
     // One pair of reactions per slot, made once: a slot's call settles once before the slot is used again.
     const onOk = (this.#onOk[slot] ??= (value: unknown) => this.#succeeded(slot, value as O | undefined));
     const onErr = (this.#onErr[slot] ??= (error: unknown) => this.#attemptFailed(slot, error));
-    if (then === nativeThen && Object.getPrototypeOf(result) === Promise.prototype) {
+    // A plain promise: `then` is the native one, and so is the promise it makes (its species is read from
+    // `constructor`, as this reads it; `Object.getPrototypeOf` would be a runtime call per call).
+    if (then === nativeThen && (result as { constructor?: unknown }).constructor === Promise) {
       (result as Promise<O>).then(onOk, onErr);
       return;
     }

@@ -22,7 +22,7 @@ fn lane(c: &mut Criterion) {
         b.iter(|| {
             lane.push(black_box(1u64), 0);
             out.clear();
-            lane.take(usize::MAX, 0, &mut out, |_| {});
+            lane.take(usize::MAX, 0, &mut out, |_, _| {});
         })
     });
     g.throughput(Throughput::Elements(256));
@@ -32,8 +32,8 @@ fn lane(c: &mut Criterion) {
         b.iter(|| {
             lane.push_batch((0..256u64).map(black_box), 0);
             out.clear();
-            lane.take(usize::MAX, 0, &mut out, |_| {});
-            lane.take(usize::MAX, 0, &mut out, |_| {}); // acknowledge the batch
+            lane.take(usize::MAX, 0, &mut out, |_, _| {});
+            lane.take(usize::MAX, 0, &mut out, |_, _| {}); // acknowledge the batch
         })
     });
     g.bench_function("baseline: VecDeque push 256 + drain", |b| {

@@ -201,16 +201,18 @@ impl<T> Lane<T> {
     }
 
     /// Hand up to `max` values to the receiver (appended to `out`), and tell
-    /// `record_wait` how long each waited (µs). Calling `take` again tells the
-    /// lane that the previous batch was consumed.
+    /// `record_waits(micros, n)` how long they waited (µs): `n` values in a
+    /// row that waited `micros` each (values accepted together are told in
+    /// one call). Calling `take` again tells the lane that the previous batch
+    /// was consumed.
     pub fn take(
         &mut self,
         max: usize,
         now_us: u64,
         out: &mut impl Extend<T>,
-        record_wait: impl FnMut(u64),
+        record_waits: impl FnMut(u64, u64),
     ) -> Take {
-        self.take_run(max, now_us, out, record_wait, |_| 0)
+        self.take_run(max, now_us, out, record_waits, |_| 0)
     }
 
     /// Like [`Lane::take`], but the batch is a *run*: it stops before the
@@ -222,7 +224,7 @@ impl<T> Lane<T> {
         max: usize,
         now_us: u64,
         out: &mut impl Extend<T>,
-        mut record_wait: impl FnMut(u64),
+        mut record_waits: impl FnMut(u64, u64),
         kind: impl Fn(&T) -> u8,
     ) -> Take {
         self.lent = 0;
@@ -240,10 +242,19 @@ impl<T> Lane<T> {
             }
             return Take::Empty;
         }
+        // A batch sent at once waited the same time: one record per run of
+        // equal waits, not one per value.
+        let mut run = (0, 0);
         out.extend(self.queue.drain(..count).map(|held| {
-            record_wait(now_us.saturating_sub(held.accepted_at_us));
+            let wait = now_us.saturating_sub(held.accepted_at_us);
+            if run.1 > 0 && run.0 != wait {
+                record_waits(run.0, run.1);
+                run.1 = 0;
+            }
+            run = (wait, run.1 + 1);
             held.value
         }));
+        record_waits(run.0, run.1);
         self.lent = count;
         admitted += self.admit_waiting(now_us);
         Take::Taken { count, admitted }
@@ -302,8 +313,23 @@ mod tests {
 
     fn take_all(lane: &mut Lane<u32>) -> (Vec<u32>, Take) {
         let mut out = Vec::new();
-        let t = lane.take(usize::MAX, 0, &mut out, |_| {});
+        let t = lane.take(usize::MAX, 0, &mut out, |_, _| {});
         (out, t)
+    }
+
+    #[test]
+    fn take_tells_waits_per_run_of_equal_waits() {
+        let mut lane = Lane::new(8);
+        lane.push_batch([1, 2], 0);
+        lane.push(3, 5);
+        lane.push_batch([4, 5], 6);
+        let mut waits = Vec::new();
+        let mut out = Vec::new();
+        lane.take(usize::MAX, 10, &mut out, |micros, n| {
+            waits.push((micros, n))
+        });
+        assert_eq!(out, [1, 2, 3, 4, 5]);
+        assert_eq!(waits, [(10, 2), (5, 1), (4, 2)]);
     }
 
     #[test]
@@ -343,8 +369,8 @@ mod tests {
         }
         assert_eq!(lane.push(4, 0), Push::Parked);
         let mut out = Vec::new();
-        lane.take(1, 0, &mut out, |_| {});
-        lane.take(1, 0, &mut out, |_| {});
+        lane.take(1, 0, &mut out, |_, _| {});
+        lane.take(1, 0, &mut out, |_, _| {});
         // One place is free, but a later push may not overtake the parked one.
         assert_eq!(lane.push(5, 0), Push::Parked);
         let (got, _) = take_all(&mut lane);
@@ -383,7 +409,7 @@ mod tests {
         lane.push(1, 100);
         let mut h = crate::histogram::Histogram::default();
         let mut out = Vec::new();
-        lane.take(8, 350, &mut out, |w| h.record(w));
+        lane.take(8, 350, &mut out, |w, n| h.record_n(w, n));
         assert_eq!(h.snapshot(&[]).count, 1);
         let p50 = h.percentile(0.5);
         assert!((224..=256).contains(&p50), "p50 {p50}");

@@ -304,7 +304,13 @@ impl<T> StreamCore<T> {
         out: &mut impl Extend<T>,
         kind: impl Fn(&T) -> u8,
     ) -> Take {
-        let record = record_wait(&mut self.queue_wait, &self.gate);
+        let (hist, gate) = (&mut self.queue_wait, &self.gate);
+        let record = |micros, n| {
+            hist.record_n(micros, n);
+            if let Some(g) = gate {
+                g.record_waits(micros, n);
+            }
+        };
         let took = self.input.take_run(max, now_us, out, record, kind);
         self.account();
         if let Take::Taken { admitted, .. } = took {
@@ -380,7 +386,7 @@ impl<T> StreamCore<T> {
         out: &mut impl Extend<T>,
         kind: impl Fn(&T) -> u8,
     ) -> Take {
-        let took = self.output.take_run(max, now_us, out, |_| {}, kind);
+        let took = self.output.take_run(max, now_us, out, |_, _| {}, kind);
         self.account();
         if took == Take::Ended && self.phase == Phase::Ending && !self.handler_running {
             self.phase = Phase::Done;
