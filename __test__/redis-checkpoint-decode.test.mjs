@@ -20,18 +20,27 @@ const worker = (name, errors) =>
     onError: (error) => errors.push(error),
   });
 
-/** Overwrites the state part of every snapshot of the partition (`<json header>\n<state>`) with `state`. */
-async function corrupt(name, state) {
+/** Rewrites every snapshot of the partition (`<json header>\n<state>`) with `rewrite(header, state)`. */
+async function corrupt(name, rewrite) {
   const key = `velo:{${name}:p0}:ckpt`;
   const all = await client.hGetAll(key);
   assert.equal(Object.keys(all).length, 1, 'one snapshot');
-  for (const [sid, value] of Object.entries(all)) await client.hSet(key, sid, `${value.slice(0, value.indexOf('\n'))}\n${state}`);
+  for (const [sid, value] of Object.entries(all)) {
+    const nl = value.indexOf('\n');
+    await client.hSet(key, sid, rewrite(value.slice(0, nl), value.slice(nl + 1)));
+  }
   return Object.keys(all)[0];
 }
 
-for (const [what, state] of [
-  ['a corrupt snapshot', '{"total": 1, "cou'],
-  ['a snapshot of another codec (bytes JSON cannot read)', '\u0000\u0001\u0002msgpack'],
+const withState = (state) => (header) => `${header}\n${state}`;
+for (const [what, rewrite] of [
+  ['a corrupt snapshot', withState('{"total": 1, "cou')],
+  ['a snapshot of another codec (bytes JSON cannot read)', withState('\u0000\u0001\u0002msgpack')],
+  // The header the worker writes before the state: a corrupt one wedged the partition (a SyntaxError at every
+  // read of the snapshots) or, well-formed but wrong, restored the session at no seq and lost its outputs.
+  ['a snapshot whose header is garbage', () => 'garbage'],
+  ['an empty snapshot', () => ''],
+  ['a snapshot whose header is JSON of the wrong shape', (_header, state) => `{"seq":"x"}\n${state}`],
 ]) {
   test(`${what}: the restored session fails with ERR_VELO_DECODE after its snapshot's seq, and the events after the checkpoint open the key's next session (none lost)`, async () => {
     const name = fresh('undecodable');
@@ -44,7 +53,7 @@ for (const [what, state] of [
     await eventually(async () => (await pendingCount(client, name, 1)) === 5, 'the checkpoint at the 20th event acked');
     await a.close();
     assert.deepEqual(errorsA, []);
-    const sid = await corrupt(name, state);
+    const sid = await corrupt(name, rewrite);
     const errorsB = [];
     const b = worker(name, errorsB);
     try {

@@ -100,26 +100,66 @@ function snapshotValue(c: Snapshot): Buffer | string {
 }
 
 function parseSnapshot(sid: string, value: Buffer): Snapshot {
-  const nl = value.indexOf(10);
-  const head = JSON.parse(value.subarray(0, nl).toString()) as {
-    seq: number;
-    last: number;
-    events: number;
-    timers?: number;
-    pending?: [number, number, string][];
-  };
   const key = sid.slice(0, sid.lastIndexOf('@'));
-  const pending = (head.pending ?? []).map(([id, time, payload]) => [id, time, Buffer.from(payload, 'base64')] as const);
+  const nl = value.indexOf(10);
+  let head: unknown;
+  try {
+    head = JSON.parse(value.subarray(0, nl < 0 ? value.length : nl).toString());
+  } catch (error) {
+    return unreadableSnapshot(sid, key, error);
+  }
+  // Read from Redis (a corrupt or hand-edited value): a header that does not say where the session was is the
+  // session's failure at its restore, never a wedged partition or a session restored at a wrong place.
+  const h = head as { seq?: unknown; last?: unknown; events?: unknown; timers?: unknown; pending?: unknown } | null;
+  const count = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
+  const pendingOk = (v: unknown) =>
+    Array.isArray(v) &&
+    v.every(
+      (t) =>
+        Array.isArray(t) &&
+        t.length === 3 &&
+        count(t[0]) &&
+        typeof t[1] === 'number' &&
+        Number.isFinite(t[1]) &&
+        typeof t[2] === 'string',
+    );
+  if (
+    nl < 0 ||
+    h === null ||
+    typeof h !== 'object' ||
+    !count(h.seq) ||
+    !count(h.events) ||
+    typeof h.last !== 'number' ||
+    !Number.isFinite(h.last) ||
+    (h.timers !== undefined && !count(h.timers)) ||
+    (h.pending !== undefined && !pendingOk(h.pending))
+  ) {
+    return unreadableSnapshot(
+      sid,
+      key,
+      new Error(
+        `its header is not { seq, last, events, timers, pending }: ${JSON.stringify(value.subarray(0, Math.min(nl < 0 ? value.length : nl, 120)).toString())}`,
+      ),
+    );
+  }
+  const pending = ((h.pending ?? []) as [number, number, string][]).map(
+    ([id, time, payload]) => [id, time, Buffer.from(payload, 'base64')] as const,
+  );
   return {
     sid,
     key,
-    seq: head.seq,
-    lastTime: head.last,
-    events: head.events,
+    seq: h.seq as number,
+    lastTime: h.last,
+    events: h.events as number,
     state: value.subarray(nl + 1),
-    timers: head.timers ?? 0,
+    timers: (h.timers as number | undefined) ?? 0,
     pending,
   };
+}
+
+/** A checkpoint whose header cannot be read: restored as nothing, its session fails (`unreadable`). */
+function unreadableSnapshot(sid: string, key: string, error: unknown): Snapshot {
+  return { sid, key, seq: 0, lastTime: 0, events: 0, state: Buffer.alloc(0), timers: 0, pending: [], unreadable: error };
 }
 
 function fenced(partition: number, error: unknown): unknown {

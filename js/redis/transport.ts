@@ -62,6 +62,8 @@ export interface Snapshot {
   readonly pending?: readonly (readonly [number, number, Buffer | string])[];
   /** As read by a new owner: outputs of the session written so far (its high-water mark, at least `seq`). */
   readonly written?: number;
+  /** As read by a new owner: why its header could not be read (corrupt); the session then fails at its restore. */
+  readonly unreadable?: unknown;
 }
 
 /** What the owner of a partition commits in one fenced step: outputs, then checkpoints, then acks, then forgets ended sessions. */

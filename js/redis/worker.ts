@@ -352,9 +352,13 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
         if (this.trimInterval === 0 || now - run.lastTrim < this.trimInterval) return;
         run.lastTrim = now;
         try {
-          this.counters.trimmed += await this.log.trim(run.lease);
-          if (this.trimAcked || this.outputMaxLen > 0)
-            this.counters.trimmedOutputs += await this.log.trimOutputs(run.lease, this.trimAcked, this.outputMaxLen);
+          // (Added after the await: `x += await` reads x before it, and the partitions trim at once.)
+          const trimmed = await this.log.trim(run.lease);
+          this.counters.trimmed += trimmed;
+          if (this.trimAcked || this.outputMaxLen > 0) {
+            const trimmedOutputs = await this.log.trimOutputs(run.lease, this.trimAcked, this.outputMaxLen);
+            this.counters.trimmedOutputs += trimmedOutputs;
+          }
         } catch (error) {
           if (error instanceof FencedError) {
             this.counters.fenced++;
