@@ -1049,7 +1049,7 @@ export class PartitionRun<I, O> {
     if (snapshot !== undefined) {
       sid = snapshot.sid;
       try {
-        if (snapshot.unreadable !== undefined) throw snapshot.unreadable;
+        if (snapshot.unreadable !== undefined) throw snapshot.unreadable as Error;
         const state = snapshot.state;
         restored = w.codec.decode(typeof state === 'string' ? Buffer.from(state) : state);
       } catch (error) {
