@@ -416,6 +416,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   ) {
     super();
     this.#hooks = hooks;
+    hooks?.attach?.();
     this.#trace = trace;
     trace?.watch(this);
     this.#native = native;
@@ -800,7 +801,9 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     // A second next() before the first settled (not something for-await
     // does) waits its turn rather than taking the first one's place.
     if (this.#inputPromise !== null) return this.#inputPromise.then(() => this[kNextInput]());
-    return (this.#inputPromise = new Promise((resolve) => (this.#resolveInput = resolve)));
+    this.#inputPromise = new Promise((resolve) => (this.#resolveInput = resolve));
+    this.#hooks?.waiting?.();
+    return this.#inputPromise;
   }
 
   /** Take the next batch of events from the core; null if the handler must wait. */
@@ -1095,6 +1098,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     // Waiting for input: what the body emitted so far is all there is for now.
     if (this.#readers.length > 0) this.#serveReaders();
     this.#resolveInput = callback;
+    this.#hooks?.waiting?.();
   }
 
   [kEmit](value: O): Emit {

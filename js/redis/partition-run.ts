@@ -165,6 +165,15 @@ interface Spilled {
 /** Ids kept per key whose entries wait in the pending list (a small record per key; past it, passes find them). */
 const SPILLED_IDS = 64;
 
+/** The id a timer's event has in its session's entries (no entry of the log): its time, then `t` and its id. */
+function timerEventId(timer: Timer): string {
+  return `${timer.time}-t${timer.id}`;
+}
+
+function isTimerEventId(id: string): boolean {
+  return id.includes('-t');
+}
+
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 type OutboxItem = { output: OutputRecord } | { acks: string[]; ended?: string; lastSeq?: number; checkpoint?: Snapshot };
@@ -191,6 +200,10 @@ export class PartitionRun<I, O> {
   dropped = false;
   /** Set when the partition was lost: what is queued is thrown away. */
   #discard = false;
+  /** Sessions `#endIdleByLog` checks again once their handler waits for input (`#recheckWhenQuiet`). */
+  readonly #rechecking = new WeakSet<Session<I, O>>();
+  /** Sessions whose due timers `#fireLater` fires. */
+  readonly #firing = new WeakSet<Session<I, O>>();
   /** Sessions whose handler has not finished (live, or ending after their marker). */
   readonly #running = new Set<Session<I, O>>();
   /** Entries of keys waiting for a session slot (`maxConcurrent`), per key in log order. */
@@ -771,6 +784,19 @@ export class PartitionRun<I, O> {
    */
   #deliver(entry: InputEntry): Delivery | Promise<Delivery> {
     const key = entry.key;
+    // The key's session's timers due by this entry's time fire first, at their own times (`#fireDue`).
+    const live = this.sessions.get(key);
+    if (live !== undefined && live.checkpoints?.attached === true && !live.handlerDone) {
+      if (live.checkpoints.timers.size > 0 || !this.#quiet(live)) {
+        const fired = this.#fireDue(live, idTime(entry.id));
+        if (fired !== true) {
+          return Promise.resolve(fired).then((lived) => {
+            if (!lived && this.sessions.get(key) === live) this.#finish(live);
+            return this.#deliver(entry);
+          });
+        }
+      }
+    }
     if (entry.close !== undefined) {
       this.buffered--;
       const s = this.sessions.get(key);
@@ -827,20 +853,76 @@ export class PartitionRun<I, O> {
     const id = Number(wake.slice(space + 1));
     const s = this.sessions.get(entry.key);
     if (s === undefined && this.#snapshots.get(entry.key)?.sid === sid) return this.#deliverNew(entry);
-    // Judged at the timer's due time, not at the entry's id: a wake-up written late (by an owner that took over
-    // after the idle deadline) is delivered as one written on time was.
-    const idle = this.worker.fn.config.idleTimeout;
-    const at = entry.due ?? idTime(entry.id);
-    const ended = s === undefined || (idle > 0 && s.lastTime > 0 && at - s.lastTime >= idle);
-    if (ended || s.sid !== sid || entry.payload === undefined) {
-      this.buffered--;
-      this.#queue({ acks: [entry.id] });
+    this.buffered--;
+    // Its timer fired already, at its own time, if its session lived to it (`#deliver` ran `#fireDue` up to this
+    // entry's time, at or after it): the entry only moved the log's clock. It is acked with the session's events.
+    if (s !== undefined && s.sid === sid && !s.checkpoints?.timers.has(id)) {
+      s.ids.push(entry.id);
+      (s.markers ??= new Set()).add(entry.id);
       return Delivery.Done;
     }
-    s.checkpoints?.timers.delete(id);
-    clearTimeout(s.wakeTimeouts.get(id));
-    s.wakeTimeouts.delete(id);
-    return this.#send(s, entry);
+    this.#queue({ acks: [entry.id] });
+    return Delivery.Done;
+  }
+
+  /**
+   * Whether the session's timers are all known: its handler has handled every event sent to it and waits for the
+   * next (or has finished), or it makes no durable timers.
+   */
+  #quiet(s: Session<I, O>): boolean {
+    return s.checkpoints?.attached !== true || s.handlerDone || s.waitTaken === s.sentBase + s.sent.length;
+  }
+
+  /** Resolves once the session is `#quiet`. */
+  #whenQuiet(s: Session<I, O>): Promise<void> {
+    return new Promise((resolve) => s.quietWaiters.push(resolve));
+  }
+
+  #quieted(s: Session<I, O>): void {
+    if (s.quietWaiters.length === 0 || !this.#quiet(s)) return;
+    for (const resume of s.quietWaiters.splice(0)) resume();
+  }
+
+  /** The session's earliest timer due at or before `until` (Redis' time), if any. */
+  #dueTimer(s: Session<I, O>, until: number): Timer | undefined {
+    let next: Timer | undefined;
+    for (const t of s.checkpoints?.timers.values() ?? []) {
+      if (t.time <= until && (next === undefined || t.time < next.time || (t.time === next.time && t.id < next.id))) next = t;
+    }
+    return next;
+  }
+
+  /**
+   * Fires the session's timers due at or before `until` (the time of an entry read, Redis' clock), earliest
+   * first, each once its handler has handled all it was sent (the timers it makes meanwhile count): each timer's
+   * payload goes into the session as an event at the timer's time, as if the log had it there. So a session's
+   * events are its key's entries and its timers in the order of their times, whenever the wake-ups were written
+   * (late, after a takeover), and every replay agrees. False when the session's idle end came before a timer
+   * due (the caller ends it there); true otherwise.
+   */
+  #fireDue(s: Session<I, O>, until: number): boolean | Promise<boolean> {
+    const idle = this.worker.fn.config.idleTimeout;
+    for (;;) {
+      if (this.stopping || s.handlerDone || this.sessions.get(s.key) !== s) return true;
+      if (!this.#quiet(s)) return this.#whenQuiet(s).then(() => this.#fireDue(s, until));
+      const timer = this.#dueTimer(s, until);
+      if (timer === undefined) return true;
+      if (idle > 0 && s.lastTime > 0 && timer.time - s.lastTime >= idle) return false;
+      s.checkpoints?.timers.delete(timer.id);
+      clearTimeout(s.wakeTimeouts.get(timer.id));
+      s.wakeTimeouts.delete(timer.id);
+      const payload = typeof timer.payload === 'string' ? Buffer.from(timer.payload) : timer.payload;
+      // Counted in the share as an entry read is, until its handler takes it.
+      this.buffered++;
+      const sent = this.#send(s, {
+        id: timerEventId(timer),
+        key: s.key,
+        wake: `${s.sid} ${timer.id}`,
+        due: timer.time,
+        payload,
+      });
+      if (typeof sent !== 'number') return sent.then(() => this.#fireDue(s, until));
+    }
   }
 
   /** `#deliver` of an entry that opens its key's next session (the previous one, if any, has finished). */
@@ -900,21 +982,27 @@ export class PartitionRun<I, O> {
    */
   #idleAt(s: Session<I, O>, id: string): boolean {
     const idle = this.worker.fn.config.idleTimeout;
-    return idle > 0 && s.lastTime > 0 && idTime(id) - s.lastTime >= idle && !this.#awaitsWake(s);
+    return idle > 0 && s.lastTime > 0 && idTime(id) - s.lastTime >= idle;
   }
 
-  /**
-   * Whether the session has a timer due before its idle deadline whose wake-up has not been read yet: the idle
-   * end waits for it (it is written when due, or, after a takeover, as soon as the new owner has made the timer
-   * again; read back, it moves the session's last event to its due time). Without this, an owner that took over
-   * after the deadline ended the session at its first entry read and dropped the wake-ups it wrote late.
-   */
-  #awaitsWake(s: Session<I, O>): boolean {
-    const timers = s.checkpoints?.timers;
-    if (timers === undefined || timers.size === 0 || s.forwardDone) return false;
-    const deadline = s.lastTime + this.worker.fn.config.idleTimeout;
-    for (const timer of timers.values()) if (timer.time < deadline) return true;
-    return false;
+  /** Runs `#endIdleByLog` again once the session's handler waits for input (its timers are then known). */
+  #recheckWhenQuiet(s: Session<I, O>): void {
+    if (this.#rechecking.has(s)) return;
+    this.#rechecking.add(s);
+    void this.#whenQuiet(s).then(() => {
+      this.#rechecking.delete(s);
+      this.#endIdleByLog();
+    });
+  }
+
+  /** Fires the session's timers due by the log's clock (`#fireDue`), then runs `#endIdleByLog` again. */
+  #fireLater(s: Session<I, O>): void {
+    if (this.#firing.has(s)) return;
+    this.#firing.add(s);
+    void Promise.resolve(this.#fireDue(s, this.logTime)).then(() => {
+      this.#firing.delete(s);
+      this.#endIdleByLog();
+    });
   }
 
   /**
@@ -934,12 +1022,24 @@ export class PartitionRun<I, O> {
     for (const s of this.sessions.values()) {
       if (s.lastTime === 0) continue;
       const deadline = s.lastTime + idle;
+      if (s.checkpoints?.attached === true && !s.handlerDone) {
+        // Its handler may still make a timer that fires before the deadline: decided once it waits for input.
+        if (!this.#quiet(s)) {
+          if (deadline <= this.logTime) this.#recheckWhenQuiet(s);
+          else next = Math.min(next, deadline);
+          continue;
+        }
+        // Timers due by the log's clock before the deadline fire first; this is checked again after.
+        const due = this.#dueTimer(s, this.logTime);
+        if (due !== undefined && due.time < deadline) {
+          this.#fireLater(s);
+          continue;
+        }
+      }
       if (deadline > this.logTime) {
         next = Math.min(next, deadline);
         continue;
       }
-      // A wake-up due before the deadline is still to be read: it decides (no tick needed, it moves the clock).
-      if (this.#awaitsWake(s)) continue;
       // Its event on its way in, or an earlier one of its key being delivered: that delivery checks again.
       if (s.sending || this.#drainingEntry?.key === s.key) continue;
       const held = this.#held.get(s.key);
@@ -1070,6 +1170,12 @@ export class PartitionRun<I, O> {
     }
     const s = new Session<I, O>(key, sid, stream);
     s.checkpoints = checkpoints;
+    // (Its handler ran up to its first await at the open: it may be waiting for input already.)
+    if (checkpoints.waits > 0) s.waitTaken = 0;
+    checkpoints.onWaiting = () => {
+      s.waitTaken = s.stream[kTaken]();
+      this.#quieted(s);
+    };
     checkpoints.onCall = () => this.#checkpointsDue(s);
     if (snapshot !== undefined) {
       this.#snapshots.delete(key);
@@ -1166,7 +1272,8 @@ export class PartitionRun<I, O> {
         events--;
         lastEvent = id;
       }
-      const acks = s.ids.splice(0, cut);
+      // (A timer's event is no entry of the log: nothing to ack.)
+      const acks = s.ids.splice(0, cut).filter((id) => !isTimerEventId(id));
       s.ackedEvents = call.taken;
       if (lastEvent !== undefined) s.checkpointTime = idTime(lastEvent);
       const checkpoint: Snapshot = {
@@ -1185,7 +1292,11 @@ export class PartitionRun<I, O> {
 
   async #forward(s: Session<I, O>): Promise<void> {
     // Its slot is free once its handler has finished, though its last outputs may still wait for the outbox.
-    const finished = s.stream[kFinished].then(() => this.worker.live--);
+    const finished = s.stream[kFinished].then(() => {
+      this.worker.live--;
+      s.handlerDone = true;
+      this.#quieted(s);
+    });
     try {
       await drainOutputs(s.stream, (batch) => {
         for (const value of batch) {
@@ -1238,12 +1349,16 @@ export class PartitionRun<I, O> {
       if (!stop.entry) this.worker.counters.capped++;
       this.#queue({ output: { sid: s.sid, seq: ++s.seq, key: s.key, error: serializeError(stop.error) } });
     }
-    let acks = s.ids;
+    let acks = s.ids.filter((id) => !isTimerEventId(id));
     if (moved.length > 0) {
       const away = new Set(moved.map((e) => e.id));
       acks = acks.filter((id) => !away.has(id));
-      for (const entry of moved) this.#hold(entry);
-      this.worker.counters.handedOn += moved.length;
+      for (const entry of moved) {
+        // A timer's event its handler never took is the session's alone: it goes nowhere.
+        if (isTimerEventId(entry.id)) continue;
+        this.#hold(entry);
+        this.worker.counters.handedOn++;
+      }
     }
     this.#queue({ acks, ended: s.sid, lastSeq: s.seq });
     if (moved.length > 0) this.drainHeld().catch((error: unknown) => this.worker.report(error));

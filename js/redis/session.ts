@@ -48,6 +48,10 @@ export class Checkpoints implements SessionHooks {
   readonly timers = new Map<number, Timer>();
   /** Arms a new timer (set once the session exists). */
   onTimer: ((timer: Timer) => void) | null = null;
+  /** The stream uses these hooks: its handler's timers are known once it waits for input (`waiting`). */
+  attached = false;
+  /** The handler waits for input having handled all it took (set once the session exists). */
+  onWaiting: (() => void) | null = null;
   constructor(
     readonly restored: unknown,
     readonly encode: (state: unknown) => Buffer | string,
@@ -66,6 +70,15 @@ export class Checkpoints implements SessionHooks {
     }
     this.calls.push({ taken, yielded, timers, pending, state: encoded });
     this.onCall?.();
+  }
+  attach(): void {
+    this.attached = true;
+  }
+  /** Times its handler waited for input (`waiting`). */
+  waits = 0;
+  waiting(): void {
+    this.waits++;
+    this.onWaiting?.();
   }
   wakeAt(time: number, payload: unknown): void {
     const timer = { id: this.timerCount + 1, time: Math.ceil(time), payload: this.encodePayload(payload) };
@@ -120,6 +133,15 @@ export class Session<I, O> {
   checkpointTime = 0;
   /** Ids in `ids` that are close markers (an age marker that came too early stays among its events). */
   markers: Set<string> | null = null;
+  /**
+   * Events its handler had taken when it last waited for input with none to take (-1: not yet): once that is
+   * every event sent to it, its timers are all known (`PartitionRun.#quiet`).
+   */
+  waitTaken = -1;
+  /** Its handler has finished. */
+  handlerDone = false;
+  /** Resolved when its handler next waits for input having taken all sent (or finishes). */
+  quietWaiters: (() => void)[] = [];
   /** Its armed timers' Node timeouts, by timer id. */
   readonly wakeTimeouts = new Map<number, NodeJS.Timeout>();
   constructor(
