@@ -125,6 +125,21 @@ const enum Delivery {
   NoSlot,
   /** An earlier entry of its key must be delivered first. */
   Behind,
+  /**
+   * Its key's session's handler is still handling events it was sent (it may make timers due before this
+   * entry): held until it waits for input (`PartitionRun.#waitQuiet`).
+   */
+  Waiting,
+}
+
+/** What `PartitionRun.#fireDue` did. */
+const enum FireDue {
+  /** No timer is due (any due were fired). */
+  None,
+  /** The session's handler is handling an event. */
+  Waiting,
+  /** The session's idle end came before its next timer due. */
+  Ended,
 }
 
 /** How `PartitionRun.#drainKey` left a key's held entries. */
@@ -202,8 +217,8 @@ export class PartitionRun<I, O> {
   #discard = false;
   /** Sessions `#endIdleByLog` checks again once their handler waits for input (`#recheckWhenQuiet`). */
   readonly #rechecking = new WeakSet<Session<I, O>>();
-  /** Sessions whose due timers `#fireLater` fires. */
-  readonly #firing = new WeakSet<Session<I, O>>();
+  /** Sessions whose key's held entries wait for their handler to wait for input (`#waitQuiet`). */
+  readonly #drainOnQuiet = new WeakSet<Session<I, O>>();
   /** Sessions whose handler has not finished (live, or ending after their marker). */
   readonly #running = new Set<Session<I, O>>();
   /** Entries of keys waiting for a session slot (`maxConcurrent`), per key in log order. */
@@ -756,6 +771,8 @@ export class PartitionRun<I, O> {
       this.#hold(entry);
       // (Behind: an earlier entry of the key came in front; it goes next.)
       if (delivered === Delivery.NoSlot) return KeyDrain.NoSlot;
+      // Its session's handler is busy: the key goes on once it waits for input.
+      if (delivered === Delivery.Waiting) return KeyDrain.Done;
     }
     return KeyDrain.Done;
   }
@@ -787,15 +804,12 @@ export class PartitionRun<I, O> {
     // The key's session's timers due by this entry's time fire first, at their own times (`#fireDue`).
     const live = this.sessions.get(key);
     if (live !== undefined && live.checkpoints?.attached === true && !live.handlerDone) {
-      if (live.checkpoints.timers.size > 0 || !this.#quiet(live)) {
-        const fired = this.#fireDue(live, idTime(entry.id));
-        if (fired !== true) {
-          return Promise.resolve(fired).then((lived) => {
-            if (!lived && this.sessions.get(key) === live) this.#finish(live);
-            return this.#deliver(entry);
-          });
-        }
+      const fired = this.#fireDue(live, idTime(entry.id));
+      if (fired === FireDue.Waiting) {
+        this.#waitQuiet(live);
+        return Delivery.Waiting;
       }
+      if (fired === FireDue.Ended) this.#finish(live);
     }
     if (entry.close !== undefined) {
       this.buffered--;
@@ -897,32 +911,36 @@ export class PartitionRun<I, O> {
    * first, each once its handler has handled all it was sent (the timers it makes meanwhile count): each timer's
    * payload goes into the session as an event at the timer's time, as if the log had it there. So a session's
    * events are its key's entries and its timers in the order of their times, whenever the wake-ups were written
-   * (late, after a takeover), and every replay agrees. False when the session's idle end came before a timer
-   * due (the caller ends it there); true otherwise.
+   * (late, after a takeover), and every replay agrees. `Waiting`: its handler is handling an event (call again
+   * once it waits for input); `Ended`: its idle end came before a timer due (the caller ends it there).
    */
-  #fireDue(s: Session<I, O>, until: number): boolean | Promise<boolean> {
+  #fireDue(s: Session<I, O>, until: number): FireDue {
     const idle = this.worker.fn.config.idleTimeout;
     for (;;) {
-      if (this.stopping || s.handlerDone || this.sessions.get(s.key) !== s) return true;
-      if (!this.#quiet(s)) return this.#whenQuiet(s).then(() => this.#fireDue(s, until));
+      if (s.handlerDone || s.checkpoints?.attached !== true) return FireDue.None;
+      if (!this.#quiet(s)) return FireDue.Waiting;
       const timer = this.#dueTimer(s, until);
-      if (timer === undefined) return true;
-      if (idle > 0 && s.lastTime > 0 && timer.time - s.lastTime >= idle) return false;
-      s.checkpoints?.timers.delete(timer.id);
+      if (timer === undefined) return FireDue.None;
+      if (idle > 0 && s.lastTime > 0 && timer.time - s.lastTime >= idle) return FireDue.Ended;
+      s.checkpoints.timers.delete(timer.id);
       clearTimeout(s.wakeTimeouts.get(timer.id));
       s.wakeTimeouts.delete(timer.id);
       const payload = typeof timer.payload === 'string' ? Buffer.from(timer.payload) : timer.payload;
       // Counted in the share as an entry read is, until its handler takes it.
       this.buffered++;
-      const sent = this.#send(s, {
-        id: timerEventId(timer),
-        key: s.key,
-        wake: `${s.sid} ${timer.id}`,
-        due: timer.time,
-        payload,
-      });
-      if (typeof sent !== 'number') return sent.then(() => this.#fireDue(s, until));
+      // (Into an input its handler waits on: it goes in at once.)
+      void this.#send(s, { id: timerEventId(timer), key: s.key, wake: `${s.sid} ${timer.id}`, due: timer.time, payload });
     }
+  }
+
+  /** Once the session's handler waits for input, its key's held entries go on (`drainHeld`). */
+  #waitQuiet(s: Session<I, O>): void {
+    if (this.#drainOnQuiet.has(s)) return;
+    this.#drainOnQuiet.add(s);
+    void this.#whenQuiet(s).then(() => {
+      this.#drainOnQuiet.delete(s);
+      if (!this.stopping) this.drainHeld().catch((error: unknown) => this.worker.report(error));
+    });
   }
 
   /** `#deliver` of an entry that opens its key's next session (the previous one, if any, has finished). */
@@ -995,16 +1013,6 @@ export class PartitionRun<I, O> {
     });
   }
 
-  /** Fires the session's timers due by the log's clock (`#fireDue`), then runs `#endIdleByLog` again. */
-  #fireLater(s: Session<I, O>): void {
-    if (this.#firing.has(s)) return;
-    this.#firing.add(s);
-    void Promise.resolve(this.#fireDue(s, this.logTime)).then(() => {
-      this.#firing.delete(s);
-      this.#endIdleByLog();
-    });
-  }
-
   /**
    * Ends the sessions whose idle deadline the log's clock has passed (an entry read at or after it, of any
    * key): every later entry of their keys comes after that deadline, so each opens the key's next session
@@ -1029,10 +1037,13 @@ export class PartitionRun<I, O> {
           else next = Math.min(next, deadline);
           continue;
         }
-        // Timers due by the log's clock before the deadline fire first; this is checked again after.
+        // Timers due by the log's clock before the deadline fire first, unless entries of its key wait (their
+        // delivery fires those due before each).
         const due = this.#dueTimer(s, this.logTime);
         if (due !== undefined && due.time < deadline) {
-          this.#fireLater(s);
+          if (this.#held.has(s.key)) drain = true;
+          else if (this.#spilled.has(s.key)) reread = true;
+          else if (this.#fireDue(s, this.logTime) === FireDue.Waiting) this.#recheckWhenQuiet(s);
           continue;
         }
       }
