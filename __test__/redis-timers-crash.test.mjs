@@ -5,7 +5,8 @@
 // once. `expected` models that from the input log; every scenario runs workers as child processes and compares.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { redisProducer } from 'velo-stream/redis';
+import { redisProducer, redisWorker } from 'velo-stream/redis';
+import { streamFn } from '../index.mjs';
 import { client, fresh, killChild, lastStats, stopChild, useRedis, workerChild } from './helpers/redis-suite.mjs';
 import { eventually, pendingCount, readAllOutputs } from './helpers/redis-fixtures.mjs';
 
@@ -210,5 +211,48 @@ test("a key's event written during an outage after its session's idle end (timer
     } finally {
       for (const c of workers) if (alive(c)) c.child.kill('SIGKILL');
     }
+  }
+});
+
+test('maxSessionTimers bounds the timers a session has not fired (ERR_VELO_TOO_MANY_TIMERS at wakeAt), and a checkpoint counts its pending timers against maxCheckpointBytes', async () => {
+  const name = fresh('bounds');
+  const fn = streamFn(
+    async function* bounded(events, ctx) {
+      for await (const e of events) {
+        if (e.many) {
+          let made = 0;
+          try {
+            for (let i = 0; i < 6; i++, made++) ctx.wakeAt(e.at + 600_000 + i, { i });
+          } catch (error) {
+            yield { made, code: error.code, name: error.name, limit: error.limit };
+          }
+        } else {
+          // 3 timers of 1500 bytes each (2 KB each stored), a small state: over 4096 bytes with the timers.
+          for (let i = 0; i < 3; i++) ctx.wakeAt(e.at + 600_000 + i, { pad: 'p'.repeat(1500) });
+          yield { made: 3 };
+          ctx.checkpoint({ small: 1 });
+          yield { unreachable: true };
+        }
+      }
+    },
+    { idleTimeout: 60_000 },
+  );
+  assert.throws(() => redisWorker(fn, { client, name, partitions: 1, maxSessionTimers: 0 }), { code: 'ERR_OUT_OF_RANGE', message: /maxSessionTimers/ });
+  assert.throws(() => redisWorker(fn, { client, name, partitions: 1, maxSessionTimers: '5' }), { code: 'ERR_OUT_OF_RANGE', message: /maxSessionTimers/ });
+  const worker = redisWorker(fn, { client, name, partitions: 1, leaseTtl: 1500, maxSessionTimers: 5, maxCheckpointBytes: 4096 });
+  try {
+    const producer = redisProducer({ client, name, partitions: 1 });
+    const at = await redisNow();
+    await producer.send('many', { many: true, at });
+    await producer.send('big', { at });
+    await eventually(async () => (await readAllOutputs(client, name, 1)).length === 3, 'the outputs');
+    const got = await readAllOutputs(client, name, 1);
+    assert.deepEqual(got.filter((o) => o.key === 'many').map((o) => o.value), [{ made: 5, code: 'ERR_VELO_TOO_MANY_TIMERS', name: 'TooManyTimersError', limit: 5 }]);
+    const big = got.filter((o) => o.key === 'big');
+    assert.deepEqual(big[0].value, { made: 3 });
+    assert.equal(big[1].error.code, 'ERR_VELO_CHECKPOINT_TOO_LARGE');
+    assert.equal(await client.exists(`velo:{${name}:p0}:ckpt`), 0, 'nothing of the checkpoint written');
+  } finally {
+    await worker.close();
   }
 });

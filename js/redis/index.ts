@@ -28,6 +28,7 @@ export {
   type OutputContent,
   RedisConnectionError,
   ReplayDivergedError,
+  TooManyTimersError,
   SendError,
   SessionLimitError,
   type SessionLimitCode,

@@ -12,6 +12,7 @@ import {
   FencedError,
   ReplayDivergedError,
   type SessionLimitError,
+  TooManyTimersError,
   decodeError,
   sessionAgeError,
   sessionEventsError,
@@ -46,8 +47,10 @@ export interface PartitionHost<I, O> {
   readonly maxEventBytes: number;
   readonly maxSessionEvents: number;
   readonly maxSessionAge: number;
-  /** Largest encoded checkpoint state, bytes. */
+  /** Largest encoded checkpoint state (with its pending timers), bytes. */
   readonly maxCheckpointBytes: number;
+  /** Most timers of a session not fired yet. */
+  readonly maxSessionTimers: number;
   readonly checkReplay: boolean;
   /** Local delivery (`onOutput`), or null. */
   readonly delivery: LocalDelivery<O> | null;
@@ -1165,7 +1168,7 @@ export class PartitionRun<I, O> {
     }
     const checkpoints = new Checkpoints(
       restored,
-      (state) => this.#encodeCheckpoint(sid, state),
+      (state, pending) => this.#encodeCheckpoint(sid, state, pending),
       (payload) => encodeChecked(w.codec, payload, w.maxEventBytes, `wake-up payload of session ${JSON.stringify(sid)}`),
     );
     if (snapshot !== undefined) {
@@ -1181,6 +1184,8 @@ export class PartitionRun<I, O> {
     }
     const s = new Session<I, O>(key, sid, stream);
     s.checkpoints = checkpoints;
+    checkpoints.tooMany = () =>
+      checkpoints.timers.size >= w.maxSessionTimers ? new TooManyTimersError(sid, w.maxSessionTimers) : null;
     // (Its handler ran up to its first await at the open: it may be waiting for input already.)
     if (checkpoints.waits > 0) s.waitTaken = 0;
     checkpoints.onWaiting = () => {
@@ -1249,11 +1254,20 @@ export class PartitionRun<I, O> {
     s.wakeTimeouts.clear();
   }
 
-  /** A checkpoint's state, encoded by the function's codec, or the coded error `ctx.checkpoint` throws. */
-  #encodeCheckpoint(sid: string, state: unknown): Buffer | string {
+  /**
+   * A checkpoint's state, encoded by the function's codec, or the coded error `ctx.checkpoint` throws. Its size
+   * counts the pending timers the checkpoint records with it (their payloads as stored, base64, and their numbers).
+   */
+  #encodeCheckpoint(sid: string, state: unknown, pending: readonly Timer[]): Buffer | string {
     const limit = this.worker.maxCheckpointBytes;
     const data = encodeChecked(this.worker.codec, state, Number.MAX_SAFE_INTEGER, `checkpoint of session ${JSON.stringify(sid)}`);
-    const size = typeof data === 'string' ? (data.length * 3 <= limit ? 0 : Buffer.byteLength(data)) : data.length;
+    let timers = 0;
+    for (const t of pending) {
+      const bytes = typeof t.payload === 'string' ? Buffer.byteLength(t.payload) : t.payload.length;
+      timers += Math.ceil(bytes / 3) * 4 + String(t.id).length + String(t.time).length + 8;
+    }
+    const size =
+      timers + (typeof data === 'string' ? (data.length * 3 + timers <= limit ? 0 : Buffer.byteLength(data)) : data.length);
     if (size > limit) throw new CheckpointTooLargeError(sid, size, limit);
     return data;
   }

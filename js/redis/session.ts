@@ -46,6 +46,8 @@ export class Checkpoints implements SessionHooks {
   timerCount = 0;
   /** Timers not known to have fired (their wake-up not read back yet). */
   readonly timers = new Map<number, Timer>();
+  /** The error `wakeAt` throws when the session has all the timers it may have, else null (set once the session exists). */
+  tooMany: (() => Error | null) | null = null;
   /** Arms a new timer (set once the session exists). */
   onTimer: ((timer: Timer) => void) | null = null;
   /** The stream uses these hooks: its handler's timers are known once it waits for input (`waiting`). */
@@ -54,7 +56,7 @@ export class Checkpoints implements SessionHooks {
   onWaiting: (() => void) | null = null;
   constructor(
     readonly restored: unknown,
-    readonly encode: (state: unknown) => Buffer | string,
+    readonly encode: (state: unknown, pending: readonly Timer[]) => Buffer | string,
     readonly encodePayload: (payload: unknown) => Buffer | string,
   ) {}
   checkpoint(state: unknown, taken: number, yielded: number): void {
@@ -62,7 +64,7 @@ export class Checkpoints implements SessionHooks {
     const pending = [...this.timers.values()];
     let encoded: Buffer | string;
     try {
-      encoded = this.encode(state);
+      encoded = this.encode(state, pending);
     } catch (error) {
       this.calls.push({ taken, yielded, timers, pending, error: error as Error });
       this.onCall?.();
@@ -81,6 +83,8 @@ export class Checkpoints implements SessionHooks {
     this.onWaiting?.();
   }
   wakeAt(time: number, payload: unknown): void {
+    const tooMany = this.tooMany?.();
+    if (tooMany) throw tooMany;
     const timer = { id: this.timerCount + 1, time: Math.ceil(time), payload: this.encodePayload(payload) };
     this.timerCount++;
     this.timers.set(timer.id, timer);

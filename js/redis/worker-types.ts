@@ -68,6 +68,11 @@ export interface RedisWorkerOptions<O = unknown> extends RedisOptions {
    * `CheckpointTooLargeError` (`ERR_VELO_CHECKPOINT_TOO_LARGE`) at the call, and the session fails. Default 1 MiB.
    */
   maxCheckpointBytes?: number;
+  /**
+   * Most timers a session may have that have not fired (`ctx.wakeAt`): one more throws `TooManyTimersError`
+   * (`ERR_VELO_TOO_MANY_TIMERS`) at the call. Each is kept in memory and in the session's checkpoints. Default 1000.
+   */
+  maxSessionTimers?: number;
 }
 
 /** Round-trip times of the worker's calls to Redis, ms: nearest-rank percentiles of its last 1024 calls. */

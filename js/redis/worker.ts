@@ -66,6 +66,7 @@ const WORKER_KEYS = [
   'maxUndelivered',
   'checkReplay',
   'maxCheckpointBytes',
+  'maxSessionTimers',
 ];
 /** The longest a blocking wake-up read waits before it is re-issued, ms. */
 const WAIT_MS = 2000;
@@ -84,6 +85,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
   readonly maxSessionAge: number;
   readonly checkReplay: boolean;
   readonly maxCheckpointBytes: number;
+  readonly maxSessionTimers: number;
   /** Local delivery (`onOutput`), or null. */
   readonly delivery: LocalDelivery<O> | null;
   readonly counters: WorkerCounters = {
@@ -144,6 +146,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       maxUndelivered = UNDELIVERED_DEFAULT,
       checkReplay = false,
       maxCheckpointBytes = 1 << 20,
+      maxSessionTimers = 1000,
     } = extra;
     // (At most a Node timer's longest delay: the lease's timers are set from it.)
     integerOption(W, 'leaseTtl', leaseTtl, 300, MAX_TIMER_MS, `from 300 to ${MAX_TIMER_MS} (ms)`);
@@ -178,6 +181,8 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     this.checkReplay = checkReplay;
     integerOption(W, 'maxCheckpointBytes', maxCheckpointBytes, 1, 512 << 20);
     this.maxCheckpointBytes = maxCheckpointBytes;
+    integerOption(W, 'maxSessionTimers', maxSessionTimers, 1, 1e6);
+    this.maxSessionTimers = maxSessionTimers;
     this.delivery = onOutput === undefined ? null : new LocalDelivery(onOutput, maxUndelivered, (error) => this.report(error));
     this.fn = fn as StreamFn<I, O> & Openable<I, O>;
     this.ttl = leaseTtl;
