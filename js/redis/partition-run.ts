@@ -677,9 +677,13 @@ export class PartitionRun<I, O> {
   #hold(entry: InputEntry): void {
     let list = this.#held.get(entry.key);
     if (list === undefined) this.#held.set(entry.key, (list = []));
-    let i = list.length;
-    while (i > 0 && logOrder(entry.id, list[i - 1].id) < 0) i--;
-    list.splice(i, 0, entry);
+    // (Back in front, as an entry whose session's handler is busy is: no walk over the list.)
+    if (list.length > 0 && logOrder(entry.id, list[0].id) < 0) list.unshift(entry);
+    else {
+      let i = list.length;
+      while (i > 0 && logOrder(entry.id, list[i - 1].id) < 0) i--;
+      list.splice(i, 0, entry);
+    }
     this.#heldCount++;
   }
 
@@ -754,6 +758,12 @@ export class PartitionRun<I, O> {
     while (list.length > 0 && (!whileLive || this.sessions.has(key))) {
       // A long drain runs in microtasks: it gives the event loop (timers, renewals, replies) a turn now and then.
       if (++this.#drainSteps % DRAIN_STEPS_PER_TURN === 0) await new Promise((resolve) => setImmediate(resolve));
+      // Its session's handler is busy: the key goes on once it waits for input (`#waitQuiet`).
+      const live = this.sessions.get(key);
+      if (live !== undefined && !this.#quiet(live) && !live.handlerDone) {
+        this.#waitQuiet(live);
+        return KeyDrain.Done;
+      }
       if ((await this.#reserve(1)) === 0) return KeyDrain.Stopped;
       if (this.stopping) {
         this.buffered--;
@@ -942,8 +952,28 @@ export class PartitionRun<I, O> {
     this.#drainOnQuiet.add(s);
     void this.#whenQuiet(s).then(() => {
       this.#drainOnQuiet.delete(s);
-      if (!this.stopping) this.drainHeld().catch((error: unknown) => this.worker.report(error));
+      if (!this.stopping) this.#drainQuiet(s).catch((error: unknown) => this.worker.report(error));
     });
+  }
+
+  /** Delivers the held entries of the key of a session whose handler now waits for input (not every key's). */
+  async #drainQuiet(s: Session<I, O>): Promise<void> {
+    const list = this.#held.get(s.key);
+    if (list === undefined || this.sessions.get(s.key) !== s) return;
+    if (this.#draining) {
+      this.#drainAgain = true;
+      return;
+    }
+    this.#draining = true;
+    try {
+      if ((await this.#drainKey(s.key, list, true)) === KeyDrain.Stopped) return;
+      if (list.length === 0 && this.#held.get(s.key) === list) this.#held.delete(s.key);
+    } finally {
+      this.#draining = false;
+      this.#endIdleByLog('drain');
+    }
+    // Asked for while this ran, or entries left in the pending list may now fit.
+    if ((this.#drainAgain || this.#spilled.size > 0) && !this.stopping) await this.drainHeld();
   }
 
   /** `#deliver` of an entry that opens its key's next session (the previous one, if any, has finished). */
