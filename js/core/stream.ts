@@ -787,6 +787,12 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   }
 
   [kNextInput](): Promise<IteratorResult<I>> {
+    // An event the hooks give first (a durable timer due before the next event), counted as taken.
+    const first = this.#hooks?.next?.();
+    if (first !== undefined) {
+      this.#handed++;
+      return Promise.resolve({ value: first.value as I, done: false });
+    }
     if (this.#inPos < this.#inLen) {
       const value = this.#inBuf[this.#inPos] as I;
       this.#inBuf[this.#inPos++] = undefined;

@@ -128,11 +128,6 @@ const enum Delivery {
   NoSlot,
   /** An earlier entry of its key must be delivered first. */
   Behind,
-  /**
-   * Its key's session's handler is still handling events it was sent (it may make timers due before this
-   * entry): held until it waits for input (`PartitionRun.#waitQuiet`).
-   */
-  Waiting,
 }
 
 /** What `PartitionRun.#fireDue` did. */
@@ -220,8 +215,6 @@ export class PartitionRun<I, O> {
   #discard = false;
   /** Sessions `#endIdleByLog` checks again once their handler waits for input (`#recheckWhenQuiet`). */
   readonly #rechecking = new WeakSet<Session<I, O>>();
-  /** Sessions whose key's held entries wait for their handler to wait for input (`#waitQuiet`). */
-  readonly #drainOnQuiet = new WeakSet<Session<I, O>>();
   /** Sessions whose handler has not finished (live, or ending after their marker). */
   readonly #running = new Set<Session<I, O>>();
   /** Entries of keys waiting for a session slot (`maxConcurrent`), per key in log order. */
@@ -677,13 +670,9 @@ export class PartitionRun<I, O> {
   #hold(entry: InputEntry): void {
     let list = this.#held.get(entry.key);
     if (list === undefined) this.#held.set(entry.key, (list = []));
-    // (Back in front, as an entry whose session's handler is busy is: no walk over the list.)
-    if (list.length > 0 && logOrder(entry.id, list[0].id) < 0) list.unshift(entry);
-    else {
-      let i = list.length;
-      while (i > 0 && logOrder(entry.id, list[i - 1].id) < 0) i--;
-      list.splice(i, 0, entry);
-    }
+    let i = list.length;
+    while (i > 0 && logOrder(entry.id, list[i - 1].id) < 0) i--;
+    list.splice(i, 0, entry);
     this.#heldCount++;
   }
 
@@ -758,12 +747,6 @@ export class PartitionRun<I, O> {
     while (list.length > 0 && (!whileLive || this.sessions.has(key))) {
       // A long drain runs in microtasks: it gives the event loop (timers, renewals, replies) a turn now and then.
       if (++this.#drainSteps % DRAIN_STEPS_PER_TURN === 0) await new Promise((resolve) => setImmediate(resolve));
-      // Its session's handler is busy: the key goes on once it waits for input (`#waitQuiet`).
-      const live = this.sessions.get(key);
-      if (live !== undefined && !this.#quiet(live) && !live.handlerDone) {
-        this.#waitQuiet(live);
-        return KeyDrain.Done;
-      }
       if ((await this.#reserve(1)) === 0) return KeyDrain.Stopped;
       if (this.stopping) {
         this.buffered--;
@@ -784,8 +767,6 @@ export class PartitionRun<I, O> {
       this.#hold(entry);
       // (Behind: an earlier entry of the key came in front; it goes next.)
       if (delivered === Delivery.NoSlot) return KeyDrain.NoSlot;
-      // Its session's handler is busy: the key goes on once it waits for input.
-      if (delivered === Delivery.Waiting) return KeyDrain.Done;
     }
     return KeyDrain.Done;
   }
@@ -818,11 +799,15 @@ export class PartitionRun<I, O> {
     const live = this.sessions.get(key);
     if (live !== undefined && live.checkpoints?.attached === true && !live.handlerDone) {
       const fired = this.#fireDue(live, idTime(entry.id));
-      if (fired === FireDue.Waiting) {
-        this.#waitQuiet(live);
-        return Delivery.Waiting;
-      }
       if (fired === FireDue.Ended) this.#finish(live);
+      else if (fired === FireDue.Waiting) {
+        // The entry would end the session by idle unless a timer its handler has yet to make fires first: decided
+        // once it waits for input (the pump waits, as for a full input).
+        const idle = this.worker.fn.config.idleTimeout;
+        if (idle > 0 && live.lastTime > 0 && idTime(entry.id) - live.lastTime >= idle) {
+          return this.#whenQuiet(live).then(() => this.#deliver(entry));
+        }
+      }
     }
     if (entry.close !== undefined) {
       this.buffered--;
@@ -902,6 +887,7 @@ export class PartitionRun<I, O> {
 
   /** Resolves once the session is `#quiet`. */
   #whenQuiet(s: Session<I, O>): Promise<void> {
+    if (this.#quiet(s)) return Promise.resolve();
     return new Promise((resolve) => s.quietWaiters.push(resolve));
   }
 
@@ -920,60 +906,90 @@ export class PartitionRun<I, O> {
   }
 
   /**
-   * Fires the session's timers due at or before `until` (the time of an entry read, Redis' clock), earliest
-   * first, each once its handler has handled all it was sent (the timers it makes meanwhile count): each timer's
-   * payload goes into the session as an event at the timer's time, as if the log had it there. So a session's
-   * events are its key's entries and its timers in the order of their times, whenever the wake-ups were written
-   * (late, after a takeover), and every replay agrees. `Waiting`: its handler is handling an event (call again
-   * once it waits for input); `Ended`: its idle end came before a timer due (the caller ends it there).
+   * Fires the session's known timers due at or before `until` (the time of an entry read, Redis' clock) while its
+   * handler waits for input with every event it was sent taken: each timer's payload goes into the session as an
+   * event at the timer's time, as if the log had it there. Timers its handler makes while events wait in its input
+   * fire when it asks for its next one (`#nextTimer`). So a session's events are its key's entries and its timers
+   * in the order of their times, whenever the wake-ups were written (late, after a takeover), and every replay
+   * agrees. `Waiting`: its handler has events to handle; `Ended`: its idle end came before a timer due (the
+   * caller ends it there).
    */
   #fireDue(s: Session<I, O>, until: number): FireDue {
     const idle = this.worker.fn.config.idleTimeout;
+    let sent = false;
     for (;;) {
       if (s.handlerDone || s.checkpoints?.attached !== true) return FireDue.None;
-      if (!this.#quiet(s)) return FireDue.Waiting;
+      if (!sent && !this.#quiet(s)) return FireDue.Waiting;
       const timer = this.#dueTimer(s, until);
       if (timer === undefined) return FireDue.None;
       if (idle > 0 && s.lastTime > 0 && timer.time - s.lastTime >= idle) return FireDue.Ended;
+      // (Known timers in time order: one its handler makes meanwhile, due before the next, goes in front of it.)
       s.checkpoints.timers.delete(timer.id);
-      clearTimeout(s.wakeTimeouts.get(timer.id));
-      s.wakeTimeouts.delete(timer.id);
-      const payload = typeof timer.payload === 'string' ? Buffer.from(timer.payload) : timer.payload;
+      this.#clearTimer(s, timer.id);
       // Counted in the share as an entry read is, until its handler takes it.
       this.buffered++;
-      // (Into an input its handler waits on: it goes in at once.)
-      void this.#send(s, { id: timerEventId(timer), key: s.key, wake: `${s.sid} ${timer.id}`, due: timer.time, payload });
+      void this.#send(s, this.#timerEntry(s, timer));
+      sent = true;
     }
   }
 
-  /** Once the session's handler waits for input, its key's held entries go on (`drainHeld`). */
-  #waitQuiet(s: Session<I, O>): void {
-    if (this.#drainOnQuiet.has(s)) return;
-    this.#drainOnQuiet.add(s);
-    void this.#whenQuiet(s).then(() => {
-      this.#drainOnQuiet.delete(s);
-      if (!this.stopping) this.#drainQuiet(s).catch((error: unknown) => this.worker.report(error));
-    });
+  #clearTimer(s: Session<I, O>, id: number): void {
+    clearTimeout(s.wakeTimeouts.get(id));
+    s.wakeTimeouts.delete(id);
   }
 
-  /** Delivers the held entries of the key of a session whose handler now waits for input (not every key's). */
-  async #drainQuiet(s: Session<I, O>): Promise<void> {
-    const list = this.#held.get(s.key);
-    if (list === undefined || this.sessions.get(s.key) !== s) return;
-    if (this.#draining) {
-      this.#drainAgain = true;
-      return;
+  /** A timer's event, as an entry of the session (no entry of the log: see `timerEventId`). */
+  #timerEntry(s: Session<I, O>, timer: Timer): InputEntry {
+    const payload = typeof timer.payload === 'string' ? Buffer.from(timer.payload) : timer.payload;
+    return { id: timerEventId(timer), key: s.key, wake: `${s.sid} ${timer.id}`, due: timer.time, payload };
+  }
+
+  /**
+   * Asked when the session's handler takes its next event: the payload of its timer due first, if one is due
+   * before that next event (the first entry in its input, or, with none, before the log's clock and the key's
+   * entries not yet delivered) and before its idle end; it goes to the handler in front of its input.
+   */
+  #nextTimer(s: Session<I, O>): { value: unknown } | undefined {
+    const timers = s.checkpoints?.timers;
+    if (timers === undefined || timers.size === 0 || this.dropped || s.failed) return undefined;
+    const at = s.stream[kTaken]() - s.sentBase;
+    const next = s.sent[at];
+    let until: number;
+    if (next !== undefined) until = next.due ?? idTime(next.id);
+    else {
+      if (this.sessions.get(s.key) !== s) return undefined;
+      until = this.logTime;
+      const held = this.#held.get(s.key);
+      if (held !== undefined && held.length > 0) until = Math.min(until, idTime(held[0].id));
+      const spilled = this.#spilled.get(s.key);
+      if (spilled !== undefined) until = Math.min(until, idTime(spilled.after));
+      if (this.#drainingEntry?.key === s.key) until = Math.min(until, idTime(this.#drainingEntry.id));
     }
-    this.#draining = true;
+    const timer = this.#dueTimer(s, until);
+    if (timer === undefined) return undefined;
+    // (With events in its input, their delivery found the session live at their times, so at the timer's too.)
+    const idle = this.worker.fn.config.idleTimeout;
+    if (next === undefined && idle > 0 && s.lastTime > 0 && timer.time - s.lastTime >= idle) return undefined;
+    let value: unknown;
     try {
-      if ((await this.#drainKey(s.key, list, true)) === KeyDrain.Stopped) return;
-      if (list.length === 0 && this.#held.get(s.key) === list) this.#held.delete(s.key);
-    } finally {
-      this.#draining = false;
-      this.#endIdleByLog('drain');
+      value = this.worker.codec.decode(typeof timer.payload === 'string' ? Buffer.from(timer.payload) : timer.payload);
+    } catch {
+      // (Left to its wake-up's delivery, which fails the session as an undecodable entry does.)
+      return undefined;
     }
-    // Asked for while this ran, or entries left in the pending list may now fit.
-    if ((this.#drainAgain || this.#spilled.size > 0) && !this.stopping) await this.drainHeld();
+    timers.delete(timer.id);
+    this.#clearTimer(s, timer.id);
+    const entry = this.#timerEntry(s, timer);
+    // In the session's entries, in front of the next (counted in the share until trimmed as taken).
+    s.sent.splice(at, 0, entry);
+    this.buffered++;
+    this.#holding.add(s);
+    const before = next === undefined ? -1 : s.ids.lastIndexOf(next.id);
+    if (before < 0) s.ids.push(entry.id);
+    else s.ids.splice(before, 0, entry.id);
+    s.events++;
+    s.lastTime = Math.max(s.lastTime, timer.time);
+    return { value };
   }
 
   /** `#deliver` of an entry that opens its key's next session (the previous one, if any, has finished). */
@@ -1074,9 +1090,12 @@ export class PartitionRun<I, O> {
         // delivery fires those due before each).
         const due = this.#dueTimer(s, this.logTime);
         if (due !== undefined && due.time < deadline) {
-          if (this.#held.has(s.key)) drain = true;
+          if (this.#held.has(s.key) || this.#drainingEntry?.key === s.key) drain = true;
           else if (this.#spilled.has(s.key)) reread = true;
-          else if (this.#fireDue(s, this.logTime) === FireDue.Waiting) this.#recheckWhenQuiet(s);
+          else {
+            this.#fireDue(s, this.logTime);
+            this.#recheckWhenQuiet(s);
+          }
           continue;
         }
       }
@@ -1222,6 +1241,7 @@ export class PartitionRun<I, O> {
       s.waitTaken = s.stream[kTaken]();
       this.#quieted(s);
     };
+    checkpoints.onNext = () => this.#nextTimer(s);
     checkpoints.onCall = () => this.#checkpointsDue(s);
     if (snapshot !== undefined) {
       this.#snapshots.delete(key);

@@ -76,6 +76,11 @@ export class Checkpoints implements SessionHooks {
   attach(): void {
     this.attached = true;
   }
+  /** Asked as its handler takes its next event: a timer's payload to give it first, if one is due (set once the session exists). */
+  onNext: (() => { value: unknown } | undefined) | null = null;
+  next(): { value: unknown } | undefined {
+    return this.onNext?.();
+  }
   /** Times its handler waited for input (`waiting`). */
   waits = 0;
   waiting(): void {
