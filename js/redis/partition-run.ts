@@ -955,7 +955,8 @@ export class PartitionRun<I, O> {
     const at = s.stream[kTaken]() - s.sentBase;
     const next = s.sent[at];
     let until: number;
-    if (next !== undefined) until = next.due ?? idTime(next.id);
+    // (A timer next in its input was made before any timer made since: one of the same time goes after it.)
+    if (next !== undefined) until = next.due === undefined ? idTime(next.id) : next.due - 1;
     else {
       if (this.sessions.get(s.key) !== s) return undefined;
       until = this.logTime;
