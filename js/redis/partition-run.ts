@@ -862,13 +862,13 @@ export class PartitionRun<I, O> {
   #deliverWake(entry: InputEntry, wake: string): Delivery | Promise<Delivery> {
     const space = wake.lastIndexOf(' ');
     const sid = wake.slice(0, space);
-    const id = Number(wake.slice(space + 1));
     const s = this.sessions.get(entry.key);
     if (s === undefined && this.#snapshots.get(entry.key)?.sid === sid) return this.#deliverNew(entry);
     this.buffered--;
-    // Its timer fired already, at its own time, if its session lived to it (`#deliver` ran `#fireDue` up to this
-    // entry's time, at or after it): the entry only moved the log's clock. It is acked with the session's events.
-    if (s !== undefined && s.sid === sid && !s.checkpoints?.timers.has(id)) {
+    // Its timer fires by the log's clock, at its own time, if its session lives to it (`#fireDue` before this
+    // entry, or as the handler takes its next event): the entry only moves the clock. It is acked with the
+    // session's events (so a replay reads it again).
+    if (s !== undefined && s.sid === sid) {
       s.ids.push(entry.id);
       (s.markers ??= new Set()).add(entry.id);
       return Delivery.Done;
