@@ -132,8 +132,14 @@ export const ERROR_CODES = {
   ERR_VELO_CHECKPOINT_TOO_LARGE: {
     class: 'CheckpointTooLargeError',
     from: 'velo-stream/redis',
-    when: "A `redisWorker` session's `ctx.checkpoint(state)` whose state is over `maxCheckpointBytes` encoded: thrown at the call, and the session fails.",
-    action: 'Keep less state, or raise `maxCheckpointBytes`.',
+    when: "A `redisWorker` session's `ctx.checkpoint(state)` whose state, with the timers it records (those not fired, with their payloads), is over `maxCheckpointBytes` encoded: thrown at the call, and the session fails.",
+    action: 'Keep less state or fewer pending timers, or raise `maxCheckpointBytes`.',
+  },
+  ERR_VELO_TOO_MANY_TIMERS: {
+    class: 'TooManyTimersError',
+    from: 'velo-stream/redis',
+    when: "A `redisWorker` session's `ctx.wakeAt()` while it has `maxSessionTimers` timers that have not fired: thrown at the call (no timer is made).",
+    action: 'Make fewer timers per session (one per deadline, not one per event), or raise `maxSessionTimers`.',
   },
   ERR_VELO_ENCODE: {
     class: 'TypeError',
@@ -504,6 +510,24 @@ export class EventTooLargeError extends RangeError {
     super(`The ${what} is ${size} bytes encoded, more than the limit of ${limit} bytes (maxEventBytes)`);
     this.name = 'EventTooLargeError';
     this.size = size;
+    this.limit = limit;
+  }
+}
+
+/**
+ * Thrown by a `redisWorker` session's `ctx.wakeAt()` when the session has `maxSessionTimers` timers that have not
+ * fired: no timer is made. The same on every replay (the handler is deterministic over its inputs).
+ */
+export class TooManyTimersError extends RangeError {
+  /** The error's stable code: compare it rather than the class across copies of the module. */
+  readonly code = 'ERR_VELO_TOO_MANY_TIMERS' as const;
+  /** `maxSessionTimers`. */
+  readonly limit: number;
+  constructor(sid: string, limit: number) {
+    super(
+      `Session ${JSON.stringify(sid)} has ${limit} timers that have not fired, the limit (maxSessionTimers): ctx.wakeAt() made no timer`,
+    );
+    this.name = 'TooManyTimersError';
     this.limit = limit;
   }
 }

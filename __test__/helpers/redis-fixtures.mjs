@@ -54,14 +54,18 @@ export function checkpointTotals(config = {}, delayMs = 0, every = 10) {
  * `{ woke: n }`; every event yields `{ n, count }` and every wake-up `{ woke, count }` (count: entries taken by
  * the session). With `every`, it checkpoints `{ count }` every `every` entries and goes on from a restored one.
  */
-export function timerCounts(config = {}, every = 0) {
+export function timerCounts(config = {}, every = 0, wakeDelay = 0) {
   return streamFn(async function* timerCounts(events, ctx) {
     let { count } = ctx.restored ?? { count: 0 };
     for await (const e of events) {
       count++;
       if (e.woke !== undefined) yield { woke: e.woke, count };
       else {
-        if (e.wake !== undefined) ctx.wakeAt(e.at + e.wake, { woke: e.n });
+        // (`wakeDelay`: the handler makes its timers that long after it took the event.)
+        if (wakeDelay > 0) await new Promise((resolve) => setTimeout(resolve, wakeDelay));
+        // `wake`: one delay, or several (their wake-ups say `<n>.<i>`).
+        if (Array.isArray(e.wake)) for (const [i, d] of e.wake.entries()) ctx.wakeAt(e.at + d, { woke: `${e.n}.${i}` });
+        else if (e.wake !== undefined) ctx.wakeAt(e.at + e.wake, { woke: e.n });
         yield { n: e.n, count };
       }
       if (every > 0 && count % every === 0) ctx.checkpoint({ count });

@@ -38,6 +38,12 @@ export interface SessionHooks {
   checkpoint(state: unknown, taken: number, yielded: number): void;
   /** `ctx.wakeAt(time, payload)`, checked (`time` a finite number). */
   wakeAt(time: number, payload: unknown): void;
+  /** The stream uses these hooks (a single handler's stream): called once, when it is made. */
+  attach?(): void;
+  /** The handler takes its next event: an event to give it first (`{ value }`), or undefined. */
+  next?(): { value: unknown } | undefined;
+  /** The handler waits for its next event with none to take: it has handled every event it took. */
+  waiting?(): void;
 }
 /**
  * `[kSendNow](event)`: `send(event)` for a caller that sends many events one

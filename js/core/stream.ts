@@ -424,6 +424,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   ) {
     super();
     this.#hooks = hooks;
+    hooks?.attach?.();
     this.#trace = trace;
     trace?.watch(this);
     this.#native = native;
@@ -794,6 +795,12 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   }
 
   [kNextInput](): Promise<IteratorResult<I>> {
+    // An event the hooks give first (a durable timer due before the next event), counted as taken.
+    const first = this.#hooks?.next?.();
+    if (first !== undefined) {
+      this.#handed++;
+      return Promise.resolve({ value: first.value as I, done: false });
+    }
     if (this.#inPos < this.#inLen) {
       const value = this.#inBuf[this.#inPos] as I;
       this.#inBuf[this.#inPos++] = undefined;
@@ -808,7 +815,9 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     // A second next() before the first settled (not something for-await
     // does) waits its turn rather than taking the first one's place.
     if (this.#inputPromise !== null) return this.#inputPromise.then(() => this[kNextInput]());
-    return (this.#inputPromise = new Promise((resolve) => (this.#resolveInput = resolve)));
+    this.#inputPromise = new Promise((resolve) => (this.#resolveInput = resolve));
+    this.#hooks?.waiting?.();
+    return this.#inputPromise;
   }
 
   /** Take the next batch of events from the core; null if the handler must wait. */
@@ -1117,6 +1126,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     // Waiting for input: what the body emitted so far is all there is for now.
     if (this.#readers.length > 0) this.#serveReaders();
     this.#resolveInput = callback;
+    this.#hooks?.waiting?.();
   }
 
   [kEmit](value: O): Emit {

@@ -29,6 +29,7 @@ export {
   type OutputContent,
   RedisConnectionError,
   ReplayDivergedError,
+  TooManyTimersError,
   SendError,
   SessionLimitError,
   type SessionLimitCode,

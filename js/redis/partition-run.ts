@@ -12,6 +12,7 @@ import {
   FencedError,
   ReplayDivergedError,
   type SessionLimitError,
+  TooManyTimersError,
   decodeError,
   sessionAgeError,
   sessionEventsError,
@@ -47,8 +48,10 @@ export interface PartitionHost<I, O> {
   readonly maxEventBytes: number;
   readonly maxSessionEvents: number;
   readonly maxSessionAge: number;
-  /** Largest encoded checkpoint state, bytes. */
+  /** Largest encoded checkpoint state (with its pending timers), bytes. */
   readonly maxCheckpointBytes: number;
+  /** Most timers of a session not fired yet. */
+  readonly maxSessionTimers: number;
   readonly checkReplay: boolean;
   /** Local delivery (`onOutput`), or null. */
   readonly delivery: LocalDelivery<O> | null;
@@ -129,6 +132,16 @@ const enum Delivery {
   Behind,
 }
 
+/** What `PartitionRun.#fireDue` did. */
+const enum FireDue {
+  /** No timer is due (any due were fired). */
+  None,
+  /** The session's handler is handling an event. */
+  Waiting,
+  /** The session's idle end came before its next timer due. */
+  Ended,
+}
+
 /** How `PartitionRun.#drainKey` left a key's held entries. */
 const enum KeyDrain {
   /** None left, or (only keys with a live session) its session is gone. */
@@ -167,6 +180,15 @@ interface Spilled {
 /** Ids kept per key whose entries wait in the pending list (a small record per key; past it, passes find them). */
 const SPILLED_IDS = 64;
 
+/** The id a timer's event has in its session's entries (no entry of the log): its time, then `t` and its id. */
+function timerEventId(timer: Timer): string {
+  return `${timer.time}-t${timer.id}`;
+}
+
+function isTimerEventId(id: string): boolean {
+  return id.includes('-t');
+}
+
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 type OutboxItem = { output: OutputRecord } | { acks: string[]; ended?: string; lastSeq?: number; checkpoint?: Snapshot };
@@ -193,6 +215,8 @@ export class PartitionRun<I, O> {
   dropped = false;
   /** Set when the partition was lost: what is queued is thrown away. */
   #discard = false;
+  /** Sessions `#endIdleByLog` checks again once their handler waits for input (`#recheckWhenQuiet`). */
+  readonly #rechecking = new WeakSet<Session<I, O>>();
   /** Sessions whose handler has not finished (live, or ending after their marker). */
   readonly #running = new Set<Session<I, O>>();
   /** Entries of keys waiting for a session slot (`maxConcurrent`), per key in log order. */
@@ -773,6 +797,20 @@ export class PartitionRun<I, O> {
    */
   #deliver(entry: InputEntry): Delivery | Promise<Delivery> {
     const key = entry.key;
+    // The key's session's timers due by this entry's time fire first, at their own times (`#fireDue`).
+    const live = this.sessions.get(key);
+    if (live !== undefined && live.checkpoints?.attached === true && !live.handlerDone) {
+      const fired = this.#fireDue(live, idTime(entry.id));
+      if (fired === FireDue.Ended) this.#finish(live);
+      else if (fired === FireDue.Waiting) {
+        // The entry would end the session by idle unless a timer its handler has yet to make fires first: decided
+        // once it waits for input (the pump waits, as for a full input).
+        const idle = this.worker.fn.config.idleTimeout;
+        if (idle > 0 && live.lastTime > 0 && idTime(entry.id) - live.lastTime >= idle) {
+          return this.#whenQuiet(live).then(() => this.#deliver(entry));
+        }
+      }
+    }
     if (entry.close !== undefined) {
       this.buffered--;
       const s = this.sessions.get(key);
@@ -826,23 +864,135 @@ export class PartitionRun<I, O> {
   #deliverWake(entry: InputEntry, wake: string): Delivery | Promise<Delivery> {
     const space = wake.lastIndexOf(' ');
     const sid = wake.slice(0, space);
-    const id = Number(wake.slice(space + 1));
     const s = this.sessions.get(entry.key);
     if (s === undefined && this.#snapshots.get(entry.key)?.sid === sid) return this.#deliverNew(entry);
-    // Judged at the timer's due time, not at the entry's id: a wake-up written late (by an owner that took over
-    // after the idle deadline) is delivered as one written on time was.
-    const idle = this.worker.fn.config.idleTimeout;
-    const at = entry.due ?? idTime(entry.id);
-    const ended = s === undefined || (idle > 0 && s.lastTime > 0 && at - s.lastTime >= idle);
-    if (ended || s.sid !== sid || entry.payload === undefined) {
-      this.buffered--;
-      this.#queue({ acks: [entry.id] });
+    this.buffered--;
+    // Its timer fires by the log's clock, at its own time, if its session lives to it (`#fireDue` before this
+    // entry, or as the handler takes its next event): the entry only moves the clock. It is acked with the
+    // session's events (so a replay reads it again).
+    if (s !== undefined && s.sid === sid) {
+      s.ids.push(entry.id);
+      (s.markers ??= new Set()).add(entry.id);
       return Delivery.Done;
     }
-    if (s.checkpoints !== null && !s.checkpoints.timers.delete(id)) s.checkpoints.fired.add(id);
+    this.#queue({ acks: [entry.id] });
+    return Delivery.Done;
+  }
+
+  /**
+   * Whether the session's timers are all known: its handler has handled every event sent to it and waits for the
+   * next (or has finished), or it makes no durable timers.
+   */
+  #quiet(s: Session<I, O>): boolean {
+    return s.checkpoints?.attached !== true || s.handlerDone || s.waitTaken === s.sentBase + s.sent.length;
+  }
+
+  /** Resolves once the session is `#quiet`. */
+  #whenQuiet(s: Session<I, O>): Promise<void> {
+    if (this.#quiet(s)) return Promise.resolve();
+    return new Promise((resolve) => s.quietWaiters.push(resolve));
+  }
+
+  #quieted(s: Session<I, O>): void {
+    if (s.quietWaiters.length === 0 || !this.#quiet(s)) return;
+    for (const resume of s.quietWaiters.splice(0)) resume();
+  }
+
+  /** The session's earliest timer due at or before `until` (Redis' time), if any. */
+  #dueTimer(s: Session<I, O>, until: number): Timer | undefined {
+    let next: Timer | undefined;
+    for (const t of s.checkpoints?.timers.values() ?? []) {
+      if (t.time <= until && (next === undefined || t.time < next.time || (t.time === next.time && t.id < next.id))) next = t;
+    }
+    return next;
+  }
+
+  /**
+   * Fires the session's known timers due at or before `until` (the time of an entry read, Redis' clock) while its
+   * handler waits for input with every event it was sent taken: each timer's payload goes into the session as an
+   * event at the timer's time, as if the log had it there. Timers its handler makes while events wait in its input
+   * fire when it asks for its next one (`#nextTimer`). So a session's events are its key's entries and its timers
+   * in the order of their times, whenever the wake-ups were written (late, after a takeover), and every replay
+   * agrees. `Waiting`: its handler has events to handle; `Ended`: its idle end came before a timer due (the
+   * caller ends it there).
+   */
+  #fireDue(s: Session<I, O>, until: number): FireDue {
+    const idle = this.worker.fn.config.idleTimeout;
+    let sent = false;
+    for (;;) {
+      if (s.handlerDone || s.checkpoints?.attached !== true) return FireDue.None;
+      if (!sent && !this.#quiet(s)) return FireDue.Waiting;
+      const timer = this.#dueTimer(s, until);
+      if (timer === undefined) return FireDue.None;
+      if (idle > 0 && s.lastTime > 0 && timer.time - s.lastTime >= idle) return FireDue.Ended;
+      // (Known timers in time order: one its handler makes meanwhile, due before the next, goes in front of it.)
+      s.checkpoints.timers.delete(timer.id);
+      this.#clearTimer(s, timer.id);
+      // Counted in the share as an entry read is, until its handler takes it.
+      this.buffered++;
+      void this.#send(s, this.#timerEntry(s, timer));
+      sent = true;
+    }
+  }
+
+  #clearTimer(s: Session<I, O>, id: number): void {
     clearTimeout(s.wakeTimeouts.get(id));
     s.wakeTimeouts.delete(id);
-    return this.#send(s, entry);
+  }
+
+  /** A timer's event, as an entry of the session (no entry of the log: see `timerEventId`). */
+  #timerEntry(s: Session<I, O>, timer: Timer): InputEntry {
+    const payload = typeof timer.payload === 'string' ? Buffer.from(timer.payload) : timer.payload;
+    return { id: timerEventId(timer), key: s.key, wake: `${s.sid} ${timer.id}`, due: timer.time, payload };
+  }
+
+  /**
+   * Asked when the session's handler takes its next event: the payload of its timer due first, if one is due
+   * before that next event (the first entry in its input, or, with none, before the log's clock and the key's
+   * entries not yet delivered) and before its idle end; it goes to the handler in front of its input.
+   */
+  #nextTimer(s: Session<I, O>): { value: unknown } | undefined {
+    const timers = s.checkpoints?.timers;
+    if (timers === undefined || timers.size === 0 || this.dropped || s.failed) return undefined;
+    const at = s.stream[kTaken]() - s.sentBase;
+    const next = s.sent[at];
+    let until: number;
+    // (A timer next in its input was made before any timer made since: one of the same time goes after it.)
+    if (next !== undefined) until = next.due === undefined ? idTime(next.id) : next.due - 1;
+    else {
+      if (this.sessions.get(s.key) !== s) return undefined;
+      until = this.logTime;
+      const held = this.#held.get(s.key);
+      if (held !== undefined && held.length > 0) until = Math.min(until, idTime(held[0].id));
+      const spilled = this.#spilled.get(s.key);
+      if (spilled !== undefined) until = Math.min(until, idTime(spilled.after));
+      if (this.#drainingEntry?.key === s.key) until = Math.min(until, idTime(this.#drainingEntry.id));
+    }
+    const timer = this.#dueTimer(s, until);
+    if (timer === undefined) return undefined;
+    // (With events in its input, their delivery found the session live at their times, so at the timer's too.)
+    const idle = this.worker.fn.config.idleTimeout;
+    if (next === undefined && idle > 0 && s.lastTime > 0 && timer.time - s.lastTime >= idle) return undefined;
+    let value: unknown;
+    try {
+      value = this.worker.codec.decode(typeof timer.payload === 'string' ? Buffer.from(timer.payload) : timer.payload);
+    } catch {
+      // (Left to its wake-up's delivery, which fails the session as an undecodable entry does.)
+      return undefined;
+    }
+    timers.delete(timer.id);
+    this.#clearTimer(s, timer.id);
+    const entry = this.#timerEntry(s, timer);
+    // In the session's entries, in front of the next (counted in the share until trimmed as taken).
+    s.sent.splice(at, 0, entry);
+    this.buffered++;
+    this.#holding.add(s);
+    const before = next === undefined ? -1 : s.ids.lastIndexOf(next.id);
+    if (before < 0) s.ids.push(entry.id);
+    else s.ids.splice(before, 0, entry.id);
+    s.events++;
+    s.lastTime = Math.max(s.lastTime, timer.time);
+    return { value };
   }
 
   /** `#deliver` of an entry that opens its key's next session (the previous one, if any, has finished). */
@@ -903,21 +1053,17 @@ export class PartitionRun<I, O> {
    */
   #idleAt(s: Session<I, O>, id: string): boolean {
     const idle = this.worker.fn.config.idleTimeout;
-    return idle > 0 && s.lastTime > 0 && idTime(id) - s.lastTime >= idle && !this.#awaitsWake(s);
+    return idle > 0 && s.lastTime > 0 && idTime(id) - s.lastTime >= idle;
   }
 
-  /**
-   * Whether the session has a timer due before its idle deadline whose wake-up has not been read yet: the idle
-   * end waits for it (it is written when due, or, after a takeover, as soon as the new owner has made the timer
-   * again; read back, it moves the session's last event to its due time). Without this, an owner that took over
-   * after the deadline ended the session at its first entry read and dropped the wake-ups it wrote late.
-   */
-  #awaitsWake(s: Session<I, O>): boolean {
-    const timers = s.checkpoints?.timers;
-    if (timers === undefined || timers.size === 0 || s.forwardDone) return false;
-    const deadline = s.lastTime + this.worker.fn.config.idleTimeout;
-    for (const timer of timers.values()) if (timer.time < deadline) return true;
-    return false;
+  /** Runs `#endIdleByLog` again once the session's handler waits for input (its timers are then known). */
+  #recheckWhenQuiet(s: Session<I, O>): void {
+    if (this.#rechecking.has(s)) return;
+    this.#rechecking.add(s);
+    void this.#whenQuiet(s).then(() => {
+      this.#rechecking.delete(s);
+      this.#endIdleByLog();
+    });
   }
 
   /**
@@ -937,12 +1083,30 @@ export class PartitionRun<I, O> {
     for (const s of this.sessions.values()) {
       if (s.lastTime === 0) continue;
       const deadline = s.lastTime + idle;
+      if (s.checkpoints?.attached === true && !s.handlerDone) {
+        // Its handler may still make a timer that fires before the deadline: decided once it waits for input.
+        if (!this.#quiet(s)) {
+          if (deadline <= this.logTime) this.#recheckWhenQuiet(s);
+          else next = Math.min(next, deadline);
+          continue;
+        }
+        // Timers due by the log's clock before the deadline fire first, unless entries of its key wait (their
+        // delivery fires those due before each).
+        const due = this.#dueTimer(s, this.logTime);
+        if (due !== undefined && due.time < deadline) {
+          if (this.#held.has(s.key) || this.#drainingEntry?.key === s.key) drain = true;
+          else if (this.#spilled.has(s.key)) reread = true;
+          else {
+            this.#fireDue(s, this.logTime);
+            this.#recheckWhenQuiet(s);
+          }
+          continue;
+        }
+      }
       if (deadline > this.logTime) {
         next = Math.min(next, deadline);
         continue;
       }
-      // A wake-up due before the deadline is still to be read: it decides (no tick needed, it moves the clock).
-      if (this.#awaitsWake(s)) continue;
       // Its event on its way in, or an earlier one of its key being delivered: that delivery checks again.
       if (s.sending || this.#drainingEntry?.key === s.key) continue;
       const held = this.#held.get(s.key);
@@ -1058,7 +1222,7 @@ export class PartitionRun<I, O> {
     }
     const checkpoints = new Checkpoints(
       restored,
-      (state) => this.#encodeCheckpoint(sid, state),
+      (state, pending) => this.#encodeCheckpoint(sid, state, pending),
       (payload) => encodeChecked(w.codec, payload, w.maxEventBytes, `wake-up payload of session ${JSON.stringify(sid)}`),
     );
     if (snapshot !== undefined) {
@@ -1090,6 +1254,15 @@ export class PartitionRun<I, O> {
       });
     }
     s.checkpoints = checkpoints;
+    checkpoints.tooMany = () =>
+      checkpoints.timers.size >= w.maxSessionTimers ? new TooManyTimersError(sid, w.maxSessionTimers) : null;
+    // (Its handler ran up to its first await at the open: it may be waiting for input already.)
+    if (checkpoints.waits > 0) s.waitTaken = 0;
+    checkpoints.onWaiting = () => {
+      s.waitTaken = s.stream[kTaken]();
+      this.#quieted(s);
+    };
+    checkpoints.onNext = () => this.#nextTimer(s);
     checkpoints.onCall = () => this.#checkpointsDue(s);
     if (snapshot !== undefined) {
       this.#snapshots.delete(key);
@@ -1158,11 +1331,20 @@ export class PartitionRun<I, O> {
     s.wakeTimeouts.clear();
   }
 
-  /** A checkpoint's state, encoded by the function's codec, or the coded error `ctx.checkpoint` throws. */
-  #encodeCheckpoint(sid: string, state: unknown): Buffer | string {
+  /**
+   * A checkpoint's state, encoded by the function's codec, or the coded error `ctx.checkpoint` throws. Its size
+   * counts the pending timers the checkpoint records with it (their payloads as stored, base64, and their numbers).
+   */
+  #encodeCheckpoint(sid: string, state: unknown, pending: readonly Timer[]): Buffer | string {
     const limit = this.worker.maxCheckpointBytes;
     const data = encodeChecked(this.worker.codec, state, Number.MAX_SAFE_INTEGER, `checkpoint of session ${JSON.stringify(sid)}`);
-    const size = typeof data === 'string' ? (data.length * 3 <= limit ? 0 : Buffer.byteLength(data)) : data.length;
+    let timers = 0;
+    for (const t of pending) {
+      const bytes = typeof t.payload === 'string' ? Buffer.byteLength(t.payload) : t.payload.length;
+      timers += Math.ceil(bytes / 3) * 4 + String(t.id).length + String(t.time).length + 8;
+    }
+    const size =
+      timers + (typeof data === 'string' ? (data.length * 3 + timers <= limit ? 0 : Buffer.byteLength(data)) : data.length);
     if (size > limit) throw new CheckpointTooLargeError(sid, size, limit);
     return data;
   }
@@ -1192,7 +1374,8 @@ export class PartitionRun<I, O> {
         events--;
         lastEvent = id;
       }
-      const acks = s.ids.splice(0, cut);
+      // (A timer's event is no entry of the log: nothing to ack.)
+      const acks = s.ids.splice(0, cut).filter((id) => !isTimerEventId(id));
       s.ackedEvents = call.taken;
       if (lastEvent !== undefined) s.checkpointTime = idTime(lastEvent);
       const checkpoint: Snapshot = {
@@ -1211,7 +1394,11 @@ export class PartitionRun<I, O> {
 
   async #forward(s: Session<I, O>): Promise<void> {
     // Its slot is free once its handler has finished, though its last outputs may still wait for the outbox.
-    const finished = s.stream[kFinished].then(() => this.worker.live--);
+    const finished = s.stream[kFinished].then(() => {
+      this.worker.live--;
+      s.handlerDone = true;
+      this.#quieted(s);
+    });
     try {
       await drainOutputs(s.stream, (batch) => {
         for (const value of batch) {
@@ -1272,12 +1459,16 @@ export class PartitionRun<I, O> {
         },
       });
     }
-    let acks = s.ids;
+    let acks = s.ids.filter((id) => !isTimerEventId(id));
     if (moved.length > 0) {
       const away = new Set(moved.map((e) => e.id));
       acks = acks.filter((id) => !away.has(id));
-      for (const entry of moved) this.#hold(entry);
-      this.worker.counters.handedOn += moved.length;
+      for (const entry of moved) {
+        // A timer's event its handler never took is the session's alone: it goes nowhere.
+        if (isTimerEventId(entry.id)) continue;
+        this.#hold(entry);
+        this.worker.counters.handedOn++;
+      }
     }
     this.#queue({ acks, ended: s.sid, lastSeq: s.seq });
     if (moved.length > 0) this.drainHeld().catch((error: unknown) => this.worker.report(error));

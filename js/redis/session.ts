@@ -60,18 +60,17 @@ export class Checkpoints implements SessionHooks {
   timerCount = 0;
   /** Timers not known to have fired (their wake-up not read back yet). */
   readonly timers = new Map<number, Timer>();
-  /**
-   * Timers whose wake-up the session got before its handler made them: on a replay the worker reads ahead of the
-   * handler, so a wake-up written before the takeover can reach the session before the replayed `ctx.wakeAt`.
-   * That call then makes no pending timer (it would wait for a wake-up already read, and keep the session from
-   * ending).
-   */
-  readonly fired = new Set<number>();
+  /** The error `wakeAt` throws when the session has all the timers it may have, else null (set once the session exists). */
+  tooMany: (() => Error | null) | null = null;
   /** Arms a new timer (set once the session exists). */
   onTimer: ((timer: Timer) => void) | null = null;
+  /** The stream uses these hooks: its handler's timers are known once it waits for input (`waiting`). */
+  attached = false;
+  /** The handler waits for input having handled all it took (set once the session exists). */
+  onWaiting: (() => void) | null = null;
   constructor(
     readonly restored: unknown,
-    readonly encode: (state: unknown) => Buffer | string,
+    readonly encode: (state: unknown, pending: readonly Timer[]) => Buffer | string,
     readonly encodePayload: (payload: unknown) => Buffer | string,
   ) {}
   checkpoint(state: unknown, taken: number, yielded: number): void {
@@ -79,7 +78,7 @@ export class Checkpoints implements SessionHooks {
     const pending = [...this.timers.values()];
     let encoded: Buffer | string;
     try {
-      encoded = this.encode(state);
+      encoded = this.encode(state, pending);
     } catch (error) {
       this.calls.push({ taken, yielded, timers, pending, error: error as Error });
       this.onCall?.();
@@ -88,10 +87,25 @@ export class Checkpoints implements SessionHooks {
     this.calls.push({ taken, yielded, timers, pending, state: encoded });
     this.onCall?.();
   }
+  attach(): void {
+    this.attached = true;
+  }
+  /** Asked as its handler takes its next event: a timer's payload to give it first, if one is due (set once the session exists). */
+  onNext: (() => { value: unknown } | undefined) | null = null;
+  next(): { value: unknown } | undefined {
+    return this.onNext?.();
+  }
+  /** Times its handler waited for input (`waiting`). */
+  waits = 0;
+  waiting(): void {
+    this.waits++;
+    this.onWaiting?.();
+  }
   wakeAt(time: number, payload: unknown): void {
+    const tooMany = this.tooMany?.();
+    if (tooMany) throw tooMany;
     const timer = { id: this.timerCount + 1, time: Math.ceil(time), payload: this.encodePayload(payload) };
     this.timerCount++;
-    if (this.fired.delete(timer.id)) return;
     this.timers.set(timer.id, timer);
     this.onTimer?.(timer);
   }
@@ -144,6 +158,15 @@ export class Session<I, O> {
   markers: Set<string> | null = null;
   /** Its trace (a tracer provider is registered): its span, its events' spans and links. */
   scope: SessionScope | undefined = undefined;
+  /**
+   * Events its handler had taken when it last waited for input with none to take (-1: not yet): once that is
+   * every event sent to it, its timers are all known (`PartitionRun.#quiet`).
+   */
+  waitTaken = -1;
+  /** Its handler has finished. */
+  handlerDone = false;
+  /** Resolved when its handler next waits for input having taken all sent (or finishes). */
+  quietWaiters: (() => void)[] = [];
   /** Its armed timers' Node timeouts, by timer id. */
   readonly wakeTimeouts = new Map<number, NodeJS.Timeout>();
   constructor(

@@ -83,6 +83,11 @@ export interface RedisWorkerOptions<O = unknown> extends RedisOptions {
    * outputs. 0: no cap (the default). Applied after `outputRetention`.
    */
   outputMaxLen?: number;
+  /**
+   * Most timers a session may have that have not fired (`ctx.wakeAt`): one more throws `TooManyTimersError`
+   * (`ERR_VELO_TOO_MANY_TIMERS`) at the call. Each is kept in memory and in the session's checkpoints. Default 1000.
+   */
+  maxSessionTimers?: number;
 }
 
 /** Round-trip times of the worker's calls to Redis, ms: nearest-rank percentiles of its last 1024 calls. */

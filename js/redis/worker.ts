@@ -68,6 +68,7 @@ const WORKER_KEYS = [
   'maxCheckpointBytes',
   'outputRetention',
   'outputMaxLen',
+  'maxSessionTimers',
 ];
 /** The longest a blocking wake-up read waits before it is re-issued, ms. */
 const WAIT_MS = 2000;
@@ -89,6 +90,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
   /** `outputRetention: 'acked'`: outputs every consumer group has acked are trimmed. */
   readonly trimAcked: boolean;
   readonly outputMaxLen: number;
+  readonly maxSessionTimers: number;
   /** Local delivery (`onOutput`), or null. */
   readonly delivery: LocalDelivery<O> | null;
   readonly counters: WorkerCounters = {
@@ -152,6 +154,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       maxCheckpointBytes = 1 << 20,
       outputRetention = 'all',
       outputMaxLen = 0,
+      maxSessionTimers = 1000,
     } = extra;
     // (At most a Node timer's longest delay: the lease's timers are set from it.)
     integerOption(W, 'leaseTtl', leaseTtl, 300, MAX_TIMER_MS, `from 300 to ${MAX_TIMER_MS} (ms)`);
@@ -191,6 +194,8 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     this.trimAcked = outputRetention === 'acked';
     integerOption(W, 'outputMaxLen', outputMaxLen, 0, 1e12, 'from 0 to 1e12 (0: no cap)');
     this.outputMaxLen = outputMaxLen;
+    integerOption(W, 'maxSessionTimers', maxSessionTimers, 1, 1e6);
+    this.maxSessionTimers = maxSessionTimers;
     this.delivery = onOutput === undefined ? null : new LocalDelivery(onOutput, maxUndelivered, (error) => this.report(error));
     this.fn = fn as StreamFn<I, O> & Openable<I, O>;
     this.ttl = leaseTtl;

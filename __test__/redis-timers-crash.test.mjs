@@ -1,0 +1,258 @@
+// Durable timers through crashes, judged against the log's time: a crash and takeover must change nothing a reader
+// sees. The outputs must be what a crash-free run makes of the same input, where a session's events are its key's
+// entries (at their entry ids' times) and its timers (at their due times) in time order, a session ends once
+// `idleTimeout` passes after its last event with no event of its key or timer of its own, and each timer fires
+// once. `expected` models that from the input log; every scenario runs workers as child processes and compares.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { redisProducer, redisWorker } from 'velo-stream/redis';
+import { streamFn } from '../index.mjs';
+import { client, fresh, killChild, lastStats, stopChild, useRedis, workerChild } from './helpers/redis-suite.mjs';
+import { eventually, pendingCount, readAllOutputs } from './helpers/redis-fixtures.mjs';
+
+useRedis();
+
+const alive = (c) => c && c.child.exitCode === null && c.child.signalCode === null;
+const time = (id) => Number(id.slice(0, id.indexOf('-')));
+
+function worker(name, idle, extra = {}) {
+  return workerChild(name, { partitions: 1, ttl: 1500, idle, delayMs: 0, trimInterval: 0, extra: { handler: 'timers', every: 0, ...extra } });
+}
+
+/** Redis' clock, ms. */
+async function redisNow() {
+  const [s, us] = (await client.sendCommand(['TIME'])).map(Number);
+  return s * 1000 + Math.floor(us / 1000);
+}
+
+/**
+ * What a crash-free run makes of the input log (timerCounts): per key, its sessions' outputs in order. Events are
+ * read from the log (their entry ids' times); a timer of a wake-up `[d, ...]` is due at the event's `at + d`; at the
+ * same time, a timer goes before an event.
+ */
+async function expected(name, idle) {
+  const entries = await client.xRange(`velo:{${name}:p0}`, '-', '+');
+  const byKey = new Map();
+  for (const { id, message } of entries) {
+    if (message.w !== undefined || message.c !== undefined || message.k === undefined) continue;
+    if (!byKey.has(message.k)) byKey.set(message.k, []);
+    byKey.get(message.k).push({ time: time(id), event: JSON.parse(message.v) });
+  }
+  const out = {};
+  for (const [key, events] of byKey) {
+    const sessions = [];
+    let session = null;
+    let last = 0;
+    let timers = [];
+    let made = 0;
+    const fireUntil = (until) => {
+      timers.sort((a, b) => a.due - b.due || a.id - b.id);
+      while (timers.length > 0 && timers[0].due <= until && session !== null) {
+        const t = timers.shift();
+        if (t.due - last >= idle) {
+          session = null;
+          timers = [];
+          return;
+        }
+        session.push({ woke: t.woke, count: session.length + 1 });
+        last = Math.max(last, t.due);
+      }
+    };
+    for (const { time: at, event: e } of events) {
+      fireUntil(at);
+      if (session !== null && at - last >= idle) {
+        session = null;
+        timers = [];
+      }
+      if (session === null) sessions.push((session = []));
+      session.push({ n: e.n, count: session.length + 1 });
+      last = at;
+      const delays = Array.isArray(e.wake) ? e.wake : e.wake === undefined ? [] : [e.wake];
+      for (const [i, d] of delays.entries()) {
+        timers.push({ id: ++made, due: e.at + d, woke: Array.isArray(e.wake) ? `${e.n}.${i}` : e.n });
+      }
+    }
+    fireUntil(Infinity);
+    out[key] = sessions;
+  }
+  return out;
+}
+
+/** The outputs per key, sessions in order of their sids' ids, each (sid, seq) once and seqs 1..n. */
+async function outputs(name) {
+  const all = await readAllOutputs(client, name, 1);
+  const seen = new Set();
+  const bySid = new Map();
+  for (const o of all) {
+    assert.ok(!seen.has(`${o.sid}#${o.seq}`), `${o.sid}#${o.seq} written twice`);
+    seen.add(`${o.sid}#${o.seq}`);
+    assert.equal(o.error, undefined, `no error output: ${JSON.stringify(o.error)}`);
+    if (!bySid.has(o.sid)) bySid.set(o.sid, { key: o.key, items: [] });
+    bySid.get(o.sid).items.push(o);
+  }
+  const out = {};
+  const sids = [...bySid.keys()].sort((a, b) => time(a.slice(a.lastIndexOf('@') + 1)) - time(b.slice(b.lastIndexOf('@') + 1)));
+  for (const sid of sids) {
+    const { key, items } = bySid.get(sid);
+    items.sort((a, b) => a.seq - b.seq);
+    assert.deepEqual(
+      items.map((o) => o.seq),
+      items.map((_, i) => i + 1),
+      `${sid}: seqs without gaps`,
+    );
+    (out[key] ??= []).push(items.map((o) => o.value));
+  }
+  return out;
+}
+
+/** Waits until every session ended (nothing pending, no session's timers remembered), stops the workers cleanly. */
+async function settle(name, workers) {
+  await eventually(async () => (await pendingCount(client, name, 1)) === 0, 'every session ended', 40_000);
+  await eventually(async () => (await client.exists(`velo:{${name}:p0}:timers`)) === 0, 'no timers remembered', 20_000);
+  for (const c of workers) if (alive(c)) await stopChild(c);
+}
+
+async function owns(w) {
+  await eventually(() => lastStats(w)?.owned.length === 1, 'the worker owns the partition', 30_000);
+}
+
+async function committed(name, n) {
+  await eventually(async () => (await readAllOutputs(client, name, 1)).length >= n, `${n} outputs committed`, 20_000);
+}
+
+test('a session whose timer fired, taken over before its idle end, ends by idle as a crash-free run (its timer due after the idle end never fires)', async () => {
+  const IDLE = 2500;
+  for (const crash of [false, true]) {
+    const name = fresh(crash ? 'stuck' : 'stuckRef');
+    const producer = redisProducer({ client, name, partitions: 1 });
+    const workers = [worker(name, IDLE)];
+    try {
+      await owns(workers[0]);
+      const at = await redisNow();
+      await producer.send('K', { n: 0, at, wake: [500, 3 * IDLE] });
+      // The first timer fired (its output is committed): kill -9 the owner before the session's idle end.
+      await committed(name, 2);
+      if (crash) {
+        await killChild(workers[0]);
+        workers.push(worker(name, IDLE));
+        await owns(workers[1]);
+      }
+      await eventually(async () => (await pendingCount(client, name, 1)) === 0, 'the session ended', 40_000);
+      // A later event of the key opens a session of its own.
+      await producer.send('K', { n: 1, at: await redisNow() });
+      await committed(name, 3);
+      await settle(name, workers);
+      const got = await outputs(name);
+      assert.deepEqual(got, await expected(name, IDLE));
+      assert.deepEqual(got, { K: [[{ n: 0, count: 1 }, { woke: '0.0', count: 2 }], [{ n: 1, count: 1 }]] });
+    } finally {
+      for (const c of workers) if (alive(c)) c.child.kill('SIGKILL');
+    }
+  }
+});
+
+test('timers made after the last checkpoint survive two crashes in a row (each fires once, in time order)', async () => {
+  const IDLE = 3000;
+  const name = fresh('twice');
+  const producer = redisProducer({ client, name, partitions: 1 });
+  // Checkpoints every 2 entries; the handler makes its timers 150 ms after it took the event.
+  const extra = { every: 2, wakeDelay: 150 };
+  const workers = [worker(name, IDLE, extra)];
+  try {
+    await owns(workers[0]);
+    const at = await redisNow();
+    await producer.send('K', { n: 0, at, wake: [1400] });
+    await producer.send('K', { n: 1, at });
+    await producer.send('K', { n: 2, at, wake: [1600, 2200] });
+    await committed(name, 3);
+    await killChild(workers[0]);
+    // Sent while no one owns the partition.
+    await producer.send('K', { n: 3, at, wake: [1500, 2000] });
+    // The next owner is killed as soon as it owns the partition, and the one after takes over.
+    workers.push(worker(name, IDLE, extra));
+    await owns(workers[1]);
+    await killChild(workers[1]);
+    workers.push(worker(name, IDLE, extra));
+    await owns(workers[2]);
+    await settle(name, workers);
+    const got = await outputs(name);
+    assert.deepEqual(got, await expected(name, IDLE));
+    const woke = got.K.flat().filter((o) => o.woke !== undefined);
+    assert.deepEqual(woke.map((o) => o.woke).sort(), ['0.0', '2.0', '2.1', '3.0', '3.1'], 'each timer fired once');
+  } finally {
+    for (const c of workers) if (alive(c)) c.child.kill('SIGKILL');
+  }
+});
+
+test("a key's event written during an outage after its session's idle end (timers counted) opens a new session, as in a crash-free run", async () => {
+  const IDLE = 2000;
+  for (const crash of [false, true]) {
+    const name = fresh(crash ? 'late' : 'lateRef');
+    const producer = redisProducer({ client, name, partitions: 1 });
+    const workers = [worker(name, IDLE)];
+    try {
+      await owns(workers[0]);
+      const at = await redisNow();
+      await producer.send('K', { n: 0, at, wake: 1500 });
+      await committed(name, 1);
+      if (crash) await killChild(workers[0]);
+      // After the timer's time plus idleTimeout, by Redis' clock: a crash-free run ended the session there.
+      await eventually(async () => (await redisNow()) > at + 1500 + IDLE + 50, "Redis' clock passed the idle end");
+      await producer.send('K', { n: 1, at: await redisNow() });
+      if (crash) {
+        workers.push(worker(name, IDLE));
+        await owns(workers[1]);
+      }
+      await committed(name, 3);
+      await settle(name, workers);
+      const got = await outputs(name);
+      assert.deepEqual(got, await expected(name, IDLE));
+      assert.deepEqual(got, { K: [[{ n: 0, count: 1 }, { woke: 0, count: 2 }], [{ n: 1, count: 1 }]] });
+    } finally {
+      for (const c of workers) if (alive(c)) c.child.kill('SIGKILL');
+    }
+  }
+});
+
+test('maxSessionTimers bounds the timers a session has not fired (ERR_VELO_TOO_MANY_TIMERS at wakeAt), and a checkpoint counts its pending timers against maxCheckpointBytes', async () => {
+  const name = fresh('bounds');
+  const fn = streamFn(
+    async function* bounded(events, ctx) {
+      for await (const e of events) {
+        if (e.many) {
+          let made = 0;
+          try {
+            for (let i = 0; i < 6; i++, made++) ctx.wakeAt(e.at + 600_000 + i, { i });
+          } catch (error) {
+            yield { made, code: error.code, name: error.name, limit: error.limit };
+          }
+        } else {
+          // 3 timers of 1500 bytes each (2 KB each stored), a small state: over 4096 bytes with the timers.
+          for (let i = 0; i < 3; i++) ctx.wakeAt(e.at + 600_000 + i, { pad: 'p'.repeat(1500) });
+          yield { made: 3 };
+          ctx.checkpoint({ small: 1 });
+          yield { unreachable: true };
+        }
+      }
+    },
+    { idleTimeout: 60_000 },
+  );
+  assert.throws(() => redisWorker(fn, { client, name, partitions: 1, maxSessionTimers: 0 }), { code: 'ERR_OUT_OF_RANGE', message: /maxSessionTimers/ });
+  assert.throws(() => redisWorker(fn, { client, name, partitions: 1, maxSessionTimers: '5' }), { code: 'ERR_OUT_OF_RANGE', message: /maxSessionTimers/ });
+  const worker = redisWorker(fn, { client, name, partitions: 1, leaseTtl: 1500, maxSessionTimers: 5, maxCheckpointBytes: 4096 });
+  try {
+    const producer = redisProducer({ client, name, partitions: 1 });
+    const at = await redisNow();
+    await producer.send('many', { many: true, at });
+    await producer.send('big', { at });
+    await eventually(async () => (await readAllOutputs(client, name, 1)).length === 3, 'the outputs');
+    const got = await readAllOutputs(client, name, 1);
+    assert.deepEqual(got.filter((o) => o.key === 'many').map((o) => o.value), [{ made: 5, code: 'ERR_VELO_TOO_MANY_TIMERS', name: 'TooManyTimersError', limit: 5 }]);
+    const big = got.filter((o) => o.key === 'big');
+    assert.deepEqual(big[0].value, { made: 3 });
+    assert.equal(big[1].error.code, 'ERR_VELO_CHECKPOINT_TOO_LARGE');
+    assert.equal(await client.exists(`velo:{${name}:p0}:ckpt`), 0, 'nothing of the checkpoint written');
+  } finally {
+    await worker.close();
+  }
+});
