@@ -1254,6 +1254,15 @@ export class PartitionRun<I, O> {
       });
     }
     s.checkpoints = checkpoints;
+    checkpoints.untaken = (taken) => {
+      const fired: Timer[] = [];
+      for (const e of s.sent.slice(Math.max(0, taken - s.sentBase))) {
+        // A fired timer's event (`#timerEntry`): its session's sid, its timer's id, time and payload.
+        if (e.wake === undefined || e.due === undefined || e.payload === undefined) continue;
+        fired.push({ id: Number(e.wake.slice(e.wake.lastIndexOf(' ') + 1)), time: e.due, payload: e.payload });
+      }
+      return fired;
+    };
     checkpoints.tooMany = () =>
       checkpoints.timers.size >= w.maxSessionTimers ? new TooManyTimersError(sid, w.maxSessionTimers) : null;
     // (Its handler ran up to its first await at the open: it may be waiting for input already.)

@@ -73,9 +73,15 @@ export class Checkpoints implements SessionHooks {
     readonly encode: (state: unknown, pending: readonly Timer[]) => Buffer | string,
     readonly encodePayload: (payload: unknown) => Buffer | string,
   ) {}
+  /**
+   * Timers already fired into the session's input but not taken by its handler when it had taken `taken` events
+   * (set once the session exists): a checkpoint records them as pending too, since a restore replays only the log's
+   * entries after it, and a fired timer is in no entry of the log.
+   */
+  untaken: ((taken: number) => Timer[]) | null = null;
   checkpoint(state: unknown, taken: number, yielded: number): void {
     const timers = this.timerCount;
-    const pending = [...this.timers.values()];
+    const pending = [...this.timers.values(), ...(this.untaken?.(taken) ?? [])];
     let encoded: Buffer | string;
     try {
       encoded = this.encode(state, pending);
