@@ -256,3 +256,82 @@ test('maxSessionTimers bounds the timers a session has not fired (ERR_VELO_TOO_M
     await worker.close();
   }
 });
+
+test('two timers of one due time with a checkpoint between them firing: after kill -9, the restored session fires the second once (no divergence)', async () => {
+  const IDLE = 5000;
+  const name = fresh('eqdue');
+  const producer = redisProducer({ client, name, partitions: 1 });
+  // A checkpoint every 2 items: after the first timer's output, while the second is in the session's input, untaken.
+  const workers = [worker(name, IDLE, { every: 2 })];
+  try {
+    await owns(workers[0]);
+    const at = await redisNow();
+    await producer.send('K', { n: 0, at, wake: [1000, 1000, 3000] });
+    // Both timers of one due time fired and were committed; the third has not: kill -9 the owner.
+    await committed(name, 3);
+    await killChild(workers[0]);
+    workers.push(worker(name, IDLE, { every: 2 }));
+    await owns(workers[1]);
+    await settle(name, workers);
+    const got = await outputs(name);
+    assert.deepEqual(got, await expected(name, IDLE));
+    assert.deepEqual(got, {
+      K: [
+        [
+          { n: 0, count: 1 },
+          { woke: '0.0', count: 2 },
+          { woke: '0.1', count: 3 },
+          { woke: '0.2', count: 4 },
+        ],
+      ],
+    });
+  } finally {
+    for (const c of workers) if (alive(c)) c.child.kill('SIGKILL');
+  }
+});
+
+test('two takeovers in a row while the restored session catches up past its timers, a checkpoint every 2 items: no timer lost, one session as in a crash-free run', async () => {
+  const IDLE = 2000;
+  const name = fresh('split');
+  const producer = redisProducer({ client, name, partitions: 1 });
+  const workers = [worker(name, IDLE, { every: 2 })];
+  // [ms after the start, the event's timer delays]; kills at [ms after the start], the next owner started 700 ms later.
+  const events = [
+    [8, [1786, 697]],
+    [402, [312]],
+    [912, [1479, 717]],
+    [1485, []],
+    [4300, []],
+  ];
+  const kills = [1546, 3085];
+  try {
+    await owns(workers[0]);
+    const start = performance.now();
+    const at = await redisNow();
+    const until = (ms) => new Promise((resolve) => setTimeout(resolve, Math.max(0, start + ms - performance.now())));
+    const sending = (async () => {
+      for (const [i, [ms, wake]] of events.entries()) {
+        await until(ms);
+        await producer.send('K', { n: i, at: at + ms, wake });
+      }
+    })();
+    for (const ms of kills) {
+      await until(ms);
+      await killChild(workers.at(-1));
+      await until(ms + 700);
+      workers.push(worker(name, IDLE, { every: 2 }));
+    }
+    await sending;
+    await owns(workers.at(-1));
+    await settle(name, workers);
+    const got = await outputs(name);
+    assert.deepEqual(got, await expected(name, IDLE));
+    assert.equal(got.K.length, 1, 'one session');
+    assert.deepEqual(
+      got.K[0].map((o) => o.n ?? o.woke),
+      [0, 1, '0.1', '1.0', 2, 3, '2.1', '0.0', '2.0', 4],
+    );
+  } finally {
+    for (const c of workers) if (alive(c)) c.child.kill('SIGKILL');
+  }
+});
