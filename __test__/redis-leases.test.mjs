@@ -1,6 +1,7 @@
 // A lone worker keeps its own leases while it drains a backlog (issue 30): renewals do not wait behind
 // reads, commits, lag measures, trims or acquisitions, and their lateness is measured. With no other worker
 // anywhere, draining a large backlog must lose no lease, have no write fenced and replay nothing.
+import { createRequire } from 'node:module';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Registry } from 'prom-client';
@@ -10,6 +11,7 @@ import { client, fresh, useRedis } from './helpers/redis-suite.mjs';
 import { eventually, pendingCount, readAllOutputs, totals } from './helpers/redis-fixtures.mjs';
 
 useRedis();
+const require = createRequire(import.meta.url);
 
 test('a lone worker drains a backlog of 20,000 keys x 5 events on 64 partitions: no lease lost, nothing fenced, nothing replayed', async () => {
   const name = fresh('leases');
@@ -46,5 +48,27 @@ test('a lone worker drains a backlog of 20,000 keys x 5 events on 64 partitions:
     assert.match(await registry.metrics(), /velo_redis_renewal_lateness_seconds_count\{[^}]*\} [1-9]/);
   } finally {
     await worker.close();
+  }
+});
+
+test("a worker that wants a held partition takes it once the lease runs out, not at its next balance (leaseTtl/3 later): it tries again at the lease's expiry", async () => {
+  const { RedisLog, KeySpace } = require('../dist/redis/redis-log.js');
+  const name = fresh('heldUntil');
+  const log = new RedisLog(client, new KeySpace(name), 1, (error) => assert.fail(error));
+  // A dead owner's lease with 1.5 s left; the worker's balance period is 60 s / 3 = 20 s.
+  const dead = await log.acquire(0, 'dead', 1500);
+  assert.match(dead.token, /^dead:1$/);
+  const left = await log.acquire(0, 'other', 1500);
+  assert.ok(typeof left === 'number' && left > 0 && left <= 1500, `held: the time its lease has left (${left})`);
+  const worker = redisWorker(totals({ idleTimeout: 1000 }), { client, name, partitions: 1, leaseTtl: 60_000 });
+  try {
+    // Its first balance found the lease held; the next one is 20 s away.
+    await eventually(() => worker.stats().owned.length === 1, 'the worker owns the partition', 15_000);
+    const producer = redisProducer({ client, name, partitions: 1 });
+    await producer.send('k', { n: 1 });
+    await eventually(async () => (await readAllOutputs(client, name, 1)).length === 1, 'its output');
+  } finally {
+    await worker.close();
+    await log.close();
   }
 });

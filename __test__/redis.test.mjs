@@ -531,7 +531,7 @@ test('fencing: once another worker holds the lease, the old owner reads, writes,
   const producer = redisProducer({ client, name, partitions: 1 });
   const zombie = await log.acquire(0, 'zombie', 300);
   assert.match(zombie.token, /^zombie:1$/);
-  assert.equal(await log.acquire(0, 'other', 300), null, 'held: no second grant');
+  assert.equal(typeof (await log.acquire(0, 'other', 300)), 'number', 'held: no second grant');
   await producer.sendMany([
     ['k', { n: 1 }],
     ['k', { n: 2 }],
@@ -779,7 +779,7 @@ test('trimming with nothing pending keeps only the last delivered entry', async 
   }
 });
 
-test('a handler that throws a hostile value (a revoked proxy, getters that throw, a null-prototype object) or a huge message: the error is its last output, within maxEventBytes; the worker goes on', async () => {
+test('a handler that throws a hostile value (a revoked proxy, getters that throw, a null-prototype object, undefined) or a huge message: the error is its last output, within maxEventBytes; the worker goes on', async () => {
   const name = fresh('hostile');
   const producer = redisProducer({ client, name, partitions: 1 });
   const hostile = {
@@ -801,6 +801,8 @@ test('a handler that throws a hostile value (a revoked proxy, getters that throw
         },
       }),
     nullProto: () => Object.create(null),
+    // Thrown, not yielded: the failure is the handler's, not the codec's refusal of an `undefined` output.
+    undefined: () => undefined,
     huge: () => Object.assign(new Error('x'.repeat(100_000)), { code: 'E_HUGE' }),
   };
   const fn = streamFn(
@@ -812,13 +814,14 @@ test('a handler that throws a hostile value (a revoked proxy, getters that throw
   const worker = redisWorker(fn, { client, name, partitions: 1, leaseTtl: 1500, maxEventBytes: 1024 });
   try {
     for (const kind of Object.keys(hostile)) await producer.send(kind, { kind });
-    await eventually(async () => (await readAllOutputs(client, name, 1)).length === 5, 'five error outputs');
+    await eventually(async () => (await readAllOutputs(client, name, 1)).length === 6, 'six error outputs');
     await eventually(async () => (await pendingCount(client, name, 1)) === 0, 'every session ended and acked');
     const errors = Object.fromEntries((await readAllOutputs(client, name, 1)).map((o) => [o.key, o.error]));
     assert.deepEqual(errors.revoked, { name: 'Error', message: 'an unprintable value' });
     assert.deepEqual(errors.messageGetter, { name: 'Error', message: 'an unprintable value' });
     assert.deepEqual(errors.nameGetter, { name: 'Error', message: 'readable' });
     assert.deepEqual(errors.nullProto, { name: 'Error', message: 'an unprintable value' });
+    assert.deepEqual(errors.undefined, { name: 'Error', message: 'undefined' });
     assert.equal(errors.huge.code, 'E_HUGE');
     assert.match(errors.huge.message, /^x+…$/);
     const [entry] = (await client.xRange(`velo:{${name}:p0}:out`, '-', '+')).filter((e) => e.message.k === 'huge');
@@ -826,4 +829,16 @@ test('a handler that throws a hostile value (a revoked proxy, getters that throw
   } finally {
     await worker.close();
   }
+});
+
+test('an error output is cut to fit maxEventBytes: its message first, then its name and code; under 35 bytes it is the smallest entry', () => {
+  const { serializeError } = require('../dist/redis/session.js');
+  const error = Object.assign(new Error('m'.repeat(5000)), { name: 'N'.repeat(300), code: 'C'.repeat(300) });
+  for (const max of [2000, 600, 100, 60, 35]) {
+    const out = serializeError(error, max);
+    assert.ok(Buffer.byteLength(out) <= max, `${max}: ${out}`);
+    assert.deepEqual(Object.keys(JSON.parse(out)), ['name', 'message', 'code']);
+  }
+  assert.equal(serializeError(error, 10), '{"name":"","message":"","code":""}');
+  assert.equal(serializeError(undefined, 10), '{"name":"","message":""}');
 });

@@ -659,6 +659,33 @@ test('a Promise subclass or thenable whose then calls back twice, or resolves th
   }
 });
 
+test('a native promise with a then of its own is followed as await follows it (the native then), in task() and batch()', async () => {
+  const owned = (value) => {
+    const p = Promise.resolve(value);
+    p.then = (ok) => ok('own then');
+    return p;
+  };
+  const viaAwait = await (async () => await owned(2))();
+  assert.equal(viaAwait, 2, 'await ignores the own then');
+  for (const concurrency of [1, 4]) {
+    assert.deepEqual(await task((n) => (n === 2 ? owned(n) : n), { concurrency }).run([1, 2, 3]), [1, 2, 3]);
+    assert.deepEqual(await batch((items) => owned(items), { maxSize: 1, concurrency }).run([1, 2]), [[1], [2]]);
+  }
+  // Its `constructor` read throwing fails the call, as await would.
+  const hostile = () => {
+    const p = Promise.resolve(1);
+    p.then = () => {};
+    Object.defineProperty(p, 'constructor', {
+      get() {
+        throw new Error('constructor getter');
+      },
+    });
+    return p;
+  };
+  await assert.rejects((async () => await hostile())(), /constructor getter/);
+  await assert.rejects(task(() => hostile()).run([1]), /constructor getter/);
+});
+
 test('the bound, exactly: with nobody reading, at most 2 x buffer + max(buffer, concurrency) + 2 sends resolve (all of them when fn answers at once)', async () => {
   const { setImmediate: turn } = await import('node:timers/promises');
   /** Sends resolved before they stop, with nobody reading. */

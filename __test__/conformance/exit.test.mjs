@@ -9,9 +9,12 @@ import { HANDLERS, KINDS, cells } from './cells.mjs';
 
 const CELLS = new URL('./cells.mjs', import.meta.url).href;
 
+/** Source text that finds `cell` in a child process. */
+const pickCell = (cell) => `(await import(${JSON.stringify(CELLS)})).cells().find((c) => c.name === ${JSON.stringify(cell.name)})`;
+
 for (const cell of cells()) {
   test(`${cell.name}: an open stream whose output was read lets the process exit; a pending read holds it until it settles`, async () => {
-    const pick = `(await import(${JSON.stringify(CELLS)})).cells().find((c) => c.name === ${JSON.stringify(cell.name)})`;
+    const pick = pickCell(cell);
     const left = await run(
       [
         '--input-type=module',
@@ -61,5 +64,37 @@ for (const [name, kind] of Object.entries(KINDS).filter(([, k]) => k.handler)) {
       { timeout: 15_000 },
     );
     assert.deepEqual(out, { ...out, stdout: '{"i":1}\nERR_VELO_STREAM_CLOSED\n', stderr: '' });
+  });
+}
+
+// Sends waiting for room in an output nobody reads are not reads: they hold nothing (the default idleTimeout, 30 s,
+// is far beyond the 15 s deadline). A batch stage filling a batch for `maxWait` while its window is full too: its
+// deadline cannot move anything until a result is read, and held the process once.
+const FULL = [
+  ...cells().map((cell) => ({ name: cell.name, make: `${pickCell(cell)}.make({ buffer: 1 })` })),
+  { name: 'batch (maxSize 4, maxWait 20 ms)', make: `batch((xs) => xs.length, { maxSize: 4, maxWait: 20, buffer: 1, concurrency: 1 })` },
+  { name: 'generator | batch (maxSize 4, maxWait 20 ms)', make: `streamFn(async function* (es) { for await (const e of es) yield e; }, { buffer: 1 }).pipe(batch((xs) => xs.length, { maxSize: 4, maxWait: 20, buffer: 1, concurrency: 1 }))` },
+];
+for (const { name, make } of FULL) {
+  test(`${name}: sends waiting on a full output that is never read let the process exit`, async () => {
+    const out = await run(
+      [
+        '--input-type=module',
+        '-e',
+        `import { batch, streamFn } from 'velo-stream';
+         const s = (${make}).open();
+         // Sends in rounds until some wait (every stage's buffer and a worker's lanes full).
+         let waiting = 0;
+         const settled = () => waiting--;
+         for (let round = 0, i = 0; waiting === 0; round++) {
+           if (round === 200) throw new Error('every send was taken');
+           for (let j = 0; j < 256; j++, i++) s.send({ i }).then(settled, settled), waiting++;
+           await new Promise((resolve) => setTimeout(resolve, 5));
+         }
+         console.log('sends wait');`,
+      ],
+      { timeout: 15_000 },
+    );
+    assert.deepEqual(out, { ...out, stdout: 'sends wait\n', stderr: '' });
   });
 }

@@ -322,7 +322,7 @@ export class NativeStream {
     ops.taskBatchAdd(this.#h, n);
   }
 
-  /** Starts the batch being filled if it is due and a call may start: its slot, or -1. */
+  /** Starts the batch being filled if it is due and a call may start: its slot; else -1, or -2 when no call may start. */
   taskStartBatch(): number {
     return ops.taskStartBatch(this.#h);
   }

@@ -9,6 +9,7 @@
 // (crates/velo-core/src/task.rs): whether a call may start, which results
 // are ready, when to retry, when a batch is due. Retry and `maxWait`
 // deadlines are armed on the thread's deadline set, as idle deadlines are.
+import { isPromise } from 'node:util/types';
 import { assertOptionsObject, checkKeys } from '../config';
 import { describe, invalidType, invalidValue, outOfRange } from '../errors';
 import { integerOption, numberOption } from '../validate';
@@ -147,6 +148,11 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
   #pumping = false;
   #again = false;
   #timersOn = false;
+  /**
+   * The batch being filled waits for the window (no call may start): no `maxWait` deadline is armed then (a call
+   * settling or a result emitted moves things first), and none holds the stage.
+   */
+  #windowFull = false;
 
   constructor(native: NativeStream, spec: TaskSpec<I, O>) {
     this.#native = native;
@@ -339,11 +345,15 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
       added++;
     }
     if (added > 0) this.#native.taskBatchAdd(added);
+    this.#windowFull = false;
     if (this.#batch.length === 0) return;
     // The gate counts results held: report those emitted first.
     if (this.#emitted > 0) this.#native.taskEmitted(this.#takeEmitted());
     const slot = this.#native.taskStartBatch();
-    if (slot < 0) return;
+    if (slot < 0) {
+      this.#windowFull = slot === -2;
+      return;
+    }
     const batch = this.#batch;
     this.#batch = [];
     this.#begin(slot, batch);
@@ -396,6 +406,21 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
     if (then === nativeThen && (result as { constructor?: unknown }).constructor === Promise) {
       (result as Promise<O>).then(onOk, onErr);
       return;
+    }
+    // A native promise with a `then` of its own is followed as `await` follows it: by the native `then`, which
+    // `await` uses for any native promise whose `constructor` is `Promise` (read once more, as `await` reads it).
+    if (isPromise(result)) {
+      let constructor: unknown;
+      try {
+        constructor = (result as { constructor?: unknown }).constructor;
+      } catch (error) {
+        this.#attemptFailed(slot, error);
+        return;
+      }
+      if (constructor === Promise) {
+        nativeThen.call(result, onOk, onErr);
+        return;
+      }
     }
     // Any other thenable (a Promise subclass included) is adopted by a promise first, whose resolve functions
     // settle it once: its then() may throw, call back twice, or both.
@@ -631,7 +656,7 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
     const want =
       !this.#finished &&
       !this.#stopped() &&
-      (this.#retrying.size > 0 || (this.#maxWait > 0 && this.#batch.length > 0 && !this.#inputEnded));
+      (this.#retrying.size > 0 || (this.#maxWait > 0 && this.#batch.length > 0 && !this.#inputEnded && !this.#windowFull));
     if (want === this.#timersOn) return;
     this.#timersOn = want;
     const key = this.#native.key + TASK_KEY_OFFSET;

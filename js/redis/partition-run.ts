@@ -1297,7 +1297,7 @@ export class PartitionRun<I, O> {
       // checkpoint): with the seq after the checkpoint's, the commit would skip it as written before.
       s.seq = Math.max(s.seq, snapshot?.written ?? 0);
       w.report(broken);
-      this.#output(s, undefined, broken);
+      this.#fail(s, broken);
     }
     return s;
   }
@@ -1370,7 +1370,7 @@ export class PartitionRun<I, O> {
       const call = calls.shift() as CheckpointCall;
       if (this.dropped || s.failed) continue;
       if (call.error !== undefined) {
-        this.#output(s, undefined, call.error);
+        this.#fail(s, call.error);
         continue;
       }
       // The entries of the events taken since the last checkpoint (and markers among them) leave the session.
@@ -1420,7 +1420,7 @@ export class PartitionRun<I, O> {
         return this.#waitRoom();
       });
     } catch (error) {
-      this.#output(s, undefined, error);
+      this.#fail(s, error);
     }
     s.forwardDone = true;
     await finished;
@@ -1483,24 +1483,24 @@ export class PartitionRun<I, O> {
     if (moved.length > 0) this.drainHeld().catch((error: unknown) => this.worker.report(error));
   }
 
-  /** Queues the session's next output (or its failure, after which it makes no more). */
-  #output(s: Session<I, O>, value: O | undefined, error?: unknown): void {
+  /** Queues the session's next output (or, if the codec refuses it, its failure). */
+  #output(s: Session<I, O>, value: O): void {
     if (this.dropped || s.failed) return;
     const w = this.worker;
-    if (error === undefined) {
-      try {
-        const payload = encodeChecked(
-          w.codec as Codec<O>,
-          value as O,
-          w.maxEventBytes,
-          `output of session ${JSON.stringify(s.sid)}`,
-        );
-        this.#queue({ output: { sid: s.sid, seq: ++s.seq, key: s.key, payload, traceparent: s.scope?.traceparent } });
-        return;
-      } catch (encodeError) {
-        error = encodeError;
-      }
+    let payload: Buffer | string;
+    try {
+      payload = encodeChecked(w.codec as Codec<O>, value, w.maxEventBytes, `output of session ${JSON.stringify(s.sid)}`);
+    } catch (encodeError) {
+      this.#fail(s, encodeError);
+      return;
     }
+    this.#queue({ output: { sid: s.sid, seq: ++s.seq, key: s.key, payload, traceparent: s.scope?.traceparent } });
+  }
+
+  /** Queues the session's failure (whatever was thrown, `undefined` included), after which it makes no more. */
+  #fail(s: Session<I, O>, error: unknown): void {
+    if (this.dropped || s.failed) return;
+    const w = this.worker;
     this.#queue({
       output: {
         sid: s.sid,

@@ -293,14 +293,14 @@ export class RedisLog implements PartitionLog {
     await send(this.#client, this.#keys.workers(), ['ZREM', this.#keys.workers(), worker]);
   }
 
-  async acquire(partition: number, worker: string, ttl: number): Promise<Lease | null> {
+  async acquire(partition: number, worker: string, ttl: number): Promise<Lease | number> {
     const k = this.#keys;
-    const token = await ACQUIRE.run(
+    const reply = await ACQUIRE.run(
       await this.#leaseClient(),
       [k.lease(partition), k.epoch(partition), k.input(partition), k.fence(partition)],
       [worker, String(ttl)],
     );
-    return typeof token === 'string' ? { partition, token } : null;
+    return typeof reply === 'string' ? { partition, token: reply } : Number(reply);
   }
 
   async renew(lease: Lease, ttl: number): Promise<boolean> {

@@ -12,16 +12,19 @@ export function serializeError(error: unknown, maxBytes: number): string {
   const name = (error !== null && typeof error === 'object' && readString(() => e.name)) || 'Error';
   const message = (error !== null && typeof error === 'object' ? readString(() => e.message) : undefined) ?? textOf(error);
   const code = error !== null && typeof error === 'object' ? readString(() => e.code) : undefined;
-  const make = (max: number) =>
+  const make = (max: number, short: number) =>
     JSON.stringify({
-      name: cutText(name, 256),
+      name: cutText(name, short),
       message: cutText(message, max),
-      ...(code === undefined ? {} : { code: cutText(code, 256) }),
+      ...(code === undefined ? {} : { code: cutText(code, short) }),
     });
-  // Within maxEventBytes, as every entry: the message is cut (halved until the entry fits).
+  // Within maxEventBytes, as every entry: the message is cut (halved until the entry fits), then the name and
+  // code. (Under 35 bytes, an entry with all three empty, the failure is still written.)
   let max = MAX_ERROR_MESSAGE;
-  let out = make(max);
-  while (Buffer.byteLength(out) > maxBytes && max > 0) out = make((max = Math.floor(max / 2)));
+  let short = 256;
+  let out = make(max, short);
+  while (Buffer.byteLength(out) > maxBytes && max > 0) out = make((max = Math.floor(max / 2)), short);
+  while (Buffer.byteLength(out) > maxBytes && short > 0) out = make(max, (short = Math.floor(short / 2)));
   return out;
 }
 

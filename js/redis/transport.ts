@@ -120,8 +120,11 @@ export interface PartitionLog {
   heartbeat(worker: string, ttl: number): Promise<number>;
   /** Removes the worker from the live set. */
   leave(worker: string): Promise<void>;
-  /** Takes the partition if no one holds it: a new lease (with the next epoch), or null. */
-  acquire(partition: number, worker: string, ttl: number): Promise<Lease | null>;
+  /**
+   * Takes the partition if no one holds it: a new lease (with the next epoch); or, held, the time its lease has
+   * left, ms (negative: no expiry).
+   */
+  acquire(partition: number, worker: string, ttl: number): Promise<Lease | number>;
   /** Extends the lease; false if it is no longer held. */
   renew(lease: Lease, ttl: number): Promise<boolean>;
   /** Gives the partition back (no-op if the lease is no longer held). */

@@ -4,7 +4,7 @@ import type { OutputItem } from './reader';
 
 /** Options of `redisWorker`, besides the function's own settings (`idleTimeout`, `maxConcurrent`, `buffer`). */
 export interface RedisWorkerOptions<O = unknown> extends RedisOptions {
-  /** Lease time-to-live, ms: a dead worker's partitions are taken over after at most this (plus a renewal period). Renewed every ttl/3. Default 10 000. */
+  /** Lease time-to-live, ms: a dead worker's partitions are taken over once its last renewal has run out, at most this after it. Renewed every ttl/3. Default 10 000. */
   leaseTtl?: number;
   /** Entries per read of a partition. Default 256. */
   readCount?: number;

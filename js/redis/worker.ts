@@ -124,6 +124,12 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
   readonly #onError: (error: unknown) => void;
   readonly #order: number[];
   #timer: NodeJS.Timeout | null = null;
+  /**
+   * The soonest a lease this worker wanted and found held runs out (ms, from the last balance's tries): the next
+   * balance comes then if that is before its usual `ttl/3`, so a dead owner's partition is taken over within
+   * `leaseTtl` of its last renewal, not up to a balance period after.
+   */
+  #heldUntil = Infinity;
   #ticking: Promise<void> | null = null;
   #closing: Promise<void> | null = null;
   /** Sessions ended in this turn: the partitions look for held and waiting entries at the next (`notifySessionEnded`). */
@@ -332,7 +338,10 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       .catch((error: unknown) => this.report(error))
       .finally(() => {
         this.#ticking = null;
-        if (this.#closing === null) this.#timer = setTimeout(() => this.#tick(), Math.floor(this.ttl / 3));
+        if (this.#closing !== null) return;
+        // (1 ms past the expiry: Redis expires a key once its time left is below 0.)
+        const wait = Math.min(Math.floor(this.ttl / 3), Math.max(0, Math.ceil(this.#heldUntil - performance.now()) + 1));
+        this.#timer = setTimeout(() => this.#tick(), wait);
       });
   }
 
@@ -342,6 +351,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
    */
   async #balance(): Promise<void> {
     const now = performance.now();
+    this.#heldUntil = Infinity;
     const live = await this.log.heartbeat(this.id, this.ttl).catch((error: unknown) => {
       this.report(error);
       return 0;
@@ -388,7 +398,10 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
         batch.map(async (p) => {
           const sent = performance.now();
           const lease = await this.log.acquire(p, this.id, this.ttl);
-          if (lease === null) return;
+          if (typeof lease === 'number') {
+            if (lease >= 0) this.#heldUntil = Math.min(this.#heldUntil, sent + lease);
+            return;
+          }
           if (this.#closing !== null) {
             await this.log.release(lease);
             return;

@@ -358,11 +358,19 @@ impl TaskWindow {
         }
     }
 
-    /// The earliest time something is due: a retry, or the batch's `max_wait`.
+    /// The earliest time something is due: a retry, or the batch's `max_wait`
+    /// while a call may start (with the window full, a call settling or a
+    /// result emitted comes first: a deadline then would wake the stage for
+    /// nothing, and hold an abandoned one).
     pub fn next_deadline(&self) -> Option<u64> {
         let retry = self.retries.first().map(|&(at, _)| at);
         let batch = match self.policy.batch {
-            Some(b) if b.max_wait_us > 0 && self.batch_len > 0 && !self.input_ended => {
+            Some(b)
+                if b.max_wait_us > 0
+                    && self.batch_len > 0
+                    && !self.input_ended
+                    && self.may_start() =>
+            {
                 Some(self.batch_first_us.saturating_add(b.max_wait_us))
             }
             _ => None,
@@ -664,6 +672,26 @@ mod tests {
             w.start_batch(205).is_some(),
             "the last batch, whatever its size"
         );
+    }
+
+    #[test]
+    fn no_max_wait_deadline_while_the_window_is_full() {
+        let mut p = policy(1, 1, true);
+        p.batch = Some(BatchPolicy {
+            max_size: 2,
+            min_size: 1,
+            max_wait_us: 50,
+        });
+        let mut w = TaskWindow::new(p, None);
+        w.batch_add(2, 100);
+        let s = w.start_batch(100).unwrap();
+        w.batch_add(1, 110);
+        assert_eq!(w.next_deadline(), None, "the only call runs");
+        w.settle(s, Attempt::Done, 120);
+        assert_eq!(w.next_deadline(), None, "its result is held");
+        w.emitted(1);
+        assert_eq!(w.next_deadline(), Some(160), "room again: max_wait from the batch's first item");
+        assert!(w.start_batch(160).is_some());
     }
 
     #[test]

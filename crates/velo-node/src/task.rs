@@ -226,10 +226,14 @@ pub(crate) fn task_batch_add<'s>(cx: Scope<'s>, [h, n]: [Value<'s>; 2]) -> Resul
 }
 
 /// Starts the batch being filled if it is due and a call may start: its
-/// slot, or -1.
+/// slot; else -1, or -2 when no call may start (the window is full).
 pub(crate) fn task_start_batch<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
-    let slot = with_task(cx, h, |w, now| w.start_batch(now))?;
-    cx.int(slot.map_or(-1, |s| s as i32))
+    let slot = with_task(cx, h, |w, now| match w.start_batch(now) {
+        Some(slot) => slot as i32,
+        None if !w.may_start() => -2,
+        None => -1,
+    })?;
+    cx.int(slot)
 }
 
 /// The stage's input ended (the last batch is due whatever its size).
