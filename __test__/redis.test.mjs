@@ -704,25 +704,33 @@ test('idle by the log\'s clock: a backlog read at once splits each key\'s sessio
   }
 });
 
-test('a reader iterator dropped at an item without return() closes its connection once collected', async () => {
+test('a reader iterator dropped at an item without return() closes its connection once collected (with a group too, its acks sent)', async () => {
   const name = fresh('gc');
   const producer = redisProducer({ client, name, partitions: 1 });
-  await producer.send('k', { n: 1 });
+  await producer.sendMany([
+    ['k', { n: 1 }],
+    ['k', { n: 2 }],
+  ]);
   const worker = redisWorker(totals({ idleTimeout: 0 }), { client, name, partitions: 1, leaseTtl: 1500 });
   const connections = async () => (await client.sendCommand(['CLIENT', 'LIST'])).trim().split('\n').length;
   try {
-    await eventually(async () => (await readAllOutputs(client, name, 1)).length === 1, 'one output');
-    const baseline = await connections();
-    await (async () => {
-      const iterator = redisOutputs({ client, name, partitions: 1 })[Symbol.asyncIterator]();
-      assert.equal((await iterator.next()).value.seq, 1);
-      assert.equal(await connections(), baseline + 1, 'the reader has its own connection');
-    })();
-    await eventually(async () => {
-      globalThis.gc();
-      await new Promise((resolve) => setImmediate(resolve));
-      return (await connections()) === baseline;
-    }, 'the dropped reader connection closed');
+    await eventually(async () => (await readAllOutputs(client, name, 1)).length === 2, 'two outputs');
+    for (const group of [undefined, 'g']) {
+      const baseline = await connections();
+      await (async () => {
+        const iterator = redisOutputs({ client, name, partitions: 1, group })[Symbol.asyncIterator]();
+        assert.equal((await iterator.next()).value.seq, 1);
+        assert.equal((await iterator.next()).value.seq, 2);
+        assert.equal(await connections(), baseline + 1, 'the reader has its own connection');
+      })();
+      await eventually(async () => {
+        globalThis.gc();
+        await new Promise((resolve) => setImmediate(resolve));
+        return (await connections()) === baseline;
+      }, 'the dropped reader connection closed');
+    }
+    // The group's first output was moved past (acked); the second, where the loop was dropped, stays pending.
+    assert.equal((await client.xPending(`velo:{${name}:p0}:out`, 'g')).pending, 1);
   } finally {
     await worker.close();
   }

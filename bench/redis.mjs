@@ -3,6 +3,7 @@
 // node bench/redis.mjs live [events/s] [seconds] [keys]
 // node bench/redis.mjs full-live [seconds]   only the live runs of `full`, printed
 // IDLE_MS=1000 node bench/redis.mjs backlog [keys] [events per key] [maxConcurrent]   a lone worker on a backlog
+// node bench/redis.mjs reader [outputs] [other package dir]   a group reader's outputs/s (against another copy)
 //
 // `npm run bench:redis` (mode `full`): consumers in child processes
 // (bench/redis/child.mjs) on a private redis-server, 16 partitions, 1,000
@@ -34,6 +35,9 @@
 //   worker's start to its last output committed.
 // - live: a producer sends at `events/s` for `seconds`; the handler records
 //   the time from just before the XADD to the event reaching it (p50, p99).
+// - reader: `outputs` output entries written straight into the 16 partitions' output streams, then read to the
+//   end by a `redisOutputs` loop with a consumer group (count 1000, a new group each run), 3 runs; with another
+//   package copy's path, its reader runs too, alternating with this one, and the ratio of the medians is printed.
 // Both print the worker's round-trip times to Redis (stats().roundTrip, ms)
 // and the CPU per event of this process (drain: the worker; live: the worker
 // and the producer) and of redis-server; live also redis-server's time by
@@ -41,10 +45,10 @@
 import os from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { streamFn } from '../index.mjs';
-import { redisProducer, redisWorker } from 'velo-stream/redis';
+import { redisOutputs, redisProducer, redisWorker } from 'velo-stream/redis';
 import { start } from '../__test__/helpers/child.mjs';
 import { startRedis } from '../__test__/helpers/redis-server.mjs';
 import { naiveKeys, naiveSend } from './redis/naive.mjs';
@@ -604,6 +608,31 @@ try {
       }),
     );
     await worker.close();
+  } else if (mode === 'reader') {
+    const outputs = Number(a ?? 100_000);
+    const copies = [['this package', redisOutputs]];
+    if (b !== undefined) copies.push([b, (await import(pathToFileURL(`${b}/dist/redis/index.js`).href)).redisOutputs]);
+    for (let i = 0; i < outputs; i += 1000) {
+      const batch = client.multi();
+      for (let j = i; j < Math.min(outputs, i + 1000); j++) {
+        const stream = `velo:{${name}:p${j % partitions}}:out`;
+        batch.xAdd(stream, '*', { sid: `k${j % 1000}@1-0`, seq: String(1 + Math.floor(j / 1000)), k: `k${j % 1000}`, v: JSON.stringify({ n: j }) });
+      }
+      await batch.exec();
+    }
+    const rates = new Map(copies.map(([label]) => [label, []]));
+    for (let run = 0; run < 3; run++) {
+      for (const [label, read] of run % 2 === 0 ? copies : [...copies].reverse()) {
+        const started = performance.now();
+        let n = 0;
+        for await (const _ of read({ client, name, partitions, group: `g${run}${label}`, count: 1000 })) if (++n === outputs) break;
+        const perSecond = Math.round(outputs / ((performance.now() - started) / 1000));
+        rates.get(label).push(perSecond);
+        console.log(JSON.stringify({ mode, copy: label, run, outputs, perSecond }));
+      }
+    }
+    const medians = [...rates].map(([label, r]) => [label, [...r].sort((x, y) => x - y)[1]]);
+    console.log(JSON.stringify({ mode, medians: Object.fromEntries(medians), ...(medians.length === 2 ? { ratio: +(medians[0][1] / medians[1][1]).toFixed(2) } : {}) }));
   } else if (mode === 'full') {
     await full(client);
   } else if (mode === 'full-live') {
@@ -611,7 +640,7 @@ try {
     const load = os.loadavg();
     printLive(await liveRuns(redis.url, client, Number(a ?? (quick ? 3 : 10)), log));
     console.log(`load average (1, 5, 15 min): ${load.join(', ')} at the start, ${os.loadavg().join(', ')} at the end`);
-  } else throw new Error(`unknown mode ${mode}: full, full-live, drain, live or backlog`);
+  } else throw new Error(`unknown mode ${mode}: full, full-live, drain, live, backlog or reader`);
 } finally {
   await redis.stop();
 }

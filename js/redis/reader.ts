@@ -90,9 +90,15 @@ export function outputItem<O>(codec: Codec<O>, partition: number, id: Buffer, li
   return { ...base, value: codec.decode(f.get('v') ?? Buffer.alloc(0)) };
 }
 
-/** A reader's connection, for closing it if its iterator is dropped while it waits at an item (no `return()`). */
-type Held = { client: RedisClientLike | null };
-const abandoned = new FinalizationRegistry<Held>((held) => void held.client?.destroy());
+/**
+ * A reader's connection, for closing it if its iterator is dropped while it waits at an item (no `return()`),
+ * and what stops its acks in flight from waiting for a connection that is gone.
+ */
+type Held = { client: RedisClientLike | null; closed: AbortController };
+const abandoned = new FinalizationRegistry<Held>((held) => {
+  held.closed.abort();
+  void held.client?.destroy();
+});
 const BLOCK_MS = 1000;
 /** The longest `claimIdle`, ms (a day: pending entries older than that are for an operator to look at). */
 const MAX_IDLE_MS = 86_400_000;
@@ -195,8 +201,42 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
     // Its commands report their own failures; without a listener an 'error' event would throw.
     client.on('error', () => {});
     await client.connect();
-    const abort = () => void Promise.resolve(client.destroy()).catch(() => {});
+    const abort = () => {
+      held.closed.abort();
+      void Promise.resolve(client.destroy()).catch(() => {});
+    };
     signal?.addEventListener('abort', abort, { once: true });
+    // Acks are not waited for one by one (a round trip per output capped a reader at about 10K outputs/s): the
+    // outputs the loop moves past in one turn of the event loop are acked together at its end, one XACK per
+    // stream, and every ack is confirmed before the next read, a sweep, or the loop's end.
+    const acks: Promise<void>[] = [];
+    const toAck = new Map<string, Buffer[]>();
+    let ackFailure: { error: unknown } | null = null;
+    let flushing: NodeJS.Immediate | null = null;
+    const flush = () => {
+      if (flushing !== null) clearImmediate(flushing);
+      flushing = null;
+      for (const [name, ids] of toAck) {
+        acks.push(
+          retriedOnConnection(() => send(client, name, ['XACK', name, group as string, ...ids]), held.closed.signal).then(
+            () => {},
+            (error: unknown) => void (ackFailure ??= { error }),
+          ),
+        );
+      }
+      toAck.clear();
+    };
+    const ack = (name: string, id: Buffer) => {
+      const ids = toAck.get(name);
+      if (ids === undefined) toAck.set(name, [id]);
+      else ids.push(id);
+      flushing ??= setImmediate(flush);
+    };
+    const acked = async () => {
+      flush();
+      if (acks.length > 0) await Promise.all(acks.splice(0));
+      if (ackFailure !== null) throw ackFailure.error;
+    };
     try {
       const positions: string[] = [];
       if (group !== undefined) {
@@ -224,15 +264,17 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
       let replaying = group !== undefined;
       const sweep = claimSweep(names, group as string, consumer, claimIdle, count);
       while (!signal?.aborted) {
+        await acked();
         if (!replaying && sweep.due()) {
           // Other consumers' stale entries.
           for (const [name, entries] of await retriedOnConnection(() => sweep.claim(client), signal)) {
             for (const [id, list] of entries) {
               const claimedItem = item(name, id, list);
               if (claimedItem !== null) yield claimedItem;
-              await retriedOnConnection(() => send(client, name, ['XACK', name, group as string, id]), signal);
+              ack(name, id);
             }
           }
+          await acked();
         }
         // A read lost with its connection is made again from the same positions. A group's '>' read may have been
         // delivered before the connection went: its entries are then pending for this consumer, unseen, so the
@@ -268,7 +310,7 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
             // An entry trimmed away while pending has nothing to deliver.
             if (next !== null) yield next;
             // The loop asked for the next one: this one is handled.
-            if (group !== undefined) await retriedOnConnection(() => send(client, name, ['XACK', name, group, id]), signal);
+            if (group !== undefined) ack(name, id);
           }
         }
         if (replaying && got === 0) replaying = false;
@@ -276,15 +318,21 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
     } catch (error) {
       if (!signal?.aborted) throw error;
     } finally {
+      // The outputs the loop moved past stay acked when it stops (the one it stopped on stays pending).
+      if (!signal?.aborted) {
+        flush();
+        await Promise.all(acks);
+      }
       signal?.removeEventListener('abort', abort);
       abandoned.unregister(held);
+      held.closed.abort();
       client.destroy();
     }
   }
 
   return {
     [Symbol.asyncIterator]() {
-      const held: Held = { client: null };
+      const held: Held = { client: null, closed: new AbortController() };
       const iterator = read(held);
       abandoned.register(iterator, held, held);
       return iterator;
