@@ -35,7 +35,7 @@ const CHART = new URL('./charts/redis-long.svg', import.meta.url);
 function chart(results) {
   const pointsOf = (everyN, field, scale) => results.runs.find((r) => r.every === everyN).samples.map((p) => [p.t / 1000, p[field] / scale]);
   return lineChart({
-    title: `One session of ${results.events.toLocaleString('en-US')} events, outputs read by a group reader (outputRetention 'acked'), sampled every 250 ms`,
+    title: `One session of ${results.events.toLocaleString('en-US')} events, a group reader, outputRetention 'acked' (every 250 ms)`,
     xLabel: 'seconds',
     yLabel: 'MB / thousand entries',
     series: [
