@@ -418,7 +418,7 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
         return;
       }
       if (constructor === Promise) {
-        nativeThen.call(result, onOk, onErr);
+        void nativeThen.call(result, onOk, onErr);
         return;
       }
     }

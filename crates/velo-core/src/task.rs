@@ -690,7 +690,11 @@ mod tests {
         w.settle(s, Attempt::Done, 120);
         assert_eq!(w.next_deadline(), None, "its result is held");
         w.emitted(1);
-        assert_eq!(w.next_deadline(), Some(160), "room again: max_wait from the batch's first item");
+        assert_eq!(
+            w.next_deadline(),
+            Some(160),
+            "room again: max_wait from the batch's first item"
+        );
         assert!(w.start_batch(160).is_some());
     }
 
