@@ -41,6 +41,15 @@ for (const [what, rewrite] of [
   ['a snapshot whose header is garbage', () => 'garbage'],
   ['an empty snapshot', () => ''],
   ['a snapshot whose header is JSON of the wrong shape', (_header, state) => `{"seq":"x"}\n${state}`],
+  // A pending timer's payload is part of the snapshot: it failed the session later, as an undecodable entry of
+  // an id no log holds, with nothing sent to onError.
+  [
+    "a snapshot whose pending timer's payload cannot be decoded",
+    (header, state) => {
+      const h = JSON.parse(header);
+      return `${JSON.stringify({ ...h, timers: 1, pending: [[1, Date.now() + 600_000, Buffer.from('{nope').toString('base64')]] })}\n${state}`;
+    },
+  ],
 ]) {
   test(`${what}: the restored session fails with ERR_VELO_DECODE after its snapshot's seq, and the events after the checkpoint open the key's next session (none lost)`, async () => {
     const name = fresh('undecodable');

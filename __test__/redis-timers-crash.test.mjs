@@ -45,9 +45,14 @@ async function expected(name, idle) {
     let last = 0;
     let timers = [];
     let made = 0;
+    // A chained timer (`chain`) makes the next when it fires, that long after its own time.
+    const chain = (n, step, from, delays) => {
+      if (delays?.length > 0) timers.push({ id: ++made, due: from + delays[0], woke: `${n}.c${step}`, n, step, chain: delays.slice(1) });
+    };
     const fireUntil = (until) => {
-      timers.sort((a, b) => a.due - b.due || a.id - b.id);
-      while (timers.length > 0 && timers[0].due <= until && session !== null) {
+      for (;;) {
+        timers.sort((a, b) => a.due - b.due || a.id - b.id);
+        if (timers.length === 0 || timers[0].due > until || session === null) return;
         const t = timers.shift();
         if (t.due - last >= idle) {
           session = null;
@@ -56,6 +61,7 @@ async function expected(name, idle) {
         }
         session.push({ woke: t.woke, count: session.length + 1 });
         last = Math.max(last, t.due);
+        chain(t.n, t.step + 1, t.due, t.chain);
       }
     };
     for (const { time: at, event: e } of events) {
@@ -71,6 +77,7 @@ async function expected(name, idle) {
       for (const [i, d] of delays.entries()) {
         timers.push({ id: ++made, due: e.at + d, woke: Array.isArray(e.wake) ? `${e.n}.${i}` : e.n });
       }
+      chain(e.n, 0, e.at, e.chain);
     }
     fireUntil(Infinity);
     out[key] = sessions;
@@ -333,5 +340,40 @@ test('two takeovers in a row while the restored session catches up past its time
     );
   } finally {
     for (const c of workers) if (alive(c)) c.child.kill('SIGKILL');
+  }
+});
+
+test("a timer made by a timer fires after a takeover that replays the first (kill -9 before either fired), and the key's next event joins the session as in a crash-free run", async () => {
+  const IDLE = 700;
+  for (const every of [0, 1]) {
+    for (const crash of [false, true]) {
+      const name = fresh(`chain${every}${crash ? '' : 'Ref'}`);
+      const producer = redisProducer({ client, name, partitions: 1 });
+      const workers = [worker(name, IDLE, { every })];
+      try {
+        await owns(workers[0]);
+        const at = await redisNow();
+        // A at +600 makes B at +900; the next event at +1450: within idleTimeout of B, not of A.
+        await producer.send('K', { n: 0, at, chain: [600, 300] });
+        await committed(name, 1);
+        if (crash) await killChild(workers[0]);
+        await eventually(async () => (await redisNow()) >= at + 1450, "Redis' clock at +1450");
+        await producer.send('K', { n: 1, at: await redisNow() });
+        if (crash) {
+          workers.push(worker(name, IDLE, { every }));
+          await owns(workers[1]);
+        }
+        await settle(name, workers);
+        const got = await outputs(name);
+        assert.deepEqual(got, await expected(name, IDLE));
+        assert.deepEqual(
+          got.K.map((session) => session.map((o) => o.n ?? o.woke)),
+          [[0, '0.c0', '0.c1', 1]],
+          `one session, every ${every}, ${crash ? 'kill -9' : 'crash-free'}`,
+        );
+      } finally {
+        for (const c of workers) if (alive(c)) c.child.kill('SIGKILL');
+      }
+    }
   }
 });

@@ -72,6 +72,10 @@ test('jsonCodec carries Buffers anywhere in a value; bufferCodec carries raw byt
   assert.ok(Buffer.isBuffer(decoded.a));
   assert.deepEqual(bufferCodec.decode(Buffer.from(bufferCodec.encode(new Uint8Array([9, 8])))), Buffer.from([9, 8]));
   assert.throws(() => bufferCodec.encode({}), { code: 'ERR_INVALID_ARG_VALUE' });
+  // Values JSON has no text for, each named as it is.
+  assert.throws(() => jsonCodec.encode(undefined), { code: 'ERR_INVALID_ARG_VALUE', message: 'JSON cannot carry the value undefined' });
+  assert.throws(() => jsonCodec.encode(() => {}), { code: 'ERR_INVALID_ARG_VALUE', message: 'JSON cannot carry the value function' });
+  assert.throws(() => jsonCodec.encode({ toJSON: () => undefined }), { code: 'ERR_INVALID_ARG_VALUE', message: /its toJSON\(\) gave undefined/ });
 });
 
 test('jsonCodec: values without bytes take plain JSON and the result is the same as the careful path (randomized, seeded)', () => {

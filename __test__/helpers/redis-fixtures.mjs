@@ -57,15 +57,25 @@ export function checkpointTotals(config = {}, delayMs = 0, every = 10) {
 export function timerCounts(config = {}, every = 0, wakeDelay = 0) {
   return streamFn(async function* timerCounts(events, ctx) {
     let { count } = ctx.restored ?? { count: 0 };
+    // `chain` (delays): a timer that, when it fires, makes the next one that long after its own time.
+    const chained = (n, step, from, chain) => {
+      if (!Array.isArray(chain) || chain.length === 0) return;
+      const at = from + chain[0];
+      ctx.wakeAt(at, { woke: `${n}.c${step}`, n, step, at, chain: chain.slice(1) });
+    };
     for await (const e of events) {
       count++;
-      if (e.woke !== undefined) yield { woke: e.woke, count };
-      else {
+      if (e.woke !== undefined) {
+        chained(e.n, e.step + 1, e.at, e.chain);
+        yield { woke: e.woke, count };
+      } else {
         // (`wakeDelay`: the handler makes its timers that long after it took the event.)
         if (wakeDelay > 0) await new Promise((resolve) => setTimeout(resolve, wakeDelay));
         // `wake`: one delay, or several (their wake-ups say `<n>.<i>`).
         if (Array.isArray(e.wake)) for (const [i, d] of e.wake.entries()) ctx.wakeAt(e.at + d, { woke: `${e.n}.${i}` });
         else if (e.wake !== undefined) ctx.wakeAt(e.at + e.wake, { woke: e.n });
+        // (Chained wake-ups say `<n>.c<i>`.)
+        chained(e.n, 0, e.at, e.chain);
         yield { n: e.n, count };
       }
       if (every > 0 && count % every === 0) ctx.checkpoint({ count });

@@ -60,7 +60,11 @@ function reviveBytes(_key: string, value: unknown): unknown {
 export const jsonCodec: Codec = {
   encode(value: unknown): string {
     const text = (mayHoldBytes(value, 0) ? JSON.stringify(value, replaceBytes) : JSON.stringify(value)) as string | undefined;
-    if (text === undefined) throw invalidValue(`JSON cannot carry the value ${typeof value}`);
+    if (text === undefined) {
+      // (An object or a bigint here has a toJSON() that gave undefined.)
+      const what = value !== null && (typeof value === 'object' || typeof value === 'bigint') ? 'this value: its toJSON() gave undefined' : `the value ${typeof value}`;
+      throw invalidValue(`JSON cannot carry ${what}`);
+    }
     return text;
   },
   decode(data: Buffer): unknown {

@@ -134,9 +134,9 @@ const enum Delivery {
 
 /** What `PartitionRun.#fireDue` did. */
 const enum FireDue {
-  /** No timer is due (any due were fired). */
+  /** No timer is due (any due were fired, and handled). */
   None,
-  /** The session's handler is handling an event. */
+  /** The session's handler is handling an event (a timer just fired, maybe): it may make timers due before. */
   Waiting,
   /** The session's idle end came before its next timer due. */
   Ended,
@@ -923,7 +923,8 @@ export class PartitionRun<I, O> {
       if (s.handlerDone || s.checkpoints?.attached !== true) return FireDue.None;
       if (!sent && !this.#quiet(s)) return FireDue.Waiting;
       const timer = this.#dueTimer(s, until);
-      if (timer === undefined) return FireDue.None;
+      // (Timers sent: its handler may make more when it handles them, due before `until` too.)
+      if (timer === undefined) return sent && !this.#quiet(s) ? FireDue.Waiting : FireDue.None;
       if (idle > 0 && s.lastTime > 0 && timer.time - s.lastTime >= idle) return FireDue.Ended;
       // (Known timers in time order: one its handler makes meanwhile, due before the next, goes in front of it.)
       s.checkpoints.timers.delete(timer.id);
@@ -1216,6 +1217,8 @@ export class PartitionRun<I, O> {
         if (snapshot.unreadable !== undefined) throw snapshot.unreadable as Error;
         const state = snapshot.state;
         restored = w.codec.decode(typeof state === 'string' ? Buffer.from(state) : state);
+        // Its timers' payloads are part of it: one that cannot be decoded makes the whole unreadable.
+        for (const [, , payload] of snapshot.pending ?? []) w.codec.decode(typeof payload === 'string' ? Buffer.from(payload) : payload);
       } catch (error) {
         broken = decodeError(`The codec could not decode the checkpoint of session ${JSON.stringify(sid)}`, error);
       }
@@ -1225,7 +1228,7 @@ export class PartitionRun<I, O> {
       (state, pending) => this.#encodeCheckpoint(sid, state, pending),
       (payload) => encodeChecked(w.codec, payload, w.maxEventBytes, `wake-up payload of session ${JSON.stringify(sid)}`),
     );
-    if (snapshot !== undefined) {
+    if (snapshot !== undefined && broken === undefined) {
       checkpoints.timerCount = snapshot.timers ?? 0;
       for (const [id, time, payload] of snapshot.pending ?? []) checkpoints.timers.set(id, { id, time, payload });
     }
