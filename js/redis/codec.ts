@@ -62,7 +62,10 @@ export const jsonCodec: Codec = {
     const text = (mayHoldBytes(value, 0) ? JSON.stringify(value, replaceBytes) : JSON.stringify(value)) as string | undefined;
     if (text === undefined) {
       // (An object or a bigint here has a toJSON() that gave undefined.)
-      const what = value !== null && (typeof value === 'object' || typeof value === 'bigint') ? 'this value: its toJSON() gave undefined' : `the value ${typeof value}`;
+      const what =
+        value !== null && (typeof value === 'object' || typeof value === 'bigint')
+          ? 'this value: its toJSON() gave undefined'
+          : `the value ${typeof value}`;
       throw invalidValue(`JSON cannot carry ${what}`);
     }
     return text;

@@ -1218,7 +1218,8 @@ export class PartitionRun<I, O> {
         const state = snapshot.state;
         restored = w.codec.decode(typeof state === 'string' ? Buffer.from(state) : state);
         // Its timers' payloads are part of it: one that cannot be decoded makes the whole unreadable.
-        for (const [, , payload] of snapshot.pending ?? []) w.codec.decode(typeof payload === 'string' ? Buffer.from(payload) : payload);
+        for (const [, , payload] of snapshot.pending ?? [])
+          w.codec.decode(typeof payload === 'string' ? Buffer.from(payload) : payload);
       } catch (error) {
         broken = decodeError(`The codec could not decode the checkpoint of session ${JSON.stringify(sid)}`, error);
       }
