@@ -482,6 +482,40 @@ test('redisOutputs(): from the start, from the end, and with a consumer group ac
   }
 });
 
+test('redisOutputs with a group and a signal aborted in the loop: no output after the abort, the one the loop was on stays pending, those before are acked', async () => {
+  const name = fresh('abortLoop');
+  const producer = redisProducer({ client, name, partitions: 1 });
+  const worker = redisWorker(totals({ idleTimeout: 0 }), { client, name, partitions: 1, leaseTtl: 1500 });
+  try {
+    await producer.sendMany(Array.from({ length: 20 }, (_, n) => ['k', { n }]));
+    await eventually(async () => (await readAllOutputs(client, name, 1)).length === 20, '20 outputs');
+    const seqs = async (options, stopAt, how) => {
+      const controller = new AbortController();
+      const got = [];
+      for await (const item of redisOutputs({ client, name, partitions: 1, group: 'g', ...options, signal: controller.signal })) {
+        got.push(item.seq);
+        if (got.length === stopAt) {
+          controller.abort();
+          if (how === 'break') break;
+          // An await in the body after the abort: the loop goes on to its next step.
+          if (how === 'await') await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      }
+      return got;
+    };
+    // Aborted at the 5th: the loop's next step ends it.
+    assert.deepEqual(await seqs({}, 5, 'continue'), [1, 2, 3, 4, 5]);
+    // The 5th comes back first to the consumer; aborted at the 3rd of those, after an await in the body.
+    assert.deepEqual(await seqs({}, 3, 'await'), [5, 6, 7]);
+    // Aborted and left with break at once.
+    assert.deepEqual(await seqs({}, 2, 'break'), [7, 8]);
+    assert.deepEqual(await seqs({}, 13, 'continue'), [8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]);
+    assert.equal((await client.xPending(`velo:{${name}:p0}:out`, 'g')).pending, 1, 'the last one the loop was on');
+  } finally {
+    await worker.close();
+  }
+});
+
 test('redisOutputs with claimIdle: entries a stopped reader had read ahead go to another consumer of the group once idle that long; every output once', async () => {
   const name = fresh('claim');
   const partitions = 2;

@@ -201,9 +201,13 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
     // Its commands report their own failures; without a listener an 'error' event would throw.
     client.on('error', () => {});
     await client.connect();
+    // Reading (a blocking read, or a claim sweep): an abort closes the connection to end it at once. Between reads
+    // (the loop's body runs, or acks are confirmed) it does not: the iteration ends at the loop's next step, with
+    // the acks of the outputs moved past confirmed; those still in flight are tried once more, not retried.
+    let reading = false;
     const abort = () => {
       held.closed.abort();
-      void Promise.resolve(client.destroy()).catch(() => {});
+      if (reading) void Promise.resolve(client.destroy()).catch(() => {});
     };
     signal?.addEventListener('abort', abort, { once: true });
     // Acks are not waited for one by one (a round trip per output capped a reader at about 10K outputs/s): the
@@ -267,18 +271,24 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
         await acked();
         if (!replaying && sweep.due()) {
           // Other consumers' stale entries.
-          for (const [name, entries] of await retriedOnConnection(() => sweep.claim(client), signal)) {
+          reading = true;
+          const claimed = await retriedOnConnection(() => sweep.claim(client), signal).finally(() => (reading = false));
+          for (const [name, entries] of claimed) {
             for (const [id, list] of entries) {
               const claimedItem = item(name, id, list);
               if (claimedItem !== null) yield claimedItem;
+              // Aborted while the loop had this one: it stays pending, as the one a loop stops on does.
+              if (signal?.aborted) return;
               ack(name, id);
             }
           }
           await acked();
+          if (signal?.aborted) break;
         }
         // A read lost with its connection is made again from the same positions. A group's '>' read may have been
         // delivered before the connection went: its entries are then pending for this consumer, unseen, so the
         // group goes back to reading its own pending entries first (all yielded before were acked).
+        reading = true;
         const streams = await retriedOnConnection(
           () =>
             group === undefined
@@ -299,7 +309,7 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
             replaying = true;
             positions.splice(0, positions.length, ...names.map(() => '0'));
           },
-        );
+        ).finally(() => (reading = false));
         let got = 0;
         for (const [name, entries] of streams) {
           const p = partitionOf.get(name) as number;
@@ -309,6 +319,8 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
             const next = item(name, id, list);
             // An entry trimmed away while pending has nothing to deliver.
             if (next !== null) yield next;
+            // Aborted while the loop had this one: the iteration ends here (this one stays pending with a group).
+            if (signal?.aborted) return;
             // The loop asked for the next one: this one is handled.
             if (group !== undefined) ack(name, id);
           }
@@ -319,10 +331,8 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
       if (!signal?.aborted) throw error;
     } finally {
       // The outputs the loop moved past stay acked when it stops (the one it stopped on stays pending).
-      if (!signal?.aborted) {
-        flush();
-        await Promise.all(acks);
-      }
+      flush();
+      await Promise.all(acks);
       signal?.removeEventListener('abort', abort);
       abandoned.unregister(held);
       held.closed.abort();
