@@ -69,10 +69,13 @@ for (const [name, kind] of Object.entries(KINDS).filter(([, k]) => k.handler)) {
 
 // Sends waiting for room in an output nobody reads are not reads: they hold nothing (the default idleTimeout, 30 s,
 // is far beyond the 15 s deadline). A batch stage filling a batch for `maxWait` while its window is full too: its
-// deadline cannot move anything until a result is read, and held the process once.
+// deadline cannot move anything until a result is read, and held the process once; so did a retry's.
 const FULL = [
   ...cells().map((cell) => ({ name: cell.name, make: `${pickCell(cell)}.make({ buffer: 1 })` })),
   { name: 'batch (maxSize 4, maxWait 20 ms)', make: `batch((xs) => xs.length, { maxSize: 4, maxWait: 20, buffer: 1, concurrency: 1 })` },
+  // Calls that fail wait a minute for their retry, the window full: a send waiting behind them holds nothing.
+  { name: 'task (retries a minute apart)', make: `task(() => { throw new Error('x'); }, { retry: { attempts: 3, delay: 60_000 }, buffer: 1, concurrency: 2 })` },
+  { name: 'batch (retries a minute apart)', make: `batch(() => { throw new Error('x'); }, { maxSize: 2, retry: { attempts: 3, delay: 60_000 }, buffer: 1, concurrency: 2 })` },
   { name: 'generator | batch (maxSize 4, maxWait 20 ms)', make: `streamFn(async function* (es) { for await (const e of es) yield e; }, { buffer: 1 }).pipe(batch((xs) => xs.length, { maxSize: 4, maxWait: 20, buffer: 1, concurrency: 1 }))` },
 ];
 for (const { name, make } of FULL) {
@@ -81,7 +84,7 @@ for (const { name, make } of FULL) {
       [
         '--input-type=module',
         '-e',
-        `import { batch, streamFn } from 'velo-stream';
+        `import { batch, streamFn, task } from 'velo-stream';
          const s = (${make}).open();
          // Sends in rounds until some wait (every stage's buffer and a worker's lanes full).
          let waiting = 0;

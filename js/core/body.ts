@@ -30,7 +30,10 @@ export const kBodyReturned = Symbol('velo.bodyReturned');
 export const kBodyThrew = Symbol('velo.bodyThrew');
 /** Aborts `ctx.signal` with a reason (the body is failing). */
 export const kAbortSignal = Symbol('velo.abortSignal');
-/** The body has deadlines pending: a waiting read keeps the process alive for them, as for the idle deadline. */
+/**
+ * The body has deadlines or work elsewhere pending: a waiting read keeps the process alive for them, as for the
+ * idle deadline; with `sendsToo` a waiting send does too (its answer comes from work off this thread).
+ */
 export const kTimersPending = Symbol('velo.timersPending');
 /** The stream's trace (tracing.ts), or undefined: a body runs its calls in its context. */
 export const kTrace = Symbol('velo.trace');

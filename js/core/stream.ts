@@ -301,8 +301,9 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   #yielded = 0;
   /** In-process timers of `ctx.wakeAt` (without hooks), cleared when the handler finishes. */
   #wakeTimers: Set<NodeJS.Timeout> | null = null;
-  /** The body's deadlines are pending (see `kTimersPending`). */
+  /** The body's deadlines are pending (see `kTimersPending`); `#timersAnswerSends`: they answer waiting sends too. */
   #timersPending = false;
+  #timersAnswerSends = false;
   /** The pipe's keep-alive group, for a stage of a pipe: it decides instead of this stream (see `AliveGroup`). */
   #group: AliveGroup | null = null;
   #groupLast = false;
@@ -973,9 +974,12 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
 
   /** A pending read (or, for a worker's, a send) waits on an answer its running deadline or timers will give. */
   #wantsAlive(running: boolean): boolean {
-    // A waiting send keeps the process alive as a waiting read does when its
-    // answer depends on work off this thread (a worker's handler finishing).
-    return (running || this.#timersPending) && (this.#readers.length > 0 || this.#senders.length > 0);
+    // A waiting send keeps the process alive as a waiting read does only when its answer depends on work off this
+    // thread (a worker's handler finishing), not on a deadline of this one (a task stage's retry or `maxWait`).
+    // (`running` is false while a send waits.)
+    return (
+      ((running || this.#timersPending) && this.#readers.length > 0) || (this.#timersAnswerSends && this.#senders.length > 0)
+    );
   }
 
   #recheck(): void {
@@ -1150,8 +1154,9 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     this.#abort?.abort(reason);
   }
 
-  [kTimersPending](pending: boolean): void {
+  [kTimersPending](pending: boolean, sendsToo: boolean): void {
     this.#timersPending = pending;
+    this.#timersAnswerSends = pending && sendsToo;
     this.#syncKeepAlive();
   }
 

@@ -662,7 +662,7 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
     const key = this.#native.key + TASK_KEY_OFFSET;
     if (want) watchIdle(key, this);
     else unwatchIdle(key);
-    this.#stream[kTimersPending](want);
+    this.#stream[kTimersPending](want, false);
   }
 }
 

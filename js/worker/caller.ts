@@ -213,13 +213,13 @@ export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
     this.#pumpOutput();
     if (!this.#awaitingOutput) return;
     this.#dormant = true;
-    this.#stream[kTimersPending](false);
+    this.#stream[kTimersPending](false, true);
   }
 
   /** New input, or its end: the handler has a next step again (a read waiting keeps the process alive until it settles). */
   #wakeFromDormant(): void {
     this.#dormant = false;
-    if (this.#awaitingOutput) this.#stream[kTimersPending](true);
+    if (this.#awaitingOutput) this.#stream[kTimersPending](true, true);
   }
 
   // ----- input: the stream's events, to the worker in batches -----
@@ -343,7 +343,7 @@ export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
       if (typeof got === 'number') {
         if (got === CrossTakeStatus.Empty) {
           this.#awaitingOutput = true;
-          stream[kTimersPending](!this.#dormant);
+          stream[kTimersPending](!this.#dormant, true);
           return;
         }
         // Cancelled: by `cancelled()` or a crash, each of which finishes.
@@ -361,11 +361,11 @@ export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
           // `transferArrived` resumes. Until then a waiting read keeps the
           // process alive and the stream held, as while the lane was empty.
           this.#waitingBatch = got;
-          stream[kTimersPending](true);
+          stream[kTimersPending](true, true);
           return;
         }
       }
-      stream[kTimersPending](false);
+      stream[kTimersPending](false, true);
       const decoded = decodeBatch(got, arrived);
       if (isThrown(decoded)) this.#thrown = { error: rebuildThrown(decoded) };
       else this.#outVals = decoded;
@@ -383,7 +383,7 @@ export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
     held.delete(this);
     this.#outVals = [];
     this.#carry = [];
-    this.#stream[kTimersPending](false);
+    this.#stream[kTimersPending](false, true);
     abandoned.unregister(this);
     unlisten(this.#pair);
     this.#host.leave(this.#pair);
