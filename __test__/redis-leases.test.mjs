@@ -58,8 +58,9 @@ test("a worker that wants a held partition takes it once the lease runs out, not
   // A dead owner's lease with 1.5 s left; the worker's balance period is 60 s / 3 = 20 s.
   const dead = await log.acquire(0, 'dead', 1500);
   assert.match(dead.token, /^dead:1$/);
-  const left = await log.acquire(0, 'other', 1500);
-  assert.ok(typeof left === 'number' && left > 0 && left <= 1500, `held: the time its lease has left (${left})`);
+  const held = await log.acquire(0, 'other', 1500);
+  assert.equal(held.holder, 'dead');
+  assert.ok(held.left > 0 && held.left <= 1500, `held: the time its lease has left (${held.left})`);
   const worker = redisWorker(totals({ idleTimeout: 1000 }), { client, name, partitions: 1, leaseTtl: 60_000 });
   try {
     // Its first balance found the lease held; the next one is 20 s away.
@@ -70,5 +71,32 @@ test("a worker that wants a held partition takes it once the lease runs out, not
   } finally {
     await worker.close();
     await log.close();
+  }
+});
+
+test("a worker at its share wakes when a dead worker's registration runs out, then takes its partitions as their leases run out (not at its next balance)", async () => {
+  const { RedisLog, KeySpace } = require('../dist/redis/redis-log.js');
+  // A worker tries partitions from a random start: half the time it takes the free one first and, at its share,
+  // tries the dead worker's only once that worker's registration runs out (the other half it finds it held and
+  // waits for its lease). Four rounds.
+  for (let round = 0; round < 4; round++) {
+    const name = fresh('deadWorker');
+    const log = new RedisLog(client, new KeySpace(name), 2, (error) => assert.fail(error));
+    // A dead worker: registered, holding partition 0, both for 800 ms more. The live one's balance period is 20 s.
+    assert.deepEqual(await log.heartbeat('dead', 800), { live: 1 });
+    assert.match((await log.acquire(0, 'dead', 800)).token, /^dead:1$/);
+    const worker = redisWorker(totals({ idleTimeout: 1000 }), { client, name, partitions: 2, leaseTtl: 60_000 });
+    try {
+      // Two live workers at its first balance: its share is one partition, the free one.
+      await eventually(() => worker.stats().owned.length === 1, 'the free partition');
+      assert.deepEqual(worker.stats().owned, [1]);
+      await eventually(() => worker.stats().owned.length === 2, "the dead worker's partition too", 15_000);
+      const producer = redisProducer({ client, name, partitions: 2 });
+      await producer.sendMany(['a', 'b', 'c', 'd'].map((k) => [k, { n: 1 }]));
+      await eventually(async () => (await readAllOutputs(client, name, 2)).length === 4, 'their outputs');
+    } finally {
+      await worker.close();
+      await log.close();
+    }
   }
 });

@@ -18,7 +18,18 @@
 // One consumer group (`velo`) per input stream and one consumer name
 // (`owner`): whoever holds the lease reads as `owner`, so a new owner's
 // `XREADGROUP ... 0` returns exactly what the last owner left unacked.
-import type { Commit, CommitResult, Divergence, InputEntry, Lease, PartitionLog, ReadResult, Snapshot } from './transport';
+import type {
+  Commit,
+  CommitResult,
+  Divergence,
+  Heartbeat,
+  Held,
+  InputEntry,
+  Lease,
+  PartitionLog,
+  ReadResult,
+  Snapshot,
+} from './transport';
 import { FencedError, workerClosedError } from '../errors';
 import { PollWaker, type RedisClientLike, isCluster, readStreams, send, xreadStreams } from './connection';
 import { Script } from './script';
@@ -285,22 +296,28 @@ export class RedisLog implements PartitionLog {
     this.partitions = partitions;
   }
 
-  async heartbeat(worker: string, ttl: number): Promise<number> {
-    return Number(await HEARTBEAT.run(this.#client, [this.#keys.workers()], [worker, String(ttl)]));
+  async heartbeat(worker: string, ttl: number): Promise<Heartbeat> {
+    // On the lease connection, with the renewals: never queued behind this worker's reads and commits.
+    const reply = (await HEARTBEAT.run(await this.#leaseClient(), [this.#keys.workers()], [worker, String(ttl)])) as unknown[];
+    const live = Number(reply[0]);
+    return reply.length < 3 ? { live } : { live, next: { worker: String(reply[1]), left: Number(reply[2]) } };
   }
 
   async leave(worker: string): Promise<void> {
     await send(this.#client, this.#keys.workers(), ['ZREM', this.#keys.workers(), worker]);
   }
 
-  async acquire(partition: number, worker: string, ttl: number): Promise<Lease | number> {
+  async acquire(partition: number, worker: string, ttl: number): Promise<Lease | Held> {
     const k = this.#keys;
     const reply = await ACQUIRE.run(
       await this.#leaseClient(),
       [k.lease(partition), k.epoch(partition), k.input(partition), k.fence(partition)],
       [worker, String(ttl)],
     );
-    return typeof reply === 'string' ? { partition, token: reply } : Number(reply);
+    if (typeof reply === 'string') return { partition, token: reply };
+    const [left, token] = reply as [unknown, unknown];
+    const holder = String(token);
+    return { holder: holder.slice(0, Math.max(0, holder.lastIndexOf(':'))), left: Number(left) };
   }
 
   async renew(lease: Lease, ttl: number): Promise<boolean> {

@@ -12,6 +12,18 @@ export interface Lease {
   readonly token: string;
 }
 
+/** A partition held by another lease: its holder (the worker id of its token) and the time its lease has left, ms (negative: no expiry). */
+export interface Held {
+  readonly holder: string;
+  readonly left: number;
+}
+
+/** The live workers, and the one (not the caller) whose registration runs out first, with its time left (ms). */
+export interface Heartbeat {
+  readonly live: number;
+  readonly next?: { readonly worker: string; readonly left: number };
+}
+
 /** One entry of a partition's input: an event for `key`, or a close marker for session `close`. */
 export interface InputEntry {
   readonly id: string;
@@ -116,15 +128,15 @@ export interface ReadResult {
 /** The partitioned log of one stream function. */
 export interface PartitionLog {
   readonly partitions: number;
-  /** Registers the worker as live for `ttl` ms; resolves with the number of live workers. */
-  heartbeat(worker: string, ttl: number): Promise<number>;
+  /**
+   * Registers the worker as live for `ttl` ms; resolves with the number of live workers and, if another is
+   * registered, the one whose registration runs out first and the time it has left (ms).
+   */
+  heartbeat(worker: string, ttl: number): Promise<Heartbeat>;
   /** Removes the worker from the live set. */
   leave(worker: string): Promise<void>;
-  /**
-   * Takes the partition if no one holds it: a new lease (with the next epoch); or, held, the time its lease has
-   * left, ms (negative: no expiry).
-   */
-  acquire(partition: number, worker: string, ttl: number): Promise<Lease | number>;
+  /** Takes the partition if no one holds it: a new lease (with the next epoch); or, held, who holds it until when. */
+  acquire(partition: number, worker: string, ttl: number): Promise<Lease | Held>;
   /** Extends the lease; false if it is no longer held. */
   renew(lease: Lease, ttl: number): Promise<boolean>;
   /** Gives the partition back (no-op if the lease is no longer held). */

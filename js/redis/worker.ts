@@ -125,11 +125,20 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
   readonly #order: number[];
   #timer: NodeJS.Timeout | null = null;
   /**
-   * The soonest a lease this worker wanted and found held runs out (ms, from the last balance's tries): the next
-   * balance comes then if that is before its usual `ttl/3`, so a dead owner's partition is taken over within
-   * `leaseTtl` of its last renewal, not up to a balance period after.
+   * Balances come every `ttl/3` (regular), and also early, at a time the last one saw something may change: a
+   * lease it wanted and found held runs out, or another worker's registration does (a dead worker's registration
+   * and leases, renewed together, run out together). So a dead owner's partitions are taken over as their leases
+   * run out, not up to a balance period after. `#wakes`: those times by what they wait for (`lease <worker>`,
+   * `worker <worker>`); `#wokeFor`: what this worker woke early for since its last regular balance, once each, so
+   * live workers renewing short leases (another `leaseTtl`) cost one early balance each per period, not one per
+   * renewal.
    */
-  #heldUntil = Infinity;
+  readonly #wakes = new Map<string, number>();
+  readonly #wokeFor = new Set<string>();
+  #regularAt = 0;
+  #regular = true;
+  /** A registration renewal (`#renewAll`) is in flight. */
+  #registering = false;
   #ticking: Promise<void> | null = null;
   #closing: Promise<void> | null = null;
   /** Sessions ended in this turn: the partitions look for held and waiting entries at the next (`notifySessionEnded`). */
@@ -299,6 +308,15 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
   /** Renews every lease not being renewed already; each reply is handled on its own. */
   #renewAll(): void {
     if (this.#closing !== null) return;
+    // The worker's registration is renewed with its leases, so that both run out together when it dies: the
+    // others, waking when it runs out, find the leases free too.
+    if (!this.#registering) {
+      this.#registering = true;
+      void this.log
+        .heartbeat(this.id, this.ttl)
+        .catch((error: unknown) => this.report(error))
+        .finally(() => (this.#registering = false));
+    }
     for (const run of this.#runs.values()) {
       if (run.renewing) continue;
       run.renewing = true;
@@ -339,9 +357,16 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       .finally(() => {
         this.#ticking = null;
         if (this.#closing !== null) return;
-        // (1 ms past the expiry: Redis expires a key once its time left is below 0.)
-        const wait = Math.min(Math.floor(this.ttl / 3), Math.max(0, Math.ceil(this.#heldUntil - performance.now()) + 1));
-        this.#timer = setTimeout(() => this.#tick(), wait);
+        const now = performance.now();
+        if (this.#regular) this.#regularAt = now + Math.floor(this.ttl / 3);
+        let at = this.#regularAt;
+        let wake: string | undefined;
+        for (const [what, time] of this.#wakes) {
+          if (!this.#wokeFor.has(what) && time < at) [at, wake] = [time, what];
+        }
+        this.#regular = wake === undefined;
+        if (wake !== undefined) this.#wokeFor.add(wake);
+        this.#timer = setTimeout(() => this.#tick(), Math.max(0, Math.ceil(at - now)));
       });
   }
 
@@ -351,11 +376,16 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
    */
   async #balance(): Promise<void> {
     const now = performance.now();
-    this.#heldUntil = Infinity;
-    const live = await this.log.heartbeat(this.id, this.ttl).catch((error: unknown) => {
+    if (this.#regular) this.#wokeFor.clear();
+    this.#wakes.clear();
+    const { live, next } = await this.log.heartbeat(this.id, this.ttl).catch((error: unknown) => {
       this.report(error);
-      return 0;
+      return { live: 0, next: undefined };
     });
+    // Timed from the reply (Redis measured the time left before it was sent), 1 ms past it (Redis removes a
+    // registration, or expires a key, once it is below 0): never before, so a registration or lease still there
+    // then was renewed, and is not woken for again (`#wokeFor`).
+    if (next !== undefined && next.left >= 0) this.#wakeAt(`worker ${next.worker}`, performance.now() + next.left + 1);
     await Promise.all(
       [...this.#runs.values()].map(async (run) => {
         try {
@@ -398,8 +428,8 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
         batch.map(async (p) => {
           const sent = performance.now();
           const lease = await this.log.acquire(p, this.id, this.ttl);
-          if (typeof lease === 'number') {
-            if (lease >= 0) this.#heldUntil = Math.min(this.#heldUntil, sent + lease);
+          if (!('token' in lease)) {
+            if (lease.left >= 0) this.#wakeAt(`lease ${lease.holder}`, performance.now() + lease.left + 1);
             return;
           }
           if (this.#closing !== null) {
@@ -412,6 +442,11 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
         }),
       );
     }
+  }
+
+  /** A balance is due at `at` (see `#wakes`): the soonest of its kind is kept. */
+  #wakeAt(what: string, at: number): void {
+    this.#wakes.set(what, Math.min(at, this.#wakes.get(what) ?? Infinity));
   }
 
   /** Fencing epochs only grow while Redis keeps its data: one that went back means the server lost writes. */

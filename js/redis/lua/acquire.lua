@@ -1,8 +1,8 @@
 -- KEYS lease, epoch, input, fence prefix (the lease's fence stream is the prefix and its epoch: one more key
 -- under the partition's hash tag). The input's group is made with the partition's first lease. The lease and
--- its fence get the same expiry in one script, so they expire at the same instant. Held: the lease's time left, ms
--- (a worker waiting for the partition tries again at its expiry rather than at its next balance).
-if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('PTTL', KEYS[1]) end
+-- its fence get the same expiry in one script, so they expire at the same instant. Held: the lease's time left, ms,
+-- and its token (a worker waiting for the partition may try again at its expiry rather than at its next balance).
+if redis.call('EXISTS', KEYS[1]) == 1 then return { redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[1]) } end
 local epoch = redis.call('INCR', KEYS[2])
 local token = ARGV[1] .. ':' .. epoch
 redis.call('SET', KEYS[1], token, 'PX', ARGV[2])
