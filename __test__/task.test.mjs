@@ -671,6 +671,22 @@ test('a native promise with a then of its own is followed as await follows it (t
     assert.deepEqual(await task((n) => (n === 2 ? owned(n) : n), { concurrency }).run([1, 2, 3]), [1, 2, 3]);
     assert.deepEqual(await batch((items) => owned(items), { maxSize: 1, concurrency }).run([1, 2]), [[1], [2]]);
   }
+  // An own `then` that is not a function, or a getter that throws, and a rejected one: as await follows them.
+  const withThen = (p, then) => Object.defineProperty(p, 'then', then);
+  const notCallable = () => withThen(Promise.resolve(7), { value: 5 });
+  const throwingGetter = () =>
+    withThen(Promise.resolve(1), {
+      get() {
+        throw new Error('then getter');
+      },
+    });
+  const rejected = () => withThen(Promise.reject(Object.assign(new Error('rejected'), { code: 'E_REJECTED' })), { value: 5 });
+  assert.equal(await notCallable(), 7);
+  assert.equal(await throwingGetter(), 1);
+  for (const make of [task, (fn) => batch((items) => fn(items[0]), { maxSize: 1 })]) {
+    assert.deepEqual(await make((n) => (n === 1 ? notCallable() : n === 2 ? throwingGetter() : n)).run([1, 2, 3]), [7, 1, 3]);
+    await assert.rejects(make(() => rejected()).run([1]), { code: 'E_REJECTED' });
+  }
   // Its `constructor` read throwing fails the call, as await would.
   const hostile = () => {
     const p = Promise.resolve(1);

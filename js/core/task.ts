@@ -384,33 +384,32 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
       this.#attemptFailed(slot, error);
       return;
     }
-    // `then` is read once, as `await` reads it: a getter that throws (a revoked Proxy) fails the call.
-    let then: unknown;
-    if (result !== null && (typeof result === 'object' || typeof result === 'function')) {
-      try {
-        then = (result as { then?: unknown }).then;
-      } catch (error) {
-        this.#attemptFailed(slot, error);
-        return;
-      }
-    }
-    if (typeof then !== 'function') {
-      this.#succeeded(slot, result as O);
+    if (result === null || (typeof result !== 'object' && typeof result !== 'function')) {
+      this.#succeeded(slot, result);
       return;
     }
     // One pair of reactions per slot, made once: a slot's call settles once before the slot is used again.
     const onOk = (this.#onOk[slot] ??= (value: unknown) => this.#succeeded(slot, value as O | undefined));
     const onErr = (this.#onErr[slot] ??= (error: unknown) => this.#attemptFailed(slot, error));
-    // A plain promise: `then` is the native one, and so is the promise it makes (its species is read from
-    // `constructor`, as this reads it; `Object.getPrototypeOf` would be a runtime call per call).
-    if (then === nativeThen && (result as { constructor?: unknown }).constructor === Promise) {
-      (result as Promise<O>).then(onOk, onErr);
+    // Followed as `await` follows it. A native promise whose `constructor` is `Promise` goes by the native `then`,
+    // whatever `then` it has of its own; anything else by its `then`, read once (a getter that throws, a revoked
+    // Proxy, fails the call; one that is not a function makes the value itself the result). The plain promise is
+    // told first, by its `then` and `constructor` (`isPromise` is a runtime call per call): so a native promise's
+    // `then` is read once where `await` would not read it.
+    let then: unknown;
+    let thenFailed: { error: unknown } | undefined;
+    let constructor: unknown;
+    try {
+      then = (result as { then?: unknown }).then;
+      if (then === nativeThen) constructor = (result as { constructor?: unknown }).constructor;
+    } catch (error) {
+      thenFailed = { error };
+    }
+    if (then === nativeThen && constructor === Promise) {
+      void (result as Promise<O>).then(onOk, onErr);
       return;
     }
-    // A native promise with a `then` of its own is followed as `await` follows it: by the native `then`, which
-    // `await` uses for any native promise whose `constructor` is `Promise` (read once more, as `await` reads it).
     if (isPromise(result)) {
-      let constructor: unknown;
       try {
         constructor = (result as { constructor?: unknown }).constructor;
       } catch (error) {
@@ -421,6 +420,14 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
         void nativeThen.call(result, onOk, onErr);
         return;
       }
+    }
+    if (thenFailed !== undefined) {
+      this.#attemptFailed(slot, thenFailed.error);
+      return;
+    }
+    if (typeof then !== 'function') {
+      this.#succeeded(slot, result as O);
+      return;
     }
     // Any other thenable (a Promise subclass included) is adopted by a promise first, whose resolve functions
     // settle it once: its then() may throw, call back twice, or both.
