@@ -687,6 +687,50 @@ test('a native promise with a then of its own is followed as await follows it (t
     assert.deepEqual(await make((n) => (n === 1 ? notCallable() : n === 2 ? throwingGetter() : n)).run([1, 2, 3]), [7, 1, 3]);
     await assert.rejects(make(() => rejected()).run([1]), { code: 'E_REJECTED' });
   }
+  // So is what an `onError` function returns.
+  const never = () => withThen(Promise.resolve(6), { value: () => {} });
+  for (const [replace, expected] of [
+    [() => withThen(Promise.resolve(6), { value: 5 }), 6],
+    [never, 6],
+    [
+      () =>
+        withThen(Promise.resolve(6), {
+          get: () => {
+            throw new Error('getter');
+          },
+        }),
+      6,
+    ],
+  ]) {
+    assert.equal(await replace(), expected);
+    assert.deepEqual(
+      await task(
+        () => {
+          throw new Error('x');
+        },
+        { onError: replace },
+      ).run([1]),
+      [expected],
+    );
+    assert.deepEqual(
+      await batch(
+        () => {
+          throw new Error('x');
+        },
+        { maxSize: 1, onError: replace },
+      ).run([1]),
+      [expected],
+    );
+  }
+  await assert.rejects(
+    task(
+      () => {
+        throw new Error('x');
+      },
+      { onError: rejected },
+    ).run([1]),
+    { code: 'E_REJECTED' },
+  );
   // Its `constructor` read throwing fails the call, as await would.
   const hostile = () => {
     const p = Promise.resolve(1);

@@ -44,6 +44,8 @@ import type { Span, StreamTrace } from './tracing';
 /** The native `then`: a plain promise's reactions run once each, so it needs no adopting. */
 // eslint-disable-next-line @typescript-eslint/unbound-method -- compared by identity, never called unbound
 const nativeThen = Promise.prototype.then;
+/** A promise that settles as `await value` does. */
+const awaited = async <T>(value: T): Promise<Awaited<T>> => await value;
 
 type Call<I, O> = (item: I, ctx: TaskContext) => O | Promise<O>;
 type OnError<I, O> = 'fail' | 'skip' | ((error: unknown, item: I, ctx: TaskContext) => O | undefined | Promise<O | undefined>);
@@ -564,7 +566,8 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
         this.#pump();
         return;
       }
-      Promise.resolve(replaced).then(
+      // Followed exactly as `await` follows it (`Promise.resolve` would call a native promise's own `then`).
+      awaited(replaced).then(
         (value) => {
           this.#running--;
           if (this.#stopped()) this.#native.taskSettle(slot, Attempt.Dropped);
