@@ -73,9 +73,18 @@ test('jsonCodec carries Buffers anywhere in a value; bufferCodec carries raw byt
   assert.deepEqual(bufferCodec.decode(Buffer.from(bufferCodec.encode(new Uint8Array([9, 8])))), Buffer.from([9, 8]));
   assert.throws(() => bufferCodec.encode({}), { code: 'ERR_INVALID_ARG_VALUE' });
   // Values JSON has no text for, each named as it is.
-  assert.throws(() => jsonCodec.encode(undefined), { code: 'ERR_INVALID_ARG_VALUE', message: 'JSON cannot carry the value undefined' });
-  assert.throws(() => jsonCodec.encode(() => {}), { code: 'ERR_INVALID_ARG_VALUE', message: 'JSON cannot carry the value function' });
-  assert.throws(() => jsonCodec.encode({ toJSON: () => undefined }), { code: 'ERR_INVALID_ARG_VALUE', message: /its toJSON\(\) gave undefined/ });
+  assert.throws(() => jsonCodec.encode(undefined), {
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: 'JSON cannot carry the value undefined',
+  });
+  assert.throws(() => jsonCodec.encode(() => {}), {
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: 'JSON cannot carry the value function',
+  });
+  assert.throws(() => jsonCodec.encode({ toJSON: () => undefined }), {
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: /its toJSON\(\) gave undefined/,
+  });
 });
 
 test('jsonCodec: values without bytes take plain JSON and the result is the same as the careful path (randomized, seeded)', () => {
@@ -389,7 +398,9 @@ test('a client made withTypeMapping (Buffers for strings, RESP3) works for produ
   const partitions = 3;
   const worker = redisWorker(totals({ idleTimeout: 0 }), { client: buffers, name, partitions, leaseTtl: 1500 });
   try {
-    await redisProducer({ client: buffers, name, partitions }).sendMany(Array.from({ length: 12 }, (_, i) => [`k${i % 3}`, { n: i }]));
+    await redisProducer({ client: buffers, name, partitions }).sendMany(
+      Array.from({ length: 12 }, (_, i) => [`k${i % 3}`, { n: i }]),
+    );
     const items = [];
     // (A stall shows as no outputs for 20 s: the loop ends and the counts below fail.)
     const stalled = AbortSignal.timeout(20_000);
@@ -407,7 +418,13 @@ test('a client made withTypeMapping (Buffers for strings, RESP3) works for produ
     for (const [key, values] of byKey) assert.deepEqual(values, expectedTotals(values.map((v) => v.n)), key);
     assert.equal(byKey.size, 3);
     assert.deepEqual(worker.stats().owned.sort(), [0, 1, 2]);
-    const view = redisMaterialize({ client: buffers, name, partitions, key: (o) => `tm:${name}:${o.key}`, fields: (o) => ({ total: o.value.total }) });
+    const view = redisMaterialize({
+      client: buffers,
+      name,
+      partitions,
+      key: (o) => `tm:${name}:${o.key}`,
+      fields: (o) => ({ total: o.value.total }),
+    });
     await eventually(async () => (await client.hGet(`tm:${name}:k0`, 'total')) === String(0 + 3 + 6 + 9), 'materialized', 10_000);
     await view.close();
   } finally {
@@ -513,6 +530,48 @@ test('redisOutputs with a group and a signal aborted in the loop: no output afte
     assert.equal((await client.xPending(`velo:{${name}:p0}:out`, 'g')).pending, 1, 'the last one the loop was on');
   } finally {
     await worker.close();
+  }
+});
+
+test('redisOutputs: an abort ends a loop whose connection is still connecting (Redis unreachable), with and without a group', async () => {
+  const { createClient } = await import('redis');
+  const { startProxy } = await import('./helpers/tcp-proxy.mjs');
+  const proxy = await startProxy(redis.port);
+  // A client connected through the proxy, then cut off: the reader's own connection (a duplicate) retries for as
+  // long as the loop lives.
+  const unreachable = createClient({ url: `redis://127.0.0.1:${proxy.port}`, socket: { reconnectStrategy: () => 50 } });
+  unreachable.on('error', () => {});
+  await unreachable.connect();
+  proxy.cut();
+  try {
+    for (const group of [undefined, 'g']) {
+      const controller = new AbortController();
+      const got = [];
+      const loop = (async () => {
+        for await (const item of redisOutputs({
+          client: unreachable,
+          name: fresh('down'),
+          partitions: 1,
+          group,
+          signal: controller.signal,
+        }))
+          got.push(item);
+        return 'ended';
+      })();
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      controller.abort();
+      assert.equal(
+        await Promise.race([
+          loop,
+          new Promise((resolve) => setTimeout(resolve, 15_000, 'still connecting 15 s after the abort')),
+        ]),
+        'ended',
+      );
+      assert.deepEqual(got, []);
+    }
+  } finally {
+    unreachable.destroy();
+    await proxy.stop();
   }
 });
 
@@ -704,7 +763,7 @@ test('maxConcurrent: keys beyond it wait (per key in order) until sessions end, 
   }
 });
 
-test('idle by the log\'s clock: a backlog read at once splits each key\'s sessions where its events were more than idleTimeout apart, and frees slots without close markers', async () => {
+test("idle by the log's clock: a backlog read at once splits each key's sessions where its events were more than idleTimeout apart, and frees slots without close markers", async () => {
   const name = fresh('logidle');
   const producer = redisProducer({ client, name, partitions: 1 });
   const idle = 250;
@@ -871,7 +930,10 @@ test('a handler that throws a hostile value (a revoked proxy, getters that throw
     assert.equal(errors.huge.code, 'E_HUGE');
     assert.match(errors.huge.message, /^x+…$/);
     const [entry] = (await client.xRange(`velo:{${name}:p0}:out`, '-', '+')).filter((e) => e.message.k === 'huge');
-    assert.ok(Buffer.byteLength(entry.message.e) <= 1024, `the error entry within maxEventBytes: ${Buffer.byteLength(entry.message.e)}`);
+    assert.ok(
+      Buffer.byteLength(entry.message.e) <= 1024,
+      `the error entry within maxEventBytes: ${Buffer.byteLength(entry.message.e)}`,
+    );
   } finally {
     await worker.close();
   }

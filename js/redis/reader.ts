@@ -200,14 +200,21 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
     held.client = client;
     // Its commands report their own failures; without a listener an 'error' event would throw.
     client.on('error', () => {});
-    await client.connect();
-    // Reading (a blocking read, or a claim sweep): an abort closes the connection to end it at once. Between reads
-    // (the loop's body runs, or acks are confirmed) it does not: the iteration ends at the loop's next step, with
-    // the acks of the outputs moved past confirmed; those still in flight are tried once more, not retried.
-    let reading = false;
+    // An abort ends the iteration without waiting for Redis. While it waits on Redis (connecting, a blocking read,
+    // a claim sweep) the connection is closed at once. Otherwise (the loop's body runs) the acks of the outputs
+    // moved past are sent first and the connection closed a turn later, once they are written: they are not
+    // waited for, so one lost with its connection then is not made again (those outputs come back: at least once).
+    let reading = true;
+    const close = () => void Promise.resolve(client.destroy()).catch(() => {});
+    let closedByAbort = false;
     const abort = () => {
       held.closed.abort();
-      if (reading) void Promise.resolve(client.destroy()).catch(() => {});
+      closedByAbort = true;
+      if (reading) close();
+      else {
+        flush();
+        setImmediate(close);
+      }
     };
     signal?.addEventListener('abort', abort, { once: true });
     // Acks are not waited for one by one (a round trip per output capped a reader at about 10K outputs/s): the
@@ -242,6 +249,9 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
       if (ackFailure !== null) throw ackFailure.error;
     };
     try {
+      if (signal?.aborted) return;
+      await client.connect();
+      reading = false;
       const positions: string[] = [];
       if (group !== undefined) {
         await Promise.all(
@@ -330,13 +340,17 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
     } catch (error) {
       if (!signal?.aborted) throw error;
     } finally {
-      // The outputs the loop moved past stay acked when it stops (the one it stopped on stays pending).
-      flush();
-      await Promise.all(acks);
+      // The outputs the loop moved past stay acked when it stops (the one it stopped on stays pending); after an
+      // abort, their acks went out without a wait (above).
+      if (!signal?.aborted) {
+        flush();
+        await Promise.all(acks);
+      }
       signal?.removeEventListener('abort', abort);
       abandoned.unregister(held);
       held.closed.abort();
-      client.destroy();
+      // (After an abort its handler closes the connection, a turn later if acks went out then.)
+      if (!closedByAbort) client.destroy();
     }
   }
 
