@@ -377,39 +377,3 @@ test("a timer made by a timer fires after a takeover that replays the first (kil
     }
   }
 });
-
-test('a timer due past maxSessionAge or maxSessionEvents never fires: the session ends there with the cap, the same after a takeover (whose age marker comes late) as crash-free', async () => {
-  for (const [cap, extra, code] of [
-    ['age', { maxSessionAge: 350 }, 'ERR_VELO_SESSION_AGE'],
-    ['events', { maxSessionEvents: 2 }, 'ERR_VELO_SESSION_EVENTS'],
-  ]) {
-    for (const crash of [false, true]) {
-      const name = fresh(`cap${cap}${crash ? '' : 'Ref'}`);
-      const producer = redisProducer({ client, name, partitions: 1 });
-      const workers = [worker(name, 3000, extra)];
-      try {
-        await owns(workers[0]);
-        const at = await redisNow();
-        // Timers at +200 (within both caps) and +500 (past 350 ms of age; the third event).
-        await producer.send('K', { n: 0, at, wake: [200, 500] });
-        await committed(name, 1);
-        if (crash) {
-          await killChild(workers[0]);
-          await eventually(async () => (await redisNow()) > at + 900, "Redis' clock past both timers");
-          workers.push(worker(name, 3000, extra));
-          await owns(workers[1]);
-        }
-        await committed(name, 3);
-        await settle(name, workers);
-        const got = await readAllOutputs(client, name, 1);
-        assert.deepEqual(
-          got.map((o) => o.value ?? o.error.code),
-          [{ n: 0, count: 1 }, { woke: '0.0', count: 2 }, code],
-          `${cap}, ${crash ? 'kill -9' : 'crash-free'}`,
-        );
-      } finally {
-        for (const c of workers) if (alive(c)) c.child.kill('SIGKILL');
-      }
-    }
-  }
-});

@@ -140,8 +140,6 @@ const enum FireDue {
   Waiting,
   /** The session's idle end came before its next timer due. */
   Ended,
-  /** Its next timer due was past a cap: the session ended there (`#cap`). */
-  Capped,
 }
 
 /** How `PartitionRun.#drainKey` left a key's held entries. */
@@ -928,13 +926,6 @@ export class PartitionRun<I, O> {
       // (Timers sent: its handler may make more when it handles them, due before `until` too.)
       if (timer === undefined) return sent && !this.#quiet(s) ? FireDue.Waiting : FireDue.None;
       if (idle > 0 && s.lastTime > 0 && timer.time - s.lastTime >= idle) return FireDue.Ended;
-      // A timer is an event: one past `maxSessionEvents` or `maxSessionAge` ends the session there, as an entry
-      // would (an age marker written late, after a takeover, must not let it fire first).
-      const limit = this.#eventLimit(s, timerEventId(timer));
-      if (limit !== undefined) {
-        this.#cap(s, limit);
-        return FireDue.Capped;
-      }
       // (Known timers in time order: one its handler makes meanwhile, due before the next, goes in front of it.)
       s.checkpoints.timers.delete(timer.id);
       this.#clearTimer(s, timer.id);
@@ -983,8 +974,6 @@ export class PartitionRun<I, O> {
     // (With events in its input, their delivery found the session live at their times, so at the timer's too.)
     const idle = this.worker.fn.config.idleTimeout;
     if (next === undefined && idle > 0 && s.lastTime > 0 && timer.time - s.lastTime >= idle) return undefined;
-    // Past a cap: it never fires (its session is capped by the entry after it, or by `#fireDue`).
-    if (this.#eventLimit(s, timerEventId(timer)) !== undefined) return undefined;
     let value: unknown;
     try {
       value = this.worker.codec.decode(typeof timer.payload === 'string' ? Buffer.from(timer.payload) : timer.payload);
