@@ -163,7 +163,17 @@ async function retriedOnConnection<T>(call: () => Promise<T>, signal: AbortSigna
       if (signal?.aborted || !(reportable(error) instanceof RedisConnectionError)) throw error;
     }
     onRetry?.();
-    await new Promise((resolve) => setTimeout(resolve, wait));
+    // The wait ends early at an abort (then the next failure throws): its timer never outlives the loop.
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, wait);
+      signal?.addEventListener('abort', done, { once: true });
+    });
+    if (signal?.aborted) throw signal.reason;
     wait = Math.min(wait * 2, RETRY_MAX_MS);
   }
 }
