@@ -2,7 +2,9 @@
 // sees. The outputs must be what a crash-free run makes of the same input, where a session's events are its key's
 // entries (at their entry ids' times) and its timers (at their due times) in time order, a session ends once
 // `idleTimeout` passes after its last event with no event of its key or timer of its own, and each timer fires
-// once. `expected` models that from the input log; every scenario runs workers as child processes and compares.
+// once. The caps count those events in that order: the first past `maxSessionEvents` or `maxSessionAge` ends the
+// session with the cap's error (an entry opens the key's next session, a timer never fires). `expected` models that
+// from the input log; every scenario runs workers as child processes and compares.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { redisProducer, redisWorker } from 'velo-stream/redis';
@@ -26,11 +28,11 @@ async function redisNow() {
 }
 
 /**
- * What a crash-free run makes of the input log (timerCounts): per key, its sessions' outputs in order. Events are
- * read from the log (their entry ids' times); a timer of a wake-up `[d, ...]` is due at the event's `at + d`; at the
- * same time, a timer goes before an event.
+ * What a crash-free run makes of the input log (timerCounts): per key, its sessions' outputs in order, a capped
+ * session's last its error's code. Events are read from the log (their entry ids' times); a timer of a wake-up
+ * `[d, ...]` is due at the event's `at + d`; at the same time, a timer goes before an event.
  */
-async function expected(name, idle) {
+async function expected(name, idle, { maxSessionEvents = 0, maxSessionAge = 0 } = {}) {
   const entries = await client.xRange(`velo:{${name}:p0}`, '-', '+');
   const byKey = new Map();
   for (const { id, message } of entries) {
@@ -43,8 +45,22 @@ async function expected(name, idle) {
     const sessions = [];
     let session = null;
     let last = 0;
+    let start = 0;
     let timers = [];
     let made = 0;
+    // How the session ends if its next event is at `at`: by idle (null), a cap (its code), or not (undefined).
+    const endAt = (at) => {
+      const idleEnd = last + idle;
+      const ageEnd = maxSessionAge > 0 ? start + maxSessionAge + 1 : Infinity;
+      if (at >= Math.min(idleEnd, ageEnd)) return idleEnd <= ageEnd ? null : 'ERR_VELO_SESSION_AGE';
+      if (maxSessionEvents > 0 && session.length >= maxSessionEvents) return 'ERR_VELO_SESSION_EVENTS';
+      return undefined;
+    };
+    const end = (how) => {
+      if (how !== null) session.push(how);
+      session = null;
+      timers = [];
+    };
     // A chained timer (`chain`) makes the next when it fires, that long after its own time.
     const chain = (n, step, from, delays) => {
       if (delays?.length > 0) timers.push({ id: ++made, due: from + delays[0], woke: `${n}.c${step}`, n, step, chain: delays.slice(1) });
@@ -54,11 +70,8 @@ async function expected(name, idle) {
         timers.sort((a, b) => a.due - b.due || a.id - b.id);
         if (timers.length === 0 || timers[0].due > until || session === null) return;
         const t = timers.shift();
-        if (t.due - last >= idle) {
-          session = null;
-          timers = [];
-          return;
-        }
+        const how = endAt(t.due);
+        if (how !== undefined) return end(how);
         session.push({ woke: t.woke, count: session.length + 1 });
         last = Math.max(last, t.due);
         chain(t.n, t.step + 1, t.due, t.chain);
@@ -66,11 +79,12 @@ async function expected(name, idle) {
     };
     for (const { time: at, event: e } of events) {
       fireUntil(at);
-      if (session !== null && at - last >= idle) {
-        session = null;
-        timers = [];
+      const how = session === null ? undefined : endAt(at);
+      if (how !== undefined) end(how);
+      if (session === null) {
+        sessions.push((session = []));
+        start = at;
       }
-      if (session === null) sessions.push((session = []));
       session.push({ n: e.n, count: session.length + 1 });
       last = at;
       const delays = Array.isArray(e.wake) ? e.wake : e.wake === undefined ? [] : [e.wake];
@@ -80,12 +94,14 @@ async function expected(name, idle) {
       chain(e.n, 0, e.at, e.chain);
     }
     fireUntil(Infinity);
+    // Its age marker, unless its idle end comes first.
+    if (session !== null && maxSessionAge > 0 && start + maxSessionAge + 1 < last + idle) end('ERR_VELO_SESSION_AGE');
     out[key] = sessions;
   }
   return out;
 }
 
-/** The outputs per key, sessions in order of their sids' ids, each (sid, seq) once and seqs 1..n. */
+/** The outputs per key (a cap's error as its code), sessions in order of their sids' ids, each (sid, seq) once and seqs 1..n. */
 async function outputs(name) {
   const all = await readAllOutputs(client, name, 1);
   const seen = new Set();
@@ -93,7 +109,8 @@ async function outputs(name) {
   for (const o of all) {
     assert.ok(!seen.has(`${o.sid}#${o.seq}`), `${o.sid}#${o.seq} written twice`);
     seen.add(`${o.sid}#${o.seq}`);
-    assert.equal(o.error, undefined, `no error output: ${JSON.stringify(o.error)}`);
+    const cap = ['ERR_VELO_SESSION_EVENTS', 'ERR_VELO_SESSION_AGE'].includes(o.error?.code);
+    assert.ok(o.error === undefined || cap, `no error output but a cap's: ${JSON.stringify(o.error)}`);
     if (!bySid.has(o.sid)) bySid.set(o.sid, { key: o.key, items: [] });
     bySid.get(o.sid).items.push(o);
   }
@@ -107,7 +124,7 @@ async function outputs(name) {
       items.map((_, i) => i + 1),
       `${sid}: seqs without gaps`,
     );
-    (out[key] ??= []).push(items.map((o) => o.value));
+    (out[key] ??= []).push(items.map((o) => o.value ?? o.error.code));
   }
   return out;
 }
@@ -370,6 +387,66 @@ test("a timer made by a timer fires after a takeover that replays the first (kil
           got.K.map((session) => session.map((o) => o.n ?? o.woke)),
           [[0, '0.c0', '0.c1', 1]],
           `one session, every ${every}, ${crash ? 'kill -9' : 'crash-free'}`,
+        );
+      } finally {
+        for (const c of workers) if (alive(c)) c.child.kill('SIGKILL');
+      }
+    }
+  }
+});
+
+test('the caps count a session\'s timers among its events in time order, the same after a takeover as crash-free: a timer past a cap never fires, an entry past it opens the key\'s next session', async () => {
+  const IDLE = 3000;
+  const EV = 'ERR_VELO_SESSION_EVENTS';
+  const AGE = 'ERR_VELO_SESSION_AGE';
+  // [case, caps, handler options, events as [ms after the start, timer delays], the sessions' events and caps]
+  const cases = [
+    ['events', { maxSessionEvents: 2 }, {}, [[0, [200, 500]]], [[0, '0.0', EV]]],
+    ['age', { maxSessionAge: 350 }, {}, [[0, [200, 500]]], [[0, '0.0', AGE]]],
+    // The handler makes its timers 300 ms after it took event 0: event 1 waits in its input meanwhile, and the
+    // timer (due before it) goes in front of it, which puts event 1 past the cap.
+    ['eventsSlow', { maxSessionEvents: 2 }, { wakeDelay: 300 }, [[0, [100]], [150, []]], [[0, '0.0', EV], [1]]],
+    // Event 1 comes past the age while the handler has still to make its timer (due before the age).
+    ['ageSlow', { maxSessionAge: 350 }, { wakeDelay: 600 }, [[0, [200]], [420, []]], [[0, '0.0', AGE], [1, AGE]]],
+    // A checkpoint every 2 items, the 5th event a timer: it never fires, and event 3 opens the next session.
+    ['eventsCkpt', { maxSessionEvents: 4 }, { every: 2, wakeDelay: 100 }, [[0, [150, 300]], [100, []], [250, []], [400, []]], [[0, 1, '0.0', 2, EV], [3]]],
+  ];
+  for (const [label, caps, options, events, want] of cases) {
+    for (const crash of [false, true]) {
+      const name = fresh(`cap${label}${crash ? '' : 'Ref'}`);
+      const producer = redisProducer({ client, name, partitions: 1 });
+      const extra = { ...caps, ...options };
+      const workers = [worker(name, IDLE, extra)];
+      try {
+        await owns(workers[0]);
+        const begin = performance.now();
+        const at = await redisNow();
+        const until = (ms) => new Promise((resolve) => setTimeout(resolve, Math.max(0, begin + ms - performance.now())));
+        for (const [i, [ms, wake]] of events.entries()) {
+          await until(ms);
+          await producer.send('K', { n: i, at: at + ms, wake });
+          // kill -9 once its first output is committed: the next owner replays the rest as a backlog, past every
+          // timer's time and the session's age.
+          if (crash && i === 0) {
+            await committed(name, 1);
+            await killChild(workers[0]);
+          }
+        }
+        if (crash) {
+          await eventually(async () => (await redisNow()) > at + 900, "Redis' clock past every timer and the age");
+          workers.push(worker(name, IDLE, extra));
+          await owns(workers[1]);
+        }
+        // (Before its first event is read, nothing is pending: wait for every output first.)
+        await committed(name, want.flat().length);
+        await settle(name, workers);
+        const got = await outputs(name);
+        const how = `${label}, ${crash ? 'kill -9' : 'crash-free'}`;
+        assert.deepEqual(got, await expected(name, IDLE, caps), how);
+        assert.deepEqual(
+          got.K.map((session) => session.map((o) => (typeof o === 'string' ? o : (o.n ?? o.woke)))),
+          want,
+          how,
         );
       } finally {
         for (const c of workers) if (alive(c)) c.child.kill('SIGKILL');

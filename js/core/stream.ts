@@ -327,6 +327,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   #handed = 0;
   /** The handler (or body) was told its input ended. */
   #endTaken = false;
+  /** Its hooks ended its input in front of what was buffered (`SessionHooks.next`): every take answers done. */
+  #inputCut = false;
   /** Resolves the handler's pending `next()`, while it waits for input. */
   #resolveInput: ((r: IteratorResult<I>) => void) | null = null;
   /** That pending `next()`. */
@@ -797,7 +799,14 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
 
   [kNextInput](): Promise<IteratorResult<I>> {
     // An event the hooks give first (a durable timer due before the next event), counted as taken.
+    if (this.#inputCut) return Promise.resolve(DONE);
     const first = this.#hooks?.next?.();
+    if (first === 'end') {
+      // What is still buffered will never be taken (the core counts it as left when the handler returns).
+      this.#inputCut = this.#endTaken = true;
+      this.#dropLent();
+      return Promise.resolve(DONE);
+    }
     if (first !== undefined) {
       this.#handed++;
       return Promise.resolve({ value: first.value as I, done: false });

@@ -138,7 +138,7 @@ const enum FireDue {
   None,
   /** The session's handler is handling an event (a timer just fired, maybe): it may make timers due before. */
   Waiting,
-  /** The session's idle end came before its next timer due. */
+  /** The session's idle end, or a cap (its `stop`), came before its next timer due. */
   Ended,
 }
 
@@ -802,13 +802,10 @@ export class PartitionRun<I, O> {
     if (live !== undefined && live.checkpoints?.attached === true && !live.handlerDone) {
       const fired = this.#fireDue(live, idTime(entry.id));
       if (fired === FireDue.Ended) this.#finish(live);
-      else if (fired === FireDue.Waiting) {
-        // The entry would end the session by idle unless a timer its handler has yet to make fires first: decided
-        // once it waits for input (the pump waits, as for a full input).
-        const idle = this.worker.fn.config.idleTimeout;
-        if (idle > 0 && live.lastTime > 0 && idTime(entry.id) - live.lastTime >= idle) {
-          return this.#whenQuiet(live).then(() => this.#deliver(entry));
-        }
+      else if (fired === FireDue.Waiting && this.#wouldEnd(live, entry)) {
+        // The entry would end the session (by idle, a cap, its age marker) unless a timer its handler has yet to
+        // make fires first: decided once it waits for input (the pump waits, as for a full input).
+        return this.#whenQuiet(live).then(() => this.#deliver(entry));
       }
     }
     if (entry.close !== undefined) {
@@ -879,6 +876,14 @@ export class PartitionRun<I, O> {
     return Delivery.Done;
   }
 
+  /** Whether the entry ends the live session `s` if delivered now (by idle, a cap, or a close marker of it). */
+  #wouldEnd(s: Session<I, O>, entry: InputEntry): boolean {
+    if (entry.wake !== undefined) return false;
+    const time = idTime(entry.id);
+    if (entry.close !== undefined) return entry.close === s.sid && (entry.reason !== 'age' || this.#pastAge(s, time));
+    return this.#idleAt(s, entry.id) || this.#pastEvents(s.events) || this.#pastAge(s, time);
+  }
+
   /**
    * Whether the session's timers are all known: its handler has handled every event sent to it and waits for the
    * next (or has finished), or it makes no durable timers.
@@ -913,8 +918,8 @@ export class PartitionRun<I, O> {
    * event at the timer's time, as if the log had it there. Timers its handler makes while events wait in its input
    * fire when it asks for its next one (`#nextTimer`). So a session's events are its key's entries and its timers
    * in the order of their times, whenever the wake-ups were written (late, after a takeover), and every replay
-   * agrees. `Waiting`: its handler has events to handle; `Ended`: its idle end came before a timer due (the
-   * caller ends it there).
+   * agrees. A timer past a cap never fires: the session ends there. `Waiting`: its handler has events to handle;
+   * `Ended`: its idle end, or a cap, came before a timer due (the caller ends it there).
    */
   #fireDue(s: Session<I, O>, until: number): FireDue {
     const idle = this.worker.fn.config.idleTimeout;
@@ -925,7 +930,16 @@ export class PartitionRun<I, O> {
       const timer = this.#dueTimer(s, until);
       // (Timers sent: its handler may make more when it handles them, due before `until` too.)
       if (timer === undefined) return sent && !this.#quiet(s) ? FireDue.Waiting : FireDue.None;
-      if (idle > 0 && s.lastTime > 0 && timer.time - s.lastTime >= idle) return FireDue.Ended;
+      // (Its handler, handling the timers sent, may make one that comes before the idle end.)
+      if (idle > 0 && s.lastTime > 0 && timer.time - s.lastTime >= idle) {
+        return sent && !this.#quiet(s) ? FireDue.Waiting : FireDue.Ended;
+      }
+      // (Every event sent comes before it: a cap it breaks stays broken whatever its handler makes meanwhile.)
+      const limit = this.#timerLimit(s, timer, s.events);
+      if (limit !== undefined) {
+        s.stop = { error: limit, entry: false };
+        return FireDue.Ended;
+      }
       // (Known timers in time order: one its handler makes meanwhile, due before the next, goes in front of it.)
       s.checkpoints.timers.delete(timer.id);
       this.#clearTimer(s, timer.id);
@@ -950,13 +964,63 @@ export class PartitionRun<I, O> {
   /**
    * Asked when the session's handler takes its next event: the payload of its timer due first, if one is due
    * before that next event (the first entry in its input, or, with none, before the log's clock and the key's
-   * entries not yet delivered) and before its idle end; it goes to the handler in front of its input.
+   * entries not yet delivered) and before its idle end; it goes to the handler in front of its input. Or `'end'`:
+   * that timer, or the next entry in its input, breaks a cap, and the session ends there; the entries left in
+   * its input go to the key's next session. So the caps count its events in the order its handler takes them,
+   * timers among entries by time, as a replay does. (Each entry was checked as it was sent; a timer given in
+   * front of entries already sent moves each one later, which can put the last of them past `maxSessionEvents`.)
    */
-  #nextTimer(s: Session<I, O>): { value: unknown } | undefined {
+  #takeNext(s: Session<I, O>): { value: unknown } | 'end' | undefined {
     const timers = s.checkpoints?.timers;
-    if (timers === undefined || timers.size === 0 || this.dropped || s.failed) return undefined;
+    const noTimers = timers === undefined || timers.size === 0;
+    if ((noTimers && !this.#pastEvents(s.events - 1)) || this.dropped || s.failed) return undefined;
     const at = s.stream[kTaken]() - s.sentBase;
     const next = s.sent[at];
+    // The session's events in front of that next one.
+    const before = s.events - (s.sent.length - at);
+    const timer = noTimers ? undefined : this.#timerBefore(s, next);
+    if (timer === undefined) {
+      if (next === undefined || !this.#pastEvents(before)) return undefined;
+      const what = isTimerEventId(next.id) ? `its timer ${next.wake?.slice(next.wake.lastIndexOf(' ') + 1)}` : `entry ${next.id}`;
+      return this.#cut(s, this.#eventsError(s, what, next.due === undefined));
+    }
+    const limit = this.#timerLimit(s, timer, before);
+    if (limit !== undefined) return this.#cut(s, limit);
+    let value: unknown;
+    try {
+      value = this.worker.codec.decode(typeof timer.payload === 'string' ? Buffer.from(timer.payload) : timer.payload);
+    } catch {
+      // (Left to its wake-up's delivery, which fails the session as an undecodable entry does.)
+      return undefined;
+    }
+    (timers as Map<number, Timer>).delete(timer.id);
+    this.#clearTimer(s, timer.id);
+    const entry = this.#timerEntry(s, timer);
+    // In the session's entries, in front of the next (counted in the share until trimmed as taken).
+    s.sent.splice(at, 0, entry);
+    this.buffered++;
+    this.#holding.add(s);
+    const index = next === undefined ? -1 : s.ids.lastIndexOf(next.id);
+    if (index < 0) s.ids.push(entry.id);
+    else s.ids.splice(index, 0, entry.id);
+    s.events++;
+    s.lastTime = Math.max(s.lastTime, timer.time);
+    return { value };
+  }
+
+  /** Ends the session at a cap met as its handler takes its next event (`#takeNext`): its input ends there. */
+  #cut(s: Session<I, O>, limit: SessionLimitError): 'end' {
+    s.stop = { error: limit, entry: false };
+    // (A session the log ended already, later in its input, only ends earlier.)
+    if (this.sessions.get(s.key) === s) this.#finish(s);
+    return 'end';
+  }
+
+  /**
+   * The session's timer due first before `next` (its handler's next entry; with none, before the log's clock and
+   * the key's entries not yet delivered), unless its idle end comes first.
+   */
+  #timerBefore(s: Session<I, O>, next: InputEntry | undefined): Timer | undefined {
     let until: number;
     // (A timer next in its input was made before any timer made since: one of the same time goes after it.)
     if (next !== undefined) until = next.due === undefined ? idTime(next.id) : next.due - 1;
@@ -970,30 +1034,12 @@ export class PartitionRun<I, O> {
       if (this.#drainingEntry?.key === s.key) until = Math.min(until, idTime(this.#drainingEntry.id));
     }
     const timer = this.#dueTimer(s, until);
-    if (timer === undefined) return undefined;
     // (With events in its input, their delivery found the session live at their times, so at the timer's too.)
     const idle = this.worker.fn.config.idleTimeout;
-    if (next === undefined && idle > 0 && s.lastTime > 0 && timer.time - s.lastTime >= idle) return undefined;
-    let value: unknown;
-    try {
-      value = this.worker.codec.decode(typeof timer.payload === 'string' ? Buffer.from(timer.payload) : timer.payload);
-    } catch {
-      // (Left to its wake-up's delivery, which fails the session as an undecodable entry does.)
+    if (timer === undefined || (next === undefined && idle > 0 && s.lastTime > 0 && timer.time - s.lastTime >= idle)) {
       return undefined;
     }
-    timers.delete(timer.id);
-    this.#clearTimer(s, timer.id);
-    const entry = this.#timerEntry(s, timer);
-    // In the session's entries, in front of the next (counted in the share until trimmed as taken).
-    s.sent.splice(at, 0, entry);
-    this.buffered++;
-    this.#holding.add(s);
-    const before = next === undefined ? -1 : s.ids.lastIndexOf(next.id);
-    if (before < 0) s.ids.push(entry.id);
-    else s.ids.splice(before, 0, entry.id);
-    s.events++;
-    s.lastTime = Math.max(s.lastTime, timer.time);
-    return { value };
+    return timer;
   }
 
   /** `#deliver` of an entry that opens its key's next session (the previous one, if any, has finished). */
@@ -1097,10 +1143,8 @@ export class PartitionRun<I, O> {
         if (due !== undefined && due.time < deadline) {
           if (this.#held.has(s.key) || this.#drainingEntry?.key === s.key) drain = true;
           else if (this.#spilled.has(s.key)) reread = true;
-          else {
-            this.#fireDue(s, this.logTime);
-            this.#recheckWhenQuiet(s);
-          }
+          else if (this.#fireDue(s, this.logTime) === FireDue.Ended) this.#finish(s);
+          else this.#recheckWhenQuiet(s);
           continue;
         }
       }
@@ -1169,28 +1213,52 @@ export class PartitionRun<I, O> {
     );
   }
 
-  /** The cap the key's next event (entry `id`) would break, if any. */
-  #eventLimit(s: Session<I, O>, id: string): SessionLimitError | undefined {
+  /** Whether an event of the session after `count` of them breaks `maxSessionEvents`. */
+  #pastEvents(count: number): boolean {
     const max = this.worker.maxSessionEvents;
-    if (max > 0 && s.events >= max) {
-      return sessionEventsError(
-        max,
-        `Session ${JSON.stringify(s.sid)} reached maxSessionEvents (${max}): it ended, and entry ${id} opens the key's next session`,
-      );
-    }
+    return max > 0 && count >= max;
+  }
+
+  /** Whether an event of the session at Redis' time `time` breaks `maxSessionAge` (after its first entry). */
+  #pastAge(s: Session<I, O>, time: number): boolean {
+    const max = this.worker.maxSessionAge;
+    return max > 0 && time - s.start > max;
+  }
+
+  /** The session's `maxSessionEvents` error, met at its event `what` (an entry, which opens the key's next session, or a timer). */
+  #eventsError(s: Session<I, O>, what: string, entry: boolean): SessionLimitError {
+    const max = this.worker.maxSessionEvents;
+    const after = entry ? `, and ${what} opens the key's next session` : ` before ${what}, which never fires`;
+    return sessionEventsError(max, `Session ${JSON.stringify(s.sid)} reached maxSessionEvents (${max}): it ended${after}`);
+  }
+
+  /** The session's `maxSessionAge` error, met at its event `what` (an entry or a timer) at Redis' time `time`. */
+  #ageError(s: Session<I, O>, what: string, time: number): SessionLimitError {
+    const max = this.worker.maxSessionAge;
+    return sessionAgeError(
+      max,
+      `Session ${JSON.stringify(s.sid)} reached maxSessionAge (${max} ms): ${what} is ${time - s.start} ms after its first, so the session ended there`,
+    );
+  }
+
+  /** The cap the key's next entry (`id`) would break, if any. */
+  #eventLimit(s: Session<I, O>, id: string): SessionLimitError | undefined {
+    if (this.#pastEvents(s.events)) return this.#eventsError(s, `entry ${id}`, true);
     return this.#ageLimit(s, id);
   }
 
   /** The age cap, if entry `id` is more than `maxSessionAge` after the session's first entry (Redis' clock). */
   #ageLimit(s: Session<I, O>, id: string): SessionLimitError | undefined {
-    const max = this.worker.maxSessionAge;
-    if (max <= 0) return undefined;
-    const age = idTime(id) - s.start;
-    if (age <= max) return undefined;
-    return sessionAgeError(
-      max,
-      `Session ${JSON.stringify(s.sid)} reached maxSessionAge (${max} ms): entry ${id} is ${age} ms after its first, so the session ended there`,
-    );
+    const time = idTime(id);
+    return this.#pastAge(s, time) ? this.#ageError(s, `entry ${id}`, time) : undefined;
+  }
+
+  /** The cap the session's timer would break, with `count` events of the session before it, if any. */
+  #timerLimit(s: Session<I, O>, timer: Timer, count: number): SessionLimitError | undefined {
+    if (this.#pastEvents(count)) return this.#eventsError(s, `its timer ${timer.id}`, false);
+    return this.#pastAge(s, timer.time)
+      ? this.#ageError(s, `its timer ${timer.id} (due at ${timer.time})`, timer.time)
+      : undefined;
   }
 
   /** Ends the session at a cap: its input ends, and if its handler reads to that end, the error is its last output. */
@@ -1275,7 +1343,7 @@ export class PartitionRun<I, O> {
       s.waitTaken = s.stream[kTaken]();
       this.#quieted(s);
     };
-    checkpoints.onNext = () => this.#nextTimer(s);
+    checkpoints.onNext = () => this.#takeNext(s);
     checkpoints.onCall = () => this.#checkpointsDue(s);
     if (snapshot !== undefined) {
       this.#snapshots.delete(key);

@@ -99,9 +99,12 @@ export class Checkpoints implements SessionHooks {
   attach(): void {
     this.attached = true;
   }
-  /** Asked as its handler takes its next event: a timer's payload to give it first, if one is due (set once the session exists). */
-  onNext: (() => { value: unknown } | undefined) | null = null;
-  next(): { value: unknown } | undefined {
+  /**
+   * Asked as its handler takes its next event: a timer's payload to give it first, if one is due, or `'end'` if
+   * the session ends at a cap there (set once the session exists).
+   */
+  onNext: (() => { value: unknown } | 'end' | undefined) | null = null;
+  next(): { value: unknown } | 'end' | undefined {
     return this.onNext?.();
   }
   /** Times its handler waited for input (`waiting`). */
