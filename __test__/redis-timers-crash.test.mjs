@@ -18,7 +18,14 @@ const alive = (c) => c && c.child.exitCode === null && c.child.signalCode === nu
 const time = (id) => Number(id.slice(0, id.indexOf('-')));
 
 function worker(name, idle, extra = {}) {
-  return workerChild(name, { partitions: 1, ttl: 1500, idle, delayMs: 0, trimInterval: 0, extra: { handler: 'timers', every: 0, ...extra } });
+  return workerChild(name, {
+    partitions: 1,
+    ttl: 1500,
+    idle,
+    delayMs: 0,
+    trimInterval: 0,
+    extra: { handler: 'timers', every: 0, ...extra },
+  });
 }
 
 /** Redis' clock, ms. */
@@ -63,7 +70,8 @@ async function expected(name, idle, { maxSessionEvents = 0, maxSessionAge = 0 } 
     };
     // A chained timer (`chain`) makes the next when it fires, that long after its own time.
     const chain = (n, step, from, delays) => {
-      if (delays?.length > 0) timers.push({ id: ++made, due: from + delays[0], woke: `${n}.c${step}`, n, step, chain: delays.slice(1) });
+      if (delays?.length > 0)
+        timers.push({ id: ++made, due: from + delays[0], woke: `${n}.c${step}`, n, step, chain: delays.slice(1) });
     };
     const fireUntil = (until) => {
       for (;;) {
@@ -168,7 +176,15 @@ test('a session whose timer fired, taken over before its idle end, ends by idle 
       await settle(name, workers);
       const got = await outputs(name);
       assert.deepEqual(got, await expected(name, IDLE));
-      assert.deepEqual(got, { K: [[{ n: 0, count: 1 }, { woke: '0.0', count: 2 }], [{ n: 1, count: 1 }]] });
+      assert.deepEqual(got, {
+        K: [
+          [
+            { n: 0, count: 1 },
+            { woke: '0.0', count: 2 },
+          ],
+          [{ n: 1, count: 1 }],
+        ],
+      });
     } finally {
       for (const c of workers) if (alive(c)) c.child.kill('SIGKILL');
     }
@@ -231,7 +247,15 @@ test("a key's event written during an outage after its session's idle end (timer
       await settle(name, workers);
       const got = await outputs(name);
       assert.deepEqual(got, await expected(name, IDLE));
-      assert.deepEqual(got, { K: [[{ n: 0, count: 1 }, { woke: 0, count: 2 }], [{ n: 1, count: 1 }]] });
+      assert.deepEqual(got, {
+        K: [
+          [
+            { n: 0, count: 1 },
+            { woke: 0, count: 2 },
+          ],
+          [{ n: 1, count: 1 }],
+        ],
+      });
     } finally {
       for (const c of workers) if (alive(c)) c.child.kill('SIGKILL');
     }
@@ -261,8 +285,14 @@ test('maxSessionTimers bounds the timers a session has not fired (ERR_VELO_TOO_M
     },
     { idleTimeout: 60_000 },
   );
-  assert.throws(() => redisWorker(fn, { client, name, partitions: 1, maxSessionTimers: 0 }), { code: 'ERR_OUT_OF_RANGE', message: /maxSessionTimers/ });
-  assert.throws(() => redisWorker(fn, { client, name, partitions: 1, maxSessionTimers: '5' }), { code: 'ERR_OUT_OF_RANGE', message: /maxSessionTimers/ });
+  assert.throws(() => redisWorker(fn, { client, name, partitions: 1, maxSessionTimers: 0 }), {
+    code: 'ERR_OUT_OF_RANGE',
+    message: /maxSessionTimers/,
+  });
+  assert.throws(() => redisWorker(fn, { client, name, partitions: 1, maxSessionTimers: '5' }), {
+    code: 'ERR_OUT_OF_RANGE',
+    message: /maxSessionTimers/,
+  });
   const worker = redisWorker(fn, { client, name, partitions: 1, leaseTtl: 1500, maxSessionTimers: 5, maxCheckpointBytes: 4096 });
   try {
     const producer = redisProducer({ client, name, partitions: 1 });
@@ -271,7 +301,10 @@ test('maxSessionTimers bounds the timers a session has not fired (ERR_VELO_TOO_M
     await producer.send('big', { at });
     await eventually(async () => (await readAllOutputs(client, name, 1)).length === 3, 'the outputs');
     const got = await readAllOutputs(client, name, 1);
-    assert.deepEqual(got.filter((o) => o.key === 'many').map((o) => o.value), [{ made: 5, code: 'ERR_VELO_TOO_MANY_TIMERS', name: 'TooManyTimersError', limit: 5 }]);
+    assert.deepEqual(
+      got.filter((o) => o.key === 'many').map((o) => o.value),
+      [{ made: 5, code: 'ERR_VELO_TOO_MANY_TIMERS', name: 'TooManyTimersError', limit: 5 }],
+    );
     const big = got.filter((o) => o.key === 'big');
     assert.deepEqual(big[0].value, { made: 3 });
     assert.equal(big[1].error.code, 'ERR_VELO_CHECKPOINT_TOO_LARGE');
@@ -395,36 +428,94 @@ test("a timer made by a timer fires after a takeover that replays the first (kil
   }
 });
 
-test('the caps count a session\'s timers among its events in time order, the same after a takeover as crash-free: a timer past a cap never fires, an entry past it opens the key\'s next session', async () => {
+test("the caps count a session's timers among its events in time order, the same after a takeover as crash-free: a timer past a cap never fires, an entry past it opens the key's next session", async () => {
   const IDLE = 3000;
   const EV = 'ERR_VELO_SESSION_EVENTS';
   const AGE = 'ERR_VELO_SESSION_AGE';
-  // [case, caps, handler options, events as [ms after the start, timer delays], the sessions' events and caps]
+  // [case, caps, handler options (and idleTimeout), events as [ms after the start, timer delays, key (K)], K's
+  // sessions' events and caps]
   const cases = [
     ['events', { maxSessionEvents: 2 }, {}, [[0, [200, 500]]], [[0, '0.0', EV]]],
     ['age', { maxSessionAge: 350 }, {}, [[0, [200, 500]]], [[0, '0.0', AGE]]],
     // The handler makes its timers 300 ms after it took event 0: event 1 waits in its input meanwhile, and the
     // timer (due before it) goes in front of it, which puts event 1 past the cap.
-    ['eventsSlow', { maxSessionEvents: 2 }, { wakeDelay: 300 }, [[0, [100]], [150, []]], [[0, '0.0', EV], [1]]],
+    [
+      'eventsSlow',
+      { maxSessionEvents: 2 },
+      { wakeDelay: 300 },
+      [
+        [0, [100]],
+        [150, []],
+      ],
+      [[0, '0.0', EV], [1]],
+    ],
     // Event 1 comes past the age while the handler has still to make its timer (due before the age).
-    ['ageSlow', { maxSessionAge: 350 }, { wakeDelay: 600 }, [[0, [200]], [420, []]], [[0, '0.0', AGE], [1, AGE]]],
+    [
+      'ageSlow',
+      { maxSessionAge: 350 },
+      { wakeDelay: 600 },
+      [
+        [0, [200]],
+        [420, []],
+      ],
+      [
+        [0, '0.0', AGE],
+        [1, AGE],
+      ],
+    ],
     // A checkpoint every 2 items, the 5th event a timer: it never fires, and event 3 opens the next session.
-    ['eventsCkpt', { maxSessionEvents: 4 }, { every: 2, wakeDelay: 100 }, [[0, [150, 300]], [100, []], [250, []], [400, []]], [[0, 1, '0.0', 2, EV], [3]]],
+    [
+      'eventsCkpt',
+      { maxSessionEvents: 4 },
+      { every: 2, wakeDelay: 100 },
+      [
+        [0, [150, 300]],
+        [100, []],
+        [250, []],
+        [400, []],
+      ],
+      [[0, 1, '0.0', 2, EV], [3]],
+    ],
+    // No event of the session past its age, the next entry past both its age and its idle end: it ends at its age
+    // (the earlier), whether its age marker was written (crash-free) or not (its owner killed before it was due).
+    [
+      'ageThenIdle',
+      { maxSessionAge: 300 },
+      { idle: 1000 },
+      [
+        [0, []],
+        [1300, []],
+      ],
+      [
+        [0, AGE],
+        [1, AGE],
+      ],
+    ],
+    [
+      'ageThenIdleOther',
+      { maxSessionAge: 300 },
+      { idle: 1000 },
+      [
+        [0, []],
+        [1300, [], 'X'],
+      ],
+      [[0, AGE]],
+    ],
   ];
-  for (const [label, caps, options, events, want] of cases) {
+  for (const [label, caps, { idle = IDLE, ...options }, events, want] of cases) {
     for (const crash of [false, true]) {
       const name = fresh(`cap${label}${crash ? '' : 'Ref'}`);
       const producer = redisProducer({ client, name, partitions: 1 });
       const extra = { ...caps, ...options };
-      const workers = [worker(name, IDLE, extra)];
+      const workers = [worker(name, idle, extra)];
       try {
         await owns(workers[0]);
         const begin = performance.now();
         const at = await redisNow();
         const until = (ms) => new Promise((resolve) => setTimeout(resolve, Math.max(0, begin + ms - performance.now())));
-        for (const [i, [ms, wake]] of events.entries()) {
+        for (const [i, [ms, wake, key = 'K']] of events.entries()) {
           await until(ms);
-          await producer.send('K', { n: i, at: at + ms, wake });
+          await producer.send(key, { n: i, at: at + ms, wake });
           // kill -9 once its first output is committed: the next owner replays the rest as a backlog, past every
           // timer's time and the session's age.
           if (crash && i === 0) {
@@ -434,15 +525,15 @@ test('the caps count a session\'s timers among its events in time order, the sam
         }
         if (crash) {
           await eventually(async () => (await redisNow()) > at + 900, "Redis' clock past every timer and the age");
-          workers.push(worker(name, IDLE, extra));
+          workers.push(worker(name, idle, extra));
           await owns(workers[1]);
         }
-        // (Before its first event is read, nothing is pending: wait for every output first.)
+        // (Before its first event is read, nothing is pending: wait for K's outputs first.)
         await committed(name, want.flat().length);
         await settle(name, workers);
         const got = await outputs(name);
         const how = `${label}, ${crash ? 'kill -9' : 'crash-free'}`;
-        assert.deepEqual(got, await expected(name, IDLE, caps), how);
+        assert.deepEqual(got, await expected(name, idle, caps), how);
         assert.deepEqual(
           got.K.map((session) => session.map((o) => (typeof o === 'string' ? o : (o.n ?? o.woke)))),
           want,

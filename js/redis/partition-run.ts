@@ -837,8 +837,9 @@ export class PartitionRun<I, O> {
       return Delivery.Done;
     }
     let s = this.sessions.get(key);
-    // An idle end or a cap ends the session here, in the log: every replay ends it at this same entry.
-    if (s !== undefined && this.#idleAt(s, entry.id)) {
+    // An idle end or a cap ends the session here, in the log: every replay ends it at this same entry. (Past
+    // both its idle end and its age, the earlier ends it.)
+    if (s !== undefined && this.#idleAt(s, entry.id) && !this.#ageBeforeIdle(s)) {
       this.#finish(s);
       s = undefined;
     }
@@ -931,7 +932,7 @@ export class PartitionRun<I, O> {
       // (Timers sent: its handler may make more when it handles them, due before `until` too.)
       if (timer === undefined) return sent && !this.#quiet(s) ? FireDue.Waiting : FireDue.None;
       // (Its handler, handling the timers sent, may make one that comes before the idle end.)
-      if (idle > 0 && s.lastTime > 0 && timer.time - s.lastTime >= idle) {
+      if (idle > 0 && s.lastTime > 0 && timer.time - s.lastTime >= idle && !this.#ageBeforeIdle(s)) {
         return sent && !this.#quiet(s) ? FireDue.Waiting : FireDue.Ended;
       }
       // (Every event sent comes before it: a cap it breaks stays broken whatever its handler makes meanwhile.)
@@ -1165,7 +1166,10 @@ export class PartitionRun<I, O> {
         reread = true;
         continue;
       }
-      this.#finish(s);
+      // (Its age end came first, if before its idle end: decided by the log, whether its age marker was written
+      // before a takeover or not.)
+      if (this.#ageBeforeIdle(s)) this.#cap(s, this.#ageError(s, `the log's clock (${this.logTime})`, this.logTime));
+      else this.#finish(s);
     }
     this.#tickFor(next);
     if (drain && caller !== 'drain') this.drainHeld().catch((error: unknown) => this.worker.report(error));
@@ -1217,6 +1221,16 @@ export class PartitionRun<I, O> {
   #pastEvents(count: number): boolean {
     const max = this.worker.maxSessionEvents;
     return max > 0 && count >= max;
+  }
+
+  /**
+   * Whether the session's age end (`maxSessionAge` + 1 ms after its first entry) comes before its idle end
+   * (`idleTimeout` after its last event): past both, it ends at its age, with the cap's error.
+   */
+  #ageBeforeIdle(s: Session<I, O>): boolean {
+    const max = this.worker.maxSessionAge;
+    const idle = this.worker.fn.config.idleTimeout;
+    return max > 0 && (idle <= 0 || s.start + max + 1 < s.lastTime + idle);
   }
 
   /** Whether an event of the session at Redis' time `time` breaks `maxSessionAge` (after its first entry). */

@@ -204,10 +204,14 @@ export class CallerBody<I, O> implements StreamBody<I, O>, Hosted {
   /**
    * Lets the stream go if its handler waits for input with every batch sent
    * taken, and no output is left in the lane: nothing will come until the
-   * caller sends more (as for an in-process handler waiting for input).
+   * caller sends more (as for an in-process handler waiting for input). Only
+   * while this side waits for input too: with a batch held back for room, or
+   * the end sent, the handler has a next step, though `PARKED_AT` may still
+   * say where it last parked (its thread busy with another stream's handler).
    */
   checkDormant(): void {
-    if (this.#finished || !this.#awaitingOutput || Atomics.load(this.#state, PARKED_AT) !== this.#pushed) return;
+    if (this.#finished || !this.#awaitingOutput || this.#input !== InputState.AwaitingInput) return;
+    if (Atomics.load(this.#state, PARKED_AT) !== this.#pushed) return;
     // Outputs pushed before the handler parked are in the lane: take them first.
     this.#awaitingOutput = false;
     this.#pumpOutput();
