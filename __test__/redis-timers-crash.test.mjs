@@ -501,6 +501,23 @@ test("the caps count a session's timers among its events in time order, the same
       ],
       [[0, AGE]],
     ],
+    // Its idle end first: it ends by idle, also when the next owner writes its age marker late.
+    ['idleThenAge', { maxSessionAge: 900 }, { idle: 400 }, [[0, []]], [[0]]],
+    // Its next event past both caps, its age first (at +501): the age's error, its marker written or not.
+    ['ageThenEventsTimer', { maxSessionEvents: 1, maxSessionAge: 500 }, {}, [[0, [600]]], [[0, AGE]]],
+    [
+      'ageThenEventsEntry',
+      { maxSessionEvents: 1, maxSessionAge: 500 },
+      {},
+      [
+        [0, []],
+        [700, []],
+      ],
+      [
+        [0, AGE],
+        [1, AGE],
+      ],
+    ],
   ];
   for (const [label, caps, { idle = IDLE, ...options }, events, want] of cases) {
     for (const crash of [false, true]) {

@@ -814,8 +814,13 @@ export class PartitionRun<I, O> {
       if (s !== undefined && s.sid === entry.close) {
         s.ids.push(entry.id);
         (s.markers ??= new Set()).add(entry.id);
-        // An age marker ends the session only if its own id says the session is that old (clocks differ).
+        // An age marker ends the session only if its own id says the session is that old (clocks differ), and
+        // by idle if its idle end came first (a marker written late, by a new owner or on a backlog).
         if (entry.reason === 'age') {
+          if (this.#idleAt(s, entry.id) && !this.#ageBeforeIdle(s)) {
+            this.#finish(s);
+            return Delivery.Done;
+          }
           const limit = this.#ageLimit(s, entry.id);
           if (limit === undefined) {
             s.ageMarked = false;
@@ -1255,10 +1260,12 @@ export class PartitionRun<I, O> {
     );
   }
 
-  /** The cap the key's next entry (`id`) would break, if any. */
+  /**
+   * The cap the key's next entry (`id`) would break, if any. Past both, its age: that end came first (at its
+   * age, by the log's clock, before the entry), as its age marker says in a live run.
+   */
   #eventLimit(s: Session<I, O>, id: string): SessionLimitError | undefined {
-    if (this.#pastEvents(s.events)) return this.#eventsError(s, `entry ${id}`, true);
-    return this.#ageLimit(s, id);
+    return this.#ageLimit(s, id) ?? (this.#pastEvents(s.events) ? this.#eventsError(s, `entry ${id}`, true) : undefined);
   }
 
   /** The age cap, if entry `id` is more than `maxSessionAge` after the session's first entry (Redis' clock). */
@@ -1267,12 +1274,10 @@ export class PartitionRun<I, O> {
     return this.#pastAge(s, time) ? this.#ageError(s, `entry ${id}`, time) : undefined;
   }
 
-  /** The cap the session's timer would break, with `count` events of the session before it, if any. */
+  /** The cap the session's timer would break, with `count` events of the session before it, if any (past both, its age, as for an entry). */
   #timerLimit(s: Session<I, O>, timer: Timer, count: number): SessionLimitError | undefined {
-    if (this.#pastEvents(count)) return this.#eventsError(s, `its timer ${timer.id}`, false);
-    return this.#pastAge(s, timer.time)
-      ? this.#ageError(s, `its timer ${timer.id} (due at ${timer.time})`, timer.time)
-      : undefined;
+    if (this.#pastAge(s, timer.time)) return this.#ageError(s, `its timer ${timer.id} (due at ${timer.time})`, timer.time);
+    return this.#pastEvents(count) ? this.#eventsError(s, `its timer ${timer.id}`, false) : undefined;
   }
 
   /** Ends the session at a cap: its input ends, and if its handler reads to that end, the error is its last output. */
