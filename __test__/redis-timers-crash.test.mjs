@@ -432,8 +432,8 @@ test("the caps count a session's timers among its events in time order, the same
   const IDLE = 3000;
   const EV = 'ERR_VELO_SESSION_EVENTS';
   const AGE = 'ERR_VELO_SESSION_AGE';
-  // [case, caps, handler options (and idleTimeout), events as [ms after the start, timer delays, key (K)], K's
-  // sessions' events and caps]
+  // [case, caps, handler options (and idleTimeout), events as [ms after the start, timer delays, key (K), chained
+  // timer delays], K's sessions' events and caps]
   const cases = [
     ['events', { maxSessionEvents: 2 }, {}, [[0, [200, 500]]], [[0, '0.0', EV]]],
     ['age', { maxSessionAge: 350 }, {}, [[0, [200, 500]]], [[0, '0.0', AGE]]],
@@ -518,6 +518,17 @@ test("the caps count a session's timers among its events in time order, the same
         [1, AGE],
       ],
     ],
+    // Timer 1.c0 (+180) makes 1.c1 (+300) as it fires, both before the age (+451); timer 1.0 (+509) is past it.
+    [
+      'chainBeforeAge',
+      { maxSessionAge: 450 },
+      { idle: 400 },
+      [
+        [0, []],
+        [105, [404], undefined, [75, 120]],
+      ],
+      [[0, 1, '1.c0', '1.c1', AGE]],
+    ],
   ];
   for (const [label, caps, { idle = IDLE, ...options }, events, want] of cases) {
     for (const crash of [false, true]) {
@@ -530,9 +541,9 @@ test("the caps count a session's timers among its events in time order, the same
         const begin = performance.now();
         const at = await redisNow();
         const until = (ms) => new Promise((resolve) => setTimeout(resolve, Math.max(0, begin + ms - performance.now())));
-        for (const [i, [ms, wake, key = 'K']] of events.entries()) {
+        for (const [i, [ms, wake, key = 'K', chain]] of events.entries()) {
           await until(ms);
-          await producer.send(key, { n: i, at: at + ms, wake });
+          await producer.send(key, { n: i, at: at + ms, wake, chain });
           // kill -9 once its first output is committed: the next owner replays the rest as a backlog, past every
           // timer's time and the session's age.
           if (crash && i === 0) {

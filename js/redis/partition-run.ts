@@ -940,9 +940,11 @@ export class PartitionRun<I, O> {
       if (idle > 0 && s.lastTime > 0 && timer.time - s.lastTime >= idle && !this.#ageBeforeIdle(s)) {
         return sent && !this.#quiet(s) ? FireDue.Waiting : FireDue.Ended;
       }
-      // (Every event sent comes before it: a cap it breaks stays broken whatever its handler makes meanwhile.)
       const limit = this.#timerLimit(s, timer, s.events);
       if (limit !== undefined) {
+        // (Its handler, handling the timers sent, may make one due before this one and before the cap, which
+        // fires first: decided once it waits for input.)
+        if (sent && !this.#quiet(s)) return FireDue.Waiting;
         s.stop = { error: limit, entry: false };
         return FireDue.Ended;
       }
