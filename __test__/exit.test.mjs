@@ -123,33 +123,39 @@ test('a read pending on a worker stream or a pipe keeps the process alive until 
   }
 });
 
-test("a read pending on a worker stream whose input just ended keeps the process alive while its thread is busy with another stream's handler", async () => {
-  // Stream a's handler waits for input on a thread that b's handler then keeps busy for 1 s. Before, the caller's
-  // 250 ms check found a's handler parked at every batch sent, took the ended input for input never sent, and let
-  // the read go: the process exited 0 without its last line.
+test("a read pending on a worker stream whose input just ended keeps the process alive while its thread is busy with another stream's handler (alone and in a pipe at each end, GC running)", async () => {
+  // Stream a's worker handler waits for input on a thread that b's handler then keeps busy for 1 s. Before, the
+  // caller's 250 ms check found a's handler parked at every batch sent, took the ended input for input never sent,
+  // and let the read go: the process exited 0 without its last line.
   const handlers = JSON.stringify(new URL('./fixtures/worker-handlers.mjs', import.meta.url).pathname);
-  const { stdout } = await run(
-    [
-      '-e',
-      `const { workerFn } = require('velo-stream');
-      const fn = workerFn(${handlers}, { export: 'spinEcho', threads: 1 });
-      (async () => {
-        const a = fn.open();
-        await a.send(1);
-        console.log('a', await a.recv());
-        const b = fn.open();
-        await b.send({ spin: 1000 });
-        await new Promise((resolve) => setTimeout(resolve, 50));
-        a.end();
-        const rest = [];
-        for await (const v of a) rest.push(v);
-        console.log('a ended', rest.length);
-        b.end();
-      })();`,
-    ],
-    { timeout: 20_000 },
-  );
-  assert.equal(stdout, 'a 1\na ended 0\n');
+  for (const name of ['worker', 'worker|gen', 'gen|worker']) {
+    const { stdout } = await run(
+      [
+        '--expose-gc',
+        '-e',
+        `const { streamFn, workerFn } = require('velo-stream');
+        const worker = workerFn(${handlers}, { export: 'spinEcho', threads: 1 });
+        const gen = streamFn(async function* (events) { for await (const e of events) yield e; });
+        const fns = { worker, 'worker|gen': worker.pipe(gen), 'gen|worker': gen.pipe(worker) };
+        setInterval(() => global.gc(), 5).unref();
+        (async () => {
+          const a = fns[${JSON.stringify(name)}].open();
+          await a.send(1);
+          console.log('a', await a.recv());
+          const b = worker.open();
+          await b.send({ spin: 1000 });
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          a.end();
+          const rest = [];
+          for await (const v of a) rest.push(v);
+          console.log('a ended', rest.length);
+          b.end();
+        })();`,
+      ],
+      { timeout: 20_000 },
+    );
+    assert.equal(stdout, 'a 1\na ended 0\n', name);
+  }
 });
 
 test('sessions keep the process alive while a session is live, and close() or end(key) lets it exit at once', async () => {

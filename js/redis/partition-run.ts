@@ -817,7 +817,7 @@ export class PartitionRun<I, O> {
         // An age marker ends the session only if its own id says the session is that old (clocks differ), and
         // by idle if its idle end came first (a marker written late, by a new owner or on a backlog).
         if (entry.reason === 'age') {
-          if (this.#idleAt(s, entry.id) && !this.#ageBeforeIdle(s)) {
+          if (this.#idleEndsBy(s, idTime(entry.id))) {
             this.#finish(s);
             return Delivery.Done;
           }
@@ -844,7 +844,7 @@ export class PartitionRun<I, O> {
     let s = this.sessions.get(key);
     // An idle end or a cap ends the session here, in the log: every replay ends it at this same entry. (Past
     // both its idle end and its age, the earlier ends it.)
-    if (s !== undefined && this.#idleAt(s, entry.id) && !this.#ageBeforeIdle(s)) {
+    if (s !== undefined && this.#idleEndsBy(s, idTime(entry.id))) {
       this.#finish(s);
       s = undefined;
     }
@@ -882,12 +882,12 @@ export class PartitionRun<I, O> {
     return Delivery.Done;
   }
 
-  /** Whether the entry ends the live session `s` if delivered now (by idle, a cap, or a close marker of it). */
+  /** Whether the entry may end the live session `s` if delivered now (by idle, a cap, or as a close marker of it). */
   #wouldEnd(s: Session<I, O>, entry: InputEntry): boolean {
     if (entry.wake !== undefined) return false;
+    if (entry.close !== undefined) return entry.close === s.sid;
     const time = idTime(entry.id);
-    if (entry.close !== undefined) return entry.close === s.sid && (entry.reason !== 'age' || this.#pastAge(s, time));
-    return this.#idleAt(s, entry.id) || this.#pastEvents(s.events) || this.#pastAge(s, time);
+    return this.#idleBy(s, time) || this.#pastEvents(s.events) || this.#pastAge(s, time);
   }
 
   /**
@@ -922,13 +922,12 @@ export class PartitionRun<I, O> {
    * Fires the session's known timers due at or before `until` (the time of an entry read, Redis' clock) while its
    * handler waits for input with every event it was sent taken: each timer's payload goes into the session as an
    * event at the timer's time, as if the log had it there. Timers its handler makes while events wait in its input
-   * fire when it asks for its next one (`#nextTimer`). So a session's events are its key's entries and its timers
+   * fire when it asks for its next one (`#takeNext`). So a session's events are its key's entries and its timers
    * in the order of their times, whenever the wake-ups were written (late, after a takeover), and every replay
    * agrees. A timer past a cap never fires: the session ends there. `Waiting`: its handler has events to handle;
    * `Ended`: its idle end, or a cap, came before a timer due (the caller ends it there).
    */
   #fireDue(s: Session<I, O>, until: number): FireDue {
-    const idle = this.worker.fn.config.idleTimeout;
     let sent = false;
     for (;;) {
       if (s.handlerDone || s.checkpoints?.attached !== true) return FireDue.None;
@@ -937,7 +936,7 @@ export class PartitionRun<I, O> {
       // (Timers sent: its handler may make more when it handles them, due before `until` too.)
       if (timer === undefined) return sent && !this.#quiet(s) ? FireDue.Waiting : FireDue.None;
       // (Its handler, handling the timers sent, may make one that comes before the idle end.)
-      if (idle > 0 && s.lastTime > 0 && timer.time - s.lastTime >= idle && !this.#ageBeforeIdle(s)) {
+      if (this.#idleEndsBy(s, timer.time)) {
         return sent && !this.#quiet(s) ? FireDue.Waiting : FireDue.Ended;
       }
       const limit = this.#timerLimit(s, timer, s.events);
@@ -1001,7 +1000,7 @@ export class PartitionRun<I, O> {
       // (Left to its wake-up's delivery, which fails the session as an undecodable entry does.)
       return undefined;
     }
-    (timers as Map<number, Timer>).delete(timer.id);
+    timers?.delete(timer.id);
     this.#clearTimer(s, timer.id);
     const entry = this.#timerEntry(s, timer);
     // In the session's entries, in front of the next (counted in the share until trimmed as taken).
@@ -1043,11 +1042,7 @@ export class PartitionRun<I, O> {
     }
     const timer = this.#dueTimer(s, until);
     // (With events in its input, their delivery found the session live at their times, so at the timer's too.)
-    const idle = this.worker.fn.config.idleTimeout;
-    if (timer === undefined || (next === undefined && idle > 0 && s.lastTime > 0 && timer.time - s.lastTime >= idle)) {
-      return undefined;
-    }
-    return timer;
+    return timer === undefined || (next === undefined && this.#idleBy(s, timer.time)) ? undefined : timer;
   }
 
   /** `#deliver` of an entry that opens its key's next session (the previous one, if any, has finished). */
@@ -1102,13 +1097,18 @@ export class PartitionRun<I, O> {
   }
 
   /**
-   * Whether the session's input ended by its idle timeout before entry `id`: by the log's clock (Redis' time in
-   * entry ids), `idleTimeout` ms or more passed after its last event. Decided by the log alone, so a backlog
-   * read minutes later, or a replay, splits the key's sessions where live reading did.
+   * Whether the session's idle end comes by Redis' time `time` (an entry's, or a timer's): by the log's clock,
+   * `idleTimeout` ms or more after its last event. Decided by the log alone, so a backlog read minutes later, or
+   * a replay, splits the key's sessions where live reading did.
    */
-  #idleAt(s: Session<I, O>, id: string): boolean {
+  #idleBy(s: Session<I, O>, time: number): boolean {
     const idle = this.worker.fn.config.idleTimeout;
-    return idle > 0 && s.lastTime > 0 && idTime(id) - s.lastTime >= idle;
+    return idle > 0 && s.lastTime > 0 && time - s.lastTime >= idle;
+  }
+
+  /** Whether the session ends by idle by Redis' time `time`: its idle end comes by then, and before its age end. */
+  #idleEndsBy(s: Session<I, O>, time: number): boolean {
+    return this.#idleBy(s, time) && !this.#ageBeforeIdle(s);
   }
 
   /** Runs `#endIdleByLog` again once the session's handler waits for input (its timers are then known). */
