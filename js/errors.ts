@@ -199,8 +199,9 @@ export const ERROR_CODES = {
   ERR_VELO_CLOSE_TIMEOUT: {
     class: 'CloseTimeoutError',
     from: 'velo-stream/redis',
-    when: "`close()` stopped waiting for `onOutput` at the last lease's deadline.",
-    action: 'Read the outputs it did not deliver from Redis (`redisOutputs`).',
+    when: "`close()` stopped waiting at the last lease's deadline: for Redis to answer, a handler to finish, or `onOutput`; the partitions still held were dropped (the next owner replays them).",
+    action:
+      'Let handlers finish within `leaseTtl` (they get the cancel); read the outputs it did not deliver from Redis (`redisOutputs`).',
   },
   ERR_VELO_LOG_RESET: {
     class: '',
