@@ -74,7 +74,7 @@ export async function soak({ cycles, abandoned, samples = 10, onSample = () => {
   const idleEnds = streamFn(soakEcho, { buffer: 8, idleTimeout: 5, maxConcurrent: abandoned + 16 });
   fns.push(neverEnds, idleEnds);
   const perBatch = Math.max(1, Math.floor(abandoned / samples));
-  for (let done = 0; done < abandoned; ) {
+  for (let done = 0; done < abandoned;) {
     const n = Math.min(perBatch, abandoned - done);
     (() => {
       for (let k = 0; k < n; k++) {
@@ -131,7 +131,9 @@ if (import.meta.url === pathToFileURL(process.argv[1]).href) {
       cycles: Number(values.cycles),
       abandoned: Number(values.abandoned),
       onSample: (s) =>
-        console.log(`${s.label.padEnd(10)} ${String(s.done).padStart(9)}   ${s.heapMB.toFixed(1).padStart(7)}  ${s.rssMB.toFixed(1).padStart(7)}  ${String(s.open).padStart(5)}`),
+        console.log(
+          `${s.label.padEnd(10)} ${String(s.done).padStart(9)}   ${s.heapMB.toFixed(1).padStart(7)}  ${s.rssMB.toFixed(1).padStart(7)}  ${String(s.open).padStart(5)}`,
+        ),
     });
     console.log(`stats ${JSON.stringify(stats)}`);
     console.log(`abandoned, no idle deadline (collected): ${JSON.stringify(neverEnds)}`);
