@@ -4,8 +4,9 @@
 // well under the idle timeout), so ticks race the kills. Input is trimmed at every lease renewal.
 //
 // Every event is a reaction of the script: what the handler yields and, drawn from the seed, checkpoints (`every`:
-// every N-th event of a key), durable timers (`timers`: due in the past, at the event, at the idle end and one ms
-// either side, at the session's age end and either side, and chained), and now and then a return or a throw. The
+// every N-th event of a key, and as timers fire), durable timers (`timers`: due in the past, at the event, at the idle
+// end and one ms either side, at the session's age end and either side, and chained), and now and then a return or a
+// throw. An event's `at` (its producer's timestamp) is now and then up to 300 ms before its entry's id. The
 // caps (`caps`: maxSessionEvents, maxSessionAge, maxSessionTimers) are small enough to be hit.
 //
 // The oracle is the reference model (__test__/helpers/session-model.mjs) run on the log as Redis wrote it (every
@@ -162,7 +163,10 @@ export async function redisSoak({
       if (timers && random() < 0.5) {
         event.timers = Array.from({ length: pick([1, 1, 2]) }, () => {
           const offset = after(at, first);
-          return random() < 0.2 ? { after: offset, timers: [{ after: after(at + offset, first) }] } : { after: offset };
+          const timer = random() < 0.2 ? { after: offset, timers: [{ after: after(at + offset, first) }] } : { after: offset };
+          // A checkpoint as a timer fires: a takeover then restores a session whose latest input was a timer.
+          if (every > 0 && random() < 0.5) timer.checkpoint = true;
+          return timer;
         });
       }
       if (every > 0 && count % every === 0) event.checkpoint = true;
@@ -210,7 +214,8 @@ export async function redisSoak({
         if (s.last !== 0 && random() >= chance && now - s.last < maxGap) continue;
         s.last = now;
         s.left--;
-        const at = Date.now();
+        // An event's own time: now, or (a producer's timestamp taken earlier) up to 300 ms before its entry's.
+        const at = Date.now() - (random() < 0.2 ? between([1, 300]) : 0);
         if (s.count === 0) s.first = at;
         batch.push([s.key, reaction(`e${n++}`, at, s.first, ++s.count)]);
       }

@@ -15,7 +15,8 @@
 //   (the docs say "the earlier"): when the two ends fall on the same ms, it ends by idle.
 // - Otherwise, the input that would be its `maxSessionEvents + 1`-th ends it, its last output
 //   `ERR_VELO_SESSION_EVENTS`: a timer then never fires, an entry opens the key's next session. The time ends are
-//   tested first, so an input past both the age and the event cap ends it by age.
+//   tested first: an input at or past an end ends the session by that end, whatever the count (past both the age and
+//   the event cap: by age).
 // - A handler that returns or throws ends the session at the input it took last (a throw's error is its last
 //   output, `{ error: code }`); its pending timers never fire, and the entries it never took open the next session.
 // - `ctx.wakeAt` throws `ERR_VELO_TOO_MANY_TIMERS` and makes no timer while the session has `maxSessionTimers`
@@ -28,7 +29,7 @@
 import { SCRIPT_THROW, react, timeOf } from './session-script.mjs';
 
 /**
- * `model({ log, limits, clock })` -> `{ [key]: session[] }`, a session being `{ ordinal, sid, inputs, outputs, end }`:
+ * `model({ log, limits, clock })` (the log in id order) -> `{ [key]: session[] }`, a session being `{ ordinal, sid, inputs, outputs, end }`:
  * `inputs` in the order taken, `{ entry: id, tag }` or `{ timer: n, tag, due }` (n: the session's timers numbered 1, 2,
  * ... in the order made); `outputs` the handler's, then a cap's or a throw's `{ error: code }`; `end` is
  * `{ how: 'idle' | 'age', at: end time }`, `{ how: 'events', at: the refused input's time }`,
@@ -36,8 +37,11 @@ import { SCRIPT_THROW, react, timeOf } from './session-script.mjs';
  */
 export function model({ log, limits, clock = Infinity }) {
   const byKey = new Map();
-  for (const entry of log) byKey.set(entry.key, [...(byKey.get(entry.key) ?? []), entry]);
-  const until = Math.max(clock, ...log.map((e) => timeOf(e.id)));
+  for (const entry of log) {
+    if (!byKey.has(entry.key)) byKey.set(entry.key, []);
+    byKey.get(entry.key).push(entry);
+  }
+  const until = log.reduce((t, e) => Math.max(t, timeOf(e.id)), clock);
   const out = {};
   for (const [key, entries] of byKey) out[key] = walk(key, entries, limits, until);
   return out;
