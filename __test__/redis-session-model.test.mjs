@@ -535,3 +535,37 @@ test('the model equals the older model of redis-timers-crash.test.mjs on the sce
   }
   assert.ok(seen.sessions > 3000 && seen.timers > 3000 && seen.caps > 500, JSON.stringify(seen));
 });
+
+test('randomScenario reaches every kind of end and the boundaries: ties, an entry exactly at an idle or age end, a refused timer, a past timer', (t) => {
+  const seen = {
+    idle: 0,
+    age: 0,
+    events: 0,
+    return: 0,
+    throw: 0,
+    open: 0,
+    tie: 0,
+    atIdleEnd: 0,
+    atAgeEnd: 0,
+    refused: 0,
+    pastTimer: 0,
+  };
+  for (let seed = 1; seed <= 500; seed++) {
+    const scenario = randomScenario(seed);
+    const time = new Map(scenario.log.map((e) => [e.id, timeOf(e.id)]));
+    for (const sessions of Object.values(model(scenario))) {
+      for (const [i, s] of sessions.entries()) {
+        seen[s.end.how]++;
+        const next = sessions[i + 1];
+        if (next !== undefined && s.end.how === 'idle' && time.get(next.inputs[0].entry) === s.end.at) seen.atIdleEnd++;
+        if (next !== undefined && s.end.how === 'age' && time.get(next.inputs[0].entry) === s.end.at) seen.atAgeEnd++;
+        const entries = s.inputs.filter((x) => x.entry !== undefined).map((x) => time.get(x.entry));
+        seen.tie += entries.filter((t, j) => j > 0 && t === entries[j - 1]).length;
+        seen.refused += s.outputs.filter((o) => o.refused !== undefined).length;
+        seen.pastTimer += s.inputs.filter((x) => x.timer !== undefined && x.due < time.get(s.inputs[0].entry)).length;
+      }
+    }
+  }
+  t.diagnostic(JSON.stringify(seen));
+  for (const [what, n] of Object.entries(seen)) assert.ok(n >= 10, `${what}: ${n} in 500 seeds (${JSON.stringify(seen)})`);
+});
