@@ -67,11 +67,12 @@ export async function checkSoak(client, name, partitions, log, limits) {
     // (Every entry yields, so every session has outputs, and its sid is in Redis.)
     const expected = sessions.map((s) => ({ sid: s.sid, outputs: s.outputs }));
     const actual = (got.get(key) ?? []).sort((x, y) => sidOrder(x.sid, y.sid));
-    assert.deepEqual(
-      actual,
-      expected,
-      `${key}: the sessions and outputs of the model; the key's log: ${JSON.stringify(ordered.filter((e) => e.key === key))}`,
-    );
+    // First in short (a session per line: its sid, then each output's input, or an error's code), then in full.
+    const short = (list) =>
+      list.map((s) => `${s.sid}: ${s.outputs.map((o) => (o.error !== undefined ? `!${o.error}` : o.in)).join(' ')}`);
+    const context = `${key}: the sessions and outputs of the model; the key's log: ${JSON.stringify(ordered.filter((e) => e.key === key))}`;
+    assert.deepEqual(short(actual), short(expected), context);
+    assert.deepEqual(actual, expected, context);
     got.delete(key);
     counts.sessions += sessions.length;
     for (const s of sessions) {
