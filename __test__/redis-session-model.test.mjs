@@ -4,6 +4,7 @@
 // output), and the model against the older model of redis-timers-crash.test.mjs on random scenarios it can express.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { streamFn } from 'velo-stream';
 import { model } from './helpers/session-model.mjs';
 import { SCRIPT_THROW, randomScenario, scriptHandler, timeOf } from './helpers/session-script.mjs';
 
@@ -568,4 +569,21 @@ test('randomScenario reaches every kind of end and the boundaries: ties, an entr
   }
   t.diagnostic(JSON.stringify(seen));
   for (const [what, n] of Object.entries(seen)) assert.ok(n >= 10, `${what}: ${n} in 500 seeds (${JSON.stringify(seen)})`);
+});
+
+test('the scripted handler runs in-process with streamFn: outputs, a checkpoint (a no-op there), return, throw', async () => {
+  const fn = streamFn(scriptHandler(), { idleTimeout: 60_000 });
+  const inputs = [
+    { tag: 'a', at: 0, checkpoint: true },
+    { tag: 'b', at: 1, yield: 2 },
+    { tag: 'c', at: 2, end: 'return' },
+    { tag: 'd', at: 3 },
+  ];
+  assert.deepEqual(await fn.run(inputs), [
+    { in: 'a', count: 1, took: 'a' },
+    { in: 'b', count: 2, took: 'a b' },
+    { in: 'b', count: 2, took: 'a b', part: 1 },
+    { in: 'c', count: 3, took: 'a b c' },
+  ]);
+  await assert.rejects(fn.run([{ tag: 'x', at: 0, end: 'throw' }]), { code: SCRIPT_THROW, message: 'scripted throw at x' });
 });
