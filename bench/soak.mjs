@@ -9,7 +9,7 @@
 // 20,000 sessions (1,000 live at once), a worker killed -9 and restarted
 // every 2-5 s while producers send, the invariants checked at the end.
 //
-//   npm run soak -- --redis [--seed N] [--sessions 20000] [--concurrent 1000] [--checkpoint N (a checkpoint every N events)] [--timers (sessions with a durable timer each; with --checkpoint, every N entries)]
+//   npm run soak -- --redis [--seed N] [--sessions 20000] [--concurrent 1000] [--checkpoint N (a checkpoint every N events of a key)] [--timers (timers at the session boundaries)] [--caps (maxSessionEvents 8, maxSessionAge 5 s, maxSessionTimers 2)]
 import { randomInt } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
@@ -74,7 +74,7 @@ export async function soak({ cycles, abandoned, samples = 10, onSample = () => {
   const idleEnds = streamFn(soakEcho, { buffer: 8, idleTimeout: 5, maxConcurrent: abandoned + 16 });
   fns.push(neverEnds, idleEnds);
   const perBatch = Math.max(1, Math.floor(abandoned / samples));
-  for (let done = 0; done < abandoned; ) {
+  for (let done = 0; done < abandoned;) {
     const n = Math.min(perBatch, abandoned - done);
     (() => {
       for (let k = 0; k < n; k++) {
@@ -100,6 +100,7 @@ if (import.meta.url === pathToFileURL(process.argv[1]).href) {
       concurrent: { type: 'string', default: '1000' },
       checkpoint: { type: 'string', default: '0' },
       timers: { type: 'boolean', default: false },
+      caps: { type: 'boolean', default: false },
     },
   });
   const t0 = performance.now();
@@ -119,6 +120,8 @@ if (import.meta.url === pathToFileURL(process.argv[1]).href) {
       settleTimeout: 300_000,
       every: Number(values.checkpoint),
       timers: values.timers,
+      // Small enough to be hit by sessions of 3-12 events 0-1 s apart.
+      caps: values.caps ? { maxSessionEvents: 8, maxSessionAge: 5000, maxSessionTimers: 2 } : {},
       log: (line) => console.log(line),
     });
     console.log(`invariants hold: ${JSON.stringify(summary)}`);
@@ -128,7 +131,9 @@ if (import.meta.url === pathToFileURL(process.argv[1]).href) {
       cycles: Number(values.cycles),
       abandoned: Number(values.abandoned),
       onSample: (s) =>
-        console.log(`${s.label.padEnd(10)} ${String(s.done).padStart(9)}   ${s.heapMB.toFixed(1).padStart(7)}  ${s.rssMB.toFixed(1).padStart(7)}  ${String(s.open).padStart(5)}`),
+        console.log(
+          `${s.label.padEnd(10)} ${String(s.done).padStart(9)}   ${s.heapMB.toFixed(1).padStart(7)}  ${s.rssMB.toFixed(1).padStart(7)}  ${String(s.open).padStart(5)}`,
+        ),
     });
     console.log(`stats ${JSON.stringify(stats)}`);
     console.log(`abandoned, no idle deadline (collected): ${JSON.stringify(neverEnds)}`);

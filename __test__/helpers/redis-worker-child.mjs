@@ -8,12 +8,14 @@
 // `rss`, bytes) every 100 ms; recovers from Redis
 // errors (printed as `error ...` on stdout); `handler: 'ckpt'` (with `every`) for
 // `totals` with a checkpoint every `every` events (see checkpointTotals); `handler: 'timers'` for timerCounts
-// (checkpoints every `every` entries, 0: none; `wakeDelay` ms before it makes an event's timers); on SIGTERM hands off
+// (checkpoints every `every` entries, 0: none; `wakeDelay` ms before it makes an event's timers); `handler: 'script'`
+// for the scripted handler of session-script.mjs (each event says what it does); on SIGTERM hands off
 // (worker.close()), prints `closed <json>` and exits 0.
 import { createClient, createCluster } from 'redis';
 import { redisWorker } from 'velo-stream/redis';
 import { streamFn } from '../../index.mjs';
 import { checkpointTotals, serveChildProtocol, timerCounts, totals } from './redis-fixtures.mjs';
+import { scriptHandler } from './session-script.mjs';
 
 const [url, name, partitions, leaseTtl, idleTimeout, delayMs, trimInterval, extraJson = '{}'] = process.argv.slice(2);
 // `cluster`: the root nodes' URLs of a Redis Cluster (then `url` is not used).
@@ -50,7 +52,9 @@ const fn =
         ? checkpointTotals(config, Number(delayMs), every)
         : handler === 'timers'
           ? timerCounts(config, every, wakeDelay)
-          : totals(config, Number(delayMs));
+          : handler === 'script'
+            ? streamFn(scriptHandler(), config)
+            : totals(config, Number(delayMs));
 const worker = redisWorker(fn, {
   ...extra,
   client,

@@ -1,0 +1,115 @@
+// The reference model of a Redis worker's sessions: what a crash-free run makes of a scenario (session-script.mjs),
+// written from the user documentation (docs/redis/README.md, timers.md, bounds.md, checkpoints.md, storage.md), not
+// from the engine, so that the two can be checked against each other.
+//
+// The semantics, per key:
+// - A session's inputs are the key's entries (at their ids' times) and the timers its handler made (at their due
+//   times), merged by time: a timer before an entry of the same ms, timers of one time in the order made, and an end
+//   before both. An entry opens a session; a timer never does, and a session's timers end with it.
+// - `start` is the time of the session's first entry, `last` the latest time it has taken (a timer due in the past
+//   does not move it back). Its idle end is `last + idleTimeout`, its age end `start + maxSessionAge + 1` (the first
+//   time more than `maxSessionAge` after its start).
+// - It is decided when the handler asks for its next input, so every timer made for what it took is known. The
+//   session ends at the first input at or after the earlier of the two ends, or once the log's clock reaches it
+//   with no input before: by idle, with no output, or by age, its last output `ERR_VELO_SESSION_AGE`. Decision
+//   (the docs say "the earlier"): when the two ends fall on the same ms, it ends by idle.
+// - Otherwise, the input that would be its `maxSessionEvents + 1`-th ends it, its last output
+//   `ERR_VELO_SESSION_EVENTS`: a timer then never fires, an entry opens the key's next session. The time ends are
+//   tested first: an input at or past an end ends the session by that end, whatever the count (past both the age and
+//   the event cap: by age).
+// - A handler that returns or throws ends the session at the input it took last (a throw's error is its last
+//   output, `{ error: code }`); its pending timers never fire, and the entries it never took open the next session.
+// - `ctx.wakeAt` throws `ERR_VELO_TOO_MANY_TIMERS` and makes no timer while the session has `maxSessionTimers`
+//   timers it has not taken (due or not).
+// - A checkpoint changes nothing visible: it is the walk's state at a take, and a restore continues the same walk
+//   (same inputs, same ends, outputs numbered on). So the model ignores checkpoints.
+// - The log's clock: entries, ticks and wake-ups move it, and the scenario's `clock` is where it stands at the end
+//   (absent: past every deadline, as once a run has settled). A session whose end the clock has not reached, with
+//   no input due by then, is still open: its timers due by then have fired, later ones not.
+import { SCRIPT_THROW, react, timeOf } from './session-script.mjs';
+
+/**
+ * `model({ log, limits, clock })` (the log in id order) -> `{ [key]: session[] }`, a session being `{ ordinal, sid, inputs, outputs, end }`:
+ * `inputs` in the order taken, `{ entry: id, tag }` or `{ timer: n, tag, due }` (n: the session's timers numbered 1, 2,
+ * ... in the order made); `outputs` the handler's, then a cap's or a throw's `{ error: code }`; `end` is
+ * `{ how: 'idle' | 'age', at: end time }`, `{ how: 'events', at: the refused input's time }`,
+ * `{ how: 'return' | 'throw', at: the last input's time }` or `{ how: 'open' }`.
+ */
+export function model({ log, limits, clock = Infinity }) {
+  const byKey = new Map();
+  for (const entry of log) {
+    if (!byKey.has(entry.key)) byKey.set(entry.key, []);
+    byKey.get(entry.key).push(entry);
+  }
+  const until = log.reduce((t, e) => Math.max(t, timeOf(e.id)), clock);
+  const out = {};
+  for (const [key, entries] of byKey) out[key] = walk(key, entries, limits, until);
+  return out;
+}
+
+function walk(key, entries, { idleTimeout, maxSessionAge = 0, maxSessionEvents = 0, maxSessionTimers = 1000 }, until) {
+  const sessions = [];
+  let next = 0;
+  while (next < entries.length) {
+    const session = { ordinal: sessions.length + 1, sid: `${key}@${entries[next].id}`, inputs: [], outputs: [], end: null };
+    sessions.push(session);
+    const start = timeOf(entries[next].id);
+    let last = start;
+    let state = { count: 0, took: [] };
+    let timers = [];
+    let made = 0;
+    const wakeAt = (due, payload) => {
+      if (timers.length >= maxSessionTimers)
+        throw Object.assign(new Error('too many timers'), { code: 'ERR_VELO_TOO_MANY_TIMERS' });
+      timers.push({ n: ++made, due, payload });
+    };
+    const close = (end, error) => {
+      session.end = end;
+      if (error !== undefined) session.outputs.push({ error });
+    };
+    for (;;) {
+      // The next input: the earliest timer (ties in the order made) unless an entry comes first; one the clock has
+      // not reached yet is not there.
+      const timer = timers.reduce((a, b) => (b.due < a.due || (b.due === a.due && b.n < a.n) ? b : a), timers[0]);
+      const entry = entries[next];
+      let input = entry === undefined ? undefined : { entry, at: timeOf(entry.id) };
+      if (timer !== undefined && (input === undefined || timer.due <= input.at)) input = { timer, at: timer.due };
+      if (input !== undefined && input.at > until) input = undefined;
+
+      const idleEnd = last + idleTimeout;
+      const ageEnd = maxSessionAge > 0 ? start + maxSessionAge + 1 : Infinity;
+      if ((input?.at ?? until) >= Math.min(idleEnd, ageEnd)) {
+        if (idleEnd <= ageEnd) close({ how: 'idle', at: idleEnd });
+        else close({ how: 'age', at: ageEnd }, 'ERR_VELO_SESSION_AGE');
+        break;
+      }
+      if (input === undefined) {
+        close({ how: 'open' });
+        break;
+      }
+      if (maxSessionEvents > 0 && state.count >= maxSessionEvents) {
+        close({ how: 'events', at: input.at }, 'ERR_VELO_SESSION_EVENTS');
+        break;
+      }
+
+      let payload;
+      if (input.entry !== undefined) {
+        next++;
+        session.inputs.push({ entry: input.entry.id, tag: input.entry.event.tag });
+        payload = input.entry.event;
+      } else {
+        timers = timers.filter((t) => t !== input.timer);
+        session.inputs.push({ timer: input.timer.n, tag: input.timer.payload.tag, due: input.timer.due });
+        payload = input.timer.payload;
+      }
+      last = Math.max(last, input.at);
+      const step = react(state, payload, wakeAt);
+      state = step.state;
+      session.outputs.push(...step.outputs);
+      if (step.end === 'return') close({ how: 'return', at: input.at });
+      if (step.end === 'throw') close({ how: 'throw', at: input.at }, SCRIPT_THROW);
+      if (session.end !== null) break;
+    }
+  }
+  return sessions;
+}

@@ -1,0 +1,186 @@
+// The scenario language of the Redis session tests: a log of entries per key, the limits, and a handler whose every
+// reaction is data carried by its input, so that one scenario drives the real worker, the in-memory simulator and
+// the reference model (session-model.mjs) alike.
+//
+// A scenario is `{ log, limits, clock? }`:
+// - `log`: entries `{ id: '<ms>-<seq>', key, event }` in id order (all keys); the id's ms is the entry's time on the
+//   log's clock.
+// - `limits`: `{ idleTimeout, maxSessionAge?, maxSessionEvents?, maxSessionTimers? }` (0 or absent: no cap; the timer
+//   cap defaults to the worker's 1000).
+// - `clock`: the log's clock at the end (ms), at least the last entry's time; absent, it passes every deadline.
+//
+// An input (an entry's `event`, or a timer's payload) is a reaction:
+// `{ tag, at, yield?, timers?, checkpoint?, end? }`.
+// - `tag` names the input in outputs; `at` is its time as the handler knows it (an entry's producer timestamp, which
+//   may differ from its id's time; a timer's due time).
+// - `yield` (default 1): how many outputs it makes.
+// - `timers`: `[{ after, tag?, ...reaction }]`, each made with `ctx.wakeAt(at + after, payload)`, the payload the
+//   reaction itself with `tag` (default `<tag>.<i>`) and `at` set to its due time: a timer's payload says what the
+//   handler does when it fires, so chains are nested `timers`. `after` may be negative (already due) or zero.
+// - `checkpoint: true`: `ctx.checkpoint(state)` after the outputs.
+// - `end: 'return' | 'throw'`: the handler then returns, or throws `ScriptError` (code `ERR_SCRIPT_THROW`).
+//
+// The handler's state is its count of inputs taken and their tags, and every output shows both, so a session's
+// outputs reveal its history; a timer `ctx.wakeAt` refuses (`ERR_VELO_TOO_MANY_TIMERS`) is named in `refused`.
+import { prng } from '../../bench/prng.mjs';
+
+export const SCRIPT_THROW = 'ERR_SCRIPT_THROW';
+
+/** Time on the log's clock of an entry id `<ms>-<seq>`. */
+export const timeOf = (id) => Number(id.slice(0, id.indexOf('-')));
+
+/** What the scripted handler yields, as a Redis output item or a model output (a failure as `{ error: code }`). */
+export const outputView = (item) => (item.error !== undefined ? { error: item.error.code ?? item.error } : item.value);
+
+/** The error the script throws on `end: 'throw'`. */
+export function scriptError(tag) {
+  return Object.assign(new Error(`scripted throw at ${tag}`), { code: SCRIPT_THROW });
+}
+
+/**
+ * One step of the script, pure: the state after taking `input`, its outputs, and what follows them. `wakeAt(time,
+ * payload)` makes a timer (ctx.wakeAt, or the model's); a refusal with `ERR_VELO_TOO_MANY_TIMERS` is reported in the
+ * outputs, any other error propagates.
+ */
+export function react(state, input, wakeAt) {
+  const count = state.count + 1;
+  const took = [...state.took, input.tag];
+  const refused = [];
+  for (const [i, { after, tag = `${input.tag}.${i}`, ...rest }] of (input.timers ?? []).entries()) {
+    try {
+      wakeAt(input.at + after, { ...rest, tag, at: input.at + after });
+    } catch (error) {
+      if (error?.code !== 'ERR_VELO_TOO_MANY_TIMERS') throw error;
+      refused.push(tag);
+    }
+  }
+  const outputs = [];
+  for (let part = 0; part < (input.yield ?? 1); part++) {
+    outputs.push({
+      in: input.tag,
+      count,
+      took: took.join(' '),
+      ...(part > 0 ? { part } : {}),
+      ...(refused.length > 0 ? { refused } : {}),
+    });
+  }
+  return { state: { count, took }, outputs, checkpoint: input.checkpoint === true, end: input.end };
+}
+
+/**
+ * The scripted handler: a real `async function* (events, ctx)` for `streamFn` or `redisWorker`. Deterministic over
+ * its inputs, and restored from `ctx.restored` (its checkpoint is its whole state). `pause(input)`, if given, is
+ * awaited after each take, before the reaction: a simulator delays the handler there without changing what it does.
+ */
+export function scriptHandler({ pause } = {}) {
+  return async function* script(events, ctx) {
+    let state = ctx.restored ?? { count: 0, took: [] };
+    for await (const input of events) {
+      if (pause !== undefined) await pause(input);
+      const step = react(state, input, (time, payload) => ctx.wakeAt(time, payload));
+      state = step.state;
+      for (const output of step.outputs) yield output;
+      if (step.checkpoint) ctx.checkpoint(state);
+      if (step.end === 'return') return;
+      if (step.end === 'throw') throw scriptError(input.tag);
+    }
+  };
+}
+
+/**
+ * A seeded random scenario. Gaps between a key's entries are drawn from the boundaries (ties, exactly
+ * `idleTimeout` and one either side, the age's end and one either side), as are timers' due times (in the past,
+ * exactly at the input, at the idle and age ends and one either side); caps are small enough to hit. Options:
+ * `keys` and `entries` ([min, max]); `shape: 'timerCounts'` keeps to what that fixture handler can express (one
+ * output per input, leaf timers then at most one linear chain, no end, no timer cap, no finite clock).
+ */
+export function randomScenario(seed, { keys = [1, 3], entries = [1, 8], shape = 'any' } = {}) {
+  const random = prng(seed);
+  const int = (lo, hi) => lo + Math.floor(random() * (hi - lo + 1));
+  const pick = (list) => list[Math.floor(random() * list.length)];
+  const chance = (p) => random() < p;
+  const free = shape !== 'timerCounts';
+
+  const idle = pick([100, 250, 1000]);
+  const limits = { idleTimeout: idle };
+  if (chance(0.4)) limits.maxSessionAge = pick([Math.floor(idle / 2), idle - 1, idle, 2 * idle, 3 * idle]);
+  if (chance(0.4)) limits.maxSessionEvents = int(2, 6);
+  if (free && chance(0.3)) limits.maxSessionTimers = int(1, 3);
+  const age = limits.maxSessionAge ?? 0;
+
+  // Where a timer is due, about the input's time `at` and the generator's guesses of the session's start and of its
+  // latest time (the real ones depend on the walk; a guess still lands on a boundary often).
+  const due = (at, start, last) =>
+    pick([
+      at - int(1, idle),
+      at,
+      at + 1,
+      at + int(2, idle - 2),
+      last + idle - 1,
+      last + idle,
+      last + idle + 1,
+      ...(age > 0 ? [start + age, start + age + 1, start + age + 2] : []),
+    ]);
+  const reaction = (tag, at, start, last, depth) => {
+    const r = { tag, at };
+    if (free && chance(0.2)) r.yield = pick([0, 2]);
+    const timers = [];
+    const leaves = pick([0, 0, 1, 1, 2, 3]);
+    for (let i = 0; i < leaves; i++) {
+      const when = due(at, start, last);
+      const leaf = free && depth < 2 && chance(0.25) ? reaction(`${tag}.${i}`, when, start, Math.max(last, when), depth + 1) : {};
+      delete leaf.tag;
+      delete leaf.at;
+      timers.push({ after: when - at, ...leaf });
+    }
+    if (!free && chance(0.3)) timers.push(chain(tag, 0, at, start, last));
+    if (timers.length > 0) r.timers = timers;
+    if (chance(0.3)) r.checkpoint = true;
+    if (free && chance(0.08)) r.end = pick(['return', 'throw']);
+    return r;
+  };
+  // A linear chain (the timerCounts fixture's `chain`): each timer, as it fires, makes the next.
+  const chain = (tag, step, at, start, last) => {
+    const when = due(at, start, last);
+    const link = { after: when - at, tag: `${tag}.c${step}` };
+    if (step < 2 && chance(0.5)) link.timers = [chain(tag, step + 1, when, start, Math.max(last, when))];
+    return link;
+  };
+
+  const drawn = [];
+  const names = ['a', 'b', 'c', 'd'].slice(0, int(...keys));
+  for (const [k, key] of names.entries()) {
+    let t = 1_000_000 + int(0, 3);
+    let start = t;
+    const n = int(...entries);
+    for (let i = 0; i < n; i++) {
+      if (i > 0) {
+        const gap = pick([
+          0,
+          0,
+          1,
+          int(2, idle - 2),
+          idle - 1,
+          idle,
+          idle + 1,
+          3 * idle,
+          ...(age > 0 ? [start + age - t, start + age + 1 - t] : []),
+        ]);
+        const last = t;
+        t += Math.max(0, gap);
+        if (t - last >= idle || (age > 0 && t > start + age)) start = t;
+      }
+      const skew = chance(0.2) ? -int(1, idle) : 0;
+      drawn.push({ t, k, key, event: reaction(`${key}${i}`, t + skew, start, t, 0) });
+    }
+  }
+  drawn.sort((x, y) => x.t - y.t || x.k - y.k);
+  const log = [];
+  for (const [i, { t, key, event }] of drawn.entries()) {
+    const seq = i > 0 && drawn[i - 1].t === t ? Number(log[i - 1].id.split('-')[1]) + 1 : 0;
+    log.push({ id: `${t}-${seq}`, key, event });
+  }
+  const scenario = { log, limits };
+  if (free && chance(0.3)) scenario.clock = drawn.at(-1).t + pick([0, idle - 1, idle, idle + 1, 2 * idle]);
+  return scenario;
+}
