@@ -14,3 +14,4 @@ export { MemoryLog, MemoryStore, SocketClosedUnexpectedlyError } from './redis/m
 export { VirtualClock, runUntil } from './redis/virtual-clock';
 export { sleepOn } from './redis/clock';
 export { outputItem } from './redis/reader';
+export { reportable } from './redis/reportable';
