@@ -5,6 +5,7 @@
 import { drainOutputs } from '../core/drive';
 import { type SessionHooks, kFinished, kSendNow, kTaken, kTakenEnd, type StreamKind } from '../core/protocol';
 import type { StreamFn } from '../types';
+import { type Clock, type ClockTimer, sleepOn } from './clock';
 import { type Codec, encodeChecked } from './codec';
 import {
   CheckpointTooLargeError,
@@ -42,6 +43,8 @@ export type Openable<I, O> = {
 export interface PartitionHost<I, O> {
   readonly fn: StreamFn<I, O> & Openable<I, O>;
   readonly log: PartitionLog;
+  /** Time and timers (production: `realClock`; a simulation: a virtual clock). */
+  readonly clock: Clock;
   readonly ttl: number;
   readonly readCount: number;
   readonly codec: Codec<unknown>;
@@ -189,8 +192,6 @@ function isTimerEventId(id: string): boolean {
   return id.includes('-t');
 }
 
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
 type OutboxItem = { output: OutputRecord } | { acks: string[]; ended?: string; lastSeq?: number; checkpoint?: Snapshot };
 
 function decodedOutput<O>(codec: Codec<O>, o: OutputRecord): OutputContent<O> {
@@ -248,7 +249,7 @@ export class PartitionRun<I, O> {
   /** Redis' time of the latest entry read from the partition, ms: how far the log's clock has gone. */
   logTime = 0;
   /** The partition's tick (`#tickFor`): its timer, the deadline it is set for, and a write in flight. */
-  #tickTimer: NodeJS.Timeout | null = null;
+  #tickTimer: ClockTimer | null = null;
   #tickDeadline = Infinity;
   #ticking = false;
   /**
@@ -306,7 +307,7 @@ export class PartitionRun<I, O> {
         this.buffered -= count;
         if (this.#failed(error)) return;
         pendingFrom = last;
-        await sleep(RETRY_MS);
+        await sleepOn(this.worker.clock, RETRY_MS);
         continue;
       }
       this.buffered -= count - read.entries.length;
@@ -357,7 +358,7 @@ export class PartitionRun<I, O> {
         break;
       } catch (error) {
         if (this.#failed(error)) return false;
-        await sleep(RETRY_MS);
+        await sleepOn(this.worker.clock, RETRY_MS);
       }
     }
     this.#restoreWaiting();
@@ -392,11 +393,11 @@ export class PartitionRun<I, O> {
       }
       await new Promise<void>((resolve) => {
         const done = () => {
-          clearTimeout(timer);
+          this.worker.clock.clearTimeout(timer);
           this.#budgetWaiters.delete(done);
           resolve();
         };
-        const timer = setTimeout(done, delay);
+        const timer = this.worker.clock.setTimeout(done, delay);
         this.#budgetWaiters.add(done);
       });
       delay = Math.min(delay * 2, BUDGET_RECHECK_MAX_MS);
@@ -529,7 +530,7 @@ export class PartitionRun<I, O> {
       } catch (error) {
         this.buffered -= count;
         if (this.#failed(error)) return;
-        await sleep(RETRY_MS);
+        await sleepOn(this.worker.clock, RETRY_MS);
         continue;
       }
       this.buffered -= count - read.entries.length;
@@ -603,7 +604,7 @@ export class PartitionRun<I, O> {
     } catch (error) {
       this.buffered -= batch.reduce((n, [, ids]) => n + ids.length, 0);
       if (this.#failed(error)) return;
-      await sleep(RETRY_MS);
+      await sleepOn(this.worker.clock, RETRY_MS);
       this.#rereadAgain = true;
       return;
     }
@@ -748,7 +749,8 @@ export class PartitionRun<I, O> {
   async #drainKey(key: string, list: InputEntry[], whileLive: boolean): Promise<KeyDrain> {
     while (list.length > 0 && (!whileLive || this.sessions.has(key))) {
       // A long drain runs in microtasks: it gives the event loop (timers, renewals, replies) a turn now and then.
-      if (++this.#drainSteps % DRAIN_STEPS_PER_TURN === 0) await new Promise((resolve) => setImmediate(resolve));
+      if (++this.#drainSteps % DRAIN_STEPS_PER_TURN === 0)
+        await new Promise<void>((resolve) => this.worker.clock.setImmediate(resolve));
       if ((await this.#reserve(1)) === 0) return KeyDrain.Stopped;
       if (this.stopping) {
         this.buffered--;
@@ -958,7 +960,7 @@ export class PartitionRun<I, O> {
   }
 
   #clearTimer(s: Session<I, O>, id: number): void {
-    clearTimeout(s.wakeTimeouts.get(id));
+    this.worker.clock.clearTimeout(s.wakeTimeouts.get(id));
     s.wakeTimeouts.delete(id);
   }
 
@@ -1192,16 +1194,18 @@ export class PartitionRun<I, O> {
    */
   #tickFor(deadline: number): void {
     if (deadline === this.#tickDeadline || !this.replayDone) return;
-    if (this.#tickTimer !== null) clearTimeout(this.#tickTimer);
+    if (this.#tickTimer !== null) this.worker.clock.clearTimeout(this.#tickTimer);
     this.#tickTimer = null;
     this.#tickDeadline = deadline;
     if (deadline === Infinity || deadline <= this.#tickWritten) return;
-    const wait = Math.min(MAX_TIMER_MS, Math.max(0, deadline - (Date.now() + this.worker.clockOffset)));
-    this.#tickTimer = setTimeout(() => {
-      this.#tickTimer = null;
-      this.#tickDeadline = Infinity;
-      this.#tick();
-    }, wait).unref();
+    const wait = Math.min(MAX_TIMER_MS, Math.max(0, deadline - (this.worker.clock.now() + this.worker.clockOffset)));
+    this.#tickTimer = this.worker.clock
+      .setTimeout(() => {
+        this.#tickTimer = null;
+        this.#tickDeadline = Infinity;
+        this.#tick();
+      }, wait)
+      .unref();
   }
 
   #tick(): void {
@@ -1212,13 +1216,13 @@ export class PartitionRun<I, O> {
         this.#ticking = false;
         this.#tickWritten = Math.max(this.#tickWritten, idTime(id));
         // What Redis' clock read against this machine's when it wrote the tick.
-        this.worker.clockOffset = idTime(id) - Date.now();
+        this.worker.clockOffset = idTime(id) - this.worker.clock.now();
         this.worker.counters.ticks++;
       },
       async (error: unknown) => {
         this.#ticking = false;
         if (this.#failed(error)) return;
-        await sleep(RETRY_MS);
+        await sleepOn(this.worker.clock, RETRY_MS);
         this.#tick();
       },
     );
@@ -1401,9 +1405,9 @@ export class PartitionRun<I, O> {
    */
   #armTimer(s: Session<I, O>, timer: Timer, after?: number): void {
     if (this.dropped || s.forwardDone) return;
-    const wait = after ?? Math.max(0, timer.time - (Date.now() + this.worker.clockOffset));
-    clearTimeout(s.wakeTimeouts.get(timer.id));
-    s.wakeTimeouts.set(timer.id, setTimeout(() => this.#fire(s, timer), Math.min(MAX_TIMER_MS, wait)).unref());
+    const wait = after ?? Math.max(0, timer.time - (this.worker.clock.now() + this.worker.clockOffset));
+    this.worker.clock.clearTimeout(s.wakeTimeouts.get(timer.id));
+    s.wakeTimeouts.set(timer.id, this.worker.clock.setTimeout(() => this.#fire(s, timer), Math.min(MAX_TIMER_MS, wait)).unref());
   }
 
   /**
@@ -1421,7 +1425,7 @@ export class PartitionRun<I, O> {
       },
       async (error: unknown) => {
         if (this.#failed(error)) return;
-        await sleep(RETRY_MS);
+        await sleepOn(this.worker.clock, RETRY_MS);
         this.#fire(s, timer);
       },
     );
@@ -1429,7 +1433,7 @@ export class PartitionRun<I, O> {
 
   /** Stops the session's timers (it ended, or the partition is dropped). */
   #clearTimers(s: Session<I, O>): void {
-    for (const timeout of s.wakeTimeouts.values()) clearTimeout(timeout);
+    for (const timeout of s.wakeTimeouts.values()) this.worker.clock.clearTimeout(timeout);
     s.wakeTimeouts.clear();
   }
 
@@ -1532,7 +1536,7 @@ export class PartitionRun<I, O> {
    */
   #ended(s: Session<I, O>): void {
     this.#clearTimers(s);
-    if (s.ageTimer !== null) clearTimeout(s.ageTimer);
+    if (s.ageTimer !== null) this.worker.clock.clearTimeout(s.ageTimer);
     s.ageTimer = null;
     this.#holding.delete(s);
     this.buffered -= s.sent.length;
@@ -1609,27 +1613,29 @@ export class PartitionRun<I, O> {
 
   /**
    * With `maxSessionAge`, writes an age marker for the session once it should be that old: by this machine's
-   * clock at first (`Date.now()` against Redis' time of its first entry), and after a marker that came too
+   * clock at first (`clock.now()` against Redis' time of its first entry), and after a marker that came too
    * early, `after` ms later (the age still missing by the marker's id). Whether it ends the session is decided
    * by the marker's id alone.
    */
   #armAge(s: Session<I, O>, after?: number): void {
     const max = this.worker.maxSessionAge;
     if (max <= 0 || s.ageMarked || s.ageTimer !== null || s.forwardDone || this.sessions.get(s.key) !== s) return;
-    const wait = after ?? Math.min(max + 1, Math.max(0, s.start + max + 1 - Date.now()));
-    s.ageTimer = setTimeout(() => {
-      s.ageTimer = null;
-      if (this.dropped || this.sessions.get(s.key) !== s) return;
-      s.ageMarked = true;
-      this.#mark(s, 'age');
-    }, wait).unref();
+    const wait = after ?? Math.min(max + 1, Math.max(0, s.start + max + 1 - this.worker.clock.now()));
+    s.ageTimer = this.worker.clock
+      .setTimeout(() => {
+        s.ageTimer = null;
+        if (this.dropped || this.sessions.get(s.key) !== s) return;
+        s.ageMarked = true;
+        this.#mark(s, 'age');
+      }, wait)
+      .unref();
   }
 
   /** Writes a close marker for the session (fenced), retrying after errors until the partition is gone. */
   #mark(s: Session<I, O>, reason?: 'age'): void {
     this.worker.log.markClose(this.lease, s.key, s.sid, reason).catch(async (error: unknown) => {
       if (this.#failed(error)) return;
-      await sleep(RETRY_MS);
+      await sleepOn(this.worker.clock, RETRY_MS);
       if (this.dropped) return;
       this.#mark(s, reason);
     });
@@ -1643,7 +1649,7 @@ export class PartitionRun<I, O> {
     this.sessions.delete(s.key);
     // Its input has ended: a wake-up would find no session to wake.
     this.#clearTimers(s);
-    if (s.ageTimer !== null) clearTimeout(s.ageTimer);
+    if (s.ageTimer !== null) this.worker.clock.clearTimeout(s.ageTimer);
     s.ageTimer = null;
     s.stream.end();
     const done = s.forwarded.then(() => {
@@ -1666,7 +1672,7 @@ export class PartitionRun<I, O> {
 
   async #flush(): Promise<void> {
     // Let a batch gather: everything queued in this turn goes in one call.
-    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise<void>((resolve) => this.worker.clock.setImmediate(resolve));
     const w = this.worker;
     const delivery = w.delivery;
     // With local delivery, a batch never needs more room than the whole queue has.
@@ -1713,7 +1719,7 @@ export class PartitionRun<I, O> {
           result = await w.log.commit(this.lease, commit);
         } catch (error) {
           if (this.#failed(error)) break;
-          await sleep(RETRY_MS);
+          await sleepOn(this.worker.clock, RETRY_MS);
         }
       }
       if (result === null) {
@@ -1810,10 +1816,10 @@ export class PartitionRun<I, O> {
   async stopSessions(): Promise<void> {
     const running = [...this.#running];
     for (const s of running) {
-      if (s.ageTimer !== null) clearTimeout(s.ageTimer);
+      if (s.ageTimer !== null) this.worker.clock.clearTimeout(s.ageTimer);
       this.#clearTimers(s);
     }
-    if (this.#tickTimer !== null) clearTimeout(this.#tickTimer);
+    if (this.#tickTimer !== null) this.worker.clock.clearTimeout(this.#tickTimer);
     this.#tickTimer = null;
     this.sessions.clear();
     // Never acked: the next owner replays them.

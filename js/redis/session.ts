@@ -4,6 +4,7 @@ import { cutText, readString, textOf } from '../text';
 import { idTime } from './log-ids';
 import type { InputEntry } from './transport';
 import type { SessionScope } from './trace-context';
+import type { ClockTimer } from './clock';
 
 /** A handler's failure as stored with an output: `{ name, message, code }` as JSON. */
 export function serializeError(error: unknown, maxBytes: number): string {
@@ -145,7 +146,7 @@ export class Session<I, O> {
   stop: { error: Error; entry: boolean } | undefined;
   /** Its outputs are all forwarded (the handler has finished). */
   forwardDone = false;
-  ageTimer: NodeJS.Timeout | null = null;
+  ageTimer: ClockTimer | null = null;
   ageMarked = false;
   /**
    * Entries sent to its stream, in log order, that its handler may not have taken yet (counted in the
@@ -180,7 +181,7 @@ export class Session<I, O> {
   /** Resolved when its handler next waits for input having taken all sent (or finishes). */
   quietWaiters: (() => void)[] = [];
   /** Its armed timers' Node timeouts, by timer id. */
-  readonly wakeTimeouts = new Map<number, NodeJS.Timeout>();
+  readonly wakeTimeouts = new Map<number, ClockTimer>();
   constructor(
     readonly key: string,
     readonly sid: string,

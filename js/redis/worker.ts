@@ -41,8 +41,8 @@ import {
   PartitionRun,
   RETRY_MS,
   type WorkerCounters,
-  sleep,
 } from './partition-run';
+import { type Clock, realClock, sleepOn } from './clock';
 import type { RedisWorker, RedisWorkerOptions, RedisWorkerStats } from './worker-types';
 
 /** How option errors name this entry point. */
@@ -116,6 +116,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
   readonly #trips = new RoundTrips();
   readonly #share: number;
   live = 0;
+  readonly clock: Clock = realClock;
   /** Redis' clock less this machine's (`Date.now()`), ms, as the last tick's id showed: when ticks are due. */
   clockOffset = 0;
   readonly #runs = new Map<number, PartitionRun<I, O>>();
@@ -502,7 +503,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     try {
       for (let i = 0; i < 20 && this.#blockingOn === blocking && blocking !== null; i++) {
         await this.log.interrupt();
-        await sleep(2);
+        await sleepOn(this.clock, 2);
       }
     } catch (error) {
       this.report(error);
@@ -530,7 +531,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       } catch (error) {
         if (this.#closing !== null) break;
         this.report(error);
-        await sleep(RETRY_MS);
+        await sleepOn(this.clock, RETRY_MS);
         ready = [...positions.keys()];
       } finally {
         this.#blockingOn = null;
@@ -545,7 +546,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     // loop (and so the renewals) for more than a second.
     if (this.#sessionsEnded) return;
     this.#sessionsEnded = true;
-    setImmediate(() => {
+    this.clock.setImmediate(() => {
       this.#sessionsEnded = false;
       for (const run of this.#runs.values()) {
         if (run.heldCount > 0) run.drainHeld().catch((error: unknown) => this.report(error));
