@@ -163,9 +163,12 @@ export class MemoryStore {
     this.#parts = Array.from({ length: partitions }, () => new PartitionState());
   }
 
-  /** A worker's connection. */
-  connect(options: { faults?: FaultPolicy } = {}): MemoryLog {
-    return new MemoryLog(this, options.faults);
+  /**
+   * A worker's connection. `clock`: the clock its replies come on (the worker process's own, which a simulator
+   * can pause or stop; default the store's); `faults`: what happens to each of its calls.
+   */
+  connect(options: { faults?: FaultPolicy; clock?: Clock } = {}): MemoryLog {
+    return new MemoryLog(this, options.clock ?? this.clock, options.faults);
   }
 
   /** Appends events to a partition's input, in order (append.lua, or append-traced.lua with `trace`); their ids. */
@@ -531,14 +534,16 @@ export class SocketClosedUnexpectedlyError extends Error {
 export class MemoryLog implements PartitionLog {
   readonly partitions: number;
   readonly #store: MemoryStore;
+  readonly #clock: Clock;
   readonly #faults: FaultPolicy | undefined;
-  /** The pending `wait()`'s end (with nothing found), or null. */
-  #waiting: (() => void) | null = null;
+  /** The pending `wait()`s' ends (with nothing found). */
+  readonly #waiting = new Set<() => void>();
   /** Severed: no reply comes any more (the process is gone). */
   #severed = false;
 
-  constructor(store: MemoryStore, faults?: FaultPolicy) {
+  constructor(store: MemoryStore, clock: Clock, faults?: FaultPolicy) {
     this.#store = store;
+    this.#clock = clock;
     this.#faults = faults;
     this.partitions = store.partitions;
   }
@@ -546,7 +551,7 @@ export class MemoryLog implements PartitionLog {
   /** The process on this connection is gone: no pending or later call gets a reply (what it applied stays). */
   sever(): void {
     this.#severed = true;
-    this.#waiting?.();
+    for (const cancel of [...this.#waiting]) cancel();
   }
 
   /**
@@ -566,7 +571,7 @@ export class MemoryLog implements PartitionLog {
       }
       if (fault?.kind === 'lost') outcome = { ok: false, error: new SocketClosedUnexpectedlyError() };
     }
-    const clock = this.#store.clock;
+    const clock = this.#clock;
     return new Promise<T>((resolve, reject) => {
       const reply = () => {
         if (this.#severed) return;
@@ -627,13 +632,14 @@ export class MemoryLog implements PartitionLog {
   /** XREAD BLOCK over the partitions at their positions: at once if one has more, else at an append, `ms` (0: never) or `interrupt()`. */
   wait(positions: ReadonlyMap<number, string>, ms: number): Promise<number[]> {
     const store = this.#store;
+    const clock = this.#clock;
     const ready = () => [...positions].filter(([p, id]) => store.hasAfter(p, id)).map(([p]) => p);
     if (this.#severed) return new Promise<number[]>(() => {});
     if (positions.size === 0) return Promise.resolve([]);
     return new Promise((resolve) => {
       const found = ready();
       if (found.length > 0) {
-        store.clock.setImmediate(() => resolve(found));
+        clock.setImmediate(() => resolve(found));
         return;
       }
       let done = false;
@@ -641,10 +647,10 @@ export class MemoryLog implements PartitionLog {
         if (done) return;
         done = true;
         unlisten();
-        store.clock.clearTimeout(timer);
-        if (this.#waiting === cancel) this.#waiting = null;
+        clock.clearTimeout(timer);
+        this.#waiting.delete(cancel);
         // A severed connection's wait never answers (its process is gone).
-        if (!this.#severed) store.clock.setImmediate(() => resolve(partitions));
+        if (!this.#severed) clock.setImmediate(() => resolve(partitions));
       };
       const cancel = () => finish([]);
       const unlisten = store.listen((p) => {
@@ -653,19 +659,18 @@ export class MemoryLog implements PartitionLog {
           if (now.length > 0) finish(now);
         }
       });
-      const timer = ms > 0 ? store.clock.setTimeout(cancel, ms) : null;
-      this.#waiting = cancel;
+      const timer = ms > 0 ? clock.setTimeout(cancel, ms) : null;
+      this.#waiting.add(cancel);
     });
   }
 
-  /** CLIENT UNBLOCK: the pending `wait()` ends as if its time had passed. */
+  /** CLIENT UNBLOCK: the pending `wait()`s end as if their time had passed. */
   interrupt(): Promise<void> {
-    this.#waiting?.();
+    for (const cancel of [...this.#waiting]) cancel();
     return Promise.resolve();
   }
 
   close(): Promise<void> {
-    this.#waiting?.();
-    return Promise.resolve();
+    return this.interrupt();
   }
 }

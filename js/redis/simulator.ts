@@ -1,0 +1,494 @@
+// A deterministic simulation of the Redis tier: the real `PartitionRun`, its sessions and the core streams, on the
+// in-memory log (memory-log.ts) and a virtual clock, with worker processes that crash, pause past their lease and
+// take over from each other, and a log that delays, loses and refuses calls, all drawn from one seed. Nothing
+// here reads the machine's clock or sets a real timer: the run is a function of its options, so a failing seed
+// replays exactly.
+//
+// The event loop: the clock moves only when nothing else can run. Each step lets every promise and every
+// immediate of Node's settle first (the core streams wake their readers on immediates), then runs the clock's
+// next immediate, or its next timer (moving the time to it). A process is a `PartitionHost` (what the worker is
+// to its partitions: leases, renewals, wake-ups on new entries) with a clock of its own over the shared one: a
+// crash stops its callbacks for good and cuts its connection (what it sent before stays applied, nothing after is),
+// a pause holds them until it ends.
+import type { StreamFn } from '../types';
+import type { Clock, ClockTimer } from './clock';
+import { type Codec, jsonCodec } from './codec';
+import { type Fault, type FaultPolicy, type LogCall, MemoryLog, MemoryStore, type PartitionLeftovers } from './memory-log';
+import { fnv1a } from './options';
+import { type Openable, type PartitionHost, PartitionRun, type WorkerCounters } from './partition-run';
+import { Prng } from './prng';
+import { type OutputItem, outputItem } from './reader';
+import { reportable } from './reportable';
+import type { Lease } from './transport';
+import { VirtualClock } from './virtual-clock';
+
+/** A timer of a process's clock: the shared clock's timer it is now (a paused process moves it to its pause's end). */
+class ProcessTimer implements ClockTimer {
+  inner: ClockTimer | null = null;
+  unref(): ClockTimer {
+    return this;
+  }
+}
+
+/** One process's time over the shared clock: `kill()` drops every callback for good, `pause(until)` holds them till then. */
+class ProcessClock implements Clock {
+  #dead = false;
+  #until = -Infinity;
+  constructor(readonly base: VirtualClock) {}
+
+  now(): number {
+    return this.base.now();
+  }
+
+  #guard(fn: () => void, timer?: ProcessTimer): () => void {
+    const guarded = () => {
+      if (this.#dead) return;
+      const now = this.base.now();
+      if (now < this.#until) {
+        const later = this.base.setTimeout(guarded, this.#until - now);
+        if (timer !== undefined) timer.inner = later;
+        return;
+      }
+      fn();
+    };
+    return guarded;
+  }
+
+  setTimeout(fn: () => void, ms: number): ClockTimer {
+    const timer = new ProcessTimer();
+    timer.inner = this.base.setTimeout(this.#guard(fn, timer), ms);
+    return timer;
+  }
+
+  clearTimeout(timer: ClockTimer | null | undefined): void {
+    if (timer instanceof ProcessTimer) this.base.clearTimeout(timer.inner);
+  }
+
+  setImmediate(fn: () => void): void {
+    this.base.setImmediate(this.#guard(fn));
+  }
+
+  kill(): void {
+    this.#dead = true;
+  }
+
+  pause(until: number): void {
+    this.#until = Math.max(this.#until, until);
+  }
+}
+
+/** An event the simulated producer appends at `at` (virtual ms) to its key's partition. */
+export interface SimEvent<I> {
+  readonly at: number;
+  readonly key: string;
+  readonly event: I;
+}
+
+/** The worker's settings a run uses (those of `redisWorker`), all optional. */
+export interface SimLimits {
+  readonly partitions?: number;
+  readonly leaseTtl?: number;
+  readonly readCount?: number;
+  readonly maxBufferedEvents?: number;
+  readonly maxSessionEvents?: number;
+  readonly maxSessionAge?: number;
+  readonly maxSessionTimers?: number;
+  readonly maxCheckpointBytes?: number;
+  readonly maxEventBytes?: number;
+  readonly checkReplay?: boolean;
+}
+
+/** How often each fault is drawn: per step of the clock (crash, pause) or per call of the log (the rest). */
+export interface SimFaults {
+  /** A process that owns partitions crashes (at most `maxCrashes` in a run). */
+  readonly crash?: number;
+  readonly maxCrashes?: number;
+  /** A process that owns partitions stops for longer than its lease (at most `maxPauses`). */
+  readonly pause?: number;
+  readonly maxPauses?: number;
+  /** A reply comes late, by up to `maxDelay` ms. */
+  readonly delay?: number;
+  readonly maxDelay?: number;
+  /** A reply is lost after its call applied. */
+  readonly lost?: number;
+  /** A call is refused before it applies. */
+  readonly refused?: number;
+}
+
+export interface SimOptions<I, O> {
+  readonly seed: number;
+  /**
+   * The function, made once per process (a process has its own sessions and slots). `delay()` is for its handler
+   * to await where it may be slow: the simulator resolves it now, after some immediates, or some ms later, so that
+   * the handler runs behind the reader.
+   */
+  readonly fn: (delay: () => Promise<void>) => StreamFn<I, O>;
+  readonly events: readonly SimEvent<I>[];
+  readonly limits?: SimLimits;
+  readonly faults?: SimFaults;
+  readonly codec?: Codec<unknown>;
+  /** The clock's time at the start, ms. Default 1 000 000. */
+  readonly start?: number;
+  /** Virtual ms after the last event by which the run must have settled. Default 3 600 000. */
+  readonly settleWithin?: number;
+  /** A line per fault and takeover, for reading a failing seed. */
+  readonly trace?: (line: string) => void;
+}
+
+export interface SimResult<O> {
+  /** Every output written, per partition in the order written. */
+  readonly outputs: OutputItem<O>[];
+  /** The entry id of each event, in the order given. */
+  readonly ids: string[];
+  /** Errors the processes reported (as `onError` gets them). */
+  readonly errors: unknown[];
+  /** Broken invariants: a buffer over its bound, a run that never settled. */
+  readonly violations: string[];
+  /** What each partition keeps at the end (all empty once settled). */
+  readonly leftovers: PartitionLeftovers[];
+  readonly stats: { steps: number; time: number; crashes: number; pauses: number; takeovers: number };
+}
+
+/** How long a wake-up read waits before it is made again, ms (as the worker's). */
+const WAIT_MS = 2000;
+/** At most this many clock steps in one run (a run that has not settled by then is a violation). */
+const MAX_STEPS = 2_000_000;
+
+/** Resolves once Node has nothing left to run now: promise jobs, and immediates (each one's promise jobs after it). */
+async function quiesce(): Promise<void> {
+  // Immediates set by the core streams chain at most a few deep; getActiveResourcesInfo counts those pending.
+  for (let i = 0; i < 100; i++) {
+    await new Promise((resolve) => setImmediate(resolve));
+    if (!process.getActiveResourcesInfo().includes('Immediate')) return;
+  }
+}
+
+/** A worker process: one `PartitionHost` for every partition it owns, on its own clock and connection. */
+class SimProcess<I, O> implements PartitionHost<I, O> {
+  readonly fn: StreamFn<I, O> & Openable<I, O>;
+  readonly log: MemoryLog;
+  readonly clock: ProcessClock;
+  readonly ttl: number;
+  readonly readCount: number;
+  readonly codec: Codec<unknown>;
+  readonly maxEventBytes: number;
+  readonly maxSessionEvents: number;
+  readonly maxSessionAge: number;
+  readonly maxCheckpointBytes: number;
+  readonly maxSessionTimers: number;
+  readonly checkReplay: boolean;
+  readonly delivery = null;
+  readonly counters: WorkerCounters = {
+    acquired: 0,
+    lost: 0,
+    fenced: 0,
+    released: 0,
+    trimmed: 0,
+    trimmedOutputs: 0,
+    replayed: 0,
+    replayedSessions: 0,
+    outputs: 0,
+    errors: 0,
+    capped: 0,
+    ticks: 0,
+    handedOn: 0,
+    diverged: 0,
+    checkpoints: 0,
+    restored: 0,
+    wakeups: 0,
+  };
+  live = 0;
+  clockOffset = 0;
+  readonly runs = new Map<number, PartitionRun<I, O>>();
+  dead = false;
+  readonly #idle = new Map<number, () => void>();
+  readonly #share: number;
+  #sessionsEnded = false;
+
+  constructor(
+    readonly id: string,
+    readonly sim: Simulation<I, O>,
+    fn: StreamFn<I, O>,
+    faults: FaultPolicy,
+  ) {
+    const l = sim.limits;
+    this.fn = fn as StreamFn<I, O> & Openable<I, O>;
+    this.clock = new ProcessClock(sim.clock);
+    this.log = sim.store.connect({ clock: this.clock, faults });
+    this.ttl = l.leaseTtl ?? 3000;
+    this.readCount = l.readCount ?? 256;
+    this.codec = sim.codec;
+    this.maxEventBytes = l.maxEventBytes ?? 1 << 20;
+    this.maxSessionEvents = l.maxSessionEvents ?? 0;
+    this.maxSessionAge = l.maxSessionAge ?? 0;
+    this.maxCheckpointBytes = l.maxCheckpointBytes ?? 1 << 20;
+    this.maxSessionTimers = l.maxSessionTimers ?? 1000;
+    this.checkReplay = l.checkReplay ?? false;
+    const partitions = sim.store.partitions;
+    this.#share = Math.floor(Math.max(l.maxBufferedEvents ?? 65_536, partitions) / partitions);
+    this.clock.setImmediate(() => void this.#balance());
+  }
+
+  share(): number {
+    return this.#share;
+  }
+
+  report(error: unknown): void {
+    this.counters.errors++;
+    if (!this.dead) this.sim.errors.push(reportable(error));
+  }
+
+  lose(run: PartitionRun<I, O>): void {
+    if (this.runs.get(run.partition) !== run) return;
+    this.runs.delete(run.partition);
+    this.counters.lost++;
+    this.sim.note(`${this.id} loses p${run.partition}`);
+    void run.drop();
+  }
+
+  /** Renews the leases held, takes the free partitions (every `ttl/3`, as the worker's renewals and balance). */
+  async #balance(): Promise<void> {
+    for (let p = 0; p < this.sim.store.partitions; p++) {
+      const run = this.runs.get(p);
+      if (run !== undefined) {
+        if (run.renewing) continue;
+        run.renewing = true;
+        const sent = this.clock.now();
+        void this.log
+          .renew(run.lease, this.ttl)
+          .then(
+            (held) => {
+              if (!held) this.lose(run);
+              else run.validUntil = sent + this.ttl;
+            },
+            (error: unknown) => this.report(error),
+          )
+          .finally(() => (run.renewing = false));
+        continue;
+      }
+      const sent = this.clock.now();
+      const lease = await this.log.acquire(p, this.id, this.ttl).catch((error: unknown) => {
+        this.report(error);
+        return null;
+      });
+      if (lease === null || !('token' in lease)) continue;
+      this.sim.took(this, lease);
+      this.counters.acquired++;
+      this.runs.set(p, new PartitionRun(this, lease, sent));
+    }
+    // A lease not renewed in time is given up by this process's own clock, as the worker's `#expire`.
+    for (const run of [...this.runs.values()]) if (this.clock.now() >= run.validUntil) this.lose(run);
+    this.clock.setTimeout(() => void this.#balance(), Math.floor(this.ttl / 3));
+  }
+
+  idle(run: PartitionRun<I, O>, tail: string): Promise<void> {
+    if (run.stopping) return Promise.resolve();
+    const p = run.partition;
+    return new Promise((resolve) => {
+      this.#idle.set(p, resolve);
+      void (async () => {
+        while (this.#idle.get(p) === resolve) {
+          const ready = await this.log.wait(new Map([[p, tail]]), WAIT_MS).catch((error: unknown) => {
+            this.report(error);
+            return [p];
+          });
+          if (ready.length > 0) this.wakeIdle(p);
+        }
+      })();
+    });
+  }
+
+  wakeIdle(partition: number): void {
+    const resolve = this.#idle.get(partition);
+    this.#idle.delete(partition);
+    resolve?.();
+  }
+
+  notifySessionEnded(): void {
+    if (this.#sessionsEnded) return;
+    this.#sessionsEnded = true;
+    this.clock.setImmediate(() => {
+      this.#sessionsEnded = false;
+      for (const run of this.runs.values()) {
+        if (run.heldCount > 0) run.drainHeld().catch((error: unknown) => this.report(error));
+        else if (run.spilledKeys > 0) run.reread().catch((error: unknown) => this.report(error));
+      }
+    });
+  }
+
+  /** Killed: nothing of it runs or reaches the log any more; its sessions are let go (their memory, not the log). */
+  crash(): void {
+    this.dead = true;
+    this.clock.kill();
+    this.log.sever();
+    for (const run of this.runs.values()) void run.drop();
+    this.runs.clear();
+  }
+}
+
+/** One run: the shared clock and store, the processes, the producer's appends, and what was seen. */
+class Simulation<I, O> {
+  readonly clock: VirtualClock;
+  readonly store: MemoryStore;
+  readonly limits: SimLimits;
+  readonly codec: Codec<unknown>;
+  readonly errors: unknown[] = [];
+  readonly violations: string[] = [];
+  readonly processes: SimProcess<I, O>[] = [];
+  readonly random: Prng;
+  readonly stats = { steps: 0, time: 0, crashes: 0, pauses: 0, takeovers: 0 };
+  #spawned = 0;
+  #owners = 0;
+
+  constructor(
+    readonly options: SimOptions<I, O>,
+    start: number,
+  ) {
+    this.random = new Prng(options.seed);
+    this.clock = new VirtualClock(start);
+    this.limits = options.limits ?? {};
+    this.codec = options.codec ?? jsonCodec;
+    this.store = new MemoryStore(this.limits.partitions ?? 1, this.clock);
+  }
+
+  note(line: string): void {
+    this.options.trace?.(`t=${this.clock.now()} step=${this.stats.steps} ${line}`);
+  }
+
+  took(worker: SimProcess<I, O>, lease: Lease): void {
+    if (this.#owners++ > 0) this.stats.takeovers++;
+    this.note(`${worker.id} takes p${lease.partition} (${lease.token})`);
+  }
+
+  /** A new process, with its own function and a fault policy drawn from the run's seed. */
+  spawn(): SimProcess<I, O> {
+    const f = this.options.faults ?? {};
+    const random = this.random;
+    const id = `w${++this.#spawned}`;
+    const faults: FaultPolicy = (call: LogCall) => {
+      // Leases and registrations stay reliable: their faults are the crash and the pause, by time.
+      if (call === 'acquire' || call === 'renew' || call === 'heartbeat') return undefined;
+      let fault: Fault | undefined;
+      if (random.chance(f.lost ?? 0)) fault = { kind: 'lost' };
+      else if (random.chance(f.refused ?? 0)) fault = { kind: 'refused' };
+      else if (random.chance(f.delay ?? 0)) fault = { kind: 'delay', ms: random.int(1, f.maxDelay ?? 200) };
+      if (fault !== undefined && fault.kind !== 'delay') this.note(`${id} ${call}: reply ${fault.kind}`);
+      return fault;
+    };
+    const delay = (): Promise<void> => {
+      const draw = random.next();
+      if (draw < 0.4) return Promise.resolve();
+      if (draw < 0.8) {
+        const turns = random.int(1, 5);
+        return new Promise((resolve) => {
+          let left = turns;
+          const turn = () => (--left === 0 ? resolve() : this.clock.setImmediate(turn));
+          this.clock.setImmediate(turn);
+        });
+      }
+      return new Promise((resolve) => void this.clock.setTimeout(resolve, random.int(1, 50)));
+    };
+    const worker = new SimProcess<I, O>(id, this, this.options.fn(delay), faults);
+    this.processes.push(worker);
+    return worker;
+  }
+
+  /** Draws this step's crash and pause. */
+  fault(): void {
+    const f = this.options.faults ?? {};
+    const owners = this.processes.filter((p) => !p.dead && p.runs.size > 0);
+    if (owners.length === 0) return;
+    if (this.stats.crashes < (f.maxCrashes ?? 3) && this.random.chance(f.crash ?? 0)) {
+      const victim = this.random.pick(owners);
+      this.stats.crashes++;
+      this.note(`${victim.id} crashes`);
+      victim.crash();
+      this.spawn();
+      return;
+    }
+    if (this.stats.pauses < (f.maxPauses ?? 2) && this.random.chance(f.pause ?? 0)) {
+      const victim = this.random.pick(owners);
+      const ms = victim.ttl + this.random.int(1, victim.ttl);
+      this.stats.pauses++;
+      this.note(`${victim.id} pauses ${ms} ms`);
+      victim.clock.pause(this.clock.now() + ms);
+    }
+  }
+
+  /** The buffers' bounds, checked at each step. */
+  check(): void {
+    for (const p of this.processes) {
+      if (p.dead) continue;
+      for (const run of p.runs.values()) {
+        // As stats() reads it: the entries handlers have taken are out of the figure first (it is an upper bound).
+        run.reconcile();
+        if (run.buffered > p.share())
+          this.violations.push(`step ${this.stats.steps}: p${run.partition} buffered ${run.buffered} > its share ${p.share()}`);
+      }
+    }
+  }
+
+  /** Every event appended, nothing pending, undelivered or kept for a session, and no live session left. */
+  settled(appended: boolean): boolean {
+    if (!appended) return false;
+    for (let p = 0; p < this.store.partitions; p++) {
+      const left = this.store.leftovers(p);
+      if (left.pending.length + left.hw.length + left.ckpt.length + left.timers.length + left.check.length > 0) return false;
+      if (this.store.lag(p) > 0) return false;
+    }
+    // (A session whose end is committed may still be finishing: a leak shows as a run that never settles.)
+    return this.processes.every((worker) => worker.dead || worker.live === 0);
+  }
+}
+
+/** Runs the simulation of `options` to its end: every event handled and every session ended, or a violation. */
+export async function simulate<I, O>(options: SimOptions<I, O>): Promise<SimResult<O>> {
+  const start = options.start ?? 1_000_000;
+  const sim = new Simulation<I, O>(options, start);
+  const ids: string[] = new Array<string>(options.events.length);
+  let appended = 0;
+  options.events.forEach((e, i) => {
+    sim.clock.setTimeout(
+      () => {
+        const partition = fnv1a(e.key) % sim.store.partitions;
+        const data = sim.codec.encode(e.event);
+        [ids[i]] = sim.store.append(partition, [[e.key, data]]);
+        appended++;
+      },
+      Math.max(0, e.at - start),
+    );
+  });
+  sim.spawn();
+  sim.spawn();
+  const lastAt = options.events.reduce((t, e) => Math.max(t, e.at), start);
+  const deadline = lastAt + (options.settleWithin ?? 3_600_000);
+  for (;;) {
+    await quiesce();
+    sim.check();
+    if (sim.settled(appended === options.events.length)) break;
+    if (sim.clock.now() > deadline || sim.stats.steps >= MAX_STEPS) {
+      sim.violations.push(`not settled by t=${sim.clock.now()} (${sim.stats.steps} steps)`);
+      break;
+    }
+    sim.fault();
+    if (!sim.clock.step()) {
+      sim.violations.push('nothing left to run before the run settled');
+      break;
+    }
+    sim.stats.steps++;
+  }
+  sim.stats.time = sim.clock.now() - start;
+  // Every process stops: the run's sessions are let go (the result is read from the store).
+  for (const p of sim.processes) if (!p.dead) p.crash();
+  await quiesce();
+  const outputs: OutputItem<O>[] = [];
+  const leftovers: PartitionLeftovers[] = [];
+  for (let p = 0; p < sim.store.partitions; p++) {
+    for (const [id, list] of sim.store.outputs(p)) {
+      const item = outputItem(sim.codec as Codec<O>, p, id, list);
+      if (item !== null) outputs.push(item);
+    }
+    leftovers.push(sim.store.leftovers(p));
+  }
+  return { outputs, ids, errors: sim.errors, violations: sim.violations, leftovers, stats: sim.stats };
+}
