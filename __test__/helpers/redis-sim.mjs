@@ -82,13 +82,16 @@ export function scenario(seed) {
   return { events, idleTimeout: idle, maxConcurrent: pick([1, 2, 3, 8]), limits, faults };
 }
 
-/** The scripted handler: deterministic over its inputs, its whole state checkpointed, `delay()` awaited after each take. */
+/**
+ * The scripted handler: deterministic over its inputs, its whole state checkpointed, `delay(input.slow)` awaited
+ * after each take (an input's `slow`: that many ms; absent, as the simulator draws).
+ */
 export function scripted(delay, { idleTimeout, maxConcurrent }) {
   return streamFn(
     async function* script(events, ctx) {
       let state = ctx.restored ?? { count: 0, took: '' };
       for await (const input of events) {
-        await delay();
+        await delay(input.slow);
         state = { count: state.count + 1, took: `${state.took} ${input.tag}` };
         const refused = [];
         for (const { after, then } of input.timers ?? []) {

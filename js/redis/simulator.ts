@@ -102,6 +102,8 @@ export interface SimLimits {
 export interface SimFaults {
   /** A process that owns partitions crashes (at most `maxCrashes` in a run). */
   readonly crash?: number;
+  /** Times (virtual ms) at which the owner of partition 0 crashes, at the first step at or after each. */
+  readonly crashAt?: readonly number[];
   readonly maxCrashes?: number;
   /** A process that owns partitions stops for longer than its lease (at most `maxPauses`). */
   readonly pause?: number;
@@ -120,9 +122,9 @@ export interface SimOptions<I, O> {
   /**
    * The function, made once per process (a process has its own sessions and slots). `delay()` is for its handler
    * to await where it may be slow: the simulator resolves it now, after some immediates, or some ms later, so that
-   * the handler runs behind the reader.
+   * the handler runs behind the reader; `delay(ms)` resolves `ms` later (virtual).
    */
-  readonly fn: (delay: () => Promise<void>) => StreamFn<I, O>;
+  readonly fn: (delay: (ms?: number) => Promise<void>) => StreamFn<I, O>;
   readonly events: readonly SimEvent<I>[];
   readonly limits?: SimLimits;
   readonly faults?: SimFaults;
@@ -167,7 +169,6 @@ async function quiesce(): Promise<void> {
 class SimProcess<I, O> implements PartitionHost<I, O> {
   readonly fn: StreamFn<I, O> & Openable<I, O>;
   readonly log: MemoryLog;
-  readonly clock: ProcessClock;
   readonly ttl: number;
   readonly readCount: number;
   readonly codec: Codec<unknown>;
@@ -208,12 +209,12 @@ class SimProcess<I, O> implements PartitionHost<I, O> {
   constructor(
     readonly id: string,
     readonly sim: Simulation<I, O>,
+    readonly clock: ProcessClock,
     fn: StreamFn<I, O>,
     faults: FaultPolicy,
   ) {
     const l = sim.limits;
     this.fn = fn as StreamFn<I, O> & Openable<I, O>;
-    this.clock = new ProcessClock(sim.clock);
     this.log = sim.store.connect({ clock: this.clock, faults });
     this.ttl = l.leaseTtl ?? 3000;
     this.readCount = l.readCount ?? 256;
@@ -339,6 +340,8 @@ class Simulation<I, O> {
   readonly stats = { steps: 0, time: 0, crashes: 0, pauses: 0, takeovers: 0 };
   #spawned = 0;
   #owners = 0;
+  /** Crashes of `crashAt` made. */
+  #crashedAt = 0;
 
   constructor(
     readonly options: SimOptions<I, O>,
@@ -375,20 +378,23 @@ class Simulation<I, O> {
       if (fault !== undefined && fault.kind !== 'delay') this.note(`${id} ${call}: reply ${fault.kind}`);
       return fault;
     };
-    const delay = (): Promise<void> => {
+    // The handler's delays run on its process's clock: a paused or crashed process's handler stops with it.
+    const clock = new ProcessClock(this.clock);
+    const delay = (ms?: number): Promise<void> => {
+      if (ms !== undefined) return new Promise((resolve) => void clock.setTimeout(resolve, ms));
       const draw = random.next();
       if (draw < 0.4) return Promise.resolve();
       if (draw < 0.8) {
         const turns = random.int(1, 5);
         return new Promise((resolve) => {
           let left = turns;
-          const turn = () => (--left === 0 ? resolve() : this.clock.setImmediate(turn));
-          this.clock.setImmediate(turn);
+          const turn = () => (--left === 0 ? resolve() : clock.setImmediate(turn));
+          clock.setImmediate(turn);
         });
       }
-      return new Promise((resolve) => void this.clock.setTimeout(resolve, random.int(1, 50)));
+      return new Promise((resolve) => void clock.setTimeout(resolve, random.int(1, 50)));
     };
-    const worker = new SimProcess<I, O>(id, this, this.options.fn(delay), faults);
+    const worker = new SimProcess<I, O>(id, this, clock, this.options.fn(delay), faults);
     this.processes.push(worker);
     return worker;
   }
@@ -398,6 +404,17 @@ class Simulation<I, O> {
     const f = this.options.faults ?? {};
     const owners = this.processes.filter((p) => !p.dead && p.runs.size > 0);
     if (owners.length === 0) return;
+    const at = f.crashAt?.[this.#crashedAt];
+    if (at !== undefined && this.clock.now() >= at) {
+      const victim = owners.find((p) => p.runs.has(0));
+      if (victim === undefined) return;
+      this.#crashedAt++;
+      this.stats.crashes++;
+      this.note(`${victim.id} crashes (crashAt ${at})`);
+      victim.crash();
+      this.spawn();
+      return;
+    }
     if (this.stats.crashes < (f.maxCrashes ?? 3) && this.random.chance(f.crash ?? 0)) {
       const victim = this.random.pick(owners);
       this.stats.crashes++;
