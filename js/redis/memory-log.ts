@@ -157,9 +157,13 @@ export class MemoryStore {
   /** Called after every entry added to an input (blocked reads look again). */
   readonly #listeners = new Set<(partition: number) => void>();
 
-  constructor(partitions: number, clock: Clock) {
+  readonly #onCommit: (() => void) | undefined;
+
+  /** `onCommit`: called after each commit applied (a simulator crashes an owner there). */
+  constructor(partitions: number, clock: Clock, onCommit?: () => void) {
     this.partitions = partitions;
     this.clock = clock;
+    this.#onCommit = onCommit;
     this.#parts = Array.from({ length: partitions }, () => new PartitionState());
   }
 
@@ -472,6 +476,7 @@ export class MemoryStore {
       }
     }
     if (withIds) s.lastCommit = { token: lease.token, serial, first, count };
+    this.#onCommit?.();
     return { ids, diverged };
   }
 

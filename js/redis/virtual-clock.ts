@@ -64,6 +64,14 @@ export class VirtualClock implements Clock {
     return this.#immediates.length > 0;
   }
 
+  /** Moves the time to `time` (when nothing is due before it: the caller has run everything due). */
+  idleUntil(time: number): void {
+    if (this.#immediates.length > 0 || (this.#timers[0]?.at ?? Infinity) < time) {
+      throw new Error(`The virtual clock has work due before ${time}: run it first`);
+    }
+    if (time > this.#now) this.#now = time;
+  }
+
   /**
    * One step: the queued immediates, or else the first timer (the time moves to its due time). False when there
    * was nothing to run.
