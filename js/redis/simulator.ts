@@ -150,7 +150,8 @@ export interface SimResult<O> {
   readonly violations: string[];
   /** What each partition keeps at the end (all empty once settled). */
   readonly leftovers: PartitionLeftovers[];
-  readonly stats: { steps: number; time: number; crashes: number; pauses: number; takeovers: number };
+  /** Clock steps, virtual ms from the start, faults, and commits applied. */
+  readonly stats: { steps: number; time: number; crashes: number; pauses: number; takeovers: number; commits: number };
 }
 
 /** How long a wake-up read waits before it is made again, ms (as the worker's). */
@@ -551,5 +552,6 @@ export async function simulate<I, O>(options: SimOptions<I, O>): Promise<SimResu
   await sim.stop();
   const leftovers: PartitionLeftovers[] = [];
   for (let p = 0; p < sim.store.partitions; p++) leftovers.push(sim.store.leftovers(p));
-  return { outputs: sim.outputs(), ids, errors: sim.errors, violations: sim.violations, leftovers, stats: sim.stats };
+  const stats = { ...sim.stats, commits: sim.commits };
+  return { outputs: sim.outputs(), ids, errors: sim.errors, violations: sim.violations, leftovers, stats };
 }
