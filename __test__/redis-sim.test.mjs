@@ -29,7 +29,7 @@ test('a seed replays exactly: the same outputs, entry ids, errors and steps', as
   }
 });
 
-// The two cases of the session rewrite's issue, as scenarios of their own.
+// Two ways a takeover could change a session, as scenarios of their own: a restore's idle end, and the timer cap.
 const T = 1_000_100;
 const LIMITS = { leaseTtl: 600, readCount: 16, maxBufferedEvents: 64 };
 const FN = { idleTimeout: 1000, maxConcurrent: 8 };
