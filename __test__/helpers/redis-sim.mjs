@@ -9,9 +9,9 @@ import { streamFn } from 'velo-stream';
 import { simulate } from '#testing';
 import { prng } from '../../bench/prng.mjs';
 
-/** The one-line command that replays a seed, with its trace. */
+/** The one-line command that replays a seed, with its trace and a shrunk scenario. */
 export const replayCommand = (seed, only = FAULT_KINDS) =>
-  `node scripts/sim.mjs --seed ${seed} --trace${only.length === FAULT_KINDS.length ? '' : ` --only ${only.join(',')}`}`;
+  `node scripts/sim.mjs --seed ${seed} --trace --shrink${only.length === FAULT_KINDS.length ? '' : ` --only ${only.join(',')}`}`;
 
 /** The seed's scenario: `{ events, idleTimeout, maxConcurrent, limits, faults }`. */
 export function scenario(seed) {
@@ -164,7 +164,11 @@ export const FAULT_KINDS = ['crash', 'pause', 'lost', 'refused', 'delay', 'slow'
 export async function runSeed(seed, { trace, only = FAULT_KINDS } = {}) {
   const s = scenario(seed);
   for (const kind of FAULT_KINDS) if (!only.includes(kind) && kind !== 'slow') s.faults[kind] = 0;
-  const slow = only.includes('slow');
+  return runScenario(seed, s, { trace, slow: only.includes('slow') });
+}
+
+/** Runs scenario `s` (as `scenario()` makes them) calm and with its faults, the draws from `seed`. */
+export async function runScenario(seed, s, { trace, slow = true } = {}) {
   const run = (faults, delays) =>
     simulate({
       seed,
@@ -182,4 +186,24 @@ export async function runSeed(seed, { trace, only = FAULT_KINDS } = {}) {
   if (JSON.stringify(expected) !== JSON.stringify(actual))
     problems.push('the faulty run made other sessions or outputs than the calm one');
   return { ok: problems.length === 0, problems, expected, actual, stats: faulty.stats, scenario: s };
+}
+
+/**
+ * A smaller scenario that still fails: events dropped one at a time while the run (same seed, so faults are drawn
+ * the same way, though they may land elsewhere) still fails, until no single drop does.
+ */
+export async function shrink(seed, failing, { slow = true } = {}) {
+  let s = failing;
+  for (let again = true; again;) {
+    again = false;
+    for (let i = 0; i < s.events.length; i++) {
+      const smaller = { ...s, events: s.events.filter((_, j) => j !== i) };
+      if (!(await runScenario(seed, smaller, { slow })).ok) {
+        s = smaller;
+        again = true;
+        i--;
+      }
+    }
+  }
+  return s;
 }
