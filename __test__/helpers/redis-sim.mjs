@@ -79,7 +79,10 @@ export function scenario(seed) {
     delay: pick([0, 0.1, 0.3]),
     maxDelay: pick([5, 100, 400]),
   };
-  return { events, idleTimeout: idle, maxConcurrent: pick([1, 2, 3, 8]), limits, faults };
+  const maxConcurrent = pick([1, 2, 3, 8]);
+  // (Drawn last: the draws before it make the same scenarios as before trims were drawn.)
+  limits.trimInterval = pick([0, 0, 50, 500]);
+  return { events, idleTimeout: idle, maxConcurrent, limits, faults };
 }
 
 /**

@@ -12,6 +12,7 @@
 // a pause holds them until it ends.
 import type { StreamFn } from '../types';
 import type { Clock, ClockTimer } from './clock';
+import { FencedError } from '../errors';
 import { type Codec, jsonCodec } from './codec';
 import { type Fault, type FaultPolicy, type LogCall, MemoryLog, MemoryStore, type PartitionLeftovers } from './memory-log';
 import { fnv1a } from './options';
@@ -96,6 +97,8 @@ export interface SimLimits {
   readonly maxCheckpointBytes?: number;
   readonly maxEventBytes?: number;
   readonly checkReplay?: boolean;
+  /** Default 0 (no trim), ms. */
+  readonly trimInterval?: number;
 }
 
 /** How often each fault is drawn: per step of the clock (crash, pause) or per call of the log (the rest). */
@@ -260,6 +263,7 @@ class SimProcess<I, O> implements PartitionHost<I, O> {
     for (let p = 0; p < this.sim.store.partitions; p++) {
       const run = this.runs.get(p);
       if (run !== undefined) {
+        this.#trim(run);
         if (run.renewing) continue;
         run.renewing = true;
         const sent = this.clock.now();
@@ -288,6 +292,20 @@ class SimProcess<I, O> implements PartitionHost<I, O> {
     // A lease not renewed in time is given up by this process's own clock, as the worker's `#expire`.
     for (const run of [...this.runs.values()]) if (this.clock.now() >= run.validUntil) this.lose(run);
     this.clock.setTimeout(() => void this.#balance(), Math.floor(this.ttl / 3));
+  }
+
+  /** Trims the partition's input every `trimInterval` (as the worker's balance does; outputs are kept to compare). */
+  #trim(run: PartitionRun<I, O>): void {
+    const every = this.sim.limits.trimInterval ?? 0;
+    if (every === 0 || this.clock.now() - run.lastTrim < every) return;
+    run.lastTrim = this.clock.now();
+    this.log.trim(run.lease).then(
+      (n) => (this.counters.trimmed += n),
+      (error: unknown) => {
+        if (error instanceof FencedError) this.lose(run);
+        else this.report(error);
+      },
+    );
   }
 
   idle(run: PartitionRun<I, O>, tail: string): Promise<void> {
@@ -391,7 +409,8 @@ export class Simulation<I, O> {
     const id = `w${++this.#spawned}`;
     const faults: FaultPolicy = (call: LogCall) => {
       // Leases and registrations stay reliable: their faults are the crash and the pause, by time.
-      if (call === 'acquire' || call === 'renew' || call === 'heartbeat') return undefined;
+      // (Trims too: they change nothing a session sees, and draw nothing, so a seed's other faults stay put.)
+      if (call === 'acquire' || call === 'renew' || call === 'heartbeat' || call === 'trim') return undefined;
       let fault: Fault | undefined;
       if (random.chance(f.lost ?? 0)) fault = { kind: 'lost' };
       else if (random.chance(f.refused ?? 0)) fault = { kind: 'refused' };
