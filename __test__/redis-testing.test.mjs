@@ -139,6 +139,8 @@ test('bad arguments get coded errors', async () => {
   await assert.rejects(checkDeterminism(fn, 'events'), { code: 'ERR_INVALID_ARG_TYPE' });
   const worker = testWorker(fn);
   assert.throws(() => worker.send('', 1), { code: 'ERR_INVALID_ARG_VALUE' });
+  assert.throws(() => worker.send(7, 1), { code: 'ERR_INVALID_ARG_TYPE' });
+  assert.throws(() => testWorker(fn, { maxEventBytes: 10 }).send('k', 'x'.repeat(20)), { code: 'ERR_VELO_EVENT_TOO_LARGE' });
   assert.throws(() => worker.advance(-1), { code: 'ERR_INVALID_ARG_VALUE' });
   await worker.close();
 });

@@ -13,7 +13,7 @@
 import type { StreamFn } from '../types';
 import type { Clock, ClockTimer } from './clock';
 import { FencedError } from '../errors';
-import { type Codec, jsonCodec } from './codec';
+import { type Codec, encodeChecked, jsonCodec } from './codec';
 import { type Fault, type FaultPolicy, type LogCall, MemoryLog, MemoryStore, type PartitionLeftovers } from './memory-log';
 import { fnv1a } from './options';
 import { type Openable, type PartitionHost, PartitionRun, type WorkerCounters } from './partition-run';
@@ -396,10 +396,11 @@ export class Simulation<I, O> {
     this.note(`${worker.id} takes p${lease.partition} (${lease.token})`);
   }
 
-  /** Appends an event for `key` now (to its partition, as the producer picks it); its entry id. */
+  /** Appends an event for `key` now (to its partition, as the producer picks it, checked as it checks it); its entry id. */
   append(key: string, event: I): string {
     const partition = fnv1a(key) % this.store.partitions;
-    return this.store.append(partition, [[key, this.codec.encode(event)]])[0];
+    const data = encodeChecked(this.codec, event, this.limits.maxEventBytes ?? 1 << 20, `event for key ${JSON.stringify(key)}`);
+    return this.store.append(partition, [[key, data]])[0];
   }
 
   /** A new process, with its own function and a fault policy drawn from the run's seed. */

@@ -5,6 +5,7 @@
 import { describe, invalidType, invalidValue } from '../errors';
 import type { StreamFn } from '../types';
 import type { Codec } from './codec';
+import { checkKey } from './options';
 import { type Openable, kOpen } from './partition-run';
 import type { HandlerFailure, OutputItem } from './reader';
 import { type SimLimits, type SimResult, Simulation, simulate } from './simulator';
@@ -51,7 +52,7 @@ export interface TestSession<O> {
 export interface TestWorker<I, O> {
   /** The virtual clock (Redis' time in the run), ms since the epoch. */
   now(): number;
-  /** Appends `event` for `key` now, as `redisProducer.send` does; resolves with its entry id. */
+  /** Appends `event` for `key` now, as `redisProducer.send` does (the same checks of the key and size); its entry id. */
   send(key: string, event: I): string;
   /** Lets `ms` of virtual time pass: everything due by then happens (reads, handlers, timers, session ends). */
   advance(ms: number): Promise<void>;
@@ -165,9 +166,7 @@ class InMemoryWorker<I, O> implements TestWorker<I, O> {
   }
 
   send(key: string, event: I): string {
-    if (typeof key !== 'string' || key.length === 0)
-      throw invalidValue(`send(): key must be a non-empty string, not ${describe(key)}`);
-    return this.#sim.append(key, event);
+    return this.#sim.append(checkKey(key), event);
   }
 
   advance(ms: number): Promise<void> {
