@@ -7,3 +7,12 @@ export { idleWatched } from './core/addon';
 import { addon } from './core/addon';
 /** A panic inside a native call (it must surface as a JS error, not a crash). */
 export const panicForTest: () => void = addon.__panicForTest;
+
+// The Redis log's seam, for the contract test that holds the in-memory log to the Redis one.
+export { KeySpace, RedisLog, appendEvents } from './redis/redis-log';
+export { MemoryLog, MemoryStore, SocketClosedUnexpectedlyError } from './redis/memory-log';
+export { VirtualClock, runUntil } from './redis/virtual-clock';
+export { sleepOn } from './redis/clock';
+export { outputItem } from './redis/reader';
+export { reportable } from './redis/reportable';
+export { simulate } from './redis/simulator';

@@ -5,7 +5,7 @@ import type { Codec } from './codec';
 import { type RedisOptions, resolveOptions } from './options';
 import { type RedisClientLike, readStreams, send } from './connection';
 import { reportable } from './reportable';
-import { entryFields } from './redis-log';
+import { entryFields } from './stored';
 import { isTraceparent } from './trace-context';
 
 /** A handler's failure as stored in the output stream. */

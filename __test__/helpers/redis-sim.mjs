@@ -1,0 +1,212 @@
+// Seeds for the simulator (js/redis/simulator.ts): each seed draws a log (keys, ties, gaps at the idle and age
+// boundaries, producer timestamps behind the entries' times), a scripted handler's reactions (outputs, timers at
+// and around the boundaries, chained timers, checkpoints, a return or a throw), the worker's limits (small reads,
+// buffers and slots, to force the held and spilled paths) and faults (crashes, pauses past the lease, lost,
+// refused and late replies). The oracle: the same log run calm (no fault, the handler never delayed) must make
+// the same sessions and outputs; and in both, every (sid, seq) once and in order, nothing left in the log's
+// bookkeeping, no buffer over its bound, no divergence reported, no error but lost connections and fencing.
+import { streamFn } from 'velo-stream';
+import { simulate } from '#testing';
+import { prng } from '../../bench/prng.mjs';
+
+/** The one-line command that replays a seed, with its trace and a shrunk scenario. */
+export const replayCommand = (seed, only = FAULT_KINDS) =>
+  `node scripts/sim.mjs --seed ${seed} --trace --shrink${only.length === FAULT_KINDS.length ? '' : ` --only ${only.join(',')}`}`;
+
+/** The seed's scenario: `{ events, idleTimeout, maxConcurrent, limits, faults }`. */
+export function scenario(seed) {
+  const random = prng(seed);
+  const int = (lo, hi) => lo + Math.floor(random() * (hi - lo + 1));
+  const pick = (list) => list[Math.floor(random() * list.length)];
+  const chance = (p) => random() < p;
+
+  const idle = pick([100, 250, 1000]);
+  const limits = {
+    leaseTtl: pick([300, 600, 1500]),
+    readCount: pick([1, 2, 3, 16]),
+    maxBufferedEvents: pick([1, 2, 4, 64]),
+    checkReplay: chance(0.5),
+  };
+  if (chance(0.3)) limits.maxSessionAge = pick([Math.floor(idle / 2), idle - 1, idle, 2 * idle]);
+  if (chance(0.3)) limits.maxSessionEvents = int(2, 6);
+  if (chance(0.2)) limits.maxSessionTimers = int(1, 3);
+  const age = limits.maxSessionAge ?? 0;
+
+  // A reaction: what the handler does with an input (an event, or a timer's payload), as data in that input.
+  let tags = 0;
+  const reaction = (at, depth) => {
+    const r = { tag: `r${++tags}`, at };
+    if (chance(0.15)) r.yield = pick([0, 2]);
+    const timers = [];
+    for (let i = pick([0, 0, 0, 1, 1, 2]); i > 0; i--) {
+      const after = pick([-int(1, idle), 0, 1, idle - 1, idle, idle + 1, int(2, 2 * idle), ...(age > 0 ? [age, age + 1] : [])]);
+      timers.push({ after, then: depth < 2 && chance(0.3) ? reaction(at + after, depth + 1) : { tag: `r${++tags}` } });
+    }
+    if (timers.length > 0) r.timers = timers;
+    if (chance(0.3)) r.checkpoint = true;
+    if (chance(0.04)) r.end = pick(['return', 'throw']);
+    return r;
+  };
+
+  const events = [];
+  const keys = ['a', 'b', 'c'].slice(0, int(1, 3));
+  for (const key of keys) {
+    let t = 1_000_000 + int(0, 3);
+    const start = t;
+    for (let i = int(1, 8); i > 0; i--) {
+      events.push({ at: t, key, event: reaction(t - (chance(0.25) ? int(1, idle) : 0), 0) });
+      t += pick([
+        0,
+        0,
+        1,
+        int(2, idle - 2),
+        idle - 1,
+        idle,
+        idle + 1,
+        3 * idle,
+        ...(age > 0 ? [start + age - t, start + age + 1 - t] : []),
+      ]);
+      t = Math.max(t, events.at(-1).at);
+    }
+  }
+  events.sort((x, y) => x.at - y.at);
+  const faults = {
+    crash: pick([0, 0.003, 0.01, 0.03]),
+    maxCrashes: int(1, 3),
+    pause: pick([0, 0.003, 0.01]),
+    lost: pick([0, 0.02, 0.1]),
+    refused: pick([0, 0.02]),
+    delay: pick([0, 0.1, 0.3]),
+    maxDelay: pick([5, 100, 400]),
+  };
+  const maxConcurrent = pick([1, 2, 3, 8]);
+  // (Drawn last: the draws before it make the same scenarios as before trims were drawn.)
+  limits.trimInterval = pick([0, 0, 50, 500]);
+  return { events, idleTimeout: idle, maxConcurrent, limits, faults };
+}
+
+/**
+ * The scripted handler: deterministic over its inputs, its whole state checkpointed, `delay(input.slow)` awaited
+ * after each take (an input's `slow`: that many ms; absent, as the simulator draws).
+ */
+export function scripted(delay, { idleTimeout, maxConcurrent }) {
+  return streamFn(
+    async function* script(events, ctx) {
+      let state = ctx.restored ?? { count: 0, took: '' };
+      for await (const input of events) {
+        await delay(input.slow);
+        state = { count: state.count + 1, took: `${state.took} ${input.tag}` };
+        const refused = [];
+        for (const { after, then } of input.timers ?? []) {
+          try {
+            ctx.wakeAt(input.at + after, { ...then, at: input.at + after });
+          } catch (error) {
+            if (error?.code !== 'ERR_VELO_TOO_MANY_TIMERS') throw error;
+            refused.push(then.tag);
+          }
+        }
+        for (let part = 0; part < (input.yield ?? 1); part++) yield { in: input.tag, part, ...state, refused };
+        if (input.checkpoint) ctx.checkpoint(state);
+        if (input.end === 'return') return;
+        if (input.end === 'throw') throw Object.assign(new Error(`scripted throw at ${input.tag}`), { code: 'ERR_SCRIPT_THROW' });
+      }
+    },
+    { idleTimeout, maxConcurrent },
+  );
+}
+
+/**
+ * The run's sessions as `{ key: [[session, outputs...]...] }`: a session named by its key and the index of the
+ * event that opened it (entry ids differ between runs), its outputs by seq (a failure as `{ error: code }`).
+ */
+function sessions(result) {
+  const index = new Map(result.ids.map((id, i) => [id, i]));
+  const bySid = new Map();
+  for (const o of result.outputs) {
+    if (!bySid.has(o.sid)) bySid.set(o.sid, []);
+    bySid.get(o.sid).push(o);
+  }
+  const out = {};
+  for (const [sid, list] of bySid) {
+    const key = sid.slice(0, sid.lastIndexOf('@'));
+    const opened = index.get(sid.slice(sid.lastIndexOf('@') + 1));
+    (out[key] ??= []).push([
+      `${key}@e${opened}`,
+      ...list.map((o) => ('error' in o ? { error: o.error.code ?? o.error.name } : o.value)),
+    ]);
+  }
+  for (const list of Object.values(out)) list.sort((x, y) => Number(x[0].split('@e')[1]) - Number(y[0].split('@e')[1]));
+  // Keys in order: sessions of different keys may be written in any order.
+  return Object.fromEntries(Object.entries(out).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+/** What must hold in any run: every (sid, seq) once and in order, settled, clean, only expected errors. */
+function invariants(result) {
+  const problems = [...result.violations];
+  const seqs = new Map();
+  for (const o of result.outputs) {
+    const last = seqs.get(o.sid) ?? 0;
+    if (o.seq !== last + 1) problems.push(`${o.sid}: output seq ${o.seq} after ${last}`);
+    seqs.set(o.sid, o.seq);
+  }
+  for (const [p, left] of result.leftovers.entries()) {
+    for (const [what, list] of Object.entries(left)) if (list.length > 0) problems.push(`p${p} left ${what}: ${list.join(' ')}`);
+  }
+  for (const error of result.errors) {
+    const code = error?.code;
+    if (code !== 'ERR_VELO_REDIS_CONNECTION' && code !== 'ERR_VELO_FENCED')
+      problems.push(`error: ${code ?? ''} ${error?.message ?? error}`);
+  }
+  return problems;
+}
+
+/** The kinds of fault a run may draw (`only` keeps some of them): the log's, the processes', the handler's delays. */
+export const FAULT_KINDS = ['crash', 'pause', 'lost', 'refused', 'delay', 'slow'];
+
+/** Runs seed `seed` calm and with its faults (`only`: those kinds); `{ ok, problems, expected, actual, stats, scenario }`. */
+export async function runSeed(seed, { trace, only = FAULT_KINDS } = {}) {
+  const s = scenario(seed);
+  for (const kind of FAULT_KINDS) if (!only.includes(kind) && kind !== 'slow') s.faults[kind] = 0;
+  return runScenario(seed, s, { trace, slow: only.includes('slow') });
+}
+
+/** Runs scenario `s` (as `scenario()` makes them) calm and with its faults, the draws from `seed`. */
+export async function runScenario(seed, s, { trace, slow = true } = {}) {
+  const run = (faults, delays) =>
+    simulate({
+      seed,
+      fn: (delay) => scripted(delays ? delay : () => Promise.resolve(), s),
+      events: s.events,
+      limits: s.limits,
+      faults,
+      trace,
+    });
+  const calm = await run({}, false);
+  const faulty = await run(s.faults, slow);
+  const problems = [...invariants(calm).map((p) => `calm: ${p}`), ...invariants(faulty).map((p) => `faulty: ${p}`)];
+  const expected = sessions(calm);
+  const actual = sessions(faulty);
+  if (JSON.stringify(expected) !== JSON.stringify(actual))
+    problems.push('the faulty run made other sessions or outputs than the calm one');
+  return { ok: problems.length === 0, problems, expected, actual, stats: faulty.stats, scenario: s };
+}
+
+/**
+ * A smaller scenario that still fails: events dropped one at a time while the run (same seed, so faults are drawn
+ * the same way, though they may land elsewhere) still fails, until no single drop does.
+ */
+export async function shrink(seed, failing, { slow = true } = {}) {
+  let s = failing;
+  for (let again = true; again;) {
+    again = false;
+    for (let i = 0; i < s.events.length; i++) {
+      const smaller = { ...s, events: s.events.filter((_, j) => j !== i) };
+      if (!(await runScenario(seed, smaller, { slow })).ok) {
+        s = smaller;
+        again = true;
+        i--;
+      }
+    }
+  }
+  return s;
+}

@@ -1,0 +1,386 @@
+// The in-memory log (js/redis/memory-log.ts) against the Redis one (redis-log.ts and its Lua scripts): each
+// scenario runs on both, through the PartitionLog interface, and records what it sees; the two records must be
+// the same, so the simulator's log cannot drift from the one production runs on. Entry ids differ in their
+// times, so they are compared by structure: each id becomes `#n`, n its rank of first sight in the record
+// (inside sids and wake-ups too), output ids (`out:` in the record) apart from input ids (the two streams give
+// ids of their own, which may coincide). Times left (lease, registration, wake-up) are recorded as "some" (> 0).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { KeySpace, MemoryStore, RedisLog, VirtualClock, appendEvents, runUntil, sleepOn } from '#testing';
+import { client, fresh, useRedis } from './helpers/redis-suite.mjs';
+
+useRedis();
+
+const BUFFERS = { typeMapping: { 36: Buffer, 37: Array } };
+const PARTITIONS = 2;
+
+/** The Redis side: a fresh function's keys on the file's server; sleeps are real. */
+function redisSide() {
+  const keys = new KeySpace(fresh('contract'));
+  const errors = [];
+  const log = new RedisLog(client, keys, PARTITIONS, (error) => errors.push(error));
+  return {
+    log,
+    run: (promise) => promise,
+    sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+    append: async (p, events) => (await appendEvents(client, keys, p, events)).ids,
+    outputs: async (p) => outputIds(await client.sendCommand(['XRANGE', keys.output(p), '-', '+'], BUFFERS)),
+    done: async () => {
+      await log.close();
+      assert.deepEqual(errors, [], 'no connection error');
+    },
+  };
+}
+
+/** The in-memory side: a fresh store on a virtual clock, stepped until each call settles. */
+function memorySide() {
+  const clock = new VirtualClock(1_700_000_000_000);
+  const store = new MemoryStore(PARTITIONS, clock);
+  const log = store.connect();
+  return {
+    log,
+    run: (promise) => runUntil(clock, promise),
+    sleep: (ms) => runUntil(clock, sleepOn(clock, ms)),
+    append: async (p, events) => store.append(p, events),
+    outputs: async (p) => outputIds(store.outputs(p)),
+    done: () => log.close(),
+  };
+}
+
+/** Output stream entries with their ids marked as output ids. */
+const outputIds = (entries) => entries.map(([id, list]) => [`out:${id}`, list]);
+
+/** A commit's result with its ids marked as output ids. */
+const committed = (promise) =>
+  promise.then(({ ids, diverged }) => ({
+    ids: ids.map((id) => (id === null ? null : `out:${id}`)),
+    diverged: diverged.map((d) =>
+      d.committed === undefined ? d : { ...d, committed: { ...d.committed, id: `out:${d.committed.id}` } },
+    ),
+  }));
+
+/** Every entry id in `value` (also inside strings: sids, wake-ups) as `#n`, by first sight; Buffers as text. */
+function structural(value) {
+  const seen = new Map();
+  const name = (id) => {
+    if (!seen.has(id)) seen.set(id, `${id.startsWith('out:') ? 'out' : ''}#${seen.size + 1}`);
+    return seen.get(id);
+  };
+  const walk = (v) => {
+    if (typeof v === 'string') return v.replace(/(?:out:)?\b\d+-\d+\b/g, name);
+    if (Buffer.isBuffer(v)) return walk(`buf:${v.toString()}`);
+    if (Array.isArray(v)) return v.map(walk);
+    if (v instanceof Error) return { error: v.name, code: v.code, message: v.message };
+    if (v !== null && typeof v === 'object') {
+      return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x)]));
+    }
+    return v;
+  };
+  return walk(value);
+}
+
+/** Runs `scenario(side, record)` on both logs and compares what each recorded. */
+async function contract(scenario) {
+  const records = [];
+  for (const makeSide of [redisSide, memorySide]) {
+    const side = makeSide();
+    // Commits' results with their ids marked as output ids.
+    const log = side.log;
+    side.log = new Proxy(log, {
+      get: (target, name) =>
+        name === 'commit'
+          ? (...args) => committed(target.commit(...args))
+          : typeof target[name] === 'function'
+            ? target[name].bind(target)
+            : target[name],
+    });
+    const record = [];
+    const call = async (label, promise) => {
+      try {
+        const value = await side.run(promise);
+        record.push([label, value]);
+        return value;
+      } catch (error) {
+        record.push([label, error]);
+        return error;
+      }
+    };
+    await scenario(side, call);
+    await side.done();
+    records.push(structural(record));
+  }
+  assert.deepStrictEqual(records[1], records[0], 'the in-memory log answers as the Redis log does');
+  return records[0];
+}
+
+const some = (n) => (typeof n === 'number' && n > 0 ? 'some' : n);
+const ev = (key, n) => [key, Buffer.from(JSON.stringify({ n }))];
+const bySid = (snapshots) => [...snapshots].sort((a, b) => (a.sid < b.sid ? -1 : a.sid > b.sid ? 1 : 0));
+
+test('reads: new entries become pending, replay from an id, the tail when nothing is new, acks, lag', async () => {
+  const record = await contract(async (side, call) => {
+    const { log } = side;
+    await side.append(0, [ev('a', 1), ev('b', 2), ev('a', 3)]);
+    await call('lag before the first lease', log.lag(0));
+    const lease = await call('acquire', log.acquire(0, 'w1', 10_000));
+    await call('lag', log.lag(0));
+    await call('read 2', log.read(lease, '>', 2));
+    await call('lag after', log.lag(0));
+    await call('read rest', log.read(lease, '>', 10));
+    await call('read nothing new', log.read(lease, '>', 10));
+    await call('replay from 0', log.read(lease, '0', 10));
+    const [first] = (await side.run(log.read(lease, '0', 1))).entries;
+    await call('replay after the first', log.read(lease, first.id, 10));
+    await call('commit acks the first', log.commit(lease, { outputs: [], acks: [first.id], ended: [] }));
+    await call('replay after ack', log.read(lease, '0', 10));
+    await call('entries by id', log.entries(lease, [first.id, '1-0']));
+    await call('other partition empty', log.lag(1));
+    await call('pinned, other partition', log.pinned(1));
+  });
+  // The record itself says what the contract is (a sanity check of the harness, not of the logs).
+  const read2 = record.find(([label]) => label === 'read 2')[1];
+  assert.equal(read2.entries.length, 2);
+  assert.equal(read2.entries[0].key, 'a');
+});
+
+test('leases: held, renewed, released; fenced after expiry and after a takeover; a new epoch each grant', async () => {
+  await contract(async (side, call) => {
+    const { log } = side;
+    await side.append(0, [ev('a', 1)]);
+    // (A lease of 600 ms: long enough for the calls before it runs out on a loaded machine.)
+    const lease = await call('acquire', log.acquire(0, 'w1', 600));
+    const held = await side.run(log.acquire(0, 'w2', 600));
+    await call('held by w1', Promise.resolve({ holder: held.holder, left: some(held.left) }));
+    await call('renew', log.renew(lease, 600));
+    await call('read', log.read(lease, '>', 10));
+    await side.sleep(800);
+    await call('renew after expiry', log.renew(lease, 600));
+    await call('read after expiry', log.read(lease, '>', 10));
+    await call('replay after expiry', log.read(lease, '0', 10));
+    await call('mark after expiry', log.markClose(lease, 'a', 'a@1-0'));
+    await call('commit after expiry', log.commit(lease, { outputs: [], acks: [], ended: [] }));
+    await call('wake after expiry', log.wake(lease, 'a', 'x', 1, 1, 'p'));
+    await call('trim after expiry', log.trim(lease));
+    await call('trimOutputs after expiry', log.trimOutputs(lease, true, 0));
+    const next = await call('takeover', log.acquire(0, 'w2', 10_000));
+    await call('the old lease is fenced', log.read(lease, '0', 10));
+    await call('the new owner gets the pending entry back', log.read(next, '0', 10));
+    await call('release by the old lease: no-op', log.release(lease));
+    await call('still held', log.renew(next, 10_000));
+    await call('release', log.release(next));
+    await call('fenced after release', log.read(next, '0', 10));
+    const third = await call('acquire again', log.acquire(0, 'w1', 10_000));
+    await call('its pending entry', log.read(third, '0', 10));
+  });
+});
+
+test('commit: outputs once per (sid, seq) by high-water mark, checkpoints, ended sessions forgotten, snapshots', async () => {
+  await contract(async (side, call) => {
+    const { log } = side;
+    const [e1, e2, e3] = await side.append(0, [ev('a', 1), ev('a', 2), ev('b', 3)]);
+    const lease = await call('acquire', log.acquire(0, 'w1', 10_000));
+    await call('read', log.read(lease, '>', 10));
+    const a = `a@${e1}`;
+    const b = `b@${e3}`;
+    const out = (sid, seq, key, v) => ({ sid, seq, key, payload: Buffer.from(v) });
+    const checkpoint = {
+      sid: a,
+      key: 'a',
+      seq: 2,
+      lastTime: 1234,
+      events: 2,
+      state: Buffer.from('{"total":3}'),
+      timers: 2,
+      pending: [[2, 99, Buffer.from('later')]],
+    };
+    await call(
+      'commit outputs and a checkpoint',
+      log.commit(lease, {
+        outputs: [out(a, 1, 'a', 'x'), out(a, 2, 'a', 'y'), out(b, 1, 'b', 'z')],
+        checkpoints: [checkpoint, { sid: b, key: 'b', seq: 1, lastTime: 5, events: 1, state: 'text state' }],
+        acks: [e1, e2],
+        ended: [],
+      }),
+    );
+    await call('snapshots', log.snapshots(lease).then(bySid));
+    await call(
+      'a replay: seqs at or below the mark are skipped, above written',
+      log.commit(lease, {
+        outputs: [
+          out(a, 1, 'a', 'other'),
+          out(a, 3, 'a', 'w'),
+          { sid: b, seq: 2, key: 'b', error: '{"name":"Error","message":"boom"}' },
+        ],
+        acks: [],
+        ended: [],
+      }),
+    );
+    await call('snapshots with the marks', log.snapshots(lease).then(bySid));
+    await call('replay of pending', log.read(lease, '0', 10));
+    await call('end b', log.commit(lease, { outputs: [], acks: [e3], ended: [b], endedSeqs: [2] }));
+    await call('snapshots after b ended', log.snapshots(lease).then(bySid));
+    await call(
+      'b starts over: its outputs are new again',
+      log.commit(lease, { outputs: [out(b, 1, 'b', 'again')], acks: [], ended: [] }),
+    );
+    await call('outputs', side.outputs(0));
+  });
+});
+
+test('commit: a retry by serial returns the first call ids and writes nothing; a new serial writes', async () => {
+  await contract(async (side, call) => {
+    const { log } = side;
+    const [e1] = await side.append(0, [ev('a', 1)]);
+    const lease = await call('acquire', log.acquire(0, 'w1', 10_000));
+    await call('read', log.read(lease, '>', 10));
+    const sid = `a@${e1}`;
+    const out = (seq, v) => ({ sid, seq, key: 'a', payload: v });
+    const first = { outputs: [out(1, 'x'), out(2, 'y')], acks: [], ended: [], serial: 1 };
+    await call('serial 1', log.commit(lease, first));
+    await call('serial 1 again', log.commit(lease, first));
+    await call(
+      'serial 2: one new, one written before',
+      log.commit(lease, { outputs: [out(2, 'y'), out(3, 'z')], acks: [e1], ended: [], serial: 2 }),
+    );
+    await call('serial 2 again', log.commit(lease, { outputs: [out(2, 'y'), out(3, 'z')], acks: [e1], ended: [], serial: 2 }));
+    await call('no serial: no ids', log.commit(lease, { outputs: [out(4, 'w')], acks: [], ended: [] }));
+    // A new lease of the same worker: its serials start over, and serial 2 is not a retry of the old lease's.
+    await call('release', log.release(lease));
+    const next = await call('acquire again', log.acquire(0, 'w1', 10_000));
+    await call('serial 2 under the new lease', log.commit(next, { outputs: [out(5, 'v')], acks: [], ended: [], serial: 2 }));
+    await call('outputs', side.outputs(0));
+  });
+});
+
+test('commit with check: output and count divergences, digests forgotten with the session', async () => {
+  await contract(async (side, call) => {
+    const { log } = side;
+    const [e1] = await side.append(0, [ev('a', 1)]);
+    const lease = await call('acquire', log.acquire(0, 'w1', 10_000));
+    await call('read', log.read(lease, '>', 10));
+    const sid = `a@${e1}`;
+    const out = (seq, payload) => ({ sid, seq, key: 'a', payload });
+    await call('first run', log.commit(lease, { outputs: [out(1, 'x'), out(2, 'y')], acks: [], ended: [], check: true }));
+    await call(
+      'a replay that differs at seq 2, and an error where a value was',
+      log.commit(lease, {
+        outputs: [out(1, 'x'), out(2, 'Y'), { sid, seq: 1, key: 'a', error: '{"name":"E","message":"m"}' }],
+        acks: [],
+        ended: [],
+        check: true,
+        serial: 7,
+      }),
+    );
+    await call(
+      'ended with fewer outputs',
+      log.commit(lease, { outputs: [], acks: [e1], ended: [sid], endedSeqs: [1], check: true }),
+    );
+    await call('the sid again, fresh', log.commit(lease, { outputs: [out(1, 'z')], acks: [], ended: [], check: true }));
+    await call(
+      'ended with as many: no divergence',
+      log.commit(lease, { outputs: [], acks: [], ended: [sid], endedSeqs: [1], check: true }),
+    );
+  });
+});
+
+test('wake: due or not yet, once per (sid, timer id), forgotten when the session ends; close markers and ticks', async () => {
+  await contract(async (side, call) => {
+    const { log } = side;
+    const [e1] = await side.append(0, [ev('a', 1)]);
+    const lease = await call('acquire', log.acquire(0, 'w1', 10_000));
+    await call('read', log.read(lease, '>', 10));
+    const sid = `a@${e1}`;
+    const notYet = await side.run(log.wake(lease, 'a', sid, 1, 4_000_000_000_000, 'p'));
+    await call('not due yet', Promise.resolve(some(notYet)));
+    await call('due', log.wake(lease, 'a', sid, 1, 1000, Buffer.from('payload')));
+    await call('again', log.wake(lease, 'a', sid, 1, 1000, 'payload'));
+    await call('another timer', log.wake(lease, 'a', sid, 2, 1001, 'p2'));
+    await call('close marker', log.markClose(lease, 'a', sid));
+    await call('age marker', log.markClose(lease, 'a', sid, 'age'));
+    await call('tick', log.markClose(lease, '', ''));
+    await call('read them', log.read(lease, '>', 10));
+    await call('end the session', log.commit(lease, { outputs: [], acks: [], ended: [sid], endedSeqs: [0] }));
+    await call('its timer 1 again: a new wake-up', log.wake(lease, 'a', sid, 1, 1000, 'payload'));
+  });
+});
+
+test('trim: to the oldest pending entry, or the last delivered; a trimmed pending entry comes back empty', async () => {
+  await contract(async (side, call) => {
+    const { log } = side;
+    const ids = await side.append(0, [ev('a', 1), ev('b', 2), ev('c', 3), ev('d', 4)]);
+    const lease = await call('acquire', log.acquire(0, 'w1', 10_000));
+    await call('trim with nothing delivered', log.trim(lease));
+    await call('read 3', log.read(lease, '>', 3));
+    await call('ack the 2nd', log.commit(lease, { outputs: [], acks: [ids[1]], ended: [] }));
+    await call('trim: nothing before the 1st pending', log.trim(lease));
+    await call('ack the 1st', log.commit(lease, { outputs: [], acks: [ids[0]], ended: [] }));
+    await call('trim: to the 3rd', log.trim(lease));
+    await call('entries of a trimmed id', log.entries(lease, [ids[0], ids[2]]));
+    await call('ack the 3rd', log.commit(lease, { outputs: [], acks: [ids[2]], ended: [] }));
+    await call('trim: to the last delivered', log.trim(lease));
+    await call('the undelivered one is still there', log.read(lease, '>', 10));
+    await call('lag', log.lag(0));
+    await call('trimOutputs without a group or a cap', log.trimOutputs(lease, true, 0));
+  });
+});
+
+test('pinned, heartbeats and leave', async () => {
+  await contract(async (side, call) => {
+    const { log } = side;
+    await call('pinned with no input', log.pinned(0));
+    await side.append(0, [ev('a', 1)]);
+    const lease = await call('acquire', log.acquire(0, 'w1', 10_000));
+    await call('pinned with nothing pending', log.pinned(0));
+    await call('read', log.read(lease, '>', 10));
+    await side.sleep(30);
+    const pinned = await side.run(log.pinned(0));
+    await call('pinned by the pending entry', Promise.resolve(pinned >= 30));
+    // (The time another registration has left depends on when each side ran: recorded as "some".)
+    const heartbeat = (worker, ttl) =>
+      log
+        .heartbeat(worker, ttl)
+        .then(({ live, next }) =>
+          next === undefined ? { live } : { live, next: { worker: next.worker, left: some(next.left) } },
+        );
+    await call('w1 alone', heartbeat('w1', 10_000));
+    await call('w2 sees w1', heartbeat('w2', 5_000));
+    await call('w1 leaves', log.leave('w1'));
+    await call('w2 alone', heartbeat('w2', 5_000));
+    await call('w3 sees w2', heartbeat('w3', 50));
+    await side.sleep(120);
+    await call('w3 ran out', heartbeat('w2', 5_000));
+  });
+});
+
+test('wait: at once for entries after a position, at an append, at its time, or interrupted', async () => {
+  await contract(async (side, call) => {
+    const { log } = side;
+    const [e1] = await side.append(0, [ev('a', 1)]);
+    await call(
+      'entries after 0-0',
+      log.wait(
+        new Map([
+          [0, '0-0'],
+          [1, '0-0'],
+        ]),
+        1000,
+      ),
+    );
+    await call('nothing after the last, time passes', log.wait(new Map([[0, e1]]), 50));
+    const waiting = log.wait(
+      new Map([
+        [0, e1],
+        [1, '0-0'],
+      ]),
+      10_000,
+    );
+    await side.sleep(20);
+    await side.append(1, [ev('z', 2)]);
+    await call('woken by an append', waiting);
+    const [last] = await side.append(0, [ev('a', 3)]);
+    const interrupted = log.wait(new Map([[0, last]]), 10_000);
+    await side.sleep(20);
+    await log.interrupt();
+    await call('interrupted', interrupted);
+  });
+});

@@ -1,0 +1,681 @@
+// The partitioned log in memory, on a virtual clock: what the Lua scripts and stream commands of redis-log.ts do,
+// as plain code over plain maps, for the simulator and tests (no server, no machine time). `MemoryStore` is the
+// server: streams, the consumer group, leases, the hashes of commit.lua; "Redis' time" is its clock's time, and
+// entry ids are `<ms>-<seq>` as XADD makes them. `MemoryLog` is one worker's connection to it (a
+// `PartitionLog`): each call applies at once, in call order, and its reply comes at a later step of the clock, so
+// a caller never sees a reply within its own turn; a seeded fault policy can delay a reply, lose it after the call
+// applied, or refuse the call before it applies. The byte formats (entry fields, checkpoint values) are
+// stored.ts's, shared with the Redis log, and `__test__/redis-log-contract.test.mjs` runs the same scenarios
+// against both.
+import { createHash } from 'node:crypto';
+import { FencedError } from '../errors';
+import type { Clock } from './clock';
+import { inputEntries, parseSnapshot, snapshotValue } from './stored';
+import type {
+  Commit,
+  CommitResult,
+  Divergence,
+  Heartbeat,
+  Held,
+  InputEntry,
+  Lease,
+  PartitionLog,
+  ReadResult,
+  Snapshot,
+} from './transport';
+
+/** An entry id as numbers: `[ms, seq]`. */
+type Id = readonly [number, number];
+
+/** `'0'`, `'<ms>'` and `'<ms>-<seq>'` as Redis reads an id (a seq past 2^53 loses precision: only order matters). */
+function parseId(id: string): Id {
+  const dash = id.indexOf('-');
+  return dash < 0 ? [Number(id), 0] : [Number(id.slice(0, dash)), Number(id.slice(dash + 1))];
+}
+
+function compare(a: Id, b: Id): number {
+  return a[0] - b[0] || a[1] - b[1];
+}
+
+/** A stream entry: its fields as Redis returns them with Buffer replies, `[name, value, name, value, ...]`. */
+interface Entry {
+  readonly id: string;
+  readonly at: Id;
+  readonly list: Buffer[];
+}
+
+/** A stream: entries in id order, and the last id it gave (kept after a trim, as Redis keeps it). */
+class Stream {
+  entries: Entry[] = [];
+  last: Id = [0, 0];
+
+  /** XADD `*`: the clock's ms, or the last id's ms with the next seq when the clock has not passed it. */
+  add(now: number, fields: ReadonlyArray<readonly [string, Buffer | string]>): string {
+    const at: Id = now > this.last[0] ? [now, 0] : [this.last[0], this.last[1] + 1];
+    this.last = at;
+    const id = `${at[0]}-${at[1]}`;
+    const list: Buffer[] = [];
+    for (const [name, value] of fields) list.push(Buffer.from(name), Buffer.from(value));
+    this.entries.push({ id, at, list });
+    return id;
+  }
+
+  /** Index of the first entry after `id`. */
+  after(id: Id): number {
+    let lo = 0;
+    let hi = this.entries.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (compare(this.entries[mid].at, id) <= 0) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** Index of the first entry at or after `id`. */
+  from(id: Id): number {
+    let lo = 0;
+    let hi = this.entries.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (compare(this.entries[mid].at, id) < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  find(id: string): Entry | undefined {
+    const at = parseId(id);
+    const e = this.entries[this.from(at)];
+    return e !== undefined && compare(e.at, at) === 0 ? e : undefined;
+  }
+
+  /** XTRIM MINID: removes the entries before `min`; how many. */
+  trimBefore(min: Id): number {
+    let n = 0;
+    while (n < this.entries.length && compare(this.entries[n].at, min) < 0) n++;
+    this.entries.splice(0, n);
+    return n;
+  }
+}
+
+/** The consumer group `velo` of an input, with its one consumer: the last id delivered, and the pending ids in order. */
+interface Group {
+  delivered: Id;
+  readonly pending: Map<string, Id>;
+}
+
+/** What one partition holds: the keys of redis-log.ts's layout. */
+class PartitionState {
+  input: Stream | null = null;
+  group: Group | null = null;
+  output: Stream | null = null;
+  lease: { token: string; until: number } | null = null;
+  epoch = 0;
+  /** sid -> last output seq written. */
+  readonly hw = new Map<string, number>();
+  /** `"<seq> <sid>"` -> the output's entry id and the digest of its field and bytes (checkReplay). */
+  readonly check = new Map<string, { id: string; digest: string }>();
+  /** The last commit with a serial: for its retry. */
+  lastCommit: { token: string; serial: string; first: string | null; count: number } | null = null;
+  /** sid -> the checkpoint's stored value. */
+  readonly ckpt = new Map<string, Buffer>();
+  /** sid -> the timer ids whose wake-ups were written. */
+  readonly timers = new Map<string, Set<number>>();
+
+  inputStream(): Stream {
+    return (this.input ??= new Stream());
+  }
+}
+
+/** What is left of a partition's bookkeeping (for "nothing left behind" checks). */
+export interface PartitionLeftovers {
+  readonly pending: readonly string[];
+  readonly hw: readonly string[];
+  readonly check: readonly string[];
+  readonly ckpt: readonly string[];
+  readonly timers: readonly string[];
+}
+
+const READ_FENCED = 'the lease is gone: another worker owns the partition, or it expired';
+const SCRIPT_FENCED = 'the lease is gone: another worker owns the partition';
+
+function digest(field: string, data: Buffer | string): string {
+  return createHash('sha1').update(field).update(data).digest('hex');
+}
+
+/**
+ * The server: the partitions of one function and its live workers, on `clock`. Producers append with `append`;
+ * workers reach it through a `MemoryLog` each (`connect`).
+ */
+export class MemoryStore {
+  readonly partitions: number;
+  readonly clock: Clock;
+  readonly #parts: PartitionState[];
+  /** Worker id -> the time its registration runs out. */
+  readonly #workers = new Map<string, number>();
+  /** Called after every entry added to an input (blocked reads look again). */
+  readonly #listeners = new Set<(partition: number) => void>();
+
+  readonly #onCommit: (() => void) | undefined;
+
+  /** `onCommit`: called after each commit applied (a simulator crashes an owner there). */
+  constructor(partitions: number, clock: Clock, onCommit?: () => void) {
+    this.partitions = partitions;
+    this.clock = clock;
+    this.#onCommit = onCommit;
+    this.#parts = Array.from({ length: partitions }, () => new PartitionState());
+  }
+
+  /**
+   * A worker's connection. `clock`: the clock its replies come on (the worker process's own, which a simulator
+   * can pause or stop; default the store's); `faults`: what happens to each of its calls.
+   */
+  connect(options: { faults?: FaultPolicy; clock?: Clock } = {}): MemoryLog {
+    return new MemoryLog(this, options.clock ?? this.clock, options.faults);
+  }
+
+  /** Appends events to a partition's input, in order (append.lua, or append-traced.lua with `trace`); their ids. */
+  append(
+    partition: number,
+    events: ReadonlyArray<readonly [string, Buffer | string]>,
+    trace?: readonly [string, string],
+  ): string[] {
+    const ids = events.map(([key, data]) => {
+      const fields: [string, Buffer | string][] = [
+        ['k', key],
+        ['v', data],
+      ];
+      if (trace !== undefined) {
+        fields.push(['t', trace[0]]);
+        if (trace[1] !== '') fields.push(['s', trace[1]]);
+      }
+      return this.#part(partition).inputStream().add(this.clock.now(), fields);
+    });
+    this.#added(partition);
+    return ids;
+  }
+
+  /** Every entry of a partition's input, as a worker reads them. */
+  input(partition: number): InputEntry[] {
+    return inputEntries(this.#part(partition).input?.entries.map((e) => [e.id, e.list]) ?? []);
+  }
+
+  /** A partition's output stream as XRANGE gives it with Buffer replies: `[id, [field, value, ...]]` (see `outputItem`). */
+  outputs(partition: number): [Buffer, Buffer[]][] {
+    return this.#part(partition).output?.entries.map((e) => [Buffer.from(e.id), e.list]) ?? [];
+  }
+
+  /** What a partition still keeps per session, and its pending entries. */
+  leftovers(partition: number): PartitionLeftovers {
+    const s = this.#part(partition);
+    return {
+      pending: [...(s.group?.pending.keys() ?? [])],
+      hw: [...s.hw.keys()],
+      check: [...s.check.keys()],
+      ckpt: [...s.ckpt.keys()],
+      timers: [...s.timers.keys()],
+    };
+  }
+
+  /** The token of the lease on the partition, or null if none is live. */
+  holder(partition: number): string | null {
+    return this.#lease(this.#part(partition))?.token ?? null;
+  }
+
+  /** @internal A blocked read's hook (MemoryLog.wait). */
+  listen(listener: (partition: number) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** @internal Whether the partition has input entries after `position` (XREAD COUNT 1 from it finds one). */
+  hasAfter(partition: number, position: string): boolean {
+    const input = this.#part(partition).input;
+    return input !== null && input.after(parseId(position)) < input.entries.length;
+  }
+
+  #part(partition: number): PartitionState {
+    const s = this.#parts[partition];
+    if (s === undefined) throw new RangeError(`No partition ${partition} (of ${this.partitions})`);
+    return s;
+  }
+
+  #added(partition: number): void {
+    for (const listener of [...this.#listeners]) listener(partition);
+  }
+
+  /** The live lease (an expired one is gone: Redis expires a key once its time is past). */
+  #lease(s: PartitionState): { token: string; until: number } | null {
+    if (s.lease !== null && this.clock.now() > s.lease.until) s.lease = null;
+    return s.lease;
+  }
+
+  /** fence.lua (or the fence stream, for reads): the partition's state if `lease` still holds it. */
+  #owned(lease: Lease, message = SCRIPT_FENCED): PartitionState {
+    const s = this.#part(lease.partition);
+    if (this.#lease(s)?.token !== lease.token) throw new FencedError(lease.partition, message);
+    return s;
+  }
+
+  // The commands, each atomic (one script or command of redis-log.ts), synchronous: MemoryLog makes them calls.
+
+  /** @internal heartbeat.lua */
+  heartbeat(worker: string, ttl: number): Heartbeat {
+    const now = this.clock.now();
+    for (const [w, until] of this.#workers) if (until <= now) this.#workers.delete(w);
+    this.#workers.set(worker, now + ttl);
+    const first = [...this.#workers]
+      .sort(([a, x], [b, y]) => x - y || (a < b ? -1 : a > b ? 1 : 0))
+      .slice(0, 2)
+      .find(([w]) => w !== worker);
+    const live = this.#workers.size;
+    return first === undefined ? { live } : { live, next: { worker: first[0], left: first[1] - now } };
+  }
+
+  /** @internal ZREM of the live set */
+  leave(worker: string): void {
+    this.#workers.delete(worker);
+  }
+
+  /** @internal acquire.lua */
+  acquire(partition: number, worker: string, ttl: number): Lease | Held {
+    const s = this.#part(partition);
+    const held = this.#lease(s);
+    const now = this.clock.now();
+    if (held !== null) return { holder: held.token.slice(0, Math.max(0, held.token.lastIndexOf(':'))), left: held.until - now };
+    const token = `${worker}:${++s.epoch}`;
+    s.lease = { token, until: now + ttl };
+    s.inputStream();
+    s.group ??= { delivered: [0, 0], pending: new Map() };
+    return { partition, token };
+  }
+
+  /** @internal renew.lua */
+  renew(lease: Lease, ttl: number): boolean {
+    const s = this.#part(lease.partition);
+    const held = this.#lease(s);
+    if (held?.token !== lease.token) return false;
+    held.until = this.clock.now() + ttl;
+    return true;
+  }
+
+  /** @internal release.lua */
+  release(lease: Lease): void {
+    const s = this.#part(lease.partition);
+    if (this.#lease(s)?.token === lease.token) s.lease = null;
+  }
+
+  /** @internal The fenced XREADGROUP, then read.lua when it finds nothing. */
+  read(lease: Lease, from: string, count: number): ReadResult {
+    const s = this.#owned(lease, READ_FENCED);
+    const input = s.inputStream();
+    const group = s.group as Group;
+    const raw: [string, Buffer[] | null][] = [];
+    if (from === '>') {
+      for (let i = input.after(group.delivered); i < input.entries.length && raw.length < count; i++) {
+        const e = input.entries[i];
+        group.delivered = e.at;
+        group.pending.set(e.id, e.at);
+        raw.push([e.id, e.list]);
+      }
+    } else {
+      const after = parseId(from);
+      for (const [id, at] of group.pending) {
+        if (raw.length === count) break;
+        // A pending entry trimmed away comes back with nil fields.
+        if (compare(at, after) > 0) raw.push([id, input.find(id)?.list ?? null]);
+      }
+    }
+    if (raw.length > 0) return { entries: inputEntries(raw), tail: '' };
+    return { entries: [], tail: input.entries.at(-1)?.id ?? '0-0' };
+  }
+
+  /** @internal One XRANGE per id. */
+  entries(partition: number, ids: readonly string[]): InputEntry[] {
+    const input = this.#part(partition).input;
+    return ids.map((id) => {
+      const e = input?.find(id);
+      return e === undefined ? { id, key: '' } : inputEntries([[e.id, e.list]])[0];
+    });
+  }
+
+  /** @internal mark.lua */
+  markClose(lease: Lease, key: string, sid: string, reason?: string): string {
+    const s = this.#owned(lease);
+    const fields: [string, string][] = [
+      ['k', key],
+      ['c', sid],
+    ];
+    if (reason !== undefined) fields.push(['r', reason]);
+    const id = s.inputStream().add(this.clock.now(), fields);
+    this.#added(lease.partition);
+    return id;
+  }
+
+  /** @internal trim.lua */
+  trim(lease: Lease): number {
+    const s = this.#owned(lease);
+    const group = s.group as Group;
+    const oldest = group.pending.values().next();
+    return s.inputStream().trimBefore(oldest.done === true ? group.delivered : oldest.value);
+  }
+
+  /**
+   * @internal trim-outputs.lua. No consumer group reads a memory log's outputs, so `acked` removes nothing (as
+   * Redis does for a stream without groups); `maxLen` keeps exactly the newest `maxLen` (Redis' `~` keeps at
+   * least that many: whole nodes).
+   */
+  trimOutputs(lease: Lease, _acked: boolean, maxLen: number): number {
+    const s = this.#owned(lease);
+    const output = s.output;
+    if (output === null || maxLen <= 0 || output.entries.length <= maxLen) return 0;
+    return output.entries.splice(0, output.entries.length - maxLen).length;
+  }
+
+  /** @internal wake.lua */
+  wake(lease: Lease, key: string, sid: string, id: number, time: number, payload: Buffer | string): string | number {
+    const s = this.#owned(lease);
+    const now = this.clock.now();
+    if (now < time) return time - now;
+    const fired = s.timers.get(sid) ?? new Set<number>();
+    if (fired.has(id)) return '';
+    s.timers.set(sid, fired.add(id));
+    const entry = s.inputStream().add(now, [
+      ['k', key],
+      ['w', `${sid} ${id}`],
+      ['d', String(time)],
+      ['v', payload],
+    ]);
+    this.#added(lease.partition);
+    return entry;
+  }
+
+  /** @internal HSCAN of the checkpoints, with each session's high-water mark. */
+  snapshots(partition: number): Snapshot[] {
+    const s = this.#part(partition);
+    return [...s.ckpt].map(([sid, value]) => ({ ...parseSnapshot(sid, value), written: s.hw.get(sid) ?? 0 }));
+  }
+
+  /** @internal commit.lua */
+  commit(lease: Lease, commit: Commit): CommitResult {
+    const s = this.#owned(lease);
+    const serial = commit.serial === undefined ? '' : String(commit.serial);
+    const withIds = serial !== '';
+    if (withIds && s.lastCommit !== null && s.lastCommit.token === lease.token && s.lastCommit.serial === serial) {
+      // The retry of a commit that was applied: the ids it wrote, found among the outputs it wrote (contiguous).
+      const { first, count } = s.lastCommit;
+      const written = new Map<string, string>();
+      if (first !== null && s.output !== null) {
+        const from = s.output.from(parseId(first));
+        for (const e of s.output.entries.slice(from, from + count)) {
+          written.set(`${e.list[1].toString()} ${e.list[3].toString()}`, e.id);
+        }
+      }
+      return { ids: commit.outputs.map((o) => written.get(`${o.sid} ${o.seq}`) ?? null), diverged: [] };
+    }
+    const check = commit.check === true;
+    const ids: (string | null)[] = [];
+    const diverged: Divergence[] = [];
+    let first: string | null = null;
+    let count = 0;
+    commit.outputs.forEach((o, index) => {
+      const field = o.error !== undefined ? 'e' : 'v';
+      const data = o.error ?? o.payload ?? '';
+      const mark = s.hw.get(o.sid) ?? 0;
+      const checkKey = `${o.seq} ${o.sid}`;
+      if (o.seq > mark) {
+        const fields: [string, Buffer | string][] = [
+          ['sid', o.sid],
+          ['seq', String(o.seq)],
+          ['k', o.key],
+          [field, data],
+        ];
+        if (o.traceparent !== undefined) fields.push(['t', o.traceparent]);
+        const id = (s.output ??= new Stream()).add(this.clock.now(), fields);
+        s.hw.set(o.sid, o.seq);
+        if (check) s.check.set(checkKey, { id, digest: digest(field, data) });
+        first ??= id;
+        count++;
+        if (withIds) ids.push(id);
+        return;
+      }
+      if (withIds) ids.push(null);
+      const stored = check ? s.check.get(checkKey) : undefined;
+      if (stored === undefined || stored.digest === digest(field, data)) return;
+      const entry = s.output?.find(stored.id);
+      let committed: { id: string; payload?: Buffer; error?: string } | undefined;
+      if (entry !== undefined) {
+        // The entry's last `v` or `e` field, as commit.lua reads it.
+        for (let j = 0; j + 1 < entry.list.length; j += 2) {
+          const name = entry.list[j].toString();
+          if (name === 'v') committed = { id: stored.id, payload: entry.list[j + 1] };
+          else if (name === 'e') committed = { id: stored.id, error: entry.list[j + 1].toString() };
+        }
+      }
+      diverged.push({ kind: 'output', index, committed });
+    });
+    for (const c of commit.checkpoints ?? []) s.ckpt.set(c.sid, Buffer.from(snapshotValue(c)));
+    const pending = (s.group as Group).pending;
+    for (const id of commit.acks) pending.delete(id);
+    if (commit.ended.length > 0) {
+      // Digests of ended sessions go too, also those a checking worker left for this one.
+      const checked = check || s.check.size > 0;
+      commit.ended.forEach((sid, i) => {
+        if (checked) {
+          const hw = s.hw.get(sid) ?? 0;
+          const last = commit.endedSeqs?.[i] ?? 0;
+          if (check && hw > last) diverged.push({ kind: 'count', sid, committed: hw, replayed: last });
+          for (let seq = 1; seq <= hw; seq++) s.check.delete(`${seq} ${sid}`);
+        }
+      });
+      for (const sid of commit.ended) {
+        s.hw.delete(sid);
+        s.ckpt.delete(sid);
+        s.timers.delete(sid);
+      }
+    }
+    if (withIds) s.lastCommit = { token: lease.token, serial, first, count };
+    this.#onCommit?.();
+    return { ids, diverged };
+  }
+
+  /** @internal pinned.lua */
+  pinned(partition: number): number {
+    const oldest = this.#part(partition).group?.pending.values().next();
+    if (oldest === undefined || oldest.done === true) return 0;
+    return Math.max(0, this.clock.now() - oldest.value[0]);
+  }
+
+  /** @internal lag.lua (the group's lag is its undelivered entries: a trim never removes one) */
+  lag(partition: number): number {
+    const s = this.#part(partition);
+    if (s.input === null) return 0;
+    if (s.group === null) return s.input.entries.length;
+    return s.input.entries.length - s.input.after(s.group.delivered);
+  }
+}
+
+/** The calls of a `PartitionLog` that a fault can hit. */
+export type LogCall =
+  | 'heartbeat'
+  | 'leave'
+  | 'acquire'
+  | 'renew'
+  | 'release'
+  | 'read'
+  | 'entries'
+  | 'markClose'
+  | 'trim'
+  | 'trimOutputs'
+  | 'wake'
+  | 'snapshots'
+  | 'commit'
+  | 'pinned'
+  | 'lag';
+
+/**
+ * What happens to one call: its reply comes `ms` later (virtual time); or it is `lost` after the call applied;
+ * or the call is `refused` before it applies. The last two reject with the error node-redis gives for a
+ * connection that closed with the command in flight.
+ */
+export type Fault = { readonly kind: 'delay'; readonly ms: number } | { readonly kind: 'lost' } | { readonly kind: 'refused' };
+
+/** Decides each call's fault (undefined: none); `partition` is the call's, when it has one. Seed it for a replayable run. */
+export type FaultPolicy = (call: LogCall, partition: number | undefined) => Fault | undefined;
+
+/**
+ * Named as node-redis names the error of a connection that closed with commands in flight: `reportable` (and so
+ * the worker) takes it for a lost connection by that name.
+ */
+export class SocketClosedUnexpectedlyError extends Error {
+  constructor() {
+    super('Socket closed unexpectedly');
+    this.name = 'SocketClosedUnexpectedlyError';
+  }
+}
+
+/** One worker's connection to a `MemoryStore`: the `PartitionLog` a worker (or a test) calls. */
+export class MemoryLog implements PartitionLog {
+  readonly partitions: number;
+  readonly #store: MemoryStore;
+  readonly #clock: Clock;
+  readonly #faults: FaultPolicy | undefined;
+  /** The pending `wait()`s' ends (with nothing found). */
+  readonly #waiting = new Set<() => void>();
+  /** Severed: no reply comes any more (the process is gone). */
+  #severed = false;
+
+  constructor(store: MemoryStore, clock: Clock, faults?: FaultPolicy) {
+    this.#store = store;
+    this.#clock = clock;
+    this.#faults = faults;
+    this.partitions = store.partitions;
+  }
+
+  /** The process on this connection is gone: no pending or later call gets a reply (what it applied stays). */
+  sever(): void {
+    this.#severed = true;
+    for (const cancel of [...this.#waiting]) cancel();
+  }
+
+  /**
+   * Applies `apply` now, unless refused; the reply (or its loss) comes at a later step of the clock. A severed
+   * connection applies nothing and answers nothing: a process that is gone sends no command.
+   */
+  #call<T>(call: LogCall, partition: number | undefined, apply: () => T): Promise<T> {
+    if (this.#severed) return new Promise<T>(() => {});
+    const fault = this.#faults?.(call, partition);
+    let outcome: { ok: true; value: T } | { ok: false; error: unknown };
+    if (fault?.kind === 'refused') outcome = { ok: false, error: new SocketClosedUnexpectedlyError() };
+    else {
+      try {
+        outcome = { ok: true, value: apply() };
+      } catch (error) {
+        outcome = { ok: false, error };
+      }
+      if (fault?.kind === 'lost') outcome = { ok: false, error: new SocketClosedUnexpectedlyError() };
+    }
+    const clock = this.#clock;
+    return new Promise<T>((resolve, reject) => {
+      const reply = () => {
+        if (this.#severed) return;
+        if (outcome.ok) resolve(outcome.value);
+        else reject(outcome.error);
+      };
+      if (fault?.kind === 'delay') clock.setTimeout(reply, fault.ms);
+      else clock.setImmediate(reply);
+    });
+  }
+
+  heartbeat(worker: string, ttl: number): Promise<Heartbeat> {
+    return this.#call('heartbeat', undefined, () => this.#store.heartbeat(worker, ttl));
+  }
+  leave(worker: string): Promise<void> {
+    return this.#call('leave', undefined, () => this.#store.leave(worker));
+  }
+  acquire(partition: number, worker: string, ttl: number): Promise<Lease | Held> {
+    return this.#call('acquire', partition, () => this.#store.acquire(partition, worker, ttl));
+  }
+  renew(lease: Lease, ttl: number): Promise<boolean> {
+    return this.#call('renew', lease.partition, () => this.#store.renew(lease, ttl));
+  }
+  release(lease: Lease): Promise<void> {
+    return this.#call('release', lease.partition, () => this.#store.release(lease));
+  }
+  read(lease: Lease, from: string, count: number): Promise<ReadResult> {
+    return this.#call('read', lease.partition, () => this.#store.read(lease, from, count));
+  }
+  entries(lease: Lease, ids: readonly string[]): Promise<InputEntry[]> {
+    return this.#call('entries', lease.partition, () => this.#store.entries(lease.partition, ids));
+  }
+  markClose(lease: Lease, key: string, sid: string, reason?: string): Promise<string> {
+    return this.#call('markClose', lease.partition, () => this.#store.markClose(lease, key, sid, reason));
+  }
+  trim(lease: Lease): Promise<number> {
+    return this.#call('trim', lease.partition, () => this.#store.trim(lease));
+  }
+  trimOutputs(lease: Lease, acked: boolean, maxLen: number): Promise<number> {
+    return this.#call('trimOutputs', lease.partition, () => this.#store.trimOutputs(lease, acked, maxLen));
+  }
+  wake(lease: Lease, key: string, sid: string, id: number, time: number, payload: Buffer | string): Promise<string | number> {
+    return this.#call('wake', lease.partition, () => this.#store.wake(lease, key, sid, id, time, payload));
+  }
+  snapshots(lease: Lease): Promise<Snapshot[]> {
+    return this.#call('snapshots', lease.partition, () => this.#store.snapshots(lease.partition));
+  }
+  commit(lease: Lease, commit: Commit): Promise<CommitResult> {
+    return this.#call('commit', lease.partition, () => this.#store.commit(lease, commit));
+  }
+  pinned(partition: number): Promise<number> {
+    return this.#call('pinned', partition, () => this.#store.pinned(partition));
+  }
+  lag(partition: number): Promise<number> {
+    return this.#call('lag', partition, () => this.#store.lag(partition));
+  }
+
+  /** XREAD BLOCK over the partitions at their positions: at once if one has more, else at an append, `ms` (0: never) or `interrupt()`. */
+  wait(positions: ReadonlyMap<number, string>, ms: number): Promise<number[]> {
+    const store = this.#store;
+    const clock = this.#clock;
+    const ready = () => [...positions].filter(([p, id]) => store.hasAfter(p, id)).map(([p]) => p);
+    if (this.#severed) return new Promise<number[]>(() => {});
+    if (positions.size === 0) return Promise.resolve([]);
+    return new Promise((resolve) => {
+      const found = ready();
+      if (found.length > 0) {
+        clock.setImmediate(() => resolve(found));
+        return;
+      }
+      let done = false;
+      const finish = (partitions: number[]) => {
+        if (done) return;
+        done = true;
+        unlisten();
+        clock.clearTimeout(timer);
+        this.#waiting.delete(cancel);
+        // A severed connection's wait never answers (its process is gone).
+        if (!this.#severed) clock.setImmediate(() => resolve(partitions));
+      };
+      const cancel = () => finish([]);
+      const unlisten = store.listen((p) => {
+        if (positions.has(p)) {
+          const now = ready();
+          if (now.length > 0) finish(now);
+        }
+      });
+      const timer = ms > 0 ? clock.setTimeout(cancel, ms) : null;
+      this.#waiting.add(cancel);
+    });
+  }
+
+  /** CLIENT UNBLOCK: the pending `wait()`s end as if their time had passed. */
+  interrupt(): Promise<void> {
+    for (const cancel of [...this.#waiting]) cancel();
+    return Promise.resolve();
+  }
+
+  close(): Promise<void> {
+    return this.interrupt();
+  }
+}

@@ -1,0 +1,126 @@
+// What velo-stream/redis stores, as bytes: the fields of input entries and checkpoints' values, read and written
+// by the Redis log (redis-log.ts) and the in-memory one (memory-log.ts) alike, so the two cannot parse apart.
+import type { InputEntry, Snapshot } from './transport';
+
+/**
+ * A checkpoint as stored: a JSON header (`seq`, `last`, `events`) on one line, then the state's bytes. A state the
+ * codec gave as a string stays one (node-redis writes it as UTF-8): a Buffer argument splits the commit's command
+ * into separate writes, which cost the worker more than the copy.
+ */
+export function snapshotValue(c: Snapshot): Buffer | string {
+  const pending = c.pending?.map(([id, time, payload]) => [id, time, Buffer.from(payload).toString('base64')]);
+  const head = `${JSON.stringify({ seq: c.seq, last: c.lastTime, events: c.events, timers: c.timers ?? 0, pending: pending ?? [] })}\n`;
+  return typeof c.state === 'string' ? head + c.state : Buffer.concat([Buffer.from(head), c.state]);
+}
+
+export function parseSnapshot(sid: string, value: Buffer): Snapshot {
+  const key = sid.slice(0, sid.lastIndexOf('@'));
+  const nl = value.indexOf(10);
+  let head: unknown;
+  try {
+    head = JSON.parse(value.subarray(0, nl < 0 ? value.length : nl).toString());
+  } catch (error) {
+    return unreadableSnapshot(sid, key, error);
+  }
+  // Read from Redis (a corrupt or hand-edited value): a header that does not say where the session was is the
+  // session's failure at its restore, never a wedged partition or a session restored at a wrong place.
+  const h = head as { seq?: unknown; last?: unknown; events?: unknown; timers?: unknown; pending?: unknown } | null;
+  const count = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
+  const pendingOk = (v: unknown) =>
+    Array.isArray(v) &&
+    v.every(
+      (t) =>
+        Array.isArray(t) &&
+        t.length === 3 &&
+        count(t[0]) &&
+        typeof t[1] === 'number' &&
+        Number.isFinite(t[1]) &&
+        typeof t[2] === 'string',
+    );
+  if (
+    nl < 0 ||
+    h === null ||
+    typeof h !== 'object' ||
+    !count(h.seq) ||
+    !count(h.events) ||
+    typeof h.last !== 'number' ||
+    !Number.isFinite(h.last) ||
+    (h.timers !== undefined && !count(h.timers)) ||
+    (h.pending !== undefined && !pendingOk(h.pending))
+  ) {
+    return unreadableSnapshot(
+      sid,
+      key,
+      new Error(
+        `its header is not { seq, last, events, timers, pending }: ${JSON.stringify(value.subarray(0, Math.min(nl < 0 ? value.length : nl, 120)).toString())}`,
+      ),
+    );
+  }
+  const pending = ((h.pending ?? []) as [number, number, string][]).map(
+    ([id, time, payload]) => [id, time, Buffer.from(payload, 'base64')] as const,
+  );
+  return {
+    sid,
+    key,
+    seq: h.seq as number,
+    lastTime: h.last,
+    events: h.events as number,
+    state: value.subarray(nl + 1),
+    timers: (h.timers as number | undefined) ?? 0,
+    pending,
+  };
+}
+
+/** A checkpoint whose header cannot be read: restored as nothing, its session fails (`unreadable`). */
+function unreadableSnapshot(sid: string, key: string, error: unknown): Snapshot {
+  return { sid, key, seq: 0, lastTime: 0, events: 0, state: Buffer.alloc(0), timers: 0, pending: [], unreadable: error };
+}
+
+/** Flat field list [f, v, f, v] of a stream entry as a map (Buffers). */
+export function entryFields(list: unknown): Map<string, Buffer> {
+  const map = new Map<string, Buffer>();
+  if (!Array.isArray(list)) return map;
+  for (let i = 0; i + 1 < list.length; i += 2) map.set(String(list[i]), list[i + 1] as Buffer);
+  return map;
+}
+
+/** `[id, [f, v, ...]]` entries (values as Buffers; a trimmed entry's list nil) as input entries. */
+export function inputEntries(raw: unknown): InputEntry[] {
+  const out: InputEntry[] = [];
+  for (const [id, list] of raw as [Buffer, unknown][]) {
+    // The fields are read in place (no map per entry: this runs for every event).
+    let key = '';
+    let payload: Buffer | undefined;
+    let close: string | undefined;
+    let reason: string | undefined;
+    let wake: string | undefined;
+    let due: number | undefined;
+    let traceparent: string | undefined;
+    let tracestate: string | undefined;
+    // A pending entry trimmed away comes back with nil fields: no key, no payload.
+    if (Array.isArray(list)) {
+      for (let i = 0; i + 1 < list.length; i += 2) {
+        const name = list[i] as Buffer;
+        const value = list[i + 1] as Buffer;
+        // Field names are one byte: k(ey), v(alue), c(lose marker), r(eason), w(ake-up), d(ue time of a wake-up).
+        if (name.length !== 1) continue;
+        const c = name[0];
+        if (c === 0x6b) key = value.toString();
+        else if (c === 0x76) payload = value;
+        else if (c === 0x63) close = value.toString();
+        else if (c === 0x72) reason = value.toString();
+        else if (c === 0x77) wake = value.toString();
+        else if (c === 0x64) due = Number(value.toString());
+        // The producer's trace context: read only when of a length that can be one (tracing.ts checks the rest).
+        else if (c === 0x74) traceparent = value.length === 55 ? value.toString('latin1') : undefined;
+        else if (c === 0x73) tracestate = value.length <= 512 ? value.toString('latin1') : undefined;
+      }
+    }
+    const entry: InputEntry =
+      wake === undefined
+        ? { id: id.toString(), key, payload, close, reason }
+        : { id: id.toString(), key, payload, wake, due: due !== undefined && Number.isFinite(due) ? due : undefined };
+    out.push(traceparent === undefined ? entry : { ...entry, traceparent, tracestate });
+  }
+  return out;
+}

@@ -1,0 +1,60 @@
+// The Redis simulator over many seeds (`npm run sim -- --from 1 --count 100000`), or one seed with its trace
+// (`node scripts/sim.mjs --seed 42 --trace`; `--shrink` prints a smaller scenario that still fails, which
+// `--seed 42 --scenario <file>` runs); `--only crash,lost` keeps those kinds of fault (see FAULT_KINDS). Prints
+// each failing seed with the command that replays it; exits 1 if any failed.
+import { parseArgs } from 'node:util';
+import { readFileSync } from 'node:fs';
+import { FAULT_KINDS, replayCommand, runScenario, runSeed, shrink } from '../__test__/helpers/redis-sim.mjs';
+
+const { values } = parseArgs({
+  options: {
+    seed: { type: 'string' },
+    from: { type: 'string', default: '1' },
+    count: { type: 'string', default: '10000' },
+    trace: { type: 'boolean', default: false },
+    only: { type: 'string', default: FAULT_KINDS.join(',') },
+    shrink: { type: 'boolean', default: false },
+    scenario: { type: 'string' },
+  },
+});
+const only = values.only.split(',');
+
+if (values.seed !== undefined) {
+  const seed = Number(values.seed);
+  const trace = values.trace ? (line) => console.log(line) : undefined;
+  const slow = only.includes('slow');
+  // --scenario: a scenario printed by --shrink (JSON), run with the seed's draws.
+  const result =
+    values.scenario === undefined
+      ? await runSeed(seed, { only, trace })
+      : await runScenario(seed, JSON.parse(readFileSync(values.scenario, 'utf8')), { trace, slow });
+  console.log(JSON.stringify(result.scenario));
+  if (!result.ok) {
+    console.log(result.problems.join('\n'));
+    console.log('calm:  ', JSON.stringify(result.expected));
+    console.log('faulty:', JSON.stringify(result.actual));
+    if (values.shrink) {
+      const small = await shrink(seed, result.scenario, { slow });
+      console.log(
+        `shrunk to ${small.events.length} of ${result.scenario.events.length} events (save it, run with --seed ${seed} --scenario <file>):`,
+      );
+      console.log(JSON.stringify(small));
+    }
+  }
+  console.log(result.ok ? `seed ${seed}: ok` : `seed ${seed}: FAILED`, JSON.stringify(result.stats));
+  process.exitCode = result.ok ? 0 : 1;
+} else {
+  const from = Number(values.from);
+  const count = Number(values.count);
+  let failed = 0;
+  for (let seed = from; seed < from + count; seed++) {
+    const result = await runSeed(seed, { only });
+    if (!result.ok) {
+      failed++;
+      console.log(`seed ${seed} failed: ${result.problems[0]} -- ${replayCommand(seed, only)}`);
+    }
+    if ((seed - from + 1) % 1000 === 0) console.log(`${seed - from + 1} seeds, ${failed} failed`);
+  }
+  console.log(`${count} seeds from ${from}: ${failed} failed`);
+  process.exitCode = failed === 0 ? 0 : 1;
+}
