@@ -535,7 +535,6 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
 
   get metrics(): StreamMetrics {
     this[kReport](false);
-    if (this.#lentFlags >= LENT_LATE) this.#tellLent();
     this.#commitStage();
     return this.#native.metrics(this.#inLen - this.#inPos, this.#outLen - this.#outPos);
   }
