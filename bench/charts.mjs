@@ -1,11 +1,14 @@
 // Turns bench/results.json into the SVG charts that BENCHMARKS.md shows.
 //
-//   npm run bench:charts            (after npm run bench)
+//   npm run bench:charts                (after npm run bench)
+//   npm run bench:charts -- --quick     (after npm run bench -- --quick: bench/quick/results.json -> bench/quick/charts/)
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { barChart } from './svg.mjs';
+import { outPath } from './out.mjs';
 
-const results = JSON.parse(readFileSync(new URL('./results.json', import.meta.url), 'utf8'));
-const outDir = new URL('./charts/', import.meta.url);
+const quick = process.argv.includes('--quick');
+const results = JSON.parse(readFileSync(outPath('results.json', quick), 'utf8'));
+const outDir = outPath('charts/', quick);
 mkdirSync(outDir, { recursive: true });
 
 const COLORS = { velo: '#d9480f', a: '#1c7ed6', b: '#868e96', c: '#5c940d', pmap: '#7048e8', readable: '#495057', hand: '#1c7ed6', ideal: '#adb5bd' };

@@ -1,4 +1,4 @@
-// npm run bench:http [-- --quick]
+// npm run bench:http [-- --quick]   (a quick run writes under bench/quick/, see out.mjs)
 //
 // S9, end to end: an HTTP endpoint that opens a stream per request, feeds it
 // the NDJSON body and streams results back (velo-stream), against the same
@@ -10,7 +10,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
-import { writeFileSync } from 'node:fs';
+import { writeOut } from './out.mjs';
 import autocannon from 'autocannon';
 
 const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false } } });
@@ -80,4 +80,4 @@ for (const framework of ['http', 'fastify']) {
     if (code !== 0) throw new Error(`a server exited with ${code}`);
   }
 }
-writeFileSync(new URL('./http-results.json', import.meta.url), JSON.stringify({ rounds, seconds, lines: LINES, results }, null, 2));
+console.log(`written: ${writeOut('http-results.json', args.quick, JSON.stringify({ rounds, seconds, lines: LINES, results }, null, 2))}`);

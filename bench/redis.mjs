@@ -8,7 +8,7 @@
 // `npm run bench:redis` (mode `full`): consumers in child processes
 // (bench/redis/child.mjs) on a private redis-server, 16 partitions, 1,000
 // keys, one output written back per event; writes bench/redis-results.json
-// and bench/charts/redis.svg.
+// and bench/charts/redis.svg (a quick run: under bench/quick/, see out.mjs).
 // - Drain: a backlog of events over the 1,000 keys (1,000 live sessions)
 //   is written while the consumers are stopped (SIGSTOP, after they took
 //   their partitions), then they are resumed (SIGCONT): events/s from the
@@ -44,7 +44,7 @@
 // command.
 import os from 'node:os';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { streamFn } from '../index.mjs';
@@ -54,6 +54,7 @@ import { startRedis } from '../__test__/helpers/redis-server.mjs';
 import { naiveKeys, naiveSend } from './redis/naive.mjs';
 import { sumFn, writeBacklog } from './redis/drain.mjs';
 import { barChart } from './svg.mjs';
+import { writeOut } from './out.mjs';
 
 const [mode = 'drain', a, b, c] = process.argv.slice(2).filter((arg) => !arg.startsWith('--'));
 const quick = process.argv.includes('--quick');
@@ -409,8 +410,7 @@ async function full(client) {
   };
 
   results.machine.loadAfter = os.loadavg();
-  const out = new URL('./redis-results.json', import.meta.url);
-  writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
+  const written = [writeOut('redis-results.json', quick, `${JSON.stringify(results, null, 2)}\n`)];
   const K = (x) => x / 1000;
   const svg = barChart({
     title: `velo-stream/redis on ${results.machine.cpus} cores (npm run bench:redis${quick ? ' -- --quick' : ''})`,
@@ -457,8 +457,7 @@ async function full(client) {
       },
     ],
   });
-  mkdirSync(new URL('./charts/', import.meta.url), { recursive: true });
-  writeFileSync(new URL('./charts/redis.svg', import.meta.url), svg);
+  written.push(writeOut('charts/redis.svg', quick, svg));
   console.log(
     `\ndrain: velo 1 worker ${results.drain.velo1.eventsPerSecond}/s, 2 workers ${results.drain.velo2.eventsPerSecond}/s (x${results.drain.twoVsOne}), naive ${results.drain.naive.eventsPerSecond}/s (velo / naive x${results.drain.veloVsNaive})`,
   );
@@ -467,7 +466,7 @@ async function full(client) {
   );
   printLive(results.live);
   console.log(`load average (1, 5, 15 min): ${results.machine.load.join(', ')} at the start, ${results.machine.loadAfter.join(', ')} at the end`);
-  console.log(`written: bench/redis-results.json, bench/charts/redis.svg`);
+  console.log(`written: ${written.join(', ')}`);
 }
 
 const redis = await startRedis();

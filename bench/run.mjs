@@ -1,20 +1,21 @@
-// npm run bench [-- --quick] [-- --only S1,S3]
+// npm run bench [-- --quick] [-- --only S1,S3]   (results: bench/results.json, a quick run's bench/quick/results.json)
 //
 // Every scenario runs velo-stream and its baselines in this one process,
 // interleaved (the order rotates every round), for several rounds. Ratios are
 // taken between figures of the same run: absolute numbers vary from run to
 // run on a shared machine, ratios much less.
 import os from 'node:os';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { scenarios } from './scenarios.mjs';
+import { outPath } from './out.mjs';
 
 const { values: args } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
     only: { type: 'string' },
     rounds: { type: 'string' },
-    out: { type: 'string', default: new URL('./results.json', import.meta.url).pathname },
+    out: { type: 'string' },
   },
 });
 if (typeof global.gc !== 'function') {
@@ -22,6 +23,8 @@ if (typeof global.gc !== 'function') {
   process.exit(2);
 }
 
+mkdirSync(new URL('./', outPath('results.json', args.quick)), { recursive: true });
+const out = args.out ?? outPath('results.json', args.quick).pathname;
 const rounds = Number(args.rounds ?? (args.quick ? 3 : 5));
 const only = args.only ? new Set(args.only.split(',')) : null;
 const LABELS = {
@@ -133,6 +136,6 @@ for (const sc of scenarios(args.quick ? 'quick' : 'full')) {
   for (const t of targets) console.log(`  ${t.pass ? 'PASS' : 'FAIL'}  ${t.desc}`);
 }
 
-writeFileSync(args.out, JSON.stringify(results, null, 2) + '\n');
+writeFileSync(out, JSON.stringify(results, null, 2) + '\n');
 const all = results.scenarios.flatMap((s) => s.targets);
-console.log(`\n${all.filter((t) => t.pass).length} of ${all.length} targets met; ${((performance.now() - started) / 1000).toFixed(0)} s; results in ${args.out}`);
+console.log(`\n${all.filter((t) => t.pass).length} of ${all.length} targets met; ${((performance.now() - started) / 1000).toFixed(0)} s; results in ${out}`);

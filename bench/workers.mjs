@@ -6,15 +6,15 @@
 // in batches (bench/baselines.mjs). As in bench/run.mjs, contenders run
 // interleaved in this one process, the order rotating every round, and ratios
 // are taken within the run. Results: bench/workers-results.json and
-// bench/charts/workers.svg.
+// bench/charts/workers.svg (a quick run: under bench/quick/, see out.mjs).
 import os from 'node:os';
-import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Piscina } from 'piscina';
 import { streamFn, workerFn } from '../index.mjs';
 import * as handlers from './workers/handlers.mjs';
 import { PinnedWorker, runPinned, runPiscina } from './baselines.mjs';
 import { barChart } from './svg.mjs';
+import { writeOut } from './out.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -292,11 +292,11 @@ for (const sc of list) {
 await piscina.destroy();
 
 const machine = `${os.cpus().length} cores, Node ${process.versions.node}${args.quick ? ', quick run' : ''}`;
-const file = new URL('./workers-results.json', import.meta.url);
-writeFileSync(file, JSON.stringify({ machine, rounds, results }, null, 2));
+const file = writeOut('workers-results.json', args.quick, JSON.stringify({ machine, rounds, results }, null, 2));
 const COLORS = { velo: '#d9480f', velo1: '#f08c00', veloTransfer: '#ffa94d', inproc: '#5c940d', piscina: '#7048e8', pinned: '#1c7ed6', pinnedTransfer: '#74c0fc' };
-writeFileSync(
-  new URL('./charts/workers.svg', import.meta.url),
+const chart = writeOut(
+  'charts/workers.svg',
+  args.quick,
   barChart({
     title: `Worker threads: throughput, median of ${rounds} interleaved rounds (each scenario on its own scale)`,
     unit: machine,
@@ -308,4 +308,4 @@ writeFileSync(
     format: (v) => (v < 100 ? `${v.toFixed(2)} GB/s` : v >= 1e6 ? `${(v / 1e6).toFixed(2)}M/s` : `${(v / 1e3).toFixed(1)}K/s`),
   }),
 );
-console.log(`\nresults: ${file.pathname}, chart: bench/charts/workers.svg`);
+console.log(`\nresults: ${file}, chart: ${chart}`);

@@ -322,6 +322,12 @@ export interface StreamOps {
    * restart).
    */
   handedOver: (h: number, inputs: number, outputs: number, agoUs: number) => void
+  /**
+   * The handler took the next `early` events of its lent batch in the run
+   * that lent them, then `late` more by now: their queue waits end there
+   * (see `StreamCore::input_taken`).
+   */
+  inputTaken: (h: number, early: number, late: number) => void
   /** Waiting senders (or the paused handler) admitted by the last take. */
   admitted: (h: number) => number
   /**

@@ -2,7 +2,7 @@
 // reproduced over real connections on 127.0.0.1.
 //
 //   npm run bench:paper               # 5, 10 and 30 s streams + a 200-stream burst (about 9 minutes)
-//   npm run bench:paper -- --quick    # 2 s streams + a 20-stream burst (about 30 s)
+//   npm run bench:paper -- --quick    # 2 s streams + a 20-stream burst (about 30 s), written under bench/quick/
 //
 // A load generator makes the stream in real time (10 frames/s, 160x120 RGB,
 // 20 distinct random frames repeating), stamping each frame's creation time;
@@ -14,10 +14,10 @@
 // processed; t_end: the generator finished creating the stream (last frame).
 import http from 'node:http';
 import { spawn } from 'node:child_process';
-import { writeFileSync, mkdirSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { checksum, encode, grayscale, makeFrames, nowMs } from './video.mjs';
+import { writeOut } from '../out.mjs';
 
 export const SYSTEMS = {
   stream: 'velo-stream (one stream per connection)',
@@ -261,9 +261,8 @@ if (import.meta.url === pathToFileURL(process.argv[1]).href) {
   console.log(`\n${table(results)}\n`);
   console.log('Published in the paper: cold start penalty 0.0363 and 0.0061 for Beaver at its two stream durations; ~1.0 for a mature stream engine.');
   for (const t of targets(results)) console.log(`${t.pass ? 'PASS' : 'FAIL'}  ${t.what} (${t.value.toPrecision(3)})`);
-  const dir = new URL('../charts/', import.meta.url);
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(new URL('paper.svg', dir), chart(results));
-  writeFileSync(new URL('./results.json', import.meta.url), JSON.stringify({ size, date: new Date().toISOString(), results }, null, 2) + '\n');
-  console.log(`\n${((Date.now() - t0) / 1000).toFixed(0)} s; chart in bench/charts/paper.svg, figures in bench/paper/results.json`);
+  const quick = size !== 'full';
+  const svg = writeOut('charts/paper.svg', quick, chart(results));
+  const json = writeOut('paper/results.json', quick, JSON.stringify({ size, date: new Date().toISOString(), results }, null, 2) + '\n');
+  console.log(`\n${((Date.now() - t0) / 1000).toFixed(0)} s; chart in ${svg}, figures in ${json}`);
 }

@@ -204,6 +204,11 @@ export class NativeStream {
     return unpack(ops.takeInput(this.#h, max), into, 0);
   }
 
+  /** The handler took the next `early` events of its lent batch in the run that lent them, then `late` more by now. */
+  inputTaken(early: number, late: number): void {
+    ops.inputTaken(this.#h, early, late);
+  }
+
   /** Counts events and outputs handed over in JS, each where a push would have answered `Push.Handoff`; the last input `agoUs` ago. */
   handedOver(inputs: number, outputs: number, agoUs: number): void {
     ops.handedOver(this.#h, inputs, outputs, agoUs);

@@ -186,6 +186,40 @@ function stampNow(): void {
   toStamp.length = 0;
 }
 
+// ----- when the handler takes the events of a lent batch -----
+//
+// A take lends the handler's side a batch of events, and an event's queue
+// wait ends when the handler takes it (crates/velo-core/src/lent_waits.rs).
+// Each take is not timed (a clock read per event would cost more than the
+// rest of it): what the handler takes in the run of code that lent the batch
+// counts as taken at the lending, and what it takes in a later run is told in
+// one native call when that run ends (at the next processing of
+// `process.nextTick` callbacks, as in `stampLater`), whose clock read is no
+// earlier than those takes. A fast handler, which takes its whole batch in the
+// run that lent it, costs one listing per batch and no native call.
+
+/** Streams whose taking of a lent batch is told when this run ends. */
+const lentToTell: HandlerStream<unknown, unknown>[] = [];
+const kTellLent = Symbol('velo.tellLent');
+let lentScheduled = false;
+/** `#lentFlags`: the stream is in `lentToTell`. */
+const LENT_LISTED = 1;
+/** `#lentFlags`: the run that lent the batch has ended with some of it left: later takes are told. */
+const LENT_LATE = 2;
+
+function tellLater(stream: HandlerStream<unknown, unknown>): void {
+  lentToTell.push(stream);
+  if (lentScheduled) return;
+  lentScheduled = true;
+  process.nextTick(tellLent);
+}
+
+function tellLent(): void {
+  lentScheduled = false;
+  for (let i = 0; i < lentToTell.length; i++) lentToTell[i][kTellLent]();
+  lentToTell.length = 0;
+}
+
 // ----- holds let go a turn later -----
 //
 // A stream whose idle deadline runs is held (the deadline will end it), and a
@@ -318,6 +352,11 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   #inBuf: unknown[] = NO_BUFFER;
   #inPos = 0;
   #inLen = 0;
+  /** How the taking of the lent batch is told to the core: `LENT_LISTED`, `LENT_LATE` (see `tellLater`). */
+  #lentFlags = 0;
+  /** Events of the lent batch taken in the run that lent it (set when that run ends), and those told to the core. */
+  #inEarly = 0;
+  #inTold = 0;
   /**
    * Events handed to the handler (or body) so far, a lent batch counted
    * whole: what it has taken is this less what is left of the batch (see
@@ -565,6 +604,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
 
   /** Reports the handoffs counted so far; `unlisted`: the stream was just taken off `unreported`. */
   [kReport](unlisted: boolean): void {
+    // (Before an ending gives the lent batch back, and before totals are read.)
+    if (this.#lentFlags >= LENT_LATE) this.#tellLent();
     if (unlisted) this.#handoffsListed = false;
     else if (this.#handoffsListed && unreported[unreported.length - 1] === this) {
       // Most often the stream reporting (at its end) is the last listed:
@@ -587,6 +628,44 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     if (!this.#idleOn || this.#stampDue) return;
     this.#stampDue = true;
     this.#lastHandedAt = now;
+  }
+
+  /** The run of code that listed this stream in `lentToTell` has ended. */
+  [kTellLent](): void {
+    const flags = this.#lentFlags;
+    this.#lentFlags = flags & LENT_LATE;
+    if (flags >= LENT_LATE) this.#tellLent();
+    else if (this.#inPos < this.#inLen) {
+      // The run that lent the batch: what it took is early, the rest is late.
+      this.#inEarly = this.#inPos;
+      this.#lentFlags = LENT_LATE;
+    }
+  }
+
+  /** Tells the core what the handler took of the lent batch since it was last told. */
+  #tellLent(): void {
+    const early = Math.max(0, this.#inEarly - this.#inTold);
+    const late = this.#inPos - Math.max(this.#inEarly, this.#inTold);
+    if (early + late > 0) this.#native.inputTaken(early, late);
+    this.#inTold = this.#inPos;
+  }
+
+  /** A take from the lent batch in a run after the one that lent it: told when this run ends. */
+  #lateTake(): void {
+    this.#lentFlags = LENT_LATE | LENT_LISTED;
+    tellLater(this as HandlerStream<unknown, unknown>);
+  }
+
+  /** The core lent a batch of `n` events (its first taken now). */
+  #lent(n: number): void {
+    if (n <= 1) {
+      this.#lentFlags &= LENT_LISTED;
+      return;
+    }
+    this.#inTold = 1;
+    this.#inEarly = 0;
+    if ((this.#lentFlags & LENT_LISTED) === 0) tellLater(this as HandlerStream<unknown, unknown>);
+    this.#lentFlags = LENT_LISTED;
   }
 
   #countLater(): void {
@@ -812,6 +891,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       return Promise.resolve({ value: first.value as I, done: false });
     }
     if (this.#inPos < this.#inLen) {
+      if (this.#lentFlags === LENT_LATE) this.#lateTake();
       const value = this.#inBuf[this.#inPos] as I;
       this.#inBuf[this.#inPos++] = undefined;
       return Promise.resolve({ value, done: false });
@@ -839,7 +919,10 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       return DONE;
     }
     if (this.#inBuf === NO_BUFFER) this.#inBuf = [];
+    // The batch before is given back: late takes of it are told first.
+    if (this.#lentFlags >= LENT_LATE) this.#tellLent();
     const n = this.#native.takeInput(this.#capacity, this.#inBuf);
+    this.#lent(n);
     this.#inPending = n !== Take.Empty;
     if (this.#senders.length > 0) this.#admitSenders(this.#native.admitted());
     if (n > 0) {
@@ -858,6 +941,10 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
 
   /** What is left of the lent batch will never be taken. */
   #dropLent(): void {
+    if (this.#lentFlags >= LENT_LATE) {
+      this.#tellLent();
+      this.#lentFlags &= LENT_LISTED;
+    }
     this.#handed -= this.#inLen - this.#inPos;
     this.#inPos = this.#inLen = 0;
   }
@@ -1110,6 +1197,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
 
   [kPollInput](): I | typeof NO_INPUT | typeof INPUT_END {
     if (this.#inPos < this.#inLen) {
+      if (this.#lentFlags === LENT_LATE) this.#lateTake();
       const value = this.#inBuf[this.#inPos] as I;
       this.#inBuf[this.#inPos++] = undefined;
       return value;
@@ -1127,6 +1215,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     const start = this.#inPos;
     const end = start + Math.min(max, this.#inLen - start);
     if (end === start) return into;
+    if (this.#lentFlags === LENT_LATE) this.#lateTake();
     // An empty array is replaced by a copy of the run (one allocation of its size, not one per growth).
     if (into.length === 0) into = buf.slice(start, end);
     else for (let pos = start; pos < end; pos++) into.push(buf[pos]);

@@ -225,11 +225,6 @@ impl Admission {
         }
     }
 
-    /// Records one event's queue wait in the function's histogram.
-    pub(crate) fn record_wait(&self, micros: u64) {
-        self.record_waits(micros, 1);
-    }
-
     /// Records `n` events that waited `micros` each.
     pub(crate) fn record_waits(&self, micros: u64, n: u64) {
         self.shared.queue_wait.borrow_mut().record_n(micros, n);
@@ -313,7 +308,7 @@ mod tests {
             .unwrap();
         let gate = first.gate().unwrap();
         gate.count(3, 2);
-        gate.record_wait(7);
+        gate.record_waits(7, 1);
         let last = Admission::new(1);
         let tail = last
             .admit_also(
@@ -325,7 +320,7 @@ mod tests {
             )
             .unwrap();
         tail.gate().unwrap().count(5, 4);
-        tail.gate().unwrap().record_wait(9);
+        tail.gate().unwrap().record_waits(9, 1);
         let own = stage.totals(&[]);
         assert_eq!(
             (own.events_in, own.events_out, own.queue_wait.count),

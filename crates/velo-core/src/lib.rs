@@ -52,6 +52,7 @@ pub mod cross_lane;
 pub mod histogram;
 pub mod idle;
 pub mod lane;
+pub mod lent_waits;
 #[cfg(feature = "model")]
 #[doc(hidden)]
 pub mod model;

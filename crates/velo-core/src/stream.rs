@@ -29,6 +29,7 @@ use crate::admission::{Admission, Outcome, Permit};
 use crate::histogram::Histogram;
 use crate::idle::IdleDeadlines;
 use crate::lane::{Lane, Push, Take};
+use crate::lent_waits::LentWaits;
 
 /// Where a stream is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,14 +117,17 @@ pub struct IdleConfig {
 
 static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
 
+/// Records `n` events' queue waits in the stream's histogram and its function's.
+fn record_waits(hist: &mut Histogram, gate: &Option<Admission>, micros: u64, n: u64) {
+    hist.record_n(micros, n);
+    if let Some(g) = gate {
+        g.record_waits(micros, n);
+    }
+}
+
 /// Records an event's queue wait in the stream's histogram and its function's.
 fn record_wait<'a>(hist: &'a mut Histogram, gate: &'a Option<Admission>) -> impl FnMut(u64) + 'a {
-    move |micros| {
-        hist.record(micros);
-        if let Some(g) = gate {
-            g.record_wait(micros);
-        }
-    }
+    move |micros| record_waits(hist, gate, micros, 1)
 }
 
 /// The state of one stream. `T` is whatever the embedder carries as events
@@ -144,6 +148,8 @@ pub struct StreamCore<T> {
     opened_us: u64,
     finished_us: Option<u64>,
     queue_wait: Histogram,
+    /// Events lent to the handler whose wait ends when it takes them.
+    lent_waits: LentWaits,
 }
 
 impl<T> StreamCore<T> {
@@ -177,6 +183,7 @@ impl<T> StreamCore<T> {
             opened_us: now_us,
             finished_us: None,
             queue_wait: Histogram::default(),
+            lent_waits: LentWaits::default(),
         }
     }
 
@@ -304,12 +311,19 @@ impl<T> StreamCore<T> {
         out: &mut impl Extend<T>,
         kind: impl Fn(&T) -> u8,
     ) -> Take {
-        let (hist, gate) = (&mut self.queue_wait, &self.gate);
-        let record = |micros, n| {
-            hist.record_n(micros, n);
-            if let Some(g) = gate {
-                g.record_waits(micros, n);
+        // Taking again gives the batch before back.
+        self.give_back_lent();
+        self.lent_waits.lend(now_us);
+        let (hist, gate, lent) = (&mut self.queue_wait, &self.gate, &mut self.lent_waits);
+        // The first event is the handler's now; the rest wait in the batch until it takes them.
+        let mut first = true;
+        let record = |micros: u64, mut n: u64| {
+            if first {
+                first = false;
+                record_waits(hist, gate, micros, 1);
+                n -= 1;
             }
+            lent.push(now_us.saturating_sub(micros), n);
         };
         let took = self.input.take_run(max, now_us, out, record, kind);
         self.account();
@@ -321,9 +335,38 @@ impl<T> StreamCore<T> {
         took
     }
 
+    /// The handler took the next `early` events of the batch lent to it in
+    /// the run of code that lent them, then `late` more by `at_us` (see
+    /// [`LentWaits`]): their queue waits end there.
+    pub fn input_taken(&mut self, early: u64, late: u64, at_us: u64) {
+        let (hist, gate) = (&mut self.queue_wait, &self.gate);
+        self.lent_waits.taken(early, late, at_us, |micros, n| {
+            record_waits(hist, gate, micros, n)
+        });
+    }
+
+    /// The handler has `unconsumed` events of its lent batch left: the others
+    /// not told yet were taken in the run of code that lent them (the
+    /// embedder tells later takes first), before metrics are read.
+    pub fn input_consumed(&mut self, unconsumed: usize) {
+        let early = self.lent_waits.pending().saturating_sub(unconsumed as u64);
+        self.input_taken(early, 0, 0);
+    }
+
+    /// What is left of the lent batch counts as taken at its lending.
+    fn give_back_lent(&mut self) {
+        if self.lent_waits.pending() == 0 {
+            return;
+        }
+        let (hist, gate) = (&mut self.queue_wait, &self.gate);
+        self.lent_waits
+            .give_back(|micros, n| record_waits(hist, gate, micros, n));
+    }
+
     /// The handler stopped reading its input for good: drop what is buffered
     /// and refuse later sends. Returns how many waiting sends were dropped.
     pub fn release_input(&mut self) -> usize {
+        self.give_back_lent();
         self.disarm_idle();
         self.input.clear()
     }
@@ -397,6 +440,7 @@ impl<T> StreamCore<T> {
     // ----- endings -----
 
     fn handler_finished(&mut self, outcome: Outcome, now_us: u64) -> usize {
+        self.give_back_lent();
         self.handler_running = false;
         self.finished_us.get_or_insert(now_us);
         self.permit.release(outcome);
@@ -436,6 +480,7 @@ impl<T> StreamCore<T> {
             return None;
         }
         self.phase = Phase::Cancelled;
+        self.give_back_lent();
         if self.handler_running {
             self.permit.release(Outcome::Cancelled);
             self.finished_us.get_or_insert(now_us);

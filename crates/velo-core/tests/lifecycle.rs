@@ -259,3 +259,57 @@ fn reported_handoffs_restart_the_idle_clock_at_the_time_given() {
     s.handed_over(0, 3, 1690);
     assert_eq!(s.idle_fire(1700), IdleVerdict::Expired);
 }
+
+#[test]
+fn the_queue_wait_of_a_lent_event_ends_when_the_handler_takes_it() {
+    let gate = Admission::new(1);
+    let mut s = stream(&gate, 8);
+    for e in 0..4 {
+        s.send(e, 0);
+    }
+    let mut out = Vec::new();
+    // Lent at 100: the first is the handler's now, the others wait in the batch.
+    s.take_input(usize::MAX, 100, &mut out);
+    assert_eq!(gate.totals(&[]).queue_wait.count, 1);
+    // One more taken in the run that lent them (100), one by 5,000.
+    s.input_taken(1, 1, 5_000);
+    let t = gate.totals(&[150, 6_000]);
+    assert_eq!(t.queue_wait.count, 3);
+    assert_eq!(
+        t.queue_wait.buckets,
+        vec![(150, 2), (6_000, 3)],
+        "cumulative counts"
+    );
+    // Before a metrics read: the ones consumed and not told were taken in the run that lent them.
+    s.input_consumed(0);
+    assert_eq!(gate.totals(&[]).queue_wait.count, 4);
+    s.take_input(usize::MAX, 9_000, &mut out);
+    assert_eq!(
+        gate.totals(&[]).queue_wait.count,
+        4,
+        "nothing was left to give back"
+    );
+}
+
+#[test]
+fn a_lent_batch_given_back_counts_what_is_left_as_taken_at_the_lending() {
+    for end in [0, 1, 2] {
+        let gate = Admission::new(1);
+        let mut s = stream(&gate, 8);
+        s.send(1, 0);
+        s.send(2, 0);
+        let mut out = Vec::new();
+        s.take_input(usize::MAX, 100, &mut out);
+        match end {
+            0 => drop(s.handler_returned(7_000)),
+            1 => drop(s.cancel(7_000)),
+            _ => drop(s.release_input()),
+        }
+        let t = gate.totals(&[150]);
+        assert_eq!(
+            (t.queue_wait.count, t.queue_wait.buckets.clone()),
+            (2, vec![(150, 2)]),
+            "end {end}"
+        );
+    }
+}

@@ -376,11 +376,21 @@ fn idle_fire<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
     cx.boolean(verdict == IdleVerdict::Expired)
 }
 
+fn input_taken<'s>(cx: Scope<'s>, [h, early, late]: [Value<'s>; 3]) -> Result<Value<'s>> {
+    let now = clock::now_us();
+    let (early, late) = (cx.index(early)?, cx.index(late)?);
+    streams::with(cx.number(h)?, |stream| {
+        stream.core.input_taken(early.into(), late.into(), now)
+    })?;
+    cx.undefined()
+}
+
 fn metrics<'s>(cx: Scope<'s>, [h, in_lent, out_lent]: [Value<'s>; 3]) -> Result<Value<'s>> {
     let in_lent = cx.number(in_lent)? as usize;
     let out_lent = cx.number(out_lent)? as usize;
     let now = clock::now_us();
     let metrics = streams::with(cx.number(h)?, |stream| {
+        stream.core.input_consumed(in_lent);
         let mut m = Metrics::from(stream.core.metrics(now, in_lent, out_lent));
         if let Some(task) = stream.task.as_deref() {
             task.add_metrics(&mut m);
@@ -488,6 +498,10 @@ stream_ops! {
     #[doc = " how long ago the last of the inputs was handed over (the idle clock's"]
     #[doc = " restart)."]
     "handedOver": "(h: number, inputs: number, outputs: number, agoUs: number) => void" => handed_over,
+    #[doc = " The handler took the next `early` events of its lent batch in the run"]
+    #[doc = " that lent them, then `late` more by now: their queue waits end there"]
+    #[doc = " (see `StreamCore::input_taken`)."]
+    "inputTaken": "(h: number, early: number, late: number) => void" => input_taken,
     #[doc = " Waiting senders (or the paused handler) admitted by the last take."]
     "admitted": "(h: number) => number" => admitted,
     #[doc = " The consumer read `n` outputs of the batch it took: returns how many"]
