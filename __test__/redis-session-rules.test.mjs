@@ -120,3 +120,14 @@ test('maxSessionTimers counts the timers not taken: taking one makes room', () =
   take(s, a.time, a);
   assert.equal(addTimer(s, 10_003, 'c', o).id, 3);
 });
+
+test('wouldTake: the entries a session would take before its end, its timers among them', () => {
+  const { wouldTake } = require('../dist/redis/session-rules.js');
+  const o = limits({ maxSessionEvents: 3 });
+  const s = opened();
+  addTimer(s, 10_050, 't', o);
+  // 10_100: the timer first (2 inputs), the entry third; 10_200 would be the fourth.
+  assert.equal(wouldTake(s, [10_100, 10_200], o), 1);
+  assert.equal(s.events, 1, 'the state is not changed');
+  assert.equal(wouldTake(opened(), [10_100, 10_999, 11_999], limits()), 2);
+});

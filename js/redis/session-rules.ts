@@ -65,8 +65,8 @@ export type Decision =
   | { readonly kind: 'timer'; readonly timer: SessionTimer }
   /** Take the key's next entry. */
   | { readonly kind: 'entry' }
-  /** End here, in front of any input not taken. */
-  | { readonly kind: 'end'; readonly reason: EndReason }
+  /** End here, in front of any input not taken (`before`: the input it ends in front of; absent: the log's clock passed the end). */
+  | { readonly kind: 'end'; readonly reason: EndReason; readonly before?: 'timer' | 'entry' }
   /** Nothing to take yet: decide again once the log's clock reaches `until` (Infinity: only an entry can), or an entry of the key comes. */
   | { readonly kind: 'wait'; readonly until: number };
 
@@ -103,7 +103,7 @@ export function decide(state: SessionState, next: number | undefined, clock: num
   // The next input: a timer due by the next entry (ties: the timer), else that entry; a timer with no entry
   // known after it only once the log's clock has reached it (an entry of the key may still come before it).
   let time: number | undefined;
-  let take: Decision | undefined;
+  let take: { readonly kind: 'timer'; readonly timer: SessionTimer } | { readonly kind: 'entry' } | undefined;
   if (timer !== undefined && timer.time <= (next ?? clock)) {
     time = timer.time;
     take = { kind: 'timer', timer };
@@ -115,8 +115,9 @@ export function decide(state: SessionState, next: number | undefined, clock: num
     if (end.time <= clock) return { kind: 'end', reason: end.reason };
     return { kind: 'wait', until: Math.min(end.time, timer?.time ?? Infinity) };
   }
-  if (time >= end.time) return { kind: 'end', reason: end.reason };
-  if (limits.maxSessionEvents > 0 && state.events >= limits.maxSessionEvents) return { kind: 'end', reason: 'events' };
+  if (time >= end.time) return { kind: 'end', reason: end.reason, before: take.kind };
+  if (limits.maxSessionEvents > 0 && state.events >= limits.maxSessionEvents)
+    return { kind: 'end', reason: 'events', before: take.kind };
   return take;
 }
 
@@ -140,10 +141,35 @@ export function addTimer(
   payload: Buffer | string,
   limits: SessionLimits,
 ): SessionTimer | null {
-  if (state.timers.length >= limits.maxSessionTimers) return null;
+  if (!roomForTimer(state, limits)) return null;
   const timer: SessionTimer = { id: ++state.timerCount, time: Math.ceil(time), payload };
   insertTimer(state, timer);
   return timer;
+}
+
+/**
+ * How many of the key's next entries (their times, in order) the session would take before it ends, its timers
+ * among them: the entries its handler left when it returned or threw, all known (no clock needed).
+ */
+export function wouldTake(state: SessionState, entries: readonly number[], limits: SessionLimits): number {
+  const walk = newState(state.start, state);
+  let taken = 0;
+  for (const time of entries) {
+    for (;;) {
+      const d = decide(walk, time, time, limits);
+      if (d.kind === 'timer') take(walk, d.timer.time, d.timer);
+      else if (d.kind === 'entry') break;
+      else return taken;
+    }
+    take(walk, time);
+    taken++;
+  }
+  return taken;
+}
+
+/** Whether the session may make one more timer: fewer than `maxSessionTimers` made and not taken. */
+export function roomForTimer(state: SessionState, limits: SessionLimits): boolean {
+  return state.timers.length < limits.maxSessionTimers;
 }
 
 /** Inserts in (time, id) order. */
