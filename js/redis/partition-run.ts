@@ -3,121 +3,28 @@
 // (idle by the log's clock, caps, markers) or where their handlers stop, and commits outputs and acks fenced.
 // What it needs of the worker is `PartitionHost`.
 import { drainOutputs } from '../core/drive';
-import { type SessionHooks, kFinished, kSendNow, kTaken, kTakenEnd, type StreamKind } from '../core/protocol';
-import type { StreamFn } from '../types';
-import { type Clock, type ClockTimer, sleepOn } from './clock';
+import { kFinished, kSendNow, kTaken, kTakenEnd, type StreamKind } from '../core/protocol';
+import { sleepOn } from './clock';
 import { type Codec, encodeChecked } from './codec';
 import {
   CheckpointTooLargeError,
-  type OutputContent,
   FencedError,
-  ReplayDivergedError,
   type SessionLimitError,
   TooManyTimersError,
   decodeError,
   sessionAgeError,
   sessionEventsError,
 } from '../errors';
-import type { LocalDelivery } from './local-delivery';
-import { idBefore, idTime, logOrder } from './log-ids';
-import type { HandlerFailure, OutputItem } from './reader';
+import { idTime } from './log-ids';
 import { type CheckpointCall, Checkpoints, Session, type Timer, serializeError, sidTime } from './session';
 import { type Decision, type EndReason, type SessionLimits, deadline, decide, newState, take, wouldTake } from './session-rules';
 import { sessionScope } from './trace-context';
-import {
-  type CommitResult,
-  type Divergence,
-  type InputEntry,
-  type Lease,
-  type OutputRecord,
-  type PartitionLog,
-  type Snapshot,
-} from './transport';
+import { Outbox, RETRY_MS } from './outbox';
+import { type PartitionHost, kOpen } from './partition-host';
+import { Delivery, HeldEntries } from './held-entries';
+import { OwnerWrites } from './owner-writes';
+import { type InputEntry, type Lease, type Snapshot } from './transport';
 
-/** The function's internal open, without its idle timer: a session's end must come from the log (registered symbol, core/function.ts). */
-export const kOpen = Symbol.for('velo-stream.open');
-export type Openable<I, O> = {
-  [kOpen](signal: AbortSignal | undefined, idle: boolean, hooks?: SessionHooks): StreamKind<I, O>;
-};
-
-/** What a partition's run uses of its worker: the function and settings, the log, counters, and the worker's shared state. */
-export interface PartitionHost<I, O> {
-  readonly fn: StreamFn<I, O> & Openable<I, O>;
-  readonly log: PartitionLog;
-  /** Time and timers (production: `realClock`; a simulation: a virtual clock). */
-  readonly clock: Clock;
-  readonly ttl: number;
-  readonly readCount: number;
-  readonly codec: Codec<unknown>;
-  readonly maxEventBytes: number;
-  readonly maxSessionEvents: number;
-  readonly maxSessionAge: number;
-  /** Largest encoded checkpoint state (with its pending timers), bytes. */
-  readonly maxCheckpointBytes: number;
-  /** Most timers of a session not fired yet. */
-  readonly maxSessionTimers: number;
-  readonly checkReplay: boolean;
-  /** Local delivery (`onOutput`), or null. */
-  readonly delivery: LocalDelivery<O> | null;
-  readonly counters: WorkerCounters;
-  /** Live sessions of the worker, all partitions. */
-  live: number;
-  /** Redis' clock less this machine's, ms (ticks are set from it). */
-  clockOffset: number;
-  /** This partition's share of `maxBufferedEvents`. */
-  share(): number;
-  report(error: unknown): void;
-  /** The partition was lost (fenced, or its lease ran out). */
-  lose(run: PartitionRun<I, O>): void;
-  /** Resolves when the partition's log may have more after `tail`. */
-  idle(run: PartitionRun<I, O>, tail: string): Promise<void>;
-  wakeIdle(partition: number): void;
-  /** A session of this worker ended: held entries of every partition may now get a slot. */
-  notifySessionEnded(): void;
-}
-
-/** The worker's counters (`RedisWorkerStats` reads them). */
-export interface WorkerCounters {
-  acquired: number;
-  lost: number;
-  fenced: number;
-  released: number;
-  trimmed: number;
-  trimmedOutputs: number;
-  replayed: number;
-  replayedSessions: number;
-  outputs: number;
-  errors: number;
-  capped: number;
-  /** Ticks written (`PartitionRun.#tick`). */
-  ticks: number;
-  handedOn: number;
-  diverged: number;
-  /** Checkpoints committed (the latest of a session per commit). */
-  checkpoints: number;
-  /** Sessions started from a checkpoint. */
-  restored: number;
-  /** Timers' wake-ups written into the input (`ctx.wakeAt`). */
-  wakeups: number;
-}
-
-/** Outputs and acks waiting for a commit, held per partition before the outbox makes sessions wait. */
-const OUTBOX_LIMIT = 1024;
-/**
- * Entries held in memory for a session slot per partition, in reads (readCount): past it, they are left in the
- * pending list and read again by id (`PartitionRun.reread`).
- */
-const HELD_BATCHES = 64;
-/** Held entries delivered between two turns of the event loop given by `drainHeld`. */
-const DRAIN_STEPS_PER_TURN = 256;
-/** Entries per read of the pending list again (`reread`), at least: bounded by the partition's share. */
-const REREAD_COUNT = 1024;
-/** Outputs per fenced commit call. */
-const COMMIT_BATCH = 512;
-/** Node's longest timer delay, ms (2^31 - 1). */
-export const MAX_TIMER_MS = 2_147_483_647;
-/** Wait before retrying after a non-fencing error, ms. */
-export const RETRY_MS = 100;
 /**
  * A partition at its share of `maxBufferedEvents` learns that a handler took events at the handler's next
  * output or end; one that takes events without either is found by re-checking, first after this (ms),
@@ -126,95 +33,23 @@ export const RETRY_MS = 100;
 const BUDGET_RECHECK_MS = 5;
 const BUDGET_RECHECK_MAX_MS = 200;
 
-/** What became of an entry given to `PartitionRun.#deliver`. */
-const enum Delivery {
-  /** Sent to its session (or consumed: a marker, a trimmed entry). */
-  Done,
-  /** It needs a new session, and `maxConcurrent` sessions are open. */
-  NoSlot,
-  /** An earlier entry of its key must be delivered first. */
-  Behind,
-}
-
-/** How `PartitionRun.#drainKey` left a key's held entries. */
-const enum KeyDrain {
-  /** None left, or (only keys with a live session) its session is gone. */
-  Done,
-  /** One needs a session slot, and none is free. */
-  NoSlot,
-  /** The partition stops. */
-  Stopped,
-}
-
-/** What became of an entry read again from the pending list (`PartitionRun.#redeliver`). */
-const enum Redelivery {
-  /** Delivered or held. */
-  Done,
-  /** Held entries are at their bound: it waits on in the pending list. */
-  NoRoom,
-  /** As NoRoom, and it needed a new session while `maxConcurrent` sessions are open. */
-  NoRoomNoSlot,
-}
-
-/**
- * A key whose entries were read past the bound of held entries and not kept: they wait in the pending list,
- * and every entry of the key read after them joins them (its later entries must not pass them). `after` is
- * the last of the key's entries handled; those after it, up to `last`, are read again by id (`reread`).
- */
-interface Spilled {
-  after: string;
-  last: string;
-  /**
-   * The ids of the key's entries after `after`, in log order, while there are at most SPILLED_IDS: they are read
-   * again exactly, by id. Null past that: the key's entries are found by a pass over the pending list.
-   */
-  ids: string[] | null;
-}
-
-/** Ids kept per key whose entries wait in the pending list (a small record per key; past it, passes find them). */
-const SPILLED_IDS = 64;
-
-type OutboxItem = { output: OutputRecord } | { acks: string[]; ended?: string; lastSeq?: number; checkpoint?: Snapshot };
-
-function decodedOutput<O>(codec: Codec<O>, o: OutputRecord): OutputContent<O> {
-  if (o.error !== undefined) return { error: JSON.parse(o.error) as HandlerFailure };
-  const payload = o.payload ?? '';
-  return { value: codec.decode(typeof payload === 'string' ? Buffer.from(payload) : payload) };
-}
-
 export class PartitionRun<I, O> {
   readonly sessions = new Map<string, Session<I, O>>();
   /** Sessions whose marker was read, until their acks are queued: the key's next session waits for it. */
   readonly finishing = new Map<string, Promise<void>>();
-  readonly #outbox: OutboxItem[] = [];
-  #outputsQueued = 0;
-  #flushing: Promise<void> | null = null;
-  /** Commits made under this lease (their `serial`, with local delivery). */
-  #serial = 0;
-  readonly #room: (() => void)[] = [];
+  readonly #outbox: Outbox<O>;
+  /** Entries of keys that cannot go to a session yet (held, or left in the pending list). */
+  readonly #entries: HeldEntries;
+  /** Wake-ups, age markers and ticks this owner writes. */
+  readonly #writes: OwnerWrites;
   /** Set when the pump must stop reading. */
   stopping = false;
   /** Set when this worker stops serving the partition: sessions make no more outputs, and none is acked. */
   dropped = false;
-  /** Set when the partition was lost: what is queued is thrown away. */
-  #discard = false;
   /** Sessions whose handler has not finished (live, or ending after their marker). */
   readonly #running = new Set<Session<I, O>>();
-  /** Entries of keys waiting for a session slot (`maxConcurrent`), per key in log order. */
-  readonly #held = new Map<string, InputEntry[]>();
-  #heldCount = 0;
   /** Checkpoints of sessions the last owner left, per key, until their session is opened again (`#open`). */
   readonly #snapshots = new Map<string, Snapshot>();
-  /** Keys whose entries wait in the pending list only (read past the held bound), in the order they were left. */
-  readonly #spilled = new Map<string, Spilled>();
-  #rereading = false;
-  #rereadAgain = false;
-  #draining = false;
-  /** Entries `#drainKey` handled, for its yields to the event loop. */
-  #drainSteps = 0;
-  #drainAgain = false;
-  /** The held entry drainHeld is delivering (out of its list meanwhile). */
-  #drainingEntry: InputEntry | null = null;
   /**
    * This partition's part of `maxBufferedEvents`: entries reserved for a read in flight, read and not yet
    * dispatched, and entries delivered to sessions whose handlers have not taken them (their `sent`).
@@ -228,16 +63,6 @@ export class PartitionRun<I, O> {
   replayDone = false;
   /** Redis' time of the latest entry read from the partition, ms: how far the log's clock has gone. */
   logTime = 0;
-  /** The partition's tick (`#tickFor`): its timer, the deadline it is set for, and a write in flight. */
-  #tickTimer: ClockTimer | null = null;
-  #tickDeadline = Infinity;
-  #ticking = false;
-  /**
-   * Redis' time of the last tick written (its id), ms. Until the pump reads it back, a deadline at or before it
-   * needs no tick of its own: reading that one passes it. (Without this, every pass over the sessions while the
-   * pump was still behind, on a backlog, wrote another tick.)
-   */
-  #tickWritten = 0;
   validUntil: number;
   /** When the lease's last successful renewal (or its grant) was sent: the next is due `ttl/3` after it. */
   renewedAt: number;
@@ -263,6 +88,45 @@ export class PartitionRun<I, O> {
       maxSessionEvents: worker.maxSessionEvents,
       maxSessionTimers: worker.maxSessionTimers,
     };
+    this.#outbox = new Outbox(worker, lease, (error) => this.#failed(error));
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the parts' views of this run's state (getters)
+    const run = this;
+    this.#writes = new OwnerWrites({
+      worker: worker as PartitionHost<unknown, unknown>,
+      lease,
+      get dropped() {
+        return run.dropped;
+      },
+      get stopping() {
+        return run.stopping;
+      },
+      get replayDone() {
+        return run.replayDone;
+      },
+      failed: (error) => this.#failed(error),
+      live: (s) => this.sessions.get(s.key) === s,
+    });
+    this.#entries = new HeldEntries({
+      worker,
+      lease,
+      sessions: this.sessions,
+      get stopping() {
+        return run.stopping;
+      },
+      get buffered() {
+        return run.buffered;
+      },
+      set buffered(n: number) {
+        run.buffered = n;
+      },
+      reserve: (want) => this.#reserve(want),
+      deliver: (entry) => this.#deliver(entry),
+      failed: (error) => this.#failed(error),
+      restoreWaiting: () => {
+        if (this.#snapshots.size > 0) this.#restoreWaiting();
+      },
+      redecide: (caller) => this.#redecide(caller),
+    });
     this.validUntil = grantedAt + worker.ttl;
     this.renewedAt = grantedAt;
     this.lastTrim = grantedAt;
@@ -304,7 +168,7 @@ export class PartitionRun<I, O> {
           pendingFrom = null;
           if (!this.replayDone) {
             this.replayDone = true;
-            for (const s of this.sessions.values()) this.#armAge(s);
+            for (const s of this.sessions.values()) this.#writes.armAge(s);
             this.#redecide();
           }
           continue;
@@ -321,11 +185,11 @@ export class PartitionRun<I, O> {
         this.logTime = Math.max(this.logTime, idTime(entry.id));
         // Synchronous unless the entry must wait (a full session input, a session still finishing): no
         // microtask per entry on the way.
-        const dispatched = this.#dispatch(entry);
+        const dispatched = this.#entries.dispatch(entry);
         rereadable = (typeof dispatched === 'boolean' ? dispatched : await dispatched) || rereadable;
       }
       this.#redecide();
-      if (rereadable) this.reread().catch((error: unknown) => w.report(error));
+      if (rereadable) this.#entries.reread().catch((error: unknown) => w.report(error));
       // A short read took all there was: wait for more after its last entry rather than ask again (at live
       // rates, asking again was one more fenced read, an empty one, per wake-up).
       if (pendingFrom === null && read.entries.length < count) await w.idle(this, last);
@@ -392,6 +256,26 @@ export class PartitionRun<I, O> {
     }
   }
 
+  /** Delivers held entries while sessions can open (a session of this worker ended). */
+  drainHeld(): Promise<void> {
+    return this.#entries.drainHeld();
+  }
+
+  /** Reads the entries left in the pending list again (a session of this worker ended). */
+  reread(): Promise<void> {
+    return this.#entries.reread();
+  }
+
+  /** Entries held in memory. */
+  get heldCount(): number {
+    return this.#entries.count;
+  }
+
+  /** Keys whose entries wait in the pending list (read past the bound of held entries). */
+  get spilledKeys(): number {
+    return this.#entries.spilled.size;
+  }
+
   /** Wakes whatever waits for room in the share (a handler may have taken events; the share may have grown). */
   budgetFreed(): void {
     for (const wake of [...this.#budgetWaiters]) wake();
@@ -428,360 +312,6 @@ export class PartitionRun<I, O> {
   }
 
   /**
-   * Delivers the entry (counted in `buffered`), or holds it behind the key's held entries, or, past the bound
-   * of held entries, leaves it in the pending list. Never waits for a session to end, so the partition goes on
-   * being read: close markers behind held entries are reached, and sessions end. True if the entry joined
-   * entries of a key with a live session that wait in the pending list (a `reread` can deliver them now).
-   */
-  #dispatch(entry: InputEntry): boolean | Promise<boolean> {
-    const spilled = this.#spilled.get(entry.key);
-    if (spilled !== undefined) {
-      this.buffered--;
-      spilled.last = entry.id;
-      if (spilled.ids !== null) {
-        if (spilled.ids.length < SPILLED_IDS) spilled.ids.push(entry.id);
-        else spilled.ids = null;
-      }
-      return this.sessions.has(entry.key);
-    }
-    if (this.#held.has(entry.key)) {
-      this.buffered--;
-      this.#holdOrSpill(entry);
-      return false;
-    }
-    const delivered = this.#deliver(entry);
-    if (typeof delivered === 'number') return this.#undelivered(entry, delivered);
-    return delivered.then((d) => this.#undelivered(entry, d));
-  }
-
-  /** After `#deliver`: an entry it could not deliver is held (or left in the pending list). False: nothing to read again. */
-  #undelivered(entry: InputEntry, delivered: Delivery): false {
-    if (delivered === Delivery.Done) return false;
-    this.buffered--;
-    this.#holdOrSpill(entry);
-    if (delivered === Delivery.Behind) this.drainHeld().catch((error: unknown) => this.worker.report(error));
-    return false;
-  }
-
-  /** Holds the entry, or past the bound of held entries leaves it (and its key's later entries) in the pending list. */
-  #holdOrSpill(entry: InputEntry): void {
-    if (this.#heldCount < this.worker.readCount * HELD_BATCHES) this.#hold(entry);
-    else this.#spilled.set(entry.key, { after: idBefore(entry.id), last: entry.id, ids: [entry.id] });
-  }
-
-  /**
-   * Reads the entries left in the pending list again, by id, from the earliest, and hands each key's on in log
-   * order while sessions can open and held entries have room; a key that cannot go on keeps the rest of its
-   * entries there until the next pass. Runs when a session ends, after held entries were delivered, and when
-   * entries of a live session were left there.
-   */
-  async reread(): Promise<void> {
-    if (this.#rereading) {
-      this.#rereadAgain = true;
-      return;
-    }
-    this.#rereading = true;
-    try {
-      do {
-        this.#rereadAgain = false;
-        await this.#rereadPass();
-      } while (this.#rereadAgain && !this.stopping);
-    } finally {
-      this.#rereading = false;
-      // Sessions given entries read again may be past their ends by the log's clock already.
-      this.#redecide('reread');
-    }
-  }
-
-  async #rereadPass(): Promise<void> {
-    if (this.#spilled.size === 0) return;
-    await this.#rereadByIds();
-    const w = this.worker;
-    // The keys whose ids were not all kept: a pass over the pending list from the earliest finds their entries.
-    let from: string | null = null;
-    let scanned = 0;
-    for (const { after, ids } of this.#spilled.values()) {
-      if (ids !== null) continue;
-      scanned++;
-      if (from === null || logOrder(after, from) < 0) from = after;
-    }
-    // Keys that could not go on in this pass: their later entries wait for the next.
-    const stuck = new Set<string>();
-    while (from !== null && !this.stopping && stuck.size < scanned) {
-      // Reads of the pending list go further than the pump's: most of what they find is passed over at once
-      // (entries of other keys, handled already), so a pass that looks for a few keys' entries scattered over a
-      // long backlog takes fewer round trips (at readCount 4, a pass was a round trip per 4 entries of the log).
-      const count = await this.#reserve(Math.max(w.readCount, REREAD_COUNT));
-      if (count === 0) return;
-      let read;
-      try {
-        read = await w.log.read(this.lease, from, count);
-      } catch (error) {
-        this.buffered -= count;
-        if (this.#failed(error)) return;
-        await sleepOn(this.worker.clock, RETRY_MS);
-        continue;
-      }
-      this.buffered -= count - read.entries.length;
-      if (read.entries.length === 0) return;
-      from = read.entries[read.entries.length - 1].id;
-      for (const entry of read.entries) {
-        const spilled = this.#spilled.get(entry.key);
-        // Handled already (delivered, held, or a marker read), read by id instead, or behind an entry of its key
-        // that cannot go on.
-        if (
-          spilled === undefined ||
-          spilled.ids !== null ||
-          logOrder(entry.id, spilled.after) <= 0 ||
-          stuck.has(entry.key) ||
-          this.stopping
-        ) {
-          this.buffered--;
-          continue;
-        }
-        const redelivered = await this.#redeliver(entry);
-        if (redelivered !== Redelivery.Done) {
-          stuck.add(entry.key);
-          // Held entries are at their bound and no session slot is free: of the keys read again, only those
-          // with a live session could go on. With none, stop here rather than read the rest of the log (a pass
-          // per ended session would otherwise read it all each time).
-          if (redelivered === Redelivery.NoRoomNoSlot && !this.#spilledLive()) return;
-          continue;
-        }
-        if (this.#spilled.get(entry.key) !== spilled) continue;
-        if (spilled.last === entry.id) this.#spilled.delete(entry.key);
-        else spilled.after = entry.id;
-      }
-    }
-  }
-
-  /**
-   * Reads again, by id, the entries of keys whose ids are known: first keys with a live session (they need no
-   * slot), then as many more keys as there are free session slots, all their reads sent at once; each key's
-   * entries go on in log order until one cannot (no slot, no room), and the rest wait for the next pass.
-   */
-  async #rereadByIds(): Promise<void> {
-    const w = this.worker;
-    const live = this.#keysBoth(this.#spilled, this.sessions).filter((key) => this.#spilled.get(key)?.ids != null);
-    const chosen = new Set(live);
-    let free = w.fn.config.maxConcurrent - w.live;
-    for (const [key, spilled] of this.#spilled) {
-      if (free <= 0) break;
-      if (spilled.ids === null || chosen.has(key)) continue;
-      chosen.add(key);
-      free--;
-    }
-    if (chosen.size === 0) return;
-    // Room in the share for what is read, key by key while it lasts.
-    const want = [...chosen].map((key) => [key, [...(this.#spilled.get(key)?.ids ?? [])]] as const);
-    const total = want.reduce((n, [, ids]) => n + ids.length, 0);
-    let room = await this.#reserve(total);
-    if (room === 0) return;
-    const batch: (readonly [string, string[]])[] = [];
-    for (const [key, ids] of want) {
-      if (room === 0) break;
-      const take = ids.slice(0, room);
-      room -= take.length;
-      batch.push([key, take]);
-    }
-    let read: InputEntry[];
-    try {
-      read = await w.log.entries(
-        this.lease,
-        batch.flatMap(([, ids]) => ids),
-      );
-    } catch (error) {
-      this.buffered -= batch.reduce((n, [, ids]) => n + ids.length, 0);
-      if (this.#failed(error)) return;
-      await sleepOn(this.worker.clock, RETRY_MS);
-      this.#rereadAgain = true;
-      return;
-    }
-    let at = 0;
-    for (const [key, ids] of batch) {
-      const entries = read.slice(at, at + ids.length);
-      at += ids.length;
-      let stuck = false;
-      for (const got of entries) {
-        const spilled = this.#spilled.get(key);
-        // (An entry gone from the log comes back without its key: it is this key's, and is only acked.)
-        const entry: InputEntry = got.key === '' ? { id: got.id, key } : got;
-        if (stuck || this.stopping || spilled === undefined || logOrder(entry.id, spilled.after) <= 0) {
-          this.buffered--;
-          continue;
-        }
-        const redelivered = await this.#redeliver(entry);
-        if (redelivered !== Redelivery.Done) {
-          stuck = true;
-          continue;
-        }
-        if (this.#spilled.get(key) !== spilled) continue;
-        if (spilled.last === entry.id) this.#spilled.delete(key);
-        else {
-          spilled.after = entry.id;
-          if (spilled.ids !== null) {
-            let drop = 0;
-            while (drop < spilled.ids.length && logOrder(spilled.ids[drop], entry.id) <= 0) drop++;
-            spilled.ids.splice(0, drop);
-          }
-        }
-      }
-    }
-  }
-
-  /** Whether a key whose entries wait in the pending list has a live session (its entries can go to it). */
-  #spilledLive(): boolean {
-    const [small, large] =
-      this.#spilled.size <= this.sessions.size ? [this.#spilled, this.sessions] : [this.sessions, this.#spilled];
-    for (const key of small.keys()) if (large.has(key)) return true;
-    return false;
-  }
-
-  /** A spilled entry (counted in `buffered`) delivered or held; else (no longer counted) it must wait on. */
-  async #redeliver(entry: InputEntry): Promise<Redelivery> {
-    const room = () => this.#heldCount < this.worker.readCount * HELD_BATCHES;
-    if (this.#held.has(entry.key)) {
-      this.buffered--;
-      if (!room()) return Redelivery.NoRoom;
-      this.#hold(entry);
-      return Redelivery.Done;
-    }
-    const delivered = await this.#deliver(entry);
-    if (delivered === Delivery.Done) return Redelivery.Done;
-    this.buffered--;
-    if (!room()) return delivered === Delivery.NoSlot ? Redelivery.NoRoomNoSlot : Redelivery.NoRoom;
-    this.#hold(entry);
-    if (delivered === Delivery.Behind) this.drainHeld().catch((error: unknown) => this.worker.report(error));
-    return Redelivery.Done;
-  }
-
-  /**
-   * Holds an entry (not counted in `buffered`) in its key's list, in log order: entries wait there for a
-   * session slot, and entries a session's handler never took wait there for the key's next session.
-   */
-  #hold(entry: InputEntry): void {
-    let list = this.#held.get(entry.key);
-    if (list === undefined) this.#held.set(entry.key, (list = []));
-    let i = list.length;
-    while (i > 0 && logOrder(entry.id, list[i - 1].id) < 0) i--;
-    list.splice(i, 0, entry);
-    this.#heldCount++;
-  }
-
-  /** Whether the key has a held entry earlier in the log than `id` (it must be delivered first). */
-  #heldBefore(key: string, id: string): boolean {
-    const list = this.#held.get(key);
-    if (list !== undefined && list.length > 0 && logOrder(list[0].id, id) < 0) return true;
-    const draining = this.#drainingEntry;
-    return draining !== null && draining.key === key && logOrder(draining.id, id) < 0;
-  }
-
-  /**
-   * Delivers held entries, key by key in the order they were first held, each key's in log order, while
-   * sessions can open and the partition's share has room; past the first key that finds no session slot, only
-   * keys with a live session. Runs when a session of this worker has ended.
-   */
-  async drainHeld(): Promise<void> {
-    if (this.#draining) {
-      this.#drainAgain = true;
-      return;
-    }
-    this.#draining = true;
-    // Sessions waiting to be restored from their snapshots take free slots first (they were live before).
-    if (this.#snapshots.size > 0) this.#restoreWaiting();
-    try {
-      do {
-        this.#drainAgain = false;
-        // Once a key found no session slot, only keys with a live session go on (their entries need none).
-        let noSlot = false;
-        for (const [key, list] of this.#held) {
-          const drained = await this.#drainKey(key, list, false);
-          if (drained === KeyDrain.Stopped) return;
-          if (list.length === 0) this.#held.delete(key);
-          // No session slot: this key waits for a session to end.
-          if (drained === KeyDrain.NoSlot) {
-            noSlot = true;
-            break;
-          }
-        }
-        if (noSlot && !(await this.#drainHeldOfLive())) return;
-      } while (this.#drainAgain);
-    } finally {
-      this.#draining = false;
-      // Sessions opened for held entries may be past their ends by the log's clock already: ending them now
-      // frees their slots for the next held keys (on a backlog, at the pace of reading).
-      this.#redecide('drain');
-    }
-    // Held entries went to sessions: entries left in the pending list may now fit.
-    if (this.#spilled.size > 0 && !this.stopping) await this.reread();
-  }
-
-  /**
-   * `drainHeld` once no session slot is free: the held entries of keys with a live session (they need no slot),
-   * found through the smaller of the two maps (a backlog holds entries of far more keys than live sessions).
-   * False once the partition stops.
-   */
-  async #drainHeldOfLive(): Promise<boolean> {
-    for (const key of this.#keysBoth(this.#held, this.sessions)) {
-      const list = this.#held.get(key);
-      if (list === undefined) continue;
-      if ((await this.#drainKey(key, list, true)) === KeyDrain.Stopped) return false;
-      if (list.length === 0) this.#held.delete(key);
-    }
-    return true;
-  }
-
-  /**
-   * Delivers a key's held entries in log order, each back into the share first, until none is left, one finds
-   * no session slot, or (`whileLive`) the key's session is gone.
-   */
-  async #drainKey(key: string, list: InputEntry[], whileLive: boolean): Promise<KeyDrain> {
-    while (list.length > 0 && (!whileLive || this.sessions.has(key))) {
-      // A long drain runs in microtasks: it gives the event loop (timers, renewals, replies) a turn now and then.
-      if (++this.#drainSteps % DRAIN_STEPS_PER_TURN === 0)
-        await new Promise<void>((resolve) => this.worker.clock.setImmediate(resolve));
-      if ((await this.#reserve(1)) === 0) return KeyDrain.Stopped;
-      if (this.stopping) {
-        this.buffered--;
-        return KeyDrain.Stopped;
-      }
-      // Taken out first: a session ending meanwhile may put earlier entries of the key in front of it.
-      const entry = list.shift() as InputEntry;
-      this.#heldCount--;
-      this.#drainingEntry = entry;
-      let delivered: Delivery;
-      try {
-        delivered = await this.#deliver(entry);
-      } finally {
-        this.#drainingEntry = null;
-      }
-      if (delivered === Delivery.Done) continue;
-      this.buffered--;
-      this.#hold(entry);
-      // (Behind: an earlier entry of the key came in front; it goes next.)
-      if (delivered === Delivery.NoSlot) return KeyDrain.NoSlot;
-    }
-    return KeyDrain.Done;
-  }
-
-  /** The keys in both maps, in the order of the smaller one (a copy: delivering changes both). */
-  #keysBoth(a: ReadonlyMap<string, unknown>, b: ReadonlyMap<string, unknown>): string[] {
-    const [small, large] = a.size <= b.size ? [a, b] : [b, a];
-    const keys: string[] = [];
-    for (const key of small.keys()) if (large.has(key)) keys.push(key);
-    return keys;
-  }
-
-  get heldCount(): number {
-    return this.#heldCount;
-  }
-
-  /** Keys whose entries wait in the pending list (read past the bound of held entries). */
-  get spilledKeys(): number {
-    return this.#spilled.size;
-  }
-
-  /**
    * Delivers an entry counted in `buffered` (an event stays counted, in its session's `sent`, until its handler
    * takes it). Else, with the entry still counted: `NoSlot` if it needs a new session and `maxConcurrent`
    * sessions are live on this worker, `Behind` if an earlier entry of its key is held. Nothing is decided here
@@ -800,16 +330,16 @@ export class PartitionRun<I, O> {
         const early = s.start + this.worker.maxSessionAge + 1 - idTime(entry.id);
         if (entry.reason === 'age' && early > 0) {
           s.ageMarked = false;
-          this.#armAge(s, early);
+          this.#writes.armAge(s, early);
         }
-      } else this.#queue({ acks: [entry.id] }); // a marker for a session that has ended already
+      } else this.#outbox.queue({ acks: [entry.id] }); // a marker for a session that has ended already
       return Delivery.Done;
     }
     if (entry.wake !== undefined) return this.#deliverWake(entry, entry.wake);
     // Trimmed away while pending (never by velo-stream's own trimming): nothing to deliver.
     if (entry.payload === undefined) {
       this.buffered--;
-      this.#queue({ acks: [entry.id] });
+      this.#outbox.queue({ acks: [entry.id] });
       return Delivery.Done;
     }
     const s = this.sessions.get(key);
@@ -836,7 +366,7 @@ export class PartitionRun<I, O> {
     if (s === undefined && this.#snapshots.get(entry.key)?.sid === sid) return this.#deliverNew(entry);
     this.buffered--;
     if (s !== undefined && s.sid === sid) this.#marker(s, entry.id);
-    else this.#queue({ acks: [entry.id] });
+    else this.#outbox.queue({ acks: [entry.id] });
     return Delivery.Done;
   }
 
@@ -846,7 +376,7 @@ export class PartitionRun<I, O> {
     const key = entry.key;
     // The ending session's handler left entries before this one (they open the next session), or, while
     // this one waited, a delivery of an earlier entry did.
-    if (this.sessions.has(key) || this.#heldBefore(key, entry.id)) return Delivery.Behind;
+    if (this.sessions.has(key) || this.#entries.heldBefore(key, entry.id)) return Delivery.Behind;
     const restoring = this.#snapshots.has(key);
     // A wake-up never opens a session of its own: dropped, unless it wakes the session about to be restored.
     if (entry.wake !== undefined && !restoring) return this.#deliverWake(entry, entry.wake);
@@ -910,11 +440,11 @@ export class PartitionRun<I, O> {
   #nextTime(s: Session<I, O>): number | undefined {
     if (s.given < s.sent.length) return idTime(s.sent[s.given].id);
     let time: number | undefined;
-    const held = this.#held.get(s.key);
+    const held = this.#entries.held.get(s.key);
     if (held !== undefined && held.length > 0) time = idTime(held[0].id);
-    const draining = this.#drainingEntry;
+    const draining = this.#entries.draining;
     if (draining !== null && draining.key === s.key) time = Math.min(time ?? Infinity, idTime(draining.id));
-    const spilled = this.#spilled.get(s.key);
+    const spilled = this.#entries.spilled.get(s.key);
     if (spilled !== undefined) time = Math.min(time ?? Infinity, idTime(spilled.ids?.[0] ?? spilled.after));
     return time;
   }
@@ -985,7 +515,7 @@ export class PartitionRun<I, O> {
   /** Gives the session its first timer (taken by the rule): its payload, or `'end'` if its codec cannot decode it. */
   #giveTimer(s: Session<I, O>, timer: Timer): { value: unknown } | 'end' {
     take(s.rule, timer.time, timer);
-    this.#clearTimer(s, timer.id);
+    this.#writes.clearTimer(s, timer.id);
     s.wokenBefore.delete(timer.id);
     try {
       return { value: this.worker.codec.decode(typeof timer.payload === 'string' ? Buffer.from(timer.payload) : timer.payload) };
@@ -1031,7 +561,7 @@ export class PartitionRun<I, O> {
   #end(s: Session<I, O>, reason: EndReason, before: 'timer' | 'entry' | undefined): void {
     if (reason !== 'idle') {
       const timer = s.rule.timers[0];
-      const entry = s.sent[s.given] ?? this.#held.get(s.key)?.[0] ?? this.#drainingEntry;
+      const entry = s.sent[s.given] ?? this.#entries.held.get(s.key)?.[0] ?? this.#entries.draining;
       let what = `the log's clock (${this.logTime})`;
       let time = this.logTime;
       if (before === 'timer') {
@@ -1067,12 +597,12 @@ export class PartitionRun<I, O> {
       if (!s.waiting || s.ended) continue;
       next = Math.min(next, this.#tickTime(s));
       if (s.given < s.sent.length) continue;
-      if (this.#held.has(s.key)) drain = true;
-      else if (this.#spilled.has(s.key)) reread = true;
+      if (this.#entries.held.has(s.key)) drain = true;
+      else if (this.#entries.spilled.has(s.key)) reread = true;
     }
-    this.#tickFor(next);
-    if (drain && caller !== 'drain') this.drainHeld().catch((error: unknown) => this.worker.report(error));
-    if (reread && caller !== 'reread') this.reread().catch((error: unknown) => this.worker.report(error));
+    this.#writes.tickFor(next);
+    if (drain && caller !== 'drain') this.#entries.drainHeld().catch((error: unknown) => this.worker.report(error));
+    if (reread && caller !== 'reread') this.#entries.reread().catch((error: unknown) => this.worker.report(error));
   }
 
   /**
@@ -1084,49 +614,6 @@ export class PartitionRun<I, O> {
     let time = end.reason === 'idle' ? end.time : Infinity;
     for (const timer of s.rule.timers) if (s.wokenBefore.has(timer.id)) time = Math.min(time, timer.time);
     return time;
-  }
-
-  /**
-   * Sets the partition's tick for Redis' time `deadline` (Infinity: none needed). A tick is an entry the owner
-   * writes into the partition (a close marker naming no session) once Redis' clock should have passed the
-   * earliest deadline of its waiting sessions: read back, it moves the log's clock there, and the rule ends every
-   * session it passes, however many. Only the replay of a lease's pending entries is left alone (the log decides
-   * there). One tick is written at a time; if it came too early (clocks differ), the next is set from its id.
-   */
-  #tickFor(deadline: number): void {
-    if (deadline === this.#tickDeadline || !this.replayDone) return;
-    if (this.#tickTimer !== null) this.worker.clock.clearTimeout(this.#tickTimer);
-    this.#tickTimer = null;
-    this.#tickDeadline = deadline;
-    if (deadline === Infinity || deadline <= this.#tickWritten) return;
-    const wait = Math.min(MAX_TIMER_MS, Math.max(0, deadline - (this.worker.clock.now() + this.worker.clockOffset)));
-    this.#tickTimer = this.worker.clock
-      .setTimeout(() => {
-        this.#tickTimer = null;
-        this.#tickDeadline = Infinity;
-        this.#tick();
-      }, wait)
-      .unref();
-  }
-
-  #tick(): void {
-    if (this.#ticking || this.stopping || this.dropped) return;
-    this.#ticking = true;
-    this.worker.log.markClose(this.lease, '', '').then(
-      (id) => {
-        this.#ticking = false;
-        this.#tickWritten = Math.max(this.#tickWritten, idTime(id));
-        // What Redis' clock read against this machine's when it wrote the tick.
-        this.worker.clockOffset = idTime(id) - this.worker.clock.now();
-        this.worker.counters.ticks++;
-      },
-      async (error: unknown) => {
-        this.#ticking = false;
-        if (this.#failed(error)) return;
-        await sleepOn(this.worker.clock, RETRY_MS);
-        this.#tick();
-      },
-    );
   }
 
   /** The session's `maxSessionEvents` error, met at its event `what` (an entry, which opens the key's next session, or a timer). */
@@ -1220,8 +707,7 @@ export class PartitionRun<I, O> {
     s.waiting = !checkpoints.attached || checkpoints.waits > 0;
     checkpoints.onWaiting = () => {
       s.waiting = true;
-      const time = this.#tickTime(s);
-      if (time < this.#tickDeadline) this.#tickFor(time);
+      this.#writes.tickBy(this.#tickTime(s));
     };
     checkpoints.onNext = () => this.#ask(s);
     checkpoints.onCall = () => this.#checkpointsDue(s);
@@ -1236,12 +722,12 @@ export class PartitionRun<I, O> {
     this.#running.add(s);
     w.live++;
     s.forwarded = this.#forward(s);
-    if (this.replayDone) this.#armAge(s);
+    if (this.replayDone) this.#writes.armAge(s);
     // Calls its handler made before the session existed (it runs up to its first await at the open), and the
     // timers it was restored with.
     this.#checkpointsDue(s);
-    checkpoints.onTimer = (timer) => this.#armTimer(s, timer);
-    for (const timer of rule.timers) this.#armTimer(s, timer);
+    checkpoints.onTimer = (timer) => this.#writes.armTimer(s, timer);
+    for (const timer of rule.timers) this.#writes.armTimer(s, timer);
     if (broken !== undefined) {
       // Its failure comes after every output written (an earlier owner may have written some after the
       // checkpoint): with the seq after the checkpoint's, the commit would skip it as written before.
@@ -1250,56 +736,6 @@ export class PartitionRun<I, O> {
       this.#fail(s, broken);
     }
     return s;
-  }
-
-  /**
-   * Sets a Node timeout for the session's timer: when Redis' clock should have reached its time (or `after` ms,
-   * when Redis said it was early), `#fire` writes its wake-up.
-   */
-  #armTimer(s: Session<I, O>, timer: Timer, after?: number): void {
-    if (this.dropped || s.forwardDone) return;
-    const wait = after ?? Math.max(0, timer.time - (this.worker.clock.now() + this.worker.clockOffset));
-    this.worker.clock.clearTimeout(s.wakeTimeouts.get(timer.id));
-    s.wakeTimeouts.set(timer.id, this.worker.clock.setTimeout(() => this.#fire(s, timer), Math.min(MAX_TIMER_MS, wait)).unref());
-  }
-
-  /**
-   * Writes the timer's wake-up into the partition's input (fenced, once per `(sid, timer)`): read back, it is
-   * delivered to the session at that place of the log, on every replay too. One written before (by an earlier
-   * owner, or by this one before a replay made the timer again) is not written again.
-   */
-  #fire(s: Session<I, O>, timer: Timer): void {
-    s.wakeTimeouts.delete(timer.id);
-    if (this.dropped || s.forwardDone || !s.rule.timers.includes(timer)) return;
-    this.worker.log.wake(this.lease, s.key, s.sid, timer.id, timer.time, timer.payload).then(
-      (written) => {
-        if (typeof written === 'number') return this.#armTimer(s, timer, Math.max(1, written));
-        if (written !== '') {
-          this.worker.counters.wakeups++;
-          return;
-        }
-        // An earlier owner wrote it (read back before the session's checkpoint, maybe): a tick moves the log's
-        // clock to it instead.
-        s.wokenBefore.add(timer.id);
-        if (s.waiting && timer.time < this.#tickDeadline) this.#tickFor(timer.time);
-      },
-      async (error: unknown) => {
-        if (this.#failed(error)) return;
-        await sleepOn(this.worker.clock, RETRY_MS);
-        this.#fire(s, timer);
-      },
-    );
-  }
-
-  #clearTimer(s: Session<I, O>, id: number): void {
-    this.worker.clock.clearTimeout(s.wakeTimeouts.get(id));
-    s.wakeTimeouts.delete(id);
-  }
-
-  /** Stops the session's timers (it ended, or the partition is dropped). */
-  #clearTimers(s: Session<I, O>): void {
-    for (const timeout of s.wakeTimeouts.values()) this.worker.clock.clearTimeout(timeout);
-    s.wakeTimeouts.clear();
   }
 
   /**
@@ -1356,7 +792,7 @@ export class PartitionRun<I, O> {
         timers: call.timers,
         pending: call.pending.map((t) => [t.id, t.time, t.payload] as const),
       };
-      this.#queue({ acks, checkpoint });
+      this.#outbox.queue({ acks, checkpoint });
     }
   }
 
@@ -1375,7 +811,7 @@ export class PartitionRun<I, O> {
         }
         // The handler ran: it may have taken events.
         if (this.#budgetWaiters.size > 0) this.budgetFreed();
-        return this.#waitRoom();
+        return this.#outbox.waitRoom();
       });
     } catch (error) {
       this.#fail(s, error);
@@ -1396,9 +832,7 @@ export class PartitionRun<I, O> {
    * handler returning or throwing. Its entries are acked after its outputs.
    */
   #ended(s: Session<I, O>): void {
-    this.#clearTimers(s);
-    if (s.ageTimer !== null) this.worker.clock.clearTimeout(s.ageTimer);
-    s.ageTimer = null;
+    this.#writes.stopSession(s);
     s.ended = true;
     this.#holding.delete(s);
     this.buffered -= s.sent.length;
@@ -1417,7 +851,7 @@ export class PartitionRun<I, O> {
     // The worker's end (a cap, an input it could not decode) is the session's last output if its handler read to it.
     if (s.stop !== undefined && s.stream[kTakenEnd]() && !s.failed) {
       if (s.stop.kind === 'cap') this.worker.counters.capped++;
-      this.#queue({
+      this.#outbox.queue({
         output: {
           sid: s.sid,
           seq: ++s.seq,
@@ -1431,7 +865,7 @@ export class PartitionRun<I, O> {
     if (moved.length > 0) {
       const away = new Set(moved.map((e) => e.id));
       acks = acks.filter((id) => !away.has(id));
-      for (const entry of moved) this.#hold(entry);
+      for (const entry of moved) this.#entries.hold(entry);
       // Counted: those its handler would have taken had it not stopped first (not those read ahead past a cap).
       if (s.stop === undefined)
         this.worker.counters.handedOn += wouldTake(
@@ -1440,8 +874,8 @@ export class PartitionRun<I, O> {
           this.#limits,
         );
     }
-    this.#queue({ acks, ended: s.sid, lastSeq: s.seq });
-    if (moved.length > 0) this.drainHeld().catch((error: unknown) => this.worker.report(error));
+    this.#outbox.queue({ acks, ended: s.sid, lastSeq: s.seq });
+    if (moved.length > 0) this.#entries.drainHeld().catch((error: unknown) => this.worker.report(error));
   }
 
   /** Queues the session's next output (or, if the codec refuses it, its failure). */
@@ -1455,14 +889,14 @@ export class PartitionRun<I, O> {
       this.#fail(s, encodeError);
       return;
     }
-    this.#queue({ output: { sid: s.sid, seq: ++s.seq, key: s.key, payload, traceparent: s.scope?.traceparent } });
+    this.#outbox.queue({ output: { sid: s.sid, seq: ++s.seq, key: s.key, payload, traceparent: s.scope?.traceparent } });
   }
 
   /** Queues the session's failure (whatever was thrown, `undefined` included), after which it makes no more. */
   #fail(s: Session<I, O>, error: unknown): void {
     if (this.dropped || s.failed) return;
     const w = this.worker;
-    this.#queue({
+    this.#outbox.queue({
       output: {
         sid: s.sid,
         seq: ++s.seq,
@@ -1476,36 +910,6 @@ export class PartitionRun<I, O> {
   }
 
   /**
-   * With `maxSessionAge`, writes an age marker for the session once it should be that old: by this machine's
-   * clock at first (`clock.now()` against Redis' time of its first entry), and after a marker that came too
-   * early, `after` ms later (the age still missing by the marker's id). Whether it ends the session is decided
-   * by the marker's id alone.
-   */
-  #armAge(s: Session<I, O>, after?: number): void {
-    const max = this.worker.maxSessionAge;
-    if (max <= 0 || s.ageMarked || s.ageTimer !== null || s.forwardDone || this.sessions.get(s.key) !== s) return;
-    const wait = after ?? Math.min(max + 1, Math.max(0, s.start + max + 1 - this.worker.clock.now()));
-    s.ageTimer = this.worker.clock
-      .setTimeout(() => {
-        s.ageTimer = null;
-        if (this.dropped || this.sessions.get(s.key) !== s) return;
-        s.ageMarked = true;
-        this.#mark(s, 'age');
-      }, wait)
-      .unref();
-  }
-
-  /** Writes a close marker for the session (fenced), retrying after errors until the partition is gone. */
-  #mark(s: Session<I, O>, reason?: 'age'): void {
-    this.worker.log.markClose(this.lease, s.key, s.sid, reason).catch(async (error: unknown) => {
-      if (this.#failed(error)) return;
-      await sleepOn(this.worker.clock, RETRY_MS);
-      if (this.dropped) return;
-      this.#mark(s, reason);
-    });
-  }
-
-  /**
    * The log ended the session (its marker was read, a cap, an entry it cannot decode): its input ends. The
    * key's next session waits until it has finished (`#ended` may give it entries).
    */
@@ -1514,9 +918,7 @@ export class PartitionRun<I, O> {
     s.waiting = false;
     this.sessions.delete(s.key);
     // Its input has ended: a wake-up would find no session to wake.
-    this.#clearTimers(s);
-    if (s.ageTimer !== null) this.worker.clock.clearTimeout(s.ageTimer);
-    s.ageTimer = null;
+    this.#writes.stopSession(s);
     s.stream.end();
     const done = s.forwarded.then(() => {
       if (this.finishing.get(s.key) === done) this.finishing.delete(s.key);
@@ -1524,174 +926,14 @@ export class PartitionRun<I, O> {
     this.finishing.set(s.key, done);
   }
 
-  #queue(item: OutboxItem): void {
-    if (this.#discard) return;
-    this.#outbox.push(item);
-    if ('output' in item) this.#outputsQueued++;
-    this.#flushing ??= this.#flush();
-  }
-
-  #waitRoom(): Promise<void> | undefined {
-    if (this.#outputsQueued < OUTBOX_LIMIT) return undefined;
-    return new Promise((resolve) => this.#room.push(resolve));
-  }
-
-  async #flush(): Promise<void> {
-    // Let a batch gather: everything queued in this turn goes in one call.
-    await new Promise<void>((resolve) => this.worker.clock.setImmediate(resolve));
-    const w = this.worker;
-    const delivery = w.delivery;
-    // With local delivery, a batch never needs more room than the whole queue has.
-    const batch = delivery === null ? COMMIT_BATCH : Math.min(COMMIT_BATCH, delivery.limit);
-    while (this.#outbox.length > 0 && !this.#discard) {
-      const outputs: OutputRecord[] = [];
-      const acks: string[] = [];
-      const ended: string[] = [];
-      const endedSeqs: number[] = [];
-      // The latest checkpoint of each session: an earlier one in the same commit would be replaced at once.
-      const checkpoints = new Map<string, Snapshot>();
-      let taken = 0;
-      // A prefix of the queue, in order: a session's acks never go before its outputs.
-      for (const item of this.#outbox) {
-        if ('output' in item) {
-          if (outputs.length === batch) break;
-          outputs.push(item.output);
-        } else {
-          // (A loop, not a spread: a long session's end acks more entries than a call takes arguments.)
-          for (const id of item.acks) acks.push(id);
-          if (item.checkpoint !== undefined) checkpoints.set(item.checkpoint.sid, item.checkpoint);
-          if (item.ended !== undefined) {
-            ended.push(item.ended);
-            endedSeqs.push(item.lastSeq ?? 0);
-          }
-        }
-        taken++;
-      }
-      // Room in the local queue first: a slow onOutput holds the commits (and so the sessions).
-      if (delivery !== null) await delivery.reserve(outputs.length);
-      // The same commit (the same serial) until it succeeds: a retry after a lost reply is recognised.
-      const commit = {
-        outputs,
-        checkpoints: [...checkpoints.values()],
-        acks,
-        ended,
-        endedSeqs,
-        serial: delivery === null ? undefined : ++this.#serial,
-        check: w.checkReplay,
-      };
-      let result: CommitResult | null = null;
-      while (result === null && !this.#discard) {
-        try {
-          result = await w.log.commit(this.lease, commit);
-        } catch (error) {
-          if (this.#failed(error)) break;
-          await sleepOn(this.worker.clock, RETRY_MS);
-        }
-      }
-      if (result === null) {
-        delivery?.unreserve(outputs.length);
-        break;
-      }
-      w.counters.outputs += outputs.length;
-      w.counters.checkpoints += checkpoints.size;
-      // Committed: delivered locally even if the partition was lost meanwhile.
-      if (delivery !== null) this.#handOver(delivery, outputs, result.ids);
-      if (result.diverged.length > 0) this.#diverged(outputs, result.diverged);
-      if (this.#discard) break;
-      this.#outbox.splice(0, taken);
-      this.#outputsQueued -= outputs.length;
-      while (this.#outputsQueued < OUTBOX_LIMIT && this.#room.length > 0) this.#room.shift()?.();
-    }
-    this.#flushing = null;
-    for (const resume of this.#room.splice(0)) resume();
-  }
-
-  /** Hands the outputs this commit wrote to the local queue (their room was reserved); the others' room goes back. */
-  #handOver(delivery: LocalDelivery<O>, outputs: OutputRecord[], ids: ReadonlyArray<string | null>): void {
-    const items: OutputItem<O>[] = [];
-    const codec = this.worker.codec as Codec<O>;
-    for (let i = 0; i < outputs.length; i++) {
-      const id = ids[i];
-      if (id === null || id === undefined) continue;
-      const o = outputs[i];
-      const base: { id: string; partition: number; key: string; sid: string; seq: number; traceparent?: string } = {
-        id,
-        partition: this.partition,
-        key: o.key,
-        sid: o.sid,
-        seq: o.seq,
-      };
-      if (o.traceparent !== undefined) base.traceparent = o.traceparent;
-      let content: OutputContent<O>;
-      try {
-        content = decodedOutput(codec, o);
-      } catch (error) {
-        this.worker.report(decodeError(`The codec could not decode output ${o.seq} of session ${JSON.stringify(o.sid)}`, error));
-        continue;
-      }
-      items.push({ ...base, ...content });
-    }
-    delivery.unreserve(outputs.length - items.length);
-    delivery.push(items);
-  }
-
-  /** Reports what checkReplay found. */
-  #diverged(outputs: OutputRecord[], found: readonly Divergence[]): void {
-    const w = this.worker;
-    const codec = w.codec as Codec<O>;
-    const content = (o: OutputRecord): OutputContent | undefined => {
-      try {
-        return decodedOutput(codec, o);
-      } catch {
-        return undefined;
-      }
-    };
-    for (const d of found) {
-      w.counters.diverged++;
-      if (d.kind === 'output') {
-        const o = outputs[d.index];
-        const committed = d.committed === undefined ? undefined : content({ ...o, ...d.committed });
-        w.report(
-          new ReplayDivergedError(
-            'output',
-            { partition: this.partition, key: o.key, sid: o.sid, seq: o.seq },
-            `Replay diverged: output ${o.seq} of session ${JSON.stringify(o.sid)} (partition ${this.partition}) differs from the one written before the takeover, as entry ${d.committed?.id ?? '(gone)'}. Handlers must be deterministic over their inputs (no Date.now(), Math.random() or outside state); readers keep the output written first.`,
-            committed,
-            content(o),
-          ),
-        );
-      } else {
-        const key = d.sid.slice(0, d.sid.lastIndexOf('@'));
-        w.report(
-          new ReplayDivergedError(
-            'count',
-            { partition: this.partition, key, sid: d.sid, seq: d.replayed + 1 },
-            `Replay diverged: session ${JSON.stringify(d.sid)} (partition ${this.partition}) ended with ${d.replayed} outputs, but ${d.committed} were written before the takeover. Handlers must be deterministic over their inputs (no Date.now(), Math.random() or outside state); readers keep the outputs written first.`,
-          ),
-        );
-      }
-    }
-  }
-
-  /** Resolves once everything queued is committed (or can no longer be). */
-  async flushed(): Promise<void> {
-    while (this.#flushing !== null) await this.#flushing;
-  }
-
   /** Stops every local session of the partition (their state is rebuilt by the next owner's replay). */
   async stopSessions(): Promise<void> {
     const running = [...this.#running];
-    for (const s of running) {
-      if (s.ageTimer !== null) this.worker.clock.clearTimeout(s.ageTimer);
-      this.#clearTimers(s);
-    }
-    if (this.#tickTimer !== null) this.worker.clock.clearTimeout(this.#tickTimer);
-    this.#tickTimer = null;
+    for (const s of running) this.#writes.stopSession(s);
+    this.#writes.stop();
     this.sessions.clear();
     // Never acked: the next owner replays them.
-    this.#held.clear();
-    this.#heldCount = 0;
-    this.#spilled.clear();
+    this.#entries.clear();
     this.budgetFreed();
     await Promise.all(running.map((s) => s.stream.cancel()));
     await Promise.all(running.map((s) => s.forwarded));
@@ -1701,10 +943,7 @@ export class PartitionRun<I, O> {
   async drop(): Promise<void> {
     this.dropped = true;
     this.stopping = true;
-    this.#discard = true;
-    this.#outbox.length = 0;
-    this.#outputsQueued = 0;
-    for (const resume of this.#room.splice(0)) resume();
+    this.#outbox.discard();
     this.worker.wakeIdle(this.partition);
     await this.stopSessions();
   }
@@ -1718,7 +957,7 @@ export class PartitionRun<I, O> {
     // Cancelled sessions make no more outputs; those made before are committed below.
     this.dropped = true;
     await this.stopSessions();
-    await this.flushed();
+    await this.#outbox.flushed();
     await this.worker.log.release(this.lease).catch((error: unknown) => this.worker.report(error));
   }
 }
