@@ -6,17 +6,18 @@ import { drainOutputs } from '../core/drive';
 import { kFinished, kSendNow, kTaken, kTakenEnd, type StreamKind } from '../core/protocol';
 import { sleepOn } from './clock';
 import { type Codec, encodeChecked } from './codec';
-import {
-  CheckpointTooLargeError,
-  FencedError,
-  type SessionLimitError,
-  TooManyTimersError,
-  decodeError,
-  sessionAgeError,
-  sessionEventsError,
-} from '../errors';
+import { FencedError, TooManyTimersError, decodeError } from '../errors';
 import { idTime } from './log-ids';
-import { type CheckpointCall, Checkpoints, Session, type Timer, serializeError, sidTime } from './session';
+import {
+  type CheckpointCall,
+  Checkpoints,
+  Session,
+  type Timer,
+  capError,
+  encodeCheckpoint,
+  serializeError,
+  sidTime,
+} from './session';
 import { type Decision, type EndReason, type SessionLimits, deadline, decide, newState, take, wouldTake } from './session-rules';
 import { sessionScope } from './trace-context';
 import { Outbox, RETRY_MS } from './outbox';
@@ -572,7 +573,7 @@ export class PartitionRun<I, O> {
         time = idTime(entry.id);
       }
       s.stop = {
-        error: reason === 'age' ? this.#ageError(s, what, time) : this.#eventsError(s, what, before !== 'timer'),
+        error: capError(s.sid, reason, what, time - s.start, before !== 'timer', this.#limits),
         kind: 'cap',
       };
     }
@@ -596,7 +597,8 @@ export class PartitionRun<I, O> {
       if (woke !== undefined) woke.catch((error: unknown) => this.worker.report(error));
       if (!s.waiting || s.ended) continue;
       next = Math.min(next, this.#tickTime(s));
-      if (s.given < s.sent.length) continue;
+      // Held back only by entries of its key not delivered yet (held, or in the pending list): they go first.
+      if (s.given < s.sent.length || decide(s.rule, undefined, this.logTime, this.#limits).kind === 'wait') continue;
       if (this.#entries.held.has(s.key)) drain = true;
       else if (this.#entries.spilled.has(s.key)) reread = true;
     }
@@ -614,22 +616,6 @@ export class PartitionRun<I, O> {
     let time = end.reason === 'idle' ? end.time : Infinity;
     for (const timer of s.rule.timers) if (s.wokenBefore.has(timer.id)) time = Math.min(time, timer.time);
     return time;
-  }
-
-  /** The session's `maxSessionEvents` error, met at its event `what` (an entry, which opens the key's next session, or a timer). */
-  #eventsError(s: Session<I, O>, what: string, entry: boolean): SessionLimitError {
-    const max = this.worker.maxSessionEvents;
-    const after = entry ? `, and ${what} opens the key's next session` : ` before ${what}, which never fires`;
-    return sessionEventsError(max, `Session ${JSON.stringify(s.sid)} reached maxSessionEvents (${max}): it ended${after}`);
-  }
-
-  /** The session's `maxSessionAge` error, met at its event `what` (an entry or a timer) at Redis' time `time`. */
-  #ageError(s: Session<I, O>, what: string, time: number): SessionLimitError {
-    const max = this.worker.maxSessionAge;
-    return sessionAgeError(
-      max,
-      `Session ${JSON.stringify(s.sid)} reached maxSessionAge (${max} ms): ${what} is ${time - s.start} ms after its first, so the session ended there`,
-    );
   }
 
   /**
@@ -674,7 +660,7 @@ export class PartitionRun<I, O> {
       rule,
       this.#limits,
       () => new TooManyTimersError(sid, w.maxSessionTimers),
-      (state, pending) => this.#encodeCheckpoint(sid, state, pending),
+      (state, pending) => encodeCheckpoint(w.codec, w.maxCheckpointBytes, sid, state, pending),
       (payload) => encodeChecked(w.codec, payload, w.maxEventBytes, `wake-up payload of session ${JSON.stringify(sid)}`),
     );
     let stream: StreamKind<I, O>;
@@ -736,24 +722,6 @@ export class PartitionRun<I, O> {
       this.#fail(s, broken);
     }
     return s;
-  }
-
-  /**
-   * A checkpoint's state, encoded by the function's codec, or the coded error `ctx.checkpoint` throws. Its size
-   * counts the pending timers the checkpoint records with it (their payloads as stored, base64, and their numbers).
-   */
-  #encodeCheckpoint(sid: string, state: unknown, pending: readonly Timer[]): Buffer | string {
-    const limit = this.worker.maxCheckpointBytes;
-    const data = encodeChecked(this.worker.codec, state, Number.MAX_SAFE_INTEGER, `checkpoint of session ${JSON.stringify(sid)}`);
-    let timers = 0;
-    for (const t of pending) {
-      const bytes = typeof t.payload === 'string' ? Buffer.byteLength(t.payload) : t.payload.length;
-      timers += Math.ceil(bytes / 3) * 4 + String(t.id).length + String(t.time).length + 8;
-    }
-    const size =
-      timers + (typeof data === 'string' ? (data.length * 3 + timers <= limit ? 0 : Buffer.byteLength(data)) : data.length);
-    if (size > limit) throw new CheckpointTooLargeError(sid, size, limit);
-    return data;
   }
 
   /**

@@ -1,6 +1,8 @@
 // One live session of a partition: a key's run of events through one instance of the function.
 import { type SessionHooks, type StreamKind } from '../core/protocol';
 import { cutText, readString, textOf } from '../text';
+import { type Codec, encodeChecked } from './codec';
+import { CheckpointTooLargeError, type SessionLimitError, sessionAgeError, sessionEventsError } from '../errors';
 import { idTime } from './log-ids';
 import { type SessionLimits, type SessionState, type SessionTimer, addTimer, roomForTimer } from './session-rules';
 import type { InputEntry } from './transport';
@@ -199,4 +201,51 @@ export class Session<I, O> {
 /** The time of a session's first entry, from its sid (`<key>@<entry id>`). */
 export function sidTime(sid: string): number {
   return idTime(sid.slice(sid.lastIndexOf('@') + 1));
+}
+
+/**
+ * A cap's error: the session `sid` ended in front of `what` (an entry, which opens the key's next session, or a
+ * timer, which never fires; or the log's clock), `after` ms after its first entry.
+ */
+export function capError(
+  sid: string,
+  reason: 'age' | 'events',
+  what: string,
+  after: number,
+  entry: boolean,
+  limits: SessionLimits,
+): SessionLimitError {
+  if (reason === 'age') {
+    const max = limits.maxSessionAge;
+    return sessionAgeError(
+      max,
+      `Session ${JSON.stringify(sid)} reached maxSessionAge (${max} ms): ${what} is ${after} ms after its first, so the session ended there`,
+    );
+  }
+  const max = limits.maxSessionEvents;
+  const how = entry ? `, and ${what} opens the key's next session` : ` before ${what}, which never fires`;
+  return sessionEventsError(max, `Session ${JSON.stringify(sid)} reached maxSessionEvents (${max}): it ended${how}`);
+}
+
+/**
+ * A checkpoint's state, encoded by the function's codec, or the coded error `ctx.checkpoint` throws. Its size
+ * counts the pending timers the checkpoint records with it (their payloads as stored, base64, and their numbers).
+ */
+export function encodeCheckpoint(
+  codec: Codec<unknown>,
+  limit: number,
+  sid: string,
+  state: unknown,
+  pending: readonly Timer[],
+): Buffer | string {
+  const data = encodeChecked(codec, state, Number.MAX_SAFE_INTEGER, `checkpoint of session ${JSON.stringify(sid)}`);
+  let timers = 0;
+  for (const t of pending) {
+    const bytes = typeof t.payload === 'string' ? Buffer.byteLength(t.payload) : t.payload.length;
+    timers += Math.ceil(bytes / 3) * 4 + String(t.id).length + String(t.time).length + 8;
+  }
+  const size =
+    timers + (typeof data === 'string' ? (data.length * 3 + timers <= limit ? 0 : Buffer.byteLength(data)) : data.length);
+  if (size > limit) throw new CheckpointTooLargeError(sid, size, limit);
+  return data;
 }
