@@ -27,7 +27,7 @@ export interface PartitionHost<I, O> {
   readonly maxSessionAge: number;
   /** Largest encoded checkpoint state (with its pending timers), bytes. */
   readonly maxCheckpointBytes: number;
-  /** Most timers of a session not fired yet. */
+  /** Most timers of a session not taken yet (`session-rules.ts`). */
   readonly maxSessionTimers: number;
   readonly checkReplay: boolean;
   /** Local delivery (`onOutput`), or null. */
