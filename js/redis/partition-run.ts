@@ -14,6 +14,7 @@ import {
   Session,
   type Timer,
   capError,
+  checkpointOf,
   encodeCheckpoint,
   serializeError,
   sidTime,
@@ -735,32 +736,8 @@ export class PartitionRun<I, O> {
     while (calls.length > 0 && calls[0].yielded <= s.yieldsQueued) {
       const call = calls.shift() as CheckpointCall;
       if (this.dropped || s.failed) continue;
-      if (call.error !== undefined) {
-        this.#fail(s, call.error);
-        continue;
-      }
-      // The entries taken since the last checkpoint (and markers among them) leave the session.
-      let entries = call.entries - s.ackedEntries;
-      let cut = 0;
-      while (entries > 0 && cut < s.ids.length) {
-        // (Not inside `markers?.has(...)`: with no markers, its argument would not be evaluated.)
-        const id = s.ids[cut++];
-        if (s.markers?.has(id) !== true) entries--;
-      }
-      const acks = s.ids.splice(0, cut);
-      s.ackedEntries = call.entries;
-      // The rule's state at the call: a restore continues the same walk.
-      const checkpoint: Snapshot = {
-        sid: s.sid,
-        key: s.key,
-        seq: s.seq,
-        lastTime: call.last,
-        events: call.events,
-        state: call.state as Buffer | string,
-        timers: call.timers,
-        pending: call.pending.map((t) => [t.id, t.time, t.payload] as const),
-      };
-      this.#outbox.queue({ acks, checkpoint });
+      if (call.error !== undefined) this.#fail(s, call.error);
+      else this.#outbox.queue(checkpointOf(s, call));
     }
   }
 

@@ -5,7 +5,7 @@ import { type Codec, encodeChecked } from './codec';
 import { CheckpointTooLargeError, type SessionLimitError, sessionAgeError, sessionEventsError } from '../errors';
 import { idTime } from './log-ids';
 import { type SessionLimits, type SessionState, type SessionTimer, addTimer, roomForTimer } from './session-rules';
-import type { InputEntry } from './transport';
+import type { InputEntry, Snapshot } from './transport';
 import type { SessionScope } from './trace-context';
 import type { ClockTimer } from './clock';
 
@@ -248,4 +248,32 @@ export function encodeCheckpoint(
     timers + (typeof data === 'string' ? (data.length * 3 + timers <= limit ? 0 : Buffer.byteLength(data)) : data.length);
   if (size > limit) throw new CheckpointTooLargeError(sid, size, limit);
   return data;
+}
+
+/**
+ * A checkpoint call of the session, due (the outputs yielded before it are queued), as what its commit carries:
+ * the snapshot (the rule's state at the call: a restore continues the same walk) and the acks of the entries taken
+ * since the last one (with the markers among them), which leave the session.
+ */
+export function checkpointOf(s: Session<unknown, unknown>, call: CheckpointCall): { acks: string[]; checkpoint: Snapshot } {
+  let entries = call.entries - s.ackedEntries;
+  let cut = 0;
+  while (entries > 0 && cut < s.ids.length) {
+    // (Not inside `markers?.has(...)`: with no markers, its argument would not be evaluated.)
+    const id = s.ids[cut++];
+    if (s.markers?.has(id) !== true) entries--;
+  }
+  const acks = s.ids.splice(0, cut);
+  s.ackedEntries = call.entries;
+  const checkpoint: Snapshot = {
+    sid: s.sid,
+    key: s.key,
+    seq: s.seq,
+    lastTime: call.last,
+    events: call.events,
+    state: call.state as Buffer | string,
+    timers: call.timers,
+    pending: call.pending.map((t) => [t.id, t.time, t.payload] as const),
+  };
+  return { acks, checkpoint };
 }
