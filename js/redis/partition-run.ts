@@ -35,6 +35,8 @@ import { type InputEntry, type Lease, type Snapshot } from './transport';
 const BUDGET_RECHECK_MS = 5;
 const BUDGET_RECHECK_MAX_MS = 200;
 
+const noop = (): void => {};
+
 export class PartitionRun<I, O> {
   readonly sessions = new Map<string, Session<I, O>>();
   /** Sessions whose marker was read, until their acks are queued: the key's next session waits for it. */
@@ -428,11 +430,7 @@ export class PartitionRun<I, O> {
     const sent = s.stream[kSendNow](value as I);
     if (sent === true) return undefined;
     // A send refused because the handler finished is fine: the entry, untaken, goes to the key's next session.
-    s.sending = true;
-    const sentIn = (): void => {
-      s.sending = false;
-    };
-    return sent.then(sentIn, sentIn);
+    return sent.then(noop, noop);
   }
 
   /**
@@ -498,7 +496,9 @@ export class PartitionRun<I, O> {
       // (Given while its handler waits: outside its stream.)
       const given = this.#giveEntry(s);
       if (given === 'end') return undefined;
-      const pushed = this.#push(s, given?.value);
+      // (Its stream has it already: it is answered there.)
+      if (given === undefined) break;
+      const pushed = this.#push(s, given.value);
       if (attached) {
         s.waiting = false;
         break;
@@ -745,7 +745,6 @@ export class PartitionRun<I, O> {
     // Its slot is free once its handler has finished, though its last outputs may still wait for the outbox.
     const finished = s.stream[kFinished].then(() => {
       this.worker.live--;
-      s.handlerDone = true;
     });
     try {
       await drainOutputs(s.stream, (batch) => {

@@ -126,8 +126,6 @@ export class Session<I, O> {
   seq = 0;
   /** Its handler threw, or an output could not be encoded: its error was its last output, nothing comes after. */
   failed = false;
-  /** A send into its stream waits for room: its input must not end before that event is in. */
-  sending = false;
   forwarded: Promise<void> = Promise.resolve();
   /** Its rule's state (`session-rules.ts`): shared with its `Checkpoints`. */
   readonly rule: SessionState;
@@ -175,8 +173,6 @@ export class Session<I, O> {
    * as they come: it has no timers).
    */
   waiting = false;
-  /** Its handler has finished. */
-  handlerDone = false;
   /** Its input has ended (decided by the rule, or its handler finished). */
   ended = false;
   /** Its armed timers' timeouts, by timer id. */
