@@ -35,6 +35,11 @@ import { type InputEntry, type Lease, type Snapshot } from './transport';
 const BUDGET_RECHECK_MS = 5;
 const BUDGET_RECHECK_MAX_MS = 200;
 
+// The names this module exported before the run was split by job, where they live now.
+export { type Openable, type PartitionHost, type WorkerCounters, kOpen } from './partition-host';
+export { RETRY_MS } from './outbox';
+export { MAX_TIMER_MS } from './owner-writes';
+
 const noop = (): void => {};
 
 export class PartitionRun<I, O> {
