@@ -132,13 +132,13 @@ export const ERROR_CODES = {
   ERR_VELO_CHECKPOINT_TOO_LARGE: {
     class: 'CheckpointTooLargeError',
     from: 'velo-stream/redis',
-    when: "A `redisWorker` session's `ctx.checkpoint(state)` whose state, with the timers it records (those not fired, with their payloads), is over `maxCheckpointBytes` encoded: thrown at the call, and the session fails.",
+    when: "A `redisWorker` session's `ctx.checkpoint(state)` whose state, with the timers it records (those its handler has not taken, with their payloads), is over `maxCheckpointBytes` encoded: thrown at the call, and the session fails.",
     action: 'Keep less state or fewer pending timers, or raise `maxCheckpointBytes`.',
   },
   ERR_VELO_TOO_MANY_TIMERS: {
     class: 'TooManyTimersError',
     from: 'velo-stream/redis',
-    when: "A `redisWorker` session's `ctx.wakeAt()` while it has `maxSessionTimers` timers that have not fired: thrown at the call (no timer is made).",
+    when: "A `redisWorker` session's `ctx.wakeAt()` while it has `maxSessionTimers` timers not taken by its handler: thrown at the call (no timer is made).",
     action: 'Make fewer timers per session (one per deadline, not one per event), or raise `maxSessionTimers`.',
   },
   ERR_VELO_ENCODE: {
@@ -526,7 +526,7 @@ export class TooManyTimersError extends RangeError {
   readonly limit: number;
   constructor(sid: string, limit: number) {
     super(
-      `Session ${JSON.stringify(sid)} has ${limit} timers that have not fired, the limit (maxSessionTimers): ctx.wakeAt() made no timer`,
+      `Session ${JSON.stringify(sid)} has ${limit} timers not taken by its handler, the limit (maxSessionTimers): ctx.wakeAt() made no timer`,
     );
     this.name = 'TooManyTimersError';
     this.limit = limit;

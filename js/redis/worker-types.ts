@@ -84,7 +84,7 @@ export interface RedisWorkerOptions<O = unknown> extends RedisOptions {
    */
   outputMaxLen?: number;
   /**
-   * Most timers a session may have that have not fired (`ctx.wakeAt`): one more throws `TooManyTimersError`
+   * Most timers a session may have that its handler has not taken (`ctx.wakeAt`): one more throws `TooManyTimersError`
    * (`ERR_VELO_TOO_MANY_TIMERS`) at the call. Each is kept in memory and in the session's checkpoints. Default 1000.
    */
   maxSessionTimers?: number;

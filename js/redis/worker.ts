@@ -33,15 +33,10 @@ import { RoundTrips, type RoundTripTotals, kRenewalLateness, kRoundTrips, timedL
 import type { Lease, PartitionLog } from './transport';
 import { reportable } from './reportable';
 import { LocalDelivery } from './local-delivery';
-import {
-  MAX_TIMER_MS,
-  type Openable,
-  kOpen,
-  type PartitionHost,
-  PartitionRun,
-  RETRY_MS,
-  type WorkerCounters,
-} from './partition-run';
+import { PartitionRun } from './partition-run';
+import { MAX_TIMER_MS } from './owner-writes';
+import { type Openable, type PartitionHost, type WorkerCounters, kOpen } from './partition-host';
+import { RETRY_MS } from './outbox';
 import { type Clock, realClock, sleepOn } from './clock';
 import type { RedisWorker, RedisWorkerOptions, RedisWorkerStats } from './worker-types';
 

@@ -1,0 +1,217 @@
+// A partition's outbox: its sessions' outputs, acks, checkpoints and ends, committed to the log in order, in
+// fenced batches (a session's acks never before its outputs), retried until they succeed or the lease is gone;
+// committed outputs go to local delivery; what `checkReplay` finds is reported.
+import type { Codec } from './codec';
+import { sleepOn } from './clock';
+import { type OutputContent, ReplayDivergedError, decodeError } from '../errors';
+import type { LocalDelivery } from './local-delivery';
+import type { PartitionHost } from './partition-host';
+import type { HandlerFailure, OutputItem } from './reader';
+import type { CommitResult, Divergence, Lease, OutputRecord, Snapshot } from './transport';
+
+/** Outputs and acks waiting for a commit, held per partition before the outbox makes sessions wait. */
+const OUTBOX_LIMIT = 1024;
+/** Outputs per fenced commit call. */
+const COMMIT_BATCH = 512;
+/** Wait before retrying after a non-fencing error, ms. */
+export const RETRY_MS = 100;
+
+export type OutboxItem = { output: OutputRecord } | { acks: string[]; ended?: string; lastSeq?: number; checkpoint?: Snapshot };
+
+/** What the outbox uses of its worker. */
+export type OutboxHost<O> = Pick<
+  PartitionHost<unknown, O>,
+  'log' | 'clock' | 'delivery' | 'codec' | 'counters' | 'checkReplay' | 'report'
+>;
+
+function decodedOutput<O>(codec: Codec<O>, o: OutputRecord): OutputContent<O> {
+  if (o.error !== undefined) return { error: JSON.parse(o.error) as HandlerFailure };
+  const payload = o.payload ?? '';
+  return { value: codec.decode(typeof payload === 'string' ? Buffer.from(payload) : payload) };
+}
+
+export class Outbox<O> {
+  readonly #items: OutboxItem[] = [];
+  #outputsQueued = 0;
+  #flushing: Promise<void> | null = null;
+  /** Commits made under this lease (their `serial`, with local delivery). */
+  #serial = 0;
+  readonly #room: (() => void)[] = [];
+  /** Set when the partition was lost: what is queued is thrown away. */
+  #discard = false;
+
+  readonly #worker: OutboxHost<O>;
+  readonly #lease: Lease;
+  /** True if the error ended the partition's ownership (else it was reported, and the commit is retried). */
+  readonly #failed: (error: unknown) => boolean;
+
+  constructor(worker: OutboxHost<O>, lease: Lease, failed: (error: unknown) => boolean) {
+    this.#worker = worker;
+    this.#lease = lease;
+    this.#failed = failed;
+  }
+
+  /** Queues an output, or acks (with a session's end or checkpoint): committed in order, in batches. */
+  queue(item: OutboxItem): void {
+    if (this.#discard) return;
+    this.#items.push(item);
+    if ('output' in item) this.#outputsQueued++;
+    this.#flushing ??= this.#flush();
+  }
+
+  /** Undefined, or resolves once the queue has room for more outputs (a session waits for it). */
+  waitRoom(): Promise<void> | undefined {
+    if (this.#outputsQueued < OUTBOX_LIMIT) return undefined;
+    return new Promise((resolve) => this.#room.push(resolve));
+  }
+
+  async #flush(): Promise<void> {
+    // Let a batch gather: everything queued in this turn goes in one call.
+    await new Promise<void>((resolve) => this.#worker.clock.setImmediate(resolve));
+    const w = this.#worker;
+    const delivery = w.delivery;
+    // With local delivery, a batch never needs more room than the whole queue has.
+    const batch = delivery === null ? COMMIT_BATCH : Math.min(COMMIT_BATCH, delivery.limit);
+    while (this.#items.length > 0 && !this.#discard) {
+      const outputs: OutputRecord[] = [];
+      const acks: string[] = [];
+      const ended: string[] = [];
+      const endedSeqs: number[] = [];
+      // The latest checkpoint of each session: an earlier one in the same commit would be replaced at once.
+      const checkpoints = new Map<string, Snapshot>();
+      let taken = 0;
+      // A prefix of the queue, in order: a session's acks never go before its outputs.
+      for (const item of this.#items) {
+        if ('output' in item) {
+          if (outputs.length === batch) break;
+          outputs.push(item.output);
+        } else {
+          // (A loop, not a spread: a long session's end acks more entries than a call takes arguments.)
+          for (const id of item.acks) acks.push(id);
+          if (item.checkpoint !== undefined) checkpoints.set(item.checkpoint.sid, item.checkpoint);
+          if (item.ended !== undefined) {
+            ended.push(item.ended);
+            endedSeqs.push(item.lastSeq ?? 0);
+          }
+        }
+        taken++;
+      }
+      // Room in the local queue first: a slow onOutput holds the commits (and so the sessions).
+      if (delivery !== null) await delivery.reserve(outputs.length);
+      // The same commit (the same serial) until it succeeds: a retry after a lost reply is recognised.
+      const commit = {
+        outputs,
+        checkpoints: [...checkpoints.values()],
+        acks,
+        ended,
+        endedSeqs,
+        serial: delivery === null ? undefined : ++this.#serial,
+        check: w.checkReplay,
+      };
+      let result: CommitResult | null = null;
+      while (result === null && !this.#discard) {
+        try {
+          result = await w.log.commit(this.#lease, commit);
+        } catch (error) {
+          if (this.#failed(error)) break;
+          await sleepOn(this.#worker.clock, RETRY_MS);
+        }
+      }
+      if (result === null) {
+        delivery?.unreserve(outputs.length);
+        break;
+      }
+      w.counters.outputs += outputs.length;
+      w.counters.checkpoints += checkpoints.size;
+      // Committed: delivered locally even if the partition was lost meanwhile.
+      if (delivery !== null) this.#handOver(delivery, outputs, result.ids);
+      if (result.diverged.length > 0) this.#diverged(outputs, result.diverged);
+      if (this.#discard) break;
+      this.#items.splice(0, taken);
+      this.#outputsQueued -= outputs.length;
+      while (this.#outputsQueued < OUTBOX_LIMIT && this.#room.length > 0) this.#room.shift()?.();
+    }
+    this.#flushing = null;
+    for (const resume of this.#room.splice(0)) resume();
+  }
+
+  /** Hands the outputs this commit wrote to the local queue (their room was reserved); the others' room goes back. */
+  #handOver(delivery: LocalDelivery<O>, outputs: OutputRecord[], ids: ReadonlyArray<string | null>): void {
+    const items: OutputItem<O>[] = [];
+    const codec = this.#worker.codec as Codec<O>;
+    for (let i = 0; i < outputs.length; i++) {
+      const id = ids[i];
+      if (id === null || id === undefined) continue;
+      const o = outputs[i];
+      const base: { id: string; partition: number; key: string; sid: string; seq: number; traceparent?: string } = {
+        id,
+        partition: this.#lease.partition,
+        key: o.key,
+        sid: o.sid,
+        seq: o.seq,
+      };
+      if (o.traceparent !== undefined) base.traceparent = o.traceparent;
+      let content: OutputContent<O>;
+      try {
+        content = decodedOutput(codec, o);
+      } catch (error) {
+        this.#worker.report(decodeError(`The codec could not decode output ${o.seq} of session ${JSON.stringify(o.sid)}`, error));
+        continue;
+      }
+      items.push({ ...base, ...content });
+    }
+    delivery.unreserve(outputs.length - items.length);
+    delivery.push(items);
+  }
+
+  /** Reports what checkReplay found. */
+  #diverged(outputs: OutputRecord[], found: readonly Divergence[]): void {
+    const w = this.#worker;
+    const codec = w.codec as Codec<O>;
+    const content = (o: OutputRecord): OutputContent | undefined => {
+      try {
+        return decodedOutput(codec, o);
+      } catch {
+        return undefined;
+      }
+    };
+    for (const d of found) {
+      w.counters.diverged++;
+      if (d.kind === 'output') {
+        const o = outputs[d.index];
+        const committed = d.committed === undefined ? undefined : content({ ...o, ...d.committed });
+        w.report(
+          new ReplayDivergedError(
+            'output',
+            { partition: this.#lease.partition, key: o.key, sid: o.sid, seq: o.seq },
+            `Replay diverged: output ${o.seq} of session ${JSON.stringify(o.sid)} (partition ${this.#lease.partition}) differs from the one written before the takeover, as entry ${d.committed?.id ?? '(gone)'}. Handlers must be deterministic over their inputs (no Date.now(), Math.random() or outside state); readers keep the output written first.`,
+            committed,
+            content(o),
+          ),
+        );
+      } else {
+        const key = d.sid.slice(0, d.sid.lastIndexOf('@'));
+        w.report(
+          new ReplayDivergedError(
+            'count',
+            { partition: this.#lease.partition, key, sid: d.sid, seq: d.replayed + 1 },
+            `Replay diverged: session ${JSON.stringify(d.sid)} (partition ${this.#lease.partition}) ended with ${d.replayed} outputs, but ${d.committed} were written before the takeover. Handlers must be deterministic over their inputs (no Date.now(), Math.random() or outside state); readers keep the outputs written first.`,
+          ),
+        );
+      }
+    }
+  }
+
+  /** Resolves once everything queued is committed (or can no longer be). */
+  async flushed(): Promise<void> {
+    while (this.#flushing !== null) await this.#flushing;
+  }
+
+  /** The partition was lost: throws away what is queued, and commits nothing more. */
+  discard(): void {
+    this.#discard = true;
+    this.#items.length = 0;
+    this.#outputsQueued = 0;
+    for (const resume of this.#room.splice(0)) resume();
+  }
+}

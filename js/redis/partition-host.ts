@@ -1,0 +1,75 @@
+// What a partition's run needs of its worker (`PartitionHost`), and the worker's counters it adds to.
+import type { SessionHooks, StreamKind } from '../core/protocol';
+import type { StreamFn } from '../types';
+import type { Clock } from './clock';
+import type { Codec } from './codec';
+import type { LocalDelivery } from './local-delivery';
+import type { PartitionRun } from './partition-run';
+import type { PartitionLog } from './transport';
+
+/** The function's internal open, without its idle timer: a session's end must come from the log (registered symbol, core/function.ts). */
+export const kOpen = Symbol.for('velo-stream.open');
+export type Openable<I, O> = {
+  [kOpen](signal: AbortSignal | undefined, idle: boolean, hooks?: SessionHooks): StreamKind<I, O>;
+};
+
+/** What a partition's run uses of its worker: the function and settings, the log, counters, and the worker's shared state. */
+export interface PartitionHost<I, O> {
+  readonly fn: StreamFn<I, O> & Openable<I, O>;
+  readonly log: PartitionLog;
+  /** Time and timers (production: `realClock`; a simulation: a virtual clock). */
+  readonly clock: Clock;
+  readonly ttl: number;
+  readonly readCount: number;
+  readonly codec: Codec<unknown>;
+  readonly maxEventBytes: number;
+  readonly maxSessionEvents: number;
+  readonly maxSessionAge: number;
+  /** Largest encoded checkpoint state (with its pending timers), bytes. */
+  readonly maxCheckpointBytes: number;
+  /** Most timers of a session not taken yet (`session-rules.ts`). */
+  readonly maxSessionTimers: number;
+  readonly checkReplay: boolean;
+  /** Local delivery (`onOutput`), or null. */
+  readonly delivery: LocalDelivery<O> | null;
+  readonly counters: WorkerCounters;
+  /** Live sessions of the worker, all partitions. */
+  live: number;
+  /** Redis' clock less this machine's, ms (ticks are set from it). */
+  clockOffset: number;
+  /** This partition's share of `maxBufferedEvents`. */
+  share(): number;
+  report(error: unknown): void;
+  /** The partition was lost (fenced, or its lease ran out). */
+  lose(run: PartitionRun<I, O>): void;
+  /** Resolves when the partition's log may have more after `tail`. */
+  idle(run: PartitionRun<I, O>, tail: string): Promise<void>;
+  wakeIdle(partition: number): void;
+  /** A session of this worker ended: held entries of every partition may now get a slot. */
+  notifySessionEnded(): void;
+}
+
+/** The worker's counters (`RedisWorkerStats` reads them). */
+export interface WorkerCounters {
+  acquired: number;
+  lost: number;
+  fenced: number;
+  released: number;
+  trimmed: number;
+  trimmedOutputs: number;
+  replayed: number;
+  replayedSessions: number;
+  outputs: number;
+  errors: number;
+  capped: number;
+  /** Ticks written (`PartitionRun.#tick`). */
+  ticks: number;
+  handedOn: number;
+  diverged: number;
+  /** Checkpoints committed (the latest of a session per commit). */
+  checkpoints: number;
+  /** Sessions started from a checkpoint. */
+  restored: number;
+  /** Timers' wake-ups written into the input (`ctx.wakeAt`). */
+  wakeups: number;
+}
