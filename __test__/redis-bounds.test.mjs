@@ -74,7 +74,13 @@ test('maxBufferedEvents: a stalled session stops only its partition at its share
   const budget = 20; // a share of 10 per partition
   const producer = redisProducer({ client, name, partitions });
   const g = gate();
-  const worker = redisWorker(gatedTotals(g, { idleTimeout: 300 }), { client, name, partitions, leaseTtl: 1500, maxBufferedEvents: budget });
+  const worker = redisWorker(gatedTotals(g, { idleTimeout: 300 }), {
+    client,
+    name,
+    partitions,
+    leaseTtl: 1500,
+    maxBufferedEvents: budget,
+  });
   const samples = sampler(worker);
   try {
     await eventually(() => worker.stats().owned.length === 2, 'the worker owns both partitions');
@@ -87,7 +93,7 @@ test('maxBufferedEvents: a stalled session stops only its partition at its share
     }
     await producer.sendMany(pairs);
     // The stalled session's partition fills its share and stops there: the rest of its input waits in Redis.
-    await eventually(() => worker.stats().partitionBuffered[0] === budget / partitions, "partition 0 at its share");
+    await eventually(() => worker.stats().partitionBuffered[0] === budget / partitions, 'partition 0 at its share');
     await eventually(() => worker.stats().partitionLag[0] > 100, 'the backlog measured in Redis, not read');
     // Meanwhile keys of partition 1 come and go (sessions of 5 events, closed by the idle timeout).
     const fast = [0, 1, 2, 3].map((j) => keyOn('fast', 1, partitions, j));
@@ -102,9 +108,16 @@ test('maxBufferedEvents: a stalled session stops only its partition at its share
       }
       await producer.sendMany(batch);
       const total = 20 * (round + 1);
-      await eventually(async () => (await readAllOutputs(client, name, partitions)).filter((o) => o.partition === 1).length === total, `${total} outputs on partition 1`);
+      await eventually(
+        async () => (await readAllOutputs(client, name, partitions)).filter((o) => o.partition === 1).length === total,
+        `${total} outputs on partition 1`,
+      );
     }
-    assert.equal((await readAllOutputs(client, name, partitions)).filter((o) => o.key === slow).length, 0, 'the stalled key made no output');
+    assert.equal(
+      (await readAllOutputs(client, name, partitions)).filter((o) => o.key === slow).length,
+      0,
+      'the stalled key made no output',
+    );
     assert.equal(worker.stats().partitionBuffered[0], budget / partitions, 'partition 0 still at its share');
     const registry = new Registry();
     registerRedisWorkerMetrics(registry, [worker]);
@@ -123,9 +136,16 @@ test('maxBufferedEvents: a stalled session stops only its partition at its share
     await worker.close();
     assert.ok(seen.length > 100, `sampled often (${seen.length})`);
     for (const s of seen) {
-      assert.ok(s.buffered <= budget, `buffered ${s.buffered} > maxBufferedEvents ${budget}: ${JSON.stringify(s.partitionBuffered)}`);
-      for (const p of s.owned) assert.ok(s.partitionBuffered[p] <= budget / partitions, `partition ${p}: ${s.partitionBuffered[p]} above its share`);
-      assert.equal(s.buffered, s.owned.reduce((sum, p) => sum + s.partitionBuffered[p], 0));
+      assert.ok(
+        s.buffered <= budget,
+        `buffered ${s.buffered} > maxBufferedEvents ${budget}: ${JSON.stringify(s.partitionBuffered)}`,
+      );
+      for (const p of s.owned)
+        assert.ok(s.partitionBuffered[p] <= budget / partitions, `partition ${p}: ${s.partitionBuffered[p]} above its share`);
+      assert.equal(
+        s.buffered,
+        s.owned.reduce((sum, p) => sum + s.partitionBuffered[p], 0),
+      );
     }
   }
 });
@@ -148,10 +168,19 @@ test('maxBufferedEvents keeps a worker process small under a backlog of large ev
       }
       // Each session took its first event and waits: the rest is either in memory or still in Redis.
       await eventually(() => lastStats(child).sessions === keys, 'a session per key');
-      await eventually(() => lastStats(child).lag + lastStats(child).buffered + keys >= keys * perKey, 'every event measured, in Redis or buffered', 30_000);
+      await eventually(
+        () => lastStats(child).lag + lastStats(child).buffered + keys >= keys * perKey,
+        'every event measured, in Redis or buffered',
+        30_000,
+      );
       await sleep(500);
       const stats = lastStats(child);
-      const peak = Math.max(...child.stdout.split('\n').filter((l) => l.startsWith('stats ')).map((l) => JSON.parse(l.slice(6)).rss));
+      const peak = Math.max(
+        ...child.stdout
+          .split('\n')
+          .filter((l) => l.startsWith('stats '))
+          .map((l) => JSON.parse(l.slice(6)).rss),
+      );
       return { growth: peak - before, stats };
     } finally {
       await stopChild(child);
@@ -161,16 +190,25 @@ test('maxBufferedEvents keeps a worker process small under a backlog of large ev
   assert.ok(bounded.stats.buffered <= 32, `buffered ${bounded.stats.buffered}`);
   assert.ok(bounded.stats.lag >= keys * perKey - keys - 32, `the backlog stayed in Redis (lag ${bounded.stats.lag})`);
   const unbounded = await peakGrowth(1e9);
-  assert.ok(unbounded.stats.buffered > keys * perKey / 2, `control: without a bound the backlog is read (${unbounded.stats.buffered})`);
+  assert.ok(
+    unbounded.stats.buffered > (keys * perKey) / 2,
+    `control: without a bound the backlog is read (${unbounded.stats.buffered})`,
+  );
   const mb = (bytes) => (bytes / 2 ** 20).toFixed(1);
   // 32 events of 100 KB are about 6 MB (read and decoded); the rest of the growth is the runtime's own slack.
   assert.ok(unbounded.growth > 60 * 2 ** 20, `control: reading the backlog grows the process (${mb(unbounded.growth)} MB)`);
-  assert.ok(bounded.growth < 45 * 2 ** 20 && bounded.growth * 3 < unbounded.growth, `bounded: ${mb(bounded.growth)} MB of growth (unbounded: ${mb(unbounded.growth)} MB)`);
+  assert.ok(
+    bounded.growth < 45 * 2 ** 20 && bounded.growth * 3 < unbounded.growth,
+    `bounded: ${mb(bounded.growth)} MB of growth (unbounded: ${mb(unbounded.growth)} MB)`,
+  );
 });
 
 test('bad bound options are refused with a code', async () => {
   const w = (extra) => () => redisWorker(totals(), { client, name: 'bad', partitions: 4, ...extra });
-  assert.throws(w({ maxBufferedEvents: 3 }), { code: 'ERR_OUT_OF_RANGE', message: /"maxBufferedEvents" option must be an integer from options\.partitions \(4/ });
+  assert.throws(w({ maxBufferedEvents: 3 }), {
+    code: 'ERR_OUT_OF_RANGE',
+    message: /"maxBufferedEvents" option must be an integer from options\.partitions \(4/,
+  });
   assert.throws(w({ maxBufferedEvents: 10.5 }), { code: 'ERR_OUT_OF_RANGE' });
   assert.throws(w({ maxBufferedEvents: '100' }), { code: 'ERR_OUT_OF_RANGE' });
   assert.throws(w({ maxSessionEvents: -1 }), { code: 'ERR_OUT_OF_RANGE', message: /maxSessionEvents/ });
@@ -206,14 +244,18 @@ async function sendUntilRefused(producer, key, sent, from, max = 1000) {
 
 /** Retries a send refused for lag until it is accepted (a worker is draining). */
 async function sendWhenAdmitted(producer, key, event) {
-  return eventually(async () => {
-    try {
-      return await producer.send(key, event);
-    } catch (error) {
-      if (error?.code !== 'ERR_VELO_LAG_LIMIT') throw error;
-      return null;
-    }
-  }, `a send to ${key} admitted again`, 30_000);
+  return eventually(
+    async () => {
+      try {
+        return await producer.send(key, event);
+      } catch (error) {
+        if (error?.code !== 'ERR_VELO_LAG_LIMIT') throw error;
+        return null;
+      }
+    },
+    `a send to ${key} admitted again`,
+    30_000,
+  );
 }
 
 test('maxLag: with no worker, sends to a partition are refused at the bound (nothing written), other partitions accepted; once a worker drains, accepted again', async () => {
@@ -222,7 +264,10 @@ test('maxLag: with no worker, sends to a partition are refused at the bound (not
   const producer = redisProducer({ client, name, partitions, maxLag: 20, lagInterval: 20 });
   const a = keyOn('a', 0, partitions);
   const b = keyOn('b', 1, partitions);
-  const sent = new Map([[a, []], [b, []]]);
+  const sent = new Map([
+    [a, []],
+    [b, []],
+  ]);
   const { accepted, error } = await sendUntilRefused(producer, a, sent, 0);
   assert.equal(accepted, 20);
   assert.equal(error.name, 'LagLimitError');
@@ -237,11 +282,20 @@ test('maxLag: with no worker, sends to a partition are refused at the bound (not
   assert.equal(await producer.lag(a), 20);
   assert.equal(await producer.lag(0), 20);
   // A batch with one refused partition writes nothing, not even to the other one.
-  await assert.rejects(producer.sendMany([[b, { n: 500 }], [a, { n: 501 }]]), { code: 'ERR_VELO_LAG_LIMIT', partition: 0 });
+  await assert.rejects(
+    producer.sendMany([
+      [b, { n: 500 }],
+      [a, { n: 501 }],
+    ]),
+    { code: 'ERR_VELO_LAG_LIMIT', partition: 0 },
+  );
   assert.equal(await client.xLen(`velo:{${name}:p1}`), 0);
   assert.equal(await client.xLen(`velo:{${name}:p0}`), 20);
   // Another partition is not behind.
-  await producer.sendMany([[b, { n: 600 }], [b, { n: 601 }]]);
+  await producer.sendMany([
+    [b, { n: 600 }],
+    [b, { n: 601 }],
+  ]);
   sent.get(b).push(600, 601);
   assert.equal(await producer.lag(b), 2);
 
@@ -265,7 +319,13 @@ test('maxLag with a stalled worker: its partition at its buffer share, the lag g
   const share = 5;
   const producer = redisProducer({ client, name, partitions, maxLag, lagInterval: 10 });
   const g = gate();
-  const worker = redisWorker(gatedTotals(g, { idleTimeout: 200 }), { client, name, partitions, leaseTtl: 1500, maxBufferedEvents: share * partitions });
+  const worker = redisWorker(gatedTotals(g, { idleTimeout: 200 }), {
+    client,
+    name,
+    partitions,
+    leaseTtl: 1500,
+    maxBufferedEvents: share * partitions,
+  });
   try {
     await eventually(() => worker.stats().owned.length === 2, 'the worker owns both partitions');
     const key = keyOn('stalled', 0, partitions);
@@ -350,7 +410,13 @@ test('maxSessionEvents: the event past the cap ends the session (SessionLimitErr
   const name = fresh('cap');
   const producer = redisProducer({ client, name, partitions: 1 });
   // A slow handler: every entry is sent to its session before the handler gets to it, so the counts below are exact.
-  const worker = redisWorker(totals({ idleTimeout: 200 }, 20), { client, name, partitions: 1, leaseTtl: 1500, maxSessionEvents: 3 });
+  const worker = redisWorker(totals({ idleTimeout: 200 }, 20), {
+    client,
+    name,
+    partitions: 1,
+    leaseTtl: 1500,
+    maxSessionEvents: 3,
+  });
   try {
     const pairs = [
       ...Array.from({ length: 8 }, (_, i) => ['a', { n: i }]),
@@ -368,7 +434,10 @@ test('maxSessionEvents: the event past the cap ends the session (SessionLimitErr
       ['d', { n: 33 }],
     ];
     const ids = await producer.sendMany(pairs);
-    await eventually(async () => (await pendingCount(client, name, 1)) === 0 && (await readAllOutputs(client, name, 1)).length === 19, 'every session closed');
+    await eventually(
+      async () => (await pendingCount(client, name, 1)) === 0 && (await readAllOutputs(client, name, 1)).length === 19,
+      'every session closed',
+    );
     const outputs = await readAllOutputs(client, name, 1);
     checkOutputs(
       byCode(outputs),
@@ -418,8 +487,12 @@ test('maxSessionAge is measured on entry ids: an event past it opens the next se
   await add(1500, 'a', 4);
   const worker = redisWorker(totals({ idleTimeout: 0 }), { client, name, partitions: 1, leaseTtl: 1500, maxSessionAge: 1000 });
   try {
-    // The live sessions a@1001 and b@100 are older than maxSessionAge: age markers close them.
-    await eventually(async () => (await pendingCount(client, name, 1)) === 0 && (await readAllOutputs(client, name, 1)).length === 9, 'every session closed');
+    // The live sessions a@1001 and b@100 are older than maxSessionAge: b's age end is before the last entry read
+    // (the log's clock passes it), a@1001's comes after: an age marker closes it.
+    await eventually(
+      async () => (await pendingCount(client, name, 1)) === 0 && (await readAllOutputs(client, name, 1)).length === 9,
+      'every session closed',
+    );
     const outputs = await readAllOutputs(client, name, 1);
     checkOutputs(
       byCode(outputs),
@@ -428,19 +501,34 @@ test('maxSessionAge is measured on entry ids: an event past it opens the next se
         ['b', [...expectedTotals([100]), ageCap]],
       ]),
     );
-    assert.deepEqual([...new Set(outputs.map((o) => o.sid))].sort(), [`a@${base}-0`, `a@${base + 1001}-0`, `b@${base + 100}-0`].sort());
-    assert.match(outputs.find((o) => o.sid === `a@${base}-0` && o.error).error.message, new RegExp(`entry ${base + 1001}-0 is 1001 ms after its first`));
+    assert.deepEqual(
+      [...new Set(outputs.map((o) => o.sid))].sort(),
+      [`a@${base}-0`, `a@${base + 1001}-0`, `b@${base + 100}-0`].sort(),
+    );
+    assert.match(
+      outputs.find((o) => o.sid === `a@${base}-0` && o.error).error.message,
+      new RegExp(`entry ${base + 1001}-0 is 1001 ms after its first`),
+    );
     const markers = (await client.xRange(input, '-', '+')).filter((e) => e.message.r === 'age');
-    assert.deepEqual(markers.map((m) => m.message.c).sort(), [`a@${base + 1001}-0`, `b@${base + 100}-0`].sort());
+    assert.deepEqual(
+      markers.map((m) => m.message.c),
+      [`a@${base + 1001}-0`],
+    );
 
     // A marker that comes too early by its own id (another machine's clock ahead) ends nothing.
     const producer = redisProducer({ client, name, partitions: 1 });
     const [first] = await producer.sendMany([['c', { n: 1 }]]);
     await client.xAdd(input, '*', { k: 'c', c: `c@${first}`, r: 'age' });
     await producer.send('c', { n: 2 });
-    await eventually(async () => (await readAllOutputs(client, name, 1)).filter((o) => o.key === 'c').length === 3, "c's outputs and its age end");
+    await eventually(
+      async () => (await readAllOutputs(client, name, 1)).filter((o) => o.key === 'c').length === 3,
+      "c's outputs and its age end",
+    );
     const c = (await readAllOutputs(client, name, 1)).filter((o) => o.key === 'c');
-    assert.deepEqual(byCode(c).map((o) => o.value ?? o.error), [...expectedTotals([1, 2]), ageCap.error]);
+    assert.deepEqual(
+      byCode(c).map((o) => o.value ?? o.error),
+      [...expectedTotals([1, 2]), ageCap.error],
+    );
     assert.equal(new Set(c.map((o) => o.sid)).size, 1, 'one session: the early marker did not end it');
     assert.equal(worker.stats().capped, 4);
   } finally {
@@ -470,10 +558,18 @@ test('maxSessionEvents through kill -9 and a replay (with a buffer budget): ever
   const expected = new Map([...sent].map(([key, ns]) => [key, expectedCapped(ns, max)]));
   const total = [...expected.values()].reduce((n, list) => n + list.length, 0);
   await eventually(async () => (await readAllOutputs(client, name, partitions)).length >= total, `${total} outputs`, 30_000);
-  await eventually(async () => (await pendingCount(client, name, partitions)) === 0, 'nothing pending (every session closed)', 30_000);
+  await eventually(
+    async () => (await pendingCount(client, name, partitions)) === 0,
+    'nothing pending (every session closed)',
+    30_000,
+  );
   const outputs = await readAllOutputs(client, name, partitions);
   checkOutputs(byCode(outputs), expected);
-  assert.equal(new Set(outputs.map((o) => o.sid)).size, [...sent.values()].reduce((n, ns) => n + Math.ceil(ns.length / max), 0), 'sessions of 4 events');
+  assert.equal(
+    new Set(outputs.map((o) => o.sid)).size,
+    [...sent.values()].reduce((n, ns) => n + Math.ceil(ns.length / max), 0),
+    'sessions of 4 events',
+  );
   const stats = await stopChild(b);
   assert.ok(stats.replayed > 0, 'B replayed pending entries');
   assert.ok(stats.capped > 0);
@@ -483,7 +579,8 @@ test('maxSessionAge through kill -9 and a replay: sessions split by entry ids, e
   const name = fresh('agekill');
   const partitions = 4;
   const maxAge = 1000;
-  const start = () => workerChild(name, { partitions, ttl: 1000, idle: 0, trimInterval: 1, delayMs: 30, extra: { maxSessionAge: maxAge } });
+  const start = () =>
+    workerChild(name, { partitions, ttl: 1000, idle: 0, trimInterval: 1, delayMs: 30, extra: { maxSessionAge: maxAge } });
   // Every entry written before the workers start, with ids an hour old, 150 ms apart per key in Redis time.
   const base = Date.now() - 3_600_000;
   const keys = Array.from({ length: 12 }, (_, k) => `user${k}`);
@@ -519,7 +616,11 @@ test('maxSessionAge through kill -9 and a replay: sessions split by entry ids, e
   const b = start();
   const total = [...expected.values()].reduce((n, list) => n + list.length, 0);
   await eventually(async () => (await readAllOutputs(client, name, partitions)).length >= total, `${total} outputs`, 30_000);
-  await eventually(async () => (await pendingCount(client, name, partitions)) === 0, 'nothing pending (every session closed)', 30_000);
+  await eventually(
+    async () => (await pendingCount(client, name, partitions)) === 0,
+    'nothing pending (every session closed)',
+    30_000,
+  );
   checkOutputs(byCode(await readAllOutputs(client, name, partitions)), expected);
   const stats = await stopChild(b);
   assert.ok(stats.replayed > 0, 'B replayed pending entries');

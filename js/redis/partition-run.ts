@@ -21,7 +21,8 @@ import {
 import type { LocalDelivery } from './local-delivery';
 import { idBefore, idTime, logOrder } from './log-ids';
 import type { HandlerFailure, OutputItem } from './reader';
-import { type CheckpointCall, Checkpoints, Session, type Timer, serializeError } from './session';
+import { type CheckpointCall, Checkpoints, Session, type Timer, serializeError, sidTime } from './session';
+import { type Decision, type EndReason, type SessionLimits, deadline, decide, newState, take, wouldTake } from './session-rules';
 import { sessionScope } from './trace-context';
 import {
   type CommitResult,
@@ -135,16 +136,6 @@ const enum Delivery {
   Behind,
 }
 
-/** What `PartitionRun.#fireDue` did. */
-const enum FireDue {
-  /** No timer is due (any due were fired, and handled). */
-  None,
-  /** The session's handler is handling an event (a timer just fired, maybe): it may make timers due before. */
-  Waiting,
-  /** The session's idle end, or a cap (its `stop`), came before its next timer due. */
-  Ended,
-}
-
 /** How `PartitionRun.#drainKey` left a key's held entries. */
 const enum KeyDrain {
   /** None left, or (only keys with a live session) its session is gone. */
@@ -183,15 +174,6 @@ interface Spilled {
 /** Ids kept per key whose entries wait in the pending list (a small record per key; past it, passes find them). */
 const SPILLED_IDS = 64;
 
-/** The id a timer's event has in its session's entries (no entry of the log): its time, then `t` and its id. */
-function timerEventId(timer: Timer): string {
-  return `${timer.time}-t${timer.id}`;
-}
-
-function isTimerEventId(id: string): boolean {
-  return id.includes('-t');
-}
-
 type OutboxItem = { output: OutputRecord } | { acks: string[]; ended?: string; lastSeq?: number; checkpoint?: Snapshot };
 
 function decodedOutput<O>(codec: Codec<O>, o: OutputRecord): OutputContent<O> {
@@ -216,8 +198,6 @@ export class PartitionRun<I, O> {
   dropped = false;
   /** Set when the partition was lost: what is queued is thrown away. */
   #discard = false;
-  /** Sessions `#endIdleByLog` checks again once their handler waits for input (`#recheckWhenQuiet`). */
-  readonly #rechecking = new WeakSet<Session<I, O>>();
   /** Sessions whose handler has not finished (live, or ending after their marker). */
   readonly #running = new Set<Session<I, O>>();
   /** Entries of keys waiting for a session slot (`maxConcurrent`), per key in log order. */
@@ -237,11 +217,11 @@ export class PartitionRun<I, O> {
   #drainingEntry: InputEntry | null = null;
   /**
    * This partition's part of `maxBufferedEvents`: entries reserved for a read in flight, read and not yet
-   * dispatched, and entries sent to sessions whose handlers may not have taken them (their `sent`).
+   * dispatched, and entries delivered to sessions whose handlers have not taken them (their `sent`).
    * Held entries are not in it. An upper bound, lowered by `reconcile()`.
    */
   buffered = 0;
-  /** Sessions with entries in `sent`. */
+  /** Sessions without hooks with entries in `sent` (their handlers' takes are counted by `reconcile`). */
   readonly #holding = new Set<Session<I, O>>();
   /** Waiting for room in this partition's share (the pump, drainHeld). */
   readonly #budgetWaiters = new Set<() => void>();
@@ -269,12 +249,20 @@ export class PartitionRun<I, O> {
   /** Age of the oldest pending entry at the last measure, ms. */
   pinned = 0;
   readonly pumped: Promise<void>;
+  /** The caps the session rule applies. */
+  readonly #limits: SessionLimits;
 
   constructor(
     readonly worker: PartitionHost<I, O>,
     readonly lease: Lease,
     grantedAt: number,
   ) {
+    this.#limits = {
+      idleTimeout: worker.fn.config.idleTimeout,
+      maxSessionAge: worker.maxSessionAge,
+      maxSessionEvents: worker.maxSessionEvents,
+      maxSessionTimers: worker.maxSessionTimers,
+    };
     this.validUntil = grantedAt + worker.ttl;
     this.renewedAt = grantedAt;
     this.lastTrim = grantedAt;
@@ -317,7 +305,7 @@ export class PartitionRun<I, O> {
           if (!this.replayDone) {
             this.replayDone = true;
             for (const s of this.sessions.values()) this.#armAge(s);
-            this.#endIdleByLog();
+            this.#redecide();
           }
           continue;
         }
@@ -336,7 +324,7 @@ export class PartitionRun<I, O> {
         const dispatched = this.#dispatch(entry);
         rereadable = (typeof dispatched === 'boolean' ? dispatched : await dispatched) || rereadable;
       }
-      this.#endIdleByLog();
+      this.#redecide();
       if (rereadable) this.reread().catch((error: unknown) => w.report(error));
       // A short read took all there was: wait for more after its last entry rather than ask again (at live
       // rates, asking again was one more fenced read, an empty one, per wake-up).
@@ -409,7 +397,7 @@ export class PartitionRun<I, O> {
     for (const wake of [...this.#budgetWaiters]) wake();
   }
 
-  /** Takes out of the share the entries each session's handler has taken since. */
+  /** Takes out of the share the entries each session without hooks has taken since (the others' are counted as given). */
   reconcile(): void {
     for (const s of this.#holding) {
       this.#trimSent(s);
@@ -417,11 +405,12 @@ export class PartitionRun<I, O> {
     }
   }
 
-  /** Drops from `sent` the entries its handler has taken (never a decode failure: it is never taken). */
+  /** Drops from `sent` the entries the handler of a session without hooks has taken. */
   #trimSent(s: Session<I, O>): void {
-    const taken = Math.min(s.stream[kTaken]() - s.sentBase, s.sent.length);
+    const taken = Math.min(s.stream[kTaken]() - s.sentBase, s.given);
     if (taken <= 0) return;
     s.sent.splice(0, taken);
+    s.given -= taken;
     s.sentBase += taken;
     this.buffered -= taken;
   }
@@ -499,8 +488,8 @@ export class PartitionRun<I, O> {
       } while (this.#rereadAgain && !this.stopping);
     } finally {
       this.#rereading = false;
-      // Sessions given entries read again may be past their idle deadline by the log's clock already.
-      this.#endIdleByLog('reread');
+      // Sessions given entries read again may be past their ends by the log's clock already.
+      this.#redecide('reread');
     }
   }
 
@@ -719,9 +708,9 @@ export class PartitionRun<I, O> {
       } while (this.#drainAgain);
     } finally {
       this.#draining = false;
-      // Sessions opened for held entries may be past their idle deadline by the log's clock already: ending
-      // them now frees their slots for the next held keys (on a backlog, at the pace of reading).
-      this.#endIdleByLog('drain');
+      // Sessions opened for held entries may be past their ends by the log's clock already: ending them now
+      // frees their slots for the next held keys (on a backlog, at the pace of reading).
+      this.#redecide('drain');
     }
     // Held entries went to sessions: entries left in the pending list may now fit.
     if (this.#spilled.size > 0 && !this.stopping) await this.reread();
@@ -793,46 +782,26 @@ export class PartitionRun<I, O> {
   }
 
   /**
-   * Delivers an entry counted in `buffered` (an event stays counted, in its session's `sent`, until its
-   * handler takes it). Else, with the entry still counted: `NoSlot` if it needs a new session and
-   * `maxConcurrent` sessions are live on this worker, `Behind` if an earlier entry of its key is held.
+   * Delivers an entry counted in `buffered` (an event stays counted, in its session's `sent`, until its handler
+   * takes it). Else, with the entry still counted: `NoSlot` if it needs a new session and `maxConcurrent`
+   * sessions are live on this worker, `Behind` if an earlier entry of its key is held. Nothing is decided here
+   * for a session whose handler is busy: the rule is applied when it asks for its next input (`#ask`).
    */
   #deliver(entry: InputEntry): Delivery | Promise<Delivery> {
     const key = entry.key;
-    // The key's session's timers due by this entry's time fire first, at their own times (`#fireDue`).
-    const live = this.sessions.get(key);
-    if (live !== undefined && live.checkpoints?.attached === true && !live.handlerDone) {
-      const fired = this.#fireDue(live, idTime(entry.id));
-      if (fired === FireDue.Ended) this.#finish(live);
-      else if (fired === FireDue.Waiting && this.#wouldEnd(live, entry)) {
-        // The entry would end the session (by idle, a cap, its age marker) unless a timer its handler has yet to
-        // make fires first: decided once it waits for input (the pump waits, as for a full input).
-        return this.#whenQuiet(live).then(() => this.#deliver(entry));
-      }
-    }
     if (entry.close !== undefined) {
       this.buffered--;
       const s = this.sessions.get(key);
       if (s !== undefined && s.sid === entry.close) {
-        s.ids.push(entry.id);
-        (s.markers ??= new Set()).add(entry.id);
-        // An age marker ends the session only if its own id says the session is that old (clocks differ), and
-        // by idle if its idle end came first (a marker written late, by a new owner or on a backlog).
-        if (entry.reason === 'age') {
-          if (this.#idleEndsBy(s, idTime(entry.id))) {
-            this.#finish(s);
-            return Delivery.Done;
-          }
-          const limit = this.#ageLimit(s, entry.id);
-          if (limit === undefined) {
-            s.ageMarked = false;
-            this.#armAge(s, s.start + this.worker.maxSessionAge + 1 - idTime(entry.id));
-            return Delivery.Done;
-          }
-          this.#cap(s, limit);
-          return Delivery.Done;
+        // A marker of the session only moves the log's clock (the rule ends the session by it, `#redecide`); it
+        // is acked with the session's entries. (A close marker with no reason, of an older version, the same.)
+        this.#marker(s, entry.id);
+        // An age marker that came too early by its own id (clocks differ): another once the age is due by it.
+        const early = s.start + this.worker.maxSessionAge + 1 - idTime(entry.id);
+        if (entry.reason === 'age' && early > 0) {
+          s.ageMarked = false;
+          this.#armAge(s, early);
         }
-        this.#finish(s);
       } else this.#queue({ acks: [entry.id] }); // a marker for a session that has ended already
       return Delivery.Done;
     }
@@ -843,28 +812,22 @@ export class PartitionRun<I, O> {
       this.#queue({ acks: [entry.id] });
       return Delivery.Done;
     }
-    let s = this.sessions.get(key);
-    // An idle end or a cap ends the session here, in the log: every replay ends it at this same entry. (Past
-    // both its idle end and its age, the earlier ends it.)
-    if (s !== undefined && this.#idleEndsBy(s, idTime(entry.id))) {
-      this.#finish(s);
-      s = undefined;
-    }
-    const limit = s === undefined ? undefined : this.#eventLimit(s, entry.id);
-    if (s !== undefined && limit !== undefined) {
-      this.#cap(s, limit);
-      s = undefined;
-    }
+    const s = this.sessions.get(key);
     if (s !== undefined) return this.#send(s, entry);
     const previous = this.finishing.get(key);
     return previous === undefined ? this.#deliverNew(entry) : previous.then(() => this.#deliverNew(entry));
   }
 
+  /** Records a marker read for the session (acked with its entries, never an event of it). */
+  #marker(s: Session<I, O>, id: string): void {
+    s.ids.push(id);
+    (s.markers ??= new Set()).add(id);
+  }
+
   /**
-   * A timer's wake-up: its payload goes into its session as an event if that session is the key's live one and
-   * its idle end does not come before the timer's due time (the entry's `d`; decided by the log, so every replay
-   * agrees, whenever the wake-up was written); otherwise it is dropped
-   * (acked). A session waiting to be restored from its snapshot is started for it.
+   * A timer's wake-up: it only moves the log's clock (its timer fires by the rule, at its due time, if its
+   * session lives to it); acked with its session's entries (so a replay reads it again), or at once if that
+   * session is gone. A session waiting to be restored from its snapshot is started for it.
    */
   #deliverWake(entry: InputEntry, wake: string): Delivery | Promise<Delivery> {
     const space = wake.lastIndexOf(' ');
@@ -872,179 +835,9 @@ export class PartitionRun<I, O> {
     const s = this.sessions.get(entry.key);
     if (s === undefined && this.#snapshots.get(entry.key)?.sid === sid) return this.#deliverNew(entry);
     this.buffered--;
-    // Its timer fires by the log's clock, at its own time, if its session lives to it (`#fireDue` before this
-    // entry, or as the handler takes its next event): the entry only moves the clock. It is acked with the
-    // session's events (so a replay reads it again).
-    if (s !== undefined && s.sid === sid) {
-      s.ids.push(entry.id);
-      (s.markers ??= new Set()).add(entry.id);
-      return Delivery.Done;
-    }
-    this.#queue({ acks: [entry.id] });
+    if (s !== undefined && s.sid === sid) this.#marker(s, entry.id);
+    else this.#queue({ acks: [entry.id] });
     return Delivery.Done;
-  }
-
-  /** Whether the entry may end the live session `s` if delivered now (by idle, a cap, or as a close marker of it). */
-  #wouldEnd(s: Session<I, O>, entry: InputEntry): boolean {
-    if (entry.wake !== undefined) return false;
-    if (entry.close !== undefined) return entry.close === s.sid;
-    const time = idTime(entry.id);
-    return this.#idleBy(s, time) || this.#pastEvents(s.events) || this.#pastAge(s, time);
-  }
-
-  /**
-   * Whether the session's timers are all known: its handler has handled every event sent to it and waits for the
-   * next (or has finished), or it makes no durable timers.
-   */
-  #quiet(s: Session<I, O>): boolean {
-    return s.checkpoints?.attached !== true || s.handlerDone || s.waitTaken === s.sentBase + s.sent.length;
-  }
-
-  /** Resolves once the session is `#quiet`. */
-  #whenQuiet(s: Session<I, O>): Promise<void> {
-    if (this.#quiet(s)) return Promise.resolve();
-    return new Promise((resolve) => s.quietWaiters.push(resolve));
-  }
-
-  #quieted(s: Session<I, O>): void {
-    if (s.quietWaiters.length === 0 || !this.#quiet(s)) return;
-    for (const resume of s.quietWaiters.splice(0)) resume();
-  }
-
-  /** The session's earliest timer due at or before `until` (Redis' time), if any. */
-  #dueTimer(s: Session<I, O>, until: number): Timer | undefined {
-    let next: Timer | undefined;
-    for (const t of s.checkpoints?.timers.values() ?? []) {
-      if (t.time <= until && (next === undefined || t.time < next.time || (t.time === next.time && t.id < next.id))) next = t;
-    }
-    return next;
-  }
-
-  /**
-   * Fires the session's known timers due at or before `until` (the time of an entry read, Redis' clock) while its
-   * handler waits for input with every event it was sent taken: each timer's payload goes into the session as an
-   * event at the timer's time, as if the log had it there. Timers its handler makes while events wait in its input
-   * fire when it asks for its next one (`#takeNext`). So a session's events are its key's entries and its timers
-   * in the order of their times, whenever the wake-ups were written (late, after a takeover), and every replay
-   * agrees. A timer past a cap never fires: the session ends there. `Waiting`: its handler has events to handle;
-   * `Ended`: its idle end, or a cap, came before a timer due (the caller ends it there).
-   */
-  #fireDue(s: Session<I, O>, until: number): FireDue {
-    let sent = false;
-    for (;;) {
-      if (s.handlerDone || s.checkpoints?.attached !== true) return FireDue.None;
-      if (!sent && !this.#quiet(s)) return FireDue.Waiting;
-      const timer = this.#dueTimer(s, until);
-      // (Timers sent: its handler may make more when it handles them, due before `until` too.)
-      if (timer === undefined) return sent && !this.#quiet(s) ? FireDue.Waiting : FireDue.None;
-      // (Its handler, handling the timers sent, may make one that comes before the idle end.)
-      if (this.#idleEndsBy(s, timer.time)) {
-        return sent && !this.#quiet(s) ? FireDue.Waiting : FireDue.Ended;
-      }
-      const limit = this.#timerLimit(s, timer, s.events);
-      if (limit !== undefined) {
-        // (Its handler, handling the timers sent, may make one due before this one and before the cap, which
-        // fires first: decided once it waits for input.)
-        if (sent && !this.#quiet(s)) return FireDue.Waiting;
-        s.stop = { error: limit, entry: false };
-        return FireDue.Ended;
-      }
-      // (Known timers in time order: one its handler makes meanwhile, due before the next, goes in front of it.)
-      s.checkpoints.timers.delete(timer.id);
-      this.#clearTimer(s, timer.id);
-      // Counted in the share as an entry read is, until its handler takes it.
-      this.buffered++;
-      void this.#send(s, this.#timerEntry(s, timer));
-      sent = true;
-    }
-  }
-
-  #clearTimer(s: Session<I, O>, id: number): void {
-    this.worker.clock.clearTimeout(s.wakeTimeouts.get(id));
-    s.wakeTimeouts.delete(id);
-  }
-
-  /** A timer's event, as an entry of the session (no entry of the log: see `timerEventId`). */
-  #timerEntry(s: Session<I, O>, timer: Timer): InputEntry {
-    const payload = typeof timer.payload === 'string' ? Buffer.from(timer.payload) : timer.payload;
-    return { id: timerEventId(timer), key: s.key, wake: `${s.sid} ${timer.id}`, due: timer.time, payload };
-  }
-
-  /**
-   * Asked when the session's handler takes its next event: the payload of its timer due first, if one is due
-   * before that next event (the first entry in its input, or, with none, before the log's clock and the key's
-   * entries not yet delivered) and before its idle end; it goes to the handler in front of its input. Or `'end'`:
-   * that timer, or the next entry in its input, breaks a cap, and the session ends there; the entries left in
-   * its input go to the key's next session. So the caps count its events in the order its handler takes them,
-   * timers among entries by time, as a replay does. (Each entry was checked as it was sent; a timer given in
-   * front of entries already sent moves each one later, which can put the last of them past `maxSessionEvents`.)
-   */
-  #takeNext(s: Session<I, O>): { value: unknown } | 'end' | undefined {
-    const timers = s.checkpoints?.timers;
-    const noTimers = timers === undefined || timers.size === 0;
-    if ((noTimers && !this.#pastEvents(s.events - 1)) || this.dropped || s.failed) return undefined;
-    const at = s.stream[kTaken]() - s.sentBase;
-    const next = s.sent[at];
-    // The session's events in front of that next one.
-    const before = s.events - (s.sent.length - at);
-    const timer = noTimers ? undefined : this.#timerBefore(s, next);
-    if (timer === undefined) {
-      if (next === undefined || !this.#pastEvents(before)) return undefined;
-      const what = isTimerEventId(next.id) ? `its timer ${next.wake?.slice(next.wake.lastIndexOf(' ') + 1)}` : `entry ${next.id}`;
-      return this.#cut(s, this.#eventsError(s, what, next.due === undefined));
-    }
-    const limit = this.#timerLimit(s, timer, before);
-    if (limit !== undefined) return this.#cut(s, limit);
-    let value: unknown;
-    try {
-      value = this.worker.codec.decode(typeof timer.payload === 'string' ? Buffer.from(timer.payload) : timer.payload);
-    } catch {
-      // (Left to its wake-up's delivery, which fails the session as an undecodable entry does.)
-      return undefined;
-    }
-    timers?.delete(timer.id);
-    this.#clearTimer(s, timer.id);
-    const entry = this.#timerEntry(s, timer);
-    // In the session's entries, in front of the next (counted in the share until trimmed as taken).
-    s.sent.splice(at, 0, entry);
-    this.buffered++;
-    this.#holding.add(s);
-    const index = next === undefined ? -1 : s.ids.lastIndexOf(next.id);
-    if (index < 0) s.ids.push(entry.id);
-    else s.ids.splice(index, 0, entry.id);
-    s.events++;
-    s.lastTime = Math.max(s.lastTime, timer.time);
-    return { value };
-  }
-
-  /** Ends the session at a cap met as its handler takes its next event (`#takeNext`): its input ends there. */
-  #cut(s: Session<I, O>, limit: SessionLimitError): 'end' {
-    s.stop = { error: limit, entry: false };
-    // (A session the log ended already, later in its input, only ends earlier.)
-    if (this.sessions.get(s.key) === s) this.#finish(s);
-    return 'end';
-  }
-
-  /**
-   * The session's timer due first before `next` (its handler's next entry; with none, before the log's clock and
-   * the key's entries not yet delivered), unless its idle end comes first.
-   */
-  #timerBefore(s: Session<I, O>, next: InputEntry | undefined): Timer | undefined {
-    let until: number;
-    // (A timer next in its input was made before any timer made since: one of the same time goes after it.)
-    if (next !== undefined) until = next.due === undefined ? idTime(next.id) : next.due - 1;
-    else {
-      if (this.sessions.get(s.key) !== s) return undefined;
-      until = this.logTime;
-      const held = this.#held.get(s.key);
-      if (held !== undefined && held.length > 0) until = Math.min(until, idTime(held[0].id));
-      const spilled = this.#spilled.get(s.key);
-      if (spilled !== undefined) until = Math.min(until, idTime(spilled.after));
-      if (this.#drainingEntry?.key === s.key) until = Math.min(until, idTime(this.#drainingEntry.id));
-    }
-    const timer = this.#dueTimer(s, until);
-    // (With events in its input, their delivery found the session live at their times, so at the timer's too.)
-    return timer === undefined || (next === undefined && this.#idleBy(s, timer.time)) ? undefined : timer;
   }
 
   /** `#deliver` of an entry that opens its key's next session (the previous one, if any, has finished). */
@@ -1059,126 +852,223 @@ export class PartitionRun<I, O> {
     if (entry.wake !== undefined && !restoring) return this.#deliverWake(entry, entry.wake);
     const s = this.#open(key, `${key}@${entry.id}`);
     if (s === undefined) return Delivery.NoSlot;
-    // The key's restored session: the entry may come after its idle deadline or past a cap (`#deliver` decides).
     if (restoring) return this.#deliver(entry);
     return this.#send(s, entry);
   }
 
-  /** Sends the entry's event to its key's session: `Done` at once, or once a full input took it. */
+  /**
+   * Gives the entry to its key's live session: into its input ahead of a busy handler (a prefetch: the rule
+   * decides when the handler asks), or, to a handler waiting for input, as the rule decides now. `Done` at once,
+   * or once a full input took it.
+   */
   #send(s: Session<I, O>, entry: InputEntry): Delivery | Promise<Delivery> {
     s.ids.push(entry.id);
-    s.events++;
-    // A wake-up counts as an event at its due time (the same for every owner, however late it was written).
-    s.lastTime = entry.due === undefined ? idTime(entry.id) : Math.max(s.lastTime, entry.due);
-    this.#trimSent(s);
     s.sent.push(entry);
-    this.#holding.add(s);
+    if (s.checkpoints?.attached !== true) this.#holding.add(s);
     if (s.scope !== undefined) s.scope.event(entry, !this.replayDone);
-    let event: I;
+    if (s.poison !== null) return Delivery.Done;
+    let value: unknown;
     try {
-      event = this.worker.codec.decode(entry.payload as Buffer) as I;
+      value = this.worker.codec.decode(entry.payload as Buffer);
     } catch (error) {
-      // The session's input ends before it, as at a cap: decided by the log, so every replay ends it here too.
-      s.stop = {
-        error: decodeError(`The codec could not decode entry ${entry.id}`, error),
-        entry: true,
-      };
-      this.#finish(s);
-      return Delivery.Done;
+      // Its input ends in front of it if the rule gets to it (`#giveEntry`); until then it, and every later entry
+      // of the key, stays out of the stream.
+      s.poison = entry;
+      s.poisonError = decodeError(`The codec could not decode entry ${entry.id}`, error);
+      return this.#woken(s);
     }
-    const sent = s.stream[kSendNow](event);
-    if (sent === true) return Delivery.Done;
-    // Waits while the session's input is full: the partition is not read meanwhile (backpressure). A send
-    // refused because the handler finished is fine: the entry, untaken, goes to the key's next session.
+    if (s.waiting || s.outside.length > 0) {
+      s.outside.push({ entry, value });
+      return this.#woken(s);
+    }
+    const pushed = this.#push(s, value);
+    return pushed === undefined ? Delivery.Done : pushed.then(() => Delivery.Done);
+  }
+
+  /** `#wake`, as a delivery. */
+  #woken(s: Session<I, O>): Delivery | Promise<Delivery> {
+    const woke = this.#wake(s);
+    return woke === undefined ? Delivery.Done : woke.then(() => Delivery.Done);
+  }
+
+  /** Sends an event into the session's stream; waits while its input is full (the partition is not read meanwhile). */
+  #push(s: Session<I, O>, value: unknown): Promise<void> | undefined {
+    const sent = s.stream[kSendNow](value as I);
+    if (sent === true) return undefined;
+    // A send refused because the handler finished is fine: the entry, untaken, goes to the key's next session.
     s.sending = true;
-    const sentIn = (): Delivery => {
+    const sentIn = (): void => {
       s.sending = false;
-      return Delivery.Done;
     };
     return sent.then(sentIn, sentIn);
   }
 
   /**
-   * Whether the session's idle end comes by Redis' time `time` (an entry's, or a timer's): by the log's clock,
-   * `idleTimeout` ms or more after its last event. Decided by the log alone, so a backlog read minutes later, or
-   * a replay, splits the key's sessions where live reading did.
+   * The time of the key's next entry the session has not been given: the first of its input, or (none there) a
+   * lower bound from the key's entries held, being drained, or left in the pending list; undefined: none known.
    */
-  #idleBy(s: Session<I, O>, time: number): boolean {
-    const idle = this.worker.fn.config.idleTimeout;
-    return idle > 0 && s.lastTime > 0 && time - s.lastTime >= idle;
+  #nextTime(s: Session<I, O>): number | undefined {
+    if (s.given < s.sent.length) return idTime(s.sent[s.given].id);
+    let time: number | undefined;
+    const held = this.#held.get(s.key);
+    if (held !== undefined && held.length > 0) time = idTime(held[0].id);
+    const draining = this.#drainingEntry;
+    if (draining !== null && draining.key === s.key) time = Math.min(time ?? Infinity, idTime(draining.id));
+    const spilled = this.#spilled.get(s.key);
+    if (spilled !== undefined) time = Math.min(time ?? Infinity, idTime(spilled.ids?.[0] ?? spilled.after));
+    return time;
   }
 
-  /** Whether the session ends by idle by Redis' time `time`: its idle end comes by then, and before its age end. */
-  #idleEndsBy(s: Session<I, O>, time: number): boolean {
-    return this.#idleBy(s, time) && !this.#ageBeforeIdle(s);
-  }
-
-  /** Runs `#endIdleByLog` again once the session's handler waits for input (its timers are then known). */
-  #recheckWhenQuiet(s: Session<I, O>): void {
-    if (this.#rechecking.has(s)) return;
-    this.#rechecking.add(s);
-    void this.#whenQuiet(s).then(() => {
-      this.#rechecking.delete(s);
-      this.#endIdleByLog();
-    });
+  #decide(s: Session<I, O>): Decision {
+    return decide(s.rule, this.#nextTime(s), this.logTime, this.#limits);
   }
 
   /**
-   * Ends the sessions whose idle deadline the log's clock has passed (an entry read at or after it, of any
-   * key): every later entry of their keys comes after that deadline, so each opens the key's next session
-   * anyway. A session whose key has entries held, or left in the pending list, from before its deadline waits
-   * for them: they are delivered first (`drainHeld`, `reread`; not started again by the pass that called
-   * this). This is what frees session slots on a backlog at the pace of reading. For the sessions whose
-   * deadline is still ahead, the partition's tick is set for the earliest (`#tickFor`).
+   * Its handler asks for its next input (`SessionHooks.next`): the rule answers with a timer's payload, the entry
+   * first in its stream (undefined: the stream gives it), or the end. Undefined with nothing in its stream: the
+   * handler waits (`waiting`), and is answered when something new is known (`#wake`).
    */
-  #endIdleByLog(caller?: 'drain' | 'reread'): void {
-    const idle = this.worker.fn.config.idleTimeout;
-    if (idle <= 0 || this.stopping || this.dropped) return;
+  #ask(s: Session<I, O>): { value: unknown } | 'end' | undefined {
+    if (this.dropped || s.failed || s.ended) return undefined;
+    s.waiting = false;
+    const d = this.#decide(s);
+    if (d.kind === 'timer') return this.#giveTimer(s, d.timer);
+    if (d.kind === 'end') {
+      this.#end(s, d.reason, d.before);
+      return 'end';
+    }
+    // (An entry known only held, or left in the pending list: the handler waits for its delivery.)
+    return d.kind === 'entry' && s.sent.length > 0 ? this.#giveEntry(s) : undefined;
+  }
+
+  /**
+   * The session's handler waits for input (or its stream has no hooks: its entries are decided as they come):
+   * applies the rule again with what is known now, and gives the handler what it answers. Entries delivered
+   * meanwhile then go into its stream behind it. A promise: a send waits for room in its input.
+   */
+  #wake(s: Session<I, O>): Promise<void> | undefined {
+    const attached = s.checkpoints?.attached === true;
+    while (s.waiting && !s.ended && !s.failed && !this.dropped) {
+      const d = this.#decide(s);
+      if (d.kind === 'wait') break;
+      if (d.kind === 'end') {
+        this.#end(s, d.reason, d.before);
+        return undefined;
+      }
+      if (d.kind === 'timer') {
+        const given = this.#giveTimer(s, d.timer);
+        if (given === 'end') return undefined;
+        s.waiting = false;
+        void s.stream[kSendNow](given.value as I);
+        break;
+      }
+      if (s.given >= s.sent.length) break;
+      // (Given while its handler waits: outside its stream.)
+      const given = this.#giveEntry(s);
+      if (given === 'end') return undefined;
+      const pushed = this.#push(s, given?.value);
+      if (attached) {
+        s.waiting = false;
+        break;
+      }
+      if (pushed !== undefined) return pushed.then(() => this.#wake(s));
+    }
+    if (!attached || s.waiting || s.ended) return undefined;
+    // Running again: entries delivered while it waited go into its stream, in order, up to one that cannot be decoded.
+    while (s.outside.length > 0 && !s.ended) {
+      const pushed = this.#push(s, (s.outside.shift() as { value: unknown }).value);
+      if (pushed !== undefined) return pushed.then(() => this.#wake(s));
+    }
+    return undefined;
+  }
+
+  /** Gives the session its first timer (taken by the rule): its payload, or `'end'` if its codec cannot decode it. */
+  #giveTimer(s: Session<I, O>, timer: Timer): { value: unknown } | 'end' {
+    take(s.rule, timer.time, timer);
+    this.#clearTimer(s, timer.id);
+    s.wokenBefore.delete(timer.id);
+    try {
+      return { value: this.worker.codec.decode(typeof timer.payload === 'string' ? Buffer.from(timer.payload) : timer.payload) };
+    } catch (error) {
+      s.stop = {
+        error: decodeError(`The codec could not decode timer ${timer.id} of session ${JSON.stringify(s.sid)}`, error),
+        kind: 'decode',
+      };
+      this.#finish(s);
+      return 'end';
+    }
+  }
+
+  /**
+   * Gives the session the next entry of its input (taken by the rule): its value if it is outside its stream
+   * (delivered while its handler waited), undefined if in it, `'end'` if its codec could not decode it (the
+   * session keeps it: its input ends there, with the decoding error).
+   */
+  #giveEntry(s: Session<I, O>): { value: unknown } | 'end' | undefined {
+    const entry = s.sent[s.given];
+    take(s.rule, idTime(entry.id));
+    if (entry === s.poison) {
+      // The session keeps it (acked with its entries): out of its input.
+      s.sent.splice(s.given, 1);
+      this.buffered--;
+      s.stop = { error: s.poisonError as Error, kind: 'decode' };
+      this.#finish(s);
+      return 'end';
+    }
+    const outside = s.outside.length > 0 && s.outside[0].entry === entry ? s.outside.shift() : undefined;
+    if (s.checkpoints?.attached === true) {
+      // Taken now: out of the share.
+      s.sent.shift();
+      s.sentBase++;
+      s.checkpoints.entries++;
+      this.buffered--;
+      if (this.#budgetWaiters.size > 0) this.budgetFreed();
+    } else s.given++;
+    return outside === undefined ? undefined : { value: outside.value };
+  }
+
+  /** The rule ended the session (`before`: the input it ends in front of, for the cap's error). */
+  #end(s: Session<I, O>, reason: EndReason, before: 'timer' | 'entry' | undefined): void {
+    if (reason !== 'idle') {
+      const timer = s.rule.timers[0];
+      const entry = s.sent[s.given] ?? this.#held.get(s.key)?.[0] ?? this.#drainingEntry;
+      let what = `the log's clock (${this.logTime})`;
+      let time = this.logTime;
+      if (before === 'timer') {
+        what = `its timer ${timer.id}` + (reason === 'age' ? ` (due at ${timer.time})` : '');
+        time = timer.time;
+      } else if (before === 'entry' && entry?.key === s.key) {
+        what = `entry ${entry.id}`;
+        time = idTime(entry.id);
+      }
+      s.stop = {
+        error: reason === 'age' ? this.#ageError(s, what, time) : this.#eventsError(s, what, before !== 'timer'),
+        kind: 'cap',
+      };
+    }
+    this.#finish(s);
+  }
+
+  /**
+   * Applies the rule again to the sessions whose handlers wait for input (the log's clock moved), and sets the
+   * partition's tick for the earliest idle end among those still waiting (`#tickFor`). A session whose key has
+   * entries held, or left in the pending list, waits for their delivery (started here, unless the caller is
+   * that delivery).
+   */
+  #redecide(caller?: 'drain' | 'reread'): void {
+    if (this.stopping || this.dropped) return;
     let next = Infinity;
     let drain = false;
     let reread = false;
-    for (const s of this.sessions.values()) {
-      if (s.lastTime === 0) continue;
-      const deadline = s.lastTime + idle;
-      if (s.checkpoints?.attached === true && !s.handlerDone) {
-        // Its handler may still make a timer that fires before the deadline: decided once it waits for input.
-        if (!this.#quiet(s)) {
-          if (deadline <= this.logTime) this.#recheckWhenQuiet(s);
-          else next = Math.min(next, deadline);
-          continue;
-        }
-        // Timers due by the log's clock before the deadline fire first, unless entries of its key wait (their
-        // delivery fires those due before each).
-        const due = this.#dueTimer(s, this.logTime);
-        if (due !== undefined && due.time < deadline) {
-          if (this.#held.has(s.key) || this.#drainingEntry?.key === s.key) drain = true;
-          else if (this.#spilled.has(s.key)) reread = true;
-          else if (this.#fireDue(s, this.logTime) === FireDue.Ended) this.#finish(s);
-          else this.#recheckWhenQuiet(s);
-          continue;
-        }
-      }
-      if (deadline > this.logTime) {
-        next = Math.min(next, deadline);
-        continue;
-      }
-      // Its event on its way in, or an earlier one of its key being delivered: that delivery checks again.
-      if (s.sending || this.#drainingEntry?.key === s.key) continue;
-      const held = this.#held.get(s.key);
-      if (held !== undefined && held.length > 0 && idTime(held[0].id) < deadline) {
-        drain = true;
-        continue;
-      }
-      const spilled = this.#spilled.get(s.key);
-      // (The key's entries left in the pending list all come after `after`.)
-      if (spilled !== undefined && idTime(spilled.after) < deadline) {
-        reread = true;
-        continue;
-      }
-      // (Its age end came first, if before its idle end: decided by the log, whether its age marker was written
-      // before a takeover or not.)
-      if (this.#ageBeforeIdle(s)) this.#cap(s, this.#ageError(s, `the log's clock (${this.logTime})`, this.logTime));
-      else this.#finish(s);
+    for (const s of [...this.sessions.values()]) {
+      if (!s.waiting || s.ended) continue;
+      const woke = this.#wake(s);
+      if (woke !== undefined) woke.catch((error: unknown) => this.worker.report(error));
+      if (!s.waiting || s.ended) continue;
+      next = Math.min(next, this.#tickTime(s));
+      if (s.given < s.sent.length) continue;
+      if (this.#held.has(s.key)) drain = true;
+      else if (this.#spilled.has(s.key)) reread = true;
     }
     this.#tickFor(next);
     if (drain && caller !== 'drain') this.drainHeld().catch((error: unknown) => this.worker.report(error));
@@ -1186,10 +1076,21 @@ export class PartitionRun<I, O> {
   }
 
   /**
+   * When a tick should move the log's clock for a waiting session: its idle end (its age end has its marker, its
+   * timers their wake-ups), or a timer whose wake-up an earlier owner wrote (not written again).
+   */
+  #tickTime(s: Session<I, O>): number {
+    const end = deadline(s.rule, this.#limits);
+    let time = end.reason === 'idle' ? end.time : Infinity;
+    for (const timer of s.rule.timers) if (s.wokenBefore.has(timer.id)) time = Math.min(time, timer.time);
+    return time;
+  }
+
+  /**
    * Sets the partition's tick for Redis' time `deadline` (Infinity: none needed). A tick is an entry the owner
    * writes into the partition (a close marker naming no session) once Redis' clock should have passed the
-   * earliest idle deadline of its sessions: read back, it moves the log's clock there, and every session it
-   * passes ends, however many. Only the replay of a lease's pending entries is left alone (the log decides
+   * earliest deadline of its waiting sessions: read back, it moves the log's clock there, and the rule ends every
+   * session it passes, however many. Only the replay of a lease's pending entries is left alone (the log decides
    * there). One tick is written at a time; if it came too early (clocks differ), the next is set from its id.
    */
   #tickFor(deadline: number): void {
@@ -1228,28 +1129,6 @@ export class PartitionRun<I, O> {
     );
   }
 
-  /** Whether an event of the session after `count` of them breaks `maxSessionEvents`. */
-  #pastEvents(count: number): boolean {
-    const max = this.worker.maxSessionEvents;
-    return max > 0 && count >= max;
-  }
-
-  /**
-   * Whether the session's age end (`maxSessionAge` + 1 ms after its first entry) comes before its idle end
-   * (`idleTimeout` after its last event): past both, it ends at its age, with the cap's error.
-   */
-  #ageBeforeIdle(s: Session<I, O>): boolean {
-    const max = this.worker.maxSessionAge;
-    const idle = this.worker.fn.config.idleTimeout;
-    return max > 0 && (idle <= 0 || s.start + max + 1 < s.lastTime + idle);
-  }
-
-  /** Whether an event of the session at Redis' time `time` breaks `maxSessionAge` (after its first entry). */
-  #pastAge(s: Session<I, O>, time: number): boolean {
-    const max = this.worker.maxSessionAge;
-    return max > 0 && time - s.start > max;
-  }
-
   /** The session's `maxSessionEvents` error, met at its event `what` (an entry, which opens the key's next session, or a timer). */
   #eventsError(s: Session<I, O>, what: string, entry: boolean): SessionLimitError {
     const max = this.worker.maxSessionEvents;
@@ -1264,32 +1143,6 @@ export class PartitionRun<I, O> {
       max,
       `Session ${JSON.stringify(s.sid)} reached maxSessionAge (${max} ms): ${what} is ${time - s.start} ms after its first, so the session ended there`,
     );
-  }
-
-  /**
-   * The cap the key's next entry (`id`) would break, if any. Past both, its age: that end came first (at its
-   * age, by the log's clock, before the entry), as its age marker says in a live run.
-   */
-  #eventLimit(s: Session<I, O>, id: string): SessionLimitError | undefined {
-    return this.#ageLimit(s, id) ?? (this.#pastEvents(s.events) ? this.#eventsError(s, `entry ${id}`, true) : undefined);
-  }
-
-  /** The age cap, if entry `id` is more than `maxSessionAge` after the session's first entry (Redis' clock). */
-  #ageLimit(s: Session<I, O>, id: string): SessionLimitError | undefined {
-    const time = idTime(id);
-    return this.#pastAge(s, time) ? this.#ageError(s, `entry ${id}`, time) : undefined;
-  }
-
-  /** The cap the session's timer would break, with `count` events of the session before it, if any (past both, its age, as for an entry). */
-  #timerLimit(s: Session<I, O>, timer: Timer, count: number): SessionLimitError | undefined {
-    if (this.#pastAge(s, timer.time)) return this.#ageError(s, `its timer ${timer.id} (due at ${timer.time})`, timer.time);
-    return this.#pastEvents(count) ? this.#eventsError(s, `its timer ${timer.id}`, false) : undefined;
-  }
-
-  /** Ends the session at a cap: its input ends, and if its handler reads to that end, the error is its last output. */
-  #cap(s: Session<I, O>, limit: SessionLimitError): void {
-    s.stop = { error: limit, entry: false };
-    this.#finish(s);
   }
 
   /**
@@ -1317,15 +1170,26 @@ export class PartitionRun<I, O> {
         broken = decodeError(`The codec could not decode the checkpoint of session ${JSON.stringify(sid)}`, error);
       }
     }
+    // The rule's state: the checkpoint's, restored, or a new session's.
+    const rule = newState(
+      sidTime(sid),
+      snapshot === undefined || broken !== undefined
+        ? undefined
+        : {
+            last: snapshot.lastTime,
+            events: snapshot.events,
+            timerCount: snapshot.timers ?? 0,
+            timers: (snapshot.pending ?? []).map(([id, time, payload]) => ({ id, time, payload })),
+          },
+    );
     const checkpoints = new Checkpoints(
       restored,
+      rule,
+      this.#limits,
+      () => new TooManyTimersError(sid, w.maxSessionTimers),
       (state, pending) => this.#encodeCheckpoint(sid, state, pending),
       (payload) => encodeChecked(w.codec, payload, w.maxEventBytes, `wake-up payload of session ${JSON.stringify(sid)}`),
     );
-    if (snapshot !== undefined && broken === undefined) {
-      checkpoints.timerCount = snapshot.timers ?? 0;
-      for (const [id, time, payload] of snapshot.pending ?? []) checkpoints.timers.set(id, { id, time, payload });
-    }
     let stream: StreamKind<I, O>;
     // Traced (a tracer provider is registered): the session's span is a root span, linked to its events' producers.
     const scope = sessionScope();
@@ -1338,7 +1202,7 @@ export class PartitionRun<I, O> {
       if ((error as { code?: unknown })?.code === 'ERR_VELO_STREAM_LIMIT') return undefined;
       throw error;
     }
-    const s = new Session<I, O>(key, sid, stream);
+    const s = new Session<I, O>(key, sid, stream, rule);
     if (scope?.session !== undefined) {
       s.scope = scope;
       scope.taken = () => stream[kTaken]();
@@ -1351,32 +1215,21 @@ export class PartitionRun<I, O> {
       });
     }
     s.checkpoints = checkpoints;
-    checkpoints.untaken = (taken) => {
-      const fired: Timer[] = [];
-      for (const e of s.sent.slice(Math.max(0, taken - s.sentBase))) {
-        // A fired timer's event (`#timerEntry`): its session's sid, its timer's id, time and payload.
-        if (e.wake === undefined || e.due === undefined || e.payload === undefined) continue;
-        fired.push({ id: Number(e.wake.slice(e.wake.lastIndexOf(' ') + 1)), time: e.due, payload: e.payload });
-      }
-      return fired;
-    };
-    checkpoints.tooMany = () =>
-      checkpoints.timers.size >= w.maxSessionTimers ? new TooManyTimersError(sid, w.maxSessionTimers) : null;
-    // (Its handler ran up to its first await at the open: it may be waiting for input already.)
-    if (checkpoints.waits > 0) s.waitTaken = 0;
+    // Without hooks (a pipe), its handler never asks: its entries are decided as they come (it has no timers).
+    // With them, it may be waiting already (its handler ran up to its first await at the open).
+    s.waiting = !checkpoints.attached || checkpoints.waits > 0;
     checkpoints.onWaiting = () => {
-      s.waitTaken = s.stream[kTaken]();
-      this.#quieted(s);
+      s.waiting = true;
+      const time = this.#tickTime(s);
+      if (time < this.#tickDeadline) this.#tickFor(time);
     };
-    checkpoints.onNext = () => this.#takeNext(s);
+    checkpoints.onNext = () => this.#ask(s);
     checkpoints.onCall = () => this.#checkpointsDue(s);
     if (snapshot !== undefined) {
       this.#snapshots.delete(key);
       w.counters.restored++;
       s.restored = true;
       s.seq = snapshot.seq;
-      s.events = s.baseEvents = snapshot.events;
-      s.lastTime = s.checkpointTime = snapshot.lastTime;
     }
     if (!this.replayDone) w.counters.replayedSessions++;
     this.sessions.set(key, s);
@@ -1388,7 +1241,7 @@ export class PartitionRun<I, O> {
     // timers it was restored with.
     this.#checkpointsDue(s);
     checkpoints.onTimer = (timer) => this.#armTimer(s, timer);
-    for (const timer of checkpoints.timers.values()) this.#armTimer(s, timer);
+    for (const timer of rule.timers) this.#armTimer(s, timer);
     if (broken !== undefined) {
       // Its failure comes after every output written (an earlier owner may have written some after the
       // checkpoint): with the seq after the checkpoint's, the commit would skip it as written before.
@@ -1417,11 +1270,18 @@ export class PartitionRun<I, O> {
    */
   #fire(s: Session<I, O>, timer: Timer): void {
     s.wakeTimeouts.delete(timer.id);
-    if (this.dropped || s.forwardDone || s.checkpoints?.timers.has(timer.id) !== true) return;
+    if (this.dropped || s.forwardDone || !s.rule.timers.includes(timer)) return;
     this.worker.log.wake(this.lease, s.key, s.sid, timer.id, timer.time, timer.payload).then(
       (written) => {
         if (typeof written === 'number') return this.#armTimer(s, timer, Math.max(1, written));
-        if (written !== '') this.worker.counters.wakeups++;
+        if (written !== '') {
+          this.worker.counters.wakeups++;
+          return;
+        }
+        // An earlier owner wrote it (read back before the session's checkpoint, maybe): a tick moves the log's
+        // clock to it instead.
+        s.wokenBefore.add(timer.id);
+        if (s.waiting && timer.time < this.#tickDeadline) this.#tickFor(timer.time);
       },
       async (error: unknown) => {
         if (this.#failed(error)) return;
@@ -1429,6 +1289,11 @@ export class PartitionRun<I, O> {
         this.#fire(s, timer);
       },
     );
+  }
+
+  #clearTimer(s: Session<I, O>, id: number): void {
+    this.worker.clock.clearTimeout(s.wakeTimeouts.get(id));
+    s.wakeTimeouts.delete(id);
   }
 
   /** Stops the session's timers (it ended, or the partition is dropped). */
@@ -1470,26 +1335,23 @@ export class PartitionRun<I, O> {
         this.#fail(s, call.error);
         continue;
       }
-      // The entries of the events taken since the last checkpoint (and markers among them) leave the session.
-      let events = call.taken - s.ackedEvents;
+      // The entries taken since the last checkpoint (and markers among them) leave the session.
+      let entries = call.entries - s.ackedEntries;
       let cut = 0;
-      let lastEvent: string | undefined;
-      while (events > 0 && cut < s.ids.length) {
+      while (entries > 0 && cut < s.ids.length) {
+        // (Not inside `markers?.has(...)`: with no markers, its argument would not be evaluated.)
         const id = s.ids[cut++];
-        if (s.markers?.has(id) === true) continue;
-        events--;
-        lastEvent = id;
+        if (s.markers?.has(id) !== true) entries--;
       }
-      // (A timer's event is no entry of the log: nothing to ack.)
-      const acks = s.ids.splice(0, cut).filter((id) => !isTimerEventId(id));
-      s.ackedEvents = call.taken;
-      if (lastEvent !== undefined) s.checkpointTime = idTime(lastEvent);
+      const acks = s.ids.splice(0, cut);
+      s.ackedEntries = call.entries;
+      // The rule's state at the call: a restore continues the same walk.
       const checkpoint: Snapshot = {
         sid: s.sid,
         key: s.key,
         seq: s.seq,
-        lastTime: s.checkpointTime,
-        events: s.baseEvents + call.taken,
+        lastTime: call.last,
+        events: call.events,
         state: call.state as Buffer | string,
         timers: call.timers,
         pending: call.pending.map((t) => [t.id, t.time, t.payload] as const),
@@ -1503,7 +1365,6 @@ export class PartitionRun<I, O> {
     const finished = s.stream[kFinished].then(() => {
       this.worker.live--;
       s.handlerDone = true;
-      this.#quieted(s);
     });
     try {
       await drainOutputs(s.stream, (batch) => {
@@ -1538,43 +1399,46 @@ export class PartitionRun<I, O> {
     this.#clearTimers(s);
     if (s.ageTimer !== null) this.worker.clock.clearTimeout(s.ageTimer);
     s.ageTimer = null;
+    s.ended = true;
     this.#holding.delete(s);
     this.buffered -= s.sent.length;
     const sent = s.sent;
     s.sent = [];
+    s.outside.length = 0;
     // Stopped by a hand-off or a takeover: nothing is acked, the next owner replays it all.
     if (this.dropped) return;
     if (this.sessions.get(s.key) === s) this.sessions.delete(s.key);
-    const endTaken = s.stream[kTakenEnd]();
-    // (A restored session's first event was taken before its snapshot.)
-    let kept = Math.max(s.stream[kTaken]() - s.sentBase, s.sentBase === 0 && !s.restored ? 1 : 0);
-    // The entry that could not be decoded ended the input: the session keeps it if its handler read to that end.
-    if (s.stop?.entry === true && endTaken) kept = sent.length;
-    const moved = sent.slice(Math.min(kept, sent.length));
-    const keptStop = s.stop !== undefined && (s.stop.entry ? kept >= sent.length : endTaken);
-    if (keptStop && !s.failed) {
-      const stop = s.stop as { error: Error; entry: boolean };
-      if (!stop.entry) this.worker.counters.capped++;
+    // Its handler took the first `taken` of them (with hooks none: an entry given leaves `sent`). A new session
+    // keeps its first entry even if its handler never took it (else that entry would open session after session);
+    // a restored one's first was taken before its snapshot.
+    const taken = s.checkpoints?.attached === true ? 0 : Math.max(0, Math.min(s.given, s.stream[kTaken]() - s.sentBase));
+    const first = s.sentBase === 0 && !s.restored && s.stop?.kind !== 'decode' ? 1 : 0;
+    const moved = sent.slice(Math.min(Math.max(taken, first), sent.length));
+    // The worker's end (a cap, an input it could not decode) is the session's last output if its handler read to it.
+    if (s.stop !== undefined && s.stream[kTakenEnd]() && !s.failed) {
+      if (s.stop.kind === 'cap') this.worker.counters.capped++;
       this.#queue({
         output: {
           sid: s.sid,
           seq: ++s.seq,
           key: s.key,
-          error: serializeError(stop.error, this.worker.maxEventBytes),
+          error: serializeError(s.stop.error, this.worker.maxEventBytes),
           traceparent: s.scope?.traceparent,
         },
       });
     }
-    let acks = s.ids.filter((id) => !isTimerEventId(id));
+    let acks = s.ids;
     if (moved.length > 0) {
       const away = new Set(moved.map((e) => e.id));
       acks = acks.filter((id) => !away.has(id));
-      for (const entry of moved) {
-        // A timer's event its handler never took is the session's alone: it goes nowhere.
-        if (isTimerEventId(entry.id)) continue;
-        this.#hold(entry);
-        this.worker.counters.handedOn++;
-      }
+      for (const entry of moved) this.#hold(entry);
+      // Counted: those its handler would have taken had it not stopped first (not those read ahead past a cap).
+      if (s.stop === undefined)
+        this.worker.counters.handedOn += wouldTake(
+          s.rule,
+          moved.map((e) => idTime(e.id)),
+          this.#limits,
+        );
     }
     this.#queue({ acks, ended: s.sid, lastSeq: s.seq });
     if (moved.length > 0) this.drainHeld().catch((error: unknown) => this.worker.report(error));
@@ -1646,6 +1510,8 @@ export class PartitionRun<I, O> {
    * key's next session waits until it has finished (`#ended` may give it entries).
    */
   #finish(s: Session<I, O>): void {
+    s.ended = true;
+    s.waiting = false;
     this.sessions.delete(s.key);
     // Its input has ended: a wake-up would find no session to wake.
     this.#clearTimers(s);

@@ -2,6 +2,7 @@
 import { type SessionHooks, type StreamKind } from '../core/protocol';
 import { cutText, readString, textOf } from '../text';
 import { idTime } from './log-ids';
+import { type SessionLimits, type SessionState, type SessionTimer, addTimer, roomForTimer } from './session-rules';
 import type { InputEntry } from './transport';
 import type { SessionScope } from './trace-context';
 import type { ClockTimer } from './clock';
@@ -33,19 +34,17 @@ export function serializeError(error: unknown, maxBytes: number): string {
 const MAX_ERROR_MESSAGE = 16_384;
 
 /** A timer of `ctx.wakeAt`: its id in the session (1, 2, ...), its time (Redis' clock, ms), its payload encoded. */
-export interface Timer {
-  readonly id: number;
-  readonly time: number;
-  readonly payload: Buffer | string;
-}
+export type Timer = SessionTimer;
 
-/** A `ctx.checkpoint()` call, kept until the outputs yielded before it are queued: its state encoded, or why it could not be. */
+/** A `ctx.checkpoint()` call, kept until the outputs yielded before it are queued: the session's state then, encoded, or why it could not be. */
 export interface CheckpointCall {
-  /** Timers the session had made at the call, and those of them not known to have fired. */
+  /** Entries of the log its handler had taken (its timers not counted). */
+  readonly entries: number;
+  /** The rule's state at the call: the latest time taken, inputs taken, timers made, and those not taken. */
+  readonly last: number;
+  readonly events: number;
   readonly timers: number;
   readonly pending: Timer[];
-  /** Events the instance had taken. */
-  readonly taken: number;
   /** Outputs the instance had yielded. */
   readonly yielded: number;
   readonly state?: Buffer | string;
@@ -53,140 +52,151 @@ export interface CheckpointCall {
 }
 
 /**
- * A session's `SessionHooks`: the state it was restored from, and its checkpoint calls, encoded at the call (a
- * failure throws there, and is kept too: the session fails at that point of its outputs, also if the handler
- * catches the error). `onCall` (set once the session exists) takes them in order.
+ * A session's `SessionHooks`: the state it was restored from, its rule's state (`rule`: timers are made here, with
+ * the `maxSessionTimers` check), and its checkpoint calls, encoded at the call (a failure throws there, and is kept
+ * too: the session fails at that point of its outputs, also if the handler catches the error). The partition's
+ * run answers `next()` (set once the session exists) and learns of `waiting()`.
  */
 export class Checkpoints implements SessionHooks {
   readonly calls: CheckpointCall[] = [];
   onCall: (() => void) | null = null;
-  /** Timers made so far (restored ones included): the next one's id is this plus one. */
-  timerCount = 0;
-  /** Timers not known to have fired (their wake-up not read back yet). */
-  readonly timers = new Map<number, Timer>();
-  /** The error `wakeAt` throws when the session has all the timers it may have, else null (set once the session exists). */
-  tooMany: (() => Error | null) | null = null;
+  /** Entries of the log its handler has taken (the run counts them as it gives them). */
+  entries = 0;
   /** Arms a new timer (set once the session exists). */
   onTimer: ((timer: Timer) => void) | null = null;
-  /** The stream uses these hooks: its handler's timers are known once it waits for input (`waiting`). */
+  /** The stream uses these hooks: its handler asks for each input (`next`). */
   attached = false;
-  /** The handler waits for input having handled all it took (set once the session exists). */
+  /** The handler waits for input with none given (set once the session exists). */
   onWaiting: (() => void) | null = null;
+  /** Times its handler waited for input before the session existed (it runs up to its first await at the open). */
+  waits = 0;
+  /** Asked as its handler takes its next input (set once the session exists); see `SessionHooks.next`. */
+  onNext: (() => { value: unknown } | 'end' | undefined) | null = null;
   constructor(
     readonly restored: unknown,
+    readonly rule: SessionState,
+    readonly limits: SessionLimits,
+    readonly tooMany: () => Error,
     readonly encode: (state: unknown, pending: readonly Timer[]) => Buffer | string,
     readonly encodePayload: (payload: unknown) => Buffer | string,
   ) {}
-  /**
-   * Timers already fired into the session's input but not taken by its handler when it had taken `taken` events
-   * (set once the session exists): a checkpoint records them as pending too, since a restore replays only the log's
-   * entries after it, and a fired timer is in no entry of the log.
-   */
-  untaken: ((taken: number) => Timer[]) | null = null;
-  checkpoint(state: unknown, taken: number, yielded: number): void {
-    const timers = this.timerCount;
-    const pending = [...this.timers.values(), ...(this.untaken?.(taken) ?? [])];
+  checkpoint(state: unknown, _taken: number, yielded: number): void {
+    const rule = this.rule;
+    const pending = [...rule.timers];
+    const at = { entries: this.entries, last: rule.last, events: rule.events, timers: rule.timerCount, pending, yielded };
     let encoded: Buffer | string;
     try {
       encoded = this.encode(state, pending);
     } catch (error) {
-      this.calls.push({ taken, yielded, timers, pending, error: error as Error });
+      this.calls.push({ ...at, error: error as Error });
       this.onCall?.();
       throw error;
     }
-    this.calls.push({ taken, yielded, timers, pending, state: encoded });
+    this.calls.push({ ...at, state: encoded });
     this.onCall?.();
   }
   attach(): void {
     this.attached = true;
   }
-  /**
-   * Asked as its handler takes its next event: a timer's payload to give it first, if one is due, or `'end'` if
-   * the session ends at a cap there (set once the session exists).
-   */
-  onNext: (() => { value: unknown } | 'end' | undefined) | null = null;
   next(): { value: unknown } | 'end' | undefined {
     return this.onNext?.();
   }
-  /** Times its handler waited for input (`waiting`). */
-  waits = 0;
   waiting(): void {
-    this.waits++;
-    this.onWaiting?.();
+    if (this.onWaiting === null) this.waits++;
+    else this.onWaiting();
   }
   wakeAt(time: number, payload: unknown): void {
-    const tooMany = this.tooMany?.();
-    if (tooMany) throw tooMany;
-    const timer = { id: this.timerCount + 1, time: Math.ceil(time), payload: this.encodePayload(payload) };
-    this.timerCount++;
-    this.timers.set(timer.id, timer);
+    if (!roomForTimer(this.rule, this.limits)) throw this.tooMany();
+    const timer = addTimer(this.rule, time, this.encodePayload(payload), this.limits) as Timer;
     this.onTimer?.(timer);
   }
 }
 
+/** Why the worker ended a session's input, when it did: a cap (its error), or an input its codec could not decode. */
+export interface Stop {
+  readonly error: Error;
+  readonly kind: 'cap' | 'decode';
+}
+
 export class Session<I, O> {
-  /** Its entries (events, markers read for it): acked when it ends, less those given to the key's next session. */
+  /** Its entries (events, markers read for it), in log order: acked when it ends, less those given to the key's next session. */
   readonly ids: string[] = [];
   seq = 0;
   /** Its handler threw, or an output could not be encoded: its error was its last output, nothing comes after. */
   failed = false;
-  /** Redis' time of its last event's entry, ms: its idle deadline is `idleTimeout` after (`PartitionRun.#endIdleByLog`). */
-  lastTime = 0;
   /** A send into its stream waits for room: its input must not end before that event is in. */
   sending = false;
   forwarded: Promise<void> = Promise.resolve();
-  /** Events of the log that belong to it (those dropped after its handler stopped included): for `maxSessionEvents`. */
-  events = 0;
-  /** Redis' time of its first entry, ms: for `maxSessionAge`. */
-  readonly start: number;
-  /**
-   * Why the worker ended its input, if it did: a cap, or an entry the codec could not decode (`entry`: that
-   * entry is the last of `sent`). The error is its last output if the session keeps that end (see `#ended`).
-   */
-  stop: { error: Error; entry: boolean } | undefined;
+  /** Its rule's state (`session-rules.ts`): shared with its `Checkpoints`. */
+  readonly rule: SessionState;
+  /** Why the worker ended its input, if it did; its error is its last output if its handler read to that end. */
+  stop: Stop | undefined;
   /** Its outputs are all forwarded (the handler has finished). */
   forwardDone = false;
   ageTimer: ClockTimer | null = null;
   ageMarked = false;
   /**
-   * Entries sent to its stream, in log order, that its handler may not have taken yet (counted in the
-   * partition's `buffered`). Those it never takes go to the key's next session when it ends.
+   * Entries delivered to it, in log order, that its handler has not taken (counted in the partition's `buffered`):
+   * sent into its stream ahead of the handler, a prefetch; those it never takes go to the key's next session.
    */
   sent: InputEntry[] = [];
-  /** Entries sent before `sent[0]`: all taken. */
+  /** Entries delivered before `sent[0]`: all taken. */
   sentBase = 0;
+  /**
+   * Entries at the front of `sent` the rule gave a session without hooks (in its stream; its handler takes them
+   * in order). Always 0 with hooks: an entry given leaves `sent`.
+   */
+  given = 0;
+  /** Entries of `sent` (its tail) decoded but kept out of its stream until the rule gives them (its handler waits). */
+  readonly outside: { readonly entry: InputEntry; readonly value: unknown }[] = [];
+  /**
+   * An entry of `sent` its codec could not decode, kept out of its stream (with every entry after it): the
+   * session's input ends in front of it if the rule gives it to the handler.
+   */
+  poison: InputEntry | null = null;
+  poisonError: Error | null = null;
   /** Started from a checkpoint: its handler need not take any event (the session's first was taken long ago). */
   restored = false;
   /** Its checkpoint calls, and the state it was restored from. */
   checkpoints: Checkpoints | null = null;
   /** Outputs of its handler handed to `#output` so far: a checkpoint call waits for those yielded before it. */
   yieldsQueued = 0;
-  /** Events of this instance acked by its checkpoints (the first `ackedEvents` it took). */
-  ackedEvents = 0;
-  /** Events of the session before this instance (from its snapshot): with those taken, a checkpoint's `events`. */
-  baseEvents = 0;
-  /** Redis' time of the last event covered by its last checkpoint, ms. */
-  checkpointTime = 0;
-  /** Ids in `ids` that are close markers (an age marker that came too early stays among its events). */
+  /** Entries of this instance acked by its checkpoints (the first `ackedEntries` it took). */
+  ackedEntries = 0;
+  /** Ids in `ids` that are markers (close markers, wake-ups): not events. */
   markers: Set<string> | null = null;
   /** Its trace (a tracer provider is registered): its span, its events' spans and links. */
   scope: SessionScope | undefined = undefined;
   /**
-   * Events its handler had taken when it last waited for input with none to take (-1: not yet): once that is
-   * every event sent to it, its timers are all known (`PartitionRun.#quiet`).
+   * Its handler waits for its next input, none given: the rule is applied again when something new is known (an
+   * entry of its key, the log's clock moving). Always set for a stream without hooks (its entries are decided
+   * as they come: it has no timers).
    */
-  waitTaken = -1;
+  waiting = false;
   /** Its handler has finished. */
   handlerDone = false;
-  /** Resolved when its handler next waits for input having taken all sent (or finishes). */
-  quietWaiters: (() => void)[] = [];
-  /** Its armed timers' Node timeouts, by timer id. */
+  /** Its input has ended (decided by the rule, or its handler finished). */
+  ended = false;
+  /** Its armed timers' timeouts, by timer id. */
   readonly wakeTimeouts = new Map<number, ClockTimer>();
+  /** Timers whose wake-up an earlier owner wrote: the partition's tick moves the log's clock to them instead. */
+  readonly wokenBefore = new Set<number>();
   constructor(
     readonly key: string,
     readonly sid: string,
     readonly stream: StreamKind<I, O>,
+    rule: SessionState,
   ) {
-    this.start = idTime(sid.slice(sid.lastIndexOf('@') + 1));
+    this.rule = rule;
   }
+
+  /** Time of its first entry (in its sid). */
+  get start(): number {
+    return this.rule.start;
+  }
+}
+
+/** The time of a session's first entry, from its sid (`<key>@<entry id>`). */
+export function sidTime(sid: string): number {
+  return idTime(sid.slice(sid.lastIndexOf('@') + 1));
 }

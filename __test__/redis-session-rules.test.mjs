@@ -1,0 +1,133 @@
+// The session rule (js/redis/session-rules.ts) at its boundaries: each case is worked out by hand from the
+// semantics in the module's comment (times in ms of Redis' clock), not from the code.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const { addTimer, deadline, decide, newState, take } = require('../dist/redis/session-rules.js');
+
+const limits = (o = {}) => ({ idleTimeout: 1000, maxSessionAge: 0, maxSessionEvents: 0, maxSessionTimers: 10, ...o });
+
+/** A session whose first entry, at 10_000, is taken. */
+function opened(o) {
+  const state = newState(10_000);
+  assert.deepEqual(decide(state, 10_000, 10_000, limits(o)), { kind: 'entry' });
+  take(state, 10_000);
+  return state;
+}
+
+const kinds = (d) =>
+  d.kind === 'timer'
+    ? `timer ${d.timer.id}`
+    : d.kind === 'end'
+      ? `end ${d.reason}`
+      : d.kind === 'wait'
+        ? `wait ${d.until}`
+        : d.kind;
+
+test('idle: an entry one ms before the idle end is taken; one at it ends the session; with none, the clock ends it', () => {
+  const s = opened();
+  assert.equal(kinds(decide(s, 10_999, 10_999, limits())), 'entry');
+  assert.equal(kinds(decide(s, 11_000, 11_000, limits())), 'end idle');
+  assert.equal(kinds(decide(s, undefined, 10_999, limits())), 'wait 11000');
+  assert.equal(kinds(decide(s, undefined, 11_000, limits())), 'end idle');
+  assert.equal(kinds(decide(s, undefined, 999_999, limits({ idleTimeout: 0 }))), 'wait Infinity');
+});
+
+test('a timer comes before an entry of the same ms; timers of one time in the order made; the end comes before both', () => {
+  const s = opened();
+  const a = addTimer(s, 10_500, 'a', limits());
+  const b = addTimer(s, 10_500, 'b', limits());
+  const c = addTimer(s, 10_400.2, 'c', limits());
+  assert.deepEqual([a.id, b.id, c.id, c.time], [1, 2, 3, 10_401]);
+  assert.equal(kinds(decide(s, 10_401, 10_401, limits())), 'timer 3');
+  take(s, c.time, c);
+  assert.equal(kinds(decide(s, 10_499, 10_600, limits())), 'entry');
+  assert.equal(kinds(decide(s, 10_500, 10_600, limits())), 'timer 1');
+  take(s, 10_500, a);
+  assert.equal(kinds(decide(s, 10_500, 10_600, limits())), 'timer 2');
+  take(s, 10_500, b);
+  // Last 10_500: a timer and an entry both at the idle end (11_500): the end first.
+  addTimer(s, 11_500, 'd', limits());
+  assert.equal(kinds(decide(s, 11_500, 11_500, limits())), 'end idle');
+  assert.equal(kinds(decide(s, undefined, 11_499, limits())), 'wait 11500');
+});
+
+test('a timer due later than the log clock waits (an entry may come first); a timer made in the past is due at once and never moves `last` back', () => {
+  const s = opened();
+  addTimer(s, 10_800, 'later', limits());
+  assert.equal(kinds(decide(s, undefined, 10_700, limits())), 'wait 10800');
+  const past = addTimer(s, 9_000, 'past', limits());
+  assert.equal(kinds(decide(s, undefined, 10_000, limits())), 'timer 2');
+  take(s, past.time, past);
+  assert.equal(s.last, 10_000);
+  assert.equal(deadline(s, limits()).time, 11_000);
+});
+
+test('the issue case: idle end after a timer made in the past is measured from the latest time taken', () => {
+  // E1 at T (its producer time T - 300), a timer at T - 299 fires after it, a second at T + 851 fires (idle end T + 1000).
+  const T = 10_000;
+  const s = opened();
+  const first = addTimer(s, T - 299, 1, limits());
+  assert.equal(kinds(decide(s, undefined, T, limits())), 'timer 1');
+  take(s, first.time, first);
+  addTimer(s, T + 851, 2, limits());
+  assert.equal(kinds(decide(s, undefined, T + 851, limits())), 'timer 2');
+  // The same walk from a checkpoint taken there.
+  const restored = newState(T, { last: s.last, events: s.events, timerCount: s.timerCount, timers: s.timers });
+  assert.equal(kinds(decide(restored, undefined, T + 851, limits())), 'timer 2');
+});
+
+test('age: an input at start + maxSessionAge is taken, one at start + maxSessionAge + 1 is past it; age only when strictly first', () => {
+  const s = opened({ maxSessionAge: 500 });
+  const o = limits({ maxSessionAge: 500 });
+  assert.equal(kinds(decide(s, 10_500, 10_500, o)), 'entry');
+  assert.equal(kinds(decide(s, 10_501, 10_501, o)), 'end age');
+  assert.equal(kinds(decide(s, undefined, 10_500, o)), 'wait 10501');
+  assert.equal(kinds(decide(s, undefined, 10_501, o)), 'end age');
+  // Age end (10_999 + 1) equal to the idle end (11_000): idle.
+  assert.equal(kinds(decide(opened(), undefined, 11_000, limits({ maxSessionAge: 999 }))), 'end idle');
+  assert.equal(kinds(decide(opened(), undefined, 11_000, limits({ maxSessionAge: 998 }))), 'end age');
+  // A timer past its age never fires.
+  const t = opened();
+  addTimer(t, 10_501, 'late', o);
+  assert.equal(kinds(decide(t, undefined, 10_600, o)), 'end age');
+});
+
+test('events: the maxSessionEvents + 1-th input ends the session (a timer or an entry), unless an earlier end comes first', () => {
+  const o = limits({ maxSessionEvents: 2 });
+  const s = opened();
+  assert.equal(kinds(decide(s, 10_100, 10_100, o)), 'entry');
+  take(s, 10_100);
+  assert.equal(kinds(decide(s, 10_200, 10_200, o)), 'end events');
+  assert.equal(kinds(decide(s, undefined, 10_200, o)), 'wait 11100');
+  // Past the idle end too: idle.
+  assert.equal(kinds(decide(s, 11_100, 11_100, o)), 'end idle');
+  // A timer before the idle end is the third input.
+  addTimer(s, 10_150, 'x', o);
+  assert.equal(kinds(decide(s, undefined, 10_200, o)), 'end events');
+  assert.equal(kinds(decide(s, 11_100, 11_100, o)), 'end events');
+});
+
+test('maxSessionTimers counts the timers not taken: taking one makes room', () => {
+  const o = limits({ maxSessionTimers: 2 });
+  const s = opened();
+  const a = addTimer(s, 10_001, 'a', o);
+  assert.ok(addTimer(s, 10_002, 'b', o));
+  assert.equal(addTimer(s, 10_003, 'c', o), null);
+  assert.equal(s.timerCount, 2, 'a refused timer takes no id');
+  take(s, a.time, a);
+  assert.equal(addTimer(s, 10_003, 'c', o).id, 3);
+});
+
+test('wouldTake: the entries a session would take before its end, its timers among them', () => {
+  const { wouldTake } = require('../dist/redis/session-rules.js');
+  const o = limits({ maxSessionEvents: 3 });
+  const s = opened();
+  addTimer(s, 10_050, 't', o);
+  // 10_100: the timer first (2 inputs), the entry third; 10_200 would be the fourth.
+  assert.equal(wouldTake(s, [10_100, 10_200], o), 1);
+  assert.equal(s.events, 1, 'the state is not changed');
+  assert.equal(wouldTake(opened(), [10_100, 10_999, 11_999], limits()), 2);
+});

@@ -1,0 +1,181 @@
+// The rule of a Redis session: which input a session takes next, and where it ends. Pure: no I/O, no promise, no
+// clock of its own, no timer; every time is Redis' clock (entry ids' times, timers' due times), in ms. The partition's
+// run applies it when a session's handler asks for its next input, and again, for a handler waiting with none,
+// when something new is known (an entry of its key, the log's clock moving); a replay, a backlog and a takeover
+// apply it to the same inputs in the same order, so each decides the same.
+
+/**
+ * The semantics, per key.
+ *
+ * - A session's inputs are its key's entries (at their entry ids' times) and its own timers (`ctx.wakeAt`, at
+ *   their due times), merged by time: a timer before an entry of the same millisecond, timers of one time in the
+ *   order they were made. A timer made already due (its time at or before the last time taken, or in the past)
+ *   is due at once: it comes before the key's next entry.
+ * - `start` is the time of the session's first entry, `last` the latest time among the inputs it has taken (an
+ *   input taken late, a timer made in the past, never moves it back).
+ * - Its end comes at `min(last + idleTimeout, start + maxSessionAge + 1)` (each only when set): the first input at
+ *   or after that time is not taken; the session ends in front of it. An end before both: an entry or a timer at
+ *   exactly the end time is past it. The reason is `age` when the age end comes strictly first, else `idle` (at
+ *   a tie, idle: the age end is then no earlier than the idle end, which ends the session with no error).
+ *   With no input at or after the end, the log's clock passing it (any entry read, a tick, a marker) ends it.
+ * - The `maxSessionEvents + 1`-th input (entries and timers counted alike) ends it, with reason `events`, unless
+ *   the end above comes first.
+ * - At any end, a timer not taken never fires (its session is gone); an entry not taken opens the key's next
+ *   session (with the other entries not taken after it).
+ * - A handler that returns or throws ends its session where it stopped (not decided here): the entries it never
+ *   took open the key's next session, in log order.
+ * - `maxSessionTimers` bounds the timers made and not yet taken (`addTimer`): a checkpoint records exactly those.
+ * - A checkpoint is this state at a take; a restore continues the same walk from it.
+ */
+
+/** A timer of `ctx.wakeAt`: its id in the session (1, 2, ...), its due time, its payload encoded. */
+export interface SessionTimer {
+  readonly id: number;
+  readonly time: number;
+  readonly payload: Buffer | string;
+}
+
+/** What the rule knows of a session: what it has taken, and its timers not taken. */
+export interface SessionState {
+  /** Time of its first entry (the time in its sid). */
+  readonly start: number;
+  /** The latest time among the inputs it has taken; 0 before its first. */
+  last: number;
+  /** Inputs taken (entries and timers). */
+  events: number;
+  /** Timers made so far: the next one's id is this plus one. */
+  timerCount: number;
+  /** Timers made and not taken, in the order they come: by time, then by id. */
+  readonly timers: SessionTimer[];
+}
+
+/** The caps, as the worker's options set them (0: none). */
+export interface SessionLimits {
+  readonly idleTimeout: number;
+  readonly maxSessionAge: number;
+  readonly maxSessionEvents: number;
+  readonly maxSessionTimers: number;
+}
+
+export type EndReason = 'idle' | 'age' | 'events';
+
+/** What the session does next. */
+export type Decision =
+  /** Take its first timer (`state.timers[0]`). */
+  | { readonly kind: 'timer'; readonly timer: SessionTimer }
+  /** Take the key's next entry. */
+  | { readonly kind: 'entry' }
+  /** End here, in front of any input not taken (`before`: the input it ends in front of; absent: the log's clock passed the end). */
+  | { readonly kind: 'end'; readonly reason: EndReason; readonly before?: 'timer' | 'entry' }
+  /** Nothing to take yet: decide again once the log's clock reaches `until` (Infinity: only an entry can), or an entry of the key comes. */
+  | { readonly kind: 'wait'; readonly until: number };
+
+/** The session of a new key's first entry at `start`, or one restored from a checkpoint. */
+export function newState(
+  start: number,
+  restored?: { last: number; events: number; timerCount: number; timers: readonly SessionTimer[] },
+): SessionState {
+  const state: SessionState = { start, last: 0, events: 0, timerCount: 0, timers: [] };
+  if (restored !== undefined) {
+    state.last = restored.last;
+    state.events = restored.events;
+    state.timerCount = restored.timerCount;
+    for (const timer of restored.timers) insertTimer(state, timer);
+  }
+  return state;
+}
+
+/** The session's end: the time at or after which no input is taken, and its reason (`Infinity`: none set). */
+export function deadline(state: SessionState, limits: SessionLimits): { readonly time: number; readonly reason: 'idle' | 'age' } {
+  const idle = limits.idleTimeout > 0 && state.last > 0 ? state.last + limits.idleTimeout : Infinity;
+  const age = limits.maxSessionAge > 0 ? state.start + limits.maxSessionAge + 1 : Infinity;
+  return age < idle ? { time: age, reason: 'age' } : { time: idle, reason: 'idle' };
+}
+
+/**
+ * What the session does next, given the time of its key's next entry not taken (undefined: none known; the
+ * caller passes the earliest, whether it is in the session's input, held, or left in the pending list) and the
+ * log's clock (the time of the latest entry read from the partition: no entry of the key before it is unknown).
+ */
+export function decide(state: SessionState, next: number | undefined, clock: number, limits: SessionLimits): Decision {
+  const end = deadline(state, limits);
+  const timer = state.timers[0] as SessionTimer | undefined;
+  // The next input: a timer due by the next entry (ties: the timer), else that entry; a timer with no entry
+  // known after it only once the log's clock has reached it (an entry of the key may still come before it).
+  let time: number | undefined;
+  let take: { readonly kind: 'timer'; readonly timer: SessionTimer } | { readonly kind: 'entry' } | undefined;
+  if (timer !== undefined && timer.time <= (next ?? clock)) {
+    time = timer.time;
+    take = { kind: 'timer', timer };
+  } else if (next !== undefined) {
+    time = next;
+    take = { kind: 'entry' };
+  }
+  if (time === undefined || take === undefined) {
+    if (end.time <= clock) return { kind: 'end', reason: end.reason };
+    return { kind: 'wait', until: Math.min(end.time, timer?.time ?? Infinity) };
+  }
+  if (time >= end.time) return { kind: 'end', reason: end.reason, before: take.kind };
+  if (limits.maxSessionEvents > 0 && state.events >= limits.maxSessionEvents)
+    return { kind: 'end', reason: 'events', before: take.kind };
+  return take;
+}
+
+/** The session takes an input at `time`: its first timer (`timer`), or an entry. */
+export function take(state: SessionState, time: number, timer?: SessionTimer): void {
+  if (timer !== undefined) {
+    const at = state.timers.indexOf(timer);
+    if (at >= 0) state.timers.splice(at, 1);
+  }
+  state.events++;
+  state.last = Math.max(state.last, time);
+}
+
+/**
+ * A new timer (`ctx.wakeAt`), due at `time` (rounded up to a whole ms), or null if the session already has
+ * `maxSessionTimers` timers not taken (the caller throws `TooManyTimersError`; no timer is made).
+ */
+export function addTimer(
+  state: SessionState,
+  time: number,
+  payload: Buffer | string,
+  limits: SessionLimits,
+): SessionTimer | null {
+  if (!roomForTimer(state, limits)) return null;
+  const timer: SessionTimer = { id: ++state.timerCount, time: Math.ceil(time), payload };
+  insertTimer(state, timer);
+  return timer;
+}
+
+/**
+ * How many of the key's next entries (their times, in order) the session would take before it ends, its timers
+ * among them: the entries its handler left when it returned or threw, all known (no clock needed).
+ */
+export function wouldTake(state: SessionState, entries: readonly number[], limits: SessionLimits): number {
+  const walk = newState(state.start, state);
+  let taken = 0;
+  for (const time of entries) {
+    for (;;) {
+      const d = decide(walk, time, time, limits);
+      if (d.kind === 'timer') take(walk, d.timer.time, d.timer);
+      else if (d.kind === 'entry') break;
+      else return taken;
+    }
+    take(walk, time);
+    taken++;
+  }
+  return taken;
+}
+
+/** Whether the session may make one more timer: fewer than `maxSessionTimers` made and not taken. */
+export function roomForTimer(state: SessionState, limits: SessionLimits): boolean {
+  return state.timers.length < limits.maxSessionTimers;
+}
+
+/** Inserts in (time, id) order. */
+function insertTimer(state: SessionState, timer: SessionTimer): void {
+  const timers = state.timers;
+  let i = timers.length;
+  while (i > 0 && (timers[i - 1].time > timer.time || (timers[i - 1].time === timer.time && timers[i - 1].id > timer.id))) i--;
+  timers.splice(i, 0, timer);
+}
