@@ -233,6 +233,11 @@ export class PartitionRun<I, O> {
   #tickDeadline = Infinity;
   #ticking = false;
   /**
+   * The latest deadline whose tick was due while another was being written (0: none): once that one is written,
+   * another is, unless its id passed this already (else nothing would move the log's clock past it).
+   */
+  #tickAgain = 0;
+  /**
    * Redis' time of the last tick written (its id), ms. Until the pump reads it back, a deadline at or before it
    * needs no tick of its own: reading that one passes it. (Without this, every pass over the sessions while the
    * pump was still behind, on a backlog, wrote another tick.)
@@ -1104,13 +1109,18 @@ export class PartitionRun<I, O> {
       .setTimeout(() => {
         this.#tickTimer = null;
         this.#tickDeadline = Infinity;
-        this.#tick();
+        this.#tick(deadline);
       }, wait)
       .unref();
   }
 
-  #tick(): void {
-    if (this.#ticking || this.stopping || this.dropped) return;
+  /** Writes a tick for `deadline`, or, while one is being written, another after it (`#tickAgain`). */
+  #tick(deadline: number): void {
+    if (this.stopping || this.dropped) return;
+    if (this.#ticking) {
+      this.#tickAgain = Math.max(this.#tickAgain, deadline);
+      return;
+    }
     this.#ticking = true;
     this.worker.log.markClose(this.lease, '', '').then(
       (id) => {
@@ -1119,12 +1129,15 @@ export class PartitionRun<I, O> {
         // What Redis' clock read against this machine's when it wrote the tick.
         this.worker.clockOffset = idTime(id) - this.worker.clock.now();
         this.worker.counters.ticks++;
+        const again = this.#tickAgain;
+        this.#tickAgain = 0;
+        if (again > this.#tickWritten) this.#tick(again);
       },
       async (error: unknown) => {
         this.#ticking = false;
         if (this.#failed(error)) return;
         await sleepOn(this.worker.clock, RETRY_MS);
-        this.#tick();
+        this.#tick(Math.max(deadline, this.#tickAgain));
       },
     );
   }
