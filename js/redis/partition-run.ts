@@ -176,6 +176,11 @@ const SPILLED_IDS = 64;
 
 type OutboxItem = { output: OutputRecord } | { acks: string[]; ended?: string; lastSeq?: number; checkpoint?: Snapshot };
 
+/** An event of its key (not a close marker, a wake-up, or an entry trimmed away while pending). */
+function isEvent(entry: InputEntry): boolean {
+  return entry.close === undefined && entry.wake === undefined && entry.payload !== undefined;
+}
+
 function decodedOutput<O>(codec: Codec<O>, o: OutputRecord): OutputContent<O> {
   if (o.error !== undefined) return { error: JSON.parse(o.error) as HandlerFailure };
   const payload = o.payload ?? '';
@@ -915,10 +920,12 @@ export class PartitionRun<I, O> {
   #nextTime(s: Session<I, O>): number | undefined {
     if (s.given < s.sent.length) return idTime(s.sent[s.given].id);
     let time: number | undefined;
-    const held = this.#held.get(s.key);
-    if (held !== undefined && held.length > 0) time = idTime(held[0].id);
+    // Only events are inputs: a marker or a wake-up held behind the key's events (an ended session's, or this
+    // one's) only moves the log's clock, and as the next entry it would end the session at its event cap.
+    const held = this.#held.get(s.key)?.find(isEvent);
+    if (held !== undefined) time = idTime(held.id);
     const draining = this.#drainingEntry;
-    if (draining !== null && draining.key === s.key) time = Math.min(time ?? Infinity, idTime(draining.id));
+    if (draining !== null && draining.key === s.key && isEvent(draining)) time = Math.min(time ?? Infinity, idTime(draining.id));
     const spilled = this.#spilled.get(s.key);
     if (spilled !== undefined) time = Math.min(time ?? Infinity, idTime(spilled.ids?.[0] ?? spilled.after));
     return time;
