@@ -1,8 +1,9 @@
 // The Redis tier under the deterministic simulator (js/redis/simulator.ts): the real PartitionRun, sessions and core
 // streams on the in-memory log, with crashes, pauses past the lease, takeovers and lost, refused and late replies.
-// A crash or a takeover must change nothing a reader sees: each seed's run must make the sessions and outputs its
-// calm run makes (helpers/redis-sim.mjs). A failing seed names the command that replays it with its trace; many
-// more seeds: `npm run sim`.
+// A crash or a takeover must change nothing a reader sees: each seed's faulty run and its calm run must both make
+// the sessions and outputs the reference model (helpers/session-model.mjs) computes from the log's entry ids
+// (helpers/redis-sim.mjs). A failing seed names the command that replays it with its trace; many more seeds:
+// `npm run sim`.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { simulate } from '#testing';
@@ -11,7 +12,7 @@ import { replayCommand, runSeed, scripted } from './helpers/redis-sim.mjs';
 /** Seeds run by `npm test` (a few seconds); `npm run sim` runs as many as asked. */
 const CI_SEEDS = 300;
 
-test(`seeds 1-${CI_SEEDS}: each faulty run makes the sessions and outputs of its calm run`, async () => {
+test(`seeds 1-${CI_SEEDS}: each run, faulty and calm, makes the sessions and outputs of the model`, async () => {
   const failed = [];
   for (let seed = 1; seed <= CI_SEEDS; seed++) {
     const result = await runSeed(seed);
@@ -32,7 +33,7 @@ const FOUND = [
   [18083, 'a checkpoint committed before the throw that followed it in the same step: restored, the throw was lost'],
 ];
 
-test('seeds found by longer runs: each faulty run makes the sessions and outputs of its calm run', async () => {
+test('seeds found by longer runs: each run, faulty and calm, makes the sessions and outputs of the model', async () => {
   const failed = [];
   for (const [seed, what] of FOUND) {
     const result = await runSeed(seed);
@@ -83,13 +84,13 @@ test('a restored session keeps its idle end from the latest time it had seen, no
   const e1 = {
     tag: 'E1',
     at: T - 300,
-    timers: [{ after: 1, then: { tag: 'A', timers: [{ after: 1150, then: { tag: 'B' } }], checkpoint: true } }],
+    timers: [{ after: 1, tag: 'A', timers: [{ after: 1150, tag: 'B' }], checkpoint: true }],
   };
   const events = [{ at: T, key: 'k', event: e1 }];
   assert.deepEqual(await outputsOf(events), [['E1', 'A', 'B']]);
   assert.deepEqual(await outputsOf(events, { crashAt: [T + 1] }), [['E1', 'A', 'B']]);
   // With a second event at T+800 instead of B: it belongs to the same session, crash or not.
-  const e1b = { tag: 'E1', at: T - 300, timers: [{ after: 1, then: { tag: 'A', checkpoint: true } }] };
+  const e1b = { tag: 'E1', at: T - 300, timers: [{ after: 1, tag: 'A', checkpoint: true }] };
   const split = [
     { at: T, key: 'k', event: e1b },
     { at: T + 800, key: 'k', event: { tag: 'E2', at: T + 800 } },
