@@ -1299,7 +1299,9 @@ export class PartitionRun<I, O> {
           return;
         }
         // An earlier owner wrote it (read back before the session's checkpoint, maybe): a tick moves the log's
-        // clock to it instead.
+        // clock to it instead, unless the session took it while the reply was on its way (a tick set for it then
+        // would replace the one its idle end needs, and be passed already: nothing would move the clock on).
+        if (!s.rule.timers.includes(timer)) return;
         s.wokenBefore.add(timer.id);
         if (s.waiting && timer.time < this.#tickDeadline) this.#tickFor(timer.time);
       },
