@@ -252,6 +252,29 @@ test('commit: a retry by serial returns the first call ids and writes nothing; a
   });
 });
 
+test('commit: a retry of a commit that ended a session writes nothing with its serial, everything again without', async () => {
+  const record = await contract(async (side, call) => {
+    const { log } = side;
+    const [e1] = await side.append(0, [ev('a', 1)]);
+    const lease = await call('acquire', log.acquire(0, 'w1', 10_000));
+    await call('read', log.read(lease, '>', 10));
+    const sid = `a@${e1}`;
+    const out = (seq, v) => ({ sid, seq, key: 'a', payload: v });
+    // The session's outputs and its end in one commit: its high-water mark goes with it.
+    const ending = { outputs: [out(1, 'x'), out(2, 'y')], acks: [e1], ended: [sid], endedSeqs: [2] };
+    await call('serial 1 ends the session', log.commit(lease, { ...ending, serial: 1 }));
+    await call('serial 1 again (its reply was lost)', log.commit(lease, { ...ending, serial: 1 }));
+    await call('outputs after the retry', side.outputs(0));
+    await call('no serial: applied', log.commit(lease, ending));
+    await call('no serial again: written twice', log.commit(lease, ending));
+    await call('outputs', side.outputs(0));
+  });
+  // What the worker relies on (it sends a serial with every commit): the retry under serial 1 wrote nothing.
+  const outputs = (label) => record.find(([l]) => l === label)[1];
+  assert.equal(outputs('outputs after the retry').length, 2);
+  assert.equal(outputs('outputs').length, 6);
+});
+
 test('commit with check: output and count divergences, digests forgotten with the session', async () => {
   await contract(async (side, call) => {
     const { log } = side;

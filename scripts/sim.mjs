@@ -1,5 +1,6 @@
-// The Redis simulator over many seeds (`npm run sim -- --from 1 --count 100000`), or one seed with its trace
-// (`node scripts/sim.mjs --seed 42 --trace`; `--shrink` prints a smaller scenario that still fails, which
+// The Redis simulator against the reference model (each seed's faulty and calm runs must make the model's
+// sessions and outputs, and each other's; __test__/helpers/redis-sim.mjs) over many seeds (`npm run sim --
+// --from 1 --count 100000`), or one seed with its trace (`node scripts/sim.mjs --seed 42 --trace`; `--shrink` prints a smaller scenario that still fails, which
 // `--seed 42 --scenario <file>` runs); `--only crash,lost` keeps those kinds of fault (see FAULT_KINDS). Prints
 // each failing seed with the command that replays it; exits 1 if any failed.
 import { parseArgs } from 'node:util';
@@ -31,6 +32,7 @@ if (values.seed !== undefined) {
   console.log(JSON.stringify(result.scenario));
   if (!result.ok) {
     console.log(result.problems.join('\n'));
+    console.log('model: ', JSON.stringify(result.model));
     console.log('calm:  ', JSON.stringify(result.expected));
     console.log('faulty:', JSON.stringify(result.actual));
     if (values.shrink) {

@@ -1,13 +1,16 @@
 // Seeds for the simulator (js/redis/simulator.ts): each seed draws a log (keys, ties, gaps at the idle and age
-// boundaries, producer timestamps behind the entries' times), a scripted handler's reactions (outputs, timers at
-// and around the boundaries, chained timers, checkpoints, a return or a throw), the worker's limits (small reads,
-// buffers and slots, to force the held and spilled paths) and faults (crashes, pauses past the lease, lost,
-// refused and late replies). The oracle: the same log run calm (no fault, the handler never delayed) must make
-// the same sessions and outputs; and in both, every (sid, seq) once and in order, nothing left in the log's
+// boundaries, producer timestamps behind the entries' times), the scripted handler's reactions (session-script.mjs:
+// outputs, timers at and around the boundaries, chained timers, checkpoints, a return or a throw), the worker's
+// limits (small reads, buffers and slots, to force the held and spilled paths) and faults (crashes, pauses past the
+// lease, lost, refused and late replies). The oracle: the reference model (session-model.mjs), on the entry ids
+// each run's log gave the events; the run without faults (the handler never delayed) must make the same sessions
+// and outputs as the faulty one too; and in both, every (sid, seq) once and in order, nothing left in the log's
 // bookkeeping, no buffer over its bound, no divergence reported, no error but lost connections and fencing.
 import { streamFn } from 'velo-stream';
 import { simulate } from '#testing';
 import { prng } from '../../bench/prng.mjs';
+import { model } from './session-model.mjs';
+import { scriptHandler, timeOf } from './session-script.mjs';
 
 /** The one-line command that replays a seed, with its trace and a shrunk scenario. */
 export const replayCommand = (seed, only = FAULT_KINDS) =>
@@ -32,7 +35,8 @@ export function scenario(seed) {
   if (chance(0.2)) limits.maxSessionTimers = int(1, 3);
   const age = limits.maxSessionAge ?? 0;
 
-  // A reaction: what the handler does with an input (an event, or a timer's payload), as data in that input.
+  // A reaction: what the handler does with an input (an event, or a timer's payload), as data in that input, in the
+  // scenario language of session-script.mjs (a timer `{ after, ...the reaction to it }`).
   let tags = 0;
   const reaction = (at, depth) => {
     const r = { tag: `r${++tags}`, at };
@@ -40,7 +44,7 @@ export function scenario(seed) {
     const timers = [];
     for (let i = pick([0, 0, 0, 1, 1, 2]); i > 0; i--) {
       const after = pick([-int(1, idle), 0, 1, idle - 1, idle, idle + 1, int(2, 2 * idle), ...(age > 0 ? [age, age + 1] : [])]);
-      timers.push({ after, then: depth < 2 && chance(0.3) ? reaction(at + after, depth + 1) : { tag: `r${++tags}` } });
+      timers.push({ after, ...(depth < 2 && chance(0.3) ? reaction(at + after, depth + 1) : { tag: `r${++tags}` }) });
     }
     if (timers.length > 0) r.timers = timers;
     if (chance(0.3)) r.checkpoint = true;
@@ -85,59 +89,51 @@ export function scenario(seed) {
   return { events, idleTimeout: idle, maxConcurrent, limits, faults };
 }
 
-/**
- * The scripted handler: deterministic over its inputs, its whole state checkpointed, `delay(input.slow)` awaited
- * after each take (an input's `slow`: that many ms; absent, as the simulator draws).
- */
+/** The scripted handler (session-script.mjs) as a function, `delay()` awaited after each take. */
 export function scripted(delay, { idleTimeout, maxConcurrent }) {
-  return streamFn(
-    async function* script(events, ctx) {
-      let state = ctx.restored ?? { count: 0, took: '' };
-      for await (const input of events) {
-        await delay(input.slow);
-        state = { count: state.count + 1, took: `${state.took} ${input.tag}` };
-        const refused = [];
-        for (const { after, then } of input.timers ?? []) {
-          try {
-            ctx.wakeAt(input.at + after, { ...then, at: input.at + after });
-          } catch (error) {
-            if (error?.code !== 'ERR_VELO_TOO_MANY_TIMERS') throw error;
-            refused.push(then.tag);
-          }
-        }
-        for (let part = 0; part < (input.yield ?? 1); part++) yield { in: input.tag, part, ...state, refused };
-        if (input.checkpoint) ctx.checkpoint(state);
-        if (input.end === 'return') return;
-        if (input.end === 'throw') throw Object.assign(new Error(`scripted throw at ${input.tag}`), { code: 'ERR_SCRIPT_THROW' });
-      }
-    },
-    { idleTimeout, maxConcurrent },
-  );
+  return streamFn(scriptHandler({ pause: () => delay() }), { idleTimeout, maxConcurrent });
 }
 
 /**
- * The run's sessions as `{ key: [[session, outputs...]...] }`: a session named by its key and the index of the
- * event that opened it (entry ids differ between runs), its outputs by seq (a failure as `{ error: code }`).
+ * Sessions as `{ key: [[session, outputs...]...] }`, from `[sid, outputs]` pairs: a session named by its key and the
+ * index of the event that opened it (`ids`: each event's entry id; ids differ between runs).
  */
-function sessions(result) {
-  const index = new Map(result.ids.map((id, i) => [id, i]));
-  const bySid = new Map();
-  for (const o of result.outputs) {
-    if (!bySid.has(o.sid)) bySid.set(o.sid, []);
-    bySid.get(o.sid).push(o);
-  }
+function named(pairs, ids) {
+  const index = new Map(ids.map((id, i) => [id, i]));
   const out = {};
-  for (const [sid, list] of bySid) {
+  for (const [sid, outputs] of pairs) {
     const key = sid.slice(0, sid.lastIndexOf('@'));
     const opened = index.get(sid.slice(sid.lastIndexOf('@') + 1));
-    (out[key] ??= []).push([
-      `${key}@e${opened}`,
-      ...list.map((o) => ('error' in o ? { error: o.error.code ?? o.error.name } : o.value)),
-    ]);
+    (out[key] ??= []).push([`${key}@e${opened}`, ...outputs]);
   }
   for (const list of Object.values(out)) list.sort((x, y) => Number(x[0].split('@e')[1]) - Number(y[0].split('@e')[1]));
   // Keys in order: sessions of different keys may be written in any order.
   return Object.fromEntries(Object.entries(out).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+/** The run's sessions (`named`), their outputs by seq (a failure as `{ error: code }`). */
+function sessions(result) {
+  const bySid = new Map();
+  for (const o of result.outputs) {
+    if (!bySid.has(o.sid)) bySid.set(o.sid, []);
+    bySid.get(o.sid).push('error' in o ? { error: o.error.code ?? o.error.name } : o.value);
+  }
+  return named(bySid, result.ids);
+}
+
+/** The reference model's sessions with outputs (`named`) for scenario `s`, on the entry ids the run gave its events. */
+function modelled(s, result) {
+  const [ms, seq] = [(id) => timeOf(id), (id) => Number(id.slice(id.indexOf('-') + 1))];
+  const log = s.events
+    .map((e, i) => ({ id: result.ids[i], key: e.key, event: e.event }))
+    .sort((a, b) => ms(a.id) - ms(b.id) || seq(a.id) - seq(b.id));
+  const { maxSessionAge, maxSessionEvents, maxSessionTimers } = s.limits;
+  const expected = model({ log, limits: { idleTimeout: s.idleTimeout, maxSessionAge, maxSessionEvents, maxSessionTimers } });
+  const pairs = Object.values(expected)
+    .flat()
+    .filter((session) => session.outputs.length > 0)
+    .map((session) => [session.sid, session.outputs]);
+  return named(pairs, result.ids);
 }
 
 /** What must hold in any run: every (sid, seq) once and in order, settled, clean, only expected errors. */
@@ -170,7 +166,10 @@ export async function runSeed(seed, { trace, only = FAULT_KINDS } = {}) {
   return runScenario(seed, s, { trace, slow: only.includes('slow') });
 }
 
-/** Runs scenario `s` (as `scenario()` makes them) calm and with its faults, the draws from `seed`. */
+/**
+ * Runs scenario `s` (as `scenario()` makes them) calm and with its faults, the draws from `seed`: each run's sessions
+ * must be the model's, and the two runs' the same.
+ */
 export async function runScenario(seed, s, { trace, slow = true } = {}) {
   const run = (faults, delays) =>
     simulate({
@@ -186,9 +185,14 @@ export async function runScenario(seed, s, { trace, slow = true } = {}) {
   const problems = [...invariants(calm).map((p) => `calm: ${p}`), ...invariants(faulty).map((p) => `faulty: ${p}`)];
   const expected = sessions(calm);
   const actual = sessions(faulty);
+  const model = modelled(s, faulty);
+  if (JSON.stringify(expected) !== JSON.stringify(modelled(s, calm)))
+    problems.push("the calm run made other sessions or outputs than the model's");
+  if (JSON.stringify(actual) !== JSON.stringify(model))
+    problems.push("the faulty run made other sessions or outputs than the model's");
   if (JSON.stringify(expected) !== JSON.stringify(actual))
     problems.push('the faulty run made other sessions or outputs than the calm one');
-  return { ok: problems.length === 0, problems, expected, actual, stats: faulty.stats, scenario: s };
+  return { ok: problems.length === 0, problems, expected, actual, model, stats: faulty.stats, scenario: s };
 }
 
 /**

@@ -41,10 +41,11 @@ export interface SessionHooks {
   /** The stream uses these hooks (a single handler's stream): called once, when it is made. */
   attach?(): void;
   /**
-   * The handler takes its next event: an event to give it first (`{ value }`), `'end'` (its input ends here,
-   * in front of any event still buffered: a cap decided in the order the handler takes its events), or undefined.
+   * The handler takes its next event (`yielded`: outputs it had yielded by then): an event to give it first
+   * (`{ value }`), `'end'` (its input ends here, in front of any event still buffered: a cap decided in the order
+   * the handler takes its events), or undefined.
    */
-  next?(): { value: unknown } | 'end' | undefined;
+  next?(yielded: number): { value: unknown } | 'end' | undefined;
   /** The handler waits for its next event with none to take: it has handled every event it took. */
   waiting?(): void;
 }

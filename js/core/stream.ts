@@ -879,7 +879,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   [kNextInput](): Promise<IteratorResult<I>> {
     if (this.#inputCut) return Promise.resolve(DONE);
     // An event the hooks give first (a durable timer due before the next event), counted as taken, or the end.
-    const first = this.#hooks?.next?.();
+    const first = this.#hooks?.next?.(this.#yielded);
     if (first === 'end') {
       // What is still buffered will never be taken (the core counts it as left when the handler returns).
       this.#inputCut = this.#endTaken = true;

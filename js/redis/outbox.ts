@@ -34,7 +34,7 @@ export class Outbox<O> {
   readonly #items: OutboxItem[] = [];
   #outputsQueued = 0;
   #flushing: Promise<void> | null = null;
-  /** Commits made under this lease (their `serial`, with local delivery). */
+  /** Commits made under this lease (their `serial`). */
   #serial = 0;
   readonly #room: (() => void)[] = [];
   /** Set when the partition was lost: what is queued is thrown away. */
@@ -98,14 +98,16 @@ export class Outbox<O> {
       }
       // Room in the local queue first: a slow onOutput holds the commits (and so the sessions).
       if (delivery !== null) await delivery.reserve(outputs.length);
-      // The same commit (the same serial) until it succeeds: a retry after a lost reply is recognised.
+      // The same commit (the same serial) until it succeeds: a retry after a lost reply is recognised and changes
+      // nothing. Without local delivery too: a commit that ended a session dropped its high-water mark, so its
+      // outputs, sent again, would be written again.
       const commit = {
         outputs,
         checkpoints: [...checkpoints.values()],
         acks,
         ended,
         endedSeqs,
-        serial: delivery === null ? undefined : ++this.#serial,
+        serial: ++this.#serial,
         check: w.checkReplay,
       };
       let result: CommitResult | null = null;

@@ -32,6 +32,11 @@ export class OwnerWrites {
   #tickDeadline = Infinity;
   #ticking = false;
   /**
+   * The latest deadline whose tick was due while another was being written (0: none): once that one is written,
+   * another is, unless its id passed this already (else nothing would move the log's clock past it).
+   */
+  #tickAgain = 0;
+  /**
    * Redis' time of the last tick written (its id), ms. Until the pump reads it back, a deadline at or before it
    * needs no tick of its own: reading that one passes it. (Without this, every pass over the sessions while the
    * pump was still behind, on a backlog, wrote another tick.)
@@ -66,13 +71,18 @@ export class OwnerWrites {
       .setTimeout(() => {
         this.#tickTimer = null;
         this.#tickDeadline = Infinity;
-        this.#tick();
+        this.#tick(deadline);
       }, wait)
       .unref();
   }
 
-  #tick(): void {
-    if (this.#ticking || this.#host.stopping || this.#host.dropped) return;
+  /** Writes a tick for `deadline`, or, while one is being written, another after it (`#tickAgain`). */
+  #tick(deadline: number): void {
+    if (this.#host.stopping || this.#host.dropped) return;
+    if (this.#ticking) {
+      this.#tickAgain = Math.max(this.#tickAgain, deadline);
+      return;
+    }
     this.#ticking = true;
     this.#host.worker.log.markClose(this.#host.lease, '', '').then(
       (id) => {
@@ -81,12 +91,15 @@ export class OwnerWrites {
         // What Redis' clock read against this machine's when it wrote the tick.
         this.#host.worker.clockOffset = idTime(id) - this.#host.worker.clock.now();
         this.#host.worker.counters.ticks++;
+        const again = this.#tickAgain;
+        this.#tickAgain = 0;
+        if (again > this.#tickWritten) this.#tick(again);
       },
       async (error: unknown) => {
         this.#ticking = false;
         if (this.#host.failed(error)) return;
         await sleepOn(this.#host.worker.clock, RETRY_MS);
-        this.#tick();
+        this.#tick(Math.max(deadline, this.#tickAgain));
       },
     );
   }
@@ -121,7 +134,9 @@ export class OwnerWrites {
           return;
         }
         // An earlier owner wrote it (read back before the session's checkpoint, maybe): a tick moves the log's
-        // clock to it instead.
+        // clock to it instead, unless the session took it while the reply was on its way (a tick set for it then
+        // would replace the one its idle end needs, and be passed already: nothing would move the clock on).
+        if (!s.rule.timers.includes(timer)) return;
         s.wokenBefore.add(timer.id);
         if (s.waiting && timer.time < this.#tickDeadline) this.tickFor(timer.time);
       },

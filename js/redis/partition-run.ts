@@ -42,6 +42,11 @@ export { MAX_TIMER_MS } from './owner-writes';
 
 const noop = (): void => {};
 
+/** An event of its key (not a close marker, a wake-up, or an entry trimmed away while pending). */
+function isEvent(entry: InputEntry): boolean {
+  return entry.close === undefined && entry.wake === undefined && entry.payload !== undefined;
+}
+
 export class PartitionRun<I, O> {
   readonly sessions = new Map<string, Session<I, O>>();
   /** Sessions whose marker was read, until their acks are queued: the key's next session waits for it. */
@@ -445,10 +450,12 @@ export class PartitionRun<I, O> {
   #nextTime(s: Session<I, O>): number | undefined {
     if (s.given < s.sent.length) return idTime(s.sent[s.given].id);
     let time: number | undefined;
-    const held = this.#entries.held.get(s.key);
-    if (held !== undefined && held.length > 0) time = idTime(held[0].id);
+    // Only events are inputs: a marker or a wake-up held behind the key's events (an ended session's, or this
+    // one's) only moves the log's clock, and as the next entry it would end the session at its event cap.
+    const held = this.#entries.held.get(s.key)?.find(isEvent);
+    if (held !== undefined) time = idTime(held.id);
     const draining = this.#entries.draining;
-    if (draining !== null && draining.key === s.key) time = Math.min(time ?? Infinity, idTime(draining.id));
+    if (draining !== null && draining.key === s.key && isEvent(draining)) time = Math.min(time ?? Infinity, idTime(draining.id));
     const spilled = this.#entries.spilled.get(s.key);
     if (spilled !== undefined) time = Math.min(time ?? Infinity, idTime(spilled.ids?.[0] ?? spilled.after));
     return time;

@@ -38,16 +38,20 @@ const MAX_ERROR_MESSAGE = 16_384;
 /** A timer of `ctx.wakeAt`: its id in the session (1, 2, ...), its time (Redis' clock, ms), its payload encoded. */
 export type Timer = SessionTimer;
 
-/** A `ctx.checkpoint()` call, kept until the outputs yielded before it are queued: the session's state then, encoded, or why it could not be. */
+/**
+ * A `ctx.checkpoint()` call, kept until the outputs yielded before it are queued: the session's state then,
+ * encoded, or why it could not be. One that succeeded stands for the end of the handler's step (it is made when
+ * the handler takes its next input), so that a restore does what the step did after the call.
+ */
 export interface CheckpointCall {
   /** Entries of the log its handler had taken (its timers not counted). */
   readonly entries: number;
-  /** The rule's state at the call: the latest time taken, inputs taken, timers made, and those not taken. */
+  /** The rule's state at the step's end: the latest time taken, inputs taken, timers made, and those not taken. */
   readonly last: number;
   readonly events: number;
   readonly timers: number;
   readonly pending: Timer[];
-  /** Outputs the instance had yielded. */
+  /** Outputs the instance had yielded (by the step's end; for a failed call, by the call). */
   readonly yielded: number;
   readonly state?: Buffer | string;
   readonly error?: Error;
@@ -82,25 +86,38 @@ export class Checkpoints implements SessionHooks {
     readonly encode: (state: unknown, pending: readonly Timer[]) => Buffer | string,
     readonly encodePayload: (payload: unknown) => Buffer | string,
   ) {}
+  /**
+   * The latest checkpoint of the handler's current step, encoded: a call until the step ends (the handler takes its
+   * next input). What the step does after the call (outputs, timers, a return or a throw) is not in the handler's
+   * state: a snapshot committed before it would restore a session that never does it. A step that ends the session
+   * (a return, a throw) needs none: the session's end removes its snapshot.
+   */
+  #step: Buffer | string | null = null;
   checkpoint(state: unknown, _taken: number, yielded: number): void {
-    const rule = this.rule;
-    const pending = [...rule.timers];
-    const at = { entries: this.entries, last: rule.last, events: rule.events, timers: rule.timerCount, pending, yielded };
     let encoded: Buffer | string;
     try {
-      encoded = this.encode(state, pending);
+      encoded = this.encode(state, this.rule.timers);
     } catch (error) {
-      this.calls.push({ ...at, error: error as Error });
+      // The session fails at this point of its outputs (also if the handler catches the error).
+      const rule = this.rule;
+      const at = { entries: this.entries, last: rule.last, events: rule.events, timers: rule.timerCount, yielded };
+      this.calls.push({ ...at, pending: [...rule.timers], error: error as Error });
       this.onCall?.();
       throw error;
     }
-    this.calls.push({ ...at, state: encoded });
-    this.onCall?.();
+    this.#step = encoded;
   }
   attach(): void {
     this.attached = true;
   }
-  next(): { value: unknown } | 'end' | undefined {
+  next(yielded: number): { value: unknown } | 'end' | undefined {
+    if (this.#step !== null) {
+      const rule = this.rule;
+      const at = { entries: this.entries, last: rule.last, events: rule.events, timers: rule.timerCount, yielded };
+      this.calls.push({ ...at, pending: [...rule.timers], state: this.#step });
+      this.#step = null;
+      this.onCall?.();
+    }
     return this.onNext?.();
   }
   waiting(): void {

@@ -89,9 +89,10 @@ export interface Commit {
   /** With `check`: each ended session's last output seq (0: none), in the order of `ended`. */
   readonly endedSeqs?: readonly number[];
   /**
-   * For local delivery: a number unique per commit within the lease. The result then has `ids`, and the commit
-   * is idempotent: a retry of a commit that was applied (its reply lost) changes nothing and gets the ids the
-   * first call wrote.
+   * A number unique per commit within the lease (the worker sends one with every commit). The result then has
+   * `ids` (for local delivery), and the commit is idempotent: a retry of a commit that was applied (its reply
+   * lost) changes nothing and gets the ids the first call wrote. Without it, a retry of a commit that ended a
+   * session would write that session's outputs again (its high-water mark went with it).
    */
   readonly serial?: number;
   /**

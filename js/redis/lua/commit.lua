@@ -5,8 +5,8 @@
 -- before it and the acks of the entries it covers; an ended session's snapshot goes with its high-water mark. An output whose seq is not above its session's high-water mark
 -- was written before (by an earlier owner, or this one before a replay):
 -- skipped. Returns {ids, divergences}.
--- - serial (local delivery; '' without, and then no ids come back): ids are the entries written ('' for
---   one skipped), and the commit key remembers the last commit; a retry of
+-- - serial (the worker always sends one; '' without, and then no ids come back): ids are the entries written
+--   ('' for one skipped), and the commit key remembers the last commit; a retry of
 --   that same commit (its reply was lost) changes nothing and gets the ids
 --   it wrote (they are contiguous in the output stream: one script wrote them).
 -- - check ('1': checkReplay): each output written keeps "<id> <sha1>" in the
