@@ -86,6 +86,9 @@ export function scenario(seed) {
   const maxConcurrent = pick([1, 2, 3, 8]);
   // (Drawn last: the draws before it make the same scenarios as before trims were drawn.)
   limits.trimInterval = pick([0, 0, 50, 500]);
+  // A crash just after a commit applied (before its reply), at the first dozen: where a checkpoint has just been
+  // committed and the handler goes on from it. (Drawn last, as trims.)
+  faults.crashAfterCommits = chance(0.5) ? [int(1, 12)] : [];
   return { events, idleTimeout: idle, maxConcurrent, limits, faults };
 }
 
@@ -163,6 +166,7 @@ export const FAULT_KINDS = ['crash', 'pause', 'lost', 'refused', 'delay', 'slow'
 export async function runSeed(seed, { trace, only = FAULT_KINDS } = {}) {
   const s = scenario(seed);
   for (const kind of FAULT_KINDS) if (!only.includes(kind) && kind !== 'slow') s.faults[kind] = 0;
+  if (!only.includes('crash')) s.faults.crashAfterCommits = [];
   return runScenario(seed, s, { trace, slow: only.includes('slow') });
 }
 
