@@ -4,8 +4,15 @@ import { cutText, readString, textOf } from '../text';
 import { type Codec, encodeChecked } from './codec';
 import { CheckpointTooLargeError, type SessionLimitError, sessionAgeError, sessionEventsError } from '../errors';
 import { idTime } from './log-ids';
-import { type SessionLimits, type SessionState, type SessionTimer, addTimer, roomForTimer } from './session-rules';
-import type { InputEntry, Snapshot } from './transport';
+import {
+  type EndReason,
+  type SessionLimits,
+  type SessionState,
+  type SessionTimer,
+  addTimer,
+  roomForTimer,
+} from './session-rules';
+import type { InputEntry, SessionEnd, Snapshot } from './transport';
 import type { SessionScope } from './trace-context';
 import type { ClockTimer } from './clock';
 
@@ -131,6 +138,10 @@ export class Session<I, O> {
   readonly rule: SessionState;
   /** Why the worker ended its input, if it did; its error is its last output if its handler read to that end. */
   stop: Stop | undefined;
+  /** The rule's end of its input, when the rule ended it (for `checkReplay`'s record of where it ended). */
+  endedBy: EndReason | undefined = undefined;
+  /** The last input its handler took, as `SessionEnd.last` names it (undefined: none yet, with hooks; or no hooks). */
+  lastInput: string | undefined = undefined;
   /** Its outputs are all forwarded (the handler has finished). */
   forwardDone = false;
   ageTimer: ClockTimer | null = null;
@@ -192,6 +203,19 @@ export class Session<I, O> {
   get start(): number {
     return this.rule.start;
   }
+}
+
+/**
+ * Where the session ended, for `checkReplay` to compare with another run's end of its sid: why its input ended
+ * (the rule's end, an input it could not decode, else its handler's throw or return), and the last input it
+ * took; with hooks as the rule gave them, without (a pipe: no timers) the last entry it keeps (`acks`, markers
+ * aside), which is also a new session's first entry when its handler took none.
+ */
+export function sessionEnd(s: Session<unknown, unknown>, acks: readonly string[]): SessionEnd {
+  const reason = s.endedBy ?? (s.stop?.kind === 'decode' ? 'decode' : s.failed ? 'throw' : 'return');
+  let last = s.lastInput;
+  for (let i = acks.length - 1; last === undefined && i >= 0; i--) if (s.markers?.has(acks[i]) !== true) last = acks[i];
+  return { reason, last: last ?? '' };
 }
 
 /** The time of a session's first entry, from its sid (`<key>@<entry id>`). */

@@ -1,6 +1,20 @@
 // What velo-stream/redis stores, as bytes: the fields of input entries and checkpoints' values, read and written
 // by the Redis log (redis-log.ts) and the in-memory one (memory-log.ts) alike, so the two cannot parse apart.
-import type { InputEntry, Snapshot } from './transport';
+import type { InputEntry, SessionEnd, Snapshot } from './transport';
+
+/** A session's end as stored (checkReplay): `<reason> <last input>`, compared as a string with a later end of its sid. */
+export function endValue(end: SessionEnd): string {
+  return `${end.reason} ${end.last}`;
+}
+
+/** A stored end, read back for a divergence's `committed` (a reason of another version is passed on as written). */
+export function parseEnd(value: string): SessionEnd {
+  const space = value.indexOf(' ');
+  return {
+    reason: (space < 0 ? value : value.slice(0, space)) as SessionEnd['reason'],
+    last: space < 0 ? '' : value.slice(space + 1),
+  };
+}
 
 /**
  * A checkpoint as stored: a JSON header (`seq`, `last`, `events`) on one line, then the state's bytes. A state the
