@@ -186,7 +186,7 @@ test('leases: held, renewed, released; fenced after expiry and after a takeover;
 });
 
 test('commit: outputs once per (sid, seq) by high-water mark, checkpoints, ended sessions forgotten, snapshots', async () => {
-  await contract(async (side, call) => {
+  const record = await contract(async (side, call) => {
     const { log } = side;
     const [e1, e2, e3] = await side.append(0, [ev('a', 1), ev('a', 2), ev('b', 3)]);
     const lease = await call('acquire', log.acquire(0, 'w1', 10_000));
@@ -203,6 +203,7 @@ test('commit: outputs once per (sid, seq) by high-water mark, checkpoints, ended
       state: Buffer.from('{"total":3}'),
       timers: 2,
       pending: [[2, 99, Buffer.from('later')]],
+      lastInput: e2,
     };
     await call(
       'commit outputs and a checkpoint',
@@ -236,6 +237,8 @@ test('commit: outputs once per (sid, seq) by high-water mark, checkpoints, ended
     );
     await call('outputs', side.outputs(0));
   });
+  // A checkpoint keeps its session's last input (for checkReplay's record of where it ends after a restore).
+  assert.equal(record.find(([label]) => label === 'snapshots')[1][0].lastInput, '#2');
 });
 
 test('commit: a retry by serial returns the first call ids and writes nothing; a new serial writes', async () => {

@@ -622,18 +622,19 @@ export class SessionLimitError extends Error {
   }
 }
 
-/** An output as a local consumer or a divergence report sees it: a value, or a handler's failure. */
 /**
  * Where a Redis session ended (`ReplayDivergedError.ends`): why its input ended (`idle`, `age`, `events`: the
  * session rule; `decode`: an input its codec could not decode; `throw`: its handler threw, or an output or
  * checkpoint could not be encoded; `return`: its handler returned) and the last input it took (an entry id,
- * `t<n>` for its n-th timer, `''` for none since its restore).
+ * `t<n>` for its n-th timer; `''` only for a session restored from a snapshot of an earlier version that took
+ * nothing after it).
  */
 export interface SessionEnd {
   readonly reason: 'idle' | 'age' | 'events' | 'decode' | 'throw' | 'return';
   readonly last: string;
 }
 
+/** An output as a local consumer or a divergence report sees it: a value, or a handler's failure. */
 export type OutputContent<O = unknown> =
   | {
       /** The output, decoded. */

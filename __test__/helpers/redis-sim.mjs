@@ -3,7 +3,8 @@
 // and around the boundaries, chained timers, checkpoints, a return or a throw), the worker's limits (small reads,
 // buffers and slots, to force the held and spilled paths) and faults (crashes, pauses past the lease, lost,
 // refused and late replies). The oracle: the same log run calm (no fault, the handler never delayed) must make
-// the same sessions and outputs; and in both, every (sid, seq) once and in order, nothing left in the log's
+// the same sessions and outputs, and (with checkReplay) end each session where the calm run did, by its kept
+// ends; and in both, every (sid, seq) once and in order, nothing left in the log's
 // bookkeeping, no buffer over its bound, no divergence reported, no error but lost connections and fencing.
 import { streamFn } from 'velo-stream';
 import { simulate } from '#testing';
@@ -188,7 +189,28 @@ export async function runScenario(seed, s, { trace, slow = true } = {}) {
   const actual = sessions(faulty);
   if (JSON.stringify(expected) !== JSON.stringify(actual))
     problems.push('the faulty run made other sessions or outputs than the calm one');
+  // Ends a trim removed in one run and not the other are not compared.
+  const calmEnds = endsOf(calm);
+  for (const [sid, end] of endsOf(faulty)) {
+    const first = calmEnds.get(sid);
+    if (first !== undefined && first !== end) problems.push(`faulty: ${sid} ended ${end}, calm ${first}`);
+  }
   return { ok: problems.length === 0, problems, expected, actual, stats: faulty.stats, scenario: s };
+}
+
+/** The ends a run kept (checkReplay), with entry ids as `e<index of the event>` (ids differ between runs). */
+function endsOf(result) {
+  const index = new Map(result.ids.map((id, i) => [id, i]));
+  const named = (id) => (index.has(id) ? `e${index.get(id)}` : id);
+  const ends = new Map();
+  for (const partition of result.ends) {
+    for (const [sid, end] of partition) {
+      const at = sid.lastIndexOf('@');
+      const space = end.indexOf(' ');
+      ends.set(`${sid.slice(0, at)}@${named(sid.slice(at + 1))}`, `${end.slice(0, space)} ${named(end.slice(space + 1))}`);
+    }
+  }
+  return ends;
 }
 
 /**

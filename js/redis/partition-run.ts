@@ -523,7 +523,7 @@ export class PartitionRun<I, O> {
   /** Gives the session its first timer (taken by the rule): its payload, or `'end'` if its codec cannot decode it. */
   #giveTimer(s: Session<I, O>, timer: Timer): { value: unknown } | 'end' {
     take(s.rule, timer.time, timer);
-    s.lastInput = `t${timer.id}`;
+    (s.checkpoints as Checkpoints).lastInput = `t${timer.id}`;
     this.#writes.clearTimer(s, timer.id);
     s.wokenBefore.delete(timer.id);
     try {
@@ -547,7 +547,7 @@ export class PartitionRun<I, O> {
     const entry = s.sent[s.given];
     take(s.rule, idTime(entry.id));
     // With hooks, given is taken (without, its handler takes it later: `#ended` reads what it took).
-    if (s.checkpoints?.attached === true) s.lastInput = entry.id;
+    if (s.checkpoints?.attached === true) s.checkpoints.lastInput = entry.id;
     if (entry === s.poison) {
       // The session keeps it (acked with its entries): out of its input.
       s.sent.splice(s.given, 1);
@@ -674,6 +674,7 @@ export class PartitionRun<I, O> {
       (state, pending) => encodeCheckpoint(w.codec, w.maxCheckpointBytes, sid, state, pending),
       (payload) => encodeChecked(w.codec, payload, w.maxEventBytes, `wake-up payload of session ${JSON.stringify(sid)}`),
     );
+    if (snapshot !== undefined && broken === undefined) checkpoints.lastInput = snapshot.lastInput;
     let stream: StreamKind<I, O>;
     // Traced (a tracer provider is registered): the session's span is a root span, linked to its events' producers.
     const scope = sessionScope();

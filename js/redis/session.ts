@@ -54,6 +54,8 @@ export interface CheckpointCall {
   readonly events: number;
   readonly timers: number;
   readonly pending: Timer[];
+  /** The last input taken (`Checkpoints.lastInput`). */
+  readonly input: string | undefined;
   /** Outputs the instance had yielded. */
   readonly yielded: number;
   readonly state?: Buffer | string;
@@ -71,6 +73,11 @@ export class Checkpoints implements SessionHooks {
   onCall: (() => void) | null = null;
   /** Entries of the log its handler has taken (the run counts them as it gives them). */
   entries = 0;
+  /**
+   * The last input its handler took, as `SessionEnd.last` names it (an entry id, `t<id>` for a timer; the run
+   * sets it as it gives them, a restore from its checkpoint), for `checkReplay`'s record of where it ended.
+   */
+  lastInput: string | undefined = undefined;
   /** Arms a new timer (set once the session exists). */
   onTimer: ((timer: Timer) => void) | null = null;
   /** The stream uses these hooks: its handler asks for each input (`next`). */
@@ -92,7 +99,15 @@ export class Checkpoints implements SessionHooks {
   checkpoint(state: unknown, _taken: number, yielded: number): void {
     const rule = this.rule;
     const pending = [...rule.timers];
-    const at = { entries: this.entries, last: rule.last, events: rule.events, timers: rule.timerCount, pending, yielded };
+    const at = {
+      entries: this.entries,
+      last: rule.last,
+      events: rule.events,
+      timers: rule.timerCount,
+      pending,
+      input: this.lastInput,
+      yielded,
+    };
     let encoded: Buffer | string;
     try {
       encoded = this.encode(state, pending);
@@ -140,8 +155,6 @@ export class Session<I, O> {
   stop: Stop | undefined;
   /** The rule's end of its input, when the rule ended it (for `checkReplay`'s record of where it ended). */
   endedBy: EndReason | undefined = undefined;
-  /** The last input its handler took, as `SessionEnd.last` names it (undefined: none yet, with hooks; or no hooks). */
-  lastInput: string | undefined = undefined;
   /** Its outputs are all forwarded (the handler has finished). */
   forwardDone = false;
   ageTimer: ClockTimer | null = null;
@@ -208,12 +221,12 @@ export class Session<I, O> {
 /**
  * Where the session ended, for `checkReplay` to compare with another run's end of its sid: why its input ended
  * (the rule's end, an input it could not decode, else its handler's throw or return), and the last input it
- * took; with hooks as the rule gave them, without (a pipe: no timers) the last entry it keeps (`acks`, markers
- * aside), which is also a new session's first entry when its handler took none.
+ * took; with hooks as the rule gave them (restored with its checkpoint), without (a pipe: no timers) the last
+ * entry it keeps (`acks`, markers aside), which is also a new session's first entry when its handler took none.
  */
 export function sessionEnd(s: Session<unknown, unknown>, acks: readonly string[]): SessionEnd {
   const reason = s.endedBy ?? (s.stop?.kind === 'decode' ? 'decode' : s.failed ? 'throw' : 'return');
-  let last = s.lastInput;
+  let last = s.checkpoints?.lastInput;
   for (let i = acks.length - 1; last === undefined && i >= 0; i--) if (s.markers?.has(acks[i]) !== true) last = acks[i];
   return { reason, last: last ?? '' };
 }
@@ -294,6 +307,7 @@ export function checkpointOf(s: Session<unknown, unknown>, call: CheckpointCall)
     state: call.state as Buffer | string,
     timers: call.timers,
     pending: call.pending.map((t) => [t.id, t.time, t.payload] as const),
+    lastInput: call.input,
   };
   return { acks, checkpoint };
 }

@@ -75,6 +75,8 @@ export interface Snapshot {
   readonly timers?: number;
   /** Those of them not known to have fired, as `[id, time, payload]` (the payload by the codec). */
   readonly pending?: readonly (readonly [number, number, Buffer | string])[];
+  /** The last input it had taken (`SessionEnd.last`), so that its end names it after a restore (absent in older snapshots). */
+  readonly lastInput?: string;
   /** As read by a new owner: outputs of the session written so far (its high-water mark, at least `seq`). */
   readonly written?: number;
   /** As read by a new owner: why its header could not be read (corrupt); the session then fails at its restore. */
