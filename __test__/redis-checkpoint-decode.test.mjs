@@ -41,6 +41,10 @@ for (const [what, rewrite] of [
   ['a snapshot whose header is garbage', () => 'garbage'],
   ['an empty snapshot', () => ''],
   ['a snapshot whose header is JSON of the wrong shape', (_header, state) => `{"seq":"x"}\n${state}`],
+  [
+    'a snapshot whose last input is not a string',
+    (header, state) => `${JSON.stringify({ ...JSON.parse(header), input: 7 })}\n${state}`,
+  ],
   // A pending timer's payload is part of the snapshot: it failed the session later, as an undecodable entry of
   // an id no log holds, with nothing sent to onError.
   [
@@ -67,7 +71,10 @@ for (const [what, rewrite] of [
     const b = worker(name, errorsB);
     try {
       await producer.sendMany([25, 26].map((n) => ['k', { n }]));
-      await eventually(async () => (await readAllOutputs(client, name, 1)).length === 25 + 1 + 7, 'the failure and the next session\'s outputs');
+      await eventually(
+        async () => (await readAllOutputs(client, name, 1)).length === 25 + 1 + 7,
+        "the failure and the next session's outputs",
+      );
       const outputs = await readAllOutputs(client, name, 1);
       const failed = outputs.filter((o) => o.sid === sid);
       assert.equal(failed.length, 26);
@@ -77,11 +84,23 @@ for (const [what, rewrite] of [
       // The next session: the 5 events the checkpoint did not cover and the 2 new ones, from a fresh state.
       const next = outputs.filter((o) => o.sid !== sid);
       assert.equal(new Set(next.map((o) => o.sid)).size, 1);
-      assert.deepEqual(next.map((o) => o.value), expectedTotals([20, 21, 22, 23, 24, 25, 26]));
-      assert.deepEqual(next.map((o) => o.seq), [1, 2, 3, 4, 5, 6, 7]);
-      assert.deepEqual(errorsB.map((e) => e.code), ['ERR_VELO_DECODE']);
+      assert.deepEqual(
+        next.map((o) => o.value),
+        expectedTotals([20, 21, 22, 23, 24, 25, 26]),
+      );
+      assert.deepEqual(
+        next.map((o) => o.seq),
+        [1, 2, 3, 4, 5, 6, 7],
+      );
+      assert.deepEqual(
+        errorsB.map((e) => e.code),
+        ['ERR_VELO_DECODE'],
+      );
       // The failed session's snapshot is gone with it; the next session holds its 7 events.
-      await eventually(async () => (await client.hLen(`velo:{${name}:p0}:ckpt`)) === 0 && (await pendingCount(client, name, 1)) === 7, 'the failed session ended');
+      await eventually(
+        async () => (await client.hLen(`velo:{${name}:p0}:ckpt`)) === 0 && (await pendingCount(client, name, 1)) === 7,
+        'the failed session ended',
+      );
     } finally {
       await b.close();
     }

@@ -25,6 +25,16 @@ function redisSide() {
     sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
     append: async (p, events) => (await appendEvents(client, keys, p, events)).ids,
     outputs: async (p) => outputIds(await client.sendCommand(['XRANGE', keys.output(p), '-', '+'], BUFFERS)),
+    ends: async (p) => {
+      const ends = Object.entries(await client.hGetAll(keys.ends(p)));
+      // Each sid in the hash has its score in the sorted set (the trim finds the old ones by it), and only those.
+      assert.deepEqual(
+        (await client.zRange(keys.ended(p), 0, -1)).sort(),
+        ends.map(([sid]) => sid).sort(),
+        'ends and their index',
+      );
+      return ends.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    },
     done: async () => {
       await log.close();
       assert.deepEqual(errors, [], 'no connection error');
@@ -43,6 +53,7 @@ function memorySide() {
     sleep: (ms) => runUntil(clock, sleepOn(clock, ms)),
     append: async (p, events) => store.append(p, events),
     outputs: async (p) => outputIds(store.outputs(p)),
+    ends: async (p) => [...store.ends(p)].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
     done: () => log.close(),
   };
 }
@@ -55,7 +66,7 @@ const committed = (promise) =>
   promise.then(({ ids, diverged }) => ({
     ids: ids.map((id) => (id === null ? null : `out:${id}`)),
     diverged: diverged.map((d) =>
-      d.committed === undefined ? d : { ...d, committed: { ...d.committed, id: `out:${d.committed.id}` } },
+      d.kind !== 'output' || d.committed === undefined ? d : { ...d, committed: { ...d.committed, id: `out:${d.committed.id}` } },
     ),
   }));
 
@@ -175,7 +186,7 @@ test('leases: held, renewed, released; fenced after expiry and after a takeover;
 });
 
 test('commit: outputs once per (sid, seq) by high-water mark, checkpoints, ended sessions forgotten, snapshots', async () => {
-  await contract(async (side, call) => {
+  const record = await contract(async (side, call) => {
     const { log } = side;
     const [e1, e2, e3] = await side.append(0, [ev('a', 1), ev('a', 2), ev('b', 3)]);
     const lease = await call('acquire', log.acquire(0, 'w1', 10_000));
@@ -192,6 +203,7 @@ test('commit: outputs once per (sid, seq) by high-water mark, checkpoints, ended
       state: Buffer.from('{"total":3}'),
       timers: 2,
       pending: [[2, 99, Buffer.from('later')]],
+      lastInput: e2,
     };
     await call(
       'commit outputs and a checkpoint',
@@ -225,6 +237,8 @@ test('commit: outputs once per (sid, seq) by high-water mark, checkpoints, ended
     );
     await call('outputs', side.outputs(0));
   });
+  // A checkpoint keeps its session's last input (for checkReplay's record of where it ends after a restore).
+  assert.equal(record.find(([label]) => label === 'snapshots')[1][0].lastInput, '#2');
 });
 
 test('commit: a retry by serial returns the first call ids and writes nothing; a new serial writes', async () => {
@@ -304,6 +318,76 @@ test('commit with check: output and count divergences, digests forgotten with th
       log.commit(lease, { outputs: [], acks: [], ended: [sid], endedSeqs: [1], check: true }),
     );
   });
+});
+
+test('commit with check: each end kept, a later end of the sid compared with it (kind boundary), the first kept; trimmed with the input', async () => {
+  const record = await contract(async (side, call) => {
+    const { log } = side;
+    // Three ms apart, so the trim can tell their sessions' first entries apart.
+    const [e1, e2] = await side.append(0, [ev('a', 1), ev('a', 2)]);
+    await side.sleep(3);
+    const [e3] = await side.append(0, [ev('b', 3)]);
+    await side.sleep(3);
+    const lease = await call('acquire', log.acquire(0, 'w1', 10_000));
+    await call('read', log.read(lease, '>', 10));
+    const a = `a@${e1}`;
+    const b = `b@${e3}`;
+    const end = (sid, reason, last, check = true) => ({
+      outputs: [],
+      acks: [],
+      ended: [sid],
+      endedSeqs: [0],
+      endedAt: [{ reason, last }],
+      check,
+    });
+    await call('a ends by idle after e2', log.commit(lease, end(a, 'idle', e2)));
+    await call('the same end again (a retry): nothing', log.commit(lease, end(a, 'idle', e2)));
+    await call('ended by return instead', log.commit(lease, end(a, 'return', e2)));
+    await call(
+      'ended after e1, and b ends: only a flagged',
+      log.commit(lease, {
+        outputs: [],
+        acks: [],
+        ended: [b, a],
+        endedSeqs: [0, 0],
+        endedAt: [
+          { reason: 'events', last: 't2' },
+          { reason: 'idle', last: e1 },
+        ],
+        check: true,
+      }),
+    );
+    await call('without check: neither compared nor kept', log.commit(lease, end(`a@${e2}`, 'idle', e2, false)));
+    await call(
+      'with check, no end given: nothing kept',
+      log.commit(lease, { ...end(`b@${e2}`, 'idle', e2), endedAt: undefined }),
+    );
+    await call('the ends kept: the first of each', side.ends(0));
+    await call('ack a', log.commit(lease, { outputs: [], acks: [e1, e2], ended: [] }));
+    await call('trim to e3', log.trim(lease));
+    await call("a's end went with its entries; b's stays", side.ends(0));
+    await call('a ends elsewhere again: nothing to compare with, kept anew', log.commit(lease, end(a, 'return', e1)));
+    await call('ack b', log.commit(lease, { outputs: [], acks: [e3], ended: [] }));
+    await side.sleep(3);
+    const [e4] = await side.append(0, [ev('c', 4)]);
+    await call('read e4', log.read(lease, '>', 10));
+    await call('ack e4', log.commit(lease, { outputs: [], acks: [e4], ended: [] }));
+    await call('trim to the last delivered', log.trim(lease));
+    await call('every end older than e4 went', side.ends(0));
+  });
+  const at = (label) => record.find(([l]) => l === label)[1];
+  assert.deepEqual(at('ended by return instead').diverged, [
+    { kind: 'boundary', index: 0, committed: { reason: 'idle', last: '#2' } },
+  ]);
+  assert.deepEqual(at('ended after e1, and b ends: only a flagged').diverged, [
+    { kind: 'boundary', index: 1, committed: { reason: 'idle', last: '#2' } },
+  ]);
+  assert.deepEqual(at('the ends kept: the first of each'), [
+    ['a@#1', 'idle #2'],
+    ['b@#3', 'events t2'],
+  ]);
+  assert.deepEqual(at("a's end went with its entries; b's stays"), [['b@#3', 'events t2']]);
+  assert.deepEqual(at('every end older than e4 went'), []);
 });
 
 test('wake: due or not yet, once per (sid, timer id), forgotten when the session ends; close markers and ticks', async () => {

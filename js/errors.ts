@@ -187,7 +187,7 @@ export const ERROR_CODES = {
   ERR_VELO_REPLAY_DIVERGED: {
     class: 'ReplayDivergedError',
     from: 'velo-stream/redis (checkReplay)',
-    when: 'A replay made an output other than the one committed before, or fewer outputs.',
+    when: 'A replay made an output other than the one committed before, or fewer outputs, or ended a session elsewhere or for another reason.',
     action: 'Make the handler deterministic over its inputs (time from entry ids, not `Date.now()`).',
   },
   ERR_VELO_ON_OUTPUT: {
@@ -622,6 +622,18 @@ export class SessionLimitError extends Error {
   }
 }
 
+/**
+ * Where a Redis session ended (`ReplayDivergedError.ends`): why its input ended (`idle`, `age`, `events`: the
+ * session rule; `decode`: an input its codec could not decode; `throw`: its handler threw, or an output or
+ * checkpoint could not be encoded; `return`: its handler returned) and the last input it took (an entry id,
+ * `t<n>` for its n-th timer; `''` only for a session restored from a snapshot of an earlier version that took
+ * nothing after it).
+ */
+export interface SessionEnd {
+  readonly reason: 'idle' | 'age' | 'events' | 'decode' | 'throw' | 'return';
+  readonly last: string;
+}
+
 /** An output as a local consumer or a divergence report sees it: a value, or a handler's failure. */
 export type OutputContent<O = unknown> =
   | {
@@ -644,31 +656,36 @@ export type OutputContent<O = unknown> =
  * Reported to `onError` by a worker with `checkReplay` when a replayed session does not make the outputs its
  * earlier run committed: `kind: 'output'`, output `seq` differs from the committed one (both are given,
  * decoded); `kind: 'count'`, the session ended with fewer outputs than were committed (`seq` is the first one
- * it did not make again). What was committed first stays, for every reader: the check changes nothing in Redis.
+ * it did not make again); `kind: 'boundary'`, a session that had ended was ended again after another last input
+ * or for another reason (both ends in `ends`). What was committed first stays, for every reader: the check
+ * changes nothing in Redis.
  */
 export class ReplayDivergedError extends Error {
   /** The error's stable code: compare it rather than the class across copies of the module. */
   readonly code = 'ERR_VELO_REPLAY_DIVERGED' as const;
-  /** `'output'`: an output differs; `'count'`: the session ended with fewer outputs. */
-  readonly kind: 'output' | 'count';
+  /** `'output'`: an output differs; `'count'`: the session ended with fewer outputs; `'boundary'`: it ended elsewhere. */
+  readonly kind: 'output' | 'count' | 'boundary';
   /** The session's partition. */
   readonly partition: number;
   /** The session's key. */
   readonly key: string;
   /** The session: `<key>@<id of its first input entry>`. */
   readonly sid: string;
-  /** The output's seq (for `'count'`, the first one the replay did not make). */
+  /** The output's seq (for `'count'`, the first one the replay did not make; for `'boundary'`, its last output, 0: none). */
   readonly seq: number;
   /** The committed output (undefined if its entry is gone from the output stream, or for `kind: 'count'`). */
   readonly committed: OutputContent | undefined;
   /** What the replay made instead (undefined for `kind: 'count'`). */
   readonly replayed: OutputContent | undefined;
+  /** For `kind: 'boundary'`: where the session ended first (kept) and where the replay ended it. */
+  readonly ends: { readonly committed: SessionEnd; readonly replayed: SessionEnd } | undefined;
   constructor(
-    kind: 'output' | 'count',
+    kind: 'output' | 'count' | 'boundary',
     where: { partition: number; key: string; sid: string; seq: number },
     message: string,
     committed?: OutputContent,
     replayed?: OutputContent,
+    ends?: { committed: SessionEnd; replayed: SessionEnd },
   ) {
     super(message);
     this.name = 'ReplayDivergedError';
@@ -679,6 +696,7 @@ export class ReplayDivergedError extends Error {
     this.seq = where.seq;
     this.committed = committed;
     this.replayed = replayed;
+    this.ends = ends;
   }
 }
 

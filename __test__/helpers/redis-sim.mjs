@@ -4,7 +4,8 @@
 // limits (small reads, buffers and slots, to force the held and spilled paths) and faults (crashes, pauses past the
 // lease, lost, refused and late replies). The oracle: the reference model (session-model.mjs), on the entry ids
 // each run's log gave the events; the run without faults (the handler never delayed) must make the same sessions
-// and outputs as the faulty one too; and in both, every (sid, seq) once and in order, nothing left in the log's
+// and outputs as the faulty one too, and (with checkReplay) end each session where the calm run did, by its kept
+// ends; and in both, every (sid, seq) once and in order, nothing left in the log's
 // bookkeeping, no buffer over its bound, no divergence reported, no error but lost connections and fencing.
 import { streamFn } from 'velo-stream';
 import { simulate } from '#testing';
@@ -196,7 +197,28 @@ export async function runScenario(seed, s, { trace, slow = true } = {}) {
     problems.push("the faulty run made other sessions or outputs than the model's");
   if (JSON.stringify(expected) !== JSON.stringify(actual))
     problems.push('the faulty run made other sessions or outputs than the calm one');
+  // Ends a trim removed in one run and not the other are not compared.
+  const calmEnds = endsOf(calm);
+  for (const [sid, end] of endsOf(faulty)) {
+    const first = calmEnds.get(sid);
+    if (first !== undefined && first !== end) problems.push(`faulty: ${sid} ended ${end}, calm ${first}`);
+  }
   return { ok: problems.length === 0, problems, expected, actual, model, stats: faulty.stats, scenario: s };
+}
+
+/** The ends a run kept (checkReplay), with entry ids as `e<index of the event>` (ids differ between runs). */
+function endsOf(result) {
+  const index = new Map(result.ids.map((id, i) => [id, i]));
+  const named = (id) => (index.has(id) ? `e${index.get(id)}` : id);
+  const ends = new Map();
+  for (const partition of result.ends) {
+    for (const [sid, end] of partition) {
+      const at = sid.lastIndexOf('@');
+      const space = end.indexOf(' ');
+      ends.set(`${sid.slice(0, at)}@${named(sid.slice(at + 1))}`, `${end.slice(0, space)} ${named(end.slice(space + 1))}`);
+    }
+  }
+  return ends;
 }
 
 /**

@@ -56,6 +56,7 @@ import {
   SessionLimitError,
   type RedisProducerOptions,
   type SessionLimitCode,
+  type SessionEnd,
   redisMaterialize,
   redisOutputs,
   redisProducer,
@@ -120,6 +121,11 @@ const local = redisWorker(alerts, {
   onError(error) {
     if (error instanceof ReplayDivergedError)
       console.log(error.code, error.kind, error.sid, error.seq, error.committed, error.replayed);
+    if (error instanceof ReplayDivergedError && error.kind === 'boundary' && error.ends !== undefined) {
+      const first: SessionEnd = error.ends.committed;
+      const reason: 'idle' | 'age' | 'events' | 'decode' | 'throw' | 'return' = error.ends.replayed.reason;
+      console.log(first.last, reason);
+    }
     if (error instanceof OnOutputError) console.log(error.code, error.output, error.cause);
     if (error instanceof CloseTimeoutError) {
       const code: 'ERR_VELO_CLOSE_TIMEOUT' = error.code;

@@ -33,6 +33,7 @@ export {
   SendError,
   SessionLimitError,
   type SessionLimitCode,
+  type SessionEnd,
 } from '../errors';
 export { fnv1a } from './options';
 export type { RedisOptions } from './options';

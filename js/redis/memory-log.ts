@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { FencedError } from '../errors';
 import type { Clock } from './clock';
-import { inputEntries, parseSnapshot, snapshotValue } from './stored';
+import { endValue, inputEntries, parseEnd, parseSnapshot, snapshotValue } from './stored';
 import type {
   Commit,
   CommitResult,
@@ -122,6 +122,8 @@ class PartitionState {
   readonly ckpt = new Map<string, Buffer>();
   /** sid -> the timer ids whose wake-ups were written. */
   readonly timers = new Map<string, Set<number>>();
+  /** sid -> where it ended, as stored (checkReplay); with the ms of its first entry, by which a trim drops it. */
+  readonly ends = new Map<string, { value: string; ms: number }>();
 
   inputStream(): Stream {
     return (this.input ??= new Stream());
@@ -139,6 +141,12 @@ export interface PartitionLeftovers {
 
 const READ_FENCED = 'the lease is gone: another worker owns the partition, or it expired';
 const SCRIPT_FENCED = 'the lease is gone: another worker owns the partition';
+
+/** The ms of a sid's first entry (`<key>@<ms>-<seq>`), as commit.lua scores it; 0 if it has none. */
+function sidMs(sid: string): number {
+  const match = /@(\d+)-\d+$/.exec(sid);
+  return match === null ? 0 : Number(match[1]);
+}
 
 function digest(field: string, data: Buffer | string): string {
   return createHash('sha1').update(field).update(data).digest('hex');
@@ -216,6 +224,11 @@ export class MemoryStore {
       ckpt: [...s.ckpt.keys()],
       timers: [...s.timers.keys()],
     };
+  }
+
+  /** The ends a partition keeps for checkReplay (sid -> `<reason> <last input>`): kept after their sessions, until a trim. */
+  ends(partition: number): Map<string, string> {
+    return new Map([...this.#part(partition).ends].map(([sid, e]) => [sid, e.value]));
   }
 
   /** The token of the lease on the partition, or null if none is live. */
@@ -358,7 +371,9 @@ export class MemoryStore {
     const s = this.#owned(lease);
     const group = s.group as Group;
     const oldest = group.pending.values().next();
-    return s.inputStream().trimBefore(oldest.done === true ? group.delivered : oldest.value);
+    const min = oldest.done === true ? group.delivered : oldest.value;
+    for (const [sid, end] of s.ends) if (end.ms < min[0]) s.ends.delete(sid);
+    return s.inputStream().trimBefore(min);
   }
 
   /**
@@ -462,6 +477,13 @@ export class MemoryStore {
       // Digests of ended sessions go too, also those a checking worker left for this one.
       const checked = check || s.check.size > 0;
       commit.ended.forEach((sid, i) => {
+        const end = commit.endedAt?.[i];
+        if (check && end !== undefined) {
+          const value = endValue(end);
+          const stored = s.ends.get(sid);
+          if (stored === undefined) s.ends.set(sid, { value, ms: sidMs(sid) });
+          else if (stored.value !== value) diverged.push({ kind: 'boundary', index: i, committed: parseEnd(stored.value) });
+        }
         if (checked) {
           const hw = s.hw.get(sid) ?? 0;
           const last = commit.endedSeqs?.[i] ?? 0;

@@ -7,7 +7,7 @@ import { type OutputContent, ReplayDivergedError, decodeError } from '../errors'
 import type { LocalDelivery } from './local-delivery';
 import type { PartitionHost } from './partition-host';
 import type { HandlerFailure, OutputItem } from './reader';
-import type { CommitResult, Divergence, Lease, OutputRecord, Snapshot } from './transport';
+import type { Commit, CommitResult, Divergence, Lease, OutputRecord, SessionEnd, Snapshot } from './transport';
 
 /** Outputs and acks waiting for a commit, held per partition before the outbox makes sessions wait. */
 const OUTBOX_LIMIT = 1024;
@@ -16,7 +16,8 @@ const COMMIT_BATCH = 512;
 /** Wait before retrying after a non-fencing error, ms. */
 export const RETRY_MS = 100;
 
-export type OutboxItem = { output: OutputRecord } | { acks: string[]; ended?: string; lastSeq?: number; checkpoint?: Snapshot };
+export type OutboxItem =
+  { output: OutputRecord } | { acks: string[]; ended?: string; lastSeq?: number; endedAt?: SessionEnd; checkpoint?: Snapshot };
 
 /** What the outbox uses of its worker. */
 export type OutboxHost<O> = Pick<
@@ -28,6 +29,17 @@ function decodedOutput<O>(codec: Codec<O>, o: OutputRecord): OutputContent<O> {
   if (o.error !== undefined) return { error: JSON.parse(o.error) as HandlerFailure };
   const payload = o.payload ?? '';
   return { value: codec.decode(typeof payload === 'string' ? Buffer.from(payload) : payload) };
+}
+
+/** An end in words: "by return after entry 1-0". */
+function endText(end: SessionEnd): string {
+  const after =
+    end.last === ''
+      ? 'with no input taken since its restore'
+      : end.last.startsWith('t')
+        ? `after its timer ${end.last.slice(1)}`
+        : `after entry ${end.last}`;
+  return `by ${end.reason} ${after}`;
 }
 
 export class Outbox<O> {
@@ -77,6 +89,7 @@ export class Outbox<O> {
       const acks: string[] = [];
       const ended: string[] = [];
       const endedSeqs: number[] = [];
+      const endedAt: (SessionEnd | undefined)[] = [];
       // The latest checkpoint of each session: an earlier one in the same commit would be replaced at once.
       const checkpoints = new Map<string, Snapshot>();
       let taken = 0;
@@ -92,6 +105,7 @@ export class Outbox<O> {
           if (item.ended !== undefined) {
             ended.push(item.ended);
             endedSeqs.push(item.lastSeq ?? 0);
+            endedAt.push(item.endedAt);
           }
         }
         taken++;
@@ -107,6 +121,7 @@ export class Outbox<O> {
         acks,
         ended,
         endedSeqs,
+        endedAt: w.checkReplay ? endedAt : undefined,
         serial: ++this.#serial,
         check: w.checkReplay,
       };
@@ -127,7 +142,7 @@ export class Outbox<O> {
       w.counters.checkpoints += checkpoints.size;
       // Committed: delivered locally even if the partition was lost meanwhile.
       if (delivery !== null) this.#handOver(delivery, outputs, result.ids);
-      if (result.diverged.length > 0) this.#diverged(outputs, result.diverged);
+      if (result.diverged.length > 0) this.#diverged(outputs, commit, result.diverged);
       if (this.#discard) break;
       this.#items.splice(0, taken);
       this.#outputsQueued -= outputs.length;
@@ -167,7 +182,7 @@ export class Outbox<O> {
   }
 
   /** Reports what checkReplay found. */
-  #diverged(outputs: OutputRecord[], found: readonly Divergence[]): void {
+  #diverged(outputs: OutputRecord[], commit: Commit, found: readonly Divergence[]): void {
     const w = this.#worker;
     const codec = w.codec as Codec<O>;
     const content = (o: OutputRecord): OutputContent | undefined => {
@@ -189,6 +204,24 @@ export class Outbox<O> {
             `Replay diverged: output ${o.seq} of session ${JSON.stringify(o.sid)} (partition ${this.#lease.partition}) differs from the one written before the takeover, as entry ${d.committed?.id ?? '(gone)'}. Handlers must be deterministic over their inputs (no Date.now(), Math.random() or outside state); readers keep the output written first.`,
             committed,
             content(o),
+          ),
+        );
+      } else if (d.kind === 'boundary') {
+        const sid = commit.ended[d.index];
+        const replayed = commit.endedAt?.[d.index] as SessionEnd;
+        w.report(
+          new ReplayDivergedError(
+            'boundary',
+            {
+              partition: this.#lease.partition,
+              key: sid.slice(0, sid.lastIndexOf('@')),
+              sid,
+              seq: commit.endedSeqs?.[d.index] ?? 0,
+            },
+            `Replay diverged: session ${JSON.stringify(sid)} (partition ${this.#lease.partition}) ended ${endText(replayed)}, but it ended ${endText(d.committed)} before. Handlers must be deterministic over their inputs (no Date.now(), Math.random() or outside state); the end recorded first is kept.`,
+            undefined,
+            undefined,
+            { committed: d.committed, replayed },
           ),
         );
       } else {

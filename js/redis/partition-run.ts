@@ -17,6 +17,7 @@ import {
   checkpointOf,
   encodeCheckpoint,
   serializeError,
+  sessionEnd,
   sidTime,
 } from './session';
 import { type Decision, type EndReason, type SessionLimits, deadline, decide, newState, take, wouldTake } from './session-rules';
@@ -529,6 +530,7 @@ export class PartitionRun<I, O> {
   /** Gives the session its first timer (taken by the rule): its payload, or `'end'` if its codec cannot decode it. */
   #giveTimer(s: Session<I, O>, timer: Timer): { value: unknown } | 'end' {
     take(s.rule, timer.time, timer);
+    (s.checkpoints as Checkpoints).lastInput = `t${timer.id}`;
     this.#writes.clearTimer(s, timer.id);
     s.wokenBefore.delete(timer.id);
     try {
@@ -551,6 +553,8 @@ export class PartitionRun<I, O> {
   #giveEntry(s: Session<I, O>): { value: unknown } | 'end' | undefined {
     const entry = s.sent[s.given];
     take(s.rule, idTime(entry.id));
+    // With hooks, given is taken (without, its handler takes it later: `#ended` reads what it took).
+    if (s.checkpoints?.attached === true) s.checkpoints.lastInput = entry.id;
     if (entry === s.poison) {
       // The session keeps it (acked with its entries): out of its input.
       s.sent.splice(s.given, 1);
@@ -573,6 +577,7 @@ export class PartitionRun<I, O> {
 
   /** The rule ended the session (`before`: the input it ends in front of, for the cap's error). */
   #end(s: Session<I, O>, reason: EndReason, before: 'timer' | 'entry' | undefined): void {
+    s.endedBy = reason;
     if (reason !== 'idle') {
       const timer = s.rule.timers[0];
       const entry = s.sent[s.given] ?? this.#entries.held.get(s.key)?.[0] ?? this.#entries.draining;
@@ -676,6 +681,7 @@ export class PartitionRun<I, O> {
       (state, pending) => encodeCheckpoint(w.codec, w.maxCheckpointBytes, sid, state, pending),
       (payload) => encodeChecked(w.codec, payload, w.maxEventBytes, `wake-up payload of session ${JSON.stringify(sid)}`),
     );
+    if (snapshot !== undefined && broken === undefined) checkpoints.lastInput = snapshot.lastInput;
     let stream: StreamKind<I, O>;
     // Traced (a tracer provider is registered): the session's span is a root span, linked to its events' producers.
     const scope = sessionScope();
@@ -830,7 +836,7 @@ export class PartitionRun<I, O> {
           this.#limits,
         );
     }
-    this.#outbox.queue({ acks, ended: s.sid, lastSeq: s.seq });
+    this.#outbox.queue({ acks, ended: s.sid, lastSeq: s.seq, endedAt: sessionEnd(s, acks) });
     if (moved.length > 0) this.#entries.drainHeld().catch((error: unknown) => this.worker.report(error));
   }
 

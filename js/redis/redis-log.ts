@@ -11,6 +11,8 @@
 //   velo:{name:pN}:commit  the owner's last commit, with local delivery (retries)
 //   velo:{name:pN}:ckpt    hash: session id -> its last checkpoint (a JSON header line, then the state's bytes)
 //   velo:{name:pN}:timers  hash: session id -> the ids of its timers whose wake-ups were written
+//   velo:{name:pN}:ends    hash (checkReplay): session id -> where it ended, "<reason> <last input>"
+//   velo:{name:pN}:ended   sorted set (checkReplay): the sids in :ends, by their first entry's ms (trimmed with the input)
 //   velo:{name:pN}:fence:E the fence stream of the lease of epoch E: empty, with the group `velo`; it lives
 //                          exactly as long as that lease (same expiry, deleted with it), so a plain
 //                          XREADGROUP that names it first is refused (NOGROUP) once the lease is gone
@@ -33,7 +35,7 @@ import type {
 import { FencedError, workerClosedError } from '../errors';
 import { PollWaker, type RedisClientLike, isCluster, readStreams, send, xreadStreams } from './connection';
 import { Script } from './script';
-import { inputEntries, parseSnapshot, snapshotValue } from './stored';
+import { endValue, inputEntries, parseEnd, parseSnapshot, snapshotValue } from './stored';
 
 export type { RedisClientLike } from './connection';
 
@@ -90,6 +92,14 @@ export class KeySpace {
   /** Timers: per live session, the ids of its timers whose wake-ups are in the input. */
   timers(p: number): string {
     return `${this.input(p)}:timers`;
+  }
+  /** checkReplay: where recently ended sessions ended, while their first entries are in the input. */
+  ends(p: number): string {
+    return `${this.input(p)}:ends`;
+  }
+  /** checkReplay: the sids of `ends`, by the ms of their first entry (what a trim finds the old ones by). */
+  ended(p: number): string {
+    return `${this.input(p)}:ended`;
   }
   workers(): string {
     return `velo:{${this.name}}:workers`;
@@ -281,7 +291,10 @@ export class RedisLog implements PartitionLog {
     args.push(String(commit.acks.length));
     for (const id of commit.acks) args.push(id);
     args.push(String(commit.ended.length));
-    commit.ended.forEach((sid, i) => args.push(sid, String(commit.endedSeqs?.[i] ?? 0)));
+    commit.ended.forEach((sid, i) => {
+      const end = commit.endedAt?.[i];
+      args.push(sid, String(commit.endedSeqs?.[i] ?? 0), end === undefined ? '' : endValue(end));
+    });
     // Traced sessions' outputs: their session span's traceparent (field t), as (output index, traceparent).
     const traced: string[] = [];
     for (let i = 0; i < commit.outputs.length; i++) {
@@ -296,7 +309,7 @@ export class RedisLog implements PartitionLog {
     try {
       reply = (await COMMIT.run(
         this.#client,
-        [k.lease(p), k.input(p), k.output(p), k.hw(p), k.check(p), k.commits(p), k.ckpt(p), k.timers(p)],
+        [k.lease(p), k.input(p), k.output(p), k.hw(p), k.check(p), k.commits(p), k.ckpt(p), k.timers(p), k.ends(p), k.ended(p)],
         args,
         BUFFERS,
       )) as [Buffer[], Buffer[]];
@@ -313,6 +326,8 @@ export class RedisLog implements PartitionLog {
         const committed =
           field === 'v' ? { id, payload: d[j + 4] } : field === 'e' ? { id, error: d[j + 4].toString() } : undefined;
         diverged.push({ kind: 'output', index: Number(d[j + 1].toString()) - 1, committed });
+      } else if (d[j].toString() === 'b') {
+        diverged.push({ kind: 'boundary', index: Number(d[j + 1].toString()) - 1, committed: parseEnd(d[j + 2].toString()) });
       } else {
         diverged.push({
           kind: 'count',
@@ -378,7 +393,8 @@ export class RedisLog implements PartitionLog {
   async trim(lease: Lease): Promise<number> {
     const p = lease.partition;
     try {
-      return Number(await TRIM.run(this.#client, [this.#keys.lease(p), this.#keys.input(p)], [lease.token]));
+      const k = this.#keys;
+      return Number(await TRIM.run(this.#client, [k.lease(p), k.input(p), k.ends(p), k.ended(p)], [lease.token]));
     } catch (error) {
       throw fenced(p, error);
     }

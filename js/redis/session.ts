@@ -4,8 +4,15 @@ import { cutText, readString, textOf } from '../text';
 import { type Codec, encodeChecked } from './codec';
 import { CheckpointTooLargeError, type SessionLimitError, sessionAgeError, sessionEventsError } from '../errors';
 import { idTime } from './log-ids';
-import { type SessionLimits, type SessionState, type SessionTimer, addTimer, roomForTimer } from './session-rules';
-import type { InputEntry, Snapshot } from './transport';
+import {
+  type EndReason,
+  type SessionLimits,
+  type SessionState,
+  type SessionTimer,
+  addTimer,
+  roomForTimer,
+} from './session-rules';
+import type { InputEntry, SessionEnd, Snapshot } from './transport';
 import type { SessionScope } from './trace-context';
 import type { ClockTimer } from './clock';
 
@@ -51,6 +58,8 @@ export interface CheckpointCall {
   readonly events: number;
   readonly timers: number;
   readonly pending: Timer[];
+  /** The last input taken (`Checkpoints.lastInput`). */
+  readonly input: string | undefined;
   /** Outputs the instance had yielded (by the step's end; for a failed call, by the call). */
   readonly yielded: number;
   readonly state?: Buffer | string;
@@ -68,6 +77,11 @@ export class Checkpoints implements SessionHooks {
   onCall: (() => void) | null = null;
   /** Entries of the log its handler has taken (the run counts them as it gives them). */
   entries = 0;
+  /**
+   * The last input its handler took, as `SessionEnd.last` names it (an entry id, `t<id>` for a timer; the run
+   * sets it as it gives them, a restore from its checkpoint), for `checkReplay`'s record of where it ended.
+   */
+  lastInput: string | undefined = undefined;
   /** Arms a new timer (set once the session exists). */
   onTimer: ((timer: Timer) => void) | null = null;
   /** The stream uses these hooks: its handler asks for each input (`next`). */
@@ -100,7 +114,14 @@ export class Checkpoints implements SessionHooks {
     } catch (error) {
       // The session fails at this point of its outputs (also if the handler catches the error).
       const rule = this.rule;
-      const at = { entries: this.entries, last: rule.last, events: rule.events, timers: rule.timerCount, yielded };
+      const at = {
+        entries: this.entries,
+        last: rule.last,
+        events: rule.events,
+        timers: rule.timerCount,
+        input: this.lastInput,
+        yielded,
+      };
       this.calls.push({ ...at, pending: [...rule.timers], error: error as Error });
       this.onCall?.();
       throw error;
@@ -113,7 +134,14 @@ export class Checkpoints implements SessionHooks {
   next(yielded: number): { value: unknown } | 'end' | undefined {
     if (this.#step !== null) {
       const rule = this.rule;
-      const at = { entries: this.entries, last: rule.last, events: rule.events, timers: rule.timerCount, yielded };
+      const at = {
+        entries: this.entries,
+        last: rule.last,
+        events: rule.events,
+        timers: rule.timerCount,
+        input: this.lastInput,
+        yielded,
+      };
       this.calls.push({ ...at, pending: [...rule.timers], state: this.#step });
       this.#step = null;
       this.onCall?.();
@@ -148,6 +176,8 @@ export class Session<I, O> {
   readonly rule: SessionState;
   /** Why the worker ended its input, if it did; its error is its last output if its handler read to that end. */
   stop: Stop | undefined;
+  /** The rule's end of its input, when the rule ended it (for `checkReplay`'s record of where it ended). */
+  endedBy: EndReason | undefined = undefined;
   /** Its outputs are all forwarded (the handler has finished). */
   forwardDone = false;
   ageTimer: ClockTimer | null = null;
@@ -209,6 +239,19 @@ export class Session<I, O> {
   get start(): number {
     return this.rule.start;
   }
+}
+
+/**
+ * Where the session ended, for `checkReplay` to compare with another run's end of its sid: why its input ended
+ * (the rule's end, an input it could not decode, else its handler's throw or return), and the last input it
+ * took; with hooks as the rule gave them (restored with its checkpoint), without (a pipe: no timers) the last
+ * entry it keeps (`acks`, markers aside), which is also a new session's first entry when its handler took none.
+ */
+export function sessionEnd(s: Session<unknown, unknown>, acks: readonly string[]): SessionEnd {
+  const reason = s.endedBy ?? (s.stop?.kind === 'decode' ? 'decode' : s.failed ? 'throw' : 'return');
+  let last = s.checkpoints?.lastInput;
+  for (let i = acks.length - 1; last === undefined && i >= 0; i--) if (s.markers?.has(acks[i]) !== true) last = acks[i];
+  return { reason, last: last ?? '' };
 }
 
 /** The time of a session's first entry, from its sid (`<key>@<entry id>`). */
@@ -287,6 +330,7 @@ export function checkpointOf(s: Session<unknown, unknown>, call: CheckpointCall)
     state: call.state as Buffer | string,
     timers: call.timers,
     pending: call.pending.map((t) => [t.id, t.time, t.payload] as const),
+    lastInput: call.input,
   };
   return { acks, checkpoint };
 }

@@ -153,6 +153,8 @@ export interface SimResult<O> {
   readonly violations: string[];
   /** What each partition keeps at the end (all empty once settled). */
   readonly leftovers: PartitionLeftovers[];
+  /** With `checkReplay`: where each partition's sessions ended, as kept for the check (sid -> `<reason> <last input>`). */
+  readonly ends: Map<string, string>[];
   /** Clock steps, virtual ms from the start, faults, and commits applied. */
   readonly stats: { steps: number; time: number; crashes: number; pauses: number; takeovers: number; commits: number };
 }
@@ -576,7 +578,11 @@ export async function simulate<I, O>(options: SimOptions<I, O>): Promise<SimResu
   sim.stats.time = sim.clock.now() - sim.start;
   await sim.stop();
   const leftovers: PartitionLeftovers[] = [];
-  for (let p = 0; p < sim.store.partitions; p++) leftovers.push(sim.store.leftovers(p));
+  const ends: Map<string, string>[] = [];
+  for (let p = 0; p < sim.store.partitions; p++) {
+    leftovers.push(sim.store.leftovers(p));
+    ends.push(sim.store.ends(p));
+  }
   const stats = { ...sim.stats, commits: sim.commits };
-  return { outputs: sim.outputs(), ids, errors: sim.errors, violations: sim.violations, leftovers, stats };
+  return { outputs: sim.outputs(), ids, errors: sim.errors, violations: sim.violations, leftovers, ends, stats };
 }

@@ -1,15 +1,31 @@
 // What velo-stream/redis stores, as bytes: the fields of input entries and checkpoints' values, read and written
 // by the Redis log (redis-log.ts) and the in-memory one (memory-log.ts) alike, so the two cannot parse apart.
-import type { InputEntry, Snapshot } from './transport';
+import type { InputEntry, SessionEnd, Snapshot } from './transport';
+
+/** A session's end as stored (checkReplay): `<reason> <last input>`, compared as a string with a later end of its sid. */
+export function endValue(end: SessionEnd): string {
+  return `${end.reason} ${end.last}`;
+}
+
+/** A stored end, read back for a divergence's `committed` (a reason of another version is passed on as written). */
+export function parseEnd(value: string): SessionEnd {
+  const space = value.indexOf(' ');
+  return {
+    reason: (space < 0 ? value : value.slice(0, space)) as SessionEnd['reason'],
+    last: space < 0 ? '' : value.slice(space + 1),
+  };
+}
 
 /**
- * A checkpoint as stored: a JSON header (`seq`, `last`, `events`) on one line, then the state's bytes. A state the
+ * A checkpoint as stored: a JSON header (`seq`, `last`, `events`, `timers`, `pending`, and `input`: the last input
+ * taken, when known) on one line, then the state's bytes. A state the
  * codec gave as a string stays one (node-redis writes it as UTF-8): a Buffer argument splits the commit's command
  * into separate writes, which cost the worker more than the copy.
  */
 export function snapshotValue(c: Snapshot): Buffer | string {
   const pending = c.pending?.map(([id, time, payload]) => [id, time, Buffer.from(payload).toString('base64')]);
-  const head = `${JSON.stringify({ seq: c.seq, last: c.lastTime, events: c.events, timers: c.timers ?? 0, pending: pending ?? [] })}\n`;
+  const fields = { seq: c.seq, last: c.lastTime, events: c.events, timers: c.timers ?? 0, pending: pending ?? [] };
+  const head = `${JSON.stringify(c.lastInput === undefined ? fields : { ...fields, input: c.lastInput })}\n`;
   return typeof c.state === 'string' ? head + c.state : Buffer.concat([Buffer.from(head), c.state]);
 }
 
@@ -24,7 +40,14 @@ export function parseSnapshot(sid: string, value: Buffer): Snapshot {
   }
   // Read from Redis (a corrupt or hand-edited value): a header that does not say where the session was is the
   // session's failure at its restore, never a wedged partition or a session restored at a wrong place.
-  const h = head as { seq?: unknown; last?: unknown; events?: unknown; timers?: unknown; pending?: unknown } | null;
+  const h = head as {
+    seq?: unknown;
+    last?: unknown;
+    events?: unknown;
+    timers?: unknown;
+    pending?: unknown;
+    input?: unknown;
+  } | null;
   const count = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
   const pendingOk = (v: unknown) =>
     Array.isArray(v) &&
@@ -46,7 +69,8 @@ export function parseSnapshot(sid: string, value: Buffer): Snapshot {
     typeof h.last !== 'number' ||
     !Number.isFinite(h.last) ||
     (h.timers !== undefined && !count(h.timers)) ||
-    (h.pending !== undefined && !pendingOk(h.pending))
+    (h.pending !== undefined && !pendingOk(h.pending)) ||
+    (h.input !== undefined && typeof h.input !== 'string')
   ) {
     return unreadableSnapshot(
       sid,
@@ -68,6 +92,7 @@ export function parseSnapshot(sid: string, value: Buffer): Snapshot {
     state: value.subarray(nl + 1),
     timers: (h.timers as number | undefined) ?? 0,
     pending,
+    ...(h.input === undefined ? {} : { lastInput: h.input }),
   };
 }
 

@@ -5,6 +5,9 @@
 // token; every read, output write and ack by the owner is refused once its
 // lease is gone; entries stay pending for the owner until acked, and a new
 // owner gets them back in log order.
+import type { SessionEnd } from '../errors';
+
+export type { SessionEnd } from '../errors';
 
 /** Ownership of one partition: `token` is unique per grant (it holds the fencing epoch). */
 export interface Lease {
@@ -72,6 +75,8 @@ export interface Snapshot {
   readonly timers?: number;
   /** Those of them not known to have fired, as `[id, time, payload]` (the payload by the codec). */
   readonly pending?: readonly (readonly [number, number, Buffer | string])[];
+  /** The last input it had taken (`SessionEnd.last`), so that its end names it after a restore (absent in older snapshots). */
+  readonly lastInput?: string;
   /** As read by a new owner: outputs of the session written so far (its high-water mark, at least `seq`). */
   readonly written?: number;
   /** As read by a new owner: why its header could not be read (corrupt); the session then fails at its restore. */
@@ -88,6 +93,8 @@ export interface Commit {
   readonly ended: readonly string[];
   /** With `check`: each ended session's last output seq (0: none), in the order of `ended`. */
   readonly endedSeqs?: readonly number[];
+  /** With `check`: where each ended session ended (undefined: not recorded), in the order of `ended`. */
+  readonly endedAt?: readonly (SessionEnd | undefined)[];
   /**
    * A number unique per commit within the lease (the worker sends one with every commit). The result then has
    * `ids` (for local delivery), and the commit is idempotent: a retry of a commit that was applied (its reply
@@ -97,12 +104,17 @@ export interface Commit {
   readonly serial?: number;
   /**
    * For `checkReplay`: a digest of each output written is kept while its session lives, and an output written
-   * before (by `(sid, seq)`) is compared with it; so is each ended session's seq with the last one written.
+   * before (by `(sid, seq)`) is compared with it; so is each ended session's seq with the last one written. Each
+   * ended session's end (`endedAt`) is kept while its first entry is in the input (trimmed with it), and a later
+   * end of the same sid is compared with it.
    */
   readonly check?: boolean;
 }
 
-/** An output a replay made differently from the one written before (`index` into the commit's outputs), or a session that ended with fewer. */
+/**
+ * An output a replay made differently from the one written before (`index` into the commit's outputs), a session
+ * that ended with fewer, or a session (`index` into the commit's `ended`) that ended elsewhere or for another reason.
+ */
 export type Divergence =
   | {
       readonly kind: 'output';
@@ -110,7 +122,8 @@ export type Divergence =
       /** The stored output (absent if its entry is gone from the output stream). */
       readonly committed?: { readonly id: string; readonly payload?: Buffer; readonly error?: string };
     }
-  | { readonly kind: 'count'; readonly sid: string; readonly committed: number; readonly replayed: number };
+  | { readonly kind: 'count'; readonly sid: string; readonly committed: number; readonly replayed: number }
+  | { readonly kind: 'boundary'; readonly index: number; readonly committed: SessionEnd };
 
 /** What a commit did. */
 export interface CommitResult {

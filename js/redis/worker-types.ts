@@ -57,10 +57,12 @@ export interface RedisWorkerOptions<O = unknown> extends RedisOptions {
   /**
    * A development check that handlers are deterministic over their inputs: a digest of each output written is
    * kept in Redis while its session lives, and when a replay (after a takeover) makes an output again, it is
-   * compared with the one written before; so is the number of outputs when the session ends. A difference is
-   * reported to `onError` as `ReplayDivergedError` (`ERR_VELO_REPLAY_DIVERGED`) and counted in `stats().diverged`;
-   * readers keep the output written first. Only outputs written by a worker with the check on are compared.
-   * Costs a hash field and a SHA-1 per output in Redis. Default false.
+   * compared with the one written before; so is the number of outputs when the session ends, and where it ended
+   * (its last input and reason, kept while its first entry is in the input) with a later end of the same session.
+   * A difference is reported to `onError` as `ReplayDivergedError` (`ERR_VELO_REPLAY_DIVERGED`) and counted in
+   * `stats().diverged`; readers keep the output written first. Only outputs and ends written by a worker with the
+   * check on are compared. Costs a hash field and a SHA-1 per output in Redis, and two small entries per ended
+   * session. Default false.
    */
   checkReplay?: boolean;
   /**

@@ -1,6 +1,6 @@
--- KEYS lease, input, out, hw, check, commit, ckpt, timers; ARGV token, serial, check, n,
+-- KEYS lease, input, out, hw, check, commit, ckpt, timers, ends, ended; ARGV token, serial, check, n,
 -- n x (sid, seq, key, field, data), checkpoints count, n x (sid, snapshot), acks count, ids, ended count,
--- n x (sid, last seq), and, when some outputs are traced, their count and n x (output index, traceparent),
+-- n x (sid, last seq, end: "<reason> <last input>" with check, else ''), and, when some outputs are traced, their count and n x (output index, traceparent),
 -- written as field t of those outputs. A checkpoint replaces its session's snapshot in the same call as the outputs made
 -- before it and the acks of the entries it covers; an ended session's snapshot goes with its high-water mark. An output whose seq is not above its session's high-water mark
 -- was written before (by an earlier owner, or this one before a replay):
@@ -11,9 +11,13 @@
 --   it wrote (they are contiguous in the output stream: one script wrote them).
 -- - check ('1': checkReplay): each output written keeps "<id> <sha1>" in the
 --   check hash under "<seq> <sid>" while its session lives; a skipped one is
---   compared with it, and an ended session's last seq with its mark.
+--   compared with it, and an ended session's last seq with its mark. Each
+--   ended session's end is kept in the ends hash (sid -> end), its sid in the
+--   ended sorted set (by the ms of its first entry, for trim.lua: kept while
+--   that entry is in the input); a later end of the sid is compared with it,
+--   and the first stays.
 --   Divergences, 5 fields each: 'o', output index, stored id, field, data;
---   'n', sid, seq written, seq made, ''.
+--   'n', sid, seq written, seq made, ''; 'b', ended index, stored end, '', ''.
 -- Fenced: fence.lua runs first (KEYS[1] lease, ARGV[1] token).
 local serial = ARGV[2]
 local check = ARGV[3] == '1'
@@ -45,7 +49,7 @@ do
   local j = 5 + 5 * n
   j = j + 1 + 2 * tonumber(ARGV[j])
   j = j + 1 + tonumber(ARGV[j])
-  j = j + 1 + 2 * tonumber(ARGV[j])
+  j = j + 1 + 3 * tonumber(ARGV[j])
   if ARGV[j] then
     traced = {}
     for t = 1, tonumber(ARGV[j]) do traced[tonumber(ARGV[j + 2 * t - 1])] = ARGV[j + 2 * t] end
@@ -151,9 +155,19 @@ if n > 0 then
   -- Digests of ended sessions go too, also those a checking worker left for this one.
   local checked = check or redis.call('EXISTS', KEYS[5]) == 1
   local sids = {}
-  for _ = 1, n do
+  for e = 1, n do
     local sid = ARGV[i]
     sids[#sids + 1] = sid
+    local ending = ARGV[i + 2]
+    if check and ending ~= '' then
+      local stored = redis.call('HGET', KEYS[9], sid)
+      if not stored then
+        redis.call('HSET', KEYS[9], sid, ending)
+        redis.call('ZADD', KEYS[10], tonumber(string.match(sid, '@(%d+)%-%d+$') or '0'), sid)
+      elseif stored ~= ending then
+        diverged('b', tostring(e), stored, '', '')
+      end
+    end
     if checked then
       local hw = tonumber(redis.call('HGET', KEYS[4], sid) or '0')
       if check and hw > tonumber(ARGV[i + 1]) then diverged('n', sid, tostring(hw), ARGV[i + 1], '') end
@@ -166,7 +180,7 @@ if n > 0 then
         end
       end
     end
-    i = i + 2
+    i = i + 3
   end
   for j = 1, #sids, 1000 do
     redis.call('HDEL', KEYS[4], unpack(sids, j, math.min(j + 999, #sids)))
