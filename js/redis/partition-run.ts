@@ -471,7 +471,13 @@ export class PartitionRun<I, O> {
    * handler waits (`waiting`), and is answered when something new is known (`#wake`).
    */
   #ask(s: Session<I, O>): { value: unknown } | 'end' | undefined {
-    if (this.dropped || s.failed || s.ended) return undefined;
+    if (this.dropped) return undefined;
+    if (s.checkpoints?.broken === true) {
+      // Failed at a checkpoint call its handler caught: its input ended there (what it has not taken moves on).
+      if (!s.ended) this.#finish(s);
+      return 'end';
+    }
+    if (s.failed || s.ended) return undefined;
     s.waiting = false;
     const d = this.#decide(s);
     if (d.kind === 'timer') return this.#giveTimer(s, d.timer);

@@ -78,6 +78,11 @@ export class Checkpoints implements SessionHooks {
   waits = 0;
   /** Asked as its handler takes its next input (set once the session exists); see `SessionHooks.next`. */
   onNext: (() => { value: unknown } | 'end' | undefined) | null = null;
+  /**
+   * A call could not be encoded: the session fails there, so its input ends there too (the handler, if it caught
+   * the error, takes nothing more); the entries it had not taken by then open the key's next session.
+   */
+  broken = false;
   constructor(
     readonly restored: unknown,
     readonly rule: SessionState,
@@ -102,10 +107,12 @@ export class Checkpoints implements SessionHooks {
       const rule = this.rule;
       const at = { entries: this.entries, last: rule.last, events: rule.events, timers: rule.timerCount, yielded };
       this.calls.push({ ...at, pending: [...rule.timers], error: error as Error });
+      this.broken = true;
+      this.#step = null;
       this.onCall?.();
       throw error;
     }
-    this.#step = encoded;
+    if (!this.broken) this.#step = encoded;
   }
   attach(): void {
     this.attached = true;
