@@ -241,6 +241,44 @@ test('a state over maxCheckpointBytes, or one the codec cannot encode, throws a 
   }
 });
 
+test('a caught checkpoint error fails the session at the call, and the events it had not taken open the key\'s next session, sent together with the failing one', async () => {
+  const name = fresh('ckpt-caught');
+  const partitions = 1;
+  const producer = redisProducer({ client, name, partitions });
+  const catcher = streamFn(
+    async function* (events, ctx) {
+      for await (const e of events) {
+        if (e === 'undef') {
+          try {
+            ctx.checkpoint(undefined);
+          } catch (err) {
+            yield 'caught ' + err.code;
+          }
+        }
+        yield ['took', e];
+      }
+    },
+    { idleTimeout: 200 },
+  );
+  // All four in one write: the handler may run ahead of the commits, and takes b and c only if the rule lets it.
+  await producer.sendMany(['a', 'undef', 'b', 'c'].map((e) => ['k', e]));
+  const errors = [];
+  const worker = redisWorker(catcher, { client, name, partitions, leaseTtl: 1500, onError: (e) => errors.push(e) });
+  try {
+    await eventually(async () => (await readAllOutputs(client, name, partitions)).length === 4, 'four outputs');
+    await eventually(async () => (await pendingCount(client, name, partitions)) === 0 && worker.stats().sessions === 0, 'every session ended');
+    const outputs = await readAllOutputs(client, name, partitions);
+    const sids = [...new Set(outputs.map((o) => o.sid))];
+    assert.equal(sids.length, 2, 'b and c opened the key\'s next session');
+    const view = sids.map((sid) => outputs.filter((o) => o.sid === sid).map((o) => o.error?.code ?? o.value));
+    assert.deepEqual(view, [[['took', 'a'], 'ERR_INVALID_ARG_VALUE'], [['took', 'b'], ['took', 'c']]]);
+    assert.equal(worker.stats().handedOn, 2, 'b and c handed on');
+    assert.deepEqual(errors, []);
+  } finally {
+    await worker.close();
+  }
+});
+
 test('an owner paused past its lease (SIGSTOP) writes no snapshot once it runs again; the next owner\'s stand, outputs equal a crash-free run', async () => {
   const name = fresh('ckpt');
   const producer = redisProducer({ client, name, partitions: PARTITIONS });

@@ -131,6 +131,39 @@ test('checkDeterminism fails a handler that reads the clock or Math.random, not 
   assert.equal(report.ok, true, report.message);
 });
 
+test("a cap's error reads the same after a crash: checkDeterminism passes an echo handler capped by maxSessionAge", async () => {
+  const start = Date.UTC(2024, 0, 1);
+  const echo = streamFn(
+    async function* (events) {
+      for await (const e of events) yield e;
+    },
+    { idleTimeout: 1000 },
+  );
+  const events = [0, 500, 1000].map((ms) => ({ key: 'k', event: { ms }, at: start + ms }));
+  const report = await checkDeterminism(echo, events, { maxSessionAge: 1200 });
+  assert.equal(report.ok, true, report.message);
+  assert.ok(report.crashes >= 2, `${report.crashes} crash points`);
+
+  // Crash-free and with the owner killed after its first commit: the same failure, word for word.
+  const messages = async (crash) => {
+    const worker = testWorker(echo, { maxSessionAge: 1200, leaseTtl: 1000 });
+    for (const e of events) {
+      worker.send(e.key, e.event);
+      await worker.advance(500);
+      if (crash && e.event.ms === 0) worker.crash();
+    }
+    await worker.settle();
+    const failures = worker.outputs().filter((o) => o.error !== undefined);
+    await worker.close();
+    return failures.map((o) => [o.sid, o.error.code, o.error.message]);
+  };
+  const calm = await messages(false);
+  assert.equal(calm.length, 1);
+  assert.deepEqual(calm[0].slice(0, 2), [`k@${start}-0`, 'ERR_VELO_SESSION_AGE']);
+  assert.match(calm[0][2], new RegExp(`began at ${start} and ended at ${start + 1201},`));
+  assert.deepEqual(await messages(true), calm);
+});
+
 test('bad arguments get coded errors', async () => {
   assert.throws(() => testWorker(async function* () {}), { code: 'ERR_INVALID_ARG_TYPE' });
   await assert.rejects(checkDeterminism({}, []), { code: 'ERR_INVALID_ARG_TYPE' });

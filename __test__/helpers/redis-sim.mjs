@@ -125,6 +125,26 @@ function sessions(result) {
   return named(bySid, result.ids);
 }
 
+/**
+ * The run's failures' messages per session (`named`), with what differs between runs for one session taken out:
+ * its sid's entry id and its first entry's time (and a cap's age end, that plus `maxSessionAge + 1`), which the
+ * run's log gave. What is left must be the same in every run: a reader sees the same text after a crash.
+ */
+function failureTexts(result, limits) {
+  const bySid = new Map();
+  for (const o of result.outputs) {
+    if (!('error' in o)) continue;
+    const id = o.sid.slice(o.sid.lastIndexOf('@') + 1);
+    const start = timeOf(id);
+    const message = String(o.error.message)
+      .replaceAll(id, '<id>')
+      .replaceAll(String(start + (limits.maxSessionAge ?? 0) + 1), '<age end>')
+      .replaceAll(String(start), '<start>');
+    bySid.set(o.sid, [...(bySid.get(o.sid) ?? []), message]);
+  }
+  return named(bySid, result.ids);
+}
+
 /** The reference model's sessions with outputs (`named`) for scenario `s`, on the entry ids the run gave its events. */
 function modelled(s, result) {
   const [ms, seq] = [(id) => timeOf(id), (id) => Number(id.slice(id.indexOf('-') + 1))];
@@ -203,6 +223,8 @@ export async function runScenario(seed, s, { trace, slow = true } = {}) {
     const first = calmEnds.get(sid);
     if (first !== undefined && first !== end) problems.push(`faulty: ${sid} ended ${end}, calm ${first}`);
   }
+  if (JSON.stringify(failureTexts(calm, s.limits)) !== JSON.stringify(failureTexts(faulty, s.limits)))
+    problems.push("the faulty run's failures have other messages than the calm run's");
   return { ok: problems.length === 0, problems, expected, actual, model, stats: faulty.stats, scenario: s };
 }
 

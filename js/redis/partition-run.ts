@@ -472,12 +472,18 @@ export class PartitionRun<I, O> {
    * handler waits (`waiting`), and is answered when something new is known (`#wake`).
    */
   #ask(s: Session<I, O>): { value: unknown } | 'end' | undefined {
-    if (this.dropped || s.failed || s.ended) return undefined;
+    if (this.dropped) return undefined;
+    if (s.checkpoints?.broken === true) {
+      // Failed at a checkpoint call its handler caught: its input ended there (what it has not taken moves on).
+      if (!s.ended) this.#finish(s);
+      return 'end';
+    }
+    if (s.failed || s.ended) return undefined;
     s.waiting = false;
     const d = this.#decide(s);
     if (d.kind === 'timer') return this.#giveTimer(s, d.timer);
     if (d.kind === 'end') {
-      this.#end(s, d.reason, d.before);
+      this.#end(s, d.reason);
       return 'end';
     }
     // (An entry known only held, or left in the pending list: the handler waits for its delivery.)
@@ -495,7 +501,7 @@ export class PartitionRun<I, O> {
       const d = this.#decide(s);
       if (d.kind === 'wait') break;
       if (d.kind === 'end') {
-        this.#end(s, d.reason, d.before);
+        this.#end(s, d.reason);
         return undefined;
       }
       if (d.kind === 'timer') {
@@ -575,26 +581,10 @@ export class PartitionRun<I, O> {
     return outside === undefined ? undefined : { value: outside.value };
   }
 
-  /** The rule ended the session (`before`: the input it ends in front of, for the cap's error). */
-  #end(s: Session<I, O>, reason: EndReason, before: 'timer' | 'entry' | undefined): void {
+  /** The rule ended the session: a cap's error is its last output once its handler reads to the end. */
+  #end(s: Session<I, O>, reason: EndReason): void {
     s.endedBy = reason;
-    if (reason !== 'idle') {
-      const timer = s.rule.timers[0];
-      const entry = s.sent[s.given] ?? this.#entries.held.get(s.key)?.[0] ?? this.#entries.draining;
-      let what = `the log's clock (${this.logTime})`;
-      let time = this.logTime;
-      if (before === 'timer') {
-        what = `its timer ${timer.id}` + (reason === 'age' ? ` (due at ${timer.time})` : '');
-        time = timer.time;
-      } else if (before === 'entry' && entry?.key === s.key) {
-        what = `entry ${entry.id}`;
-        time = idTime(entry.id);
-      }
-      s.stop = {
-        error: capError(s.sid, reason, what, time - s.start, before !== 'timer', this.#limits),
-        kind: 'cap',
-      };
-    }
+    if (reason !== 'idle') s.stop = { error: capError(s.sid, s.start, reason, this.#limits), kind: 'cap' };
     this.#finish(s);
   }
 

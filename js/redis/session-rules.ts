@@ -65,8 +65,8 @@ export type Decision =
   | { readonly kind: 'timer'; readonly timer: SessionTimer }
   /** Take the key's next entry. */
   | { readonly kind: 'entry' }
-  /** End here, in front of any input not taken (`before`: the input it ends in front of; absent: the log's clock passed the end). */
-  | { readonly kind: 'end'; readonly reason: EndReason; readonly before?: 'timer' | 'entry' }
+  /** End here, in front of any input not taken (the next input, or the log's clock, is at or past the end). */
+  | { readonly kind: 'end'; readonly reason: EndReason }
   /** Nothing to take yet: decide again once the log's clock reaches `until` (Infinity: only an entry can), or an entry of the key comes. */
   | { readonly kind: 'wait'; readonly until: number };
 
@@ -115,9 +115,8 @@ export function decide(state: SessionState, next: number | undefined, clock: num
     if (end.time <= clock) return { kind: 'end', reason: end.reason };
     return { kind: 'wait', until: Math.min(end.time, timer?.time ?? Infinity) };
   }
-  if (time >= end.time) return { kind: 'end', reason: end.reason, before: take.kind };
-  if (limits.maxSessionEvents > 0 && state.events >= limits.maxSessionEvents)
-    return { kind: 'end', reason: 'events', before: take.kind };
+  if (time >= end.time) return { kind: 'end', reason: end.reason };
+  if (limits.maxSessionEvents > 0 && state.events >= limits.maxSessionEvents) return { kind: 'end', reason: 'events' };
   return take;
 }
 

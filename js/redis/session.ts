@@ -92,6 +92,11 @@ export class Checkpoints implements SessionHooks {
   waits = 0;
   /** Asked as its handler takes its next input (set once the session exists); see `SessionHooks.next`. */
   onNext: (() => { value: unknown } | 'end' | undefined) | null = null;
+  /**
+   * A call could not be encoded: the session fails there, so its input ends there too (the handler, if it caught
+   * the error, takes nothing more); the entries it had not taken by then open the key's next session.
+   */
+  broken = false;
   constructor(
     readonly restored: unknown,
     readonly rule: SessionState,
@@ -123,10 +128,12 @@ export class Checkpoints implements SessionHooks {
         yielded,
       };
       this.calls.push({ ...at, pending: [...rule.timers], error: error as Error });
+      this.broken = true;
+      this.#step = null;
       this.onCall?.();
       throw error;
     }
-    this.#step = encoded;
+    if (!this.broken) this.#step = encoded;
   }
   attach(): void {
     this.attached = true;
@@ -260,27 +267,23 @@ export function sidTime(sid: string): number {
 }
 
 /**
- * A cap's error: the session `sid` ended in front of `what` (an entry, which opens the key's next session, or a
- * timer, which never fires; or the log's clock), `after` ms after its first entry.
+ * A cap's error, a function of the session's rule only (its sid, its first entry's time, the cap): never of the
+ * input or the clock reading that ended it, which differ between a live run, a backlog and a takeover, while a
+ * reader of the error must see the same text whichever ran.
  */
-export function capError(
-  sid: string,
-  reason: 'age' | 'events',
-  what: string,
-  after: number,
-  entry: boolean,
-  limits: SessionLimits,
-): SessionLimitError {
+export function capError(sid: string, start: number, reason: 'age' | 'events', limits: SessionLimits): SessionLimitError {
   if (reason === 'age') {
     const max = limits.maxSessionAge;
     return sessionAgeError(
       max,
-      `Session ${JSON.stringify(sid)} reached maxSessionAge (${max} ms): ${what} is ${after} ms after its first, so the session ended there`,
+      `Session ${JSON.stringify(sid)} reached maxSessionAge (${max} ms): it began at ${start} and ended at ${start + max + 1}, before any input from then on (an entry opens the key's next session, a timer never fires)`,
     );
   }
   const max = limits.maxSessionEvents;
-  const how = entry ? `, and ${what} opens the key's next session` : ` before ${what}, which never fires`;
-  return sessionEventsError(max, `Session ${JSON.stringify(sid)} reached maxSessionEvents (${max}): it ended${how}`);
+  return sessionEventsError(
+    max,
+    `Session ${JSON.stringify(sid)} reached maxSessionEvents (${max}): it ended after its ${max} inputs, before the next (an entry opens the key's next session, a timer never fires)`,
+  );
 }
 
 /**
