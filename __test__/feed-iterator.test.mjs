@@ -1,6 +1,7 @@
 // The iterator feed() returns keeps an async generator's rules: calls made
 // while one waits run after it, return() or throw() before the first next()
-// reads nothing, leaving it early stops the stream and the source (also while
+// reads nothing (and, as leaving later does, cancels the stream and closes the
+// source), leaving it early stops the stream and the source (also while
 // the source never settles), and once finished every call answers done.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -37,7 +38,7 @@ function echoFn(log) {
   });
 }
 
-test('return() before the first next() reads nothing from the source and leaves the stream open', async () => {
+test('return() before the first next() reads nothing, cancels the stream and closes the source', async () => {
   const log = [];
   const { it: source, state } = stuckSource(3);
   const s = echoFn(log).open();
@@ -46,13 +47,11 @@ test('return() before the first next() reads nothing from the source and leaves 
   assert.deepEqual(await it.next(), { done: true, value: undefined });
   await settle();
   assert.equal(state.reads, 0);
-  assert.equal(s.state, 'open');
-  assert.deepEqual(log, []);
-  await s.cancel();
-  assert.deepEqual(log, ['finally']);
+  assert.equal(state.returned, true);
+  assert.equal(s.state, 'cancelled');
 });
 
-test('throw() before the first next() rejects with its error and reads nothing', async () => {
+test('throw() before the first next() rejects with its error, reads nothing, cancels the stream and closes the source', async () => {
   const { it: source, state } = stuckSource(3);
   const s = echoFn([]).open();
   const it = s.feed(source)[Symbol.asyncIterator]();
@@ -60,7 +59,8 @@ test('throw() before the first next() rejects with its error and reads nothing',
   await assert.rejects(it.throw(error), (e) => e === error);
   assert.deepEqual(await it.next(), { done: true, value: undefined });
   assert.equal(state.reads, 0);
-  await s.cancel();
+  assert.equal(state.returned, true);
+  assert.equal(s.state, 'cancelled');
 });
 
 test('return() made while a next() waits runs after it (as a generator queues it); feed.cancel() ends the wait at once, also on a source that never settles', async () => {

@@ -175,6 +175,136 @@ test('bad arguments get coded errors', async () => {
   assert.throws(() => worker.send('', 1), { code: 'ERR_INVALID_ARG_VALUE' });
   assert.throws(() => worker.send(7, 1), { code: 'ERR_INVALID_ARG_TYPE' });
   assert.throws(() => testWorker(fn, { maxEventBytes: 10 }).send('k', 'x'.repeat(20)), { code: 'ERR_VELO_EVENT_TOO_LARGE' });
-  assert.throws(() => worker.advance(-1), { code: 'ERR_INVALID_ARG_VALUE' });
+  await assert.rejects(worker.advance(-1), { code: 'ERR_OUT_OF_RANGE' });
   await worker.close();
+});
+
+test('testWorker and checkDeterminism check their options as redisWorker does (the same codes), and start', async () => {
+  const fn = streamFn(async function* (events) {
+    for await (const e of events) yield e;
+  });
+  const refused = [
+    [{ leaseTtl: -1 }, 'ERR_OUT_OF_RANGE', /"leaseTtl" option must be an integer from 300/],
+    [{ leaseTtl: 0 }, 'ERR_OUT_OF_RANGE', /"leaseTtl"/],
+    [{ readCount: 0 }, 'ERR_OUT_OF_RANGE', /"readCount"/],
+    [{ partitions: 0 }, 'ERR_OUT_OF_RANGE', /"partitions"/],
+    [{ partitions: NaN }, 'ERR_OUT_OF_RANGE', /"partitions"/],
+    [{ maxSessionEvents: -1 }, 'ERR_OUT_OF_RANGE', /"maxSessionEvents"/],
+    [{ maxBufferedEvents: 0 }, 'ERR_OUT_OF_RANGE', /"maxBufferedEvents"/],
+    [{ maxSessionAge: 1.5 }, 'ERR_OUT_OF_RANGE', /"maxSessionAge"/],
+    [{ maxSessionTimers: 0 }, 'ERR_OUT_OF_RANGE', /"maxSessionTimers"/],
+    [{ maxCheckpointBytes: 0 }, 'ERR_OUT_OF_RANGE', /"maxCheckpointBytes"/],
+    [{ maxEventBytes: 0 }, 'ERR_OUT_OF_RANGE', /"maxEventBytes"/],
+    [{ checkReplay: 1 }, 'ERR_INVALID_ARG_TYPE', /checkReplay must be a boolean/],
+    [{ codec: {} }, 'ERR_INVALID_ARG_TYPE', /codec must have encode\(\) and decode\(\)/],
+    [{ start: NaN }, 'ERR_OUT_OF_RANGE', /"start" option must be an integer/],
+    [{ start: 'x' }, 'ERR_OUT_OF_RANGE', /"start"/],
+    [{ start: 0.5 }, 'ERR_OUT_OF_RANGE', /"start"/],
+    [
+      { maxSessionEvent: 1 },
+      'ERR_INVALID_ARG_VALUE',
+      /unknown option "maxSessionEvent"\. Known options: partitions, codec, maxEventBytes, leaseTtl, .*maxSessionEvents.*, start$/,
+    ],
+    [null, 'ERR_INVALID_ARG_TYPE', /options must be an object/],
+  ];
+  for (const [options, code, message] of refused) {
+    assert.throws(() => testWorker(fn, options), { code, message }, JSON.stringify(options));
+    await assert.rejects(checkDeterminism(fn, [], options), { code, message }, JSON.stringify(options));
+  }
+  // Each in range is taken.
+  const worker = testWorker(fn, { partitions: 2, leaseTtl: 300, readCount: 1, maxBufferedEvents: 2, start: 0 });
+  assert.equal(worker.now(), 0);
+  await worker.close();
+});
+
+test('advance() takes an integer span up to a day and settle() up to the longest timer, one move at a time; a closed test worker refuses every call but a read', async () => {
+  const fn = streamFn(
+    async function* (events) {
+      for await (const e of events) yield e;
+    },
+    { idleTimeout: 100 },
+  );
+  const worker = testWorker(fn);
+  const start = worker.now();
+  for (const ms of [0.5, -1, NaN, '5', 86_400_001, 1e15]) {
+    await assert.rejects(
+      worker.advance(ms),
+      { code: 'ERR_OUT_OF_RANGE', message: /^advance\(\): the ms must be an integer from 0 to 86400000/ },
+      String(ms),
+    );
+  }
+  for (const ms of [0.5, -1, NaN, '5', 2 ** 31, 1e15]) {
+    await assert.rejects(
+      worker.settle(ms),
+      { code: 'ERR_OUT_OF_RANGE', message: /^settle\(\): the within must be an integer from 0 to 2147483647/ },
+      String(ms),
+    );
+  }
+  assert.equal(worker.now(), start);
+  await worker.advance(86_400_000);
+  assert.equal(worker.now(), start + 86_400_000);
+  const first = worker.advance(500);
+  await assert.rejects(worker.advance(500), { code: 'ERR_INVALID_STATE', message: /under way: await it/ });
+  await assert.rejects(worker.settle(), { code: 'ERR_INVALID_STATE' });
+  await first;
+  assert.equal(worker.now(), start + 86_400_000 + 500);
+  worker.send('k', 1);
+  await worker.settle();
+  assert.equal(worker.outputs().length, 1);
+  await worker.close();
+  assert.throws(() => worker.send('k', 2), { code: 'ERR_INVALID_STATE', message: /^send\(\): the test worker is closed/ });
+  assert.throws(() => worker.crash(), { code: 'ERR_INVALID_STATE' });
+  await assert.rejects(worker.advance(1), { code: 'ERR_INVALID_STATE' });
+  await assert.rejects(worker.settle(), { code: 'ERR_INVALID_STATE' });
+  assert.equal(worker.outputs().length, 1);
+  await worker.close();
+});
+
+test("checkDeterminism checks each event as testWorker's send does, at an integer time from the start; events out of order are sent at their times", async () => {
+  const fn = streamFn(
+    async function* (events) {
+      for await (const e of events) yield e;
+    },
+    { idleTimeout: 100 },
+  );
+  const t0 = Date.UTC(2024, 0, 1);
+  const refused = [
+    [[null], 'ERR_INVALID_ARG_TYPE', /events\[0\] must be an object/],
+    [[{ key: 'a', event: 1 }, 7], 'ERR_INVALID_ARG_TYPE', /events\[1\]/],
+    [[{ key: '', event: 1 }], 'ERR_INVALID_ARG_VALUE', /key must not be empty/],
+    [[{ key: 3, event: 1 }], 'ERR_INVALID_ARG_TYPE', /key must be a string/],
+    [[{ key: 'a', event: 1, at: NaN }], 'ERR_OUT_OF_RANGE', /"events\[0\]\.at"/],
+    [[{ key: 'a', event: 1, at: t0 + 0.5 }], 'ERR_OUT_OF_RANGE', /"events\[0\]\.at"/],
+    [[{ key: 'a', event: 1, at: t0 - 1 }], 'ERR_OUT_OF_RANGE', /from the start/],
+    [[{ key: 'a', event: 'x'.repeat(20) }], 'ERR_VELO_EVENT_TOO_LARGE', /events\[0\]/, { maxEventBytes: 10 }],
+  ];
+  for (const [events, code, message, options] of refused) {
+    await assert.rejects(checkDeterminism(fn, events, options), { code, message }, JSON.stringify(events));
+  }
+  // Sent at their `at`, whatever their order in the array: the same report as sorted.
+  const sorted = [1, 2, 3].map((n) => ({ key: 'a', event: n, at: t0 + n }));
+  assert.deepEqual(await checkDeterminism(fn, [sorted[2], sorted[0], sorted[1]]), await checkDeterminism(fn, sorted));
+});
+
+test("a handler that awaits a real timer: the determinism check's error names it (the virtual clock moves virtual time only)", async () => {
+  const { setTimeout: sleep } = await import('node:timers/promises');
+  // Far longer than the whole virtual run takes, so the handler is still waiting when it gives up; aborted after.
+  const stop = new AbortController();
+  const fn = streamFn(
+    async function* (events) {
+      for await (const e of events) {
+        await sleep(600_000, undefined, { signal: stop.signal });
+        yield e;
+      }
+    },
+    { idleTimeout: 100 },
+  );
+  try {
+    await assert.rejects(checkDeterminism(fn, [{ key: 'a', event: 1 }]), {
+      message:
+        /^The crash-free run did not settle: .*\. The process has real Timeout pending: a handler that awaits a real timer or I\/O/,
+    });
+  } finally {
+    stop.abort();
+  }
 });

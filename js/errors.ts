@@ -95,9 +95,10 @@ export const ERROR_CODES = {
   },
   ERR_INVALID_STATE: {
     class: 'TypeError',
-    from: 'velo-stream (sessions)',
-    when: "A second reader of a sessions object's merged output while the first is still reading; `ctx.wakeAt()` in a `workerFn` handler.",
-    action: 'Read the merged output with one loop; set timers in a handler on the main thread.',
+    from: 'velo-stream (sessions), velo-stream/testing',
+    when: "A second reader of a sessions object's merged output while the first is still reading; `ctx.wakeAt()` in a `workerFn` handler; a test worker's `advance()`/`settle()` while another is under way, or any call but a read after its `close()`.",
+    action:
+      'Read the merged output with one loop; set timers in a handler on the main thread; await each `advance()`/`settle()` before the next, and close a test worker last.',
   },
   ERR_VELO_SERIALIZE: {
     class: 'SerializeError',
@@ -293,6 +294,11 @@ export function sessionsReaderError(): TypeError & { code: 'ERR_INVALID_STATE' }
     ),
     'ERR_INVALID_STATE',
   );
+}
+
+/** A call a test worker cannot take in its state (the message says which and why). */
+export function testWorkerStateError(message: string): TypeError & { code: 'ERR_INVALID_STATE' } {
+  return coded(new TypeError(message), 'ERR_INVALID_STATE');
 }
 
 /** `ctx.wakeAt()` in a `workerFn` handler: its input is the main thread's lane, where an event made on the worker would not be counted. */

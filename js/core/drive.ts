@@ -244,7 +244,8 @@ const enum FeedPhase {
  * `bench/instructions.cjs feed`: ~1,250 instructions per output). It keeps
  * an async generator's rules:
  * calls made while one waits run after it, `return()` before the first
- * `next()` reads nothing, and once finished every call answers done.
+ * `next()` reads nothing (it cancels the stream and closes the source, as
+ * leaving later does), and once finished every call answers done.
  */
 class FeedIterator<I, O> implements AsyncIterableIterator<O> {
   readonly #stream: StreamKind<I, O>;
@@ -300,10 +301,12 @@ class FeedIterator<I, O> implements AsyncIterableIterator<O> {
 
   /** Left early (`break`, a throw, the stream's error): the stream and the source stop. */
   async #leave(): Promise<void> {
-    if (this.#phase !== FeedPhase.Reading) return;
+    if (this.#phase === FeedPhase.Finished) return;
+    const started = this.#phase === FeedPhase.Reading;
     this.#phase = FeedPhase.Finished;
     await this.#stream.cancel();
-    this.#sending?.stop();
+    if (started) this.#sending?.stop();
+    else await closeUnread(this.#source);
   }
 
   /** After the call still waiting, if any (as an async generator queues its calls). */
@@ -316,7 +319,6 @@ class FeedIterator<I, O> implements AsyncIterableIterator<O> {
 
   return(value?: unknown): Promise<IteratorResult<O>> {
     return this.#after(async () => {
-      if (this.#phase === FeedPhase.Idle) this.#phase = FeedPhase.Finished;
       await this.#leave();
       return { done: true, value: value as O };
     });
@@ -324,7 +326,6 @@ class FeedIterator<I, O> implements AsyncIterableIterator<O> {
 
   throw(error?: unknown): Promise<IteratorResult<O>> {
     return this.#after(async () => {
-      if (this.#phase === FeedPhase.Idle) this.#phase = FeedPhase.Finished;
       await this.#leave();
       throw error;
     });
@@ -333,6 +334,18 @@ class FeedIterator<I, O> implements AsyncIterableIterator<O> {
   [Symbol.asyncIterator](): this {
     return this;
   }
+}
+
+/**
+ * Closes a source left before its first event was asked for, as leaving a
+ * `for await` over it would: its iterator's `return()`, with nothing read.
+ */
+async function closeUnread<I>(source: EventSource<I>): Promise<void> {
+  const it =
+    typeof (source as AsyncIterable<I>)[Symbol.asyncIterator] === 'function'
+      ? (source as AsyncIterable<I>)[Symbol.asyncIterator]()
+      : (source as Iterable<I>)[Symbol.iterator]();
+  await it.return?.();
 }
 
 /** `run`: every output, collected in batches straight into the result. */

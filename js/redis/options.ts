@@ -67,12 +67,18 @@ export function resolveOptions<T>(options: RedisOptions<T>, what: string, ownKey
       `${what}: the "name" option must be 1-200 characters without braces or whitespace. Received ${describe(name)}`,
     );
   }
+  checkShape(what, partitions, codec, maxEventBytes);
+  return { client, keys: new KeySpace(name), partitions, codec, maxEventBytes };
+}
+
+/** Checks the options that shape the log (also those of `velo-stream/testing`, which runs on one in memory). */
+export function checkShape(what: string, partitions: unknown, codec: unknown, maxEventBytes: unknown): void {
   integerOption(what, 'partitions', partitions, 1, 16384);
-  if (codec === null || typeof codec !== 'object' || typeof codec.encode !== 'function' || typeof codec.decode !== 'function') {
+  const c = codec as Partial<Codec<unknown>> | null;
+  if (c === null || typeof c !== 'object' || typeof c.encode !== 'function' || typeof c.decode !== 'function') {
     throw invalidType(`${what}: options.codec must have encode() and decode(), not ${describe(codec)}`);
   }
   integerOption(what, 'maxEventBytes', maxEventBytes, 1, 512 << 20);
-  return { client, keys: new KeySpace(name), partitions, codec, maxEventBytes };
 }
 
 /** 32-bit FNV-1a of the key's UTF-8 bytes: the partition is this mod K, the same in every process. */

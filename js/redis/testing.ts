@@ -2,10 +2,13 @@
 // a Redis server. The worker's own partition code, sessions and streams run on an in-memory log that answers as
 // Redis does (the library's contract test holds the two together); time moves only when the test moves it. A
 // crash drops the process that owns the partitions, as kill -9 would; another takes over when its lease runs out.
-import { describe, invalidType, invalidValue } from '../errors';
+import { describe, invalidType, invalidValue, testWorkerStateError } from '../errors';
 import type { StreamFn } from '../types';
-import type { Codec } from './codec';
-import { checkKey } from './options';
+import { integerArgument, integerOption } from '../validate';
+import { type Codec, encodeChecked, jsonCodec } from './codec';
+import { checkKey, checkShape } from './options';
+import { MAX_TIMER_MS } from './owner-writes';
+import { LIMIT_KEYS, checkLimits } from './worker-limits';
 import { type Openable, kOpen } from './partition-run';
 import type { HandlerFailure, OutputItem } from './reader';
 import { type SimLimits, type SimResult, Simulation, simulate } from './simulator';
@@ -54,11 +57,15 @@ export interface TestWorker<I, O> {
   now(): number;
   /** Appends `event` for `key` now, as `redisProducer.send` does (the same checks of the key and size); its entry id. */
   send(key: string, event: I): string;
-  /** Lets `ms` of virtual time pass: everything due by then happens (reads, handlers, timers, session ends). */
+  /**
+   * Lets `ms` of virtual time pass: everything due by then happens (reads, handlers, timers, session ends). `ms`:
+   * an integer from 0 to a day (else `ERR_OUT_OF_RANGE`); one move of the clock at a time (`ERR_INVALID_STATE`).
+   */
   advance(ms: number): Promise<void>;
   /**
    * Runs until every event sent is handled and every session has ended (their idle ends pass on the virtual
-   * clock). Rejects if that takes more than `within` ms of virtual time (default a day).
+   * clock). Rejects if that takes more than `within` ms of virtual time (an integer up to 2 147 483 647; default a
+   * day).
    */
   settle(within?: number): Promise<void>;
   /** The process that owns the partitions is killed now; another takes them over once its leases run out. */
@@ -69,7 +76,7 @@ export interface TestWorker<I, O> {
   sessions(): TestSession<O>[];
   /** What the worker reported to `onError` so far (a crash's lost connection, fencing, a handler's failures). */
   errors(): unknown[];
-  /** Stops every process. */
+  /** Stops every process; then only the reads answer (the rest are refused with `ERR_INVALID_STATE`). */
   close(): Promise<void>;
 }
 
@@ -124,20 +131,28 @@ function checkFn(fn: unknown, what: string): void {
   }
 }
 
-/** The run's settings as the simulator takes them. */
-function limitsOf(o: TestWorkerOptions): SimLimits {
-  return {
-    partitions: o.partitions,
-    leaseTtl: o.leaseTtl ?? 10_000,
-    readCount: o.readCount,
-    maxBufferedEvents: o.maxBufferedEvents,
-    maxSessionEvents: o.maxSessionEvents,
-    maxSessionAge: o.maxSessionAge,
-    maxSessionTimers: o.maxSessionTimers,
-    maxCheckpointBytes: o.maxCheckpointBytes,
-    maxEventBytes: o.maxEventBytes,
-    checkReplay: o.checkReplay,
-  };
+/** The options a test worker knows. */
+const KNOWN = ['partitions', 'codec', 'maxEventBytes', ...LIMIT_KEYS, 'start'];
+/** The latest start: the latest time a Date holds. */
+const MAX_START = 8.64e15;
+/**
+ * The most virtual time one `advance()` may cover: a day. Every process's lease renewal runs on the way (one step
+ * each `leaseTtl / 3`), so a longer span costs steps, not just a jump of the clock; a test calls it again for more.
+ */
+const MAX_ADVANCE = DAY_MS;
+
+/** The run's settings, checked as `redisWorker` checks them (the same codes), and where time starts. */
+function resolveTest(what: string, options: unknown): { limits: SimLimits; codec: Codec<unknown>; start: number } {
+  if (options === null || typeof options !== 'object')
+    throw invalidType(`${what}: options must be an object, not ${describe(options)}`);
+  for (const key of Object.keys(options)) {
+    if (!KNOWN.includes(key)) throw invalidValue(`${what}: unknown option "${key}". Known options: ${KNOWN.join(', ')}`);
+  }
+  const o = options as TestWorkerOptions;
+  const { partitions = 1, codec = jsonCodec, maxEventBytes = 1 << 20, start = DEFAULT_START } = o;
+  checkShape(what, partitions, codec, maxEventBytes);
+  integerOption(what, 'start', start, 0, MAX_START, `from 0 to ${MAX_START} (ms since the epoch)`);
+  return { limits: { partitions, maxEventBytes, ...checkLimits(what, o, partitions) }, codec, start };
 }
 
 /** Each process gets the function with a gate of its own (its own `maxConcurrent` slots), as a process would. */
@@ -149,16 +164,31 @@ function perProcess<I, O>(fn: StreamFn<I, O>): () => StreamFn<I, O> {
 class InMemoryWorker<I, O> implements TestWorker<I, O> {
   readonly #sim: Simulation<I, O>;
   #closed = false;
+  /** An `advance()` or `settle()` under way: the clock is moving, and another would race it. */
+  #running = false;
 
-  constructor(fn: StreamFn<I, O>, options: TestWorkerOptions) {
-    this.#sim = new Simulation<I, O>({
-      seed: 1,
-      fn: perProcess(fn),
-      events: [],
-      limits: limitsOf(options),
-      codec: options.codec,
-      start: options.start ?? DEFAULT_START,
-    });
+  constructor(fn: StreamFn<I, O>, options: unknown) {
+    const { limits, codec, start } = resolveTest('testWorker()', options);
+    this.#sim = new Simulation<I, O>({ seed: 1, fn: perProcess(fn), events: [], limits, codec, start });
+  }
+
+  /** Refuses a call after `close()`. */
+  #open(call: string): void {
+    if (this.#closed) throw testWorkerStateError(`${call}: the test worker is closed`);
+  }
+
+  /** Runs a move of the clock, one at a time (a second while one runs would see the clock mid-move). */
+  async #move(call: string, run: () => Promise<void>): Promise<void> {
+    this.#open(call);
+    if (this.#running) {
+      throw testWorkerStateError(`${call}: an advance() or settle() is under way: await it before the next`);
+    }
+    this.#running = true;
+    try {
+      await run();
+    } finally {
+      this.#running = false;
+    }
   }
 
   now(): number {
@@ -166,25 +196,32 @@ class InMemoryWorker<I, O> implements TestWorker<I, O> {
   }
 
   send(key: string, event: I): string {
+    this.#open('send()');
     return this.#sim.append(checkKey(key), event);
   }
 
   advance(ms: number): Promise<void> {
-    if (!Number.isFinite(ms) || ms < 0)
-      throw invalidValue(`advance(): ms must be a finite number of at least 0, not ${describe(ms)}`);
-    return this.#sim.advanceTo(this.now() + ms);
+    return this.#move('advance()', async () => {
+      integerArgument('advance()', 'ms', ms, 0, MAX_ADVANCE);
+      await this.#sim.advanceTo(this.now() + ms);
+    });
   }
 
-  async settle(within = DAY_MS): Promise<void> {
-    const deadline = this.now() + within;
-    if (!(await this.#sim.runUntil(() => this.#sim.settled(), deadline))) {
-      throw new Error(
-        `The run did not settle within ${within} ms of virtual time (a session still open, or an event not handled)`,
-      );
-    }
+  settle(within = DAY_MS): Promise<void> {
+    return this.#move('settle()', async () => {
+      // (It stops once settled: a long bound costs only when the run never settles.)
+      integerArgument('settle()', 'within', within, 0, MAX_TIMER_MS);
+      const deadline = this.now() + within;
+      if (!(await this.#sim.runUntil(() => this.#sim.settled(), deadline))) {
+        throw new Error(
+          `The run did not settle within ${within} ms of virtual time (a session still open, or an event not handled).${realWaits()}`,
+        );
+      }
+    });
   }
 
   crash(): void {
+    this.#open('crash()');
     for (let p = 0; p < this.#sim.store.partitions; p++) this.#sim.crash(p);
   }
 
@@ -205,6 +242,20 @@ class InMemoryWorker<I, O> implements TestWorker<I, O> {
     this.#closed = true;
     await this.#sim.stop();
   }
+}
+
+/**
+ * Why a run may not settle that the virtual clock cannot see: a real timer (or I/O) pending in the process, such as
+ * a handler's own `await setTimeout()`. The clock moves virtual time only; a handler waiting on real time is
+ * still waiting when every virtual timer has run. A sentence to add to an error; empty when none is pending.
+ */
+function realWaits(): string {
+  const info = (process as { getActiveResourcesInfo?: () => string[] }).getActiveResourcesInfo?.() ?? [];
+  const real = info.filter((kind) => kind === 'Timeout' || kind === 'FSReqCallback' || kind.startsWith('TCP'));
+  return real.length === 0
+    ? ''
+    : ` The process has real ${[...new Set(real)].join(', ')} pending: a handler that awaits a real timer or I/O ` +
+        `(setTimeout from node:timers/promises, a network call) waits outside the virtual clock, which moves virtual time only.`;
 }
 
 function sessionsOf<O>(outputs: readonly OutputItem<O>[]): TestSession<O>[] {
@@ -265,6 +316,27 @@ class Nondeterminism {
 /** The compiled library's folder (dist/): calls from its own files are not the handler's. */
 const LIBRARY_DIR = __dirname.slice(0, __dirname.lastIndexOf('redis') - 1);
 
+/**
+ * Event `i` of a check, refused as `testWorker().send` refuses it (the same key checks, encoded by the codec within
+ * `maxEventBytes`), with `at` an integer ms from the start on (default the start).
+ */
+function checkEvent<I>(
+  what: string,
+  e: TestEvent<I>,
+  i: number,
+  limits: SimLimits,
+  codec: Codec<unknown>,
+  start: number,
+): { key: string; event: I; at: number } {
+  if (e === null || typeof e !== 'object')
+    throw invalidType(`${what}: events[${i}] must be an object { key, event, at? }, not ${describe(e)}`);
+  const key = checkKey(e.key);
+  encodeChecked(codec, e.event, limits.maxEventBytes ?? 1 << 20, `events[${i}] (key ${JSON.stringify(key)})`);
+  const at = e.at ?? start;
+  integerOption(what, `events[${i}].at`, at, start, MAX_START, `from the start (${start}) to ${MAX_START} (ms since the epoch)`);
+  return { key, event: e.event, at };
+}
+
 /** Each session's outputs keyed by its key and the index of the event that opened it (ids differ between runs). */
 function byFirstEvent<O>(result: SimResult<O>): Map<string, (O | TestFailure)[]> {
   const index = new Map(result.ids.map((id, i) => [id, i]));
@@ -290,26 +362,22 @@ export async function checkDeterminism<I = unknown, O = unknown>(
   events: readonly TestEvent<I>[],
   options: TestWorkerOptions = {},
 ): Promise<DeterminismReport<O>> {
-  checkFn(fn, 'checkDeterminism()');
+  const what = 'checkDeterminism()';
+  checkFn(fn, what);
   // (Checked on a copy: narrowing `events` itself by Array.isArray would make its items `any`.)
   const given: unknown = events;
-  if (!Array.isArray(given)) throw invalidType(`checkDeterminism(): events must be an array, not ${describe(given)}`);
-  const start = options.start ?? DEFAULT_START;
+  if (!Array.isArray(given)) throw invalidType(`${what}: events must be an array, not ${describe(given)}`);
+  const { limits, codec, start } = resolveTest(what, options);
+  const sent = events.map((e, i) => checkEvent(what, e, i, limits, codec, start));
   const guard = new Nondeterminism();
   const run = (crashAfterCommits: number[]) =>
-    simulate<I, O>({
-      seed: 1,
-      fn: perProcess(fn),
-      events: events.map((e) => ({ key: e.key, event: e.event, at: e.at ?? start })),
-      limits: limitsOf(options),
-      codec: options.codec,
-      start,
-      faults: { crashAfterCommits },
-    });
+    simulate<I, O>({ seed: 1, fn: perProcess(fn), events: sent, limits, codec, start, faults: { crashAfterCommits } });
   guard.install();
   try {
     const calm = await run([]);
-    if (calm.violations.length > 0) throw new Error(`The crash-free run did not settle: ${calm.violations.join('; ')}`);
+    if (calm.violations.length > 0) {
+      throw new Error(`The crash-free run did not settle: ${calm.violations.join('; ')}.${realWaits()}`);
+    }
     const expected = byFirstEvent(calm);
     for (let k = 1; k <= calm.stats.commits; k++) {
       guard.run = k;
@@ -332,7 +400,7 @@ export async function checkDeterminism<I = unknown, O = unknown>(
             `A crash after commit ${k} changed the outputs of the session of key ${JSON.stringify(key)} opened by event ${first}: ` +
             `${JSON.stringify(want)} crash-free, ${JSON.stringify(got)} with the crash. A handler must make the same outputs ` +
             `from the same events, its restored state and its timers (a restore goes on from its checkpoint's state at ` +
-            `the next event).${read}`,
+            `the next event).${read}${realWaits()}`,
         };
       }
     }

@@ -34,7 +34,7 @@ import type { Lease, PartitionLog } from './transport';
 import { reportable } from './reportable';
 import { LocalDelivery } from './local-delivery';
 import { PartitionRun } from './partition-run';
-import { MAX_TIMER_MS } from './owner-writes';
+import { LIMIT_KEYS, checkLimits } from './worker-limits';
 import { type Openable, type PartitionHost, type WorkerCounters, kOpen } from './partition-host';
 import { RETRY_MS } from './outbox';
 import { type Clock, realClock, sleepOn } from './clock';
@@ -49,21 +49,14 @@ export type { RedisWorker, RedisWorkerOptions, RedisWorkerStats, RoundTripStats,
 const UNDELIVERED_DEFAULT = 1024;
 /** `RedisWorkerOptions` besides the shared ones. */
 const WORKER_KEYS = [
-  'leaseTtl',
-  'readCount',
+  ...LIMIT_KEYS,
   'trimInterval',
   'workerId',
   'onError',
-  'maxBufferedEvents',
-  'maxSessionEvents',
-  'maxSessionAge',
   'onOutput',
   'maxUndelivered',
-  'checkReplay',
-  'maxCheckpointBytes',
   'outputRetention',
   'outputMaxLen',
-  'maxSessionTimers',
 ];
 /** The longest a blocking wake-up read waits before it is re-issued, ms. */
 const WAIT_MS = 2000;
@@ -151,25 +144,24 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
 
   constructor(fn: StreamFn<I, O>, options: Resolved<unknown>, extra: RedisWorkerOptions<O>) {
     const {
-      leaseTtl = 10_000,
-      readCount = 256,
       trimInterval = 5000,
       workerId = `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`,
       onError,
-      maxBufferedEvents = Math.max(65_536, options.partitions),
-      maxSessionEvents = 0,
-      maxSessionAge = 0,
       onOutput,
       maxUndelivered = UNDELIVERED_DEFAULT,
-      checkReplay = false,
-      maxCheckpointBytes = 1 << 20,
       outputRetention = 'all',
       outputMaxLen = 0,
-      maxSessionTimers = 1000,
     } = extra;
-    // (At most a Node timer's longest delay: the lease's timers are set from it.)
-    integerOption(W, 'leaseTtl', leaseTtl, 300, MAX_TIMER_MS, `from 300 to ${MAX_TIMER_MS} (ms)`);
-    integerOption(W, 'readCount', readCount, 1, 10_000);
+    const {
+      leaseTtl,
+      readCount,
+      maxBufferedEvents,
+      maxSessionEvents,
+      maxSessionAge,
+      maxSessionTimers,
+      maxCheckpointBytes,
+      checkReplay,
+    } = checkLimits(W, extra, options.partitions);
     integerOption(W, 'trimInterval', trimInterval, 0, Infinity, 'of at least 0 (ms)');
     if (typeof workerId !== 'string')
       throw invalidType(`redisWorker(): options.workerId must be a string, not ${describe(workerId)}`);
@@ -179,33 +171,18 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       );
     if (onError !== undefined && typeof onError !== 'function')
       throw invalidType(`redisWorker(): options.onError must be a function, not ${describe(onError)}`);
-    integerOption(
-      W,
-      'maxBufferedEvents',
-      maxBufferedEvents,
-      options.partitions,
-      1e9,
-      `from options.partitions (${options.partitions}: one event per partition) to 1e9`,
-    );
-    integerOption(W, 'maxSessionEvents', maxSessionEvents, 0, Infinity, 'of at least 0 (0: no cap)');
-    // At most Node's longest timer (about 24.8 days): the age marker's timer would fire at once past it.
-    integerOption(W, 'maxSessionAge', maxSessionAge, 0, MAX_TIMER_MS, `from 0 to ${MAX_TIMER_MS} (ms; 0: no cap)`);
     if (onOutput !== undefined && typeof onOutput !== 'function')
       throw invalidType(`redisWorker(): options.onOutput must be a function, not ${describe(onOutput)}`);
     integerOption(W, 'maxUndelivered', maxUndelivered, 1, 1e9, 'from 1 to 1e9');
-    if (typeof checkReplay !== 'boolean')
-      throw invalidType(`redisWorker(): options.checkReplay must be a boolean, not ${describe(checkReplay)}`);
     this.id = workerId;
     this.name = options.keys.name;
     this.checkReplay = checkReplay;
-    integerOption(W, 'maxCheckpointBytes', maxCheckpointBytes, 1, 512 << 20);
     this.maxCheckpointBytes = maxCheckpointBytes;
     if (outputRetention !== 'all' && outputRetention !== 'acked')
       throw invalidValue(`redisWorker(): options.outputRetention must be 'all' or 'acked', not ${describe(outputRetention)}`);
     this.trimAcked = outputRetention === 'acked';
     integerOption(W, 'outputMaxLen', outputMaxLen, 0, 1e12, 'from 0 to 1e12 (0: no cap)');
     this.outputMaxLen = outputMaxLen;
-    integerOption(W, 'maxSessionTimers', maxSessionTimers, 1, 1e6);
     this.maxSessionTimers = maxSessionTimers;
     this.delivery = onOutput === undefined ? null : new LocalDelivery(onOutput, maxUndelivered, (error) => this.report(error));
     this.fn = fn as StreamFn<I, O> & Openable<I, O>;

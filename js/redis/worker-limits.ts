@@ -1,0 +1,71 @@
+// The checks of the worker's options that change what a handler sees, in one place: `redisWorker` and
+// `velo-stream/testing` (which runs a handler as the worker does) refuse the same values with the same codes.
+import { describe, invalidType } from '../errors';
+import { integerOption } from '../validate';
+import { MAX_TIMER_MS } from './owner-writes';
+
+/** The worker's options a handler's run depends on (each optional, with the worker's default). */
+export interface WorkerLimits {
+  leaseTtl?: number;
+  readCount?: number;
+  maxBufferedEvents?: number;
+  maxSessionEvents?: number;
+  maxSessionAge?: number;
+  maxSessionTimers?: number;
+  maxCheckpointBytes?: number;
+  checkReplay?: boolean;
+}
+
+/** Their names, for the list of known options. */
+export const LIMIT_KEYS: readonly string[] = [
+  'leaseTtl',
+  'readCount',
+  'maxBufferedEvents',
+  'maxSessionEvents',
+  'maxSessionAge',
+  'maxSessionTimers',
+  'maxCheckpointBytes',
+  'checkReplay',
+];
+
+/** Checks `limits` for entry point `what` with `partitions` partitions; each filled in with its default. */
+export function checkLimits(what: string, limits: WorkerLimits, partitions: number): Required<WorkerLimits> {
+  const {
+    leaseTtl = 10_000,
+    readCount = 256,
+    maxBufferedEvents = Math.max(65_536, partitions),
+    maxSessionEvents = 0,
+    maxSessionAge = 0,
+    maxSessionTimers = 1000,
+    maxCheckpointBytes = 1 << 20,
+    checkReplay = false,
+  } = limits;
+  // (At most a Node timer's longest delay: the lease's timers are set from it.)
+  integerOption(what, 'leaseTtl', leaseTtl, 300, MAX_TIMER_MS, `from 300 to ${MAX_TIMER_MS} (ms)`);
+  integerOption(what, 'readCount', readCount, 1, 10_000);
+  integerOption(
+    what,
+    'maxBufferedEvents',
+    maxBufferedEvents,
+    partitions,
+    1e9,
+    `from options.partitions (${partitions}: one event per partition) to 1e9`,
+  );
+  integerOption(what, 'maxSessionEvents', maxSessionEvents, 0, Infinity, 'of at least 0 (0: no cap)');
+  // At most Node's longest timer (about 24.8 days): the age marker's timer would fire at once past it.
+  integerOption(what, 'maxSessionAge', maxSessionAge, 0, MAX_TIMER_MS, `from 0 to ${MAX_TIMER_MS} (ms; 0: no cap)`);
+  integerOption(what, 'maxSessionTimers', maxSessionTimers, 1, 1e6);
+  integerOption(what, 'maxCheckpointBytes', maxCheckpointBytes, 1, 512 << 20);
+  if (typeof checkReplay !== 'boolean')
+    throw invalidType(`${what}: options.checkReplay must be a boolean, not ${describe(checkReplay)}`);
+  return {
+    leaseTtl,
+    readCount,
+    maxBufferedEvents,
+    maxSessionEvents,
+    maxSessionAge,
+    maxSessionTimers,
+    maxCheckpointBytes,
+    checkReplay,
+  };
+}
