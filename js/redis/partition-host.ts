@@ -73,3 +73,26 @@ export interface WorkerCounters {
   /** Timers' wake-ups written into the input (`ctx.wakeAt`). */
   wakeups: number;
 }
+
+/** A worker's counters, all 0. */
+export function newCounters(): WorkerCounters {
+  return {
+    acquired: 0,
+    lost: 0,
+    fenced: 0,
+    released: 0,
+    trimmed: 0,
+    trimmedOutputs: 0,
+    replayed: 0,
+    replayedSessions: 0,
+    outputs: 0,
+    errors: 0,
+    capped: 0,
+    ticks: 0,
+    handedOn: 0,
+    diverged: 0,
+    checkpoints: 0,
+    restored: 0,
+    wakeups: 0,
+  };
+}

@@ -16,6 +16,7 @@ import { FencedError } from '../errors';
 import { type Codec, encodeChecked, jsonCodec } from './codec';
 import { type Fault, type FaultPolicy, type LogCall, MemoryLog, MemoryStore, type PartitionLeftovers } from './memory-log';
 import { fnv1a } from './options';
+import { newCounters } from './partition-host';
 import { type Openable, type PartitionHost, PartitionRun, type WorkerCounters } from './partition-run';
 import { Prng } from './prng';
 import { type OutputItem, outputItem } from './reader';
@@ -192,25 +193,7 @@ class SimProcess<I, O> implements PartitionHost<I, O> {
   readonly maxSessionTimers: number;
   readonly checkReplay: boolean;
   readonly delivery = null;
-  readonly counters: WorkerCounters = {
-    acquired: 0,
-    lost: 0,
-    fenced: 0,
-    released: 0,
-    trimmed: 0,
-    trimmedOutputs: 0,
-    replayed: 0,
-    replayedSessions: 0,
-    outputs: 0,
-    errors: 0,
-    capped: 0,
-    ticks: 0,
-    handedOn: 0,
-    diverged: 0,
-    checkpoints: 0,
-    restored: 0,
-    wakeups: 0,
-  };
+  readonly counters: WorkerCounters = newCounters();
   live = 0;
   clockOffset = 0;
   readonly runs = new Map<number, PartitionRun<I, O>>();

@@ -35,7 +35,7 @@ import { reportable } from './reportable';
 import { LocalDelivery } from './local-delivery';
 import { PartitionRun } from './partition-run';
 import { LIMIT_KEYS, checkLimits } from './worker-limits';
-import { type Openable, type PartitionHost, type WorkerCounters, kOpen } from './partition-host';
+import { type Openable, type PartitionHost, type WorkerCounters, kOpen, newCounters } from './partition-host';
 import { RETRY_MS } from './outbox';
 import { type Clock, realClock, sleepOn } from './clock';
 import type { RedisWorker, RedisWorkerOptions, RedisWorkerStats } from './worker-types';
@@ -81,26 +81,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
   readonly maxSessionTimers: number;
   /** Local delivery (`onOutput`), or null. */
   readonly delivery: LocalDelivery<O> | null;
-  readonly counters: WorkerCounters = {
-    acquired: 0,
-    lost: 0,
-    fenced: 0,
-    released: 0,
-    trimmed: 0,
-    trimmedOutputs: 0,
-    replayed: 0,
-    replayedSessions: 0,
-    outputs: 0,
-    errors: 0,
-    capped: 0,
-    /** Ticks written (`PartitionRun.#tick`). */
-    ticks: 0,
-    handedOn: 0,
-    diverged: 0,
-    checkpoints: 0,
-    restored: 0,
-    wakeups: 0,
-  };
+  readonly counters: WorkerCounters = newCounters();
   readonly #trips = new RoundTrips();
   readonly #share: number;
   live = 0;
