@@ -308,3 +308,17 @@ test("a handler that awaits a real timer: the determinism check's error names it
     stop.abort();
   }
 });
+
+test('one checkDeterminism at a time: a second one meanwhile is refused, and Date.now and Math.random are the originals after both', async () => {
+  const start = Date.UTC(2024, 0, 1);
+  const events = shoppers(start).map(([key, event], i) => ({ key, event, at: start + i }));
+  const realNow = Date.now;
+  const realRandom = Math.random;
+  const first = checkDeterminism(checkoutFn(300), events);
+  await assert.rejects(checkDeterminism(checkoutFn(300), events), { code: 'ERR_INVALID_STATE', message: /another check is running/ });
+  assert.equal((await first).ok, true);
+  assert.equal(Date.now, realNow);
+  assert.equal(Math.random, realRandom);
+  // And a check after them runs.
+  assert.equal((await checkDeterminism(checkoutFn(300), events)).ok, true);
+});

@@ -636,7 +636,9 @@ export class SessionLimitError extends Error {
  * nothing after it).
  */
 export interface SessionEnd {
+  /** Why its input ended. */
   readonly reason: 'idle' | 'age' | 'events' | 'decode' | 'throw' | 'return';
+  /** The last input it took: an entry id, `t<n>` for its n-th timer. */
   readonly last: string;
 }
 
@@ -684,7 +686,14 @@ export class ReplayDivergedError extends Error {
   /** What the replay made instead (undefined for `kind: 'count'`). */
   readonly replayed: OutputContent | undefined;
   /** For `kind: 'boundary'`: where the session ended first (kept) and where the replay ended it. */
-  readonly ends: { readonly committed: SessionEnd; readonly replayed: SessionEnd } | undefined;
+  readonly ends:
+    | {
+        /** Where it ended first: what stays. */
+        readonly committed: SessionEnd;
+        /** Where the replay ended it. */
+        readonly replayed: SessionEnd;
+      }
+    | undefined;
   constructor(
     kind: 'output' | 'count' | 'boundary',
     where: { partition: number; key: string; sid: string; seq: number },

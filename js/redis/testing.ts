@@ -369,9 +369,16 @@ export async function checkDeterminism<I = unknown, O = unknown>(
   if (!Array.isArray(given)) throw invalidType(`${what}: events must be an array, not ${describe(given)}`);
   const { limits, codec, start } = resolveTest(what, options);
   const sent = events.map((e, i) => checkEvent(what, e, i, limits, codec, start));
+  // Date.now and Math.random are the process's: a second check at once would save the first one's stand-ins as
+  // the originals and leave them installed for good.
+  if (checking)
+    throw testWorkerStateError(
+      `${what}: another check is running (one at a time: it replaces Date.now() and Math.random() while it runs)`,
+    );
   const guard = new Nondeterminism();
   const run = (crashAfterCommits: number[]) =>
     simulate<I, O>({ seed: 1, fn: perProcess(fn), events: sent, limits, codec, start, faults: { crashAfterCommits } });
+  checking = true;
   guard.install();
   try {
     const calm = await run([]);
@@ -407,5 +414,9 @@ export async function checkDeterminism<I = unknown, O = unknown>(
     return { ok: true, crashes: calm.stats.commits };
   } finally {
     guard.uninstall();
+    checking = false;
   }
 }
+
+/** A `checkDeterminism` is running (its stand-ins for Date.now and Math.random are installed). */
+let checking = false;
