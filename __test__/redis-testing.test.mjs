@@ -322,3 +322,34 @@ test('one checkDeterminism at a time: a second one meanwhile is refused, and Dat
   // And a check after them runs.
   assert.equal((await checkDeterminism(checkoutFn(300), events)).ok, true);
 });
+
+test('a backlog after a takeover: a session that took exactly maxSessionEvents inputs ends by idle, as crash-free (the entry being drained was counted again as its next)', async () => {
+  const counter = streamFn(
+    async function* (events) {
+      let n = 0;
+      for await (const _ of events) n++;
+      yield { taken: n };
+    },
+    { idleTimeout: 1000 },
+  );
+  const runs = [];
+  for (const crash of [false, true]) {
+    for (const options of [{ maxSessionEvents: 2 }, { maxSessionEvents: 2, maxSessionAge: 500 }]) {
+      const w = testWorker(counter, options);
+      await w.advance(0);
+      if (crash) w.crash();
+      w.send('k', 'a');
+      await w.advance(1000);
+      w.send('k', 'b');
+      await w.advance(1);
+      w.send('k', 'c');
+      await w.settle();
+      runs.push(w.sessions().map((s) => s.outputs.map((o) => o.value ?? o.error.code)));
+      await w.close();
+    }
+  }
+  const [calm, calmAge, crashed, crashedAge] = runs;
+  assert.deepEqual(calm, [[{ taken: 1 }], [{ taken: 2 }]]);
+  assert.deepEqual(crashed, calm);
+  assert.deepEqual(crashedAge, calmAge);
+});

@@ -7,7 +7,7 @@ import { kFinished, kSendNow, kTaken, kTakenEnd, type StreamKind } from '../core
 import { sleepOn } from './clock';
 import { type Codec, encodeChecked } from './codec';
 import { FencedError, TooManyTimersError, decodeError } from '../errors';
-import { idTime } from './log-ids';
+import { idTime, logOrder } from './log-ids';
 import {
   type CheckpointCall,
   Checkpoints,
@@ -455,8 +455,17 @@ export class PartitionRun<I, O> {
     // one's) only moves the log's clock, and as the next entry it would end the session at its event cap.
     const held = this.#entries.held.get(s.key)?.find(isEvent);
     if (held !== undefined) time = idTime(held.id);
+    // The entry being drained, unless it already reached this session (it stays `draining` until its delivery
+    // returns, and the handler may have taken it by then: as the next entry, it would count twice).
     const draining = this.#entries.draining;
-    if (draining !== null && draining.key === s.key && isEvent(draining)) time = Math.min(time ?? Infinity, idTime(draining.id));
+    const reached = s.ids.length > 0 ? s.ids[s.ids.length - 1] : undefined;
+    if (
+      draining !== null &&
+      draining.key === s.key &&
+      isEvent(draining) &&
+      (reached === undefined || logOrder(draining.id, reached) > 0)
+    )
+      time = Math.min(time ?? Infinity, idTime(draining.id));
     const spilled = this.#entries.spilled.get(s.key);
     if (spilled !== undefined) time = Math.min(time ?? Infinity, idTime(spilled.ids?.[0] ?? spilled.after));
     return time;
