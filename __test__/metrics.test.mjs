@@ -269,8 +269,9 @@ for (const [name, ahead, make] of [
     assert.equal(took.length, 16);
     const truth = median([...Array(ahead).fill(0), ...took.slice(0, took.length - ahead)]) * 1000;
     const m = s.metrics;
-    // (The 8th event waits 10 ms or more for each of the 6 or 7 taken ahead of it, however fast the machine.)
-    assert.ok(truth >= 60_000, `the handler's own median ${truth} µs`);
+    // (The 8th event waits about 10 ms for each of the 6 or 7 taken ahead of it, however fast the machine; a timer
+    // may fire a fraction of a millisecond before performance.now() says 10 ms passed: 59.9 ms was seen.)
+    assert.ok(truth >= 50_000, `the handler's own median ${truth} µs`);
     assert.ok(m.queueWaitP50Us >= truth * 0.85, `p50 ${m.queueWaitP50Us} µs, the handler's own ${truth} µs`);
     assert.ok(m.queueWaitP50Us <= truth * 1.15 + 20_000, `p50 ${m.queueWaitP50Us} µs, the handler's own ${truth} µs`);
     // Event k waits about 10 ms for each one taken ahead of it: at most 4 (one at the bound; and the one taken ahead)
