@@ -118,16 +118,7 @@ export class Checkpoints implements SessionHooks {
       encoded = this.encode(state, this.rule.timers);
     } catch (error) {
       // The session fails at this point of its outputs (also if the handler catches the error).
-      const rule = this.rule;
-      const at = {
-        entries: this.entries,
-        last: rule.last,
-        events: rule.events,
-        timers: rule.timerCount,
-        input: this.lastInput,
-        yielded,
-      };
-      this.calls.push({ ...at, pending: [...rule.timers], error: error as Error });
+      this.calls.push({ ...this.#at(yielded), error: error as Error });
       this.broken = true;
       this.#step = null;
       this.onCall?.();
@@ -135,21 +126,25 @@ export class Checkpoints implements SessionHooks {
     }
     if (!this.broken) this.#step = encoded;
   }
+  /** Where the session is, for a checkpoint call: the rule's state, its last input, and the outputs yielded. */
+  #at(yielded: number): Omit<CheckpointCall, 'state' | 'error'> {
+    const rule = this.rule;
+    return {
+      entries: this.entries,
+      last: rule.last,
+      events: rule.events,
+      timers: rule.timerCount,
+      pending: [...rule.timers],
+      input: this.lastInput,
+      yielded,
+    };
+  }
   attach(): void {
     this.attached = true;
   }
   next(yielded: number): { value: unknown } | 'end' | undefined {
     if (this.#step !== null) {
-      const rule = this.rule;
-      const at = {
-        entries: this.entries,
-        last: rule.last,
-        events: rule.events,
-        timers: rule.timerCount,
-        input: this.lastInput,
-        yielded,
-      };
-      this.calls.push({ ...at, pending: [...rule.timers], state: this.#step });
+      this.calls.push({ ...this.#at(yielded), state: this.#step });
       this.#step = null;
       this.onCall?.();
     }
