@@ -123,7 +123,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
   #blockingOn: Set<number> | null = null;
   #interrupting = false;
 
-  constructor(fn: StreamFn<I, O>, options: Resolved<unknown>, extra: RedisWorkerOptions<O>) {
+  constructor(fn: StreamFn<I, O>, options: Resolved<unknown>, extra: RedisWorkerOptions<O, I>) {
     const {
       trimInterval = 5000,
       workerId = `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`,
@@ -582,7 +582,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
  * semantics). Outputs go to the partitions' output streams; read them with `redisOutputs`.
  * @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `fn` is not a stream function or an option is invalid.
  */
-export function redisWorker<I = unknown, O = unknown>(fn: StreamFn<I, O>, options: RedisWorkerOptions<O>): RedisWorker {
+export function redisWorker<I = unknown, O = unknown>(fn: StreamFn<I, O>, options: RedisWorkerOptions<O, I>): RedisWorker {
   if (typeof (fn as Partial<Openable<I, O>> | null)?.[kOpen] !== 'function') {
     throw invalidType(`redisWorker(): fn must be a stream function (from streamFn()), not ${describe(fn)}`);
   }
