@@ -140,6 +140,12 @@ export interface StreamFnStats {
 export interface OpenOptions {
   /** Aborting it cancels the stream with `signal.reason`. */
   signal?: AbortSignal;
+  /**
+   * A name of your choosing for this stream (an order id, a connection), shown next to its id by
+   * `velo-stream/dashboard` (as text, its first 200 characters). Not used otherwise. A non-string is
+   * `ERR_INVALID_ARG_TYPE`.
+   */
+  label?: string;
 }
 
 /** Events a stream accepts in bulk: any sync or async iterable (arrays, generators, Node `Readable`s). */

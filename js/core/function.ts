@@ -1,4 +1,4 @@
-import { assertOptionsObject, checkKeys, resolveConfig, resolveSignal } from '../config';
+import { assertOptionsObject, checkKeys, resolveConfig, resolveOpen } from '../config';
 import { StreamLimitError, describe, invalidType } from '../errors';
 import { type GroupPermit, NativeFunction, type Outcome, type Totals, ops } from './addon';
 import { assertSource, collectOutputs } from './drive';
@@ -9,7 +9,7 @@ import { HandlerStream, reportHandoffs } from './stream';
 import { type StreamTrace, streamTrace } from './tracing';
 import { type StreamBody } from './body';
 import { Sessions } from './sessions';
-import { StreamList, kWatch } from './stream-list';
+import { StreamList, kWatch, tagStream } from './stream-list';
 import type {
   EventSource,
   OpenOptions,
@@ -59,14 +59,18 @@ abstract class FnBase<I, O> implements StreamFn<I, O> {
   }
 
   open(opts?: OpenOptions): Stream<I, O> {
-    return this[kOpen](resolveSignal(opts), true);
+    const { signal, label } = resolveOpen(opts);
+    const stream = this[kOpen](signal, true);
+    if (label !== undefined) tagStream(stream, { label });
+    return stream;
   }
 
   async run(events: EventSource<I>, opts?: OpenOptions): Promise<O[]> {
     assertSource(events);
-    const signal = resolveSignal(opts);
+    const { signal, label } = resolveOpen(opts);
     if (signal?.aborted) throw signal.reason;
     const stream = this[kOpen](signal, true);
+    if (label !== undefined) tagStream(stream, { label });
     const out = await collectOutputs(stream, events);
     // Every output is read, so the handlers are finishing or have finished
     // (a pipe's last stages may still run their cleanup). Wait for them:

@@ -1,5 +1,6 @@
 // One live session of a partition: a key's run of events through one instance of the function.
 import { type SessionHooks, type StreamKind } from '../core/protocol';
+import { tagStream } from '../core/stream-list';
 import { cutText, readString, textOf } from '../text';
 import { type Codec, encodeChecked } from './codec';
 import { CheckpointTooLargeError, type SessionLimitError, sessionAgeError, sessionEventsError } from '../errors';
@@ -235,6 +236,8 @@ export class Session<I, O> {
     rule: SessionState,
   ) {
     this.rule = rule;
+    // For dashboards: which session a listed stream of the function is (its sid and key, shown as allowed).
+    tagStream(stream, { session: { key, sid } });
   }
 
   /** Time of its first entry (in its sid). */

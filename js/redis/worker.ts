@@ -29,7 +29,7 @@ import type { StreamFn } from '../types';
 import type { Codec } from './codec';
 import { type RedisOptions, type Resolved, resolveOptions } from './options';
 import { RedisLog } from './redis-log';
-import { RoundTrips, type RoundTripTotals, kRenewalLateness, kRoundTrips, timedLog } from './metrics';
+import { RoundTrips, type RoundTripTotals, kRenewalLateness, kRoundTrips, kServes, timedLog } from './metrics';
 import type { Lease, PartitionLog } from './transport';
 import { reportable } from './reportable';
 import { LocalDelivery } from './local-delivery';
@@ -253,6 +253,10 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
 
   [kRoundTrips](): RoundTripTotals {
     return this.#trips.totals();
+  }
+
+  [kServes](): { fn: StreamFn<I, O>; partitions: number } {
+    return { fn: this.fn, partitions: this.log.partitions };
   }
 
   [kRenewalLateness](): RoundTripTotals {
