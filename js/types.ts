@@ -76,14 +76,16 @@ export type StreamHandler<I, O, S = unknown, W = unknown> = (
  * they are (or when `W` was not given), else an object type no handler has, whose one property names the mistake
  * in the compiler's message.
  */
-export type WakeUpsAreEvents<I, W> = WakeCheck<I, [W][W extends unknown ? 0 : never]>;
-// (`[W][...]` is W, in a form the compiler does not infer W from: otherwise a handler without a context would be
-// taken for W itself. NoInfer does the same from TypeScript 5.4 on.)
-type WakeCheck<I, W> = unknown extends W
+// (W is written `[W][W extends unknown ? 0 : never]`, which is W in a form the compiler does not infer W from:
+// otherwise a handler without a context would be taken for W itself. NoInfer does the same from TypeScript 5.4 on.)
+export type WakeUpsAreEvents<I, W> = unknown extends [W][W extends unknown ? 0 : never]
   ? unknown
-  : [W] extends [I]
+  : [[W][W extends unknown ? 0 : never]] extends [I]
     ? unknown
-    : { 'wake-up payloads (W of StreamContext<S, W>) arrive as events: the events type must include them': W };
+    : {
+        /** No handler has it: the compiler's message names the mistake. */
+        'wake-up payloads (W of StreamContext<S, W>) arrive as events: the events type must include them': never;
+      };
 
 /** The lifecycle state of a stream. */
 export type StreamState = 'open' | 'ending' | 'done' | 'failed' | 'cancelled';

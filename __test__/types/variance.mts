@@ -3,15 +3,7 @@
 // as function properties, so their parameters are checked contravariantly),
 // checkpoints and wake-ups of the wrong shape, and Redis entry points of one
 // function that disagree on its types. Compiled, never run.
-import {
-  batch,
-  streamFn,
-  task,
-  type Stream,
-  type StreamContext,
-  type StreamFn,
-  type StreamSessions,
-} from 'velo-stream';
+import { batch, streamFn, task, type Stream, type StreamContext, type StreamFn, type StreamSessions } from 'velo-stream';
 import {
   jsonCodec,
   redisMaterialize,

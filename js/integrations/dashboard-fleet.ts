@@ -51,13 +51,19 @@ export interface FleetFnTotals {
   members: number;
   /** Streams open now, summed. */
   open: number;
-  /** Per second, summed: streams opened, completed, failed, cancelled, refused; events in and out. */
+  /** Streams opened per second, summed. */
   opened: number;
+  /** Streams completed per second, summed. */
   completed: number;
+  /** Streams failed per second, summed. */
   failed: number;
+  /** Streams cancelled per second, summed. */
   cancelled: number;
+  /** Opens refused at `maxConcurrent` per second, summed. */
   rejected: number;
+  /** Events accepted per second, summed. */
   eventsIn: number;
+  /** Outputs yielded per second, summed. */
   eventsOut: number;
   /** The highest member's queue-wait p99, µs (null: no member's events waited in the sample). */
   queueWaitP99Us: number | null;
@@ -71,15 +77,23 @@ export interface FleetRedisTotals {
   workers: number;
   /** Partitions owned by them (each counted once, whichever worker reported it). */
   owned: number;
-  /** Summed: lag, sessions, held and buffered events, waiting keys, entries replayed, fenced calls, leases lost, errors. */
+  /** Entries not yet read, summed. */
   lag: number;
+  /** Live sessions, summed. */
   sessions: number;
+  /** Events held in memory for a session slot, summed. */
   held: number;
+  /** Events read and not yet taken by handlers, summed. */
   buffered: number;
+  /** Keys waiting in Redis for a slot, summed. */
   waitingKeys: number;
+  /** Entries replayed after takeovers, summed. */
   replayed: number;
+  /** Calls refused because a lease was gone, summed. */
   fenced: number;
+  /** Partitions lost to another worker, summed. */
   lost: number;
+  /** Errors passed to `onError`, summed. */
   errors: number;
   /** The highest worker's round-trip p99, ms. */
   roundTripP99Ms: number;

@@ -29,7 +29,15 @@ export type { FleetFnTotals, FleetMember, FleetOptions, FleetRedisTotals, FleetV
  * headers (a `WWW-Authenticate` challenge: a browser then asks for a user name and password); anything else
  * (false, `{ status: 403 }`, a throw, a rejection) refuses it with 403.
  */
-export type AuthorizeResult = boolean | { readonly status: 401 | 403; readonly headers?: Readonly<Record<string, string>> };
+export type AuthorizeResult = boolean | AuthorizeRefusal;
+
+/** A refusal `authorize` may answer: 401 with `headers` (a challenge), or 403. */
+export interface AuthorizeRefusal {
+  /** 401 (with `headers`), or 403. */
+  readonly status: 401 | 403;
+  /** With 401: headers of the answer, such as `WWW-Authenticate` (the dashboard's own security headers are kept). */
+  readonly headers?: Readonly<Record<string, string>>;
+}
 export type { ThreadLoads } from '../worker/index';
 
 /** Options of `dashboard()`. */

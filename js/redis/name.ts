@@ -19,7 +19,12 @@ declare const kTypes: unique symbol;
  */
 export type RedisName<I = unknown, O = unknown> = string & {
   /** Never present: the types only (events in contravariant position, so a name of wider events does not fit). */
-  readonly [kTypes]?: { readonly event: (event: I) => void; readonly output: O };
+  readonly [kTypes]?: {
+    /** The events: a parameter, so a name of other events does not fit. */
+    readonly event: (event: I) => void;
+    /** The outputs. */
+    readonly output: O;
+  };
 };
 
 /**
