@@ -145,6 +145,17 @@ test('a member without a page open still publishes, its feed says which fleet; c
   }
   assert.equal(await client.sendCommand(['EXISTS', key]), 0);
   assert.deepEqual(await client.sendCommand(['SMEMBERS', `velo:dash:{${fleet}}:members`]), []);
+  // Closed: a feed is refused (it would start the sampler again).
+  const server = http.createServer(dash);
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    const res = await fetch(`http://127.0.0.1:${server.address().port}/feed`);
+    assert.equal(res.status, 503);
+    await res.arrayBuffer();
+    assert.equal(dash.clients, 0);
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+  }
   // Closed: nothing is published again.
   await new Promise((resolve) => setTimeout(resolve, 300));
   assert.equal(await client.sendCommand(['EXISTS', key]), 0);

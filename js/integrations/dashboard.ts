@@ -253,6 +253,7 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
     }
     // Gone while `authorize` was answering: no feed, and no client's place held by it ('close' has fired).
     if (res.destroyed || req.socket.destroyed) return;
+    if (closed) return end(res, 503, 'This dashboard is closed\n');
     if (clients.size >= maxClients) {
       res.setHeader('retry-after', String(Math.ceil(interval / 1000)));
       return end(res, 503, `At most ${maxClients} dashboard feeds are open at once (maxClients)\n`);
