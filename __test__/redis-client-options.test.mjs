@@ -83,7 +83,8 @@ test('redisClientOptions: idle past the socket timeout, a restart, then a paused
   const abort = new AbortController();
   const seen = [];
   const reading = (async () => {
-    for await (const item of redisOutputs({ client: producerClient, name, partitions: PARTITIONS, signal: abort.signal })) seen.push(item.value.n);
+    for await (const item of redisOutputs({ client: producerClient, name, partitions: PARTITIONS, signal: abort.signal }))
+      seen.push(item.value.n);
   })();
   let n = 0;
   /** Sends one event and waits until the reader has its output. */
@@ -107,7 +108,10 @@ test('redisClientOptions: idle past the socket timeout, a restart, then a paused
     // Stopped by PID and started again on the same port and directory (append-only file: nothing lost).
     await redis.restart();
     await roundTrip('after the restart');
-    assert.ok(reported.every((error) => error.code === 'ERR_VELO_REDIS_CONNECTION'), reported.map(String).join('\n'));
+    assert.ok(
+      reported.every((error) => error.code === 'ERR_VELO_REDIS_CONNECTION'),
+      reported.map(String).join('\n'),
+    );
 
     // Paused: the send is written, and no reply comes. The socket timeout fails it (with the connection); a
     // hang is caught by the guard far beyond the bound.

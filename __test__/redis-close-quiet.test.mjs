@@ -46,10 +46,21 @@ test('close() while a renewal is in flight on the lease connection: nothing repo
     // is taken), so nothing else is queued behind the renewal on its lease connection.
     const name = fresh('quiet');
     const owns = round % 2 === 0;
-    const holder = owns ? null : redisWorker(totals(), { client, name, partitions: 1, leaseTtl: 600, onError: recorder(errors, 'holder') });
+    const holder = owns
+      ? null
+      : redisWorker(totals(), { client, name, partitions: 1, leaseTtl: 600, onError: recorder(errors, 'holder') });
     if (holder !== null) await eventually(() => holder.stats().owned.length === 1, 'the other worker owns the partition');
-    const worker = redisWorker(totals(), { client: slow, name, partitions: 1, leaseTtl: 600, onError: recorder(errors, `round ${round}`) });
-    await eventually(() => worker.stats().roundTrip.count > 0 && worker.stats().owned.length === (owns ? 1 : 0), 'the worker took its share');
+    const worker = redisWorker(totals(), {
+      client: slow,
+      name,
+      partitions: 1,
+      leaseTtl: 600,
+      onError: recorder(errors, `round ${round}`),
+    });
+    await eventually(
+      () => worker.stats().roundTrip.count > 0 && worker.stats().owned.length === (owns ? 1 : 0),
+      'the worker took its share',
+    );
     // The next script call on its lease connection (a renewal of its lease or of its registration) is in flight:
     // close now.
     await new Promise((resolve) => (onScript = resolve));
@@ -74,7 +85,13 @@ test('workers and readers closed round after round under traffic: onError never 
     }
   })();
   // A worker that stays, so that the others of each round share partitions with it (hand-offs both ways).
-  const stays = redisWorker(totals({ idleTimeout: 150 }, 1), { client, name, partitions: PARTITIONS, leaseTtl: 900, onError: recorder(errors, 'stays') });
+  const stays = redisWorker(totals({ idleTimeout: 150 }, 1), {
+    client,
+    name,
+    partitions: PARTITIONS,
+    leaseTtl: 900,
+    onError: recorder(errors, 'stays'),
+  });
   try {
     for (let round = 0; round < 16; round++) {
       // A process's own client, closed after its worker as at a deploy's SIGTERM.
@@ -90,7 +107,14 @@ test('workers and readers closed round after round under traffic: onError never 
       });
       const abort = new AbortController();
       const byAbort = (async () => {
-        for await (const item of redisOutputs({ client: own, name, partitions: PARTITIONS, group: 'g', claimIdle: 100, signal: abort.signal })) {
+        for await (const item of redisOutputs({
+          client: own,
+          name,
+          partitions: PARTITIONS,
+          group: 'g',
+          claimIdle: 100,
+          signal: abort.signal,
+        })) {
           assert.equal(typeof item.seq, 'number');
         }
       })();

@@ -36,9 +36,6 @@ test('mock.timers drives in-process ctx.wakeAt: ten minutes ticked at once deliv
 
 test('mock.timers: a payment before the time wins', async (t) => {
   t.mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 0 });
-  const outputs = await checkout.run([
-    { type: 'close', at: Date.now() },
-    { type: 'pay' },
-  ]);
+  const outputs = await checkout.run([{ type: 'close', at: Date.now() }, { type: 'pay' }]);
   assert.deepEqual(outputs, [{ closed: true }, { paid: true }]);
 });
