@@ -37,4 +37,4 @@ export {
 } from '../errors';
 export { fnv1a } from './options';
 export type { RedisOptions } from './options';
-export type { RedisClientLike } from './connection';
+export { redisClientOptions, type RedisClientLike, type RedisClientTimeouts } from './connection';
