@@ -1,28 +1,26 @@
 // What a user installs: the main package as release.yml publishes it and the
-// platform package for this host, both from `npm pack`, installed into an
-// empty project with no registry to reach and no Rust toolchain on PATH.
-// The other platforms' packages cannot be built here; the release workflow
-// builds each on its own runner (README, Contributing).
+// platform package for this host, both packed by scripts/pack-release.mjs
+// (what `npm run pack:release` runs after building the TypeScript), installed
+// into an empty project with no registry to reach and no Rust toolchain on
+// PATH. The other platforms' packages cannot be built here; the release
+// workflow builds each on its own runner (README, Contributing).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { readNapiConfig } from '@napi-rs/cli';
 import { run } from './helpers/child.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
-
-// The local build names this host's target: native/velo-stream.<target>.node.
-const built = readdirSync(join(root, 'native')).filter((f) => /^velo-stream\..+\.node$/.test(f));
-assert.equal(built.length, 1, `one local build in native/: ${built}`);
-const binary = built[0];
-const target = binary.slice('velo-stream.'.length, -'.node'.length);
-const platformPackage = `velo-stream-${target}`;
 
 let dir;
+/** This host's build: its file name (velo-stream.<target>.node), its target, and its platform package's name. */
+let binary;
+let target;
+let platformPackage;
+/** The main package's manifest as published. */
+let published;
 /** The project a user installs into. */
 let app;
 /** Paths of the two tarballs. */
@@ -57,47 +55,19 @@ function userEnv() {
   };
 }
 
-/** `npm pack --ignore-scripts` of `from` into `dir`: the tarball's path and its file list. */
-async function pack(from) {
-  const { stdout } = await run(['pack', '--ignore-scripts', '--json', '--pack-destination', dir], {
-    command: 'npm',
-    cwd: from,
-    env: userEnv(),
-  });
-  const [result] = JSON.parse(stdout);
-  return { path: join(dir, result.filename), files: result.files.map((f) => f.path) };
-}
-
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'velo-install-'));
-  const env = userEnv();
-
-  // The main package: packed from the checkout, then given the two changes
-  // release.yml's publish step makes to package.json. `napi pre-publish`
-  // lists each target's package, at this version, in optionalDependencies
-  // (npm installs the one whose os/cpu/libc match); `npm pkg delete
-  // scripts.prepare` drops the contributors' build from source, which npm
-  // would otherwise report to every user installing from a tarball.
-  const raw = await pack(root);
-  const staged = join(dir, 'main');
-  mkdirSync(staged);
-  await run(['-xzf', raw.path, '-C', staged], { command: 'tar' });
-  rmSync(raw.path);
-  const { targets, packageName } = await readNapiConfig(join(root, 'package.json'));
-  const sets = targets.map((t) => `optionalDependencies.${packageName}-${t.platformArchABI}=${pkg.version}`);
-  await run(['pkg', 'set', ...sets], { command: 'npm', cwd: join(staged, 'package'), env });
-  await run(['pkg', 'delete', 'scripts.prepare'], { command: 'npm', cwd: join(staged, 'package'), env });
-  ({ path: tarballs.main, files: contents.main } = await pack(join(staged, 'package')));
-
-  // The platform package: npm/<target> with the binary in it, which is what
-  // `napi artifacts` does with each runner's build.
-  const platformDir = join(dir, 'platform');
-  mkdirSync(platformDir);
-  for (const file of readdirSync(join(root, 'npm', target))) {
-    writeFileSync(join(platformDir, file), readFileSync(join(root, 'npm', target, file)));
-  }
-  writeFileSync(join(platformDir, binary), readFileSync(join(root, 'native', binary)));
-  ({ path: tarballs.platform, files: contents.platform } = await pack(platformDir));
+  // The two tarballs, packed by the script `npm run pack:release` runs (how they are made is decided there).
+  const { stdout } = await run([join(root, 'scripts', 'pack-release.mjs'), '--destination', join(dir, 'packed'), '--json'], {
+    cwd: root,
+    env: userEnv(),
+  });
+  const packed = JSON.parse(stdout);
+  ({ binary, target, platformPackage } = packed);
+  ({ path: tarballs.main, files: contents.main, manifest: published } = packed.main);
+  ({ path: tarballs.platform, files: contents.platform } = packed.platform);
+  assert.equal(binary, `velo-stream.${target}.node`);
+  assert.ok(existsSync(join(root, 'native', binary)), 'packed from the local build');
 
   app = join(dir, 'app');
   mkdirSync(app);
@@ -155,7 +125,7 @@ test('the main tarball holds the loader, the LICENSE and no binary; it lists eve
     contents.main.filter((f) => f.endsWith('.node')),
     [],
   );
-  const published = JSON.parse(readFileSync(join(dir, 'main', 'package', 'package.json'), 'utf8'));
+  assert.equal(published.scripts?.prepare, undefined, 'no build from source at install');
   const listed = Object.keys(published.optionalDependencies).sort();
   const packages = readdirSync(join(root, 'npm')).map((t) =>
     JSON.parse(readFileSync(join(root, 'npm', t, 'package.json'), 'utf8')),

@@ -82,8 +82,8 @@ async function inProcess(fn) {
 
 async function onRedis(fn, url) {
   const { createClient } = await import('redis');
-  const { redisOutputs, redisProducer, redisWorker } = await import('velo-stream/redis');
-  const client = await createClient({ url }).connect();
+  const { redisClientOptions, redisOutputs, redisProducer, redisWorker } = await import('velo-stream/redis');
+  const client = await createClient(redisClientOptions({ url })).connect();
   const opts = { client, name: `checkout-${process.pid}`, partitions: 4 };
   const worker = redisWorker(fn, { ...opts, leaseTtl: 2000 });
   const outputs = [];

@@ -19,7 +19,7 @@ import { pathToFileURL } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
 import { createClient } from 'redis';
 import { streamFn } from 'velo-stream';
-import { redisMaterialize, redisProducer, redisWorker } from 'velo-stream/redis';
+import { redisClientOptions, redisMaterialize, redisProducer, redisWorker } from 'velo-stream/redis';
 
 const WINDOW = 5;
 
@@ -106,7 +106,8 @@ async function privateRedis() {
 
 export async function main() {
   const own = process.env.REDIS_URL ? null : await privateRedis();
-  const client = createClient({ url: own?.url ?? process.env.REDIS_URL });
+  // The recommended timeouts and reconnects (docs/redis/going-to-production.md, section 3).
+  const client = createClient(redisClientOptions({ url: own?.url ?? process.env.REDIS_URL }));
   client.on('error', (error) => console.error('redis:', error.message));
   await client.connect();
   // A name of its own: on a shared server this run touches no one else's keys.

@@ -34,7 +34,7 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { isDeepStrictEqual, parseArgs } from 'node:util';
 import { createClient } from 'redis';
-import { redisOutputs, redisProducer, redisWorker } from 'velo-stream/redis';
+import { redisClientOptions, redisOutputs, redisProducer, redisWorker } from 'velo-stream/redis';
 import { fraudScorer } from './fraud-scoring.mjs';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -222,7 +222,8 @@ function onStop(stop) {
 
 /** `url` `-`: the one in REDIS_URL (how the run passes it to its children: not in their command lines). */
 async function connect(url, who) {
-  const client = createClient({ url: url === '-' ? process.env.REDIS_URL : url });
+  // The recommended timeouts and reconnects (docs/redis/going-to-production.md, section 3).
+  const client = createClient(redisClientOptions({ url: url === '-' ? process.env.REDIS_URL : url }));
   client.on('error', (error) => console.error(`${who}: redis: ${error.message}`));
   await client.connect();
   return client;

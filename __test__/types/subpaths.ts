@@ -45,8 +45,9 @@ const closed: Error = new StreamClosedError('closed');
 (void failure, closed);
 
 // velo-stream/redis with the user's own node-redis client.
-import { createClient } from 'redis';
+import { createClient, createCluster } from 'redis';
 import {
+  redisClientOptions,
   CloseTimeoutError,
   EventTooLargeError,
   LagLimitError,
@@ -69,6 +70,11 @@ import {
 } from 'velo-stream/redis';
 
 const redisClient = createClient({ url: 'redis://127.0.0.1:6379' });
+// The recommended timeouts fit node-redis' own option types, yours beside them (a single server and a Cluster).
+createClient(redisClientOptions({ url: 'redis://127.0.0.1:6379', socket: { tls: true as const }, database: 1 }));
+createCluster({ rootNodes: [{ url: 'redis://127.0.0.1:7000' }], defaults: redisClientOptions() });
+const timeouts: number = redisClientOptions().socket.socketTimeout + redisClientOptions({ pingInterval: 500 }).pingInterval;
+void timeouts;
 const producer = redisProducer<Reading>({
   client: redisClient,
   name: 'alerts',

@@ -4,6 +4,7 @@
 // single-partition command is in one slot. Reads over many partitions are one command on a single server
 // (one blocking XREAD); on a Cluster they cannot be (CROSSSLOT: keys of one command must share a slot, not
 // just a node), so they go as one non-blocking read per partition, polled.
+import { integerOption } from '../validate';
 
 /**
  * The node-redis client calls this package makes (v5 and v6 clients, single server or Cluster, fit).
@@ -22,6 +23,83 @@ export interface RedisClientLike {
   close?(): Promise<unknown>;
   /** Closes a duplicate at once. */
   destroy(): unknown;
+}
+
+/**
+ * What `redisClientOptions` sets on a node-redis client (read from node-redis 6.3's source, and checked by
+ * `__test__/redis-client-options.test.mjs`):
+ *
+ * - `socket.socketTimeout` is an idle timeout of the socket (Node's `socket.setTimeout`): no byte in either
+ *   direction for that long destroys the socket, failing every command awaiting a reply. It is the only
+ *   setting that ends a call already written to a server that does not answer (paused, or a network that drops
+ *   packets): `commandOptions.timeout` and an `abortSignal` stop applying once a command is written.
+ * - node-redis' default `reconnectStrategy` gives up after a socket timeout (the client closes for good, every
+ *   later call: "The client is closed"), so with a socket timeout alone an idle producer dies. This one always
+ *   reconnects, with node-redis' own back-off.
+ * - `pingInterval` writes a PING that long after the last one was answered, so a healthy idle connection (a
+ *   producer between sends, a blocked read) is never silent for `socketTimeout`.
+ * - `commandOptions.timeout` bounds the wait of a command not yet written (queued while the client
+ *   reconnects): node-redis 6 sets 5 s by default, node-redis 5 none.
+ */
+export interface RedisClientTimeouts {
+  /** A PING this many ms after the last answered one, on every connection: 1000 unless you set it. */
+  pingInterval: number;
+  /** node-redis' options of every command. */
+  commandOptions: {
+    /** The longest a command waits to be written (the client reconnecting), ms: 5000 unless you set it. */
+    timeout: number;
+  };
+  /** node-redis' socket options. */
+  socket: {
+    /** The longest a connection may stay silent, ms: 5000 unless you set it (at least twice `pingInterval`). */
+    socketTimeout: number;
+    /** Reconnects always (also after a socket timeout), 50 ms doubling to 2 s, plus up to 200 ms of jitter. */
+    reconnectStrategy: (retries: number, cause: Error) => number;
+  };
+}
+
+/** Defaults of `redisClientOptions`, ms. */
+const PING_INTERVAL_MS = 1000;
+const SOCKET_TIMEOUT_MS = 5000;
+const COMMAND_TIMEOUT_MS = 5000;
+
+/** node-redis' own back-off, without its giving up on a socket timeout. */
+function reconnectStrategy(retries: number): number {
+  return Math.min(50 * 2 ** retries, 2000) + Math.floor(Math.random() * 200);
+}
+
+/**
+ * Options for node-redis' `createClient` (or `createCluster`'s `defaults`) with the timeouts and reconnects
+ * velo-stream recommends (see {@link RedisClientTimeouts}): an idle client stays connected, a call to a server
+ * that stops answering fails after about `socketTimeout` + `pingInterval` once the connection has nothing else
+ * to write, and the client reconnects after a restart or a timeout. Your own options are kept; those you set
+ * (`socket` and `commandOptions` are merged key by key) win.
+ *
+ * ```js
+ * const client = await createClient(redisClientOptions({ url: process.env.REDIS_URL })).connect();
+ * ```
+ * @throws {RangeError} `ERR_OUT_OF_RANGE` for a `pingInterval` that is not a positive integer, or a
+ * `socket.socketTimeout` below twice it.
+ */
+export function redisClientOptions<T extends object = Record<never, never>>(options?: T): T & RedisClientTimeouts {
+  const own = (options ?? {}) as { socket?: object; commandOptions?: object; pingInterval?: unknown };
+  const pingInterval = own.pingInterval ?? PING_INTERVAL_MS;
+  integerOption('redisClientOptions()', 'pingInterval', pingInterval, 1);
+  const socket = { socketTimeout: SOCKET_TIMEOUT_MS, reconnectStrategy, ...own.socket };
+  integerOption(
+    'redisClientOptions()',
+    'socket.socketTimeout',
+    socket.socketTimeout,
+    2 * (pingInterval as number),
+    Infinity,
+    `of at least twice pingInterval (${2 * (pingInterval as number)} ms: a healthy idle connection is silent for up to about pingInterval)`,
+  );
+  return {
+    ...(options as T),
+    pingInterval,
+    commandOptions: { timeout: COMMAND_TIMEOUT_MS, ...own.commandOptions },
+    socket,
+  } as T & RedisClientTimeouts;
 }
 
 type Args = ReadonlyArray<string | Buffer>;

@@ -38,4 +38,4 @@ export {
 export { fnv1a } from './options';
 export type { RedisOptions } from './options';
 export { redisName, type RedisName } from './name';
-export type { RedisClientLike } from './connection';
+export { redisClientOptions, type RedisClientLike, type RedisClientTimeouts } from './connection';

@@ -109,6 +109,12 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
   #regular = true;
   /** A registration renewal (`#renewAll`) is in flight. */
   #registering = false;
+  /**
+   * The calls of the renewal clock in flight (the registration's and the leases' renewals, on the lease
+   * connection): close() lets them settle before it closes that connection, else it fails them itself and they
+   * report a lost connection on a clean close.
+   */
+  readonly #renewing = new Set<Promise<void>>();
   #ticking: Promise<void> | null = null;
   #closing: Promise<void> | null = null;
   /** Sessions ended in this turn: the partitions look for held and waiting entries at the next (`notifySessionEnded`). */
@@ -121,7 +127,8 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
   readonly #renewals = new RoundTrips();
   #wakerSignal: (() => void) | null = null;
   #blockingOn: Set<number> | null = null;
-  #interrupting = false;
+  /** The loop that ends a blocking read early (`#interrupt`), while it runs: close() waits for it. */
+  #interrupting: Promise<void> | null = null;
 
   constructor(fn: StreamFn<I, O>, options: Resolved<unknown>, extra: RedisWorkerOptions<O, I>) {
     const {
@@ -270,16 +277,28 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     // others, waking when it runs out, find the leases free too.
     if (!this.#registering) {
       this.#registering = true;
-      void this.log
-        .heartbeat(this.id, this.ttl)
-        .catch((error: unknown) => this.report(error))
-        .finally(() => (this.#registering = false));
+      this.#onRenewalClock(
+        this.log.heartbeat(this.id, this.ttl).then(
+          () => {},
+          (error: unknown) => this.report(error),
+        ),
+        () => (this.#registering = false),
+      );
     }
     for (const run of this.#runs.values()) {
       if (run.renewing) continue;
       run.renewing = true;
-      void this.#renew(run).finally(() => (run.renewing = false));
+      this.#onRenewalClock(this.#renew(run), () => (run.renewing = false));
     }
+  }
+
+  /** Holds `call` (which never rejects) in `#renewing` until it settles, then runs `done`. */
+  #onRenewalClock(call: Promise<void>, done: () => void): void {
+    const settled = call.finally(() => {
+      done();
+      this.#renewing.delete(settled);
+    });
+    this.#renewing.add(settled);
   }
 
   async #renew(run: PartitionRun<I, O>): Promise<void> {
@@ -442,7 +461,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       if (this.#wakerSignal !== null) {
         this.#wakerSignal();
         this.#wakerSignal = null;
-      } else if (this.#blockingOn !== null && !this.#blockingOn.has(run.partition)) void this.#interrupt();
+      } else if (this.#blockingOn !== null && !this.#blockingOn.has(run.partition)) this.#interrupt();
     });
   }
 
@@ -452,11 +471,21 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     waiting?.resolve();
   }
 
-  async #interrupt(): Promise<void> {
-    if (this.#interrupting) return;
-    this.#interrupting = true;
-    // CLIENT UNBLOCK can reach the server before the XREAD it targets blocks: retry while that read is on.
+  #interrupt(): void {
+    if (this.#interrupting !== null) return;
     const blocking = this.#blockingOn;
+    this.#interrupting = this.#unblock(blocking).finally(() => {
+      this.#interrupting = null;
+      // A partition that went idle meanwhile found this loop running and left it to wake the read: if the read
+      // now on is a newer one that leaves it out, interrupt that one too (else it waits for the read's whole BLOCK).
+      const now = this.#blockingOn;
+      if (now !== null && now !== blocking && [...this.#idle.keys()].some((p) => !now.has(p))) this.#interrupt();
+    });
+  }
+
+  /** Ends the blocking read on `blocking`'s partitions early (it reports its own failure). */
+  async #unblock(blocking: Set<number> | null): Promise<void> {
+    // CLIENT UNBLOCK can reach the server before the XREAD it targets blocks: retry while that read is on.
     try {
       for (let i = 0; i < 20 && this.#blockingOn === blocking && blocking !== null; i++) {
         await this.log.interrupt();
@@ -464,13 +493,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       }
     } catch (error) {
       this.report(error);
-    } finally {
-      this.#interrupting = false;
     }
-    // A partition that went idle meanwhile found this loop running and left it to wake the read: if the read now
-    // on is a newer one that leaves it out, interrupt that one too (else it waits for the read's whole BLOCK).
-    const now = this.#blockingOn;
-    if (now !== null && now !== blocking && [...this.#idle.keys()].some((p) => !now.has(p))) void this.#interrupt();
   }
 
   /** One blocking read (on its own connection) for every idle partition: the wake-up, no polling. */
@@ -524,6 +547,8 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       const released = new Set<PartitionRun<I, O>>();
       const graceful = (async () => {
         await this.#ticking;
+        // Renewals already sent settle on the lease connection before close() closes it.
+        await Promise.all(this.#renewing);
         releasing = [...this.#runs.values()];
         this.#runs.clear();
         // Out of the live set first: the others' fair share then counts without this worker.
@@ -575,6 +600,8 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       this.#wakerSignal?.();
       await this.log.close();
       await this.#waker;
+      // Nothing of this worker is left in flight on your client once close() resolves.
+      await this.#interrupting;
     })();
     return this.#closing;
   }
