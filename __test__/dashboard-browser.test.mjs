@@ -56,6 +56,35 @@ test("the dashboard page in Chromium: authorize refuses without the cookie, figu
   assert.ok(statSync(`${shots}dashboard.png`).size > 10_000);
 });
 
+const authFixture = fileURLToPath(new URL('./fixtures/dashboard-browser-auth.mjs', import.meta.url));
+
+test('Basic authentication in Chromium: 401 with the challenge, refused with wrong credentials, the page and its live feed with the right ones; hostile labels shown as text; the fleet section', async () => {
+  mkdirSync(shots, { recursive: true });
+  const { stdout } = await run([authFixture, browser, shots], { timeout: 180_000 });
+  const seen = JSON.parse(stdout.trim().split('\n').at(-1));
+  const challenge = { status: 401, challenge: 'Basic realm="velo ops", charset="UTF-8"' };
+  // Without credentials: the challenge, and headless Chromium, with no one to ask, ends the navigation there.
+  assert.deepEqual(seen.anonymous.responses, [challenge]);
+  assert.match(seen.anonymous.outcome, /ERR_INVALID_AUTH_CREDENTIALS/);
+  // With wrong ones: the challenge, then the request again with them, refused with the challenge again.
+  assert.ok(seen.wrong.responses.length >= 1, JSON.stringify(seen.wrong));
+  for (const r of seen.wrong.responses) assert.deepEqual(r, challenge);
+  assert.match(seen.wrong.outcome, /ERR_INVALID_AUTH_CREDENTIALS|status 401/);
+  assert.equal(seen.pageStatus, 200);
+  // The labels, as text: the markup is not parsed, the long one is cut to 200 characters.
+  assert.deepEqual(seen.labels, ['<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>', `${'L'.repeat(199)}…`, 'order 42']);
+  assert.equal(seen.pwned, null);
+  assert.equal(seen.imagesInLists, 0);
+  assert.equal(seen.drillTitle, `relay · ${seen.ids[0]} · ${seen.labels[0]}`);
+  assert.equal(seen.drillLabel, seen.labels[0]);
+  assert.equal(seen.pwnedAfterDrill, null);
+  assert.equal(seen.fleetHidden, false);
+  assert.equal(seen.fleetName, 'browser');
+  assert.match(seen.fleetFunction, /^relay\t1\t3\t/);
+  assert.deepEqual(seen.consoleErrors, []);
+  assert.ok(statSync(`${shots}dashboard-auth.png`).size > 10_000);
+});
+
 test('without a usable Chromium the browser tests fail, naming what to install (never a skip)', async () => {
   const saved = process.env.CHROMIUM_PATH;
   process.env.CHROMIUM_PATH = fileURLToPath(import.meta.url); // a file, not an executable

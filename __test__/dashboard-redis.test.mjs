@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { redisProducer, redisWorker } from 'velo-stream/redis';
+import { fnv1a, redisProducer, redisWorker } from 'velo-stream/redis';
 import { dashboard } from 'velo-stream/dashboard';
 import { client, fresh, useRedis } from './helpers/redis-suite.mjs';
 import { eventually, totals } from './helpers/redis-fixtures.mjs';
@@ -67,5 +67,50 @@ test('a Redis worker in the feed: partitions owned, lag per owned partition, ses
     await worker.close();
     server.closeAllConnections();
     await new Promise((resolve) => server.close(resolve));
+  }
+});
+
+test("a Redis session's label: its sid with the key hidden (the first entry's id and the partition), the whole sid only with showKeys", async () => {
+  const name = fresh('dashlabel');
+  const fn = totals({ idleTimeout: 10_000, name: 'labelled' });
+  const partitions = 4;
+  const producer = redisProducer({ client, name, partitions });
+  // Sessions open once events come: the dashboards list them from their creation on.
+  const worker = redisWorker(fn, { client, name, partitions, leaseTtl: 600 });
+  const dashboards = [
+    dashboard({ functions: [fn], redisWorkers: [worker] }),
+    dashboard({ functions: [fn] }),
+    dashboard({ functions: [fn], showKeys: true }),
+  ];
+  const servers = [];
+  try {
+    const urls = [];
+    for (const dash of dashboards) {
+      const server = http.createServer(dash);
+      await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+      servers.push(server);
+      urls.push(`http://127.0.0.1:${server.address().port}/feed`);
+    }
+    const keys = ['alice@example.com', 'bob <b>'];
+    const ids = await producer.sendMany(keys.map((k, i) => [k, { n: i }]));
+    const labels = (url) =>
+      eventually(async () => {
+        const rows = (await sample(url)).functions[0].oldest;
+        return rows.length === 2 ? rows.map((r) => r.label).sort() : null;
+      }, 'both sessions listed');
+    const withPartition = await labels(urls[0]);
+    assert.deepEqual(withPartition, keys.map((k, i) => `…@${ids[i]} · p${fnv1a(k) % partitions}`).sort());
+    // Without the worker among the dashboard's, the partition is not known: the entry id alone.
+    const bare = await labels(urls[1]);
+    assert.deepEqual(bare, ids.map((id) => `…@${id}`).sort());
+    for (const label of [...withPartition, ...bare]) assert.doesNotMatch(label, /alice|bob/);
+    // showKeys: the whole sid, `<key>@<first entry id>`.
+    assert.deepEqual(await labels(urls[2]), keys.map((k, i) => `${k}@${ids[i]}`).sort());
+  } finally {
+    await worker.close();
+    for (const server of servers) {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
   }
 });

@@ -80,15 +80,18 @@ export function resolveConfig(config: unknown, defaultName: string): Readonly<Re
 }
 
 /** Checks `{ signal }` options of `open()` and `run()`. */
-export function resolveSignal(opts: unknown): AbortSignal | undefined {
-  if (opts === undefined) return undefined;
+export function resolveOpen(opts: unknown): { signal: AbortSignal | undefined; label: string | undefined } {
+  if (opts === undefined) return { signal: undefined, label: undefined };
   assertOptionsObject(opts, 'options', '{ signal }');
   for (const key of Object.keys(opts)) {
-    if (key !== 'signal') throw invalidValue(`Unknown option "${key}". Known options: signal`);
+    if (key !== 'signal' && key !== 'label') throw invalidValue(`Unknown option "${key}". Known options: signal, label`);
   }
-  const { signal } = opts as { signal?: unknown };
+  const { signal, label } = opts as { signal?: unknown; label?: unknown };
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
     throw invalidType(`The "signal" option must be an AbortSignal. Received ${describe(signal)}`);
   }
-  return signal;
+  if (label !== undefined && typeof label !== 'string') {
+    throw invalidType(`The "label" option must be a string. Received ${describe(label)}`);
+  }
+  return { signal, label };
 }

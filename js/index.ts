@@ -21,5 +21,6 @@ export type {
   StreamState,
   TaskConfig,
   TaskContext,
+  WakeUpsAreEvents,
   WorkerFnConfig,
 } from './types';

@@ -21,8 +21,16 @@ export interface StreamConfig {
   name?: string;
 }
 
-/** What a handler gets besides its events. */
-export interface StreamContext {
+/**
+ * What a handler gets besides its events. `S` is the state its checkpoints record (`ctx.checkpoint(state)`,
+ * `ctx.restored`), `W` the payload of its timers' wake-ups (`ctx.wakeAt(time, payload)`), which arrive among its
+ * events: annotate the context (`ctx: StreamContext<Cart, Timeout>`) and `streamFn` checks that the events' type
+ * includes `W`. Both default to `unknown`, as before they existed.
+ *
+ * `checkpoint` and `wakeAt` are methods, so a handler whose context is annotated `StreamContext` (unknown state and
+ * payload) still fits any function; the calls themselves are checked against `S` and `W`.
+ */
+export interface StreamContext<S = unknown, W = unknown> {
   /** The stream's id (the same as `stream.id`). */
   readonly id: string;
   /** Aborts with the cancel reason when the stream is cancelled. */
@@ -33,7 +41,7 @@ export interface StreamContext {
    * sessions always see undefined. Read it before the first event: the events that follow are those after the
    * checkpoint.
    */
-  readonly restored: unknown;
+  readonly restored: S | undefined;
   /**
    * Records `state` as this session's checkpoint. On `redisWorker` it is committed to Redis in the same fenced
    * commit as the outputs yielded before the call, and the events taken before it are then acked (and may be
@@ -43,7 +51,7 @@ export interface StreamContext {
    * last output, after those yielded before the call), nothing of it written. In-process streams and sessions
    * (and stages of a pipe) have nothing to restore from: there it is a no-op.
    */
-  checkpoint(state: unknown): void;
+  checkpoint(state: S): void;
   /**
    * Asks for `payload` to be delivered into this stream's input as an event once the clock reaches `time` (ms
    * since the Unix epoch), unless the input has ended by then. On `redisWorker` the clock is the log's (Redis'
@@ -54,11 +62,30 @@ export interface StreamContext {
    * handler finishes). Throws `ERR_INVALID_ARG_TYPE` for a `time` that is not a finite number, and
    * `ERR_INVALID_STATE` in a `workerFn` handler (timers run on the main thread only).
    */
-  wakeAt(time: number, payload: unknown): void;
+  wakeAt(time: number, payload: W): void;
 }
 
-/** The handler: one instance per stream, an async generator over that stream's events. */
-export type StreamHandler<I, O> = (events: AsyncIterable<I>, ctx: StreamContext) => AsyncIterable<O>;
+/** The handler: one instance per stream, an async generator over that stream's events (`S`, `W`: see `StreamContext`). */
+export type StreamHandler<I, O, S = unknown, W = unknown> = (
+  events: AsyncIterable<I>,
+  ctx: StreamContext<S, W>,
+) => AsyncIterable<O>;
+
+/**
+ * A handler's wake-up payloads `W` come back as its events, so they must be of its event type `I`: `unknown` when
+ * they are (or when `W` was not given), else an object type no handler has, whose one property names the mistake
+ * in the compiler's message.
+ */
+// (W is written `[W][W extends unknown ? 0 : never]`, which is W in a form the compiler does not infer W from:
+// otherwise a handler without a context would be taken for W itself. NoInfer does the same from TypeScript 5.4 on.)
+export type WakeUpsAreEvents<I, W> = unknown extends [W][W extends unknown ? 0 : never]
+  ? unknown
+  : [[W][W extends unknown ? 0 : never]] extends [I]
+    ? unknown
+    : {
+        /** No handler has it: the compiler's message names the mistake. */
+        'wake-up payloads (W of StreamContext<S, W>) arrive as events: the events type must include them': never;
+      };
 
 /** The lifecycle state of a stream. */
 export type StreamState = 'open' | 'ending' | 'done' | 'failed' | 'cancelled';
@@ -115,6 +142,12 @@ export interface StreamFnStats {
 export interface OpenOptions {
   /** Aborting it cancels the stream with `signal.reason`. */
   signal?: AbortSignal;
+  /**
+   * A name of your choosing for this stream (an order id, a connection), shown next to its id by
+   * `velo-stream/dashboard` (as text, its first 200 characters). Not used otherwise. A non-string is
+   * `ERR_INVALID_ARG_TYPE`.
+   */
+  label?: string;
 }
 
 /** Events a stream accepts in bulk: any sync or async iterable (arrays, generators, Node `Readable`s). */
@@ -146,7 +179,7 @@ export interface Stream<I, O> extends AsyncIterable<O>, AsyncDisposable {
    * timeout or `cancel()`, or when the handler stopped reading; `cause` is the handler's error if it threw, or the
    * cancel reason. A send waiting when the stream closes rejects the same way.
    */
-  send(event: I): Promise<void>;
+  readonly send: (event: I) => Promise<void>;
   /** Ends the input (sync, idempotent). The handler finishes after the buffered events; the outputs stay readable. */
   end(): void;
   /**
@@ -161,7 +194,7 @@ export interface Stream<I, O> extends AsyncIterable<O>, AsyncDisposable {
    * result, or leaving its loop early, cancels the stream and closes the source.
    * @throws {TypeError} `ERR_INVALID_ARG_TYPE` at the call when `events` is not an iterable (strings are refused).
    */
-  feed(events: EventSource<I>): FeedOutputs<O>;
+  readonly feed: (events: EventSource<I>) => FeedOutputs<O>;
   /**
    * Stops the stream now: buffered events and outputs are dropped, waiting sends and reads reject with
    * `StreamClosedError` (`cause`: `reason`), the handler's `ctx.signal` aborts and its loop ends (its `finally`
@@ -203,11 +236,11 @@ export interface StreamSessions<K, I, O> extends AsyncIterable<SessionItem<K, O>
    * failure), a send waits until that session's handler has finished, then
    * opens the next one; its outputs follow all of the previous session's.
    */
-  send(key: K, event: I): Promise<void>;
+  readonly send: (key: K, event: I) => Promise<void>;
   /** The key's live session, or undefined. */
-  get(key: K): Stream<I, O> | undefined;
+  readonly get: (key: K) => Stream<I, O> | undefined;
   /** Ends the key's session; while a send waits for the key's next session, ends that one once the waiting sends are in. */
-  end(key: K): void;
+  readonly end: (key: K) => void;
   /**
    * Ends every session and refuses new sends (they reject with `StreamClosedError`). Resolves once every session
    * has finished and its outputs went into the merged output, so keep reading it (or leave it, which cancels the
@@ -230,7 +263,7 @@ export interface StreamFn<I, O> {
    * is cancelled then.
    * @throws {TypeError} `ERR_INVALID_ARG_TYPE` / `ERR_INVALID_ARG_VALUE` for a non-iterable source or bad options.
    */
-  run(events: EventSource<I>, opts?: OpenOptions): Promise<O[]>;
+  readonly run: (events: EventSource<I>, opts?: OpenOptions) => Promise<O[]>;
   /**
    * Opens a live stream; its handler starts at once. Aborting `opts.signal` cancels it with the signal's reason.
    * @throws {StreamLimitError} `ERR_VELO_STREAM_LIMIT` when `maxConcurrent` streams of this function are open.
@@ -243,7 +276,9 @@ export interface StreamFn<I, O> {
    * stage has room, and a stage's error reaches the consumer after the outputs made before it.
    * @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `next` is neither a stream function nor a handler.
    */
-  pipe<P>(next: StreamFn<O, P> | StreamHandler<O, P>): StreamFn<I, P>;
+  readonly pipe: <P, S = unknown, W = unknown>(
+    next: StreamFn<O, P> | (StreamHandler<O, P, S, W> & WakeUpsAreEvents<O, W>),
+  ) => StreamFn<I, P>;
   /** One stream per key (a user, a device), opened on first send, ended by its idle timeout; `config` overrides this function's. */
   sessions<K = string>(config?: SessionsConfig): StreamSessions<K, I, O>;
   /** Counters of this function's streams (a pipe's: of the pipe's own streams, whatever else its stages serve). */

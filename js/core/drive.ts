@@ -93,8 +93,8 @@ export abstract class StreamBase<I, O> implements StreamKind<I, O> {
 
 /** The consumer's iterator over a stream's outputs. Leaving it early (`break`) cancels the stream. */
 class Outputs<O> implements AsyncIterableIterator<O> {
-  readonly #stream: StreamKind<unknown, O>;
-  constructor(stream: StreamKind<unknown, O>) {
+  readonly #stream: StreamKind<never, O>;
+  constructor(stream: StreamKind<never, O>) {
     this.#stream = stream;
   }
   next(): Promise<IteratorResult<O>> {
@@ -124,7 +124,7 @@ class Outputs<O> implements AsyncIterableIterator<O> {
  * stream's error after delivering the outputs made before it.
  */
 export async function drainOutputs<O>(
-  stream: StreamKind<unknown, O>,
+  stream: StreamKind<never, O>,
   deliver?: (batch: O[]) => void | Promise<boolean | void>,
   batch: O[] = [],
 ): Promise<boolean> {

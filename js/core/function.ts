@@ -1,4 +1,4 @@
-import { assertOptionsObject, checkKeys, resolveConfig, resolveSignal } from '../config';
+import { assertOptionsObject, checkKeys, resolveConfig, resolveOpen } from '../config';
 import { StreamLimitError, describe, invalidType } from '../errors';
 import { type GroupPermit, NativeFunction, type Outcome, type Totals, ops } from './addon';
 import { assertSource, collectOutputs } from './drive';
@@ -9,7 +9,7 @@ import { HandlerStream, reportHandoffs } from './stream';
 import { type StreamTrace, streamTrace } from './tracing';
 import { type StreamBody } from './body';
 import { Sessions } from './sessions';
-import { StreamList, kWatch } from './stream-list';
+import { StreamList, kWatch, tagStream } from './stream-list';
 import type {
   EventSource,
   OpenOptions,
@@ -20,6 +20,7 @@ import type {
   StreamFnStats,
   StreamHandler,
   StreamSessions,
+  WakeUpsAreEvents,
 } from '../types';
 
 /** Opens a stream; `idle` false turns the idle clock off (inner pipe stages: their input is the previous stage). */
@@ -58,14 +59,18 @@ abstract class FnBase<I, O> implements StreamFn<I, O> {
   }
 
   open(opts?: OpenOptions): Stream<I, O> {
-    return this[kOpen](resolveSignal(opts), true);
+    const { signal, label } = resolveOpen(opts);
+    const stream = this[kOpen](signal, true);
+    if (label !== undefined) tagStream(stream, { label });
+    return stream;
   }
 
   async run(events: EventSource<I>, opts?: OpenOptions): Promise<O[]> {
     assertSource(events);
-    const signal = resolveSignal(opts);
+    const { signal, label } = resolveOpen(opts);
     if (signal?.aborted) throw signal.reason;
     const stream = this[kOpen](signal, true);
+    if (label !== undefined) tagStream(stream, { label });
     const out = await collectOutputs(stream, events);
     // Every output is read, so the handlers are finishing or have finished
     // (a pipe's last stages may still run their cleanup). Wait for them:
@@ -97,7 +102,7 @@ abstract class FnBase<I, O> implements StreamFn<I, O> {
     return new Sessions<K, I, O>(fn, () => fn[kOpen](undefined, true), traceKeys);
   }
 
-  pipe<P>(next: StreamFn<O, P> | StreamHandler<O, P>): StreamFn<I, P> {
+  pipe<P, S = unknown, W = unknown>(next: StreamFn<O, P> | StreamHandler<O, P, S, W>): StreamFn<I, P> {
     let tail: readonly SingleFn<unknown, unknown>[];
     // Not `instanceof`: a function of another copy of the module pipes too.
     if (typeof (next as { [kOpen]?: unknown } | null)?.[kOpen] === 'function') tail = (next as FnBase<O, P>).stages;
@@ -347,8 +352,12 @@ class PipedFn<I, O> extends FnBase<I, O> {
  * Makes a stream function: `handler` runs once per stream, over that stream's
  * events, and what it yields are the stream's outputs.
  */
-export function streamFn<I, O>(handler: StreamHandler<I, O>, config?: StreamConfig): StreamFn<I, O> {
-  return new SingleFn(handler, config);
+export function streamFn<I, O, S = unknown, W = unknown>(
+  handler: StreamHandler<I, O, S, W> & WakeUpsAreEvents<I, W>,
+  config?: StreamConfig,
+): StreamFn<I, O> {
+  // (S and W type the handler's own context only; the function runs it with whatever state and payloads it made.)
+  return new SingleFn(handler as StreamHandler<I, O>, config);
 }
 
 /** A one-stage stream function whose streams run a body made per stream (see `BodyFactory`). */

@@ -11,6 +11,28 @@ import type { Stream } from '../types';
 /** `fn[kWatch]()`: the function's `StreamList`, made on the first call (a registered symbol: any copy of the package finds it). */
 export const kWatch = Symbol.for('velo-stream.watch');
 
+/**
+ * What a dashboard may show of a stream besides its id: the label given to `open()` or `run()`, or, for a
+ * `redisWorker` session, its key and sid (shown only as the dashboard's options allow).
+ */
+export interface StreamTag {
+  readonly label?: string;
+  readonly session?: { readonly key: string; readonly sid: string };
+}
+
+/** Tags by stream: set at the open (a label given, a Redis session), read only by dashboards. */
+const tags = new WeakMap<object, StreamTag>();
+
+/** Tags `stream` (just opened). */
+export function tagStream(stream: object, tag: StreamTag): void {
+  tags.set(stream, tag);
+}
+
+/** `stream`'s tag, if it has one. */
+export function tagOf(stream: object): StreamTag | undefined {
+  return tags.get(stream);
+}
+
 /** A stream failure kept by a list: when, which stream, and the error. */
 export interface ListedFailure {
   /** ms since the Unix epoch. */

@@ -4,7 +4,10 @@
 // turns the counters into rates since the previous sample. Nothing here runs
 // per event; the cost is per sample, bounded by `scan`.
 import { kTotals, type Totals } from '../core/function';
-import { kWatch, type StreamList } from '../core/stream-list';
+import { kWatch, type StreamList, tagOf } from '../core/stream-list';
+import { fnv1a } from '../redis/options';
+import { kServes } from '../redis/metrics';
+import { cutText } from '../text';
 import { kThreads, type ThreadLoads } from '../worker/index';
 import type { StreamFn, StreamMetrics, StreamState } from '../types';
 import type { RedisWorker } from '../redis/worker';
@@ -18,11 +21,18 @@ const WAIT_BOUNDS_US = Array.from({ length: 53 }, (_, i) => Math.round(2 ** (i /
 const TOP = 5;
 /** Errors shown, the latest. */
 const ERRORS = 20;
+/** The longest label shown, UTF-16 code units (a longer one is cut, with `…`). */
+export const MAX_LABEL = 200;
 
-/** One stream as the dashboard lists it: figures only, never events, outputs or keys. */
+/** One stream as the dashboard lists it: figures only, never events, outputs or keys (unless `showKeys`). */
 export interface StreamRow {
   /** The stream's id (`stream.id`). */
   id: string;
+  /**
+   * What it is: the `label` given to `open()` or `run()`, or for a `redisWorker` session its sid, whose key is
+   * shown only with `showKeys` (else `…@<first entry id> · p<partition>`). 200 characters at most.
+   */
+  label?: string;
   /** Its state: `open` or `ending` while listed. */
   state: StreamState;
   /** ms since it opened. */
@@ -149,6 +159,8 @@ export interface Sample {
   redis: RedisSample[];
   /** The latest failures, newest first (twenty at most). */
   errors: ErrorRow[];
+  /** With the `fleet` option: the fleet's name (the page then shows the `fleet` route's view). */
+  fleet?: string;
 }
 
 type Counters = { opened: number; completed: number; failed: number; cancelled: number; rejected: number };
@@ -162,11 +174,33 @@ type Previous = {
   retries: number;
 };
 
+/** How a sample names listed streams: `showKeys`, and the partition count of a function's Redis workers. */
+interface Labels {
+  readonly showKeys: boolean;
+  /** Partitions of the Redis function a listed stream's session belongs to (of a worker shown), if known. */
+  readonly partitions: number | undefined;
+}
+
+/** A listed stream's label: the one given at its open, or its Redis session's sid (its key shown only if allowed). */
+function labelOf(stream: object, labels: Labels): string | undefined {
+  const tag = tagOf(stream);
+  if (tag === undefined) return undefined;
+  if (tag.label !== undefined) return cutText(tag.label, MAX_LABEL);
+  const session = tag.session;
+  if (session === undefined) return undefined;
+  if (labels.showKeys) return cutText(session.sid, MAX_LABEL);
+  // sid = `<key>@<first entry id>`: the entry id (and the partition) find the session in Redis, the key stays hidden.
+  const at = `…${session.sid.slice(session.key.length)}`;
+  return labels.partitions === undefined ? at : `${at} · p${fnv1a(session.key) % labels.partitions}`;
+}
+
 /** A stream's metrics as a row. */
-function row(stream: { id: string; state: StreamState; metrics: StreamMetrics }, now: number): StreamRow {
+function row(stream: { id: string; state: StreamState; metrics: StreamMetrics }, now: number, labels: Labels): StreamRow {
   const m = stream.metrics;
+  const label = labelOf(stream, labels);
   return {
     id: stream.id,
+    ...(label !== undefined && { label }),
     state: stream.state,
     ageMs: Math.max(0, Math.round(now - m.openedAt)),
     eventsIn: m.eventsIn,
@@ -204,14 +238,16 @@ function codeOf(error: unknown): string {
 class FnWatch {
   readonly fn: AnyFn;
   readonly list: StreamList;
+  readonly labels: Labels;
   /** Where the scan of the open streams goes on next sample (round robin). */
   #cursor: Generator<{ id: string; state: StreamState; metrics: StreamMetrics }> | undefined;
   #previous: Previous | undefined;
   #mostBuffered: string[] = [];
 
-  constructor(fn: AnyFn) {
+  constructor(fn: AnyFn, labels: Labels) {
     this.fn = fn;
     this.list = (fn as unknown as { [kWatch](): StreamList })[kWatch]();
+    this.labels = labels;
   }
 
   sample(now: number, scan: number): FnSample {
@@ -231,13 +267,13 @@ class FnWatch {
     const oldest: StreamRow[] = [];
     for (const s of this.list.streams()) {
       if (oldest.length === TOP) break;
-      oldest.push(row(s, now));
+      oldest.push(row(s, now, this.labels));
     }
     // Most buffered: the last sample's leaders read again, and the next `scan` streams of the round robin.
     const seen = new Map<string, StreamRow>();
     for (const id of this.#mostBuffered) {
       const s = this.list.get(id);
-      if (s !== undefined) seen.set(id, row(s, now));
+      if (s !== undefined) seen.set(id, row(s, now, this.labels));
     }
     let scanned = 0;
     let backpressureWaits = 0;
@@ -253,7 +289,7 @@ class FnWatch {
         restarted = true;
         continue;
       }
-      const r = row(next.value, now);
+      const r = row(next.value, now, this.labels);
       // Back at a stream read in this sample: every listed stream was read.
       if (scannedIds.has(r.id)) break;
       scannedIds.add(r.id);
@@ -314,9 +350,24 @@ export class Sampler {
   readonly #scan: number;
   readonly #showValues: boolean;
 
+  readonly #fleet: string | undefined;
+
   /** Starts listing the functions' open streams (from now on). */
-  constructor(fns: readonly AnyFn[], workers: readonly RedisWorker[], scan: number, showValues: boolean) {
-    this.#fns = fns.map((fn) => new FnWatch(fn));
+  constructor(
+    fns: readonly AnyFn[],
+    workers: readonly RedisWorker[],
+    scan: number,
+    showValues: boolean,
+    showKeys: boolean,
+    fleet?: string,
+  ) {
+    const partitionsOf = new Map<unknown, number>();
+    for (const w of workers) {
+      const serves = (w as unknown as { [kServes](): { fn: unknown; partitions: number } })[kServes]();
+      partitionsOf.set(serves.fn, serves.partitions);
+    }
+    this.#fns = fns.map((fn) => new FnWatch(fn, { showKeys, partitions: partitionsOf.get(fn) }));
+    this.#fleet = fleet;
     this.#workers = [...workers];
     this.#scan = scan;
     this.#showValues = showValues;
@@ -356,7 +407,7 @@ export class Sampler {
       )
       .sort((a, b) => b.at - a.at)
       .slice(0, ERRORS);
-    return { at: now, functions, redis, errors };
+    return { at: now, functions, redis, errors, ...(this.#fleet !== undefined && { fleet: this.#fleet }) };
   }
 
   /** One listed stream of the function named `fn`, now; undefined when it is not listed (finished, collected, unknown). */
@@ -364,7 +415,7 @@ export class Sampler {
     for (const w of this.#fns) {
       if (w.fn.name !== fn) continue;
       const s = w.list.get(id);
-      if (s !== undefined) return { fn, ...row(s, Date.now()) };
+      if (s !== undefined) return { fn, ...row(s, Date.now(), w.labels) };
     }
     return undefined;
   }

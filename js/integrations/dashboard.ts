@@ -5,10 +5,13 @@
 // Routes, relative to where it is mounted: the page (`/`), its script and
 // styles and uPlot's (bundled in the package: no CDN), `feed` (Server-Sent
 // Events: one aggregated sample per interval, sampled only while a page is
-// connected) and `stream?fn=&id=` (one listed stream's figures, JSON).
+// connected, or all the time while it publishes to a fleet), `stream?fn=&id=`
+// (one listed stream's figures, JSON) and `fleet` (every member's latest
+// sample, read from Redis, and their sums: dashboard-fleet.ts).
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type IncomingMessage, type ServerResponse, validateHeaderName, validateHeaderValue } from 'node:http';
 import { assertOptionsObject } from '../config';
 import { kTotals } from '../core/function';
 import { describe, invalidType, invalidValue } from '../errors';
@@ -16,8 +19,25 @@ import { kRoundTrips } from '../redis/metrics';
 import type { RedisWorker } from '../redis/worker';
 import { integerOption } from '../validate';
 import { type AnyFn, Sampler } from './dashboard-sample';
+import { Fleet, type FleetOptions } from './dashboard-fleet';
 
 export type { AnyFn, ErrorRow, FnSample, RedisSample, Sample, StreamRow, TaskSample } from './dashboard-sample';
+export type { FleetFnTotals, FleetMember, FleetOptions, FleetRedisTotals, FleetView } from './dashboard-fleet';
+
+/**
+ * What `authorize` answers: `true` serves the request; `{ status: 401, headers }` refuses it with 401 and those
+ * headers (a `WWW-Authenticate` challenge: a browser then asks for a user name and password); anything else
+ * (false, `{ status: 403 }`, a throw, a rejection) refuses it with 403.
+ */
+export type AuthorizeResult = boolean | AuthorizeRefusal;
+
+/** A refusal `authorize` may answer: 401 with `headers` (a challenge), or 403. */
+export interface AuthorizeRefusal {
+  /** 401 (with `headers`), or 403. */
+  readonly status: 401 | 403;
+  /** With 401: headers of the answer, such as `WWW-Authenticate` (the dashboard's own security headers are kept). */
+  readonly headers?: Readonly<Record<string, string>>;
+}
 export type { ThreadLoads } from '../worker/index';
 
 /** Options of `dashboard()`. */
@@ -27,11 +47,12 @@ export interface DashboardOptions {
   /** The Redis workers (`velo-stream/redis`) to show (read once). */
   redisWorkers?: Iterable<RedisWorker>;
   /**
-   * Called with every request (the page, its files, the feed, a stream's figures) before anything is served;
-   * anything but `true` (or a promise of it) answers 403. Without it, every request that reaches the handler is
-   * served: mount it behind your own authentication.
+   * Called with every request (the page, its files, the feed, a stream's figures, the fleet) before anything is
+   * served: `true` (or a promise of it) serves it, `{ status: 401, headers }` answers 401 with those headers (a
+   * `WWW-Authenticate` challenge; `basicAuth()` makes such a function), anything else answers 403. Without it,
+   * every request that reaches the handler is served: mount it behind your own authentication.
    */
-  authorize?: (req: IncomingMessage) => boolean | Promise<boolean>;
+  authorize?: (req: IncomingMessage) => AuthorizeResult | Promise<AuthorizeResult>;
   /** ms between samples of the feed. Default 1000 (100 to 60,000). */
   interval?: number;
   /** Feed connections open at once; past it the feed answers 503. Default 10 (1 to 1000). */
@@ -43,6 +64,16 @@ export interface DashboardOptions {
   scan?: number;
   /** Show error messages, which may hold events' values or keys. Default false: the code, stream id and time only. */
   showValues?: boolean;
+  /**
+   * Show a `redisWorker` session's key in its label (its full sid, `<key>@<first entry id>`). Default false: the
+   * label is `…@<first entry id> · p<partition>`, which finds the session in Redis without showing its key.
+   */
+  showKeys?: boolean;
+  /**
+   * A fleet view through Redis: this dashboard publishes its sample every `interval` to a key that expires, and
+   * its `fleet` route (and a section of its page) shows every member's latest sample and their sums.
+   */
+  fleet?: FleetOptions;
 }
 
 /** What `dashboard()` returns: a request handler for `node:http` and Express, with a Fastify plugin. */
@@ -51,8 +82,13 @@ export interface DashboardHandler {
   (req: IncomingMessage, res: ServerResponse, next?: (error?: unknown) => void): void;
   /** A Fastify plugin serving the same routes: `app.register(handler.fastify, { prefix: '/dashboard' })`. */
   readonly fastify: (instance: FastifyLike, options: unknown, done: (error?: Error) => void) => void;
-  /** Feed connections open now. The sampler runs only while there is one. */
+  /** Feed connections open now. The sampler runs only while there is one (or while it publishes to a fleet). */
   readonly clients: number;
+  /**
+   * Stops sampling and publishing, and with a fleet, leaves it (its sample is removed from Redis). Feeds open
+   * now are ended. Idempotent. Needed only with `fleet`: otherwise nothing runs while no page is open.
+   */
+  close(): Promise<void>;
 }
 
 /** The part of a Fastify instance the plugin uses. */
@@ -69,7 +105,7 @@ export interface FastifyLike {
   ): unknown;
 }
 
-const KEYS = ['functions', 'redisWorkers', 'authorize', 'interval', 'maxClients', 'scan', 'showValues'];
+const KEYS = ['functions', 'redisWorkers', 'authorize', 'interval', 'maxClients', 'scan', 'showValues', 'showKeys', 'fleet'];
 /** A feed client whose unread data passes this is dropped (it stopped reading). */
 const MAX_UNREAD = 1 << 20;
 /** The longest `fn` or `id` a stream request may name. */
@@ -168,7 +204,7 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
     (x) => typeof (x as { [kRoundTrips]?: unknown } | null)?.[kRoundTrips] === 'function',
     (w) => `${w.name} ${w.id}`,
   );
-  const { authorize, interval = 1000, maxClients = 10, scan = 250, showValues = false } = options;
+  const { authorize, interval = 1000, maxClients = 10, scan = 250, showValues = false, showKeys = false } = options;
   if (authorize !== undefined && typeof authorize !== 'function') {
     throw invalidType(`dashboard(): the "authorize" option must be a function. Received ${describe(authorize)}`);
   }
@@ -178,20 +214,30 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
   if (typeof showValues !== 'boolean') {
     throw invalidType(`dashboard(): the "showValues" option must be a boolean. Received ${describe(showValues)}`);
   }
+  if (typeof showKeys !== 'boolean') {
+    throw invalidType(`dashboard(): the "showKeys" option must be a boolean. Received ${describe(showKeys)}`);
+  }
+  const fleet = options.fleet === undefined ? undefined : new Fleet(options.fleet, interval);
 
-  const sampler = new Sampler(fns, workers, scan, showValues);
+  const sampler = new Sampler(fns, workers, scan, showValues, showKeys, fleet?.name);
   const clients = new Set<ServerResponse>();
   let timer: NodeJS.Timeout | undefined;
   let last: string | undefined;
+  let closed = false;
+  /** The sampler runs while a page is connected, or all the time while publishing to a fleet. */
+  const sampling = () => !closed && (clients.size > 0 || fleet?.publish === true);
 
   const tick = () => {
+    let sample;
     try {
-      last = `data: ${JSON.stringify(sampler.sample())}\n\n`;
+      sample = sampler.sample();
+      last = `data: ${JSON.stringify(sample)}\n\n`;
     } catch {
       // (A figure that could not be read, say a worker's stats() throwing: this sample is skipped, the
       // application goes on, and the page shows the time of the last sample it got.)
       return;
     }
+    if (fleet?.publish) fleet.publishSample(sample);
     for (const res of clients) {
       // A client that stopped reading is dropped rather than buffered for.
       if (res.writableLength > MAX_UNREAD) res.destroy();
@@ -207,6 +253,7 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
     }
     // Gone while `authorize` was answering: no feed, and no client's place held by it ('close' has fired).
     if (res.destroyed || req.socket.destroyed) return;
+    if (closed) return end(res, 503, 'This dashboard is closed\n');
     if (clients.size >= maxClients) {
       res.setHeader('retry-after', String(Math.ceil(interval / 1000)));
       return end(res, 503, `At most ${maxClients} dashboard feeds are open at once (maxClients)\n`);
@@ -214,21 +261,38 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
     res.writeHead(200, { ...HEADERS, 'content-type': 'text/event-stream; charset=utf-8', connection: 'keep-alive' });
     clients.add(res);
     // The first sample a page gets is the latest (or a fresh one), so it shows figures at once.
-    if (timer === undefined) {
-      tick();
-      timer = setInterval(tick, interval);
-      timer.unref();
-    } else if (last !== undefined) res.write(last);
+    if (timer === undefined) start();
+    else if (last !== undefined) res.write(last);
     const close = () => {
       if (!clients.delete(res)) return;
-      if (clients.size === 0) {
-        clearInterval(timer);
-        timer = undefined;
-        last = undefined;
-      }
+      if (!sampling()) stop();
     };
     // (The response's 'close': the request's fires once its body is read.)
     res.on('close', close);
+  };
+
+  function start(): void {
+    tick();
+    timer = setInterval(tick, interval);
+    timer.unref();
+  }
+  function stop(): void {
+    clearInterval(timer);
+    timer = undefined;
+    last = undefined;
+  }
+  // Publishing: the sampler runs from now on, whether or not a page is open.
+  if (fleet?.publish) start();
+
+  const fleetView = (res: ServerResponse) => {
+    if (fleet === undefined) return end(res, 404, 'No fleet: give the dashboard a "fleet" option\n');
+    fleet.read().then(
+      (view) => end(res, 200, JSON.stringify(view), 'application/json'),
+      (error: unknown) => {
+        fleet.report(error);
+        end(res, 502, 'The fleet could not be read from Redis\n');
+      },
+    );
   };
 
   const stream = (url: URL, res: ServerResponse) => {
@@ -249,7 +313,7 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
 
   /** Serves `route` (a path relative to the mount point, without its leading slash). */
   const serve = (req: IncomingMessage, res: ServerResponse, route: string, url: URL, next?: (e?: unknown) => void) => {
-    const known = route === 'feed' || route === 'stream' || route in FILES;
+    const known = route === 'feed' || route === 'stream' || route === 'fleet' || route in FILES;
     if (!known) {
       if (next) return next();
       return end(res, 404, 'Not found\n');
@@ -260,9 +324,10 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
     }
     const allowed = authorize === undefined ? true : new Promise<unknown>((resolve) => resolve(authorize(req)));
     const go = (ok: unknown) => {
-      if (ok !== true) return end(res, 403, 'Forbidden\n');
+      if (ok !== true) return refuse(res, ok);
       if (route === 'feed') return feed(req, res);
       if (route === 'stream') return stream(url, res);
+      if (route === 'fleet') return fleetView(res);
       if (route === '' && !url.pathname.endsWith('/')) {
         // The page's files are relative to it: its address ends with a slash.
         // One leading slash: `//host` would send the browser elsewhere.
@@ -299,7 +364,7 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
   }) as DashboardHandler;
 
   const fastify = (instance: FastifyLike, _options: unknown, done: (error?: Error) => void) => {
-    for (const route of ['', ...Object.keys(FILES).filter((r) => r !== ''), 'feed', 'stream']) {
+    for (const route of ['', ...Object.keys(FILES).filter((r) => r !== ''), 'feed', 'stream', 'fleet']) {
       const answer = (request: { raw: IncomingMessage }, reply: { raw: ServerResponse; hijack(): void }) => {
         reply.hijack();
         const url = target(request.raw.url);
@@ -311,9 +376,112 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
     }
     done();
   };
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      closed = true;
+      stop();
+      for (const res of clients) res.end();
+      clients.clear();
+      await fleet?.leave();
+    })());
   Object.defineProperties(handler, {
     fastify: { value: fastify, enumerable: true },
     clients: { get: () => clients.size, enumerable: true },
+    close: { value: close, enumerable: true },
   });
   return handler;
+}
+
+/**
+ * Answers a request `authorize` did not allow: 401 with the headers it gave (a challenge), else 403. Only a
+ * header whose name and value Node accepts is sent; a result it cannot send is a 403.
+ */
+function refuse(res: ServerResponse, result: unknown): void {
+  const r = result as { status?: unknown; headers?: unknown } | null;
+  if (typeof r !== 'object' || r === null || r.status !== 401) return end(res, 403, 'Forbidden\n');
+  const headers: Record<string, string> = {};
+  try {
+    if (typeof r.headers === 'object' && r.headers !== null) {
+      for (const [name, value] of Object.entries(r.headers)) if (typeof value === 'string') headers[name.toLowerCase()] = value;
+    }
+    for (const [name, value] of Object.entries(headers)) {
+      validateHeaderName(name);
+      validateHeaderValue(name, value);
+    }
+  } catch {
+    return end(res, 403, 'Forbidden\n');
+  }
+  const body = 'Unauthorized\n';
+  // The dashboard's own headers win: authorize cannot loosen the page's policy.
+  res.writeHead(401, {
+    ...headers,
+    ...HEADERS,
+    'content-type': 'text/plain; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+  });
+  res.end(body);
+}
+
+/** Options of `basicAuth()`. */
+export interface BasicAuthOptions {
+  /** The user name to accept. */
+  username: string;
+  /** Its password. */
+  password: string;
+  /** The realm the browser shows when it asks (no `"`, `\` or control characters). Default `'velo-stream dashboard'`. */
+  realm?: string;
+}
+
+/** A string's digest: compared with `timingSafeEqual`, two digests take the same time whatever their texts. */
+const digest = (text: string) => createHash('sha256').update(text, 'utf8').digest();
+
+/**
+ * An `authorize` function for HTTP Basic authentication: a request with the right user name and password (in
+ * its `Authorization: Basic` header) is served, any other gets 401 with a `WWW-Authenticate: Basic` challenge,
+ * so a browser asks for them. Both are compared in constant time (their SHA-256 digests, with
+ * `crypto.timingSafeEqual`, both always). Basic authentication sends the password in every request: serve the
+ * dashboard over HTTPS.
+ * @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `username` or `password` is not a non-empty string (or `realm`
+ * not a string); `ERR_INVALID_ARG_VALUE` for a user name with a `:` or a realm with `"`, `\` or control characters.
+ */
+export function basicAuth(options: BasicAuthOptions): (req: IncomingMessage) => AuthorizeResult {
+  assertOptionsObject(options, 'options', "{ username: 'ops', password }");
+  for (const key of Object.keys(options)) {
+    if (!['username', 'password', 'realm'].includes(key)) {
+      throw invalidValue(`basicAuth(): unknown option "${key}". Known options: username, password, realm`);
+    }
+  }
+  const { username, password, realm = 'velo-stream dashboard' } = options;
+  for (const [name, value] of [
+    ['username', username],
+    ['password', password],
+  ] as const) {
+    if (typeof value !== 'string' || value === '') {
+      throw invalidType(`basicAuth(): the "${name}" option must be a non-empty string. Received ${describe(value)}`);
+    }
+  }
+  if (username.includes(':'))
+    throw invalidValue('basicAuth(): the "username" option cannot hold a ":" (Basic authentication splits there)');
+  if (typeof realm !== 'string')
+    throw invalidType(`basicAuth(): the "realm" option must be a string. Received ${describe(realm)}`);
+  // eslint-disable-next-line no-control-regex
+  if (/["\\\u0000-\u001f\u007f]/.test(realm)) {
+    throw invalidValue('basicAuth(): the "realm" option cannot hold a quote, a backslash or a control character');
+  }
+  const user = digest(username);
+  const pass = digest(password);
+  const challenge = { status: 401, headers: { 'www-authenticate': `Basic realm="${realm}", charset="UTF-8"` } } as const;
+  return (req) => {
+    const header = req.headers.authorization;
+    const match = typeof header === 'string' ? /^Basic +([A-Za-z0-9+/=]+) *$/i.exec(header) : null;
+    if (match === null) return challenge;
+    const decoded = Buffer.from(match[1], 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    if (colon < 0) return challenge;
+    // Both compared, always: how long an answer takes says nothing of which part was wrong.
+    const userOk = timingSafeEqual(digest(decoded.slice(0, colon)), user);
+    const passOk = timingSafeEqual(digest(decoded.slice(colon + 1)), pass);
+    return userOk && passOk ? true : challenge;
+  };
 }

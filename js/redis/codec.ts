@@ -6,7 +6,7 @@ import { EventTooLargeError, encodeError, invalidValue } from '../errors';
 /** Turns values into bytes for the log and back. `decode` gets the bytes `encode` made. */
 export interface Codec<T = unknown> {
   /** The value's bytes; a string is stored as its UTF-8 bytes. Throw for a value the codec cannot carry. */
-  encode(value: T): Buffer | string;
+  encode: (value: T) => Buffer | string;
   /** The value `encode` made these bytes from. Throw for bytes it cannot read (the session ends there: `ERR_VELO_DECODE`). */
   decode(data: Buffer): T;
 }

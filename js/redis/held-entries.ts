@@ -67,7 +67,7 @@ const SPILLED_IDS = 64;
 
 /** What the held entries use of their partition's run. */
 export interface HeldHost {
-  readonly worker: Pick<PartitionHost<unknown, unknown>, 'readCount' | 'log' | 'clock' | 'report' | 'live' | 'fn'>;
+  readonly worker: Pick<PartitionHost<never, unknown>, 'readCount' | 'log' | 'clock' | 'report' | 'live' | 'fn'>;
   readonly lease: Lease;
   /** The live sessions, by key. */
   readonly sessions: ReadonlyMap<string, unknown>;

@@ -37,4 +37,5 @@ export {
 } from '../errors';
 export { fnv1a } from './options';
 export type { RedisOptions } from './options';
+export { redisName, type RedisName } from './name';
 export { redisClientOptions, type RedisClientLike, type RedisClientTimeouts } from './connection';

@@ -10,6 +10,7 @@
 // per script call keeps every call in one Cluster slot.
 import { describe, invalidReturn, invalidType } from '../errors';
 import { integerOption } from '../validate';
+import type { RedisName } from './name';
 import { type RedisOptions, type Resolved, resolveOptions } from './options';
 import { type OutputItem, checkClaimIdle, claimSweep, outputItem } from './reader';
 import { type RedisClientLike, readStreams, send } from './connection';
@@ -26,6 +27,8 @@ export type ValueOutput<O> = Extract<
 
 /** Options of `redisMaterialize`. */
 export interface RedisMaterializeOptions<O = unknown> extends RedisOptions<O> {
+  /** The function's name in Redis; a `RedisName<I, O>` (`redisName(fn, name)`) gives the materializer the function's output type. */
+  name: RedisName<never, O>;
   /** The hash an output is written to (e.g. `features:${output.key}`). */
   key: (output: ValueOutput<O>) => string;
   /** The fields to set in it. Names must not start with `_velo:` (the marks). */

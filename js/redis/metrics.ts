@@ -8,6 +8,8 @@ import { FencedError } from '../errors';
 
 /** A worker's round-trip totals, for the Prometheus export (a registered symbol: any copy of the package finds it). */
 export const kRoundTrips = Symbol.for('velo-stream.redis.roundTrips');
+/** `worker[kServes]()`: the stream function a worker runs and its partition count (a dashboard labels its sessions). */
+export const kServes = Symbol.for('velo-stream.redis.serves');
 /** A worker's renewal lateness totals, in the same shape (microseconds late). */
 export const kRenewalLateness = Symbol.for('velo-stream.redis.renewalLateness');
 

@@ -61,14 +61,19 @@ export function resolveOptions<T>(options: RedisOptions<T>, what: string, ownKey
   if ((client as { isOpen?: unknown }).isOpen === false) {
     throw invalidValue(`${what}: options.client is not connected: await client.connect() first`);
   }
+  checkName(what, name);
+  checkShape(what, partitions, codec, maxEventBytes);
+  return { client, keys: new KeySpace(name), partitions, codec, maxEventBytes };
+}
+
+/** Checks a function's name in Redis: a string of 1-200 characters without braces or whitespace. */
+export function checkName(what: string, name: unknown): asserts name is string {
   if (typeof name !== 'string') throw invalidType(`${what}: the "name" option must be a string. Received ${describe(name)}`);
   if (!/^[^{}\s]{1,200}$/.test(name)) {
     throw invalidValue(
       `${what}: the "name" option must be 1-200 characters without braces or whitespace. Received ${describe(name)}`,
     );
   }
-  checkShape(what, partitions, codec, maxEventBytes);
-  return { client, keys: new KeySpace(name), partitions, codec, maxEventBytes };
 }
 
 /** Checks the options that shape the log (also those of `velo-stream/testing`, which runs on one in memory). */

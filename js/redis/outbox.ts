@@ -21,7 +21,7 @@ export type OutboxItem =
 
 /** What the outbox uses of its worker. */
 export type OutboxHost<O> = Pick<
-  PartitionHost<unknown, O>,
+  PartitionHost<never, O>,
   'log' | 'clock' | 'delivery' | 'codec' | 'counters' | 'checkReplay' | 'report'
 >;
 

@@ -14,7 +14,7 @@ export const MAX_TIMER_MS = 2_147_483_647;
 
 /** What the owner's writes use of their partition's run. */
 export interface WritesHost {
-  readonly worker: PartitionHost<unknown, unknown>;
+  readonly worker: PartitionHost<never, unknown>;
   readonly lease: Lease;
   readonly dropped: boolean;
   readonly stopping: boolean;
@@ -23,7 +23,7 @@ export interface WritesHost {
   /** True if the error ended the partition's ownership; otherwise it was reported and the caller retries. */
   failed(error: unknown): boolean;
   /** Whether the session is its key's live one. */
-  live(s: Session<unknown, unknown>): boolean;
+  live(s: Session<never, unknown>): boolean;
 }
 
 export class OwnerWrites {
@@ -108,7 +108,7 @@ export class OwnerWrites {
    * Sets a Node timeout for the session's timer: when Redis' clock should have reached its time (or `after` ms,
    * when Redis said it was early), `#fire` writes its wake-up.
    */
-  armTimer(s: Session<unknown, unknown>, timer: Timer, after?: number): void {
+  armTimer(s: Session<never, unknown>, timer: Timer, after?: number): void {
     if (this.#host.dropped || s.forwardDone) return;
     const wait = after ?? Math.max(0, timer.time - (this.#host.worker.clock.now() + this.#host.worker.clockOffset));
     this.#host.worker.clock.clearTimeout(s.wakeTimeouts.get(timer.id));
@@ -123,7 +123,7 @@ export class OwnerWrites {
    * delivered to the session at that place of the log, on every replay too. One written before (by an earlier
    * owner, or by this one before a replay made the timer again) is not written again.
    */
-  #fire(s: Session<unknown, unknown>, timer: Timer): void {
+  #fire(s: Session<never, unknown>, timer: Timer): void {
     s.wakeTimeouts.delete(timer.id);
     if (this.#host.dropped || s.forwardDone || !s.rule.timers.includes(timer)) return;
     this.#host.worker.log.wake(this.#host.lease, s.key, s.sid, timer.id, timer.time, timer.payload).then(
@@ -148,13 +148,13 @@ export class OwnerWrites {
     );
   }
 
-  clearTimer(s: Session<unknown, unknown>, id: number): void {
+  clearTimer(s: Session<never, unknown>, id: number): void {
     this.#host.worker.clock.clearTimeout(s.wakeTimeouts.get(id));
     s.wakeTimeouts.delete(id);
   }
 
   /** Stops the session's timers (it ended, or the partition is dropped). */
-  clearTimers(s: Session<unknown, unknown>): void {
+  clearTimers(s: Session<never, unknown>): void {
     for (const timeout of s.wakeTimeouts.values()) this.#host.worker.clock.clearTimeout(timeout);
     s.wakeTimeouts.clear();
   }
@@ -165,7 +165,7 @@ export class OwnerWrites {
    * early, `after` ms later (the age still missing by the marker's id). Whether it ends the session is decided
    * by the marker's id alone.
    */
-  armAge(s: Session<unknown, unknown>, after?: number): void {
+  armAge(s: Session<never, unknown>, after?: number): void {
     const max = this.#host.worker.maxSessionAge;
     if (max <= 0 || s.ageMarked || s.ageTimer !== null || s.forwardDone || !this.#host.live(s)) return;
     const wait = after ?? Math.min(max + 1, Math.max(0, s.start + max + 1 - this.#host.worker.clock.now()));
@@ -180,7 +180,7 @@ export class OwnerWrites {
   }
 
   /** Writes a close marker for the session (fenced), retrying after errors until the partition is gone. */
-  #mark(s: Session<unknown, unknown>, reason?: 'age'): void {
+  #mark(s: Session<never, unknown>, reason?: 'age'): void {
     this.#host.worker.log.markClose(this.#host.lease, s.key, s.sid, reason).catch(async (error: unknown) => {
       if (this.#host.failed(error)) return;
       await sleepOn(this.#host.worker.clock, RETRY_MS);
@@ -190,7 +190,7 @@ export class OwnerWrites {
   }
 
   /** Stops a session's wake-ups and age marker (it ended, or the partition is dropped). */
-  stopSession(s: Session<unknown, unknown>): void {
+  stopSession(s: Session<never, unknown>): void {
     this.clearTimers(s);
     if (s.ageTimer !== null) this.#host.worker.clock.clearTimeout(s.ageTimer);
     s.ageTimer = null;

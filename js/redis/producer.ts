@@ -1,5 +1,6 @@
 // Producers: any process appends events to the partition of their key.
 import { encodeChecked } from './codec';
+import type { RedisName } from './name';
 import { type RedisOptions, type Resolved, checkKey, fnv1a, resolveOptions } from './options';
 import { appendEvents, partitionLag } from './redis-log';
 import { LagLimitError, SendError, describe, invalidType } from '../errors';
@@ -8,6 +9,8 @@ import { activeTraceFields } from './trace-context';
 
 /** Options of `redisProducer`. */
 export interface RedisProducerOptions<I = unknown> extends RedisOptions<I> {
+  /** The function's name in Redis; a `RedisName<I, O>` (`redisName(fn, name)`) gives the producer the function's event type. */
+  name: RedisName<I, unknown>;
   /**
    * Refuse sends to a partition whose workers are this many entries behind: `send()` and `sendMany()` reject
    * with `LagLimitError` (`ERR_VELO_LAG_LIMIT`), writing nothing, while the partition's lag (entries of its input
@@ -33,13 +36,13 @@ export interface RedisProducer<I> {
    * @throws {TypeError} `ERR_VELO_ENCODE` when the codec cannot encode the event, `ERR_INVALID_ARG_TYPE` /
    * `ERR_INVALID_ARG_VALUE` for a key that is not a non-empty string.
    */
-  send(key: string, event: I): Promise<string>;
+  readonly send: (key: string, event: I) => Promise<string>;
   /**
    * Appends many events: one script call per partition, in the given order (so per key too). Every event is
    * encoded and checked before anything is written: one bad event rejects the whole call with nothing written.
    * Resolves with the entry ids, in the order of `events`.
    */
-  sendMany(events: Iterable<readonly [string, I]>): Promise<string[]>;
+  readonly sendMany: (events: Iterable<readonly [string, I]>) => Promise<string[]>;
   /**
    * The lag of `key`'s partition (or of partition `partition`), measured now: entries of its input not yet read
    * by the worker that owns it (all of them while no worker ever took it). One round trip; with `maxLag`, the

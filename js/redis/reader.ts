@@ -2,6 +2,7 @@
 import { RedisConnectionError, describe, invalidType, invalidValue } from '../errors';
 import { integerOption } from '../validate';
 import type { Codec } from './codec';
+import type { RedisName } from './name';
 import { type RedisOptions, resolveOptions } from './options';
 import { type RedisClientLike, readStreams, send } from './connection';
 import { reportable } from './reportable';
@@ -48,6 +49,8 @@ export type OutputItem<O> = {
 
 /** Options of `redisOutputs`. */
 export interface RedisOutputsOptions<O = unknown> extends RedisOptions<O> {
+  /** The function's name in Redis; a `RedisName<I, O>` (`redisName(fn, name)`) gives the reader the function's output type. */
+  name: RedisName<never, O>;
   /** Where to start without a group: `'start'` (the default, every stored output) or `'end'` (only new ones). With a group: where the group starts when it is created. */
   from?: 'start' | 'end';
   /** A consumer group: each output goes to one consumer of the group, and is acked when the iteration moves past it. */

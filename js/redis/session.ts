@@ -1,5 +1,6 @@
 // One live session of a partition: a key's run of events through one instance of the function.
 import { type SessionHooks, type StreamKind } from '../core/protocol';
+import { tagStream } from '../core/stream-list';
 import { cutText, readString, textOf } from '../text';
 import { type Codec, encodeChecked } from './codec';
 import { CheckpointTooLargeError, type SessionLimitError, sessionAgeError, sessionEventsError } from '../errors';
@@ -235,6 +236,8 @@ export class Session<I, O> {
     rule: SessionState,
   ) {
     this.rule = rule;
+    // For dashboards: which session a listed stream of the function is (its sid and key, shown as allowed).
+    tagStream(stream, { session: { key, sid } });
   }
 
   /** Time of its first entry (in its sid). */
@@ -249,7 +252,7 @@ export class Session<I, O> {
  * took; with hooks as the rule gave them (restored with its checkpoint), without (a pipe: no timers) the last
  * entry it keeps (`acks`, markers aside), which is also a new session's first entry when its handler took none.
  */
-export function sessionEnd(s: Session<unknown, unknown>, acks: readonly string[]): SessionEnd {
+export function sessionEnd(s: Session<never, unknown>, acks: readonly string[]): SessionEnd {
   const reason = s.endedBy ?? (s.stop?.kind === 'decode' ? 'decode' : s.failed ? 'throw' : 'return');
   let last = s.checkpoints?.lastInput;
   for (let i = acks.length - 1; last === undefined && i >= 0; i--) if (s.markers?.has(acks[i]) !== true) last = acks[i];
@@ -309,7 +312,7 @@ export function encodeCheckpoint(
  * the snapshot (the rule's state at the call: a restore continues the same walk) and the acks of the entries taken
  * since the last one (with the markers among them), which leave the session.
  */
-export function checkpointOf(s: Session<unknown, unknown>, call: CheckpointCall): { acks: string[]; checkpoint: Snapshot } {
+export function checkpointOf(s: Session<never, unknown>, call: CheckpointCall): { acks: string[]; checkpoint: Snapshot } {
   let entries = call.entries - s.ackedEntries;
   let cut = 0;
   while (entries > 0 && cut < s.ids.length) {

@@ -56,7 +56,7 @@ export interface TestWorker<I, O> {
   /** The virtual clock (Redis' time in the run), ms since the epoch. */
   now(): number;
   /** Appends `event` for `key` now, as `redisProducer.send` does (the same checks of the key and size); its entry id. */
-  send(key: string, event: I): string;
+  readonly send: (key: string, event: I) => string;
   /**
    * Lets `ms` of virtual time pass: everything due by then happens (reads, handlers, timers, session ends). `ms`:
    * an integer from 0 to a day (else `ERR_OUT_OF_RANGE`); one move of the clock at a time (`ERR_INVALID_STATE`).

@@ -1,9 +1,12 @@
 // The public types of `redisWorker`: its options, its stats and the handle it returns.
+import type { RedisName } from './name';
 import type { RedisOptions } from './options';
 import type { OutputItem } from './reader';
 
 /** Options of `redisWorker`, besides the function's own settings (`idleTimeout`, `maxConcurrent`, `buffer`). */
-export interface RedisWorkerOptions<O = unknown> extends RedisOptions {
+export interface RedisWorkerOptions<O = unknown, I = unknown> extends RedisOptions {
+  /** The function's name in Redis; a `RedisName<I, O>` (`redisName(fn, name)`) must name a function of `fn`'s types. */
+  name: RedisName<I, O>;
   /** Lease time-to-live, ms: a dead worker's partitions are taken over once its last renewal has run out, at most this after it. Renewed every ttl/3. Default 10 000. */
   leaseTtl?: number;
   /** Entries per read of a partition. Default 256. */

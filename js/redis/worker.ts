@@ -29,7 +29,7 @@ import type { StreamFn } from '../types';
 import type { Codec } from './codec';
 import { type RedisOptions, type Resolved, resolveOptions } from './options';
 import { RedisLog } from './redis-log';
-import { RoundTrips, type RoundTripTotals, kRenewalLateness, kRoundTrips, timedLog } from './metrics';
+import { RoundTrips, type RoundTripTotals, kRenewalLateness, kRoundTrips, kServes, timedLog } from './metrics';
 import type { Lease, PartitionLog } from './transport';
 import { reportable } from './reportable';
 import { LocalDelivery } from './local-delivery';
@@ -130,7 +130,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
   /** The loop that ends a blocking read early (`#interrupt`), while it runs: close() waits for it. */
   #interrupting: Promise<void> | null = null;
 
-  constructor(fn: StreamFn<I, O>, options: Resolved<unknown>, extra: RedisWorkerOptions<O>) {
+  constructor(fn: StreamFn<I, O>, options: Resolved<unknown>, extra: RedisWorkerOptions<O, I>) {
     const {
       trimInterval = 5000,
       workerId = `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`,
@@ -260,6 +260,10 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
 
   [kRoundTrips](): RoundTripTotals {
     return this.#trips.totals();
+  }
+
+  [kServes](): { fn: StreamFn<I, O>; partitions: number } {
+    return { fn: this.fn, partitions: this.log.partitions };
   }
 
   [kRenewalLateness](): RoundTripTotals {
@@ -609,7 +613,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
  * semantics). Outputs go to the partitions' output streams; read them with `redisOutputs`.
  * @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `fn` is not a stream function or an option is invalid.
  */
-export function redisWorker<I = unknown, O = unknown>(fn: StreamFn<I, O>, options: RedisWorkerOptions<O>): RedisWorker {
+export function redisWorker<I = unknown, O = unknown>(fn: StreamFn<I, O>, options: RedisWorkerOptions<O, I>): RedisWorker {
   if (typeof (fn as Partial<Openable<I, O>> | null)?.[kOpen] !== 'function') {
     throw invalidType(`redisWorker(): fn must be a stream function (from streamFn()), not ${describe(fn)}`);
   }

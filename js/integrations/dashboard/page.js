@@ -30,6 +30,8 @@
           ? `${(n / 1e3).toFixed(1)} ms`
           : `${n} µs`;
   const age = (ms) => (ms >= 60_000 ? `${(ms / 60_000).toFixed(1)} min` : `${(ms / 1000).toFixed(1)} s`);
+  /** A stream's label as text (the server sends a string of 200 characters at most, or none). */
+  const label = (v) => (typeof v === 'string' ? v : '');
 
   /** A time-series chart whose series may change (Redis partitions): it is made again when they do. */
   class Chart {
@@ -117,7 +119,11 @@
     }
     list(parent, title, key) {
       const body = el('tbody');
-      const head = el('tr', {}, ...['stream', 'age', 'in', 'out', 'buffered in', 'buffered out'].map((h) => el('th', {}, h)));
+      const head = el(
+        'tr',
+        {},
+        ...['stream', 'label', 'age', 'in', 'out', 'buffered in', 'buffered out'].map((h) => el('th', {}, h)),
+      );
       parent.append(el('div', {}, el('h4', {}, title), el('table', { 'data-list': key }, el('thead', {}, head), body)));
       return body;
     }
@@ -125,9 +131,10 @@
       body.replaceChildren(
         ...rows.map((r) => {
           const tr = el('tr', { class: 'stream', 'data-stream': r.id, title: 'show this stream' });
-          for (const v of [r.id, age(r.ageMs), fmt(r.eventsIn), fmt(r.eventsOut), fmt(r.bufferedIn), fmt(r.bufferedOut)])
+          tr.append(el('td', {}, r.id), el('td', { class: 'label', title: label(r.label) }, label(r.label)));
+          for (const v of [age(r.ageMs), fmt(r.eventsIn), fmt(r.eventsOut), fmt(r.bufferedIn), fmt(r.bufferedOut)])
             tr.append(el('td', {}, v));
-          tr.addEventListener('click', () => drill.show(this.name, r.id));
+          tr.addEventListener('click', () => drill.show(this.name, r.id, r.label));
           return tr;
         }),
       );
@@ -211,6 +218,7 @@
       }
       $('drill-note').textContent = '';
       const figures = [
+        ['label', label(body.label)],
         ['state', body.state],
         ['age', age(body.ageMs)],
         ['events in', fmt(body.eventsIn)],
@@ -224,9 +232,9 @@
       rows.replaceChildren(...figures.map(([k, v]) => el('tr', { 'data-figure': k }, el('th', {}, k), el('td', {}, v))));
       return true;
     },
-    show(fn, id) {
+    show(fn, id, name) {
       this.hide();
-      $('drill-title').textContent = `${fn} · ${id}`;
+      $('drill-title').textContent = `${fn} · ${id}${label(name) ? ` · ${label(name)}` : ''}`;
       $('drill-figures').tBodies[0].replaceChildren();
       $('drill').hidden = false;
       const poll = async () => {
@@ -250,8 +258,68 @@
   const fnCards = new Map();
   const redisCards = new Map();
 
+  /** The fleet view (the `fleet` route), read again with each sample while the dashboard has a fleet. */
+  const fleet = {
+    reading: false,
+    async read() {
+      if (this.reading) return;
+      this.reading = true;
+      try {
+        const res = await fetch(`${base}fleet`, { cache: 'no-store' });
+        if (!res.headers.get('content-type')?.startsWith('application/json')) {
+          $('fleet-note').textContent = `The server answered ${res.status}.`;
+          return;
+        }
+        this.render(await res.json());
+      } catch {
+        $('fleet-note').textContent = 'The server did not answer.';
+      } finally {
+        this.reading = false;
+      }
+    },
+    rows(table, rows, cells) {
+      $(table).tBodies[0].replaceChildren(
+        ...rows.map((r) => el('tr', { 'data-row': String(r.name ?? r.id) }, ...cells(r).map((v) => el('td', {}, v)))),
+      );
+    },
+    render(view) {
+      $('fleet-note').textContent =
+        `${view.members.length} member${view.members.length === 1 ? '' : 's'}, read ${new Date(view.at).toLocaleTimeString()}`;
+      this.rows('fleet-functions', view.functions, (f) => [
+        f.name,
+        fmt(f.members),
+        fmt(f.open),
+        fmt(f.opened),
+        fmt(f.failed),
+        fmt(f.eventsIn),
+        fmt(f.eventsOut),
+        us(f.queueWaitP99Us),
+      ]);
+      this.rows('fleet-redis', view.redis, (w) => [
+        w.name,
+        fmt(w.workers),
+        fmt(w.owned),
+        fmt(w.sessions),
+        fmt(w.lag),
+        fmt(w.errors),
+        `${fmt(w.roundTripP99Ms, 2)} ms`,
+      ]);
+      this.rows('fleet-members', view.members, (m) => [
+        m.id,
+        new Date(m.at).toLocaleTimeString(),
+        fmt(m.sample.functions.reduce((n, f) => n + (f.open ?? 0), 0)),
+        fmt(m.sample.redis.reduce((n, w) => n + (w.sessions ?? 0), 0)),
+      ]);
+    },
+  };
+
   const render = (sample) => {
     const t = sample.at / 1000;
+    if (typeof sample.fleet === 'string') {
+      $('fleet').hidden = false;
+      $('fleet-name').textContent = sample.fleet;
+      void fleet.read();
+    }
     $('sampled').textContent = `sampled ${new Date(sample.at).toLocaleTimeString()}`;
     $('no-functions').hidden = sample.functions.length > 0;
     for (const f of sample.functions) {

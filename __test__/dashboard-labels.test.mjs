@@ -1,0 +1,89 @@
+// velo-stream/dashboard names listed streams by the label given to open() or run(): sent as data (JSON; the page
+// puts it in with textContent, checked in Chromium by dashboard-browser.test.mjs), cut to 200 characters, and a
+// non-string refused at the open. (A redisWorker session's label, its sid: dashboard-redis.test.mjs.)
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { streamFn } from 'velo-stream';
+import { dashboard } from 'velo-stream/dashboard';
+
+const relay = () =>
+  streamFn(async function* relay(events) {
+    for await (const e of events) yield e;
+  });
+
+async function listen(handler) {
+  const server = http.createServer(handler);
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    base: `http://127.0.0.1:${server.address().port}/`,
+    close: () => {
+      server.closeAllConnections();
+      return new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+/** The first sample of a feed at `url`. */
+async function firstSample(url) {
+  const res = await fetch(url);
+  const reader = res.body.getReader();
+  let text = '';
+  while (!text.includes('\n\n')) text += new TextDecoder().decode((await reader.read()).value);
+  await reader.cancel();
+  return JSON.parse(text.slice(text.indexOf('data: ') + 6, text.indexOf('\n\n')));
+}
+
+test('open({ label }) and run(source, { label }): the label beside the stream id in the feed and in a stream\'s figures; hostile labels are data, cut to 200 characters', async () => {
+  const fn = relay();
+  const dash = dashboard({ functions: [fn] });
+  const { base, close } = await listen(dash);
+  const html = '<img src=x onerror="window.pwned=1">&amp;</td>';
+  // The cut (199 characters and `…`) falls between the halves of the emoji: no lone half is sent.
+  const long = `${'x'.repeat(198)}😀tail`;
+  const streams = [fn.open({ label: html }), fn.open({ label: long }), fn.open(), fn.open({ label: '' })];
+  // run() with a label: listed while it runs (its source waits until the sample is read).
+  let release;
+  const gate = new Promise((resolve) => (release = resolve));
+  const running = fn.run(
+    (async function* () {
+      yield 1;
+      await gate;
+    })(),
+    { label: 'order 42' },
+  );
+  try {
+    const sample = await firstSample(`${base}feed`);
+    const rows = sample.functions[0].oldest;
+    assert.deepEqual(
+      rows.map((r) => r.label),
+      [html, `${'x'.repeat(198)}…`, undefined, '', 'order 42'],
+    );
+    assert.deepEqual(
+      rows.map((r) => r.id),
+      [...streams.map((s) => s.id), rows[4].id],
+    );
+    assert.ok(rows[1].label.length <= 200);
+    // One stream's figures carry it too.
+    const res = await fetch(`${base}stream?fn=relay&id=${streams[0].id}`);
+    assert.equal(res.headers.get('content-type'), 'application/json');
+    assert.equal((await res.json()).label, html);
+  } finally {
+    release();
+    await running;
+    await Promise.all(streams.map((s) => s.cancel()));
+    await close();
+  }
+});
+
+test('a label that is not a string is refused at the open (ERR_INVALID_ARG_TYPE), by open() and run(); unknown options name it', async () => {
+  const fn = relay();
+  for (const label of [42, null, { toString: () => 'x' }, ['a'], Symbol('s')]) {
+    assert.throws(() => fn.open({ label }), { code: 'ERR_INVALID_ARG_TYPE', message: /"label" option must be a string/ });
+    await assert.rejects(fn.run([1], { label }), { code: 'ERR_INVALID_ARG_TYPE' });
+  }
+  assert.throws(() => fn.open({ lable: 'x' }), { code: 'ERR_INVALID_ARG_VALUE', message: /Known options: signal, label/ });
+  assert.equal(fn.stats().opened, 0, 'nothing opened');
+  // A label changes nothing else: the outputs are the same.
+  assert.deepEqual(await fn.run([1, 2], { label: 'x', signal: new AbortController().signal }), [1, 2]);
+});

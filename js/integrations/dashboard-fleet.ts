@@ -1,0 +1,318 @@
+// The fleet view of velo-stream/dashboard: every process's dashboard
+// publishes its latest sample to Redis under a key that expires, and any
+// dashboard of the fleet reads them all and adds them up.
+//
+// Keys, all under one hash tag (one Cluster slot, so MGET works there too):
+// `velo:dash:{<fleet>}:m:<member id>` holds a member's latest sample (JSON,
+// `PX ttl`), and the set `velo:dash:{<fleet>}:members` names the members
+// (it expires with the last publish; a reader removes the members whose
+// sample has expired). Expiry is Redis' clock: a member's own clock never
+// decides whether it is shown.
+import { hostname } from 'node:os';
+import { describe, invalidType, invalidValue } from '../errors';
+import { type RedisClientLike, send } from '../redis/connection';
+import { integerOption } from '../validate';
+import type { FnSample, RedisSample, Sample } from './dashboard-sample';
+
+/** `dashboard()`'s `fleet` option: where the fleet's samples meet in Redis. */
+export interface FleetOptions {
+  /** A connected node-redis client (v5 or v6, single server or Cluster). Not closed by the dashboard. */
+  client: RedisClientLike;
+  /** The fleet's name in its keys (`velo:dash:{<name>}:…`): one per fleet. Default `'default'`. */
+  name?: string;
+  /** This process's name among the members. Default `<hostname>-<pid>`. Unique per process. */
+  id?: string;
+  /**
+   * Publish this dashboard's sample every `interval` (its sampler then runs all the time, not only while a page
+   * is open). Default true; false for a dashboard that only reads the fleet.
+   */
+  publish?: boolean;
+  /** ms a published sample lives in Redis: a member that stops publishing leaves the view this long after. Default 3 × `interval`. */
+  ttl?: number;
+  /** Called with a failed publish or read (a lost connection): the next one is tried at the next interval. Default: `process.emitWarning`. */
+  onError?: (error: unknown) => void;
+}
+
+/** One member of the fleet as the `fleet` route answers it: its id, when it published, and its sample. */
+export interface FleetMember {
+  /** Its `fleet.id`. */
+  id: string;
+  /** When its sample was taken (its clock), ms since the Unix epoch. */
+  at: number;
+  /** Its latest sample, as its own feed sent it. */
+  sample: Sample;
+}
+
+/** One function summed over the fleet's members that show it (by name). */
+export interface FleetFnTotals {
+  /** The function's name. */
+  name: string;
+  /** Members showing it. */
+  members: number;
+  /** Streams open now, summed. */
+  open: number;
+  /** Streams opened per second, summed. */
+  opened: number;
+  /** Streams completed per second, summed. */
+  completed: number;
+  /** Streams failed per second, summed. */
+  failed: number;
+  /** Streams cancelled per second, summed. */
+  cancelled: number;
+  /** Opens refused at `maxConcurrent` per second, summed. */
+  rejected: number;
+  /** Events accepted per second, summed. */
+  eventsIn: number;
+  /** Outputs yielded per second, summed. */
+  eventsOut: number;
+  /** The highest member's queue-wait p99, µs (null: no member's events waited in the sample). */
+  queueWaitP99Us: number | null;
+}
+
+/** One Redis function (by its name in Redis) summed over the workers the members show. */
+export interface FleetRedisTotals {
+  /** The function's name in Redis. */
+  name: string;
+  /** Workers shown for it, over all members. */
+  workers: number;
+  /** Partitions owned by them (each counted once, whichever worker reported it). */
+  owned: number;
+  /** Entries not yet read, summed. */
+  lag: number;
+  /** Live sessions, summed. */
+  sessions: number;
+  /** Events held in memory for a session slot, summed. */
+  held: number;
+  /** Events read and not yet taken by handlers, summed. */
+  buffered: number;
+  /** Keys waiting in Redis for a slot, summed. */
+  waitingKeys: number;
+  /** Entries replayed after takeovers, summed. */
+  replayed: number;
+  /** Calls refused because a lease was gone, summed. */
+  fenced: number;
+  /** Partitions lost to another worker, summed. */
+  lost: number;
+  /** Errors passed to `onError`, summed. */
+  errors: number;
+  /** The highest worker's round-trip p99, ms. */
+  roundTripP99Ms: number;
+}
+
+/** What the `fleet` route answers: every member's latest sample, and their figures summed. */
+export interface FleetView {
+  /** The fleet's name. */
+  fleet: string;
+  /** When it was read (this process's clock), ms since the Unix epoch. */
+  at: number;
+  /** Each member with a sample in Redis, by id. */
+  members: FleetMember[];
+  /** Each function, by name, summed over the members. */
+  functions: FleetFnTotals[];
+  /** Each Redis function, by name, summed over the workers. */
+  redis: FleetRedisTotals[];
+}
+
+const FLEET_KEYS = ['client', 'name', 'id', 'publish', 'ttl', 'onError'];
+/** Members a read returns at most (the set is read whole; a bigger fleet is cut, by id order). */
+export const MAX_MEMBERS = 1000;
+
+/** A fleet's keys, and this process's part in it. */
+export class Fleet {
+  readonly name: string;
+  readonly id: string;
+  readonly publish: boolean;
+  readonly #client: RedisClientLike;
+  readonly #ttl: number;
+  readonly #onError: (error: unknown) => void;
+  readonly #members: string;
+  readonly #mine: string;
+  /** A publish under way: one at a time (a slow Redis skips samples rather than queueing them). */
+  #publishing = false;
+
+  constructor(options: FleetOptions, interval: number) {
+    if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+      throw invalidType(`dashboard(): the "fleet" option must be an object ({ client }). Received ${describe(options)}`);
+    }
+    for (const key of Object.keys(options)) {
+      if (!FLEET_KEYS.includes(key)) {
+        throw invalidValue(`dashboard(): unknown fleet option "${key}". Known options: ${FLEET_KEYS.join(', ')}`);
+      }
+    }
+    const { client, name = 'default', id = `${hostname()}-${process.pid}`, publish = true } = options;
+    const { ttl = 3 * interval, onError } = options;
+    if (client === null || typeof client !== 'object' || typeof client.sendCommand !== 'function') {
+      throw invalidType(`dashboard(): fleet.client must be a connected node-redis client. Received ${describe(client)}`);
+    }
+    for (const [what, value] of [
+      ['name', name],
+      ['id', id],
+    ] as const) {
+      if (typeof value !== 'string')
+        throw invalidType(`dashboard(): fleet.${what} must be a string. Received ${describe(value)}`);
+      if (!/^[^{}\s]{1,200}$/.test(value)) {
+        throw invalidValue(
+          `dashboard(): fleet.${what} must be 1-200 characters without braces or whitespace. Received ${describe(value)}`,
+        );
+      }
+    }
+    if (typeof publish !== 'boolean')
+      throw invalidType(`dashboard(): fleet.publish must be a boolean. Received ${describe(publish)}`);
+    integerOption('dashboard()', 'fleet.ttl', ttl, interval, 3_600_000, `from interval (${interval}) to 3600000 (ms)`);
+    if (onError !== undefined && typeof onError !== 'function') {
+      throw invalidType(`dashboard(): fleet.onError must be a function. Received ${describe(onError)}`);
+    }
+    this.name = name;
+    this.id = id;
+    this.publish = publish;
+    this.#client = client;
+    this.#ttl = ttl;
+    this.#onError = onError ?? ((error) => process.emitWarning(error instanceof Error ? error : String(error)));
+    this.#members = `velo:dash:{${name}}:members`;
+    this.#mine = this.#member(id);
+  }
+
+  #member(id: string): string {
+    return `velo:dash:{${this.name}}:m:${id}`;
+  }
+
+  /** Hands `error` to `onError` (a throw there is dropped). */
+  report(error: unknown): void {
+    try {
+      this.#onError(error);
+    } catch {
+      // (A throwing onError must not stop the dashboard.)
+    }
+  }
+
+  /** Writes `sample` as this member's latest (a no-op while the previous write is under way). */
+  publishSample(sample: Sample): void {
+    if (this.#publishing) return;
+    this.#publishing = true;
+    const json = JSON.stringify({ id: this.id, at: sample.at, sample });
+    const ttl = String(this.#ttl);
+    // The sample first, then the set that names it: a reader never finds a member without its sample but one
+    // whose sample expired (and removes it).
+    Promise.all([
+      send(this.#client, this.#mine, ['SET', this.#mine, json, 'PX', ttl]),
+      send(this.#client, this.#members, ['SADD', this.#members, this.id]),
+      send(this.#client, this.#members, ['PEXPIRE', this.#members, ttl]),
+    ]).then(
+      () => {
+        this.#publishing = false;
+      },
+      (error: unknown) => {
+        this.#publishing = false;
+        this.report(error);
+      },
+    );
+  }
+
+  /** Every member's latest sample, and the sums. */
+  async read(): Promise<FleetView> {
+    const ids = ((await send(this.#client, this.#members, ['SMEMBERS', this.#members])) as unknown[])
+      .filter((id): id is string => typeof id === 'string')
+      .sort()
+      .slice(0, MAX_MEMBERS);
+    const members: FleetMember[] = [];
+    if (ids.length > 0) {
+      const keys = ids.map((id) => this.#member(id));
+      const values = (await send(this.#client, keys[0], ['MGET', ...keys])) as unknown[];
+      const gone: string[] = [];
+      ids.forEach((id, i) => {
+        const member = parse(id, values[i]);
+        if (member === undefined) gone.push(id);
+        else members.push(member);
+      });
+      // Expired (or unreadable) samples: their members leave the set. One that publishes again comes back.
+      if (gone.length > 0) send(this.#client, this.#members, ['SREM', this.#members, ...gone]).catch((e) => this.report(e));
+    }
+    return { fleet: this.name, at: Date.now(), members, functions: sumFunctions(members), redis: sumRedis(members) };
+  }
+
+  /** Leaves the fleet: this member's sample and its name in the set are removed. */
+  async leave(): Promise<void> {
+    if (!this.publish) return;
+    try {
+      await Promise.all([
+        send(this.#client, this.#mine, ['DEL', this.#mine]),
+        send(this.#client, this.#members, ['SREM', this.#members, this.id]),
+      ]);
+    } catch (error) {
+      this.report(error);
+    }
+  }
+}
+
+/** A stored member, or undefined when there is none or it is not one (written by something else). */
+function parse(id: string, value: unknown): FleetMember | undefined {
+  if (typeof value !== 'string') return undefined;
+  try {
+    const m = JSON.parse(value) as Partial<FleetMember> | null;
+    const s = m?.sample;
+    if (typeof m?.at !== 'number' || !Array.isArray(s?.functions) || !Array.isArray(s?.redis)) return undefined;
+    return { id, at: m.at, sample: s };
+  } catch {
+    return undefined;
+  }
+}
+
+const FN_SUMS = ['open', 'opened', 'completed', 'failed', 'cancelled', 'rejected', 'eventsIn', 'eventsOut'] as const;
+
+function sumFunctions(members: readonly FleetMember[]): FleetFnTotals[] {
+  const byName = new Map<string, FleetFnTotals>();
+  for (const m of members) {
+    for (const f of m.sample.functions as Partial<FnSample>[]) {
+      if (typeof f?.name !== 'string') continue;
+      let t = byName.get(f.name);
+      if (t === undefined) {
+        t = {
+          name: f.name,
+          members: 0,
+          queueWaitP99Us: null,
+          ...Object.fromEntries(FN_SUMS.map((k) => [k, 0])),
+        } as FleetFnTotals;
+        byName.set(f.name, t);
+      }
+      t.members++;
+      for (const k of FN_SUMS) t[k] += num(f[k]);
+      if (typeof f.queueWaitP99Us === 'number') t.queueWaitP99Us = Math.max(t.queueWaitP99Us ?? 0, f.queueWaitP99Us);
+    }
+  }
+  return [...byName.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+const REDIS_SUMS = ['lag', 'sessions', 'held', 'buffered', 'waitingKeys', 'replayed', 'fenced', 'lost', 'errors'] as const;
+
+function sumRedis(members: readonly FleetMember[]): FleetRedisTotals[] {
+  const byName = new Map<string, FleetRedisTotals & { partitions: Set<number> }>();
+  for (const m of members) {
+    for (const w of m.sample.redis as Partial<RedisSample>[]) {
+      if (typeof w?.name !== 'string') continue;
+      let t = byName.get(w.name);
+      if (t === undefined) {
+        t = {
+          name: w.name,
+          workers: 0,
+          owned: 0,
+          roundTripP99Ms: 0,
+          partitions: new Set(),
+          ...Object.fromEntries(REDIS_SUMS.map((k) => [k, 0])),
+        } as FleetRedisTotals & { partitions: Set<number> };
+        byName.set(w.name, t);
+      }
+      t.workers++;
+      for (const k of REDIS_SUMS) t[k] += num(w[k]);
+      if (Array.isArray(w.owned)) for (const p of w.owned) if (typeof p === 'number') t.partitions.add(p);
+      t.roundTripP99Ms = Math.max(t.roundTripP99Ms, num(w.roundTripP99Ms));
+    }
+  }
+  return [...byName.values()]
+    .map(({ partitions, ...t }) => ({ ...t, owned: partitions.size }))
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** A figure from another process's sample: a finite number, else 0. */
+function num(value: unknown): number {
+  return typeof value === 'number' && Number.isFinite(value) ? value : 0;
+}
