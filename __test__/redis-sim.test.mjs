@@ -107,3 +107,31 @@ test('maxSessionTimers counts the timers not yet taken, live or after a takeover
   const result = await runSeed(781, { only: ['crash', 'slow'] });
   assert.deepEqual(result.actual, result.expected, replayCommand(781, ['crash', 'slow']));
 });
+
+test('far-apart events cost steps for what happens around them, not for the time between: a quiet span moves the clock on at once', async () => {
+  const DAY = 86_400_000;
+  const run = (gap) =>
+    simulate({
+      seed: 1,
+      fn: () => scripted(() => Promise.resolve(), FN),
+      events: [0, 1, 2].map((n) => ({ at: T + n * gap, key: 'k', event: { tag: `E${n}`, at: T + n * gap } })),
+      limits: LIMITS,
+      settleWithin: DAY,
+    });
+  const [near, far] = [await run(10_000), await run(DAY)];
+  for (const result of [near, far]) {
+    assert.deepEqual(result.violations, []);
+    assert.equal(result.outcome, 'done');
+  }
+  // The same three sessions, each with its one output.
+  const tags = (result) => result.outputs.map((o) => o.value.in);
+  assert.deepEqual(tags(far), ['E0', 'E1', 'E2']);
+  assert.deepEqual(tags(far), tags(near));
+  // The leases were kept over the span: no takeover, as none 10 s apart.
+  assert.equal(far.stats.takeovers, near.stats.takeovers);
+  assert.equal(near.stats.jumps, 0);
+  assert.equal(far.stats.jumps, 2);
+  // Two days with a 600 ms lease: 576 000 renewals stepped through; postponed over, no more steps than 10 s apart.
+  assert.ok(far.stats.steps <= near.stats.steps + 20, `${far.stats.steps} steps two days apart, ${near.stats.steps} 10 s apart`);
+  assert.ok(far.stats.time >= 2 * DAY);
+});
