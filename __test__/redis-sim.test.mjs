@@ -6,7 +6,7 @@
 // `npm run sim`.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { simulate } from '#testing';
+import { heldBounds, simulate } from '#testing';
 import { replayCommand, runSeed, scripted } from './helpers/redis-sim.mjs';
 
 /** Seeds run by `npm test` (a few seconds); `npm run sim` runs as many as asked. */
@@ -134,4 +134,18 @@ test('far-apart events cost steps for what happens around them, not for the time
   // Two days with a 600 ms lease: 576 000 renewals stepped through; postponed over, no more steps than 10 s apart.
   assert.ok(far.stats.steps <= near.stats.steps + 20, `${far.stats.steps} steps two days apart, ${near.stats.steps} 10 s apart`);
   assert.ok(far.stats.time >= 2 * DAY);
+});
+
+test("a key's entries left in the pending list: its next input is the first event among them, not a marker or a wake-up", async () => {
+  // With one read's worth of entries held (not 64), the small runs of the seeds go past it and leave entries in the
+  // pending list. Seed 27 there: a session at maxSessionEvents whose key had only its wake-up left in the pending
+  // list took that for its next event and ended with ERR_VELO_SESSION_EVENTS, where the model ends it by its age.
+  const saved = heldBounds.batches;
+  heldBounds.batches = 1;
+  try {
+    const result = await runSeed(27);
+    assert.ok(result.ok, `${result.problems[0]} (${replayCommand(27)} with heldBounds.batches = 1)`);
+  } finally {
+    heldBounds.batches = saved;
+  }
 });

@@ -16,3 +16,4 @@ export { sleepOn } from './redis/clock';
 export { outputItem } from './redis/reader';
 export { reportable } from './redis/reportable';
 export { simBounds, simulate } from './redis/simulator';
+export { heldBounds } from './redis/held-entries';
