@@ -455,3 +455,25 @@ test('settle() that runs out of virtual time rejects with ERR_VELO_TEST_NOT_SETT
   );
   await worker.close();
 });
+
+test('checkDeterminism names the session that changed by its key and first event, with two partitions giving the same entry ids', async () => {
+  // Keys a and b are in partitions 0 and 1: their first events, sent in the same ms, both get entry id <ms>-0.
+  const fn = streamFn(
+    async function* (events, ctx) {
+      for await (const e of events) yield e.key === 'b' ? Date.now() : e.n;
+    },
+    { idleTimeout: 100 },
+  );
+  const at = Date.UTC(2024, 0, 1);
+  const report = await checkDeterminism(
+    fn,
+    [
+      { key: 'b', event: { key: 'b', n: 0 }, at },
+      { key: 'a', event: { key: 'a', n: 1 }, at },
+    ],
+    { partitions: 2 },
+  );
+  assert.equal(report.ok, false);
+  assert.equal(report.divergence.key, 'b');
+  assert.equal(report.divergence.firstEvent, 0);
+});

@@ -390,12 +390,16 @@ function checkGaps(what: string, sent: readonly { at: number }[], start: number)
   }
 }
 
-/** Each session's outputs keyed by its key and the index of the event that opened it (ids differ between runs). */
-function byFirstEvent<O>(result: SimResult<O>): Map<string, (O | TestFailure)[]> {
-  const index = new Map(result.ids.map((id, i) => [id, i]));
+/**
+ * Each session's outputs keyed by its key and the index of the event that opened it. Not by sid: an event's entry
+ * id depends on what else its partition got in the same ms (a tick, a wake-up, a marker, which a crash changes), in
+ * Redis as here. (An event is found by its key and id: two partitions give the same ids.)
+ */
+function byFirstEvent<O>(result: SimResult<O>, sent: readonly { key: string }[]): Map<string, (O | TestFailure)[]> {
+  const index = new Map(result.ids.map((id, i) => [`${sent[i].key}@${id}`, i]));
   const out = new Map<string, (O | TestFailure)[]>();
   for (const o of result.outputs) {
-    const name = `${o.key}\u0000${index.get(o.sid.slice(o.sid.lastIndexOf('@') + 1)) ?? -1}`;
+    const name = `${o.key}\u0000${index.get(o.sid) ?? -1}`;
     const list = out.get(name) ?? [];
     list.push('error' in o ? { error: o.error } : o.value);
     out.set(name, list);
@@ -454,12 +458,12 @@ export async function checkDeterminism<I = unknown, O = unknown>(
     unsettled(what, 'the crash-free run', calm, start, settleWithin);
     if (calm.violations.length > 0)
       throw new Error(`${what}: the crash-free run broke the simulation's invariants: ${calm.violations.join('; ')}`);
-    const expected = byFirstEvent(calm);
+    const expected = byFirstEvent(calm, sent);
     for (let k = 1; k <= calm.stats.commits; k++) {
       guard.run = k;
       const crashed = await run([k]);
       unsettled(what, `the run with a crash after commit ${k}`, crashed, start, settleWithin);
-      const actual = byFirstEvent(crashed);
+      const actual = byFirstEvent(crashed, sent);
       for (const name of new Set([...expected.keys(), ...actual.keys()])) {
         const want = expected.get(name) ?? [];
         const got = actual.get(name) ?? [];
