@@ -586,8 +586,9 @@ export class Simulation<I, O> {
       if (holder === null || !live.some((w) => w.runs.get(p)?.lease.token === holder)) return;
     }
     if (!this.settled()) return;
-    this.clock.postpone(by);
+    // (The leases first: the store drops one whose time has passed by its clock.)
     this.store.extendLeases(by);
+    this.clock.postpone(by);
     for (const w of live) {
       for (const run of w.runs.values()) {
         run.validUntil += by;
