@@ -400,7 +400,6 @@ test('checkDeterminism refuses a sparse events array, and an event more than a d
   );
   const t0 = Date.UTC(2024, 0, 1);
   const DAY = 86_400_000;
-  // eslint-disable-next-line no-sparse-arrays
   const sparse = [, { key: 'a', event: 1 }];
   await assert.rejects(checkDeterminism(fn, sparse), {
     code: 'ERR_INVALID_ARG_TYPE',
