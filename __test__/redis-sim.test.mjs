@@ -32,7 +32,10 @@ const FOUND = [
   [3562, "a wake-up held behind its key's events counted as the next event, at the event cap"],
   [18083, 'a checkpoint committed before the throw that followed it in the same step: restored, the throw was lost'],
   [32426, "a wake-up's late reply set a tick for a timer taken meanwhile, in place of the idle end's"],
-  [8277, 'a wake-up read before its session was restored from its checkpoint (no slot free yet) must start the restore, not be acked'],
+  [
+    8277,
+    'a wake-up read before its session was restored from its checkpoint (no slot free yet) must start the restore, not be acked',
+  ],
 ];
 
 test('seeds found by longer runs: each run, faulty and calm, makes the sessions and outputs of the model', async () => {
