@@ -17,22 +17,15 @@ function opened(o) {
   return state;
 }
 
-const kinds = (d) =>
-  d.kind === 'timer'
-    ? `timer ${d.timer.id}`
-    : d.kind === 'end'
-      ? `end ${d.reason}`
-      : d.kind === 'wait'
-        ? `wait ${d.until}`
-        : d.kind;
+const kinds = (d) => (d.kind === 'timer' ? `timer ${d.timer.id}` : d.kind === 'end' ? `end ${d.reason}` : d.kind);
 
 test('idle: an entry one ms before the idle end is taken; one at it ends the session; with none, the clock ends it', () => {
   const s = opened();
   assert.equal(kinds(decide(s, 10_999, 10_999, limits())), 'entry');
   assert.equal(kinds(decide(s, 11_000, 11_000, limits())), 'end idle');
-  assert.equal(kinds(decide(s, undefined, 10_999, limits())), 'wait 11000');
+  assert.equal(kinds(decide(s, undefined, 10_999, limits())), 'wait');
   assert.equal(kinds(decide(s, undefined, 11_000, limits())), 'end idle');
-  assert.equal(kinds(decide(s, undefined, 999_999, limits({ idleTimeout: 0 }))), 'wait Infinity');
+  assert.equal(kinds(decide(s, undefined, 999_999, limits({ idleTimeout: 0 }))), 'wait');
 });
 
 test('a timer comes before an entry of the same ms; timers of one time in the order made; the end comes before both', () => {
@@ -51,13 +44,13 @@ test('a timer comes before an entry of the same ms; timers of one time in the or
   // Last 10_500: a timer and an entry both at the idle end (11_500): the end first.
   addTimer(s, 11_500, 'd', limits());
   assert.equal(kinds(decide(s, 11_500, 11_500, limits())), 'end idle');
-  assert.equal(kinds(decide(s, undefined, 11_499, limits())), 'wait 11500');
+  assert.equal(kinds(decide(s, undefined, 11_499, limits())), 'wait');
 });
 
 test('a timer due later than the log clock waits (an entry may come first); a timer made in the past is due at once and never moves `last` back', () => {
   const s = opened();
   addTimer(s, 10_800, 'later', limits());
-  assert.equal(kinds(decide(s, undefined, 10_700, limits())), 'wait 10800');
+  assert.equal(kinds(decide(s, undefined, 10_700, limits())), 'wait');
   const past = addTimer(s, 9_000, 'past', limits());
   assert.equal(kinds(decide(s, undefined, 10_000, limits())), 'timer 2');
   take(s, past.time, past);
@@ -84,7 +77,7 @@ test('age: an input at start + maxSessionAge is taken, one at start + maxSession
   const o = limits({ maxSessionAge: 500 });
   assert.equal(kinds(decide(s, 10_500, 10_500, o)), 'entry');
   assert.equal(kinds(decide(s, 10_501, 10_501, o)), 'end age');
-  assert.equal(kinds(decide(s, undefined, 10_500, o)), 'wait 10501');
+  assert.equal(kinds(decide(s, undefined, 10_500, o)), 'wait');
   assert.equal(kinds(decide(s, undefined, 10_501, o)), 'end age');
   // Age end (10_999 + 1) equal to the idle end (11_000): idle.
   assert.equal(kinds(decide(opened(), undefined, 11_000, limits({ maxSessionAge: 999 }))), 'end idle');
@@ -101,7 +94,7 @@ test('events: the maxSessionEvents + 1-th input ends the session (a timer or an 
   assert.equal(kinds(decide(s, 10_100, 10_100, o)), 'entry');
   take(s, 10_100);
   assert.equal(kinds(decide(s, 10_200, 10_200, o)), 'end events');
-  assert.equal(kinds(decide(s, undefined, 10_200, o)), 'wait 11100');
+  assert.equal(kinds(decide(s, undefined, 10_200, o)), 'wait');
   // Past the idle end too: idle.
   assert.equal(kinds(decide(s, 11_100, 11_100, o)), 'end idle');
   // A timer before the idle end is the third input.

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { streamFn } from 'velo-stream';
 import { checkDeterminism, testWorker } from 'velo-stream/testing';
+import { simBounds } from '#testing';
 import { EXPECTED, checkoutFn, shoppers } from '../examples/checkout-timeout.mjs';
 
 const byUser = (worker) => {
@@ -203,7 +204,7 @@ test('testWorker and checkDeterminism check their options as redisWorker does (t
     [
       { maxSessionEvent: 1 },
       'ERR_INVALID_ARG_VALUE',
-      /unknown option "maxSessionEvent"\. Known options: partitions, codec, maxEventBytes, leaseTtl, .*maxSessionEvents.*, start$/,
+      /unknown option "maxSessionEvent"\. Known options: partitions, codec, maxEventBytes, leaseTtl, .*maxSessionEvents.*, start(, settleWithin)?$/,
     ],
     [null, 'ERR_INVALID_ARG_TYPE', /options must be an object/],
   ];
@@ -300,9 +301,11 @@ test("a handler that awaits a real timer: the determinism check's error names it
     { idleTimeout: 100 },
   );
   try {
-    await assert.rejects(checkDeterminism(fn, [{ key: 'a', event: 1 }]), {
+    // (A short settleWithin: the default, a day of virtual time with the session open, costs seconds of steps.)
+    await assert.rejects(checkDeterminism(fn, [{ key: 'a', event: 1 }], { settleWithin: 60_000 }), {
+      code: 'ERR_VELO_TEST_NOT_SETTLED',
       message:
-        /^The crash-free run did not settle: .*\. The process has real Timeout pending: a handler that awaits a real timer or I\/O/,
+        /^checkDeterminism\(\): the crash-free run did not settle within settleWithin \(60000 ms .*\. The process has real Timeout pending: a handler that awaits a real timer or I\/O/,
     });
   } finally {
     stop.abort();
@@ -315,7 +318,10 @@ test('one checkDeterminism at a time: a second one meanwhile is refused, and Dat
   const realNow = Date.now;
   const realRandom = Math.random;
   const first = checkDeterminism(checkoutFn(300), events);
-  await assert.rejects(checkDeterminism(checkoutFn(300), events), { code: 'ERR_INVALID_STATE', message: /another check is running/ });
+  await assert.rejects(checkDeterminism(checkoutFn(300), events), {
+    code: 'ERR_INVALID_STATE',
+    message: /another check is running/,
+  });
   assert.equal((await first).ok, true);
   assert.equal(Date.now, realNow);
   assert.equal(Math.random, realRandom);
@@ -352,4 +358,121 @@ test('a backlog after a takeover: a session that took exactly maxSessionEvents i
   assert.deepEqual(calm, [[{ taken: 1 }], [{ taken: 2 }]]);
   assert.deepEqual(crashed, calm);
   assert.deepEqual(crashedAge, calmAge);
+});
+
+const HOUR = 3_600_000;
+
+test('checkDeterminism waits for long idle ends and timers hours ahead: by default a day plus idleTimeout after the last event (settleWithin)', async () => {
+  // A session open 11 hours of virtual time: its timer fires 5 hours in, its idle end 6 hours after that.
+  const fn = streamFn(
+    async function* (events, ctx) {
+      for await (const e of events) {
+        if (e.type === 'start') ctx.wakeAt(e.at + 5 * HOUR, { type: 'late' });
+        else yield e.type;
+      }
+    },
+    { idleTimeout: 6 * HOUR },
+  );
+  const start = Date.UTC(2024, 0, 1);
+  const events = [{ key: 'a', event: { type: 'start', at: start } }];
+  const options = { leaseTtl: 60_000 };
+  const report = await checkDeterminism(fn, events, options);
+  assert.equal(report.ok, true, report.message);
+  assert.ok(report.crashes > 0);
+  // A bound shorter than the session's life: the coded error, naming the option.
+  await assert.rejects(checkDeterminism(fn, events, { ...options, settleWithin: 10 * HOUR }), {
+    code: 'ERR_VELO_TEST_NOT_SETTLED',
+    message: /crash-free run did not settle within settleWithin \(36000000 ms/,
+  });
+  for (const settleWithin of [-1, 0.5, 2 ** 31, '1']) {
+    await assert.rejects(checkDeterminism(fn, events, { settleWithin }), { code: 'ERR_OUT_OF_RANGE', message: /"settleWithin"/ });
+  }
+  // settleWithin is the check's own: testWorker does not know it.
+  assert.throws(() => testWorker(fn, { settleWithin: 1 }), { code: 'ERR_INVALID_ARG_VALUE' });
+});
+
+test('checkDeterminism refuses a sparse events array, and an event more than a day after the one before it (as advance())', async () => {
+  const fn = streamFn(
+    async function* (events) {
+      for await (const e of events) yield e;
+    },
+    { idleTimeout: 100 },
+  );
+  const t0 = Date.UTC(2024, 0, 1);
+  const DAY = 86_400_000;
+  const sparse = [, { key: 'a', event: 1 }];
+  await assert.rejects(checkDeterminism(fn, sparse), {
+    code: 'ERR_INVALID_ARG_TYPE',
+    message: /events\[0\] must be an object \{ key, event, at\? \}, not a hole \(the array is sparse\)/,
+  });
+  const holey = new Array(3);
+  holey[0] = { key: 'a', event: 1 };
+  await assert.rejects(checkDeterminism(fn, holey), { code: 'ERR_INVALID_ARG_TYPE', message: /events\[1\].*sparse/ });
+  await assert.rejects(checkDeterminism(fn, [{ key: 'a', event: 1, at: t0 + DAY + 1 }]), {
+    code: 'ERR_OUT_OF_RANGE',
+    message: /events\[0\]\.at \(\d+\) is more than a day/,
+  });
+  // Each a day after the one before (in time, not in the array's order): taken, the last two days on.
+  const apart = [2, 0, 1].map((n) => ({ key: 'a', event: n, at: t0 + n * DAY }));
+  assert.deepEqual(await checkDeterminism(fn, apart), { ok: true, crashes: 6 });
+  await assert.rejects(checkDeterminism(fn, [apart[0], apart[1]]), {
+    code: 'ERR_OUT_OF_RANGE',
+    message:
+      /events\[0\]\.at \(\d+\) is more than a day \(86400000 ms\) after the event before it in time \(or the start\), at \d+/,
+  });
+});
+
+test('settle() that runs out of virtual time rejects with ERR_VELO_TEST_NOT_SETTLED; a move of the clock past its bound of steps with ERR_VELO_TEST_STEPS', async () => {
+  const fn = streamFn(
+    async function* (events) {
+      for await (const e of events) yield e;
+    },
+    { idleTimeout: HOUR },
+  );
+  const worker = testWorker(fn);
+  worker.send('k', 1);
+  await assert.rejects(worker.settle(1000), {
+    code: 'ERR_VELO_TEST_NOT_SETTLED',
+    message: /^settle\(\): the run did not settle within 1000 ms/,
+  });
+  const saved = simBounds.maxSteps;
+  simBounds.maxSteps = 50;
+  try {
+    // The session stays open an hour: every lease renewal on the way is a step.
+    await assert.rejects(worker.advance(HOUR / 2), {
+      code: 'ERR_VELO_TEST_STEPS',
+      message: /^advance\(\): the run took 50 steps/,
+    });
+    await assert.rejects(worker.settle(), { code: 'ERR_VELO_TEST_STEPS', message: /^settle\(\): the run took 50 steps/ });
+  } finally {
+    simBounds.maxSteps = saved;
+  }
+  await worker.settle();
+  assert.deepEqual(
+    worker.outputs().map((o) => o.value),
+    [1],
+  );
+  await worker.close();
+});
+
+test('checkDeterminism names the session that changed by its key and first event, with two partitions giving the same entry ids', async () => {
+  // Keys a and b are in partitions 0 and 1: their first events, sent in the same ms, both get entry id <ms>-0.
+  const fn = streamFn(
+    async function* (events, ctx) {
+      for await (const e of events) yield e.key === 'b' ? Date.now() : e.n;
+    },
+    { idleTimeout: 100 },
+  );
+  const at = Date.UTC(2024, 0, 1);
+  const report = await checkDeterminism(
+    fn,
+    [
+      { key: 'b', event: { key: 'b', n: 0 }, at },
+      { key: 'a', event: { key: 'a', n: 1 }, at },
+    ],
+    { partitions: 2 },
+  );
+  assert.equal(report.ok, false);
+  assert.equal(report.divergence.key, 'b');
+  assert.equal(report.divergence.firstEvent, 0);
 });

@@ -142,6 +142,19 @@ export const ERROR_CODES = {
     when: "A `redisWorker` session's `ctx.wakeAt()` while it has `maxSessionTimers` timers not taken by its handler: thrown at the call (no timer is made).",
     action: 'Make fewer timers per session (one per deadline, not one per event), or raise `maxSessionTimers`.',
   },
+  ERR_VELO_TEST_NOT_SETTLED: {
+    class: '',
+    from: 'velo-stream/testing',
+    when: "A test worker's `settle(within)`, or a `checkDeterminism` run, did not end every session and handle every event within its bound of virtual time (`within`; `settleWithin`, default a day plus the function's `idleTimeout` after the last event): a session still open, an event not handled, or a handler waiting on a real timer or I/O (the message says so when one is pending).",
+    action:
+      'Give the run more virtual time (`settle(within)`, `settleWithin`), end sessions sooner (`idleTimeout`, `maxSessionAge`), or give the handler its waits as `ctx.wakeAt` timers.',
+  },
+  ERR_VELO_TEST_STEPS: {
+    class: '',
+    from: 'velo-stream/testing',
+    when: 'One `advance()`, `settle()` or `checkDeterminism` run took more than 2 000 000 steps of the virtual clock (each step: a timer, or the immediates queued): a handler or its timers looping without end at one time, or a span of time too long for the leases renewed on the way.',
+    action: 'Look for a handler that makes a timer or an output for ever; move time in shorter spans.',
+  },
   ERR_VELO_ENCODE: {
     class: 'TypeError',
     from: 'velo-stream/redis',
@@ -299,6 +312,16 @@ export function sessionsReaderError(): TypeError & { code: 'ERR_INVALID_STATE' }
 /** A call a test worker cannot take in its state (the message says which and why). */
 export function testWorkerStateError(message: string): TypeError & { code: 'ERR_INVALID_STATE' } {
   return coded(new TypeError(message), 'ERR_INVALID_STATE');
+}
+
+/** A test run did not settle within its bound of virtual time (the message says which bound, and why it may not). */
+export function testNotSettledError(message: string): Error & { code: 'ERR_VELO_TEST_NOT_SETTLED' } {
+  return coded(new Error(message), 'ERR_VELO_TEST_NOT_SETTLED');
+}
+
+/** A test run took more steps of its virtual clock than one move may (a loop without end at one time, most likely). */
+export function testStepsError(message: string): Error & { code: 'ERR_VELO_TEST_STEPS' } {
+  return coded(new Error(message), 'ERR_VELO_TEST_STEPS');
 }
 
 /** `ctx.wakeAt()` in a `workerFn` handler: its input is the main thread's lane, where an event made on the worker would not be counted. */

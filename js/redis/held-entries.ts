@@ -9,9 +9,10 @@ import type { InputEntry, Lease } from './transport';
 
 /**
  * Entries held in memory for a session slot per partition, in reads (readCount): past it, they are left in the
- * pending list and read again by id (`reread`).
+ * pending list and read again by id (`reread`). A field, so that the library's own tests can make the simulator's
+ * small runs go past it.
  */
-const HELD_BATCHES = 64;
+export const heldBounds = { batches: 64 };
 /** Held entries delivered between two turns of the event loop given by `drainHeld`. */
 const DRAIN_STEPS_PER_TURN = 256;
 /** Entries per read of the pending list again (`reread`), at least: bounded by the partition's share. */
@@ -60,6 +61,13 @@ interface Spilled {
    * again exactly, by id. Null past that: the key's entries are found by a pass over the pending list.
    */
   ids: string[] | null;
+  /** Those of `ids` that are not events (markers, wake-ups): never the key's next input. */
+  readonly notEvents: Set<string>;
+}
+
+/** An event of its key (not a close marker, a wake-up, or an entry trimmed away while pending). */
+export function isEvent(entry: InputEntry): boolean {
+  return entry.close === undefined && entry.wake === undefined && entry.payload !== undefined;
 }
 
 /** Ids kept per key whose entries wait in the pending list (a small record per key; past it, passes find them). */
@@ -119,6 +127,7 @@ export class HeldEntries {
         if (spilled.ids.length < SPILLED_IDS) spilled.ids.push(entry.id);
         else spilled.ids = null;
       }
+      if (spilled.ids !== null && !isEvent(entry)) spilled.notEvents.add(entry.id);
       return this.#host.sessions.has(entry.key);
     }
     if (this.held.has(entry.key)) {
@@ -142,8 +151,11 @@ export class HeldEntries {
 
   /** Holds the entry, or past the bound of held entries leaves it (and its key's later entries) in the pending list. */
   #holdOrSpill(entry: InputEntry): void {
-    if (this.#count < this.#host.worker.readCount * HELD_BATCHES) this.hold(entry);
-    else this.spilled.set(entry.key, { after: idBefore(entry.id), last: entry.id, ids: [entry.id] });
+    if (this.#count < this.#host.worker.readCount * heldBounds.batches) this.hold(entry);
+    else {
+      const notEvents = new Set<string>(isEvent(entry) ? [] : [entry.id]);
+      this.spilled.set(entry.key, { after: idBefore(entry.id), last: entry.id, ids: [entry.id], notEvents });
+    }
   }
 
   /**
@@ -316,7 +328,7 @@ export class HeldEntries {
 
   /** A spilled entry (counted in `buffered`) delivered or held; else (no longer counted) it must wait on. */
   async #redeliver(entry: InputEntry): Promise<Redelivery> {
-    const room = () => this.#count < this.#host.worker.readCount * HELD_BATCHES;
+    const room = () => this.#count < this.#host.worker.readCount * heldBounds.batches;
     if (this.held.has(entry.key)) {
       this.#host.buffered--;
       if (!room()) return Redelivery.NoRoom;

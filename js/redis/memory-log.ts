@@ -165,13 +165,13 @@ export class MemoryStore {
   /** Called after every entry added to an input (blocked reads look again). */
   readonly #listeners = new Set<(partition: number) => void>();
 
-  readonly #onCommit: (() => void) | undefined;
+  readonly #onWrite: ((kind: 'commit' | 'wake') => void) | undefined;
 
-  /** `onCommit`: called after each commit applied (a simulator crashes an owner there). */
-  constructor(partitions: number, clock: Clock, onCommit?: () => void) {
+  /** `onWrite`: called after each commit applied and each wake-up written (a simulator crashes an owner there). */
+  constructor(partitions: number, clock: Clock, onWrite?: (kind: 'commit' | 'wake') => void) {
     this.partitions = partitions;
     this.clock = clock;
-    this.#onCommit = onCommit;
+    this.#onWrite = onWrite;
     this.#parts = Array.from({ length: partitions }, () => new PartitionState());
   }
 
@@ -234,6 +234,18 @@ export class MemoryStore {
   /** The token of the lease on the partition, or null if none is live. */
   holder(partition: number): string | null {
     return this.#lease(this.#part(partition))?.token ?? null;
+  }
+
+  /**
+   * @internal Every live lease and registration lasts `by` ms longer: a simulator that moves its clock over a span
+   * where its processes would only have renewed them (`VirtualClock.postpone`).
+   */
+  extendLeases(by: number): void {
+    for (const s of this.#parts) {
+      const lease = this.#lease(s);
+      if (lease !== null) lease.until += by;
+    }
+    for (const [w, until] of this.#workers) this.#workers.set(w, until + by);
   }
 
   /** @internal A blocked read's hook (MemoryLog.wait). */
@@ -403,6 +415,7 @@ export class MemoryStore {
       ['v', payload],
     ]);
     this.#added(lease.partition);
+    this.#onWrite?.('wake');
     return entry;
   }
 
@@ -498,7 +511,7 @@ export class MemoryStore {
       }
     }
     if (withIds) s.lastCommit = { token: lease.token, serial, first, count };
-    this.#onCommit?.();
+    this.#onWrite?.('commit');
     return { ids, diverged };
   }
 

@@ -24,7 +24,7 @@ import { type Decision, type EndReason, type SessionLimits, deadline, decide, ne
 import { sessionScope } from './trace-context';
 import { Outbox, RETRY_MS } from './outbox';
 import { type PartitionHost, kOpen } from './partition-host';
-import { Delivery, HeldEntries } from './held-entries';
+import { Delivery, HeldEntries, isEvent } from './held-entries';
 import { OwnerWrites } from './owner-writes';
 import { type InputEntry, type Lease, type Snapshot } from './transport';
 
@@ -42,11 +42,6 @@ export { RETRY_MS } from './outbox';
 export { MAX_TIMER_MS } from './owner-writes';
 
 const noop = (): void => {};
-
-/** An event of its key (not a close marker, a wake-up, or an entry trimmed away while pending). */
-function isEvent(entry: InputEntry): boolean {
-  return entry.close === undefined && entry.wake === undefined && entry.payload !== undefined;
-}
 
 export class PartitionRun<I, O> {
   readonly sessions = new Map<string, Session<I, O>>();
@@ -466,8 +461,10 @@ export class PartitionRun<I, O> {
       (reached === undefined || logOrder(draining.id, reached) > 0)
     )
       time = Math.min(time ?? Infinity, idTime(draining.id));
+    // Of the entries left in the pending list, the first event (with their ids not all kept: a lower bound).
     const spilled = this.#entries.spilled.get(s.key);
-    if (spilled !== undefined) time = Math.min(time ?? Infinity, idTime(spilled.ids?.[0] ?? spilled.after));
+    const first = spilled?.ids === null ? spilled.after : spilled?.ids.find((id) => !spilled.notEvents.has(id));
+    if (first !== undefined) time = Math.min(time ?? Infinity, idTime(first));
     return time;
   }
 

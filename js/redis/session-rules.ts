@@ -67,8 +67,11 @@ export type Decision =
   | { readonly kind: 'entry' }
   /** End here, in front of any input not taken (the next input, or the log's clock, is at or past the end). */
   | { readonly kind: 'end'; readonly reason: EndReason }
-  /** Nothing to take yet: decide again once the log's clock reaches `until` (Infinity: only an entry can), or an entry of the key comes. */
-  | { readonly kind: 'wait'; readonly until: number };
+  /**
+   * Nothing to take yet: decide again when the log's clock moves or an entry of the key comes. (What moves the
+   * clock to the session's next time is the owner's: a tick at its idle end, its age marker, its timers' wake-ups.)
+   */
+  | { readonly kind: 'wait' };
 
 /** The session of a new key's first entry at `start`, or one restored from a checkpoint. */
 export function newState(
@@ -113,7 +116,7 @@ export function decide(state: SessionState, next: number | undefined, clock: num
   }
   if (time === undefined || take === undefined) {
     if (end.time <= clock) return { kind: 'end', reason: end.reason };
-    return { kind: 'wait', until: Math.min(end.time, timer?.time ?? Infinity) };
+    return { kind: 'wait' };
   }
   if (time >= end.time) return { kind: 'end', reason: end.reason };
   if (limits.maxSessionEvents > 0 && state.events >= limits.maxSessionEvents) return { kind: 'end', reason: 'events' };

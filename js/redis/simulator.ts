@@ -47,7 +47,7 @@ class ProcessClock implements Clock {
       if (this.#dead) return;
       const now = this.base.now();
       if (now < this.#until) {
-        const later = this.base.setTimeout(guarded, this.#until - now);
+        const later = this.base.setTimeout(guarded, this.#until - now, true);
         if (timer !== undefined) timer.inner = later;
         return;
       }
@@ -56,9 +56,10 @@ class ProcessClock implements Clock {
     return guarded;
   }
 
+  /** (Postponable: the simulation moves them on only while its processes have nothing to do but keep their leases.) */
   setTimeout(fn: () => void, ms: number): ClockTimer {
     const timer = new ProcessTimer();
-    timer.inner = this.base.setTimeout(this.#guard(fn, timer), ms);
+    timer.inner = this.base.setTimeout(this.#guard(fn, timer), ms, true);
     return timer;
   }
 
@@ -76,6 +77,11 @@ class ProcessClock implements Clock {
 
   pause(until: number): void {
     this.#until = Math.max(this.#until, until);
+  }
+
+  /** Paused now. */
+  get paused(): boolean {
+    return this.base.now() < this.#until;
   }
 }
 
@@ -110,6 +116,11 @@ export interface SimFaults {
   readonly crashAt?: readonly number[];
   /** Commit counts (all processes) after which the owner of partition 0 crashes, before that commit's reply. */
   readonly crashAfterCommits?: readonly number[];
+  /**
+   * Wake-up counts (all processes) after which the owner of partition 0 crashes, right after that wake-up is
+   * written (before its reply): the next owner finds a wake-up it did not write.
+   */
+  readonly crashAfterWakes?: readonly number[];
   readonly maxCrashes?: number;
   /** A process that owns partitions stops for longer than its lease (at most `maxPauses`). */
   readonly pause?: number;
@@ -137,7 +148,7 @@ export interface SimOptions<I, O> {
   readonly codec?: Codec<unknown>;
   /** The clock's time at the start, ms. Default 1 000 000. */
   readonly start?: number;
-  /** Virtual ms after the last event by which the run must have settled. Default 3 600 000. */
+  /** Virtual ms after the last event by which the run must have settled. Default a day (86 400 000). */
   readonly settleWithin?: number;
   /** A line per fault and takeover, for reading a failing seed. */
   readonly trace?: (line: string) => void;
@@ -152,18 +163,45 @@ export interface SimResult<O> {
   readonly errors: unknown[];
   /** Broken invariants: a buffer over its bound, a run that never settled. */
   readonly violations: string[];
+  /** How the run stopped: settled, or not by `settleWithin` (`deadline`), within `maxSteps` (`steps`), or stuck (`idle`). */
+  readonly outcome: RunOutcome;
   /** What each partition keeps at the end (all empty once settled). */
   readonly leftovers: PartitionLeftovers[];
   /** With `checkReplay`: where each partition's sessions ended, as kept for the check (sid -> `<reason> <last input>`). */
   readonly ends: Map<string, string>[];
-  /** Clock steps, virtual ms from the start, faults, and commits applied. */
-  readonly stats: { steps: number; time: number; crashes: number; pauses: number; takeovers: number; commits: number };
+  /** Clock steps, virtual ms from the start, faults, commits applied and wake-ups written, spans postponed over. */
+  readonly stats: {
+    steps: number;
+    time: number;
+    crashes: number;
+    pauses: number;
+    takeovers: number;
+    commits: number;
+    wakes: number;
+    jumps: number;
+  };
 }
 
+/**
+ * How `Simulation.runUntil` stopped: `done` reached, past its deadline, out of steps (`maxSteps` in one call), or
+ * with nothing left to run.
+ */
+export type RunOutcome = 'done' | 'deadline' | 'steps' | 'idle';
+
+/** A day, ms: how long after its last event a run may take to settle, by default. */
+const DAY_MS = 86_400_000;
 /** How long a wake-up read waits before it is made again, ms (as the worker's). */
 const WAIT_MS = 2000;
-/** At most this many clock steps in one run (a run that has not settled by then is a violation). */
-const MAX_STEPS = 2_000_000;
+/**
+ * At most this many clock steps in one `runUntil` (a run that has not settled by then is a violation). A field, so
+ * that the library's own tests can reach it in a few steps.
+ */
+export const simBounds = { maxSteps: 2_000_000 };
+/**
+ * A quiet span (nothing to do but renew leases) longer than this many lease periods is postponed over
+ * (`Simulation.#jump`): its renewals would cost a step each, for nothing a session sees.
+ */
+const JUMP_LEASES = 100;
 
 /** Resolves once Node has nothing left to run now: promise jobs, and immediates (each one's promise jobs after it). */
 async function quiesce(): Promise<void> {
@@ -352,14 +390,17 @@ export class Simulation<I, O> {
   readonly processes: SimProcess<I, O>[] = [];
   readonly random: Prng;
   readonly start: number;
-  readonly stats = { steps: 0, time: 0, crashes: 0, pauses: 0, takeovers: 0 };
+  readonly stats = { steps: 0, time: 0, crashes: 0, pauses: 0, takeovers: 0, jumps: 0 };
   /** Commits applied so far (any process): `crashAfterCommits` counts them. */
   commits = 0;
+  /** Wake-ups written so far (any process): `crashAfterWakes` counts them. */
+  wakes = 0;
   #spawned = 0;
   #owners = 0;
   /** Crashes of `crashAt` made. */
   #crashedAt = 0;
   #crashedAfter = 0;
+  #crashedAfterWake = 0;
 
   constructor(readonly options: SimOptions<I, O>) {
     this.start = options.start ?? 1_000_000;
@@ -367,7 +408,10 @@ export class Simulation<I, O> {
     this.clock = new VirtualClock(this.start);
     this.limits = options.limits ?? {};
     this.codec = options.codec ?? jsonCodec;
-    this.store = new MemoryStore(this.limits.partitions ?? 1, this.clock, () => this.commits++);
+    this.store = new MemoryStore(this.limits.partitions ?? 1, this.clock, (kind) => {
+      if (kind === 'commit') this.commits++;
+      else this.wakes++;
+    });
     this.spawn();
     this.spawn();
   }
@@ -447,6 +491,11 @@ export class Simulation<I, O> {
       if (this.crash(0, ` (after commit ${after})`)) this.#crashedAfter++;
       return;
     }
+    const afterWake = f.crashAfterWakes?.[this.#crashedAfterWake];
+    if (afterWake !== undefined && this.wakes >= afterWake) {
+      if (this.crash(0, ` (after wake-up ${afterWake})`)) this.#crashedAfterWake++;
+      return;
+    }
     const at = f.crashAt?.[this.#crashedAt];
     if (at !== undefined && this.clock.now() >= at) {
       if (this.crash(0, ` (crashAt ${at})`)) this.#crashedAt++;
@@ -499,26 +548,67 @@ export class Simulation<I, O> {
   }
 
   /**
-   * Steps until `done()` (looked at whenever nothing else can run), or past `deadline` (virtual ms), or with nothing
-   * left to run at all; whether `done()` was reached.
+   * Steps until `done()` (looked at whenever nothing else can run), or past `deadline` (virtual ms), or `maxSteps`
+   * steps on, or with nothing left to run at all; how it stopped.
    */
-  async runUntil(done: () => boolean, deadline: number): Promise<boolean> {
+  async runUntil(done: () => boolean, deadline: number): Promise<RunOutcome> {
+    const last = this.stats.steps + simBounds.maxSteps;
     for (;;) {
       await quiesce();
       this.check();
-      if (done()) return true;
-      if (this.clock.now() > deadline || this.stats.steps >= MAX_STEPS) return false;
+      if (done()) return 'done';
+      if (this.clock.now() > deadline) return 'deadline';
+      if (this.stats.steps >= last) return 'steps';
       this.fault();
-      if (!this.clock.step()) return false;
+      this.#jump(deadline);
+      if (!this.clock.step()) return 'idle';
       this.stats.steps++;
     }
   }
 
-  /** Runs everything due up to `time`, then moves the clock to it. */
-  async advanceTo(time: number): Promise<void> {
-    await this.runUntil(() => !this.clock.busy && (this.clock.next() ?? Infinity) > time, time);
-    this.clock.idleUntil(time);
-    this.stats.time = this.clock.now() - this.start;
+  /**
+   * Over a long quiet span, moves the clock on at once: when every partition is leased by a live process that is
+   * not paused, and nothing is pending, undelivered, kept or live (`settled()`), the processes' timers are only
+   * their lease renewals and idle reads. The span up to a lease period before the next timer of the run's own
+   * (an event's append) or the deadline is skipped: those timers move on with the time, and the leases are
+   * extended by as much, as if the processes had been stopped meanwhile. Far-apart events then cost steps for what
+   * happens around them, not for the time between.
+   */
+  #jump(deadline: number): void {
+    const ttl = this.limits.leaseTtl ?? 3000;
+    const target = Math.min(this.clock.nextFixed() ?? Infinity, deadline + 1) - ttl;
+    const by = target - this.clock.now();
+    if (!(by > JUMP_LEASES * ttl) || by === Infinity || this.clock.busy) return;
+    const live = this.processes.filter((p) => !p.dead);
+    if (live.some((p) => p.clock.paused)) return;
+    for (let p = 0; p < this.store.partitions; p++) {
+      const holder = this.store.holder(p);
+      if (holder === null || !live.some((w) => w.runs.get(p)?.lease.token === holder)) return;
+    }
+    if (!this.settled()) return;
+    // (The leases first: the store drops one whose time has passed by its clock.)
+    this.store.extendLeases(by);
+    this.clock.postpone(by);
+    for (const w of live) {
+      for (const run of w.runs.values()) {
+        run.validUntil += by;
+        run.renewedAt += by;
+        run.lastTrim += by;
+      }
+    }
+    this.stats.jumps++;
+    this.note(`quiet: the clock moves ${by} ms on`);
+  }
+
+  /** Runs everything due up to `time`, then moves the clock to it; how it stopped (`done`: it reached `time`). */
+  async advanceTo(time: number): Promise<RunOutcome> {
+    const outcome = await this.runUntil(() => !this.clock.busy && (this.clock.next() ?? Infinity) > time, time);
+    if (outcome === 'done' || outcome === 'idle') {
+      this.clock.idleUntil(time);
+      this.stats.time = this.clock.now() - this.start;
+      return 'done';
+    }
+    return outcome;
   }
 
   /** The outputs written so far, per partition in the order written. */
@@ -555,9 +645,17 @@ export async function simulate<I, O>(options: SimOptions<I, O>): Promise<SimResu
     );
   });
   const lastAt = options.events.reduce((t, e) => Math.max(t, e.at), sim.start);
-  const deadline = lastAt + (options.settleWithin ?? 3_600_000);
-  const settled = await sim.runUntil(() => appended === options.events.length && sim.settled(), deadline);
-  if (!settled) sim.violations.push(`not settled by t=${sim.clock.now()} (${sim.stats.steps} steps)`);
+  const deadline = lastAt + (options.settleWithin ?? DAY_MS);
+  const outcome = await sim.runUntil(() => appended === options.events.length && sim.settled(), deadline);
+  if (outcome !== 'done') {
+    const why =
+      outcome === 'steps'
+        ? `in ${simBounds.maxSteps} steps`
+        : outcome === 'idle'
+          ? 'with nothing left to run'
+          : `by t=${deadline}`;
+    sim.violations.push(`not settled ${why} (t=${sim.clock.now()}, ${sim.stats.steps} steps)`);
+  }
   sim.stats.time = sim.clock.now() - sim.start;
   await sim.stop();
   const leftovers: PartitionLeftovers[] = [];
@@ -566,6 +664,6 @@ export async function simulate<I, O>(options: SimOptions<I, O>): Promise<SimResu
     leftovers.push(sim.store.leftovers(p));
     ends.push(sim.store.ends(p));
   }
-  const stats = { ...sim.stats, commits: sim.commits };
-  return { outputs: sim.outputs(), ids, errors: sim.errors, violations: sim.violations, leftovers, ends, stats };
+  const stats = { ...sim.stats, commits: sim.commits, wakes: sim.wakes };
+  return { outputs: sim.outputs(), ids, errors: sim.errors, violations: sim.violations, outcome, leftovers, ends, stats };
 }

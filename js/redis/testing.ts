@@ -2,7 +2,15 @@
 // a Redis server. The worker's own partition code, sessions and streams run on an in-memory log that answers as
 // Redis does (the library's contract test holds the two together); time moves only when the test moves it. A
 // crash drops the process that owns the partitions, as kill -9 would; another takes over when its lease runs out.
-import { describe, invalidType, invalidValue, testWorkerStateError } from '../errors';
+import {
+  describe,
+  invalidType,
+  invalidValue,
+  outOfRange,
+  testNotSettledError,
+  testStepsError,
+  testWorkerStateError,
+} from '../errors';
 import type { StreamFn } from '../types';
 import { integerArgument, integerOption } from '../validate';
 import { type Codec, encodeChecked, jsonCodec } from './codec';
@@ -11,7 +19,7 @@ import { MAX_TIMER_MS } from './owner-writes';
 import { LIMIT_KEYS, checkLimits } from './worker-limits';
 import { type Openable, kOpen } from './partition-run';
 import type { HandlerFailure, OutputItem } from './reader';
-import { type SimLimits, type SimResult, Simulation, simulate } from './simulator';
+import { type RunOutcome, type SimLimits, type SimResult, Simulation, simBounds, simulate } from './simulator';
 
 /** The settings of `redisWorker` a test may give (each with its default there), the codec, and where time starts. */
 export interface TestWorkerOptions {
@@ -41,6 +49,16 @@ export interface TestWorkerOptions {
   start?: number;
 }
 
+/** The options of `checkDeterminism`: those of `testWorker`, and how long each run may take to settle. */
+export interface DeterminismOptions extends TestWorkerOptions {
+  /**
+   * Virtual ms after the last event's `at` by which each run must have settled (every event handled, every session
+   * ended), else the check rejects with `ERR_VELO_TEST_NOT_SETTLED`: an integer from 0 to 2 147 483 647. Default
+   * a day plus the function's `idleTimeout`. A run with a crash gets `leaseTtl` more (the takeover's wait).
+   */
+  settleWithin?: number;
+}
+
 /** One session of a test run: its key, its id (`<key>@<id of its first entry>`) and its outputs in order. */
 export interface TestSession<O> {
   /** The key it ran for. */
@@ -64,8 +82,8 @@ export interface TestWorker<I, O> {
   advance(ms: number): Promise<void>;
   /**
    * Runs until every event sent is handled and every session has ended (their idle ends pass on the virtual
-   * clock). Rejects if that takes more than `within` ms of virtual time (an integer up to 2 147 483 647; default a
-   * day).
+   * clock). Rejects with `ERR_VELO_TEST_NOT_SETTLED` if that takes more than `within` ms of virtual time (an
+   * integer up to 2 147 483 647; default a day).
    */
   settle(within?: number): Promise<void>;
   /** The process that owns the partitions is killed now; another takes them over once its leases run out. */
@@ -133,6 +151,8 @@ function checkFn(fn: unknown, what: string): void {
 
 /** The options a test worker knows. */
 const KNOWN = ['partitions', 'codec', 'maxEventBytes', ...LIMIT_KEYS, 'start'];
+/** The options a determinism check knows. */
+const KNOWN_CHECK = [...KNOWN, 'settleWithin'];
 /** The latest start: the latest time a Date holds. */
 const MAX_START = 8.64e15;
 /**
@@ -142,11 +162,11 @@ const MAX_START = 8.64e15;
 const MAX_ADVANCE = DAY_MS;
 
 /** The run's settings, checked as `redisWorker` checks them (the same codes), and where time starts. */
-function resolveTest(what: string, options: unknown): { limits: SimLimits; codec: Codec<unknown>; start: number } {
+function resolveTest(what: string, options: unknown, known = KNOWN): { limits: SimLimits; codec: Codec<unknown>; start: number } {
   if (options === null || typeof options !== 'object')
     throw invalidType(`${what}: options must be an object, not ${describe(options)}`);
   for (const key of Object.keys(options)) {
-    if (!KNOWN.includes(key)) throw invalidValue(`${what}: unknown option "${key}". Known options: ${KNOWN.join(', ')}`);
+    if (!known.includes(key)) throw invalidValue(`${what}: unknown option "${key}". Known options: ${known.join(', ')}`);
   }
   const o = options as TestWorkerOptions;
   const { partitions = 1, codec = jsonCodec, maxEventBytes = 1 << 20, start = DEFAULT_START } = o;
@@ -203,7 +223,8 @@ class InMemoryWorker<I, O> implements TestWorker<I, O> {
   advance(ms: number): Promise<void> {
     return this.#move('advance()', async () => {
       integerArgument('advance()', 'ms', ms, 0, MAX_ADVANCE);
-      await this.#sim.advanceTo(this.now() + ms);
+      const outcome = await this.#sim.advanceTo(this.now() + ms);
+      if (outcome !== 'done') throw stepsError('advance()', this.now());
     });
   }
 
@@ -212,9 +233,11 @@ class InMemoryWorker<I, O> implements TestWorker<I, O> {
       // (It stops once settled: a long bound costs only when the run never settles.)
       integerArgument('settle()', 'within', within, 0, MAX_TIMER_MS);
       const deadline = this.now() + within;
-      if (!(await this.#sim.runUntil(() => this.#sim.settled(), deadline))) {
-        throw new Error(
-          `The run did not settle within ${within} ms of virtual time (a session still open, or an event not handled).${realWaits()}`,
+      const outcome = await this.#sim.runUntil(() => this.#sim.settled(), deadline);
+      if (outcome === 'steps') throw stepsError('settle()', this.now());
+      if (outcome !== 'done') {
+        throw testNotSettledError(
+          `settle(): the run did not settle within ${within} ms of virtual time (a session still open, or an event not handled).${realWaits()}`,
         );
       }
     });
@@ -242,6 +265,14 @@ class InMemoryWorker<I, O> implements TestWorker<I, O> {
     this.#closed = true;
     await this.#sim.stop();
   }
+}
+
+/** A run that took its bound of steps in one move of the clock (`what`), at virtual time `now`. */
+function stepsError(what: string, now: number): Error {
+  return testStepsError(
+    `${what}: the run took ${simBounds.maxSteps} steps of the virtual clock and stopped at ${now} (a handler or its timers ` +
+      `looping without end at one time, or a span too long for the lease renewals on the way).`,
+  );
 }
 
 /**
@@ -318,18 +349,22 @@ const LIBRARY_DIR = __dirname.slice(0, __dirname.lastIndexOf('redis') - 1);
 
 /**
  * Event `i` of a check, refused as `testWorker().send` refuses it (the same key checks, encoded by the codec within
- * `maxEventBytes`), with `at` an integer ms from the start on (default the start).
+ * `maxEventBytes`), with `at` an integer ms from the start on (default the start); how far apart events may be is
+ * checked once all are (`checkGaps`).
  */
 function checkEvent<I>(
   what: string,
-  e: TestEvent<I>,
+  events: readonly TestEvent<I>[],
   i: number,
   limits: SimLimits,
   codec: Codec<unknown>,
   start: number,
 ): { key: string; event: I; at: number } {
-  if (e === null || typeof e !== 'object')
-    throw invalidType(`${what}: events[${i}] must be an object { key, event, at? }, not ${describe(e)}`);
+  const e = events[i];
+  if (e === null || typeof e !== 'object') {
+    const given = e === undefined && !(i in events) ? 'a hole (the array is sparse)' : describe(e);
+    throw invalidType(`${what}: events[${i}] must be an object { key, event, at? }, not ${given}`);
+  }
   const key = checkKey(e.key);
   encodeChecked(codec, e.event, limits.maxEventBytes ?? 1 << 20, `events[${i}] (key ${JSON.stringify(key)})`);
   const at = e.at ?? start;
@@ -337,12 +372,34 @@ function checkEvent<I>(
   return { key, event: e.event, at };
 }
 
-/** Each session's outputs keyed by its key and the index of the event that opened it (ids differ between runs). */
-function byFirstEvent<O>(result: SimResult<O>): Map<string, (O | TestFailure)[]> {
-  const index = new Map(result.ids.map((id, i) => [id, i]));
+/**
+ * The events' times, refused where one comes more than a day after the one before it in time (or after the start):
+ * as `advance()`, a run moves a day at a time.
+ */
+function checkGaps(what: string, sent: readonly { at: number }[], start: number): void {
+  const order = sent.map((_, i) => i).sort((a, b) => sent[a].at - sent[b].at || a - b);
+  let before = start;
+  for (const i of order) {
+    if (sent[i].at - before > MAX_ADVANCE) {
+      throw outOfRange(
+        `${what}: events[${i}].at (${sent[i].at}) is more than a day (${MAX_ADVANCE} ms) after the event before it in time ` +
+          `(or the start), at ${before}: as one advance() moves at most a day.`,
+      );
+    }
+    before = sent[i].at;
+  }
+}
+
+/**
+ * Each session's outputs keyed by its key and the index of the event that opened it. Not by sid: an event's entry
+ * id depends on what else its partition got in the same ms (a tick, a wake-up, a marker, which a crash changes), in
+ * Redis as here. (An event is found by its key and id: two partitions give the same ids.)
+ */
+function byFirstEvent<O>(result: SimResult<O>, sent: readonly { key: string }[]): Map<string, (O | TestFailure)[]> {
+  const index = new Map(result.ids.map((id, i) => [`${sent[i].key}@${id}`, i]));
   const out = new Map<string, (O | TestFailure)[]>();
   for (const o of result.outputs) {
-    const name = `${o.key}\u0000${index.get(o.sid.slice(o.sid.lastIndexOf('@') + 1)) ?? -1}`;
+    const name = `${o.key}\u0000${index.get(o.sid) ?? -1}`;
     const list = out.get(name) ?? [];
     list.push('error' in o ? { error: o.error } : o.value);
     out.set(name, list);
@@ -360,15 +417,21 @@ function byFirstEvent<O>(result: SimResult<O>): Map<string, (O | TestFailure)[]>
 export async function checkDeterminism<I = unknown, O = unknown>(
   fn: StreamFn<I, O>,
   events: readonly TestEvent<I>[],
-  options: TestWorkerOptions = {},
+  options: DeterminismOptions = {},
 ): Promise<DeterminismReport<O>> {
   const what = 'checkDeterminism()';
   checkFn(fn, what);
   // (Checked on a copy: narrowing `events` itself by Array.isArray would make its items `any`.)
   const given: unknown = events;
   if (!Array.isArray(given)) throw invalidType(`${what}: events must be an array, not ${describe(given)}`);
-  const { limits, codec, start } = resolveTest(what, options);
-  const sent = events.map((e, i) => checkEvent(what, e, i, limits, codec, start));
+  const { limits, codec, start } = resolveTest(what, options, KNOWN_CHECK);
+  // (A loop, not map(): map() skips the holes of a sparse array, which would then never be sent.)
+  const sent: { key: string; event: I; at: number }[] = [];
+  for (let i = 0; i < events.length; i++) sent.push(checkEvent(what, events, i, limits, codec, start));
+  checkGaps(what, sent, start);
+  const idleTimeout = (fn as StreamFn<I, O> & Openable<I, O>).config.idleTimeout;
+  const { settleWithin = DAY_MS + idleTimeout } = options;
+  integerOption(what, 'settleWithin', settleWithin, 0, MAX_TIMER_MS, `from 0 to ${MAX_TIMER_MS} (ms)`);
   // Date.now and Math.random are the process's: a second check at once would save the first one's stand-ins as
   // the originals and leave them installed for good.
   if (checking)
@@ -376,20 +439,31 @@ export async function checkDeterminism<I = unknown, O = unknown>(
       `${what}: another check is running (one at a time: it replaces Date.now() and Math.random() while it runs)`,
     );
   const guard = new Nondeterminism();
+  // A run with a crash waits for the lease to run out before the takeover: it gets that much more time.
   const run = (crashAfterCommits: number[]) =>
-    simulate<I, O>({ seed: 1, fn: perProcess(fn), events: sent, limits, codec, start, faults: { crashAfterCommits } });
+    simulate<I, O>({
+      seed: 1,
+      fn: perProcess(fn),
+      events: sent,
+      limits,
+      codec,
+      start,
+      faults: { crashAfterCommits },
+      settleWithin: settleWithin + (crashAfterCommits.length > 0 ? (limits.leaseTtl ?? 0) : 0),
+    });
   checking = true;
   guard.install();
   try {
     const calm = await run([]);
-    if (calm.violations.length > 0) {
-      throw new Error(`The crash-free run did not settle: ${calm.violations.join('; ')}.${realWaits()}`);
-    }
-    const expected = byFirstEvent(calm);
+    unsettled(what, 'the crash-free run', calm, start, settleWithin);
+    if (calm.violations.length > 0)
+      throw new Error(`${what}: the crash-free run broke the simulation's invariants: ${calm.violations.join('; ')}`);
+    const expected = byFirstEvent(calm, sent);
     for (let k = 1; k <= calm.stats.commits; k++) {
       guard.run = k;
       const crashed = await run([k]);
-      const actual = byFirstEvent(crashed);
+      unsettled(what, `the run with a crash after commit ${k}`, crashed, start, settleWithin);
+      const actual = byFirstEvent(crashed, sent);
       for (const name of new Set([...expected.keys(), ...actual.keys()])) {
         const want = expected.get(name) ?? [];
         const got = actual.get(name) ?? [];
@@ -416,6 +490,17 @@ export async function checkDeterminism<I = unknown, O = unknown>(
     guard.uninstall();
     checking = false;
   }
+}
+
+/** Rejects a check's run that did not settle (`ERR_VELO_TEST_NOT_SETTLED`, or `ERR_VELO_TEST_STEPS`). */
+function unsettled(what: string, run: string, result: SimResult<unknown>, start: number, settleWithin: number): void {
+  const outcome: RunOutcome = result.outcome;
+  if (outcome === 'done') return;
+  if (outcome === 'steps') throw stepsError(`${what}: ${run}`, start + result.stats.time);
+  throw testNotSettledError(
+    `${what}: ${run} did not settle within settleWithin (${settleWithin} ms of virtual time after the last event): ` +
+      `a session still open, or an event not handled. A handler with longer idle ends or timers needs a longer settleWithin.${realWaits()}`,
+  );
 }
 
 /** A `checkDeterminism` is running (its stand-ins for Date.now and Math.random are installed). */

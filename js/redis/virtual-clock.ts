@@ -2,12 +2,17 @@
 // run is a function of its inputs and a seed (no machine time, no real timers, no race between them).
 import type { Clock, ClockTimer } from './clock';
 
-/** A timer of a virtual clock: due at `at`, ordered among those of the same time by `order` (made first, fires first). */
+/**
+ * A timer of a virtual clock: due at `at`, ordered among those of the same time by `order` (made first, fires
+ * first). A postponable one may be moved later by `postpone()` (a simulated process's timers, while it has nothing
+ * to do but keep its leases).
+ */
 class VirtualTimer implements ClockTimer {
   constructor(
-    readonly at: number,
+    public at: number,
     readonly order: number,
     readonly fn: () => void,
+    readonly postponable: boolean,
   ) {}
   unref(): ClockTimer {
     return this;
@@ -36,13 +41,33 @@ export class VirtualClock implements Clock {
     return this.#now;
   }
 
-  setTimeout(fn: () => void, ms: number): ClockTimer {
-    const timer = new VirtualTimer(this.#now + Math.max(0, ms), this.#order++, fn);
+  /** `postponable`: `postpone()` may move it later. */
+  setTimeout(fn: () => void, ms: number, postponable = false): ClockTimer {
+    const timer = new VirtualTimer(this.#now + Math.max(0, ms), this.#order++, fn, postponable);
     // After every timer due at or before it (a later timer of the same time fires after those made before it).
     let i = this.#timers.length;
     while (i > 0 && this.#timers[i - 1].at > timer.at) i--;
     this.#timers.splice(i, 0, timer);
     return timer;
+  }
+
+  /** The due time of the first pending timer that cannot be postponed, or undefined with none. */
+  nextFixed(): number | undefined {
+    return this.#timers.find((t) => !t.postponable)?.at;
+  }
+
+  /**
+   * Moves the time `by` ms on at once, and every postponable timer `by` ms later (their order kept): time passes
+   * for everything else as if those had been stopped meanwhile. Nothing else may be due before the new time.
+   */
+  postpone(by: number): void {
+    const time = this.#now + by;
+    if (this.#immediates.length > 0 || (this.nextFixed() ?? Infinity) < time) {
+      throw new Error(`The virtual clock has work due before ${time}: run it first`);
+    }
+    for (const t of this.#timers) if (t.postponable) t.at += by;
+    this.#timers.sort((a, b) => a.at - b.at || a.order - b.order);
+    this.#now = time;
   }
 
   clearTimeout(timer: ClockTimer | null | undefined): void {
