@@ -4,7 +4,7 @@
 import { kSendNow } from '../core/protocol';
 import { decodeError } from '../errors';
 import { type Checkpoints, type Session, type Timer, capError } from './session';
-import { type Decision, type EndReason, type SessionLimits, deadline, decide, take } from './session-rules';
+import { type Decision, type EndReason, type SessionLimits, decide, idleDeadline, take } from './session-rules';
 import { idTime, logOrder } from './log-ids';
 import type { HeldEntries } from './held-entries';
 import type { OwnerWrites } from './owner-writes';
@@ -228,6 +228,16 @@ export class SessionInputs<I, O> {
     let reread = false;
     for (const s of [...this.#host.sessions.values()]) {
       if (!s.waiting || s.ended) continue;
+      // No input of its key known beyond what it took, and the rule still waits: waking it would decide the same
+      // (most waiting sessions at each read of a backlog). One decision, not `wake`'s and the one below.
+      if (
+        !s.failed &&
+        this.#nextTime(s) === undefined &&
+        decide(s.rule, undefined, this.#host.logTime, this.#limits).kind === 'wait'
+      ) {
+        next = Math.min(next, this.tickTime(s));
+        continue;
+      }
       const woke = this.wake(s);
       if (woke !== undefined) woke.catch((error: unknown) => this.#worker.report(error));
       if (!s.waiting || s.ended) continue;
@@ -247,8 +257,7 @@ export class SessionInputs<I, O> {
    * timers their wake-ups), or a timer whose wake-up an earlier owner wrote (not written again).
    */
   tickTime(s: Session<I, O>): number {
-    const end = deadline(s.rule, this.#limits);
-    let time = end.reason === 'idle' ? end.time : Infinity;
+    let time = idleDeadline(s.rule, this.#limits);
     for (const timer of s.rule.timers) if (s.wokenBefore.has(timer.id)) time = Math.min(time, timer.time);
     return time;
   }
