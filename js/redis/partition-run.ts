@@ -1,30 +1,30 @@
 // One partition this worker owns, for as long as its lease lasts: it reads the partition's log, runs a session
 // per live key (`Session`), holds entries of keys waiting for a session slot, ends sessions where the log says
 // (idle by the log's clock, caps, markers) or where their handlers stop, and commits outputs and acks fenced.
-// What it needs of the worker is `PartitionHost`.
+// What each handler gets next, as the session rule decides, is `SessionInputs`. What it needs of the worker is
+// `PartitionHost`.
 import { drainOutputs } from '../core/drive';
-import { kFinished, kSendNow, kTaken, kTakenEnd, type StreamKind } from '../core/protocol';
+import { kFinished, kTaken, kTakenEnd, type StreamKind } from '../core/protocol';
 import { sleepOn } from './clock';
 import { type Codec, encodeChecked } from './codec';
 import { FencedError, TooManyTimersError, decodeError } from '../errors';
-import { idTime, logOrder } from './log-ids';
+import { idTime } from './log-ids';
 import {
   type CheckpointCall,
   Checkpoints,
   Session,
-  type Timer,
-  capError,
   checkpointOf,
   encodeCheckpoint,
   serializeError,
   sessionEnd,
   sidTime,
 } from './session';
-import { type Decision, type EndReason, type SessionLimits, deadline, decide, newState, take, wouldTake } from './session-rules';
+import { type SessionLimits, newState, wouldTake } from './session-rules';
+import { SessionInputs } from './session-inputs';
 import { sessionScope } from './trace-context';
 import { Outbox, RETRY_MS } from './outbox';
 import { type PartitionHost, kOpen } from './partition-host';
-import { Delivery, HeldEntries, isEvent } from './held-entries';
+import { Delivery, HeldEntries } from './held-entries';
 import { OwnerWrites } from './owner-writes';
 import { type InputEntry, type Lease, type Snapshot } from './transport';
 
@@ -41,8 +41,6 @@ export { type Openable, type PartitionHost, type WorkerCounters, kOpen } from '.
 export { RETRY_MS } from './outbox';
 export { MAX_TIMER_MS } from './owner-writes';
 
-const noop = (): void => {};
-
 export class PartitionRun<I, O> {
   readonly sessions = new Map<string, Session<I, O>>();
   /** Sessions whose marker was read, until their acks are queued: the key's next session waits for it. */
@@ -52,6 +50,8 @@ export class PartitionRun<I, O> {
   readonly #entries: HeldEntries;
   /** Wake-ups, age markers and ticks this owner writes. */
   readonly #writes: OwnerWrites;
+  /** What each session's handler gets next, as the session rule decides. */
+  readonly #inputs: SessionInputs<I, O>;
   /** Set when the pump must stop reading. */
   stopping = false;
   /** Set when this worker stops serving the partition: sessions make no more outputs, and none is acked. */
@@ -135,7 +135,33 @@ export class PartitionRun<I, O> {
       restoreWaiting: () => {
         if (this.#snapshots.size > 0) this.#restoreWaiting();
       },
-      redecide: (caller) => this.#redecide(caller),
+      redecide: (caller) => this.#inputs.redecide(caller),
+    });
+    this.#inputs = new SessionInputs<I, O>({
+      worker,
+      limits: this.#limits,
+      entries: this.#entries,
+      writes: this.#writes,
+      sessions: this.sessions,
+      get logTime() {
+        return run.logTime;
+      },
+      get stopping() {
+        return run.stopping;
+      },
+      get dropped() {
+        return run.dropped;
+      },
+      get buffered() {
+        return run.buffered;
+      },
+      set buffered(n: number) {
+        run.buffered = n;
+      },
+      freed: () => {
+        if (this.#budgetWaiters.size > 0) this.budgetFreed();
+      },
+      finish: (s) => this.#finish(s),
     });
     this.validUntil = grantedAt + worker.ttl;
     this.renewedAt = grantedAt;
@@ -179,7 +205,7 @@ export class PartitionRun<I, O> {
           if (!this.replayDone) {
             this.replayDone = true;
             for (const s of this.sessions.values()) this.#writes.armAge(s);
-            this.#redecide();
+            this.#inputs.redecide();
           }
           continue;
         }
@@ -198,7 +224,7 @@ export class PartitionRun<I, O> {
         const dispatched = this.#entries.dispatch(entry);
         rereadable = (typeof dispatched === 'boolean' ? dispatched : await dispatched) || rereadable;
       }
-      this.#redecide();
+      this.#inputs.redecide();
       if (rereadable) this.#entries.reread().catch((error: unknown) => w.report(error));
       // A short read took all there was: wait for more after its last entry rather than ask again (at live
       // rates, asking again was one more fenced read, an empty one, per wake-up).
@@ -325,7 +351,7 @@ export class PartitionRun<I, O> {
    * Delivers an entry counted in `buffered` (an event stays counted, in its session's `sent`, until its handler
    * takes it). Else, with the entry still counted: `NoSlot` if it needs a new session and `maxConcurrent`
    * sessions are live on this worker, `Behind` if an earlier entry of its key is held. Nothing is decided here
-   * for a session whose handler is busy: the rule is applied when it asks for its next input (`#ask`).
+   * for a session whose handler is busy: the rule is applied when it asks for its next input (`SessionInputs.ask`).
    */
   #deliver(entry: InputEntry): Delivery | Promise<Delivery> {
     const key = entry.key;
@@ -333,7 +359,7 @@ export class PartitionRun<I, O> {
       this.buffered--;
       const s = this.sessions.get(key);
       if (s !== undefined && s.sid === entry.close) {
-        // A marker of the session only moves the log's clock (the rule ends the session by it, `#redecide`); it
+        // A marker of the session only moves the log's clock (the rule ends the session by it, `SessionInputs.redecide`); it
         // is acked with the session's entries. (A close marker with no reason, of an older version, the same.)
         this.#marker(s, entry.id);
         // An age marker that came too early by its own id (clocks differ): another once the age is due by it.
@@ -411,7 +437,7 @@ export class PartitionRun<I, O> {
     try {
       value = this.worker.codec.decode(entry.payload as Buffer);
     } catch (error) {
-      // Its input ends in front of it if the rule gets to it (`#giveEntry`); until then it, and every later entry
+      // Its input ends in front of it if the rule gets to it (`SessionInputs.ask`); until then it, and every later entry
       // of the key, stays out of the stream.
       s.poison = entry;
       s.poisonError = decodeError(`The codec could not decode entry ${entry.id}`, error);
@@ -421,215 +447,14 @@ export class PartitionRun<I, O> {
       s.outside.push({ entry, value });
       return this.#woken(s);
     }
-    const pushed = this.#push(s, value);
+    const pushed = this.#inputs.push(s, value);
     return pushed === undefined ? Delivery.Done : pushed.then(() => Delivery.Done);
   }
 
-  /** `#wake`, as a delivery. */
+  /** `SessionInputs.wake`, as a delivery. */
   #woken(s: Session<I, O>): Delivery | Promise<Delivery> {
-    const woke = this.#wake(s);
+    const woke = this.#inputs.wake(s);
     return woke === undefined ? Delivery.Done : woke.then(() => Delivery.Done);
-  }
-
-  /** Sends an event into the session's stream; waits while its input is full (the partition is not read meanwhile). */
-  #push(s: Session<I, O>, value: unknown): Promise<void> | undefined {
-    const sent = s.stream[kSendNow](value as I);
-    if (sent === true) return undefined;
-    // A send refused because the handler finished is fine: the entry, untaken, goes to the key's next session.
-    return sent.then(noop, noop);
-  }
-
-  /**
-   * The time of the key's next entry the session has not been given: the first of its input, or (none there) a
-   * lower bound from the key's entries held, being drained, or left in the pending list; undefined: none known.
-   */
-  #nextTime(s: Session<I, O>): number | undefined {
-    if (s.given < s.sent.length) return idTime(s.sent[s.given].id);
-    let time: number | undefined;
-    // Only events are inputs: a marker or a wake-up held behind the key's events (an ended session's, or this
-    // one's) only moves the log's clock, and as the next entry it would end the session at its event cap.
-    const held = this.#entries.held.get(s.key)?.find(isEvent);
-    if (held !== undefined) time = idTime(held.id);
-    // The entry being drained, unless it already reached this session (it stays `draining` until its delivery
-    // returns, and the handler may have taken it by then: as the next entry, it would count twice).
-    const draining = this.#entries.draining;
-    const reached = s.ids.length > 0 ? s.ids[s.ids.length - 1] : undefined;
-    if (
-      draining !== null &&
-      draining.key === s.key &&
-      isEvent(draining) &&
-      (reached === undefined || logOrder(draining.id, reached) > 0)
-    )
-      time = Math.min(time ?? Infinity, idTime(draining.id));
-    // Of the entries left in the pending list, the first event (with their ids not all kept: a lower bound).
-    const spilled = this.#entries.spilled.get(s.key);
-    const first = spilled?.ids === null ? spilled.after : spilled?.ids.find((id) => !spilled.notEvents.has(id));
-    if (first !== undefined) time = Math.min(time ?? Infinity, idTime(first));
-    return time;
-  }
-
-  #decide(s: Session<I, O>): Decision {
-    return decide(s.rule, this.#nextTime(s), this.logTime, this.#limits);
-  }
-
-  /**
-   * Its handler asks for its next input (`SessionHooks.next`): the rule answers with a timer's payload, the entry
-   * first in its stream (undefined: the stream gives it), or the end. Undefined with nothing in its stream: the
-   * handler waits (`waiting`), and is answered when something new is known (`#wake`).
-   */
-  #ask(s: Session<I, O>): { value: unknown } | 'end' | undefined {
-    if (this.dropped) return undefined;
-    if (s.checkpoints?.broken === true) {
-      // Failed at a checkpoint call its handler caught: its input ended there (what it has not taken moves on).
-      if (!s.ended) this.#finish(s);
-      return 'end';
-    }
-    if (s.failed || s.ended) return undefined;
-    s.waiting = false;
-    const d = this.#decide(s);
-    if (d.kind === 'timer') return this.#giveTimer(s, d.timer);
-    if (d.kind === 'end') {
-      this.#end(s, d.reason);
-      return 'end';
-    }
-    // (An entry known only held, or left in the pending list: the handler waits for its delivery.)
-    return d.kind === 'entry' && s.sent.length > 0 ? this.#giveEntry(s) : undefined;
-  }
-
-  /**
-   * The session's handler waits for input (or its stream has no hooks: its entries are decided as they come):
-   * applies the rule again with what is known now, and gives the handler what it answers. Entries delivered
-   * meanwhile then go into its stream behind it. A promise: a send waits for room in its input.
-   */
-  #wake(s: Session<I, O>): Promise<void> | undefined {
-    const attached = s.checkpoints?.attached === true;
-    while (s.waiting && !s.ended && !s.failed && !this.dropped) {
-      const d = this.#decide(s);
-      if (d.kind === 'wait') break;
-      if (d.kind === 'end') {
-        this.#end(s, d.reason);
-        return undefined;
-      }
-      if (d.kind === 'timer') {
-        const given = this.#giveTimer(s, d.timer);
-        if (given === 'end') return undefined;
-        s.waiting = false;
-        void s.stream[kSendNow](given.value as I);
-        break;
-      }
-      if (s.given >= s.sent.length) break;
-      // (Given while its handler waits: outside its stream.)
-      const given = this.#giveEntry(s);
-      if (given === 'end') return undefined;
-      // (Its stream has it already: it is answered there.)
-      if (given === undefined) break;
-      const pushed = this.#push(s, given.value);
-      if (attached) {
-        s.waiting = false;
-        break;
-      }
-      if (pushed !== undefined) return pushed.then(() => this.#wake(s));
-    }
-    if (!attached || s.waiting || s.ended) return undefined;
-    // Running again: entries delivered while it waited go into its stream, in order, up to one that cannot be decoded.
-    while (s.outside.length > 0 && !s.ended) {
-      const pushed = this.#push(s, (s.outside.shift() as { value: unknown }).value);
-      if (pushed !== undefined) return pushed.then(() => this.#wake(s));
-    }
-    return undefined;
-  }
-
-  /** Gives the session its first timer (taken by the rule): its payload, or `'end'` if its codec cannot decode it. */
-  #giveTimer(s: Session<I, O>, timer: Timer): { value: unknown } | 'end' {
-    take(s.rule, timer.time, timer);
-    (s.checkpoints as Checkpoints).lastInput = `t${timer.id}`;
-    this.#writes.clearTimer(s, timer.id);
-    s.wokenBefore.delete(timer.id);
-    try {
-      return { value: this.worker.codec.decode(typeof timer.payload === 'string' ? Buffer.from(timer.payload) : timer.payload) };
-    } catch (error) {
-      s.stop = {
-        error: decodeError(`The codec could not decode timer ${timer.id} of session ${JSON.stringify(s.sid)}`, error),
-        kind: 'decode',
-      };
-      this.#finish(s);
-      return 'end';
-    }
-  }
-
-  /**
-   * Gives the session the next entry of its input (taken by the rule): its value if it is outside its stream
-   * (delivered while its handler waited), undefined if in it, `'end'` if its codec could not decode it (the
-   * session keeps it: its input ends there, with the decoding error).
-   */
-  #giveEntry(s: Session<I, O>): { value: unknown } | 'end' | undefined {
-    const entry = s.sent[s.given];
-    take(s.rule, idTime(entry.id));
-    // With hooks, given is taken (without, its handler takes it later: `#ended` reads what it took).
-    if (s.checkpoints?.attached === true) s.checkpoints.lastInput = entry.id;
-    if (entry === s.poison) {
-      // The session keeps it (acked with its entries): out of its input.
-      s.sent.splice(s.given, 1);
-      this.buffered--;
-      s.stop = { error: s.poisonError as Error, kind: 'decode' };
-      this.#finish(s);
-      return 'end';
-    }
-    const outside = s.outside.length > 0 && s.outside[0].entry === entry ? s.outside.shift() : undefined;
-    if (s.checkpoints?.attached === true) {
-      // Taken now: out of the share.
-      s.sent.shift();
-      s.sentBase++;
-      s.checkpoints.entries++;
-      this.buffered--;
-      if (this.#budgetWaiters.size > 0) this.budgetFreed();
-    } else s.given++;
-    return outside === undefined ? undefined : { value: outside.value };
-  }
-
-  /** The rule ended the session: a cap's error is its last output once its handler reads to the end. */
-  #end(s: Session<I, O>, reason: EndReason): void {
-    s.endedBy = reason;
-    if (reason !== 'idle') s.stop = { error: capError(s.sid, s.start, reason, this.#limits), kind: 'cap' };
-    this.#finish(s);
-  }
-
-  /**
-   * Applies the rule again to the sessions whose handlers wait for input (the log's clock moved), and sets the
-   * partition's tick for the earliest idle end among those still waiting (`#tickFor`). A session whose key has
-   * entries held, or left in the pending list, waits for their delivery (started here, unless the caller is
-   * that delivery).
-   */
-  #redecide(caller?: 'drain' | 'reread'): void {
-    if (this.stopping || this.dropped) return;
-    let next = Infinity;
-    let drain = false;
-    let reread = false;
-    for (const s of [...this.sessions.values()]) {
-      if (!s.waiting || s.ended) continue;
-      const woke = this.#wake(s);
-      if (woke !== undefined) woke.catch((error: unknown) => this.worker.report(error));
-      if (!s.waiting || s.ended) continue;
-      next = Math.min(next, this.#tickTime(s));
-      // Held back only by entries of its key not delivered yet (held, or in the pending list): they go first.
-      if (s.given < s.sent.length || decide(s.rule, undefined, this.logTime, this.#limits).kind === 'wait') continue;
-      if (this.#entries.held.has(s.key)) drain = true;
-      else if (this.#entries.spilled.has(s.key)) reread = true;
-    }
-    this.#writes.tickFor(next);
-    if (drain && caller !== 'drain') this.#entries.drainHeld().catch((error: unknown) => this.worker.report(error));
-    if (reread && caller !== 'reread') this.#entries.reread().catch((error: unknown) => this.worker.report(error));
-  }
-
-  /**
-   * When a tick should move the log's clock for a waiting session: its idle end (its age end has its marker, its
-   * timers their wake-ups), or a timer whose wake-up an earlier owner wrote (not written again).
-   */
-  #tickTime(s: Session<I, O>): number {
-    const end = deadline(s.rule, this.#limits);
-    let time = end.reason === 'idle' ? end.time : Infinity;
-    for (const timer of s.rule.timers) if (s.wokenBefore.has(timer.id)) time = Math.min(time, timer.time);
-    return time;
   }
 
   /**
@@ -708,9 +533,9 @@ export class PartitionRun<I, O> {
     s.waiting = !checkpoints.attached || checkpoints.waits > 0;
     checkpoints.onWaiting = () => {
       s.waiting = true;
-      this.#writes.tickBy(this.#tickTime(s));
+      this.#writes.tickBy(this.#inputs.tickTime(s));
     };
-    checkpoints.onNext = () => this.#ask(s);
+    checkpoints.onNext = () => this.#inputs.ask(s);
     checkpoints.onCall = () => this.#checkpointsDue(s);
     if (snapshot !== undefined) {
       this.#snapshots.delete(key);

@@ -88,12 +88,36 @@ export function newState(
   return state;
 }
 
+/** The session's idle end: `idleTimeout` after the latest time it took (`Infinity`: none set, or nothing taken). */
+function idleEnd(state: SessionState, limits: SessionLimits): number {
+  return limits.idleTimeout > 0 && state.last > 0 ? state.last + limits.idleTimeout : Infinity;
+}
+
+/** The session's age end: just past `maxSessionAge` after its first entry (`Infinity`: none set). */
+function ageEnd(state: SessionState, limits: SessionLimits): number {
+  return limits.maxSessionAge > 0 ? state.start + limits.maxSessionAge + 1 : Infinity;
+}
+
 /** The session's end: the time at or after which no input is taken, and its reason (`Infinity`: none set). */
 export function deadline(state: SessionState, limits: SessionLimits): { readonly time: number; readonly reason: 'idle' | 'age' } {
-  const idle = limits.idleTimeout > 0 && state.last > 0 ? state.last + limits.idleTimeout : Infinity;
-  const age = limits.maxSessionAge > 0 ? state.start + limits.maxSessionAge + 1 : Infinity;
+  const idle = idleEnd(state, limits);
+  const age = ageEnd(state, limits);
   return age < idle ? { time: age, reason: 'age' } : { time: idle, reason: 'idle' };
 }
+
+/** The session's end if its reason is `idle` (`deadline`), else `Infinity`. */
+export function idleDeadline(state: SessionState, limits: SessionLimits): number {
+  const idle = idleEnd(state, limits);
+  return ageEnd(state, limits) < idle ? Infinity : idle;
+}
+
+// The decisions with nothing of their own, made once: the rule is applied as each input is taken, and again for
+// each waiting session as the log's clock moves, on the worker's hot path.
+const TAKE_ENTRY: Decision = Object.freeze({ kind: 'entry' });
+const END_IDLE: Decision = Object.freeze({ kind: 'end', reason: 'idle' });
+const END_AGE: Decision = Object.freeze({ kind: 'end', reason: 'age' });
+const END_EVENTS: Decision = Object.freeze({ kind: 'end', reason: 'events' });
+const WAIT: Decision = Object.freeze({ kind: 'wait' });
 
 /**
  * What the session does next, given the time of its key's next entry not taken (undefined: none known; the
@@ -101,25 +125,26 @@ export function deadline(state: SessionState, limits: SessionLimits): { readonly
  * log's clock (the time of the latest entry read from the partition: no entry of the key before it is unknown).
  */
 export function decide(state: SessionState, next: number | undefined, clock: number, limits: SessionLimits): Decision {
-  const end = deadline(state, limits);
+  const idle = idleEnd(state, limits);
+  const age = ageEnd(state, limits);
+  const end = age < idle ? age : idle;
   const timer = state.timers[0] as SessionTimer | undefined;
   // The next input: a timer due by the next entry (ties: the timer), else that entry; a timer with no entry
   // known after it only once the log's clock has reached it (an entry of the key may still come before it).
-  let time: number | undefined;
-  let take: { readonly kind: 'timer'; readonly timer: SessionTimer } | { readonly kind: 'entry' } | undefined;
+  let time: number;
+  let take: Decision;
   if (timer !== undefined && timer.time <= (next ?? clock)) {
     time = timer.time;
     take = { kind: 'timer', timer };
   } else if (next !== undefined) {
     time = next;
-    take = { kind: 'entry' };
+    take = TAKE_ENTRY;
+  } else {
+    if (end <= clock) return age < idle ? END_AGE : END_IDLE;
+    return WAIT;
   }
-  if (time === undefined || take === undefined) {
-    if (end.time <= clock) return { kind: 'end', reason: end.reason };
-    return { kind: 'wait' };
-  }
-  if (time >= end.time) return { kind: 'end', reason: end.reason };
-  if (limits.maxSessionEvents > 0 && state.events >= limits.maxSessionEvents) return { kind: 'end', reason: 'events' };
+  if (time >= end) return age < idle ? END_AGE : END_IDLE;
+  if (limits.maxSessionEvents > 0 && state.events >= limits.maxSessionEvents) return END_EVENTS;
   return take;
 }
 

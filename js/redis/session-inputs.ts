@@ -1,0 +1,260 @@
+// The session rule applied to a partition's live sessions: what a handler gets when it asks for its next input (a
+// timer, the entry first in its input, or the end), and what the waiting handlers get when the log's clock moves.
+// The rule itself is session-rules.ts; what this needs of the partition's run is `InputsHost`.
+import { kSendNow } from '../core/protocol';
+import { decodeError } from '../errors';
+import { type Checkpoints, type Session, type Timer, capError } from './session';
+import { type Decision, type EndReason, type SessionLimits, decide, idleDeadline, take } from './session-rules';
+import { idTime, logOrder } from './log-ids';
+import { type HeldEntries, isEvent } from './held-entries';
+import type { OwnerWrites } from './owner-writes';
+import type { PartitionHost } from './partition-host';
+
+const noop = (): void => {};
+
+/** What the sessions' inputs use of their partition's run. */
+export interface InputsHost<I, O> {
+  readonly worker: Pick<PartitionHost<I, O>, 'codec' | 'report'>;
+  /** The caps the session rule applies. */
+  readonly limits: SessionLimits;
+  readonly entries: HeldEntries;
+  readonly writes: OwnerWrites;
+  /** The live sessions, by key. */
+  readonly sessions: ReadonlyMap<string, Session<I, O>>;
+  /** Redis' time of the latest entry read from the partition, ms (`PartitionRun.logTime`). */
+  readonly logTime: number;
+  readonly stopping: boolean;
+  readonly dropped: boolean;
+  /** The partition's part of `maxBufferedEvents` in use (`PartitionRun.buffered`). */
+  buffered: number;
+  /** Entries left the share: wakes whatever waits for room in it. */
+  freed(): void;
+  /** The log ended the session: its input ends (`PartitionRun.#finish`). */
+  finish(s: Session<I, O>): void;
+}
+
+export class SessionInputs<I, O> {
+  readonly #host: InputsHost<I, O>;
+  readonly #worker: Pick<PartitionHost<I, O>, 'codec' | 'report'>;
+  readonly #limits: SessionLimits;
+  readonly #entries: HeldEntries;
+  readonly #writes: OwnerWrites;
+
+  constructor(host: InputsHost<I, O>) {
+    this.#host = host;
+    this.#worker = host.worker;
+    this.#limits = host.limits;
+    this.#entries = host.entries;
+    this.#writes = host.writes;
+  }
+
+  /** Sends an event into the session's stream; waits while its input is full (the partition is not read meanwhile). */
+  push(s: Session<I, O>, value: unknown): Promise<void> | undefined {
+    const sent = s.stream[kSendNow](value as I);
+    if (sent === true) return undefined;
+    // A send refused because the handler finished is fine: the entry, untaken, goes to the key's next session.
+    return sent.then(noop, noop);
+  }
+
+  /**
+   * The time of the key's next entry the session has not been given: the first of its input, or (none there) a
+   * lower bound from the key's entries held, being drained, or left in the pending list; undefined: none known.
+   */
+  #nextTime(s: Session<I, O>): number | undefined {
+    if (s.given < s.sent.length) return idTime(s.sent[s.given].id);
+    let time: number | undefined;
+    // Only events are inputs: a marker or a wake-up held behind the key's events (an ended session's, or this
+    // one's) only moves the log's clock, and as the next entry it would end the session at its event cap.
+    const held = this.#entries.held.get(s.key)?.find(isEvent);
+    if (held !== undefined) time = idTime(held.id);
+    // The entry being drained, unless it already reached this session (it stays `draining` until its delivery
+    // returns, and the handler may have taken it by then: as the next entry, it would count twice).
+    const draining = this.#entries.draining;
+    const reached = s.ids.length > 0 ? s.ids[s.ids.length - 1] : undefined;
+    if (
+      draining !== null &&
+      draining.key === s.key &&
+      isEvent(draining) &&
+      (reached === undefined || logOrder(draining.id, reached) > 0)
+    )
+      time = Math.min(time ?? Infinity, idTime(draining.id));
+    // Of the entries left in the pending list, the first event (with their ids not all kept: a lower bound).
+    const spilled = this.#entries.spilled.get(s.key);
+    const first = spilled?.ids === null ? spilled.after : spilled?.ids.find((id) => !spilled.notEvents.has(id));
+    if (first !== undefined) time = Math.min(time ?? Infinity, idTime(first));
+    return time;
+  }
+
+  #decide(s: Session<I, O>): Decision {
+    return decide(s.rule, this.#nextTime(s), this.#host.logTime, this.#limits);
+  }
+
+  /**
+   * Its handler asks for its next input (`SessionHooks.next`): the rule answers with a timer's payload, the entry
+   * first in its stream (undefined: the stream gives it), or the end. Undefined with nothing in its stream: the
+   * handler waits (`waiting`), and is answered when something new is known (`wake`).
+   */
+  ask(s: Session<I, O>): { value: unknown } | 'end' | undefined {
+    if (this.#host.dropped) return undefined;
+    if (s.checkpoints?.broken === true) {
+      // Failed at a checkpoint call its handler caught: its input ended there (what it has not taken moves on).
+      if (!s.ended) this.#host.finish(s);
+      return 'end';
+    }
+    if (s.failed || s.ended) return undefined;
+    s.waiting = false;
+    const d = this.#decide(s);
+    if (d.kind === 'timer') return this.#giveTimer(s, d.timer);
+    if (d.kind === 'end') {
+      this.#end(s, d.reason);
+      return 'end';
+    }
+    // (An entry known only held, or left in the pending list: the handler waits for its delivery.)
+    return d.kind === 'entry' && s.sent.length > 0 ? this.#giveEntry(s) : undefined;
+  }
+
+  /**
+   * The session's handler waits for input (or its stream has no hooks: its entries are decided as they come):
+   * applies the rule again with what is known now, and gives the handler what it answers. Entries delivered
+   * meanwhile then go into its stream behind it. A promise: a send waits for room in its input.
+   */
+  wake(s: Session<I, O>): Promise<void> | undefined {
+    const attached = s.checkpoints?.attached === true;
+    while (s.waiting && !s.ended && !s.failed && !this.#host.dropped) {
+      const d = this.#decide(s);
+      if (d.kind === 'wait') break;
+      if (d.kind === 'end') {
+        this.#end(s, d.reason);
+        return undefined;
+      }
+      if (d.kind === 'timer') {
+        const given = this.#giveTimer(s, d.timer);
+        if (given === 'end') return undefined;
+        s.waiting = false;
+        void s.stream[kSendNow](given.value as I);
+        break;
+      }
+      if (s.given >= s.sent.length) break;
+      // (Given while its handler waits: outside its stream.)
+      const given = this.#giveEntry(s);
+      if (given === 'end') return undefined;
+      // (Its stream has it already: it is answered there.)
+      if (given === undefined) break;
+      const pushed = this.push(s, given.value);
+      if (attached) {
+        s.waiting = false;
+        break;
+      }
+      if (pushed !== undefined) return pushed.then(() => this.wake(s));
+    }
+    if (!attached || s.waiting || s.ended) return undefined;
+    // Running again: entries delivered while it waited go into its stream, in order, up to one that cannot be decoded.
+    while (s.outside.length > 0 && !s.ended) {
+      const pushed = this.push(s, (s.outside.shift() as { value: unknown }).value);
+      if (pushed !== undefined) return pushed.then(() => this.wake(s));
+    }
+    return undefined;
+  }
+
+  /** Gives the session its first timer (taken by the rule): its payload, or `'end'` if its codec cannot decode it. */
+  #giveTimer(s: Session<I, O>, timer: Timer): { value: unknown } | 'end' {
+    take(s.rule, timer.time, timer);
+    (s.checkpoints as Checkpoints).lastInput = `t${timer.id}`;
+    this.#writes.clearTimer(s, timer.id);
+    s.wokenBefore.delete(timer.id);
+    try {
+      return { value: this.#worker.codec.decode(typeof timer.payload === 'string' ? Buffer.from(timer.payload) : timer.payload) };
+    } catch (error) {
+      s.stop = {
+        error: decodeError(`The codec could not decode timer ${timer.id} of session ${JSON.stringify(s.sid)}`, error),
+        kind: 'decode',
+      };
+      this.#host.finish(s);
+      return 'end';
+    }
+  }
+
+  /**
+   * Gives the session the next entry of its input (taken by the rule): its value if it is outside its stream
+   * (delivered while its handler waited), undefined if in it, `'end'` if its codec could not decode it (the
+   * session keeps it: its input ends there, with the decoding error).
+   */
+  #giveEntry(s: Session<I, O>): { value: unknown } | 'end' | undefined {
+    const entry = s.sent[s.given];
+    take(s.rule, idTime(entry.id));
+    // With hooks, given is taken (without, its handler takes it later: `PartitionRun.#ended` reads what it took).
+    if (s.checkpoints?.attached === true) s.checkpoints.lastInput = entry.id;
+    if (entry === s.poison) {
+      // The session keeps it (acked with its entries): out of its input.
+      s.sent.splice(s.given, 1);
+      this.#host.buffered--;
+      s.stop = { error: s.poisonError as Error, kind: 'decode' };
+      this.#host.finish(s);
+      return 'end';
+    }
+    const outside = s.outside.length > 0 && s.outside[0].entry === entry ? s.outside.shift() : undefined;
+    if (s.checkpoints?.attached === true) {
+      // Taken now: out of the share.
+      s.sent.shift();
+      s.sentBase++;
+      s.checkpoints.entries++;
+      this.#host.buffered--;
+      this.#host.freed();
+    } else s.given++;
+    return outside === undefined ? undefined : { value: outside.value };
+  }
+
+  /** The rule ended the session: a cap's error is its last output once its handler reads to the end. */
+  #end(s: Session<I, O>, reason: EndReason): void {
+    s.endedBy = reason;
+    if (reason !== 'idle') s.stop = { error: capError(s.sid, s.start, reason, this.#limits), kind: 'cap' };
+    this.#host.finish(s);
+  }
+
+  /**
+   * Applies the rule again to the sessions whose handlers wait for input (the log's clock moved), and sets the
+   * partition's tick for the earliest idle end among those still waiting (`OwnerWrites.tickFor`). A session whose key has
+   * entries held, or left in the pending list, waits for their delivery (started here, unless the caller is
+   * that delivery).
+   */
+  redecide(caller?: 'drain' | 'reread'): void {
+    if (this.#host.stopping || this.#host.dropped) return;
+    let next = Infinity;
+    let drain = false;
+    let reread = false;
+    for (const s of [...this.#host.sessions.values()]) {
+      if (!s.waiting || s.ended) continue;
+      // No input of its key known beyond what it took, and the rule still waits: waking it would decide the same
+      // (most waiting sessions at each read of a backlog). One decision, not `wake`'s and the one below.
+      if (
+        !s.failed &&
+        this.#nextTime(s) === undefined &&
+        decide(s.rule, undefined, this.#host.logTime, this.#limits).kind === 'wait'
+      ) {
+        next = Math.min(next, this.tickTime(s));
+        continue;
+      }
+      const woke = this.wake(s);
+      if (woke !== undefined) woke.catch((error: unknown) => this.#worker.report(error));
+      if (!s.waiting || s.ended) continue;
+      next = Math.min(next, this.tickTime(s));
+      // Held back only by entries of its key not delivered yet (held, or in the pending list): they go first.
+      if (s.given < s.sent.length || decide(s.rule, undefined, this.#host.logTime, this.#limits).kind === 'wait') continue;
+      if (this.#entries.held.has(s.key)) drain = true;
+      else if (this.#entries.spilled.has(s.key)) reread = true;
+    }
+    this.#writes.tickFor(next);
+    if (drain && caller !== 'drain') this.#entries.drainHeld().catch((error: unknown) => this.#worker.report(error));
+    if (reread && caller !== 'reread') this.#entries.reread().catch((error: unknown) => this.#worker.report(error));
+  }
+
+  /**
+   * When a tick should move the log's clock for a waiting session: its idle end (its age end has its marker, its
+   * timers their wake-ups), or a timer whose wake-up an earlier owner wrote (not written again).
+   */
+  tickTime(s: Session<I, O>): number {
+    let time = idleDeadline(s.rule, this.#limits);
+    for (const timer of s.rule.timers) if (s.wokenBefore.has(timer.id)) time = Math.min(time, timer.time);
+    return time;
+  }
+}
