@@ -1187,8 +1187,10 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   #returned(): void {
     this[kReport](false);
     this.#commitStage();
-    this.#native.handlerReturned(this.#inPending && !this.#inEnded);
-    // Nothing was left for readers: the core's outputs are closed and drained for good.
+    // Nothing left for readers: the core's outputs are closed and drained for
+    // good, and the stream is done unless a read still holds a lent batch. A
+    // done stream retires in the same call (see `NativeStream.retire`).
+    this.#native.handlerReturned(this.#inPending && !this.#inEnded, !this.#outPending);
     if (!this.#outPending) this.#outEnded = true;
     this.#afterHandler(() => new StreamClosedError(`${this.#describe()} has finished: its handler returned`));
   }
@@ -1455,6 +1457,11 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       n = this.#native.takeOutput(this.#capacity, this.#outBuf, 0);
     }
     this.#outPending = n !== Take.Empty;
+    if (n === Take.Ended) {
+      this.#outEnded = true;
+      // The last output of a handler that returned has been read: the stream is done, and retires.
+      if (this.#handlerDone && this.#failure === undefined && this.#cancel === undefined) this.#native.retire();
+    }
     if (this.#resumeHandler !== null && this.#native.admitted() > 0) {
       const resume = this.#resumeHandler;
       this.#resumeHandler = null;
