@@ -346,10 +346,11 @@ export interface StreamOps {
   /** The stream's process-unique key (its id and idle key). */
   key: (h: number) => number
   /**
-   * The handler returned. With `retire`, a stream that is now done (every
-   * output read) is freed as `retire` frees it: true then.
+   * The handler returned, after `inputs` and `outputs` handoffs not
+   * reported yet (as `handedOver`). With `retire`, a stream that is now
+   * done (every output read) is freed as `retire` frees it: true then.
    */
-  handlerReturned: (h: number, retire: boolean) => boolean
+  handlerReturned: (h: number, retire: boolean, inputs: number, outputs: number) => boolean
   /**
    * Frees a done stream (not a task stage's) after writing its key and
    * final metrics to `scratch.f64[0..8]` (key, eventsIn, eventsOut,

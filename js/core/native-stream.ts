@@ -336,11 +336,12 @@ export class NativeStream {
    * `inputHeld`: the input lane may hold events, which this drops (a value
    * table entry is freed only then; nothing else is dropped). `retire`:
    * nothing is left for readers, so the stream may be done now; it is
-   * retired then, in the same call.
+   * retired then, in the same call. `inputs`, `outputs`: handoffs not
+   * reported yet (as `handedOver`).
    */
-  handlerReturned(inputHeld: boolean, retire: boolean): void {
+  handlerReturned(inputHeld: boolean, retire: boolean, inputs: number, outputs: number): void {
     if (this.#last !== null) return;
-    if (ops.handlerReturned(this.#h, retire)) this.#retired();
+    if (ops.handlerReturned(this.#h, retire, inputs, outputs)) this.#retired();
     if (inputHeld) reap();
   }
 

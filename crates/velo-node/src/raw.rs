@@ -347,11 +347,19 @@ fn key<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
     cx.double(key as f64)
 }
 
-fn handler_returned<'s>(cx: Scope<'s>, [h, retire]: [Value<'s>; 2]) -> Result<Value<'s>> {
+fn handler_returned<'s>(
+    cx: Scope<'s>,
+    [h, retire, inputs, outputs]: [Value<'s>; 4],
+) -> Result<Value<'s>> {
     let now = clock::now_us();
     let handle = cx.number(h)?;
     let retire = cx.flag(retire)?;
+    let (inputs, outputs) = (cx.index(inputs)?, cx.index(outputs)?);
     let done = streams::with(handle, |stream| {
+        if inputs > 0 || outputs > 0 {
+            // (The idle clock stops with the handler: the handoffs' time is now.)
+            stream.core.handed_over(inputs.into(), outputs.into(), now);
+        }
         stream.core.handler_returned(now);
         retire && stream.core.phase() == Phase::Done
     })?;
@@ -560,9 +568,10 @@ stream_ops! {
     "phase": "(h: number) => PhaseCode" => phase,
     #[doc = " The stream's process-unique key (its id and idle key)."]
     "key": "(h: number) => number" => key,
-    #[doc = " The handler returned. With `retire`, a stream that is now done (every"]
-    #[doc = " output read) is freed as `retire` frees it: true then."]
-    "handlerReturned": "(h: number, retire: boolean) => boolean" => handler_returned,
+    #[doc = " The handler returned, after `inputs` and `outputs` handoffs not"]
+    #[doc = " reported yet (as `handedOver`). With `retire`, a stream that is now"]
+    #[doc = " done (every output read) is freed as `retire` frees it: true then."]
+    "handlerReturned": "(h: number, retire: boolean, inputs: number, outputs: number) => boolean" => handler_returned,
     #[doc = " Frees a done stream (not a task stage's) after writing its key and"]
     #[doc = " final metrics to `scratch.f64[0..8]` (key, eventsIn, eventsOut,"]
     #[doc = " backpressureWaits, openedAt, durationMs, queueWaitP50Us,"]
