@@ -22,6 +22,7 @@ import {
   PushStatus as Push,
   TakeStatus as Take,
   freeValues,
+  onNextTurn,
   ops,
   scratch,
   scratchU32,
@@ -167,7 +168,7 @@ const kRegister = Symbol('velo.register');
 function registerLater(stream: NativeStream): void {
   // (A run that never yields to the event loop would pile up streams here: past 256, they are looked at now.)
   if (toRegister.length >= 256) registerOpened();
-  if (toRegister.push(stream) === 1) setImmediate(registerOpened);
+  if (toRegister.push(stream) === 1) onNextTurn(registerOpened);
 }
 
 function registerOpened(): void {

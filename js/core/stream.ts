@@ -14,7 +14,7 @@
 import { setMaxListeners } from 'node:events';
 import { StreamClosedError, describe, invalidReturn, invalidType } from '../errors';
 import type { EventSource, StreamContext, StreamHandler, StreamMetrics, StreamState } from '../types';
-import { type LateIdleTarget, holdAlive, holdIdle, releaseAlive, unwatchIdle, watchIdleLater } from './addon';
+import { type LateIdleTarget, holdAlive, holdIdle, onNextTurn, releaseAlive, unwatchIdle, watchIdleLater } from './addon';
 import type { AliveGroup } from './alive-group';
 import { StreamBase, watchAbort } from './drive';
 import { Fifo } from './fifo';
@@ -129,7 +129,7 @@ function reportLater(stream: HandlerStream<unknown, unknown>): void {
   unreported.push(stream);
   if (reportScheduled) return;
   reportScheduled = true;
-  setImmediate(reportOnTurn);
+  onNextTurn(reportOnTurn);
 }
 
 function reportOnTurn(): void {
@@ -243,7 +243,7 @@ const RECHECK_AT_MOST = 256;
 
 function recheckLater(stream: HandlerStream<unknown, unknown>): void {
   if (toRecheck.length >= RECHECK_AT_MOST) recheckOnTurn();
-  if (toRecheck.push(stream) === 1) setImmediate(recheckOnTurn);
+  if (toRecheck.push(stream) === 1) onNextTurn(recheckOnTurn);
 }
 
 function recheckOnTurn(): void {
@@ -257,7 +257,7 @@ let toWake: HandlerStream<unknown, unknown>[] = [];
 const kWake = Symbol('velo.wake');
 
 function wakeLater(stream: HandlerStream<unknown, unknown>): void {
-  if (toWake.push(stream) === 1) setImmediate(wakeOnTurn);
+  if (toWake.push(stream) === 1) onNextTurn(wakeOnTurn);
 }
 
 function wakeOnTurn(): void {
