@@ -76,3 +76,100 @@ test('the value table holds nothing once streams have ended, whatever the ending
   assert.equal(fn.stats().open, 0);
   assert.equal(tableSize(), before, 'every table entry was freed');
 });
+
+test('a stream done within the turn that opened it frees its native state at once, and reads the same after', async () => {
+  const { nativeStreams } = await import('#testing');
+  // (Streams of the tests before, abandoned, are collected first.)
+  await collectGarbage();
+  const before = nativeStreams();
+  const fn = streamFn(async function* (events) {
+    for await (const e of events) if (e !== 2) yield e * 2;
+  });
+  const s = fn.open();
+  await s.send(1);
+  await s.send(2);
+  await s.send(3);
+  s.end();
+  const out = [];
+  for await (const x of s) out.push(x);
+  assert.deepEqual(out, [2, 6]);
+  assert.equal(nativeStreams(), before, 'freed without a collection');
+  assert.equal(s.state, 'done');
+  const m = s.metrics;
+  assert.deepEqual(
+    { ...m, openedAt: 0, durationMs: 0, queueWaitP50Us: 0, queueWaitP99Us: 0 },
+    {
+      eventsIn: 3,
+      eventsOut: 2,
+      bufferedIn: 0,
+      bufferedOut: 0,
+      backpressureWaits: 0,
+      openedAt: 0,
+      durationMs: 0,
+      queueWaitP50Us: 0,
+      queueWaitP99Us: 0,
+    },
+  );
+  assert.ok(m.openedAt > Date.now() - 60_000 && m.openedAt <= Date.now(), `openedAt ${m.openedAt}`);
+  assert.ok(m.durationMs >= 0 && m.queueWaitP99Us >= m.queueWaitP50Us);
+  await settle(2);
+  assert.deepEqual(s.metrics, m, 'a done stream keeps its final metrics');
+  assert.equal(s.id, `s${s.id.slice(1)}`);
+  assert.equal(s.end(), undefined);
+  await assert.rejects(s.send(3), { code: 'ERR_VELO_STREAM_CLOSED' });
+  await s.cancel();
+  assert.equal(s.state, 'done');
+  assert.deepEqual(fn.stats(), { open: 0, opened: 1, completed: 1, failed: 0, cancelled: 0, rejected: 0 });
+});
+
+test('a stream done on a later turn is freed at once too, and its finalizer then finds nothing left', async () => {
+  const { nativeStreams } = await import('#testing');
+  // (Streams of the tests before, abandoned, are collected first.)
+  await collectGarbage();
+  const before = nativeStreams();
+  const fn = streamFn(async function* (events) {
+    for await (const e of events) yield e;
+  });
+  let finalized = 0;
+  const registry = new FinalizationRegistry(() => finalized++);
+  await (async () => {
+    const s = fn.open();
+    registry.register(s, 0);
+    // Past the turn that opened it: its finalizer is registered.
+    await settle(2);
+    await s.send(1);
+    s.end();
+    for await (const _ of s);
+    assert.equal(nativeStreams(), before);
+    assert.equal(s.metrics.eventsOut, 1);
+  })();
+  for (let i = 0; i < 50 && finalized === 0; i++) await collectGarbage();
+  assert.equal(finalized, 1, 'the stream was collected');
+  assert.equal(nativeStreams(), before);
+});
+
+test('streams that end otherwise (failed, cancelled, abandoned) are freed by their finalizer once collected', async () => {
+  const { nativeStreams } = await import('#testing');
+  // (Streams of the tests before, abandoned, are collected first.)
+  await collectGarbage();
+  const before = nativeStreams();
+  const fn = streamFn(
+    async function* (events) {
+      for await (const e of events) {
+        if (e === 'fail') throw new Error('x');
+        yield e;
+      }
+    },
+    { idleTimeout: 0 },
+  );
+  await (async () => {
+    await assert.rejects(fn.run([1, 'fail']));
+    const s = fn.open();
+    await s.send(1);
+    await s.cancel();
+    void fn.open().send(2);
+  })();
+  assert.equal(nativeStreams(), before + 3);
+  await collectGarbage();
+  assert.equal(nativeStreams(), before);
+});

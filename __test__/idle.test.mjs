@@ -135,7 +135,7 @@ test('a handed-over send after synchronous work in the same run restarts the idl
   for (let attempt = 1; ; attempt++) {
     const fn = streamFn(echo, { idleTimeout: timeout });
     const s = fn.open();
-    await s.send('first'); // the first handoff goes through the core
+    await s.send('first'); // handed over, counted in JavaScript
     assert.equal(await s.recv(), 'first');
     await new Promise((r) => setTimeout(r, 10)); // a run of its own from here
     await s.send('early'); // handed over and counted in JavaScript

@@ -12,8 +12,9 @@
 // `idleTimeout` (0: no idle clock) instead of the default, to measure what
 // the idle clock costs.
 //
-// `SCALE=<k>` multiplies the item counts of `pipe`, `pipeBaselineC`, `task`
-// and `batch` by k: the slope between two scales is the cost per item with
+// `SCALE=<k>` multiplies the item counts of `pipe`, `pipeBaselineC`, `task`,
+// `batch`, `live`, `feed` and the stream counts of `open`, `openBaselineA` and
+// `openBaselineD` by k: the slope between two scales is the cost per item with
 // the start-up, the compiler's work and the noise of one run taken out.
 const [workload = 'run', from = '..'] = process.argv.slice(2);
 const lib = require(from === '..' ? require('node:path').join(__dirname, '..') : from);
@@ -50,7 +51,7 @@ const workloads = {
       for await (const e of events) yield e + 1;
     });
     const s = fn.open();
-    for (let i = 0; i < 100_000; i++) {
+    for (let i = 0; i < 100_000 * scale; i++) {
       await s.send(i);
       if ((await s.recv()) !== i + 1) throw new Error('wrong output');
     }
@@ -77,7 +78,7 @@ const workloads = {
     const fn = streamFn(async function* (events) {
       for await (const e of events) yield e;
     });
-    for (let i = 0; i < 30_000; i++) {
+    for (let i = 0; i < 30_000 * scale; i++) {
       const s = fn.open();
       await s.send(i);
       s.end();
@@ -95,7 +96,7 @@ const workloads = {
     const handler = async function* (events) {
       for await (const e of events) yield e;
     };
-    for (let i = 0; i < 30_000; i++) {
+    for (let i = 0; i < 30_000 * scale; i++) {
       const { queue, outputs } = openQueued(handler);
       await queue.send(i);
       queue.end();
@@ -107,7 +108,7 @@ const workloads = {
     const handler = async function* (events) {
       for await (const e of events) yield e;
     };
-    for (let i = 0; i < 30_000; i++) {
+    for (let i = 0; i < 30_000 * scale; i++) {
       const { queue, outputs } = openBuffered(handler);
       await queue.send(i);
       queue.end();
@@ -154,11 +155,11 @@ const workloads = {
       for await (const e of events) yield e * 2;
     });
     async function* source() {
-      for (let i = 0; i < 100_000; i++) yield i;
+      for (let i = 0; i < 100_000 * scale; i++) yield i;
     }
     let n = 0;
     for await (const _ of fn.open().feed(source())) n++;
-    if (n !== 100_000) throw new Error('lost outputs');
+    if (n !== 100_000 * scale) throw new Error('lost outputs');
   },
   // Like S10: run() over 100,000 numbers (3 times) through task(async x => x + 1), 16 in flight.
   task: async () => {

@@ -5,6 +5,8 @@ export { tableSize } from './core/native-stream';
 export { idleWatched } from './core/addon';
 
 import { addon } from './core/addon';
+/** Streams holding native state on this thread (not yet retired nor freed by their finalizer). */
+export const nativeStreams: () => number = addon.__nativeStreamsForTest;
 /** A panic inside a native call (it must surface as a JS error, not a crash). */
 export const panicForTest: () => void = addon.__panicForTest;
 

@@ -52,6 +52,12 @@ export declare class NativeFunction {
 }
 
 /**
+ * For tests: how many streams hold native state on this thread (not yet
+ * retired nor freed by their finalizer).
+ */
+export declare function __nativeStreamsForTest(): number
+
+/**
  * Test hook: panics inside a native call, to prove a panic becomes a JS
  * error rather than a crash.
  */
@@ -339,8 +345,19 @@ export interface StreamOps {
   phase: (h: number) => PhaseCode
   /** The stream's process-unique key (its id and idle key). */
   key: (h: number) => number
-  /** The handler returned; returns how many waiting sends were dropped. */
-  handlerReturned: (h: number) => number
+  /**
+   * The handler returned, after `inputs` and `outputs` handoffs not
+   * reported yet (as `handedOver`). With `retire`, a stream that is now
+   * done (every output read) is freed as `retire` frees it: true then.
+   */
+  handlerReturned: (h: number, retire: boolean, inputs: number, outputs: number) => boolean
+  /**
+   * Frees a done stream (not a task stage's) after writing its key and
+   * final metrics to `scratch.f64[0..8]` (key, eventsIn, eventsOut,
+   * backpressureWaits, openedAt, durationMs, queueWaitP50Us,
+   * queueWaitP99Us): true; false, and nothing done, for any other stream.
+   */
+  retire: (h: number) => boolean
   /** The handler threw; returns how many waiting sends were dropped. */
   handlerFailed: (h: number) => number
   /**
@@ -368,8 +385,11 @@ export interface StreamOps {
    * `NativeFunction.open` without a tally): its handle, or -1 at the limit.
    */
   openStream: (fn: number, buffer: number, idleMs: number) => number
-  /** Drops the stream's native state (stale handles are ignored). */
-  free: (h: number) => void
+  /**
+   * Drops the stream's native state: its key, or -1 for a stale handle (a
+   * stream retired already), which is ignored.
+   */
+  free: (h: number) => number
   /**
    * Task stages (`task.rs`): starts up to `max` calls, their slots in
    * `scratch.u32[0..n]`; returns `n`.

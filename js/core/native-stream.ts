@@ -18,9 +18,11 @@
 // directly and the core keeps nothing).
 import {
   PHASES,
+  PhaseCode,
   PushStatus as Push,
   TakeStatus as Take,
   freeValues,
+  onNextTurn,
   ops,
   scratch,
   scratchU32,
@@ -137,13 +139,55 @@ function pushRuns(
  * Frees what a garbage-collected stream held: its idle watch (a weak one,
  * left while its clock was paused: the core never reports a disarmed
  * deadline, so nothing else would remove it), its native state, and the
- * value-table entries the core dropped with it.
+ * value-table entries the core dropped with it. A stream retired before it
+ * was collected has nothing left to free (`free` answers -1).
  */
 const reclaim = new FinalizationRegistry<number>((handle) => {
-  unwatchIdle(ops.key(handle));
-  ops.free(handle);
+  const key = ops.free(handle);
+  if (key >= 0) unwatchIdle(key);
   reap();
 });
+
+// ----- finalizers registered a turn later -----
+//
+// A registered finalizer is the dearest part of opening a stream: V8 keeps
+// the registered object through young-generation collections and clears it
+// only in a full mark-compact, so every registered stream adds to the old
+// generation and to the marking work (callgrind, `bench/instructions.cjs
+// open`: about 7,600 instructions per stream of 24,700). Most streams end
+// within the turn that opened them, and a stream that is done (its handler
+// returned and every output was read) is freed at once (`retire`): it needs
+// no finalizer. So a stream is registered on the turn after its open, only if
+// it has not retired by then. Until then it is held here (an abandoned
+// stream is collectable a turn later, as with its idle watch).
+
+/** Streams opened since the last turn, registered then unless retired. */
+let toRegister: NativeStream[] = [];
+const kRegister = Symbol('velo.register');
+
+function registerLater(stream: NativeStream): void {
+  // (A run that never yields to the event loop would pile up streams here: past 256, they are looked at now.)
+  if (toRegister.length >= 256) registerOpened();
+  if (toRegister.push(stream) === 1) onNextTurn(registerOpened);
+}
+
+function registerOpened(): void {
+  const streams = toRegister;
+  toRegister = [];
+  for (let i = 0; i < streams.length; i++) streams[i][kRegister]();
+}
+
+/** Where a retired stream's last state is in the scratch buffer (`retire` in crates/velo-node/src/raw.rs). */
+const enum Last {
+  Key,
+  EventsIn,
+  EventsOut,
+  BackpressureWaits,
+  OpenedAt,
+  DurationMs,
+  QueueWaitP50Us,
+  QueueWaitP99Us,
+}
 
 /**
  * One stream's native core, seen from JavaScript. Every method is one native
@@ -154,11 +198,33 @@ const reclaim = new FinalizationRegistry<number>((handle) => {
 export class NativeStream {
   readonly #h: number;
   #key = -1;
+  /**
+   * Once retired (done, its native state freed): its final metrics, in
+   * `Last` order. Every call then answers as the core would answer for a
+   * done stream, with no native call.
+   */
+  #last: number[] | null = null;
 
   /** Wraps a handle from `NativeFunction.open`. */
   constructor(handle: number) {
     this.#h = handle;
-    reclaim.register(this, handle);
+    registerLater(this);
+  }
+
+  /** The turn after its open: a finalizer frees its native state, unless it was retired already. */
+  [kRegister](): void {
+    if (this.#last === null) reclaim.register(this, this.#h);
+  }
+
+  /** The stream is done: its native state is freed now (its final metrics kept here). */
+  retire(): void {
+    if (this.#last === null && ops.retire(this.#h)) this.#retired();
+  }
+
+  #retired(): void {
+    // (One literal of the known length: a loop of pushes regrows the array twice.)
+    this.#last = [scratch[0], scratch[1], scratch[2], scratch[3], scratch[4], scratch[5], scratch[6], scratch[7]];
+    this.#key = scratch[Last.Key];
   }
 
   /** The stream's process-unique key (its id, and its idle deadline's key). */
@@ -169,24 +235,25 @@ export class NativeStream {
 
   /** The lifecycle state, as the core decided it. */
   get state(): StreamState {
-    return PHASES[ops.phase(this.#h)];
+    return PHASES[this.#last === null ? ops.phase(this.#h) : PhaseCode.Done];
   }
 
   /** Open or ending: not done, failed nor cancelled. */
   get live(): boolean {
-    return ops.phase(this.#h) < 2;
+    return this.#last === null && ops.phase(this.#h) < 2;
   }
 
   // ----- input: sender -> handler -----
 
   /** Sends one event. `handlerWaiting`: the handler waits for input right now (the core may hand the event over). */
   send(event: unknown, handlerWaiting: boolean): Push {
+    if (this.#last !== null) return Push.Closed;
     return pushOne(this.#h, event, handlerWaiting, ops.sendNumber, ops.sendValue);
   }
 
   /** Free input room for `sendSlice` (0 when full, closed, or when sends wait: they go first). */
   room(): number {
-    return ops.room(this.#h);
+    return this.#last === null ? ops.room(this.#h) : 0;
   }
 
   /** Sends `events[start..start+n]`, which must fit in `room()` and `MAX_BATCH`. */
@@ -196,55 +263,58 @@ export class NativeStream {
 
   /** Ends the input; true the first time. */
   end(): boolean {
-    return ops.end(this.#h);
+    return this.#last === null && ops.end(this.#h);
   }
 
   /** Lends the handler the next run of events (at most `max`), written to `into[0..]`: its length, or a `Take`. */
   takeInput(max: number, into: unknown[]): number {
+    if (this.#last !== null) return Take.Ended;
     return unpack(ops.takeInput(this.#h, max), into, 0);
   }
 
   /** The handler took the next `early` events of its lent batch in the run that lent them, then `late` more by now. */
   inputTaken(early: number, late: number): void {
-    ops.inputTaken(this.#h, early, late);
+    if (this.#last === null) ops.inputTaken(this.#h, early, late);
   }
 
   /** Counts events and outputs handed over in JS, each where a push would have answered `Push.Handoff`; the last input `agoUs` ago. */
   handedOver(inputs: number, outputs: number, agoUs: number): void {
-    ops.handedOver(this.#h, inputs, outputs, agoUs);
+    if (this.#last === null) ops.handedOver(this.#h, inputs, outputs, agoUs);
   }
 
   /** The reader consumed `n` outputs of the batch it took: how many waiting outputs that admitted (see StreamCore::output_consumed). */
   outputConsumed(n: number): number {
-    return ops.outputConsumed(this.#h, n);
+    return this.#last === null ? ops.outputConsumed(this.#h, n) : 0;
   }
 
   /** Waiting senders (or the paused handler, for outputs) the last take admitted. */
   admitted(): number {
-    return ops.admitted(this.#h);
+    return this.#last === null ? ops.admitted(this.#h) : 0;
   }
 
   /** The handler left its input loop: the input is cleared and closed. */
   releaseInput(): void {
+    if (this.#last !== null) return;
     ops.releaseInput(this.#h);
     reap();
   }
 
   /** The idle deadline passed: true if the stream really was idle and its input just ended. */
   idleFire(): boolean {
-    return ops.idleFire(this.#h);
+    return this.#last === null && ops.idleFire(this.#h);
   }
 
   // ----- output: handler -> reader -----
 
   /** Yields one output. `readerWaiting`: a one-at-a-time reader waits right now (the core may hand the output over). */
   yieldOutput(output: unknown, readerWaiting: boolean): Push {
+    if (this.#last !== null) return Push.Closed;
     return pushOne(this.#h, output, readerWaiting, ops.yieldNumber, ops.yieldValue);
   }
 
   /** Free output room for `yieldSlice`. */
   outputRoom(): number {
-    return ops.outputRoom(this.#h);
+    return this.#last === null ? ops.outputRoom(this.#h) : 0;
   }
 
   /** Yields `outputs[0..n]`, which must fit in the room `outputRoom()` granted (in slices of MAX_BATCH). */
@@ -256,6 +326,7 @@ export class NativeStream {
 
   /** Lends a reader the next run of outputs, as `takeInput`, written to `into[at..]`. */
   takeOutput(max: number, into: unknown[], at: number): number {
+    if (this.#last !== null) return Take.Ended;
     return unpack(ops.takeOutput(this.#h, max), into, at);
   }
 
@@ -264,21 +335,27 @@ export class NativeStream {
   /**
    * The handler returned: the stream ends once its outputs are read.
    * `inputHeld`: the input lane may hold events, which this drops (a value
-   * table entry is freed only then; nothing else is dropped).
+   * table entry is freed only then; nothing else is dropped). `retire`:
+   * nothing is left for readers, so the stream may be done now; it is
+   * retired then, in the same call. `inputs`, `outputs`: handoffs not
+   * reported yet (as `handedOver`).
    */
-  handlerReturned(inputHeld: boolean): void {
-    ops.handlerReturned(this.#h);
+  handlerReturned(inputHeld: boolean, retire: boolean, inputs: number, outputs: number): void {
+    if (this.#last !== null) return;
+    if (ops.handlerReturned(this.#h, retire, inputs, outputs)) this.#retired();
     if (inputHeld) reap();
   }
 
   /** The handler threw: the stream has failed (outputs yielded before stay readable). */
   handlerFailed(): void {
+    if (this.#last !== null) return;
     ops.handlerFailed(this.#h);
     reap();
   }
 
   /** Cancels: everything buffered is dropped. False if the stream had already ended. */
   cancel(): boolean {
+    if (this.#last !== null) return false;
     const cancelled = ops.cancel(this.#h) >= 0;
     if (cancelled) reap();
     return cancelled;
@@ -338,6 +415,18 @@ export class NativeStream {
 
   /** A snapshot of the counters; `inLent`/`outLent`: values lent to JS and not consumed yet (still buffered). */
   metrics(inLent: number, outLent: number): StreamMetrics {
-    return ops.metrics(this.#h, inLent, outLent);
+    const last = this.#last;
+    if (last === null) return ops.metrics(this.#h, inLent, outLent);
+    return {
+      eventsIn: last[Last.EventsIn],
+      eventsOut: last[Last.EventsOut],
+      bufferedIn: 0,
+      bufferedOut: 0,
+      backpressureWaits: last[Last.BackpressureWaits],
+      openedAt: last[Last.OpenedAt],
+      durationMs: last[Last.DurationMs],
+      queueWaitP50Us: last[Last.QueueWaitP50Us],
+      queueWaitP99Us: last[Last.QueueWaitP99Us],
+    };
   }
 }

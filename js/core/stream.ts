@@ -14,7 +14,7 @@
 import { setMaxListeners } from 'node:events';
 import { StreamClosedError, describe, invalidReturn, invalidType } from '../errors';
 import type { EventSource, StreamContext, StreamHandler, StreamMetrics, StreamState } from '../types';
-import { type LateIdleTarget, holdAlive, holdIdle, releaseAlive, unwatchIdle, watchIdleLater } from './addon';
+import { type LateIdleTarget, holdAlive, holdIdle, onNextTurn, releaseAlive, unwatchIdle, watchIdleLater } from './addon';
 import type { AliveGroup } from './alive-group';
 import { StreamBase, watchAbort } from './drive';
 import { Fifo } from './fifo';
@@ -113,9 +113,8 @@ const NOT_YET = Symbol('velo.notYet');
 // to be counted, so the stream counts such handoffs itself and reports them
 // in one call (`NativeStream.handedOver`) before anything reads the counts
 // (its metrics, its function's stats, its ending) and at the latest on the
-// next turn of the event loop. A live event then costs no native call. (The
-// first handoff each way still goes through the core: a stream that lives for
-// one event, as most short streams do, would gain nothing by a report.) When
+// next turn of the event loop. A live event then costs no native call, and a
+// short stream's handoffs ride on the native call of its handler's return. When
 // the stream has an idle clock, the time of its last handed event goes with
 // the report (and a report comes first when its idle deadline is looked at),
 // so that the clock restarts as a send would have restarted it (see
@@ -130,7 +129,7 @@ function reportLater(stream: HandlerStream<unknown, unknown>): void {
   unreported.push(stream);
   if (reportScheduled) return;
   reportScheduled = true;
-  setImmediate(reportOnTurn);
+  onNextTurn(reportOnTurn);
 }
 
 function reportOnTurn(): void {
@@ -244,7 +243,7 @@ const RECHECK_AT_MOST = 256;
 
 function recheckLater(stream: HandlerStream<unknown, unknown>): void {
   if (toRecheck.length >= RECHECK_AT_MOST) recheckOnTurn();
-  if (toRecheck.push(stream) === 1) setImmediate(recheckOnTurn);
+  if (toRecheck.push(stream) === 1) onNextTurn(recheckOnTurn);
 }
 
 function recheckOnTurn(): void {
@@ -258,7 +257,7 @@ let toWake: HandlerStream<unknown, unknown>[] = [];
 const kWake = Symbol('velo.wake');
 
 function wakeLater(stream: HandlerStream<unknown, unknown>): void {
-  if (toWake.push(stream) === 1) setImmediate(wakeOnTurn);
+  if (toWake.push(stream) === 1) onNextTurn(wakeOnTurn);
 }
 
 function wakeOnTurn(): void {
@@ -428,9 +427,6 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   // Handoffs not yet counted by the core (see `reportHandoffs`).
   #inHanded = 0;
   #outHanded = 0;
-  /** An event (an output) was handed over before: the next ones are counted here. */
-  #countingIn = false;
-  #countingOut = false;
   /** `performance.now()` when the run of the last event handed over ended (see `stampLater`), if the idle clock runs. */
   #lastHandedAt = 0;
   /**
@@ -604,6 +600,18 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
 
   /** Reports the handoffs counted so far; `unlisted`: the stream was just taken off `unreported`. */
   [kReport](unlisted: boolean): void {
+    const agoUs = this.#handoffsDue(unlisted);
+    if (agoUs < 0) return;
+    this.#native.handedOver(this.#inHanded, this.#outHanded, agoUs);
+    this.#inHanded = this.#outHanded = 0;
+  }
+
+  /**
+   * Readies the report of the handoffs counted so far (the caller makes it
+   * and zeroes the counts): how long ago the last event was handed over, in
+   * µs, or -1 when there is nothing to report.
+   */
+  #handoffsDue(unlisted: boolean): number {
     // (Before an ending gives the lent batch back, and before totals are read.)
     if (this.#lentFlags >= LENT_LATE) this.#tellLent();
     if (unlisted) this.#handoffsListed = false;
@@ -613,13 +621,12 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       unreported.pop();
       this.#handoffsListed = false;
     }
-    if (this.#inHanded === 0 && this.#outHanded === 0) return;
+    if (this.#inHanded === 0 && this.#outHanded === 0) return -1;
     // Not stamped yet (no stamp due): the handoff was in this run, and now is no earlier (0 ago).
     const agoUs = this.#idleOn && this.#inHanded > 0 && this.#stampDue ? (performance.now() - this.#lastHandedAt) * 1000 : 0;
     if (!this.#stampDue && this.#idleOn && toStamp[toStamp.length - 1] === this) toStamp.pop();
     this.#stampDue = this.#idleOn;
-    this.#native.handedOver(this.#inHanded, this.#outHanded, agoUs);
-    this.#inHanded = this.#outHanded = 0;
+    return agoUs;
   }
 
   /** The run of this stream's last handoff has ended (see `stampLater`). */
@@ -677,7 +684,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   // ----- input -----
 
   send(event: I): Promise<void> {
-    if (this.#resolveInput !== null && !this.#inPending && this.#countingIn) {
+    if (this.#resolveInput !== null && !this.#inPending) {
       // The handler waits and nothing is ahead of this event: it gets it
       // directly, counted later (see `reportHandoffs`).
       if (this.#stampDue) {
@@ -689,9 +696,9 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       return this.#handToHandler(event);
     }
     const pushed = this.#native.send(event, this.#resolveInput !== null);
+    if (pushed !== Push.Closed) this.#sentToCore();
     if (pushed === Push.Handoff) {
       // The handler was waiting for input: it gets the event directly.
-      this.#countingIn = true;
       return this.#handToHandler(event);
     }
     if (pushed === Push.Accepted) {
@@ -707,6 +714,17 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     // answered when the handler finishes (see `kReleaseInput`).
     if (this.#inputReleased && !this.#handlerDone && this.#cancel === undefined) return this.#waitAsSender();
     return Promise.reject(this.#closedError());
+  }
+
+  /**
+   * A send reached the core, which restarted the idle clock at its time. A
+   * stamp still due for this run's handoffs (`stampLater`) would come later
+   * than this send, and restart the clock later than the last send: it is
+   * dropped, as the send's time is no earlier than those handoffs'. (Their
+   * report then moves the clock nowhere.)
+   */
+  #sentToCore(): void {
+    if (this.#idleOn && !this.#stampDue) this.#stampDue = true;
   }
 
   /** Resolves the handler's pending `next()` with `event`. */
@@ -797,6 +815,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
    */
   #sendSlice(values: readonly I[], start: number, n: number): void {
     this.#native.sendSlice(values, start, n);
+    this.#sentToCore();
     this.#inPending = true;
     this.#wakeInput();
   }
@@ -1137,7 +1156,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   #emit(value: O): Emit {
     const reader = this.#readers.peek();
     const direct = reader !== undefined && reader.kind !== ReadKind.Wake && this.#outPos === this.#outLen && this.#credit === 0;
-    if (direct && !this.#outPending && this.#countingOut && this.#cancel === undefined) {
+    if (direct && !this.#outPending && this.#cancel === undefined) {
       // The reader waits and nothing is ahead of this output (the core's
       // answer would be `Push.Handoff`): it gets it directly, counted later.
       this.#outHanded++;
@@ -1160,7 +1179,6 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     }
     const pushed = this.#native.yieldOutput(value, direct);
     if (pushed === Push.Handoff) {
-      this.#countingOut = true;
       return this.#handToReader(reader as Reader, value);
     }
     if (pushed === Push.Accepted) {
@@ -1185,10 +1203,20 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   }
 
   #returned(): void {
-    this[kReport](false);
+    // The handoffs not reported yet go with the return, in its native call
+    // (the idle clock stops here, so their time does not matter).
+    const handed = this.#handoffsDue(false) >= 0;
     this.#commitStage();
-    this.#native.handlerReturned(this.#inPending && !this.#inEnded);
-    // Nothing was left for readers: the core's outputs are closed and drained for good.
+    // Nothing left for readers: the core's outputs are closed and drained for
+    // good, and the stream is done unless a read still holds a lent batch. A
+    // done stream retires in the same call (see `NativeStream.retire`).
+    this.#native.handlerReturned(
+      this.#inPending && !this.#inEnded,
+      !this.#outPending,
+      handed ? this.#inHanded : 0,
+      handed ? this.#outHanded : 0,
+    );
+    this.#inHanded = this.#outHanded = 0;
     if (!this.#outPending) this.#outEnded = true;
     this.#afterHandler(() => new StreamClosedError(`${this.#describe()} has finished: its handler returned`));
   }
@@ -1455,6 +1483,11 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       n = this.#native.takeOutput(this.#capacity, this.#outBuf, 0);
     }
     this.#outPending = n !== Take.Empty;
+    if (n === Take.Ended) {
+      this.#outEnded = true;
+      // The last output of a handler that returned has been read: the stream is done, and retires.
+      if (this.#handlerDone && this.#failure === undefined && this.#cancel === undefined) this.#native.retire();
+    }
     if (this.#resumeHandler !== null && this.#native.admitted() > 0) {
       const resume = this.#resumeHandler;
       this.#resumeHandler = null;

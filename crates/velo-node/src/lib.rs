@@ -27,7 +27,7 @@
 //! - The core ([`velo_core::StreamCore`], [`velo_core::TaskWindow`]) owns
 //!   each stream's lanes, lifecycle, permit, idle clock and task window, and
 //!   decides; this crate keeps the open streams of a thread in a table
-//!   (`streams.rs`, a slab of `slab.rs`) and frees one on `free(h)`
+//!   (`streams.rs`, a slab of `slab.rs`) and frees one on `retire(h)` (done) or `free(h)`
 //!   (JavaScript calls it when its stream object is done or collected).
 //! - JavaScript owns every value: the core holds numbers by copy and other
 //!   values by index into the JS value table (`slot.rs`); indices of values
@@ -176,4 +176,11 @@ impl GroupPermit {
 #[napi(js_name = "__panicForTest", catch_unwind)]
 pub fn panic_for_test() {
     panic!("velo-stream: panic requested by __panicForTest");
+}
+
+/// For tests: how many streams hold native state on this thread (not yet
+/// retired nor freed by their finalizer).
+#[napi(js_name = "__nativeStreamsForTest")]
+pub fn native_streams_for_test() -> u32 {
+    streams::count()
 }

@@ -347,10 +347,67 @@ fn key<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
     cx.double(key as f64)
 }
 
-fn handler_returned<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
+fn handler_returned<'s>(
+    cx: Scope<'s>,
+    [h, retire, inputs, outputs]: [Value<'s>; 4],
+) -> Result<Value<'s>> {
     let now = clock::now_us();
-    let dropped = streams::with(cx.number(h)?, |stream| stream.core.handler_returned(now))?;
-    cx.int(count(dropped))
+    let handle = cx.number(h)?;
+    let retire = cx.flag(retire)?;
+    let (inputs, outputs) = (cx.index(inputs)?, cx.index(outputs)?);
+    let done = streams::with(handle, |stream| {
+        if inputs > 0 || outputs > 0 {
+            // (The idle clock stops with the handler: the handoffs' time is now.)
+            stream.core.handed_over(inputs.into(), outputs.into(), now);
+        }
+        stream.core.handler_returned(now);
+        retire && stream.core.phase() == Phase::Done
+    })?;
+    cx.boolean(done && retire_done(handle, now)?)
+}
+
+/// Where `retire` and `handlerReturned` write a retired stream's last
+/// state in the scratch buffer (`f64`s): its key, then its final metrics.
+/// `js/core/native-stream.ts` reads them in this order.
+const RETIRED_FIELDS: usize = 8;
+
+/// Frees a stream that is done (the handler returned and every output was
+/// read) and is not a task stage's, after writing its key and final metrics
+/// to the scratch buffer (see [`RETIRED_FIELDS`]); false, and nothing done,
+/// for any other stream. A done stream's metrics no longer change (its
+/// buffers are empty, its duration ends at the handler's return), so
+/// JavaScript answers from the copy from then on, and the stream needs no
+/// finalizer to free it.
+fn retire_done(handle: f64, now: u64) -> Result<bool> {
+    let last = streams::with(handle, |stream| {
+        if stream.task.is_some() || stream.core.phase() != Phase::Done {
+            return None;
+        }
+        Some((stream.core.key(), stream.core.metrics(now, 0, 0)))
+    })?;
+    let Some((key, m)) = last else {
+        return Ok(false);
+    };
+    let mut scratch = Scratch::lend()?;
+    let fields: [f64; RETIRED_FIELDS] = [
+        key as f64,
+        m.events_in as f64,
+        m.events_out as f64,
+        m.backpressure_waits as f64,
+        m.opened_at,
+        m.duration_ms,
+        m.queue_wait_p50_us as f64,
+        m.queue_wait_p99_us as f64,
+    ];
+    scratch.f64s()[..RETIRED_FIELDS].copy_from_slice(&fields);
+    drop(scratch);
+    streams::remove(handle);
+    Ok(true)
+}
+
+fn retire<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
+    let retired = retire_done(cx.number(h)?, clock::now_us())?;
+    cx.boolean(retired)
 }
 
 fn handler_failed<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
@@ -412,8 +469,8 @@ fn open_stream<'s>(
 }
 
 fn free<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
-    streams::remove(cx.number(h)?);
-    cx.undefined()
+    let key = streams::remove(cx.number(h)?);
+    cx.double(key.map_or(-1.0, |key| key as f64))
 }
 
 fn set_scratch<'s>(cx: Scope<'s>, [array]: [Value<'s>; 1]) -> Result<Value<'s>> {
@@ -511,8 +568,15 @@ stream_ops! {
     "phase": "(h: number) => PhaseCode" => phase,
     #[doc = " The stream's process-unique key (its id and idle key)."]
     "key": "(h: number) => number" => key,
-    #[doc = " The handler returned; returns how many waiting sends were dropped."]
-    "handlerReturned": "(h: number) => number" => handler_returned,
+    #[doc = " The handler returned, after `inputs` and `outputs` handoffs not"]
+    #[doc = " reported yet (as `handedOver`). With `retire`, a stream that is now"]
+    #[doc = " done (every output read) is freed as `retire` frees it: true then."]
+    "handlerReturned": "(h: number, retire: boolean, inputs: number, outputs: number) => boolean" => handler_returned,
+    #[doc = " Frees a done stream (not a task stage's) after writing its key and"]
+    #[doc = " final metrics to `scratch.f64[0..8]` (key, eventsIn, eventsOut,"]
+    #[doc = " backpressureWaits, openedAt, durationMs, queueWaitP50Us,"]
+    #[doc = " queueWaitP99Us): true; false, and nothing done, for any other stream."]
+    "retire": "(h: number) => boolean" => retire,
     #[doc = " The handler threw; returns how many waiting sends were dropped."]
     "handlerFailed": "(h: number) => number" => handler_failed,
     #[doc = " Cancels; -1 if the stream had already ended, else how many waiting"]
@@ -530,8 +594,9 @@ stream_ops! {
     #[doc = " Opens a stream of the function whose `NativeFunction.id` is `fn` (as"]
     #[doc = " `NativeFunction.open` without a tally): its handle, or -1 at the limit."]
     "openStream": "(fn: number, buffer: number, idleMs: number) => number" => open_stream,
-    #[doc = " Drops the stream's native state (stale handles are ignored)."]
-    "free": "(h: number) => void" => free,
+    #[doc = " Drops the stream's native state: its key, or -1 for a stale handle (a"]
+    #[doc = " stream retired already), which is ignored."]
+    "free": "(h: number) => number" => free,
     #[doc = " Task stages (`task.rs`): starts up to `max` calls, their slots in"]
     #[doc = " `scratch.u32[0..n]`; returns `n`."]
     #[doc = " `emitted`: ready results emitted or dropped since the last report."]

@@ -72,6 +72,11 @@ impl<T> Slab<T> {
         Ok(encode(index, entry.generation))
     }
 
+    /// How many values it holds.
+    pub(crate) fn len(&self) -> u32 {
+        (self.entries.len() - self.free.len()) as u32
+    }
+
     /// The value behind `handle`, or `None` for a stale or unknown handle.
     pub(crate) fn get_mut(&mut self, handle: f64) -> Option<&mut T> {
         decode(handle)

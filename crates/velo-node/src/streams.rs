@@ -76,11 +76,19 @@ pub(crate) fn with<R>(handle: f64, f: impl FnOnce(&mut Stream) -> R) -> Result<R
 }
 
 /// Drop the stream behind `handle` (its permit is given back if still held,
-/// its task deadline disarmed). A stale or unknown handle is ignored: frees
-/// come from finalizers.
-pub(crate) fn remove(handle: f64) {
+/// its task deadline disarmed): its key. A stale or unknown handle is
+/// ignored (`None`): frees come from finalizers, also for streams retired
+/// before they were collected.
+pub(crate) fn remove(handle: f64) -> Option<u64> {
     // Take the stream out first and drop it after the borrow ends, so that
     // nothing run by the drop can find the slab borrowed.
     let taken = STREAMS.with(|s| s.borrow_mut().remove(handle));
+    let key = taken.as_ref().map(|stream| stream.core.key());
     drop(taken);
+    key
+}
+
+/// How many streams the table holds (for tests).
+pub(crate) fn count() -> u32 {
+    STREAMS.with(|s| s.borrow().len())
 }
