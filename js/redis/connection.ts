@@ -102,6 +102,40 @@ export function redisClientOptions<T extends object = Record<never, never>>(opti
   } as T & RedisClientTimeouts;
 }
 
+/**
+ * `calls` as they settle, each bounded: once `ms` pass in which none of them settled (the timer restarts at each
+ * answer, so a big batch that Redis works through steadily is not cut), those still waiting reject with
+ * `timeout()`. Their late answers are ignored (handled, so a late rejection is not unhandled). The commands are
+ * not withdrawn: node-redis has no way to, once written, so a server that resumes may still run them.
+ */
+export function bounded<T>(calls: readonly Promise<T>[], ms: number, timeout: () => Error): Promise<T>[] {
+  if (ms === Infinity || calls.length === 0) return [...calls];
+  let waiting = calls.length;
+  const rejects = new Set<(error: Error) => void>();
+  const timer = setTimeout(() => {
+    const error = timeout();
+    for (const reject of rejects) reject(error);
+    rejects.clear();
+  }, ms);
+  return calls.map(
+    (call) =>
+      new Promise<T>((resolve, reject) => {
+        rejects.add(reject);
+        const settle = (done: () => void) => {
+          // After the timeout: too late, dropped.
+          if (!rejects.delete(reject)) return;
+          done();
+          if (--waiting === 0) clearTimeout(timer);
+          else timer.refresh();
+        };
+        call.then(
+          (value) => settle(() => resolve(value)),
+          (error: unknown) => settle(() => reject(error)),
+        );
+      }),
+  );
+}
+
 type Args = ReadonlyArray<string | Buffer>;
 type SingleSend = (args: Args, options?: object) => Promise<unknown>;
 type ClusterSend = (firstKey: string | undefined, isReadonly: boolean, args: Args, options?: object) => Promise<unknown>;

@@ -1,0 +1,161 @@
+// `callTimeout`: what a user awaits of a producer, a reader or a materializer has a bound even while its
+// connection keeps writing to a server that does not answer (a socket's idle timeout never fires then). Sends
+// every 200 ms to a paused server (SIGSTOP) all reject with SendError (cause ERR_VELO_REDIS_TIMEOUT, ids
+// undefined) while the server is still paused; after it resumes, the late answers change nothing that was handed
+// out and sends succeed. A reader's `break` and a materializer's `close()` on a paused server end within theirs.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createClient } from 'redis';
+import { redisClientOptions, redisMaterialize, redisOutputs, redisProducer } from 'velo-stream/redis';
+import { startRedis } from './helpers/redis-server.mjs';
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * `promise`'s outcome, or null if it is still pending after `ms`: a hang detector far past the bound under test
+ * (the assertions are on which settled before the server resumed, not on times).
+ */
+async function within(promise, ms) {
+  let timer;
+  try {
+    return await Promise.race([outcome(promise), new Promise((resolve) => (timer = setTimeout(() => resolve(null), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** `{ value }` or `{ error }`, when `promise` settles (handled at once: no rejection is left unhandled). */
+const outcome = (promise) =>
+  promise.then(
+    (value) => ({ value }),
+    (error) => ({ error }),
+  );
+
+/** A client made as the docs recommend (the socket timeout alone never fires under steady sends). */
+async function connected(url) {
+  const c = createClient(redisClientOptions({ url }));
+  c.on('error', () => {});
+  await c.connect();
+  return c;
+}
+
+test('callTimeout is checked: an integer from 1 to 2^31-1 ms, or Infinity; unknown to the worker', async () => {
+  const redis = await startRedis();
+  const client = await redis.client();
+  try {
+    for (const make of [
+      (callTimeout) => redisProducer({ client, name: 'v', callTimeout }),
+      (callTimeout) => redisOutputs({ client, name: 'v', callTimeout }),
+      (callTimeout) => redisMaterialize({ client, name: 'v', key: () => 'h', fields: () => ({ a: 1 }), callTimeout }),
+    ]) {
+      for (const bad of [0, -1, 1.5, NaN, '5000', null, 2 ** 31, -Infinity]) {
+        assert.throws(() => make(bad), {
+          code: 'ERR_OUT_OF_RANGE',
+          message: /the "callTimeout" option must be an integer from 1 to 2147483647 \(ms\), or Infinity/,
+        });
+      }
+      for (const good of [1, 5000, 2 ** 31 - 1, Infinity, undefined]) {
+        const made = make(good);
+        await made.close?.();
+      }
+    }
+  } finally {
+    await redis.stop();
+  }
+});
+
+test('sends every 200 ms to a paused server: each rejects by callTimeout while the server is still paused; after the resume sends succeed and the late answers change nothing', async () => {
+  const redis = await startRedis();
+  const client = await connected(redis.url);
+  const unhandled = [];
+  const onUnhandled = (reason) => unhandled.push(reason);
+  process.on('unhandledRejection', onUnhandled);
+  const CALL_TIMEOUT = 800;
+  const PARTITIONS = 4;
+  const name = 'paused';
+  const producer = redisProducer({ client, name, partitions: PARTITIONS, callTimeout: CALL_TIMEOUT, maxLag: 1_000_000 });
+  try {
+    // Healthy: sends answer, and the producer has measured every partition's lag once (admission needs no wait).
+    for (let p = 0; p < PARTITIONS; p++) await producer.lag(p);
+    assert.equal(typeof (await producer.send('k0', { n: 0 })), 'string');
+
+    redis.pause();
+    const calls = [];
+    for (let i = 1; i <= 12; i++) {
+      calls.push(
+        outcome(
+          i % 4 === 0
+            ? producer.sendMany([`a${i}`, `b${i}`, `c${i}`, `d${i}`].map((key) => [key, { n: i }]))
+            : producer.send(`k${i}`, { n: i }),
+        ),
+      );
+      await sleep(200);
+    }
+    calls.push(outcome(producer.lag(0)));
+    // Every call settles while the server is still paused (the detector fires only if one still waits far past
+    // its bound: without callTimeout they all wait for the resume).
+    const all = await within(Promise.all(calls), 30 * CALL_TIMEOUT);
+    assert.notEqual(all, null, 'a call to the paused server was still waiting');
+    const settled = all.value;
+    const lag = settled.pop();
+    assert.equal(lag.error?.code, 'ERR_VELO_REDIS_TIMEOUT', String(lag.error));
+    assert.match(lag.error.message, /^lag measure: Redis did not answer within callTimeout \(800 ms\)$/);
+    const ids = [];
+    for (const [i, { error }] of settled.entries()) {
+      assert.equal(error?.code, 'ERR_VELO_SEND_FAILED', `call ${i + 1}: ${error}`);
+      assert.equal(error.cause?.code, 'ERR_VELO_REDIS_TIMEOUT');
+      assert.equal(error.cause.timeout, CALL_TIMEOUT);
+      const n = (i + 1) % 4 === 0 ? 4 : 1;
+      assert.deepEqual([...error.ids], new Array(n).fill(undefined));
+      assert.match(
+        error.message,
+        new RegExp(`0 of ${n} events written, 0 not, ${n} unknown: Redis did not answer within callTimeout`),
+      );
+      ids.push(error.ids);
+    }
+    redis.resume();
+
+    // The client goes on: a send succeeds, and so does a lag measure.
+    const after = await within(producer.send('k-after', { n: 99 }), 30 * CALL_TIMEOUT);
+    assert.equal(typeof after?.value, 'string', String(after?.error));
+    assert.equal(typeof (await producer.lag(0)), 'number');
+    // The server ran the calls written before it paused when it resumed (unknown, as the ids said), each once:
+    // nothing was sent again by the library, and the ids handed out did not change.
+    const written = new Map();
+    for (let p = 0; p < PARTITIONS; p++) {
+      for (const { message } of await client.xRange(`velo:{${name}:p${p}}`, '-', '+')) {
+        written.set(message.k, (written.get(message.k) ?? 0) + 1);
+      }
+    }
+    assert.ok(
+      [...written.values()].every((count) => count === 1),
+      JSON.stringify([...written]),
+    );
+    assert.ok(written.has('k-after'));
+    for (const list of ids) assert.ok([...list].every((id) => id === undefined));
+    assert.deepEqual(unhandled, []);
+  } finally {
+    redis.resume();
+    process.off('unhandledRejection', onUnhandled);
+    client.destroy();
+    await redis.stop();
+  }
+});
+
+test('callTimeout: Infinity waits for the paused server (no bound), and the send succeeds when it resumes', async () => {
+  const redis = await startRedis();
+  // Without the socket timeout: the wait is the server's pause alone.
+  const client = await redis.client();
+  const producer = redisProducer({ client, name: 'forever', partitions: 1, callTimeout: Infinity });
+  try {
+    await producer.send('k', 1);
+    redis.pause();
+    const send = producer.send('k', 2);
+    assert.equal(await within(send, 1500), null, 'a send without a bound settled while the server was paused');
+    redis.resume();
+    assert.equal(typeof (await send), 'string');
+  } finally {
+    redis.resume();
+    await redis.stop();
+  }
+});
