@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { createClient } from 'redis';
 import { redisClientOptions, redisMaterialize, redisOutputs, redisProducer } from 'velo-stream/redis';
 import { startRedis } from './helpers/redis-server.mjs';
+import { eventually } from './helpers/redis-fixtures.mjs';
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -154,6 +155,104 @@ test('callTimeout: Infinity waits for the paused server (no bound), and the send
     assert.equal(await within(send, 1500), null, 'a send without a bound settled while the server was paused');
     redis.resume();
     assert.equal(typeof (await send), 'string');
+  } finally {
+    redis.resume();
+    await redis.stop();
+  }
+});
+
+/** Appends output entries to partition 0 of `name` as a worker writes them: `{ n }` values, sessions `k<n>@0-1`. */
+async function writeOutputs(client, name, ns) {
+  for (const n of ns) {
+    await client.xAdd(`velo:{${name}:p0}:out`, '*', { sid: `k${n}@0-1`, seq: '1', k: `k${n}`, v: JSON.stringify({ n }) });
+  }
+}
+
+test("a reader's break on a paused server: the loop ends by callTimeout though the acks it waits for get no answer; the outputs come back after the resume", async () => {
+  const redis = await startRedis();
+  // No socket timeout: without callTimeout the loop's end waits as long as the server is paused.
+  const client = await redis.client();
+  const name = 'reader';
+  const CALL_TIMEOUT = 600;
+  try {
+    await writeOutputs(client, name, [1, 2, 3]);
+    const loop = (async () => {
+      for await (const item of redisOutputs({ client, name, partitions: 1, group: 'g', callTimeout: CALL_TIMEOUT })) {
+        // The ack of output 1 goes out at the break, to the paused server.
+        if (item.value.n === 2) {
+          redis.pause();
+          break;
+        }
+      }
+    })();
+    const ended = await within(loop, 30 * CALL_TIMEOUT);
+    assert.notEqual(ended, null, "the loop's end still waited for the paused server");
+    assert.equal(ended.error, undefined);
+    redis.resume();
+    // The same consumer again: output 2, on which the loop stopped, was never acked, and comes back (with 1, if the
+    // server did not run its ack when it resumed); then 3.
+    const seen = [];
+    for await (const item of redisOutputs({ client, name, partitions: 1, group: 'g' })) {
+      seen.push(item.value.n);
+      if (item.value.n === 3) break;
+    }
+    assert.ok(seen.join() === '2,3' || seen.join() === '1,2,3', seen.join());
+  } finally {
+    redis.resume();
+    await redis.stop();
+  }
+});
+
+test("a materializer's close() on a paused server: it ends by callTimeout though the batch it writes gets no answer, reports nothing, and the batch is written at the next start", async () => {
+  const redis = await startRedis();
+  const client = await redis.client();
+  const name = 'mat';
+  const CALL_TIMEOUT = 600;
+  // Its connection pauses the server as it sends its first script call (a batch's hash write).
+  let writing;
+  const inFlight = new Promise((resolve) => (writing = resolve));
+  const pausing = (c) => ({
+    sendCommand(args, options) {
+      if (String(args[0]).startsWith('EVAL')) {
+        redis.pause();
+        writing();
+      }
+      return c.sendCommand(args, options);
+    },
+    duplicate: () => pausing(c.duplicate()),
+    connect: () => c.connect(),
+    on: (event, listener) => c.on(event, listener),
+    close: () => c.close(),
+    destroy: () => c.destroy(),
+  });
+  const errors = [];
+  const options = {
+    name,
+    partitions: 1,
+    key: (output) => `h:${output.key}`,
+    fields: (output) => ({ n: output.value.n }),
+    onError: (error) => errors.push(error),
+  };
+  try {
+    await writeOutputs(client, name, [1, 2, 3]);
+    const materializer = redisMaterialize({
+      ...options,
+      client: { ...pausing(client), duplicate: () => pausing(client.duplicate()) },
+      callTimeout: CALL_TIMEOUT,
+    });
+    await inFlight;
+    const closed = await within(materializer.close(), 30 * CALL_TIMEOUT);
+    assert.notEqual(closed, null, 'close() still waited for the paused server');
+    assert.equal(closed.error, undefined);
+    assert.deepEqual(errors, []);
+    redis.resume();
+    // The batch stayed pending to the consumer: the next materializer writes it (or skips what the server wrote
+    // when it resumed).
+    const next = redisMaterialize({ ...options, client });
+    await eventually(async () => (await client.hGet('h:k3', 'n')) === '3', 'the batch written at the next start');
+    for (const n of [1, 2, 3]) assert.equal(await client.hGet(`h:k${n}`, 'n'), String(n));
+    await next.close();
+    assert.deepEqual(errors, []);
   } finally {
     redis.resume();
     await redis.stop();

@@ -136,6 +136,19 @@ export function bounded<T>(calls: readonly Promise<T>[], ms: number, timeout: ()
   );
 }
 
+/** Resolves when `promise` settles (true) or after `ms` (false), whichever comes first; never rejects. */
+export function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  const settled = promise.then(
+    () => true,
+    () => true,
+  );
+  if (ms === Infinity) return settled;
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([settled, new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)))]).finally(() =>
+    clearTimeout(timer),
+  );
+}
+
 type Args = ReadonlyArray<string | Buffer>;
 type SingleSend = (args: Args, options?: object) => Promise<unknown>;
 type ClusterSend = (firstKey: string | undefined, isReadonly: boolean, args: Args, options?: object) => Promise<unknown>;
