@@ -80,7 +80,10 @@ export interface RedisMaterializer {
    * when a materializer with the same group and consumer starts).
    */
   readonly done: Promise<void>;
-  /** Finishes the batch being written, then stops and closes its connection. Idempotent. Does not close the client. */
+  /**
+   * Finishes the batch being written (waiting `callTimeout` at most), then stops and closes its connection.
+   * Idempotent. Does not close the client.
+   */
   close(): Promise<void>;
   /** `close()`, for `await using`. */
   [Symbol.asyncDispose](): Promise<void>;

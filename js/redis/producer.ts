@@ -42,6 +42,8 @@ export interface RedisProducer<I> {
   /**
    * Appends one event to its key's partition. Resolves with the entry id once Redis accepted it.
    * @throws {EventTooLargeError} `ERR_VELO_EVENT_TOO_LARGE` (rejects, nothing written) above `maxEventBytes`.
+   * @throws {SendError} `ERR_VELO_SEND_FAILED` when Redis refused it, or gave no answer (within `callTimeout`).
+   * @throws {Error} `ERR_VELO_REDIS_TIMEOUT` (nothing written) when, with `maxLag`, the partition's first lag measure got no answer within `callTimeout`.
    * @throws {TypeError} `ERR_VELO_ENCODE` when the codec cannot encode the event, `ERR_INVALID_ARG_TYPE` /
    * `ERR_INVALID_ARG_VALUE` for a key that is not a non-empty string.
    */
@@ -57,6 +59,7 @@ export interface RedisProducer<I> {
    * by the worker that owns it (all of them while no worker ever took it). One round trip; with `maxLag`, the
    * measure also serves the bound.
    * @throws {RangeError} `ERR_OUT_OF_RANGE` for a partition number outside 0..partitions-1 (and the key errors of `send`).
+   * @throws {Error} `ERR_VELO_REDIS_TIMEOUT` when Redis did not answer within `callTimeout`.
    */
   lag(keyOrPartition: string | number): Promise<number>;
 }
