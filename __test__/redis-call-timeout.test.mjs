@@ -6,9 +6,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createClient } from 'redis';
-import { redisClientOptions, redisMaterialize, redisOutputs, redisProducer } from 'velo-stream/redis';
+import { redisClientOptions, redisMaterialize, redisOutputs, redisProducer, redisWorker } from 'velo-stream/redis';
 import { startRedis } from './helpers/redis-server.mjs';
-import { eventually } from './helpers/redis-fixtures.mjs';
+import { eventually, totals } from './helpers/redis-fixtures.mjs';
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -60,6 +60,11 @@ test('callTimeout is checked: an integer from 1 to 2^31-1 ms, or Infinity; unkno
         await made.close?.();
       }
     }
+    // Workers bound their waits by their leases: the option is not theirs.
+    assert.throws(() => redisWorker(totals(), { client, name: 'v', callTimeout: 1000 }), {
+      code: 'ERR_INVALID_ARG_VALUE',
+      message: /unknown option "callTimeout"/,
+    });
   } finally {
     await redis.stop();
   }
@@ -257,4 +262,60 @@ test("a materializer's close() on a paused server: it ends by callTimeout though
     redis.resume();
     await redis.stop();
   }
+});
+
+/**
+ * A client that answers the producer's script calls itself, each `answer(call, args)` decides: a reply (the
+ * script's `[ids]`) after a delay, or never (undefined).
+ */
+function scriptedClient(answer) {
+  let calls = 0;
+  const client = {
+    sendCommand(args) {
+      const reply = answer(calls++, args);
+      return reply === undefined ? new Promise(() => {}) : reply;
+    },
+    duplicate: () => client,
+    connect: async () => {},
+    on: () => {},
+    destroy: () => {},
+  };
+  return client;
+}
+
+/** The `[ids]` reply of the append script for its call `args` (EVALSHA sha numkeys key ...pairs), after `ms`. */
+const appended = (args, ms) => sleep(ms).then(() => [Array.from({ length: (args.length - 4) / 2 }, (_, i) => `${args[3]}-${i}`)]);
+
+test('sendMany in several calls: the bound restarts at each answer (a batch Redis works through is not cut); the calls left unanswered are unknown, the answered ones keep their ids', async () => {
+  const PARTITIONS = 4;
+  const probe = redisProducer({ client: scriptedClient(() => undefined), name: 'm', partitions: PARTITIONS });
+  // One key per partition.
+  const keys = [];
+  for (let i = 0; keys.length < PARTITIONS; i++) if (probe.partitionOf(`k${i}`) === keys.length) keys.push(`k${i}`);
+  // Answers 250 ms apart, one after the other: 1000 ms in all, past a bound of 600 ms from the call.
+  let last = Promise.resolve();
+  const steady = scriptedClient((_, args) => (last = last.then(() => appended(args, 250))));
+  const ok = await redisProducer({ client: steady, name: 'm', partitions: PARTITIONS, callTimeout: 600 }).sendMany(
+    keys.map((key) => [key, 1]),
+  );
+  assert.deepEqual(
+    ok,
+    [0, 1, 2, 3].map((p) => `velo:{m:p${p}}-0`),
+  );
+  // The third call never answered: once the others have (at once), it is unknown after the bound.
+  const stuck = scriptedClient((call, args) => (call === 2 ? undefined : appended(args, 0)));
+  const error = await redisProducer({ client: stuck, name: 'm', partitions: PARTITIONS, callTimeout: 300 })
+    .sendMany(keys.map((key) => [key, 1]))
+    .then(
+      () => assert.fail('resolved'),
+      (e) => e,
+    );
+  assert.equal(error.code, 'ERR_VELO_SEND_FAILED');
+  assert.equal(error.cause.code, 'ERR_VELO_REDIS_TIMEOUT');
+  assert.equal([...error.ids].filter((id) => id === undefined).length, 1);
+  assert.equal(error.ids.filter((id) => typeof id === 'string').length, 3);
+  assert.match(
+    error.message,
+    /^sendMany\(\): 3 of 4 events written, 0 not, 1 unknown: Redis did not answer within callTimeout \(300 ms\)$/,
+  );
 });
