@@ -2,7 +2,7 @@
 import { encodeChecked } from './codec';
 import type { RedisName } from './name';
 import { type RedisOptions, type Resolved, callTimeoutOption, checkKey, fnv1a, resolveOptions } from './options';
-import { bounded } from './connection';
+import { settleWithin } from './connection';
 import { appendEvents, partitionLag } from './redis-log';
 import { LagLimitError, SendError, describe, invalidType, redisTimeoutError } from '../errors';
 import { integerArgument, integerOption } from '../validate';
@@ -100,9 +100,9 @@ class Producer<I> implements RedisProducer<I> {
     this.#callTimeout = callTimeout;
   }
 
-  /** `calls`, each rejecting with ERR_VELO_REDIS_TIMEOUT once Redis has answered none of them for `callTimeout`. */
-  #bounded<T>(calls: Promise<T>[], what?: string): Promise<T>[] {
-    return bounded(calls, this.#callTimeout, () => redisTimeoutError(this.#callTimeout, what));
+  /** `settleWithin` `callTimeout`: those Redis does not answer in time get an ERR_VELO_REDIS_TIMEOUT error. */
+  #settleWithin<T>(calls: Promise<T>[], settled: (index: number, ok: boolean, outcome: unknown) => void, what?: string) {
+    return settleWithin(calls, this.#callTimeout, () => redisTimeoutError(this.#callTimeout, what), settled);
   }
 
   #lagState(partition: number): LagState {
@@ -119,7 +119,16 @@ class Producer<I> implements RedisProducer<I> {
       state.due = performance.now() + this.#lagInterval;
       try {
         // A late answer after a timeout is dropped: it never overwrites a newer measure.
-        state.lag = await this.#bounded([partitionLag(this.#o.client, this.#o.keys, partition)], 'lag measure')[0];
+        let failure: { error: unknown } | null = null;
+        await this.#settleWithin(
+          [partitionLag(this.#o.client, this.#o.keys, partition)],
+          (_, ok, outcome) => {
+            if (ok) state.lag = outcome as number;
+            else failure = { error: outcome };
+          },
+          'lag measure',
+        );
+        if (failure !== null) throw (failure as { error: unknown }).error;
         state.sentBefore = sentBefore;
       } finally {
         state.measuring = null;
@@ -201,21 +210,18 @@ class Producer<I> implements RedisProducer<I> {
         calls.push(appendEvents(this.#o.client, this.#o.keys, partition, chunk, trace));
       }
     }
-    // Timed out calls reject here, and their late answers are dropped by `bounded`: once the call has rejected,
-    // the `ids` it handed out never change.
-    await Promise.all(
-      this.#bounded(calls).map((call, c) =>
-        call.then(
-          ({ ids: got, refused }) => {
-            const { index, n } = chunks[c];
-            for (let i = 0; i < n; i++) ids[index[i]] = i < got.length ? got[i] : null;
-            if (refused !== undefined) failures.push(new Error(refused));
-          },
-          // No answer (or not one from the script), or none in time: whether its events were written is unknown.
-          (error: unknown) => void failures.push(error),
-        ),
-      ),
-    );
+    // Late answers of timed out calls are dropped by `settleWithin`: once the call has rejected, the `ids` it
+    // handed out never change.
+    await this.#settleWithin(calls, (c, ok, outcome) => {
+      if (ok) {
+        const { ids: got, refused } = outcome as { ids: string[]; refused?: string };
+        const { index, n } = chunks[c];
+        for (let i = 0; i < n; i++) ids[index[i]] = i < got.length ? got[i] : null;
+        if (refused !== undefined) failures.push(new Error(refused));
+      }
+      // No answer (or not one from the script), or none in time: whether its events were written is unknown.
+      else failures.push(outcome);
+    });
     if (failures.length === 0) return ids as string[];
     const written = ids.filter((id) => typeof id === 'string').length;
     const refused = ids.filter((id) => id === null).length;
