@@ -73,7 +73,8 @@ test('redisClientOptions: idle past the socket timeout, a restart, then a paused
   const workerClient = await connected(options, workerClientErrors);
   const reported = [];
   const name = 'prod';
-  const producer = redisProducer({ client: producerClient, name, partitions: PARTITIONS });
+  // No bound of the producer's own (callTimeout): the paused send below is failed by the client's socket timeout.
+  const producer = redisProducer({ client: producerClient, name, partitions: PARTITIONS, callTimeout: Infinity });
   const worker = redisWorker(totals({ idleTimeout: 100 }), {
     client: workerClient,
     name,

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createClient } from 'redis';
-import { redisOutputs, redisProducer, redisWorker } from 'velo-stream/redis';
+import { redisMaterialize, redisOutputs, redisProducer, redisWorker } from 'velo-stream/redis';
 import { client, fresh, redis, useRedis } from './helpers/redis-suite.mjs';
 import { eventually, totals } from './helpers/redis-fixtures.mjs';
 
@@ -139,5 +139,51 @@ test('workers and readers closed round after round under traffic: onError never 
     await stays.close();
   }
   assert.equal(stays.stats().errors, 0);
+  assert.deepEqual(errors, []);
+});
+
+test('materializers closed round after round under traffic (blocked in a read, writing a batch, sweeping claims): onError never called', async () => {
+  const PARTITIONS = 4;
+  const name = fresh('quiet');
+  const producer = redisProducer({ client, name, partitions: PARTITIONS });
+  const errors = [];
+  let sending = true;
+  const traffic = (async () => {
+    for (let i = 0; sending; i += 10) {
+      await producer.sendMany(Array.from({ length: 10 }, (_, j) => [`k${(i + j) % 30}`, { n: i + j }]));
+      await new Promise((resolve) => setTimeout(resolve, 3));
+    }
+  })();
+  const worker = redisWorker(totals({ idleTimeout: 50 }), {
+    client,
+    name,
+    partitions: PARTITIONS,
+    onError: recorder(errors, 'worker'),
+  });
+  // Its hash writes (script calls) go 20 ms late: a close() often comes while a batch is being written.
+  let scripts = 0;
+  const slow = slowDuplicates(client, 20, () => scripts++);
+  try {
+    for (let round = 0; round < 12; round++) {
+      const materializer = redisMaterialize({
+        client: round % 2 === 0 ? slow : client,
+        name,
+        partitions: PARTITIONS,
+        key: (output) => `quiet:${name}:${output.key}`,
+        fields: (output) => ({ total: JSON.stringify(output.value) }),
+        claimIdle: 60,
+        batch: 1 + round,
+        onError: recorder(errors, `materializer ${round}`),
+      });
+      await new Promise((resolve) => setTimeout(resolve, 15 * round));
+      await materializer.close();
+      assert.deepEqual(errors, [], `round ${round}`);
+    }
+  } finally {
+    sending = false;
+    await traffic;
+    await worker.close();
+  }
+  assert.ok(scripts > 0);
   assert.deepEqual(errors, []);
 });

@@ -229,6 +229,13 @@ export const ERROR_CODES = {
     when: "A connection of the worker failed (refused, reset, closed, timed out), or the server is still loading its data after a restart (`LOADING`); the client's error is its `cause`. The worker retries.",
     action: 'Check Redis and the network; alert if it lasts.',
   },
+  ERR_VELO_REDIS_TIMEOUT: {
+    class: '',
+    from: 'velo-stream/redis',
+    when: "A producer's, reader's or materializer's call that Redis did not answer within `callTimeout` (a paused or unreachable server): the `cause` of a `SendError` (those events' `ids` are `undefined`), or the rejection of `lag()`. The call is not made again; a late answer is ignored.",
+    action:
+      'Check Redis and the network. Send the events again if a duplicate is acceptable; raise `callTimeout` if Redis is only slow.',
+  },
   ERR_VELO_CLOSED: {
     class: '',
     from: 'velo-stream/redis',
@@ -821,6 +828,12 @@ export class RedisConnectionError extends Error {
 /** A partition's fencing epoch went back: the Redis server lost data. */
 export function logResetError(partition: number, message: string): Error & { code: 'ERR_VELO_LOG_RESET'; partition: number } {
   return coded(new Error(message), 'ERR_VELO_LOG_RESET', { partition });
+}
+
+/** A call to Redis not answered within `callTimeout` ms (`what`: the call, when the message names it). */
+export function redisTimeoutError(ms: number, what?: string): Error & { code: 'ERR_VELO_REDIS_TIMEOUT'; timeout: number } {
+  const message = `Redis did not answer within callTimeout (${ms} ms)`;
+  return coded(new Error(what === undefined ? message : `${what}: ${message}`), 'ERR_VELO_REDIS_TIMEOUT', { timeout: ms });
 }
 
 /** A call of a worker after its `close()`. */

@@ -109,6 +109,7 @@ const SUITES = {
     excluded: {
       ...COMMON_EXCLUDED,
       'redis-bounds.test.mjs': SIGNALS,
+      'redis-call-timeout.test.mjs': SIGNALS,
       'redis-cluster.test.mjs': SIGNALS,
       'redis-faults.test.mjs': SIGNALS,
       'redis-join.test.mjs': SIGNALS,

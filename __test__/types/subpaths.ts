@@ -81,7 +81,11 @@ const producer = redisProducer<Reading>({
   partitions: 16,
   maxLag: 10_000,
   lagInterval: 500,
+  callTimeout: 2000,
 });
+redisProducer<Reading>({ client: redisClient, name: 'alerts', callTimeout: Infinity });
+// @ts-expect-error callTimeout is a number of ms
+redisProducer<Reading>({ client: redisClient, name: 'alerts', callTimeout: '2s' });
 const producerOptions: RedisProducerOptions<Reading> = { client: redisClient, name: 'alerts', maxLag: 100 };
 // @ts-expect-error maxLag is a number of entries
 redisProducer<Reading>({ client: redisClient, name: 'alerts', maxLag: '100' });

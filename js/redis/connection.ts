@@ -102,6 +102,74 @@ export function redisClientOptions<T extends object = Record<never, never>>(opti
   } as T & RedisClientTimeouts;
 }
 
+/**
+ * Waits for `calls`, handing each one's outcome to `settled(index, ok, valueOrError)` as it comes, and resolves
+ * once every call has been handed over. Once `ms` pass in which none of them settled (the clock restarts at each
+ * answer, so a big batch that Redis works through steadily is not cut), those still waiting are handed
+ * `timeout()` as their error at once, and their late outcomes are dropped (handled: a late rejection is not left
+ * unhandled). The commands are not withdrawn: node-redis has no way to, once written, so a server that resumes
+ * may still run them. One timer per batch, checked when it fires rather than moved at each answer (a timer's
+ * `refresh()` per answer cost about 7,000 instructions per call in a batch of 100, callgrind).
+ */
+export function settleWithin<T>(
+  calls: readonly Promise<T>[],
+  ms: number,
+  timeout: () => Error,
+  settled: (index: number, ok: boolean, outcome: unknown) => void,
+): Promise<void> {
+  return new Promise((resolve) => {
+    let waiting = calls.length;
+    if (waiting === 0) return resolve();
+    const done = new Uint8Array(waiting);
+    let lastAnswer = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const handOver = (i: number, ok: boolean, outcome: unknown) => {
+      if (done[i] === 1) return;
+      done[i] = 1;
+      settled(i, ok, outcome);
+      if (--waiting > 0) return;
+      clearTimeout(timer);
+      resolve();
+    };
+    for (let i = 0; i < calls.length; i++) {
+      void calls[i].then(
+        (value) => {
+          if (timer !== undefined) lastAnswer = performance.now();
+          handOver(i, true, value);
+        },
+        (error: unknown) => {
+          if (timer !== undefined) lastAnswer = performance.now();
+          handOver(i, false, error);
+        },
+      );
+    }
+    if (ms === Infinity || waiting === 0) return;
+    const check = () => {
+      const left = lastAnswer + ms - performance.now();
+      if (lastAnswer > 0 && left > 0) {
+        timer = setTimeout(check, Math.ceil(left));
+        return;
+      }
+      const error = timeout();
+      for (let i = 0; i < done.length; i++) handOver(i, false, error);
+    };
+    timer = setTimeout(check, ms);
+  });
+}
+
+/** Resolves when `promise` settles (true) or after `ms` (false), whichever comes first; never rejects. */
+export function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  const settled = promise.then(
+    () => true,
+    () => true,
+  );
+  if (ms === Infinity) return settled;
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([settled, new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)))]).finally(() =>
+    clearTimeout(timer),
+  );
+}
+
 type Args = ReadonlyArray<string | Buffer>;
 type SingleSend = (args: Args, options?: object) => Promise<unknown>;
 type ClusterSend = (firstKey: string | undefined, isReadonly: boolean, args: Args, options?: object) => Promise<unknown>;

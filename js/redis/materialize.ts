@@ -11,9 +11,9 @@
 import { describe, invalidReturn, invalidType } from '../errors';
 import { integerOption } from '../validate';
 import type { RedisName } from './name';
-import { type RedisOptions, type Resolved, resolveOptions } from './options';
+import { type RedisOptions, type Resolved, callTimeoutOption, resolveOptions } from './options';
 import { type OutputItem, checkClaimIdle, claimSweep, outputItem } from './reader';
-import { type RedisClientLike, readStreams, send } from './connection';
+import { type RedisClientLike, readStreams, send, settlesWithin } from './connection';
 import { Script } from './script';
 
 /** An output with a value (handler failures are counted, not materialized). */
@@ -50,6 +50,12 @@ export interface RedisMaterializeOptions<O = unknown> extends RedisOptions<O> {
   batch?: number;
   /** Called with errors it recovers from by retrying (a lost connection), and with the error that stopped it. Default: `process.emitWarning`. */
   onError?: (error: unknown) => void;
+  /**
+   * The longest `close()` waits for the batch being written, ms, or `Infinity`; then it cuts its connection (the
+   * batch stays pending to this consumer and is written again at its next start; the marks make that harmless).
+   * Default 5000.
+   */
+  callTimeout?: number;
 }
 
 /** What a materializer has done so far. */
@@ -74,7 +80,10 @@ export interface RedisMaterializer {
    * when a materializer with the same group and consumer starts).
    */
   readonly done: Promise<void>;
-  /** Finishes the batch being written, then stops and closes its connection. Idempotent. Does not close the client. */
+  /**
+   * Finishes the batch being written (waiting `callTimeout` at most), then stops and closes its connection.
+   * Idempotent. Does not close the client.
+   */
   close(): Promise<void>;
   /** `close()`, for `await using`. */
   [Symbol.asyncDispose](): Promise<void>;
@@ -109,6 +118,7 @@ class Materializer<O> implements RedisMaterializer {
   readonly #batch: number;
   readonly #claimIdle: number | undefined;
   readonly #onError: (error: unknown) => void;
+  readonly #callTimeout: number;
   readonly #stats: MaterializeStats = { applied: 0, skipped: 0, failures: 0, batches: 0 };
   #connection: RedisClientLike | null = null;
   #closing = false;
@@ -125,6 +135,7 @@ class Materializer<O> implements RedisMaterializer {
       batch = 256,
       claimIdle,
       onError,
+      callTimeout,
     } = options;
     if (typeof key !== 'function') throw invalidType(`redisMaterialize(): options.key must be a function, not ${describe(key)}`);
     if (typeof fields !== 'function')
@@ -139,6 +150,7 @@ class Materializer<O> implements RedisMaterializer {
     checkClaimIdle('redisMaterialize()', claimIdle);
     if (onError !== undefined && typeof onError !== 'function')
       throw invalidType(`redisMaterialize(): options.onError must be a function, not ${describe(onError)}`);
+    this.#callTimeout = callTimeoutOption('redisMaterialize()', callTimeout);
     this.#o = o;
     this.#key = key;
     this.#fields = fields;
@@ -162,6 +174,9 @@ class Materializer<O> implements RedisMaterializer {
     // A blocking read holds its connection for up to a second: cut it. Entries it had taken stay pending for
     // this consumer and come back at the next start.
     if (this.#blocked) this.#connection?.destroy();
+    // A server that does not answer holds the batch being written: cut it after callTimeout. Its outputs stay
+    // pending to this consumer, as after a crash.
+    if (!(await settlesWithin(this.done, this.#callTimeout))) this.#connection?.destroy();
     await this.done.catch(() => {});
   }
 
@@ -178,7 +193,13 @@ class Materializer<O> implements RedisMaterializer {
     // Its commands report their own failures; without a listener an 'error' event would throw.
     connection.on('error', () => {});
     try {
-      await connection.connect();
+      try {
+        await connection.connect();
+      } catch (error) {
+        // Cut by close() while it connected: nothing went wrong.
+        if (this.#closing) return;
+        throw error;
+      }
       let groupsMade = false;
       // This consumer's own pending entries first (read, not acked, before a restart or a failed write).
       let pending = true;
@@ -347,6 +368,7 @@ export function redisMaterialize<O = unknown>(options: RedisMaterializeOptions<O
       'batch',
       'claimIdle',
       'onError',
+      'callTimeout',
     ]),
     options,
   );

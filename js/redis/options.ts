@@ -86,6 +86,18 @@ export function checkShape(what: string, partitions: unknown, codec: unknown, ma
   integerOption(what, 'maxEventBytes', maxEventBytes, 1, 512 << 20);
 }
 
+/** `callTimeout`'s default, ms: as long as `redisClientOptions`' socket timeout, which bounds a call on an idle connection. */
+export const CALL_TIMEOUT_MS = 5000;
+
+/** The longest `callTimeout` short of none, ms (Node's longest timer). */
+const MAX_CALL_TIMEOUT_MS = 2 ** 31 - 1;
+
+/** Checks a `callTimeout` option of `fn`: an integer from 1 to 2^31-1 ms, or Infinity (no bound). */
+export function callTimeoutOption(fn: string, value: unknown = CALL_TIMEOUT_MS): number {
+  if (value === Infinity) return value;
+  return integerOption(fn, 'callTimeout', value, 1, MAX_CALL_TIMEOUT_MS, `from 1 to ${MAX_CALL_TIMEOUT_MS} (ms), or Infinity`);
+}
+
 /** 32-bit FNV-1a of the key's UTF-8 bytes: the partition is this mod K, the same in every process. */
 export function fnv1a(key: string): number {
   let h = 0x811c9dc5;

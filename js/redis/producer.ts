@@ -1,9 +1,10 @@
 // Producers: any process appends events to the partition of their key.
 import { encodeChecked } from './codec';
 import type { RedisName } from './name';
-import { type RedisOptions, type Resolved, checkKey, fnv1a, resolveOptions } from './options';
+import { type RedisOptions, type Resolved, callTimeoutOption, checkKey, fnv1a, resolveOptions } from './options';
+import { settleWithin } from './connection';
 import { appendEvents, partitionLag } from './redis-log';
-import { LagLimitError, SendError, describe, invalidType } from '../errors';
+import { LagLimitError, SendError, describe, invalidType, redisTimeoutError } from '../errors';
 import { integerArgument, integerOption } from '../validate';
 import { activeTraceFields } from './trace-context';
 
@@ -22,6 +23,14 @@ export interface RedisProducerOptions<I = unknown> extends RedisOptions<I> {
   maxLag?: number;
   /** The longest a partition's measured lag is used before it is measured again, ms. Default 1000. */
   lagInterval?: number;
+  /**
+   * The longest `send()`, `sendMany()` and `lag()` wait for Redis to answer, ms, or `Infinity` for no bound.
+   * Then they reject: a send with `SendError` (`ERR_VELO_SEND_FAILED`, `cause` an `ERR_VELO_REDIS_TIMEOUT`
+   * error, the `ids` of the events without an answer `undefined`: the server may still run the call when it
+   * resumes), `lag()` with the `ERR_VELO_REDIS_TIMEOUT` error. For a `sendMany()` split into several calls,
+   * the wait is since the last of them was answered. Default 5000.
+   */
+  callTimeout?: number;
 }
 
 /** Appends events for a distributed stream function; see `redisProducer`. */
@@ -33,6 +42,8 @@ export interface RedisProducer<I> {
   /**
    * Appends one event to its key's partition. Resolves with the entry id once Redis accepted it.
    * @throws {EventTooLargeError} `ERR_VELO_EVENT_TOO_LARGE` (rejects, nothing written) above `maxEventBytes`.
+   * @throws {SendError} `ERR_VELO_SEND_FAILED` when Redis refused it, or gave no answer (within `callTimeout`).
+   * @throws {Error} `ERR_VELO_REDIS_TIMEOUT` (nothing written) when, with `maxLag`, the partition's first lag measure got no answer within `callTimeout`.
    * @throws {TypeError} `ERR_VELO_ENCODE` when the codec cannot encode the event, `ERR_INVALID_ARG_TYPE` /
    * `ERR_INVALID_ARG_VALUE` for a key that is not a non-empty string.
    */
@@ -48,6 +59,7 @@ export interface RedisProducer<I> {
    * by the worker that owns it (all of them while no worker ever took it). One round trip; with `maxLag`, the
    * measure also serves the bound.
    * @throws {RangeError} `ERR_OUT_OF_RANGE` for a partition number outside 0..partitions-1 (and the key errors of `send`).
+   * @throws {Error} `ERR_VELO_REDIS_TIMEOUT` when Redis did not answer within `callTimeout`.
    */
   lag(keyOrPartition: string | number): Promise<number>;
 }
@@ -80,10 +92,17 @@ class Producer<I> implements RedisProducer<I> {
   readonly #maxLag: number;
   readonly #lagInterval: number;
   readonly #lags = new Map<number, LagState>();
-  constructor(options: Resolved<I>, maxLag: number, lagInterval: number) {
+  readonly #callTimeout: number;
+  constructor(options: Resolved<I>, maxLag: number, lagInterval: number, callTimeout: number) {
     this.#o = options;
     this.#maxLag = maxLag;
     this.#lagInterval = lagInterval;
+    this.#callTimeout = callTimeout;
+  }
+
+  /** `settleWithin` `callTimeout`: those Redis does not answer in time get an ERR_VELO_REDIS_TIMEOUT error. */
+  #settleWithin<T>(calls: Promise<T>[], settled: (index: number, ok: boolean, outcome: unknown) => void, what?: string) {
+    return settleWithin(calls, this.#callTimeout, () => redisTimeoutError(this.#callTimeout, what), settled);
   }
 
   #lagState(partition: number): LagState {
@@ -99,7 +118,17 @@ class Producer<I> implements RedisProducer<I> {
       const sentBefore = state.sent;
       state.due = performance.now() + this.#lagInterval;
       try {
-        state.lag = await partitionLag(this.#o.client, this.#o.keys, partition);
+        // A late answer after a timeout is dropped: it never overwrites a newer measure.
+        let failure: { error: unknown } | null = null;
+        await this.#settleWithin(
+          [partitionLag(this.#o.client, this.#o.keys, partition)],
+          (_, ok, outcome) => {
+            if (ok) state.lag = outcome as number;
+            else failure = { error: outcome };
+          },
+          'lag measure',
+        );
+        if (failure !== null) throw (failure as { error: unknown }).error;
         state.sentBefore = sentBefore;
       } finally {
         state.measuring = null;
@@ -172,23 +201,27 @@ class Producer<I> implements RedisProducer<I> {
   async #append(groups: Iterable<Group>, n: number, what: string, trace: [string, string] | undefined): Promise<string[]> {
     const ids = new Array<string | null | undefined>(n);
     const failures: unknown[] = [];
-    const calls: Promise<void>[] = [];
+    const chunks: { index: number[]; n: number }[] = [];
+    const calls: Promise<{ ids: string[]; refused?: string }>[] = [];
     for (const { partition, index, items } of groups) {
       for (let start = 0; start < items.length; start += CHUNK) {
         const chunk = items.slice(start, start + CHUNK);
-        calls.push(
-          appendEvents(this.#o.client, this.#o.keys, partition, chunk, trace).then(
-            ({ ids: got, refused }) => {
-              for (let i = 0; i < chunk.length; i++) ids[index[start + i]] = i < got.length ? got[i] : null;
-              if (refused !== undefined) failures.push(new Error(refused));
-            },
-            // No answer (or not one from the script): whether its events were written is unknown.
-            (error: unknown) => void failures.push(error),
-          ),
-        );
+        chunks.push({ index: index.slice(start, start + CHUNK), n: chunk.length });
+        calls.push(appendEvents(this.#o.client, this.#o.keys, partition, chunk, trace));
       }
     }
-    await Promise.all(calls);
+    // Late answers of timed out calls are dropped by `settleWithin`: once the call has rejected, the `ids` it
+    // handed out never change.
+    await this.#settleWithin(calls, (c, ok, outcome) => {
+      if (ok) {
+        const { ids: got, refused } = outcome as { ids: string[]; refused?: string };
+        const { index, n } = chunks[c];
+        for (let i = 0; i < n; i++) ids[index[i]] = i < got.length ? got[i] : null;
+        if (refused !== undefined) failures.push(new Error(refused));
+      }
+      // No answer (or not one from the script), or none in time: whether its events were written is unknown.
+      else failures.push(outcome);
+    });
     if (failures.length === 0) return ids as string[];
     const written = ids.filter((id) => typeof id === 'string').length;
     const refused = ids.filter((id) => id === null).length;
@@ -228,10 +261,11 @@ class Producer<I> implements RedisProducer<I> {
  * the key's partition (`velo:{<name>:p<N>}`), where the worker owning that partition picks it up.
  */
 export function redisProducer<I = unknown>(options: RedisProducerOptions<I>): RedisProducer<I> {
-  const resolved = resolveOptions(options, 'redisProducer()', ['maxLag', 'lagInterval']);
+  const resolved = resolveOptions(options, 'redisProducer()', ['maxLag', 'lagInterval', 'callTimeout']);
   const { maxLag = Infinity, lagInterval = 1000 } = options;
+  const callTimeout = callTimeoutOption('redisProducer()', options.callTimeout);
   if (maxLag !== Infinity)
     integerOption('redisProducer()', 'maxLag', maxLag, 1, Infinity, 'of at least 1 (entries), or Infinity');
   integerOption('redisProducer()', 'lagInterval', lagInterval, 1, Infinity, 'of at least 1 (ms)');
-  return new Producer(resolved, maxLag, lagInterval);
+  return new Producer(resolved, maxLag, lagInterval, callTimeout);
 }

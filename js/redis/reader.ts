@@ -3,8 +3,8 @@ import { RedisConnectionError, describe, invalidType, invalidValue } from '../er
 import { integerOption } from '../validate';
 import type { Codec } from './codec';
 import type { RedisName } from './name';
-import { type RedisOptions, resolveOptions } from './options';
-import { type RedisClientLike, readStreams, send } from './connection';
+import { type RedisOptions, callTimeoutOption, resolveOptions } from './options';
+import { type RedisClientLike, readStreams, send, settlesWithin } from './connection';
 import { reportable } from './reportable';
 import { entryFields } from './stored';
 import { isTraceparent } from './trace-context';
@@ -67,6 +67,13 @@ export interface RedisOutputsOptions<O = unknown> extends RedisOptions<O> {
   count?: number;
   /** Ends the iteration. */
   signal?: AbortSignal;
+  /**
+   * The longest the end of a loop (`break`, `return`, a throw in its body) waits for Redis to confirm the acks
+   * of the outputs it moved past, ms, or `Infinity`; then it ends anyway, and the outputs whose acks were not
+   * confirmed may come back to the group. Reads are not cut by it: the loop waits for Redis while it is away
+   * (see the Redis docs, "going to production"). Default 5000.
+   */
+  callTimeout?: number;
 }
 
 const BUFFERS = { typeMapping: { 36: Buffer, 37: Array } };
@@ -188,8 +195,17 @@ async function retriedOnConnection<T>(call: () => Promise<T>, signal: AbortSigna
  * once per group.
  */
 export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): AsyncIterable<OutputItem<O>> {
-  const o = resolveOptions(options, 'redisOutputs()', ['from', 'group', 'consumer', 'claimIdle', 'count', 'signal']);
+  const o = resolveOptions(options, 'redisOutputs()', [
+    'from',
+    'group',
+    'consumer',
+    'claimIdle',
+    'count',
+    'signal',
+    'callTimeout',
+  ]);
   const { from = 'start', group, consumer = 'reader', claimIdle, count = 256, signal } = options;
+  const callTimeout = callTimeoutOption('redisOutputs()', options.callTimeout);
   if (from !== 'start' && from !== 'end')
     throw invalidValue(`redisOutputs(): options.from must be 'start' or 'end', not ${describe(from)}`);
   if (group !== undefined && (typeof group !== 'string' || group.length === 0))
@@ -354,10 +370,11 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
       if (!signal?.aborted) throw error;
     } finally {
       // The outputs the loop moved past stay acked when it stops (the one it stopped on stays pending); after an
-      // abort, their acks went out without a wait (above).
+      // abort, their acks went out without a wait (above). A server that does not answer holds the loop's end for
+      // callTimeout at most: the retries stop below, and those outputs come back (at least once).
       if (!signal?.aborted) {
         flush();
-        await Promise.all(acks);
+        await settlesWithin(Promise.all(acks), callTimeout);
       }
       signal?.removeEventListener('abort', abort);
       abandoned.unregister(held);
