@@ -57,7 +57,8 @@ async function expected(name, idle, { maxSessionEvents = 0, maxSessionAge = 0 } 
     let made = 0;
     // How the session ends if its next event is at `at`: by idle (null), a cap (its code), or not (undefined).
     const endAt = (at) => {
-      const idleEnd = last + idle;
+      // (A pending timer keeps the session open: no idle end before it fires.)
+      const idleEnd = timers.length > 0 ? Infinity : last + idle;
       const ageEnd = maxSessionAge > 0 ? start + maxSessionAge + 1 : Infinity;
       if (at >= Math.min(idleEnd, ageEnd)) return idleEnd <= ageEnd ? null : 'ERR_VELO_SESSION_AGE';
       if (maxSessionEvents > 0 && session.length >= maxSessionEvents) return 'ERR_VELO_SESSION_EVENTS';
@@ -69,17 +70,21 @@ async function expected(name, idle, { maxSessionEvents = 0, maxSessionAge = 0 } 
       timers = [];
     };
     // A chained timer (`chain`) makes the next when it fires, that long after its own time.
+    // A timer due after the session's age end is refused: none is made.
+    const late = (due) => maxSessionAge > 0 && due > start + maxSessionAge;
     const chain = (n, step, from, delays) => {
-      if (delays?.length > 0)
+      if (delays?.length > 0 && !late(from + delays[0]))
         timers.push({ id: ++made, due: from + delays[0], woke: `${n}.c${step}`, n, step, chain: delays.slice(1) });
     };
     const fireUntil = (until) => {
       for (;;) {
         timers.sort((a, b) => a.due - b.due || a.id - b.id);
         if (timers.length === 0 || timers[0].due > until || session === null) return;
-        const t = timers.shift();
+        // (Decided with the timer still pending.)
+        const t = timers[0];
         const how = endAt(t.due);
         if (how !== undefined) return end(how);
+        timers.shift();
         session.push({ woke: t.woke, count: session.length + 1 });
         last = Math.max(last, t.due);
         chain(t.n, t.step + 1, t.due, t.chain);
@@ -97,7 +102,7 @@ async function expected(name, idle, { maxSessionEvents = 0, maxSessionAge = 0 } 
       last = at;
       const delays = Array.isArray(e.wake) ? e.wake : e.wake === undefined ? [] : [e.wake];
       for (const [i, d] of delays.entries()) {
-        timers.push({ id: ++made, due: e.at + d, woke: Array.isArray(e.wake) ? `${e.n}.${i}` : e.n });
+        if (!late(e.at + d)) timers.push({ id: ++made, due: e.at + d, woke: Array.isArray(e.wake) ? `${e.n}.${i}` : e.n });
       }
       chain(e.n, 0, e.at, e.chain);
     }

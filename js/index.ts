@@ -4,6 +4,7 @@ export { workerFn, type WorkerStreamFn } from './worker/index';
 export { ERROR_CODE_ALIASES, StreamClosedError, StreamLimitError, WorkerCrashedError } from './errors';
 export type {
   BatchConfig,
+  EntryInfo,
   EventSource,
   FeedOutputs,
   OpenOptions,
@@ -21,5 +22,6 @@ export type {
   StreamState,
   TaskConfig,
   TaskContext,
+  WakeAtOptions,
   WorkerFnConfig,
 } from './types';

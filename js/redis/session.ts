@@ -10,7 +10,7 @@ import {
   type SessionState,
   type SessionTimer,
   addTimer,
-  roomForTimer,
+  cancelTimer,
 } from './session-rules';
 import type { InputEntry, SessionEnd, Snapshot } from './transport';
 import type { SessionScope } from './trace-context';
@@ -82,8 +82,12 @@ export class Checkpoints implements SessionHooks {
    * sets it as it gives them, a restore from its checkpoint), for `checkReplay`'s record of where it ended.
    */
   lastInput: string | undefined = undefined;
+  /** `ctx.entry`: the input its handler took last (the run sets it as it gives them; undefined before the first). */
+  entry: { readonly id: string; readonly time: number } | undefined = undefined;
   /** Arms a new timer (set once the session exists). */
   onTimer: ((timer: Timer) => void) | null = null;
+  /** Disarms a timer replaced or cancelled (set once the session exists). */
+  onDrop: ((timer: Timer) => void) | null = null;
   /** The stream uses these hooks: its handler asks for each input (`next`). */
   attached = false;
   /** The handler waits for input with none given (set once the session exists). */
@@ -102,6 +106,7 @@ export class Checkpoints implements SessionHooks {
     readonly rule: SessionState,
     readonly limits: SessionLimits,
     readonly tooMany: () => Error,
+    readonly late: (time: number) => Error,
     readonly encode: (state: unknown, pending: readonly Timer[]) => Buffer | string,
     readonly encodePayload: (payload: unknown) => Buffer | string,
   ) {}
@@ -154,10 +159,19 @@ export class Checkpoints implements SessionHooks {
     if (this.onWaiting === null) this.waits++;
     else this.onWaiting();
   }
-  wakeAt(time: number, payload: unknown): void {
-    if (!roomForTimer(this.rule, this.limits)) throw this.tooMany();
-    const timer = addTimer(this.rule, time, this.encodePayload(payload), this.limits) as Timer;
+  wakeAt(time: number, payload: unknown, key: string | undefined): void {
+    const replaced = key === undefined ? undefined : this.rule.timers.find((t) => t.key === key);
+    const timer = addTimer(this.rule, time, this.encodePayload(payload), this.limits, key);
+    if (timer === 'late') throw this.late(Math.ceil(time));
+    if (timer === 'full') throw this.tooMany();
+    if (replaced !== undefined) this.onDrop?.(replaced);
     this.onTimer?.(timer);
+  }
+  cancelTimer(key: string): boolean {
+    const timer = cancelTimer(this.rule, key);
+    if (timer === undefined) return false;
+    this.onDrop?.(timer);
+    return true;
   }
 }
 
@@ -297,6 +311,7 @@ export function encodeCheckpoint(
   for (const t of pending) {
     const bytes = typeof t.payload === 'string' ? Buffer.byteLength(t.payload) : t.payload.length;
     timers += Math.ceil(bytes / 3) * 4 + String(t.id).length + String(t.time).length + 8;
+    if (t.key !== undefined) timers += Buffer.byteLength(JSON.stringify(t.key)) + 1;
   }
   const size =
     timers + (typeof data === 'string' ? (data.length * 3 + timers <= limit ? 0 : Buffer.byteLength(data)) : data.length);
@@ -327,7 +342,7 @@ export function checkpointOf(s: Session<unknown, unknown>, call: CheckpointCall)
     events: call.events,
     state: call.state as Buffer | string,
     timers: call.timers,
-    pending: call.pending.map((t) => [t.id, t.time, t.payload] as const),
+    pending: call.pending.map((t) => (t.key === undefined ? ([t.id, t.time, t.payload] as const) : ([t.id, t.time, t.payload, t.key] as const))),
     lastInput: call.input,
   };
   return { acks, checkpoint };
