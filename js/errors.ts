@@ -146,13 +146,15 @@ export const ERROR_CODES = {
     class: 'TimerPastAgeError',
     from: 'velo-stream/redis',
     when: "A `redisWorker` session's `ctx.wakeAt(time)` with a `time` after the session's age end (its first entry's time plus `maxSessionAge`): such a timer could never fire. Thrown at the call (no timer is made, a pending timer of the same key stays).",
-    action: 'Compute `time` within the session (from `ctx.entry.time`), or raise `maxSessionAge`; a deadline past it belongs to the key\'s next session.',
+    action:
+      "Compute `time` within the session (from `ctx.entry.time`), or raise `maxSessionAge`; a deadline past it belongs to the key's next session.",
   },
   ERR_VELO_PIPE_SESSION_CALL: {
     class: 'TypeError',
     from: 'velo-stream/redis',
-    when: 'A stage of a pipe run by `redisWorker` calls `ctx.checkpoint()`, `ctx.wakeAt()` or `ctx.cancelTimer()`: a pipe\'s stages have no durable side, and the call would be lost on a takeover.',
-    action: 'Run the stateful step as its own `redisWorker` function (a single handler, not a pipe), or keep the pipe\'s stages stateless.',
+    when: "A stage of a pipe run by `redisWorker` calls `ctx.checkpoint()`, `ctx.wakeAt()` or `ctx.cancelTimer()`: a pipe's stages have no durable side, and the call would be lost on a takeover.",
+    action:
+      "Run the stateful step as its own `redisWorker` function (a single handler, not a pipe), or keep the pipe's stages stateless.",
   },
   ERR_VELO_ENCODE: {
     class: 'TypeError',
@@ -201,7 +203,7 @@ export const ERROR_CODES = {
     class: 'ReplayDivergedError',
     from: 'velo-stream/redis (checkReplay)',
     when: 'A replay made an output other than the one committed before, or fewer outputs, or ended a session elsewhere or for another reason.',
-    action: 'Make the handler deterministic over its inputs (time from entry ids, not `Date.now()`).',
+    action: "Make the handler deterministic over its inputs (time from `ctx.entry.time`, the entry id's, not `Date.now()`).",
   },
   ERR_VELO_ON_OUTPUT: {
     class: 'OnOutputError',

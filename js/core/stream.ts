@@ -13,15 +13,7 @@
 // async iterator must return; promises are made only when someone waits.
 import { setMaxListeners } from 'node:events';
 import { StreamClosedError, describe, invalidReturn, invalidType } from '../errors';
-import type {
-  EntryInfo,
-  EventSource,
-  StreamContext,
-  StreamHandler,
-  StreamMetrics,
-  StreamState,
-  WakeAtOptions,
-} from '../types';
+import type { EntryInfo, EventSource, StreamContext, StreamHandler, StreamMetrics, StreamState, WakeAtOptions } from '../types';
 import { type LateIdleTarget, holdAlive, holdIdle, releaseAlive, unwatchIdle, watchIdleLater } from './addon';
 import type { AliveGroup } from './alive-group';
 import { StreamBase, watchAbort } from './drive';

@@ -4,14 +4,7 @@ import { cutText, readString, textOf } from '../text';
 import { type Codec, encodeChecked } from './codec';
 import { CheckpointTooLargeError, type SessionLimitError, sessionAgeError, sessionEventsError } from '../errors';
 import { idTime } from './log-ids';
-import {
-  type EndReason,
-  type SessionLimits,
-  type SessionState,
-  type SessionTimer,
-  addTimer,
-  cancelTimer,
-} from './session-rules';
+import { type EndReason, type SessionLimits, type SessionState, type SessionTimer, addTimer, cancelTimer } from './session-rules';
 import type { InputEntry, SessionEnd, Snapshot } from './transport';
 import type { SessionScope } from './trace-context';
 import type { ClockTimer } from './clock';
@@ -342,7 +335,9 @@ export function checkpointOf(s: Session<unknown, unknown>, call: CheckpointCall)
     events: call.events,
     state: call.state as Buffer | string,
     timers: call.timers,
-    pending: call.pending.map((t) => (t.key === undefined ? ([t.id, t.time, t.payload] as const) : ([t.id, t.time, t.payload, t.key] as const))),
+    pending: call.pending.map((t) =>
+      t.key === undefined ? ([t.id, t.time, t.payload] as const) : ([t.id, t.time, t.payload, t.key] as const),
+    ),
     lastInput: call.input,
   };
   return { acks, checkpoint };
