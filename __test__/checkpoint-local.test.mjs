@@ -99,3 +99,33 @@ test('ctx.wakeAt in-process: the payload arrives as an event at its time, unless
     await fn.close();
   }
 });
+
+test('ctx.wakeAt with a key in-process: a timer of the key replaces the pending one, ctx.cancelTimer cancels it; ctx.entry is undefined; bad keys are refused with a code', async () => {
+  const keyed = streamFn(async function* keyed(events, ctx) {
+    for await (const e of events) {
+      assert.equal(ctx.entry, undefined);
+      if (e.arm !== undefined) ctx.wakeAt(Date.now() + e.arm.after, { woke: e.arm.tag }, { key: e.arm.key });
+      const cancelled = e.cancel === undefined ? undefined : ctx.cancelTimer(e.cancel);
+      yield cancelled === undefined ? e : { ...e, cancelled };
+      if (e.woke !== undefined) return;
+    }
+  });
+  const stream = keyed.open();
+  const out = [];
+  const reading = (async () => {
+    for await (const o of stream) out.push(o);
+  })();
+  // x: a replaced by b (b is the one that fires); y: c cancelled; a second cancel finds none.
+  await stream.send({ arm: { key: 'x', after: 10, tag: 'a' } });
+  await stream.send({ arm: { key: 'x', after: 30, tag: 'b' } });
+  await stream.send({ arm: { key: 'y', after: 5, tag: 'c' } });
+  await stream.send({ cancel: 'y' });
+  await stream.send({ cancel: 'y' });
+  await reading;
+  assert.deepEqual(out.slice(3), [{ cancel: 'y', cancelled: true }, { cancel: 'y', cancelled: false }, { woke: 'b' }]);
+  const bad = streamFn(async function* bad(events, ctx) {
+    for await (const e of events) yield e.cancel ? ctx.cancelTimer(e.key) : ctx.wakeAt(0, 'x', e.options);
+  });
+  for (const options of [null, 'x', { key: 1 }]) await assert.rejects(bad.run([{ options }]), { code: 'ERR_INVALID_ARG_TYPE' }, String(options));
+  await assert.rejects(bad.run([{ cancel: true, key: 1 }]), { code: 'ERR_INVALID_ARG_TYPE' });
+});

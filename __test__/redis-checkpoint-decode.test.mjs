@@ -4,6 +4,7 @@
 // its handler took none of them, so they open the key's next session, as events a session never took do.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
 import { redisProducer, redisWorker } from 'velo-stream/redis';
 import { client, fresh, useRedis } from './helpers/redis-suite.mjs';
 import { checkpointTotals, eventually, expectedTotals, pendingCount, readAllOutputs } from './helpers/redis-fixtures.mjs';
@@ -44,6 +45,13 @@ for (const [what, rewrite] of [
   [
     'a snapshot whose last input is not a string',
     (header, state) => `${JSON.stringify({ ...JSON.parse(header), input: 7 })}\n${state}`,
+  ],
+  [
+    "a snapshot whose pending timer's key is not a string",
+    (header, state) => {
+      const h = JSON.parse(header);
+      return `${JSON.stringify({ ...h, timers: 1, pending: [[1, Date.now() + 600_000, Buffer.from('{}').toString('base64'), 7]] })}\n${state}`;
+    },
   ],
   // A pending timer's payload is part of the snapshot: it failed the session later, as an undecodable entry of
   // an id no log holds, with nothing sent to onError.
@@ -106,3 +114,36 @@ for (const [what, rewrite] of [
     }
   });
 }
+
+const require = createRequire(import.meta.url);
+
+test('a snapshot records each pending timer\'s key as a fourth element (a timer without one has three), and reads back the same', () => {
+  const { parseSnapshot, snapshotValue } = require('../dist/redis/stored.js');
+  const snapshot = {
+    sid: 'k@1-0',
+    key: 'k',
+    seq: 3,
+    lastTime: 5,
+    events: 4,
+    state: '{"n":1}',
+    timers: 3,
+    pending: [
+      [2, 9, Buffer.from('{"a":1}'), 'x'],
+      [3, 10, Buffer.from('{"b":2}')],
+    ],
+  };
+  const value = snapshotValue(snapshot);
+  assert.deepEqual(JSON.parse(value.slice(0, value.indexOf('\n'))).pending, [
+    [2, 9, Buffer.from('{"a":1}').toString('base64'), 'x'],
+    [3, 10, Buffer.from('{"b":2}').toString('base64')],
+  ]);
+  const back = parseSnapshot('k@1-0', Buffer.from(value));
+  assert.deepEqual(
+    back.pending.map(([id, time, payload, key]) => [id, time, payload.toString(), key]),
+    [
+      [2, 9, '{"a":1}', 'x'],
+      [3, 10, '{"b":2}', undefined],
+    ],
+  );
+  assert.equal(back.pending[1].length, 3);
+});

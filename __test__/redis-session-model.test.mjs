@@ -88,19 +88,20 @@ const cases = [
     ['E0 E0.0 | idle@1999'],
   ],
   [
-    'a timer due at the idle end never fires',
+    'a timer due at the idle end fires (a pending timer keeps the session open); the idle end is then from its time',
     { idleTimeout: 1000 },
     [entry(0, 'E0', { timers: [{ after: 1000 }] })],
     undefined,
-    ['E0 | idle@1000'],
+    ['E0 E0.0 | idle@2000'],
   ],
-  // A session taken over after its timer fired never ended; its timer due after the idle end must not fire.
+  // A timer due long after the idle end of the inputs before it still fires; the next entry, at its idle end, opens
+  // the key's next session.
   [
-    'a fired timer and one due past the idle end: the session ends by idle, the next entry opens a session',
+    'a fired timer and one due past the idle end of the first: both fire, the idle end is from the last timer',
     { idleTimeout: 2500 },
     [entry(0, 'E0', { timers: [{ after: 500 }, { after: 7500 }] }), entry(10_000, 'E1')],
     undefined,
-    ['E0 E0.0 | idle@3000', 'E1 | idle@12500'],
+    ['E0 E0.0 E0.1 | idle@10000', 'E1 | idle@12500'],
   ],
   // Timers of one time fire in the order made, also one made while the other waits.
   [
@@ -243,11 +244,50 @@ const cases = [
     ['E0 E1 | age@301', 'E2 | age@602'],
   ],
   [
-    'an end before a timer and an entry of its ms',
+    'a timer pending at the idle end: no end there; the timer, then the entry of its ms',
     { idleTimeout: 1000 },
     [entry(0, 'E0', { timers: [{ after: 1000 }] }), entry(1000, 'E1')],
     undefined,
-    ['E0 | idle@1000', 'E1 | idle@2000'],
+    ['E0 E0.0 E1 | idle@2000'],
+  ],
+  // Late timers, keys: a timer due after the age end is refused at the call; a key replaces or cancels.
+  [
+    'a timer due at the age end fires, one a ms later is refused (never made): the session ends by age',
+    { idleTimeout: 1000, maxSessionAge: 500 },
+    [entry(0, 'E0', { timers: [{ after: 500 }, { after: 501 }] })],
+    undefined,
+    ['E0 E0.0 | age@501'],
+  ],
+  [
+    'a timer of a key replaces the pending one of that key: only the new one fires',
+    { idleTimeout: 1000 },
+    [entry(0, 'E0', { timers: [{ after: 100, key: 'x' }, { after: 200, key: 'x' }, { after: 150, key: 'y' }] })],
+    undefined,
+    ['E0 E0.2 E0.1 | idle@1200'],
+  ],
+  [
+    'a replacement made by a timer as it fires, for a later one of its key',
+    { idleTimeout: 1000 },
+    [entry(0, 'E0', { timers: [{ after: 100, timers: [{ after: 400, key: 'x' }] }, { after: 300, key: 'x' }] })],
+    undefined,
+    ['E0 E0.0 E0.0.0 | idle@1500'],
+  ],
+  [
+    'a cancelled timer never fires, and the idle end is then from the last input',
+    { idleTimeout: 1000 },
+    [entry(0, 'E0', { timers: [{ after: 1500, key: 'x' }] }), entry(50, 'E1', { cancel: ['x'] })],
+    undefined,
+    ['E0 E1 | idle@1050'],
+  ],
+  [
+    'maxSessionTimers: a replacement is never refused; a cancelled timer frees its room',
+    { idleTimeout: 1000, maxSessionTimers: 1 },
+    [
+      entry(0, 'E0', { timers: [{ after: 100, key: 'x' }, { after: 200, key: 'x' }, { after: 300 }] }),
+      entry(10, 'E1', { cancel: ['x'], timers: [{ after: 50 }] }),
+    ],
+    undefined,
+    ['E0 E1 E1.0 | idle@1060'],
   ],
   [
     'maxSessionEvents 1 with an entry of the same ms: it opens the next session',
@@ -326,21 +366,36 @@ for (const [name, limits, log, clock, want] of cases) {
 test('model: the outputs show each session’s history, a refused timer, and end with a cap’s or a throw’s error', () => {
   const timers = run({ idleTimeout: 1000, maxSessionTimers: 2 }, cases[2][2]).K[0].outputs;
   assert.deepEqual(timers.slice(0, 2), [
-    { in: 'E0', count: 1, took: 'E0' },
-    { in: 'E0.0', count: 2, took: 'E0 E0.0', refused: ['E0.0.1'] },
+    { in: 'E0', count: 1, took: 'E0', entry: `${T}-0@${T}` },
+    { in: 'E0.0', count: 2, took: 'E0 E0.0', entry: `t1@${T + 5}`, refused: ['E0.0.1'] },
+  ]);
+  // A late timer, a cancel and a replacement, as the handler sees them.
+  const keyed = run({ idleTimeout: 1000, maxSessionAge: 500 }, [
+    entry(0, 'E0', { timers: [{ after: 100, key: 'x' }, { after: 600 }] }),
+    entry(10, 'E1', { cancel: ['x', 'y'], timers: [{ after: 20, key: 'y' }, { after: 30, key: 'y' }] }),
+  ]).K[0].outputs;
+  assert.deepEqual(keyed, [
+    { in: 'E0', count: 1, took: 'E0', entry: `${T}-0@${T}`, late: ['E0.1'] },
+    { in: 'E1', count: 2, took: 'E0 E1', entry: `${T + 10}-0@${T + 10}`, cancelled: ['x'] },
+    { in: 'E1.1', count: 3, took: 'E0 E1 E1.1', entry: `t3@${T + 40}` },
+    { error: AGE },
   ]);
   assert.deepEqual(
     run({ idleTimeout: 3000, maxSessionEvents: 2 }, [
       entry(0, 'E0', { yield: 2, timers: [{ after: 1, yield: 0 }, { after: 2 }] }),
     ]).K[0].outputs,
-    [{ in: 'E0', count: 1, took: 'E0' }, { in: 'E0', count: 1, took: 'E0', part: 1 }, { error: EV }],
+    [
+      { in: 'E0', count: 1, took: 'E0', entry: `${T}-0@${T}` },
+      { in: 'E0', count: 1, took: 'E0', entry: `${T}-0@${T}`, part: 1 },
+      { error: EV },
+    ],
   );
   assert.deepEqual(
     run({ idleTimeout: 1000, maxSessionAge: 10 }, [entry(0, 'E0'), entry(11, 'E1')]).K.map((s) => s.outputs.at(-1)),
     [{ error: AGE }, { error: AGE }],
   );
   const thrown = run({ idleTimeout: 1000 }, [entry(0, 'E0', { end: 'throw', yield: 1 })]).K[0];
-  assert.deepEqual(thrown.outputs, [{ in: 'E0', count: 1, took: 'E0' }, { error: SCRIPT_THROW }]);
+  assert.deepEqual(thrown.outputs, [{ in: 'E0', count: 1, took: 'E0', entry: `${T}-0@${T}` }, { error: SCRIPT_THROW }]);
   assert.deepEqual(thrown.inputs, [{ entry: `${T}-0`, tag: 'E0' }]);
   assert.equal(thrown.sid, `K@${T}-0`);
 });
@@ -364,28 +419,49 @@ test('model: checkpoints change nothing visible (the same sessions with every ch
  * checkpoint and a fresh one, restored from it, takes the inputs after it (what a takeover does). Returns the outputs
  * (a throw as `{ error: code }`) and the timers made, in order.
  */
-async function drive(session, eventOf, limit, restoreAt) {
+async function drive(session, eventOf, limits, restoreAt) {
+  const limit = limits.maxSessionTimers ?? 1000;
+  const maxAge = limits.maxSessionAge ?? 0;
+  const start = timeOf(session.inputs[0].entry);
   let outputs = [];
   let made = [];
-  let pending = 0;
+  let pending = [];
   let taken = 0;
   let snapshot;
+  let entry;
   const instance = async (inputs, restored) => {
+    entry = undefined;
     const ctx = {
       restored,
-      wakeAt(due, payload) {
-        if (pending >= limit) throw Object.assign(new Error('too many timers'), { code: 'ERR_VELO_TOO_MANY_TIMERS' });
-        pending++;
+      get entry() {
+        return entry;
+      },
+      wakeAt(due, payload, { key } = {}) {
+        if (maxAge > 0 && Math.ceil(due) > start + maxAge)
+          throw Object.assign(new Error('past the age end'), { code: 'ERR_VELO_TIMER_PAST_AGE' });
+        const old = key === undefined ? undefined : pending.find((p) => p.key === key);
+        if (old === undefined && pending.length >= limit)
+          throw Object.assign(new Error('too many timers'), { code: 'ERR_VELO_TOO_MANY_TIMERS' });
+        pending = pending.filter((p) => p !== old);
         made.push({ due, payload });
+        pending.push({ n: made.length, key });
+      },
+      cancelTimer(key) {
+        const old = pending.find((p) => p.key === key);
+        pending = pending.filter((p) => p !== old);
+        return old !== undefined;
       },
       checkpoint(state) {
         if (taken - 1 === restoreAt)
-          snapshot = { state: structuredClone(state), pending, made: [...made], outputs: [...outputs] };
+          snapshot = { state: structuredClone(state), pending: [...pending], made: [...made], outputs: [...outputs] };
       },
     };
     const events = (async function* () {
       for (const input of inputs) {
-        if (input.timer !== undefined) pending--;
+        if (input.timer !== undefined) {
+          pending = pending.filter((p) => p.n !== input.timer);
+          entry = { id: `t${input.timer}`, time: input.due };
+        } else entry = { id: input.entry, time: timeOf(input.entry) };
         taken++;
         yield input.entry !== undefined ? eventOf(input.entry) : made[input.timer - 1].payload;
       }
@@ -409,10 +485,9 @@ test('the scripted handler makes what the model says, and a restore at any check
   for (let seed = 1; seed <= 200; seed++) {
     const scenario = randomScenario(seed);
     const events = new Map(scenario.log.map((e) => [e.id, e.event]));
-    const limit = scenario.limits.maxSessionTimers ?? 1000;
     for (const sessions of Object.values(model(scenario))) {
       for (const session of sessions) {
-        const full = await drive(session, (id) => events.get(id), limit);
+        const full = await drive(session, (id) => events.get(id), scenario.limits);
         const want = session.outputs.filter((o) => o.error === undefined || o.error === SCRIPT_THROW);
         assert.deepEqual(full.outputs, want, `seed ${seed} ${session.sid}: outputs`);
         for (const input of session.inputs.filter((i) => i.timer !== undefined)) {
@@ -430,7 +505,7 @@ test('the scripted handler makes what the model says, and a restore at any check
           if (payload.checkpoint !== true || payload.end !== undefined) continue;
           restores++;
           assert.deepEqual(
-            await drive(session, (id) => events.get(id), limit, at),
+            await drive(session, (id) => events.get(id), scenario.limits, at),
             full,
             `seed ${seed} ${session.sid}: restored after input ${at}`,
           );
@@ -457,7 +532,8 @@ function timerCountsExpected(log, idle, { maxSessionEvents = 0, maxSessionAge = 
     let timers = [];
     let made = 0;
     const endAt = (at) => {
-      const idleEnd = last + idle;
+      // (A pending timer keeps the session open: no idle end before it fires.)
+      const idleEnd = timers.length > 0 ? Infinity : last + idle;
       const ageEnd = maxSessionAge > 0 ? start + maxSessionAge + 1 : Infinity;
       if (at >= Math.min(idleEnd, ageEnd)) return idleEnd <= ageEnd ? null : AGE;
       if (maxSessionEvents > 0 && session.length >= maxSessionEvents) return EV;
@@ -468,17 +544,21 @@ function timerCountsExpected(log, idle, { maxSessionEvents = 0, maxSessionAge = 
       session = null;
       timers = [];
     };
+    // A timer due after the session's age end is refused: none is made.
+    const late = (due) => maxSessionAge > 0 && due > start + maxSessionAge;
     const chain = (n, step, from, delays) => {
-      if (delays?.length > 0)
+      if (delays?.length > 0 && !late(from + delays[0]))
         timers.push({ id: ++made, due: from + delays[0], woke: `${n}.c${step}`, n, step, chain: delays.slice(1) });
     };
     const fireUntil = (until) => {
       for (;;) {
         timers.sort((a, b) => a.due - b.due || a.id - b.id);
         if (timers.length === 0 || timers[0].due > until || session === null) return;
-        const t = timers.shift();
+        // (Decided with the timer still pending.)
+        const t = timers[0];
         const how = endAt(t.due);
         if (how !== undefined) return end(how);
+        timers.shift();
         session.push(t.woke);
         last = Math.max(last, t.due);
         chain(t.n, t.step + 1, t.due, t.chain);
@@ -494,7 +574,8 @@ function timerCountsExpected(log, idle, { maxSessionEvents = 0, maxSessionAge = 
       }
       session.push(e.n);
       last = at;
-      for (const [i, d] of (e.wake ?? []).entries()) timers.push({ id: ++made, due: e.at + d, woke: `${e.n}.${i}` });
+      for (const [i, d] of (e.wake ?? []).entries())
+        if (!late(e.at + d)) timers.push({ id: ++made, due: e.at + d, woke: `${e.n}.${i}` });
       chain(e.n, 0, e.at, e.chain);
     }
     fireUntil(Infinity);
@@ -537,7 +618,7 @@ test('the model equals the older model of redis-timers-crash.test.mjs on the sce
   assert.ok(seen.sessions > 3000 && seen.timers > 3000 && seen.caps > 500, JSON.stringify(seen));
 });
 
-test('randomScenario reaches every kind of end and the boundaries: ties, an entry exactly at an idle or age end, a refused timer, a past timer', (t) => {
+test('randomScenario reaches every kind of end and the boundaries: ties, an entry exactly at an idle or age end, a refused timer, a past timer, a late timer, a cancel, a timer past an idle end', (t) => {
   const seen = {
     idle: 0,
     age: 0,
@@ -550,6 +631,9 @@ test('randomScenario reaches every kind of end and the boundaries: ties, an entr
     atAgeEnd: 0,
     refused: 0,
     pastTimer: 0,
+    late: 0,
+    cancelled: 0,
+    pastIdle: 0,
   };
   for (let seed = 1; seed <= 500; seed++) {
     const scenario = randomScenario(seed);
@@ -564,6 +648,15 @@ test('randomScenario reaches every kind of end and the boundaries: ties, an entr
         seen.tie += entries.filter((t, j) => j > 0 && t === entries[j - 1]).length;
         seen.refused += s.outputs.filter((o) => o.refused !== undefined).length;
         seen.pastTimer += s.inputs.filter((x) => x.timer !== undefined && x.due < time.get(s.inputs[0].entry)).length;
+        seen.late += s.outputs.filter((o) => o.late !== undefined).length;
+        seen.cancelled += s.outputs.filter((o) => o.cancelled !== undefined).length;
+        // A timer that fired at or after the idle end of the inputs before it (it kept the session open).
+        let last = 0;
+        for (const x of s.inputs) {
+          const at = x.timer !== undefined ? x.due : time.get(x.entry);
+          if (x.timer !== undefined && last > 0 && at >= last + scenario.limits.idleTimeout) seen.pastIdle++;
+          last = Math.max(last, at);
+        }
       }
     }
   }

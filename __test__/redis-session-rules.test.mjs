@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
-const { addTimer, deadline, decide, newState, take } = require('../dist/redis/session-rules.js');
+const { addTimer, cancelTimer, deadline, decide, newState, take } = require('../dist/redis/session-rules.js');
 
 const limits = (o = {}) => ({ idleTimeout: 1000, maxSessionAge: 0, maxSessionEvents: 0, maxSessionTimers: 10, ...o });
 
@@ -28,7 +28,7 @@ test('idle: an entry one ms before the idle end is taken; one at it ends the ses
   assert.equal(kinds(decide(s, undefined, 999_999, limits({ idleTimeout: 0 }))), 'wait');
 });
 
-test('a timer comes before an entry of the same ms; timers of one time in the order made; the end comes before both', () => {
+test('a timer comes before an entry of the same ms; timers of one time in the order made; a pending timer holds off the idle end', () => {
   const s = opened();
   const a = addTimer(s, 10_500, 'a', limits());
   const b = addTimer(s, 10_500, 'b', limits());
@@ -41,10 +41,16 @@ test('a timer comes before an entry of the same ms; timers of one time in the or
   take(s, 10_500, a);
   assert.equal(kinds(decide(s, 10_500, 10_600, limits())), 'timer 2');
   take(s, 10_500, b);
-  // Last 10_500: a timer and an entry both at the idle end (11_500): the end first.
-  addTimer(s, 11_500, 'd', limits());
-  assert.equal(kinds(decide(s, 11_500, 11_500, limits())), 'end idle');
+  // Last 10_500: a timer and an entry both at what was the idle end (11_500): the pending timer keeps the session
+  // open, it is taken first, and the idle end is then 12_500.
+  assert.equal(deadline(s, limits()).time, 11_500);
+  const d = addTimer(s, 11_500, 'd', limits());
+  assert.equal(deadline(s, limits()).time, Infinity);
+  assert.equal(kinds(decide(s, 11_500, 11_500, limits())), 'timer 4');
   assert.equal(kinds(decide(s, undefined, 11_499, limits())), 'wait');
+  take(s, d.time, d);
+  assert.equal(kinds(decide(s, 12_500, 12_500, limits())), 'end idle');
+  assert.equal(kinds(decide(s, 12_499, 12_500, limits())), 'entry');
 });
 
 test('a timer due later than the log clock waits (an entry may come first); a timer made in the past is due at once and never moves `last` back', () => {
@@ -55,7 +61,10 @@ test('a timer due later than the log clock waits (an entry may come first); a ti
   assert.equal(kinds(decide(s, undefined, 10_000, limits())), 'timer 2');
   take(s, past.time, past);
   assert.equal(s.last, 10_000);
-  assert.equal(deadline(s, limits()).time, 11_000);
+  // (The timer at 10_800 still pending: no idle end until it is taken.)
+  assert.equal(deadline(s, limits()).time, Infinity);
+  take(s, 10_800, s.timers[0]);
+  assert.equal(deadline(s, limits()).time, 11_800);
 });
 
 test('the issue case: idle end after a timer made in the past is measured from the latest time taken', () => {
@@ -82,10 +91,18 @@ test('age: an input at start + maxSessionAge is taken, one at start + maxSession
   // Age end (10_999 + 1) equal to the idle end (11_000): idle.
   assert.equal(kinds(decide(opened(), undefined, 11_000, limits({ maxSessionAge: 999 }))), 'end idle');
   assert.equal(kinds(decide(opened(), undefined, 11_000, limits({ maxSessionAge: 998 }))), 'end age');
-  // A timer past its age never fires.
+  // A timer past its age would never fire: it is refused at the call (no id taken); one at start + age is made.
   const t = opened();
-  addTimer(t, 10_501, 'late', o);
+  assert.equal(addTimer(t, 10_500.5, 'late', o), 'late');
+  assert.equal(addTimer(t, 10_501, 'late', o), 'late');
+  assert.deepEqual([t.timerCount, t.timers.length], [0, 0]);
   assert.equal(kinds(decide(t, undefined, 10_600, o)), 'end age');
+  const atAge = addTimer(t, 10_500, 'at the age', o);
+  assert.equal(atAge.id, 1);
+  assert.equal(kinds(decide(t, undefined, 10_500, o)), 'timer 1');
+  // Refused whatever else holds: with no room either, the age decides.
+  assert.equal(addTimer(t, 10_501, 'late', limits({ maxSessionAge: 500, maxSessionTimers: 1 })), 'late');
+  assert.equal(addTimer(t, 10_400, 'full', limits({ maxSessionAge: 500, maxSessionTimers: 1 })), 'full');
 });
 
 test('events: the maxSessionEvents + 1-th input ends the session (a timer or an entry), unless an earlier end comes first', () => {
@@ -108,7 +125,7 @@ test('maxSessionTimers counts the timers not taken: taking one makes room', () =
   const s = opened();
   const a = addTimer(s, 10_001, 'a', o);
   assert.ok(addTimer(s, 10_002, 'b', o));
-  assert.equal(addTimer(s, 10_003, 'c', o), null);
+  assert.equal(addTimer(s, 10_003, 'c', o), 'full');
   assert.equal(s.timerCount, 2, 'a refused timer takes no id');
   take(s, a.time, a);
   assert.equal(addTimer(s, 10_003, 'c', o).id, 3);
@@ -123,4 +140,43 @@ test('wouldTake: the entries a session would take before its end, its timers amo
   assert.equal(wouldTake(s, [10_100, 10_200], o), 1);
   assert.equal(s.events, 1, 'the state is not changed');
   assert.equal(wouldTake(opened(), [10_100, 10_999, 11_999], limits()), 2);
+});
+
+test('keys: a timer of a key replaces the pending one (a new id, at its own time), cancelTimer removes it; neither counts toward maxSessionTimers', () => {
+  const o = limits({ maxSessionTimers: 2 });
+  const s = opened();
+  const x = addTimer(s, 10_300, 'x1', o, 'x');
+  addTimer(s, 10_200, 'plain', o);
+  // Full (2 pending): a new key is refused, a replacement is not.
+  assert.equal(addTimer(s, 10_100, 'y', o, 'y'), 'full');
+  const x2 = addTimer(s, 10_100, 'x2', o, 'x');
+  assert.deepEqual(
+    s.timers.map((t) => [t.id, t.time, t.payload, t.key]),
+    [
+      [3, 10_100, 'x2', 'x'],
+      [2, 10_200, 'plain', undefined],
+    ],
+  );
+  assert.equal(s.timers.includes(x), false);
+  assert.equal(kinds(decide(s, undefined, 10_300, o)), 'timer 3');
+  // Cancelled: gone, and its room free; a second cancel finds none; a timer without a key is never cancelled.
+  assert.equal(cancelTimer(s, 'x'), x2);
+  assert.equal(cancelTimer(s, 'x'), undefined);
+  assert.equal(cancelTimer(s, 'undefined'), undefined);
+  assert.deepEqual(
+    s.timers.map((t) => t.id),
+    [2],
+  );
+  assert.equal(addTimer(s, 10_250, 'y', o, 'y').id, 4);
+  // A taken timer's key is free: a new timer of it is a new one, not a replacement.
+  const y = s.timers.find((t) => t.key === 'y');
+  take(s, 10_200, s.timers[0]);
+  take(s, y.time, y);
+  assert.equal(cancelTimer(s, 'y'), undefined);
+  // The last pending timer gone, the idle end is back: from the latest time taken.
+  assert.equal(deadline(s, o).time, 11_250);
+  // A restore keeps the keys.
+  addTimer(s, 10_900, 'z', o, 'z');
+  const restored = newState(10_000, s);
+  assert.equal(cancelTimer(restored, 'z').payload, 'z');
 });

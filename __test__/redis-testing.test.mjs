@@ -476,3 +476,52 @@ test('checkDeterminism names the session that changed by its key and first event
   assert.equal(report.divergence.key, 'b');
   assert.equal(report.divergence.firstEvent, 0);
 });
+
+test('testWorker: ctx.entry is the entry id and its virtual time (t<n> and the due time for a timer); a keyed timer replaces and a cancel stops it, with a crash at every step; checkDeterminism passes such a handler', async () => {
+  // A reminder 500 ms after each event of a key, moved by the next event (one keyed timer), cancelled by `done`.
+  const reminders = () =>
+    streamFn(
+      async function* (events, ctx) {
+        for await (const e of events) {
+          if (e.type === 'remind') yield { remind: ctx.entry };
+          else if (e.type === 'done') yield { done: ctx.entry.id, cancelled: ctx.cancelTimer('r') };
+          else {
+            ctx.wakeAt(ctx.entry.time + 500, { type: 'remind' }, { key: 'r' });
+            yield { seen: ctx.entry.id };
+          }
+        }
+      },
+      { idleTimeout: 200 },
+    );
+  for (let crashAt = -1; crashAt < 4; crashAt++) {
+    const worker = testWorker(reminders(), { leaseTtl: 1000 });
+    const ids = [];
+    const steps = [
+      ['a', { type: 'note' }],
+      ['a', { type: 'note' }],
+      ['b', { type: 'note' }],
+      ['b', { type: 'done' }],
+    ];
+    for (const [step, [key, event]] of steps.entries()) {
+      ids.push(worker.send(key, event));
+      await worker.advance(100);
+      if (step === crashAt) worker.crash();
+    }
+    await worker.settle();
+    const time = (id) => Number(id.split('-')[0]);
+    assert.deepEqual(
+      byUser(worker),
+      {
+        // a's first timer (number 1) replaced by its second (2), which fires 500 ms after a's second event.
+        a: [{ seen: ids[0] }, { seen: ids[1] }, { remind: { id: 't2', time: time(ids[1]) + 500 } }],
+        b: [{ seen: ids[2] }, { done: ids[3], cancelled: true }],
+      },
+      `crash after step ${crashAt}`,
+    );
+    await worker.close();
+  }
+  const start = Date.UTC(2024, 0, 1);
+  const events = ['note', 'note', 'done', 'note'].map((type, i) => ({ key: 'k', event: { type }, at: start + i * 50 }));
+  const report = await checkDeterminism(reminders(), events);
+  assert.equal(report.ok, true, report.message);
+});

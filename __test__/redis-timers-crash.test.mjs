@@ -57,7 +57,8 @@ async function expected(name, idle, { maxSessionEvents = 0, maxSessionAge = 0 } 
     let made = 0;
     // How the session ends if its next event is at `at`: by idle (null), a cap (its code), or not (undefined).
     const endAt = (at) => {
-      const idleEnd = last + idle;
+      // (A pending timer keeps the session open: no idle end before it fires.)
+      const idleEnd = timers.length > 0 ? Infinity : last + idle;
       const ageEnd = maxSessionAge > 0 ? start + maxSessionAge + 1 : Infinity;
       if (at >= Math.min(idleEnd, ageEnd)) return idleEnd <= ageEnd ? null : 'ERR_VELO_SESSION_AGE';
       if (maxSessionEvents > 0 && session.length >= maxSessionEvents) return 'ERR_VELO_SESSION_EVENTS';
@@ -69,17 +70,21 @@ async function expected(name, idle, { maxSessionEvents = 0, maxSessionAge = 0 } 
       timers = [];
     };
     // A chained timer (`chain`) makes the next when it fires, that long after its own time.
+    // A timer due after the session's age end is refused: none is made.
+    const late = (due) => maxSessionAge > 0 && due > start + maxSessionAge;
     const chain = (n, step, from, delays) => {
-      if (delays?.length > 0)
+      if (delays?.length > 0 && !late(from + delays[0]))
         timers.push({ id: ++made, due: from + delays[0], woke: `${n}.c${step}`, n, step, chain: delays.slice(1) });
     };
     const fireUntil = (until) => {
       for (;;) {
         timers.sort((a, b) => a.due - b.due || a.id - b.id);
         if (timers.length === 0 || timers[0].due > until || session === null) return;
-        const t = timers.shift();
+        // (Decided with the timer still pending.)
+        const t = timers[0];
         const how = endAt(t.due);
         if (how !== undefined) return end(how);
+        timers.shift();
         session.push({ woke: t.woke, count: session.length + 1 });
         last = Math.max(last, t.due);
         chain(t.n, t.step + 1, t.due, t.chain);
@@ -97,7 +102,7 @@ async function expected(name, idle, { maxSessionEvents = 0, maxSessionAge = 0 } 
       last = at;
       const delays = Array.isArray(e.wake) ? e.wake : e.wake === undefined ? [] : [e.wake];
       for (const [i, d] of delays.entries()) {
-        timers.push({ id: ++made, due: e.at + d, woke: Array.isArray(e.wake) ? `${e.n}.${i}` : e.n });
+        if (!late(e.at + d)) timers.push({ id: ++made, due: e.at + d, woke: Array.isArray(e.wake) ? `${e.n}.${i}` : e.n });
       }
       chain(e.n, 0, e.at, e.chain);
     }
@@ -152,7 +157,7 @@ async function committed(name, n) {
   await eventually(async () => (await readAllOutputs(client, name, 1)).length >= n, `${n} outputs committed`, 20_000);
 }
 
-test('a session whose timer fired, taken over before its idle end, ends by idle as a crash-free run (its timer due after the idle end never fires)', async () => {
+test('a session whose timer fired, taken over before its idle end, fires its timer due after that idle end (a pending timer keeps it open) and ends by idle after it, as a crash-free run', async () => {
   const IDLE = 2500;
   for (const crash of [false, true]) {
     const name = fresh(crash ? 'stuck' : 'stuckRef');
@@ -161,7 +166,7 @@ test('a session whose timer fired, taken over before its idle end, ends by idle 
     try {
       await owns(workers[0]);
       const at = await redisNow();
-      await producer.send('K', { n: 0, at, wake: [500, 3 * IDLE] });
+      await producer.send('K', { n: 0, at, wake: [500, 2 * IDLE] });
       // The first timer fired (its output is committed): kill -9 the owner before the session's idle end.
       await committed(name, 2);
       if (crash) {
@@ -172,7 +177,7 @@ test('a session whose timer fired, taken over before its idle end, ends by idle 
       await eventually(async () => (await pendingCount(client, name, 1)) === 0, 'the session ended', 40_000);
       // A later event of the key opens a session of its own.
       await producer.send('K', { n: 1, at: await redisNow() });
-      await committed(name, 3);
+      await committed(name, 4);
       await settle(name, workers);
       const got = await outputs(name);
       assert.deepEqual(got, await expected(name, IDLE));
@@ -181,6 +186,7 @@ test('a session whose timer fired, taken over before its idle end, ends by idle 
           [
             { n: 0, count: 1 },
             { woke: '0.0', count: 2 },
+            { woke: '0.1', count: 3 },
           ],
           [{ n: 1, count: 1 }],
         ],

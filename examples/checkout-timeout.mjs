@@ -11,7 +11,8 @@ import { streamFn } from 'velo-stream';
 
 /**
  * One checkout per user. Deterministic over its events (a new owner replays them after a crash): the timer's
- * time comes from the `close` event's own `at`, never from the clock.
+ * time comes from the log (`ctx.entry.time`, Redis' clock, on which timers fire) on a `redisWorker`, and from the
+ * `close` event's own `at` in-process (no log there), never from the clock.
  */
 export function checkoutFn(windowMs) {
   return streamFn(
@@ -23,7 +24,7 @@ export function checkoutFn(windowMs) {
           yield { cart: cart.items };
         } else if (e.type === 'close') {
           cart.closed = true;
-          ctx.wakeAt(e.at + windowMs, { type: 'payment-timeout' });
+          ctx.wakeAt((ctx.entry?.time ?? e.at) + windowMs, { type: 'payment-timeout' });
           yield { closed: cart.items };
           ctx.checkpoint(cart);
         } else if (e.type === 'pay' && cart.closed) {
@@ -35,7 +36,8 @@ export function checkoutFn(windowMs) {
         }
       }
     },
-    // Longer than the payment window: a wake-up after the session's idle end would find no session.
+    // Longer than the payment window for the in-process sessions, whose timer does not hold off the idle end (on a
+    // redisWorker a pending timer keeps its session open).
     { idleTimeout: windowMs + 30_000 },
   );
 }

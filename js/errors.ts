@@ -96,7 +96,7 @@ export const ERROR_CODES = {
   ERR_INVALID_STATE: {
     class: 'TypeError',
     from: 'velo-stream (sessions), velo-stream/testing',
-    when: "A second reader of a sessions object's merged output while the first is still reading; `ctx.wakeAt()` in a `workerFn` handler; a test worker's `advance()`/`settle()` while another is under way, or any call but a read after its `close()`.",
+    when: "A second reader of a sessions object's merged output while the first is still reading; `ctx.wakeAt()` or `ctx.cancelTimer()` in a `workerFn` handler; a test worker's `advance()`/`settle()` while another is under way, or any call but a read after its `close()`.",
     action:
       'Read the merged output with one loop; set timers in a handler on the main thread; await each `advance()`/`settle()` before the next, and close a test worker last.',
   },
@@ -155,6 +155,20 @@ export const ERROR_CODES = {
     when: 'One `advance()`, `settle()` or `checkDeterminism` run took more than 2 000 000 steps of the virtual clock (each step: a timer, or the immediates queued): a handler or its timers looping without end at one time, or a span of time too long for the leases renewed on the way.',
     action: 'Look for a handler that makes a timer or an output for ever; move time in shorter spans.',
   },
+  ERR_VELO_TIMER_PAST_AGE: {
+    class: 'TimerPastAgeError',
+    from: 'velo-stream/redis',
+    when: "A `redisWorker` session's `ctx.wakeAt(time)` with a `time` after the session's age end (its first entry's time plus `maxSessionAge`): such a timer could never fire. Thrown at the call (no timer is made, a pending timer of the same key stays).",
+    action:
+      "Compute `time` within the session (from `ctx.entry.time`), or raise `maxSessionAge`; a deadline past it belongs to the key's next session.",
+  },
+  ERR_VELO_PIPE_SESSION_CALL: {
+    class: 'TypeError',
+    from: 'velo-stream/redis',
+    when: "A stage of a pipe run by `redisWorker` calls `ctx.checkpoint()`, `ctx.wakeAt()` or `ctx.cancelTimer()`: a pipe's stages have no durable side, and the call would be lost on a takeover.",
+    action:
+      "Run the stateful step as its own `redisWorker` function (a single handler, not a pipe), or keep the pipe's stages stateless.",
+  },
   ERR_VELO_ENCODE: {
     class: 'TypeError',
     from: 'velo-stream/redis',
@@ -202,7 +216,7 @@ export const ERROR_CODES = {
     class: 'ReplayDivergedError',
     from: 'velo-stream/redis (checkReplay)',
     when: 'A replay made an output other than the one committed before, or fewer outputs, or ended a session elsewhere or for another reason.',
-    action: 'Make the handler deterministic over its inputs (time from entry ids, not `Date.now()`).',
+    action: "Make the handler deterministic over its inputs (time from `ctx.entry.time`, the entry id's, not `Date.now()`).",
   },
   ERR_VELO_ON_OUTPUT: {
     class: 'OnOutputError',
@@ -331,10 +345,10 @@ export function testStepsError(message: string): Error & { code: 'ERR_VELO_TEST_
   return coded(new Error(message), 'ERR_VELO_TEST_STEPS');
 }
 
-/** `ctx.wakeAt()` in a `workerFn` handler: its input is the main thread's lane, where an event made on the worker would not be counted. */
-export function wakeAtOnWorkerError(): TypeError & { code: 'ERR_INVALID_STATE' } {
+/** `ctx.wakeAt()` (or `cancelTimer()`) in a `workerFn` handler: its input is the main thread's lane, where an event made on the worker would not be counted. */
+export function wakeAtOnWorkerError(call = 'wakeAt'): TypeError & { code: 'ERR_INVALID_STATE' } {
   return coded(
-    new TypeError('ctx.wakeAt() is not available in a workerFn handler: timers run on the main thread'),
+    new TypeError(`ctx.${call}() is not available in a workerFn handler: timers run on the main thread`),
     'ERR_INVALID_STATE',
   );
 }
@@ -567,6 +581,38 @@ export class TooManyTimersError extends RangeError {
     this.name = 'TooManyTimersError';
     this.limit = limit;
   }
+}
+
+/**
+ * Thrown by a `redisWorker` session's `ctx.wakeAt(time)` when `time` is after the session's age end (its first
+ * entry's time plus `maxSessionAge`): the timer could never fire, so none is made. The age end is fixed at the
+ * session's start, so the call throws the same on every replay.
+ */
+export class TimerPastAgeError extends RangeError {
+  /** The error's stable code: compare it rather than the class across copies of the module. */
+  readonly code = 'ERR_VELO_TIMER_PAST_AGE' as const;
+  /** `maxSessionAge`. */
+  readonly limit: number;
+  /** The timer's time asked for (ms, rounded up). */
+  readonly time: number;
+  constructor(sid: string, start: number, limit: number, time: number) {
+    super(
+      `Session ${JSON.stringify(sid)} began at ${start} and ends at ${start + limit + 1} by maxSessionAge (${limit} ms): ctx.wakeAt(${time}) would never fire, and made no timer`,
+    );
+    this.name = 'TimerPastAgeError';
+    this.limit = limit;
+    this.time = time;
+  }
+}
+
+/** `ctx.checkpoint()`, `ctx.wakeAt()` or `ctx.cancelTimer()` in a stage of a pipe that `redisWorker` runs. */
+export function pipeSessionCallError(call: string): TypeError & { code: 'ERR_VELO_PIPE_SESSION_CALL' } {
+  return coded(
+    new TypeError(
+      `ctx.${call}() is not available in a stage of a pipe run by redisWorker: a pipe's stages have no checkpoint or durable timer (run the stateful step as a function of its own)`,
+    ),
+    'ERR_VELO_PIPE_SESSION_CALL',
+  );
 }
 
 /**

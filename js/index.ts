@@ -4,6 +4,7 @@ export { workerFn, type WorkerStreamFn } from './worker/index';
 export { ERROR_CODE_ALIASES, StreamClosedError, StreamLimitError, WorkerCrashedError } from './errors';
 export type {
   BatchConfig,
+  EntryInfo,
   EventSource,
   FeedOutputs,
   OpenOptions,
@@ -22,5 +23,6 @@ export type {
   TaskConfig,
   TaskContext,
   WakeUpsAreEvents,
+  WakeAtOptions,
   WorkerFnConfig,
 } from './types';

@@ -49,20 +49,55 @@ export interface StreamContext<S = unknown, W = unknown> {
    * It is encoded at the call by the function's codec: a state the codec cannot encode throws `ERR_VELO_ENCODE`,
    * one over `maxCheckpointBytes` throws `ERR_VELO_CHECKPOINT_TOO_LARGE`, and the session fails (its error is its
    * last output, after those yielded before the call), nothing of it written. In-process streams and sessions
-   * (and stages of a pipe) have nothing to restore from: there it is a no-op.
+   * have nothing to restore from: there it is a no-op. A stage of a pipe run by `redisWorker` has none either:
+   * there it throws `ERR_VELO_PIPE_SESSION_CALL` (a lost checkpoint would go unnoticed).
    */
   checkpoint(state: S): void;
   /**
    * Asks for `payload` to be delivered into this stream's input as an event once the clock reaches `time` (ms
-   * since the Unix epoch), unless the input has ended by then. On `redisWorker` the clock is the log's (Redis'
-   * time in entry ids): the owner writes the wake-up into the partition's input when due, so a replay finds it at
-   * the same place, once per timer of the session, also across a takeover; compute `time` from your events (not
-   * `Date.now()`) so that a replay makes the same timer. A wake-up that comes after the session's idle end is
-   * dropped: keep `idleTimeout` above your timers. In-process it is a timer of this process (cleared when the
-   * handler finishes). Throws `ERR_INVALID_ARG_TYPE` for a `time` that is not a finite number, and
-   * `ERR_INVALID_STATE` in a `workerFn` handler (timers run on the main thread only).
+   * since the Unix epoch), unless the input has ended by then. On `redisWorker` the clock is Redis' (the time in
+   * entry ids): the owner writes the wake-up into the partition's input when due, so a replay finds it at the same
+   * place, once per timer of the session, also across a takeover. Compute `time` from `ctx.entry.time` (the log's
+   * time of the input being handled), not from `Date.now()` or a producer's timestamp, so that a replay makes the
+   * same timer and producers' clocks do not matter. A pending timer keeps the session open (no idle end) until it
+   * fires; a `time` after the session's age end (`maxSessionAge`) throws `ERR_VELO_TIMER_PAST_AGE`, and one timer
+   * too many `ERR_VELO_TOO_MANY_TIMERS`, each making no timer.
+   *
+   * With `options.key`, the timer replaces the pending timer of that key, which then never fires (and no longer
+   * counts toward `maxSessionTimers`); `cancelTimer(key)` removes it. In-process it is a timer of this process
+   * (cleared when the handler finishes; keys work the same). Throws `ERR_INVALID_ARG_TYPE` for a `time` that is
+   * not a finite number or a key that is not a string, `ERR_INVALID_STATE` in a `workerFn` handler (timers run on
+   * the main thread only), and `ERR_VELO_PIPE_SESSION_CALL` in a stage of a pipe run by `redisWorker`.
    */
-  wakeAt(time: number, payload: W): void;
+  wakeAt(time: number, payload: W, options?: WakeAtOptions): void;
+  /**
+   * Cancels the pending timer made with `wakeAt(..., { key })`: it never fires. True if one was pending, false if
+   * none was (never made, fired already, or cancelled). Same errors as `wakeAt` for the context it is called in.
+   */
+  cancelTimer(key: string): boolean;
+  /**
+   * The input the handler took last, as the log has it: on `redisWorker`, for an event its entry id and the time
+   * in it (Redis' clock, ms); for a timer's wake-up `{ id: 't<n>', time }`, `n` the timer's number in the session
+   * (1, 2, ... in the order made) and `time` its due time. The same on every replay and after a takeover. It is
+   * undefined before the handler takes its first input (in a session restored from a checkpoint too: until it takes
+   * one after the checkpoint), and always in-process (streams, sessions, workerFn and stages of a pipe: there is
+   * no log).
+   */
+  readonly entry: EntryInfo | undefined;
+}
+
+/** `ctx.wakeAt`'s options. */
+export interface WakeAtOptions {
+  /** The timer's key in its session: a new timer of the same key replaces it, `ctx.cancelTimer(key)` cancels it. */
+  key?: string;
+}
+
+/** `ctx.entry`: where the input the handler took last is in the log. */
+export interface EntryInfo {
+  /** The entry's id (`<ms>-<seq>`), or `t<n>` for a timer's wake-up (the session's `n`-th timer). */
+  readonly id: string;
+  /** Redis' time of the entry (the ms of its id), or the timer's due time. */
+  readonly time: number;
 }
 
 /** The handler: one instance per stream, an async generator over that stream's events (`S`, `W`: see `StreamContext`). */

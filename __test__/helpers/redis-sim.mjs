@@ -36,8 +36,12 @@ export function scenario(seed) {
   if (chance(0.2)) limits.maxSessionTimers = int(1, 3);
   const age = limits.maxSessionAge ?? 0;
 
+  // Timer keys and cancels, drawn from a stream of their own (the draws above and below make the scenarios they
+  // made before keys existed, plus keys).
+  const keyed = prng(seed + 0x6b6579);
+  const keyOf = () => (keyed() < 0.35 ? { key: keyed() < 0.5 ? 'x' : 'y' } : {});
   // A reaction: what the handler does with an input (an event, or a timer's payload), as data in that input, in the
-  // scenario language of session-script.mjs (a timer `{ after, ...the reaction to it }`).
+  // scenario language of session-script.mjs (a timer `{ after, key?, ...the reaction to it }`).
   let tags = 0;
   const reaction = (at, depth) => {
     const r = { tag: `r${++tags}`, at };
@@ -45,9 +49,10 @@ export function scenario(seed) {
     const timers = [];
     for (let i = pick([0, 0, 0, 1, 1, 2]); i > 0; i--) {
       const after = pick([-int(1, idle), 0, 1, idle - 1, idle, idle + 1, int(2, 2 * idle), ...(age > 0 ? [age, age + 1] : [])]);
-      timers.push({ after, ...(depth < 2 && chance(0.3) ? reaction(at + after, depth + 1) : { tag: `r${++tags}` }) });
+      timers.push({ after, ...(depth < 2 && chance(0.3) ? reaction(at + after, depth + 1) : { tag: `r${++tags}` }), ...keyOf() });
     }
     if (timers.length > 0) r.timers = timers;
+    if (keyed() < 0.2) r.cancel = [keyed() < 0.5 ? 'x' : 'y'];
     if (chance(0.3)) r.checkpoint = true;
     if (chance(0.04)) r.end = pick(['return', 'throw']);
     return r;

@@ -7,7 +7,8 @@
 //   times), merged by time: a timer before an entry of the same ms, timers of one time in the order made, and an end
 //   before both. An entry opens a session; a timer never does, and a session's timers end with it.
 // - `start` is the time of the session's first entry, `last` the latest time it has taken (a timer due in the past
-//   does not move it back). Its idle end is `last + idleTimeout`, its age end `start + maxSessionAge + 1` (the first
+//   does not move it back). Its idle end is `last + idleTimeout`, but only while it has no timer pending: a pending
+//   timer keeps it open until the timer fires (timers.md). Its age end is `start + maxSessionAge + 1` (the first
 //   time more than `maxSessionAge` after its start).
 // - It is decided when the handler asks for its next input, so every timer made for what it took is known. The
 //   session ends at the first input at or after the earlier of the two ends, or once the log's clock reaches it
@@ -19,8 +20,13 @@
 //   the event cap: by age).
 // - A handler that returns or throws ends the session at the input it took last (a throw's error is its last
 //   output, `{ error: code }`); its pending timers never fire, and the entries it never took open the next session.
-// - `ctx.wakeAt` throws `ERR_VELO_TOO_MANY_TIMERS` and makes no timer while the session has `maxSessionTimers`
-//   timers it has not taken (due or not).
+// - `ctx.wakeAt(time)` with `time` (rounded up) past `start + maxSessionAge` throws `ERR_VELO_TIMER_PAST_AGE` and
+//   makes no timer (it could never fire). Else, with a key that a pending timer has, the new timer replaces that
+//   one (a new timer: numbered next, at its own time; the old never fires). Else it throws
+//   `ERR_VELO_TOO_MANY_TIMERS` and makes no timer while the session has `maxSessionTimers` pending timers (made,
+//   not taken, not replaced, not cancelled). `ctx.cancelTimer(key)` removes the pending timer of that key (true),
+//   or finds none (false).
+// - `ctx.entry` is the input taken last: an entry's `{ id, time: its id's ms }`, a timer's `{ id: 't<n>', time: due }`.
 // - A checkpoint changes nothing visible: it is the walk's state at a take, and a restore continues the same walk
 //   (same inputs, same ends, outputs numbered on). So the model ignores checkpoints.
 // - The log's clock: entries, ticks and wake-ups move it, and the scenario's `clock` is where it stands at the end
@@ -58,10 +64,25 @@ function walk(key, entries, { idleTimeout, maxSessionAge = 0, maxSessionEvents =
     let state = { count: 0, took: [] };
     let timers = [];
     let made = 0;
-    const wakeAt = (due, payload) => {
-      if (timers.length >= maxSessionTimers)
-        throw Object.assign(new Error('too many timers'), { code: 'ERR_VELO_TOO_MANY_TIMERS' });
-      timers.push({ n: ++made, due, payload });
+    let lastTaken;
+    const ctx = {
+      get entry() {
+        return lastTaken;
+      },
+      wakeAt(due, payload, { key } = {}) {
+        if (maxSessionAge > 0 && Math.ceil(due) > start + maxSessionAge)
+          throw Object.assign(new Error('timer past the age end'), { code: 'ERR_VELO_TIMER_PAST_AGE' });
+        const old = key === undefined ? undefined : timers.find((t) => t.key === key);
+        if (old === undefined && timers.length >= maxSessionTimers)
+          throw Object.assign(new Error('too many timers'), { code: 'ERR_VELO_TOO_MANY_TIMERS' });
+        timers = timers.filter((t) => t !== old);
+        timers.push({ n: ++made, due: Math.ceil(due), payload, key });
+      },
+      cancelTimer(key) {
+        const old = timers.find((t) => t.key === key);
+        timers = timers.filter((t) => t !== old);
+        return old !== undefined;
+      },
     };
     const close = (end, error) => {
       session.end = end;
@@ -76,7 +97,7 @@ function walk(key, entries, { idleTimeout, maxSessionAge = 0, maxSessionEvents =
       if (timer !== undefined && (input === undefined || timer.due <= input.at)) input = { timer, at: timer.due };
       if (input !== undefined && input.at > until) input = undefined;
 
-      const idleEnd = last + idleTimeout;
+      const idleEnd = timers.length > 0 ? Infinity : last + idleTimeout;
       const ageEnd = maxSessionAge > 0 ? start + maxSessionAge + 1 : Infinity;
       if ((input?.at ?? until) >= Math.min(idleEnd, ageEnd)) {
         if (idleEnd <= ageEnd) close({ how: 'idle', at: idleEnd });
@@ -97,13 +118,15 @@ function walk(key, entries, { idleTimeout, maxSessionAge = 0, maxSessionEvents =
         next++;
         session.inputs.push({ entry: input.entry.id, tag: input.entry.event.tag });
         payload = input.entry.event;
+        lastTaken = { id: input.entry.id, time: input.at };
       } else {
         timers = timers.filter((t) => t !== input.timer);
         session.inputs.push({ timer: input.timer.n, tag: input.timer.payload.tag, due: input.timer.due });
         payload = input.timer.payload;
+        lastTaken = { id: `t${input.timer.n}`, time: input.at };
       }
       last = Math.max(last, input.at);
-      const step = react(state, payload, wakeAt);
+      const step = react(state, payload, ctx);
       state = step.state;
       session.outputs.push(...step.outputs);
       if (step.end === 'return') close({ how: 'return', at: input.at });

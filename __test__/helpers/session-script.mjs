@@ -14,14 +14,18 @@
 // - `tag` names the input in outputs; `at` is its time as the handler knows it (an entry's producer timestamp, which
 //   may differ from its id's time; a timer's due time).
 // - `yield` (default 1): how many outputs it makes.
-// - `timers`: `[{ after, tag?, ...reaction }]`, each made with `ctx.wakeAt(at + after, payload)`, the payload the
-//   reaction itself with `tag` (default `<tag>.<i>`) and `at` set to its due time: a timer's payload says what the
-//   handler does when it fires, so chains are nested `timers`. `after` may be negative (already due) or zero.
+// - `cancel`: `[key]`, each cancelled with `ctx.cancelTimer(key)` first; the keys of those that were pending are
+//   named in the outputs' `cancelled`.
+// - `timers`: `[{ after, key?, tag?, ...reaction }]`, each made with `ctx.wakeAt(at + after, payload, { key })`
+//   (no options without `key`), the payload the reaction itself with `tag` (default `<tag>.<i>`) and `at` set to
+//   its due time: a timer's payload says what the handler does when it fires, so chains are nested `timers`.
+//   `after` may be negative (already due) or zero.
 // - `checkpoint: true`: `ctx.checkpoint(state)` after the outputs.
 // - `end: 'return' | 'throw'`: the handler then returns, or throws `ScriptError` (code `ERR_SCRIPT_THROW`).
 //
 // The handler's state is its count of inputs taken and their tags, and every output shows both, so a session's
-// outputs reveal its history; a timer `ctx.wakeAt` refuses (`ERR_VELO_TOO_MANY_TIMERS`) is named in `refused`.
+// outputs reveal its history; a timer `ctx.wakeAt` refuses is named in `refused` (`ERR_VELO_TOO_MANY_TIMERS`) or
+// `late` (`ERR_VELO_TIMER_PAST_AGE`). Every output shows `ctx.entry` too, when defined, as `entry: '<id>@<time>'`.
 import { prng } from '../../bench/prng.mjs';
 
 export const SCRIPT_THROW = 'ERR_SCRIPT_THROW';
@@ -38,30 +42,39 @@ export function scriptError(tag) {
 }
 
 /**
- * One step of the script, pure: the state after taking `input`, its outputs, and what follows them. `wakeAt(time,
- * payload)` makes a timer (ctx.wakeAt, or the model's); a refusal with `ERR_VELO_TOO_MANY_TIMERS` is reported in the
- * outputs, any other error propagates.
+ * One step of the script, pure: the state after taking `input`, its outputs, and what follows them. `ctx` is the
+ * handler's context, or the model's: `wakeAt(time, payload, options?)`, `cancelTimer(key)` and `entry`; a refusal
+ * with `ERR_VELO_TOO_MANY_TIMERS` or `ERR_VELO_TIMER_PAST_AGE` is reported in the outputs, any other error propagates.
  */
-export function react(state, input, wakeAt) {
+export function react(state, input, ctx) {
   const count = state.count + 1;
   const took = [...state.took, input.tag];
+  const cancelled = (input.cancel ?? []).filter((key) => ctx.cancelTimer(key));
   const refused = [];
-  for (const [i, { after, tag = `${input.tag}.${i}`, ...rest }] of (input.timers ?? []).entries()) {
+  const late = [];
+  for (const [i, { after, key, tag = `${input.tag}.${i}`, ...rest }] of (input.timers ?? []).entries()) {
     try {
-      wakeAt(input.at + after, { ...rest, tag, at: input.at + after });
+      const payload = { ...rest, tag, at: input.at + after };
+      if (key === undefined) ctx.wakeAt(input.at + after, payload);
+      else ctx.wakeAt(input.at + after, payload, { key });
     } catch (error) {
-      if (error?.code !== 'ERR_VELO_TOO_MANY_TIMERS') throw error;
-      refused.push(tag);
+      if (error?.code === 'ERR_VELO_TOO_MANY_TIMERS') refused.push(tag);
+      else if (error?.code === 'ERR_VELO_TIMER_PAST_AGE') late.push(tag);
+      else throw error;
     }
   }
+  const entry = ctx.entry === undefined ? {} : { entry: `${ctx.entry.id}@${ctx.entry.time}` };
   const outputs = [];
   for (let part = 0; part < (input.yield ?? 1); part++) {
     outputs.push({
       in: input.tag,
       count,
       took: took.join(' '),
+      ...entry,
       ...(part > 0 ? { part } : {}),
+      ...(cancelled.length > 0 ? { cancelled } : {}),
       ...(refused.length > 0 ? { refused } : {}),
+      ...(late.length > 0 ? { late } : {}),
     });
   }
   return { state: { count, took }, outputs, checkpoint: input.checkpoint === true, end: input.end };
@@ -77,7 +90,7 @@ export function scriptHandler({ pause } = {}) {
     let state = ctx.restored ?? { count: 0, took: [] };
     for await (const input of events) {
       if (pause !== undefined) await pause(input);
-      const step = react(state, input, (time, payload) => ctx.wakeAt(time, payload));
+      const step = react(state, input, ctx);
       state = step.state;
       for (const output of step.outputs) yield output;
       if (step.checkpoint) ctx.checkpoint(state);
@@ -131,8 +144,11 @@ export function randomScenario(seed, { keys = [1, 3], entries = [1, 8], shape = 
       const leaf = free && depth < 2 && chance(0.25) ? reaction(`${tag}.${i}`, when, start, Math.max(last, when), depth + 1) : {};
       delete leaf.tag;
       delete leaf.at;
+      // A keyed timer: a later one of the same key replaces it, a `cancel` of it cancels it.
+      if (free && chance(0.35)) leaf.key = pick(['x', 'y']);
       timers.push({ after: when - at, ...leaf });
     }
+    if (free && chance(0.2)) r.cancel = [pick(['x', 'y'])];
     if (!free && chance(0.3)) timers.push(chain(tag, 0, at, start, last));
     if (timers.length > 0) r.timers = timers;
     if (chance(0.3)) r.checkpoint = true;

@@ -7,9 +7,11 @@ import {
   StreamLimitError,
   type Stream,
   type StreamConfig,
+  type EntryInfo,
   type StreamContext,
   type StreamFn,
   type StreamMetrics,
+  type WakeAtOptions,
 } from 'velo-stream';
 
 interface Frame {
@@ -99,3 +101,20 @@ function errors(e: unknown): string | undefined {
 streamFn(async function* () {}, { bufer: 1 });
 
 (void live, batch, errors);
+
+// Timers with keys, and the log's entry (undefined in-process).
+const reminders = streamFn(async function* (events: AsyncIterable<{ type: string }>, ctx: StreamContext) {
+  for await (const e of events) {
+    const entry: EntryInfo | undefined = ctx.entry;
+    const time: number = (entry?.time ?? 0) + 60_000;
+    const options: WakeAtOptions = { key: 'reminder' };
+    ctx.wakeAt(time, { type: 'remind' }, options);
+    const cancelled: boolean = ctx.cancelTimer('reminder');
+    // @ts-expect-error a key is a string
+    ctx.wakeAt(time, {}, { key: 1 });
+    // @ts-expect-error ctx.entry is read-only
+    ctx.entry = undefined;
+    yield { type: e.type, cancelled, id: entry?.id };
+  }
+});
+void reminders;

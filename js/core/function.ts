@@ -1,5 +1,5 @@
 import { assertOptionsObject, checkKeys, resolveConfig, resolveOpen } from '../config';
-import { StreamLimitError, describe, invalidType } from '../errors';
+import { StreamLimitError, describe, invalidType, pipeSessionCallError } from '../errors';
 import { type GroupPermit, NativeFunction, type Outcome, type Totals, ops } from './addon';
 import { assertSource, collectOutputs } from './drive';
 import { NativeStream } from './native-stream';
@@ -219,6 +219,21 @@ class SingleFn<I, O> extends FnBase<I, O> {
   }
 }
 
+/** A stage's hooks in a pipe run by `redisWorker`: nothing to restore, and no durable call. */
+const PIPE_STAGE_HOOKS: SessionHooks = {
+  restored: undefined,
+  entry: undefined,
+  checkpoint() {
+    throw pipeSessionCallError('checkpoint');
+  },
+  wakeAt() {
+    throw pipeSessionCallError('wakeAt');
+  },
+  cancelTimer() {
+    throw pipeSessionCallError('cancelTimer');
+  },
+};
+
 /** A pipe's own settings for its first stage's streams (the stage function itself is unchanged). */
 type StageOverrides = { buffer?: number; idleTimeout?: number };
 
@@ -271,7 +286,11 @@ class PipedFn<I, O> extends FnBase<I, O> {
     this.#native = new NativeFunction(NO_LIMIT);
   }
 
-  [kOpen](signal: AbortSignal | undefined, idle: boolean): PipedStream<I, O> {
+  /**
+   * `hooks`: the pipe is a session's (the Redis tier): its stages have no durable side, and their handlers'
+   * `ctx.checkpoint`, `ctx.wakeAt` and `ctx.cancelTimer` throw rather than do nothing durable (`PIPE_STAGE_HOOKS`).
+   */
+  [kOpen](signal: AbortSignal | undefined, idle: boolean, hooks?: SessionHooks): PipedStream<I, O> {
     // Every stage must have room before any handler starts: a refused open
     // runs nothing and leaves every stage's counters as they were. (Stage
     // functions live on this thread: nothing can take a slot in between.)
@@ -305,7 +324,14 @@ class PipedFn<I, O> extends FnBase<I, O> {
     // Traced, the pipe has a span of its own, the parent of its stages' spans.
     const trace = streamTrace(this.name, 'pipe');
     const opened = this.stages.map((stage, i) =>
-      stage[kStart](handles[i], idle && i === 0, undefined, i === 0 ? over : undefined, undefined, trace),
+      stage[kStart](
+        handles[i],
+        idle && i === 0,
+        undefined,
+        i === 0 ? over : undefined,
+        hooks === undefined ? undefined : PIPE_STAGE_HOOKS,
+        trace,
+      ),
     );
     // A pipe that can never end may be collected with its stages (each stage
     // then counts itself cancelled); its permit, collected with it, counts

@@ -36,8 +36,12 @@ export const kCheckpoint = Symbol.for('velo-stream.checkpoint');
 export interface SessionHooks {
   readonly restored: unknown;
   checkpoint(state: unknown, taken: number, yielded: number): void;
-  /** `ctx.wakeAt(time, payload)`, checked (`time` a finite number). */
-  wakeAt(time: number, payload: unknown): void;
+  /** `ctx.wakeAt(time, payload, { key })`, checked (`time` a finite number, `key` a string or undefined). */
+  wakeAt(time: number, payload: unknown, key: string | undefined): void;
+  /** `ctx.cancelTimer(key)`, checked (`key` a string): whether a pending timer of that key was cancelled. */
+  cancelTimer(key: string): boolean;
+  /** `ctx.entry`: the input the handler took last, as the log has it (undefined: none yet). */
+  readonly entry: { readonly id: string; readonly time: number } | undefined;
   /** The stream uses these hooks (a single handler's stream): called once, when it is made. */
   attach?(): void;
   /**

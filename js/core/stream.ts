@@ -13,7 +13,7 @@
 // async iterator must return; promises are made only when someone waits.
 import { setMaxListeners } from 'node:events';
 import { StreamClosedError, describe, invalidReturn, invalidType } from '../errors';
-import type { EventSource, StreamContext, StreamHandler, StreamMetrics, StreamState } from '../types';
+import type { EntryInfo, EventSource, StreamContext, StreamHandler, StreamMetrics, StreamState, WakeAtOptions } from '../types';
 import { type LateIdleTarget, holdAlive, holdIdle, onNextTurn, releaseAlive, unwatchIdle, watchIdleLater } from './addon';
 import type { AliveGroup } from './alive-group';
 import { StreamBase, watchAbort } from './drive';
@@ -46,6 +46,8 @@ import {
 const kHooks = Symbol('hooks');
 /** `ctx.wakeAt` (module-private). */
 const kWakeAt = Symbol('wakeAt');
+/** `ctx.cancelTimer` (module-private). */
+const kCancelTimer = Symbol('cancelTimer');
 import {
   Emit,
   INPUT_END,
@@ -302,13 +304,32 @@ class HandlerContext implements StreamContext {
   checkpoint(state: unknown): void {
     this.#stream[kCheckpoint](state);
   }
-  wakeAt(time: number, payload: unknown): void {
+  get entry(): EntryInfo | undefined {
+    return this.#stream[kHooks]?.entry;
+  }
+  wakeAt(time: number, payload: unknown, options?: WakeAtOptions): void {
     if (typeof time !== 'number' || !Number.isFinite(time)) {
       throw invalidType(
         `ctx.wakeAt(): the "time" argument must be a finite number of ms since the Unix epoch. Received ${describe(time)}`,
       );
     }
-    this.#stream[kWakeAt](time, payload);
+    let key: unknown;
+    if (options !== undefined) {
+      if (options === null || typeof options !== 'object') {
+        throw invalidType(`ctx.wakeAt(): the "options" argument must be an object ({ key }). Received ${describe(options)}`);
+      }
+      key = options.key;
+      if (key !== undefined && typeof key !== 'string') {
+        throw invalidType(`ctx.wakeAt(): the "options.key" argument must be a string. Received ${describe(key)}`);
+      }
+    }
+    this.#stream[kWakeAt](time, payload, key as string | undefined);
+  }
+  cancelTimer(key: string): boolean {
+    if (typeof key !== 'string') {
+      throw invalidType(`ctx.cancelTimer(): the "key" argument must be a string. Received ${describe(key)}`);
+    }
+    return this.#stream[kCancelTimer](key);
   }
 }
 
@@ -334,6 +355,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   #yielded = 0;
   /** In-process timers of `ctx.wakeAt` (without hooks), cleared when the handler finishes. */
   #wakeTimers: Set<NodeJS.Timeout> | null = null;
+  /** Those of them made with a key, by key. */
+  #keyedTimers: Map<string, NodeJS.Timeout> | null = null;
   /** The body's deadlines are pending (see `kTimersPending`); `#timersAnswerSends`: they answer waiting sends too. */
   #timersPending = false;
   #timersAnswerSends = false;
@@ -555,12 +578,12 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   }
 
   /**
-   * `ctx.wakeAt(time, payload)`: the hooks' (durable), or an in-process timer that sends `payload` into this
-   * stream at `time`, dropped if the input has ended by then.
+   * `ctx.wakeAt(time, payload, { key })`: the hooks' (durable), or an in-process timer that sends `payload` into
+   * this stream at `time`, dropped if the input has ended by then; one of the same key replaces it.
    */
-  [kWakeAt](time: number, payload: unknown): void {
+  [kWakeAt](time: number, payload: unknown, key: string | undefined): void {
     if (this.#hooks !== undefined) {
-      this.#hooks.wakeAt(time, payload);
+      this.#hooks.wakeAt(time, payload, key);
       return;
     }
     if (this.#handlerDone) return;
@@ -569,17 +592,34 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       void this[kFinished].then(() => {
         for (const timer of timers) clearTimeout(timer);
         timers.clear();
+        this.#keyedTimers?.clear();
       });
     }
     const timers = this.#wakeTimers;
     const timer = setTimeout(
       () => {
         timers.delete(timer);
+        if (key !== undefined && this.#keyedTimers?.get(key) === timer) this.#keyedTimers.delete(key);
         this.send(payload as I).catch(() => {});
       },
       Math.min(2_147_483_647, Math.max(0, time - Date.now())),
     );
     timers.add(timer);
+    if (key !== undefined) {
+      this[kCancelTimer](key);
+      (this.#keyedTimers ??= new Map()).set(key, timer);
+    }
+  }
+
+  /** `ctx.cancelTimer(key)`: the hooks', or the in-process timer of that key. */
+  [kCancelTimer](key: string): boolean {
+    if (this.#hooks !== undefined) return this.#hooks.cancelTimer(key);
+    const timer = this.#keyedTimers?.get(key);
+    if (timer === undefined) return false;
+    clearTimeout(timer);
+    this.#wakeTimers?.delete(timer);
+    this.#keyedTimers?.delete(key);
+    return true;
   }
 
   /** `ctx.checkpoint(state)`: every output yielded before it has reached `#emit`, every event taken is counted. */

@@ -30,6 +30,7 @@ export {
   RedisConnectionError,
   ReplayDivergedError,
   TooManyTimersError,
+  TimerPastAgeError,
   SendError,
   SessionLimitError,
   type SessionLimitCode,

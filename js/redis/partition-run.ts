@@ -7,7 +7,7 @@ import { drainOutputs } from '../core/drive';
 import { kFinished, kTaken, kTakenEnd, type StreamKind } from '../core/protocol';
 import { sleepOn } from './clock';
 import { type Codec, encodeChecked } from './codec';
-import { FencedError, TooManyTimersError, decodeError } from '../errors';
+import { FencedError, TimerPastAgeError, TooManyTimersError, decodeError } from '../errors';
 import { idTime } from './log-ids';
 import {
   type CheckpointCall,
@@ -491,7 +491,9 @@ export class PartitionRun<I, O> {
             last: snapshot.lastTime,
             events: snapshot.events,
             timerCount: snapshot.timers ?? 0,
-            timers: (snapshot.pending ?? []).map(([id, time, payload]) => ({ id, time, payload })),
+            timers: (snapshot.pending ?? []).map(([id, time, payload, key]) =>
+              key === undefined ? { id, time, payload } : { id, time, payload, key },
+            ),
           },
     );
     const checkpoints = new Checkpoints(
@@ -499,6 +501,7 @@ export class PartitionRun<I, O> {
       rule,
       this.#limits,
       () => new TooManyTimersError(sid, w.maxSessionTimers),
+      (time) => new TimerPastAgeError(sid, sidTime(sid), w.maxSessionAge, time),
       (state, pending) => encodeCheckpoint(w.codec, w.maxCheckpointBytes, sid, state, pending),
       (payload) => encodeChecked(w.codec, payload, w.maxEventBytes, `wake-up payload of session ${JSON.stringify(sid)}`),
     );
@@ -553,6 +556,10 @@ export class PartitionRun<I, O> {
     // timers it was restored with.
     this.#checkpointsDue(s);
     checkpoints.onTimer = (timer) => this.#writes.armTimer(s, timer);
+    checkpoints.onDrop = (timer) => {
+      this.#writes.clearTimer(s, timer.id);
+      s.wokenBefore.delete(timer.id);
+    };
     for (const timer of rule.timers) this.#writes.armTimer(s, timer);
     if (broken !== undefined) {
       // Its failure comes after every output written (an earlier owner may have written some after the

@@ -159,7 +159,9 @@ export class SessionInputs<I, O> {
   /** Gives the session its first timer (taken by the rule): its payload, or `'end'` if its codec cannot decode it. */
   #giveTimer(s: Session<I, O>, timer: Timer): { value: unknown } | 'end' {
     take(s.rule, timer.time, timer);
-    (s.checkpoints as Checkpoints).lastInput = `t${timer.id}`;
+    const hooks = s.checkpoints as Checkpoints;
+    hooks.lastInput = `t${timer.id}`;
+    hooks.entry = { id: hooks.lastInput, time: timer.time };
     this.#writes.clearTimer(s, timer.id);
     s.wokenBefore.delete(timer.id);
     try {
@@ -183,7 +185,10 @@ export class SessionInputs<I, O> {
     const entry = s.sent[s.given];
     take(s.rule, idTime(entry.id));
     // With hooks, given is taken (without, its handler takes it later: `PartitionRun.#ended` reads what it took).
-    if (s.checkpoints?.attached === true) s.checkpoints.lastInput = entry.id;
+    if (s.checkpoints?.attached === true) {
+      s.checkpoints.lastInput = entry.id;
+      s.checkpoints.entry = { id: entry.id, time: idTime(entry.id) };
+    }
     if (entry === s.poison) {
       // The session keeps it (acked with its entries): out of its input.
       s.sent.splice(s.given, 1);

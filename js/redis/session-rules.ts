@@ -13,26 +13,37 @@
  *   is due at once: it comes before the key's next entry.
  * - `start` is the time of the session's first entry, `last` the latest time among the inputs it has taken (an
  *   input taken late, a timer made in the past, never moves it back).
- * - Its end comes at `min(last + idleTimeout, start + maxSessionAge + 1)` (each only when set): the first input at
- *   or after that time is not taken; the session ends in front of it. An end before both: an entry or a timer at
- *   exactly the end time is past it. The reason is `age` when the age end comes strictly first, else `idle` (at
- *   a tie, idle: the age end is then no earlier than the idle end, which ends the session with no error).
- *   With no input at or after the end, the log's clock passing it (any entry read, a tick, a marker) ends it.
+ * - Its idle end is `last + idleTimeout` while it has no timer pending; with one pending it has none (a pending
+ *   timer keeps it open until the timer fires, and the idle end is then measured from the timer's time). Its age
+ *   end is `start + maxSessionAge + 1`.
+ * - Its end comes at the earlier of the two (each only when set): the first input at or after that time is not
+ *   taken; the session ends in front of it. An end before both: an entry or a timer at exactly the end time is
+ *   past it. The reason is `age` when the age end comes strictly first, else `idle` (at a tie, idle: the age end
+ *   is then no earlier than the idle end, which ends the session with no error). With no input at or after the
+ *   end, the log's clock passing it (any entry read, a tick, a marker) ends it.
  * - The `maxSessionEvents + 1`-th input (entries and timers counted alike) ends it, with reason `events`, unless
  *   the end above comes first.
  * - At any end, a timer not taken never fires (its session is gone); an entry not taken opens the key's next
  *   session (with the other entries not taken after it).
  * - A handler that returns or throws ends its session where it stopped (not decided here): the entries it never
  *   took open the key's next session, in log order.
- * - `maxSessionTimers` bounds the timers made and not yet taken (`addTimer`): a checkpoint records exactly those.
+ * - A timer is made (`addTimer`) due at its time rounded up to a whole ms. One due at or after the age end would
+ *   never fire: it is refused (`'late'`: the caller throws `TimerPastAgeError`), whatever else holds, and nothing
+ *   changes. A timer made with a key replaces the pending timer of that key, if any (the old one never fires);
+ *   `cancelTimer` removes the pending timer of a key (it never fires). Keys are the handler's strings; a timer
+ *   without a key is never replaced or cancelled. A replacement is a new timer: a new id, placed by its own time.
+ * - `maxSessionTimers` bounds the timers made and not yet taken, nor replaced, nor cancelled: a new timer beyond
+ *   it is refused (`'full'`: the caller throws `TooManyTimersError`); one replacing a pending timer never is. A
+ *   checkpoint records exactly those timers, with their keys.
  * - A checkpoint is this state at a take; a restore continues the same walk from it.
  */
 
-/** A timer of `ctx.wakeAt`: its id in the session (1, 2, ...), its due time, its payload encoded. */
+/** A timer of `ctx.wakeAt`: its id in the session (1, 2, ...), its due time, its payload encoded, its key if given. */
 export interface SessionTimer {
   readonly id: number;
   readonly time: number;
   readonly payload: Buffer | string;
+  readonly key?: string;
 }
 
 /** What the rule knows of a session: what it has taken, and its timers not taken. */
@@ -45,7 +56,7 @@ export interface SessionState {
   events: number;
   /** Timers made so far: the next one's id is this plus one. */
   timerCount: number;
-  /** Timers made and not taken, in the order they come: by time, then by id. */
+  /** Timers made and not taken (nor replaced, nor cancelled), in the order they come: by time, then by id. */
   readonly timers: SessionTimer[];
 }
 
@@ -88,9 +99,12 @@ export function newState(
   return state;
 }
 
-/** The session's idle end: `idleTimeout` after the latest time it took (`Infinity`: none set, or nothing taken). */
+/**
+ * The session's idle end: `idleTimeout` after the latest time it took (`Infinity`: none set, nothing taken, or a
+ * timer pending: it keeps the session open, and once taken the idle end is measured from its time).
+ */
 function idleEnd(state: SessionState, limits: SessionLimits): number {
-  return limits.idleTimeout > 0 && state.last > 0 ? state.last + limits.idleTimeout : Infinity;
+  return limits.idleTimeout > 0 && state.last > 0 && state.timers.length === 0 ? state.last + limits.idleTimeout : Infinity;
 }
 
 /** The session's age end: just past `maxSessionAge` after its first entry (`Infinity`: none set). */
@@ -159,19 +173,31 @@ export function take(state: SessionState, time: number, timer?: SessionTimer): v
 }
 
 /**
- * A new timer (`ctx.wakeAt`), due at `time` (rounded up to a whole ms), or null if the session already has
- * `maxSessionTimers` timers not taken (the caller throws `TooManyTimersError`; no timer is made).
+ * A new timer (`ctx.wakeAt`), due at `time` (rounded up to a whole ms), replacing the pending timer of `key` if
+ * any; or why none is made (nothing changes): `'late'`, due at or after the session's age end (it would never
+ * fire; the caller throws `TimerPastAgeError`), `'full'`, a new one over `maxSessionTimers` (`TooManyTimersError`).
  */
 export function addTimer(
   state: SessionState,
   time: number,
   payload: Buffer | string,
   limits: SessionLimits,
-): SessionTimer | null {
-  if (!roomForTimer(state, limits)) return null;
-  const timer: SessionTimer = { id: ++state.timerCount, time: Math.ceil(time), payload };
+  key?: string,
+): SessionTimer | 'late' | 'full' {
+  const due = Math.ceil(time);
+  if (limits.maxSessionAge > 0 && due > state.start + limits.maxSessionAge) return 'late';
+  const replaced = key === undefined ? -1 : state.timers.findIndex((t) => t.key === key);
+  if (replaced < 0 && state.timers.length >= limits.maxSessionTimers) return 'full';
+  if (replaced >= 0) state.timers.splice(replaced, 1);
+  const timer: SessionTimer = { id: ++state.timerCount, time: due, payload, ...(key === undefined ? {} : { key }) };
   insertTimer(state, timer);
   return timer;
+}
+
+/** Removes the pending timer of `key` (`ctx.cancelTimer`): the timer removed, or undefined if there was none. */
+export function cancelTimer(state: SessionState, key: string): SessionTimer | undefined {
+  const at = state.timers.findIndex((t) => t.key === key);
+  return at < 0 ? undefined : state.timers.splice(at, 1)[0];
 }
 
 /**
@@ -192,11 +218,6 @@ export function wouldTake(state: SessionState, entries: readonly number[], limit
     taken++;
   }
   return taken;
-}
-
-/** Whether the session may make one more timer: fewer than `maxSessionTimers` made and not taken. */
-export function roomForTimer(state: SessionState, limits: SessionLimits): boolean {
-  return state.timers.length < limits.maxSessionTimers;
 }
 
 /** Inserts in (time, id) order. */

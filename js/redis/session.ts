@@ -5,14 +5,7 @@ import { cutText, readString, textOf } from '../text';
 import { type Codec, encodeChecked } from './codec';
 import { CheckpointTooLargeError, type SessionLimitError, sessionAgeError, sessionEventsError } from '../errors';
 import { idTime } from './log-ids';
-import {
-  type EndReason,
-  type SessionLimits,
-  type SessionState,
-  type SessionTimer,
-  addTimer,
-  roomForTimer,
-} from './session-rules';
+import { type EndReason, type SessionLimits, type SessionState, type SessionTimer, addTimer, cancelTimer } from './session-rules';
 import type { InputEntry, SessionEnd, Snapshot } from './transport';
 import type { SessionScope } from './trace-context';
 import type { ClockTimer } from './clock';
@@ -83,8 +76,12 @@ export class Checkpoints implements SessionHooks {
    * sets it as it gives them, a restore from its checkpoint), for `checkReplay`'s record of where it ended.
    */
   lastInput: string | undefined = undefined;
+  /** `ctx.entry`: the input its handler took last (the run sets it as it gives them; undefined before the first). */
+  entry: { readonly id: string; readonly time: number } | undefined = undefined;
   /** Arms a new timer (set once the session exists). */
   onTimer: ((timer: Timer) => void) | null = null;
+  /** Disarms a timer replaced or cancelled (set once the session exists). */
+  onDrop: ((timer: Timer) => void) | null = null;
   /** The stream uses these hooks: its handler asks for each input (`next`). */
   attached = false;
   /** The handler waits for input with none given (set once the session exists). */
@@ -103,6 +100,7 @@ export class Checkpoints implements SessionHooks {
     readonly rule: SessionState,
     readonly limits: SessionLimits,
     readonly tooMany: () => Error,
+    readonly late: (time: number) => Error,
     readonly encode: (state: unknown, pending: readonly Timer[]) => Buffer | string,
     readonly encodePayload: (payload: unknown) => Buffer | string,
   ) {}
@@ -155,10 +153,19 @@ export class Checkpoints implements SessionHooks {
     if (this.onWaiting === null) this.waits++;
     else this.onWaiting();
   }
-  wakeAt(time: number, payload: unknown): void {
-    if (!roomForTimer(this.rule, this.limits)) throw this.tooMany();
-    const timer = addTimer(this.rule, time, this.encodePayload(payload), this.limits) as Timer;
+  wakeAt(time: number, payload: unknown, key: string | undefined): void {
+    const replaced = key === undefined ? undefined : this.rule.timers.find((t) => t.key === key);
+    const timer = addTimer(this.rule, time, this.encodePayload(payload), this.limits, key);
+    if (timer === 'late') throw this.late(Math.ceil(time));
+    if (timer === 'full') throw this.tooMany();
+    if (replaced !== undefined) this.onDrop?.(replaced);
     this.onTimer?.(timer);
+  }
+  cancelTimer(key: string): boolean {
+    const timer = cancelTimer(this.rule, key);
+    if (timer === undefined) return false;
+    this.onDrop?.(timer);
+    return true;
   }
 }
 
@@ -300,6 +307,7 @@ export function encodeCheckpoint(
   for (const t of pending) {
     const bytes = typeof t.payload === 'string' ? Buffer.byteLength(t.payload) : t.payload.length;
     timers += Math.ceil(bytes / 3) * 4 + String(t.id).length + String(t.time).length + 8;
+    if (t.key !== undefined) timers += Buffer.byteLength(JSON.stringify(t.key)) + 1;
   }
   const size =
     timers + (typeof data === 'string' ? (data.length * 3 + timers <= limit ? 0 : Buffer.byteLength(data)) : data.length);
@@ -330,7 +338,9 @@ export function checkpointOf(s: Session<never, unknown>, call: CheckpointCall): 
     events: call.events,
     state: call.state as Buffer | string,
     timers: call.timers,
-    pending: call.pending.map((t) => [t.id, t.time, t.payload] as const),
+    pending: call.pending.map((t) =>
+      t.key === undefined ? ([t.id, t.time, t.payload] as const) : ([t.id, t.time, t.payload, t.key] as const),
+    ),
     lastInput: call.input,
   };
   return { acks, checkpoint };

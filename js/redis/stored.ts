@@ -17,13 +17,16 @@ export function parseEnd(value: string): SessionEnd {
 }
 
 /**
- * A checkpoint as stored: a JSON header (`seq`, `last`, `events`, `timers`, `pending`, and `input`: the last input
- * taken, when known) on one line, then the state's bytes. A state the
+ * A checkpoint as stored: a JSON header (`seq`, `last`, `events`, `timers`, `pending`: `[id, time, payload
+ * base64, key?]` each, and `input`: the last input taken, when known) on one line, then the state's bytes. A state the
  * codec gave as a string stays one (node-redis writes it as UTF-8): a Buffer argument splits the commit's command
  * into separate writes, which cost the worker more than the copy.
  */
 export function snapshotValue(c: Snapshot): Buffer | string {
-  const pending = c.pending?.map(([id, time, payload]) => [id, time, Buffer.from(payload).toString('base64')]);
+  const pending = c.pending?.map(([id, time, payload, key]) => {
+    const timer = [id, time, Buffer.from(payload).toString('base64')];
+    return key === undefined ? timer : [...timer, key];
+  });
   const fields = { seq: c.seq, last: c.lastTime, events: c.events, timers: c.timers ?? 0, pending: pending ?? [] };
   const head = `${JSON.stringify(c.lastInput === undefined ? fields : { ...fields, input: c.lastInput })}\n`;
   return typeof c.state === 'string' ? head + c.state : Buffer.concat([Buffer.from(head), c.state]);
@@ -54,7 +57,7 @@ export function parseSnapshot(sid: string, value: Buffer): Snapshot {
     v.every(
       (t) =>
         Array.isArray(t) &&
-        t.length === 3 &&
+        (t.length === 3 || (t.length === 4 && typeof t[3] === 'string')) &&
         count(t[0]) &&
         typeof t[1] === 'number' &&
         Number.isFinite(t[1]) &&
@@ -80,8 +83,10 @@ export function parseSnapshot(sid: string, value: Buffer): Snapshot {
       ),
     );
   }
-  const pending = ((h.pending ?? []) as [number, number, string][]).map(
-    ([id, time, payload]) => [id, time, Buffer.from(payload, 'base64')] as const,
+  const pending = ((h.pending ?? []) as [number, number, string, string?][]).map(([id, time, payload, key]) =>
+    key === undefined
+      ? ([id, time, Buffer.from(payload, 'base64')] as const)
+      : ([id, time, Buffer.from(payload, 'base64'), key] as const),
   );
   return {
     sid,

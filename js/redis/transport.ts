@@ -73,8 +73,8 @@ export interface Snapshot {
   readonly state: Buffer | string;
   /** Timers the session had made (`ctx.wakeAt`) up to the checkpoint: its next gets id `timers + 1`. */
   readonly timers?: number;
-  /** Those of them not known to have fired, as `[id, time, payload]` (the payload by the codec). */
-  readonly pending?: readonly (readonly [number, number, Buffer | string])[];
+  /** Those of them not known to have fired, as `[id, time, payload, key?]` (the payload by the codec; the key if made with one). */
+  readonly pending?: readonly (readonly [number, number, Buffer | string, string?])[];
   /** The last input it had taken (`SessionEnd.last`), so that its end names it after a restore (absent in older snapshots). */
   readonly lastInput?: string;
   /** As read by a new owner: outputs of the session written so far (its high-water mark, at least `seq`). */

@@ -39,7 +39,9 @@ export interface RedisWorkerOptions<O = unknown, I = unknown> extends RedisOptio
    * The longest a session lives, ms, measured on entry ids (Redis' clock when each entry was added, never the
    * worker's): an event more than this after the session's first one ends it as `maxSessionEvents` does
    * (`ERR_VELO_SESSION_AGE`) and opens the key's next session; a session with no such event is closed by a
-   * marker in the log once it is that old. Every worker of the function must use the same value. 0: no cap (default).
+   * marker in the log once it is that old. A `ctx.wakeAt()` due after it throws `TimerPastAgeError`
+   * (`ERR_VELO_TIMER_PAST_AGE`); it bounds a session that its pending timers keep open. Every worker of the function
+   * must use the same value. 0: no cap (default).
    */
   maxSessionAge?: number;
   /**
@@ -89,8 +91,9 @@ export interface RedisWorkerOptions<O = unknown, I = unknown> extends RedisOptio
    */
   outputMaxLen?: number;
   /**
-   * Most timers a session may have that its handler has not taken (`ctx.wakeAt`): one more throws `TooManyTimersError`
-   * (`ERR_VELO_TOO_MANY_TIMERS`) at the call. Each is kept in memory and in the session's checkpoints. Default 1000.
+   * Most timers a session may have pending (`ctx.wakeAt`; not taken, not replaced by a timer of its key, not
+   * cancelled): one more throws `TooManyTimersError` (`ERR_VELO_TOO_MANY_TIMERS`) at the call. Each is kept in
+   * memory and in the session's checkpoints. Default 1000.
    */
   maxSessionTimers?: number;
 }

@@ -155,6 +155,10 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
           // Its input is the main thread's lane: an event made here would not be counted there.
           throw wakeAtOnWorkerError();
         },
+        cancelTimer: () => {
+          throw wakeAtOnWorkerError('cancelTimer');
+        },
+        entry: undefined,
       };
       const iterable = fn(this, ctx) as unknown;
       if (iterable === null || typeof (iterable as AsyncIterable<unknown>)[Symbol.asyncIterator] !== 'function') {
