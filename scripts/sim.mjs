@@ -2,9 +2,12 @@
 // sessions and outputs, and each other's; __test__/helpers/redis-sim.mjs) over many seeds (`npm run sim --
 // --from 1 --count 100000`), or one seed with its trace (`node scripts/sim.mjs --seed 42 --trace`; `--shrink` prints a smaller scenario that still fails, which
 // `--seed 42 --scenario <file>` runs); `--only crash,lost` keeps those kinds of fault (see FAULT_KINDS). Prints
-// each failing seed with the command that replays it; exits 1 if any failed.
+// each failing seed with the command that replays it; exits 1 if any failed. `--held-batches N` holds N reads'
+// worth of entries per partition (heldBounds.batches; 64 by default) so the small runs go past it and leave
+// entries in the pending list.
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
+import { heldBounds } from '#testing';
 import { FAULT_KINDS, replayCommand, runScenario, runSeed, shrink } from '../__test__/helpers/redis-sim.mjs';
 
 const { values } = parseArgs({
@@ -16,9 +19,12 @@ const { values } = parseArgs({
     only: { type: 'string', default: FAULT_KINDS.join(',') },
     shrink: { type: 'boolean', default: false },
     scenario: { type: 'string' },
+    'held-batches': { type: 'string' },
   },
 });
 const only = values.only.split(',');
+if (values['held-batches'] !== undefined) heldBounds.batches = Number(values['held-batches']);
+const held = values['held-batches'] === undefined ? '' : ` --held-batches ${values['held-batches']}`;
 
 if (values.seed !== undefined) {
   const seed = Number(values.seed);
@@ -53,7 +59,7 @@ if (values.seed !== undefined) {
     const result = await runSeed(seed, { only });
     if (!result.ok) {
       failed++;
-      console.log(`seed ${seed} failed: ${result.problems[0]} -- ${replayCommand(seed, only)}`);
+      console.log(`seed ${seed} failed: ${result.problems[0]} -- ${replayCommand(seed, only)}${held}`);
     }
     if ((seed - from + 1) % 1000 === 0) console.log(`${seed - from + 1} seeds, ${failed} failed`);
   }

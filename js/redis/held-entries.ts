@@ -287,6 +287,7 @@ export class HeldEntries {
       return;
     }
     let at = 0;
+    let wentOn = false;
     for (const [key, ids] of batch) {
       const entries = read.slice(at, at + ids.length);
       at += ids.length;
@@ -304,6 +305,7 @@ export class HeldEntries {
           stuck = true;
           continue;
         }
+        wentOn = true;
         if (this.spilled.get(key) !== spilled) continue;
         if (spilled.last === entry.id) this.spilled.delete(key);
         else {
@@ -316,6 +318,11 @@ export class HeldEntries {
         }
       }
     }
+    // The share had no room for all the ids chosen: another pass reads the rest. Nothing else would start one: at
+    // the end of a backlog the pump reads nothing more, no session ends (one waits for these very entries), and no
+    // tick is written for a session whose end the log's clock has passed. (Only once an entry went on: else the
+    // pass would read the same stuck entries again and again; the slot or held room they wait for starts a pass.)
+    if (at < total && wentOn) this.#rereadAgain = true;
   }
 
   /** Whether a key whose entries wait in the pending list has a live session (its entries can go to it). */
