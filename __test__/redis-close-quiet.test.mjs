@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createClient } from 'redis';
-import { redisMaterialize, redisOutputs, redisProducer, redisWorker } from 'velo-stream/redis';
+import { redisClientOptions, redisMaterialize, redisOutputs, redisProducer, redisWorker } from 'velo-stream/redis';
 import { client, fresh, redis, useRedis } from './helpers/redis-suite.mjs';
 import { eventually, totals } from './helpers/redis-fixtures.mjs';
 
@@ -185,5 +185,33 @@ test('materializers closed round after round under traffic (blocked in a read, w
     await worker.close();
   }
   assert.ok(scripts > 0);
+  assert.deepEqual(errors, []);
+});
+
+test("close() of an idle worker whose client pings (redisClientOptions' pingInterval): nothing reported, nothing counted", async () => {
+  // The duplicates it makes ping on their own; a close() that destroys one with its PING in flight made the
+  // client emit that PING's rejection ("Disconnects client"), which was reported through onError.
+  const pinging = createClient(redisClientOptions({ url: redis.url, pingInterval: 5 }));
+  pinging.on('error', () => {});
+  await pinging.connect();
+  const errors = [];
+  try {
+    for (let round = 0; round < 12; round++) {
+      const worker = redisWorker(totals(), {
+        client: pinging,
+        name: fresh('pinged'),
+        partitions: 2,
+        leaseTtl: 600,
+        onError: recorder(errors, `round ${round}`),
+      });
+      await eventually(() => worker.stats().owned.length === 2, 'the worker took its partitions');
+      // Idle, its connections pinging every 5 ms: close at a point that varies from round to round.
+      await new Promise((resolve) => setTimeout(resolve, 3 * round));
+      await worker.close();
+      assert.equal(worker.stats().errors, 0, `round ${round}: no error counted`);
+    }
+  } finally {
+    await pinging.close();
+  }
   assert.deepEqual(errors, []);
 });

@@ -866,9 +866,20 @@ export class RedisConnectionError extends Error {
   /** The error's stable code: compare it rather than the class across copies of the module. */
   readonly code = 'ERR_VELO_REDIS_CONNECTION' as const;
   constructor(cause: unknown) {
-    super(`A connection to Redis failed: ${String((cause as { message?: unknown } | null)?.message ?? cause)}`, { cause });
+    super(`A connection to Redis failed: ${connectionCauseText(cause)}`, { cause });
     this.name = 'RedisConnectionError';
   }
+}
+
+// node-redis 6 rejects a command still queued (not yet written) when its `commandOptions.timeout` (5000 ms by
+// default) runs out with a `TimeoutError` that has no message: name it, so the report says what happened.
+function connectionCauseText(cause: unknown): string {
+  const message = (cause as { message?: unknown } | null)?.message;
+  if (message !== '') return String(message ?? cause);
+  const name = (cause as { constructor?: { name?: unknown } }).constructor?.name;
+  if (name === 'TimeoutError')
+    return "TimeoutError: the client's command timeout (node-redis' commandOptions.timeout, 5000 ms by default) ran out before the command was written (a busy process or a slow server); the worker retries";
+  return typeof name === 'string' && name !== '' ? name : 'an error with no message';
 }
 
 /** A partition's fencing epoch went back: the Redis server lost data. */

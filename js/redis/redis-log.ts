@@ -172,6 +172,13 @@ export class RedisLog implements PartitionLog {
   #leasesCreated: RedisClientLike | null = null;
 
   readonly #onError: (error: Error) => void;
+  /**
+   * The duplicates' 'error' listener: what close() itself causes is not reported (destroying a connection rejects
+   * what is in flight on it, such as the PING of node-redis' `pingInterval`, with an error the client emits).
+   */
+  readonly #reportOpen = (error: Error): void => {
+    if (!this.#closed) this.#onError(error);
+  };
 
   /** `onError`: errors of the log's own connection (it reconnects by itself; its commands fail meanwhile). */
   constructor(client: RedisClientLike, keys: KeySpace, partitions: number, onError: (error: Error) => void) {
@@ -420,7 +427,7 @@ export class RedisLog implements PartitionLog {
     if (this.#closed) throw workerClosedError();
     this.#leasesConnecting ??= (async () => {
       const dup = this.#client.duplicate();
-      dup.on('error', this.#onError);
+      dup.on('error', this.#reportOpen);
       this.#leasesCreated = dup;
       try {
         await dup.connect();
@@ -444,7 +451,7 @@ export class RedisLog implements PartitionLog {
     this.#connecting ??= (async () => {
       const dup = this.#client.duplicate();
       // node-redis clients are EventEmitters: an 'error' without a listener would throw.
-      dup.on('error', this.#onError);
+      dup.on('error', this.#reportOpen);
       // Held from the start: close() destroys it even while it is still connecting (to a server that is down).
       this.#duplicate = dup;
       await dup.connect();
