@@ -80,7 +80,8 @@ test('restart with AOF: redisOutputs loops (plain and with a group) go on across
   const collect = (client, name, group) => {
     const items = [];
     const done = (async () => {
-      for await (const item of redisOutputs({ client, name, partitions: PARTITIONS, group, signal: controller.signal })) items.push(item);
+      for await (const item of redisOutputs({ client, name, partitions: PARTITIONS, group, signal: controller.signal }))
+        items.push(item);
     })();
     return { items, done };
   };
@@ -122,4 +123,41 @@ test('restart without persistence: ERR_VELO_LOG_RESET naming the cause, then eve
     await send(200, 240);
     await eventually(async () => (await readAllOutputs(client, name, PARTITIONS)).length === 40, 'the new events served', 30_000);
   });
+});
+
+test('restart without persistence: a redisOutputs loop with a group makes its group again and goes on with what is written afterwards', async () => {
+  // The group went with the data: its reads answered NOGROUP, which ended the loop with node-redis' own error.
+  const controller = new AbortController();
+  let grouped;
+  await scenario(
+    false,
+    async ({ send, errors }) => {
+      await eventually(() => errors.some((e) => e.code === 'ERR_VELO_LOG_RESET'), 'the data loss reported', 30_000);
+      const before = grouped.items.length;
+      await send(200, 240);
+      try {
+        await eventually(
+          () => grouped.items.length === before + 40 || grouped.failed !== undefined,
+          'the new outputs read',
+          30_000,
+        );
+      } finally {
+        controller.abort();
+      }
+      await grouped.done;
+      assert.equal(grouped.failed, undefined, `the loop ended with ${grouped.failed?.message}`);
+      const after = grouped.items.slice(before).map((i) => i.value);
+      assert.equal(after.length, 40);
+    },
+    async ({ client, name }) => {
+      const items = [];
+      grouped = { items, failed: undefined };
+      grouped.done = (async () => {
+        for await (const item of redisOutputs({ client, name, partitions: PARTITIONS, group: 'g', signal: controller.signal }))
+          items.push(item);
+      })().catch((error) => (grouped.failed = error));
+      await eventually(() => items.length > 0, 'the loop reading');
+      return {};
+    },
+  );
 });

@@ -4,7 +4,7 @@ import { integerOption } from '../validate';
 import type { Codec } from './codec';
 import type { RedisName } from './name';
 import { type RedisOptions, callTimeoutOption, resolveOptions } from './options';
-import { type RedisClientLike, readStreams, send, settlesWithin } from './connection';
+import { type RedisClientLike, type StreamEntries, readStreams, send, settlesWithin } from './connection';
 import { reportable } from './reportable';
 import { entryFields } from './stored';
 import { isTraceparent } from './trace-context';
@@ -282,17 +282,34 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
       await client.connect();
       reading = false;
       const positions: string[] = [];
-      if (group !== undefined) {
-        await Promise.all(
+      // The group on every partition's output stream (kept if it is there), from `start` ('$' or '0').
+      const createGroups = (start: string) =>
+        Promise.all(
           names.map((name) =>
             retriedOnConnection(
-              () => send(client, name, ['XGROUP', 'CREATE', name, group, from === 'end' ? '$' : '0', 'MKSTREAM']),
+              () => send(client, name, ['XGROUP', 'CREATE', name, group as string, start, 'MKSTREAM']),
               signal,
             ).catch((error: unknown) => {
               if (!String((error as Error)?.message).startsWith('BUSYGROUP')) throw error;
             }),
           ),
         );
+      // A group read answered NOGROUP: the server lost the group with its data (a restart without persistence; the
+      // workers report ERR_VELO_LOG_RESET). Made again from the start of what the streams hold now, all of it
+      // written since, the loop goes on as across a restart that lost nothing.
+      const regrouped = async <T>(read: () => Promise<T>, none: T): Promise<T> => {
+        try {
+          return await read();
+        } catch (error) {
+          if (group === undefined || !String((error as Error)?.message).startsWith('NOGROUP')) throw error;
+          await createGroups('0');
+          replaying = true;
+          positions.splice(0, positions.length, ...names.map(() => '0'));
+          return none;
+        }
+      };
+      if (group !== undefined) {
+        await createGroups(from === 'end' ? '$' : '0');
         // This consumer's own pending entries first (read before a restart, never moved past).
         positions.push(...names.map(() => '0'));
       } else if (from === 'end') {
@@ -311,7 +328,10 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
         if (!replaying && sweep.due()) {
           // Other consumers' stale entries.
           reading = true;
-          const claimed = await retriedOnConnection(() => sweep.claim(client), signal).finally(() => (reading = false));
+          const claimed = await retriedOnConnection(
+            () => regrouped(() => sweep.claim(client), new Map() as StreamEntries),
+            signal,
+          ).finally(() => (reading = false));
           for (const [name, entries] of claimed) {
             for (const [id, list] of entries) {
               const claimedItem = item(name, id, list);
@@ -332,16 +352,26 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
           () =>
             group === undefined
               ? readStreams(client, ['XREAD', 'COUNT', String(count)], names, positions, BUFFERS, BLOCK_MS)
-              : replaying
-                ? readStreams(client, ['XREADGROUP', 'GROUP', group, consumer, 'COUNT', String(count)], names, positions, BUFFERS)
-                : readStreams(
-                    client,
-                    ['XREADGROUP', 'GROUP', group, consumer, 'COUNT', String(count)],
-                    names,
-                    names.map(() => '>'),
-                    BUFFERS,
-                    sweep.blockMs,
-                  ),
+              : regrouped(
+                  () =>
+                    replaying
+                      ? readStreams(
+                          client,
+                          ['XREADGROUP', 'GROUP', group, consumer, 'COUNT', String(count)],
+                          names,
+                          positions,
+                          BUFFERS,
+                        )
+                      : readStreams(
+                          client,
+                          ['XREADGROUP', 'GROUP', group, consumer, 'COUNT', String(count)],
+                          names,
+                          names.map(() => '>'),
+                          BUFFERS,
+                          sweep.blockMs,
+                        ),
+                  new Map() as StreamEntries,
+                ),
           signal,
           () => {
             if (group === undefined) return;
