@@ -350,7 +350,7 @@ export interface StreamOps {
    * reported yet (as `handedOver`). With `retire`, a stream that is now
    * done (every output read) is freed as `retire` frees it: true then.
    */
-  handlerReturned: (h: number, retire: boolean, inputs: number, outputs: number) => boolean
+  handlerReturned: (h: number, retire: boolean, inputs: number, outputs: number, unread: number) => boolean
   /**
    * Frees a done stream (not a task stage's) after writing its key and
    * final metrics to `scratch.f64[0..8]` (key, eventsIn, eventsOut,

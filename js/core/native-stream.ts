@@ -338,11 +338,13 @@ export class NativeStream {
    * table entry is freed only then; nothing else is dropped). `retire`:
    * nothing is left for readers, so the stream may be done now; it is
    * retired then, in the same call. `inputs`, `outputs`: handoffs not
-   * reported yet (as `handedOver`).
+   * reported yet (as `handedOver`). `unread`: outputs of the batch the
+   * consumer took that it has not read yet (the stream is not done while
+   * there are any; the read of the last one takes again, and finds the end).
    */
-  handlerReturned(inputHeld: boolean, retire: boolean, inputs: number, outputs: number): void {
+  handlerReturned(inputHeld: boolean, retire: boolean, inputs: number, outputs: number, unread: number): void {
     if (this.#last !== null) return;
-    if (ops.handlerReturned(this.#h, retire, inputs, outputs)) this.#retired();
+    if (ops.handlerReturned(this.#h, retire, inputs, outputs, unread)) this.#retired();
     if (inputHeld) reap();
   }
 

@@ -1255,6 +1255,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       !this.#outPending,
       handed ? this.#inHanded : 0,
       handed ? this.#outHanded : 0,
+      this.#outLen - this.#outPos,
     );
     this.#inHanded = this.#outHanded = 0;
     if (!this.#outPending) this.#outEnded = true;
@@ -1422,6 +1423,9 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     const value = this.#outBuf[this.#outPos] as O;
     this.#outBuf[this.#outPos++] = undefined;
     this.#consumed();
+    // The last output of the batch, taken after the handler finished: the next take finds the end (the stream is
+    // done then, and retires) or the rest, now rather than at one more read.
+    if (this.#handlerDone && this.#outPos === this.#outLen) this.#takeOutput();
     return value;
   }
 
@@ -1448,6 +1452,9 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     const value = this.#outBuf[this.#outPos];
     this.#outBuf[this.#outPos++] = undefined;
     this.#consumed();
+    // The last output of the batch, taken after the handler finished: the next take finds the end (the stream is
+    // done then, and retires) or the rest, now rather than at one more read.
+    if (this.#handlerDone && this.#outPos === this.#outLen) this.#takeOutput();
     return kind === ReadKind.Recv ? value : { value, done: false };
   }
 

@@ -456,10 +456,22 @@ impl<T> StreamCore<T> {
         if self.phase == Phase::Open {
             self.phase = Phase::Ending;
         }
-        if self.phase == Phase::Ending && self.output.is_drained() {
+        // (Outputs lent to the consumer and not read yet are not read: see `output_unread`.)
+        if self.phase == Phase::Ending && self.output.is_drained() && self.output.lent() == 0 {
             self.phase = Phase::Done;
         }
         dropped
+    }
+
+    /// The consumer has read every output of the batch it took but the last
+    /// `unread` (told before [`StreamCore::handler_returned`], which finds the
+    /// stream done only when nothing lent is left unread).
+    pub fn output_unread(&mut self, unread: usize, now_us: u64) {
+        let read = self.output.lent().saturating_sub(unread);
+        if read > 0 {
+            self.output.consumed(read, now_us);
+            self.account();
+        }
     }
 
     /// The handler threw. Outputs it yielded before stay readable. Returns how

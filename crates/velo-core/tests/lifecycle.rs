@@ -313,3 +313,28 @@ fn a_lent_batch_given_back_counts_what_is_left_as_taken_at_the_lending() {
         );
     }
 }
+
+#[test]
+fn a_handler_returning_while_its_reader_holds_unread_outputs_leaves_the_stream_ending() {
+    let gate = Admission::new(2);
+    let mut s = stream(&gate, 4);
+    s.end();
+    s.yield_output(1, 0);
+    s.yield_output(2, 0);
+    // The reader took both (they are lent to it) and has read neither.
+    assert_eq!(take_out(&mut s).0, vec![1, 2]);
+    s.output_unread(2, 0);
+    s.handler_returned(0);
+    assert_eq!(s.phase(), Phase::Ending);
+    // It can still be cancelled, dropping them.
+    assert_eq!(s.cancel(0), Some(0));
+    assert_eq!(s.phase(), Phase::Cancelled);
+    // Read both before the return: done at once.
+    let mut read = stream(&gate, 4);
+    read.end();
+    read.yield_output(1, 0);
+    assert_eq!(take_out(&mut read).0, vec![1]);
+    read.output_unread(0, 0);
+    read.handler_returned(0);
+    assert_eq!(read.phase(), Phase::Done);
+}

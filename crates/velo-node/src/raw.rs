@@ -349,17 +349,19 @@ fn key<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
 
 fn handler_returned<'s>(
     cx: Scope<'s>,
-    [h, retire, inputs, outputs]: [Value<'s>; 4],
+    [h, retire, inputs, outputs, unread]: [Value<'s>; 5],
 ) -> Result<Value<'s>> {
     let now = clock::now_us();
     let handle = cx.number(h)?;
     let retire = cx.flag(retire)?;
     let (inputs, outputs) = (cx.index(inputs)?, cx.index(outputs)?);
+    let unread = cx.index(unread)?;
     let done = streams::with(handle, |stream| {
         if inputs > 0 || outputs > 0 {
             // (The idle clock stops with the handler: the handoffs' time is now.)
             stream.core.handed_over(inputs.into(), outputs.into(), now);
         }
+        stream.core.output_unread(unread as usize, now);
         stream.core.handler_returned(now);
         retire && stream.core.phase() == Phase::Done
     })?;
@@ -571,7 +573,7 @@ stream_ops! {
     #[doc = " The handler returned, after `inputs` and `outputs` handoffs not"]
     #[doc = " reported yet (as `handedOver`). With `retire`, a stream that is now"]
     #[doc = " done (every output read) is freed as `retire` frees it: true then."]
-    "handlerReturned": "(h: number, retire: boolean, inputs: number, outputs: number) => boolean" => handler_returned,
+    "handlerReturned": "(h: number, retire: boolean, inputs: number, outputs: number, unread: number) => boolean" => handler_returned,
     #[doc = " Frees a done stream (not a task stage's) after writing its key and"]
     #[doc = " final metrics to `scratch.f64[0..8]` (key, eventsIn, eventsOut,"]
     #[doc = " backpressureWaits, openedAt, durationMs, queueWaitP50Us,"]
