@@ -1,15 +1,15 @@
-// Backlogs as real deployments meet them (issue 25): 100,000 keys x 5 events written before any worker runs
-// (keys interleaved, so each key's events span the backlog), drained with the function's default session slots
-// (`maxConcurrent` 1,000, far fewer than the keys). First by one worker process, then by two with one killed -9
-// mid-drain. The invariants are read from Redis: every (sid, seq) once, seqs from 1, per key the outputs of the
-// sessions the log defines (split by the log's clock), nothing pending; and the lone worker lost no lease. Last,
-// a small backlog past the bound of held entries (made small for it) with a share too small to read a key's
-// entries again at once.
+// Backlogs as real deployments meet them: 100,000 keys x 5 events written before any worker runs (keys
+// interleaved, so each key's events span the backlog), drained with the function's default session slots
+// (`maxConcurrent` 1,000, far fewer than the keys) by one worker process (two, one killed -9 mid-drain:
+// redis-backlog-takeover.test.mjs). The invariants are read from Redis: every (sid, seq) once, seqs from 1, per key
+// the outputs of the sessions the log defines (split by the log's clock), nothing pending; and the lone worker lost
+// no lease. Last, a small backlog past the bound of held entries (made small for it) with a share too small to read
+// a key's entries again at once.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { redisProducer, redisWorker } from 'velo-stream/redis';
 import { heldBounds } from '#testing';
-import { client, fresh, killChild, lastStats, stopChild, useRedis, workerChild } from './helpers/redis-suite.mjs';
+import { client, fresh, lastStats, stopChild, useRedis } from './helpers/redis-suite.mjs';
 import {
   checkOutputs,
   eventually,
@@ -19,48 +19,9 @@ import {
   sessionsInLog,
   totals,
 } from './helpers/redis-fixtures.mjs';
+import { IDLE, PARTITIONS, TOTAL, checkInvariants, expectedByKey, worker, writeBacklog } from './helpers/redis-backlog.mjs';
 
 useRedis();
-
-const PARTITIONS = 64;
-const KEYS = 100_000;
-const ROUNDS = 5;
-const TOTAL = KEYS * ROUNDS;
-const IDLE = 1000;
-
-async function writeBacklog(name) {
-  const producer = redisProducer({ client, name, partitions: PARTITIONS });
-  for (let r = 0; r < ROUNDS; r++) {
-    for (let k = 0; k < KEYS; k += 1000) {
-      const pairs = [];
-      for (let i = k; i < Math.min(KEYS, k + 1000); i++) pairs.push([`k${i}`, { n: r * KEYS + i }]);
-      await producer.sendMany(pairs);
-    }
-  }
-}
-
-/** A worker process with the function's defaults but `idleTimeout` (see redis-worker-child.mjs: the `totals` handler). */
-const worker = (name) => workerChild(name, { partitions: PARTITIONS, ttl: 10_000, idle: IDLE, delayMs: 0, trimInterval: 5000 });
-
-/** Outputs of all the workers so far, by their stats lines (cheap to poll, unlike reading 500,000 entries). */
-const outputsOf = (...children) => children.reduce((n, c) => n + (lastStats(c)?.outputs ?? 0), 0);
-
-/** Per key, the outputs of the sessions the log defines (split by the log's clock): read before any worker trims it. */
-async function expectedByKey(name) {
-  const byKey = new Map();
-  for (const { key, ns } of (await sessionsInLog(client, name, PARTITIONS, IDLE)).values()) {
-    if (!byKey.has(key)) byKey.set(key, []);
-    byKey.get(key).push(...expectedTotals(ns));
-  }
-  return byKey;
-}
-
-async function checkInvariants(name, expected) {
-  await eventually(async () => (await pendingCount(client, name, PARTITIONS)) === 0, 'nothing pending', 120_000);
-  const outputs = await readAllOutputs(client, name, PARTITIONS);
-  assert.equal(outputs.length, TOTAL, 'one output per event');
-  checkOutputs(outputs, expected);
-}
 
 test(
   'one worker with the default session slots drains 100,000 keys x 5 events: every invariant, no lease lost',
@@ -84,33 +45,6 @@ test(
       assert.ok(stats.ticks <= PARTITIONS * (Math.ceil(elapsed / IDLE) + 2), `${stats.ticks} ticks in ${elapsed} ms`);
     } finally {
       if (a.child.exitCode === null && a.child.signalCode === null) a.child.kill('SIGKILL');
-    }
-  },
-);
-
-test(
-  'two workers drain 100,000 keys x 5 events, one killed -9 mid-drain: the survivor takes its partitions over, every invariant',
-  { timeout: 600_000 },
-  async () => {
-    const name = fresh('backlog2');
-    await writeBacklog(name);
-    const expected = await expectedByKey(name);
-    const a = worker(name);
-    const b = worker(name);
-    try {
-      await eventually(() => outputsOf(a, b) >= TOTAL * 0.3, 'a third drained', 400_000);
-      await killChild(a);
-      await eventually(() => lastStats(b)?.owned.length === PARTITIONS, 'B owns every partition', 60_000);
-      await eventually(
-        async () => (await readAllOutputs(client, name, PARTITIONS)).length >= TOTAL,
-        `${TOTAL} outputs in Redis`,
-        400_000,
-      );
-      await checkInvariants(name, expected);
-      const stats = await stopChild(b);
-      assert.ok(stats.replayedSessions > 0, 'B replayed the sessions A left');
-    } finally {
-      for (const c of [a, b]) if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill('SIGKILL');
     }
   },
 );
