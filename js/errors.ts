@@ -250,6 +250,24 @@ export const ERROR_CODES = {
     action:
       'Check Redis and the network. Send the events again if a duplicate is acceptable; raise `callTimeout` if Redis is only slow.',
   },
+  ERR_VELO_RATE_LIMITED: {
+    class: '',
+    from: 'limiters (velo-stream, velo-stream/redis)',
+    when: "An acquire of a limiter in 'reject' mode with no permit free now (or others waiting before it). `retryAfter`: ms until the rate would allow it, when the rate is what refused it (0: a concurrency limit or a line).",
+    action: "Skip or retry later, or use 'throttle' mode to wait.",
+  },
+  ERR_VELO_LIMIT_QUEUE_FULL: {
+    class: '',
+    from: 'limiters (velo-stream, velo-stream/redis)',
+    when: "An acquire of a limiter in 'throttle' mode while `maxWaiting` acquires wait already (on Redis: in the fleet's line of that key).",
+    action: 'Shed the load or raise `maxWaiting`.',
+  },
+  ERR_VELO_LIMITER_CLOSED: {
+    class: '',
+    from: 'limiters (velo-stream, velo-stream/redis)',
+    when: 'An acquire after `close()`, or one waiting when `close()` was called.',
+    action: 'Nothing: the limiter is closed. Make a new one to go on.',
+  },
   ERR_VELO_CLOSED: {
     class: '',
     from: 'velo-stream/redis',
@@ -896,4 +914,30 @@ export function redisTimeoutError(ms: number, what?: string): Error & { code: 'E
 /** A call of a worker after its `close()`. */
 export function workerClosedError(): Error & { code: 'ERR_VELO_CLOSED' } {
   return coded(new Error('The worker is closed'), 'ERR_VELO_CLOSED');
+}
+
+/** An acquire refused at once by a limiter in 'reject' mode; `retryAfter`: ms until the rate allows it (0: unknown). */
+export function rateLimitedError(
+  name: string,
+  retryAfter: number,
+): Error & { code: 'ERR_VELO_RATE_LIMITED'; limiter: string; retryAfter: number } {
+  return coded(new Error(`Limiter "${name}": no permit free now (reject mode)`), 'ERR_VELO_RATE_LIMITED', {
+    limiter: name,
+    retryAfter,
+  });
+}
+
+/** An acquire of a limiter in 'throttle' mode while `maxWaiting` acquires wait already. */
+export function limitQueueFullError(
+  name: string,
+  maxWaiting: number,
+): Error & { code: 'ERR_VELO_LIMIT_QUEUE_FULL'; limiter: string } {
+  return coded(new Error(`Limiter "${name}": ${maxWaiting} acquires wait already (maxWaiting)`), 'ERR_VELO_LIMIT_QUEUE_FULL', {
+    limiter: name,
+  });
+}
+
+/** An acquire after a limiter's `close()`, or one that was waiting at it. */
+export function limiterClosedError(name: string): Error & { code: 'ERR_VELO_LIMITER_CLOSED'; limiter: string } {
+  return coded(new Error(`Limiter "${name}" is closed`), 'ERR_VELO_LIMITER_CLOSED', { limiter: name });
 }
