@@ -112,7 +112,7 @@ export class LocalShare {
         waiter.onAbort = () => {
           const i = state.line.indexOf(waiter);
           if (i >= 0) state.line.splice(i, 1);
-          reject(signal.reason);
+          reject(signal.reason as Error);
           this.#serve(key);
         };
         signal.addEventListener('abort', waiter.onAbort, { once: true });

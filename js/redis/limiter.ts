@@ -184,20 +184,23 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
 
   #permit(key: string, token: string, grantedAt: number, cost: number, since: number, sent: number): HeldPermit {
     this.#admit(cost, since);
-    const permit = new HeldPermit(token, key, grantedAt, 'redis', sent, (p) => this.#giveBack(p));
     // A rate-only permit holds nothing in Redis: nothing to renew or give back.
-    if (this.#limits.concurrency !== undefined) this.#held.add(permit);
+    if (this.#limits.concurrency === undefined)
+      return new HeldPermit(token, key, grantedAt, 'redis', sent, () => Promise.resolve(true));
+    const permit = new HeldPermit(token, key, grantedAt, 'redis', sent, (p) => this.#giveBack(p));
+    this.#held.add(permit);
     return permit;
   }
 
   async #giveBack(permit: HeldPermit): Promise<boolean> {
-    if (!this.#held.delete(permit)) return false;
-    if (permit.lost) return false;
+    // Asked even when this process counts the permit lost (its clock says the lease ran out): Redis' answer is
+    // the one that counts, and a stale token frees nothing there.
+    if (!this.#held.delete(permit) && !permit.lost) return false;
     try {
       const freed =
         Number(await this.#call(RELEASE, [permit.key, permit.token, this.#o.leaseTtl, ...limitArgs(this.#limits)], 'release')) ===
         1;
-      if (!freed) {
+      if (!freed && !permit.lost) {
         permit.lost = true;
         this.#lost++;
       }
@@ -277,16 +280,23 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
     if (policy === 'fail-closed') return Promise.reject(error);
     if (policy === 'fail-open') {
       this.#admit(cost, since);
-      return Promise.resolve(new HeldPermit('', key, NaN, 'open', 0, async () => false));
+      return Promise.resolve(new HeldPermit('', key, NaN, 'open', 0, () => Promise.resolve(true)));
     }
     this.#fallback ??= new LocalShare(this.name, localShare(this.#limits, this.#processes), this.#o.mode, this.#o.maxWaiting);
     return this.#fallback.acquire(key, cost, signal).then((local) => {
       this.#admit(cost, since);
-      return new HeldPermit('', key, NaN, 'local', 0, async () => {
+      return new HeldPermit('', key, NaN, 'local', 0, () => {
         local.release();
-        return true;
+        return Promise.resolve(true);
       });
     });
+  }
+
+  /** A waiter while Redis is unreachable: its ticket stays in the line until it expires (no longer renewed). */
+  #degradeWaiter(waiter: Waiter): void {
+    if (waiter.done) return;
+    this.#finish(waiter);
+    this.#degraded(waiter.key, waiter.cost, waiter.since, this.#down as Error, waiter.signal).then(waiter.resolve, waiter.reject);
   }
 
   #retryIn(waiter: Waiter, ms: number): void {
@@ -315,13 +325,7 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
       if (waiter.done) return;
       if (!unreachable(error)) return this.#leave(waiter, error);
       this.#markDown(error);
-      // Its ticket stays in the line until it expires: this process stops renewing it.
-      this.#finish(waiter);
-      this.#degraded(waiter.key, waiter.cost, waiter.since, this.#down as unknown as Error, waiter.signal).then(
-        waiter.resolve,
-        waiter.reject,
-      );
-      return;
+      return this.#degradeWaiter(waiter);
     }
     waiter.polling = false;
     const kind = String(reply[0]);
@@ -337,7 +341,7 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
     } else if (kind === 'l') {
       // Its ticket expired (this process did not renew it in time: paused, or Redis was away): in line again, at
       // the back, as a new acquire would be.
-      this.#requeue(waiter);
+      void this.#requeue(waiter);
     } else if (kind === 'x') {
       this.#leave(
         waiter,
