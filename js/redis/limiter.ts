@@ -192,10 +192,11 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
     return permit;
   }
 
-  async #giveBack(permit: HeldPermit): Promise<boolean> {
+  /** `stray`: a permit granted to an acquire that had stopped waiting (never handed out, never in `#held`). */
+  async #giveBack(permit: HeldPermit, stray = false): Promise<boolean> {
     // Asked even when this process counts the permit lost (its clock says the lease ran out): Redis' answer is
     // the one that counts, and a stale token frees nothing there.
-    if (!this.#held.delete(permit) && !permit.lost) return false;
+    if (!this.#held.delete(permit) && !permit.lost && !stray) return false;
     try {
       const freed =
         Number(await this.#call(RELEASE, [permit.key, permit.token, this.#o.leaseTtl, ...limitArgs(this.#limits)], 'release')) ===
@@ -238,6 +239,12 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
       return this.#degraded(key, cost, since, this.#down as unknown as Error, signal);
     }
     const kind = String(reply[0]);
+    if (this.#closed) {
+      // Closed while the call was out: what it got goes back.
+      if (kind === 'g') new HeldPermit(String(reply[1]), key, 0, 'redis', since, (p) => this.#giveBack(p, true)).release();
+      if (kind === 'w') void this.#cancel(key, String(reply[1]));
+      throw limiterClosedError(this.name);
+    }
     if (kind === 'g') return this.#permit(key, String(reply[1]), Number(reply[2]), cost, since, since);
     if (kind === 'r') {
       this.#rejected++;
@@ -331,7 +338,7 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
     const kind = String(reply[0]);
     if (waiter.done) {
       // Aborted or closed meanwhile: a permit it got goes back at once.
-      if (kind === 'g') new HeldPermit(String(reply[1]), waiter.key, 0, 'redis', sent, (p) => this.#giveBack(p)).release();
+      if (kind === 'g') new HeldPermit(String(reply[1]), waiter.key, 0, 'redis', sent, (p) => this.#giveBack(p, true)).release();
       return;
     }
     if (kind === 'g') {
@@ -379,7 +386,12 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
     if (waiter.done) return;
     this.#finish(waiter);
     waiter.reject(reason);
-    this.#call(CANCEL, [waiter.key, waiter.ticket, this.#o.leaseTtl, ...limitArgs(this.#limits)], 'cancel').catch(() => {
+    void this.#cancel(waiter.key, waiter.ticket);
+  }
+
+  /** A ticket out of the line (a permit handed to it meanwhile goes back). */
+  #cancel(key: string, ticket: string): Promise<unknown> {
+    return this.#call(CANCEL, [key, ticket, this.#o.leaseTtl, ...limitArgs(this.#limits)], 'cancel').catch(() => {
       // Unreachable: the ticket expires by itself after a lease.
     });
   }
@@ -501,7 +513,7 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
     for (const waiter of [...this.#waiters.values()]) {
       this.#finish(waiter);
       waiter.reject(limiterClosedError(this.name));
-      leaving.push(this.#call(CANCEL, [waiter.key, waiter.ticket, this.#o.leaseTtl, ...limitArgs(this.#limits)], 'cancel'));
+      leaving.push(this.#cancel(waiter.key, waiter.ticket));
     }
     this.#fallback?.close();
     leaving.push(this.#call(LEAVE, [this.#pid], 'close'));

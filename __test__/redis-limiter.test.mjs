@@ -1,0 +1,216 @@
+// redisLimiter in one process on a private redis-server (several limiter objects of one name stand for processes):
+// keys, reject mode, the line's bound, abort, close, setLimits, cost, and what every option refuses.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { redisLimiter } from 'velo-stream/redis';
+import { startRedis } from './helpers/redis-server.mjs';
+
+let redis;
+let client;
+before(async () => {
+  redis = await startRedis();
+  client = await redis.client();
+});
+after(async () => {
+  await redis?.stop();
+});
+
+let n = 0;
+const fresh = () => `lim${++n}`;
+const settledState = (promise) => {
+  const state = { done: false };
+  promise.then(
+    () => (state.done = true),
+    () => (state.done = true),
+  );
+  return state;
+};
+/** Resolves once `check()` holds (asked every 10 ms; the limit is only a guard against a hang). */
+async function eventually(check, what, ms = 20_000) {
+  const until = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > until) assert.fail(`never: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+test('keyed: a key at its concurrency waits while other keys proceed; its release serves the line first come first served', async () => {
+  const name = fresh();
+  const options = { client, name, concurrency: 1, key: (item) => item.tenant, leaseTtl: 3000 };
+  const a = redisLimiter(options);
+  const b = redisLimiter(options);
+  try {
+    const held = await a.acquire({ tenant: 'x' });
+    const order = [];
+    const first = b.acquire({ tenant: 'x' }).then((p) => (order.push('first'), p));
+    await eventually(async () => (await client.zCard(`velo:lim:{${name}}:q:x`)) === 1, 'first in line');
+    const second = a.acquire({ tenant: 'x' }).then((p) => (order.push('second'), p));
+    await eventually(async () => (await client.zCard(`velo:lim:{${name}}:q:x`)) === 2, 'second in line');
+    // Other keys are not held up by x's line.
+    const y = await b.acquire({ tenant: 'y' });
+    const z = await a.acquire({ tenant: 'z' });
+    assert.equal(a.stats().waiting, 1);
+    assert.equal(b.stats().keys, 2);
+    held.release();
+    const p1 = await first;
+    assert.deepEqual(order, ['first']);
+    p1.release();
+    (await second).release();
+    assert.deepEqual(order, ['first', 'second']);
+    y.release();
+    z.release();
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+test("reject mode answers from one call: refused with ERR_VELO_RATE_LIMITED (retryAfter from the rate), counted", async () => {
+  const name = fresh();
+  const limiter = redisLimiter({ client, name, mode: 'reject', rate: { limit: 2, period: 10_000, burst: 2 }, cost: (c) => c });
+  try {
+    await limiter.acquire(1);
+    await limiter.acquire(1);
+    const error = await limiter.acquire(1).catch((e) => e);
+    assert.equal(error.code, 'ERR_VELO_RATE_LIMITED');
+    assert.ok(error.retryAfter > 0 && error.retryAfter <= 5000, `retryAfter ${error.retryAfter}`);
+    // A cost above the burst could never pass: refused at once, not kept waiting for ever.
+    await assert.rejects(limiter.acquire(3), { code: 'ERR_OUT_OF_RANGE' });
+    await assert.rejects(limiter.acquire(NaN), { code: 'ERR_INVALID_RETURN_VALUE' });
+    await assert.rejects(limiter.acquire(-1), { code: 'ERR_INVALID_RETURN_VALUE' });
+    assert.equal(limiter.stats().rejected, 1);
+    assert.equal(limiter.stats().admitted, 2);
+    assert.equal(limiter.tryAcquire(1), undefined);
+  } finally {
+    await limiter.close();
+  }
+});
+
+test('throttle: the line is bounded by maxWaiting (ERR_VELO_LIMIT_QUEUE_FULL); an aborted waiter leaves it; close rejects waiters', async () => {
+  const name = fresh();
+  const limiter = redisLimiter({ client, name, concurrency: 1, maxWaiting: 2 });
+  const other = redisLimiter({ client, name, concurrency: 1, maxWaiting: 2 });
+  try {
+    const held = await limiter.acquire(0);
+    const controller = new AbortController();
+    const aborted = other.acquire(0, { signal: controller.signal });
+    const waiting = limiter.acquire(0);
+    const waitingState = settledState(waiting);
+    await eventually(async () => (await client.zCard(`velo:lim:{${name}}:q:`)) === 2, 'two in line');
+    await assert.rejects(other.acquire(0), { code: 'ERR_VELO_LIMIT_QUEUE_FULL' });
+    controller.abort(new Error('stop'));
+    await assert.rejects(aborted, /stop/);
+    await eventually(async () => (await client.zCard(`velo:lim:{${name}}:q:`)) === 1, 'the aborted ticket left the line');
+    held.release();
+    (await waiting).release();
+    assert.ok(waitingState.done);
+    // close(): waiters rejected with ERR_VELO_LIMITER_CLOSED, their tickets gone, later acquires refused.
+    const again = await limiter.acquire(0);
+    const parked = other.acquire(0).catch((error) => error);
+    await eventually(async () => (await client.zCard(`velo:lim:{${name}}:q:`)) === 1, 'one in line');
+    await other.close();
+    assert.equal((await parked).code, 'ERR_VELO_LIMITER_CLOSED');
+    await assert.rejects(other.acquire(0), { code: 'ERR_VELO_LIMITER_CLOSED' });
+    assert.equal(await client.zCard(`velo:lim:{${name}}:q:`), 0);
+    again.release();
+    assert.equal(await again.released(), true);
+  } finally {
+    await limiter.close();
+    await other.close();
+  }
+});
+
+test('setLimits: stored in Redis, seen by every process at its next decision, waiters re-decided at once', async () => {
+  const name = fresh();
+  const a = redisLimiter({ client, name, concurrency: 1 });
+  const b = redisLimiter({ client, name, concurrency: 1 });
+  try {
+    const held = await a.acquire(0);
+    const waiting = b.acquire(0);
+    await eventually(async () => (await client.zCard(`velo:lim:{${name}}:q:`)) === 1, 'in line');
+    await a.setLimits({ concurrency: 3 });
+    const granted = await waiting;
+    // b was created with concurrency 1; the fleet's stored limit (3) is what it decides by.
+    const third = await b.acquire(0);
+    const probe = redisLimiter({ client, name, concurrency: 1, mode: 'reject' });
+    await assert.rejects(probe.acquire(0), { code: 'ERR_VELO_RATE_LIMITED' });
+    await probe.close();
+    for (const p of [held, granted, third]) p.release();
+    await assert.rejects(a.setLimits({ concurrency: 0 }), { code: 'ERR_OUT_OF_RANGE' });
+    await assert.rejects(a.setLimits({}), { code: 'ERR_INVALID_ARG_VALUE' });
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+test('options refused with coded errors: missing client or name, bad leaseTtl, limits of 0, NaN, huge, hostile objects', () => {
+  const name = 'valid';
+  const cases = [
+    [undefined, 'ERR_INVALID_ARG_TYPE'],
+    [{ name, concurrency: 1 }, 'ERR_INVALID_ARG_TYPE'],
+    [{ client: {}, name, concurrency: 1 }, 'ERR_INVALID_ARG_TYPE'],
+    [{ client, concurrency: 1 }, 'ERR_INVALID_ARG_TYPE'],
+    [{ client, name: 'a{b}', concurrency: 1 }, 'ERR_INVALID_ARG_VALUE'],
+    [{ client, name }, 'ERR_INVALID_ARG_VALUE'],
+    [{ client, name, concurrency: 0 }, 'ERR_OUT_OF_RANGE'],
+    [{ client, name, concurrency: NaN }, 'ERR_OUT_OF_RANGE'],
+    [{ client, name, concurrency: 1.5 }, 'ERR_OUT_OF_RANGE'],
+    [{ client, name, concurrency: 1e12 }, 'ERR_OUT_OF_RANGE'],
+    [{ client, name, concurrency: Infinity }, 'ERR_OUT_OF_RANGE'],
+    [{ client, name, rate: { limit: 0, period: 1000 } }, 'ERR_OUT_OF_RANGE'],
+    [{ client, name, rate: { limit: 10, period: NaN } }, 'ERR_OUT_OF_RANGE'],
+    [{ client, name, rate: { limit: 10, period: 1000, burst: 0 } }, 'ERR_OUT_OF_RANGE'],
+    [{ client, name, rate: { limit: 10, period: 1000, bursts: 2 } }, 'ERR_INVALID_ARG_VALUE'],
+    [{ client, name, rate: 10 }, 'ERR_INVALID_ARG_TYPE'],
+    [{ client, name, concurrency: 1, leaseTtl: 0 }, 'ERR_OUT_OF_RANGE'],
+    [{ client, name, concurrency: 1, leaseTtl: 299 }, 'ERR_OUT_OF_RANGE'],
+    [{ client, name, concurrency: 1, leaseTtl: '1000' }, 'ERR_OUT_OF_RANGE'],
+    [{ client, name, concurrency: 1, maxWaiting: 0 }, 'ERR_OUT_OF_RANGE'],
+    [{ client, name, concurrency: 1, mode: 'drop' }, 'ERR_INVALID_ARG_VALUE'],
+    [{ client, name, concurrency: 1, whenRedisFails: 'retry' }, 'ERR_INVALID_ARG_VALUE'],
+    [{ client, name, concurrency: 1, callTimeout: -1 }, 'ERR_OUT_OF_RANGE'],
+    [{ client, name, concurrency: 1, key: 'tenant' }, 'ERR_INVALID_ARG_TYPE'],
+    [{ client, name, concurrency: 1, cost: 3 }, 'ERR_INVALID_ARG_TYPE'],
+    [{ client, name, concurrency: 1, concurency: 2 }, 'ERR_INVALID_ARG_VALUE'],
+    [
+      {
+        client,
+        name,
+        get concurrency() {
+          throw new Error('getter');
+        },
+      },
+      'ERR_INVALID_ARG_VALUE',
+    ],
+  ];
+  const revoked = Proxy.revocable({}, {});
+  revoked.revoke();
+  cases.push([revoked.proxy, 'ERR_INVALID_ARG_VALUE']);
+  const revokedRate = Proxy.revocable({}, {});
+  revokedRate.revoke();
+  cases.push([{ client, name, rate: revokedRate.proxy }, 'ERR_INVALID_ARG_VALUE']);
+  for (const [i, [options, code]] of cases.entries()) assert.throws(() => redisLimiter(options), { code }, `case ${i}`);
+});
+
+test('key and cost functions: a throwing key rejects with its error, a non-string or empty key with ERR_INVALID_RETURN_VALUE', async () => {
+  const name = fresh();
+  const limiter = redisLimiter({
+    client,
+    name,
+    concurrency: 1,
+    key: (item) => {
+      if (item === 'throw') throw new Error('boom');
+      return item;
+    },
+  });
+  try {
+    await assert.rejects(limiter.acquire('throw'), /boom/);
+    await assert.rejects(limiter.acquire(''), { code: 'ERR_INVALID_RETURN_VALUE' });
+    await assert.rejects(limiter.acquire(42), { code: 'ERR_INVALID_RETURN_VALUE' });
+    await assert.rejects(limiter.acquire('k'.repeat(2000)), { code: 'ERR_INVALID_RETURN_VALUE' });
+    (await limiter.acquire('ok')).release();
+  } finally {
+    await limiter.close();
+  }
+});
