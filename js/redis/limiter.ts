@@ -459,7 +459,12 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
       this.#fallback?.setLimits(localShare(this.#limits, this.#processes));
       this.#down = null;
     } catch (error) {
-      if (unreachable(error)) this.#markDown(error);
+      if (unreachable(error)) {
+        this.#markDown(error);
+        // Waiters are not left waiting for wake-ups that cannot come: each follows whenRedisFails now (their
+        // tickets leave the line when they expire).
+        for (const waiter of waiters) this.#degradeWaiter(waiter);
+      }
     } finally {
       this.#renewing = false;
     }
