@@ -33,6 +33,7 @@ test("Redis stopped mid-run and restarted: fail-closed refuses, fail-open allows
   const local = redisLimiter({ ...opts, name: 'local', concurrency: 4, whenRedisFails: 'local' });
   const peer = redisLimiter({ ...opts, name: 'local', concurrency: 4, whenRedisFails: 'local' });
   const all = [closed, open, local, peer];
+  let down = false;
   try {
     await eventually(() => local.stats().fleet.processes === 2, 'both local processes registered');
     const before = await closed.acquire(0);
@@ -41,6 +42,7 @@ test("Redis stopped mid-run and restarted: fail-closed refuses, fail-open allows
     await eventually(() => closed.stats().waiting === 1, 'a waiter in line');
 
     await redis.shutdown();
+    down = true;
     // The waiter follows the policy once its renewal fails: fail-closed refuses it.
     assert.match((await waiter).code, UNREACHABLE);
     await assert.rejects(closed.acquire(0), (error) => UNREACHABLE.test(error.code));
@@ -62,6 +64,7 @@ test("Redis stopped mid-run and restarted: fail-closed refuses, fail-open allows
     opened.release();
 
     await redis.start();
+    down = false;
     for (const limiter of all) await eventually(() => !limiter.stats().redisDown, `${limiter.name} sees Redis again`);
     // The restart lost Redis' data (no persistence): the permit held across it is reported lost, not renewed.
     await eventually(() => before.lost, 'the permit held across the restart is lost');
@@ -72,6 +75,8 @@ test("Redis stopped mid-run and restarted: fail-closed refuses, fail-open allows
       assert.equal(await permit.released(), true);
     }
   } finally {
+    // A failed check must not leave the server down for after()'s stop.
+    if (down) await redis.start();
     for (const limiter of all) await limiter.close();
   }
 });

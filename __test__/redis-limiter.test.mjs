@@ -214,3 +214,25 @@ test('key and cost functions: a throwing key rejects with its error, a non-strin
     await limiter.close();
   }
 });
+
+test('the renewal script never revives a lease that ran out, and a stale release frees nothing (the scripts alone, by Redis clock)', async () => {
+  const { readFileSync } = await import('node:fs');
+  const { createRequire } = await import('node:module');
+  const dir = createRequire(import.meta.url).resolve('velo-stream/redis').replace(/index\.js$/, 'lua/');
+  const script = (file) => readFileSync(`${dir}limiter-common.lua`, 'utf8') + '\n' + readFileSync(`${dir}${file}`, 'utf8');
+  const name = fresh();
+  const prefix = `velo:lim:{${name}}`;
+  const [s] = await client.sendCommand(['TIME']);
+  const past = Number(s) * 1000 - 1000;
+  // Token 7 ran out a second ago (not yet swept); token 8 is someone's live permit.
+  await client.zAdd(`${prefix}:h:`, [
+    { score: past, value: '7' },
+    { score: past + 60_000, value: '8' },
+  ]);
+  const reply = await client.sendCommand(['EVAL', script('limiter-renew.lua'), '1', prefix, 'p1', '5000', '1', '0', '2', '', '', '', '', '7']);
+  assert.deepEqual(reply[0], ['7'], 'reported lost');
+  assert.deepEqual(await client.zRange(`${prefix}:h:`, 0, -1), ['8'], 'not revived; the live permit untouched');
+  const freed = await client.sendCommand(['EVAL', script('limiter-release.lua'), '1', prefix, '', '7', '5000', '2', '', '', '']);
+  assert.equal(freed, 0);
+  assert.deepEqual(await client.zRange(`${prefix}:h:`, 0, -1), ['8']);
+});
