@@ -36,7 +36,13 @@ test('cluster: keyed concurrency with a waiter woken across processes, reject-mo
     other.release();
 
     const admitted = [];
-    for (let i = 0; i < 5; i++) admitted.push(await rate.acquire(0).then(() => true, (e) => e.code));
+    for (let i = 0; i < 5; i++)
+      admitted.push(
+        await rate.acquire(0).then(
+          () => true,
+          (e) => e.code,
+        ),
+      );
     assert.deepEqual(admitted, [true, true, true, 'ERR_VELO_RATE_LIMITED', 'ERR_VELO_RATE_LIMITED']);
     await a.setLimits({ concurrency: 2 });
     const two = [await a.acquire('t3'), await b.acquire('t3')];

@@ -38,7 +38,10 @@ test('5 processes sharing concurrency 3: the auditor never sees more than 3 held
   const max = Math.max(...results.map((r) => r.max));
   assert.ok(max <= 3, `the auditor saw ${max} held at once`);
   assert.equal(max, 3, 'the limit was reached (the test is not vacuous)');
-  assert.equal(results.reduce((n, r) => n + r.admitted, 0), 300);
+  assert.equal(
+    results.reduce((n, r) => n + r.admitted, 0),
+    300,
+  );
   assert.equal(await client.get('auditor'), '0');
   assert.equal(await client.zCard('velo:lim:{audit}:h:'), 0, 'every permit given back');
   assert.equal(await client.exists('velo:lim:{audit}:q:'), 0, 'the line is empty');
@@ -68,8 +71,14 @@ test('a holder killed -9: its permits come back after its lease (Redis clock) an
     }
     assert.ok(granted[0].grantedAt >= leases[0], `first permit back at ${granted[0].grantedAt}, its lease ran to ${leases[0]}`);
     assert.ok(granted[1].grantedAt >= leases[1], `second permit back at ${granted[1].grantedAt}, its lease ran to ${leases[1]}`);
-    assert.ok(refused.some((at) => at < leases[0]), 'refused while the dead holder\'s leases held');
-    assert.ok(refused.every((at) => at < leases[1]), 'never refused once both leases had run out');
+    assert.ok(
+      refused.some((at) => at < leases[0]),
+      "refused while the dead holder's leases held",
+    );
+    assert.ok(
+      refused.every((at) => at < leases[1]),
+      'never refused once both leases had run out',
+    );
   } finally {
     for (const p of granted) p.release();
     await probe.close();
@@ -88,7 +97,10 @@ test('a holder SIGSTOPped past its lease and resumed: its release is fenced, the
     // Throttle mode: waits in line until the paused holder's lease runs out (Redis' clock), then takes the permit.
     mine = await other.acquire(0);
     const expiry = (await client.zRangeWithScores(`velo:lim:{${name}}:h:`, 0, -1)).map((e) => [e.value, e.score]);
-    assert.deepEqual(expiry.map(([v]) => v), [mine.token]);
+    assert.deepEqual(
+      expiry.map(([v]) => v),
+      [mine.token],
+    );
     assert.notEqual(mine.token, token);
     holder.child.kill('SIGCONT');
     holder.child.stdin.end('release\n');

@@ -65,7 +65,7 @@ test('keyed: a key at its concurrency waits while other keys proceed; its releas
   }
 });
 
-test("reject mode answers from one call: refused with ERR_VELO_RATE_LIMITED (retryAfter from the rate), counted", async () => {
+test('reject mode answers from one call: refused with ERR_VELO_RATE_LIMITED (retryAfter from the rate), counted', async () => {
   const name = fresh();
   const limiter = redisLimiter({ client, name, mode: 'reject', rate: { limit: 2, period: 10_000, burst: 2 }, cost: (c) => c });
   try {
@@ -218,7 +218,9 @@ test('key and cost functions: a throwing key rejects with its error, a non-strin
 test('the renewal script never revives a lease that ran out, and a stale release frees nothing (the scripts alone, by Redis clock)', async () => {
   const { readFileSync } = await import('node:fs');
   const { createRequire } = await import('node:module');
-  const dir = createRequire(import.meta.url).resolve('velo-stream/redis').replace(/index\.js$/, 'lua/');
+  const dir = createRequire(import.meta.url)
+    .resolve('velo-stream/redis')
+    .replace(/index\.js$/, 'lua/');
   const script = (file) => readFileSync(`${dir}limiter-common.lua`, 'utf8') + '\n' + readFileSync(`${dir}${file}`, 'utf8');
   const name = fresh();
   const prefix = `velo:lim:{${name}}`;
@@ -229,7 +231,22 @@ test('the renewal script never revives a lease that ran out, and a stale release
     { score: past, value: '7' },
     { score: past + 60_000, value: '8' },
   ]);
-  const reply = await client.sendCommand(['EVAL', script('limiter-renew.lua'), '1', prefix, 'p1', '5000', '1', '0', '2', '', '', '', '', '7']);
+  const reply = await client.sendCommand([
+    'EVAL',
+    script('limiter-renew.lua'),
+    '1',
+    prefix,
+    'p1',
+    '5000',
+    '1',
+    '0',
+    '2',
+    '',
+    '',
+    '',
+    '',
+    '7',
+  ]);
   assert.deepEqual(reply[0], ['7'], 'reported lost');
   assert.deepEqual(await client.zRange(`${prefix}:h:`, 0, -1), ['8'], 'not revived; the live permit untouched');
   const freed = await client.sendCommand(['EVAL', script('limiter-release.lua'), '1', prefix, '', '7', '5000', '2', '', '', '']);
