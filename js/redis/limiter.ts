@@ -58,18 +58,30 @@ export interface RedisPermit extends Permit {
   released(): Promise<boolean>;
 }
 
+/** `stats()` of a Redis limiter: this process' view, and the fleet's counters as of the last renewal. */
 export interface RedisLimiterStats extends LimiterStats {
   /** The fleet's view as of the last renewal (one call per third of a lease). */
-  fleet: { processes: number; admitted: number; rejected: number };
+  fleet: {
+    /** Processes that renewed within a lease (the divisor of the 'local' fallback). */
+    processes: number;
+    /** Permits the fleet granted since the limiter's keys were made. */
+    admitted: number;
+    /** Acquires the fleet refused (reject mode, full line). */
+    rejected: number;
+  };
   /** Permits of this process whose lease ran out before their release. */
   lost: number;
   /** Whether the last call to Redis failed (acquires follow `whenRedisFails` until a renewal succeeds). */
   redisDown: boolean;
 }
 
+/** A limiter shared by a fleet on Redis (see {@link redisLimiter}). */
 export interface RedisLimiter<T = unknown> extends Limiter<T> {
+  /** Waits in the fleet's line for a permit ('throttle'), or refuses at once ('reject'). */
   acquire(item: T, options?: AcquireOptions): Promise<RedisPermit>;
+  /** Stores the fleet's limits in Redis; resolves once stored (and the lines re-decided). */
   setLimits(settings: LimitSettings): Promise<void>;
+  /** This process' view, plus the fleet's counters as of the last renewal. */
   stats(): RedisLimiterStats;
 }
 
