@@ -253,3 +253,49 @@ test('the renewal script never revives a lease that ran out, and a stale release
   assert.equal(freed, 0);
   assert.deepEqual(await client.zRange(`${prefix}:h:`, 0, -1), ['8']);
 });
+
+test('one renewal call per process per interval covers all its permits and tickets (counted on the client)', async () => {
+  const name = fresh();
+  const renewSha = await (async () => {
+    const { readFileSync } = await import('node:fs');
+    const { createRequire } = await import('node:module');
+    const { createHash } = await import('node:crypto');
+    const dir = createRequire(import.meta.url)
+      .resolve('velo-stream/redis')
+      .replace(/index\.js$/, 'lua/');
+    const source = ['limiter-common.lua', 'limiter-renew.lua'].map((f) => readFileSync(`${dir}${f}`, 'utf8')).join('\n');
+    return createHash('sha1').update(source).digest('hex');
+  })();
+  const calls = [];
+  // The user's client, with every command it sends recorded.
+  const spy = Object.create(client);
+  spy.sendCommand = (args, options) => {
+    calls.push(args.map(String));
+    return client.sendCommand(args, options);
+  };
+  spy.duplicate = () => client.duplicate();
+  const limiter = redisLimiter({ client: spy, name, concurrency: 10, leaseTtl: 600 });
+  const permits = [];
+  try {
+    for (let i = 0; i < 10; i++) permits.push(await limiter.acquire(i));
+    const before = calls.length;
+    const waiter = limiter.acquire(0).catch((error) => error);
+    // The waiter's one poll once its subscription is up (what was published before it), then only renewals.
+    await eventually(() => calls.slice(before).filter((c) => c[0] === 'EVALSHA' && c[1] !== renewSha).length === 2, 'the poll');
+    const start = calls.length;
+    await eventually(() => calls.slice(start).filter((c) => c[1] === renewSha).length >= 3, 'three renewals');
+    const renewals = calls.slice(start).filter((c) => c[1] === renewSha);
+    // EVALSHA sha 1 prefix pid ttl n m c l p b ...pairs: every renewal names all 10 permits and the ticket.
+    for (const r of renewals) assert.deepEqual([r[6], r[7]], ['10', '1']);
+    for (const r of renewals) assert.equal(r.length, 12 + 2 * 11);
+    assert.equal(
+      calls.slice(start).filter((c) => c[0] === 'EVALSHA' && c[1] !== renewSha).length,
+      0,
+      'no other call while holding and waiting (no polling)',
+    );
+    for (const p of permits) p.release();
+    (await waiter).release();
+  } finally {
+    await limiter.close();
+  }
+});
