@@ -299,3 +299,23 @@ test('one renewal call per process per interval covers all its permits and ticke
     await limiter.close();
   }
 });
+
+test("the fleet's limits decide, not the process': a process made rate-only holds a leased permit once setLimits adds a concurrency", async () => {
+  const name = fresh();
+  const rateOnly = redisLimiter({ client, name, rate: { limit: 1000, period: 1000 } });
+  const admin = redisLimiter({ client, name, rate: { limit: 1000, period: 1000 } });
+  try {
+    await admin.setLimits({ concurrency: 1, rate: { limit: 1000, period: 1000 } });
+    const permit = await rateOnly.acquire(0);
+    assert.deepEqual(await client.zRange(`velo:lim:{${name}}:h:`, 0, -1), [permit.token], 'held as a lease');
+    await assert.rejects(redisLimiter({ client, name, concurrency: 5, mode: 'reject' }).acquire(0), {
+      code: 'ERR_VELO_RATE_LIMITED',
+    });
+    permit.release();
+    assert.equal(await permit.released(), true);
+    assert.equal(await client.zCard(`velo:lim:{${name}}:h:`), 0, 'given back, not left to its lease');
+  } finally {
+    await rateOnly.close();
+    await admin.close();
+  }
+});

@@ -194,11 +194,11 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
     while (this.#grants.length > 0 && this.#grants[0][0] < now - window) this.#grants.shift();
   }
 
-  #permit(key: string, token: string, grantedAt: number, cost: number, since: number, sent: number): HeldPermit {
+  /** `leased`: Redis says the permit is a concurrency lease (the fleet's limits decide, whatever this process has). */
+  #permit(key: string, token: string, grantedAt: number, cost: number, since: number, sent: number, leased: boolean): HeldPermit {
     this.#admit(cost, since);
     // A rate-only permit holds nothing in Redis: nothing to renew or give back.
-    if (this.#limits.concurrency === undefined)
-      return new HeldPermit(token, key, grantedAt, 'redis', sent, () => Promise.resolve(true));
+    if (!leased) return new HeldPermit(token, key, grantedAt, 'redis', sent, () => Promise.resolve(true));
     const permit = new HeldPermit(token, key, grantedAt, 'redis', sent, (p) => this.#giveBack(p));
     this.#held.add(permit);
     return permit;
@@ -257,7 +257,15 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
       if (kind === 'w') void this.#cancel(key, String(reply[1]));
       throw limiterClosedError(this.name);
     }
-    if (kind === 'g') return this.#permit(key, String(reply[1]), Number(reply[2]), cost, since, since);
+    if (kind === 'g') {
+      const permit = this.#permit(key, String(reply[1]), Number(reply[2]), cost, since, since, Number(reply[3]) === 1);
+      if (signal?.aborted) {
+        // Aborted while the call was out: the acquire holds nothing.
+        permit.release();
+        throw signal.reason;
+      }
+      return permit;
+    }
     if (kind === 'r') {
       this.#rejected++;
       throw Object.assign(rateLimitedError(this.name, Number(reply[1])), { at: Number(reply[2]) });
@@ -355,7 +363,15 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
     }
     if (kind === 'g') {
       this.#finish(waiter);
-      const permit = this.#permit(waiter.key, String(reply[1]), Number(reply[2]), waiter.cost, waiter.since, sent);
+      const permit = this.#permit(
+        waiter.key,
+        String(reply[1]),
+        Number(reply[2]),
+        waiter.cost,
+        waiter.since,
+        sent,
+        Number(reply[3]) === 1,
+      );
       waiter.resolve(permit);
     } else if (kind === 'l') {
       // Its ticket expired (this process did not renew it in time: paused, or Redis was away): in line again, at
@@ -468,6 +484,14 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
       this.#fleet.processes = this.#processes;
       this.#fleet.admitted = Number(reply[4]);
       this.#fleet.rejected = Number(reply[5]);
+      // The limits in force (setLimits from any process): this process' fallback share and cost checks follow them.
+      const [c, l, p, b] = (reply[7] as unknown[]).map((v) => (String(v) === '' ? undefined : Number(v)));
+      if (c !== undefined || l !== undefined) {
+        this.#limits = {
+          ...(c === undefined ? {} : { concurrency: c }),
+          ...(l === undefined ? {} : { rate: { limit: l, period: p as number, burst: b as number } }),
+        };
+      }
       this.#fallback?.setLimits(localShare(this.#limits, this.#processes));
       this.#down = null;
     } catch (error) {

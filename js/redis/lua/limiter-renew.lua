@@ -3,7 +3,7 @@
 -- and waits for: a permit or ticket still within its lease is extended to NOW + ttl; one already past it is
 -- lost (removed, never revived). Lines of the keys waited for are served (a lost wake-up message is made up for
 -- here). Replies { lost tokens, lost tickets, tickets holding a handed-over permit, live processes, admitted,
--- rejected, now }.
+-- rejected, now, the limits in force (concurrency, limit, period, burst; '' = none) }.
 local pid, ttl, n, m = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 limits(5)
 local lostPermits, lostTickets, granted = {}, {}, {}
@@ -38,4 +38,5 @@ redis.call('ZREMRANGEBYSCORE', P .. ':procs', '-inf', NOW)
 return {
   lostPermits, lostTickets, granted, redis.call('ZCARD', P .. ':procs'),
   tonumber(redis.call('GET', P .. ':admitted')) or 0, tonumber(redis.call('GET', P .. ':rejected')) or 0, NOW,
+  { tostring(C or ''), tostring(L or ''), tostring(PER or ''), tostring(B or '') },
 }
