@@ -308,9 +308,9 @@ test("the fleet's limits decide, not the process': a process made rate-only hold
     await admin.setLimits({ concurrency: 1, rate: { limit: 1000, period: 1000 } });
     const permit = await rateOnly.acquire(0);
     assert.deepEqual(await client.zRange(`velo:lim:{${name}}:h:`, 0, -1), [permit.token], 'held as a lease');
-    await assert.rejects(redisLimiter({ client, name, concurrency: 5, mode: 'reject' }).acquire(0), {
-      code: 'ERR_VELO_RATE_LIMITED',
-    });
+    const probe = redisLimiter({ client, name, concurrency: 5, mode: 'reject' });
+    await assert.rejects(probe.acquire(0), { code: 'ERR_VELO_RATE_LIMITED' });
+    await probe.close();
     permit.release();
     assert.equal(await permit.released(), true);
     assert.equal(await client.zCard(`velo:lim:{${name}}:h:`), 0, 'given back, not left to its lease');
