@@ -24,11 +24,7 @@ test('IoT rolling window: one alert and one clear per heat burst, per device', a
   const out = await rollingWindow.run(burst({ heatAt: 10, coolAt: 30 }));
   assert.deepEqual(
     out.map((o) => [o.event, o.t]),
-    [
-      ['alert', 12],
-      ['clear', 32],
-      ['closed', undefined],
-    ],
+    [['alert', 12], ['clear', 32], ['closed', undefined]],
   );
 });
 
@@ -69,19 +65,7 @@ test('the demo processes every upload correctly and prints its figures', async (
 });
 
 test('the demo with --threads runs the detector on worker threads and gets the same results', async () => {
-  const { stdout } = await run([
-    example('demo.mjs'),
-    '--uploads',
-    '40',
-    '--frames',
-    '12',
-    '--threads',
-    '2',
-    '--width',
-    '160',
-    '--height',
-    '120',
-  ]);
+  const { stdout } = await run([example('demo.mjs'), '--uploads', '40', '--frames', '12', '--threads', '2', '--width', '160', '--height', '120']);
   assert.match(stdout, /on 2 worker threads/);
   assert.match(stdout, /uploads correct\s+40 \/ 40/);
   assert.match(stdout, /main loop lateness\s+p99 [\d.]+ ms/);
@@ -108,12 +92,7 @@ test('worker HTTP example: a body that ends inside a frame gets 400, one over th
     const base = `http://127.0.0.1:${server.address().port}`;
     const ok = await fetch(`${base}/frames`, { method: 'POST', body: syntheticUpload(3) });
     assert.equal(ok.status, 200);
-    outputs.push(
-      (await ok.text())
-        .trim()
-        .split('\n')
-        .map((l) => JSON.parse(l)),
-    );
+    outputs.push((await ok.text()).trim().split('\n').map((l) => JSON.parse(l)));
     const partial = await fetch(`${base}/frames`, { method: 'POST', body: syntheticUpload(2).subarray(0, FRAME_BYTES + 10) });
     assert.match(await partial.text(), /ends inside a frame|"frame":0/);
     const tooBig = await fetch(`${base}/frames`, { method: 'POST', body: Buffer.alloc(MAX_UPLOAD_BYTES + 1) });
@@ -135,16 +114,10 @@ test('RAG pipeline: fetch with 8 in flight, re-rank in batches of 16, NDJSON to 
     const url = `http://127.0.0.1:${server.address().port}/search`;
     const r = await fetch(url, { method: 'POST', body: JSON.stringify({ query: 'rust streams', candidates: 40 }) });
     assert.match(r.headers.get('content-type'), /^application\/x-ndjson/);
-    const hits = (await r.text())
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l));
+    const hits = (await r.text()).trim().split('\n').map((l) => JSON.parse(l));
     // 40 candidates, ids 12, 25 and 38 missing: 37 hits, ranked 1..37.
     assert.equal(hits.length, 37);
-    assert.deepEqual(
-      hits.map((h) => h.rank),
-      Array.from({ length: 37 }, (_, i) => i + 1),
-    );
+    assert.deepEqual(hits.map((h) => h.rank), Array.from({ length: 37 }, (_, i) => i + 1));
     assert.deepEqual(new Set(hits.map((h) => h.id)).size, 37);
     assert.ok(!hits.some((h) => [12, 25, 38].includes(h.id)));
     // Within each batch (at most 16 documents; fewer when maxWait passed first), the best score comes first.
@@ -227,14 +200,8 @@ test('Redis fraud cluster: HTTP gateway + two worker processes, one killed -9 mi
     assert.match(stdout, /^takeover +worker-1 owned all 16 partitions [\d.]+ s after the kill/m);
     // The kill mattered: worker-2's live sessions were pending, and worker-1 rebuilt them.
     assert.match(stdout, /^replays +worker-1 replayed [1-9][\d,]* entries of [1-9][\d,]* sessions; worker-3 replayed/m);
-    assert.match(
-      stdout,
-      /^outputs +4,800 read with redisOutputs \(4,800 stored, 4,800 distinct \(sid, seq\)\), \d+ flagged, for 200 users$/m,
-    );
-    assert.match(
-      stdout,
-      /^shutdown +worker-1 exit 0, worker-3 exit 0, gateway exit 0 \(graceful\); worker-2 killed by SIGKILL$/m,
-    );
+    assert.match(stdout, /^outputs +4,800 read with redisOutputs \(4,800 stored, 4,800 distinct \(sid, seq\)\), \d+ flagged, for 200 users$/m);
+    assert.match(stdout, /^shutdown +worker-1 exit 0, worker-3 exit 0, gateway exit 0 \(graceful\); worker-2 killed by SIGKILL$/m);
     // No stray process: redis-server, the gateway and the three workers have all exited.
     const pids = [...new Set([...stdout.matchAll(/\bpid (\d+)/g)].map((m) => Number(m[1])))];
     assert.equal(pids.length, 5, stdout);
@@ -243,13 +210,10 @@ test('Redis fraud cluster: HTTP gateway + two worker processes, one killed -9 mi
     // On a shared server (REDIS_URL): the same result, and the run removes its keys.
     const client = await redis.client();
     await client.set('someone-else', 'kept');
-    const { stdout: shared } = await run(
-      [example('redis-fraud-cluster.mjs'), '--users', '40', '--rounds', '9', '--no-replacement'],
-      {
-        env: { ...process.env, REDIS_URL: redis.url },
-        timeout: 60_000,
-      },
-    );
+    const { stdout: shared } = await run([example('redis-fraud-cluster.mjs'), '--users', '40', '--rounds', '9', '--no-replacement'], {
+      env: { ...process.env, REDIS_URL: redis.url },
+      timeout: 60_000,
+    });
     assert.match(shared, /^results identical to a crash-free run: yes$/m);
     assert.match(shared, /^outputs +360 read with redisOutputs \(360 stored, 360 distinct/m);
     assert.deepEqual(await client.keys('*'), ['someone-else'], 'only the keys of others left on the shared server');
@@ -290,11 +254,7 @@ test('Redis fraud cluster gateway: 202 for JSON and NDJSON once Redis has them; 
     const ndjson = `${JSON.stringify(tx('a', 3))}\r\n\n${JSON.stringify(tx('c', 1))}`;
     assert.deepEqual(await post(url, ndjson, 'application/x-ndjson; charset=utf-8'), { status: 202, body: { accepted: 2 } });
     assert.equal(await inputs(), 5, 'five transactions appended');
-    const entries = await client.xRange(
-      `velo:{${name}:p${redisProducer({ client, name, partitions }).partitionOf('a')}}`,
-      '-',
-      '+',
-    );
+    const entries = await client.xRange(`velo:{${name}:p${redisProducer({ client, name, partitions }).partitionOf('a')}}`, '-', '+');
     assert.deepEqual(
       entries.filter((e) => e.message.k === 'a').map((e) => JSON.parse(e.message.v)),
       [1, 2, 3].map((i) => ({ id: `a-${i}`, amount: 10 + i, country: 'DE', at: 1000 * i })),
@@ -304,12 +264,7 @@ test('Redis fraud cluster gateway: 202 for JSON and NDJSON once Redis has them; 
     const refused = [
       [await post(url, '{"user":'), 400, 'ERR_BAD_JSON', /not JSON/],
       [await post(url, `${JSON.stringify(tx('a', 4))}\n{"user":"a",`, 'application/x-ndjson'), 400, 'ERR_BAD_JSON', /^line 2 /],
-      [
-        await post(url, JSON.stringify([tx('a', 4), { ...tx('a', 5), amount: -1 }])),
-        400,
-        'ERR_BAD_TRANSACTION',
-        /^item 1: "amount"/,
-      ],
+      [await post(url, JSON.stringify([tx('a', 4), { ...tx('a', 5), amount: -1 }])), 400, 'ERR_BAD_TRANSACTION', /^item 1: "amount"/],
       [await post(url, JSON.stringify({ ...tx('a', 4), country: 'Germany' })), 400, 'ERR_BAD_TRANSACTION', /"country"/],
       [await post(url, JSON.stringify({ ...tx('a', 4), admin: true })), 400, 'ERR_BAD_TRANSACTION', /unknown field "admin"/],
       [await post(url, JSON.stringify({ ...tx('a', 4), user: '' })), 400, 'ERR_BAD_TRANSACTION', /"user"/],
@@ -352,18 +307,11 @@ test('Redis fraud cluster gateway: 202 for JSON and NDJSON once Redis has them; 
     // With maxLag 1 and no worker: the first send to a partition is admitted (lag 0), the next refused, nothing written.
     const lagged = await listen(redisProducer({ client, name: 'gw-lag', partitions: 1, maxLag: 1 }));
     assert.equal((await post(lagged, JSON.stringify(tx('a', 1)))).status, 202);
-    const limited = await fetch(`${lagged}/transactions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(tx('a', 2)),
-    });
+    const limited = await fetch(`${lagged}/transactions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(tx('a', 2)) });
     assert.equal(limited.status, 503);
     assert.equal(limited.headers.get('retry-after'), '1');
     const { error } = await limited.json();
-    assert.deepEqual(
-      { ...error, message: undefined },
-      { code: 'ERR_VELO_LAG_LIMIT', message: undefined, partition: 0, lag: 1, limit: 1 },
-    );
+    assert.deepEqual({ ...error, message: undefined }, { code: 'ERR_VELO_LAG_LIMIT', message: undefined, partition: 0, lag: 1, limit: 1 });
     assert.equal(typeof error.message, 'string');
     assert.equal(await client.xLen('velo:{gw-lag:p0}'), 1, 'the refused transaction was not written');
   } finally {
