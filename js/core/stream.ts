@@ -44,6 +44,8 @@ import {
 
 /** A stream's `SessionHooks` (module-private: only its `HandlerContext` reads them). */
 const kHooks = Symbol('hooks');
+/** The latest time a Date holds, ms since the epoch (and minus it the earliest). */
+const MAX_DATE_MS = 8.64e15;
 /** `ctx.wakeAt` (module-private). */
 const kWakeAt = Symbol('wakeAt');
 /** `ctx.cancelTimer` (module-private). */
@@ -308,9 +310,12 @@ class HandlerContext implements StreamContext {
     return this.#stream[kHooks]?.entry;
   }
   wakeAt(time: number, payload: unknown, options?: WakeAtOptions): void {
-    if (typeof time !== 'number' || !Number.isFinite(time)) {
+    // Within a Date's range (±8.64e15 ms): a time past it is no time (its wake-up's entry id, `new Date(time)`,
+    // and the log's clock cannot hold it). Here, so that the worker, the simulator and in-process timers refuse alike.
+    if (typeof time !== 'number' || !(Math.abs(time) <= MAX_DATE_MS)) {
       throw invalidType(
-        `ctx.wakeAt(): the "time" argument must be a finite number of ms since the Unix epoch. Received ${describe(time)}`,
+        `ctx.wakeAt(): the "time" argument must be a finite number of ms since the Unix epoch, within a Date's range ` +
+          `(-8.64e15 to 8.64e15). Received ${describe(time)}`,
       );
     }
     let key: unknown;

@@ -670,6 +670,8 @@ export class PartitionRun<I, O> {
 
   /** Queues the session's next output (or, if the codec refuses it, its failure). */
   #output(s: Session<I, O>, value: O): void {
+    // (A step of a simulated run, which may stop the process past its bound: `PartitionHost.step`.)
+    this.worker.step?.();
     if (this.dropped || s.failed) return;
     const w = this.worker;
     let payload: Buffer | string;

@@ -14,7 +14,7 @@ const noop = (): void => {};
 
 /** What the sessions' inputs use of their partition's run. */
 export interface InputsHost<I, O> {
-  readonly worker: Pick<PartitionHost<I, O>, 'codec' | 'report'>;
+  readonly worker: Pick<PartitionHost<I, O>, 'codec' | 'report' | 'step'>;
   /** The caps the session rule applies. */
   readonly limits: SessionLimits;
   readonly entries: HeldEntries;
@@ -35,7 +35,7 @@ export interface InputsHost<I, O> {
 
 export class SessionInputs<I, O> {
   readonly #host: InputsHost<I, O>;
-  readonly #worker: Pick<PartitionHost<I, O>, 'codec' | 'report'>;
+  readonly #worker: Pick<PartitionHost<I, O>, 'codec' | 'report' | 'step'>;
   readonly #limits: SessionLimits;
   readonly #entries: HeldEntries;
   readonly #writes: OwnerWrites;
@@ -156,8 +156,18 @@ export class SessionInputs<I, O> {
     return undefined;
   }
 
+  /**
+   * An input is about to be given: a step of a simulated run (`PartitionHost.step`), which may stop the process
+   * past its bound. True if it did (the partition is dropped): its handler's input ends here.
+   */
+  #stopped(): boolean {
+    this.#worker.step?.();
+    return this.#host.dropped;
+  }
+
   /** Gives the session its first timer (taken by the rule): its payload, or `'end'` if its codec cannot decode it. */
   #giveTimer(s: Session<I, O>, timer: Timer): { value: unknown } | 'end' {
+    if (this.#stopped()) return 'end';
     take(s.rule, timer.time, timer);
     const hooks = s.checkpoints as Checkpoints;
     hooks.lastInput = `t${timer.id}`;
@@ -182,6 +192,7 @@ export class SessionInputs<I, O> {
    * session keeps it: its input ends there, with the decoding error).
    */
   #giveEntry(s: Session<I, O>): { value: unknown } | 'end' | undefined {
+    if (this.#stopped()) return 'end';
     const entry = s.sent[s.given];
     take(s.rule, idTime(entry.id));
     // With hooks, given is taken (without, its handler takes it later: `PartitionRun.#ended` reads what it took).

@@ -163,13 +163,15 @@ export interface SimResult<O> {
   readonly errors: unknown[];
   /** Broken invariants: a buffer over its bound, a run that never settled. */
   readonly violations: string[];
-  /** How the run stopped: settled, or not by `settleWithin` (`deadline`), within `maxSteps` (`steps`), or stuck (`idle`). */
+  /** How the run stopped: settled, or not by `settleWithin` (`deadline`), within `simBounds` (`steps`), or stuck (`idle`). */
   readonly outcome: RunOutcome;
+  /** With `steps`: which bound it reached (all its steps, or those at one virtual time). */
+  readonly exhausted: 'steps' | 'at once' | null;
   /** What each partition keeps at the end (all empty once settled). */
   readonly leftovers: PartitionLeftovers[];
   /** With `checkReplay`: where each partition's sessions ended, as kept for the check (sid -> `<reason> <last input>`). */
   readonly ends: Map<string, string>[];
-  /** Clock steps, virtual ms from the start, faults, commits applied and wake-ups written, spans postponed over. */
+  /** Steps (`simBounds`), virtual ms from the start, faults, commits applied and wake-ups written, spans postponed over. */
   readonly stats: {
     steps: number;
     time: number;
@@ -193,10 +195,14 @@ const DAY_MS = 86_400_000;
 /** How long a wake-up read waits before it is made again, ms (as the worker's). */
 const WAIT_MS = 2000;
 /**
- * At most this many clock steps in one `runUntil` (a run that has not settled by then is a violation). A field, so
- * that the library's own tests can reach it in a few steps.
+ * The bounds of one `runUntil` (a move of the clock), in steps: at most `maxSteps` in all, and at most
+ * `maxStepsAtOnce` while the virtual time stays the same (a handler looping at one time: timers due at once made
+ * on every input, outputs yielded without taking input). A step is a clock step (the immediates queued, or one
+ * timer: a renewal, a reply, a timer's wake-up, a tick), an input a handler takes (an entry or a timer), an output
+ * it yields, or a commit or a wake-up applied by the log. Fields, so that the library's own tests can reach them in
+ * a few steps.
  */
-export const simBounds = { maxSteps: 2_000_000 };
+export const simBounds = { maxSteps: 2_000_000, maxStepsAtOnce: 200_000 };
 /**
  * A quiet span (nothing to do but renew leases) longer than this many lease periods is postponed over
  * (`Simulation.#jump`): its renewals would cost a step each, for nothing a session sees.
@@ -354,6 +360,15 @@ class SimProcess<I, O> implements PartitionHost<I, O> {
     resolve?.();
   }
 
+  /**
+   * A handler took an input or yielded an output: a step of the run. Past the move's bound the simulation stops
+   * this process (as a crash), which ends its handler's input: a handler looping at one time never gives the clock
+   * back, so only this can stop it.
+   */
+  step(): void {
+    if (!this.dead) this.sim.progress(this);
+  }
+
   notifySessionEnded(): void {
     if (this.#sessionsEnded) return;
     this.#sessionsEnded = true;
@@ -391,6 +406,13 @@ export class Simulation<I, O> {
   readonly random: Prng;
   readonly start: number;
   readonly stats = { steps: 0, time: 0, crashes: 0, pauses: 0, takeovers: 0, jumps: 0 };
+  /**
+   * The bound the run is under (set by `runUntil`): the step count it may not reach, and where the steps at one
+   * virtual time began (the time, and the step count then).
+   */
+  #bound = { last: Infinity, time: NaN, from: 0 };
+  /** Which bound stopped the last `runUntil` that ran out of steps: all of its steps, or those at one time. */
+  exhausted: 'steps' | 'at once' | null = null;
   /** Commits applied so far (any process): `crashAfterCommits` counts them. */
   commits = 0;
   /** Wake-ups written so far (any process): `crashAfterWakes` counts them. */
@@ -411,6 +433,7 @@ export class Simulation<I, O> {
     this.store = new MemoryStore(this.limits.partitions ?? 1, this.clock, (kind) => {
       if (kind === 'commit') this.commits++;
       else this.wakes++;
+      this.progress(null);
     });
     this.spawn();
     this.spawn();
@@ -548,21 +571,52 @@ export class Simulation<I, O> {
   }
 
   /**
-   * Steps until `done()` (looked at whenever nothing else can run), or past `deadline` (virtual ms), or `maxSteps`
-   * steps on, or with nothing left to run at all; how it stopped.
+   * A step of the run (a clock step, an input taken, an output yielded, a commit or wake-up applied). Past either
+   * bound of the move under way, `by` (the process whose handler made it) is stopped as a crash stops it: a handler
+   * that takes inputs or yields outputs without end at one time runs in promise jobs only, and never returns to
+   * `runUntil`, which then reports the steps.
+   */
+  progress(by: SimProcess<I, O> | null): void {
+    this.stats.steps++;
+    const over = this.#over();
+    if (over !== null && by !== null && !by.dead) this.#kill(by, ` (out of steps: ${over})`);
+  }
+
+  /** Which bound of the move under way the steps have reached, if any. */
+  #over(): 'steps' | 'at once' | null {
+    const b = this.#bound;
+    if (this.stats.steps >= b.last) return 'steps';
+    const now = this.clock.now();
+    if (now !== b.time) {
+      b.time = now;
+      b.from = this.stats.steps;
+    }
+    return this.stats.steps - b.from >= simBounds.maxStepsAtOnce ? 'at once' : null;
+  }
+
+  /**
+   * Steps until `done()` (looked at whenever nothing else can run), or past `deadline` (virtual ms), or past the
+   * bounds of `simBounds` (`exhausted` says which), or with nothing left to run at all; how it stopped.
    */
   async runUntil(done: () => boolean, deadline: number): Promise<RunOutcome> {
-    const last = this.stats.steps + simBounds.maxSteps;
-    for (;;) {
-      await quiesce();
-      this.check();
-      if (done()) return 'done';
-      if (this.clock.now() > deadline) return 'deadline';
-      if (this.stats.steps >= last) return 'steps';
-      this.fault();
-      this.#jump(deadline);
-      if (!this.clock.step()) return 'idle';
-      this.stats.steps++;
+    this.#bound = { last: this.stats.steps + simBounds.maxSteps, time: this.clock.now(), from: this.stats.steps };
+    this.exhausted = null;
+    try {
+      for (;;) {
+        await quiesce();
+        this.check();
+        if (done()) return 'done';
+        if (this.clock.now() > deadline) return 'deadline';
+        this.exhausted = this.#over();
+        if (this.exhausted !== null) return 'steps';
+        this.fault();
+        this.#jump(deadline);
+        if (!this.clock.step()) return 'idle';
+        this.stats.steps++;
+      }
+    } finally {
+      // Between moves nothing runs: no bound.
+      this.#bound = { last: Infinity, time: NaN, from: 0 };
     }
   }
 
@@ -650,7 +704,9 @@ export async function simulate<I, O>(options: SimOptions<I, O>): Promise<SimResu
   if (outcome !== 'done') {
     const why =
       outcome === 'steps'
-        ? `in ${simBounds.maxSteps} steps`
+        ? sim.exhausted === 'at once'
+          ? `in ${simBounds.maxStepsAtOnce} steps at one time`
+          : `in ${simBounds.maxSteps} steps`
         : outcome === 'idle'
           ? 'with nothing left to run'
           : `by t=${deadline}`;
@@ -665,5 +721,15 @@ export async function simulate<I, O>(options: SimOptions<I, O>): Promise<SimResu
     ends.push(sim.store.ends(p));
   }
   const stats = { ...sim.stats, commits: sim.commits, wakes: sim.wakes };
-  return { outputs: sim.outputs(), ids, errors: sim.errors, violations: sim.violations, outcome, leftovers, ends, stats };
+  return {
+    outputs: sim.outputs(),
+    ids,
+    errors: sim.errors,
+    violations: sim.violations,
+    outcome,
+    exhausted: sim.exhausted,
+    leftovers,
+    ends,
+    stats,
+  };
 }
