@@ -721,8 +721,12 @@ export async function simulate<I, O>(options: SimOptions<I, O>): Promise<SimResu
     ends.push(sim.store.ends(p));
   }
   const stats = { ...sim.stats, commits: sim.commits, wakes: sim.wakes };
+  let outputs: OutputItem<O>[] | undefined;
   return {
-    outputs: sim.outputs(),
+    // Read when asked: a run stopped by its bound of steps may have written hundreds of thousands.
+    get outputs() {
+      return (outputs ??= sim.outputs());
+    },
     ids,
     errors: sim.errors,
     violations: sim.violations,
