@@ -139,9 +139,10 @@ export interface SimOptions<I, O> {
   /**
    * The function, made once per process (a process has its own sessions and slots). `delay()` is for its handler
    * to await where it may be slow: the simulator resolves it now, after some immediates, or some ms later, so that
-   * the handler runs behind the reader; `delay(ms)` resolves `ms` later (virtual).
+   * the handler runs behind the reader; `delay(ms)` resolves `ms` later (virtual). `now()` is the virtual clock
+   * (for a test's oracle of when inputs are taken: a handler that read it would not be deterministic).
    */
-  readonly fn: (delay: (ms?: number) => Promise<void>) => StreamFn<I, O>;
+  readonly fn: (delay: (ms?: number) => Promise<void>, now: () => number) => StreamFn<I, O>;
   readonly events: readonly SimEvent<I>[];
   readonly limits?: SimLimits;
   readonly faults?: SimFaults;
@@ -195,14 +196,14 @@ const DAY_MS = 86_400_000;
 /** How long a wake-up read waits before it is made again, ms (as the worker's). */
 const WAIT_MS = 2000;
 /**
- * The bounds of one `runUntil` (a move of the clock), in steps: at most `maxSteps` in all, and at most
- * `maxStepsAtOnce` while the virtual time stays the same (a handler looping at one time: timers due at once made
- * on every input, outputs yielded without taking input). A step is a clock step (the immediates queued, or one
- * timer: a renewal, a reply, a timer's wake-up, a tick), an input a handler takes (an entry or a timer), an output
- * it yields, or a commit or a wake-up applied by the log. Fields, so that the library's own tests can reach them in
- * a few steps.
+ * The bounds of one `runUntil` (a move of the clock): at most `maxSteps` steps in all, and at most
+ * `maxStepsAtOnce` steps of handlers while the virtual time stays the same (a handler looping at one time: a timer
+ * due at once made on every input, outputs yielded without taking input). A step is a clock step (the immediates
+ * queued, or one timer: a renewal, a reply, a timer's wake-up, a tick), a commit or a wake-up applied by the log,
+ * or a handler's: an input it takes (an entry or a timer) or an output it yields. Fields, so that the library's own
+ * tests can reach them in a few steps.
  */
-export const simBounds = { maxSteps: 2_000_000, maxStepsAtOnce: 200_000 };
+export const simBounds = { maxSteps: 2_000_000, maxStepsAtOnce: 100_000 };
 /**
  * A quiet span (nothing to do but renew leases) longer than this many lease periods is postponed over
  * (`Simulation.#jump`): its renewals would cost a step each, for nothing a session sees.
@@ -407,10 +408,10 @@ export class Simulation<I, O> {
   readonly start: number;
   readonly stats = { steps: 0, time: 0, crashes: 0, pauses: 0, takeovers: 0, jumps: 0 };
   /**
-   * The bound the run is under (set by `runUntil`): the step count it may not reach, and where the steps at one
-   * virtual time began (the time, and the step count then).
+   * The bound the run is under (set by `runUntil`): the step count it may not reach, and the handlers' steps at one
+   * virtual time (the time, and how many so far).
    */
-  #bound = { last: Infinity, time: NaN, from: 0 };
+  #bound = { last: Infinity, time: NaN, handlers: 0 };
   /** Which bound stopped the last `runUntil` that ran out of steps: all of its steps, or those at one time. */
   exhausted: 'steps' | 'at once' | null = null;
   /** Commits applied so far (any process): `crashAfterCommits` counts them. */
@@ -487,7 +488,7 @@ export class Simulation<I, O> {
       }
       return new Promise((resolve) => void clock.setTimeout(resolve, random.int(1, 50)));
     };
-    const worker = new SimProcess<I, O>(id, this, clock, this.options.fn(delay), faults);
+    const worker = new SimProcess<I, O>(id, this, clock, this.options.fn(delay, () => this.clock.now()), faults);
     this.processes.push(worker);
     return worker;
   }
@@ -578,20 +579,23 @@ export class Simulation<I, O> {
    */
   progress(by: SimProcess<I, O> | null): void {
     this.stats.steps++;
+    if (by === null) return;
+    const b = this.#bound;
+    const now = this.clock.now();
+    if (now !== b.time) {
+      b.time = now;
+      b.handlers = 0;
+    }
+    b.handlers++;
     const over = this.#over();
-    if (over !== null && by !== null && !by.dead) this.#kill(by, ` (out of steps: ${over})`);
+    if (over !== null && !by.dead) this.#kill(by, ` (out of steps: ${over})`);
   }
 
   /** Which bound of the move under way the steps have reached, if any. */
   #over(): 'steps' | 'at once' | null {
     const b = this.#bound;
     if (this.stats.steps >= b.last) return 'steps';
-    const now = this.clock.now();
-    if (now !== b.time) {
-      b.time = now;
-      b.from = this.stats.steps;
-    }
-    return this.stats.steps - b.from >= simBounds.maxStepsAtOnce ? 'at once' : null;
+    return b.time === this.clock.now() && b.handlers >= simBounds.maxStepsAtOnce ? 'at once' : null;
   }
 
   /**
@@ -599,7 +603,7 @@ export class Simulation<I, O> {
    * bounds of `simBounds` (`exhausted` says which), or with nothing left to run at all; how it stopped.
    */
   async runUntil(done: () => boolean, deadline: number): Promise<RunOutcome> {
-    this.#bound = { last: this.stats.steps + simBounds.maxSteps, time: this.clock.now(), from: this.stats.steps };
+    this.#bound = { last: this.stats.steps + simBounds.maxSteps, time: this.clock.now(), handlers: 0 };
     this.exhausted = null;
     try {
       for (;;) {
@@ -616,7 +620,7 @@ export class Simulation<I, O> {
       }
     } finally {
       // Between moves nothing runs: no bound.
-      this.#bound = { last: Infinity, time: NaN, from: 0 };
+      this.#bound = { last: Infinity, time: NaN, handlers: 0 };
     }
   }
 
