@@ -206,10 +206,12 @@ export class MemoryStore {
 
   /**
    * A worker's connection. `clock`: the clock its replies come on (the worker process's own, which a simulator
-   * can pause or stop; default the store's); `faults`: what happens to each of its calls.
+   * can pause or stop; default the store's); `waitClock`: the clock of a `wait()`'s timeout (default `clock`; a
+   * simulator's moves it on over a quiet span); `faults`: what happens to each of its calls.
    */
-  connect(options: { faults?: FaultPolicy; clock?: Clock } = {}): MemoryLog {
-    return new MemoryLog(this, options.clock ?? this.clock, options.faults);
+  connect(options: { faults?: FaultPolicy; clock?: Clock; waitClock?: Clock } = {}): MemoryLog {
+    const clock = options.clock ?? this.clock;
+    return new MemoryLog(this, clock, options.faults, options.waitClock ?? clock);
   }
 
   /** Appends events to a partition's input, in order (append.lua, or append-traced.lua with `trace`); their ids. */
@@ -610,9 +612,12 @@ export class MemoryLog implements PartitionLog {
   /** Severed: no reply comes any more (the process is gone). */
   #severed = false;
 
-  constructor(store: MemoryStore, clock: Clock, faults?: FaultPolicy) {
+  readonly #waitClock: Clock;
+
+  constructor(store: MemoryStore, clock: Clock, faults?: FaultPolicy, waitClock: Clock = clock) {
     this.#store = store;
     this.#clock = clock;
+    this.#waitClock = waitClock;
     this.#faults = faults;
     this.partitions = store.partitions;
   }
@@ -728,7 +733,7 @@ export class MemoryLog implements PartitionLog {
           if (now.length > 0) finish(now);
         }
       });
-      const timer = ms > 0 ? clock.setTimeout(cancel, ms) : null;
+      const timer = ms > 0 ? this.#waitClock.setTimeout(cancel, ms) : null;
       this.#waiting.add(cancel);
     });
   }

@@ -56,11 +56,25 @@ class ProcessClock implements Clock {
     return guarded;
   }
 
-  /** (Postponable: the simulation moves them on only while its processes have nothing to do but keep their leases.) */
-  setTimeout(fn: () => void, ms: number): ClockTimer {
+  /**
+   * `keepAlive`: a timer that only keeps the process alive (its lease renewals, its idle reads' timeouts), which the
+   * simulation may postpone over a quiet span (`Simulation.#jump`); every other timer (a timer's wake-up, a tick, an
+   * age marker, a retry, a handler's delay) is work, and the span ends before it.
+   */
+  setTimeout(fn: () => void, ms: number, keepAlive = false): ClockTimer {
     const timer = new ProcessTimer();
-    timer.inner = this.base.setTimeout(this.#guard(fn, timer), ms, true);
+    timer.inner = this.base.setTimeout(this.#guard(fn, timer), ms, keepAlive);
     return timer;
+  }
+
+  /** This clock with every timer a keep-alive one (`setTimeout`): a connection's idle reads wait on it. */
+  keepingAlive(): Clock {
+    return {
+      now: () => this.now(),
+      setTimeout: (fn, ms) => this.setTimeout(fn, ms, true),
+      clearTimeout: (timer) => this.clearTimeout(timer),
+      setImmediate: (fn) => this.setImmediate(fn),
+    };
   }
 
   clearTimeout(timer: ClockTimer | null | undefined): void {
@@ -256,7 +270,7 @@ class SimProcess<I, O> implements PartitionHost<I, O> {
   ) {
     const l = sim.limits;
     this.fn = fn as StreamFn<I, O> & Openable<I, O>;
-    this.log = sim.store.connect({ clock: this.clock, faults });
+    this.log = sim.store.connect({ clock: this.clock, waitClock: this.clock.keepingAlive(), faults });
     this.ttl = l.leaseTtl ?? 3000;
     this.readCount = l.readCount ?? 256;
     this.codec = sim.codec;
@@ -321,7 +335,7 @@ class SimProcess<I, O> implements PartitionHost<I, O> {
     }
     // A lease not renewed in time is given up by this process's own clock, as the worker's `#expire`.
     for (const run of [...this.runs.values()]) if (this.clock.now() >= run.validUntil) this.lose(run);
-    this.clock.setTimeout(() => void this.#balance(), Math.floor(this.ttl / 3));
+    this.clock.setTimeout(() => void this.#balance(), Math.floor(this.ttl / 3), true);
   }
 
   /** Trims the partition's input every `trimInterval` (as the worker's balance does; outputs are kept to compare). */
@@ -626,11 +640,12 @@ export class Simulation<I, O> {
 
   /**
    * Over a long quiet span, moves the clock on at once: when every partition is leased by a live process that is
-   * not paused, and nothing is pending, undelivered, kept or live (`settled()`), the processes' timers are only
-   * their lease renewals and idle reads. The span up to a lease period before the next timer of the run's own
-   * (an event's append) or the deadline is skipped: those timers move on with the time, and the leases are
-   * extended by as much, as if the processes had been stopped meanwhile. Far-apart events then cost steps for what
-   * happens around them, not for the time between.
+   * not paused, and nothing runs now (no immediate), the timers before the next one that is work (an event's
+   * append, or a process's: a timer's wake-up, a tick, an age marker, a retry, a handler's delay) are only the
+   * processes' keep-alive ones (lease renewals, idle reads' timeouts; `ProcessClock.setTimeout`). The span up to a
+   * lease period before that next timer, or the deadline, is skipped: the keep-alive timers move on with the time,
+   * and the leases are extended by as much, as if the processes had been stopped meanwhile. Far-apart events, and
+   * an open session's timer hours ahead, then cost steps for what happens around them, not for the time between.
    */
   #jump(deadline: number): void {
     const ttl = this.limits.leaseTtl ?? 3000;
@@ -643,7 +658,6 @@ export class Simulation<I, O> {
       const holder = this.store.holder(p);
       if (holder === null || !live.some((w) => w.runs.get(p)?.lease.token === holder)) return;
     }
-    if (!this.settled()) return;
     // (The leases first: the store drops one whose time has passed by its clock.)
     this.store.extendLeases(by);
     this.clock.postpone(by);
