@@ -152,8 +152,9 @@ export const ERROR_CODES = {
   ERR_VELO_TEST_STEPS: {
     class: '',
     from: 'velo-stream/testing',
-    when: 'One `advance()`, `settle()` or `checkDeterminism` run took more than 2 000 000 steps of the virtual clock (each step: a timer, or the immediates queued): a handler or its timers looping without end at one time, or a span of time too long for the leases renewed on the way.',
-    action: 'Look for a handler that makes a timer or an output for ever; move time in shorter spans.',
+    when: "One `advance()`, `settle()` or `checkDeterminism` run took 2 000 000 steps (a step: a clock step, that is a timer or the immediates queued; a commit or a wake-up applied; an input a handler took; an output it yielded), or its handlers took 100 000 steps at one virtual time: a handler looping without end (a timer due at once made on every input, outputs yielded without taking input), or a span too busy for its bound. A bound reached by a handler's step stops the process running it, as `crash()` does.",
+    action:
+      'Look for a handler that makes a timer or an output for ever; move time in shorter spans; send many events at different times.',
   },
   ERR_VELO_TIMER_PAST_AGE: {
     class: 'TimerPastAgeError',

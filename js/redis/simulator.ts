@@ -502,7 +502,13 @@ export class Simulation<I, O> {
       }
       return new Promise((resolve) => void clock.setTimeout(resolve, random.int(1, 50)));
     };
-    const worker = new SimProcess<I, O>(id, this, clock, this.options.fn(delay, () => this.clock.now()), faults);
+    const worker = new SimProcess<I, O>(
+      id,
+      this,
+      clock,
+      this.options.fn(delay, () => this.clock.now()),
+      faults,
+    );
     this.processes.push(worker);
     return worker;
   }

@@ -165,7 +165,8 @@ function readGiven<T>(what: string, name: string, read: () => T): T {
   try {
     return read();
   } catch (error) {
-    const why = (error !== null && typeof error === 'object' ? readString(() => (error as Error).message) : undefined) ?? textOf(error);
+    const why =
+      (error !== null && typeof error === 'object' ? readString(() => (error as Error).message) : undefined) ?? textOf(error);
     throw invalidType(`${what}: ${name} cannot be read (a revoked Proxy, or a getter that throws: ${why})`);
   }
 }
@@ -197,7 +198,7 @@ function resolveTest(
     // (The codec's methods too: a getter there would throw at the first event instead.)
     const codec = copy.codec as Record<string, unknown> | null | undefined;
     if (codec !== null && typeof codec === 'object') void [codec.encode, codec.decode];
-    return { keys: Object.keys(given), o: copy as DeterminismOptions };
+    return { keys: Object.keys(given), o: copy };
   });
   for (const key of keys) {
     if (!known.includes(key)) throw invalidValue(`${what}: unknown option "${key}". Known options: ${known.join(', ')}`);
@@ -205,7 +206,12 @@ function resolveTest(
   const { partitions = 1, codec = jsonCodec, maxEventBytes = 1 << 20, start = DEFAULT_START } = o;
   checkShape(what, partitions, codec, maxEventBytes);
   integerOption(what, 'start', start, 0, MAX_START, `from 0 to ${MAX_START} (ms since the epoch)`);
-  return { limits: { partitions, maxEventBytes, ...checkLimits(what, o, partitions) }, codec, start, settleWithin: o.settleWithin };
+  return {
+    limits: { partitions, maxEventBytes, ...checkLimits(what, o, partitions) },
+    codec,
+    start,
+    settleWithin: o.settleWithin,
+  };
 }
 
 /** Each process gets the function with a gate of its own (its own `maxConcurrent` slots), as a process would. */
@@ -406,7 +412,7 @@ function checkEvent<I>(
   const e = readGiven(what, `events[${i}]`, () => {
     const item = events[i];
     if (item === null || typeof item !== 'object') return { item, hole: item === undefined && !(i in events) };
-    return { key: item.key as unknown, event: item.event, at: item.at };
+    return { key: item.key, event: item.event, at: item.at };
   });
   if ('item' in e) {
     const given = e.hole ? 'a hole (the array is sparse)' : describe(e.item);
@@ -478,7 +484,14 @@ export async function checkDeterminism<I = unknown, O = unknown>(
   for (let i = 0; i < length; i++) sent.push(checkEvent(what, events, i, limits, codec, start));
   checkGaps(what, sent, start);
   const idleTimeout = (fn as StreamFn<I, O> & Openable<I, O>).config.idleTimeout;
-  const settleWithin = integerOption(what, 'settleWithin', within ?? DAY_MS + idleTimeout, 0, MAX_TIMER_MS, `from 0 to ${MAX_TIMER_MS} (ms)`);
+  const settleWithin = integerOption(
+    what,
+    'settleWithin',
+    within ?? DAY_MS + idleTimeout,
+    0,
+    MAX_TIMER_MS,
+    `from 0 to ${MAX_TIMER_MS} (ms)`,
+  );
   // Date.now and Math.random are the process's: a second check at once would save the first one's stand-ins as
   // the originals and leave them installed for good.
   if (checking)
