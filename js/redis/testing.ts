@@ -192,7 +192,7 @@ function resolveTest(
   if (options === null || typeof options !== 'object')
     throw invalidType(`${what}: options must be an object, not ${describe(options)}`);
   const given = options as Record<string, unknown>;
-  const { keys, o } = readGiven(what, 'options', () => {
+  const { keys, o } = readGiven<{ keys: string[]; o: DeterminismOptions }>(what, 'options', () => {
     const copy: Record<string, unknown> = {};
     for (const key of known) if (given[key] !== undefined) copy[key] = given[key];
     // (The codec's methods too: a getter there would throw at the first event instead.)
