@@ -41,7 +41,9 @@ if (mode === 'write') {
   const { redisWorker } = await import(pathToFileURL(path.join(dir, 'dist/redis/index.js')).href);
   const redis = await startRedis();
   try {
-    execFileSync(process.execPath, [fileURLToPath(import.meta.url), 'write', redis.url, String(events), String(keys)], { stdio: 'inherit' });
+    execFileSync(process.execPath, [fileURLToPath(import.meta.url), 'write', redis.url, String(events), String(keys)], {
+      stdio: 'inherit',
+    });
     // No command timeout: under callgrind's slow-down a command can wait past node-redis' 5 s default to be
     // written, and the retries that follow would be counted as the drain's work.
     const client = await redis.client({ commandOptions: { timeout: 0 } });
