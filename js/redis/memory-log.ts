@@ -460,8 +460,9 @@ export class MemoryStore {
   commit(lease: Lease, commit: Commit): CommitResult {
     const s = this.#owned(lease);
     const serial = commit.serial === undefined ? '' : String(commit.serial);
-    const withIds = serial !== '';
-    if (withIds && s.lastCommit !== null && s.lastCommit.token === lease.token && s.lastCommit.serial === serial) {
+    const withIds = serial !== '' && commit.ids !== false;
+    if (serial !== '' && s.lastCommit !== null && s.lastCommit.token === lease.token && s.lastCommit.serial === serial) {
+      if (!withIds) return { ids: [], diverged: [] };
       // The retry of a commit that was applied: the ids it wrote, found among the outputs it wrote (contiguous).
       const { first, count } = s.lastCommit;
       const written = new Map<string, string>();
@@ -541,7 +542,7 @@ export class MemoryStore {
         s.timers.delete(sid);
       }
     }
-    if (withIds) s.lastCommit = { token: lease.token, serial, first, count };
+    if (serial !== '') s.lastCommit = { token: lease.token, serial, first, count };
     this.#onWrite?.('commit');
     return { ids, diverged };
   }
