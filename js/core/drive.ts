@@ -141,6 +141,14 @@ export async function drainOutputs<O>(
 }
 
 /**
+ * The streams watching each signal: one `'abort'` listener per signal, however
+ * many streams share it (a listener each would make Node warn of a leak
+ * (`MaxListenersExceededWarning`) from the 11th stream on a shared signal,
+ * a request's or a server's).
+ */
+const watchers = new WeakMap<AbortSignal, { streams: Set<() => void>; listener: () => void }>();
+
+/**
  * Calls `cancel(signal.reason)` when `signal` aborts, at once if it has.
  * Returns the function that removes the listener (call it when the stream
  * finishes, so a long-lived signal does not hold the stream).
@@ -151,22 +159,61 @@ export function watchAbort(signal: AbortSignal, cancel: (reason: unknown) => voi
     return () => {};
   }
   const onAbort = (): void => cancel(signal.reason);
-  signal.addEventListener('abort', onAbort, { once: true });
-  return () => signal.removeEventListener('abort', onAbort);
+  let watching = watchers.get(signal);
+  if (watching === undefined) {
+    const streams = new Set<() => void>();
+    const listener = (): void => {
+      watchers.delete(signal);
+      // (A snapshot: a cancel may detach other watchers while this runs.)
+      for (const watcher of [...streams]) watcher();
+      streams.clear();
+    };
+    watching = { streams, listener };
+    watchers.set(signal, watching);
+    signal.addEventListener('abort', listener, { once: true });
+  }
+  const { streams, listener } = watching;
+  streams.add(onAbort);
+  return () => {
+    // The last stream on this signal is gone: so is the listener (a long-lived signal holds nothing of them).
+    if (!streams.delete(onAbort) || streams.size > 0 || watchers.get(signal)?.streams !== streams) return;
+    watchers.delete(signal);
+    signal.removeEventListener('abort', listener);
+  };
 }
 
-/** Whether `value` can be a source of events. Strings are refused: iterating one sends characters, never what was meant. */
-export function assertSource(value: unknown, name = 'events'): asserts value is EventSource<unknown> {
-  const ok =
-    value !== null &&
-    typeof value === 'object' &&
-    // A String object iterates its characters, as a string would.
-    Object.prototype.toString.call(value) !== '[object String]' &&
-    (typeof (value as Iterable<unknown>)[Symbol.iterator] === 'function' ||
-      typeof (value as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function');
-  if (!ok) {
+/**
+ * Whether `value` can be a source of events. Strings are refused: iterating
+ * one sends characters, never what was meant. A value that cannot be looked
+ * at (a revoked Proxy) is refused with the same coded error. Returns the
+ * error a `Symbol.asyncIterator` or `Symbol.iterator` getter threw, if one
+ * did: that is the source failing, not a bad argument, and it ends the
+ * stream as any other source error does (the caller decides how).
+ */
+export function assertSource(value: unknown, name = 'events'): { error: unknown } | undefined {
+  let ok = value !== null && typeof value === 'object';
+  let thrown: { error: unknown } | undefined;
+  if (ok) {
+    try {
+      // A String object iterates its characters, as a string would. (This throws for a revoked Proxy.)
+      ok = Object.prototype.toString.call(value) !== '[object String]';
+    } catch {
+      ok = false;
+    }
+  }
+  if (ok) {
+    try {
+      ok =
+        typeof (value as Iterable<unknown>)[Symbol.iterator] === 'function' ||
+        typeof (value as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function';
+    } catch (error) {
+      thrown = { error };
+    }
+  }
+  if (!ok && thrown === undefined) {
     throw invalidType(`The "${name}" argument must be an iterable or async iterable of events. Received ${describe(value)}`);
   }
+  return thrown;
 }
 
 /**
@@ -199,7 +246,7 @@ function throwIfStopped<I, O>(stream: StreamKind<I, O>, sourceFailure: { error: 
  * source is not read.
  */
 function feedStream<I, O>(stream: StreamKind<I, O>, events: EventSource<I>): FeedOutputs<O> {
-  assertSource(events);
+  const thrown = assertSource(events);
   const refused = stream[kInputError]();
   const control = { cancelled: false };
   const cancel = (reason?: unknown): Promise<void> => {
@@ -209,6 +256,12 @@ function feedStream<I, O>(stream: StreamKind<I, O>, events: EventSource<I>): Fee
     return stream.cancel(reason);
   };
   if (refused !== undefined) return Object.assign(refusedFeed<O>(refusal(stream, refused)), { cancel });
+  if (thrown !== undefined) {
+    // The source failed as it was looked at: the stream is cancelled with its error and the iteration rejects with
+    // it, as for a source whose next() throws.
+    void stream.cancel(thrown.error);
+    return Object.assign(refusedFeed<O>(thrown.error), { cancel });
+  }
   // The outputs ready along with one just read (protocol.ts): a cancel drops them, as it drops the iteration's.
   const readNow = (): O | typeof NOT_NOW => (control.cancelled ? NOT_NOW : stream[kReadNow]());
   return Object.assign(new FeedIterator(stream, events, control), {
