@@ -15,6 +15,8 @@ import {
   kInputError,
   kRead,
   kReadNow,
+  kReadTo,
+  type ReadTarget,
   kSendAll,
   kSendNow,
   kSettle,
@@ -40,6 +42,7 @@ export abstract class StreamBase<I, O> implements StreamKind<I, O> {
   abstract cancel(reason?: unknown): Promise<void>;
   abstract readonly [kSignal]: AbortSignal | undefined;
   abstract [kRead](kind: ReadKind): Promise<unknown>;
+  abstract [kReadTo](reader: ReadTarget): void;
   abstract [kSendAll](source: EventSource<I>, end: boolean, control?: SendControl): Promise<boolean>;
   abstract [kInputError](): Error | undefined;
   abstract [kDrain](out: O[]): boolean;
@@ -282,6 +285,12 @@ async function* refusedFeed<O>(error: unknown): AsyncGenerator<O, void> {
   throw error;
 }
 
+/** The resolvers of a feed iteration's pending read. */
+interface ReadSettle<O> {
+  resolve(r: IteratorResult<O> | Promise<never>): void;
+  reject(reason: unknown): void;
+}
+
 /** Where a feed's iteration is: not started (the source is not read yet), reading outputs, or finished. */
 const enum FeedPhase {
   Idle,
@@ -330,10 +339,43 @@ class FeedIterator<I, O> implements AsyncIterableIterator<O> {
       this.#sending = startSending(this.#stream, this.#source);
     }
     // Read as iteration reads: one output at a time, as the consumer asks.
-    const read = (this.#stream[kRead](ReadKind.Iter) as Promise<IteratorResult<O>>).then(this.#onRead, this.#onError);
+    let read: Promise<IteratorResult<O>>;
+    if (this.#settleRead === null) {
+      // The read answers this iteration's own promise (no promise of the read's, no reaction passing it on).
+      read = new Promise((resolve, reject) => (this.#settleRead = { resolve, reject }));
+      this.#stream[kReadTo](this.#reader);
+    } else {
+      // (A second next() while one waits, which for-await never does: the reader is in use.)
+      read = (this.#stream[kRead](ReadKind.Iter) as Promise<IteratorResult<O>>).then(this.#onRead, this.#onError);
+    }
     this.#last = read;
     return read;
   }
+
+  /** The pending read's promise, while `#reader` is in the stream's queue or being answered. */
+  #settleRead: ReadSettle<O> | null = null;
+
+  /** This iteration as the stream's reader (`kReadTo`), one read at a time. */
+  readonly #reader: ReadTarget = {
+    kind: ReadKind.Iter,
+    resolve: (r: unknown): void => {
+      const settle = this.#settleRead as ReadSettle<O>;
+      this.#settleRead = null;
+      let answer: IteratorResult<O>;
+      try {
+        answer = this.#onRead(r as IteratorResult<O>);
+      } catch (error) {
+        settle.reject(error);
+        return;
+      }
+      settle.resolve(answer);
+    },
+    reject: (error: unknown): void => {
+      const settle = this.#settleRead as ReadSettle<O>;
+      this.#settleRead = null;
+      settle.resolve(this.#onError(error));
+    },
+  };
 
   readonly #onRead = (r: IteratorResult<O>): IteratorResult<O> => {
     if (this.#phase === FeedPhase.Finished) return DONE;

@@ -17,7 +17,10 @@
 // (`return()`, or `destroy()` for a Node Readable) when the stream stops
 // taking events, as the sender closes it.
 import { checkedResult, isDestroyable } from './source';
-import { NOT_NOW, kReadNow } from './protocol';
+import { NOT_NOW, ReadKind, type ReadTarget, kReadNow, kReadTo } from './protocol';
+
+/** `[kPullable]()`: whether a stream's handler would pull from an async source fed to its end (a pipe's link asks). */
+export const kPullable = Symbol.for('velo-stream.pullable');
 
 /** What the pull needs of its stream. */
 export interface PullTarget<I> {
@@ -32,6 +35,8 @@ export interface PullTarget<I> {
 export class SourcePull<I> {
   readonly #it: AsyncIterator<I>;
   readonly #readNow: (() => I | typeof NOT_NOW) | undefined;
+  /** A stream's outputs as the source (a pipe's link): read with `kReadTo`, answering `#onNext` with no promise between. */
+  readonly #readTo: ((reader: ReadTarget) => void) | undefined;
   readonly #target: PullTarget<I>;
   readonly #source: object;
   /** A `next()` of the source is pending. */
@@ -49,6 +54,8 @@ export class SourcePull<I> {
     const it = (this.#it = source[Symbol.asyncIterator]());
     const readNow = (it as { [kReadNow]?: () => I | typeof NOT_NOW })[kReadNow];
     this.#readNow = typeof readNow === 'function' ? readNow.bind(it) : undefined;
+    const readTo = (it as { [kReadTo]?: (reader: ReadTarget) => void })[kReadTo];
+    this.#readTo = typeof readTo === 'function' ? readTo.bind(it) : undefined;
     let settle!: (sent: boolean) => void;
     let fail!: (error: unknown) => void;
     this.done = new Promise<boolean>((resolve, reject) => {
@@ -74,6 +81,10 @@ export class SourcePull<I> {
   request(): void {
     if (this.#pending || this.#stopped) return;
     this.#pending = true;
+    if (this.#readTo !== undefined) {
+      this.#readTo(this.#asReader);
+      return;
+    }
     let next: Promise<IteratorResult<I>>;
     try {
       next = Promise.resolve(this.#it.next());
@@ -113,6 +124,12 @@ export class SourcePull<I> {
     this.#pending = false;
     if (this.#stopped) return;
     this.#failed(error);
+  };
+
+  readonly #asReader: ReadTarget = {
+    kind: ReadKind.Iter,
+    resolve: this.#onNext as (r: unknown) => void,
+    reject: this.#onError,
   };
 
   #failed(error: unknown): void {

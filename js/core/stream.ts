@@ -18,7 +18,7 @@ import { type LateIdleTarget, holdAlive, holdIdle, onNextTurn, releaseAlive, unw
 import type { AliveGroup } from './alive-group';
 import { StreamBase, watchAbort } from './drive';
 import { Fifo } from './fifo';
-import { SourcePull } from './pull';
+import { SourcePull, kPullable } from './pull';
 import { checkedResult, isDestroyable } from './source';
 import { reportFailure } from './stream-list';
 import { MAX_BATCH, type NativeStream, Push, Take } from './native-stream';
@@ -33,6 +33,8 @@ import {
   kInputError,
   kRead,
   kReadNow,
+  kReadTo,
+  type ReadTarget,
   kSendAll,
   kSendNow,
   kTraceAttributes,
@@ -823,6 +825,10 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     return end && this.#pull === null && this.#body === null && this.#hooks === undefined && this.#trace === undefined;
   }
 
+  [kPullable](): boolean {
+    return this.#pullable(true);
+  }
+
   #pullFrom(source: AsyncIterable<I>, control: SendControl | undefined): Promise<boolean> {
     const pull = new SourcePull<I>(source, {
       sendPulled: (event) => this[kSendNow](event),
@@ -1003,11 +1009,11 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     // A second next() before the first settled (not something for-await
     // does) waits its turn rather than taking the first one's place.
     if (this.#inputPromise !== null) return this.#inputPromise.then(() => this[kNextInput]());
-    this.#inputPromise = new Promise((resolve) => (this.#resolveInput = resolve));
+    const waiting = (this.#inputPromise = new Promise((resolve) => (this.#resolveInput = resolve)));
     this.#hooks?.waiting?.();
-    // (Its event comes as a send that finds the handler waiting: `sendPulled`.)
+    // (Its event comes as a send that finds the handler waiting: `sendPulled`, perhaps at once, from a stage's outputs.)
     pull?.request();
-    return this.#inputPromise;
+    return waiting;
   }
 
   /** Take the next batch of events from the core; null if the handler must wait. */
@@ -1435,6 +1441,28 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       this.#readers.push({ kind, resolve, reject });
       this.#syncKeepAlive();
     });
+  }
+
+  [kReadTo](reader: ReadTarget): void {
+    const kind = reader.kind;
+    if (this.#outPos < this.#outLen && kind !== ReadKind.Wake) {
+      reader.resolve(this.#shiftOut(kind));
+      return;
+    }
+    let r: unknown;
+    try {
+      r = this.#poll(kind);
+    } catch (error) {
+      reader.reject(error);
+      return;
+    }
+    if (r !== NOT_YET) {
+      reader.resolve(r);
+      return;
+    }
+    if (this.#readers === NO_QUEUE) this.#readers = new Fifo();
+    this.#readers.push(reader);
+    this.#syncKeepAlive();
   }
 
   [kWaitOutput](): Promise<unknown> {
