@@ -118,14 +118,13 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
    * cancelled) cancels stage `i` (the source's `return()`).
    */
   async #pullLink(i: number, from: Stage, to: Stage): Promise<void> {
-    const outputs: AsyncIterableIterator<unknown> & { [kReadNow](): unknown; [kReadTo](reader: ReadTarget): void } = {
+    const outputs: AsyncIterableIterator<unknown> & { [kReadNow](): unknown } = {
       next: () => from[kRead](ReadKind.Iter) as Promise<IteratorResult<unknown>>,
       return: () => {
         void from.cancel();
         return Promise.resolve({ done: true, value: undefined });
       },
       [kReadNow]: () => from[kReadNow](),
-      [kReadTo]: (reader: ReadTarget) => from[kReadTo](reader),
       [Symbol.asyncIterator]() {
         return this;
       },
