@@ -160,3 +160,29 @@ test('an abandoned feed whose source never answers is collected, its slot freed'
   }
   assert.equal(fn.stats().cancelled, 30);
 });
+
+test('a pipe stage that stops taking events (it returned) cancels the stage before it, which it pulled from', async () => {
+  let firstFinalized = false;
+  const burst = streamFn(
+    async function* (events) {
+      try {
+        for await (const e of events) for (let i = 0; i < 1000; i++) yield e * 1000 + i;
+      } finally {
+        firstFinalized = true;
+      }
+    },
+    { buffer: 4 },
+  );
+  const firstThree = streamFn(async function* (events) {
+    const got = [];
+    for await (const e of events) {
+      got.push(e);
+      if (got.length === 3) break;
+    }
+    yield* got;
+  });
+  const p = burst.pipe(firstThree);
+  assert.deepEqual(await p.run([1]), [1000, 1001, 1002]);
+  assert.equal(firstFinalized, true, 'the first stage was stopped');
+  assert.equal(burst.stats().cancelled, 1);
+});
