@@ -13,7 +13,7 @@
 // the idle clock costs.
 //
 // `SCALE=<k>` multiplies the item counts of `pipe`, `pipeBaselineC`, `task`,
-// `batch`, `live`, `feed` and the stream counts of `open`, `openBaselineA` and
+// `batch`, `live`, `feed`, `feedBaseline` and the stream counts of `open`, `openBaselineA` and
 // `openBaselineD` by k: the slope between two scales is the cost per item with
 // the start-up, the compiler's work and the noise of one run taken out.
 const [workload = 'run', from = '..'] = process.argv.slice(2);
@@ -159,6 +159,18 @@ const workloads = {
     }
     let n = 0;
     for await (const _ of fn.open().feed(source())) n++;
+    if (n !== 100_000 * scale) throw new Error('lost outputs');
+  },
+  // `feed`'s shape as a bare chain: the same handler as an async generator between the source and the reader.
+  feedBaseline: async () => {
+    async function* handler(events) {
+      for await (const e of events) yield e * 2;
+    }
+    async function* source() {
+      for (let i = 0; i < 100_000 * scale; i++) yield i;
+    }
+    let n = 0;
+    for await (const _ of handler(source())) n++;
     if (n !== 100_000 * scale) throw new Error('lost outputs');
   },
   // Like S10: run() over 100,000 numbers (3 times) through task(async x => x + 1), 16 in flight.

@@ -66,8 +66,10 @@ abstract class FnBase<I, O> implements StreamFn<I, O> {
   }
 
   async run(events: EventSource<I>, opts?: OpenOptions): Promise<O[]> {
-    assertSource(events);
+    const thrown = assertSource(events);
     const { signal, label } = resolveOpen(opts);
+    // (Its iterator getter threw: the source failed before a stream was opened for it.)
+    if (thrown !== undefined) throw thrown.error;
     if (signal?.aborted) throw signal.reason;
     const stream = this[kOpen](signal, true);
     if (label !== undefined) tagStream(stream, { label });

@@ -18,6 +18,8 @@ import { type LateIdleTarget, holdAlive, holdIdle, onNextTurn, releaseAlive, unw
 import type { AliveGroup } from './alive-group';
 import { StreamBase, watchAbort } from './drive';
 import { Fifo } from './fifo';
+import { SourcePull, kPullable } from './pull';
+import { checkedResult, isDestroyable } from './source';
 import { reportFailure } from './stream-list';
 import { MAX_BATCH, type NativeStream, Push, Take } from './native-stream';
 import {
@@ -31,6 +33,8 @@ import {
   kInputError,
   kRead,
   kReadNow,
+  kReadTo,
+  type ReadTarget,
   kSendAll,
   kSendNow,
   kTraceAttributes,
@@ -85,19 +89,6 @@ interface Settle<T> {
 
 interface Reader extends Settle<unknown> {
   kind: ReadKind;
-}
-
-/** A Node Readable (or anything else that closes by `destroy()`). */
-function isDestroyable(source: object): source is { destroy(): void } {
-  return typeof (source as { destroy?: unknown }).destroy === 'function';
-}
-
-/** An iterator's `next()` answer, refused unless it is an object (as `for...of` refuses it), so a bad source fails instead of sending `undefined` forever. */
-function checkedResult<T>(r: IteratorResult<T>): IteratorResult<T> {
-  if (typeof r !== 'object' || r === null) {
-    throw new TypeError(`Iterator result ${String(r)} is not an object (the source's next() must return { value, done })`);
-  }
-  return r;
 }
 
 /** Stands for a waiting queue not made yet: always empty, never pushed to. */
@@ -410,6 +401,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   #idleOn: boolean;
   /** The handler left its input loop (`HandlerInput.return()`); it may still be running. */
   #inputReleased = false;
+  /** The source the handler pulls its events from directly, while one feeds it (see pull.ts). */
+  #pull: SourcePull<I> | null = null;
 
   // Output side: readers, the batch lent to them, and the paused handler.
   /** The batch lent to readers (made on first use). */
@@ -732,12 +725,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     if (this.#resolveInput !== null && !this.#inPending) {
       // The handler waits and nothing is ahead of this event: it gets it
       // directly, counted later (see `reportHandoffs`).
-      if (this.#stampDue) {
-        this.#stampDue = false;
-        stampLater(this as HandlerStream<unknown, unknown>);
-      }
-      this.#inHanded++;
-      this.#countLater();
+      this.#inputHandedOver();
       return this.#handToHandler(event);
     }
     const pushed = this.#native.send(event, this.#resolveInput !== null);
@@ -759,6 +747,16 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     // answered when the handler finishes (see `kReleaseInput`).
     if (this.#inputReleased && !this.#handlerDone && this.#cancel === undefined) return this.#waitAsSender();
     return Promise.reject(this.#closedError());
+  }
+
+  /** An event went to the handler with no native call: counted later, its time stamped for the idle clock (see `reportHandoffs`). */
+  #inputHandedOver(): void {
+    if (this.#stampDue) {
+      this.#stampDue = false;
+      stampLater(this as HandlerStream<unknown, unknown>);
+    }
+    this.#inHanded++;
+    this.#countLater();
   }
 
   /**
@@ -811,10 +809,47 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     let sent: boolean;
     if (Array.isArray(source)) sent = await this.#sendArray(source);
     else if (typeof (source as AsyncIterable<I>)[Symbol.asyncIterator] === 'function') {
-      sent = await this.#sendAsync(source as AsyncIterable<I>, control);
+      sent = await (this.#pullable(end)
+        ? this.#pullFrom(source as AsyncIterable<I>, control)
+        : this.#sendAsync(source as AsyncIterable<I>, control));
     } else sent = await this.#sendSync(source as Iterable<I>);
     if (sent && end) this.end();
     return sent;
+  }
+
+  /**
+   * Whether the handler may pull its events from an async source directly
+   * (pull.ts) rather than a sender reading it ahead. Only a generator
+   * handler's stream (a task stage or a worker stream takes its input in
+   * batches of its own), fed to its end by one source at a time, with no
+   * session hooks (their events come first) and untraced: a pulled source
+   * runs in the handler's context, where its spans would take the stream's
+   * span as their parent instead of the caller's.
+   */
+  #pullable(end: boolean): boolean {
+    return end && this.#pull === null && this.#body === null && this.#hooks === undefined && this.#trace === undefined;
+  }
+
+  [kPullable](): boolean {
+    return this.#pullable(true);
+  }
+
+  #pullFrom(source: AsyncIterable<I>, control: SendControl | undefined): Promise<boolean> {
+    const pull = new SourcePull<I>(source, {
+      sendPulled: (event) => this[kSendNow](event),
+      pullEnded: () => this.end(),
+      pullDetached: (detached) => {
+        if (this.#pull === detached) this.#pull = null;
+        this.#sources?.delete(detached.stop);
+      },
+    });
+    this.#pull = pull;
+    if (control !== undefined) control.stop = pull.stop;
+    // A cancel closes it with the sources being sent.
+    (this.#sources ??= new Set()).add(pull.stop);
+    // The handler may be waiting for its first event already.
+    if (this.#resolveInput !== null && !this.#inPending) pull.request();
+    return pull.done;
   }
 
   override [kSendNow](event: I): true | Promise<void> {
@@ -962,6 +997,16 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     }
     const r = this.#pollInput();
     if (r !== null) return Promise.resolve(r);
+    const pull = this.#pull;
+    if (pull !== null) {
+      // The source has an event ready with the last (the rest of a chunk's lines): it goes over now.
+      const value = pull.ready();
+      if (value !== NOT_NOW) {
+        this.#inputHandedOver();
+        this.#handed++;
+        return Promise.resolve({ value, done: false });
+      }
+    }
     // The handler is about to wait for input: whatever it yielded so far is
     // all there is for now, so batch readers need not wait any longer.
     if (this.#readers.length > 0) this.#serveReaders();
@@ -969,9 +1014,11 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     // A second next() before the first settled (not something for-await
     // does) waits its turn rather than taking the first one's place.
     if (this.#inputPromise !== null) return this.#inputPromise.then(() => this[kNextInput]());
-    this.#inputPromise = new Promise((resolve) => (this.#resolveInput = resolve));
+    const waiting = (this.#inputPromise = new Promise((resolve) => (this.#resolveInput = resolve)));
     this.#hooks?.waiting?.();
-    return this.#inputPromise;
+    // (Its event comes as a send that finds the handler waiting: `sendPulled`, perhaps at once, from a stage's outputs.)
+    pull?.request();
+    return waiting;
   }
 
   /** Take the next batch of events from the core; null if the handler must wait. */
@@ -1348,6 +1395,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
 
   #afterHandler(senderError: () => Error): void {
     if (this.#trace !== undefined) this.#endTrace();
+    // The handler takes no more events: its source is closed, as a sender's is at its next send, refused.
+    this.#pull?.stop();
     this.#inPending = this.#outPending = true;
     this.#rejectSenders(senderError);
     this.#dropLent();
@@ -1397,6 +1446,28 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       this.#readers.push({ kind, resolve, reject });
       this.#syncKeepAlive();
     });
+  }
+
+  [kReadTo](reader: ReadTarget): void {
+    const kind = reader.kind;
+    if (this.#outPos < this.#outLen && kind !== ReadKind.Wake) {
+      reader.resolve(this.#shiftOut(kind));
+      return;
+    }
+    let r: unknown;
+    try {
+      r = this.#poll(kind);
+    } catch (error) {
+      reader.reject(error);
+      return;
+    }
+    if (r !== NOT_YET) {
+      reader.resolve(r);
+      return;
+    }
+    if (this.#readers === NO_QUEUE) this.#readers = new Fifo();
+    this.#readers.push(reader);
+    this.#syncKeepAlive();
   }
 
   [kWaitOutput](): Promise<unknown> {
