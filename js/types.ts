@@ -1,4 +1,5 @@
 import type { Duplex } from 'node:stream';
+import type { Limiter } from './limits/types';
 
 /** Settings of `fn.sessions(config)`: a stream function's settings for the sessions' streams, and `traceKeys`. */
 export interface SessionsConfig extends StreamConfig {
@@ -345,6 +346,12 @@ export interface TaskConfig<I = unknown, O = unknown> extends StreamConfig {
    * and a function's result replaces the output (`undefined` drops it; a throw fails the stream).
    */
   onError?: 'fail' | 'skip' | ((error: unknown, item: I, ctx: TaskContext) => O | undefined | Promise<O | undefined>);
+  /**
+   * Each call (each retry attempt) waits for a permit of this limiter, or of each of these in order, before it
+   * starts, and gives them back when it settles (docs/flow-control.md). Its `key`/`cost` get the call's item (a
+   * batch stage's: the batch's array). A refusal (`mode: 'reject'`, a full line) fails the attempt.
+   */
+  limiter?: Limiter<I> | readonly Limiter<I>[];
 }
 
 /** Settings of a `batch()` stage. */
