@@ -932,16 +932,19 @@ export function workerClosedError(): Error & { code: 'ERR_VELO_CLOSED' } {
 
 /** A limiter in reject mode had no permit now (`limiter`: its name). */
 export function rateLimitedError(limiter: string, what: string): Error & { code: 'ERR_VELO_RATE_LIMITED'; limiter: string } {
-  return coded(new Error(`${what}: limiter "${limiter}" has no permit now (mode 'reject')`), 'ERR_VELO_RATE_LIMITED', { limiter });
+  return coded(new Error(`${what}: limiter "${limiter}" has no permit now (mode 'reject')`), 'ERR_VELO_RATE_LIMITED', {
+    limiter,
+  });
 }
 
 /** A throttling limiter's line is full. */
-export function limitQueueFullError(limiter: string, maxWaiting: number): Error & { code: 'ERR_VELO_LIMIT_QUEUE_FULL'; limiter: string } {
-  return coded(
-    new Error(`Limiter "${limiter}": ${maxWaiting} acquires wait already (maxWaiting)`),
-    'ERR_VELO_LIMIT_QUEUE_FULL',
-    { limiter },
-  );
+export function limitQueueFullError(
+  limiter: string,
+  maxWaiting: number,
+): Error & { code: 'ERR_VELO_LIMIT_QUEUE_FULL'; limiter: string } {
+  return coded(new Error(`Limiter "${limiter}": ${maxWaiting} acquires wait already (maxWaiting)`), 'ERR_VELO_LIMIT_QUEUE_FULL', {
+    limiter,
+  });
 }
 
 /** An acquire after (or waiting at) a limiter's close(). */

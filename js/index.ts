@@ -17,6 +17,7 @@ export type {
   StreamConfig,
   StreamContext,
   StreamFn,
+  StreamFnConfig,
   StreamFnStats,
   StreamHandler,
   StreamMetrics,

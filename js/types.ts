@@ -22,6 +22,17 @@ export interface StreamConfig {
   name?: string;
 }
 
+/** `streamFn`'s settings: a stream function's, and the limiters its streams are admitted by. */
+export interface StreamFnConfig extends StreamConfig {
+  /**
+   * Each stream holds a permit of this limiter (or of each, in order) from its handler's start to its end
+   * (docs/flow-control.md). Throttling: `open()` returns at once, the stream takes sends into its buffer, and its
+   * handler starts once admitted (its idle clock held meanwhile). 'reject' mode: `open()` throws
+   * ERR_VELO_RATE_LIMITED when there is no permit now. `key`/`cost` get `{ id }` (the stream's id; empty at open).
+   */
+  limiter?: Limiter<{ id: string }> | readonly Limiter<{ id: string }>[];
+}
+
 /**
  * What a handler gets besides its events. `S` is the state its checkpoints record (`ctx.checkpoint(state)`,
  * `ctx.restored`), `W` the payload of its timers' wake-ups (`ctx.wakeAt(time, payload)`), which arrive among its

@@ -424,6 +424,8 @@ export interface StreamOps {
    * input just ended.
    */
   idleFire: (h: number) => boolean
+  /** Holds the idle clock while the stream waits for a limiter's permit (`held` 1), or lets it run again from now (0). */
+  idleHold: (h: number, held: number) => void
   /**
    * The stream's metrics now; `inUnconsumed`/`outUnconsumed`: values of the batches
    * lent to the handler / the consumer that are still unconsumed.

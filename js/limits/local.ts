@@ -78,7 +78,8 @@ function ownKeys(options: object, known: Set<string>, where: string): void {
     throw e;
   }
   for (const key of keys) {
-    if (!known.has(key)) throw invalidValue(`limiter(): unknown option "${where}${key}". Known options: ${[...known].join(', ')}`);
+    if (!known.has(key))
+      throw invalidValue(`limiter(): unknown option "${where}${key}". Known options: ${[...known].join(', ')}`);
   }
 }
 
@@ -107,7 +108,9 @@ function checkSettings(settings: unknown, fn: string): Checked {
     out.burst = burst === undefined ? out.limit : integerOption(fn, 'rate.burst', burst, 1, MAX_U32);
   }
   if (out.concurrency === 0 && out.limit === 0) {
-    throw invalidValue(`${fn}(): give "concurrency", "rate" or both, such as { concurrency: 4 } or { rate: { limit: 100, period: 60_000 } }`);
+    throw invalidValue(
+      `${fn}(): give "concurrency", "rate" or both, such as { concurrency: 4 } or { rate: { limit: 100, period: 60_000 } }`,
+    );
   }
   return out;
 }
@@ -159,7 +162,11 @@ class LocalLimiter<T> implements Limiter<T> {
   #timerAt = Infinity;
   #closed = false;
 
-  constructor(options: LocalLimiterOptions<T>, checked: Checked, parts: { name: string; reject: boolean; maxWaiting: number; clock: () => number }) {
+  constructor(
+    options: LocalLimiterOptions<T>,
+    checked: Checked,
+    parts: { name: string; reject: boolean; maxWaiting: number; clock: () => number },
+  ) {
     this.name = parts.name;
     this.#key = options.key;
     this.#cost = options.cost;
@@ -167,7 +174,14 @@ class LocalLimiter<T> implements Limiter<T> {
     this.#reject = parts.reject;
     this.#maxWaiting = parts.maxWaiting;
     this.#hasRate = checked.limit > 0;
-    this.#native = new addon.NativeLimiter(checked.concurrency, checked.limit, checked.period, checked.burst, parts.reject, parts.maxWaiting);
+    this.#native = new addon.NativeLimiter(
+      checked.concurrency,
+      checked.limit,
+      checked.period,
+      checked.burst,
+      parts.reject,
+      parts.maxWaiting,
+    );
   }
 
   #keyOf(item: T): number {
@@ -214,7 +228,9 @@ class LocalLimiter<T> implements Limiter<T> {
       throw limitCostError(`Limiter "${this.name}": cost(item) threw`, error);
     }
     if (typeof cost !== 'number' || !Number.isInteger(cost) || cost < 0 || cost > MAX_U32) {
-      throw limitCostError(`Limiter "${this.name}": cost(item) must return a whole number from 0 to ${MAX_U32}. Received ${describe(cost)}`);
+      throw limitCostError(
+        `Limiter "${this.name}": cost(item) must return a whole number from 0 to ${MAX_U32}. Received ${describe(cost)}`,
+      );
     }
     return cost;
   }
@@ -276,6 +292,16 @@ class LocalLimiter<T> implements Limiter<T> {
       this.#settleDecided();
       this.#syncTimer();
     });
+  }
+
+  /** A permit now, or the refusal thrown (counted): a stream's `open()` in 'reject' mode (js/limits/admit.ts). */
+  acquireNow(item: T, what: string): Permit {
+    if (this.#closed) throw limiterClosedError(this.name);
+    const key = this.#keyOf(item);
+    const code = this.#native.acquire(key, this.#costOf(item), 0, this.#clock());
+    if (code <= Code.GrantedHeld) return this.#permit(code, key);
+    // (In 'reject' mode nothing waits: `Queued` cannot be the answer.)
+    throw this.#refusal(code, what);
   }
 
   tryAcquire(item: T): Permit | undefined {
@@ -408,9 +434,11 @@ export function limiter<T = unknown>(options: LocalLimiterOptions<T>): Limiter<T
     throw invalidType(`limiter(): the "name" option must be a string of 1 to 200 characters. Received ${describe(name)}`);
   }
   const key = read(options, 'key', '');
-  if (key !== undefined && typeof key !== 'function') throw invalidType(`limiter(): the "key" option must be a function. Received ${describe(key)}`);
+  if (key !== undefined && typeof key !== 'function')
+    throw invalidType(`limiter(): the "key" option must be a function. Received ${describe(key)}`);
   const cost = read(options, 'cost', '');
-  if (cost !== undefined && typeof cost !== 'function') throw invalidType(`limiter(): the "cost" option must be a function. Received ${describe(cost)}`);
+  if (cost !== undefined && typeof cost !== 'function')
+    throw invalidType(`limiter(): the "cost" option must be a function. Received ${describe(cost)}`);
   const mode = read(options, 'mode', '');
   if (mode !== undefined && mode !== 'throttle' && mode !== 'reject') {
     throw invalidValue(`limiter(): the "mode" option must be 'throttle' or 'reject'. Received ${describe(mode)}`);
@@ -418,7 +446,8 @@ export function limiter<T = unknown>(options: LocalLimiterOptions<T>): Limiter<T
   const maxWaitingValue = read(options, 'maxWaiting', '');
   const maxWaiting = maxWaitingValue === undefined ? 10_000 : integerOption('limiter', 'maxWaiting', maxWaitingValue, 1, MAX_U32);
   const clock = read(options, 'clock', '');
-  if (clock !== undefined && typeof clock !== 'function') throw invalidType(`limiter(): the "clock" option must be a function. Received ${describe(clock)}`);
+  if (clock !== undefined && typeof clock !== 'function')
+    throw invalidType(`limiter(): the "clock" option must be a function. Received ${describe(clock)}`);
   return new LocalLimiter<T>({ key, cost } as LocalLimiterOptions<T>, checked, {
     name: (name as string | undefined) ?? `limiter-${++unnamed}`,
     reject: mode === 'reject',

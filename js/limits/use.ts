@@ -73,7 +73,10 @@ export function limitedCall<I, O>(fn: Call<I, O>, limiters: readonly Limiter<unk
     if (span !== undefined) {
       const waitedMs = performance.now() - started;
       span.setAttribute('velo.limiter.wait_ms', waitedMs);
-      span.addEvent('velo.limiter.granted', { 'velo.limiter.wait_ms': waitedMs, 'velo.limiter.names': limiters.map((l) => l.name).join(',') });
+      span.addEvent('velo.limiter.granted', {
+        'velo.limiter.wait_ms': waitedMs,
+        'velo.limiter.names': limiters.map((l) => l.name).join(','),
+      });
     }
     try {
       return await fn(item, ctx);

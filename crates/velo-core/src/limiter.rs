@@ -169,7 +169,11 @@ impl LimiterCore {
             self.drop_if_rested(key, now_us);
             return Decision::QueueFull;
         }
-        state.line.push_back(Waiter { id, cost, since_us: now_us });
+        state.line.push_back(Waiter {
+            id,
+            cost,
+            since_us: now_us,
+        });
         self.waiter_key.insert(id, key);
         self.waiting += 1;
         Decision::Queued
@@ -222,7 +226,12 @@ impl LimiterCore {
 
     /// Grants every key's line what it may take by `now_us` (a rate-blocked waiter's time came).
     pub fn poll(&mut self, now_us: u64) -> usize {
-        let keys: Vec<u32> = self.keys.iter().filter(|(_, s)| !s.line.is_empty()).map(|(&k, _)| k).collect();
+        let keys: Vec<u32> = self
+            .keys
+            .iter()
+            .filter(|(_, s)| !s.line.is_empty())
+            .map(|(&k, _)| k)
+            .collect();
         for key in keys {
             self.pump_key(key, now_us);
         }
@@ -234,7 +243,9 @@ impl LimiterCore {
         let old = self.limits;
         for state in self.keys.values_mut() {
             state.tat = match (old.rate, limits.rate) {
-                (Some(o), Some(n)) if o.limit != n.limit => (state.tat * u128::from(n.limit)).div_ceil(u128::from(o.limit)),
+                (Some(o), Some(n)) if o.limit != n.limit => {
+                    (state.tat * u128::from(n.limit)).div_ceil(u128::from(o.limit))
+                }
                 (Some(_), Some(_)) => state.tat,
                 _ => 0,
             };
@@ -285,7 +296,9 @@ impl LimiterCore {
         let rate = self.limits.rate?;
         let mut at: Option<u64> = None;
         for state in self.keys.values() {
-            let Some(head) = state.line.front() else { continue };
+            let Some(head) = state.line.front() else {
+                continue;
+            };
             if let Some(c) = self.limits.concurrency {
                 if state.held >= c {
                     continue; // a release moves it
@@ -337,7 +350,11 @@ impl LimiterCore {
             p50_us,
             p99_us,
             rate_per_s: (self.units[0] as f64 + prev_share) * 1e6 / period as f64,
-            keys: self.keys.values().filter(|s| s.held > 0 || !s.line.is_empty()).count() as u64,
+            keys: self
+                .keys
+                .values()
+                .filter(|s| s.held > 0 || !s.line.is_empty())
+                .count() as u64,
         }
     }
 

@@ -8,18 +8,33 @@ use proptest::prelude::*;
 use velo_core::limiter::{Decision, LimiterCore, Limits, Rate};
 
 fn rate(limit: u64, period_us: u64, burst: u64) -> Option<Rate> {
-    Some(Rate { limit, period_us, burst })
+    Some(Rate {
+        limit,
+        period_us,
+        burst,
+    })
 }
 
 #[test]
 fn concurrency_line_is_fifo_and_release_grants_the_head() {
-    let mut l = LimiterCore::new(Limits { concurrency: Some(2), rate: None }, false, 10);
+    let mut l = LimiterCore::new(
+        Limits {
+            concurrency: Some(2),
+            rate: None,
+        },
+        false,
+        10,
+    );
     assert_eq!(l.acquire(0, 1, 1, 0), Decision::GrantedHeld);
     assert_eq!(l.acquire(0, 1, 2, 0), Decision::GrantedHeld);
     for id in 3..6 {
         assert_eq!(l.acquire(0, 1, id, 0), Decision::Queued);
     }
-    assert_eq!(l.try_acquire(0, 1, 0), None, "tryAcquire never jumps the line");
+    assert_eq!(
+        l.try_acquire(0, 1, 0),
+        None,
+        "tryAcquire never jumps the line"
+    );
     assert_eq!(l.release(0, 5), 1);
     assert_eq!(l.take_decided(), vec![(3, Decision::GrantedHeld)]);
     assert!(l.cancel(4, 6));
@@ -31,17 +46,35 @@ fn concurrency_line_is_fifo_and_release_grants_the_head() {
 
 #[test]
 fn keys_are_independent() {
-    let mut l = LimiterCore::new(Limits { concurrency: Some(1), rate: None }, false, 10);
+    let mut l = LimiterCore::new(
+        Limits {
+            concurrency: Some(1),
+            rate: None,
+        },
+        false,
+        10,
+    );
     assert_eq!(l.acquire(1, 1, 1, 0), Decision::GrantedHeld);
     assert_eq!(l.acquire(1, 1, 2, 0), Decision::Queued);
-    assert_eq!(l.acquire(2, 1, 3, 0), Decision::GrantedHeld, "key 2 does not wait behind key 1");
+    assert_eq!(
+        l.acquire(2, 1, 3, 0),
+        Decision::GrantedHeld,
+        "key 2 does not wait behind key 1"
+    );
     assert_eq!(l.stats(0).keys, 2);
 }
 
 #[test]
 fn gcra_admits_exactly_burst_plus_elapsed_over_interval() {
     // 10 per 1000 µs (T = 100 µs), burst 4: by time t, 4 + floor(t / 100) grants.
-    let mut l = LimiterCore::new(Limits { concurrency: None, rate: rate(10, 1000, 4) }, true, 0);
+    let mut l = LimiterCore::new(
+        Limits {
+            concurrency: None,
+            rate: rate(10, 1000, 4),
+        },
+        true,
+        0,
+    );
     let mut admitted = 0u64;
     for t in 0..=5000u64 {
         while l.acquire(0, 1, 0, t) == Decision::Granted {
@@ -55,17 +88,34 @@ fn gcra_admits_exactly_burst_plus_elapsed_over_interval() {
 fn gcra_with_fractional_interval_is_exact() {
     // 3 per 1000 µs: T = 333.33 µs, never rounded. Asked at whole µs, a grant comes up to 1 µs after its time,
     // and GCRA does not carry that lateness over: never above the bound, never more than one unit below it.
-    let mut l = LimiterCore::new(Limits { concurrency: None, rate: rate(3, 1000, 1) }, true, 0);
+    let mut l = LimiterCore::new(
+        Limits {
+            concurrency: None,
+            rate: rate(3, 1000, 1),
+        },
+        true,
+        0,
+    );
     let mut admitted = 0u64;
     for t in 0..=100_000u64 {
         while l.try_acquire(0, 1, t).is_some() {
             admitted += 1;
         }
         let bound = 1 + t * 3 / 1000;
-        assert!(admitted <= bound && admitted + 1 >= bound * 2 / 3, "at t={t}: {admitted} of {bound}");
+        assert!(
+            admitted <= bound && admitted + 1 >= bound * 2 / 3,
+            "at t={t}: {admitted} of {bound}"
+        );
     }
     // Asked exactly on time (every 1000 µs with a burst of 3), every unit of the period is granted.
-    let mut l = LimiterCore::new(Limits { concurrency: None, rate: rate(3, 1000, 3) }, true, 0);
+    let mut l = LimiterCore::new(
+        Limits {
+            concurrency: None,
+            rate: rate(3, 1000, 3),
+        },
+        true,
+        0,
+    );
     let mut admitted = 0u64;
     for k in 0..=100u64 {
         while l.try_acquire(0, 1, k * 1000).is_some() {
@@ -77,20 +127,43 @@ fn gcra_with_fractional_interval_is_exact() {
 
 #[test]
 fn a_cost_above_the_burst_is_refused_not_queued() {
-    let mut l = LimiterCore::new(Limits { concurrency: None, rate: rate(10, 1000, 5) }, false, 10);
+    let mut l = LimiterCore::new(
+        Limits {
+            concurrency: None,
+            rate: rate(10, 1000, 5),
+        },
+        false,
+        10,
+    );
     assert_eq!(l.acquire(0, 6, 1, 0), Decision::TooCostly);
     assert_eq!(l.stats(0).waiting, 0);
     assert_eq!(l.stats(0).rejected, 1);
     // Lowering the burst refuses the waiters that can no longer go.
     assert_eq!(l.acquire(0, 5, 2, 0), Decision::Granted);
     assert_eq!(l.acquire(0, 4, 3, 0), Decision::Queued);
-    assert_eq!(l.set_limits(Limits { concurrency: None, rate: rate(10, 1000, 3) }, 0), 1);
+    assert_eq!(
+        l.set_limits(
+            Limits {
+                concurrency: None,
+                rate: rate(10, 1000, 3)
+            },
+            0
+        ),
+        1
+    );
     assert_eq!(l.take_decided(), vec![(3, Decision::TooCostly)]);
 }
 
 #[test]
 fn wake_at_is_when_the_head_may_go() {
-    let mut l = LimiterCore::new(Limits { concurrency: None, rate: rate(1, 1000, 1) }, false, 10);
+    let mut l = LimiterCore::new(
+        Limits {
+            concurrency: None,
+            rate: rate(1, 1000, 1),
+        },
+        false,
+        10,
+    );
     assert_eq!(l.acquire(0, 1, 1, 0), Decision::Granted);
     assert_eq!(l.acquire(0, 1, 2, 10), Decision::Queued);
     assert_eq!(l.wake_at(), Some(1000));
@@ -99,26 +172,60 @@ fn wake_at_is_when_the_head_may_go() {
     assert_eq!(l.take_decided(), vec![(2, Decision::Granted)]);
     assert_eq!(l.wake_at(), None);
     let s = l.stats(1000);
-    assert_eq!((s.p50_us, s.p99_us), (0, 992), "two grants: one at once, one after 990 µs (the middle of its histogram bucket)");
+    assert_eq!(
+        (s.p50_us, s.p99_us),
+        (0, 992),
+        "two grants: one at once, one after 990 µs (the middle of its histogram bucket)"
+    );
 }
 
 #[test]
 fn set_limits_grants_waiters_at_once() {
-    let mut l = LimiterCore::new(Limits { concurrency: Some(1), rate: None }, false, 10);
+    let mut l = LimiterCore::new(
+        Limits {
+            concurrency: Some(1),
+            rate: None,
+        },
+        false,
+        10,
+    );
     assert_eq!(l.acquire(0, 1, 1, 0), Decision::GrantedHeld);
     assert_eq!(l.acquire(0, 1, 2, 0), Decision::Queued);
     assert_eq!(l.acquire(0, 1, 3, 0), Decision::Queued);
-    assert_eq!(l.set_limits(Limits { concurrency: Some(3), rate: None }, 1), 2);
+    assert_eq!(
+        l.set_limits(
+            Limits {
+                concurrency: Some(3),
+                rate: None
+            },
+            1
+        ),
+        2
+    );
     assert_eq!(l.stats(1).in_use, 3);
 }
 
 #[test]
 fn reject_mode_and_full_line_count_as_rejected() {
-    let mut l = LimiterCore::new(Limits { concurrency: Some(1), rate: None }, true, 10);
+    let mut l = LimiterCore::new(
+        Limits {
+            concurrency: Some(1),
+            rate: None,
+        },
+        true,
+        10,
+    );
     assert_eq!(l.acquire(0, 1, 1, 0), Decision::GrantedHeld);
     assert_eq!(l.acquire(0, 1, 2, 0), Decision::Limited);
     assert_eq!(l.try_acquire(0, 1, 0), None);
-    let mut t = LimiterCore::new(Limits { concurrency: Some(1), rate: None }, false, 1);
+    let mut t = LimiterCore::new(
+        Limits {
+            concurrency: Some(1),
+            rate: None,
+        },
+        false,
+        1,
+    );
     assert_eq!(t.acquire(0, 1, 1, 0), Decision::GrantedHeld);
     assert_eq!(t.acquire(0, 1, 2, 0), Decision::Queued);
     assert_eq!(t.acquire(0, 1, 3, 0), Decision::QueueFull);
@@ -127,7 +234,14 @@ fn reject_mode_and_full_line_count_as_rejected() {
 
 #[test]
 fn close_refuses_waiters_and_new_acquires() {
-    let mut l = LimiterCore::new(Limits { concurrency: Some(1), rate: None }, false, 10);
+    let mut l = LimiterCore::new(
+        Limits {
+            concurrency: Some(1),
+            rate: None,
+        },
+        false,
+        10,
+    );
     assert_eq!(l.acquire(7, 1, 1, 0), Decision::GrantedHeld);
     assert_eq!(l.acquire(7, 1, 2, 0), Decision::Queued);
     assert_eq!(l.close(), 1);
@@ -139,11 +253,21 @@ fn close_refuses_waiters_and_new_acquires() {
 
 #[test]
 fn sweep_forgets_rested_keys_only() {
-    let mut l = LimiterCore::new(Limits { concurrency: Some(1), rate: rate(1, 1000, 1) }, false, 10);
+    let mut l = LimiterCore::new(
+        Limits {
+            concurrency: Some(1),
+            rate: rate(1, 1000, 1),
+        },
+        false,
+        10,
+    );
     assert_eq!(l.acquire(1, 1, 1, 0), Decision::GrantedHeld);
     assert_eq!(l.acquire(2, 1, 2, 0), Decision::GrantedHeld);
     l.release(2, 0);
-    assert!(l.sweep(500).is_empty(), "key 2 is not rested before its tat");
+    assert!(
+        l.sweep(500).is_empty(),
+        "key 2 is not rested before its tat"
+    );
     assert_eq!(l.sweep(1000), vec![2]);
 }
 
@@ -171,7 +295,8 @@ struct Model {
 impl Model {
     fn drained(&self, k: &MKey, now: u64) -> u128 {
         let Some(r) = self.limits.rate else { return 0 };
-        k.level.saturating_sub(u128::from(now - k.last) * u128::from(r.limit))
+        k.level
+            .saturating_sub(u128::from(now - k.last) * u128::from(r.limit))
     }
     fn fits(&self, k: &MKey, cost: u64, now: u64) -> bool {
         if self.limits.concurrency.is_some_and(|c| k.held >= c) {
@@ -179,7 +304,10 @@ impl Model {
         }
         match self.limits.rate {
             None => true,
-            Some(r) => self.drained(k, now) + u128::from(r.period_us) * u128::from(cost) <= u128::from(r.period_us) * u128::from(r.burst),
+            Some(r) => {
+                self.drained(k, now) + u128::from(r.period_us) * u128::from(cost)
+                    <= u128::from(r.period_us) * u128::from(r.burst)
+            }
         }
     }
     fn take(&mut self, key: u32, cost: u64, now: u64) -> Decision {
@@ -202,7 +330,9 @@ impl Model {
     fn pump(&mut self, key: u32, now: u64, out: &mut Vec<(u64, Decision)>) {
         loop {
             let k = self.keys.get(&key).cloned().unwrap_or_default();
-            let Some(&(id, cost)) = k.line.first() else { return };
+            let Some(&(id, cost)) = k.line.first() else {
+                return;
+            };
             if !self.fits(&k, cost, now) {
                 return;
             }
@@ -214,7 +344,14 @@ impl Model {
     fn waiting(&self) -> usize {
         self.keys.values().map(|k| k.line.len()).sum()
     }
-    fn acquire(&mut self, key: u32, cost: u64, id: u64, now: u64, out: &mut Vec<(u64, Decision)>) -> Decision {
+    fn acquire(
+        &mut self,
+        key: u32,
+        cost: u64,
+        id: u64,
+        now: u64,
+        out: &mut Vec<(u64, Decision)>,
+    ) -> Decision {
         if self.limits.rate.is_some_and(|r| cost > r.burst) {
             self.rejected += 1;
             return Decision::TooCostly;
@@ -261,9 +398,19 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn limits() -> impl Strategy<Value = Limits> {
-    (proptest::option::of(1u64..4), proptest::option::of((1u64..7, 100u64..3000, 1u64..6)))
+    (
+        proptest::option::of(1u64..4),
+        proptest::option::of((1u64..7, 100u64..3000, 1u64..6)),
+    )
         .prop_filter("at least one limit", |(c, r)| c.is_some() || r.is_some())
-        .prop_map(|(c, r)| Limits { concurrency: c, rate: r.map(|(limit, period_us, burst)| Rate { limit, period_us, burst }) })
+        .prop_map(|(c, r)| Limits {
+            concurrency: c,
+            rate: r.map(|(limit, period_us, burst)| Rate {
+                limit,
+                period_us,
+                burst,
+            }),
+        })
 }
 
 proptest! {

@@ -56,7 +56,14 @@ pub struct NativeLimiter {
 impl NativeLimiter {
     /// Limits of 0 are "none"; `reject` refuses the excess instead of queueing at most `max_waiting`.
     #[napi(constructor, catch_unwind)]
-    pub fn new(concurrency: f64, rate_limit: f64, rate_period_ms: f64, rate_burst: f64, reject: bool, max_waiting: f64) -> Self {
+    pub fn new(
+        concurrency: f64,
+        rate_limit: f64,
+        rate_period_ms: f64,
+        rate_burst: f64,
+        reject: bool,
+        max_waiting: f64,
+    ) -> Self {
         NativeLimiter {
             core: LimiterCore::new(
                 limits(concurrency, rate_limit, rate_period_ms, rate_burst),
@@ -75,7 +82,9 @@ impl NativeLimiter {
     /// 0/1 granted as in `acquire`, or -1: none now.
     #[napi(catch_unwind)]
     pub fn try_acquire(&mut self, key: u32, cost: f64, now_ms: f64) -> i32 {
-        self.core.try_acquire(key, cost as u64, us(now_ms)).map_or(-1, |d| d as i32)
+        self.core
+            .try_acquire(key, cost as u64, us(now_ms))
+            .map_or(-1, |d| d as i32)
     }
 
     /// Gives back a held permit; the count of waiters decided since the last `takeDecided`.
@@ -98,9 +107,18 @@ impl NativeLimiter {
 
     /// New limits (0: none); the count of waiters decided.
     #[napi(catch_unwind)]
-    pub fn set_limits(&mut self, concurrency: f64, rate_limit: f64, rate_period_ms: f64, rate_burst: f64, now_ms: f64) -> u32 {
-        self.core
-            .set_limits(limits(concurrency, rate_limit, rate_period_ms, rate_burst), us(now_ms)) as u32
+    pub fn set_limits(
+        &mut self,
+        concurrency: f64,
+        rate_limit: f64,
+        rate_period_ms: f64,
+        rate_burst: f64,
+        now_ms: f64,
+    ) -> u32 {
+        self.core.set_limits(
+            limits(concurrency, rate_limit, rate_period_ms, rate_burst),
+            us(now_ms),
+        ) as u32
     }
 
     /// Refuses new acquires and every waiter; the count of waiters decided.
@@ -162,7 +180,11 @@ impl NativeLimiter {
 
 // The codes JavaScript compares with (`Decision` in velo-core).
 const _: () = {
-    assert!(Decision::Granted as u8 == 0 && Decision::GrantedHeld as u8 == 1 && Decision::Queued as u8 == 2);
+    assert!(
+        Decision::Granted as u8 == 0
+            && Decision::GrantedHeld as u8 == 1
+            && Decision::Queued as u8 == 2
+    );
     assert!(Decision::Limited as u8 == 3 && Decision::QueueFull as u8 == 4);
     assert!(Decision::TooCostly as u8 == 5 && Decision::Closed as u8 == 6);
 };

@@ -435,6 +435,13 @@ fn idle_fire<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
     cx.boolean(verdict == IdleVerdict::Expired)
 }
 
+fn idle_hold<'s>(cx: Scope<'s>, [h, held]: [Value<'s>; 2]) -> Result<Value<'s>> {
+    let now = clock::now_us();
+    let held = cx.number(held)? != 0.0;
+    streams::with(cx.number(h)?, |stream| stream.core.hold_idle(held, now))?;
+    cx.undefined()
+}
+
 fn input_taken<'s>(cx: Scope<'s>, [h, early, late]: [Value<'s>; 3]) -> Result<Value<'s>> {
     let now = clock::now_us();
     let (early, late) = (cx.index(early)?, cx.index(late)?);
@@ -590,6 +597,8 @@ stream_ops! {
     #[doc = " The idle notifier reported the stream: true when it was idle and its"]
     #[doc = " input just ended."]
     "idleFire": "(h: number) => boolean" => idle_fire,
+    #[doc = " Holds the idle clock while the stream waits for a limiter's permit (`held` 1), or lets it run again from now (0)."]
+    "idleHold": "(h: number, held: number) => void" => idle_hold,
     #[doc = " The stream's metrics now; `inUnconsumed`/`outUnconsumed`: values of the batches"]
     #[doc = " lent to the handler / the consumer that are still unconsumed."]
     "metrics": "(h: number, inUnconsumed: number, outUnconsumed: number) => Metrics" => metrics,
