@@ -236,7 +236,7 @@ class LocalLimiter<T> implements Limiter<T> {
   }
 
   #permit(code: number, key: number): Permit {
-    return code === Code.GrantedHeld ? new LocalPermit(this as unknown as LocalLimiter<never>, key) : FREE_PERMIT;
+    return code === Code.GrantedHeld ? new LocalPermit(this, key) : FREE_PERMIT;
   }
 
   #refusal(code: number, what: string): Error {
@@ -270,6 +270,7 @@ class LocalLimiter<T> implements Limiter<T> {
     } catch (error) {
       return Promise.reject(error);
     }
+    // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the signal's reason, as an aborted fetch rejects
     if (signal?.aborted === true) return Promise.reject(signal.reason);
     const id = this.#nextId++;
     const code = this.#native.acquire(key, cost, id, this.#clock());
@@ -369,7 +370,7 @@ class LocalLimiter<T> implements Limiter<T> {
   };
 
   setLimits(settings: LimitSettings): void {
-    ownKeys(settings as object, SETTINGS_KEYS, '');
+    ownKeys(settings, SETTINGS_KEYS, '');
     const checked = checkSettings(settings, 'setLimits');
     if (this.#closed) return;
     this.#hasRate = checked.limit > 0;
@@ -449,7 +450,7 @@ export function limiter<T = unknown>(options: LocalLimiterOptions<T>): Limiter<T
   if (clock !== undefined && typeof clock !== 'function')
     throw invalidType(`limiter(): the "clock" option must be a function. Received ${describe(clock)}`);
   return new LocalLimiter<T>({ key, cost } as LocalLimiterOptions<T>, checked, {
-    name: (name as string | undefined) ?? `limiter-${++unnamed}`,
+    name: (name) ?? `limiter-${++unnamed}`,
     reject: mode === 'reject',
     maxWaiting,
     clock: (clock as (() => number) | undefined) ?? (() => performance.now()),
