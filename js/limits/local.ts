@@ -450,7 +450,7 @@ export function limiter<T = unknown>(options: LocalLimiterOptions<T>): Limiter<T
   if (clock !== undefined && typeof clock !== 'function')
     throw invalidType(`limiter(): the "clock" option must be a function. Received ${describe(clock)}`);
   return new LocalLimiter<T>({ key, cost } as LocalLimiterOptions<T>, checked, {
-    name: (name) ?? `limiter-${++unnamed}`,
+    name: name ?? `limiter-${++unnamed}`,
     reject: mode === 'reject',
     maxWaiting,
     clock: (clock as (() => number) | undefined) ?? (() => performance.now()),
