@@ -63,6 +63,30 @@ export function admitAtOpen(limiters: readonly Limiter<unknown>[], what: string)
   return { permits, stream: undefined, waiting: false, gate: undefined };
 }
 
+/**
+ * Acquires `limiters` from `permits.length` on, then hands the permits to the gate, or gives them back if the gate
+ * was collected. A function of its own: a closure made in `waitRest` would share its scope, which reaches the
+ * stream, and the limiter holds this continuation while it waits.
+ */
+async function acquireRest(
+  limiters: readonly Limiter<unknown>[],
+  permits: Permit[],
+  item: AdmissionItem,
+  signal: AbortSignal,
+  gate: WeakRef<NonNullable<Admission['gate']>>,
+): Promise<void> {
+  try {
+    for (let i = permits.length; i < limiters.length; i++) permits.push(await limiters[i].acquire(item, { signal }));
+  } catch (error) {
+    releaseAll(permits);
+    gate.deref()?.reject(error);
+    return;
+  }
+  const g = gate.deref();
+  if (g === undefined) releaseAll(permits);
+  else g.resolve(permits);
+}
+
 /** Waits for the limiters after those granted at open; the stream's idle clock is held meanwhile. */
 function waitRest(limiters: readonly Limiter<unknown>[], admission: Admission, ctx: StreamContext): Promise<Permit[]> {
   const permits = admission.permits;
@@ -75,23 +99,10 @@ function waitRest(limiters: readonly Limiter<unknown>[], admission: Admission, c
   const wait = new Promise<Permit[]>((resolve, reject) => {
     admission.gate = { resolve, reject };
   });
-  const gate = new WeakRef(admission.gate!);
   dropped.register(admission.gate!, controller, controller);
   admission.waiting = true;
   admission.stream?.[kHoldIdle](true);
-  void (async () => {
-    try {
-      for (let i = permits.length; i < limiters.length; i++)
-        permits.push(await limiters[i].acquire(item, { signal: controller.signal }));
-    } catch (error) {
-      releaseAll(permits);
-      gate.deref()?.reject(error);
-      return;
-    }
-    const g = gate.deref();
-    if (g === undefined) releaseAll(permits);
-    else g.resolve(permits);
-  })();
+  void acquireRest(limiters, permits, item, controller.signal, new WeakRef(admission.gate!));
   return wait.finally(() => {
     dropped.unregister(controller);
     admission.gate = undefined;
