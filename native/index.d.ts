@@ -51,16 +51,14 @@ export declare class NativeFunction {
   totals(boundsUs: Array<number>): Totals
 }
 
-/** One in-process limiter's state and decisions. */
+/** One in-process limiter (its state in this thread's table, by `handle`): everything but the per-permit calls. */
 export declare class NativeLimiter {
   /** Limits of 0 are "none"; `reject` refuses the excess instead of queueing at most `max_waiting`. */
   constructor(concurrency: number, rateLimit: number, ratePeriodMs: number, rateBurst: number, reject: boolean, maxWaiting: number)
+  /** Its handle for `stream.limiterTry` and `stream.limiterRelease`. */
+  get handle(): number
   /** A `Decision` code: 0/1 granted (1: holds a slot to release), 2 queued as waiter `id`, 3..6 refused. */
   acquire(key: number, cost: number, id: number, nowMs: number): number
-  /** 0/1 granted as in `acquire`, or -1: none now. */
-  tryAcquire(key: number, cost: number, nowMs: number): number
-  /** Gives back a held permit; the count of waiters decided since the last `takeDecided`. */
-  release(key: number, nowMs: number): number
   /** Takes waiter `id` out of line; true if it was waiting. */
   cancel(id: number, nowMs: number): boolean
   /** Grants what the rate allows by now; the count of waiters decided. */
@@ -426,6 +424,13 @@ export interface StreamOps {
   idleFire: (h: number) => boolean
   /** Holds the idle clock while the stream waits for a limiter's permit (`held` 1), or lets it run again from now (0). */
   idleHold: (h: number, held: number) => void
+  /**
+   * A permit of the limiter whose `NativeLimiter.handle` is `l`, for `key` and `cost`, now (`nowMs`):
+   * 0 (nothing to give back) or 1 (a slot to release), or -1: none now. Never waits, never jumps the line.
+   */
+  limiterTry: (l: number, key: number, cost: number, nowMs: number) => number
+  /** Gives back a held permit of `key`: how many waiters were decided (see `NativeLimiter.takeDecided`). */
+  limiterRelease: (l: number, key: number, nowMs: number) => number
   /**
    * The stream's metrics now; `inUnconsumed`/`outUnconsumed`: values of the batches
    * lent to the handler / the consumer that are still unconsumed.

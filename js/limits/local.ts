@@ -22,7 +22,7 @@ import {
   rateLimitedError,
 } from '../errors';
 import { integerOption, numberOption } from '../validate';
-import { addon } from '../core/addon';
+import { addon, ops } from '../core/addon';
 import type { NativeLimiter } from '../../native/index';
 import type { AcquireOptions, LimitSettings, Limiter, LimiterOptions, LimiterStats, Permit } from './types';
 
@@ -145,6 +145,8 @@ const FREE_PERMIT: Permit = Object.freeze({ release(): void {} });
 class LocalLimiter<T> implements Limiter<T> {
   readonly name: string;
   readonly #native: NativeLimiter;
+  /** `#native`'s handle for the per-permit entry points (`ops.limiterTry`, `ops.limiterRelease`: raw N-API calls). */
+  readonly #handle: number;
   readonly #key: ((item: T) => string) | undefined;
   readonly #cost: ((item: T) => number) | undefined;
   readonly #clock: () => number;
@@ -182,6 +184,7 @@ class LocalLimiter<T> implements Limiter<T> {
       parts.reject,
       parts.maxWaiting,
     );
+    this.#handle = this.#native.handle;
   }
 
   #keyOf(item: T): number {
@@ -272,6 +275,11 @@ class LocalLimiter<T> implements Limiter<T> {
     }
     // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the signal's reason, as an aborted fetch rejects
     if (signal?.aborted === true) return Promise.reject(signal.reason);
+    if (this.#waiters.size === 0) {
+      // Nobody waits: a permit now is one raw native call (`acquire` below would be a napi-rs one).
+      const now = ops.limiterTry(this.#handle, key, cost, this.#hasRate ? this.#clock() : 0);
+      if (now >= 0) return Promise.resolve(this.#permit(now, key));
+    }
     const id = this.#nextId++;
     const code = this.#native.acquire(key, cost, id, this.#clock());
     if (code <= Code.GrantedHeld) {
@@ -309,14 +317,20 @@ class LocalLimiter<T> implements Limiter<T> {
     if (this.#closed) return undefined;
     const key = this.#keyOf(item);
     const cost = this.#costOf(item);
-    const code = this.#native.tryAcquire(key, cost, this.#clock());
+    // (The time matters to a rate only: a concurrency limiter's fast path reads no clock.)
+    const code = ops.limiterTry(this.#handle, key, cost, this.#hasRate ? this.#clock() : 0);
     return code < 0 ? undefined : this.#permit(code, key);
   }
 
   /** A held permit of `key` comes back (LocalPermit.release). */
   releaseKey(key: number): void {
-    if (this.#native.release(key, this.#clock()) > 0) this.#settleDecided();
-    if (this.#waiters.size > 0) this.#syncTimer();
+    // (The time matters to waiters only: when one is granted, its wait is recorded.)
+    if (this.#waiters.size === 0) {
+      ops.limiterRelease(this.#handle, key, 0);
+      return;
+    }
+    if (ops.limiterRelease(this.#handle, key, this.#clock()) > 0) this.#settleDecided();
+    this.#syncTimer();
   }
 
   #abort(id: number, signal: AbortSignal): void {

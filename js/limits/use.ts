@@ -85,6 +85,27 @@ export function limitedCall<I, O>(fn: Call<I, O>, limiters: readonly Limiter<unk
     }
   }
 
+  if (n === 1) {
+    // One limiter (the usual case): no array of permits, one release function per call.
+    const only = limiters[0];
+    return function limitedByOne(item: I, ctx: TaskContext): O | Promise<O> {
+      const permit = only.tryAcquire(item);
+      if (permit === undefined) return waited(item, ctx, [], 0);
+      let result: O | Promise<O>;
+      try {
+        result = fn(item, ctx);
+      } catch (error) {
+        permit.release();
+        throw error;
+      }
+      if (isPromise(result) && Object.getPrototypeOf(result) === Promise.prototype) {
+        const done = () => permit.release();
+        void nativeThen.call(result, done, done);
+        return result;
+      }
+      return settleThen(result, [permit]);
+    };
+  }
   return function limited(item: I, ctx: TaskContext): O | Promise<O> {
     const permits: Permit[] = [];
     for (let i = 0; i < n; i++) {
@@ -105,17 +126,21 @@ export function limitedCall<I, O>(fn: Call<I, O>, limiters: readonly Limiter<unk
       void nativeThen.call(result, done, done);
       return result;
     }
-    if (result !== null && (typeof result === 'object' || typeof result === 'function')) {
-      // Another thenable: followed as `await` follows it, then released.
-      return (async () => {
-        try {
-          return await result;
-        } finally {
-          releaseAll(permits);
-        }
-      })();
-    }
-    releaseAll(permits);
-    return result;
+    return settleThen(result, permits);
   };
+}
+
+/** A result that is not a plain promise: a plain value releases at once; another thenable when `await` settles it. */
+function settleThen<O>(result: O | Promise<O>, permits: Permit[]): O | Promise<O> {
+  if (result !== null && (typeof result === 'object' || typeof result === 'function')) {
+    return (async () => {
+      try {
+        return await result;
+      } finally {
+        releaseAll(permits);
+      }
+    })();
+  }
+  releaseAll(permits);
+  return result;
 }

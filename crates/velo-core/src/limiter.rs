@@ -24,6 +24,7 @@
 //!   does so for every key.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::histogram::Histogram;
 
@@ -67,6 +68,30 @@ pub enum Decision {
     Closed = 6,
 }
 
+/// Keys and waiter ids are small numbers the embedder hands out: a multiplicative hash is enough (SipHash, the
+/// default, was a tenth of a permit's cost, callgrind).
+#[derive(Default)]
+struct NumberHasher(u64);
+
+impl Hasher for NumberHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+type NumberMap<K, V> = HashMap<K, V, BuildHasherDefault<NumberHasher>>;
+
 #[derive(Debug)]
 struct Waiter {
     id: u64,
@@ -87,9 +112,11 @@ pub struct LimiterCore {
     limits: Limits,
     reject: bool,
     max_waiting: usize,
-    keys: HashMap<u32, KeyState>,
+    /// Every key's state; a rested key's stays until `sweep` (the embedder sweeps as its keys grow), so a key in
+    /// steady use is not made and dropped at every permit.
+    keys: NumberMap<u32, KeyState>,
     /// Which key each waiter is in the line of.
-    waiter_key: HashMap<u64, u32>,
+    waiter_key: NumberMap<u64, u32>,
     waiting: usize,
     in_use: u64,
     admitted: u64,
@@ -116,8 +143,8 @@ impl LimiterCore {
             limits,
             reject,
             max_waiting,
-            keys: HashMap::new(),
-            waiter_key: HashMap::new(),
+            keys: NumberMap::default(),
+            waiter_key: NumberMap::default(),
             waiting: 0,
             in_use: 0,
             admitted: 0,
@@ -161,12 +188,10 @@ impl LimiterCore {
         }
         if self.reject {
             self.rejected += 1;
-            self.drop_if_rested(key, now_us);
             return Decision::Limited;
         }
         if self.waiting >= self.max_waiting {
             self.rejected += 1;
-            self.drop_if_rested(key, now_us);
             return Decision::QueueFull;
         }
         state.line.push_back(Waiter {
@@ -186,7 +211,6 @@ impl LimiterCore {
         }
         let state = self.keys.entry(key).or_default();
         if !state.line.is_empty() || !Self::allows(&self.limits, state, cost, now_us) {
-            self.drop_if_rested(key, now_us);
             return None;
         }
         let d = Self::grant(&self.limits, state, cost, now_us);
@@ -205,6 +229,9 @@ impl LimiterCore {
         if state.held > 0 {
             state.held -= 1;
             self.in_use -= 1;
+        }
+        if state.line.is_empty() {
+            return self.decided.len();
         }
         self.pump_key(key, now_us)
     }
@@ -399,15 +426,6 @@ impl LimiterCore {
         self.limits.rate.is_some_and(|r| cost > r.burst)
     }
 
-    fn drop_if_rested(&mut self, key: u32, now_us: u64) {
-        let limit = self.limits.rate.map_or(1, |r| u128::from(r.limit));
-        if let Some(s) = self.keys.get(&key) {
-            if s.held == 0 && s.line.is_empty() && s.tat <= u128::from(now_us) * limit {
-                self.keys.remove(&key);
-            }
-        }
-    }
-
     fn allows(limits: &Limits, state: &KeyState, cost: u64, now_us: u64) -> bool {
         if let Some(c) = limits.concurrency {
             if state.held >= c {
@@ -460,7 +478,6 @@ impl LimiterCore {
             }
             self.keys.insert(key, state);
         }
-        self.drop_if_rested(key, now_us);
         self.decided.len()
     }
 }

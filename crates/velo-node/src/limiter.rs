@@ -4,8 +4,13 @@
 //! numbers JavaScript gives each key string; decisions go back as codes
 //! (`Decision`'s values).
 
+use std::cell::RefCell;
+
+use napi::Result;
 use napi_derive::napi;
 use velo_core::limiter::{Decision, LimiterCore, Limits, Rate};
+
+use crate::slab::Slab;
 
 fn us(ms: f64) -> u64 {
     // Clocks before 0 (a mock at its start) count as 0.
@@ -46,10 +51,48 @@ pub struct NativeLimiterWaits {
     pub counts: Vec<f64>,
 }
 
-/// One in-process limiter's state and decisions.
+thread_local! {
+    /// The limiters of this thread, by handle: the per-permit entry points (`limiterTry`, `limiterRelease` in
+    /// `exports.stream`, raw N-API callbacks: `raw.rs`) find them by a number, as the per-event ones find streams.
+    static LIMITERS: RefCell<Slab<LimiterCore>> = RefCell::new(Slab::new());
+}
+
+/// Runs `f` on the limiter behind `handle`.
+pub(crate) fn with<R>(handle: f64, f: impl FnOnce(&mut LimiterCore) -> R) -> Result<R> {
+    LIMITERS.with(|l| {
+        let mut slab = l.borrow_mut();
+        let core = slab.get_mut(handle).ok_or_else(|| {
+            napi::Error::from_reason("velo-stream: no such limiter (stale handle)")
+        })?;
+        Ok(f(core))
+    })
+}
+
+/// `limiterTry` (raw N-API, `raw.rs`): a permit now (`Decision` 0/1) or -1.
+pub(crate) fn try_now(handle: f64, key: f64, cost: f64, now_ms: f64) -> Result<i32> {
+    with(handle, |core| {
+        core.try_acquire(key as u32, cost as u64, us(now_ms))
+            .map_or(-1, |d| d as i32)
+    })
+}
+
+/// `limiterRelease` (raw N-API): a held permit comes back; how many waiters are decided (see `takeDecided`).
+pub(crate) fn release_now(handle: f64, key: f64, now_ms: f64) -> Result<u32> {
+    with(handle, |core| core.release(key as u32, us(now_ms)) as u32)
+}
+
+/// One in-process limiter (its state in this thread's table, by `handle`): everything but the per-permit calls.
 #[napi]
 pub struct NativeLimiter {
-    core: LimiterCore,
+    handle: f64,
+}
+
+impl Drop for NativeLimiter {
+    fn drop(&mut self) {
+        // Taken out first and dropped after the borrow ends.
+        let taken = LIMITERS.with(|l| l.borrow_mut().remove(self.handle));
+        drop(taken);
+    }
 }
 
 #[napi]
@@ -63,97 +106,99 @@ impl NativeLimiter {
         rate_burst: f64,
         reject: bool,
         max_waiting: f64,
-    ) -> Self {
-        NativeLimiter {
-            core: LimiterCore::new(
-                limits(concurrency, rate_limit, rate_period_ms, rate_burst),
-                reject,
-                max_waiting as usize,
-            ),
-        }
+    ) -> Result<Self> {
+        let core = LimiterCore::new(
+            limits(concurrency, rate_limit, rate_period_ms, rate_burst),
+            reject,
+            max_waiting as usize,
+        );
+        let handle = LIMITERS
+            .with(|l| l.borrow_mut().insert(core))
+            .map_err(|_| {
+                napi::Error::from_reason("velo-stream: too many limiters on one thread")
+            })?;
+        Ok(NativeLimiter { handle })
+    }
+
+    /// Its handle for `stream.limiterTry` and `stream.limiterRelease`.
+    #[napi(getter)]
+    pub fn handle(&self) -> f64 {
+        self.handle
     }
 
     /// A `Decision` code: 0/1 granted (1: holds a slot to release), 2 queued as waiter `id`, 3..6 refused.
     #[napi(catch_unwind)]
-    pub fn acquire(&mut self, key: u32, cost: f64, id: f64, now_ms: f64) -> u32 {
-        self.core.acquire(key, cost as u64, id as u64, us(now_ms)) as u32
-    }
-
-    /// 0/1 granted as in `acquire`, or -1: none now.
-    #[napi(catch_unwind)]
-    pub fn try_acquire(&mut self, key: u32, cost: f64, now_ms: f64) -> i32 {
-        self.core
-            .try_acquire(key, cost as u64, us(now_ms))
-            .map_or(-1, |d| d as i32)
-    }
-
-    /// Gives back a held permit; the count of waiters decided since the last `takeDecided`.
-    #[napi(catch_unwind)]
-    pub fn release(&mut self, key: u32, now_ms: f64) -> u32 {
-        self.core.release(key, us(now_ms)) as u32
+    pub fn acquire(&self, key: u32, cost: f64, id: f64, now_ms: f64) -> Result<u32> {
+        with(self.handle, |core| {
+            core.acquire(key, cost as u64, id as u64, us(now_ms)) as u32
+        })
     }
 
     /// Takes waiter `id` out of line; true if it was waiting.
     #[napi(catch_unwind)]
-    pub fn cancel(&mut self, id: f64, now_ms: f64) -> bool {
-        self.core.cancel(id as u64, us(now_ms))
+    pub fn cancel(&self, id: f64, now_ms: f64) -> Result<bool> {
+        with(self.handle, |core| core.cancel(id as u64, us(now_ms)))
     }
 
     /// Grants what the rate allows by now; the count of waiters decided.
     #[napi(catch_unwind)]
-    pub fn poll(&mut self, now_ms: f64) -> u32 {
-        self.core.poll(us(now_ms)) as u32
+    pub fn poll(&self, now_ms: f64) -> Result<u32> {
+        with(self.handle, |core| core.poll(us(now_ms)) as u32)
     }
 
     /// New limits (0: none); the count of waiters decided.
     #[napi(catch_unwind)]
     pub fn set_limits(
-        &mut self,
+        &self,
         concurrency: f64,
         rate_limit: f64,
         rate_period_ms: f64,
         rate_burst: f64,
         now_ms: f64,
-    ) -> u32 {
-        self.core.set_limits(
-            limits(concurrency, rate_limit, rate_period_ms, rate_burst),
-            us(now_ms),
-        ) as u32
+    ) -> Result<u32> {
+        let limits = limits(concurrency, rate_limit, rate_period_ms, rate_burst);
+        with(self.handle, |core| {
+            core.set_limits(limits, us(now_ms)) as u32
+        })
     }
 
     /// Refuses new acquires and every waiter; the count of waiters decided.
     #[napi(catch_unwind)]
-    pub fn close(&mut self) -> u32 {
-        self.core.close() as u32
+    pub fn close(&self) -> Result<u32> {
+        with(self.handle, |core| core.close() as u32)
     }
 
     /// The waiters decided, as `[id, code, id, code, ...]`.
     #[napi(catch_unwind)]
-    pub fn take_decided(&mut self) -> Vec<f64> {
-        let mut out = Vec::new();
-        for (id, d) in self.core.take_decided() {
-            out.push(id as f64);
-            out.push(f64::from(d as u8));
-        }
-        out
+    pub fn take_decided(&self) -> Result<Vec<f64>> {
+        with(self.handle, |core| {
+            let mut out = Vec::new();
+            for (id, d) in core.take_decided() {
+                out.push(id as f64);
+                out.push(f64::from(d as u8));
+            }
+            out
+        })
     }
 
     /// When a rate-blocked waiter may be granted (ms on the caller's clock), or -1.
     #[napi(catch_unwind)]
-    pub fn wake_at(&self) -> f64 {
-        self.core.wake_at().map_or(-1.0, |t| t as f64 / 1000.0)
+    pub fn wake_at(&self) -> Result<f64> {
+        with(self.handle, |core| {
+            core.wake_at().map_or(-1.0, |t| t as f64 / 1000.0)
+        })
     }
 
     /// Forgets rested keys that hold and wait for nothing; their numbers.
     #[napi(catch_unwind)]
-    pub fn sweep(&mut self, now_ms: f64) -> Vec<u32> {
-        self.core.sweep(us(now_ms))
+    pub fn sweep(&self, now_ms: f64) -> Result<Vec<u32>> {
+        with(self.handle, |core| core.sweep(us(now_ms)))
     }
 
     #[napi(catch_unwind)]
-    pub fn stats(&mut self, now_ms: f64) -> NativeLimiterStats {
-        let s = self.core.stats(us(now_ms));
-        NativeLimiterStats {
+    pub fn stats(&self, now_ms: f64) -> Result<NativeLimiterStats> {
+        let s = with(self.handle, |core| core.stats(us(now_ms)))?;
+        Ok(NativeLimiterStats {
             in_use: s.in_use as f64,
             waiting: s.waiting as f64,
             admitted: s.admitted as f64,
@@ -162,19 +207,19 @@ impl NativeLimiter {
             p99_ms: s.p99_us as f64 / 1000.0,
             rate: s.rate_per_s,
             keys: s.keys as f64,
-        }
+        })
     }
 
     /// Waits since creation at `bounds_us` (ascending), for exporters.
     #[napi(catch_unwind)]
-    pub fn waits(&mut self, bounds_us: Vec<f64>, now_ms: f64) -> NativeLimiterWaits {
+    pub fn waits(&self, bounds_us: Vec<f64>, now_ms: f64) -> Result<NativeLimiterWaits> {
         let bounds: Vec<u64> = bounds_us.iter().map(|&b| b as u64).collect();
-        let snap = self.core.waits(us(now_ms)).snapshot(&bounds);
-        NativeLimiterWaits {
+        let snap = with(self.handle, |core| core.waits(us(now_ms)).snapshot(&bounds))?;
+        Ok(NativeLimiterWaits {
             count: snap.count as f64,
             sum_us: snap.sum_us as f64,
             counts: snap.buckets.iter().map(|&(_, n)| n as f64).collect(),
-        }
+        })
     }
 }
 
