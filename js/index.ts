@@ -5,6 +5,7 @@ export { limiter, type LocalLimiterOptions } from './limits/local';
 export type { AcquireOptions, LimitSettings, Limiter, LimiterOptions, LimiterStats, Permit, RateLimit } from './limits/types';
 export { ERROR_CODE_ALIASES, StreamClosedError, StreamLimitError, WorkerCrashedError } from './errors';
 export type {
+  AdmissionItem,
   BatchConfig,
   EntryInfo,
   EventSource,

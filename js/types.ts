@@ -1,6 +1,12 @@
 import type { Duplex } from 'node:stream';
 import type { Limiter } from './limits/types';
 
+/** What a stream function's limiters' `key`/`cost` get at a stream's admission. */
+export interface AdmissionItem {
+  /** The stream's id (`''` when asked at `open()`, before the stream exists). */
+  id: string;
+}
+
 /** Settings of `fn.sessions(config)`: a stream function's settings for the sessions' streams, and `traceKeys`. */
 export interface SessionsConfig extends StreamConfig {
   /**
@@ -30,7 +36,7 @@ export interface StreamFnConfig extends StreamConfig {
    * handler starts once admitted (its idle clock held meanwhile). 'reject' mode: `open()` throws
    * ERR_VELO_RATE_LIMITED when there is no permit now. `key`/`cost` get `{ id }` (the stream's id; empty at open).
    */
-  limiter?: Limiter<{ id: string }> | readonly Limiter<{ id: string }>[];
+  limiter?: Limiter<AdmissionItem> | readonly Limiter<AdmissionItem>[];
 }
 
 /**

@@ -10,16 +10,10 @@
 // reaches the stream: the continuation holds a WeakRef to the stream's gate, and the item it passes is a plain
 // `{ id }`.
 import { invalidReturn } from '../errors';
-import type { StreamContext, StreamHandler } from '../types';
+import type { AdmissionItem, StreamContext, StreamHandler } from '../types';
 import { kHoldIdle, type HandlerStream } from '../core/stream';
 import { isLocalLimiter } from './local';
 import type { Limiter, Permit } from './types';
-
-/** What a stream's limiters' `key`/`cost` get. */
-export interface AdmissionItem {
-  /** The stream's id. */
-  id: string;
-}
 
 /** One stream's admission: the permits granted so far, and (once made) the stream, whose idle clock it holds. */
 export interface Admission {
