@@ -102,6 +102,10 @@ test('the limiter option is checked at the call', () => {
     assert.throws(() => task((x) => x, { limiter: bad }), { code: 'ERR_INVALID_ARG_TYPE' });
     assert.throws(() => streamFn(async function* () {}, { limiter: bad }), { code: 'ERR_INVALID_ARG_TYPE' });
   }
+  assert.throws(() => streamFn(async function* () {}, { typo: 1 }), {
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: 'Unknown option "typo". Known options: limiter, buffer, idleTimeout, maxConcurrent, name',
+  });
   // Any object with the Limiter interface plugs in (the Redis limiter does).
   const foreign = { name: 'f', acquire: async () => ({ release() {} }), tryAcquire: () => undefined, stats: () => ({}) };
   task((x) => x, { limiter: foreign });

@@ -412,6 +412,7 @@ export function streamFn<I, O, S = unknown, W = unknown>(
   let limiters: readonly Limiter<unknown>[] | undefined;
   if (config !== undefined) {
     assertOptionsObject(config, 'config', '{ buffer: 64 }');
+    checkKeys(config, ['limiter']);
     if (Object.hasOwn(config, 'limiter')) {
       const { limiter, ...rest } = config;
       limiters = checkLimiters(limiter, 'streamFn()');
