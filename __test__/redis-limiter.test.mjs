@@ -75,9 +75,9 @@ test('reject mode answers from one call: refused with ERR_VELO_RATE_LIMITED (ret
     assert.equal(error.code, 'ERR_VELO_RATE_LIMITED');
     assert.ok(error.retryAfter > 0 && error.retryAfter <= 5000, `retryAfter ${error.retryAfter}`);
     // A cost above the burst could never pass: refused at once, not kept waiting for ever.
-    await assert.rejects(limiter.acquire(3), { code: 'ERR_OUT_OF_RANGE' });
-    await assert.rejects(limiter.acquire(NaN), { code: 'ERR_INVALID_RETURN_VALUE' });
-    await assert.rejects(limiter.acquire(-1), { code: 'ERR_INVALID_RETURN_VALUE' });
+    await assert.rejects(limiter.acquire(3), { code: 'ERR_VELO_LIMIT_COST' });
+    await assert.rejects(limiter.acquire(NaN), { code: 'ERR_VELO_LIMIT_COST' });
+    await assert.rejects(limiter.acquire(-1), { code: 'ERR_VELO_LIMIT_COST' });
     assert.equal(limiter.stats().rejected, 1);
     assert.equal(limiter.stats().admitted, 2);
     assert.equal(limiter.tryAcquire(1), undefined);
@@ -193,7 +193,7 @@ test('options refused with coded errors: missing client or name, bad leaseTtl, l
   for (const [i, [options, code]] of cases.entries()) assert.throws(() => redisLimiter(options), { code }, `case ${i}`);
 });
 
-test('key and cost functions: a throwing key rejects with its error, a non-string or empty key with ERR_INVALID_RETURN_VALUE', async () => {
+test('key and cost functions: a throwing key, a non-string, empty or too long key reject with ERR_VELO_LIMIT_KEY (as the in-process limiter)', async () => {
   const name = fresh();
   const limiter = redisLimiter({
     client,
@@ -205,10 +205,13 @@ test('key and cost functions: a throwing key rejects with its error, a non-strin
     },
   });
   try {
-    await assert.rejects(limiter.acquire('throw'), /boom/);
-    await assert.rejects(limiter.acquire(''), { code: 'ERR_INVALID_RETURN_VALUE' });
-    await assert.rejects(limiter.acquire(42), { code: 'ERR_INVALID_RETURN_VALUE' });
-    await assert.rejects(limiter.acquire('k'.repeat(2000)), { code: 'ERR_INVALID_RETURN_VALUE' });
+    await assert.rejects(
+      limiter.acquire('throw'),
+      (error) => error.code === 'ERR_VELO_LIMIT_KEY' && /boom/.test(error.cause.message),
+    );
+    await assert.rejects(limiter.acquire(''), { code: 'ERR_VELO_LIMIT_KEY' });
+    await assert.rejects(limiter.acquire(42), { code: 'ERR_VELO_LIMIT_KEY' });
+    await assert.rejects(limiter.acquire('k'.repeat(2000)), { code: 'ERR_VELO_LIMIT_KEY' });
     (await limiter.acquire('ok')).release();
   } finally {
     await limiter.close();

@@ -289,6 +289,31 @@ test('commit: a retry of a commit that ended a session writes nothing with its s
   assert.equal(outputs('outputs').length, 6);
 });
 
+test('commit with ids: false (a worker without onOutput): no ids come back, and a retry by serial still writes nothing', async () => {
+  const record = await contract(async (side, call) => {
+    const { log } = side;
+    const [e1] = await side.append(0, [ev('a', 1)]);
+    const lease = await call('acquire', log.acquire(0, 'w1', 10_000));
+    await call('read', log.read(lease, '>', 10));
+    const sid = `a@${e1}`;
+    const out = (seq, v) => ({ sid, seq, key: 'a', payload: v });
+    // The session's outputs and its end in one commit (its high-water mark goes with it): only the serial
+    // keeps a retry from writing them again.
+    const ending = { outputs: [out(1, 'x'), out(2, 'y')], acks: [e1], ended: [sid], endedSeqs: [2], serial: 1, ids: false };
+    await call('serial 1 ends the session', log.commit(lease, ending));
+    await call('serial 1 again (its reply was lost)', log.commit(lease, ending));
+    await call('serial 2 with ids', log.commit(lease, { outputs: [out(1, 'z')], acks: [], ended: [], serial: 2 }));
+    await call('serial 2 again', log.commit(lease, { outputs: [out(1, 'z')], acks: [], ended: [], serial: 2 }));
+    await call('outputs', side.outputs(0));
+  });
+  const at = (label) => record.find(([l]) => l === label)[1];
+  assert.deepEqual(at('serial 1 ends the session').ids, []);
+  assert.deepEqual(at('serial 1 again (its reply was lost)').ids, []);
+  assert.equal(at('serial 2 with ids').ids.length, 1);
+  assert.deepEqual(at('serial 2 again').ids, at('serial 2 with ids').ids);
+  assert.equal(at('outputs').length, 3);
+});
+
 test('commit with check: output and count divergences, digests forgotten with the session', async () => {
   await contract(async (side, call) => {
     const { log } = side;

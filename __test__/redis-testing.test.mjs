@@ -423,11 +423,17 @@ test('checkDeterminism refuses a sparse events array, and an event more than a d
 });
 
 test('settle() that runs out of virtual time rejects with ERR_VELO_TEST_NOT_SETTLED; a move of the clock past its bound of steps with ERR_VELO_TEST_STEPS', async () => {
+  const start = Date.UTC(2024, 0, 1);
+  // Work every second of virtual time for an hour: a timer a second on from each input (a quiet span would pass
+  // at once, at no cost in steps).
   const fn = streamFn(
-    async function* (events) {
-      for await (const e of events) yield e;
+    async function* (events, ctx) {
+      for await (const e of events) {
+        if (e === 1) yield e;
+        if (ctx.entry.time < start + HOUR) ctx.wakeAt(ctx.entry.time + 1000, 'again');
+      }
     },
-    { idleTimeout: HOUR },
+    { idleTimeout: 1000 },
   );
   const worker = testWorker(fn);
   worker.send('k', 1);
@@ -438,7 +444,7 @@ test('settle() that runs out of virtual time rejects with ERR_VELO_TEST_NOT_SETT
   const saved = simBounds.maxSteps;
   simBounds.maxSteps = 50;
   try {
-    // The session stays open an hour: every lease renewal on the way is a step.
+    // The session stays open an hour: each of its timers is steps (its wake-up written, read, taken).
     await assert.rejects(worker.advance(HOUR / 2), {
       code: 'ERR_VELO_TEST_STEPS',
       message: /^advance\(\): the run took 50 steps/,
@@ -453,6 +459,42 @@ test('settle() that runs out of virtual time rejects with ERR_VELO_TEST_NOT_SETT
     [1],
   );
   await worker.close();
+});
+
+test('a timer hours ahead is reached in a few steps: the quiet span before it passes at once, an open session too', async () => {
+  // Before a quiet span was skipped with a session open, each lease renewal on the way (every leaseTtl / 3) was a
+  // step: five hours at the default lease are 5,400 of them per process.
+  const fn = streamFn(
+    async function* (events, ctx) {
+      for await (const e of events) {
+        if (e.type === 'start') ctx.wakeAt(ctx.entry.time + 5 * HOUR, { type: 'late' });
+        else yield e.type;
+      }
+    },
+    { idleTimeout: 6 * HOUR },
+  );
+  const saved = simBounds.maxSteps;
+  simBounds.maxSteps = 500;
+  try {
+    const worker = testWorker(fn);
+    const start = worker.now();
+    worker.send('a', { type: 'start' });
+    await worker.advance(HOUR);
+    assert.deepEqual(worker.outputs(), [], 'not yet due');
+    await worker.advance(4 * HOUR);
+    assert.deepEqual(
+      worker.outputs().map((o) => o.value),
+      ['late'],
+    );
+    assert.equal(worker.now(), start + 5 * HOUR);
+    await worker.settle();
+    assert.equal(worker.sessions().length, 1);
+    await worker.close();
+    const report = await checkDeterminism(fn, [{ key: 'a', event: { type: 'start' } }]);
+    assert.equal(report.ok, true, report.message);
+  } finally {
+    simBounds.maxSteps = saved;
+  }
 });
 
 test('checkDeterminism names the session that changed by its key and first event, with two partitions giving the same entry ids', async () => {

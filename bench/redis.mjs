@@ -2,6 +2,7 @@
 // node bench/redis.mjs drain [events] [keys]
 // node bench/redis.mjs live [events/s] [seconds] [keys]
 // node bench/redis.mjs full-live [seconds]   only the live runs of `full`, printed
+// node bench/redis.mjs failover [runs]       only the failover runs of `full` (default 3), each printed, and the medians
 // IDLE_MS=1000 node bench/redis.mjs backlog [keys] [events per key] [maxConcurrent]   a lone worker on a backlog
 // node bench/redis.mjs reader [outputs] [other package dir]   a group reader's outputs/s (against another copy)
 //
@@ -639,7 +640,18 @@ try {
     const load = os.loadavg();
     printLive(await liveRuns(redis.url, client, Number(a ?? (quick ? 3 : 10)), log));
     console.log(`load average (1, 5, 15 min): ${load.join(', ')} at the start, ${os.loadavg().join(', ')} at the end`);
-  } else throw new Error(`unknown mode ${mode}: full, full-live, drain, live, backlog or reader`);
+  } else if (mode === 'failover') {
+    // Only the failover runs of mode full, printed; nothing written.
+    const runs = [];
+    for (let i = 0; i < Number(a ?? 3); i++) {
+      runs.push(await failoverRun(redis.url, client, 2000, 10, `failover${i}`));
+      log('failover', runs.at(-1));
+    }
+    const pick = (what) => median(runs.map((x) => x[what]));
+    console.log(
+      `failover medians (${runs.length} runs, leaseTtl 2000): kill -> first output ${pick('failoverMs')} ms, waiting for the lease ${pick('leaseWaitMs')} ms, replay to first output ${pick('replayToFirstOutputMs')} ms`,
+    );
+  } else throw new Error(`unknown mode ${mode}: full, full-live, failover, drain, live, backlog or reader`);
 } finally {
   await redis.stop();
 }

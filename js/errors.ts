@@ -152,8 +152,9 @@ export const ERROR_CODES = {
   ERR_VELO_TEST_STEPS: {
     class: '',
     from: 'velo-stream/testing',
-    when: 'One `advance()`, `settle()` or `checkDeterminism` run took more than 2 000 000 steps of the virtual clock (each step: a timer, or the immediates queued): a handler or its timers looping without end at one time, or a span of time too long for the leases renewed on the way.',
-    action: 'Look for a handler that makes a timer or an output for ever; move time in shorter spans.',
+    when: "One `advance()`, `settle()` or `checkDeterminism` run took 2 000 000 steps (a step: a clock step, that is a timer or the immediates queued; a commit or a wake-up applied; an input a handler took; an output it yielded), or its handlers took 100 000 steps at one virtual time: a handler looping without end (a timer due at once made on every input, outputs yielded without taking input), or a span too busy for its bound. A bound reached by a handler's step stops the process running it, as `crash()` does.",
+    action:
+      'Look for a handler that makes a timer or an output for ever; move time in shorter spans; send many events at different times.',
   },
   ERR_VELO_TIMER_PAST_AGE: {
     class: 'TimerPastAgeError',
@@ -250,29 +251,41 @@ export const ERROR_CODES = {
     action:
       'Check Redis and the network. Send the events again if a duplicate is acceptable; raise `callTimeout` if Redis is only slow.',
   },
-  ERR_VELO_RATE_LIMITED: {
-    class: '',
-    from: 'limiters (velo-stream, velo-stream/redis)',
-    when: "An acquire of a limiter in 'reject' mode with no permit free now (or others waiting before it). `retryAfter`: ms until the rate would allow it, when the rate is what refused it (0: a concurrency limit or a line).",
-    action: "Skip or retry later, or use 'throttle' mode to wait.",
-  },
-  ERR_VELO_LIMIT_QUEUE_FULL: {
-    class: '',
-    from: 'limiters (velo-stream, velo-stream/redis)',
-    when: "An acquire of a limiter in 'throttle' mode while `maxWaiting` acquires wait already (on Redis: in the fleet's line of that key).",
-    action: 'Shed the load or raise `maxWaiting`.',
-  },
-  ERR_VELO_LIMITER_CLOSED: {
-    class: '',
-    from: 'limiters (velo-stream, velo-stream/redis)',
-    when: 'An acquire after `close()`, or one waiting when `close()` was called.',
-    action: 'Nothing: the limiter is closed. Make a new one to go on.',
-  },
   ERR_VELO_CLOSED: {
     class: '',
     from: 'velo-stream/redis',
     when: "A worker's own Redis call that began after its `close()` (a partition's work still under way as it closed); it can reach `onError`.",
     action: 'Nothing: the worker is closing. Make a new worker to go on.',
+  },
+  ERR_VELO_RATE_LIMITED: {
+    class: '',
+    from: 'velo-stream (limiter)',
+    when: "A limiter in `mode: 'reject'` had no permit now: its `acquire()`, a task call that uses it (the attempt fails: `retry` and `onError` apply), or `open()` of a stream function that uses it (thrown at the call). Counted in `stats().rejected`. `limiter` names it.",
+    action: "Retry later, shed the load, raise the limit (`setLimits`), or use `mode: 'throttle'` to wait instead.",
+  },
+  ERR_VELO_LIMIT_QUEUE_FULL: {
+    class: '',
+    from: 'velo-stream (limiter)',
+    when: "A throttling limiter's `acquire()` (or a task call, or a stream's admission) while `maxWaiting` acquires already wait. Counted in `stats().rejected`.",
+    action: 'Slow the producer down, raise `maxWaiting`, or raise the limit.',
+  },
+  ERR_VELO_LIMITER_CLOSED: {
+    class: '',
+    from: 'velo-stream (limiter)',
+    when: "An `acquire()` after the limiter's `close()`, or one still waiting when it closed.",
+    action: 'Nothing, if you closed it on purpose; else make a new limiter.',
+  },
+  ERR_VELO_LIMIT_COST: {
+    class: 'RangeError',
+    from: 'velo-stream (limiter)',
+    when: "A limiter's `cost(item)` that threw, or returned something other than a whole number from 0 to 2^32 - 1, or more than the rate's `burst` (such a permit could never be granted; a waiter is refused with it when `setLimits` lowers the burst below its cost). Counted in `stats().rejected` when above the burst.",
+    action: 'Return a whole number of units no larger than `rate.burst`; split the work, or raise the burst.',
+  },
+  ERR_VELO_LIMIT_KEY: {
+    class: 'TypeError',
+    from: 'velo-stream (limiter)',
+    when: "A limiter's `key(item)` that threw (its error is the `cause`) or returned something other than a non-empty string.",
+    action: 'Return a non-empty string for every item (for example a tenant id).',
   },
 } as const satisfies Record<string, ErrorCodeInfo>;
 
@@ -916,28 +929,36 @@ export function workerClosedError(): Error & { code: 'ERR_VELO_CLOSED' } {
   return coded(new Error('The worker is closed'), 'ERR_VELO_CLOSED');
 }
 
-/** An acquire refused at once by a limiter in 'reject' mode; `retryAfter`: ms until the rate allows it (0: unknown). */
-export function rateLimitedError(
-  name: string,
-  retryAfter: number,
-): Error & { code: 'ERR_VELO_RATE_LIMITED'; limiter: string; retryAfter: number } {
-  return coded(new Error(`Limiter "${name}": no permit free now (reject mode)`), 'ERR_VELO_RATE_LIMITED', {
-    limiter: name,
-    retryAfter,
+// ----- limiters -----
+
+/** A limiter in reject mode had no permit now (`limiter`: its name). */
+export function rateLimitedError(limiter: string, what: string): Error & { code: 'ERR_VELO_RATE_LIMITED'; limiter: string } {
+  return coded(new Error(`${what}: limiter "${limiter}" has no permit now (mode 'reject')`), 'ERR_VELO_RATE_LIMITED', {
+    limiter,
   });
 }
 
-/** An acquire of a limiter in 'throttle' mode while `maxWaiting` acquires wait already. */
+/** A throttling limiter's line is full. */
 export function limitQueueFullError(
-  name: string,
+  limiter: string,
   maxWaiting: number,
 ): Error & { code: 'ERR_VELO_LIMIT_QUEUE_FULL'; limiter: string } {
-  return coded(new Error(`Limiter "${name}": ${maxWaiting} acquires wait already (maxWaiting)`), 'ERR_VELO_LIMIT_QUEUE_FULL', {
-    limiter: name,
+  return coded(new Error(`Limiter "${limiter}": ${maxWaiting} acquires wait already (maxWaiting)`), 'ERR_VELO_LIMIT_QUEUE_FULL', {
+    limiter,
   });
 }
 
-/** An acquire after a limiter's `close()`, or one that was waiting at it. */
-export function limiterClosedError(name: string): Error & { code: 'ERR_VELO_LIMITER_CLOSED'; limiter: string } {
-  return coded(new Error(`Limiter "${name}" is closed`), 'ERR_VELO_LIMITER_CLOSED', { limiter: name });
+/** An acquire after (or waiting at) a limiter's close(). */
+export function limiterClosedError(limiter: string): Error & { code: 'ERR_VELO_LIMITER_CLOSED'; limiter: string } {
+  return coded(new Error(`Limiter "${limiter}" is closed`), 'ERR_VELO_LIMITER_CLOSED', { limiter });
+}
+
+/** A cost function's result that cannot be used (or a cost above the burst). */
+export function limitCostError(message: string, cause?: unknown): RangeError & { code: 'ERR_VELO_LIMIT_COST' } {
+  return coded(cause === undefined ? new RangeError(message) : new RangeError(message, { cause }), 'ERR_VELO_LIMIT_COST');
+}
+
+/** A key function that threw or returned no usable key. */
+export function limitKeyError(message: string, cause?: unknown): TypeError & { code: 'ERR_VELO_LIMIT_KEY' } {
+  return coded(cause === undefined ? new TypeError(message) : new TypeError(message, { cause }), 'ERR_VELO_LIMIT_KEY');
 }

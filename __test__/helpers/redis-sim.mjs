@@ -5,8 +5,9 @@
 // lease, lost, refused and late replies). The oracle: the reference model (session-model.mjs), on the entry ids
 // each run's log gave the events; the run without faults (the handler never delayed) must make the same sessions
 // and outputs as the faulty one too, and (with checkReplay) end each session where the calm run did, by its kept
-// ends; and in both, every (sid, seq) once and in order, nothing left in the log's
-// bookkeeping, no buffer over its bound, no divergence reported, no error but lost connections and fencing.
+// ends; the calm run must take each timer when it is due (`CALM_LATE_MS`: outputs cannot show a late timer); and
+// in both, every (sid, seq) once and in order, nothing left in the log's bookkeeping, no buffer over its bound, no
+// divergence reported, no error but lost connections and fencing.
 import { streamFn } from 'velo-stream';
 import { simulate } from '#testing';
 import { prng } from '../../bench/prng.mjs';
@@ -104,9 +105,48 @@ export function scenario(seed) {
   return { events, idleTimeout: idle, maxConcurrent, limits, faults };
 }
 
-/** The scripted handler (session-script.mjs) as a function, `delay()` awaited after each take. */
-export function scripted(delay, { idleTimeout, maxConcurrent }) {
-  return streamFn(scriptHandler({ pause: () => delay() }), { idleTimeout, maxConcurrent });
+/**
+ * The scripted handler (session-script.mjs) as a function, `delay()` awaited after each take; `took(input, entry)`,
+ * if given, is told of each take first.
+ */
+export function scripted(delay, { idleTimeout, maxConcurrent }, took) {
+  return streamFn(
+    scriptHandler({
+      pause: (input, entry) => {
+        took?.(input, entry);
+        return delay();
+      },
+    }),
+    { idleTimeout, maxConcurrent },
+  );
+}
+
+/**
+ * Most virtual ms a timer of a calm run (no faults, the handler never delayed) is taken after it was due (its due
+ * time, or when it was made if later). Outputs cannot show a late timer (its payload and `ctx.entry.time` are the
+ * same whenever it fires), so a wake-up or tick skipped or written late would pass an outputs-only oracle; the calm
+ * runs of 2,300 seeds take every timer within 10 ms (a session waiting for a slot).
+ */
+export const CALM_LATE_MS = 100;
+
+/**
+ * A recorder of when each timer is taken, on the run's virtual clock (`now`): `took` for `scripted`, and `late()`,
+ * the timers taken more than `bound` ms after they were due (or made), as `<tag> <lag> ms`.
+ */
+function timerLags(now, bound) {
+  const made = new Map();
+  const late = [];
+  return {
+    took(input, entry) {
+      if (entry?.id.startsWith('t')) {
+        const lag = now() - Math.max(entry.time, made.get(input.tag) ?? -Infinity);
+        if (lag > bound) late.push(`${input.tag} ${lag} ms`);
+      }
+      // The timers this input makes are made now (in a calm run the handler reacts at its take).
+      for (const [i, timer] of (input.timers ?? []).entries()) made.set(timer.tag ?? `${input.tag}.${i}`, now());
+    },
+    late: () => late,
+  };
 }
 
 /**
@@ -212,10 +252,15 @@ export async function runSeed(seed, { trace, only = FAULT_KINDS } = {}) {
  * must be the model's, and the two runs' the same.
  */
 export async function runScenario(seed, s, { trace, slow = true } = {}) {
+  let lags = null;
   const run = (faults, delays) =>
     simulate({
       seed,
-      fn: (delay) => scripted(delays ? delay : () => Promise.resolve(), s),
+      fn: (delay, now) => {
+        // (One recorder per run: every process of the calm run shares it.)
+        if (!delays) lags ??= timerLags(now, CALM_LATE_MS);
+        return scripted(delays ? delay : () => Promise.resolve(), s, delays ? undefined : lags.took);
+      },
       events: s.events,
       limits: s.limits,
       faults,
@@ -227,6 +272,7 @@ export async function runScenario(seed, s, { trace, slow = true } = {}) {
   const calm = { ...(await run({}, false)), keys };
   const faulty = { ...(await run(s.faults, slow)), keys };
   const problems = [...invariants(calm).map((p) => `calm: ${p}`), ...invariants(faulty).map((p) => `faulty: ${p}`)];
+  for (const late of lags?.late() ?? []) problems.push(`calm: timer ${late} after it was due (more than ${CALM_LATE_MS})`);
   const expected = sessions(calm);
   const actual = sessions(faulty);
   const model = modelled(s, faulty);

@@ -89,7 +89,7 @@ export function scriptHandler({ pause } = {}) {
   return async function* script(events, ctx) {
     let state = ctx.restored ?? { count: 0, took: [] };
     for await (const input of events) {
-      if (pause !== undefined) await pause(input);
+      if (pause !== undefined) await pause(input, ctx.entry);
       const step = react(state, input, ctx);
       state = step.state;
       for (const output of step.outputs) yield output;

@@ -15,6 +15,8 @@ import {
   kInputError,
   kRead,
   kReadNow,
+  kReadTo,
+  type ReadTarget,
   kSendAll,
   kSendNow,
   kSettle,
@@ -40,6 +42,7 @@ export abstract class StreamBase<I, O> implements StreamKind<I, O> {
   abstract cancel(reason?: unknown): Promise<void>;
   abstract readonly [kSignal]: AbortSignal | undefined;
   abstract [kRead](kind: ReadKind): Promise<unknown>;
+  abstract [kReadTo](reader: ReadTarget): void;
   abstract [kSendAll](source: EventSource<I>, end: boolean, control?: SendControl): Promise<boolean>;
   abstract [kInputError](): Error | undefined;
   abstract [kDrain](out: O[]): boolean;
@@ -141,6 +144,14 @@ export async function drainOutputs<O>(
 }
 
 /**
+ * The streams watching each signal: one `'abort'` listener per signal, however
+ * many streams share it (a listener each would make Node warn of a leak
+ * (`MaxListenersExceededWarning`) from the 11th stream on a shared signal,
+ * a request's or a server's).
+ */
+const watchers = new WeakMap<AbortSignal, { streams: Set<() => void>; listener: () => void }>();
+
+/**
  * Calls `cancel(signal.reason)` when `signal` aborts, at once if it has.
  * Returns the function that removes the listener (call it when the stream
  * finishes, so a long-lived signal does not hold the stream).
@@ -151,22 +162,61 @@ export function watchAbort(signal: AbortSignal, cancel: (reason: unknown) => voi
     return () => {};
   }
   const onAbort = (): void => cancel(signal.reason);
-  signal.addEventListener('abort', onAbort, { once: true });
-  return () => signal.removeEventListener('abort', onAbort);
+  let watching = watchers.get(signal);
+  if (watching === undefined) {
+    const streams = new Set<() => void>();
+    const listener = (): void => {
+      watchers.delete(signal);
+      // (A snapshot: a cancel may detach other watchers while this runs.)
+      for (const watcher of [...streams]) watcher();
+      streams.clear();
+    };
+    watching = { streams, listener };
+    watchers.set(signal, watching);
+    signal.addEventListener('abort', listener, { once: true });
+  }
+  const { streams, listener } = watching;
+  streams.add(onAbort);
+  return () => {
+    // The last stream on this signal is gone: so is the listener (a long-lived signal holds nothing of them).
+    if (!streams.delete(onAbort) || streams.size > 0 || watchers.get(signal)?.streams !== streams) return;
+    watchers.delete(signal);
+    signal.removeEventListener('abort', listener);
+  };
 }
 
-/** Whether `value` can be a source of events. Strings are refused: iterating one sends characters, never what was meant. */
-export function assertSource(value: unknown, name = 'events'): asserts value is EventSource<unknown> {
-  const ok =
-    value !== null &&
-    typeof value === 'object' &&
-    // A String object iterates its characters, as a string would.
-    Object.prototype.toString.call(value) !== '[object String]' &&
-    (typeof (value as Iterable<unknown>)[Symbol.iterator] === 'function' ||
-      typeof (value as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function');
-  if (!ok) {
+/**
+ * Whether `value` can be a source of events. Strings are refused: iterating
+ * one sends characters, never what was meant. A value that cannot be looked
+ * at (a revoked Proxy) is refused with the same coded error. Returns the
+ * error a `Symbol.asyncIterator` or `Symbol.iterator` getter threw, if one
+ * did: that is the source failing, not a bad argument, and it ends the
+ * stream as any other source error does (the caller decides how).
+ */
+export function assertSource(value: unknown, name = 'events'): { error: unknown } | undefined {
+  let ok = value !== null && typeof value === 'object';
+  let thrown: { error: unknown } | undefined;
+  if (ok) {
+    try {
+      // A String object iterates its characters, as a string would. (This throws for a revoked Proxy.)
+      ok = Object.prototype.toString.call(value) !== '[object String]';
+    } catch {
+      ok = false;
+    }
+  }
+  if (ok) {
+    try {
+      ok =
+        typeof (value as Iterable<unknown>)[Symbol.iterator] === 'function' ||
+        typeof (value as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function';
+    } catch (error) {
+      thrown = { error };
+    }
+  }
+  if (!ok && thrown === undefined) {
     throw invalidType(`The "${name}" argument must be an iterable or async iterable of events. Received ${describe(value)}`);
   }
+  return thrown;
 }
 
 /**
@@ -199,7 +249,7 @@ function throwIfStopped<I, O>(stream: StreamKind<I, O>, sourceFailure: { error: 
  * source is not read.
  */
 function feedStream<I, O>(stream: StreamKind<I, O>, events: EventSource<I>): FeedOutputs<O> {
-  assertSource(events);
+  const thrown = assertSource(events);
   const refused = stream[kInputError]();
   const control = { cancelled: false };
   const cancel = (reason?: unknown): Promise<void> => {
@@ -209,6 +259,12 @@ function feedStream<I, O>(stream: StreamKind<I, O>, events: EventSource<I>): Fee
     return stream.cancel(reason);
   };
   if (refused !== undefined) return Object.assign(refusedFeed<O>(refusal(stream, refused)), { cancel });
+  if (thrown !== undefined) {
+    // The source failed as it was looked at: the stream is cancelled with its error and the iteration rejects with
+    // it, as for a source whose next() throws.
+    void stream.cancel(thrown.error);
+    return Object.assign(refusedFeed<O>(thrown.error), { cancel });
+  }
   // The outputs ready along with one just read (protocol.ts): a cancel drops them, as it drops the iteration's.
   const readNow = (): O | typeof NOT_NOW => (control.cancelled ? NOT_NOW : stream[kReadNow]());
   return Object.assign(new FeedIterator(stream, events, control), {
@@ -227,6 +283,12 @@ function refusal<I, O>(stream: StreamKind<I, O>, inputError: Error): unknown {
 // eslint-disable-next-line require-yield, @typescript-eslint/require-await
 async function* refusedFeed<O>(error: unknown): AsyncGenerator<O, void> {
   throw error;
+}
+
+/** The resolvers of a feed iteration's pending read. */
+interface ReadSettle<O> {
+  resolve(r: IteratorResult<O> | Promise<never>): void;
+  reject(reason: unknown): void;
 }
 
 /** Where a feed's iteration is: not started (the source is not read yet), reading outputs, or finished. */
@@ -277,10 +339,43 @@ class FeedIterator<I, O> implements AsyncIterableIterator<O> {
       this.#sending = startSending(this.#stream, this.#source);
     }
     // Read as iteration reads: one output at a time, as the consumer asks.
-    const read = (this.#stream[kRead](ReadKind.Iter) as Promise<IteratorResult<O>>).then(this.#onRead, this.#onError);
+    let read: Promise<IteratorResult<O>>;
+    if (this.#settleRead === null) {
+      // The read answers this iteration's own promise (no promise of the read's, no reaction passing it on).
+      read = new Promise((resolve, reject) => (this.#settleRead = { resolve, reject }));
+      this.#stream[kReadTo](this.#reader);
+    } else {
+      // (A second next() while one waits, which for-await never does: the reader is in use.)
+      read = (this.#stream[kRead](ReadKind.Iter) as Promise<IteratorResult<O>>).then(this.#onRead, this.#onError);
+    }
     this.#last = read;
     return read;
   }
+
+  /** The pending read's promise, while `#reader` is in the stream's queue or being answered. */
+  #settleRead: ReadSettle<O> | null = null;
+
+  /** This iteration as the stream's reader (`kReadTo`), one read at a time. */
+  readonly #reader: ReadTarget = {
+    kind: ReadKind.Iter,
+    resolve: (r: unknown): void => {
+      const settle = this.#settleRead as ReadSettle<O>;
+      this.#settleRead = null;
+      let answer: IteratorResult<O>;
+      try {
+        answer = this.#onRead(r as IteratorResult<O>);
+      } catch (error) {
+        settle.reject(error);
+        return;
+      }
+      settle.resolve(answer);
+    },
+    reject: (error: unknown): void => {
+      const settle = this.#settleRead as ReadSettle<O>;
+      this.#settleRead = null;
+      settle.resolve(this.#onError(error));
+    },
+  };
 
   readonly #onRead = (r: IteratorResult<O>): IteratorResult<O> => {
     if (this.#phase === FeedPhase.Finished) return DONE;

@@ -5,13 +5,15 @@
 import type { EventSource, StreamMetrics, StreamState } from '../types';
 import { StreamBase, drainOutputs, watchAbort } from './drive';
 import {
-  type ReadKind,
+  ReadKind,
   type SendControl,
   kDrain,
   kFinished,
   kInputError,
   kRead,
   kReadNow,
+  kReadTo,
+  type ReadTarget,
   kSendAll,
   kSendNow,
   kTraceAttributes,
@@ -26,6 +28,7 @@ import type { StreamTrace } from './tracing';
 import { AliveGroup } from './alive-group';
 import { type HandlerStream, kFailAtEnd, kFailure } from './stream';
 import { kJoinAliveGroup } from './body';
+import { kPullable } from './pull';
 
 type Stage = HandlerStream<unknown, unknown>;
 type PipeOutcome = 'completed' | 'failed' | 'cancelled';
@@ -87,6 +90,8 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
   async #link(i: number): Promise<void> {
     const from = this.#stages[i];
     const to = this.#stages[i + 1];
+    // (A stage of another copy of this module may not know the pull: it keeps the batch link.)
+    if (typeof to[kPullable] === 'function' && to[kPullable]()) return this.#pullLink(i, from, to);
     try {
       if (!(await drainOutputs(from, (batch) => to[kSendAll](batch, false)))) {
         // The next stage reads no more: what this one makes has nowhere to go.
@@ -101,6 +106,35 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
       return;
     }
     if (from.state !== 'cancelled') to.end();
+  }
+
+  /**
+   * The link as a pull (pull.ts): stage `i + 1`'s handler takes each event
+   * from stage `i`'s outputs when it waits with nothing buffered, the outputs
+   * ready with one (`kReadNow`) at once, with no loop between the two. The
+   * same endings as the batch link: stage `i`'s end ends stage `i + 1`'s
+   * input; its failure comes after its earlier outputs went on, and ends it
+   * too; a next stage that stops taking events (it returned, or was
+   * cancelled) cancels stage `i` (the source's `return()`).
+   */
+  async #pullLink(i: number, from: Stage, to: Stage): Promise<void> {
+    const outputs: AsyncIterableIterator<unknown> & { [kReadNow](): unknown } = {
+      next: () => from[kRead](ReadKind.Iter) as Promise<IteratorResult<unknown>>,
+      return: () => {
+        void from.cancel();
+        return Promise.resolve({ done: true, value: undefined });
+      },
+      [kReadNow]: () => from[kReadNow](),
+      [Symbol.asyncIterator]() {
+        return this;
+      },
+    };
+    try {
+      await to[kSendAll](outputs, true);
+    } catch (error) {
+      this.#fail(error, i);
+      to.end();
+    }
   }
 
   /**
@@ -180,6 +214,10 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
 
   [kRead](kind: ReadKind): Promise<unknown> {
     return this.#tail[kRead](kind);
+  }
+
+  [kReadTo](reader: ReadTarget): void {
+    this.#tail[kReadTo](reader);
   }
 
   [kSendAll](source: EventSource<I>, end: boolean, control?: SendControl): Promise<boolean> {

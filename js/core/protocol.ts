@@ -16,6 +16,8 @@
 import type { EventSource, Stream } from '../types';
 
 export const kRead = Symbol.for('velo-stream.read');
+/** `[kReadTo](reader)`: `kRead`, answering `reader` (now or later) rather than a promise of its own (see `ReadTarget`). */
+export const kReadTo = Symbol.for('velo-stream.readTo');
 export const kSendAll = Symbol.for('velo-stream.sendAll');
 export const kDrain = Symbol.for('velo-stream.drain');
 export const kWaitOutput = Symbol.for('velo-stream.waitOutput');
@@ -94,6 +96,17 @@ export interface SendControl {
   stop?: () => void;
 }
 
+/**
+ * Who a read answers (`kReadTo`): a reader with a promise of its own (feed's
+ * iterator) is answered through it, sparing the promise `kRead` would make
+ * and the reaction that would pass its answer on: one hop per output fewer.
+ */
+export interface ReadTarget {
+  readonly kind: ReadKind;
+  resolve(value: unknown): void;
+  reject(reason: unknown): void;
+}
+
 /** How a read wants its answer. */
 export const enum ReadKind {
   /** `recv()`: the value; rejects `StreamClosedError` at the end. */
@@ -120,6 +133,8 @@ export interface StreamKind<I, O> extends Stream<I, O> {
   readonly [kSignal]: AbortSignal | undefined;
   /** Reads one output (or waits); see `ReadKind`. */
   [kRead](kind: ReadKind): Promise<unknown>;
+  /** `kRead`, answering `reader` instead (see `ReadTarget`). */
+  [kReadTo](reader: ReadTarget): void;
   /** Sends every event with backpressure, then ends the input if `end`. Resolves false if the stream closed first. Rejects only with the source's own error. */
   [kSendAll](source: EventSource<I>, end: boolean, control?: SendControl): Promise<boolean>;
   /** `send()`, answering `true` instead of a resolved promise when the event went in without waiting (see `kSendNow`). */

@@ -18,6 +18,8 @@ import { type LateIdleTarget, holdAlive, holdIdle, onNextTurn, releaseAlive, unw
 import type { AliveGroup } from './alive-group';
 import { StreamBase, watchAbort } from './drive';
 import { Fifo } from './fifo';
+import { SourcePull, kPullable } from './pull';
+import { checkedResult, isDestroyable } from './source';
 import { reportFailure } from './stream-list';
 import { MAX_BATCH, type NativeStream, Push, Take } from './native-stream';
 import {
@@ -31,6 +33,8 @@ import {
   kInputError,
   kRead,
   kReadNow,
+  kReadTo,
+  type ReadTarget,
   kSendAll,
   kSendNow,
   kTraceAttributes,
@@ -44,6 +48,8 @@ import {
 
 /** A stream's `SessionHooks` (module-private: only its `HandlerContext` reads them). */
 const kHooks = Symbol('hooks');
+/** The latest time a Date holds, ms since the epoch (and minus it the earliest). */
+const MAX_DATE_MS = 8.64e15;
 /** `ctx.wakeAt` (module-private). */
 const kWakeAt = Symbol('wakeAt');
 /** `ctx.cancelTimer` (module-private). */
@@ -83,19 +89,6 @@ interface Settle<T> {
 
 interface Reader extends Settle<unknown> {
   kind: ReadKind;
-}
-
-/** A Node Readable (or anything else that closes by `destroy()`). */
-function isDestroyable(source: object): source is { destroy(): void } {
-  return typeof (source as { destroy?: unknown }).destroy === 'function';
-}
-
-/** An iterator's `next()` answer, refused unless it is an object (as `for...of` refuses it), so a bad source fails instead of sending `undefined` forever. */
-function checkedResult<T>(r: IteratorResult<T>): IteratorResult<T> {
-  if (typeof r !== 'object' || r === null) {
-    throw new TypeError(`Iterator result ${String(r)} is not an object (the source's next() must return { value, done })`);
-  }
-  return r;
 }
 
 /** Stands for a waiting queue not made yet: always empty, never pushed to. */
@@ -308,9 +301,12 @@ class HandlerContext implements StreamContext {
     return this.#stream[kHooks]?.entry;
   }
   wakeAt(time: number, payload: unknown, options?: WakeAtOptions): void {
-    if (typeof time !== 'number' || !Number.isFinite(time)) {
+    // Within a Date's range (±8.64e15 ms): a time past it is no time (its wake-up's entry id, `new Date(time)`,
+    // and the log's clock cannot hold it). Here, so that the worker, the simulator and in-process timers refuse alike.
+    if (typeof time !== 'number' || !(Math.abs(time) <= MAX_DATE_MS)) {
       throw invalidType(
-        `ctx.wakeAt(): the "time" argument must be a finite number of ms since the Unix epoch. Received ${describe(time)}`,
+        `ctx.wakeAt(): the "time" argument must be a finite number of ms since the Unix epoch, within a Date's range ` +
+          `(-8.64e15 to 8.64e15). Received ${describe(time)}`,
       );
     }
     let key: unknown;
@@ -332,6 +328,9 @@ class HandlerContext implements StreamContext {
     return this.#stream[kCancelTimer](key);
   }
 }
+
+/** See `HandlerStream[kHoldIdle]`. */
+export const kHoldIdle = Symbol('velo-stream.holdIdle');
 
 export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTarget {
   readonly #native: NativeStream;
@@ -405,6 +404,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   #idleOn: boolean;
   /** The handler left its input loop (`HandlerInput.return()`); it may still be running. */
   #inputReleased = false;
+  /** The source the handler pulls its events from directly, while one feeds it (see pull.ts). */
+  #pull: SourcePull<I> | null = null;
 
   // Output side: readers, the batch lent to them, and the paused handler.
   /** The batch lent to readers (made on first use). */
@@ -446,6 +447,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   #idleWatched = false;
   /** In `toRecheck`. */
   #recheckListed = false;
+  /** Waits for a limiter's permit before its handler starts (`kHoldIdle`): its idle clock is held meanwhile. */
+  #admitting = false;
 
   // Handoffs not yet counted by the core (see `reportHandoffs`).
   #inHanded = 0;
@@ -727,12 +730,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     if (this.#resolveInput !== null && !this.#inPending) {
       // The handler waits and nothing is ahead of this event: it gets it
       // directly, counted later (see `reportHandoffs`).
-      if (this.#stampDue) {
-        this.#stampDue = false;
-        stampLater(this as HandlerStream<unknown, unknown>);
-      }
-      this.#inHanded++;
-      this.#countLater();
+      this.#inputHandedOver();
       return this.#handToHandler(event);
     }
     const pushed = this.#native.send(event, this.#resolveInput !== null);
@@ -754,6 +752,16 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     // answered when the handler finishes (see `kReleaseInput`).
     if (this.#inputReleased && !this.#handlerDone && this.#cancel === undefined) return this.#waitAsSender();
     return Promise.reject(this.#closedError());
+  }
+
+  /** An event went to the handler with no native call: counted later, its time stamped for the idle clock (see `reportHandoffs`). */
+  #inputHandedOver(): void {
+    if (this.#stampDue) {
+      this.#stampDue = false;
+      stampLater(this as HandlerStream<unknown, unknown>);
+    }
+    this.#inHanded++;
+    this.#countLater();
   }
 
   /**
@@ -806,10 +814,47 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     let sent: boolean;
     if (Array.isArray(source)) sent = await this.#sendArray(source);
     else if (typeof (source as AsyncIterable<I>)[Symbol.asyncIterator] === 'function') {
-      sent = await this.#sendAsync(source as AsyncIterable<I>, control);
+      sent = await (this.#pullable(end)
+        ? this.#pullFrom(source as AsyncIterable<I>, control)
+        : this.#sendAsync(source as AsyncIterable<I>, control));
     } else sent = await this.#sendSync(source as Iterable<I>);
     if (sent && end) this.end();
     return sent;
+  }
+
+  /**
+   * Whether the handler may pull its events from an async source directly
+   * (pull.ts) rather than a sender reading it ahead. Only a generator
+   * handler's stream (a task stage or a worker stream takes its input in
+   * batches of its own), fed to its end by one source at a time, with no
+   * session hooks (their events come first) and untraced: a pulled source
+   * runs in the handler's context, where its spans would take the stream's
+   * span as their parent instead of the caller's.
+   */
+  #pullable(end: boolean): boolean {
+    return end && this.#pull === null && this.#body === null && this.#hooks === undefined && this.#trace === undefined;
+  }
+
+  [kPullable](): boolean {
+    return this.#pullable(true);
+  }
+
+  #pullFrom(source: AsyncIterable<I>, control: SendControl | undefined): Promise<boolean> {
+    const pull = new SourcePull<I>(source, {
+      sendPulled: (event) => this[kSendNow](event),
+      pullEnded: () => this.end(),
+      pullDetached: (detached) => {
+        if (this.#pull === detached) this.#pull = null;
+        this.#sources?.delete(detached.stop);
+      },
+    });
+    this.#pull = pull;
+    if (control !== undefined) control.stop = pull.stop;
+    // A cancel closes it with the sources being sent.
+    (this.#sources ??= new Set()).add(pull.stop);
+    // The handler may be waiting for its first event already.
+    if (this.#resolveInput !== null && !this.#inPending) pull.request();
+    return pull.done;
   }
 
   override [kSendNow](event: I): true | Promise<void> {
@@ -957,6 +1002,16 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     }
     const r = this.#pollInput();
     if (r !== null) return Promise.resolve(r);
+    const pull = this.#pull;
+    if (pull !== null) {
+      // The source has an event ready with the last (the rest of a chunk's lines): it goes over now.
+      const value = pull.ready();
+      if (value !== NOT_NOW) {
+        this.#inputHandedOver();
+        this.#handed++;
+        return Promise.resolve({ value, done: false });
+      }
+    }
     // The handler is about to wait for input: whatever it yielded so far is
     // all there is for now, so batch readers need not wait any longer.
     if (this.#readers.length > 0) this.#serveReaders();
@@ -964,9 +1019,11 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     // A second next() before the first settled (not something for-await
     // does) waits its turn rather than taking the first one's place.
     if (this.#inputPromise !== null) return this.#inputPromise.then(() => this[kNextInput]());
-    this.#inputPromise = new Promise((resolve) => (this.#resolveInput = resolve));
+    const waiting = (this.#inputPromise = new Promise((resolve) => (this.#resolveInput = resolve)));
     this.#hooks?.waiting?.();
-    return this.#inputPromise;
+    // (Its event comes as a send that finds the handler waiting: `sendPulled`, perhaps at once, from a stage's outputs.)
+    pull?.request();
+    return waiting;
   }
 
   /** Take the next batch of events from the core; null if the handler must wait. */
@@ -1059,6 +1116,14 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
 
   // ----- idle -----
 
+  /** The stream waits for admission (a limiter's permit, js/limits/admit.ts): its idle clock is held, and it is held weakly. */
+  [kHoldIdle](held: boolean): void {
+    if (!this.#idleOn || this.#admitting === held || !this.#native.live) return;
+    this.#admitting = held;
+    this.#native.idleHold(held);
+    this.#syncKeepAlive();
+  }
+
   idleFired(): void {
     this[kReport](false);
     if (this.#native.idleFire()) this.#inputEnded();
@@ -1104,7 +1169,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       if (!this.#recheckListed) this.#recheck();
       return;
     }
-    const running = this.#idleOn && this.#senders.length === 0;
+    const running = this.#idleOn && this.#senders.length === 0 && !this.#admitting;
     if (running) {
       if (!this.#idleHeld) this.#holdIdle(true);
     } else if (this.#idleHeld) this.#recheck();
@@ -1118,7 +1183,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
 
   /** A stage of a pipe: its group decides for the pipe (see `AliveGroup`). */
   #syncGroup(): void {
-    const running = this.#idleOn && this.#senders.length === 0;
+    const running = this.#idleOn && this.#senders.length === 0 && !this.#admitting;
     if (running !== this.#idleHeld) this.#holdIdle(running);
     const live = running || this.#timersPending;
     const group = this.#group as AliveGroup;
@@ -1147,7 +1212,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   [kRecheck](): void {
     this.#recheckListed = false;
     if (this.#group !== null) return;
-    const running = this.#idleOn && this.#senders.length === 0;
+    const running = this.#idleOn && this.#senders.length === 0 && !this.#admitting;
     if (this.#idleHeld && !running) this.#holdIdle(false);
     if (this.#keepingAlive && !this.#wantsAlive(running)) {
       this.#keepingAlive = false;
@@ -1343,6 +1408,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
 
   #afterHandler(senderError: () => Error): void {
     if (this.#trace !== undefined) this.#endTrace();
+    // The handler takes no more events: its source is closed, as a sender's is at its next send, refused.
+    this.#pull?.stop();
     this.#inPending = this.#outPending = true;
     this.#rejectSenders(senderError);
     this.#dropLent();
@@ -1392,6 +1459,28 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       this.#readers.push({ kind, resolve, reject });
       this.#syncKeepAlive();
     });
+  }
+
+  [kReadTo](reader: ReadTarget): void {
+    const kind = reader.kind;
+    if (this.#outPos < this.#outLen && kind !== ReadKind.Wake) {
+      reader.resolve(this.#shiftOut(kind));
+      return;
+    }
+    let r: unknown;
+    try {
+      r = this.#poll(kind);
+    } catch (error) {
+      reader.reject(error);
+      return;
+    }
+    if (r !== NOT_YET) {
+      reader.resolve(r);
+      return;
+    }
+    if (this.#readers === NO_QUEUE) this.#readers = new Fifo();
+    this.#readers.push(reader);
+    this.#syncKeepAlive();
   }
 
   [kWaitOutput](): Promise<unknown> {

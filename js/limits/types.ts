@@ -4,8 +4,11 @@
 
 /** A GCRA rate: at most `limit` units per `period` ms, of which `burst` may be used at once (default `limit`). */
 export interface RateLimit {
+  /** Units per period. */
   limit: number;
+  /** The period, ms. */
   period: number;
+  /** Units usable at once (default `limit`). */
   burst?: number;
 }
 
@@ -35,26 +38,44 @@ export interface LimiterOptions<T = unknown> extends LimitSettings {
 
 /** A held permit. `release()` is idempotent; a rate-only permit has nothing to give back (release is a no-op). */
 export interface Permit {
+  /** Gives the permit back (once; later calls do nothing). */
   release(): void;
 }
 
+/** Options of `Limiter.acquire`. */
 export interface AcquireOptions {
   /** Stops waiting: the acquire rejects with the signal's reason and holds nothing. */
   signal?: AbortSignal;
 }
 
+/** A limiter's figures (`Limiter.stats()`). */
 export interface LimiterStats {
+  /** The limiter's name. */
   name: string;
-  inUse: number; // permits held now (all keys)
-  waiting: number; // acquires waiting now
-  admitted: number; // permits granted since creation
-  rejected: number; // acquires refused (reject mode, full line)
-  waitedMs: { p50: number; p99: number }; // time acquires waited before their grant (recent window)
-  rate?: number; // units admitted per second over the last period
-  keys: number; // keys with a permit held or a waiter
+  /** Permits held now (all keys). */
+  inUse: number;
+  /** Acquires waiting now. */
+  waiting: number;
+  /** Permits granted since creation. */
+  admitted: number;
+  /** Acquires refused (reject mode, full line). */
+  rejected: number;
+  /** Time acquires waited before their grant (recent window), ms. */
+  waitedMs: {
+    /** Median. */
+    p50: number;
+    /** 99th percentile. */
+    p99: number;
+  };
+  /** Units admitted per second over the last period. */
+  rate?: number;
+  /** Keys with a permit held or a waiter. */
+  keys: number;
 }
 
+/** A limiter: permits for task calls, streams, or any code (in-process: `limiter()`; on Redis: velo-stream/redis). */
 export interface Limiter<T = unknown> {
+  /** Its name (metrics, errors). */
   readonly name: string;
   /** Waits for a permit ('throttle') or refuses at once ('reject'). */
   acquire(item: T, options?: AcquireOptions): Promise<Permit>;
@@ -62,6 +83,7 @@ export interface Limiter<T = unknown> {
   tryAcquire(item: T): Permit | undefined;
   /** Changes the limits at runtime; waiters are re-decided at once. */
   setLimits(settings: LimitSettings): void | Promise<void>;
+  /** Its figures now. */
   stats(): LimiterStats;
   /** Refuses new acquires (ERR_VELO_LIMITER_CLOSED), rejects waiters with it, and stops its timers. */
   close(): Promise<void>;

@@ -3,7 +3,7 @@
 // process' clock, with a share of the fleet's limits (limiter-options.ts, localShare). A minimal stand-in, kept
 // behind the Permit interface, until the in-process limiter of velo-stream (`limiter()`) replaces it.
 import type { Permit } from '../limits/types';
-import { limitQueueFullError, limiterClosedError, outOfRange, rateLimitedError } from '../errors';
+import { limitCostError, limitQueueFullError, limiterClosedError, rateLimitedError } from '../errors';
 import type { Limits } from './limiter-options';
 
 interface Waiter {
@@ -94,7 +94,7 @@ export class LocalShare {
     if (this.#closed) return Promise.reject(limiterClosedError(this.#name));
     if (this.#limits.rate !== undefined && cost > this.#limits.rate.burst) {
       return Promise.reject(
-        outOfRange(
+        limitCostError(
           `Limiter "${this.#name}": cost ${cost} is above this process' share of the burst (${this.#limits.rate.burst}) while Redis is away`,
         ),
       );
@@ -103,8 +103,10 @@ export class LocalShare {
     if (state.line.length === 0 && this.#room(state)) {
       const wait = this.#rateWait(state, cost, true);
       if (wait === 0) return Promise.resolve(this.#permit(key, state));
-      if (this.#mode === 'reject') return Promise.reject(rateLimitedError(this.#name, wait));
-    } else if (this.#mode === 'reject') return Promise.reject(rateLimitedError(this.#name, 0));
+      if (this.#mode === 'reject')
+        return Promise.reject(Object.assign(rateLimitedError(this.#name, 'acquire'), { retryAfter: wait }));
+    } else if (this.#mode === 'reject')
+      return Promise.reject(Object.assign(rateLimitedError(this.#name, 'acquire'), { retryAfter: 0 }));
     if (state.line.length >= this.#maxWaiting) return Promise.reject(limitQueueFullError(this.#name, this.#maxWaiting));
     return new Promise((resolve, reject) => {
       const waiter: Waiter = { cost, resolve, reject, signal };

@@ -1,7 +1,7 @@
 // Every check of redisLimiter()'s options and of what its `key` and `cost` functions return, and the pure rules
 // the limiter decides by on this side of Redis (the share of the 'local' fallback). Nothing here talks to Redis.
 import type { LimitSettings, LimiterOptions, RateLimit } from '../limits/types';
-import { describe, invalidReturn, invalidType, invalidValue, outOfRange } from '../errors';
+import { describe, invalidType, invalidValue, limitCostError, limitKeyError } from '../errors';
 import { integerOption } from '../validate';
 import type { RedisClientLike } from './connection';
 import { MAX_KEY_BYTES, callTimeoutOption, checkName } from './options';
@@ -172,27 +172,37 @@ export function resolveLimiterOptions<T>(options: RedisLimiterOptions<T>): Resol
   };
 }
 
-/** The key of an item: what `key(item)` returns, checked; '' for an unkeyed limiter (a key is never empty). */
+/** The key of an item: what `key(item)` returns, checked (`ERR_VELO_LIMIT_KEY`, as the in-process limiter); '' for an unkeyed limiter. */
 export function keyOf<T>(name: string, key: ((item: T) => string) | undefined, item: T): string {
   if (key === undefined) return '';
-  const k: unknown = key(item);
+  let k: unknown;
+  try {
+    k = key(item);
+  } catch (error) {
+    throw limitKeyError(`Limiter "${name}": key(item) threw`, error);
+  }
   if (typeof k !== 'string' || k.length === 0) {
-    throw invalidReturn(`Limiter "${name}": key(item) must return a non-empty string. Received ${describe(k)}`);
+    throw limitKeyError(`Limiter "${name}": key(item) must return a non-empty string. Received ${describe(k)}`);
   }
   if (Buffer.byteLength(k) > MAX_KEY_BYTES)
-    throw invalidReturn(`Limiter "${name}": key(item) returned a key longer than ${MAX_KEY_BYTES} bytes (UTF-8)`);
+    throw limitKeyError(`Limiter "${name}": key(item) returned a key longer than ${MAX_KEY_BYTES} bytes (UTF-8)`);
   return k;
 }
 
 /** The cost of an item: what `cost(item)` returns, checked against the burst (a larger cost could never conform). */
 export function costOf<T>(name: string, cost: ((item: T) => number) | undefined, item: T, limits: Limits): number {
   if (cost === undefined) return 1;
-  const c: unknown = cost(item);
+  let c: unknown;
+  try {
+    c = cost(item);
+  } catch (error) {
+    throw limitCostError(`Limiter "${name}": cost(item) threw`, error);
+  }
   if (typeof c !== 'number' || !Number.isFinite(c) || c < 0) {
-    throw invalidReturn(`Limiter "${name}": cost(item) must return a finite number of at least 0. Received ${describe(c)}`);
+    throw limitCostError(`Limiter "${name}": cost(item) must return a finite number of at least 0. Received ${describe(c)}`);
   }
   if (limits.rate !== undefined && c > limits.rate.burst) {
-    throw outOfRange(
+    throw limitCostError(
       `Limiter "${name}": cost(item) returned ${c}, above the rate's burst (${limits.rate.burst}): it could never be admitted`,
     );
   }

@@ -10,7 +10,7 @@ import {
   RedisConnectionError,
   limitQueueFullError,
   limiterClosedError,
-  outOfRange,
+  limitCostError,
   rateLimitedError,
   redisTimeoutError,
 } from '../errors';
@@ -268,14 +268,14 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
     }
     if (kind === 'r') {
       this.#rejected++;
-      throw Object.assign(rateLimitedError(this.name, Number(reply[1])), { at: Number(reply[2]) });
+      throw Object.assign(rateLimitedError(this.name, 'acquire'), { retryAfter: Number(reply[1]), at: Number(reply[2]) });
     }
     if (kind === 'f') {
       this.#rejected++;
       throw limitQueueFullError(this.name, this.#o.maxWaiting);
     }
     if (kind === 'x')
-      throw outOfRange(`Limiter "${this.name}": cost ${cost} is above the fleet's burst: it could never be admitted`);
+      throw limitCostError(`Limiter "${this.name}": cost ${cost} is above the fleet's burst: it could never be admitted`);
     // 'w': in line. Woken by a message (granted, or retry in ms), or by the renewal's poll if a message was lost.
     const ticket = String(reply[1]);
     const retry = Number(reply[2]);
@@ -380,7 +380,7 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
     } else if (kind === 'x') {
       this.#leave(
         waiter,
-        outOfRange(`Limiter "${this.name}": cost ${waiter.cost} is above the fleet's burst: it could never be admitted`),
+        limitCostError(`Limiter "${this.name}": cost ${waiter.cost} is above the fleet's burst: it could never be admitted`),
       );
     } else if (kind === 'w' && Number(reply[2]) > 0) {
       this.#retryIn(waiter, Number(reply[2]));

@@ -37,11 +37,42 @@ function compare(a: Id, b: Id): number {
   return a[0] - b[0] || a[1] - b[1];
 }
 
-/** A stream entry: its fields as Redis returns them with Buffer replies, `[name, value, name, value, ...]`. */
-interface Entry {
-  readonly id: string;
-  readonly at: Id;
-  readonly list: Buffer[];
+/**
+ * A stream entry: its fields as Redis returns them with Buffer replies, `[name, value, name, value, ...]`. Kept as
+ * one buffer and where each field ends, the list made at each read: a simulated run keeps every output it wrote,
+ * and a Buffer per field made an output cost about 1.2 KB (a handler yielding without end at one time ran out of
+ * memory before its bound of steps).
+ */
+class Entry {
+  readonly #data: Buffer;
+  readonly #ends: number[];
+  constructor(
+    readonly id: string,
+    readonly at: Id,
+    fields: ReadonlyArray<readonly [string, Buffer | string]>,
+  ) {
+    const parts: Buffer[] = [];
+    this.#ends = [];
+    let end = 0;
+    for (const [name, value] of fields) {
+      for (const part of [Buffer.from(name), Buffer.from(value)]) {
+        parts.push(part);
+        this.#ends.push((end += part.length));
+      }
+    }
+    this.#data = Buffer.concat(parts, end);
+  }
+
+  /** Its fields, each a fresh view (a reader may keep it). */
+  get list(): Buffer[] {
+    const list: Buffer[] = [];
+    let start = 0;
+    for (const end of this.#ends) {
+      list.push(this.#data.subarray(start, end));
+      start = end;
+    }
+    return list;
+  }
 }
 
 /** A stream: entries in id order, and the last id it gave (kept after a trim, as Redis keeps it). */
@@ -54,9 +85,7 @@ class Stream {
     const at: Id = now > this.last[0] ? [now, 0] : [this.last[0], this.last[1] + 1];
     this.last = at;
     const id = `${at[0]}-${at[1]}`;
-    const list: Buffer[] = [];
-    for (const [name, value] of fields) list.push(Buffer.from(name), Buffer.from(value));
-    this.entries.push({ id, at, list });
+    this.entries.push(new Entry(id, at, fields));
     return id;
   }
 
@@ -177,10 +206,12 @@ export class MemoryStore {
 
   /**
    * A worker's connection. `clock`: the clock its replies come on (the worker process's own, which a simulator
-   * can pause or stop; default the store's); `faults`: what happens to each of its calls.
+   * can pause or stop; default the store's); `waitClock`: the clock of a `wait()`'s timeout (default `clock`; a
+   * simulator's moves it on over a quiet span); `faults`: what happens to each of its calls.
    */
-  connect(options: { faults?: FaultPolicy; clock?: Clock } = {}): MemoryLog {
-    return new MemoryLog(this, options.clock ?? this.clock, options.faults);
+  connect(options: { faults?: FaultPolicy; clock?: Clock; waitClock?: Clock } = {}): MemoryLog {
+    const clock = options.clock ?? this.clock;
+    return new MemoryLog(this, clock, options.faults, options.waitClock ?? clock);
   }
 
   /** Appends events to a partition's input, in order (append.lua, or append-traced.lua with `trace`); their ids. */
@@ -429,8 +460,9 @@ export class MemoryStore {
   commit(lease: Lease, commit: Commit): CommitResult {
     const s = this.#owned(lease);
     const serial = commit.serial === undefined ? '' : String(commit.serial);
-    const withIds = serial !== '';
-    if (withIds && s.lastCommit !== null && s.lastCommit.token === lease.token && s.lastCommit.serial === serial) {
+    const withIds = serial !== '' && commit.ids !== false;
+    if (serial !== '' && s.lastCommit !== null && s.lastCommit.token === lease.token && s.lastCommit.serial === serial) {
+      if (!withIds) return { ids: [], diverged: [] };
       // The retry of a commit that was applied: the ids it wrote, found among the outputs it wrote (contiguous).
       const { first, count } = s.lastCommit;
       const written = new Map<string, string>();
@@ -510,7 +542,7 @@ export class MemoryStore {
         s.timers.delete(sid);
       }
     }
-    if (withIds) s.lastCommit = { token: lease.token, serial, first, count };
+    if (serial !== '') s.lastCommit = { token: lease.token, serial, first, count };
     this.#onWrite?.('commit');
     return { ids, diverged };
   }
@@ -581,9 +613,12 @@ export class MemoryLog implements PartitionLog {
   /** Severed: no reply comes any more (the process is gone). */
   #severed = false;
 
-  constructor(store: MemoryStore, clock: Clock, faults?: FaultPolicy) {
+  readonly #waitClock: Clock;
+
+  constructor(store: MemoryStore, clock: Clock, faults?: FaultPolicy, waitClock: Clock = clock) {
     this.#store = store;
     this.#clock = clock;
+    this.#waitClock = waitClock;
     this.#faults = faults;
     this.partitions = store.partitions;
   }
@@ -699,7 +734,7 @@ export class MemoryLog implements PartitionLog {
           if (now.length > 0) finish(now);
         }
       });
-      const timer = ms > 0 ? clock.setTimeout(cancel, ms) : null;
+      const timer = ms > 0 ? this.#waitClock.setTimeout(cancel, ms) : null;
       this.#waiting.add(cancel);
     });
   }

@@ -123,6 +123,8 @@ export class Outbox<O> {
         endedSeqs,
         endedAt: w.checkReplay ? endedAt : undefined,
         serial: ++this.#serial,
+        // Only local delivery reads the ids written: without it, the script builds no list of them.
+        ids: delivery !== null,
         check: w.checkReplay,
       };
       let result: CommitResult | null = null;

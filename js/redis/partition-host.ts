@@ -47,6 +47,12 @@ export interface PartitionHost<I, O> {
   wakeIdle(partition: number): void;
   /** A session of this worker ended: held entries of every partition may now get a slot. */
   notifySessionEnded(): void;
+  /**
+   * A handler took an input or yielded an output. The worker has none; the simulator counts its steps here, and
+   * past its bound stops the process (the run is then `dropped`): the only way to stop a handler that loops at one
+   * time in promise jobs alone.
+   */
+  step?(): void;
 }
 
 /** The worker's counters (`RedisWorkerStats` reads them). */

@@ -444,7 +444,8 @@ export class PartitionRun<I, O> {
       return this.#woken(s);
     }
     if (s.waiting || s.outside.length > 0) {
-      s.outside.push({ entry, value });
+      s.outside.push(entry);
+      s.outsideValues.push(value);
       return this.#woken(s);
     }
     const pushed = this.#inputs.push(s, value);
@@ -629,6 +630,7 @@ export class PartitionRun<I, O> {
     const sent = s.sent;
     s.sent = [];
     s.outside.length = 0;
+    s.outsideValues.length = 0;
     // Stopped by a hand-off or a takeover: nothing is acked, the next owner replays it all.
     if (this.dropped) return;
     if (this.sessions.get(s.key) === s) this.sessions.delete(s.key);
@@ -670,6 +672,8 @@ export class PartitionRun<I, O> {
 
   /** Queues the session's next output (or, if the codec refuses it, its failure). */
   #output(s: Session<I, O>, value: O): void {
+    // (A step of a simulated run, which may stop the process past its bound: `PartitionHost.step`.)
+    this.worker.step?.();
     if (this.dropped || s.failed) return;
     const w = this.worker;
     let payload: Buffer | string;

@@ -285,7 +285,8 @@ export class RedisLog implements PartitionLog {
     const p = lease.partition;
     const k = this.#keys;
     const serial = commit.serial === undefined ? '' : String(commit.serial);
-    const args: (string | Buffer)[] = [lease.token, serial, commit.check === true ? '1' : '0', String(commit.outputs.length)];
+    const flags = `${commit.check === true ? 'c' : ''}${serial !== '' && commit.ids !== false ? 'i' : ''}`;
+    const args: (string | Buffer)[] = [lease.token, serial, flags, String(commit.outputs.length)];
     for (const o of commit.outputs) {
       args.push(o.sid, String(o.seq), o.key);
       if (o.error !== undefined) args.push('e', o.error);
@@ -323,7 +324,7 @@ export class RedisLog implements PartitionLog {
     } catch (error) {
       throw fenced(p, error);
     }
-    const ids = serial === '' ? [] : reply[0].map((id) => (id.length === 0 ? null : id.toString()));
+    const ids = reply[0].map((id) => (id.length === 0 ? null : id.toString()));
     const diverged: Divergence[] = [];
     const d = reply[1];
     for (let j = 0; j + 4 < d.length; j += 5) {

@@ -12,9 +12,14 @@ import type { PartitionHost } from './partition-host';
 
 const noop = (): void => {};
 
+/** `#giveEntry`/`#giveTimer`: the input ends there (its codec could not decode it). */
+const END = Symbol('end');
+/** `#giveEntry`: the entry is in the session's stream already (its handler takes it there). */
+const IN_STREAM = Symbol('in stream');
+
 /** What the sessions' inputs use of their partition's run. */
 export interface InputsHost<I, O> {
-  readonly worker: Pick<PartitionHost<I, O>, 'codec' | 'report'>;
+  readonly worker: Pick<PartitionHost<I, O>, 'codec' | 'report' | 'step'>;
   /** The caps the session rule applies. */
   readonly limits: SessionLimits;
   readonly entries: HeldEntries;
@@ -35,10 +40,15 @@ export interface InputsHost<I, O> {
 
 export class SessionInputs<I, O> {
   readonly #host: InputsHost<I, O>;
-  readonly #worker: Pick<PartitionHost<I, O>, 'codec' | 'report'>;
+  readonly #worker: Pick<PartitionHost<I, O>, 'codec' | 'report' | 'step'>;
   readonly #limits: SessionLimits;
   readonly #entries: HeldEntries;
   readonly #writes: OwnerWrites;
+  /**
+   * `ask`'s answer with a value: one object reused, not one per input (the core reads its value at once, before
+   * anything can ask again). Emptied at the next `ask`, so it holds no event for long.
+   */
+  readonly #answer: { value: unknown } = { value: undefined };
 
   constructor(host: InputsHost<I, O>) {
     this.#host = host;
@@ -95,6 +105,7 @@ export class SessionInputs<I, O> {
    * handler waits (`waiting`), and is answered when something new is known (`wake`).
    */
   ask(s: Session<I, O>): { value: unknown } | 'end' | undefined {
+    this.#answer.value = undefined;
     if (this.#host.dropped) return undefined;
     if (s.checkpoints?.broken === true) {
       // Failed at a checkpoint call its handler caught: its input ended there (what it has not taken moves on).
@@ -104,13 +115,17 @@ export class SessionInputs<I, O> {
     if (s.failed || s.ended) return undefined;
     s.waiting = false;
     const d = this.#decide(s);
-    if (d.kind === 'timer') return this.#giveTimer(s, d.timer);
     if (d.kind === 'end') {
       this.#end(s, d.reason);
       return 'end';
     }
     // (An entry known only held, or left in the pending list: the handler waits for its delivery.)
-    return d.kind === 'entry' && s.sent.length > 0 ? this.#giveEntry(s) : undefined;
+    if (d.kind !== 'timer' && (d.kind !== 'entry' || s.sent.length === 0)) return undefined;
+    const given = d.kind === 'timer' ? this.#giveTimer(s, d.timer) : this.#giveEntry(s);
+    if (given === END) return 'end';
+    if (given === IN_STREAM) return undefined;
+    this.#answer.value = given;
+    return this.#answer;
   }
 
   /**
@@ -129,18 +144,18 @@ export class SessionInputs<I, O> {
       }
       if (d.kind === 'timer') {
         const given = this.#giveTimer(s, d.timer);
-        if (given === 'end') return undefined;
+        if (given === END) return undefined;
         s.waiting = false;
-        void s.stream[kSendNow](given.value as I);
+        void s.stream[kSendNow](given as I);
         break;
       }
       if (s.given >= s.sent.length) break;
       // (Given while its handler waits: outside its stream.)
       const given = this.#giveEntry(s);
-      if (given === 'end') return undefined;
+      if (given === END) return undefined;
       // (Its stream has it already: it is answered there.)
-      if (given === undefined) break;
-      const pushed = this.push(s, given.value);
+      if (given === IN_STREAM) break;
+      const pushed = this.push(s, given);
       if (attached) {
         s.waiting = false;
         break;
@@ -150,54 +165,64 @@ export class SessionInputs<I, O> {
     if (!attached || s.waiting || s.ended) return undefined;
     // Running again: entries delivered while it waited go into its stream, in order, up to one that cannot be decoded.
     while (s.outside.length > 0 && !s.ended) {
-      const pushed = this.push(s, (s.outside.shift() as { value: unknown }).value);
+      s.outside.shift();
+      const pushed = this.push(s, s.outsideValues.shift());
       if (pushed !== undefined) return pushed.then(() => this.wake(s));
     }
     return undefined;
   }
 
-  /** Gives the session its first timer (taken by the rule): its payload, or `'end'` if its codec cannot decode it. */
-  #giveTimer(s: Session<I, O>, timer: Timer): { value: unknown } | 'end' {
+  /**
+   * An input is about to be given: a step of a simulated run (`PartitionHost.step`), which may stop the process
+   * past its bound. True if it did (the partition is dropped): its handler's input ends here.
+   */
+  #stopped(): boolean {
+    this.#worker.step?.();
+    return this.#host.dropped;
+  }
+
+  /** Gives the session its first timer (taken by the rule): its payload, or `END` if its codec cannot decode it. */
+  #giveTimer(s: Session<I, O>, timer: Timer): unknown {
+    if (this.#stopped()) return END;
     take(s.rule, timer.time, timer);
-    const hooks = s.checkpoints as Checkpoints;
-    hooks.lastInput = `t${timer.id}`;
-    hooks.entry = { id: hooks.lastInput, time: timer.time };
+    (s.checkpoints as Checkpoints).took(`t${timer.id}`, timer.time);
     this.#writes.clearTimer(s, timer.id);
     s.wokenBefore.delete(timer.id);
     try {
-      return { value: this.#worker.codec.decode(typeof timer.payload === 'string' ? Buffer.from(timer.payload) : timer.payload) };
+      return this.#worker.codec.decode(typeof timer.payload === 'string' ? Buffer.from(timer.payload) : timer.payload);
     } catch (error) {
       s.stop = {
         error: decodeError(`The codec could not decode timer ${timer.id} of session ${JSON.stringify(s.sid)}`, error),
         kind: 'decode',
       };
       this.#host.finish(s);
-      return 'end';
+      return END;
     }
   }
 
   /**
    * Gives the session the next entry of its input (taken by the rule): its value if it is outside its stream
-   * (delivered while its handler waited), undefined if in it, `'end'` if its codec could not decode it (the
+   * (delivered while its handler waited), `IN_STREAM` if in it, `END` if its codec could not decode it (the
    * session keeps it: its input ends there, with the decoding error).
    */
-  #giveEntry(s: Session<I, O>): { value: unknown } | 'end' | undefined {
+  #giveEntry(s: Session<I, O>): unknown {
+    if (this.#stopped()) return END;
     const entry = s.sent[s.given];
-    take(s.rule, idTime(entry.id));
+    const time = idTime(entry.id);
+    take(s.rule, time);
     // With hooks, given is taken (without, its handler takes it later: `PartitionRun.#ended` reads what it took).
-    if (s.checkpoints?.attached === true) {
-      s.checkpoints.lastInput = entry.id;
-      s.checkpoints.entry = { id: entry.id, time: idTime(entry.id) };
-    }
+    if (s.checkpoints?.attached === true) s.checkpoints.took(entry.id, time);
     if (entry === s.poison) {
       // The session keeps it (acked with its entries): out of its input.
       s.sent.splice(s.given, 1);
       this.#host.buffered--;
       s.stop = { error: s.poisonError as Error, kind: 'decode' };
       this.#host.finish(s);
-      return 'end';
+      return END;
     }
-    const outside = s.outside.length > 0 && s.outside[0].entry === entry ? s.outside.shift() : undefined;
+    const outside = s.outside.length > 0 && s.outside[0] === entry;
+    const value = outside ? s.outsideValues.shift() : IN_STREAM;
+    if (outside) s.outside.shift();
     if (s.checkpoints?.attached === true) {
       // Taken now: out of the share.
       s.sent.shift();
@@ -206,7 +231,7 @@ export class SessionInputs<I, O> {
       this.#host.buffered--;
       this.#host.freed();
     } else s.given++;
-    return outside === undefined ? undefined : { value: outside.value };
+    return value;
   }
 
   /** The rule ended the session: a cap's error is its last output once its handler reads to the end. */

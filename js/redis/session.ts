@@ -76,8 +76,23 @@ export class Checkpoints implements SessionHooks {
    * sets it as it gives them, a restore from its checkpoint), for `checkReplay`'s record of where it ended.
    */
   lastInput: string | undefined = undefined;
-  /** `ctx.entry`: the input its handler took last (the run sets it as it gives them; undefined before the first). */
-  entry: { readonly id: string; readonly time: number } | undefined = undefined;
+  // `ctx.entry`'s parts, kept apart: an object per input taken was most of what giving one allocated, and few
+  // handlers read it. Undefined before the first input taken (also after a restore).
+  #entryId: string | undefined = undefined;
+  #entryTime = 0;
+  #entry: { readonly id: string; readonly time: number } | undefined = undefined;
+  /** The handler takes this input (an entry id, `t<id>` for a timer) of this time: `lastInput` and `ctx.entry`. */
+  took(id: string, time: number): void {
+    this.lastInput = id;
+    this.#entryId = id;
+    this.#entryTime = time;
+    this.#entry = undefined;
+  }
+  /** `ctx.entry`: the input its handler took last (undefined before the first); one object per input, made when read. */
+  get entry(): { readonly id: string; readonly time: number } | undefined {
+    if (this.#entry === undefined && this.#entryId !== undefined) this.#entry = { id: this.#entryId, time: this.#entryTime };
+    return this.#entry;
+  }
   /** Arms a new timer (set once the session exists). */
   onTimer: ((timer: Timer) => void) | null = null;
   /** Disarms a timer replaced or cancelled (set once the session exists). */
@@ -204,8 +219,12 @@ export class Session<I, O> {
    * in order). Always 0 with hooks: an entry given leaves `sent`.
    */
   given = 0;
-  /** Entries of `sent` (its tail) decoded but kept out of its stream until the rule gives them (its handler waits). */
-  readonly outside: { readonly entry: InputEntry; readonly value: unknown }[] = [];
+  /**
+   * Entries of `sent` (its tail) decoded but kept out of its stream until the rule gives them (its handler waits),
+   * and their values, at the same index (two arrays, not an object per entry: most of a drain's entries pass here).
+   */
+  readonly outside: InputEntry[] = [];
+  readonly outsideValues: unknown[] = [];
   /**
    * An entry of `sent` its codec could not decode, kept out of its stream (with every entry after it): the
    * session's input ends in front of it if the rule gives it to the handler.

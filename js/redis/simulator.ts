@@ -56,11 +56,25 @@ class ProcessClock implements Clock {
     return guarded;
   }
 
-  /** (Postponable: the simulation moves them on only while its processes have nothing to do but keep their leases.) */
-  setTimeout(fn: () => void, ms: number): ClockTimer {
+  /**
+   * `keepAlive`: a timer that only keeps the process alive (its lease renewals, its idle reads' timeouts), which the
+   * simulation may postpone over a quiet span (`Simulation.#jump`); every other timer (a timer's wake-up, a tick, an
+   * age marker, a retry, a handler's delay) is work, and the span ends before it.
+   */
+  setTimeout(fn: () => void, ms: number, keepAlive = false): ClockTimer {
     const timer = new ProcessTimer();
-    timer.inner = this.base.setTimeout(this.#guard(fn, timer), ms, true);
+    timer.inner = this.base.setTimeout(this.#guard(fn, timer), ms, keepAlive);
     return timer;
+  }
+
+  /** This clock with every timer a keep-alive one (`setTimeout`): a connection's idle reads wait on it. */
+  keepingAlive(): Clock {
+    return {
+      now: () => this.now(),
+      setTimeout: (fn, ms) => this.setTimeout(fn, ms, true),
+      clearTimeout: (timer) => this.clearTimeout(timer),
+      setImmediate: (fn) => this.setImmediate(fn),
+    };
   }
 
   clearTimeout(timer: ClockTimer | null | undefined): void {
@@ -139,9 +153,10 @@ export interface SimOptions<I, O> {
   /**
    * The function, made once per process (a process has its own sessions and slots). `delay()` is for its handler
    * to await where it may be slow: the simulator resolves it now, after some immediates, or some ms later, so that
-   * the handler runs behind the reader; `delay(ms)` resolves `ms` later (virtual).
+   * the handler runs behind the reader; `delay(ms)` resolves `ms` later (virtual). `now()` is the virtual clock
+   * (for a test's oracle of when inputs are taken: a handler that read it would not be deterministic).
    */
-  readonly fn: (delay: (ms?: number) => Promise<void>) => StreamFn<I, O>;
+  readonly fn: (delay: (ms?: number) => Promise<void>, now: () => number) => StreamFn<I, O>;
   readonly events: readonly SimEvent<I>[];
   readonly limits?: SimLimits;
   readonly faults?: SimFaults;
@@ -163,13 +178,15 @@ export interface SimResult<O> {
   readonly errors: unknown[];
   /** Broken invariants: a buffer over its bound, a run that never settled. */
   readonly violations: string[];
-  /** How the run stopped: settled, or not by `settleWithin` (`deadline`), within `maxSteps` (`steps`), or stuck (`idle`). */
+  /** How the run stopped: settled, or not by `settleWithin` (`deadline`), within `simBounds` (`steps`), or stuck (`idle`). */
   readonly outcome: RunOutcome;
+  /** With `steps`: which bound it reached (all its steps, or those at one virtual time). */
+  readonly exhausted: 'steps' | 'at once' | null;
   /** What each partition keeps at the end (all empty once settled). */
   readonly leftovers: PartitionLeftovers[];
   /** With `checkReplay`: where each partition's sessions ended, as kept for the check (sid -> `<reason> <last input>`). */
   readonly ends: Map<string, string>[];
-  /** Clock steps, virtual ms from the start, faults, commits applied and wake-ups written, spans postponed over. */
+  /** Steps (`simBounds`), virtual ms from the start, faults, commits applied and wake-ups written, spans postponed over. */
   readonly stats: {
     steps: number;
     time: number;
@@ -193,10 +210,14 @@ const DAY_MS = 86_400_000;
 /** How long a wake-up read waits before it is made again, ms (as the worker's). */
 const WAIT_MS = 2000;
 /**
- * At most this many clock steps in one `runUntil` (a run that has not settled by then is a violation). A field, so
- * that the library's own tests can reach it in a few steps.
+ * The bounds of one `runUntil` (a move of the clock): at most `maxSteps` steps in all, and at most
+ * `maxStepsAtOnce` steps of handlers while the virtual time stays the same (a handler looping at one time: a timer
+ * due at once made on every input, outputs yielded without taking input). A step is a clock step (the immediates
+ * queued, or one timer: a renewal, a reply, a timer's wake-up, a tick), a commit or a wake-up applied by the log,
+ * or a handler's: an input it takes (an entry or a timer) or an output it yields. Fields, so that the library's own
+ * tests can reach them in a few steps.
  */
-export const simBounds = { maxSteps: 2_000_000 };
+export const simBounds = { maxSteps: 2_000_000, maxStepsAtOnce: 100_000 };
 /**
  * A quiet span (nothing to do but renew leases) longer than this many lease periods is postponed over
  * (`Simulation.#jump`): its renewals would cost a step each, for nothing a session sees.
@@ -249,7 +270,7 @@ class SimProcess<I, O> implements PartitionHost<I, O> {
   ) {
     const l = sim.limits;
     this.fn = fn as StreamFn<I, O> & Openable<I, O>;
-    this.log = sim.store.connect({ clock: this.clock, faults });
+    this.log = sim.store.connect({ clock: this.clock, waitClock: this.clock.keepingAlive(), faults });
     this.ttl = l.leaseTtl ?? 3000;
     this.readCount = l.readCount ?? 256;
     this.codec = sim.codec;
@@ -314,7 +335,7 @@ class SimProcess<I, O> implements PartitionHost<I, O> {
     }
     // A lease not renewed in time is given up by this process's own clock, as the worker's `#expire`.
     for (const run of [...this.runs.values()]) if (this.clock.now() >= run.validUntil) this.lose(run);
-    this.clock.setTimeout(() => void this.#balance(), Math.floor(this.ttl / 3));
+    this.clock.setTimeout(() => void this.#balance(), Math.floor(this.ttl / 3), true);
   }
 
   /** Trims the partition's input every `trimInterval` (as the worker's balance does; outputs are kept to compare). */
@@ -354,6 +375,15 @@ class SimProcess<I, O> implements PartitionHost<I, O> {
     resolve?.();
   }
 
+  /**
+   * A handler took an input or yielded an output: a step of the run. Past the move's bound the simulation stops
+   * this process (as a crash), which ends its handler's input: a handler looping at one time never gives the clock
+   * back, so only this can stop it.
+   */
+  step(): void {
+    if (!this.dead) this.sim.progress(this);
+  }
+
   notifySessionEnded(): void {
     if (this.#sessionsEnded) return;
     this.#sessionsEnded = true;
@@ -391,6 +421,13 @@ export class Simulation<I, O> {
   readonly random: Prng;
   readonly start: number;
   readonly stats = { steps: 0, time: 0, crashes: 0, pauses: 0, takeovers: 0, jumps: 0 };
+  /**
+   * The bound the run is under (set by `runUntil`): the step count it may not reach, and the handlers' steps at one
+   * virtual time (the time, and how many so far).
+   */
+  #bound = { last: Infinity, time: NaN, handlers: 0 };
+  /** Which bound stopped the last `runUntil` that ran out of steps: all of its steps, or those at one time. */
+  exhausted: 'steps' | 'at once' | null = null;
   /** Commits applied so far (any process): `crashAfterCommits` counts them. */
   commits = 0;
   /** Wake-ups written so far (any process): `crashAfterWakes` counts them. */
@@ -411,6 +448,7 @@ export class Simulation<I, O> {
     this.store = new MemoryStore(this.limits.partitions ?? 1, this.clock, (kind) => {
       if (kind === 'commit') this.commits++;
       else this.wakes++;
+      this.progress(null);
     });
     this.spawn();
     this.spawn();
@@ -464,7 +502,13 @@ export class Simulation<I, O> {
       }
       return new Promise((resolve) => void clock.setTimeout(resolve, random.int(1, 50)));
     };
-    const worker = new SimProcess<I, O>(id, this, clock, this.options.fn(delay), faults);
+    const worker = new SimProcess<I, O>(
+      id,
+      this,
+      clock,
+      this.options.fn(delay, () => this.clock.now()),
+      faults,
+    );
     this.processes.push(worker);
     return worker;
   }
@@ -548,31 +592,66 @@ export class Simulation<I, O> {
   }
 
   /**
-   * Steps until `done()` (looked at whenever nothing else can run), or past `deadline` (virtual ms), or `maxSteps`
-   * steps on, or with nothing left to run at all; how it stopped.
+   * A step of the run (a clock step, an input taken, an output yielded, a commit or wake-up applied). Past either
+   * bound of the move under way, `by` (the process whose handler made it) is stopped as a crash stops it: a handler
+   * that takes inputs or yields outputs without end at one time runs in promise jobs only, and never returns to
+   * `runUntil`, which then reports the steps.
+   */
+  progress(by: SimProcess<I, O> | null): void {
+    this.stats.steps++;
+    if (by === null) return;
+    const b = this.#bound;
+    const now = this.clock.now();
+    if (now !== b.time) {
+      b.time = now;
+      b.handlers = 0;
+    }
+    b.handlers++;
+    const over = this.#over();
+    if (over !== null && !by.dead) this.#kill(by, ` (out of steps: ${over})`);
+  }
+
+  /** Which bound of the move under way the steps have reached, if any. */
+  #over(): 'steps' | 'at once' | null {
+    const b = this.#bound;
+    if (this.stats.steps >= b.last) return 'steps';
+    return b.time === this.clock.now() && b.handlers >= simBounds.maxStepsAtOnce ? 'at once' : null;
+  }
+
+  /**
+   * Steps until `done()` (looked at whenever nothing else can run), or past `deadline` (virtual ms), or past the
+   * bounds of `simBounds` (`exhausted` says which), or with nothing left to run at all; how it stopped.
    */
   async runUntil(done: () => boolean, deadline: number): Promise<RunOutcome> {
-    const last = this.stats.steps + simBounds.maxSteps;
-    for (;;) {
-      await quiesce();
-      this.check();
-      if (done()) return 'done';
-      if (this.clock.now() > deadline) return 'deadline';
-      if (this.stats.steps >= last) return 'steps';
-      this.fault();
-      this.#jump(deadline);
-      if (!this.clock.step()) return 'idle';
-      this.stats.steps++;
+    this.#bound = { last: this.stats.steps + simBounds.maxSteps, time: this.clock.now(), handlers: 0 };
+    this.exhausted = null;
+    try {
+      for (;;) {
+        await quiesce();
+        this.check();
+        if (done()) return 'done';
+        if (this.clock.now() > deadline) return 'deadline';
+        this.exhausted = this.#over();
+        if (this.exhausted !== null) return 'steps';
+        this.fault();
+        this.#jump(deadline);
+        if (!this.clock.step()) return 'idle';
+        this.stats.steps++;
+      }
+    } finally {
+      // Between moves nothing runs: no bound.
+      this.#bound = { last: Infinity, time: NaN, handlers: 0 };
     }
   }
 
   /**
    * Over a long quiet span, moves the clock on at once: when every partition is leased by a live process that is
-   * not paused, and nothing is pending, undelivered, kept or live (`settled()`), the processes' timers are only
-   * their lease renewals and idle reads. The span up to a lease period before the next timer of the run's own
-   * (an event's append) or the deadline is skipped: those timers move on with the time, and the leases are
-   * extended by as much, as if the processes had been stopped meanwhile. Far-apart events then cost steps for what
-   * happens around them, not for the time between.
+   * not paused, and nothing runs now (no immediate), the timers before the next one that is work (an event's
+   * append, or a process's: a timer's wake-up, a tick, an age marker, a retry, a handler's delay) are only the
+   * processes' keep-alive ones (lease renewals, idle reads' timeouts; `ProcessClock.setTimeout`). The span up to a
+   * lease period before that next timer, or the deadline, is skipped: the keep-alive timers move on with the time,
+   * and the leases are extended by as much, as if the processes had been stopped meanwhile. Far-apart events, and
+   * an open session's timer hours ahead, then cost steps for what happens around them, not for the time between.
    */
   #jump(deadline: number): void {
     const ttl = this.limits.leaseTtl ?? 3000;
@@ -585,7 +664,6 @@ export class Simulation<I, O> {
       const holder = this.store.holder(p);
       if (holder === null || !live.some((w) => w.runs.get(p)?.lease.token === holder)) return;
     }
-    if (!this.settled()) return;
     // (The leases first: the store drops one whose time has passed by its clock.)
     this.store.extendLeases(by);
     this.clock.postpone(by);
@@ -650,7 +728,9 @@ export async function simulate<I, O>(options: SimOptions<I, O>): Promise<SimResu
   if (outcome !== 'done') {
     const why =
       outcome === 'steps'
-        ? `in ${simBounds.maxSteps} steps`
+        ? sim.exhausted === 'at once'
+          ? `in ${simBounds.maxStepsAtOnce} steps at one time`
+          : `in ${simBounds.maxSteps} steps`
         : outcome === 'idle'
           ? 'with nothing left to run'
           : `by t=${deadline}`;
@@ -665,5 +745,19 @@ export async function simulate<I, O>(options: SimOptions<I, O>): Promise<SimResu
     ends.push(sim.store.ends(p));
   }
   const stats = { ...sim.stats, commits: sim.commits, wakes: sim.wakes };
-  return { outputs: sim.outputs(), ids, errors: sim.errors, violations: sim.violations, outcome, leftovers, ends, stats };
+  let outputs: OutputItem<O>[] | undefined;
+  return {
+    // Read when asked: a run stopped by its bound of steps may have written hundreds of thousands.
+    get outputs() {
+      return (outputs ??= sim.outputs());
+    },
+    ids,
+    errors: sim.errors,
+    violations: sim.violations,
+    outcome,
+    exhausted: sim.exhausted,
+    leftovers,
+    ends,
+    stats,
+  };
 }

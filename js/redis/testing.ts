@@ -12,6 +12,7 @@ import {
   testWorkerStateError,
 } from '../errors';
 import type { StreamFn } from '../types';
+import { readString, textOf } from '../text';
 import { integerArgument, integerOption } from '../validate';
 import { type Codec, encodeChecked, jsonCodec } from './codec';
 import { checkKey, checkShape } from './options';
@@ -144,8 +145,29 @@ const DEFAULT_START = Date.UTC(2024, 0, 1);
 const DAY_MS = 86_400_000;
 
 function checkFn(fn: unknown, what: string): void {
-  if (typeof (fn as Partial<Openable<unknown, unknown>> | null)?.[kOpen] !== 'function') {
+  let open: unknown;
+  try {
+    open = (fn as Partial<Openable<unknown, unknown>> | null)?.[kOpen];
+  } catch {
+    // (A revoked Proxy: not a stream function either.)
+  }
+  if (typeof open !== 'function') {
     throw invalidType(`${what}: fn must be a stream function (from streamFn()), not ${describe(fn)}`);
+  }
+}
+
+/**
+ * `read()`, the caller's reads of the test's own values (options, events), which may be hostile: a revoked Proxy,
+ * or a getter that throws, gets the coded `ERR_INVALID_ARG_TYPE` naming what could not be read, not the bare error
+ * of the read. Each value is read once, here; the checks after work on what was read.
+ */
+function readGiven<T>(what: string, name: string, read: () => T): T {
+  try {
+    return read();
+  } catch (error) {
+    const why =
+      (error !== null && typeof error === 'object' ? readString(() => (error as Error).message) : undefined) ?? textOf(error);
+    throw invalidType(`${what}: ${name} cannot be read (a revoked Proxy, or a getter that throws: ${why})`);
   }
 }
 
@@ -162,17 +184,34 @@ const MAX_START = 8.64e15;
 const MAX_ADVANCE = DAY_MS;
 
 /** The run's settings, checked as `redisWorker` checks them (the same codes), and where time starts. */
-function resolveTest(what: string, options: unknown, known = KNOWN): { limits: SimLimits; codec: Codec<unknown>; start: number } {
+function resolveTest(
+  what: string,
+  options: unknown,
+  known = KNOWN,
+): { limits: SimLimits; codec: Codec<unknown>; start: number; settleWithin: unknown } {
   if (options === null || typeof options !== 'object')
     throw invalidType(`${what}: options must be an object, not ${describe(options)}`);
-  for (const key of Object.keys(options)) {
+  const given = options as Record<string, unknown>;
+  const { keys, o } = readGiven<{ keys: string[]; o: DeterminismOptions }>(what, 'options', () => {
+    const copy: Record<string, unknown> = {};
+    for (const key of known) if (given[key] !== undefined) copy[key] = given[key];
+    // (The codec's methods too: a getter there would throw at the first event instead.)
+    const codec = copy.codec as Record<string, unknown> | null | undefined;
+    if (codec !== null && typeof codec === 'object') void [codec.encode, codec.decode];
+    return { keys: Object.keys(given), o: copy };
+  });
+  for (const key of keys) {
     if (!known.includes(key)) throw invalidValue(`${what}: unknown option "${key}". Known options: ${known.join(', ')}`);
   }
-  const o = options as TestWorkerOptions;
   const { partitions = 1, codec = jsonCodec, maxEventBytes = 1 << 20, start = DEFAULT_START } = o;
   checkShape(what, partitions, codec, maxEventBytes);
   integerOption(what, 'start', start, 0, MAX_START, `from 0 to ${MAX_START} (ms since the epoch)`);
-  return { limits: { partitions, maxEventBytes, ...checkLimits(what, o, partitions) }, codec, start };
+  return {
+    limits: { partitions, maxEventBytes, ...checkLimits(what, o, partitions) },
+    codec,
+    start,
+    settleWithin: o.settleWithin,
+  };
 }
 
 /** Each process gets the function with a gate of its own (its own `maxConcurrent` slots), as a process would. */
@@ -224,7 +263,7 @@ class InMemoryWorker<I, O> implements TestWorker<I, O> {
     return this.#move('advance()', async () => {
       integerArgument('advance()', 'ms', ms, 0, MAX_ADVANCE);
       const outcome = await this.#sim.advanceTo(this.now() + ms);
-      if (outcome !== 'done') throw stepsError('advance()', this.now());
+      if (outcome !== 'done') throw stepsError('advance()', this.now(), this.#sim.exhausted);
     });
   }
 
@@ -234,7 +273,7 @@ class InMemoryWorker<I, O> implements TestWorker<I, O> {
       integerArgument('settle()', 'within', within, 0, MAX_TIMER_MS);
       const deadline = this.now() + within;
       const outcome = await this.#sim.runUntil(() => this.#sim.settled(), deadline);
-      if (outcome === 'steps') throw stepsError('settle()', this.now());
+      if (outcome === 'steps') throw stepsError('settle()', this.now(), this.#sim.exhausted);
       if (outcome !== 'done') {
         throw testNotSettledError(
           `settle(): the run did not settle within ${within} ms of virtual time (a session still open, or an event not handled).${realWaits()}`,
@@ -267,12 +306,22 @@ class InMemoryWorker<I, O> implements TestWorker<I, O> {
   }
 }
 
-/** A run that took its bound of steps in one move of the clock (`what`), at virtual time `now`. */
-function stepsError(what: string, now: number): Error {
-  return testStepsError(
-    `${what}: the run took ${simBounds.maxSteps} steps of the virtual clock and stopped at ${now} (a handler or its timers ` +
-      `looping without end at one time, or a span too long for the lease renewals on the way).`,
-  );
+/**
+ * A run that reached a bound of steps in one move of the clock (`what`; `which`: all its steps, or those at one
+ * virtual time), at virtual time `now`.
+ */
+function stepsError(what: string, now: number, which: Simulation<unknown, unknown>['exhausted']): Error {
+  return which === 'at once'
+    ? testStepsError(
+        `${what}: the run took ${simBounds.maxStepsAtOnce} steps at one virtual time (${now}) and stopped there, the ` +
+          `process that owns the partitions stopped as by crash(): a handler looping without end at one time (a ` +
+          `timer due at once made on every input, outputs yielded without taking input), or more events sent at ` +
+          `one time than that many steps handle (send them at different times).`,
+      )
+    : testStepsError(
+        `${what}: the run took ${simBounds.maxSteps} steps and stopped at ${now} (a handler or its timers looping ` +
+          `without end, or a span too long for the lease renewals on the way).`,
+      );
 }
 
 /**
@@ -360,9 +409,13 @@ function checkEvent<I>(
   codec: Codec<unknown>,
   start: number,
 ): { key: string; event: I; at: number } {
-  const e = events[i];
-  if (e === null || typeof e !== 'object') {
-    const given = e === undefined && !(i in events) ? 'a hole (the array is sparse)' : describe(e);
+  const e = readGiven(what, `events[${i}]`, () => {
+    const item = events[i];
+    if (item === null || typeof item !== 'object') return { item, hole: item === undefined && !(i in events) };
+    return { key: item.key, event: item.event, at: item.at };
+  });
+  if ('item' in e) {
+    const given = e.hole ? 'a hole (the array is sparse)' : describe(e.item);
     throw invalidType(`${what}: events[${i}] must be an object { key, event, at? }, not ${given}`);
   }
   const key = checkKey(e.key);
@@ -423,15 +476,22 @@ export async function checkDeterminism<I = unknown, O = unknown>(
   checkFn(fn, what);
   // (Checked on a copy: narrowing `events` itself by Array.isArray would make its items `any`.)
   const given: unknown = events;
-  if (!Array.isArray(given)) throw invalidType(`${what}: events must be an array, not ${describe(given)}`);
-  const { limits, codec, start } = resolveTest(what, options, KNOWN_CHECK);
+  const length = readGiven(what, 'events', () => (Array.isArray(given) ? events.length : undefined));
+  if (length === undefined) throw invalidType(`${what}: events must be an array, not ${describe(given)}`);
+  const { limits, codec, start, settleWithin: within } = resolveTest(what, options, KNOWN_CHECK);
   // (A loop, not map(): map() skips the holes of a sparse array, which would then never be sent.)
   const sent: { key: string; event: I; at: number }[] = [];
-  for (let i = 0; i < events.length; i++) sent.push(checkEvent(what, events, i, limits, codec, start));
+  for (let i = 0; i < length; i++) sent.push(checkEvent(what, events, i, limits, codec, start));
   checkGaps(what, sent, start);
   const idleTimeout = (fn as StreamFn<I, O> & Openable<I, O>).config.idleTimeout;
-  const { settleWithin = DAY_MS + idleTimeout } = options;
-  integerOption(what, 'settleWithin', settleWithin, 0, MAX_TIMER_MS, `from 0 to ${MAX_TIMER_MS} (ms)`);
+  const settleWithin = integerOption(
+    what,
+    'settleWithin',
+    within ?? DAY_MS + idleTimeout,
+    0,
+    MAX_TIMER_MS,
+    `from 0 to ${MAX_TIMER_MS} (ms)`,
+  );
   // Date.now and Math.random are the process's: a second check at once would save the first one's stand-ins as
   // the originals and leave them installed for good.
   if (checking)
@@ -496,7 +556,7 @@ export async function checkDeterminism<I = unknown, O = unknown>(
 function unsettled(what: string, run: string, result: SimResult<unknown>, start: number, settleWithin: number): void {
   const outcome: RunOutcome = result.outcome;
   if (outcome === 'done') return;
-  if (outcome === 'steps') throw stepsError(`${what}: ${run}`, start + result.stats.time);
+  if (outcome === 'steps') throw stepsError(`${what}: ${run}`, start + result.stats.time, result.exhausted);
   throw testNotSettledError(
     `${what}: ${run} did not settle within settleWithin (${settleWithin} ms of virtual time after the last event): ` +
       `a session still open, or an event not handled. A handler with longer idle ends or timers needs a longer settleWithin.${realWaits()}`,

@@ -103,6 +103,11 @@ export interface Commit {
    */
   readonly serial?: number;
   /**
+   * With `serial`: false leaves `ids` out of the result (empty), as nothing reads them without local delivery; the
+   * commit is idempotent all the same. Default true.
+   */
+  readonly ids?: boolean;
+  /**
    * For `checkReplay`: a digest of each output written is kept while its session lives, and an output written
    * before (by `(sid, seq)`) is compared with it; so is each ended session's seq with the last one written. Each
    * ended session's end (`endedAt`) is kept while its first entry is in the input (trimmed with it), and a later

@@ -1,15 +1,16 @@
--- KEYS lease, input, out, hw, check, commit, ckpt, timers, ends, ended; ARGV token, serial, check, n,
+-- KEYS lease, input, out, hw, check, commit, ckpt, timers, ends, ended; ARGV token, serial, flags, n,
 -- n x (sid, seq, key, field, data), checkpoints count, n x (sid, snapshot), acks count, ids, ended count,
 -- n x (sid, last seq, end: "<reason> <last input>" with check, else ''), and, when some outputs are traced, their count and n x (output index, traceparent),
 -- written as field t of those outputs. A checkpoint replaces its session's snapshot in the same call as the outputs made
 -- before it and the acks of the entries it covers; an ended session's snapshot goes with its high-water mark. An output whose seq is not above its session's high-water mark
 -- was written before (by an earlier owner, or this one before a replay):
 -- skipped. Returns {ids, divergences}.
--- - serial (the worker always sends one; '' without, and then no ids come back): ids are the entries written
---   ('' for one skipped), and the commit key remembers the last commit; a retry of
---   that same commit (its reply was lost) changes nothing and gets the ids
---   it wrote (they are contiguous in the output stream: one script wrote them).
--- - check ('1': checkReplay): each output written keeps "<id> <sha1>" in the
+-- - flags: 'i' (with a serial): return the ids written; 'c': check (below).
+-- - serial (the worker always sends one; '' without): the commit key remembers the last commit; a retry of
+--   that same commit (its reply was lost) changes nothing. With 'i', ids are the entries written ('' for one
+--   skipped), and a retry gets the ids it wrote (they are contiguous in the output stream: one script wrote
+--   them); without, none come back (the worker asks for them only for local delivery).
+-- - check ('c': checkReplay): each output written keeps "<id> <sha1>" in the
 --   check hash under "<seq> <sid>" while its session lives; a skipped one is
 --   compared with it, and an ended session's last seq with its mark. Each
 --   ended session's end is kept in the ends hash (sid -> end), its sid in the
@@ -20,7 +21,8 @@
 --   'n', sid, seq written, seq made, ''; 'b', ended index, stored end, '', ''.
 -- Fenced: fence.lua runs first (KEYS[1] lease, ARGV[1] token).
 local serial = ARGV[2]
-local check = ARGV[3] == '1'
+local check = string.find(ARGV[3], 'c', 1, true) ~= nil
+local withIds = serial ~= '' and string.find(ARGV[3], 'i', 1, true) ~= nil
 local n = tonumber(ARGV[4])
 local ids = {}
 if serial ~= '' then
@@ -28,6 +30,7 @@ if serial ~= '' then
   if last then
     local token, s, first, count = string.match(last, '^(%S+) (%S+) (%S+) (%d+)$')
     if token == ARGV[1] and s == serial then
+      if not withIds then return {ids, {}} end
       local written = {}
       if tonumber(count) > 0 then
         for _, e in ipairs(redis.call('XRANGE', KEYS[3], first, '+', 'COUNT', count)) do
@@ -103,9 +106,9 @@ for o = 1, n do
     if check then redis.call('HSET', KEYS[5], seq .. ' ' .. sid, id .. ' ' .. redis.sha1hex(ARGV[i + 3] .. ARGV[i + 4])) end
     first = first or id
     written = written + 1
-    if serial ~= '' then ids[o] = id end
+    if withIds then ids[o] = id end
   else
-    if serial ~= '' then ids[o] = '' end
+    if withIds then ids[o] = '' end
     local stored = check and redis.call('HGET', KEYS[5], seq .. ' ' .. sid)
     if stored then
       local at = string.find(stored, ' ', 1, true)

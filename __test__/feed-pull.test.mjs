@@ -1,0 +1,188 @@
+// Pull fusion, input side (js/core/pull.ts): a generator handler fed by an async source pulls each event from it
+// when it waits with nothing buffered. The edges of that chain: cancel while the pull waits for ever, the handler
+// leaving early, a source with events ready (kReadNow), the bound (nothing read ahead), and collection of an
+// abandoned stream whose pull waits.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { setImmediate as turn, setTimeout as sleep } from 'node:timers/promises';
+import { streamFn } from 'velo-stream';
+
+const kReadNow = Symbol.for('velo-stream.readNow');
+const NOT_NOW = Symbol.for('velo-stream.notNow');
+
+/** A source of 0, 1, ... (`count` of them, then it waits for ever), counting what was asked and closed. */
+function counted(count = Infinity) {
+  const state = { asked: 0, closed: 0 };
+  const it = {
+    next() {
+      if (state.closed > 0) return Promise.resolve({ value: undefined, done: true });
+      const i = state.asked++;
+      return i < count ? Promise.resolve({ value: i, done: false }) : new Promise(() => {});
+    },
+    return() {
+      state.closed++;
+      return Promise.resolve({ value: undefined, done: true });
+    },
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+  };
+  return { source: it, state };
+}
+
+test('cancel while the handler waits on a source that never answers: the read settles and the handler finally runs', async () => {
+  let finalized = false;
+  const fn = streamFn(async function* (events) {
+    try {
+      for await (const e of events) yield e;
+    } finally {
+      finalized = true;
+    }
+  });
+  const { source, state } = counted(2);
+  const s = fn.open();
+  const feed = s.feed(source);
+  assert.equal((await feed.next()).value, 0);
+  assert.equal((await feed.next()).value, 1);
+  const pending = feed.next();
+  await turn();
+  assert.equal(finalized, false);
+  await s.cancel('stop');
+  assert.deepEqual(await pending, { done: true, value: undefined });
+  assert.equal(finalized, true, "the handler's finally ran");
+  assert.equal(s.state, 'cancelled');
+  assert.equal(state.closed, 1, 'the source was closed');
+  assert.equal(fn.stats().open, 0);
+});
+
+test('the handler leaving its loop early closes the source before the consumer reads the rest', async () => {
+  const fn = streamFn(async function* (events) {
+    const got = [];
+    for await (const e of events) {
+      got.push(e);
+      if (got.length === 3) break;
+    }
+    yield* got;
+  });
+  const { source, state } = counted();
+  const s = fn.open();
+  const feed = s.feed(source);
+  assert.deepEqual(await feed.next(), { value: 0, done: false });
+  for (let i = 0; i < 5; i++) await turn();
+  assert.equal(state.closed, 1, 'closed once the handler finished, outputs still unread');
+  assert.equal(state.asked, 3, 'nothing read past what the handler took');
+  assert.deepEqual(await feed.next(), { value: 1, done: false });
+  assert.deepEqual(await feed.next(), { value: 2, done: false });
+  assert.deepEqual(await feed.next(), { value: undefined, done: true });
+  assert.equal(s.state, 'done');
+});
+
+test('a source read one event at a time as the handler asks: never more than the one in hand', async () => {
+  let taken = 0;
+  let maxAhead = 0;
+  const { source, state } = counted(200);
+  const fn = streamFn(async function* (events) {
+    for await (const e of events) {
+      taken++;
+      maxAhead = Math.max(maxAhead, state.asked - taken);
+      if (e === 199) return;
+      yield e;
+    }
+  }, { buffer: 4 });
+  let n = 0;
+  for await (const _ of fn.open().feed(source)) {
+    n++;
+    if (n % 10 === 0) await turn();
+  }
+  assert.equal(n, 199);
+  assert.ok(maxAhead <= 1, `the source was read ${maxAhead} ahead of the handler`);
+});
+
+test('events a source has ready (kReadNow) go to the handler in order and are counted', async () => {
+  // Three chunks of four events; the first of each comes from next(), the rest are ready with it.
+  const chunks = [
+    [0, 1, 2, 3],
+    [4, 5, 6, 7],
+    [8, 9, 10, 11],
+  ];
+  let held = [];
+  let c = 0;
+  const it = {
+    async next() {
+      await turn();
+      if (c === chunks.length) return { value: undefined, done: true };
+      held = chunks[c++].slice();
+      return { value: held.shift(), done: false };
+    },
+    [kReadNow]() {
+      return held.length > 0 ? held.shift() : NOT_NOW;
+    },
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+  };
+  const fn = streamFn(async function* (events) {
+    for await (const e of events) yield e * 10;
+  });
+  const s = fn.open();
+  const out = [];
+  for await (const v of s.feed(it)) out.push(v);
+  assert.deepEqual(
+    out,
+    chunks.flat().map((e) => e * 10),
+  );
+  assert.equal(s.metrics.eventsIn, 12);
+  assert.equal(s.metrics.eventsOut, 12);
+  assert.equal(fn.stats().completed, 1);
+});
+
+test('an abandoned feed whose source never answers is collected, its slot freed', async () => {
+  const fn = streamFn(
+    async function* (events) {
+      for await (const e of events) yield e;
+    },
+    { idleTimeout: 0, maxConcurrent: 20 },
+  );
+  for (let round = 0; round < 3; round++) {
+    await (async () => {
+      for (let i = 0; i < 10; i++) {
+        const feed = fn.open().feed(counted(1).source);
+        assert.equal((await feed.next()).value, 0);
+        // Left here: the handler waits on a pull that never settles.
+      }
+    })();
+    for (let i = 0; i < 200 && fn.stats().open > 0; i++) {
+      globalThis.gc();
+      await turn();
+      await sleep(20);
+    }
+    assert.equal(fn.stats().open, 0, `round ${round}: ${JSON.stringify(fn.stats())}`);
+  }
+  assert.equal(fn.stats().cancelled, 30);
+});
+
+test('a pipe stage that stops taking events (it returned) cancels the stage before it, which it pulled from', async () => {
+  let firstFinalized = false;
+  const burst = streamFn(
+    async function* (events) {
+      try {
+        for await (const e of events) for (let i = 0; i < 1000; i++) yield e * 1000 + i;
+      } finally {
+        firstFinalized = true;
+      }
+    },
+    { buffer: 4 },
+  );
+  const firstThree = streamFn(async function* (events) {
+    const got = [];
+    for await (const e of events) {
+      got.push(e);
+      if (got.length === 3) break;
+    }
+    yield* got;
+  });
+  const p = burst.pipe(firstThree);
+  assert.deepEqual(await p.run([1]), [1000, 1001, 1002]);
+  assert.equal(firstFinalized, true, 'the first stage was stopped');
+  assert.equal(burst.stats().cancelled, 1);
+});

@@ -1,0 +1,155 @@
+// A source that a handler pulls from directly (pull fusion, input side).
+//
+// When a stream whose handler is a generator is fed by an async source
+// (`feed()`, `run()`, a pipe's first stage), nothing needs to read the source
+// ahead of the handler: each time the handler waits for its next event with
+// nothing buffered, the stream asks the source for one, and the event goes to
+// the handler as a send that finds it waiting does (a handoff, counted in
+// JavaScript and reported in the stream's batched native calls). There is no
+// sender coroutine and no event crosses into the core, where a sender running
+// ahead of the handler made one native call per event.
+//
+// What stays the stream's: the handler's wait is the stream's own promise,
+// which a cancel, the idle deadline or `end()` settles even while the
+// source's `next()` never does; an event that arrives when the handler no
+// longer waits for it (a send woke it meanwhile, its input closed) is sent as
+// any other (into the core's buffer, or refused); the source is closed
+// (`return()`, or `destroy()` for a Node Readable) when the stream stops
+// taking events, as the sender closes it.
+import { checkedResult, isDestroyable } from './source';
+import { NOT_NOW, ReadKind, type ReadTarget, kReadNow, kReadTo } from './protocol';
+
+/** `[kPullable]()`: whether a stream's handler would pull from an async source fed to its end (a pipe's link asks). */
+export const kPullable = Symbol.for('velo-stream.pullable');
+
+/** What the pull needs of its stream. */
+export interface PullTarget<I> {
+  /** Sends a pulled event: handed to the handler if it waits (no native call), else as `send()`. */
+  sendPulled(event: I): true | Promise<void>;
+  /** The source ended: the stream's input ends. */
+  pullEnded(pull: SourcePull<I>): void;
+  /** The pull stopped for good (the source ended, failed or was closed): the stream forgets it. */
+  pullDetached(pull: SourcePull<I>): void;
+}
+
+export class SourcePull<I> {
+  readonly #it: AsyncIterator<I>;
+  readonly #readNow: (() => I | typeof NOT_NOW) | undefined;
+  /** A stream's outputs as the source (a pipe's link): read with `kReadTo`, answering `#onNext` with no promise between. */
+  readonly #readTo: ((reader: ReadTarget) => void) | undefined;
+  readonly #target: PullTarget<I>;
+  readonly #source: object;
+  /** A `next()` of the source is pending. */
+  #pending = false;
+  #stopped = false;
+  /** Settles `kSendAll`'s promise: true once the source ended, false if it was closed before. */
+  readonly #settle: (sent: boolean) => void;
+  readonly #fail: (error: unknown) => void;
+  /** What `kSendAll` answers. */
+  readonly done: Promise<boolean>;
+
+  constructor(source: AsyncIterable<I>, target: PullTarget<I>) {
+    this.#source = source;
+    this.#target = target;
+    const it = (this.#it = source[Symbol.asyncIterator]());
+    const readNow = (it as { [kReadNow]?: () => I | typeof NOT_NOW })[kReadNow];
+    this.#readNow = typeof readNow === 'function' ? readNow.bind(it) : undefined;
+    const readTo = (it as { [kReadTo]?: (reader: ReadTarget) => void })[kReadTo];
+    this.#readTo = typeof readTo === 'function' ? readTo.bind(it) : undefined;
+    let settle!: (sent: boolean) => void;
+    let fail!: (error: unknown) => void;
+    this.done = new Promise<boolean>((resolve, reject) => {
+      settle = resolve;
+      fail = reject;
+    });
+    this.#settle = settle;
+    this.#fail = fail;
+  }
+
+  /** An event the source has ready now (`kReadNow`, the rest of a chunk's lines), or `NOT_NOW`. */
+  ready(): I | typeof NOT_NOW {
+    if (this.#readNow === undefined || this.#pending || this.#stopped) return NOT_NOW;
+    try {
+      return this.#readNow();
+    } catch (error) {
+      this.#failed(error);
+      return NOT_NOW;
+    }
+  }
+
+  /** The handler waits for input with nothing buffered: ask the source for its next event (once at a time). */
+  request(): void {
+    if (this.#pending || this.#stopped) return;
+    this.#pending = true;
+    if (this.#readTo !== undefined) {
+      this.#readTo(this.#asReader);
+      return;
+    }
+    let next: Promise<IteratorResult<I>>;
+    try {
+      next = Promise.resolve(this.#it.next());
+    } catch (error) {
+      this.#pending = false;
+      this.#failed(error);
+      return;
+    }
+    next.then(this.#onNext, this.#onError);
+  }
+
+  readonly #onNext = (r: IteratorResult<I>): void => {
+    this.#pending = false;
+    // (Closed meanwhile: the event is dropped, as a send refused by a closed input would be.)
+    if (this.#stopped) return;
+    try {
+      checkedResult(r);
+    } catch (error) {
+      this.#failed(error);
+      return;
+    }
+    if (r.done === true) {
+      this.#stopped = true;
+      this.#target.pullDetached(this);
+      this.#target.pullEnded(this);
+      this.#settle(true);
+      return;
+    }
+    const sent = this.#target.sendPulled(r.value);
+    if (sent !== true) {
+      // Not taken at once (the input is full, or closed): a refusal closes the source.
+      sent.catch(() => this.stop());
+    }
+  };
+
+  readonly #onError = (error: unknown): void => {
+    this.#pending = false;
+    if (this.#stopped) return;
+    this.#failed(error);
+  };
+
+  readonly #asReader: ReadTarget = {
+    kind: ReadKind.Iter,
+    resolve: this.#onNext as (r: unknown) => void,
+    reject: this.#onError,
+  };
+
+  #failed(error: unknown): void {
+    this.#stopped = true;
+    this.#target.pullDetached(this);
+    this.#fail(error);
+  }
+
+  /**
+   * The stream takes no more events from the source (it finished, was
+   * cancelled, or its outputs were read to the end): close the source, now
+   * even while its `next()` waits (a Readable by `destroy()`: an async
+   * generator runs `return()` only once its pending `next()` settles).
+   */
+  readonly stop = (): void => {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#target.pullDetached(this);
+    if (isDestroyable(this.#source)) this.#source.destroy();
+    Promise.resolve(this.#it.return?.()).catch(() => {});
+    this.#settle(false);
+  };
+}
