@@ -227,7 +227,9 @@ export function localShare(limits: Limits, processes: number): Limits {
   if (limits.concurrency !== undefined) share.concurrency = Math.max(1, Math.floor(limits.concurrency / n));
   if (limits.rate !== undefined) {
     const { limit, period, burst } = limits.rate;
-    share.rate = { limit: limit / n, period, burst: Math.max(1, burst / n) };
+    // The same emission interval as limit / n per period, in whole units (the in-process limiter's terms).
+    // (A period past the longest timer, about 24.8 days, is cut to it: a share that much faster.)
+    share.rate = { limit, period: Math.min(period * n, 2 ** 31 - 1), burst: Math.max(1, Math.floor(burst / n)) };
   }
   return share;
 }

@@ -15,7 +15,7 @@ import {
   redisTimeoutError,
 } from '../errors';
 import type { RedisClientLike } from './connection';
-import { LocalShare } from './limiter-fallback';
+import { limiter } from '../limits/local';
 import {
   type Limits,
   type RedisLimiterOptions,
@@ -40,6 +40,14 @@ const CANCEL = new Script([COMMON, 'limiter-cancel.lua']);
 const RENEW = new Script([COMMON, 'limiter-renew.lua']);
 const SET = new Script([COMMON, 'limiter-set.lua']);
 const LEAVE = new Script([COMMON, 'limiter-leave.lua']);
+
+/** What the 'local' fallback's in-process limiter is asked for: the key and cost, decided already. */
+interface LocalItem {
+  key: string;
+  cost: number;
+}
+const localKey = (item: LocalItem): string => item.key;
+const localCost = (item: LocalItem): number => item.cost;
 
 /** Waits kept for `waitedMs` percentiles. */
 const WAIT_WINDOW = 512;
@@ -150,7 +158,7 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
   readonly #renewTimer: NodeJS.Timeout;
   #subscriber: RedisClientLike | null = null;
   #subscribing: Promise<void> | null = null;
-  #fallback: LocalShare | null = null;
+  #fallback: Limiter<LocalItem> | null = null;
   #processes = 1;
   readonly #fleet = { processes: 1, admitted: 0, rejected: 0 };
   #admitted = 0;
@@ -309,8 +317,15 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
       this.#admit(cost, since);
       return Promise.resolve(new HeldPermit('', key, NaN, 'open', 0, () => Promise.resolve(true)));
     }
-    this.#fallback ??= new LocalShare(this.name, localShare(this.#limits, this.#processes), this.#o.mode, this.#o.maxWaiting);
-    return this.#fallback.acquire(key, cost, signal).then((local) => {
+    this.#fallback ??= limiter<LocalItem>({
+      name: this.name,
+      ...localShare(this.#limits, this.#processes),
+      key: this.#o.key === undefined ? undefined : localKey,
+      cost: localCost,
+      mode: this.#o.mode,
+      maxWaiting: this.#o.maxWaiting,
+    });
+    return this.#fallback.acquire({ key, cost }, { signal }).then((local) => {
       this.#admit(cost, since);
       return new HeldPermit('', key, NaN, 'local', 0, () => {
         local.release();
@@ -492,7 +507,7 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
           ...(l === undefined ? {} : { rate: { limit: l, period: p as number, burst: b as number } }),
         };
       }
-      this.#fallback?.setLimits(localShare(this.#limits, this.#processes));
+      void this.#fallback?.setLimits(localShare(this.#limits, this.#processes));
       this.#down = null;
     } catch (error) {
       if (unreachable(error)) {
@@ -517,7 +532,7 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
     if (this.#closed) throw limiterClosedError(this.name);
     const limits = checkLimits(settings, `Limiter "${this.name}": setLimits()`);
     this.#limits = limits;
-    this.#fallback?.setLimits(localShare(limits, this.#processes));
+    void this.#fallback?.setLimits(localShare(limits, this.#processes));
     await this.#call(SET, [...limitArgs(limits), this.#o.leaseTtl], 'setLimits');
   }
 
@@ -533,8 +548,8 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
     for (const [time, cost] of this.#grants) if (time >= now - window) units += cost;
     return {
       name: this.name,
-      inUse: this.#held.size + (this.#fallback?.inUse ?? 0),
-      waiting: this.#waiters.size + (this.#fallback?.waiting ?? 0),
+      inUse: this.#held.size + (this.#fallback?.stats().inUse ?? 0),
+      waiting: this.#waiters.size + (this.#fallback?.stats().waiting ?? 0),
       admitted: this.#admitted,
       rejected: this.#rejected,
       waitedMs: { p50: at(0.5), p99: at(0.99) },
@@ -556,7 +571,7 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
       waiter.reject(limiterClosedError(this.name));
       leaving.push(this.#cancel(waiter.key, waiter.ticket));
     }
-    this.#fallback?.close();
+    if (this.#fallback !== null) leaving.push(this.#fallback.close());
     leaving.push(this.#call(LEAVE, [this.#pid], 'close'));
     await Promise.allSettled(leaving);
     await this.#subscribing;

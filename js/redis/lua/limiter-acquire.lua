@@ -1,6 +1,6 @@
 -- KEYS prefix. ARGV key, ticket ('' for a new acquire), cost, mode ('t' throttle, 'r' reject), lease ttl ms,
 -- maxWaiting, then the caller's limits (concurrency, limit, period, burst; '' = none).
--- Replies { 'g', token, now, leased (1: a concurrency permit, to renew and give back) } granted; { 'w', ticket, retry ms or 0 } waiting in line; { 'r', retry ms, now }
+-- Replies { 'g', token, time granted, leased (1: a concurrency permit, to renew and give back) } granted; { 'w', ticket, retry ms or 0 } waiting in line; { 'r', retry ms, now }
 -- refused (reject mode); { 'f', now } line full; { 'l', now } the ticket had left the line (expired); { 'x', now }
 -- the cost can never conform (larger than the burst).
 local k, ticket, cost, mode, ttl, maxWaiting = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -14,7 +14,8 @@ if ticket ~= '' then
     local g = redis.call('GET', P .. ':g:' .. ticket)
     if g then
       redis.call('DEL', P .. ':g:' .. ticket)
-      return { 'g', g, NOW, C and 1 or 0 }
+      local token, at = granted(g)
+      return { 'g', token, at, C and 1 or 0 }
     end
   end
   local claimed = claim()
@@ -52,7 +53,8 @@ local wait = serve(k, ttl)
 local g = redis.call('GET', P .. ':g:' .. ticket)
 if g then
   redis.call('DEL', P .. ':g:' .. ticket)
-  return { 'g', g, NOW, C and 1 or 0 }
+  local token, at = granted(g)
+  return { 'g', token, at, C and 1 or 0 }
 end
 local head = redis.call('ZRANGE', q, 0, 0)[1]
 return { 'w', ticket, head == ticket and wait or 0 }

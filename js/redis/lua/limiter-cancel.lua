@@ -6,7 +6,7 @@ dequeue(k, ticket)
 local g = redis.call('GET', P .. ':g:' .. ticket)
 if g then
   redis.call('DEL', P .. ':g:' .. ticket)
-  redis.call('ZREM', P .. ':h:' .. k, g)
+  redis.call('ZREM', P .. ':h:' .. k, (granted(g)))
 end
 clean(k)
 serve(k, ttl)

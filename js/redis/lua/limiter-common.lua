@@ -70,6 +70,12 @@ local function grant(k, new, ttl)
   return token
 end
 
+-- A permit granted to a ticket in line (P:g:<ticket>): its token and the time it was granted.
+local function granted(g)
+  local token, at = string.match(g, '^(%S+) (%S+)$')
+  return token, tonumber(at)
+end
+
 local function wake(message)
   redis.call('SPUBLISH', P .. ':wake', message)
 end
@@ -94,7 +100,8 @@ local function serve(k, ttl)
       end
       local token = grant(k, new, ttl)
       dequeue(k, head)
-      redis.call('SET', P .. ':g:' .. head, token, 'PX', ttl)
+      -- (With the grant's time: the waiter claims it later, and its permit was granted now.)
+      redis.call('SET', P .. ':g:' .. head, token .. ' ' .. NOW, 'PX', ttl)
       wake(head .. ' g')
     end
   end
