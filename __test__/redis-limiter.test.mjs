@@ -78,6 +78,8 @@ test('reject mode answers from one call: refused with ERR_VELO_RATE_LIMITED (ret
     await assert.rejects(limiter.acquire(3), { code: 'ERR_VELO_LIMIT_COST' });
     await assert.rejects(limiter.acquire(NaN), { code: 'ERR_VELO_LIMIT_COST' });
     await assert.rejects(limiter.acquire(-1), { code: 'ERR_VELO_LIMIT_COST' });
+    // Whole units, as the in-process limiter (the 'local' fallback is one).
+    await assert.rejects(limiter.acquire(0.5), { code: 'ERR_VELO_LIMIT_COST' });
     assert.equal(limiter.stats().rejected, 1);
     assert.equal(limiter.stats().admitted, 2);
     assert.equal(limiter.tryAcquire(1), undefined);

@@ -198,8 +198,11 @@ export function costOf<T>(name: string, cost: ((item: T) => number) | undefined,
   } catch (error) {
     throw limitCostError(`Limiter "${name}": cost(item) threw`, error);
   }
-  if (typeof c !== 'number' || !Number.isFinite(c) || c < 0) {
-    throw limitCostError(`Limiter "${name}": cost(item) must return a finite number of at least 0. Received ${describe(c)}`);
+  // Whole units, as the in-process limiter (and the 'local' fallback, which is one) takes them.
+  if (typeof c !== 'number' || !Number.isInteger(c) || c < 0 || c > MAX_COUNT) {
+    throw limitCostError(
+      `Limiter "${name}": cost(item) must return a whole number from 0 to ${MAX_COUNT}. Received ${describe(c)}`,
+    );
   }
   if (limits.rate !== undefined && c > limits.rate.burst) {
     throw limitCostError(
