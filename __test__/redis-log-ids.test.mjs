@@ -33,7 +33,7 @@ test('idTime: the plain reading of the first part, for ids and for strings that 
   for (const id of cases) assert.ok(Object.is(idTime(id), plain(id)), `${JSON.stringify(id)}: ${idTime(id)}, not ${plain(id)}`);
   // Seeded random ids and near-ids: digits of any length (0 to 20), a dash or another character, a sequence.
   let seed = 39;
-  const next = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  const next = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
   const alphabet = '0123456789-x. ';
   for (let n = 0; n < 20_000; n++) {
     let id = '';
