@@ -227,7 +227,11 @@ export async function writeResponse<O>(
         if (r.done || gone) break;
         text = frame.output(r.value);
         // The outputs ready with it go out in the same write.
-        if (withReady !== undefined) ({ text, failure } = await withReady(text));
+        if (withReady !== undefined) {
+          let taken = withReady(text);
+          if (taken instanceof Promise) taken = await taken;
+          ({ text, failure } = taken);
+        }
         // (The client may have left while the handler finished its run.)
         if (gone) break;
       } catch (error) {
@@ -272,6 +276,9 @@ export async function writeResponse<O>(
   }
 }
 
+/** Frames taken (`readyTaker`); `failure`: an output could not be serialized (`text` has the ones before it). */
+type Taken = { text: string; failure?: { error: unknown } };
+
 /** What an outputs object of this library offers for taking the outputs ready with one just read (protocol.ts). */
 interface ReadyOutputs<O> {
   [kReadNow](): O | typeof NOT_NOW;
@@ -293,7 +300,7 @@ function readyTaker<O>(outputs: Stoppable<O>, frame: { output: (o: O) => string 
   const ready = outputs as Partial<ReadyOutputs<O>>;
   if (typeof ready[kReadNow] !== 'function' || typeof ready[kSettle] !== 'function') return undefined;
   const source = ready as ReadyOutputs<O>;
-  const take = (text: string): { text: string; failure?: { error: unknown } } => {
+  const take = (text: string): Taken => {
     while (text.length < limit) {
       const value = source[kReadNow]();
       if (value === NOT_NOW) break;
@@ -305,13 +312,14 @@ function readyTaker<O>(outputs: Stoppable<O>, frame: { output: (o: O) => string 
     }
     return { text };
   };
-  return async (text: string): Promise<{ text: string; failure?: { error: unknown } }> => {
+  // Synchronous when nothing is to be waited for (the handler is not
+  // running): no promise and no turn of the microtask queue per read then.
+  return (text: string): Taken | Promise<Taken> => {
     const taken = take(text);
     if (taken.failure !== undefined || taken.text.length >= limit) return taken;
     const settled = source[kSettle]();
     if (settled === undefined) return taken;
-    await settled;
-    return take(taken.text);
+    return settled.then(() => take(taken.text));
   };
 }
 
@@ -431,11 +439,14 @@ export function toReadable<O>(outputs: Stoppable<O>, format: Format, opts: Respo
       readable.push(null);
       return;
     }
-    let framed: { text: string; failure?: { error: unknown } };
+    let framed: Taken;
     try {
       framed = { text: frame.output(r.value) };
       // The outputs ready with it are pushed with it, as writeResponse writes them.
-      if (withReady !== undefined) framed = await withReady(framed.text);
+      if (withReady !== undefined) {
+        const taken = withReady(framed.text);
+        framed = taken instanceof Promise ? await taken : taken;
+      }
     } catch (error) {
       framed = { text: '', failure: { error } };
     }
