@@ -85,8 +85,23 @@ function serialized<O>(serialize: (o: O) => string, o: O): string {
   return text;
 }
 
-function frames<O>(format: Format, opts: ResponseOptions<O>) {
-  const serialize = opts.serialize ?? ((o: O) => JSON.stringify(o));
+/** How outputs and errors go on the wire. */
+interface Frames<O> {
+  output(o: O): string;
+  error(e: unknown): string;
+}
+
+const stringify = (o: unknown): string => JSON.stringify(o);
+
+/** NDJSON with the default serializer: one shared set, not three closures per response. */
+const NDJSON_FRAMES: Frames<unknown> = {
+  output: (o) => `${serialized(stringify, o)}\n`,
+  error: (e) => `${JSON.stringify(errorPayload(e))}\n`,
+};
+
+function frames<O>(format: Format, opts: ResponseOptions<O>): Frames<O> {
+  if (format === 'ndjson' && opts.serialize === undefined) return NDJSON_FRAMES;
+  const serialize = opts.serialize ?? stringify;
   return {
     output: (o: O) => (format === 'ndjson' ? `${serialized(serialize, o)}\n` : sseFrame(serialized(serialize, o), opts.event)),
     error: (e: unknown) =>
@@ -201,7 +216,7 @@ export async function writeResponse<O>(
       res.setHeader('cache-control', 'no-cache');
       res.setHeader('connection', 'keep-alive');
     }
-    for (const [k, v] of Object.entries(opts.headers ?? {})) res.setHeader(k, v);
+    if (opts.headers !== undefined) for (const [k, v] of Object.entries(opts.headers)) res.setHeader(k, v);
   };
   const it = outputs[Symbol.asyncIterator]();
   let gone = res.destroyed || res.writableEnded;
@@ -211,7 +226,8 @@ export async function writeResponse<O>(
     // Nobody is left to tell if stopping fails (a plain iterator's return()).
     stop(outputs, it, 'client disconnected').catch(() => {});
   };
-  res.once('close', onClose);
+  // (\`on\`, not \`once\`: 'close' comes once, and \`finally\` removes it; \`once\` would wrap it in two more objects.)
+  res.on('close', onClose);
   // Gone before we started (the handler awaited something first, and the
   // client left meanwhile): its 'close' has fired already, so stop now. The
   // pending read below then ends.
