@@ -153,3 +153,26 @@ test('after the last output every call answers done, and the source error comes 
   assert.deepEqual(await it.next(), { done: true, value: undefined });
   assert.deepEqual(await it.return('x'), { done: true, value: 'x' });
 });
+
+// What the HTTP writers take along with an output they read (protocol.ts): the
+// outputs ready with it, from the feed; once the feed's cancel() is called,
+// none, even from a stream whose handler has returned and still holds outputs.
+test('the outputs ready with one read (kReadNow) come in order, and none once cancel() is called', async () => {
+  const kReadNow = Symbol.for('velo-stream.readNow');
+  const kSettle = Symbol.for('velo-stream.settle');
+  const NOT_NOW = Symbol.for('velo-stream.notNow');
+  const fn = streamFn(async function* (events) {
+    for await (const e of events) yield e * 10;
+  });
+  const s = fn.open();
+  const outputs = s.feed([1, 2, 3, 4, 5]);
+  const it = outputs[Symbol.asyncIterator]();
+  assert.deepEqual(await it.next(), { value: 10, done: false });
+  // Until the handler stops (it has returned here: the source is an array).
+  for (let i = 0; i < 10; i++) await outputs[kSettle]();
+  assert.equal(outputs[kReadNow](), 20);
+  assert.equal(outputs[kReadNow](), 30);
+  await outputs.cancel();
+  assert.equal(outputs[kReadNow](), NOT_NOW);
+  assert.deepEqual(await it.next(), { value: undefined, done: true });
+});

@@ -11,6 +11,7 @@ import { IncomingMessage, ServerResponse } from 'node:http';
 import { Duplex } from 'node:stream';
 import { once } from 'node:events';
 import { plain, velo } from './endpoints.mjs';
+import { parsed, streamed } from './parts.mjs';
 
 const LINES = 10;
 const body = Buffer.from(Array.from({ length: LINES }, (_, i) => JSON.stringify({ id: i, amount: i * 1.5 })).join('\n') + '\n');
@@ -47,7 +48,8 @@ async function request(endpoint, keep) {
   return text.slice(text.indexOf('\r\n\r\n') + 4);
 }
 
-const endpoints = { velo, plain };
+// (parts.mjs: variants between the two, to measure a request part by part.)
+const endpoints = { velo, plain, parsed, streamed };
 const [only, count = '20000'] = process.argv.slice(2);
 const n = Number(count);
 for (const [name, endpoint] of Object.entries(endpoints))

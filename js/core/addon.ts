@@ -242,10 +242,14 @@ export function holdAlive(): void {
 export function releaseAlive(): void {
   if (--alive.keepers === 0 && alive.referenced && !alive.unrefPending) {
     alive.unrefPending = true;
-    // A ref'd immediate: it keeps the loop for this one turn only. An unref'd
-    // one does not make libuv skip its poll, so the loop would block there on
-    // the still-ref'd notifier until some other event (the idle deadline:
-    // seconds) before running it, and only then let the process exit.
-    setImmediate(unrefIfIdle);
+    // On the shared next-turn immediate, which is ref'd: it keeps the loop for
+    // that turn only. An unref'd one does not make libuv skip its poll, so the
+    // loop would block there on the still-ref'd notifier until some other
+    // event (the idle deadline: seconds) before running it, and only then let
+    // the process exit. Shared, because a server's request releases here a
+    // turn after its open (`recheckLater`), when the next request's stream
+    // asks for the next turn too: one immediate serves both, where an own one
+    // cost each request a third (`bench/http/inprocess.mjs`).
+    onNextTurn(unrefIfIdle);
   }
 }

@@ -251,13 +251,8 @@ function throwIfStopped<I, O>(stream: StreamKind<I, O>, sourceFailure: { error: 
 function feedStream<I, O>(stream: StreamKind<I, O>, events: EventSource<I>): FeedOutputs<O> {
   const thrown = assertSource(events);
   const refused = stream[kInputError]();
-  const control = { cancelled: false };
-  const cancel = (reason?: unknown): Promise<void> => {
-    // Ends the iteration even when the stream itself has already finished
-    // and only this feed still holds outputs.
-    control.cancelled = true;
-    return stream.cancel(reason);
-  };
+  // (A refused feed's iteration has ended already: its cancel is the stream's.)
+  const cancel = (reason?: unknown): Promise<void> => stream.cancel(reason);
   if (refused !== undefined) return Object.assign(refusedFeed<O>(refusal(stream, refused)), { cancel });
   if (thrown !== undefined) {
     // The source failed as it was looked at: the stream is cancelled with its error and the iteration rejects with
@@ -265,13 +260,7 @@ function feedStream<I, O>(stream: StreamKind<I, O>, events: EventSource<I>): Fee
     void stream.cancel(thrown.error);
     return Object.assign(refusedFeed<O>(thrown.error), { cancel });
   }
-  // The outputs ready along with one just read (protocol.ts): a cancel drops them, as it drops the iteration's.
-  const readNow = (): O | typeof NOT_NOW => (control.cancelled ? NOT_NOW : stream[kReadNow]());
-  return Object.assign(new FeedIterator(stream, events, control), {
-    cancel,
-    [kReadNow]: readNow,
-    [kSettle]: () => stream[kSettle](),
-  });
+  return new FeedIterator(stream, events);
 }
 
 /** What a feed refused by a closed input rejects with: a stream stopped by its signal refuses with the signal's reason, as run() and feed() report an abort. */
@@ -298,6 +287,29 @@ const enum FeedPhase {
   Finished,
 }
 
+/** A feed iteration's pending read answered (`FeedReader`). */
+const kReadAnswered = Symbol('velo.feedReadAnswered');
+const kReadFailed = Symbol('velo.feedReadFailed');
+
+/**
+ * A feed iteration as the stream's reader (`kReadTo`), one read at a time:
+ * one object of shared methods, where closures cost two functions per feed
+ * (a server opens one feed per request).
+ */
+class FeedReader implements ReadTarget {
+  readonly kind = ReadKind.Iter;
+  readonly #it: FeedIterator<unknown, unknown>;
+  constructor(it: FeedIterator<unknown, unknown>) {
+    this.#it = it;
+  }
+  resolve(r: unknown): void {
+    this.#it[kReadAnswered](r as IteratorResult<unknown>);
+  }
+  reject(error: unknown): void {
+    this.#it[kReadFailed](error);
+  }
+}
+
 /**
  * `feed`: outputs one by one as they come, while the source is sent. Written
  * as an iterator rather than an async generator over the stream's reads:
@@ -309,19 +321,35 @@ const enum FeedPhase {
  * `next()` reads nothing (it cancels the stream and closes the source, as
  * leaving later does), and once finished every call answers done.
  */
-class FeedIterator<I, O> implements AsyncIterableIterator<O> {
+class FeedIterator<I, O> implements AsyncIterableIterator<O>, FeedOutputs<O> {
   readonly #stream: StreamKind<I, O>;
   readonly #source: EventSource<I>;
-  readonly #control: { cancelled: boolean };
+  /** `cancel()` was called: the outputs not yet read are dropped. */
+  #cancelled = false;
   #phase = FeedPhase.Idle;
   #sending: { failure: () => { error: unknown } | undefined; stop: () => void } | undefined;
   /** The last call's answer, while it may still wait: `return()` and `throw()` run after it. */
   #last: Promise<unknown> | undefined;
 
-  constructor(stream: StreamKind<I, O>, source: EventSource<I>, control: { cancelled: boolean }) {
+  constructor(stream: StreamKind<I, O>, source: EventSource<I>) {
     this.#stream = stream;
     this.#source = source;
-    this.#control = control;
+  }
+
+  cancel(reason?: unknown): Promise<void> {
+    // Ends the iteration even when the stream itself has already finished
+    // and only this feed still holds outputs.
+    this.#cancelled = true;
+    return this.#stream.cancel(reason);
+  }
+
+  /** The outputs ready along with one just read (protocol.ts): a cancel drops them, as it drops the iteration's. */
+  [kReadNow](): O | typeof NOT_NOW {
+    return this.#cancelled ? NOT_NOW : this.#stream[kReadNow]();
+  }
+
+  [kSettle](): Promise<void> | undefined {
+    return this.#stream[kSettle]();
   }
 
   next(): Promise<IteratorResult<O>> {
@@ -343,10 +371,13 @@ class FeedIterator<I, O> implements AsyncIterableIterator<O> {
     if (this.#settleRead === null) {
       // The read answers this iteration's own promise (no promise of the read's, no reaction passing it on).
       read = new Promise((resolve, reject) => (this.#settleRead = { resolve, reject }));
-      this.#stream[kReadTo](this.#reader);
+      this.#stream[kReadTo]((this.#reader ??= new FeedReader(this as FeedIterator<unknown, unknown>)));
     } else {
       // (A second next() while one waits, which for-await never does: the reader is in use.)
-      read = (this.#stream[kRead](ReadKind.Iter) as Promise<IteratorResult<O>>).then(this.#onRead, this.#onError);
+      read = (this.#stream[kRead](ReadKind.Iter) as Promise<IteratorResult<O>>).then(
+        (r) => this.#onRead(r),
+        (error: unknown) => this.#onError(error),
+      );
     }
     this.#last = read;
     return read;
@@ -355,44 +386,46 @@ class FeedIterator<I, O> implements AsyncIterableIterator<O> {
   /** The pending read's promise, while `#reader` is in the stream's queue or being answered. */
   #settleRead: ReadSettle<O> | null = null;
 
-  /** This iteration as the stream's reader (`kReadTo`), one read at a time. */
-  readonly #reader: ReadTarget = {
-    kind: ReadKind.Iter,
-    resolve: (r: unknown): void => {
-      const settle = this.#settleRead as ReadSettle<O>;
-      this.#settleRead = null;
-      let answer: IteratorResult<O>;
-      try {
-        answer = this.#onRead(r as IteratorResult<O>);
-      } catch (error) {
-        settle.reject(error);
-        return;
-      }
-      settle.resolve(answer);
-    },
-    reject: (error: unknown): void => {
-      const settle = this.#settleRead as ReadSettle<O>;
-      this.#settleRead = null;
-      settle.resolve(this.#onError(error));
-    },
-  };
+  /** This iteration as the stream's reader (`kReadTo`), made at the first read. */
+  #reader: FeedReader | null = null;
 
-  readonly #onRead = (r: IteratorResult<O>): IteratorResult<O> => {
+  /** The pending read is answered (`FeedReader`). */
+  [kReadAnswered](r: IteratorResult<O>): void {
+    const settle = this.#settleRead as ReadSettle<O>;
+    this.#settleRead = null;
+    let answer: IteratorResult<O>;
+    try {
+      answer = this.#onRead(r);
+    } catch (error) {
+      settle.reject(error);
+      return;
+    }
+    settle.resolve(answer);
+  }
+
+  /** The pending read failed with the stream's error (`FeedReader`). */
+  [kReadFailed](error: unknown): void {
+    const settle = this.#settleRead as ReadSettle<O>;
+    this.#settleRead = null;
+    settle.resolve(this.#onError(error));
+  }
+
+  #onRead(r: IteratorResult<O>): IteratorResult<O> {
     if (this.#phase === FeedPhase.Finished) return DONE;
     // A cancel drops the outputs not yet read.
-    if (!r.done && !this.#control.cancelled) return r;
+    if (!r.done && !this.#cancelled) return r;
     this.#phase = FeedPhase.Finished;
     const sending = this.#sending as { failure: () => { error: unknown } | undefined; stop: () => void };
     sending.stop();
     throwIfStopped(this.#stream, sending.failure());
     return DONE;
-  };
+  }
 
   /** The stream's own error: it (and so the source) must stop before the iteration rejects with it. */
-  readonly #onError = async (error: unknown): Promise<never> => {
+  async #onError(error: unknown): Promise<never> {
     await this.#leave();
     throw error;
-  };
+  }
 
   /** Left early (`break`, a throw, the stream's error): the stream and the source stop. */
   async #leave(): Promise<void> {

@@ -85,8 +85,23 @@ function serialized<O>(serialize: (o: O) => string, o: O): string {
   return text;
 }
 
-function frames<O>(format: Format, opts: ResponseOptions<O>) {
-  const serialize = opts.serialize ?? ((o: O) => JSON.stringify(o));
+/** How outputs and errors go on the wire. */
+interface Frames<O> {
+  output(o: O): string;
+  error(e: unknown): string;
+}
+
+const stringify = (o: unknown): string => JSON.stringify(o);
+
+/** NDJSON with the default serializer: one shared set, not three closures per response. */
+const NDJSON_FRAMES: Frames<unknown> = {
+  output: (o) => `${serialized(stringify, o)}\n`,
+  error: (e) => `${JSON.stringify(errorPayload(e))}\n`,
+};
+
+function frames<O>(format: Format, opts: ResponseOptions<O>): Frames<O> {
+  if (format === 'ndjson' && opts.serialize === undefined) return NDJSON_FRAMES;
+  const serialize = opts.serialize ?? stringify;
   return {
     output: (o: O) => (format === 'ndjson' ? `${serialized(serialize, o)}\n` : sseFrame(serialized(serialize, o), opts.event)),
     error: (e: unknown) =>
@@ -201,7 +216,7 @@ export async function writeResponse<O>(
       res.setHeader('cache-control', 'no-cache');
       res.setHeader('connection', 'keep-alive');
     }
-    for (const [k, v] of Object.entries(opts.headers ?? {})) res.setHeader(k, v);
+    if (opts.headers !== undefined) for (const [k, v] of Object.entries(opts.headers)) res.setHeader(k, v);
   };
   const it = outputs[Symbol.asyncIterator]();
   let gone = res.destroyed || res.writableEnded;
@@ -211,7 +226,8 @@ export async function writeResponse<O>(
     // Nobody is left to tell if stopping fails (a plain iterator's return()).
     stop(outputs, it, 'client disconnected').catch(() => {});
   };
-  res.once('close', onClose);
+  // (\`on\`, not \`once\`: 'close' comes once, and \`finally\` removes it; \`once\` would wrap it in two more objects.)
+  res.on('close', onClose);
   // Gone before we started (the handler awaited something first, and the
   // client left meanwhile): its 'close' has fired already, so stop now. The
   // pending read below then ends.
@@ -227,7 +243,11 @@ export async function writeResponse<O>(
         if (r.done || gone) break;
         text = frame.output(r.value);
         // The outputs ready with it go out in the same write.
-        if (withReady !== undefined) ({ text, failure } = await withReady(text));
+        if (withReady !== undefined) {
+          let taken = withReady(text);
+          if (taken instanceof Promise) taken = await taken;
+          ({ text, failure } = taken);
+        }
         // (The client may have left while the handler finished its run.)
         if (gone) break;
       } catch (error) {
@@ -272,6 +292,9 @@ export async function writeResponse<O>(
   }
 }
 
+/** Frames taken (`readyTaker`); `failure`: an output could not be serialized (`text` has the ones before it). */
+type Taken = { text: string; failure?: { error: unknown } };
+
 /** What an outputs object of this library offers for taking the outputs ready with one just read (protocol.ts). */
 interface ReadyOutputs<O> {
   [kReadNow](): O | typeof NOT_NOW;
@@ -293,7 +316,7 @@ function readyTaker<O>(outputs: Stoppable<O>, frame: { output: (o: O) => string 
   const ready = outputs as Partial<ReadyOutputs<O>>;
   if (typeof ready[kReadNow] !== 'function' || typeof ready[kSettle] !== 'function') return undefined;
   const source = ready as ReadyOutputs<O>;
-  const take = (text: string): { text: string; failure?: { error: unknown } } => {
+  const take = (text: string): Taken => {
     while (text.length < limit) {
       const value = source[kReadNow]();
       if (value === NOT_NOW) break;
@@ -305,13 +328,14 @@ function readyTaker<O>(outputs: Stoppable<O>, frame: { output: (o: O) => string 
     }
     return { text };
   };
-  return async (text: string): Promise<{ text: string; failure?: { error: unknown } }> => {
+  // Synchronous when nothing is to be waited for (the handler is not
+  // running): no promise and no turn of the microtask queue per read then.
+  return (text: string): Taken | Promise<Taken> => {
     const taken = take(text);
     if (taken.failure !== undefined || taken.text.length >= limit) return taken;
     const settled = source[kSettle]();
     if (settled === undefined) return taken;
-    await settled;
-    return take(taken.text);
+    return settled.then(() => take(taken.text));
   };
 }
 
@@ -431,11 +455,14 @@ export function toReadable<O>(outputs: Stoppable<O>, format: Format, opts: Respo
       readable.push(null);
       return;
     }
-    let framed: { text: string; failure?: { error: unknown } };
+    let framed: Taken;
     try {
       framed = { text: frame.output(r.value) };
       // The outputs ready with it are pushed with it, as writeResponse writes them.
-      if (withReady !== undefined) framed = await withReady(framed.text);
+      if (withReady !== undefined) {
+        const taken = withReady(framed.text);
+        framed = taken instanceof Promise ? await taken : taken;
+      }
     } catch (error) {
       framed = { text: '', failure: { error } };
     }
