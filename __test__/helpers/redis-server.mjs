@@ -14,33 +14,37 @@ import { join } from 'node:path';
 import { createClient, createCluster } from 'redis';
 import { start } from './child.mjs';
 
-/** The server binary the tests start: $VELO_REDIS_SERVER, or redis-server from PATH. */
-export const SERVER_COMMAND = process.env.VELO_REDIS_SERVER || 'redis-server';
+/** The server binary the tests start: $VELO_REDIS_SERVER, or redis-server from PATH (read at each call: a benchmark may set it). */
+export const serverCommand = () => process.env.VELO_REDIS_SERVER || 'redis-server';
 /** The CLI that joins a Cluster (`--cluster create`): $VELO_REDIS_CLI, or redis-cli from PATH. */
-export const CLI_COMMAND = process.env.VELO_REDIS_CLI || 'redis-cli';
+export const cliCommand = () => process.env.VELO_REDIS_CLI || 'redis-cli';
 
-let version;
+const versions = new Map();
 /**
- * The server the tests start, from its `--version`: { name: 'redis' | 'valkey', version: '7.0.15', text }. Fails
- * (never skips) when it cannot be run, naming what to install or the variable that points at it.
+ * The server `command` (default serverCommand()) from its `--version`: { name: 'redis' | 'valkey', version: '7.0.15',
+ * text }. Fails (never skips) when it cannot be run, naming what to install or the variable that points at it.
  */
-export function serverVersion() {
-  if (version) return version;
+export function serverVersion(command = serverCommand()) {
+  if (versions.has(command)) return versions.get(command);
   let text;
   try {
-    text = execFileSync(SERVER_COMMAND, ['--version'], { encoding: 'utf8' }).trim();
+    text = execFileSync(command, ['--version'], { encoding: 'utf8' }).trim();
   } catch (error) {
-    if (process.env.VELO_REDIS_SERVER) {
-      throw new Error(`VELO_REDIS_SERVER=${SERVER_COMMAND} cannot be run (${error.message}): it must name a redis-server or valkey-server binary.`);
+    if (command === process.env.VELO_REDIS_SERVER) {
+      throw new Error(`VELO_REDIS_SERVER=${command} cannot be run (${error.message}): it must name a redis-server or valkey-server binary.`);
     }
-    throw new Error(
-      'redis-server was not found on PATH: the velo-stream/redis tests need it. Install the Debian package `redis-server` (apt-get install redis-server).',
-    );
+    if (command === 'redis-server') {
+      throw new Error(
+        'redis-server was not found on PATH: the velo-stream/redis tests need it. Install the Debian package `redis-server` (apt-get install redis-server).',
+      );
+    }
+    throw new Error(`${command} cannot be run (${error.message}): it must be a redis-server or valkey-server binary.`);
   }
   const match = /^(Redis|Valkey) server v=(\d+\.\d+\.\d+)/.exec(text);
-  if (!match) throw new Error(`${SERVER_COMMAND} --version says neither Redis nor Valkey: ${text}`);
-  version = { name: match[1].toLowerCase(), version: match[2], text };
-  return version;
+  if (!match) throw new Error(`${command} --version says neither Redis nor Valkey: ${text}`);
+  const found = { name: match[1].toLowerCase(), version: match[2], text };
+  versions.set(command, found);
+  return found;
 }
 
 /** A port that was free a moment ago (the server retries on another if it was taken meanwhile). */
@@ -57,11 +61,12 @@ function freePort() {
 
 /**
  * Starts redis-server. `aof`: append-only file with fsync always (a restart keeps every acknowledged write);
- * otherwise no persistence at all. `args`: more server arguments. Returns { port, url, pid, client(), stop(),
- * pause(), resume(), restart() }.
+ * otherwise no persistence at all. `args`: more server arguments. `command`: the server binary (default
+ * serverCommand()). Returns { port, url, pid, server (see serverVersion), client(), stop(), pause(), resume(),
+ * restart() }.
  */
-export async function startRedis({ aof = false, args: extraArgs = [] } = {}) {
-  serverVersion();
+export async function startRedis({ aof = false, args: extraArgs = [], command = serverCommand() } = {}) {
+  const version = serverVersion(command);
   const dir = mkdtempSync(join(tmpdir(), 'velo-redis-'));
   let server;
   let port;
@@ -72,7 +77,7 @@ export async function startRedis({ aof = false, args: extraArgs = [] } = {}) {
     args.push('--appendonly', aof ? 'yes' : 'no');
     if (aof) args.push('--appendfsync', 'always');
     args.push(...extraArgs);
-    server = start(args, { command: SERVER_COMMAND, timeout: 600_000 });
+    server = start(args, { command, timeout: 600_000 });
     await server.waitFor(/Ready to accept connections/);
   }
 
@@ -89,6 +94,7 @@ export async function startRedis({ aof = false, args: extraArgs = [] } = {}) {
 
   const handle = {
     dir,
+    server: version,
     get port() {
       return port;
     },
@@ -135,7 +141,7 @@ export async function startRedis({ aof = false, args: extraArgs = [] } = {}) {
 
 /**
  * A Redis Cluster of `masters` servers (startRedis with `--cluster-enabled yes`, each in its own directory),
- * joined by `redis-cli --cluster create` (CLI_COMMAND) (no replicas) and ready (`cluster_state:ok` on every node). Returns
+ * joined by `redis-cli --cluster create` (cliCommand()) (no replicas) and ready (`cluster_state:ok` on every node). Returns
  * { nodes, urls, client() (a connected createCluster client, closed by stop()), stop() }.
  */
 export async function startRedisCluster(masters = 3) {
@@ -145,7 +151,7 @@ export async function startRedisCluster(masters = 3) {
     for (let i = 0; i < masters; i++) {
       nodes.push(await startRedis({ args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '5000'] }));
     }
-    execFileSync(CLI_COMMAND, ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], {
+    execFileSync(cliCommand(), ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], {
       encoding: 'utf8',
       stdio: 'pipe',
     });
