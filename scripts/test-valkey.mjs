@@ -19,7 +19,7 @@ import { findClusterCli, findValkeyServer } from './valkey.mjs';
 const root = fileURLToPath(new URL('..', import.meta.url));
 
 /** The Redis suites: the files that start a server through __test__/helpers/redis-server.mjs for velo-stream/redis. */
-export const REDIS_SUITES = (files) => files.filter((f) => /^redis-.*\.test\.mjs$/.test(f) || f === 'dashboard-redis.test.mjs').sort();
+const REDIS_SUITES = (files) => files.filter((f) => /^redis-.*\.test\.mjs$/.test(f) || f === 'dashboard-redis.test.mjs').sort();
 
 const server = findValkeyServer();
 const cli = findClusterCli();
