@@ -91,10 +91,10 @@ test('open(signal) instead of open({ signal }), and built-ins as options or conf
 test('an unknown option of task(), batch() or workerFn() is refused naming every option that entry point knows, its own first', () => {
   const known = (own) => new RegExp(`^Unknown option "typo"\\. Known options: ${[...own, 'buffer', 'idleTimeout', 'maxConcurrent', 'name'].join(', ')}$`);
   const code = (own) => (e) => e.code === 'ERR_INVALID_ARG_VALUE' && known(own).test(e.message);
-  assert.throws(() => task(echoItem, { typo: 1 }), code(['concurrency', 'ordered', 'retry', 'onError']));
+  assert.throws(() => task(echoItem, { typo: 1 }), code(['concurrency', 'ordered', 'retry', 'onError', 'limiter']));
   assert.throws(
     () => batch(echoItem, { maxSize: 2, typo: 1 }),
-    code(['concurrency', 'ordered', 'retry', 'onError', 'maxSize', 'minSize', 'maxWait']),
+    code(['concurrency', 'ordered', 'retry', 'onError', 'limiter', 'maxSize', 'minSize', 'maxWait']),
   );
   assert.throws(
     () => workerFn(WORKER_MODULE, { typo: 1 }),

@@ -179,6 +179,35 @@ const workloads = {
     const input = Array.from({ length: 100_000 * scale }, (_, i) => i);
     for (let r = 0; r < 3; r++) if ((await stage.run(input)).length !== input.length) throw new Error('lost outputs');
   },
+  // Like S13: the task workload with an in-process limiter that never makes a call wait (concurrency 1,000,000):
+  // the difference to `task` is what a permit costs a call (acquire and release).
+  taskLimited: async () => {
+    const limit = lib.limiter({ concurrency: 1_000_000 });
+    const stage = task(async (x) => x + 1, { concurrency: 16, limiter: limit });
+    const input = Array.from({ length: 100_000 * scale }, (_, i) => i);
+    for (let r = 0; r < 3; r++) if ((await stage.run(input)).length !== input.length) throw new Error('lost outputs');
+  },
+  // Per permit, the same job in each library: 300,000 async calls, at most 16 at once, each holding a permit.
+  // `permits`: limiter().acquire()/release() around the call; `permitsPLimit`: p-limit; `permitsPQueue`: p-queue
+  // with `intervalCap` (a rate that never binds here) and `concurrency`; `permitsNone`: the calls without a limiter. `LIMITERS_FROM=<dir>`: where p-limit and
+  // p-queue are installed (default: this package's dev dependencies).
+  permitsNone: async () => {
+    await callsUnder((fn) => fn());
+  },
+  permits: async () => {
+    const limit = lib.limiter({ concurrency: 16, rate: { limit: 1_000_000_000, period: 1000 } });
+    await callsUnder((fn) => limit.acquire().then((p) => fn().finally(() => p.release())));
+  },
+  permitsPLimit: async () => {
+    const pLimit = (await importDev('p-limit')).default;
+    const limit = pLimit(16);
+    await callsUnder((fn) => limit(fn));
+  },
+  permitsPQueue: async () => {
+    const PQueue = (await importDev('p-queue')).default;
+    const queue = new PQueue({ concurrency: 16, intervalCap: 1_000_000_000, interval: 1000 });
+    await callsUnder((fn) => queue.add(fn));
+  },
   // Like S12: run() over 200,000 numbers (3 times) through batch(sum, { maxSize: 100 }).
   batch: async () => {
     const stage = batch(
@@ -193,6 +222,29 @@ const workloads = {
     for (let r = 0; r < 3; r++) if ((await stage.run(input)).length !== input.length / 100) throw new Error('lost outputs');
   },
 };
+
+/** 300,000 trivial async calls through `run`, which makes each hold a permit; 16 started at a time and awaited. */
+async function callsUnder(run) {
+  const n = 300_000 * scale;
+  let sum = 0;
+  const call = async () => {
+    sum++;
+  };
+  for (let i = 0; i < n; i += 16) {
+    const wave = [];
+    for (let k = 0; k < 16; k++) wave.push(run(call));
+    await Promise.all(wave);
+  }
+  if (sum !== n) throw new Error('lost calls');
+}
+
+/** An ESM-only dev dependency, from `LIMITERS_FROM` if set. */
+function importDev(name) {
+  const dir = process.env.LIMITERS_FROM;
+  const path = require('node:path');
+  const url = require('node:url');
+  return import(dir === undefined ? name : url.pathToFileURL(require.resolve(name, { paths: [path.resolve(dir)] })).href);
+}
 
 if (!(workload in workloads)) throw new Error(`unknown workload "${workload}": ${Object.keys(workloads).join(', ')}`);
 workloads[workload]();

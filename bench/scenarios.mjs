@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { Duplex } from 'node:stream';
 import { once } from 'node:events';
-import { batch, streamFn, task } from 'velo-stream';
+import { batch, limiter, streamFn, task } from 'velo-stream';
 import { average as runningAverage, averageObjects as runningAverageObjects } from './workers/handlers.mjs';
 import { BoundedQueue, batchMap, collect, mapOrdered, mapUnordered, openBuffered, openQueued, runDuplex, runPMap, runQueued, runReadableMap } from './baselines.mjs';
 import { prng } from './prng.mjs';
@@ -35,6 +35,15 @@ function checkAverages(out, n) {
 }
 
 const throughput = (events, ms) => (events / ms) * 1000;
+
+/** A dev dependency (p-limit, p-queue); `LIMITERS_FROM=<dir>` loads it from another install (as bench/instructions.cjs). */
+async function importDev(name) {
+  const dir = process.env.LIMITERS_FROM;
+  if (dir === undefined) return import(name);
+  const { createRequire } = await import('node:module');
+  const { pathToFileURL } = await import('node:url');
+  return import(pathToFileURL(createRequire(pathToFileURL(`${dir}/`)).resolve(name)).href);
+}
 
 /** Times `fn`, returns events per second. */
 async function timed(events, fn) {
@@ -501,6 +510,74 @@ export function scenarios(size = 'full') {
         hand: () => timed(n, async () => check(await collect(batchMap(input, sum, maxSize)))),
       },
       targets: [['hand', '>=', 2.0]],
+    });
+  }
+
+  {
+    // S13: what a permit costs a task call: S10's stage with an in-process limiter that never makes a call wait
+    // (concurrency 1,000,000), against the same stage without (issue 41: >= 0.9x).
+    const n = N;
+    const concurrency = 16;
+    const input = numbers(n);
+    const addOneAsync = async (x) => x + 1;
+    const check = (out) => {
+      assert.equal(out.length, n);
+      for (let i = 0; i < n; i++) if (out[i] !== i + 1) assert.fail(`output ${i} is ${out[i]}`);
+    };
+    const limited = task(addOneAsync, { concurrency, limiter: limiter({ concurrency: 1_000_000, name: 'bench-S13' }) });
+    const plain = task(addOneAsync, { concurrency });
+    list.push({
+      id: 'S13',
+      title: `task(async x => x + 1, { concurrency: ${concurrency}, limiter }) against no limiter, run() over ${n.toLocaleString('en-US')} numbers`,
+      kind: 'throughput',
+      chart: 'tasks',
+      labels: { plain: 'the same stage without a limiter' },
+      variants: {
+        velo: () => timed(n, async () => check(await limited.run(input))),
+        plain: () => timed(n, async () => check(await plain.run(input))),
+      },
+      targets: [['plain', '>=', 0.9]],
+    });
+  }
+
+  {
+    // S14: per permit, the same job in each library: async calls, at most 16 at once, under a rate that never binds
+    // (p-queue's `intervalCap`; p-limit has no rate), 16 started at a time and awaited.
+    const n = pick(300_000, 100_000, 1_000);
+    const waves = async (run) => {
+      let done = 0;
+      const call = async () => {
+        done++;
+      };
+      for (let i = 0; i < n; i += 16) {
+        const wave = [];
+        for (let k = 0; k < 16; k++) wave.push(run(call));
+        await Promise.all(wave);
+      }
+      assert.equal(done, Math.ceil(n / 16) * 16);
+    };
+    const local = limiter({ concurrency: 16, rate: { limit: 1_000_000_000, period: 1000 }, name: 'bench-S14' });
+    list.push({
+      id: 'S14',
+      title: `per permit: ${n.toLocaleString('en-US')} async calls, 16 at once, under a rate that never binds`,
+      kind: 'throughput',
+      labels: { plimit: 'p-limit (no rate)', pqueue: "p-queue's intervalCap" },
+      variants: {
+        velo: () => timed(n, () => waves((fn) => local.acquire().then((p) => fn().finally(() => p.release())))),
+        plimit: async () => {
+          const limit = (await importDev('p-limit')).default(16);
+          return timed(n, () => waves((fn) => limit(fn)));
+        },
+        pqueue: async () => {
+          const PQueue = (await importDev('p-queue')).default;
+          const queue = new PQueue({ concurrency: 16, intervalCap: 1_000_000_000, interval: 1000 });
+          return timed(n, () => waves((fn) => queue.add(fn)));
+        },
+      },
+      targets: [
+        ['plimit', '>=', 1.0],
+        ['pqueue', '>=', 1.0],
+      ],
     });
   }
 

@@ -257,6 +257,36 @@ export const ERROR_CODES = {
     when: "A worker's own Redis call that began after its `close()` (a partition's work still under way as it closed); it can reach `onError`.",
     action: 'Nothing: the worker is closing. Make a new worker to go on.',
   },
+  ERR_VELO_RATE_LIMITED: {
+    class: '',
+    from: 'velo-stream (limiter)',
+    when: "A limiter in `mode: 'reject'` had no permit now: its `acquire()`, a task call that uses it (the attempt fails: `retry` and `onError` apply), or `open()` of a stream function that uses it (thrown at the call). Counted in `stats().rejected`. `limiter` names it.",
+    action: "Retry later, shed the load, raise the limit (`setLimits`), or use `mode: 'throttle'` to wait instead.",
+  },
+  ERR_VELO_LIMIT_QUEUE_FULL: {
+    class: '',
+    from: 'velo-stream (limiter)',
+    when: "A throttling limiter's `acquire()` (or a task call, or a stream's admission) while `maxWaiting` acquires already wait. Counted in `stats().rejected`.",
+    action: 'Slow the producer down, raise `maxWaiting`, or raise the limit.',
+  },
+  ERR_VELO_LIMITER_CLOSED: {
+    class: '',
+    from: 'velo-stream (limiter)',
+    when: "An `acquire()` after the limiter's `close()`, or one still waiting when it closed.",
+    action: 'Nothing, if you closed it on purpose; else make a new limiter.',
+  },
+  ERR_VELO_LIMIT_COST: {
+    class: 'RangeError',
+    from: 'velo-stream (limiter)',
+    when: "A limiter's `cost(item)` that threw, or returned something other than a whole number from 0 to 2^32 - 1, or more than the rate's `burst` (such a permit could never be granted; a waiter is refused with it when `setLimits` lowers the burst below its cost). Counted in `stats().rejected` when above the burst.",
+    action: 'Return a whole number of units no larger than `rate.burst`; split the work, or raise the burst.',
+  },
+  ERR_VELO_LIMIT_KEY: {
+    class: 'TypeError',
+    from: 'velo-stream (limiter)',
+    when: "A limiter's `key(item)` that threw (its error is the `cause`) or returned something other than a non-empty string.",
+    action: 'Return a non-empty string for every item (for example a tenant id).',
+  },
 } as const satisfies Record<string, ErrorCodeInfo>;
 
 /** Every code of `ERROR_CODES`. */
@@ -897,4 +927,38 @@ export function redisTimeoutError(ms: number, what?: string): Error & { code: 'E
 /** A call of a worker after its `close()`. */
 export function workerClosedError(): Error & { code: 'ERR_VELO_CLOSED' } {
   return coded(new Error('The worker is closed'), 'ERR_VELO_CLOSED');
+}
+
+// ----- limiters -----
+
+/** A limiter in reject mode had no permit now (`limiter`: its name). */
+export function rateLimitedError(limiter: string, what: string): Error & { code: 'ERR_VELO_RATE_LIMITED'; limiter: string } {
+  return coded(new Error(`${what}: limiter "${limiter}" has no permit now (mode 'reject')`), 'ERR_VELO_RATE_LIMITED', {
+    limiter,
+  });
+}
+
+/** A throttling limiter's line is full. */
+export function limitQueueFullError(
+  limiter: string,
+  maxWaiting: number,
+): Error & { code: 'ERR_VELO_LIMIT_QUEUE_FULL'; limiter: string } {
+  return coded(new Error(`Limiter "${limiter}": ${maxWaiting} acquires wait already (maxWaiting)`), 'ERR_VELO_LIMIT_QUEUE_FULL', {
+    limiter,
+  });
+}
+
+/** An acquire after (or waiting at) a limiter's close(). */
+export function limiterClosedError(limiter: string): Error & { code: 'ERR_VELO_LIMITER_CLOSED'; limiter: string } {
+  return coded(new Error(`Limiter "${limiter}" is closed`), 'ERR_VELO_LIMITER_CLOSED', { limiter });
+}
+
+/** A cost function's result that cannot be used (or a cost above the burst). */
+export function limitCostError(message: string, cause?: unknown): RangeError & { code: 'ERR_VELO_LIMIT_COST' } {
+  return coded(cause === undefined ? new RangeError(message) : new RangeError(message, { cause }), 'ERR_VELO_LIMIT_COST');
+}
+
+/** A key function that threw or returned no usable key. */
+export function limitKeyError(message: string, cause?: unknown): TypeError & { code: 'ERR_VELO_LIMIT_KEY' } {
+  return coded(cause === undefined ? new TypeError(message) : new TypeError(message, { cause }), 'ERR_VELO_LIMIT_KEY');
 }

@@ -1,8 +1,11 @@
 export { streamFn } from './core/function';
 export { batch, task } from './core/task';
 export { workerFn, type WorkerStreamFn } from './worker/index';
+export { limiter, type LocalLimiterOptions } from './limits/local';
+export type { AcquireOptions, LimitSettings, Limiter, LimiterOptions, LimiterStats, Permit, RateLimit } from './limits/types';
 export { ERROR_CODE_ALIASES, StreamClosedError, StreamLimitError, WorkerCrashedError } from './errors';
 export type {
+  AdmissionItem,
   BatchConfig,
   EntryInfo,
   EventSource,
@@ -15,6 +18,7 @@ export type {
   StreamConfig,
   StreamContext,
   StreamFn,
+  StreamFnConfig,
   StreamFnStats,
   StreamHandler,
   StreamMetrics,

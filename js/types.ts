@@ -1,4 +1,11 @@
 import type { Duplex } from 'node:stream';
+import type { Limiter } from './limits/types';
+
+/** What a stream function's limiters' `key`/`cost` get at a stream's admission. */
+export interface AdmissionItem {
+  /** The stream's id (`''` when asked at `open()`, before the stream exists). */
+  id: string;
+}
 
 /** Settings of `fn.sessions(config)`: a stream function's settings for the sessions' streams, and `traceKeys`. */
 export interface SessionsConfig extends StreamConfig {
@@ -19,6 +26,17 @@ export interface StreamConfig {
   maxConcurrent?: number;
   /** A name for stats and errors. Default: the handler's name. */
   name?: string;
+}
+
+/** `streamFn`'s settings: a stream function's, and the limiters its streams are admitted by. */
+export interface StreamFnConfig extends StreamConfig {
+  /**
+   * Each stream holds a permit of this limiter (or of each, in order) from its handler's start to its end
+   * (docs/flow-control.md). Throttling: `open()` returns at once, the stream takes sends into its buffer, and its
+   * handler starts once admitted (its idle clock held meanwhile). 'reject' mode: `open()` throws
+   * ERR_VELO_RATE_LIMITED when there is no permit now. `key`/`cost` get `{ id }` (the stream's id; empty at open).
+   */
+  limiter?: Limiter<AdmissionItem> | readonly Limiter<AdmissionItem>[];
 }
 
 /**
@@ -345,6 +363,12 @@ export interface TaskConfig<I = unknown, O = unknown> extends StreamConfig {
    * and a function's result replaces the output (`undefined` drops it; a throw fails the stream).
    */
   onError?: 'fail' | 'skip' | ((error: unknown, item: I, ctx: TaskContext) => O | undefined | Promise<O | undefined>);
+  /**
+   * Each call (each retry attempt) waits for a permit of this limiter, or of each of these in order, before it
+   * starts, and gives them back when it settles (docs/flow-control.md). Its `key`/`cost` get the call's item (a
+   * batch stage's: the batch's array). A refusal (`mode: 'reject'`, a full line) fails the attempt.
+   */
+  limiter?: Limiter<I> | readonly Limiter<I>[];
 }
 
 /** Settings of a `batch()` stage. */

@@ -51,6 +51,33 @@ export declare class NativeFunction {
   totals(boundsUs: Array<number>): Totals
 }
 
+/** One in-process limiter (its state in this thread's table, by `handle`): everything but the per-permit calls. */
+export declare class NativeLimiter {
+  /** Limits of 0 are "none"; `reject` refuses the excess instead of queueing at most `max_waiting`. */
+  constructor(concurrency: number, rateLimit: number, ratePeriodMs: number, rateBurst: number, reject: boolean, maxWaiting: number)
+  /** Its handle for `stream.limiterTry` and `stream.limiterRelease`. */
+  get handle(): number
+  /** A `Decision` code: 0/1 granted (1: holds a slot to release), 2 queued as waiter `id`, 3..6 refused. */
+  acquire(key: number, cost: number, id: number, nowMs: number): number
+  /** Takes waiter `id` out of line; true if it was waiting. */
+  cancel(id: number, nowMs: number): boolean
+  /** Grants what the rate allows by now; the count of waiters decided. */
+  poll(nowMs: number): number
+  /** New limits (0: none); the count of waiters decided. */
+  setLimits(concurrency: number, rateLimit: number, ratePeriodMs: number, rateBurst: number, nowMs: number): number
+  /** Refuses new acquires and every waiter; the count of waiters decided. */
+  close(): number
+  /** The waiters decided, as `[id, code, id, code, ...]`. */
+  takeDecided(): Array<number>
+  /** When a rate-blocked waiter may be granted (ms on the caller's clock), or -1. */
+  wakeAt(): number
+  /** Forgets rested keys that hold and wait for nothing; their numbers. */
+  sweep(nowMs: number): Array<number>
+  stats(nowMs: number): NativeLimiterStats
+  /** Waits since creation at `bounds_us` (ascending), for exporters. */
+  waits(boundsUs: Array<number>, nowMs: number): NativeLimiterWaits
+}
+
 /**
  * For tests: how many streams hold native state on this thread (not yet
  * retired nor freed by their finalizer).
@@ -199,6 +226,26 @@ export interface Metrics {
   taskP50Us?: number
   /** Task stages: 99th percentile of the same. */
   taskP99Us?: number
+}
+
+/** A limiter's figures (`LimiterStats` without its name). */
+export interface NativeLimiterStats {
+  inUse: number
+  waiting: number
+  admitted: number
+  rejected: number
+  p50Ms: number
+  p99Ms: number
+  rate: number
+  keys: number
+}
+
+/** The wait histogram since creation at chosen bounds (µs), for exporters. */
+export interface NativeLimiterWaits {
+  count: number
+  sumUs: number
+  /** Cumulative counts at each bound, in the bounds' order. */
+  counts: Array<number>
 }
 
 /** How a stream (or a pipe) ended, for a permit given back. */
@@ -375,6 +422,15 @@ export interface StreamOps {
    * input just ended.
    */
   idleFire: (h: number) => boolean
+  /** Holds the idle clock while the stream waits for a limiter's permit (`held` 1), or lets it run again from now (0). */
+  idleHold: (h: number, held: number) => void
+  /**
+   * A permit of the limiter whose `NativeLimiter.handle` is `l`, for `key` and `cost`, now (`nowMs`):
+   * 0 (nothing to give back) or 1 (a slot to release), or -1: none now. Never waits, never jumps the line.
+   */
+  limiterTry: (l: number, key: number, cost: number, nowMs: number) => number
+  /** Gives back a held permit of `key`: how many waiters were decided (see `NativeLimiter.takeDecided`). */
+  limiterRelease: (l: number, key: number, nowMs: number) => number
   /**
    * The stream's metrics now; `inUnconsumed`/`outUnconsumed`: values of the batches
    * lent to the handler / the consumer that are still unconsumed.

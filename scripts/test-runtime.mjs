@@ -116,6 +116,8 @@ const SUITES = {
       'redis-server-helper.test.mjs': SIGNALS,
       'redis-faults.test.mjs': SIGNALS,
       'redis-join.test.mjs': SIGNALS,
+      'redis-limiter-failures.test.mjs': SIGNALS,
+      'redis-limiter-fleet.test.mjs': SIGNALS,
       'redis-partition.test.mjs': SIGNALS,
       'redis-restart.test.mjs': SIGNALS,
       'redis-soak.test.mjs': SIGNALS,

@@ -5,11 +5,14 @@ import { assertSource, collectOutputs } from './drive';
 import { NativeStream } from './native-stream';
 import { PipedStream } from './pipe';
 import { type SessionHooks, kFinished, type StreamKind } from './protocol';
-import { HandlerStream, reportHandoffs } from './stream';
+import { HandlerStream, kHoldIdle, reportHandoffs } from './stream';
 import { type StreamTrace, streamTrace } from './tracing';
 import { type StreamBody } from './body';
 import { Sessions } from './sessions';
 import { StreamList, kWatch, tagStream } from './stream-list';
+import { type Admission, admitAtOpen, admittedHandler } from '../limits/admit';
+import { checkLimiters } from '../limits/use';
+import type { Limiter } from '../limits/types';
 import type {
   EventSource,
   OpenOptions,
@@ -17,6 +20,7 @@ import type {
   SessionsConfig,
   StreamConfig,
   StreamFn,
+  StreamFnConfig,
   StreamFnStats,
   StreamHandler,
   StreamSessions,
@@ -134,9 +138,16 @@ class SingleFn<I, O> extends FnBase<I, O> {
   readonly #native: NativeFunction;
   /** `#native`'s id, for opening streams through the per-stream entry points (`ops.openStream`). */
   readonly #id: number;
+  /** Each stream holds a permit of each from its handler's start to its end (js/limits/admit.ts). */
+  readonly #limiters: readonly Limiter<unknown>[] | undefined;
 
-  constructor(handler: StreamHandler<I, O> | { makeBody: BodyFactory<I, O>; name: string }, config: unknown) {
+  constructor(
+    handler: StreamHandler<I, O> | { makeBody: BodyFactory<I, O>; name: string },
+    config: unknown,
+    limiters?: readonly Limiter<unknown>[],
+  ) {
     super();
+    this.#limiters = limiters;
     if (typeof handler === 'object' && handler !== null && 'makeBody' in handler) {
       this.config = resolveConfig(config, handler.name);
       this.name = this.config.name;
@@ -168,11 +179,15 @@ class SingleFn<I, O> extends FnBase<I, O> {
   }
 
   [kOpen](signal: AbortSignal | undefined, idle: boolean, hooks?: SessionHooks): HandlerStream<I, O> {
+    // A limiter in 'reject' mode refuses here, before a slot is taken.
+    const admission =
+      this.#limiters === undefined ? undefined : admitAtOpen(this.#limiters, `Cannot open a stream of "${this.name}"`);
     const handle = this[kAdmit](idle);
     if (handle < 0) {
+      if (admission !== undefined) for (const p of admission.permits) p.release();
       throw new StreamLimitError(`Cannot open a stream of "${this.name}": ${this.config.maxConcurrent} are open (maxConcurrent)`);
     }
-    return this[kStart](handle, idle, signal, undefined, hooks);
+    return this[kStart](handle, idle, signal, undefined, hooks, undefined, admission);
   }
 
   /**
@@ -194,15 +209,26 @@ class SingleFn<I, O> extends FnBase<I, O> {
     over?: StageOverrides,
     hooks?: SessionHooks,
     pipeTrace?: StreamTrace,
+    admitted?: Admission,
   ): HandlerStream<I, O> {
     const idleOn = idle && (over?.idleTimeout ?? this.config.idleTimeout) > 0;
     const buffer = over?.buffer ?? this.config.buffer;
     const native = new NativeStream(handle);
-    const handler = this.#handler;
+    let handler = this.#handler;
+    // With limiters, the handler first waits for the permits not taken at open (a pipe's stage: all of them).
+    let admission: Admission | undefined;
+    if (this.#limiters !== undefined && typeof handler === 'function') {
+      admission = admitted ?? { permits: [], stream: undefined, waiting: false, gate: undefined };
+      handler = admittedHandler(handler, this.#limiters, admission, this.name);
+    }
     const body = typeof handler === 'function' ? handler : handler.makeBody(native, buffer);
     const trace = streamTrace(this.name, typeof body === 'function' ? 'generator' : body.kind, pipeTrace);
     const sessionHooks = typeof handler === 'function' ? hooks : undefined;
     const stream = new HandlerStream(native, body, this.name, buffer, idleOn, signal, sessionHooks, trace);
+    if (admission !== undefined) {
+      admission.stream = stream as HandlerStream<unknown, unknown>;
+      if (admission.waiting) stream[kHoldIdle](true);
+    }
     this.listed?.add(stream);
     return stream;
   }
@@ -217,7 +243,7 @@ class SingleFn<I, O> extends FnBase<I, O> {
   }
 
   withConfig(config: StreamConfig): SingleFn<I, O> {
-    return new SingleFn(this.#handler, { ...this.config, ...checkedOverrides(config) });
+    return new SingleFn(this.#handler, { ...this.config, ...checkedOverrides(config) }, this.#limiters);
   }
 }
 
@@ -382,10 +408,20 @@ class PipedFn<I, O> extends FnBase<I, O> {
  */
 export function streamFn<I, O, S = unknown, W = unknown>(
   handler: StreamHandler<I, O, S, W> & WakeUpsAreEvents<I, W>,
-  config?: StreamConfig,
+  config?: StreamFnConfig,
 ): StreamFn<I, O> {
   // (S and W type the handler's own context only; the function runs it with whatever state and payloads it made.)
-  return new SingleFn(handler as StreamHandler<I, O>, config);
+  let limiters: readonly Limiter<unknown>[] | undefined;
+  if (config !== undefined) {
+    assertOptionsObject(config, 'config', '{ buffer: 64 }');
+    checkKeys(config, ['limiter']);
+    if (Object.hasOwn(config, 'limiter')) {
+      const { limiter, ...rest } = config;
+      limiters = checkLimiters(limiter, 'streamFn()');
+      config = rest;
+    }
+  }
+  return new SingleFn(handler as StreamHandler<I, O>, config, limiters);
 }
 
 /** A one-stage stream function whose streams run a body made per stream (see `BodyFactory`). */

@@ -299,6 +299,11 @@ export class NativeStream {
     reap();
   }
 
+  /** Holds the idle clock while the stream waits for admission, or lets it run again from now. */
+  idleHold(held: boolean): void {
+    ops.idleHold(this.#h, held ? 1 : 0);
+  }
+
   /** The idle deadline passed: true if the stream really was idle and its input just ended. */
   idleFire(): boolean {
     return this.#last === null && ops.idleFire(this.#h);

@@ -329,6 +329,9 @@ class HandlerContext implements StreamContext {
   }
 }
 
+/** See `HandlerStream[kHoldIdle]`. */
+export const kHoldIdle = Symbol('velo-stream.holdIdle');
+
 export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTarget {
   readonly #native: NativeStream;
   readonly #label: string;
@@ -444,6 +447,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   #idleWatched = false;
   /** In `toRecheck`. */
   #recheckListed = false;
+  /** Waits for a limiter's permit before its handler starts (`kHoldIdle`): its idle clock is held meanwhile. */
+  #admitting = false;
 
   // Handoffs not yet counted by the core (see `reportHandoffs`).
   #inHanded = 0;
@@ -1111,6 +1116,14 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
 
   // ----- idle -----
 
+  /** The stream waits for admission (a limiter's permit, js/limits/admit.ts): its idle clock is held, and it is held weakly. */
+  [kHoldIdle](held: boolean): void {
+    if (!this.#idleOn || this.#admitting === held || !this.#native.live) return;
+    this.#admitting = held;
+    this.#native.idleHold(held);
+    this.#syncKeepAlive();
+  }
+
   idleFired(): void {
     this[kReport](false);
     if (this.#native.idleFire()) this.#inputEnded();
@@ -1156,7 +1169,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       if (!this.#recheckListed) this.#recheck();
       return;
     }
-    const running = this.#idleOn && this.#senders.length === 0;
+    const running = this.#idleOn && this.#senders.length === 0 && !this.#admitting;
     if (running) {
       if (!this.#idleHeld) this.#holdIdle(true);
     } else if (this.#idleHeld) this.#recheck();
@@ -1170,7 +1183,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
 
   /** A stage of a pipe: its group decides for the pipe (see `AliveGroup`). */
   #syncGroup(): void {
-    const running = this.#idleOn && this.#senders.length === 0;
+    const running = this.#idleOn && this.#senders.length === 0 && !this.#admitting;
     if (running !== this.#idleHeld) this.#holdIdle(running);
     const live = running || this.#timersPending;
     const group = this.#group as AliveGroup;
@@ -1199,7 +1212,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   [kRecheck](): void {
     this.#recheckListed = false;
     if (this.#group !== null) return;
-    const running = this.#idleOn && this.#senders.length === 0;
+    const running = this.#idleOn && this.#senders.length === 0 && !this.#admitting;
     if (this.#idleHeld && !running) this.#holdIdle(false);
     if (this.#keepingAlive && !this.#wantsAlive(running)) {
       this.#keepingAlive = false;

@@ -40,6 +40,7 @@ import {
   kTrace,
 } from './body';
 import type { Span, StreamTrace } from './tracing';
+import { checkLimiters, limitedCall } from '../limits/use';
 
 /** The native `then`: a plain promise's reactions run once each, so it needs no adopting. */
 // eslint-disable-next-line @typescript-eslint/unbound-method -- compared by identity, never called unbound
@@ -56,7 +57,7 @@ const MAX_COUNT = 2 ** 32 - 1;
 /** Node's own ceiling for timers (about 24.8 days). */
 const MAX_MS = 2 ** 31 - 1;
 
-const TASK_KEYS = ['concurrency', 'ordered', 'retry', 'onError'];
+const TASK_KEYS = ['concurrency', 'ordered', 'retry', 'onError', 'limiter'];
 const AsyncGeneratorFunction = (Object.getPrototypeOf(async function* () {}) as { constructor: FunctionConstructor }).constructor;
 const GeneratorFunction = (Object.getPrototypeOf(function* () {}) as { constructor: FunctionConstructor }).constructor;
 const BATCH_KEYS = [...TASK_KEYS, 'maxSize', 'minSize', 'maxWait'];
@@ -751,9 +752,11 @@ function checkTaskConfig<I, O>(
     }
     if (c.maxWait !== undefined) maxWait = millis('maxWait', c.maxWait);
   }
+  // Each call (each attempt) first holds a permit of every limiter (js/limits/use.ts); a batch's item is its array.
+  const limiters = checkLimiters(c.limiter, `${kind}()`);
   return {
     spec: {
-      fn: fn as Call<I, O>,
+      fn: limiters === undefined ? (fn as Call<I, O>) : limitedCall(fn as Call<I, O>, limiters),
       onError: onError as OnError<I, O>,
       policy: {
         concurrency,

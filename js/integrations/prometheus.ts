@@ -400,3 +400,4 @@ export function registerRedisWorkerMetrics(
     (w) => (w as Timed)[kRenewalLateness](),
   );
 }
+export { registerLimiterMetrics, type LimiterMetricsOptions } from './prometheus-limiters';

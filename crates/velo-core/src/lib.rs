@@ -53,6 +53,7 @@ pub mod histogram;
 pub mod idle;
 pub mod lane;
 pub mod lent_waits;
+pub mod limiter;
 #[cfg(feature = "model")]
 #[doc(hidden)]
 pub mod model;
@@ -64,5 +65,6 @@ pub use admission::{Admission, LimitError, Outcome, Permit, Share, Stats, TaskTo
 pub use cross_lane::CrossLane;
 pub use idle::IdleDeadlines;
 pub use lane::{Lane, Push, Take};
+pub use limiter::{Decision, LimiterCore, LimiterStats, Limits, Rate};
 pub use stream::{IdleConfig, IdleVerdict, Metrics, Phase, StreamCore};
 pub use task::{Attempt, BatchPolicy, RetryPolicy, Settled, TaskPolicy, TaskWindow};

@@ -92,6 +92,8 @@ struct Idle {
     timeout_us: u64,
     last_activity_us: u64,
     armed_at_us: Option<u64>,
+    /// Held while the stream waits for admission (`hold_idle`): not idle then.
+    held: bool,
 }
 
 impl Idle {
@@ -165,6 +167,7 @@ impl<T> StreamCore<T> {
                 timeout_us: cfg.timeout_us,
                 last_activity_us: now_us,
                 armed_at_us: None,
+                held: false,
             };
             idle.arm(key, now_us + cfg.timeout_us);
             idle
@@ -205,7 +208,18 @@ impl<T> StreamCore<T> {
     /// Whether the idle clock is running now: configured, input open, and no
     /// send waiting for room.
     pub fn idle_running(&self) -> bool {
-        self.idle.is_some() && !self.input.is_closed() && self.input.waiting() == 0
+        self.idle.as_ref().is_some_and(|i| !i.held)
+            && !self.input.is_closed()
+            && self.input.waiting() == 0
+    }
+
+    /// Holds the idle clock (`held`: a stream waiting for a limiter's permit before its handler starts), or lets
+    /// it run again from `now_us`: a stream is not idle while it waits for admission.
+    pub fn hold_idle(&mut self, held: bool, now_us: u64) {
+        if let Some(idle) = &mut self.idle {
+            idle.held = held;
+            idle.last_activity_us = now_us;
+        }
     }
 
     /// Adds what the lanes accepted since last time to the function's totals.
@@ -525,8 +539,8 @@ impl<T> StreamCore<T> {
         if closed {
             return IdleVerdict::Off;
         }
-        if waiting {
-            // A send waiting for room pauses the clock.
+        if waiting || idle.held {
+            // A send waiting for room pauses the clock, as does a wait for admission (`hold_idle`).
             idle.last_activity_us = now_us;
         }
         let deadline = idle.last_activity_us + idle.timeout_us;

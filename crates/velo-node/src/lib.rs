@@ -22,6 +22,7 @@
 //!   `CrossTakeStatus`.
 //! - The idle notifier (`idle.rs`): `setIdleHandler`, `idleDue`, `keepAlive`.
 //! - `threadState` (`shared.rs`): the one JS-side state object of a thread.
+//! - `NativeLimiter` (`limiter.rs`): an in-process limiter's decisions (`velo_core::limiter`).
 //!
 //! # Who owns what
 //! - The core ([`velo_core::StreamCore`], [`velo_core::TaskWindow`]) owns
@@ -60,6 +61,7 @@ mod dto;
 mod ffi;
 mod gates;
 mod idle;
+mod limiter;
 mod raw;
 mod shared;
 mod slab;

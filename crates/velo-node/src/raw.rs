@@ -21,6 +21,7 @@ use velo_core::{clock, IdleVerdict, Phase, Push, StreamCore, Take};
 use crate::dto::Metrics;
 use crate::ffi::{self, fail, Scope, Scratch, Value};
 use crate::gates;
+use crate::limiter;
 use crate::slot::{take_released, Delivered, Slot};
 use crate::streams;
 use crate::task::{
@@ -435,6 +436,28 @@ fn idle_fire<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
     cx.boolean(verdict == IdleVerdict::Expired)
 }
 
+fn limiter_try<'s>(cx: Scope<'s>, [l, key, cost, now]: [Value<'s>; 4]) -> Result<Value<'s>> {
+    let code = limiter::try_now(
+        cx.number(l)?,
+        cx.number(key)?,
+        cx.number(cost)?,
+        cx.number(now)?,
+    )?;
+    cx.int(code)
+}
+
+fn limiter_release<'s>(cx: Scope<'s>, [l, key, now]: [Value<'s>; 3]) -> Result<Value<'s>> {
+    let decided = limiter::release_now(cx.number(l)?, cx.number(key)?, cx.number(now)?)?;
+    cx.int(count(decided as usize))
+}
+
+fn idle_hold<'s>(cx: Scope<'s>, [h, held]: [Value<'s>; 2]) -> Result<Value<'s>> {
+    let now = clock::now_us();
+    let held = cx.number(held)? != 0.0;
+    streams::with(cx.number(h)?, |stream| stream.core.hold_idle(held, now))?;
+    cx.undefined()
+}
+
 fn input_taken<'s>(cx: Scope<'s>, [h, early, late]: [Value<'s>; 3]) -> Result<Value<'s>> {
     let now = clock::now_us();
     let (early, late) = (cx.index(early)?, cx.index(late)?);
@@ -590,6 +613,13 @@ stream_ops! {
     #[doc = " The idle notifier reported the stream: true when it was idle and its"]
     #[doc = " input just ended."]
     "idleFire": "(h: number) => boolean" => idle_fire,
+    #[doc = " Holds the idle clock while the stream waits for a limiter's permit (`held` 1), or lets it run again from now (0)."]
+    "idleHold": "(h: number, held: number) => void" => idle_hold,
+    #[doc = " A permit of the limiter whose `NativeLimiter.handle` is `l`, for `key` and `cost`, now (`nowMs`):"]
+    #[doc = " 0 (nothing to give back) or 1 (a slot to release), or -1: none now. Never waits, never jumps the line."]
+    "limiterTry": "(l: number, key: number, cost: number, nowMs: number) => number" => limiter_try,
+    #[doc = " Gives back a held permit of `key`: how many waiters were decided (see `NativeLimiter.takeDecided`)."]
+    "limiterRelease": "(l: number, key: number, nowMs: number) => number" => limiter_release,
     #[doc = " The stream's metrics now; `inUnconsumed`/`outUnconsumed`: values of the batches"]
     #[doc = " lent to the handler / the consumer that are still unconsumed."]
     "metrics": "(h: number, inUnconsumed: number, outUnconsumed: number) => Metrics" => metrics,

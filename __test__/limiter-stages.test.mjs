@@ -1,0 +1,217 @@
+// Limiters used by task and batch stages (a permit per call attempt) and by stream functions' admission (a permit
+// per stream), by counting: an auditor inside the calls, the limiter's own stats, the order handlers start in.
+// Needs --expose-gc (a stream dropped while it waits for admission must be collected).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { batch, limiter, streamFn, task } from 'velo-stream';
+import { collect, deferred, settle } from './helpers/util.mjs';
+
+/** A call body that counts calls in flight across every stage it is used by; fails above `max`. */
+function audited(max) {
+  const a = { now: 0, peak: 0, calls: 0 };
+  a.fn = async (x) => {
+    a.now++;
+    a.calls++;
+    a.peak = Math.max(a.peak, a.now);
+    assert.ok(a.now <= max, `${a.now} calls at once, limit ${max}`);
+    for (let i = x % 4; i >= 0; i--) await null;
+    a.now--;
+    return x * 2;
+  };
+  return a;
+}
+
+test('one limiter shared by two task stages (and an array of two limiters): at no instant more than N calls in all', async () => {
+  const shared = limiter({ concurrency: 3, name: 'shared' });
+  const wide = limiter({ concurrency: 100, name: 'wide' });
+  const a = audited(3);
+  const one = task(a.fn, { concurrency: 16, limiter: shared });
+  const two = task(a.fn, { concurrency: 16, limiter: [wide, shared] });
+  const xs = Array.from({ length: 300 }, (_, i) => i);
+  const [r1, r2] = await Promise.all([collect(one.open().feed(xs)), collect(two.open().feed(xs))]);
+  assert.deepEqual(
+    r1,
+    xs.map((x) => x * 2),
+  );
+  assert.deepEqual(r2, r1);
+  assert.equal(a.peak, 3);
+  assert.equal(shared.stats().admitted, 600);
+  assert.equal(wide.stats().admitted, 300);
+  assert.deepEqual([shared.stats().inUse, wide.stats().inUse], [0, 0], 'all released together when calls settle');
+});
+
+test('each retry attempt waits for a permit of its own; a sync result and a sync throw release at once', async () => {
+  const l = limiter({ concurrency: 1 });
+  let attempts = 0;
+  const flaky = task(
+    (x, ctx) => {
+      attempts++;
+      if (ctx.attempt < 3) throw new Error('again');
+      return x;
+    },
+    { retry: { attempts: 3, delay: 0 }, limiter: l },
+  );
+  assert.deepEqual(await flaky.run([1, 2]), [1, 2]);
+  assert.equal(attempts, 6);
+  assert.equal(l.stats().admitted, 6);
+  assert.equal(l.stats().inUse, 0);
+});
+
+test("a task call refused ('reject' mode) fails its attempt: retry and onError apply, and the refusal is counted", async () => {
+  const l = limiter({ concurrency: 1, mode: 'reject' });
+  const held = await l.acquire();
+  const stage = task((x) => x, { limiter: l, onError: (e) => e.code });
+  assert.deepEqual(await stage.run([1]), ['ERR_VELO_RATE_LIMITED']);
+  assert.equal(l.stats().rejected, 1);
+  held.release();
+  assert.deepEqual(await stage.run([1]), [1]);
+});
+
+test('cancelling a stream: calls waiting for a permit leave the line; calls running release theirs when they settle', async () => {
+  const l = limiter({ concurrency: 2 });
+  const gate = deferred();
+  const stage = task(
+    async (x, ctx) => {
+      await Promise.race([gate.promise, new Promise((resolve) => ctx.signal.addEventListener('abort', resolve))]);
+      return x;
+    },
+    { concurrency: 8, limiter: l },
+  );
+  const s = stage.open();
+  for (let i = 0; i < 6; i++) await s.send(i);
+  await settle();
+  assert.deepEqual([l.stats().inUse, l.stats().waiting], [2, 4]);
+  await s.cancel();
+  await settle();
+  assert.deepEqual([l.stats().inUse, l.stats().waiting], [0, 0]);
+  assert.equal(l.stats().admitted, 2);
+});
+
+test('batch stages: key/cost get the batch (cost = its length here); a batch costing more than the burst fails with ERR_VELO_LIMIT_COST', async () => {
+  const l = limiter({ rate: { limit: 1000, period: 1000, burst: 10 }, cost: (items) => items.length });
+  const sizes = batch(async (items) => items.length, { maxSize: 5, limiter: l });
+  assert.deepEqual(await sizes.run(Array.from({ length: 12 }, (_, i) => i)), [5, 5, 2]);
+  assert.equal(l.stats().admitted, 3);
+  const tooBig = batch(async (items) => items.length, { maxSize: 11, limiter: l });
+  await assert.rejects(tooBig.run(Array.from({ length: 11 }, (_, i) => i)), { code: 'ERR_VELO_LIMIT_COST' });
+});
+
+test('the limiter option is checked at the call', () => {
+  for (const bad of [5, {}, [], [limiter({ concurrency: 1 }), 'x'], { acquire() {} }]) {
+    assert.throws(() => task((x) => x, { limiter: bad }), { code: 'ERR_INVALID_ARG_TYPE' });
+    assert.throws(() => streamFn(async function* () {}, { limiter: bad }), { code: 'ERR_INVALID_ARG_TYPE' });
+  }
+  assert.throws(() => streamFn(async function* () {}, { typo: 1 }), {
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: 'Unknown option "typo". Known options: limiter, buffer, idleTimeout, maxConcurrent, name',
+  });
+  // Any object with the Limiter interface plugs in (the Redis limiter does).
+  const foreign = { name: 'f', acquire: async () => ({ release() {} }), tryAcquire: () => undefined, stats: () => ({}) };
+  task((x) => x, { limiter: foreign });
+});
+
+// ----- stream admission -----
+
+const echoFn = (l, options = {}) => {
+  const started = [];
+  const fn = streamFn(
+    async function* (events, ctx) {
+      started.push(ctx.id);
+      for await (const e of events) yield e;
+    },
+    { limiter: l, ...options },
+  );
+  return { fn, started };
+};
+
+test('throttle: open() returns at once, the stream takes sends into its buffer, and its handler starts when admitted (FIFO)', async () => {
+  const l = limiter({ concurrency: 1 });
+  const { fn, started } = echoFn(l, { buffer: 4 });
+  const a = fn.open();
+  const b = fn.open();
+  const c = fn.open();
+  for (let i = 0; i < 4; i++) await b.send(i);
+  await settle();
+  assert.deepEqual(started, [a.id]);
+  assert.deepEqual([b.state, l.stats().waiting, b.metrics.bufferedIn], ['open', 2, 4]);
+  a.end();
+  await collect(a);
+  await settle();
+  assert.deepEqual(started, [a.id, b.id], 'b, first in line, starts when a ends');
+  b.end();
+  assert.deepEqual(await collect(b), [0, 1, 2, 3]);
+  c.end();
+  await collect(c);
+  assert.deepEqual(started, [a.id, b.id, c.id]);
+  assert.equal(l.stats().inUse, 0);
+});
+
+test('the idle clock is held while a stream waits for admission: it is not ended by it, and runs once admitted', async () => {
+  const l = limiter({ concurrency: 1 });
+  const { fn, started } = echoFn(l, { idleTimeout: 40 });
+  const a = fn.open();
+  const b = fn.open();
+  // a stays busy (a send every 10 ms) for 10 of b's idle timeouts while b waits.
+  for (let i = 0; i < 40; i++) {
+    await a.send(i);
+    await a.recv();
+    await sleep(10);
+  }
+  assert.equal(b.state, 'open', 'b waited for admission only: its input was not ended');
+  await b.send('kept');
+  a.end();
+  await collect(a);
+  // Admitted now: b's idle clock runs and ends its input.
+  assert.deepEqual(await collect(b), ['kept']);
+  assert.deepEqual(started, [a.id, b.id]);
+});
+
+test("'reject' mode: open() throws ERR_VELO_RATE_LIMITED synchronously, counted, and takes no maxConcurrent slot", async () => {
+  const l = limiter({ concurrency: 1, mode: 'reject', name: 'gate' });
+  const { fn } = echoFn(l, { maxConcurrent: 5 });
+  const a = fn.open();
+  assert.throws(() => fn.open(), { code: 'ERR_VELO_RATE_LIMITED', limiter: 'gate' });
+  assert.equal(l.stats().rejected, 1);
+  assert.deepEqual([fn.stats().open, fn.stats().opened], [1, 1]);
+  a.end();
+  await collect(a);
+  const b = fn.open();
+  b.end();
+  await collect(b);
+});
+
+test('cancel of a stream waiting for admission leaves the line', async () => {
+  const l = limiter({ concurrency: 1 });
+  const { fn, started } = echoFn(l);
+  const a = fn.open();
+  const b = fn.open();
+  await settle();
+  assert.equal(l.stats().waiting, 1);
+  await b.cancel();
+  assert.equal(l.stats().waiting, 0);
+  a.end();
+  await collect(a);
+  assert.deepEqual(started, [a.id]);
+  assert.equal(l.stats().inUse, 0);
+});
+
+test('a stream waiting for admission and dropped is collected, and its place in line given up', async () => {
+  const l = limiter({ concurrency: 1 });
+  const { fn } = echoFn(l);
+  const a = fn.open();
+  (() => {
+    const dropped = fn.open();
+    void dropped.send('x');
+  })();
+  await settle();
+  assert.equal(l.stats().waiting, 1);
+  for (let i = 0; l.stats().waiting > 0; i++) {
+    if (i === 500) assert.fail('the dropped stream still waits after 500 collections');
+    global.gc();
+    await sleep(5);
+  }
+  a.end();
+  await collect(a);
+  assert.equal(l.stats().inUse, 0);
+});

@@ -1,0 +1,504 @@
+//! An in-process limiter's decisions: concurrency permits per key, a GCRA
+//! rate per key, and each key's waiting line.
+//!
+//! Everything here is a pure function of the calls made and the time passed
+//! in (microseconds on any monotonic clock): no clock is read, no timer is
+//! armed. The embedder (in Node, `js/limits/local.ts`) keeps the promises of
+//! the waiters, calls [`LimiterCore::poll`] when [`LimiterCore::wake_at`]
+//! says a rate-blocked waiter may go, and settles the waiters the core
+//! decided ([`LimiterCore::take_decided`]).
+//!
+//! # Semantics
+//! - A permit counts 1 against `concurrency` (while held) and `cost` units
+//!   against the rate (when granted).
+//! - Keys are independent: each has its own permit count, its own GCRA state
+//!   and its own line. Within a key the line is strictly first come, first
+//!   served: a waiter is granted only once every earlier waiter of its key is.
+//! - GCRA, exactly (integer arithmetic, time scaled by the rate's limit): a
+//!   grant of `cost` at `t` is allowed when `max(tat, t) + cost * T - t <=
+//!   burst * T` (`T = period / limit`), so over any time `w` from a rested
+//!   key at most `burst + floor(w / T)` units are granted.
+//! - A cost above the burst can never be granted: refused
+//!   ([`Decision::TooCostly`]) rather than queued for ever.
+//! - Any call on a key first grants what its line may take by then; `poll`
+//!   does so for every key.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+
+use crate::histogram::Histogram;
+
+/// A GCRA rate: at most `limit` units per `period_us`, `burst` of them at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Units per period (at least 1).
+    pub limit: u64,
+    /// The period, µs (at least 1).
+    pub period_us: u64,
+    /// Units usable at once (at least 1).
+    pub burst: u64,
+}
+
+/// What a limiter allows (at least one of the two, checked by the embedder).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Permits held at once, per key.
+    pub concurrency: Option<u64>,
+    /// Units per period, per key.
+    pub rate: Option<Rate>,
+}
+
+/// An acquire's answer, or a waiter's final one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Decision {
+    /// Granted; the permit holds nothing to give back (no concurrency limit).
+    Granted = 0,
+    /// Granted; the permit holds a concurrency slot until released.
+    GrantedHeld = 1,
+    /// In line (throttle mode): decided later.
+    Queued = 2,
+    /// Refused in reject mode: no permit now (counted as rejected).
+    Limited = 3,
+    /// Refused: the line is full (counted as rejected).
+    QueueFull = 4,
+    /// Refused: the cost exceeds the burst, so it could never be granted (counted as rejected).
+    TooCostly = 5,
+    /// Refused: the limiter is closed.
+    Closed = 6,
+}
+
+/// Keys and waiter ids are small numbers the embedder hands out: a multiplicative hash is enough (SipHash, the
+/// default, was a tenth of a permit's cost, callgrind).
+#[derive(Default)]
+struct NumberHasher(u64);
+
+impl Hasher for NumberHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+type NumberMap<K, V> = HashMap<K, V, BuildHasherDefault<NumberHasher>>;
+
+#[derive(Debug)]
+struct Waiter {
+    id: u64,
+    cost: u64,
+    since_us: u64,
+}
+
+#[derive(Debug, Default)]
+struct KeyState {
+    held: u64,
+    /// Theoretical arrival time, in µs × the rate's limit (0: rested).
+    tat: u128,
+    line: VecDeque<Waiter>,
+}
+
+/// One limiter's state: every key's permits, GCRA state and line.
+pub struct LimiterCore {
+    limits: Limits,
+    reject: bool,
+    max_waiting: usize,
+    /// Every key's state; a rested key's stays until `sweep` (the embedder sweeps as its keys grow), so a key in
+    /// steady use is not made and dropped at every permit.
+    keys: NumberMap<u32, KeyState>,
+    /// Which key each waiter is in the line of.
+    waiter_key: NumberMap<u64, u32>,
+    waiting: usize,
+    in_use: u64,
+    admitted: u64,
+    rejected: u64,
+    closed: bool,
+    decided: Vec<(u64, Decision)>,
+    /// Waits of granted waiters (µs), since creation, and over the current and previous minute.
+    waits: Histogram,
+    recent: [Histogram; 2],
+    recent_start: u64,
+    /// Grants without a wait not yet recorded in `waits` (recorded in bulk when read).
+    unrecorded_immediate: u64,
+    /// Units granted in the current and previous rate window.
+    units: [u64; 2],
+    units_start: u64,
+}
+
+const RECENT_US: u64 = 60_000_000;
+
+impl LimiterCore {
+    /// A limiter; `reject` refuses the excess instead of queueing it (at most `max_waiting` wait).
+    pub fn new(limits: Limits, reject: bool, max_waiting: usize) -> Self {
+        LimiterCore {
+            limits,
+            reject,
+            max_waiting,
+            keys: NumberMap::default(),
+            waiter_key: NumberMap::default(),
+            waiting: 0,
+            in_use: 0,
+            admitted: 0,
+            rejected: 0,
+            closed: false,
+            decided: Vec::new(),
+            waits: Histogram::default(),
+            recent: [Histogram::default(), Histogram::default()],
+            recent_start: 0,
+            unrecorded_immediate: 0,
+            units: [0, 0],
+            units_start: 0,
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Asks for a permit of `cost` units on `key` for waiter `id` (used only if it waits).
+    pub fn acquire(&mut self, key: u32, cost: u64, id: u64, now_us: u64) -> Decision {
+        if self.closed {
+            return Decision::Closed;
+        }
+        if self.too_costly(cost) {
+            self.rejected += 1;
+            return Decision::TooCostly;
+        }
+        if self.keys.get(&key).is_some_and(|s| !s.line.is_empty()) {
+            self.pump_key(key, now_us);
+        }
+        let state = self.keys.entry(key).or_default();
+        if state.line.is_empty() && Self::allows(&self.limits, state, cost, now_us) {
+            let d = Self::grant(&self.limits, state, cost, now_us);
+            self.in_use += u64::from(d == Decision::GrantedHeld);
+            self.admitted += 1;
+            self.unrecorded_immediate += 1;
+            self.count_units(cost, now_us);
+            return d;
+        }
+        if self.reject {
+            self.rejected += 1;
+            return Decision::Limited;
+        }
+        if self.waiting >= self.max_waiting {
+            self.rejected += 1;
+            return Decision::QueueFull;
+        }
+        state.line.push_back(Waiter {
+            id,
+            cost,
+            since_us: now_us,
+        });
+        self.waiter_key.insert(id, key);
+        self.waiting += 1;
+        Decision::Queued
+    }
+
+    /// A permit now, or `None`: never waits, never jumps the line, never counts as rejected.
+    pub fn try_acquire(&mut self, key: u32, cost: u64, now_us: u64) -> Option<Decision> {
+        if self.closed || self.too_costly(cost) {
+            return None;
+        }
+        let state = self.keys.entry(key).or_default();
+        if !state.line.is_empty() || !Self::allows(&self.limits, state, cost, now_us) {
+            return None;
+        }
+        let d = Self::grant(&self.limits, state, cost, now_us);
+        self.in_use += u64::from(d == Decision::GrantedHeld);
+        self.admitted += 1;
+        self.unrecorded_immediate += 1;
+        self.count_units(cost, now_us);
+        Some(d)
+    }
+
+    /// Gives back a held permit of `key`; its line may move (see [`Self::take_decided`]).
+    pub fn release(&mut self, key: u32, now_us: u64) -> usize {
+        let Some(state) = self.keys.get_mut(&key) else {
+            return 0;
+        };
+        if state.held > 0 {
+            state.held -= 1;
+            self.in_use -= 1;
+        }
+        if state.line.is_empty() {
+            return self.decided.len();
+        }
+        self.pump_key(key, now_us)
+    }
+
+    /// Takes waiter `id` out of its line (its acquire was aborted); true if it was waiting.
+    pub fn cancel(&mut self, id: u64, now_us: u64) -> bool {
+        let Some(key) = self.waiter_key.remove(&id) else {
+            return false;
+        };
+        let state = self.keys.get_mut(&key).expect("a waiter's key has a state");
+        if let Some(at) = state.line.iter().position(|w| w.id == id) {
+            state.line.remove(at);
+            self.waiting -= 1;
+        }
+        // The head may have been what held the rest back.
+        self.pump_key(key, now_us);
+        true
+    }
+
+    /// Grants every key's line what it may take by `now_us` (a rate-blocked waiter's time came).
+    pub fn poll(&mut self, now_us: u64) -> usize {
+        let keys: Vec<u32> = self
+            .keys
+            .iter()
+            .filter(|(_, s)| !s.line.is_empty())
+            .map(|(&k, _)| k)
+            .collect();
+        for key in keys {
+            self.pump_key(key, now_us);
+        }
+        self.decided.len()
+    }
+
+    /// New limits; every waiter is decided again at once (a cost above the new burst is refused).
+    pub fn set_limits(&mut self, limits: Limits, now_us: u64) -> usize {
+        let old = self.limits;
+        for state in self.keys.values_mut() {
+            state.tat = match (old.rate, limits.rate) {
+                (Some(o), Some(n)) if o.limit != n.limit => {
+                    (state.tat * u128::from(n.limit)).div_ceil(u128::from(o.limit))
+                }
+                (Some(_), Some(_)) => state.tat,
+                _ => 0,
+            };
+        }
+        self.limits = limits;
+        if let Some(rate) = limits.rate {
+            for state in self.keys.values_mut() {
+                let before = state.line.len();
+                state.line.retain(|w| {
+                    if w.cost > rate.burst {
+                        self.decided.push((w.id, Decision::TooCostly));
+                        false
+                    } else {
+                        true
+                    }
+                });
+                let refused = before - state.line.len();
+                self.waiting -= refused;
+                self.rejected += refused as u64;
+            }
+            for &(id, _) in &self.decided {
+                self.waiter_key.remove(&id);
+            }
+        }
+        self.poll(now_us)
+    }
+
+    /// Refuses new acquires and every waiter ([`Decision::Closed`]).
+    pub fn close(&mut self) -> usize {
+        self.closed = true;
+        for state in self.keys.values_mut() {
+            for w in state.line.drain(..) {
+                self.decided.push((w.id, Decision::Closed));
+            }
+        }
+        self.waiter_key.clear();
+        self.waiting = 0;
+        self.decided.len()
+    }
+
+    /// The waiters decided since the last call, in the order decided (granted, or refused).
+    pub fn take_decided(&mut self) -> Vec<(u64, Decision)> {
+        std::mem::take(&mut self.decided)
+    }
+
+    /// When the earliest rate-blocked line head may be granted (µs), if any waits on the rate.
+    pub fn wake_at(&self) -> Option<u64> {
+        let rate = self.limits.rate?;
+        let mut at: Option<u64> = None;
+        for state in self.keys.values() {
+            let Some(head) = state.line.front() else {
+                continue;
+            };
+            if let Some(c) = self.limits.concurrency {
+                if state.held >= c {
+                    continue; // a release moves it
+                }
+            }
+            // max(tat, tL) + P*cost - tL <= P*burst  <=>  tL >= tat + P*(cost - burst)
+            let need = (state.tat + u128::from(rate.period_us) * u128::from(head.cost))
+                .saturating_sub(u128::from(rate.period_us) * u128::from(rate.burst));
+            let t = u64::try_from(need.div_ceil(u128::from(rate.limit))).unwrap_or(u64::MAX);
+            at = Some(at.map_or(t, |a| a.min(t)));
+        }
+        at
+    }
+
+    /// Forgets the state of keys that hold nothing, wait for nothing and are rested; returns them.
+    pub fn sweep(&mut self, now_us: u64) -> Vec<u32> {
+        let limit = self.limits.rate.map_or(1, |r| u128::from(r.limit));
+        let now = u128::from(now_us) * limit;
+        let mut gone = Vec::new();
+        self.keys.retain(|&k, s| {
+            let keep = s.held > 0 || !s.line.is_empty() || s.tat > now;
+            if !keep {
+                gone.push(k);
+            }
+            keep
+        });
+        gone
+    }
+
+    /// Its figures at `now_us`.
+    pub fn stats(&mut self, now_us: u64) -> LimiterStats {
+        self.flush_immediate(now_us);
+        // The current minute, or the previous one while the current has no records yet.
+        let recent = if self.recent[0].percentile(1.0) == 0 && self.recent[1].percentile(1.0) > 0 {
+            &self.recent[1]
+        } else {
+            &self.recent[0]
+        };
+        let (p50_us, p99_us) = (recent.percentile(0.5), recent.percentile(0.99));
+        let period = self.limits.rate.map_or(1_000_000, |r| r.period_us).max(1);
+        self.roll_units(now_us, period);
+        let elapsed = now_us.saturating_sub(self.units_start).min(period);
+        let prev_share = self.units[1] as f64 * (period - elapsed) as f64 / period as f64;
+        LimiterStats {
+            in_use: self.in_use,
+            waiting: self.waiting as u64,
+            admitted: self.admitted,
+            rejected: self.rejected,
+            p50_us,
+            p99_us,
+            rate_per_s: (self.units[0] as f64 + prev_share) * 1e6 / period as f64,
+            keys: self
+                .keys
+                .values()
+                .filter(|s| s.held > 0 || !s.line.is_empty())
+                .count() as u64,
+        }
+    }
+
+    /// The waits of every grant since creation (a grant without a wait counts 0).
+    pub fn waits(&mut self, now_us: u64) -> &Histogram {
+        self.flush_immediate(now_us);
+        &self.waits
+    }
+
+    fn flush_immediate(&mut self, now_us: u64) {
+        self.roll_recent(now_us);
+        let n = std::mem::take(&mut self.unrecorded_immediate);
+        self.waits.record_n(0, n);
+        self.recent[0].record_n(0, n);
+    }
+
+    fn roll_recent(&mut self, now_us: u64) {
+        if now_us.saturating_sub(self.recent_start) >= RECENT_US {
+            self.recent[1] = std::mem::take(&mut self.recent[0]);
+            self.recent_start = now_us;
+        }
+    }
+
+    fn roll_units(&mut self, now_us: u64, period: u64) {
+        let gone = now_us.saturating_sub(self.units_start);
+        if gone >= 2 * period {
+            self.units = [0, 0];
+            self.units_start = now_us;
+        } else if gone >= period {
+            self.units = [0, self.units[0]];
+            self.units_start += period;
+        }
+    }
+
+    fn count_units(&mut self, cost: u64, now_us: u64) {
+        let period = self.limits.rate.map_or(1_000_000, |r| r.period_us).max(1);
+        self.roll_units(now_us, period);
+        self.units[0] += cost;
+    }
+
+    fn too_costly(&self, cost: u64) -> bool {
+        self.limits.rate.is_some_and(|r| cost > r.burst)
+    }
+
+    fn allows(limits: &Limits, state: &KeyState, cost: u64, now_us: u64) -> bool {
+        if let Some(c) = limits.concurrency {
+            if state.held >= c {
+                return false;
+            }
+        }
+        if let Some(r) = limits.rate {
+            let now = u128::from(now_us) * u128::from(r.limit);
+            let next = state.tat.max(now) + u128::from(r.period_us) * u128::from(cost);
+            if next - now > u128::from(r.period_us) * u128::from(r.burst) {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn grant(limits: &Limits, state: &mut KeyState, cost: u64, now_us: u64) -> Decision {
+        if let Some(r) = limits.rate {
+            let now = u128::from(now_us) * u128::from(r.limit);
+            state.tat = state.tat.max(now) + u128::from(r.period_us) * u128::from(cost);
+        }
+        if limits.concurrency.is_some() {
+            state.held += 1;
+            Decision::GrantedHeld
+        } else {
+            Decision::Granted
+        }
+    }
+
+    /// Grants the heads of `key`'s line while they may go; the count of waiters decided so far.
+    fn pump_key(&mut self, key: u32, now_us: u64) -> usize {
+        if self.keys.get(&key).is_some_and(|s| !s.line.is_empty()) {
+            let mut state = self.keys.remove(&key).expect("checked above");
+            while let Some(head) = state.line.front() {
+                if !Self::allows(&self.limits, &state, head.cost, now_us) {
+                    break;
+                }
+                let w = state.line.pop_front().expect("a head");
+                let d = Self::grant(&self.limits, &mut state, w.cost, now_us);
+                self.in_use += u64::from(d == Decision::GrantedHeld);
+                self.admitted += 1;
+                self.waiting -= 1;
+                let waited = now_us.saturating_sub(w.since_us);
+                self.roll_recent(now_us);
+                self.waits.record(waited);
+                self.recent[0].record(waited);
+                self.count_units(w.cost, now_us);
+                self.waiter_key.remove(&w.id);
+                self.decided.push((w.id, d));
+            }
+            self.keys.insert(key, state);
+        }
+        self.decided.len()
+    }
+}
+
+/// A limiter's figures (see `LimiterStats` in `js/limits/types.ts`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LimiterStats {
+    /// Permits held (all keys).
+    pub in_use: u64,
+    /// Waiters in line (all keys).
+    pub waiting: u64,
+    /// Permits granted since creation.
+    pub admitted: u64,
+    /// Acquires refused (limited, full line, too costly).
+    pub rejected: u64,
+    /// Median wait of recent grants, µs.
+    pub p50_us: u64,
+    /// 99th percentile wait of recent grants, µs.
+    pub p99_us: u64,
+    /// Units granted per second over about the last period.
+    pub rate_per_s: f64,
+    /// Keys holding a permit or a waiter.
+    pub keys: u64,
+}

@@ -1,0 +1,235 @@
+//! `NativeLimiter`: an in-process limiter's decisions (`velo_core::limiter`)
+//! for `js/limits/local.ts`. It translates: times arrive in ms (as
+//! JavaScript's clocks give them) and go to the core in µs; keys are the
+//! numbers JavaScript gives each key string; decisions go back as codes
+//! (`Decision`'s values).
+
+use std::cell::RefCell;
+
+use napi::Result;
+use napi_derive::napi;
+use velo_core::limiter::{Decision, LimiterCore, Limits, Rate};
+
+use crate::slab::Slab;
+
+fn us(ms: f64) -> u64 {
+    // Clocks before 0 (a mock at its start) count as 0.
+    (ms * 1000.0).round().max(0.0) as u64
+}
+
+fn limits(concurrency: f64, rate_limit: f64, rate_period_ms: f64, rate_burst: f64) -> Limits {
+    // 0 means "none": the embedder checked every value (integers in range).
+    Limits {
+        concurrency: (concurrency > 0.0).then_some(concurrency as u64),
+        rate: (rate_limit > 0.0).then(|| Rate {
+            limit: rate_limit as u64,
+            period_us: us(rate_period_ms).max(1),
+            burst: rate_burst as u64,
+        }),
+    }
+}
+
+/// A limiter's figures (`LimiterStats` without its name).
+#[napi(object, object_from_js = false)]
+pub struct NativeLimiterStats {
+    pub in_use: f64,
+    pub waiting: f64,
+    pub admitted: f64,
+    pub rejected: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub rate: f64,
+    pub keys: f64,
+}
+
+/// The wait histogram since creation at chosen bounds (µs), for exporters.
+#[napi(object, object_from_js = false)]
+pub struct NativeLimiterWaits {
+    pub count: f64,
+    pub sum_us: f64,
+    /// Cumulative counts at each bound, in the bounds' order.
+    pub counts: Vec<f64>,
+}
+
+thread_local! {
+    /// The limiters of this thread, by handle: the per-permit entry points (`limiterTry`, `limiterRelease` in
+    /// `exports.stream`, raw N-API callbacks: `raw.rs`) find them by a number, as the per-event ones find streams.
+    static LIMITERS: RefCell<Slab<LimiterCore>> = RefCell::new(Slab::new());
+}
+
+/// Runs `f` on the limiter behind `handle`.
+pub(crate) fn with<R>(handle: f64, f: impl FnOnce(&mut LimiterCore) -> R) -> Result<R> {
+    LIMITERS.with(|l| {
+        let mut slab = l.borrow_mut();
+        let core = slab.get_mut(handle).ok_or_else(|| {
+            napi::Error::from_reason("velo-stream: no such limiter (stale handle)")
+        })?;
+        Ok(f(core))
+    })
+}
+
+/// `limiterTry` (raw N-API, `raw.rs`): a permit now (`Decision` 0/1) or -1.
+pub(crate) fn try_now(handle: f64, key: f64, cost: f64, now_ms: f64) -> Result<i32> {
+    with(handle, |core| {
+        core.try_acquire(key as u32, cost as u64, us(now_ms))
+            .map_or(-1, |d| d as i32)
+    })
+}
+
+/// `limiterRelease` (raw N-API): a held permit comes back; how many waiters are decided (see `takeDecided`).
+pub(crate) fn release_now(handle: f64, key: f64, now_ms: f64) -> Result<u32> {
+    with(handle, |core| core.release(key as u32, us(now_ms)) as u32)
+}
+
+/// One in-process limiter (its state in this thread's table, by `handle`): everything but the per-permit calls.
+#[napi]
+pub struct NativeLimiter {
+    handle: f64,
+}
+
+impl Drop for NativeLimiter {
+    fn drop(&mut self) {
+        // Taken out first and dropped after the borrow ends.
+        let taken = LIMITERS.with(|l| l.borrow_mut().remove(self.handle));
+        drop(taken);
+    }
+}
+
+#[napi]
+impl NativeLimiter {
+    /// Limits of 0 are "none"; `reject` refuses the excess instead of queueing at most `max_waiting`.
+    #[napi(constructor, catch_unwind)]
+    pub fn new(
+        concurrency: f64,
+        rate_limit: f64,
+        rate_period_ms: f64,
+        rate_burst: f64,
+        reject: bool,
+        max_waiting: f64,
+    ) -> Result<Self> {
+        let core = LimiterCore::new(
+            limits(concurrency, rate_limit, rate_period_ms, rate_burst),
+            reject,
+            max_waiting as usize,
+        );
+        let handle = LIMITERS
+            .with(|l| l.borrow_mut().insert(core))
+            .map_err(|_| {
+                napi::Error::from_reason("velo-stream: too many limiters on one thread")
+            })?;
+        Ok(NativeLimiter { handle })
+    }
+
+    /// Its handle for `stream.limiterTry` and `stream.limiterRelease`.
+    #[napi(getter)]
+    pub fn handle(&self) -> f64 {
+        self.handle
+    }
+
+    /// A `Decision` code: 0/1 granted (1: holds a slot to release), 2 queued as waiter `id`, 3..6 refused.
+    #[napi(catch_unwind)]
+    pub fn acquire(&self, key: u32, cost: f64, id: f64, now_ms: f64) -> Result<u32> {
+        with(self.handle, |core| {
+            core.acquire(key, cost as u64, id as u64, us(now_ms)) as u32
+        })
+    }
+
+    /// Takes waiter `id` out of line; true if it was waiting.
+    #[napi(catch_unwind)]
+    pub fn cancel(&self, id: f64, now_ms: f64) -> Result<bool> {
+        with(self.handle, |core| core.cancel(id as u64, us(now_ms)))
+    }
+
+    /// Grants what the rate allows by now; the count of waiters decided.
+    #[napi(catch_unwind)]
+    pub fn poll(&self, now_ms: f64) -> Result<u32> {
+        with(self.handle, |core| core.poll(us(now_ms)) as u32)
+    }
+
+    /// New limits (0: none); the count of waiters decided.
+    #[napi(catch_unwind)]
+    pub fn set_limits(
+        &self,
+        concurrency: f64,
+        rate_limit: f64,
+        rate_period_ms: f64,
+        rate_burst: f64,
+        now_ms: f64,
+    ) -> Result<u32> {
+        let limits = limits(concurrency, rate_limit, rate_period_ms, rate_burst);
+        with(self.handle, |core| {
+            core.set_limits(limits, us(now_ms)) as u32
+        })
+    }
+
+    /// Refuses new acquires and every waiter; the count of waiters decided.
+    #[napi(catch_unwind)]
+    pub fn close(&self) -> Result<u32> {
+        with(self.handle, |core| core.close() as u32)
+    }
+
+    /// The waiters decided, as `[id, code, id, code, ...]`.
+    #[napi(catch_unwind)]
+    pub fn take_decided(&self) -> Result<Vec<f64>> {
+        with(self.handle, |core| {
+            let mut out = Vec::new();
+            for (id, d) in core.take_decided() {
+                out.push(id as f64);
+                out.push(f64::from(d as u8));
+            }
+            out
+        })
+    }
+
+    /// When a rate-blocked waiter may be granted (ms on the caller's clock), or -1.
+    #[napi(catch_unwind)]
+    pub fn wake_at(&self) -> Result<f64> {
+        with(self.handle, |core| {
+            core.wake_at().map_or(-1.0, |t| t as f64 / 1000.0)
+        })
+    }
+
+    /// Forgets rested keys that hold and wait for nothing; their numbers.
+    #[napi(catch_unwind)]
+    pub fn sweep(&self, now_ms: f64) -> Result<Vec<u32>> {
+        with(self.handle, |core| core.sweep(us(now_ms)))
+    }
+
+    #[napi(catch_unwind)]
+    pub fn stats(&self, now_ms: f64) -> Result<NativeLimiterStats> {
+        let s = with(self.handle, |core| core.stats(us(now_ms)))?;
+        Ok(NativeLimiterStats {
+            in_use: s.in_use as f64,
+            waiting: s.waiting as f64,
+            admitted: s.admitted as f64,
+            rejected: s.rejected as f64,
+            p50_ms: s.p50_us as f64 / 1000.0,
+            p99_ms: s.p99_us as f64 / 1000.0,
+            rate: s.rate_per_s,
+            keys: s.keys as f64,
+        })
+    }
+
+    /// Waits since creation at `bounds_us` (ascending), for exporters.
+    #[napi(catch_unwind)]
+    pub fn waits(&self, bounds_us: Vec<f64>, now_ms: f64) -> Result<NativeLimiterWaits> {
+        let bounds: Vec<u64> = bounds_us.iter().map(|&b| b as u64).collect();
+        let snap = with(self.handle, |core| core.waits(us(now_ms)).snapshot(&bounds))?;
+        Ok(NativeLimiterWaits {
+            count: snap.count as f64,
+            sum_us: snap.sum_us as f64,
+            counts: snap.buckets.iter().map(|&(_, n)| n as f64).collect(),
+        })
+    }
+}
+
+// The codes JavaScript compares with (`Decision` in velo-core).
+const _: () = {
+    assert!(
+        Decision::Granted as u8 == 0
+            && Decision::GrantedHeld as u8 == 1
+            && Decision::Queued as u8 == 2
+    );
+    assert!(Decision::Limited as u8 == 3 && Decision::QueueFull as u8 == 4);
+    assert!(Decision::TooCostly as u8 == 5 && Decision::Closed as u8 == 6);
+};

@@ -1,0 +1,472 @@
+// The in-process limiter (`limiter(options)`): concurrency and/or a GCRA rate, optionally per key, that task
+// stages and stream functions draw permits from (docs/flow-control.md).
+//
+// Every decision (may this acquire go now, who in line goes when a permit comes back or the rate allows, how the
+// limits change) is the core's (crates/velo-core/src/limiter.rs, through the `NativeLimiter` class): this module
+// checks options, turns key strings into the numbers the core keeps, holds the waiters' promises, settles them as
+// the core decides, and arms one timer per limiter while a waiter waits on the rate.
+//
+// Why a timer of its own and not the thread's idle deadline set (addon.ts): that set runs on the native monotonic
+// clock, while a limiter reads the clock it is given (`clock`, for tests and simulations in virtual time); and a
+// limiter needs at most one timer, armed only while someone waits on the rate (so an idle limiter keeps nothing
+// alive, and a waiter keeps the process alive as a pending read does).
+import { assertOptionsObject } from '../config';
+import {
+  describe,
+  invalidType,
+  invalidValue,
+  limitCostError,
+  limitKeyError,
+  limitQueueFullError,
+  limiterClosedError,
+  rateLimitedError,
+} from '../errors';
+import { integerOption, numberOption } from '../validate';
+import { addon, ops } from '../core/addon';
+import type { NativeLimiter } from '../../native/index';
+import type { AcquireOptions, LimitSettings, Limiter, LimiterOptions, LimiterStats, Permit } from './types';
+
+export type { AcquireOptions, LimitSettings, Limiter, LimiterOptions, LimiterStats, Permit, RateLimit } from './types';
+
+/** `limiter()`'s options: the shared ones, and a clock for tests. */
+export interface LocalLimiterOptions<T = unknown> extends LimiterOptions<T> {
+  /**
+   * The time in ms on a monotonic clock (default `performance.now`). For tests and simulations: with
+   * `node:test`'s mock timers, pass `Date.now` and mock `Date` with `setTimeout`.
+   */
+  clock?: () => number;
+}
+
+/** The core's answers (`Decision` in crates/velo-core/src/limiter.rs). */
+const enum Code {
+  Granted = 0,
+  GrantedHeld = 1,
+  Queued = 2,
+  Limited = 3,
+  QueueFull = 4,
+  TooCostly = 5,
+  Closed = 6,
+}
+
+const MAX_U32 = 2 ** 32 - 1;
+/** Node's ceiling for timers (about 24.8 days): the longest period. */
+const MAX_MS = 2 ** 31 - 1;
+const OWN_KEYS = new Set(['name', 'concurrency', 'rate', 'key', 'cost', 'mode', 'maxWaiting', 'clock']);
+const SETTINGS_KEYS = new Set(['concurrency', 'rate']);
+const RATE_KEYS = new Set(['limit', 'period', 'burst']);
+
+let unnamed = 0;
+
+/** Reads `field` of an options object once; a throwing getter (or a revoked Proxy) is a clear error, not a crash. */
+function read(options: object, field: string, where: string): unknown {
+  try {
+    return (options as Record<string, unknown>)[field];
+  } catch (error) {
+    const e = invalidValue(`limiter(): the "${where}${field}" option could not be read (${describe(error)})`);
+    (e as { cause?: unknown }).cause = error;
+    throw e;
+  }
+}
+
+function ownKeys(options: object, known: Set<string>, where: string): void {
+  let keys: string[];
+  try {
+    keys = Object.keys(options);
+  } catch (error) {
+    const e = invalidValue(`limiter(): the ${where || 'options'} object could not be read (${describe(error)})`);
+    (e as { cause?: unknown }).cause = error;
+    throw e;
+  }
+  for (const key of keys) {
+    if (!known.has(key))
+      throw invalidValue(`limiter(): unknown option "${where}${key}". Known options: ${[...known].join(', ')}`);
+  }
+}
+
+/** Checked limits, as the core takes them (0: none). */
+interface Checked {
+  concurrency: number;
+  limit: number;
+  period: number;
+  burst: number;
+}
+
+function checkSettings(settings: unknown, fn: string): Checked {
+  assertOptionsObject(settings, fn === 'limiter' ? 'options' : 'settings', '{ concurrency: 4 }');
+  const concurrencyValue = read(settings, 'concurrency', '');
+  const rateValue = read(settings, 'rate', '');
+  const out: Checked = { concurrency: 0, limit: 0, period: 0, burst: 0 };
+  if (concurrencyValue !== undefined) out.concurrency = integerOption(fn, 'concurrency', concurrencyValue, 1, MAX_U32);
+  if (rateValue !== undefined) {
+    assertOptionsObject(rateValue, 'rate', '{ limit: 100, period: 60_000 }');
+    ownKeys(rateValue, RATE_KEYS, 'rate.');
+    const limit = read(rateValue, 'limit', 'rate.');
+    const period = read(rateValue, 'period', 'rate.');
+    const burst = read(rateValue, 'burst', 'rate.');
+    out.limit = integerOption(fn, 'rate.limit', limit, 1, MAX_U32);
+    out.period = numberOption(fn, 'rate.period', period, 1, MAX_MS, `a number of milliseconds from 1 to ${MAX_MS}`);
+    out.burst = burst === undefined ? out.limit : integerOption(fn, 'rate.burst', burst, 1, MAX_U32);
+  }
+  if (out.concurrency === 0 && out.limit === 0) {
+    throw invalidValue(
+      `${fn}(): give "concurrency", "rate" or both, such as { concurrency: 4 } or { rate: { limit: 100, period: 60_000 } }`,
+    );
+  }
+  return out;
+}
+
+interface Waiter {
+  key: number;
+  resolve: (permit: Permit) => void;
+  reject: (error: unknown) => void;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+}
+
+/** A held permit; `release()` gives its concurrency slot back once. */
+class LocalPermit implements Permit {
+  #limiter: LocalLimiter<never> | undefined;
+  readonly #key: number;
+  constructor(limiter: LocalLimiter<never> | undefined, key: number) {
+    this.#limiter = limiter;
+    this.#key = key;
+  }
+  release(): void {
+    const limiter = this.#limiter;
+    if (limiter === undefined) return;
+    this.#limiter = undefined;
+    limiter.releaseKey(this.#key);
+  }
+}
+
+/** A rate-only permit: nothing to give back. */
+const FREE_PERMIT: Permit = Object.freeze({ release(): void {} });
+
+class LocalLimiter<T> implements Limiter<T> {
+  readonly name: string;
+  readonly #native: NativeLimiter;
+  /** `#native`'s handle for the per-permit entry points (`ops.limiterTry`, `ops.limiterRelease`: raw N-API calls). */
+  readonly #handle: number;
+  readonly #key: ((item: T) => string) | undefined;
+  readonly #cost: ((item: T) => number) | undefined;
+  readonly #clock: () => number;
+  readonly #reject: boolean;
+  readonly #maxWaiting: number;
+  #hasRate: boolean;
+  /** Key strings by the number the core keeps for them (0: the one key of an unkeyed limiter), and back. */
+  readonly #keyIds = new Map<string, number>();
+  readonly #keyNames: (string | undefined)[] = [undefined];
+  readonly #freeIds: number[] = [];
+  #sweepAt = 1024;
+  readonly #waiters = new Map<number, Waiter>();
+  #nextId = 1;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timerAt = Infinity;
+  #closed = false;
+
+  constructor(
+    options: LocalLimiterOptions<T>,
+    checked: Checked,
+    parts: { name: string; reject: boolean; maxWaiting: number; clock: () => number },
+  ) {
+    this.name = parts.name;
+    this.#key = options.key;
+    this.#cost = options.cost;
+    this.#clock = parts.clock;
+    this.#reject = parts.reject;
+    this.#maxWaiting = parts.maxWaiting;
+    this.#hasRate = checked.limit > 0;
+    this.#native = new addon.NativeLimiter(
+      checked.concurrency,
+      checked.limit,
+      checked.period,
+      checked.burst,
+      parts.reject,
+      parts.maxWaiting,
+    );
+    this.#handle = this.#native.handle;
+  }
+
+  #keyOf(item: T): number {
+    const fn = this.#key;
+    if (fn === undefined) return 0;
+    let key: unknown;
+    try {
+      key = fn(item);
+    } catch (error) {
+      throw limitKeyError(`Limiter "${this.name}": key(item) threw`, error);
+    }
+    if (typeof key !== 'string' || key.length === 0) {
+      throw limitKeyError(`Limiter "${this.name}": key(item) must return a non-empty string. Received ${describe(key)}`);
+    }
+    let id = this.#keyIds.get(key);
+    if (id === undefined) {
+      if (this.#keyIds.size >= this.#sweepAt) this.#sweep();
+      id = this.#freeIds.pop() ?? this.#keyNames.length;
+      this.#keyIds.set(key, id);
+      this.#keyNames[id] = key;
+    }
+    return id;
+  }
+
+  /** Forgets the numbers of keys the core forgot (rested, nothing held or waiting). */
+  #sweep(): void {
+    for (const id of this.#native.sweep(this.#clock())) {
+      const name = this.#keyNames[id];
+      if (name === undefined) continue;
+      this.#keyIds.delete(name);
+      this.#keyNames[id] = undefined;
+      this.#freeIds.push(id);
+    }
+    this.#sweepAt = Math.max(1024, this.#keyIds.size * 2);
+  }
+
+  #costOf(item: T): number {
+    const fn = this.#cost;
+    if (fn === undefined) return 1;
+    let cost: unknown;
+    try {
+      cost = fn(item);
+    } catch (error) {
+      throw limitCostError(`Limiter "${this.name}": cost(item) threw`, error);
+    }
+    if (typeof cost !== 'number' || !Number.isInteger(cost) || cost < 0 || cost > MAX_U32) {
+      throw limitCostError(
+        `Limiter "${this.name}": cost(item) must return a whole number from 0 to ${MAX_U32}. Received ${describe(cost)}`,
+      );
+    }
+    return cost;
+  }
+
+  #permit(code: number, key: number): Permit {
+    return code === Code.GrantedHeld ? new LocalPermit(this, key) : FREE_PERMIT;
+  }
+
+  #refusal(code: number, what: string): Error {
+    switch (code) {
+      case Code.Limited:
+        return rateLimitedError(this.name, what);
+      case Code.QueueFull:
+        return limitQueueFullError(this.name, this.#maxWaiting);
+      case Code.TooCostly:
+        return limitCostError(`Limiter "${this.name}": the cost is above the rate's burst, so it could never be granted`);
+      default:
+        return limiterClosedError(this.name);
+    }
+  }
+
+  acquire(item: T, options?: AcquireOptions): Promise<Permit> {
+    let signal: AbortSignal | undefined;
+    let key: number;
+    let cost: number;
+    try {
+      if (options !== undefined) {
+        assertOptionsObject(options, 'options', '{ signal }');
+        signal = read(options, 'signal', '') as AbortSignal | undefined;
+        if (signal !== undefined && !(signal instanceof AbortSignal)) {
+          throw invalidType(`The "signal" option must be an AbortSignal. Received ${describe(signal)}`);
+        }
+      }
+      if (this.#closed) throw limiterClosedError(this.name);
+      key = this.#keyOf(item);
+      cost = this.#costOf(item);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the signal's reason, as an aborted fetch rejects
+    if (signal?.aborted === true) return Promise.reject(signal.reason);
+    if (this.#waiters.size === 0) {
+      // Nobody waits: a permit now is one raw native call (`acquire` below would be a napi-rs one).
+      const now = ops.limiterTry(this.#handle, key, cost, this.#hasRate ? this.#clock() : 0);
+      if (now >= 0) return Promise.resolve(this.#permit(now, key));
+    }
+    const id = this.#nextId++;
+    const code = this.#native.acquire(key, cost, id, this.#clock());
+    if (code <= Code.GrantedHeld) {
+      this.#settleDecided();
+      return Promise.resolve(this.#permit(code, key));
+    }
+    if (code !== Code.Queued) {
+      this.#settleDecided();
+      return Promise.reject(this.#refusal(code, `Limiter "${this.name}"`));
+    }
+    return new Promise<Permit>((resolve, reject) => {
+      const waiter: Waiter = { key, resolve, reject, signal, onAbort: undefined };
+      if (signal !== undefined) {
+        waiter.onAbort = () => this.#abort(id, signal);
+        signal.addEventListener('abort', waiter.onAbort, { once: true });
+      }
+      this.#waiters.set(id, waiter);
+      // An acquire may have granted earlier waiters of its key first (their time had come).
+      this.#settleDecided();
+      this.#syncTimer();
+    });
+  }
+
+  /** A permit now, or the refusal thrown (counted): a stream's `open()` in 'reject' mode (js/limits/admit.ts). */
+  acquireNow(item: T, what: string): Permit {
+    if (this.#closed) throw limiterClosedError(this.name);
+    const key = this.#keyOf(item);
+    const code = this.#native.acquire(key, this.#costOf(item), 0, this.#clock());
+    if (code <= Code.GrantedHeld) return this.#permit(code, key);
+    // (In 'reject' mode nothing waits: `Queued` cannot be the answer.)
+    throw this.#refusal(code, what);
+  }
+
+  tryAcquire(item: T): Permit | undefined {
+    if (this.#closed) return undefined;
+    const key = this.#keyOf(item);
+    const cost = this.#costOf(item);
+    // (The time matters to a rate only: a concurrency limiter's fast path reads no clock.)
+    const code = ops.limiterTry(this.#handle, key, cost, this.#hasRate ? this.#clock() : 0);
+    return code < 0 ? undefined : this.#permit(code, key);
+  }
+
+  /** A held permit of `key` comes back (LocalPermit.release). */
+  releaseKey(key: number): void {
+    // (The time matters to waiters only: when one is granted, its wait is recorded.)
+    if (this.#waiters.size === 0) {
+      ops.limiterRelease(this.#handle, key, 0);
+      return;
+    }
+    if (ops.limiterRelease(this.#handle, key, this.#clock()) > 0) this.#settleDecided();
+    this.#syncTimer();
+  }
+
+  #abort(id: number, signal: AbortSignal): void {
+    const waiter = this.#waiters.get(id);
+    if (waiter === undefined) return;
+    this.#waiters.delete(id);
+    this.#native.cancel(id, this.#clock());
+    waiter.reject(signal.reason);
+    this.#settleDecided();
+    this.#syncTimer();
+  }
+
+  /** Settles the waiters the core decided (granted, or refused). */
+  #settleDecided(): void {
+    const decided = this.#native.takeDecided();
+    for (let i = 0; i < decided.length; i += 2) {
+      const id = decided[i];
+      const code = decided[i + 1];
+      const waiter = this.#waiters.get(id);
+      // (An aborted waiter left the line before its abort settled: it is never decided.)
+      if (waiter === undefined) continue;
+      this.#waiters.delete(id);
+      if (waiter.onAbort !== undefined) waiter.signal!.removeEventListener('abort', waiter.onAbort);
+      if (code <= Code.GrantedHeld) waiter.resolve(this.#permit(code, waiter.key));
+      else waiter.reject(this.#refusal(code, `Limiter "${this.name}"`));
+    }
+  }
+
+  /** One timer, armed while a waiter waits on the rate, for the earliest time one may go. */
+  #syncTimer(): void {
+    const at = this.#waiters.size > 0 && this.#hasRate ? this.#native.wakeAt() : -1;
+    if (at < 0) {
+      if (this.#timer !== undefined) {
+        clearTimeout(this.#timer);
+        this.#timer = undefined;
+        this.#timerAt = Infinity;
+      }
+      return;
+    }
+    if (this.#timer !== undefined && this.#timerAt <= at) return;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timerAt = at;
+    this.#timer = setTimeout(this.#onTimer, Math.max(0, Math.ceil(at - this.#clock())));
+  }
+
+  readonly #onTimer = (): void => {
+    this.#timer = undefined;
+    this.#timerAt = Infinity;
+    if (this.#native.poll(this.#clock()) > 0) this.#settleDecided();
+    this.#syncTimer();
+  };
+
+  setLimits(settings: LimitSettings): void {
+    ownKeys(settings, SETTINGS_KEYS, '');
+    const checked = checkSettings(settings, 'setLimits');
+    if (this.#closed) return;
+    this.#hasRate = checked.limit > 0;
+    this.#native.setLimits(checked.concurrency, checked.limit, checked.period, checked.burst, this.#clock());
+    this.#settleDecided();
+    this.#syncTimer();
+  }
+
+  stats(): LimiterStats {
+    const s = this.#native.stats(this.#clock());
+    const stats: LimiterStats = {
+      name: this.name,
+      inUse: s.inUse,
+      waiting: s.waiting,
+      admitted: s.admitted,
+      rejected: s.rejected,
+      waitedMs: { p50: s.p50Ms, p99: s.p99Ms },
+      keys: s.keys,
+    };
+    if (this.#hasRate) stats.rate = s.rate;
+    return stats;
+  }
+
+  /** The waits since creation at `boundsUs`, for the Prometheus exporter. */
+  waitHistogram(boundsUs: number[]): { count: number; sumUs: number; counts: number[] } {
+    return this.#native.waits(boundsUs, this.#clock());
+  }
+
+  close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      this.#native.close();
+      this.#settleDecided();
+      this.#syncTimer();
+    }
+    return Promise.resolve();
+  }
+
+  /** Whether it refuses the excess (reject mode) rather than queueing it. */
+  get rejects(): boolean {
+    return this.#reject;
+  }
+}
+
+/** True for a limiter made by `limiter()` (the Prometheus exporter reads its wait histogram). */
+export function isLocalLimiter(value: unknown): value is LocalLimiter<unknown> {
+  return value instanceof LocalLimiter;
+}
+
+/**
+ * An in-process limiter: at most `concurrency` permits held at once and/or `rate.limit` units per `rate.period`
+ * ms (GCRA, `rate.burst` at once), per `key(item)` when keyed. Task stages (`task(fn, { limiter })`), batch
+ * stages and stream functions (`streamFn(h, { limiter })`) take permits from it; so can any code
+ * (`acquire`/`release`). See docs/flow-control.md.
+ */
+export function limiter<T = unknown>(options: LocalLimiterOptions<T>): Limiter<T> {
+  assertOptionsObject(options, 'options', '{ concurrency: 4 }');
+  ownKeys(options, OWN_KEYS, '');
+  const checked = checkSettings(options, 'limiter');
+  const name = read(options, 'name', '');
+  if (name !== undefined && (typeof name !== 'string' || name.length === 0 || name.length > 200)) {
+    throw invalidType(`limiter(): the "name" option must be a string of 1 to 200 characters. Received ${describe(name)}`);
+  }
+  const key = read(options, 'key', '');
+  if (key !== undefined && typeof key !== 'function')
+    throw invalidType(`limiter(): the "key" option must be a function. Received ${describe(key)}`);
+  const cost = read(options, 'cost', '');
+  if (cost !== undefined && typeof cost !== 'function')
+    throw invalidType(`limiter(): the "cost" option must be a function. Received ${describe(cost)}`);
+  const mode = read(options, 'mode', '');
+  if (mode !== undefined && mode !== 'throttle' && mode !== 'reject') {
+    throw invalidValue(`limiter(): the "mode" option must be 'throttle' or 'reject'. Received ${describe(mode)}`);
+  }
+  const maxWaitingValue = read(options, 'maxWaiting', '');
+  const maxWaiting = maxWaitingValue === undefined ? 10_000 : integerOption('limiter', 'maxWaiting', maxWaitingValue, 1, MAX_U32);
+  const clock = read(options, 'clock', '');
+  if (clock !== undefined && typeof clock !== 'function')
+    throw invalidType(`limiter(): the "clock" option must be a function. Received ${describe(clock)}`);
+  return new LocalLimiter<T>({ key, cost } as LocalLimiterOptions<T>, checked, {
+    name: name ?? `limiter-${++unnamed}`,
+    reject: mode === 'reject',
+    maxWaiting,
+    clock: (clock as (() => number) | undefined) ?? (() => performance.now()),
+  });
+}

@@ -1,0 +1,90 @@
+// The limiter contract shared by the in-process limiter (js/limits/local.ts)
+// and the Redis one (js/redis/limiter.ts). Copy this file to js/limits/types.ts
+// unchanged; report any change you had to make to it.
+
+/** A GCRA rate: at most `limit` units per `period` ms, of which `burst` may be used at once (default `limit`). */
+export interface RateLimit {
+  /** Units per period. */
+  limit: number;
+  /** The period, ms. */
+  period: number;
+  /** Units usable at once (default `limit`). */
+  burst?: number;
+}
+
+/** What a limiter allows. At least one of `concurrency` and `rate`. */
+export interface LimitSettings {
+  /** At most this many permits held at once (per key when keyed). */
+  concurrency?: number;
+  /** At most `rate.limit` units per `rate.period` ms (per key when keyed); a permit's units are its `cost`. */
+  rate?: RateLimit;
+}
+
+export interface LimiterOptions<T = unknown> extends LimitSettings {
+  /** Names the limiter in metrics, the dashboard and errors; required on Redis (the fleet shares it by name). */
+  name?: string;
+  /** A limit per key: `key(item)` must return a non-empty string. */
+  key?: (item: T) => string;
+  /** Units of rate one permit uses (default 1), e.g. an LLM call's token estimate. */
+  cost?: (item: T) => number;
+  /**
+   * 'throttle' (default): the excess waits, first come first served, at most `maxWaiting` at once (more is refused
+   * with ERR_VELO_LIMIT_QUEUE_FULL). 'reject': the excess is refused at once with ERR_VELO_RATE_LIMITED (counted).
+   */
+  mode?: 'throttle' | 'reject';
+  /** Bound of the waiting line in 'throttle' mode (default 10_000). */
+  maxWaiting?: number;
+}
+
+/** A held permit. `release()` is idempotent; a rate-only permit has nothing to give back (release is a no-op). */
+export interface Permit {
+  /** Gives the permit back (once; later calls do nothing). */
+  release(): void;
+}
+
+/** Options of `Limiter.acquire`. */
+export interface AcquireOptions {
+  /** Stops waiting: the acquire rejects with the signal's reason and holds nothing. */
+  signal?: AbortSignal;
+}
+
+/** A limiter's figures (`Limiter.stats()`). */
+export interface LimiterStats {
+  /** The limiter's name. */
+  name: string;
+  /** Permits held now (all keys). */
+  inUse: number;
+  /** Acquires waiting now. */
+  waiting: number;
+  /** Permits granted since creation. */
+  admitted: number;
+  /** Acquires refused (reject mode, full line). */
+  rejected: number;
+  /** Time acquires waited before their grant (recent window), ms. */
+  waitedMs: {
+    /** Median. */
+    p50: number;
+    /** 99th percentile. */
+    p99: number;
+  };
+  /** Units admitted per second over the last period. */
+  rate?: number;
+  /** Keys with a permit held or a waiter. */
+  keys: number;
+}
+
+/** A limiter: permits for task calls, streams, or any code (in-process: `limiter()`; on Redis: velo-stream/redis). */
+export interface Limiter<T = unknown> {
+  /** Its name (metrics, errors). */
+  readonly name: string;
+  /** Waits for a permit ('throttle') or refuses at once ('reject'). */
+  acquire(item: T, options?: AcquireOptions): Promise<Permit>;
+  /** A permit now, or undefined; never waits, never counts as rejected. */
+  tryAcquire(item: T): Permit | undefined;
+  /** Changes the limits at runtime; waiters are re-decided at once. */
+  setLimits(settings: LimitSettings): void | Promise<void>;
+  /** Its figures now. */
+  stats(): LimiterStats;
+  /** Refuses new acquires (ERR_VELO_LIMITER_CLOSED), rejects waiters with it, and stops its timers. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,146 @@
+// Limiters used by task and batch stages (`task(fn, { limiter })`): each call, each retry attempt included, holds
+// one permit of every limiter given (acquired in array order, released together when the attempt settles).
+//
+// The stage's `fn` is wrapped once, when the stage is made: the task runner (js/core/task.ts) calls the wrapper
+// as it calls any `fn`, and follows its result the same way. A permit available now (`tryAcquire`) costs no
+// promise; a call that must wait returns a promise that settles when its permits were granted and `fn` settled.
+import { isPromise } from 'node:util/types';
+import { describe, invalidType } from '../errors';
+import { otelApi, type Span } from '../core/tracing';
+import type { TaskContext } from '../types';
+import type { Limiter, Permit } from './types';
+
+type Call<I, O> = (item: I, ctx: TaskContext) => O | Promise<O>;
+
+const METHODS = ['acquire', 'tryAcquire', 'stats'] as const;
+/** The native `then`, called on plain promises only (a subclass's would run its own code). */
+// eslint-disable-next-line @typescript-eslint/unbound-method -- always called with an explicit receiver
+const nativeThen = Promise.prototype.then;
+
+function isLimiter(value: unknown): value is Limiter<unknown> {
+  if (value === null || typeof value !== 'object') return false;
+  try {
+    const v = value as Record<string, unknown>;
+    return typeof v.acquire === 'function' && typeof v.tryAcquire === 'function' && typeof v.stats === 'function';
+  } catch {
+    return false;
+  }
+}
+
+/** The `limiter` option: one limiter or a non-empty array of them (copied: a later change of the array does nothing). */
+export function checkLimiters(value: unknown, fn: string): readonly Limiter<unknown>[] | undefined {
+  if (value === undefined) return undefined;
+  let list: unknown[];
+  try {
+    list = Array.isArray(value) ? [...(value as unknown[])] : [value];
+  } catch {
+    list = [value];
+  }
+  if (list.length === 0 || !list.every(isLimiter)) {
+    throw invalidType(
+      `${fn}: the "limiter" option must be a limiter (made by limiter(), or any object with ${METHODS.join(', ')}) or a non-empty array of them. Received ${describe(value)}`,
+    );
+  }
+  return list;
+}
+
+function releaseAll(permits: Permit[]): void {
+  for (let i = permits.length - 1; i >= 0; i--) permits[i].release();
+}
+
+/** The active span (a task call's, when traced), to record the permit wait on. */
+function activeSpan(): Span | undefined {
+  const api = otelApi() as { trace: { getActiveSpan?(): Span | undefined } } | null;
+  return api?.trace.getActiveSpan?.();
+}
+
+/** `fn`, each call of which first holds a permit of every limiter in `limiters`. */
+export function limitedCall<I, O>(fn: Call<I, O>, limiters: readonly Limiter<unknown>[]): Call<I, O> {
+  const n = limiters.length;
+  const release = (permits: Permit[]) => () => releaseAll(permits);
+
+  /** Waits for the permits (holding those granted, in order), then calls `fn`; all are released when it settles. */
+  async function waited(item: I, ctx: TaskContext, permits: Permit[], from: number): Promise<O> {
+    const span = activeSpan();
+    const started = performance.now();
+    try {
+      const signal = ctx.signal;
+      for (let i = from; i < n; i++) permits.push(await limiters[i].acquire(item, { signal }));
+    } catch (error) {
+      releaseAll(permits);
+      throw error;
+    }
+    if (span !== undefined) {
+      const waitedMs = performance.now() - started;
+      span.setAttribute('velo.limiter.wait_ms', waitedMs);
+      span.addEvent('velo.limiter.granted', {
+        'velo.limiter.wait_ms': waitedMs,
+        'velo.limiter.names': limiters.map((l) => l.name).join(','),
+      });
+    }
+    try {
+      return await fn(item, ctx);
+    } finally {
+      releaseAll(permits);
+    }
+  }
+
+  if (n === 1) {
+    // One limiter (the usual case): no array of permits, one release function per call.
+    const only = limiters[0];
+    return function limitedByOne(item: I, ctx: TaskContext): O | Promise<O> {
+      const permit = only.tryAcquire(item);
+      if (permit === undefined) return waited(item, ctx, [], 0);
+      let result: O | Promise<O>;
+      try {
+        result = fn(item, ctx);
+      } catch (error) {
+        permit.release();
+        throw error;
+      }
+      if (isPromise(result) && Object.getPrototypeOf(result) === Promise.prototype) {
+        const done = () => permit.release();
+        void nativeThen.call(result, done, done);
+        return result;
+      }
+      return settleThen(result, [permit]);
+    };
+  }
+  return function limited(item: I, ctx: TaskContext): O | Promise<O> {
+    const permits: Permit[] = [];
+    for (let i = 0; i < n; i++) {
+      const permit = limiters[i].tryAcquire(item);
+      if (permit === undefined) return waited(item, ctx, permits, i);
+      permits.push(permit);
+    }
+    let result: O | Promise<O>;
+    try {
+      result = fn(item, ctx);
+    } catch (error) {
+      releaseAll(permits);
+      throw error;
+    }
+    if (isPromise(result) && Object.getPrototypeOf(result) === Promise.prototype) {
+      // Released when the call settles; the stage follows `result` itself, as without a limiter.
+      const done = release(permits);
+      void nativeThen.call(result, done, done);
+      return result;
+    }
+    return settleThen(result, permits);
+  };
+}
+
+/** A result that is not a plain promise: a plain value releases at once; another thenable when `await` settles it. */
+function settleThen<O>(result: O | Promise<O>, permits: Permit[]): O | Promise<O> {
+  if (result !== null && (typeof result === 'object' || typeof result === 'function')) {
+    return (async () => {
+      try {
+        return await result;
+      } finally {
+        releaseAll(permits);
+      }
+    })();
+  }
+  releaseAll(permits);
+  return result;
+}
