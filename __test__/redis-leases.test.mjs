@@ -100,3 +100,37 @@ test("a worker at its share wakes when a dead worker's registration runs out, th
     }
   }
 });
+
+test("a worker's registration runs out with its leases, not later: a balance between renewals does not extend it (the others take a dead worker's partitions at their leases' expiry)", async () => {
+  const { RedisLog, KeySpace } = require('../dist/redis/redis-log.js');
+  const name = fresh('regWithLeases');
+  const keys = new KeySpace(name);
+  const log = new RedisLog(client, keys, 1, (error) => assert.fail(error));
+  // Renewals every 1 s; its balances too, but each one's period starts when the one before ends.
+  const worker = redisWorker(totals({ idleTimeout: 1000 }), { client, name, partitions: 1, leaseTtl: 3000 });
+  try {
+    await eventually(() => worker.stats().owned.length === 1, 'the worker owns the partition');
+    // Another worker, registered for 1.5 s: this one's next balance sees it and wakes again at its expiry, half a
+    // renewal period off its renewals' phase (and its share stays the one partition).
+    await log.heartbeat('other', 1500);
+    // How far the registration runs out past the lease, sampled over 3 s (both on Redis' clock, ms).
+    let worst = -Infinity;
+    const until = Date.now() + 3000;
+    while (Date.now() < until) {
+      const [registered, leaseEnd] = await Promise.all([
+        client.sendCommand(['ZSCORE', keys.workers(), worker.id]),
+        client.sendCommand(['PEXPIRETIME', keys.lease(0)]),
+      ]);
+      assert.notEqual(registered, null, 'the worker stays registered');
+      assert.ok(Number(leaseEnd) > 0, 'the worker holds its lease');
+      worst = Math.max(worst, Number(registered) - Number(leaseEnd));
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    // The registration is renewed just after the leases, on the same connection: a few ms at most.
+    assert.ok(worst >= 0 && worst <= 100, `registration past the lease by ${worst} ms`);
+    assert.equal(worker.stats().lost, 0);
+  } finally {
+    await worker.close();
+    await log.close();
+  }
+});

@@ -468,9 +468,9 @@ test('pinned, heartbeats and leave', async () => {
     const pinned = await side.run(log.pinned(0));
     await call('pinned by the pending entry', Promise.resolve(pinned >= 30));
     // (The time another registration has left depends on when each side ran: recorded as "some".)
-    const heartbeat = (worker, ttl) =>
+    const heartbeat = (worker, ttl, extend) =>
       log
-        .heartbeat(worker, ttl)
+        .heartbeat(worker, ttl, extend)
         .then(({ live, next }) =>
           next === undefined ? { live } : { live, next: { worker: next.worker, left: some(next.left) } },
         );
@@ -479,6 +479,9 @@ test('pinned, heartbeats and leave', async () => {
     await call('w1 leaves', log.leave('w1'));
     await call('w2 alone', heartbeat('w2', 5_000));
     await call('w3 sees w2', heartbeat('w3', 50));
+    // Without extending (a balance's): w3's registration keeps its expiry, and w4's is made.
+    await call('w3 not extended', heartbeat('w3', 5_000, false));
+    await call('w4 registered', heartbeat('w4', 5_000, false));
     await side.sleep(120);
     await call('w3 ran out', heartbeat('w2', 5_000));
   });

@@ -1,7 +1,19 @@
 // Entry ids of a partition's log (`<ms>-<seq>`): Redis' time when each entry was added, and their order.
 
-/** Redis' clock when the entry was added, ms: the first part of its id. */
+/**
+ * Redis' clock when the entry was added, ms: the first part of its id. Read digit by digit (several times per
+ * event on the drain's path: a slice and a string-to-number conversion cost more); anything but 1 to 15 digits
+ * and a dash (15 digits are exact as a double) takes the plain reading, so the answer is that of
+ * `Number(id.slice(0, id.indexOf('-')))` for every string.
+ */
 export function idTime(id: string): number {
+  let ms = 0;
+  for (let i = 0; i < id.length && i <= 15; i++) {
+    const digit = id.charCodeAt(i) - 48;
+    if (digit >= 0 && digit <= 9) ms = ms * 10 + digit;
+    else if (digit === -3 && i > 0) return ms;
+    else break;
+  }
   return Number(id.slice(0, id.indexOf('-')));
 }
 

@@ -317,10 +317,10 @@ export class MemoryStore {
   // The commands, each atomic (one script or command of redis-log.ts), synchronous: MemoryLog makes them calls.
 
   /** @internal heartbeat.lua */
-  heartbeat(worker: string, ttl: number): Heartbeat {
+  heartbeat(worker: string, ttl: number, extend = true): Heartbeat {
     const now = this.clock.now();
     for (const [w, until] of this.#workers) if (until <= now) this.#workers.delete(w);
-    this.#workers.set(worker, now + ttl);
+    if (extend || !this.#workers.has(worker)) this.#workers.set(worker, now + ttl);
     const first = [...this.#workers]
       .sort(([a, x], [b, y]) => x - y || (a < b ? -1 : a > b ? 1 : 0))
       .slice(0, 2)
@@ -658,8 +658,8 @@ export class MemoryLog implements PartitionLog {
     });
   }
 
-  heartbeat(worker: string, ttl: number): Promise<Heartbeat> {
-    return this.#call('heartbeat', undefined, () => this.#store.heartbeat(worker, ttl));
+  heartbeat(worker: string, ttl: number, extend?: boolean): Promise<Heartbeat> {
+    return this.#call('heartbeat', undefined, () => this.#store.heartbeat(worker, ttl, extend));
   }
   leave(worker: string): Promise<void> {
     return this.#call('leave', undefined, () => this.#store.leave(worker));

@@ -74,7 +74,7 @@ export function timedLog(log: PartitionLog, trips: RoundTrips): PartitionLog {
   }
   return {
     partitions: log.partitions,
-    heartbeat: (worker: string, ttl: number) => timed(() => log.heartbeat(worker, ttl)),
+    heartbeat: (worker: string, ttl: number, extend?: boolean) => timed(() => log.heartbeat(worker, ttl, extend)),
     leave: (worker: string) => timed(() => log.leave(worker)),
     acquire: (partition: number, worker: string, ttl: number) => timed(() => log.acquire(partition, worker, ttl)),
     renew: (lease: Lease, ttl: number) => timed(() => log.renew(lease, ttl)),

@@ -188,9 +188,10 @@ export class RedisLog implements PartitionLog {
     this.partitions = partitions;
   }
 
-  async heartbeat(worker: string, ttl: number): Promise<Heartbeat> {
+  async heartbeat(worker: string, ttl: number, extend = true): Promise<Heartbeat> {
     // On the lease connection, with the renewals: never queued behind this worker's reads and commits.
-    const reply = (await HEARTBEAT.run(await this.#leaseClient(), [this.#keys.workers()], [worker, String(ttl)])) as unknown[];
+    const args = [worker, String(ttl), extend ? '' : 'nx'];
+    const reply = (await HEARTBEAT.run(await this.#leaseClient(), [this.#keys.workers()], args)) as unknown[];
     const live = Number(reply[0]);
     return reply.length < 3 ? { live } : { live, next: { worker: String(reply[1]), left: Number(reply[2]) } };
   }

@@ -149,9 +149,10 @@ export interface PartitionLog {
   readonly partitions: number;
   /**
    * Registers the worker as live for `ttl` ms; resolves with the number of live workers and, if another is
-   * registered, the one whose registration runs out first and the time it has left (ms).
+   * registered, the one whose registration runs out first and the time it has left (ms). `extend` false: registers
+   * it only if it is not registered (a registration keeps the expiry its last renewal gave it).
    */
-  heartbeat(worker: string, ttl: number): Promise<Heartbeat>;
+  heartbeat(worker: string, ttl: number, extend?: boolean): Promise<Heartbeat>;
   /** Removes the worker from the live set. */
   leave(worker: string): Promise<void>;
   /** Takes the partition if no one holds it: a new lease (with the next epoch); or, held, who holds it until when. */

@@ -273,8 +273,15 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
   /** Renews every lease not being renewed already; each reply is handled on its own. */
   #renewAll(): void {
     if (this.#closing !== null) return;
-    // The worker's registration is renewed with its leases, so that both run out together when it dies: the
-    // others, waking when it runs out, find the leases free too.
+    for (const run of this.#runs.values()) {
+      if (run.renewing) continue;
+      run.renewing = true;
+      this.#onRenewalClock(this.#renew(run), () => (run.renewing = false));
+    }
+    // The worker's registration is renewed here only (a balance leaves it where it is), and after its leases on
+    // the same connection: when it dies, its registration runs out just after its leases, and the others, waking
+    // then, find them free (a balance's renewal at another phase kept it registered up to ttl/3 past its leases,
+    // and the partitions unowned that long: the failover bench's lease wait).
     if (!this.#registering) {
       this.#registering = true;
       this.#onRenewalClock(
@@ -284,11 +291,6 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
         ),
         () => (this.#registering = false),
       );
-    }
-    for (const run of this.#runs.values()) {
-      if (run.renewing) continue;
-      run.renewing = true;
-      this.#onRenewalClock(this.#renew(run), () => (run.renewing = false));
     }
   }
 
@@ -355,7 +357,9 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     const now = performance.now();
     if (this.#regular) this.#wokeFor.clear();
     this.#wakes.clear();
-    const { live, next } = await this.log.heartbeat(this.id, this.ttl).catch((error: unknown) => {
+    // Registers this worker if it is not (its first balance, or after its registration ran out), without moving
+    // its expiry off its leases' (`#renewAll`).
+    const { live, next } = await this.log.heartbeat(this.id, this.ttl, false).catch((error: unknown) => {
       this.report(error);
       return { live: 0, next: undefined };
     });
