@@ -160,16 +160,26 @@ test('close() with a handler parked on an await of its own: the other partitions
   assert.deepEqual(leases.map((n, p) => (p === parkedAt ? 0 : n)), Array(PARTITIONS).fill(0));
 });
 
-test('without redis-server on PATH the Redis tests fail, naming the Debian package', async () => {
+test('without redis-server on PATH the Redis tests fail, naming the Debian package; with a VELO_REDIS_SERVER that cannot run, naming the variable', async () => {
   const helper = new URL('./helpers/redis-server.mjs', import.meta.url).href;
   // An empty directory as the whole PATH (this Node is started by its full path).
   const empty = mkdtempSync(join(tmpdir(), 'velo-nopath-'));
   try {
-    await run(['--input-type=module', '-e', `const { startRedis } = await import(${JSON.stringify(helper)}); await startRedis();`], {
-      env: { ...process.env, PATH: empty },
+    const script = `const { startRedis } = await import(${JSON.stringify(helper)}); await startRedis();`;
+    // Without VELO_REDIS_SERVER (npm run test:valkey sets it): redis-server from PATH.
+    const { VELO_REDIS_SERVER: _, ...env } = process.env;
+    await run(['--input-type=module', '-e', script], {
+      env: { ...env, PATH: empty },
       code: 1,
       timeout: 20_000,
       expectStderr: /redis-server was not found on PATH: .*Install the Debian package `redis-server` \(apt-get install redis-server\)\./,
+    });
+    // With VELO_REDIS_SERVER naming nothing that runs: the variable is named.
+    await run(['--input-type=module', '-e', script], {
+      env: { ...env, PATH: empty, VELO_REDIS_SERVER: join(empty, 'valkey-server') },
+      code: 1,
+      timeout: 20_000,
+      expectStderr: /VELO_REDIS_SERVER=\S+valkey-server cannot be run \(.*\): it must name a redis-server or valkey-server binary\./,
     });
   } finally {
     rmSync(empty, { recursive: true });

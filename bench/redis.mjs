@@ -5,6 +5,17 @@
 // node bench/redis.mjs failover [runs]       only the failover runs of `full` (default 3), each printed, and the medians
 // IDLE_MS=1000 node bench/redis.mjs backlog [keys] [events per key] [maxConcurrent]   a lone worker on a backlog
 // node bench/redis.mjs reader [outputs] [other package dir]   a group reader's outputs/s (against another copy)
+// node bench/redis.mjs servers [rounds] [--quick]   redis-server and Valkey side by side, in one sitting (below)
+//
+// `--server valkey` (any mode but `servers`): the private server is a valkey-server instead of redis-server, found or
+// installed as `npm run test:valkey` does (scripts/valkey.mjs); mode full then writes redis-results-valkey.json and
+// charts/redis-valkey.svg. `--server redis` (the default): redis-server from PATH.
+//
+// Mode `servers`: a redis-server and a valkey-server, both private, no persistence; per round (3 by default), on
+// each in turn (the order alternating): a drain by one velo-stream worker in a child process (100,000 events over
+// 1,000 keys, 30,000 with --quick) and a live run of one worker at 5K events/s (10 s, 3 with --quick), as in mode
+// full. Prints each run and, per server, the medians: drain events/s, CPU per drained event of the worker and of the
+// server, live p50 / p99 and CPU per event. Nothing written.
 //
 // `npm run bench:redis` (mode `full`): consumers in child processes
 // (bench/redis/child.mjs) on a private redis-server, 16 partitions, 1,000
@@ -52,14 +63,20 @@ import { performance } from 'node:perf_hooks';
 import { streamFn } from '../index.mjs';
 import { redisOutputs, redisProducer, redisWorker } from 'velo-stream/redis';
 import { start } from '../__test__/helpers/child.mjs';
-import { startRedis } from '../__test__/helpers/redis-server.mjs';
+import { serverCommand, startRedis } from '../__test__/helpers/redis-server.mjs';
+import { findValkeyServer } from '../scripts/valkey.mjs';
 import { naiveKeys, naiveSend } from './redis/naive.mjs';
 import { sumFn, writeBacklog } from './redis/drain.mjs';
 import { barChart } from './svg.mjs';
 import { writeOut } from './out.mjs';
 
-const [mode = 'drain', a, b, c] = process.argv.slice(2).filter((arg) => !arg.startsWith('--'));
+const [mode = 'drain', a, b, c] = process.argv.slice(2).filter((arg, i, all) => !arg.startsWith('--') && all[i - 1] !== '--server');
 const quick = process.argv.includes('--quick');
+const serverFlag = process.argv.indexOf('--server');
+const serverKind = serverFlag === -1 ? 'redis' : process.argv[serverFlag + 1];
+if (serverKind !== 'redis' && serverKind !== 'valkey') throw new Error(`--server ${serverKind}: redis or valkey`);
+/** The binary of a server kind: valkey-server as scripts/valkey.mjs finds (or installs) it, or redis-server. */
+const commandOf = (kind) => (kind === 'valkey' ? findValkeyServer().path : serverCommand());
 const partitions = 16;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const quantile = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
@@ -364,7 +381,7 @@ async function full(client) {
       cpus: os.availableParallelism(),
       cpu: os.cpus()[0]?.model,
       node: process.version,
-      redis: execFileSync('redis-server', ['--version'], { encoding: 'utf8' }).trim(),
+      redis: redis.server.text,
       // 1, 5 and 15 min load averages at the start and the end (2 cores: 2 means both busy).
       load: os.loadavg(),
     },
@@ -418,10 +435,12 @@ async function full(client) {
   };
 
   results.machine.loadAfter = os.loadavg();
-  const written = [writeOut('redis-results.json', quick, `${JSON.stringify(results, null, 2)}\n`)];
+  // Valkey's figures beside redis-server's, never over them.
+  const suffix = serverKind === 'valkey' ? '-valkey' : '';
+  const written = [writeOut(`redis-results${suffix}.json`, quick, `${JSON.stringify(results, null, 2)}\n`)];
   const K = (x) => x / 1000;
   const svg = barChart({
-    title: `velo-stream/redis on ${results.machine.cpus} cores (npm run bench:redis${quick ? ' -- --quick' : ''})`,
+    title: `velo-stream/redis on ${results.machine.cpus} cores, ${redis.server.name} ${redis.server.version} (npm run bench:redis${quick || suffix ? ' --' : ''}${quick ? ' --quick' : ''}${suffix ? ' --server valkey' : ''})`,
     unit: 'medians; one output persisted per event',
     groupScale: true,
     format: (v) => (v >= 100 ? v.toFixed(0) : v.toFixed(1)),
@@ -465,7 +484,7 @@ async function full(client) {
       },
     ],
   });
-  written.push(writeOut('charts/redis.svg', quick, svg));
+  written.push(writeOut(`charts/redis${suffix}.svg`, quick, svg));
   console.log(
     `\ndrain: velo 1 worker ${results.drain.velo1.eventsPerSecond}/s, 2 workers ${results.drain.velo2.eventsPerSecond}/s (x${results.drain.twoVsOne}), naive ${results.drain.naive.eventsPerSecond}/s (velo / naive x${results.drain.veloVsNaive})`,
   );
@@ -477,7 +496,46 @@ async function full(client) {
   console.log(`written: ${written.join(', ')}`);
 }
 
-const redis = await startRedis();
+/**
+ * Mode servers: redis-server and valkey-server side by side in one sitting, the order alternating by round; `redis`
+ * (whose process cpuMeter measures) is the server of the run at hand.
+ */
+async function servers(first, rounds) {
+  const second = await startRedis({ command: commandOf(first.server.name === 'valkey' ? 'redis' : 'valkey') });
+  const drainEvents = quick ? 30_000 : 100_000;
+  const liveSeconds = quick ? 3 : 10;
+  const runs = new Map([first, second].map((s) => [s, { drain: [], live: [] }]));
+  try {
+    for (let r = 0; r < rounds; r++) {
+      for (const server of r % 2 === 0 ? [first, second] : [second, first]) {
+        redis = server;
+        const label = `${server.server.name} ${server.server.version}`;
+        const c = await server.client();
+        const drain = await drainRun(server.url, c, 'velo', 1, drainEvents, `drain${r}`);
+        log(`drain ${label}`, drain);
+        runs.get(server).drain.push(drain);
+        const live = await liveRun(server.url, c, 'velo', 1, 5000, liveSeconds, `live${r}`);
+        log(`live ${label}`, live);
+        runs.get(server).live.push(live);
+      }
+    }
+  } finally {
+    redis = first;
+    await second.stop();
+  }
+  console.log(`\nmedians of ${rounds} round(s), one velo-stream worker; load average (1, 5, 15 min) at the end: ${os.loadavg().join(', ')}`);
+  for (const [server, { drain, live }] of runs) {
+    const m = (xs, what) => (xs[0][what] === null ? null : median(xs.map((x) => x[what])));
+    console.log(
+      `${server.server.text}\n  drain of ${drainEvents} events: ${m(drain, 'eventsPerSecond')} events/s; CPU per event, worker / server: ${m(drain, 'consumerCpuUsPerEvent')} / ${m(drain, 'redisCpuUsPerEvent')} µs\n` +
+        `  live at 5K/s: p50 / p99 ${m(live, 'p50Ms')} / ${m(live, 'p99Ms')} ms; CPU per event, worker / server: ${m(live, 'consumerCpuUsPerEvent')} / ${m(live, 'redisCpuUsPerEvent')} µs`,
+    );
+  }
+}
+
+// The private server; mode servers swaps it per run (cpuMeter reads its pid).
+let redis = await startRedis({ command: commandOf(serverKind) });
+console.log(`server: ${redis.server.text}`);
 try {
   const client = await redis.client();
   const name = mode;
@@ -642,6 +700,8 @@ try {
     console.log(JSON.stringify({ mode, medians: Object.fromEntries(medians), ...(medians.length === 2 ? { ratio: +(medians[0][1] / medians[1][1]).toFixed(2) } : {}) }));
   } else if (mode === 'full') {
     await full(client);
+  } else if (mode === 'servers') {
+    await servers(redis, Number(a ?? 3));
   } else if (mode === 'full-live') {
     // Only the live runs of mode full (consumers in child processes), printed; nothing written.
     const load = os.loadavg();
@@ -658,7 +718,7 @@ try {
     console.log(
       `failover medians (${runs.length} runs, leaseTtl 2000): kill -> first output ${pick('failoverMs')} ms, waiting for the lease ${pick('leaseWaitMs')} ms (past its expiry ${pick('pastExpiryMs')} ms), replay to first output ${pick('replayToFirstOutputMs')} ms`,
     );
-  } else throw new Error(`unknown mode ${mode}: full, full-live, failover, drain, live, backlog or reader`);
+  } else throw new Error(`unknown mode ${mode}: full, full-live, failover, servers, drain, live, backlog or reader`);
 } finally {
   await redis.stop();
 }

@@ -33,6 +33,8 @@ const COMMON_EXCLUDED = {
   'package.test.mjs': 'the lockfile, npm engines and the npm/ platform packages: packaging, not the runtime',
   'declarations.test.mjs': 'rebuilds the addon with the napi CLI and diffs native/index.d.ts: the build, not the runtime',
   'clean-output.test.mjs': "runs `npm run test:js` on sample files: Node's own test runner and reporters, not the library",
+  'valkey-runner.test.mjs':
+    "checks how scripts/test-valkey.mjs (a Node tool of this repository: npm run test:valkey runs under Node) finds or installs Valkey, through `node -e` children: the repository's tooling, not the library",
   'paper.test.mjs':
     "the paper benchmark's server and client compare process.hrtime() across two processes; Bun's and Deno's hrtime count from their own process's start, so the penalty is not a fraction: bench/'s clock, not the library",
 };
@@ -111,6 +113,7 @@ const SUITES = {
       'redis-bounds.test.mjs': SIGNALS,
       'redis-call-timeout.test.mjs': SIGNALS,
       'redis-cluster.test.mjs': SIGNALS,
+      'redis-server-helper.test.mjs': SIGNALS,
       'redis-faults.test.mjs': SIGNALS,
       'redis-join.test.mjs': SIGNALS,
       'redis-limiter-failures.test.mjs': SIGNALS,

@@ -1,6 +1,10 @@
 // A private redis-server for the Redis tests: its own temporary directory, a
 // free port on 127.0.0.1, stopped by PID. Without `redis-server` on PATH the
 // tests fail (never skip): install the Debian package `redis-server`.
+//
+// The same tests run against Valkey (`npm run test:valkey`, scripts/test-valkey.mjs): the server binary is
+// $VELO_REDIS_SERVER when set (a path to a valkey-server, say), and the CLI that joins a Cluster is
+// $VELO_REDIS_CLI (valkey-cli, or redis-cli, whose `--cluster create` speaks the same protocol).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -10,14 +14,37 @@ import { join } from 'node:path';
 import { createClient, createCluster } from 'redis';
 import { start } from './child.mjs';
 
-function requireRedisServer() {
+/** The server binary the tests start: $VELO_REDIS_SERVER, or redis-server from PATH (read at each call: a benchmark may set it). */
+export const serverCommand = () => process.env.VELO_REDIS_SERVER || 'redis-server';
+/** The CLI that joins a Cluster (`--cluster create`): $VELO_REDIS_CLI, or redis-cli from PATH. */
+export const cliCommand = () => process.env.VELO_REDIS_CLI || 'redis-cli';
+
+const versions = new Map();
+/**
+ * The server `command` (default serverCommand()) from its `--version`: { name: 'redis' | 'valkey', version: '7.0.15',
+ * text }. Fails (never skips) when it cannot be run, naming what to install or the variable that points at it.
+ */
+export function serverVersion(command = serverCommand()) {
+  if (versions.has(command)) return versions.get(command);
+  let text;
   try {
-    return execFileSync('redis-server', ['--version'], { encoding: 'utf8' });
-  } catch {
-    throw new Error(
-      'redis-server was not found on PATH: the velo-stream/redis tests need it. Install the Debian package `redis-server` (apt-get install redis-server).',
-    );
+    text = execFileSync(command, ['--version'], { encoding: 'utf8' }).trim();
+  } catch (error) {
+    if (command === process.env.VELO_REDIS_SERVER) {
+      throw new Error(`VELO_REDIS_SERVER=${command} cannot be run (${error.message}): it must name a redis-server or valkey-server binary.`);
+    }
+    if (command === 'redis-server') {
+      throw new Error(
+        'redis-server was not found on PATH: the velo-stream/redis tests need it. Install the Debian package `redis-server` (apt-get install redis-server).',
+      );
+    }
+    throw new Error(`${command} cannot be run (${error.message}): it must be a redis-server or valkey-server binary.`);
   }
+  const match = /^(Redis|Valkey) server v=(\d+\.\d+\.\d+)/.exec(text);
+  if (!match) throw new Error(`${command} --version says neither Redis nor Valkey: ${text}`);
+  const found = { name: match[1].toLowerCase(), version: match[2], text };
+  versions.set(command, found);
+  return found;
 }
 
 /** A port that was free a moment ago (the server retries on another if it was taken meanwhile). */
@@ -34,11 +61,12 @@ function freePort() {
 
 /**
  * Starts redis-server. `aof`: append-only file with fsync always (a restart keeps every acknowledged write);
- * otherwise no persistence at all. `args`: more server arguments. Returns { port, url, pid, client(), stop(),
- * pause(), resume(), restart() }.
+ * otherwise no persistence at all. `args`: more server arguments. `command`: the server binary (default
+ * serverCommand()). Returns { port, url, pid, server (see serverVersion), client(), stop(), pause(), resume(),
+ * restart() }.
  */
-export async function startRedis({ aof = false, args: extraArgs = [] } = {}) {
-  requireRedisServer();
+export async function startRedis({ aof = false, args: extraArgs = [], command = serverCommand() } = {}) {
+  const version = serverVersion(command);
   const dir = mkdtempSync(join(tmpdir(), 'velo-redis-'));
   let server;
   let port;
@@ -49,7 +77,7 @@ export async function startRedis({ aof = false, args: extraArgs = [] } = {}) {
     args.push('--appendonly', aof ? 'yes' : 'no');
     if (aof) args.push('--appendfsync', 'always');
     args.push(...extraArgs);
-    server = start(args, { command: 'redis-server', timeout: 600_000 });
+    server = start(args, { command, timeout: 600_000 });
     await server.waitFor(/Ready to accept connections/);
   }
 
@@ -66,6 +94,7 @@ export async function startRedis({ aof = false, args: extraArgs = [] } = {}) {
 
   const handle = {
     dir,
+    server: version,
     get port() {
       return port;
     },
@@ -116,7 +145,7 @@ export async function startRedis({ aof = false, args: extraArgs = [] } = {}) {
 
 /**
  * A Redis Cluster of `masters` servers (startRedis with `--cluster-enabled yes`, each in its own directory),
- * joined by `redis-cli --cluster create` (no replicas) and ready (`cluster_state:ok` on every node). Returns
+ * joined by `redis-cli --cluster create` (cliCommand()) (no replicas) and ready (`cluster_state:ok` on every node). Returns
  * { nodes, urls, client() (a connected createCluster client, closed by stop()), stop() }.
  */
 export async function startRedisCluster(masters = 3) {
@@ -126,7 +155,7 @@ export async function startRedisCluster(masters = 3) {
     for (let i = 0; i < masters; i++) {
       nodes.push(await startRedis({ args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '5000'] }));
     }
-    execFileSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], {
+    execFileSync(cliCommand(), ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], {
       encoding: 'utf8',
       stdio: 'pipe',
     });
