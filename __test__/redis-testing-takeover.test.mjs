@@ -68,3 +68,33 @@ test('seeded: an echo with random leaseTtl, idleTimeout and events passes at the
     assert.equal(result.ok, true, `${what}: ${result.message}`);
   }
 });
+
+test('a crash run that does not settle is rejected naming the window it had: settleWithin and the takeover', async () => {
+  // Settles crash-free; restored after a crash, it waits for a timer far past any window.
+  const fn = streamFn(
+    async function* (events, ctx) {
+      let armed = false;
+      for await (const e of events) {
+        if (ctx.restored !== undefined && !armed) {
+          armed = true;
+          ctx.wakeAt(ctx.entry.time + 100_000_000, 'late');
+        }
+        if (e === 'late') continue;
+        ctx.checkpoint(1);
+        yield e;
+      }
+    },
+    { idleTimeout: 1000 },
+  );
+  const events = [
+    { key: 'k', event: 1 },
+    { key: 'k', event: 2, at: START + 10 },
+  ];
+  await assert.rejects(checkDeterminism(fn, events, { settleWithin: 2000 }), {
+    code: 'ERR_VELO_TEST_NOT_SETTLED',
+    message: new RegExp(
+      `the run with a crash after commit 1 did not settle within ${2000 + takeoverWithin(10_000)} ms of virtual ` +
+        `time after the last event \\(settleWithin 2000, and ${takeoverWithin(10_000)} for the takeover after the crash\\)`,
+    ),
+  });
+});
