@@ -66,7 +66,8 @@ for (const block of all.filter((b) => b.fragment === null)) {
     mkdirSync(dir, { recursive: true });
     const code =
       block.lang === 'ts'
-        ? ts.transpileModule(block.code, { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } }).outputText
+        ? ts.transpileModule(block.code, { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } })
+            .outputText
         : block.code;
     const file = join(dir, `${block.page.replace(/[/.]/g, '-')}-${block.line}.mjs`);
     writeFileSync(file, code);
@@ -78,3 +79,20 @@ for (const block of all.filter((b) => b.fragment === null)) {
     }
   });
 }
+
+// A node-redis client without an 'error' listener ends the process on a lost connection (a Redis restart emits
+// 'error' with no one listening): every client the manual and the examples make has one, so copied code keeps it.
+test("every node-redis client the manual and the examples create has an 'error' listener", () => {
+  const sources = all.map((b) => [`${relative(root, b.page)}:${b.line}`, b.code]);
+  const examples = join(root, 'examples');
+  for (const name of readdirSync(examples)) {
+    if (name.endsWith('.mjs')) sources.push([`examples/${name}`, readFileSync(join(examples, name), 'utf8')]);
+  }
+  const missing = [];
+  for (const [where, code] of sources) {
+    const created = code.match(/\bcreate(Client|Cluster)\(/g)?.length ?? 0;
+    const listened = code.match(/\.on\(\s*'error'/g)?.length ?? 0;
+    if (created > listened) missing.push(`${where}: ${created} created, ${listened} 'error' listeners`);
+  }
+  assert.deepEqual(missing, []);
+});

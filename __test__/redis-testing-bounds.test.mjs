@@ -180,3 +180,52 @@ test('ctx.wakeAt past the largest Date (8.64e15) is refused as a non-finite time
   });
   assert.deepEqual(await local.run([1]), [['ERR_INVALID_ARG_TYPE', true]]);
 });
+
+test('ctx.wakeAt options that cannot be read, and a codec whose encode() returns a revoked Proxy, get coded errors', async () => {
+  const revoked = () => {
+    const p = Proxy.revocable({}, {});
+    p.revoke();
+    return p.proxy;
+  };
+  const getterError = new Error('getter broke');
+  const hostile = {
+    revoked: revoked(),
+    getter: {
+      get key() {
+        throw getterError;
+      },
+    },
+  };
+  for (const [name, options] of Object.entries(hostile)) {
+    let caught;
+    const fn = streamFn(
+      async function* (events, ctx) {
+        for await (const _ of events) {
+          try {
+            ctx.wakeAt(ctx.entry.time + 10, 'p', options);
+          } catch (error) {
+            caught = error;
+          }
+        }
+      },
+      { idleTimeout: 1000 },
+    );
+    const w = testWorker(fn);
+    w.send('k', 1);
+    await w.settle();
+    await w.close();
+    assert.equal(caught?.code, 'ERR_INVALID_ARG_TYPE', `${name}: ${caught}`);
+    assert.match(caught.message, /ctx\.wakeAt\(\): the "options" argument cannot be read/);
+    assert.notEqual(caught.cause, undefined, `${name}: the read's error is the cause`);
+    if (name === 'getter') assert.equal(caught.cause, getterError);
+  }
+  const codec = { encode: () => revoked(), decode: () => 1 };
+  const w = testWorker(
+    streamFn(async function* (events) {
+      for await (const e of events) yield e;
+    }),
+    { codec },
+  );
+  assert.throws(() => w.send('k', 1), { code: 'ERR_VELO_ENCODE', message: /revoked Proxy/ });
+  await w.close();
+});

@@ -85,7 +85,10 @@ async function inProcess(fn) {
 async function onRedis(fn, url) {
   const { createClient } = await import('redis');
   const { redisClientOptions, redisOutputs, redisProducer, redisWorker } = await import('velo-stream/redis');
-  const client = await createClient(redisClientOptions({ url })).connect();
+  // An 'error' listener: without one, node-redis' error on a lost connection (a Redis restart) ends the process.
+  const client = await createClient(redisClientOptions({ url }))
+    .on('error', (error) => console.error('redis:', error.message))
+    .connect();
   const opts = { client, name: `checkout-${process.pid}`, partitions: 4 };
   const worker = redisWorker(fn, { ...opts, leaseTtl: 2000 });
   const outputs = [];

@@ -224,6 +224,7 @@ function onStop(stop) {
 async function connect(url, who) {
   // The recommended timeouts and reconnects (docs/redis/going-to-production.md, section 3).
   const client = createClient(redisClientOptions({ url: url === '-' ? process.env.REDIS_URL : url }));
+  // Without an 'error' listener, node-redis' error on a lost connection (a Redis restart) ends the process.
   client.on('error', (error) => console.error(`${who}: redis: ${error.message}`));
   await client.connect();
   return client;

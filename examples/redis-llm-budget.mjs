@@ -52,7 +52,14 @@ async function callModel({ tenant, tokens }) {
 }
 
 async function main(url) {
-  const clients = await Promise.all([0, 1].map(() => createClient(redisClientOptions({ url })).connect()));
+  // An 'error' listener: without one, node-redis' error on a lost connection (a Redis restart) ends the process.
+  const clients = await Promise.all(
+    [0, 1].map(() =>
+      createClient(redisClientOptions({ url }))
+        .on('error', (error) => console.error('redis:', error.message))
+        .connect(),
+    ),
+  );
   const processes = clients.map(limiters);
   const calls = Array.from({ length: 24 }, (_, i) => ({ tenant: `tenant-${i % 3}`, tokens: 200 }));
   const used = await Promise.all(calls.map((call, i) => limited(processes[i % 2], call, callModel)));

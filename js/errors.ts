@@ -335,8 +335,9 @@ export function describe(value: unknown): string {
 // ---------------------------------------------------------------------------------------------------------------
 // Arguments: Node's own codes, where Node uses them.
 
-export function invalidType(message: string): TypeError & { code: 'ERR_INVALID_ARG_TYPE' } {
-  return coded(new TypeError(message), 'ERR_INVALID_ARG_TYPE');
+/** `cause`: the error of a read that threw (a getter's, a revoked Proxy's). */
+export function invalidType(message: string, cause?: unknown): TypeError & { code: 'ERR_INVALID_ARG_TYPE' } {
+  return coded(cause === undefined ? new TypeError(message) : new TypeError(message, { cause }), 'ERR_INVALID_ARG_TYPE');
 }
 
 export function invalidValue(message: string): TypeError & { code: 'ERR_INVALID_ARG_VALUE' } {

@@ -17,5 +17,5 @@ export { VirtualClock, runUntil } from './redis/virtual-clock';
 export { sleepOn } from './redis/clock';
 export { outputItem } from './redis/reader';
 export { reportable } from './redis/reportable';
-export { simBounds, simulate } from './redis/simulator';
+export { simBounds, simulate, takeoverWithin } from './redis/simulator';
 export { heldBounds } from './redis/held-entries';

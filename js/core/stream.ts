@@ -13,6 +13,7 @@
 // async iterator must return; promises are made only when someone waits.
 import { setMaxListeners } from 'node:events';
 import { StreamClosedError, describe, invalidReturn, invalidType } from '../errors';
+import { readString, textOf } from '../text';
 import type { EntryInfo, EventSource, StreamContext, StreamHandler, StreamMetrics, StreamState, WakeAtOptions } from '../types';
 import { type LateIdleTarget, holdAlive, holdIdle, onNextTurn, releaseAlive, unwatchIdle, watchIdleLater } from './addon';
 import type { AliveGroup } from './alive-group';
@@ -314,7 +315,15 @@ class HandlerContext implements StreamContext {
       if (options === null || typeof options !== 'object') {
         throw invalidType(`ctx.wakeAt(): the "options" argument must be an object ({ key }). Received ${describe(options)}`);
       }
-      key = options.key;
+      try {
+        key = options.key;
+      } catch (error) {
+        // A revoked Proxy, or a getter that throws: coded, the read's own error as the cause.
+        throw invalidType(
+          `ctx.wakeAt(): the "options" argument cannot be read (a revoked Proxy, or a getter that throws: ${textOf(readString(() => (error as Error).message) ?? error)})`,
+          error,
+        );
+      }
       if (key !== undefined && typeof key !== 'string') {
         throw invalidType(`ctx.wakeAt(): the "options.key" argument must be a string. Received ${describe(key)}`);
       }

@@ -1,7 +1,7 @@
 // How events and outputs travel through the log: a codec turns a value into
 // bytes (or a string) and back. Producers, workers and readers of one stream
 // function must use the same codec.
-import { EventTooLargeError, encodeError, invalidValue } from '../errors';
+import { EventTooLargeError, describe, encodeError, invalidValue } from '../errors';
 
 /** Turns values into bytes for the log and back. `decode` gets the bytes `encode` made. */
 export interface Codec<T = unknown> {
@@ -88,6 +88,15 @@ export const bufferCodec: Codec<Buffer | Uint8Array | string> = {
   },
 };
 
+/** Whether `data` is a Buffer; false for a revoked Proxy (whose prototype `Buffer.isBuffer` cannot read). */
+function isBuffer(data: unknown): boolean {
+  try {
+    return Buffer.isBuffer(data);
+  } catch {
+    return false;
+  }
+}
+
 /** Encodes with `codec`, turning a codec's throw into a coded error, and refusing more than `limit` bytes. */
 export function encodeChecked<T>(codec: Codec<T>, value: T, limit: number, what: string): Buffer | string {
   let data: Buffer | string;
@@ -97,8 +106,8 @@ export function encodeChecked<T>(codec: Codec<T>, value: T, limit: number, what:
     if ((error as { code?: unknown } | null)?.code !== undefined) throw error;
     throw encodeError(`The codec could not encode the ${what}: ${(error as Error)?.message ?? String(error)}`, error);
   }
-  if (typeof data !== 'string' && !Buffer.isBuffer(data)) {
-    throw encodeError(`The codec's encode() must return a Buffer or a string, not ${typeof data}`);
+  if (typeof data !== 'string' && !isBuffer(data)) {
+    throw encodeError(`The codec's encode() must return a Buffer or a string, not ${describe(data)}`);
   }
   // A string's UTF-8 takes at most 3 bytes per UTF-16 unit: most are known to fit without counting.
   if (typeof data === 'string' ? data.length * 3 <= limit : data.length <= limit) return data;

@@ -218,6 +218,21 @@ const WAIT_MS = 2000;
  * tests can reach them in a few steps.
  */
 export const simBounds = { maxSteps: 2_000_000, maxStepsAtOnce: 100_000 };
+
+/** How often a simulated process renews its leases and looks for free partitions, ms (as the worker, `ttl/3`). */
+export function balancePeriod(leaseTtl: number): number {
+  return Math.floor(leaseTtl / 3);
+}
+
+/**
+ * The longest a crashed process's partitions wait for another to take them over, ms after the crash: its last
+ * renewal may have been a balance period before it, so its lease runs out up to `leaseTtl` after the crash (the
+ * store frees it 1 ms past its end), and the next process notices at its next balance, up to a period later.
+ */
+export function takeoverWithin(leaseTtl: number): number {
+  return leaseTtl + balancePeriod(leaseTtl);
+}
+
 /**
  * A quiet span (nothing to do but renew leases) longer than this many lease periods is postponed over
  * (`Simulation.#jump`): its renewals would cost a step each, for nothing a session sees.
@@ -335,7 +350,7 @@ class SimProcess<I, O> implements PartitionHost<I, O> {
     }
     // A lease not renewed in time is given up by this process's own clock, as the worker's `#expire`.
     for (const run of [...this.runs.values()]) if (this.clock.now() >= run.validUntil) this.lose(run);
-    this.clock.setTimeout(() => void this.#balance(), Math.floor(this.ttl / 3), true);
+    this.clock.setTimeout(() => void this.#balance(), balancePeriod(this.ttl), true);
   }
 
   /** Trims the partition's input every `trimInterval` (as the worker's balance does; outputs are kept to compare). */
@@ -583,8 +598,8 @@ export class Simulation<I, O> {
   /** Nothing pending, undelivered or kept for a session, and no live session left. */
   settled(): boolean {
     for (let p = 0; p < this.store.partitions; p++) {
-      const left = this.store.leftovers(p);
-      if (left.pending.length + left.hw.length + left.ckpt.length + left.timers.length + left.check.length > 0) return false;
+      // (Counted, not listed: asked after every step, and an open session's pending entries grow with its steps.)
+      if (this.store.kept(p) > 0) return false;
       if (this.store.lag(p) > 0) return false;
     }
     // (A session whose end is committed may still be finishing: a leak shows as a run that never settles.)

@@ -20,7 +20,7 @@ import { MAX_TIMER_MS } from './owner-writes';
 import { LIMIT_KEYS, checkLimits } from './worker-limits';
 import { type Openable, kOpen } from './partition-run';
 import type { HandlerFailure, OutputItem } from './reader';
-import { type RunOutcome, type SimLimits, type SimResult, Simulation, simBounds, simulate } from './simulator';
+import { type RunOutcome, type SimLimits, type SimResult, Simulation, simBounds, simulate, takeoverWithin } from './simulator';
 
 /** The settings of `redisWorker` a test may give (each with its default there), the codec, and where time starts. */
 export interface TestWorkerOptions {
@@ -55,7 +55,8 @@ export interface DeterminismOptions extends TestWorkerOptions {
   /**
    * Virtual ms after the last event's `at` by which each run must have settled (every event handled, every session
    * ended), else the check rejects with `ERR_VELO_TEST_NOT_SETTLED`: an integer from 0 to 2 147 483 647. Default
-   * a day plus the function's `idleTimeout`. A run with a crash gets `leaseTtl` more (the takeover's wait).
+   * a day plus the function's `idleTimeout`. A run with a crash gets `leaseTtl * 4/3` more (the takeover's wait:
+   * the lease running out after the last renewal, and the next process's balance, every `leaseTtl / 3`).
    */
   settleWithin?: number;
 }
@@ -499,7 +500,9 @@ export async function checkDeterminism<I = unknown, O = unknown>(
       `${what}: another check is running (one at a time: it replaces Date.now() and Math.random() while it runs)`,
     );
   const guard = new Nondeterminism();
-  // A run with a crash waits for the lease to run out before the takeover: it gets that much more time.
+  // A run with a crash waits for the takeover (the lease to run out, and another process to notice): it gets
+  // that much more time.
+  const crashWithin = settleWithin + takeoverWithin(limits.leaseTtl ?? 0);
   const run = (crashAfterCommits: number[]) =>
     simulate<I, O>({
       seed: 1,
@@ -509,7 +512,7 @@ export async function checkDeterminism<I = unknown, O = unknown>(
       codec,
       start,
       faults: { crashAfterCommits },
-      settleWithin: settleWithin + (crashAfterCommits.length > 0 ? (limits.leaseTtl ?? 0) : 0),
+      settleWithin: crashAfterCommits.length > 0 ? crashWithin : settleWithin,
     });
   checking = true;
   guard.install();
@@ -522,7 +525,7 @@ export async function checkDeterminism<I = unknown, O = unknown>(
     for (let k = 1; k <= calm.stats.commits; k++) {
       guard.run = k;
       const crashed = await run([k]);
-      unsettled(what, `the run with a crash after commit ${k}`, crashed, start, settleWithin);
+      unsettled(what, `the run with a crash after commit ${k}`, crashed, start, crashWithin, settleWithin);
       const actual = byFirstEvent(crashed, sent);
       for (const name of new Set([...expected.keys(), ...actual.keys()])) {
         const want = expected.get(name) ?? [];
@@ -553,12 +556,23 @@ export async function checkDeterminism<I = unknown, O = unknown>(
 }
 
 /** Rejects a check's run that did not settle (`ERR_VELO_TEST_NOT_SETTLED`, or `ERR_VELO_TEST_STEPS`). */
-function unsettled(what: string, run: string, result: SimResult<unknown>, start: number, settleWithin: number): void {
+function unsettled(
+  what: string,
+  run: string,
+  result: SimResult<unknown>,
+  start: number,
+  within: number,
+  settleWithin = within,
+): void {
   const outcome: RunOutcome = result.outcome;
   if (outcome === 'done') return;
   if (outcome === 'steps') throw stepsError(`${what}: ${run}`, start + result.stats.time, result.exhausted);
+  const window =
+    within === settleWithin
+      ? `settleWithin (${within} ms of virtual time after the last event)`
+      : `${within} ms of virtual time after the last event (settleWithin ${settleWithin}, and ${within - settleWithin} for the takeover after the crash)`;
   throw testNotSettledError(
-    `${what}: ${run} did not settle within settleWithin (${settleWithin} ms of virtual time after the last event): ` +
+    `${what}: ${run} did not settle within ${window}: ` +
       `a session still open, or an event not handled. A handler with longer idle ends or timers needs a longer settleWithin.${realWaits()}`,
   );
 }
