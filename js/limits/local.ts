@@ -27,16 +27,7 @@ import { addon, ops } from '../core/addon';
 import type { NativeLimiter } from '../../native/index';
 import type { AcquireOptions, Fairness, LimitSettings, Limiter, LimiterOptions, LimiterStats, Permit } from './types';
 
-export type {
-  AcquireOptions,
-  Fairness,
-  LimitSettings,
-  Limiter,
-  LimiterOptions,
-  LimiterStats,
-  Permit,
-  RateLimit,
-} from './types';
+export type { AcquireOptions, Fairness, LimitSettings, Limiter, LimiterOptions, LimiterStats, Permit, RateLimit } from './types';
 
 /** `limiter()`'s options: the shared ones, and a clock for tests. */
 export interface LocalLimiterOptions<T = unknown> extends LimiterOptions<T> {

@@ -290,12 +290,23 @@ fn hot_tenant_grants(fair: bool) -> (Vec<u64>, u64) {
     let mut others = std::collections::HashMap::new();
     for round in 0..3u64 {
         for _ in 0..100 {
-            let t = if fair { Tenant { id: 0, weight: 1 } } else { Tenant::ALL };
+            let t = if fair {
+                Tenant { id: 0, weight: 1 }
+            } else {
+                Tenant::ALL
+            };
             assert_eq!(l.acquire_as(0, 1, id, t, 0), Decision::Queued);
             id += 1;
         }
         for tenant in 1..=4u32 {
-            let t = if fair { Tenant { id: tenant, weight: 1 } } else { Tenant::ALL };
+            let t = if fair {
+                Tenant {
+                    id: tenant,
+                    weight: 1,
+                }
+            } else {
+                Tenant::ALL
+            };
             assert_eq!(l.acquire_as(0, 1, id, t, 0), Decision::Queued);
             others.insert(id, round + 1); // its position in its tenant's line
             id += 1;
@@ -311,7 +322,10 @@ fn hot_tenant_grants(fair: bool) -> (Vec<u64>, u64) {
             if let Some(&p) = others.get(&w) {
                 // T = 5 active tenants of weight 1: position p is granted within 5 * p grants.
                 if fair {
-                    assert!(grants <= 5 * p, "waiter {w} at position {p} granted after {grants} grants");
+                    assert!(
+                        grants <= 5 * p,
+                        "waiter {w} at position {p} granted after {grants} grants"
+                    );
                 }
                 after[seen as usize] = grants;
                 seen += 1;
