@@ -24,6 +24,7 @@ export type {
   SessionItem,
   Stream,
   SessionsConfig,
+  DebounceConfig,
   StreamConfig,
   StreamContext,
   StreamFn,

@@ -9,6 +9,7 @@ import { HandlerStream, kHoldIdle, reportHandoffs } from './stream';
 import { type StreamTrace, streamTrace } from './tracing';
 import { type StreamBody } from './body';
 import { Sessions } from './sessions';
+import { type Debounce, checkDebounce } from './debounce';
 import { StreamList, kWatch, tagStream } from './stream-list';
 import { type Admission, admitAtOpen, admittedHandler } from '../limits/admit';
 import { checkLimiters } from '../limits/use';
@@ -91,9 +92,16 @@ abstract class FnBase<I, O> implements StreamFn<I, O> {
   sessions<K = string>(config?: SessionsConfig): StreamSessions<K, I, O> {
     let streamConfig: StreamConfig | undefined = config;
     let traceKeys = false;
+    let debounce: Debounce | undefined;
     if (config !== undefined) {
       assertOptionsObject(config, 'config', '{ idleTimeout: 60_000 }');
-      checkKeys(config, ['traceKeys']);
+      checkKeys(config, ['traceKeys', 'debounce']);
+      if ('debounce' in config) {
+        const { debounce: given, ...rest } = config;
+        if (given !== undefined) debounce = checkDebounce(given);
+        config = rest;
+        streamConfig = Object.keys(rest).length === 0 ? undefined : rest;
+      }
       if ('traceKeys' in config) {
         const { traceKeys: given = false, ...rest } = config;
         if (typeof given !== 'boolean') {
@@ -105,7 +113,7 @@ abstract class FnBase<I, O> implements StreamFn<I, O> {
       }
     }
     const fn = streamConfig === undefined ? this : this.withConfig(streamConfig);
-    return new Sessions<K, I, O>(fn, () => fn[kOpen](undefined, true), traceKeys);
+    return new Sessions<K, I, O>(fn, () => fn[kOpen](undefined, true), traceKeys, debounce);
   }
 
   pipe<P, S = unknown, W = unknown>(next: StreamFn<O, P> | StreamHandler<O, P, S, W>): StreamFn<I, P> {
