@@ -153,7 +153,10 @@ test('fairness: a bad tenant or weight refuses the acquire with ERR_VELO_LIMIT_T
   });
   await assert.rejects(l.acquire({}), (e) => e.cause === boom);
   for (const w of [0, -1, NaN, 1.5, 10_001, 1e300, Infinity, '2', undefined]) {
-    const lw = make((item) => item.t, () => w);
+    const lw = make(
+      (item) => item.t,
+      () => w,
+    );
     const held = await lw.acquire({ t: 'a' }); // no wait: the weight is not asked
     await assert.rejects(lw.acquire({ t: 'b' }), { code: 'ERR_VELO_LIMIT_TENANT' }, `weight ${String(w)}`);
     assert.equal(lw.stats().waiting, 0);
@@ -172,7 +175,10 @@ test('fairness: a bad tenant or weight refuses the acquire with ERR_VELO_LIMIT_T
   held.release();
   assert.ok(await throwing.acquire({ t: 'c' }).catch(() => 'refused'));
   // A weight of 10000 is the largest allowed.
-  const heavy = make((item) => item.t, () => 10_000);
+  const heavy = make(
+    (item) => item.t,
+    () => 10_000,
+  );
   const h = await heavy.acquire({ t: 'a' });
   const w = heavy.acquire({ t: 'b' });
   await settle();

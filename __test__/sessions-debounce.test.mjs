@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { streamFn } from 'velo-stream';
 import { settle } from './helpers/util.mjs';
+import { run } from './helpers/child.mjs';
 
 // Node 20 warns on stderr at the first use of mock timers (an ExperimentalWarning); this file expects that one.
 const emitWarning = process.emitWarning;
@@ -138,4 +139,24 @@ test('debounce options are checked at fn.sessions()', () => {
   const s = echo.sessions({ debounce: { wait: 100, edge: 'leading', maxDelay: 100 } });
   assert.equal(s.fn, echo, 'debounce alone: the sessions run on the function itself');
   assert.equal(s.dropped, 0);
+});
+
+test('debounce timers keep the process alive no longer than the sessions do', async () => {
+  // A leading key's quiet period (10 minutes here) holds nothing to deliver: once the session's idle timeout
+  // ends it, the process exits. A held trailing event is delivered (it keeps the process up for its `wait`), and
+  // its session then ends on its idle timeout too.
+  const script = `
+    import { streamFn } from 'velo-stream';
+    const echo = streamFn(async function* (events) { for await (const e of events) yield e; });
+    const lead = echo.sessions({ idleTimeout: 50, debounce: { wait: 600_000, edge: 'leading' } });
+    const trail = echo.sessions({ idleTimeout: 50, debounce: { wait: 100 } });
+    const out = [];
+    void (async () => { for await (const item of lead) out.push(item.value); })();
+    void (async () => { for await (const item of trail) { out.push(item.value); console.log(out.join(',')); } })();
+    await lead.send('k', 'first');
+    await lead.send('k', 'dropped');
+    await trail.send('k', 'held');
+  `;
+  const { stdout } = await run(['--input-type=module', '-e', script], { timeout: 60_000 });
+  assert.equal(stdout.trim(), 'first,held');
 });
