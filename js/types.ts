@@ -20,6 +20,13 @@ export interface SessionsConfig extends StreamConfig {
    * first it holds), or the first, at once (`edge: 'leading'`; the rest of the quiet period dropped).
    */
   debounce?: DebounceConfig;
+  /**
+   * One session per key at a time, and what a send to a key whose session is live does (docs/sessions.md#singleton):
+   * 'skip' drops it (counted in `dropped`); 'replace' cancels the live session and opens the next with it;
+   * 'latest' keeps it as the one pending event that opens the key's next session (a later send replaces it).
+   * Every send while a session is live counts: a session gets one event (for handlers that take one job).
+   */
+  singleton?: 'skip' | 'replace' | 'latest';
 }
 
 /** `SessionsConfig.debounce`. */
@@ -311,7 +318,7 @@ export interface StreamSessions<K, I, O> extends AsyncIterable<SessionItem<K, O>
   readonly send: (key: K, event: I) => Promise<void>;
   /** The key's live session, or undefined. */
   readonly get: (key: K) => Stream<I, O> | undefined;
-  /** Events `debounce` dropped since creation: collapsed into a later one (trailing), or sent in a quiet period (leading). */
+  /** Events `debounce` or `singleton` dropped since creation: collapsed into a later one (trailing), or sent in a quiet period (leading). */
   readonly dropped: number;
   /** Trailing debounced events held now, each delivered after its key's quiet period (or at `end(key)`, `close()`). */
   readonly held: number;

@@ -12,6 +12,9 @@
 import { StreamClosedError, sessionsReaderError } from '../errors';
 import { Fifo } from './fifo';
 import { type Debounce, Debouncer } from './debounce';
+
+/** `SessionsConfig.singleton`. */
+export type Singleton = 'skip' | 'replace' | 'latest';
 import { traceText } from './tracing';
 import { drainOutputs } from './drive';
 import { DONE, type StreamKind, kFinished, kInputError, kTaken, kTraceAttributes } from './protocol';
@@ -63,16 +66,20 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
   #allDone: (() => void) | null = null;
   /** Debounce per key (`SessionsConfig.debounce`): what `send` goes through first. */
   readonly #debouncer: Debouncer<K, I> | undefined;
+  /** One session per key at a time, and what a send to a key with a live one does (`SessionsConfig.singleton`). */
+  readonly #singleton: Singleton | undefined;
+  #singletonDropped = 0;
 
-  constructor(fn: StreamFn<I, O>, open: () => StreamKind<I, O>, traceKeys = false, debounce?: Debounce) {
+  constructor(fn: StreamFn<I, O>, open: () => StreamKind<I, O>, traceKeys = false, debounce?: Debounce, singleton?: Singleton) {
     this.fn = fn;
+    this.#singleton = singleton;
     this.#open = open;
     this.#traceKeys = traceKeys;
     this.#capacity = fn.config.buffer;
     if (debounce !== undefined) {
       this.#debouncer = new Debouncer<K, I>(
         debounce,
-        (key, event) => this.#sendNow(key, event),
+        (key, event) => this.#deliver(key, event),
         (key, error) => void this.#push({ key, error }),
       );
     }
@@ -80,7 +87,7 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
 
   /** Events debounce dropped (collapsed into a later one, or sent within a leading quiet period). */
   get dropped(): number {
-    return this.#debouncer?.dropped ?? 0;
+    return (this.#debouncer?.dropped ?? 0) + this.#singletonDropped;
   }
 
   /** Trailing debounced events held now, to be delivered after their quiet period. */
@@ -107,7 +114,36 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
   send(key: K, event: I): Promise<void> {
     if (this.#closed) return Promise.reject(new StreamClosedError('The sessions are closed'));
     if (this.#debouncer !== undefined) return this.#debouncer.send(key, event);
-    return this.#sendNow(key, event);
+    return this.#deliver(key, event);
+  }
+
+  /** `send` past debounce: with `singleton`, a key with a live session applies its policy. */
+  #deliver(key: K, event: I): Promise<void> {
+    const policy = this.#singleton;
+    if (policy === undefined) return this.#sendNow(key, event);
+    const current = this.#live.get(key);
+    const waiting = this.#waiting.get(key);
+    // Live: a session open or finishing, or one about to open (a hand-over waits). Every send to it counts.
+    if (current === undefined && waiting === undefined) return this.#sendNow(key, event);
+    if (policy === 'skip') {
+      this.#singletonDropped++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve, reject) => {
+      const next: Waiting<I> = { event, resolve, reject };
+      if (waiting !== undefined) {
+        // The one pending event (the next session's first) is replaced by this later arrival: dropped, counted.
+        for (const w of waiting.splice(0, waiting.length, next)) {
+          if (w === END) continue;
+          this.#singletonDropped++;
+          w.resolve();
+        }
+        return;
+      }
+      this.#waiting.set(key, [next]);
+      if (policy === 'replace') void current!.cancel();
+      void this.#handOver(key, current!);
+    });
   }
 
   /** `send` past debounce. */
