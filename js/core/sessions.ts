@@ -133,11 +133,14 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
       const next: Waiting<I> = { event, resolve, reject };
       if (waiting !== undefined) {
         // The one pending event (the next session's first) is replaced by this later arrival: dropped, counted.
-        for (const w of waiting.splice(0, waiting.length, next)) {
+        // (An `end(key)` made meanwhile stays: it ends the session the pending event opens.)
+        const ends = waiting.filter((w) => w === END);
+        for (const w of waiting) {
           if (w === END) continue;
           this.#singletonDropped++;
           w.resolve();
         }
+        waiting.splice(0, waiting.length, next, ...ends);
         return;
       }
       this.#waiting.set(key, [next]);
