@@ -172,6 +172,22 @@ test('Redis feature store: per-user rolling features in hashes, on a private red
   }
 });
 
+test('LLM budget on Redis: a fleet-wide tokens-per-minute limiter (cost) and a per-tenant concurrency cap (key), on a private redis-server or on REDIS_URL (its keys removed after)', async () => {
+  const { REDIS_URL: _unset, ...withoutUrl } = process.env;
+  const { stdout } = await run([example('redis-llm-budget.mjs')], { env: withoutUrl });
+  assert.match(stdout, /^calls 24, tokens 4800, most in flight for one tenant 2$/m);
+  assert.match(stdout, /^a 2,000-token call now: ERR_VELO_RATE_LIMITED$/m);
+  const redis = await startRedis();
+  try {
+    const { stdout: shared } = await run([example('redis-llm-budget.mjs')], { env: { ...process.env, REDIS_URL: redis.url } });
+    assert.match(shared, /^calls 24, tokens 4800, most in flight for one tenant 2$/m);
+    const client = await redis.client();
+    assert.equal(await client.dbSize(), 0, 'nothing left on the shared server');
+  } finally {
+    await redis.stop();
+  }
+});
+
 test('Redis fraud cluster: HTTP gateway + two worker processes, one killed -9 mid-run, a replacement joins: outputs identical to a crash-free run, every child gone', async () => {
   // Fails (never skips) without redis-server, naming the Debian package (helpers/redis-server.mjs).
   const redis = await startRedis();

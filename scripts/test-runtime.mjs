@@ -113,6 +113,8 @@ const SUITES = {
       'redis-cluster.test.mjs': SIGNALS,
       'redis-faults.test.mjs': SIGNALS,
       'redis-join.test.mjs': SIGNALS,
+      'redis-limiter-failures.test.mjs': SIGNALS,
+      'redis-limiter-fleet.test.mjs': SIGNALS,
       'redis-partition.test.mjs': SIGNALS,
       'redis-restart.test.mjs': SIGNALS,
       'redis-soak.test.mjs': SIGNALS,

@@ -96,6 +96,10 @@ export async function startRedis({ aof = false, args: extraArgs = [] } = {}) {
       const { stdout } = await server.finished();
       assert.match(stdout, /ready to exit, bye bye/i);
     },
+    /** The same server again after shutdown() (same port, same directory): a test can let it stay down meanwhile. */
+    async start() {
+      await launch();
+    },
     /** shutdown() then the same server again (same port, same directory: with `aof`, the same data). */
     async restart() {
       await handle.shutdown();

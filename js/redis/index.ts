@@ -39,4 +39,13 @@ export {
 export { fnv1a } from './options';
 export type { RedisOptions } from './options';
 export { redisName, type RedisName } from './name';
+export {
+  redisLimiter,
+  type RedisLimiter,
+  type RedisLimiterOptions,
+  type RedisLimiterStats,
+  type RedisPermit,
+  type WhenRedisFails,
+} from './limiter';
+export type { AcquireOptions, LimitSettings, Limiter, LimiterOptions, LimiterStats, Permit, RateLimit } from '../limits/types';
 export { redisClientOptions, type RedisClientLike, type RedisClientTimeouts } from './connection';

@@ -17,9 +17,13 @@ const FENCE = lua('fence.lua');
 export class Script {
   readonly source: string;
   readonly sha: string;
-  /** `fenced`: the script runs after the lease check (its KEYS[1] is the lease, ARGV[1] the owner's token). */
-  constructor(file: string, fenced = false) {
-    this.source = fenced ? FENCE + lua(file) : lua(file);
+  /**
+   * `fenced`: the script runs after the lease check (its KEYS[1] is the lease, ARGV[1] the owner's token). Several
+   * files make one script, in order (the limiter's share a prelude of functions).
+   */
+  constructor(file: string | readonly string[], fenced = false) {
+    const text = typeof file === 'string' ? lua(file) : file.map(lua).join('\n');
+    this.source = fenced ? FENCE + text : text;
     this.sha = createHash('sha1').update(this.source).digest('hex');
   }
   async run(client: RedisClientLike, keys: string[], args: ReadonlyArray<string | Buffer>, options?: object): Promise<unknown> {

@@ -1,0 +1,324 @@
+// redisLimiter in one process on a private redis-server (several limiter objects of one name stand for processes):
+// keys, reject mode, the line's bound, abort, close, setLimits, cost, and what every option refuses.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { redisLimiter } from 'velo-stream/redis';
+import { startRedis } from './helpers/redis-server.mjs';
+
+let redis;
+let client;
+before(async () => {
+  redis = await startRedis();
+  client = await redis.client();
+});
+after(async () => {
+  await redis?.stop();
+});
+
+let n = 0;
+const fresh = () => `lim${++n}`;
+const settledState = (promise) => {
+  const state = { done: false };
+  promise.then(
+    () => (state.done = true),
+    () => (state.done = true),
+  );
+  return state;
+};
+/** Resolves once `check()` holds (asked every 10 ms; the limit is only a guard against a hang). */
+async function eventually(check, what, ms = 20_000) {
+  const until = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > until) assert.fail(`never: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+test('keyed: a key at its concurrency waits while other keys proceed; its release serves the line first come first served', async () => {
+  const name = fresh();
+  const options = { client, name, concurrency: 1, key: (item) => item.tenant, leaseTtl: 3000 };
+  const a = redisLimiter(options);
+  const b = redisLimiter(options);
+  try {
+    const held = await a.acquire({ tenant: 'x' });
+    const order = [];
+    const first = b.acquire({ tenant: 'x' }).then((p) => (order.push('first'), p));
+    await eventually(async () => (await client.zCard(`velo:lim:{${name}}:q:x`)) === 1, 'first in line');
+    const second = a.acquire({ tenant: 'x' }).then((p) => (order.push('second'), p));
+    await eventually(async () => (await client.zCard(`velo:lim:{${name}}:q:x`)) === 2, 'second in line');
+    // Other keys are not held up by x's line.
+    const y = await b.acquire({ tenant: 'y' });
+    const z = await a.acquire({ tenant: 'z' });
+    assert.equal(a.stats().waiting, 1);
+    assert.equal(b.stats().keys, 2);
+    held.release();
+    const p1 = await first;
+    assert.deepEqual(order, ['first']);
+    p1.release();
+    (await second).release();
+    assert.deepEqual(order, ['first', 'second']);
+    y.release();
+    z.release();
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+test('reject mode answers from one call: refused with ERR_VELO_RATE_LIMITED (retryAfter from the rate), counted', async () => {
+  const name = fresh();
+  const limiter = redisLimiter({ client, name, mode: 'reject', rate: { limit: 2, period: 10_000, burst: 2 }, cost: (c) => c });
+  try {
+    await limiter.acquire(1);
+    await limiter.acquire(1);
+    const error = await limiter.acquire(1).catch((e) => e);
+    assert.equal(error.code, 'ERR_VELO_RATE_LIMITED');
+    assert.ok(error.retryAfter > 0 && error.retryAfter <= 5000, `retryAfter ${error.retryAfter}`);
+    // A cost above the burst could never pass: refused at once, not kept waiting for ever.
+    await assert.rejects(limiter.acquire(3), { code: 'ERR_VELO_LIMIT_COST' });
+    await assert.rejects(limiter.acquire(NaN), { code: 'ERR_VELO_LIMIT_COST' });
+    await assert.rejects(limiter.acquire(-1), { code: 'ERR_VELO_LIMIT_COST' });
+    assert.equal(limiter.stats().rejected, 1);
+    assert.equal(limiter.stats().admitted, 2);
+    assert.equal(limiter.tryAcquire(1), undefined);
+  } finally {
+    await limiter.close();
+  }
+});
+
+test('throttle: the line is bounded by maxWaiting (ERR_VELO_LIMIT_QUEUE_FULL); an aborted waiter leaves it; close rejects waiters', async () => {
+  const name = fresh();
+  const limiter = redisLimiter({ client, name, concurrency: 1, maxWaiting: 2 });
+  const other = redisLimiter({ client, name, concurrency: 1, maxWaiting: 2 });
+  try {
+    const held = await limiter.acquire(0);
+    const controller = new AbortController();
+    const aborted = other.acquire(0, { signal: controller.signal });
+    const waiting = limiter.acquire(0);
+    const waitingState = settledState(waiting);
+    await eventually(async () => (await client.zCard(`velo:lim:{${name}}:q:`)) === 2, 'two in line');
+    await assert.rejects(other.acquire(0), { code: 'ERR_VELO_LIMIT_QUEUE_FULL' });
+    controller.abort(new Error('stop'));
+    await assert.rejects(aborted, /stop/);
+    await eventually(async () => (await client.zCard(`velo:lim:{${name}}:q:`)) === 1, 'the aborted ticket left the line');
+    held.release();
+    (await waiting).release();
+    assert.ok(waitingState.done);
+    // close(): waiters rejected with ERR_VELO_LIMITER_CLOSED, their tickets gone, later acquires refused.
+    const again = await limiter.acquire(0);
+    const parked = other.acquire(0).catch((error) => error);
+    await eventually(async () => (await client.zCard(`velo:lim:{${name}}:q:`)) === 1, 'one in line');
+    await other.close();
+    assert.equal((await parked).code, 'ERR_VELO_LIMITER_CLOSED');
+    await assert.rejects(other.acquire(0), { code: 'ERR_VELO_LIMITER_CLOSED' });
+    assert.equal(await client.zCard(`velo:lim:{${name}}:q:`), 0);
+    again.release();
+    assert.equal(await again.released(), true);
+  } finally {
+    await limiter.close();
+    await other.close();
+  }
+});
+
+test('setLimits: stored in Redis, seen by every process at its next decision, waiters re-decided at once', async () => {
+  const name = fresh();
+  const a = redisLimiter({ client, name, concurrency: 1 });
+  const b = redisLimiter({ client, name, concurrency: 1 });
+  try {
+    const held = await a.acquire(0);
+    const waiting = b.acquire(0);
+    await eventually(async () => (await client.zCard(`velo:lim:{${name}}:q:`)) === 1, 'in line');
+    await a.setLimits({ concurrency: 3 });
+    const granted = await waiting;
+    // b was created with concurrency 1; the fleet's stored limit (3) is what it decides by.
+    const third = await b.acquire(0);
+    const probe = redisLimiter({ client, name, concurrency: 1, mode: 'reject' });
+    await assert.rejects(probe.acquire(0), { code: 'ERR_VELO_RATE_LIMITED' });
+    await probe.close();
+    for (const p of [held, granted, third]) p.release();
+    await assert.rejects(a.setLimits({ concurrency: 0 }), { code: 'ERR_OUT_OF_RANGE' });
+    await assert.rejects(a.setLimits({}), { code: 'ERR_INVALID_ARG_VALUE' });
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+test('options refused with coded errors: missing client or name, bad leaseTtl, limits of 0, NaN, huge, hostile objects', () => {
+  const name = 'valid';
+  const cases = [
+    [undefined, 'ERR_INVALID_ARG_TYPE'],
+    [{ name, concurrency: 1 }, 'ERR_INVALID_ARG_TYPE'],
+    [{ client: {}, name, concurrency: 1 }, 'ERR_INVALID_ARG_TYPE'],
+    [{ client, concurrency: 1 }, 'ERR_INVALID_ARG_TYPE'],
+    [{ client, name: 'a{b}', concurrency: 1 }, 'ERR_INVALID_ARG_VALUE'],
+    [{ client, name }, 'ERR_INVALID_ARG_VALUE'],
+    [{ client, name, concurrency: 0 }, 'ERR_OUT_OF_RANGE'],
+    [{ client, name, concurrency: NaN }, 'ERR_OUT_OF_RANGE'],
+    [{ client, name, concurrency: 1.5 }, 'ERR_OUT_OF_RANGE'],
+    [{ client, name, concurrency: 1e12 }, 'ERR_OUT_OF_RANGE'],
+    [{ client, name, concurrency: Infinity }, 'ERR_OUT_OF_RANGE'],
+    [{ client, name, rate: { limit: 0, period: 1000 } }, 'ERR_OUT_OF_RANGE'],
+    [{ client, name, rate: { limit: 10, period: NaN } }, 'ERR_OUT_OF_RANGE'],
+    [{ client, name, rate: { limit: 10, period: 1000, burst: 0 } }, 'ERR_OUT_OF_RANGE'],
+    [{ client, name, rate: { limit: 10, period: 1000, bursts: 2 } }, 'ERR_INVALID_ARG_VALUE'],
+    [{ client, name, rate: 10 }, 'ERR_INVALID_ARG_TYPE'],
+    [{ client, name, concurrency: 1, leaseTtl: 0 }, 'ERR_OUT_OF_RANGE'],
+    [{ client, name, concurrency: 1, leaseTtl: 299 }, 'ERR_OUT_OF_RANGE'],
+    [{ client, name, concurrency: 1, leaseTtl: '1000' }, 'ERR_OUT_OF_RANGE'],
+    [{ client, name, concurrency: 1, maxWaiting: 0 }, 'ERR_OUT_OF_RANGE'],
+    [{ client, name, concurrency: 1, mode: 'drop' }, 'ERR_INVALID_ARG_VALUE'],
+    [{ client, name, concurrency: 1, whenRedisFails: 'retry' }, 'ERR_INVALID_ARG_VALUE'],
+    [{ client, name, concurrency: 1, callTimeout: -1 }, 'ERR_OUT_OF_RANGE'],
+    [{ client, name, concurrency: 1, key: 'tenant' }, 'ERR_INVALID_ARG_TYPE'],
+    [{ client, name, concurrency: 1, cost: 3 }, 'ERR_INVALID_ARG_TYPE'],
+    [{ client, name, concurrency: 1, concurency: 2 }, 'ERR_INVALID_ARG_VALUE'],
+    [
+      {
+        client,
+        name,
+        get concurrency() {
+          throw new Error('getter');
+        },
+      },
+      'ERR_INVALID_ARG_VALUE',
+    ],
+  ];
+  const revoked = Proxy.revocable({}, {});
+  revoked.revoke();
+  cases.push([revoked.proxy, 'ERR_INVALID_ARG_VALUE']);
+  const revokedRate = Proxy.revocable({}, {});
+  revokedRate.revoke();
+  cases.push([{ client, name, rate: revokedRate.proxy }, 'ERR_INVALID_ARG_VALUE']);
+  for (const [i, [options, code]] of cases.entries()) assert.throws(() => redisLimiter(options), { code }, `case ${i}`);
+});
+
+test('key and cost functions: a throwing key, a non-string, empty or too long key reject with ERR_VELO_LIMIT_KEY (as the in-process limiter)', async () => {
+  const name = fresh();
+  const limiter = redisLimiter({
+    client,
+    name,
+    concurrency: 1,
+    key: (item) => {
+      if (item === 'throw') throw new Error('boom');
+      return item;
+    },
+  });
+  try {
+    await assert.rejects(
+      limiter.acquire('throw'),
+      (error) => error.code === 'ERR_VELO_LIMIT_KEY' && /boom/.test(error.cause.message),
+    );
+    await assert.rejects(limiter.acquire(''), { code: 'ERR_VELO_LIMIT_KEY' });
+    await assert.rejects(limiter.acquire(42), { code: 'ERR_VELO_LIMIT_KEY' });
+    await assert.rejects(limiter.acquire('k'.repeat(2000)), { code: 'ERR_VELO_LIMIT_KEY' });
+    (await limiter.acquire('ok')).release();
+  } finally {
+    await limiter.close();
+  }
+});
+
+test('the renewal script never revives a lease that ran out, and a stale release frees nothing (the scripts alone, by Redis clock)', async () => {
+  const { readFileSync } = await import('node:fs');
+  const { createRequire } = await import('node:module');
+  const dir = createRequire(import.meta.url)
+    .resolve('velo-stream/redis')
+    .replace(/index\.js$/, 'lua/');
+  const script = (file) => readFileSync(`${dir}limiter-common.lua`, 'utf8') + '\n' + readFileSync(`${dir}${file}`, 'utf8');
+  const name = fresh();
+  const prefix = `velo:lim:{${name}}`;
+  const [s] = await client.sendCommand(['TIME']);
+  const past = Number(s) * 1000 - 1000;
+  // Token 7 ran out a second ago (not yet swept); token 8 is someone's live permit.
+  await client.zAdd(`${prefix}:h:`, [
+    { score: past, value: '7' },
+    { score: past + 60_000, value: '8' },
+  ]);
+  const reply = await client.sendCommand([
+    'EVAL',
+    script('limiter-renew.lua'),
+    '1',
+    prefix,
+    'p1',
+    '5000',
+    '1',
+    '0',
+    '2',
+    '',
+    '',
+    '',
+    '',
+    '7',
+  ]);
+  assert.deepEqual(reply[0], ['7'], 'reported lost');
+  assert.deepEqual(await client.zRange(`${prefix}:h:`, 0, -1), ['8'], 'not revived; the live permit untouched');
+  const freed = await client.sendCommand(['EVAL', script('limiter-release.lua'), '1', prefix, '', '7', '5000', '2', '', '', '']);
+  assert.equal(freed, 0);
+  assert.deepEqual(await client.zRange(`${prefix}:h:`, 0, -1), ['8']);
+});
+
+test('one renewal call per process per interval covers all its permits and tickets (counted on the client)', async () => {
+  const name = fresh();
+  const renewSha = await (async () => {
+    const { readFileSync } = await import('node:fs');
+    const { createRequire } = await import('node:module');
+    const { createHash } = await import('node:crypto');
+    const dir = createRequire(import.meta.url)
+      .resolve('velo-stream/redis')
+      .replace(/index\.js$/, 'lua/');
+    const source = ['limiter-common.lua', 'limiter-renew.lua'].map((f) => readFileSync(`${dir}${f}`, 'utf8')).join('\n');
+    return createHash('sha1').update(source).digest('hex');
+  })();
+  const calls = [];
+  // The user's client, with every command it sends recorded.
+  const spy = Object.create(client);
+  spy.sendCommand = (args, options) => {
+    calls.push(args.map(String));
+    return client.sendCommand(args, options);
+  };
+  spy.duplicate = () => client.duplicate();
+  const limiter = redisLimiter({ client: spy, name, concurrency: 10, leaseTtl: 600 });
+  const permits = [];
+  try {
+    for (let i = 0; i < 10; i++) permits.push(await limiter.acquire(i));
+    const before = calls.length;
+    const waiter = limiter.acquire(0).catch((error) => error);
+    // The waiter's one poll once its subscription is up (what was published before it), then only renewals.
+    await eventually(() => calls.slice(before).filter((c) => c[0] === 'EVALSHA' && c[1] !== renewSha).length === 2, 'the poll');
+    const start = calls.length;
+    await eventually(() => calls.slice(start).filter((c) => c[1] === renewSha).length >= 3, 'three renewals');
+    const renewals = calls.slice(start).filter((c) => c[1] === renewSha);
+    // EVALSHA sha 1 prefix pid ttl n m c l p b ...pairs: every renewal names all 10 permits and the ticket.
+    for (const r of renewals) assert.deepEqual([r[6], r[7]], ['10', '1']);
+    for (const r of renewals) assert.equal(r.length, 12 + 2 * 11);
+    assert.equal(
+      calls.slice(start).filter((c) => c[0] === 'EVALSHA' && c[1] !== renewSha).length,
+      0,
+      'no other call while holding and waiting (no polling)',
+    );
+    for (const p of permits) p.release();
+    (await waiter).release();
+  } finally {
+    await limiter.close();
+  }
+});
+
+test("the fleet's limits decide, not the process': a process made rate-only holds a leased permit once setLimits adds a concurrency", async () => {
+  const name = fresh();
+  const rateOnly = redisLimiter({ client, name, rate: { limit: 1000, period: 1000 } });
+  const admin = redisLimiter({ client, name, rate: { limit: 1000, period: 1000 } });
+  try {
+    await admin.setLimits({ concurrency: 1, rate: { limit: 1000, period: 1000 } });
+    const permit = await rateOnly.acquire(0);
+    assert.deepEqual(await client.zRange(`velo:lim:{${name}}:h:`, 0, -1), [permit.token], 'held as a lease');
+    const probe = redisLimiter({ client, name, concurrency: 5, mode: 'reject' });
+    await assert.rejects(probe.acquire(0), { code: 'ERR_VELO_RATE_LIMITED' });
+    await probe.close();
+    permit.release();
+    assert.equal(await permit.released(), true);
+    assert.equal(await client.zCard(`velo:lim:{${name}}:h:`), 0, 'given back, not left to its lease');
+  } finally {
+    await rateOnly.close();
+    await admin.close();
+  }
+});

@@ -1,0 +1,60 @@
+-- KEYS prefix. ARGV key, ticket ('' for a new acquire), cost, mode ('t' throttle, 'r' reject), lease ttl ms,
+-- maxWaiting, then the caller's limits (concurrency, limit, period, burst; '' = none).
+-- Replies { 'g', token, time granted, leased (1: a concurrency permit, to renew and give back) } granted; { 'w', ticket, retry ms or 0 } waiting in line; { 'r', retry ms, now }
+-- refused (reject mode); { 'f', now } line full; { 'l', now } the ticket had left the line (expired); { 'x', now }
+-- the cost can never conform (larger than the burst).
+local k, ticket, cost, mode, ttl, maxWaiting = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
+limits(7)
+clean(k)
+local q = P .. ':q:' .. k
+if L and cost > B then return { 'x', NOW } end
+
+if ticket ~= '' then
+  local function claim()
+    local g = redis.call('GET', P .. ':g:' .. ticket)
+    if g then
+      redis.call('DEL', P .. ':g:' .. ticket)
+      local token, at = granted(g)
+      return { 'g', token, at, C and 1 or 0 }
+    end
+  end
+  local claimed = claim()
+  if claimed then return claimed end
+  if not redis.call('ZSCORE', q, ticket) then return { 'l', NOW } end
+  local wait = serve(k, ttl)
+  claimed = claim()
+  if claimed then return claimed end
+  redis.call('ZADD', P .. ':qx:' .. k, NOW + ttl, ticket)
+  local head = redis.call('ZRANGE', q, 0, 0)[1]
+  return { 'w', ticket, head == ticket and wait or 0 }
+end
+
+if redis.call('EXISTS', q) == 0 and room(k) then
+  local wait, new = rate_wait(k, cost)
+  if wait == 0 then return { 'g', grant(k, new, ttl), NOW, C and 1 or 0 } end
+  if mode == 'r' then
+    redis.call('INCR', P .. ':rejected')
+    return { 'r', wait, NOW }
+  end
+elseif mode == 'r' then
+  redis.call('INCR', P .. ':rejected')
+  return { 'r', 0, NOW }
+end
+if redis.call('ZCARD', q) >= maxWaiting then
+  redis.call('INCR', P .. ':rejected')
+  return { 'f', NOW }
+end
+ticket = tostring(redis.call('INCR', P .. ':seq'))
+redis.call('ZADD', q, tonumber(ticket), ticket)
+redis.call('ZADD', P .. ':qx:' .. k, NOW + ttl, ticket)
+redis.call('HSET', P .. ':qc', ticket, cost)
+redis.call('SADD', P .. ':lines', k)
+local wait = serve(k, ttl)
+local g = redis.call('GET', P .. ':g:' .. ticket)
+if g then
+  redis.call('DEL', P .. ':g:' .. ticket)
+  local token, at = granted(g)
+  return { 'g', token, at, C and 1 or 0 }
+end
+local head = redis.call('ZRANGE', q, 0, 0)[1]
+return { 'w', ticket, head == ticket and wait or 0 }

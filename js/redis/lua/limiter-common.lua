@@ -1,0 +1,108 @@
+-- Shared part of every limiter script (prepended to limiter-*.lua). KEYS[1]: the limiter's prefix
+-- `velo:lim:{<name>}`; every other key is that prefix and a suffix, so all of them hash to the slot of `{<name>}`
+-- (one Cluster slot per limiter). Time is Redis' own (TIME): processes' clocks may disagree.
+--
+--   P:cfg        hash: limits set by setLimits (`set` 1, c, l, p, b; '' = none); absent: each caller's own
+--   P:seq        counter: fencing tokens of permits and numbers of tickets (never reused)
+--   P:h:<k>      sorted set: permits held for key k, token -> lease expiry (ms, Redis' clock)
+--   P:r:<k>      GCRA theoretical arrival time of key k (ms), expiring once it is in the past
+--   P:q:<k>      sorted set: the line of key k, ticket -> ticket number (first come first served)
+--   P:qx:<k>     sorted set: the same tickets -> expiry (a waiter that stops renewing leaves the line)
+--   P:qc         hash: ticket -> its cost
+--   P:lines      set: keys whose line is not empty (setLimits re-decides them)
+--   P:g:<ticket> a permit handed to a waiting ticket, until it claims it (expires with the lease)
+--   P:procs      sorted set: process -> expiry (the divisor of the 'local' fallback)
+--   P:admitted, P:rejected  counters of the fleet
+--   P:wake       shard channel: "<ticket> g" (granted), "<ticket> <ms>" (retry in ms), "<ticket> x" (refused)
+local P = KEYS[1]
+local t = redis.call('TIME')
+local NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local C, L, PER, B
+
+-- The limits: those setLimits stored, else the caller's (ARGV[base..base+3]: concurrency, limit, period, burst).
+local function limits(base)
+  local s = redis.call('HMGET', P .. ':cfg', 'set', 'c', 'l', 'p', 'b')
+  if s[1] then
+    C, L, PER, B = tonumber(s[2]), tonumber(s[3]), tonumber(s[4]), tonumber(s[5])
+  else
+    C, L, PER, B = tonumber(ARGV[base]), tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3])
+  end
+end
+
+-- Drops a ticket from key k's line.
+local function dequeue(k, ticket)
+  redis.call('ZREM', P .. ':q:' .. k, ticket)
+  redis.call('ZREM', P .. ':qx:' .. k, ticket)
+  redis.call('HDEL', P .. ':qc', ticket)
+  if redis.call('EXISTS', P .. ':q:' .. k) == 0 then redis.call('SREM', P .. ':lines', k) end
+end
+
+-- Permits whose lease ran out, and tickets no one renewed, are gone from now on (never before their expiry).
+local function clean(k)
+  redis.call('ZREMRANGEBYSCORE', P .. ':h:' .. k, '-inf', NOW)
+  local dead = redis.call('ZRANGEBYSCORE', P .. ':qx:' .. k, '-inf', NOW)
+  for i = 1, #dead do dequeue(k, dead[i]) end
+end
+
+-- GCRA: 0 and the new arrival time if `cost` units conform now, else the ms to wait until they do.
+local function rate_wait(k, cost)
+  if not L then return 0, nil end
+  local T = PER / L
+  local tat = tonumber(redis.call('GET', P .. ':r:' .. k)) or NOW
+  if tat < NOW then tat = NOW end
+  local new = tat + cost * T
+  local over = new - NOW - B * T
+  if over > 0 then return math.ceil(over), nil end
+  return 0, new
+end
+
+-- Whether a permit fits key k's concurrency now.
+local function room(k)
+  return not C or redis.call('ZCARD', P .. ':h:' .. k) < C
+end
+
+-- A new permit of key k: its fencing token (held until NOW + ttl when there is a concurrency limit).
+local function grant(k, new, ttl)
+  local token = redis.call('INCR', P .. ':seq')
+  if C then redis.call('ZADD', P .. ':h:' .. k, NOW + ttl, token) end
+  if new then redis.call('SET', P .. ':r:' .. k, tostring(new), 'PX', math.max(1, math.ceil(new - NOW))) end
+  redis.call('INCR', P .. ':admitted')
+  return token
+end
+
+-- A permit granted to a ticket in line (P:g:<ticket>): its token and the time it was granted.
+local function granted(g)
+  local token, at = string.match(g, '^(%S+) (%S+)$')
+  return token, tonumber(at)
+end
+
+local function wake(message)
+  redis.call('SPUBLISH', P .. ':wake', message)
+end
+
+-- Serves key k's line from its head while permits fit: each granted ticket gets its permit under P:g:<ticket>
+-- and a message. A head that must wait for the rate is told when to ask again. Returns the head's wait (0: none).
+local function serve(k, ttl)
+  local q = P .. ':q:' .. k
+  while true do
+    local head = redis.call('ZRANGE', q, 0, 0)[1]
+    if not head or not room(k) then return 0 end
+    local cost = tonumber(redis.call('HGET', P .. ':qc', head)) or 1
+    if L and cost > B then
+      -- Limits changed under it: this cost can never conform any more.
+      dequeue(k, head)
+      wake(head .. ' x')
+    else
+      local wait, new = rate_wait(k, cost)
+      if wait > 0 then
+        wake(head .. ' ' .. wait)
+        return wait
+      end
+      local token = grant(k, new, ttl)
+      dequeue(k, head)
+      -- (With the grant's time: the waiter claims it later, and its permit was granted now.)
+      redis.call('SET', P .. ':g:' .. head, token .. ' ' .. NOW, 'PX', ttl)
+      wake(head .. ' g')
+    end
+  end
+end
