@@ -5,6 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { limiter } from 'velo-stream';
+import { redisLimiter } from 'velo-stream/redis';
 import { settle } from './helpers/util.mjs';
 
 /**
@@ -200,5 +201,12 @@ test('fairness: bad options are refused at creation', () => {
   assert.throws(() => limiter({ ...base, mode: 'reject', fairness: { by: () => 'a' } }), {
     code: 'ERR_INVALID_ARG_VALUE',
     message: /nothing waits/,
+  });
+});
+
+test('the Redis limiter refuses fairness plainly (not implemented there yet)', () => {
+  assert.throws(() => redisLimiter({ client: {}, name: 'r', concurrency: 1, fairness: { by: () => 'a' } }), {
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: /"fairness" option is not supported on Redis yet/,
   });
 });
