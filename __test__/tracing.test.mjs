@@ -240,7 +240,7 @@ test("sessions: each session's stream has its span, a child of the send that ope
     );
   }
   assert.throws(() => echo.sessions({ traceKeys: 'yes' }), { code: 'ERR_INVALID_ARG_TYPE' });
-  assert.throws(() => echo.sessions({ traceKey: true }), { code: 'ERR_INVALID_ARG_VALUE', message: /Known options: traceKeys, buffer/ });
+  assert.throws(() => echo.sessions({ traceKey: true }), { code: 'ERR_INVALID_ARG_VALUE', message: /Known options: traceKeys, debounce, singleton, buffer/ });
 });
 
 test('hostile thrown values and cancel reasons: the stream still fails or cancels, its span ends with what could be read; long texts are cut', async () => {

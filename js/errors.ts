@@ -287,6 +287,12 @@ export const ERROR_CODES = {
     when: "A limiter's `key(item)` that threw (its error is the `cause`) or returned something other than a non-empty string.",
     action: 'Return a non-empty string for every item (for example a tenant id).',
   },
+  ERR_VELO_LIMIT_TENANT: {
+    class: 'TypeError',
+    from: 'velo-stream (limiter)',
+    when: "A limiter's `fairness.by(item)` that threw (its error is the `cause`) or returned something other than a non-empty string, or its `fairness.weight(tenant)` that threw or returned something other than a whole number from 1 to 10000. The acquire is refused; nothing waits.",
+    action: 'Return a non-empty tenant string for every item, and a whole-number weight from 1 to 10000 for every tenant.',
+  },
 } as const satisfies Record<string, ErrorCodeInfo>;
 
 /** Every code of `ERROR_CODES`. */
@@ -960,6 +966,11 @@ export function limitCostError(message: string, cause?: unknown): RangeError & {
 }
 
 /** A key function that threw or returned no usable key. */
+/** `ERR_VELO_LIMIT_TENANT`: a limiter's `fairness.by(item)` or `fairness.weight(tenant)` gave no usable answer. */
+export function limitTenantError(message: string, cause?: unknown): TypeError & { code: 'ERR_VELO_LIMIT_TENANT' } {
+  return coded(cause === undefined ? new TypeError(message) : new TypeError(message, { cause }), 'ERR_VELO_LIMIT_TENANT');
+}
+
 export function limitKeyError(message: string, cause?: unknown): TypeError & { code: 'ERR_VELO_LIMIT_KEY' } {
   return coded(cause === undefined ? new TypeError(message) : new TypeError(message, { cause }), 'ERR_VELO_LIMIT_KEY');
 }

@@ -2,7 +2,16 @@ export { streamFn } from './core/function';
 export { batch, task } from './core/task';
 export { workerFn, type WorkerStreamFn } from './worker/index';
 export { limiter, type LocalLimiterOptions } from './limits/local';
-export type { AcquireOptions, LimitSettings, Limiter, LimiterOptions, LimiterStats, Permit, RateLimit } from './limits/types';
+export type {
+  AcquireOptions,
+  Fairness,
+  LimitSettings,
+  Limiter,
+  LimiterOptions,
+  LimiterStats,
+  Permit,
+  RateLimit,
+} from './limits/types';
 export { ERROR_CODE_ALIASES, StreamClosedError, StreamLimitError, WorkerCrashedError } from './errors';
 export type {
   AdmissionItem,
@@ -15,6 +24,7 @@ export type {
   SessionItem,
   Stream,
   SessionsConfig,
+  DebounceConfig,
   StreamConfig,
   StreamContext,
   StreamFn,

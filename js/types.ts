@@ -14,6 +14,32 @@ export interface SessionsConfig extends StreamConfig {
    * Default false: keys (a user id, an email) may be personal data, and are kept out of traces unless allowed.
    */
   traceKeys?: boolean;
+  /**
+   * Debounce per key (docs/sessions.md#debounce): events for a key within `wait` ms of the previous one collapse
+   * to one: the last, after `wait` ms of quiet (`edge: 'trailing'`, the default; at most `maxDelay` ms after the
+   * first it holds), or the first, at once (`edge: 'leading'`; the rest of the quiet period dropped).
+   */
+  debounce?: DebounceConfig;
+  /**
+   * One session per key at a time, and what a send to a key whose session is live does (docs/sessions.md#singleton):
+   * 'skip' drops it (counted in `dropped`); 'replace' cancels the live session and opens the next with it;
+   * 'latest' keeps it as the one pending event that opens the key's next session (a later send replaces it).
+   * Every send while a session is live counts: a session gets one event (for handlers that take one job).
+   */
+  singleton?: 'skip' | 'replace' | 'latest';
+}
+
+/** `SessionsConfig.debounce`. */
+export interface DebounceConfig {
+  /** Quiet period, ms (1 to 2^31 - 1). */
+  wait: number;
+  /** 'trailing' (default): the last event, after `wait` ms of quiet. 'leading': the first, at once. */
+  edge?: 'trailing' | 'leading';
+  /**
+   * Trailing: a held event is delivered at most this many ms after the first event it collapses, however often
+   * events come. Leading: an event this many ms after the last delivered one is delivered. From `wait`; default none.
+   */
+  maxDelay?: number;
 }
 
 /** Settings of a stream function. Every field is optional; `streamFn` checks them at the call. */
@@ -292,6 +318,10 @@ export interface StreamSessions<K, I, O> extends AsyncIterable<SessionItem<K, O>
   readonly send: (key: K, event: I) => Promise<void>;
   /** The key's live session, or undefined. */
   readonly get: (key: K) => Stream<I, O> | undefined;
+  /** Events `debounce` or `singleton` dropped since creation: collapsed into a later one (trailing), or sent in a quiet period (leading). */
+  readonly dropped: number;
+  /** Trailing debounced events held now, each delivered after its key's quiet period (or at `end(key)`, `close()`). */
+  readonly held: number;
   /** Ends the key's session; while a send waits for the key's next session, ends that one once the waiting sends are in. */
   readonly end: (key: K) => void;
   /**

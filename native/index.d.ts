@@ -59,6 +59,11 @@ export declare class NativeLimiter {
   get handle(): number
   /** A `Decision` code: 0/1 granted (1: holds a slot to release), 2 queued as waiter `id`, 3..6 refused. */
   acquire(key: number, cost: number, id: number, nowMs: number): number
+  /**
+   * `acquire` for a waiter of tenant number `tenant` (weight `weight`, a whole number >= 1, checked by the
+   * embedder): if it waits, its key's line serves tenants weighted round robin.
+   */
+  acquireFair(key: number, cost: number, id: number, tenant: number, weight: number, nowMs: number): number
   /** Takes waiter `id` out of line; true if it was waiting. */
   cancel(id: number, nowMs: number): boolean
   /** Grants what the rate allows by now; the count of waiters decided. */

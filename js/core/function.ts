@@ -1,5 +1,5 @@
 import { assertOptionsObject, checkKeys, resolveConfig, resolveOpen } from '../config';
-import { StreamLimitError, describe, invalidType, pipeSessionCallError } from '../errors';
+import { StreamLimitError, describe, invalidType, invalidValue, pipeSessionCallError } from '../errors';
 import { type GroupPermit, NativeFunction, type Outcome, type Totals, ops } from './addon';
 import { assertSource, collectOutputs } from './drive';
 import { NativeStream } from './native-stream';
@@ -8,7 +8,8 @@ import { type SessionHooks, kFinished, type StreamKind } from './protocol';
 import { HandlerStream, kHoldIdle, reportHandoffs } from './stream';
 import { type StreamTrace, streamTrace } from './tracing';
 import { type StreamBody } from './body';
-import { Sessions } from './sessions';
+import { Sessions, type Singleton } from './sessions';
+import { type Debounce, checkDebounce } from './debounce';
 import { StreamList, kWatch, tagStream } from './stream-list';
 import { type Admission, admitAtOpen, admittedHandler } from '../limits/admit';
 import { checkLimiters } from '../limits/use';
@@ -91,9 +92,26 @@ abstract class FnBase<I, O> implements StreamFn<I, O> {
   sessions<K = string>(config?: SessionsConfig): StreamSessions<K, I, O> {
     let streamConfig: StreamConfig | undefined = config;
     let traceKeys = false;
+    let debounce: Debounce | undefined;
+    let singleton: Singleton | undefined;
     if (config !== undefined) {
       assertOptionsObject(config, 'config', '{ idleTimeout: 60_000 }');
-      checkKeys(config, ['traceKeys']);
+      checkKeys(config, ['traceKeys', 'debounce', 'singleton']);
+      if ('singleton' in config) {
+        const { singleton: given, ...rest } = config;
+        if (given !== undefined && given !== 'skip' && given !== 'replace' && given !== 'latest') {
+          throw invalidValue(`The "singleton" option must be 'skip', 'replace' or 'latest'. Received ${describe(given)}`);
+        }
+        singleton = given;
+        config = rest;
+        streamConfig = Object.keys(rest).length === 0 ? undefined : rest;
+      }
+      if ('debounce' in config) {
+        const { debounce: given, ...rest } = config;
+        if (given !== undefined) debounce = checkDebounce(given);
+        config = rest;
+        streamConfig = Object.keys(rest).length === 0 ? undefined : rest;
+      }
       if ('traceKeys' in config) {
         const { traceKeys: given = false, ...rest } = config;
         if (typeof given !== 'boolean') {
@@ -105,7 +123,7 @@ abstract class FnBase<I, O> implements StreamFn<I, O> {
       }
     }
     const fn = streamConfig === undefined ? this : this.withConfig(streamConfig);
-    return new Sessions<K, I, O>(fn, () => fn[kOpen](undefined, true), traceKeys);
+    return new Sessions<K, I, O>(fn, () => fn[kOpen](undefined, true), traceKeys, debounce, singleton);
   }
 
   pipe<P, S = unknown, W = unknown>(next: StreamFn<O, P> | StreamHandler<O, P, S, W>): StreamFn<I, P> {

@@ -11,6 +11,10 @@
 // key's next instance: nothing a send was told is accepted is dropped.
 import { StreamClosedError, sessionsReaderError } from '../errors';
 import { Fifo } from './fifo';
+import { type Debounce, Debouncer } from './debounce';
+
+/** `SessionsConfig.singleton`. */
+export type Singleton = 'skip' | 'replace' | 'latest';
 import { traceText } from './tracing';
 import { drainOutputs } from './drive';
 import { DONE, type StreamKind, kFinished, kInputError, kTaken, kTraceAttributes } from './protocol';
@@ -60,12 +64,35 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
   /** The reader left: every session was cancelled, and no new one opens. */
   #left = false;
   #allDone: (() => void) | null = null;
+  /** Debounce per key (`SessionsConfig.debounce`): what `send` goes through first. */
+  readonly #debouncer: Debouncer<K, I> | undefined;
+  /** One session per key at a time, and what a send to a key with a live one does (`SessionsConfig.singleton`). */
+  readonly #singleton: Singleton | undefined;
+  #singletonDropped = 0;
 
-  constructor(fn: StreamFn<I, O>, open: () => StreamKind<I, O>, traceKeys = false) {
+  constructor(fn: StreamFn<I, O>, open: () => StreamKind<I, O>, traceKeys = false, debounce?: Debounce, singleton?: Singleton) {
     this.fn = fn;
+    this.#singleton = singleton;
     this.#open = open;
     this.#traceKeys = traceKeys;
     this.#capacity = fn.config.buffer;
+    if (debounce !== undefined) {
+      this.#debouncer = new Debouncer<K, I>(
+        debounce,
+        (key, event) => this.#deliver(key, event),
+        (key, error) => void this.#push({ key, error }),
+      );
+    }
+  }
+
+  /** Events debounce dropped (collapsed into a later one, or sent within a leading quiet period). */
+  get dropped(): number {
+    return (this.#debouncer?.dropped ?? 0) + this.#singletonDropped;
+  }
+
+  /** Trailing debounced events held now, to be delivered after their quiet period. */
+  get held(): number {
+    return this.#debouncer?.held ?? 0;
   }
 
   /** Live sessions. */
@@ -86,6 +113,44 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
    */
   send(key: K, event: I): Promise<void> {
     if (this.#closed) return Promise.reject(new StreamClosedError('The sessions are closed'));
+    if (this.#debouncer !== undefined) return this.#debouncer.send(key, event);
+    return this.#deliver(key, event);
+  }
+
+  /** `send` past debounce: with `singleton`, a key with a live session applies its policy. */
+  #deliver(key: K, event: I): Promise<void> {
+    const policy = this.#singleton;
+    if (policy === undefined) return this.#sendNow(key, event);
+    const current = this.#live.get(key);
+    const waiting = this.#waiting.get(key);
+    // Live: a session open or finishing, or one about to open (a hand-over waits). Every send to it counts.
+    if (current === undefined && waiting === undefined) return this.#sendNow(key, event);
+    if (policy === 'skip') {
+      this.#singletonDropped++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve, reject) => {
+      const next: Waiting<I> = { event, resolve, reject };
+      if (waiting !== undefined) {
+        // The one pending event (the next session's first) is replaced by this later arrival: dropped, counted.
+        // (An `end(key)` made meanwhile stays: it ends the session the pending event opens.)
+        const ends = waiting.filter((w) => w === END);
+        for (const w of waiting) {
+          if (w === END) continue;
+          this.#singletonDropped++;
+          w.resolve();
+        }
+        waiting.splice(0, waiting.length, next, ...ends);
+        return;
+      }
+      this.#waiting.set(key, [next]);
+      if (policy === 'replace') void current!.cancel();
+      void this.#handOver(key, current!);
+    });
+  }
+
+  /** `send` past debounce. */
+  #sendNow(key: K, event: I): Promise<void> {
     const waiting = this.#waiting.get(key);
     if (waiting !== undefined) return new Promise((resolve, reject) => waiting.push({ event, resolve, reject }));
     const current = this.#live.get(key);
@@ -109,6 +174,8 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
 
   /** Ends the key's session (its handler finishes; its outputs still arrive). */
   end(key: K): void {
+    // A held trailing event is delivered first: the send that gave it was answered, so it is not lost.
+    this.#debouncer?.flush(key);
     const waiting = this.#waiting.get(key);
     // Sends wait for the next instance: that is the one to end, once they are in.
     if (waiting !== undefined) {
@@ -128,6 +195,8 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
    * or leave it, which cancels the rest); the merged iteration then ends.
    */
   close(): Promise<void> {
+    // Held trailing events are delivered before the sessions end, as `end(key)` does.
+    if (!this.#closed) this.#debouncer?.flushAll();
     this.#closed = true;
     for (const stream of this.#live.values()) stream.end();
     if (this.#pending === 0) {
@@ -369,6 +438,7 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
       next: () => this.#next(),
       return: async () => {
         this.#closed = this.#left = true;
+        this.#debouncer?.dropAll();
         const streams = [...this.#live.values()];
         for (const resume of this.#space.drain()) resume();
         await Promise.all(streams.map((s) => s.cancel()));

@@ -18,15 +18,16 @@ import {
   limitCostError,
   limitKeyError,
   limitQueueFullError,
+  limitTenantError,
   limiterClosedError,
   rateLimitedError,
 } from '../errors';
 import { integerOption, numberOption } from '../validate';
 import { addon, ops } from '../core/addon';
 import type { NativeLimiter } from '../../native/index';
-import type { AcquireOptions, LimitSettings, Limiter, LimiterOptions, LimiterStats, Permit } from './types';
+import type { AcquireOptions, Fairness, LimitSettings, Limiter, LimiterOptions, LimiterStats, Permit } from './types';
 
-export type { AcquireOptions, LimitSettings, Limiter, LimiterOptions, LimiterStats, Permit, RateLimit } from './types';
+export type { AcquireOptions, Fairness, LimitSettings, Limiter, LimiterOptions, LimiterStats, Permit, RateLimit } from './types';
 
 /** `limiter()`'s options: the shared ones, and a clock for tests. */
 export interface LocalLimiterOptions<T = unknown> extends LimiterOptions<T> {
@@ -51,7 +52,10 @@ const enum Code {
 const MAX_U32 = 2 ** 32 - 1;
 /** Node's ceiling for timers (about 24.8 days): the longest period. */
 const MAX_MS = 2 ** 31 - 1;
-const OWN_KEYS = new Set(['name', 'concurrency', 'rate', 'key', 'cost', 'mode', 'maxWaiting', 'clock']);
+const OWN_KEYS = new Set(['name', 'concurrency', 'rate', 'key', 'cost', 'mode', 'maxWaiting', 'fairness', 'clock']);
+const FAIRNESS_KEYS = new Set(['by', 'weight']);
+/** The heaviest tenant weight: grants per turn (more would make a turn as long as first come, first served). */
+const MAX_WEIGHT = 10_000;
 const SETTINGS_KEYS = new Set(['concurrency', 'rate']);
 const RATE_KEYS = new Set(['limit', 'period', 'burst']);
 
@@ -115,8 +119,37 @@ function checkSettings(settings: unknown, fn: string): Checked {
   return out;
 }
 
+/** A tenant with a waiter (fairness): the core's number for it, its weight, and how many of its acquires wait. */
+interface TenantEntry {
+  name: string;
+  id: number;
+  weight: number;
+  waiting: number;
+}
+
+/** `fairness`, checked: its functions read once (so a getter cannot change them later). */
+function checkFairness(value: unknown, mode: unknown): Fairness<never> | undefined {
+  if (value === undefined) return undefined;
+  assertOptionsObject(value, 'fairness', '{ by: (item) => item.tenant }');
+  ownKeys(value, FAIRNESS_KEYS, 'fairness.');
+  const by = read(value, 'by', 'fairness.');
+  if (typeof by !== 'function')
+    throw invalidType(`limiter(): the "fairness.by" option must be a function (item) => tenant. Received ${describe(by)}`);
+  const weight = read(value, 'weight', 'fairness.');
+  if (weight !== undefined && typeof weight !== 'function') {
+    throw invalidType(
+      `limiter(): the "fairness.weight" option must be a function (tenant) => number. Received ${describe(weight)}`,
+    );
+  }
+  if (mode === 'reject') {
+    throw invalidValue(`limiter(): "fairness" orders the waiters of mode 'throttle'; in mode 'reject' nothing waits`);
+  }
+  return { by, weight } as Fairness<never>;
+}
+
 interface Waiter {
   key: number;
+  tenant: TenantEntry | undefined;
   resolve: (permit: Permit) => void;
   reject: (error: unknown) => void;
   signal: AbortSignal | undefined;
@@ -149,6 +182,11 @@ class LocalLimiter<T> implements Limiter<T> {
   readonly #handle: number;
   readonly #key: ((item: T) => string) | undefined;
   readonly #cost: ((item: T) => number) | undefined;
+  readonly #fairness: Fairness<T> | undefined;
+  /** Tenants with a waiter, by name; a tenant's number is free again once none of its acquires waits. */
+  readonly #tenants = new Map<string, TenantEntry>();
+  readonly #freeTenantIds: number[] = [];
+  #nextTenantId = 0;
   readonly #clock: () => number;
   readonly #reject: boolean;
   readonly #maxWaiting: number;
@@ -172,6 +210,7 @@ class LocalLimiter<T> implements Limiter<T> {
     this.name = parts.name;
     this.#key = options.key;
     this.#cost = options.cost;
+    this.#fairness = options.fairness;
     this.#clock = parts.clock;
     this.#reject = parts.reject;
     this.#maxWaiting = parts.maxWaiting;
@@ -238,6 +277,51 @@ class LocalLimiter<T> implements Limiter<T> {
     return cost;
   }
 
+  /** The item's tenant name (fairness): asked at every acquire, so a bad `by` is refused whether or not it waits. */
+  #tenantOf(item: T): string {
+    let tenant: unknown;
+    try {
+      tenant = this.#fairness!.by(item);
+    } catch (error) {
+      throw limitTenantError(`Limiter "${this.name}": fairness.by(item) threw`, error);
+    }
+    if (typeof tenant !== 'string' || tenant.length === 0) {
+      throw limitTenantError(
+        `Limiter "${this.name}": fairness.by(item) must return a non-empty string. Received ${describe(tenant)}`,
+      );
+    }
+    return tenant;
+  }
+
+  /** The waiting tenant `name`, or a new entry (its weight asked now, once while it waits); not yet counted. */
+  #tenantEntry(name: string): TenantEntry {
+    const known = this.#tenants.get(name);
+    if (known !== undefined) return known;
+    const fn = this.#fairness!.weight;
+    let weight: unknown = 1;
+    if (fn !== undefined) {
+      try {
+        weight = fn(name);
+      } catch (error) {
+        throw limitTenantError(`Limiter "${this.name}": fairness.weight(tenant) threw`, error);
+      }
+      if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 1 || weight > MAX_WEIGHT) {
+        throw limitTenantError(
+          `Limiter "${this.name}": fairness.weight(tenant) must return a whole number from 1 to ${MAX_WEIGHT}. Received ${describe(weight)} for tenant ${JSON.stringify(name)}`,
+        );
+      }
+    }
+    const id = this.#freeTenantIds.pop() ?? this.#nextTenantId++;
+    return { name, id, weight: weight as number, waiting: 0 };
+  }
+
+  /** One of `tenant`'s acquires stopped waiting (granted, refused, aborted): a tenant with none left is forgotten. */
+  #tenantLeft(tenant: TenantEntry | undefined): void {
+    if (tenant === undefined || --tenant.waiting > 0) return;
+    this.#tenants.delete(tenant.name);
+    this.#freeTenantIds.push(tenant.id);
+  }
+
   #permit(code: number, key: number): Permit {
     return code === Code.GrantedHeld ? new LocalPermit(this, key) : FREE_PERMIT;
   }
@@ -259,6 +343,7 @@ class LocalLimiter<T> implements Limiter<T> {
     let signal: AbortSignal | undefined;
     let key: number;
     let cost: number;
+    let tenantName: string | undefined;
     try {
       if (options !== undefined) {
         assertOptionsObject(options, 'options', '{ signal }');
@@ -270,6 +355,7 @@ class LocalLimiter<T> implements Limiter<T> {
       if (this.#closed) throw limiterClosedError(this.name);
       key = this.#keyOf(item);
       cost = this.#costOf(item);
+      if (this.#fairness !== undefined) tenantName = this.#tenantOf(item);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -281,7 +367,23 @@ class LocalLimiter<T> implements Limiter<T> {
       if (now >= 0) return Promise.resolve(this.#permit(now, key));
     }
     const id = this.#nextId++;
-    const code = this.#native.acquire(key, cost, id, this.#clock());
+    let tenant: TenantEntry | undefined;
+    let code: number;
+    if (tenantName === undefined) {
+      code = this.#native.acquire(key, cost, id, this.#clock());
+    } else {
+      try {
+        tenant = this.#tenantEntry(tenantName);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      code = this.#native.acquireFair(key, cost, id, tenant.id, tenant.weight, this.#clock());
+      if (code === Code.Queued) {
+        if (tenant.waiting++ === 0) this.#tenants.set(tenant.name, tenant);
+      } else if (tenant.waiting === 0) {
+        this.#freeTenantIds.push(tenant.id); // a new entry that did not wait
+      }
+    }
     if (code <= Code.GrantedHeld) {
       this.#settleDecided();
       return Promise.resolve(this.#permit(code, key));
@@ -291,7 +393,7 @@ class LocalLimiter<T> implements Limiter<T> {
       return Promise.reject(this.#refusal(code, `Limiter "${this.name}"`));
     }
     return new Promise<Permit>((resolve, reject) => {
-      const waiter: Waiter = { key, resolve, reject, signal, onAbort: undefined };
+      const waiter: Waiter = { key, tenant, resolve, reject, signal, onAbort: undefined };
       if (signal !== undefined) {
         waiter.onAbort = () => this.#abort(id, signal);
         signal.addEventListener('abort', waiter.onAbort, { once: true });
@@ -337,6 +439,7 @@ class LocalLimiter<T> implements Limiter<T> {
     const waiter = this.#waiters.get(id);
     if (waiter === undefined) return;
     this.#waiters.delete(id);
+    this.#tenantLeft(waiter.tenant);
     this.#native.cancel(id, this.#clock());
     waiter.reject(signal.reason);
     this.#settleDecided();
@@ -353,6 +456,7 @@ class LocalLimiter<T> implements Limiter<T> {
       // (An aborted waiter left the line before its abort settled: it is never decided.)
       if (waiter === undefined) continue;
       this.#waiters.delete(id);
+      this.#tenantLeft(waiter.tenant);
       if (waiter.onAbort !== undefined) waiter.signal!.removeEventListener('abort', waiter.onAbort);
       if (code <= Code.GrantedHeld) waiter.resolve(this.#permit(code, waiter.key));
       else waiter.reject(this.#refusal(code, `Limiter "${this.name}"`));
@@ -460,10 +564,11 @@ export function limiter<T = unknown>(options: LocalLimiterOptions<T>): Limiter<T
   }
   const maxWaitingValue = read(options, 'maxWaiting', '');
   const maxWaiting = maxWaitingValue === undefined ? 10_000 : integerOption('limiter', 'maxWaiting', maxWaitingValue, 1, MAX_U32);
+  const fairness = checkFairness(read(options, 'fairness', ''), mode);
   const clock = read(options, 'clock', '');
   if (clock !== undefined && typeof clock !== 'function')
     throw invalidType(`limiter(): the "clock" option must be a function. Received ${describe(clock)}`);
-  return new LocalLimiter<T>({ key, cost } as LocalLimiterOptions<T>, checked, {
+  return new LocalLimiter<T>({ key, cost, fairness } as LocalLimiterOptions<T>, checked, {
     name: name ?? `limiter-${++unnamed}`,
     reject: mode === 'reject',
     maxWaiting,

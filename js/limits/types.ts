@@ -34,6 +34,20 @@ export interface LimiterOptions<T = unknown> extends LimitSettings {
   mode?: 'throttle' | 'reject';
   /** Bound of the waiting line in 'throttle' mode (default 10_000). */
   maxWaiting?: number;
+  /**
+   * Serves the waiters of one limit (the unkeyed limit, or one key's) weighted round robin across tenants instead
+   * of first come first served; first come first served within a tenant. 'throttle' mode only. In-process only for
+   * now: the Redis limiter refuses it.
+   */
+  fairness?: Fairness<T>;
+}
+
+/** `LimiterOptions.fairness`: who a waiter is served with, and how many grants a tenant gets per turn. */
+export interface Fairness<T = unknown> {
+  /** The waiter's tenant: a non-empty string (asked at every `acquire`). */
+  by: (item: T) => string;
+  /** Grants per turn for `tenant` (a whole number from 1 to 10000; default 1), asked when the tenant starts waiting. */
+  weight?: (tenant: string) => number;
 }
 
 /** A held permit. `release()` is idempotent; a rate-only permit has nothing to give back (release is a no-op). */

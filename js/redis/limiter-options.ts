@@ -121,6 +121,11 @@ export function resolveLimiterOptions<T>(options: RedisLimiterOptions<T>): Resol
   if (options === null || typeof options !== 'object')
     throw invalidType(`${WHAT}: options must be an object, not ${describe(options)}`);
   for (const key of ownKeys(options, WHAT)) {
+    // Part of the shared LimiterOptions, not implemented on Redis yet: said plainly rather than "unknown".
+    if (key === 'fairness')
+      throw invalidValue(
+        `${WHAT}: the "fairness" option is not supported on Redis yet: waiters are served first come, first served. Use the in-process limiter() for fairness across tenants`,
+      );
     if (!(OWN_KEYS as readonly string[]).includes(key))
       throw invalidValue(`${WHAT}: unknown option "${key}". Known options: ${OWN_KEYS.join(', ')}`);
   }

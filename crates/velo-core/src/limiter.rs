@@ -14,6 +14,9 @@
 //! - Keys are independent: each has its own permit count, its own GCRA state
 //!   and its own line. Within a key the line is strictly first come, first
 //!   served: a waiter is granted only once every earlier waiter of its key is.
+//!   With fairness ([`LimiterCore::acquire_as`] with tenants), a key's line is
+//!   served weighted round robin across tenants, first come first served within
+//!   a tenant ([`line`] states the rule and its bound).
 //! - GCRA, exactly (integer arithmetic, time scaled by the rate's limit): a
 //!   grant of `cost` at `t` is allowed when `max(tat, t) + cost * T - t <=
 //!   burst * T` (`T = period / limit`), so over any time `w` from a rested
@@ -23,10 +26,13 @@
 //! - Any call on a key first grants what its line may take by then; `poll`
 //!   does so for every key.
 
-use std::collections::{HashMap, VecDeque};
+mod line;
+
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::histogram::Histogram;
+use line::{Line, Waiter};
 
 /// A GCRA rate: at most `limit` units per `period_us`, `burst` of them at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,11 +98,18 @@ impl Hasher for NumberHasher {
 
 type NumberMap<K, V> = HashMap<K, V, BuildHasherDefault<NumberHasher>>;
 
-#[derive(Debug)]
-struct Waiter {
-    id: u64,
-    cost: u64,
-    since_us: u64,
+/// A waiter's tenant: who it is served round robin with, and how many grants a turn gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tenant {
+    /// The embedder's number for the tenant (all waiters of one tenant: one number).
+    pub id: u32,
+    /// Grants per turn (at least 1; taken when the tenant starts waiting).
+    pub weight: u64,
+}
+
+impl Tenant {
+    /// Everyone, without fairness: one tenant, so the line is first come, first served.
+    pub const ALL: Tenant = Tenant { id: 0, weight: 1 };
 }
 
 #[derive(Debug, Default)]
@@ -104,7 +117,7 @@ struct KeyState {
     held: u64,
     /// Theoretical arrival time, in µs × the rate's limit (0: rested).
     tat: u128,
-    line: VecDeque<Waiter>,
+    line: Line,
 }
 
 /// One limiter's state: every key's permits, GCRA state and line.
@@ -115,8 +128,8 @@ pub struct LimiterCore {
     /// Every key's state; a rested key's stays until `sweep` (the embedder sweeps as its keys grow), so a key in
     /// steady use is not made and dropped at every permit.
     keys: NumberMap<u32, KeyState>,
-    /// Which key each waiter is in the line of.
-    waiter_key: NumberMap<u64, u32>,
+    /// Which key (and tenant) each waiter is in the line of.
+    waiter_key: NumberMap<u64, (u32, u32)>,
     waiting: usize,
     in_use: u64,
     admitted: u64,
@@ -165,8 +178,20 @@ impl LimiterCore {
         self.limits
     }
 
-    /// Asks for a permit of `cost` units on `key` for waiter `id` (used only if it waits).
+    /// Asks for a permit of `cost` units on `key` for waiter `id` (used only if it waits), first come first served.
     pub fn acquire(&mut self, key: u32, cost: u64, id: u64, now_us: u64) -> Decision {
+        self.acquire_as(key, cost, id, Tenant::ALL, now_us)
+    }
+
+    /// [`Self::acquire`] for a waiter of `tenant`: if it waits, it is served round robin across the key's tenants.
+    pub fn acquire_as(
+        &mut self,
+        key: u32,
+        cost: u64,
+        id: u64,
+        tenant: Tenant,
+        now_us: u64,
+    ) -> Decision {
         if self.closed {
             return Decision::Closed;
         }
@@ -194,12 +219,16 @@ impl LimiterCore {
             self.rejected += 1;
             return Decision::QueueFull;
         }
-        state.line.push_back(Waiter {
-            id,
-            cost,
-            since_us: now_us,
-        });
-        self.waiter_key.insert(id, key);
+        state.line.push_back(
+            Waiter {
+                id,
+                cost,
+                since_us: now_us,
+                tenant: tenant.id,
+            },
+            tenant.weight,
+        );
+        self.waiter_key.insert(id, (key, tenant.id));
         self.waiting += 1;
         Decision::Queued
     }
@@ -238,12 +267,11 @@ impl LimiterCore {
 
     /// Takes waiter `id` out of its line (its acquire was aborted); true if it was waiting.
     pub fn cancel(&mut self, id: u64, now_us: u64) -> bool {
-        let Some(key) = self.waiter_key.remove(&id) else {
+        let Some((key, tenant)) = self.waiter_key.remove(&id) else {
             return false;
         };
         let state = self.keys.get_mut(&key).expect("a waiter's key has a state");
-        if let Some(at) = state.line.iter().position(|w| w.id == id) {
-            state.line.remove(at);
+        if state.line.remove(id, tenant) {
             self.waiting -= 1;
         }
         // The head may have been what held the rest back.
@@ -280,16 +308,11 @@ impl LimiterCore {
         self.limits = limits;
         if let Some(rate) = limits.rate {
             for state in self.keys.values_mut() {
-                let before = state.line.len();
-                state.line.retain(|w| {
-                    if w.cost > rate.burst {
-                        self.decided.push((w.id, Decision::TooCostly));
-                        false
-                    } else {
-                        true
-                    }
-                });
-                let refused = before - state.line.len();
+                let gone = state.line.retain(|w| w.cost <= rate.burst);
+                let refused = gone.len();
+                for w in gone {
+                    self.decided.push((w.id, Decision::TooCostly));
+                }
                 self.waiting -= refused;
                 self.rejected += refused as u64;
             }
@@ -304,7 +327,7 @@ impl LimiterCore {
     pub fn close(&mut self) -> usize {
         self.closed = true;
         for state in self.keys.values_mut() {
-            for w in state.line.drain(..) {
+            for w in state.line.drain() {
                 self.decided.push((w.id, Decision::Closed));
             }
         }

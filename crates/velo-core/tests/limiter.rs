@@ -2,10 +2,12 @@
 //! bucket (a level that drains `limit` per µs, where the core keeps GCRA's
 //! theoretical arrival time), permits and lines as plain lists, every key's
 //! line re-checked from scratch. Plus the exact GCRA bound and the cases the
-//! model does not reach (close, sweep).
+//! model does not reach (close, sweep). Fairness: the model's line is one
+//! list in arrival order and a list of tenants in turn order, the head found
+//! by scanning (a weighted round robin written plainly).
 
 use proptest::prelude::*;
-use velo_core::limiter::{Decision, LimiterCore, Limits, Rate};
+use velo_core::limiter::{Decision, LimiterCore, Limits, Rate, Tenant};
 
 fn rate(limit: u64, period_us: u64, burst: u64) -> Option<Rate> {
     Some(Rate {
@@ -271,6 +273,115 @@ fn sweep_forgets_rested_keys_only() {
     assert_eq!(l.sweep(1000), vec![2]);
 }
 
+/// A limiter of one concurrency slot whose every waiter's grant is counted; `fair` serves tenants round robin.
+fn hot_tenant_grants(fair: bool) -> (Vec<u64>, u64) {
+    // One hot tenant (0) queues 100 waiters per waiter of each of 4 others (1..=4); then the slot is released
+    // 500 times. Returns, for each other tenant's waiter, the number of grants before it, and the count of grants.
+    let mut l = LimiterCore::new(
+        Limits {
+            concurrency: Some(1),
+            rate: None,
+        },
+        false,
+        100_000,
+    );
+    assert_eq!(l.acquire(0, 1, 0, 0), Decision::GrantedHeld);
+    let mut id = 1;
+    let mut others = std::collections::HashMap::new();
+    for round in 0..3u64 {
+        for _ in 0..100 {
+            let t = if fair {
+                Tenant { id: 0, weight: 1 }
+            } else {
+                Tenant::ALL
+            };
+            assert_eq!(l.acquire_as(0, 1, id, t, 0), Decision::Queued);
+            id += 1;
+        }
+        for tenant in 1..=4u32 {
+            let t = if fair {
+                Tenant {
+                    id: tenant,
+                    weight: 1,
+                }
+            } else {
+                Tenant::ALL
+            };
+            assert_eq!(l.acquire_as(0, 1, id, t, 0), Decision::Queued);
+            others.insert(id, round + 1); // its position in its tenant's line
+            id += 1;
+        }
+    }
+    let mut after = vec![0; others.len()];
+    let mut grants = 0u64;
+    let mut seen = 0;
+    while seen < others.len() as u64 && grants < 500 {
+        l.release(0, 0);
+        grants += 1;
+        for (w, _) in l.take_decided() {
+            if let Some(&p) = others.get(&w) {
+                // T = 5 active tenants of weight 1: position p is granted within 5 * p grants.
+                if fair {
+                    assert!(
+                        grants <= 5 * p,
+                        "waiter {w} at position {p} granted after {grants} grants"
+                    );
+                }
+                after[seen as usize] = grants;
+                seen += 1;
+            }
+        }
+    }
+    (after, grants)
+}
+
+#[test]
+fn fairness_bounds_the_others_wait_behind_a_hot_tenant() {
+    let (fair, _) = hot_tenant_grants(true);
+    assert_eq!(fair.len(), 12);
+    assert!(fair.iter().all(|&g| g > 0 && g <= 15), "{fair:?}");
+    // Without fairness the same line is first come, first served: the others' first waiters wait behind the
+    // hot tenant's 100, their last behind its 300.
+    let (fifo, _) = hot_tenant_grants(false);
+    assert!(fifo.iter().all(|&g| g > 100), "{fifo:?}");
+    assert!(fifo.iter().any(|&g| g > 300), "{fifo:?}");
+}
+
+#[test]
+fn weights_give_grants_per_turn_and_a_returning_tenant_goes_to_the_back() {
+    let mut l = LimiterCore::new(
+        Limits {
+            concurrency: Some(1),
+            rate: None,
+        },
+        false,
+        100,
+    );
+    assert_eq!(l.acquire(0, 1, 100, 0), Decision::GrantedHeld);
+    let a = Tenant { id: 1, weight: 2 };
+    let b = Tenant { id: 2, weight: 1 };
+    for id in [1, 2, 3, 4, 5] {
+        assert_eq!(l.acquire_as(0, 1, id, a, 0), Decision::Queued);
+    }
+    for id in [11, 12] {
+        assert_eq!(l.acquire_as(0, 1, id, b, 0), Decision::Queued);
+    }
+    let mut order = Vec::new();
+    for _ in 0..4 {
+        l.release(0, 0);
+        order.extend(l.take_decided().into_iter().map(|(id, _)| id));
+    }
+    assert_eq!(order, vec![1, 2, 11, 3]);
+    // b's line is at 12; cancelling it takes b out of the ring; when b waits again it joins the back.
+    assert!(l.cancel(12, 0));
+    assert_eq!(l.acquire_as(0, 1, 13, b, 0), Decision::Queued);
+    for _ in 0..3 {
+        l.release(0, 0);
+        order.extend(l.take_decided().into_iter().map(|(id, _)| id));
+    }
+    assert_eq!(order, vec![1, 2, 11, 3, 4, 13, 5]);
+}
+
 // ----- the model -----
 
 #[derive(Debug, Default, Clone)]
@@ -279,7 +390,45 @@ struct MKey {
     /// Leaky bucket level, in µs × limit units (each granted unit adds `period_us`).
     level: u128,
     last: u64,
-    line: Vec<(u64, u64)>,
+    line: Vec<(u64, u64, u32)>,
+    /// Tenants with a waiter, in turn order, with the grants left in their turn.
+    ring: Vec<(u32, u64)>,
+}
+
+/// The weight the tests give tenant `t`.
+fn weight(t: u32) -> u64 {
+    u64::from(t % 3) + 1
+}
+
+impl MKey {
+    /// The ring's front tenant's oldest waiter.
+    fn head(&self) -> Option<(u64, u64, u32)> {
+        let &(t, _) = self.ring.first()?;
+        self.line.iter().copied().find(|w| w.2 == t)
+    }
+    fn push(&mut self, id: u64, cost: u64, t: u32) {
+        if !self.line.iter().any(|w| w.2 == t) {
+            self.ring.push((t, weight(t)));
+        }
+        self.line.push((id, cost, t));
+    }
+    /// After a waiter left the line other than by its grant: a tenant with none left leaves the ring.
+    fn forget_idle(&mut self) {
+        let line = &self.line;
+        self.ring.retain(|&(t, _)| line.iter().any(|w| w.2 == t));
+    }
+    /// Takes the head: one grant of its tenant's turn.
+    fn pop(&mut self) {
+        let (id, _, t) = self.head().unwrap();
+        self.line.retain(|w| w.0 != id);
+        self.ring[0].1 -= 1;
+        if !self.line.iter().any(|w| w.2 == t) {
+            self.ring.remove(0);
+        } else if self.ring[0].1 == 0 {
+            self.ring.remove(0);
+            self.ring.push((t, weight(t)));
+        }
+    }
 }
 
 struct Model {
@@ -330,13 +479,13 @@ impl Model {
     fn pump(&mut self, key: u32, now: u64, out: &mut Vec<(u64, Decision)>) {
         loop {
             let k = self.keys.get(&key).cloned().unwrap_or_default();
-            let Some(&(id, cost)) = k.line.first() else {
+            let Some((id, cost, _)) = k.head() else {
                 return;
             };
             if !self.fits(&k, cost, now) {
                 return;
             }
-            self.keys.get_mut(&key).unwrap().line.remove(0);
+            self.keys.get_mut(&key).unwrap().pop();
             let d = self.take(key, cost, now);
             out.push((id, d));
         }
@@ -349,6 +498,7 @@ impl Model {
         key: u32,
         cost: u64,
         id: u64,
+        tenant: u32,
         now: u64,
         out: &mut Vec<(u64, Decision)>,
     ) -> Decision {
@@ -369,14 +519,14 @@ impl Model {
             self.rejected += 1;
             return Decision::QueueFull;
         }
-        self.keys.entry(key).or_default().line.push((id, cost));
+        self.keys.entry(key).or_default().push(id, cost, tenant);
         Decision::Queued
     }
 }
 
 #[derive(Debug, Clone)]
 enum Op {
-    Acquire(u32, u64),
+    Acquire(u32, u64, u32),
     Try(u32, u64),
     Release(usize),
     Cancel(usize),
@@ -387,7 +537,7 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0u32..3, 1u64..4).prop_map(|(k, c)| Op::Acquire(k, c)),
+        4 => (0u32..3, 1u64..4, 0u32..4).prop_map(|(k, c, t)| Op::Acquire(k, c, t)),
         1 => (0u32..3, 1u64..4).prop_map(|(k, c)| Op::Try(k, c)),
         3 => any::<usize>().prop_map(Op::Release),
         1 => any::<usize>().prop_map(Op::Cancel),
@@ -427,11 +577,11 @@ proptest! {
             let mut expect: Vec<(u64, Decision)> = Vec::new();
             let note = |d: Decision, key: u32, held: &mut Vec<u32>| if d == Decision::GrantedHeld { held.push(key) };
             match op {
-                Op::Acquire(key, cost) => {
+                Op::Acquire(key, cost, tenant) => {
                     let id = next_id;
                     next_id += 1;
-                    let got = core.acquire(key, cost, id, now);
-                    let want = m.acquire(key, cost, id, now, &mut expect);
+                    let got = core.acquire_as(key, cost, id, Tenant { id: tenant, weight: weight(tenant) }, now);
+                    let want = m.acquire(key, cost, id, tenant, now, &mut expect);
                     prop_assert_eq!(got, want);
                     note(got, key, &mut held);
                     if got == Decision::Queued { waiters.push((id, key)); }
@@ -454,7 +604,9 @@ proptest! {
                 Op::Cancel(i) if !waiters.is_empty() => {
                     let (id, key) = waiters.swap_remove(i % waiters.len());
                     core.cancel(id, now);
-                    m.keys.get_mut(&key).unwrap().line.retain(|&(w, _)| w != id);
+                    let k = m.keys.get_mut(&key).unwrap();
+                    k.line.retain(|&(w, _, _)| w != id);
+                    k.forget_idle();
                     m.pump(key, now, &mut expect);
                 }
                 Op::Advance(dt) => now += dt,
@@ -475,10 +627,11 @@ proptest! {
                         };
                         k.last = now;
                         if let Some(n) = new.rate {
-                            let (gone, keep): (Vec<_>, Vec<_>) = k.line.iter().partition(|&&(_, c)| c > n.burst);
-                            for (id, _) in &gone { expect.push((*id, Decision::TooCostly)); }
+                            let (gone, keep): (Vec<_>, Vec<_>) = k.line.iter().partition(|&&(_, c, _)| c > n.burst);
+                            for (id, _, _) in &gone { expect.push((*id, Decision::TooCostly)); }
                             m.rejected += gone.len() as u64;
                             k.line = keep;
+                            k.forget_idle();
                         }
                     }
                     m.limits = new;
@@ -487,6 +640,16 @@ proptest! {
                 _ => {}
             }
             let mut got = core.take_decided();
+            // Within a key, grants come in the line's order (keys' lines are pumped in any order).
+            let key_of: std::collections::HashMap<u64, u32> = waiters.iter().copied().collect();
+            let per_key = |v: &[(u64, Decision)]| {
+                let mut by: std::collections::BTreeMap<u32, Vec<u64>> = Default::default();
+                for &(id, d) in v {
+                    if matches!(d, Decision::Granted | Decision::GrantedHeld) { by.entry(key_of[&id]).or_default().push(id); }
+                }
+                by
+            };
+            prop_assert_eq!(per_key(&got), per_key(&expect));
             for &(id, d) in &got {
                 let at = waiters.iter().position(|&(w, _)| w == id).expect("a decided waiter was waiting");
                 let (_, key) = waiters.swap_remove(at);

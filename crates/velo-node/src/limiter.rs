@@ -8,7 +8,7 @@ use std::cell::RefCell;
 
 use napi::Result;
 use napi_derive::napi;
-use velo_core::limiter::{Decision, LimiterCore, Limits, Rate};
+use velo_core::limiter::{Decision, LimiterCore, Limits, Rate, Tenant};
 
 use crate::slab::Slab;
 
@@ -131,6 +131,27 @@ impl NativeLimiter {
     pub fn acquire(&self, key: u32, cost: f64, id: f64, now_ms: f64) -> Result<u32> {
         with(self.handle, |core| {
             core.acquire(key, cost as u64, id as u64, us(now_ms)) as u32
+        })
+    }
+
+    /// `acquire` for a waiter of tenant number `tenant` (weight `weight`, a whole number >= 1, checked by the
+    /// embedder): if it waits, its key's line serves tenants weighted round robin.
+    #[napi(catch_unwind)]
+    pub fn acquire_fair(
+        &self,
+        key: u32,
+        cost: f64,
+        id: f64,
+        tenant: u32,
+        weight: f64,
+        now_ms: f64,
+    ) -> Result<u32> {
+        let tenant = Tenant {
+            id: tenant,
+            weight: weight as u64,
+        };
+        with(self.handle, |core| {
+            core.acquire_as(key, cost as u64, id as u64, tenant, us(now_ms)) as u32
         })
     }
 
