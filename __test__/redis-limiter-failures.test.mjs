@@ -1,19 +1,11 @@
 // redisLimiter while its redis-server is stopped (by PID) mid-run and started again: each `whenRedisFails` policy
 // does what docs/redis/flow-control.md says, waiters in line follow it, and the limiter goes back to Redis after.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { redisLimiter } from 'velo-stream/redis';
-import { startRedis } from './helpers/redis-server.mjs';
+import { client, redis, useRedis } from './helpers/redis-suite.mjs';
 
-let redis;
-let client;
-before(async () => {
-  redis = await startRedis();
-  client = await redis.client();
-});
-after(async () => {
-  await redis?.stop();
-});
+useRedis();
 
 async function eventually(check, what, ms = 30_000) {
   const until = Date.now() + ms;

@@ -1,24 +1,14 @@
 // redisLimiter across real processes on a private redis-server: the promises a fleet relies on, checked by
 // counting (an auditor key, Redis' own clock and the holders' sorted set), never by timing.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { redisLimiter } from 'velo-stream/redis';
-import { startRedis } from './helpers/redis-server.mjs';
 import { start } from './helpers/child.mjs';
-import { killChild } from './helpers/redis-suite.mjs';
+import { client, killChild, redis, useRedis } from './helpers/redis-suite.mjs';
 
 const CHILD = fileURLToPath(new URL('./helpers/limiter-child.mjs', import.meta.url));
-let redis;
-let client;
-
-before(async () => {
-  redis = await startRedis();
-  client = await redis.client();
-});
-after(async () => {
-  await redis?.stop();
-});
+useRedis();
 
 const child = (options) => start([CHILD, JSON.stringify({ url: redis.url, ...options })], { timeout: 120_000 });
 const result = async (c) => JSON.parse((await c.waitFor(/done (.*)/))[1]);

@@ -3,21 +3,13 @@
 // without Redis: per key, grants go to the acquires in the order they entered the line (first come first served
 // across the processes), at most 2 held, and no acquire waits while its key has a free permit once the fleet is
 // quiet (no lost wake-up). Checked after every step, with the holders and the line read from Redis.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { redisLimiter } from 'velo-stream/redis';
 import { prng } from '../bench/prng.mjs';
-import { startRedis } from './helpers/redis-server.mjs';
+import { client, redis, useRedis } from './helpers/redis-suite.mjs';
 
-let redis;
-let client;
-before(async () => {
-  redis = await startRedis();
-  client = await redis.client();
-});
-after(async () => {
-  await redis?.stop();
-});
+useRedis();
 
 const C = 2;
 const KEYS = ['a', 'b', 'c'];

@@ -1,19 +1,11 @@
 // redisLimiter in one process on a private redis-server (several limiter objects of one name stand for processes):
 // keys, reject mode, the line's bound, abort, close, setLimits, cost, and what every option refuses.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { redisLimiter } from 'velo-stream/redis';
-import { startRedis } from './helpers/redis-server.mjs';
+import { client, redis, useRedis } from './helpers/redis-suite.mjs';
 
-let redis;
-let client;
-before(async () => {
-  redis = await startRedis();
-  client = await redis.client();
-});
-after(async () => {
-  await redis?.stop();
-});
+useRedis();
 
 let n = 0;
 const fresh = () => `lim${++n}`;
