@@ -81,14 +81,17 @@ test('a source read one event at a time as the handler asks: never more than the
   let taken = 0;
   let maxAhead = 0;
   const { source, state } = counted(200);
-  const fn = streamFn(async function* (events) {
-    for await (const e of events) {
-      taken++;
-      maxAhead = Math.max(maxAhead, state.asked - taken);
-      if (e === 199) return;
-      yield e;
-    }
-  }, { buffer: 4 });
+  const fn = streamFn(
+    async function* (events) {
+      for await (const e of events) {
+        taken++;
+        maxAhead = Math.max(maxAhead, state.asked - taken);
+        if (e === 199) return;
+        yield e;
+      }
+    },
+    { buffer: 4 },
+  );
   let n = 0;
   for await (const _ of fn.open().feed(source)) {
     n++;
@@ -186,3 +189,181 @@ test('a pipe stage that stops taking events (it returned) cancels the stage befo
   assert.equal(firstFinalized, true, 'the first stage was stopped');
   assert.equal(burst.stats().cancelled, 1);
 });
+
+// The idle clock of a pulled source: the source is asked only when the handler waits for input, so time the
+// handler spends working (or paused at a full output buffer) is not the source's silence. Each case: events ready
+// at once, a handler or reader slower per event than the idle timeout; every event must come (an idle end would
+// cut the input short and the stream would still complete normally).
+const ready = async function* (n) {
+  for (let i = 0; i < n; i++) yield i;
+};
+
+test('a busy handler, slower per event than the idle timeout, takes every event of a pulled source', async () => {
+  const fn = streamFn(
+    async function* (events) {
+      for await (const e of events) {
+        await sleep(120);
+        yield e;
+      }
+    },
+    { idleTimeout: 60 },
+  );
+  assert.deepEqual(await fn.run(ready(5)), [0, 1, 2, 3, 4]);
+  assert.equal(fn.stats().completed, 1);
+});
+
+test('a slow reader (the handler paused at its full output buffer) gets every event of a pulled source', async () => {
+  const fn = streamFn(
+    async function* (events) {
+      for await (const e of events) yield e;
+    },
+    { idleTimeout: 60, buffer: 1 },
+  );
+  const out = [];
+  for await (const v of fn.open().feed(ready(6))) {
+    out.push(v);
+    await sleep(120);
+  }
+  assert.deepEqual(out, [0, 1, 2, 3, 4, 5]);
+});
+
+test('a pipe whose second stage is slower per event than the idle timeout gets every event', async () => {
+  // (The first stage's buffer of 1 fills at once: it then waits at its yield, its source not asked.)
+  const pass = streamFn(
+    async function* (events) {
+      for await (const e of events) yield e;
+    },
+    { idleTimeout: 60, buffer: 1 },
+  );
+  const slow = streamFn(
+    async function* (events) {
+      for await (const e of events) {
+        await sleep(120);
+        yield e;
+      }
+    },
+    { idleTimeout: 60 },
+  );
+  assert.deepEqual(await pass.pipe(slow).run(ready(5)), [0, 1, 2, 3, 4]);
+});
+
+test('the clock held while the handler worked runs again from its next ask: a source silent past the timeout then ends the input', async () => {
+  let resume;
+  async function* source() {
+    yield 0;
+    yield 1;
+    // Silent for ever once the handler asks for the third event.
+    await new Promise((resolve) => (resume = resolve));
+    yield 2;
+  }
+  const fn = streamFn(
+    async function* (events) {
+      for await (const e of events) {
+        if (e === 0) await sleep(150);
+        yield e;
+      }
+      yield 'ended';
+    },
+    { idleTimeout: 60 },
+  );
+  assert.deepEqual(await fn.run(source()), [0, 1, 'ended']);
+  resume?.();
+});
+
+test('a source result whose done is truthy but not true ends the source, as for await ends it', async () => {
+  let asked = 0;
+  const source = {
+    [Symbol.asyncIterator]() {
+      return { next: async () => (++asked <= 2 ? { value: asked, done: false } : { value: 'after the end', done: 'yes' }) };
+    },
+  };
+  const fn = streamFn(async function* (events) {
+    for await (const e of events) yield e;
+  });
+  assert.deepEqual(await fn.run(source), [1, 2]);
+  assert.equal(asked, 3);
+});
+
+for (const field of ['done', 'value']) {
+  test(`a source result whose ${field} getter throws fails the run with that error (no unhandled rejection)`, async () => {
+    const error = new Error(`${field} getter`);
+    const unhandled = [];
+    const onUnhandled = (reason) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      let asked = 0;
+      const source = {
+        [Symbol.asyncIterator]() {
+          return {
+            next: async () => {
+              if (++asked === 1) return { value: 0, done: false };
+              return {
+                get done() {
+                  if (field === 'done') throw error;
+                  return false;
+                },
+                get value() {
+                  throw error;
+                },
+              };
+            },
+          };
+        },
+      };
+      let finalized = false;
+      const fn = streamFn(async function* (events) {
+        try {
+          for await (const e of events) yield e;
+        } finally {
+          finalized = true;
+        }
+      });
+      await assert.rejects(fn.run(source), (e) => e === error);
+      await turn();
+      assert.deepEqual(unhandled, []);
+      assert.equal(finalized, true);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+}
+
+for (const close of ['throws', 'is not a function']) {
+  for (const kind of ['generator', 'task']) {
+    test(`${kind}: cancel() while the source waits, whose return() ${close}, settles the read and closes the stream`, async () => {
+      const source = {
+        [Symbol.asyncIterator]() {
+          let i = 0;
+          return {
+            next: () => (i < 2 ? Promise.resolve({ value: i++, done: false }) : new Promise(() => {})),
+            return:
+              close === 'throws'
+                ? () => {
+                    throw new Error('return() failed');
+                  }
+                : 5,
+          };
+        },
+      };
+      const { task } = await import('velo-stream');
+      const fn =
+        kind === 'generator'
+          ? streamFn(async function* (events) {
+              for await (const e of events) yield e;
+            })
+          : task(async (x) => x);
+      const s = fn.open();
+      const feed = s.feed(source);
+      assert.equal((await feed.next()).value, 0);
+      assert.equal((await feed.next()).value, 1);
+      const pending = feed.next();
+      await turn();
+      const cancelled = feed.cancel();
+      assert.ok(cancelled instanceof Promise);
+      await cancelled;
+      assert.deepEqual(await pending, { value: undefined, done: true });
+      assert.equal(s.state, 'cancelled');
+      assert.equal(fn.stats().open, 0);
+    });
+  }
+}

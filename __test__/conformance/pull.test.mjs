@@ -90,7 +90,10 @@ for (const cell of cells()) {
         assert.equal(r.done, true);
         await feed.return();
       }
-      assert.deepEqual(out, Array.from({ length: at }, (_, i) => i));
+      assert.deepEqual(
+        out,
+        Array.from({ length: at }, (_, i) => i),
+      );
       assert.equal(s.state, 'cancelled');
       await until(() => state.closed > 0 || at === 0, 'the source closed');
       if (at > 0) assert.equal(state.closed, 1, 'the source closed once');
@@ -120,6 +123,21 @@ for (const cell of cells()) {
     for await (const v of s.feed(slow())) out.push(v.i);
     assert.deepEqual(out, [0, 1, 2, 3, 4, 5, 6, 7]);
     assert.equal(s.metrics.eventsIn, 8);
+  });
+
+  test(`${cell.name}: a reader slower per output than the idle timeout gets every event of a source with events ready`, async () => {
+    // Time spent waiting on the reader (the handler paused at a full output buffer, its source not asked) is not
+    // the source's silence: no idle end.
+    async function* ready() {
+      for (let i = 0; i < 5; i++) yield { i };
+    }
+    const s = cell.make({ buffer: 1, idleTimeout: 40 }).open();
+    const out = [];
+    for await (const v of s.feed(ready())) {
+      out.push(v.i);
+      await sleep(90);
+    }
+    assert.deepEqual(out, [0, 1, 2, 3, 4]);
   });
 
   test(`${cell.name}: sends made while the stream is fed all arrive, each producer's in order`, async () => {

@@ -16,7 +16,7 @@
 // any other (into the core's buffer, or refused); the source is closed
 // (`return()`, or `destroy()` for a Node Readable) when the stream stops
 // taking events, as the sender closes it.
-import { checkedResult, isDestroyable } from './source';
+import { checkedResult, closeSource } from './source';
 import { NOT_NOW, ReadKind, type ReadTarget, kReadNow, kReadTo } from './protocol';
 
 /** `[kPullable]()`: whether a stream's handler would pull from an async source fed to its end (a pipe's link asks). */
@@ -66,6 +66,11 @@ export class SourcePull<I> {
     this.#fail = fail;
   }
 
+  /** A `next()` of the source is pending: the stream waits on the source (its idle clock runs on it). */
+  get asked(): boolean {
+    return this.#pending;
+  }
+
   /** An event the source has ready now (`kReadNow`, the rest of a chunk's lines), or `NOT_NOW`. */
   ready(): I | typeof NOT_NOW {
     if (this.#readNow === undefined || this.#pending || this.#stopped) return NOT_NOW;
@@ -100,20 +105,25 @@ export class SourcePull<I> {
     this.#pending = false;
     // (Closed meanwhile: the event is dropped, as a send refused by a closed input would be.)
     if (this.#stopped) return;
+    // `done` read once, then `value` only if not done, as `for await` reads them: a truthy `done` ends the
+    // source, and a getter that throws fails it (with its error) instead of escaping as an unhandled rejection.
+    let done: boolean;
+    let value: I;
     try {
-      checkedResult(r);
+      done = Boolean(checkedResult(r).done);
+      value = done ? (undefined as I) : r.value;
     } catch (error) {
       this.#failed(error);
       return;
     }
-    if (r.done === true) {
+    if (done) {
       this.#stopped = true;
       this.#target.pullDetached(this);
       this.#target.pullEnded(this);
       this.#settle(true);
       return;
     }
-    const sent = this.#target.sendPulled(r.value);
+    const sent = this.#target.sendPulled(value);
     if (sent !== true) {
       // Not taken at once (the input is full, or closed): a refusal closes the source.
       sent.catch(() => this.stop());
@@ -148,8 +158,7 @@ export class SourcePull<I> {
     if (this.#stopped) return;
     this.#stopped = true;
     this.#target.pullDetached(this);
-    if (isDestroyable(this.#source)) this.#source.destroy();
-    Promise.resolve(this.#it.return?.()).catch(() => {});
+    closeSource(this.#source, this.#it);
     this.#settle(false);
   };
 }

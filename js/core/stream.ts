@@ -20,7 +20,7 @@ import type { AliveGroup } from './alive-group';
 import { StreamBase, watchAbort } from './drive';
 import { Fifo } from './fifo';
 import { SourcePull, kPullable } from './pull';
-import { checkedResult, isDestroyable } from './source';
+import { checkedResult, closeSource } from './source';
 import { reportFailure } from './stream-list';
 import { MAX_BATCH, type NativeStream, Push, Take } from './native-stream';
 import {
@@ -456,6 +456,12 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   #idleWatched = false;
   /** In `toRecheck`. */
   #recheckListed = false;
+  /**
+   * Its idle clock is held for its pulled source (`#holdForPull`): the source is asked only when the handler
+   * waits for input, so while the handler works its source's next events wait on it, as a sender waits at a full
+   * input buffer, and the clock is held as it is then. It runs again from the handler's next ask.
+   */
+  #pullHeld = false;
   /** Waits for a limiter's permit before its handler starts (`kHoldIdle`): its idle clock is held meanwhile. */
   #admitting = false;
 
@@ -855,6 +861,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       pullDetached: (detached) => {
         if (this.#pull === detached) this.#pull = null;
         this.#sources?.delete(detached.stop);
+        if (this.#pullHeld && this.#pull === null) this.#holdForPull(false);
       },
     });
     this.#pull = pull;
@@ -933,7 +940,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       let done = false;
       while (stage.length < max) {
         const r = checkedResult(it.next());
-        if ((done = r.done === true)) break;
+        if ((done = Boolean(r.done))) break;
         stage.push(r.value);
       }
       if (stage.length > 0) this.#sendSlice(stage, 0, stage.length);
@@ -957,8 +964,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     const stop = () => {
       if (stopped) return;
       stopped = true;
-      if (isDestroyable(source)) source.destroy();
-      Promise.resolve(it.return?.()).catch(() => {});
+      closeSource(source, it);
     };
     if (control !== undefined) control.stop = stop;
     (this.#sources ??= new Set()).add(stop);
@@ -978,6 +984,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
           sent = this.#sendArray(ready);
         }
         if (sent === true || (await sent)) continue;
+        // (Stopped while the send waited: `stop` closed the source already.)
+        if (stopped) return false;
         stopped = true;
         await it.return?.();
         return false;
@@ -1013,6 +1021,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     if (r !== null) return Promise.resolve(r);
     const pull = this.#pull;
     if (pull !== null) {
+      // The handler asks again: the clock held while it worked runs from now.
+      if (this.#pullHeld) this.#holdForPull(false);
       // The source has an event ready with the last (the rest of a chunk's lines): it goes over now.
       const value = pull.ready();
       if (value !== NOT_NOW) {
@@ -1135,7 +1145,23 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
 
   idleFired(): void {
     this[kReport](false);
+    // The deadline came while the handler worked, its pulled source not asked: no event was kept from it by the
+    // source, so the clock is held (see `#pullHeld`) and the core re-arms the deadline instead of ending.
+    const pull = this.#pull;
+    if (pull !== null && !pull.asked && !this.#pullHeld && !this.#admitting) this.#holdForPull(true);
     if (this.#native.idleFire()) this.#inputEnded();
+  }
+
+  /** Holds the idle clock for the pulled source, or lets it run again from now (see `#pullHeld`). */
+  #holdForPull(held: boolean): void {
+    this.#pullHeld = held;
+    if (this.#idleOn && this.#native.live) this.#native.idleHold(held);
+    this.#syncKeepAlive();
+  }
+
+  /** Whether the idle deadline runs: not while a send waits for room, the stream waits for admission, or its clock is held for a pulled source. */
+  #clockRuns(): boolean {
+    return this.#idleOn && this.#senders.length === 0 && !this.#admitting && !this.#pullHeld;
   }
 
   #idleOff(): void {
@@ -1178,7 +1204,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       if (!this.#recheckListed) this.#recheck();
       return;
     }
-    const running = this.#idleOn && this.#senders.length === 0 && !this.#admitting;
+    const running = this.#clockRuns();
     if (running) {
       if (!this.#idleHeld) this.#holdIdle(true);
     } else if (this.#idleHeld) this.#recheck();
@@ -1192,7 +1218,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
 
   /** A stage of a pipe: its group decides for the pipe (see `AliveGroup`). */
   #syncGroup(): void {
-    const running = this.#idleOn && this.#senders.length === 0 && !this.#admitting;
+    const running = this.#clockRuns();
     if (running !== this.#idleHeld) this.#holdIdle(running);
     const live = running || this.#timersPending;
     const group = this.#group as AliveGroup;
@@ -1221,7 +1247,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   [kRecheck](): void {
     this.#recheckListed = false;
     if (this.#group !== null) return;
-    const running = this.#idleOn && this.#senders.length === 0 && !this.#admitting;
+    const running = this.#clockRuns();
     if (this.#idleHeld && !running) this.#holdIdle(false);
     if (this.#keepingAlive && !this.#wantsAlive(running)) {
       this.#keepingAlive = false;
