@@ -111,7 +111,7 @@ export class SourcePull<I> {
     let value: I;
     try {
       done = Boolean(checkedResult(r).done);
-      value = done ? (undefined as I) : r.value;
+      value = done ? (undefined as I) : (r.value as I);
     } catch (error) {
       this.#failed(error);
       return;

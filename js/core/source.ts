@@ -19,7 +19,7 @@ export function closeSource(source: object, it: Iterator<unknown> | AsyncIterato
     // (See above: ignored.)
   }
   try {
-    const close: unknown = it.return;
+    const close = (it as { return?: unknown }).return;
     if (typeof close === 'function') Promise.resolve((close as () => unknown).call(it)).catch(() => {});
   } catch {
     // (See above: ignored.)

@@ -941,7 +941,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       while (stage.length < max) {
         const r = checkedResult(it.next());
         if ((done = Boolean(r.done))) break;
-        stage.push(r.value);
+        stage.push(r.value as I);
       }
       if (stage.length > 0) this.#sendSlice(stage, 0, stage.length);
       if (done) return true;
