@@ -598,6 +598,7 @@ export class PartitionRun<I, O> {
         for (const value of batch) {
           this.#output(s, value);
           s.yieldsQueued++;
+          if (s.checkpoints?.attached === true) s.checkpoints.forwarded(s.yieldsQueued);
           if (s.checkpoints !== null && s.checkpoints.calls.length > 0) this.#checkpointsDue(s);
         }
         // The handler ran: it may have taken events.
@@ -639,7 +640,8 @@ export class PartitionRun<I, O> {
     // a restored one's first was taken before its snapshot.
     const taken = s.checkpoints?.attached === true ? 0 : Math.max(0, Math.min(s.given, s.stream[kTaken]() - s.sentBase));
     const first = s.sentBase === 0 && !s.restored && s.stop?.kind !== 'decode' ? 1 : 0;
-    const moved = sent.slice(Math.min(Math.max(taken, first), sent.length));
+    const untaken = sent.slice(Math.min(Math.max(taken, first), sent.length));
+    const moved = s.takenPast === null ? untaken : s.takenPast.concat(untaken);
     // The worker's end (a cap, an input it could not decode) is the session's last output if its handler read to it.
     if (s.stop !== undefined && s.stream[kTakenEnd]() && !s.failed) {
       if (s.stop.kind === 'cap') this.worker.counters.capped++;
@@ -680,6 +682,8 @@ export class PartitionRun<I, O> {
     try {
       payload = encodeChecked(w.codec as Codec<O>, value, w.maxEventBytes, `output of session ${JSON.stringify(s.sid)}`);
     } catch (encodeError) {
+      // It fails at this output's yield: what its handler took after it goes to the key's next session.
+      if (s.checkpoints?.attached === true) s.takenPast = s.checkpoints.failAt(s.yieldsQueued + 1);
       this.#fail(s, encodeError);
       return;
     }

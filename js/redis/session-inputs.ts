@@ -185,7 +185,7 @@ export class SessionInputs<I, O> {
   #giveTimer(s: Session<I, O>, timer: Timer): unknown {
     if (this.#stopped()) return END;
     take(s.rule, timer.time, timer);
-    (s.checkpoints as Checkpoints).took(`t${timer.id}`, timer.time);
+    (s.checkpoints as Checkpoints).took(`t${timer.id}`, timer.time, null);
     this.#writes.clearTimer(s, timer.id);
     s.wokenBefore.delete(timer.id);
     try {
@@ -211,7 +211,7 @@ export class SessionInputs<I, O> {
     const time = idTime(entry.id);
     take(s.rule, time);
     // With hooks, given is taken (without, its handler takes it later: `PartitionRun.#ended` reads what it took).
-    if (s.checkpoints?.attached === true) s.checkpoints.took(entry.id, time);
+    if (s.checkpoints?.attached === true) s.checkpoints.took(entry.id, time, entry);
     if (entry === s.poison) {
       // The session keeps it (acked with its entries): out of its input.
       s.sent.splice(s.given, 1);

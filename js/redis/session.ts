@@ -81,12 +81,56 @@ export class Checkpoints implements SessionHooks {
   #entryId: string | undefined = undefined;
   #entryTime = 0;
   #entry: { readonly id: string; readonly time: number } | undefined = undefined;
+  /** Outputs its handler had yielded when it asked for the input it takes now (`next`). */
+  #yieldedAtAsk = 0;
+  // The takes not yet behind a forwarded output, oldest first from `#takesFrom` (three arrays, not an object per
+  // take): the entry taken (null for a timer), the last input before it, the outputs yielded before it. A handler
+  // runs ahead of the forwarding of its outputs; an output that cannot be encoded ends the session at its yield,
+  // so what was taken after that yield is not the session's (`failAt`).
+  readonly #takeEntry: (InputEntry | null)[] = [];
+  readonly #takeBefore: (string | undefined)[] = [];
+  readonly #takeYielded: number[] = [];
+  #takesFrom = 0;
   /** The handler takes this input (an entry id, `t<id>` for a timer) of this time: `lastInput` and `ctx.entry`. */
-  took(id: string, time: number): void {
+  took(id: string, time: number, entry: InputEntry | null): void {
+    this.#takeEntry.push(entry);
+    this.#takeBefore.push(this.lastInput);
+    this.#takeYielded.push(this.#yieldedAtAsk);
     this.lastInput = id;
     this.#entryId = id;
     this.#entryTime = time;
     this.#entry = undefined;
+  }
+  /** The first `queued` outputs are forwarded: the takes made before the last of them are the session's for good. */
+  forwarded(queued: number): void {
+    const yielded = this.#takeYielded;
+    let from = this.#takesFrom;
+    while (from < yielded.length && yielded[from] < queued) from++;
+    if (from === yielded.length || from > 1024) {
+      this.#takeEntry.splice(0, from);
+      this.#takeBefore.splice(0, from);
+      yielded.splice(0, from);
+      from = 0;
+    }
+    this.#takesFrom = from;
+  }
+  /**
+   * The session fails at its `output`-th output (from 1; it could not be encoded): the entries its handler took
+   * after yielding it, in the order taken (log order), which open the key's next session, as entries it never
+   * took do; its last input is then the one before them.
+   */
+  failAt(output: number): InputEntry[] {
+    const yielded = this.#takeYielded;
+    let i = this.#takesFrom;
+    while (i < yielded.length && yielded[i] < output) i++;
+    const back: InputEntry[] = [];
+    if (i < yielded.length) this.lastInput = this.#takeBefore[i];
+    for (; i < yielded.length; i++) {
+      const entry = this.#takeEntry[i];
+      if (entry !== null) back.push(entry);
+    }
+    this.#takesFrom = yielded.length;
+    return back;
   }
   /** `ctx.entry`: the input its handler took last (undefined before the first); one object per input, made when read. */
   get entry(): { readonly id: string; readonly time: number } | undefined {
@@ -157,6 +201,7 @@ export class Checkpoints implements SessionHooks {
     this.attached = true;
   }
   next(yielded: number): { value: unknown } | 'end' | undefined {
+    this.#yieldedAtAsk = yielded;
     if (this.#step !== null) {
       this.calls.push({ ...this.#at(yielded), state: this.#step });
       this.#step = null;
@@ -237,6 +282,8 @@ export class Session<I, O> {
   checkpoints: Checkpoints | null = null;
   /** Outputs of its handler handed to `#output` so far: a checkpoint call waits for those yielded before it. */
   yieldsQueued = 0;
+  /** Entries its handler took after yielding an output that could not be encoded: the key's next session's (`Checkpoints.failAt`). */
+  takenPast: InputEntry[] | null = null;
   /** Entries of this instance acked by its checkpoints (the first `ackedEntries` it took). */
   ackedEntries = 0;
   /** Ids in `ids` that are markers (close markers, wake-ups): not events. */
