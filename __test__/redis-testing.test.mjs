@@ -201,6 +201,8 @@ test('testWorker and checkDeterminism check their options as redisWorker does (t
     [{ start: NaN }, 'ERR_OUT_OF_RANGE', /"start" option must be an integer/],
     [{ start: 'x' }, 'ERR_OUT_OF_RANGE', /"start"/],
     [{ start: 0.5 }, 'ERR_OUT_OF_RANGE', /"start"/],
+    // (Time 0: no Redis entry id has it, and a session's idle end would never come.)
+    [{ start: 0 }, 'ERR_OUT_OF_RANGE', /"start".*from 1/],
     [
       { maxSessionEvent: 1 },
       'ERR_INVALID_ARG_VALUE',
@@ -213,8 +215,8 @@ test('testWorker and checkDeterminism check their options as redisWorker does (t
     await assert.rejects(checkDeterminism(fn, [], options), { code, message }, JSON.stringify(options));
   }
   // Each in range is taken.
-  const worker = testWorker(fn, { partitions: 2, leaseTtl: 300, readCount: 1, maxBufferedEvents: 2, start: 0 });
-  assert.equal(worker.now(), 0);
+  const worker = testWorker(fn, { partitions: 2, leaseTtl: 300, readCount: 1, maxBufferedEvents: 2, start: 1 });
+  assert.equal(worker.now(), 1);
   await worker.close();
 });
 

@@ -46,7 +46,7 @@ export interface TestWorkerOptions {
   checkReplay?: boolean;
   /** The function's codec (default JSON). */
   codec?: Codec<unknown>;
-  /** The virtual clock's time at the start, ms since the epoch (default 2024-01-01T00:00:00Z). */
+  /** The virtual clock's time at the start, ms since the epoch, from 1 (default 2024-01-01T00:00:00Z). */
   start?: number;
 }
 
@@ -206,7 +206,9 @@ function resolveTest(
   }
   const { partitions = 1, codec = jsonCodec, maxEventBytes = 1 << 20, start = DEFAULT_START } = o;
   checkShape(what, partitions, codec, maxEventBytes);
-  integerOption(what, 'start', start, 0, MAX_START, `from 0 to ${MAX_START} (ms since the epoch)`);
+  // From 1: Redis gives no entry id of time 0, and a session's rule reads `last` 0 as 'no input taken yet' (with
+  // inputs at time 0 its idle end never came).
+  integerOption(what, 'start', start, 1, MAX_START, `from 1 to ${MAX_START} (ms since the epoch)`);
   return {
     limits: { partitions, maxEventBytes, ...checkLimits(what, o, partitions) },
     codec,
