@@ -255,13 +255,15 @@ export const ERROR_CODES = {
     class: 'ResumeCursorError',
     from: 'velo-stream/redis (redisKeyOutputs, redisSse, redisNdjson)',
     when: "A resume cursor (an SSE `Last-Event-ID`, a `from` option) that no reader of these keys wrote: longer than such a cursor can be, malformed, naming other partitions than the keys' (another key's cursor), after the newest output of its partition, or inside the kept outputs yet not an id of one. `reason` says which (`length`, `syntax`, `partitions`, `future`, `unknown`); `redisSse` and `redisNdjson` answer 400 with its `toJSON()`.",
-    action: 'Send back only the ids the stream gave (EventSource does); start without a cursor to read from the start, or with one your server made (`redisCursor`).',
+    action:
+      'Send back only the ids the stream gave (EventSource does); start without a cursor to read from the start, or with one your server made (`redisCursor`).',
   },
   ERR_VELO_RESUME_TRIMMED: {
     class: 'ResumeTrimmedError',
     from: 'velo-stream/redis (redisKeyOutputs, redisSse, redisNdjson)',
     when: 'Outputs after a resume cursor were removed from Redis (`outputRetention`, `outputMaxLen`, an `XTRIM` of yours), or may have been (the cursor is older than the oldest output kept and some were removed), or a reader fell that far behind while reading. `partition` names the output stream; `redisSse` and `redisNdjson` answer 410 with its `toJSON()` before the first output, or end with an error event after one.',
-    action: "Start over without the cursor (the outputs in between are gone), and keep outputs longer than clients stay away (`outputMaxLen`, or a group that holds `'acked'` trims).",
+    action:
+      "Start over without the cursor (the outputs in between are gone), and keep outputs longer than clients stay away (`outputMaxLen`, or a group that holds `'acked'` trims).",
   },
   ERR_VELO_CLOSED: {
     class: '',

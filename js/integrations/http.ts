@@ -19,7 +19,7 @@ import {
 } from '../errors';
 import { integerOption } from '../validate';
 import { drainOrClose } from './drain';
-import { type ResponseFields, checkResponseFields } from './response-fields';
+import { checkResponseFields } from './response-fields';
 
 /** Output formats. */
 export type Format = 'ndjson' | 'sse';
@@ -133,7 +133,7 @@ function checkResponseOptions(format: unknown, opts: unknown): void {
   for (const key of Object.keys(opts)) {
     if (!RESPONSE_KEYS.has(key)) throw invalidValue(`Unknown option "${key}". Known options: ${[...RESPONSE_KEYS].join(', ')}`);
   }
-  checkResponseFields(opts as ResponseFields);
+  checkResponseFields(opts);
 }
 
 function assertResponse(res: unknown): asserts res is ServerResponse {

@@ -9,7 +9,15 @@ import { ResumeCursorError, SerializeError, describe, invalidType } from '../err
 import { drainOrClose } from '../integrations/drain';
 import { checkResponseFields } from '../integrations/response-fields';
 import { integerOption } from '../validate';
-import { KEY_OPTIONS, type KeyOutput, KeyReader, type KeySettings, type RedisKeyOutputsOptions, type SessionEndInfo, keySettings } from './key-outputs';
+import {
+  KEY_OPTIONS,
+  type KeyOutput,
+  KeyReader,
+  type KeySettings,
+  type RedisKeyOutputsOptions,
+  type SessionEndInfo,
+  keySettings,
+} from './key-outputs';
 
 /** Options of `redisNdjson`: those of `redisKeyOutputs`, and the writer's. */
 export interface RedisNdjsonOptions<O = unknown> extends RedisKeyOutputsOptions<O> {
@@ -142,15 +150,20 @@ async function serve<O>(
 ): Promise<void> {
   assertResponse(res);
   assertOptionsObject(options, 'options', '{ client, name, key }');
-  checkResponseFields({ serialize: options.serialize, headers: options.headers, ...(format === 'sse' ? { event: options.event } : {}) });
-  const retry = format === 'sse' && options.retry !== undefined ? integerOption(what, 'retry', options.retry, 0, MAX_MS) : undefined;
-  const heartbeat =
-    format === 'sse' ? integerOption(what, 'heartbeat', options.heartbeat ?? HEARTBEAT_MS, 0, MAX_MS) : 0;
+  checkResponseFields({
+    serialize: options.serialize,
+    headers: options.headers,
+    ...(format === 'sse' ? { event: options.event } : {}),
+  });
+  const retry =
+    format === 'sse' && options.retry !== undefined ? integerOption(what, 'retry', options.retry, 0, MAX_MS) : undefined;
+  const heartbeat = format === 'sse' ? integerOption(what, 'heartbeat', options.heartbeat ?? HEARTBEAT_MS, 0, MAX_MS) : 0;
   // The client's own position (a reconnecting EventSource's) comes before the one the application passes.
-  const from = (format === 'sse' ? lastEventId(req) : undefined) ?? options.from;
+  const resumed = format === 'sse' ? lastEventId(req) : undefined;
   let settings: KeySettings<O>;
   try {
-    settings = keySettings({ ...options, from }, what, format === 'sse' ? SSE_OWN : NDJSON_OWN);
+    settings = keySettings({ ...options, from: resumed ?? options.from }, what, format === 'sse' ? SSE_OWN : NDJSON_OWN);
+    settings.resumed = resumed !== undefined;
   } catch (error) {
     // A cursor that is none of these keys' is the client's mistake: 400. Any other refusal is the caller's.
     if (!(error instanceof ResumeCursorError)) throw error;
@@ -216,10 +229,12 @@ async function serve<O>(
       try {
         const batch = await reader.next();
         if (gone || signal?.aborted) break;
-        if (batch === null) {
-          if (reader.ended !== null) text = frames.end(reader.ended);
+        if (batch !== null) for (const output of batch) text += frames.output(output);
+        // The end goes out with the session's last outputs, in the same write.
+        if (batch === null || reader.ended !== null) {
+          if (reader.ended !== null) text += frames.end(reader.ended);
           last = true;
-        } else for (const output of batch) text += frames.output(output);
+        }
       } catch (error) {
         // The client left or the server stops: the reading was closed under it.
         if (gone || signal?.aborted) break;

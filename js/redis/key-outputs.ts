@@ -40,10 +40,11 @@ export interface RedisKeyOutputsOptions<O = unknown> extends RedisOptions<O> {
   /** Without `from`: `'start'` (the default: every output kept) or `'end'` (only outputs written from now on). */
   start?: 'start' | 'end';
   /**
-   * One key only: follow one session of the key and stop at its end: the session of the output at `from`, or
-   * of the first output read. Its end is known from its outputs: a failure (always a session's last), an output
-   * for which this function (if one is given) returns true, or an output of a later session of the key (which
-   * is not delivered). Default `false`: read on across sessions.
+   * One key only: follow one session of the key and stop at its end: the session of the first output read (for
+   * `redisSse` resumed by a client's `Last-Event-ID`, the session of the output it names, and nothing if that
+   * output was its session's last). Its end is known from its outputs: a failure (always a session's last), an
+   * output for which this function (if one is given) returns true, or an output of a later session of the key
+   * (which is not delivered). Default `false`: read on across sessions.
    */
   sessionEnd?: boolean | ((output: KeyOutput<O>) => boolean);
   /** Entries read per partition per call. Default 256. */
@@ -71,6 +72,12 @@ export interface KeySettings<O> {
   names: string[];
   /** The positions `from` gives (undefined: none). */
   from: string[] | undefined;
+  /**
+   * `from` is the cursor of the last output its client got (SSE's `Last-Event-ID`): a followed session is the
+   * one of that output, and if it had ended there, there is nothing to read. Otherwise (`from` from the
+   * application, a `redisCursor()`) the reader follows the session of the first output after it.
+   */
+  resumed: boolean;
   start: 'start' | 'end';
   sessionEnd: false | true | ((output: KeyOutput<O>) => boolean);
   count: number;
@@ -97,7 +104,7 @@ export function keySettings<O>(
     if (!Array.isArray(keys)) throw invalidType(`${what}: options.keys must be an array of keys, not ${describe(keys)}`);
     if (keys.length === 0 || keys.length > MAX_KEYS)
       throw invalidValue(`${what}: options.keys must hold 1 to ${MAX_KEYS} keys, not ${keys.length}`);
-    list = [...keys];
+    list = (keys as readonly string[]).slice();
   } else throw invalidValue(`${what}: options.key (or options.keys) is required: the key whose outputs to read`);
   for (const k of list) checkKey(k);
   const set = new Set(list);
@@ -118,6 +125,7 @@ export function keySettings<O>(
     partitions,
     names: partitions.map((p) => o.keys.output(p)),
     from: resume,
+    resumed: false,
     start,
     sessionEnd,
     count,
@@ -216,9 +224,9 @@ export class KeyReader<O> {
     if (s.from !== undefined) {
       this.#positions = [...s.from];
       const replies = await this.#read();
-      // Where a followed session stands at `from`: the output there, if it is one of the key's, is its session's
-      // (maybe its last). Read before the reply is taken: the outputs after it may be of a later session.
-      if (s.sessionEnd !== false && replies[0][0] === 1) await this.#sessionAt(s.from[0]);
+      // A client's own position (`resumed`): the output there, if it is one of the key's, is of the session it
+      // follows (maybe its last). Read before the reply is taken: the outputs after it may be of a later session.
+      if (s.sessionEnd !== false && s.resumed && replies[0][0] === 1) await this.#sessionAt(s.from[0]);
       if (this.ended !== null) return false;
       for (let i = 0; i < replies.length; i++) this.#take(i, replies[i], true);
     } else {
@@ -230,15 +238,15 @@ export class KeyReader<O> {
       );
     }
     if (s.sessionEnd !== false && this.ended === null && this.#sid !== undefined) {
-      // A session followed from `from`: if the next output of the key is of a later session, it had ended there.
+      // A session followed from its client's position: if the next output of the key is of a later session, it
+      // had ended there.
       while (this.#ready.length === 0 && this.ended === null) {
         const replies = await this.#read();
         for (let i = 0; i < replies.length; i++) this.#take(i, replies[i], false);
         if (replies.every(([, entries]) => entries.length < s.count)) break;
       }
-      if (this.ended !== null && this.#ready.length === 0) return false;
     }
-    return true;
+    return this.ended === null || this.#ready.length > 0;
   }
 
   /** The next outputs read (in order per key), or null once the reader is done (a session's end, or closed). */
@@ -270,8 +278,7 @@ export class KeyReader<O> {
       () =>
         Promise.all(
           s.names.map(
-            (name, i) =>
-              READ_AFTER.run(client, [name], [this.#positions[i], String(count)], BUFFERS) as Promise<ReadReply>,
+            (name, i) => READ_AFTER.run(client, [name], [this.#positions[i], String(count)], BUFFERS) as Promise<ReadReply>,
           ),
         ),
       this.#closed.signal,
