@@ -41,7 +41,9 @@ function exactlyOnce(state, ns, what) {
     for (const m of got) counts.set(m.n, (counts.get(m.n) ?? 0) + 1);
     const repeated = [...counts].filter(([, c]) => c > 1).map(([n]) => n);
     const missing = ns.filter((n) => !counts.has(n));
-    assert.fail(`${what}: ${got.length} messages for ${expected.length} outputs; repeated ${JSON.stringify(repeated)}, missing ${JSON.stringify(missing)}`);
+    assert.fail(
+      `${what}: ${got.length} messages for ${expected.length} outputs; repeated ${JSON.stringify(repeated)}, missing ${JSON.stringify(missing)}`,
+    );
   }
   assert.equal(new Set(state.messages.map((m) => m.id)).size, got.length, `${what}: one id per message`);
 }
@@ -63,10 +65,17 @@ for (const seed of [11, 29, 1234]) {
     try {
       const ns = range(0, 150);
       await trickle(producer, key, ['noise-a', 'noise-b'], ns, 10, 20);
-      await until(() => f.state.messages.length >= 150, '150 messages', 60_000, () => `seed ${seed}: ${f.state.messages.length} so far`);
+      await until(
+        () => f.state.messages.length >= 150,
+        '150 messages',
+        60_000,
+        () => `seed ${seed}: ${f.state.messages.length} so far`,
+      );
       await new Promise((resolve) => setTimeout(resolve, 100));
       exactlyOnce(f.state, ns, `seed ${seed}`);
-      t.diagnostic(`seed ${seed}: ${proxy.counts.cuts} cuts, ${f.state.opens} responses opened, ${f.state.messages.length} messages`);
+      t.diagnostic(
+        `seed ${seed}: ${proxy.counts.cuts} cuts, ${f.state.opens} responses opened, ${f.state.messages.length} messages`,
+      );
       assert.ok(proxy.counts.cuts >= 5, `seed ${seed}: only ${proxy.counts.cuts} cuts`);
       assert.ok(f.state.opens >= 5, `seed ${seed}: only ${f.state.opens} responses`);
     } finally {
@@ -95,7 +104,12 @@ test('a worker killed -9 mid-stream (its connection also cut at random points, s
     await killChild(first);
     const atKill = f.state.messages.length;
     second = workerChild(name, { partitions: PARTITIONS, ttl: 1000, idle: 60_000, delayMs: 1 });
-    await until(() => f.state.messages.length >= 120, 'the 120 messages', 60_000, () => `${f.state.messages.length} so far`);
+    await until(
+      () => f.state.messages.length >= 120,
+      'the 120 messages',
+      60_000,
+      () => `${f.state.messages.length} so far`,
+    );
     await new Promise((resolve) => setTimeout(resolve, 200));
     exactlyOnce(f.state, ns, 'across the kill');
     const stats = lastStats(second);
@@ -141,7 +155,12 @@ test("the reader's own Redis connection cut mid-stream, and new ones refused for
       tcp.heal();
     }
     await sending;
-    await until(() => f.state.messages.length >= 100, 'the 100 messages', 30_000, () => `${f.state.messages.length} so far`);
+    await until(
+      () => f.state.messages.length >= 100,
+      'the 100 messages',
+      30_000,
+      () => `${f.state.messages.length} so far`,
+    );
     await new Promise((resolve) => setTimeout(resolve, 200));
     exactlyOnce(f.state, ns, 'across three cuts');
     assert.equal(f.state.opens, 1, 'the response stayed open: the reader reconnected by itself');
@@ -164,10 +183,14 @@ test('a server process whose clients left (one after an output, one while its re
     onError: (error) => assert.fail(String(error)),
   });
   const producer = redisProducer({ client, name, partitions: PARTITIONS });
-  const child = start([fileURLToPath(new URL('./helpers/resume-server-child.mjs', import.meta.url)), redis.url, name, String(PARTITIONS)], {
-    timeout: 30_000,
-  });
+  const child = start(
+    [fileURLToPath(new URL('./helpers/resume-server-child.mjs', import.meta.url)), redis.url, name, String(PARTITIONS)],
+    {
+      timeout: 30_000,
+    },
+  );
   try {
+    await eventually(() => w.stats().owned.length === PARTITIONS, 'the worker owns every partition');
     const port = Number((await child.waitFor(/^listening (\d+)$/m))[1]);
     const before = await redisConnections(client);
     const a = follow(`http://127.0.0.1:${port}/sse/a`);

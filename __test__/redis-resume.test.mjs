@@ -35,7 +35,13 @@ const out = (name, key) => `velo:{${name}:p${partitionOf(key)}}:out`;
 
 /** An in-process worker of `fn` on the file's server. */
 function worker(fn, name) {
-  return redisWorker(fn, { client, name, partitions: PARTITIONS, leaseTtl: 2000, onError: (error) => assert.fail(String(error)) });
+  return redisWorker(fn, {
+    client,
+    name,
+    partitions: PARTITIONS,
+    leaseTtl: 2000,
+    onError: (error) => assert.fail(String(error)),
+  });
 }
 
 /** Tokens of a fake model: an event `{ prompt, count, done, fail, delay }` yields `count` tokens, then `{ done }` and returns (`done`), or throws (`fail`). */
@@ -69,7 +75,7 @@ async function sendWithNoise(producer, key, noise, n, from = 0) {
 
 const base = (name) => ({ client, name, partitions: PARTITIONS, heartbeat: 0 });
 
-test('SSE, one key: every output once, in order, only that key\'s, each with its cursor as id; a new EventSource with any of them as Last-Event-ID gets exactly the outputs after it', async () => {
+test("SSE, one key: every output once, in order, only that key's, each with its cursor as id; a new EventSource with any of them as Last-Event-ID gets exactly the outputs after it", async () => {
   const name = fresh('one');
   const key = 'k';
   const same = keyIn(partitionOf(key), 's');
@@ -83,7 +89,12 @@ test('SSE, one key: every output once, in order, only that key\'s, each with its
     const expected = expectedTotals(Array.from({ length: 30 }, (_, i) => i));
     const f = follow(`${server.url}/sse/${key}`);
     followers.push(f);
-    await until(() => f.state.messages.length >= 30, '30 messages', 20_000, () => JSON.stringify(f.state));
+    await until(
+      () => f.state.messages.length >= 30,
+      '30 messages',
+      20_000,
+      () => JSON.stringify(f.state),
+    );
     // Nothing more comes (the other keys' outputs are not this key's).
     await new Promise((resolve) => setTimeout(resolve, 200));
     assert.deepEqual(
@@ -131,7 +142,7 @@ test('SSE, one key: every output once, in order, only that key\'s, each with its
   }
 });
 
-test('hostile Last-Event-ID values are refused before anything is read, 400 with a code and a reason (huge, malformed, out of range, another partition, future, not an id there); another key\'s id in the same partition is a position; nothing is left open', async () => {
+test("hostile Last-Event-ID values are refused before anything is read, 400 with a code and a reason (huge, malformed, out of range, another partition, future, not an id there); another key's id in the same partition is a position; nothing is left open", async () => {
   const name = fresh('hostile');
   const key = 'k';
   const same = keyIn(partitionOf(key), 's');
@@ -140,6 +151,7 @@ test('hostile Last-Event-ID values are refused before anything is read, 400 with
   const producer = redisProducer({ client, name, partitions: PARTITIONS });
   const server = await keyServer(base(name));
   try {
+    await eventually(() => w.stats().owned.length === PARTITIONS, 'the worker owns every partition');
     await sendWithNoise(producer, key, [same, other], 10);
     await eventually(async () => (await client.xLen(out(name, key))) === 20, 'the outputs of k and its neighbour');
     const entries = await client.xRange(out(name, key), '-', '+');
@@ -243,11 +255,14 @@ test('a cursor whose outputs were trimmed away: 410 ERR_VELO_RESUME_TRIMMED (Eve
           ? await get(`${server.url}/sse/${key}`, { 'Last-Event-ID': ids[3] })
           : await get(`${server.url}/ndjson/${key}?from=${ids[3]}`);
       assert.equal(r.status, 410, r.text);
-      assert.deepEqual({ ...JSON.parse(r.text).error, message: undefined }, {
-        code: 'ERR_VELO_RESUME_TRIMMED',
-        partition: partitionOf(key),
-        message: undefined,
-      });
+      assert.deepEqual(
+        { ...JSON.parse(r.text).error, message: undefined },
+        {
+          code: 'ERR_VELO_RESUME_TRIMMED',
+          partition: partitionOf(key),
+          message: undefined,
+        },
+      );
     }
     const f = follow(`${server.url}/sse/${key}`, { lastEventId: ids[3] });
     await until(() => f.state.errors.length > 0, 'the EventSource error');
@@ -276,7 +291,7 @@ test('a cursor whose outputs were trimmed away: 410 ERR_VELO_RESUME_TRIMMED (Eve
   }
 });
 
-test('NDJSON: lines {id, value}; a request with ?from=<a line\'s id> goes on exactly after that line; a set of keys across partitions carries every partition\'s position', async () => {
+test("NDJSON: lines {id, value}; a request with ?from=<a line's id> goes on exactly after that line; a set of keys across partitions carries every partition's position", async () => {
   const name = fresh('ndjson');
   const a = 'a';
   const b = keyIn(partitionOf(a), 'b');
@@ -306,7 +321,10 @@ test('NDJSON: lines {id, value}; a request with ?from=<a line\'s id> goes on exa
   try {
     await sendWithNoise(producer, a, [b, c], 20);
     // Every output written first: a read over two partitions interleaves them by what each read finds.
-    await eventually(async () => (await client.xLen(out(name, a))) === 40 && (await client.xLen(out(name, c))) === 20, 'every output');
+    await eventually(
+      async () => (await client.xLen(out(name, a))) === 40 && (await client.xLen(out(name, c))) === 20,
+      'every output',
+    );
     const expectedA = expectedTotals(Array.from({ length: 20 }, (_, i) => i));
     const all = await lines(`${server.url}/ndjson/${a}`, 20);
     assert.deepEqual(
@@ -362,7 +380,12 @@ test('sessionEnd: the response follows one session and ends at its end (its last
     await producer.send(key, { prompt: 'p1', count: 12, done: true, delay: 5 });
     const f = follow(`${server.url}/sse/${key}?from=${from1}`);
     followers.push(f);
-    await until(() => f.state.errors.some((e) => e.code === 204), 'the 204 after the end', 20_000, () => JSON.stringify(f.state));
+    await until(
+      () => f.state.errors.some((e) => e.code === 204),
+      'the 204 after the end',
+      20_000,
+      () => JSON.stringify(f.state),
+    );
     assert.deepEqual(
       f.state.messages.map((m) => m.data),
       [...Array.from({ length: 12 }, (_, i) => ({ token: `p1-${i}` })), { done: true, prompt: 'p1' }],
@@ -378,7 +401,12 @@ test('sessionEnd: the response follows one session and ends at its end (its last
     await producer.send(key, { prompt: 'p2', count: 2, fail: true });
     const g = follow(`${server.url}/sse/${key}?from=${from2}`);
     followers.push(g);
-    await until(() => g.state.errors.some((e) => e.code === 204), 'the 204 after the failure', 20_000, () => JSON.stringify(g.state));
+    await until(
+      () => g.state.errors.some((e) => e.code === 204),
+      'the 204 after the failure',
+      20_000,
+      () => JSON.stringify(g.state),
+    );
     assert.deepEqual(
       g.state.messages.map((m) => m.data),
       [{ token: 'p2-0' }, { token: 'p2-1' }],
@@ -411,7 +439,10 @@ test('sessionEnd: the response follows one session and ends at its end (its last
     );
     // NDJSON: the same session, its end as a line.
     const r = await get(`${server.url}/ndjson/${key}?from=${from1}`);
-    const got = r.text.trim().split('\n').map((l) => JSON.parse(l));
+    const got = r.text
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     assert.equal(got.length, 14);
     assert.deepEqual(got.at(-1), { end: { key, sid: f.state.ends[0].sid, reason: 'last' } });
     // A client back with its session's last output as Last-Event-ID: 204 at once; with the last output of p3 (whose
@@ -423,7 +454,11 @@ test('sessionEnd: the response follows one session and ends at its end (its last
     const k = await fetch(`${server.url}/ndjson/${key}?from=${lastId}`);
     const text = await k.text();
     assert.deepEqual(
-      text.trim().split('\n').map((l) => JSON.parse(l)).map((l) => l.value ?? l.error ?? l.end.reason),
+      text
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l))
+        .map((l) => l.value ?? l.error ?? l.end.reason),
       [{ token: 'p2-0' }, { token: 'p2-1' }, { name: 'Error', message: 'the model failed on p2', code: 'E_MODEL' }, 'failure'],
     );
     await until(() => server.open() === 0, 'every response done');
@@ -434,7 +469,7 @@ test('sessionEnd: the response follows one session and ends at its end (its last
   }
 });
 
-test('backpressure: a client that stops reading stops the reading of Redis (no read while its socket is full); once it reads again, every output comes, once, in order', async () => {
+test('backpressure: a client that stops reading stops the reading of Redis (no read while its socket is full, most outputs not read yet); once it reads again, every output comes, once, in order', async () => {
   const name = fresh('slow');
   const key = 'big';
   const padded = streamFn(
@@ -445,16 +480,22 @@ test('backpressure: a client that stops reading stops the reading of Redis (no r
   );
   const w = worker(padded, name);
   const producer = redisProducer({ client, name, partitions: PARTITIONS });
-  const server = await keyServer(base(name), () => ({ count: 16 }));
+  let response;
+  const server = await keyServer(base(name), (req, res) => {
+    response = res;
+    return { count: 16 };
+  });
+  const N = 1000;
   const reads = async () => {
     const info = await client.sendCommand(['INFO', 'commandstats']);
     return Number(/cmdstat_evalsha:calls=(\d+)/.exec(info)?.[1] ?? 0) + Number(/cmdstat_eval:calls=(\d+)/.exec(info)?.[1] ?? 0);
   };
   try {
-    await producer.sendMany(Array.from({ length: 400 }, (_, n) => [key, { n }]));
-    await eventually(async () => (await client.xLen(out(name, key))) === 400, '400 outputs of 20 KB');
+    await producer.sendMany(Array.from({ length: N }, (_, n) => [key, { n }]));
+    await eventually(async () => (await client.xLen(out(name, key))) === N, `${N} outputs of 20 KB`, 30_000);
     // The worker's scripts (renewals, commits) would count as evals too: it stops here.
     await w.close();
+    const start = await reads();
     // A client that reads nothing: its socket fills, then the response's buffer.
     let res;
     const req = httpGet(`${server.url}/sse/${key}`, (r) => {
@@ -465,17 +506,19 @@ test('backpressure: a client that stops reading stops the reading of Redis (no r
     await new Promise((resolve) => setTimeout(resolve, 500));
     const stalled = await reads();
     await new Promise((resolve) => setTimeout(resolve, 700));
-    // The worker makes no reads of outputs; nothing else of this test reads them: the count did not move.
+    // Nothing else of this test calls a script: the count did not move, and it is short of reading everything.
     assert.equal(await reads(), stalled, 'no read of Redis while the socket is full');
+    assert.ok(response.writableNeedDrain, 'the helper waits for the socket to drain');
+    assert.ok((stalled - start) * 16 < N, `${stalled - start} reads of 16 while stalled: not all ${N} outputs were read`);
     // Reading again: all of it, in order.
     let text = '';
     res.setEncoding('utf8').on('data', (t) => (text += t));
     res.resume();
-    await until(() => (text.match(/^data: /gm) ?? []).length >= 400, 'the 400 events');
+    await until(() => (text.match(/^data: /gm) ?? []).length >= N, `the ${N} events`, 30_000);
     const ns = [...text.matchAll(/^data: (.*)$/gm)].map((m) => JSON.parse(m[1]).n);
     assert.deepEqual(
       ns,
-      Array.from({ length: 400 }, (_, n) => n),
+      Array.from({ length: N }, (_, n) => n),
     );
     req.destroy();
     await until(() => server.open() === 0, 'the response done after the client left');
@@ -496,6 +539,7 @@ test('a client that leaves while the reader waits: the reading stops at once, it
     return { heartbeat: 50, retry: 10 };
   });
   try {
+    await eventually(() => w.stats().owned.length === PARTITIONS, 'the worker owns every partition');
     const before = await redisConnections(client);
     const f = follow(`${server.url}/sse/${key}`);
     await until(() => f.state.opens === 1, 'the response open');
@@ -530,7 +574,14 @@ test('a client that leaves while the reader waits: the reading stops at once, it
     const controller = new AbortController();
     const waiting = (async () => {
       const seen = [];
-      for await (const o of redisKeyOutputs({ client, name, partitions: PARTITIONS, key, start: 'end', signal: controller.signal }))
+      for await (const o of redisKeyOutputs({
+        client,
+        name,
+        partitions: PARTITIONS,
+        key,
+        start: 'end',
+        signal: controller.signal,
+      }))
         seen.push(o);
       return seen;
     })();

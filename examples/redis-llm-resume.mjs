@@ -73,7 +73,9 @@ async function workerRole([url, name]) {
   const stop = () =>
     (stopping ??= (async () => {
       await worker.close();
-      console.log(`closed ${JSON.stringify({ replayed: worker.stats().replayed, replayedSessions: worker.stats().replayedSessions })}`);
+      console.log(
+        `closed ${JSON.stringify({ replayed: worker.stats().replayed, replayedSessions: worker.stats().replayedSessions })}`,
+      );
       await client.close();
       process.stdin.destroy();
     })());
@@ -115,14 +117,14 @@ export function createGateway({ client, name }) {
 }
 
 /** A fetch whose response body the client can break as a network drop would (`drop()`): EventSource reconnects. */
-function droppableFetch() {
+function droppableFetch(received) {
   let current = null;
   const sent = [];
   return {
-    /** The `Last-Event-ID` of each request (undefined for the first). */
+    /** Each request's `Last-Event-ID` (undefined for the first), and how many events the client had then. */
     sent,
     fetch: async (input, init) => {
-      sent.push(init.headers?.['Last-Event-ID']);
+      sent.push({ lastEventId: init.headers?.['Last-Event-ID'], received: received() });
       const own = new AbortController();
       init.signal?.addEventListener('abort', () => own.abort());
       const res = await fetch(input, { ...init, signal: own.signal });
@@ -163,14 +165,20 @@ async function privateRedis() {
     });
   });
   const dir = mkdtempSync(join(tmpdir(), 'velo-llm-resume-'));
-  const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const server = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   const exited = new Promise((resolve) => server.once('close', resolve));
   let log = '';
   await new Promise((resolve, reject) => {
     server.once('error', (error) =>
-      reject(new Error(`could not start redis-server (install the Debian package redis-server, or set REDIS_URL): ${error.message}`)),
+      reject(
+        new Error(`could not start redis-server (install the Debian package redis-server, or set REDIS_URL): ${error.message}`),
+      ),
     );
     exited.then((code) => reject(new Error(`redis-server exited (${code}):\n${log}`)));
     server.stdout.setEncoding('utf8').on('data', (text) => {
@@ -223,15 +231,17 @@ export async function main() {
   let ok = false;
   try {
     await workers[0].ready;
-    console.log(`redis      ${own ? `private redis-server (pid ${own.pid}) on 127.0.0.1:${own.port}` : 'REDIS_URL'}; gateway on ${base}`);
+    console.log(
+      `redis      ${own ? `private redis-server (pid ${own.pid}) on 127.0.0.1:${own.port}` : 'REDIS_URL'}; gateway on ${base}`,
+    );
     const prompt = 'why do streams resume?';
     const expected = answer(prompt);
     const posted = await fetch(`${base}/chats/c1`, { method: 'POST', body: JSON.stringify({ prompt }) });
     const { cursor } = await posted.json();
     // The browser's part: follow the answer.
-    const network = droppableFetch();
-    const es = new EventSource(`${base}/chats/c1/events?from=${encodeURIComponent(cursor)}`, { fetch: network.fetch });
     const got = [];
+    const network = droppableFetch(() => got.length);
+    const es = new EventSource(`${base}/chats/c1/events?from=${encodeURIComponent(cursor)}`, { fetch: network.fetch });
     const lastIds = [];
     let opens = 0;
     let ends = 0;
@@ -265,13 +275,17 @@ export async function main() {
     ok = once && JSON.stringify(tokens) === JSON.stringify(expected) && got.at(-1)?.done === true && ends === 1;
     console.log(`answer     ${JSON.stringify(tokens.join(' ').slice(0, 72))}... (${tokens.length} tokens)`);
     console.log(`client     ${got.length} events (${tokens.length} tokens and done), each once, in order: ${ok ? 'yes' : 'NO'}`);
-    const resumed = network.sent.filter((id) => id !== undefined);
+    // Each reconnect sent the id of the last event the client had got: the drop's, then the end's (answered 204).
+    const [first, ...resumed] = network.sent;
+    const exact = resumed.every((r) => r.lastEventId === lastIds[r.received - 1]);
     console.log(
-      `reconnects ${opens - 1}, with Last-Event-ID ${resumed[0]} after token 10 (${resumed[0] === lastIds[9] ? "token 10's id" : 'NOT the id of token 10'}); after the end, one more answered 204: the EventSource closed`,
+      `reconnects ${opens - 1}, with Last-Event-ID ${resumed[0]?.lastEventId} (the id of event ${resumed[0]?.received}, the last it had: ${exact ? 'yes' : 'NO'}); after the end, one more answered 204: the EventSource closed`,
     );
-    ok &&= opens === 2 && resumed.length === 2 && resumed[0] === lastIds[9] && resumed[1] === lastIds.at(-1);
+    ok &&= first.lastEventId === undefined && opens === 2 && resumed.length === 2 && exact && resumed[1].received === got.length;
     const w1 = await workers[0].exit;
-    console.log(`worker     worker-1 (pid ${workers[0].pid}) killed by ${w1.signal} after token ${killedAt}; worker-2 (pid ${workers[1].pid}) took over`);
+    console.log(
+      `worker     worker-1 (pid ${workers[0].pid}) killed by ${w1.signal} after token ${killedAt}; worker-2 (pid ${workers[1].pid}) took over`,
+    );
   } finally {
     for (const w of workers) w.child.stdin.end();
     const exits = await Promise.all(workers.map((w) => w.exit));
@@ -290,7 +304,8 @@ export async function main() {
       gateway.closeAllConnections();
     });
     if (own === null)
-      for await (const keys of client.scanIterator({ MATCH: `velo:{${name}*`, COUNT: 500 })) if (keys.length) await client.del(keys);
+      for await (const keys of client.scanIterator({ MATCH: `velo:{${name}*`, COUNT: 500 }))
+        if (keys.length) await client.del(keys);
     await client.close();
     await own?.stop();
   }

@@ -12,16 +12,18 @@ import { redisNdjson, redisSse } from 'velo-stream/redis';
 /** A seeded PRNG (xorshift-multiply): numbers in [0, 1). */
 export function rng(seed) {
   let s = seed >>> 0 || 1;
-  return () => ((s = (Math.imul(s ^ (s >>> 15), 2246822519) + 0x9e3779b9) >>> 0) / 2 ** 32);
+  return () => (s = (Math.imul(s ^ (s >>> 15), 2246822519) + 0x9e3779b9) >>> 0) / 2 ** 32;
 }
 
 /**
  * An HTTP server on 127.0.0.1: `GET /sse/<key>` and `GET /ndjson/<key>` serve that key's outputs (`?from=` is
  * passed as `from`, `?keys=a,b` serves a set), with `options(req, res)` merged in. `served` lists each response's
- * promise (settled when the helper is done with it), `open()` how many are still running.
+ * promise (settled when the helper is done with it), `open()` how many are still running; `close()` fails if
+ * a call rejected (SSE's own options are not passed to NDJSON).
  */
 export async function keyServer(base, options = () => ({})) {
   const served = [];
+  const failures = [];
   let running = 0;
   const server = createServer((req, res) => {
     const url = new URL(req.url, 'http://localhost');
@@ -35,9 +37,12 @@ export async function keyServer(base, options = () => ({})) {
       return;
     }
     running++;
-    const done = serve(req, res, { ...base, ...which, from: url.searchParams.get('from'), ...options(req, res) }).finally(
-      () => running--,
-    );
+    const all = { ...base, ...which, from: url.searchParams.get('from'), ...options(req, res) };
+    // The SSE-only options are left out of NDJSON's (it refuses them).
+    if (kind === 'ndjson') for (const sseOnly of ['retry', 'heartbeat', 'event']) delete all[sseOnly];
+    const done = serve(req, res, all)
+      .catch((error) => failures.push(error))
+      .finally(() => running--);
     served.push(done);
   });
   server.listen(0, '127.0.0.1');
@@ -52,6 +57,7 @@ export async function keyServer(base, options = () => ({})) {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
       await Promise.all(served);
+      assert.deepEqual(failures, [], 'no helper call rejected');
     },
   };
 }

@@ -239,9 +239,8 @@ async function serve<O>(
         // The client left or the server stops: the reading was closed under it.
         if (gone || signal?.aborted) break;
         // The reading failed (outputs trimmed while it was behind, Redis lost data, an output the codec or the
-        // serializer refused): the outputs before go out, then the error, and the response ends. (A serializer's
-        // failure comes after the frames of its batch's earlier outputs: they are not lost, the client reads them
-        // again when it comes back.)
+        // serializer refused): the outputs before it go out (a serializer's failure keeps the frames of its
+        // batch's earlier outputs in `text`), then the error, and the response ends.
         text += frames.error(error);
         last = true;
       }
