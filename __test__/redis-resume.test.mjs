@@ -176,7 +176,7 @@ test("hostile Last-Event-ID values are refused before anything is read, 400 with
       ['no seq', `${p}:${ms}`, 'syntax'],
       ['an empty seq', `${p}:${ms}-`, 'syntax'],
       ['a negative seq', `${p}:${ms}--1`, 'syntax'],
-      ['spaces', ` ${p}:${own[0].id}`, 'syntax'],
+      ['a space inside', `${p}: ${own[0].id}`, 'syntax'],
       ['a special id', `${p}:$`, 'syntax'],
       ['past 2^64', `${p}:18446744073709551616-0`, 'syntax'],
       ['two pairs for one key', `${p}:${own[0].id},${p}:${own[1].id}`, 'partitions'],

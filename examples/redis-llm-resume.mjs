@@ -246,8 +246,9 @@ export async function main() {
     let opens = 0;
     let ends = 0;
     let killedAt = null;
+    let timer;
     const finished = new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no end within 30 s (${got.length} tokens)`)), 30_000);
+      timer = setTimeout(() => reject(new Error(`no end within 30 s (${got.length} tokens)`)), 30_000);
       es.addEventListener('open', () => opens++);
       es.addEventListener('message', (event) => {
         const data = JSON.parse(event.data);
@@ -263,13 +264,16 @@ export async function main() {
       es.addEventListener('end', () => ends++);
       es.addEventListener('error', (event) => {
         // The end, then a reconnect answered 204: the EventSource closed itself.
-        if (event.code === 204 && es.readyState === es.CLOSED) {
-          clearTimeout(timer);
-          resolve();
-        } else if (es.readyState === es.CLOSED) reject(new Error(`the EventSource closed: ${event.code} ${event.message}`));
+        if (event.code === 204 && es.readyState === es.CLOSED) resolve();
+        else if (es.readyState === es.CLOSED) reject(new Error(`the EventSource closed: ${event.code} ${event.message}`));
       });
     });
-    await finished;
+    try {
+      await finished;
+    } finally {
+      clearTimeout(timer);
+      es.close();
+    }
     const tokens = got.filter((d) => !d.done).map((d) => d.token);
     const once = got.every((d, i) => d.done || d.i === i);
     ok = once && JSON.stringify(tokens) === JSON.stringify(expected) && got.at(-1)?.done === true && ends === 1;
@@ -286,6 +290,9 @@ export async function main() {
     console.log(
       `worker     worker-1 (pid ${workers[0].pid}) killed by ${w1.signal} after token ${killedAt}; worker-2 (pid ${workers[1].pid}) took over`,
     );
+  } catch (error) {
+    console.log(`error      ${error.message}`);
+    ok = false;
   } finally {
     for (const w of workers) w.child.stdin.end();
     const exits = await Promise.all(workers.map((w) => w.exit));

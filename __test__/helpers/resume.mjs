@@ -157,6 +157,7 @@ export async function redisConnections(client) {
 
 /** A GET of `url` with `headers`: status, headers and the body text (the whole of it: for answers that end). */
 export async function get(url, headers = {}) {
-  const res = await fetch(url, { headers });
+  // (A response that does not end, such as an SSE stream that should have been refused, fails here.)
+  const res = await fetch(url, { headers, signal: AbortSignal.timeout(10_000) });
   return { status: res.status, headers: res.headers, text: await res.text() };
 }
