@@ -152,7 +152,11 @@ test("hostile Last-Event-ID values are refused before anything is read, 400 with
   const server = await keyServer(base(name));
   try {
     await eventually(() => w.stats().owned.length === PARTITIONS, 'the worker owns every partition');
-    await sendWithNoise(producer, key, [same, other], 10);
+    // Two rounds, a few ms apart: their ids differ in ms, so an id between them is none of the outputs.
+    await sendWithNoise(producer, key, [same, other], 5);
+    await eventually(async () => (await client.xLen(out(name, key))) === 10, 'the first outputs');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await sendWithNoise(producer, key, [same, other], 5, 5);
     await eventually(async () => (await client.xLen(out(name, key))) === 20, 'the outputs of k and its neighbour');
     const entries = await client.xRange(out(name, key), '-', '+');
     const own = entries.filter((e) => e.message.k === key);
@@ -164,6 +168,7 @@ test("hostile Last-Event-ID values are refused before anything is read, 400 with
       const [m, q] = e.id.split('-');
       return i + 1 < entries.length && entries[i + 1].id !== `${m}-${Number(q) + 1}`;
     });
+    assert.ok(gap >= 0, 'two outputs apart');
     const between = `${entries[gap].id.split('-')[0]}-${Number(entries[gap].id.split('-')[1]) + 1}`;
     const before = await redisConnections(client);
     const cases = [
@@ -589,6 +594,16 @@ test('a client that leaves while the reader waits: the reading stops at once, it
     controller.abort();
     assert.deepEqual(await waiting, []);
     await until(async () => (await redisConnections(client)) === before, "the iterator's connection closed", 5000);
+    // An abort while the reader connects: node-redis opens the connection all the same; it is closed too.
+    for (let i = 0; i < 5; i++) {
+      const c = new AbortController();
+      const it = redisKeyOutputs({ client, name, partitions: PARTITIONS, key, signal: c.signal })[Symbol.asyncIterator]();
+      const first = it.next();
+      c.abort();
+      assert.deepEqual(await first, { done: true, value: undefined });
+    }
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(await redisConnections(client), before, 'no connection left by an abort while connecting');
   } finally {
     await server.close();
     await w.close();

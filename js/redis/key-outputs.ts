@@ -219,8 +219,13 @@ export class KeyReader<O> {
     this.#client = client;
     // Its commands report their own failures; without a listener an 'error' event would throw.
     client.on('error', () => {});
-    // (close() meanwhile destroys it: connect() then rejects.)
     await client.connect();
+    // node-redis (6.3) lets a connect() under way go on after destroy(): it resolves, and the connection stays
+    // open. A close() meanwhile is honoured here.
+    if (this.closed) {
+      client.destroy();
+      throw new Error('The reader was closed while it connected');
+    }
     if (s.from !== undefined) {
       this.#positions = [...s.from];
       const replies = await this.#read();
