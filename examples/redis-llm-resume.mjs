@@ -26,7 +26,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { EventSource } from 'eventsource';
 import { createClient } from 'redis';
 import { streamFn } from 'velo-stream';
-import { redisClientOptions, redisCursor, redisProducer, redisSse, redisWorker } from 'velo-stream/redis';
+import { fnv1a, redisClientOptions, redisCursor, redisProducer, redisSse, redisWorker } from 'velo-stream/redis';
 
 const SELF = fileURLToPath(import.meta.url);
 const PARTITIONS = 8;
@@ -300,9 +300,21 @@ export async function main() {
     if (w2 !== undefined) {
       const closed = /^closed (.*)$/m.exec(w2.stdout);
       const stats = closed ? JSON.parse(closed[1]) : null;
+      const plural = (n, one, many) => `${n ?? '?'} ${n === 1 ? one : many}`;
       console.log(
-        `replay     worker-2 replayed ${stats?.replayed ?? '?'} entries of ${stats?.replayedSessions ?? '?'} session; its tokens already written were not written again`,
+        `replay     worker-2 replayed ${plural(stats?.replayed, 'entry', 'entries')} of ${plural(stats?.replayedSessions, 'session', 'sessions')}`,
       );
+      // What Redis holds for the chat: each output once (the replay skipped those worker-1 had written).
+      const stored = (await client.xRange(`velo:{${name}:p${fnv1a('c1') % PARTITIONS}}:out`, '-', '+')).filter(
+        (e) => e.message.k === 'c1',
+      );
+      const seqs = stored.map((e) => Number(e.message.seq));
+      const distinct = new Set(stored.map((e) => `${e.message.sid} ${e.message.seq}`)).size;
+      const whole = distinct === stored.length && seqs.every((q, i) => q === i + 1);
+      console.log(
+        `outputs    ${stored.length} in Redis for chat c1, seq 1 to ${seqs.at(-1)}, none twice: ${whole ? 'yes' : 'NO'}`,
+      );
+      ok &&= whole && stored.length === 65;
       console.log(`shutdown   worker-2 exit ${exits[1].code}${exits[1].signal ? ` (${exits[1].signal})` : ''}`);
       ok &&= exits[1].code === 0;
     }
