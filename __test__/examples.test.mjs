@@ -188,6 +188,31 @@ test('LLM budget on Redis: a fleet-wide tokens-per-minute limiter (cost) and a p
   }
 });
 
+test('Redis LLM resume: an EventSource that loses its connection mid-answer and a worker killed -9 mid-answer still get the whole answer, each token once, in order, then end and 204; on a private redis-server or on REDIS_URL (its keys removed after), every child gone', async () => {
+  const { REDIS_URL: _unset, ...withoutUrl } = process.env;
+  const { stdout } = await run([example('redis-llm-resume.mjs')], { env: withoutUrl, timeout: 60_000 });
+  assert.match(stdout, /^as expected: yes$/m);
+  assert.match(stdout, /^client +65 events \(64 tokens and done\), each once, in order: yes$/m);
+  assert.match(stdout, /^reconnects 1, with Last-Event-ID \d+:\d+-\d+ \(the id of event \d+, the last it had: yes\); after the end, one more answered 204/m);
+  assert.match(stdout, /^worker +worker-1 \(pid \d+\) killed by SIGKILL after token 25; worker-2 \(pid \d+\) took over$/m);
+  assert.match(stdout, /^replay +worker-2 replayed [1-9]\d* entr(?:y|ies) of 1 session$/m);
+  assert.match(stdout, /^outputs +65 in Redis for chat c1, seq 1 to 65, none twice: yes$/m);
+  assert.match(stdout, /^shutdown +worker-2 exit 0$/m);
+  const pids = [...new Set([...stdout.matchAll(/\bpid (\d+)/g)].map((m) => Number(m[1])))];
+  assert.equal(pids.length, 3, stdout);
+  for (const pid of pids) assert.throws(() => process.kill(pid, 0), { code: 'ESRCH' }, `pid ${pid} still running`);
+  const redis = await startRedis();
+  try {
+    const client = await redis.client();
+    await client.set('someone-else', 'kept');
+    const { stdout: shared } = await run([example('redis-llm-resume.mjs')], { env: { ...process.env, REDIS_URL: redis.url }, timeout: 60_000 });
+    assert.match(shared, /^as expected: yes$/m);
+    assert.deepEqual(await client.keys('*'), ['someone-else'], 'only the keys of others left on the shared server');
+  } finally {
+    await redis.stop();
+  }
+});
+
 test('Redis fraud cluster: HTTP gateway + two worker processes, one killed -9 mid-run, a replacement joins: outputs identical to a crash-free run, every child gone', async () => {
   // Fails (never skips) without redis-server, naming the Debian package (helpers/redis-server.mjs).
   const redis = await startRedis();

@@ -235,7 +235,7 @@ export const ERROR_CODES = {
   ERR_VELO_LOG_RESET: {
     class: '',
     from: 'velo-stream/redis',
-    when: "A partition's fencing epoch went back: Redis lost data (a restart without persistence, a failover to a replica behind).",
+    when: "A partition's fencing epoch went back, or a key's output reader (`redisKeyOutputs`, `redisSse`, `redisNdjson`) found a partition's output stream ending before the position it had read to: Redis lost data (a restart without persistence, a failover to a replica behind).",
     action: 'Turn on persistence (docs/redis/going-to-production.md, section 1); check what was lost.',
   },
   ERR_VELO_REDIS_CONNECTION: {
@@ -250,6 +250,20 @@ export const ERROR_CODES = {
     when: "A producer's, reader's or materializer's call that Redis did not answer within `callTimeout` (a paused or unreachable server): the `cause` of a `SendError` (those events' `ids` are `undefined`), or the rejection of `lag()`. The call is not made again; a late answer is ignored.",
     action:
       'Check Redis and the network. Send the events again if a duplicate is acceptable; raise `callTimeout` if Redis is only slow.',
+  },
+  ERR_VELO_BAD_CURSOR: {
+    class: 'ResumeCursorError',
+    from: 'velo-stream/redis (redisKeyOutputs, redisSse, redisNdjson)',
+    when: "A resume cursor (an SSE `Last-Event-ID`, a `from` option) that no reader of these keys wrote: longer than such a cursor can be, malformed, naming other partitions than the keys' (another key's cursor), after the newest output of its partition, or inside the kept outputs yet not an id of one. `reason` says which (`length`, `syntax`, `partitions`, `future`, `unknown`); `redisSse` and `redisNdjson` answer 400 with its `toJSON()`.",
+    action:
+      'Send back only the ids the stream gave (EventSource does); start without a cursor to read from the start, or with one your server made (`redisCursor`).',
+  },
+  ERR_VELO_RESUME_TRIMMED: {
+    class: 'ResumeTrimmedError',
+    from: 'velo-stream/redis (redisKeyOutputs, redisSse, redisNdjson)',
+    when: 'Outputs after a resume cursor were removed from Redis (`outputRetention`, `outputMaxLen`, an `XTRIM` of yours), or may have been (the cursor is older than the oldest output kept and some were removed), or a reader fell that far behind while reading. `partition` names the output stream; `redisSse` and `redisNdjson` answer 410 with its `toJSON()` before the first output, or end with an error event after one.',
+    action:
+      "Start over without the cursor (the outputs in between are gone), and keep outputs longer than clients stay away (`outputMaxLen`, or a group that holds `'acked'` trims).",
   },
   ERR_VELO_CLOSED: {
     class: '',
@@ -929,6 +943,83 @@ export function logResetError(partition: number, message: string): Error & { cod
 export function redisTimeoutError(ms: number, what?: string): Error & { code: 'ERR_VELO_REDIS_TIMEOUT'; timeout: number } {
   const message = `Redis did not answer within callTimeout (${ms} ms)`;
   return coded(new Error(what === undefined ? message : `${what}: ${message}`), 'ERR_VELO_REDIS_TIMEOUT', { timeout: ms });
+}
+
+/** Why a resume cursor was refused (`ResumeCursorError.reason`). */
+export type ResumeCursorReason = 'length' | 'syntax' | 'partitions' | 'future' | 'unknown';
+
+/** The JSON body of a 400 answer to a refused resume cursor (`ResumeCursorError.toJSON()`). */
+export interface ResumeCursorErrorJSON {
+  /** What was wrong. */
+  error: {
+    /** The error's message. */
+    message: string;
+    /** `ERR_VELO_BAD_CURSOR`. */
+    code: string;
+    /** Why it was refused. */
+    reason: ResumeCursorReason;
+  };
+}
+
+/**
+ * A resume cursor (an SSE `Last-Event-ID`, a `from` option) that no reader of these keys wrote: answer with
+ * `status` (400) and `toJSON()`, as `redisSse` and `redisNdjson` do.
+ */
+export class ResumeCursorError extends Error {
+  /** The HTTP status to answer with. */
+  readonly status = 400;
+  /** The error's stable code: compare it rather than the class across copies of the module. */
+  readonly code = 'ERR_VELO_BAD_CURSOR' as const;
+  /**
+   * `length`: longer than a cursor of these keys can be; `syntax`: not `<partition>:<ms>-<seq>` pairs joined by
+   * commas; `partitions`: naming other partitions than the keys' (a cursor of other keys); `future`: after the
+   * newest output of its partition; `unknown`: inside the kept outputs, yet not the id of one.
+   */
+  readonly reason: ResumeCursorReason;
+  constructor(reason: ResumeCursorReason, message: string) {
+    super(message);
+    this.name = 'ResumeCursorError';
+    this.reason = reason;
+  }
+  /** The body of a 400 response. */
+  toJSON(): ResumeCursorErrorJSON {
+    return { error: { message: this.message, code: this.code, reason: this.reason } };
+  }
+}
+
+/** The JSON body of a 410 answer to a cursor whose outputs were trimmed away (`ResumeTrimmedError.toJSON()`). */
+export interface ResumeTrimmedErrorJSON {
+  /** What was wrong. */
+  error: {
+    /** The error's message. */
+    message: string;
+    /** `ERR_VELO_RESUME_TRIMMED`. */
+    code: string;
+    /** The partition whose outputs were removed. */
+    partition: number;
+  };
+}
+
+/**
+ * Outputs after a reader's position were removed from Redis (or may have been): answer with `status` (410) and
+ * `toJSON()`, as `redisSse` and `redisNdjson` do before their first output.
+ */
+export class ResumeTrimmedError extends Error {
+  /** The HTTP status to answer with. */
+  readonly status = 410;
+  /** The error's stable code: compare it rather than the class across copies of the module. */
+  readonly code = 'ERR_VELO_RESUME_TRIMMED' as const;
+  /** The partition whose output stream no longer holds the outputs after the position. */
+  readonly partition: number;
+  constructor(partition: number, message: string) {
+    super(message);
+    this.name = 'ResumeTrimmedError';
+    this.partition = partition;
+  }
+  /** The body of a 410 response. */
+  toJSON(): ResumeTrimmedErrorJSON {
+    return { error: { message: this.message, code: this.code, partition: this.partition } };
+  }
 }
 
 /** A call of a worker after its `close()`. */

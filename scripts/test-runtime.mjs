@@ -120,6 +120,7 @@ const SUITES = {
       'redis-limiter-fleet.test.mjs': SIGNALS,
       'redis-partition.test.mjs': SIGNALS,
       'redis-restart.test.mjs': SIGNALS,
+      'redis-resume-faults.test.mjs': SIGNALS,
       'redis-soak.test.mjs': SIGNALS,
       'redis-throw-crash.test.mjs': SIGNALS,
       'conformance/exit.test.mjs': INPUT_TYPE,

@@ -8,8 +8,10 @@ import {
   jsonCodec,
   redisMaterialize,
   redisName,
+  redisKeyOutputs,
   redisOutputs,
   redisProducer,
+  redisSse,
   redisWorker,
   type Codec,
   type RedisName,
@@ -141,8 +143,24 @@ async function read(): Promise<void> {
   // @ts-expect-error outputs are numbers
   redisOutputs<string>({ client, name: orders });
   redisMaterialize({ client, name: orders, key: (o) => o.key, fields: (o) => ({ items: o.value.toFixed(0) }) });
+  // A key's reader: the function's outputs, each with its cursor.
+  for await (const item of redisKeyOutputs({ client, name: orders, key: 'cart-1', sessionEnd: (o) => 'value' in o && o.value > 9 })) {
+    const cursor: string = item.cursor;
+    if ('value' in item) {
+      const n: number = item.value;
+      void n;
+    }
+    void cursor;
+  }
+  // @ts-expect-error outputs are numbers
+  redisKeyOutputs<string>({ client, name: orders, key: 'cart-1' });
 }
 void read;
+declare const req: import('node:http').IncomingMessage;
+declare const res: import('node:http').ServerResponse;
+void redisSse(req, res, { client, name: orders, key: 'cart-1', serialize: (n) => n.toFixed(2), retry: 1000 });
+// @ts-expect-error serialize takes the function's outputs
+void redisSse(req, res, { client, name: orders, key: 'cart-1', serialize: (s: string) => s });
 // Declared without loading the handler, in a producer's process.
 const declared = 'checkout' as RedisName<CartEvent, number>;
 redisProducer({ client, name: declared }).send('k', { type: 'timeout' });

@@ -3,7 +3,7 @@
 //
 // Works with Node's http.ServerResponse, so with Express's `res` and
 // Fastify's `reply.raw`; `toReadable` gives a Readable for `reply.send`.
-import { type IncomingMessage, type ServerResponse, validateHeaderName, validateHeaderValue } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { constants as bufferConstants, isUtf8 } from 'node:buffer';
 import { Readable } from 'node:stream';
 import { NOT_NOW, kReadNow, kSettle } from '../core/protocol';
@@ -18,6 +18,8 @@ import {
   lineTooLargeError,
 } from '../errors';
 import { integerOption } from '../validate';
+import { drainOrClose } from './drain';
+import { checkResponseFields } from './response-fields';
 
 /** Output formats. */
 export type Format = 'ndjson' | 'sse';
@@ -131,42 +133,7 @@ function checkResponseOptions(format: unknown, opts: unknown): void {
   for (const key of Object.keys(opts)) {
     if (!RESPONSE_KEYS.has(key)) throw invalidValue(`Unknown option "${key}". Known options: ${[...RESPONSE_KEYS].join(', ')}`);
   }
-  const { serialize, event, headers } = opts as ResponseOptions<unknown>;
-  if (serialize !== undefined && typeof serialize !== 'function') {
-    throw invalidType(`The "serialize" option must be a function. Received ${describe(serialize)}`);
-  }
-  if (event !== undefined) {
-    if (typeof event !== 'string') throw invalidType(`The "event" option must be a string. Received ${describe(event)}`);
-    // A line break would end the event: line and the rest would go out as fields of their own (injected frames).
-    if (/[\r\n]/.test(event)) {
-      throw invalidValue(
-        `The "event" option must not contain a carriage return or a line feed. Received ${JSON.stringify(event)}`,
-      );
-    }
-  }
-  if (headers !== undefined) {
-    assertOptionsObject(headers, 'headers', "{ 'cache-control': 'no-store' }");
-    for (const [name, value] of Object.entries(headers as Record<string, unknown>)) {
-      const ok =
-        typeof value === 'string' ||
-        typeof value === 'number' ||
-        (Array.isArray(value) && value.every((v) => typeof v === 'string'));
-      if (!ok)
-        throw invalidType(
-          `The "headers" option's "${name}" must be a string, a number or an array of strings. Received ${describe(value)}`,
-        );
-      // Node's own rules for a header (a token as name, no CR or LF in a value), at the call rather than at the
-      // first output, when outputs were already read.
-      try {
-        validateHeaderName(name);
-        for (const v of Array.isArray(value) ? value : [value]) validateHeaderValue(name, String(v));
-      } catch (error) {
-        throw Object.assign(invalidValue(`The "headers" option's "${name}" is not a valid header: ${(error as Error).message}`), {
-          cause: error,
-        });
-      }
-    }
-  }
+  checkResponseFields(opts);
 }
 
 function assertResponse(res: unknown): asserts res is ServerResponse {
@@ -337,25 +304,6 @@ function readyTaker<O>(outputs: Stoppable<O>, frame: { output: (o: O) => string 
     if (settled === undefined) return taken;
     return settled.then(() => take(taken.text));
   };
-}
-
-/**
- * Waits until `res` takes more ('drain') or is gone ('close'), and removes
- * both listeners whichever comes first: a long response to a slow reader
- * waits thousands of times, and each wait must leave nothing behind.
- */
-function drainOrClose(res: ServerResponse): Promise<void> {
-  // Already gone: its 'close' has fired.
-  if (res.destroyed) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      res.off('drain', done);
-      res.off('close', done);
-      resolve();
-    };
-    res.on('drain', done);
-    res.on('close', done);
-  });
 }
 
 /**

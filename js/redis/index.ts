@@ -10,6 +10,15 @@ export {
 } from './worker';
 export { redisOutputs, type HandlerFailure, type OutputItem, type RedisOutputsOptions } from './reader';
 export {
+  redisKeyOutputs,
+  redisCursor,
+  type KeyOutput,
+  type RedisKeyOutputsOptions,
+  type RedisCursorOptions,
+  type SessionEndInfo,
+} from './key-outputs';
+export { redisSse, redisNdjson, type RedisSseOptions, type RedisNdjsonOptions } from './key-http';
+export {
   redisMaterialize,
   type RedisMaterializer,
   type RedisMaterializeOptions,
@@ -29,6 +38,11 @@ export {
   type OutputContent,
   RedisConnectionError,
   ReplayDivergedError,
+  ResumeCursorError,
+  type ResumeCursorErrorJSON,
+  type ResumeCursorReason,
+  ResumeTrimmedError,
+  type ResumeTrimmedErrorJSON,
   TooManyTimersError,
   TimerPastAgeError,
   SendError,

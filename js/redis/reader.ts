@@ -164,7 +164,11 @@ const RETRY_MAX_MS = 1000;
  * `call()`, again after a wait (growing from 50 ms to 1 s) each time it fails with a lost connection (refused,
  * reset, closed: the client reconnects by itself), until it succeeds or `signal` aborts. Other errors are thrown.
  */
-async function retriedOnConnection<T>(call: () => Promise<T>, signal: AbortSignal | undefined, onRetry?: () => void): Promise<T> {
+export async function retriedOnConnection<T>(
+  call: () => Promise<T>,
+  signal: AbortSignal | undefined,
+  onRetry?: () => void,
+): Promise<T> {
   let wait = RETRY_MIN_MS;
   for (;;) {
     try {
