@@ -26,6 +26,11 @@ export const enum Delivery {
   NoSlot,
   /** An earlier entry of its key must be delivered first. */
   Behind,
+  /**
+   * Its key waits for a limiter's permits (its next session's, or its live session's step's): held; the key is
+   * drained again once they are granted, and other keys go on meanwhile.
+   */
+  Waits,
 }
 
 /** How `HeldEntries.#drainKey` left a key's held entries. */
@@ -36,6 +41,8 @@ const enum KeyDrain {
   NoSlot,
   /** The partition stops. */
   Stopped,
+  /** Its key waits for a limiter's permits (`Delivery.Waits`): the next key goes on. */
+  Waits,
 }
 
 /** What became of an entry read again from the pending list (`HeldEntries.#redeliver`). */
@@ -456,6 +463,7 @@ export class HeldEntries {
       this.hold(entry);
       // (Behind: an earlier entry of the key came in front; it goes next.)
       if (delivered === Delivery.NoSlot) return KeyDrain.NoSlot;
+      if (delivered === Delivery.Waits) return KeyDrain.Waits;
     }
     return KeyDrain.Done;
   }
