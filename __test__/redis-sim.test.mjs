@@ -247,6 +247,4 @@ test('a session limiter of concurrency 1 shared by the processes: sessions of th
   // The crashed process's permit came back a lease after the crash (the sessions it held were replayed).
   assert.ok(crashed.stats.takeovers >= 1);
   assert.equal(crashed.stats.permits.session.max, 1);
-  // One permit at a time: the limited run took longer (in virtual time) to settle.
-  assert.ok(limited.stats.time > free.stats.time, `${limited.stats.time} vs ${free.stats.time} ms`);
 });

@@ -75,10 +75,7 @@ test('limiter.session, concurrency 2 shared by two worker processes over 30 keys
   const log = await client.lRange(`audit:${name}:log`, 0, -1);
   assert.ok(log.some((l) => l.startsWith('A ')) && log.some((l) => l.startsWith('B ')), 'both workers ran sessions');
   const closed = await Promise.all(children.map(stop));
-  for (const stats of closed) {
-    assert.deepEqual({ ...stats.permits, failures: 0 }, { waitingSessions: 0, waitingSteps: 0, held: 0, failures: 0 });
-    assert.equal(stats.permits.failures, 0);
-  }
+  for (const stats of closed) assert.deepEqual(stats.permits, { waitingSessions: 0, waitingSteps: 0, held: 0, failures: 0 });
   assert.equal(await holders(lim), 0, 'every permit given back');
   assert.equal(await client.exists(`velo:lim:{${lim}}:q:`), 0, 'nobody left in the line');
 });
@@ -138,7 +135,7 @@ test('limiter.session with a rate: session starts spaced as the rate allows (GCR
 test('limiter.step, concurrency 1 over two processes: one handler step at a time, and every session ends where the log says', async () => {
   const name = fresh('step');
   const lim = `${name}-lim`;
-  const idle = 120;
+  const idle = 300;
   const options = { name, partitions: 4, leaseTtl: 2000, idleTimeout: idle, per: 'step', delayMs: 5, limiter: { name: lim, concurrency: 1 } };
   const children = [permitChild({ ...options, tag: 'A' }), permitChild({ ...options, tag: 'B' })];
   await Promise.all(children.map((c) => c.waitFor(/ready/)));
@@ -149,13 +146,14 @@ test('limiter.step, concurrency 1 over two processes: one handler step at a time
   const keys = Array.from({ length: 8 }, (_, i) => [`t${i % 2}:s${i}`, `t${i % 2}`]);
   const sent = await sendAll(name, 4, keys, 3);
   await new Promise((resolve) => setTimeout(resolve, idle * 3));
+  // (The log says where sessions split: a burst slowed past the idle time by load splits there, for both.)
   for (const [key, ns] of await sendAll(name, 4, keys, 3, 24)) sent.set(key, [...sent.get(key), ...ns]);
   const total = 48;
   await eventually(async () => (await readAllOutputs(client, name, 4)).length >= total, `${total} outputs`, 60_000);
   await eventually(async () => (await pendingCount(client, name, 4)) === 0, 'nothing pending', 60_000);
   const outputs = await readAllOutputs(client, name, 4);
   const logSessions = await sessionsInLog(client, name, 4, idle);
-  assert.equal(logSessions.size, 16, 'the log defines two sessions per key');
+  assert.ok(logSessions.size >= 16, `the log defines two sessions per key at least (${logSessions.size})`);
   for (const [sid, session] of logSessions) {
     const mine = outputs.filter((o) => o.sid === sid).sort((a, b) => a.seq - b.seq);
     assert.deepEqual(
@@ -170,6 +168,46 @@ test('limiter.step, concurrency 1 over two processes: one handler step at a time
   const closed = await Promise.all(children.map(stop));
   assert.ok(closed.some((s) => s.limiter.admitted > 0));
   assert.equal(await holders(lim), 0, 'every permit given back');
+});
+
+test('a key waiting for its permit holds back no other key of its partition (no head-of-line blocking)', async () => {
+  // One partition; one session per tenant at a time. hot:a runs for its idle time, hot:b waits behind it, and the
+  // cold tenant's keys, later in the log than hot:b, must start while hot:a still runs.
+  const name = fresh('hol');
+  const perTenant = limiter({ concurrency: 1, key: (s) => s.key.slice(0, s.key.indexOf(':')) });
+  const running = new Set();
+  const seen = new Map();
+  const fn = streamFn(
+    async function* observed(events) {
+      let key;
+      try {
+        for await (const e of events) {
+          if (key === undefined) {
+            key = e.key;
+            seen.set(key, [...running]);
+            running.add(key);
+          }
+          yield { n: e.n };
+        }
+      } finally {
+        running.delete(key);
+      }
+    },
+    { idleTimeout: 1500 },
+  );
+  const errors = [];
+  const worker = redisWorker(fn, { client, name, partitions: 1, limiter: { session: perTenant }, onError: (e) => errors.push(e) });
+  const producer = redisProducer({ client, name, partitions: 1 });
+  const keys = ['hot:a', 'hot:b', 'cold:x', 'cold:y'];
+  await producer.sendMany(keys.map((key, n) => [key, { key, n }]));
+  await eventually(() => seen.size === 4, 'every session started', 30_000);
+  assert.deepEqual(seen.get('hot:a'), [], 'hot:a started first');
+  assert.ok(!seen.get('hot:b').includes('hot:a'), 'hot:b started once hot:a had ended (one per tenant)');
+  assert.ok(seen.get('cold:x').includes('hot:a'), 'cold:x started while hot:a ran, past hot:b waiting in front of it');
+  await eventually(async () => (await pendingCount(client, name, 1)) === 0, 'nothing pending', 30_000);
+  await worker.close();
+  assert.deepEqual(errors, []);
+  assert.equal(perTenant.stats().inUse, 0);
 });
 
 test('a worker killed -9 holding a redisLimiter permit: the other takes its sessions over after the permit lease, not before', async () => {

@@ -315,7 +315,12 @@ export class PartitionRun<I, O> {
    */
   permitsFreed(): void {
     if (this.stopping) return;
-    if (this.#snapshots.size > 0) this.#restoreWaiting();
+    if (this.#snapshots.size > 0) {
+      this.#restoreWaiting();
+      // A session restored now, with no entry left to replay, ends where the log says: by a tick for its idle end
+      // once its handler waits (the pump, idle at the log's end, applies the rule to no one).
+      this.#inputs.redecide();
+    }
     if (this.heldCount > 0) this.drainHeld().catch((error: unknown) => this.worker.report(error));
     else if (this.spilledKeys > 0) this.reread().catch((error: unknown) => this.worker.report(error));
   }
@@ -611,7 +616,9 @@ export class PartitionRun<I, O> {
     s.waiting = !checkpoints.attached || checkpoints.waits > 0;
     checkpoints.onWaiting = () => {
       s.waiting = true;
-      this.#writes.tickBy(this.#inputs.tickTime(s));
+      // (Waiting for its step's permits, it has its input decided already: no idle end to tick for until it asks
+      // again. A tick set from its idle end now, one the log's clock has passed, would hold off the next.)
+      if (s.step?.state !== GrantState.Waiting) this.#writes.tickBy(this.#inputs.tickTime(s));
     };
     checkpoints.onNext = () => this.#inputs.ask(s);
     checkpoints.onCall = () => this.#checkpointsDue(s);

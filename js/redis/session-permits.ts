@@ -9,7 +9,7 @@
 // limiter refused it: its key or cost function, a full line, a closed limiter, Redis away under 'fail-closed') is
 // reported through `onError` (at most one report per second per worker) and made again later: nothing a reader
 // sees depends on it.
-import { type ErrorCode, describe, invalidType, invalidValue, sessionPermitError } from '../errors';
+import { describe, invalidType, invalidValue, sessionPermitError } from '../errors';
 import { integerOption } from '../validate';
 import { isLocalLimiter } from '../limits/local';
 import type { Limiter, Permit } from '../limits/types';
@@ -438,12 +438,18 @@ export class WorkerPermits {
     const now = this.clock.now();
     if (now - this.#reportedAt < REPORT_EVERY_MS) return;
     this.#reportedAt = now;
-    const code = (error as { code?: unknown } | null)?.code;
+    let code: unknown;
+    try {
+      code = (error as { code?: unknown } | null)?.code;
+    } catch {
+      code = undefined;
+    }
+    const name = nameOf(limiter);
     this.report(
       sessionPermitError(
-        limiter.name,
+        name,
         grant.kind,
-        `Limiter "${limiter.name}" did not grant the permit of ${grant.kind === 'session' ? 'session' : 'a step of session'} ${JSON.stringify(grant.item.sid)}${typeof code === 'string' ? ` (${code as ErrorCode})` : ''}: it waits, and the worker asks again (${this.failures} failed acquires so far)`,
+        `Limiter "${name}" did not grant the permit of ${grant.kind === 'session' ? 'session' : 'a step of session'} ${JSON.stringify(grant.item.sid)}${typeof code === 'string' ? ` (${code})` : ''}: it waits, and the worker asks again (${this.failures} failed acquires so far)`,
         error,
       ),
     );
