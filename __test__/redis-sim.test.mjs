@@ -160,6 +160,8 @@ const FOUND_HELD = [
   [22, 'the same, with two partitions'],
   [54, 'the same, in the faulty run only'],
   [940, 'the same, in both runs'],
+  [2616, "a reread's free slot went to a key whose entries opened no session: the key left out was never read again"],
+  [4046, 'the same'],
 ];
 
 test('seeds found with one read of entries held: each run settles and makes the sessions and outputs of the model', async () => {
@@ -247,4 +249,36 @@ test('a session limiter of concurrency 1 shared by the processes: sessions of th
   // The crashed process's permit came back a lease after the crash (the sessions it held were replayed).
   assert.ok(crashed.stats.takeovers >= 1);
   assert.equal(crashed.stats.permits.session.max, 1);
+});
+
+/** Seeds that once failed with limiters (`--permits`), each with what it found; `held`: with one read of entries held. */
+const FOUND_PERMITS = [
+  [34, 'a session restored once its permit came, with no entry left to replay: no tick for its idle end'],
+  [145, "a handler waiting for a step's permit set a tick from its passed idle end, which held off the next tick"],
+  [3879, 'the same, set when the rule was applied again to the waiting sessions'],
+  [562, "a process paused past its lease kept its permits (the simulated limiter's own model, as a redisLimiter's lease)"],
+  [1021, 'a quiet span skipped while a process back from a pause still ran the partition it had lost'],
+  [3949, 'a session to restore, its permit granted, waited for a slot that freed with no held entry to drain'],
+  [58, 'held', 'a key granted its permit was left in the pending list while the free slot went to keys still waiting'],
+  [3825, 'held', "a reread's free slot went to a key whose entries opened no session: the key left out was never read again"],
+  [5588, 'held', "a key's wake-ups came while a reread of it was out: with no session live, nothing read them again"],
+];
+
+test('seeds found with limiters: each run settles and makes the sessions and outputs of the model', async () => {
+  const saved = heldBounds.batches;
+  const failed = [];
+  try {
+    for (const [seed, ...rest] of FOUND_PERMITS) {
+      const held = rest.length === 2;
+      heldBounds.batches = held ? 1 : saved;
+      const result = await runSeed(seed, { permits: true });
+      if (!result.ok)
+        failed.push(
+          `seed ${seed} (${rest.at(-1)}): ${result.problems[0]} (replay: ${replayCommand(seed, undefined, { permits: true })}${held ? ' --held-batches 1' : ''})`,
+        );
+    }
+  } finally {
+    heldBounds.batches = saved;
+  }
+  assert.deepEqual(failed, []);
 });

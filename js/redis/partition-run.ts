@@ -27,7 +27,7 @@ import { type PartitionHost, kOpen } from './partition-host';
 import { Delivery, HeldEntries } from './held-entries';
 import { OwnerWrites } from './owner-writes';
 import { type InputEntry, type Lease, type Snapshot } from './transport';
-import { type Grant, GrantState, PermitItem } from './session-permits';
+import { type Grant, GrantState, PermitItem, waitsForStep } from './session-permits';
 
 /**
  * A partition at its share of `maxBufferedEvents` learns that a handler took events at the handler's next
@@ -94,7 +94,7 @@ export class PartitionRun<I, O> {
   readonly #starts = new Map<string, Grant>();
   /** Keys of `#starts` granted and not yet opened: while there are some, a key refused a place to wait does not stop a drain. */
   readonly #ready = new Set<string>();
-  /** Stops the worker's permits waking this run (`permitsFreed`). */
+  /** Stops the worker's permits waking this run (`slotsFreed`). */
   readonly #unwake: (() => void) | undefined;
 
   constructor(
@@ -146,6 +146,10 @@ export class PartitionRun<I, O> {
         if (this.#snapshots.size > 0) this.#restoreWaiting();
       },
       redecide: (caller) => this.#inputs.redecide(caller),
+      admitted:
+        (worker.permits?.session.length ?? 0) === 0
+          ? undefined
+          : { ready: this.#ready, waits: (key) => this.#starts.get(key)?.state === GrantState.Waiting },
     });
     this.#inputs = new SessionInputs<I, O>({
       worker,
@@ -173,7 +177,7 @@ export class PartitionRun<I, O> {
       },
       finish: (s) => this.#finish(s),
     });
-    this.#unwake = worker.permits?.onWake(() => this.permitsFreed());
+    this.#unwake = worker.permits?.onWake(() => this.slotsFreed());
     this.validUntil = grantedAt + worker.ttl;
     this.renewedAt = grantedAt;
     this.lastTrim = grantedAt;
@@ -310,10 +314,11 @@ export class PartitionRun<I, O> {
   }
 
   /**
-   * A permit was granted, or keys may ask for theirs now (the worker's permits call this, once per turn): sessions
-   * to restore, held entries and entries left in the pending list go on where they can.
+   * A session slot freed (a session of this worker ended), a permit was granted, or keys may ask for theirs now
+   * (the worker and its permits call this, once per turn): sessions to restore from their checkpoints, held
+   * entries and entries left in the pending list go on where they can.
    */
-  permitsFreed(): void {
+  slotsFreed(): void {
     if (this.stopping) return;
     if (this.#snapshots.size > 0) {
       this.#restoreWaiting();
@@ -444,7 +449,7 @@ export class PartitionRun<I, O> {
     }
     const s = this.sessions.get(key);
     // (Its handler waits for a step's permits: its later entries wait held, out of the share, as other keys go on.)
-    if (s !== undefined) return s.step?.state === GrantState.Waiting ? Delivery.Waits : this.#send(s, entry);
+    if (s !== undefined) return waitsForStep(s) ? Delivery.Waits : this.#send(s, entry);
     const previous = this.finishing.get(key);
     return previous === undefined ? this.#deliverNew(entry) : previous.then(() => this.#deliverNew(entry));
   }
@@ -618,7 +623,7 @@ export class PartitionRun<I, O> {
       s.waiting = true;
       // (Waiting for its step's permits, it has its input decided already: no idle end to tick for until it asks
       // again. A tick set from its idle end now, one the log's clock has passed, would hold off the next.)
-      if (s.step?.state !== GrantState.Waiting) this.#writes.tickBy(this.#inputs.tickTime(s));
+      if (!waitsForStep(s)) this.#writes.tickBy(this.#inputs.tickTime(s));
     };
     checkpoints.onNext = () => this.#inputs.ask(s);
     checkpoints.onCall = () => this.#checkpointsDue(s);

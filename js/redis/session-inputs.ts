@@ -9,7 +9,7 @@ import { idTime, logOrder } from './log-ids';
 import { type HeldEntries, isEvent } from './held-entries';
 import type { OwnerWrites } from './owner-writes';
 import type { PartitionHost } from './partition-host';
-import { type Grant, GrantState, PermitItem } from './session-permits';
+import { type Grant, GrantState, PermitItem, waitsForStep } from './session-permits';
 
 const noop = (): void => {};
 
@@ -307,7 +307,7 @@ export class SessionInputs<I, O> {
     let reread = false;
     for (const s of [...this.#host.sessions.values()]) {
       // (One waiting for its step's permits has its input decided already: it is given once they are granted.)
-      if (!s.waiting || s.ended || s.step?.state === GrantState.Waiting) continue;
+      if (!s.waiting || s.ended || waitsForStep(s)) continue;
       // No input of its key known beyond what it took, and the rule still waits: waking it would decide the same
       // (most waiting sessions at each read of a backlog). One decision, not `wake`'s and the one below.
       if (
@@ -320,7 +320,8 @@ export class SessionInputs<I, O> {
       }
       const woke = this.wake(s);
       if (woke !== undefined) woke.catch((error: unknown) => this.#worker.report(error));
-      if (!s.waiting || s.ended) continue;
+      // (Now waiting for its step's permits: its input is decided, and its idle end, passed maybe, needs no tick.)
+      if (!s.waiting || s.ended || waitsForStep(s)) continue;
       next = Math.min(next, this.tickTime(s));
       // Held back only by entries of its key not delivered yet (held, or in the pending list): they go first.
       if (s.given < s.sent.length || decide(s.rule, undefined, this.#host.logTime, this.#limits).kind === 'wait') continue;

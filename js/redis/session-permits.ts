@@ -360,6 +360,11 @@ export class Grant {
   }
 }
 
+/** Whether the session's handler waits for its step's permits (its next input is decided, and given once they come). */
+export function waitsForStep(s: { readonly step: Grant | null }): boolean {
+  return s.step !== null && s.step.state === GrantState.Waiting;
+}
+
 /**
  * A worker's use of its limiters: the grants of its sessions and steps, what waits, the budget of keys waiting
  * (`maxWaiting`), the failures' reports, and the partitions to wake when a permit is granted or the budget frees.

@@ -2,7 +2,8 @@
 // option (session-permits.ts): a concurrency limit the processes share (as a fleet shares a `redisLimiter`), whose
 // line is first come first served, whose grants reach their process late (after some immediates or some virtual
 // ms, drawn from the run's seed), whose acquires fail now and then (a drawn refusal, as a full line refuses), and
-// whose permits a crashed process held come back a lease after the crash (as a `redisLimiter`'s do). Deterministic:
+// whose permits a crashed process held come back a lease after the crash, and those of a process paused past a lease
+// a lease after the pause began (as a `redisLimiter`'s do). Deterministic:
 // the virtual clock and the seed only. The processes' own code is the library's; only this limiter is simulated.
 import { limitQueueFullError } from '../errors';
 import type { AcquireOptions, LimitSettings, Limiter, LimiterStats, Permit } from '../limits/types';
@@ -91,6 +92,21 @@ export class SimLimiter {
       permit.orphaned = true;
       this.base.setTimeout(() => this.free(permit), this.lease);
     }
+  }
+
+  /**
+   * A process paused for `ms`: past a lease its permits (those it holds then) come back, as a `redisLimiter`'s whose
+   * renewals stopped do; its own release later frees nothing (a `redisLimiter`'s is fenced).
+   */
+  paused(holder: SimHolder, ms: number): void {
+    if (ms <= this.lease) return;
+    this.base.setTimeout(() => {
+      for (const permit of this.#held) {
+        if (permit.holder !== holder || permit.orphaned) continue;
+        permit.orphaned = true;
+        this.free(permit);
+      }
+    }, this.lease);
   }
 
   /** The limiter as one process uses it. */

@@ -439,8 +439,7 @@ class SimProcess<I, O> implements PartitionHost<I, O> {
     this.clock.setImmediate(() => {
       this.#sessionsEnded = false;
       for (const run of this.runs.values()) {
-        if (run.heldCount > 0) run.drainHeld().catch((error: unknown) => this.report(error));
-        else if (run.spilledKeys > 0) run.reread().catch((error: unknown) => this.report(error));
+        run.slotsFreed();
       }
     });
   }
@@ -618,6 +617,8 @@ export class Simulation<I, O> {
       this.stats.pauses++;
       this.note(`${victim.id} pauses ${ms} ms`);
       victim.clock.pause(this.clock.now() + ms);
+      this.limiters.session?.paused(victim, ms);
+      this.limiters.step?.paused(victim, ms);
     }
   }
 
@@ -707,7 +708,7 @@ export class Simulation<I, O> {
 
   /**
    * Over a long quiet span, moves the clock on at once: when every partition is leased by a live process that is
-   * not paused, and nothing runs now (no immediate), the timers before the next one that is work (an event's
+   * not paused, no live process runs a partition it has lost, and nothing runs now (no immediate), the timers before the next one that is work (an event's
    * append, or a process's: a timer's wake-up, a tick, an age marker, a retry, a handler's delay) are only the
    * processes' keep-alive ones (lease renewals, idle reads' timeouts; `ProcessClock.setTimeout`). The span up to a
    * lease period before that next timer, or the deadline, is skipped: the keep-alive timers move on with the time,
@@ -725,6 +726,9 @@ export class Simulation<I, O> {
       const holder = this.store.holder(p);
       if (holder === null || !live.some((w) => w.runs.get(p)?.lease.token === holder)) return;
     }
+    // A process that still runs a partition whose lease another holds (back from a pause) is not quiet: it drops
+    // it at its next renewal, which the span would put off (and its sessions, waiting on nothing of the log, with it).
+    if (live.some((w) => [...w.runs.values()].some((run) => this.store.holder(run.partition) !== run.lease.token))) return;
     // (The leases first: the store drops one whose time has passed by its clock.)
     this.store.extendLeases(by);
     this.clock.postpone(by);

@@ -561,8 +561,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     this.clock.setImmediate(() => {
       this.#sessionsEnded = false;
       for (const run of this.#runs.values()) {
-        if (run.heldCount > 0) run.drainHeld().catch((error: unknown) => this.report(error));
-        else if (run.spilledKeys > 0) run.reread().catch((error: unknown) => this.report(error));
+        run.slotsFreed();
       }
     });
   }
