@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { heldBounds, simulate } from '#testing';
-import { replayCommand, runSeed, scripted } from './helpers/redis-sim.mjs';
+import { permitsFor, replayCommand, runSeed, scripted } from './helpers/redis-sim.mjs';
 
 /** Seeds run by `npm test` (a few seconds); `npm run sim` runs as many as asked. */
 const CI_SEEDS = 300;
@@ -160,6 +160,8 @@ const FOUND_HELD = [
   [22, 'the same, with two partitions'],
   [54, 'the same, in the faulty run only'],
   [940, 'the same, in both runs'],
+  [2616, "a reread's free slot went to a key whose entries opened no session: the key left out was never read again"],
+  [4046, 'the same'],
 ];
 
 test('seeds found with one read of entries held: each run settles and makes the sessions and outputs of the model', async () => {
@@ -179,4 +181,104 @@ test('seeds found with one read of entries held: each run settles and makes the 
   } finally {
     heldBounds.batches = saved;
   }
+});
+
+/** Seeds run with limiters by `npm test` (`npm run sim -- --permits` runs as many as asked). */
+const PERMIT_SEEDS = 150;
+
+test(`seeds 1-${PERMIT_SEEDS} with limiters on sessions and steps: the faulty run, waiting for permits, makes the sessions and outputs of the model and of the calm run without them`, async () => {
+  // Each seed's faulty run takes permits of a session limiter, a step limiter or both (permitsFor: concurrency 1 or
+  // 2 shared by the processes, grants that reach their process late, acquires refused now and then, a crashed
+  // process's permits back a lease later); its calm run takes none. A wait for a permit is a slow handler: the rule
+  // decides by log times only, so both must make what the model computes from the log.
+  const failed = [];
+  const reached = { session: 0, step: 0 };
+  for (let seed = 1; seed <= PERMIT_SEEDS; seed++) {
+    const permits = permitsFor(seed);
+    const result = await runSeed(seed, { permits: true });
+    if (!result.ok) failed.push(`seed ${seed}: ${result.problems[0]} (replay: ${replayCommand(seed, undefined, { permits: true })})`);
+    for (const kind of ['session', 'step']) {
+      const used = result.stats.permits?.[kind];
+      if (permits[kind] === undefined) continue;
+      assert.ok(used.max <= permits[kind], `seed ${seed}: ${used.max} ${kind} permits held at once, over ${permits[kind]}`);
+      if (used.max === permits[kind]) reached[kind]++;
+    }
+  }
+  assert.deepEqual(failed, [], `${failed.length} of ${PERMIT_SEEDS} seeds failed`);
+  // Not vacuous: in many seeds the limits were reached (sessions and steps waited).
+  assert.ok(reached.session >= 30 && reached.step >= 30, `limits reached: ${JSON.stringify(reached)}`);
+});
+
+test('a session limiter of concurrency 1 shared by the processes: sessions of three keys run one at a time, and split as without it', async () => {
+  // Three keys, each with two bursts an idle period apart: six sessions, interleaved in the log. With one permit
+  // for the fleet, each session waits for the one before to end (by the log's clock: ticks), and takes what the
+  // log says it takes.
+  const events = [];
+  for (const [i, key] of ['a', 'b', 'c'].entries()) {
+    for (const at of [T + i, T + 10 + i, T + 3000 + i, T + 3010 + i]) events.push({ at, key, event: { tag: `${key}${at - T}`, at } });
+  }
+  events.sort((x, y) => x.at - y.at);
+  const run = (permits, crashAt = []) =>
+    simulate({
+      seed: 7,
+      fn: (delay) => scripted(delay, FN),
+      events,
+      limits: LIMITS,
+      faults: { crashAt },
+      ...(permits === undefined ? {} : { permits }),
+    });
+  const tags = (result) => {
+    const bySid = new Map();
+    for (const o of result.outputs) bySid.set(o.sid, [...(bySid.get(o.sid) ?? []), o.value.in]);
+    return [...bySid.values()].map((list) => list.join(' ')).sort();
+  };
+  const free = await run(undefined);
+  const limited = await run({ session: 1 });
+  const crashed = await run({ session: 1 }, [T + 20]);
+  for (const result of [free, limited, crashed]) {
+    assert.deepEqual(result.violations, []);
+    assert.deepEqual(
+      result.errors.filter((e) => e?.code !== 'ERR_VELO_REDIS_CONNECTION' && e?.code !== 'ERR_VELO_FENCED'),
+      [],
+    );
+  }
+  assert.equal(tags(free).length, 6);
+  assert.deepEqual(tags(limited), tags(free));
+  assert.deepEqual(tags(crashed), tags(free));
+  assert.deepEqual(limited.stats.permits.session, { max: 1, granted: 6 });
+  // The crashed process's permit came back a lease after the crash (the sessions it held were replayed).
+  assert.ok(crashed.stats.takeovers >= 1);
+  assert.equal(crashed.stats.permits.session.max, 1);
+});
+
+/** Seeds that once failed with limiters (`--permits`), each with what it found; `held`: with one read of entries held. */
+const FOUND_PERMITS = [
+  [34, 'a session restored once its permit came, with no entry left to replay: no tick for its idle end'],
+  [145, "a handler waiting for a step's permit set a tick from its passed idle end, which held off the next tick"],
+  [3879, 'the same, set when the rule was applied again to the waiting sessions'],
+  [562, "a process paused past its lease kept its permits (the simulated limiter's own model, as a redisLimiter's lease)"],
+  [1021, 'a quiet span skipped while a process back from a pause still ran the partition it had lost'],
+  [3949, 'a session to restore, its permit granted, waited for a slot that freed with no held entry to drain'],
+  [58, 'held', 'a key granted its permit was left in the pending list while the free slot went to keys still waiting'],
+  [3825, 'held', "a reread's free slot went to a key whose entries opened no session: the key left out was never read again"],
+  [5588, 'held', "a key's wake-ups came while a reread of it was out: with no session live, nothing read them again"],
+];
+
+test('seeds found with limiters: each run settles and makes the sessions and outputs of the model', async () => {
+  const saved = heldBounds.batches;
+  const failed = [];
+  try {
+    for (const [seed, ...rest] of FOUND_PERMITS) {
+      const held = rest.length === 2;
+      heldBounds.batches = held ? 1 : saved;
+      const result = await runSeed(seed, { permits: true });
+      if (!result.ok)
+        failed.push(
+          `seed ${seed} (${rest.at(-1)}): ${result.problems[0]} (replay: ${replayCommand(seed, undefined, { permits: true })}${held ? ' --held-batches 1' : ''})`,
+        );
+    }
+  } finally {
+    heldBounds.batches = saved;
+  }
+  assert.deepEqual(failed, []);
 });

@@ -307,6 +307,12 @@ export const ERROR_CODES = {
     when: "A limiter's `fairness.by(item)` that threw (its error is the `cause`) or returned something other than a non-empty string, or its `fairness.weight(tenant)` that threw or returned something other than a whole number from 1 to 10000. The acquire is refused; nothing waits.",
     action: 'Return a non-empty tenant string for every item, and a whole-number weight from 1 to 10000 for every tenant.',
   },
+  ERR_VELO_SESSION_PERMIT: {
+    class: '',
+    from: 'velo-stream/redis',
+    when: "A `redisWorker` with the `limiter` option could not get a permit for a session or a step (reported through `onError`, at most once a second per worker; `limiter` names the limiter, `per` says `'session'` or `'step'`, `cause` is the limiter's error: a `key` or `cost` function that failed, a full line, a closed limiter, Redis away under `'fail-closed'`). The session (or step) goes on waiting and the worker asks again, 100 ms to 5 s later: nothing a reader sees changes.",
+    action: "Read `cause`: fix the limiter's `key`/`cost` function, raise its `maxWaiting`, keep it open while the worker runs, or choose `whenRedisFails`.",
+  },
 } as const satisfies Record<string, ErrorCodeInfo>;
 
 /** Every code of `ERROR_CODES`. */
@@ -1064,4 +1070,14 @@ export function limitTenantError(message: string, cause?: unknown): TypeError & 
 
 export function limitKeyError(message: string, cause?: unknown): TypeError & { code: 'ERR_VELO_LIMIT_KEY' } {
   return coded(cause === undefined ? new TypeError(message) : new TypeError(message, { cause }), 'ERR_VELO_LIMIT_KEY');
+}
+
+/** A `redisWorker` could not get a limiter's permit for a session or a step (`cause`: the limiter's error); it asks again. */
+export function sessionPermitError(
+  limiter: string,
+  per: 'session' | 'step',
+  message: string,
+  cause: unknown,
+): Error & { code: 'ERR_VELO_SESSION_PERMIT'; limiter: string; per: 'session' | 'step' } {
+  return coded(new Error(message, { cause }), 'ERR_VELO_SESSION_PERMIT', { limiter, per });
 }

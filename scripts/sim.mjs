@@ -4,11 +4,12 @@
 // `--seed 42 --scenario <file>` runs); `--only crash,lost` keeps those kinds of fault (see FAULT_KINDS). Prints
 // each failing seed with the command that replays it; exits 1 if any failed. `--held-batches N` holds N reads'
 // worth of entries per partition (heldBounds.batches; 64 by default) so the small runs go past it and leave
-// entries in the pending list.
+// entries in the pending list. `--permits` runs each seed's faulty run with limiters on its sessions and steps
+// (`permitsFor`: a wait for a permit must change nothing the calm run, without them, makes).
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { heldBounds } from '#testing';
-import { FAULT_KINDS, replayCommand, runScenario, runSeed, shrink } from '../__test__/helpers/redis-sim.mjs';
+import { FAULT_KINDS, permitsFor, replayCommand, runScenario, runSeed, shrink } from '../__test__/helpers/redis-sim.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -20,11 +21,13 @@ const { values } = parseArgs({
     shrink: { type: 'boolean', default: false },
     scenario: { type: 'string' },
     'held-batches': { type: 'string' },
+    permits: { type: 'boolean', default: false },
   },
 });
 const only = values.only.split(',');
 if (values['held-batches'] !== undefined) heldBounds.batches = Number(values['held-batches']);
 const held = values['held-batches'] === undefined ? '' : ` --held-batches ${values['held-batches']}`;
+const withPermits = values.permits;
 
 if (values.seed !== undefined) {
   const seed = Number(values.seed);
@@ -33,8 +36,12 @@ if (values.seed !== undefined) {
   // --scenario: a scenario printed by --shrink (JSON), run with the seed's draws.
   const result =
     values.scenario === undefined
-      ? await runSeed(seed, { only, trace })
-      : await runScenario(seed, JSON.parse(readFileSync(values.scenario, 'utf8')), { trace, slow });
+      ? await runSeed(seed, { only, trace, permits: withPermits })
+      : await runScenario(seed, JSON.parse(readFileSync(values.scenario, 'utf8')), {
+          trace,
+          slow,
+          permits: withPermits ? permitsFor(seed) : undefined,
+        });
   console.log(JSON.stringify(result.scenario));
   if (!result.ok) {
     console.log(result.problems.join('\n'));
@@ -42,7 +49,7 @@ if (values.seed !== undefined) {
     console.log('calm:  ', JSON.stringify(result.expected));
     console.log('faulty:', JSON.stringify(result.actual));
     if (values.shrink) {
-      const small = await shrink(seed, result.scenario, { slow });
+      const small = await shrink(seed, result.scenario, { slow, permits: withPermits ? permitsFor(seed) : undefined });
       console.log(
         `shrunk to ${small.events.length} of ${result.scenario.events.length} events (save it, run with --seed ${seed} --scenario <file>):`,
       );
@@ -56,10 +63,10 @@ if (values.seed !== undefined) {
   const count = Number(values.count);
   let failed = 0;
   for (let seed = from; seed < from + count; seed++) {
-    const result = await runSeed(seed, { only });
+    const result = await runSeed(seed, { only, permits: withPermits });
     if (!result.ok) {
       failed++;
-      console.log(`seed ${seed} failed: ${result.problems[0]} -- ${replayCommand(seed, only)}${held}`);
+      console.log(`seed ${seed} failed: ${result.problems[0]} -- ${replayCommand(seed, only, { permits: withPermits })}${held}`);
     }
     if ((seed - from + 1) % 1000 === 0) console.log(`${seed - from + 1} seeds, ${failed} failed`);
   }

@@ -14,9 +14,24 @@ import { prng } from '../../bench/prng.mjs';
 import { model } from './session-model.mjs';
 import { scriptHandler, timeOf } from './session-script.mjs';
 
-/** The one-line command that replays a seed, with its trace and a shrunk scenario. */
-export const replayCommand = (seed, only = FAULT_KINDS) =>
-  `node scripts/sim.mjs --seed ${seed} --trace --shrink${only.length === FAULT_KINDS.length ? '' : ` --only ${only.join(',')}`}`;
+/** The one-line command that replays a seed, with its trace and a shrunk scenario (`permits`: its faulty run with limiters). */
+export const replayCommand = (seed, only = FAULT_KINDS, { permits = false } = {}) =>
+  `node scripts/sim.mjs --seed ${seed} --trace --shrink${only.length === FAULT_KINDS.length ? '' : ` --only ${only.join(',')}`}${permits ? ' --permits' : ''}`;
+
+/**
+ * The limiters a seed's faulty run takes permits of with `permits` (simulator.ts `SimOptions.permits`), drawn from
+ * a stream of the seed's own: a session limiter, a step limiter or both, shared by the run's processes, with
+ * concurrency 1 or 2, `maxWaiting` 1, 2 or 1000, and acquires that fail now and then (or never).
+ */
+export function permitsFor(seed) {
+  const random = prng(seed + 0x7065726d);
+  const pick = (list) => list[Math.floor(random() * list.length)];
+  const kind = pick(['session', 'step', 'both']);
+  const permits = { maxWaiting: pick([1, 2, 1000]), fail: pick([0, 0, 0.05]) };
+  if (kind !== 'step') permits.session = pick([1, 2]);
+  if (kind !== 'session') permits.step = pick([1, 2]);
+  return permits;
+}
 
 /** The seed's scenario: `{ events, idleTimeout, maxConcurrent, limits, faults }`. */
 export function scenario(seed) {
@@ -213,8 +228,11 @@ function modelled(s, result) {
   return named(pairs, result);
 }
 
-/** What must hold in any run: every (sid, seq) once and in order, settled, clean, only expected errors. */
-function invariants(result) {
+/**
+ * What must hold in any run: every (sid, seq) once and in order, settled, clean, only expected errors (`permitErrors`:
+ * the limiter's drawn refusals, reported as ERR_VELO_SESSION_PERMIT, are expected too).
+ */
+function invariants(result, permitErrors = false) {
   const problems = [...result.violations];
   const seqs = new Map();
   for (const o of result.outputs) {
@@ -227,7 +245,7 @@ function invariants(result) {
   }
   for (const error of result.errors) {
     const code = error?.code;
-    if (code !== 'ERR_VELO_REDIS_CONNECTION' && code !== 'ERR_VELO_FENCED')
+    if (code !== 'ERR_VELO_REDIS_CONNECTION' && code !== 'ERR_VELO_FENCED' && !(permitErrors && code === 'ERR_VELO_SESSION_PERMIT'))
       problems.push(`error: ${code ?? ''} ${error?.message ?? error}`);
   }
   return problems;
@@ -236,24 +254,28 @@ function invariants(result) {
 /** The kinds of fault a run may draw (`only` keeps some of them): the log's, the processes', the handler's delays. */
 export const FAULT_KINDS = ['crash', 'pause', 'lost', 'refused', 'delay', 'slow'];
 
-/** Runs seed `seed` calm and with its faults (`only`: those kinds); `{ ok, problems, expected, actual, stats, scenario }`. */
-export async function runSeed(seed, { trace, only = FAULT_KINDS } = {}) {
+/**
+ * Runs seed `seed` calm and with its faults (`only`: those kinds; `permits`: the faulty run with the limiters of
+ * `permitsFor(seed)`); `{ ok, problems, expected, actual, stats, scenario }`.
+ */
+export async function runSeed(seed, { trace, only = FAULT_KINDS, permits = false } = {}) {
   const s = scenario(seed);
   for (const kind of FAULT_KINDS) if (!only.includes(kind) && kind !== 'slow') s.faults[kind] = 0;
   if (!only.includes('crash')) {
     s.faults.crashAfterCommits = [];
     s.faults.crashAfterWakes = [];
   }
-  return runScenario(seed, s, { trace, slow: only.includes('slow') });
+  return runScenario(seed, s, { trace, slow: only.includes('slow'), permits: permits ? permitsFor(seed) : undefined });
 }
 
 /**
  * Runs scenario `s` (as `scenario()` makes them) calm and with its faults, the draws from `seed`: each run's sessions
- * must be the model's, and the two runs' the same.
+ * must be the model's, and the two runs' the same. `permits` (simulator.ts `SimOptions.permits`): the faulty run
+ * takes permits of those limiters, the calm run none, so a permit's wait must change nothing either makes.
  */
-export async function runScenario(seed, s, { trace, slow = true } = {}) {
+export async function runScenario(seed, s, { trace, slow = true, permits } = {}) {
   let lags = null;
-  const run = (faults, delays) =>
+  const run = (faults, delays, withPermits) =>
     simulate({
       seed,
       fn: (delay, now) => {
@@ -267,11 +289,15 @@ export async function runScenario(seed, s, { trace, slow = true } = {}) {
       trace,
       // (A seed's run settles within seconds of virtual time: one that has not in an hour never will.)
       settleWithin: 3_600_000,
+      ...(withPermits === undefined ? {} : { permits: withPermits }),
     });
   const keys = s.events.map((e) => e.key);
   const calm = { ...(await run({}, false)), keys };
-  const faulty = { ...(await run(s.faults, slow)), keys };
-  const problems = [...invariants(calm).map((p) => `calm: ${p}`), ...invariants(faulty).map((p) => `faulty: ${p}`)];
+  const faulty = { ...(await run(s.faults, slow, permits)), keys };
+  const problems = [
+    ...invariants(calm).map((p) => `calm: ${p}`),
+    ...invariants(faulty, (permits?.fail ?? 0) > 0).map((p) => `faulty: ${p}`),
+  ];
   for (const late of lags?.late() ?? []) problems.push(`calm: timer ${late} after it was due (more than ${CALM_LATE_MS})`);
   const expected = sessions(calm);
   const actual = sessions(faulty);
@@ -318,13 +344,13 @@ function endsOf(result) {
  * A smaller scenario that still fails: events dropped one at a time while the run (same seed, so faults are drawn
  * the same way, though they may land elsewhere) still fails, until no single drop does.
  */
-export async function shrink(seed, failing, { slow = true } = {}) {
+export async function shrink(seed, failing, { slow = true, permits } = {}) {
   let s = failing;
   for (let again = true; again;) {
     again = false;
     for (let i = 0; i < s.events.length; i++) {
       const smaller = { ...s, events: s.events.filter((_, j) => j !== i) };
-      if (!(await runScenario(seed, smaller, { slow })).ok) {
+      if (!(await runScenario(seed, smaller, { slow, permits })).ok) {
         s = smaller;
         again = true;
         i--;

@@ -39,3 +39,27 @@ export async function use(): Promise<number> {
   for (const limiter of all) await limiter.close();
   return stats.fleet.processes + stats.inUse + Number(freed) + Number(lost);
 }
+
+// redisWorker's `limiter` option: the limiters' key and cost functions get a SessionPermitItem of the function's events.
+import { limiter, streamFn } from 'velo-stream';
+import { redisWorker, type SessionPermitItem, type WorkerPermitStats } from 'velo-stream/redis';
+
+export async function sessions(): Promise<number> {
+  const client = await createClient().connect();
+  const agent = streamFn(async function* (calls: AsyncIterable<Call>) {
+    for await (const c of calls) yield c.tokens;
+  });
+  const perTenant = redisLimiter<SessionPermitItem<Call>>({
+    client,
+    name: 'agent-tenants',
+    concurrency: 2,
+    key: (s) => s.key.split(':')[0],
+  });
+  const budget = limiter<SessionPermitItem<Call>>({ rate: { limit: 100, period: 1000 }, cost: (s) => s.event?.tokens ?? 0 });
+  const worker = redisWorker(agent, { client, name: 'agent', limiter: { session: perTenant, step: [budget], maxWaiting: 100 } });
+  // @ts-expect-error a limiter of other items than the sessions'
+  redisWorker(agent, { client, name: 'agent', limiter: { session: redisLimiter<Call>({ client, name: 'x', concurrency: 1 }) } });
+  const permits: WorkerPermitStats = worker.stats().permits;
+  await worker.close();
+  return permits.waitingSessions + permits.waitingSteps + permits.held + permits.failures;
+}

@@ -32,6 +32,11 @@ import type {
 const kOpen = Symbol.for('velo-stream.open');
 /** Totals over every stream of a function, for metrics exporters. */
 export const kTotals = Symbol.for('velo-stream.totals');
+/**
+ * `fn[kAsksInputs]`: its streams ask for each input they take (`SessionHooks.next`): a single handler's, not a
+ * pipe's or a task stage's (a registered symbol: the Redis tier's step limiters need it).
+ */
+const kAsksInputs = Symbol.for('velo-stream.asksInputs');
 /** A pipe opens its stages in two steps: every slot first, then the handlers. */
 const kAdmit = Symbol.for('velo-stream.admit');
 const kStart = Symbol.for('velo-stream.start');
@@ -55,6 +60,8 @@ abstract class FnBase<I, O> implements StreamFn<I, O> {
   abstract [kTotals](boundsUs: number[]): Totals;
   /** The single-stage functions this one runs, in order. */
   abstract readonly stages: readonly SingleFn<unknown, unknown>[];
+  /** Its streams ask for each input they take (a single handler's: `SessionHooks.next`). */
+  abstract get [kAsksInputs](): boolean;
   /** Its open streams, once `kWatch` asked for them (a dashboard): until then, none are listed. */
   protected listed: StreamList | undefined;
 
@@ -196,6 +203,10 @@ class SingleFn<I, O> extends FnBase<I, O> {
     return [this as SingleFn<unknown, unknown>];
   }
 
+  get [kAsksInputs](): boolean {
+    return typeof this.#handler === 'function';
+  }
+
   [kOpen](signal: AbortSignal | undefined, idle: boolean, hooks?: SessionHooks): HandlerStream<I, O> {
     // A limiter in 'reject' mode refuses here, before a slot is taken.
     const admission =
@@ -314,6 +325,10 @@ class PipedFn<I, O> extends FnBase<I, O> {
    * metrics and limits count these streams too.
    */
   readonly #settings: StreamConfig;
+
+  get [kAsksInputs](): boolean {
+    return false;
+  }
 
   constructor(stages: readonly SingleFn<unknown, unknown>[], settings: StreamConfig = {}) {
     super();

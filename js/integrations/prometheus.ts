@@ -320,6 +320,24 @@ export function registerRedisWorkerMetrics(
     perWorker((s) => s.waitingKeys),
   );
   metric(
+    'redis_permit_waiting_sessions',
+    "Keys whose next session waits for its limiter permits (redisWorker's limiter.session).",
+    'gauge',
+    perWorker((s) => s.permits.waitingSessions),
+  );
+  metric(
+    'redis_permit_waiting_steps',
+    "Sessions whose handler waits for a step's limiter permits (redisWorker's limiter.step).",
+    'gauge',
+    perWorker((s) => s.permits.waitingSteps),
+  );
+  metric(
+    'redis_permits_held',
+    "Limiter grants held by this worker's sessions and their handlers' steps.",
+    'gauge',
+    perWorker((s) => s.permits.held),
+  );
+  metric(
     'redis_buffered_events',
     "Events read from Redis that sessions' handlers have not taken yet (bounded by maxBufferedEvents).",
     'gauge',
@@ -370,6 +388,11 @@ export function registerRedisWorkerMetrics(
     ['handed_on_total', "Events a session's handler never took, given to the key's next session.", (s) => s.handedOn],
     ['outputs_delivered_total', 'Outputs passed to the local onOutput.', (s) => s.delivered],
     ['replay_diverged_total', 'Replayed outputs that differ from those committed before (checkReplay).', (s) => s.diverged],
+    [
+      'permit_failures_total',
+      "Limiter acquires for sessions or steps that failed (each made again later; ERR_VELO_SESSION_PERMIT).",
+      (s) => s.permits.failures,
+    ],
   ];
   for (const [name, help, value] of counters) metric(`redis_${name}`, help, 'counter', perWorker(value));
   const histogram = (name: string, help: string, totals: (w: RedisWorker) => RoundTripTotals) =>

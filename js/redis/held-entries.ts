@@ -26,6 +26,11 @@ export const enum Delivery {
   NoSlot,
   /** An earlier entry of its key must be delivered first. */
   Behind,
+  /**
+   * Its key waits for a limiter's permits (its next session's, or its live session's step's): held; the key is
+   * drained again once they are granted, and other keys go on meanwhile.
+   */
+  Waits,
 }
 
 /** How `HeldEntries.#drainKey` left a key's held entries. */
@@ -36,6 +41,8 @@ const enum KeyDrain {
   NoSlot,
   /** The partition stops. */
   Stopped,
+  /** Its key waits for a limiter's permits (`Delivery.Waits`): the next key goes on. */
+  Waits,
 }
 
 /** What became of an entry read again from the pending list (`HeldEntries.#redeliver`). */
@@ -90,6 +97,11 @@ export interface HeldHost {
   restoreWaiting(): void;
   /** Applies the session rule again once entries went to sessions. */
   redecide(caller: 'drain' | 'reread'): void;
+  /**
+   * With the worker's `limiter.session`: the keys whose next session's permits are granted (they open as soon as
+   * their entries come), and whether a key's are being waited for (its entries would only wait again).
+   */
+  readonly admitted?: { readonly ready: ReadonlySet<string>; waits(key: string): boolean };
 }
 
 export class HeldEntries {
@@ -246,17 +258,28 @@ export class HeldEntries {
 
   /**
    * Reads again, by id, the entries of keys whose ids are known: first keys with a live session (they need no
-   * slot), then as many more keys as there are free session slots, all their reads sent at once; each key's
-   * entries go on in log order until one cannot (no slot, no room), and the rest wait for the next pass.
+   * slot), then as many more keys as there are free session slots (keys whose permits are granted first, none
+   * whose permits are being waited for), all their reads sent at once; each key's entries go on in log order until
+   * one cannot (no slot, no room, no permit), and the rest wait for the next pass.
    */
   async #rereadByIds(): Promise<void> {
     const w = this.#host.worker;
     const live = this.#keysBoth(this.spilled, this.#host.sessions).filter((key) => this.spilled.get(key)?.ids != null);
     const chosen = new Set(live);
     let free = w.fn.config.maxConcurrent - w.live;
+    const admitted = this.#host.admitted;
+    // (A key granted its permits holds them until its session opens: it goes first, or other keys wait on it.)
+    if (admitted !== undefined) {
+      for (const key of admitted.ready) {
+        if (free <= 0) break;
+        if (this.spilled.get(key)?.ids == null || chosen.has(key)) continue;
+        chosen.add(key);
+        free--;
+      }
+    }
     for (const [key, spilled] of this.spilled) {
       if (free <= 0) break;
-      if (spilled.ids === null || chosen.has(key)) continue;
+      if (spilled.ids === null || chosen.has(key) || admitted?.waits(key) === true) continue;
       chosen.add(key);
       free--;
     }
@@ -322,7 +345,11 @@ export class HeldEntries {
     // the end of a backlog the pump reads nothing more, no session ends (one waits for these very entries), and no
     // tick is written for a session whose end the log's clock has passed. (Only once an entry went on: else the
     // pass would read the same stuck entries again and again; the slot or held room they wait for starts a pass.)
-    if (at < total && wentOn) this.#rereadAgain = true;
+    // And while a slot is free with entries left in the pending list: keys left out for want of a slot when a key
+    // chosen opened no session (its entries were markers or wake-ups of a session gone, or joined its entries
+    // held), or a key chosen whose later entries came meanwhile (the pump passes no key without a live session on
+    // to a pass): no session may end to start another. (Again only once an entry went on.)
+    if (wentOn && (at < total || (w.live < w.fn.config.maxConcurrent && this.spilled.size > 0))) this.#rereadAgain = true;
   }
 
   /** Whether a key whose entries wait in the pending list has a live session (its entries can go to it). */
@@ -456,6 +483,7 @@ export class HeldEntries {
       this.hold(entry);
       // (Behind: an earlier entry of the key came in front; it goes next.)
       if (delivered === Delivery.NoSlot) return KeyDrain.NoSlot;
+      if (delivered === Delivery.Waits) return KeyDrain.Waits;
     }
     return KeyDrain.Done;
   }

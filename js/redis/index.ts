@@ -7,6 +7,10 @@ export {
   type RedisWorkerStats,
   type RoundTripStats,
   type RenewalStats,
+  type SessionLimiters,
+  type SessionPermitItem,
+  type WorkerLimiterOptions,
+  type WorkerPermitStats,
 } from './worker';
 export { redisOutputs, type HandlerFailure, type OutputItem, type RedisOutputsOptions } from './reader';
 export {

@@ -8,6 +8,7 @@ import { RETRY_MS } from './outbox';
 import type { PartitionHost } from './partition-host';
 import type { Session, Timer } from './session';
 import type { Lease } from './transport';
+import { waitsForStep } from './session-permits';
 
 /** Node's longest timer delay, ms (2^31 - 1). */
 export const MAX_TIMER_MS = 2_147_483_647;
@@ -138,7 +139,8 @@ export class OwnerWrites {
         // would replace the one its idle end needs, and be passed already: nothing would move the clock on).
         if (!s.rule.timers.includes(timer)) return;
         s.wokenBefore.add(timer.id);
-        if (s.waiting && timer.time < this.#tickDeadline) this.tickFor(timer.time);
+        // (Nor for a session whose handler waits for a step's permits: its input is decided already.)
+        if (s.waiting && !waitsForStep(s) && timer.time < this.#tickDeadline) this.tickFor(timer.time);
       },
       async (error: unknown) => {
         if (this.#host.failed(error)) return;

@@ -6,6 +6,7 @@ import type { Codec } from './codec';
 import type { LocalDelivery } from './local-delivery';
 import type { PartitionRun } from './partition-run';
 import type { PartitionLog } from './transport';
+import type { WorkerPermits } from './session-permits';
 
 /** The function's internal open, without its idle timer: a session's end must come from the log (registered symbol, core/function.ts). */
 export const kOpen = Symbol.for('velo-stream.open');
@@ -32,6 +33,8 @@ export interface PartitionHost<I, O> {
   readonly checkReplay: boolean;
   /** Local delivery (`onOutput`), or null. */
   readonly delivery: LocalDelivery<O> | null;
+  /** The limiters its sessions and steps take permits of (`limiter`), or null. */
+  readonly permits: WorkerPermits | null;
   readonly counters: WorkerCounters;
   /** Live sessions of the worker, all partitions. */
   live: number;

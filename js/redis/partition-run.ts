@@ -27,6 +27,7 @@ import { type PartitionHost, kOpen } from './partition-host';
 import { Delivery, HeldEntries } from './held-entries';
 import { OwnerWrites } from './owner-writes';
 import { type InputEntry, type Lease, type Snapshot } from './transport';
+import { type Grant, GrantState, PermitItem, waitsForStep } from './session-permits';
 
 /**
  * A partition at its share of `maxBufferedEvents` learns that a handler took events at the handler's next
@@ -86,6 +87,15 @@ export class PartitionRun<I, O> {
   readonly pumped: Promise<void>;
   /** The caps the session rule applies. */
   readonly #limits: SessionLimits;
+  /**
+   * Permits of the worker's `limiter.session` asked for the key's next session (waiting, or granted and not yet
+   * taken by a session: its slot was gone), by key.
+   */
+  readonly #starts = new Map<string, Grant>();
+  /** Keys of `#starts` granted and not yet opened: while there are some, a key refused a place to wait does not stop a drain. */
+  readonly #ready = new Set<string>();
+  /** Stops the worker's permits waking this run (`slotsFreed`). */
+  readonly #unwake: (() => void) | undefined;
 
   constructor(
     readonly worker: PartitionHost<I, O>,
@@ -136,6 +146,10 @@ export class PartitionRun<I, O> {
         if (this.#snapshots.size > 0) this.#restoreWaiting();
       },
       redecide: (caller) => this.#inputs.redecide(caller),
+      admitted:
+        (worker.permits?.session.length ?? 0) === 0
+          ? undefined
+          : { ready: this.#ready, waits: (key) => this.#starts.get(key)?.state === GrantState.Waiting },
     });
     this.#inputs = new SessionInputs<I, O>({
       worker,
@@ -163,6 +177,7 @@ export class PartitionRun<I, O> {
       },
       finish: (s) => this.#finish(s),
     });
+    this.#unwake = worker.permits?.onWake(() => this.slotsFreed());
     this.validUntil = grantedAt + worker.ttl;
     this.renewedAt = grantedAt;
     this.lastTrim = grantedAt;
@@ -253,12 +268,66 @@ export class PartitionRun<I, O> {
     return true;
   }
 
-  /** Starts the sessions whose snapshots wait, while slots are free. */
+  /** Starts the sessions whose snapshots wait, while slots are free (and their permits granted). */
   #restoreWaiting(): void {
-    for (const key of [...this.#snapshots.keys()]) {
+    for (const [key, snapshot] of [...this.#snapshots]) {
       if (this.stopping || this.sessions.has(key) || this.finishing.has(key)) continue;
-      if (this.#open(key, '') === undefined) return;
+      const grant = this.#admit(key, snapshot.sid, undefined);
+      if (grant === Delivery.NoSlot) return;
+      if (grant === Delivery.Waits) continue;
+      if (this.#open(key, '', grant as Grant | null) === undefined) return;
     }
+  }
+
+  /**
+   * The permits of the worker's `limiter.session` a new session of `key` needs: null when there are none to take,
+   * its grant once held; else `Waits` (the key waits for them while other keys go on) or `NoSlot` (no session
+   * slot is free, or `maxWaiting` keys of the worker wait already: the key waits without asking, as for a slot).
+   * `entry`: the session's first entry (undefined: a session restored from its checkpoint).
+   */
+  #admit(key: string, sid: string, entry: InputEntry | undefined): Grant | null | Delivery {
+    const w = this.worker;
+    const permits = w.permits;
+    if (permits === null || permits.session.length === 0) return null;
+    let grant = this.#starts.get(key);
+    if (grant === undefined) {
+      // Asked only with a slot free: a permit granted to a key that cannot open would be held for nothing.
+      if (w.live >= w.fn.config.maxConcurrent) return Delivery.NoSlot;
+      const payload = entry?.payload;
+      const codec = w.codec;
+      const item = new PermitItem(
+        key,
+        sid,
+        entry === undefined ? 'restored' : 'event',
+        payload === undefined ? undefined : () => codec.decode(payload),
+      );
+      grant = permits.start('session', item);
+      // No place to wait (`maxWaiting`): the key waits without asking, and, as a key short of a slot, stops a drain
+      // (the keys behind it are no better off), unless keys granted their permits are still to open behind it.
+      if (grant === undefined) return this.#ready.size > 0 ? Delivery.Waits : Delivery.NoSlot;
+      this.#starts.set(key, grant);
+      if (grant.state === GrantState.Waiting) grant.onGranted = () => this.#ready.add(key);
+    }
+    if (grant.state !== GrantState.Granted) return Delivery.Waits;
+    this.#ready.add(key);
+    return grant;
+  }
+
+  /**
+   * A session slot freed (a session of this worker ended), a permit was granted, or keys may ask for theirs now
+   * (the worker and its permits call this, once per turn): sessions to restore from their checkpoints, held
+   * entries and entries left in the pending list go on where they can.
+   */
+  slotsFreed(): void {
+    if (this.stopping) return;
+    if (this.#snapshots.size > 0) {
+      this.#restoreWaiting();
+      // A session restored now, with no entry left to replay, ends where the log says: by a tick for its idle end
+      // once its handler waits (the pump, idle at the log's end, applies the rule to no one).
+      this.#inputs.redecide();
+    }
+    if (this.heldCount > 0) this.drainHeld().catch((error: unknown) => this.worker.report(error));
+    else if (this.spilledKeys > 0) this.reread().catch((error: unknown) => this.worker.report(error));
   }
 
   /**
@@ -379,7 +448,8 @@ export class PartitionRun<I, O> {
       return Delivery.Done;
     }
     const s = this.sessions.get(key);
-    if (s !== undefined) return this.#send(s, entry);
+    // (Its handler waits for a step's permits: its later entries wait held, out of the share, as other keys go on.)
+    if (s !== undefined) return waitsForStep(s) ? Delivery.Waits : this.#send(s, entry);
     const previous = this.finishing.get(key);
     return previous === undefined ? this.#deliverNew(entry) : previous.then(() => this.#deliverNew(entry));
   }
@@ -413,10 +483,14 @@ export class PartitionRun<I, O> {
     // The ending session's handler left entries before this one (they open the next session), or, while
     // this one waited, a delivery of an earlier entry did.
     if (this.sessions.has(key) || this.#entries.heldBefore(key, entry.id)) return Delivery.Behind;
-    const restoring = this.#snapshots.has(key);
+    const snapshot = this.#snapshots.get(key);
+    const restoring = snapshot !== undefined;
     // A wake-up never opens a session of its own: dropped, unless it wakes the session about to be restored.
     if (entry.wake !== undefined && !restoring) return this.#deliverWake(entry, entry.wake);
-    const s = this.#open(key, `${key}@${entry.id}`);
+    const sid = `${key}@${entry.id}`;
+    const grant = restoring ? this.#admit(key, snapshot.sid, undefined) : this.#admit(key, sid, entry);
+    if (grant === Delivery.NoSlot || grant === Delivery.Waits) return grant;
+    const s = this.#open(key, sid, grant as Grant | null);
     if (s === undefined) return Delivery.NoSlot;
     if (restoring) return this.#deliver(entry);
     return this.#send(s, entry);
@@ -443,7 +517,8 @@ export class PartitionRun<I, O> {
       s.poisonError = decodeError(`The codec could not decode entry ${entry.id}`, error);
       return this.#woken(s);
     }
-    if (s.waiting || s.outside.length > 0) {
+    // (A stepped session's handler is given each input only with its step's permits: none goes into its stream ahead.)
+    if (s.waiting || s.outside.length > 0 || s.stepped) {
       s.outside.push(entry);
       s.outsideValues.push(value);
       return this.#woken(s);
@@ -462,7 +537,7 @@ export class PartitionRun<I, O> {
    * The key's new session, or undefined while `maxConcurrent` sessions of the function are open. A key with a
    * snapshot the last owner left gets its session back from it (its sid, seq and state), not a new one.
    */
-  #open(key: string, sid: string): Session<I, O> | undefined {
+  #open(key: string, sid: string, grant: Grant | null = null): Session<I, O> | undefined {
     const w = this.worker;
     // This worker's own sessions fill the function's slots: no open to try (and no StreamLimitError to build, a
     // stack trace each) while they do. On a backlog, every session that ends asks each partition for a slot.
@@ -520,6 +595,13 @@ export class PartitionRun<I, O> {
       throw error;
     }
     const s = new Session<I, O>(key, sid, stream, rule);
+    if (grant !== null) {
+      // Its `limiter.session` permits: held until it ends (`#forward`).
+      this.#starts.delete(key);
+      this.#ready.delete(key);
+      s.permit = grant;
+    }
+    s.stepped = (w.permits?.step.length ?? 0) > 0 && checkpoints.attached;
     if (scope?.session !== undefined) {
       s.scope = scope;
       scope.taken = () => stream[kTaken]();
@@ -530,6 +612,8 @@ export class PartitionRun<I, O> {
         'velo.resumed': resumed,
         'velo.restored': snapshot !== undefined,
       });
+      // It waited for its `limiter.session` permits before it opened.
+      if (grant?.waited === true) scope.session.setAttribute('velo.limiter.wait_ms', grant.waitedMs);
     }
     s.checkpoints = checkpoints;
     // Without hooks (a pipe), its handler never asks: its entries are decided as they come (it has no timers).
@@ -537,7 +621,9 @@ export class PartitionRun<I, O> {
     s.waiting = !checkpoints.attached || checkpoints.waits > 0;
     checkpoints.onWaiting = () => {
       s.waiting = true;
-      this.#writes.tickBy(this.#inputs.tickTime(s));
+      // (Waiting for its step's permits, it has its input decided already: no idle end to tick for until it asks
+      // again. A tick set from its idle end now, one the log's clock has passed, would hold off the next.)
+      if (!waitsForStep(s)) this.#writes.tickBy(this.#inputs.tickTime(s));
     };
     checkpoints.onNext = () => this.#inputs.ask(s);
     checkpoints.onCall = () => this.#checkpointsDue(s);
@@ -610,6 +696,9 @@ export class PartitionRun<I, O> {
     }
     s.forwardDone = true;
     await finished;
+    // Its handler has finished: its permits go back (its session's, its last step's), whatever ended it.
+    s.permit?.release();
+    s.step?.release();
     this.#ended(s);
     this.budgetFreed();
     this.#running.delete(s);
@@ -726,6 +815,11 @@ export class PartitionRun<I, O> {
 
   /** Stops every local session of the partition (their state is rebuilt by the next owner's replay). */
   async stopSessions(): Promise<void> {
+    // Keys waiting for their sessions' permits stop waiting (a permit granted meanwhile goes back).
+    this.#unwake?.();
+    for (const grant of this.#starts.values()) grant.release();
+    this.#starts.clear();
+    this.#ready.clear();
     const running = [...this.#running];
     for (const s of running) this.#writes.stopSession(s);
     this.#writes.stop();

@@ -9,6 +9,7 @@ import { idTime, logOrder } from './log-ids';
 import { type HeldEntries, isEvent } from './held-entries';
 import type { OwnerWrites } from './owner-writes';
 import type { PartitionHost } from './partition-host';
+import { type Grant, GrantState, PermitItem, waitsForStep } from './session-permits';
 
 const noop = (): void => {};
 
@@ -19,7 +20,7 @@ const IN_STREAM = Symbol('in stream');
 
 /** What the sessions' inputs use of their partition's run. */
 export interface InputsHost<I, O> {
-  readonly worker: Pick<PartitionHost<I, O>, 'codec' | 'report' | 'step'>;
+  readonly worker: Pick<PartitionHost<I, O>, 'codec' | 'report' | 'step' | 'permits'>;
   /** The caps the session rule applies. */
   readonly limits: SessionLimits;
   readonly entries: HeldEntries;
@@ -40,7 +41,7 @@ export interface InputsHost<I, O> {
 
 export class SessionInputs<I, O> {
   readonly #host: InputsHost<I, O>;
-  readonly #worker: Pick<PartitionHost<I, O>, 'codec' | 'report' | 'step'>;
+  readonly #worker: Pick<PartitionHost<I, O>, 'codec' | 'report' | 'step' | 'permits'>;
   readonly #limits: SessionLimits;
   readonly #entries: HeldEntries;
   readonly #writes: OwnerWrites;
@@ -113,6 +114,12 @@ export class SessionInputs<I, O> {
       return 'end';
     }
     if (s.failed || s.ended) return undefined;
+    // Its last step ends here: that step's permits go back.
+    const step = s.step;
+    if (step !== null && step.state !== GrantState.Waiting) {
+      s.step = null;
+      step.release();
+    }
     s.waiting = false;
     const d = this.#decide(s);
     if (d.kind === 'end') {
@@ -121,6 +128,8 @@ export class SessionInputs<I, O> {
     }
     // (An entry known only held, or left in the pending list: the handler waits for its delivery.)
     if (d.kind !== 'timer' && (d.kind !== 'entry' || s.sent.length === 0)) return undefined;
+    // (Waiting for its step's permits: the handler waits, and is given this input once they are granted.)
+    if (s.stepped && !this.#stepReady(s, d)) return undefined;
     const given = d.kind === 'timer' ? this.#giveTimer(s, d.timer) : this.#giveEntry(s);
     if (given === END) return 'end';
     if (given === IN_STREAM) return undefined;
@@ -143,6 +152,7 @@ export class SessionInputs<I, O> {
         return undefined;
       }
       if (d.kind === 'timer') {
+        if (s.stepped && !this.#stepReady(s, d)) break;
         const given = this.#giveTimer(s, d.timer);
         if (given === END) return undefined;
         s.waiting = false;
@@ -150,6 +160,7 @@ export class SessionInputs<I, O> {
         break;
       }
       if (s.given >= s.sent.length) break;
+      if (s.stepped && !this.#stepReady(s, d)) break;
       // (Given while its handler waits: outside its stream.)
       const given = this.#giveEntry(s);
       if (given === END) return undefined;
@@ -162,7 +173,8 @@ export class SessionInputs<I, O> {
       }
       if (pushed !== undefined) return pushed.then(() => this.wake(s));
     }
-    if (!attached || s.waiting || s.ended) return undefined;
+    // (A stepped session's entries stay outside: each is given with its step's permits.)
+    if (!attached || s.waiting || s.ended || s.stepped) return undefined;
     // Running again: entries delivered while it waited go into its stream, in order, up to one that cannot be decoded.
     while (s.outside.length > 0 && !s.ended) {
       s.outside.shift();
@@ -170,6 +182,47 @@ export class SessionInputs<I, O> {
       if (pushed !== undefined) return pushed.then(() => this.wake(s));
     }
     return undefined;
+  }
+
+  /**
+   * The rule gives a stepped session's handler its next input (`d`): true once the step's permits of the worker's
+   * `limiter.step` are held, asked for here if they are not (the handler waits meanwhile; `#stepGranted` gives it
+   * the input). The permits' wait changes nothing the rule decides: the input is decided by log times already.
+   */
+  #stepReady(s: Session<I, O>, d: Decision): boolean {
+    // (An entry its codec cannot decode ends the input: no step of the handler.)
+    if (d.kind === 'entry' && s.sent[0] === s.poison) return true;
+    let grant = s.step;
+    if (grant === null) {
+      const permits = this.#worker.permits;
+      if (permits === null) return true;
+      const codec = this.#worker.codec;
+      let item: PermitItem;
+      if (d.kind === 'timer') {
+        const payload = d.timer.payload;
+        item = new PermitItem(s.key, s.sid, 'timer', () =>
+          codec.decode(typeof payload === 'string' ? Buffer.from(payload) : payload),
+        );
+      } else {
+        const entry = s.sent[0];
+        const value = s.outside[0] === entry ? s.outsideValues[0] : undefined;
+        item = new PermitItem(s.key, s.sid, 'event', () => value);
+      }
+      grant = permits.start('step', item) as Grant;
+      s.step = grant;
+      if (grant.state === GrantState.Waiting) {
+        const waiting = grant;
+        grant.onGranted = () => this.#stepGranted(s, waiting);
+      }
+    }
+    return grant.state === GrantState.Granted;
+  }
+
+  /** The step's permits a stepped session waited for were granted: its waiting handler is given its input. */
+  #stepGranted(s: Session<I, O>, grant: Grant): void {
+    if (s.step !== grant || s.ended || s.failed || this.#host.dropped || !s.waiting) return;
+    const woke = this.wake(s);
+    if (woke !== undefined) woke.catch((error: unknown) => this.#worker.report(error));
   }
 
   /**
@@ -253,7 +306,8 @@ export class SessionInputs<I, O> {
     let drain = false;
     let reread = false;
     for (const s of [...this.#host.sessions.values()]) {
-      if (!s.waiting || s.ended) continue;
+      // (One waiting for its step's permits has its input decided already: it is given once they are granted.)
+      if (!s.waiting || s.ended || waitsForStep(s)) continue;
       // No input of its key known beyond what it took, and the rule still waits: waking it would decide the same
       // (most waiting sessions at each read of a backlog). One decision, not `wake`'s and the one below.
       if (
@@ -266,7 +320,8 @@ export class SessionInputs<I, O> {
       }
       const woke = this.wake(s);
       if (woke !== undefined) woke.catch((error: unknown) => this.#worker.report(error));
-      if (!s.waiting || s.ended) continue;
+      // (Now waiting for its step's permits: its input is decided, and its idle end, passed maybe, needs no tick.)
+      if (!s.waiting || s.ended || waitsForStep(s)) continue;
       next = Math.min(next, this.tickTime(s));
       // Held back only by entries of its key not delivered yet (held, or in the pending list): they go first.
       if (s.given < s.sent.length || decide(s.rule, undefined, this.#host.logTime, this.#limits).kind === 'wait') continue;

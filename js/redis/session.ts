@@ -9,6 +9,7 @@ import { type EndReason, type SessionLimits, type SessionState, type SessionTime
 import type { InputEntry, SessionEnd, Snapshot } from './transport';
 import type { SessionScope } from './trace-context';
 import type { ClockTimer } from './clock';
+import type { Grant } from './session-permits';
 
 /** A handler's failure as stored with an output: `{ name, message, code }` as JSON. */
 export function serializeError(error: unknown, maxBytes: number): string {
@@ -298,6 +299,15 @@ export class Session<I, O> {
   waiting = false;
   /** Its input has ended (decided by the rule, or its handler finished). */
   ended = false;
+  /** Its permits of the worker's `limiter.session` limiters (held from before it opened to its end), if any. */
+  permit: Grant | null = null;
+  /**
+   * Its handler's step's permits of `limiter.step` (`stepped`): waiting, or held from before the input was given to
+   * the handler's next ask.
+   */
+  step: Grant | null = null;
+  /** Each input its handler takes needs a permit of `limiter.step`: nothing is sent into its stream ahead of it. */
+  stepped = false;
   /** Its armed timers' timeouts, by timer id. */
   readonly wakeTimeouts = new Map<number, ClockTimer>();
   /** Timers whose wake-up an earlier owner wrote: the partition's tick moves the log's clock to them instead. */

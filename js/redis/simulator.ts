@@ -23,6 +23,8 @@ import { type OutputItem, outputItem } from './reader';
 import { reportable } from './reportable';
 import type { Lease } from './transport';
 import { VirtualClock } from './virtual-clock';
+import { SimLimiter } from './sim-limiter';
+import { WorkerPermits } from './session-permits';
 
 /** A timer of a process's clock: the shared clock's timer it is now (a paused process moves it to its pause's end). */
 class ProcessTimer implements ClockTimer {
@@ -167,6 +169,22 @@ export interface SimOptions<I, O> {
   readonly settleWithin?: number;
   /** A line per fault and takeover, for reading a failing seed. */
   readonly trace?: (line: string) => void;
+  /**
+   * Limiters of the processes' sessions, as `redisWorker`'s `limiter` option takes them: `session` and `step` are
+   * the concurrency of a limiter all processes share (as a fleet shares a `redisLimiter`), first come first
+   * served, its grants reaching their process late and its acquires failing with probability `fail` (drawn from a
+   * stream of the seed's own: the run's other draws stay as without it); a crashed process's permits come back a
+   * lease (`leaseTtl`) after its crash. `maxWaiting` as the option's.
+   */
+  readonly permits?: SimPermits;
+}
+
+/** `SimOptions.permits`. */
+export interface SimPermits {
+  readonly session?: number;
+  readonly step?: number;
+  readonly maxWaiting?: number;
+  readonly fail?: number;
 }
 
 export interface SimResult<O> {
@@ -188,6 +206,8 @@ export interface SimResult<O> {
   readonly ends: Map<string, string>[];
   /** Steps (`simBounds`), virtual ms from the start, faults, commits applied and wake-ups written, spans postponed over. */
   readonly stats: {
+    /** With `permits`: most permits of each limiter held at once, and permits granted. */
+    permits?: { session?: { max: number; granted: number }; step?: { max: number; granted: number } };
     steps: number;
     time: number;
     crashes: number;
@@ -267,6 +287,7 @@ class SimProcess<I, O> implements PartitionHost<I, O> {
   readonly maxSessionTimers: number;
   readonly checkReplay: boolean;
   readonly delivery = null;
+  readonly permits: WorkerPermits | null;
   readonly counters: WorkerCounters = newCounters();
   live = 0;
   clockOffset = 0;
@@ -297,6 +318,19 @@ class SimProcess<I, O> implements PartitionHost<I, O> {
     this.checkReplay = l.checkReplay ?? false;
     const partitions = sim.store.partitions;
     this.#share = Math.floor(Math.max(l.maxBufferedEvents ?? 65_536, partitions) / partitions);
+    const { session, step } = sim.limiters;
+    this.permits =
+      session === null && step === null
+        ? null
+        : new WorkerPermits(
+            {
+              session: session === null ? [] : [session.view(this)],
+              step: step === null ? [] : [step.view(this)],
+              maxWaiting: sim.options.permits?.maxWaiting ?? 1000,
+            },
+            this.clock,
+            (error) => this.report(error),
+          );
     this.clock.setImmediate(() => void this.#balance());
   }
 
@@ -405,8 +439,7 @@ class SimProcess<I, O> implements PartitionHost<I, O> {
     this.clock.setImmediate(() => {
       this.#sessionsEnded = false;
       for (const run of this.runs.values()) {
-        if (run.heldCount > 0) run.drainHeld().catch((error: unknown) => this.report(error));
-        else if (run.spilledKeys > 0) run.reread().catch((error: unknown) => this.report(error));
+        run.slotsFreed();
       }
     });
   }
@@ -415,6 +448,8 @@ class SimProcess<I, O> implements PartitionHost<I, O> {
   crash(): void {
     this.dead = true;
     this.clock.kill();
+    this.sim.limiters.session?.crashed(this);
+    this.sim.limiters.step?.crashed(this);
     this.log.sever();
     for (const run of this.runs.values()) void run.drop();
     this.runs.clear();
@@ -434,6 +469,8 @@ export class Simulation<I, O> {
   readonly violations: string[] = [];
   readonly processes: SimProcess<I, O>[] = [];
   readonly random: Prng;
+  /** The limiters of `options.permits` (null: none), shared by every process. */
+  readonly limiters: { session: SimLimiter | null; step: SimLimiter | null };
   readonly start: number;
   readonly stats = { steps: 0, time: 0, crashes: 0, pauses: 0, takeovers: 0, jumps: 0 };
   /**
@@ -458,6 +495,14 @@ export class Simulation<I, O> {
     this.start = options.start ?? 1_000_000;
     this.random = new Prng(options.seed);
     this.clock = new VirtualClock(this.start);
+    const permits = options.permits;
+    // Their draws come from a stream of their own: the faults are drawn as in the same run without them.
+    const draws = new Prng((options.seed ^ 0x5eed1) >>> 0);
+    const limiter = (name: string, concurrency: number | undefined) =>
+      concurrency === undefined
+        ? null
+        : new SimLimiter(name, concurrency, draws, this.clock, options.limits?.leaseTtl ?? 3000, permits?.fail ?? 0);
+    this.limiters = { session: limiter('sessions', permits?.session), step: limiter('steps', permits?.step) };
     this.limits = options.limits ?? {};
     this.codec = options.codec ?? jsonCodec;
     this.store = new MemoryStore(this.limits.partitions ?? 1, this.clock, (kind) => {
@@ -572,6 +617,8 @@ export class Simulation<I, O> {
       this.stats.pauses++;
       this.note(`${victim.id} pauses ${ms} ms`);
       victim.clock.pause(this.clock.now() + ms);
+      this.limiters.session?.paused(victim, ms);
+      this.limiters.step?.paused(victim, ms);
     }
   }
 
@@ -661,7 +708,7 @@ export class Simulation<I, O> {
 
   /**
    * Over a long quiet span, moves the clock on at once: when every partition is leased by a live process that is
-   * not paused, and nothing runs now (no immediate), the timers before the next one that is work (an event's
+   * not paused, no live process runs a partition it has lost, and nothing runs now (no immediate), the timers before the next one that is work (an event's
    * append, or a process's: a timer's wake-up, a tick, an age marker, a retry, a handler's delay) are only the
    * processes' keep-alive ones (lease renewals, idle reads' timeouts; `ProcessClock.setTimeout`). The span up to a
    * lease period before that next timer, or the deadline, is skipped: the keep-alive timers move on with the time,
@@ -679,6 +726,9 @@ export class Simulation<I, O> {
       const holder = this.store.holder(p);
       if (holder === null || !live.some((w) => w.runs.get(p)?.lease.token === holder)) return;
     }
+    // A process that still runs a partition whose lease another holds (back from a pause) is not quiet: it drops
+    // it at its next renewal, which the span would put off (and its sessions, waiting on nothing of the log, with it).
+    if (live.some((w) => [...w.runs.values()].some((run) => this.store.holder(run.partition) !== run.lease.token))) return;
     // (The leases first: the store drops one whose time has passed by its clock.)
     this.store.extendLeases(by);
     this.clock.postpone(by);
@@ -759,7 +809,20 @@ export async function simulate<I, O>(options: SimOptions<I, O>): Promise<SimResu
     leftovers.push(sim.store.leftovers(p));
     ends.push(sim.store.ends(p));
   }
-  const stats = { ...sim.stats, commits: sim.commits, wakes: sim.wakes };
+  const { session, step } = sim.limiters;
+  const stats = {
+    ...sim.stats,
+    commits: sim.commits,
+    wakes: sim.wakes,
+    ...(session === null && step === null
+      ? {}
+      : {
+          permits: {
+            ...(session === null ? {} : { session: { max: session.max, granted: session.granted } }),
+            ...(step === null ? {} : { step: { max: step.max, granted: step.granted } }),
+          },
+        }),
+  };
   let outputs: OutputItem<O>[] | undefined;
   return {
     // Read when asked: a run stopped by its bound of steps may have written hundreds of thousands.

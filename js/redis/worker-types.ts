@@ -2,6 +2,7 @@
 import type { RedisName } from './name';
 import type { RedisOptions } from './options';
 import type { OutputItem } from './reader';
+import type { WorkerLimiterOptions } from './session-permits';
 
 /** Options of `redisWorker`, besides the function's own settings (`idleTimeout`, `maxConcurrent`, `buffer`). */
 export interface RedisWorkerOptions<O = unknown, I = unknown> extends RedisOptions {
@@ -96,6 +97,27 @@ export interface RedisWorkerOptions<O = unknown, I = unknown> extends RedisOptio
    * memory and in the session's checkpoints. Default 1000.
    */
   maxSessionTimers?: number;
+  /**
+   * Limiters (in-process `limiter()`, fleet-wide `redisLimiter`, or any `Limiter`) whose permits sessions take:
+   * `session` (a permit of each per session, from before it opens to its end) and/or `step` (a permit of each per
+   * input its handler takes, from before the input is given to its next ask). Their `key` and `cost` functions
+   * get a `SessionPermitItem` (`{ key, sid, input, event }`). A wait for a permit is like a slow handler: it never
+   * changes which inputs a session takes or where it ends, and other keys go on meanwhile. See
+   * docs/redis/flow-control.md.
+   */
+  limiter?: WorkerLimiterOptions<I>;
+}
+
+/** What waits for a limiter's permit on a worker (`RedisWorkerStats.permits`; all 0 without the `limiter` option). */
+export interface WorkerPermitStats {
+  /** Keys whose next session waits for its `limiter.session` permits (at most `limiter.maxWaiting`). */
+  waitingSessions: number;
+  /** Sessions whose handler waits for a step's `limiter.step` permits. */
+  waitingSteps: number;
+  /** Grants held now: sessions holding their session permits, and handlers holding a step's. */
+  held: number;
+  /** Acquires that failed (the limiter refused them; each is reported through `onError` as `ERR_VELO_SESSION_PERMIT`, at most one a second, and made again later). */
+  failures: number;
 }
 
 /** Round-trip times of the worker's calls to Redis, ms: nearest-rank percentiles of its last 1024 calls. */
@@ -217,6 +239,8 @@ export interface RedisWorkerStats {
    * when this reaches two thirds of `leaseTtl`.
    */
   renewals: RenewalStats;
+  /** What waits for a limiter's permit, and what is held (`limiter` option). */
+  permits: WorkerPermitStats;
 }
 
 /** A running worker: it takes its share of the partitions and runs their sessions until `close()`. */

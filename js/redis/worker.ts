@@ -39,11 +39,20 @@ import { type Openable, type PartitionHost, type WorkerCounters, kOpen, newCount
 import { RETRY_MS } from './outbox';
 import { type Clock, realClock, sleepOn } from './clock';
 import type { RedisWorker, RedisWorkerOptions, RedisWorkerStats } from './worker-types';
+import { WorkerPermits, checkWorkerLimiter } from './session-permits';
 
 /** How option errors name this entry point. */
 const W = 'redisWorker()';
 
-export type { RedisWorker, RedisWorkerOptions, RedisWorkerStats, RoundTripStats, RenewalStats } from './worker-types';
+export type {
+  RedisWorker,
+  RedisWorkerOptions,
+  RedisWorkerStats,
+  RoundTripStats,
+  RenewalStats,
+  WorkerPermitStats,
+} from './worker-types';
+export type { SessionLimiters, SessionPermitItem, WorkerLimiterOptions } from './session-permits';
 
 /** Default of `maxUndelivered`. */
 const UNDELIVERED_DEFAULT = 1024;
@@ -57,6 +66,7 @@ const WORKER_KEYS = [
   'maxUndelivered',
   'outputRetention',
   'outputMaxLen',
+  'limiter',
 ];
 /** The longest a blocking wake-up read waits before it is re-issued, ms. */
 const WAIT_MS = 2000;
@@ -81,6 +91,8 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
   readonly maxSessionTimers: number;
   /** Local delivery (`onOutput`), or null. */
   readonly delivery: LocalDelivery<O> | null;
+  /** The limiters its sessions and steps take permits of (`limiter`), or null. */
+  readonly permits: WorkerPermits | null;
   readonly counters: WorkerCounters = newCounters();
   readonly #trips = new RoundTrips();
   readonly #share: number;
@@ -150,6 +162,13 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       maxCheckpointBytes,
       checkReplay,
     } = checkLimits(W, extra, options.partitions);
+    let limiterOption: unknown;
+    try {
+      limiterOption = extra.limiter;
+    } catch (error) {
+      throw invalidType(`redisWorker(): the "limiter" option could not be read (${describe(error)})`, error);
+    }
+    const limiters = checkWorkerLimiter(limiterOption, fn);
     integerOption(W, 'trimInterval', trimInterval, 0, Infinity, 'of at least 0 (ms)');
     if (typeof workerId !== 'string')
       throw invalidType(`redisWorker(): options.workerId must be a string, not ${describe(workerId)}`);
@@ -173,6 +192,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     this.outputMaxLen = outputMaxLen;
     this.maxSessionTimers = maxSessionTimers;
     this.delivery = onOutput === undefined ? null : new LocalDelivery(onOutput, maxUndelivered, (error) => this.report(error));
+    this.permits = limiters === undefined ? null : new WorkerPermits(limiters, this.clock, (error) => this.report(error));
     this.fn = fn as StreamFn<I, O> & Openable<I, O>;
     this.ttl = leaseTtl;
     this.readCount = readCount;
@@ -230,6 +250,13 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     const renewals = { count: this.#renewals.totals().count, lateP50: late.p50, lateP99: late.p99, lateMax: late.max };
     const delivered = this.delivery?.delivered ?? 0;
     const undelivered = this.delivery?.undelivered ?? 0;
+    const p = this.permits;
+    const permits = {
+      waitingSessions: p?.waitingSessions ?? 0,
+      waitingSteps: p?.waitingSteps ?? 0,
+      held: p?.held ?? 0,
+      failures: p?.failures ?? 0,
+    };
     return {
       owned,
       lag,
@@ -246,6 +273,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       undelivered,
       roundTrip,
       renewals,
+      permits,
     };
   }
 
@@ -533,8 +561,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     this.clock.setImmediate(() => {
       this.#sessionsEnded = false;
       for (const run of this.#runs.values()) {
-        if (run.heldCount > 0) run.drainHeld().catch((error: unknown) => this.report(error));
-        else if (run.spilledKeys > 0) run.reread().catch((error: unknown) => this.report(error));
+        run.slotsFreed();
       }
     });
   }
@@ -590,6 +617,18 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
             `close() stopped waiting: Redis did not answer, or a handler did not finish, before this worker's leases ran out; partitions [${partitions.join(', ')}] were dropped, not released (their next owner replays their live sessions)`,
           ),
         );
+      }
+      // Permits still held (sessions of partitions dropped at the deadline, their handlers not finished) go back,
+      // waits stop; the releases sent to Redis are answered before close() resolves (within a third of a lease).
+      if (this.permits !== null) {
+        this.permits.releaseAll();
+        const until = Math.max(deadline, performance.now() + this.ttl / 3);
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          this.permits.drained(),
+          new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(0, until - performance.now())))),
+        ]);
+        clearTimeout(timer);
       }
       // Every committed output reaches onOutput before close() resolves (partitions lost earlier included),
       // unless onOutput itself holds on past the deadline.

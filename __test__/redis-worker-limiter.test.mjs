@@ -1,0 +1,343 @@
+// redisWorker's `limiter` option on a private redis-server: sessions (`limiter.session`) and handler steps
+// (`limiter.step`) taking permits of an in-process `limiter()` or a fleet-wide `redisLimiter`. What must hold is
+// checked by counting, never by timing: an auditor in Redis (helpers/redis-permit-child.mjs) counts the sessions
+// (or steps) running at once inside their permits' holding, and the outputs must be those the log defines (a wait
+// for a permit is a slow handler: it changes neither which inputs a session takes nor where it ends).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
+import { limiter, streamFn, task } from 'velo-stream';
+import { redisLimiter, redisProducer, redisWorker } from 'velo-stream/redis';
+import { start } from './helpers/child.mjs';
+import { client, fresh, killChild, lastStats, redis, useRedis } from './helpers/redis-suite.mjs';
+import {
+  eventually,
+  expectedTotals,
+  pendingCount,
+  readAllOutputs,
+  sessionsInLog,
+  settled,
+  totals,
+} from './helpers/redis-fixtures.mjs';
+
+useRedis();
+
+const CHILD = fileURLToPath(new URL('./helpers/redis-permit-child.mjs', import.meta.url));
+const permitChild = (options) => start([CHILD, JSON.stringify({ url: redis.url, ...options })], { timeout: 120_000 });
+
+/** SIGTERM: a clean hand-off, no error reported, and its last stats (`closed`). */
+async function stop(child) {
+  child.child.kill('SIGTERM');
+  const { stdout } = await child.finished();
+  assert.deepEqual(
+    stdout.split('\n').filter((l) => l.startsWith('error ')),
+    [],
+    'the worker reported no error',
+  );
+  return JSON.parse(stdout.split('\n').find((l) => l.startsWith('closed ')).slice(7));
+}
+
+/** Sends `perKey` events to each of `keys` (`[key, tenant]`), in rounds, `n` from `from + 1`; returns key -> ns sent. */
+async function sendAll(name, partitions, keys, perKey, from = 0) {
+  const producer = redisProducer({ client, name, partitions });
+  const sent = new Map();
+  let n = from;
+  for (let round = 0; round < perKey; round++) {
+    const batch = keys.map(([key, tenant]) => {
+      n++;
+      sent.set(key, [...(sent.get(key) ?? []), n]);
+      return [key, { n, tenant }];
+    });
+    await producer.sendMany(batch);
+  }
+  return sent;
+}
+
+const maxOf = async (name, scope) => Number((await client.get(`audit:${name}:${scope}:max`)) ?? 0);
+const holders = (limiterName, key = '') => client.zCard(`velo:lim:{${limiterName}}:h:${key}`);
+
+test('limiter.session, concurrency 2 shared by two worker processes over 30 keys: never more than 2 sessions at once, outputs as without it', async () => {
+  const name = fresh('conc');
+  const lim = `${name}-lim`;
+  const options = { name, partitions: 4, leaseTtl: 2000, idleTimeout: 150, per: 'session', limiter: { name: lim, concurrency: 2 } };
+  const children = [permitChild({ ...options, tag: 'A' }), permitChild({ ...options, tag: 'B' })];
+  await Promise.all(children.map((c) => c.waitFor(/ready/)));
+  await eventually(() => children.every((c) => (lastStats(c)?.owned.length ?? 0) > 0), 'both workers own partitions');
+  const keys = Array.from({ length: 30 }, (_, i) => [`t${i % 3}:u${i}`, `t${i % 3}`]);
+  const sent = await sendAll(name, 4, keys, 3);
+  // Every key's outputs are a crash-free run's: its running totals, one session per key (its events were sent
+  // together, within the idle time, however long its session waited to start).
+  await settled(client, name, 4, sent);
+  const max = await maxOf(name, 'all');
+  assert.ok(max <= 2, `the auditor saw ${max} sessions at once`);
+  assert.equal(max, 2, 'the limit was reached (the test is not vacuous)');
+  // Both processes ran sessions, and waited for permits.
+  const log = await client.lRange(`audit:${name}:log`, 0, -1);
+  assert.ok(log.some((l) => l.startsWith('A ')) && log.some((l) => l.startsWith('B ')), 'both workers ran sessions');
+  const closed = await Promise.all(children.map(stop));
+  for (const stats of closed) assert.deepEqual(stats.permits, { waitingSessions: 0, waitingSteps: 0, held: 0, failures: 0 });
+  assert.equal(await holders(lim), 0, 'every permit given back');
+  assert.equal(await client.exists(`velo:lim:{${lim}}:q:`), 0, 'nobody left in the line');
+});
+
+test('limiter.session keyed by tenant, concurrency 1 per tenant: one session per tenant at a time, tenants at once', async () => {
+  const name = fresh('tenant');
+  const lim = `${name}-lim`;
+  const options = {
+    name,
+    partitions: 4,
+    leaseTtl: 2000,
+    idleTimeout: 150,
+    per: 'session',
+    byTenant: true,
+    limiter: { name: lim, concurrency: 1 },
+  };
+  const children = [permitChild({ ...options, tag: 'A' }), permitChild({ ...options, tag: 'B' })];
+  await Promise.all(children.map((c) => c.waitFor(/ready/)));
+  await eventually(() => children.every((c) => (lastStats(c)?.owned.length ?? 0) > 0), 'both workers own partitions');
+  const keys = Array.from({ length: 18 }, (_, i) => [`t${i % 3}:u${i}`, `t${i % 3}`]);
+  const sent = await sendAll(name, 4, keys, 2);
+  await settled(client, name, 4, sent);
+  for (const tenant of ['t0', 't1', 't2']) {
+    assert.equal(await maxOf(name, `t:${tenant}`), 1, `tenant ${tenant}: one session at a time`);
+  }
+  // A tenant at its limit never held the others back: sessions of different tenants ran at once.
+  const max = await maxOf(name, 'all');
+  assert.ok(max >= 2 && max <= 3, `${max} sessions at once (one per tenant at most)`);
+  await Promise.all(children.map(stop));
+  for (const tenant of ['t0', 't1', 't2']) assert.equal(await holders(lim, tenant), 0);
+});
+
+test('limiter.session with a rate: session starts spaced as the rate allows (GCRA on Redis clock), outputs as without it', async () => {
+  const name = fresh('rate');
+  const lim = `${name}-lim`;
+  const rate = { limit: 10, period: 1000, burst: 2 };
+  const child = permitChild({ name, partitions: 2, leaseTtl: 2000, idleTimeout: 100, per: 'session', limiter: { name: lim, rate } });
+  await child.waitFor(/ready/);
+  await eventually(() => (lastStats(child)?.owned.length ?? 0) === 2, 'the worker owns both partitions');
+  const keys = Array.from({ length: 10 }, (_, i) => [`t0:k${i}`, 't0']);
+  const sent = await sendAll(name, 2, keys, 2);
+  await settled(client, name, 2, sent);
+  const grants = (await client.lRange(`audit:${name}:grants`, 0, -1)).map(Number).sort((a, b) => a - b);
+  assert.equal(grants.length, 10, 'a grant per session');
+  const T = rate.period / rate.limit;
+  for (let i = 0; i < grants.length; i++) {
+    for (let j = i; j < grants.length; j++) {
+      const bound = rate.burst + (grants[j] - grants[i]) / T;
+      assert.ok(j - i + 1 <= bound + 1e-9, `${j - i + 1} session starts in [${grants[i]}, ${grants[j]}]: the bound is ${bound}`);
+    }
+  }
+  // 10 starts with a burst of 2: the last is at least 8 emission intervals after the first.
+  assert.ok(grants.at(-1) - grants[0] >= (grants.length - rate.burst) * T - 1, `starts spread over ${grants.at(-1) - grants[0]} ms`);
+  await stop(child);
+});
+
+test('limiter.step, concurrency 1 over two processes: one handler step at a time, and every session ends where the log says', async () => {
+  const name = fresh('step');
+  const lim = `${name}-lim`;
+  const idle = 300;
+  const options = { name, partitions: 4, leaseTtl: 2000, idleTimeout: idle, per: 'step', delayMs: 5, limiter: { name: lim, concurrency: 1 } };
+  const children = [permitChild({ ...options, tag: 'A' }), permitChild({ ...options, tag: 'B' })];
+  await Promise.all(children.map((c) => c.waitFor(/ready/)));
+  await eventually(() => children.every((c) => (lastStats(c)?.owned.length ?? 0) > 0), 'both workers own partitions');
+  // Two bursts per key, more than the idle time apart on Redis' clock: two sessions per key. The steps of all
+  // sessions wait for one permit, far longer in all than the idle time: a rule by the worker's clock would split
+  // or merge them elsewhere.
+  const keys = Array.from({ length: 8 }, (_, i) => [`t${i % 2}:s${i}`, `t${i % 2}`]);
+  const sent = await sendAll(name, 4, keys, 3);
+  await new Promise((resolve) => setTimeout(resolve, idle * 3));
+  // (The log says where sessions split: a burst slowed past the idle time by load splits there, for both.)
+  for (const [key, ns] of await sendAll(name, 4, keys, 3, 24)) sent.set(key, [...sent.get(key), ...ns]);
+  const total = 48;
+  await eventually(async () => (await readAllOutputs(client, name, 4)).length >= total, `${total} outputs`, 60_000);
+  await eventually(async () => (await pendingCount(client, name, 4)) === 0, 'nothing pending', 60_000);
+  const outputs = await readAllOutputs(client, name, 4);
+  const logSessions = await sessionsInLog(client, name, 4, idle);
+  assert.ok(logSessions.size >= 16, `the log defines two sessions per key at least (${logSessions.size})`);
+  for (const [sid, session] of logSessions) {
+    const mine = outputs.filter((o) => o.sid === sid).sort((a, b) => a.seq - b.seq);
+    assert.deepEqual(
+      mine.map((o) => o.value),
+      expectedTotals(session.ns),
+      `${sid}: the outputs of the log's session`,
+    );
+  }
+  assert.equal(outputs.length, total);
+  const max = await maxOf(name, 'all');
+  assert.equal(max, 1, `the auditor saw ${max} handler steps at once`);
+  const closed = await Promise.all(children.map(stop));
+  assert.ok(closed.some((s) => s.limiter.admitted > 0));
+  assert.equal(await holders(lim), 0, 'every permit given back');
+});
+
+test('a key waiting for its permit holds back no other key of its partition (no head-of-line blocking)', async () => {
+  // One partition; one session per tenant at a time. hot:a runs for its idle time, hot:b waits behind it, and the
+  // cold tenant's keys, later in the log than hot:b, must start while hot:a still runs.
+  const name = fresh('hol');
+  const perTenant = limiter({ concurrency: 1, key: (s) => s.key.slice(0, s.key.indexOf(':')) });
+  const running = new Set();
+  const seen = new Map();
+  const fn = streamFn(
+    async function* observed(events) {
+      let key;
+      try {
+        for await (const e of events) {
+          if (key === undefined) {
+            key = e.key;
+            seen.set(key, [...running]);
+            running.add(key);
+          }
+          yield { n: e.n };
+        }
+      } finally {
+        running.delete(key);
+      }
+    },
+    { idleTimeout: 1500 },
+  );
+  const errors = [];
+  const worker = redisWorker(fn, { client, name, partitions: 1, limiter: { session: perTenant }, onError: (e) => errors.push(e) });
+  const producer = redisProducer({ client, name, partitions: 1 });
+  const keys = ['hot:a', 'hot:b', 'cold:x', 'cold:y'];
+  await producer.sendMany(keys.map((key, n) => [key, { key, n }]));
+  await eventually(() => seen.size === 4, 'every session started', 30_000);
+  assert.deepEqual(seen.get('hot:a'), [], 'hot:a started first');
+  assert.ok(!seen.get('hot:b').includes('hot:a'), 'hot:b started once hot:a had ended (one per tenant)');
+  assert.ok(seen.get('cold:x').includes('hot:a'), 'cold:x started while hot:a ran, past hot:b waiting in front of it');
+  await eventually(async () => (await pendingCount(client, name, 1)) === 0, 'nothing pending', 30_000);
+  await worker.close();
+  assert.deepEqual(errors, []);
+  assert.equal(perTenant.stats().inUse, 0);
+});
+
+test('a worker killed -9 holding a redisLimiter permit: the other takes its sessions over after the permit lease, not before', async () => {
+  const name = fresh('kill');
+  const lim = `${name}-lim`;
+  const options = {
+    name,
+    partitions: 1,
+    leaseTtl: 900,
+    idleTimeout: 3000,
+    per: 'session',
+    limiter: { name: lim, concurrency: 1, leaseTtl: 2400 },
+  };
+  const a = permitChild({ ...options, tag: 'A' });
+  await a.waitFor(/ready/);
+  await eventually(() => (lastStats(a)?.owned.length ?? 0) === 1, 'A owns the partition');
+  const b = permitChild({ ...options, tag: 'B' });
+  await b.waitFor(/ready/);
+  const sent = await sendAll(name, 1, [['t0:first', 't0']], 2);
+  await eventually(() => lastStats(a)?.permits.held === 1, "A's session holds the permit");
+  for (const [key, ns] of await sendAll(name, 1, [['t0:second', 't0']], 2, 2)) sent.set(key, ns);
+  await eventually(() => lastStats(a)?.permits.waitingSessions === 1, 'the second key waits for the permit');
+  await killChild(a);
+  // The permit's lease as Redis holds it now that no renewal can come.
+  const [lease] = (await client.zRangeWithScores(`velo:lim:{${lim}}:h:`, 0, -1)).map((e) => e.score);
+  assert.ok(lease > 0, "the dead worker's permit is held");
+  await settled(client, name, 1, sent);
+  // B replayed the first session, then ran the second: each started once it held the permit, after the lease.
+  const starts = (await client.lRange(`audit:${name}:log`, 0, -1)).filter((l) => l.startsWith('B ')).map((l) => Number(l.split(' ').at(-1)));
+  assert.equal(starts.length, 2);
+  for (const at of starts) assert.ok(at >= lease, `a session of B started at ${at}, before the dead permit's lease ran out at ${lease}`);
+  const grants = (await client.lRange(`audit:${name}:grants`, 0, -1)).map(Number).sort((x, y) => x - y);
+  assert.equal(grants.length, 3, "A's grant, then B's two");
+  assert.ok(grants.slice(1).every((g) => g >= lease), `grants ${grants} after the lease ${lease}`);
+  const closed = await stop(b);
+  assert.equal(closed.permits.held, 0);
+  assert.equal(await holders(lim), 0);
+});
+
+test('close() while sessions wait for permits: it settles, their waits stop, the permits go back; another worker runs them all', async () => {
+  for (const kind of ['redis', 'local']) {
+    const name = fresh(`close-${kind}`);
+    const lim =
+      kind === 'redis' ? redisLimiter({ client, name: `${name}-lim`, concurrency: 1, leaseTtl: 3000 }) : limiter({ concurrency: 1 });
+    const errors = [];
+    const fn = totals({ idleTimeout: 60_000 });
+    const opts = { client, name, partitions: 1, leaseTtl: 1500, limiter: { session: lim }, onError: (e) => errors.push(e) };
+    const worker = redisWorker(fn, opts);
+    const keys = Array.from({ length: 4 }, (_, i) => [`t0:c${i}`, 't0']);
+    const sent = await sendAll(name, 1, keys, 2);
+    await eventually(() => worker.stats().permits.held === 1 && worker.stats().permits.waitingSessions === 3, 'one session runs, three wait');
+    await worker.close();
+    assert.deepEqual(errors, [], `${kind}: close() reported nothing (no ERR_VELO_CLOSE_TIMEOUT)`);
+    assert.deepEqual(worker.stats().permits, { waitingSessions: 0, waitingSteps: 0, held: 0, failures: 0 });
+    if (kind === 'redis') {
+      assert.equal(await holders(`${name}-lim`), 0, 'the permit given back by close()');
+      await eventually(async () => (await client.exists(`velo:lim:{${name}-lim}:q:`)) === 0, 'the waits left the line');
+    } else {
+      assert.equal(lim.stats().inUse, 0);
+      assert.equal(lim.stats().waiting, 0);
+    }
+    // Another worker (the idle time a short one now: same log, same sessions) runs every session from the start.
+    const next = redisWorker(totals({ idleTimeout: 100 }), { ...opts, onError: (e) => errors.push(e) });
+    await settled(client, name, 1, sent);
+    await next.close();
+    assert.deepEqual(errors, []);
+    await lim.close();
+  }
+});
+
+test('hostile limiter options are refused at redisWorker() with coded errors, before anything starts', async () => {
+  const fn = totals({ idleTimeout: 100 });
+  const l = limiter({ concurrency: 1 });
+  const base = { client, name: fresh('bad'), partitions: 1 };
+  const refused = (limiterOption, code, what, withFn = fn) =>
+    assert.throws(() => redisWorker(withFn, { ...base, limiter: limiterOption }), { code }, what);
+  refused(5, 'ERR_INVALID_ARG_TYPE', 'a number');
+  refused(null, 'ERR_INVALID_ARG_TYPE', 'null');
+  refused(l, 'ERR_INVALID_ARG_TYPE', 'a limiter where the options object goes');
+  refused([l], 'ERR_INVALID_ARG_TYPE', 'an array');
+  refused({}, 'ERR_INVALID_ARG_VALUE', 'neither session nor step');
+  refused({ session: l, per: 'session' }, 'ERR_INVALID_ARG_VALUE', 'an unknown option');
+  refused({ session: [] }, 'ERR_INVALID_ARG_TYPE', 'an empty array');
+  refused({ session: {} }, 'ERR_INVALID_ARG_TYPE', 'not a limiter');
+  refused({ session: [l, 'x'] }, 'ERR_INVALID_ARG_TYPE', 'an array with something else');
+  refused({ session: l, step: l }, 'ERR_INVALID_ARG_VALUE', 'one limiter for sessions and steps');
+  refused({ session: [l, l] }, 'ERR_INVALID_ARG_VALUE', 'one limiter twice');
+  refused({ session: limiter({ concurrency: 1, mode: 'reject' }) }, 'ERR_INVALID_ARG_VALUE', "a limiter in 'reject' mode");
+  const rejecting = redisLimiter({ client, name: `${base.name}-r`, concurrency: 1, mode: 'reject' });
+  refused({ session: rejecting }, 'ERR_INVALID_ARG_VALUE', "a redisLimiter in 'reject' mode");
+  await rejecting.close();
+  for (const maxWaiting of [0, -1, 1.5, NaN, Infinity, 1e7, '10'])
+    refused({ session: l, maxWaiting }, 'ERR_OUT_OF_RANGE', `maxWaiting ${String(maxWaiting)}`);
+  const piped = streamFn(async function* first(xs) {
+    yield* xs;
+  }).pipe(
+    streamFn(async function* second(xs) {
+      yield* xs;
+    }),
+  );
+  refused({ step: l }, 'ERR_INVALID_ARG_VALUE', 'step with a pipe', piped);
+  refused({ step: l }, 'ERR_INVALID_ARG_VALUE', 'step with a task stage', task(async (x) => x));
+  const { proxy, revoke } = Proxy.revocable({}, {});
+  revoke();
+  refused(proxy, 'ERR_INVALID_ARG_TYPE', 'a revoked Proxy');
+  refused(
+    {
+      get session() {
+        throw new Error('no');
+      },
+    },
+    'ERR_INVALID_ARG_TYPE',
+    'a getter that throws',
+  );
+  assert.throws(
+    () =>
+      redisWorker(fn, {
+        ...base,
+        get limiter() {
+          throw new Error('no');
+        },
+      }),
+    { code: 'ERR_INVALID_ARG_TYPE' },
+    'an options getter that throws',
+  );
+  // Accepted: a limiter, arrays, both kinds, maxWaiting in range (closed at once: nothing was waited for).
+  const accepted = [
+    { session: l },
+    { step: [l] },
+    { session: [l, limiter({ rate: { limit: 5, period: 1000 } })], step: limiter({ concurrency: 2 }), maxWaiting: 1 },
+  ];
+  await Promise.all(accepted.map((ok) => redisWorker(fn, { ...base, name: fresh('ok'), limiter: ok }).close()));
+});
