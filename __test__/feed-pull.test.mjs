@@ -367,3 +367,26 @@ for (const close of ['throws', 'is not a function']) {
     });
   }
 }
+
+test('an abandoned feed whose handler waits at its yield (its pulled source has events) is collected well before its idle timeout', async () => {
+  const fn = streamFn(
+    async function* (events) {
+      for await (const e of events) yield e;
+    },
+    { idleTimeout: 60_000, buffer: 1, maxConcurrent: 20 },
+  );
+  await (async () => {
+    for (let i = 0; i < 10; i++) {
+      const feed = fn.open().feed(counted().source);
+      assert.equal((await feed.next()).value, 0);
+      // Left here: the handler fills its buffer of 1 and waits at its yield, its source not asked.
+    }
+  })();
+  for (let i = 0; i < 200 && fn.stats().open > 0; i++) {
+    globalThis.gc();
+    await turn();
+    await sleep(20);
+  }
+  assert.equal(fn.stats().open, 0, JSON.stringify(fn.stats()));
+  assert.equal(fn.stats().cancelled, 10);
+});

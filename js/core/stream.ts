@@ -1268,7 +1268,10 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
         // stopped below: a refused push, or no room granted.)
         const emitted = this.#emit(r.value);
         if (emitted === Emit.Paused) {
-          // Paused at its yield until a reader makes room.
+          // Paused at its yield until a reader makes room. Its pulled source, not asked meanwhile, holds the idle
+          // clock now rather than at the deadline: a stream nobody reads then is collected at once (see `#pullHeld`).
+          const pull = this.#pull;
+          if (pull !== null && !pull.asked && !this.#pullHeld && !this.#admitting) this.#holdForPull(true);
           await new Promise<void>((resolve) => (this.#resumeHandler = resolve));
           // Resumed by a reader making room, or by a cancel.
           if (this.#cancel !== undefined) {
