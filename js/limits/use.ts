@@ -17,7 +17,8 @@ const METHODS = ['acquire', 'tryAcquire', 'stats'] as const;
 // eslint-disable-next-line @typescript-eslint/unbound-method -- always called with an explicit receiver
 const nativeThen = Promise.prototype.then;
 
-function isLimiter(value: unknown): value is Limiter<unknown> {
+/** A limiter (`acquire`, `tryAcquire`, `stats`), as `task()`, `streamFn()` and `redisWorker` take them. */
+export function isLimiter(value: unknown): value is Limiter<unknown> {
   if (value === null || typeof value !== 'object') return false;
   try {
     const v = value as Record<string, unknown>;

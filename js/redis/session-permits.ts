@@ -12,6 +12,7 @@
 import { describe, invalidType, invalidValue, sessionPermitError } from '../errors';
 import { integerOption } from '../validate';
 import { isLocalLimiter } from '../limits/local';
+import { isLimiter } from '../limits/use';
 import type { Limiter, Permit } from '../limits/types';
 import type { Clock, ClockTimer } from './clock';
 
@@ -167,17 +168,6 @@ function nameOf(l: Limiter<unknown>): string {
 function isLimiterLike(value: unknown): boolean {
   try {
     return typeof (value as { acquire?: unknown }).acquire === 'function';
-  } catch {
-    return false;
-  }
-}
-
-/** A limiter (`acquire`, `tryAcquire`, `stats`), as `task()` takes them. */
-function isLimiter(value: unknown): value is Limiter<unknown> {
-  if (value === null || typeof value !== 'object') return false;
-  try {
-    const v = value as Record<string, unknown>;
-    return typeof v.acquire === 'function' && typeof v.tryAcquire === 'function' && typeof v.stats === 'function';
   } catch {
     return false;
   }
