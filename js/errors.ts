@@ -297,7 +297,8 @@ export const ERROR_CODES = {
     class: '',
     from: 'velo-stream/redis',
     when: "A `redisWorker` with the `limiter` option could not get a permit for a session or a step (reported through `onError`, at most once a second per worker; `limiter` names the limiter, `per` says `'session'` or `'step'`, `cause` is the limiter's error: a `key` or `cost` function that failed, a full line, a closed limiter, Redis away under `'fail-closed'`). The session (or step) goes on waiting and the worker asks again, 100 ms to 5 s later: nothing a reader sees changes.",
-    action: "Read `cause`: fix the limiter's `key`/`cost` function, raise its `maxWaiting`, keep it open while the worker runs, or choose `whenRedisFails`.",
+    action:
+      "Read `cause`: fix the limiter's `key`/`cost` function, raise its `maxWaiting`, keep it open while the worker runs, or choose `whenRedisFails`.",
   },
 } as const satisfies Record<string, ErrorCodeInfo>;
 

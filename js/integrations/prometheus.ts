@@ -390,7 +390,7 @@ export function registerRedisWorkerMetrics(
     ['replay_diverged_total', 'Replayed outputs that differ from those committed before (checkReplay).', (s) => s.diverged],
     [
       'permit_failures_total',
-      "Limiter acquires for sessions or steps that failed (each made again later; ERR_VELO_SESSION_PERMIT).",
+      'Limiter acquires for sessions or steps that failed (each made again later; ERR_VELO_SESSION_PERMIT).',
       (s) => s.permits.failures,
     ],
   ];

@@ -6,7 +6,7 @@
 // a lease after the pause began (as a `redisLimiter`'s do). Deterministic:
 // the virtual clock and the seed only. The processes' own code is the library's; only this limiter is simulated.
 import { limitQueueFullError } from '../errors';
-import type { AcquireOptions, LimitSettings, Limiter, LimiterStats, Permit } from '../limits/types';
+import type { AcquireOptions, Limiter, LimiterStats, Permit } from '../limits/types';
 import type { Clock } from './clock';
 import type { Prng } from './prng';
 
@@ -146,7 +146,7 @@ export class SimLimiter {
         if (this.#held.size >= this.concurrency || this.#line.length > 0 || !this.random.chance(0.5)) return undefined;
         return this.#take(holder);
       },
-      setLimits: (_settings: LimitSettings): void => {},
+      setLimits: (): void => {},
       stats,
       close: () => Promise.resolve(),
     };
