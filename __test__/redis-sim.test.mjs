@@ -196,7 +196,8 @@ test(`seeds 1-${PERMIT_SEEDS} with limiters on sessions and steps: the faulty ru
   for (let seed = 1; seed <= PERMIT_SEEDS; seed++) {
     const permits = permitsFor(seed);
     const result = await runSeed(seed, { permits: true });
-    if (!result.ok) failed.push(`seed ${seed}: ${result.problems[0]} (replay: ${replayCommand(seed, undefined, { permits: true })})`);
+    if (!result.ok)
+      failed.push(`seed ${seed}: ${result.problems[0]} (replay: ${replayCommand(seed, undefined, { permits: true })})`);
     for (const kind of ['session', 'step']) {
       const used = result.stats.permits?.[kind];
       if (permits[kind] === undefined) continue;
@@ -215,7 +216,8 @@ test('a session limiter of concurrency 1 shared by the processes: sessions of th
   // log says it takes.
   const events = [];
   for (const [i, key] of ['a', 'b', 'c'].entries()) {
-    for (const at of [T + i, T + 10 + i, T + 3000 + i, T + 3010 + i]) events.push({ at, key, event: { tag: `${key}${at - T}`, at } });
+    for (const at of [T + i, T + 10 + i, T + 3000 + i, T + 3010 + i])
+      events.push({ at, key, event: { tag: `${key}${at - T}`, at } });
   }
   events.sort((x, y) => x.at - y.at);
   const run = (permits, crashAt = []) =>

@@ -3,7 +3,7 @@
 // checked by counting, never by timing: an auditor in Redis (helpers/redis-permit-child.mjs) counts the sessions
 // (or steps) running at once inside their permits' holding, and the outputs must be those the log defines (a wait
 // for a permit is a slow handler: it changes neither which inputs a session takes nor where it ends).
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { limiter, streamFn, task } from 'velo-stream';
@@ -34,7 +34,12 @@ async function stop(child) {
     [],
     'the worker reported no error',
   );
-  return JSON.parse(stdout.split('\n').find((l) => l.startsWith('closed ')).slice(7));
+  return JSON.parse(
+    stdout
+      .split('\n')
+      .find((l) => l.startsWith('closed '))
+      .slice(7),
+  );
 }
 
 /** Sends `perKey` events to each of `keys` (`[key, tenant]`), in rounds, `n` from `from + 1`; returns key -> ns sent. */
@@ -59,7 +64,14 @@ const holders = (limiterName, key = '') => client.zCard(`velo:lim:{${limiterName
 test('limiter.session, concurrency 2 shared by two worker processes over 30 keys: never more than 2 sessions at once, outputs as without it', async () => {
   const name = fresh('conc');
   const lim = `${name}-lim`;
-  const options = { name, partitions: 4, leaseTtl: 2000, idleTimeout: 150, per: 'session', limiter: { name: lim, concurrency: 2 } };
+  const options = {
+    name,
+    partitions: 4,
+    leaseTtl: 2000,
+    idleTimeout: 150,
+    per: 'session',
+    limiter: { name: lim, concurrency: 2 },
+  };
   const children = [permitChild({ ...options, tag: 'A' }), permitChild({ ...options, tag: 'B' })];
   await Promise.all(children.map((c) => c.waitFor(/ready/)));
   await eventually(() => children.every((c) => (lastStats(c)?.owned.length ?? 0) > 0), 'both workers own partitions');
@@ -112,7 +124,14 @@ test('limiter.session with a rate: session starts spaced as the rate allows (GCR
   const name = fresh('rate');
   const lim = `${name}-lim`;
   const rate = { limit: 10, period: 1000, burst: 2 };
-  const child = permitChild({ name, partitions: 2, leaseTtl: 2000, idleTimeout: 100, per: 'session', limiter: { name: lim, rate } });
+  const child = permitChild({
+    name,
+    partitions: 2,
+    leaseTtl: 2000,
+    idleTimeout: 100,
+    per: 'session',
+    limiter: { name: lim, rate },
+  });
   await child.waitFor(/ready/);
   await eventually(() => (lastStats(child)?.owned.length ?? 0) === 2, 'the worker owns both partitions');
   const keys = Array.from({ length: 10 }, (_, i) => [`t0:k${i}`, 't0']);
@@ -128,7 +147,10 @@ test('limiter.session with a rate: session starts spaced as the rate allows (GCR
     }
   }
   // 10 starts with a burst of 2: the last is at least 8 emission intervals after the first.
-  assert.ok(grants.at(-1) - grants[0] >= (grants.length - rate.burst) * T - 1, `starts spread over ${grants.at(-1) - grants[0]} ms`);
+  assert.ok(
+    grants.at(-1) - grants[0] >= (grants.length - rate.burst) * T - 1,
+    `starts spread over ${grants.at(-1) - grants[0]} ms`,
+  );
   await stop(child);
 });
 
@@ -136,7 +158,15 @@ test('limiter.step, concurrency 1 over two processes: one handler step at a time
   const name = fresh('step');
   const lim = `${name}-lim`;
   const idle = 300;
-  const options = { name, partitions: 4, leaseTtl: 2000, idleTimeout: idle, per: 'step', delayMs: 5, limiter: { name: lim, concurrency: 1 } };
+  const options = {
+    name,
+    partitions: 4,
+    leaseTtl: 2000,
+    idleTimeout: idle,
+    per: 'step',
+    delayMs: 5,
+    limiter: { name: lim, concurrency: 1 },
+  };
   const children = [permitChild({ ...options, tag: 'A' }), permitChild({ ...options, tag: 'B' })];
   await Promise.all(children.map((c) => c.waitFor(/ready/)));
   await eventually(() => children.every((c) => (lastStats(c)?.owned.length ?? 0) > 0), 'both workers own partitions');
@@ -196,7 +226,13 @@ test('a key waiting for its permit holds back no other key of its partition (no 
     { idleTimeout: 1500 },
   );
   const errors = [];
-  const worker = redisWorker(fn, { client, name, partitions: 1, limiter: { session: perTenant }, onError: (e) => errors.push(e) });
+  const worker = redisWorker(fn, {
+    client,
+    name,
+    partitions: 1,
+    limiter: { session: perTenant },
+    onError: (e) => errors.push(e),
+  });
   const producer = redisProducer({ client, name, partitions: 1 });
   const keys = ['hot:a', 'hot:b', 'cold:x', 'cold:y'];
   await producer.sendMany(keys.map((key, n) => [key, { key, n }]));
@@ -236,12 +272,18 @@ test('a worker killed -9 holding a redisLimiter permit: the other takes its sess
   assert.ok(lease > 0, "the dead worker's permit is held");
   await settled(client, name, 1, sent);
   // B replayed the first session, then ran the second: each started once it held the permit, after the lease.
-  const starts = (await client.lRange(`audit:${name}:log`, 0, -1)).filter((l) => l.startsWith('B ')).map((l) => Number(l.split(' ').at(-1)));
+  const starts = (await client.lRange(`audit:${name}:log`, 0, -1))
+    .filter((l) => l.startsWith('B '))
+    .map((l) => Number(l.split(' ').at(-1)));
   assert.equal(starts.length, 2);
-  for (const at of starts) assert.ok(at >= lease, `a session of B started at ${at}, before the dead permit's lease ran out at ${lease}`);
+  for (const at of starts)
+    assert.ok(at >= lease, `a session of B started at ${at}, before the dead permit's lease ran out at ${lease}`);
   const grants = (await client.lRange(`audit:${name}:grants`, 0, -1)).map(Number).sort((x, y) => x - y);
   assert.equal(grants.length, 3, "A's grant, then B's two");
-  assert.ok(grants.slice(1).every((g) => g >= lease), `grants ${grants} after the lease ${lease}`);
+  assert.ok(
+    grants.slice(1).every((g) => g >= lease),
+    `grants ${grants} after the lease ${lease}`,
+  );
   const closed = await stop(b);
   assert.equal(closed.permits.held, 0);
   assert.equal(await holders(lim), 0);
@@ -251,14 +293,19 @@ test('close() while sessions wait for permits: it settles, their waits stop, the
   for (const kind of ['redis', 'local']) {
     const name = fresh(`close-${kind}`);
     const lim =
-      kind === 'redis' ? redisLimiter({ client, name: `${name}-lim`, concurrency: 1, leaseTtl: 3000 }) : limiter({ concurrency: 1 });
+      kind === 'redis'
+        ? redisLimiter({ client, name: `${name}-lim`, concurrency: 1, leaseTtl: 3000 })
+        : limiter({ concurrency: 1 });
     const errors = [];
     const fn = totals({ idleTimeout: 60_000 });
     const opts = { client, name, partitions: 1, leaseTtl: 1500, limiter: { session: lim }, onError: (e) => errors.push(e) };
     const worker = redisWorker(fn, opts);
     const keys = Array.from({ length: 4 }, (_, i) => [`t0:c${i}`, 't0']);
     const sent = await sendAll(name, 1, keys, 2);
-    await eventually(() => worker.stats().permits.held === 1 && worker.stats().permits.waitingSessions === 3, 'one session runs, three wait');
+    await eventually(
+      () => worker.stats().permits.held === 1 && worker.stats().permits.waitingSessions === 3,
+      'one session runs, three wait',
+    );
     await worker.close();
     assert.deepEqual(errors, [], `${kind}: close() reported nothing (no ERR_VELO_CLOSE_TIMEOUT)`);
     assert.deepEqual(worker.stats().permits, { waitingSessions: 0, waitingSteps: 0, held: 0, failures: 0 });
@@ -282,8 +329,11 @@ test('hostile limiter options are refused at redisWorker() with coded errors, be
   const fn = totals({ idleTimeout: 100 });
   const l = limiter({ concurrency: 1 });
   const base = { client, name: fresh('bad'), partitions: 1 };
+  const made = [];
   const refused = (limiterOption, code, what, withFn = fn) =>
-    assert.throws(() => redisWorker(withFn, { ...base, limiter: limiterOption }), { code }, what);
+    assert.throws(() => made.push(redisWorker(withFn, { ...base, limiter: limiterOption })), { code }, what);
+  // (A worker made where a refusal was expected is closed, so that the failure is reported, not a hang.)
+  after(() => Promise.all(made.map((w) => w.close())));
   refused(5, 'ERR_INVALID_ARG_TYPE', 'a number');
   refused(null, 'ERR_INVALID_ARG_TYPE', 'null');
   refused(l, 'ERR_INVALID_ARG_TYPE', 'a limiter where the options object goes');
@@ -309,7 +359,12 @@ test('hostile limiter options are refused at redisWorker() with coded errors, be
     }),
   );
   refused({ step: l }, 'ERR_INVALID_ARG_VALUE', 'step with a pipe', piped);
-  refused({ step: l }, 'ERR_INVALID_ARG_VALUE', 'step with a task stage', task(async (x) => x));
+  refused(
+    { step: l },
+    'ERR_INVALID_ARG_VALUE',
+    'step with a task stage',
+    task(async (x) => x),
+  );
   const { proxy, revoke } = Proxy.revocable({}, {});
   revoke();
   refused(proxy, 'ERR_INVALID_ARG_TYPE', 'a revoked Proxy');

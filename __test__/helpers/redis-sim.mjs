@@ -245,7 +245,11 @@ function invariants(result, permitErrors = false) {
   }
   for (const error of result.errors) {
     const code = error?.code;
-    if (code !== 'ERR_VELO_REDIS_CONNECTION' && code !== 'ERR_VELO_FENCED' && !(permitErrors && code === 'ERR_VELO_SESSION_PERMIT'))
+    if (
+      code !== 'ERR_VELO_REDIS_CONNECTION' &&
+      code !== 'ERR_VELO_FENCED' &&
+      !(permitErrors && code === 'ERR_VELO_SESSION_PERMIT')
+    )
       problems.push(`error: ${code ?? ''} ${error?.message ?? error}`);
   }
   return problems;

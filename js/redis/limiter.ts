@@ -301,6 +301,11 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
     });
   }
 
+  /** Whether it refuses the excess ('reject' mode) rather than queueing it (a redisWorker's sessions refuse it). */
+  get rejects(): boolean {
+    return this.#o.mode === 'reject';
+  }
+
   /** No permit without waiting on Redis: this is the Redis limiter's answer (see docs/redis/flow-control.md). */
   tryAcquire(item: T): Permit | undefined {
     if (this.#closed) throw limiterClosedError(this.name);
