@@ -833,6 +833,21 @@ test('a reader iterator dropped at an item without return() closes its connectio
   }
 });
 
+test('a reader aborted while it connects closes its connection (with a group too)', async () => {
+  const name = fresh('abort-connect');
+  const connections = async () => (await client.sendCommand(['CLIENT', 'LIST'])).trim().split('\n').length;
+  for (const group of [undefined, 'g']) {
+    const baseline = await connections();
+    const ac = new AbortController();
+    const iterator = redisOutputs({ client, name, partitions: 1, group, signal: ac.signal })[Symbol.asyncIterator]();
+    const first = iterator.next();
+    // The generator has started connecting its own client; the abort comes before the connection is made.
+    ac.abort();
+    assert.deepEqual(await first, { value: undefined, done: true });
+    await eventually(async () => (await connections()) === baseline, 'the aborted reader connection closed');
+  }
+});
+
 test('trimming removes what no session needs, never a pending entry: a new owner still replays every live session', async () => {
   const name = fresh('trim');
   const input = `velo:{${name}:p0}`;

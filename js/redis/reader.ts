@@ -284,6 +284,12 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
     try {
       if (signal?.aborted) return;
       await client.connect();
+      // node-redis (6.3) lets a connect() under way go on after destroy(): it resolves, and the connection stays
+      // open. An abort while it connected (which destroyed it) is honoured here.
+      if (signal?.aborted) {
+        client.destroy();
+        return;
+      }
       reading = false;
       const positions: string[] = [];
       // The group on every partition's output stream (kept if it is there), from `start` ('$' or '0').
