@@ -95,10 +95,10 @@ export const ERROR_CODES = {
   },
   ERR_INVALID_STATE: {
     class: 'TypeError',
-    from: 'velo-stream (sessions), velo-stream/testing',
-    when: "A second reader of a sessions object's merged output while the first is still reading; `ctx.wakeAt()` or `ctx.cancelTimer()` in a `workerFn` handler; a test worker's `advance()`/`settle()` while another is under way, or any call but a read after its `close()`.",
+    from: 'velo-stream (streams, sessions), velo-stream/testing',
+    when: "A second `feed()` iteration on a stream while another feed still reads its source; a second reader of a sessions object's merged output while the first is still reading; `ctx.wakeAt()` or `ctx.cancelTimer()` in a `workerFn` handler; a test worker's `advance()`/`settle()` while another is under way, or any call but a read after its `close()`.",
     action:
-      'Read the merged output with one loop; set timers in a handler on the main thread; await each `advance()`/`settle()` before the next, and close a test worker last.',
+      'Merge the sources into one (or `send()` beside the feed); read the merged output with one loop; set timers in a handler on the main thread; await each `advance()`/`settle()` before the next, and close a test worker last.',
   },
   ERR_VELO_SERIALIZE: {
     class: 'SerializeError',
@@ -377,6 +377,16 @@ export function outOfRange(message: string): RangeError & { code: 'ERR_OUT_OF_RA
 
 export function invalidReturn(message: string): TypeError & { code: 'ERR_INVALID_RETURN_VALUE' } {
   return coded(new TypeError(message), 'ERR_INVALID_RETURN_VALUE');
+}
+
+/** A stream's feed() started while another feed of it still reads its source: a stream takes one feed at a time. */
+export function feedInProgressError(): TypeError & { code: 'ERR_INVALID_STATE' } {
+  return coded(
+    new TypeError(
+      "The stream is being fed already: a stream takes one feed() at a time (the first one's source ends its input); merge the sources, or send() beside the feed",
+    ),
+    'ERR_INVALID_STATE',
+  );
 }
 
 /** The merged output of sessions has a reader already: it has one reader at a time. */

@@ -4,6 +4,8 @@
 // - A value that cannot even be looked at (a revoked Proxy) is a bad argument: the coded ERR_INVALID_ARG_TYPE.
 // - A source whose Symbol.asyncIterator getter throws has failed: feed() cancels the stream and its iteration
 //   rejects with that error (as for a source whose next() throws); run() rejects with it.
+// - A stream takes one feed at a time: a second feed's iteration, started while the first still reads its source,
+//   rejects with ERR_INVALID_STATE and reads nothing; the first feed goes on, every one of its events delivered.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { getEventListeners } from 'node:events';
@@ -85,5 +87,42 @@ for (const cell of cells()) {
     await assert.rejects(s.send({ i: 1 }), { code: 'ERR_VELO_STREAM_CLOSED' });
     assert.equal(s.state, 'cancelled');
     await assert.rejects(fn.run(source), (e) => e === broke);
+  });
+
+  test(`${cell.name}: a second feed() while the first still reads its source is refused (ERR_INVALID_STATE); the first loses nothing`, async () => {
+    const fn = cell.make();
+    const events = Array.from({ length: 10 }, (_, i) => ({ i }));
+    const expected = await fn.run(events);
+    async function* first() {
+      for (const e of events) {
+        await null;
+        yield e;
+      }
+    }
+    let looked = 0;
+    const second = {
+      get [Symbol.asyncIterator]() {
+        looked++;
+        return async function* () {
+          yield { i: 100 };
+        };
+      },
+    };
+    const s = fn.open();
+    const a = s.feed(first());
+    const got = [];
+    const reading = (async () => {
+      for await (const out of a) got.push(out);
+    })();
+    // Looked at once by feed() (is it a source?), never read.
+    const b = s.feed(second);
+    await assert.rejects(b.next(), { name: 'TypeError', code: 'ERR_INVALID_STATE', message: /one feed\(\) at a time/ });
+    assert.deepEqual(await b.next(), { value: undefined, done: true });
+    await reading;
+    assert.deepEqual(got, expected);
+    assert.ok(looked <= 1, 'the refused source is not read');
+    assert.equal(s.state, 'done');
+    // Once the first source is done the input is ended: a later feed is refused as a send would be.
+    await assert.rejects(s.feed([{ i: 1 }]).next(), { code: 'ERR_VELO_STREAM_CLOSED' });
   });
 }

@@ -2,7 +2,7 @@
 // events into any kind of stream and outputs out of it. Each is written once
 // here, for every kind.
 import type { Duplex } from 'node:stream';
-import { describe, invalidType } from '../errors';
+import { describe, feedInProgressError, invalidType } from '../errors';
 import { toDuplex } from './duplex';
 import type { EventSource, FeedOutputs, StreamMetrics, StreamState } from '../types';
 import {
@@ -228,12 +228,24 @@ export function assertSource(value: unknown, name = 'events'): { error: unknown 
 function startSending<I, O>(stream: StreamKind<I, O>, source: EventSource<I>) {
   let sourceError: { error: unknown } | undefined;
   const control: SendControl = {};
-  stream[kSendAll](source, true, control).catch((error: unknown) => {
-    sourceError = { error };
-    void stream.cancel(error);
-  });
+  feeding.add(stream);
+  stream[kSendAll](source, true, control).then(
+    () => feeding.delete(stream),
+    (error: unknown) => {
+      feeding.delete(stream);
+      sourceError = { error };
+      void stream.cancel(error);
+    },
+  );
   return { failure: () => sourceError, stop: () => control.stop?.() };
 }
+
+/**
+ * The streams a feed is sending its source to, until that source is done. A second feed meanwhile is refused: the
+ * first source's end ends the input, so the second's events after it would be refused one by one, and a generator
+ * handler pulling from the first source would never see the second's.
+ */
+const feeding = new WeakSet<object>();
 
 /** After the last output: the source's error, or the abort reason, if either ended the stream. */
 function throwIfStopped<I, O>(stream: StreamKind<I, O>, sourceFailure: { error: unknown } | undefined): void {
@@ -362,6 +374,10 @@ class FeedIterator<I, O> implements AsyncIterableIterator<O>, FeedOutputs<O> {
       if (refused !== undefined) {
         this.#phase = FeedPhase.Finished;
         return Promise.reject(refusal(this.#stream, refused));
+      }
+      if (feeding.has(this.#stream)) {
+        this.#phase = FeedPhase.Finished;
+        return Promise.reject(feedInProgressError());
       }
       this.#phase = FeedPhase.Reading;
       this.#sending = startSending(this.#stream, this.#source);
