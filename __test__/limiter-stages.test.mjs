@@ -215,3 +215,108 @@ test('a stream waiting for admission and dropped is collected, and its place in 
   await collect(a);
   assert.equal(l.stats().inUse, 0);
 });
+
+/**
+ * Sessions of a function admitted by `l`: each takes one event ({ tenant }) and ends. `plan` lists the keys' tenants
+ * in the order their sends are made, before the first session ends; returns the tenants in the order their
+ * sessions' handlers started, and what the limiter's functions were given.
+ */
+async function sessionStarts(l, plan) {
+  const order = [];
+  const fn = streamFn(
+    async function* (events) {
+      for await (const e of events) {
+        order.push(e.tenant);
+        yield e;
+        return;
+      }
+    },
+    { limiter: l },
+  );
+  const sessions = fn.sessions({ idleTimeout: 0 });
+  await Promise.all(plan.map((tenant, i) => sessions.send(`${tenant}:${i}`, { tenant })));
+  let outputs = 0;
+  for await (const item of sessions) {
+    assert.equal(item.error, undefined);
+    if (++outputs === plan.length) break;
+  }
+  await sessions.close();
+  return order;
+}
+
+test("sessions: a stream function's limiters get each session's key ({ id, key }), so fairness by tenant spreads admissions across tenants", async () => {
+  const plan = [...Array(30).fill('hot'), 'calm', 'calm', 'calm'];
+  const seen = [];
+  const fair = limiter({
+    concurrency: 1,
+    fairness: {
+      by: (item) => {
+        seen.push(item);
+        return String(item.key).split(':')[0];
+      },
+    },
+  });
+  const order = await sessionStarts(fair, plan);
+  assert.equal(order.length, plan.length);
+  // Asked at open() ({ id: '', key }), then while the stream waits for admission ({ id, key }).
+  assert.ok(
+    seen.length > 0 && seen.every((item) => typeof item.id === 'string' && /^(hot|calm):\d+$/.test(item.key)),
+    JSON.stringify(seen.slice(0, 3)),
+  );
+  // The first session was admitted at open; then two tenants wait, so calm's p-th session starts within 1 + 2p.
+  const calm = order.flatMap((tenant, i) => (tenant === 'calm' ? [i + 1] : []));
+  assert.deepEqual(calm, [3, 5, 7]);
+  assert.equal(fair.stats().inUse, 0);
+  await fair.close();
+
+  // First come, first served: calm's sessions start after every hot one.
+  const fifo = limiter({ concurrency: 1 });
+  const starved = (await sessionStarts(fifo, plan)).flatMap((tenant, i) => (tenant === 'calm' ? [i + 1] : []));
+  assert.deepEqual(starved, [31, 32, 33]);
+  await fifo.close();
+});
+
+test("sessions: a limit per key of the session's key (here its tenant): at most one session per tenant at once, tenants side by side (a pipe's stages too)", async () => {
+  const now = new Map();
+  let peak = 0;
+  let running = 0;
+  let together = 0;
+  const l = limiter({ concurrency: 1, key: (item) => String(item.key).split(':')[0] });
+  const fn = streamFn(
+    async function* (events) {
+      for await (const e of events) {
+        const n = (now.get(e.tenant) ?? 0) + 1;
+        now.set(e.tenant, n);
+        peak = Math.max(peak, n);
+        together = Math.max(together, ++running);
+        await sleep(1);
+        running--;
+        now.set(e.tenant, n - 1);
+        yield e;
+        return;
+      }
+    },
+    { limiter: l },
+  );
+  const pipe = fn.pipe(
+    streamFn(async function* (events) {
+      for await (const e of events) yield e;
+    }),
+  );
+  for (const f of [fn, pipe]) {
+    const sessions = f.sessions({ idleTimeout: 0 });
+    const plan = Array.from({ length: 12 }, (_, i) => ['a', 'b', 'c'][i % 3]);
+    await Promise.all(plan.map((tenant, i) => sessions.send(`${tenant}:${i}`, { tenant })));
+    let outputs = 0;
+    for await (const item of sessions) {
+      assert.equal(item.error, undefined);
+      if (++outputs === plan.length) break;
+    }
+    await sessions.close();
+    assert.equal(peak, 1, 'one session per tenant at a time');
+    assert.ok(together >= 2, `sessions of different tenants run at once (${together} at most)`);
+    together = 0;
+    assert.ok(l.stats().admitted >= 12);
+    assert.equal(l.stats().inUse, 0);
+  }
+});

@@ -5,6 +5,12 @@ import type { Limiter } from './limits/types';
 export interface AdmissionItem {
   /** The stream's id (`''` when asked at `open()`, before the stream exists). */
   id: string;
+  /**
+   * The session's key, for a stream opened by `fn.sessions()` (for each stage of a pipe's session too); absent
+   * otherwise. With it, a limiter can keep a limit per key (`key: ({ key }) => String(key)`) or share its grants
+   * fairly across tenants (`fairness: { by: ({ key }) => tenantOf(key) }`).
+   */
+  key?: unknown;
 }
 
 /** Settings of `fn.sessions(config)`: a stream function's settings for the sessions' streams, and `traceKeys`. */

@@ -56,7 +56,8 @@ abstract class FnBase<I, O> implements StreamFn<I, O> {
   abstract readonly config: Readonly<Required<StreamConfig>>;
   abstract stats(): StreamFnStats;
   /** `hooks`: a session's durable side (the Redis tier); only a single handler's stream uses them. */
-  abstract [kOpen](signal: AbortSignal | undefined, idle: boolean, hooks?: SessionHooks): StreamKind<I, O>;
+  /** `key`: the session's, for a stream a sessions object opens (its limiters' admission item carries it). */
+  abstract [kOpen](signal: AbortSignal | undefined, idle: boolean, hooks?: SessionHooks, key?: unknown): StreamKind<I, O>;
   abstract [kTotals](boundsUs: number[]): Totals;
   /** The single-stage functions this one runs, in order. */
   abstract readonly stages: readonly SingleFn<unknown, unknown>[];
@@ -130,7 +131,7 @@ abstract class FnBase<I, O> implements StreamFn<I, O> {
       }
     }
     const fn = streamConfig === undefined ? this : this.withConfig(streamConfig);
-    return new Sessions<K, I, O>(fn, () => fn[kOpen](undefined, true), traceKeys, debounce, singleton);
+    return new Sessions<K, I, O>(fn, (key) => fn[kOpen](undefined, true, undefined, key), traceKeys, debounce, singleton);
   }
 
   pipe<P, S = unknown, W = unknown>(next: StreamFn<O, P> | StreamHandler<O, P, S, W>): StreamFn<I, P> {
@@ -207,10 +208,10 @@ class SingleFn<I, O> extends FnBase<I, O> {
     return typeof this.#handler === 'function';
   }
 
-  [kOpen](signal: AbortSignal | undefined, idle: boolean, hooks?: SessionHooks): HandlerStream<I, O> {
+  [kOpen](signal: AbortSignal | undefined, idle: boolean, hooks?: SessionHooks, key?: unknown): HandlerStream<I, O> {
     // A limiter in 'reject' mode refuses here, before a slot is taken.
     const admission =
-      this.#limiters === undefined ? undefined : admitAtOpen(this.#limiters, `Cannot open a stream of "${this.name}"`);
+      this.#limiters === undefined ? undefined : admitAtOpen(this.#limiters, `Cannot open a stream of "${this.name}"`, key);
     const handle = this[kAdmit](idle);
     if (handle < 0) {
       if (admission !== undefined) for (const p of admission.permits) p.release();
@@ -351,7 +352,7 @@ class PipedFn<I, O> extends FnBase<I, O> {
    * `hooks`: the pipe is a session's (the Redis tier): its stages have no durable side, and their handlers'
    * `ctx.checkpoint`, `ctx.wakeAt` and `ctx.cancelTimer` throw rather than do nothing durable (`PIPE_STAGE_HOOKS`).
    */
-  [kOpen](signal: AbortSignal | undefined, idle: boolean, hooks?: SessionHooks): PipedStream<I, O> {
+  [kOpen](signal: AbortSignal | undefined, idle: boolean, hooks?: SessionHooks, key?: unknown): PipedStream<I, O> {
     // Every stage must have room before any handler starts: a refused open
     // runs nothing and leaves every stage's counters as they were. (Stage
     // functions live on this thread: nothing can take a slot in between.)
@@ -392,6 +393,8 @@ class PipedFn<I, O> extends FnBase<I, O> {
         i === 0 ? over : undefined,
         hooks === undefined ? undefined : PIPE_STAGE_HOOKS,
         trace,
+        // A session's pipe: each stage's limiters get the session's key.
+        key === undefined ? undefined : { permits: [], stream: undefined, waiting: false, gate: undefined, key },
       ),
     );
     // A pipe that can never end may be collected with its stages (each stage

@@ -42,7 +42,8 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
   readonly #traceKeys: boolean;
   /** The function the sessions' streams belong to (with the sessions' config): for stats and metrics. */
   readonly fn: StreamFn<I, O>;
-  readonly #open: () => StreamKind<I, O>;
+  /** Opens a session's stream (its limiters' admission item carries the key). */
+  readonly #open: (key: K) => StreamKind<I, O>;
   readonly #live = new Map<K, StreamKind<I, O>>();
   /** Each live stream's accepted events not yet taken by its handler. */
   readonly #lent = new Map<StreamKind<I, O>, Lent<I>>();
@@ -70,7 +71,13 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
   readonly #singleton: Singleton | undefined;
   #singletonDropped = 0;
 
-  constructor(fn: StreamFn<I, O>, open: () => StreamKind<I, O>, traceKeys = false, debounce?: Debounce, singleton?: Singleton) {
+  constructor(
+    fn: StreamFn<I, O>,
+    open: (key: K) => StreamKind<I, O>,
+    traceKeys = false,
+    debounce?: Debounce,
+    singleton?: Singleton,
+  ) {
     this.fn = fn;
     this.#singleton = singleton;
     this.#open = open;
@@ -286,7 +293,7 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
 
   /** Opens the key's stream and forwards its outputs (after the key's earlier instance's). Throws `StreamLimitError`. */
   #start(key: K): StreamKind<I, O> {
-    const stream = this.#open();
+    const stream = this.#open(key);
     // (Optional call: a stream of another copy of the module may not have it.)
     if (this.#traceKeys) stream[kTraceAttributes]?.({ 'velo.session.key': traceText(key) });
     this.#live.set(key, stream);

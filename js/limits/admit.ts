@@ -8,7 +8,7 @@
 // the stream is held only weakly: dropped while it waits, it is collected, and its place in line is given up (a
 // FinalizationRegistry aborts its acquire). For that, nothing the limiter holds (the acquire's continuation)
 // reaches the stream: the continuation holds a WeakRef to the stream's gate, and the item it passes is a plain
-// `{ id }`.
+// `{ id }` (with the session's `key`, for a stream of `fn.sessions()`).
 import { invalidReturn } from '../errors';
 import type { AdmissionItem, StreamContext, StreamHandler } from '../types';
 import { kHoldIdle, type HandlerStream } from '../core/stream';
@@ -22,6 +22,13 @@ export interface Admission {
   waiting: boolean;
   /** Settles the wait (held here, so only the stream keeps it alive). */
   gate: { resolve(permits: Permit[]): void; reject(error: unknown): void } | undefined;
+  /** The session's key (`AdmissionItem.key`), for a stream a sessions object opened. */
+  key?: unknown;
+}
+
+/** The item the limiters' `key`/`cost`/`fairness` functions get: the stream's id, and its session's key if any. */
+function admissionItem(id: string, key: unknown): AdmissionItem {
+  return key === undefined ? { id } : { id, key };
 }
 
 function releaseAll(permits: Permit[]): void {
@@ -37,9 +44,9 @@ const dropped = new FinalizationRegistry<AbortController>((controller) =>
  * At `open()`: the permits available now, in order, up to the first that is not. A limiter of `limiter()` in
  * 'reject' mode with none throws (ERR_VELO_RATE_LIMITED, counted), after giving back those taken.
  */
-export function admitAtOpen(limiters: readonly Limiter<unknown>[], what: string): Admission {
+export function admitAtOpen(limiters: readonly Limiter<unknown>[], what: string, key?: unknown): Admission {
   const permits: Permit[] = [];
-  const item: AdmissionItem = { id: '' };
+  const item = admissionItem('', key);
   try {
     for (const l of limiters) {
       const permit = l.tryAcquire(item);
@@ -54,7 +61,7 @@ export function admitAtOpen(limiters: readonly Limiter<unknown>[], what: string)
     releaseAll(permits);
     throw error;
   }
-  return { permits, stream: undefined, waiting: false, gate: undefined };
+  return { permits, stream: undefined, waiting: false, gate: undefined, key };
 }
 
 /**
@@ -85,7 +92,7 @@ async function acquireRest(
 function waitRest(limiters: readonly Limiter<unknown>[], admission: Admission, ctx: StreamContext): Promise<Permit[]> {
   const permits = admission.permits;
   admission.permits = [];
-  const item: AdmissionItem = { id: ctx.id };
+  const item = admissionItem(ctx.id, admission.key);
   const controller = new AbortController();
   const signal = ctx.signal;
   if (signal.aborted) controller.abort(signal.reason);
