@@ -307,6 +307,12 @@ export const ERROR_CODES = {
     when: "A limiter's `fairness.by(item)` that threw (its error is the `cause`) or returned something other than a non-empty string, or its `fairness.weight(tenant)` that threw or returned something other than a whole number from 1 to 10000. The acquire is refused; nothing waits.",
     action: 'Return a non-empty tenant string for every item, and a whole-number weight from 1 to 10000 for every tenant.',
   },
+  ERR_VELO_LIMIT_PRIORITY: {
+    class: 'TypeError',
+    from: 'velo-stream (limiter)',
+    when: "A limiter's `priority(item)` that threw (its error is the `cause`) or returned something other than a whole number from -1000000 to 1000000. The acquire is refused; nothing waits.",
+    action: 'Return a whole-number priority in that range for every item (higher is served first).',
+  },
   ERR_VELO_SESSION_PERMIT: {
     class: '',
     from: 'velo-stream/redis',
@@ -1077,6 +1083,11 @@ export function limitCostError(message: string, cause?: unknown): RangeError & {
 /** `ERR_VELO_LIMIT_TENANT`: a limiter's `fairness.by(item)` or `fairness.weight(tenant)` gave no usable answer. */
 export function limitTenantError(message: string, cause?: unknown): TypeError & { code: 'ERR_VELO_LIMIT_TENANT' } {
   return coded(cause === undefined ? new TypeError(message) : new TypeError(message, { cause }), 'ERR_VELO_LIMIT_TENANT');
+}
+
+/** `ERR_VELO_LIMIT_PRIORITY`: a limiter's `priority(item)` gave no usable answer. */
+export function limitPriorityError(message: string, cause?: unknown): TypeError & { code: 'ERR_VELO_LIMIT_PRIORITY' } {
+  return coded(cause === undefined ? new TypeError(message) : new TypeError(message, { cause }), 'ERR_VELO_LIMIT_PRIORITY');
 }
 
 export function limitKeyError(message: string, cause?: unknown): TypeError & { code: 'ERR_VELO_LIMIT_KEY' } {

@@ -61,9 +61,10 @@ export declare class NativeLimiter {
   acquire(key: number, cost: number, id: number, nowMs: number): number
   /**
    * `acquire` for a waiter of tenant number `tenant` (weight `weight`, a whole number >= 1, checked by the
-   * embedder): if it waits, its key's line serves tenants weighted round robin.
+   * embedder) and `priority` (an integer, checked by the embedder): if it waits, it goes before every waiter
+   * of a lower priority, and its key's line serves tenants weighted round robin within a priority.
    */
-  acquireFair(key: number, cost: number, id: number, tenant: number, weight: number, nowMs: number): number
+  acquireFair(key: number, cost: number, id: number, tenant: number, weight: number, priority: number, nowMs: number): number
   /** Takes waiter `id` out of line; true if it was waiting. */
   cancel(id: number, nowMs: number): boolean
   /** Grants what the rate allows by now; the count of waiters decided. */

@@ -144,7 +144,12 @@ async function read(): Promise<void> {
   redisOutputs<string>({ client, name: orders });
   redisMaterialize({ client, name: orders, key: (o) => o.key, fields: (o) => ({ items: o.value.toFixed(0) }) });
   // A key's reader: the function's outputs, each with its cursor.
-  for await (const item of redisKeyOutputs({ client, name: orders, key: 'cart-1', sessionEnd: (o) => 'value' in o && o.value > 9 })) {
+  for await (const item of redisKeyOutputs({
+    client,
+    name: orders,
+    key: 'cart-1',
+    sessionEnd: (o) => 'value' in o && o.value > 9,
+  })) {
     const cursor: string = item.cursor;
     if ('value' in item) {
       const n: number = item.value;

@@ -18,6 +18,7 @@ import {
   limitCostError,
   limitKeyError,
   limitQueueFullError,
+  limitPriorityError,
   limitTenantError,
   limiterClosedError,
   rateLimitedError,
@@ -52,7 +53,9 @@ const enum Code {
 const MAX_U32 = 2 ** 32 - 1;
 /** Node's ceiling for timers (about 24.8 days): the longest period. */
 const MAX_MS = 2 ** 31 - 1;
-const OWN_KEYS = new Set(['name', 'concurrency', 'rate', 'key', 'cost', 'mode', 'maxWaiting', 'fairness', 'clock']);
+const OWN_KEYS = new Set(['name', 'concurrency', 'rate', 'key', 'cost', 'mode', 'maxWaiting', 'fairness', 'priority', 'clock']);
+/** The bound of a priority either way (the core takes an i32). */
+const MAX_PRIORITY = 1_000_000;
 const FAIRNESS_KEYS = new Set(['by', 'weight']);
 /** The heaviest tenant weight: grants per turn (more would make a turn as long as first come, first served). */
 const MAX_WEIGHT = 10_000;
@@ -183,6 +186,7 @@ class LocalLimiter<T> implements Limiter<T> {
   readonly #key: ((item: T) => string) | undefined;
   readonly #cost: ((item: T) => number) | undefined;
   readonly #fairness: Fairness<T> | undefined;
+  readonly #priority: ((item: T) => number) | undefined;
   /** Tenants with a waiter, by name; a tenant's number is free again once none of its acquires waits. */
   readonly #tenants = new Map<string, TenantEntry>();
   readonly #freeTenantIds: number[] = [];
@@ -211,6 +215,7 @@ class LocalLimiter<T> implements Limiter<T> {
     this.#key = options.key;
     this.#cost = options.cost;
     this.#fairness = options.fairness;
+    this.#priority = options.priority;
     this.#clock = parts.clock;
     this.#reject = parts.reject;
     this.#maxWaiting = parts.maxWaiting;
@@ -293,6 +298,23 @@ class LocalLimiter<T> implements Limiter<T> {
     return tenant;
   }
 
+  /** The item's priority: asked at every acquire, so a bad `priority` is refused whether or not it waits. */
+  #priorityOf(item: T): number {
+    let priority: unknown;
+    try {
+      priority = this.#priority!(item);
+    } catch (error) {
+      throw limitPriorityError(`Limiter "${this.name}": priority(item) threw`, error);
+    }
+    if (typeof priority !== 'number' || !Number.isInteger(priority) || Math.abs(priority) > MAX_PRIORITY) {
+      throw limitPriorityError(
+        `Limiter "${this.name}": priority(item) must return a whole number from -${MAX_PRIORITY} to ${MAX_PRIORITY}. Received ${describe(priority)}`,
+      );
+    }
+    // (-0 is 0.)
+    return priority + 0;
+  }
+
   /** The waiting tenant `name`, or a new entry (its weight asked now, once while it waits); not yet counted. */
   #tenantEntry(name: string): TenantEntry {
     const known = this.#tenants.get(name);
@@ -344,6 +366,7 @@ class LocalLimiter<T> implements Limiter<T> {
     let key: number;
     let cost: number;
     let tenantName: string | undefined;
+    let priority = 0;
     try {
       if (options !== undefined) {
         assertOptionsObject(options, 'options', '{ signal }');
@@ -356,6 +379,7 @@ class LocalLimiter<T> implements Limiter<T> {
       key = this.#keyOf(item);
       cost = this.#costOf(item);
       if (this.#fairness !== undefined) tenantName = this.#tenantOf(item);
+      if (this.#priority !== undefined) priority = this.#priorityOf(item);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -370,14 +394,17 @@ class LocalLimiter<T> implements Limiter<T> {
     let tenant: TenantEntry | undefined;
     let code: number;
     if (tenantName === undefined) {
-      code = this.#native.acquire(key, cost, id, this.#clock());
+      code =
+        priority === 0
+          ? this.#native.acquire(key, cost, id, this.#clock())
+          : this.#native.acquireFair(key, cost, id, 0, 1, priority, this.#clock());
     } else {
       try {
         tenant = this.#tenantEntry(tenantName);
       } catch (error) {
         return Promise.reject(error);
       }
-      code = this.#native.acquireFair(key, cost, id, tenant.id, tenant.weight, this.#clock());
+      code = this.#native.acquireFair(key, cost, id, tenant.id, tenant.weight, priority, this.#clock());
       if (code === Code.Queued) {
         if (tenant.waiting++ === 0) this.#tenants.set(tenant.name, tenant);
       } else if (tenant.waiting === 0) {
@@ -565,10 +592,15 @@ export function limiter<T = unknown>(options: LocalLimiterOptions<T>): Limiter<T
   const maxWaitingValue = read(options, 'maxWaiting', '');
   const maxWaiting = maxWaitingValue === undefined ? 10_000 : integerOption('limiter', 'maxWaiting', maxWaitingValue, 1, MAX_U32);
   const fairness = checkFairness(read(options, 'fairness', ''), mode);
+  const priority = read(options, 'priority', '');
+  if (priority !== undefined && typeof priority !== 'function')
+    throw invalidType(`limiter(): the "priority" option must be a function (item) => number. Received ${describe(priority)}`);
+  if (priority !== undefined && mode === 'reject')
+    throw invalidValue(`limiter(): "priority" orders the waiters of mode 'throttle'; in mode 'reject' nothing waits`);
   const clock = read(options, 'clock', '');
   if (clock !== undefined && typeof clock !== 'function')
     throw invalidType(`limiter(): the "clock" option must be a function. Received ${describe(clock)}`);
-  return new LocalLimiter<T>({ key, cost, fairness } as LocalLimiterOptions<T>, checked, {
+  return new LocalLimiter<T>({ key, cost, fairness, priority } as LocalLimiterOptions<T>, checked, {
     name: name ?? `limiter-${++unnamed}`,
     reject: mode === 'reject',
     maxWaiting,

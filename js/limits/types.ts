@@ -40,6 +40,13 @@ export interface LimiterOptions<T = unknown> extends LimitSettings {
    * now: the Redis limiter refuses it.
    */
   fairness?: Fairness<T>;
+  /**
+   * The waiter's priority: a whole number from -1,000,000 to 1,000,000 (default 0), asked at every `acquire`. A
+   * waiter of a higher priority is served before every waiter of a lower one of the same limit (the unkeyed limit,
+   * or one key's), even one that came earlier; within a priority, first come first served (or `fairness`).
+   * 'throttle' mode only. In-process only for now: the Redis limiter refuses it.
+   */
+  priority?: (item: T) => number;
 }
 
 /** `LimiterOptions.fairness`: who a waiter is served with, and how many grants a tenant gets per turn. */

@@ -16,7 +16,9 @@
 //!   served: a waiter is granted only once every earlier waiter of its key is.
 //!   With fairness ([`LimiterCore::acquire_as`] with tenants), a key's line is
 //!   served weighted round robin across tenants, first come first served within
-//!   a tenant ([`line`] states the rule and its bound).
+//!   a tenant; with priorities (the same call), a waiter of a higher priority
+//!   goes before every waiter of a lower one ([`line`] states the rule and its
+//!   bound).
 //! - GCRA, exactly (integer arithmetic, time scaled by the rate's limit): a
 //!   grant of `cost` at `t` is allowed when `max(tat, t) + cost * T - t <=
 //!   burst * T` (`T = period / limit`), so over any time `w` from a rested
@@ -128,8 +130,8 @@ pub struct LimiterCore {
     /// Every key's state; a rested key's stays until `sweep` (the embedder sweeps as its keys grow), so a key in
     /// steady use is not made and dropped at every permit.
     keys: NumberMap<u32, KeyState>,
-    /// Which key (and tenant) each waiter is in the line of.
-    waiter_key: NumberMap<u64, (u32, u32)>,
+    /// Which key (and tenant and priority) each waiter is in the line of.
+    waiter_key: NumberMap<u64, (u32, u32, i32)>,
     waiting: usize,
     in_use: u64,
     admitted: u64,
@@ -180,16 +182,18 @@ impl LimiterCore {
 
     /// Asks for a permit of `cost` units on `key` for waiter `id` (used only if it waits), first come first served.
     pub fn acquire(&mut self, key: u32, cost: u64, id: u64, now_us: u64) -> Decision {
-        self.acquire_as(key, cost, id, Tenant::ALL, now_us)
+        self.acquire_as(key, cost, id, Tenant::ALL, 0, now_us)
     }
 
-    /// [`Self::acquire`] for a waiter of `tenant`: if it waits, it is served round robin across the key's tenants.
+    /// [`Self::acquire`] for a waiter of `tenant` and `priority`: if it waits, it goes before every waiter of a
+    /// lower priority, and is served round robin across the key's tenants within its own ([`line`]).
     pub fn acquire_as(
         &mut self,
         key: u32,
         cost: u64,
         id: u64,
         tenant: Tenant,
+        priority: i32,
         now_us: u64,
     ) -> Decision {
         if self.closed {
@@ -225,10 +229,11 @@ impl LimiterCore {
                 cost,
                 since_us: now_us,
                 tenant: tenant.id,
+                priority,
             },
             tenant.weight,
         );
-        self.waiter_key.insert(id, (key, tenant.id));
+        self.waiter_key.insert(id, (key, tenant.id, priority));
         self.waiting += 1;
         Decision::Queued
     }
@@ -267,11 +272,11 @@ impl LimiterCore {
 
     /// Takes waiter `id` out of its line (its acquire was aborted); true if it was waiting.
     pub fn cancel(&mut self, id: u64, now_us: u64) -> bool {
-        let Some((key, tenant)) = self.waiter_key.remove(&id) else {
+        let Some((key, tenant, priority)) = self.waiter_key.remove(&id) else {
             return false;
         };
         let state = self.keys.get_mut(&key).expect("a waiter's key has a state");
-        if state.line.remove(id, tenant) {
+        if state.line.remove(id, tenant, priority) {
             self.waiting -= 1;
         }
         // The head may have been what held the rest back.

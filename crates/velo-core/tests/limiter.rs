@@ -4,7 +4,8 @@
 //! line re-checked from scratch. Plus the exact GCRA bound and the cases the
 //! model does not reach (close, sweep). Fairness: the model's line is one
 //! list in arrival order and a list of tenants in turn order, the head found
-//! by scanning (a weighted round robin written plainly).
+//! by scanning (a weighted round robin written plainly). Priorities: the
+//! head is looked for among the waiters of the highest priority that waits.
 
 use proptest::prelude::*;
 use velo_core::limiter::{Decision, LimiterCore, Limits, Rate, Tenant};
@@ -295,7 +296,7 @@ fn hot_tenant_grants(fair: bool) -> (Vec<u64>, u64) {
             } else {
                 Tenant::ALL
             };
-            assert_eq!(l.acquire_as(0, 1, id, t, 0), Decision::Queued);
+            assert_eq!(l.acquire_as(0, 1, id, t, 0, 0), Decision::Queued);
             id += 1;
         }
         for tenant in 1..=4u32 {
@@ -307,7 +308,7 @@ fn hot_tenant_grants(fair: bool) -> (Vec<u64>, u64) {
             } else {
                 Tenant::ALL
             };
-            assert_eq!(l.acquire_as(0, 1, id, t, 0), Decision::Queued);
+            assert_eq!(l.acquire_as(0, 1, id, t, 0, 0), Decision::Queued);
             others.insert(id, round + 1); // its position in its tenant's line
             id += 1;
         }
@@ -361,10 +362,10 @@ fn weights_give_grants_per_turn_and_a_returning_tenant_goes_to_the_back() {
     let a = Tenant { id: 1, weight: 2 };
     let b = Tenant { id: 2, weight: 1 };
     for id in [1, 2, 3, 4, 5] {
-        assert_eq!(l.acquire_as(0, 1, id, a, 0), Decision::Queued);
+        assert_eq!(l.acquire_as(0, 1, id, a, 0, 0), Decision::Queued);
     }
     for id in [11, 12] {
-        assert_eq!(l.acquire_as(0, 1, id, b, 0), Decision::Queued);
+        assert_eq!(l.acquire_as(0, 1, id, b, 0, 0), Decision::Queued);
     }
     let mut order = Vec::new();
     for _ in 0..4 {
@@ -374,12 +375,50 @@ fn weights_give_grants_per_turn_and_a_returning_tenant_goes_to_the_back() {
     assert_eq!(order, vec![1, 2, 11, 3]);
     // b's line is at 12; cancelling it takes b out of the ring; when b waits again it joins the back.
     assert!(l.cancel(12, 0));
-    assert_eq!(l.acquire_as(0, 1, 13, b, 0), Decision::Queued);
+    assert_eq!(l.acquire_as(0, 1, 13, b, 0, 0), Decision::Queued);
     for _ in 0..3 {
         l.release(0, 0);
         order.extend(l.take_decided().into_iter().map(|(id, _)| id));
     }
     assert_eq!(order, vec![1, 2, 11, 3, 4, 13, 5]);
+}
+
+#[test]
+fn a_higher_priority_goes_first_and_tenants_take_turns_within_a_priority() {
+    let mut l = LimiterCore::new(
+        Limits {
+            concurrency: Some(1),
+            rate: None,
+        },
+        false,
+        100,
+    );
+    assert_eq!(l.acquire(0, 1, 1, 0), Decision::GrantedHeld);
+    let (a, b) = (Tenant { id: 1, weight: 1 }, Tenant { id: 2, weight: 1 });
+    // Arrival: low a, low a, low b, high a, high b, high a, normal b.
+    let plan = [
+        (10, a, -1),
+        (11, a, -1),
+        (12, b, -1),
+        (20, a, 5),
+        (21, b, 5),
+        (22, a, 5),
+        (30, b, 0),
+    ];
+    for (id, t, p) in plan {
+        assert_eq!(l.acquire_as(0, 1, id, t, p, 0), Decision::Queued);
+    }
+    // A cancelled waiter of the highest priority leaves it; the rest keep their order.
+    assert!(l.cancel(22, 0));
+    let mut order = Vec::new();
+    for _ in 0..6 {
+        l.release(0, 0);
+        let d = l.take_decided();
+        assert_eq!(d.len(), 1);
+        order.push(d[0].0);
+    }
+    assert_eq!(order, [20, 21, 30, 10, 12, 11]);
+    assert_eq!(l.stats(0).waiting, 0);
 }
 
 // ----- the model -----
@@ -390,9 +429,11 @@ struct MKey {
     /// Leaky bucket level, in µs × limit units (each granted unit adds `period_us`).
     level: u128,
     last: u64,
-    line: Vec<(u64, u64, u32)>,
-    /// Tenants with a waiter, in turn order, with the grants left in their turn.
-    ring: Vec<(u32, u64)>,
+    /// Waiters in arrival order: (id, cost, tenant, priority).
+    line: Vec<(u64, u64, u32, i32)>,
+    /// Per priority, the tenants with a waiter of it, in turn order, with the grants left in their turn:
+    /// (priority, tenant, credits), in the order each joined.
+    ring: Vec<(i32, u32, u64)>,
 }
 
 /// The weight the tests give tenant `t`.
@@ -401,32 +442,35 @@ fn weight(t: u32) -> u64 {
 }
 
 impl MKey {
-    /// The ring's front tenant's oldest waiter.
-    fn head(&self) -> Option<(u64, u64, u32)> {
-        let &(t, _) = self.ring.first()?;
-        self.line.iter().copied().find(|w| w.2 == t)
+    /// The highest priority with a waiter; its first ring tenant's oldest waiter of that priority.
+    fn head(&self) -> Option<(u64, u64, u32, i32)> {
+        let p = self.line.iter().map(|w| w.3).max()?;
+        let &(_, t, _) = self.ring.iter().find(|r| r.0 == p)?;
+        self.line.iter().copied().find(|w| w.2 == t && w.3 == p)
     }
-    fn push(&mut self, id: u64, cost: u64, t: u32) {
-        if !self.line.iter().any(|w| w.2 == t) {
-            self.ring.push((t, weight(t)));
+    fn push(&mut self, id: u64, cost: u64, t: u32, p: i32) {
+        if !self.line.iter().any(|w| w.2 == t && w.3 == p) {
+            self.ring.push((p, t, weight(t)));
         }
-        self.line.push((id, cost, t));
+        self.line.push((id, cost, t, p));
     }
-    /// After a waiter left the line other than by its grant: a tenant with none left leaves the ring.
+    /// After a waiter left the line other than by its grant: a tenant with none left of a priority leaves its ring.
     fn forget_idle(&mut self) {
         let line = &self.line;
-        self.ring.retain(|&(t, _)| line.iter().any(|w| w.2 == t));
+        self.ring
+            .retain(|&(p, t, _)| line.iter().any(|w| w.2 == t && w.3 == p));
     }
-    /// Takes the head: one grant of its tenant's turn.
+    /// Takes the head: one grant of its tenant's turn in its priority.
     fn pop(&mut self) {
-        let (id, _, t) = self.head().unwrap();
+        let (id, _, t, p) = self.head().unwrap();
         self.line.retain(|w| w.0 != id);
-        self.ring[0].1 -= 1;
-        if !self.line.iter().any(|w| w.2 == t) {
-            self.ring.remove(0);
-        } else if self.ring[0].1 == 0 {
-            self.ring.remove(0);
-            self.ring.push((t, weight(t)));
+        let at = self.ring.iter().position(|r| r.0 == p && r.1 == t).unwrap();
+        self.ring[at].2 -= 1;
+        if !self.line.iter().any(|w| w.2 == t && w.3 == p) {
+            self.ring.remove(at);
+        } else if self.ring[at].2 == 0 {
+            self.ring.remove(at);
+            self.ring.push((p, t, weight(t)));
         }
     }
 }
@@ -479,7 +523,7 @@ impl Model {
     fn pump(&mut self, key: u32, now: u64, out: &mut Vec<(u64, Decision)>) {
         loop {
             let k = self.keys.get(&key).cloned().unwrap_or_default();
-            let Some((id, cost, _)) = k.head() else {
+            let Some((id, cost, _, _)) = k.head() else {
                 return;
             };
             if !self.fits(&k, cost, now) {
@@ -498,7 +542,7 @@ impl Model {
         key: u32,
         cost: u64,
         id: u64,
-        tenant: u32,
+        (tenant, priority): (u32, i32),
         now: u64,
         out: &mut Vec<(u64, Decision)>,
     ) -> Decision {
@@ -519,14 +563,17 @@ impl Model {
             self.rejected += 1;
             return Decision::QueueFull;
         }
-        self.keys.entry(key).or_default().push(id, cost, tenant);
+        self.keys
+            .entry(key)
+            .or_default()
+            .push(id, cost, tenant, priority);
         Decision::Queued
     }
 }
 
 #[derive(Debug, Clone)]
 enum Op {
-    Acquire(u32, u64, u32),
+    Acquire(u32, u64, u32, i32),
     Try(u32, u64),
     Release(usize),
     Cancel(usize),
@@ -537,7 +584,7 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0u32..3, 1u64..4, 0u32..4).prop_map(|(k, c, t)| Op::Acquire(k, c, t)),
+        4 => (0u32..3, 1u64..4, 0u32..4, -1i32..2).prop_map(|(k, c, t, p)| Op::Acquire(k, c, t, p)),
         1 => (0u32..3, 1u64..4).prop_map(|(k, c)| Op::Try(k, c)),
         3 => any::<usize>().prop_map(Op::Release),
         1 => any::<usize>().prop_map(Op::Cancel),
@@ -577,11 +624,11 @@ proptest! {
             let mut expect: Vec<(u64, Decision)> = Vec::new();
             let note = |d: Decision, key: u32, held: &mut Vec<u32>| if d == Decision::GrantedHeld { held.push(key) };
             match op {
-                Op::Acquire(key, cost, tenant) => {
+                Op::Acquire(key, cost, tenant, priority) => {
                     let id = next_id;
                     next_id += 1;
-                    let got = core.acquire_as(key, cost, id, Tenant { id: tenant, weight: weight(tenant) }, now);
-                    let want = m.acquire(key, cost, id, tenant, now, &mut expect);
+                    let got = core.acquire_as(key, cost, id, Tenant { id: tenant, weight: weight(tenant) }, priority, now);
+                    let want = m.acquire(key, cost, id, (tenant, priority), now, &mut expect);
                     prop_assert_eq!(got, want);
                     note(got, key, &mut held);
                     if got == Decision::Queued { waiters.push((id, key)); }
@@ -605,7 +652,7 @@ proptest! {
                     let (id, key) = waiters.swap_remove(i % waiters.len());
                     core.cancel(id, now);
                     let k = m.keys.get_mut(&key).unwrap();
-                    k.line.retain(|&(w, _, _)| w != id);
+                    k.line.retain(|&(w, _, _, _)| w != id);
                     k.forget_idle();
                     m.pump(key, now, &mut expect);
                 }
@@ -627,8 +674,8 @@ proptest! {
                         };
                         k.last = now;
                         if let Some(n) = new.rate {
-                            let (gone, keep): (Vec<_>, Vec<_>) = k.line.iter().partition(|&&(_, c, _)| c > n.burst);
-                            for (id, _, _) in &gone { expect.push((*id, Decision::TooCostly)); }
+                            let (gone, keep): (Vec<_>, Vec<_>) = k.line.iter().partition(|&&(_, c, _, _)| c > n.burst);
+                            for (id, _, _, _) in &gone { expect.push((*id, Decision::TooCostly)); }
                             m.rejected += gone.len() as u64;
                             k.line = keep;
                             k.forget_idle();

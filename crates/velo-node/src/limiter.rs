@@ -135,8 +135,10 @@ impl NativeLimiter {
     }
 
     /// `acquire` for a waiter of tenant number `tenant` (weight `weight`, a whole number >= 1, checked by the
-    /// embedder): if it waits, its key's line serves tenants weighted round robin.
+    /// embedder) and `priority` (an integer, checked by the embedder): if it waits, it goes before every waiter
+    /// of a lower priority, and its key's line serves tenants weighted round robin within a priority.
     #[napi(catch_unwind)]
+    #[allow(clippy::too_many_arguments)]
     pub fn acquire_fair(
         &self,
         key: u32,
@@ -144,6 +146,7 @@ impl NativeLimiter {
         id: f64,
         tenant: u32,
         weight: f64,
+        priority: i32,
         now_ms: f64,
     ) -> Result<u32> {
         let tenant = Tenant {
@@ -151,7 +154,7 @@ impl NativeLimiter {
             weight: weight as u64,
         };
         with(self.handle, |core| {
-            core.acquire_as(key, cost as u64, id as u64, tenant, us(now_ms)) as u32
+            core.acquire_as(key, cost as u64, id as u64, tenant, priority, us(now_ms)) as u32
         })
     }
 
