@@ -46,7 +46,10 @@ test('priority: a higher priority is served before every lower one that came ear
   await l.close();
   // Without it, the same plan is first come, first served.
   const fifo = limiter({ concurrency: 1 });
-  assert.deepEqual(await grantOrder(fifo, plan), plan.map((item) => item.name));
+  assert.deepEqual(
+    await grantOrder(fifo, plan),
+    plan.map((item) => item.name),
+  );
   await fifo.close();
 });
 
