@@ -5,7 +5,7 @@
 // package's typesVersions.
 import { createServer } from 'node:http';
 import { Registry } from 'prom-client';
-import { streamFn, StreamClosedError } from 'velo-stream';
+import { limiter, streamFn, StreamClosedError } from 'velo-stream';
 import { ndjsonEvents, RequestBodyError, sendNdjson, sendSse, toReadable } from 'velo-stream/http';
 import { registerRedisWorkerMetrics, registerStreamMetrics } from 'velo-stream/prometheus';
 import { dashboard, type DashboardOptions, type Sample } from 'velo-stream/dashboard';
@@ -58,6 +58,7 @@ import {
   type RedisProducerOptions,
   type SessionLimitCode,
   type SessionEnd,
+  redisLimiter,
   redisMaterialize,
   redisOutputs,
   redisProducer,
@@ -156,6 +157,17 @@ void budgetUse;
 const lagged: number = workerStats.lag + workerStats.replayedSessions + workerStats.roundTrip.p99;
 registerRedisWorkerMetrics(new Registry(), () => [distributed]);
 dashboard({ functions: [alerts], redisWorkers: [distributed, local] });
+// Limiters of either make, whatever their item type, in one list.
+const perTenant = limiter({ name: 'per-tenant', concurrency: 2, key: (job: { tenant: string }) => job.tenant });
+const fleetBudget = redisLimiter({ client: redisClient, name: 'budget', rate: { limit: 100, period: 60_000 } });
+dashboard({ limiters: [perTenant, fleetBudget] });
+// @ts-expect-error limiters is a list, not one limiter
+dashboard({ limiters: perTenant });
+const limiterRow = (s: Sample): number | null => {
+  const row = s.limiters[0];
+  return 'error' in row ? null : row.inUse + row.waiting + row.admittedPerSec + (row.rate ?? 0) + (row.limits?.concurrency ?? 0);
+};
+void limiterRow;
 const view = redisMaterialize<{ hot: number }>({
   client: redisClient,
   name: 'alerts',

@@ -11,6 +11,8 @@ import { cutText } from '../text';
 import { kThreads, type ThreadLoads } from '../worker/index';
 import type { StreamFn, StreamMetrics, StreamState } from '../types';
 import type { RedisWorker } from '../redis/worker';
+import type { Limiter, LimiterStats } from '../limits/types';
+import { kDescribe, type LimiterDescription } from '../limits/describe';
 
 /** Any stream function, whatever its event and output types. */
 export type AnyFn = StreamFn<never, unknown>;
@@ -135,6 +137,59 @@ export interface RedisSample {
   roundTripP99Ms: number;
 }
 
+/** One limiter's figures in a sample (its `stats()`); per-second rates are since the previous sample (0 in a page's first). */
+export interface LimiterSample {
+  /** The limiter's name. */
+  name: string;
+  /** `limiter()` ('in-process'), `redisLimiter()` ('redis'), or another object with the limiter's methods ('other'). */
+  kind: 'in-process' | 'redis' | 'other';
+  /** Its limits now (for 'redis', as of its last renewal), mode and keying; absent for 'other'. */
+  limits?: LimiterLimits;
+  /** Permits held now (all keys; for 'redis', by this process). */
+  inUse: number;
+  /** Acquires waiting now (for 'redis', this process'). */
+  waiting: number;
+  /** Permits granted since creation. */
+  admitted: number;
+  /** Acquires refused since creation ('reject' mode, a full line). */
+  rejected: number;
+  /** Permits granted per second. */
+  admittedPerSec: number;
+  /** Acquires refused per second. */
+  rejectedPerSec: number;
+  /** Units admitted per second over about the last period (`stats().rate`); null for a limiter without a rate. */
+  rate: number | null;
+  /** Median wait before a grant (recent window), ms. */
+  waitP50Ms: number;
+  /** 99th percentile of the same, ms. */
+  waitP99Ms: number;
+  /** Keys holding a permit or a waiter now. */
+  keys: number;
+  /** A Redis limiter's own figures (`RedisLimiterStats`): whether Redis was away at its last call, and the fleet's counters as of its last renewal. */
+  redis?: {
+    /** The last call to Redis failed (acquires follow `whenRedisFails`). */
+    down: boolean;
+    /** Processes sharing it. */
+    processes: number;
+    /** Permits the fleet granted. */
+    fleetAdmitted: number;
+    /** Acquires the fleet refused. */
+    fleetRejected: number;
+    /** Permits of this process whose lease ran out before their release. */
+    lost: number;
+  };
+}
+
+/** A limiter whose `stats()` threw (or answered something that is not figures): the rest of the sample is sent. */
+export interface LimiterFailure {
+  /** The limiter's name. */
+  name: string;
+  /** As in LimiterSample. */
+  kind: 'in-process' | 'redis' | 'other';
+  /** The error's code (or class name), or `'ERR_INVALID_RETURN_VALUE'` when the answer was not figures. */
+  error: string;
+}
+
 /** A failed stream: its function, id, time and error code (its message only when values are shown). */
 export interface ErrorRow {
   /** When its handler threw, ms since the Unix epoch. */
@@ -157,6 +212,8 @@ export interface Sample {
   functions: FnSample[];
   /** Each Redis worker shown. */
   redis: RedisSample[];
+  /** Each limiter shown. */
+  limiters: (LimiterSample | LimiterFailure)[];
   /** The latest failures, newest first (twenty at most). */
   errors: ErrorRow[];
   /** With the `fleet` option: the fleet's name (the page then shows the `fleet` route's view). */
@@ -343,10 +400,109 @@ class FnWatch {
   }
 }
 
+/** A limiter's limits, mode and keying, as a row shows them. */
+export type LimiterLimits = Omit<LimiterDescription, 'kind'>;
+
+/** The description without its kind (the row has its own). */
+function limitsOf(d: LimiterDescription): LimiterLimits {
+  return {
+    ...(d.concurrency !== undefined && { concurrency: d.concurrency }),
+    ...(d.rate !== undefined && { rate: d.rate }),
+    mode: d.mode,
+    keyed: d.keyed,
+  };
+}
+
+/** A finite number, or NaN (an answer that is not figures). */
+const figure = (value: unknown): number => (typeof value === 'number' && Number.isFinite(value) ? value : NaN);
+
+/** One limiter's state across samples: its name and description (read once), and its totals at the previous sample. */
+class LimiterWatch {
+  readonly name: string;
+  readonly kind: 'in-process' | 'redis' | 'other';
+  readonly #limiter: Limiter<unknown>;
+  readonly #describe: (() => LimiterDescription) | undefined;
+  #previous: { at: number; admitted: number; rejected: number } | undefined;
+
+  constructor(limiter: Limiter<unknown>, name: string) {
+    this.#limiter = limiter;
+    this.name = name;
+    // The package's limiters describe themselves; any other object is 'other' (so is one whose description cannot
+    // be read: only the package's own answers are trusted to be one).
+    let kind: 'in-process' | 'redis' | 'other' = 'other';
+    let describe: (() => LimiterDescription) | undefined;
+    try {
+      const method = (limiter as { [kDescribe]?: unknown })[kDescribe];
+      if (typeof method === 'function') {
+        const own = method.bind(limiter) as () => LimiterDescription;
+        const k = own().kind;
+        if (k === 'in-process' || k === 'redis') [kind, describe] = [k, own];
+      }
+    } catch {
+      // (A hostile getter or method: shown as 'other', its figures only.)
+    }
+    this.kind = kind;
+    this.#describe = describe;
+  }
+
+  /**
+   * Its row now. `stats()` is synchronous on both limiters of the package (a Redis limiter's reads what this
+   * process knows, as of its last call to Redis: it never waits for Redis); one that throws, or answers something
+   * that is not figures, is a row saying so, and the rest of the sample goes on.
+   */
+  sample(now: number): LimiterSample | LimiterFailure {
+    let row: LimiterSample;
+    try {
+      const s = this.#limiter.stats() as LimiterStats & {
+        fleet?: { processes: number; admitted: number; rejected: number };
+        lost?: number;
+        redisDown?: boolean;
+      };
+      const prev = this.#previous;
+      const seconds = prev === undefined ? 0 : Math.max(1e-3, (now - prev.at) / 1000);
+      const rate = (value: number, before: number | undefined) =>
+        prev === undefined || before === undefined ? 0 : Math.max(0, value - before) / seconds;
+      const admitted = figure(s.admitted);
+      const rejected = figure(s.rejected);
+      row = {
+        name: this.name,
+        kind: this.kind,
+        ...(this.#describe !== undefined && { limits: limitsOf(this.#describe()) }),
+        inUse: figure(s.inUse),
+        waiting: figure(s.waiting),
+        admitted,
+        rejected,
+        admittedPerSec: rate(admitted, prev?.admitted),
+        rejectedPerSec: rate(rejected, prev?.rejected),
+        rate: s.rate === undefined ? null : figure(s.rate),
+        waitP50Ms: figure(s.waitedMs.p50),
+        waitP99Ms: figure(s.waitedMs.p99),
+        keys: figure(s.keys),
+        ...(this.kind === 'redis' && {
+          redis: {
+            down: s.redisDown === true,
+            processes: figure(s.fleet?.processes),
+            fleetAdmitted: figure(s.fleet?.admitted),
+            fleetRejected: figure(s.fleet?.rejected),
+            lost: figure(s.lost),
+          },
+        }),
+      };
+    } catch (error) {
+      return { name: this.name, kind: this.kind, error: codeOf(error) };
+    }
+    const figures = [row.inUse, row.waiting, row.admitted, row.rejected, row.waitP50Ms, row.waitP99Ms, row.keys, row.rate ?? 0];
+    if (figures.some(Number.isNaN)) return { name: this.name, kind: this.kind, error: 'ERR_INVALID_RETURN_VALUE' };
+    this.#previous = { at: now, admitted: row.admitted, rejected: row.rejected };
+    return row;
+  }
+}
+
 /** Samples functions and Redis workers; `sample()` once per interval (a dashboard's feed, while a page is open). */
 export class Sampler {
   readonly #fns: FnWatch[];
   readonly #workers: RedisWorker[];
+  readonly #limiters: LimiterWatch[];
   readonly #scan: number;
   readonly #showValues: boolean;
 
@@ -360,6 +516,7 @@ export class Sampler {
     showValues: boolean,
     showKeys: boolean,
     fleet?: string,
+    limiters: readonly { limiter: Limiter<unknown>; name: string }[] = [],
   ) {
     const partitionsOf = new Map<unknown, number>();
     for (const w of workers) {
@@ -369,6 +526,7 @@ export class Sampler {
     this.#fns = fns.map((fn) => new FnWatch(fn, { showKeys, partitions: partitionsOf.get(fn) }));
     this.#fleet = fleet;
     this.#workers = [...workers];
+    this.#limiters = limiters.map(({ limiter, name }) => new LimiterWatch(limiter, name));
     this.#scan = scan;
     this.#showValues = showValues;
   }
@@ -407,7 +565,8 @@ export class Sampler {
       )
       .sort((a, b) => b.at - a.at)
       .slice(0, ERRORS);
-    return { at: now, functions, redis, errors, ...(this.#fleet !== undefined && { fleet: this.#fleet }) };
+    const limiters = this.#limiters.map((l) => l.sample(now));
+    return { at: now, functions, redis, limiters, errors, ...(this.#fleet !== undefined && { fleet: this.#fleet }) };
   }
 
   /** One listed stream of the function named `fn`, now; undefined when it is not listed (finished, collected, unknown). */

@@ -17,11 +17,24 @@ import { kTotals } from '../core/function';
 import { describe, invalidType, invalidValue } from '../errors';
 import { kRoundTrips } from '../redis/metrics';
 import type { RedisWorker } from '../redis/worker';
+import { isLimiter } from '../limits/use';
+import type { Limiter } from '../limits/types';
 import { integerOption } from '../validate';
 import { type AnyFn, Sampler } from './dashboard-sample';
 import { Fleet, type FleetOptions } from './dashboard-fleet';
 
-export type { AnyFn, ErrorRow, FnSample, RedisSample, Sample, StreamRow, TaskSample } from './dashboard-sample';
+export type {
+  AnyFn,
+  ErrorRow,
+  FnSample,
+  LimiterFailure,
+  LimiterLimits,
+  LimiterSample,
+  RedisSample,
+  Sample,
+  StreamRow,
+  TaskSample,
+} from './dashboard-sample';
 export type { FleetFnTotals, FleetMember, FleetOptions, FleetRedisTotals, FleetView } from './dashboard-fleet';
 
 /**
@@ -46,6 +59,12 @@ export interface DashboardOptions {
   functions?: Iterable<AnyFn>;
   /** The Redis workers (`velo-stream/redis`) to show (read once). */
   redisWorkers?: Iterable<RedisWorker>;
+  /**
+   * The limiters to show (read once): in-process ones (`limiter()`), fleet-wide ones (`redisLimiter()` of
+   * `velo-stream/redis`), or any object with `acquire`, `tryAcquire`, `stats` and a `name`. One row each, from
+   * their `stats()` at every sample.
+   */
+  limiters?: Iterable<Limiter<never>>;
   /**
    * Called with every request (the page, its files, the feed, a stream's figures, the fleet) before anything is
    * served: `true` (or a promise of it) serves it, `{ status: 401, headers }` answers 401 with those headers (a
@@ -105,7 +124,18 @@ export interface FastifyLike {
   ): unknown;
 }
 
-const KEYS = ['functions', 'redisWorkers', 'authorize', 'interval', 'maxClients', 'scan', 'showValues', 'showKeys', 'fleet'];
+const KEYS = [
+  'functions',
+  'redisWorkers',
+  'limiters',
+  'authorize',
+  'interval',
+  'maxClients',
+  'scan',
+  'showValues',
+  'showKeys',
+  'fleet',
+];
 /** A feed client whose unread data passes this is dropped (it stopped reading). */
 const MAX_UNREAD = 1 << 20;
 /** The longest `fn` or `id` a stream request may name. */
@@ -162,11 +192,25 @@ function end(res: ServerResponse, status: number, body: string | Buffer, type = 
 /** A list of distinct items, checked with `is`; two different items with one `key` are refused. */
 function distinct<T>(name: string, given: unknown, what: string, is: (x: unknown) => boolean, key: (x: T) => string): T[] {
   if (given === undefined) return [];
-  if (given === null || typeof (given as Iterable<unknown>)[Symbol.iterator] !== 'function' || typeof given === 'string') {
+  let iterable: boolean;
+  try {
+    iterable = given !== null && typeof given !== 'string' && typeof (given as Iterable<unknown>)[Symbol.iterator] === 'function';
+  } catch {
+    iterable = false; // a revoked Proxy, a getter that throws
+  }
+  if (!iterable) {
     throw invalidType(`dashboard(): the "${name}" option must be an iterable of ${what}. Received ${describe(given)}`);
   }
+  let items: unknown[];
+  try {
+    items = [...(given as Iterable<unknown>)];
+  } catch (error) {
+    const e = invalidValue(`dashboard(): the "${name}" option could not be iterated (${describe(error)})`);
+    (e as { cause?: unknown }).cause = error;
+    throw e;
+  }
   const byKey = new Map<string, T>();
-  for (const item of given as Iterable<unknown>) {
+  for (const item of items) {
     if (!is(item)) throw invalidType(`dashboard(): every item of "${name}" must be one of ${what}. Received ${describe(item)}`);
     const k = key(item as T);
     const seen = byKey.get(k);
@@ -178,11 +222,25 @@ function distinct<T>(name: string, given: unknown, what: string, is: (x: unknown
   return [...byKey.values()];
 }
 
+/** A limiter's `name`, read once into `names`: a non-empty string, else undefined (a getter that throws included). */
+function limiterName(limiter: object, names: WeakMap<object, string>): string | undefined {
+  if (names.has(limiter)) return names.get(limiter);
+  let name: unknown;
+  try {
+    name = (limiter as { name?: unknown }).name;
+  } catch {
+    return undefined;
+  }
+  if (typeof name !== 'string' || name === '') return undefined;
+  names.set(limiter, name);
+  return name;
+}
+
 /**
- * A live dashboard of `functions` and `redisWorkers`: a request handler serving one page and its feed. Mount it
+ * A live dashboard of `functions`, `redisWorkers` and `limiters`: a request handler serving one page and its feed. Mount it
  * where the application wants it (`app.use('/dashboard', dashboard({ ... }))`); nothing is served elsewhere.
  * @throws {TypeError} `ERR_INVALID_ARG_TYPE` / `ERR_INVALID_ARG_VALUE` for bad options (an unknown key, an item
- * that is not a stream function or a Redis worker, two different functions with one name).
+ * that is not a stream function, a Redis worker or a limiter, two different functions or limiters with one name).
  * @throws {RangeError} `ERR_OUT_OF_RANGE` for `interval`, `maxClients` or `scan` out of range.
  */
 export function dashboard(options: DashboardOptions = {}): DashboardHandler {
@@ -204,6 +262,15 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
     (x) => typeof (x as { [kRoundTrips]?: unknown } | null)?.[kRoundTrips] === 'function',
     (w) => `${w.name} ${w.id}`,
   );
+  // A limiter's name is read once, here: its row is named by it, and two different limiters may not share one.
+  const names = new WeakMap<object, string>();
+  const limiters = distinct<Limiter<unknown>>(
+    'limiters',
+    options.limiters,
+    'limiters (from limiter() or redisLimiter(), or objects with acquire, tryAcquire, stats and a non-empty string name)',
+    (x) => isLimiter(x) && limiterName(x, names) !== undefined,
+    (l) => names.get(l)!,
+  );
   const { authorize, interval = 1000, maxClients = 10, scan = 250, showValues = false, showKeys = false } = options;
   if (authorize !== undefined && typeof authorize !== 'function') {
     throw invalidType(`dashboard(): the "authorize" option must be a function. Received ${describe(authorize)}`);
@@ -219,7 +286,15 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
   }
   const fleet = options.fleet === undefined ? undefined : new Fleet(options.fleet, interval);
 
-  const sampler = new Sampler(fns, workers, scan, showValues, showKeys, fleet?.name);
+  const sampler = new Sampler(
+    fns,
+    workers,
+    scan,
+    showValues,
+    showKeys,
+    fleet?.name,
+    limiters.map((limiter) => ({ limiter, name: names.get(limiter)! })),
+  );
   const clients = new Set<ServerResponse>();
   let timer: NodeJS.Timeout | undefined;
   let last: string | undefined;

@@ -27,6 +27,7 @@ import { integerOption, numberOption } from '../validate';
 import { addon, ops } from '../core/addon';
 import type { NativeLimiter } from '../../native/index';
 import type { AcquireOptions, Fairness, LimitSettings, Limiter, LimiterOptions, LimiterStats, Permit } from './types';
+import { kDescribe, type LimiterDescription } from './describe';
 
 export type { AcquireOptions, Fairness, LimitSettings, Limiter, LimiterOptions, LimiterStats, Permit, RateLimit } from './types';
 
@@ -195,6 +196,8 @@ class LocalLimiter<T> implements Limiter<T> {
   readonly #reject: boolean;
   readonly #maxWaiting: number;
   #hasRate: boolean;
+  /** The limits in force (the core's copy decides; this one is what `[kDescribe]` shows). */
+  #limits: Checked;
   /** Key strings by the number the core keeps for them (0: the one key of an unkeyed limiter), and back. */
   readonly #keyIds = new Map<string, number>();
   readonly #keyNames: (string | undefined)[] = [undefined];
@@ -220,6 +223,7 @@ class LocalLimiter<T> implements Limiter<T> {
     this.#reject = parts.reject;
     this.#maxWaiting = parts.maxWaiting;
     this.#hasRate = checked.limit > 0;
+    this.#limits = checked;
     this.#native = new addon.NativeLimiter(
       checked.concurrency,
       checked.limit,
@@ -519,6 +523,7 @@ class LocalLimiter<T> implements Limiter<T> {
     const checked = checkSettings(settings, 'setLimits');
     if (this.#closed) return;
     this.#hasRate = checked.limit > 0;
+    this.#limits = checked;
     this.#native.setLimits(checked.concurrency, checked.limit, checked.period, checked.burst, this.#clock());
     this.#settleDecided();
     this.#syncTimer();
@@ -537,6 +542,18 @@ class LocalLimiter<T> implements Limiter<T> {
     };
     if (this.#hasRate) stats.rate = s.rate;
     return stats;
+  }
+
+  /** Its kind, limits now, mode and keying (the dashboard's row). */
+  [kDescribe](): LimiterDescription {
+    const l = this.#limits;
+    return {
+      kind: 'in-process',
+      ...(l.concurrency > 0 && { concurrency: l.concurrency }),
+      ...(l.limit > 0 && { rate: { limit: l.limit, period: l.period, burst: l.burst } }),
+      mode: this.#reject ? 'reject' : 'throttle',
+      keyed: this.#key !== undefined,
+    };
   }
 
   /** The waits since creation at `boundsUs`, for the Prometheus exporter. */

@@ -16,6 +16,7 @@ import {
 } from '../errors';
 import type { RedisClientLike } from './connection';
 import { limiter } from '../limits/local';
+import { kDescribe, type LimiterDescription } from '../limits/describe';
 import {
   type Limits,
   type RedisLimiterOptions,
@@ -563,6 +564,18 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
       fleet: { ...this.#fleet },
       lost: this.#lost,
       redisDown: this.#down !== null,
+    };
+  }
+
+  /** Its kind, the fleet's limits as this process last knew them, mode and keying (the dashboard's row). */
+  [kDescribe](): LimiterDescription {
+    const l = this.#limits;
+    return {
+      kind: 'redis',
+      ...(l.concurrency !== undefined && { concurrency: l.concurrency }),
+      ...(l.rate !== undefined && { rate: { limit: l.rate.limit, period: l.rate.period, burst: l.rate.burst } }),
+      mode: this.#o.mode === 'reject' ? 'reject' : 'throttle',
+      keyed: this.#o.key !== undefined,
     };
   }
 

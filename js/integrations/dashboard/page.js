@@ -204,6 +204,67 @@
     }
   }
 
+  /** A rate's period, ms, as text: `250 ms`, `1 s`, `1.5 s`, `60 s`. */
+  const period = (n) => (n < 1000 ? `${fmt(n)} ms` : `${Number.isInteger(n / 1000) ? n / 1000 : (n / 1000).toFixed(1)} s`);
+  /** A limiter's limits as text: `concurrency 4 · 100 per 1 s (burst 100) · throttle · keyed`. */
+  const limitsText = (l) => {
+    if (!l) return '–';
+    const parts = [];
+    if (l.concurrency !== undefined) parts.push(`concurrency ${fmt(l.concurrency)}`);
+    if (l.rate) parts.push(`${fmt(l.rate.limit)} per ${period(l.rate.period)} (burst ${fmt(l.rate.burst)})`);
+    parts.push(l.mode);
+    if (l.keyed) parts.push('keyed');
+    return parts.join(' · ');
+  };
+  const ms = (n) => (n === null || n === undefined ? '–' : `${fmt(n, 2)} ms`);
+
+  /** The limiters' table (a row each) and one chart of permits in use and waiters. */
+  const limiters = {
+    chart: null,
+    render(rows, t) {
+      $('limiters').hidden = rows.length === 0;
+      if (rows.length === 0) return;
+      $('limiters-table').tBodies[0].replaceChildren(
+        ...rows.map((l) => {
+          const tr = el('tr', { 'data-limiter': l.name }, el('td', {}, l.name), el('td', {}, l.kind));
+          if (typeof l.error === 'string') {
+            tr.append(el('td', { colspan: '12', class: 'empty' }, `stats() failed: ${l.error}`));
+            return tr;
+          }
+          const redis = l.redis
+            ? l.redis.down
+              ? 'away (last call failed)'
+              : `${fmt(l.redis.processes)} process${l.redis.processes === 1 ? '' : 'es'}; fleet admitted ${fmt(l.redis.fleetAdmitted)}, rejected ${fmt(l.redis.fleetRejected)}${l.redis.lost > 0 ? `; ${fmt(l.redis.lost)} lost` : ''}`
+            : '–';
+          const cells = [
+            limitsText(l.limits),
+            fmt(l.inUse),
+            fmt(l.waiting),
+            fmt(l.admitted),
+            fmt(l.admittedPerSec),
+            fmt(l.rejected),
+            fmt(l.rejectedPerSec),
+            fmt(l.rate),
+            ms(l.waitP50Ms),
+            ms(l.waitP99Ms),
+            fmt(l.keys),
+            redis,
+          ];
+          tr.append(...cells.map((v) => el('td', {}, v)));
+          return tr;
+        }),
+      );
+      this.chart ??= new Chart($('limiters-charts'), 'limiters: in use / waiting');
+      const values = {};
+      for (const l of rows) {
+        if (typeof l.error === 'string') continue;
+        values[`${l.name} in use`] = l.inUse;
+        values[`${l.name} waiting`] = l.waiting;
+      }
+      this.chart.push(t, values);
+    },
+  };
+
   /** The drill-down: one stream's figures, read every second while open. */
   const drill = {
     timer: null,
@@ -342,6 +403,7 @@
       }
       card.update(w, t);
     }
+    limiters.render(Array.isArray(sample.limiters) ? sample.limiters : [], t);
     $('no-errors').hidden = sample.errors.length > 0;
     $('errors').tBodies[0].replaceChildren(
       ...sample.errors.map((e) =>
