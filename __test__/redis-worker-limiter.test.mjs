@@ -246,6 +246,50 @@ test('a key waiting for its permit holds back no other key of its partition (no 
   assert.equal(perTenant.stats().inUse, 0);
 });
 
+test("limiter.session with fairness: a worker's waiting keys are admitted round robin across tenants, not in log order", async () => {
+  // One partition, one session at a time; each session takes one event and returns. 20 keys of a hot tenant come
+  // first in the log, then 3 of a calm one: with fairness by tenant the calm keys start 3rd, 5th and 7th (first come,
+  // first served they would start 21st to 23rd). By counting starts, never by timing.
+  for (const fair of [true, false]) {
+    const name = fresh(fair ? 'fair' : 'fifo');
+    const tenant = (item) => item.key.slice(0, item.key.indexOf(':'));
+    const one = limiter({ concurrency: 1, ...(fair ? { fairness: { by: tenant } } : {}) });
+    const started = [];
+    const fn = streamFn(
+      async function* (events) {
+        for await (const e of events) {
+          started.push(e.key);
+          yield { n: e.n };
+          return;
+        }
+      },
+      { idleTimeout: 0 },
+    );
+    const errors = [];
+    const producer = redisProducer({ client, name, partitions: 1 });
+    const keys = [...Array.from({ length: 20 }, (_, i) => `hot:${i}`), 'calm:0', 'calm:1', 'calm:2'];
+    // Written before the worker starts: its first read finds every key waiting.
+    await producer.sendMany(keys.map((key, n) => [key, { key, n }]));
+    const worker = redisWorker(fn, { client, name, partitions: 1, limiter: { session: one }, onError: (e) => errors.push(e) });
+    try {
+      await eventually(() => started.length === keys.length, 'every session started', 30_000);
+      const calm = started.flatMap((key, i) => (key.startsWith('calm:') ? [i + 1] : []));
+      assert.deepEqual(calm, fair ? [3, 5, 7] : [21, 22, 23], started.join(' '));
+      assert.deepEqual(
+        started.filter((key) => key.startsWith('hot:')),
+        keys.slice(0, 20),
+        "a tenant's keys in log order",
+      );
+      await eventually(async () => (await pendingCount(client, name, 1)) === 0, 'nothing pending', 30_000);
+    } finally {
+      await worker.close();
+    }
+    assert.deepEqual(errors, []);
+    assert.equal(one.stats().inUse, 0);
+    await one.close();
+  }
+});
+
 test('a worker killed -9 holding a redisLimiter permit: the other takes its sessions over after the permit lease, not before', async () => {
   const name = fresh('kill');
   const lim = `${name}-lim`;
