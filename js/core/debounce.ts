@@ -4,7 +4,7 @@
 // settings. `Debouncer` only keeps each key's state and one timer per key with something pending, and calls back
 // to deliver. The clock is `Date.now` (node:test's mock timers mock it together with `setTimeout`).
 import { assertOptionsObject } from '../config';
-import { describe, invalidValue } from '../errors';
+import { describe, invalidType, invalidValue } from '../errors';
 import { numberOption } from '../validate';
 
 export interface Debounce {
@@ -42,29 +42,30 @@ export function due(s: KeyState, d: Debounce): number {
 const MAX_MS = 2 ** 31 - 1;
 const KEYS = new Set(['wait', 'edge', 'maxDelay']);
 
-/** Checks `debounce` (at `fn.sessions()`). */
-export function checkDebounce(value: unknown): Debounce {
+/** Checks `debounce` (at `fn.sessions()`, or `fn`: `redisWorker()`, `testWorker()`). */
+export function checkDebounce(value: unknown, fn = 'sessions'): Debounce {
   assertOptionsObject(value, 'debounce', '{ wait: 500 }');
-  for (const key of Object.keys(value)) {
+  let keys: string[];
+  let wait: unknown, edge: unknown, maxDelay: unknown;
+  try {
+    keys = Object.keys(value);
+    ({ wait, edge, maxDelay } = value as Record<string, unknown>);
+  } catch (error) {
+    // A revoked Proxy, a getter that throws: not an options object this can use.
+    throw invalidType(`The "debounce" option could not be read (${describe(error)})`, error);
+  }
+  for (const key of keys) {
     if (!KEYS.has(key)) throw invalidValue(`Unknown option "debounce.${key}". Known options: wait, edge, maxDelay`);
   }
-  const { wait, edge, maxDelay } = value as Record<string, unknown>;
   const what = `a number of milliseconds from 1 to ${MAX_MS}`;
-  const w = numberOption('sessions', 'debounce.wait', wait, 1, MAX_MS, what);
+  const w = numberOption(fn, 'debounce.wait', wait, 1, MAX_MS, what);
   if (edge !== undefined && edge !== 'trailing' && edge !== 'leading') {
     throw invalidValue(`The "debounce.edge" option must be 'trailing' or 'leading'. Received ${describe(edge)}`);
   }
   const m =
     maxDelay === undefined
       ? Infinity
-      : numberOption(
-          'sessions',
-          'debounce.maxDelay',
-          maxDelay,
-          w,
-          MAX_MS,
-          `a number of milliseconds from wait (${w}) to ${MAX_MS}`,
-        );
+      : numberOption(fn, 'debounce.maxDelay', maxDelay, w, MAX_MS, `a number of milliseconds from wait (${w}) to ${MAX_MS}`);
   return { wait: w, leading: edge === 'leading', maxDelay: m };
 }
 

@@ -245,6 +245,8 @@ class SingleFn<I, O> extends FnBase<I, O> {
     const buffer = over?.buffer ?? this.config.buffer;
     const native = new NativeStream(handle);
     let handler = this.#handler;
+    // A Redis session's handler may be run through its hooks (a worker's debounce), inside any admission wait.
+    if (typeof handler === 'function' && hooks?.wrapHandler !== undefined) handler = hooks.wrapHandler(handler);
     // With limiters, the handler first waits for the permits not taken at open (a pipe's stage: all of them).
     let admission: Admission | undefined;
     if (this.#limiters !== undefined && typeof handler === 'function') {

@@ -13,7 +13,7 @@
 // The symbols are registered ones (`Symbol.for`): copies of the module loaded
 // in one process (Jest) share one native state per thread (see addon.ts), so
 // the streams of one copy may be driven by another.
-import type { EventSource, Stream } from '../types';
+import type { EventSource, Stream, StreamHandler } from '../types';
 
 export const kRead = Symbol.for('velo-stream.read');
 /** `[kReadTo](reader)`: `kRead`, answering `reader` (now or later) rather than a promise of its own (see `ReadTarget`). */
@@ -54,6 +54,8 @@ export interface SessionHooks {
   next?(yielded: number): { value: unknown } | 'end' | undefined;
   /** The handler waits for its next event with none to take: it has handled every event it took. */
   waiting?(): void;
+  /** The handler the session's stream runs instead of the function's (a `redisWorker`'s `debounce` filters its input). */
+  wrapHandler?<I, O>(handler: StreamHandler<I, O>): StreamHandler<I, O>;
 }
 /**
  * `[kSendNow](event)`: `send(event)` for a caller that sends many events one

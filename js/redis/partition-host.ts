@@ -1,4 +1,5 @@
 // What a partition's run needs of its worker (`PartitionHost`), and the worker's counters it adds to.
+import type { Debounce } from '../core/debounce';
 import type { SessionHooks, StreamKind } from '../core/protocol';
 import type { StreamFn } from '../types';
 import type { Clock } from './clock';
@@ -35,6 +36,8 @@ export interface PartitionHost<I, O> {
   readonly delivery: LocalDelivery<O> | null;
   /** The limiters its sessions and steps take permits of (`limiter`), or null. */
   readonly permits: WorkerPermits | null;
+  /** Debounce per key (`debounce`), or null. */
+  readonly debounce: Debounce | null;
   readonly counters: WorkerCounters;
   /** Live sessions of the worker, all partitions. */
   live: number;
@@ -81,6 +84,8 @@ export interface WorkerCounters {
   restored: number;
   /** Timers' wake-ups written into the input (`ctx.wakeAt`). */
   wakeups: number;
+  /** Events `debounce` dropped (`debounce-input.ts`). */
+  debounced: number;
 }
 
 /** A worker's counters, all 0. */
@@ -103,5 +108,6 @@ export function newCounters(): WorkerCounters {
     checkpoints: 0,
     restored: 0,
     wakeups: 0,
+    debounced: 0,
   };
 }

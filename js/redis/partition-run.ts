@@ -3,6 +3,7 @@
 // (idle by the log's clock, caps, markers) or where their handlers stop, and commits outputs and acks fenced.
 // What each handler gets next, as the session rule decides, is `SessionInputs`. What it needs of the worker is
 // `PartitionHost`.
+import { DEBOUNCE_TIMER_KEY, debouncedHandler } from './debounce-input';
 import { drainOutputs } from '../core/drive';
 import { kFinished, kTaken, kTakenEnd, type StreamKind } from '../core/protocol';
 import { sleepOn } from './clock';
@@ -582,6 +583,26 @@ export class PartitionRun<I, O> {
       (payload) => encodeChecked(w.codec, payload, w.maxEventBytes, `wake-up payload of session ${JSON.stringify(sid)}`),
     );
     if (snapshot !== undefined && broken === undefined) checkpoints.lastInput = snapshot.lastInput;
+    const debounce = w.debounce;
+    if (debounce !== null) {
+      checkpoints.wrapHandler = (handler) =>
+        debouncedHandler(
+          handler,
+          debounce,
+          {
+            // What a restored session had pending: its debounce timer, restored with the checkpoint.
+            pendingPayload: () => {
+              const timer = rule.timers.find((t) => t.key === DEBOUNCE_TIMER_KEY);
+              if (timer === undefined) return undefined;
+              return w.codec.decode(typeof timer.payload === 'string' ? Buffer.from(timer.payload) : timer.payload);
+            },
+            dropped: () => {
+              w.counters.debounced++;
+            },
+          },
+          w.fn.name,
+        );
+    }
     let stream: StreamKind<I, O>;
     // Traced (a tracer provider is registered): the session's span is a root span, linked to its events' producers.
     const scope = sessionScope();

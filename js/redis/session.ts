@@ -10,6 +10,7 @@ import type { InputEntry, SessionEnd, Snapshot } from './transport';
 import type { SessionScope } from './trace-context';
 import type { ClockTimer } from './clock';
 import type { Grant } from './session-permits';
+import type { StreamHandler } from '../types';
 
 /** A handler's failure as stored with an output: `{ name, message, code }` as JSON. */
 export function serializeError(error: unknown, maxBytes: number): string {
@@ -144,6 +145,8 @@ export class Checkpoints implements SessionHooks {
   onDrop: ((timer: Timer) => void) | null = null;
   /** The stream uses these hooks: its handler asks for each input (`next`). */
   attached = false;
+  /** The handler the session's stream runs instead of the function's (`debounce`; set before the stream opens). */
+  wrapHandler?: <I, O>(handler: StreamHandler<I, O>) => StreamHandler<I, O>;
   /** The handler waits for input with none given (set once the session exists). */
   onWaiting: (() => void) | null = null;
   /** Times its handler waited for input before the session existed (it runs up to its first await at the open). */

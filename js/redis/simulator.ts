@@ -10,6 +10,7 @@
 // to its partitions: leases, renewals, wake-ups on new entries) with a clock of its own over the shared one: a
 // crash stops its callbacks for good and cuts its connection (what it sent before stays applied, nothing after is),
 // a pause holds them until it ends.
+import type { Debounce } from '../core/debounce';
 import type { StreamFn } from '../types';
 import type { Clock, ClockTimer } from './clock';
 import { FencedError } from '../errors';
@@ -120,6 +121,8 @@ export interface SimLimits {
   readonly maxCheckpointBytes?: number;
   readonly maxEventBytes?: number;
   readonly checkReplay?: boolean;
+  /** Debounce per key (checked), or null/absent: none. */
+  readonly debounce?: Debounce | null;
   /** Default 0 (no trim), ms. */
   readonly trimInterval?: number;
 }
@@ -285,6 +288,7 @@ class SimProcess<I, O> implements PartitionHost<I, O> {
   readonly maxSessionAge: number;
   readonly maxCheckpointBytes: number;
   readonly maxSessionTimers: number;
+  readonly debounce: Debounce | null;
   readonly checkReplay: boolean;
   readonly delivery = null;
   readonly permits: WorkerPermits | null;
@@ -316,6 +320,7 @@ class SimProcess<I, O> implements PartitionHost<I, O> {
     this.maxCheckpointBytes = l.maxCheckpointBytes ?? 1 << 20;
     this.maxSessionTimers = l.maxSessionTimers ?? 1000;
     this.checkReplay = l.checkReplay ?? false;
+    this.debounce = l.debounce ?? null;
     const partitions = sim.store.partitions;
     this.#share = Math.floor(Math.max(l.maxBufferedEvents ?? 65_536, partitions) / partitions);
     const { session, step } = sim.limiters;

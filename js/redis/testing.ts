@@ -2,6 +2,7 @@
 // a Redis server. The worker's own partition code, sessions and streams run on an in-memory log that answers as
 // Redis does (the library's contract test holds the two together); time moves only when the test moves it. A
 // crash drops the process that owns the partitions, as kill -9 would; another takes over when its lease runs out.
+import type { DebounceConfig } from '../types';
 import {
   describe,
   invalidType,
@@ -17,7 +18,7 @@ import { integerArgument, integerOption } from '../validate';
 import { type Codec, encodeChecked, jsonCodec } from './codec';
 import { checkKey, checkShape } from './options';
 import { MAX_TIMER_MS } from './owner-writes';
-import { LIMIT_KEYS, checkLimits } from './worker-limits';
+import { LIMIT_KEYS, checkDebounceTarget, checkLimits } from './worker-limits';
 import { type Openable, kOpen } from './partition-run';
 import type { HandlerFailure, OutputItem } from './reader';
 import { type RunOutcome, type SimLimits, type SimResult, Simulation, simBounds, simulate, takeoverWithin } from './simulator';
@@ -44,6 +45,8 @@ export interface TestWorkerOptions {
   maxEventBytes?: number;
   /** Default false. */
   checkReplay?: boolean;
+  /** Default none: debounce per key, as `redisWorker`'s `debounce` (docs/redis/flow-control.md#debounce). */
+  debounce?: DebounceConfig;
   /** The function's codec (default JSON). */
   codec?: Codec<unknown>;
   /** The virtual clock's time at the start, ms since the epoch, from 1 (default 2024-01-01T00:00:00Z). */
@@ -231,6 +234,7 @@ class InMemoryWorker<I, O> implements TestWorker<I, O> {
 
   constructor(fn: StreamFn<I, O>, options: unknown) {
     const { limits, codec, start } = resolveTest('testWorker()', options);
+    checkDebounceTarget('testWorker()', limits.debounce ?? null, fn);
     this.#sim = new Simulation<I, O>({ seed: 1, fn: perProcess(fn), events: [], limits, codec, start });
   }
 
@@ -482,6 +486,7 @@ export async function checkDeterminism<I = unknown, O = unknown>(
   const length = readGiven(what, 'events', () => (Array.isArray(given) ? events.length : undefined));
   if (length === undefined) throw invalidType(`${what}: events must be an array, not ${describe(given)}`);
   const { limits, codec, start, settleWithin: within } = resolveTest(what, options, KNOWN_CHECK);
+  checkDebounceTarget(what, limits.debounce ?? null, fn);
   // (A loop, not map(): map() skips the holes of a sparse array, which would then never be sent.)
   const sent: { key: string; event: I; at: number }[] = [];
   for (let i = 0; i < length; i++) sent.push(checkEvent(what, events, i, limits, codec, start));

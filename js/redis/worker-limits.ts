@@ -1,6 +1,8 @@
 // The checks of the worker's options that change what a handler sees, in one place: `redisWorker` and
 // `velo-stream/testing` (which runs a handler as the worker does) refuse the same values with the same codes.
-import { describe, invalidType } from '../errors';
+import { checkDebounce, type Debounce } from '../core/debounce';
+import { describe, invalidType, invalidValue } from '../errors';
+import type { DebounceConfig } from '../types';
 import { integerOption } from '../validate';
 import { MAX_TIMER_MS } from './owner-writes';
 
@@ -14,6 +16,25 @@ export interface WorkerLimits {
   maxSessionTimers?: number;
   maxCheckpointBytes?: number;
   checkReplay?: boolean;
+  /**
+   * Debounce per key, on the log's clock: each key's bursts collapse to one event (the last after a quiet period,
+   * or the first at once), with the settings of in-process sessions' `debounce` (docs/redis/flow-control.md).
+   */
+  debounce?: DebounceConfig;
+}
+
+/** The worker's limits, checked: each with its default; `debounce` null when not given. */
+export type CheckedLimits = Required<Omit<WorkerLimits, 'debounce'>> & { debounce: Debounce | null };
+
+/** `fn[kAsksInputs]`: its streams ask for each input they take (a single handler's: `SessionHooks.next`). */
+const kAsksInputs = Symbol.for('velo-stream.asksInputs');
+
+/** `debounce` filters a handler's input: it needs a stream function of one handler. */
+export function checkDebounceTarget(what: string, debounce: Debounce | null, fn: unknown): void {
+  if (debounce !== null && (fn as { [kAsksInputs]?: unknown } | null)?.[kAsksInputs] !== true)
+    throw invalidValue(
+      `${what}: "debounce" needs a stream function of one handler (async function*): a pipe, a task() or batch() stage, or a workerFn takes its input otherwise`,
+    );
 }
 
 /** Their names, for the list of known options. */
@@ -26,10 +47,11 @@ export const LIMIT_KEYS: readonly string[] = [
   'maxSessionTimers',
   'maxCheckpointBytes',
   'checkReplay',
+  'debounce',
 ];
 
 /** Checks `limits` for entry point `what` with `partitions` partitions; each filled in with its default. */
-export function checkLimits(what: string, limits: WorkerLimits, partitions: number): Required<WorkerLimits> {
+export function checkLimits(what: string, limits: WorkerLimits, partitions: number): CheckedLimits {
   const {
     leaseTtl = 10_000,
     readCount = 256,
@@ -39,6 +61,7 @@ export function checkLimits(what: string, limits: WorkerLimits, partitions: numb
     maxSessionTimers = 1000,
     maxCheckpointBytes = 1 << 20,
     checkReplay = false,
+    debounce,
   } = limits;
   // (At most a Node timer's longest delay: the lease's timers are set from it.)
   integerOption(what, 'leaseTtl', leaseTtl, 300, MAX_TIMER_MS, `from 300 to ${MAX_TIMER_MS} (ms)`);
@@ -67,5 +90,6 @@ export function checkLimits(what: string, limits: WorkerLimits, partitions: numb
     maxSessionTimers,
     maxCheckpointBytes,
     checkReplay,
+    debounce: debounce === undefined ? null : checkDebounce(debounce, what),
   };
 }

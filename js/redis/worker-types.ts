@@ -1,4 +1,5 @@
 // The public types of `redisWorker`: its options, its stats and the handle it returns.
+import type { DebounceConfig } from '../types';
 import type { RedisName } from './name';
 import type { RedisOptions } from './options';
 import type { OutputItem } from './reader';
@@ -97,6 +98,14 @@ export interface RedisWorkerOptions<O = unknown, I = unknown> extends RedisOptio
    * memory and in the session's checkpoints. Default 1000.
    */
   maxSessionTimers?: number;
+  /**
+   * Debounce per key, on the log's clock (entry ids' times): a key's events within `wait` ms of its previous one
+   * are one group, and one event of a group reaches the session: the last once the key has been quiet for `wait`
+   * ms or `maxDelay` ms after the group's first (`edge: 'trailing'`, the default), or the first at once
+   * (`'leading'`). What is pending is a durable timer of the session, so a crash changes nothing a reader sees.
+   * Needs a stream function of one handler. Default none (docs/redis/flow-control.md#debounce).
+   */
+  debounce?: DebounceConfig;
   /**
    * Limiters (in-process `limiter()`, fleet-wide `redisLimiter`, or any `Limiter`) whose permits sessions take:
    * `session` (a permit of each per session, from before it opens to its end) and/or `step` (a permit of each per
@@ -231,6 +240,11 @@ export interface RedisWorkerStats {
   restored: number;
   /** Timers' wake-ups this worker wrote into the input (`ctx.wakeAt`; one made again by a replay is not written again). */
   wakeups: number;
+  /**
+   * Events `debounce` dropped: collapsed into a later one of their group (trailing) or within a quiet period
+   * (leading). Counted as a session's handler takes them, so a replay after a takeover counts its again.
+   */
+  debounced: number;
   /** Round-trip times of the worker's calls to Redis (reads, commits, leases), blocking wake-up reads excluded. */
   roundTrip: RoundTripStats;
   /**

@@ -21,6 +21,7 @@
 // This file is the worker: leases, balance, renewals, wake-ups, stats and close. A partition it owns is a
 // `PartitionRun` (partition-run.ts), its sessions `Session` (session.ts), local delivery `LocalDelivery`
 // (local-delivery.ts); the public types are in worker-types.ts.
+import type { Debounce } from '../core/debounce';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { CloseTimeoutError, FencedError, describe, invalidType, invalidValue, logResetError } from '../errors';
@@ -34,7 +35,7 @@ import type { Lease, PartitionLog } from './transport';
 import { reportable } from './reportable';
 import { LocalDelivery } from './local-delivery';
 import { PartitionRun } from './partition-run';
-import { LIMIT_KEYS, checkLimits } from './worker-limits';
+import { LIMIT_KEYS, checkDebounceTarget, checkLimits } from './worker-limits';
 import { type Openable, type PartitionHost, type WorkerCounters, kOpen, newCounters } from './partition-host';
 import { RETRY_MS } from './outbox';
 import { type Clock, realClock, sleepOn } from './clock';
@@ -89,6 +90,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
   readonly trimAcked: boolean;
   readonly outputMaxLen: number;
   readonly maxSessionTimers: number;
+  readonly debounce: Debounce | null;
   /** Local delivery (`onOutput`), or null. */
   readonly delivery: LocalDelivery<O> | null;
   /** The limiters its sessions and steps take permits of (`limiter`), or null. */
@@ -161,7 +163,9 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       maxSessionTimers,
       maxCheckpointBytes,
       checkReplay,
+      debounce,
     } = checkLimits(W, extra, options.partitions);
+    checkDebounceTarget(W, debounce, fn);
     let limiterOption: unknown;
     try {
       limiterOption = extra.limiter;
@@ -191,6 +195,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     integerOption(W, 'outputMaxLen', outputMaxLen, 0, 1e12, 'from 0 to 1e12 (0: no cap)');
     this.outputMaxLen = outputMaxLen;
     this.maxSessionTimers = maxSessionTimers;
+    this.debounce = debounce;
     this.delivery = onOutput === undefined ? null : new LocalDelivery(onOutput, maxUndelivered, (error) => this.report(error));
     this.permits = limiters === undefined ? null : new WorkerPermits(limiters, this.clock, (error) => this.report(error));
     this.fn = fn as StreamFn<I, O> & Openable<I, O>;

@@ -1,0 +1,215 @@
+// redisWorker's `debounce`: each key's bursts collapse to one event, on the log's clock (entry ids' times), with
+// what is pending kept in a durable timer of the session. Semantics on the virtual clock of velo-stream/testing
+// (exact times), crash-freedom by checkDeterminism (a crash after every commit) and by kill -9 of a real worker
+// process against a model of the log written here, and the refusals of bad options.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { batch, streamFn, task, workerFn } from 'velo-stream';
+import { redisProducer, redisWorker } from 'velo-stream/redis';
+import { checkDeterminism, testWorker } from 'velo-stream/testing';
+import { registerRedisWorkerMetrics } from 'velo-stream/prometheus';
+import { Registry } from 'prom-client';
+import { client, fresh, killChild, lastStats, stopChild, useRedis, workerChild } from './helpers/redis-suite.mjs';
+import { checkOutputs, eventually, expectedTotals, readAllOutputs } from './helpers/redis-fixtures.mjs';
+
+useRedis();
+
+/** Echoes each event it is given with the log time it was given at (`ctx.entry.time`, from the run's start). */
+const echo = (config = { idleTimeout: 1000 }) =>
+  streamFn(async function* echo(events, ctx) {
+    for await (const e of events) yield { i: e.i, at: ctx.entry?.time };
+  }, config);
+
+/** Sends `{ i }` to key 'k' at each of `times` (ms from the start) on a test worker; its sessions' outputs as `i@at`. */
+async function run(debounce, times, options = {}) {
+  const worker = testWorker(echo(options.config), { ...(debounce === undefined ? {} : { debounce }), ...options.worker });
+  const t0 = worker.now();
+  let now = 0;
+  for (const [i, at] of times.entries()) {
+    await worker.advance(at - now);
+    now = at;
+    worker.send('k', { i });
+  }
+  await worker.settle();
+  const sessions = worker
+    .sessions()
+    .map((s) => s.outputs.map((o) => (o.error ? `error:${o.error.code}` : `${o.value.i}@${o.value.at - t0}`)));
+  await worker.close();
+  return sessions;
+}
+
+const BURSTS = [0, 30, 60, 90, 120, 150, 400, 420];
+
+test('trailing: a burst is delivered as its last event once the key has been quiet for wait, at that time', async () => {
+  assert.deepEqual(await run(undefined, BURSTS), [['0@0', '1@30', '2@60', '3@90', '4@120', '5@150', '6@400', '7@420']]);
+  assert.deepEqual(await run({ wait: 50 }, BURSTS), [['5@200', '7@470']]);
+  // A gap of exactly wait is quiet enough: each event is its own group.
+  assert.deepEqual(await run({ wait: 30 }, [0, 30, 60]), [['0@30', '1@60', '2@90']]);
+});
+
+test('trailing with maxDelay: a steady stream cannot postpone delivery past maxDelay after its group began', async () => {
+  assert.deepEqual(await run({ wait: 50, maxDelay: 120 }, BURSTS), [['3@120', '5@200', '7@470']]);
+  const steady = Array.from({ length: 20 }, (_, i) => i * 20); // every 20 ms, never quiet for 50
+  assert.deepEqual(await run({ wait: 50 }, steady), [['19@430']]);
+  assert.deepEqual(await run({ wait: 50, maxDelay: 100 }, steady), [['4@100', '9@200', '14@300', '19@400']]);
+});
+
+test('leading: the first event of a burst goes at once; the rest while within wait of the last are dropped', async () => {
+  assert.deepEqual(await run({ wait: 50, edge: 'leading' }, BURSTS), [['0@0', '6@400']]);
+  // maxDelay: an event maxDelay or more after the last delivered one goes even within a quiet period.
+  assert.deepEqual(await run({ wait: 50, edge: 'leading', maxDelay: 100 }, BURSTS), [['0@0', '4@120', '6@400']]);
+});
+
+test('a pending event keeps its session open past idleTimeout; the idle end counts from its delivery', async () => {
+  // idleTimeout 40 < wait 100: without debounce each event would be its own session.
+  const config = { idleTimeout: 40 };
+  assert.deepEqual(await run(undefined, [0, 60, 120], { config }), [['0@0'], ['1@60'], ['2@120']]);
+  assert.deepEqual(await run({ wait: 100 }, [0, 60, 120, 400], { config }), [['2@220'], ['3@500']]);
+});
+
+test('caps: a held event is delivered when maxSessionEvents ends the input; one whose timer would pass maxSessionAge goes at once', async () => {
+  // maxSessionEvents 3: events 0, 1, 2 are taken (1 replaces 0, 2 replaces 1), the 4th input ends the session:
+  // the held event (2) is delivered then, and event 3 opens the next session (delivered after its quiet period).
+  const capped = await run({ wait: 50 }, [0, 10, 20, 30], { worker: { maxSessionEvents: 3 } });
+  assert.deepEqual(capped, [['2@20', 'error:ERR_VELO_SESSION_EVENTS'], ['3@80']]);
+  // maxSessionAge 60 (its end at 61): an event at 30 would be due at 80, past it: it goes at once; so does one at 45.
+  assert.deepEqual(await run({ wait: 50 }, [0, 30], { worker: { maxSessionAge: 60 } }), [['1@30', 'error:ERR_VELO_SESSION_AGE']]);
+  assert.deepEqual(await run({ wait: 50 }, [0, 30, 45], { worker: { maxSessionAge: 60 } }), [
+    ['1@30', '2@45', 'error:ERR_VELO_SESSION_AGE'],
+  ]);
+});
+
+test('checkDeterminism: debounced sessions (trailing, leading, with checkpoints) are the same with a crash after any commit', async () => {
+  const start = Date.UTC(2024, 0, 1);
+  const events = [];
+  for (const [key, times] of [
+    ['a', [0, 20, 40, 300, 310, 900]],
+    ['b', [5, 15, 500, 520, 540, 560, 580, 600]],
+  ]) {
+    for (const [i, at] of times.entries()) events.push({ key, event: { i }, at: start + at });
+  }
+  const counting = streamFn(
+    async function* (events, ctx) {
+      let { n } = ctx.restored ?? { n: 0 };
+      for await (const e of events) {
+        n++;
+        ctx.checkpoint({ n });
+        yield { i: e.i, n, at: ctx.entry?.time };
+      }
+    },
+    { idleTimeout: 1000 },
+  );
+  for (const debounce of [{ wait: 50 }, { wait: 50, maxDelay: 60 }, { wait: 50, edge: 'leading' }]) {
+    const report = await checkDeterminism(counting, events, { debounce, leaseTtl: 3000, start });
+    assert.equal(report.ok, true, `${JSON.stringify(debounce)}: ${report.message}`);
+  }
+});
+
+/** The trailing rule written plainly over a key's entry times: an event goes unless the next comes within wait. */
+function trailingModel(entries, wait) {
+  return entries.filter((e, i) => i === entries.length - 1 || entries[i + 1].time - e.time >= wait).map((e) => e.n);
+}
+
+test('kill -9 of a debouncing worker mid-burst: the next owner delivers what the log defines, once, in order', async () => {
+  const name = fresh('deb');
+  const wait = 150;
+  const extra = { handler: 'ckpt', every: 2, debounce: { wait } };
+  const a = workerChild(name, { partitions: 2, ttl: 1500, idle: 5000, extra });
+  await eventually(() => lastStats(a)?.owned.length === 2, 'A owns both partitions');
+  const producer = redisProducer({ client, name, partitions: 2 });
+  let n = 0;
+  // 8 keys; rounds 20-60 ms apart, some keys skipped in some rounds, so groups both collapse and split.
+  for (let round = 0; round < 12; round++) {
+    const batchOf = [];
+    for (let k = 0; k < 8; k++) if ((round + k) % 3 !== 0) batchOf.push([`key${k}`, { n: ++n }]);
+    await producer.sendMany(batchOf);
+    if (round === 6) await killChild(a);
+    await new Promise((resolve) => setTimeout(resolve, round % 4 === 3 ? 200 : 25));
+  }
+  const b = workerChild(name, { partitions: 2, ttl: 1500, idle: 5000, extra });
+  try {
+    // The model: each key's entries as the log has them (their ids' times), debounced by the rule above.
+    const byKey = new Map();
+    for (let p = 0; p < 2; p++) {
+      for (const { id, message } of await client.xRange(`velo:{${name}:p${p}}`, '-', '+')) {
+        if (message.k === undefined || message.v === undefined || message.w !== undefined) continue;
+        const list = byKey.get(message.k) ?? [];
+        list.push({ n: JSON.parse(message.v).n, time: Number(id.split('-')[0]) });
+        byKey.set(message.k, list);
+      }
+    }
+    const expected = new Map([...byKey].map(([key, entries]) => [key, expectedTotals(trailingModel(entries, wait))]));
+    const total = [...expected.values()].reduce((s, l) => s + l.length, 0);
+    assert.ok(total < n, `debounce dropped some of the ${n} events (${total} delivered)`);
+    await eventually(async () => (await readAllOutputs(client, name, 2)).length >= total, `${total} outputs`, 60_000);
+    checkOutputs(await readAllOutputs(client, name, 2), expected);
+    const stats = await stopChild(b);
+    assert.ok(stats.debounced > 0, 'B counted the events it dropped');
+  } finally {
+    if (b.child.exitCode === null) b.child.kill('SIGKILL');
+  }
+});
+
+test('a worker counts what debounce dropped, in stats() and Prometheus', async () => {
+  const name = fresh('count');
+  const worker = redisWorker(echo({ idleTimeout: 200 }), {
+    client,
+    name,
+    partitions: 1,
+    debounce: { wait: 100, edge: 'leading' },
+  });
+  try {
+    const producer = redisProducer({ client, name, partitions: 1 });
+    await producer.sendMany(Array.from({ length: 5 }, (_, i) => ['k', { i }]));
+    await eventually(() => worker.stats().debounced === 4, 'four of the burst dropped', 30_000);
+    const registry = new Registry();
+    registerRedisWorkerMetrics(registry, [worker]);
+    assert.match(await registry.metrics(), /^velo_redis_debounced_total(\{[^}]*\})? 4$/m);
+    await eventually(async () => (await readAllOutputs(client, name, 1)).length === 1, 'one output');
+    assert.equal((await readAllOutputs(client, name, 1))[0].value.i, 0);
+  } finally {
+    await worker.close();
+  }
+});
+
+test('bad debounce options are refused at redisWorker() and testWorker() with coded errors', async () => {
+  const fn = echo();
+  const make =
+    (debounce, f = fn) =>
+    () =>
+      redisWorker(f, { client, name: fresh('bad'), partitions: 1, debounce });
+  const revoked = Proxy.revocable({}, {});
+  revoked.revoke();
+  for (const [i, [debounce, code]] of [
+    [null, 'ERR_INVALID_ARG_TYPE'],
+    [50, 'ERR_INVALID_ARG_TYPE'],
+    [{}, 'ERR_OUT_OF_RANGE'],
+    [{ wait: 0 }, 'ERR_OUT_OF_RANGE'],
+    [{ wait: NaN }, 'ERR_OUT_OF_RANGE'],
+    [{ wait: -1 }, 'ERR_OUT_OF_RANGE'],
+    [{ wait: 2 ** 31 }, 'ERR_OUT_OF_RANGE'],
+    [{ wait: 10n }, 'ERR_OUT_OF_RANGE'],
+    [{ wait: 50, edge: 'middle' }, 'ERR_INVALID_ARG_VALUE'],
+    [{ wait: 50, maxDelay: 10 }, 'ERR_OUT_OF_RANGE'],
+    [{ wait: 50, wiat: 1 }, 'ERR_INVALID_ARG_VALUE'],
+    [revoked.proxy, 'ERR_INVALID_ARG_TYPE'],
+  ].entries()) {
+    assert.throws(make(debounce), { code }, `case ${i}`);
+    assert.throws(() => testWorker(fn, { debounce }), { code }, `case ${i}`);
+  }
+  // debounce filters one handler's input: a pipe, a task or batch stage, a workerFn take theirs otherwise.
+  const stage = task(async (x) => x);
+  for (const other of [
+    fn.pipe(stage),
+    stage,
+    batch(async (xs) => xs, { maxSize: 4 }),
+    workerFn(new URL('./fixtures/worker-handlers.mjs', import.meta.url), { export: 'echo', threads: 1 }),
+  ]) {
+    assert.throws(make({ wait: 50 }, other), {
+      code: 'ERR_INVALID_ARG_VALUE',
+      message: /"debounce" needs a stream function of one handler/,
+    });
+    assert.throws(() => testWorker(other, { debounce: { wait: 50 } }), { code: 'ERR_INVALID_ARG_VALUE' });
+    await other.close?.();
+  }
+});
