@@ -74,8 +74,12 @@ async function pairAfter(feed, first, mark) {
   assert.fail('no sample after the mark in 100');
 }
 
-/** The row a sample must carry for a limiter whose stats() is `s`, `previous` being its row in the sample before. */
-function expectedRow(s, { kind, limits, previous, seconds }) {
+/**
+ * The row a sample must carry for a limiter whose stats() is `s`, `previous` being its row in the sample before.
+ * The waits under way (`oldestWaitMs`, `waitingKeys`) grow between the sample and `s`: they are taken from `actual`
+ * (the row got) and checked on their own by the tests.
+ */
+function expectedRow(s, { kind, limits, previous, seconds, actual }) {
   const row = {
     name: s.name,
     kind,
@@ -90,6 +94,8 @@ function expectedRow(s, { kind, limits, previous, seconds }) {
     waitP50Ms: s.waitedMs.p50,
     waitP99Ms: s.waitedMs.p99,
     keys: s.keys,
+    oldestWaitMs: actual?.oldestWaitMs,
+    waitingKeys: actual?.waitingKeys,
   };
   if (kind === 'redis') {
     row.redis = {
@@ -238,9 +244,22 @@ test('in-process limiters under load: each row is exactly its stats(), with limi
       [budget, { rate: { limit: 4, period: 60_000, burst: 4 }, mode: 'throttle', keyed: false }],
     ];
     for (const [l, limits] of checks) {
-      const expected = expectedRow(l.stats(), { kind: 'in-process', limits, previous: previous.get(l.name), seconds });
-      assert.deepEqual(rows.get(l.name), expected, l.name);
+      const stats = l.stats();
+      const row = rows.get(l.name);
+      const expected = expectedRow(stats, { kind: 'in-process', limits, previous: previous.get(l.name), seconds, actual: row });
+      assert.deepEqual(row, expected, l.name);
+      // The waits under way: the longest at the sample, no longer than when read just now.
+      assert.ok(row.oldestWaitMs >= 0 && row.oldestWaitMs <= stats.oldestWaitMs, `${l.name}: ${row.oldestWaitMs}`);
     }
+    // Per-key waits: the keys waiting, their names hidden (no showKeys).
+    assert.deepEqual(
+      rows.get('pool').waitingKeys.map(({ key, waiting, held }) => ({ key, waiting, held })),
+      [{ key: '…', waiting: 3, held: 2 }],
+    );
+    assert.ok(rows.get('pool').oldestWaitMs > 0);
+    // (Read a moment after the row's figure.)
+    assert.ok(rows.get('pool').waitingKeys[0].oldestWaitMs >= rows.get('pool').oldestWaitMs);
+    assert.deepEqual(rows.get('strict').waitingKeys, [], "'reject' mode: nothing waits");
     // The figures are the load's, not zeros that would match any stats().
     assert.deepEqual([rows.get('pool').inUse, rows.get('pool').waiting, rows.get('pool').admitted], [2, 3, 3]);
     assert.ok(rows.get('pool').waitP99Ms > 0);
@@ -254,7 +273,7 @@ test('in-process limiters under load: each row is exactly its stats(), with limi
     // A limiter of another make: its stats() as they are, no limits; one whose stats() throws: a row saying so.
     assert.deepEqual(
       rows.get('custom'),
-      expectedRow(custom.stats(), { kind: 'other', previous: previous.get('custom'), seconds }),
+      expectedRow(custom.stats(), { kind: 'other', previous: previous.get('custom'), seconds, actual: rows.get('custom') }),
     );
     assert.deepEqual(rows.get('broken'), { name: 'broken', kind: 'other', error: 'ERR_ASSERTION' });
 
@@ -319,6 +338,7 @@ test('a redisLimiter row: its stats() and the fleet figures; with its redis-serv
           limits: limits[l.name],
           previous: previous && byName(previous).get(l.name),
           seconds,
+          actual: byName(sample).get(l.name),
         }),
       );
       const got = expected.map((e) => byName(sample).get(e.name));
@@ -394,13 +414,19 @@ test('the page in Chromium: a Limiters table row per limiter with its figures an
     'rate (units /s)',
     'wait p50',
     'wait p99',
+    'longest wait now',
     'keys',
+    'keys waiting longest',
     'Redis',
   ]);
   const [pool, strict, budget, broken] = seen.rows;
   assert.deepEqual(pool.slice(0, 6), ['pool', 'in-process', 'concurrency 2 · throttle', '2', '3', '2']);
   assert.equal(pool[9], '–', 'no rate limit');
-  assert.deepEqual([strict[0], strict[2], strict[7], strict[12]], ['strict', 'concurrency 1 · reject · keyed', '2', '1']);
+  assert.deepEqual([strict[0], strict[2], strict[7], strict[13]], ['strict', 'concurrency 1 · reject · keyed', '2', '1']);
+  // The pool's waiters: the longest wait under way, and its one key (hidden without showKeys).
+  assert.match(pool[12], /^[\d.,]+ ms$/);
+  assert.match(pool[14], /^…: 3 waiting, [\d.,]+ ms$/);
+  assert.equal(strict[14], '–', 'nothing waits');
   assert.deepEqual(budget.slice(0, 3), ['budget', 'in-process', '4 per 60 s (burst 4) · throttle']);
   assert.match(budget[9], /^\d/);
   assert.deepEqual(broken, ['broken', 'other', 'stats() failed: E_BROKEN']);

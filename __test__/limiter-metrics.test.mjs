@@ -62,3 +62,46 @@ test('traced: a task call that waited for its permit records the wait on its spa
     context.disable();
   }
 });
+
+test('per-key waits: waitingKeys() lists the keys waiting longest with their waiters and holds; stats().oldestWaitMs and its gauge', async () => {
+  let now = 0;
+  const l = limiter({ concurrency: 1, key: (item) => item.k, name: 'keyed', clock: () => now });
+  const registry = new Registry();
+  registerLimiterMetrics(registry, [l]);
+  assert.deepEqual(l.waitingKeys(), []);
+  assert.equal(l.stats().oldestWaitMs, 0);
+  const a = await l.acquire({ k: 'a' });
+  const b = await l.acquire({ k: 'b' });
+  await l.acquire({ k: 'c' });
+  const waits = [];
+  waits.push(l.acquire({ k: 'a' }));
+  now = 5;
+  waits.push(l.acquire({ k: 'b' }));
+  now = 10;
+  waits.push(l.acquire({ k: 'a' }));
+  now = 20;
+  assert.deepEqual(l.waitingKeys(), [
+    { key: 'a', waiting: 2, held: 1, oldestWaitMs: 20 },
+    { key: 'b', waiting: 1, held: 1, oldestWaitMs: 15 },
+  ]);
+  assert.deepEqual(
+    l.waitingKeys(1).map((k) => k.key),
+    ['a'],
+  );
+  assert.equal(l.stats().oldestWaitMs, 20);
+  assert.equal(sample(await registry.metrics(), 'velo_limiter_oldest_wait_seconds{limiter="keyed"}'), 0.02);
+  // a's first waiter granted: its line's longest wait is now its second's.
+  a.release();
+  const second = await waits[0];
+  assert.deepEqual(l.waitingKeys(), [
+    { key: 'b', waiting: 1, held: 1, oldestWaitMs: 15 },
+    { key: 'a', waiting: 1, held: 1, oldestWaitMs: 10 },
+  ]);
+  second.release();
+  b.release();
+  await Promise.all(waits.slice(1)).then((permits) => permits.forEach((p) => p.release()));
+  assert.deepEqual(l.waitingKeys(), []);
+  assert.equal(sample(await registry.metrics(), 'velo_limiter_oldest_wait_seconds{limiter="keyed"}'), 0);
+  for (const bad of [0, 1.5, 1001, NaN, '3']) assert.throws(() => l.waitingKeys(bad), { code: 'ERR_OUT_OF_RANGE' });
+  await l.close();
+});

@@ -43,6 +43,15 @@ test('keyed: a key at its concurrency waits while other keys proceed; its releas
     const z = await a.acquire({ tenant: 'z' });
     assert.equal(a.stats().waiting, 1);
     assert.equal(b.stats().keys, 2);
+    // Per-key waits, as this process sees them: a waits once on x (and holds x), b once on x and holds y.
+    const [ax] = a.waitingKeys();
+    assert.deepEqual([ax.key, ax.waiting, ax.held], ['x', 1, 1]);
+    assert.ok(ax.oldestWaitMs > 0 && ax.oldestWaitMs <= a.stats().oldestWaitMs);
+    assert.deepEqual(
+      b.waitingKeys().map(({ key, waiting, held }) => ({ key, waiting, held })),
+      [{ key: 'x', waiting: 1, held: 0 }],
+    );
+    assert.throws(() => a.waitingKeys(0), { code: 'ERR_OUT_OF_RANGE' });
     held.release();
     const p1 = await first;
     assert.deepEqual(order, ['first']);

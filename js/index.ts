@@ -5,6 +5,7 @@ export { limiter, type LocalLimiterOptions } from './limits/local';
 export type {
   AcquireOptions,
   Fairness,
+  KeyWait,
   LimitSettings,
   Limiter,
   LimiterOptions,

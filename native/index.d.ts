@@ -80,6 +80,8 @@ export declare class NativeLimiter {
   /** Forgets rested keys that hold and wait for nothing; their numbers. */
   sweep(nowMs: number): Array<number>
   stats(nowMs: number): NativeLimiterStats
+  /** The `n` keys waiting longest (their longest-waiting waiter), most first. */
+  waitingKeys(n: number, nowMs: number): Array<NativeKeyWait>
   /** Waits since creation at `bounds_us` (ascending), for exporters. */
   waits(boundsUs: Array<number>, nowMs: number): NativeLimiterWaits
 }
@@ -234,6 +236,14 @@ export interface Metrics {
   taskP99Us?: number
 }
 
+/** One key's line (`LimiterCore::waiting_keys`). */
+export interface NativeKeyWait {
+  key: number
+  waiting: number
+  held: number
+  oldestWaitMs: number
+}
+
 /** A limiter's figures (`LimiterStats` without its name). */
 export interface NativeLimiterStats {
   inUse: number
@@ -244,6 +254,7 @@ export interface NativeLimiterStats {
   p99Ms: number
   rate: number
   keys: number
+  oldestWaitMs: number
 }
 
 /** The wait histogram since creation at chosen bounds (µs), for exporters. */

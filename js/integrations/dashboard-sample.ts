@@ -165,6 +165,13 @@ export interface LimiterSample {
   waitP99Ms: number;
   /** Keys holding a permit or a waiter now. */
   keys: number;
+  /** How long the acquire waiting longest has waited so far, ms (0: none waits; null: the limiter does not say). */
+  oldestWaitMs: number | null;
+  /**
+   * Per-key waits: the (at most 5) keys whose acquires have waited longest (`waitingKeys()`; for 'redis', this
+   * process's), each key's name shown only with `showKeys` (else `…`).
+   */
+  waitingKeys: { key: string; waiting: number; held: number; oldestWaitMs: number }[];
   /** A Redis limiter's own figures (`RedisLimiterStats`): whether Redis was away at its last call, and the fleet's counters as of its last renewal. */
   redis?: {
     /** The last call to Redis failed (acquires follow `whenRedisFails`). */
@@ -416,6 +423,9 @@ function limitsOf(d: LimiterDescription): LimiterLimits {
 /** A finite number, or NaN (an answer that is not figures). */
 const figure = (value: unknown): number => (typeof value === 'number' && Number.isFinite(value) ? value : NaN);
 
+/** Keys a limiter's row lists (`waitingKeys`). */
+const WAITING_KEYS = 5;
+
 /** One limiter's state across samples: its name and description (read once), and its totals at the previous sample. */
 class LimiterWatch {
   readonly name: string;
@@ -424,8 +434,11 @@ class LimiterWatch {
   readonly #describe: (() => LimiterDescription) | undefined;
   #previous: { at: number; admitted: number; rejected: number } | undefined;
 
-  constructor(limiter: Limiter<unknown>, name: string) {
+  readonly #showKeys: boolean;
+
+  constructor(limiter: Limiter<unknown>, name: string, showKeys: boolean) {
     this.#limiter = limiter;
+    this.#showKeys = showKeys;
     this.name = name;
     // The package's limiters describe themselves; any other object is 'other' (so is one whose description cannot
     // be read: only the package's own answers are trusted to be one).
@@ -450,6 +463,22 @@ class LimiterWatch {
    * process knows, as of its last call to Redis: it never waits for Redis); one that throws, or answers something
    * that is not figures, is a row saying so, and the rest of the sample goes on.
    */
+  /** The keys waiting longest, if the limiter says (`waitingKeys`), their names hidden unless `showKeys`. */
+  #waitingKeys(): LimiterSample['waitingKeys'] {
+    const method = (this.#limiter as { waitingKeys?: unknown }).waitingKeys;
+    if (typeof method !== 'function') return [];
+    const listed: unknown = method.call(this.#limiter, WAITING_KEYS);
+    if (!Array.isArray(listed)) return [];
+    return listed
+      .slice(0, WAITING_KEYS)
+      .map((k: { key?: unknown; waiting?: unknown; held?: unknown; oldestWaitMs?: unknown }) => ({
+        key: this.#showKeys ? cutText(String(k.key), MAX_LABEL) : '…',
+        waiting: figure(k.waiting),
+        held: figure(k.held),
+        oldestWaitMs: figure(k.oldestWaitMs),
+      }));
+  }
+
   sample(now: number): LimiterSample | LimiterFailure {
     let row: LimiterSample;
     try {
@@ -478,6 +507,8 @@ class LimiterWatch {
         waitP50Ms: figure(s.waitedMs.p50),
         waitP99Ms: figure(s.waitedMs.p99),
         keys: figure(s.keys),
+        oldestWaitMs: s.oldestWaitMs === undefined ? null : figure(s.oldestWaitMs),
+        waitingKeys: this.#waitingKeys(),
         ...(this.kind === 'redis' && {
           redis: {
             down: s.redisDown === true,
@@ -526,7 +557,7 @@ export class Sampler {
     this.#fns = fns.map((fn) => new FnWatch(fn, { showKeys, partitions: partitionsOf.get(fn) }));
     this.#fleet = fleet;
     this.#workers = [...workers];
-    this.#limiters = limiters.map(({ limiter, name }) => new LimiterWatch(limiter, name));
+    this.#limiters = limiters.map(({ limiter, name }) => new LimiterWatch(limiter, name, showKeys));
     this.#scan = scan;
     this.#showValues = showValues;
   }

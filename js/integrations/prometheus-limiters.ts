@@ -48,8 +48,8 @@ function distinct(items: Iterable<unknown>, atScrape: boolean): Limiter<unknown>
 /**
  * Registers, on `registry`, metrics of the limiters that `limiters` lists (a list read once, or a function
  * returning one, called at every scrape), labelled `limiter` by name:
- * - `velo_limiter_in_use`, `velo_limiter_waiting`, `velo_limiter_keys` (gauges: permits held, acquires waiting,
- *   keys holding or waiting), `velo_limiter_rate` (gauge: units admitted per second over about the last period,
+ * - `velo_limiter_in_use`, `velo_limiter_waiting`, `velo_limiter_keys`, `velo_limiter_oldest_wait_seconds` (gauges:
+ *   permits held, acquires waiting, keys holding or waiting, the longest wait under way), `velo_limiter_rate` (gauge: units admitted per second over about the last period,
  *   rate limiters only)
  * - `velo_limiter_admitted_total`, `velo_limiter_rejected_total` (counters)
  * - `velo_limiter_wait_seconds` (histogram of the time acquires waited for their permit, a grant without a wait
@@ -126,6 +126,9 @@ export function registerLimiterMetrics(
   gauge('limiter_in_use', 'Permits held now.', 'gauge', (s) => s.inUse);
   gauge('limiter_waiting', 'Acquires waiting for a permit now.', 'gauge', (s) => s.waiting);
   gauge('limiter_keys', 'Keys holding a permit or a waiter now.', 'gauge', (s) => s.keys);
+  gauge('limiter_oldest_wait_seconds', 'How long the acquire waiting longest has waited so far (0: none waits).', 'gauge', (s) =>
+    typeof s.oldestWaitMs === 'number' ? s.oldestWaitMs / 1000 : undefined,
+  );
   gauge('limiter_rate', 'Units admitted per second over about the last period.', 'gauge', (s) => s.rate);
   gauge('limiter_admitted_total', 'Permits granted.', 'counter', (s) => s.admitted);
   gauge(

@@ -26,10 +26,20 @@ import {
 import { integerOption, numberOption } from '../validate';
 import { addon, ops } from '../core/addon';
 import type { NativeLimiter } from '../../native/index';
-import type { AcquireOptions, Fairness, LimitSettings, Limiter, LimiterOptions, LimiterStats, Permit } from './types';
+import type { AcquireOptions, Fairness, KeyWait, LimitSettings, Limiter, LimiterOptions, LimiterStats, Permit } from './types';
 import { kDescribe, type LimiterDescription } from './describe';
 
-export type { AcquireOptions, Fairness, LimitSettings, Limiter, LimiterOptions, LimiterStats, Permit, RateLimit } from './types';
+export type {
+  AcquireOptions,
+  Fairness,
+  KeyWait,
+  LimitSettings,
+  Limiter,
+  LimiterOptions,
+  LimiterStats,
+  Permit,
+  RateLimit,
+} from './types';
 
 /** `limiter()`'s options: the shared ones, and a clock for tests. */
 export interface LocalLimiterOptions<T = unknown> extends LimiterOptions<T> {
@@ -539,9 +549,20 @@ class LocalLimiter<T> implements Limiter<T> {
       rejected: s.rejected,
       waitedMs: { p50: s.p50Ms, p99: s.p99Ms },
       keys: s.keys,
+      oldestWaitMs: s.oldestWaitMs,
     };
     if (this.#hasRate) stats.rate = s.rate;
     return stats;
+  }
+
+  waitingKeys(limit = 10): KeyWait[] {
+    const n = integerOption(`Limiter "${this.name}": waitingKeys()`, 'limit', limit, 1, 1000);
+    return this.#native.waitingKeys(n, this.#clock()).map((k) => ({
+      key: this.#keyNames[k.key] ?? '',
+      waiting: k.waiting,
+      held: k.held,
+      oldestWaitMs: k.oldestWaitMs,
+    }));
   }
 
   /** Its kind, limits now, mode and keying (the dashboard's row). */

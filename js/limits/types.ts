@@ -92,6 +92,20 @@ export interface LimiterStats {
   rate?: number;
   /** Keys with a permit held or a waiter. */
   keys: number;
+  /** How long the acquire waiting longest (all keys) has waited so far, ms; 0 when none waits. */
+  oldestWaitMs: number;
+}
+
+/** One key's line (`Limiter.waitingKeys()`). */
+export interface KeyWait {
+  /** The key (`key(item)`'s answer; `''` for a limiter without `key`). */
+  key: string;
+  /** Acquires of the key waiting now. */
+  waiting: number;
+  /** Permits of the key held now (by this process, for a `redisLimiter`). */
+  held: number;
+  /** How long the key's acquire waiting longest has waited so far, ms. */
+  oldestWaitMs: number;
 }
 
 /** A limiter: permits for task calls, streams, or any code (in-process: `limiter()`; on Redis: velo-stream/redis). */
@@ -100,6 +114,11 @@ export interface Limiter<T = unknown> {
   readonly name: string;
   /** Waits for a permit ('throttle') or refuses at once ('reject'). */
   acquire(item: T, options?: AcquireOptions): Promise<Permit>;
+  /**
+   * The keys whose acquires have waited longest, at most `limit` of them (default 10, up to 1000), the longest
+   * first: per-key waits, for a dashboard or a log line. A `redisLimiter` reports this process's waiters.
+   */
+  waitingKeys?(limit?: number): KeyWait[];
   /** A permit now, or undefined; never waits, never counts as rejected. */
   tryAcquire(item: T): Permit | undefined;
   /** Changes the limits at runtime; waiters are re-decided at once. */

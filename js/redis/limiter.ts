@@ -5,7 +5,7 @@
 // call per third of a lease, and applies `whenRedisFails` when a call fails.
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import type { AcquireOptions, LimitSettings, Limiter, LimiterStats, Permit } from '../limits/types';
+import type { AcquireOptions, KeyWait, LimitSettings, Limiter, LimiterStats, Permit } from '../limits/types';
 import {
   RedisConnectionError,
   limitQueueFullError,
@@ -31,6 +31,7 @@ import {
 } from './limiter-options';
 import { reportable } from './reportable';
 import { Script } from './script';
+import { integerOption } from '../validate';
 
 export type { RedisLimiterOptions, WhenRedisFails } from './limiter-options';
 
@@ -547,7 +548,11 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
     const at = (q: number) => (waits.length === 0 ? 0 : waits[Math.min(waits.length - 1, Math.floor(q * waits.length))]);
     const keys = new Set<string>();
     for (const p of this.#held) keys.add(p.key);
-    for (const w of this.#waiters.values()) keys.add(w.key);
+    let oldest = Infinity;
+    for (const w of this.#waiters.values()) {
+      keys.add(w.key);
+      if (w.since < oldest) oldest = w.since;
+    }
     const now = performance.now();
     const window = this.#limits.rate?.period ?? 1000;
     let units = 0;
@@ -561,10 +566,33 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
       waitedMs: { p50: at(0.5), p99: at(0.99) },
       rate: this.#limits.rate === undefined ? undefined : (units * 1000) / window,
       keys: keys.size,
+      oldestWaitMs: oldest === Infinity ? 0 : now - oldest,
       fleet: { ...this.#fleet },
       lost: this.#lost,
       redisDown: this.#down !== null,
     };
+  }
+
+  /** This process's waiters per key, longest waiting first (the fleet's other processes' are theirs). */
+  waitingKeys(limit = 10): KeyWait[] {
+    const n = integerOption(`Limiter "${this.name}": waitingKeys()`, 'limit', limit, 1, 1000);
+    const now = performance.now();
+    const byKey = new Map<string, KeyWait>();
+    for (const w of this.#waiters.values()) {
+      const k = byKey.get(w.key);
+      if (k === undefined) byKey.set(w.key, { key: w.key, waiting: 1, held: 0, oldestWaitMs: now - w.since });
+      else {
+        k.waiting++;
+        k.oldestWaitMs = Math.max(k.oldestWaitMs, now - w.since);
+      }
+    }
+    for (const p of this.#held) {
+      const k = byKey.get(p.key);
+      if (k !== undefined) k.held++;
+    }
+    return [...byKey.values()]
+      .sort((a, b) => b.oldestWaitMs - a.oldestWaitMs || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+      .slice(0, n);
   }
 
   /** Its kind, the fleet's limits as this process last knew them, mode and keying (the dashboard's row). */

@@ -119,6 +119,7 @@ export class SimLimiter {
       rejected: 0,
       waitedMs: { p50: 0, p99: 0 },
       keys: 1,
+      oldestWaitMs: 0,
     });
     return {
       name: this.name,

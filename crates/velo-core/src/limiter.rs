@@ -383,6 +383,30 @@ impl LimiterCore {
         gone
     }
 
+    /// The `n` keys whose longest-waiting waiter has waited longest at `now_us` (most first, then by key): each
+    /// key's waiters, permits held and that wait.
+    pub fn waiting_keys(&self, n: usize, now_us: u64) -> Vec<KeyWait> {
+        let mut out: Vec<KeyWait> = self
+            .keys
+            .iter()
+            .filter_map(|(&key, s)| {
+                s.line.oldest_since().map(|since| KeyWait {
+                    key,
+                    waiting: s.line.len() as u64,
+                    held: s.held,
+                    oldest_wait_us: now_us.saturating_sub(since),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            b.oldest_wait_us
+                .cmp(&a.oldest_wait_us)
+                .then(a.key.cmp(&b.key))
+        });
+        out.truncate(n);
+        out
+    }
+
     /// Its figures at `now_us`.
     pub fn stats(&mut self, now_us: u64) -> LimiterStats {
         self.flush_immediate(now_us);
@@ -410,6 +434,12 @@ impl LimiterCore {
                 .values()
                 .filter(|s| s.held > 0 || !s.line.is_empty())
                 .count() as u64,
+            oldest_wait_us: self
+                .keys
+                .values()
+                .filter_map(|s| s.line.oldest_since())
+                .min()
+                .map_or(0, |since| now_us.saturating_sub(since)),
         }
     }
 
@@ -529,4 +559,19 @@ pub struct LimiterStats {
     pub rate_per_s: f64,
     /// Keys holding a permit or a waiter.
     pub keys: u64,
+    /// How long the longest-waiting waiter (all keys) has waited, µs (0: none waits).
+    pub oldest_wait_us: u64,
+}
+
+/// One key's line, as [`LimiterCore::waiting_keys`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyWait {
+    /// The embedder's number for the key.
+    pub key: u32,
+    /// Waiters in its line.
+    pub waiting: u64,
+    /// Permits it holds.
+    pub held: u64,
+    /// How long its longest-waiting waiter has waited, µs.
+    pub oldest_wait_us: u64,
 }

@@ -421,6 +421,39 @@ fn a_higher_priority_goes_first_and_tenants_take_turns_within_a_priority() {
     assert_eq!(l.stats(0).waiting, 0);
 }
 
+#[test]
+fn waiting_keys_reports_each_keys_line_and_its_longest_wait() {
+    let mut l = LimiterCore::new(
+        Limits {
+            concurrency: Some(1),
+            rate: None,
+        },
+        false,
+        100,
+    );
+    assert_eq!(l.stats(0).oldest_wait_us, 0);
+    // Key 1: held at 0, waiters from 10 and 30 (the later one of a higher priority: the head, not the oldest).
+    assert_eq!(l.acquire(1, 1, 1, 0), Decision::GrantedHeld);
+    assert_eq!(l.acquire(1, 1, 2, 10), Decision::Queued);
+    assert_eq!(l.acquire_as(1, 1, 3, Tenant::ALL, 5, 30), Decision::Queued);
+    // Key 2: held at 0, one waiter from 50. Key 3: held, none waiting.
+    assert_eq!(l.acquire(2, 1, 4, 0), Decision::GrantedHeld);
+    assert_eq!(l.acquire(2, 1, 5, 50), Decision::Queued);
+    assert_eq!(l.acquire(3, 1, 6, 0), Decision::GrantedHeld);
+    let keys = l.waiting_keys(10, 100);
+    let got: Vec<(u32, u64, u64, u64)> = keys
+        .iter()
+        .map(|k| (k.key, k.waiting, k.held, k.oldest_wait_us))
+        .collect();
+    assert_eq!(got, [(1, 2, 1, 90), (2, 1, 1, 50)]);
+    assert_eq!(l.waiting_keys(1, 100).len(), 1);
+    assert_eq!(l.stats(100).oldest_wait_us, 90);
+    // The oldest waiter (2) cancelled: key 1's longest wait is now its other waiter's.
+    assert!(l.cancel(2, 100));
+    assert_eq!(l.waiting_keys(10, 100)[0].oldest_wait_us, 70);
+    assert_eq!(l.stats(100).oldest_wait_us, 70);
+}
+
 // ----- the model -----
 
 #[derive(Debug, Default, Clone)]

@@ -40,6 +40,16 @@ pub struct NativeLimiterStats {
     pub p99_ms: f64,
     pub rate: f64,
     pub keys: f64,
+    pub oldest_wait_ms: f64,
+}
+
+/// One key's line (`LimiterCore::waiting_keys`).
+#[napi(object, object_from_js = false)]
+pub struct NativeKeyWait {
+    pub key: u32,
+    pub waiting: f64,
+    pub held: f64,
+    pub oldest_wait_ms: f64,
 }
 
 /// The wait histogram since creation at chosen bounds (µs), for exporters.
@@ -231,7 +241,25 @@ impl NativeLimiter {
             p99_ms: s.p99_us as f64 / 1000.0,
             rate: s.rate_per_s,
             keys: s.keys as f64,
+            oldest_wait_ms: s.oldest_wait_us as f64 / 1000.0,
         })
+    }
+
+    /// The `n` keys waiting longest (their longest-waiting waiter), most first.
+    #[napi(catch_unwind)]
+    pub fn waiting_keys(&self, n: u32, now_ms: f64) -> Result<Vec<NativeKeyWait>> {
+        let keys = with(self.handle, |core| {
+            core.waiting_keys(n as usize, us(now_ms))
+        })?;
+        Ok(keys
+            .into_iter()
+            .map(|k| NativeKeyWait {
+                key: k.key,
+                waiting: k.waiting as f64,
+                held: k.held as f64,
+                oldest_wait_ms: k.oldest_wait_us as f64 / 1000.0,
+            })
+            .collect())
     }
 
     /// Waits since creation at `bounds_us` (ascending), for exporters.

@@ -228,7 +228,7 @@
         ...rows.map((l) => {
           const tr = el('tr', { 'data-limiter': l.name }, el('td', {}, l.name), el('td', {}, l.kind));
           if (typeof l.error === 'string') {
-            tr.append(el('td', { colspan: '12', class: 'empty' }, `stats() failed: ${l.error}`));
+            tr.append(el('td', { colspan: '14', class: 'empty' }, `stats() failed: ${l.error}`));
             return tr;
           }
           const redis = l.redis
@@ -247,7 +247,11 @@
             fmt(l.rate),
             ms(l.waitP50Ms),
             ms(l.waitP99Ms),
+            l.oldestWaitMs === null || l.oldestWaitMs === undefined ? '–' : ms(l.oldestWaitMs),
             fmt(l.keys),
+            Array.isArray(l.waitingKeys) && l.waitingKeys.length > 0
+              ? l.waitingKeys.map((k) => `${k.key}: ${fmt(k.waiting)} waiting, ${ms(k.oldestWaitMs)}`).join('; ')
+              : '–',
             redis,
           ];
           tr.append(...cells.map((v) => el('td', {}, v)));

@@ -213,4 +213,20 @@ impl Line {
     pub(crate) fn drain(&mut self) -> Vec<Waiter> {
         self.retain(|_| false)
     }
+
+    /// Waiters in line.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// When its longest-waiting waiter started waiting (µs), if any waits: with priorities and tenants the head is
+    /// not always the oldest, so every waiter is looked at.
+    pub(crate) fn oldest_since(&self) -> Option<u64> {
+        self.levels
+            .iter()
+            .flat_map(|(_, ring)| ring.tenants.values())
+            .flat_map(|t| t.waiters.iter())
+            .map(|w| w.since_us)
+            .min()
+    }
 }
