@@ -3,65 +3,14 @@
 // and the page's Limiters table in headless Chromium (fixtures/dashboard-browser-limiters.mjs).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { limiter } from 'velo-stream';
 import { dashboard } from 'velo-stream/dashboard';
+import { listen, openFeed } from './helpers/dashboard-feed.mjs';
 import { redisLimiter } from 'velo-stream/redis';
 import { startRedis } from './helpers/redis-server.mjs';
 import { chromium } from './helpers/chromium.mjs';
 import { run } from './helpers/child.mjs';
-
-async function listen(handler) {
-  const server = http.createServer(handler);
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${server.address().port}/feed`,
-    close: () => {
-      server.closeAllConnections();
-      return new Promise((resolve) => server.close(resolve));
-    },
-  };
-}
-
-/** A feed connection: `next()` resolves with the next sample (in order; failing after 10 s without one). */
-function openFeed(url) {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, (res) => {
-      const samples = [];
-      const waiting = [];
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk) => {
-        text += chunk;
-        let at;
-        while ((at = text.indexOf('\n\n')) >= 0) {
-          const data = text
-            .slice(0, at)
-            .split('\n')
-            .find((l) => l.startsWith('data: '));
-          text = text.slice(at + 2);
-          if (data === undefined) continue;
-          const sample = JSON.parse(data.slice(6));
-          if (waiting.length) waiting.shift()(sample);
-          else samples.push(sample);
-        }
-      });
-      res.on('error', () => {});
-      resolve({
-        next: () =>
-          samples.length
-            ? Promise.resolve(samples.shift())
-            : new Promise((resolve, fail) => {
-                const timer = setTimeout(() => fail(new Error('no sample within 10 s')), 10_000);
-                waiting.push((sample) => (clearTimeout(timer), resolve(sample)));
-              }),
-        close: () => req.destroy(),
-      });
-    });
-    req.on('error', reject);
-  });
-}
 
 /** The samples just before and at the first one taken after `mark` (ms since the epoch): the pair rates are computed on. */
 async function pairAfter(feed, first, mark) {

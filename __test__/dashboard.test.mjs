@@ -7,71 +7,18 @@ import express from 'express';
 import Fastify from 'fastify';
 import { streamFn, task } from 'velo-stream';
 import { dashboard } from 'velo-stream/dashboard';
+import { listen, openFeed } from './helpers/dashboard-feed.mjs';
 
 const kTotals = Symbol.for('velo-stream.totals');
 const kWatch = Symbol.for('velo-stream.watch');
 
 const relayFn = (config = {}) =>
-  streamFn(
-    async function* relay(events) {
-      for await (const e of events) {
-        if (e === 'fail') throw Object.assign(new Error('refused the card 4111-1111'), { code: 'E_REFUSED' });
-        yield e;
-      }
-    },
-    config,
-  );
-
-async function listen(handler) {
-  const server = http.createServer(handler);
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { server, base: `http://127.0.0.1:${server.address().port}`, close: () => closeServer(server) };
-}
-
-function closeServer(server) {
-  server.closeAllConnections();
-  return new Promise((resolve) => server.close(resolve));
-}
-
-/** A feed connection: `next()` resolves with the next sample; `close()` disconnects. */
-function openFeed(url, headers = {}) {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { headers }, (res) => {
-      const samples = [];
-      const waiting = [];
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk) => {
-        text += chunk;
-        let at;
-        while ((at = text.indexOf('\n\n')) >= 0) {
-          const block = text.slice(0, at);
-          text = text.slice(at + 2);
-          const data = block.split('\n').find((l) => l.startsWith('data: '));
-          if (data === undefined) continue;
-          const sample = JSON.parse(data.slice(6));
-          if (waiting.length) waiting.shift()(sample);
-          else samples.push(sample);
-        }
-      });
-      res.on('error', () => {});
-      resolve({
-        status: res.statusCode,
-        headers: res.headers,
-        // A sample comes every interval: one not there within 10 s is a failure, not a hang.
-        next: () =>
-          samples.length
-            ? Promise.resolve(samples.shift())
-            : new Promise((resolve, fail) => {
-                const timer = setTimeout(() => fail(new Error('no sample within 10 s')), 10_000);
-                waiting.push((sample) => (clearTimeout(timer), resolve(sample)));
-              }),
-        close: () => req.destroy(),
-      });
-    });
-    req.on('error', reject);
-  });
-}
+  streamFn(async function* relay(events) {
+    for await (const e of events) {
+      if (e === 'fail') throw Object.assign(new Error('refused the card 4111-1111'), { code: 'E_REFUSED' });
+      yield e;
+    }
+  }, config);
 
 /** The first of the next `max` samples (one per interval: bounded) for which `check` is true. */
 async function sampleWhere(feed, check, what, max = 100) {
@@ -284,7 +231,7 @@ test('the feed: per-function figures as rates, open streams listed oldest first,
   }
 });
 
-test("a stream whose handler finished with outputs unread: not in `open` (stats), still read by the scan, its outputs among the most buffered", async () => {
+test('a stream whose handler finished with outputs unread: not in `open` (stats), still read by the scan, its outputs among the most buffered', async () => {
   const relay = relayFn({ buffer: 8 });
   const dash = dashboard({ functions: [relay], interval: 100 });
   const { base, close } = await listen(dash);
@@ -436,7 +383,11 @@ test("a stream's figures by id (drill-down): bounded parameters, and a finished 
     assert.equal(body.state, 'open');
     assert.equal(body.eventsIn, 1);
     assert.equal(body.eventsOut, 1);
-    assert.deepEqual(await (await fetch(`${base}/stream?fn=relay&id=s999999`)).json(), { fn: 'relay', id: 's999999', listed: false });
+    assert.deepEqual(await (await fetch(`${base}/stream?fn=relay&id=s999999`)).json(), {
+      fn: 'relay',
+      id: 's999999',
+      listed: false,
+    });
     await stream.cancel();
     assert.equal((await (await fetch(`${base}/stream?fn=relay&id=${stream.id}`)).json()).listed, false);
     assert.equal((await fetch(`${base}/stream?fn=relay`)).status, 400);
@@ -465,11 +416,25 @@ test('a path with dot segments (plain, percent-encoded, behind a backslash or be
   app.use((_req, res) => res.status(404).end('the app\n'));
   const onExpress = await listen(app);
   try {
-    for (const path of ['/x/%2e%2e/page.js', '/x/%2E%2E/', '/x/./page.js', '/x/%2e/page.js', '/x/..#', '/x\\..\\page.js', '/x/%2e%2e\\page.js']) {
+    for (const path of [
+      '/x/%2e%2e/page.js',
+      '/x/%2E%2E/',
+      '/x/./page.js',
+      '/x/%2e/page.js',
+      '/x/..#',
+      '/x\\..\\page.js',
+      '/x/%2e%2e\\page.js',
+    ]) {
       assert.equal(await rawStatus(base, path), 404, path);
     }
     assert.equal(await rawStatus(base, '/x/page.js'), 200);
-    for (const path of ['/dashboard/%2e%2e/', '/dashboard/x/%2e%2e/page.js', '/dashboard/%2e/page.js', '/dashboard/%2e%2e#', '/dashboard/x\\..\\page.js']) {
+    for (const path of [
+      '/dashboard/%2e%2e/',
+      '/dashboard/x/%2e%2e/page.js',
+      '/dashboard/%2e/page.js',
+      '/dashboard/%2e%2e#',
+      '/dashboard/x\\..\\page.js',
+    ]) {
       assert.equal(await rawStatus(onExpress.base, path), 404, path);
     }
     assert.equal(await rawStatus(onExpress.base, '/dashboard/page.js'), 200);
@@ -490,7 +455,8 @@ test('a feed whose client leaves while authorize() is answering holds no client 
     authorize: (req) =>
       answered + waiting >= 2
         ? true
-        : (waiting++, new Promise((resolve) => req.socket.once('close', () => setImmediate(() => (waiting--, answered++, resolve(true)))))),
+        : (waiting++,
+          new Promise((resolve) => req.socket.once('close', () => setImmediate(() => (waiting--, answered++, resolve(true)))))),
   });
   const { base, close } = await listen(dash);
   try {

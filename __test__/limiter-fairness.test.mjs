@@ -7,30 +7,16 @@ import assert from 'node:assert/strict';
 import { limiter } from 'velo-stream';
 import { redisLimiter } from 'velo-stream/redis';
 import { settle } from './helpers/util.mjs';
+import { grantOrder } from './helpers/limiter-grants.mjs';
 
-/**
- * One slot held; `plan` (tenant names, in arrival order) all wait; then the slot is handed on `plan.length` times.
- * Returns the tenant of each grant, in order.
- */
-async function grantOrder(l, plan) {
-  let holding = await l.acquire({ tenant: 'first' });
-  const order = [];
-  const all = plan.map((tenant) =>
-    l.acquire({ tenant }).then((permit) => {
-      order.push(tenant);
-      holding = permit;
-    }),
+/** The tenants granted, in order, when `plan` (tenant names, in arrival order) all wait for one slot. */
+const tenantOrder = (l, plan) =>
+  grantOrder(
+    l,
+    plan.map((tenant) => ({ tenant })),
+    { tenant: 'first' },
+    (item) => item.tenant,
   );
-  await settle();
-  assert.equal(l.stats().waiting, plan.length);
-  for (let i = 0; i < plan.length; i++) {
-    holding.release();
-    await settle(1);
-  }
-  await Promise.all(all);
-  holding.release();
-  return order;
-}
 
 /** The hot tenant queues 100 waiters per waiter of each of 4 others, three times over. */
 function hotPlan() {
@@ -57,7 +43,7 @@ function othersGrants(order) {
 
 test('fairness: behind a hot tenant with 100x the waiters, the others are granted within T * p grants', async () => {
   const fair = limiter({ concurrency: 1, maxWaiting: 100_000, fairness: { by: (item) => item.tenant } });
-  const others = othersGrants(await grantOrder(fair, hotPlan()));
+  const others = othersGrants(await tenantOrder(fair, hotPlan()));
   assert.equal(others.length, 12);
   // T = 5 tenants of weight 1 wait: the waiter at position p of its tenant's line is granted within 5 * p grants.
   for (const { tenant, p, grant } of others) assert.ok(grant <= 5 * p, `${tenant} #${p} granted at grant ${grant}`);
@@ -67,7 +53,7 @@ test('fairness: behind a hot tenant with 100x the waiters, the others are grante
   // The same scenario first come, first served: the others' first waiters come after the hot tenant's 100, their
   // last after its 300.
   const fifo = limiter({ concurrency: 1, maxWaiting: 100_000 });
-  const starved = othersGrants(await grantOrder(fifo, hotPlan()));
+  const starved = othersGrants(await tenantOrder(fifo, hotPlan()));
   assert.ok(
     starved.every((o) => o.grant > 100),
     JSON.stringify(starved),
@@ -89,12 +75,12 @@ test('fairness: weights give a tenant that many grants per turn; first come, fir
       },
     },
   });
-  const order = await grantOrder(l, ['big', 'big', 'big', 'big', 'big', 'small', 'small', 'other']);
+  const order = await tenantOrder(l, ['big', 'big', 'big', 'big', 'big', 'small', 'small', 'other']);
   assert.deepEqual(order, ['big', 'big', 'big', 'small', 'other', 'big', 'big', 'small']);
   // A weight is asked once while its tenant waits, and again when it waits anew (it may have changed).
   assert.deepEqual(asked.sort(), ['big', 'other', 'small']);
   bigWeight = 1;
-  const again = await grantOrder(l, ['big', 'big', 'small', 'small']);
+  const again = await tenantOrder(l, ['big', 'big', 'small', 'small']);
   assert.deepEqual(again, ['big', 'small', 'big', 'small']);
   assert.deepEqual(asked.sort(), ['big', 'big', 'other', 'small', 'small']);
   await l.close();

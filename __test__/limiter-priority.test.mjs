@@ -8,27 +8,10 @@ import assert from 'node:assert/strict';
 import { limiter, streamFn, task } from 'velo-stream';
 import { redisLimiter } from 'velo-stream/redis';
 import { settle } from './helpers/util.mjs';
+import { grantOrder } from './helpers/limiter-grants.mjs';
 
-/** One slot held; `plan` (items, in arrival order) all wait; then the slot is handed on. Returns each grant's `name`. */
-async function grantOrder(l, plan) {
-  let holding = await l.acquire({ name: 'first', p: 0, t: 'x' });
-  const order = [];
-  const all = plan.map((item) =>
-    l.acquire(item).then((permit) => {
-      order.push(item.name);
-      holding = permit;
-    }),
-  );
-  await settle();
-  assert.equal(l.stats().waiting, plan.length);
-  for (let i = 0; i < plan.length; i++) {
-    holding.release();
-    await settle(1);
-  }
-  await Promise.all(all);
-  holding.release();
-  return order;
-}
+/** The names granted, in order, when `plan` (items, in arrival order) all wait for one slot. */
+const nameOrder = (l, plan) => grantOrder(l, plan, { name: 'first', p: 0, t: 'x' }, (item) => item.name);
 
 test('priority: a higher priority is served before every lower one that came earlier; first come, first served within one', async () => {
   const l = limiter({ concurrency: 1, priority: (item) => item.p });
@@ -41,13 +24,13 @@ test('priority: a higher priority is served before every lower one that came ear
     { name: 'low2', p: -5 },
     { name: 'top', p: 1_000_000 },
   ];
-  assert.deepEqual(await grantOrder(l, plan), ['top', 'high1', 'high2', 'mid1', 'mid2', 'low1', 'low2']);
+  assert.deepEqual(await nameOrder(l, plan), ['top', 'high1', 'high2', 'mid1', 'mid2', 'low1', 'low2']);
   assert.equal(l.stats().inUse, 0);
   await l.close();
   // Without it, the same plan is first come, first served.
   const fifo = limiter({ concurrency: 1 });
   assert.deepEqual(
-    await grantOrder(fifo, plan),
+    await nameOrder(fifo, plan),
     plan.map((item) => item.name),
   );
   await fifo.close();
@@ -63,7 +46,7 @@ test('priority with fairness: tenants take turns within a priority; a higher pri
     { name: 'a-urgent', t: 'a', p: 1 },
     { name: 'b2', t: 'b', p: 0 },
   ];
-  assert.deepEqual(await grantOrder(l, plan), ['a-urgent', 'a1', 'b1', 'a2', 'b2', 'a3']);
+  assert.deepEqual(await nameOrder(l, plan), ['a-urgent', 'a1', 'b1', 'a2', 'b2', 'a3']);
   await l.close();
 });
 

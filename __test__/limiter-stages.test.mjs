@@ -233,6 +233,12 @@ async function sessionStarts(l, plan) {
     },
     { limiter: l },
   );
+  await runSessions(fn, plan);
+  return order;
+}
+
+/** Sends `{ tenant }` to a session of key `<tenant>:<i>` for each of `plan`, all at once; reads one output each. */
+async function runSessions(fn, plan) {
   const sessions = fn.sessions({ idleTimeout: 0 });
   await Promise.all(plan.map((tenant, i) => sessions.send(`${tenant}:${i}`, { tenant })));
   let outputs = 0;
@@ -241,7 +247,6 @@ async function sessionStarts(l, plan) {
     if (++outputs === plan.length) break;
   }
   await sessions.close();
-  return order;
 }
 
 test("sessions: a stream function's limiters get each session's key ({ id, key }), so fairness by tenant spreads admissions across tenants", async () => {
@@ -304,15 +309,10 @@ test("sessions: a limit per key of the session's key (here its tenant): at most 
     }),
   );
   for (const f of [fn, pipe]) {
-    const sessions = f.sessions({ idleTimeout: 0 });
-    const plan = Array.from({ length: 12 }, (_, i) => ['a', 'b', 'c'][i % 3]);
-    await Promise.all(plan.map((tenant, i) => sessions.send(`${tenant}:${i}`, { tenant })));
-    let outputs = 0;
-    for await (const item of sessions) {
-      assert.equal(item.error, undefined);
-      if (++outputs === plan.length) break;
-    }
-    await sessions.close();
+    await runSessions(
+      f,
+      Array.from({ length: 12 }, (_, i) => ['a', 'b', 'c'][i % 3]),
+    );
     assert.equal(peak, 1, 'one session per tenant at a time');
     assert.ok(together >= 2, `sessions of different tenants run at once (${together} at most)`);
     together = 0;
