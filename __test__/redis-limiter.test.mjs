@@ -325,3 +325,27 @@ test("the fleet's limits decide, not the process': a process made rate-only hold
     await admin.close();
   }
 });
+
+test('tokens are never handed out twice, also after the limiter lost its keys: a stale release frees nothing', async () => {
+  // The limiter's keys deleted while A holds its permit (a reset; a restart without persistence, or a failover to a
+  // lagging replica, loses them the same way). B is then granted the only permit: A's late release must not free
+  // it (a counter starting over gave B A's token), so a third process is refused while B holds.
+  const name = fresh();
+  const options = { client, name, concurrency: 1, leaseTtl: 30_000 };
+  const [a, b, c] = [redisLimiter(options), redisLimiter(options), redisLimiter({ ...options, mode: 'reject' })];
+  try {
+    const held = await a.acquire(undefined);
+    for (const key of await client.keys(`velo:lim:{${name}}:*`)) await client.del(key);
+    const bHeld = await b.acquire(undefined);
+    assert.notEqual(bHeld.token, held.token, 'a token is never handed out twice');
+    held.release();
+    assert.equal(await held.released(), false, "A's stale release freed nothing");
+    assert.notEqual(await client.zScore(`velo:lim:{${name}}:h:`, bHeld.token), null, "B's permit is still held");
+    await assert.rejects(c.acquire(undefined), { code: 'ERR_VELO_RATE_LIMITED' });
+    bHeld.release();
+    assert.equal(await bHeld.released(), true);
+    (await c.acquire(undefined)).release();
+  } finally {
+    await Promise.all([a.close(), b.close(), c.close()]);
+  }
+});

@@ -44,8 +44,9 @@ if redis.call('ZCARD', q) >= maxWaiting then
   redis.call('INCR', P .. ':rejected')
   return { 'f', NOW }
 end
-ticket = tostring(redis.call('INCR', P .. ':seq'))
-redis.call('ZADD', q, tonumber(ticket), ticket)
+ticket = next_seq()
+-- (The score as the string itself: an exact double, where a Lua number would pass through a 14-digit format.)
+redis.call('ZADD', q, ticket, ticket)
 redis.call('ZADD', P .. ':qx:' .. k, NOW + ttl, ticket)
 redis.call('HSET', P .. ':qc', ticket, cost)
 redis.call('SADD', P .. ':lines', k)

@@ -3,7 +3,7 @@
 -- (one Cluster slot per limiter). Time is Redis' own (TIME): processes' clocks may disagree.
 --
 --   P:cfg        hash: limits set by setLimits (`set` 1, c, l, p, b; '' = none); absent: each caller's own
---   P:seq        counter: fencing tokens of permits and numbers of tickets (never reused)
+--   P:seq        counter: fencing tokens of permits and numbers of tickets (never reused: `next_seq`)
 --   P:h:<k>      sorted set: permits held for key k, token -> lease expiry (ms, Redis' clock)
 --   P:r:<k>      GCRA theoretical arrival time of key k (ms), expiring once it is in the past
 --   P:q:<k>      sorted set: the line of key k, ticket -> ticket number (first come first served)
@@ -61,9 +61,25 @@ local function room(k)
   return not C or redis.call('ZCARD', P .. ':h:' .. k) < C
 end
 
+-- The next fencing token or ticket, as a decimal string. Never below Redis' clock times 1000, so a limiter whose
+-- keys were lost (a restart without persistence, a reset by deleting them, a failover to a replica that had not
+-- got the latest) does not hand out a number it handed out before: each was below the clock of its time, times
+-- 1000 (fewer than 1000 are handed out per ms), and the clock has moved on since. A counter that restarted from 0
+-- gave token 1 again, and a stale release freed the new holder's permit. (Strings: Lua's own number-to-string
+-- keeps 14 digits.)
+local function next_seq()
+  local seq = redis.call('INCR', P .. ':seq')
+  local floor = NOW * 1000
+  if seq < floor then
+    seq = floor
+    redis.call('SET', P .. ':seq', string.format('%d', seq))
+  end
+  return string.format('%d', seq)
+end
+
 -- A new permit of key k: its fencing token (held until NOW + ttl when there is a concurrency limit).
 local function grant(k, new, ttl)
-  local token = redis.call('INCR', P .. ':seq')
+  local token = next_seq()
   if C then redis.call('ZADD', P .. ':h:' .. k, NOW + ttl, token) end
   if new then redis.call('SET', P .. ':r:' .. k, tostring(new), 'PX', math.max(1, math.ceil(new - NOW))) end
   redis.call('INCR', P .. ':admitted')
