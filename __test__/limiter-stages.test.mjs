@@ -111,6 +111,88 @@ test('the limiter option is checked at the call', () => {
   task((x) => x, { limiter: foreign });
 });
 
+test('the same limiter twice in one stage is refused (a call would wait for a permit it holds itself)', () => {
+  const l = limiter({ concurrency: 1 });
+  for (const make of [
+    (limiterOption) => task((x) => x, { limiter: limiterOption }),
+    (limiterOption) => batch((xs) => xs, { maxSize: 2, limiter: limiterOption }),
+    (limiterOption) => streamFn(async function* () {}, { limiter: limiterOption }),
+  ]) {
+    assert.throws(() => make([l, l]), { code: 'ERR_INVALID_ARG_VALUE', message: /the same limiter is given twice/ });
+    make([l, limiter({ concurrency: 1 })]);
+  }
+});
+
+test('a limiter of another make that answers no permit fails the call with ERR_INVALID_RETURN_VALUE; a release that throws counts as given back', async () => {
+  const foreign = (tryAcquire, acquire = async () => ({ release() {} })) => ({
+    name: 'foreign',
+    tryAcquire,
+    acquire,
+    stats: () => ({}),
+  });
+  const revoked = Proxy.revocable({}, {});
+  revoked.revoke();
+  const unhandled = [];
+  const onUnhandled = (reason) => unhandled.push(reason);
+  process.on('unhandledRejection', onUnhandled);
+  try {
+    for (const answer of [{}, null, 5, revoked.proxy, { release: 'x' }]) {
+      const viaTry = task(async (x) => x, { limiter: foreign(() => answer) });
+      await assert.rejects(viaTry.run([1]), { code: 'ERR_INVALID_RETURN_VALUE' });
+      // (An async acquire resolving to a revoked Proxy rejects by itself: resolving reads its `then`.)
+      if (answer !== revoked.proxy) {
+        const viaAcquire = task(async (x) => x, {
+          limiter: foreign(
+            () => undefined,
+            async () => answer,
+          ),
+        });
+        await assert.rejects(viaAcquire.run([1]), { code: 'ERR_INVALID_RETURN_VALUE' });
+      }
+      const admitted = streamFn(
+        async function* (events) {
+          for await (const e of events) yield e;
+        },
+        { limiter: foreign(() => answer) },
+      );
+      assert.throws(() => admitted.open(), { code: 'ERR_INVALID_RETURN_VALUE' });
+    }
+    // A permit whose release() throws: the calls' results stand, nothing is left unhandled.
+    const throwing = foreign(() => ({
+      release() {
+        throw new Error('release broke');
+      },
+    }));
+    assert.deepEqual(await task(async (x) => x * 2, { limiter: throwing }).run([1, 2, 3]), [2, 4, 6]);
+    assert.deepEqual(await task((x) => x * 2, { limiter: throwing }).run([1, 2]), [2, 4]);
+    await settle();
+    assert.deepEqual(unhandled, []);
+  } finally {
+    process.off('unhandledRejection', onUnhandled);
+  }
+});
+
+test('a bad fairness.by or priority is refused also when the permit is free (task stages and stream admission try first)', async () => {
+  const boom = () => {
+    throw new Error('boom');
+  };
+  for (const options of [
+    { fairness: { by: boom } },
+    { fairness: { by: () => '' } },
+    { priority: () => NaN },
+    { priority: boom },
+  ]) {
+    const code = 'fairness' in options ? 'ERR_VELO_LIMIT_TENANT' : 'ERR_VELO_LIMIT_PRIORITY';
+    const l = limiter({ concurrency: 4, ...options });
+    await assert.rejects(task(async (x) => x, { limiter: l }).run([1]), { code });
+    assert.throws(() => l.tryAcquire({}), { code });
+    const fn = streamFn(async function* () {}, { limiter: l });
+    assert.throws(() => fn.open(), { code });
+    assert.equal(l.stats().inUse, 0, 'nothing held');
+    await l.close();
+  }
+});
+
 // ----- stream admission -----
 
 const echoFn = (l, options = {}) => {

@@ -13,6 +13,7 @@ import { invalidReturn } from '../errors';
 import type { AdmissionItem, StreamContext, StreamHandler } from '../types';
 import { kHoldIdle, type HandlerStream } from '../core/stream';
 import { isLocalLimiter } from './local';
+import { checkedPermit, releaseAll } from './use';
 import type { Limiter, Permit } from './types';
 
 /** One stream's admission: the permits granted so far, and (once made) the stream, whose idle clock it holds. */
@@ -31,10 +32,6 @@ function admissionItem(id: string, key: unknown): AdmissionItem {
   return key === undefined ? { id } : { id, key };
 }
 
-function releaseAll(permits: Permit[]): void {
-  for (let i = permits.length - 1; i >= 0; i--) permits[i].release();
-}
-
 /** A collected gate: its stream was dropped while it waited; give up its place in line. */
 const dropped = new FinalizationRegistry<AbortController>((controller) =>
   controller.abort(new Error('velo-stream: the stream waiting for admission was collected')),
@@ -49,9 +46,9 @@ export function admitAtOpen(limiters: readonly Limiter<unknown>[], what: string,
   const item = admissionItem('', key);
   try {
     for (const l of limiters) {
-      const permit = l.tryAcquire(item);
+      const permit: unknown = l.tryAcquire(item);
       if (permit !== undefined) {
-        permits.push(permit);
+        permits.push(checkedPermit(permit, l, 'tryAcquire()'));
         continue;
       }
       if (isLocalLimiter(l) && l.rejects) permits.push(l.acquireNow(item, what));
@@ -77,7 +74,8 @@ async function acquireRest(
   gate: WeakRef<NonNullable<Admission['gate']>>,
 ): Promise<void> {
   try {
-    for (let i = permits.length; i < limiters.length; i++) permits.push(await limiters[i].acquire(item, { signal }));
+    for (let i = permits.length; i < limiters.length; i++)
+      permits.push(checkedPermit(await limiters[i].acquire(item, { signal }), limiters[i], 'acquire()'));
   } catch (error) {
     releaseAll(permits);
     gate.deref()?.reject(error);

@@ -460,6 +460,10 @@ class LocalLimiter<T> implements Limiter<T> {
     if (this.#closed) return undefined;
     const key = this.#keyOf(item);
     const cost = this.#costOf(item);
+    // Asked as by acquire(), so a bad answer is refused the same way whether the permit is free or not (a task
+    // stage and a stream's admission try first, and wait only when that fails).
+    if (this.#fairness !== undefined) this.#tenantOf(item);
+    if (this.#priority !== undefined) this.#priorityOf(item);
     // (The time matters to a rate only: a concurrency limiter's fast path reads no clock.)
     const code = ops.limiterTry(this.#handle, key, cost, this.#hasRate ? this.#clock() : 0);
     return code < 0 ? undefined : this.#permit(code, key);

@@ -5,7 +5,7 @@
 // as it calls any `fn`, and follows its result the same way. A permit available now (`tryAcquire`) costs no
 // promise; a call that must wait returns a promise that settles when its permits were granted and `fn` settled.
 import { isPromise } from 'node:util/types';
-import { describe, invalidType } from '../errors';
+import { describe, invalidReturn, invalidType, invalidValue } from '../errors';
 import { otelApi, type Span } from '../core/tracing';
 import type { TaskContext } from '../types';
 import type { Limiter, Permit } from './types';
@@ -42,11 +42,56 @@ export function checkLimiters(value: unknown, fn: string): readonly Limiter<unkn
       `${fn}: the "limiter" option must be a limiter (made by limiter(), or any object with ${METHODS.join(', ')}) or a non-empty array of them. Received ${describe(value)}`,
     );
   }
+  if (new Set(list).size !== list.length) {
+    throw invalidValue(
+      `${fn}: the same limiter is given twice in the "limiter" option: a call would wait for a permit it holds itself`,
+    );
+  }
   return list;
 }
 
-function releaseAll(permits: Permit[]): void {
-  for (let i = permits.length - 1; i >= 0; i--) permits[i].release();
+/**
+ * What a limiter's `tryAcquire()` answered, or its `acquire()` resolved to: a permit (an object with `release()`),
+ * else a coded error for the call (a limiter of another make may answer anything). `undefined` passes, for
+ * `tryAcquire()`'s "none now".
+ */
+export function checkedPermit(value: unknown, limiter: Limiter<unknown>, call: string): Permit {
+  let ok = false;
+  try {
+    ok = value !== null && typeof value === 'object' && typeof (value as Permit).release === 'function';
+  } catch {
+    // A revoked Proxy: not a permit.
+  }
+  if (!ok) {
+    let name = '';
+    try {
+      name = String(limiter.name);
+    } catch {
+      // (Its name cannot be read either.)
+    }
+    throw invalidReturn(`Limiter "${name}": ${call} must give a permit (an object with release()). Received ${describe(value)}`);
+  }
+  return value as Permit;
+}
+
+/** Gives a permit back; one whose release() throws (a limiter of another make) counts as given back. */
+function releaseOne(permit: Permit): void {
+  try {
+    permit.release();
+  } catch {
+    // Nothing else can be done with it: the call has settled, and its result stands.
+  }
+}
+
+/** Gives the permits back, last first (see releaseOne). */
+export function releaseAll(permits: Permit[]): void {
+  for (let i = permits.length - 1; i >= 0; i--) releaseOne(permits[i]);
+}
+
+/** `limiter.tryAcquire(item)`: a checked permit, or undefined. */
+function tryOne(limiter: Limiter<unknown>, item: unknown): Permit | undefined {
+  const permit: unknown = limiter.tryAcquire(item);
+  return permit === undefined ? undefined : checkedPermit(permit, limiter, 'tryAcquire()');
 }
 
 /** The active span (a task call's, when traced), to record the permit wait on. */
@@ -66,7 +111,8 @@ export function limitedCall<I, O>(fn: Call<I, O>, limiters: readonly Limiter<unk
     const started = performance.now();
     try {
       const signal = ctx.signal;
-      for (let i = from; i < n; i++) permits.push(await limiters[i].acquire(item, { signal }));
+      for (let i = from; i < n; i++)
+        permits.push(checkedPermit(await limiters[i].acquire(item, { signal }), limiters[i], 'acquire()'));
     } catch (error) {
       releaseAll(permits);
       throw error;
@@ -90,17 +136,17 @@ export function limitedCall<I, O>(fn: Call<I, O>, limiters: readonly Limiter<unk
     // One limiter (the usual case): no array of permits, one release function per call.
     const only = limiters[0];
     return function limitedByOne(item: I, ctx: TaskContext): O | Promise<O> {
-      const permit = only.tryAcquire(item);
+      const permit = tryOne(only, item);
       if (permit === undefined) return waited(item, ctx, [], 0);
       let result: O | Promise<O>;
       try {
         result = fn(item, ctx);
       } catch (error) {
-        permit.release();
+        releaseOne(permit);
         throw error;
       }
       if (isPromise(result) && Object.getPrototypeOf(result) === Promise.prototype) {
-        const done = () => permit.release();
+        const done = () => releaseOne(permit);
         void nativeThen.call(result, done, done);
         return result;
       }
@@ -110,7 +156,13 @@ export function limitedCall<I, O>(fn: Call<I, O>, limiters: readonly Limiter<unk
   return function limited(item: I, ctx: TaskContext): O | Promise<O> {
     const permits: Permit[] = [];
     for (let i = 0; i < n; i++) {
-      const permit = limiters[i].tryAcquire(item);
+      let permit: Permit | undefined;
+      try {
+        permit = tryOne(limiters[i], item);
+      } catch (error) {
+        releaseAll(permits);
+        throw error;
+      }
       if (permit === undefined) return waited(item, ctx, permits, i);
       permits.push(permit);
     }
