@@ -105,3 +105,21 @@ test('per-key waits: waitingKeys() lists the keys waiting longest with their wai
   for (const bad of [0, 1.5, 1001, NaN, '3']) assert.throws(() => l.waitingKeys(bad), { code: 'ERR_OUT_OF_RANGE' });
   await l.close();
 });
+
+test('a limiter whose stats() throws is left out of the scrape; the others are exported', async () => {
+  const registry = new Registry();
+  const good = limiter({ concurrency: 1, name: 'good' });
+  const broken = {
+    name: 'broken',
+    acquire: async () => ({ release() {} }),
+    tryAcquire: () => undefined,
+    stats: () => {
+      throw new Error('stats broke');
+    },
+  };
+  registerLimiterMetrics(registry, [good, broken]);
+  const text = await registry.metrics();
+  assert.equal(sample(text, 'velo_limiter_in_use{limiter="good"}'), 0);
+  assert.ok(!text.includes('limiter="broken"'), 'no sample of the broken limiter');
+  await good.close();
+});

@@ -268,3 +268,43 @@ test('an idle limiter keeps nothing alive; a waiter on the rate keeps the proces
   const { stdout } = await run(['--input-type=module', '-e', script], { timeout: 30_000 });
   assert.equal(stdout.trim(), 'granted true');
 });
+
+test("acquire()'s options, a clock that misbehaves, and setLimits() after close() get coded errors", async () => {
+  const l = limiter({ concurrency: 1, name: 'opts' });
+  const revoked = Proxy.revocable({}, {});
+  revoked.revoke();
+  for (const [options, code] of [
+    ['x', 'ERR_INVALID_ARG_TYPE'],
+    [null, 'ERR_INVALID_ARG_TYPE'],
+    [revoked.proxy, 'ERR_INVALID_ARG_TYPE'],
+    [{ signal: null }, 'ERR_INVALID_ARG_TYPE'],
+    [{ signal: 'x' }, 'ERR_INVALID_ARG_TYPE'],
+    [{ signal: revoked.proxy }, 'ERR_INVALID_ARG_TYPE'],
+    [
+      {
+        get signal() {
+          throw new Error('getter');
+        },
+      },
+      'ERR_INVALID_ARG_TYPE',
+    ],
+    [{ sigal: new AbortController().signal }, 'ERR_INVALID_ARG_VALUE'],
+  ]) {
+    await assert.rejects(l.acquire(undefined, options), { code }, String(code));
+  }
+  assert.equal(l.stats().inUse, 0);
+  await l.close();
+  assert.throws(() => l.setLimits({ concurrency: 2 }), { code: 'ERR_VELO_LIMITER_CLOSED' });
+  for (const clock of [
+    () => {
+      throw new Error('clock broke');
+    },
+    () => 1n,
+    () => 'now',
+    () => NaN,
+  ]) {
+    const timed = limiter({ rate: { limit: 1, period: 1000 }, clock });
+    await assert.rejects(timed.acquire(undefined), { code: 'ERR_INVALID_RETURN_VALUE' });
+    assert.throws(() => timed.stats(), { code: 'ERR_INVALID_RETURN_VALUE' });
+  }
+});

@@ -349,3 +349,34 @@ test('tokens are never handed out twice, also after the limiter lost its keys: a
     await Promise.all([a.close(), b.close(), c.close()]);
   }
 });
+
+test("acquire()'s options, setLimits() options, keys that are not well-formed Unicode, a revoked client: coded errors", async () => {
+  const name = fresh();
+  const l = redisLimiter({ client, name, concurrency: 1, key: (item) => item.k });
+  const revoked = Proxy.revocable({}, {});
+  revoked.revoke();
+  try {
+    for (const [i, [options, code]] of [
+      ['x', 'ERR_INVALID_ARG_TYPE'],
+      [{ signal: null }, 'ERR_INVALID_ARG_TYPE'],
+      [{ signal: 'x' }, 'ERR_INVALID_ARG_TYPE'],
+      [{ signal: {} }, 'ERR_INVALID_ARG_TYPE'],
+      [revoked.proxy, 'ERR_INVALID_ARG_TYPE'],
+      [{ signal: revoked.proxy }, 'ERR_INVALID_ARG_TYPE'],
+      [{ sigal: 1 }, 'ERR_INVALID_ARG_VALUE'],
+    ].entries()) {
+      await assert.rejects(l.acquire({ k: 'a' }, options), { code }, `case ${i}`);
+    }
+    // Redis keeps keys as UTF-8: a lone surrogate would become U+FFFD and share another key's limit.
+    for (const k of ['\uD800', 'a\uDC00b']) await assert.rejects(l.acquire({ k }), { code: 'ERR_VELO_LIMIT_KEY' });
+    await assert.rejects(l.setLimits({ concurrency: 5, maxWaiting: 3 }), {
+      code: 'ERR_INVALID_ARG_VALUE',
+      message: /unknown option "maxWaiting"/,
+    });
+    await assert.rejects(l.setLimits({ concurrency: 5, key: () => 'a' }), { code: 'ERR_INVALID_ARG_VALUE' });
+    assert.equal(l.stats().inUse, 0);
+    assert.throws(() => redisLimiter({ client: revoked.proxy, name, concurrency: 1 }), { code: 'ERR_INVALID_ARG_TYPE' });
+  } finally {
+    await l.close();
+  }
+});

@@ -241,13 +241,13 @@ export const ERROR_CODES = {
   ERR_VELO_REDIS_CONNECTION: {
     class: 'RedisConnectionError',
     from: 'velo-stream/redis',
-    when: "A connection of the worker failed (refused, reset, closed, timed out), or the server is still loading its data after a restart (`LOADING`); the client's error is its `cause`. The worker retries.",
+    when: "A connection of the worker failed (refused, reset, closed, timed out), or the server is still loading its data after a restart (`LOADING`); the client's error is its `cause`. The worker retries. Also what a `redisLimiter` acquire (and its waiters) rejects with under `whenRedisFails: 'fail-closed'` while Redis is unreachable.",
     action: 'Check Redis and the network; alert if it lasts.',
   },
   ERR_VELO_REDIS_TIMEOUT: {
     class: '',
     from: 'velo-stream/redis',
-    when: "A producer's, reader's or materializer's call that Redis did not answer within `callTimeout` (a paused or unreachable server): the `cause` of a `SendError` (those events' `ids` are `undefined`), or the rejection of `lag()`. The call is not made again; a late answer is ignored.",
+    when: "A producer's, reader's or materializer's call that Redis did not answer within `callTimeout` (a paused or unreachable server): the `cause` of a `SendError` (those events' `ids` are `undefined`), or the rejection of `lag()`. The call is not made again; a late answer is ignored. Also what a `redisLimiter` acquire (and its waiters) rejects with under `whenRedisFails: 'fail-closed'` when Redis does not answer within its `callTimeout`.",
     action:
       'Check Redis and the network. Send the events again if a duplicate is acceptable; raise `callTimeout` if Redis is only slow.',
   },
@@ -274,7 +274,7 @@ export const ERROR_CODES = {
   ERR_VELO_RATE_LIMITED: {
     class: '',
     from: 'velo-stream (limiter)',
-    when: "A limiter in `mode: 'reject'` had no permit now: its `acquire()`, a task call that uses it (the attempt fails: `retry` and `onError` apply), or `open()` of a stream function that uses it (thrown at the call). Counted in `stats().rejected`. `limiter` names it.",
+    when: "A limiter in `mode: 'reject'` had no permit now: its `acquire()`, a task call that uses it (the attempt fails: `retry` and `onError` apply), or `open()` of a stream function that uses it (thrown at the call). Counted in `stats().rejected`. `limiter` names it; from a `redisLimiter`, `retryAfter` is the ms until the rate would allow the cost (0: a concurrency limit, no estimate) and `at` Redis' time of the decision.",
     action: "Retry later, shed the load, raise the limit (`setLimits`), or use `mode: 'throttle'` to wait instead.",
   },
   ERR_VELO_LIMIT_QUEUE_FULL: {
@@ -381,8 +381,8 @@ export function outOfRange(message: string): RangeError & { code: 'ERR_OUT_OF_RA
   return coded(new RangeError(message), 'ERR_OUT_OF_RANGE');
 }
 
-export function invalidReturn(message: string): TypeError & { code: 'ERR_INVALID_RETURN_VALUE' } {
-  return coded(new TypeError(message), 'ERR_INVALID_RETURN_VALUE');
+export function invalidReturn(message: string, cause?: unknown): TypeError & { code: 'ERR_INVALID_RETURN_VALUE' } {
+  return coded(cause === undefined ? new TypeError(message) : new TypeError(message, { cause }), 'ERR_INVALID_RETURN_VALUE');
 }
 
 /** A stream's feed() started while another feed of it still reads its source: a stream takes one feed at a time. */

@@ -55,7 +55,8 @@ function distinct(items: Iterable<unknown>, atScrape: boolean): Limiter<unknown>
  * - `velo_limiter_wait_seconds` (histogram of the time acquires waited for their permit, a grant without a wait
  *   counting 0; limiters made by `limiter()`)
  *
- * Values are read from the limiters at scrape time (`stats()`); nothing is added to the acquire path.
+ * Values are read from the limiters at scrape time (`stats()`); nothing is added to the acquire path. A limiter
+ * whose `stats()` throws is left out of that scrape (the others are not).
  */
 export function registerLimiterMetrics(
   registry: Registry,
@@ -119,7 +120,13 @@ export function registerLimiterMetrics(
   ) =>
     metric(name, help, type, () =>
       list().flatMap((l) => {
-        const v = value(l.stats());
+        // A limiter whose stats() throws (one of another make) has no samples in this scrape; the others do.
+        let v: number | undefined;
+        try {
+          v = value(l.stats());
+        } catch {
+          return [];
+        }
         return v === undefined ? [] : [{ labels: { limiter: l.name }, value: v }];
       }),
     );

@@ -13,6 +13,7 @@
 import { assertOptionsObject } from '../config';
 import {
   describe,
+  invalidReturn,
   invalidType,
   invalidValue,
   limitCostError,
@@ -28,6 +29,7 @@ import { addon, ops } from '../core/addon';
 import type { NativeLimiter } from '../../native/index';
 import type { AcquireOptions, Fairness, KeyWait, LimitSettings, Limiter, LimiterOptions, LimiterStats, Permit } from './types';
 import { kDescribe, type LimiterDescription } from './describe';
+import { acquireSignal } from './acquire-options';
 
 export type {
   AcquireOptions,
@@ -376,19 +378,22 @@ class LocalLimiter<T> implements Limiter<T> {
   }
 
   acquire(item: T, options?: AcquireOptions): Promise<Permit> {
+    // Always a promise: a failure of its own (a `clock` option that throws) rejects it, as the checks' do.
+    try {
+      return this.#acquire(item, options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  #acquire(item: T, options?: AcquireOptions): Promise<Permit> {
     let signal: AbortSignal | undefined;
     let key: number;
     let cost: number;
     let tenantName: string | undefined;
     let priority = 0;
     try {
-      if (options !== undefined) {
-        assertOptionsObject(options, 'options', '{ signal }');
-        signal = read(options, 'signal', '') as AbortSignal | undefined;
-        if (signal !== undefined && !(signal instanceof AbortSignal)) {
-          throw invalidType(`The "signal" option must be an AbortSignal. Received ${describe(signal)}`);
-        }
-      }
+      signal = acquireSignal(options, `Limiter "${this.name}": acquire()`);
       if (this.#closed) throw limiterClosedError(this.name);
       key = this.#keyOf(item);
       cost = this.#costOf(item);
@@ -535,7 +540,7 @@ class LocalLimiter<T> implements Limiter<T> {
   setLimits(settings: LimitSettings): void {
     ownKeys(settings, SETTINGS_KEYS, '');
     const checked = checkSettings(settings, 'setLimits');
-    if (this.#closed) return;
+    if (this.#closed) throw limiterClosedError(this.name);
     this.#hasRate = checked.limit > 0;
     this.#limits = checked;
     this.#native.setLimits(checked.concurrency, checked.limit, checked.period, checked.burst, this.#clock());
@@ -642,10 +647,26 @@ export function limiter<T = unknown>(options: LocalLimiterOptions<T>): Limiter<T
   const clock = read(options, 'clock', '');
   if (clock !== undefined && typeof clock !== 'function')
     throw invalidType(`limiter(): the "clock" option must be a function. Received ${describe(clock)}`);
+  const named = (name as string | undefined) ?? `limiter-${++unnamed}`;
   return new LocalLimiter<T>({ key, cost, fairness, priority } as LocalLimiterOptions<T>, checked, {
-    name: name ?? `limiter-${++unnamed}`,
+    name: named,
     reject: mode === 'reject',
     maxWaiting,
-    clock: (clock as (() => number) | undefined) ?? (() => performance.now()),
+    clock: clock === undefined ? () => performance.now() : checkedClock(clock as () => unknown, named),
   });
+}
+
+/** A `clock` option's readings, each checked: a throw or anything but a number is a coded error of the call. */
+function checkedClock(clock: () => unknown, name: string): () => number {
+  return () => {
+    let time: unknown;
+    try {
+      time = clock();
+    } catch (error) {
+      throw invalidReturn(`Limiter "${name}": its clock() threw`, error);
+    }
+    if (typeof time !== 'number' || Number.isNaN(time))
+      throw invalidReturn(`Limiter "${name}": its clock() must return a number of ms. Received ${describe(time)}`);
+    return time;
+  };
 }

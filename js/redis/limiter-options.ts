@@ -84,9 +84,16 @@ function ownKeys(object: object, what: string): string[] {
 }
 
 /** Checks `concurrency` and `rate` (of the options or of setLimits): at least one, each in range. */
-export function checkLimits(settings: unknown, what: string): Limits {
+export function checkLimits(settings: unknown, what: string, only = false): Limits {
   if (settings === null || typeof settings !== 'object')
     throw invalidType(`${what}: the limits must be an object, not ${describe(settings)}`);
+  // setLimits() takes the limits alone: another option there (a typo, `key`) would be dropped without a word.
+  if (only) {
+    for (const key of ownKeys(settings, what)) {
+      if (key !== 'concurrency' && key !== 'rate')
+        throw invalidValue(`${what}: unknown option "${key}". Known options: concurrency, rate`);
+    }
+  }
   const concurrency = read(settings, 'concurrency', what);
   const rate = read(settings, 'rate', what);
   if (concurrency === undefined && rate === undefined) {
@@ -131,16 +138,21 @@ export function resolveLimiterOptions<T>(options: RedisLimiterOptions<T>): Resol
   }
   const get = (key: (typeof OWN_KEYS)[number]) => read(options, key, WHAT);
   const client = get('client') as RedisClientLike | undefined;
-  if (
-    client === null ||
-    typeof client !== 'object' ||
-    typeof client.sendCommand !== 'function' ||
-    typeof client.duplicate !== 'function'
-  ) {
-    throw invalidType(`${WHAT}: options.client must be a connected node-redis client, not ${describe(client)}`);
+  let isClient = false;
+  let isOpen: unknown;
+  try {
+    isClient =
+      client !== null &&
+      typeof client === 'object' &&
+      typeof client.sendCommand === 'function' &&
+      typeof client.duplicate === 'function';
+    isOpen = isClient ? (client as { isOpen?: unknown }).isOpen : undefined;
+  } catch {
+    // A revoked Proxy, a getter that throws: not a client (isClient stays false).
   }
-  if ((client as { isOpen?: unknown }).isOpen === false)
-    throw invalidValue(`${WHAT}: options.client is not connected: await client.connect() first`);
+  if (!isClient || client === undefined)
+    throw invalidType(`${WHAT}: options.client must be a connected node-redis client, not ${describe(client)}`);
+  if (isOpen === false) throw invalidValue(`${WHAT}: options.client is not connected: await client.connect() first`);
   const name = get('name');
   if (name === undefined) throw invalidType(`${WHAT}: the "name" option is required: the fleet shares a limiter by its name`);
   checkName(WHAT, name);
@@ -189,6 +201,11 @@ export function keyOf<T>(name: string, key: ((item: T) => string) | undefined, i
   if (typeof k !== 'string' || k.length === 0) {
     throw limitKeyError(`Limiter "${name}": key(item) must return a non-empty string. Received ${describe(k)}`);
   }
+  // Redis stores keys as UTF-8: a lone surrogate becomes U+FFFD, so two such keys would share one limit.
+  if (!(k as string & { isWellFormed(): boolean }).isWellFormed())
+    throw limitKeyError(
+      `Limiter "${name}": key(item) must be well-formed Unicode (a lone surrogate would share another key's limit in Redis)`,
+    );
   if (Buffer.byteLength(k) > MAX_KEY_BYTES)
     throw limitKeyError(`Limiter "${name}": key(item) returned a key longer than ${MAX_KEY_BYTES} bytes (UTF-8)`);
   return k;

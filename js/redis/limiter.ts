@@ -32,6 +32,7 @@ import {
 import { reportable } from './reportable';
 import { Script } from './script';
 import { integerOption } from '../validate';
+import { acquireSignal } from '../limits/acquire-options';
 
 export type { RedisLimiterOptions, WhenRedisFails } from './limiter-options';
 
@@ -236,8 +237,8 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
   }
 
   async acquire(item: T, options?: AcquireOptions): Promise<RedisPermit> {
+    const signal = acquireSignal(options, `Limiter "${this.name}": acquire()`);
     if (this.#closed) throw limiterClosedError(this.name);
-    const signal = options?.signal;
     signal?.throwIfAborted();
     const key = keyOf(this.name, this.#o.key, item);
     const cost = costOf(this.name, this.#o.cost, item, this.#limits);
@@ -537,7 +538,7 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
 
   async setLimits(settings: LimitSettings): Promise<void> {
     if (this.#closed) throw limiterClosedError(this.name);
-    const limits = checkLimits(settings, `Limiter "${this.name}": setLimits()`);
+    const limits = checkLimits(settings, `Limiter "${this.name}": setLimits()`, true);
     this.#limits = limits;
     void this.#fallback?.setLimits(localShare(limits, this.#processes));
     await this.#call(SET, [...limitArgs(limits), this.#o.leaseTtl], 'setLimits');
