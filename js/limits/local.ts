@@ -647,7 +647,7 @@ export function limiter<T = unknown>(options: LocalLimiterOptions<T>): Limiter<T
   const clock = read(options, 'clock', '');
   if (clock !== undefined && typeof clock !== 'function')
     throw invalidType(`limiter(): the "clock" option must be a function. Received ${describe(clock)}`);
-  const named = (name as string | undefined) ?? `limiter-${++unnamed}`;
+  const named = name ?? `limiter-${++unnamed}`;
   return new LocalLimiter<T>({ key, cost, fairness, priority } as LocalLimiterOptions<T>, checked, {
     name: named,
     reject: mode === 'reject',
