@@ -213,3 +213,70 @@ test('bad debounce options are refused at redisWorker() and testWorker() with co
     await other.close?.();
   }
 });
+
+/**
+ * Echoes what it is given as `<name>@<time>` (an event's `i`, or a timer's `mine`), and at its first input sets a
+ * timer of its own (key 'mine') `after` ms later; also tries the reserved key, and reports what that threw.
+ */
+function withOwnTimer(after, reserved = []) {
+  return streamFn(
+    async function* (events, ctx) {
+      let first = true;
+      for await (const e of events) {
+        yield `${e.mine ? 'mine' : e.i}@${ctx.entry.time}`;
+        if (!first) continue;
+        first = false;
+        ctx.wakeAt(ctx.entry.time + after, { mine: true }, { key: 'mine' });
+        for (const call of [
+          () => ctx.wakeAt(ctx.entry.time + 1, { mine: true }, { key: 'velo.debounce' }),
+          () => ctx.cancelTimer('velo.debounce'),
+        ]) {
+          try {
+            call();
+            reserved.push('accepted');
+          } catch (error) {
+            reserved.push(error.code);
+          }
+        }
+      }
+    },
+    { idleTimeout: 1000 },
+  );
+}
+
+async function sessionsOf(fn, debounce, times, { pad, ...options } = {}) {
+  const worker = testWorker(fn, { debounce, ...options });
+  const t0 = worker.now();
+  let now = 0;
+  for (const [i, at] of times.entries()) {
+    await worker.advance(at - now);
+    now = at;
+    worker.send('k', { i, ...(pad ? { pad: 'x'.repeat(pad) } : {}) });
+  }
+  await worker.settle();
+  const out = worker
+    .sessions()
+    .map((s) => s.outputs.map((o) => (o.error ? `error:${o.error.code}` : o.value.replace(/@(\d+)/, (_, t) => `@${t - t0}`))));
+  await worker.close();
+  return out;
+}
+
+test("the handler's own timers are not debounced: they come through, and neither hold nor end a group; the reserved key is refused", async () => {
+  const reserved = [];
+  assert.deepEqual(await sessionsOf(withOwnTimer(100, reserved), { wait: 100 }, [0, 210]), [['0@100', 'mine@200', '1@310']]);
+  assert.deepEqual(reserved, ['ERR_INVALID_ARG_VALUE', 'ERR_INVALID_ARG_VALUE']);
+  assert.deepEqual(await sessionsOf(withOwnTimer(100), { wait: 100, edge: 'leading' }, [0, 110]), [['0@0', 'mine@100', '1@110']]);
+  // An own timer due while an event is held: the held event stays held and goes at its own time.
+  assert.deepEqual(await sessionsOf(withOwnTimer(30), { wait: 100 }, [0, 140, 150]), [['0@100', 'mine@130', '2@250']]);
+});
+
+test('the debounce timer has a slot of its own: the handler keeps all of maxSessionTimers, and no held event is lost at the cap', async () => {
+  assert.deepEqual(await sessionsOf(withOwnTimer(1000), { wait: 100 }, [0, 210, 220], { maxSessionTimers: 1 }), [
+    ['0@100', '2@320', 'mine@1100'],
+  ]);
+});
+
+test('an event the worker accepts always fits its debounce timer, whatever its size within maxEventBytes', async () => {
+  const out = await sessionsOf(withOwnTimer(10_000), { wait: 100 }, [0], { maxEventBytes: 1024, pad: 990 });
+  assert.deepEqual(out, [['0@100', 'mine@10100']]);
+});

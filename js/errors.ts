@@ -405,6 +405,14 @@ export function sessionsReaderError(): TypeError & { code: 'ERR_INVALID_STATE' }
   );
 }
 
+/** `ctx.wakeAt`/`ctx.cancelTimer` with the timer key a `redisWorker`'s `debounce` keeps for itself. */
+export function reservedTimerKeyError(call: string): TypeError & { code: 'ERR_INVALID_ARG_VALUE' } {
+  return coded(
+    new TypeError(`${call}: the timer key "velo.debounce" is the worker's own (its debounce timer): use another key`),
+    'ERR_INVALID_ARG_VALUE',
+  );
+}
+
 /** A call a test worker cannot take in its state (the message says which and why). */
 export function testWorkerStateError(message: string): TypeError & { code: 'ERR_INVALID_STATE' } {
   return coded(new TypeError(message), 'ERR_INVALID_STATE');

@@ -13,25 +13,27 @@ import type { StreamContext, StreamHandler } from '../types';
 
 /** The reserved key of the session's debounce timer. */
 export const DEBOUNCE_TIMER_KEY = 'velo.debounce';
+/** What a debounce timer's payload adds to the event it holds, at most (the field, the group's two times, brackets). */
+export const DEBOUNCE_OVERHEAD_BYTES = 128;
 /** The field of a debounce timer's payload: `[since, last, held?]` (`held` a one-element array: the held event). */
 const FIELD = 'velo.debounce';
 
 type Pending = [since: number, last: number, held?: [unknown]];
 
-/** What the filter needs of the session besides `ctx`: its pending debounce timer when it starts, and a counter. */
+/**
+ * What the filter needs of the session besides `ctx`: its debounce timer (made, replaced and cancelled here, not
+ * through `ctx`, which refuses the reserved key to the handler), what it had pending when the session started, a
+ * counter.
+ */
 export interface DebounceSession {
-  /** The payload of the session's pending timer of key `DEBOUNCE_TIMER_KEY`, decoded (a restored session's). */
-  pendingPayload(): unknown;
+  /** Makes (or replaces) the session's debounce timer, as `ctx.wakeAt` would (`TimerPastAgeError` the same): its id. */
+  wake(time: number, payload: unknown): number;
+  /** Cancels the session's debounce timer. */
+  cancel(): void;
+  /** The session's pending debounce timer when it starts (a restored session's): its id and payload, decoded. */
+  pending(): { id: number; payload: unknown } | undefined;
   /** An event was dropped (collapsed into a later one, or within a quiet period). */
   dropped(): void;
-}
-
-/** The wake-up of the session's debounce timer (an input of a timer whose payload is one of ours), or undefined. */
-function ours(event: unknown, ctx: StreamContext): Pending | undefined {
-  if (ctx.entry === undefined || !ctx.entry.id.startsWith('t')) return undefined;
-  if (event === null || typeof event !== 'object') return undefined;
-  const value = (event as Record<string, unknown>)[FIELD];
-  return Array.isArray(value) && typeof value[0] === 'number' && typeof value[1] === 'number' ? (value as Pending) : undefined;
 }
 
 /** The pending state a payload of ours carries, and its held event if any. */
@@ -55,13 +57,22 @@ async function* debounced(
   d: Debounce,
   session: DebounceSession,
 ): AsyncGenerator<unknown, void, undefined> {
-  const restored = pendingOf(session.pendingPayload());
+  const pending = session.pending();
+  const restored = pending === undefined ? undefined : pendingOf(pending.payload);
   let state: KeyState | undefined = restored?.state;
   let held: [unknown] | undefined = restored?.held;
+  /** The entry id (`t<id>`) of the debounce timer pending, if any: its wake-up is ours; any other timer's is the handler's. */
+  let timer = pending === undefined ? '' : `t${pending.id}`;
   for await (const event of events) {
-    const wake = ours(event, ctx);
-    if (wake !== undefined) {
-      // Due: trailing, the held event goes; leading, the quiet period ends.
+    const id = ctx.entry?.id;
+    if (id !== undefined && id.startsWith('t')) {
+      if (id !== timer) {
+        // A wake-up of one of the handler's own timers: not an event of the key, so it goes through as it is.
+        yield event;
+        continue;
+      }
+      // Ours, due: trailing, the held event goes; leading, the quiet period ends.
+      timer = '';
       const out = held;
       state = undefined;
       held = undefined;
@@ -75,11 +86,12 @@ async function* debounced(
     held = action === 'hold' ? [event] : undefined;
     const payload: Pending = held === undefined ? [next.since, next.last] : [next.since, next.last, held];
     try {
-      ctx.wakeAt(due(next, d), { [FIELD]: payload }, { key: DEBOUNCE_TIMER_KEY });
+      timer = `t${session.wake(due(next, d), { [FIELD]: payload })}`;
     } catch (error) {
       if ((error as { code?: unknown })?.code !== 'ERR_VELO_TIMER_PAST_AGE') throw error;
       // Past the session's age end: nothing is pending past it; a held event goes now.
-      ctx.cancelTimer(DEBOUNCE_TIMER_KEY);
+      session.cancel();
+      timer = '';
       state = undefined;
       if (held !== undefined) {
         const out = held;

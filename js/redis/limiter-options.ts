@@ -129,11 +129,12 @@ export function resolveLimiterOptions<T>(options: RedisLimiterOptions<T>): Resol
     throw invalidType(`${WHAT}: options must be an object, not ${describe(options)}`);
   for (const key of ownKeys(options, WHAT)) {
     // Part of the shared LimiterOptions, not implemented on Redis yet: said plainly rather than "unknown".
-    if (key === 'fairness' || key === 'priority')
+    // (Given as undefined, as the in-process limiter takes it: nothing to refuse.)
+    if ((key === 'fairness' || key === 'priority') && read(options, key, WHAT) !== undefined)
       throw invalidValue(
         `${WHAT}: the "${key}" option is not supported on Redis yet: waiters are served first come, first served. Use the in-process limiter() for ${key === 'fairness' ? 'fairness across tenants' : 'priorities'}`,
       );
-    if (!(OWN_KEYS as readonly string[]).includes(key))
+    if (key !== 'fairness' && key !== 'priority' && !(OWN_KEYS as readonly string[]).includes(key))
       throw invalidValue(`${WHAT}: unknown option "${key}". Known options: ${OWN_KEYS.join(', ')}`);
   }
   const get = (key: (typeof OWN_KEYS)[number]) => read(options, key, WHAT);

@@ -3,7 +3,7 @@
 // (idle by the log's clock, caps, markers) or where their handlers stop, and commits outputs and acks fenced.
 // What each handler gets next, as the session rule decides, is `SessionInputs`. What it needs of the worker is
 // `PartitionHost`.
-import { DEBOUNCE_TIMER_KEY, debouncedHandler } from './debounce-input';
+import { DEBOUNCE_OVERHEAD_BYTES, DEBOUNCE_TIMER_KEY, debouncedHandler } from './debounce-input';
 import { drainOutputs } from '../core/drive';
 import { kFinished, kTaken, kTakenEnd, type StreamKind } from '../core/protocol';
 import { sleepOn } from './clock';
@@ -585,16 +585,27 @@ export class PartitionRun<I, O> {
     if (snapshot !== undefined && broken === undefined) checkpoints.lastInput = snapshot.lastInput;
     const debounce = w.debounce;
     if (debounce !== null) {
+      // (Its payload holds the event, which the worker accepted within maxEventBytes, and the group's times.)
+      checkpoints.encodeDebounce = (payload) =>
+        encodeChecked(
+          w.codec,
+          payload,
+          w.maxEventBytes + DEBOUNCE_OVERHEAD_BYTES,
+          `debounce timer of session ${JSON.stringify(sid)}`,
+        );
       checkpoints.wrapHandler = (handler) =>
         debouncedHandler(
           handler,
           debounce,
           {
+            wake: (time, payload) => checkpoints.wakeDebounce(time, payload),
+            cancel: () => checkpoints.cancelDebounce(),
             // What a restored session had pending: its debounce timer, restored with the checkpoint.
-            pendingPayload: () => {
+            pending: () => {
               const timer = rule.timers.find((t) => t.key === DEBOUNCE_TIMER_KEY);
               if (timer === undefined) return undefined;
-              return w.codec.decode(typeof timer.payload === 'string' ? Buffer.from(timer.payload) : timer.payload);
+              const payload = typeof timer.payload === 'string' ? Buffer.from(timer.payload) : timer.payload;
+              return { id: timer.id, payload: w.codec.decode(payload) };
             },
             dropped: () => {
               w.counters.debounced++;

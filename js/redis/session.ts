@@ -3,13 +3,20 @@ import { type SessionHooks, type StreamKind } from '../core/protocol';
 import { tagStream } from '../core/stream-list';
 import { cutText, readString, textOf } from '../text';
 import { type Codec, encodeChecked } from './codec';
-import { CheckpointTooLargeError, type SessionLimitError, sessionAgeError, sessionEventsError } from '../errors';
+import {
+  CheckpointTooLargeError,
+  type SessionLimitError,
+  reservedTimerKeyError,
+  sessionAgeError,
+  sessionEventsError,
+} from '../errors';
 import { idTime } from './log-ids';
 import { type EndReason, type SessionLimits, type SessionState, type SessionTimer, addTimer, cancelTimer } from './session-rules';
 import type { InputEntry, SessionEnd, Snapshot } from './transport';
 import type { SessionScope } from './trace-context';
 import type { ClockTimer } from './clock';
 import type { Grant } from './session-permits';
+import { DEBOUNCE_TIMER_KEY } from './debounce-input';
 import type { StreamHandler } from '../types';
 
 /** A handler's failure as stored with an output: `{ name, message, code }` as JSON. */
@@ -218,14 +225,45 @@ export class Checkpoints implements SessionHooks {
     else this.onWaiting();
   }
   wakeAt(time: number, payload: unknown, key: string | undefined): void {
+    if (key === DEBOUNCE_TIMER_KEY) throw reservedTimerKeyError('ctx.wakeAt()');
+    // A pending debounce timer has a slot of its own: the handler keeps all of maxSessionTimers.
+    const limits = this.#debouncePending() ? this.#limitsPlusOne() : this.limits;
+    this.#add(time, this.encodePayload(payload), limits, key);
+  }
+  cancelTimer(key: string): boolean {
+    if (key === DEBOUNCE_TIMER_KEY) throw reservedTimerKeyError('ctx.cancelTimer()');
+    return this.#cancel(key);
+  }
+  /**
+   * Encodes a debounce timer's payload (set with `debounce`): its bound is `maxEventBytes` plus what the wrapper
+   * adds, so an event the worker accepts always fits.
+   */
+  encodeDebounce: ((payload: unknown) => Buffer | string) | null = null;
+  /** The debounce timer (`debounce-input.ts`), made or replaced: one slot past `maxSessionTimers`, its own. */
+  wakeDebounce(time: number, payload: unknown): number {
+    const encode = this.encodeDebounce ?? this.encodePayload;
+    return this.#add(time, encode(payload), this.#limitsPlusOne(), DEBOUNCE_TIMER_KEY);
+  }
+  cancelDebounce(): void {
+    this.#cancel(DEBOUNCE_TIMER_KEY);
+  }
+  #debouncePending(): boolean {
+    return this.encodeDebounce !== null && this.rule.timers.some((t) => t.key === DEBOUNCE_TIMER_KEY);
+  }
+  #limitsPlusOne(): SessionLimits {
+    return { ...this.limits, maxSessionTimers: this.limits.maxSessionTimers + 1 };
+  }
+  /** Makes a timer (or replaces the pending one of `key`): its id. */
+  #add(time: number, payload: Buffer | string, limits: SessionLimits, key: string | undefined): number {
     const replaced = key === undefined ? undefined : this.rule.timers.find((t) => t.key === key);
-    const timer = addTimer(this.rule, time, this.encodePayload(payload), this.limits, key);
+    const timer = addTimer(this.rule, time, payload, limits, key);
     if (timer === 'late') throw this.late(Math.ceil(time));
     if (timer === 'full') throw this.tooMany();
     if (replaced !== undefined) this.onDrop?.(replaced);
     this.onTimer?.(timer);
+    return timer.id;
   }
-  cancelTimer(key: string): boolean {
+  #cancel(key: string): boolean {
     const timer = cancelTimer(this.rule, key);
     if (timer === undefined) return false;
     this.onDrop?.(timer);
