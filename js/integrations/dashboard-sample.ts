@@ -8,6 +8,7 @@ import { kWatch, type StreamList, tagOf } from '../core/stream-list';
 import { fnv1a } from '../redis/options';
 import { kServes } from '../redis/metrics';
 import { cutText } from '../text';
+import { invalidReturn } from '../errors';
 import { kThreads, type ThreadLoads } from '../worker/index';
 import type { StreamFn, StreamMetrics, StreamState } from '../types';
 import type { RedisWorker } from '../redis/worker';
@@ -193,7 +194,7 @@ export interface LimiterFailure {
   name: string;
   /** As in LimiterSample. */
   kind: 'in-process' | 'redis' | 'other';
-  /** The error's code (or class name), or `'ERR_INVALID_RETURN_VALUE'` when the answer was not figures. */
+  /** The error's code (or class name); an invalid return value's code when the answer was not figures. */
   error: string;
 }
 
@@ -523,7 +524,8 @@ class LimiterWatch {
       return { name: this.name, kind: this.kind, error: codeOf(error) };
     }
     const figures = [row.inUse, row.waiting, row.admitted, row.rejected, row.waitP50Ms, row.waitP99Ms, row.keys, row.rate ?? 0];
-    if (figures.some(Number.isNaN)) return { name: this.name, kind: this.kind, error: 'ERR_INVALID_RETURN_VALUE' };
+    if (figures.some(Number.isNaN))
+      return { name: this.name, kind: this.kind, error: invalidReturn(`${this.name}: stats() did not answer figures`).code };
     this.#previous = { at: now, admitted: row.admitted, rejected: row.rejected };
     return row;
   }
