@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { batch, streamFn, task, workerFn } from 'velo-stream';
-import { redisProducer, redisWorker } from 'velo-stream/redis';
+import { bufferCodec, redisProducer, redisWorker } from 'velo-stream/redis';
 import { checkDeterminism, testWorker } from 'velo-stream/testing';
 import { registerRedisWorkerMetrics } from 'velo-stream/prometheus';
 import { Registry } from 'prom-client';
@@ -279,4 +279,55 @@ test('the debounce timer has a slot of its own: the handler keeps all of maxSess
 test('an event the worker accepts always fits its debounce timer, whatever its size within maxEventBytes', async () => {
   const out = await sessionsOf(withOwnTimer(10_000), { wait: 100 }, [0], { maxEventBytes: 1024, pad: 990 });
   assert.deepEqual(out, [['0@100', 'mine@10100']]);
+});
+
+test('any codec works: the debounce timer keeps its own format (bufferCodec, trailing and leading)', async () => {
+  const bytes = streamFn(
+    async function* (events, ctx) {
+      for await (const e of events) yield Buffer.from(`${e.toString()}@${ctx.entry.time}`);
+    },
+    { idleTimeout: 1000 },
+  );
+  for (const [debounce, expected] of [
+    [{ wait: 50 }, ['b@60']],
+    [{ wait: 50, edge: 'leading' }, ['a@0']],
+  ]) {
+    const worker = testWorker(bytes, { debounce, codec: bufferCodec });
+    const t0 = worker.now();
+    worker.send('k', Buffer.from('a'));
+    await worker.advance(10);
+    worker.send('k', Buffer.from('b'));
+    await worker.settle();
+    const out = worker
+      .sessions()
+      .map((s) =>
+        s.outputs.map((o) => (o.error ? `error:${o.error.code}` : o.value.toString().replace(/@(\d+)/, (_, t) => `@${t - t0}`))),
+      );
+    assert.deepEqual(out, [expected], JSON.stringify(debounce));
+    await worker.close();
+  }
+});
+
+test('leading: an event whose quiet period would pass maxSessionAge still goes at once', async () => {
+  assert.deepEqual(await run({ wait: 100, edge: 'leading' }, [0], { worker: { maxSessionAge: 50 } }), [
+    ['0@0', 'error:ERR_VELO_SESSION_AGE'],
+  ]);
+  assert.deepEqual(await run({ wait: 100, edge: 'leading' }, [0, 120], { worker: { maxSessionAge: 150 } }), [
+    ['0@0', '1@120', 'error:ERR_VELO_SESSION_AGE'],
+  ]);
+});
+
+test('a handler that returns while an event is held gives it up, counted: the entries after it open the next session', async () => {
+  const returning = streamFn(
+    async function* (events, ctx) {
+      for await (const e of events) {
+        if (e.mine) return;
+        yield `${e.i}@${ctx.entry.time}`;
+        ctx.wakeAt(ctx.entry.time + 50, { mine: true }, { key: 'mine' });
+      }
+    },
+    { idleTimeout: 1000 },
+  );
+  // 0 delivered at 100, own timer due at 150 (it returns there); 1 (at 120) held then, given up; 2 (at 400) next.
+  assert.deepEqual(await sessionsOf(returning, { wait: 100 }, [0, 120, 400]), [['0@100'], ['2@500']]);
 });

@@ -3,7 +3,7 @@
 // (idle by the log's clock, caps, markers) or where their handlers stop, and commits outputs and acks fenced.
 // What each handler gets next, as the session rule decides, is `SessionInputs`. What it needs of the worker is
 // `PartitionHost`.
-import { DEBOUNCE_OVERHEAD_BYTES, DEBOUNCE_TIMER_KEY, debouncedHandler } from './debounce-input';
+import { DEBOUNCE_TIMER_KEY, type DebouncePending, debouncedHandler, decodePending, encodePending } from './debounce-input';
 import { drainOutputs } from '../core/drive';
 import { kFinished, kTaken, kTakenEnd, type StreamKind } from '../core/protocol';
 import { sleepOn } from './clock';
@@ -553,8 +553,8 @@ export class PartitionRun<I, O> {
         const state = snapshot.state;
         restored = w.codec.decode(typeof state === 'string' ? Buffer.from(state) : state);
         // Its timers' payloads are part of it: one that cannot be decoded makes the whole unreadable.
-        for (const [, , payload] of snapshot.pending ?? [])
-          w.codec.decode(typeof payload === 'string' ? Buffer.from(payload) : payload);
+        for (const [, , payload, key] of snapshot.pending ?? [])
+          if (key !== DEBOUNCE_TIMER_KEY) w.codec.decode(typeof payload === 'string' ? Buffer.from(payload) : payload);
       } catch (error) {
         broken = decodeError(`The codec could not decode the checkpoint of session ${JSON.stringify(sid)}`, error);
       }
@@ -585,14 +585,7 @@ export class PartitionRun<I, O> {
     if (snapshot !== undefined && broken === undefined) checkpoints.lastInput = snapshot.lastInput;
     const debounce = w.debounce;
     if (debounce !== null) {
-      // (Its payload holds the event, which the worker accepted within maxEventBytes, and the group's times.)
-      checkpoints.encodeDebounce = (payload) =>
-        encodeChecked(
-          w.codec,
-          payload,
-          w.maxEventBytes + DEBOUNCE_OVERHEAD_BYTES,
-          `debounce timer of session ${JSON.stringify(sid)}`,
-        );
+      checkpoints.encodeDebounce = (pending) => encodePending(w.codec, pending as DebouncePending);
       checkpoints.wrapHandler = (handler) =>
         debouncedHandler(
           handler,
@@ -603,9 +596,7 @@ export class PartitionRun<I, O> {
             // What a restored session had pending: its debounce timer, restored with the checkpoint.
             pending: () => {
               const timer = rule.timers.find((t) => t.key === DEBOUNCE_TIMER_KEY);
-              if (timer === undefined) return undefined;
-              const payload = typeof timer.payload === 'string' ? Buffer.from(timer.payload) : timer.payload;
-              return { id: timer.id, payload: w.codec.decode(payload) };
+              return timer === undefined ? undefined : { id: timer.id, pending: decodePending(w.codec, timer.payload) };
             },
             dropped: () => {
               w.counters.debounced++;

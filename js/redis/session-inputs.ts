@@ -1,6 +1,7 @@
 // The session rule applied to a partition's live sessions: what a handler gets when it asks for its next input (a
 // timer, the entry first in its input, or the end), and what the waiting handlers get when the log's clock moves.
 // The rule itself is session-rules.ts; what this needs of the partition's run is `InputsHost`.
+import { DEBOUNCE_TIMER_KEY } from './debounce-input';
 import { kSendNow } from '../core/protocol';
 import { decodeError } from '../errors';
 import { type Checkpoints, type Session, type Timer, capError } from './session';
@@ -241,6 +242,8 @@ export class SessionInputs<I, O> {
     (s.checkpoints as Checkpoints).took(`t${timer.id}`, timer.time, null);
     this.#writes.clearTimer(s, timer.id);
     s.wokenBefore.delete(timer.id);
+    // The debounce timer's payload is the worker's own (debounce-input.ts), not made by the function's codec.
+    if (timer.key === DEBOUNCE_TIMER_KEY) return timer.payload;
     try {
       return this.#worker.codec.decode(typeof timer.payload === 'string' ? Buffer.from(timer.payload) : timer.payload);
     } catch (error) {
