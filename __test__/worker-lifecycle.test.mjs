@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Worker } from 'node:worker_threads';
 import { StreamClosedError, streamFn, workerFn } from 'velo-stream';
 import { run } from './helpers/child.mjs';
 
@@ -17,6 +18,20 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** OS threads of this process. */
 const threads = () => readdirSync('/proc/self/task').length;
 const linux = process.platform === 'linux';
+
+// A first Worker, started and terminated before any count: a runtime may start helper threads of its own with its
+// first Worker, or its first terminate(), and keep them (Bun does: JSC's heap, JIT and signal-sender threads; Node
+// does not). They are not the library's threads.
+{
+  const first = new Worker('setInterval(() => {}, 1000)', { eval: true });
+  await new Promise((resolve, reject) => {
+    first.once('online', resolve);
+    first.once('error', reject);
+  });
+  const exited = new Promise((resolve) => first.once('exit', resolve));
+  await first.terminate();
+  await exited;
+}
 
 /** Waits (forcing GCs) until `done()`, or fails once `ms` pass without it: a stall, never a timing claim. */
 async function until(done, ms, what) {
@@ -127,11 +142,11 @@ test(
   async () => {
     const base = threads();
     for (let i = 0; i < 40; i++) {
-      // The default threadIdleTimeout (10 s) is not what stops these.
-      const fn = workerFn(HANDLERS, { export: 'echo', threads: 2 });
+      // An idle timeout of an hour: what stops these threads is their function's collection, nothing else.
+      const fn = workerFn(HANDLERS, { export: 'echo', threads: 2, threadIdleTimeout: 3_600_000 });
       assert.deepEqual(await fn.run([i, i + 1]), [i, i + 1]);
+      assert.ok(threads() > base, `a thread runs for workerFn ${i}`);
     }
-    assert.ok(threads() >= base + 40, `threads: ${base} -> ${threads()}`);
     await until(() => threads() <= base + 2, 30_000, `threads back near ${base} (now ${threads()})`);
   },
 );
@@ -185,6 +200,12 @@ test('a module that never loads does not keep the process alive past its loadTim
 test('a thread that cannot start (new Worker() refused) fails each stream with WorkerCrashedError and frees its slot; in a pipe, the pipe fails', async () => {
   // A stack of 100 GB: the system refuses the thread (EAGAIN), as it would past a thread limit.
   const noThread = { threads: 1, maxConcurrent: 2, resourceLimits: { stackSizeMb: 100_000 } };
+  if (typeof process.versions.bun === 'string') {
+    // Bun's Worker ignores resourceLimits, so this way to make new Worker() fail is not there: they are refused at
+    // the call (docs/runtimes.md).
+    assert.throws(() => workerFn(HANDLERS, { export: 'echo', ...noThread }), { code: 'ERR_VELO_RUNTIME_UNSUPPORTED' });
+    return;
+  }
   const fn = workerFn(HANDLERS, { export: 'echo', ...noThread });
   for (let i = 0; i < 3; i++) {
     await assert.rejects(
