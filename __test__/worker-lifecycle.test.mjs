@@ -3,10 +3,9 @@
 // threads released, and a module whose load never ends bounded by loadTimeout.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Worker } from 'node:worker_threads';
 import { StreamClosedError, streamFn, workerFn } from 'velo-stream';
 import { run } from './helpers/child.mjs';
 
@@ -15,23 +14,28 @@ const NEVER_LOADS = new URL('./fixtures/worker-never-loads.mjs', import.meta.url
 const BUSY_LOAD = new URL('./fixtures/worker-busy-load.mjs', import.meta.url);
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-/** OS threads of this process. */
-const threads = () => readdirSync('/proc/self/task').length;
-const linux = process.platform === 'linux';
-
-// A first Worker, started and terminated before any count: a runtime may start helper threads of its own with its
-// first Worker, or its first terminate(), and keep them (Bun does: JSC's heap, JIT and signal-sender threads; Node
-// does not). They are not the library's threads.
-{
-  const first = new Worker('setInterval(() => {}, 1000)', { eval: true });
-  await new Promise((resolve, reject) => {
-    first.once('online', resolve);
-    first.once('error', reject);
-  });
-  const exited = new Promise((resolve) => first.once('exit', resolve));
-  await first.terminate();
-  await exited;
+const bun = typeof process.versions.bun === 'string';
+/** The name of OS thread `tid` of this process (null: it is gone). */
+function threadName(tid) {
+  try {
+    return readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim();
+  } catch {
+    return null;
+  }
 }
+/**
+ * OS threads of this process. On Bun, only those of Workers (named `Worker`) and of the addon (`velo-…`): Bun's
+ * runtime starts threads of its own that come and go whatever the library does (JSC's collector, JIT and heap
+ * helpers, a signal sender at the first terminate()). On Node, every thread (Node names none of them).
+ */
+const threads = () =>
+  bun
+    ? readdirSync('/proc/self/task').filter((tid) => {
+        const name = threadName(tid);
+        return name === 'Worker' || name?.startsWith('velo-');
+      }).length
+    : readdirSync('/proc/self/task').length;
+const linux = process.platform === 'linux';
 
 /** Waits (forcing GCs) until `done()`, or fails once `ms` pass without it: a stall, never a timing claim. */
 async function until(done, ms, what) {
