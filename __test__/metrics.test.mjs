@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { streamFn, task } from 'velo-stream';
 import { Registry } from 'prom-client';
 import { registerStreamMetrics } from 'velo-stream/prometheus';
-import { collect, deferred, settle } from './helpers/util.mjs';
+import { collect, collectUntil, deferred, settle } from './helpers/util.mjs';
 
 test('counts in/out, buffer depths, waits, lifetime and queue-wait percentiles', async () => {
   const gate = deferred();
@@ -135,10 +135,7 @@ test('the handoffs of a stream that is abandoned and collected still reach its f
       await s.recv();
     }
   })(); // the stream is dropped with its handler waiting for input
-  for (let i = 0; i < 10 && fn.stats().cancelled === 0; i++) {
-    await new Promise((r) => setImmediate(r));
-    global.gc();
-  }
+  await collectUntil(() => fn.stats().cancelled > 0, 'the abandoned stream collected');
   assert.equal(fn.stats().cancelled, 1, 'collected');
   const text = await registry.metrics();
   const value = (name) => Number(text.split('\n').find((l) => l.startsWith(`${name}{fn="twice"}`))?.split(' ').at(-1));
@@ -183,10 +180,7 @@ test('the events sent to a busy handler of a stream that is abandoned and collec
     const s = fn.open();
     for (let i = 0; i < 3; i++) await s.send(i);
   })();
-  for (let i = 0; i < 10 && fn.stats().cancelled === 0; i++) {
-    await new Promise((r) => setImmediate(r));
-    global.gc();
-  }
+  await collectUntil(() => fn.stats().cancelled > 0, 'the abandoned stream collected');
   assert.equal(fn.stats().cancelled, 1, 'collected');
   const text = await registry.metrics();
   assert.ok(text.includes('velo_events_in_total{fn="stuck"} 3'), text);

@@ -333,7 +333,9 @@ test('a pipe that can never end, unreferenced, is collected and counted cancelle
   (() => {
     for (let i = 0; i < 10; i++) void piped.open().send({ i });
   })();
-  for (let i = 0; i < 200 && piped.stats().open > 0; i++) {
+  // (Each stage's stream is collected on its own: wait for all three counts, not only the pipe's.)
+  const settled = () => piped.stats().open === 0 && a.stats().cancelled === 10 && b.stats().cancelled === 10;
+  for (let i = 0; i < 200 && !settled(); i++) {
     global.gc();
     await new Promise((resolve) => setTimeout(resolve, 10));
   }

@@ -52,10 +52,10 @@ export const ERROR_CODES = {
     action: 'Send a typed-array view over it.',
   },
   ERR_VELO_RUNTIME_UNSUPPORTED: {
-    class: 'DOMException',
+    class: 'DOMException, Error',
     from: 'velo-stream (workerFn)',
-    when: 'A view over a `SharedArrayBuffer` sent to or yielded by a worker stream on a runtime whose `node:v8` has no `Serializer` (Bun), where the memory cannot be shared.',
-    action: 'Send a copy (a view over an ordinary ArrayBuffer), or run on Node or Deno.',
+    when: "What the runtime cannot do (Bun, docs/runtimes.md). A view over a `SharedArrayBuffer` sent to or yielded by a worker stream where `node:v8` has no `Serializer`, so the memory cannot be shared: the stream fails with a `DOMException` named `DataCloneError`. `workerFn(module, { resourceLimits })` where the runtime's `Worker` ignores `resourceLimits`: `workerFn()` throws an `Error`.",
+    action: 'Send a copy (a view over an ordinary ArrayBuffer); leave out `resourceLimits` there; or run on Node.',
   },
   ERR_VELO_ADDON_NOT_FOUND: {
     class: '',
@@ -521,6 +521,16 @@ export function sharedViewError(): DOMException {
     new DOMException(
       'A view over a SharedArrayBuffer cannot cross to or from a worker stream on this runtime (its node:v8 has no Serializer, so the memory cannot be shared): send a copy, or run on Node',
       'DataCloneError',
+    ),
+    'ERR_VELO_RUNTIME_UNSUPPORTED',
+  );
+}
+
+/** `resourceLimits` on a runtime whose `Worker` ignores them (Bun): a limit asked for and not enforced is refused. */
+export function resourceLimitsUnsupportedError(runtime: string): Error {
+  return coded(
+    new Error(
+      `The "resourceLimits" option of workerFn has no effect on ${runtime} (its Worker ignores resourceLimits), so it is refused there: leave it out, or run on Node`,
     ),
     'ERR_VELO_RUNTIME_UNSUPPORTED',
   );

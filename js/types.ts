@@ -438,7 +438,10 @@ export interface WorkerFnConfig extends StreamConfig {
    * its batch leaves, at any time after `send()`. Default false (one copy).
    */
   transfer?: boolean;
-  /** Each thread's limits, as `new Worker()` takes them; a thread that exceeds them fails the streams it hosts. */
+  /**
+   * Each thread's limits, as `new Worker()` takes them; a thread that exceeds them fails the streams it hosts.
+   * On Bun, whose `Worker` ignores them, `workerFn()` refuses this option (`ERR_VELO_RUNTIME_UNSUPPORTED`).
+   */
   resourceLimits?: import('node:worker_threads').ResourceLimits;
   /**
    * Ms a thread may take to load the module (a top-level await included);

@@ -51,51 +51,10 @@ const SUITES = {
     excluded: {
       ...COMMON_EXCLUDED,
     },
-    // Tests of included files expected to fail on this runtime: file -> { test name: why }.
-    known: {
-      'conformance/values.test.mjs': {
-        'worker: a view over a SharedArrayBuffer is shared; a bare one is refused with ERR_VELO_SHARED_ARRAY_BUFFER':
-          "Bun's node:v8 has no Serializer: a view over a SharedArrayBuffer is refused with ERR_VELO_RUNTIME_UNSUPPORTED instead of shared (docs/runtimes.md)",
-        'worker transfer: a view over a SharedArrayBuffer is shared; a bare one is refused with ERR_VELO_SHARED_ARRAY_BUFFER':
-          'as above, with transfer: true',
-      },
-      'worker-delivery.test.mjs': {
-        'SharedArrayBuffers: a view over one is shared both ways (as postMessage shares it); a bare one is refused with a coded DataCloneError':
-          'as conformance/values: refused with ERR_VELO_RUNTIME_UNSUPPORTED on Bun',
-        'transfer: true: reads waiting for transferred output buffers keep the process alive until they arrive (child processes)':
-          'runs `node --input-type=module -e` children eight times (process.execPath is bun); times out at 60 s on Bun 1.4.5, not investigated further',
-      },
-      'worker-fn.test.mjs': {
-        'a thread that runs out of memory (resourceLimits) fails its streams with WorkerCrashedError, and the function goes on with a new thread':
-          "Bun's Worker ignores resourceLimits: the thread never runs out of memory",
-      },
-      'worker-lifecycle.test.mjs': {
-        'close() cancels the open streams, refuses new ones with StreamClosedError, and resolves once its threads have exited':
-          "Bun 1.4.5's worker_threads: the test's check that every thread has exited when close() resolves fails (Worker exit timing differs from Node's)",
-        'Symbol.asyncDispose closes too': 'as close() above',
-        'a thread that hosts no stream stops after threadIdleTimeout; the next stream starts a new one':
-          'as close() above: the stopped thread is not seen to exit as on Node',
-        'workerFns used once and dropped release their threads once collected (as Jest module copies and hot reload make them)':
-          "counts the process's OS threads (/proc): a terminated Bun Worker's thread stays (12 -> 31), whatever the library does",
-        'a thread that cannot start (new Worker() refused) fails each stream with WorkerCrashedError and frees its slot; in a pipe, the pipe fails':
-          "Bun's Worker ignores resourceLimits: the 100 GB stack the test asks for, to make the system refuse the thread, does not stop it starting",
-      },
-      'gc.test.mjs': {
-        'abandoned streams without an idle deadline are collected and free their slots':
-          'as below: not every abandoned stream is collected by Bun.gc(true) (passes in some runs)',
-        'the value table holds nothing once streams have ended, whatever the ending':
-          "Bun's collector scans the native stack conservatively: Bun.gc(true) does not always collect every abandoned stream, so entries stay until a later collection (passes in some runs)",
-      },
-      'metrics.test.mjs': {
-        'the handoffs of a stream that is abandoned and collected still reach its function totals':
-          'as gc.test: the abandoned stream is not always collected by Bun.gc(true) (passes in some runs)',
-      },
-      'http-backpressure.test.mjs': {
-        'ndjson: thousands of backpressure waits leave no listener behind, no warning':
-          "asserts that Node's http res.write() returns false at every output; Bun's returns false less often, so there are fewer waits (every output still arrives, checked first)",
-        'sse: thousands of backpressure waits leave no listener behind, no warning': 'as ndjson',
-      },
-    },
+    // Tests of included files expected to fail on this runtime: file -> { test name: why }. None on Bun: what
+    // Bun cannot do is refused with ERR_VELO_RUNTIME_UNSUPPORTED, and the tests assert that there
+    // (docs/runtimes.md).
+    known: {},
   },
   deno: {
     command: 'deno',

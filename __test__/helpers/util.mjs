@@ -1,4 +1,5 @@
 // Small helpers shared by the tests.
+import assert from 'node:assert/strict';
 import { setImmediate as immediate } from 'node:timers/promises';
 
 /** Lets every pending promise job and one turn of the event loop run. */
@@ -51,4 +52,22 @@ export async function unhandledDuring(fn) {
     process.off('unhandledRejection', onUnhandled);
   }
   return seen;
+}
+
+/**
+ * Forces full collections until `done()` holds, each from a fresh turn of the
+ * event loop (a timer, then immediates: finalizers and the jobs they queue
+ * run in between), failing once `rounds` collections did not get there. The
+ * promise under test is "eventually collected": Node's collector usually
+ * gets there in the first rounds; Bun's (Bun.gc(true)) scans the native stack
+ * conservatively, so an object a stale stack word still points at goes in a
+ * later collection, from another stack. Counts collections, not time.
+ */
+export async function collectUntil(done, what, rounds = 200) {
+  for (let i = 0; !done(); i++) {
+    if (i >= rounds) assert.fail(`${what}: not reached after ${rounds} full collections`);
+    await new Promise((resolve) => setTimeout(resolve, i < 10 ? 0 : 10));
+    globalThis.gc();
+    await settle(2);
+  }
 }

@@ -102,12 +102,28 @@ export function outputItem<O>(codec: Codec<O>, partition: number, id: Buffer, li
 
 /**
  * A reader's connection, for closing it if its iterator is dropped while it waits at an item (no `return()`),
- * and what stops its acks in flight from waiting for a connection that is gone.
+ * what stops its acks in flight from waiting for a connection that is gone, and those acks: the outputs the loop
+ * moved past before it was dropped are acked first (within `callTimeout`), as when it stops otherwise.
  */
-type Held = { client: RedisClientLike | null; closed: AbortController };
+type Held = {
+  client: RedisClientLike | null;
+  closed: AbortController;
+  /** Sends the acks gathered this turn (the loop's `flush`). */
+  flush: () => void;
+  /** The acks sent and not yet answered. */
+  acking: Set<Promise<void>>;
+  callTimeout: number;
+};
 const abandoned = new FinalizationRegistry<Held>((held) => {
-  held.closed.abort();
-  void held.client?.destroy();
+  // (A collector may find the iterator unreachable while an ack it sent is in flight: closing the connection then
+  // would lose it, and the output it moved past would come back.)
+  held.flush();
+  const close = () => {
+    held.closed.abort();
+    void Promise.resolve(held.client?.destroy()).catch(() => {});
+  };
+  if (held.acking.size === 0) close();
+  else void settlesWithin(Promise.all(held.acking), held.callTimeout).then(close);
 });
 const BLOCK_MS = 1000;
 /** The longest `claimIdle`, ms (a day: pending entries older than that are for an operator to look at). */
@@ -261,15 +277,22 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
       if (flushing !== null) clearImmediate(flushing);
       flushing = null;
       for (const [name, ids] of toAck) {
-        acks.push(
-          retriedOnConnection(() => send(client, name, ['XACK', name, group as string, ...ids]), held.closed.signal).then(
-            () => {},
-            (error: unknown) => void (ackFailure ??= { error }),
-          ),
+        const sent: Promise<void> = retriedOnConnection(
+          () => send(client, name, ['XACK', name, group as string, ...ids]),
+          held.closed.signal,
+        ).then(
+          () => void held.acking.delete(sent),
+          (error: unknown) => {
+            held.acking.delete(sent);
+            ackFailure ??= { error };
+          },
         );
+        held.acking.add(sent);
+        acks.push(sent);
       }
       toAck.clear();
     };
+    held.flush = flush;
     const ack = (name: string, id: Buffer) => {
       const ids = toAck.get(name);
       if (ids === undefined) toAck.set(name, [id]);
@@ -426,7 +449,7 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
 
   return {
     [Symbol.asyncIterator]() {
-      const held: Held = { client: null, closed: new AbortController() };
+      const held: Held = { client: null, closed: new AbortController(), flush: () => {}, acking: new Set(), callTimeout };
       const iterator = read(held);
       abandoned.register(iterator, held, held);
       return iterator;

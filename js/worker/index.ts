@@ -9,7 +9,15 @@ import { basename, isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ResourceLimits } from 'node:worker_threads';
 import { assertOptionsObject, checkKeys } from '../config';
-import { StreamClosedError, WorkerCrashedError, describe, invalidType, invalidValue, workerModuleError } from '../errors';
+import {
+  StreamClosedError,
+  WorkerCrashedError,
+  describe,
+  invalidType,
+  invalidValue,
+  resourceLimitsUnsupportedError,
+  workerModuleError,
+} from '../errors';
 import { integerOption, numberOption } from '../validate';
 import { singleStage } from '../core/function';
 import { type HandlerStream } from '../core/stream';
@@ -95,6 +103,9 @@ export type WorkerStreamFn<I, O> = StreamFn<I, O> & {
 /** A workerFn's own options, besides the stream options. */
 const WORKER_KEYS = ['threads', 'export', 'transfer', 'resourceLimits', 'loadTimeout', 'threadIdleTimeout'];
 
+/** The runtime whose `Worker` ignores `resourceLimits` (Bun), or null (Node). */
+const IGNORES_RESOURCE_LIMITS: string | null = typeof process.versions.bun === 'string' ? `Bun ${process.versions.bun}` : null;
+
 /** The fields of `resourceLimits`, as `new Worker()` takes them. */
 const RESOURCE_LIMITS = new Set(['maxYoungGenerationSizeMb', 'maxOldGenerationSizeMb', 'codeRangeSizeMb', 'stackSizeMb']);
 
@@ -150,12 +161,14 @@ export function workerFn<I, O>(module: string | URL, config?: WorkerFnConfig): W
     throw invalidType(`The "export" option must be a non-empty string. Received ${describe(exportName)}`);
   }
   if (typeof transfer !== 'boolean') throw invalidType(`The "transfer" option must be a boolean. Received ${describe(transfer)}`);
+  const limits = resourceLimits === undefined ? undefined : checkResourceLimits(resourceLimits);
+  if (limits !== undefined && IGNORES_RESOURCE_LIMITS !== null) throw resourceLimitsUnsupportedError(IGNORES_RESOURCE_LIMITS);
   const pool = new ThreadPool({
     module: path,
     exportName,
     max: threads,
     transfer,
-    resourceLimits: resourceLimits === undefined ? undefined : checkResourceLimits(resourceLimits),
+    resourceLimits: limits,
     loadTimeout: milliseconds('loadTimeout', loadTimeout, 1),
     idleTimeout: milliseconds('threadIdleTimeout', threadIdleTimeout, 0),
   });
