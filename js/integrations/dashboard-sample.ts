@@ -12,7 +12,7 @@ import { invalidReturn } from '../errors';
 import { kThreads, type ThreadLoads } from '../worker/index';
 import type { StreamFn, StreamMetrics, StreamState } from '../types';
 import type { RedisWorker } from '../redis/worker';
-import type { Limiter, LimiterStats } from '../limits/types';
+import type { KeyWait, Limiter, LimiterStats } from '../limits/types';
 import { kDescribe, type LimiterDescription } from '../limits/describe';
 
 /** Any stream function, whatever its event and output types. */
@@ -172,7 +172,7 @@ export interface LimiterSample {
    * Per-key waits: the (at most 5) keys whose acquires have waited longest (`waitingKeys()`; for 'redis', this
    * process's), each key's name shown only with `showKeys` (else `…`).
    */
-  waitingKeys: { key: string; waiting: number; held: number; oldestWaitMs: number }[];
+  waitingKeys: KeyWait[];
   /** A Redis limiter's own figures (`RedisLimiterStats`): whether Redis was away at its last call, and the fleet's counters as of its last renewal. */
   redis?: {
     /** The last call to Redis failed (acquires follow `whenRedisFails`). */

@@ -52,6 +52,7 @@ export interface AuthorizeRefusal {
   readonly headers?: Readonly<Record<string, string>>;
 }
 export type { ThreadLoads } from '../worker/index';
+export type { LimiterDescription } from '../limits/describe';
 
 /** Options of `dashboard()`. */
 export interface DashboardOptions {

@@ -1,6 +1,7 @@
 // How a limiter of this package describes itself to the dashboard (js/integrations/dashboard-sample.ts): a
 // method under a symbol, implemented by the in-process limiter (local.ts) and the Redis one (js/redis/limiter.ts).
-// No imports: both limiters and the dashboard load it without a cycle.
+// Imports types only: both limiters and the dashboard load it without a cycle.
+import type { RateLimit } from './types';
 
 /**
  * A limiter of this package describes itself through this method (the dashboard shows it): its kind, its limits
@@ -16,7 +17,7 @@ export interface LimiterDescription {
   /** Permits held at once (per key when keyed), if limited. */
   concurrency?: number;
   /** The rate, if limited. */
-  rate?: { limit: number; period: number; burst: number };
+  rate?: Required<RateLimit>;
   /** 'throttle' or 'reject'. */
   mode: 'throttle' | 'reject';
   /** Whether each key has its own limits (`key` given). */
