@@ -10,6 +10,18 @@
 use proptest::prelude::*;
 use velo_core::limiter::{Decision, LimiterCore, Limits, Rate, Tenant};
 
+/// A throttling limiter of one concurrency slot, at most `max_waiting` in line.
+fn one_slot(max_waiting: usize) -> LimiterCore {
+    LimiterCore::new(
+        Limits {
+            concurrency: Some(1),
+            rate: None,
+        },
+        false,
+        max_waiting,
+    )
+}
+
 fn rate(limit: u64, period_us: u64, burst: u64) -> Option<Rate> {
     Some(Rate {
         limit,
@@ -49,14 +61,7 @@ fn concurrency_line_is_fifo_and_release_grants_the_head() {
 
 #[test]
 fn keys_are_independent() {
-    let mut l = LimiterCore::new(
-        Limits {
-            concurrency: Some(1),
-            rate: None,
-        },
-        false,
-        10,
-    );
+    let mut l = one_slot(10);
     assert_eq!(l.acquire(1, 1, 1, 0), Decision::GrantedHeld);
     assert_eq!(l.acquire(1, 1, 2, 0), Decision::Queued);
     assert_eq!(
@@ -184,14 +189,7 @@ fn wake_at_is_when_the_head_may_go() {
 
 #[test]
 fn set_limits_grants_waiters_at_once() {
-    let mut l = LimiterCore::new(
-        Limits {
-            concurrency: Some(1),
-            rate: None,
-        },
-        false,
-        10,
-    );
+    let mut l = one_slot(10);
     assert_eq!(l.acquire(0, 1, 1, 0), Decision::GrantedHeld);
     assert_eq!(l.acquire(0, 1, 2, 0), Decision::Queued);
     assert_eq!(l.acquire(0, 1, 3, 0), Decision::Queued);
@@ -221,14 +219,7 @@ fn reject_mode_and_full_line_count_as_rejected() {
     assert_eq!(l.acquire(0, 1, 1, 0), Decision::GrantedHeld);
     assert_eq!(l.acquire(0, 1, 2, 0), Decision::Limited);
     assert_eq!(l.try_acquire(0, 1, 0), None);
-    let mut t = LimiterCore::new(
-        Limits {
-            concurrency: Some(1),
-            rate: None,
-        },
-        false,
-        1,
-    );
+    let mut t = one_slot(1);
     assert_eq!(t.acquire(0, 1, 1, 0), Decision::GrantedHeld);
     assert_eq!(t.acquire(0, 1, 2, 0), Decision::Queued);
     assert_eq!(t.acquire(0, 1, 3, 0), Decision::QueueFull);
@@ -237,14 +228,7 @@ fn reject_mode_and_full_line_count_as_rejected() {
 
 #[test]
 fn close_refuses_waiters_and_new_acquires() {
-    let mut l = LimiterCore::new(
-        Limits {
-            concurrency: Some(1),
-            rate: None,
-        },
-        false,
-        10,
-    );
+    let mut l = one_slot(10);
     assert_eq!(l.acquire(7, 1, 1, 0), Decision::GrantedHeld);
     assert_eq!(l.acquire(7, 1, 2, 0), Decision::Queued);
     assert_eq!(l.close(), 1);
@@ -278,14 +262,7 @@ fn sweep_forgets_rested_keys_only() {
 fn hot_tenant_grants(fair: bool) -> (Vec<u64>, u64) {
     // One hot tenant (0) queues 100 waiters per waiter of each of 4 others (1..=4); then the slot is released
     // 500 times. Returns, for each other tenant's waiter, the number of grants before it, and the count of grants.
-    let mut l = LimiterCore::new(
-        Limits {
-            concurrency: Some(1),
-            rate: None,
-        },
-        false,
-        100_000,
-    );
+    let mut l = one_slot(100_000);
     assert_eq!(l.acquire(0, 1, 0, 0), Decision::GrantedHeld);
     let mut id = 1;
     let mut others = std::collections::HashMap::new();
@@ -350,14 +327,7 @@ fn fairness_bounds_the_others_wait_behind_a_hot_tenant() {
 
 #[test]
 fn weights_give_grants_per_turn_and_a_returning_tenant_goes_to_the_back() {
-    let mut l = LimiterCore::new(
-        Limits {
-            concurrency: Some(1),
-            rate: None,
-        },
-        false,
-        100,
-    );
+    let mut l = one_slot(100);
     assert_eq!(l.acquire(0, 1, 100, 0), Decision::GrantedHeld);
     let a = Tenant { id: 1, weight: 2 };
     let b = Tenant { id: 2, weight: 1 };
@@ -385,14 +355,7 @@ fn weights_give_grants_per_turn_and_a_returning_tenant_goes_to_the_back() {
 
 #[test]
 fn a_higher_priority_goes_first_and_tenants_take_turns_within_a_priority() {
-    let mut l = LimiterCore::new(
-        Limits {
-            concurrency: Some(1),
-            rate: None,
-        },
-        false,
-        100,
-    );
+    let mut l = one_slot(100);
     assert_eq!(l.acquire(0, 1, 1, 0), Decision::GrantedHeld);
     let (a, b) = (Tenant { id: 1, weight: 1 }, Tenant { id: 2, weight: 1 });
     // Arrival: low a, low a, low b, high a, high b, high a, normal b.
@@ -423,14 +386,7 @@ fn a_higher_priority_goes_first_and_tenants_take_turns_within_a_priority() {
 
 #[test]
 fn waiting_keys_reports_each_keys_line_and_its_longest_wait() {
-    let mut l = LimiterCore::new(
-        Limits {
-            concurrency: Some(1),
-            rate: None,
-        },
-        false,
-        100,
-    );
+    let mut l = one_slot(100);
     assert_eq!(l.stats(0).oldest_wait_us, 0);
     // Key 1: held at 0, waiters from 10 and 30 (the later one of a higher priority: the head, not the oldest).
     assert_eq!(l.acquire(1, 1, 1, 0), Decision::GrantedHeld);
