@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { redisProducer, redisWorker } from 'velo-stream/redis';
 import { streamFn } from '../index.mjs';
 import { client, fresh, killChild, lastStats, stopChild, useRedis, workerChild } from './helpers/redis-suite.mjs';
-import { eventually, pendingCount, readAllOutputs } from './helpers/redis-fixtures.mjs';
+import { anyUnread, eventually, pendingCount, readAllOutputs } from './helpers/redis-fixtures.mjs';
 
 useRedis();
 
@@ -144,7 +144,11 @@ async function outputs(name) {
 
 /** Waits until every session ended (nothing pending, no session's timers remembered), stops the workers cleanly. */
 async function settle(name, workers) {
-  await eventually(async () => (await pendingCount(client, name, 1)) === 0, 'every session ended', 40_000);
+  await eventually(
+    async () => !(await anyUnread(client, name, 1)) && (await pendingCount(client, name, 1)) === 0,
+    'every entry read, every session ended',
+    40_000,
+  );
   await eventually(async () => (await client.exists(`velo:{${name}:p0}:timers`)) === 0, 'no timers remembered', 20_000);
   for (const c of workers) if (alive(c)) await stopChild(c);
 }

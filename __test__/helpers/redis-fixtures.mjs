@@ -126,6 +126,21 @@ export async function pendingCount(client, name, partitions) {
 }
 
 /**
+ * Whether any partition's input holds an entry its group has not read yet (`pendingCount` is 0 before a worker
+ * reads an entry just sent: "nothing pending" alone does not say every session ended).
+ */
+export async function anyUnread(client, name, partitions) {
+  for (let p = 0; p < partitions; p++) {
+    const key = `velo:{${name}:p${p}}`;
+    if ((await client.exists(key)) === 0) continue;
+    for (const g of await client.xInfoGroups(key)) {
+      if ((await client.xRange(key, `(${g['last-delivered-id']}`, '+', { COUNT: 1 })).length > 0) return true;
+    }
+  }
+  return false;
+}
+
+/**
  * The invariants after a scenario: each (sid, seq) exactly once, seqs 1..n per session without gaps, per key
  * the sessions' outputs in order, and per key the values `expected(key)` (a crash-free run's).
  */
