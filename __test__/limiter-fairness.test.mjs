@@ -8,6 +8,7 @@ import { limiter } from 'velo-stream';
 import { redisLimiter } from 'velo-stream/redis';
 import { settle } from './helpers/util.mjs';
 import { grantOrder } from './helpers/limiter-grants.mjs';
+import { fairnessRun } from '../bench/limiter-fairness.mjs';
 
 /** The tenants granted, in order, when `plan` (tenant names, in arrival order) all wait for one slot. */
 const tenantOrder = (l, plan) =>
@@ -62,7 +63,16 @@ test('fairness: behind a hot tenant with 100x the waiters, the others are grante
   await fifo.close();
 });
 
-test('fairness: weights give a tenant that many grants per turn; first come, first served within a tenant', async () => {
+test("fairness: one hot tenant sending 100x the others: their p99 wait stays within 2x of their wait without it (the benchmark's scenario, in virtual time)", async () => {
+  // bench/limiter-fairness.mjs: 4 permits held 10 ms each, four ordinary tenants at 60 % of the capacity together,
+  // a hot one at 15x the capacity, 20 s of virtual time; exact and the same on every run.
+  const alone = await fairnessRun({ withHot: false, fair: false });
+  const hot = await fairnessRun({ withHot: true, fair: true });
+  assert.equal(alone.n, hot.n);
+  assert.ok(hot.p99 <= 2 * alone.p99, `p99 ${hot.p99} ms with the hot tenant, ${alone.p99} ms without`);
+});
+
+test('fairness: weights give a tenant that share of the grants (and that many grants per turn); first come, first served within a tenant', async () => {
   const asked = [];
   let bigWeight = 3;
   const l = limiter({
@@ -76,13 +86,23 @@ test('fairness: weights give a tenant that many grants per turn; first come, fir
     },
   });
   const order = await tenantOrder(l, ['big', 'big', 'big', 'big', 'big', 'small', 'small', 'other']);
-  assert.deepEqual(order, ['big', 'big', 'big', 'small', 'other', 'big', 'big', 'small']);
+  // big (weight 3 of 5) is under its share of the recent grants until it has 3 of every 5: it alternates with
+  // small and other, each of them under its share (none recent) in arrival order.
+  assert.deepEqual(order, ['big', 'small', 'big', 'other', 'big', 'small', 'big', 'big']);
   // A weight is asked once while its tenant waits, and again when it waits anew (it may have changed).
   assert.deepEqual(asked.sort(), ['big', 'other', 'small']);
   bigWeight = 1;
   const again = await tenantOrder(l, ['big', 'big', 'small', 'small']);
   assert.deepEqual(again, ['big', 'small', 'big', 'small']);
-  assert.deepEqual(asked.sort(), ['big', 'big', 'other', 'small', 'small']);
+  // Backlogged, 30 of each: big takes 3 of every 5 grants (its share), small and other one each.
+  bigWeight = 3;
+  const plan = ['big', 'small', 'other'].flatMap((t) => Array.from({ length: 30 }, () => t));
+  const first25 = (await tenantOrder(l, plan)).slice(0, 25);
+  assert.deepEqual(
+    ['big', 'small', 'other'].map((t) => first25.filter((x) => x === t).length),
+    [15, 5, 5],
+  );
+  assert.deepEqual(asked.sort(), ['big', 'big', 'big', 'other', 'other', 'small', 'small', 'small']);
   await l.close();
 });
 

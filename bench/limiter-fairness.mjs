@@ -6,9 +6,12 @@
 //
 //   node bench/limiter-fairness.mjs            (prints a Markdown table)
 //
+// `__test__/limiter-fairness.test.mjs` runs two of its scenarios and checks the issue's target against them.
+//
 // For each scenario: the ordinary tenants' waits (from acquire to grant, virtual ms), p50 / p99 / max, and how
 // many of their acquires were still waiting at the end (their wait counted to the end of the run).
 import { setImmediate as immediate } from 'node:timers/promises';
+import { pathToFileURL } from 'node:url';
 import { limiter } from '../index.mjs';
 import { prng } from './prng.mjs';
 
@@ -32,7 +35,8 @@ function arrivals(withHot) {
   return out.sort((x, y) => x.t - y.t);
 }
 
-async function run({ withHot, fair }) {
+/** One scenario: the ordinary tenants' waits (virtual ms), with or without the hot tenant and fairness. */
+export async function fairnessRun({ withHot, fair }) {
   let now = 0;
   const l = limiter({
     name: 'fairness-bench',
@@ -81,16 +85,18 @@ async function run({ withHot, fair }) {
   return { n: waits.length, p50: at(0.5), p99: at(0.99), max: waits.at(-1), stillWaiting };
 }
 
-const rows = [
-  ['ordinary tenants alone (first come, first served)', { withHot: false, fair: false }],
-  ['ordinary tenants alone, with fairness', { withHot: false, fair: true }],
-  ['with the hot tenant, first come, first served', { withHot: true, fair: false }],
-  ['with the hot tenant, with fairness', { withHot: true, fair: true }],
-];
-console.log('| scenario | ordinary acquires | wait p50 (ms) | wait p99 (ms) | max (ms) | still waiting at the end |');
-console.log('|---|---|---|---|---|---|');
-for (const [name, options] of rows) {
-  const r = await run(options);
-  const f = (x) => x.toFixed(1);
-  console.log(`| ${name} | ${r.n} | ${f(r.p50)} | ${f(r.p99)} | ${f(r.max)} | ${r.stillWaiting} |`);
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const rows = [
+    ['ordinary tenants alone (first come, first served)', { withHot: false, fair: false }],
+    ['ordinary tenants alone, with fairness', { withHot: false, fair: true }],
+    ['with the hot tenant, first come, first served', { withHot: true, fair: false }],
+    ['with the hot tenant, with fairness', { withHot: true, fair: true }],
+  ];
+  console.log('| scenario | ordinary acquires | wait p50 (ms) | wait p99 (ms) | max (ms) | still waiting at the end |');
+  console.log('|---|---|---|---|---|---|');
+  for (const [name, options] of rows) {
+    const r = await fairnessRun(options);
+    const f = (x) => x.toFixed(1);
+    console.log(`| ${name} | ${r.n} | ${f(r.p50)} | ${f(r.p99)} | ${f(r.max)} | ${r.stillWaiting} |`);
+  }
 }

@@ -70,6 +70,12 @@ const OWN_KEYS = new Set(['name', 'concurrency', 'rate', 'key', 'cost', 'mode', 
 /** The bound of a priority either way (the core takes an i32). */
 const MAX_PRIORITY = 1_000_000;
 const FAIRNESS_KEYS = new Set(['by', 'weight']);
+/**
+ * How many tenants that waited lately keep their numbers (`#tenantId`): more than a line level's recent grants
+ * (the core's fairness window, 512) can name, so a tenant the core still counts is known by the same number.
+ */
+const TENANT_NUMBERS_KEPT = 4096;
+
 /** The heaviest tenant weight: grants per turn (more would make a turn as long as first come, first served). */
 const MAX_WEIGHT = 10_000;
 const SETTINGS_KEYS = new Set(['concurrency', 'rate']);
@@ -200,10 +206,13 @@ class LocalLimiter<T> implements Limiter<T> {
   readonly #cost: ((item: T) => number) | undefined;
   readonly #fairness: Fairness<T> | undefined;
   readonly #priority: ((item: T) => number) | undefined;
-  /** Tenants with a waiter, by name; a tenant's number is free again once none of its acquires waits. */
+  /** Tenants with a waiter, by name; a tenant none of whose acquires waits is forgotten. */
   readonly #tenants = new Map<string, TenantEntry>();
-  readonly #freeTenantIds: number[] = [];
+  /** The numbers of the tenants that waited lately, least recently waiting first (`#tenantId`). */
+  readonly #tenantNumbers = new Map<string, number>();
+  /** The next new tenant number; `#tenantIdsWrapped` once they went round 2^32. */
   #nextTenantId = 0;
+  #tenantIdsWrapped = false;
   readonly #clock: () => number;
   readonly #reject: boolean;
   readonly #maxWaiting: number;
@@ -349,7 +358,7 @@ class LocalLimiter<T> implements Limiter<T> {
         );
       }
     }
-    const id = this.#freeTenantIds.pop() ?? this.#nextTenantId++;
+    const id = this.#tenantId(name);
     return { name, id, weight: weight as number, waiting: 0 };
   }
 
@@ -357,7 +366,35 @@ class LocalLimiter<T> implements Limiter<T> {
   #tenantLeft(tenant: TenantEntry | undefined): void {
     if (tenant === undefined || --tenant.waiting > 0) return;
     this.#tenants.delete(tenant.name);
-    this.#freeTenantIds.push(tenant.id);
+  }
+
+  /**
+   * The number of tenant `name`, which starts waiting: the one it had, if it waited lately (one of the last
+   * `TENANT_NUMBERS_KEPT` tenants to wait), else a new one. The core counts a tenant's recent grants by its number,
+   * also while it does not wait, so a tenant keeps its number across short gaps, and a number is not reused (until
+   * they went round 2^32, then never one of a waiting tenant): a reused one would hand its grants to another.
+   */
+  #tenantId(name: string): number {
+    let id = this.#tenantNumbers.get(name);
+    if (id !== undefined) this.#tenantNumbers.delete(name);
+    else id = this.#newTenantId();
+    this.#tenantNumbers.set(name, id);
+    if (this.#tenantNumbers.size > TENANT_NUMBERS_KEPT) {
+      this.#tenantNumbers.delete(this.#tenantNumbers.keys().next().value as string);
+    }
+    return id;
+  }
+
+  #newTenantId(): number {
+    for (;;) {
+      const id = this.#nextTenantId;
+      this.#nextTenantId = (id + 1) >>> 0;
+      if (this.#nextTenantId === 0) this.#tenantIdsWrapped = true;
+      if (!this.#tenantIdsWrapped) return id;
+      let used = false;
+      for (const t of this.#tenants.values()) used ||= t.id === id;
+      if (!used) return id;
+    }
   }
 
   #permit(code: number, key: number): Permit {
@@ -424,11 +461,7 @@ class LocalLimiter<T> implements Limiter<T> {
         return Promise.reject(error);
       }
       code = this.#native.acquireFair(key, cost, id, tenant.id, tenant.weight, priority, this.#clock());
-      if (code === Code.Queued) {
-        if (tenant.waiting++ === 0) this.#tenants.set(tenant.name, tenant);
-      } else if (tenant.waiting === 0) {
-        this.#freeTenantIds.push(tenant.id); // a new entry that did not wait
-      }
+      if (code === Code.Queued && tenant.waiting++ === 0) this.#tenants.set(tenant.name, tenant);
     }
     if (code <= Code.GrantedHeld) {
       this.#settleDecided();

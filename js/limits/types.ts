@@ -35,9 +35,10 @@ export interface LimiterOptions<T = unknown> extends LimitSettings {
   /** Bound of the waiting line in 'throttle' mode (default 10_000). */
   maxWaiting?: number;
   /**
-   * Serves the waiters of one limit (the unkeyed limit, or one key's) weighted round robin across tenants instead
-   * of first come first served; first come first served within a tenant. 'throttle' mode only. In-process only for
-   * now: the Redis limiter refuses it.
+   * Serves the waiters of one limit (the unkeyed limit, or one key's) fairly across tenants instead of first come
+   * first served: a tenant that had less than its share (`weight / W`) of the line's last 512 grants goes first, in
+   * arrival order; otherwise tenants take turns, `weight` grants each. First come first served within a tenant.
+   * 'throttle' mode only. In-process only for now: the Redis limiter refuses it.
    */
   fairness?: Fairness<T>;
   /**

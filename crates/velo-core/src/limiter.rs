@@ -14,9 +14,10 @@
 //! - Keys are independent: each has its own permit count, its own GCRA state
 //!   and its own line. Within a key the line is strictly first come, first
 //!   served: a waiter is granted only once every earlier waiter of its key is.
-//!   With fairness ([`LimiterCore::acquire_as`] with tenants), a key's line is
-//!   served weighted round robin across tenants, first come first served within
-//!   a tenant; with priorities (the same call), a waiter of a higher priority
+//!   With fairness ([`LimiterCore::acquire_as`] with tenants), a key's line
+//!   serves first the tenants under their share of its recent grants (in
+//!   arrival order), else weighted round robin across tenants, first come
+//!   first served within a tenant; with priorities (the same call), a waiter of a higher priority
 //!   goes before every waiter of a lower one ([`line`] states the rule and its
 //!   bound).
 //! - GCRA, exactly (integer arithmetic, time scaled by the rate's limit): a
@@ -100,7 +101,7 @@ impl Hasher for NumberHasher {
 
 type NumberMap<K, V> = HashMap<K, V, BuildHasherDefault<NumberHasher>>;
 
-/// A waiter's tenant: who it is served round robin with, and how many grants a turn gives it.
+/// A waiter's tenant: who it shares its key's grants with, and its weight (its share, and its grants per turn).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tenant {
     /// The embedder's number for the tenant (all waiters of one tenant: one number).
@@ -147,7 +148,12 @@ pub struct LimiterCore {
     /// Units granted in the current and previous rate window.
     units: [u64; 2],
     units_start: u64,
+    /// How many of a level's last grants its fairness counts shares over ([`line`]).
+    fair_window: usize,
 }
+
+/// How many of a line level's last grants fairness counts tenants' shares over, unless set otherwise.
+pub const FAIR_WINDOW: usize = 512;
 
 const RECENT_US: u64 = 60_000_000;
 
@@ -172,7 +178,14 @@ impl LimiterCore {
             unrecorded_immediate: 0,
             units: [0, 0],
             units_start: 0,
+            fair_window: FAIR_WINDOW,
         }
+    }
+
+    /// Sets how many of a line level's last grants fairness counts tenants' shares over (0: none, so tenants are
+    /// served by turns only). For tests and tuning; [`FAIR_WINDOW`] by default.
+    pub fn set_fair_window(&mut self, window: usize) {
+        self.fair_window = window;
     }
 
     /// The limits in force.
@@ -186,7 +199,7 @@ impl LimiterCore {
     }
 
     /// [`Self::acquire`] for a waiter of `tenant` and `priority`: if it waits, it goes before every waiter of a
-    /// lower priority, and is served round robin across the key's tenants within its own ([`line`]).
+    /// lower priority, and is served fairly across the key's tenants within its own ([`line`]).
     pub fn acquire_as(
         &mut self,
         key: u32,
@@ -230,6 +243,7 @@ impl LimiterCore {
                 since_us: now_us,
                 tenant: tenant.id,
                 priority,
+                arrival: 0,
             },
             tenant.weight,
         );
@@ -521,7 +535,7 @@ impl LimiterCore {
                 if !Self::allows(&self.limits, &state, head.cost, now_us) {
                     break;
                 }
-                let w = state.line.pop_front().expect("a head");
+                let w = state.line.pop_front(self.fair_window).expect("a head");
                 let d = Self::grant(&self.limits, &mut state, w.cost, now_us);
                 self.in_use += u64::from(d == Decision::GrantedHeld);
                 self.admitted += 1;

@@ -3,9 +3,11 @@
 //! theoretical arrival time), permits and lines as plain lists, every key's
 //! line re-checked from scratch. Plus the exact GCRA bound and the cases the
 //! model does not reach (close, sweep). Fairness: the model's line is one
-//! list in arrival order and a list of tenants in turn order, the head found
-//! by scanning (a weighted round robin written plainly). Priorities: the
-//! head is looked for among the waiters of the highest priority that waits.
+//! list in arrival order, a list of tenants in turn order and the list of all
+//! grants made while a priority had waiters; the head is found by scanning:
+//! the first waiter whose tenant had less than its weight's part of the last
+//! `window` grants, else a weighted round robin written plainly. Priorities:
+//! the head is looked for among the waiters of the highest priority that waits.
 
 use proptest::prelude::*;
 use velo_core::limiter::{Decision, LimiterCore, Limits, Rate, Tenant};
@@ -327,7 +329,9 @@ fn fairness_bounds_the_others_wait_behind_a_hot_tenant() {
 
 #[test]
 fn weights_give_grants_per_turn_and_a_returning_tenant_goes_to_the_back() {
+    // The turns alone (no shares counted): the order the round robin gives.
     let mut l = one_slot(100);
+    l.set_fair_window(0);
     assert_eq!(l.acquire(0, 1, 100, 0), Decision::GrantedHeld);
     let a = Tenant { id: 1, weight: 2 };
     let b = Tenant { id: 2, weight: 1 };
@@ -351,6 +355,65 @@ fn weights_give_grants_per_turn_and_a_returning_tenant_goes_to_the_back() {
         order.extend(l.take_decided().into_iter().map(|(id, _)| id));
     }
     assert_eq!(order, vec![1, 2, 11, 3, 4, 13, 5]);
+}
+
+/// Grants in order (waiter ids) after `n` releases of a one-slot limiter.
+fn grant_order(l: &mut LimiterCore, n: usize) -> Vec<u64> {
+    let mut order = Vec::new();
+    for _ in 0..n {
+        l.release(0, 0);
+        order.extend(l.take_decided().into_iter().map(|(id, _)| id));
+    }
+    order
+}
+
+#[test]
+fn a_tenant_under_its_share_of_the_recent_grants_goes_first_in_arrival_order() {
+    let mut l = one_slot(1000);
+    assert_eq!(l.acquire(0, 1, 1000, 0), Decision::GrantedHeld);
+    let hot = Tenant { id: 0, weight: 1 };
+    for id in 1..=20 {
+        assert_eq!(l.acquire_as(0, 1, id, hot, 0, 0), Decision::Queued);
+    }
+    // The hot tenant takes the first grants by turn (nothing recent yet, then no one else waits).
+    assert_eq!(grant_order(&mut l, 3), [1, 2, 3]);
+    // Two calm tenants arrive: neither has a recent grant, so both are under their share and go first, in
+    // arrival order (b's waiter came first), ahead of the hot tenant's 17 older waiters.
+    let (a, b) = (Tenant { id: 1, weight: 1 }, Tenant { id: 2, weight: 1 });
+    assert_eq!(l.acquire_as(0, 1, 101, b, 0, 0), Decision::Queued);
+    assert_eq!(l.acquire_as(0, 1, 102, a, 0, 0), Decision::Queued);
+    assert_eq!(l.acquire_as(0, 1, 103, a, 0, 0), Decision::Queued);
+    // After 101 and 102: 5 recent grants, W = 3; a has 1 (1 * 3 < 5: still under), so 103 goes too.
+    assert_eq!(grant_order(&mut l, 4), [101, 102, 103, 4]);
+}
+
+#[test]
+fn backlogged_tenants_share_the_grants_by_weight_and_none_starves() {
+    for window in [0, 8, 512] {
+        let mut l = one_slot(10_000);
+        l.set_fair_window(window);
+        assert_eq!(l.acquire(0, 1, 100_000, 0), Decision::GrantedHeld);
+        let (a, b, c) = (Tenant { id: 1, weight: 2 }, Tenant { id: 2, weight: 1 }, Tenant { id: 3, weight: 1 });
+        let mut id = 0;
+        for t in [a, b, c] {
+            for _ in 0..1000 {
+                id += 1;
+                assert_eq!(l.acquire_as(0, 1, id, t, 0, 0), Decision::Queued);
+            }
+        }
+        // 1,200 grants: a, of weight 2 of 4, gets half; b and c a quarter each (ids 1-1000 are a's), within 2 %.
+        let order = grant_order(&mut l, 1200);
+        let of = |lo: u64, hi: u64| order.iter().filter(|&&w| (lo..=hi).contains(&w)).count();
+        let (ga, gb, gc) = (of(1, 1000), of(1001, 2000), of(2001, 3000));
+        assert!((588..=612).contains(&ga), "window {window}: {ga} {gb} {gc}");
+        assert!((288..=312).contains(&gb) && (288..=312).contains(&gc), "window {window}: {ga} {gb} {gc}");
+        // No tenant waits more than a few grants between two of its own (at most 4, 7 and 9 grants are seen).
+        for range in [(1, 1000), (1001, 2000), (2001, 3000)] {
+            let at: Vec<usize> = (0..order.len()).filter(|&i| (range.0..=range.1).contains(&order[i])).collect();
+            let gap = at.windows(2).map(|p| p[1] - p[0]).max().unwrap();
+            assert!(gap <= 10, "window {window}: {range:?} waited {gap} grants between two of its own");
+        }
+    }
 }
 
 #[test]
@@ -423,6 +486,8 @@ struct MKey {
     /// Per priority, the tenants with a waiter of it, in turn order, with the grants left in their turn:
     /// (priority, tenant, credits), in the order each joined.
     ring: Vec<(i32, u32, u64)>,
+    /// Every grant from the line, (priority, tenant), since its priority last had no waiter.
+    granted: Vec<(i32, u32)>,
 }
 
 /// The weight the tests give tenant `t`.
@@ -431,11 +496,35 @@ fn weight(t: u32) -> u64 {
 }
 
 impl MKey {
-    /// The highest priority with a waiter; its first ring tenant's oldest waiter of that priority.
-    fn head(&self) -> Option<(u64, u64, u32, i32)> {
+    /// The tenants of priority `p` under their share of its last `window` grants: `c / G < w / W`.
+    fn under_share(&self, p: i32, window: usize) -> Vec<u32> {
+        let grants: Vec<u32> = self.granted.iter().filter(|g| g.0 == p).map(|g| g.1).collect();
+        let recent = &grants[grants.len().saturating_sub(window)..];
+        let mut active: Vec<u32> = self.line.iter().filter(|w| w.3 == p).map(|w| w.2).collect();
+        active.extend_from_slice(recent);
+        active.sort_unstable();
+        active.dedup();
+        let total_weight: u64 = active.iter().map(|&t| weight(t)).sum();
+        let g = recent.len() as u64;
+        active
+            .into_iter()
+            .filter(|&t| self.line.iter().any(|w| w.2 == t && w.3 == p))
+            .filter(|&t| {
+                let c = recent.iter().filter(|&&r| r == t).count() as u64;
+                c * total_weight < g * weight(t)
+            })
+            .collect()
+    }
+    /// The highest priority with a waiter; there, the first waiter of a tenant under its share, else its first
+    /// ring tenant's oldest waiter; and whether it goes by share.
+    fn head(&self, window: usize) -> Option<((u64, u64, u32, i32), bool)> {
         let p = self.line.iter().map(|w| w.3).max()?;
+        let under = self.under_share(p, window);
+        if let Some(&w) = self.line.iter().find(|w| w.3 == p && under.contains(&w.2)) {
+            return Some((w, true));
+        }
         let &(_, t, _) = self.ring.iter().find(|r| r.0 == p)?;
-        self.line.iter().copied().find(|w| w.2 == t && w.3 == p)
+        self.line.iter().copied().find(|w| w.2 == t && w.3 == p).map(|w| (w, false))
     }
     fn push(&mut self, id: u64, cost: u64, t: u32, p: i32) {
         if !self.line.iter().any(|w| w.2 == t && w.3 == p) {
@@ -443,16 +532,19 @@ impl MKey {
         }
         self.line.push((id, cost, t, p));
     }
-    /// After a waiter left the line other than by its grant: a tenant with none left of a priority leaves its ring.
+    /// After a waiter left the line: a tenant with none left of a priority leaves its ring; a priority with no
+    /// waiter forgets its grants.
     fn forget_idle(&mut self) {
         let line = &self.line;
         self.ring
             .retain(|&(p, t, _)| line.iter().any(|w| w.2 == t && w.3 == p));
+        self.granted.retain(|&(p, _)| line.iter().any(|w| w.3 == p));
     }
-    /// Takes the head: one grant of its tenant's turn in its priority.
-    fn pop(&mut self) {
-        let (id, _, t, p) = self.head().unwrap();
+    /// Takes the head (by share or by turn): one of its tenant's credits in its priority.
+    fn pop(&mut self, window: usize) {
+        let ((id, _, t, p), _) = self.head(window).unwrap();
         self.line.retain(|w| w.0 != id);
+        self.granted.push((p, t));
         let at = self.ring.iter().position(|r| r.0 == p && r.1 == t).unwrap();
         self.ring[at].2 -= 1;
         if !self.line.iter().any(|w| w.2 == t && w.3 == p) {
@@ -461,11 +553,13 @@ impl MKey {
             self.ring.remove(at);
             self.ring.push((p, t, weight(t)));
         }
+        self.forget_idle();
     }
 }
 
 struct Model {
     limits: Limits,
+    window: usize,
     reject: bool,
     max_waiting: usize,
     keys: std::collections::BTreeMap<u32, MKey>,
@@ -512,13 +606,13 @@ impl Model {
     fn pump(&mut self, key: u32, now: u64, out: &mut Vec<(u64, Decision)>) {
         loop {
             let k = self.keys.get(&key).cloned().unwrap_or_default();
-            let Some((id, cost, _, _)) = k.head() else {
+            let Some(((id, cost, _, _), _)) = k.head(self.window) else {
                 return;
             };
             if !self.fits(&k, cost, now) {
                 return;
             }
-            self.keys.get_mut(&key).unwrap().pop();
+            self.keys.get_mut(&key).unwrap().pop(self.window);
             let d = self.take(key, cost, now);
             out.push((id, d));
         }
@@ -602,9 +696,10 @@ fn limits() -> impl Strategy<Value = Limits> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: if cfg!(miri) { 8 } else { 1000 }, ..ProptestConfig::default() })]
     #[test]
-    fn core_matches_the_model(start in limits(), reject in any::<bool>(), max_waiting in 0usize..5, ops in proptest::collection::vec(op(), 1..150)) {
+    fn core_matches_the_model(start in limits(), reject in any::<bool>(), max_waiting in 0usize..12, window in 0usize..6, ops in proptest::collection::vec(op(), 1..150)) {
         let mut core = LimiterCore::new(start, reject, max_waiting);
-        let mut m = Model { limits: start, reject, max_waiting, keys: Default::default(), admitted: 0, rejected: 0, in_use: 0 };
+        core.set_fair_window(window);
+        let mut m = Model { limits: start, window, reject, max_waiting, keys: Default::default(), admitted: 0, rejected: 0, in_use: 0 };
         let mut now = 0u64;
         let mut next_id = 1u64;
         let mut held: Vec<u32> = Vec::new(); // keys of permits that hold a slot

@@ -146,7 +146,7 @@ impl NativeLimiter {
 
     /// `acquire` for a waiter of tenant number `tenant` (weight `weight`, a whole number >= 1, checked by the
     /// embedder) and `priority` (an integer, checked by the embedder): if it waits, it goes before every waiter
-    /// of a lower priority, and its key's line serves tenants weighted round robin within a priority.
+    /// of a lower priority, and its key's line serves tenants by share, then by turns, within a priority.
     #[napi(catch_unwind)]
     #[allow(clippy::too_many_arguments)]
     pub fn acquire_fair(

@@ -1,29 +1,46 @@
 //! One key's waiting line: waiters of a higher priority first; within a
-//! priority, weighted round robin across tenants, first come, first served
-//! within a tenant.
+//! priority, tenants under their share of the recent grants first (oldest
+//! waiter first among them), else weighted round robin across tenants; first
+//! come, first served within a tenant.
 //!
-//! Without fairness every waiter is of tenant 0, weight 1: one tenant, so the
-//! line is plain first come, first served (the same order as a `VecDeque`).
-//! Without priorities every waiter is of priority 0: one level.
+//! Without fairness every waiter is of tenant 0, weight 1: one tenant, never
+//! under its share, so the line is plain first come, first served (the same
+//! order as a `VecDeque`). Without priorities every waiter is of priority 0:
+//! one level.
 //!
 //! # The rule
 //! The line's head is the head of its highest priority with a waiter: a
 //! waiter of a higher priority goes before every waiter of a lower one, even
 //! one that came earlier (a lower priority waits while a higher one waits).
 //!
-//! Within one priority, tenants with a waiter are in a ring, in the order each
-//! last became active. The ring's front tenant is served: its oldest waiter is
-//! the level's head. Each grant uses one of its credits (it starts with
-//! `weight`); with none left it goes to the back of the ring with `weight`
-//! credits again. A tenant whose last waiter of that priority leaves
-//! (granted, cancelled, refused) leaves the ring and comes back, when it waits
-//! again, at the back with full credits.
+//! Within one priority, the level keeps the tenants of its last `window`
+//! grants (the *recent* grants; `window` is the limiter's, 512 by default),
+//! for as long as the level has a waiter (a level whose last waiter leaves is
+//! gone, with its recent grants). With `G` recent grants, `c` of them of a
+//! tenant of weight `w`, and `W` the sum of the weights of the tenants that
+//! wait in the level or have a recent grant (each once, with the weight it
+//! last waited with), a waiting tenant is *under its share* when
+//! `c * W < G * w`: it had less than `w / W` of the recent grants.
 //!
-//! So with tenants of weights `w_i` active in one priority (sum `W`), and no
-//! waiter of a higher one, a waiter at position `p` of its tenant's line
-//! (weight `w`) is granted within `ceil(p / w) * W` grants of that key: each
-//! turn of the ring grants at most `W`, and each grants it `w` of its own
-//! tenant's (or all that wait).
+//! - If a waiting tenant is under its share, the head is the waiter that came
+//!   first among the oldest waiters of the tenants under their share: a tenant
+//!   that asks for less than its share (a calm one beside a hot one) is served
+//!   in arrival order, as if the hot one were not there.
+//! - Otherwise the level's round robin decides: tenants with a waiter are in a
+//!   ring, in the order each last became active. The ring's front tenant is
+//!   served: its oldest waiter is the head.
+//! - Every grant (by share or by turn) uses one of its tenant's credits (it
+//!   starts with `weight`); with none left the tenant goes to the back of the
+//!   ring with `weight` credits again.
+//! - A tenant whose last waiter of that priority leaves (granted, cancelled,
+//!   refused) leaves the ring and comes back, when it waits again, at the back
+//!   with full credits.
+//!
+//! No waiting tenant is starved: a tenant granted nothing for `window` grants
+//! has no recent grant, so it is under its share (`0 < G * w`), and then only
+//! the waiters that came before its oldest one, of tenants under their share,
+//! go before it. Tenants that all ask for more than their share end up served
+//! by turns, each by its weight.
 
 use std::collections::VecDeque;
 
@@ -36,6 +53,8 @@ pub(crate) struct Waiter {
     pub(crate) since_us: u64,
     pub(crate) tenant: u32,
     pub(crate) priority: i32,
+    /// Its place in its level's arrival order (set when it joins the line).
+    pub(crate) arrival: u64,
 }
 
 #[derive(Debug, Default)]
@@ -45,50 +64,138 @@ struct TenantLine {
     waiters: VecDeque<Waiter>,
 }
 
-/// The waiters of one priority: weighted round robin across tenants.
+/// A tenant of a level's recent grants: how many it has, and the weight it last waited with.
+#[derive(Debug, Clone, Copy)]
+struct Share {
+    grants: u64,
+    weight: u64,
+}
+
+/// The waiters of one priority: tenants under their share first, else weighted round robin (the rule above).
 #[derive(Debug, Default)]
 struct Ring {
     tenants: NumberMap<u32, TenantLine>,
-    /// Tenants with a waiter, in turn order; the front is served.
+    /// Tenants with a waiter, in turn order; the front is served when no tenant is under its share.
     ring: VecDeque<u32>,
     len: usize,
+    /// The tenant of each recent grant, oldest first (at most the window).
+    recent: VecDeque<u32>,
+    /// The tenants of the recent grants, with their counts there.
+    shares: NumberMap<u32, Share>,
+    /// `W`: the sum of the weights of the tenants that wait or have a recent grant.
+    active_weight: u64,
+    /// The next waiter's arrival number.
+    arrivals: u64,
 }
 
 impl Ring {
+    /// The tenant served next, and whether by share (else by the ring's turn).
+    fn next_tenant(&self) -> Option<(u32, bool)> {
+        let g = self.recent.len() as u64;
+        if g > 0 {
+            let mut best: Option<(u64, u32)> = None;
+            for &t in &self.ring {
+                let line = &self.tenants[&t];
+                let c = self.shares.get(&t).map_or(0, |s| s.grants);
+                if c * self.active_weight < g * line.weight {
+                    let arrival = line.waiters.front().expect("a ring tenant waits").arrival;
+                    if best.is_none_or(|(a, _)| arrival < a) {
+                        best = Some((arrival, t));
+                    }
+                }
+            }
+            if let Some((_, t)) = best {
+                return Some((t, true));
+            }
+        }
+        self.ring.front().map(|&t| (t, false))
+    }
+
     /// The waiter served next.
     fn front(&self) -> Option<&Waiter> {
-        let t = self.ring.front()?;
-        self.tenants.get(t).and_then(|l| l.waiters.front())
+        let (t, _) = self.next_tenant()?;
+        self.tenants.get(&t).and_then(|l| l.waiters.front())
     }
 
     /// Puts `w` at the back of its tenant's line; a tenant new to the ring joins its back with `weight` credits
     /// (a waiting tenant keeps the weight it joined with).
-    fn push_back(&mut self, w: Waiter, weight: u64) {
+    fn push_back(&mut self, mut w: Waiter, weight: u64) {
         let t = w.tenant;
+        w.arrival = self.arrivals;
+        self.arrivals += 1;
         let line = self.tenants.entry(t).or_default();
         if line.waiters.is_empty() {
             line.weight = weight.max(1);
             line.credit = line.weight;
             self.ring.push_back(t);
+            // It counts in `W` with this weight from now on (once, if it has recent grants too).
+            match self.shares.get_mut(&t) {
+                Some(share) => {
+                    self.active_weight = self.active_weight - share.weight + line.weight;
+                    share.weight = line.weight;
+                }
+                None => self.active_weight += line.weight,
+            }
         }
         line.waiters.push_back(w);
         self.len += 1;
     }
 
-    /// Takes the head (see the rule above).
-    fn pop_front(&mut self) -> Option<Waiter> {
-        let t = *self.ring.front()?;
+    /// Tenant `t` has no waiter left: it leaves the ring, and `W` unless it has recent grants.
+    fn tenant_left(&mut self, t: u32) {
+        let line = self.tenants.remove(&t).expect("a ring tenant has a line");
+        if !self.shares.contains_key(&t) {
+            self.active_weight -= line.weight;
+        }
+    }
+
+    /// Records a grant of tenant `t` (weight `weight`) among the recent ones, the oldest leaving past `window`.
+    fn record_grant(&mut self, t: u32, weight: u64, window: usize) {
+        if window == 0 {
+            return;
+        }
+        self.recent.push_back(t);
+        let share = self.shares.entry(t).or_insert(Share { grants: 0, weight });
+        share.grants += 1;
+        if self.recent.len() > window {
+            let old = self.recent.pop_front().expect("past the window");
+            let share = self.shares.get_mut(&old).expect("a recent tenant has a share");
+            share.grants -= 1;
+            if share.grants == 0 {
+                let weight = share.weight;
+                self.shares.remove(&old);
+                if !self.tenants.contains_key(&old) {
+                    self.active_weight -= weight;
+                }
+            }
+        }
+    }
+
+    /// Takes the head (see the rule above), recording its grant among the last `window`.
+    fn pop_front(&mut self, window: usize) -> Option<Waiter> {
+        let (t, by_share) = self.next_tenant()?;
         let line = self.tenants.get_mut(&t).expect("a ring tenant has a line");
         let w = line.waiters.pop_front().expect("a ring tenant waits");
+        let weight = line.weight;
         self.len -= 1;
-        line.credit -= 1;
         if line.waiters.is_empty() {
-            self.tenants.remove(&t);
-            self.ring.pop_front();
-        } else if line.credit == 0 {
-            line.credit = line.weight;
-            self.ring.rotate_left(1);
+            // (Recorded first: it stays in `W` through its recent grant.)
+            self.record_grant(t, weight, window);
+            self.tenant_left(t);
+            self.ring.retain(|&r| r != t);
+            return Some(w);
         }
+        line.credit -= 1;
+        if line.credit == 0 {
+            line.credit = line.weight;
+            if by_share {
+                self.ring.retain(|&r| r != t);
+                self.ring.push_back(t);
+            } else {
+                self.ring.rotate_left(1);
+            }
+        }
+        self.record_grant(t, weight, window);
         Some(w)
     }
 
@@ -103,7 +210,7 @@ impl Ring {
         line.waiters.remove(at);
         self.len -= 1;
         if line.waiters.is_empty() {
-            self.tenants.remove(&tenant);
+            self.tenant_left(tenant);
             self.ring.retain(|&r| r != tenant);
         }
         true
@@ -125,14 +232,11 @@ impl Ring {
             line.waiters = kept;
         }
         self.len -= gone.len() - before;
-        let tenants = &mut self.tenants;
-        self.ring.retain(|t| {
-            let empty = tenants[t].waiters.is_empty();
-            if empty {
-                tenants.remove(t);
-            }
-            !empty
-        });
+        let empty: Vec<u32> = self.ring.iter().copied().filter(|t| self.tenants[t].waiters.is_empty()).collect();
+        for t in empty {
+            self.tenant_left(t);
+            self.ring.retain(|&r| r != t);
+        }
     }
 }
 
@@ -172,10 +276,10 @@ impl Line {
         self.len += 1;
     }
 
-    /// Takes the head (see the rule above).
-    pub(crate) fn pop_front(&mut self) -> Option<Waiter> {
+    /// Takes the head (see the rule above); its level keeps the tenants of its last `window` grants.
+    pub(crate) fn pop_front(&mut self, window: usize) -> Option<Waiter> {
         let ring = &mut self.levels.first_mut()?.1;
-        let w = ring.pop_front()?;
+        let w = ring.pop_front(window)?;
         if ring.len == 0 {
             self.levels.remove(0);
         }
