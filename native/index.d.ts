@@ -62,7 +62,7 @@ export declare class NativeLimiter {
   /**
    * `acquire` for a waiter of tenant number `tenant` (weight `weight`, a whole number >= 1, checked by the
    * embedder) and `priority` (an integer, checked by the embedder): if it waits, it goes before every waiter
-   * of a lower priority, and its key's line serves tenants weighted round robin within a priority.
+   * of a lower priority, and its key's line serves tenants by share, then by turns, within a priority.
    */
   acquireFair(key: number, cost: number, id: number, tenant: number, weight: number, priority: number, nowMs: number): number
   /** Takes waiter `id` out of line; true if it was waiting. */

@@ -393,7 +393,11 @@ fn backlogged_tenants_share_the_grants_by_weight_and_none_starves() {
         let mut l = one_slot(10_000);
         l.set_fair_window(window);
         assert_eq!(l.acquire(0, 1, 100_000, 0), Decision::GrantedHeld);
-        let (a, b, c) = (Tenant { id: 1, weight: 2 }, Tenant { id: 2, weight: 1 }, Tenant { id: 3, weight: 1 });
+        let (a, b, c) = (
+            Tenant { id: 1, weight: 2 },
+            Tenant { id: 2, weight: 1 },
+            Tenant { id: 3, weight: 1 },
+        );
         let mut id = 0;
         for t in [a, b, c] {
             for _ in 0..1000 {
@@ -406,12 +410,20 @@ fn backlogged_tenants_share_the_grants_by_weight_and_none_starves() {
         let of = |lo: u64, hi: u64| order.iter().filter(|&&w| (lo..=hi).contains(&w)).count();
         let (ga, gb, gc) = (of(1, 1000), of(1001, 2000), of(2001, 3000));
         assert!((588..=612).contains(&ga), "window {window}: {ga} {gb} {gc}");
-        assert!((288..=312).contains(&gb) && (288..=312).contains(&gc), "window {window}: {ga} {gb} {gc}");
+        assert!(
+            (288..=312).contains(&gb) && (288..=312).contains(&gc),
+            "window {window}: {ga} {gb} {gc}"
+        );
         // No tenant waits more than a few grants between two of its own (at most 4, 7 and 9 grants are seen).
         for range in [(1, 1000), (1001, 2000), (2001, 3000)] {
-            let at: Vec<usize> = (0..order.len()).filter(|&i| (range.0..=range.1).contains(&order[i])).collect();
+            let at: Vec<usize> = (0..order.len())
+                .filter(|&i| (range.0..=range.1).contains(&order[i]))
+                .collect();
             let gap = at.windows(2).map(|p| p[1] - p[0]).max().unwrap();
-            assert!(gap <= 10, "window {window}: {range:?} waited {gap} grants between two of its own");
+            assert!(
+                gap <= 10,
+                "window {window}: {range:?} waited {gap} grants between two of its own"
+            );
         }
     }
 }
@@ -498,7 +510,12 @@ fn weight(t: u32) -> u64 {
 impl MKey {
     /// The tenants of priority `p` under their share of its last `window` grants: `c / G < w / W`.
     fn under_share(&self, p: i32, window: usize) -> Vec<u32> {
-        let grants: Vec<u32> = self.granted.iter().filter(|g| g.0 == p).map(|g| g.1).collect();
+        let grants: Vec<u32> = self
+            .granted
+            .iter()
+            .filter(|g| g.0 == p)
+            .map(|g| g.1)
+            .collect();
         let recent = &grants[grants.len().saturating_sub(window)..];
         let mut active: Vec<u32> = self.line.iter().filter(|w| w.3 == p).map(|w| w.2).collect();
         active.extend_from_slice(recent);
@@ -516,15 +533,15 @@ impl MKey {
             .collect()
     }
     /// The highest priority with a waiter; there, the first waiter of a tenant under its share, else its first
-    /// ring tenant's oldest waiter; and whether it goes by share.
-    fn head(&self, window: usize) -> Option<((u64, u64, u32, i32), bool)> {
+    /// ring tenant's oldest waiter.
+    fn head(&self, window: usize) -> Option<(u64, u64, u32, i32)> {
         let p = self.line.iter().map(|w| w.3).max()?;
         let under = self.under_share(p, window);
         if let Some(&w) = self.line.iter().find(|w| w.3 == p && under.contains(&w.2)) {
-            return Some((w, true));
+            return Some(w);
         }
         let &(_, t, _) = self.ring.iter().find(|r| r.0 == p)?;
-        self.line.iter().copied().find(|w| w.2 == t && w.3 == p).map(|w| (w, false))
+        self.line.iter().copied().find(|w| w.2 == t && w.3 == p)
     }
     fn push(&mut self, id: u64, cost: u64, t: u32, p: i32) {
         if !self.line.iter().any(|w| w.2 == t && w.3 == p) {
@@ -542,7 +559,7 @@ impl MKey {
     }
     /// Takes the head (by share or by turn): one of its tenant's credits in its priority.
     fn pop(&mut self, window: usize) {
-        let ((id, _, t, p), _) = self.head(window).unwrap();
+        let (id, _, t, p) = self.head(window).unwrap();
         self.line.retain(|w| w.0 != id);
         self.granted.push((p, t));
         let at = self.ring.iter().position(|r| r.0 == p && r.1 == t).unwrap();
@@ -606,7 +623,7 @@ impl Model {
     fn pump(&mut self, key: u32, now: u64, out: &mut Vec<(u64, Decision)>) {
         loop {
             let k = self.keys.get(&key).cloned().unwrap_or_default();
-            let Some(((id, cost, _, _), _)) = k.head(self.window) else {
+            let Some((id, cost, _, _)) = k.head(self.window) else {
                 return;
             };
             if !self.fits(&k, cost, now) {

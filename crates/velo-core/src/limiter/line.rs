@@ -159,7 +159,10 @@ impl Ring {
         share.grants += 1;
         if self.recent.len() > window {
             let old = self.recent.pop_front().expect("past the window");
-            let share = self.shares.get_mut(&old).expect("a recent tenant has a share");
+            let share = self
+                .shares
+                .get_mut(&old)
+                .expect("a recent tenant has a share");
             share.grants -= 1;
             if share.grants == 0 {
                 let weight = share.weight;
@@ -232,7 +235,12 @@ impl Ring {
             line.waiters = kept;
         }
         self.len -= gone.len() - before;
-        let empty: Vec<u32> = self.ring.iter().copied().filter(|t| self.tenants[t].waiters.is_empty()).collect();
+        let empty: Vec<u32> = self
+            .ring
+            .iter()
+            .copied()
+            .filter(|t| self.tenants[t].waiters.is_empty())
+            .collect();
         for t in empty {
             self.tenant_left(t);
             self.ring.retain(|&r| r != t);
