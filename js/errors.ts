@@ -160,13 +160,15 @@ export const ERROR_CODES = {
     class: '',
     from: 'velo-stream/testing',
     when: '`parseRecording`, `replayRecording` or the `velo-replay` command got a recording that is not one `exportRecording` writes: not JSON, another format or version, a field of the wrong type, an entry id out of order, a key or sid that is not well formed, bytes that are not base64, a session end of unknown form. The message names the field (`parts[0].input[12].id`).',
-    action: 'Export the recording again (`velo-replay export`, `exportRecording`); do not edit it by hand, or keep to the format in docs/redis/replay-before-deploy.md.',
+    action:
+      'Export the recording again (`velo-replay export`, `exportRecording`); do not edit it by hand, or keep to the format in docs/redis/replay-before-deploy.md.',
   },
   ERR_VELO_RECORDING_TOO_LARGE: {
     class: '',
     from: 'velo-stream/redis',
     when: '`exportRecording` found more input entries or outputs in a partition than `maxEntries` / `maxOutputs`, or more session ends or live sessions than `maxEntries`; or `parseRecording` (and `velo-replay`) got a file larger than `maxBytes`, or with more entries than `maxEntries`. Nothing is cut: a partial recording would report differences that are not there.',
-    action: 'Record fewer sessions (`keys`, `since`, `partitions`), or raise the bound (`--max-entries`, `--max-outputs`, `--max-bytes`).',
+    action:
+      'Record fewer sessions (`keys`, `since`, `partitions`), or raise the bound (`--max-entries`, `--max-outputs`, `--max-bytes`).',
   },
   ERR_VELO_TIMER_PAST_AGE: {
     class: 'TimerPastAgeError',

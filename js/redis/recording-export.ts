@@ -117,7 +117,12 @@ function recordedEntry(id: string, f: Map<string, Buffer>): RecordedEntry {
 
 /** An output entry as the recording keeps it (a failure's JSON parsed; one that is not JSON kept as its text). */
 function recordedOutput(id: string, f: Map<string, Buffer>): RecordedOutput {
-  const base = { id, sid: f.get('sid')?.toString() ?? '', key: f.get('k')?.toString() ?? '', seq: Number(f.get('seq')?.toString()) };
+  const base = {
+    id,
+    sid: f.get('sid')?.toString() ?? '',
+    key: f.get('k')?.toString() ?? '',
+    seq: Number(f.get('seq')?.toString()),
+  };
   const e = f.get('e');
   if (e === undefined) return { ...base, v: base64(f.get('v')) };
   let error: HandlerFailure;
@@ -150,7 +155,9 @@ async function exportPartition(
   let from = first.length > 0 ? String(first[0][0]) : `${o.since}-0`;
   // What sessions ended, and which were live: before the outputs (an end is committed with its last outputs).
   const endsKept =
-    Number(await send(client, keys.ends(partition), ['EXISTS', keys.ends(partition), keys.ended(partition), keys.check(partition)])) > 0;
+    Number(
+      await send(client, keys.ends(partition), ['EXISTS', keys.ends(partition), keys.ended(partition), keys.check(partition)]),
+    ) > 0;
   const ends = (await hash(client, keys.ends(partition), o.maxEntries, `${where}'s ends`)).map(([sid, value]): RecordedEnd => {
     const space = value.indexOf(' ');
     return { sid, reason: space < 0 ? value : value.slice(0, space), last: space < 0 ? '' : value.slice(space + 1) };
@@ -158,7 +165,8 @@ async function exportPartition(
   const live = new Set<string>();
   for (const k of [keys.hw(partition), keys.ckpt(partition), keys.timers(partition)]) {
     const sids = (await send(client, k, ['HKEYS', k])) as string[];
-    if (sids.length > o.maxEntries) throw recordingTooLargeError(`${EXPORT}: ${where} has more than ${o.maxEntries} live sessions`);
+    if (sids.length > o.maxEntries)
+      throw recordingTooLargeError(`${EXPORT}: ${where} has more than ${o.maxEntries} live sessions`);
     for (const sid of sids) live.add(String(sid));
   }
   // The outputs from the first entry's time: a session that began there wrote none before it.
@@ -198,7 +206,8 @@ async function exportPartition(
  * @throws {RangeError} `ERR_VELO_RECORDING_TOO_LARGE` when a partition holds more than `maxEntries` entries or `maxOutputs` outputs.
  */
 export async function exportRecording(options: ExportRecordingOptions): Promise<Recording> {
-  if (options === null || typeof options !== 'object') throw invalidType(`${EXPORT}: options must be an object, not ${describe(options)}`);
+  if (options === null || typeof options !== 'object')
+    throw invalidType(`${EXPORT}: options must be an object, not ${describe(options)}`);
   const { client, name, partitions = 64, only, keys, since = 0, maxEntries = MAX_ENTRIES } = options;
   const maxOutputs = options.maxOutputs ?? maxEntries;
   if (client === null || typeof client !== 'object' || typeof client.sendCommand !== 'function') {
@@ -209,8 +218,13 @@ export async function exportRecording(options: ExportRecordingOptions): Promise<
   integerOption(EXPORT, 'since', since, 0, Number.MAX_SAFE_INTEGER);
   integerOption(EXPORT, 'maxEntries', maxEntries, 1, 1e9);
   integerOption(EXPORT, 'maxOutputs', maxOutputs, 1, 1e9);
-  if (keys !== undefined && !Array.isArray(keys)) throw invalidType(`${EXPORT}: options.keys must be an array of keys, not ${describe(keys)}`);
-  if (only !== undefined && !Array.isArray(only)) throw invalidType(`${EXPORT}: options.only must be an array of partitions, not ${describe(only)}`);
+  // (Checked on copies: narrowing a readonly array by Array.isArray makes its items `any`.)
+  const givenKeys: unknown = keys;
+  const givenOnly: unknown = only;
+  if (givenKeys !== undefined && !Array.isArray(givenKeys))
+    throw invalidType(`${EXPORT}: options.keys must be an array of keys, not ${describe(keys)}`);
+  if (givenOnly !== undefined && !Array.isArray(givenOnly))
+    throw invalidType(`${EXPORT}: options.only must be an array of partitions, not ${describe(only)}`);
   const keyList = keys?.map((k) => checkKey(k));
   only?.forEach((p, i) => integerOption(EXPORT, `only[${i}]`, p, 0, partitions - 1));
   let chosen = only === undefined ? Array.from({ length: partitions }, (_, p) => p) : [...new Set(only)].sort((a, b) => a - b);
@@ -238,4 +252,3 @@ export async function exportRecording(options: ExportRecordingOptions): Promise<
     parts,
   };
 }
-

@@ -291,9 +291,11 @@ function checkPart(c: Checker, value: unknown, path: string, partitions: number)
   const input = c.array(o.input, `${path}.input`).map((e, i) => checkEntry(c, e, `${path}.input[${i}]`));
   for (let i = 0; i < input.length; i++) {
     const id = input[i].id;
-    if (i > 0 && compareIds(input[i - 1].id, id) >= 0) c.fail(`${path}.input[${i}].id`, `(${id}) must come after the entry before it`);
+    if (i > 0 && compareIds(input[i - 1].id, id) >= 0)
+      c.fail(`${path}.input[${i}].id`, `(${id}) must come after the entry before it`);
     if (compareIds(id, from) < 0) c.fail(`${path}.input[${i}].id`, `(${id}) is before the partition's from (${from})`);
-    if (compareIds(id, delivered) > 0) c.fail(`${path}.input[${i}].id`, `(${id}) is after the partition's delivered (${delivered})`);
+    if (compareIds(id, delivered) > 0)
+      c.fail(`${path}.input[${i}].id`, `(${id}) is after the partition's delivered (${delivered})`);
   }
   const outputs = c.array(o.outputs, `${path}.outputs`).map((e, i) => checkOutput(c, e, `${path}.outputs[${i}]`));
   const seen = new Set<string>();
@@ -318,7 +320,7 @@ function checkPart(c: Checker, value: unknown, path: string, partitions: number)
     return { sid, reason, last };
   });
   const live = c.array(o.live, `${path}.live`).map((s, i) => c.sid(s, `${path}.live[${i}]`));
-  return { partition, from, delivered, endsKept: o.endsKept as boolean, input, outputs, ends, live };
+  return { partition, from, delivered, endsKept: o.endsKept, input, outputs, ends, live };
 }
 
 /**
@@ -332,7 +334,10 @@ export function checkRecording(value: unknown, bounds: RecordingBounds = {}): Re
   const o = c.object(value, 'the recording');
   if (o.format !== RECORDING_FORMAT) c.fail('format', `must be ${JSON.stringify(RECORDING_FORMAT)}`);
   if (o.version !== RECORDING_VERSION) {
-    c.fail('version', `must be ${RECORDING_VERSION} (this release reads version ${RECORDING_VERSION} only), not ${JSON.stringify(o.version)}`);
+    c.fail(
+      'version',
+      `must be ${RECORDING_VERSION} (this release reads version ${RECORDING_VERSION} only), not ${JSON.stringify(o.version)}`,
+    );
   }
   c.fields(o, 'the recording', ['format', 'version', 'name', 'partitions', 'keys', 'since', 'parts']);
   const name = c.string(o.name, 'name', 200);
@@ -360,7 +365,9 @@ export function parseRecording(text: string | Buffer, bounds: RecordingBounds = 
   const size = typeof text === 'string' ? Buffer.byteLength(text) : Buffer.isBuffer(text) ? text.length : -1;
   if (size < 0) throw recordingInvalidError(`Not a recording: parseRecording() takes a string or a Buffer`);
   if (size > maxBytes) {
-    throw recordingTooLargeError(`The recording is ${size} bytes, more than maxBytes (${maxBytes}): raise it to read this recording`);
+    throw recordingTooLargeError(
+      `The recording is ${size} bytes, more than maxBytes (${maxBytes}): raise it to read this recording`,
+    );
   }
   let value: unknown;
   try {

@@ -19,7 +19,9 @@ import { invalidValue, recordingTooLargeError } from '../errors';
  * module (a handler module is one, most likely).
  */
 // eslint-disable-next-line @typescript-eslint/no-implied-eval
-const importModule = new Function('specifier', 'return import(specifier)') as (specifier: string) => Promise<Record<string, unknown>>;
+const importModule = new Function('specifier', 'return import(specifier)') as (
+  specifier: string,
+) => Promise<Record<string, unknown>>;
 
 const USAGE = `Usage:
   velo-replay export --redis <url> --name <name> [--partitions <n>] [--partition <p>]... [--key <key>]...
@@ -53,7 +55,11 @@ const OPTIONS = {
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
 
 /** A flag's whole number (`--max-entries 1000`), or its default. */
-function count(values: Values, flag: 'partitions' | 'max-entries' | 'max-outputs' | 'max-bytes', fallback?: number): number | undefined {
+function count(
+  values: Values,
+  flag: 'partitions' | 'max-entries' | 'max-outputs' | 'max-bytes',
+  fallback?: number,
+): number | undefined {
   const text = values[flag];
   if (text === undefined) return fallback;
   if (!/^\d{1,15}$/.test(text)) throw invalidValue(`--${flag} must be a whole number, not ${JSON.stringify(text)}`);
@@ -64,13 +70,18 @@ function count(values: Values, flag: 'partitions' | 'max-entries' | 'max-outputs
 function since(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
   const ms = /^\d{1,15}$/.test(text) ? Number(text) : Date.parse(text);
-  if (!Number.isSafeInteger(ms) || ms < 0) throw invalidValue(`--since must be ms since the epoch or an ISO time, not ${JSON.stringify(text)}`);
+  if (!Number.isSafeInteger(ms) || ms < 0)
+    throw invalidValue(`--since must be ms since the epoch or an ISO time, not ${JSON.stringify(text)}`);
   return ms;
 }
 
 /** Runs `use` with a client of `url` (the optional peer dependency `redis`), closed after. */
 async function withRedis<T>(url: string, use: (client: RedisClientLike) => Promise<T>): Promise<T> {
-  let redis: { createClient(options: { url: string }): RedisClientLike & { close?(): Promise<unknown>; on(e: 'error', l: (error: Error) => void): unknown } };
+  let redis: {
+    createClient(options: {
+      url: string;
+    }): RedisClientLike & { close?(): Promise<unknown>; on(e: 'error', l: (error: Error) => void): unknown };
+  };
   try {
     redis = (await importModule('redis')) as unknown as typeof redis;
   } catch (error) {
@@ -83,7 +94,9 @@ async function withRedis<T>(url: string, use: (client: RedisClientLike) => Promi
     await client.connect();
     return await use(client);
   } catch (error) {
-    throw failed !== undefined && error !== failed ? new Error(`${(error as Error).message} (${failed.message})`, { cause: error }) : error;
+    throw failed !== undefined && error !== failed
+      ? new Error(`${(error as Error).message} (${failed.message})`, { cause: error })
+      : error;
   } finally {
     await Promise.resolve(client.close?.() ?? client.destroy()).catch(() => {});
   }
@@ -122,7 +135,10 @@ async function recordingOf(values: Values): Promise<Recording> {
 }
 
 /** The handler module's stream function and its replay options. */
-async function handlerOf(spec: string, extra: string | undefined): Promise<{ fn: StreamFn<unknown, unknown>; options: ReplayOptions }> {
+async function handlerOf(
+  spec: string,
+  extra: string | undefined,
+): Promise<{ fn: StreamFn<unknown, unknown>; options: ReplayOptions }> {
   const hash = spec.lastIndexOf('#');
   const [path, name] = hash > 0 ? [spec.slice(0, hash), spec.slice(hash + 1)] : [spec, 'default'];
   const mod = await importModule(pathToFileURL(resolve(path)).href);
@@ -135,7 +151,8 @@ async function handlerOf(spec: string, extra: string | undefined): Promise<{ fn:
     } catch (error) {
       throw invalidValue(`--options must be JSON: ${(error as Error).message}`);
     }
-    if (given === null || typeof given !== 'object' || Array.isArray(given)) throw invalidValue('--options must be a JSON object');
+    if (given === null || typeof given !== 'object' || Array.isArray(given))
+      throw invalidValue('--options must be a JSON object');
     options = { ...options, ...given };
   }
   return { fn: mod[name] as StreamFn<unknown, unknown>, options };
@@ -156,7 +173,8 @@ async function main(argv: string[]): Promise<number> {
     if (values.out === undefined) process.stdout.write(`${text}\n`);
     else writeFileSync(values.out, text);
     const sessions = recording.parts.reduce((n, p) => n + p.input.length, 0);
-    if (values.out !== undefined) process.stdout.write(`recorded ${recording.parts.length} partitions, ${sessions} input entries to ${values.out}\n`);
+    if (values.out !== undefined)
+      process.stdout.write(`recorded ${recording.parts.length} partitions, ${sessions} input entries to ${values.out}\n`);
     return 0;
   }
   if (command === 'run') {

@@ -178,7 +178,11 @@ export type PartitionReplay = (
 ) => Promise<ReplayedSession[]>;
 
 /** Compares the recorded sessions of `recording` with their replay (`replay`), partition by partition. */
-export async function compareRecording<O>(recording: Recording, codec: Codec<O>, replay: PartitionReplay): Promise<ReplayReport<O>> {
+export async function compareRecording<O>(
+  recording: Recording,
+  codec: Codec<O>,
+  replay: PartitionReplay,
+): Promise<ReplayReport<O>> {
   const differences: ReplayDifference<O>[] = [];
   const notReplayable: NotReplayable[] = [];
   const unverified: UnverifiedSession[] = [];
@@ -280,7 +284,8 @@ function planPartition(
     }
   }
   for (const [sid, t] of trimmed) {
-    if (!eventIds.has(t.key)) notReplayable.push({ partition: part.partition, key: t.key, sid, why: 'trimmed', events: 0, outputs: t.outputs });
+    if (!eventIds.has(t.key))
+      notReplayable.push({ partition: part.partition, key: t.key, sid, why: 'trimmed', events: 0, outputs: t.outputs });
   }
   return { sessions, events: given };
 }
@@ -314,7 +319,12 @@ function comparePartition<O>(
       const p = repAt.get(r.first);
       if (p === undefined) {
         const into = rep.filter((s) => compareIds(s.first, r.first) < 0).at(-1);
-        differences.push({ kind: 'merged', ...where, into: into === undefined ? null : `${key}@${into.first}`, outputs: r.outputs.size });
+        differences.push({
+          kind: 'merged',
+          ...where,
+          into: into === undefined ? null : `${key}@${into.first}`,
+          outputs: r.outputs.size,
+        });
         continue;
       }
       const seqs = [...r.outputs.keys()];
@@ -327,9 +337,7 @@ function comparePartition<O>(
         const b = p.outputs.get(seq);
         if (a !== undefined && b !== undefined) {
           const same =
-            a.error !== undefined
-              ? b.e !== undefined && sameFailure(a.error, failureOf(b.e))
-              : b.v !== undefined && a.v === b.v;
+            a.error !== undefined ? b.e !== undefined && sameFailure(a.error, failureOf(b.e)) : b.v !== undefined && a.v === b.v;
           if (!same) differences.push({ kind: 'output', ...where, seq, recorded: show(a), replayed: showReplayed(b) });
         } else if (a !== undefined) {
           differences.push({ kind: 'missing-output', ...where, seq, recorded: show(a) });
@@ -382,17 +390,24 @@ export function formatReplayReport(report: ReplayReport): string {
       `${s.same} the same, ${s.differences} differences` +
       (s.open > 0 ? `; ${s.open} live when recorded (compared as far as they went)` : '') +
       (report.notReplayable.length > 0 ? `; ${report.notReplayable.length} not replayable` : '') +
-      (s.endsKept < s.partitions ? `; session ends not kept in ${s.partitions - s.endsKept} partitions (no checkReplay): ends not compared there` : ''),
+      (s.endsKept < s.partitions
+        ? `; session ends not kept in ${s.partitions - s.endsKept} partitions (no checkReplay): ends not compared there`
+        : ''),
   ];
   for (const d of report.differences) {
     const at = `p${d.partition} ${d.sid}`;
     if (d.kind === 'output') lines.push(`  output ${at} #${d.seq}: recorded ${brief(d.recorded)}, replayed ${brief(d.replayed)}`);
-    else if (d.kind === 'missing-output') lines.push(`  missing output ${at} #${d.seq}: recorded ${brief(d.recorded)}, the replay made none`);
-    else if (d.kind === 'extra-output') lines.push(`  extra output ${at} #${d.seq}: replayed ${brief(d.replayed)}, the recording has none`);
+    else if (d.kind === 'missing-output')
+      lines.push(`  missing output ${at} #${d.seq}: recorded ${brief(d.recorded)}, the replay made none`);
+    else if (d.kind === 'extra-output')
+      lines.push(`  extra output ${at} #${d.seq}: replayed ${brief(d.replayed)}, the recording has none`);
     else if (d.kind === 'end') lines.push(`  end ${at}: recorded ${endText(d.recordedEnd)}, replayed ${endText(d.replayedEnd)}`);
     else if (d.kind === 'merged')
-      lines.push(`  merged ${at}: the replay began no session there (${d.outputs} recorded outputs); its first entry went to ${d.into ?? 'no session'}`);
-    else if (d.kind === 'split') lines.push(`  split ${at}: the replay began a session there, inside recorded session ${d.within} (${d.outputs} outputs)`);
+      lines.push(
+        `  merged ${at}: the replay began no session there (${d.outputs} recorded outputs); its first entry went to ${d.into ?? 'no session'}`,
+      );
+    else if (d.kind === 'split')
+      lines.push(`  split ${at}: the replay began a session there, inside recorded session ${d.within} (${d.outputs} outputs)`);
     else lines.push(`  extra session ${at}: the replay began a session with ${d.outputs} outputs where the recording has none`);
   }
   for (const n of report.notReplayable) {
@@ -400,6 +415,9 @@ export function formatReplayReport(report: ReplayReport): string {
       `  not replayable p${n.partition} ${n.sid ?? n.key}: ${n.why === 'trimmed' ? 'began before the recording (its first entry was trimmed)' : 'events of no session the recording knows'} (${n.events} events left out, ${n.outputs} outputs)`,
     );
   }
-  if (report.unverified.length > 0) lines.push(`  ${report.unverified.length} replayed sessions without outputs where the recording does not say whether a session began`);
+  if (report.unverified.length > 0)
+    lines.push(
+      `  ${report.unverified.length} replayed sessions without outputs where the recording does not say whether a session began`,
+    );
   return lines.join('\n');
 }

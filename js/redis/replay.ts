@@ -19,7 +19,23 @@ import { LIMIT_KEYS, checkDebounceTarget, checkLimits } from './worker-limits';
 import { MAX_TIMER_MS } from './owner-writes';
 
 /** The worker's settings the replay runs the handler with (those of the new deploy), its codec, and its bounds. */
-export interface ReplayOptions extends Omit<WorkerLimits, 'checkReplay'> {
+export interface ReplayOptions {
+  /** Default 10 000 (ms): the simulated owner's lease (its renewals are steps of the run; nothing a handler sees). */
+  leaseTtl?: number;
+  /** Default 256: entries per read. */
+  readCount?: number;
+  /** Default 65 536. */
+  maxBufferedEvents?: number;
+  /** Default 0 (no cap): the new deploy's `maxSessionEvents`. */
+  maxSessionEvents?: number;
+  /** Default 0 (no cap), ms: the new deploy's `maxSessionAge`. */
+  maxSessionAge?: number;
+  /** Default 1000. */
+  maxSessionTimers?: number;
+  /** Default 1 MiB. */
+  maxCheckpointBytes?: number;
+  /** Default none: debounce per key, as `redisWorker`'s `debounce`. */
+  debounce?: WorkerLimits['debounce'];
   /** The function's codec (default JSON): it decodes the recorded events for the handler, and outputs for the report. */
   codec?: Codec<unknown>;
   /** Largest event or output, bytes. Default 1 MiB. */
@@ -77,7 +93,9 @@ async function replayPartition<I, O>(
         ? `${simBounds.maxStepsAtOnce} steps at one virtual time`
         : `${simBounds.maxSteps} steps in one move of the clock`;
     return outcome === 'steps'
-      ? testStepsError(`${WHAT}: the replay of partition ${partition} took ${steps} ${where}: a handler looping without end (timers due at once on every input, outputs without input)`)
+      ? testStepsError(
+          `${WHAT}: the replay of partition ${partition} took ${steps} ${where}: a handler looping without end (timers due at once on every input, outputs without input)`,
+        )
       : testNotSettledError(
           `${WHAT}: the replay of partition ${partition} did not end every session within settleWithin (${o.settleWithin} ms of virtual time after its last event): a session kept open (timers far ahead, no idleTimeout); give a longer settleWithin`,
         );
@@ -145,8 +163,10 @@ export async function replayRecording<I = unknown, O = unknown>(
   } catch {
     // (A revoked Proxy: not a stream function either.)
   }
-  if (typeof open !== 'function') throw invalidType(`${WHAT}: fn must be a stream function (from streamFn()), not ${describe(fn)}`);
-  if (options === null || typeof options !== 'object') throw invalidType(`${WHAT}: options must be an object, not ${describe(options)}`);
+  if (typeof open !== 'function')
+    throw invalidType(`${WHAT}: fn must be a stream function (from streamFn()), not ${describe(fn)}`);
+  if (options === null || typeof options !== 'object')
+    throw invalidType(`${WHAT}: options must be an object, not ${describe(options)}`);
   for (const key of Object.keys(options)) {
     if (!KNOWN.includes(key)) throw invalidValue(`${WHAT}: unknown option "${key}". Known options: ${KNOWN.join(', ')}`);
   }
