@@ -156,6 +156,20 @@ export const ERROR_CODES = {
     action:
       'Look for a handler that makes a timer or an output for ever; move time in shorter spans; send many events at different times.',
   },
+  ERR_VELO_RECORDING_INVALID: {
+    class: '',
+    from: 'velo-stream/testing',
+    when: '`parseRecording`, `replayRecording` or the `velo-replay` command got a recording that is not one `exportRecording` writes: not JSON, another format or version, a field of the wrong type, an entry id out of order, a key or sid that is not well formed, bytes that are not base64, a session end of unknown form. The message names the field (`parts[0].input[12].id`).',
+    action:
+      'Export the recording again (`velo-replay export`, `exportRecording`); do not edit it by hand, or keep to the format in docs/redis/replay-before-deploy.md.',
+  },
+  ERR_VELO_RECORDING_TOO_LARGE: {
+    class: '',
+    from: 'velo-stream/redis',
+    when: '`exportRecording` found more input entries or outputs in a partition than `maxEntries` / `maxOutputs`, or more session ends or live sessions than `maxEntries`; or `parseRecording` (and `velo-replay`) got a file larger than `maxBytes`, or with more entries than `maxEntries`. Nothing is cut: a partial recording would report differences that are not there.',
+    action:
+      'Record fewer sessions (`keys`, `since`, `partitions`), or raise the bound (`--max-entries`, `--max-outputs`, `--max-bytes`).',
+  },
   ERR_VELO_TIMER_PAST_AGE: {
     class: 'TimerPastAgeError',
     from: 'velo-stream/redis',
@@ -426,6 +440,16 @@ export function testNotSettledError(message: string): Error & { code: 'ERR_VELO_
 /** A test run took more steps of its virtual clock than one move may (a loop without end at one time, most likely). */
 export function testStepsError(message: string): Error & { code: 'ERR_VELO_TEST_STEPS' } {
   return coded(new Error(message), 'ERR_VELO_TEST_STEPS');
+}
+
+/** A recording that is not one `exportRecording` writes (the message names the field). */
+export function recordingInvalidError(message: string, cause?: unknown): Error & { code: 'ERR_VELO_RECORDING_INVALID' } {
+  return coded(cause === undefined ? new Error(message) : new Error(message, { cause }), 'ERR_VELO_RECORDING_INVALID');
+}
+
+/** A recording over its bounds (entries, outputs, bytes): nothing is cut. */
+export function recordingTooLargeError(message: string): RangeError & { code: 'ERR_VELO_RECORDING_TOO_LARGE' } {
+  return coded(new RangeError(message), 'ERR_VELO_RECORDING_TOO_LARGE');
 }
 
 /** `ctx.wakeAt()` (or `cancelTimer()`) in a `workerFn` handler: its input is the main thread's lane, where an event made on the worker would not be counted. */

@@ -54,6 +54,17 @@ export {
   type SessionLimitCode,
   type SessionEnd,
 } from '../errors';
+export { exportRecording, type ExportRecordingOptions } from './recording-export';
+export type {
+  Recording,
+  RecordedPartition,
+  RecordedEntry,
+  RecordedEvent,
+  RecordedMarker,
+  RecordedWake,
+  RecordedOutput,
+  RecordedEnd,
+} from './recording';
 export { fnv1a } from './options';
 export type { RedisOptions } from './options';
 export { redisName, type RedisName } from './name';

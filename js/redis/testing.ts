@@ -586,3 +586,29 @@ function unsettled(
 
 /** A `checkDeterminism` is running (its stand-ins for Date.now and Math.random are installed). */
 let checking = false;
+
+// The replay test before a deploy: a new handler over recorded sessions (docs/redis/replay-before-deploy.md).
+export { replayRecording, type ReplayOptions } from './replay';
+export {
+  formatReplayReport,
+  type NotReplayable,
+  type ReplayDifference,
+  type ReplayEnd,
+  type ReplayOutput,
+  type ReplayReport,
+  type ReplaySummary,
+  type UnverifiedSession,
+} from './replay-compare';
+export {
+  checkRecording,
+  parseRecording,
+  type RecordedEnd,
+  type RecordedEntry,
+  type RecordedEvent,
+  type RecordedMarker,
+  type RecordedOutput,
+  type RecordedPartition,
+  type RecordedWake,
+  type Recording,
+  type RecordingBounds,
+} from './recording';
