@@ -14,32 +14,15 @@ import { type Recording, type RecordingBounds, checkRecording, idParts } from '.
 import { type ReplayReport, type ReplayedSession, compareRecording } from './replay-compare';
 import { Simulation, simBounds } from './simulator';
 import { entryFields } from './stored';
-import type { WorkerLimits } from './worker-limits';
+import type { TestWorkerOptions } from './testing';
 import { LIMIT_KEYS, checkDebounceTarget, checkLimits } from './worker-limits';
 import { MAX_TIMER_MS } from './owner-writes';
 
-/** The worker's settings the replay runs the handler with (those of the new deploy), its codec, and its bounds. */
-export interface ReplayOptions {
-  /** Default 10 000 (ms): the simulated owner's lease (its renewals are steps of the run; nothing a handler sees). */
-  leaseTtl?: number;
-  /** Default 256: entries per read. */
-  readCount?: number;
-  /** Default 65 536. */
-  maxBufferedEvents?: number;
-  /** Default 0 (no cap): the new deploy's `maxSessionEvents`. */
-  maxSessionEvents?: number;
-  /** Default 0 (no cap), ms: the new deploy's `maxSessionAge`. */
-  maxSessionAge?: number;
-  /** Default 1000. */
-  maxSessionTimers?: number;
-  /** Default 1 MiB. */
-  maxCheckpointBytes?: number;
-  /** Default none: debounce per key, as `redisWorker`'s `debounce`. */
-  debounce?: WorkerLimits['debounce'];
-  /** The function's codec (default JSON): it decodes the recorded events for the handler, and outputs for the report. */
-  codec?: Codec<unknown>;
-  /** Largest event or output, bytes. Default 1 MiB. */
-  maxEventBytes?: number;
+/**
+ * The worker's settings the replay runs the handler with (those of the new deploy, each as `testWorker` takes it,
+ * with the same defaults), its codec, and its bounds.
+ */
+export interface ReplayOptions extends Omit<TestWorkerOptions, 'partitions' | 'checkReplay' | 'start'> {
   /**
    * Virtual ms after a partition's last recorded event by which its replay must have ended every session (an
    * integer up to 2 147 483 647). Default a day plus the function's `idleTimeout`.
