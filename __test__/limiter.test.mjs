@@ -186,7 +186,7 @@ test("'reject' mode refuses the excess at once (counted); a full line refuses wi
   for (const w of line) (await w).release();
 });
 
-test('hostile and invalid options are refused at the call with a clear code', () => {
+test('hostile and invalid options are refused at the call with a clear code', async () => {
   const revoked = Proxy.revocable({}, {});
   revoked.revoke();
   const throwing = Object.defineProperty({}, 'concurrency', {
@@ -198,7 +198,7 @@ test('hostile and invalid options are refused at the call with a clear code', ()
   const cases = [
     [undefined, 'ERR_INVALID_ARG_TYPE'],
     [revoked.proxy, 'ERR_INVALID_ARG_TYPE'],
-    [throwing, 'ERR_INVALID_ARG_VALUE'],
+    [throwing, 'ERR_INVALID_ARG_TYPE'],
     [{}, 'ERR_INVALID_ARG_VALUE'],
     [{ concurrency: 0 }, 'ERR_OUT_OF_RANGE'],
     [{ concurrency: -1 }, 'ERR_OUT_OF_RANGE'],
@@ -224,6 +224,18 @@ test('hostile and invalid options are refused at the call with a clear code', ()
     [{ concurrency: 1, colour: 'red' }, 'ERR_INVALID_ARG_VALUE'],
   ];
   cases.forEach(([options, code], i) => assert.throws(() => limiter(options), { code }, `case ${i}`));
+  // setLimits() the same, its errors naming it; an unreadable object is a type error there too.
+  const l = limiter({ concurrency: 1 });
+  for (const [settings, code, message] of [
+    [undefined, 'ERR_INVALID_ARG_TYPE', /"settings" argument must be an options object.*Received type undefined/],
+    [revoked.proxy, 'ERR_INVALID_ARG_TYPE', /"settings" argument must be an options object/],
+    [throwing, 'ERR_INVALID_ARG_TYPE', /^setLimits\(\): the "concurrency" option could not be read/],
+    [{ concurrency: 2, extra: 1 }, 'ERR_INVALID_ARG_VALUE', /^setLimits\(\): unknown option "extra"/],
+    [{ rate: { limit: 1, period: 1, burst: 1, x: 1 } }, 'ERR_INVALID_ARG_VALUE', /^setLimits\(\): unknown option "rate.x"/],
+  ]) {
+    assert.throws(() => l.setLimits(settings), { code, message });
+  }
+  await l.close();
 });
 
 test('key and cost functions that throw or return unusable values refuse the acquire with a code', async () => {

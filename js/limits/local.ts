@@ -83,29 +83,28 @@ const RATE_KEYS = new Set(['limit', 'period', 'burst']);
 
 let unnamed = 0;
 
-/** Reads `field` of an options object once; a throwing getter (or a revoked Proxy) is a clear error, not a crash. */
-function read(options: object, field: string, where: string): unknown {
+/**
+ * Reads `field` of an options object once; a throwing getter (or a revoked Proxy) is a clear error
+ * (ERR_INVALID_ARG_TYPE, its `cause` the error thrown, as every option read of this package), not a crash.
+ */
+function read(options: object, field: string, where: string, fn = 'limiter'): unknown {
   try {
     return (options as Record<string, unknown>)[field];
   } catch (error) {
-    const e = invalidValue(`limiter(): the "${where}${field}" option could not be read (${describe(error)})`);
-    (e as { cause?: unknown }).cause = error;
-    throw e;
+    throw invalidType(`${fn}(): the "${where}${field}" option could not be read (${describe(error)})`, error);
   }
 }
 
-function ownKeys(options: object, known: Set<string>, where: string): void {
+function ownKeys(options: object, known: Set<string>, where: string, fn = 'limiter'): void {
   let keys: string[];
   try {
     keys = Object.keys(options);
   } catch (error) {
-    const e = invalidValue(`limiter(): the ${where || 'options'} object could not be read (${describe(error)})`);
-    (e as { cause?: unknown }).cause = error;
-    throw e;
+    throw invalidType(`${fn}(): the ${where || 'options'} object could not be read (${describe(error)})`, error);
   }
   for (const key of keys) {
     if (!known.has(key))
-      throw invalidValue(`limiter(): unknown option "${where}${key}". Known options: ${[...known].join(', ')}`);
+      throw invalidValue(`${fn}(): unknown option "${where}${key}". Known options: ${[...known].join(', ')}`);
   }
 }
 
@@ -119,16 +118,16 @@ interface Checked {
 
 function checkSettings(settings: unknown, fn: string): Checked {
   assertOptionsObject(settings, fn === 'limiter' ? 'options' : 'settings', '{ concurrency: 4 }');
-  const concurrencyValue = read(settings, 'concurrency', '');
-  const rateValue = read(settings, 'rate', '');
+  const concurrencyValue = read(settings, 'concurrency', '', fn);
+  const rateValue = read(settings, 'rate', '', fn);
   const out: Checked = { concurrency: 0, limit: 0, period: 0, burst: 0 };
   if (concurrencyValue !== undefined) out.concurrency = integerOption(fn, 'concurrency', concurrencyValue, 1, MAX_U32);
   if (rateValue !== undefined) {
     assertOptionsObject(rateValue, 'rate', '{ limit: 100, period: 60_000 }');
-    ownKeys(rateValue, RATE_KEYS, 'rate.');
-    const limit = read(rateValue, 'limit', 'rate.');
-    const period = read(rateValue, 'period', 'rate.');
-    const burst = read(rateValue, 'burst', 'rate.');
+    ownKeys(rateValue, RATE_KEYS, 'rate.', fn);
+    const limit = read(rateValue, 'limit', 'rate.', fn);
+    const period = read(rateValue, 'period', 'rate.', fn);
+    const burst = read(rateValue, 'burst', 'rate.', fn);
     out.limit = integerOption(fn, 'rate.limit', limit, 1, MAX_U32);
     out.period = numberOption(fn, 'rate.period', period, 1, MAX_MS, `a number of milliseconds from 1 to ${MAX_MS}`);
     out.burst = burst === undefined ? out.limit : integerOption(fn, 'rate.burst', burst, 1, MAX_U32);
@@ -571,8 +570,8 @@ class LocalLimiter<T> implements Limiter<T> {
   };
 
   setLimits(settings: LimitSettings): void {
-    ownKeys(settings, SETTINGS_KEYS, '');
     const checked = checkSettings(settings, 'setLimits');
+    ownKeys(settings, SETTINGS_KEYS, '', 'setLimits');
     if (this.#closed) throw limiterClosedError(this.name);
     this.#hasRate = checked.limit > 0;
     this.#limits = checked;
