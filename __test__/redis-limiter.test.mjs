@@ -184,15 +184,15 @@ test('options refused with coded errors: missing client or name, bad leaseTtl, l
           throw new Error('getter');
         },
       },
-      'ERR_INVALID_ARG_VALUE',
+      'ERR_INVALID_ARG_TYPE',
     ],
   ];
   const revoked = Proxy.revocable({}, {});
   revoked.revoke();
-  cases.push([revoked.proxy, 'ERR_INVALID_ARG_VALUE']);
+  cases.push([revoked.proxy, 'ERR_INVALID_ARG_TYPE']);
   const revokedRate = Proxy.revocable({}, {});
   revokedRate.revoke();
-  cases.push([{ client, name, rate: revokedRate.proxy }, 'ERR_INVALID_ARG_VALUE']);
+  cases.push([{ client, name, rate: revokedRate.proxy }, 'ERR_INVALID_ARG_TYPE']);
   for (const [i, [options, code]] of cases.entries()) assert.throws(() => redisLimiter(options), { code }, `case ${i}`);
 });
 

@@ -71,7 +71,7 @@ function read(object: object, key: string, what: string): unknown {
   try {
     return (object as Record<string, unknown>)[key];
   } catch (error) {
-    throw invalidValue(`${what}: the "${key}" option cannot be read (${(error as Error)?.message ?? String(error)})`);
+    throw invalidType(`${what}: the "${key}" option cannot be read (${describe(error)})`, error);
   }
 }
 
@@ -79,7 +79,7 @@ function ownKeys(object: object, what: string): string[] {
   try {
     return Object.keys(object);
   } catch (error) {
-    throw invalidValue(`${what}: the options cannot be read (${(error as Error)?.message ?? String(error)})`);
+    throw invalidType(`${what}: the options cannot be read (${describe(error)})`, error);
   }
 }
 
