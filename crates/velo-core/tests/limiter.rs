@@ -5,8 +5,8 @@
 //! model does not reach (close, sweep). Fairness: the model's line is one
 //! list in arrival order, a list of tenants in turn order and the list of all
 //! grants made while a priority had waiters; the head is found by scanning:
-//! the first waiter whose tenant had less than its weight's part of the last
-//! `window` grants, else a weighted round robin written plainly. Priorities:
+//! the first waiter whose tenant, granted once more, would still have at most
+//! its weight's part of the last `window` grants, else a weighted round robin written plainly. Priorities:
 //! the head is looked for among the waiters of the highest priority that waits.
 
 use proptest::prelude::*;
@@ -383,8 +383,9 @@ fn a_tenant_under_its_share_of_the_recent_grants_goes_first_in_arrival_order() {
     assert_eq!(l.acquire_as(0, 1, 101, b, 0, 0), Decision::Queued);
     assert_eq!(l.acquire_as(0, 1, 102, a, 0, 0), Decision::Queued);
     assert_eq!(l.acquire_as(0, 1, 103, a, 0, 0), Decision::Queued);
-    // After 101 and 102: 5 recent grants, W = 3; a has 1 (1 * 3 < 5: still under), so 103 goes too.
-    assert_eq!(grant_order(&mut l, 4), [101, 102, 103, 4]);
+    // After 101 and 102: 5 recent grants, W = 3; a has 1, and one more would be past its share ((1 + 1) * 3 > 5):
+    // the turn goes to the hot tenant (4); then, 6 recent grants, a's 103 fits its share ((1 + 1) * 3 <= 6).
+    assert_eq!(grant_order(&mut l, 4), [101, 102, 4, 103]);
 }
 
 #[test]
@@ -425,6 +426,25 @@ fn backlogged_tenants_share_the_grants_by_weight_and_none_starves() {
                 "window {window}: {range:?} waited {gap} grants between two of its own"
             );
         }
+    }
+}
+
+#[test]
+fn heavy_weights_hold_past_the_window() {
+    // Two backlogged tenants of weights w:1 share the grants w:1, also for weights above the window's 512 grants
+    // (where the light one never fits its share and is served by turns only).
+    for (w, grants) in [(2u64, 3_000u64), (20, 21_000), (100, 20_200), (1000, 20_020), (10_000, 30_003)] {
+        let mut l = one_slot(100_000);
+        assert_eq!(l.acquire(0, 1, 1_000_000, 0), Decision::GrantedHeld);
+        let (a, b) = (Tenant { id: 1, weight: w }, Tenant { id: 2, weight: 1 });
+        for id in 0..grants {
+            assert_eq!(l.acquire_as(0, 1, id * 2, a, 0, 0), Decision::Queued);
+            assert_eq!(l.acquire_as(0, 1, id * 2 + 1, b, 0, 0), Decision::Queued);
+        }
+        let order = grant_order(&mut l, grants as usize);
+        let light = order.iter().filter(|&&id| id % 2 == 1).count() as u64;
+        let want = grants / (w + 1);
+        assert!(light.abs_diff(want) <= 2 + want / 50, "weight {w}: {light} light grants of {grants}, want {want}");
     }
 }
 
@@ -508,7 +528,7 @@ fn weight(t: u32) -> u64 {
 }
 
 impl MKey {
-    /// The tenants of priority `p` under their share of its last `window` grants: `c / G < w / W`.
+    /// The tenants of priority `p` under their share of its last `window` grants: `(c + 1) / G <= w / W`.
     fn under_share(&self, p: i32, window: usize) -> Vec<u32> {
         let grants: Vec<u32> = self
             .granted
@@ -528,7 +548,7 @@ impl MKey {
             .filter(|&t| self.line.iter().any(|w| w.2 == t && w.3 == p))
             .filter(|&t| {
                 let c = recent.iter().filter(|&&r| r == t).count() as u64;
-                c * total_weight < g * weight(t)
+                (c + 1) * total_weight <= g * weight(t)
             })
             .collect()
     }

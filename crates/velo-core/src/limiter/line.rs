@@ -20,7 +20,8 @@
 //! tenant of weight `w`, and `W` the sum of the weights of the tenants that
 //! wait in the level or have a recent grant (each once, with the weight it
 //! last waited with), a waiting tenant is *under its share* when
-//! `c * W < G * w`: it had less than `w / W` of the recent grants.
+//! `(c + 1) * W <= G * w`: one more grant keeps it within `w / W` of the
+//! recent grants (so shares hold by weight, a heavy tenant's too).
 //!
 //! - If a waiting tenant is under its share, the head is the waiter that came
 //!   first among the oldest waiters of the tenants under their share: a tenant
@@ -36,11 +37,12 @@
 //!   refused) leaves the ring and comes back, when it waits again, at the back
 //!   with full credits.
 //!
-//! No waiting tenant is starved: a tenant granted nothing for `window` grants
-//! has no recent grant, so it is under its share (`0 < G * w`), and then only
-//! the waiters that came before its oldest one, of tenants under their share,
-//! go before it. Tenants that all ask for more than their share end up served
-//! by turns, each by its weight.
+//! No waiting tenant is starved. One granted nothing for `window` grants has
+//! no recent grant (`c = 0`): from then on it is under its share whenever a
+//! tenant of no greater weight with no more recent grants is, and it goes
+//! before every waiter that came after its own; when no tenant is under its
+//! share, the turns reach it within one round of the ring. Tenants that all
+//! ask for more than their share get grants by weight.
 
 use std::collections::VecDeque;
 
@@ -97,7 +99,7 @@ impl Ring {
             for &t in &self.ring {
                 let line = &self.tenants[&t];
                 let c = self.shares.get(&t).map_or(0, |s| s.grants);
-                if c * self.active_weight < g * line.weight {
+                if (c + 1) * self.active_weight <= g * line.weight {
                     let arrival = line.waiters.front().expect("a ring tenant waits").arrival;
                     if best.is_none_or(|(a, _)| arrival < a) {
                         best = Some((arrival, t));
