@@ -433,7 +433,13 @@ fn backlogged_tenants_share_the_grants_by_weight_and_none_starves() {
 fn heavy_weights_hold_past_the_window() {
     // Two backlogged tenants of weights w:1 share the grants w:1, also for weights above the window's 512 grants
     // (where the light one never fits its share and is served by turns only).
-    for (w, grants) in [(2u64, 3_000u64), (20, 21_000), (100, 20_200), (1000, 20_020), (10_000, 30_003)] {
+    for (w, grants) in [
+        (2u64, 3_000u64),
+        (20, 21_000),
+        (100, 20_200),
+        (1000, 20_020),
+        (10_000, 30_003),
+    ] {
         let mut l = one_slot(100_000);
         assert_eq!(l.acquire(0, 1, 1_000_000, 0), Decision::GrantedHeld);
         let (a, b) = (Tenant { id: 1, weight: w }, Tenant { id: 2, weight: 1 });
@@ -444,7 +450,10 @@ fn heavy_weights_hold_past_the_window() {
         let order = grant_order(&mut l, grants as usize);
         let light = order.iter().filter(|&&id| id % 2 == 1).count() as u64;
         let want = grants / (w + 1);
-        assert!(light.abs_diff(want) <= 2 + want / 50, "weight {w}: {light} light grants of {grants}, want {want}");
+        assert!(
+            light.abs_diff(want) <= 2 + want / 50,
+            "weight {w}: {light} light grants of {grants}, want {want}"
+        );
     }
 }
 
