@@ -103,8 +103,7 @@ function ownKeys(options: object, known: Set<string>, where: string, fn = 'limit
     throw invalidType(`${fn}(): the ${where || 'options'} object could not be read (${describe(error)})`, error);
   }
   for (const key of keys) {
-    if (!known.has(key))
-      throw invalidValue(`${fn}(): unknown option "${where}${key}". Known options: ${[...known].join(', ')}`);
+    if (!known.has(key)) throw invalidValue(`${fn}(): unknown option "${where}${key}". Known options: ${[...known].join(', ')}`);
   }
 }
 
