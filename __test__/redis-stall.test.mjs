@@ -7,23 +7,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { redisProducer, redisWorker } from 'velo-stream/redis';
 import { client, fresh, useRedis } from './helpers/redis-suite.mjs';
-import { checkOutputs, expectedTotals, pendingCount, readAllOutputs, sessionsInLog, totals } from './helpers/redis-fixtures.mjs';
+import { checkOutputs, expectedFromLog, pendingCount, readAllOutputs, totals } from './helpers/redis-fixtures.mjs';
 import { prng } from '../bench/prng.mjs';
 
 useRedis();
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const STALL_MS = 20_000;
-
-/** Per key, the outputs `totals` makes over the sessions the log defines (each session restarts its totals). */
-async function expectedFromLog(name, partitions, idle) {
-  const byKey = new Map();
-  for (const { key, ns } of (await sessionsInLog(client, name, partitions, idle)).values()) {
-    if (!byKey.has(key)) byKey.set(key, []);
-    byKey.get(key).push(...expectedTotals(ns));
-  }
-  return byKey;
-}
 
 /**
  * Sends `backlog` ([key, n] pairs) before a worker starts, then `live` while it runs, and waits until every
@@ -62,7 +52,7 @@ async function runToEnd({ partitions, fn, workerOptions = {}, backlog, live = []
     }
     await sending;
     const stats = worker.stats();
-    checkOutputs(await readAllOutputs(client, name, partitions), await expectedFromLog(name, partitions, fn.config.idleTimeout));
+    checkOutputs(await readAllOutputs(client, name, partitions), await expectedFromLog(client, name, partitions, fn.config.idleTimeout));
     assert.equal(stats.held, 0, 'nothing held at the end');
     assert.equal(stats.waitingKeys, 0, 'no key waiting in Redis at the end');
     return { name, stats, maxWaitingKeys };

@@ -181,6 +181,16 @@ export async function eventually(check, what, timeout = 20_000) {
   }
 }
 
+/** Per key, the outputs `totals` makes over the sessions the log defines (`sessionsInLog`: each restarts its totals). */
+export async function expectedFromLog(client, name, partitions, idle) {
+  const byKey = new Map();
+  for (const { key, ns } of (await sessionsInLog(client, name, partitions, idle)).values()) {
+    if (!byKey.has(key)) byKey.set(key, []);
+    byKey.get(key).push(...expectedTotals(ns));
+  }
+  return byKey;
+}
+
 /**
  * The sessions the input log defines, read with XRANGE: per key, a session runs from its first event up to the
  * close marker naming it, or, with `idle` (the function's idleTimeout), up to the first entry of the partition
