@@ -331,3 +331,49 @@ test('a handler that returns while an event is held gives it up, counted: the en
   // 0 delivered at 100, own timer due at 150 (it returns there); 1 (at 120) held then, given up; 2 (at 400) next.
   assert.deepEqual(await sessionsOf(returning, { wait: 100 }, [0, 120, 400]), [['0@100'], ['2@500']]);
 });
+
+test("a held event does not count against the handler's checkpoint: a small checkpoint beside a large held event is kept, and the event delivered", async () => {
+  // The handler checkpoints a number at each input and makes a timer of its own; while that timer is pending a
+  // 700,000-character event comes and is held. Its checkpoint at the timer must not count the held event (it
+  // failed the session with ERR_VELO_CHECKPOINT_TOO_LARGE, and the held event was lost).
+  const fn = streamFn(
+    async function* (events, ctx) {
+      let n = ctx.restored ?? 0;
+      for await (const e of events) {
+        n++;
+        yield { i: e.i, size: e.s.length };
+        ctx.checkpoint(n);
+        if (e.i === 1) ctx.wakeAt(ctx.entry.time + 80, { i: -1, s: '' });
+      }
+    },
+    { idleTimeout: 5000 },
+  );
+  for (const checkpointLimit of [undefined, 64]) {
+    const w = testWorker(fn, { debounce: { wait: 100 }, ...(checkpointLimit === undefined ? {} : { maxCheckpointBytes: checkpointLimit }) });
+    w.send('k', { i: 1, s: 'a' });
+    await w.advance(150);
+    w.send('k', { i: 2, s: 'b'.repeat(700_000) });
+    await w.advance(1);
+    await w.settle();
+    assert.deepEqual(
+      w.sessions().map((s) => s.outputs.map((o) => o.value ?? o.error.code)),
+      [
+        [
+          { i: 1, size: 1 },
+          { i: -1, size: 0 },
+          { i: 2, size: 700_000 },
+        ],
+      ],
+      `maxCheckpointBytes ${checkpointLimit}`,
+    );
+    await w.close();
+  }
+  // The same with a crash after any commit: a snapshot holding the large held event restores it.
+  const start = Date.UTC(2024, 0, 1);
+  const events = [
+    { key: 'k', event: { i: 1, s: 'a' }, at: start },
+    { key: 'k', event: { i: 2, s: 'b'.repeat(700_000) }, at: start + 150 },
+  ];
+  const report = await checkDeterminism(fn, events, { debounce: { wait: 100 }, maxCheckpointBytes: 64, start });
+  assert.equal(report.ok, true, report.message);
+});

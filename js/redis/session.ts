@@ -410,7 +410,9 @@ export function capError(sid: string, start: number, reason: 'age' | 'events', l
 
 /**
  * A checkpoint's state, encoded by the function's codec, or the coded error `ctx.checkpoint` throws. Its size
- * counts the pending timers the checkpoint records with it (their payloads as stored, base64, and their numbers).
+ * counts the pending timers the checkpoint records with it (their payloads as stored, base64, and their numbers),
+ * but not the worker's own debounce timer: the event it holds was accepted (bounded by `maxEventBytes`), and the
+ * handler can neither see nor shrink it, so it must not fail the handler's checkpoint (nor lose the event).
  */
 export function encodeCheckpoint(
   codec: Codec<unknown>,
@@ -422,6 +424,7 @@ export function encodeCheckpoint(
   const data = encodeChecked(codec, state, Number.MAX_SAFE_INTEGER, `checkpoint of session ${JSON.stringify(sid)}`);
   let timers = 0;
   for (const t of pending) {
+    if (t.key === DEBOUNCE_TIMER_KEY) continue;
     const bytes = typeof t.payload === 'string' ? Buffer.byteLength(t.payload) : t.payload.length;
     timers += Math.ceil(bytes / 3) * 4 + String(t.id).length + String(t.time).length + 8;
     if (t.key !== undefined) timers += Buffer.byteLength(JSON.stringify(t.key)) + 1;
