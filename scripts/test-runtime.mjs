@@ -15,8 +15,9 @@
 // file crashed or timed out, or the runtime is missing.
 //
 // Harness shims (not library changes): Bun has no `--expose-gc`, so the
-// tests' `global.gc()` is `Bun.gc(true)` there (scripts/runtime-shims/bun-gc.mjs,
-// preloaded); Deno gets `--v8-flags=--expose-gc`. Bun's `bun test` has a
+// tests' `global.gc()` is `Bun.shrink()` then `Bun.gc(true)` there (a full
+// collection through which no pending JIT compilation holds objects: see
+// scripts/runtime-shims/bun-gc.mjs, preloaded); Deno gets `--v8-flags=--expose-gc`. Bun's `bun test` has a
 // 5 s per-test default, raised to node --test's 300 s as in `npm run test:js`.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';

@@ -6,7 +6,10 @@ import assert from 'node:assert/strict';
 import { setImmediate as turn, setTimeout as sleep } from 'node:timers/promises';
 import { cells } from './cells.mjs';
 
-/** Forces collections until `check()` holds; fails after `rounds` (each a GC, a turn and 20 ms). */
+/**
+ * Forces collections until `check()` holds; fails after `rounds` (each a GC, a turn and 20 ms), saying `what()`
+ * (made then: the state the collections left, not the one they started from).
+ */
 async function collectUntil(check, what, rounds = 200) {
   for (let i = 0; i < rounds; i++) {
     if (check()) return;
@@ -14,7 +17,7 @@ async function collectUntil(check, what, rounds = 200) {
     await turn();
     await sleep(20);
   }
-  assert.fail(`not collected: ${what}`);
+  assert.fail(`not collected: ${what()}`);
 }
 
 for (const cell of cells()) {
@@ -25,7 +28,10 @@ for (const cell of cells()) {
       await (async () => {
         for (let i = 0; i < 10; i++) await fn.open().send({ i });
       })();
-      await collectUntil(() => fn.stats().open === 0, `round ${round}: ${JSON.stringify(fn.stats())}`);
+      await collectUntil(
+        () => fn.stats().open === 0,
+        () => `round ${round}: ${JSON.stringify(fn.stats())}`,
+      );
     }
     assert.equal(fn.stats().cancelled, 30);
   });
@@ -45,7 +51,10 @@ for (const cell of cells()) {
     })();
     let settled;
     void read.pending.then((r) => (settled = r));
-    await collectUntil(() => settled !== undefined, 'the pending read');
+    await collectUntil(
+      () => settled !== undefined,
+      () => 'the pending read',
+    );
     assert.deepEqual(settled, { code: 'ERR_VELO_STREAM_CLOSED' });
   });
 }

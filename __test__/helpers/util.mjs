@@ -59,9 +59,9 @@ export async function unhandledDuring(fn) {
  * event loop (a timer, then immediates: finalizers and the jobs they queue
  * run in between), failing once `rounds` collections did not get there. The
  * promise under test is "eventually collected": Node's collector usually
- * gets there in the first rounds; Bun's (Bun.gc(true)) scans the native stack
- * conservatively, so an object a stale stack word still points at goes in a
- * later collection, from another stack. Counts collections, not time.
+ * gets there in the first rounds; Bun's (scripts/runtime-shims/bun-gc.mjs) scans
+ * the native stack conservatively, so an object a stale stack word still points
+ * at goes in a later collection, from another stack. Counts collections, not time.
  */
 export async function collectUntil(done, what, rounds = 200) {
   for (let i = 0; !done(); i++) {

@@ -151,6 +151,16 @@ function dispatchIdle(): void {
 // 2 are the server's own, `bench/http/inprocess.mjs`). Jobs run in the order
 // they were first asked for in the turn; a job asked for while the jobs run
 // waits for the turn after.
+//
+// A list of streams a job takes (swapping in a new one, so that what is added
+// meanwhile waits) is emptied once served, not only dropped: under Bun, a JIT
+// compilation that enters a function at its loop (JavaScriptCore's OSR entry)
+// holds the values of that call's live locals, here the list, until the
+// compiled code is installed (when that function, or any function's tier-up
+// check, runs next: in a process that runs little else, after any number of
+// collections). A list left full then held every stream listed in its turn:
+// a heap snapshot found ten abandoned pipe streams held together by one
+// (root reason JITWorkList). Emptied, it holds none.
 
 let turnJobs: (() => void)[] = [];
 
@@ -182,6 +192,8 @@ function watchOpened(): void {
   if (targets.length === 0) return;
   shared.idleLater = [];
   for (let i = 0; i < targets.length; i++) targets[i].idleWatch();
+  // Emptied, not only dropped (see `onNextTurn`).
+  targets.length = 0;
 }
 
 /** Watch `key`'s idle deadline, which runs: `target` is held until it ends or the clock pauses. */

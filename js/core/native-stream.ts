@@ -175,6 +175,8 @@ function registerOpened(): void {
   const streams = toRegister;
   toRegister = [];
   for (let i = 0; i < streams.length; i++) streams[i][kRegister]();
+  // Emptied, not only dropped (see `onNextTurn`).
+  streams.length = 0;
 }
 
 /** Where a retired stream's last state is in the scratch buffer (`retire` in crates/velo-node/src/raw.rs). */

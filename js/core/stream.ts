@@ -246,6 +246,8 @@ function recheckOnTurn(): void {
   const streams = toRecheck;
   toRecheck = [];
   for (let i = 0; i < streams.length; i++) streams[i][kRecheck]();
+  // Emptied, not only dropped: a list may outlive this call (see `onNextTurn`).
+  streams.length = 0;
 }
 
 /** Streams whose batch readers are served on the next turn of the event loop (one immediate for all of them). */
@@ -260,6 +262,8 @@ function wakeOnTurn(): void {
   const streams = toWake;
   toWake = [];
   for (let i = 0; i < streams.length; i++) streams[i][kWake]();
+  // Emptied, not only dropped (see `onNextTurn`).
+  streams.length = 0;
 }
 
 /** The async iterable a handler reads its events from. */
