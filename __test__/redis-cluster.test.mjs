@@ -52,7 +52,7 @@ test('cluster: the partitions spread over the three masters; one worker, redisOu
   await sender(producer, 40, sent)(400);
   const w = redisWorker(totals({ idleTimeout: 200 }), { client, name, partitions: PARTITIONS, leaseTtl: 3000 });
   try {
-    await settled(client, name, PARTITIONS, sent);
+    await settled(client, name, PARTITIONS, sent, 200);
     const spread = await inputsPerMaster(name);
     assert.equal(spread.reduce((a, b) => a + b), PARTITIONS, `every partition's input is on one master: ${spread}`);
     assert.ok(spread.every((n) => n > 0), `each master holds partitions: ${spread}`);
@@ -110,7 +110,7 @@ for (const fault of ['kill -9', 'SIGSTOP past its lease']) {
         await eventually(() => lastStats(a)?.owned.length === 0 || owns(a, PARTITIONS / 2), 'A is back', 30_000);
       }
       await send(150);
-      await settled(client, name, PARTITIONS, sent);
+      await settled(client, name, PARTITIONS, sent, 4000);
       if (fault !== 'kill -9') assert.ok((await stopChild(a)).lost > 0, 'A lost the partitions it held while stopped');
       const stats = await stopChild(b);
       assert.ok(stats.replayedSessions > 0, 'B replayed the sessions A left');

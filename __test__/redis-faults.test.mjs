@@ -25,7 +25,7 @@ const worker = (name, delayMs = 1, idle = IDLE, trimInterval = 1) =>
 
 const ownsAll = (child) => lastStats(child)?.owned.length === PARTITIONS;
 
-const settled = (name, sent) => settledOutputs(client, name, PARTITIONS, sent);
+const settled = (name, sent) => settledOutputs(client, name, PARTITIONS, sent, IDLE);
 
 for (const moment of ['early', 'late']) {
   test(`kill -9 of the owner (${moment}): a new worker replays the live sessions; outputs once each, as without the crash`, async () => {

@@ -268,13 +268,26 @@ export function serveChildProtocol(worker, client, extraStats = () => ({}), { de
 
 /**
  * Waits until every event `sent` (Map key -> ns, in order) has its output and nothing is pending, then checks
- * the outputs as a crash-free run would have them: each key's running totals, in order, one session per key.
+ * the outputs as a crash-free run would have them: each key's running totals, in order, one session per key; or,
+ * with `idle` (the workers' idleTimeout) and the events' entry times (`sent.times`: n -> ms, as `sender` records
+ * them), one session per run of a key's events less than `idle` apart: a key's next entry at or past its session's
+ * idle end opens the next one (a test whose sends are seconds apart on a loaded machine may leave a key idle).
  */
-export async function settled(client, name, partitions, sent) {
+export async function settled(client, name, partitions, sent, idle) {
   const total = [...sent.values()].reduce((n, list) => n + list.length, 0);
   await eventually(async () => (await readAllOutputs(client, name, partitions)).length >= total, `${total} outputs`, 30_000);
   await eventually(async () => (await pendingCount(client, name, partitions)) === 0, 'nothing pending (every session closed)', 30_000);
   const outputs = await readAllOutputs(client, name, partitions);
-  checkOutputs(outputs, new Map([...sent].map(([key, ns]) => [key, expectedTotals(ns)])));
-  assert.equal(new Set(outputs.map((o) => o.sid)).size, sent.size, 'one session per key, as in a crash-free run');
+  // Per key, its sessions' events: split where the next event came `idle` or more after the last.
+  const sessions = [...sent].map(([key, ns]) => {
+    const runs = [];
+    ns.forEach((n, i) => {
+      if (i === 0 || (idle !== undefined && sent.times.get(n) - sent.times.get(ns[i - 1]) >= idle)) runs.push([]);
+      runs.at(-1).push(n);
+    });
+    return [key, runs];
+  });
+  checkOutputs(outputs, new Map(sessions.map(([key, runs]) => [key, runs.flatMap((ns) => expectedTotals(ns))])));
+  const count = sessions.reduce((sum, [, runs]) => sum + runs.length, 0);
+  assert.equal(new Set(outputs.map((o) => o.sid)).size, count, 'the sessions of a crash-free run');
 }

@@ -81,7 +81,10 @@ export function sender(producer, keys, sent) {
         sent.set(key, [...(sent.get(key) ?? []), i]);
         batch.push([key, { n: i }]);
       }
-      await producer.sendMany(batch);
+      const ids = await producer.sendMany(batch);
+      // Each event's entry time, for `settled` with an idle time (`sent.times`: n -> ms).
+      sent.times ??= new Map();
+      batch.forEach(([, { n }], j) => sent.times.set(n, Number(ids[j].slice(0, ids[j].indexOf('-')))));
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
   };
