@@ -519,3 +519,39 @@ test('wait: at once for entries after a position, at an append, at its time, or 
     await call('interrupted', interrupted);
   });
 });
+
+test('keyState: a commit keeps states with its ends (the later of a key), read back per key; a retry and a fenced commit write nothing; they expire', async () => {
+  await contract(async (side, call) => {
+    const { log } = side;
+    await side.append(0, [ev('a', 1), ev('b{x}', 2)]);
+    const lease = await call('acquire', log.acquire(0, 'w1', 10_000));
+    const { entries } = await side.run(log.read(lease, '>', 10));
+    const [a, b] = entries.map((e) => e.id);
+    await call('none yet', log.keyState(0, 'a'));
+    const commit = {
+      outputs: [],
+      acks: [a, b],
+      ended: [`a@${a}`, `b{x}@${b}`],
+      kept: [
+        { key: 'a', sid: `a@${a}`, state: '{"n":1}' },
+        { key: 'b{x}', sid: `b{x}@${b}`, state: Buffer.from([0, 255, 10]) },
+      ],
+      retention: 60_000,
+      serial: 1,
+    };
+    await call('commit keeps two', log.commit(lease, commit));
+    await call('a kept', log.keyState(0, 'a'));
+    await call('b{x} kept (bytes, a newline in them)', log.keyState(0, 'b{x}'));
+    await call('another partition', log.keyState(1, 'a'));
+    await call('the retry', log.commit(lease, { ...commit, kept: [{ key: 'a', sid: 'a@9-9', state: 'retry' }] }));
+    await call('a unchanged by the retry', log.keyState(0, 'a'));
+    await call('a replaced, short', log.commit(lease, { outputs: [], acks: [], ended: [], kept: [{ key: 'a', sid: 'a@1-1', state: '2' }], retention: 300, serial: 2 }));
+    await call('a replaced', log.keyState(0, 'a'));
+    await side.sleep(500);
+    await call('a expired', log.keyState(0, 'a'));
+    await call('b{x} still kept', log.keyState(0, 'b{x}'));
+    await call('release', log.release(lease));
+    await call('fenced commit', log.commit(lease, { outputs: [], acks: [], ended: [], kept: [{ key: 'z', sid: 'z@1-0', state: '1' }], retention: 60_000, serial: 3 }));
+    await call('nothing of it', log.keyState(0, 'z'));
+  });
+});

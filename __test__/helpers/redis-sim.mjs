@@ -220,7 +220,8 @@ function modelled(s, result) {
     .map((e, i) => ({ id: result.ids[i], key: e.key, event: e.event }))
     .sort((a, b) => ms(a.id) - ms(b.id) || seq(a.id) - seq(b.id));
   const { maxSessionAge, maxSessionEvents, maxSessionTimers } = s.limits;
-  const expected = model({ log, limits: { idleTimeout: s.idleTimeout, maxSessionAge, maxSessionEvents, maxSessionTimers } });
+  const keyState = s.limits.keyState != null;
+  const expected = model({ log, limits: { idleTimeout: s.idleTimeout, maxSessionAge, maxSessionEvents, maxSessionTimers, keyState } });
   const pairs = Object.values(expected)
     .flat()
     .filter((session) => session.outputs.length > 0)

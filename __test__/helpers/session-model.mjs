@@ -28,7 +28,9 @@
 //   or finds none (false).
 // - `ctx.entry` is the input taken last: an entry's `{ id, time: its id's ms }`, a timer's `{ id: 't<n>', time: due }`.
 // - A checkpoint changes nothing visible: it is the walk's state at a take, and a restore continues the same walk
-//   (same inputs, same ends, outputs numbered on). So the model ignores checkpoints.
+//   (same inputs, same ends, outputs numbered on). So the model ignores checkpoints, except with `limits.keyState`:
+//   then a key's session starts from the last checkpoint of its previous session (with none, from the state that one
+//   started from; a checkpoint in the step that threw is not one), for ever (no retention).
 // - The log's clock: entries, ticks and wake-ups move it, and the scenario's `clock` is where it stands at the end
 //   (absent: past every deadline, as once a run has settled). A session whose end the clock has not reached, with
 //   no input due by then, is still open: its timers due by then have fired, later ones not.
@@ -53,15 +55,22 @@ export function model({ log, limits, clock = Infinity }) {
   return out;
 }
 
-function walk(key, entries, { idleTimeout, maxSessionAge = 0, maxSessionEvents = 0, maxSessionTimers = 1000 }, until) {
+function walk(key, entries, { idleTimeout, maxSessionAge = 0, maxSessionEvents = 0, maxSessionTimers = 1000, keyState = false }, until) {
   const sessions = [];
   let next = 0;
+  // keyState (docs/redis/key-state.md): what the key's last session kept (its last checkpoint, one of a step that
+  // threw aside; with none, the state it started from), which its next session starts from. No retention: kept for
+  // the whole walk.
+  let carried;
   while (next < entries.length) {
     const session = { ordinal: sessions.length + 1, sid: `${key}@${entries[next].id}`, inputs: [], outputs: [], end: null };
     sessions.push(session);
     const start = timeOf(entries[next].id);
     let last = start;
-    let state = { count: 0, took: [] };
+    let state = keyState && carried !== undefined ? carried : { count: 0, took: [] };
+    let kept = keyState ? carried : undefined;
+    // Inputs this session took (the handler's count includes those of earlier sessions with keyState).
+    let taken = 0;
     let timers = [];
     let made = 0;
     let lastTaken;
@@ -108,7 +117,7 @@ function walk(key, entries, { idleTimeout, maxSessionAge = 0, maxSessionEvents =
         close({ how: 'open' });
         break;
       }
-      if (maxSessionEvents > 0 && state.count >= maxSessionEvents) {
+      if (maxSessionEvents > 0 && taken >= maxSessionEvents) {
         close({ how: 'events', at: input.at }, 'ERR_VELO_SESSION_EVENTS');
         break;
       }
@@ -126,13 +135,16 @@ function walk(key, entries, { idleTimeout, maxSessionAge = 0, maxSessionEvents =
         lastTaken = { id: `t${input.timer.n}`, time: input.at };
       }
       last = Math.max(last, input.at);
+      taken++;
       const step = react(state, payload, ctx);
       state = step.state;
+      if (step.checkpoint && step.end !== 'throw') kept = state;
       session.outputs.push(...step.outputs);
       if (step.end === 'return') close({ how: 'return', at: input.at });
       if (step.end === 'throw') close({ how: 'throw', at: input.at }, SCRIPT_THROW);
       if (session.end !== null) break;
     }
+    if (keyState) carried = kept;
   }
   return sessions;
 }

@@ -63,6 +63,8 @@ import {
   redisOutputs,
   redisProducer,
   redisWorker,
+  redisKeyState,
+  type KeyState,
   outputTraceContext,
   type Codec,
   type MaterializeStats,
@@ -151,6 +153,16 @@ void delivery;
 redisWorker(alerts, { client: redisClient, name: 'alerts', onOutput: (output: OutputItem<string>) => void output });
 // @ts-expect-error checkReplay is a boolean
 redisWorker(alerts, { client: redisClient, name: 'alerts', checkReplay: 1 });
+// keyState: a retention in ms; the kept states read back typed by the caller's state type.
+redisWorker(alerts, { client: redisClient, name: 'alerts', keyState: { retention: 86_400_000 } });
+// @ts-expect-error keyState needs its retention
+redisWorker(alerts, { client: redisClient, name: 'alerts', keyState: {} });
+const carts = redisKeyState<{ items: string[] }>({ client: redisClient, name: 'carts', partitions: 64 });
+void carts.readState('alice').then((kept: KeyState<{ items: string[] }> | undefined) => kept?.state.items.join(','));
+// @ts-expect-error the state is typed
+void carts.readState('alice').then((kept) => kept?.state.count);
+const deleted: Promise<boolean> = carts.deleteState('alice');
+void deleted;
 const workerStats: RedisWorkerStats = distributed.stats();
 const budgetUse: number = workerStats.buffered + workerStats.partitionBuffered[0] + workerStats.capped;
 void budgetUse;

@@ -238,7 +238,7 @@ export function registerStreamMetrics(
  * - `velo_redis_replayed_sessions_total`, `velo_redis_replayed_entries_total`, `velo_redis_fenced_total`,
  *   `velo_redis_leases_{acquired,lost,released}_total`, `velo_redis_outputs_total`, `velo_redis_trimmed_total`, `velo_redis_trimmed_outputs_total`,
  *   `velo_redis_errors_total`, `velo_redis_capped_sessions_total`, `velo_redis_handed_on_total`, `velo_redis_outputs_delivered_total`,
- *   `velo_redis_replay_diverged_total`, `velo_redis_checkpoints_total`, `velo_redis_restored_sessions_total`, `velo_redis_wakeups_total`, `velo_redis_debounced_total` (counters)
+ *   `velo_redis_replay_diverged_total`, `velo_redis_checkpoints_total`, `velo_redis_restored_sessions_total`, `velo_redis_wakeups_total`, `velo_redis_debounced_total`, `velo_redis_kept_states_total`, `velo_redis_key_state_starts_total` (counters)
  * - `velo_redis_undelivered_outputs` (gauge: outputs committed, waiting for the local `onOutput`)
  * - `velo_redis_round_trip_seconds` (histogram of the worker's calls to Redis, blocking wake-up reads excluded)
  * - `velo_redis_renewal_lateness_seconds` (histogram: how late each lease renewal succeeded)
@@ -384,6 +384,8 @@ export function registerRedisWorkerMetrics(
     ['restored_sessions_total', 'Sessions started again from their checkpoint after a takeover.', (s) => s.restored],
     ['wakeups_total', "Timers' wake-ups written into the input (ctx.wakeAt).", (s) => s.wakeups],
     ['debounced_total', 'Events debounce dropped (collapsed into a later one, or within a quiet period).', (s) => s.debounced],
+    ['kept_states_total', "Keys' states kept by the commits that ended their sessions (keyState).", (s) => s.keptStates],
+    ['key_state_starts_total', "Sessions that started from their key's kept state (keyState).", (s) => s.keyStateStarts],
     ['errors_total', 'Errors the worker recovered from (passed to onError).', (s) => s.errors],
     ['capped_sessions_total', 'Sessions ended by maxSessionEvents or maxSessionAge.', (s) => s.capped],
     ['handed_on_total', "Events a session's handler never took, given to the key's next session.", (s) => s.handedOn],

@@ -30,6 +30,8 @@ export {
   type ValueOutput,
 } from './materialize';
 export { jsonCodec, bufferCodec, type Codec } from './codec';
+export { redisKeyState, type KeyState, type RedisKeyStateOptions, type RedisKeyStates } from './key-state';
+export type { KeyStateOptions } from './worker-limits';
 export { outputTraceContext } from './trace-context';
 // The errors live with every other error of the library (js/errors.ts); these are the ones this subpath makes.
 export {

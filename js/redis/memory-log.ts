@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { FencedError } from '../errors';
 import type { Clock } from './clock';
-import { endValue, inputEntries, parseEnd, parseSnapshot, snapshotValue } from './stored';
+import { endValue, inputEntries, keptValue, parseEnd, parseKept, parseSnapshot, snapshotValue } from './stored';
 import type {
   Commit,
   CommitResult,
@@ -22,6 +22,7 @@ import type {
   PartitionLog,
   ReadResult,
   Snapshot,
+  StoredKeyState,
 } from './transport';
 
 /** An entry id as numbers: `[ms, seq]`. */
@@ -153,6 +154,8 @@ class PartitionState {
   readonly timers = new Map<string, Set<number>>();
   /** sid -> where it ended, as stored (checkReplay); with the ms of its first entry, by which a trim drops it. */
   readonly ends = new Map<string, { value: string; ms: number }>();
+  /** keyState: key -> its kept state's stored value, and the time it expires at (a key of its own in Redis, with PX). */
+  readonly states = new Map<string, { value: Buffer; until: number }>();
 
   inputStream(): Stream {
     return (this.input ??= new Stream());
@@ -270,6 +273,42 @@ export class MemoryStore {
   /** The ends a partition keeps for checkReplay (sid -> `<reason> <last input>`): kept after their sessions, until a trim. */
   ends(partition: number): Map<string, string> {
     return new Map([...this.#part(partition).ends].map(([sid, e]) => [sid, e.value]));
+  }
+
+  /**
+   * The state `key` keeps (`keyState`) as stored, and its time left (ms), or null: none, or expired (Redis expires a
+   * key once its time is past).
+   */
+  keptState(partition: number, key: string): { value: Buffer; ttl: number } | null {
+    const s = this.#part(partition);
+    const kept = s.states.get(key);
+    if (kept === undefined) return null;
+    // (As Redis: a key is expired once the time is past its expiry, not at it.)
+    const left = kept.until - this.clock.now();
+    if (left < 0) {
+      s.states.delete(key);
+      return null;
+    }
+    return { value: kept.value, ttl: left };
+  }
+
+  /** DEL of a key's kept state: true if there was one. */
+  deleteKept(partition: number, key: string): boolean {
+    const had = this.keptState(partition, key) !== null;
+    this.#part(partition).states.delete(key);
+    return had;
+  }
+
+  /** The keys of a partition with a kept state now (expired ones left out). */
+  keptKeys(partition: number): string[] {
+    const s = this.#part(partition);
+    return [...s.states.keys()].filter((key) => this.keptState(partition, key) !== null);
+  }
+
+  /** @internal GET of a key's kept state. */
+  keyState(partition: number, key: string): StoredKeyState | null {
+    const kept = this.keptState(partition, key);
+    return kept === null ? null : parseKept(kept.value);
   }
 
   /** The token of the lease on the partition, or null if none is live. */
@@ -552,6 +591,9 @@ export class MemoryStore {
         s.timers.delete(sid);
       }
     }
+    // keyState: SET ... PX retention of each kept state, after the ends.
+    for (const k of commit.kept ?? [])
+      s.states.set(k.key, { value: Buffer.from(keptValue(k)), until: this.clock.now() + (commit.retention ?? 1) });
     if (serial !== '') s.lastCommit = { token: lease.token, serial, first, count };
     this.#onWrite?.('commit');
     return { ids, diverged };
@@ -587,6 +629,7 @@ export type LogCall =
   | 'trimOutputs'
   | 'wake'
   | 'snapshots'
+  | 'keyState'
   | 'commit'
   | 'pinned'
   | 'lag';
@@ -703,6 +746,9 @@ export class MemoryLog implements PartitionLog {
   }
   snapshots(lease: Lease): Promise<Snapshot[]> {
     return this.#call('snapshots', lease.partition, () => this.#store.snapshots(lease.partition));
+  }
+  keyState(partition: number, key: string): Promise<StoredKeyState | null> {
+    return this.#call('keyState', partition, () => this.#store.keyState(partition, key));
   }
   commit(lease: Lease, commit: Commit): Promise<CommitResult> {
     return this.#call('commit', lease.partition, () => this.#store.commit(lease, commit));

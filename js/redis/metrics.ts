@@ -85,6 +85,7 @@ export function timedLog(log: PartitionLog, trips: RoundTrips): PartitionLog {
     trim: (lease: Lease) => timed(() => log.trim(lease)),
     trimOutputs: (lease: Lease, acked: boolean, maxLen: number) => timed(() => log.trimOutputs(lease, acked, maxLen)),
     snapshots: (lease: Lease) => timed(() => log.snapshots(lease)),
+    keyState: (partition: number, key: string) => timed(() => log.keyState(partition, key)),
     wake: (lease: Lease, key: string, sid: string, id: number, time: number, payload: Buffer | string) =>
       timed(() => log.wake(lease, key, sid, id, time, payload)),
     commit: (lease: Lease, commit: Commit): Promise<CommitResult> => timed(() => log.commit(lease, commit)),

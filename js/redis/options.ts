@@ -42,7 +42,13 @@ const SHARED_KEYS = ['client', 'name', 'partitions', 'codec', 'maxEventBytes'];
 export function resolveOptions<T>(options: RedisOptions<T>, what: string, ownKeys: readonly string[]): Resolved<T> {
   if (options === null || typeof options !== 'object')
     throw invalidType(`${what}: options must be an object, not ${describe(options)}`);
-  for (const key of Object.keys(options)) {
+  let given: string[];
+  try {
+    given = Object.keys(options);
+  } catch (error) {
+    throw invalidType(`${what}: options cannot be read (${describe(options)})`, error);
+  }
+  for (const key of given) {
     if (!SHARED_KEYS.includes(key) && !ownKeys.includes(key)) {
       throw invalidValue(`${what}: unknown option "${key}". Known options: ${[...SHARED_KEYS, ...ownKeys].join(', ')}`);
     }

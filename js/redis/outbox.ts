@@ -7,7 +7,7 @@ import { type OutputContent, ReplayDivergedError, decodeError } from '../errors'
 import type { LocalDelivery } from './local-delivery';
 import type { PartitionHost } from './partition-host';
 import type { HandlerFailure, OutputItem } from './reader';
-import type { Commit, CommitResult, Divergence, Lease, OutputRecord, SessionEnd, Snapshot } from './transport';
+import type { Commit, CommitResult, Divergence, KeptState, Lease, OutputRecord, SessionEnd, Snapshot } from './transport';
 
 /** Outputs and acks waiting for a commit, held per partition before the outbox makes sessions wait. */
 const OUTBOX_LIMIT = 1024;
@@ -17,12 +17,13 @@ const COMMIT_BATCH = 512;
 export const RETRY_MS = 100;
 
 export type OutboxItem =
-  { output: OutputRecord } | { acks: string[]; ended?: string; lastSeq?: number; endedAt?: SessionEnd; checkpoint?: Snapshot };
+  | { output: OutputRecord }
+  | { acks: string[]; ended?: string; lastSeq?: number; endedAt?: SessionEnd; checkpoint?: Snapshot; keep?: KeptState };
 
 /** What the outbox uses of its worker. */
 export type OutboxHost<O> = Pick<
   PartitionHost<never, O>,
-  'log' | 'clock' | 'delivery' | 'codec' | 'counters' | 'checkReplay' | 'report'
+  'log' | 'clock' | 'delivery' | 'codec' | 'counters' | 'checkReplay' | 'report' | 'keyState'
 >;
 
 function decodedOutput<O>(codec: Codec<O>, o: OutputRecord): OutputContent<O> {
@@ -56,11 +57,19 @@ export class Outbox<O> {
   readonly #lease: Lease;
   /** True if the error ended the partition's ownership (else it was reported, and the commit is retried). */
   readonly #failed: (error: unknown) => boolean;
+  /** Told of the key states a commit wrote (`keyState`), once it succeeded. */
+  readonly #onKept: ((kept: readonly KeptState[]) => void) | undefined;
 
-  constructor(worker: OutboxHost<O>, lease: Lease, failed: (error: unknown) => boolean) {
+  constructor(
+    worker: OutboxHost<O>,
+    lease: Lease,
+    failed: (error: unknown) => boolean,
+    onKept?: (kept: readonly KeptState[]) => void,
+  ) {
     this.#worker = worker;
     this.#lease = lease;
     this.#failed = failed;
+    this.#onKept = onKept;
   }
 
   /** Queues an output, or acks (with a session's end or checkpoint): committed in order, in batches. */
@@ -92,6 +101,8 @@ export class Outbox<O> {
       const endedAt: (SessionEnd | undefined)[] = [];
       // The latest checkpoint of each session: an earlier one in the same commit would be replaced at once.
       const checkpoints = new Map<string, Snapshot>();
+      // The state each key keeps (`keyState`): of two sessions of a key ending in one commit, the later one's.
+      const kept = new Map<string, KeptState>();
       let taken = 0;
       // A prefix of the queue, in order: a session's acks never go before its outputs.
       for (const item of this.#items) {
@@ -102,6 +113,7 @@ export class Outbox<O> {
           // (A loop, not a spread: a long session's end acks more entries than a call takes arguments.)
           for (const id of item.acks) acks.push(id);
           if (item.checkpoint !== undefined) checkpoints.set(item.checkpoint.sid, item.checkpoint);
+          if (item.keep !== undefined) kept.set(item.keep.key, item.keep);
           if (item.ended !== undefined) {
             ended.push(item.ended);
             endedSeqs.push(item.lastSeq ?? 0);
@@ -122,6 +134,7 @@ export class Outbox<O> {
         ended,
         endedSeqs,
         endedAt: w.checkReplay ? endedAt : undefined,
+        ...(kept.size === 0 ? {} : { kept: [...kept.values()], retention: w.keyState?.retention }),
         serial: ++this.#serial,
         // Only local delivery reads the ids written: without it, the script builds no list of them.
         ids: delivery !== null,
@@ -142,6 +155,10 @@ export class Outbox<O> {
       }
       w.counters.outputs += outputs.length;
       w.counters.checkpoints += checkpoints.size;
+      if (kept.size > 0) {
+        w.counters.keptStates += kept.size;
+        this.#onKept?.([...kept.values()]);
+      }
       // Committed: delivered locally even if the partition was lost meanwhile.
       if (delivery !== null) this.#handOver(delivery, outputs, result.ids);
       if (result.diverged.length > 0) this.#diverged(outputs, commit, result.diverged);

@@ -38,6 +38,8 @@ export interface PartitionHost<I, O> {
   readonly permits: WorkerPermits | null;
   /** Debounce per key (`debounce`), or null. */
   readonly debounce: Debounce | null;
+  /** Per-key state beyond a session (`keyState`), or null. */
+  readonly keyState: { readonly retention: number } | null;
   readonly counters: WorkerCounters;
   /** Live sessions of the worker, all partitions. */
   live: number;
@@ -86,6 +88,10 @@ export interface WorkerCounters {
   wakeups: number;
   /** Events `debounce` dropped (`debounce-input.ts`). */
   debounced: number;
+  /** `keyState`: states kept for keys by the commits that ended their sessions. */
+  keptStates: number;
+  /** `keyState`: sessions that started from their key's kept state. */
+  keyStateStarts: number;
 }
 
 /** A worker's counters, all 0. */
@@ -109,5 +115,7 @@ export function newCounters(): WorkerCounters {
     restored: 0,
     wakeups: 0,
     debounced: 0,
+    keptStates: 0,
+    keyStateStarts: 0,
   };
 }

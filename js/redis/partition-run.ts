@@ -27,7 +27,7 @@ import { Outbox, RETRY_MS } from './outbox';
 import { type PartitionHost, kOpen } from './partition-host';
 import { Delivery, HeldEntries } from './held-entries';
 import { OwnerWrites } from './owner-writes';
-import { type InputEntry, type Lease, type Snapshot } from './transport';
+import { type InputEntry, type KeptState, type Lease, type Snapshot, type StoredKeyState } from './transport';
 import { type Grant, GrantState, PermitItem, waitsForStep } from './session-permits';
 
 /**
@@ -62,6 +62,11 @@ export class PartitionRun<I, O> {
   readonly #running = new Set<Session<I, O>>();
   /** Checkpoints of sessions the last owner left, per key, until their session is opened again (`#open`). */
   readonly #snapshots = new Map<string, Snapshot>();
+  /**
+   * `keyState`: the state a session of this run ended with, per key, until the commit of its end: what the key's
+   * next session starts from meanwhile (after it, the key's state is read from the log).
+   */
+  readonly #ending = new Map<string, KeptState>();
   /**
    * This partition's part of `maxBufferedEvents`: entries reserved for a read in flight, read and not yet
    * dispatched, and entries delivered to sessions whose handlers have not taken them (their `sent`).
@@ -109,7 +114,14 @@ export class PartitionRun<I, O> {
       maxSessionEvents: worker.maxSessionEvents,
       maxSessionTimers: worker.maxSessionTimers,
     };
-    this.#outbox = new Outbox(worker, lease, (error) => this.#failed(error));
+    this.#outbox = new Outbox(
+      worker,
+      lease,
+      (error) => this.#failed(error),
+      (kept) => {
+        for (const k of kept) if (this.#ending.get(k.key)?.sid === k.sid) this.#ending.delete(k.key);
+      },
+    );
     // eslint-disable-next-line @typescript-eslint/no-this-alias -- the parts' views of this run's state (getters)
     const run = this;
     this.#writes = new OwnerWrites({
@@ -477,8 +489,11 @@ export class PartitionRun<I, O> {
     return Delivery.Done;
   }
 
-  /** `#deliver` of an entry that opens its key's next session (the previous one, if any, has finished). */
-  #deliverNew(entry: InputEntry): Delivery | Promise<Delivery> {
+  /**
+   * `#deliver` of an entry that opens its key's next session (the previous one, if any, has finished). `kept`: with
+   * `keyState`, the key's state as read from the log for this entry (null: none); undefined: not read yet.
+   */
+  #deliverNew(entry: InputEntry, kept?: StoredKeyState | null): Delivery | Promise<Delivery> {
     if (this.stopping) return Delivery.Done;
     const key = entry.key;
     // The ending session's handler left entries before this one (they open the next session), or, while
@@ -491,10 +506,30 @@ export class PartitionRun<I, O> {
     const sid = `${key}@${entry.id}`;
     const grant = restoring ? this.#admit(key, snapshot.sid, undefined) : this.#admit(key, sid, entry);
     if (grant === Delivery.NoSlot || grant === Delivery.Waits) return grant;
-    const s = this.#open(key, sid, grant as Grant | null);
+    // keyState: a new session starts from its key's state: the one a session of this run ended with while that end
+    // is not committed yet, else the log's, read first (the checks above are made again once it is read).
+    const ending = restoring ? undefined : this.#ending.get(key);
+    if (!restoring && ending === undefined && kept === undefined && this.worker.keyState !== null) {
+      if (this.worker.live >= this.worker.fn.config.maxConcurrent) return Delivery.NoSlot;
+      return this.#readKept(key).then((read) => (read === undefined ? Delivery.Done : this.#deliverNew(entry, read)));
+    }
+    const s = this.#open(key, sid, grant as Grant | null, ending ?? kept ?? null);
     if (s === undefined) return Delivery.NoSlot;
     if (restoring) return this.#deliver(entry);
     return this.#send(s, entry);
+  }
+
+  /** `keyState`: the key's state as the log has it (null: none), read until it answers; undefined once the partition stops. */
+  async #readKept(key: string): Promise<StoredKeyState | null | undefined> {
+    for (;;) {
+      if (this.stopping) return undefined;
+      try {
+        return await this.worker.log.keyState(this.partition, key);
+      } catch (error) {
+        if (this.#failed(error)) return undefined;
+        await sleepOn(this.worker.clock, RETRY_MS);
+      }
+    }
   }
 
   /**
@@ -536,9 +571,15 @@ export class PartitionRun<I, O> {
 
   /**
    * The key's new session, or undefined while `maxConcurrent` sessions of the function are open. A key with a
-   * snapshot the last owner left gets its session back from it (its sid, seq and state), not a new one.
+   * snapshot the last owner left gets its session back from it (its sid, seq and state), not a new one. `kept`: the
+   * state a new session starts from (`keyState`: its key's, kept after its last session), or null.
    */
-  #open(key: string, sid: string, grant: Grant | null = null): Session<I, O> | undefined {
+  #open(
+    key: string,
+    sid: string,
+    grant: Grant | null = null,
+    kept: { readonly state: Buffer | string; readonly unreadable?: unknown } | null = null,
+  ): Session<I, O> | undefined {
     const w = this.worker;
     // This worker's own sessions fill the function's slots: no open to try (and no StreamLimitError to build, a
     // stack trace each) while they do. On a backlog, every session that ends asks each partition for a slot.
@@ -557,6 +598,25 @@ export class PartitionRun<I, O> {
           if (key !== DEBOUNCE_TIMER_KEY) w.codec.decode(typeof payload === 'string' ? Buffer.from(payload) : payload);
       } catch (error) {
         broken = decodeError(`The codec could not decode the checkpoint of session ${JSON.stringify(sid)}`, error);
+      }
+    }
+    // What its end keeps for its key (keyState) unless it checkpoints: the state it starts from.
+    let keep = snapshot !== undefined && broken === undefined ? snapshot.state : undefined;
+    let fromKey = false;
+    if (snapshot === undefined && kept !== null) {
+      try {
+        if (kept.unreadable !== undefined) throw kept.unreadable as Error;
+        restored = w.codec.decode(typeof kept.state === 'string' ? Buffer.from(kept.state) : kept.state);
+        keep = kept.state;
+        fromKey = true;
+      } catch (error) {
+        // Not the session's failure: it starts without it (its events are fine), and its end keeps its own checkpoint.
+        w.report(
+          decodeError(
+            `The codec could not decode the state kept for key ${JSON.stringify(key)}: session ${JSON.stringify(sid)} starts without it`,
+            error,
+          ),
+        );
       }
     }
     // The rule's state: the checkpoint's, restored, or a new session's.
@@ -618,6 +678,8 @@ export class PartitionRun<I, O> {
       throw error;
     }
     const s = new Session<I, O>(key, sid, stream, rule);
+    s.keep = keep;
+    if (fromKey) w.counters.keyStateStarts++;
     if (grant !== null) {
       // Its `limiter.session` permits: held until it ends (`#forward`).
       this.#starts.delete(key);
@@ -693,7 +755,10 @@ export class PartitionRun<I, O> {
       const call = calls.shift() as CheckpointCall;
       if (this.dropped || s.failed) continue;
       if (call.error !== undefined) this.#fail(s, call.error);
-      else this.#outbox.queue(checkpointOf(s, call));
+      else {
+        this.#outbox.queue(checkpointOf(s, call));
+        s.keep = call.state;
+      }
     }
   }
 
@@ -780,7 +845,14 @@ export class PartitionRun<I, O> {
           this.#limits,
         );
     }
-    this.#outbox.queue({ acks, ended: s.sid, lastSeq: s.seq, endedAt: sessionEnd(s, acks) });
+    // keyState: its last checkpoint is kept for its key, or, with none, the state it started from; one made in its
+    // last step counts when that step returned (a step that threw is not the session's).
+    let keep = s.keep;
+    const step = s.checkpoints?.stepState ?? null;
+    if (!s.failed && step !== null) keep = step;
+    const kept = keep === undefined || this.worker.keyState === null ? undefined : { key: s.key, sid: s.sid, state: keep };
+    if (kept !== undefined) this.#ending.set(s.key, kept);
+    this.#outbox.queue({ acks, ended: s.sid, lastSeq: s.seq, endedAt: sessionEnd(s, acks), keep: kept });
     if (moved.length > 0) this.#entries.drainHeld().catch((error: unknown) => this.worker.report(error));
   }
 

@@ -13,6 +13,7 @@
 //   velo:{name:pN}:timers  hash: session id -> the ids of its timers whose wake-ups were written
 //   velo:{name:pN}:ends    hash (checkReplay): session id -> where it ended, "<reason> <last input>"
 //   velo:{name:pN}:ended   sorted set (checkReplay): the sids in :ends, by their first entry's ms (trimmed with the input)
+//   velo:{name:pN}:state:K  string with an expiry (keyState): key K's state, kept after its last session ended
 //   velo:{name:pN}:fence:E the fence stream of the lease of epoch E: empty, with the group `velo`; it lives
 //                          exactly as long as that lease (same expiry, deleted with it), so a plain
 //                          XREADGROUP that names it first is refused (NOGROUP) once the lease is gone
@@ -31,11 +32,12 @@ import type {
   PartitionLog,
   ReadResult,
   Snapshot,
+  StoredKeyState,
 } from './transport';
 import { FencedError, workerClosedError } from '../errors';
 import { PollWaker, type RedisClientLike, isCluster, readStreams, send, xreadStreams } from './connection';
 import { Script } from './script';
-import { endValue, inputEntries, parseEnd, parseSnapshot, snapshotValue } from './stored';
+import { endValue, inputEntries, keptValue, parseEnd, parseKept, parseSnapshot, snapshotValue } from './stored';
 
 export type { RedisClientLike } from './connection';
 
@@ -100,6 +102,10 @@ export class KeySpace {
   /** checkReplay: the sids of `ends`, by the ms of their first entry (what a trim finds the old ones by). */
   ended(p: number): string {
     return `${this.input(p)}:ended`;
+  }
+  /** keyState: the state key `key` kept after its last session (a key of its own: Redis expires it). */
+  state(p: number, key: string): string {
+    return `${this.input(p)}:state:${key}`;
   }
   workers(): string {
     return `velo:{${this.name}}:workers`;
@@ -304,6 +310,9 @@ export class RedisLog implements PartitionLog {
       const end = commit.endedAt?.[i];
       args.push(sid, String(commit.endedSeqs?.[i] ?? 0), end === undefined ? '' : endValue(end));
     });
+    const kept = commit.kept ?? [];
+    args.push(String(kept.length), String(commit.retention ?? 1));
+    for (const k of kept) args.push(keptValue(k));
     // Traced sessions' outputs: their session span's traceparent (field t), as (output index, traceparent).
     const traced: string[] = [];
     for (let i = 0; i < commit.outputs.length; i++) {
@@ -318,7 +327,19 @@ export class RedisLog implements PartitionLog {
     try {
       reply = (await COMMIT.run(
         this.#client,
-        [k.lease(p), k.input(p), k.output(p), k.hw(p), k.check(p), k.commits(p), k.ckpt(p), k.timers(p), k.ends(p), k.ended(p)],
+        [
+          k.lease(p),
+          k.input(p),
+          k.output(p),
+          k.hw(p),
+          k.check(p),
+          k.commits(p),
+          k.ckpt(p),
+          k.timers(p),
+          k.ends(p),
+          k.ended(p),
+          ...kept.map((c) => k.state(p, c.key)),
+        ],
         args,
         BUFFERS,
       )) as [Buffer[], Buffer[]];
@@ -373,6 +394,12 @@ export class RedisLog implements PartitionLog {
 
   async pinned(partition: number): Promise<number> {
     return Number(await PINNED.run(this.#client, [this.#keys.input(partition)], []));
+  }
+
+  async keyState(partition: number, key: string): Promise<StoredKeyState | null> {
+    const name = this.#keys.state(partition, key);
+    const value = (await send(this.#client, name, ['GET', name], BUFFERS)) as Buffer | null;
+    return value === null ? null : parseKept(value);
   }
 
   async snapshots(lease: Lease): Promise<Snapshot[]> {

@@ -181,6 +181,10 @@ export class Checkpoints implements SessionHooks {
    * (a return, a throw) needs none: the session's end removes its snapshot.
    */
   #step: Buffer | string | null = null;
+  /** The checkpoint of the handler's current step (its latest call since it took its last input), or null. */
+  get stepState(): Buffer | string | null {
+    return this.#step;
+  }
   checkpoint(state: unknown, _taken: number, yielded: number): void {
     let encoded: Buffer | string;
     try {
@@ -320,6 +324,11 @@ export class Session<I, O> {
   poisonError: Error | null = null;
   /** Started from a checkpoint: its handler need not take any event (the session's first was taken long ago). */
   restored = false;
+  /**
+   * `keyState`: the state its end keeps for its key, encoded: its latest checkpoint queued, else the state it started
+   * from (its snapshot's, or the key's); undefined: none.
+   */
+  keep: Buffer | string | undefined = undefined;
   /** Its checkpoint calls, and the state it was restored from. */
   checkpoints: Checkpoints | null = null;
   /** Outputs of its handler handed to `#output` so far: a checkpoint call waits for those yielded before it. */

@@ -123,6 +123,8 @@ export interface SimLimits {
   readonly checkReplay?: boolean;
   /** Debounce per key (checked), or null/absent: none. */
   readonly debounce?: Debounce | null;
+  /** Per-key state beyond a session (checked), or null/absent: none. */
+  readonly keyState?: { readonly retention: number } | null;
   /** Default 0 (no trim), ms. */
   readonly trimInterval?: number;
 }
@@ -289,6 +291,7 @@ class SimProcess<I, O> implements PartitionHost<I, O> {
   readonly maxCheckpointBytes: number;
   readonly maxSessionTimers: number;
   readonly debounce: Debounce | null;
+  readonly keyState: { readonly retention: number } | null;
   readonly checkReplay: boolean;
   readonly delivery = null;
   readonly permits: WorkerPermits | null;
@@ -321,6 +324,7 @@ class SimProcess<I, O> implements PartitionHost<I, O> {
     this.maxSessionTimers = l.maxSessionTimers ?? 1000;
     this.checkReplay = l.checkReplay ?? false;
     this.debounce = l.debounce ?? null;
+    this.keyState = l.keyState ?? null;
     const partitions = sim.store.partitions;
     this.#share = Math.floor(Math.max(l.maxBufferedEvents ?? 65_536, partitions) / partitions);
     const { session, step } = sim.limiters;

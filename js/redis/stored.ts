@@ -1,6 +1,6 @@
 // What velo-stream/redis stores, as bytes: the fields of input entries and checkpoints' values, read and written
 // by the Redis log (redis-log.ts) and the in-memory one (memory-log.ts) alike, so the two cannot parse apart.
-import type { InputEntry, SessionEnd, Snapshot } from './transport';
+import type { InputEntry, KeptState, SessionEnd, Snapshot, StoredKeyState } from './transport';
 
 /** A session's end as stored (checkReplay): `<reason> <last input>`, compared as a string with a later end of its sid. */
 export function endValue(end: SessionEnd): string {
@@ -99,6 +99,32 @@ export function parseSnapshot(sid: string, value: Buffer): Snapshot {
     pending,
     ...(h.input === undefined ? {} : { lastInput: h.input }),
   };
+}
+
+/**
+ * A key's kept state as stored (`keyState`): a JSON header `{"sid"}` (the session whose end kept it) on one line, then
+ * the state's bytes by the function's codec.
+ */
+export function keptValue(k: KeptState): Buffer | string {
+  const head = `${JSON.stringify({ sid: k.sid })}\n`;
+  return typeof k.state === 'string' ? head + k.state : Buffer.concat([Buffer.from(head), k.state]);
+}
+
+/** A kept state read back; one whose header cannot be read comes back `unreadable`. */
+export function parseKept(value: Buffer): StoredKeyState {
+  const nl = value.indexOf(10);
+  let head: unknown;
+  try {
+    head = nl < 0 ? null : JSON.parse(value.subarray(0, nl).toString());
+  } catch {
+    head = null;
+  }
+  const sid = (head as { sid?: unknown } | null)?.sid;
+  if (typeof sid !== 'string') {
+    const shown = JSON.stringify(value.subarray(0, Math.min(nl < 0 ? value.length : nl, 120)).toString());
+    return { sid: '', state: Buffer.alloc(0), unreadable: new Error(`its header is not { sid }: ${shown}`) };
+  }
+  return { sid, state: value.subarray(nl + 1) };
 }
 
 /** A checkpoint whose header cannot be read: restored as nothing, its session fails (`unreadable`). */

@@ -4,6 +4,7 @@
 // crash drops the process that owns the partitions, as kill -9 would; another takes over when its lease runs out.
 import type { DebounceConfig } from '../types';
 import {
+  decodeError,
   describe,
   invalidType,
   invalidValue,
@@ -16,9 +17,11 @@ import type { StreamFn } from '../types';
 import { readString, textOf } from '../text';
 import { integerArgument, integerOption } from '../validate';
 import { type Codec, encodeChecked, jsonCodec } from './codec';
-import { checkKey, checkShape } from './options';
+import { checkKey, checkShape, fnv1a } from './options';
 import { MAX_TIMER_MS } from './owner-writes';
-import { LIMIT_KEYS, checkDebounceTarget, checkLimits } from './worker-limits';
+import { type KeyStateOptions, LIMIT_KEYS, checkDebounceTarget, checkLimits } from './worker-limits';
+import type { KeyState } from './key-state';
+import { parseKept } from './stored';
 import { type Openable, kOpen } from './partition-run';
 import type { HandlerFailure, OutputItem } from './reader';
 import { type RunOutcome, type SimLimits, type SimResult, Simulation, simBounds, simulate, takeoverWithin } from './simulator';
@@ -47,6 +50,8 @@ export interface TestWorkerOptions {
   checkReplay?: boolean;
   /** Default none: debounce per key, as `redisWorker`'s `debounce` (docs/redis/flow-control.md#debounce). */
   debounce?: DebounceConfig;
+  /** Default none: per-key state beyond a session, as `redisWorker`'s `keyState` (docs/redis/key-state.md). */
+  keyState?: KeyStateOptions;
   /** The function's codec (default JSON). */
   codec?: Codec<unknown>;
   /** The virtual clock's time at the start, ms since the epoch, from 1 (default 2024-01-01T00:00:00Z). */
@@ -99,6 +104,13 @@ export interface TestWorker<I, O> {
   sessions(): TestSession<O>[];
   /** What the worker reported to `onError` so far (a crash's lost connection, fencing, a handler's failures). */
   errors(): unknown[];
+  /**
+   * With `keyState`: the state `key` keeps now, as `redisKeyState().readState` reads it (decoded, its session, its
+   * time left on the virtual clock), or undefined.
+   */
+  readState(key: string): KeyState<unknown> | undefined;
+  /** With `keyState`: deletes the state `key` keeps, as `redisKeyState().deleteState` does; true if there was one. */
+  deleteState(key: string): boolean;
   /** Stops every process; then only the reads answer (the rest are refused with `ERR_INVALID_STATE`). */
   close(): Promise<void>;
 }
@@ -220,6 +232,16 @@ function resolveTest(
   };
 }
 
+/** A key argument of `call`, checked as `redisKeyState` checks it. */
+function stateKey(call: string, key: unknown): string {
+  try {
+    return checkKey(key);
+  } catch (error) {
+    (error as Error).message = `${call}: ${(error as Error).message}`;
+    throw error;
+  }
+}
+
 /** Each process gets the function with a gate of its own (its own `maxConcurrent` slots), as a process would. */
 function perProcess<I, O>(fn: StreamFn<I, O>): () => StreamFn<I, O> {
   // (Every stream function has `withConfig`; the public type leaves it out.)
@@ -304,6 +326,28 @@ class InMemoryWorker<I, O> implements TestWorker<I, O> {
 
   errors(): unknown[] {
     return [...this.#sim.errors];
+  }
+
+  readState(key: string): KeyState<unknown> | undefined {
+    const store = this.#sim.store;
+    const partition = fnv1a(stateKey('readState()', key)) % store.partitions;
+    const kept = store.keptState(partition, key);
+    if (kept === null) return undefined;
+    const stored = parseKept(kept.value);
+    let state: unknown;
+    try {
+      if (stored.unreadable !== undefined) throw stored.unreadable as Error;
+      state = this.#sim.codec.decode(stored.state);
+    } catch (error) {
+      throw decodeError(`readState(): the codec could not decode the state kept for key ${JSON.stringify(key)}`, error);
+    }
+    return { state, sid: stored.sid, expiresIn: kept.ttl };
+  }
+
+  deleteState(key: string): boolean {
+    this.#open('deleteState()');
+    const store = this.#sim.store;
+    return store.deleteKept(fnv1a(stateKey('deleteState()', key)) % store.partitions, key);
   }
 
   async close(): Promise<void> {
@@ -612,3 +656,6 @@ export {
   type Recording,
   type RecordingBounds,
 } from './recording';
+// Per-key state beyond a session (`keyState`): what a test worker's readState gives, and the option.
+export type { KeyState } from './key-state';
+export type { KeyStateOptions } from './worker-limits';

@@ -83,6 +83,25 @@ export interface Snapshot {
   readonly unreadable?: unknown;
 }
 
+/** A key's state, kept after its session ended (`keyState`): the last checkpoint of the session that ended last. */
+export interface KeptState {
+  readonly key: string;
+  /** The session whose end kept it. */
+  readonly sid: string;
+  /** The state, as the function's codec encoded it. */
+  readonly state: Buffer | string;
+}
+
+/** A key's state as read back (`PartitionLog.keyState`). */
+export interface StoredKeyState {
+  /** The session whose end kept it. */
+  readonly sid: string;
+  /** The state's bytes, by the function's codec. */
+  readonly state: Buffer;
+  /** Why its header could not be read (a corrupt value): nothing to start from. */
+  readonly unreadable?: unknown;
+}
+
 /** What the owner of a partition commits in one fenced step: outputs, then checkpoints, then acks, then forgets ended sessions. */
 export interface Commit {
   readonly outputs: OutputRecord[];
@@ -91,6 +110,13 @@ export interface Commit {
   readonly acks: string[];
   /** Sessions that ended. */
   readonly ended: readonly string[];
+  /**
+   * `keyState`: the states ended sessions keep for their keys (at most one per key: the latest), each written with
+   * an expiry of `retention` ms, replacing what the key kept before.
+   */
+  readonly kept?: readonly KeptState[];
+  /** With `kept`: how long each is kept, ms. */
+  readonly retention?: number;
   /** With `check`: each ended session's last output seq (0: none), in the order of `ended`. */
   readonly endedSeqs?: readonly number[];
   /** With `check`: where each ended session ended (undefined: not recorded), in the order of `ended`. */
@@ -188,6 +214,11 @@ export interface PartitionLog {
    * with its entry id, `''` if it was written before, or the ms still to wait (Redis' clock is before `time`).
    */
   wake(lease: Lease, key: string, sid: string, id: number, time: number, payload: Buffer | string): Promise<string | number>;
+  /**
+   * The state `key` kept after its last session (`keyState`), or null: none, or expired (unfenced: a read; what the
+   * owner does with it is fenced).
+   */
+  keyState(partition: number, key: string): Promise<StoredKeyState | null>;
   /** The checkpoints of the partition's live sessions (unfenced: what the owner does with them is fenced). */
   snapshots(lease: Lease): Promise<Snapshot[]>;
   /** Fenced: writes outputs not written before (by `(sid, seq)`), checkpoints, acks entries, forgets ended sessions. */

@@ -21,10 +21,50 @@ export interface WorkerLimits {
    * or the first at once), with the settings of in-process sessions' `debounce` (docs/redis/flow-control.md).
    */
   debounce?: DebounceConfig;
+  /**
+   * Per-key state beyond a session (opt-in): a session's last checkpoint is kept as its key's state when it ends,
+   * for `retention` ms, and the key's next session starts from it (`ctx.restored`). Default none
+   * (docs/redis/key-state.md).
+   */
+  keyState?: KeyStateOptions;
 }
 
-/** The worker's limits, checked: each with its default; `debounce` null when not given. */
-export type CheckedLimits = Required<Omit<WorkerLimits, 'debounce'>> & { debounce: Debounce | null };
+/** The `keyState` option of `redisWorker` (and of `velo-stream/testing`). */
+export interface KeyStateOptions {
+  /**
+   * How long a key's state is kept after the commit that ended its last session, ms (Redis expires it: `PEXPIRE`):
+   * an integer from 1 to 10 years (315 360 000 000). A session whose first event comes later starts without it.
+   */
+  retention: number;
+}
+
+/** The worker's limits, checked: each with its default; `debounce` and `keyState` null when not given. */
+export type CheckedLimits = Required<Omit<WorkerLimits, 'debounce' | 'keyState'>> & {
+  debounce: Debounce | null;
+  keyState: { readonly retention: number } | null;
+};
+
+/** The longest `keyState.retention`, ms: ten years. */
+export const MAX_RETENTION_MS = 315_360_000_000;
+
+/** Checks the `keyState` option of entry point `what` (a hostile value gets a coded error): null when not given. */
+export function checkKeyState(what: string, value: unknown): { readonly retention: number } | null {
+  if (value === undefined) return null;
+  if (value === null || typeof value !== 'object')
+    throw invalidType(`${what}: options.keyState must be an object { retention }, not ${describe(value)}`);
+  let retention: unknown;
+  let keys: string[];
+  try {
+    keys = Object.keys(value);
+    retention = (value as { retention?: unknown }).retention;
+  } catch (error) {
+    throw invalidType(`${what}: options.keyState cannot be read (${describe(value)})`, error);
+  }
+  for (const key of keys)
+    if (key !== 'retention') throw invalidValue(`${what}: unknown option "keyState.${key}". Known options: keyState.retention`);
+  integerOption(what, 'keyState.retention', retention, 1, MAX_RETENTION_MS, `from 1 to ${MAX_RETENTION_MS} (ms)`);
+  return { retention: retention as number };
+}
 
 /** `fn[kAsksInputs]`: its streams ask for each input they take (a single handler's: `SessionHooks.next`). */
 const kAsksInputs = Symbol.for('velo-stream.asksInputs');
@@ -48,6 +88,7 @@ export const LIMIT_KEYS: readonly string[] = [
   'maxCheckpointBytes',
   'checkReplay',
   'debounce',
+  'keyState',
 ];
 
 /** Checks `limits` for entry point `what` with `partitions` partitions; each filled in with its default. */
@@ -62,6 +103,7 @@ export function checkLimits(what: string, limits: WorkerLimits, partitions: numb
     maxCheckpointBytes = 1 << 20,
     checkReplay = false,
     debounce,
+    keyState,
   } = limits;
   // (At most a Node timer's longest delay: the lease's timers are set from it.)
   integerOption(what, 'leaseTtl', leaseTtl, 300, MAX_TIMER_MS, `from 300 to ${MAX_TIMER_MS} (ms)`);
@@ -91,5 +133,6 @@ export function checkLimits(what: string, limits: WorkerLimits, partitions: numb
     maxCheckpointBytes,
     checkReplay,
     debounce: debounce === undefined ? null : checkDebounce(debounce, what),
+    keyState: checkKeyState(what, keyState),
   };
 }

@@ -4,6 +4,7 @@ import type { RedisName } from './name';
 import type { RedisOptions } from './options';
 import type { OutputItem } from './reader';
 import type { WorkerLimiterOptions } from './session-permits';
+import type { KeyStateOptions } from './worker-limits';
 
 /** Options of `redisWorker`, besides the function's own settings (`idleTimeout`, `maxConcurrent`, `buffer`). */
 export interface RedisWorkerOptions<O = unknown, I = unknown> extends RedisOptions {
@@ -115,6 +116,14 @@ export interface RedisWorkerOptions<O = unknown, I = unknown> extends RedisOptio
    * docs/redis/flow-control.md.
    */
   limiter?: WorkerLimiterOptions<I>;
+  /**
+   * Per-key state beyond a session (opt-in): when a session ends, its last checkpoint (`ctx.checkpoint`; with none,
+   * the state it started from) is kept as its key's state, in the commit that ends it, for `retention` ms (a Redis
+   * expiry); the key's next session starts from it (`ctx.restored`). Read and delete it from outside with
+   * `redisKeyState`. Every worker of the function must use the same setting. Default none: nothing is kept after a
+   * session (docs/redis/key-state.md).
+   */
+  keyState?: KeyStateOptions;
 }
 
 /** What waits for a limiter's permit on a worker (`RedisWorkerStats.permits`; all 0 without the `limiter` option). */
@@ -245,6 +254,13 @@ export interface RedisWorkerStats {
    * (leading). Counted as a session's handler takes them, so a replay after a takeover counts its again.
    */
   debounced: number;
+  /**
+   * `keyState`: states kept for keys by the commits that ended their sessions (a session's end that kept one, once;
+   * a replay that ends it again writes it again, and counts it again).
+   */
+  keptStates: number;
+  /** `keyState`: sessions that started from their key's kept state (`ctx.restored`); a replay counts its again. */
+  keyStateStarts: number;
   /** Round-trip times of the worker's calls to Redis (reads, commits, leases), blocking wake-up reads excluded. */
   roundTrip: RoundTripStats;
   /**

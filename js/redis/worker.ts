@@ -91,6 +91,8 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
   readonly outputMaxLen: number;
   readonly maxSessionTimers: number;
   readonly debounce: Debounce | null;
+  /** Per-key state beyond a session (`keyState`), or null. */
+  readonly keyState: { readonly retention: number } | null;
   /** Local delivery (`onOutput`), or null. */
   readonly delivery: LocalDelivery<O> | null;
   /** The limiters its sessions and steps take permits of (`limiter`), or null. */
@@ -164,6 +166,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       maxCheckpointBytes,
       checkReplay,
       debounce,
+      keyState,
     } = checkLimits(W, extra, options.partitions);
     checkDebounceTarget(W, debounce, fn);
     let limiterOption: unknown;
@@ -196,6 +199,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     this.outputMaxLen = outputMaxLen;
     this.maxSessionTimers = maxSessionTimers;
     this.debounce = debounce;
+    this.keyState = keyState;
     this.delivery = onOutput === undefined ? null : new LocalDelivery(onOutput, maxUndelivered, (error) => this.report(error));
     this.permits = limiters === undefined ? null : new WorkerPermits(limiters, this.clock, (error) => this.report(error));
     this.fn = fn as StreamFn<I, O> & Openable<I, O>;

@@ -1,7 +1,10 @@
--- KEYS lease, input, out, hw, check, commit, ckpt, timers, ends, ended; ARGV token, serial, flags, n,
--- n x (sid, seq, key, field, data), checkpoints count, n x (sid, snapshot), acks count, ids, ended count,
--- n x (sid, last seq, end: "<reason> <last input>" with check, else ''), and, when some outputs are traced, their count and n x (output index, traceparent),
--- written as field t of those outputs. A checkpoint replaces its session's snapshot in the same call as the outputs made
+-- KEYS lease, input, out, hw, check, commit, ckpt, timers, ends, ended, then one state key per kept state; ARGV
+-- token, serial, flags, n, n x (sid, seq, key, field, data), checkpoints count, n x (sid, snapshot), acks count,
+-- ids, ended count, n x (sid, last seq, end: "<reason> <last input>" with check, else ''), kept count, retention
+-- (ms), kept count x (value), and, when some outputs are traced, their count and n x (output index, traceparent),
+-- written as field t of those outputs. A kept state (keyState: an ended session's last checkpoint, kept for its
+-- key) is written to its key (KEYS[10 + i]) with an expiry of `retention` ms, after the ends: in the same call as
+-- the acks of the session's last entries. A checkpoint replaces its session's snapshot in the same call as the outputs made
 -- before it and the acks of the entries it covers; an ended session's snapshot goes with its high-water mark. An output whose seq is not above its session's high-water mark
 -- was written before (by an earlier owner, or this one before a replay):
 -- skipped. Returns {ids, divergences}.
@@ -53,6 +56,7 @@ do
   j = j + 1 + 2 * tonumber(ARGV[j])
   j = j + 1 + tonumber(ARGV[j])
   j = j + 1 + 3 * tonumber(ARGV[j])
+  j = j + 2 + tonumber(ARGV[j])
   if ARGV[j] then
     traced = {}
     for t = 1, tonumber(ARGV[j]) do traced[tonumber(ARGV[j + 2 * t - 1])] = ARGV[j + 2 * t] end
@@ -190,6 +194,13 @@ if n > 0 then
     redis.call('HDEL', KEYS[7], unpack(sids, j, math.min(j + 999, #sids)))
     redis.call('HDEL', KEYS[8], unpack(sids, j, math.min(j + 999, #sids)))
   end
+end
+n = tonumber(ARGV[i])
+local retention = ARGV[i + 1]
+i = i + 2
+for k = 1, n do
+  redis.call('SET', KEYS[10 + k], ARGV[i], 'PX', retention)
+  i = i + 1
 end
 if serial ~= '' then redis.call('SET', KEYS[6], ARGV[1] .. ' ' .. serial .. ' ' .. (first or '-') .. ' ' .. written) end
 return {ids, div}
