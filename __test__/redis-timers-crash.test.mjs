@@ -7,6 +7,7 @@
 // from the input log; every scenario runs workers as child processes and compares.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { isDeepStrictEqual } from 'node:util';
 import { redisProducer, redisWorker } from 'velo-stream/redis';
 import { streamFn } from '../index.mjs';
 import { client, fresh, killChild, lastStats, stopChild, useRedis, workerChild } from './helpers/redis-suite.mjs';
@@ -542,43 +543,45 @@ test("the caps count a session's timers among its events in time order, the same
   ];
   for (const [label, caps, { idle = IDLE, ...options }, events, want] of cases) {
     for (const crash of [false, true]) {
-      const name = fresh(`cap${label}${crash ? '' : 'Ref'}`);
-      const producer = redisProducer({ client, name, partitions: 1 });
-      const extra = { ...caps, ...options };
-      const workers = [worker(name, idle, extra)];
-      try {
-        await owns(workers[0]);
-        const begin = performance.now();
-        const at = await redisNow();
-        const until = (ms) => new Promise((resolve) => setTimeout(resolve, Math.max(0, begin + ms - performance.now())));
-        for (const [i, [ms, wake, key = 'K', chain]] of events.entries()) {
-          await until(ms);
-          await producer.send(key, { n: i, at: at + ms, wake, chain });
-          // kill -9 once its first output is committed: the next owner replays the rest as a backlog, past every
-          // timer's time and the session's age.
-          if (crash && i === 0) {
-            await committed(name, 1);
-            await killChild(workers[0]);
+      const how = `${label}, ${crash ? 'kill -9' : 'crash-free'}`;
+      // The outputs must always be what the model makes of the log (crash or not); the case is run again (a fresh
+      // function, at most 4 times) while the log holds another case than `want` (a loaded machine wrote an event
+      // late), so `want` also checks the model.
+      for (let attempt = 1; ; attempt++) {
+        const name = fresh(`cap${label}${crash ? '' : 'Ref'}`);
+        const producer = redisProducer({ client, name, partitions: 1 });
+        const extra = { ...caps, ...options };
+        const workers = [worker(name, idle, extra)];
+        try {
+          await owns(workers[0]);
+          const begin = performance.now();
+          const at = await redisNow();
+          const until = (ms) => new Promise((resolve) => setTimeout(resolve, Math.max(0, begin + ms - performance.now())));
+          // kill -9 once its first output is committed (the events go on being sent on schedule meanwhile): the
+          // next owner replays the rest as a backlog, past every timer's time and the session's age.
+          let killing;
+          for (const [i, [ms, wake, key = 'K', chain]] of events.entries()) {
+            await until(ms);
+            await producer.send(key, { n: i, at: at + ms, wake, chain });
+            if (crash && i === 0) killing = committed(name, 1).then(() => killChild(workers[0]));
           }
+          await killing;
+          if (crash) {
+            await eventually(async () => (await redisNow()) > at + 900, "Redis' clock past every timer and the age");
+            workers.push(worker(name, idle, extra));
+            await owns(workers[1]);
+          }
+          await settle(name, workers);
+          const got = await outputs(name);
+          const model = await expected(name, idle, caps);
+          assert.deepEqual(got, model, how);
+          const short = (sessions) => sessions.map((session) => session.map((o) => (typeof o === 'string' ? o : (o.n ?? o.woke))));
+          if (isDeepStrictEqual(short(model.K), want)) break;
+          // The log holds another case than `want` (an event written late): run it again.
+          assert.ok(attempt < 4, `${how}: the log made ${JSON.stringify(short(model.K))} in each of ${attempt} attempts, not the case's ${JSON.stringify(want)}`);
+        } finally {
+          for (const c of workers) if (alive(c)) c.child.kill('SIGKILL');
         }
-        if (crash) {
-          await eventually(async () => (await redisNow()) > at + 900, "Redis' clock past every timer and the age");
-          workers.push(worker(name, idle, extra));
-          await owns(workers[1]);
-        }
-        // (Before its first event is read, nothing is pending: wait for K's outputs first.)
-        await committed(name, want.flat().length);
-        await settle(name, workers);
-        const got = await outputs(name);
-        const how = `${label}, ${crash ? 'kill -9' : 'crash-free'}`;
-        assert.deepEqual(got, await expected(name, idle, caps), how);
-        assert.deepEqual(
-          got.K.map((session) => session.map((o) => (typeof o === 'string' ? o : (o.n ?? o.woke)))),
-          want,
-          how,
-        );
-      } finally {
-        for (const c of workers) if (alive(c)) c.child.kill('SIGKILL');
       }
     }
   }
