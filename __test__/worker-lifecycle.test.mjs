@@ -137,7 +137,9 @@ test('a thread that hosts no stream stops after threadIdleTimeout; the next stre
   await until(() => threads() === base, 20_000, 'idle threads stop');
   assert.deepEqual(await fn.run([2]), [2]);
   await fn.close();
-  assert.equal(threads(), base);
+  // (Every thread of the function has exited once close() resolves; one the system is still tearing down may be
+  // listed a moment longer: a thread that stays fails this after 20 s.)
+  await until(() => threads() === base, 20_000, 'no thread left after close()');
 });
 
 test(
