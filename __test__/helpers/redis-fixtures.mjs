@@ -23,6 +23,20 @@ export function totals(config = {}, delayMs = 0) {
   }, config);
 }
 
+/** `totals` of handler version `v`: each output says its version (`{ v, n, total, count }`). */
+export function versionedTotals(v, config = {}, delayMs = 0) {
+  return streamFn(async function* versioned(events) {
+    let total = 0;
+    let count = 0;
+    for await (const e of events) {
+      if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
+      total += e.n;
+      count++;
+      yield { v, n: e.n, total, count };
+    }
+  }, config);
+}
+
 /**
  * `totals` with checkpoints: after every `every`-th output it records `{ total, count }`, and a session restored
  * from one goes on from there, so its outputs are those of `totals`. An event `{ big: n }` makes it checkpoint a
@@ -99,12 +113,14 @@ export function expectedTotals(ns) {
 }
 
 /** Every output entry of every partition, read with XRANGE: [{ partition, sid, seq, key, value|error }]. */
-export async function readAllOutputs(client, name, partitions) {
+export async function readAllOutputs(client, name, partitions, { ids = false } = {}) {
   const out = [];
   for (let p = 0; p < partitions; p++) {
     const entries = await client.xRange(`velo:{${name}:p${p}}:out`, '-', '+');
-    for (const { message } of entries) {
+    for (const { id, message } of entries) {
       const item = { partition: p, sid: message.sid, seq: Number(message.seq), key: message.k };
+      // `ids`: each output's entry id too (when it was written, by Redis' clock).
+      if (ids) item.id = id;
       if (message.e !== undefined) item.error = JSON.parse(message.e);
       else item.value = JSON.parse(message.v);
       out.push(item);

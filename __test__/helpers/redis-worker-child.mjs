@@ -9,17 +9,19 @@
 // errors (printed as `error ...` on stdout); `handler: 'ckpt'` (with `every`) for
 // `totals` with a checkpoint every `every` events (see checkpointTotals); `handler: 'timers'` for timerCounts
 // (checkpoints every `every` entries, 0: none; `wakeDelay` ms before it makes an event's timers); `handler: 'script'`
-// for the scripted handler of session-script.mjs (each event says what it does); on SIGTERM hands off
+// for the scripted handler of session-script.mjs (each event says what it does); `handler: 'versioned'` with
+// `runs: ['v1', 'v2', ...]` for `totals` that says its version in each output (`v`), at version runs.at(-1), and
+// running the others as older versions (the `version` and `versions` options); on SIGTERM hands off
 // (worker.close()), prints `closed <json>` and exits 0.
 import { createClient, createCluster } from 'redis';
 import { redisWorker } from 'velo-stream/redis';
 import { streamFn } from '../../index.mjs';
-import { checkpointTotals, serveChildProtocol, timerCounts, totals } from './redis-fixtures.mjs';
+import { checkpointTotals, serveChildProtocol, timerCounts, totals, versionedTotals } from './redis-fixtures.mjs';
 import { scriptHandler } from './session-script.mjs';
 
 const [url, name, partitions, leaseTtl, idleTimeout, delayMs, trimInterval, extraJson = '{}'] = process.argv.slice(2);
 // `cluster`: the root nodes' URLs of a Redis Cluster (then `url` is not used).
-const { handler = 'totals', destroyClient = false, cluster, every = 10, maxConcurrent, wakeDelay = 0, ...extra } = JSON.parse(extraJson);
+const { handler = 'totals', destroyClient = false, cluster, every = 10, maxConcurrent, wakeDelay = 0, runs, ...extra } = JSON.parse(extraJson);
 const stuck = streamFn(
   async function* stuck(events, ctx) {
     for await (const e of events) {
@@ -55,7 +57,11 @@ const fn =
           : handler === 'script'
             ? streamFn(scriptHandler(), config)
             : totals(config, Number(delayMs));
-const worker = redisWorker(fn, {
+if (handler === 'versioned') {
+  extra.version = runs.at(-1);
+  extra.versions = Object.fromEntries(runs.slice(0, -1).map((v) => [v, versionedTotals(v, config, Number(delayMs))]));
+}
+const worker = redisWorker(handler === 'versioned' ? versionedTotals(runs.at(-1), config, Number(delayMs)) : fn, {
   ...extra,
   client,
   name,

@@ -238,8 +238,10 @@ export function registerStreamMetrics(
  * - `velo_redis_replayed_sessions_total`, `velo_redis_replayed_entries_total`, `velo_redis_fenced_total`,
  *   `velo_redis_leases_{acquired,lost,released}_total`, `velo_redis_outputs_total`, `velo_redis_trimmed_total`, `velo_redis_trimmed_outputs_total`,
  *   `velo_redis_errors_total`, `velo_redis_capped_sessions_total`, `velo_redis_handed_on_total`, `velo_redis_outputs_delivered_total`,
- *   `velo_redis_replay_diverged_total`, `velo_redis_checkpoints_total`, `velo_redis_restored_sessions_total`, `velo_redis_wakeups_total`, `velo_redis_debounced_total`, `velo_redis_kept_states_total`, `velo_redis_key_state_starts_total` (counters)
+ *   `velo_redis_replay_diverged_total`, `velo_redis_checkpoints_total`, `velo_redis_restored_sessions_total`, `velo_redis_wakeups_total`, `velo_redis_debounced_total`, `velo_redis_kept_states_total`, `velo_redis_key_state_starts_total`, `velo_redis_refused_versions_total` (counters)
  * - `velo_redis_undelivered_outputs` (gauge: outputs committed, waiting for the local `onOutput`)
+ * - `velo_redis_sessions_by_version` (gauge, also labelled `version`: live sessions per handler version, `''` for
+ *   none), `velo_redis_superseded` (gauge: 1 while a worker of a newer version supersedes this one)
  * - `velo_redis_round_trip_seconds` (histogram of the worker's calls to Redis, blocking wake-up reads excluded)
  * - `velo_redis_renewal_lateness_seconds` (histogram: how late each lease renewal succeeded)
  *
@@ -349,6 +351,21 @@ export function registerRedisWorkerMetrics(
     'gauge',
     perWorker((s) => s.undelivered),
   );
+  metric(
+    'redis_sessions_by_version',
+    "Live sessions of this worker per handler version they run on (redisWorker's version; '' for sessions opened with none).",
+    'gauge',
+    () =>
+      list().flatMap((w) =>
+        Object.entries(w.stats().sessionsByVersion).map(([version, value]) => ({ labels: { ...labels(w), version }, value })),
+      ),
+  );
+  metric(
+    'redis_superseded',
+    'Whether this worker is superseded by a live worker of a newer version (1: it hands its partitions over).',
+    'gauge',
+    perWorker((s) => (s.superseded ? 1 : 0)),
+  );
   metric('redis_lag', 'Entries of an owned partition not yet read by its owner (at the last lease renewal).', 'gauge', () =>
     list().flatMap((w) =>
       Object.entries(w.stats().partitionLag).map(([partition, value]) => ({ labels: { ...labels(w), partition }, value })),
@@ -387,6 +404,11 @@ export function registerRedisWorkerMetrics(
     ['kept_states_total', "Keys' states kept by the commits that ended their sessions (keyState).", (s) => s.keptStates],
     ['key_state_starts_total', "Sessions that started from their key's kept state (keyState).", (s) => s.keyStateStarts],
     ['errors_total', 'Errors the worker recovered from (passed to onError).', (s) => s.errors],
+    [
+      'refused_versions_total',
+      'Partitions not taken because a live session there runs a version this worker does not run (each attempt).',
+      (s) => s.refusedVersions,
+    ],
     ['capped_sessions_total', 'Sessions ended by maxSessionEvents or maxSessionAge.', (s) => s.capped],
     ['handed_on_total', "Events a session's handler never took, given to the key's next session.", (s) => s.handedOn],
     ['outputs_delivered_total', 'Outputs passed to the local onOutput.', (s) => s.delivered],

@@ -80,3 +80,11 @@ export {
 } from './limiter';
 export type { AcquireOptions, LimitSettings, Limiter, LimiterOptions, LimiterStats, Permit, RateLimit } from '../limits/types';
 export { redisClientOptions, type RedisClientLike, type RedisClientTimeouts } from './connection';
+export {
+  redisVersions,
+  type DrainedOptions,
+  type RedisVersions,
+  type RedisVersionsOptions,
+  type VersionStatus,
+  type VersionedWorker,
+} from './version-status';

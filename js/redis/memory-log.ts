@@ -10,7 +10,20 @@
 import { createHash } from 'node:crypto';
 import { FencedError } from '../errors';
 import type { Clock } from './clock';
-import { endValue, inputEntries, keptValue, parseEnd, parseKept, parseSnapshot, snapshotValue } from './stored';
+import {
+  NO_VERSION,
+  advertValue,
+  endValue,
+  inputEntries,
+  keptValue,
+  openingValue,
+  parseAdvert,
+  parseEnd,
+  parseKept,
+  parseOpening,
+  parseSnapshot,
+  snapshotValue,
+} from './stored';
 import type {
   Commit,
   CommitResult,
@@ -21,8 +34,11 @@ import type {
   Lease,
   PartitionLog,
   ReadResult,
+  Refused,
+  SessionOpening,
   Snapshot,
   StoredKeyState,
+  WorkerAdvert,
 } from './transport';
 
 /** An entry id as numbers: `[ms, seq]`. */
@@ -154,6 +170,10 @@ class PartitionState {
   readonly timers = new Map<string, Set<number>>();
   /** sid -> where it ended, as stored (checkReplay); with the ms of its first entry, by which a trim drops it. */
   readonly ends = new Map<string, { value: string; ms: number }>();
+  /** Versions: sid -> its opening's stored value (`:opened`). */
+  readonly opened = new Map<string, string>();
+  /** Versions: version -> live sessions of `opened` opened on it (`:versions`). */
+  readonly versions = new Map<string, number>();
   /** keyState: key -> its kept state's stored value, and the time it expires at (a key of its own in Redis, with PX). */
   readonly states = new Map<string, { value: Buffer; until: number }>();
 
@@ -180,6 +200,13 @@ function sidMs(sid: string): number {
   return match === null ? 0 : Number(match[1]);
 }
 
+/** HSETNX of a session's opening, counted under its version once written (commit.lua, wake.lua). */
+function open(s: PartitionState, o: SessionOpening): void {
+  if (s.opened.has(o.sid)) return;
+  s.opened.set(o.sid, openingValue(o));
+  s.versions.set(o.version, (s.versions.get(o.version) ?? 0) + 1);
+}
+
 function digest(field: string, data: Buffer | string): string {
   return createHash('sha1').update(field).update(data).digest('hex');
 }
@@ -194,6 +221,8 @@ export class MemoryStore {
   readonly #parts: PartitionState[];
   /** Worker id -> the time its registration runs out. */
   readonly #workers = new Map<string, number>();
+  /** Live workers' adverts as stored (`velo:{<name>}:adverts`). */
+  readonly #adverts = new Map<string, string>();
   /** Called after every entry added to an input (blocked reads look again). */
   readonly #listeners = new Set<(partition: number) => void>();
 
@@ -366,29 +395,38 @@ export class MemoryStore {
   // The commands, each atomic (one script or command of redis-log.ts), synchronous: MemoryLog makes them calls.
 
   /** @internal heartbeat.lua */
-  heartbeat(worker: string, ttl: number, extend = true): Heartbeat {
+  heartbeat(worker: string, ttl: number, extend = true, advert: WorkerAdvert = NO_VERSION): Heartbeat {
     const now = this.clock.now();
-    for (const [w, until] of this.#workers) if (until <= now) this.#workers.delete(w);
+    for (const [w, until] of this.#workers) {
+      if (until > now) continue;
+      this.#workers.delete(w);
+      this.#adverts.delete(w);
+    }
     if (extend || !this.#workers.has(worker)) this.#workers.set(worker, now + ttl);
+    this.#adverts.set(worker, advertValue(advert));
     const first = [...this.#workers]
       .sort(([a, x], [b, y]) => x - y || (a < b ? -1 : a > b ? 1 : 0))
       .slice(0, 2)
       .find(([w]) => w !== worker);
     const live = this.#workers.size;
-    return first === undefined ? { live } : { live, next: { worker: first[0], left: first[1] - now } };
+    const adverts = new Map([...this.#adverts].map(([w, value]) => [w, parseAdvert(value)]));
+    return first === undefined ? { live, adverts } : { live, next: { worker: first[0], left: first[1] - now }, adverts };
   }
 
-  /** @internal ZREM of the live set */
+  /** @internal ZREM of the live set, HDEL of its advert */
   leave(worker: string): void {
     this.#workers.delete(worker);
+    this.#adverts.delete(worker);
   }
 
   /** @internal acquire.lua */
-  acquire(partition: number, worker: string, ttl: number): Lease | Held {
+  acquire(partition: number, worker: string, ttl: number, runs: readonly string[] = []): Lease | Held | Refused {
     const s = this.#part(partition);
     const held = this.#lease(s);
     const now = this.clock.now();
     if (held !== null) return { holder: held.token.slice(0, Math.max(0, held.token.lastIndexOf(':'))), left: held.until - now };
+    const refused = [...s.versions.keys()].filter((v) => v !== '' && !runs.includes(v));
+    if (refused.length > 0) return { refused };
     const token = `${worker}:${++s.epoch}`;
     s.lease = { token, until: now + ttl };
     s.inputStream();
@@ -481,13 +519,22 @@ export class MemoryStore {
   }
 
   /** @internal wake.lua */
-  wake(lease: Lease, key: string, sid: string, id: number, time: number, payload: Buffer | string): string | number {
+  wake(
+    lease: Lease,
+    key: string,
+    sid: string,
+    id: number,
+    time: number,
+    payload: Buffer | string,
+    opening?: SessionOpening,
+  ): string | number {
     const s = this.#owned(lease);
     const now = this.clock.now();
     if (now < time) return time - now;
     const fired = s.timers.get(sid) ?? new Set<number>();
     if (fired.has(id)) return '';
     s.timers.set(sid, fired.add(id));
+    if (opening !== undefined) open(s, opening);
     const entry = s.inputStream().add(now, [
       ['k', key],
       ['w', `${sid} ${id}`],
@@ -497,6 +544,21 @@ export class MemoryStore {
     this.#added(lease.partition);
     this.#onWrite?.('wake');
     return entry;
+  }
+
+  /** @internal HSCAN of the openings */
+  openings(partition: number): Map<string, SessionOpening> {
+    const found = new Map<string, SessionOpening>();
+    for (const [sid, value] of this.#part(partition).opened) {
+      const opening = parseOpening(sid, value);
+      if (opening !== undefined) found.set(sid, opening);
+    }
+    return found;
+  }
+
+  /** The live sessions of `partition` per version (`:versions`), for tests. */
+  versions(partition: number): Map<string, number> {
+    return new Map(this.#part(partition).versions);
   }
 
   /** @internal HSCAN of the checkpoints, with each session's high-water mark. */
@@ -589,11 +651,19 @@ export class MemoryStore {
         s.hw.delete(sid);
         s.ckpt.delete(sid);
         s.timers.delete(sid);
+        const opening = s.opened.get(sid);
+        if (opening === undefined) continue;
+        s.opened.delete(sid);
+        const version = parseOpening(sid, opening)?.version ?? '';
+        const left = (s.versions.get(version) ?? 0) - 1;
+        if (left <= 0) s.versions.delete(version);
+        else s.versions.set(version, left);
       }
     }
     // keyState: SET ... PX retention of each kept state, after the ends.
     for (const k of commit.kept ?? [])
       s.states.set(k.key, { value: Buffer.from(keptValue(k)), until: this.clock.now() + (commit.retention ?? 1) });
+    for (const o of commit.opened ?? []) open(s, o);
     if (serial !== '') s.lastCommit = { token: lease.token, serial, first, count };
     this.#onWrite?.('commit');
     return { ids, diverged };
@@ -629,6 +699,7 @@ export type LogCall =
   | 'trimOutputs'
   | 'wake'
   | 'snapshots'
+  | 'openings'
   | 'keyState'
   | 'commit'
   | 'pinned'
@@ -711,14 +782,14 @@ export class MemoryLog implements PartitionLog {
     });
   }
 
-  heartbeat(worker: string, ttl: number, extend?: boolean): Promise<Heartbeat> {
-    return this.#call('heartbeat', undefined, () => this.#store.heartbeat(worker, ttl, extend));
+  heartbeat(worker: string, ttl: number, extend?: boolean, advert?: WorkerAdvert): Promise<Heartbeat> {
+    return this.#call('heartbeat', undefined, () => this.#store.heartbeat(worker, ttl, extend, advert));
   }
   leave(worker: string): Promise<void> {
     return this.#call('leave', undefined, () => this.#store.leave(worker));
   }
-  acquire(partition: number, worker: string, ttl: number): Promise<Lease | Held> {
-    return this.#call('acquire', partition, () => this.#store.acquire(partition, worker, ttl));
+  acquire(partition: number, worker: string, ttl: number, runs?: readonly string[]): Promise<Lease | Held | Refused> {
+    return this.#call('acquire', partition, () => this.#store.acquire(partition, worker, ttl, runs));
   }
   renew(lease: Lease, ttl: number): Promise<boolean> {
     return this.#call('renew', lease.partition, () => this.#store.renew(lease, ttl));
@@ -741,11 +812,22 @@ export class MemoryLog implements PartitionLog {
   trimOutputs(lease: Lease, acked: boolean, maxLen: number): Promise<number> {
     return this.#call('trimOutputs', lease.partition, () => this.#store.trimOutputs(lease, acked, maxLen));
   }
-  wake(lease: Lease, key: string, sid: string, id: number, time: number, payload: Buffer | string): Promise<string | number> {
-    return this.#call('wake', lease.partition, () => this.#store.wake(lease, key, sid, id, time, payload));
+  wake(
+    lease: Lease,
+    key: string,
+    sid: string,
+    id: number,
+    time: number,
+    payload: Buffer | string,
+    opening?: SessionOpening,
+  ): Promise<string | number> {
+    return this.#call('wake', lease.partition, () => this.#store.wake(lease, key, sid, id, time, payload, opening));
   }
   snapshots(lease: Lease): Promise<Snapshot[]> {
     return this.#call('snapshots', lease.partition, () => this.#store.snapshots(lease.partition));
+  }
+  openings(lease: Lease): Promise<Map<string, SessionOpening>> {
+    return this.#call('openings', lease.partition, () => this.#store.openings(lease.partition));
   }
   keyState(partition: number, key: string): Promise<StoredKeyState | null> {
     return this.#call('keyState', partition, () => this.#store.keyState(partition, key));

@@ -3,7 +3,7 @@
 // exact percentiles in stats()). Timed around the PartitionLog, so any
 // transport gets them; the time includes the worker's own event-loop delay,
 // as a handler waiting on the call would see it.
-import type { Commit, CommitResult, Lease, PartitionLog, ReadResult } from './transport';
+import type { Commit, CommitResult, Lease, PartitionLog, ReadResult, SessionOpening, WorkerAdvert } from './transport';
 import { FencedError } from '../errors';
 
 /** A worker's round-trip totals, for the Prometheus export (a registered symbol: any copy of the package finds it). */
@@ -74,9 +74,11 @@ export function timedLog(log: PartitionLog, trips: RoundTrips): PartitionLog {
   }
   return {
     partitions: log.partitions,
-    heartbeat: (worker: string, ttl: number, extend?: boolean) => timed(() => log.heartbeat(worker, ttl, extend)),
+    heartbeat: (worker: string, ttl: number, extend?: boolean, advert?: WorkerAdvert) =>
+      timed(() => log.heartbeat(worker, ttl, extend, advert)),
     leave: (worker: string) => timed(() => log.leave(worker)),
-    acquire: (partition: number, worker: string, ttl: number) => timed(() => log.acquire(partition, worker, ttl)),
+    acquire: (partition: number, worker: string, ttl: number, runs?: readonly string[]) =>
+      timed(() => log.acquire(partition, worker, ttl, runs)),
     renew: (lease: Lease, ttl: number) => timed(() => log.renew(lease, ttl)),
     release: (lease: Lease) => timed(() => log.release(lease)),
     read: (lease: Lease, from: string, count: number): Promise<ReadResult> => timed(() => log.read(lease, from, count)),
@@ -85,9 +87,17 @@ export function timedLog(log: PartitionLog, trips: RoundTrips): PartitionLog {
     trim: (lease: Lease) => timed(() => log.trim(lease)),
     trimOutputs: (lease: Lease, acked: boolean, maxLen: number) => timed(() => log.trimOutputs(lease, acked, maxLen)),
     snapshots: (lease: Lease) => timed(() => log.snapshots(lease)),
+    openings: (lease: Lease) => timed(() => log.openings(lease)),
     keyState: (partition: number, key: string) => timed(() => log.keyState(partition, key)),
-    wake: (lease: Lease, key: string, sid: string, id: number, time: number, payload: Buffer | string) =>
-      timed(() => log.wake(lease, key, sid, id, time, payload)),
+    wake: (
+      lease: Lease,
+      key: string,
+      sid: string,
+      id: number,
+      time: number,
+      payload: Buffer | string,
+      opening?: SessionOpening,
+    ) => timed(() => log.wake(lease, key, sid, id, time, payload, opening)),
     commit: (lease: Lease, commit: Commit): Promise<CommitResult> => timed(() => log.commit(lease, commit)),
     lag: (partition: number) => timed(() => log.lag(partition)),
     pinned: (partition: number) => timed(() => log.pinned(partition)),

@@ -7,7 +7,17 @@ import { type OutputContent, ReplayDivergedError, decodeError } from '../errors'
 import type { LocalDelivery } from './local-delivery';
 import type { PartitionHost } from './partition-host';
 import type { HandlerFailure, OutputItem } from './reader';
-import type { Commit, CommitResult, Divergence, KeptState, Lease, OutputRecord, SessionEnd, Snapshot } from './transport';
+import type {
+  Commit,
+  CommitResult,
+  Divergence,
+  KeptState,
+  Lease,
+  OutputRecord,
+  SessionEnd,
+  SessionOpening,
+  Snapshot,
+} from './transport';
 
 /** Outputs and acks waiting for a commit, held per partition before the outbox makes sessions wait. */
 const OUTBOX_LIMIT = 1024;
@@ -19,6 +29,15 @@ export const RETRY_MS = 100;
 export type OutboxItem =
   | { output: OutputRecord }
   | { acks: string[]; ended?: string; lastSeq?: number; endedAt?: SessionEnd; checkpoint?: Snapshot; keep?: KeptState };
+
+/**
+ * The openings of the partition's sessions not written yet (versions): each goes with its session's first commit that
+ * writes something for it and does not end it, and is forgotten once a commit wrote it or ended its session.
+ */
+export interface Openings {
+  pending(sid: string): SessionOpening | undefined;
+  written(sids: Iterable<string>): void;
+}
 
 /** What the outbox uses of its worker. */
 export type OutboxHost<O> = Pick<
@@ -59,17 +78,36 @@ export class Outbox<O> {
   readonly #failed: (error: unknown) => boolean;
   /** Told of the key states a commit wrote (`keyState`), once it succeeded. */
   readonly #onKept: ((kept: readonly KeptState[]) => void) | undefined;
+  readonly #openings: Openings | undefined;
 
   constructor(
     worker: OutboxHost<O>,
     lease: Lease,
     failed: (error: unknown) => boolean,
     onKept?: (kept: readonly KeptState[]) => void,
+    openings?: Openings,
   ) {
     this.#worker = worker;
     this.#lease = lease;
     this.#failed = failed;
     this.#onKept = onKept;
+    this.#openings = openings;
+  }
+
+  /** The openings a commit of these outputs, checkpoints and ends writes: its sessions' not written yet, unless ended. */
+  #opened(outputs: readonly OutputRecord[], checkpoints: Iterable<string>, ended: readonly string[]): SessionOpening[] {
+    const openings = this.#openings;
+    if (openings === undefined) return [];
+    const gone = new Set(ended);
+    const found = new Map<string, SessionOpening>();
+    const look = (sid: string): void => {
+      if (gone.has(sid) || found.has(sid)) return;
+      const opening = openings.pending(sid);
+      if (opening !== undefined) found.set(sid, opening);
+    };
+    for (const o of outputs) look(o.sid);
+    for (const sid of checkpoints) look(sid);
+    return [...found.values()];
   }
 
   /** Queues an output, or acks (with a session's end or checkpoint): committed in order, in batches. */
@@ -127,9 +165,11 @@ export class Outbox<O> {
       // The same commit (the same serial) until it succeeds: a retry after a lost reply is recognised and changes
       // nothing. Without local delivery too: a commit that ended a session dropped its high-water mark, so its
       // outputs, sent again, would be written again.
+      const opened = this.#opened(outputs, checkpoints.keys(), ended);
       const commit = {
         outputs,
         checkpoints: [...checkpoints.values()],
+        opened,
         acks,
         ended,
         endedSeqs,
@@ -155,6 +195,7 @@ export class Outbox<O> {
       }
       w.counters.outputs += outputs.length;
       w.counters.checkpoints += checkpoints.size;
+      if (opened.length > 0 || ended.length > 0) this.#openings?.written([...opened.map((o) => o.sid), ...ended]);
       if (kept.size > 0) {
         w.counters.keptStates += kept.size;
         this.#onKept?.([...kept.values()]);

@@ -4,7 +4,7 @@
 // clock; what it ends or fires is decided by the session rule from the entry ids, so a replay decides the same.
 import { type ClockTimer, sleepOn } from './clock';
 import { idTime } from './log-ids';
-import { RETRY_MS } from './outbox';
+import { type Openings, RETRY_MS } from './outbox';
 import type { PartitionHost } from './partition-host';
 import type { Session, Timer } from './session';
 import type { Lease } from './transport';
@@ -25,6 +25,8 @@ export interface WritesHost {
   failed(error: unknown): boolean;
   /** Whether the session is its key's live one. */
   live(s: Session<never, unknown>): boolean;
+  /** The sessions' openings not written yet: a wake-up writes its session's. */
+  readonly openings: Openings;
 }
 
 export class OwnerWrites {
@@ -127,9 +129,11 @@ export class OwnerWrites {
   #fire(s: Session<never, unknown>, timer: Timer): void {
     s.wakeTimeouts.delete(timer.id);
     if (this.#host.dropped || s.forwardDone || !s.rule.timers.includes(timer)) return;
-    this.#host.worker.log.wake(this.#host.lease, s.key, s.sid, timer.id, timer.time, timer.payload).then(
+    const opening = this.#host.openings.pending(s.sid);
+    this.#host.worker.log.wake(this.#host.lease, s.key, s.sid, timer.id, timer.time, timer.payload, opening).then(
       (written) => {
         if (typeof written === 'number') return this.armTimer(s, timer, Math.max(1, written));
+        if (opening !== undefined && written !== '') this.#host.openings.written([s.sid]);
         if (written !== '') {
           this.#host.worker.counters.wakeups++;
           return;
@@ -168,7 +172,7 @@ export class OwnerWrites {
    * by the marker's id alone.
    */
   armAge(s: Session<never, unknown>, after?: number): void {
-    const max = this.#host.worker.maxSessionAge;
+    const max = s.limits.maxSessionAge;
     if (max <= 0 || s.ageMarked || s.ageTimer !== null || s.forwardDone || !this.#host.live(s)) return;
     const wait = after ?? Math.min(max + 1, Math.max(0, s.start + max + 1 - this.#host.worker.clock.now()));
     s.ageTimer = this.#host.worker.clock

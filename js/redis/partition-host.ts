@@ -18,6 +18,10 @@ export type Openable<I, O> = {
 /** What a partition's run uses of its worker: the function and settings, the log, counters, and the worker's shared state. */
 export interface PartitionHost<I, O> {
   readonly fn: StreamFn<I, O> & Openable<I, O>;
+  /** The version new sessions open on (`''`: none set). */
+  readonly version: string;
+  /** The function a session of `version` runs: its own if this worker runs it, else (`''`, or none) `fn`. */
+  fnFor(version: string): StreamFn<I, O> & Openable<I, O>;
   readonly log: PartitionLog;
   /** Time and timers (production: `realClock`; a simulation: a virtual clock). */
   readonly clock: Clock;
@@ -92,6 +96,8 @@ export interface WorkerCounters {
   keptStates: number;
   /** `keyState`: sessions that started from their key's kept state. */
   keyStateStarts: number;
+  /** Versions: partitions this worker did not take, as a live session there runs a version it does not run. */
+  refusedVersions: number;
 }
 
 /** A worker's counters, all 0. */
@@ -117,5 +123,6 @@ export function newCounters(): WorkerCounters {
     debounced: 0,
     keptStates: 0,
     keyStateStarts: 0,
+    refusedVersions: 0,
   };
 }

@@ -23,11 +23,18 @@ import {
 import { type SessionLimits, newState, wouldTake } from './session-rules';
 import { SessionInputs } from './session-inputs';
 import { sessionScope } from './trace-context';
-import { Outbox, RETRY_MS } from './outbox';
+import { type Openings, Outbox, RETRY_MS } from './outbox';
 import { type PartitionHost, kOpen } from './partition-host';
 import { Delivery, HeldEntries } from './held-entries';
 import { OwnerWrites } from './owner-writes';
-import { type InputEntry, type KeptState, type Lease, type Snapshot, type StoredKeyState } from './transport';
+import {
+  type InputEntry,
+  type KeptState,
+  type Lease,
+  type SessionOpening,
+  type Snapshot,
+  type StoredKeyState,
+} from './transport';
 import { type Grant, GrantState, PermitItem, waitsForStep } from './session-permits';
 
 /**
@@ -91,8 +98,18 @@ export class PartitionRun<I, O> {
   /** Age of the oldest pending entry at the last measure, ms. */
   pinned = 0;
   readonly pumped: Promise<void>;
-  /** The caps the session rule applies. */
+  /** The caps a new session opens with (one that opened elsewhere keeps its own: `#openings`). */
   readonly #limits: SessionLimits;
+  /** What the partition's live sessions opened with, as the last owner left it (versions), by sid: read with the snapshots. */
+  #openings = new Map<string, SessionOpening>();
+  /** The openings of this run's sessions not written yet, by sid (`Openings`). */
+  readonly #unwritten = new Map<string, SessionOpening>();
+  readonly #openingLedger: Openings = {
+    pending: (sid) => this.#unwritten.get(sid),
+    written: (sids) => {
+      for (const sid of sids) this.#unwritten.delete(sid);
+    },
+  };
   /**
    * Permits of the worker's `limiter.session` asked for the key's next session (waiting, or granted and not yet
    * taken by a session: its slot was gone), by key.
@@ -121,6 +138,7 @@ export class PartitionRun<I, O> {
       (kept) => {
         for (const k of kept) if (this.#ending.get(k.key)?.sid === k.sid) this.#ending.delete(k.key);
       },
+      this.#openingLedger,
     );
     // eslint-disable-next-line @typescript-eslint/no-this-alias -- the parts' views of this run's state (getters)
     const run = this;
@@ -138,6 +156,7 @@ export class PartitionRun<I, O> {
       },
       failed: (error) => this.#failed(error),
       live: (s) => this.sessions.get(s.key) === s,
+      openings: this.#openingLedger,
     });
     this.#entries = new HeldEntries({
       worker,
@@ -166,7 +185,6 @@ export class PartitionRun<I, O> {
     });
     this.#inputs = new SessionInputs<I, O>({
       worker,
-      limits: this.#limits,
       entries: this.#entries,
       writes: this.#writes,
       sessions: this.sessions,
@@ -271,6 +289,7 @@ export class PartitionRun<I, O> {
       if (this.stopping) return false;
       try {
         for (const snapshot of await this.worker.log.snapshots(this.lease)) this.#snapshots.set(snapshot.key, snapshot);
+        this.#openings = await this.worker.log.openings(this.lease);
         break;
       } catch (error) {
         if (this.#failed(error)) return false;
@@ -445,7 +464,7 @@ export class PartitionRun<I, O> {
         // is acked with the session's entries. (A close marker with no reason, of an older version, the same.)
         this.#marker(s, entry.id);
         // An age marker that came too early by its own id (clocks differ): another once the age is due by it.
-        const early = s.start + this.worker.maxSessionAge + 1 - idTime(entry.id);
+        const early = s.start + s.limits.maxSessionAge + 1 - idTime(entry.id);
         if (entry.reason === 'age' && early > 0) {
           s.ageMarked = false;
           this.#writes.armAge(s, early);
@@ -619,6 +638,14 @@ export class PartitionRun<I, O> {
         );
       }
     }
+    // What it runs on: what it opened with if it opened before (another owner wrote it), else this worker's version
+    // and caps. (A version this worker does not run cannot be there: the partition's lease was refused then.)
+    const stored = this.#openings.get(sid);
+    const opening: SessionOpening = stored ?? { sid, version: w.version, limits: this.#limits };
+    if (stored === undefined) this.#unwritten.set(sid, opening);
+    else this.#openings.delete(sid);
+    const fn = w.fnFor(opening.version);
+    const limits = opening.limits;
     // The rule's state: the checkpoint's, restored, or a new session's.
     const rule = newState(
       sidTime(sid),
@@ -636,9 +663,9 @@ export class PartitionRun<I, O> {
     const checkpoints = new Checkpoints(
       restored,
       rule,
-      this.#limits,
-      () => new TooManyTimersError(sid, w.maxSessionTimers),
-      (time) => new TimerPastAgeError(sid, sidTime(sid), w.maxSessionAge, time),
+      limits,
+      () => new TooManyTimersError(sid, limits.maxSessionTimers),
+      (time) => new TimerPastAgeError(sid, sidTime(sid), limits.maxSessionAge, time),
       (state, pending) => encodeCheckpoint(w.codec, w.maxCheckpointBytes, sid, state, pending),
       (payload) => encodeChecked(w.codec, payload, w.maxEventBytes, `wake-up payload of session ${JSON.stringify(sid)}`),
     );
@@ -671,13 +698,15 @@ export class PartitionRun<I, O> {
     try {
       stream =
         scope === undefined
-          ? w.fn[kOpen](undefined, false, checkpoints)
-          : scope.open(() => w.fn[kOpen](undefined, false, checkpoints));
+          ? fn[kOpen](undefined, false, checkpoints)
+          : scope.open(() => fn[kOpen](undefined, false, checkpoints));
     } catch (error) {
+      if (stored === undefined) this.#unwritten.delete(sid);
+      else this.#openings.set(sid, stored);
       if ((error as { code?: unknown })?.code === 'ERR_VELO_STREAM_LIMIT') return undefined;
       throw error;
     }
-    const s = new Session<I, O>(key, sid, stream, rule);
+    const s = new Session<I, O>(key, sid, stream, rule, opening);
     s.keep = keep;
     if (fromKey) w.counters.keyStateStarts++;
     if (grant !== null) {
@@ -842,7 +871,7 @@ export class PartitionRun<I, O> {
         this.worker.counters.handedOn += wouldTake(
           s.rule,
           moved.map((e) => idTime(e.id)),
-          this.#limits,
+          s.limits,
         );
     }
     // keyState: its last checkpoint is kept for its key, or, with none, the state it started from; one made in its

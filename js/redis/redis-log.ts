@@ -31,13 +31,29 @@ import type {
   Lease,
   PartitionLog,
   ReadResult,
+  Refused,
+  SessionOpening,
   Snapshot,
   StoredKeyState,
+  WorkerAdvert,
 } from './transport';
 import { FencedError, workerClosedError } from '../errors';
 import { PollWaker, type RedisClientLike, isCluster, readStreams, send, xreadStreams } from './connection';
 import { Script } from './script';
-import { endValue, inputEntries, keptValue, parseEnd, parseKept, parseSnapshot, snapshotValue } from './stored';
+import {
+  NO_VERSION,
+  advertValue,
+  endValue,
+  inputEntries,
+  keptValue,
+  openingValue,
+  parseAdvert,
+  parseEnd,
+  parseKept,
+  parseOpening,
+  parseSnapshot,
+  snapshotValue,
+} from './stored';
 
 export type { RedisClientLike } from './connection';
 
@@ -107,8 +123,20 @@ export class KeySpace {
   state(p: number, key: string): string {
     return `${this.input(p)}:state:${key}`;
   }
+  /** Versions: what each live session opened with (its version and caps), once it wrote anything. */
+  opened(p: number): string {
+    return `${this.input(p)}:opened`;
+  }
+  /** Versions: the partition's live sessions of `opened`, counted per version. */
+  versions(p: number): string {
+    return `${this.input(p)}:versions`;
+  }
   workers(): string {
     return `velo:{${this.name}}:workers`;
+  }
+  /** Versions: what each live worker runs. */
+  adverts(): string {
+    return `velo:{${this.name}}:adverts`;
   }
   /** The fence stream of the lease of `epoch` (see the layout above); without it, the prefix ACQUIRE completes. */
   fence(p: number, epoch = ''): string {
@@ -194,26 +222,33 @@ export class RedisLog implements PartitionLog {
     this.partitions = partitions;
   }
 
-  async heartbeat(worker: string, ttl: number, extend = true): Promise<Heartbeat> {
+  async heartbeat(worker: string, ttl: number, extend = true, advert: WorkerAdvert = NO_VERSION): Promise<Heartbeat> {
     // On the lease connection, with the renewals: never queued behind this worker's reads and commits.
-    const args = [worker, String(ttl), extend ? '' : 'nx'];
-    const reply = (await HEARTBEAT.run(await this.#leaseClient(), [this.#keys.workers()], args)) as unknown[];
+    const args = [worker, String(ttl), extend ? '' : 'nx', advertValue(advert)];
+    const k = this.#keys;
+    const reply = (await HEARTBEAT.run(await this.#leaseClient(), [k.workers(), k.adverts()], args)) as unknown[];
     const live = Number(reply[0]);
-    return reply.length < 3 ? { live } : { live, next: { worker: String(reply[1]), left: Number(reply[2]) } };
+    const adverts = new Map<string, WorkerAdvert>();
+    const flat = reply[3] as unknown[];
+    for (let j = 0; j + 1 < flat.length; j += 2) adverts.set(String(flat[j]), parseAdvert(String(flat[j + 1])));
+    const next = String(reply[1]);
+    return next === '' ? { live, adverts } : { live, next: { worker: next, left: Number(reply[2]) }, adverts };
   }
 
   async leave(worker: string): Promise<void> {
     await send(this.#client, this.#keys.workers(), ['ZREM', this.#keys.workers(), worker]);
+    await send(this.#client, this.#keys.adverts(), ['HDEL', this.#keys.adverts(), worker]);
   }
 
-  async acquire(partition: number, worker: string, ttl: number): Promise<Lease | Held> {
+  async acquire(partition: number, worker: string, ttl: number, runs: readonly string[] = []): Promise<Lease | Held | Refused> {
     const k = this.#keys;
     const reply = await ACQUIRE.run(
       await this.#leaseClient(),
-      [k.lease(partition), k.epoch(partition), k.input(partition), k.fence(partition)],
-      [worker, String(ttl)],
+      [k.lease(partition), k.epoch(partition), k.input(partition), k.fence(partition), k.versions(partition)],
+      [worker, String(ttl), ...runs],
     );
     if (typeof reply === 'string') return { partition, token: reply };
+    if (String((reply as unknown[])[0]) === 'versions') return { refused: (reply as unknown[]).slice(1).map(String) };
     const [left, token] = reply as [unknown, unknown];
     const holder = String(token);
     return { holder: holder.slice(0, Math.max(0, holder.lastIndexOf(':'))), left: Number(left) };
@@ -313,6 +348,9 @@ export class RedisLog implements PartitionLog {
     const kept = commit.kept ?? [];
     args.push(String(kept.length), String(commit.retention ?? 1));
     for (const k of kept) args.push(keptValue(k));
+    const opened = commit.opened ?? [];
+    args.push(String(opened.length));
+    for (const o of opened) args.push(o.sid, o.version, openingValue(o));
     // Traced sessions' outputs: their session span's traceparent (field t), as (output index, traceparent).
     const traced: string[] = [];
     for (let i = 0; i < commit.outputs.length; i++) {
@@ -338,6 +376,8 @@ export class RedisLog implements PartitionLog {
           k.timers(p),
           k.ends(p),
           k.ended(p),
+          k.opened(p),
+          k.versions(p),
           ...kept.map((c) => k.state(p, c.key)),
         ],
         args,
@@ -377,15 +417,14 @@ export class RedisLog implements PartitionLog {
     id: number,
     time: number,
     payload: Buffer | string,
+    opening?: SessionOpening,
   ): Promise<string | number> {
     const p = lease.partition;
     const k = this.#keys;
+    const args = [lease.token, key, sid, String(id), String(time), payload];
+    if (opening !== undefined) args.push(opening.version, openingValue(opening));
     try {
-      const reply = await WAKE.run(
-        this.#client,
-        [k.lease(p), k.input(p), k.timers(p)],
-        [lease.token, key, sid, String(id), String(time), payload],
-      );
+      const reply = await WAKE.run(this.#client, [k.lease(p), k.input(p), k.timers(p), k.opened(p), k.versions(p)], args);
       return typeof reply === 'number' ? reply : String(reply);
     } catch (error) {
       throw fenced(p, error);
@@ -419,6 +458,23 @@ export class RedisLog implements PartitionLog {
       const marks = (await send(this.#client, hw, ['HMGET', hw, ...batch.map((f) => f.sid)])) as (string | null)[];
       batch.forEach((f, i) => (found[j + i] = { ...f, written: Number(marks[i] ?? 0) }));
     }
+    return found;
+  }
+
+  async openings(lease: Lease): Promise<Map<string, SessionOpening>> {
+    const key = this.#keys.opened(lease.partition);
+    const found = new Map<string, SessionOpening>();
+    let cursor = '0';
+    do {
+      const reply = (await send(this.#client, key, ['HSCAN', key, cursor, 'COUNT', '1000'])) as [unknown, unknown[]];
+      cursor = String(reply[0]);
+      const fields = reply[1];
+      for (let j = 0; j + 1 < fields.length; j += 2) {
+        const sid = String(fields[j]);
+        const opening = parseOpening(sid, String(fields[j + 1]));
+        if (opening !== undefined) found.set(sid, opening);
+      }
+    } while (cursor !== '0');
     return found;
   }
 

@@ -5,7 +5,7 @@ import { DEBOUNCE_TIMER_KEY } from './debounce-input';
 import { kSendNow } from '../core/protocol';
 import { decodeError } from '../errors';
 import { type Checkpoints, type Session, type Timer, capError } from './session';
-import { type Decision, type EndReason, type SessionLimits, decide, idleDeadline, take } from './session-rules';
+import { type Decision, type EndReason, decide, idleDeadline, take } from './session-rules';
 import { idTime, logOrder } from './log-ids';
 import { type HeldEntries, isEvent } from './held-entries';
 import type { OwnerWrites } from './owner-writes';
@@ -22,8 +22,6 @@ const IN_STREAM = Symbol('in stream');
 /** What the sessions' inputs use of their partition's run. */
 export interface InputsHost<I, O> {
   readonly worker: Pick<PartitionHost<I, O>, 'codec' | 'report' | 'step' | 'permits'>;
-  /** The caps the session rule applies. */
-  readonly limits: SessionLimits;
   readonly entries: HeldEntries;
   readonly writes: OwnerWrites;
   /** The live sessions, by key. */
@@ -43,7 +41,6 @@ export interface InputsHost<I, O> {
 export class SessionInputs<I, O> {
   readonly #host: InputsHost<I, O>;
   readonly #worker: Pick<PartitionHost<I, O>, 'codec' | 'report' | 'step' | 'permits'>;
-  readonly #limits: SessionLimits;
   readonly #entries: HeldEntries;
   readonly #writes: OwnerWrites;
   /**
@@ -55,7 +52,6 @@ export class SessionInputs<I, O> {
   constructor(host: InputsHost<I, O>) {
     this.#host = host;
     this.#worker = host.worker;
-    this.#limits = host.limits;
     this.#entries = host.entries;
     this.#writes = host.writes;
   }
@@ -98,7 +94,7 @@ export class SessionInputs<I, O> {
   }
 
   #decide(s: Session<I, O>): Decision {
-    return decide(s.rule, this.#nextTime(s), this.#host.logTime, this.#limits);
+    return decide(s.rule, this.#nextTime(s), this.#host.logTime, s.limits);
   }
 
   /**
@@ -293,7 +289,7 @@ export class SessionInputs<I, O> {
   /** The rule ended the session: a cap's error is its last output once its handler reads to the end. */
   #end(s: Session<I, O>, reason: EndReason): void {
     s.endedBy = reason;
-    if (reason !== 'idle') s.stop = { error: capError(s.sid, s.start, reason, this.#limits), kind: 'cap' };
+    if (reason !== 'idle') s.stop = { error: capError(s.sid, s.start, reason, s.limits), kind: 'cap' };
     this.#host.finish(s);
   }
 
@@ -316,7 +312,7 @@ export class SessionInputs<I, O> {
       if (
         !s.failed &&
         this.#nextTime(s) === undefined &&
-        decide(s.rule, undefined, this.#host.logTime, this.#limits).kind === 'wait'
+        decide(s.rule, undefined, this.#host.logTime, s.limits).kind === 'wait'
       ) {
         next = Math.min(next, this.tickTime(s));
         continue;
@@ -327,7 +323,7 @@ export class SessionInputs<I, O> {
       if (!s.waiting || s.ended || waitsForStep(s)) continue;
       next = Math.min(next, this.tickTime(s));
       // Held back only by entries of its key not delivered yet (held, or in the pending list): they go first.
-      if (s.given < s.sent.length || decide(s.rule, undefined, this.#host.logTime, this.#limits).kind === 'wait') continue;
+      if (s.given < s.sent.length || decide(s.rule, undefined, this.#host.logTime, s.limits).kind === 'wait') continue;
       if (this.#entries.held.has(s.key)) drain = true;
       else if (this.#entries.spilled.has(s.key)) reread = true;
     }
@@ -341,7 +337,7 @@ export class SessionInputs<I, O> {
    * timers their wake-ups), or a timer whose wake-up an earlier owner wrote (not written again).
    */
   tickTime(s: Session<I, O>): number {
-    let time = idleDeadline(s.rule, this.#limits);
+    let time = idleDeadline(s.rule, s.limits);
     for (const timer of s.rule.timers) if (s.wokenBefore.has(timer.id)) time = Math.min(time, timer.time);
     return time;
   }

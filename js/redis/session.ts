@@ -12,7 +12,7 @@ import {
 } from '../errors';
 import { idTime } from './log-ids';
 import { type EndReason, type SessionLimits, type SessionState, type SessionTimer, addTimer, cancelTimer } from './session-rules';
-import type { InputEntry, SessionEnd, Snapshot } from './transport';
+import type { InputEntry, SessionEnd, SessionOpening, Snapshot } from './transport';
 import type { SessionScope } from './trace-context';
 import type { ClockTimer } from './clock';
 import type { Grant } from './session-permits';
@@ -367,6 +367,8 @@ export class Session<I, O> {
     readonly sid: string,
     readonly stream: StreamKind<I, O>,
     rule: SessionState,
+    /** What it opened with (its version, and the caps the rule applies to it), kept with it in Redis. */
+    readonly opening: SessionOpening,
   ) {
     this.rule = rule;
     // For dashboards: which session a listed stream of the function is (its sid and key, shown as allowed).
@@ -376,6 +378,11 @@ export class Session<I, O> {
   /** Time of its first entry (in its sid). */
   get start(): number {
     return this.rule.start;
+  }
+
+  /** The caps the rule applies to it: those it opened with, whichever worker runs it now. */
+  get limits(): SessionLimits {
+    return this.opening.limits;
   }
 }
 

@@ -281,6 +281,8 @@ async function quiesce(): Promise<void> {
 /** A worker process: one `PartitionHost` for every partition it owns, on its own clock and connection. */
 class SimProcess<I, O> implements PartitionHost<I, O> {
   readonly fn: StreamFn<I, O> & Openable<I, O>;
+  /** The simulated workers run no version: every session runs `fn`. */
+  readonly version = '';
   readonly log: MemoryLog;
   readonly ttl: number;
   readonly readCount: number;
@@ -341,6 +343,10 @@ class SimProcess<I, O> implements PartitionHost<I, O> {
             (error) => this.report(error),
           );
     this.clock.setImmediate(() => void this.#balance());
+  }
+
+  fnFor(): StreamFn<I, O> & Openable<I, O> {
+    return this.fn;
   }
 
   share(): number {

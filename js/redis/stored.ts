@@ -1,6 +1,6 @@
 // What velo-stream/redis stores, as bytes: the fields of input entries and checkpoints' values, read and written
 // by the Redis log (redis-log.ts) and the in-memory one (memory-log.ts) alike, so the two cannot parse apart.
-import type { InputEntry, KeptState, SessionEnd, Snapshot, StoredKeyState } from './transport';
+import type { InputEntry, KeptState, SessionEnd, SessionOpening, Snapshot, StoredKeyState, WorkerAdvert } from './transport';
 
 /** A session's end as stored (checkReplay): `<reason> <last input>`, compared as a string with a later end of its sid. */
 export function endValue(end: SessionEnd): string {
@@ -125,6 +125,54 @@ export function parseKept(value: Buffer): StoredKeyState {
     return { sid: '', state: Buffer.alloc(0), unreadable: new Error(`its header is not { sid }: ${shown}`) };
   }
   return { sid, state: value.subarray(nl + 1) };
+}
+
+/**
+ * A session's opening as stored (hash `:opened`, field its sid): JSON `{"v","idle","age","events","timers"}`, its
+ * version (absent: none set) and its caps (0: none).
+ */
+export function openingValue(o: SessionOpening): string {
+  const { idleTimeout: idle, maxSessionAge: age, maxSessionEvents: events, maxSessionTimers: timers } = o.limits;
+  return JSON.stringify(o.version === '' ? { idle, age, events, timers } : { v: o.version, idle, age, events, timers });
+}
+
+const isCap = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
+
+/** A stored opening read back; undefined if it is not one (its session then runs as a new one would). */
+export function parseOpening(sid: string, value: string): SessionOpening | undefined {
+  let o: Record<string, unknown>;
+  try {
+    o = JSON.parse(value) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+  const { v = '', idle, age, events, timers } = o ?? {};
+  if (typeof v !== 'string' || !isCap(idle) || !isCap(age) || !isCap(events) || !isCap(timers)) return undefined;
+  return {
+    sid,
+    version: v,
+    limits: { idleTimeout: idle, maxSessionAge: age, maxSessionEvents: events, maxSessionTimers: timers },
+  };
+}
+
+/** The advert of a worker with no version: it runs sessions opened with none. */
+export const NO_VERSION: WorkerAdvert = { version: '', runs: [''] };
+
+/** A worker's advert as stored (hash `velo:{<name>}:adverts`): JSON `{"v","runs"}`. */
+export function advertValue(a: WorkerAdvert): string {
+  return JSON.stringify({ v: a.version, runs: a.runs });
+}
+
+/** A stored advert read back; one that cannot be read says the worker runs no version (`''` only). */
+export function parseAdvert(value: string): WorkerAdvert {
+  try {
+    const a = JSON.parse(value) as { v?: unknown; runs?: unknown };
+    if (typeof a.v === 'string' && Array.isArray(a.runs) && a.runs.every((r) => typeof r === 'string'))
+      return { version: a.v, runs: a.runs };
+  } catch {
+    // below
+  }
+  return NO_VERSION;
 }
 
 /** A checkpoint whose header cannot be read: restored as nothing, its session fails (`unreadable`). */

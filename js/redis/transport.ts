@@ -6,6 +6,7 @@
 // lease is gone; entries stay pending for the owner until acked, and a new
 // owner gets them back in log order.
 import type { SessionEnd } from '../errors';
+import type { SessionLimits } from './session-rules';
 
 export type { SessionEnd } from '../errors';
 
@@ -21,10 +22,35 @@ export interface Held {
   readonly left: number;
 }
 
-/** The live workers, and the one (not the caller) whose registration runs out first, with its time left (ms). */
+/** A partition refused to a worker: some live session of it runs on a version the worker does not run. */
+export interface Refused {
+  readonly refused: readonly string[];
+}
+
+/** What a worker says it runs: the version new sessions open on (`''`: none set), and every version it can run. */
+export interface WorkerAdvert {
+  readonly version: string;
+  readonly runs: readonly string[];
+}
+
+/**
+ * The live workers, the one (not the caller) whose registration runs out first, with its time left (ms), and what
+ * each live worker runs (absent for a worker of a release that says nothing).
+ */
 export interface Heartbeat {
   readonly live: number;
   readonly next?: { readonly worker: string; readonly left: number };
+  readonly adverts?: ReadonlyMap<string, WorkerAdvert>;
+}
+
+/**
+ * What a session opened with, kept while it lives (once it wrote anything: an output, a checkpoint, a wake-up), so
+ * that every later owner runs it the same: its handler's version (`''`: none set) and its caps.
+ */
+export interface SessionOpening {
+  readonly sid: string;
+  readonly version: string;
+  readonly limits: SessionLimits;
 }
 
 /** One entry of a partition's input: an event for `key`, or a close marker for session `close`. */
@@ -117,6 +143,8 @@ export interface Commit {
   readonly kept?: readonly KeptState[];
   /** With `kept`: how long each is kept, ms. */
   readonly retention?: number;
+  /** What sessions of this commit that are not ended opened with, for those not written before (kept once per sid). */
+  readonly opened?: readonly SessionOpening[];
   /** With `check`: each ended session's last output seq (0: none), in the order of `ended`. */
   readonly endedSeqs?: readonly number[];
   /** With `check`: where each ended session ended (undefined: not recorded), in the order of `ended`. */
@@ -178,11 +206,14 @@ export interface PartitionLog {
    * registered, the one whose registration runs out first and the time it has left (ms). `extend` false: registers
    * it only if it is not registered (a registration keeps the expiry its last renewal gave it).
    */
-  heartbeat(worker: string, ttl: number, extend?: boolean): Promise<Heartbeat>;
-  /** Removes the worker from the live set. */
+  heartbeat(worker: string, ttl: number, extend?: boolean, advert?: WorkerAdvert): Promise<Heartbeat>;
+  /** Removes the worker from the live set, with its advert. */
   leave(worker: string): Promise<void>;
-  /** Takes the partition if no one holds it: a new lease (with the next epoch); or, held, who holds it until when. */
-  acquire(partition: number, worker: string, ttl: number): Promise<Lease | Held>;
+  /**
+   * Takes the partition if no one holds it and the worker `runs` the version of each of its live sessions: a new
+   * lease (with the next epoch); or, held, who holds it until when; or, refused, the versions it lacks.
+   */
+  acquire(partition: number, worker: string, ttl: number, runs?: readonly string[]): Promise<Lease | Held | Refused>;
   /** Extends the lease; false if it is no longer held. */
   renew(lease: Lease, ttl: number): Promise<boolean>;
   /** Gives the partition back (no-op if the lease is no longer held). */
@@ -213,7 +244,15 @@ export interface PartitionLog {
    * Fenced: writes the wake-up of timer `id` of session `sid` into the input, once per `(sid, id)`. Resolves
    * with its entry id, `''` if it was written before, or the ms still to wait (Redis' clock is before `time`).
    */
-  wake(lease: Lease, key: string, sid: string, id: number, time: number, payload: Buffer | string): Promise<string | number>;
+  wake(
+    lease: Lease,
+    key: string,
+    sid: string,
+    id: number,
+    time: number,
+    payload: Buffer | string,
+    opening?: SessionOpening,
+  ): Promise<string | number>;
   /**
    * The state `key` kept after its last session (`keyState`), or null: none, or expired (unfenced: a read; what the
    * owner does with it is fenced).
@@ -221,6 +260,8 @@ export interface PartitionLog {
   keyState(partition: number, key: string): Promise<StoredKeyState | null>;
   /** The checkpoints of the partition's live sessions (unfenced: what the owner does with them is fenced). */
   snapshots(lease: Lease): Promise<Snapshot[]>;
+  /** What the partition's live sessions opened with (those that wrote anything), by sid (unfenced: a read). */
+  openings(lease: Lease): Promise<Map<string, SessionOpening>>;
   /** Fenced: writes outputs not written before (by `(sid, seq)`), checkpoints, acks entries, forgets ended sessions. */
   commit(lease: Lease, commit: Commit): Promise<CommitResult>;
   /** Age of the partition's oldest pending entry, ms by Redis' clock (0: none); unfenced, a figure for metrics. */

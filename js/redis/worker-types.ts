@@ -1,5 +1,5 @@
 // The public types of `redisWorker`: its options, its stats and the handle it returns.
-import type { DebounceConfig } from '../types';
+import type { DebounceConfig, StreamFn } from '../types';
 import type { RedisName } from './name';
 import type { RedisOptions } from './options';
 import type { OutputItem } from './reader';
@@ -124,6 +124,20 @@ export interface RedisWorkerOptions<O = unknown, I = unknown> extends RedisOptio
    * session (docs/redis/key-state.md).
    */
   keyState?: KeyStateOptions;
+  /**
+   * This worker's handler version (1-64 letters, digits, `.`, `_` or `-`): the version new sessions open on. A
+   * session keeps the version it opened with until it ends, on whichever worker runs it (a worker takes a partition
+   * only if it runs the version of each of its live sessions), so during a rolling deploy every session runs on one
+   * version. Default none: sessions open with no version, and run on any worker. See docs/redis/versions.md.
+   */
+  version?: string;
+  /**
+   * Older versions this worker still runs, by version: their stream functions (of the same event and output types),
+   * for the sessions that opened on them. A worker that runs every version another runs, and more, supersedes it: the
+   * other hands its partitions over, so new sessions open on the newer version while old ones finish on theirs.
+   * Needs `version`.
+   */
+  versions?: Readonly<Record<string, StreamFn<I, O>>>;
 }
 
 /** What waits for a limiter's permit on a worker (`RedisWorkerStats.permits`; all 0 without the `limiter` option). */
@@ -261,6 +275,14 @@ export interface RedisWorkerStats {
   keptStates: number;
   /** `keyState`: sessions that started from their key's kept state (`ctx.restored`); a replay counts its again. */
   keyStateStarts: number;
+  /** Its `version` (`''`: none set). */
+  version: string;
+  /** Superseded by a live worker of a newer version: it takes no partition, and hands over those it has. */
+  superseded: boolean;
+  /** Its live sessions per version they run on (`''`: sessions that opened with no version). */
+  sessionsByVersion: Record<string, number>;
+  /** Partitions it did not take because a live session there runs a version it does not run (each attempt counts). */
+  refusedVersions: number;
   /** Round-trip times of the worker's calls to Redis (reads, commits, leases), blocking wake-up reads excluded. */
   roundTrip: RoundTripStats;
   /**

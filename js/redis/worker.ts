@@ -31,7 +31,7 @@ import type { Codec } from './codec';
 import { type RedisOptions, type Resolved, resolveOptions } from './options';
 import { RedisLog } from './redis-log';
 import { RoundTrips, type RoundTripTotals, kRenewalLateness, kRoundTrips, kServes, timedLog } from './metrics';
-import type { Lease, PartitionLog } from './transport';
+import type { Heartbeat, Lease, PartitionLog } from './transport';
 import { reportable } from './reportable';
 import { LocalDelivery } from './local-delivery';
 import { PartitionRun } from './partition-run';
@@ -41,6 +41,7 @@ import { RETRY_MS } from './outbox';
 import { type Clock, realClock, sleepOn } from './clock';
 import type { RedisWorker, RedisWorkerOptions, RedisWorkerStats } from './worker-types';
 import { WorkerPermits, checkWorkerLimiter } from './session-permits';
+import { type WorkerVersions, activeWorkers, checkVersions } from './versions';
 
 /** How option errors name this entry point. */
 const W = 'redisWorker()';
@@ -68,6 +69,8 @@ const WORKER_KEYS = [
   'outputRetention',
   'outputMaxLen',
   'limiter',
+  'version',
+  'versions',
 ];
 /** The longest a blocking wake-up read waits before it is re-issued, ms. */
 const WAIT_MS = 2000;
@@ -75,6 +78,8 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
   readonly id: string;
   readonly name: string;
   readonly fn: StreamFn<I, O> & Openable<I, O>;
+  /** Its version and the older ones it runs (`version`, `versions`). */
+  readonly #versions: WorkerVersions<I, O>;
   readonly log: PartitionLog;
   readonly ttl: number;
   readonly readCount: number;
@@ -176,6 +181,13 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       throw invalidType(`redisWorker(): the "limiter" option could not be read (${describe(error)})`, error);
     }
     const limiters = checkWorkerLimiter(limiterOption, fn);
+    let versionOptions: [unknown, unknown];
+    try {
+      versionOptions = [extra.version, extra.versions];
+    } catch (error) {
+      throw invalidType(`redisWorker(): the "version" options could not be read (${describe(error)})`, error);
+    }
+    this.#versions = checkVersions<I, O>(...versionOptions);
     integerOption(W, 'trimInterval', trimInterval, 0, Infinity, 'of at least 0 (ms)');
     if (typeof workerId !== 'string')
       throw invalidType(`redisWorker(): options.workerId must be a string, not ${describe(workerId)}`);
@@ -232,6 +244,17 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     this.#renewer.unref();
   }
 
+  get version(): string {
+    return this.#versions.version;
+  }
+
+  /** Superseded by a live worker of a newer version (`versions.ts`): it hands its partitions over. */
+  superseded = false;
+
+  fnFor(version: string): StreamFn<I, O> & Openable<I, O> {
+    return this.#versions.older.get(version) ?? this.fn;
+  }
+
   stats(): RedisWorkerStats {
     let held = 0;
     let waitingKeys = 0;
@@ -242,8 +265,10 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     let pinnedAge = 0;
     const partitionBuffered: Record<number, number> = {};
     const owned = [...this.#runs.keys()].sort((a, b) => a - b);
+    const byVersion = new Map<string, number>();
     for (const p of owned) {
       const run = this.#runs.get(p) as PartitionRun<I, O>;
+      for (const s of run.sessions.values()) byVersion.set(s.opening.version, (byVersion.get(s.opening.version) ?? 0) + 1);
       held += run.heldCount;
       waitingKeys += run.spilledKeys;
       lag += run.lag;
@@ -278,6 +303,10 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       buffered,
       partitionBuffered,
       ...this.counters,
+      version: this.version,
+      superseded: this.superseded,
+      // (Own properties: a version may be named `__proto__`.)
+      sessionsByVersion: Object.fromEntries(byVersion),
       delivered,
       undelivered,
       roundTrip,
@@ -322,7 +351,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     if (!this.#registering) {
       this.#registering = true;
       this.#onRenewalClock(
-        this.log.heartbeat(this.id, this.ttl).then(
+        this.log.heartbeat(this.id, this.ttl, true, this.#versions.advert).then(
           () => {},
           (error: unknown) => this.report(error),
         ),
@@ -396,10 +425,12 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     this.#wakes.clear();
     // Registers this worker if it is not (its first balance, or after its registration ran out), without moving
     // its expiry off its leases' (`#renewAll`).
-    const { live, next } = await this.log.heartbeat(this.id, this.ttl, false).catch((error: unknown) => {
-      this.report(error);
-      return { live: 0, next: undefined };
-    });
+    const { live, next, adverts } = await this.log
+      .heartbeat(this.id, this.ttl, false, this.#versions.advert)
+      .catch((error: unknown): Heartbeat => {
+        this.report(error);
+        return { live: 0 };
+      });
     // Timed from the reply (Redis measured the time left before it was sent), 1 ms past it (Redis removes a
     // registration, or expires a key, once it is below 0): never before, so a registration or lease still there
     // then was renewed, and is not woken for again (`#wokeFor`).
@@ -431,7 +462,10 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       }),
     );
     if (live === 0 || this.#closing !== null) return;
-    const share = Math.ceil(this.log.partitions / live);
+    // Workers superseded by a newer version take nothing, and hand over what they have; the share counts the others.
+    const { active, superseded } = activeWorkers(adverts ?? new Map(), live, this.id);
+    this.superseded = superseded;
+    const share = superseded ? 0 : Math.ceil(this.log.partitions / Math.max(1, active));
     if (this.#runs.size > share) {
       const extra = [...this.#runs.values()].slice(share);
       await Promise.all(extra.map((run) => this.#release(run)));
@@ -445,7 +479,11 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       await Promise.all(
         batch.map(async (p) => {
           const sent = performance.now();
-          const lease = await this.log.acquire(p, this.id, this.ttl);
+          const lease = await this.log.acquire(p, this.id, this.ttl, this.#versions.advert.runs);
+          if ('refused' in lease) {
+            this.counters.refusedVersions++;
+            return;
+          }
           if (!('token' in lease)) {
             if (lease.left >= 0) this.#wakeAt(`lease ${lease.holder}`, performance.now() + lease.left + 1);
             return;

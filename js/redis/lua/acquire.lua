@@ -1,8 +1,17 @@
 -- KEYS lease, epoch, input, fence prefix (the lease's fence stream is the prefix and its epoch: one more key
--- under the partition's hash tag). The input's group is made with the partition's first lease. The lease and
+-- under the partition's hash tag), versions (live sessions per version); ARGV worker, ttl, then the versions the
+-- worker runs. A partition with a live session of a version the worker does not run is refused: {'versions',
+-- those versions} (sessions opened with no version, field '', run on any worker). The input's group is made with the partition's first lease. The lease and
 -- its fence get the same expiry in one script, so they expire at the same instant. Held: the lease's time left, ms,
 -- and its token (a worker waiting for the partition may try again at its expiry rather than at its next balance).
 if redis.call('EXISTS', KEYS[1]) == 1 then return { redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[1]) } end
+local runs = {}
+for i = 3, #ARGV do runs[ARGV[i]] = true end
+local missing = { 'versions' }
+for _, v in ipairs(redis.call('HKEYS', KEYS[5])) do
+  if v ~= '' and not runs[v] then missing[#missing + 1] = v end
+end
+if #missing > 1 then return missing end
 local epoch = redis.call('INCR', KEYS[2])
 local token = ARGV[1] .. ':' .. epoch
 redis.call('SET', KEYS[1], token, 'PX', ARGV[2])

@@ -1,9 +1,12 @@
--- KEYS lease, input, out, hw, check, commit, ckpt, timers, ends, ended, then one state key per kept state; ARGV
--- token, serial, flags, n, n x (sid, seq, key, field, data), checkpoints count, n x (sid, snapshot), acks count,
--- ids, ended count, n x (sid, last seq, end: "<reason> <last input>" with check, else ''), kept count, retention
--- (ms), kept count x (value), and, when some outputs are traced, their count and n x (output index, traceparent),
--- written as field t of those outputs. A kept state (keyState: an ended session's last checkpoint, kept for its
--- key) is written to its key (KEYS[10 + i]) with an expiry of `retention` ms, after the ends: in the same call as
+-- KEYS lease, input, out, hw, check, commit, ckpt, timers, ends, ended, opened, versions, then one state key per
+-- kept state; ARGV token, serial, flags, n, n x (sid, seq, key, field, data), checkpoints count, n x (sid,
+-- snapshot), acks count, ids, ended count, n x (sid, last seq, end: "<reason> <last input>" with check, else ''),
+-- kept count, retention (ms), kept count x (value), openings count, n x (sid, version, record), and, when some
+-- outputs are traced, their count and n x (output index, traceparent), written as field t of those outputs.
+-- An opening (what a live session opened with: its version and caps, JSON) is kept once per sid (HSETNX) in the
+-- opened hash, and counted per version in the versions hash; an ended session's opening goes, and its count with
+-- it. A kept state (keyState: an ended session's last checkpoint, kept for its
+-- key) is written to its key (KEYS[12 + i]) with an expiry of `retention` ms, after the ends: in the same call as
 -- the acks of the session's last entries. A checkpoint replaces its session's snapshot in the same call as the outputs made
 -- before it and the acks of the entries it covers; an ended session's snapshot goes with its high-water mark. An output whose seq is not above its session's high-water mark
 -- was written before (by an earlier owner, or this one before a replay):
@@ -57,6 +60,7 @@ do
   j = j + 1 + tonumber(ARGV[j])
   j = j + 1 + 3 * tonumber(ARGV[j])
   j = j + 2 + tonumber(ARGV[j])
+  j = j + 1 + 3 * tonumber(ARGV[j])
   if ARGV[j] then
     traced = {}
     for t = 1, tonumber(ARGV[j]) do traced[tonumber(ARGV[j + 2 * t - 1])] = ARGV[j + 2 * t] end
@@ -189,6 +193,15 @@ if n > 0 then
     end
     i = i + 3
   end
+  -- Their openings, and each one's count under its version.
+  for _, sid in ipairs(sids) do
+    local opening = redis.call('HGET', KEYS[11], sid)
+    if opening then
+      redis.call('HDEL', KEYS[11], sid)
+      local version = cjson.decode(opening).v or ''
+      if redis.call('HINCRBY', KEYS[12], version, -1) <= 0 then redis.call('HDEL', KEYS[12], version) end
+    end
+  end
   for j = 1, #sids, 1000 do
     redis.call('HDEL', KEYS[4], unpack(sids, j, math.min(j + 999, #sids)))
     redis.call('HDEL', KEYS[7], unpack(sids, j, math.min(j + 999, #sids)))
@@ -199,8 +212,14 @@ n = tonumber(ARGV[i])
 local retention = ARGV[i + 1]
 i = i + 2
 for k = 1, n do
-  redis.call('SET', KEYS[10 + k], ARGV[i], 'PX', retention)
+  redis.call('SET', KEYS[12 + k], ARGV[i], 'PX', retention)
   i = i + 1
+end
+n = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, n do
+  if redis.call('HSETNX', KEYS[11], ARGV[i], ARGV[i + 2]) == 1 then redis.call('HINCRBY', KEYS[12], ARGV[i + 1], 1) end
+  i = i + 3
 end
 if serial ~= '' then redis.call('SET', KEYS[6], ARGV[1] .. ' ' .. serial .. ' ' .. (first or '-') .. ' ' .. written) end
 return {ids, div}

@@ -1,0 +1,113 @@
+// Versions of a distributed stream function's handler: which version a worker runs, which workers step aside for
+// newer ones, as pure rules of what the workers advertise (no I/O). Where a session's version is kept and read is
+// the log's job (`SessionOpening`); the rule a worker applies to each session is in `PartitionRun.#open`: a session
+// that wrote anything runs on the version it opened with, any other opens on its owner's version.
+import { describe, invalidType, invalidValue } from '../errors';
+import type { StreamFn } from '../types';
+import { type Openable, kOpen } from './partition-host';
+import { NO_VERSION } from './stored';
+import type { WorkerAdvert } from './transport';
+
+/** What a version name may be: 1-64 letters, digits, `.`, `_` or `-`. */
+const VERSION_NAME = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** The handlers of a worker, by version: its own, and the older ones it still runs (`versions`). */
+export interface WorkerVersions<I, O> {
+  /** The version new sessions open on (`''`: none set). */
+  readonly version: string;
+  /** Its advert: its version, and every version it runs (its own first). */
+  readonly advert: WorkerAdvert;
+  /** The function of each version it runs (not its own: that is `fn`). */
+  readonly older: ReadonlyMap<string, StreamFn<I, O> & Openable<I, O>>;
+}
+
+/** A version name, checked (`where` names it in the error). */
+export function checkVersionName(where: string, value: unknown): string {
+  if (typeof value !== 'string') throw invalidType(`${where} must be a string, not ${describe(value)}`);
+  if (!VERSION_NAME.test(value))
+    throw invalidValue(`${where} must be 1-64 letters, digits, '.', '_' or '-'. Received ${describe(value)}`);
+  return value;
+}
+
+/**
+ * Checks `redisWorker`'s `version` and `versions` options. `versions` needs `version`: the older handlers a worker
+ * keeps are for sessions that opened on them before the worker's own version came.
+ */
+export function checkVersions<I, O>(version: unknown, versions: unknown): WorkerVersions<I, O> {
+  const older = new Map<string, StreamFn<I, O> & Openable<I, O>>();
+  if (version === undefined) {
+    if (versions !== undefined)
+      throw invalidValue('redisWorker(): the "versions" option needs "version" (the version new sessions open on)');
+    return { version: '', advert: NO_VERSION, older };
+  }
+  const own = checkVersionName('redisWorker(): options.version', version);
+  if (versions !== undefined) {
+    let array: boolean;
+    let entries: [string, unknown][] = [];
+    try {
+      array = Array.isArray(versions);
+      if (versions !== null && typeof versions === 'object' && !array) entries = Object.entries(versions);
+    } catch (error) {
+      throw invalidType(`redisWorker(): options.versions could not be read (${describe(error)})`, error);
+    }
+    if (versions === null || typeof versions !== 'object' || array)
+      throw invalidType(
+        `redisWorker(): options.versions must be an object (version -> stream function), not ${describe(versions)}`,
+      );
+    for (const [name, fn] of entries) {
+      checkVersionName(`redisWorker(): a key of options.versions`, name);
+      if (name === own)
+        throw invalidValue(
+          `redisWorker(): options.versions names ${JSON.stringify(name)}, the worker's own version: its function is redisWorker's first argument`,
+        );
+      if (typeof (fn as Partial<Openable<I, O>> | null)?.[kOpen] !== 'function')
+        throw invalidType(
+          `redisWorker(): options.versions[${JSON.stringify(name)}] must be a stream function (from streamFn()), not ${describe(fn)}`,
+        );
+      older.set(name, fn as StreamFn<I, O> & Openable<I, O>);
+    }
+  }
+  return { version: own, advert: { version: own, runs: [own, ...older.keys()] }, older };
+}
+
+/** The versions a worker runs, with `''` (sessions that opened with no version run on any worker). */
+function runs(a: WorkerAdvert): Set<string> {
+  return new Set(['', ...a.runs]);
+}
+
+/**
+ * `a` supersedes `b`: `a` runs every version `b` runs, and more. A superseded worker takes no partition and hands
+ * over those it has (its sessions go on, on their versions, at a worker that runs them all), so that new sessions
+ * open on the newer version as soon as a worker of it is live. Workers that run the same versions, or versions
+ * neither has all of, both go on.
+ */
+export function supersedes(a: WorkerAdvert, b: WorkerAdvert): boolean {
+  const ra = runs(a);
+  const rb = runs(b);
+  if (ra.size <= rb.size) return false;
+  for (const v of rb) if (!ra.has(v)) return false;
+  return true;
+}
+
+/**
+ * Of the live workers (`live` of them; `adverts` of those that say what they run: a worker of an older release
+ * says nothing, and is taken to run no version), how many take partitions (none supersedes them), and whether
+ * `me` is superseded.
+ */
+export function activeWorkers(
+  adverts: ReadonlyMap<string, WorkerAdvert>,
+  live: number,
+  me: string,
+): { readonly active: number; readonly superseded: boolean } {
+  const all = [...adverts.values()];
+  const isSuperseded = (a: WorkerAdvert): boolean => all.some((b) => supersedes(b, a));
+  let active = Math.max(0, live - adverts.size);
+  // A worker with no advert runs no version: superseded by any worker with one.
+  if (active > 0 && all.some((b) => supersedes(b, NO_VERSION))) active = 0;
+  let superseded = false;
+  for (const [id, a] of adverts) {
+    if (!isSuperseded(a)) active++;
+    else if (id === me) superseded = true;
+  }
+  return { active, superseded };
+}
