@@ -24,7 +24,11 @@ test('IoT rolling window: one alert and one clear per heat burst, per device', a
   const out = await rollingWindow.run(burst({ heatAt: 10, coolAt: 30 }));
   assert.deepEqual(
     out.map((o) => [o.event, o.t]),
-    [['alert', 12], ['clear', 32], ['closed', undefined]],
+    [
+      ['alert', 12],
+      ['clear', 32],
+      ['closed', undefined],
+    ],
   );
 });
 
@@ -65,7 +69,19 @@ test('the demo processes every upload correctly and prints its figures', async (
 });
 
 test('the demo with --threads runs the detector on worker threads and gets the same results', async () => {
-  const { stdout } = await run([example('demo.mjs'), '--uploads', '40', '--frames', '12', '--threads', '2', '--width', '160', '--height', '120']);
+  const { stdout } = await run([
+    example('demo.mjs'),
+    '--uploads',
+    '40',
+    '--frames',
+    '12',
+    '--threads',
+    '2',
+    '--width',
+    '160',
+    '--height',
+    '120',
+  ]);
   assert.match(stdout, /on 2 worker threads/);
   assert.match(stdout, /uploads correct\s+40 \/ 40/);
   assert.match(stdout, /main loop lateness\s+p99 [\d.]+ ms/);
@@ -92,7 +108,12 @@ test('worker HTTP example: a body that ends inside a frame gets 400, one over th
     const base = `http://127.0.0.1:${server.address().port}`;
     const ok = await fetch(`${base}/frames`, { method: 'POST', body: syntheticUpload(3) });
     assert.equal(ok.status, 200);
-    outputs.push((await ok.text()).trim().split('\n').map((l) => JSON.parse(l)));
+    outputs.push(
+      (await ok.text())
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l)),
+    );
     const partial = await fetch(`${base}/frames`, { method: 'POST', body: syntheticUpload(2).subarray(0, FRAME_BYTES + 10) });
     assert.match(await partial.text(), /ends inside a frame|"frame":0/);
     const tooBig = await fetch(`${base}/frames`, { method: 'POST', body: Buffer.alloc(MAX_UPLOAD_BYTES + 1) });
@@ -114,10 +135,16 @@ test('RAG pipeline: fetch with 8 in flight, re-rank in batches of 16, NDJSON to 
     const url = `http://127.0.0.1:${server.address().port}/search`;
     const r = await fetch(url, { method: 'POST', body: JSON.stringify({ query: 'rust streams', candidates: 40 }) });
     assert.match(r.headers.get('content-type'), /^application\/x-ndjson/);
-    const hits = (await r.text()).trim().split('\n').map((l) => JSON.parse(l));
+    const hits = (await r.text())
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     // 40 candidates, ids 12, 25 and 38 missing: 37 hits, ranked 1..37.
     assert.equal(hits.length, 37);
-    assert.deepEqual(hits.map((h) => h.rank), Array.from({ length: 37 }, (_, i) => i + 1));
+    assert.deepEqual(
+      hits.map((h) => h.rank),
+      Array.from({ length: 37 }, (_, i) => i + 1),
+    );
     assert.deepEqual(new Set(hits.map((h) => h.id)).size, 37);
     assert.ok(!hits.some((h) => [12, 25, 38].includes(h.id)));
     // Within each batch (at most 16 documents; fewer when maxWait passed first), the best score comes first.
@@ -188,12 +215,39 @@ test('LLM budget on Redis: a fleet-wide tokens-per-minute limiter (cost) and a p
   }
 });
 
+test('Redis rolling deploy: v1 -> v2 while carts are live, a new worker killed -9 in the middle: each session on one version, every item counted once, new carts on v2, nothing of v1 after drained; on a private redis-server or on REDIS_URL (its keys removed after)', async () => {
+  const { REDIS_URL: _unset, ...withoutUrl } = process.env;
+  const { stdout } = await run([example('redis-rolling-deploy.mjs')], { env: withoutUrl, timeout: 90_000 });
+  assert.match(stdout, /^sessions +\d+: [1-9]\d* on v1, [1-9]\d* on v2; each on one version: yes$/m);
+  assert.match(stdout, /^items +\d+ over 10 carts, each counted once, in order: yes$/m);
+  assert.match(stdout, /^new carts +[1-9]\d* sessions opened after the hand-over, all on v2: yes$/m);
+  assert.match(stdout, /^v1 after drained: 0 outputs$/m);
+  assert.match(stdout, /^crash +new-1 \(pid \d+\) killed by SIGKILL/m);
+  assert.match(stdout, /^as expected: yes$/m);
+  const redis = await startRedis();
+  try {
+    const client = await redis.client();
+    await client.set('someone-else', 'kept');
+    const { stdout: shared } = await run([example('redis-rolling-deploy.mjs')], {
+      env: { ...process.env, REDIS_URL: redis.url },
+      timeout: 90_000,
+    });
+    assert.match(shared, /^as expected: yes$/m);
+    assert.deepEqual(await client.keys('*'), ['someone-else'], 'only the keys of others left on the shared server');
+  } finally {
+    await redis.stop();
+  }
+});
+
 test('Redis LLM resume: an EventSource that loses its connection mid-answer and a worker killed -9 mid-answer still get the whole answer, each token once, in order, then end and 204; on a private redis-server or on REDIS_URL (its keys removed after), every child gone', async () => {
   const { REDIS_URL: _unset, ...withoutUrl } = process.env;
   const { stdout } = await run([example('redis-llm-resume.mjs')], { env: withoutUrl, timeout: 60_000 });
   assert.match(stdout, /^as expected: yes$/m);
   assert.match(stdout, /^client +65 events \(64 tokens and done\), each once, in order: yes$/m);
-  assert.match(stdout, /^reconnects 1, with Last-Event-ID \d+:\d+-\d+ \(the id of event \d+, the last it had: yes\); after the end, one more answered 204/m);
+  assert.match(
+    stdout,
+    /^reconnects 1, with Last-Event-ID \d+:\d+-\d+ \(the id of event \d+, the last it had: yes\); after the end, one more answered 204/m,
+  );
   assert.match(stdout, /^worker +worker-1 \(pid \d+\) killed by SIGKILL after token 25; worker-2 \(pid \d+\) took over$/m);
   assert.match(stdout, /^replay +worker-2 replayed [1-9]\d* entr(?:y|ies) of 1 session$/m);
   assert.match(stdout, /^outputs +65 in Redis for chat c1, seq 1 to 65, none twice: yes$/m);
@@ -205,7 +259,10 @@ test('Redis LLM resume: an EventSource that loses its connection mid-answer and 
   try {
     const client = await redis.client();
     await client.set('someone-else', 'kept');
-    const { stdout: shared } = await run([example('redis-llm-resume.mjs')], { env: { ...process.env, REDIS_URL: redis.url }, timeout: 60_000 });
+    const { stdout: shared } = await run([example('redis-llm-resume.mjs')], {
+      env: { ...process.env, REDIS_URL: redis.url },
+      timeout: 60_000,
+    });
     assert.match(shared, /^as expected: yes$/m);
     assert.deepEqual(await client.keys('*'), ['someone-else'], 'only the keys of others left on the shared server');
   } finally {
@@ -225,8 +282,14 @@ test('Redis fraud cluster: HTTP gateway + two worker processes, one killed -9 mi
     assert.match(stdout, /^takeover +worker-1 owned all 16 partitions [\d.]+ s after the kill/m);
     // The kill mattered: worker-2's live sessions were pending, and worker-1 rebuilt them.
     assert.match(stdout, /^replays +worker-1 replayed [1-9][\d,]* entries of [1-9][\d,]* sessions; worker-3 replayed/m);
-    assert.match(stdout, /^outputs +4,800 read with redisOutputs \(4,800 stored, 4,800 distinct \(sid, seq\)\), \d+ flagged, for 200 users$/m);
-    assert.match(stdout, /^shutdown +worker-1 exit 0, worker-3 exit 0, gateway exit 0 \(graceful\); worker-2 killed by SIGKILL$/m);
+    assert.match(
+      stdout,
+      /^outputs +4,800 read with redisOutputs \(4,800 stored, 4,800 distinct \(sid, seq\)\), \d+ flagged, for 200 users$/m,
+    );
+    assert.match(
+      stdout,
+      /^shutdown +worker-1 exit 0, worker-3 exit 0, gateway exit 0 \(graceful\); worker-2 killed by SIGKILL$/m,
+    );
     // No stray process: redis-server, the gateway and the three workers have all exited.
     const pids = [...new Set([...stdout.matchAll(/\bpid (\d+)/g)].map((m) => Number(m[1])))];
     assert.equal(pids.length, 5, stdout);
@@ -235,10 +298,13 @@ test('Redis fraud cluster: HTTP gateway + two worker processes, one killed -9 mi
     // On a shared server (REDIS_URL): the same result, and the run removes its keys.
     const client = await redis.client();
     await client.set('someone-else', 'kept');
-    const { stdout: shared } = await run([example('redis-fraud-cluster.mjs'), '--users', '40', '--rounds', '9', '--no-replacement'], {
-      env: { ...process.env, REDIS_URL: redis.url },
-      timeout: 60_000,
-    });
+    const { stdout: shared } = await run(
+      [example('redis-fraud-cluster.mjs'), '--users', '40', '--rounds', '9', '--no-replacement'],
+      {
+        env: { ...process.env, REDIS_URL: redis.url },
+        timeout: 60_000,
+      },
+    );
     assert.match(shared, /^results identical to a crash-free run: yes$/m);
     assert.match(shared, /^outputs +360 read with redisOutputs \(360 stored, 360 distinct/m);
     assert.deepEqual(await client.keys('*'), ['someone-else'], 'only the keys of others left on the shared server');
@@ -279,7 +345,11 @@ test('Redis fraud cluster gateway: 202 for JSON and NDJSON once Redis has them; 
     const ndjson = `${JSON.stringify(tx('a', 3))}\r\n\n${JSON.stringify(tx('c', 1))}`;
     assert.deepEqual(await post(url, ndjson, 'application/x-ndjson; charset=utf-8'), { status: 202, body: { accepted: 2 } });
     assert.equal(await inputs(), 5, 'five transactions appended');
-    const entries = await client.xRange(`velo:{${name}:p${redisProducer({ client, name, partitions }).partitionOf('a')}}`, '-', '+');
+    const entries = await client.xRange(
+      `velo:{${name}:p${redisProducer({ client, name, partitions }).partitionOf('a')}}`,
+      '-',
+      '+',
+    );
     assert.deepEqual(
       entries.filter((e) => e.message.k === 'a').map((e) => JSON.parse(e.message.v)),
       [1, 2, 3].map((i) => ({ id: `a-${i}`, amount: 10 + i, country: 'DE', at: 1000 * i })),
@@ -289,7 +359,12 @@ test('Redis fraud cluster gateway: 202 for JSON and NDJSON once Redis has them; 
     const refused = [
       [await post(url, '{"user":'), 400, 'ERR_BAD_JSON', /not JSON/],
       [await post(url, `${JSON.stringify(tx('a', 4))}\n{"user":"a",`, 'application/x-ndjson'), 400, 'ERR_BAD_JSON', /^line 2 /],
-      [await post(url, JSON.stringify([tx('a', 4), { ...tx('a', 5), amount: -1 }])), 400, 'ERR_BAD_TRANSACTION', /^item 1: "amount"/],
+      [
+        await post(url, JSON.stringify([tx('a', 4), { ...tx('a', 5), amount: -1 }])),
+        400,
+        'ERR_BAD_TRANSACTION',
+        /^item 1: "amount"/,
+      ],
       [await post(url, JSON.stringify({ ...tx('a', 4), country: 'Germany' })), 400, 'ERR_BAD_TRANSACTION', /"country"/],
       [await post(url, JSON.stringify({ ...tx('a', 4), admin: true })), 400, 'ERR_BAD_TRANSACTION', /unknown field "admin"/],
       [await post(url, JSON.stringify({ ...tx('a', 4), user: '' })), 400, 'ERR_BAD_TRANSACTION', /"user"/],
@@ -332,11 +407,18 @@ test('Redis fraud cluster gateway: 202 for JSON and NDJSON once Redis has them; 
     // With maxLag 1 and no worker: the first send to a partition is admitted (lag 0), the next refused, nothing written.
     const lagged = await listen(redisProducer({ client, name: 'gw-lag', partitions: 1, maxLag: 1 }));
     assert.equal((await post(lagged, JSON.stringify(tx('a', 1)))).status, 202);
-    const limited = await fetch(`${lagged}/transactions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(tx('a', 2)) });
+    const limited = await fetch(`${lagged}/transactions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(tx('a', 2)),
+    });
     assert.equal(limited.status, 503);
     assert.equal(limited.headers.get('retry-after'), '1');
     const { error } = await limited.json();
-    assert.deepEqual({ ...error, message: undefined }, { code: 'ERR_VELO_LAG_LIMIT', message: undefined, partition: 0, lag: 1, limit: 1 });
+    assert.deepEqual(
+      { ...error, message: undefined },
+      { code: 'ERR_VELO_LAG_LIMIT', message: undefined, partition: 0, lag: 1, limit: 1 },
+    );
     assert.equal(typeof error.message, 'string');
     assert.equal(await client.xLen('velo:{gw-lag:p0}'), 1, 'the refused transaction was not written');
   } finally {

@@ -83,7 +83,7 @@ test("a worker at its share wakes when a dead worker's registration runs out, th
     const name = fresh('deadWorker');
     const log = new RedisLog(client, new KeySpace(name), 2, (error) => assert.fail(error));
     // A dead worker: registered, holding partition 0, both for 800 ms more. The live one's balance period is 20 s.
-    assert.deepEqual(await log.heartbeat('dead', 800), { live: 1 });
+    assert.equal((await log.heartbeat('dead', 800)).live, 1);
     assert.match((await log.acquire(0, 'dead', 800)).token, /^dead:1$/);
     const worker = redisWorker(totals({ idleTimeout: 1000 }), { client, name, partitions: 2, leaseTtl: 60_000 });
     try {

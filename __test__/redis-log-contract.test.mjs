@@ -468,12 +468,12 @@ test('pinned, heartbeats and leave', async () => {
     const pinned = await side.run(log.pinned(0));
     await call('pinned by the pending entry', Promise.resolve(pinned >= 30));
     // (The time another registration has left depends on when each side ran: recorded as "some".)
-    const heartbeat = (worker, ttl, extend) =>
-      log
-        .heartbeat(worker, ttl, extend)
-        .then(({ live, next }) =>
-          next === undefined ? { live } : { live, next: { worker: next.worker, left: some(next.left) } },
-        );
+    const heartbeat = (worker, ttl, extend, advert) =>
+      log.heartbeat(worker, ttl, extend, advert).then(({ live, next, adverts }) => ({
+        live,
+        ...(next === undefined ? {} : { next: { worker: next.worker, left: some(next.left) } }),
+        adverts: [...adverts].sort(([a], [b]) => (a < b ? -1 : 1)),
+      }));
     await call('w1 alone', heartbeat('w1', 10_000));
     await call('w2 sees w1', heartbeat('w2', 5_000));
     await call('w1 leaves', log.leave('w1'));
@@ -481,9 +481,49 @@ test('pinned, heartbeats and leave', async () => {
     await call('w3 sees w2', heartbeat('w3', 50));
     // Without extending (a balance's): w3's registration keeps its expiry, and w4's is made.
     await call('w3 not extended', heartbeat('w3', 5_000, false));
-    await call('w4 registered', heartbeat('w4', 5_000, false));
+    await call('w4 registered', heartbeat('w4', 5_000, false, { version: 'v2', runs: ['v2', 'v1'] }));
     await side.sleep(120);
-    await call('w3 ran out', heartbeat('w2', 5_000));
+    await call('w3 ran out (its advert with it)', heartbeat('w2', 5_000, true, { version: 'v1', runs: ['v1'] }));
+    await call('w4 leaves', log.leave('w4'));
+    await call('w4 and its advert gone', heartbeat('w2', 5_000, true, { version: 'v1', runs: ['v1'] }));
+  });
+});
+
+test('versions: an opening kept once per session with its first write (commit or wake-up), counted per version, gone with its end; a lease refused while a version the worker does not run has a live session', async () => {
+  await contract(async (side, call) => {
+    const { log } = side;
+    const [e1, e2] = await side.append(0, [ev('a', 1), ev('b', 2)]);
+    const lease = await call('acquire', log.acquire(0, 'w1', 10_000, ['v1']));
+    await call('read', log.read(lease, '>', 10));
+    const limits = { idleTimeout: 500, maxSessionAge: 0, maxSessionEvents: 0, maxSessionTimers: 10 };
+    const a = { sid: `a@${e1}`, version: 'v1', limits };
+    const b = { sid: `b@${e2}`, version: 'v2', limits: { ...limits, idleTimeout: 900 } };
+    const out = (o, seq) => ({ sid: o.sid, seq, key: o.sid[0], payload: Buffer.from(`${seq}`) });
+    await call('a commit with an opening', log.commit(lease, { outputs: [out(a, 1)], acks: [], ended: [], opened: [a] }));
+    await call(
+      'again: kept once',
+      log.commit(lease, { outputs: [out(a, 2)], acks: [], ended: [], opened: [{ ...a, version: 'v9' }] }),
+    );
+    await call('a wake-up with an opening', log.wake(lease, 'b', b.sid, 1, 0, Buffer.from('w'), b));
+    await call(
+      'openings',
+      log.openings(lease).then((m) => [...m].sort()),
+    );
+    await call(
+      'refused to a worker of v1 only',
+      log.acquire(0, 'w2', 10_000, ['v1']).then((r) => ('refused' in r ? r : 'held')),
+    );
+    await call('release', log.release(lease));
+    await call('refused once free', log.acquire(0, 'w2', 10_000, ['v1']));
+    await call('refused with no version', log.acquire(0, 'w2', 10_000));
+    const again = await call('taken by a worker of both', log.acquire(0, 'w3', 10_000, ['v2', 'v1']));
+    await call('an end removes its opening', log.commit(again, { outputs: [], acks: [e2], ended: [b.sid] }));
+    await call(
+      'openings after',
+      log.openings(again).then((m) => [...m].sort()),
+    );
+    await call('release again', log.release(again));
+    await call('only v1 refused now', log.acquire(0, 'w4', 10_000, ['v2']));
   });
 });
 
@@ -545,13 +585,33 @@ test('keyState: a commit keeps states with its ends (the later of a key), read b
     await call('another partition', log.keyState(1, 'a'));
     await call('the retry', log.commit(lease, { ...commit, kept: [{ key: 'a', sid: 'a@9-9', state: 'retry' }] }));
     await call('a unchanged by the retry', log.keyState(0, 'a'));
-    await call('a replaced, short', log.commit(lease, { outputs: [], acks: [], ended: [], kept: [{ key: 'a', sid: 'a@1-1', state: '2' }], retention: 300, serial: 2 }));
+    await call(
+      'a replaced, short',
+      log.commit(lease, {
+        outputs: [],
+        acks: [],
+        ended: [],
+        kept: [{ key: 'a', sid: 'a@1-1', state: '2' }],
+        retention: 300,
+        serial: 2,
+      }),
+    );
     await call('a replaced', log.keyState(0, 'a'));
     await side.sleep(500);
     await call('a expired', log.keyState(0, 'a'));
     await call('b{x} still kept', log.keyState(0, 'b{x}'));
     await call('release', log.release(lease));
-    await call('fenced commit', log.commit(lease, { outputs: [], acks: [], ended: [], kept: [{ key: 'z', sid: 'z@1-0', state: '1' }], retention: 60_000, serial: 3 }));
+    await call(
+      'fenced commit',
+      log.commit(lease, {
+        outputs: [],
+        acks: [],
+        ended: [],
+        kept: [{ key: 'z', sid: 'z@1-0', state: '1' }],
+        retention: 60_000,
+        serial: 3,
+      }),
+    );
     await call('nothing of it', log.keyState(0, 'z'));
   });
 });

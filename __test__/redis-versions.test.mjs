@@ -72,7 +72,7 @@ function load(producer, keys, sent) {
   let stopped = false;
   let n = 0;
   let seed = 7;
-  const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
   const loops = Array.from({ length: keys }, async (_, k) => {
     const key = `cart${k}`;
     await sleep(random() * 300);
@@ -265,7 +265,10 @@ test('version options: bad values are refused with coded errors', () => {
   const fn = versionedTotals('v1');
   const base = { client, name: fresh('bad'), partitions: 1 };
   const refused = (extra, code, message) =>
-    assert.throws(() => redisWorker(fn, { ...base, ...extra }), (e) => e.code === code && (message === undefined || message.test(e.message)));
+    assert.throws(
+      () => redisWorker(fn, { ...base, ...extra }),
+      (e) => e.code === code && (message === undefined || message.test(e.message)),
+    );
   refused({ version: 1 }, 'ERR_INVALID_ARG_TYPE', /options\.version must be a string/);
   refused({ version: '' }, 'ERR_INVALID_ARG_VALUE', /1-64 letters/);
   refused({ version: 'v 1' }, 'ERR_INVALID_ARG_VALUE');
@@ -286,7 +289,10 @@ test('version options: bad values are refused with coded errors', () => {
     },
     enumerable: true,
   });
-  assert.throws(() => redisWorker(fn, getter), (e) => e.code === 'ERR_INVALID_ARG_TYPE');
+  assert.throws(
+    () => redisWorker(fn, getter),
+    (e) => e.code === 'ERR_INVALID_ARG_TYPE',
+  );
 });
 
 test('redisVersions: status() before any worker; drained() refuses bad arguments, resolves at once for a version never run, and stops at its signal', async () => {

@@ -409,6 +409,7 @@ export class MemoryStore {
       .slice(0, 2)
       .find(([w]) => w !== worker);
     const live = this.#workers.size;
+    for (const w of this.#adverts.keys()) if (!this.#workers.has(w)) this.#adverts.delete(w);
     const adverts = new Map([...this.#adverts].map(([w, value]) => [w, parseAdvert(value)]));
     return first === undefined ? { live, adverts } : { live, next: { worker: first[0], left: first[1] - now }, adverts };
   }

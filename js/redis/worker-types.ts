@@ -35,7 +35,7 @@ export interface RedisWorkerOptions<O = unknown, I = unknown> extends RedisOptio
   /**
    * A session that would get more events than this ends: `SessionLimitError` (`ERR_VELO_SESSION_EVENTS`) is its
    * last output, after those of its handler, and the event opens the key's next session. Counted from the log,
-   * so a replay ends it at the same event. Every worker of the function must use the same value. 0: no cap (default).
+   * so a replay ends it at the same event. A session keeps the value it opened with on every worker (docs/redis/versions.md). 0: no cap (default).
    */
   maxSessionEvents?: number;
   /**
@@ -43,8 +43,8 @@ export interface RedisWorkerOptions<O = unknown, I = unknown> extends RedisOptio
    * worker's): an event more than this after the session's first one ends it as `maxSessionEvents` does
    * (`ERR_VELO_SESSION_AGE`) and opens the key's next session; a session with no such event is closed by a
    * marker in the log once it is that old. A `ctx.wakeAt()` due after it throws `TimerPastAgeError`
-   * (`ERR_VELO_TIMER_PAST_AGE`); it bounds a session that its pending timers keep open. Every worker of the function
-   * must use the same value. 0: no cap (default).
+   * (`ERR_VELO_TIMER_PAST_AGE`); it bounds a session that its pending timers keep open. A session keeps the value it
+   * opened with on every worker (docs/redis/versions.md). 0: no cap (default).
    */
   maxSessionAge?: number;
   /**

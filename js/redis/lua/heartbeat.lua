@@ -3,7 +3,7 @@
 -- ttl ms ('nx': only if it is not registered, leaving a registration's expiry where its last renewal put it), with
 -- its advert; answers the number of live workers, the one other than it whose registration runs out first and the
 -- time it has left, ms ('' and -1 when it is alone: a worker that stops renewing leaves then), and every live
--- worker's advert (HGETALL: id, advert, ...). A registration that ran out takes its advert with it.
+-- worker's advert (id, advert, ...). A registration that ran out takes its advert with it.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -16,7 +16,25 @@ else
 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
 local live = redis.call('ZCARD', KEYS[1])
-local adverts = redis.call('HGETALL', KEYS[2])
+-- The live workers' adverts only (one whose registration went otherwise, by leave() or a DEL, is removed here).
+local members = redis.call('ZRANGE', KEYS[1], 0, -1)
+local adverts = {}
+if #members > 0 then
+  local values = redis.call('HMGET', KEYS[2], unpack(members))
+  for i = 1, #members do
+    if values[i] then
+      adverts[#adverts + 1] = members[i]
+      adverts[#adverts + 1] = values[i]
+    end
+  end
+end
+if redis.call('HLEN', KEYS[2]) > #adverts / 2 then
+  local isLive = {}
+  for i = 1, #members do isLive[members[i]] = true end
+  for _, id in ipairs(redis.call('HKEYS', KEYS[2])) do
+    if not isLive[id] then redis.call('HDEL', KEYS[2], id) end
+  end
+end
 local first = redis.call('ZRANGE', KEYS[1], 0, 1, 'WITHSCORES')
 for i = 1, #first, 2 do
   if first[i] ~= ARGV[1] then return { live, first[i], tonumber(first[i + 1]) - now, adverts } end
