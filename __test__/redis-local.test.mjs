@@ -283,7 +283,7 @@ test('a commit whose reply is lost (applied, then the call fails): the retry get
   const lossy = {
     async sendCommand(args, options) {
       const reply = await client.sendCommand(args, options);
-      if ((args[0] === 'EVALSHA' || args[0] === 'EVAL') && args[2] === '10' && ++commits % 3 === 0 && lost < 6) {
+      if ((args[0] === 'EVALSHA' || args[0] === 'EVAL') && args[2] === '12' && ++commits % 3 === 0 && lost < 6) {
         lost++;
         throw new Error('reply lost (simulated)');
       }
@@ -415,13 +415,15 @@ test('checkReplay: a replay that makes fewer outputs (a handler reading outside 
   // Outside state decides: twice per event on A, once on B.
   async function* echo(events) {
     for await (const e of events) {
+      if (e.stop) return;
       yield e.n;
       if (twice) yield e.n;
     }
   }
-  // A keeps the session live until the hand-off; B ends it soon after the replay.
+  // The session lives until the hand-off (a session keeps the idleTimeout it opened with, on B too); B ends it at
+  // the `stop` event sent after the replay.
   const fnA = streamFn(echo, { idleTimeout: 60_000 });
-  const fnB = streamFn(echo, { idleTimeout: 300 });
+  const fnB = streamFn(echo, { idleTimeout: 60_000 });
   const producer = redisProducer({ client, name, partitions });
   const errors = [];
   const options = { client, name, partitions, leaseTtl: 1500, checkReplay: true, onError: (e) => errors.push(e) };
@@ -435,6 +437,7 @@ test('checkReplay: a replay that makes fewer outputs (a handler reading outside 
     twice = false;
     b = redisWorker(fnB, options);
     await a.close();
+    await producer.send('k', { stop: true });
     await eventually(async () => (await pendingCount(client, name, 1)) === 0, 'the session closed', 30_000);
     await eventually(() => errors.some((e) => e.kind === 'count'), 'the count flagged');
     const count = errors.find((e) => e.kind === 'count');

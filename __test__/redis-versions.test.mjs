@@ -9,6 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { Registry } from 'prom-client';
+import { streamFn } from 'velo-stream';
 import { redisProducer, redisVersions, redisWorker } from 'velo-stream/redis';
 import { registerRedisWorkerMetrics } from 'velo-stream/prometheus';
 import { client, fresh, killChild, lastStats, stopChild, useRedis, workerChild } from './helpers/redis-suite.mjs';
@@ -249,6 +250,9 @@ test('supersedes: a worker that runs every version another runs, and more; activ
   assert.equal(supersedes(w('v2'), w('v1')), false, 'v2 alone cannot run v1 sessions: both stay');
   assert.equal(supersedes(w('v2', 'v1'), w('v1', 'v2')), false, 'the same versions: neither');
   assert.equal(supersedes(w('v1'), { version: '', runs: [''] }), true, 'any version supersedes none');
+  assert.equal(supersedes(w('v2', '*'), w('v1', 'v0')), true, 'a worker that migrates supersedes one that does not');
+  assert.equal(supersedes(w('v2', '*'), w('v3', '*')), false, 'two that migrate: neither');
+  assert.equal(supersedes(w('v3', 'v2', 'v1'), w('v2', '*')), false);
   const adverts = new Map([
     ['a', w('v1')],
     ['b', w('v1')],
@@ -280,6 +284,8 @@ test('version options: bad values are refused with coded errors', () => {
   refused({ version: 'v2', versions: { v1: async function* () {} } }, 'ERR_INVALID_ARG_TYPE', /stream function/);
   refused({ version: 'v2', versions: { v2: fn } }, 'ERR_INVALID_ARG_VALUE', /own version/);
   refused({ version: 'v2', versions: { 'v 1': fn } }, 'ERR_INVALID_ARG_VALUE');
+  refused({ migrate: (s) => s }, 'ERR_INVALID_ARG_VALUE', /"migrate" option needs "version"/);
+  refused({ version: 'v2', migrate: 'yes' }, 'ERR_INVALID_ARG_TYPE', /migrate must be a function/);
   const { proxy, revoke } = Proxy.revocable({}, {});
   revoke();
   refused({ version: 'v2', versions: proxy }, 'ERR_INVALID_ARG_TYPE', /could not be read/);
@@ -302,7 +308,7 @@ test('redisVersions: status() before any worker; drained() refuses bad arguments
   await versions.drained('never');
   await assert.rejects(versions.drained(''), (e) => e.code === 'ERR_INVALID_ARG_VALUE');
   await assert.rejects(versions.drained(7), (e) => e.code === 'ERR_INVALID_ARG_TYPE');
-  await assert.rejects(versions.drained('v1', { interval: 0 }), (e) => e.code === 'ERR_INVALID_ARG_TYPE');
+  await assert.rejects(versions.drained('v1', { interval: 0 }), (e) => e.code === 'ERR_OUT_OF_RANGE');
   await assert.rejects(versions.drained('v1', { signal: {} }), (e) => e.code === 'ERR_INVALID_ARG_TYPE');
   await assert.rejects(versions.drained('v1', null), (e) => e.code === 'ERR_INVALID_ARG_TYPE');
   // A live worker of v1 owning partitions: not drained until it stops.
@@ -332,4 +338,212 @@ test('redisVersions: status() before any worker; drained() refuses bad arguments
   } finally {
     await worker.close();
   }
+});
+
+/** `totals` of version `v` that checkpoints `{ total, from }` after each output (with `every`; 0: never). */
+function checkpointed(v, every = 1) {
+  return streamFn(
+    async function* checkpointed(events, ctx) {
+      let { total = 0, from } = ctx.restored ?? {};
+      let n = 0;
+      for await (const e of events) {
+        total += e.n;
+        yield { v, total, from };
+        if (every > 0 && ++n % every === 0) ctx.checkpoint({ total, from });
+      }
+    },
+    { idleTimeout: 60_000 },
+  );
+}
+
+/** A session of key `k` on a v1 worker (its outputs written, its worker closed): the partition's sessions' openings. */
+async function v1Session(name, options, every) {
+  const v1 = redisWorker(checkpointed('v1', every), { ...options, version: 'v1' });
+  const producer = redisProducer({ client, name, partitions: 1 });
+  await producer.sendMany([
+    ['k', { n: 1 }],
+    ['k', { n: 2 }],
+  ]);
+  await eventually(async () => (await readAllOutputs(client, name, 1)).length === 2, 'two v1 outputs');
+  await v1.close();
+  return producer;
+}
+
+test("migrate: a worker of v2 without v1's handler adopts a v1 session from its checkpoint (migrate(state, 'v1')), goes on with it on v2 in the same session, and the session's opening and count move to v2", async () => {
+  const name = fresh('migrate');
+  const errors = [];
+  const options = { client, name, partitions: 1, leaseTtl: 900, onError: (e) => errors.push(e) };
+  const producer = await v1Session(name, options, 1);
+  const calls = [];
+  const v2 = redisWorker(checkpointed('v2'), {
+    ...options,
+    version: 'v2',
+    migrate: (state, fromVersion) => {
+      calls.push([state, fromVersion]);
+      return { ...state, from: fromVersion };
+    },
+  });
+  try {
+    await producer.send('k', { n: 3 });
+    await eventually(async () => (await readAllOutputs(client, name, 1)).length === 3, 'the third output');
+    const outputs = await readAllOutputs(client, name, 1);
+    assert.deepEqual(
+      outputs.map((o) => [o.seq, o.value]),
+      [
+        [1, { v: 'v1', total: 1 }],
+        [2, { v: 'v1', total: 3 }],
+        [3, { v: 'v2', total: 6, from: 'v1' }],
+      ],
+    );
+    assert.equal(new Set(outputs.map((o) => o.sid)).size, 1, 'one session');
+    assert.deepEqual(calls, [[{ total: 3 }, 'v1']], 'migrate got the checkpoint, once');
+    assert.equal(v2.stats().migrated, 1);
+    await eventually(async () => (await client.hGet(`velo:{${name}:p0}:versions`, 'v2')) === '1', 'the count moved to v2');
+    assert.equal(await client.hGet(`velo:{${name}:p0}:versions`, 'v1'), null);
+    assert.equal(JSON.parse(await client.hGet(`velo:{${name}:p0}:opened`, outputs[0].sid)).v, 'v2');
+    assert.deepEqual(
+      await redisVersions({ client, name, partitions: 1 })
+        .status()
+        .then((s) => s.sessions),
+      { v2: 1 },
+    );
+    assert.deepEqual(errors, []);
+  } finally {
+    await v2.close();
+  }
+});
+
+test('migrate: a session with no checkpoint goes on on the new version from its first event (as a takeover replays it: the outputs written stay); a migrate that throws fails its session with ERR_VELO_MIGRATE and the next events open a new session', async () => {
+  const name = fresh('migrate2');
+  const errors = [];
+  const options = { client, name, partitions: 1, leaseTtl: 900, onError: (e) => errors.push(e) };
+  let producer = await v1Session(name, options, 0);
+  let calls = 0;
+  let v2 = redisWorker(checkpointed('v2', 0), { ...options, version: 'v2', migrate: () => calls++ });
+  try {
+    await producer.send('k', { n: 3 });
+    await eventually(async () => (await readAllOutputs(client, name, 1)).length === 3, 'the third output');
+    assert.deepEqual((await readAllOutputs(client, name, 1))[2].value, { v: 'v2', total: 6 }, 'v2 over the whole session');
+    assert.equal(calls, 0, 'no checkpoint: nothing to migrate');
+    assert.equal(v2.stats().migrated, 1);
+  } finally {
+    await v2.close();
+  }
+  const name3 = fresh('migrate3');
+  const options3 = { ...options, name: name3 };
+  producer = await v1Session(name3, options3, 1);
+  const refusal = new Error('no path from v1');
+  v2 = redisWorker(checkpointed('v2'), {
+    ...options3,
+    version: 'v2',
+    migrate: () => {
+      throw refusal;
+    },
+  });
+  try {
+    await producer.send('k', { n: 3 });
+    await eventually(async () => (await readAllOutputs(client, name3, 1)).length >= 4, 'the failure and a new session');
+    const outputs = await readAllOutputs(client, name3, 1);
+    assert.equal(outputs[2].sid, outputs[0].sid);
+    assert.equal(outputs[2].error.code, 'ERR_VELO_MIGRATE', 'the failed session ends with ERR_VELO_MIGRATE');
+    assert.notEqual(outputs[3].sid, outputs[0].sid);
+    assert.deepEqual(outputs[3].value, { v: 'v2', total: 3 }, 'the event after the checkpoint opens a new v2 session');
+    assert.ok(
+      errors.some((e) => e.code === 'ERR_VELO_MIGRATE' && e.cause === refusal),
+      'reported to onError with its cause',
+    );
+  } finally {
+    await v2.close();
+  }
+});
+
+test('a v2 that does not carry v1 beside v1 workers: every partition stays owned (the v1 workers keep, or take past their share, those with live v1 sessions), and every event is served', async () => {
+  const name = fresh('nocarry');
+  const partitions = 4;
+  const errors = [];
+  const options = { client, name, partitions, leaseTtl: 900, onError: (e) => errors.push(e) };
+  const fnOf = (v) => versionedTotals(v, { idleTimeout: 60_000 });
+  const producer = redisProducer({ client, name, partitions });
+  const { fnv1a } = await import('velo-stream/redis');
+  // A key per partition.
+  const keys = [];
+  for (let i = 0; keys.length < partitions; i++)
+    if (!keys.some((k) => fnv1a(k) % partitions === fnv1a(`u${i}`) % partitions)) keys.push(`u${i}`);
+  const v1 = [0, 1].map(() => redisWorker(fnOf('v1'), { ...options, version: 'v1' }));
+  const workers = [...v1];
+  try {
+    await eventually(
+      () => v1[0].stats().owned.length + v1[1].stats().owned.length === partitions,
+      'the v1 workers own every partition',
+    );
+    await producer.sendMany(keys.map((k) => [k, { n: 1 }]));
+    await eventually(
+      async () => (await readAllOutputs(client, name, partitions)).length === partitions,
+      'a v1 session per partition',
+    );
+    workers.push(...[0, 1].map(() => redisWorker(fnOf('v2'), { ...options, version: 'v2' })));
+    const versions = redisVersions({ client, name, partitions });
+    // Three balancing rounds of every worker (leaseTtl/3 each), then: owned, and served.
+    await sleep(1200);
+    for (let round = 2; round <= 4; round++) {
+      await producer.sendMany(keys.map((k) => [k, { n: round }]));
+      await eventually(
+        async () => (await readAllOutputs(client, name, partitions)).length === round * partitions,
+        `round ${round} served`,
+      );
+      assert.deepEqual((await versions.status()).unowned, [], 'no partition unowned');
+    }
+    const outputs = await readAllOutputs(client, name, partitions);
+    for (const k of keys)
+      assert.deepEqual(
+        outputs.filter((o) => o.key === k).map((o) => [o.value.v, o.value.count]),
+        [
+          ['v1', 1],
+          ['v1', 2],
+          ['v1', 3],
+          ['v1', 4],
+        ],
+        `key ${k}: one v1 session`,
+      );
+    assert.ok(
+      workers.slice(2).every((w) => w.stats().refusedVersions > 0),
+      'the v2 workers were refused',
+    );
+    assert.deepEqual(errors, []);
+  } finally {
+    for (const w of workers) await w.close();
+  }
+});
+
+test('drained(): a version named like an Object.prototype member resolves as any other; an abort during a status read is seen at once; versions given as a Map are refused; interval out of range is ERR_OUT_OF_RANGE', async () => {
+  const name = fresh('proto');
+  const versions = redisVersions({ client, name, partitions: 2 });
+  for (const v of ['constructor', 'toString', '__proto__', 'valueOf', 'hasOwnProperty'])
+    await versions.drained(v, { interval: 10 });
+  const worker = redisWorker(versionedTotals('v1'), { client, name, partitions: 2, leaseTtl: 900, version: 'v1' });
+  try {
+    await eventually(() => worker.stats().owned.length === 2, 'the worker owns the partitions');
+    for (const delay of [0, 1, 2]) {
+      const controller = new AbortController();
+      const waiting = versions.drained('v1', { interval: 3_600_000, signal: controller.signal });
+      setTimeout(() => controller.abort(new Error(`stop ${delay}`)), delay);
+      // Seen at once whenever it lands (one that landed during a status read used to wait out the hour).
+      await assert.rejects(waiting, { message: `stop ${delay}` });
+    }
+  } finally {
+    await worker.close();
+  }
+  assert.throws(
+    () =>
+      redisWorker(versionedTotals('v2'), {
+        client,
+        name,
+        partitions: 2,
+        version: 'v2',
+        versions: new Map([['v1', versionedTotals('v1')]]),
+      }),
+    (e) => e.code === 'ERR_INVALID_ARG_TYPE' && /plain object/.test(e.message),
+  );
+  await assert.rejects(versions.drained('v1', { interval: 5 }), (e) => e.code === 'ERR_OUT_OF_RANGE');
+  await assert.rejects(versions.drained('v1', { interval: NaN }), (e) => e.code === 'ERR_OUT_OF_RANGE');
 });

@@ -197,6 +197,13 @@ export const ERROR_CODES = {
     action:
       'Use the same codec on every process of the function, and one that still decodes the checkpoints stored before a deployment.',
   },
+  ERR_VELO_MIGRATE: {
+    class: 'TypeError',
+    from: 'velo-stream/redis',
+    when: "A worker's `migrate(state, fromVersion)` threw while adopting a session of another version from its checkpoint, or returned a state the codec cannot encode: the session fails with it as its last output (also to `onError`), and the events after the checkpoint open the key's next session.",
+    action:
+      'Make `migrate` total over the states the old version checkpoints (a test: replay recorded sessions with `velo-replay`), and return a state the codec carries.',
+  },
   ERR_VELO_SEND_FAILED: {
     class: 'SendError',
     from: 'velo-stream/redis',
@@ -762,6 +769,11 @@ export function encodeError(message: string, cause?: unknown): TypeError & { cod
 /** The codec threw on an input entry or a stored output. */
 export function decodeError(message: string, cause: unknown): TypeError & { code: 'ERR_VELO_DECODE' } {
   return coded(new TypeError(message, { cause }), 'ERR_VELO_DECODE');
+}
+
+/** `migrate` failed for a session (`ERR_VELO_MIGRATE`): the cause is what it threw. */
+export function migrateError(message: string, cause: unknown): TypeError & { code: 'ERR_VELO_MIGRATE' } {
+  return coded(new TypeError(message, { cause }), 'ERR_VELO_MIGRATE');
 }
 
 /** A write or read by a worker whose lease on the partition is gone: another worker owns it now. */

@@ -174,6 +174,8 @@ class PartitionState {
   readonly opened = new Map<string, string>();
   /** Versions: version -> live sessions of `opened` opened on it (`:versions`). */
   readonly versions = new Map<string, number>();
+  /** Versions: until when the partition is marked refused (`:refused`, with PX), ms; 0: not marked. */
+  refusedUntil = 0;
   /** keyState: key -> its kept state's stored value, and the time it expires at (a key of its own in Redis, with PX). */
   readonly states = new Map<string, { value: Buffer; until: number }>();
 
@@ -200,10 +202,21 @@ function sidMs(sid: string): number {
   return match === null ? 0 : Number(match[1]);
 }
 
-/** HSETNX of a session's opening, counted under its version once written (commit.lua, wake.lua). */
+/**
+ * HSETNX of a session's opening, counted under its version once written (commit.lua, wake.lua); a migrated
+ * session's (`replaces`) replaces the one kept, its count moving to its version (commit.lua's mode 'r').
+ */
 function open(s: PartitionState, o: SessionOpening): void {
-  if (s.opened.has(o.sid)) return;
-  s.opened.set(o.sid, openingValue(o));
+  const value = openingValue(o);
+  const old = s.opened.get(o.sid);
+  if (old !== undefined && (o.replaces === undefined || old === value)) return;
+  if (old !== undefined) {
+    const was = parseOpening(o.sid, old)?.version ?? '';
+    const left = (s.versions.get(was) ?? 0) - 1;
+    if (left <= 0) s.versions.delete(was);
+    else s.versions.set(was, left);
+  }
+  s.opened.set(o.sid, value);
   s.versions.set(o.version, (s.versions.get(o.version) ?? 0) + 1);
 }
 
@@ -421,13 +434,18 @@ export class MemoryStore {
   }
 
   /** @internal acquire.lua */
-  acquire(partition: number, worker: string, ttl: number, runs: readonly string[] = []): Lease | Held | Refused {
+  acquire(partition: number, worker: string, ttl: number, runs: readonly string[] = [], rescue = false): Lease | Held | Refused {
     const s = this.#part(partition);
     const held = this.#lease(s);
     const now = this.clock.now();
     if (held !== null) return { holder: held.token.slice(0, Math.max(0, held.token.lastIndexOf(':'))), left: held.until - now };
-    const refused = [...s.versions.keys()].filter((v) => v !== '' && !runs.includes(v));
-    if (refused.length > 0) return { refused };
+    if (rescue && s.refusedUntil <= now) return { refused: [] };
+    const refused = [...s.versions.keys()].filter((v) => v !== '' && !runs.includes(v) && !runs.includes('*'));
+    if (refused.length > 0) {
+      s.refusedUntil = now + ttl;
+      return { refused };
+    }
+    s.refusedUntil = 0;
     const token = `${worker}:${++s.epoch}`;
     s.lease = { token, until: now + ttl };
     s.inputStream();
@@ -789,8 +807,8 @@ export class MemoryLog implements PartitionLog {
   leave(worker: string): Promise<void> {
     return this.#call('leave', undefined, () => this.#store.leave(worker));
   }
-  acquire(partition: number, worker: string, ttl: number, runs?: readonly string[]): Promise<Lease | Held | Refused> {
-    return this.#call('acquire', partition, () => this.#store.acquire(partition, worker, ttl, runs));
+  acquire(partition: number, worker: string, ttl: number, runs?: readonly string[], rescue?: boolean): Promise<Lease | Held | Refused> {
+    return this.#call('acquire', partition, () => this.#store.acquire(partition, worker, ttl, runs, rescue));
   }
   renew(lease: Lease, ttl: number): Promise<boolean> {
     return this.#call('renew', lease.partition, () => this.#store.renew(lease, ttl));

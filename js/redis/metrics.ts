@@ -77,8 +77,8 @@ export function timedLog(log: PartitionLog, trips: RoundTrips): PartitionLog {
     heartbeat: (worker: string, ttl: number, extend?: boolean, advert?: WorkerAdvert) =>
       timed(() => log.heartbeat(worker, ttl, extend, advert)),
     leave: (worker: string) => timed(() => log.leave(worker)),
-    acquire: (partition: number, worker: string, ttl: number, runs?: readonly string[]) =>
-      timed(() => log.acquire(partition, worker, ttl, runs)),
+    acquire: (partition: number, worker: string, ttl: number, runs?: readonly string[], rescue?: boolean) =>
+      timed(() => log.acquire(partition, worker, ttl, runs, rescue)),
     renew: (lease: Lease, ttl: number) => timed(() => log.renew(lease, ttl)),
     release: (lease: Lease) => timed(() => log.release(lease)),
     read: (lease: Lease, from: string, count: number): Promise<ReadResult> => timed(() => log.read(lease, from, count)),

@@ -129,7 +129,9 @@ export class OwnerWrites {
   #fire(s: Session<never, unknown>, timer: Timer): void {
     s.wakeTimeouts.delete(timer.id);
     if (this.#host.dropped || s.forwardDone || !s.rule.timers.includes(timer)) return;
-    const opening = this.#host.openings.pending(s.sid);
+    // (A migrated session's opening replaces the one kept: only a commit does that.)
+    const pending = this.#host.openings.pending(s.sid);
+    const opening = pending?.replaces === undefined ? pending : undefined;
     this.#host.worker.log.wake(this.#host.lease, s.key, s.sid, timer.id, timer.time, timer.payload, opening).then(
       (written) => {
         if (typeof written === 'number') return this.armTimer(s, timer, Math.max(1, written));

@@ -22,6 +22,10 @@ export interface PartitionHost<I, O> {
   readonly version: string;
   /** The function a session of `version` runs: its own if this worker runs it, else (`''`, or none) `fn`. */
   fnFor(version: string): StreamFn<I, O> & Openable<I, O>;
+  /** Whether it runs sessions of `version` (`''`: any worker does). */
+  runsVersion(version: string): boolean;
+  /** `migrate`: adopts a session of a version it does not run from its checkpoint, or null. */
+  readonly migrate: ((state: unknown, fromVersion: string) => unknown) | null;
   readonly log: PartitionLog;
   /** Time and timers (production: `realClock`; a simulation: a virtual clock). */
   readonly clock: Clock;
@@ -98,6 +102,8 @@ export interface WorkerCounters {
   keyStateStarts: number;
   /** Versions: partitions this worker did not take, as a live session there runs a version it does not run. */
   refusedVersions: number;
+  /** Versions: sessions this worker adopted from another version's checkpoint (`migrate`). */
+  migrated: number;
 }
 
 /** A worker's counters, all 0. */
@@ -124,5 +130,6 @@ export function newCounters(): WorkerCounters {
     keptStates: 0,
     keyStateStarts: 0,
     refusedVersions: 0,
+    migrated: 0,
   };
 }

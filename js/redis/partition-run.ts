@@ -8,7 +8,7 @@ import { drainOutputs } from '../core/drive';
 import { kFinished, kTaken, kTakenEnd, type StreamKind } from '../core/protocol';
 import { sleepOn } from './clock';
 import { type Codec, encodeChecked } from './codec';
-import { FencedError, TimerPastAgeError, TooManyTimersError, decodeError } from '../errors';
+import { FencedError, TimerPastAgeError, TooManyTimersError, decodeError, migrateError } from '../errors';
 import { idTime } from './log-ids';
 import {
   type CheckpointCall,
@@ -298,6 +298,17 @@ export class PartitionRun<I, O> {
     }
     this.#restoreWaiting();
     return true;
+  }
+
+  /**
+   * The versions of the partition's live sessions, as far as this run knows: those it runs, and those the last owner
+   * left that it has not opened yet.
+   */
+  versions(): Set<string> {
+    const found = new Set<string>();
+    for (const o of this.#openings.values()) found.add(o.version);
+    for (const s of this.sessions.values()) found.add(s.opening.version);
+    return found;
   }
 
   /** Starts the sessions whose snapshots wait, while slots are free (and their permits granted). */
@@ -639,11 +650,27 @@ export class PartitionRun<I, O> {
       }
     }
     // What it runs on: what it opened with if it opened before (another owner wrote it), else this worker's version
-    // and caps. (A version this worker does not run cannot be there: the partition's lease was refused then.)
+    // and caps. A version this worker does not run is there only for a worker that migrates (the lease was refused
+    // otherwise): the session goes on on this worker's version, with its caps, from its checkpoint migrated.
     const stored = this.#openings.get(sid);
-    const opening: SessionOpening = stored ?? { sid, version: w.version, limits: this.#limits };
-    if (stored === undefined) this.#unwritten.set(sid, opening);
-    else this.#openings.delete(sid);
+    let opening: SessionOpening = stored ?? { sid, version: w.version, limits: this.#limits };
+    if (stored !== undefined && !w.runsVersion(stored.version)) {
+      opening = { sid, version: w.version, limits: stored.limits, replaces: stored.version };
+      w.counters.migrated++;
+      if (snapshot !== undefined && broken === undefined) {
+        try {
+          restored = (w.migrate as NonNullable<typeof w.migrate>)(restored, stored.version);
+          keep = w.codec.encode(restored);
+        } catch (error) {
+          broken = migrateError(
+            `migrate() could not adopt session ${JSON.stringify(sid)} from version ${JSON.stringify(stored.version)} (its checkpoint's state, migrated, must be encodable by the codec)`,
+            error,
+          );
+        }
+      }
+    }
+    if (stored === undefined || opening !== stored) this.#unwritten.set(sid, opening);
+    this.#openings.delete(sid);
     const fn = w.fnFor(opening.version);
     const limits = opening.limits;
     // The rule's state: the checkpoint's, restored, or a new session's.
@@ -701,8 +728,9 @@ export class PartitionRun<I, O> {
           ? fn[kOpen](undefined, false, checkpoints)
           : scope.open(() => fn[kOpen](undefined, false, checkpoints));
     } catch (error) {
-      if (stored === undefined) this.#unwritten.delete(sid);
-      else this.#openings.set(sid, stored);
+      this.#unwritten.delete(sid);
+      if (stored !== undefined) this.#openings.set(sid, stored);
+      if (opening !== stored && stored !== undefined) w.counters.migrated--;
       if ((error as { code?: unknown })?.code === 'ERR_VELO_STREAM_LIMIT') return undefined;
       throw error;
     }

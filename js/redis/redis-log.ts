@@ -134,6 +134,10 @@ export class KeySpace {
   workers(): string {
     return `velo:{${this.name}}:workers`;
   }
+  /** Versions: set while the partition is refused to a worker for its sessions' versions (a rescue may take it). */
+  refused(p: number): string {
+    return `${this.input(p)}:refused`;
+  }
   /** Versions: what each live worker runs. */
   adverts(): string {
     return `velo:{${this.name}}:adverts`;
@@ -240,12 +244,25 @@ export class RedisLog implements PartitionLog {
     await send(this.#client, this.#keys.adverts(), ['HDEL', this.#keys.adverts(), worker]);
   }
 
-  async acquire(partition: number, worker: string, ttl: number, runs: readonly string[] = []): Promise<Lease | Held | Refused> {
+  async acquire(
+    partition: number,
+    worker: string,
+    ttl: number,
+    runs: readonly string[] = [],
+    rescue = false,
+  ): Promise<Lease | Held | Refused> {
     const k = this.#keys;
     const reply = await ACQUIRE.run(
       await this.#leaseClient(),
-      [k.lease(partition), k.epoch(partition), k.input(partition), k.fence(partition), k.versions(partition)],
-      [worker, String(ttl), ...runs],
+      [
+        k.lease(partition),
+        k.epoch(partition),
+        k.input(partition),
+        k.fence(partition),
+        k.versions(partition),
+        k.refused(partition),
+      ],
+      [worker, String(ttl), rescue ? 'rescue' : '', ...runs],
     );
     if (typeof reply === 'string') return { partition, token: reply };
     if (String((reply as unknown[])[0]) === 'versions') return { refused: (reply as unknown[]).slice(1).map(String) };
@@ -350,7 +367,7 @@ export class RedisLog implements PartitionLog {
     for (const k of kept) args.push(keptValue(k));
     const opened = commit.opened ?? [];
     args.push(String(opened.length));
-    for (const o of opened) args.push(o.sid, o.version, openingValue(o));
+    for (const o of opened) args.push(o.sid, o.version, openingValue(o), o.replaces === undefined ? '' : 'r');
     // Traced sessions' outputs: their session span's traceparent (field t), as (output index, traceparent).
     const traced: string[] = [];
     for (let i = 0; i < commit.outputs.length; i++) {

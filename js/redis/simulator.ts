@@ -349,6 +349,12 @@ class SimProcess<I, O> implements PartitionHost<I, O> {
     return this.fn;
   }
 
+  runsVersion(): boolean {
+    return true;
+  }
+
+  readonly migrate = null;
+
   share(): number {
     return this.#share;
   }

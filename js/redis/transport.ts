@@ -51,6 +51,8 @@ export interface SessionOpening {
   readonly sid: string;
   readonly version: string;
   readonly limits: SessionLimits;
+  /** A migrated session's: the version it opened with, which this opening replaces (`migrate`). */
+  readonly replaces?: string;
 }
 
 /** One entry of a partition's input: an event for `key`, or a close marker for session `close`. */
@@ -210,10 +212,18 @@ export interface PartitionLog {
   /** Removes the worker from the live set, with its advert. */
   leave(worker: string): Promise<void>;
   /**
-   * Takes the partition if no one holds it and the worker `runs` the version of each of its live sessions: a new
-   * lease (with the next epoch); or, held, who holds it until when; or, refused, the versions it lacks.
+   * Takes the partition if no one holds it and the worker `runs` the version of each of its live sessions (`'*'`:
+   * any, a worker that migrates): a new lease (with the next epoch); or, held, who holds it until when; or,
+   * refused, the versions it lacks. `rescue` (a worker past its fair share): only a partition refused to another
+   * worker within the last `ttl` (as its lease would be), else refused with no version named.
    */
-  acquire(partition: number, worker: string, ttl: number, runs?: readonly string[]): Promise<Lease | Held | Refused>;
+  acquire(
+    partition: number,
+    worker: string,
+    ttl: number,
+    runs?: readonly string[],
+    rescue?: boolean,
+  ): Promise<Lease | Held | Refused>;
   /** Extends the lease; false if it is no longer held. */
   renew(lease: Lease, ttl: number): Promise<boolean>;
   /** Gives the partition back (no-op if the lease is no longer held). */

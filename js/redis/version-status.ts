@@ -1,7 +1,7 @@
 // Versions from outside the workers (an orchestrator, a deploy script): live sessions per version, the live workers
 // and what they run, and an awaitable "drained" for a version, read from what the workers keep in Redis (the
 // partitions' `:versions` counts, their leases, the function's `:workers` and `:adverts`; docs/redis/storage.md).
-import { describe, invalidType } from '../errors';
+import { describe, invalidType, outOfRange } from '../errors';
 import { send } from './connection';
 import { type RedisOptions, type Resolved, resolveOptions } from './options';
 import { NO_VERSION, parseAdvert } from './stored';
@@ -130,12 +130,16 @@ class Versions implements RedisVersions {
     }
     if (signal !== undefined && !(signal instanceof AbortSignal))
       throw invalidType(`drained(): options.signal must be an AbortSignal, not ${describe(signal)}`);
-    if (typeof interval !== 'number' || !Number.isFinite(interval) || interval < 10 || interval > 3_600_000)
-      throw invalidType(`drained(): options.interval must be a number of ms from 10 to 3600000, not ${describe(interval)}`);
+    if (typeof interval !== 'number')
+      throw invalidType(`drained(): options.interval must be a number of ms, not ${describe(interval)}`);
+    if (!(interval >= 10 && interval <= 3_600_000))
+      throw outOfRange(`drained(): options.interval must be from 10 to 3600000 ms. Received ${describe(interval)}`);
     for (;;) {
       if (signal?.aborted === true) throw signal.reason;
       const s = await this.status();
-      if ((s.sessions[version] ?? 0) === 0 && !s.workers.some((w) => w.version === version && w.partitions.length > 0)) return;
+      // (An own property only: a version may be named `constructor`.)
+      const live = Object.hasOwn(s.sessions, version) ? s.sessions[version] : 0;
+      if (live === 0 && !s.workers.some((w) => w.version === version && w.partitions.length > 0)) return;
       await pause(interval, signal);
     }
   }
@@ -143,6 +147,8 @@ class Versions implements RedisVersions {
 
 /** Waits `ms`, or until `signal` aborts (resolves then: the caller's loop throws its reason). */
 function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  // (Aborted during the status read: an abort listener added now would never fire.)
+  if (signal?.aborted === true) return Promise.resolve();
   return new Promise((resolve) => {
     const done = (): void => {
       clearTimeout(timer);

@@ -19,6 +19,10 @@ export interface WorkerVersions<I, O> {
   readonly advert: WorkerAdvert;
   /** The function of each version it runs (not its own: that is `fn`). */
   readonly older: ReadonlyMap<string, StreamFn<I, O> & Openable<I, O>>;
+  /** `migrate`: adopts a session of a version it does not run from its checkpoint, or null. */
+  readonly migrate: ((state: unknown, fromVersion: string) => unknown) | null;
+  /** What it passes to the lease script as the versions it runs: its own and `versions`, or `'*'` with `migrate`. */
+  readonly takes: readonly string[];
 }
 
 /** A version name, checked (`where` names it in the error). */
@@ -33,26 +37,36 @@ export function checkVersionName(where: string, value: unknown): string {
  * Checks `redisWorker`'s `version` and `versions` options. `versions` needs `version`: the older handlers a worker
  * keeps are for sessions that opened on them before the worker's own version came.
  */
-export function checkVersions<I, O>(version: unknown, versions: unknown): WorkerVersions<I, O> {
+export function checkVersions<I, O>(version: unknown, versions: unknown, migrate: unknown): WorkerVersions<I, O> {
   const older = new Map<string, StreamFn<I, O> & Openable<I, O>>();
   if (version === undefined) {
     if (versions !== undefined)
       throw invalidValue('redisWorker(): the "versions" option needs "version" (the version new sessions open on)');
-    return { version: '', advert: NO_VERSION, older };
+    if (migrate !== undefined)
+      throw invalidValue('redisWorker(): the "migrate" option needs "version" (the version sessions are migrated to)');
+    return { version: '', advert: NO_VERSION, older, migrate: null, takes: [''] };
   }
+  if (migrate !== undefined && typeof migrate !== 'function')
+    throw invalidType(
+      `redisWorker(): options.migrate must be a function (state, fromVersion) => state, not ${describe(migrate)}`,
+    );
   const own = checkVersionName('redisWorker(): options.version', version);
   if (versions !== undefined) {
-    let array: boolean;
+    // A plain object (a Map, an array or a class instance would hide its versions from Object.entries).
+    let plain = false;
     let entries: [string, unknown][] = [];
     try {
-      array = Array.isArray(versions);
-      if (versions !== null && typeof versions === 'object' && !array) entries = Object.entries(versions);
+      if (versions !== null && typeof versions === 'object' && !Array.isArray(versions)) {
+        const proto: unknown = Object.getPrototypeOf(versions);
+        plain = proto === Object.prototype || proto === null;
+        if (plain) entries = Object.entries(versions);
+      }
     } catch (error) {
       throw invalidType(`redisWorker(): options.versions could not be read (${describe(error)})`, error);
     }
-    if (versions === null || typeof versions !== 'object' || array)
+    if (!plain)
       throw invalidType(
-        `redisWorker(): options.versions must be an object (version -> stream function), not ${describe(versions)}`,
+        `redisWorker(): options.versions must be a plain object (version -> stream function), not ${describe(versions)}`,
       );
     for (const [name, fn] of entries) {
       checkVersionName(`redisWorker(): a key of options.versions`, name);
@@ -67,7 +81,15 @@ export function checkVersions<I, O>(version: unknown, versions: unknown): Worker
       older.set(name, fn as StreamFn<I, O> & Openable<I, O>);
     }
   }
-  return { version: own, advert: { version: own, runs: [own, ...older.keys()] }, older };
+  const runs = [own, ...older.keys()];
+  return {
+    version: own,
+    // A worker that migrates runs any session: '*' in its advert.
+    advert: { version: own, runs: migrate === undefined ? runs : [...runs, '*'] },
+    older,
+    migrate: (migrate as WorkerVersions<I, O>['migrate'] | undefined) ?? null,
+    takes: migrate === undefined ? runs : ['*'],
+  };
 }
 
 /** The versions a worker runs, with `''` (sessions that opened with no version run on any worker). */
@@ -76,12 +98,15 @@ function runs(a: WorkerAdvert): Set<string> {
 }
 
 /**
- * `a` supersedes `b`: `a` runs every version `b` runs, and more. A superseded worker takes no partition and hands
+ * `a` supersedes `b`: `a` runs every version `b` runs, and more (a worker that migrates runs them all). A superseded worker takes no partition and hands
  * over those it has (its sessions go on, on their versions, at a worker that runs them all), so that new sessions
  * open on the newer version as soon as a worker of it is live. Workers that run the same versions, or versions
  * neither has all of, both go on.
  */
 export function supersedes(a: WorkerAdvert, b: WorkerAdvert): boolean {
+  // A worker that migrates (`'*'`) runs any session: it supersedes every worker that does not.
+  const any = (w: WorkerAdvert): boolean => w.runs.includes('*');
+  if (any(a) || any(b)) return any(a) && !any(b);
   const ra = runs(a);
   const rb = runs(b);
   if (ra.size <= rb.size) return false;
@@ -98,16 +123,32 @@ export function activeWorkers(
   adverts: ReadonlyMap<string, WorkerAdvert>,
   live: number,
   me: string,
-): { readonly active: number; readonly superseded: boolean } {
+): { readonly active: number; readonly superseded: boolean; readonly others: readonly WorkerAdvert[] } {
   const all = [...adverts.values()];
   const isSuperseded = (a: WorkerAdvert): boolean => all.some((b) => supersedes(b, a));
   let active = Math.max(0, live - adverts.size);
   // A worker with no advert runs no version: superseded by any worker with one.
   if (active > 0 && all.some((b) => supersedes(b, NO_VERSION))) active = 0;
   let superseded = false;
+  const others: WorkerAdvert[] = [];
   for (const [id, a] of adverts) {
-    if (!isSuperseded(a)) active++;
-    else if (id === me) superseded = true;
+    if (!isSuperseded(a)) {
+      active++;
+      if (id !== me) others.push(a);
+    } else if (id === me) superseded = true;
   }
-  return { active, superseded };
+  return { active, superseded, others };
+}
+
+/** Whether a worker that advertises `a` runs every one of `versions` (`''`: any worker does). */
+export function runsAll(a: WorkerAdvert, versions: Iterable<string>): boolean {
+  if (a.runs.includes('*')) return true;
+  for (const v of versions) if (v !== '' && !a.runs.includes(v)) return false;
+  return true;
+}
+
+/** Whether the active workers run different sets of versions (then partitions may be refused to some). */
+export function mixedVersions(adverts: ReadonlyMap<string, WorkerAdvert>): boolean {
+  const sets = new Set([...adverts.values()].map((a) => [...a.runs].sort().join(' ')));
+  return sets.size > 1;
 }

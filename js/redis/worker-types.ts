@@ -138,6 +138,15 @@ export interface RedisWorkerOptions<O = unknown, I = unknown> extends RedisOptio
    * Needs `version`.
    */
   versions?: Readonly<Record<string, StreamFn<I, O>>>;
+  /**
+   * Adopts sessions of versions this worker does not run instead of waiting for them to end: a worker with it takes
+   * any partition, and a session of another version continues on this worker's version from its last checkpoint,
+   * whose state (decoded) `migrate(state, fromVersion)` turns into this version's (`ctx.restored`). A session with no
+   * checkpoint continues on this version from its first event, as a takeover replays it. Outputs the old version
+   * wrote after the checkpoint stay, and this version's first outputs up to the same seq are not written (as in any
+   * replay). A throw fails the session (`ERR_VELO_MIGRATE`). Needs `version`. See docs/redis/versions.md.
+   */
+  migrate?: (state: unknown, fromVersion: string) => unknown;
 }
 
 /** What waits for a limiter's permit on a worker (`RedisWorkerStats.permits`; all 0 without the `limiter` option). */
@@ -283,6 +292,8 @@ export interface RedisWorkerStats {
   sessionsByVersion: Record<string, number>;
   /** Partitions it did not take because a live session there runs a version it does not run (each attempt counts). */
   refusedVersions: number;
+  /** Sessions it adopted from another version's checkpoint (`migrate`); a replay that adopts one again counts it again. */
+  migrated: number;
   /** Round-trip times of the worker's calls to Redis (reads, commits, leases), blocking wake-up reads excluded. */
   roundTrip: RoundTripStats;
   /**

@@ -41,7 +41,7 @@ import { RETRY_MS } from './outbox';
 import { type Clock, realClock, sleepOn } from './clock';
 import type { RedisWorker, RedisWorkerOptions, RedisWorkerStats } from './worker-types';
 import { WorkerPermits, checkWorkerLimiter } from './session-permits';
-import { type WorkerVersions, activeWorkers, checkVersions } from './versions';
+import { type WorkerVersions, activeWorkers, checkVersions, mixedVersions, runsAll } from './versions';
 
 /** How option errors name this entry point. */
 const W = 'redisWorker()';
@@ -71,6 +71,7 @@ const WORKER_KEYS = [
   'limiter',
   'version',
   'versions',
+  'migrate',
 ];
 /** The longest a blocking wake-up read waits before it is re-issued, ms. */
 const WAIT_MS = 2000;
@@ -181,9 +182,9 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       throw invalidType(`redisWorker(): the "limiter" option could not be read (${describe(error)})`, error);
     }
     const limiters = checkWorkerLimiter(limiterOption, fn);
-    let versionOptions: [unknown, unknown];
+    let versionOptions: [unknown, unknown, unknown];
     try {
-      versionOptions = [extra.version, extra.versions];
+      versionOptions = [extra.version, extra.versions, extra.migrate];
     } catch (error) {
       throw invalidType(`redisWorker(): the "version" options could not be read (${describe(error)})`, error);
     }
@@ -253,6 +254,14 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
 
   fnFor(version: string): StreamFn<I, O> & Openable<I, O> {
     return this.#versions.older.get(version) ?? this.fn;
+  }
+
+  runsVersion(version: string): boolean {
+    return version === '' || version === this.#versions.version || this.#versions.older.has(version);
+  }
+
+  get migrate(): ((state: unknown, fromVersion: string) => unknown) | null {
+    return this.#versions.migrate;
   }
 
   stats(): RedisWorkerStats {
@@ -463,11 +472,18 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     );
     if (live === 0 || this.#closing !== null) return;
     // Workers superseded by a newer version take nothing, and hand over what they have; the share counts the others.
-    const { active, superseded } = activeWorkers(adverts ?? new Map(), live, this.id);
+    const { active, superseded, others } = activeWorkers(adverts ?? new Map(), live, this.id);
     this.superseded = superseded;
     const share = superseded ? 0 : Math.ceil(this.log.partitions / Math.max(1, active));
     if (this.#runs.size > share) {
-      const extra = [...this.#runs.values()].slice(share);
+      // Handed back: partitions past the share. While workers run different versions, only those a worker of another
+      // release runs (each live session's version): one that none can run stays (its sessions would wait, unowned),
+      // and none goes back and forth between workers of one release (one hands it back, the other rescues it).
+      const mine = this.#versions.advert.runs.join(' ');
+      const movable = mixedVersions(adverts ?? new Map())
+        ? (run: PartitionRun<I, O>) => others.some((a) => a.runs.join(' ') !== mine && runsAll(a, run.versions()))
+        : () => true;
+      const extra = [...this.#runs.values()].filter(movable).slice(0, this.#runs.size - share);
       await Promise.all(extra.map((run) => this.#release(run)));
       return;
     }
@@ -479,7 +495,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       await Promise.all(
         batch.map(async (p) => {
           const sent = performance.now();
-          const lease = await this.log.acquire(p, this.id, this.ttl, this.#versions.advert.runs);
+          const lease = await this.log.acquire(p, this.id, this.ttl, this.#versions.takes);
           if ('refused' in lease) {
             this.counters.refusedVersions++;
             return;
@@ -497,6 +513,18 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
           this.#runs.set(p, new PartitionRun(this, lease, sent));
         }),
       );
+    }
+    // Past its share: partitions refused to other workers for their sessions' versions, which this one runs (while
+    // workers run different versions). Without it they would wait, unowned, for a worker under its share that runs them.
+    if (superseded || this.#closing !== null || !mixedVersions(adverts ?? new Map())) return;
+    for (const p of this.#order) {
+      if (this.#runs.has(p) || this.#closing !== null) continue;
+      const sent = performance.now();
+      const lease = await this.log.acquire(p, this.id, this.ttl, this.#versions.takes, true);
+      if (!('token' in lease)) continue;
+      this.counters.acquired++;
+      this.#checkEpoch(lease);
+      this.#runs.set(p, new PartitionRun(this, lease, sent));
     }
   }
 

@@ -1,11 +1,11 @@
 -- KEYS lease, input, out, hw, check, commit, ckpt, timers, ends, ended, opened, versions, then one state key per
 -- kept state; ARGV token, serial, flags, n, n x (sid, seq, key, field, data), checkpoints count, n x (sid,
 -- snapshot), acks count, ids, ended count, n x (sid, last seq, end: "<reason> <last input>" with check, else ''),
--- kept count, retention (ms), kept count x (value), openings count, n x (sid, version, record), and, when some
+-- kept count, retention (ms), kept count x (value), openings count, n x (sid, version, record, mode), and, when some
 -- outputs are traced, their count and n x (output index, traceparent), written as field t of those outputs.
 -- An opening (what a live session opened with: its version and caps, JSON) is kept once per sid (HSETNX) in the
--- opened hash, and counted per version in the versions hash; an ended session's opening goes, and its count with
--- it. A kept state (keyState: an ended session's last checkpoint, kept for its
+-- opened hash, and counted per version in the versions hash; mode 'r' (a migrated session) replaces the one kept,
+-- its count moving to the new version. An ended session's opening goes, and its count with it. A kept state (keyState: an ended session's last checkpoint, kept for its
 -- key) is written to its key (KEYS[12 + i]) with an expiry of `retention` ms, after the ends: in the same call as
 -- the acks of the session's last entries. A checkpoint replaces its session's snapshot in the same call as the outputs made
 -- before it and the acks of the entries it covers; an ended session's snapshot goes with its high-water mark. An output whose seq is not above its session's high-water mark
@@ -60,7 +60,7 @@ do
   j = j + 1 + tonumber(ARGV[j])
   j = j + 1 + 3 * tonumber(ARGV[j])
   j = j + 2 + tonumber(ARGV[j])
-  j = j + 1 + 3 * tonumber(ARGV[j])
+  j = j + 1 + 4 * tonumber(ARGV[j])
   if ARGV[j] then
     traced = {}
     for t = 1, tonumber(ARGV[j]) do traced[tonumber(ARGV[j + 2 * t - 1])] = ARGV[j + 2 * t] end
@@ -218,8 +218,20 @@ end
 n = tonumber(ARGV[i])
 i = i + 1
 for _ = 1, n do
-  if redis.call('HSETNX', KEYS[11], ARGV[i], ARGV[i + 2]) == 1 then redis.call('HINCRBY', KEYS[12], ARGV[i + 1], 1) end
-  i = i + 3
+  if ARGV[i + 3] == 'r' then
+    local old = redis.call('HGET', KEYS[11], ARGV[i])
+    if old ~= ARGV[i + 2] then
+      if old then
+        local was = cjson.decode(old).v or ''
+        if redis.call('HINCRBY', KEYS[12], was, -1) <= 0 then redis.call('HDEL', KEYS[12], was) end
+      end
+      redis.call('HSET', KEYS[11], ARGV[i], ARGV[i + 2])
+      redis.call('HINCRBY', KEYS[12], ARGV[i + 1], 1)
+    end
+  elseif redis.call('HSETNX', KEYS[11], ARGV[i], ARGV[i + 2]) == 1 then
+    redis.call('HINCRBY', KEYS[12], ARGV[i + 1], 1)
+  end
+  i = i + 4
 end
 if serial ~= '' then redis.call('SET', KEYS[6], ARGV[1] .. ' ' .. serial .. ' ' .. (first or '-') .. ' ' .. written) end
 return {ids, div}
