@@ -170,6 +170,32 @@ test('setLimits: raising the limit grants waiters at once; lowering it keeps per
   assert.throws(() => l.setLimits({}), { code: 'ERR_INVALID_ARG_VALUE' });
 });
 
+test('setLimits: permits granted while the limiter had no concurrency limit count when one comes back (held from grant to release)', async () => {
+  const rate = { limit: 1000, period: 1000 };
+  const l = limiter({ concurrency: 2 });
+  l.setLimits({ rate });
+  const held = [await l.acquire(1), await l.acquire(2), await l.acquire(3)];
+  assert.equal(l.stats().inUse, 3, 'rate-only permits are held until released');
+  l.setLimits({ concurrency: 2, rate });
+  let fourth;
+  const waiting = l.acquire(4).then((permit) => (fourth = permit));
+  assert.equal(l.tryAcquire(5), undefined, 'three held, limit two: none free');
+  await settle(1);
+  assert.equal(fourth, undefined, 'the 4th waits');
+  assert.deepEqual([l.stats().inUse, l.stats().waiting], [3, 1]);
+  held[0].release();
+  await settle(1);
+  assert.equal(fourth, undefined, 'two still held of a limit of two');
+  held[1].release();
+  await waiting;
+  assert.equal(l.stats().inUse, 2);
+  held[2].release();
+  fourth.release();
+  held[2].release(); // idempotent
+  assert.equal(l.stats().inUse, 0);
+  await l.close();
+});
+
 test("'reject' mode refuses the excess at once (counted); a full line refuses with ERR_VELO_LIMIT_QUEUE_FULL (counted)", async () => {
   const r = limiter({ concurrency: 1, mode: 'reject', name: 'r' });
   const held = await r.acquire();

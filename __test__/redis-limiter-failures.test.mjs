@@ -72,3 +72,48 @@ test("Redis stopped mid-run and restarted: fail-closed refuses, fail-open allows
     for (const limiter of all) await limiter.close();
   }
 });
+
+test('acquires that got no answer within callTimeout (Redis paused) take nothing once Redis answers, under every policy: their permits and tickets are undone by their tokens (counted round trips)', async () => {
+  const opts = { client, leaseTtl: 60_000, callTimeout: 300 };
+  const names = ['undo-closed', 'undo-open', 'undo-local'];
+  const limiters = [
+    redisLimiter({ ...opts, name: names[0], concurrency: 5 }),
+    redisLimiter({ ...opts, name: names[1], concurrency: 5, whenRedisFails: 'fail-open' }),
+    redisLimiter({ ...opts, name: names[2], concurrency: 5, whenRedisFails: 'local' }),
+  ];
+  // An acquire that would wait in line: the one slot of 'undo-line' is held.
+  const holder = redisLimiter({ ...opts, name: 'undo-line', concurrency: 1 });
+  const waiter = redisLimiter({ ...opts, name: 'undo-line', concurrency: 1 });
+  const all = [...limiters, holder, waiter];
+  let paused = false;
+  try {
+    for (const l of limiters) (await l.acquire(0)).release();
+    const slot = await holder.acquire(0);
+    await redis.pause();
+    paused = true;
+    const acquires = [];
+    for (const l of limiters) for (let i = 0; i < 3; i++) acquires.push(l.acquire(i).then((p) => p.source, (error) => error.code));
+    acquires.push(waiter.acquire(0).then((p) => p.source, (error) => error.code));
+    const got = await Promise.all(acquires);
+    assert.deepEqual(got, [
+      ...Array(3).fill('ERR_VELO_REDIS_TIMEOUT'),
+      ...Array(3).fill('open'),
+      ...Array(3).fill('local'),
+      'ERR_VELO_REDIS_TIMEOUT',
+    ]);
+    await redis.resume();
+    paused = false;
+    // Redis runs the paused acquires now, then their undos (sent after them on the same connection).
+    const holders = async () => Promise.all(names.map((name) => client.zCard(`velo:lim:{${name}}:h:`)));
+    for (let i = 0; i < 50 && (await holders()).some((count) => count > 0); i++) await client.ping();
+    assert.deepEqual(await holders(), [0, 0, 0], 'no permit left that nobody holds');
+    for (let i = 0; i < 50 && (await client.zCard('velo:lim:{undo-line}:q:')) > 0; i++) await client.ping();
+    assert.equal(await client.zCard('velo:lim:{undo-line}:q:'), 0, "the timed-out waiter's ticket left the line");
+    slot.release();
+    assert.equal(await slot.released(), true);
+    assert.equal(await client.zCard('velo:lim:{undo-line}:h:'), 0, 'the freed slot went to nobody');
+  } finally {
+    if (paused) await redis.resume();
+    for (const limiter of all) await limiter.close();
+  }
+});

@@ -41,7 +41,7 @@ test('a holder killed -9: its permits come back after its lease (Redis clock) an
   const name = 'killed';
   const limits = { concurrency: 2, leaseTtl: 1200 };
   const holder = child({ name, role: 'hold', permits: 2, limiter: limits });
-  await holder.waitFor(/held \d+ \d+/);
+  await holder.waitFor(/held \S+ \S+/);
   await killChild(holder);
   // Its leases as Redis holds them now that no renewal can come.
   const leases = (await client.zRangeWithScores(`velo:lim:{${name}}:h:`, 0, -1)).map((e) => e.score).sort((a, b) => a - b);
@@ -79,7 +79,7 @@ test('a holder SIGSTOPped past its lease and resumed: its release is fenced, the
   const name = 'paused';
   const limits = { concurrency: 1, leaseTtl: 900 };
   const holder = child({ name, role: 'hold', permits: 1, limiter: limits });
-  const [, token] = await holder.waitFor(/held (\d+)/);
+  const [, token] = await holder.waitFor(/held (\S+)/);
   holder.child.kill('SIGSTOP');
   const other = redisLimiter({ client, name, ...limits });
   let mine;

@@ -2,6 +2,7 @@
 // keys, reject mode, the line's bound, abort, close, setLimits, cost, and what every option refuses.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { limiter } from 'velo-stream';
 import { redisLimiter } from 'velo-stream/redis';
 import { client, redis, useRedis } from './helpers/redis-suite.mjs';
 
@@ -326,6 +327,65 @@ test("the fleet's limits decide, not the process': a process made rate-only hold
   }
 });
 
+test('setLimits: permits granted while the fleet was rate-only count when a concurrency limit comes back (held from grant to release, as in-process)', async () => {
+  const name = fresh();
+  const rate = { limit: 1000, period: 1000 };
+  const l = redisLimiter({ client, name, concurrency: 2 });
+  try {
+    await l.setLimits({ rate });
+    const held = [await l.acquire(1), await l.acquire(2), await l.acquire(3)];
+    assert.equal(l.stats().inUse, 3);
+    assert.equal(await client.zCard(`velo:lim:{${name}}:h:`), 3, 'each a lease in Redis');
+    await l.setLimits({ concurrency: 2, rate });
+    const fourth = settledState(l.acquire(4));
+    const probe = redisLimiter({ client, name, concurrency: 2, mode: 'reject' });
+    await assert.rejects(probe.acquire(5), { code: 'ERR_VELO_RATE_LIMITED' }, 'three held, limit two: none free');
+    await probe.close();
+    held[0].release();
+    assert.equal(await held[0].released(), true);
+    assert.equal(fourth.done, false, 'two still held of a limit of two');
+    assert.equal(await client.zCard(`velo:lim:{${name}}:q:`), 1, 'the 4th waits in line');
+    assert.equal(await client.zCard(`velo:lim:{${name}}:h:`), 2);
+    held[1].release();
+    await eventually(() => fourth.done, 'the 4th is granted once one held is back');
+    assert.equal(l.stats().inUse, 2);
+    held[2].release();
+    assert.equal(await held[2].released(), true);
+  } finally {
+    await l.close();
+  }
+});
+
+test('an undo that reaches Redis before its acquire (the connection lost with it in flight) makes the acquire take nothing, granted at once or in line (the scripts alone)', async () => {
+  const { readFileSync } = await import('node:fs');
+  const { createRequire } = await import('node:module');
+  const dir = createRequire(import.meta.url)
+    .resolve('velo-stream/redis')
+    .replace(/index\.js$/, 'lua/');
+  const script = (file) => readFileSync(`${dir}limiter-common.lua`, 'utf8') + '\n' + readFileSync(`${dir}${file}`, 'utf8');
+  const name = fresh();
+  const prefix = `velo:lim:{${name}}`;
+  const limits = ['1', '', '', ''];
+  const acquire = (token) => client.sendCommand(['EVAL', script('limiter-acquire.lua'), '1', prefix, '', '', '1', 't', '60000', '10', ...limits, token]);
+  const undo = (token) => client.sendCommand(['EVAL', script('limiter-cancel.lua'), '1', prefix, '', '', token, '60000', '1', ...limits]);
+  // Undone first: the acquire, run after, is refused and holds nothing.
+  await undo('a-1');
+  assert.equal((await acquire('a-1'))[0], 'c');
+  assert.equal(await client.zCard(`${prefix}:h:`), 0);
+  // A permit granted, then its undo: given back.
+  assert.deepEqual((await acquire('a-2')).slice(0, 2), ['g', 'a-2']);
+  await undo('a-2');
+  assert.equal(await client.zCard(`${prefix}:h:`), 0);
+  // In line (its ticket unknown to its process, whose reply was lost), then undone: skipped when its turn comes.
+  assert.equal((await acquire('a-3'))[0], 'g');
+  const [kind] = await acquire('a-4');
+  assert.equal(kind, 'w');
+  await undo('a-4');
+  const freed = await client.sendCommand(['EVAL', script('limiter-release.lua'), '1', prefix, '', 'a-3', '60000', ...limits]);
+  assert.equal(freed, 1);
+  assert.deepEqual([await client.zCard(`${prefix}:h:`), await client.zCard(`${prefix}:q:`)], [0, 0], 'nothing granted to the undone ticket');
+});
+
 test('tokens are never handed out twice, also after the limiter lost its keys: a stale release frees nothing', async () => {
   // The limiter's keys deleted while A holds its permit (a reset; a restart without persistence, or a failover to a
   // lagging replica, loses them the same way). B is then granted the only permit: A's late release must not free
@@ -378,5 +438,29 @@ test("acquire()'s options, setLimits() options, keys that are not well-formed Un
     assert.throws(() => redisLimiter({ client: revoked.proxy, name, concurrency: 1 }), { code: 'ERR_INVALID_ARG_TYPE' });
   } finally {
     await l.close();
+  }
+});
+
+test('bad options are answered as the in-process limiter answers them: an array, null, inherited limits (same code, same message shape)', async () => {
+  const local = limiter({ concurrency: 1 });
+  const fleet = redisLimiter({ client, name: fresh(), concurrency: 1 });
+  try {
+    const shape = /^The "(options|settings|rate)" argument must be an options object such as .*\. Received /;
+    for (const bad of [[], null, 5]) {
+      assert.throws(() => limiter(bad), { code: 'ERR_INVALID_ARG_TYPE', message: shape });
+      assert.throws(() => redisLimiter(bad), { code: 'ERR_INVALID_ARG_TYPE', message: shape });
+      assert.throws(() => local.setLimits(bad), { code: 'ERR_INVALID_ARG_TYPE', message: shape });
+      await assert.rejects(fleet.setLimits(bad), { code: 'ERR_INVALID_ARG_TYPE', message: shape });
+      assert.throws(() => limiter({ rate: bad }), { code: 'ERR_INVALID_ARG_TYPE', message: shape });
+      assert.throws(() => redisLimiter({ client, name: 'x', rate: bad }), { code: 'ERR_INVALID_ARG_TYPE', message: shape });
+    }
+    // Inherited properties are read by both (options are read as properties, checked for unknown own keys).
+    local.setLimits(Object.create({ concurrency: 2 }));
+    await fleet.setLimits(Object.create({ concurrency: 2 }));
+    assert.equal(await client.hGet(`velo:lim:{${fleet.name}}:cfg`, "c"), "2");
+    await redisLimiter(Object.create({ client, name: fresh(), concurrency: 1 })).close();
+  } finally {
+    await local.close();
+    await fleet.close();
   }
 });

@@ -443,7 +443,7 @@ export interface StreamOps {
   idleHold: (h: number, held: number) => void
   /**
    * A permit of the limiter whose `NativeLimiter.handle` is `l`, for `key` and `cost`, now (`nowMs`):
-   * 0 (nothing to give back) or 1 (a slot to release), or -1: none now. Never waits, never jumps the line.
+   * 1 (a permit, held until released, whatever the limits), or -1: none now. Never waits, never jumps the line.
    */
   limiterTry: (l: number, key: number, cost: number, nowMs: number) => number
   /** Gives back a held permit of `key`: how many waiters were decided (see `NativeLimiter.takeDecided`). */

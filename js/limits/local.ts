@@ -54,7 +54,7 @@ export interface LocalLimiterOptions<T = unknown> extends LimiterOptions<T> {
 
 /** The core's answers (`Decision` in crates/velo-core/src/limiter.rs). */
 const enum Code {
-  Granted = 0,
+  // (0, a permit that held nothing, is no longer given: every permit is held until released.)
   GrantedHeld = 1,
   Queued = 2,
   Limited = 3,
@@ -176,7 +176,10 @@ interface Waiter {
   onAbort: (() => void) | undefined;
 }
 
-/** A held permit; `release()` gives its concurrency slot back once. */
+/**
+ * A permit, held from its grant to `release()` whatever the limits are meanwhile (so a concurrency limit that
+ * `setLimits()` brings back counts it); `release()` gives it back once.
+ */
 class LocalPermit implements Permit {
   #limiter: LocalLimiter<never> | undefined;
   readonly #key: number;
@@ -191,9 +194,6 @@ class LocalPermit implements Permit {
     limiter.releaseKey(this.#key);
   }
 }
-
-/** A rate-only permit: nothing to give back. */
-const FREE_PERMIT: Permit = Object.freeze({ release(): void {} });
 
 class LocalLimiter<T> implements Limiter<T> {
   readonly name: string;
@@ -395,8 +395,9 @@ class LocalLimiter<T> implements Limiter<T> {
     }
   }
 
-  #permit(code: number, key: number): Permit {
-    return code === Code.GrantedHeld ? new LocalPermit(this, key) : FREE_PERMIT;
+  /** A granted permit (the core counts it held until it is released, whatever the limits: one decides). */
+  #permit(key: number): Permit {
+    return new LocalPermit(this, key);
   }
 
   #refusal(code: number, what: string): Error {
@@ -442,7 +443,7 @@ class LocalLimiter<T> implements Limiter<T> {
     if (this.#waiters.size === 0) {
       // Nobody waits: a permit now is one raw native call (`acquire` below would be a napi-rs one).
       const now = ops.limiterTry(this.#handle, key, cost, this.#hasRate ? this.#clock() : 0);
-      if (now >= 0) return Promise.resolve(this.#permit(now, key));
+      if (now >= 0) return Promise.resolve(this.#permit(key));
     }
     const id = this.#nextId++;
     let tenant: TenantEntry | undefined;
@@ -461,9 +462,9 @@ class LocalLimiter<T> implements Limiter<T> {
       code = this.#native.acquireFair(key, cost, id, tenant.id, tenant.weight, priority, this.#clock());
       if (code === Code.Queued && tenant.waiting++ === 0) this.#tenants.set(tenant.name, tenant);
     }
-    if (code <= Code.GrantedHeld) {
+    if (code === Code.GrantedHeld) {
       this.#settleDecided();
-      return Promise.resolve(this.#permit(code, key));
+      return Promise.resolve(this.#permit(key));
     }
     if (code !== Code.Queued) {
       this.#settleDecided();
@@ -487,7 +488,7 @@ class LocalLimiter<T> implements Limiter<T> {
     if (this.#closed) throw limiterClosedError(this.name);
     const key = this.#keyOf(item);
     const code = this.#native.acquire(key, this.#costOf(item), 0, this.#clock());
-    if (code <= Code.GrantedHeld) return this.#permit(code, key);
+    if (code === Code.GrantedHeld) return this.#permit(key);
     // (In 'reject' mode nothing waits: `Queued` cannot be the answer.)
     throw this.#refusal(code, what);
   }
@@ -502,10 +503,10 @@ class LocalLimiter<T> implements Limiter<T> {
     if (this.#priority !== undefined) this.#priorityOf(item);
     // (The time matters to a rate only: a concurrency limiter's fast path reads no clock.)
     const code = ops.limiterTry(this.#handle, key, cost, this.#hasRate ? this.#clock() : 0);
-    return code < 0 ? undefined : this.#permit(code, key);
+    return code < 0 ? undefined : this.#permit(key);
   }
 
-  /** A held permit of `key` comes back (LocalPermit.release). */
+  /** A permit of `key` comes back (LocalPermit.release). */
   releaseKey(key: number): void {
     // (The time matters to waiters only: when one is granted, its wait is recorded.)
     if (this.#waiters.size === 0) {
@@ -539,7 +540,7 @@ class LocalLimiter<T> implements Limiter<T> {
       this.#waiters.delete(id);
       this.#tenantLeft(waiter.tenant);
       if (waiter.onAbort !== undefined) waiter.signal!.removeEventListener('abort', waiter.onAbort);
-      if (code <= Code.GrantedHeld) waiter.resolve(this.#permit(code, waiter.key));
+      if (code === Code.GrantedHeld) waiter.resolve(this.#permit(waiter.key));
       else waiter.reject(this.#refusal(code, `Limiter "${this.name}"`));
     }
   }

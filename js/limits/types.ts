@@ -58,7 +58,11 @@ export interface Fairness<T = unknown> {
   weight?: (tenant: string) => number;
 }
 
-/** A held permit. `release()` is idempotent; a rate-only permit has nothing to give back (release is a no-op). */
+/**
+ * A granted permit, held from its grant to `release()` whatever the limits are meanwhile: release every permit,
+ * a rate-only limiter's too (a concurrency limit that `setLimits()` adds later counts the permits held).
+ * `release()` is idempotent.
+ */
 export interface Permit {
   /** Gives the permit back (once; later calls do nothing). */
   release(): void;

@@ -3,6 +3,7 @@
 import type { LimitSettings, LimiterOptions, RateLimit } from '../limits/types';
 import { describe, invalidType, invalidValue, limitCostError, limitKeyError } from '../errors';
 import { integerOption } from '../validate';
+import { assertOptionsObject } from '../config';
 import type { RedisClientLike } from './connection';
 import { MAX_KEY_BYTES, callTimeoutOption, checkName } from './options';
 
@@ -85,8 +86,8 @@ function ownKeys(object: object, what: string): string[] {
 
 /** Checks `concurrency` and `rate` (of the options or of setLimits): at least one, each in range. */
 export function checkLimits(settings: unknown, what: string, only = false): Limits {
-  if (settings === null || typeof settings !== 'object')
-    throw invalidType(`${what}: the limits must be an object, not ${describe(settings)}`);
+  // As the in-process limiter answers (a plain object; an array, null or a class instance of a built-in refused alike).
+  assertOptionsObject(settings, only ? 'settings' : 'options', '{ concurrency: 4 }');
   // setLimits() takes the limits alone: another option there (a typo, `key`) would be dropped without a word.
   if (only) {
     for (const key of ownKeys(settings, what)) {
@@ -102,8 +103,7 @@ export function checkLimits(settings: unknown, what: string, only = false): Limi
   const limits: Limits = {};
   if (concurrency !== undefined) limits.concurrency = integerOption(what, 'concurrency', concurrency, 1, MAX_COUNT);
   if (rate !== undefined) {
-    if (rate === null || typeof rate !== 'object')
-      throw invalidType(`${what}: the "rate" option must be an object { limit, period, burst? }, not ${describe(rate)}`);
+    assertOptionsObject(rate, 'rate', '{ limit: 100, period: 60_000 }');
     for (const key of ownKeys(rate, what)) {
       if (key !== 'limit' && key !== 'period' && key !== 'burst')
         throw invalidValue(`${what}: unknown rate option "${key}". Known: limit, period, burst`);
@@ -125,8 +125,7 @@ export function checkLimits(settings: unknown, what: string, only = false): Limi
 
 /** Checks every option of redisLimiter(); throws a coded error for the first one refused. */
 export function resolveLimiterOptions<T>(options: RedisLimiterOptions<T>): Resolved<T> {
-  if (options === null || typeof options !== 'object')
-    throw invalidType(`${WHAT}: options must be an object, not ${describe(options)}`);
+  assertOptionsObject(options, 'options', "{ client, name: 'api', concurrency: 4 }");
   for (const key of ownKeys(options, WHAT)) {
     // Part of the shared LimiterOptions, not implemented on Redis yet: said plainly rather than "unknown".
     // (Given as undefined, as the in-process limiter takes it: nothing to refuse.)

@@ -57,7 +57,10 @@ const WAIT_WINDOW = 512;
 
 /** A permit of a Redis limiter: `lost` once its lease ran out before its release (its slot may be someone else's). */
 export interface RedisPermit extends Permit {
-  /** The permit's fencing token ('' for one granted without Redis: fail-open, or the local fallback). */
+  /**
+   * The permit's fencing token ('' for one granted without Redis: fail-open, or the local fallback): made by this
+   * process before it asks (a random id of the limiter object and a counter), never handed out twice.
+   */
   readonly token: string;
   /** Redis' clock (ms) when it was granted; NaN without Redis. */
   readonly grantedAt: number;
@@ -98,6 +101,8 @@ export interface RedisLimiter<T = unknown> extends Limiter<T> {
 
 interface Waiter {
   ticket: string;
+  /** The token its permit gets when granted (made before its acquire was sent). */
+  token: string;
   key: string;
   cost: number;
   since: number;
@@ -137,13 +142,23 @@ function unreachable(error: unknown): boolean {
   return (error as { code?: unknown })?.code === 'ERR_VELO_REDIS_TIMEOUT' || reportable(error) instanceof RedisConnectionError;
 }
 
-function withTimeout<T>(call: Promise<T>, ms: number, what: string): Promise<T> {
+/** `onLate`: given the answer that came after the timeout (the call had failed with ERR_VELO_REDIS_TIMEOUT). */
+function withTimeout<T>(call: Promise<T>, ms: number, what: string, onLate?: (value: T) => void): Promise<T> {
   if (ms === Infinity) return call;
   let timer: NodeJS.Timeout | undefined;
+  let timedOut = false;
   const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(redisTimeoutError(ms, what)), ms);
+    timer = setTimeout(() => {
+      timedOut = true;
+      reject(redisTimeoutError(ms, what));
+    }, ms);
   });
-  call.catch(() => {}); // a late failure after the timeout is already handled
+  call.then(
+    (value) => {
+      if (timedOut) onLate?.(value);
+    },
+    () => {}, // a late failure after the timeout is already handled
+  );
   return Promise.race([call, late]).finally(() => clearTimeout(timer));
 }
 
@@ -152,6 +167,15 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
   readonly #o: Resolved<T>;
   readonly #prefix: string;
   readonly #pid = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+  /** Tokens of permits: this object's random id and a counter (known before the acquire is sent, so it can be undone). */
+  readonly #tokenPrefix = `${randomBytes(8).toString('hex')}-`;
+  #tokens = 0;
+  /**
+   * Acquires given up on without an answer (no answer within `callTimeout`, or the connection lost): Redis may run
+   * them, or have run them. Each is undone by its token (lua/limiter-cancel.lua with undo), sent at once and again
+   * before every renewal until Redis answers it.
+   */
+  readonly #undos = new Map<string, { key: string; ticket: string; sending: boolean }>();
   #limits: Limits;
   readonly #held = new Set<HeldPermit>();
   readonly #waiters = new Map<string, Waiter>();
@@ -183,9 +207,9 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
     void this.#renew();
   }
 
-  #call(script: Script, args: (string | number)[], what: string): Promise<unknown> {
+  #call(script: Script, args: (string | number)[], what: string, onLate?: (reply: unknown) => void): Promise<unknown> {
     const call = script.run(this.#o.client, [this.#prefix], args.map(String));
-    return withTimeout(call, this.#o.callTimeout, `Limiter "${this.name}": ${what}`);
+    return withTimeout(call, this.#o.callTimeout, `Limiter "${this.name}": ${what}`, onLate);
   }
 
   #markDown(error: unknown): void {
@@ -205,11 +229,12 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
     while (this.#grants.length > 0 && this.#grants[0][0] < now - window) this.#grants.shift();
   }
 
-  /** `leased`: Redis says the permit is a concurrency lease (the fleet's limits decide, whatever this process has). */
-  #permit(key: string, token: string, grantedAt: number, cost: number, since: number, sent: number, leased: boolean): HeldPermit {
+  /**
+   * A permit Redis granted: held there (a lease) from its grant to its release whatever the limits are, a rate-only
+   * one too, so a concurrency limit set later counts it; renewed and given back as every permit.
+   */
+  #permit(key: string, token: string, grantedAt: number, cost: number, since: number, sent: number): HeldPermit {
     this.#admit(cost, since);
-    // A rate-only permit holds nothing in Redis: nothing to renew or give back.
-    if (!leased) return new HeldPermit(token, key, grantedAt, 'redis', sent, () => Promise.resolve(true));
     const permit = new HeldPermit(token, key, grantedAt, 'redis', sent, (p) => this.#giveBack(p));
     this.#held.add(permit);
     return permit;
@@ -249,15 +274,32 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
   async #enter(key: string, cost: number, since: number, signal?: AbortSignal): Promise<RedisPermit> {
     if (this.#closed) throw limiterClosedError(this.name);
     if (this.#down !== null) return this.#degraded(key, cost, since, this.#down, signal);
+    const token = this.#newToken();
     let reply: unknown[];
     try {
       reply = (await this.#call(
         ACQUIRE,
-        [key, '', cost, this.#o.mode === 'reject' ? 'r' : 't', this.#o.leaseTtl, this.#o.maxWaiting, ...limitArgs(this.#limits)],
+        [
+          key,
+          '',
+          cost,
+          this.#o.mode === 'reject' ? 'r' : 't',
+          this.#o.leaseTtl,
+          this.#o.maxWaiting,
+          ...limitArgs(this.#limits),
+          token,
+        ],
         'acquire',
+        // Answered after all (once the undo was sent): a ticket it took leaves the line now, not at its turn.
+        (late) => {
+          const [kind, ticket] = late as unknown[];
+          if (String(kind) === 'w') void this.#cancel(key, String(ticket));
+        },
       )) as unknown[];
     } catch (error) {
       if (!unreachable(error)) throw error;
+      // No answer: Redis may still run it (or have run it). What it took is given back, fenced by its token.
+      this.#undo(key, '', token);
       this.#markDown(error);
       return this.#degraded(key, cost, since, this.#down as unknown as Error, signal);
     }
@@ -269,7 +311,7 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
       throw limiterClosedError(this.name);
     }
     if (kind === 'g') {
-      const permit = this.#permit(key, String(reply[1]), Number(reply[2]), cost, since, since, Number(reply[3]) === 1);
+      const permit = this.#permit(key, String(reply[1]), Number(reply[2]), cost, since, since);
       if (signal?.aborted) {
         // Aborted while the call was out: the acquire holds nothing.
         permit.release();
@@ -287,11 +329,24 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
     }
     if (kind === 'x')
       throw limitCostError(`Limiter "${this.name}": cost ${cost} is above the fleet's burst: it could never be admitted`);
+    if (kind === 'c') throw new Error(`Limiter "${this.name}": an acquire undone before it ran was answered`);
     // 'w': in line. Woken by a message (granted, or retry in ms), or by the renewal's poll if a message was lost.
     const ticket = String(reply[1]);
     const retry = Number(reply[2]);
     return new Promise<RedisPermit>((resolve, reject) => {
-      const waiter: Waiter = { ticket, key, cost, since, resolve, reject, signal, polling: false, again: false, done: false };
+      const waiter: Waiter = {
+        ticket,
+        token,
+        key,
+        cost,
+        since,
+        resolve,
+        reject,
+        signal,
+        polling: false,
+        again: false,
+        done: false,
+      };
       this.#waiters.set(ticket, waiter);
       if (signal !== undefined) {
         waiter.onAbort = () => this.#leave(waiter, signal.reason);
@@ -346,6 +401,8 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
   #degradeWaiter(waiter: Waiter): void {
     if (waiter.done) return;
     this.#finish(waiter);
+    // Its ticket leaves the line once Redis answers (a permit handed to it meanwhile goes back), not a lease later.
+    this.#undo(waiter.key, waiter.ticket, waiter.token);
     this.#degraded(waiter.key, waiter.cost, waiter.since, this.#down as Error, waiter.signal).then(waiter.resolve, waiter.reject);
   }
 
@@ -367,7 +424,16 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
     try {
       reply = (await this.#call(
         ACQUIRE,
-        [waiter.key, waiter.ticket, waiter.cost, 't', this.#o.leaseTtl, this.#o.maxWaiting, ...limitArgs(this.#limits)],
+        [
+          waiter.key,
+          waiter.ticket,
+          waiter.cost,
+          't',
+          this.#o.leaseTtl,
+          this.#o.maxWaiting,
+          ...limitArgs(this.#limits),
+          waiter.token,
+        ],
         'acquire',
       )) as unknown[];
     } catch (error) {
@@ -386,15 +452,7 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
     }
     if (kind === 'g') {
       this.#finish(waiter);
-      const permit = this.#permit(
-        waiter.key,
-        String(reply[1]),
-        Number(reply[2]),
-        waiter.cost,
-        waiter.since,
-        sent,
-        Number(reply[3]) === 1,
-      );
+      const permit = this.#permit(waiter.key, String(reply[1]), Number(reply[2]), waiter.cost, waiter.since, sent);
       waiter.resolve(permit);
     } else if (kind === 'l') {
       // Its ticket expired (this process did not renew it in time: paused, or Redis was away): in line again, at
@@ -442,9 +500,41 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
 
   /** A ticket out of the line (a permit handed to it meanwhile goes back). */
   #cancel(key: string, ticket: string): Promise<unknown> {
-    return this.#call(CANCEL, [key, ticket, this.#o.leaseTtl, ...limitArgs(this.#limits)], 'cancel').catch(() => {
+    return this.#call(CANCEL, [key, ticket, '', this.#o.leaseTtl, '', ...limitArgs(this.#limits)], 'cancel').catch(() => {
       // Unreachable: the ticket expires by itself after a lease.
     });
+  }
+
+  #newToken(): string {
+    return this.#tokenPrefix + (++this.#tokens).toString(36);
+  }
+
+  /**
+   * An acquire (or a waiter's claim) given up on without an answer: whatever it took in Redis (a permit of `token`,
+   * the ticket in line, a permit handed to the ticket) is given back once Redis answers the undo, and the acquire,
+   * if Redis runs it only after the undo, is refused there. Rate units it spent stay spent (docs/redis/flow-control.md).
+   */
+  #undo(key: string, ticket: string, token: string): void {
+    this.#undos.set(token, { key, ticket, sending: false });
+    void this.#flushUndos();
+  }
+
+  /** Sends the undos not yet answered (each one call); one that fails is sent again before the next renewal. */
+  #flushUndos(): Promise<unknown> {
+    const calls: Promise<unknown>[] = [];
+    for (const [token, undo] of this.#undos) {
+      if (undo.sending) continue;
+      undo.sending = true;
+      calls.push(
+        this.#call(CANCEL, [undo.key, undo.ticket, token, this.#o.leaseTtl, '1', ...limitArgs(this.#limits)], 'undo').then(
+          () => this.#undos.delete(token),
+          () => {
+            undo.sending = false;
+          },
+        ),
+      );
+    }
+    return Promise.allSettled(calls);
   }
 
   /** The wake-up channel, subscribed once a waiter waits (on a connection of its own: a subscribed one takes no commands). */
@@ -489,6 +579,8 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
       if (sent - permit.renewedAt > this.#o.leaseTtl) this.#loseLocally(permit);
     }
     const live = permits.filter((p) => !p.lost);
+    // (Sent first, on the same connection: Redis runs them before the renewal.)
+    void this.#flushUndos();
     const args: (string | number)[] = [this.#pid, this.#o.leaseTtl, live.length, waiters.length, ...limitArgs(this.#limits)];
     for (const p of live) args.push(p.key, p.token);
     for (const w of waiters) args.push(w.key, w.ticket);
@@ -619,6 +711,7 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
       leaving.push(this.#cancel(waiter.key, waiter.ticket));
     }
     if (this.#fallback !== null) leaving.push(this.#fallback.close());
+    leaving.push(this.#flushUndos());
     leaving.push(this.#call(LEAVE, [this.#pid], 'close'));
     await Promise.allSettled(leaving);
     await this.#subscribing;

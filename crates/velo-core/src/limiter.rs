@@ -10,7 +10,11 @@
 //!
 //! # Semantics
 //! - A permit counts 1 against `concurrency` (while held) and `cost` units
-//!   against the rate (when granted).
+//!   against the rate (when granted). Every permit is held from its grant to
+//!   its release, whatever the limits are meanwhile: one granted while the
+//!   limiter had no concurrency limit still counts when `set_limits` brings
+//!   one (back), so a limit restored or lowered grants nothing until the
+//!   permits held fall below it.
 //! - Keys are independent: each has its own permit count, its own GCRA state
 //!   and its own line. Within a key the line is strictly first come, first
 //!   served: a waiter is granted only once every earlier waiter of its key is.
@@ -61,9 +65,8 @@ pub struct Limits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Decision {
-    /// Granted; the permit holds nothing to give back (no concurrency limit).
-    Granted = 0,
-    /// Granted; the permit holds a concurrency slot until released.
+    /// Granted: the permit is held until released (it counts against a concurrency limit, one set later too).
+    /// (Code 0, a permit that held nothing, is no longer given: every permit is held.)
     GrantedHeld = 1,
     /// In line (throttle mode): decided later.
     Queued = 2,
@@ -222,7 +225,7 @@ impl LimiterCore {
         let state = self.keys.entry(key).or_default();
         if state.line.is_empty() && Self::allows(&self.limits, state, cost, now_us) {
             let d = Self::grant(&self.limits, state, cost, now_us);
-            self.in_use += u64::from(d == Decision::GrantedHeld);
+            self.in_use += 1;
             self.admitted += 1;
             self.unrecorded_immediate += 1;
             self.count_units(cost, now_us);
@@ -262,14 +265,14 @@ impl LimiterCore {
             return None;
         }
         let d = Self::grant(&self.limits, state, cost, now_us);
-        self.in_use += u64::from(d == Decision::GrantedHeld);
+        self.in_use += 1;
         self.admitted += 1;
         self.unrecorded_immediate += 1;
         self.count_units(cost, now_us);
         Some(d)
     }
 
-    /// Gives back a held permit of `key`; its line may move (see [`Self::take_decided`]).
+    /// Gives back a permit of `key` (every permit is held until this call); its line may move (see [`Self::take_decided`]).
     pub fn release(&mut self, key: u32, now_us: u64) -> usize {
         let Some(state) = self.keys.get_mut(&key) else {
             return 0;
@@ -519,12 +522,9 @@ impl LimiterCore {
             let now = u128::from(now_us) * u128::from(r.limit);
             state.tat = state.tat.max(now) + u128::from(r.period_us) * u128::from(cost);
         }
-        if limits.concurrency.is_some() {
-            state.held += 1;
-            Decision::GrantedHeld
-        } else {
-            Decision::Granted
-        }
+        // Held whatever the limits: a concurrency limit set while it is held counts it.
+        state.held += 1;
+        Decision::GrantedHeld
     }
 
     /// Grants the heads of `key`'s line while they may go; the count of waiters decided so far.
@@ -537,7 +537,7 @@ impl LimiterCore {
                 }
                 let w = state.line.pop_front(self.fair_window).expect("a head");
                 let d = Self::grant(&self.limits, &mut state, w.cost, now_us);
-                self.in_use += u64::from(d == Decision::GrantedHeld);
+                self.in_use += 1;
                 self.admitted += 1;
                 self.waiting -= 1;
                 let waited = now_us.saturating_sub(w.since_us);

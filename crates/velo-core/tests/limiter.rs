@@ -87,7 +87,7 @@ fn gcra_admits_exactly_burst_plus_elapsed_over_interval() {
     );
     let mut admitted = 0u64;
     for t in 0..=5000u64 {
-        while l.acquire(0, 1, 0, t) == Decision::Granted {
+        while l.acquire(0, 1, 0, t) == Decision::GrantedHeld {
             admitted += 1;
         }
         assert_eq!(admitted, 4 + t / 100, "at t={t}");
@@ -149,7 +149,7 @@ fn a_cost_above_the_burst_is_refused_not_queued() {
     assert_eq!(l.stats(0).waiting, 0);
     assert_eq!(l.stats(0).rejected, 1);
     // Lowering the burst refuses the waiters that can no longer go.
-    assert_eq!(l.acquire(0, 5, 2, 0), Decision::Granted);
+    assert_eq!(l.acquire(0, 5, 2, 0), Decision::GrantedHeld);
     assert_eq!(l.acquire(0, 4, 3, 0), Decision::Queued);
     assert_eq!(
         l.set_limits(
@@ -165,6 +165,50 @@ fn a_cost_above_the_burst_is_refused_not_queued() {
 }
 
 #[test]
+fn permits_granted_without_a_concurrency_limit_count_when_one_comes_back() {
+    // A permit is held from its grant to its release whatever the limits: three granted while the limiter was
+    // rate-only count against the concurrency of 2 set again, so a fourth waits until two of them are back.
+    let both = Limits {
+        concurrency: Some(2),
+        rate: rate(1000, 1000, 1000),
+    };
+    let rate_only = Limits {
+        concurrency: None,
+        rate: rate(1000, 1000, 1000),
+    };
+    let mut l = LimiterCore::new(both, false, 10);
+    l.set_limits(rate_only, 0);
+    for id in 1..=3 {
+        assert_eq!(l.acquire(0, 1, id, 0), Decision::GrantedHeld);
+    }
+    assert_eq!(l.stats(0).in_use, 3);
+    assert_eq!(l.set_limits(both, 0), 0);
+    assert_eq!(
+        l.acquire(0, 1, 4, 0),
+        Decision::Queued,
+        "3 held, limit 2: the 4th waits"
+    );
+    assert_eq!(l.try_acquire(0, 1, 0), None);
+    assert_eq!(l.stats(0).in_use, 3);
+    assert_eq!(l.release(0, 0), 0, "2 still held: nothing granted");
+    assert_eq!(l.release(0, 0), 1);
+    assert_eq!(l.take_decided(), vec![(4, Decision::GrantedHeld)]);
+    assert_eq!(l.stats(0).in_use, 2);
+    // Lowering the limit while permits are held: nothing granted until they fall below it.
+    l.set_limits(
+        Limits {
+            concurrency: Some(1),
+            rate: rate(1000, 1000, 1000),
+        },
+        0,
+    );
+    assert_eq!(l.acquire(0, 1, 5, 0), Decision::Queued);
+    assert_eq!(l.release(0, 0), 0, "1 held, limit 1: still none");
+    assert_eq!(l.release(0, 0), 1);
+    assert_eq!(l.take_decided(), vec![(5, Decision::GrantedHeld)]);
+}
+
+#[test]
 fn wake_at_is_when_the_head_may_go() {
     let mut l = LimiterCore::new(
         Limits {
@@ -174,12 +218,12 @@ fn wake_at_is_when_the_head_may_go() {
         false,
         10,
     );
-    assert_eq!(l.acquire(0, 1, 1, 0), Decision::Granted);
+    assert_eq!(l.acquire(0, 1, 1, 0), Decision::GrantedHeld);
     assert_eq!(l.acquire(0, 1, 2, 10), Decision::Queued);
     assert_eq!(l.wake_at(), Some(1000));
     assert_eq!(l.poll(999), 0);
     assert_eq!(l.poll(1000), 1);
-    assert_eq!(l.take_decided(), vec![(2, Decision::Granted)]);
+    assert_eq!(l.take_decided(), vec![(2, Decision::GrantedHeld)]);
     assert_eq!(l.wake_at(), None);
     let s = l.stats(1000);
     assert_eq!(
@@ -639,15 +683,11 @@ impl Model {
             k.last = now;
         }
         self.admitted += 1;
-        let d = if self.limits.concurrency.is_some() {
-            k.held += 1;
-            self.in_use += 1;
-            Decision::GrantedHeld
-        } else {
-            Decision::Granted
-        };
+        // Every permit is held until released, whatever the limits (a concurrency limit set later counts it).
+        k.held += 1;
+        self.in_use += 1;
         self.keys.insert(key, k);
-        d
+        Decision::GrantedHeld
     }
     fn pump(&mut self, key: u32, now: u64, out: &mut Vec<(u64, Decision)>) {
         loop {
@@ -748,7 +788,7 @@ proptest! {
         let mut m = Model { limits: start, window, reject, max_waiting, keys: Default::default(), admitted: 0, rejected: 0, in_use: 0 };
         let mut now = 0u64;
         let mut next_id = 1u64;
-        let mut held: Vec<u32> = Vec::new(); // keys of permits that hold a slot
+        let mut held: Vec<u32> = Vec::new(); // keys of permits held (every permit, until released)
         let mut waiters: Vec<(u64, u32)> = Vec::new();
         for op in ops {
             let mut expect: Vec<(u64, Decision)> = Vec::new();
@@ -822,7 +862,7 @@ proptest! {
             let per_key = |v: &[(u64, Decision)]| {
                 let mut by: std::collections::BTreeMap<u32, Vec<u64>> = Default::default();
                 for &(id, d) in v {
-                    if matches!(d, Decision::Granted | Decision::GrantedHeld) { by.entry(key_of[&id]).or_default().push(id); }
+                    if d == Decision::GrantedHeld { by.entry(key_of[&id]).or_default().push(id); }
                 }
                 by
             };

@@ -78,7 +78,7 @@ pub(crate) fn with<R>(handle: f64, f: impl FnOnce(&mut LimiterCore) -> R) -> Res
     })
 }
 
-/// `limiterTry` (raw N-API, `raw.rs`): a permit now (`Decision` 0/1) or -1.
+/// `limiterTry` (raw N-API, `raw.rs`): a permit now (`Decision` 1: held until released) or -1.
 pub(crate) fn try_now(handle: f64, key: f64, cost: f64, now_ms: f64) -> Result<i32> {
     with(handle, |core| {
         core.try_acquire(key as u32, cost as u64, us(now_ms))
@@ -277,11 +277,7 @@ impl NativeLimiter {
 
 // The codes JavaScript compares with (`Decision` in velo-core).
 const _: () = {
-    assert!(
-        Decision::Granted as u8 == 0
-            && Decision::GrantedHeld as u8 == 1
-            && Decision::Queued as u8 == 2
-    );
+    assert!(Decision::GrantedHeld as u8 == 1 && Decision::Queued as u8 == 2);
     assert!(Decision::Limited as u8 == 3 && Decision::QueueFull as u8 == 4);
     assert!(Decision::TooCostly as u8 == 5 && Decision::Closed as u8 == 6);
 };

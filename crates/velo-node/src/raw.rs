@@ -616,7 +616,7 @@ stream_ops! {
     #[doc = " Holds the idle clock while the stream waits for a limiter's permit (`held` 1), or lets it run again from now (0)."]
     "idleHold": "(h: number, held: number) => void" => idle_hold,
     #[doc = " A permit of the limiter whose `NativeLimiter.handle` is `l`, for `key` and `cost`, now (`nowMs`):"]
-    #[doc = " 0 (nothing to give back) or 1 (a slot to release), or -1: none now. Never waits, never jumps the line."]
+    #[doc = " 1 (a permit, held until released, whatever the limits), or -1: none now. Never waits, never jumps the line."]
     "limiterTry": "(l: number, key: number, cost: number, nowMs: number) => number" => limiter_try,
     #[doc = " Gives back a held permit of `key`: how many waiters were decided (see `NativeLimiter.takeDecided`)."]
     "limiterRelease": "(l: number, key: number, nowMs: number) => number" => limiter_release,

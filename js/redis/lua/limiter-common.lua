@@ -3,12 +3,16 @@
 -- (one Cluster slot per limiter). Time is Redis' own (TIME): processes' clocks may disagree.
 --
 --   P:cfg        hash: limits set by setLimits (`set` 1, c, l, p, b; '' = none); absent: each caller's own
---   P:seq        counter: fencing tokens of permits and numbers of tickets (never reused: `next_seq`)
---   P:h:<k>      sorted set: permits held for key k, token -> lease expiry (ms, Redis' clock)
+--   P:seq        counter: numbers of tickets (never reused: `next_seq`)
+--   P:h:<k>      sorted set: permits held for key k, token -> lease expiry (ms, Redis' clock). Every permit, a
+--                rate-only one too: a permit is held from its grant to its release (or its lease's end) whatever
+--                the limits are meanwhile, so a concurrency limit set later counts it
+--   P:x:<token>  a token whose acquire its process gave up on (no answer in time): that acquire, if it runs
+--                later, is refused (expires after a lease)
 --   P:r:<k>      GCRA theoretical arrival time of key k (ms), expiring once it is in the past
 --   P:q:<k>      sorted set: the line of key k, ticket -> ticket number (first come first served)
 --   P:qx:<k>     sorted set: the same tickets -> expiry (a waiter that stops renewing leaves the line)
---   P:qc         hash: ticket -> its cost
+--   P:qc         hash: ticket -> its cost and the token its permit will have ('<cost> <token>')
 --   P:lines      set: keys whose line is not empty (setLimits re-decides them)
 --   P:g:<ticket> a permit handed to a waiting ticket, until it claims it (expires with the lease)
 --   P:procs      sorted set: process -> expiry (the divisor of the 'local' fallback)
@@ -61,7 +65,7 @@ local function room(k)
   return not C or redis.call('ZCARD', P .. ':h:' .. k) < C
 end
 
--- The next fencing token or ticket, as a decimal string. Never below Redis' clock times 1000, so a limiter whose
+-- The next ticket, as a decimal string. Never below Redis' clock times 1000, so a limiter whose
 -- keys were lost (a restart without persistence, a reset by deleting them, a failover to a replica that had not
 -- got the latest) does not hand out a number it handed out before: each was below the clock of its time, times
 -- 1000 (fewer than 1000 are handed out per ms), and the clock has moved on since. A counter that restarted from 0
@@ -77,10 +81,10 @@ local function next_seq()
   return string.format('%d', seq)
 end
 
--- A new permit of key k: its fencing token (held until NOW + ttl when there is a concurrency limit).
-local function grant(k, new, ttl)
-  local token = next_seq()
-  if C then redis.call('ZADD', P .. ':h:' .. k, NOW + ttl, token) end
+-- A new permit of key k under `token` (the fencing token its process made, unique), held until NOW + ttl
+-- whatever the limits: a concurrency limit set while it is held counts it.
+local function grant(k, new, ttl, token)
+  redis.call('ZADD', P .. ':h:' .. k, NOW + ttl, token)
   if new then redis.call('SET', P .. ':r:' .. k, tostring(new), 'PX', math.max(1, math.ceil(new - NOW))) end
   redis.call('INCR', P .. ':admitted')
   return token
@@ -103,8 +107,13 @@ local function serve(k, ttl)
   while true do
     local head = redis.call('ZRANGE', q, 0, 0)[1]
     if not head or not room(k) then return 0 end
-    local cost = tonumber(redis.call('HGET', P .. ':qc', head)) or 1
-    if L and cost > B then
+    local cost, token = string.match(redis.call('HGET', P .. ':qc', head) or '', '^(%S+) (%S+)$')
+    cost = tonumber(cost) or 1
+    token = token or next_seq()
+    if redis.call('EXISTS', P .. ':x:' .. token) == 1 then
+      -- Its process gave up on this acquire: out of line, granted nothing.
+      dequeue(k, head)
+    elseif L and cost > B then
       -- Limits changed under it: this cost can never conform any more.
       dequeue(k, head)
       wake(head .. ' x')
@@ -114,7 +123,7 @@ local function serve(k, ttl)
         wake(head .. ' ' .. wait)
         return wait
       end
-      local token = grant(k, new, ttl)
+      grant(k, new, ttl, token)
       dequeue(k, head)
       -- (With the grant's time: the waiter claims it later, and its permit was granted now.)
       redis.call('SET', P .. ':g:' .. head, token .. ' ' .. NOW, 'PX', ttl)
