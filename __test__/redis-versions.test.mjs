@@ -258,11 +258,12 @@ test('supersedes: a worker that runs every version another runs, and more; activ
     ['b', w('v1')],
     ['c', w('v2', 'v1')],
   ]);
-  assert.deepEqual(activeWorkers(adverts, 3, 'a'), { active: 1, superseded: true });
-  assert.deepEqual(activeWorkers(adverts, 3, 'c'), { active: 1, superseded: false });
+  const judged = (...args) => (({ active, superseded }) => ({ active, superseded }))(activeWorkers(...args));
+  assert.deepEqual(judged(adverts, 3, 'a'), { active: 1, superseded: true });
+  assert.deepEqual(judged(adverts, 3, 'c'), { active: 1, superseded: false });
   // A live worker of an older release says nothing: it runs no version, and is superseded by any that has one.
-  assert.deepEqual(activeWorkers(adverts, 4, 'c'), { active: 1, superseded: false });
-  assert.deepEqual(activeWorkers(new Map(), 3, 'x'), { active: 3, superseded: false });
+  assert.deepEqual(judged(adverts, 4, 'c'), { active: 1, superseded: false });
+  assert.deepEqual(judged(new Map(), 3, 'x'), { active: 3, superseded: false });
 });
 
 test('version options: bad values are refused with coded errors', () => {
@@ -493,22 +494,29 @@ test('a v2 that does not carry v1 beside v1 workers: every partition stays owned
       );
       assert.deepEqual((await versions.status()).unowned, [], 'no partition unowned');
     }
+    assert.deepEqual(
+      workers.slice(2).map((w) => w.stats().owned.length),
+      [0, 0],
+      'the v1 workers keep their partitions past their share (the v2 ones cannot run them)',
+    );
+    // The v1 worker that owns most stops: its partitions, refused to the v2 workers, are taken past its share by the
+    // other.
+    const [gone, left] = v1[0].stats().owned.length >= v1[1].stats().owned.length ? v1 : [v1[1], v1[0]];
+    await gone.close();
+    await eventually(() => left.stats().owned.length === partitions, 'the other v1 worker owns every partition');
+    await producer.sendMany(keys.map((k) => [k, { n: 5 }]));
+    await eventually(async () => (await readAllOutputs(client, name, partitions)).length === 5 * partitions, 'round 5 served');
+    assert.ok(
+      workers.slice(2).some((w) => w.stats().refusedVersions > 0),
+      'the v2 workers were refused the freed partitions',
+    );
     const outputs = await readAllOutputs(client, name, partitions);
     for (const k of keys)
       assert.deepEqual(
         outputs.filter((o) => o.key === k).map((o) => [o.value.v, o.value.count]),
-        [
-          ['v1', 1],
-          ['v1', 2],
-          ['v1', 3],
-          ['v1', 4],
-        ],
+        [1, 2, 3, 4, 5].map((count) => ['v1', count]),
         `key ${k}: one v1 session`,
       );
-    assert.ok(
-      workers.slice(2).every((w) => w.stats().refusedVersions > 0),
-      'the v2 workers were refused',
-    );
     assert.deepEqual(errors, []);
   } finally {
     for (const w of workers) await w.close();
