@@ -807,7 +807,13 @@ export class MemoryLog implements PartitionLog {
   leave(worker: string): Promise<void> {
     return this.#call('leave', undefined, () => this.#store.leave(worker));
   }
-  acquire(partition: number, worker: string, ttl: number, runs?: readonly string[], rescue?: boolean): Promise<Lease | Held | Refused> {
+  acquire(
+    partition: number,
+    worker: string,
+    ttl: number,
+    runs?: readonly string[],
+    rescue?: boolean,
+  ): Promise<Lease | Held | Refused> {
     return this.#call('acquire', partition, () => this.#store.acquire(partition, worker, ttl, runs, rescue));
   }
   renew(lease: Lease, ttl: number): Promise<boolean> {
