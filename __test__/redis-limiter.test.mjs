@@ -366,8 +366,10 @@ test('an undo that reaches Redis before its acquire (the connection lost with it
   const name = fresh();
   const prefix = `velo:lim:{${name}}`;
   const limits = ['1', '', '', ''];
-  const acquire = (token) => client.sendCommand(['EVAL', script('limiter-acquire.lua'), '1', prefix, '', '', '1', 't', '60000', '10', ...limits, token]);
-  const undo = (token) => client.sendCommand(['EVAL', script('limiter-cancel.lua'), '1', prefix, '', '', token, '60000', '1', ...limits]);
+  const acquire = (token) =>
+    client.sendCommand(['EVAL', script('limiter-acquire.lua'), '1', prefix, '', '', '1', 't', '60000', '10', ...limits, token]);
+  const undo = (token) =>
+    client.sendCommand(['EVAL', script('limiter-cancel.lua'), '1', prefix, '', '', token, '60000', '1', ...limits]);
   // Undone first: the acquire, run after, is refused and holds nothing.
   await undo('a-1');
   assert.equal((await acquire('a-1'))[0], 'c');
@@ -383,7 +385,11 @@ test('an undo that reaches Redis before its acquire (the connection lost with it
   await undo('a-4');
   const freed = await client.sendCommand(['EVAL', script('limiter-release.lua'), '1', prefix, '', 'a-3', '60000', ...limits]);
   assert.equal(freed, 1);
-  assert.deepEqual([await client.zCard(`${prefix}:h:`), await client.zCard(`${prefix}:q:`)], [0, 0], 'nothing granted to the undone ticket');
+  assert.deepEqual(
+    [await client.zCard(`${prefix}:h:`), await client.zCard(`${prefix}:q:`)],
+    [0, 0],
+    'nothing granted to the undone ticket',
+  );
 });
 
 test('tokens are never handed out twice, also after the limiter lost its keys: a stale release frees nothing', async () => {
@@ -457,10 +463,38 @@ test('bad options are answered as the in-process limiter answers them: an array,
     // Inherited properties are read by both (options are read as properties, checked for unknown own keys).
     local.setLimits(Object.create({ concurrency: 2 }));
     await fleet.setLimits(Object.create({ concurrency: 2 }));
-    assert.equal(await client.hGet(`velo:lim:{${fleet.name}}:cfg`, "c"), "2");
+    assert.equal(await client.hGet(`velo:lim:{${fleet.name}}:cfg`, 'c'), '2');
     await redisLimiter(Object.create({ client, name: fresh(), concurrency: 1 })).close();
   } finally {
     await local.close();
     await fleet.close();
+  }
+});
+
+test("a key's holders and line expire no earlier than their latest lease, so a key whose holders died and that no one uses again leaves nothing behind", async () => {
+  const name = fresh();
+  const leaseTtl = 5_000;
+  const a = redisLimiter({ client, name, leaseTtl, concurrency: 1, key: (item) => item.tenant });
+  const b = redisLimiter({ client, name, leaseTtl: 60_000, concurrency: 1, key: (item) => item.tenant });
+  try {
+    const permit = await a.acquire({ tenant: 't1' });
+    const h = `velo:lim:{${name}}:h:t1`;
+    const afterA = await client.pTTL(h);
+    assert.ok(afterA > 0 && afterA <= leaseTtl, `h: expires with the lease (${afterA} ms)`);
+    // A waiter of a process with a longer lease: the line's sets last as long as its ticket, the holders' as long as theirs.
+    const waiting = b.acquire({ tenant: 't1' });
+    for (let i = 0; i < 50 && (await client.exists(`velo:lim:{${name}}:q:t1`)) === 0; i++) await client.ping();
+    const q = await client.pTTL(`velo:lim:{${name}}:q:t1`);
+    const qx = await client.pTTL(`velo:lim:{${name}}:qx:t1`);
+    assert.ok(q > leaseTtl && q <= 60_000 && qx > leaseTtl && qx <= 60_000, `the line expires with its ticket (${q}, ${qx})`);
+    permit.release();
+    const second = await waiting;
+    const afterB = await client.pTTL(h);
+    assert.ok(afterB > leaseTtl && afterB <= 60_000, `h: lasts as long as its latest lease (${afterB} ms)`);
+    second.release();
+    assert.equal(await second.released(), true);
+  } finally {
+    await a.close();
+    await b.close();
   }
 });

@@ -252,6 +252,11 @@ test('supersedes: a worker that runs every version another runs, and more; activ
   assert.equal(supersedes(w('v1'), { version: '', runs: [''] }), true, 'any version supersedes none');
   assert.equal(supersedes(w('v2', '*'), w('v1', 'v0')), true, 'a worker that migrates supersedes one that does not');
   assert.equal(supersedes(w('v2', '*'), w('v3', '*')), false, 'two that migrate: neither');
+  assert.equal(
+    supersedes(w('v3', 'v2', '*'), w('v2', '*')),
+    true,
+    'a release that migrates and keeps the last one supersedes it',
+  );
   assert.equal(supersedes(w('v3', 'v2', 'v1'), w('v2', '*')), false);
   const adverts = new Map([
     ['a', w('v1')],
@@ -433,6 +438,21 @@ test('migrate: a session with no checkpoint goes on on the new version from its 
   const name3 = fresh('migrate3');
   const options3 = { ...options, name: name3 };
   producer = await v1Session(name3, options3, 1);
+  // An async migrate: refused (the handler would start from a promise).
+  const name4 = fresh('migrate4');
+  const options4 = { ...options, name: name4 };
+  const producer4 = await v1Session(name4, options4, 1);
+  const asyncV2 = redisWorker(checkpointed('v2'), { ...options4, version: 'v2', migrate: async (state) => state });
+  try {
+    await producer4.send('k', { n: 3 });
+    await eventually(async () => (await readAllOutputs(client, name4, 1)).length >= 3, 'the failure');
+    const failed = (await readAllOutputs(client, name4, 1))[2];
+    assert.equal(failed.error?.code, 'ERR_VELO_MIGRATE');
+    assert.match(failed.error.message, /returned a promise/);
+    assert.equal(asyncV2.stats().migrated, 0, 'a failed adoption is not counted');
+  } finally {
+    await asyncV2.close();
+  }
   const refusal = new Error('no path from v1');
   v2 = redisWorker(checkpointed('v2'), {
     ...options3,

@@ -438,7 +438,8 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
       )) as unknown[];
     } catch (error) {
       waiter.polling = false;
-      if (waiter.done) return;
+      // Aborted or closed while its claim had no answer: Redis may still run it, so it is undone by its token.
+      if (waiter.done) return this.#undo(waiter.key, waiter.ticket, waiter.token);
       if (!unreachable(error)) return this.#leave(waiter, error);
       this.#markDown(error);
       return this.#degradeWaiter(waiter);
@@ -495,12 +496,15 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
     if (waiter.done) return;
     this.#finish(waiter);
     waiter.reject(reason);
-    void this.#cancel(waiter.key, waiter.ticket);
+    void this.#cancel(waiter.key, waiter.ticket, waiter.token);
   }
 
-  /** A ticket out of the line (a permit handed to it meanwhile goes back). */
-  #cancel(key: string, ticket: string): Promise<unknown> {
-    return this.#call(CANCEL, [key, ticket, '', this.#o.leaseTtl, '', ...limitArgs(this.#limits)], 'cancel').catch(() => {
+  /**
+   * A ticket out of the line (a permit handed to it meanwhile goes back, and one its claim under `token` took: a claim
+   * in flight may reach Redis first).
+   */
+  #cancel(key: string, ticket: string, token = ''): Promise<unknown> {
+    return this.#call(CANCEL, [key, ticket, token, this.#o.leaseTtl, '', ...limitArgs(this.#limits)], 'cancel').catch(() => {
       // Unreachable: the ticket expires by itself after a lease.
     });
   }
@@ -708,7 +712,7 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
     for (const waiter of [...this.#waiters.values()]) {
       this.#finish(waiter);
       waiter.reject(limiterClosedError(this.name));
-      leaving.push(this.#cancel(waiter.key, waiter.ticket));
+      leaving.push(this.#cancel(waiter.key, waiter.ticket, waiter.token));
     }
     if (this.#fallback !== null) leaving.push(this.#fallback.close());
     leaving.push(this.#flushUndos());

@@ -656,18 +656,32 @@ export class PartitionRun<I, O> {
     let opening: SessionOpening = stored ?? { sid, version: w.version, limits: this.#limits };
     if (stored !== undefined && !w.runsVersion(stored.version)) {
       opening = { sid, version: w.version, limits: stored.limits, replaces: stored.version };
-      w.counters.migrated++;
       if (snapshot !== undefined && broken === undefined) {
+        const adopt = `migrate() could not adopt session ${JSON.stringify(sid)} from version ${JSON.stringify(stored.version)}`;
+        let migrated: unknown;
         try {
-          restored = (w.migrate as NonNullable<typeof w.migrate>)(restored, stored.version);
-          keep = w.codec.encode(restored);
+          migrated = (w.migrate as NonNullable<typeof w.migrate>)(restored, stored.version);
         } catch (error) {
+          broken = migrateError(`${adopt}: it threw`, error);
+        }
+        if (broken === undefined && typeof (migrated as { then?: unknown } | null)?.then === 'function') {
+          // (Its outcome is not waited for: a rejection of it is not an unhandled one.)
+          Promise.resolve(migrated).catch(() => {});
           broken = migrateError(
-            `migrate() could not adopt session ${JSON.stringify(sid)} from version ${JSON.stringify(stored.version)} (its checkpoint's state, migrated, must be encodable by the codec)`,
-            error,
+            `${adopt}: it returned a promise (migrate must return the state itself, synchronously)`,
+            undefined,
           );
+        } else if (broken === undefined) {
+          try {
+            // The handler starts from what a later owner would decode: the state through the codec.
+            keep = w.codec.encode(migrated);
+            restored = w.codec.decode(typeof keep === 'string' ? Buffer.from(keep) : keep);
+          } catch (error) {
+            broken = migrateError(`${adopt}: the codec could not carry the state it returned`, error);
+          }
         }
       }
+      if (broken === undefined) w.counters.migrated++;
     }
     if (stored === undefined || opening !== stored) this.#unwritten.set(sid, opening);
     this.#openings.delete(sid);
@@ -730,7 +744,7 @@ export class PartitionRun<I, O> {
     } catch (error) {
       this.#unwritten.delete(sid);
       if (stored !== undefined) this.#openings.set(sid, stored);
-      if (opening !== stored && stored !== undefined) w.counters.migrated--;
+      if (opening !== stored && stored !== undefined && broken === undefined) w.counters.migrated--;
       if ((error as { code?: unknown })?.code === 'ERR_VELO_STREAM_LIMIT') return undefined;
       throw error;
     }

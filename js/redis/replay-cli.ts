@@ -192,8 +192,10 @@ main(process.argv.slice(2)).then(
   (status) => (process.exitCode = status),
   (error: unknown) => {
     const e = error as { code?: unknown; message?: unknown };
-    const code = typeof e?.code === 'string' ? `${e.code}: ` : '';
-    process.stderr.write(`velo-replay: ${code}${String(e?.message ?? error)}\n`);
+    // (Node's own messages start with their code already: `ENOENT: no such file ...`.)
+    const message = String(e?.message ?? error);
+    const code = typeof e?.code === 'string' && !message.startsWith(`${e.code}:`) ? `${e.code}: ` : '';
+    process.stderr.write(`velo-replay: ${code}${message}\n`);
     process.exitCode = 2;
   },
 );

@@ -85,12 +85,12 @@ class Versions implements RedisVersions {
       // Live: registered until after now (heartbeat.lua's rule).
       send(client, workersKey, ['ZRANGEBYSCORE', workersKey, `(${now}`, '+inf']),
       send(client, advertsKey, ['HGETALL', advertsKey]),
-      ...Array.from({ length: this.partitions }, (_, p) =>
-        Promise.all([
-          send(client, keys.versions(p), ['HGETALL', keys.versions(p)]),
-          send(client, keys.lease(p), ['GET', keys.lease(p)]),
-        ]),
-      ),
+      // Per partition its lease, then its counts: a session an owner of the version writes (its first output, in the
+      // commit of a hand-over, say) before it lets the lease go is in the counts read after that lease.
+      ...Array.from({ length: this.partitions }, async (_, p) => {
+        const lease = await send(client, keys.lease(p), ['GET', keys.lease(p)]);
+        return [await send(client, keys.versions(p), ['HGETALL', keys.versions(p)]), lease];
+      }),
     ])) as [unknown[], unknown, ...[unknown, string | null][]];
     const live = new Set(registered.map(String));
     const adverts = new Map(

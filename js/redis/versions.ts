@@ -104,9 +104,11 @@ function runs(a: WorkerAdvert): Set<string> {
  * neither has all of, both go on.
  */
 export function supersedes(a: WorkerAdvert, b: WorkerAdvert): boolean {
-  // A worker that migrates (`'*'`) runs any session: it supersedes every worker that does not.
+  // A worker that migrates (`'*'`) runs any session: it supersedes every worker that does not. Of two that migrate,
+  // the one that also runs every version the other runs, and more, supersedes it (a release that keeps the last
+  // one's handler), as for workers that do not.
   const any = (w: WorkerAdvert): boolean => w.runs.includes('*');
-  if (any(a) || any(b)) return any(a) && !any(b);
+  if (any(a) !== any(b)) return any(a);
   const ra = runs(a);
   const rb = runs(b);
   if (ra.size <= rb.size) return false;
@@ -147,8 +149,11 @@ export function runsAll(a: WorkerAdvert, versions: Iterable<string>): boolean {
   return true;
 }
 
-/** Whether the active workers run different sets of versions (then partitions may be refused to some). */
-export function mixedVersions(adverts: ReadonlyMap<string, WorkerAdvert>): boolean {
-  const sets = new Set([...adverts.values()].map((a) => [...a.runs].sort().join(' ')));
-  return sets.size > 1;
+/**
+ * Whether the active workers (`others`, and `mine`) run different sets of versions: then partitions may be refused to
+ * some. Superseded workers take no part (they take nothing and hand everything over).
+ */
+export function mixedVersions(mine: WorkerAdvert, others: readonly WorkerAdvert[]): boolean {
+  const key = (a: WorkerAdvert): string => [...a.runs].sort().join(' ');
+  return others.some((a) => key(a) !== key(mine));
 }

@@ -480,7 +480,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       // release runs (each live session's version): one that none can run stays (its sessions would wait, unowned),
       // and none goes back and forth between workers of one release (one hands it back, the other rescues it).
       const mine = this.#versions.advert.runs.join(' ');
-      const movable = mixedVersions(adverts ?? new Map())
+      const movable = mixedVersions(this.#versions.advert, others)
         ? (run: PartitionRun<I, O>) => others.some((a) => a.runs.join(' ') !== mine && runsAll(a, run.versions()))
         : () => true;
       const extra = [...this.#runs.values()].filter(movable).slice(0, this.#runs.size - share);
@@ -516,7 +516,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     }
     // Past its share: partitions refused to other workers for their sessions' versions, which this one runs (while
     // workers run different versions). Without it they would wait, unowned, for a worker under its share that runs them.
-    if (superseded || this.#closing !== null || !mixedVersions(adverts ?? new Map())) return;
+    if (superseded || this.#closing !== null || !mixedVersions(this.#versions.advert, others)) return;
     for (const p of this.#order) {
       if (this.#runs.has(p) || this.#closing !== null) continue;
       const sent = performance.now();

@@ -30,6 +30,8 @@ if ticket ~= '' then
   claimed = claim()
   if claimed then return claimed end
   redis.call('ZADD', P .. ':qx:' .. k, NOW + ttl, ticket)
+  keep_for(P .. ':qx:' .. k, ttl)
+  keep_for(q, ttl)
   local head = redis.call('ZRANGE', q, 0, 0)[1]
   return { 'w', ticket, head == ticket and wait or 0 }
 end
@@ -56,6 +58,8 @@ ticket = next_seq()
 -- (The score as the string itself: an exact double, where a Lua number would pass through a 14-digit format.)
 redis.call('ZADD', q, ticket, ticket)
 redis.call('ZADD', P .. ':qx:' .. k, NOW + ttl, ticket)
+keep_for(q, ttl)
+keep_for(P .. ':qx:' .. k, ttl)
 redis.call('HSET', P .. ':qc', ticket, cost .. ' ' .. token)
 redis.call('SADD', P .. ':lines', k)
 local wait = serve(k, ttl)

@@ -83,8 +83,15 @@ end
 
 -- A new permit of key k under `token` (the fencing token its process made, unique), held until NOW + ttl
 -- whatever the limits: a concurrency limit set while it is held counts it.
+-- A key's sets of holders and of its line (h:, q:, qx:) expire no earlier than their latest lease: a key whose
+-- holders died (kill -9) and that no one uses again leaves nothing behind.
+local function keep_for(key, ttl)
+  if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+end
+
 local function grant(k, new, ttl, token)
   redis.call('ZADD', P .. ':h:' .. k, NOW + ttl, token)
+  keep_for(P .. ':h:' .. k, ttl)
   if new then redis.call('SET', P .. ':r:' .. k, tostring(new), 'PX', math.max(1, math.ceil(new - NOW))) end
   redis.call('INCR', P .. ':admitted')
   return token

@@ -14,6 +14,7 @@ for _ = 1, n do
   local expiry = tonumber(redis.call('ZSCORE', h, token))
   if expiry and expiry > NOW then
     redis.call('ZADD', h, 'XX', NOW + ttl, token)
+    keep_for(h, ttl)
   else
     if expiry then redis.call('ZREM', h, token) end
     lostPermits[#lostPermits + 1] = token
@@ -28,6 +29,8 @@ for _ = 1, m do
     granted[#granted + 1] = ticket
   elseif redis.call('ZSCORE', P .. ':qx:' .. k, ticket) then
     redis.call('ZADD', P .. ':qx:' .. k, NOW + ttl, ticket)
+    keep_for(P .. ':qx:' .. k, ttl)
+    keep_for(P .. ':q:' .. k, ttl)
   else
     lostTickets[#lostTickets + 1] = ticket
   end
