@@ -360,8 +360,10 @@ test('close() while sessions wait for permits: it settles, their waits stop, the
       assert.equal(lim.stats().inUse, 0);
       assert.equal(lim.stats().waiting, 0);
     }
-    // Another worker (the idle time a short one now: same log, same sessions) runs every session from the start.
+    // Another worker (same log, same sessions) runs every session from the start. The one that ran keeps the idle
+    // time it opened with (a minute): a `stop` event per key ends each session once its events are in.
     const next = redisWorker(totals({ idleTimeout: 100 }), { ...opts, onError: (e) => errors.push(e) });
+    await redisProducer({ client, name, partitions: 1 }).sendMany(keys.map(([key]) => [key, { stop: true }]));
     await settled(client, name, 1, sent);
     await next.close();
     assert.deepEqual(errors, []);
