@@ -283,6 +283,8 @@ test('version options: bad values are refused with coded errors', () => {
   refused({ version: '' }, 'ERR_INVALID_ARG_VALUE', /1-64 letters/);
   refused({ version: 'v 1' }, 'ERR_INVALID_ARG_VALUE');
   refused({ version: 'x'.repeat(65) }, 'ERR_INVALID_ARG_VALUE');
+  refused({ version: '__proto__' }, 'ERR_INVALID_ARG_VALUE', /not "__proto__"/);
+  refused({ version: 'v2', versions: JSON.parse('{"__proto__": 1}') }, 'ERR_INVALID_ARG_VALUE', /not "__proto__"/);
   refused({ version: 10n }, 'ERR_INVALID_ARG_TYPE');
   refused({ versions: { v0: fn } }, 'ERR_INVALID_ARG_VALUE', /needs "version"/);
   refused({ version: 'v2', versions: [fn] }, 'ERR_INVALID_ARG_TYPE');
@@ -453,6 +455,30 @@ test('migrate: a session with no checkpoint goes on on the new version from its 
   } finally {
     await asyncV2.close();
   }
+  // A state whose `then` cannot be read (a getter that throws): refused the same way, the partition goes on.
+  const name5 = fresh('migrate5');
+  const options5 = { ...options, name: name5 };
+  const producer5 = await v1Session(name5, options5, 1);
+  const hostileV2 = redisWorker(checkpointed('v2'), {
+    ...options5,
+    version: 'v2',
+    migrate: (state) => ({
+      ...state,
+      get then() {
+        throw new Error('no then');
+      },
+    }),
+  });
+  try {
+    await producer5.send('k', { n: 3 });
+    await eventually(async () => (await readAllOutputs(client, name5, 1)).length >= 4, 'the failure and a new session');
+    const outputs = await readAllOutputs(client, name5, 1);
+    assert.equal(outputs[2].error?.code, 'ERR_VELO_MIGRATE');
+    assert.deepEqual(outputs[3].value, { v: 'v2', total: 3 }, 'the event after the checkpoint opens a new v2 session');
+    assert.equal(hostileV2.stats().lost, 0, 'the partition was never lost');
+  } finally {
+    await hostileV2.close();
+  }
   const refusal = new Error('no path from v1');
   v2 = redisWorker(checkpointed('v2'), {
     ...options3,
@@ -546,8 +572,8 @@ test('a v2 that does not carry v1 beside v1 workers: every partition stays owned
 test('drained(): a version named like an Object.prototype member resolves as any other; an abort during a status read is seen at once; versions given as a Map are refused; interval out of range is ERR_OUT_OF_RANGE', async () => {
   const name = fresh('proto');
   const versions = redisVersions({ client, name, partitions: 2 });
-  for (const v of ['constructor', 'toString', '__proto__', 'valueOf', 'hasOwnProperty'])
-    await versions.drained(v, { interval: 10 });
+  for (const v of ['constructor', 'toString', 'valueOf', 'hasOwnProperty']) await versions.drained(v, { interval: 10 });
+  await assert.rejects(versions.drained('__proto__'), (e) => e.code === 'ERR_INVALID_ARG_VALUE');
   const worker = redisWorker(versionedTotals('v1'), { client, name, partitions: 2, leaseTtl: 900, version: 'v1' });
   try {
     await eventually(() => worker.stats().owned.length === 2, 'the worker owns the partitions');

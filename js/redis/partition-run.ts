@@ -664,7 +664,16 @@ export class PartitionRun<I, O> {
         } catch (error) {
           broken = migrateError(`${adopt}: it threw`, error);
         }
-        if (broken === undefined && typeof (migrated as { then?: unknown } | null)?.then === 'function') {
+        let thenable = false;
+        if (broken === undefined) {
+          try {
+            thenable = typeof (migrated as { then?: unknown } | null)?.then === 'function';
+          } catch (error) {
+            // (A `then` getter that throws, a revoked Proxy: not a state the codec could carry either.)
+            broken = migrateError(`${adopt}: the state it returned could not be read`, error);
+          }
+        }
+        if (broken === undefined && thenable) {
           // (Its outcome is not waited for: a rejection of it is not an unhandled one.)
           Promise.resolve(migrated).catch(() => {});
           broken = migrateError(
