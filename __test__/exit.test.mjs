@@ -158,6 +158,48 @@ test("a read pending on a worker stream whose input just ended keeps the process
   }
 });
 
+test('a read pending on a worker stream whose handler waits for input keeps the process alive while its last outputs are held back by a full lane and its thread answers late (alone and first in a pipe, no idle deadline, GC running)', async () => {
+  // The worker's handler yields three batches (buffer 4: a batch of 4, a lane of 2 batches), the third held back
+  // by the full lane, and waits for its next event; then its thread is kept busy (as under load, where it is not
+  // scheduled) until the child opens the gate, 2 s later, by an unref'd timer: only the read can keep the process
+  // up meanwhile. The child takes nothing before (Atomics.wait), so the lane is full. Before, the worker said its
+  // handler was parked with every batch taken, the caller's 250 ms check let the read go once it had taken the two
+  // batches in the lane, and the process exited 0 without the last four outputs. (Not last in a pipe: the event
+  // would have to pass the first stage on the main thread, which the child blocks.)
+  const handlers = JSON.stringify(new URL('./fixtures/worker-handlers.mjs', import.meta.url).pathname);
+  for (const name of ['worker', 'worker|gen']) {
+    const { stdout } = await run(
+      [
+        '--expose-gc',
+        '-e',
+        `const { streamFn, workerFn } = require('velo-stream');
+        const config = { buffer: 4, idleTimeout: 0 };
+        const worker = workerFn(${handlers}, { export: 'heldBack', threads: 1, ...config });
+        const gen = streamFn(async function* (events) { for await (const e of events) yield e; }, config);
+        const fns = { worker, 'worker|gen': worker.pipe(gen) };
+        setInterval(() => global.gc(), 5).unref();
+        (async () => {
+          const a = fns[${JSON.stringify(name)}].open();
+          const gate = new Int32Array(new SharedArrayBuffer(4));
+          await a.send({ n: 12, gate });
+          Atomics.wait(gate, 0, 0);
+          setTimeout(() => Atomics.store(gate, 0, 2), 2000).unref();
+          const got = [];
+          for (let i = 0; i < 12; i++) got.push(await a.recv());
+          console.log(got.join(','));
+          await a.send('after');
+          console.log(await a.recv());
+          a.end();
+          for await (const v of a) console.log('more', v);
+          console.log('ended');
+        })();`,
+      ],
+      { timeout: 30_000 },
+    );
+    assert.equal(stdout, '0,1,2,3,4,5,6,7,8,9,10,11\nafter\nended\n', name);
+  }
+});
+
 test('sessions keep the process alive while a session is live, and close() or end(key) lets it exit at once', async () => {
   const script = (ending) => `
     const { streamFn } = require('velo-stream');

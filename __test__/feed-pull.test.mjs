@@ -6,28 +6,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setImmediate as turn, setTimeout as sleep } from 'node:timers/promises';
 import { streamFn } from 'velo-stream';
+import { countedSource } from './helpers/util.mjs';
 
 const kReadNow = Symbol.for('velo-stream.readNow');
 const NOT_NOW = Symbol.for('velo-stream.notNow');
 
 /** A source of 0, 1, ... (`count` of them, then it waits for ever), counting what was asked and closed. */
 function counted(count = Infinity) {
-  const state = { asked: 0, closed: 0 };
-  const it = {
-    next() {
-      if (state.closed > 0) return Promise.resolve({ value: undefined, done: true });
-      const i = state.asked++;
-      return i < count ? Promise.resolve({ value: i, done: false }) : new Promise(() => {});
-    },
-    return() {
-      state.closed++;
-      return Promise.resolve({ value: undefined, done: true });
-    },
-    [Symbol.asyncIterator]() {
-      return this;
-    },
-  };
-  return { source: it, state };
+  return countedSource(count, { then: 'hang' });
 }
 
 test('cancel while the handler waits on a source that never answers: the read settles and the handler finally runs', async () => {

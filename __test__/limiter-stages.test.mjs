@@ -298,6 +298,73 @@ test('a stream waiting for admission and dropped is collected, and its place in 
   assert.equal(l.stats().inUse, 0);
 });
 
+for (const read of ['run()', 'feed()', 'recv()', 'for await']) {
+  test(`a stream waiting for admission while ${read} waits on it is not collected: the read settles once admitted`, async () => {
+    // (Only the read's promise is referenced here, as in \`await fn.run(events)\`: the limiter holds a waiting
+    // stream weakly, and a read must hold it.)
+    const l = limiter({ concurrency: 1 });
+    const fn = streamFn(
+      async function* (events) {
+        for await (const e of events) yield e * 10;
+      },
+      { limiter: l },
+    );
+    const held = await l.acquire();
+    const reading = (() => {
+      if (read === 'run()') return fn.run([1, 2, 3]);
+      if (read === 'feed()') return collect(fn.open().feed([1, 2, 3]));
+      const s = fn.open();
+      for (const e of [1, 2, 3]) void s.send(e);
+      s.end();
+      if (read === 'recv()') return Promise.all([s.recv(), s.recv(), s.recv()]);
+      return collect(s);
+    })();
+    await settle();
+    assert.equal(l.stats().waiting, 1);
+    for (let i = 0; i < 20; i++) {
+      global.gc();
+      await sleep(2);
+    }
+    assert.equal(l.stats().waiting, 1, 'still in line');
+    held.release();
+    assert.deepEqual(await reading, [10, 20, 30]);
+    await settle();
+    assert.equal(l.stats().inUse, 0);
+    assert.equal(fn.stats().completed, 1);
+  });
+}
+
+test('a pipe whose first stage waits for admission: run() under collections settles; dropped unread, it gives up its place', async () => {
+  const l = limiter({ concurrency: 1 });
+  const limited = streamFn(
+    async function* (events) {
+      for await (const e of events) yield e * 10;
+    },
+    { limiter: l },
+  );
+  const p = limited.pipe(async function* (events) {
+    for await (const e of events) yield e + 1;
+  });
+  const held = await l.acquire();
+  const reading = p.run([1, 2, 3]);
+  (() => {
+    const dropped = p.open();
+    void dropped.send(9);
+  })();
+  await settle();
+  assert.equal(l.stats().waiting, 2);
+  for (let i = 0; l.stats().waiting > 1; i++) {
+    if (i === 500) assert.fail('the dropped pipe still waits after 500 collections');
+    global.gc();
+    await sleep(5);
+  }
+  held.release();
+  assert.deepEqual(await reading, [11, 21, 31]);
+  await settle();
+  assert.equal(l.stats().inUse, 0);
+  assert.equal(l.stats().waiting, 0);
+});
+
 /**
  * Sessions of a function admitted by `l`: each takes one event ({ tenant }) and ends. `plan` lists the keys' tenants
  * in the order their sends are made, before the first session ends; returns the tenants in the order their

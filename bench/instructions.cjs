@@ -13,7 +13,8 @@
 // the idle clock costs.
 //
 // `SCALE=<k>` multiplies the item counts of `pipe`, `pipeBaselineC`, `task`,
-// `batch`, `live`, `feed`, `feedBaseline` and the stream counts of `open`, `openBaselineA` and
+// `taskLimited`, `taskLimitedKeyed`, `permits*`, `batch`, `live`, `feed`,
+// `feedBaseline` and the stream counts of `open`, `openBaselineA` and
 // `openBaselineD` by k: the slope between two scales is the cost per item with
 // the start-up, the compiler's work and the noise of one run taken out.
 const [workload = 'run', from = '..'] = process.argv.slice(2);
@@ -180,9 +181,19 @@ const workloads = {
     for (let r = 0; r < 3; r++) if ((await stage.run(input)).length !== input.length) throw new Error('lost outputs');
   },
   // Like S13: the task workload with an in-process limiter that never makes a call wait (concurrency 1,000,000):
-  // the difference to `task` is what a permit costs a call (acquire and release).
+  // the difference to `task` is what a permit costs a call (taken and given back in the task window's own native
+  // calls).
   taskLimited: async () => {
     const limit = lib.limiter({ concurrency: 1_000_000 });
+    const stage = task(async (x) => x + 1, { concurrency: 16, limiter: limit });
+    const input = Array.from({ length: 100_000 * scale }, (_, i) => i);
+    for (let r = 0; r < 3; r++) if ((await stage.run(input)).length !== input.length) throw new Error('lost outputs');
+  },
+  // `taskLimited` with a keyed limiter (one key): a limiter with a per-item option, whose permits each call takes through
+  // tryAcquire() and gives back in a reaction of its own (the task window takes only those of a limiter without
+  // `key`, `cost`, `fairness` and `priority`).
+  taskLimitedKeyed: async () => {
+    const limit = lib.limiter({ concurrency: 1_000_000, key: () => 'k' });
     const stage = task(async (x) => x + 1, { concurrency: 16, limiter: limit });
     const input = Array.from({ length: 100_000 * scale }, (_, i) => i);
     for (let r = 0; r < 3; r++) if ((await stage.run(input)).length !== input.length) throw new Error('lost outputs');

@@ -191,7 +191,7 @@ export interface StreamMetrics {
   openedAt: number;
   /** Lifetime so far, or until the handler finished, in ms. */
   durationMs: number;
-  /** Median time an event waited in the input buffer, from its send until the core handed it to the handler (in a batch with the others buffered: see docs/semantics.md), µs. */
+  /** Median time an event waited, from its send until the handler took it (a run of code's takes spread evenly over it: see docs/semantics.md), µs. */
   queueWaitP50Us: number;
   /** 99th percentile of the same, µs. */
   queueWaitP99Us: number;

@@ -393,11 +393,12 @@ export interface StreamOps {
    */
   handedOver: (h: number, inputs: number, outputs: number, agoUs: number) => void
   /**
-   * The handler took the next `early` events of its lent batch in the run
-   * that lent them, then `late` more by now: their queue waits end there
-   * (see `StreamCore::input_taken`).
+   * The handler took the next `n` events of its lent batch in one run of
+   * code, the last of them by now, the first `firstAgoUs` µs ago (negative:
+   * not timed, in the run that lent the batch): their queue waits end there,
+   * spread evenly over the run (see `StreamCore::input_taken`).
    */
-  inputTaken: (h: number, early: number, late: number) => void
+  inputTaken: (h: number, n: number, firstAgoUs: number) => void
   /** Waiting senders (or the paused handler) admitted by the last take. */
   admitted: (h: number) => number
   /**
@@ -467,20 +468,24 @@ export interface StreamOps {
    * Task stages (`task.rs`): starts up to `max` calls, their slots in
    * `scratch.u32[0..n]`; returns `n`.
    * `emitted`: ready results emitted or dropped since the last report.
+   * With a limiter the window takes permits from (`TaskPolicy.limiter`), each call asks for one
+   * (`limiterNow`: ms on the limiter's clock; NaN: none asked for) until one is refused: plus
+   * `TaskStartCode.NoPermit` per call started without (the last ones).
    */
-  taskStart: (h: number, max: number, emitted: number) => number
+  taskStart: (h: number, max: number, emitted: number, limiterNow: number) => number
   /**
    * Settles the task slots in `scratch.u32[0..n]` as done: the ready count
    * (plus `TaskSettleCode.Failed` when the stage fails now); `emitted` as
-   * for `taskStart`.
+   * for `taskStart`. The permits the calls hold come back (`limiterNow`: ms on the limiter's clock).
    */
-  taskSettleDone: (h: number, n: number, emitted: number) => number
+  taskSettleDone: (h: number, n: number, emitted: number, limiterNow: number) => number
   /**
    * How the attempt in `slot` ended: ready results (plus
    * `TaskSettleCode.Failed` when the stage fails now), or
-   * `TaskSettleCode.Retry` / `TaskSettleCode.Exhausted`.
+   * `TaskSettleCode.Retry` / `TaskSettleCode.Exhausted`. A permit the call holds comes back
+   * (`limiterNow` as for `taskSettleDone`).
    */
-  taskSettle: (h: number, slot: number, how: TaskAttempt) => number
+  taskSettle: (h: number, slot: number, how: TaskAttempt, limiterNow: number) => number
   /** `n` ready task results were emitted or dropped. */
   taskEmitted: (h: number, n: number) => void
   /** Task slots whose retry is due, into `scratch.u32[0..n]`; returns `n`. */
@@ -548,6 +553,12 @@ export interface TaskPolicy {
   maxSize: number
   minSize: number
   maxWaitMs: number
+  /**
+   * The handle (`NativeLimiter.handle`) of a limiter each call takes a
+   * permit of (key 0, cost 1) as it starts, held until it settles; a
+   * per-item stage's only.
+   */
+  limiter?: number
 }
 
 /**
@@ -562,6 +573,17 @@ export declare const enum TaskSettleCode {
   Retry = -1,
   /** No attempt is left. */
   Exhausted = -2,
+}
+
+/** What `taskStart` answers besides the count of calls started. */
+export declare const enum TaskStartCode {
+  /**
+   * Added to the count once per call started without a permit of the
+   * stage's limiter (the last ones started: the first refusal stops the
+   * asking). Such a call waits for its permit in JavaScript, as any
+   * limiter's waiter does.
+   */
+  NoPermit = 65536,
 }
 
 /** A task stage function's calls, all streams. */

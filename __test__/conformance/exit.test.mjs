@@ -73,6 +73,12 @@ for (const [name, kind] of Object.entries(KINDS).filter(([, k]) => k.handler)) {
 const FULL = [
   ...cells().map((cell) => ({ name: cell.name, make: `${pickCell(cell)}.make({ buffer: 1 })` })),
   { name: 'batch (maxSize 4, maxWait 20 ms)', make: `batch((xs) => xs.length, { maxSize: 4, maxWait: 20, buffer: 1, concurrency: 1 })` },
+  // The same with a window of several calls whose results leave as they complete, a minSize, async calls and no idle
+  // clock (nothing else that could end it).
+  {
+    name: 'batch (maxSize 8, minSize 3, maxWait 20 ms, 4 async calls, unordered, no idle clock)',
+    make: `batch(async (xs) => xs.length, { maxSize: 8, minSize: 3, maxWait: 20, buffer: 2, concurrency: 4, ordered: false, idleTimeout: 0 })`,
+  },
   // Calls that fail wait a minute for their retry, the window full: a send waiting behind them holds nothing.
   { name: 'task (retries a minute apart)', make: `task(() => { throw new Error('x'); }, { retry: { attempts: 3, delay: 60_000 }, buffer: 1, concurrency: 2 })` },
   { name: 'batch (retries a minute apart)', make: `batch(() => { throw new Error('x'); }, { maxSize: 2, retry: { attempts: 3, delay: 60_000 }, buffer: 1, concurrency: 2 })` },

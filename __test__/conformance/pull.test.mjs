@@ -7,33 +7,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setImmediate as turn, setTimeout as sleep } from 'node:timers/promises';
 import { cells } from './cells.mjs';
+import { countedSource } from '../helpers/util.mjs';
 
-/**
- * An async source giving `{ i }` for i < `count`, then doing `then` at its next `next()`: 'hang' (never
- * settles), 'throw' (throws synchronously), 'reject', 'bad' (answers a non-object), or 'end'. `closed` counts
- * `return()` calls.
- */
+/** An async source giving `{ i }` for i < `count`, then doing `then` (helpers/util.mjs). */
 function hostile(count, then) {
-  const state = { asked: 0, closed: 0, error: new Error(`source: ${then}`) };
-  const it = {
-    next() {
-      const i = state.asked++;
-      if (i < count) return Promise.resolve({ value: { i }, done: false });
-      if (then === 'hang') return new Promise(() => {});
-      if (then === 'throw') throw state.error;
-      if (then === 'reject') return Promise.reject(state.error);
-      if (then === 'bad') return Promise.resolve(42);
-      return Promise.resolve({ value: undefined, done: true });
-    },
-    return() {
-      state.closed++;
-      return Promise.resolve({ value: undefined, done: true });
-    },
-    [Symbol.asyncIterator]() {
-      return this;
-    },
-  };
-  return { source: it, state };
+  return countedSource(count, { then, value: (i) => ({ i }) });
 }
 
 /** Turns until `check()` holds (a worker answers on its own time), failing after about 5 s. */

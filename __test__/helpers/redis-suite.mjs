@@ -51,13 +51,21 @@ export function lastStats(child) {
   return lines.length === 0 ? null : JSON.parse(lines.at(-1).slice(6));
 }
 
-/** SIGTERM (graceful hand-off); checks a clean exit with no recovered error, and returns its final stats. */
-export async function stopChild(child) {
+/** A command that waited in the client's queue past node-redis' command timeout, which the worker retries. */
+const QUEUED_TIMEOUT = /^error ERR_VELO_REDIS_CONNECTION .*TimeoutError: .*ran out before the command was written/;
+
+/**
+ * SIGTERM (graceful hand-off); checks a clean exit with no recovered error, and returns its final stats.
+ * `queuedTimeouts`: a worker whose event loop is saturated for seconds (a 100,000-key drain on 2 cores, taken over
+ * whole) may see commands time out in its client's queue before they are written, and retry them; such a test
+ * checks the outcome itself (its invariants), so those retried timeouts are not failures there. Any other error is.
+ */
+export async function stopChild(child, { queuedTimeouts = false } = {}) {
   child.child.kill('SIGTERM');
   const { stdout } = await child.finished();
   // The error lines themselves, not the whole stdout (whose stats lines bury them past the assertion's cut).
   assert.deepEqual(
-    stdout.split('\n').filter((l) => l.startsWith('error ')),
+    stdout.split('\n').filter((l) => l.startsWith('error ') && !(queuedTimeouts && QUEUED_TIMEOUT.test(l))),
     [],
     'the worker met no error (a fencing refusal is not one)',
   );

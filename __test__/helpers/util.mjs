@@ -71,3 +71,33 @@ export async function collectUntil(done, what, rounds = 200) {
     await settle(2);
   }
 }
+
+/**
+ * An async source (an iterator of its own, not a generator) counting what was asked (`asked`) and closed
+ * (`return()` calls, `closed`): it gives `value(i)` for i < `count`, then does `then` at its next `next()`:
+ * 'end', 'hang' (never settles), 'throw' (throws synchronously), 'reject' or 'bad' (answers a non-object).
+ * Once closed it answers done.
+ */
+export function countedSource(count, { then = 'end', value = (i) => i } = {}) {
+  const state = { asked: 0, closed: 0, error: new Error(`source: ${then}`) };
+  const it = {
+    next() {
+      if (state.closed > 0) return Promise.resolve({ value: undefined, done: true });
+      const i = state.asked++;
+      if (i < count) return Promise.resolve({ value: value(i), done: false });
+      if (then === 'hang') return new Promise(() => {});
+      if (then === 'throw') throw state.error;
+      if (then === 'reject') return Promise.reject(state.error);
+      if (then === 'bad') return Promise.resolve(42);
+      return Promise.resolve({ value: undefined, done: true });
+    },
+    return() {
+      state.closed++;
+      return Promise.resolve({ value: undefined, done: true });
+    },
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+  };
+  return { source: it, state };
+}

@@ -14,6 +14,7 @@ import {
   TakeStatus,
   TaskAttempt,
   TaskSettleCode,
+  TaskStartCode,
 } from '../../native/index';
 import type { StreamState } from '../types';
 import { incompatibleCopyError } from '../errors';
@@ -31,7 +32,7 @@ export type Outcome = Native.Outcome;
 /** The per-stream entry points (`crates/velo-node/src/raw.rs`); `h` is a stream handle from `NativeFunction.open`. */
 export const ops: Native.StreamOps = addon.stream;
 
-export { CrossPushStatus, CrossTakeStatus, PhaseCode, PushStatus, TakeStatus, TaskAttempt, TaskSettleCode };
+export { CrossPushStatus, CrossTakeStatus, PhaseCode, PushStatus, TakeStatus, TaskAttempt, TaskSettleCode, TaskStartCode };
 
 /** `StreamState` by `ops.phase` code (the public names are the TypeScript API's; the codes are Rust's). */
 export const PHASES: readonly StreamState[] = (() => {

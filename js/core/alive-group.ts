@@ -13,7 +13,14 @@ export interface AliveMember {
   keepAlive?(on: boolean): void;
 }
 
+/** Groups read by the user while a member waits for a limiter's permit: held here (see `AliveGroup.admitting`). */
+const readWhileAdmitting = new Set<AliveGroup>();
+
 export class AliveGroup {
+  /** Members waiting for a limiter's permit (limits/admit.ts), held by the group while it is read. */
+  readonly #admitting = new Set<object>();
+  #holdingAdmitting = false;
+
   /** Members whose idle deadline runs or whose timers are pending. */
   #running = 0;
   /** A read of the user waits on the last stage. */
@@ -33,6 +40,31 @@ export class AliveGroup {
   reading(on: boolean): void {
     this.#reading = on;
     this.#sync();
+    this.#syncAdmitting();
+  }
+
+  /**
+   * A member waits for a limiter's permit, or no longer does. The limiter holds such a stream only weakly (a
+   * dropped one gives up its place in line); while a read of the user waits on the group, the group holds it,
+   * and keeps the process alive, as a read keeps a single stream waiting for its permit.
+   */
+  admitting(member: object, on: boolean): void {
+    if (on) this.#admitting.add(member);
+    else this.#admitting.delete(member);
+    this.#syncAdmitting();
+  }
+
+  #syncAdmitting(): void {
+    const want = this.#reading && this.#admitting.size > 0;
+    if (want === this.#holdingAdmitting) return;
+    this.#holdingAdmitting = want;
+    if (want) {
+      readWhileAdmitting.add(this);
+      holdAlive();
+    } else {
+      readWhileAdmitting.delete(this);
+      releaseAlive();
+    }
   }
 
   #sync(): void {

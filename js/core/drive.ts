@@ -12,6 +12,7 @@ import {
   type StreamKind,
   kDrain,
   kFinished,
+  kFuse,
   kInputError,
   kRead,
   kReadNow,
@@ -381,6 +382,8 @@ class FeedIterator<I, O> implements AsyncIterableIterator<O>, FeedOutputs<O> {
       }
       this.#phase = FeedPhase.Reading;
       this.#sending = startSending(this.#stream, this.#source);
+      // This iteration is the outputs' one reader, and it pulls: the handler runs as it reads (pull fusion).
+      this.#stream[kFuse]?.();
     }
     // Read as iteration reads: one output at a time, as the consumer asks.
     let read: Promise<IteratorResult<O>>;

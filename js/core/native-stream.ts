@@ -37,8 +37,8 @@ export type TaskPolicy = Parameters<typeof addon.taskInit>[1];
 const taskInit = addon.taskInit;
 
 // How a task attempt ended, and what settling it answers: declared by the binding (crates/velo-node/src/task.rs).
-import { TaskAttempt as Attempt, TaskSettleCode } from './addon';
-export { Attempt, TaskSettleCode };
+import { TaskAttempt as Attempt, TaskSettleCode, TaskStartCode } from './addon';
+export { Attempt, TaskSettleCode, TaskStartCode };
 
 // What a push answers (`Push`: Accepted, Parked, Closed, Handoff) and a take
 // answers besides a count (`Take`: Empty, Ended) are the Rust side's codes,
@@ -274,9 +274,9 @@ export class NativeStream {
     return unpack(ops.takeInput(this.#h, max), into, 0);
   }
 
-  /** The handler took the next `early` events of its lent batch in the run that lent them, then `late` more by now. */
-  inputTaken(early: number, late: number): void {
-    if (this.#last === null) ops.inputTaken(this.#h, early, late);
+  /** The handler took the next `n` events of its lent batch in one run of code, by now, the first `firstAgoUs` µs ago (negative: the run that lent them). */
+  inputTaken(n: number, firstAgoUs: number): void {
+    if (this.#last === null) ops.inputTaken(this.#h, n, firstAgoUs);
   }
 
   /** Counts events and outputs handed over in JS, each where a push would have answered `Push.Handoff`; the last input `agoUs` ago. */
@@ -377,20 +377,31 @@ export class NativeStream {
     taskInit(this.#h, policy);
   }
 
-  /** Starts up to `max` calls; their slots are `scratchU32[0..n]`, read them before the next native call. `emitted`: ready results emitted or dropped since the last report. */
-  taskStart(max: number, emitted: number): number {
-    return ops.taskStart(this.#h, max, emitted);
+  /**
+   * Starts up to `max` calls; their slots are `scratchU32[0..n]`, read them before the next native call. `emitted`:
+   * ready results emitted or dropped since the last report. With a limiter the window takes permits from
+   * (`TaskPolicy.limiter`), each call asks for one (`limiterNow`: ms on its clock; NaN: none asked for) until one is
+   * refused: `n` plus `TaskStartCode.NoPermit` per call started without one (the last ones).
+   */
+  taskStart(max: number, emitted: number, limiterNow: number): number {
+    return ops.taskStart(this.#h, max, emitted, limiterNow);
   }
 
-  /** Settles `slots[0..n]` as done: the ready count (`| TaskSettleCode.Failed` when the stage fails now). `emitted` as for `taskStart`. */
-  taskSettleDone(slots: readonly number[], n: number, emitted: number): number {
+  /**
+   * Settles `slots[0..n]` as done: the ready count (`| TaskSettleCode.Failed` when the stage fails now). `emitted` as
+   * for `taskStart`. The permits the calls hold come back at `limiterNow` (ms on the limiter's clock).
+   */
+  taskSettleDone(slots: readonly number[], n: number, emitted: number, limiterNow: number): number {
     for (let i = 0; i < n; i++) scratchU32[i] = slots[i];
-    return ops.taskSettleDone(this.#h, n, emitted);
+    return ops.taskSettleDone(this.#h, n, emitted, limiterNow);
   }
 
-  /** How the attempt in `slot` ended: ready results (`| TaskSettleCode.Failed` when the stage fails now), `TaskSettleCode.Retry` or `TaskSettleCode.Exhausted`. */
-  taskSettle(slot: number, how: Attempt): number {
-    return ops.taskSettle(this.#h, slot, how);
+  /**
+   * How the attempt in `slot` ended: ready results (`| TaskSettleCode.Failed` when the stage fails now),
+   * `TaskSettleCode.Retry` or `TaskSettleCode.Exhausted`. A permit the call holds comes back at `limiterNow`.
+   */
+  taskSettle(slot: number, how: Attempt, limiterNow: number): number {
+    return ops.taskSettle(this.#h, slot, how, limiterNow);
   }
 
   /** `n` ready results were emitted or dropped. */

@@ -9,6 +9,7 @@ import {
   type SendControl,
   kDrain,
   kFinished,
+  kFuse,
   kInputError,
   kRead,
   kReadNow,
@@ -238,6 +239,10 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
 
   [kReadNow](): O | typeof NOT_NOW {
     return this.#tail[kReadNow]() as O | typeof NOT_NOW;
+  }
+
+  [kFuse](): void {
+    this.#tail[kFuse]();
   }
 
   [kTraceAttributes](attributes: Record<string, string>): void {

@@ -86,6 +86,16 @@ export const kReadNow = Symbol.for('velo-stream.readNow');
  * outputs goes out together without holding any output longer than a turn.
  */
 export const kSettle = Symbol.for('velo-stream.settle');
+/**
+ * `[kFuse]()`: the stream's outputs have one reader from now on, which pulls
+ * them one at a time as it goes (`feed()`'s iteration, a pipe's next stage,
+ * an HTTP writer over `feed()`). A kind that can (a handler generator) stops
+ * running its handler ahead of that reader: each read runs the handler to
+ * its next output, handed to the read, with nothing buffered or pumped
+ * between them (pull fusion; docs/performance.md). Any other read (a batch
+ * reader) makes it run ahead again. Kinds that cannot leave it out.
+ */
+export const kFuse = Symbol.for('velo-stream.fuse');
 /** `kReadNow`'s "nothing available right now". */
 export const NOT_NOW: unique symbol = Symbol.for('velo-stream.notNow');
 
@@ -169,4 +179,6 @@ export interface StreamKind<I, O> extends Stream<I, O> {
   [kTakenEnd](): boolean;
   /** Adds attributes to the stream's span (a pipe: its own), if it is traced; else nothing. */
   [kTraceAttributes](attributes: Record<string, string>): void;
+  /** One reader pulls the outputs from now on (see `kFuse`); optional. */
+  [kFuse]?(): void;
 }

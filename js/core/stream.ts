@@ -31,6 +31,7 @@ import {
   kCheckpoint,
   kDrain,
   kFinished,
+  kFuse,
   kInputError,
   kRead,
   kReadNow,
@@ -47,6 +48,8 @@ import {
   NOT_NOW,
 } from './protocol';
 
+/** Streams waiting for a limiter's permit with a read waiting on them (see `#syncAdmissionHold`). */
+const readingAdmitted = new Set<HandlerStream<unknown, unknown>>();
 /** A stream's `SessionHooks` (module-private: only its `HandlerContext` reads them). */
 const kHooks = Symbol('hooks');
 /** The latest time a Date holds, ms since the epoch (and minus it the earliest). */
@@ -186,12 +189,16 @@ function stampNow(): void {
 // A take lends the handler's side a batch of events, and an event's queue
 // wait ends when the handler takes it (crates/velo-core/src/lent_waits.rs).
 // Each take is not timed (a clock read per event would cost more than the
-// rest of it): what the handler takes in the run of code that lent the batch
-// counts as taken at the lending, and what it takes in a later run is told in
-// one native call when that run ends (at the next processing of
-// `process.nextTick` callbacks, as in `stampLater`), whose clock read is no
-// earlier than those takes. A fast handler, which takes its whole batch in the
-// run that lent it, costs one listing per batch and no native call.
+// rest of it). What the handler takes in one run of code is told in one
+// native call, by a time no earlier than the last of those takes: when the
+// run ends (at the next processing of `process.nextTick` callbacks, as in
+// `stampLater`), or at the handler's next take, end or a metrics read if
+// that comes first. The core spreads a run's takes evenly from its first take
+// to that time: the first take of the run that lent the batch is the
+// lending; that of a later run is timed here, one clock read per run. A fast
+// handler, which takes its whole batch in the run that lent it and comes back
+// for more in that run, costs one listing per batch and no native call: its
+// next take tells the core.
 
 /** Streams whose taking of a lent batch is told when this run ends. */
 const lentToTell: HandlerStream<unknown, unknown>[] = [];
@@ -199,7 +206,7 @@ const kTellLent = Symbol('velo.tellLent');
 let lentScheduled = false;
 /** `#lentFlags`: the stream is in `lentToTell`. */
 const LENT_LISTED = 1;
-/** `#lentFlags`: the run that lent the batch has ended with some of it left: later takes are told. */
+/** `#lentFlags`: the run that lent the batch has ended with some of it left: later takes are told, per run. */
 const LENT_LATE = 2;
 
 function tellLater(stream: HandlerStream<unknown, unknown>): void {
@@ -388,9 +395,10 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   #inLen = 0;
   /** How the taking of the lent batch is told to the core: `LENT_LISTED`, `LENT_LATE` (see `tellLater`). */
   #lentFlags = 0;
-  /** Events of the lent batch taken in the run that lent it (set when that run ends), and those told to the core. */
-  #inEarly = 0;
+  /** Events of the lent batch the core knows are taken (its first is told by the take that lent it). */
   #inTold = 0;
+  /** `performance.now()` at the first take of the lent batch in this run, when it is not the run that lent it. */
+  #lateFrom = 0;
   /**
    * Events handed to the handler (or body) so far, a lent batch counted
    * whole: what it has taken is this less what is left of the batch (see
@@ -429,8 +437,14 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   #outReported = 0;
   /** Reads waiting for an output (a shared empty queue until the first one). */
   #readers: Fifo<Reader> = NO_QUEUE;
-  /** Resumes the handler paused at a yield the core parked. */
+  /** Resumes the handler paused at a yield the core parked, or parked between reads (fused). */
   #resumeHandler: (() => void) | null = null;
+  /** The handler's iterator (a generator handler's; see `#step`). */
+  #it: AsyncIterator<unknown> | null = null;
+  /** One reader pulls the outputs (`kFuse`): the handler runs only while a read waits. */
+  #fused = false;
+  /** Fused, the handler waits at its yield for the next read (`#park`). */
+  #parked = false;
   /** As `#inPending`, for outputs and their readers. */
   #outPending = false;
   /** The handler returned with nothing held for readers (`#returned`): every take answers `Take.Ended`. */
@@ -468,6 +482,12 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   #pullHeld = false;
   /** Waits for a limiter's permit before its handler starts (`kHoldIdle`): its idle clock is held meanwhile. */
   #admitting = false;
+  /** The same, whether or not an idle clock runs (`#syncAdmissionHold`). */
+  #waitingAdmission = false;
+  /** In `readingAdmitted`, and holding the process alive, for a read while it waits for admission. */
+  #admissionHeld = false;
+  /** What this stage last told its group of its wait for admission. */
+  #groupAdmitting = false;
 
   // Handoffs not yet counted by the core (see `reportHandoffs`).
   #inHanded = 0;
@@ -554,7 +574,10 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     } catch (error) {
       this.#handlerThrew(error);
     }
-    if (iterator !== undefined) void this.#pump(iterator);
+    if (iterator !== undefined) {
+      this.#it = iterator;
+      void this.#pump();
+    }
   }
 
   [kTraceAttributes](attributes: Record<string, string>): void {
@@ -675,7 +698,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
    */
   #handoffsDue(unlisted: boolean): number {
     // (Before an ending gives the lent batch back, and before totals are read.)
-    if (this.#lentFlags >= LENT_LATE) this.#tellLent();
+    this.#tellTaken();
     if (unlisted) this.#handoffsListed = false;
     else if (this.#handoffsListed && unreported[unreported.length - 1] === this) {
       // Most often the stream reporting (at its end) is the last listed:
@@ -699,40 +722,39 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     this.#lastHandedAt = now;
   }
 
-  /** The run of code that listed this stream in `lentToTell` has ended. */
+  /** The run of code that listed this stream in `lentToTell` has ended: what the handler took in it is told. */
   [kTellLent](): void {
+    this.#tellTaken();
     const flags = this.#lentFlags;
-    this.#lentFlags = flags & LENT_LATE;
-    if (flags >= LENT_LATE) this.#tellLent();
-    else if (this.#inPos < this.#inLen) {
-      // The run that lent the batch: what it took is early, the rest is late.
-      this.#inEarly = this.#inPos;
-      this.#lentFlags = LENT_LATE;
-    }
+    // The run that lent the batch ended with some of it left: the handler takes the rest in later runs.
+    this.#lentFlags = flags >= LENT_LATE || this.#inPos < this.#inLen ? LENT_LATE : 0;
   }
 
-  /** Tells the core what the handler took of the lent batch since it was last told. */
-  #tellLent(): void {
-    const early = Math.max(0, this.#inEarly - this.#inTold);
-    const late = this.#inPos - Math.max(this.#inEarly, this.#inTold);
-    if (early + late > 0) this.#native.inputTaken(early, late);
+  /**
+   * Tells the core what the handler took of the lent batch since it was last told, all in this run of code: from
+   * the lending (the run that lent it), or from the first take timed in this run (a later run), up to now.
+   */
+  #tellTaken(): void {
+    const n = this.#inPos - this.#inTold;
+    if (n <= 0) return;
     this.#inTold = this.#inPos;
+    this.#native.inputTaken(n, this.#lentFlags >= LENT_LATE ? (performance.now() - this.#lateFrom) * 1000 : -1);
   }
 
-  /** A take from the lent batch in a run after the one that lent it: told when this run ends. */
+  /** The first take from the lent batch in a run after the one that lent it: timed, and told when this run ends. */
   #lateTake(): void {
     this.#lentFlags = LENT_LATE | LENT_LISTED;
+    this.#lateFrom = performance.now();
     tellLater(this as HandlerStream<unknown, unknown>);
   }
 
   /** The core lent a batch of `n` events (its first taken now). */
   #lent(n: number): void {
+    this.#inTold = 1;
     if (n <= 1) {
       this.#lentFlags &= LENT_LISTED;
       return;
     }
-    this.#inTold = 1;
-    this.#inEarly = 0;
     if ((this.#lentFlags & LENT_LISTED) === 0) tellLater(this as HandlerStream<unknown, unknown>);
     this.#lentFlags = LENT_LISTED;
   }
@@ -1003,17 +1025,10 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
 
   [kNextInput](): Promise<IteratorResult<I>> {
     if (this.#inputCut) return Promise.resolve(DONE);
-    // An event the hooks give first (a durable timer due before the next event), counted as taken, or the end.
-    const first = this.#hooks?.next?.(this.#yielded);
-    if (first === 'end') {
-      // What is still buffered will never be taken (the core counts it as left when the handler returns).
-      this.#inputCut = this.#endTaken = true;
-      this.#dropLent();
-      return Promise.resolve(DONE);
-    }
-    if (first !== undefined) {
-      this.#handed++;
-      return Promise.resolve({ value: first.value as I, done: false });
+    // (A session's stream only: kept out of this path's own code, where it cost about 2.5 % of a live round trip.)
+    if (this.#hooks !== undefined) {
+      const first = this.#hookedInput(this.#hooks);
+      if (first !== undefined) return first;
     }
     if (this.#inPos < this.#inLen) {
       if (this.#lentFlags === LENT_LATE) this.#lateTake();
@@ -1036,17 +1051,32 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       }
     }
     // The handler is about to wait for input: whatever it yielded so far is
-    // all there is for now, so batch readers need not wait any longer.
-    if (this.#readers.length > 0) this.#serveReaders();
+    // all there is for now, so batch readers need not wait any longer. (With
+    // nothing staged or held, no reader could be answered.)
+    if (this.#readers.length > 0 && (this.#staged > 0 || this.#outPending)) this.#serveReaders();
     this.#settled();
     // A second next() before the first settled (not something for-await
     // does) waits its turn rather than taking the first one's place.
     if (this.#inputPromise !== null) return this.#inputPromise.then(() => this[kNextInput]());
     const waiting = (this.#inputPromise = new Promise((resolve) => (this.#resolveInput = resolve)));
-    this.#hooks?.waiting?.();
+    if (this.#hooks !== undefined) this.#hooks.waiting?.();
     // (Its event comes as a send that finds the handler waiting: `sendPulled`, perhaps at once, from a stage's outputs.)
     pull?.request();
     return waiting;
+  }
+
+  /** An event the hooks give first (a durable timer due before the next event), counted as taken, or the end. */
+  #hookedInput(hooks: SessionHooks): Promise<IteratorResult<I>> | undefined {
+    const first = hooks.next?.(this.#yielded);
+    if (first === undefined) return undefined;
+    if (first === 'end') {
+      // What is still buffered will never be taken (the core counts it as left when the handler returns).
+      this.#inputCut = this.#endTaken = true;
+      this.#dropLent();
+      return Promise.resolve(DONE);
+    }
+    this.#handed++;
+    return Promise.resolve({ value: first.value as I, done: false });
   }
 
   /** Take the next batch of events from the core; null if the handler must wait. */
@@ -1058,8 +1088,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       return DONE;
     }
     if (this.#inBuf === NO_BUFFER) this.#inBuf = [];
-    // The batch before is given back: late takes of it are told first.
-    if (this.#lentFlags >= LENT_LATE) this.#tellLent();
+    // The batch before is all taken: takes of it in later runs are told first (the take tells those of its run).
+    if (this.#lentFlags >= LENT_LATE) this.#tellTaken();
     const n = this.#native.takeInput(this.#capacity, this.#inBuf);
     this.#lent(n);
     this.#inPending = n !== Take.Empty;
@@ -1078,12 +1108,10 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     return DONE;
   }
 
-  /** What is left of the lent batch will never be taken. */
+  /** What is left of the lent batch will never be taken (what was taken is told first). */
   #dropLent(): void {
-    if (this.#lentFlags >= LENT_LATE) {
-      this.#tellLent();
-      this.#lentFlags &= LENT_LISTED;
-    }
+    this.#tellTaken();
+    this.#lentFlags &= LENT_LISTED;
     this.#handed -= this.#inLen - this.#inPos;
     this.#inPos = this.#inLen = 0;
   }
@@ -1115,6 +1143,11 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   }
 
   [kReleaseInput](): void {
+    // The handler takes no more events: its source is closed now, not when the handler finishes (run as it is
+    // read, it may wait at a yield for long).
+    this.#pull?.stop();
+    // What the handler took of its lent batch is told before the rest is given back.
+    this.#tellTaken();
     this.#native.releaseInput();
     this.#inPending = true;
     this.#dropLent();
@@ -1141,6 +1174,10 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
 
   /** The stream waits for admission (a limiter's permit, js/limits/admit.ts): its idle clock is held, and it is held weakly. */
   [kHoldIdle](held: boolean): void {
+    if (this.#waitingAdmission !== held) {
+      this.#waitingAdmission = held;
+      this.#syncAdmissionHold();
+    }
     if (!this.#idleOn || this.#admitting === held || !this.#native.live) return;
     this.#admitting = held;
     this.#native.idleHold(held);
@@ -1199,6 +1236,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
    * (`recheckLater`).
    */
   #syncKeepAlive(): void {
+    if (this.#waitingAdmission) this.#syncAdmissionHold();
     if (this.#group !== null) {
       this.#syncGroup();
       return;
@@ -1218,6 +1256,30 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       holdAlive();
       this.#body?.keepAlive?.(true);
     } else if (this.#keepingAlive) this.#recheck();
+  }
+
+  /**
+   * A stream waiting for a limiter's permit is held only weakly by the limiter (limits/admit.ts: dropped, it
+   * gives up its place in line). A read waiting on it meanwhile holds it strongly and keeps the process alive,
+   * as a read keeps a running stream: its answer comes once the permit is granted.
+   */
+  #syncAdmissionHold(): void {
+    // (A pipe's stage: its group holds it while the user reads the pipe. A stage's readers are the next stage.)
+    if (this.#group !== null) {
+      if (this.#groupAdmitting !== this.#waitingAdmission)
+        this.#group.admitting(this, (this.#groupAdmitting = this.#waitingAdmission));
+      return;
+    }
+    const hold = this.#waitingAdmission && this.#readers.length > 0;
+    if (hold === this.#admissionHeld) return;
+    this.#admissionHeld = hold;
+    if (hold) {
+      readingAdmitted.add(this as HandlerStream<unknown, unknown>);
+      holdAlive();
+    } else {
+      readingAdmitted.delete(this as HandlerStream<unknown, unknown>);
+      releaseAlive();
+    }
   }
 
   /** A stage of a pipe: its group decides for the pipe (see `AliveGroup`). */
@@ -1250,6 +1312,11 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   /** A turn after a hold stopped being wanted: give it back if it still is not. */
   [kRecheck](): void {
     this.#recheckListed = false;
+    // Parked since the last turn: its reader did not come back within the turn (it waits for I/O, or dropped the
+    // iteration). The handler runs ahead into its buffer again, for good, as an unfused one does: it finishes
+    // (its `finally` runs, its slot is freed) when its source ends, an abandoned stream is collected when it
+    // pauses at a full buffer, and the idle clock is as for any pulled source (`feed-fusion.test.mjs`).
+    if (this.#parked) this.#unfuse();
     if (this.#group !== null) return;
     const running = this.#clockRuns();
     if (this.#idleHeld && !running) this.#holdIdle(false);
@@ -1262,36 +1329,137 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
 
   // ----- the handler -----
 
-  async #pump(it: AsyncIterator<O>): Promise<void> {
+  /**
+   * Runs the handler ahead of its readers: steps of its iterator, one after
+   * another while the output buffer has room (an async loop: its `await`
+   * costs less than a reaction per step).
+   */
+  async #pump(): Promise<void> {
+    const it = this.#it as AsyncIterator<unknown>;
     try {
-      for (;;) {
-        const r = await it.next();
-        if (r.done) break;
-        this.#yielded++;
-        // (After a cancel the core refuses every output, and the handler is
-        // stopped below: a refused push, or no room granted.)
-        const emitted = this.#emit(r.value);
-        if (emitted === Emit.Paused) {
-          // Paused at its yield until a reader makes room. Its pulled source, not asked meanwhile, holds the idle
-          // clock now rather than at the deadline: a stream nobody reads then is collected at once (see `#pullHeld`).
-          const pull = this.#pull;
-          if (pull !== null && !pull.asked && !this.#pullHeld && !this.#admitting) this.#holdForPull(true);
-          await new Promise<void>((resolve) => (this.#resumeHandler = resolve));
-          // Resumed by a reader making room, or by a cancel.
-          if (this.#cancel !== undefined) {
-            await it.return?.();
-            break;
-          }
-        } else if (emitted === Emit.Closed) {
-          await it.return?.();
-          break;
-        }
-      }
+      while (this.#output(await it.next())) if (this.#fused) return this.#step();
+    } catch (error) {
+      this.#handlerThrew(error);
+    }
+  }
+
+  /**
+   * Fused (`kFuse`): one step of the handler, run while a read waits for it,
+   * answered by `#onStep`; in between, the handler stays at its yield
+   * (`#parked`).
+   */
+  #step(): void {
+    let next: Promise<IteratorResult<unknown>>;
+    try {
+      next = (this.#it as AsyncIterator<unknown>).next();
     } catch (error) {
       this.#handlerThrew(error);
       return;
     }
-    this.#returned();
+    // (A custom iterator's non-promise answer is taken as `await` would take it.)
+    if (!(next instanceof Promise)) next = Promise.resolve(next);
+    next.then(this.#onStep, this.#onStepFailed);
+  }
+
+  readonly #onStep = (r: IteratorResult<unknown>): void => {
+    try {
+      if (this.#output(r)) this.#stepOn();
+    } catch (error) {
+      this.#handlerThrew(error);
+    }
+  };
+
+  readonly #onStepFailed = (error: unknown): void => {
+    this.#handlerThrew(error);
+  };
+
+  /** The handler goes on to its next output: fused, a step; else the loop. */
+  #stepOn(): void {
+    if (this.#fused) this.#step();
+    else void this.#pump();
+  }
+
+  /**
+   * What a step of the handler gave: its end, or an output, which goes to a
+   * waiting read or into the buffer. True when the handler should go on at
+   * once; otherwise it has finished, is paused at a full buffer or parked
+   * (`#resumeStep` goes on), or is being stopped.
+   */
+  #output(r: IteratorResult<unknown>): boolean {
+    if (r.done) {
+      this.#returned();
+      return false;
+    }
+    this.#yielded++;
+    // (After a cancel the core refuses every output, and the handler is
+    // stopped below: a refused push, or no room granted.)
+    const emitted = this.#emit(r.value as O);
+    if (emitted === Emit.Emitted) {
+      if (!this.#fused || this.#readers.length > 0) return true;
+      this.#park();
+    } else if (emitted === Emit.Paused) {
+      // Paused at its yield until a reader makes room. Its pulled source, not asked meanwhile, holds the idle
+      // clock now rather than at the deadline: a stream nobody reads then is collected at once (see `#pullHeld`).
+      const pull = this.#pull;
+      if (pull !== null && !pull.asked && !this.#pullHeld && !this.#admitting) this.#holdForPull(true);
+      this.#resumeHandler = this.#resumeStep;
+    } else this.#stopHandler();
+    return false;
+  }
+
+  /** Resumes the handler paused at its yield (a reader made room or asks, or a cancel: then it is stopped). */
+  readonly #resumeStep = (): void => {
+    this.#parked = false;
+    if (this.#cancel !== undefined) this.#stopHandler();
+    else this.#stepOn();
+  };
+
+  /**
+   * Fused: the output went to its reader (or, with no read waiting, into the
+   * buffer) and no other read waits. The handler stays at its yield until
+   * the next read, as at a full buffer of one.
+   */
+  #park(): void {
+    this.#parked = true;
+    this.#resumeHandler = this.#resumeStep;
+    this.#settled();
+    // Still parked on the next turn (`kRecheck`): its reader is slow or gone, and it runs ahead again.
+    if (!this.#recheckListed) this.#recheck();
+  }
+
+  /** A one-at-a-time read waits with nothing buffered: a parked handler runs to its next output. */
+  #unpark(): void {
+    this.#resumeHandler = null;
+    this.#resumeStep();
+  }
+
+  /** Stops the handler at its yield (its `finally` runs), then finishes as a return does. */
+  #stopHandler(): void {
+    let done: unknown;
+    try {
+      done = (this.#it as AsyncIterator<unknown>).return?.();
+    } catch (error) {
+      this.#handlerThrew(error);
+      return;
+    }
+    Promise.resolve(done).then(
+      () => this.#returned(),
+      (error: unknown) => this.#handlerThrew(error),
+    );
+  }
+
+  [kFuse](): void {
+    // (A task stage's body, a session's stream and a traced one keep running ahead: see docs/performance.md.)
+    // Only a handler that pulls its input from a source runs as it is read: one fed by sends or an array keeps
+    // running ahead into its buffer (`conformance/overlap.test.mjs`).
+    if (this.#pull === null || this.#body !== null || this.#hooks !== undefined || this.#trace !== undefined) return;
+    this.#fused = true;
+  }
+
+  /** A batch reader (or a wait for any output) came: the handler runs ahead of its readers again, for good. */
+  #unfuse(): void {
+    this.#fused = false;
+    if (this.#parked) this.#unpark();
   }
 
   /**
@@ -1496,10 +1664,12 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     } catch (error) {
       return Promise.reject(error);
     }
+    if (kind === ReadKind.Wake && this.#fused) this.#unfuse();
     return new Promise((resolve, reject) => {
       if (this.#readers === NO_QUEUE) this.#readers = new Fifo();
       this.#readers.push({ kind, resolve, reject });
       this.#syncKeepAlive();
+      if (this.#parked) this.#unpark();
     });
   }
 
@@ -1520,9 +1690,11 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       reader.resolve(r);
       return;
     }
+    if (kind === ReadKind.Wake && this.#fused) this.#unfuse();
     if (this.#readers === NO_QUEUE) this.#readers = new Fifo();
     this.#readers.push(reader);
     this.#syncKeepAlive();
+    if (this.#parked) this.#unpark();
   }
 
   [kWaitOutput](): Promise<unknown> {
@@ -1530,6 +1702,9 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   }
 
   [kSettle](): Promise<void> | undefined {
+    // A writer that waits for runs of outputs (one write per run) is better served by a handler running ahead:
+    // a write per output costs more than the run ahead saves (docs/performance.md).
+    if (this.#fused) this.#unfuse();
     // (A task stage's body is not a generator: its outputs come as calls settle, not in runs.)
     if (this.#body !== null || this.#handlerDone || this.#resolveInput !== null || this.#resumeHandler !== null) return undefined;
     if (!this.#wakeScheduled) {
@@ -1561,6 +1736,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   }
 
   [kDrain](out: O[]): boolean {
+    if (this.#fused) this.#unfuse();
     const before = out.length;
     while (this.#outPos < this.#outLen) {
       out.push(this.#outBuf[this.#outPos] as O);

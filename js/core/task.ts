@@ -17,7 +17,7 @@ import type { BatchConfig, RetryConfig, StreamConfig, StreamFn, TaskConfig, Task
 import { type IdleTarget, scratchU32, unwatchIdle, watchIdle } from './addon';
 import { Fifo } from './fifo';
 import { singleStage } from './function';
-import { Attempt, MAX_BATCH, type NativeStream, TaskSettleCode, type TaskPolicy } from './native-stream';
+import { Attempt, MAX_BATCH, type NativeStream, TaskSettleCode, TaskStartCode, type TaskPolicy } from './native-stream';
 import { type HandlerStream } from './stream';
 import {
   Emit,
@@ -40,7 +40,8 @@ import {
   kTrace,
 } from './body';
 import type { Span, StreamTrace } from './tracing';
-import { checkLimiters, limitedCall } from '../limits/use';
+import { checkLimiters, limitedCall, windowPermits } from '../limits/use';
+import type { WindowPermits } from '../limits/local';
 
 /** The native `then`: a plain promise's reactions run once each, so it needs no adopting. */
 // eslint-disable-next-line @typescript-eslint/unbound-method -- compared by identity, never called unbound
@@ -65,7 +66,10 @@ const RETRY_KEYS = new Set(['attempts', 'delay', 'factor', 'maxDelay']);
 
 /** A task or batch stage's checked settings. */
 interface TaskSpec<I, O> {
+  /** The call (with limiters: wrapped, so that it first holds a permit of each: js/limits/use.ts). */
   fn: Call<I, O>;
+  /** With a limiter the window takes permits from (`policy.limiter`): the call unwrapped, for calls granted there. */
+  direct: { fn: Call<I, O>; permits: WindowPermits } | undefined;
   onError: OnError<I, O>;
   policy: TaskPolicy;
 }
@@ -92,6 +96,12 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
   #stream!: HandlerStream<I, O>;
   readonly #native: NativeStream;
   readonly #fn: Call<unknown, O>;
+  /**
+   * With a limiter the window takes permits from: `fn` unwrapped, run by the calls the window granted a permit as
+   * it started them (the others run `#fn`, which waits for one); and the limiter's side of it.
+   */
+  readonly #direct: Call<unknown, O> | undefined;
+  readonly #permits: WindowPermits | undefined;
   readonly #onError: OnError<unknown, O>;
   readonly #ordered: boolean;
   /** A batch stage's size bound, or 0 for a per-item stage. */
@@ -160,6 +170,8 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
   constructor(native: NativeStream, spec: TaskSpec<I, O>) {
     this.#native = native;
     this.#fn = spec.fn as Call<unknown, O>;
+    this.#direct = spec.direct?.fn as Call<unknown, O> | undefined;
+    this.#permits = spec.direct?.permits;
     this.#onError = spec.onError as OnError<unknown, O>;
     this.#ordered = spec.policy.ordered;
     this.#maxSize = spec.policy.maxSize;
@@ -308,8 +320,16 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
         if (v === NO_INPUT) return;
         first = v;
       }
-      // The first item, and as many of the batch lent as calls may start.
-      const n = this.#native.taskStart(Math.min(1 + this.#stream[kInputLent](), MAX_BATCH), this.#takeEmitted());
+      // The first item, and as many of the batch lent as calls may start (each granted its permit now, if the window
+      // takes them, until one is refused).
+      const permits = this.#permits;
+      const started = this.#native.taskStart(
+        Math.min(1 + this.#stream[kInputLent](), MAX_BATCH),
+        this.#takeEmitted(),
+        permits === undefined ? 0 : permits.takeNow(),
+      );
+      const n = started & (TaskStartCode.NoPermit - 1);
+      const granted = permits === undefined ? 0 : n - (started - n) / TaskStartCode.NoPermit;
       if (n === 0) {
         // The window is full: this item waits for a call to settle.
         this.#stash ??= { value: first };
@@ -326,7 +346,7 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
       for (let k = 0; k < n; k++) {
         const item = items[k];
         items[k] = undefined as I;
-        this.#begin(slots[k], item);
+        this.#begin(slots[k], item, k < granted ? this.#direct! : this.#fn);
       }
     }
   }
@@ -364,25 +384,26 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
     this.#again = true;
   }
 
-  #begin(slot: number, item: unknown): void {
+  /** Starts the call in `slot`; `fn` is `#direct` for a call that holds the window's permit. */
+  #begin(slot: number, item: unknown, fn = this.#fn): void {
     this.#called += this.#maxSize > 0 ? (item as I[]).length : 1;
     this.#items[slot] = item;
     this.#index[slot] = this.#nextIndex++;
     this.#attempt[slot] = 1;
     this.#running++;
-    this.#call(slot);
+    this.#call(slot, fn);
   }
 
   #ctx(slot: number): TaskCtx {
     return new TaskCtx(this.#stream as HandlerStream<unknown, unknown>, this.#attempt[slot], this.#index[slot]);
   }
 
-  #call(slot: number): void {
+  #call(slot: number, fn = this.#fn): void {
     let result: O | Promise<O>;
     try {
       const trace = this.#stream[kTrace];
-      if (trace === undefined) result = this.#fn(this.#items[slot], this.#ctx(slot));
-      else result = this.#tracedCall(trace, slot);
+      if (trace === undefined) result = fn(this.#items[slot], this.#ctx(slot));
+      else result = this.#tracedCall(trace, slot, fn);
     } catch (error) {
       this.#attemptFailed(slot, error);
       return;
@@ -440,14 +461,14 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
   }
 
   /** A call in a span of its own, a child of the stream's (tracing.ts): ended when the attempt settles. */
-  #tracedCall(trace: StreamTrace, slot: number): O | Promise<O> {
+  #tracedCall(trace: StreamTrace, slot: number, fn: Call<unknown, O>): O | Promise<O> {
     this.#trace = trace;
     const span = trace.child(`velo ${this.kind} call`, {
       'velo.task.index': this.#index[slot],
       'velo.task.attempt': this.#attempt[slot],
     });
     (this.#callSpans ??= [])[slot] = span;
-    return trace.runIn(span, () => this.#fn(this.#items[slot], this.#ctx(slot)));
+    return trace.runIn(span, () => fn(this.#items[slot], this.#ctx(slot)));
   }
 
   /** Ends the span of `slot`'s call, if it has one. */
@@ -496,13 +517,15 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
     const values = this.#doneValues;
     const n = slots.length;
     this.#running -= n;
+    // The permits these calls hold (of a limiter the window takes them from) come back in the same native calls.
+    const now = this.#giveBackNow();
     if (this.#stopped()) {
-      for (let k = 0; k < n; k++) this.#native.taskSettle(slots[k], Attempt.Dropped);
+      for (let k = 0; k < n; k++) this.#native.taskSettle(slots[k], Attempt.Dropped, now);
       this.#ring.length = 0;
     } else {
       for (let start = 0; start < n; start += MAX_BATCH) {
         const end = Math.min(n, start + MAX_BATCH);
-        const code = this.#native.taskSettleDone(start === 0 ? slots : slots.slice(start), end - start, this.#takeEmitted());
+        const code = this.#native.taskSettleDone(start === 0 ? slots : slots.slice(start), end - start, this.#takeEmitted(), now);
         if (this.#ordered) this.#takeReady(code & (TaskSettleCode.Failed - 1));
         else {
           for (let k = start; k < end; k++) {
@@ -520,6 +543,21 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
     for (let k = 0; k < n; k++) this.#items[slots[k]] = undefined;
     slots.length = 0;
     values.length = 0;
+    this.#permits?.gaveBack();
+  }
+
+  /** When permits come back (the window's limiter's clock, read only while someone waits for one); 0 without. */
+  #giveBackNow(): number {
+    return this.#permits === undefined ? 0 : this.#permits.giveBackNow();
+  }
+
+  /** `taskSettle`, with the permit the call in `slot` may hold given back, and the waiters it decided settled. */
+  #settle(slot: number, how: Attempt): number {
+    const permits = this.#permits;
+    if (permits === undefined) return this.#native.taskSettle(slot, how, 0);
+    const code = this.#native.taskSettle(slot, how, permits.giveBackNow());
+    permits.gaveBack();
+    return code;
   }
 
   /** Ordered mode: moves `count` results from the head of the ring to the ready queue. */
@@ -538,12 +576,12 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
     this.#settleEarlier();
     this.#running--;
     if (this.#stopped()) {
-      this.#native.taskSettle(slot, Attempt.Dropped);
+      this.#settle(slot, Attempt.Dropped);
       this.#items[slot] = undefined;
       this.#pump();
       return;
     }
-    const code = this.#native.taskSettle(slot, Attempt.Error);
+    const code = this.#settle(slot, Attempt.Error);
     if (code === TaskSettleCode.Retry) {
       this.#retrying.add(slot);
       this.#pump();
@@ -552,9 +590,9 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
     // No attempt left: the error policy decides.
     const policy = this.#onError;
     if (policy === 'skip') {
-      this.#settled(slot, this.#native.taskSettle(slot, Attempt.Skipped), undefined, undefined);
+      this.#settled(slot, this.#settle(slot, Attempt.Skipped), undefined, undefined);
     } else if (policy === 'fail') {
-      this.#settled(slot, this.#native.taskSettle(slot, Attempt.Failed), undefined, { error });
+      this.#settled(slot, this.#settle(slot, Attempt.Failed), undefined, { error });
     } else {
       this.#running++;
       let replaced: O | undefined | Promise<O | undefined>;
@@ -562,7 +600,7 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
         replaced = policy(error, this.#items[slot], this.#ctx(slot));
       } catch (thrown) {
         this.#running--;
-        this.#settled(slot, this.#native.taskSettle(slot, Attempt.Failed), undefined, { error: thrown });
+        this.#settled(slot, this.#settle(slot, Attempt.Failed), undefined, { error: thrown });
         this.#items[slot] = undefined;
         this.#pump();
         return;
@@ -571,16 +609,16 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
       awaited(replaced).then(
         (value) => {
           this.#running--;
-          if (this.#stopped()) this.#native.taskSettle(slot, Attempt.Dropped);
-          else this.#settled(slot, this.#native.taskSettle(slot, Attempt.Done), value, undefined);
+          if (this.#stopped()) this.#settle(slot, Attempt.Dropped);
+          else this.#settled(slot, this.#settle(slot, Attempt.Done), value, undefined);
           this.#items[slot] = undefined;
           this.#pump();
         },
         (thrown: unknown) => {
           this.#settleEarlier();
           this.#running--;
-          if (this.#stopped()) this.#native.taskSettle(slot, Attempt.Dropped);
-          else this.#settled(slot, this.#native.taskSettle(slot, Attempt.Failed), undefined, { error: thrown });
+          if (this.#stopped()) this.#settle(slot, Attempt.Dropped);
+          else this.#settled(slot, this.#settle(slot, Attempt.Failed), undefined, { error: thrown });
           this.#items[slot] = undefined;
           this.#pump();
         },
@@ -753,10 +791,15 @@ function checkTaskConfig<I, O>(
     if (c.maxWait !== undefined) maxWait = millis('maxWait', c.maxWait);
   }
   // Each call (each attempt) first holds a permit of every limiter (js/limits/use.ts); a batch's item is its array.
+  // A per-item stage's one limiter() without per-item options: the window takes each call's permit as it starts it
+  // and gives it back as it settles it, in its own native calls (a retry attempt, and a call refused there, ask the
+  // limiter through the wrapped call).
   const limiters = checkLimiters(c.limiter, `${kind}()`);
+  const permits = limiters === undefined || kind !== 'task' ? undefined : windowPermits(limiters);
   return {
     spec: {
       fn: limiters === undefined ? (fn as Call<I, O>) : limitedCall(fn as Call<I, O>, limiters),
+      direct: permits === undefined ? undefined : { fn: fn as Call<I, O>, permits },
       onError: onError as OnError<I, O>,
       policy: {
         concurrency,
@@ -768,6 +811,7 @@ function checkTaskConfig<I, O>(
         maxSize,
         minSize,
         maxWaitMs: maxWait,
+        limiter: permits?.handle,
       },
     },
     stream,

@@ -91,7 +91,7 @@ function distinct(fns: Iterable<unknown>, atScrape: boolean): AnyFn[] {
  * - `velo_streams_open` (gauge)
  * - `velo_streams_{opened,completed,failed,cancelled,rejected}_total`
  * - `velo_events_in_total`, `velo_events_out_total`
- * - `velo_queue_wait_seconds` (histogram: how long events waited in input buffers)
+ * - `velo_queue_wait_seconds` (histogram: how long events waited from their send until the handler took them)
  * - task and batch stages: `velo_task_in_flight` (gauge), `velo_task_retries_total`,
  *   `velo_task_skipped_total` (counters), `velo_task_duration_seconds` (histogram of calls)
  *
@@ -191,7 +191,7 @@ export function registerStreamMetrics(
     { labels: { fn: f.name }, value: h.sumUs / 1e6, metricName: `${prefix}${name}_sum` },
     { labels: { fn: f.name }, value: h.count, metricName: `${prefix}${name}_count` },
   ];
-  metric('queue_wait_seconds', 'Time events waited in input buffers before the handler took them.', 'histogram', () =>
+  metric('queue_wait_seconds', 'Time events waited from their send until the handler took them.', 'histogram', () =>
     list().flatMap((f) => histogram(f, 'queue_wait_seconds', totals(f).queueWait)),
   );
   // Task and batch stages only: functions without task totals have no samples here.

@@ -43,6 +43,30 @@ export type {
   RateLimit,
 } from './types';
 
+/**
+ * A task stage's way to a limiter's permits from inside the task window's own native calls (js/core/task.ts,
+ * `TaskPolicy.limiter`): a call takes its permit as the window starts it (`taskStart`) and gives it back as the window
+ * settles it (`taskSettle`, `taskSettleDone`). The core decides each grant and release as `tryAcquire()` and
+ * `release()` ask it (key 0, cost 1); only a limiter without `key`, `cost`, `fairness` and `priority` has one, since
+ * those are asked of each item.
+ */
+export interface WindowPermits {
+  /** Its `NativeLimiter.handle`. */
+  readonly handle: number;
+  /**
+   * The time to take permits at, in ms on the limiter's clock (0 while it has no rate: the decision needs none), or
+   * NaN if its clock threw: none is taken then, and the calls ask the limiter itself, which fails them as it does.
+   */
+  takeNow(): number;
+  /** The time to give permits back at (0 while no one waits: nothing is decided then); 0 if the clock threw. */
+  giveBackNow(): number;
+  /** After permits came back: settles the waiters the core decided (granted), if any waited. */
+  gaveBack(): void;
+}
+
+/** A local limiter's `WindowPermits`, or undefined (`key`, `cost`, `fairness` or `priority` given). */
+export const kWindowPermits = Symbol('velo.windowPermits');
+
 /** `limiter()`'s options: the shared ones, and a clock for tests. */
 export interface LocalLimiterOptions<T = unknown> extends LimiterOptions<T> {
   /**
@@ -227,6 +251,7 @@ class LocalLimiter<T> implements Limiter<T> {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = Infinity;
   #closed = false;
+  #windowPermits: WindowPermits | undefined;
 
   constructor(
     options: LocalLimiterOptions<T>,
@@ -468,7 +493,7 @@ class LocalLimiter<T> implements Limiter<T> {
     }
     if (code !== Code.Queued) {
       this.#settleDecided();
-      return Promise.reject(this.#refusal(code, `Limiter "${this.name}"`));
+      return Promise.reject(this.#refusal(code, 'acquire()'));
     }
     return new Promise<Permit>((resolve, reject) => {
       const waiter: Waiter = { key, tenant, resolve, reject, signal, onAbort: undefined };
@@ -506,6 +531,36 @@ class LocalLimiter<T> implements Limiter<T> {
     return code < 0 ? undefined : this.#permit(key);
   }
 
+  [kWindowPermits](): WindowPermits | undefined {
+    if (this.#key !== undefined || this.#cost !== undefined || this.#fairness !== undefined || this.#priority !== undefined)
+      return undefined;
+    return (this.#windowPermits ??= {
+      handle: this.#handle,
+      takeNow: () => {
+        if (!this.#hasRate) return 0;
+        try {
+          return this.#clock();
+        } catch {
+          return NaN;
+        }
+      },
+      giveBackNow: () => {
+        if (this.#waiters.size === 0) return 0;
+        try {
+          return this.#clock();
+        } catch {
+          // (The calls settled: nobody is left to tell. The permits come back all the same.)
+          return 0;
+        }
+      },
+      gaveBack: () => {
+        if (this.#waiters.size === 0) return;
+        this.#settleDecided();
+        this.#syncTimer();
+      },
+    });
+  }
+
   /** A permit of `key` comes back (LocalPermit.release). */
   releaseKey(key: number): void {
     // (The time matters to waiters only: when one is granted, its wait is recorded.)
@@ -541,7 +596,7 @@ class LocalLimiter<T> implements Limiter<T> {
       this.#tenantLeft(waiter.tenant);
       if (waiter.onAbort !== undefined) waiter.signal!.removeEventListener('abort', waiter.onAbort);
       if (code === Code.GrantedHeld) waiter.resolve(this.#permit(waiter.key));
-      else waiter.reject(this.#refusal(code, `Limiter "${this.name}"`));
+      else waiter.reject(this.#refusal(code, 'acquire()'));
     }
   }
 

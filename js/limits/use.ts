@@ -9,6 +9,7 @@ import { describe, invalidReturn, invalidType, invalidValue } from '../errors';
 import { otelApi, type Span } from '../core/tracing';
 import type { TaskContext } from '../types';
 import type { Limiter, Permit } from './types';
+import { isLocalLimiter, kWindowPermits, type WindowPermits } from './local';
 
 type Call<I, O> = (item: I, ctx: TaskContext) => O | Promise<O>;
 
@@ -98,6 +99,16 @@ function tryOne(limiter: Limiter<unknown>, item: unknown): Permit | undefined {
 function activeSpan(): Span | undefined {
   const api = otelApi() as { trace: { getActiveSpan?(): Span | undefined } } | null;
   return api?.trace.getActiveSpan?.();
+}
+
+/**
+ * A task stage's one limiter, when the task window can take its permits in its own native calls (js/core/task.ts):
+ * a `limiter()` without `key`, `cost`, `fairness` and `priority`. A call granted its permit there runs `fn` itself;
+ * one refused runs `limitedCall`'s, which waits in the limiter's line.
+ */
+export function windowPermits(limiters: readonly Limiter<unknown>[]): WindowPermits | undefined {
+  if (limiters.length !== 1 || !isLocalLimiter(limiters[0])) return undefined;
+  return limiters[0][kWindowPermits]();
 }
 
 /** `fn`, each call of which first holds a permit of every limiter in `limiters`. */

@@ -39,8 +39,10 @@ export interface OpenMessage {
 /**
  * The slot of a stream's shared state where the worker writes how many input
  * batches it had taken when its handler last waited for input with none
- * left, or -1 while the handler runs. Equal to the batches the caller sent
- * (and no output waiting): only new input can make the handler go on.
+ * left and nothing else to do on its thread (no output batch held back by a
+ * full lane, no batch waiting for its transferred buffers), or -1 while the
+ * handler runs. Equal to the batches the caller sent (and no output waiting
+ * in the lane): only new input can make the handler go on.
  */
 export const PARKED_AT = 0;
 /** The slot where the worker writes 1 once its handler was told that its input ended. */

@@ -319,6 +319,8 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
       this.#outParked = false;
       this.#afterPush(status);
       if (!this.#outParked) this.#flushCatching();
+      // A handler waiting for input whose last outputs were held back: parked only now (see `#park`).
+      if (this.#resumeHandler === null) this.#park();
       this.#resume();
       return;
     }
@@ -330,7 +332,7 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
         this.#waiters.shift()?.(r);
       }
       // Still waiting: parked again, with what it took.
-      if (this.#waiters.length > 0) Atomics.store(this.#state, PARKED_AT, this.#taken);
+      this.#park();
     }
     // (A cancel with nobody reading is handled when its message comes.)
   }
@@ -375,9 +377,23 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
     }
     this.#flushCatching();
     if (this.#inputEnded) return Promise.resolve(this.#ended());
+    const waiting = new Promise<IteratorResult<unknown>>((resolve) => this.#waiters.push(resolve));
     // (After the flush: the caller that sees this finds those outputs in the lane.)
-    Atomics.store(this.#state, PARKED_AT, this.#taken);
-    return new Promise((resolve) => this.#waiters.push(resolve));
+    this.#park();
+    return waiting;
+  }
+
+  /**
+   * Tells the caller (`PARKED_AT`) that the handler waits for input with every batch taken, once nothing else is
+   * left to do here: no output batch held back by a full lane (the lane's wake sends it, and the outputs after it),
+   * no taken batch waiting for its transferred buffers. Until then a read of the caller's has a next step on this
+   * thread, which may be late (the thread busy with another stream's handler, or not scheduled under load): were
+   * the caller told, it would let the read go, and the process could exit before those outputs came.
+   */
+  #park(): void {
+    if (this.#waiters.length > 0 && !this.#outParked && this.#waitingBatch === null) {
+      Atomics.store(this.#state, PARKED_AT, this.#taken);
+    }
   }
 
   #shiftIn(): IteratorResult<unknown> {

@@ -227,9 +227,17 @@ impl Admission {
 
     /// Records `n` events that waited `micros` each.
     pub(crate) fn record_waits(&self, micros: u64, n: u64) {
-        self.shared.queue_wait.borrow_mut().record_n(micros, n);
+        self.record_wait_sum(micros, n, micros.saturating_mul(n));
+    }
+
+    /// Records `n` events whose waits share `micros`'s histogram bucket and add up to `sum`.
+    pub(crate) fn record_wait_sum(&self, micros: u64, n: u64, sum: u64) {
+        self.shared
+            .queue_wait
+            .borrow_mut()
+            .record_sum(micros, n, sum);
         if let Some((other, Share { input: true, .. })) = &self.also {
-            other.queue_wait.borrow_mut().record_n(micros, n);
+            other.queue_wait.borrow_mut().record_sum(micros, n, sum);
         }
     }
 

@@ -11,7 +11,7 @@ const MAX_BIT: u32 = 35;
 const BUCKETS: usize = (MAX_BIT as usize - SUB_BITS as usize + 2) * SUB;
 
 /// Counts of durations in log-linear buckets.
-#[derive(Default, Clone)]
+#[derive(Default, Clone, Debug, PartialEq, Eq)]
 pub struct Histogram {
     buckets: Option<Box<[u32; BUCKETS]>>,
     count: u64,
@@ -39,6 +39,27 @@ fn bucket_of(value: u64) -> usize {
     group * SUB + ((v >> (msb - SUB_BITS)) as usize & (SUB - 1))
 }
 
+/// The values that share `value`'s bucket, `lo..hi` (`hi` is `u64::MAX` for
+/// the last bucket, which takes every larger value too): a histogram cannot
+/// tell them apart, except by its sum.
+pub fn bucket_range(value: u64) -> (u64, u64) {
+    let v = value.min((1u64 << (MAX_BIT + 1)) - 1);
+    if v < SUB as u64 {
+        return (v, v + 1);
+    }
+    let shift = 63 - v.leading_zeros() - SUB_BITS;
+    let lo = (v >> shift) << shift;
+    let hi = lo + (1u64 << shift);
+    (
+        lo,
+        if hi >> (MAX_BIT + 1) != 0 {
+            u64::MAX
+        } else {
+            hi
+        },
+    )
+}
+
 /// The value a bucket stands for: the middle of its range.
 fn value_of(bucket: usize) -> u64 {
     if bucket < SUB {
@@ -58,6 +79,12 @@ impl Histogram {
 
     /// Records `n` samples of the same value (`n` may be 0).
     pub fn record_n(&mut self, micros: u64, n: u64) {
+        self.record_sum(micros, n, micros.saturating_mul(n));
+    }
+
+    /// Records `n` samples that share `micros`'s bucket (see
+    /// [`bucket_range`]) and add up to `sum` (`n` may be 0).
+    pub fn record_sum(&mut self, micros: u64, n: u64, sum: u64) {
         if n == 0 {
             return;
         }
@@ -65,7 +92,7 @@ impl Histogram {
         let b = &mut buckets[bucket_of(micros)];
         *b = b.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
         self.count += n;
-        self.sum = self.sum.saturating_add(micros.saturating_mul(n));
+        self.sum = self.sum.saturating_add(sum);
     }
 
     /// Cumulative counts at `bounds_us` (ascending). A bucket counts under a
@@ -122,6 +149,27 @@ mod tests {
             last = b;
         }
         assert!(bucket_of(u64::MAX) < BUCKETS);
+    }
+
+    #[test]
+    fn a_bucket_range_holds_exactly_the_values_of_the_bucket() {
+        let mut values: Vec<u64> = (0..5_000).collect();
+        values.extend((0..64).flat_map(|bit| [1u64 << bit, (1u64 << bit) - 1, (1u64 << bit) + 1]));
+        values.push(u64::MAX);
+        for v in values {
+            let (lo, hi) = bucket_range(v);
+            assert!(lo <= v && v < hi || hi == u64::MAX, "{v} in {lo}..{hi}");
+            assert_eq!(bucket_of(lo), bucket_of(v), "{v}: lo {lo}");
+            if lo > 0 {
+                assert_ne!(bucket_of(lo - 1), bucket_of(v), "{v}: below lo {lo}");
+            }
+            if hi != u64::MAX {
+                assert_eq!(bucket_of(hi - 1), bucket_of(v), "{v}: hi {hi}");
+                assert_ne!(bucket_of(hi), bucket_of(v), "{v}: hi {hi}");
+            } else {
+                assert_eq!(bucket_of(u64::MAX), bucket_of(v), "{v}: the last bucket");
+            }
+        }
     }
 
     #[test]

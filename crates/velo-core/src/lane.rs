@@ -26,7 +26,8 @@
 //! has freed at least half of the capacity (a low watermark, so that parked
 //! senders are woken in groups rather than one per consumed value). The lane
 //! only decides; the caller owns whatever "waiting" means (in the Node binding,
-//! a promise per parked `send`).
+//! a promise per parked `send`). A value's wait (see [`Lane::take`]) runs from
+//! its push, so a parked value's includes its time in the waiting line.
 //!
 //! # Closing
 //! [`Lane::close`] refuses later pushes but keeps everything accepted or already
@@ -73,7 +74,8 @@ struct Held<T> {
 /// JavaScript thread, so its lanes need no synchronisation at all.
 pub struct Lane<T> {
     queue: VecDeque<Held<T>>,
-    waiting: VecDeque<T>,
+    /// Values that found no room, with the time of their push.
+    waiting: VecDeque<Held<T>>,
     capacity: usize,
     lent: usize,
     closed: bool,
@@ -145,7 +147,10 @@ impl<T> Lane<T> {
             return Push::Closed(value);
         }
         if !self.waiting.is_empty() || self.held() >= self.capacity {
-            self.waiting.push_back(value);
+            self.waiting.push_back(Held {
+                value,
+                accepted_at_us: now_us,
+            });
             self.waits += 1;
             return Push::Parked;
         }
@@ -201,8 +206,9 @@ impl<T> Lane<T> {
     }
 
     /// Hand up to `max` values to the receiver (appended to `out`), and tell
-    /// `record_waits(micros, n)` how long they waited (µs): `n` values in a
-    /// row that waited `micros` each (values accepted together are told in
+    /// `record_waits(micros, n)` how long they waited (µs), from their push
+    /// (a parked one's included its time in the waiting line): `n` values in
+    /// a row that waited `micros` each (values pushed together are told in
     /// one call). Calling `take` again tells the lane that the previous batch
     /// was consumed.
     pub fn take(
@@ -228,7 +234,7 @@ impl<T> Lane<T> {
         kind: impl Fn(&T) -> u8,
     ) -> Take {
         self.lent = 0;
-        let mut admitted = self.admit_waiting(now_us);
+        let mut admitted = self.admit_waiting();
         let first = self.queue.front().map(|h| kind(&h.value));
         let count = self
             .queue
@@ -256,7 +262,7 @@ impl<T> Lane<T> {
         }));
         record_waits(run.0, run.1);
         self.lent = count;
-        admitted += self.admit_waiting(now_us);
+        admitted += self.admit_waiting();
         Take::Taken { count, admitted }
     }
 
@@ -265,22 +271,21 @@ impl<T> Lane<T> {
     /// waiting senders are admitted as a take admits them (once half the
     /// capacity is free). Returns how many were admitted. Lets a paused sender
     /// refill the lane while the receiver is still working through a batch.
-    pub fn consumed(&mut self, n: usize, now_us: u64) -> usize {
+    pub fn consumed(&mut self, n: usize) -> usize {
         self.lent -= n.min(self.lent);
-        self.admit_waiting(now_us)
+        self.admit_waiting()
     }
 
     /// Admit waiting senders once at least half the capacity is free.
-    fn admit_waiting(&mut self, now_us: u64) -> usize {
+    fn admit_waiting(&mut self) -> usize {
         let free = self.capacity - self.held();
         if self.waiting.is_empty() || free < self.capacity.div_ceil(2) {
             return 0;
         }
         let n = free.min(self.waiting.len());
-        for _ in 0..n {
-            let value = self.waiting.pop_front().expect("counted above");
-            self.admit(value, now_us);
-        }
+        // (Each keeps the time of its push: its wait runs from there.)
+        self.queue.extend(self.waiting.drain(..n));
+        self.accepted += n as u64;
         n
     }
 
@@ -454,20 +459,12 @@ mod tests {
             },
             "the batch is lent: no room yet"
         );
-        assert_eq!(
-            lane.consumed(1, 0),
-            0,
-            "one free place is below the watermark"
-        );
+        assert_eq!(lane.consumed(1), 0, "one free place is below the watermark");
         assert_eq!(lane.held(), 3);
-        assert_eq!(
-            lane.consumed(1, 0),
-            1,
-            "half free: the waiting value goes in"
-        );
+        assert_eq!(lane.consumed(1), 1, "half free: the waiting value goes in");
         assert_eq!((lane.held(), lane.queued(), lane.lent()), (3, 1, 2));
         assert_eq!(lane.room(), 1, "room for the next push, within the bound");
-        assert_eq!(lane.consumed(9, 0), 0, "never below zero lent");
+        assert_eq!(lane.consumed(9), 0, "never below zero lent");
         assert_eq!(lane.lent(), 0);
         let (batch, _) = take_all(&mut lane);
         assert_eq!(batch, vec![4], "in order, once");

@@ -272,15 +272,50 @@ impl LimiterCore {
         Some(d)
     }
 
+    /// Up to `n` permits of `cost` on `key` now, each decided as [`Self::try_acquire`] decides (so `n` calls of it
+    /// in a row, stopping at the first refusal, grant the same): how many were granted. For an embedder that starts
+    /// several calls at once (a task stage's window), in one lookup of the key.
+    pub fn try_acquire_n(&mut self, key: u32, cost: u64, n: usize, now_us: u64) -> usize {
+        if n == 0 || self.closed || self.too_costly(cost) {
+            return 0;
+        }
+        let state = self.keys.entry(key).or_default();
+        if !state.line.is_empty() {
+            return 0;
+        }
+        let mut granted = 0;
+        while granted < n && Self::allows(&self.limits, state, cost, now_us) {
+            Self::grant(&self.limits, state, cost, now_us);
+            granted += 1;
+        }
+        let g = granted as u64;
+        self.in_use += g;
+        self.admitted += g;
+        self.unrecorded_immediate += g;
+        if g > 0 {
+            self.count_units(cost.saturating_mul(g), now_us);
+        }
+        granted
+    }
+
     /// Gives back a permit of `key` (every permit is held until this call); its line may move (see [`Self::take_decided`]).
     pub fn release(&mut self, key: u32, now_us: u64) -> usize {
+        self.release_n(key, 1, now_us)
+    }
+
+    /// Gives back `n` permits of `key` at once: the same as `n` calls of [`Self::release`] in a row (its line is
+    /// granted what may go once they are all back, which is what the calls one by one would grant, in the same
+    /// order).
+    pub fn release_n(&mut self, key: u32, n: u64, now_us: u64) -> usize {
+        if n == 0 {
+            return self.decided.len();
+        }
         let Some(state) = self.keys.get_mut(&key) else {
             return 0;
         };
-        if state.held > 0 {
-            state.held -= 1;
-            self.in_use -= 1;
-        }
+        let back = n.min(state.held);
+        state.held -= back;
+        self.in_use -= back;
         if state.line.is_empty() {
             return self.decided.len();
         }

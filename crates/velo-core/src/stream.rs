@@ -127,6 +127,15 @@ fn record_waits(hist: &mut Histogram, gate: &Option<Admission>, micros: u64, n: 
     }
 }
 
+/// Records `n` events' queue waits that share `micros`'s histogram bucket and add up to `sum`, in the stream's
+/// histogram and its function's.
+fn record_wait_sum(hist: &mut Histogram, gate: &Option<Admission>, micros: u64, n: u64, sum: u64) {
+    hist.record_sum(micros, n, sum);
+    if let Some(g) = gate {
+        g.record_wait_sum(micros, n, sum);
+    }
+}
+
 /// Records an event's queue wait in the stream's histogram and its function's.
 fn record_wait<'a>(hist: &'a mut Histogram, gate: &'a Option<Admission>) -> impl FnMut(u64) + 'a {
     move |micros| record_waits(hist, gate, micros, 1)
@@ -325,8 +334,9 @@ impl<T> StreamCore<T> {
         out: &mut impl Extend<T>,
         kind: impl Fn(&T) -> u8,
     ) -> Take {
-        // Taking again gives the batch before back.
-        self.give_back_lent();
+        // Taking again says the handler took all of the batch before, in the run of code told last (the embedder
+        // tells the takes of earlier runs first): they are spread over that run, up to now.
+        self.input_taken(u64::MAX, None, now_us);
         self.lent_waits.lend(now_us);
         let (hist, gate, lent) = (&mut self.queue_wait, &self.gate, &mut self.lent_waits);
         // The first event is the handler's now; the rest wait in the batch until it takes them.
@@ -349,32 +359,41 @@ impl<T> StreamCore<T> {
         took
     }
 
-    /// The handler took the next `early` events of the batch lent to it in
-    /// the run of code that lent them, then `late` more by `at_us` (see
-    /// [`LentWaits`]): their queue waits end there.
-    pub fn input_taken(&mut self, early: u64, late: u64, at_us: u64) {
+    /// The handler took the next `n` events of the batch lent to it in one
+    /// run of code, the last of them by `at_us`; `first_us`: when it took the
+    /// first of them, if the embedder timed it (a run after the one that lent
+    /// the batch), else they follow the lending or the time told last. Their
+    /// queue waits end there, spread evenly over the run (see [`LentWaits`]).
+    pub fn input_taken(&mut self, n: u64, first_us: Option<u64>, at_us: u64) {
+        if self.lent_waits.pending() == 0 {
+            return;
+        }
         let (hist, gate) = (&mut self.queue_wait, &self.gate);
-        self.lent_waits.taken(early, late, at_us, |micros, n| {
-            record_waits(hist, gate, micros, n)
+        self.lent_waits.taken(n, first_us, at_us, |micros, n, sum| {
+            record_wait_sum(hist, gate, micros, n, sum)
         });
     }
 
-    /// The handler has `unconsumed` events of its lent batch left: the others
-    /// not told yet were taken in the run of code that lent them (the
-    /// embedder tells later takes first), before metrics are read.
-    pub fn input_consumed(&mut self, unconsumed: usize) {
-        let early = self.lent_waits.pending().saturating_sub(unconsumed as u64);
-        self.input_taken(early, 0, 0);
+    /// The handler has `unconsumed` events of its lent batch left at `now_us`:
+    /// the others not told yet were taken in the run of code told last (the
+    /// embedder tells the takes of earlier runs first), before metrics are
+    /// read.
+    pub fn input_consumed(&mut self, unconsumed: usize, now_us: u64) {
+        let taken = self.lent_waits.pending().saturating_sub(unconsumed as u64);
+        if taken > 0 {
+            self.input_taken(taken, None, now_us);
+        }
     }
 
-    /// What is left of the lent batch counts as taken at its lending.
+    /// What is left of the lent batch was never taken: it counts as taken at
+    /// its lending.
     fn give_back_lent(&mut self) {
         if self.lent_waits.pending() == 0 {
             return;
         }
         let (hist, gate) = (&mut self.queue_wait, &self.gate);
         self.lent_waits
-            .give_back(|micros, n| record_waits(hist, gate, micros, n));
+            .give_back(|micros, n, sum| record_wait_sum(hist, gate, micros, n, sum));
     }
 
     /// The handler stopped reading its input for good: drop what is buffered
@@ -423,8 +442,8 @@ impl<T> StreamCore<T> {
     /// [`Lane::consumed`]): a handler paused at a full output resumes once
     /// half the buffer is free, before the consumer comes back for more.
     /// Returns how many waiting outputs were admitted (1 resumes the handler).
-    pub fn output_consumed(&mut self, n: usize, now_us: u64) -> usize {
-        let admitted = self.output.consumed(n, now_us);
+    pub fn output_consumed(&mut self, n: usize) -> usize {
+        let admitted = self.output.consumed(n);
         self.account();
         admitted
     }
@@ -480,10 +499,10 @@ impl<T> StreamCore<T> {
     /// The consumer has read every output of the batch it took but the last
     /// `unread` (told before [`StreamCore::handler_returned`], which finds the
     /// stream done only when nothing lent is left unread).
-    pub fn output_unread(&mut self, unread: usize, now_us: u64) {
+    pub fn output_unread(&mut self, unread: usize) {
         let read = self.output.lent().saturating_sub(unread);
         if read > 0 {
-            self.output.consumed(read, now_us);
+            self.output.consumed(read);
             self.account();
         }
     }

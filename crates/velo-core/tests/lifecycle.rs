@@ -264,30 +264,78 @@ fn reported_handoffs_restart_the_idle_clock_at_the_time_given() {
 fn the_queue_wait_of_a_lent_event_ends_when_the_handler_takes_it() {
     let gate = Admission::new(1);
     let mut s = stream(&gate, 8);
-    for e in 0..4 {
+    for e in 0..6 {
         s.send(e, 0);
     }
     let mut out = Vec::new();
     // Lent at 100: the first is the handler's now, the others wait in the batch.
     s.take_input(usize::MAX, 100, &mut out);
     assert_eq!(gate.totals(&[]).queue_wait.count, 1);
-    // One more taken in the run that lent them (100), one by 5,000.
-    s.input_taken(1, 1, 5_000);
-    let t = gate.totals(&[150, 6_000]);
-    assert_eq!(t.queue_wait.count, 3);
+    // Two more taken in the run that lent them, which ended at 400: spread evenly after the first, at 200 and 300.
+    s.input_taken(2, None, 400);
+    // One in a later run whose first take was timed at 5,000, told at 5,100.
+    s.input_taken(1, Some(5_000), 5_100);
+    // (A bucket counts under a bound when the value it stands for does: bounds between the waits.)
+    let t = gate.totals(&[150, 250, 350, 5_500]);
+    assert_eq!(t.queue_wait.count, 4);
     assert_eq!(
         t.queue_wait.buckets,
-        vec![(150, 2), (6_000, 3)],
+        vec![(150, 1), (250, 2), (350, 3), (5_500, 4)],
         "cumulative counts"
     );
-    // Before a metrics read: the ones consumed and not told were taken in the run that lent them.
-    s.input_consumed(0);
-    assert_eq!(gate.totals(&[]).queue_wait.count, 4);
-    s.take_input(usize::MAX, 9_000, &mut out);
+    // Before a metrics read at 7,000: the ones consumed and not told were taken in the run told last, by then.
+    s.input_consumed(1, 7_000);
+    assert_eq!(gate.totals(&[]).queue_wait.count, 5);
     assert_eq!(
-        gate.totals(&[]).queue_wait.count,
-        4,
-        "nothing was left to give back"
+        gate.totals(&[5_500, 6_500]).queue_wait.buckets,
+        vec![(5_500, 4), (6_500, 5)],
+        "the fifth at 6,050, half way from 5,100 to 7,000"
+    );
+    // The next take, at 9,000, says the last one was taken too, in the run told last: half way from 7,000.
+    s.take_input(usize::MAX, 9_000, &mut out);
+    let t = gate.totals(&[7_500, 8_500]);
+    assert_eq!(t.queue_wait.count, 6, "nothing left lent");
+    assert_eq!(t.queue_wait.buckets, vec![(7_500, 5), (8_500, 6)]);
+}
+
+#[test]
+fn a_batch_taken_in_the_run_that_lent_it_is_spread_over_that_run_up_to_the_next_take() {
+    let gate = Admission::new(1);
+    let mut s = stream(&gate, 8);
+    for e in 0..4 {
+        s.send(e, 0);
+    }
+    let mut out = Vec::new();
+    s.take_input(usize::MAX, 1_000, &mut out);
+    // Nothing told: the handler took all four in the run that lent them, 1,000 µs each, and asks again at 5,000.
+    s.take_input(usize::MAX, 5_000, &mut out);
+    let t = gate.totals(&[1_500, 2_500, 3_500, 4_500]);
+    assert_eq!(
+        t.queue_wait.count, 4,
+        "waits of 1,000, 2,000, 3,000 and 4,000"
+    );
+    assert_eq!(
+        t.queue_wait.buckets,
+        vec![(1_500, 1), (2_500, 2), (3_500, 3), (4_500, 4)]
+    );
+}
+
+#[test]
+fn an_event_that_waited_for_room_waited_from_its_send() {
+    let gate = Admission::new(1);
+    let mut s = stream(&gate, 1);
+    s.send(1, 0);
+    assert!(matches!(s.send(2, 100), Push::Parked));
+    let mut out = Vec::new();
+    s.take_input(usize::MAX, 1_000, &mut out);
+    // Taken at 3,000: it was let in at 1,000, but sent at 100.
+    s.take_input(usize::MAX, 3_000, &mut out);
+    assert_eq!(out, vec![1, 2]);
+    let m = s.metrics(3_000, 0, 0);
+    assert!(
+        (2_900 * 7 / 8..=2_900 * 9 / 8).contains(&m.queue_wait_p99_us),
+        "{}",
+        m.queue_wait_p99_us
     );
 }
 
@@ -323,7 +371,7 @@ fn a_handler_returning_while_its_reader_holds_unread_outputs_leaves_the_stream_e
     s.yield_output(2, 0);
     // The reader took both (they are lent to it) and has read neither.
     assert_eq!(take_out(&mut s).0, vec![1, 2]);
-    s.output_unread(2, 0);
+    s.output_unread(2);
     s.handler_returned(0);
     assert_eq!(s.phase(), Phase::Ending);
     // It can still be cancelled, dropping them.
@@ -334,7 +382,7 @@ fn a_handler_returning_while_its_reader_holds_unread_outputs_leaves_the_stream_e
     read.end();
     read.yield_output(1, 0);
     assert_eq!(take_out(&mut read).0, vec![1]);
-    read.output_unread(0, 0);
+    read.output_unread(0);
     read.handler_returned(0);
     assert_eq!(read.phase(), Phase::Done);
 }

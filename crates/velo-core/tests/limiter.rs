@@ -744,7 +744,11 @@ impl Model {
 enum Op {
     Acquire(u32, u64, u32, i32),
     Try(u32, u64),
+    /// `try_acquire_n`: as many tries in a row, stopping at the first refusal.
+    TryN(u32, u64, usize),
     Release(usize),
+    /// `release_n` of the key of a held permit: as many releases of that key in a row.
+    ReleaseN(usize, u64),
     Cancel(usize),
     Advance(u64),
     Poll,
@@ -755,7 +759,9 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0u32..3, 1u64..4, 0u32..4, -1i32..2).prop_map(|(k, c, t, p)| Op::Acquire(k, c, t, p)),
         1 => (0u32..3, 1u64..4).prop_map(|(k, c)| Op::Try(k, c)),
+        1 => (0u32..3, 1u64..4, 0usize..5).prop_map(|(k, c, n)| Op::TryN(k, c, n)),
         3 => any::<usize>().prop_map(Op::Release),
+        1 => (any::<usize>(), 0u64..5).prop_map(|(i, n)| Op::ReleaseN(i, n)),
         1 => any::<usize>().prop_map(Op::Cancel),
         3 => (0u64..1500).prop_map(Op::Advance),
         1 => Just(Op::Poll),
@@ -810,6 +816,30 @@ proptest! {
                     let want = (!costly && k.line.is_empty() && m.fits(&k, cost, now)).then(|| m.take(key, cost, now));
                     prop_assert_eq!(got, want);
                     if let Some(d) = got { note(d, key, &mut held); }
+                }
+                Op::TryN(key, cost, n) => {
+                    let got = core.try_acquire_n(key, cost, n, now);
+                    let mut want = 0;
+                    while want < n {
+                        let k = m.keys.get(&key).cloned().unwrap_or_default();
+                        let costly = m.limits.rate.is_some_and(|r| cost > r.burst);
+                        if costly || !k.line.is_empty() || !m.fits(&k, cost, now) { break; }
+                        m.take(key, cost, now);
+                        want += 1;
+                    }
+                    prop_assert_eq!(got, want);
+                    for _ in 0..got { held.push(key); }
+                }
+                Op::ReleaseN(i, n) if !held.is_empty() => {
+                    let key = held[i % held.len()];
+                    core.release_n(key, n, now);
+                    for _ in 0..n {
+                        let Some(at) = held.iter().position(|&k| k == key) else { break };
+                        held.swap_remove(at);
+                        let k = m.keys.get_mut(&key).unwrap();
+                        if k.held > 0 { k.held -= 1; m.in_use -= 1; }
+                        m.pump(key, now, &mut expect);
+                    }
                 }
                 Op::Release(i) if !held.is_empty() => {
                     let key = held.swap_remove(i % held.len());

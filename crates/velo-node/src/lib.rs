@@ -15,7 +15,7 @@
 //!   outcome, phase, metrics, free, and a task stage's (`task.rs`). Their
 //!   TypeScript signatures are the generated `StreamOps` interface.
 //! - The codes those answer with, `PushStatus`, `TakeStatus` and `PhaseCode`
-//!   (`raw.rs`), `TaskAttempt` and `TaskSettleCode` (`task.rs`), generated
+//!   (`raw.rs`), `TaskAttempt`, `TaskStartCode` and `TaskSettleCode` (`task.rs`), generated
 //!   into `native/index.d.ts` as enums.
 //! - The cross-thread lanes of `workerFn` streams (`cross.rs`): `crossOpen`,
 //!   `crossPush`, `crossTake`, ..., answering `CrossPushStatus` and
@@ -44,8 +44,10 @@
 //! - `ffi.rs`, `dto.rs`, `slot.rs`, `slab.rs`, `gates.rs`, `shared.rs`,
 //!   `cross.rs`: depend on no other module;
 //! - `idle.rs`: the thread's deadline set (on `ffi.rs`);
+//! - `limiter.rs`: the thread's limiters (`NativeLimiter`, on `slab.rs`) and
+//!   the permits a task stage's calls hold of one;
 //! - `task_state.rs`: a task stage's window and its deadline, which it
-//!   disarms when dropped;
+//!   disarms when dropped, and its calls' permits (on `limiter.rs`);
 //! - `streams.rs`: the stream record, the thread's table of them, and
 //!   `open_stream`;
 //! - `task.rs`, then `raw.rs`: the entry points on a handle;

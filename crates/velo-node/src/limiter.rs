@@ -5,6 +5,7 @@
 //! (`Decision`'s values).
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use napi::Result;
 use napi_derive::napi;
@@ -61,20 +62,27 @@ pub struct NativeLimiterWaits {
     pub counts: Vec<f64>,
 }
 
+/// A limiter's state, shared by its `NativeLimiter` (through the table) and the task stages that take its permits
+/// in their own calls ([`TaskPermits`]).
+type SharedCore = Rc<RefCell<LimiterCore>>;
+
 thread_local! {
     /// The limiters of this thread, by handle: the per-permit entry points (`limiterTry`, `limiterRelease` in
     /// `exports.stream`, raw N-API callbacks: `raw.rs`) find them by a number, as the per-event ones find streams.
-    static LIMITERS: RefCell<Slab<LimiterCore>> = RefCell::new(Slab::new());
+    static LIMITERS: RefCell<Slab<SharedCore>> = RefCell::new(Slab::new());
+}
+
+fn stale() -> napi::Error {
+    napi::Error::from_reason("velo-stream: no such limiter (stale handle)")
 }
 
 /// Runs `f` on the limiter behind `handle`.
 pub(crate) fn with<R>(handle: f64, f: impl FnOnce(&mut LimiterCore) -> R) -> Result<R> {
     LIMITERS.with(|l| {
         let mut slab = l.borrow_mut();
-        let core = slab.get_mut(handle).ok_or_else(|| {
-            napi::Error::from_reason("velo-stream: no such limiter (stale handle)")
-        })?;
-        Ok(f(core))
+        let core = slab.get_mut(handle).ok_or_else(stale)?;
+        let mut core = core.borrow_mut();
+        Ok(f(&mut core))
     })
 }
 
@@ -89,6 +97,71 @@ pub(crate) fn try_now(handle: f64, key: f64, cost: f64, now_ms: f64) -> Result<i
 /// `limiterRelease` (raw N-API): a held permit comes back; how many waiters are decided (see `takeDecided`).
 pub(crate) fn release_now(handle: f64, key: f64, now_ms: f64) -> Result<u32> {
     with(handle, |core| core.release(key as u32, us(now_ms)) as u32)
+}
+
+/// The permits of one limiter that a task stage's calls hold (`taskInit`'s `limiter`, `task_state.rs`): taken as
+/// calls start (`taskStart`) and given back as they settle (`taskSettle`, `taskSettleDone`), inside the native calls
+/// the task window makes anyway, so a permit granted at once costs no crossing of its own. Each grant and release
+/// is the limiter core's decision, as `limiterTry` and `limiterRelease` ask it (key 0, cost 1: `js/limits/use.ts`
+/// gives only a limiter without `key`, `cost`, `fairness` and `priority`).
+pub(crate) struct TaskPermits {
+    core: SharedCore,
+    /// Whether the call in each slot holds a permit.
+    held: Vec<bool>,
+}
+
+impl TaskPermits {
+    /// The permits of the limiter behind `handle`.
+    pub(crate) fn new(handle: f64) -> Result<Self> {
+        let core = LIMITERS.with(|l| l.borrow_mut().get_mut(handle).cloned());
+        Ok(TaskPermits {
+            core: core.ok_or_else(stale)?,
+            held: Vec::new(),
+        })
+    }
+
+    /// A permit for each call starting in `slots`, in order, until one is refused (`now_ms` on the limiter's clock):
+    /// how many were granted (the first ones).
+    pub(crate) fn take(&mut self, slots: &[u32], now_ms: f64) -> usize {
+        let granted = self
+            .core
+            .borrow_mut()
+            .try_acquire_n(0, 1, slots.len(), us(now_ms));
+        for &slot in &slots[..granted] {
+            let slot = slot as usize;
+            if slot >= self.held.len() {
+                self.held.resize(slot + 1, false);
+            }
+            self.held[slot] = true;
+        }
+        granted
+    }
+
+    /// The calls in `slots` settled: the permits they hold come back, together (`now_ms` on the limiter's clock).
+    pub(crate) fn give_back(&mut self, slots: &[u32], now_ms: f64) {
+        let mut back = 0;
+        for &slot in slots {
+            if let Some(held) = self.held.get_mut(slot as usize) {
+                back += u64::from(std::mem::take(held));
+            }
+        }
+        if back > 0 {
+            self.core.borrow_mut().release_n(0, back, us(now_ms));
+        }
+    }
+}
+
+impl Drop for TaskPermits {
+    /// The stage's stream is freed (collected with a call that never settled): its permits come back, as a dead
+    /// holder's do (a waiter this grants learns it at the limiter's next decision). Nothing is done while the core
+    /// is in use (a collection inside a limiter call).
+    fn drop(&mut self) {
+        let Ok(mut core) = self.core.try_borrow_mut() else {
+            return;
+        };
+        let back = self.held.iter().filter(|&&h| h).count();
+        core.release_n(0, back as u64, 0);
+    }
 }
 
 /// One in-process limiter (its state in this thread's table, by `handle`): everything but the per-permit calls.
@@ -117,11 +190,11 @@ impl NativeLimiter {
         reject: bool,
         max_waiting: f64,
     ) -> Result<Self> {
-        let core = LimiterCore::new(
+        let core = Rc::new(RefCell::new(LimiterCore::new(
             limits(concurrency, rate_limit, rate_period_ms, rate_burst),
             reject,
             max_waiting as usize,
-        );
+        )));
         let handle = LIMITERS
             .with(|l| l.borrow_mut().insert(core))
             .map_err(|_| {

@@ -327,9 +327,8 @@ fn handed_over<'s>(cx: Scope<'s>, [h, inputs, outputs, ago]: [Value<'s>; 4]) -> 
 }
 
 fn output_consumed<'s>(cx: Scope<'s>, [h, n]: [Value<'s>; 2]) -> Result<Value<'s>> {
-    let now = clock::now_us();
     let n = cx.number(n)? as usize;
-    let admitted = streams::with(cx.number(h)?, |stream| stream.core.output_consumed(n, now))?;
+    let admitted = streams::with(cx.number(h)?, |stream| stream.core.output_consumed(n))?;
     cx.int(count(admitted))
 }
 
@@ -362,7 +361,7 @@ fn handler_returned<'s>(
             // (The idle clock stops with the handler: the handoffs' time is now.)
             stream.core.handed_over(inputs.into(), outputs.into(), now);
         }
-        stream.core.output_unread(unread as usize, now);
+        stream.core.output_unread(unread as usize);
         stream.core.handler_returned(now);
         retire && stream.core.phase() == Phase::Done
     })?;
@@ -458,11 +457,14 @@ fn idle_hold<'s>(cx: Scope<'s>, [h, held]: [Value<'s>; 2]) -> Result<Value<'s>> 
     cx.undefined()
 }
 
-fn input_taken<'s>(cx: Scope<'s>, [h, early, late]: [Value<'s>; 3]) -> Result<Value<'s>> {
+fn input_taken<'s>(cx: Scope<'s>, [h, n, first_ago]: [Value<'s>; 3]) -> Result<Value<'s>> {
     let now = clock::now_us();
-    let (early, late) = (cx.index(early)?, cx.index(late)?);
+    let n = cx.index(n)?;
+    // (Negative or NaN: the first take was not timed. A float to integer cast saturates.)
+    let first_ago = cx.number(first_ago)?;
+    let first = (first_ago >= 0.0).then(|| now.saturating_sub(first_ago as u64));
     streams::with(cx.number(h)?, |stream| {
-        stream.core.input_taken(early.into(), late.into(), now)
+        stream.core.input_taken(n.into(), first, now)
     })?;
     cx.undefined()
 }
@@ -472,7 +474,7 @@ fn metrics<'s>(cx: Scope<'s>, [h, in_lent, out_lent]: [Value<'s>; 3]) -> Result<
     let out_lent = cx.number(out_lent)? as usize;
     let now = clock::now_us();
     let metrics = streams::with(cx.number(h)?, |stream| {
-        stream.core.input_consumed(in_lent);
+        stream.core.input_consumed(in_lent, now);
         let mut m = Metrics::from(stream.core.metrics(now, in_lent, out_lent));
         if let Some(task) = stream.task.as_deref() {
             task.add_metrics(&mut m);
@@ -580,10 +582,11 @@ stream_ops! {
     #[doc = " how long ago the last of the inputs was handed over (the idle clock's"]
     #[doc = " restart)."]
     "handedOver": "(h: number, inputs: number, outputs: number, agoUs: number) => void" => handed_over,
-    #[doc = " The handler took the next `early` events of its lent batch in the run"]
-    #[doc = " that lent them, then `late` more by now: their queue waits end there"]
-    #[doc = " (see `StreamCore::input_taken`)."]
-    "inputTaken": "(h: number, early: number, late: number) => void" => input_taken,
+    #[doc = " The handler took the next `n` events of its lent batch in one run of"]
+    #[doc = " code, the last of them by now, the first `firstAgoUs` µs ago (negative:"]
+    #[doc = " not timed, in the run that lent the batch): their queue waits end there,"]
+    #[doc = " spread evenly over the run (see `StreamCore::input_taken`)."]
+    "inputTaken": "(h: number, n: number, firstAgoUs: number) => void" => input_taken,
     #[doc = " Waiting senders (or the paused handler) admitted by the last take."]
     "admitted": "(h: number) => number" => admitted,
     #[doc = " The consumer read `n` outputs of the batch it took: returns how many"]
@@ -632,15 +635,19 @@ stream_ops! {
     #[doc = " Task stages (`task.rs`): starts up to `max` calls, their slots in"]
     #[doc = " `scratch.u32[0..n]`; returns `n`."]
     #[doc = " `emitted`: ready results emitted or dropped since the last report."]
-    "taskStart": "(h: number, max: number, emitted: number) => number" => task_start,
+    #[doc = " With a limiter the window takes permits from (`TaskPolicy.limiter`), each call asks for one"]
+    #[doc = " (`limiterNow`: ms on the limiter's clock; NaN: none asked for) until one is refused: plus"]
+    #[doc = " `TaskStartCode.NoPermit` per call started without (the last ones)."]
+    "taskStart": "(h: number, max: number, emitted: number, limiterNow: number) => number" => task_start,
     #[doc = " Settles the task slots in `scratch.u32[0..n]` as done: the ready count"]
     #[doc = " (plus `TaskSettleCode.Failed` when the stage fails now); `emitted` as"]
-    #[doc = " for `taskStart`."]
-    "taskSettleDone": "(h: number, n: number, emitted: number) => number" => task_settle_done,
+    #[doc = " for `taskStart`. The permits the calls hold come back (`limiterNow`: ms on the limiter's clock)."]
+    "taskSettleDone": "(h: number, n: number, emitted: number, limiterNow: number) => number" => task_settle_done,
     #[doc = " How the attempt in `slot` ended: ready results (plus"]
     #[doc = " `TaskSettleCode.Failed` when the stage fails now), or"]
-    #[doc = " `TaskSettleCode.Retry` / `TaskSettleCode.Exhausted`."]
-    "taskSettle": "(h: number, slot: number, how: TaskAttempt) => number" => task_settle,
+    #[doc = " `TaskSettleCode.Retry` / `TaskSettleCode.Exhausted`. A permit the call holds comes back"]
+    #[doc = " (`limiterNow` as for `taskSettleDone`)."]
+    "taskSettle": "(h: number, slot: number, how: TaskAttempt, limiterNow: number) => number" => task_settle,
     #[doc = " `n` ready task results were emitted or dropped."]
     "taskEmitted": "(h: number, n: number) => void" => task_emitted,
     #[doc = " Task slots whose retry is due, into `scratch.u32[0..n]`; returns `n`."]

@@ -4,13 +4,17 @@
 //!
 //! JavaScript (`js/core/task.ts`) starts the calls and settles them; every
 //! decision (may a call start, which results are ready, when to retry, when a
-//! batch is due) is the window's.
+//! batch is due) is the window's. A per-item stage with a limiter the window
+//! takes permits from (`TaskPolicy::limiter`) asks the limiter's core for a
+//! permit as each call starts (`taskStart`) and gives it back as the call
+//! settles (`taskSettle`, `taskSettleDone`), in the same native call.
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use velo_core::{clock, Attempt, BatchPolicy, RetryPolicy, Settled, TaskWindow};
 
 use crate::ffi::{fail, Scope, Scratch, Value};
+use crate::limiter::TaskPermits;
 use crate::streams;
 use crate::task_state::TaskState;
 
@@ -28,6 +32,10 @@ pub(crate) struct TaskPolicy {
     pub max_size: u32,
     pub min_size: u32,
     pub max_wait_ms: f64,
+    /// The handle (`NativeLimiter.handle`) of a limiter each call takes a
+    /// permit of (key 0, cost 1) as it starts, held until it settles; a
+    /// per-item stage's only.
+    pub limiter: Option<f64>,
 }
 
 fn micros(ms: f64) -> u64 {
@@ -43,11 +51,13 @@ fn micros(ms: f64) -> u64 {
 /// Makes the stream behind `handle` a task stage's.
 #[napi(catch_unwind)]
 pub(crate) fn task_init(handle: f64, policy: TaskPolicy) -> Result<()> {
-    streams::with(handle, |stream| {
+    streams::with(handle, |stream| -> Result<()> {
         let gate = stream.core.gate().cloned();
         let window = TaskWindow::new(task_policy(&policy), gate);
-        stream.task = Some(Box::new(TaskState::new(window, stream.core.key())))
-    })
+        let permits = policy.limiter.map(TaskPermits::new).transpose()?;
+        stream.task = Some(Box::new(TaskState::new(window, stream.core.key(), permits)));
+        Ok(())
+    })?
 }
 
 fn task_policy(policy: &TaskPolicy) -> velo_core::TaskPolicy {
@@ -76,28 +86,52 @@ fn with_task<'s, R>(
     h: Value<'s>,
     f: impl FnOnce(&mut TaskWindow, u64) -> R,
 ) -> Result<R> {
+    with_task_permits(cx, h, |w, _, now| f(w, now))
+}
+
+/// [`with_task`], with the permits the stage's calls hold (if it has a
+/// limiter the window takes permits from).
+fn with_task_permits<'s, R>(
+    cx: Scope<'s>,
+    h: Value<'s>,
+    f: impl FnOnce(&mut TaskWindow, Option<&mut TaskPermits>, u64) -> R,
+) -> Result<R> {
     let now = clock::now_us();
     streams::with(cx.number(h)?, |stream| {
         let task = stream
             .task
             .as_deref_mut()
             .ok_or_else(|| fail("not a task stage's stream"))?;
-        task.with_window(|w| f(w, now))
+        task.with_window(|w, permits| f(w, permits, now))
     })?
+}
+
+/// What `taskStart` answers besides the count of calls started.
+#[napi]
+pub enum TaskStartCode {
+    /// Added to the count once per call started without a permit of the
+    /// stage's limiter (the last ones started: the first refusal stops the
+    /// asking). Such a call waits for its permit in JavaScript, as any
+    /// limiter's waiter does.
+    NoPermit = 65_536,
 }
 
 /// Starts up to `max` calls (at most the scratch size): their slots in
 /// `scratch.u32[0..n]`; returns `n`. `emitted`: ready results emitted (or
-/// dropped) since the last report, counted first.
+/// dropped) since the last report, counted first. With a limiter the window
+/// takes permits from, each call asks for one as it starts (`limiterNow`: the
+/// time in ms on the limiter's clock; NaN: none is asked for), until one is
+/// refused: plus [`TaskStartCode::NoPermit`] per call started without.
 pub(crate) fn task_start<'s>(
     cx: Scope<'s>,
-    [h, max, emitted]: [Value<'s>; 3],
+    [h, max, emitted, limiter_now]: [Value<'s>; 4],
 ) -> Result<Value<'s>> {
     let mut scratch = Scratch::lend()?;
     let max = (cx.number(max)? as usize).min(scratch.len());
     let emitted = cx.index(emitted)?;
+    let limiter_now = cx.number(limiter_now)?;
     let slots = scratch.u32s();
-    let n = with_task(cx, h, |w, now| {
+    let (n, without) = with_task_permits(cx, h, |w, permits, now| {
         w.emitted(emitted);
         let mut n = 0;
         while n < max {
@@ -105,9 +139,14 @@ pub(crate) fn task_start<'s>(
             slots[n] = slot;
             n += 1;
         }
-        n
+        let granted = match permits {
+            Some(p) if !limiter_now.is_nan() => p.take(&slots[..n], limiter_now),
+            Some(_) => 0,
+            None => n,
+        };
+        (n, n - granted)
     })?;
-    cx.int(n as i32)
+    cx.int((n + without * TaskStartCode::NoPermit as usize) as i32)
 }
 
 /// How a task attempt ended, as `taskSettle` takes it (the core's
@@ -142,9 +181,14 @@ pub enum TaskSettleCode {
 
 const SETTLE_FAILED: i32 = TaskSettleCode::Failed as i32;
 
-/// Reports how the attempt in `slot` ended (a [`TaskAttempt`]).
-pub(crate) fn task_settle<'s>(cx: Scope<'s>, [h, slot, how]: [Value<'s>; 3]) -> Result<Value<'s>> {
+/// Reports how the attempt in `slot` ended (a [`TaskAttempt`]); a permit the
+/// call holds comes back (`limiterNow`: the time in ms on the limiter's clock).
+pub(crate) fn task_settle<'s>(
+    cx: Scope<'s>,
+    [h, slot, how, limiter_now]: [Value<'s>; 4],
+) -> Result<Value<'s>> {
     let slot = cx.index(slot)?;
+    let limiter_now = cx.number(limiter_now)?;
     let how = match cx.number(how)? as i64 {
         x if x == TaskAttempt::Done as i64 => Attempt::Done,
         x if x == TaskAttempt::Error as i64 => Attempt::Error,
@@ -153,7 +197,12 @@ pub(crate) fn task_settle<'s>(cx: Scope<'s>, [h, slot, how]: [Value<'s>; 3]) -> 
         x if x == TaskAttempt::Dropped as i64 => Attempt::Dropped,
         _ => return Err(fail("unknown attempt outcome")),
     };
-    let settled = with_task(cx, h, |w, now| w.settle(slot, how, now))?;
+    let settled = with_task_permits(cx, h, |w, permits, now| {
+        if let Some(p) = permits {
+            p.give_back(&[slot], limiter_now);
+        }
+        w.settle(slot, how, now)
+    })?;
     cx.int(match settled {
         Settled::Ready { count, failed } => {
             count.min(SETTLE_FAILED as u32 - 1) as i32 + if failed { SETTLE_FAILED } else { 0 }
@@ -165,20 +214,25 @@ pub(crate) fn task_settle<'s>(cx: Scope<'s>, [h, slot, how]: [Value<'s>; 3]) -> 
 
 /// Settles the calls in `scratch.u32[0..n]` as done (a batch of results):
 /// the ready count, plus `SETTLE_FAILED` if the stage fails now. `emitted`
-/// as for `task_start`.
+/// as for `task_start`; the permits the calls hold come back (`limiterNow`
+/// as for `task_settle`).
 pub(crate) fn task_settle_done<'s>(
     cx: Scope<'s>,
-    [h, n, emitted]: [Value<'s>; 3],
+    [h, n, emitted, limiter_now]: [Value<'s>; 4],
 ) -> Result<Value<'s>> {
     let mut scratch = Scratch::lend()?;
     let n = cx.number(n)? as usize;
     let emitted = cx.index(emitted)?;
+    let limiter_now = cx.number(limiter_now)?;
     let slots = scratch.u32s();
     if n > slots.len() {
         return Err(fail("more settles than the scratch holds"));
     }
-    let (ready, failed) = with_task(cx, h, |w, now| {
+    let (ready, failed) = with_task_permits(cx, h, |w, permits, now| {
         w.emitted(emitted);
+        if let Some(p) = permits {
+            p.give_back(&slots[..n], limiter_now);
+        }
         let (mut ready, mut failed) = (0u32, false);
         for &slot in &slots[..n] {
             if let Settled::Ready { count, failed: f } = w.settle(slot, Attempt::Done, now) {

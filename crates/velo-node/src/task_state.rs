@@ -5,6 +5,10 @@
 //! stream's idle deadline. The state disarms its deadline when it is dropped
 //! (its stream freed), so nothing else needs to know it holds one.
 //!
+//! A stage with a limiter the window may take permits from (`taskInit`'s
+//! `limiter`) keeps the permits its calls hold here too ([`TaskPermits`]), so
+//! they come back when the stream is freed whatever its calls did.
+//!
 //! The entry points that reach it through a stream's handle are `task.rs`.
 
 use napi::Result;
@@ -12,6 +16,7 @@ use velo_core::TaskWindow;
 
 use crate::dto::Metrics;
 use crate::idle;
+use crate::limiter::TaskPermits;
 
 /// Added to a stream's key to make the key its task deadlines are reported
 /// under (keys stay far below it, and both are exact in an f64).
@@ -24,22 +29,28 @@ pub(crate) struct TaskState {
     /// The stream's task key.
     key: u64,
     armed_at: Option<u64>,
+    /// The permits its calls hold of the stage's limiter, if the window takes them.
+    permits: Option<TaskPermits>,
 }
 
 impl TaskState {
     /// The task state of the stream whose key is `stream_key`.
-    pub(crate) fn new(window: TaskWindow, stream_key: u64) -> Self {
+    pub(crate) fn new(window: TaskWindow, stream_key: u64, permits: Option<TaskPermits>) -> Self {
         TaskState {
             window,
             key: stream_key + TASK_KEY_OFFSET,
             armed_at: None,
+            permits,
         }
     }
 
-    /// Runs `f` on the window, then arms (or moves) the deadline to the
-    /// window's next one.
-    pub(crate) fn with_window<R>(&mut self, f: impl FnOnce(&mut TaskWindow) -> R) -> Result<R> {
-        let r = f(&mut self.window);
+    /// Runs `f` on the window (and the permits its calls hold, if it takes
+    /// any), then arms (or moves) the deadline to the window's next one.
+    pub(crate) fn with_window<R>(
+        &mut self,
+        f: impl FnOnce(&mut TaskWindow, Option<&mut TaskPermits>) -> R,
+    ) -> Result<R> {
+        let r = f(&mut self.window, self.permits.as_mut());
         let next = self.window.next_deadline();
         if next != self.armed_at {
             let deadlines = idle::deadlines()?;

@@ -1,0 +1,223 @@
+// A task stage whose one limiter has no per-item options (`key`, `cost`, `fairness`, `priority`): the task window
+// takes each call's permit as it starts the call and gives it back as it settles it, in its own native calls
+// (crates/velo-node/src/limiter.rs, `TaskPermits`). The same promises as any permit, by counting: held from the grant
+// to the settle whatever the limits, no jump over the limiter's line, waiters granted when the window gives back,
+// the clock read as the limiter reads it. Needs --expose-gc (an abandoned stream's permits).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { limiter, task } from 'velo-stream';
+import { deferred, settle } from './helpers/util.mjs';
+
+test('a permit is held from the call start to its settle: inUse counts the calls running, admitted every call', async () => {
+  const l = limiter({ concurrency: 100 });
+  const gates = [];
+  const stage = task(
+    (x) => {
+      const d = deferred();
+      gates.push(d);
+      return d.promise.then(() => x);
+    },
+    { concurrency: 8, limiter: l },
+  );
+  const s = stage.open();
+  for (let i = 0; i < 5; i++) await s.send(i);
+  await settle();
+  assert.equal(gates.length, 5);
+  assert.equal(l.stats().inUse, 5);
+  gates[0].resolve();
+  gates[1].resolve();
+  await settle();
+  assert.equal(l.stats().inUse, 3);
+  for (const g of gates) g.resolve();
+  s.end();
+  const out = [];
+  for await (const v of s) out.push(v);
+  assert.deepEqual(out, [0, 1, 2, 3, 4]);
+  assert.deepEqual([l.stats().inUse, l.stats().admitted], [0, 5]);
+});
+
+test('calls do not jump the line: with a waiter of acquire() in line, a call waits behind it', async () => {
+  const l = limiter({ concurrency: 1 });
+  const order = [];
+  const first = await l.acquire();
+  const waiter = l.acquire().then((p) => {
+    order.push('waiter');
+    return p;
+  });
+  await settle();
+  assert.equal(l.stats().waiting, 1);
+  const stage = task(
+    async (x) => {
+      order.push(`call ${x}`);
+      await settle(1);
+      return x;
+    },
+    { concurrency: 4, limiter: l },
+  );
+  const run = stage.run([1, 2]);
+  await settle();
+  assert.deepEqual(order, [], 'no call started while the line waits');
+  assert.equal(l.stats().waiting, 3);
+  first.release();
+  (await waiter).release();
+  assert.deepEqual(await run, [1, 2]);
+  assert.deepEqual(order, ['waiter', 'call 1', 'call 2']);
+  assert.deepEqual([l.stats().inUse, l.stats().waiting, l.stats().admitted], [0, 0, 4]);
+});
+
+test("a call settling grants the limiter's waiters at once, their wait recorded on the limiter's clock", async () => {
+  let now = 0;
+  const l = limiter({ concurrency: 2, clock: () => now });
+  const gate = deferred();
+  const stage = task(async (x) => (await gate.promise) + x, { concurrency: 4, limiter: l });
+  const run = stage.run([1, 2]);
+  await settle();
+  assert.equal(l.stats().inUse, 2);
+  let granted = false;
+  const waiting = l.acquire().then((p) => {
+    granted = true;
+    return p;
+  });
+  await settle();
+  assert.equal(granted, false);
+  now = 40;
+  gate.resolve(10);
+  assert.deepEqual(await run, [11, 12]);
+  const permit = await waiting;
+  assert.equal(granted, true);
+  assert.equal(l.stats().inUse, 1);
+  assert.equal(l.stats().waitedMs.p99 >= 30, true, `a wait of 40 ms on the clock, p99 ${l.stats().waitedMs.p99}`);
+  permit.release();
+  assert.equal(l.stats().inUse, 0);
+});
+
+test('a rate: the window reads the limiter clock, and the calls past the burst wait for it', async () => {
+  const l = limiter({ rate: { limit: 100, period: 1000, burst: 2 } });
+  const started = [];
+  const t0 = performance.now();
+  const stage = task(
+    async (x) => {
+      started.push(performance.now() - t0);
+      return x;
+    },
+    { concurrency: 8, limiter: l },
+  );
+  assert.deepEqual(await stage.run([0, 1, 2, 3, 4]), [0, 1, 2, 3, 4]);
+  assert.equal(l.stats().admitted, 5);
+  assert.equal(l.stats().inUse, 0);
+  // 2 at once, then one per 10 ms: the fifth no sooner than 30 ms after the first.
+  assert.ok(started[4] - started[0] >= 29, `the fifth started ${started[4] - started[0]} ms after the first`);
+});
+
+test('setLimits at runtime: a lower limit grants nothing until the permits held fall below it; a higher one at once', async () => {
+  const l = limiter({ concurrency: 4 });
+  let limit = 4;
+  let running = 0;
+  const gates = [];
+  const stage = task(
+    async (x) => {
+      running++;
+      assert.ok(running <= limit, `${running} calls at once, limit ${limit}`);
+      const d = deferred();
+      gates.push(d);
+      await d.promise;
+      running--;
+      return x;
+    },
+    { concurrency: 16, limiter: l },
+  );
+  const s = stage.open();
+  for (let i = 0; i < 10; i++) await s.send(i);
+  s.end();
+  await settle();
+  assert.deepEqual([running, l.stats().inUse, l.stats().waiting], [4, 4, 6]);
+  l.setLimits({ concurrency: 2 });
+  // Two of the four held come back: still 2 held, at the new limit: nothing granted.
+  gates[0].resolve();
+  gates[1].resolve();
+  await settle();
+  limit = 2;
+  assert.deepEqual([running, l.stats().inUse], [2, 2]);
+  gates[2].resolve();
+  await settle();
+  assert.deepEqual([running, l.stats().inUse, gates.length], [2, 2, 5], 'one came back, one granted');
+  limit = 10;
+  l.setLimits({ concurrency: 10 });
+  await settle();
+  assert.deepEqual([running, l.stats().inUse, l.stats().waiting], [7, 7, 0], 'the rest granted at once');
+  for (const g of gates) g.resolve();
+  const out = [];
+  for await (const v of s) out.push(v);
+  assert.deepEqual(out, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  assert.deepEqual([l.stats().inUse, l.stats().admitted], [0, 10]);
+});
+
+test('close(): calls holding permits give them back when they settle; later calls fail with ERR_VELO_LIMITER_CLOSED', async () => {
+  const l = limiter({ concurrency: 4 });
+  const gate = deferred();
+  const stage = task(async (x) => (await gate.promise) + x, { concurrency: 4, limiter: l, onError: (e) => e.code });
+  const s = stage.open();
+  await s.send(1);
+  await settle();
+  assert.equal(l.stats().inUse, 1);
+  await l.close();
+  await s.send(2);
+  gate.resolve(10);
+  s.end();
+  const out = [];
+  for await (const v of s) out.push(v);
+  assert.deepEqual(out, [11, 'ERR_VELO_LIMITER_CLOSED']);
+  assert.equal(l.stats().inUse, 0);
+});
+
+test("a clock that throws fails the calls as the limiter's own acquire does (nothing is taken by the window)", async () => {
+  const l = limiter({
+    rate: { limit: 10, period: 1000 },
+    clock: () => {
+      throw new Error('no time');
+    },
+  });
+  await assert.rejects(
+    task(async (x) => x, { limiter: l }).run([1]),
+    (error) => error.code === 'ERR_INVALID_RETURN_VALUE' && /clock\(\) threw/.test(error.message),
+  );
+});
+
+test('errors, retries and sync results: every attempt gives its permit back', async () => {
+  const l = limiter({ concurrency: 2 });
+  const stage = task(
+    (x, ctx) => {
+      if (x === 0) return x;
+      if (x === 1 && ctx.attempt === 1) throw new Error('sync');
+      if (x === 2 && ctx.attempt < 3) return Promise.reject(new Error('async'));
+      if (x === 3) throw new Error('for good');
+      return Promise.resolve(x);
+    },
+    { concurrency: 4, limiter: l, retry: { attempts: 3, delay: 1 }, onError: 'skip' },
+  );
+  assert.deepEqual(await stage.run([0, 1, 2, 3, 4]), [0, 1, 2, 4]);
+  // 0: 1 attempt; 1: 2; 2: 3; 3: 3; 4: 1.
+  assert.deepEqual([l.stats().inUse, l.stats().admitted], [0, 10]);
+});
+
+test('a stage whose stream is dropped while a call never settles: collected, and its permit comes back', async () => {
+  const l = limiter({ concurrency: 1 });
+  // (No idle clock: a stream whose clock runs is held until it fires.)
+  const stage = task(() => new Promise(() => {}), { limiter: l, idleTimeout: 0 });
+  (() => {
+    const s = stage.open();
+    void s.send(1);
+  })();
+  await settle();
+  assert.equal(l.stats().inUse, 1);
+  for (let i = 0; l.stats().inUse > 0; i++) {
+    if (i === 500) assert.fail('the dropped stream still holds its permit after 500 collections');
+    global.gc();
+    await sleep(5);
+  }
+  // The limiter goes on: a permit now.
+  const p = l.tryAcquire();
+  assert.notEqual(p, undefined);
+  p.release();
+});
