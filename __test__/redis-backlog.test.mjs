@@ -36,7 +36,7 @@ test(
       await eventually(() => (lastStats(a)?.outputs ?? 0) >= TOTAL, `${TOTAL} outputs`, 400_000);
       await checkInvariants(name, expected);
       const elapsed = Date.now() - started;
-      const stats = await stopChild(a);
+      const stats = await stopChild(a, { queuedTimeouts: true });
       assert.equal(stats.lost, 0, 'leases lost');
       assert.equal(stats.fenced, 0, 'writes fenced');
       assert.equal(stats.replayed, 0, 'entries replayed');
