@@ -13,7 +13,7 @@
 // the idle clock costs.
 //
 // `SCALE=<k>` multiplies the item counts of `pipe`, `pipeBaselineC`, `task`,
-// `taskLimited`, `taskLimitedKeyed`, `permits*`, `batch`, `live`, `feed`,
+// `taskLimited`, `taskLimitedKeyed`, `permits*`, `batch`, `live`, `liveAhead*`, `feed`,
 // `feedBaseline` and the stream counts of `open`, `openBaselineA` and
 // `openBaselineD` by k: the slope between two scales is the cost per item with
 // the start-up, the compiler's work and the noise of one run taken out.
@@ -66,13 +66,29 @@ const workloads = {
     });
     const s = fn.open();
     const producing = (async () => {
-      for (let i = 0; i < 100_000; i++) await s.send(i);
+      for (let i = 0; i < 100_000 * scale; i++) await s.send(i);
       s.end();
     })();
     let n = 0;
     for await (const _ of s) n++;
     await producing;
-    if (n !== 100_000) throw new Error('lost outputs');
+    if (n !== 100_000 * scale) throw new Error('lost outputs');
+  },
+  // `liveAhead`'s shape with S2's baseline (d) (bench/baselines.mjs): a bounded queue each way and a pump. Net of
+  // `startupBaselines`.
+  liveAheadBaselineD: async () => {
+    const { openBuffered } = await import('./baselines.mjs');
+    const { queue, outputs } = openBuffered(async function* (events) {
+      for await (const e of events) yield e + 1;
+    });
+    const producing = (async () => {
+      for (let i = 0; i < 100_000 * scale; i++) await queue.send(i);
+      queue.end();
+    })();
+    let n = 0;
+    for await (const _ of outputs) n++;
+    await producing;
+    if (n !== 100_000 * scale) throw new Error('lost outputs');
   },
   // Like S4: 30,000 times open -> one event -> end -> read to the end.
   open: async () => {
