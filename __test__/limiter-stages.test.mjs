@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { batch, limiter, streamFn, task } from 'velo-stream';
-import { collect, deferred, settle } from './helpers/util.mjs';
+import { collect, countedSource, deferred, settle } from './helpers/util.mjs';
 
 /** A call body that counts calls in flight across every stage it is used by; fails above `max`. */
 function audited(max) {
@@ -297,6 +297,49 @@ test('a stream waiting for admission and dropped is collected, and its place in 
   await collect(a);
   assert.equal(l.stats().inUse, 0);
 });
+
+for (const [where, dropAdmitted, idleTimeout] of [
+  [
+    'paused at a yield behind a read feed',
+    async (fn) => {
+      const feed = fn.open().feed(countedSource(100).source);
+      assert.equal((await feed.next()).value, 0);
+    },
+  ],
+  [
+    'paused at a full output buffer, never read',
+    async (fn) => {
+      const s = fn.open();
+      for (let i = 0; i < 10; i++) s.send(i).catch(() => {});
+      await settle();
+    },
+  ],
+  [
+    // (With no idle clock, which would hold it until its idle end.)
+    'waiting for input',
+    async (fn) => {
+      fn.open();
+      await settle();
+    },
+    0,
+  ],
+]) {
+  test(`a stream admitted and dropped with its handler ${where} is collected and gives its permit back`, async () => {
+    const l = limiter({ concurrency: 1 });
+    const { fn, started } = echoFn(l, { buffer: 2, ...(idleTimeout === undefined ? {} : { idleTimeout }) });
+    await dropAdmitted(fn);
+    assert.equal(started.length, 1);
+    assert.equal(l.stats().inUse, 1);
+    for (let i = 0; l.stats().inUse > 0; i++) {
+      if (i === 500) assert.fail('the dropped stream still holds its permit after 500 collections');
+      global.gc();
+      await sleep(5);
+    }
+    // The next stream is admitted and runs.
+    assert.deepEqual(await fn.run([1, 2, 3]), [1, 2, 3]);
+    assert.equal(l.stats().inUse, 0);
+  });
+}
 
 for (const read of ['run()', 'feed()', 'recv()', 'for await']) {
   test(`a stream waiting for admission while ${read} waits on it is not collected: the read settles once admitted`, async () => {

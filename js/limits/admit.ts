@@ -6,7 +6,7 @@
 // into its input buffer, and its handler starts once the rest were granted: the handler is wrapped, and the
 // wrapper waits first. Meanwhile the stream's idle clock is held (it is not idle, it waits for admission), and
 // the stream is held only weakly: dropped while it waits, it is collected, and its place in line is given up (a
-// FinalizationRegistry aborts its acquire). For that, nothing the limiter holds (the acquire's continuation)
+// FinalizationRegistry aborts its acquire); collected once admitted, its permits are given back (another one). For that, nothing the limiter holds (the acquire's continuation)
 // reaches the stream: the continuation holds a WeakRef to the stream's gate, and the item it passes is a plain
 // `{ id }` (with the session's `key`, for a stream of `fn.sessions()`).
 import { invalidReturn } from '../errors';
@@ -36,6 +36,13 @@ function admissionItem(id: string, key: unknown): AdmissionItem {
 const dropped = new FinalizationRegistry<AbortController>((controller) =>
   controller.abort(new Error('velo-stream: the stream waiting for admission was collected')),
 );
+
+/**
+ * An admitted stream collected with its handler stopped inside it (paused at a yield, waiting for input) never
+ * reaches the wrapper's `finally`: its permits come back when its `Admission`, which only the stream reaches, is
+ * collected with it.
+ */
+const collectedHolding = new FinalizationRegistry<Permit[]>(releaseAll);
 
 /**
  * At `open()`: the permits available now, in order, up to the first that is not. A limiter of `limiter()` in
@@ -120,6 +127,7 @@ export function admittedHandler<I, O>(
   return async function* admitted(input, ctx) {
     const permits = admission.permits.length < limiters.length ? await waitRest(limiters, admission, ctx) : admission.permits;
     admission.permits = [];
+    collectedHolding.register(admission, permits, permits);
     try {
       const iterable: unknown = handler(input, ctx);
       if (iterable === null || typeof (iterable as AsyncIterable<O>)?.[Symbol.asyncIterator] !== 'function') {
@@ -128,6 +136,7 @@ export function admittedHandler<I, O>(
       }
       yield* iterable as AsyncIterable<O>;
     } finally {
+      collectedHolding.unregister(permits);
       releaseAll(permits);
     }
   };
