@@ -223,7 +223,10 @@ mod tests {
         }
 
         fn cumulative(&self, bound: u64) -> u64 {
-            (0..BUCKETS).filter(|&i| value_of(i) <= bound).map(|i| u64::from(self.counts[i])).sum()
+            (0..BUCKETS)
+                .filter(|&i| value_of(i) <= bound)
+                .map(|i| u64::from(self.counts[i]))
+                .sum()
         }
     }
 
