@@ -123,7 +123,7 @@ test('the same limiter twice in one stage is refused (a call would wait for a pe
   }
 });
 
-test('a limiter of another make that answers no permit fails the call with ERR_INVALID_RETURN_VALUE; a release that throws counts as given back', async () => {
+test('a limiter of another make that answers no permit fails the call with ERR_INVALID_RETURN_VALUE; a release that throws or rejects counts as given back', async () => {
   const foreign = (tryAcquire, acquire = async () => ({ release() {} })) => ({
     name: 'foreign',
     tryAcquire,
@@ -165,7 +165,30 @@ test('a limiter of another make that answers no permit fails the call with ERR_I
     }));
     assert.deepEqual(await task(async (x) => x * 2, { limiter: throwing }).run([1, 2, 3]), [2, 4, 6]);
     assert.deepEqual(await task((x) => x * 2, { limiter: throwing }).run([1, 2]), [2, 4]);
+    // One whose release() is async and rejects, or returns a thenable whose then throws: the same, for task calls
+    // and for a stream's admission.
+    for (const release of [
+      async () => {
+        throw new Error('async release broke');
+      },
+      () => ({
+        then() {
+          throw new Error('then broke');
+        },
+      }),
+    ]) {
+      const rejecting = () => foreign(() => ({ release }));
+      assert.deepEqual(await task(async (x) => x * 2, { limiter: rejecting() }).run([1, 2]), [2, 4]);
+      const admitted = streamFn(
+        async function* (events) {
+          for await (const e of events) yield e;
+        },
+        { limiter: rejecting() },
+      );
+      assert.deepEqual(await admitted.run([1, 2]), [1, 2]);
+    }
     await settle();
+    await sleep(10);
     assert.deepEqual(unhandled, []);
   } finally {
     process.off('unhandledRejection', onUnhandled);

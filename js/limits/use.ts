@@ -75,10 +75,14 @@ export function checkedPermit(value: unknown, limiter: Limiter<unknown>, call: s
   return value as Permit;
 }
 
-/** Gives a permit back; one whose release() throws (a limiter of another make) counts as given back. */
+/**
+ * Gives a permit back; one whose release() throws, or returns a promise that rejects (a limiter of another make,
+ * an `async release()`), counts as given back, and its rejection is not left unhandled.
+ */
 function releaseOne(permit: Permit): void {
   try {
-    permit.release();
+    const released: unknown = permit.release();
+    if (released !== null && typeof released === 'object') Promise.resolve(released).catch(() => {});
   } catch {
     // Nothing else can be done with it: the call has settled, and its result stands.
   }
