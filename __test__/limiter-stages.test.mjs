@@ -400,6 +400,59 @@ for (const read of ['run()', 'feed()', 'recv()', 'for await']) {
   });
 }
 
+for (const position of [0, 1, 2]) {
+  test(`a three-stage pipe dropped after one read, its stage ${position + 1} limited: collected, it gives the permit back`, async () => {
+    const l = limiter({ concurrency: 1 });
+    const stage = (k) =>
+      streamFn(
+        async function* (events) {
+          for await (const e of events) yield e + k;
+        },
+        { buffer: 2, idleTimeout: 0, ...(k === position ? { limiter: l } : {}) },
+      );
+    const pipe = stage(0).pipe(stage(1)).pipe(stage(2));
+    await (async () => {
+      const feed = pipe.open().feed(countedSource(100).source);
+      assert.equal((await feed.next()).value, 3);
+    })();
+    assert.equal(l.stats().inUse, 1);
+    for (let i = 0; l.stats().inUse > 0; i++) {
+      if (i === 500) assert.fail('the dropped pipe still holds its permit after 500 collections');
+      global.gc();
+      await sleep(5);
+    }
+    assert.deepEqual(await pipe.run([0, 1]), [3, 4]);
+    assert.equal(l.stats().inUse, 0);
+  });
+}
+
+test('sessions: a live session keeps its permit through collections; a sessions object dropped with it gives it back', async () => {
+  const l = limiter({ concurrency: 1 });
+  const { fn } = echoFn(l, { idleTimeout: 0 });
+  const kept = fn.sessions();
+  await kept.send('a', 1);
+  await settle();
+  for (let i = 0; i < 50; i++) {
+    global.gc();
+    await sleep(2);
+  }
+  assert.equal(l.stats().inUse, 1, 'a live session of a referenced sessions object keeps its permit');
+  await kept.close();
+  assert.equal(l.stats().inUse, 0);
+  await (async () => {
+    const dropped = fn.sessions();
+    await dropped.send('b', 1);
+    await settle();
+  })();
+  assert.equal(l.stats().inUse, 1);
+  for (let i = 0; l.stats().inUse > 0; i++) {
+    if (i === 500) assert.fail('the dropped sessions object still holds its permit after 500 collections');
+    global.gc();
+    await sleep(5);
+  }
+  assert.deepEqual(await fn.run([1, 2]), [1, 2]);
+});
+
 test('a pipe whose first stage waits for admission: run() under collections settles; dropped unread, it gives up its place', async () => {
   const l = limiter({ concurrency: 1 });
   const limited = streamFn(

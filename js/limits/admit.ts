@@ -6,9 +6,10 @@
 // into its input buffer, and its handler starts once the rest were granted: the handler is wrapped, and the
 // wrapper waits first. Meanwhile the stream's idle clock is held (it is not idle, it waits for admission), and
 // the stream is held only weakly: dropped while it waits, it is collected, and its place in line is given up (a
-// FinalizationRegistry aborts its acquire); collected once admitted, its permits are given back (another one). For that, nothing the limiter holds (the acquire's continuation)
+// FinalizationRegistry aborts its acquire). For that, nothing the limiter holds (the acquire's continuation)
 // reaches the stream: the continuation holds a WeakRef to the stream's gate, and the item it passes is a plain
-// `{ id }` (with the session's `key`, for a stream of `fn.sessions()`).
+// `{ id }` (with the session's `key`, for a stream of `fn.sessions()`). Collected once admitted, the stream gives
+// its permits back (another FinalizationRegistry, `collectedHolding`).
 import { invalidReturn } from '../errors';
 import type { AdmissionItem, StreamContext, StreamHandler } from '../types';
 import { kHoldIdle, type HandlerStream } from '../core/stream';

@@ -82,7 +82,8 @@ export function checkedPermit(value: unknown, limiter: Limiter<unknown>, call: s
 function releaseOne(permit: Permit): void {
   try {
     const released: unknown = permit.release();
-    if (released !== null && typeof released === 'object') Promise.resolve(released).catch(() => {});
+    if ((released !== null && typeof released === 'object') || typeof released === 'function')
+      Promise.resolve(released).catch(() => {});
   } catch {
     // Nothing else can be done with it: the call has settled, and its result stands.
   }
