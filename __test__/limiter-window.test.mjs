@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { limiter, task } from 'velo-stream';
-import { collectUntil, deferred, settle } from './helpers/util.mjs';
+import { collect, collectUntil, deferred, settle } from './helpers/util.mjs';
 
 test('a permit is held from the call start to its settle: inUse counts the calls running, admitted every call', async () => {
   const l = limiter({ concurrency: 100 });
@@ -215,4 +215,34 @@ test('a stage whose stream is dropped while a call never settles: collected, and
   const p = l.tryAcquire();
   assert.notEqual(p, undefined);
   p.release();
+});
+
+test("a call waiting in the line when a dropped stage's permits come back by collection is granted, and starts", async () => {
+  for (const rate of [undefined, { limit: 1000, period: 1000 }]) {
+    const l = limiter({ concurrency: 2, ...(rate === undefined ? {} : { rate }) });
+    const started = [];
+    // (No idle clock: a stream whose clock runs is held until it fires.)
+    const stage = task(
+      (x) => {
+        started.push(x);
+        return x === 'kept' ? x : new Promise(() => {});
+      },
+      { limiter: l, idleTimeout: 0 },
+    );
+    (() => {
+      for (const x of ['a', 'b']) void stage.open().send(x);
+    })();
+    await settle();
+    const kept = stage.open();
+    await kept.send('kept');
+    await settle();
+    assert.deepEqual([started, l.stats().waiting], [['a', 'b'], 1]);
+    // The dropped streams' permits come back when they are collected: the kept stream's call is granted one, starts
+    // and settles, and gives it back.
+    await collectUntil(() => started.length === 3, 'the waiting call starts');
+    kept.end();
+    assert.deepEqual(await collect(kept), ['kept']);
+    await collectUntil(() => l.stats().inUse === 0, 'every permit back');
+    assert.equal(l.stats().waiting, 0);
+  }
 });

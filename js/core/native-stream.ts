@@ -142,10 +142,11 @@ function pushRuns(
  * value-table entries the core dropped with it. A stream retired before it
  * was collected has nothing left to free (`free` answers -1).
  */
-const reclaim = new FinalizationRegistry<number>((handle) => {
-  const key = ops.free(handle);
+const reclaim = new FinalizationRegistry<number | { handle: number; afterFree: () => void }>((held) => {
+  const key = ops.free(typeof held === 'number' ? held : held.handle);
   if (key >= 0) unwatchIdle(key);
   reap();
+  if (typeof held !== 'number') held.afterFree();
 });
 
 // ----- finalizers registered a turn later -----
@@ -206,6 +207,8 @@ export class NativeStream {
    * done stream, with no native call.
    */
   #last: number[] | null = null;
+  /** Run once its native state was freed by the finalizer (a task stage's limiter serves its line: `taskInit`). */
+  #afterFree: (() => void) | undefined;
 
   /** Wraps a handle from `NativeFunction.open`. */
   constructor(handle: number) {
@@ -215,7 +218,8 @@ export class NativeStream {
 
   /** The turn after its open: a finalizer frees its native state, unless it was retired already. */
   [kRegister](): void {
-    if (this.#last === null) reclaim.register(this, this.#h);
+    if (this.#last === null)
+      reclaim.register(this, this.#afterFree === undefined ? this.#h : { handle: this.#h, afterFree: this.#afterFree });
   }
 
   /** The stream is done: its native state is freed now (its final metrics kept here). */
@@ -372,9 +376,13 @@ export class NativeStream {
 
   // ----- task stages (see crates/velo-core/src/task.rs) -----
 
-  /** Makes this a task stage's stream, with its window's settings. */
-  taskInit(policy: TaskPolicy): void {
+  /**
+   * Makes this a task stage's stream, with its window's settings. `afterFree`: what to run once the finalizer freed
+   * it (permits its calls held came back with its native state).
+   */
+  taskInit(policy: TaskPolicy, afterFree?: () => void): void {
     taskInit(this.#h, policy);
+    this.#afterFree = afterFree;
   }
 
   /**

@@ -179,7 +179,7 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
     this.#maxWait = spec.policy.maxWaitMs;
     this.#ringSize = Math.max(spec.policy.buffer, spec.policy.concurrency) + 1;
     this.signalListeners = Math.min(spec.policy.concurrency, MAX_COUNT) + 10;
-    native.taskInit(spec.policy);
+    native.taskInit(spec.policy, this.#permits?.collected);
   }
 
   [kStartBody](stream: HandlerStream<I, O>): void {

@@ -62,6 +62,12 @@ export interface WindowPermits {
   giveBackNow(): number;
   /** After permits came back: settles the waiters the core decided (granted), if any waited. */
   gaveBack(): void;
+  /**
+   * A task stream holding permits was collected: they came back without its line being served (the native side
+   * has no clock to serve it at). Serves it now, as a timer's poll does. (A function property: the stream's
+   * finalizer holds it alone.)
+   */
+  readonly collected: () => void;
 }
 
 /** A local limiter's `WindowPermits`, or undefined (`key`, `cost`, `fairness` or `priority` given). */
@@ -557,6 +563,16 @@ class LocalLimiter<T> implements Limiter<T> {
         if (this.#waiters.size === 0) return;
         this.#settleDecided();
         this.#syncTimer();
+      },
+      collected: () => {
+        if (this.#waiters.size === 0) return;
+        try {
+          if (this.#native.poll(this.#clock()) > 0) this.#settleDecided();
+          this.#syncTimer();
+        } catch {
+          // (A clock that throws, in a finalizer: nothing can be decided without the time; the line is served at
+          // the limiter's next decision.)
+        }
       },
     });
   }

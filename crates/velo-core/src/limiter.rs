@@ -310,16 +310,25 @@ impl LimiterCore {
         if n == 0 {
             return self.decided.len();
         }
-        let Some(state) = self.keys.get_mut(&key) else {
+        if !self.give_back(key, n) {
             return 0;
+        }
+        if self.keys[&key].line.is_empty() {
+            return self.decided.len();
+        }
+        self.pump_key(key, now_us)
+    }
+
+    /// Gives back `n` permits of `key` without serving its line: for a holder freed where the time is not known
+    /// (a task stage's stream collected); the next [`Self::poll`] serves the line. False if `key` has no state.
+    pub fn give_back(&mut self, key: u32, n: u64) -> bool {
+        let Some(state) = self.keys.get_mut(&key) else {
+            return false;
         };
         let back = n.min(state.held);
         state.held -= back;
         self.in_use -= back;
-        if state.line.is_empty() {
-            return self.decided.len();
-        }
-        self.pump_key(key, now_us)
+        true
     }
 
     /// Takes waiter `id` out of its line (its acquire was aborted); true if it was waiting.

@@ -62,6 +62,22 @@ fn concurrency_line_is_fifo_and_release_grants_the_head() {
 }
 
 #[test]
+fn give_back_frees_permits_without_serving_the_line_until_the_next_poll() {
+    let mut l = one_slot(10);
+    assert_eq!(l.acquire(0, 1, 1, 0), Decision::GrantedHeld);
+    assert_eq!(l.acquire(0, 1, 2, 0), Decision::Queued);
+    assert!(l.give_back(0, 1));
+    assert_eq!(l.take_decided(), vec![], "nothing decided without the time");
+    assert_eq!(l.stats(5).in_use, 0);
+    assert!(l.poll(10) > 0);
+    assert_eq!(l.take_decided(), vec![(2, Decision::GrantedHeld)]);
+    assert_eq!(l.stats(10).in_use, 1);
+    assert!(!l.give_back(7, 1), "a key with no state");
+    assert!(l.give_back(0, 5), "more than held: what is held");
+    assert_eq!(l.stats(11).in_use, 0);
+}
+
+#[test]
 fn keys_are_independent() {
     let mut l = one_slot(10);
     assert_eq!(l.acquire(1, 1, 1, 0), Decision::GrantedHeld);

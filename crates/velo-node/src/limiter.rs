@@ -153,14 +153,15 @@ impl TaskPermits {
 
 impl Drop for TaskPermits {
     /// The stage's stream is freed (collected with a call that never settled): its permits come back, as a dead
-    /// holder's do (a waiter this grants learns it at the limiter's next decision). Nothing is done while the core
-    /// is in use (a collection inside a limiter call).
+    /// holder's do. Its line is not served here, where the limiter's clock is not known: the stream's finalizer
+    /// asks the limiter to serve it next (`WindowPermits.collected` in `js/limits/local.ts`). Nothing is done while
+    /// the core is in use (a collection inside a limiter call).
     fn drop(&mut self) {
         let Ok(mut core) = self.core.try_borrow_mut() else {
             return;
         };
         let back = self.held.iter().filter(|&&h| h).count();
-        core.release_n(0, back as u64, 0);
+        core.give_back(0, back as u64);
     }
 }
 
