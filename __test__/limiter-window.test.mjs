@@ -5,7 +5,7 @@
 // the clock read as the limiter reads it. Needs --expose-gc (an abandoned stream's permits).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { limiter, task } from 'velo-stream';
+import { batch, limiter, task } from 'velo-stream';
 import { collect, collectUntil, deferred, settle } from './helpers/util.mjs';
 
 test('a permit is held from the call start to its settle: inUse counts the calls running, admitted every call', async () => {
@@ -216,6 +216,44 @@ test('a stage whose stream is dropped while a call never settles: collected, and
   assert.notEqual(p, undefined);
   p.release();
 });
+
+for (const [what, options] of [
+  ['a limiter() the window takes permits from', {}],
+  ['a keyed limiter()', { key: () => 'k' }],
+  ['two limiters', { two: true }],
+  ['a batch() stage', { batch: true }],
+]) {
+  test(`dropped stages whose calls never settle, ${what}: every permit comes back, those granted from the line and to retries too`, async () => {
+    const l = limiter({ concurrency: 2, ...(options.key === undefined ? {} : { key: options.key }) });
+    const other = limiter({ concurrency: 10 });
+    const limited = options.two ? [l, other] : l;
+    const started = [];
+    // A call for 'retry' fails its first attempt; every attempt after, and every other call, never settles (a promise
+    // of its own: one kept here would keep its reactions, and so the streams, alive).
+    const call = (x, ctx) => {
+      started.push(`${x}#${ctx.attempt}`);
+      if (x === 'retry' && ctx.attempt === 1) throw new Error('first attempt');
+      return new Promise(() => {});
+    };
+    const settings = { limiter: limited, idleTimeout: 0, retry: { attempts: 2, delay: 1 } };
+    const stage = options.batch ? batch(([x], ctx) => call(x, ctx), { ...settings, maxSize: 1 }) : task(call, settings);
+    (() => {
+      // Two calls hold the two permits; three more wait in the line (one of them retries once granted).
+      for (const x of ['a', 'b', 'c', 'retry', 'e']) void stage.open().send(x);
+    })();
+    await settle();
+    await collectUntil(
+      () => started.length === 6 && l.stats().inUse === 0,
+      'every call started, and every permit back once its stream was collected',
+    );
+    assert.deepEqual(started.toSorted(), ['a#1', 'b#1', 'c#1', 'e#1', 'retry#1', 'retry#2']);
+    assert.equal(l.stats().waiting, 0);
+    assert.equal(other.stats().inUse, 0);
+    const free = [l.tryAcquire(), l.tryAcquire(), l.tryAcquire()];
+    assert.equal(free.filter((p) => p !== undefined).length, 2);
+    for (const p of free) p?.release();
+  });
+}
 
 test("a call waiting in the line when a dropped stage's permits come back by collection is granted, and starts", async () => {
   for (const rate of [undefined, { limit: 1000, period: 1000 }]) {

@@ -40,7 +40,7 @@ import {
   kTrace,
 } from './body';
 import type { Span, StreamTrace } from './tracing';
-import { checkLimiters, limitedCall, windowPermits } from '../limits/use';
+import { HeldSlot, checkLimiters, kHeldSlot, limitedCall, releaseWhenCollected, windowPermits } from '../limits/use';
 import type { WindowPermits } from '../limits/local';
 
 /** The native `then`: a plain promise's reactions run once each, so it needs no adopting. */
@@ -68,6 +68,8 @@ const RETRY_KEYS = new Set(['attempts', 'delay', 'factor', 'maxDelay']);
 interface TaskSpec<I, O> {
   /** The call (with limiters: wrapped, so that it first holds a permit of each: js/limits/use.ts). */
   fn: Call<I, O>;
+  /** `fn` is wrapped with limiters. */
+  limited: boolean;
   /** With a limiter the window takes permits from (`policy.limiter`): the call unwrapped, for calls granted there. */
   direct: { fn: Call<I, O>; permits: WindowPermits } | undefined;
   onError: OnError<I, O>;
@@ -78,10 +80,13 @@ class TaskCtx implements TaskContext {
   readonly #stream: HandlerStream<unknown, unknown>;
   readonly attempt: number;
   readonly index: number;
-  constructor(stream: HandlerStream<unknown, unknown>, attempt: number, index: number) {
+  /** With limiters: where the call keeps the permits it holds (js/limits/use.ts). */
+  readonly [kHeldSlot]: HeldSlot | undefined;
+  constructor(stream: HandlerStream<unknown, unknown>, attempt: number, index: number, held: HeldSlot | undefined) {
     this.#stream = stream;
     this.attempt = attempt;
     this.index = index;
+    this[kHeldSlot] = held;
   }
   get id(): string {
     return this.#stream.id;
@@ -102,6 +107,8 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
    */
   readonly #direct: Call<unknown, O> | undefined;
   readonly #permits: WindowPermits | undefined;
+  /** With limiters: per slot, the permits its call holds now, outside the window's (`HeldSlot`; made as used). */
+  readonly #held: HeldSlot[] | undefined;
   readonly #onError: OnError<unknown, O>;
   readonly #ordered: boolean;
   /** A batch stage's size bound, or 0 for a per-item stage. */
@@ -178,6 +185,12 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
     this.kind = this.#maxSize > 0 ? 'batch' : 'task';
     this.#maxWait = spec.policy.maxWaitMs;
     this.#ringSize = Math.max(spec.policy.buffer, spec.policy.concurrency) + 1;
+    // With limiters, the permits its calls hold come back if the stream is collected with calls that never settle
+    // (those the window holds come back with its native state: `taskInit`).
+    if (spec.limited) {
+      this.#held = [];
+      releaseWhenCollected(this, this.#held);
+    }
     this.signalListeners = Math.min(spec.policy.concurrency, MAX_COUNT) + 10;
     native.taskInit(spec.policy, this.#permits?.collected);
   }
@@ -394,8 +407,19 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
     this.#call(slot, fn);
   }
 
+  /** With limiters, the slot's `HeldSlot` (made at its first call). */
+  #heldSlot(slot: number): HeldSlot | undefined {
+    const held = this.#held;
+    return held === undefined ? undefined : (held[slot] ??= new HeldSlot());
+  }
+
   #ctx(slot: number): TaskCtx {
-    return new TaskCtx(this.#stream as HandlerStream<unknown, unknown>, this.#attempt[slot], this.#index[slot]);
+    return new TaskCtx(
+      this.#stream as HandlerStream<unknown, unknown>,
+      this.#attempt[slot],
+      this.#index[slot],
+      this.#heldSlot(slot),
+    );
   }
 
   #call(slot: number, fn = this.#fn): void {
@@ -799,6 +823,7 @@ function checkTaskConfig<I, O>(
   return {
     spec: {
       fn: limiters === undefined ? (fn as Call<I, O>) : limitedCall(fn as Call<I, O>, limiters),
+      limited: limiters !== undefined,
       direct: permits === undefined ? undefined : { fn: fn as Call<I, O>, permits },
       onError: onError as OnError<I, O>,
       policy: {

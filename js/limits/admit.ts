@@ -9,12 +9,12 @@
 // FinalizationRegistry aborts its acquire). For that, nothing the limiter holds (the acquire's continuation)
 // reaches the stream: the continuation holds a WeakRef to the stream's gate, and the item it passes is a plain
 // `{ id }` (with the session's `key`, for a stream of `fn.sessions()`). Collected once admitted, the stream gives
-// its permits back (another FinalizationRegistry, `collectedHolding`).
+// its permits back (`releaseWhenCollected`).
 import { invalidReturn } from '../errors';
 import type { AdmissionItem, StreamContext, StreamHandler } from '../types';
 import { kHoldIdle, type HandlerStream } from '../core/stream';
 import { isLocalLimiter } from './local';
-import { checkedPermit, releaseAll } from './use';
+import { checkedPermit, keepWhenCollected, releaseAll, releaseWhenCollected } from './use';
 import type { Limiter, Permit } from './types';
 
 /** One stream's admission: the permits granted so far, and (once made) the stream, whose idle clock it holds. */
@@ -37,13 +37,6 @@ function admissionItem(id: string, key: unknown): AdmissionItem {
 const dropped = new FinalizationRegistry<AbortController>((controller) =>
   controller.abort(new Error('velo-stream: the stream waiting for admission was collected')),
 );
-
-/**
- * An admitted stream collected with its handler stopped inside it (paused at a yield, waiting for input) never
- * reaches the wrapper's `finally`: its permits come back when its `Admission`, which only the stream reaches, is
- * collected with it.
- */
-const collectedHolding = new FinalizationRegistry<Permit[]>(releaseAll);
 
 /**
  * At `open()`: the permits available now, in order, up to the first that is not. A limiter of `limiter()` in
@@ -128,7 +121,9 @@ export function admittedHandler<I, O>(
   return async function* admitted(input, ctx) {
     const permits = admission.permits.length < limiters.length ? await waitRest(limiters, admission, ctx) : admission.permits;
     admission.permits = [];
-    collectedHolding.register(admission, permits, permits);
+    // Collected with its handler stopped inside (at a yield, waiting for input), the stream never reaches the
+    // `finally`: its permits come back with its `Admission`, which only the stream reaches.
+    releaseWhenCollected(admission, permits);
     try {
       const iterable: unknown = handler(input, ctx);
       if (iterable === null || typeof (iterable as AsyncIterable<O>)?.[Symbol.asyncIterator] !== 'function') {
@@ -137,7 +132,7 @@ export function admittedHandler<I, O>(
       }
       yield* iterable as AsyncIterable<O>;
     } finally {
-      collectedHolding.unregister(permits);
+      keepWhenCollected(permits);
       releaseAll(permits);
     }
   };

@@ -4,6 +4,8 @@
 // The stage's `fn` is wrapped once, when the stage is made: the task runner (js/core/task.ts) calls the wrapper
 // as it calls any `fn`, and follows its result the same way. A permit available now (`tryAcquire`) costs no
 // promise; a call that must wait returns a promise that settles when its permits were granted and `fn` settled.
+// The permits a call holds are kept in its slot's `HeldSlot` (in the call's context), so that they come back if the
+// stream is collected with calls that never settle (`releaseWhenCollected`).
 import { isPromise } from 'node:util/types';
 import { describe, invalidReturn, invalidType, invalidValue } from '../errors';
 import { otelApi, type Span } from '../core/tracing';
@@ -94,6 +96,50 @@ export function releaseAll(permits: Permit[]): void {
   for (let i = permits.length - 1; i >= 0; i--) releaseOne(permits[i]);
 }
 
+/**
+ * Where a task call keeps the permits it holds, so that they come back if its stream is collected with calls that
+ * never settle: one per slot of the stream's task window, reused call after call (js/core/task.ts).
+ */
+export class HeldSlot {
+  permits: Permit | Permit[] | undefined = undefined;
+}
+
+/**
+ * Permits whose holder was collected (a stream dropped while it could never end: its handler stopped at a yield,
+ * its calls never settling) never reach the code that gives them back: they come back with the holder.
+ */
+const collectedHolders = new FinalizationRegistry<Permit[] | HeldSlot[]>((held) => {
+  for (const h of held) {
+    if (!(h instanceof HeldSlot)) releaseOne(h);
+    else if (Array.isArray(h.permits)) releaseAll(h.permits);
+    else if (h.permits !== undefined) releaseOne(h.permits);
+  }
+});
+
+/** Gives `held` back when `holder` is collected, unless `keepWhenCollected(held)` came first. */
+export function releaseWhenCollected(holder: object, held: Permit[] | HeldSlot[]): void {
+  collectedHolders.register(holder, held, held);
+}
+
+/** Undoes `releaseWhenCollected` (the permits are given back by their holder). */
+export function keepWhenCollected(held: Permit[] | HeldSlot[]): void {
+  collectedHolders.unregister(held);
+}
+
+/** A task call's `HeldSlot`, in its context. */
+export const kHeldSlot = Symbol('velo.heldSlot');
+
+function slotOf(ctx: TaskContext): HeldSlot | undefined {
+  return (ctx as { [kHeldSlot]?: HeldSlot })[kHeldSlot];
+}
+
+/** Gives `permits` back (one, or an array), and clears `slot` if it holds them. */
+function giveBack(slot: HeldSlot | undefined, permits: Permit | Permit[]): void {
+  if (slot !== undefined && slot.permits === permits) slot.permits = undefined;
+  if (Array.isArray(permits)) releaseAll(permits);
+  else releaseOne(permits);
+}
+
 /** `limiter.tryAcquire(item)`: a checked permit, or undefined. */
 function tryOne(limiter: Limiter<unknown>, item: unknown): Permit | undefined {
   const permit: unknown = limiter.tryAcquire(item);
@@ -119,18 +165,20 @@ export function windowPermits(limiters: readonly Limiter<unknown>[]): WindowPerm
 /** `fn`, each call of which first holds a permit of every limiter in `limiters`. */
 export function limitedCall<I, O>(fn: Call<I, O>, limiters: readonly Limiter<unknown>[]): Call<I, O> {
   const n = limiters.length;
-  const release = (permits: Permit[]) => () => releaseAll(permits);
+  const release = (slot: HeldSlot | undefined, permits: Permit[]) => () => giveBack(slot, permits);
 
   /** Waits for the permits (holding those granted, in order), then calls `fn`; all are released when it settles. */
   async function waited(item: I, ctx: TaskContext, permits: Permit[], from: number): Promise<O> {
     const span = activeSpan();
     const started = performance.now();
+    const slot = slotOf(ctx);
+    if (slot !== undefined) slot.permits = permits;
     try {
       const signal = ctx.signal;
       for (let i = from; i < n; i++)
         permits.push(checkedPermit(await limiters[i].acquire(item, { signal }), limiters[i], 'acquire()'));
     } catch (error) {
-      releaseAll(permits);
+      giveBack(slot, permits);
       throw error;
     }
     if (span !== undefined) {
@@ -144,7 +192,7 @@ export function limitedCall<I, O>(fn: Call<I, O>, limiters: readonly Limiter<unk
     try {
       return await fn(item, ctx);
     } finally {
-      releaseAll(permits);
+      giveBack(slot, permits);
     }
   }
 
@@ -154,19 +202,21 @@ export function limitedCall<I, O>(fn: Call<I, O>, limiters: readonly Limiter<unk
     return function limitedByOne(item: I, ctx: TaskContext): O | Promise<O> {
       const permit = tryOne(only, item);
       if (permit === undefined) return waited(item, ctx, [], 0);
+      const slot = slotOf(ctx);
+      if (slot !== undefined) slot.permits = permit;
       let result: O | Promise<O>;
       try {
         result = fn(item, ctx);
       } catch (error) {
-        releaseOne(permit);
+        giveBack(slot, permit);
         throw error;
       }
       if (isPromise(result) && Object.getPrototypeOf(result) === Promise.prototype) {
-        const done = () => releaseOne(permit);
+        const done = () => giveBack(slot, permit);
         void nativeThen.call(result, done, done);
         return result;
       }
-      return settleThen(result, [permit]);
+      return settleThen(result, slot, permit);
     };
   }
   return function limited(item: I, ctx: TaskContext): O | Promise<O> {
@@ -182,34 +232,36 @@ export function limitedCall<I, O>(fn: Call<I, O>, limiters: readonly Limiter<unk
       if (permit === undefined) return waited(item, ctx, permits, i);
       permits.push(permit);
     }
+    const slot = slotOf(ctx);
+    if (slot !== undefined) slot.permits = permits;
     let result: O | Promise<O>;
     try {
       result = fn(item, ctx);
     } catch (error) {
-      releaseAll(permits);
+      giveBack(slot, permits);
       throw error;
     }
     if (isPromise(result) && Object.getPrototypeOf(result) === Promise.prototype) {
       // Released when the call settles; the stage follows `result` itself, as without a limiter.
-      const done = release(permits);
+      const done = release(slot, permits);
       void nativeThen.call(result, done, done);
       return result;
     }
-    return settleThen(result, permits);
+    return settleThen(result, slot, permits);
   };
 }
 
 /** A result that is not a plain promise: a plain value releases at once; another thenable when `await` settles it. */
-function settleThen<O>(result: O | Promise<O>, permits: Permit[]): O | Promise<O> {
+function settleThen<O>(result: O | Promise<O>, slot: HeldSlot | undefined, permits: Permit | Permit[]): O | Promise<O> {
   if (result !== null && (typeof result === 'object' || typeof result === 'function')) {
     return (async () => {
       try {
         return await result;
       } finally {
-        releaseAll(permits);
+        giveBack(slot, permits);
       }
     })();
   }
-  releaseAll(permits);
+  giveBack(slot, permits);
   return result;
 }
