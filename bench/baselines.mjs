@@ -5,7 +5,8 @@ import { Worker } from 'node:worker_threads';
 import { once } from 'node:events';
 import { pMapIterable } from 'p-map';
 
-const RESOLVED = Promise.resolve();
+/** What a queue's `send()` returns when the value went in at once (no need to await it). */
+export const RESOLVED = Promise.resolve();
 const DONE = Object.freeze({ done: true, value: undefined });
 
 /**
@@ -120,6 +121,186 @@ export function openBuffered(handler, capacity = 256) {
   return { queue, outputs };
 }
 
+/**
+ * The input queue of (f): (a)'s queue that also keeps its stream's figures,
+ * as velo-stream's core does per event: each send's time (the idle deadline
+ * restarts there), how long each event waited until the handler took it (in
+ * a histogram of powers of two of microseconds; 0 for an event handed to a
+ * handler already waiting), and the count in.
+ */
+class TimedQueue extends BoundedQueue {
+  constructor(capacity, figures) {
+    super(capacity);
+    this.figures = figures;
+    this.times = [];
+    this.timesHead = 0;
+  }
+
+  send(value) {
+    const now = performance.now();
+    const figures = this.figures;
+    figures.lastSend = now;
+    figures.eventsIn++;
+    if (this.reader !== null) figures.waits[0]++;
+    else if (!this.ended) this.times.push(now);
+    return super.send(value);
+  }
+
+  next() {
+    if (this.size > 0 || this.writers.length > 0) {
+      const waitedUs = (performance.now() - this.times[this.timesHead]) * 1000;
+      this.times[this.timesHead++] = undefined;
+      if (this.timesHead === this.times.length) this.times.length = this.timesHead = 0;
+      this.figures.waits[waitedUs < 1 ? 0 : Math.min(31, 32 - Math.clz32(waitedUs))]++;
+    }
+    return super.next();
+  }
+}
+
+/** Open (f) streams, and the one timer that ends those idle longer than their timeout. */
+const idleWatched = new Set();
+let idleSweeper = null;
+
+function sweepIdle() {
+  const now = performance.now();
+  for (const figures of idleWatched) {
+    if (now - figures.lastSend >= figures.idleMs) {
+      idleWatched.delete(figures);
+      figures.queue.fail(Object.assign(new Error('idle'), { code: 'IDLE' }));
+    }
+  }
+  if (idleWatched.size === 0) {
+    clearInterval(idleSweeper);
+    idleSweeper = null;
+  }
+}
+
+/**
+ * Baseline (f): (d) with the figures and the idle deadline written by hand,
+ * what velo-stream keeps for every stream beyond (d)'s bounds: the counts in
+ * and out, each event's queue wait (`TimedQueue`), and an idle timeout
+ * restarted by each send, checked by one shared timer (a stream idle longer
+ * than `idleMs` fails its handler's input). Still none of velo-stream's
+ * limits, admission, cancel of a parked handler or GC of abandoned streams.
+ */
+export function openMeasured(handler, idleMs = 30_000, capacity = 256) {
+  const figures = { eventsIn: 0, eventsOut: 0, waits: new Uint32Array(32), lastSend: performance.now(), idleMs, queue: null };
+  const queue = (figures.queue = new TimedQueue(capacity, figures));
+  const outputs = new BoundedQueue(capacity);
+  idleWatched.add(figures);
+  if (idleSweeper === null) {
+    idleSweeper = setInterval(sweepIdle, Math.max(1, idleMs / 4));
+    idleSweeper.unref();
+  }
+  (async () => {
+    try {
+      for await (const v of handler(queue)) {
+        figures.eventsOut++;
+        const p = outputs.send(v);
+        if (p !== RESOLVED) await p;
+      }
+      outputs.end();
+    } catch (error) {
+      outputs.fail(error);
+    } finally {
+      idleWatched.delete(figures);
+    }
+  })();
+  return { queue, outputs, figures };
+}
+
+/**
+ * Baseline (d) for a pipe (S7): each stage a (d) stream, its handler reading
+ * the bounded output queue of the stage before and its pump filling its own.
+ * Every stage runs ahead of the next up to `capacity` outputs, and a stage's
+ * wait for input is the queue's promise, which `end()` or `fail()` settles
+ * whatever the stage before does: the shape of velo-stream's pipe.
+ */
+export function pipeBuffered(handlers, source, capacity = 256) {
+  let input = source;
+  let outputs;
+  for (const handler of handlers) {
+    outputs = new BoundedQueue(capacity);
+    const into = outputs;
+    const from = input;
+    (async () => {
+      try {
+        for await (const v of handler(from)) {
+          const p = into.send(v);
+          if (p !== RESOLVED) await p;
+        }
+        into.end();
+      } catch (error) {
+        into.fail(error);
+      }
+    })();
+    input = outputs;
+  }
+  return outputs;
+}
+
+/**
+ * An async iterator whose `next()` answers with a promise of its own, settled
+ * from the source's: `cancel()` settles a pending one (done) even while the
+ * source never answers. The least a stage needs to be stopped from outside
+ * while the stage before it is parked on a wait of its own (an async
+ * generator's `return()` waits for its pending `next()`).
+ */
+export class CancellableInput {
+  constructor(source) {
+    this.it = source[Symbol.asyncIterator]();
+    this.resolve = null;
+    this.reject = null;
+    this.cancelled = false;
+    this.onNext = (r) => {
+      const resolve = this.resolve;
+      this.resolve = this.reject = null;
+      resolve?.(r);
+    };
+    this.onError = (error) => {
+      const reject = this.reject;
+      this.resolve = this.reject = null;
+      reject?.(error);
+    };
+  }
+
+  next() {
+    if (this.cancelled) return Promise.resolve(DONE);
+    const wait = new Promise((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+    this.it.next().then(this.onNext, this.onError);
+    return wait;
+  }
+
+  cancel() {
+    this.cancelled = true;
+    this.onNext(DONE);
+  }
+
+  return() {
+    this.cancel();
+    return Promise.resolve(DONE);
+  }
+
+  [Symbol.asyncIterator]() {
+    return this;
+  }
+}
+
+/**
+ * Baseline (e) for a pipe (S7): the chained generators of (c), each stage
+ * after the first reading the one before through a `CancellableInput`, so
+ * that a cancel can end every stage's wait. No buffers: each output goes
+ * through the stages one at a time, as in (c).
+ */
+export function pipeCancellable(handlers, source) {
+  let it = handlers[0](source);
+  for (let i = 1; i < handlers.length; i++) it = handlers[i](new CancellableInput(it));
+  return it;
+}
+
 /** Baseline (a) for batch runs: send everything with backpressure while collecting outputs. */
 export async function runQueued(handler, events, capacity = 256) {
   const { queue, outputs } = openQueued(handler, capacity);
@@ -166,7 +347,8 @@ function checkFunction(fn) {
 }
 
 function checkCount(name, value) {
-  if (!Number.isSafeInteger(value) || value < 1) throw argError(RangeError, 'ERR_OUT_OF_RANGE', `${name} must be a positive integer, got ${value}`);
+  if (!Number.isSafeInteger(value) || value < 1)
+    throw argError(RangeError, 'ERR_OUT_OF_RANGE', `${name} must be a positive integer, got ${value}`);
 }
 
 /** The source's iterator, and whether it is synchronous (then its next() is not awaited: an await per item is a tick per item). */

@@ -4,9 +4,12 @@
 // the NDJSON body and streams results back (velo-stream), against the same
 // endpoint written with a plain async generator and no library, on Node's
 // http and on Fastify, driven by autocannon on loopback at 1 and 100
-// connections. Each server runs in a child process (the load generator has
-// this process's event loop); variants alternate (velo, plain, velo, ...) and
-// the medians of their requests/s are compared.
+// connections; and `measured`, the plain endpoint with a stream of its own per
+// request written by hand (bench/http/endpoints.mjs), to tell what keeping a
+// stream per request costs from what the library adds. Each server runs in a
+// child process (the load generator has this process's event loop); the
+// variants take turns, their order rotating each round, and the medians of
+// their requests/s are compared.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
@@ -18,6 +21,7 @@ const rounds = args.quick ? 2 : 3;
 const seconds = args.quick ? 3 : 5;
 const SERVER = new URL('./http/server.mjs', import.meta.url).pathname;
 const LINES = 10;
+const VARIANTS = ['velo', 'plain', 'measured'];
 const body = Array.from({ length: LINES }, (_, i) => JSON.stringify({ id: i, amount: i * 1.5 })).join('\n') + '\n';
 const expected = Array.from({ length: LINES }, (_, i) => ({ id: i, n: i + 1, mean: (1.5 * i) / 2 }));
 
@@ -33,9 +37,17 @@ async function startServer(framework, variant) {
 }
 
 async function checkAnswer(port) {
-  const r = await fetch(`http://127.0.0.1:${port}/score`, { method: 'POST', body, headers: { 'content-type': 'application/x-ndjson' } });
-  const got = (await r.text()).trim().split('\n').map((l) => JSON.parse(l));
-  if (r.status !== 200 || JSON.stringify(got) !== JSON.stringify(expected)) throw new Error(`wrong answer: ${r.status} ${JSON.stringify(got)}`);
+  const r = await fetch(`http://127.0.0.1:${port}/score`, {
+    method: 'POST',
+    body,
+    headers: { 'content-type': 'application/x-ndjson' },
+  });
+  const got = (await r.text())
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+  if (r.status !== 200 || JSON.stringify(got) !== JSON.stringify(expected))
+    throw new Error(`wrong answer: ${r.status} ${JSON.stringify(got)}`);
 }
 
 async function load(port, connections, duration) {
@@ -47,7 +59,8 @@ async function load(port, connections, duration) {
     connections,
     duration,
   });
-  if (result.errors > 0 || result.non2xx > 0 || result.timeouts > 0) throw new Error(`errors ${result.errors}, non-2xx ${result.non2xx}, timeouts ${result.timeouts}`);
+  if (result.errors > 0 || result.non2xx > 0 || result.timeouts > 0)
+    throw new Error(`errors ${result.errors}, non-2xx ${result.non2xx}, timeouts ${result.timeouts}`);
   return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99 };
 }
 
@@ -55,23 +68,33 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const results = [];
 for (const framework of ['http', 'fastify']) {
   const servers = {};
-  for (const variant of ['velo', 'plain']) {
+  for (const variant of VARIANTS) {
     servers[variant] = await startServer(framework, variant);
     await checkAnswer(servers[variant].port);
     await load(servers[variant].port, 10, 1); // warm-up
   }
   for (const connections of [1, 100]) {
-    const runs = { velo: [], plain: [] };
+    const runs = Object.fromEntries(VARIANTS.map((v) => [v, []]));
     for (let r = 0; r < rounds; r++) {
-      for (const variant of r % 2 === 0 ? ['velo', 'plain'] : ['plain', 'velo']) runs[variant].push(await load(servers[variant].port, connections, seconds));
+      for (let k = 0; k < VARIANTS.length; k++) {
+        const variant = VARIANTS[(k + r) % VARIANTS.length];
+        runs[variant].push(await load(servers[variant].port, connections, seconds));
+      }
     }
     const row = { framework, connections };
-    for (const v of ['velo', 'plain']) row[v] = { rps: median(runs[v].map((x) => x.rps)), p50: median(runs[v].map((x) => x.p50)), p99: median(runs[v].map((x) => x.p99)) };
+    for (const v of VARIANTS)
+      row[v] = {
+        rps: median(runs[v].map((x) => x.rps)),
+        p50: median(runs[v].map((x) => x.p50)),
+        p99: median(runs[v].map((x) => x.p99)),
+      };
     row.ratio = row.velo.rps / row.plain.rps;
+    row.ratioMeasured = row.velo.rps / row.measured.rps;
     results.push(row);
+    const show = (v) => `${v} ${row[v].rps.toFixed(0)} req/s (p50 ${row[v].p50} ms, p99 ${row[v].p99} ms)`;
     console.log(
-      `${framework.padEnd(8)} ${String(connections).padStart(3)} conn: velo ${row.velo.rps.toFixed(0)} req/s (p50 ${row.velo.p50} ms, p99 ${row.velo.p99} ms), ` +
-        `plain ${row.plain.rps.toFixed(0)} req/s (p50 ${row.plain.p50} ms, p99 ${row.plain.p99} ms): velo/plain ${row.ratio.toFixed(3)}`,
+      `${framework.padEnd(8)} ${String(connections).padStart(3)} conn: ${VARIANTS.map(show).join(', ')}: ` +
+        `velo/plain ${row.ratio.toFixed(3)}, velo/measured ${row.ratioMeasured.toFixed(3)}`,
     );
   }
   for (const { child } of Object.values(servers)) {
@@ -80,4 +103,6 @@ for (const framework of ['http', 'fastify']) {
     if (code !== 0) throw new Error(`a server exited with ${code}`);
   }
 }
-console.log(`written: ${writeOut('http-results.json', args.quick, JSON.stringify({ rounds, seconds, lines: LINES, results }, null, 2))}`);
+console.log(
+  `written: ${writeOut('http-results.json', args.quick, JSON.stringify({ rounds, seconds, lines: LINES, results }, null, 2))}`,
+);

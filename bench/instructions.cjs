@@ -12,17 +12,17 @@
 // `idleTimeout` (0: no idle clock) instead of the default, to measure what
 // the idle clock costs.
 //
-// `SCALE=<k>` multiplies the item counts of `pipe`, `pipeBaselineC`, `task`,
+// `SCALE=<k>` multiplies the item counts of `pipe`, `pipeBaseline*`, `task`,
 // `taskLimited`, `taskLimitedKeyed`, `permits*`, `batch`, `live`, `liveAhead*`, `feed`,
-// `feedBaseline` and the stream counts of `open`, `openBaselineA` and
-// `openBaselineD` by k: the slope between two scales is the cost per item with
+// `feedBaseline` and the stream counts of `open` and `openBaseline*` by k: the slope between two scales is the cost per item with
 // the start-up, the compiler's work and the noise of one run taken out.
 const [workload = 'run', from = '..'] = process.argv.slice(2);
 const lib = require(from === '..' ? require('node:path').join(__dirname, '..') : from);
 const { task, batch } = lib;
 const idleTimeout = process.env.IDLE_TIMEOUT;
 const scale = Number(process.env.SCALE ?? 1);
-const streamFn = idleTimeout === undefined ? lib.streamFn : (handler) => lib.streamFn(handler, { idleTimeout: Number(idleTimeout) });
+const streamFn =
+  idleTimeout === undefined ? lib.streamFn : (handler) => lib.streamFn(handler, { idleTimeout: Number(idleTimeout) });
 
 const workloads = {
   startup: async () => {},
@@ -90,6 +90,21 @@ const workloads = {
     await producing;
     if (n !== 100_000 * scale) throw new Error('lost outputs');
   },
+  // `liveAheadBaselineD` with baseline (f): (d) with the figures and idle deadline kept by hand (bench/baselines.mjs).
+  liveAheadBaselineF: async () => {
+    const { openMeasured } = await import('./baselines.mjs');
+    const { queue, outputs } = openMeasured(async function* (events) {
+      for await (const e of events) yield e + 1;
+    });
+    const producing = (async () => {
+      for (let i = 0; i < 100_000 * scale; i++) await queue.send(i);
+      queue.end();
+    })();
+    let n = 0;
+    for await (const _ of outputs) n++;
+    await producing;
+    if (n !== 100_000 * scale) throw new Error('lost outputs');
+  },
   // Like S4: 30,000 times open -> one event -> end -> read to the end.
   open: async () => {
     const fn = streamFn(async function* (events) {
@@ -118,6 +133,18 @@ const workloads = {
       await queue.send(i);
       queue.end();
       for (;;) if ((await outputs.next()).done) break;
+    }
+  },
+  openBaselineF: async () => {
+    const { openMeasured } = await import('./baselines.mjs');
+    const handler = async function* (events) {
+      for await (const e of events) yield e;
+    };
+    for (let i = 0; i < 30_000 * scale; i++) {
+      const { queue, outputs } = openMeasured(handler);
+      await queue.send(i);
+      queue.end();
+      for await (const _ of outputs);
     }
   },
   openBaselineD: async () => {
@@ -152,6 +179,28 @@ const workloads = {
     const out = [];
     for await (const v of stage(3)(stage(2)(stage(1)(input)))) out.push(v);
     if (out.length !== input.length) throw new Error('lost outputs');
+  },
+  // S7's hand-written baselines with velo-stream's promises kept (bench/baselines.mjs): (d) bounded stages that
+  // run ahead, each with a pump; (e) the chained generators of (c), each stage reading through a cancellable wait.
+  pipeBaselineD: async () => {
+    const { pipeBuffered, collect } = await import('./baselines.mjs');
+    const stage = (k) =>
+      async function* (events) {
+        for await (const e of events) yield e + k;
+      };
+    const input = Array.from({ length: 100_000 * scale }, (_, i) => i);
+    if ((await collect(pipeBuffered([stage(1), stage(2), stage(3)], input))).length !== input.length)
+      throw new Error('lost outputs');
+  },
+  pipeBaselineE: async () => {
+    const { pipeCancellable, collect } = await import('./baselines.mjs');
+    const stage = (k) =>
+      async function* (events) {
+        for await (const e of events) yield e + k;
+      };
+    const input = Array.from({ length: 100_000 * scale }, (_, i) => i);
+    if ((await collect(pipeCancellable([stage(1), stage(2), stage(3)], input))).length !== input.length)
+      throw new Error('lost outputs');
   },
   // 10,000 times open a two-stage pipe -> one event -> end -> read to the end.
   pipeOpen: async () => {

@@ -5,7 +5,22 @@ import { Duplex } from 'node:stream';
 import { once } from 'node:events';
 import { batch, limiter, streamFn, task } from 'velo-stream';
 import { average as runningAverage, averageObjects as runningAverageObjects } from './workers/handlers.mjs';
-import { BoundedQueue, batchMap, collect, mapOrdered, mapUnordered, openBuffered, openQueued, runDuplex, runPMap, runQueued, runReadableMap } from './baselines.mjs';
+import {
+  BoundedQueue,
+  batchMap,
+  collect,
+  mapOrdered,
+  mapUnordered,
+  openBuffered,
+  openMeasured,
+  openQueued,
+  pipeBuffered,
+  pipeCancellable,
+  runDuplex,
+  runPMap,
+  runQueued,
+  runReadableMap,
+} from './baselines.mjs';
 import { prng } from './prng.mjs';
 
 // ----- handlers shared by every variant -----
@@ -155,6 +170,20 @@ export function scenarios(size = 'full') {
             await producing;
             assert.equal(count, n);
           }),
+        // (d) with the figures and idle deadline velo-stream keeps per event, by hand (BENCHMARKS.md, S2).
+        f: () =>
+          timed(n, async () => {
+            const { queue, outputs, figures } = openMeasured(runningAverage);
+            const producing = (async () => {
+              for (let i = 0; i < n; i++) await queue.send(i);
+              queue.end();
+            })();
+            let count = 0;
+            for await (const v of outputs) count++;
+            await producing;
+            assert.equal(count, n);
+            assert.equal(figures.eventsOut, n);
+          }),
         b: () =>
           timed(n, async () => {
             const d = Duplex.from(runningAverage);
@@ -168,6 +197,7 @@ export function scenarios(size = 'full') {
             assert.equal(count, n);
           }),
       },
+      labels: { f: '(f) (d) with figures, idle' },
       targets: [
         ['d', '>=', 1.0],
         ['a', '>=', 0.8],
@@ -195,19 +225,28 @@ export function scenarios(size = 'full') {
       variants: {
         velo: async () => {
           const s = velo.pass.open();
-          const samples = await roundTrips((e) => s.send(e), () => s.recv());
+          const samples = await roundTrips(
+            (e) => s.send(e),
+            () => s.recv(),
+          );
           await s.cancel();
           return samples;
         },
         a: async () => {
           const { queue, outputs } = openQueued(passThrough);
-          const samples = await roundTrips((e) => queue.send(e), async () => (await outputs.next()).value);
+          const samples = await roundTrips(
+            (e) => queue.send(e),
+            async () => (await outputs.next()).value,
+          );
           queue.end();
           return samples;
         },
         d: async () => {
           const { queue, outputs } = openBuffered(passThrough);
-          const samples = await roundTrips((e) => queue.send(e), async () => (await outputs.next()).value);
+          const samples = await roundTrips(
+            (e) => queue.send(e),
+            async () => (await outputs.next()).value,
+          );
           queue.end();
           return samples;
         },
@@ -264,6 +303,16 @@ export function scenarios(size = 'full') {
             const last = await outputs.next();
             if (first !== i || !last.done) assert.fail(`stream ${i}`);
           }),
+        // (d) with the figures and idle deadline velo-stream keeps per stream, by hand (BENCHMARKS.md, S4).
+        f: () =>
+          perStream(async (i) => {
+            const { queue, outputs, figures } = openMeasured(passThrough);
+            await queue.send(i);
+            const first = (await outputs.next()).value;
+            queue.end();
+            const last = await outputs.next();
+            if (first !== i || !last.done || figures.eventsOut !== 1) assert.fail(`stream ${i}`);
+          }),
         b: () =>
           perStream(async (i) => {
             const d = Duplex.from(passThrough);
@@ -274,6 +323,7 @@ export function scenarios(size = 'full') {
             if (out[0] !== i) assert.fail(`stream ${i}`);
           }),
       },
+      labels: { f: '(f) (d) with figures, idle' },
       targets: [
         ['median', '<=', 5],
         ['a', 'median<=', 2],
@@ -372,7 +422,12 @@ export function scenarios(size = 'full') {
             for await (const v of minusThree(timesTwo(addOne(input)))) out.push(v);
             check(out);
           }),
+        // What (c) costs with the promises of velo-stream's stages kept by hand: (d) buffered stages that run
+        // ahead, (e) no buffers but a wait of its own per stage that a cancel settles (BENCHMARKS.md, S7).
+        d: () => timed(N, async () => check(await collect(pipeBuffered([addOne, timesTwo, minusThree], input)))),
+        e: () => timed(N, async () => check(await collect(pipeCancellable([addOne, timesTwo, minusThree], input)))),
       },
+      labels: { d: '(d) bounded stages, pumps', e: '(e) (c), cancellable waits' },
       targets: [['c', '>=', 0.9]],
     });
   }
@@ -449,7 +504,10 @@ export function scenarios(size = 'full') {
           assert.equal(out.length, n);
           const seen = new Uint8Array(n);
           for (const i of out) seen[i]++;
-          assert.ok(seen.every((k) => k === 1), 'every item once');
+          assert.ok(
+            seen.every((k) => k === 1),
+            'every item once',
+          );
         };
     const stage = task(slow, { concurrency, ordered });
     const hand = ordered ? mapOrdered : mapUnordered;

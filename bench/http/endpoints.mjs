@@ -4,21 +4,28 @@
 // and streams one NDJSON line back per input line. `velo` uses velo-stream (a
 // stream per request, ndjsonEvents + sendNdjson); `plain` is the same endpoint
 // as a careful user writes it with no library: line splitting with an async
-// generator, JSON per line, res.write with 'drain' backpressure.
+// generator, JSON per line, res.write with 'drain' backpressure. `measured`
+// is the plain endpoint with a stream of its own per request written by hand
+// (baseline (f) of bench/baselines.mjs: bounded both ways with a pump, the
+// counts, each line's queue wait and an idle deadline), what velo-stream's
+// stream keeps, to tell its cost from the library's.
 import { once } from 'node:events';
 import { streamFn } from 'velo-stream';
 import { ndjsonEvents, sendNdjson } from 'velo-stream/http';
+import { RESOLVED, openMeasured } from '../baselines.mjs';
+
+async function* scoring(events) {
+  let sum = 0;
+  let n = 0;
+  for await (const e of events) {
+    sum += e.amount;
+    n++;
+    yield { id: e.id, n, mean: sum / n };
+  }
+}
 
 const score = streamFn(
-  async function* (events) {
-    let sum = 0;
-    let n = 0;
-    for await (const e of events) {
-      sum += e.amount;
-      n++;
-      yield { id: e.id, n, mean: sum / n };
-    }
-  },
+  scoring,
   // `IDLE_TIMEOUT=<ms>` in the environment: that `idleTimeout` (0: no idle clock), to measure what the clock costs a request.
   { maxConcurrent: 10_000, ...(process.env.IDLE_TIMEOUT === undefined ? {} : { idleTimeout: Number(process.env.IDLE_TIMEOUT) }) },
 );
@@ -57,4 +64,28 @@ export async function plain(req, res) {
 
 export async function velo(req, res) {
   await sendNdjson(res, score.open().feed(ndjsonEvents(req)));
+}
+
+export async function measured(req, res) {
+  res.writeHead(200, { 'content-type': 'application/x-ndjson; charset=utf-8' });
+  const { queue, outputs } = openMeasured(scoring);
+  void (async () => {
+    try {
+      for await (const e of lines(req)) {
+        const p = queue.send(e);
+        if (p !== RESOLVED) await p;
+      }
+      queue.end();
+    } catch (error) {
+      queue.fail(error);
+    }
+  })();
+  try {
+    for await (const o of outputs) {
+      if (!res.write(JSON.stringify(o) + '\n')) await once(res, 'drain');
+    }
+  } catch (error) {
+    res.write(JSON.stringify({ error: { message: error.message } }) + '\n');
+  }
+  res.end();
 }

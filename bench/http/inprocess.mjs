@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { IncomingMessage, ServerResponse } from 'node:http';
 import { Duplex } from 'node:stream';
 import { once } from 'node:events';
-import { plain, velo } from './endpoints.mjs';
+import { measured, plain, velo } from './endpoints.mjs';
 import { parsed, streamed } from './parts.mjs';
 
 const LINES = 10;
@@ -49,7 +49,7 @@ async function request(endpoint, keep) {
 }
 
 // (parts.mjs: variants between the two, to measure a request part by part.)
-const endpoints = { velo, plain, parsed, streamed };
+const endpoints = { velo, plain, measured, parsed, streamed };
 const [only, count = '20000'] = process.argv.slice(2);
 const n = Number(count);
 for (const [name, endpoint] of Object.entries(endpoints))

@@ -1,14 +1,15 @@
 // The S9 server (bench/http.mjs starts it in a child process), serving one of
 // the two endpoints of bench/http/endpoints.mjs at POST /score.
 //
-//   node bench/http/server.mjs <http|fastify> <velo|plain>   (prints "listening <port>")
+//   node bench/http/server.mjs <http|fastify> <velo|plain|measured>   (prints "listening <port>")
 import { createServer } from 'node:http';
 import { once } from 'node:events';
-import { plain, velo } from './endpoints.mjs';
+import * as endpoints from './endpoints.mjs';
 
 const [framework, variant] = process.argv.slice(2);
 
-const handler = variant === 'velo' ? velo : plain;
+const handler = endpoints[variant];
+if (typeof handler !== 'function') throw new Error(`no endpoint ${variant}`);
 let port;
 if (framework === 'fastify') {
   const { default: Fastify } = await import('fastify');
