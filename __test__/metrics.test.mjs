@@ -118,6 +118,43 @@ test('live handoffs are counted exactly when the counts are read right away', as
   assert.deepEqual([s.metrics.eventsIn, s.metrics.eventsOut], [150, 150]);
 });
 
+test('eventsOut counts every output the handler yielded, also those a cancel dropped unread', async () => {
+  const fn = streamFn(async function* triple(events) {
+    for await (const e of events) {
+      yield e;
+      yield e;
+      yield e;
+    }
+  });
+  const registry = new Registry();
+  registerStreamMetrics(registry, [fn]);
+  const cases = [
+    // The first output handed to a waiting read, the next two buffered behind it; no count read before the cancel.
+    async (s) => {
+      const first = s.recv();
+      await s.send(1);
+      assert.equal(await first, 1);
+      await settle();
+    },
+    // All three buffered, nobody reading.
+    async (s) => {
+      await s.send(1);
+      await settle();
+    },
+  ];
+  let total = 0;
+  for (const [i, setUp] of cases.entries()) {
+    const s = fn.open();
+    await setUp(s);
+    await s.cancel();
+    assert.equal(s.metrics.eventsOut, 3, `case ${i}`);
+    total += 3;
+  }
+  const text = await registry.metrics();
+  const line = text.split('\n').find((l) => l.startsWith('velo_events_out_total{fn="triple"}'));
+  assert.equal(Number(line?.split(' ').at(-1)), total, 'the function totals count them too');
+});
+
 test('the handoffs of a stream that is abandoned and collected still reach its function totals', async () => {
   // (No idle clock: a running one holds a stream until it fires.)
   const fn = streamFn(

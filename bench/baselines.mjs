@@ -184,7 +184,7 @@ function sweepIdle() {
  * limits, admission, cancel of a parked handler or GC of abandoned streams.
  */
 export function openMeasured(handler, idleMs = 30_000, capacity = 256) {
-  const figures = { eventsIn: 0, eventsOut: 0, waits: new Uint32Array(32), lastSend: performance.now(), idleMs, queue: null };
+  const figures = { eventsIn: 0, eventsOut: 0, waits: new Array(32).fill(0), lastSend: performance.now(), idleMs, queue: null };
   const queue = (figures.queue = new TimedQueue(capacity, figures));
   const outputs = new BoundedQueue(capacity);
   idleWatched.add(figures);

@@ -1890,6 +1890,9 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
 
   cancel(reason?: unknown): Promise<void> {
     this[kReport](false);
+    // Outputs staged for the core go in first, so that `eventsOut` counts them (every output yielded) before the
+    // cancel drops them with the rest of the buffer.
+    if (this.#staged > 0 && this.#native.live) this.#commitStage();
     if (this.#native.cancel()) {
       this.#cancel = { reason };
       this.#inPending = this.#outPending = true;
