@@ -60,12 +60,15 @@ test('counts in/out, buffer depths, waits, lifetime and queue-wait percentiles',
 
 test('bufferedIn counts the events the handler has not consumed from its lent batch', async () => {
   const step = deferred();
-  const fn = streamFn(async function* (events) {
-    for await (const e of events) {
-      await step.promise;
-      yield e;
-    }
-  }, { buffer: 8 });
+  const fn = streamFn(
+    async function* (events) {
+      for await (const e of events) {
+        await step.promise;
+        yield e;
+      }
+    },
+    { buffer: 8 },
+  );
   const s = fn.open();
   for (let i = 0; i < 5; i++) await s.send(i);
   await settle();
@@ -90,7 +93,13 @@ test('live handoffs are counted exactly when the counts are read right away', as
   registerStreamMetrics(registry, [fn]);
   const scrape = async (name) => {
     const text = await registry.metrics();
-    return Number(text.split('\n').find((l) => l.startsWith(`${name}{fn="plusOne"}`))?.split(' ').at(-1));
+    return Number(
+      text
+        .split('\n')
+        .find((l) => l.startsWith(`${name}{fn="plusOne"}`))
+        ?.split(' ')
+        .at(-1),
+    );
   };
   const s = fn.open();
   for (let i = 0; i < 100; i++) {
@@ -175,7 +184,14 @@ test('the handoffs of a stream that is abandoned and collected still reach its f
   await collectUntil(() => fn.stats().cancelled > 0, 'the abandoned stream collected');
   assert.equal(fn.stats().cancelled, 1, 'collected');
   const text = await registry.metrics();
-  const value = (name) => Number(text.split('\n').find((l) => l.startsWith(`${name}{fn="twice"}`))?.split(' ').at(-1));
+  const value = (name) =>
+    Number(
+      text
+        .split('\n')
+        .find((l) => l.startsWith(`${name}{fn="twice"}`))
+        ?.split(' ')
+        .at(-1),
+    );
   assert.deepEqual([value('velo_events_in_total'), value('velo_events_out_total')], [20, 20]);
 });
 
@@ -309,7 +325,13 @@ for (const [name, ahead, make] of [
     // within 30 ms. Counted at the lending, all 16 were.
     const text = await registry.metrics();
     const sample = (name, part = '') =>
-      Number(text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(part))?.split(' ').at(-1));
+      Number(
+        text
+          .split('\n')
+          .find((l) => l.startsWith(`${name}{`) && l.includes(part))
+          ?.split(' ')
+          .at(-1),
+      );
     assert.equal(sample('velo_queue_wait_seconds_count'), 16, text);
     assert.ok(sample('velo_queue_wait_seconds_bucket', 'le="0.03"') <= 4 + ahead, text);
   });
@@ -381,7 +403,13 @@ for (const [name, ahead, make] of [
     // 4 + ahead of them within 3 * MS.
     const text = await registry.metrics();
     const sample = (metric, part = '') =>
-      Number(text.split('\n').find((l) => l.startsWith(`${metric}{`) && l.includes(part))?.split(' ').at(-1));
+      Number(
+        text
+          .split('\n')
+          .find((l) => l.startsWith(`${metric}{`) && l.includes(part))
+          ?.split(' ')
+          .at(-1),
+      );
     assert.equal(sample('velo_queue_wait_seconds_count'), K, text);
     assert.ok(sample('velo_queue_wait_seconds_bucket', `le="${(3 * MS) / 1000}"`) <= 4 + ahead, text);
   });
