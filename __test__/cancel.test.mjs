@@ -170,6 +170,33 @@ test('aborting opts.signal cancels with its reason; an already-aborted signal ca
   assert.equal(fn.stats().open, 0);
 });
 
+test('a signal is watched while the handler runs: aborted once it returned, the outputs left are still read; cancel() drops them', async () => {
+  const fn = streamFn(async function* (events) {
+    for await (const e of events) {
+      yield e;
+      yield e + 1;
+    }
+  });
+  const ac = new AbortController();
+  const s = fn.open({ signal: ac.signal });
+  await s.send(1);
+  s.end();
+  await settle();
+  assert.equal(s.state, 'ending');
+  ac.abort(new Error('too late'));
+  await settle();
+  assert.equal(s.state, 'ending');
+  assert.deepEqual(await collect(s), [1, 2]);
+  assert.equal(s.state, 'done');
+  const other = fn.open({ signal: new AbortController().signal });
+  await other.send(1);
+  other.end();
+  await settle();
+  await other.cancel();
+  assert.equal(other.state, 'cancelled');
+  assert.deepEqual(await collect(other), []);
+});
+
 test('run() and feed() reject with the signal reason, also when aborted before the call', async () => {
   const reason = new Error('abort reason');
   const slow = streamFn(async function* (events) {
@@ -180,7 +207,10 @@ test('run() and feed() reject with the signal reason, also when aborted before t
   });
   await assert.rejects(slow.run([1, 2], { signal: AbortSignal.abort(reason) }), (e) => e === reason);
   const ac = new AbortController();
-  const running = slow.run(Array.from({ length: 1000 }, (_, i) => i), { signal: ac.signal });
+  const running = slow.run(
+    Array.from({ length: 1000 }, (_, i) => i),
+    { signal: ac.signal },
+  );
   setTimeout(() => ac.abort(reason), 5);
   await assert.rejects(running, (e) => e === reason);
   const ac2 = new AbortController();
@@ -196,7 +226,12 @@ test('run() and feed() reject with the signal reason, also when aborted before t
 
 test('cancel, end and abort in every state, twice, concurrently with pending sends and reads', async () => {
   const fn = streamFn(echo, { buffer: 1 });
-  for (const order of [['end', 'cancel'], ['cancel', 'end'], ['cancel', 'cancel'], ['end', 'end']]) {
+  for (const order of [
+    ['end', 'cancel'],
+    ['cancel', 'end'],
+    ['cancel', 'cancel'],
+    ['end', 'end'],
+  ]) {
     const ac = new AbortController();
     const s = fn.open({ signal: ac.signal });
     const sends = [1, 2, 3].map((e) => s.send(e));
