@@ -5,29 +5,49 @@ import { Readable } from 'node:stream';
 import { StreamClosedError, streamFn } from 'velo-stream';
 import { collect, echo, settle } from './helpers/util.mjs';
 
-const double = streamFn(async function* double(events) {
-  for await (const e of events) yield e * 2;
-}, { buffer: 4 });
+const double = streamFn(
+  async function* double(events) {
+    for await (const e of events) yield e * 2;
+  },
+  { buffer: 4 },
+);
 
 test('run() accepts arrays, sync iterables, generators, async generators and Readables', async () => {
   const expected = [2, 4, 6, 8, 10];
   assert.deepEqual(await double.run([1, 2, 3, 4, 5]), expected);
   assert.deepEqual(await double.run(new Set([1, 2, 3, 4, 5])), expected);
-  assert.deepEqual(await double.run((function* () { yield* [1, 2, 3, 4, 5]; })()), expected);
-  assert.deepEqual(await double.run((async function* () { yield* [1, 2, 3, 4, 5]; })()), expected);
+  assert.deepEqual(
+    await double.run(
+      (function* () {
+        yield* [1, 2, 3, 4, 5];
+      })(),
+    ),
+    expected,
+  );
+  assert.deepEqual(
+    await double.run(
+      (async function* () {
+        yield* [1, 2, 3, 4, 5];
+      })(),
+    ),
+    expected,
+  );
   assert.deepEqual(await double.run(Readable.from([1, 2, 3, 4, 5])), expected);
   assert.deepEqual(await double.run([]), []);
 });
 
 test('feed() yields outputs while it sends, then ends the input', async () => {
-  const fn = streamFn(async function* (events) {
-    let n = 0;
-    for await (const e of events) {
-      n++;
-      yield e;
-    }
-    yield `n=${n}`;
-  }, { buffer: 2 });
+  const fn = streamFn(
+    async function* (events) {
+      let n = 0;
+      for await (const e of events) {
+        n++;
+        yield e;
+      }
+      yield `n=${n}`;
+    },
+    { buffer: 2 },
+  );
   const s = fn.open();
   let maxAhead = 0;
   let produced = 0;
@@ -104,24 +124,33 @@ test('run() includes outputs yielded after the input loop', async () => {
 });
 
 test('10,000 concurrent streams with random event counts: every output accounted for', async () => {
-  const fn = streamFn(async function* (events, ctx) {
-    let sum = 0;
-    for await (const e of events) {
-      sum += e;
-      yield [ctx.id, e];
-    }
-    yield [ctx.id, 'sum', sum];
-  }, { maxConcurrent: 10_000, buffer: 8 });
+  const fn = streamFn(
+    async function* (events, ctx) {
+      let sum = 0;
+      for await (const e of events) {
+        sum += e;
+        yield [ctx.id, e];
+      }
+      yield [ctx.id, 'sum', sum];
+    },
+    { maxConcurrent: 10_000, buffer: 8 },
+  );
   let seed = 42;
-  const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
   const counts = Array.from({ length: 10_000 }, () => Math.floor(rand() * 20));
   const results = await Promise.all(counts.map((n) => fn.run(Array.from({ length: n }, (_, i) => i))));
   results.forEach((out, k) => {
     const n = counts[k];
     assert.equal(out.length, n + 1);
-    assert.deepEqual(out.slice(0, n).map((o) => o[1]), Array.from({ length: n }, (_, i) => i));
+    assert.deepEqual(
+      out.slice(0, n).map((o) => o[1]),
+      Array.from({ length: n }, (_, i) => i),
+    );
     assert.equal(out[n][2], (n * (n - 1)) / 2 + 0); // + 0: the empty sum is 0, not -0
-    assert.ok(out.every((o) => o[0] === out[0][0]), 'all outputs from one instance');
+    assert.ok(
+      out.every((o) => o[0] === out[0][0]),
+      'all outputs from one instance',
+    );
   });
   assert.deepEqual(fn.stats(), { open: 0, opened: 10_000, completed: 10_000, failed: 0, cancelled: 0, rejected: 0 });
 });
@@ -148,6 +177,73 @@ test('feed() on a stream whose input is closed rejects as send() does, and does 
   const piped = fn.pipe(echo).open();
   piped.end();
   await assert.rejects(collect(piped.feed([1, 2])), { code: 'ERR_VELO_STREAM_CLOSED' });
+});
+
+test('a source that will never be read is closed at once: a Readable destroyed, an iterator returned', async () => {
+  const fn = streamFn(echo, { maxConcurrent: 1 });
+  /** A source of each shape, and whether it was closed. */
+  const sources = () => {
+    const readable = new Readable({ objectMode: true, read() {} });
+    const iterator = {
+      closed: 0,
+      read: 0,
+      [Symbol.asyncIterator]() {
+        return this;
+      },
+      next() {
+        this.read++;
+        return new Promise(() => {});
+      },
+      return() {
+        this.closed++;
+        return Promise.resolve({ done: true, value: undefined });
+      },
+    };
+    return [
+      [readable, () => readable.destroyed],
+      [iterator, () => iterator.closed === 1 && iterator.read === 0],
+    ];
+  };
+  const ways = {
+    'refused at the call (input closed)': async (source) => {
+      const s = fn.open();
+      s.end();
+      await assert.rejects(collect(s.feed(source)), { code: 'ERR_VELO_STREAM_CLOSED' });
+    },
+    'refused at its first read (the stream cancelled meanwhile)': async (source) => {
+      const s = fn.open();
+      const feed = s.feed(source);
+      await s.cancel();
+      await assert.rejects(feed[Symbol.asyncIterator]().next(), { code: 'ERR_VELO_STREAM_CLOSED' });
+    },
+    'return() before its first read': async (source) => {
+      const s = fn.open();
+      await s.feed(source)[Symbol.asyncIterator]().return();
+      assert.equal(s.state, 'cancelled');
+    },
+    "the feed's cancel() before its first read (an HTTP writer whose client left)": async (source) => {
+      const s = fn.open();
+      await s.feed(source).cancel();
+      assert.equal(s.state, 'cancelled');
+    },
+    'run() refused by maxConcurrent': async (source) => {
+      const held = fn.open();
+      await assert.rejects(fn.run(source), { code: 'ERR_VELO_STREAM_LIMIT' });
+      await held.cancel();
+    },
+    'run() with a signal aborted before the call': async (source) => {
+      const reason = new Error('gone');
+      await assert.rejects(fn.run(source, { signal: AbortSignal.abort(reason) }), (e) => e === reason);
+    },
+  };
+  for (const [way, act] of Object.entries(ways)) {
+    for (const [source, closed] of sources()) {
+      await act(source);
+      await settle();
+      assert.ok(closed(), `${way}: ${source instanceof Readable ? 'a Readable' : 'an iterator'} closed`);
+    }
+  }
+  assert.equal(fn.stats().open, 0);
 });
 
 test("a feed() whose stream ends while the source waits (idle timeout) calls the source's return()", async () => {
@@ -180,16 +276,22 @@ test('feed() delivers the outputs made before a handler error, then the error (a
     }
   });
   const out = [];
-  await assert.rejects(async () => {
-    for await (const v of fn.open().feed([1, 2, 3, 4, 5])) out.push(v);
-  }, (e) => e === boom);
+  await assert.rejects(
+    async () => {
+      for await (const v of fn.open().feed([1, 2, 3, 4, 5])) out.push(v);
+    },
+    (e) => e === boom,
+  );
   assert.deepEqual(out, [1, 2]);
 });
 
 test('cancel() ends a feed() iteration at once, also for outputs the feed already took from the stream', async () => {
   // buffer 16: the feed took every output, so the stream is done (and its own
   // cancel() a no-op); feed.cancel() still ends the feed.
-  for (const [buffer, ways] of [[2, ['feed.cancel()', 'stream.cancel()']], [16, ['feed.cancel()']]]) {
+  for (const [buffer, ways] of [
+    [2, ['feed.cancel()', 'stream.cancel()']],
+    [16, ['feed.cancel()']],
+  ]) {
     for (const how of ways) {
       const s = streamFn(echo, { buffer }).open();
       const feed = s.feed([1, 2, 3, 4, 5, 6, 7, 8]);
@@ -202,9 +304,12 @@ test('cancel() ends a feed() iteration at once, also for outputs the feed alread
 });
 
 test('feed() reads as for await does: an output counts as read only once the feed yielded it', async () => {
-  const s = streamFn(async function* (events) {
-    for await (const e of events) yield* [e, e, e];
-  }, { buffer: 8 }).open();
+  const s = streamFn(
+    async function* (events) {
+      for await (const e of events) yield* [e, e, e];
+    },
+    { buffer: 8 },
+  ).open();
   const it = s.feed([1])[Symbol.asyncIterator]();
   assert.deepEqual(await it.next(), { value: 1, done: false });
   await settle();
@@ -222,9 +327,12 @@ test('feed() reads as for await does: an output counts as read only once the fee
 test('leaving a feed() early destroys a Readable source that waits for data, at once (as leaving for await over it does)', async () => {
   for (const leave of ['break', 'feed.cancel()', 'the handler returns']) {
     let pushed = 0;
-    const source = new Readable({ objectMode: true, read() {
-      if (pushed++ === 0) this.push(1); // then no more data, and no end
-    } });
+    const source = new Readable({
+      objectMode: true,
+      read() {
+        if (pushed++ === 0) this.push(1); // then no more data, and no end
+      },
+    });
     const fn = streamFn(async function* (events) {
       for await (const e of events) {
         yield e;
@@ -245,15 +353,48 @@ test('leaving a feed() early destroys a Readable source that waits for data, at 
 test('feed() whose stream was ended before its iteration started rejects as a send would, and reads nothing', async () => {
   const s = streamFn(echo).open();
   let read = 0;
-  const source = { *[Symbol.iterator]() { read++; yield 1; } };
+  const source = {
+    *[Symbol.iterator]() {
+      read++;
+      yield 1;
+    },
+  };
   const feed = s.feed(source);
   s.end();
   await assert.rejects(collect(feed), { code: 'ERR_VELO_STREAM_CLOSED' });
   assert.equal(read, 0);
 });
 
+test('a source whose iterator is not an object with a next() method fails run() and feed() with ERR_INVALID_ARG_TYPE', async () => {
+  const fn = streamFn(echo);
+  const sources = {
+    'async, a number': { [Symbol.asyncIterator]: () => 5 },
+    'async, no next()': { [Symbol.asyncIterator]: () => ({}) },
+    'async, next not a function': { [Symbol.asyncIterator]: () => ({ next: 1 }) },
+    'sync, null': { [Symbol.iterator]: () => null },
+    'sync, no next()': { [Symbol.iterator]: () => ({}) },
+  };
+  const refused = (name) => (error) => {
+    assert.equal(error.code, 'ERR_INVALID_ARG_TYPE', name);
+    assert.match(error.message, /iterator must be an object with a next\(\) method/, name);
+    return true;
+  };
+  for (const [name, source] of Object.entries(sources)) {
+    await assert.rejects(fn.run(source), refused(name));
+    const s = fn.open();
+    await assert.rejects(collect(s.feed(source)), refused(name));
+    assert.equal(s.state, 'cancelled', name);
+  }
+  await settle();
+  assert.equal(fn.stats().open, 0);
+});
+
 test('a source whose next() resolves to a non-object fails the feed with a TypeError, as for await would', async () => {
-  const source = { [Symbol.asyncIterator]() { return { next: async () => 42 }; } };
+  const source = {
+    [Symbol.asyncIterator]() {
+      return { next: async () => 42 };
+    },
+  };
   const s = streamFn(echo).open();
   await assert.rejects(collect(s.feed(source)), (error) => error instanceof TypeError && /not an object/.test(error.message));
   assert.equal(s.state, 'cancelled');
@@ -263,17 +404,25 @@ test('a sync source whose next() returns a non-object fails run() and feed() wit
   for (const bad of [5, null, undefined, 'x']) {
     for (const drive of ['run', 'feed', 'run, buffer full']) {
       let calls = 0;
-      const source = { [Symbol.iterator]() {
-        return { next: () => {
-          // A regression would loop here forever: fail loudly instead.
-          if (++calls > 10_000) throw new Error('next() called 10,000 times');
-          // With a full buffer the first answers are good ones, so the bad one is read one at a time.
-          return drive === 'run, buffer full' && calls <= 3 ? { value: calls, done: false } : bad;
-        } };
-      } };
+      const source = {
+        [Symbol.iterator]() {
+          return {
+            next: () => {
+              // A regression would loop here forever: fail loudly instead.
+              if (++calls > 10_000) throw new Error('next() called 10,000 times');
+              // With a full buffer the first answers are good ones, so the bad one is read one at a time.
+              return drive === 'run, buffer full' && calls <= 3 ? { value: calls, done: false } : bad;
+            },
+          };
+        },
+      };
       const fn = streamFn(echo, { buffer: 2 });
       const outcome = drive === 'feed' ? collect(fn.open().feed(source)) : fn.run(source);
-      await assert.rejects(outcome, (error) => error instanceof TypeError && /not an object/.test(error.message), `${drive} ${String(bad)}`);
+      await assert.rejects(
+        outcome,
+        (error) => error instanceof TypeError && /not an object/.test(error.message),
+        `${drive} ${String(bad)}`,
+      );
       assert.ok(calls <= 4, `${drive} ${String(bad)}: next() called ${calls} times`);
     }
   }
@@ -282,9 +431,12 @@ test('a sync source whose next() returns a non-object fails run() and feed() wit
 test('cancelling a stream destroys a Readable source its feed waits on, even while nobody iterates the feed', async () => {
   for (const how of ['feed.cancel()', 'stream.cancel()', 'abort signal']) {
     let pushed = 0;
-    const source = new Readable({ objectMode: true, read() {
-      if (pushed++ === 0) this.push(1); // then no more data, and no end
-    } });
+    const source = new Readable({
+      objectMode: true,
+      read() {
+        if (pushed++ === 0) this.push(1); // then no more data, and no end
+      },
+    });
     const controller = new AbortController();
     const s = streamFn(echo).open({ signal: controller.signal });
     const feed = s.feed(source);
@@ -303,9 +455,12 @@ test('cancelling a stream destroys a Readable source its feed waits on, even whi
 
 test('cancelling a pipe destroys a Readable source its feed waits on', async () => {
   let pushed = 0;
-  const source = new Readable({ objectMode: true, read() {
-    if (pushed++ === 0) this.push(1);
-  } });
+  const source = new Readable({
+    objectMode: true,
+    read() {
+      if (pushed++ === 0) this.push(1);
+    },
+  });
   const s = streamFn(echo).pipe(streamFn(echo)).open();
   const it = s.feed(source)[Symbol.asyncIterator]();
   assert.deepEqual(await it.next(), { value: 1, done: false });

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { batch, limiter, streamFn, task } from 'velo-stream';
 import { collect, collectUntil, countedSource, deferred, settle } from './helpers/util.mjs';
+import { run } from './helpers/child.mjs';
 
 /** A call body that counts calls in flight across every stage it is used by; fails above `max`. */
 function audited(max) {
@@ -435,6 +436,56 @@ test('sessions: a live session keeps its permit through collections; a sessions 
   assert.equal(l.stats().inUse, 1);
   await collectUntil(() => l.stats().inUse === 0, 'the dropped sessions object gives its permit back');
   assert.deepEqual(await fn.run([1, 2]), [1, 2]);
+});
+
+for (const shape of ['a stream function', 'a pipe']) {
+  test(`sessions of ${shape}: a sessions object dropped with more sessions than permits (idleTimeout 0) is collected and gives every permit back`, async () => {
+    const l = limiter({ concurrency: 2 });
+    const { fn } = echoFn(l, { idleTimeout: 0 });
+    const sessionsOf =
+      shape === 'a pipe'
+        ? fn.pipe(async function* (events) {
+            for await (const e of events) yield e;
+          })
+        : fn;
+    await (async () => {
+      const dropped = sessionsOf.sessions();
+      // Two sessions take the permits and wait for input for good; three wait for a permit, read only by the
+      // sessions object's own forwarders.
+      for (const key of ['a', 'b', 'c', 'd', 'e']) await dropped.send(key, 1);
+      await settle();
+    })();
+    assert.deepEqual([l.stats().inUse, l.stats().waiting], [2, 3]);
+    await collectUntil(
+      () => l.stats().inUse === 0 && l.stats().waiting === 0,
+      'the dropped sessions give every permit and place back',
+    );
+    assert.deepEqual(await fn.run([1, 2]), [1, 2]);
+  });
+}
+
+test('sessions dropped with more sessions than permits (idleTimeout 0): the process exits by itself', async () => {
+  const { stdout } = await run(
+    [
+      '--expose-gc',
+      '-e',
+      `
+      const { limiter, streamFn } = require('velo-stream');
+      const l = limiter({ concurrency: 1 });
+      const fn = streamFn(async function* (events) { for await (const e of events) yield e; }, { limiter: l, idleTimeout: 0 });
+      (async () => {
+        await (async () => {
+          const sessions = fn.sessions();
+          await sessions.send('a', 1);
+          await sessions.send('b', 1);
+        })();
+        for (let i = 0; i < 20 && l.stats().inUse > 0; i++) { global.gc(); await new Promise((r) => setTimeout(r, 5)); }
+        process.on('exit', () => console.log('exit', l.stats().inUse, l.stats().waiting));
+      })();`,
+    ],
+    { timeout: 20_000 },
+  );
+  assert.equal(stdout, 'exit 0 0\n');
 });
 
 test('a pipe whose first stage waits for admission: run() under collections settles; dropped unread, it gives up its place', async () => {

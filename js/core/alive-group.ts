@@ -21,6 +21,9 @@ export class AliveGroup {
   readonly #admitting = new Set<object>();
   #holdingAdmitting = false;
 
+  /** The last stage's reads are its owner's (`kOwnedReads`): they hold no member waiting for its permit. */
+  #ownedReads = false;
+
   /** Members whose idle deadline runs or whose timers are pending. */
   #running = 0;
   /** A read of the user waits on the last stage. */
@@ -54,8 +57,14 @@ export class AliveGroup {
     this.#syncAdmitting();
   }
 
+  /** The group's reads are its owner's from now on (see `kOwnedReads` in protocol.ts). */
+  ownedReads(): void {
+    this.#ownedReads = true;
+    this.#syncAdmitting();
+  }
+
   #syncAdmitting(): void {
-    const want = this.#reading && this.#admitting.size > 0;
+    const want = this.#reading && !this.#ownedReads && this.#admitting.size > 0;
     if (want === this.#holdingAdmitting) return;
     this.#holdingAdmitting = want;
     if (want) {

@@ -4,6 +4,7 @@
 import type { Duplex } from 'node:stream';
 import { describe, feedInProgressError, invalidType } from '../errors';
 import { toDuplex } from './duplex';
+import { closeUnread } from './source';
 import type { EventSource, FeedOutputs, StreamMetrics, StreamState } from '../types';
 import {
   DONE,
@@ -266,7 +267,11 @@ function feedStream<I, O>(stream: StreamKind<I, O>, events: EventSource<I>): Fee
   const refused = stream[kInputError]();
   // (A refused feed's iteration has ended already: its cancel is the stream's.)
   const cancel = (reason?: unknown): Promise<void> => stream.cancel(reason);
-  if (refused !== undefined) return Object.assign(refusedFeed<O>(refusal(stream, refused)), { cancel });
+  if (refused !== undefined) {
+    // Never to be read: closed now, as one the stream stops reading is.
+    void closeUnread(events);
+    return Object.assign(refusedFeed<O>(refusal(stream, refused)), { cancel });
+  }
   if (thrown !== undefined) {
     // The source failed as it was looked at: the stream is cancelled with its error and the iteration rejects with
     // it, as for a source whose next() throws.
@@ -353,6 +358,8 @@ class FeedIterator<I, O> implements AsyncIterableIterator<O>, FeedOutputs<O> {
     // Ends the iteration even when the stream itself has already finished
     // and only this feed still holds outputs.
     this.#cancelled = true;
+    // (Not read yet: it never will be. An HTTP writer whose client left before it started cancels here.)
+    if (this.#phase === FeedPhase.Idle) void this.#closeUnread();
     return this.#stream.cancel(reason);
   }
 
@@ -374,9 +381,11 @@ class FeedIterator<I, O> implements AsyncIterableIterator<O>, FeedOutputs<O> {
       const refused = this.#stream[kInputError]();
       if (refused !== undefined) {
         this.#phase = FeedPhase.Finished;
+        void this.#closeUnread();
         return Promise.reject(refusal(this.#stream, refused));
       }
       if (feeding.has(this.#stream)) {
+        // (The stream goes on with the first feed: this source is the caller's still, to merge or feed later.)
         this.#phase = FeedPhase.Finished;
         return Promise.reject(feedInProgressError());
       }
@@ -453,8 +462,15 @@ class FeedIterator<I, O> implements AsyncIterableIterator<O>, FeedOutputs<O> {
     this.#phase = FeedPhase.Finished;
     await this.#stream.cancel();
     if (started) this.#sending?.stop();
-    else await closeUnread(this.#source);
+    else await this.#closeUnread();
   }
+
+  /** The source will never be read (this iteration was refused, cancelled or left before its first read): closed, once. */
+  #closeUnread(): Promise<void> {
+    return (this.#unreadClosed ??= closeUnread(this.#source));
+  }
+
+  #unreadClosed: Promise<void> | undefined;
 
   /** After the call still waiting, if any (as an async generator queues its calls). */
   #after<T>(then: () => Promise<T>): Promise<T> {
@@ -481,18 +497,6 @@ class FeedIterator<I, O> implements AsyncIterableIterator<O>, FeedOutputs<O> {
   [Symbol.asyncIterator](): this {
     return this;
   }
-}
-
-/**
- * Closes a source left before its first event was asked for, as leaving a
- * `for await` over it would: its iterator's `return()`, with nothing read.
- */
-async function closeUnread<I>(source: EventSource<I>): Promise<void> {
-  const it =
-    typeof (source as AsyncIterable<I>)[Symbol.asyncIterator] === 'function'
-      ? (source as AsyncIterable<I>)[Symbol.asyncIterator]()
-      : (source as Iterable<I>)[Symbol.iterator]();
-  await it.return?.();
 }
 
 /** `run`: every output, collected in batches straight into the result. */

@@ -10,6 +10,7 @@ import { type StreamTrace, streamTrace } from './tracing';
 import { type StreamBody } from './body';
 import { Sessions, type Singleton } from './sessions';
 import { type Debounce, checkDebounce } from './debounce';
+import { closeUnread } from './source';
 import { StreamList, kWatch, tagStream } from './stream-list';
 import { type Admission, admitAtOpen, admittedHandler } from '../limits/admit';
 import { checkLimiters } from '../limits/use';
@@ -83,8 +84,15 @@ abstract class FnBase<I, O> implements StreamFn<I, O> {
     const { signal, label } = resolveOpen(opts);
     // (Its iterator getter threw: the source failed before a stream was opened for it.)
     if (thrown !== undefined) throw thrown.error;
-    if (signal?.aborted) throw signal.reason;
-    const stream = this[kOpen](signal, true);
+    let stream: StreamKind<I, O>;
+    try {
+      if (signal?.aborted) throw signal.reason;
+      stream = this[kOpen](signal, true);
+    } catch (error) {
+      // No stream will read the source (aborted, or refused: a full `maxConcurrent`, a limiter in 'reject' mode).
+      await closeUnread(events);
+      throw error;
+    }
     if (label !== undefined) tagStream(stream, { label });
     const out = await collectOutputs(stream, events);
     // Every output is read, so the handlers are finishing or have finished

@@ -11,6 +11,7 @@ import {
   kFinished,
   kFuse,
   kInputError,
+  kOwnedReads,
   kRead,
   kReadNow,
   kReadTo,
@@ -48,6 +49,7 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
   /** The reason of the cancel that decided the outcome, for the pipe's trace. */
   #cancelReason: { error: unknown } | undefined;
   #outcome: PipeOutcome | undefined;
+  readonly #group = new AliveGroup();
 
   /**
    * `onOutcome` is told how the pipe ended as soon as that is known: at the
@@ -68,8 +70,7 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
     this.#tail = stages[stages.length - 1];
     this.#signal = signal;
     // Only a read of the last stage keeps the process alive, not the links' reads of the stages before it.
-    const group = new AliveGroup();
-    stages.forEach((stage, i) => stage[kJoinAliveGroup](group, i === stages.length - 1));
+    stages.forEach((stage, i) => stage[kJoinAliveGroup](this.#group, i === stages.length - 1));
     for (let i = 0; i + 1 < stages.length; i++) {
       // Stage errors are handled inside; anything else (a native call
       // failing) cancels the pipe with it rather than going unhandled.
@@ -243,6 +244,10 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
 
   [kFuse](): void {
     this.#tail[kFuse]();
+  }
+
+  [kOwnedReads](): void {
+    this.#group.ownedReads();
   }
 
   [kTraceAttributes](attributes: Record<string, string>): void {

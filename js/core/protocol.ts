@@ -96,6 +96,17 @@ export const kSettle = Symbol.for('velo-stream.settle');
  * reader) makes it run ahead again. Kinds that cannot leave it out.
  */
 export const kFuse = Symbol.for('velo-stream.fuse');
+/**
+ * `[kOwnedReads]()`: the stream's reads are its owner's from now on (a
+ * sessions object's forwarder moving its outputs into the merged output),
+ * not a user's. While the stream waits for a limiter's permit they do not
+ * hold it: the owner does, for as long as the owner is referenced, and a
+ * dropped owner gives up its streams' places in line with them. (A user's
+ * read holds a stream waiting for its permit, see `HandlerStream`; held by
+ * the owner's read, the stream would hold the owner, and through it the
+ * sessions holding the permits it waits for.) Optional.
+ */
+export const kOwnedReads = Symbol.for('velo-stream.ownedReads');
 /** `kReadNow`'s "nothing available right now". */
 export const NOT_NOW: unique symbol = Symbol.for('velo-stream.notNow');
 
@@ -181,4 +192,6 @@ export interface StreamKind<I, O> extends Stream<I, O> {
   [kTraceAttributes](attributes: Record<string, string>): void;
   /** One reader pulls the outputs from now on (see `kFuse`); optional. */
   [kFuse]?(): void;
+  /** The stream's reads are its owner's from now on (see `kOwnedReads`); optional. */
+  [kOwnedReads]?(): void;
 }

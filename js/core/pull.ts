@@ -16,7 +16,7 @@
 // any other (into the core's buffer, or refused); the source is closed
 // (`return()`, or `destroy()` for a Node Readable) when the stream stops
 // taking events, as the sender closes it.
-import { checkedResult, closeSource } from './source';
+import { checkedIterator, checkedResult, closeSource } from './source';
 import { NOT_NOW, ReadKind, type ReadTarget, kReadNow, kReadTo } from './protocol';
 
 /** `[kPullable]()`: whether a stream's handler would pull from an async source fed to its end (a pipe's link asks). */
@@ -51,7 +51,7 @@ export class SourcePull<I> {
   constructor(source: AsyncIterable<I>, target: PullTarget<I>) {
     this.#source = source;
     this.#target = target;
-    const it = (this.#it = source[Symbol.asyncIterator]());
+    const it = (this.#it = checkedIterator(source[Symbol.asyncIterator]()));
     const readNow = (it as { [kReadNow]?: () => I | typeof NOT_NOW })[kReadNow];
     this.#readNow = typeof readNow === 'function' ? readNow.bind(it) : undefined;
     const readTo = (it as { [kReadTo]?: (reader: ReadTarget) => void })[kReadTo];

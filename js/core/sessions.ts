@@ -17,7 +17,7 @@ import { type Debounce, Debouncer } from './debounce';
 export type Singleton = 'skip' | 'replace' | 'latest';
 import { traceText } from './tracing';
 import { drainOutputs } from './drive';
-import { DONE, type StreamKind, kFinished, kInputError, kTaken, kTraceAttributes } from './protocol';
+import { DONE, type StreamKind, kFinished, kInputError, kOwnedReads, kTaken, kTraceAttributes } from './protocol';
 import type { SessionItem, Stream, StreamFn } from '../types';
 
 /**
@@ -294,7 +294,9 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
   /** Opens the key's stream and forwards its outputs (after the key's earlier instance's). Throws `StreamLimitError`. */
   #start(key: K): StreamKind<I, O> {
     const stream = this.#open(key);
-    // (Optional call: a stream of another copy of the module may not have it.)
+    // Its forwarder's reads are ours: they hold no session waiting for a permit (a dropped sessions object gives up
+    // their places in line). (Optional calls: a stream of another copy of the module may not have them.)
+    stream[kOwnedReads]?.();
     if (this.#traceKeys) stream[kTraceAttributes]?.({ 'velo.session.key': traceText(key) });
     this.#live.set(key, stream);
     this.#lent.set(stream, { events: [], head: 0, base: 0, ended: false });

@@ -1,4 +1,5 @@
 // Small rules about event sources, shared by the stream's sender and the pull (pull.ts).
+import { describe, invalidType } from '../errors';
 
 /** A Node Readable (or anything else that closes by `destroy()`). */
 export function isDestroyable(source: object): source is { destroy(): void } {
@@ -24,6 +25,40 @@ export function closeSource(source: object, it: Iterator<unknown> | AsyncIterato
   } catch {
     // (See above: ignored.)
   }
+}
+
+/**
+ * Closes a source that will never be read: a feed refused by a closed input, cancelled or left before its first
+ * read, a `run()` whose stream could not open. A Readable by `destroy()` (an
+ * iterator made now and never started would close nothing); anything else by its iterator's `return()`, as
+ * leaving a `for await` over it would. Resolves once that `return()` settled; never rejects (as `closeSource`).
+ */
+export async function closeUnread(source: object): Promise<void> {
+  try {
+    if (isDestroyable(source)) {
+      source.destroy();
+      return;
+    }
+    const asyncIterator = (source as Partial<AsyncIterable<unknown>>)[Symbol.asyncIterator];
+    const it: unknown =
+      typeof asyncIterator === 'function' ? asyncIterator.call(source) : (source as Iterable<unknown>)[Symbol.iterator]();
+    const close = (it as { return?: unknown } | null)?.return;
+    if (typeof close === 'function') await (close as () => unknown).call(it);
+  } catch {
+    // (See closeSource: the source failed to close, and the stream is ending either way.)
+  }
+}
+
+/**
+ * What a source's `Symbol.asyncIterator` (or `Symbol.iterator`) method returned, refused unless it is an object
+ * with a `next()` method (`for await` refuses the first too, and fails at the first step on the second): the feed
+ * fails with this error, as with any other error of the source.
+ */
+export function checkedIterator<T>(it: T): T {
+  if (typeof it !== 'object' || it === null || typeof (it as { next?: unknown }).next !== 'function') {
+    throw invalidType(`The source's iterator must be an object with a next() method, got ${describe(it)}`);
+  }
+  return it;
 }
 
 /** An iterator's `next()` answer, refused unless it is an object (as `for...of` refuses it), so a bad source fails instead of sending `undefined` forever. */

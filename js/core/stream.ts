@@ -20,7 +20,7 @@ import type { AliveGroup } from './alive-group';
 import { StreamBase, watchAbort } from './drive';
 import { Fifo } from './fifo';
 import { SourcePull, kPullable } from './pull';
-import { checkedResult, closeSource } from './source';
+import { checkedIterator, checkedResult, closeSource } from './source';
 import { reportFailure } from './stream-list';
 import { MAX_BATCH, type NativeStream, Push, Take } from './native-stream';
 import {
@@ -32,6 +32,7 @@ import {
   kDrain,
   kFinished,
   kFuse,
+  kOwnedReads,
   kInputError,
   kRead,
   kReadNow,
@@ -486,6 +487,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   #waitingAdmission = false;
   /** In `readingAdmitted`, and holding the process alive, for a read while it waits for admission. */
   #admissionHeld = false;
+  /** Its reads are its owner's (`kOwnedReads`): they hold it for nothing while it waits for admission. */
+  #ownedReads = false;
   /** What this stage last told its group of its wait for admission. */
   #groupAdmitting = false;
 
@@ -948,7 +951,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   }
 
   async #sendSync(source: Iterable<I>): Promise<boolean> {
-    const it = source[Symbol.iterator]();
+    const it = checkedIterator(source[Symbol.iterator]());
     const stage: I[] = [];
     for (;;) {
       const room = this.#native.room();
@@ -975,7 +978,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   }
 
   async #sendAsync(source: AsyncIterable<I>, control: SendControl | undefined): Promise<boolean> {
-    const it = source[Symbol.asyncIterator]();
+    const it = checkedIterator(source[Symbol.asyncIterator]());
     // A source that has more events ready along with each one it gives
     // (protocol.ts) has them sent with it, as one slice.
     const readNow = (it as { [kReadNow]?: () => I | typeof NOT_NOW })[kReadNow];
@@ -1270,7 +1273,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
         this.#group.admitting(this, (this.#groupAdmitting = this.#waitingAdmission));
       return;
     }
-    const hold = this.#waitingAdmission && this.#readers.length > 0;
+    const hold = this.#waitingAdmission && this.#readers.length > 0 && !this.#ownedReads;
     if (hold === this.#admissionHeld) return;
     this.#admissionHeld = hold;
     if (hold) {
@@ -1640,6 +1643,12 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     if (this.#cancel !== undefined) trace.end('cancelled', metrics, { error: this.#cancel.reason });
     else if (this.#failure !== undefined) trace.end('failed', metrics, this.#failure);
     else trace.end('completed', metrics);
+  }
+
+  [kOwnedReads](): void {
+    this.#ownedReads = true;
+    if (this.#group !== null) this.#group.ownedReads();
+    else this.#syncKeepAlive();
   }
 
   [kJoinAliveGroup](group: AliveGroup, last: boolean): void {
