@@ -1361,20 +1361,22 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     }
     // (A custom iterator's non-promise answer is taken as `await` would take it.)
     if (!(next instanceof Promise)) next = Promise.resolve(next);
-    next.then(this.#onStep, this.#onStepFailed);
+    next.then((this.#onStep ??= (r) => this.#stepped(r)), (this.#onStepFailed ??= (error) => this.#handlerThrew(error)));
   }
 
-  readonly #onStep = (r: IteratorResult<unknown>): void => {
+  // (The callbacks of a fused step and of a resume, made at their first use: a stream that never needs them, most
+  // streams, does not carry them; each was 56 bytes of every open stream.)
+  #onStep: ((r: IteratorResult<unknown>) => void) | undefined;
+  #onStepFailed: ((error: unknown) => void) | undefined;
+  #resumeStepFn: (() => void) | undefined;
+
+  #stepped(r: IteratorResult<unknown>): void {
     try {
       if (this.#output(r)) this.#stepOn();
     } catch (error) {
       this.#handlerThrew(error);
     }
-  };
-
-  readonly #onStepFailed = (error: unknown): void => {
-    this.#handlerThrew(error);
-  };
+  }
 
   /** The handler goes on to its next output: fused, a step; else the loop. */
   #stepOn(): void {
@@ -1405,17 +1407,17 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       // clock now rather than at the deadline: a stream nobody reads then is collected at once (see `#pullHeld`).
       const pull = this.#pull;
       if (pull !== null && !pull.asked && !this.#pullHeld && !this.#admitting) this.#holdForPull(true);
-      this.#resumeHandler = this.#resumeStep;
+      this.#resumeHandler = this.#resumeStepFn ??= () => this.#resumeStep();
     } else this.#stopHandler();
     return false;
   }
 
   /** Resumes the handler paused at its yield (a reader made room or asks, or a cancel: then it is stopped). */
-  readonly #resumeStep = (): void => {
+  #resumeStep(): void {
     this.#parked = false;
     if (this.#cancel !== undefined) this.#stopHandler();
     else this.#stepOn();
-  };
+  }
 
   /**
    * Fused: the output went to its reader (or, with no read waiting, into the
@@ -1424,7 +1426,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
    */
   #park(): void {
     this.#parked = true;
-    this.#resumeHandler = this.#resumeStep;
+    this.#resumeHandler = this.#resumeStepFn ??= () => this.#resumeStep();
     this.#settled();
     // Still parked on the next turn (`kRecheck`): its reader is slow or gone, and it runs ahead again.
     if (!this.#recheckListed) this.#recheck();
