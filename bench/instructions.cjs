@@ -24,6 +24,46 @@ const scale = Number(process.env.SCALE ?? 1);
 const streamFn =
   idleTimeout === undefined ? lib.streamFn : (handler) => lib.streamFn(handler, { idleTimeout: Number(idleTimeout) });
 
+// The loops of the hand-written baselines, each given the baseline's `open` (bench/baselines.mjs).
+/** `liveAhead`'s loop: one stream, a send loop ahead of the handler, a `for await` reader. */
+async function liveAheadBy(open) {
+  const { queue, outputs } = open(async function* (events) {
+    for await (const e of events) yield e + 1;
+  });
+  const producing = (async () => {
+    for (let i = 0; i < 100_000 * scale; i++) await queue.send(i);
+    queue.end();
+  })();
+  let n = 0;
+  for await (const _ of outputs) n++;
+  await producing;
+  if (n !== 100_000 * scale) throw new Error('lost outputs');
+}
+
+/** `open`'s loop: open, one event, end, read to the end. */
+async function openBy(open) {
+  const handler = async function* (events) {
+    for await (const e of events) yield e;
+  };
+  for (let i = 0; i < 30_000 * scale; i++) {
+    const { queue, outputs } = open(handler);
+    await queue.send(i);
+    queue.end();
+    for await (const _ of outputs);
+  }
+}
+
+/** `pipe`'s shape: three stages adding 1, 2, 3 over 100,000 numbers, collected. */
+async function pipeBy(pipe) {
+  const { collect } = await import('./baselines.mjs');
+  const stage = (k) =>
+    async function* (events) {
+      for await (const e of events) yield e + k;
+    };
+  const input = Array.from({ length: 100_000 * scale }, (_, i) => i);
+  if ((await collect(pipe([stage(1), stage(2), stage(3)], input))).length !== input.length) throw new Error('lost outputs');
+}
+
 const workloads = {
   startup: async () => {},
   // Like S1: run() over 200,000 numbers (3 times), a running average.
@@ -76,35 +116,9 @@ const workloads = {
   },
   // `liveAhead`'s shape with S2's baseline (d) (bench/baselines.mjs): a bounded queue each way and a pump. Net of
   // `startupBaselines`.
-  liveAheadBaselineD: async () => {
-    const { openBuffered } = await import('./baselines.mjs');
-    const { queue, outputs } = openBuffered(async function* (events) {
-      for await (const e of events) yield e + 1;
-    });
-    const producing = (async () => {
-      for (let i = 0; i < 100_000 * scale; i++) await queue.send(i);
-      queue.end();
-    })();
-    let n = 0;
-    for await (const _ of outputs) n++;
-    await producing;
-    if (n !== 100_000 * scale) throw new Error('lost outputs');
-  },
+  liveAheadBaselineD: async () => liveAheadBy((await import('./baselines.mjs')).openBuffered),
   // `liveAheadBaselineD` with baseline (f): (d) with the figures and idle deadline kept by hand (bench/baselines.mjs).
-  liveAheadBaselineF: async () => {
-    const { openMeasured } = await import('./baselines.mjs');
-    const { queue, outputs } = openMeasured(async function* (events) {
-      for await (const e of events) yield e + 1;
-    });
-    const producing = (async () => {
-      for (let i = 0; i < 100_000 * scale; i++) await queue.send(i);
-      queue.end();
-    })();
-    let n = 0;
-    for await (const _ of outputs) n++;
-    await producing;
-    if (n !== 100_000 * scale) throw new Error('lost outputs');
-  },
+  liveAheadBaselineF: async () => liveAheadBy((await import('./baselines.mjs')).openMeasured),
   // Like S4: 30,000 times open -> one event -> end -> read to the end.
   open: async () => {
     const fn = streamFn(async function* (events) {
@@ -135,30 +149,8 @@ const workloads = {
       for (;;) if ((await outputs.next()).done) break;
     }
   },
-  openBaselineF: async () => {
-    const { openMeasured } = await import('./baselines.mjs');
-    const handler = async function* (events) {
-      for await (const e of events) yield e;
-    };
-    for (let i = 0; i < 30_000 * scale; i++) {
-      const { queue, outputs } = openMeasured(handler);
-      await queue.send(i);
-      queue.end();
-      for await (const _ of outputs);
-    }
-  },
-  openBaselineD: async () => {
-    const { openBuffered } = await import('./baselines.mjs');
-    const handler = async function* (events) {
-      for await (const e of events) yield e;
-    };
-    for (let i = 0; i < 30_000 * scale; i++) {
-      const { queue, outputs } = openBuffered(handler);
-      await queue.send(i);
-      queue.end();
-      for await (const _ of outputs);
-    }
-  },
+  openBaselineF: async () => openBy((await import('./baselines.mjs')).openMeasured),
+  openBaselineD: async () => openBy((await import('./baselines.mjs')).openBuffered),
   // Like S7: a three-stage pipe over 100,000 numbers (pipe links: the drain loop).
   pipe: async () => {
     const stage = (k) =>
@@ -182,26 +174,8 @@ const workloads = {
   },
   // S7's hand-written baselines with velo-stream's promises kept (bench/baselines.mjs): (d) bounded stages that
   // run ahead, each with a pump; (e) the chained generators of (c), each stage reading through a cancellable wait.
-  pipeBaselineD: async () => {
-    const { pipeBuffered, collect } = await import('./baselines.mjs');
-    const stage = (k) =>
-      async function* (events) {
-        for await (const e of events) yield e + k;
-      };
-    const input = Array.from({ length: 100_000 * scale }, (_, i) => i);
-    if ((await collect(pipeBuffered([stage(1), stage(2), stage(3)], input))).length !== input.length)
-      throw new Error('lost outputs');
-  },
-  pipeBaselineE: async () => {
-    const { pipeCancellable, collect } = await import('./baselines.mjs');
-    const stage = (k) =>
-      async function* (events) {
-        for await (const e of events) yield e + k;
-      };
-    const input = Array.from({ length: 100_000 * scale }, (_, i) => i);
-    if ((await collect(pipeCancellable([stage(1), stage(2), stage(3)], input))).length !== input.length)
-      throw new Error('lost outputs');
-  },
+  pipeBaselineD: async () => pipeBy((await import('./baselines.mjs')).pipeBuffered),
+  pipeBaselineE: async () => pipeBy((await import('./baselines.mjs')).pipeCancellable),
   // 10,000 times open a two-stage pipe -> one event -> end -> read to the end.
   pipeOpen: async () => {
     const stage = streamFn(async function* (events) {

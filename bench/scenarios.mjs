@@ -51,6 +51,18 @@ function checkAverages(out, n) {
 
 const throughput = (events, ms) => (events / ms) * 1000;
 
+/** S2's loop over a hand-written stream (`{ queue, outputs }` of bench/baselines.mjs): `n` sends ahead of a `for await` reader. */
+async function liveAhead({ queue, outputs }, n) {
+  const producing = (async () => {
+    for (let i = 0; i < n; i++) await queue.send(i);
+    queue.end();
+  })();
+  let count = 0;
+  for await (const _ of outputs) count++;
+  await producing;
+  assert.equal(count, n);
+}
+
 /** A dev dependency (p-limit, p-queue); `LIMITERS_FROM=<dir>` loads it from another install (as bench/instructions.cjs). */
 async function importDev(name) {
   const dir = process.env.LIMITERS_FROM;
@@ -158,31 +170,13 @@ export function scenarios(size = 'full') {
             await producing;
             assert.equal(count, n);
           }),
-        d: () =>
-          timed(n, async () => {
-            const { queue, outputs } = openBuffered(runningAverage);
-            const producing = (async () => {
-              for (let i = 0; i < n; i++) await queue.send(i);
-              queue.end();
-            })();
-            let count = 0;
-            for await (const v of outputs) count++;
-            await producing;
-            assert.equal(count, n);
-          }),
+        d: () => timed(n, () => liveAhead(openBuffered(runningAverage), n)),
         // (d) with the figures and idle deadline velo-stream keeps per event, by hand (BENCHMARKS.md, S2).
         f: () =>
           timed(n, async () => {
-            const { queue, outputs, figures } = openMeasured(runningAverage);
-            const producing = (async () => {
-              for (let i = 0; i < n; i++) await queue.send(i);
-              queue.end();
-            })();
-            let count = 0;
-            for await (const v of outputs) count++;
-            await producing;
-            assert.equal(count, n);
-            assert.equal(figures.eventsOut, n);
+            const opened = openMeasured(runningAverage);
+            await liveAhead(opened, n);
+            assert.equal(opened.figures.eventsOut, n);
           }),
         b: () =>
           timed(n, async () => {

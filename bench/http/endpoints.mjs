@@ -24,7 +24,8 @@ async function* scoring(events) {
   }
 }
 
-const score = streamFn(
+/** The velo endpoint's stream function (parts.mjs opens it too). */
+export const score = streamFn(
   scoring,
   // `IDLE_TIMEOUT=<ms>` in the environment: that `idleTimeout` (0: no idle clock), to measure what the clock costs a request.
   { maxConcurrent: 10_000, ...(process.env.IDLE_TIMEOUT === undefined ? {} : { idleTimeout: Number(process.env.IDLE_TIMEOUT) }) },

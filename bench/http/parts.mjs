@@ -6,21 +6,8 @@
 //   parsed       -> streamed the stream: opened, fed by the parser, read by a plain for-await loop writing each line
 //   streamed     -> velo     the writer: sendNdjson instead of that loop
 import { once } from 'node:events';
-import { streamFn } from 'velo-stream';
 import { ndjsonEvents } from 'velo-stream/http';
-
-const score = streamFn(
-  async function* (events) {
-    let sum = 0;
-    let n = 0;
-    for await (const e of events) {
-      sum += e.amount;
-      n++;
-      yield { id: e.id, n, mean: sum / n };
-    }
-  },
-  { maxConcurrent: 10_000, ...(process.env.IDLE_TIMEOUT === undefined ? {} : { idleTimeout: Number(process.env.IDLE_TIMEOUT) }) },
-);
+import { score } from './endpoints.mjs';
 
 /** The plain endpoint's loop, with ndjsonEvents as its reader. */
 export async function parsed(req, res) {
