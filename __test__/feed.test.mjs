@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { StreamClosedError, streamFn } from 'velo-stream';
-import { collect, echo, settle } from './helpers/util.mjs';
+import { collect, echo, settle, unhandledDuring } from './helpers/util.mjs';
 
 const double = streamFn(
   async function* double(events) {
@@ -365,10 +365,38 @@ test('feed() whose stream was ended before its iteration started rejects as a se
   assert.equal(read, 0);
 });
 
+test('a source whose destroy() rejects (an async destroy) is closed all the same, with no unhandled rejection', async () => {
+  const fn = streamFn(echo);
+  let destroyed = 0;
+  const source = () => ({
+    destroy() {
+      destroyed++;
+      return Promise.reject(new Error('destroy failed'));
+    },
+    async *[Symbol.asyncIterator]() {
+      yield 1;
+      yield 2;
+    },
+  });
+  const unhandled = await unhandledDuring(async () => {
+    // Never read: refused by a closed input, cancelled before its first read.
+    const ended = fn.open();
+    ended.end();
+    await assert.rejects(collect(ended.feed(source())), { code: 'ERR_VELO_STREAM_CLOSED' });
+    await fn.open().feed(source()).cancel();
+    // Read, then left.
+    for await (const _ of fn.open().feed(source())) break;
+  });
+  assert.deepEqual(unhandled, []);
+  assert.equal(destroyed, 3);
+  assert.equal(fn.stats().open, 0);
+});
+
 test('a source whose iterator is not an object with a next() method fails run() and feed() with ERR_INVALID_ARG_TYPE', async () => {
   const fn = streamFn(echo);
   const sources = {
     'async, a number': { [Symbol.asyncIterator]: () => 5 },
+    'async, a function without next()': { [Symbol.asyncIterator]: () => () => {} },
     'async, no next()': { [Symbol.asyncIterator]: () => ({}) },
     'async, next not a function': { [Symbol.asyncIterator]: () => ({ next: 1 }) },
     'sync, null': { [Symbol.iterator]: () => null },
@@ -385,6 +413,10 @@ test('a source whose iterator is not an object with a next() method fails run() 
     await assert.rejects(collect(s.feed(source)), refused(name));
     assert.equal(s.state, 'cancelled', name);
   }
+  // A function with a next() method is an iterator, as for `for await`.
+  let n = 0;
+  const fnIterator = Object.assign(() => {}, { next: async () => ({ done: n >= 3, value: n++ }) });
+  assert.deepEqual(await fn.run({ [Symbol.asyncIterator]: () => fnIterator }), [0, 1, 2]);
   await settle();
   assert.equal(fn.stats().open, 0);
 });

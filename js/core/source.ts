@@ -15,7 +15,7 @@ export function isDestroyable(source: object): source is { destroy(): void } {
  */
 export function closeSource(source: object, it: Iterator<unknown> | AsyncIterator<unknown>): void {
   try {
-    if (isDestroyable(source)) source.destroy();
+    if (isDestroyable(source)) ignoreOutcome(source.destroy());
   } catch {
     // (See above: ignored.)
   }
@@ -27,6 +27,11 @@ export function closeSource(source: object, it: Iterator<unknown> | AsyncIterato
   }
 }
 
+/** What a source's `destroy()` returned: a promise (an `async destroy()`) that rejects is its failure to close, ignored as a throw is. */
+function ignoreOutcome(result: unknown): void {
+  if (result !== null && (typeof result === 'object' || typeof result === 'function')) Promise.resolve(result).catch(() => {});
+}
+
 /**
  * Closes a source that will never be read: a feed refused by a closed input, cancelled or left before its first
  * read, a `run()` whose stream could not open. A Readable by `destroy()` (an
@@ -36,7 +41,7 @@ export function closeSource(source: object, it: Iterator<unknown> | AsyncIterato
 export async function closeUnread(source: object): Promise<void> {
   try {
     if (isDestroyable(source)) {
-      source.destroy();
+      ignoreOutcome(source.destroy());
       return;
     }
     const asyncIterator = (source as Partial<AsyncIterable<unknown>>)[Symbol.asyncIterator];
@@ -51,11 +56,16 @@ export async function closeUnread(source: object): Promise<void> {
 
 /**
  * What a source's `Symbol.asyncIterator` (or `Symbol.iterator`) method returned, refused unless it is an object
- * with a `next()` method (`for await` refuses the first too, and fails at the first step on the second): the feed
- * fails with this error, as with any other error of the source.
+ * (a function is one) with a `next()` method: `for await` refuses what is not an object, and fails at the first
+ * step without a `next()`. The feed fails with this error, as with any other error of the source; a `next`
+ * getter that throws (a revoked Proxy's too) fails it with its own error, as `for await` would.
  */
 export function checkedIterator<T>(it: T): T {
-  if (typeof it !== 'object' || it === null || typeof (it as { next?: unknown }).next !== 'function') {
+  if (
+    it === null ||
+    (typeof it !== 'object' && typeof it !== 'function') ||
+    typeof (it as { next?: unknown }).next !== 'function'
+  ) {
     throw invalidType(`The source's iterator must be an object with a next() method, got ${describe(it)}`);
   }
   return it;
