@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { StreamClosedError, streamFn } from 'velo-stream';
 import { collect, echo, settle, unhandledDuring } from './helpers/util.mjs';
+import { run } from './helpers/child.mjs';
 
 const double = streamFn(
   async function* double(events) {
@@ -390,6 +391,45 @@ test('a source whose destroy() rejects (an async destroy) is closed all the same
   assert.deepEqual(unhandled, []);
   assert.equal(destroyed, 3);
   assert.equal(fn.stats().open, 0);
+});
+
+test('closing a source fails quietly and never waits: a Readable whose destroy fails, a return() that never settles or rejects, a sync source with destroy()', async () => {
+  // In a child: an unheard 'error' event or an unhandled rejection would end it with code 1, and a refusal that
+  // waited on the source's return() would leave run() pending (exit code 13 under ESM's top-level await).
+  const { stdout } = await run(
+    [
+      '--input-type=module',
+      '-e',
+      `
+      import { Readable } from 'node:stream';
+      import { streamFn } from 'velo-stream';
+      const fn = streamFn(async function* (events) { for await (const e of events) yield e; }, { maxConcurrent: 1 });
+      const failingReadable = () => new Readable({ objectMode: true, read() { this.push(null); }, destroy(error, cb) { cb(new Error('close failed')); } });
+      const held = fn.open();
+      const out = [];
+      // Never read: run() refused, then a feed cancelled before its first read.
+      out.push(await fn.run(failingReadable()).catch((e) => e.code));
+      const hanging = { [Symbol.asyncIterator]: () => ({ next: async () => ({ value: 1, done: false }), return: () => new Promise(() => {}) }) };
+      out.push(await fn.run(hanging).catch((e) => e.code));
+      await held.cancel();
+      await fn.open().feed(failingReadable()).cancel();
+      // Read, then left: a sync source whose return() rejects, and one with destroy().
+      let i = 0;
+      const rejecting = { [Symbol.iterator]: () => ({ next: () => ({ value: i++, done: false }), return: () => Promise.reject(new Error('async close failed')) }) };
+      for await (const v of fn.open().feed(rejecting)) if (v >= 2) break;
+      let destroyed = 0;
+      const destroyable = { destroy() { destroyed++; }, *[Symbol.iterator]() { for (let k = 0; ; k++) yield k; } };
+      for await (const v of fn.open().feed(destroyable)) if (v >= 2) break;
+      // A function with an iterator method is a source, as for for-await.
+      const fnSource = Object.assign(() => {}, { async *[Symbol.asyncIterator]() { yield 'f'; } });
+      out.push((await fn.run(fnSource)).join());
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      console.log(out.join(' '), destroyed, fn.stats().open);
+      `,
+    ],
+    { timeout: 20_000 },
+  );
+  assert.equal(stdout, 'ERR_VELO_STREAM_LIMIT ERR_VELO_STREAM_LIMIT f 1 0\n');
 });
 
 test('a source whose iterator is not an object with a next() method fails run() and feed() with ERR_INVALID_ARG_TYPE', async () => {

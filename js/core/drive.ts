@@ -196,7 +196,8 @@ export function watchAbort(signal: AbortSignal, cancel: (reason: unknown) => voi
  * stream as any other source error does (the caller decides how).
  */
 export function assertSource(value: unknown, name = 'events'): { error: unknown } | undefined {
-  let ok = value !== null && typeof value === 'object';
+  // (A function with an iterator method is a source too, as for `for await`.)
+  let ok = value !== null && (typeof value === 'object' || typeof value === 'function');
   let thrown: { error: unknown } | undefined;
   if (ok) {
     try {
@@ -462,7 +463,7 @@ class FeedIterator<I, O> implements AsyncIterableIterator<O>, FeedOutputs<O> {
     this.#phase = FeedPhase.Finished;
     await this.#stream.cancel();
     if (started) this.#sending?.stop();
-    else await this.#closeUnread();
+    else void this.#closeUnread();
   }
 
   /** The source will never be read (this iteration was refused, cancelled or left before its first read): closed, once. */

@@ -90,7 +90,7 @@ abstract class FnBase<I, O> implements StreamFn<I, O> {
       stream = this[kOpen](signal, true);
     } catch (error) {
       // No stream will read the source (aborted, or refused: a full `maxConcurrent`, a limiter in 'reject' mode).
-      await closeUnread(events);
+      void closeUnread(events);
       throw error;
     }
     if (label !== undefined) tagStream(stream, { label });

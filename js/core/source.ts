@@ -2,7 +2,7 @@
 import { describe, invalidType } from '../errors';
 
 /** A Node Readable (or anything else that closes by `destroy()`). */
-export function isDestroyable(source: object): source is { destroy(): void } {
+export function isDestroyable(source: object): source is { destroy(): unknown } {
   return typeof (source as { destroy?: unknown }).destroy === 'function';
 }
 
@@ -14,11 +14,7 @@ export function isDestroyable(source: object): source is { destroy(): void } {
  * idle deadline or the handler's end must still settle every read and run the handler's `finally`.
  */
 export function closeSource(source: object, it: Iterator<unknown> | AsyncIterator<unknown>): void {
-  try {
-    if (isDestroyable(source)) ignoreOutcome(source.destroy());
-  } catch {
-    // (See above: ignored.)
-  }
+  if (isDestroyable(source)) destroyQuietly(source);
   try {
     const close = (it as { return?: unknown }).return;
     if (typeof close === 'function') Promise.resolve((close as () => unknown).call(it)).catch(() => {});
@@ -27,9 +23,22 @@ export function closeSource(source: object, it: Iterator<unknown> | AsyncIterato
   }
 }
 
-/** What a source's `destroy()` returned: a promise (an `async destroy()`) that rejects is its failure to close, ignored as a throw is. */
-function ignoreOutcome(result: unknown): void {
-  if (result !== null && (typeof result === 'object' || typeof result === 'function')) Promise.resolve(result).catch(() => {});
+const ignore = (): void => {};
+
+/**
+ * `source.destroy()`, its failure to close ignored however it comes: a throw, a returned promise that rejects (an
+ * `async destroy()`), or an `'error'` event (a Readable whose `_destroy` fails emits one, and nobody else may be
+ * listening to a source the stream never read: unheard, it would end the process).
+ */
+function destroyQuietly(source: { destroy(): unknown }): void {
+  try {
+    const on = (source as { on?: unknown }).on;
+    if (typeof on === 'function') on.call(source, 'error', ignore);
+    const result = source.destroy();
+    if (result !== null && (typeof result === 'object' || typeof result === 'function')) Promise.resolve(result).catch(ignore);
+  } catch {
+    // (A throwing `on` or `destroy`: the source failed to close, and the stream is ending either way.)
+  }
 }
 
 /**
@@ -37,11 +46,12 @@ function ignoreOutcome(result: unknown): void {
  * read, a `run()` whose stream could not open. A Readable by `destroy()` (an
  * iterator made now and never started would close nothing); anything else by its iterator's `return()`, as
  * leaving a `for await` over it would. Resolves once that `return()` settled; never rejects (as `closeSource`).
+ * Callers do not wait for it: a `return()` that never settles must not hold a refusal or a `return()` of the feed.
  */
 export async function closeUnread(source: object): Promise<void> {
   try {
     if (isDestroyable(source)) {
-      ignoreOutcome(source.destroy());
+      destroyQuietly(source);
       return;
     }
     const asyncIterator = (source as Partial<AsyncIterable<unknown>>)[Symbol.asyncIterator];

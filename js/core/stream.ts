@@ -959,7 +959,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
         const r = checkedResult(it.next());
         if (r.done) return true;
         if (!(await this.#sendOne(r.value))) {
-          it.return?.();
+          closeSource(source, it);
           return false;
         }
         continue;
