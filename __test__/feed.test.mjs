@@ -432,6 +432,29 @@ test('closing a source fails quietly and never waits: a Readable whose destroy f
   assert.equal(stdout, 'ERR_VELO_STREAM_LIMIT ERR_VELO_STREAM_LIMIT f 1 0\n');
 });
 
+test("a second feed's cancel(), refused or not started while the first reads, ends it alone: the stream and both sources go on", async () => {
+  const fn = streamFn(echo, { idleTimeout: 0 });
+  for (const started of [true, false]) {
+    const s = fn.open();
+    const first = new Readable({ objectMode: true, read() {} });
+    first.push(1);
+    first.push(2);
+    const reading = s.feed(first)[Symbol.asyncIterator]();
+    assert.deepEqual(await reading.next(), { value: 1, done: false });
+    const second = new Readable({ objectMode: true, read() {} });
+    const feed = s.feed(second);
+    if (started) await assert.rejects(feed[Symbol.asyncIterator]().next(), { code: 'ERR_INVALID_STATE' });
+    await feed.cancel();
+    assert.equal(s.state, 'open', `started ${started}`);
+    assert.ok(!first.destroyed && !second.destroyed, `started ${started}: both sources left alone`);
+    assert.deepEqual(await reading.next(), { value: 2, done: false });
+    first.push(null);
+    assert.deepEqual(await reading.next(), { value: undefined, done: true });
+    assert.equal(s.state, 'done');
+    second.destroy();
+  }
+});
+
 test('a source whose iterator is not an object with a next() method fails run() and feed() with ERR_INVALID_ARG_TYPE', async () => {
   const fn = streamFn(echo);
   const sources = {

@@ -240,7 +240,10 @@ export type EventSource<I> = Iterable<I> | AsyncIterable<I>;
 
 /** What `feed()` returns: the outputs, and `cancel()` to stop the stream early (HTTP helpers call it when the client leaves). */
 export interface FeedOutputs<O> extends AsyncIterable<O> {
-  /** Cancels the stream and ends this iteration at once; resolves when the handler has returned. */
+  /**
+   * Cancels the stream and ends this iteration at once; resolves when the handler has returned. A feed refused (or
+   * not started) while another feed reads the stream only ends itself: the stream and both sources go on.
+   */
   cancel(reason?: unknown): Promise<void>;
 }
 

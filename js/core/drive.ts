@@ -345,6 +345,8 @@ class FeedIterator<I, O> implements AsyncIterableIterator<O>, FeedOutputs<O> {
   readonly #source: EventSource<I>;
   /** `cancel()` was called: the outputs not yet read are dropped. */
   #cancelled = false;
+  /** Refused because another feed reads the stream (`ERR_INVALID_STATE`): its `cancel()` is not the stream's. */
+  #notTheStreams = false;
   #phase = FeedPhase.Idle;
   #sending: { failure: () => { error: unknown } | undefined; stop: () => void } | undefined;
   /** The last call's answer, while it may still wait: `return()` and `throw()` run after it. */
@@ -356,6 +358,12 @@ class FeedIterator<I, O> implements AsyncIterableIterator<O>, FeedOutputs<O> {
   }
 
   cancel(reason?: unknown): Promise<void> {
+    // A feed refused, or not started, while another feed reads the stream is not the stream's: its cancel ends it
+    // alone, and leaves its source to its caller, as the refusal does.
+    if (this.#notTheStreams || (this.#phase === FeedPhase.Idle && feeding.has(this.#stream))) {
+      this.#phase = FeedPhase.Finished;
+      return Promise.resolve();
+    }
     // Ends the iteration even when the stream itself has already finished
     // and only this feed still holds outputs.
     this.#cancelled = true;
@@ -388,6 +396,7 @@ class FeedIterator<I, O> implements AsyncIterableIterator<O>, FeedOutputs<O> {
       if (feeding.has(this.#stream)) {
         // (The stream goes on with the first feed: this source is the caller's still, to merge or feed later.)
         this.#phase = FeedPhase.Finished;
+        this.#notTheStreams = true;
         return Promise.reject(feedInProgressError());
       }
       this.#phase = FeedPhase.Reading;
