@@ -445,6 +445,9 @@ test("a second feed's cancel(), refused or not started while the first reads, en
     const feed = s.feed(second);
     if (started) await assert.rejects(feed[Symbol.asyncIterator]().next(), { code: 'ERR_INVALID_STATE' });
     await feed.cancel();
+    // Left by return() or throw() before a read, a second feed ends alone too.
+    await s.feed(second)[Symbol.asyncIterator]().return();
+    await assert.rejects(s.feed(second)[Symbol.asyncIterator]().throw(new Error('left')), { message: 'left' });
     assert.equal(s.state, 'open', `started ${started}`);
     assert.ok(!first.destroyed && !second.destroyed, `started ${started}: both sources left alone`);
     assert.deepEqual(await reading.next(), { value: 2, done: false });

@@ -469,7 +469,10 @@ class FeedIterator<I, O> implements AsyncIterableIterator<O>, FeedOutputs<O> {
   async #leave(): Promise<void> {
     if (this.#phase === FeedPhase.Finished) return;
     const started = this.#phase === FeedPhase.Reading;
+    // (Not started while another feed reads the stream: not the stream's, it ends alone, as its `cancel()` does.)
+    const another = !started && feeding.has(this.#stream);
     this.#phase = FeedPhase.Finished;
+    if (another) return;
     await this.#stream.cancel();
     if (started) this.#sending?.stop();
     else void this.#closeUnread();
