@@ -198,7 +198,7 @@ test('the script from the bug report: a read pending over a GC ends, and the pro
 });
 
 // A stream is put in the thread's idle maps only on the turn after its open
-// (js/core/addon.ts, `watchIdleLater`): most streams end within that turn.
+// (js/addon/addon.ts, `watchIdleLater`): most streams end within that turn.
 test('a stream whose idle deadline passes within the turn that opened it still idles out', async () => {
   const fn = streamFn(
     async function* (events) {

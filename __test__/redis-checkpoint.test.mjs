@@ -353,7 +353,7 @@ test('a zombie that reaches the fence: paused (SIGSTOP) with checkpoints to comm
 });
 
 test('a commit under a lease that is gone writes no snapshot and acks nothing; the owner\'s replaces the session\'s snapshot, and the session\'s end removes it', async () => {
-  const { RedisLog, KeySpace } = require('../dist/redis/redis-log.js');
+  const { RedisLog, KeySpace } = require('../dist/redis/log/redis-log.js');
   const name = fresh('ckfence');
   const keys = new KeySpace(name);
   const log = new RedisLog(client, keys, 1, (error) => assert.fail(error));

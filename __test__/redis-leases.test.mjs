@@ -52,7 +52,7 @@ test('a lone worker drains a backlog of 20,000 keys x 5 events on 64 partitions:
 });
 
 test("a worker that wants a held partition takes it once the lease runs out, not at its next balance (leaseTtl/3 later): it tries again at the lease's expiry", async () => {
-  const { RedisLog, KeySpace } = require('../dist/redis/redis-log.js');
+  const { RedisLog, KeySpace } = require('../dist/redis/log/redis-log.js');
   const name = fresh('heldUntil');
   const log = new RedisLog(client, new KeySpace(name), 1, (error) => assert.fail(error));
   // A dead owner's lease with 1.5 s left; the worker's balance period is 60 s / 3 = 20 s.
@@ -75,7 +75,7 @@ test("a worker that wants a held partition takes it once the lease runs out, not
 });
 
 test("a worker at its share wakes when a dead worker's registration runs out, then takes its partitions as their leases run out (not at its next balance)", async () => {
-  const { RedisLog, KeySpace } = require('../dist/redis/redis-log.js');
+  const { RedisLog, KeySpace } = require('../dist/redis/log/redis-log.js');
   // A worker tries partitions from a random start: half the time it takes the free one first and, at its share,
   // tries the dead worker's only once that worker's registration runs out (the other half it finds it held and
   // waits for its lease). Four rounds.
@@ -102,7 +102,7 @@ test("a worker at its share wakes when a dead worker's registration runs out, th
 });
 
 test("a worker's registration runs out with its leases, not later: a balance between renewals does not extend it (the others take a dead worker's partitions at their leases' expiry)", async () => {
-  const { RedisLog, KeySpace } = require('../dist/redis/redis-log.js');
+  const { RedisLog, KeySpace } = require('../dist/redis/log/redis-log.js');
   const name = fresh('regWithLeases');
   const keys = new KeySpace(name);
   const log = new RedisLog(client, keys, 1, (error) => assert.fail(error));

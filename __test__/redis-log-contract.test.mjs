@@ -1,4 +1,4 @@
-// The in-memory log (js/redis/memory-log.ts) against the Redis one (redis-log.ts and its Lua scripts): each
+// The in-memory log (js/redis/log/memory-log.ts) against the Redis one (redis-log.ts and its Lua scripts): each
 // scenario runs on both, through the PartitionLog interface, and records what it sees; the two records must be
 // the same, so the simulator's log cannot drift from the one production runs on. Entry ids differ in their
 // times, so they are compared by structure: each id becomes `#n`, n its rank of first sight in the record
@@ -6,7 +6,7 @@
 // ids of their own, which may coincide). Times left (lease, registration, wake-up) are recorded as "some" (> 0).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { KeySpace, MemoryStore, RedisLog, VirtualClock, appendEvents, runUntil, sleepOn } from '#testing';
+import { KeySpace, MemoryLog, MemoryStore, RedisLog, VirtualClock, appendEvents, runUntil, sleepOn } from '#testing';
 import { client, fresh, useRedis } from './helpers/redis-suite.mjs';
 
 useRedis();
@@ -46,7 +46,7 @@ function redisSide() {
 function memorySide() {
   const clock = new VirtualClock(1_700_000_000_000);
   const store = new MemoryStore(PARTITIONS, clock);
-  const log = store.connect();
+  const log = new MemoryLog(store);
   return {
     log,
     run: (promise) => runUntil(clock, promise),

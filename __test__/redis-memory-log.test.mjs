@@ -2,14 +2,14 @@
 // virtual clock's order, and the faults a seeded policy injects per call.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MemoryStore, VirtualClock, reportable, runUntil, sleepOn } from '#testing';
+import { MemoryLog, MemoryStore, VirtualClock, reportable, runUntil, sleepOn } from '#testing';
 
 const T0 = 1_700_000_000_000;
 
 function setup(faults) {
   const clock = new VirtualClock(T0);
   const store = new MemoryStore(1, clock);
-  return { clock, store, log: store.connect({ faults }) };
+  return { clock, store, log: new MemoryLog(store, { faults }) };
 }
 
 test('the virtual clock: immediates before timers, timers by due time then by creation, time moves only by step', async () => {

@@ -8,8 +8,8 @@ import { createRequire } from 'node:module';
 import { rng } from './helpers/resume.mjs';
 
 const require = createRequire(import.meta.url);
-const { compareIds, formatCursor, idBefore, isEntryId, maxCursorLength, parseCursor } = require('../dist/redis/cursor.js');
-const { judge } = require('../dist/redis/key-outputs.js');
+const { compareIds, formatCursor, idBefore, isEntryId, maxCursorLength, parseCursor } = require('../dist/redis/clients/cursor.js');
+const { judge } = require('../dist/redis/clients/key-outputs.js');
 
 const MAX = 18446744073709551615n;
 

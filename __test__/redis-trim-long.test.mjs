@@ -100,7 +100,7 @@ test('without checkpoints, a session that never ends pins every entry of its par
 });
 
 test('the end of a session of 300,000 events without checkpoints: its commit acks them all in one call (it overflowed the stack before)', async () => {
-  const { RedisLog, KeySpace } = createRequire(import.meta.url)('../dist/redis/redis-log.js');
+  const { RedisLog, KeySpace } = createRequire(import.meta.url)('../dist/redis/log/redis-log.js');
   const name = fresh('acks');
   const log = new RedisLog(client, new KeySpace(name), 1, (error) => assert.fail(error));
   const lease = await log.acquire(0, 'w', 5000);

@@ -620,7 +620,7 @@ test('redisOutputs with claimIdle: entries a stopped reader had read ahead go to
 });
 
 test('fencing: once another worker holds the lease, the old owner reads, writes, marks and acks nothing', async () => {
-  const { RedisLog, KeySpace } = require('../dist/redis/redis-log.js');
+  const { RedisLog, KeySpace } = require('../dist/redis/log/redis-log.js');
   const { FencedError } = require('../dist/errors.js');
   const name = fresh('fence');
   const keys = new KeySpace(name);
@@ -673,7 +673,7 @@ test('fencing: once another worker holds the lease, the old owner reads, writes,
 });
 
 test('fencing of plain reads: once the lease ran out (no new owner), or was released, reads that would find entries are refused and take nothing', async () => {
-  const { RedisLog, KeySpace } = require('../dist/redis/redis-log.js');
+  const { RedisLog, KeySpace } = require('../dist/redis/log/redis-log.js');
   const name = fresh('fence2');
   const keys = new KeySpace(name);
   const log = new RedisLog(client, keys, 1, (error) => assert.fail(error));
@@ -955,7 +955,7 @@ test('a handler that throws a hostile value (a revoked proxy, getters that throw
 });
 
 test('an error output is cut to fit maxEventBytes: its message first, then its name and code; under 35 bytes it is the smallest entry', () => {
-  const { serializeError } = require('../dist/redis/session.js');
+  const { serializeError } = require('../dist/redis/engine/session.js');
   const error = Object.assign(new Error('m'.repeat(5000)), { name: 'N'.repeat(300), code: 'C'.repeat(300) });
   for (const max of [2000, 600, 100, 60, 35]) {
     const out = serializeError(error, max);

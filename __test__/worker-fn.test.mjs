@@ -13,7 +13,7 @@ import { collect } from './helpers/util.mjs';
 import { run } from './helpers/child.mjs';
 
 const require = createRequire(import.meta.url);
-const { addon } = require('../dist/core/addon.js');
+const { addon } = require('../dist/addon/addon.js');
 const HANDLERS = new URL('./fixtures/worker-handlers.mjs', import.meta.url);
 const handlers = (name, config = {}) => workerFn(HANDLERS, { export: name, threads: 2, ...config });
 

@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 
 const require = createRequire(import.meta.url);
 const root = join(dirname(new URL(import.meta.url).pathname), '..');
-cpSync(join(root, 'js/redis/lua'), join(root, 'dist/redis/lua'), { recursive: true });
+cpSync(join(root, 'js/redis/log/lua'), join(root, 'dist/redis/log/lua'), { recursive: true });
 const page = join(root, 'dist/integrations/dashboard');
 cpSync(join(root, 'js/integrations/dashboard'), page, { recursive: true });
 const uplot = dirname(require.resolve('uplot/package.json'));

@@ -5,7 +5,7 @@
 // The stages' reads of each other are the pipe's own and keep nothing alive:
 // a pipe left open after its output was read lets the process exit, as a
 // single stream does.
-import { holdAlive, releaseAlive } from './addon';
+import { holdAlive, releaseAlive } from '../addon/addon';
 
 /** A member's part: whether its clock runs, and (the last stage) whether a read of the user waits on it. */
 export interface AliveMember {

@@ -1,7 +1,6 @@
 // The body protocol: what runs inside a `HandlerStream` in place of a handler generator (a task stage's runner,
 // js/core/task.ts; a worker stream's caller, js/worker/caller.ts) drives the stream with. The same input and
 // output paths a handler's `for await` and `yield` take, without a promise per event.
-import type { HandlerStream } from './stream';
 
 /** The stream's `ctx.signal` for its handler or body (registered: other copies of the module read it). */
 export const kHandlerSignal = Symbol.for('velo-stream.handlerSignal');
@@ -50,7 +49,10 @@ export const enum Emit {
 export interface StreamBody<I, O> {
   /** What kind of stream it is, for traces (`task`, `batch`, `worker`). */
   readonly kind: string;
-  [kStartBody](stream: HandlerStream<I, O>): void;
+  /** Its events' and outputs' types (never set: they type the stream it runs in). */
+  readonly types?: (event: I) => O;
+  /** Starts it in `stream`, the `HandlerStream` it runs in (typed by each body: this module is below stream.ts). */
+  [kStartBody](stream: unknown): void;
   /** The stream was cancelled: stop, and finish once nothing runs. */
   cancelled(): void;
   /** Listeners `ctx.signal` may hold at once before Node warns of a leak: calls in flight each add theirs (`fetch(url, { signal })`). */

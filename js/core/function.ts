@@ -1,18 +1,18 @@
 import { assertOptionsObject, checkKeys, resolveConfig, resolveOpen } from '../config';
 import { StreamLimitError, describe, invalidType, invalidValue, pipeSessionCallError } from '../errors';
-import { type GroupPermit, NativeFunction, type Outcome, type Totals, ops } from './addon';
+import { type GroupPermit, NativeFunction, type Outcome, type Totals, ops } from '../addon/addon';
 import { assertSource, collectOutputs } from './drive';
 import { NativeStream } from './native-stream';
 import { PipedStream } from './pipe';
-import { type SessionHooks, kFinished, type StreamKind } from './protocol';
+import { type SessionHooks, kAsksInputs, kFinished, kOpen, type StreamKind } from './protocol';
 import { HandlerStream, kHoldIdle, reportHandoffs } from './stream';
-import { type StreamTrace, streamTrace } from './tracing';
+import { type StreamTrace, streamTrace } from '../tracing';
 import { type StreamBody } from './body';
 import { Sessions, type Singleton } from './sessions';
 import { type Debounce, checkDebounce } from './debounce';
 import { closeUnread } from './source';
 import { StreamList, kWatch, tagStream } from './stream-list';
-import { type Admission, admitAtOpen, admittedHandler } from '../limits/admit';
+import { type Admission, admitAtOpen, admittedHandler } from './admit';
 import { checkLimiters } from '../limits/use';
 import type { Limiter } from '../limits/types';
 import type {
@@ -29,15 +29,8 @@ import type {
   WakeUpsAreEvents,
 } from '../types';
 
-/** Opens a stream; `idle` false turns the idle clock off (inner pipe stages: their input is the previous stage). */
-const kOpen = Symbol.for('velo-stream.open');
 /** Totals over every stream of a function, for metrics exporters. */
 export const kTotals = Symbol.for('velo-stream.totals');
-/**
- * `fn[kAsksInputs]`: its streams ask for each input they take (`SessionHooks.next`): a single handler's, not a
- * pipe's or a task stage's (a registered symbol: the Redis tier's step limiters need it).
- */
-const kAsksInputs = Symbol.for('velo-stream.asksInputs');
 /** A pipe opens its stages in two steps: every slot first, then the handlers. */
 const kAdmit = Symbol.for('velo-stream.admit');
 const kStart = Symbol.for('velo-stream.start');

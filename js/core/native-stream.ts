@@ -28,16 +28,16 @@ import {
   scratchU32,
   unwatchIdle,
   valueTable,
-} from './addon';
+} from '../addon/addon';
 import type { StreamMetrics, StreamState } from '../types';
-import { addon } from './addon';
+import { addon } from '../addon/addon';
 
 /** A task window's settings (declared by the binding). */
 export type TaskPolicy = Parameters<typeof addon.taskInit>[1];
 const taskInit = addon.taskInit;
 
 // How a task attempt ended, and what settling it answers: declared by the binding (crates/velo-node/src/task.rs).
-import { TaskAttempt as Attempt, TaskSettleCode, TaskStartCode } from './addon';
+import { TaskAttempt as Attempt, TaskSettleCode, TaskStartCode } from '../addon/addon';
 export { Attempt, TaskSettleCode, TaskStartCode };
 
 // What a push answers (`Push`: Accepted, Parked, Closed, Handoff) and a take

@@ -26,7 +26,7 @@ import {
   kWaitOutput,
   type NOT_NOW,
 } from './protocol';
-import type { StreamTrace } from './tracing';
+import type { StreamTrace } from '../tracing';
 import { AliveGroup } from './alive-group';
 import { type HandlerStream, kFailAtEnd, kFailure } from './stream';
 import { kJoinAliveGroup } from './body';

@@ -195,3 +195,17 @@ export interface StreamKind<I, O> extends Stream<I, O> {
   /** The stream's reads are its owner's from now on (see `kOwnedReads`); optional. */
   [kOwnedReads]?(): void;
 }
+
+/**
+ * `fn[kOpen](signal, idle, hooks)`: opens a stream; `idle` false turns the idle clock off (inner pipe stages, and the
+ * Redis tier's sessions, whose ends come from the log). Registered: the Redis tier opens sessions by it.
+ */
+export const kOpen = Symbol.for('velo-stream.open');
+export type Openable<I, O> = {
+  [kOpen](signal: AbortSignal | undefined, idle: boolean, hooks?: SessionHooks): StreamKind<I, O>;
+};
+/**
+ * `fn[kAsksInputs]`: its streams ask for each input they take (`SessionHooks.next`): a single handler's, not a
+ * pipe's or a task stage's (the Redis tier's step limiters and debounce need it).
+ */
+export const kAsksInputs = Symbol.for('velo-stream.asksInputs');

@@ -15,7 +15,7 @@ import { type Debounce, Debouncer } from './debounce';
 
 /** `SessionsConfig.singleton`. */
 export type Singleton = 'skip' | 'replace' | 'latest';
-import { traceText } from './tracing';
+import { traceText } from '../tracing';
 import { drainOutputs } from './drive';
 import { DONE, type StreamKind, kFinished, kInputError, kOwnedReads, kTaken, kTraceAttributes } from './protocol';
 import type { SessionItem, Stream, StreamFn } from '../types';

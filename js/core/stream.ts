@@ -15,7 +15,7 @@ import { setMaxListeners } from 'node:events';
 import { StreamClosedError, describe, invalidReturn, invalidType } from '../errors';
 import { readString, textOf } from '../text';
 import type { EntryInfo, EventSource, StreamContext, StreamHandler, StreamMetrics, StreamState, WakeAtOptions } from '../types';
-import { type LateIdleTarget, holdAlive, holdIdle, onNextTurn, releaseAlive, unwatchIdle, watchIdleLater } from './addon';
+import { type LateIdleTarget, holdAlive, holdIdle, onNextTurn, releaseAlive, unwatchIdle, watchIdleLater } from '../addon/addon';
 import type { AliveGroup } from './alive-group';
 import { StreamBase, watchAbort } from './drive';
 import { Fifo } from './fifo';
@@ -81,7 +81,7 @@ import {
   kTimersPending,
   kTrace,
 } from './body';
-import type { StreamTrace } from './tracing';
+import type { StreamTrace } from '../tracing';
 
 /** The handler's error, if it threw (used by pipes). */
 export const kFailure = Symbol.for('velo-stream.failure');

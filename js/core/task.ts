@@ -14,7 +14,7 @@ import { assertOptionsObject, checkKeys } from '../config';
 import { describe, invalidType, invalidValue, outOfRange } from '../errors';
 import { integerOption, numberOption } from '../validate';
 import type { BatchConfig, RetryConfig, StreamConfig, StreamFn, TaskConfig, TaskContext } from '../types';
-import { type IdleTarget, scratchU32, unwatchIdle, watchIdle } from './addon';
+import { type IdleTarget, scratchU32, unwatchIdle, watchIdle } from '../addon/addon';
 import { Fifo } from './fifo';
 import { singleStage } from './function';
 import { Attempt, MAX_BATCH, type NativeStream, TaskSettleCode, TaskStartCode, type TaskPolicy } from './native-stream';
@@ -39,7 +39,7 @@ import {
   kTimersPending,
   kTrace,
 } from './body';
-import type { Span, StreamTrace } from './tracing';
+import type { Span, StreamTrace } from '../tracing';
 import { HeldSlot, checkLimiters, kHeldSlot, limitedCall, releaseWhenCollected, windowPermits } from '../limits/use';
 import type { WindowPermits } from '../limits/local';
 

@@ -10,7 +10,7 @@
 // decides whether it is shown.
 import { hostname } from 'node:os';
 import { describe, invalidType, invalidValue } from '../errors';
-import { type RedisClientLike, send } from '../redis/connection';
+import { type RedisClientLike, send } from '../redis/log/connection';
 import { integerOption } from '../validate';
 import type { FnSample, RedisSample, Sample } from './dashboard-sample';
 

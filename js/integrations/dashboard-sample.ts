@@ -5,13 +5,13 @@
 // per event; the cost is per sample, bounded by `scan`.
 import { kTotals, type Totals } from '../core/function';
 import { kWatch, type StreamList, tagOf } from '../core/stream-list';
-import { fnv1a } from '../redis/options';
-import { kServes } from '../redis/metrics';
+import { fnv1a } from '../redis/log/options';
+import { kServes } from '../redis/engine/metrics';
 import { cutText } from '../text';
 import { invalidReturn } from '../errors';
 import { kThreads, type ThreadLoads } from '../worker/index';
 import type { StreamFn, StreamMetrics, StreamState } from '../types';
-import type { RedisWorker } from '../redis/worker';
+import type { RedisWorker } from '../redis/engine/worker';
 import type { KeyWait, Limiter, LimiterStats } from '../limits/types';
 import { kDescribe, type LimiterDescription } from '../limits/describe';
 

@@ -18,8 +18,8 @@ import {
   lineTooLargeError,
 } from '../errors';
 import { integerOption } from '../validate';
-import { drainOrClose } from './drain';
-import { checkResponseFields } from './response-fields';
+import { drainOrClose } from '../net/drain';
+import { checkResponseFields } from '../net/response-fields';
 
 /** Output formats. */
 export type Format = 'ndjson' | 'sse';

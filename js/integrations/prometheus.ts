@@ -6,8 +6,8 @@ import type { Metric, Registry } from 'prom-client';
 import { describe, invalidReturn, invalidType, invalidValue, outOfRange } from '../errors';
 import { kTotals, type Totals } from '../core/function';
 import type { StreamFn } from '../types';
-import { ROUND_TRIP_BOUNDS_US, type RoundTripTotals, kRenewalLateness, kRoundTrips } from '../redis/metrics';
-import type { RedisWorker, RedisWorkerStats } from '../redis/worker';
+import { ROUND_TRIP_BOUNDS_US, type RoundTripTotals, kRenewalLateness, kRoundTrips } from '../redis/engine/metrics';
+import type { RedisWorker, RedisWorkerStats } from '../redis/engine/worker';
 
 /** Options of `registerStreamMetrics` (and `prefix` of `registerRedisWorkerMetrics`). */
 export interface PrometheusOptions {

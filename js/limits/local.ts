@@ -25,7 +25,7 @@ import {
   rateLimitedError,
 } from '../errors';
 import { integerOption, numberOption } from '../validate';
-import { addon, ops } from '../core/addon';
+import { addon, ops } from '../addon/addon';
 import type { NativeLimiter } from '../../native/index';
 import type { AcquireOptions, Fairness, KeyWait, LimitSettings, Limiter, LimiterOptions, LimiterStats, Permit } from './types';
 import { kDescribe, type LimiterDescription } from './describe';

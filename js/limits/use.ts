@@ -8,7 +8,7 @@
 // stream is collected with calls that never settle (`releaseWhenCollected`).
 import { isPromise } from 'node:util/types';
 import { describe, invalidReturn, invalidType, invalidValue } from '../errors';
-import { otelApi, type Span } from '../core/tracing';
+import { otelApi, type Span } from '../tracing';
 import type { TaskContext } from '../types';
 import type { Limiter, Permit } from './types';
 import { isLocalLimiter, kWindowPermits, type WindowPermits } from './local';

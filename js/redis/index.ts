@@ -1,5 +1,5 @@
 // velo-stream/redis: stream functions scaled out on Redis/Valkey Streams.
-export { redisProducer, type RedisProducer, type RedisProducerOptions } from './producer';
+export { redisProducer, type RedisProducer, type RedisProducerOptions } from './clients/producer';
 export {
   redisWorker,
   type RedisWorker,
@@ -11,8 +11,9 @@ export {
   type SessionPermitItem,
   type WorkerLimiterOptions,
   type WorkerPermitStats,
-} from './worker';
-export { redisOutputs, type HandlerFailure, type OutputItem, type RedisOutputsOptions } from './reader';
+} from './engine/worker';
+export { redisOutputs, type RedisOutputsOptions } from './clients/reader';
+export type { HandlerFailure, OutputItem } from './common/outputs';
 export {
   redisKeyOutputs,
   redisCursor,
@@ -20,19 +21,19 @@ export {
   type RedisKeyOutputsOptions,
   type RedisCursorOptions,
   type SessionEndInfo,
-} from './key-outputs';
-export { redisSse, redisNdjson, type RedisSseOptions, type RedisNdjsonOptions } from './key-http';
+} from './clients/key-outputs';
+export { redisSse, redisNdjson, type RedisSseOptions, type RedisNdjsonOptions } from './clients/key-http';
 export {
   redisMaterialize,
   type RedisMaterializer,
   type RedisMaterializeOptions,
   type MaterializeStats,
   type ValueOutput,
-} from './materialize';
-export { jsonCodec, bufferCodec, type Codec } from './codec';
-export { redisKeyState, type KeyState, type RedisKeyStateOptions, type RedisKeyStates } from './key-state';
-export type { KeyStateOptions } from './worker-limits';
-export { outputTraceContext } from './trace-context';
+} from './clients/materialize';
+export { jsonCodec, bufferCodec, type Codec } from './common/codec';
+export { redisKeyState, type KeyState, type RedisKeyStateOptions, type RedisKeyStates } from './clients/key-state';
+export type { KeyStateOptions } from './engine/worker-limits';
+export { outputTraceContext } from './common/trace-context';
 // The errors live with every other error of the library (js/errors.ts); these are the ones this subpath makes.
 export {
   CheckpointTooLargeError,
@@ -56,7 +57,7 @@ export {
   type SessionLimitCode,
   type SessionEnd,
 } from '../errors';
-export { exportRecording, type ExportRecordingOptions } from './recording-export';
+export { exportRecording, type ExportRecordingOptions } from './clients/recording-export';
 export type {
   Recording,
   RecordedPartition,
@@ -66,10 +67,10 @@ export type {
   RecordedWake,
   RecordedOutput,
   RecordedEnd,
-} from './recording';
-export { fnv1a } from './options';
-export type { RedisOptions } from './options';
-export { redisName, type RedisName } from './name';
+} from './clients/recording';
+export { fnv1a } from './log/options';
+export type { RedisOptions } from './log/options';
+export { redisName, type RedisName } from './log/name';
 export {
   redisLimiter,
   type RedisLimiter,
@@ -77,9 +78,9 @@ export {
   type RedisLimiterStats,
   type RedisPermit,
   type WhenRedisFails,
-} from './limiter';
+} from './limiter/limiter';
 export type { AcquireOptions, LimitSettings, Limiter, LimiterOptions, LimiterStats, Permit, RateLimit } from '../limits/types';
-export { redisClientOptions, type RedisClientLike, type RedisClientTimeouts } from './connection';
+export { redisClientOptions, type RedisClientLike, type RedisClientTimeouts } from './log/connection';
 export {
   redisVersions,
   type DrainedOptions,
@@ -87,4 +88,4 @@ export {
   type RedisVersionsOptions,
   type VersionStatus,
   type VersionedWorker,
-} from './version-status';
+} from './clients/version-status';

@@ -2,7 +2,7 @@
 // (its lanes, backpressure, idle clock, limits and metrics are the caller's)
 // whose body forwards input batches to the worker thread and emits the
 // output batches that come back.
-import { CrossPushStatus, CrossTakeStatus, addon } from '../core/addon';
+import { CrossPushStatus, CrossTakeStatus, addon } from '../addon/addon';
 import { type HandlerStream } from '../core/stream';
 import {
   Emit,
@@ -21,7 +21,7 @@ import {
   kTrace,
   kTimersPending,
 } from '../core/body';
-import { traceParent } from '../core/tracing';
+import { traceParent } from '../tracing';
 import {
   type Arrived,
   type Encoded,

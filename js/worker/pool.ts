@@ -4,7 +4,7 @@
 // next open starts a replacement.
 import { join } from 'node:path';
 import { type ResourceLimits, Worker } from 'node:worker_threads';
-import { addon } from '../core/addon';
+import { addon } from '../addon/addon';
 import { WorkerCrashedError, loadTimeoutError } from '../errors';
 import { isError, readString } from '../text';
 import { type Arrived, thrownRecord } from './codec';

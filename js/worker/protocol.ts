@@ -1,7 +1,7 @@
 // What the caller's thread (pool.ts, caller.ts) and a worker thread
 // (thread.ts) agree on.
 
-import type { TraceParent } from '../core/tracing';
+import type { TraceParent } from '../tracing';
 /** The lanes of a stream's pair (crates/velo-node/src/cross.rs). */
 export const INPUT = 0;
 export const OUTPUT = 1;

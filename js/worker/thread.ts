@@ -5,7 +5,7 @@
 // lanes (crates/velo-node/src/cross.rs), a batch at a time.
 import { pathToFileURL } from 'node:url';
 import { parentPort, workerData } from 'node:worker_threads';
-import { CrossPushStatus, CrossTakeStatus, addon } from '../core/addon';
+import { CrossPushStatus, CrossTakeStatus, addon } from '../addon/addon';
 import {
   type Arrived,
   type Encoded,
@@ -33,7 +33,7 @@ import {
   takenView,
 } from './protocol';
 import { wakeAtOnWorkerError, workerModuleError } from '../errors';
-import { withRemoteParent } from '../core/tracing';
+import { withRemoteParent } from '../tracing';
 import type { StreamContext } from '../types';
 
 type Handler = (events: AsyncIterable<unknown>, ctx: StreamContext) => AsyncIterable<unknown>;

@@ -1,0 +1,182 @@
+// Versions from outside the workers (an orchestrator, a deploy script): live sessions per version, the live workers
+// and what they run, and an awaitable "drained" for a version, read from what the workers keep in Redis (the
+// partitions' `:versions` counts, their leases, the function's `:workers` and `:adverts`; docs/redis/storage.md).
+import { describe, invalidType, outOfRange } from '../../errors';
+import { send } from '../log/connection';
+import { type RedisOptions, type Resolved, resolveOptions } from '../log/options';
+import { NO_VERSION, parseAdvert } from '../common/stored';
+import { activeWorkers, checkVersionName } from '../engine/versions';
+
+/** Options of `redisVersions`: those every entry point shares (the function's name, partitions). */
+export interface RedisVersionsOptions extends RedisOptions<unknown> {
+  /** The function's name in Redis. */
+  name: string;
+}
+
+/** A live worker, as it advertises itself. */
+export interface VersionedWorker {
+  /** Its `workerId`. */
+  readonly id: string;
+  /** Its `version` (`''`: none set, or a worker of a release before versions). */
+  readonly version: string;
+  /** Every version it runs: its own, then its `versions`. */
+  readonly runs: readonly string[];
+  /** Partitions it owns now, ascending. */
+  readonly partitions: readonly number[];
+  /** A live worker of a newer version supersedes it: it takes no partition, and hands over those it has. */
+  readonly superseded: boolean;
+}
+
+/** The versions of a function's live sessions and workers, as `status()` reads them. */
+export interface VersionStatus {
+  /**
+   * Live sessions per version, over all partitions (`''`: sessions opened with no version). A session counts once
+   * it wrote anything (an output, a checkpoint, a timer's wake-up), until its end is committed; one that has
+   * written nothing yet runs on its owner's version and is not counted (nothing of it is visible, and its owner's
+   * partitions are in `workers`).
+   */
+  readonly sessions: Readonly<Record<string, number>>;
+  /** The live workers, by id. */
+  readonly workers: readonly VersionedWorker[];
+  /** Partitions no live worker owns now (between owners, or refused to every live worker for its sessions' versions). */
+  readonly unowned: readonly number[];
+}
+
+/** Options of `drained()`. */
+export interface DrainedOptions {
+  /** Stops waiting: the promise rejects with the signal's reason. */
+  readonly signal?: AbortSignal;
+  /** How often the status is read, ms (each read is one round trip per partition, and two). Default 1000. */
+  readonly interval?: number;
+}
+
+/** The versions of a function's sessions and workers; see `redisVersions`. */
+export interface RedisVersions {
+  /** The function's partition count. */
+  readonly partitions: number;
+  /** Reads live sessions per version, live workers and what they own: one round trip per partition, and two. */
+  status(): Promise<VersionStatus>;
+  /**
+   * Resolves once `version` is drained: no live session runs on it, and no live worker whose version it is owns a
+   * partition (such a worker would open new sessions on it). Then the workers of that version may stop. It reads
+   * `status()` every `interval` ms until then (it keeps the process alive meanwhile).
+   * @throws {TypeError} `ERR_INVALID_ARG_TYPE` / `ERR_INVALID_ARG_VALUE` for a version that is not a version name
+   * (1-64 letters, digits, `.`, `_` or `-`) or bad options; rejects with the error of a read that failed.
+   */
+  drained(version: string, options?: DrainedOptions): Promise<void>;
+}
+
+class Versions implements RedisVersions {
+  readonly partitions: number;
+  readonly #o: Resolved<unknown>;
+
+  constructor(o: Resolved<unknown>) {
+    this.#o = o;
+    this.partitions = o.partitions;
+  }
+
+  async status(): Promise<VersionStatus> {
+    const { client, keys } = this.#o;
+    const workersKey = keys.workers();
+    const advertsKey = keys.adverts();
+    const time = (await send(client, workersKey, ['TIME'])) as unknown[];
+    const now = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
+    const [registered, advertList, ...parts] = (await Promise.all([
+      // Live: registered until after now (heartbeat.lua's rule).
+      send(client, workersKey, ['ZRANGEBYSCORE', workersKey, `(${now}`, '+inf']),
+      send(client, advertsKey, ['HGETALL', advertsKey]),
+      // Per partition its lease, then its counts: a session an owner of the version writes (its first output, in the
+      // commit of a hand-over, say) before it lets the lease go is in the counts read after that lease.
+      ...Array.from({ length: this.partitions }, async (_, p) => {
+        const lease = await send(client, keys.lease(p), ['GET', keys.lease(p)]);
+        return [await send(client, keys.versions(p), ['HGETALL', keys.versions(p)]), lease];
+      }),
+    ])) as [unknown[], unknown, ...[unknown, string | null][]];
+    const live = new Set(registered.map(String));
+    const adverts = new Map(
+      pairs(advertList)
+        .filter(([id]) => live.has(id))
+        .map(([id, value]) => [id, parseAdvert(value)]),
+    );
+    const sessions = new Map<string, number>();
+    const owned = new Map<string, number[]>();
+    const unowned: number[] = [];
+    parts.forEach(([counts, lease], p) => {
+      for (const [version, n] of pairs(counts)) sessions.set(version, (sessions.get(version) ?? 0) + Number(n));
+      const holder = lease === null ? null : lease.slice(0, Math.max(0, lease.lastIndexOf(':')));
+      if (holder === null || !live.has(holder)) unowned.push(p);
+      else owned.set(holder, [...(owned.get(holder) ?? []), p]);
+    });
+    const workers = [...live].sort().map((id): VersionedWorker => {
+      const advert = adverts.get(id) ?? NO_VERSION;
+      // Superseded: as that worker judges it (`activeWorkers` over the same adverts).
+      const { superseded } = activeWorkers(adverts, live.size, id);
+      return { id, version: advert.version, runs: advert.runs, partitions: owned.get(id) ?? [], superseded };
+    });
+    return { sessions: Object.fromEntries([...sessions].filter(([, n]) => n > 0)), workers, unowned };
+  }
+
+  async drained(version: string, options: DrainedOptions = {}): Promise<void> {
+    checkVersionName('drained(): version', version);
+    let signal: AbortSignal | undefined;
+    let interval: number;
+    try {
+      if (options === null || typeof options !== 'object')
+        throw invalidType(`drained(): options must be an object, not ${describe(options)}`);
+      ({ signal, interval = 1000 } = options);
+    } catch (error) {
+      if ((error as { code?: unknown }).code !== undefined) throw error;
+      throw invalidType(`drained(): the options could not be read (${describe(error)})`, error);
+    }
+    if (signal !== undefined && !(signal instanceof AbortSignal))
+      throw invalidType(`drained(): options.signal must be an AbortSignal, not ${describe(signal)}`);
+    if (typeof interval !== 'number')
+      throw invalidType(`drained(): options.interval must be a number of ms, not ${describe(interval)}`);
+    if (!(interval >= 10 && interval <= 3_600_000))
+      throw outOfRange(`drained(): options.interval must be from 10 to 3600000 ms. Received ${describe(interval)}`);
+    for (;;) {
+      if (signal?.aborted === true) throw signal.reason;
+      const s = await this.status();
+      // (An own property only: a version may be named `constructor`.)
+      const live = Object.hasOwn(s.sessions, version) ? s.sessions[version] : 0;
+      if (live === 0 && !s.workers.some((w) => w.version === version && w.partitions.length > 0)) return;
+      await pause(interval, signal);
+    }
+  }
+}
+
+/** Waits `ms`, or until `signal` aborts (resolves then: the caller's loop throws its reason). */
+function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  // (Aborted during the status read: an abort listener added now would never fire.)
+  if (signal?.aborted === true) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+/** `[field, value]` pairs of a HGETALL reply (a flat list, or a map by RESP3). */
+function pairs(reply: unknown): [string, string][] {
+  if (Array.isArray(reply)) {
+    const out: [string, string][] = [];
+    for (let j = 0; j + 1 < reply.length; j += 2) out.push([String(reply[j]), String(reply[j + 1])]);
+    return out;
+  }
+  if (reply !== null && typeof reply === 'object')
+    return Object.entries(reply as Record<string, unknown>).map(([k, v]) => [k, String(v)]);
+  return [];
+}
+
+/**
+ * The versions of a function's live sessions and workers, from any process (a deploy script, an orchestrator's
+ * hook): give the function's `client`, `name` and `partitions` as its producer does. See docs/redis/versions.md.
+ * @throws {TypeError} `ERR_INVALID_ARG_TYPE` / `ERR_INVALID_ARG_VALUE` for options the other entry points refuse.
+ */
+export function redisVersions(options: RedisVersionsOptions): RedisVersions {
+  return new Versions(resolveOptions(options, 'redisVersions()', []));
+}

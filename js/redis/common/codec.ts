@@ -1,0 +1,117 @@
+// How events and outputs travel through the log: a codec turns a value into
+// bytes (or a string) and back. Producers, workers and readers of one stream
+// function must use the same codec.
+import { EventTooLargeError, describe, encodeError, invalidValue } from '../../errors';
+
+/** Turns values into bytes for the log and back. `decode` gets the bytes `encode` made. */
+export interface Codec<T = unknown> {
+  /** The value's bytes; a string is stored as its UTF-8 bytes. Throw for a value the codec cannot carry. */
+  encode: (value: T) => Buffer | string;
+  /** The value `encode` made these bytes from. Throw for bytes it cannot read (the session ends there: `ERR_VELO_DECODE`). */
+  decode(data: Buffer): T;
+}
+
+const BUFFER_TAG = '$velo:buffer';
+/** How the tag looks in JSON text: no text without it holds a tagged Buffer. */
+const BUFFER_TAG_JSON = JSON.stringify(BUFFER_TAG);
+/** Nesting past which `mayHoldBytes` stops looking (and says yes: the careful path handles cycles too). */
+const MAX_SCAN_DEPTH = 64;
+
+/**
+ * Whether `value` may hold a Uint8Array somewhere, or something with its own `toJSON` (which may make one). No
+ * means plain `JSON.stringify` writes what the replacer would: the replacer costs a call per key, this scan
+ * less than half of that.
+ */
+function mayHoldBytes(value: unknown, depth: number): boolean {
+  if (value === null || typeof value !== 'object') return false;
+  if (value instanceof Uint8Array || depth > MAX_SCAN_DEPTH) return true;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) if (mayHoldBytes(value[i], depth + 1)) return true;
+    return false;
+  }
+  if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return true;
+  for (const key in value) if (mayHoldBytes((value as Record<string, unknown>)[key], depth + 1)) return true;
+  return false;
+}
+
+function replaceBytes(this: Record<string, unknown>, key: string, converted: unknown): unknown {
+  // `this[key]` is the value before Buffer's own toJSON ran.
+  const raw = this[key];
+  if (raw instanceof Uint8Array)
+    return { [BUFFER_TAG]: Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('base64') };
+  return converted;
+}
+
+function reviveBytes(_key: string, value: unknown): unknown {
+  if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    const tagged = (value as Record<string, unknown>)[BUFFER_TAG];
+    if (typeof tagged === 'string' && Object.keys(value).length === 1) return Buffer.from(tagged, 'base64');
+  }
+  return value;
+}
+
+/**
+ * The default: JSON. Buffers and other `Uint8Array`s anywhere in a value are
+ * carried as `{ "$velo:buffer": "<base64>" }` and decoded back to Buffers; a
+ * value JSON cannot carry (`undefined` at the top, a function, a symbol, a
+ * BigInt, a cycle) is refused at `encode`. Values without bytes (most) take
+ * plain `JSON.stringify` and `JSON.parse`.
+ */
+export const jsonCodec: Codec = {
+  encode(value: unknown): string {
+    const text = (mayHoldBytes(value, 0) ? JSON.stringify(value, replaceBytes) : JSON.stringify(value)) as string | undefined;
+    if (text === undefined) {
+      // (An object or a bigint here has a toJSON() that gave undefined.)
+      const what =
+        value !== null && (typeof value === 'object' || typeof value === 'bigint')
+          ? 'this value: its toJSON() gave undefined'
+          : `the value ${typeof value}`;
+      throw invalidValue(`JSON cannot carry ${what}`);
+    }
+    return text;
+  },
+  decode(data: Buffer): unknown {
+    const text = data.toString('utf8');
+    return text.includes(BUFFER_TAG_JSON) ? JSON.parse(text, reviveBytes) : JSON.parse(text);
+  },
+};
+
+/** Raw bytes: events and outputs are Buffers (or Uint8Arrays, or strings stored as UTF-8), decoded as Buffers. */
+export const bufferCodec: Codec<Buffer | Uint8Array | string> = {
+  encode(value: Buffer | Uint8Array | string): Buffer | string {
+    if (typeof value === 'string' || Buffer.isBuffer(value)) return value;
+    if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+    throw invalidValue('bufferCodec carries Buffers, Uint8Arrays and strings only');
+  },
+  decode(data: Buffer): Buffer {
+    return data;
+  },
+};
+
+/** Whether `data` is a Buffer; false for a revoked Proxy (whose prototype `Buffer.isBuffer` cannot read). */
+function isBuffer(data: unknown): boolean {
+  try {
+    return Buffer.isBuffer(data);
+  } catch {
+    return false;
+  }
+}
+
+/** Encodes with `codec`, turning a codec's throw into a coded error, and refusing more than `limit` bytes. */
+export function encodeChecked<T>(codec: Codec<T>, value: T, limit: number, what: string): Buffer | string {
+  let data: Buffer | string;
+  try {
+    data = codec.encode(value);
+  } catch (error) {
+    if ((error as { code?: unknown } | null)?.code !== undefined) throw error;
+    throw encodeError(`The codec could not encode the ${what}: ${(error as Error)?.message ?? String(error)}`, error);
+  }
+  if (typeof data !== 'string' && !isBuffer(data)) {
+    throw encodeError(`The codec's encode() must return a Buffer or a string, not ${describe(data)}`);
+  }
+  // A string's UTF-8 takes at most 3 bytes per UTF-16 unit: most are known to fit without counting.
+  if (typeof data === 'string' ? data.length * 3 <= limit : data.length <= limit) return data;
+  const size = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
+  if (size > limit) throw new EventTooLargeError(what, size, limit);
+  return data;
+}

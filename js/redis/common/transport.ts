@@ -1,0 +1,290 @@
+// The log a distributed stream function runs on, as the worker, the producer
+// and the output reader see it. Redis Streams implement it (redis-log.ts); a
+// NATS JetStream adapter can implement the same contract: K partitions of
+// input, each owned by one worker at a time under a lease with a fencing
+// token; every read, output write and ack by the owner is refused once its
+// lease is gone; entries stay pending for the owner until acked, and a new
+// owner gets them back in log order.
+import type { SessionEnd } from '../../errors';
+import type { SessionLimits } from '../rules/session-rules';
+
+export type { SessionEnd } from '../../errors';
+
+/** Ownership of one partition: `token` is unique per grant (it holds the fencing epoch). */
+export interface Lease {
+  readonly partition: number;
+  readonly token: string;
+}
+
+/** A partition held by another lease: its holder (the worker id of its token) and the time its lease has left, ms (negative: no expiry). */
+export interface Held {
+  readonly holder: string;
+  readonly left: number;
+}
+
+/** A partition refused to a worker: some live session of it runs on a version the worker does not run. */
+export interface Refused {
+  readonly refused: readonly string[];
+}
+
+/** What a worker says it runs: the version new sessions open on (`''`: none set), and every version it can run. */
+export interface WorkerAdvert {
+  readonly version: string;
+  readonly runs: readonly string[];
+}
+
+/**
+ * The live workers, the one (not the caller) whose registration runs out first, with its time left (ms), and what
+ * each live worker runs (absent for a worker of a release that says nothing).
+ */
+export interface Heartbeat {
+  readonly live: number;
+  readonly next?: { readonly worker: string; readonly left: number };
+  readonly adverts?: ReadonlyMap<string, WorkerAdvert>;
+}
+
+/**
+ * What a session opened with, kept while it lives (once it wrote anything: an output, a checkpoint, a wake-up), so
+ * that every later owner runs it the same: its handler's version (`''`: none set) and its caps.
+ */
+export interface SessionOpening {
+  readonly sid: string;
+  readonly version: string;
+  readonly limits: SessionLimits;
+  /** A migrated session's: the version it opened with, which this opening replaces (`migrate`). */
+  readonly replaces?: string;
+}
+
+/** One entry of a partition's input: an event for `key`, or a close marker for session `close`. */
+export interface InputEntry {
+  readonly id: string;
+  readonly key: string;
+  /** The encoded event (absent for a close marker, or for an entry trimmed away while pending). */
+  readonly payload?: Buffer;
+  /** A close marker: the session id it ends. */
+  readonly close?: string;
+  /** Why the marker was written: `'age'` for `maxSessionAge` (absent for an idle close or a handler's own end). */
+  readonly reason?: string;
+  /** A timer's wake-up (`ctx.wakeAt`): `<sid> <timer id>`; its payload is the event delivered to that session. */
+  readonly wake?: string;
+  /** A wake-up's due time (Redis' clock, ms): the time its session is judged at (absent in older entries). */
+  readonly due?: number;
+  /** The producer's trace context (W3C), as written: unchecked (`tracing.ts` parses it). */
+  readonly traceparent?: string;
+  readonly tracestate?: string;
+}
+
+/** An output of session `sid`, its `seq`-th (from 1): `(sid, seq)` is its idempotency key. */
+export interface OutputRecord {
+  readonly sid: string;
+  readonly seq: number;
+  readonly key: string;
+  /** The encoded output, or ... */
+  readonly payload?: Buffer | string;
+  /** ... the handler's failure, as JSON `{ name, message, code }`. */
+  readonly error?: string;
+  /** The session span's W3C `traceparent`, when the session is traced. */
+  readonly traceparent?: string;
+}
+
+/** A live session's last checkpoint, as committed: what a new owner restores it from. */
+export interface Snapshot {
+  readonly sid: string;
+  readonly key: string;
+  /** Outputs the session had made up to the checkpoint: its next output is `seq + 1`. */
+  readonly seq: number;
+  /** Redis' time of the last event it had taken, ms (its idle deadline is `idleTimeout` after it); 0: none. */
+  readonly lastTime: number;
+  /** Events of the log it had got up to the checkpoint (for `maxSessionEvents`). */
+  readonly events: number;
+  /** The state, as the function's codec encoded it. */
+  readonly state: Buffer | string;
+  /** Timers the session had made (`ctx.wakeAt`) up to the checkpoint: its next gets id `timers + 1`. */
+  readonly timers?: number;
+  /** Those of them not known to have fired, as `[id, time, payload, key?]` (the payload by the codec; the key if made with one). */
+  readonly pending?: readonly (readonly [number, number, Buffer | string, string?])[];
+  /** The last input it had taken (`SessionEnd.last`), so that its end names it after a restore (absent in older snapshots). */
+  readonly lastInput?: string;
+  /** As read by a new owner: outputs of the session written so far (its high-water mark, at least `seq`). */
+  readonly written?: number;
+  /** As read by a new owner: why its header could not be read (corrupt); the session then fails at its restore. */
+  readonly unreadable?: unknown;
+}
+
+/** A key's state, kept after its session ended (`keyState`): the last checkpoint of the session that ended last. */
+export interface KeptState {
+  readonly key: string;
+  /** The session whose end kept it. */
+  readonly sid: string;
+  /** The state, as the function's codec encoded it. */
+  readonly state: Buffer | string;
+}
+
+/** A key's state as read back (`PartitionLog.keyState`). */
+export interface StoredKeyState {
+  /** The session whose end kept it. */
+  readonly sid: string;
+  /** The state's bytes, by the function's codec. */
+  readonly state: Buffer;
+  /** Why its header could not be read (a corrupt value): nothing to start from. */
+  readonly unreadable?: unknown;
+}
+
+/** What the owner of a partition commits in one fenced step: outputs, then checkpoints, then acks, then forgets ended sessions. */
+export interface Commit {
+  readonly outputs: OutputRecord[];
+  /** The latest checkpoint of each session that made one since the last commit (at most one per `sid`). */
+  readonly checkpoints?: readonly Snapshot[];
+  readonly acks: string[];
+  /** Sessions that ended. */
+  readonly ended: readonly string[];
+  /**
+   * `keyState`: the states ended sessions keep for their keys (at most one per key: the latest), each written with
+   * an expiry of `retention` ms, replacing what the key kept before.
+   */
+  readonly kept?: readonly KeptState[];
+  /** With `kept`: how long each is kept, ms. */
+  readonly retention?: number;
+  /** What sessions of this commit that are not ended opened with, for those not written before (kept once per sid). */
+  readonly opened?: readonly SessionOpening[];
+  /** With `check`: each ended session's last output seq (0: none), in the order of `ended`. */
+  readonly endedSeqs?: readonly number[];
+  /** With `check`: where each ended session ended (undefined: not recorded), in the order of `ended`. */
+  readonly endedAt?: readonly (SessionEnd | undefined)[];
+  /**
+   * A number unique per commit within the lease (the worker sends one with every commit). The result then has
+   * `ids` (for local delivery), and the commit is idempotent: a retry of a commit that was applied (its reply
+   * lost) changes nothing and gets the ids the first call wrote. Without it, a retry of a commit that ended a
+   * session would write that session's outputs again (its high-water mark went with it).
+   */
+  readonly serial?: number;
+  /**
+   * With `serial`: false leaves `ids` out of the result (empty), as nothing reads them without local delivery; the
+   * commit is idempotent all the same. Default true.
+   */
+  readonly ids?: boolean;
+  /**
+   * For `checkReplay`: a digest of each output written is kept while its session lives, and an output written
+   * before (by `(sid, seq)`) is compared with it; so is each ended session's seq with the last one written. Each
+   * ended session's end (`endedAt`) is kept while its first entry is in the input (trimmed with it), and a later
+   * end of the same sid is compared with it.
+   */
+  readonly check?: boolean;
+}
+
+/**
+ * An output a replay made differently from the one written before (`index` into the commit's outputs), a session
+ * that ended with fewer, or a session (`index` into the commit's `ended`) that ended elsewhere or for another reason.
+ */
+export type Divergence =
+  | {
+      readonly kind: 'output';
+      readonly index: number;
+      /** The stored output (absent if its entry is gone from the output stream). */
+      readonly committed?: { readonly id: string; readonly payload?: Buffer; readonly error?: string };
+    }
+  | { readonly kind: 'count'; readonly sid: string; readonly committed: number; readonly replayed: number }
+  | { readonly kind: 'boundary'; readonly index: number; readonly committed: SessionEnd };
+
+/** What a commit did. */
+export interface CommitResult {
+  /** With `serial`: per output, the id of the entry written, or null if `(sid, seq)` was written before. Empty otherwise. */
+  readonly ids: ReadonlyArray<string | null>;
+  /** With `check`: what differs from the earlier run. Empty otherwise. */
+  readonly diverged: readonly Divergence[];
+}
+
+/** The result of a read: entries, or none and the position after which a wake-up must look. */
+export interface ReadResult {
+  readonly entries: InputEntry[];
+  readonly tail: string;
+}
+
+/** The partitioned log of one stream function. */
+export interface PartitionLog {
+  readonly partitions: number;
+  /**
+   * Registers the worker as live for `ttl` ms; resolves with the number of live workers and, if another is
+   * registered, the one whose registration runs out first and the time it has left (ms). `extend` false: registers
+   * it only if it is not registered (a registration keeps the expiry its last renewal gave it).
+   */
+  heartbeat(worker: string, ttl: number, extend?: boolean, advert?: WorkerAdvert): Promise<Heartbeat>;
+  /** Removes the worker from the live set, with its advert. */
+  leave(worker: string): Promise<void>;
+  /**
+   * Takes the partition if no one holds it and the worker `runs` the version of each of its live sessions (`'*'`:
+   * any, a worker that migrates): a new lease (with the next epoch); or, held, who holds it until when; or,
+   * refused, the versions it lacks. `rescue` (a worker past its fair share): only a partition refused to another
+   * worker within the last `ttl` (as its lease would be), else refused with no version named.
+   */
+  acquire(
+    partition: number,
+    worker: string,
+    ttl: number,
+    runs?: readonly string[],
+    rescue?: boolean,
+  ): Promise<Lease | Held | Refused>;
+  /** Extends the lease; false if it is no longer held. */
+  renew(lease: Lease, ttl: number): Promise<boolean>;
+  /** Gives the partition back (no-op if the lease is no longer held). */
+  release(lease: Lease): Promise<void>;
+  /**
+   * Fenced read. `from` = an entry id: the owner's pending entries after it (replay); `'>'`: new entries,
+   * which become pending. Rejects with `FencedError` if the lease is gone.
+   */
+  read(lease: Lease, from: string, count: number): Promise<ReadResult>;
+  /**
+   * The owner's pending entries of these ids, in the order given (unfenced: a read changes nothing, and what the
+   * owner does with them is fenced). An entry no longer in the log comes back with no key and no payload.
+   */
+  entries(lease: Lease, ids: readonly string[]): Promise<InputEntry[]>;
+  /**
+   * Fenced: appends a close marker for session `sid` of `key` to the partition's input (`reason`: see InputEntry);
+   * resolves with its entry id. A tick (key and sid `''`) names no session: it moves the log's clock.
+   */
+  markClose(lease: Lease, key: string, sid: string, reason?: string): Promise<string>;
+  /** Fenced: removes input entries no session needs any more (older than every pending or undelivered one). Resolves with how many. */
+  trim(lease: Lease): Promise<number>;
+  /**
+   * Fenced: trims the partition's output stream (`acked`: up to the oldest entry a consumer group has not acked;
+   * `maxLen` > 0: to about its newest `maxLen` entries). Resolves with how many were removed.
+   */
+  trimOutputs(lease: Lease, acked: boolean, maxLen: number): Promise<number>;
+  /**
+   * Fenced: writes the wake-up of timer `id` of session `sid` into the input, once per `(sid, id)`. Resolves
+   * with its entry id, `''` if it was written before, or the ms still to wait (Redis' clock is before `time`).
+   */
+  wake(
+    lease: Lease,
+    key: string,
+    sid: string,
+    id: number,
+    time: number,
+    payload: Buffer | string,
+    opening?: SessionOpening,
+  ): Promise<string | number>;
+  /**
+   * The state `key` kept after its last session (`keyState`), or null: none, or expired (unfenced: a read; what the
+   * owner does with it is fenced).
+   */
+  keyState(partition: number, key: string): Promise<StoredKeyState | null>;
+  /** The checkpoints of the partition's live sessions (unfenced: what the owner does with them is fenced). */
+  snapshots(lease: Lease): Promise<Snapshot[]>;
+  /** What the partition's live sessions opened with (those that wrote anything), by sid (unfenced: a read). */
+  openings(lease: Lease): Promise<Map<string, SessionOpening>>;
+  /** Fenced: writes outputs not written before (by `(sid, seq)`), checkpoints, acks entries, forgets ended sessions. */
+  commit(lease: Lease, commit: Commit): Promise<CommitResult>;
+  /** Age of the partition's oldest pending entry, ms by Redis' clock (0: none); unfenced, a figure for metrics. */
+  pinned(partition: number): Promise<number>;
+  /** Entries of the partition's input not yet delivered to its owner (unfenced: a read-only figure for metrics). */
+  lag(partition: number): Promise<number>;
+  /**
+   * Waits until one of the partitions has entries after its position, or `ms` pass, or `interrupt()`.
+   * Resolves with the partitions that have entries.
+   */
+  wait(positions: ReadonlyMap<number, string>, ms: number): Promise<number[]>;
+  /** Ends a pending `wait()` early. */
+  interrupt(): Promise<void>;
+  /** Frees the log's own connections (not the user's client). */
+  close(): Promise<void>;
+}

@@ -1,0 +1,212 @@
+// What a partition's owner writes into its input on its own clock, so that the log's clock moves past what its
+// sessions wait for: a timer's wake-up once its time comes, an age marker once a session should be that old, and
+// a tick at the earliest idle end (or timer) of the sessions waiting for input. Read back, each moves the log's
+// clock; what it ends or fires is decided by the session rule from the entry ids, so a replay decides the same.
+import { type ClockTimer, sleepOn } from '../common/clock';
+import { idTime } from '../common/log-ids';
+import { type Openings, RETRY_MS } from './outbox';
+import type { PartitionHost } from './partition-host';
+import type { Session, Timer } from './session';
+import type { Lease } from '../common/transport';
+import { waitsForStep } from './session-permits';
+
+/** Node's longest timer delay, ms (2^31 - 1). */
+export const MAX_TIMER_MS = 2_147_483_647;
+
+/** What the owner's writes use of their partition's run. */
+export interface WritesHost {
+  readonly worker: PartitionHost<never, unknown>;
+  readonly lease: Lease;
+  readonly dropped: boolean;
+  readonly stopping: boolean;
+  /** The replay of the last owner's pending entries is done (no tick before: the log decides there). */
+  readonly replayDone: boolean;
+  /** True if the error ended the partition's ownership; otherwise it was reported and the caller retries. */
+  failed(error: unknown): boolean;
+  /** Whether the session is its key's live one. */
+  live(s: Session<never, unknown>): boolean;
+  /** The sessions' openings not written yet: a wake-up writes its session's. */
+  readonly openings: Openings;
+}
+
+export class OwnerWrites {
+  /** The partition's tick (`tickFor`): its timer, the deadline it is set for, and a write in flight. */
+  #tickTimer: ClockTimer | null = null;
+  #tickDeadline = Infinity;
+  #ticking = false;
+  /**
+   * The latest deadline whose tick was due while another was being written (0: none): once that one is written,
+   * another is, unless its id passed this already (else nothing would move the log's clock past it).
+   */
+  #tickAgain = 0;
+  /**
+   * Redis' time of the last tick written (its id), ms. Until the pump reads it back, a deadline at or before it
+   * needs no tick of its own: reading that one passes it. (Without this, every pass over the sessions while the
+   * pump was still behind, on a backlog, wrote another tick.)
+   */
+  #tickWritten = 0;
+  readonly #host: WritesHost;
+
+  constructor(host: WritesHost) {
+    this.#host = host;
+  }
+
+  /** Sets the tick for `time` if that is before the one set (a session began to wait for it). */
+  tickBy(time: number): void {
+    if (time < this.#tickDeadline) this.tickFor(time);
+  }
+
+  /**
+   * Sets the partition's tick for Redis' time `deadline` (Infinity: none needed). A tick is an entry the owner
+   * writes into the partition (a close marker naming no session) once Redis' clock should have passed the
+   * earliest deadline of its waiting sessions: read back, it moves the log's clock there, and the rule ends every
+   * session it passes, however many. Only the replay of a lease's pending entries is left alone (the log decides
+   * there). One tick is written at a time; if it came too early (clocks differ), the next is set from its id.
+   */
+  tickFor(deadline: number): void {
+    if (deadline === this.#tickDeadline || !this.#host.replayDone) return;
+    if (this.#tickTimer !== null) this.#host.worker.clock.clearTimeout(this.#tickTimer);
+    this.#tickTimer = null;
+    this.#tickDeadline = deadline;
+    if (deadline === Infinity || deadline <= this.#tickWritten) return;
+    const wait = Math.min(MAX_TIMER_MS, Math.max(0, deadline - (this.#host.worker.clock.now() + this.#host.worker.clockOffset)));
+    this.#tickTimer = this.#host.worker.clock
+      .setTimeout(() => {
+        this.#tickTimer = null;
+        this.#tickDeadline = Infinity;
+        this.#tick(deadline);
+      }, wait)
+      .unref();
+  }
+
+  /** Writes a tick for `deadline`, or, while one is being written, another after it (`#tickAgain`). */
+  #tick(deadline: number): void {
+    if (this.#host.stopping || this.#host.dropped) return;
+    if (this.#ticking) {
+      this.#tickAgain = Math.max(this.#tickAgain, deadline);
+      return;
+    }
+    this.#ticking = true;
+    this.#host.worker.log.markClose(this.#host.lease, '', '').then(
+      (id) => {
+        this.#ticking = false;
+        this.#tickWritten = Math.max(this.#tickWritten, idTime(id));
+        // What Redis' clock read against this machine's when it wrote the tick.
+        this.#host.worker.clockOffset = idTime(id) - this.#host.worker.clock.now();
+        this.#host.worker.counters.ticks++;
+        const again = this.#tickAgain;
+        this.#tickAgain = 0;
+        if (again > this.#tickWritten) this.#tick(again);
+      },
+      async (error: unknown) => {
+        this.#ticking = false;
+        if (this.#host.failed(error)) return;
+        await sleepOn(this.#host.worker.clock, RETRY_MS);
+        this.#tick(Math.max(deadline, this.#tickAgain));
+      },
+    );
+  }
+
+  /**
+   * Sets a Node timeout for the session's timer: when Redis' clock should have reached its time (or `after` ms,
+   * when Redis said it was early), `#fire` writes its wake-up.
+   */
+  armTimer(s: Session<never, unknown>, timer: Timer, after?: number): void {
+    if (this.#host.dropped || s.forwardDone) return;
+    const wait = after ?? Math.max(0, timer.time - (this.#host.worker.clock.now() + this.#host.worker.clockOffset));
+    this.#host.worker.clock.clearTimeout(s.wakeTimeouts.get(timer.id));
+    s.wakeTimeouts.set(
+      timer.id,
+      this.#host.worker.clock.setTimeout(() => this.#fire(s, timer), Math.min(MAX_TIMER_MS, wait)).unref(),
+    );
+  }
+
+  /**
+   * Writes the timer's wake-up into the partition's input (fenced, once per `(sid, timer)`): read back, it is
+   * delivered to the session at that place of the log, on every replay too. One written before (by an earlier
+   * owner, or by this one before a replay made the timer again) is not written again.
+   */
+  #fire(s: Session<never, unknown>, timer: Timer): void {
+    s.wakeTimeouts.delete(timer.id);
+    if (this.#host.dropped || s.forwardDone || !s.rule.timers.includes(timer)) return;
+    // (A migrated session's opening replaces the one kept: only a commit does that.)
+    const pending = this.#host.openings.pending(s.sid);
+    const opening = pending?.replaces === undefined ? pending : undefined;
+    this.#host.worker.log.wake(this.#host.lease, s.key, s.sid, timer.id, timer.time, timer.payload, opening).then(
+      (written) => {
+        if (typeof written === 'number') return this.armTimer(s, timer, Math.max(1, written));
+        if (opening !== undefined && written !== '') this.#host.openings.written([s.sid]);
+        if (written !== '') {
+          this.#host.worker.counters.wakeups++;
+          return;
+        }
+        // An earlier owner wrote it (read back before the session's checkpoint, maybe): a tick moves the log's
+        // clock to it instead, unless the session took it while the reply was on its way (a tick set for it then
+        // would replace the one its idle end needs, and be passed already: nothing would move the clock on).
+        if (!s.rule.timers.includes(timer)) return;
+        s.wokenBefore.add(timer.id);
+        // (Nor for a session whose handler waits for a step's permits: its input is decided already.)
+        if (s.waiting && !waitsForStep(s) && timer.time < this.#tickDeadline) this.tickFor(timer.time);
+      },
+      async (error: unknown) => {
+        if (this.#host.failed(error)) return;
+        await sleepOn(this.#host.worker.clock, RETRY_MS);
+        this.#fire(s, timer);
+      },
+    );
+  }
+
+  clearTimer(s: Session<never, unknown>, id: number): void {
+    this.#host.worker.clock.clearTimeout(s.wakeTimeouts.get(id));
+    s.wakeTimeouts.delete(id);
+  }
+
+  /** Stops the session's timers (it ended, or the partition is dropped). */
+  clearTimers(s: Session<never, unknown>): void {
+    for (const timeout of s.wakeTimeouts.values()) this.#host.worker.clock.clearTimeout(timeout);
+    s.wakeTimeouts.clear();
+  }
+
+  /**
+   * With `maxSessionAge`, writes an age marker for the session once it should be that old: by this machine's
+   * clock at first (`clock.now()` against Redis' time of its first entry), and after a marker that came too
+   * early, `after` ms later (the age still missing by the marker's id). Whether it ends the session is decided
+   * by the marker's id alone.
+   */
+  armAge(s: Session<never, unknown>, after?: number): void {
+    const max = s.limits.maxSessionAge;
+    if (max <= 0 || s.ageMarked || s.ageTimer !== null || s.forwardDone || !this.#host.live(s)) return;
+    const wait = after ?? Math.min(max + 1, Math.max(0, s.start + max + 1 - this.#host.worker.clock.now()));
+    s.ageTimer = this.#host.worker.clock
+      .setTimeout(() => {
+        s.ageTimer = null;
+        if (this.#host.dropped || !this.#host.live(s)) return;
+        s.ageMarked = true;
+        this.#mark(s, 'age');
+      }, wait)
+      .unref();
+  }
+
+  /** Writes a close marker for the session (fenced), retrying after errors until the partition is gone. */
+  #mark(s: Session<never, unknown>, reason?: 'age'): void {
+    this.#host.worker.log.markClose(this.#host.lease, s.key, s.sid, reason).catch(async (error: unknown) => {
+      if (this.#host.failed(error)) return;
+      await sleepOn(this.#host.worker.clock, RETRY_MS);
+      if (this.#host.dropped) return;
+      this.#mark(s, reason);
+    });
+  }
+
+  /** Stops a session's wake-ups and age marker (it ended, or the partition is dropped). */
+  stopSession(s: Session<never, unknown>): void {
+    this.clearTimers(s);
+    if (s.ageTimer !== null) this.#host.worker.clock.clearTimeout(s.ageTimer);
+    s.ageTimer = null;
+  }
+
+  /** The partition stops: no more ticks. */
+  stop(): void {
+    if (this.#tickTimer !== null) this.#host.worker.clock.clearTimeout(this.#tickTimer);
+    this.#tickTimer = null;
+  }
+}

@@ -1,0 +1,134 @@
+// What a partition's run needs of its worker (`PartitionHost`), and the worker's counters it adds to.
+import type { Debounce } from '../../core/debounce';
+import type { Openable } from '../../core/protocol';
+import type { StreamFn } from '../../types';
+import type { Clock } from '../common/clock';
+import type { Codec } from '../common/codec';
+import type { LocalDelivery } from './local-delivery';
+import type { PartitionLog } from '../common/transport';
+import type { WorkerPermits } from './session-permits';
+
+/** A partition's run as its worker sees it when the run calls back (`lose`, `idle`). */
+export interface RunHandle {
+  readonly partition: number;
+  readonly stopping: boolean;
+}
+
+/** What a partition's run uses of its worker: the function and settings, the log, counters, and the worker's shared state. */
+export interface PartitionHost<I, O> {
+  readonly fn: StreamFn<I, O> & Openable<I, O>;
+  /** The version new sessions open on (`''`: none set). */
+  readonly version: string;
+  /** The function a session of `version` runs: its own if this worker runs it, else (`''`, or none) `fn`. */
+  fnFor(version: string): StreamFn<I, O> & Openable<I, O>;
+  /** Whether it runs sessions of `version` (`''`: any worker does). */
+  runsVersion(version: string): boolean;
+  /** `migrate`: adopts a session of a version it does not run from its checkpoint, or null. */
+  readonly migrate: ((state: unknown, fromVersion: string) => unknown) | null;
+  readonly log: PartitionLog;
+  /** Time and timers (production: `realClock`; a simulation: a virtual clock). */
+  readonly clock: Clock;
+  readonly ttl: number;
+  readonly readCount: number;
+  readonly codec: Codec<unknown>;
+  readonly maxEventBytes: number;
+  readonly maxSessionEvents: number;
+  readonly maxSessionAge: number;
+  /** Largest encoded checkpoint state (with its pending timers), bytes. */
+  readonly maxCheckpointBytes: number;
+  /** Most timers of a session not taken yet (`session-rules.ts`). */
+  readonly maxSessionTimers: number;
+  readonly checkReplay: boolean;
+  /** Local delivery (`onOutput`), or null. */
+  readonly delivery: LocalDelivery<O> | null;
+  /** The limiters its sessions and steps take permits of (`limiter`), or null. */
+  readonly permits: WorkerPermits | null;
+  /** Debounce per key (`debounce`), or null. */
+  readonly debounce: Debounce | null;
+  /** Per-key state beyond a session (`keyState`), or null. */
+  readonly keyState: { readonly retention: number } | null;
+  readonly counters: WorkerCounters;
+  /** Live sessions of the worker, all partitions. */
+  live: number;
+  /** Redis' clock less this machine's, ms (ticks are set from it). */
+  clockOffset: number;
+  /** This partition's share of `maxBufferedEvents`. */
+  share(): number;
+  report(error: unknown): void;
+  /** The partition was lost (fenced, or its lease ran out). */
+  lose(run: RunHandle): void;
+  /** Resolves when the partition's log may have more after `tail`. */
+  idle(run: RunHandle, tail: string): Promise<void>;
+  wakeIdle(partition: number): void;
+  /** A session of this worker ended: held entries of every partition may now get a slot. */
+  notifySessionEnded(): void;
+  /**
+   * A handler took an input or yielded an output. The worker has none; the simulator counts its steps here, and
+   * past its bound stops the process (the run is then `dropped`): the only way to stop a handler that loops at one
+   * time in promise jobs alone.
+   */
+  step?(): void;
+}
+
+/** The worker's counters (`RedisWorkerStats` reads them). */
+export interface WorkerCounters {
+  acquired: number;
+  lost: number;
+  fenced: number;
+  released: number;
+  trimmed: number;
+  trimmedOutputs: number;
+  replayed: number;
+  replayedSessions: number;
+  outputs: number;
+  errors: number;
+  capped: number;
+  /** Ticks written (`PartitionRun.#tick`). */
+  ticks: number;
+  handedOn: number;
+  diverged: number;
+  /** Checkpoints committed (the latest of a session per commit). */
+  checkpoints: number;
+  /** Sessions started from a checkpoint. */
+  restored: number;
+  /** Timers' wake-ups written into the input (`ctx.wakeAt`). */
+  wakeups: number;
+  /** Events `debounce` dropped (`debounce-input.ts`). */
+  debounced: number;
+  /** `keyState`: states kept for keys by the commits that ended their sessions. */
+  keptStates: number;
+  /** `keyState`: sessions that started from their key's kept state. */
+  keyStateStarts: number;
+  /** Versions: partitions this worker did not take, as a live session there runs a version it does not run. */
+  refusedVersions: number;
+  /** Versions: sessions this worker adopted from another version's checkpoint (`migrate`). */
+  migrated: number;
+}
+
+/** A worker's counters, all 0. */
+export function newCounters(): WorkerCounters {
+  return {
+    acquired: 0,
+    lost: 0,
+    fenced: 0,
+    released: 0,
+    trimmed: 0,
+    trimmedOutputs: 0,
+    replayed: 0,
+    replayedSessions: 0,
+    outputs: 0,
+    errors: 0,
+    capped: 0,
+    ticks: 0,
+    handedOn: 0,
+    diverged: 0,
+    checkpoints: 0,
+    restored: 0,
+    wakeups: 0,
+    debounced: 0,
+    keptStates: 0,
+    keyStateStarts: 0,
+    refusedVersions: 0,
+    migrated: 0,
+  };
+}

@@ -1,0 +1,1025 @@
+// One partition this worker owns, for as long as its lease lasts: it reads the partition's log, runs a session
+// per live key (`Session`), holds entries of keys waiting for a session slot, ends sessions where the log says
+// (idle by the log's clock, caps, markers) or where their handlers stop, and commits outputs and acks fenced.
+// What each handler gets next, as the session rule decides, is `SessionInputs`. What it needs of the worker is
+// `PartitionHost`.
+import { DEBOUNCE_TIMER_KEY, type DebouncePending, debouncedHandler, decodePending, encodePending } from './debounce-input';
+import { drainOutputs } from '../../core/drive';
+import { kFinished, kOpen, kTaken, kTakenEnd, type StreamKind } from '../../core/protocol';
+import { sleepOn } from '../common/clock';
+import { type Codec, encodeChecked } from '../common/codec';
+import { FencedError, TimerPastAgeError, TooManyTimersError, decodeError, migrateError } from '../../errors';
+import { idTime } from '../common/log-ids';
+import {
+  type CheckpointCall,
+  Checkpoints,
+  Session,
+  checkpointOf,
+  encodeCheckpoint,
+  serializeError,
+  sessionEnd,
+  sidTime,
+} from './session';
+import { type SessionLimits, newState, wouldTake } from '../rules/session-rules';
+import { SessionInputs } from './session-inputs';
+import { sessionScope } from '../common/trace-context';
+import { type Openings, Outbox, RETRY_MS } from './outbox';
+import type { PartitionHost } from './partition-host';
+import { Delivery, HeldEntries } from './held-entries';
+import { OwnerWrites } from './owner-writes';
+import {
+  type InputEntry,
+  type KeptState,
+  type Lease,
+  type SessionOpening,
+  type Snapshot,
+  type StoredKeyState,
+} from '../common/transport';
+import { type Grant, GrantState, PermitItem, waitsForStep } from './session-permits';
+
+/**
+ * A partition at its share of `maxBufferedEvents` learns that a handler took events at the handler's next
+ * output or end; one that takes events without either is found by re-checking, first after this (ms),
+ * then twice as long each time, up to BUDGET_RECHECK_MAX_MS.
+ */
+const BUDGET_RECHECK_MS = 5;
+const BUDGET_RECHECK_MAX_MS = 200;
+
+export class PartitionRun<I, O> {
+  readonly sessions = new Map<string, Session<I, O>>();
+  /** Sessions whose marker was read, until their acks are queued: the key's next session waits for it. */
+  readonly finishing = new Map<string, Promise<void>>();
+  readonly #outbox: Outbox<O>;
+  /** Entries of keys that cannot go to a session yet (held, or left in the pending list). */
+  readonly #entries: HeldEntries;
+  /** Wake-ups, age markers and ticks this owner writes. */
+  readonly #writes: OwnerWrites;
+  /** What each session's handler gets next, as the session rule decides. */
+  readonly #inputs: SessionInputs<I, O>;
+  /** Set when the pump must stop reading. */
+  stopping = false;
+  /** Set when this worker stops serving the partition: sessions make no more outputs, and none is acked. */
+  dropped = false;
+  /** Sessions whose handler has not finished (live, or ending after their marker). */
+  readonly #running = new Set<Session<I, O>>();
+  /** Checkpoints of sessions the last owner left, per key, until their session is opened again (`#open`). */
+  readonly #snapshots = new Map<string, Snapshot>();
+  /**
+   * `keyState`: the state a session of this run ended with, per key, until the commit of its end: what the key's
+   * next session starts from meanwhile (after it, the key's state is read from the log).
+   */
+  readonly #ending = new Map<string, KeptState>();
+  /**
+   * This partition's part of `maxBufferedEvents`: entries reserved for a read in flight, read and not yet
+   * dispatched, and entries delivered to sessions whose handlers have not taken them (their `sent`).
+   * Held entries are not in it. An upper bound, lowered by `reconcile()`.
+   */
+  buffered = 0;
+  /** Sessions without hooks with entries in `sent` (their handlers' takes are counted by `reconcile`). */
+  readonly #holding = new Set<Session<I, O>>();
+  /** Waiting for room in this partition's share (the pump, drainHeld). */
+  readonly #budgetWaiters = new Set<() => void>();
+  replayDone = false;
+  /** Redis' time of the latest entry read from the partition, ms: how far the log's clock has gone. */
+  logTime = 0;
+  validUntil: number;
+  /** When the lease's last successful renewal (or its grant) was sent: the next is due `ttl/3` after it. */
+  renewedAt: number;
+  /** A renewal is in flight. */
+  renewing = false;
+  lastTrim: number;
+  /** Undelivered entries at the last measure. */
+  lag = 0;
+  /** Age of the oldest pending entry at the last measure, ms. */
+  pinned = 0;
+  readonly pumped: Promise<void>;
+  /** The caps a new session opens with (one that opened elsewhere keeps its own: `#openings`). */
+  readonly #limits: SessionLimits;
+  /** What the partition's live sessions opened with, as the last owner left it (versions), by sid: read with the snapshots. */
+  #openings = new Map<string, SessionOpening>();
+  /** The openings of this run's sessions not written yet, by sid (`Openings`). */
+  readonly #unwritten = new Map<string, SessionOpening>();
+  readonly #openingLedger: Openings = {
+    pending: (sid) => this.#unwritten.get(sid),
+    written: (sids) => {
+      for (const sid of sids) this.#unwritten.delete(sid);
+    },
+  };
+  /**
+   * Permits of the worker's `limiter.session` asked for the key's next session (waiting, or granted and not yet
+   * taken by a session: its slot was gone), by key.
+   */
+  readonly #starts = new Map<string, Grant>();
+  /** Keys of `#starts` granted and not yet opened: while there are some, a key refused a place to wait does not stop a drain. */
+  readonly #ready = new Set<string>();
+  /** Stops the worker's permits waking this run (`slotsFreed`). */
+  readonly #unwake: (() => void) | undefined;
+
+  constructor(
+    readonly worker: PartitionHost<I, O>,
+    readonly lease: Lease,
+    grantedAt: number,
+  ) {
+    this.#limits = {
+      idleTimeout: worker.fn.config.idleTimeout,
+      maxSessionAge: worker.maxSessionAge,
+      maxSessionEvents: worker.maxSessionEvents,
+      maxSessionTimers: worker.maxSessionTimers,
+    };
+    this.#outbox = new Outbox(
+      worker,
+      lease,
+      (error) => this.#failed(error),
+      (kept) => {
+        for (const k of kept) if (this.#ending.get(k.key)?.sid === k.sid) this.#ending.delete(k.key);
+      },
+      this.#openingLedger,
+    );
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the parts' views of this run's state (getters)
+    const run = this;
+    this.#writes = new OwnerWrites({
+      worker: worker as PartitionHost<unknown, unknown>,
+      lease,
+      get dropped() {
+        return run.dropped;
+      },
+      get stopping() {
+        return run.stopping;
+      },
+      get replayDone() {
+        return run.replayDone;
+      },
+      failed: (error) => this.#failed(error),
+      live: (s) => this.sessions.get(s.key) === s,
+      openings: this.#openingLedger,
+    });
+    this.#entries = new HeldEntries({
+      worker,
+      lease,
+      sessions: this.sessions,
+      get stopping() {
+        return run.stopping;
+      },
+      get buffered() {
+        return run.buffered;
+      },
+      set buffered(n: number) {
+        run.buffered = n;
+      },
+      reserve: (want) => this.#reserve(want),
+      deliver: (entry) => this.#deliver(entry),
+      failed: (error) => this.#failed(error),
+      restoreWaiting: () => {
+        if (this.#snapshots.size > 0) this.#restoreWaiting();
+      },
+      redecide: (caller) => this.#inputs.redecide(caller),
+      admitted:
+        (worker.permits?.session.length ?? 0) === 0
+          ? undefined
+          : { ready: this.#ready, waits: (key) => this.#starts.get(key)?.state === GrantState.Waiting },
+    });
+    this.#inputs = new SessionInputs<I, O>({
+      worker,
+      entries: this.#entries,
+      writes: this.#writes,
+      sessions: this.sessions,
+      get logTime() {
+        return run.logTime;
+      },
+      get stopping() {
+        return run.stopping;
+      },
+      get dropped() {
+        return run.dropped;
+      },
+      get buffered() {
+        return run.buffered;
+      },
+      set buffered(n: number) {
+        run.buffered = n;
+      },
+      freed: () => {
+        if (this.#budgetWaiters.size > 0) this.budgetFreed();
+      },
+      finish: (s) => this.#finish(s),
+    });
+    this.#unwake = worker.permits?.onWake(() => this.slotsFreed());
+    this.validUntil = grantedAt + worker.ttl;
+    this.renewedAt = grantedAt;
+    this.lastTrim = grantedAt;
+    this.pumped = this.#pump().catch((error: unknown) => {
+      worker.report(error);
+      worker.lose(this);
+    });
+  }
+
+  get partition(): number {
+    return this.lease.partition;
+  }
+
+  async #pump(): Promise<void> {
+    const w = this.worker;
+    // Where pending entries are read from: the start (a takeover replays the last owner's), or after the last
+    // entry dispatched (a read whose reply was lost may have made entries pending that never arrived here).
+    // null: new entries.
+    let pendingFrom: string | null = '0-0';
+    let last = '0-0';
+    if (!(await this.#loadSnapshots())) return;
+    while (!this.stopping) {
+      // Room in this partition's share first, reserved for the read (drainHeld takes from the same share).
+      const count = await this.#reserve(w.readCount);
+      if (count === 0) return;
+      let read;
+      try {
+        read = await w.log.read(this.lease, pendingFrom ?? '>', count);
+      } catch (error) {
+        this.buffered -= count;
+        if (this.#failed(error)) return;
+        pendingFrom = last;
+        await sleepOn(this.worker.clock, RETRY_MS);
+        continue;
+      }
+      this.buffered -= count - read.entries.length;
+      if (read.entries.length === 0) {
+        if (pendingFrom !== null) {
+          pendingFrom = null;
+          if (!this.replayDone) {
+            this.replayDone = true;
+            for (const s of this.sessions.values()) this.#writes.armAge(s);
+            this.#inputs.redecide();
+          }
+          continue;
+        }
+        await w.idle(this, read.tail);
+        continue;
+      }
+      if (!this.replayDone) w.counters.replayed += read.entries.length;
+      last = read.entries[read.entries.length - 1].id;
+      if (pendingFrom !== null) pendingFrom = last;
+      let rereadable = false;
+      for (const entry of read.entries) {
+        if (this.stopping) return;
+        this.logTime = Math.max(this.logTime, idTime(entry.id));
+        // Synchronous unless the entry must wait (a full session input, a session still finishing): no
+        // microtask per entry on the way.
+        const dispatched = this.#entries.dispatch(entry);
+        rereadable = (typeof dispatched === 'boolean' ? dispatched : await dispatched) || rereadable;
+      }
+      this.#inputs.redecide();
+      if (rereadable) this.#entries.reread().catch((error: unknown) => w.report(error));
+      // A short read took all there was: wait for more after its last entry rather than ask again (at live
+      // rates, asking again was one more fenced read, an empty one, per wake-up).
+      if (pendingFrom === null && read.entries.length < count) await w.idle(this, last);
+    }
+  }
+
+  /**
+   * Before the replay: the checkpoints of the sessions the last owner left. Each session is started again from
+   * its snapshot now if a slot is free (it may have no entry left to replay, and must still end where the log
+   * says), else when its key's next entry needs it, or when a slot frees (`drainHeld`). False once the
+   * partition stops.
+   */
+  async #loadSnapshots(): Promise<boolean> {
+    for (;;) {
+      if (this.stopping) return false;
+      try {
+        for (const snapshot of await this.worker.log.snapshots(this.lease)) this.#snapshots.set(snapshot.key, snapshot);
+        this.#openings = await this.worker.log.openings(this.lease);
+        break;
+      } catch (error) {
+        if (this.#failed(error)) return false;
+        await sleepOn(this.worker.clock, RETRY_MS);
+      }
+    }
+    this.#restoreWaiting();
+    return true;
+  }
+
+  /**
+   * The versions of the partition's live sessions, as far as this run knows: those it runs, and those the last owner
+   * left that it has not opened yet.
+   */
+  versions(): Set<string> {
+    const found = new Set<string>();
+    for (const o of this.#openings.values()) found.add(o.version);
+    for (const s of this.sessions.values()) found.add(s.opening.version);
+    return found;
+  }
+
+  /** Starts the sessions whose snapshots wait, while slots are free (and their permits granted). */
+  #restoreWaiting(): void {
+    for (const [key, snapshot] of [...this.#snapshots]) {
+      if (this.stopping || this.sessions.has(key) || this.finishing.has(key)) continue;
+      const grant = this.#admit(key, snapshot.sid, undefined);
+      if (grant === Delivery.NoSlot) return;
+      if (grant === Delivery.Waits) continue;
+      if (this.#open(key, '', grant as Grant | null) === undefined) return;
+    }
+  }
+
+  /**
+   * The permits of the worker's `limiter.session` a new session of `key` needs: null when there are none to take,
+   * its grant once held; else `Waits` (the key waits for them while other keys go on) or `NoSlot` (no session
+   * slot is free, or `maxWaiting` keys of the worker wait already: the key waits without asking, as for a slot).
+   * `entry`: the session's first entry (undefined: a session restored from its checkpoint).
+   */
+  #admit(key: string, sid: string, entry: InputEntry | undefined): Grant | null | Delivery {
+    const w = this.worker;
+    const permits = w.permits;
+    if (permits === null || permits.session.length === 0) return null;
+    let grant = this.#starts.get(key);
+    if (grant === undefined) {
+      // Asked only with a slot free: a permit granted to a key that cannot open would be held for nothing.
+      if (w.live >= w.fn.config.maxConcurrent) return Delivery.NoSlot;
+      const payload = entry?.payload;
+      const codec = w.codec;
+      const item = new PermitItem(
+        key,
+        sid,
+        entry === undefined ? 'restored' : 'event',
+        payload === undefined ? undefined : () => codec.decode(payload),
+      );
+      grant = permits.start('session', item);
+      // No place to wait (`maxWaiting`): the key waits without asking, and, as a key short of a slot, stops a drain
+      // (the keys behind it are no better off), unless keys granted their permits are still to open behind it.
+      if (grant === undefined) return this.#ready.size > 0 ? Delivery.Waits : Delivery.NoSlot;
+      this.#starts.set(key, grant);
+      if (grant.state === GrantState.Waiting) grant.onGranted = () => this.#ready.add(key);
+    }
+    if (grant.state !== GrantState.Granted) return Delivery.Waits;
+    this.#ready.add(key);
+    return grant;
+  }
+
+  /**
+   * A session slot freed (a session of this worker ended), a permit was granted, or keys may ask for theirs now
+   * (the worker and its permits call this, once per turn): sessions to restore from their checkpoints, held
+   * entries and entries left in the pending list go on where they can.
+   */
+  slotsFreed(): void {
+    if (this.stopping) return;
+    if (this.#snapshots.size > 0) {
+      this.#restoreWaiting();
+      // A session restored now, with no entry left to replay, ends where the log says: by a tick for its idle end
+      // once its handler waits (the pump, idle at the log's end, applies the rule to no one).
+      this.#inputs.redecide();
+    }
+    if (this.heldCount > 0) this.drainHeld().catch((error: unknown) => this.worker.report(error));
+    else if (this.spilledKeys > 0) this.reread().catch((error: unknown) => this.worker.report(error));
+  }
+
+  /**
+   * Takes up to `want` of this partition's share of `maxBufferedEvents` (into `buffered`), waiting while none
+   * is free. Resolves with how much it took: 0 once the partition stops.
+   */
+  async #reserve(want: number): Promise<number> {
+    let delay = BUDGET_RECHECK_MS;
+    for (;;) {
+      if (this.stopping) return 0;
+      let free = this.worker.share() - this.buffered;
+      if (free <= 0) {
+        this.reconcile();
+        free = this.worker.share() - this.buffered;
+      }
+      if (free > 0) {
+        const n = Math.min(free, want);
+        this.buffered += n;
+        return n;
+      }
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          this.worker.clock.clearTimeout(timer);
+          this.#budgetWaiters.delete(done);
+          resolve();
+        };
+        const timer = this.worker.clock.setTimeout(done, delay);
+        this.#budgetWaiters.add(done);
+      });
+      delay = Math.min(delay * 2, BUDGET_RECHECK_MAX_MS);
+    }
+  }
+
+  /** Delivers held entries while sessions can open (a session of this worker ended). */
+  drainHeld(): Promise<void> {
+    return this.#entries.drainHeld();
+  }
+
+  /** Reads the entries left in the pending list again (a session of this worker ended). */
+  reread(): Promise<void> {
+    return this.#entries.reread();
+  }
+
+  /** Entries held in memory. */
+  get heldCount(): number {
+    return this.#entries.count;
+  }
+
+  /** Keys whose entries wait in the pending list (read past the bound of held entries). */
+  get spilledKeys(): number {
+    return this.#entries.spilled.size;
+  }
+
+  /** Wakes whatever waits for room in the share (a handler may have taken events; the share may have grown). */
+  budgetFreed(): void {
+    for (const wake of [...this.#budgetWaiters]) wake();
+  }
+
+  /** Takes out of the share the entries each session without hooks has taken since (the others' are counted as given). */
+  reconcile(): void {
+    for (const s of this.#holding) {
+      this.#trimSent(s);
+      if (s.sent.length === 0) this.#holding.delete(s);
+    }
+  }
+
+  /** Drops from `sent` the entries the handler of a session without hooks has taken. */
+  #trimSent(s: Session<I, O>): void {
+    const taken = Math.min(s.stream[kTaken]() - s.sentBase, s.given);
+    if (taken <= 0) return;
+    s.sent.splice(0, taken);
+    s.given -= taken;
+    s.sentBase += taken;
+    this.buffered -= taken;
+  }
+
+  /** True if the error ended this partition's ownership; otherwise it is reported and the caller retries. */
+  #failed(error: unknown): boolean {
+    if (this.dropped) return true;
+    if (error instanceof FencedError) {
+      this.worker.counters.fenced++;
+      this.worker.lose(this);
+      return true;
+    }
+    this.worker.report(error);
+    return false;
+  }
+
+  /**
+   * Delivers an entry counted in `buffered` (an event stays counted, in its session's `sent`, until its handler
+   * takes it). Else, with the entry still counted: `NoSlot` if it needs a new session and `maxConcurrent`
+   * sessions are live on this worker, `Behind` if an earlier entry of its key is held. Nothing is decided here
+   * for a session whose handler is busy: the rule is applied when it asks for its next input (`SessionInputs.ask`).
+   */
+  #deliver(entry: InputEntry): Delivery | Promise<Delivery> {
+    const key = entry.key;
+    if (entry.close !== undefined) {
+      this.buffered--;
+      const s = this.sessions.get(key);
+      if (s !== undefined && s.sid === entry.close) {
+        // A marker of the session only moves the log's clock (the rule ends the session by it, `SessionInputs.redecide`); it
+        // is acked with the session's entries. (A close marker with no reason, of an older version, the same.)
+        this.#marker(s, entry.id);
+        // An age marker that came too early by its own id (clocks differ): another once the age is due by it.
+        const early = s.start + s.limits.maxSessionAge + 1 - idTime(entry.id);
+        if (entry.reason === 'age' && early > 0) {
+          s.ageMarked = false;
+          this.#writes.armAge(s, early);
+        }
+      } else this.#outbox.queue({ acks: [entry.id] }); // a marker for a session that has ended already
+      return Delivery.Done;
+    }
+    if (entry.wake !== undefined) return this.#deliverWake(entry, entry.wake);
+    // Trimmed away while pending (never by velo-stream's own trimming): nothing to deliver.
+    if (entry.payload === undefined) {
+      this.buffered--;
+      this.#outbox.queue({ acks: [entry.id] });
+      return Delivery.Done;
+    }
+    const s = this.sessions.get(key);
+    // (Its handler waits for a step's permits: its later entries wait held, out of the share, as other keys go on.)
+    if (s !== undefined) return waitsForStep(s) ? Delivery.Waits : this.#send(s, entry);
+    const previous = this.finishing.get(key);
+    return previous === undefined ? this.#deliverNew(entry) : previous.then(() => this.#deliverNew(entry));
+  }
+
+  /** Records a marker read for the session (acked with its entries, never an event of it). */
+  #marker(s: Session<I, O>, id: string): void {
+    s.ids.push(id);
+    (s.markers ??= new Set()).add(id);
+  }
+
+  /**
+   * A timer's wake-up: it only moves the log's clock (its timer fires by the rule, at its due time, if its
+   * session lives to it); acked with its session's entries (so a replay reads it again), or at once if that
+   * session is gone. A session waiting to be restored from its snapshot is started for it.
+   */
+  #deliverWake(entry: InputEntry, wake: string): Delivery | Promise<Delivery> {
+    const space = wake.lastIndexOf(' ');
+    const sid = wake.slice(0, space);
+    const s = this.sessions.get(entry.key);
+    if (s === undefined && this.#snapshots.get(entry.key)?.sid === sid) return this.#deliverNew(entry);
+    this.buffered--;
+    if (s !== undefined && s.sid === sid) this.#marker(s, entry.id);
+    else this.#outbox.queue({ acks: [entry.id] });
+    return Delivery.Done;
+  }
+
+  /**
+   * `#deliver` of an entry that opens its key's next session (the previous one, if any, has finished). `kept`: with
+   * `keyState`, the key's state as read from the log for this entry (null: none); undefined: not read yet.
+   */
+  #deliverNew(entry: InputEntry, kept?: StoredKeyState | null): Delivery | Promise<Delivery> {
+    if (this.stopping) return Delivery.Done;
+    const key = entry.key;
+    // The ending session's handler left entries before this one (they open the next session), or, while
+    // this one waited, a delivery of an earlier entry did.
+    if (this.sessions.has(key) || this.#entries.heldBefore(key, entry.id)) return Delivery.Behind;
+    const snapshot = this.#snapshots.get(key);
+    const restoring = snapshot !== undefined;
+    // A wake-up never opens a session of its own: dropped, unless it wakes the session about to be restored.
+    if (entry.wake !== undefined && !restoring) return this.#deliverWake(entry, entry.wake);
+    const sid = `${key}@${entry.id}`;
+    const grant = restoring ? this.#admit(key, snapshot.sid, undefined) : this.#admit(key, sid, entry);
+    if (grant === Delivery.NoSlot || grant === Delivery.Waits) return grant;
+    // keyState: a new session starts from its key's state: the one a session of this run ended with while that end
+    // is not committed yet, else the log's, read first (the checks above are made again once it is read).
+    const ending = restoring ? undefined : this.#ending.get(key);
+    if (!restoring && ending === undefined && kept === undefined && this.worker.keyState !== null) {
+      if (this.worker.live >= this.worker.fn.config.maxConcurrent) return Delivery.NoSlot;
+      return this.#readKept(key).then((read) => (read === undefined ? Delivery.Done : this.#deliverNew(entry, read)));
+    }
+    const s = this.#open(key, sid, grant as Grant | null, ending ?? kept ?? null);
+    if (s === undefined) return Delivery.NoSlot;
+    if (restoring) return this.#deliver(entry);
+    return this.#send(s, entry);
+  }
+
+  /** `keyState`: the key's state as the log has it (null: none), read until it answers; undefined once the partition stops. */
+  async #readKept(key: string): Promise<StoredKeyState | null | undefined> {
+    for (;;) {
+      if (this.stopping) return undefined;
+      try {
+        return await this.worker.log.keyState(this.partition, key);
+      } catch (error) {
+        if (this.#failed(error)) return undefined;
+        await sleepOn(this.worker.clock, RETRY_MS);
+      }
+    }
+  }
+
+  /**
+   * Gives the entry to its key's live session: into its input ahead of a busy handler (a prefetch: the rule
+   * decides when the handler asks), or, to a handler waiting for input, as the rule decides now. `Done` at once,
+   * or once a full input took it.
+   */
+  #send(s: Session<I, O>, entry: InputEntry): Delivery | Promise<Delivery> {
+    s.ids.push(entry.id);
+    s.sent.push(entry);
+    if (s.checkpoints?.attached !== true) this.#holding.add(s);
+    if (s.scope !== undefined) s.scope.event(entry, !this.replayDone);
+    if (s.poison !== null) return Delivery.Done;
+    let value: unknown;
+    try {
+      value = this.worker.codec.decode(entry.payload as Buffer);
+    } catch (error) {
+      // Its input ends in front of it if the rule gets to it (`SessionInputs.ask`); until then it, and every later entry
+      // of the key, stays out of the stream.
+      s.poison = entry;
+      s.poisonError = decodeError(`The codec could not decode entry ${entry.id}`, error);
+      return this.#woken(s);
+    }
+    // (A stepped session's handler is given each input only with its step's permits: none goes into its stream ahead.)
+    if (s.waiting || s.outside.length > 0 || s.stepped) {
+      s.outside.push(entry);
+      s.outsideValues.push(value);
+      return this.#woken(s);
+    }
+    const pushed = this.#inputs.push(s, value);
+    return pushed === undefined ? Delivery.Done : pushed.then(() => Delivery.Done);
+  }
+
+  /** `SessionInputs.wake`, as a delivery. */
+  #woken(s: Session<I, O>): Delivery | Promise<Delivery> {
+    const woke = this.#inputs.wake(s);
+    return woke === undefined ? Delivery.Done : woke.then(() => Delivery.Done);
+  }
+
+  /**
+   * The key's new session, or undefined while `maxConcurrent` sessions of the function are open. A key with a
+   * snapshot the last owner left gets its session back from it (its sid, seq and state), not a new one. `kept`: the
+   * state a new session starts from (`keyState`: its key's, kept after its last session), or null.
+   */
+  #open(
+    key: string,
+    sid: string,
+    grant: Grant | null = null,
+    kept: { readonly state: Buffer | string; readonly unreadable?: unknown } | null = null,
+  ): Session<I, O> | undefined {
+    const w = this.worker;
+    // This worker's own sessions fill the function's slots: no open to try (and no StreamLimitError to build, a
+    // stack trace each) while they do. On a backlog, every session that ends asks each partition for a slot.
+    if (w.live >= w.fn.config.maxConcurrent) return undefined;
+    const snapshot = this.#snapshots.get(key);
+    let restored: unknown;
+    let broken: unknown;
+    if (snapshot !== undefined) {
+      sid = snapshot.sid;
+      try {
+        if (snapshot.unreadable !== undefined) throw snapshot.unreadable as Error;
+        const state = snapshot.state;
+        restored = w.codec.decode(typeof state === 'string' ? Buffer.from(state) : state);
+        // Its timers' payloads are part of it: one that cannot be decoded makes the whole unreadable.
+        for (const [, , payload, key] of snapshot.pending ?? [])
+          if (key !== DEBOUNCE_TIMER_KEY) w.codec.decode(typeof payload === 'string' ? Buffer.from(payload) : payload);
+      } catch (error) {
+        broken = decodeError(`The codec could not decode the checkpoint of session ${JSON.stringify(sid)}`, error);
+      }
+    }
+    // What its end keeps for its key (keyState) unless it checkpoints: the state it starts from.
+    let keep = snapshot !== undefined && broken === undefined ? snapshot.state : undefined;
+    let fromKey = false;
+    if (snapshot === undefined && kept !== null) {
+      try {
+        if (kept.unreadable !== undefined) throw kept.unreadable as Error;
+        restored = w.codec.decode(typeof kept.state === 'string' ? Buffer.from(kept.state) : kept.state);
+        keep = kept.state;
+        fromKey = true;
+      } catch (error) {
+        // Not the session's failure: it starts without it (its events are fine), and its end keeps its own checkpoint.
+        w.report(
+          decodeError(
+            `The codec could not decode the state kept for key ${JSON.stringify(key)}: session ${JSON.stringify(sid)} starts without it`,
+            error,
+          ),
+        );
+      }
+    }
+    // What it runs on: what it opened with if it opened before (another owner wrote it), else this worker's version
+    // and caps. A version this worker does not run is there only for a worker that migrates (the lease was refused
+    // otherwise): the session goes on on this worker's version, with its caps, from its checkpoint migrated.
+    const stored = this.#openings.get(sid);
+    let opening: SessionOpening = stored ?? { sid, version: w.version, limits: this.#limits };
+    if (stored !== undefined && !w.runsVersion(stored.version)) {
+      opening = { sid, version: w.version, limits: stored.limits, replaces: stored.version };
+      if (snapshot !== undefined && broken === undefined) {
+        const adopt = `migrate() could not adopt session ${JSON.stringify(sid)} from version ${JSON.stringify(stored.version)}`;
+        let migrated: unknown;
+        try {
+          migrated = (w.migrate as NonNullable<typeof w.migrate>)(restored, stored.version);
+        } catch (error) {
+          broken = migrateError(`${adopt}: it threw`, error);
+        }
+        let thenable = false;
+        if (broken === undefined) {
+          try {
+            thenable = typeof (migrated as { then?: unknown } | null)?.then === 'function';
+          } catch (error) {
+            // (A `then` getter that throws, a revoked Proxy: not a state the codec could carry either.)
+            broken = migrateError(`${adopt}: the state it returned could not be read`, error);
+          }
+        }
+        if (broken === undefined && thenable) {
+          // (Its outcome is not waited for: a rejection of it is not an unhandled one.)
+          Promise.resolve(migrated).catch(() => {});
+          broken = migrateError(
+            `${adopt}: it returned a promise (migrate must return the state itself, synchronously)`,
+            undefined,
+          );
+        } else if (broken === undefined) {
+          try {
+            // The handler starts from what a later owner would decode: the state through the codec.
+            keep = w.codec.encode(migrated);
+            restored = w.codec.decode(typeof keep === 'string' ? Buffer.from(keep) : keep);
+          } catch (error) {
+            broken = migrateError(`${adopt}: the codec could not carry the state it returned`, error);
+          }
+        }
+      }
+      if (broken === undefined) w.counters.migrated++;
+    }
+    if (stored === undefined || opening !== stored) this.#unwritten.set(sid, opening);
+    this.#openings.delete(sid);
+    const fn = w.fnFor(opening.version);
+    const limits = opening.limits;
+    // The rule's state: the checkpoint's, restored, or a new session's.
+    const rule = newState(
+      sidTime(sid),
+      snapshot === undefined || broken !== undefined
+        ? undefined
+        : {
+            last: snapshot.lastTime,
+            events: snapshot.events,
+            timerCount: snapshot.timers ?? 0,
+            timers: (snapshot.pending ?? []).map(([id, time, payload, key]) =>
+              key === undefined ? { id, time, payload } : { id, time, payload, key },
+            ),
+          },
+    );
+    const checkpoints = new Checkpoints(
+      restored,
+      rule,
+      limits,
+      () => new TooManyTimersError(sid, limits.maxSessionTimers),
+      (time) => new TimerPastAgeError(sid, sidTime(sid), limits.maxSessionAge, time),
+      (state, pending) => encodeCheckpoint(w.codec, w.maxCheckpointBytes, sid, state, pending),
+      (payload) => encodeChecked(w.codec, payload, w.maxEventBytes, `wake-up payload of session ${JSON.stringify(sid)}`),
+    );
+    if (snapshot !== undefined && broken === undefined) checkpoints.lastInput = snapshot.lastInput;
+    const debounce = w.debounce;
+    if (debounce !== null) {
+      checkpoints.encodeDebounce = (pending) => encodePending(w.codec, pending as DebouncePending);
+      checkpoints.wrapHandler = (handler) =>
+        debouncedHandler(
+          handler,
+          debounce,
+          {
+            wake: (time, payload) => checkpoints.wakeDebounce(time, payload),
+            cancel: () => checkpoints.cancelDebounce(),
+            // What a restored session had pending: its debounce timer, restored with the checkpoint.
+            pending: () => {
+              const timer = rule.timers.find((t) => t.key === DEBOUNCE_TIMER_KEY);
+              return timer === undefined ? undefined : { id: timer.id, pending: decodePending(w.codec, timer.payload) };
+            },
+            dropped: () => {
+              w.counters.debounced++;
+            },
+          },
+          w.fn.name,
+        );
+    }
+    let stream: StreamKind<I, O>;
+    // Traced (a tracer provider is registered): the session's span is a root span, linked to its events' producers.
+    const scope = sessionScope();
+    try {
+      stream =
+        scope === undefined
+          ? fn[kOpen](undefined, false, checkpoints)
+          : scope.open(() => fn[kOpen](undefined, false, checkpoints));
+    } catch (error) {
+      this.#unwritten.delete(sid);
+      if (stored !== undefined) this.#openings.set(sid, stored);
+      if (opening !== stored && stored !== undefined && broken === undefined) w.counters.migrated--;
+      if ((error as { code?: unknown })?.code === 'ERR_VELO_STREAM_LIMIT') return undefined;
+      throw error;
+    }
+    const s = new Session<I, O>(key, sid, stream, rule, opening);
+    s.keep = keep;
+    if (fromKey) w.counters.keyStateStarts++;
+    if (grant !== null) {
+      // Its `limiter.session` permits: held until it ends (`#forward`).
+      this.#starts.delete(key);
+      this.#ready.delete(key);
+      s.permit = grant;
+    }
+    s.stepped = (w.permits?.step.length ?? 0) > 0 && checkpoints.attached;
+    if (scope?.session !== undefined) {
+      s.scope = scope;
+      scope.taken = () => stream[kTaken]();
+      // Resumed: opened again by a new owner, from its checkpoint or by replaying the last owner's entries.
+      const resumed = snapshot !== undefined || !this.replayDone;
+      scope.session.setAttributes({
+        'velo.partition': this.partition,
+        'velo.resumed': resumed,
+        'velo.restored': snapshot !== undefined,
+      });
+      // It waited for its `limiter.session` permits before it opened.
+      if (grant?.waited === true) scope.session.setAttribute('velo.limiter.wait_ms', grant.waitedMs);
+    }
+    s.checkpoints = checkpoints;
+    // Without hooks (a pipe), its handler never asks: its entries are decided as they come (it has no timers).
+    // With them, it may be waiting already (its handler ran up to its first await at the open).
+    s.waiting = !checkpoints.attached || checkpoints.waits > 0;
+    checkpoints.onWaiting = () => {
+      s.waiting = true;
+      // (Waiting for its step's permits, it has its input decided already: no idle end to tick for until it asks
+      // again. A tick set from its idle end now, one the log's clock has passed, would hold off the next.)
+      if (!waitsForStep(s)) this.#writes.tickBy(this.#inputs.tickTime(s));
+    };
+    checkpoints.onNext = () => this.#inputs.ask(s);
+    checkpoints.onCall = () => this.#checkpointsDue(s);
+    if (snapshot !== undefined) {
+      this.#snapshots.delete(key);
+      w.counters.restored++;
+      s.restored = true;
+      s.seq = snapshot.seq;
+    }
+    if (!this.replayDone) w.counters.replayedSessions++;
+    this.sessions.set(key, s);
+    this.#running.add(s);
+    w.live++;
+    s.forwarded = this.#forward(s);
+    if (this.replayDone) this.#writes.armAge(s);
+    // Calls its handler made before the session existed (it runs up to its first await at the open), and the
+    // timers it was restored with.
+    this.#checkpointsDue(s);
+    checkpoints.onTimer = (timer) => this.#writes.armTimer(s, timer);
+    checkpoints.onDrop = (timer) => {
+      this.#writes.clearTimer(s, timer.id);
+      s.wokenBefore.delete(timer.id);
+    };
+    for (const timer of rule.timers) this.#writes.armTimer(s, timer);
+    if (broken !== undefined) {
+      // Its failure comes after every output written (an earlier owner may have written some after the
+      // checkpoint): with the seq after the checkpoint's, the commit would skip it as written before.
+      s.seq = Math.max(s.seq, snapshot?.written ?? 0);
+      w.report(broken);
+      this.#fail(s, broken);
+    }
+    return s;
+  }
+
+  /**
+   * Queues the session's checkpoint calls whose outputs (those yielded before each) are all queued: a
+   * checkpoint goes in the commit of those outputs, with the acks of the entries of the events taken before it.
+   * One that could not be encoded fails the session there, as an output that cannot be encoded does.
+   */
+  #checkpointsDue(s: Session<I, O>): void {
+    const calls = s.checkpoints?.calls;
+    if (calls === undefined) return;
+    while (calls.length > 0 && calls[0].yielded <= s.yieldsQueued) {
+      const call = calls.shift() as CheckpointCall;
+      if (this.dropped || s.failed) continue;
+      if (call.error !== undefined) this.#fail(s, call.error);
+      else {
+        this.#outbox.queue(checkpointOf(s, call));
+        s.keep = call.state;
+      }
+    }
+  }
+
+  async #forward(s: Session<I, O>): Promise<void> {
+    // Its slot is free once its handler has finished, though its last outputs may still wait for the outbox.
+    const finished = s.stream[kFinished].then(() => {
+      this.worker.live--;
+    });
+    try {
+      await drainOutputs(s.stream, (batch) => {
+        for (const value of batch) {
+          this.#output(s, value);
+          s.yieldsQueued++;
+          if (s.checkpoints?.attached === true) s.checkpoints.forwarded(s.yieldsQueued);
+          if (s.checkpoints !== null && s.checkpoints.calls.length > 0) this.#checkpointsDue(s);
+        }
+        // The handler ran: it may have taken events.
+        if (this.#budgetWaiters.size > 0) this.budgetFreed();
+        return this.#outbox.waitRoom();
+      });
+    } catch (error) {
+      this.#fail(s, error);
+    }
+    s.forwardDone = true;
+    await finished;
+    // Its handler has finished: its permits go back (its session's, its last step's), whatever ended it.
+    s.permit?.release();
+    s.step?.release();
+    this.#ended(s);
+    this.budgetFreed();
+    this.#running.delete(s);
+    this.worker.notifySessionEnded();
+  }
+
+  /**
+   * Its handler has finished. The session keeps the entries its handler took (at least its first); those it
+   * never took go, in log order, to the key's next session, ahead of the key's later entries. This depends
+   * only on the log and on the handler (deterministic over its inputs), so every replay ends it at the same
+   * entry, whether its end came from the log (a marker, a cap, an entry that cannot be decoded) or from the
+   * handler returning or throwing. Its entries are acked after its outputs.
+   */
+  #ended(s: Session<I, O>): void {
+    this.#writes.stopSession(s);
+    s.ended = true;
+    this.#holding.delete(s);
+    this.buffered -= s.sent.length;
+    const sent = s.sent;
+    s.sent = [];
+    s.outside.length = 0;
+    s.outsideValues.length = 0;
+    // Stopped by a hand-off or a takeover: nothing is acked, the next owner replays it all.
+    if (this.dropped) return;
+    if (this.sessions.get(s.key) === s) this.sessions.delete(s.key);
+    // Its handler took the first `taken` of them (with hooks none: an entry given leaves `sent`). A new session
+    // keeps its first entry even if its handler never took it (else that entry would open session after session);
+    // a restored one's first was taken before its snapshot.
+    const taken = s.checkpoints?.attached === true ? 0 : Math.max(0, Math.min(s.given, s.stream[kTaken]() - s.sentBase));
+    const first = s.sentBase === 0 && !s.restored && s.stop?.kind !== 'decode' ? 1 : 0;
+    const untaken = sent.slice(Math.min(Math.max(taken, first), sent.length));
+    const moved = s.takenPast === null ? untaken : s.takenPast.concat(untaken);
+    // The worker's end (a cap, an input it could not decode) is the session's last output if its handler read to it.
+    if (s.stop !== undefined && s.stream[kTakenEnd]() && !s.failed) {
+      if (s.stop.kind === 'cap') this.worker.counters.capped++;
+      this.#outbox.queue({
+        output: {
+          sid: s.sid,
+          seq: ++s.seq,
+          key: s.key,
+          error: serializeError(s.stop.error, this.worker.maxEventBytes),
+          traceparent: s.scope?.traceparent,
+        },
+      });
+    }
+    let acks = s.ids;
+    if (moved.length > 0) {
+      const away = new Set(moved.map((e) => e.id));
+      acks = acks.filter((id) => !away.has(id));
+      for (const entry of moved) this.#entries.hold(entry);
+      // Counted: those its handler would have taken had it not stopped first (not those read ahead past a cap).
+      if (s.stop === undefined)
+        this.worker.counters.handedOn += wouldTake(
+          s.rule,
+          moved.map((e) => idTime(e.id)),
+          s.limits,
+        );
+    }
+    // keyState: its last checkpoint is kept for its key, or, with none, the state it started from; one made in its
+    // last step counts when that step returned (a step that threw is not the session's).
+    let keep = s.keep;
+    const step = s.checkpoints?.stepState ?? null;
+    if (!s.failed && step !== null) keep = step;
+    const kept = keep === undefined || this.worker.keyState === null ? undefined : { key: s.key, sid: s.sid, state: keep };
+    if (kept !== undefined) this.#ending.set(s.key, kept);
+    this.#outbox.queue({ acks, ended: s.sid, lastSeq: s.seq, endedAt: sessionEnd(s, acks), keep: kept });
+    if (moved.length > 0) this.#entries.drainHeld().catch((error: unknown) => this.worker.report(error));
+  }
+
+  /** Queues the session's next output (or, if the codec refuses it, its failure). */
+  #output(s: Session<I, O>, value: O): void {
+    // (A step of a simulated run, which may stop the process past its bound: `PartitionHost.step`.)
+    this.worker.step?.();
+    if (this.dropped || s.failed) return;
+    const w = this.worker;
+    let payload: Buffer | string;
+    try {
+      payload = encodeChecked(w.codec as Codec<O>, value, w.maxEventBytes, `output of session ${JSON.stringify(s.sid)}`);
+    } catch (encodeError) {
+      // It fails at this output's yield: what its handler took after it goes to the key's next session.
+      if (s.checkpoints?.attached === true) s.takenPast = s.checkpoints.failAt(s.yieldsQueued + 1);
+      this.#fail(s, encodeError);
+      return;
+    }
+    this.#outbox.queue({ output: { sid: s.sid, seq: ++s.seq, key: s.key, payload, traceparent: s.scope?.traceparent } });
+  }
+
+  /** Queues the session's failure (whatever was thrown, `undefined` included), after which it makes no more. */
+  #fail(s: Session<I, O>, error: unknown): void {
+    if (this.dropped || s.failed) return;
+    const w = this.worker;
+    this.#outbox.queue({
+      output: {
+        sid: s.sid,
+        seq: ++s.seq,
+        key: s.key,
+        error: serializeError(error, w.maxEventBytes),
+        traceparent: s.scope?.traceparent,
+      },
+    });
+    s.failed = true;
+    void s.stream.cancel(error);
+  }
+
+  /**
+   * The log ended the session (its marker was read, a cap, an entry it cannot decode): its input ends. The
+   * key's next session waits until it has finished (`#ended` may give it entries).
+   */
+  #finish(s: Session<I, O>): void {
+    s.ended = true;
+    s.waiting = false;
+    this.sessions.delete(s.key);
+    // Its input has ended: a wake-up would find no session to wake.
+    this.#writes.stopSession(s);
+    s.stream.end();
+    const done = s.forwarded.then(() => {
+      if (this.finishing.get(s.key) === done) this.finishing.delete(s.key);
+    });
+    this.finishing.set(s.key, done);
+  }
+
+  /** Stops every local session of the partition (their state is rebuilt by the next owner's replay). */
+  async stopSessions(): Promise<void> {
+    // Keys waiting for their sessions' permits stop waiting (a permit granted meanwhile goes back).
+    this.#unwake?.();
+    for (const grant of this.#starts.values()) grant.release();
+    this.#starts.clear();
+    this.#ready.clear();
+    const running = [...this.#running];
+    for (const s of running) this.#writes.stopSession(s);
+    this.#writes.stop();
+    this.sessions.clear();
+    // Never acked: the next owner replays them.
+    this.#entries.clear();
+    this.budgetFreed();
+    await Promise.all(running.map((s) => s.stream.cancel()));
+    await Promise.all(running.map((s) => s.forwarded));
+  }
+
+  /** The partition was taken over (or its lease ran out): drop everything, write nothing more. */
+  async drop(): Promise<void> {
+    this.dropped = true;
+    this.stopping = true;
+    this.#outbox.discard();
+    this.worker.wakeIdle(this.partition);
+    await this.stopSessions();
+  }
+
+  /** Graceful hand-back: stop reading, stop the sessions, commit what they made, release the lease. */
+  async release(): Promise<void> {
+    this.stopping = true;
+    this.worker.wakeIdle(this.partition);
+    this.budgetFreed();
+    await this.pumped;
+    // Cancelled sessions make no more outputs; those made before are committed below.
+    this.dropped = true;
+    await this.stopSessions();
+    await this.#outbox.flushed();
+    await this.worker.log.release(this.lease).catch((error: unknown) => this.worker.report(error));
+  }
+}

@@ -1,0 +1,344 @@
+// The session rule applied to a partition's live sessions: what a handler gets when it asks for its next input (a
+// timer, the entry first in its input, or the end), and what the waiting handlers get when the log's clock moves.
+// The rule itself is session-rules.ts; what this needs of the partition's run is `InputsHost`.
+import { DEBOUNCE_TIMER_KEY } from './debounce-input';
+import { kSendNow } from '../../core/protocol';
+import { decodeError } from '../../errors';
+import { type Checkpoints, type Session, type Timer, capError } from './session';
+import { type Decision, type EndReason, decide, idleDeadline, take } from '../rules/session-rules';
+import { idTime, logOrder } from '../common/log-ids';
+import { type HeldEntries, isEvent } from './held-entries';
+import type { OwnerWrites } from './owner-writes';
+import type { PartitionHost } from './partition-host';
+import { type Grant, GrantState, PermitItem, waitsForStep } from './session-permits';
+
+const noop = (): void => {};
+
+/** `#giveEntry`/`#giveTimer`: the input ends there (its codec could not decode it). */
+const END = Symbol('end');
+/** `#giveEntry`: the entry is in the session's stream already (its handler takes it there). */
+const IN_STREAM = Symbol('in stream');
+
+/** What the sessions' inputs use of their partition's run. */
+export interface InputsHost<I, O> {
+  readonly worker: Pick<PartitionHost<I, O>, 'codec' | 'report' | 'step' | 'permits'>;
+  readonly entries: HeldEntries;
+  readonly writes: OwnerWrites;
+  /** The live sessions, by key. */
+  readonly sessions: ReadonlyMap<string, Session<I, O>>;
+  /** Redis' time of the latest entry read from the partition, ms (`PartitionRun.logTime`). */
+  readonly logTime: number;
+  readonly stopping: boolean;
+  readonly dropped: boolean;
+  /** The partition's part of `maxBufferedEvents` in use (`PartitionRun.buffered`). */
+  buffered: number;
+  /** Entries left the share: wakes whatever waits for room in it. */
+  freed(): void;
+  /** The log ended the session: its input ends (`PartitionRun.#finish`). */
+  finish(s: Session<I, O>): void;
+}
+
+export class SessionInputs<I, O> {
+  readonly #host: InputsHost<I, O>;
+  readonly #worker: Pick<PartitionHost<I, O>, 'codec' | 'report' | 'step' | 'permits'>;
+  readonly #entries: HeldEntries;
+  readonly #writes: OwnerWrites;
+  /**
+   * `ask`'s answer with a value: one object reused, not one per input (the core reads its value at once, before
+   * anything can ask again). Emptied at the next `ask`, so it holds no event for long.
+   */
+  readonly #answer: { value: unknown } = { value: undefined };
+
+  constructor(host: InputsHost<I, O>) {
+    this.#host = host;
+    this.#worker = host.worker;
+    this.#entries = host.entries;
+    this.#writes = host.writes;
+  }
+
+  /** Sends an event into the session's stream; waits while its input is full (the partition is not read meanwhile). */
+  push(s: Session<I, O>, value: unknown): Promise<void> | undefined {
+    const sent = s.stream[kSendNow](value as I);
+    if (sent === true) return undefined;
+    // A send refused because the handler finished is fine: the entry, untaken, goes to the key's next session.
+    return sent.then(noop, noop);
+  }
+
+  /**
+   * The time of the key's next entry the session has not been given: the first of its input, or (none there) a
+   * lower bound from the key's entries held, being drained, or left in the pending list; undefined: none known.
+   */
+  #nextTime(s: Session<I, O>): number | undefined {
+    if (s.given < s.sent.length) return idTime(s.sent[s.given].id);
+    let time: number | undefined;
+    // Only events are inputs: a marker or a wake-up held behind the key's events (an ended session's, or this
+    // one's) only moves the log's clock, and as the next entry it would end the session at its event cap.
+    const held = this.#entries.held.get(s.key)?.find(isEvent);
+    if (held !== undefined) time = idTime(held.id);
+    // The entry being drained, unless it already reached this session (it stays `draining` until its delivery
+    // returns, and the handler may have taken it by then: as the next entry, it would count twice).
+    const draining = this.#entries.draining;
+    const reached = s.ids.length > 0 ? s.ids[s.ids.length - 1] : undefined;
+    if (
+      draining !== null &&
+      draining.key === s.key &&
+      isEvent(draining) &&
+      (reached === undefined || logOrder(draining.id, reached) > 0)
+    )
+      time = Math.min(time ?? Infinity, idTime(draining.id));
+    // Of the entries left in the pending list, the first event (with their ids not all kept: a lower bound).
+    const spilled = this.#entries.spilled.get(s.key);
+    const first = spilled?.ids === null ? spilled.after : spilled?.ids.find((id) => !spilled.notEvents.has(id));
+    if (first !== undefined) time = Math.min(time ?? Infinity, idTime(first));
+    return time;
+  }
+
+  #decide(s: Session<I, O>): Decision {
+    return decide(s.rule, this.#nextTime(s), this.#host.logTime, s.limits);
+  }
+
+  /**
+   * Its handler asks for its next input (`SessionHooks.next`): the rule answers with a timer's payload, the entry
+   * first in its stream (undefined: the stream gives it), or the end. Undefined with nothing in its stream: the
+   * handler waits (`waiting`), and is answered when something new is known (`wake`).
+   */
+  ask(s: Session<I, O>): { value: unknown } | 'end' | undefined {
+    this.#answer.value = undefined;
+    if (this.#host.dropped) return undefined;
+    if (s.checkpoints?.broken === true) {
+      // Failed at a checkpoint call its handler caught: its input ended there (what it has not taken moves on).
+      if (!s.ended) this.#host.finish(s);
+      return 'end';
+    }
+    if (s.failed || s.ended) return undefined;
+    // Its last step ends here: that step's permits go back.
+    const step = s.step;
+    if (step !== null && step.state !== GrantState.Waiting) {
+      s.step = null;
+      step.release();
+    }
+    s.waiting = false;
+    const d = this.#decide(s);
+    if (d.kind === 'end') {
+      this.#end(s, d.reason);
+      return 'end';
+    }
+    // (An entry known only held, or left in the pending list: the handler waits for its delivery.)
+    if (d.kind !== 'timer' && (d.kind !== 'entry' || s.sent.length === 0)) return undefined;
+    // (Waiting for its step's permits: the handler waits, and is given this input once they are granted.)
+    if (s.stepped && !this.#stepReady(s, d)) return undefined;
+    const given = d.kind === 'timer' ? this.#giveTimer(s, d.timer) : this.#giveEntry(s);
+    if (given === END) return 'end';
+    if (given === IN_STREAM) return undefined;
+    this.#answer.value = given;
+    return this.#answer;
+  }
+
+  /**
+   * The session's handler waits for input (or its stream has no hooks: its entries are decided as they come):
+   * applies the rule again with what is known now, and gives the handler what it answers. Entries delivered
+   * meanwhile then go into its stream behind it. A promise: a send waits for room in its input.
+   */
+  wake(s: Session<I, O>): Promise<void> | undefined {
+    const attached = s.checkpoints?.attached === true;
+    while (s.waiting && !s.ended && !s.failed && !this.#host.dropped) {
+      const d = this.#decide(s);
+      if (d.kind === 'wait') break;
+      if (d.kind === 'end') {
+        this.#end(s, d.reason);
+        return undefined;
+      }
+      if (d.kind === 'timer') {
+        if (s.stepped && !this.#stepReady(s, d)) break;
+        const given = this.#giveTimer(s, d.timer);
+        if (given === END) return undefined;
+        s.waiting = false;
+        void s.stream[kSendNow](given as I);
+        break;
+      }
+      if (s.given >= s.sent.length) break;
+      if (s.stepped && !this.#stepReady(s, d)) break;
+      // (Given while its handler waits: outside its stream.)
+      const given = this.#giveEntry(s);
+      if (given === END) return undefined;
+      // (Its stream has it already: it is answered there.)
+      if (given === IN_STREAM) break;
+      const pushed = this.push(s, given);
+      if (attached) {
+        s.waiting = false;
+        break;
+      }
+      if (pushed !== undefined) return pushed.then(() => this.wake(s));
+    }
+    // (A stepped session's entries stay outside: each is given with its step's permits.)
+    if (!attached || s.waiting || s.ended || s.stepped) return undefined;
+    // Running again: entries delivered while it waited go into its stream, in order, up to one that cannot be decoded.
+    while (s.outside.length > 0 && !s.ended) {
+      s.outside.shift();
+      const pushed = this.push(s, s.outsideValues.shift());
+      if (pushed !== undefined) return pushed.then(() => this.wake(s));
+    }
+    return undefined;
+  }
+
+  /**
+   * The rule gives a stepped session's handler its next input (`d`): true once the step's permits of the worker's
+   * `limiter.step` are held, asked for here if they are not (the handler waits meanwhile; `#stepGranted` gives it
+   * the input). The permits' wait changes nothing the rule decides: the input is decided by log times already.
+   */
+  #stepReady(s: Session<I, O>, d: Decision): boolean {
+    // (An entry its codec cannot decode ends the input: no step of the handler.)
+    if (d.kind === 'entry' && s.sent[0] === s.poison) return true;
+    let grant = s.step;
+    if (grant === null) {
+      const permits = this.#worker.permits;
+      if (permits === null) return true;
+      const codec = this.#worker.codec;
+      let item: PermitItem;
+      if (d.kind === 'timer') {
+        const payload = d.timer.payload;
+        item = new PermitItem(s.key, s.sid, 'timer', () =>
+          codec.decode(typeof payload === 'string' ? Buffer.from(payload) : payload),
+        );
+      } else {
+        const entry = s.sent[0];
+        const value = s.outside[0] === entry ? s.outsideValues[0] : undefined;
+        item = new PermitItem(s.key, s.sid, 'event', () => value);
+      }
+      grant = permits.start('step', item) as Grant;
+      s.step = grant;
+      if (grant.state === GrantState.Waiting) {
+        const waiting = grant;
+        grant.onGranted = () => this.#stepGranted(s, waiting);
+      }
+    }
+    return grant.state === GrantState.Granted;
+  }
+
+  /** The step's permits a stepped session waited for were granted: its waiting handler is given its input. */
+  #stepGranted(s: Session<I, O>, grant: Grant): void {
+    if (s.step !== grant || s.ended || s.failed || this.#host.dropped || !s.waiting) return;
+    const woke = this.wake(s);
+    if (woke !== undefined) woke.catch((error: unknown) => this.#worker.report(error));
+  }
+
+  /**
+   * An input is about to be given: a step of a simulated run (`PartitionHost.step`), which may stop the process
+   * past its bound. True if it did (the partition is dropped): its handler's input ends here.
+   */
+  #stopped(): boolean {
+    this.#worker.step?.();
+    return this.#host.dropped;
+  }
+
+  /** Gives the session its first timer (taken by the rule): its payload, or `END` if its codec cannot decode it. */
+  #giveTimer(s: Session<I, O>, timer: Timer): unknown {
+    if (this.#stopped()) return END;
+    take(s.rule, timer.time, timer);
+    (s.checkpoints as Checkpoints).took(`t${timer.id}`, timer.time, null);
+    this.#writes.clearTimer(s, timer.id);
+    s.wokenBefore.delete(timer.id);
+    // The debounce timer's payload is the worker's own (debounce-input.ts), not made by the function's codec.
+    if (timer.key === DEBOUNCE_TIMER_KEY) return timer.payload;
+    try {
+      return this.#worker.codec.decode(typeof timer.payload === 'string' ? Buffer.from(timer.payload) : timer.payload);
+    } catch (error) {
+      s.stop = {
+        error: decodeError(`The codec could not decode timer ${timer.id} of session ${JSON.stringify(s.sid)}`, error),
+        kind: 'decode',
+      };
+      this.#host.finish(s);
+      return END;
+    }
+  }
+
+  /**
+   * Gives the session the next entry of its input (taken by the rule): its value if it is outside its stream
+   * (delivered while its handler waited), `IN_STREAM` if in it, `END` if its codec could not decode it (the
+   * session keeps it: its input ends there, with the decoding error).
+   */
+  #giveEntry(s: Session<I, O>): unknown {
+    if (this.#stopped()) return END;
+    const entry = s.sent[s.given];
+    const time = idTime(entry.id);
+    take(s.rule, time);
+    // With hooks, given is taken (without, its handler takes it later: `PartitionRun.#ended` reads what it took).
+    if (s.checkpoints?.attached === true) s.checkpoints.took(entry.id, time, entry);
+    if (entry === s.poison) {
+      // The session keeps it (acked with its entries): out of its input.
+      s.sent.splice(s.given, 1);
+      this.#host.buffered--;
+      s.stop = { error: s.poisonError as Error, kind: 'decode' };
+      this.#host.finish(s);
+      return END;
+    }
+    const outside = s.outside.length > 0 && s.outside[0] === entry;
+    const value = outside ? s.outsideValues.shift() : IN_STREAM;
+    if (outside) s.outside.shift();
+    if (s.checkpoints?.attached === true) {
+      // Taken now: out of the share.
+      s.sent.shift();
+      s.sentBase++;
+      s.checkpoints.entries++;
+      this.#host.buffered--;
+      this.#host.freed();
+    } else s.given++;
+    return value;
+  }
+
+  /** The rule ended the session: a cap's error is its last output once its handler reads to the end. */
+  #end(s: Session<I, O>, reason: EndReason): void {
+    s.endedBy = reason;
+    if (reason !== 'idle') s.stop = { error: capError(s.sid, s.start, reason, s.limits), kind: 'cap' };
+    this.#host.finish(s);
+  }
+
+  /**
+   * Applies the rule again to the sessions whose handlers wait for input (the log's clock moved), and sets the
+   * partition's tick for the earliest idle end among those still waiting (`OwnerWrites.tickFor`). A session whose key has
+   * entries held, or left in the pending list, waits for their delivery (started here, unless the caller is
+   * that delivery).
+   */
+  redecide(caller?: 'drain' | 'reread'): void {
+    if (this.#host.stopping || this.#host.dropped) return;
+    let next = Infinity;
+    let drain = false;
+    let reread = false;
+    for (const s of [...this.#host.sessions.values()]) {
+      // (One waiting for its step's permits has its input decided already: it is given once they are granted.)
+      if (!s.waiting || s.ended || waitsForStep(s)) continue;
+      // No input of its key known beyond what it took, and the rule still waits: waking it would decide the same
+      // (most waiting sessions at each read of a backlog). One decision, not `wake`'s and the one below.
+      if (
+        !s.failed &&
+        this.#nextTime(s) === undefined &&
+        decide(s.rule, undefined, this.#host.logTime, s.limits).kind === 'wait'
+      ) {
+        next = Math.min(next, this.tickTime(s));
+        continue;
+      }
+      const woke = this.wake(s);
+      if (woke !== undefined) woke.catch((error: unknown) => this.#worker.report(error));
+      // (Now waiting for its step's permits: its input is decided, and its idle end, passed maybe, needs no tick.)
+      if (!s.waiting || s.ended || waitsForStep(s)) continue;
+      next = Math.min(next, this.tickTime(s));
+      // Held back only by entries of its key not delivered yet (held, or in the pending list): they go first.
+      if (s.given < s.sent.length || decide(s.rule, undefined, this.#host.logTime, s.limits).kind === 'wait') continue;
+      if (this.#entries.held.has(s.key)) drain = true;
+      else if (this.#entries.spilled.has(s.key)) reread = true;
+    }
+    this.#writes.tickFor(next);
+    if (drain && caller !== 'drain') this.#entries.drainHeld().catch((error: unknown) => this.#worker.report(error));
+    if (reread && caller !== 'reread') this.#entries.reread().catch((error: unknown) => this.#worker.report(error));
+  }
+
+  /**
+   * When a tick should move the log's clock for a waiting session: its idle end (its age end has its marker, its
+   * timers their wake-ups), or a timer whose wake-up an earlier owner wrote (not written again).
+   */
+  tickTime(s: Session<I, O>): number {
+    let time = idleDeadline(s.rule, s.limits);
+    for (const timer of s.rule.timers) if (s.wokenBefore.has(timer.id)) time = Math.min(time, timer.time);
+    return time;
+  }
+}

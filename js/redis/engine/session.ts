@@ -1,0 +1,490 @@
+// One live session of a partition: a key's run of events through one instance of the function.
+import { type SessionHooks, type StreamKind } from '../../core/protocol';
+import { tagStream } from '../../core/stream-list';
+import { cutText, readString, textOf } from '../../text';
+import { type Codec, encodeChecked } from '../common/codec';
+import {
+  CheckpointTooLargeError,
+  type SessionLimitError,
+  reservedTimerKeyError,
+  sessionAgeError,
+  sessionEventsError,
+} from '../../errors';
+import { idTime } from '../common/log-ids';
+import {
+  type EndReason,
+  type SessionLimits,
+  type SessionState,
+  type SessionTimer,
+  addTimer,
+  cancelTimer,
+} from '../rules/session-rules';
+import type { InputEntry, SessionEnd, SessionOpening, Snapshot } from '../common/transport';
+import type { SessionScope } from '../common/trace-context';
+import type { ClockTimer } from '../common/clock';
+import type { Grant } from './session-permits';
+import { DEBOUNCE_TIMER_KEY } from './debounce-input';
+import type { StreamHandler } from '../../types';
+
+/** A handler's failure as stored with an output: `{ name, message, code }` as JSON. */
+export function serializeError(error: unknown, maxBytes: number): string {
+  // The handler's value, maybe hostile (a revoked Proxy, getters that throw): what cannot be read is left out.
+  const e = error as { name?: unknown; message?: unknown; code?: unknown };
+  const name = (error !== null && typeof error === 'object' && readString(() => e.name)) || 'Error';
+  const message = (error !== null && typeof error === 'object' ? readString(() => e.message) : undefined) ?? textOf(error);
+  const code = error !== null && typeof error === 'object' ? readString(() => e.code) : undefined;
+  const make = (max: number, short: number) =>
+    JSON.stringify({
+      name: cutText(name, short),
+      message: cutText(message, max),
+      ...(code === undefined ? {} : { code: cutText(code, short) }),
+    });
+  // Within maxEventBytes, as every entry: the message is cut (halved until the entry fits), then the name and
+  // code. (Under 35 bytes, an entry with all three empty, the failure is still written.)
+  let max = MAX_ERROR_MESSAGE;
+  let short = 256;
+  let out = make(max, short);
+  while (Buffer.byteLength(out) > maxBytes && max > 0) out = make((max = Math.floor(max / 2)), short);
+  while (Buffer.byteLength(out) > maxBytes && short > 0) out = make(max, (short = Math.floor(short / 2)));
+  return out;
+}
+
+/** Most UTF-16 units of an error's message kept in its output entry. */
+const MAX_ERROR_MESSAGE = 16_384;
+
+/** A timer of `ctx.wakeAt`: its id in the session (1, 2, ...), its time (Redis' clock, ms), its payload encoded. */
+export type Timer = SessionTimer;
+
+/**
+ * A `ctx.checkpoint()` call, kept until the outputs yielded before it are queued: the session's state then,
+ * encoded, or why it could not be. One that succeeded stands for the end of the handler's step (it is made when
+ * the handler takes its next input), so that a restore does what the step did after the call.
+ */
+export interface CheckpointCall {
+  /** Entries of the log its handler had taken (its timers not counted). */
+  readonly entries: number;
+  /** The rule's state at the step's end: the latest time taken, inputs taken, timers made, and those not taken. */
+  readonly last: number;
+  readonly events: number;
+  readonly timers: number;
+  readonly pending: Timer[];
+  /** The last input taken (`Checkpoints.lastInput`). */
+  readonly input: string | undefined;
+  /** Outputs the instance had yielded (by the step's end; for a failed call, by the call). */
+  readonly yielded: number;
+  readonly state?: Buffer | string;
+  readonly error?: Error;
+}
+
+/**
+ * A session's `SessionHooks`: the state it was restored from, its rule's state (`rule`: timers are made here, with
+ * the `maxSessionTimers` check), and its checkpoint calls, encoded at the call (a failure throws there, and is kept
+ * too: the session fails at that point of its outputs, also if the handler catches the error). The partition's
+ * run answers `next()` (set once the session exists) and learns of `waiting()`.
+ */
+export class Checkpoints implements SessionHooks {
+  readonly calls: CheckpointCall[] = [];
+  onCall: (() => void) | null = null;
+  /** Entries of the log its handler has taken (the run counts them as it gives them). */
+  entries = 0;
+  /**
+   * The last input its handler took, as `SessionEnd.last` names it (an entry id, `t<id>` for a timer; the run
+   * sets it as it gives them, a restore from its checkpoint), for `checkReplay`'s record of where it ended.
+   */
+  lastInput: string | undefined = undefined;
+  // `ctx.entry`'s parts, kept apart: an object per input taken was most of what giving one allocated, and few
+  // handlers read it. Undefined before the first input taken (also after a restore).
+  #entryId: string | undefined = undefined;
+  #entryTime = 0;
+  #entry: { readonly id: string; readonly time: number } | undefined = undefined;
+  /** Outputs its handler had yielded when it asked for the input it takes now (`next`). */
+  #yieldedAtAsk = 0;
+  // The takes not yet behind a forwarded output, oldest first from `#takesFrom` (three arrays, not an object per
+  // take): the entry taken (null for a timer), the last input before it, the outputs yielded before it. A handler
+  // runs ahead of the forwarding of its outputs; an output that cannot be encoded ends the session at its yield,
+  // so what was taken after that yield is not the session's (`failAt`).
+  readonly #takeEntry: (InputEntry | null)[] = [];
+  readonly #takeBefore: (string | undefined)[] = [];
+  readonly #takeYielded: number[] = [];
+  #takesFrom = 0;
+  /** The handler takes this input (an entry id, `t<id>` for a timer) of this time: `lastInput` and `ctx.entry`. */
+  took(id: string, time: number, entry: InputEntry | null): void {
+    this.#takeEntry.push(entry);
+    this.#takeBefore.push(this.lastInput);
+    this.#takeYielded.push(this.#yieldedAtAsk);
+    this.lastInput = id;
+    this.#entryId = id;
+    this.#entryTime = time;
+    this.#entry = undefined;
+  }
+  /** The first `queued` outputs are forwarded: the takes made before the last of them are the session's for good. */
+  forwarded(queued: number): void {
+    const yielded = this.#takeYielded;
+    let from = this.#takesFrom;
+    while (from < yielded.length && yielded[from] < queued) from++;
+    if (from === yielded.length || from > 1024) {
+      this.#takeEntry.splice(0, from);
+      this.#takeBefore.splice(0, from);
+      yielded.splice(0, from);
+      from = 0;
+    }
+    this.#takesFrom = from;
+  }
+  /**
+   * The session fails at its `output`-th output (from 1; it could not be encoded): the entries its handler took
+   * after yielding it, in the order taken (log order), which open the key's next session, as entries it never
+   * took do; its last input is then the one before them.
+   */
+  failAt(output: number): InputEntry[] {
+    const yielded = this.#takeYielded;
+    let i = this.#takesFrom;
+    while (i < yielded.length && yielded[i] < output) i++;
+    const back: InputEntry[] = [];
+    if (i < yielded.length) this.lastInput = this.#takeBefore[i];
+    for (; i < yielded.length; i++) {
+      const entry = this.#takeEntry[i];
+      if (entry !== null) back.push(entry);
+    }
+    this.#takesFrom = yielded.length;
+    return back;
+  }
+  /** `ctx.entry`: the input its handler took last (undefined before the first); one object per input, made when read. */
+  get entry(): { readonly id: string; readonly time: number } | undefined {
+    if (this.#entry === undefined && this.#entryId !== undefined) this.#entry = { id: this.#entryId, time: this.#entryTime };
+    return this.#entry;
+  }
+  /** Arms a new timer (set once the session exists). */
+  onTimer: ((timer: Timer) => void) | null = null;
+  /** Disarms a timer replaced or cancelled (set once the session exists). */
+  onDrop: ((timer: Timer) => void) | null = null;
+  /** The stream uses these hooks: its handler asks for each input (`next`). */
+  attached = false;
+  /** The handler the session's stream runs instead of the function's (`debounce`; set before the stream opens). */
+  wrapHandler?: <I, O>(handler: StreamHandler<I, O>) => StreamHandler<I, O>;
+  /** The handler waits for input with none given (set once the session exists). */
+  onWaiting: (() => void) | null = null;
+  /** Times its handler waited for input before the session existed (it runs up to its first await at the open). */
+  waits = 0;
+  /** Asked as its handler takes its next input (set once the session exists); see `SessionHooks.next`. */
+  onNext: (() => { value: unknown } | 'end' | undefined) | null = null;
+  /**
+   * A call could not be encoded: the session fails there, so its input ends there too (the handler, if it caught
+   * the error, takes nothing more); the entries it had not taken by then open the key's next session.
+   */
+  broken = false;
+  constructor(
+    readonly restored: unknown,
+    readonly rule: SessionState,
+    readonly limits: SessionLimits,
+    readonly tooMany: () => Error,
+    readonly late: (time: number) => Error,
+    readonly encode: (state: unknown, pending: readonly Timer[]) => Buffer | string,
+    readonly encodePayload: (payload: unknown) => Buffer | string,
+  ) {}
+  /**
+   * The latest checkpoint of the handler's current step, encoded: a call until the step ends (the handler takes its
+   * next input). What the step does after the call (outputs, timers, a return or a throw) is not in the handler's
+   * state: a snapshot committed before it would restore a session that never does it. A step that ends the session
+   * (a return, a throw) needs none: the session's end removes its snapshot.
+   */
+  #step: Buffer | string | null = null;
+  /** The checkpoint of the handler's current step (its latest call since it took its last input), or null. */
+  get stepState(): Buffer | string | null {
+    return this.#step;
+  }
+  checkpoint(state: unknown, _taken: number, yielded: number): void {
+    let encoded: Buffer | string;
+    try {
+      encoded = this.encode(state, this.rule.timers);
+    } catch (error) {
+      // The session fails at this point of its outputs (also if the handler catches the error).
+      this.calls.push({ ...this.#at(yielded), error: error as Error });
+      this.broken = true;
+      this.#step = null;
+      this.onCall?.();
+      throw error;
+    }
+    if (!this.broken) this.#step = encoded;
+  }
+  /** Where the session is, for a checkpoint call: the rule's state, its last input, and the outputs yielded. */
+  #at(yielded: number): Omit<CheckpointCall, 'state' | 'error'> {
+    const rule = this.rule;
+    return {
+      entries: this.entries,
+      last: rule.last,
+      events: rule.events,
+      timers: rule.timerCount,
+      pending: [...rule.timers],
+      input: this.lastInput,
+      yielded,
+    };
+  }
+  attach(): void {
+    this.attached = true;
+  }
+  next(yielded: number): { value: unknown } | 'end' | undefined {
+    this.#yieldedAtAsk = yielded;
+    if (this.#step !== null) {
+      this.calls.push({ ...this.#at(yielded), state: this.#step });
+      this.#step = null;
+      this.onCall?.();
+    }
+    return this.onNext?.();
+  }
+  waiting(): void {
+    if (this.onWaiting === null) this.waits++;
+    else this.onWaiting();
+  }
+  wakeAt(time: number, payload: unknown, key: string | undefined): void {
+    if (key === DEBOUNCE_TIMER_KEY) throw reservedTimerKeyError('ctx.wakeAt()');
+    // A pending debounce timer has a slot of its own: the handler keeps all of maxSessionTimers.
+    const limits = this.#debouncePending() ? this.#limitsPlusOne() : this.limits;
+    this.#add(time, this.encodePayload(payload), limits, key);
+  }
+  cancelTimer(key: string): boolean {
+    if (key === DEBOUNCE_TIMER_KEY) throw reservedTimerKeyError('ctx.cancelTimer()');
+    return this.#cancel(key);
+  }
+  /**
+   * Encodes a debounce timer's payload (set with `debounce`): its bound is `maxEventBytes` plus what the wrapper
+   * adds, so an event the worker accepts always fits.
+   */
+  encodeDebounce: ((payload: unknown) => Buffer | string) | null = null;
+  /** The debounce timer (`debounce-input.ts`), made or replaced: one slot past `maxSessionTimers`, its own. */
+  wakeDebounce(time: number, payload: unknown): number {
+    const encode = this.encodeDebounce ?? this.encodePayload;
+    return this.#add(time, encode(payload), this.#limitsPlusOne(), DEBOUNCE_TIMER_KEY);
+  }
+  cancelDebounce(): void {
+    this.#cancel(DEBOUNCE_TIMER_KEY);
+  }
+  #debouncePending(): boolean {
+    return this.encodeDebounce !== null && this.rule.timers.some((t) => t.key === DEBOUNCE_TIMER_KEY);
+  }
+  #limitsPlusOne(): SessionLimits {
+    return { ...this.limits, maxSessionTimers: this.limits.maxSessionTimers + 1 };
+  }
+  /** Makes a timer (or replaces the pending one of `key`): its id. */
+  #add(time: number, payload: Buffer | string, limits: SessionLimits, key: string | undefined): number {
+    const replaced = key === undefined ? undefined : this.rule.timers.find((t) => t.key === key);
+    const timer = addTimer(this.rule, time, payload, limits, key);
+    if (timer === 'late') throw this.late(Math.ceil(time));
+    if (timer === 'full') throw this.tooMany();
+    if (replaced !== undefined) this.onDrop?.(replaced);
+    this.onTimer?.(timer);
+    return timer.id;
+  }
+  #cancel(key: string): boolean {
+    const timer = cancelTimer(this.rule, key);
+    if (timer === undefined) return false;
+    this.onDrop?.(timer);
+    return true;
+  }
+}
+
+/** Why the worker ended a session's input, when it did: a cap (its error), or an input its codec could not decode. */
+export interface Stop {
+  readonly error: Error;
+  readonly kind: 'cap' | 'decode';
+}
+
+export class Session<I, O> {
+  /** Its entries (events, markers read for it), in log order: acked when it ends, less those given to the key's next session. */
+  readonly ids: string[] = [];
+  seq = 0;
+  /** Its handler threw, or an output could not be encoded: its error was its last output, nothing comes after. */
+  failed = false;
+  forwarded: Promise<void> = Promise.resolve();
+  /** Its rule's state (`session-rules.ts`): shared with its `Checkpoints`. */
+  readonly rule: SessionState;
+  /** Why the worker ended its input, if it did; its error is its last output if its handler read to that end. */
+  stop: Stop | undefined;
+  /** The rule's end of its input, when the rule ended it (for `checkReplay`'s record of where it ended). */
+  endedBy: EndReason | undefined = undefined;
+  /** Its outputs are all forwarded (the handler has finished). */
+  forwardDone = false;
+  ageTimer: ClockTimer | null = null;
+  ageMarked = false;
+  /**
+   * Entries delivered to it, in log order, that its handler has not taken (counted in the partition's `buffered`):
+   * sent into its stream ahead of the handler, a prefetch; those it never takes go to the key's next session.
+   */
+  sent: InputEntry[] = [];
+  /** Entries delivered before `sent[0]`: all taken. */
+  sentBase = 0;
+  /**
+   * Entries at the front of `sent` the rule gave a session without hooks (in its stream; its handler takes them
+   * in order). Always 0 with hooks: an entry given leaves `sent`.
+   */
+  given = 0;
+  /**
+   * Entries of `sent` (its tail) decoded but kept out of its stream until the rule gives them (its handler waits),
+   * and their values, at the same index (two arrays, not an object per entry: most of a drain's entries pass here).
+   */
+  readonly outside: InputEntry[] = [];
+  readonly outsideValues: unknown[] = [];
+  /**
+   * An entry of `sent` its codec could not decode, kept out of its stream (with every entry after it): the
+   * session's input ends in front of it if the rule gives it to the handler.
+   */
+  poison: InputEntry | null = null;
+  poisonError: Error | null = null;
+  /** Started from a checkpoint: its handler need not take any event (the session's first was taken long ago). */
+  restored = false;
+  /**
+   * `keyState`: the state its end keeps for its key, encoded: its latest checkpoint queued, else the state it started
+   * from (its snapshot's, or the key's); undefined: none.
+   */
+  keep: Buffer | string | undefined = undefined;
+  /** Its checkpoint calls, and the state it was restored from. */
+  checkpoints: Checkpoints | null = null;
+  /** Outputs of its handler handed to `#output` so far: a checkpoint call waits for those yielded before it. */
+  yieldsQueued = 0;
+  /** Entries its handler took after yielding an output that could not be encoded: the key's next session's (`Checkpoints.failAt`). */
+  takenPast: InputEntry[] | null = null;
+  /** Entries of this instance acked by its checkpoints (the first `ackedEntries` it took). */
+  ackedEntries = 0;
+  /** Ids in `ids` that are markers (close markers, wake-ups): not events. */
+  markers: Set<string> | null = null;
+  /** Its trace (a tracer provider is registered): its span, its events' spans and links. */
+  scope: SessionScope | undefined = undefined;
+  /**
+   * Its handler waits for its next input, none given: the rule is applied again when something new is known (an
+   * entry of its key, the log's clock moving). Always set for a stream without hooks (its entries are decided
+   * as they come: it has no timers).
+   */
+  waiting = false;
+  /** Its input has ended (decided by the rule, or its handler finished). */
+  ended = false;
+  /** Its permits of the worker's `limiter.session` limiters (held from before it opened to its end), if any. */
+  permit: Grant | null = null;
+  /**
+   * Its handler's step's permits of `limiter.step` (`stepped`): waiting, or held from before the input was given to
+   * the handler's next ask.
+   */
+  step: Grant | null = null;
+  /** Each input its handler takes needs a permit of `limiter.step`: nothing is sent into its stream ahead of it. */
+  stepped = false;
+  /** Its armed timers' timeouts, by timer id. */
+  readonly wakeTimeouts = new Map<number, ClockTimer>();
+  /** Timers whose wake-up an earlier owner wrote: the partition's tick moves the log's clock to them instead. */
+  readonly wokenBefore = new Set<number>();
+  constructor(
+    readonly key: string,
+    readonly sid: string,
+    readonly stream: StreamKind<I, O>,
+    rule: SessionState,
+    /** What it opened with (its version, and the caps the rule applies to it), kept with it in Redis. */
+    readonly opening: SessionOpening,
+  ) {
+    this.rule = rule;
+    // For dashboards: which session a listed stream of the function is (its sid and key, shown as allowed).
+    tagStream(stream, { session: { key, sid } });
+  }
+
+  /** Time of its first entry (in its sid). */
+  get start(): number {
+    return this.rule.start;
+  }
+
+  /** The caps the rule applies to it: those it opened with, whichever worker runs it now. */
+  get limits(): SessionLimits {
+    return this.opening.limits;
+  }
+}
+
+/**
+ * Where the session ended, for `checkReplay` to compare with another run's end of its sid: why its input ended
+ * (the rule's end, an input it could not decode, else its handler's throw or return), and the last input it
+ * took; with hooks as the rule gave them (restored with its checkpoint), without (a pipe: no timers) the last
+ * entry it keeps (`acks`, markers aside), which is also a new session's first entry when its handler took none.
+ */
+export function sessionEnd(s: Session<never, unknown>, acks: readonly string[]): SessionEnd {
+  const reason = s.endedBy ?? (s.stop?.kind === 'decode' ? 'decode' : s.failed ? 'throw' : 'return');
+  let last = s.checkpoints?.lastInput;
+  for (let i = acks.length - 1; last === undefined && i >= 0; i--) if (s.markers?.has(acks[i]) !== true) last = acks[i];
+  return { reason, last: last ?? '' };
+}
+
+/** The time of a session's first entry, from its sid (`<key>@<entry id>`). */
+export function sidTime(sid: string): number {
+  return idTime(sid.slice(sid.lastIndexOf('@') + 1));
+}
+
+/**
+ * A cap's error, a function of the session's rule only (its sid, its first entry's time, the cap): never of the
+ * input or the clock reading that ended it, which differ between a live run, a backlog and a takeover, while a
+ * reader of the error must see the same text whichever ran.
+ */
+export function capError(sid: string, start: number, reason: 'age' | 'events', limits: SessionLimits): SessionLimitError {
+  if (reason === 'age') {
+    const max = limits.maxSessionAge;
+    return sessionAgeError(
+      max,
+      `Session ${JSON.stringify(sid)} reached maxSessionAge (${max} ms): it began at ${start} and ended at ${start + max + 1}, before any input from then on (an entry opens the key's next session, a timer never fires)`,
+    );
+  }
+  const max = limits.maxSessionEvents;
+  return sessionEventsError(
+    max,
+    `Session ${JSON.stringify(sid)} reached maxSessionEvents (${max}): it ended after its ${max} inputs, before the next (an entry opens the key's next session, a timer never fires)`,
+  );
+}
+
+/**
+ * A checkpoint's state, encoded by the function's codec, or the coded error `ctx.checkpoint` throws. Its size
+ * counts the pending timers the checkpoint records with it (their payloads as stored, base64, and their numbers),
+ * but not the worker's own debounce timer: the event it holds was accepted (bounded by `maxEventBytes`), and the
+ * handler can neither see nor shrink it, so it must not fail the handler's checkpoint (nor lose the event).
+ */
+export function encodeCheckpoint(
+  codec: Codec<unknown>,
+  limit: number,
+  sid: string,
+  state: unknown,
+  pending: readonly Timer[],
+): Buffer | string {
+  const data = encodeChecked(codec, state, Number.MAX_SAFE_INTEGER, `checkpoint of session ${JSON.stringify(sid)}`);
+  let timers = 0;
+  for (const t of pending) {
+    if (t.key === DEBOUNCE_TIMER_KEY) continue;
+    const bytes = typeof t.payload === 'string' ? Buffer.byteLength(t.payload) : t.payload.length;
+    timers += Math.ceil(bytes / 3) * 4 + String(t.id).length + String(t.time).length + 8;
+    if (t.key !== undefined) timers += Buffer.byteLength(JSON.stringify(t.key)) + 1;
+  }
+  const size =
+    timers + (typeof data === 'string' ? (data.length * 3 + timers <= limit ? 0 : Buffer.byteLength(data)) : data.length);
+  if (size > limit) throw new CheckpointTooLargeError(sid, size, limit);
+  return data;
+}
+
+/**
+ * A checkpoint call of the session, due (the outputs yielded before it are queued), as what its commit carries:
+ * the snapshot (the rule's state at the call: a restore continues the same walk) and the acks of the entries taken
+ * since the last one (with the markers among them), which leave the session.
+ */
+export function checkpointOf(s: Session<never, unknown>, call: CheckpointCall): { acks: string[]; checkpoint: Snapshot } {
+  let entries = call.entries - s.ackedEntries;
+  let cut = 0;
+  while (entries > 0 && cut < s.ids.length) {
+    // (Not inside `markers?.has(...)`: with no markers, its argument would not be evaluated.)
+    const id = s.ids[cut++];
+    if (s.markers?.has(id) !== true) entries--;
+  }
+  const acks = s.ids.splice(0, cut);
+  s.ackedEntries = call.entries;
+  const checkpoint: Snapshot = {
+    sid: s.sid,
+    key: s.key,
+    seq: s.seq,
+    lastTime: call.last,
+    events: call.events,
+    state: call.state as Buffer | string,
+    timers: call.timers,
+    pending: call.pending.map((t) =>
+      t.key === undefined ? ([t.id, t.time, t.payload] as const) : ([t.id, t.time, t.payload, t.key] as const),
+    ),
+    lastInput: call.input,
+  };
+  return { acks, checkpoint };
+}

@@ -1,0 +1,740 @@
+// Workers: any number of processes share the partitions of a distributed
+// stream function. Each owns a fair share under leases with fencing tokens,
+// and runs one local instance of the function per live key of its partitions.
+//
+// A session is a run of one key's events. The log ends it: its idle time
+// passing by the log's clock (entry ids), a cap, or an entry it cannot decode; or
+// its handler does, by returning or throwing, and the session then keeps the
+// events its handler took while the key's next session gets the rest. Either
+// way the end depends only on the log and the handler. Its id is
+// `<key>@<first entry id>`, its outputs are numbered from 1, and its input
+// entries are acked only once it has ended and every output is written: the
+// owner's pending list holds exactly the inputs of live sessions, and a new
+// owner rebuilds them by replaying that list through fresh instances. Handlers
+// must therefore be deterministic over their inputs (take time from entry ids,
+// not Date.now()); `checkReplay` compares what a replay makes with what was
+// written before.
+//
+// Local delivery (`onOutput`) gets the outputs a commit of this worker wrote,
+// after the commit: never one Redis lacks, never one a replay made again.
+//
+// This file is the worker: leases, balance, renewals, wake-ups, stats and close. A partition it owns is a
+// `PartitionRun` (partition-run.ts), its sessions `Session` (session.ts), local delivery `LocalDelivery`
+// (local-delivery.ts); the public types are in worker-types.ts.
+import type { Debounce } from '../../core/debounce';
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { CloseTimeoutError, FencedError, describe, invalidType, invalidValue, logResetError } from '../../errors';
+import { integerOption } from '../../validate';
+import type { StreamFn } from '../../types';
+import type { Codec } from '../common/codec';
+import { type RedisOptions, type Resolved, resolveOptions } from '../log/options';
+import { RedisLog } from '../log/redis-log';
+import { RoundTrips, type RoundTripTotals, kRenewalLateness, kRoundTrips, kServes, timedLog } from './metrics';
+import type { Heartbeat, Lease, PartitionLog } from '../common/transport';
+import { reportable } from '../common/reportable';
+import { LocalDelivery } from './local-delivery';
+import { PartitionRun } from './partition-run';
+import { LIMIT_KEYS, checkDebounceTarget, checkLimits } from './worker-limits';
+import { type PartitionHost, type WorkerCounters, newCounters } from './partition-host';
+import { type Openable, kOpen } from '../../core/protocol';
+import { RETRY_MS } from './outbox';
+import { type Clock, realClock, sleepOn } from '../common/clock';
+import type { RedisWorker, RedisWorkerOptions, RedisWorkerStats } from './worker-types';
+import { WorkerPermits, checkWorkerLimiter } from './session-permits';
+import { type WorkerVersions, activeWorkers, checkVersions, mixedVersions, runsAll } from './versions';
+
+/** How option errors name this entry point. */
+const W = 'redisWorker()';
+
+export type {
+  RedisWorker,
+  RedisWorkerOptions,
+  RedisWorkerStats,
+  RoundTripStats,
+  RenewalStats,
+  WorkerPermitStats,
+} from './worker-types';
+export type { SessionLimiters, SessionPermitItem, WorkerLimiterOptions } from './session-permits';
+
+/** Default of `maxUndelivered`. */
+const UNDELIVERED_DEFAULT = 1024;
+/** `RedisWorkerOptions` besides the shared ones. */
+const WORKER_KEYS = [
+  ...LIMIT_KEYS,
+  'trimInterval',
+  'workerId',
+  'onError',
+  'onOutput',
+  'maxUndelivered',
+  'outputRetention',
+  'outputMaxLen',
+  'limiter',
+  'version',
+  'versions',
+  'migrate',
+];
+/** The longest a blocking wake-up read waits before it is re-issued, ms. */
+const WAIT_MS = 2000;
+class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
+  readonly id: string;
+  readonly name: string;
+  readonly fn: StreamFn<I, O> & Openable<I, O>;
+  /** Its version and the older ones it runs (`version`, `versions`). */
+  readonly #versions: WorkerVersions<I, O>;
+  readonly log: PartitionLog;
+  readonly ttl: number;
+  readonly readCount: number;
+  readonly trimInterval: number;
+  readonly codec: Codec<unknown>;
+  readonly maxEventBytes: number;
+  readonly maxBuffered: number;
+  readonly maxSessionEvents: number;
+  readonly maxSessionAge: number;
+  readonly checkReplay: boolean;
+  readonly maxCheckpointBytes: number;
+  /** `outputRetention: 'acked'`: outputs every consumer group has acked are trimmed. */
+  readonly trimAcked: boolean;
+  readonly outputMaxLen: number;
+  readonly maxSessionTimers: number;
+  readonly debounce: Debounce | null;
+  /** Per-key state beyond a session (`keyState`), or null. */
+  readonly keyState: { readonly retention: number } | null;
+  /** Local delivery (`onOutput`), or null. */
+  readonly delivery: LocalDelivery<O> | null;
+  /** The limiters its sessions and steps take permits of (`limiter`), or null. */
+  readonly permits: WorkerPermits | null;
+  readonly counters: WorkerCounters = newCounters();
+  readonly #trips = new RoundTrips();
+  readonly #share: number;
+  live = 0;
+  readonly clock: Clock = realClock;
+  /** Redis' clock less this machine's (`Date.now()`), ms, as the last tick's id showed: when ticks are due. */
+  clockOffset = 0;
+  readonly #runs = new Map<number, PartitionRun<I, O>>();
+  /** The last fencing epoch this worker was granted, per partition. */
+  readonly #epochs = new Map<number, number>();
+  readonly #onError: (error: unknown) => void;
+  readonly #order: number[];
+  #timer: NodeJS.Timeout | null = null;
+  /**
+   * Balances come every `ttl/3` (regular), and also early, at a time the last one saw something may change: a
+   * lease it wanted and found held runs out, or another worker's registration does (a dead worker's registration
+   * and leases, renewed together, run out together). So a dead owner's partitions are taken over as their leases
+   * run out, not up to a balance period after. `#wakes`: those times by what they wait for (`lease <worker>`,
+   * `worker <worker>`); `#wokeFor`: what this worker woke early for since its last regular balance, once each, so
+   * live workers renewing short leases (another `leaseTtl`) cost one early balance each per period, not one per
+   * renewal.
+   */
+  readonly #wakes = new Map<string, number>();
+  readonly #wokeFor = new Set<string>();
+  #regularAt = 0;
+  #regular = true;
+  /** A registration renewal (`#renewAll`) is in flight. */
+  #registering = false;
+  /**
+   * The calls of the renewal clock in flight (the registration's and the leases' renewals, on the lease
+   * connection): close() lets them settle before it closes that connection, else it fails them itself and they
+   * report a lost connection on a clean close.
+   */
+  readonly #renewing = new Set<Promise<void>>();
+  #ticking: Promise<void> | null = null;
+  #closing: Promise<void> | null = null;
+  /** Sessions ended in this turn: the partitions look for held and waiting entries at the next (`notifySessionEnded`). */
+  #sessionsEnded = false;
+  readonly #idle = new Map<number, { tail: string; resolve: () => void }>();
+  #waker: Promise<void>;
+  readonly #expiry: NodeJS.Timeout;
+  readonly #renewer: NodeJS.Timeout;
+  /** How late each successful renewal was: its reply, past `ttl/3` after the last one was sent (us). */
+  readonly #renewals = new RoundTrips();
+  #wakerSignal: (() => void) | null = null;
+  #blockingOn: Set<number> | null = null;
+  /** The loop that ends a blocking read early (`#interrupt`), while it runs: close() waits for it. */
+  #interrupting: Promise<void> | null = null;
+
+  constructor(fn: StreamFn<I, O>, options: Resolved<unknown>, extra: RedisWorkerOptions<O, I>) {
+    const {
+      trimInterval = 5000,
+      workerId = `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`,
+      onError,
+      onOutput,
+      maxUndelivered = UNDELIVERED_DEFAULT,
+      outputRetention = 'all',
+      outputMaxLen = 0,
+    } = extra;
+    const {
+      leaseTtl,
+      readCount,
+      maxBufferedEvents,
+      maxSessionEvents,
+      maxSessionAge,
+      maxSessionTimers,
+      maxCheckpointBytes,
+      checkReplay,
+      debounce,
+      keyState,
+    } = checkLimits(W, extra, options.partitions);
+    checkDebounceTarget(W, debounce, fn);
+    let limiterOption: unknown;
+    try {
+      limiterOption = extra.limiter;
+    } catch (error) {
+      throw invalidType(`redisWorker(): the "limiter" option could not be read (${describe(error)})`, error);
+    }
+    const limiters = checkWorkerLimiter(limiterOption, fn);
+    let versionOptions: [unknown, unknown, unknown];
+    try {
+      versionOptions = [extra.version, extra.versions, extra.migrate];
+    } catch (error) {
+      throw invalidType(`redisWorker(): the "version" options could not be read (${describe(error)})`, error);
+    }
+    this.#versions = checkVersions<I, O>(...versionOptions);
+    integerOption(W, 'trimInterval', trimInterval, 0, Infinity, 'of at least 0 (ms)');
+    if (typeof workerId !== 'string')
+      throw invalidType(`redisWorker(): options.workerId must be a string, not ${describe(workerId)}`);
+    if (!/^[^\s:]{1,200}$/.test(workerId))
+      throw invalidValue(
+        `redisWorker(): the "workerId" option must be 1-200 characters without ':' or whitespace. Received ${describe(workerId)}`,
+      );
+    if (onError !== undefined && typeof onError !== 'function')
+      throw invalidType(`redisWorker(): options.onError must be a function, not ${describe(onError)}`);
+    if (onOutput !== undefined && typeof onOutput !== 'function')
+      throw invalidType(`redisWorker(): options.onOutput must be a function, not ${describe(onOutput)}`);
+    integerOption(W, 'maxUndelivered', maxUndelivered, 1, 1e9, 'from 1 to 1e9');
+    this.id = workerId;
+    this.name = options.keys.name;
+    this.checkReplay = checkReplay;
+    this.maxCheckpointBytes = maxCheckpointBytes;
+    if (outputRetention !== 'all' && outputRetention !== 'acked')
+      throw invalidValue(`redisWorker(): options.outputRetention must be 'all' or 'acked', not ${describe(outputRetention)}`);
+    this.trimAcked = outputRetention === 'acked';
+    integerOption(W, 'outputMaxLen', outputMaxLen, 0, 1e12, 'from 0 to 1e12 (0: no cap)');
+    this.outputMaxLen = outputMaxLen;
+    this.maxSessionTimers = maxSessionTimers;
+    this.debounce = debounce;
+    this.keyState = keyState;
+    this.delivery = onOutput === undefined ? null : new LocalDelivery(onOutput, maxUndelivered, (error) => this.report(error));
+    this.permits = limiters === undefined ? null : new WorkerPermits(limiters, this.clock, (error) => this.report(error));
+    this.fn = fn as StreamFn<I, O> & Openable<I, O>;
+    this.ttl = leaseTtl;
+    this.readCount = readCount;
+    this.trimInterval = trimInterval;
+    this.codec = options.codec;
+    this.maxEventBytes = options.maxEventBytes;
+    this.maxBuffered = maxBufferedEvents;
+    this.#share = Math.floor(maxBufferedEvents / options.partitions);
+    this.maxSessionEvents = maxSessionEvents;
+    this.maxSessionAge = maxSessionAge;
+    this.log = timedLog(
+      new RedisLog(options.client, options.keys, options.partitions, (error) => this.report(error)),
+      this.#trips,
+    );
+    this.#onError = onError ?? ((error) => process.emitWarning(error instanceof Error ? error : new Error(String(error))));
+    // Each worker tries free partitions from its own starting point: fewer collisions when many start at once.
+    const start = randomBytes(2).readUInt16BE() % options.partitions;
+    this.#order = Array.from({ length: options.partitions }, (_, i) => (start + i) % options.partitions);
+    this.#waker = this.#wake();
+    this.#tick();
+    // Leases run out whether or not Redis answers: a renewal stuck on a silent connection (a partition that
+    // resets nothing) must not keep partitions that other workers may own by now.
+    this.#expiry = setInterval(() => this.#expire(), Math.floor(this.ttl / 3));
+    this.#expiry.unref();
+    // Renewals on their own clock, never behind a balancing round (lag measures, trims, acquisitions): a round
+    // slowed by a backlog made a lone worker lose its own leases.
+    this.#renewer = setInterval(() => this.#renewAll(), Math.floor(this.ttl / 3));
+    this.#renewer.unref();
+  }
+
+  get version(): string {
+    return this.#versions.version;
+  }
+
+  /** Superseded by a live worker of a newer version (`versions.ts`): it hands its partitions over. */
+  superseded = false;
+
+  fnFor(version: string): StreamFn<I, O> & Openable<I, O> {
+    return this.#versions.older.get(version) ?? this.fn;
+  }
+
+  runsVersion(version: string): boolean {
+    return version === '' || version === this.#versions.version || this.#versions.older.has(version);
+  }
+
+  get migrate(): ((state: unknown, fromVersion: string) => unknown) | null {
+    return this.#versions.migrate;
+  }
+
+  stats(): RedisWorkerStats {
+    let held = 0;
+    let waitingKeys = 0;
+    let lag = 0;
+    let buffered = 0;
+    const partitionLag: Record<number, number> = {};
+    const partitionPinnedAge: Record<number, number> = {};
+    let pinnedAge = 0;
+    const partitionBuffered: Record<number, number> = {};
+    const owned = [...this.#runs.keys()].sort((a, b) => a - b);
+    const byVersion = new Map<string, number>();
+    for (const p of owned) {
+      const run = this.#runs.get(p) as PartitionRun<I, O>;
+      for (const s of run.sessions.values()) byVersion.set(s.opening.version, (byVersion.get(s.opening.version) ?? 0) + 1);
+      held += run.heldCount;
+      waitingKeys += run.spilledKeys;
+      lag += run.lag;
+      partitionLag[p] = run.lag;
+      partitionPinnedAge[p] = run.pinned;
+      pinnedAge = Math.max(pinnedAge, run.pinned);
+      run.reconcile();
+      buffered += run.buffered;
+      partitionBuffered[p] = run.buffered;
+    }
+    const roundTrip = { count: this.#trips.totals().count, ...this.#trips.percentiles() };
+    const late = this.#renewals.percentiles();
+    const renewals = { count: this.#renewals.totals().count, lateP50: late.p50, lateP99: late.p99, lateMax: late.max };
+    const delivered = this.delivery?.delivered ?? 0;
+    const undelivered = this.delivery?.undelivered ?? 0;
+    const p = this.permits;
+    const permits = {
+      waitingSessions: p?.waitingSessions ?? 0,
+      waitingSteps: p?.waitingSteps ?? 0,
+      held: p?.held ?? 0,
+      failures: p?.failures ?? 0,
+    };
+    return {
+      owned,
+      lag,
+      partitionLag,
+      pinnedAge,
+      partitionPinnedAge,
+      sessions: this.live,
+      held,
+      waitingKeys,
+      buffered,
+      partitionBuffered,
+      ...this.counters,
+      version: this.version,
+      superseded: this.superseded,
+      // (Own properties: a version may be named `__proto__`.)
+      sessionsByVersion: Object.fromEntries(byVersion),
+      delivered,
+      undelivered,
+      roundTrip,
+      renewals,
+      permits,
+    };
+  }
+
+  /**
+   * Each partition's share of `maxBufferedEvents`: fixed (by the partition count, not by the partitions owned
+   * now), so that taking or losing partitions never leaves one above its share while another reads into
+   * the same budget.
+   */
+  share(): number {
+    return this.#share;
+  }
+
+  [kRoundTrips](): RoundTripTotals {
+    return this.#trips.totals();
+  }
+
+  [kServes](): { fn: StreamFn<I, O>; partitions: number } {
+    return { fn: this.fn, partitions: this.log.partitions };
+  }
+
+  [kRenewalLateness](): RoundTripTotals {
+    return this.#renewals.totals();
+  }
+
+  /** Renews every lease not being renewed already; each reply is handled on its own. */
+  #renewAll(): void {
+    if (this.#closing !== null) return;
+    for (const run of this.#runs.values()) {
+      if (run.renewing) continue;
+      run.renewing = true;
+      this.#onRenewalClock(this.#renew(run), () => (run.renewing = false));
+    }
+    // The worker's registration is renewed here only (a balance leaves it where it is), and after its leases on
+    // the same connection: when it dies, its registration runs out just after its leases, and the others, waking
+    // then, find them free (a balance's renewal at another phase kept it registered up to ttl/3 past its leases,
+    // and the partitions unowned that long: the failover bench's lease wait).
+    if (!this.#registering) {
+      this.#registering = true;
+      this.#onRenewalClock(
+        this.log.heartbeat(this.id, this.ttl, true, this.#versions.advert).then(
+          () => {},
+          (error: unknown) => this.report(error),
+        ),
+        () => (this.#registering = false),
+      );
+    }
+  }
+
+  /** Holds `call` (which never rejects) in `#renewing` until it settles, then runs `done`. */
+  #onRenewalClock(call: Promise<void>, done: () => void): void {
+    const settled = call.finally(() => {
+      done();
+      this.#renewing.delete(settled);
+    });
+    this.#renewing.add(settled);
+  }
+
+  async #renew(run: PartitionRun<I, O>): Promise<void> {
+    const sent = performance.now();
+    let held: boolean | undefined;
+    try {
+      held = await this.log.renew(run.lease, this.ttl);
+    } catch (error) {
+      this.report(error);
+    }
+    if (this.#runs.get(run.partition) !== run) return;
+    if (held === true) {
+      this.#renewals.record(Math.max(0, performance.now() - run.renewedAt - this.ttl / 3) * 1000);
+      run.renewedAt = sent;
+      run.validUntil = sent + this.ttl;
+    } else if (held === false || performance.now() >= run.validUntil) this.lose(run);
+  }
+
+  #expire(): void {
+    const now = performance.now();
+    for (const run of [...this.#runs.values()]) if (now >= run.validUntil) this.lose(run);
+  }
+
+  report(error: unknown): void {
+    this.counters.errors++;
+    this.#onError(reportable(error));
+  }
+
+  #tick(): void {
+    if (this.#closing !== null) return;
+    this.#ticking = this.#balance()
+      .catch((error: unknown) => this.report(error))
+      .finally(() => {
+        this.#ticking = null;
+        if (this.#closing !== null) return;
+        const now = performance.now();
+        if (this.#regular) this.#regularAt = now + Math.floor(this.ttl / 3);
+        let at = this.#regularAt;
+        let wake: string | undefined;
+        for (const [what, time] of this.#wakes) {
+          if (!this.#wokeFor.has(what) && time < at) [at, wake] = [time, what];
+        }
+        this.#regular = wake === undefined;
+        if (wake !== undefined) this.#wokeFor.add(wake);
+        this.#timer = setTimeout(() => this.#tick(), Math.max(0, Math.ceil(at - now)));
+      });
+  }
+
+  /**
+   * Measures the lag of the partitions held, trims them, then takes or hands back partitions toward a fair
+   * share. (Leases are renewed on their own clock: `#renewAll`.)
+   */
+  async #balance(): Promise<void> {
+    const now = performance.now();
+    if (this.#regular) this.#wokeFor.clear();
+    this.#wakes.clear();
+    // Registers this worker if it is not (its first balance, or after its registration ran out), without moving
+    // its expiry off its leases' (`#renewAll`).
+    const { live, next, adverts } = await this.log
+      .heartbeat(this.id, this.ttl, false, this.#versions.advert)
+      .catch((error: unknown): Heartbeat => {
+        this.report(error);
+        return { live: 0 };
+      });
+    // Timed from the reply (Redis measured the time left before it was sent), 1 ms past it (Redis removes a
+    // registration, or expires a key, once it is below 0): never before, so a registration or lease still there
+    // then was renewed, and is not woken for again (`#wokeFor`).
+    if (next !== undefined && next.left >= 0) this.#wakeAt(`worker ${next.worker}`, performance.now() + next.left + 1);
+    await Promise.all(
+      [...this.#runs.values()].map(async (run) => {
+        try {
+          run.lag = await this.log.lag(run.partition);
+          run.pinned = await this.log.pinned(run.partition);
+        } catch (error) {
+          this.report(error);
+        }
+        if (this.trimInterval === 0 || now - run.lastTrim < this.trimInterval) return;
+        run.lastTrim = now;
+        try {
+          // (Added after the await: `x += await` reads x before it, and the partitions trim at once.)
+          const trimmed = await this.log.trim(run.lease);
+          this.counters.trimmed += trimmed;
+          if (this.trimAcked || this.outputMaxLen > 0) {
+            const trimmedOutputs = await this.log.trimOutputs(run.lease, this.trimAcked, this.outputMaxLen);
+            this.counters.trimmedOutputs += trimmedOutputs;
+          }
+        } catch (error) {
+          if (error instanceof FencedError) {
+            this.counters.fenced++;
+            this.lose(run);
+          } else this.report(error);
+        }
+      }),
+    );
+    if (live === 0 || this.#closing !== null) return;
+    // Workers superseded by a newer version take nothing, and hand over what they have; the share counts the others.
+    const { active, superseded, others } = activeWorkers(adverts ?? new Map(), live, this.id);
+    this.superseded = superseded;
+    const share = superseded ? 0 : Math.ceil(this.log.partitions / Math.max(1, active));
+    if (this.#runs.size > share) {
+      // Handed back: partitions past the share. While workers run different versions, only those a worker of another
+      // release runs (each live session's version): one that none can run stays (its sessions would wait, unowned),
+      // and none goes back and forth between workers of one release (one hands it back, the other rescues it).
+      const mine = this.#versions.advert.runs.join(' ');
+      const movable = mixedVersions(this.#versions.advert, others)
+        ? (run: PartitionRun<I, O>) => others.some((a) => a.runs.join(' ') !== mine && runsAll(a, run.versions()))
+        : () => true;
+      const extra = [...this.#runs.values()].filter(movable).slice(0, this.#runs.size - share);
+      await Promise.all(extra.map((run) => this.#release(run)));
+      return;
+    }
+    // Free partitions are tried as many at a time as the share lacks (one at a time, a worker starting on a
+    // backlog took minutes to own its share while its first partitions' traffic slowed each attempt).
+    const candidates = this.#order.filter((p) => !this.#runs.has(p));
+    while (candidates.length > 0 && this.#runs.size < share && this.#closing === null) {
+      const batch = candidates.splice(0, share - this.#runs.size);
+      await Promise.all(
+        batch.map(async (p) => {
+          const sent = performance.now();
+          const lease = await this.log.acquire(p, this.id, this.ttl, this.#versions.takes);
+          if ('refused' in lease) {
+            this.counters.refusedVersions++;
+            return;
+          }
+          if (!('token' in lease)) {
+            if (lease.left >= 0) this.#wakeAt(`lease ${lease.holder}`, performance.now() + lease.left + 1);
+            return;
+          }
+          if (this.#closing !== null) {
+            await this.log.release(lease);
+            return;
+          }
+          this.counters.acquired++;
+          this.#checkEpoch(lease);
+          this.#runs.set(p, new PartitionRun(this, lease, sent));
+        }),
+      );
+    }
+    // Past its share: partitions refused to other workers for their sessions' versions, which this one runs (while
+    // workers run different versions). Without it they would wait, unowned, for a worker under its share that runs them.
+    if (superseded || this.#closing !== null || !mixedVersions(this.#versions.advert, others)) return;
+    for (const p of this.#order) {
+      if (this.#runs.has(p) || this.#closing !== null) continue;
+      const sent = performance.now();
+      const lease = await this.log.acquire(p, this.id, this.ttl, this.#versions.takes, true);
+      if (!('token' in lease)) continue;
+      this.counters.acquired++;
+      this.#checkEpoch(lease);
+      this.#runs.set(p, new PartitionRun(this, lease, sent));
+    }
+  }
+
+  /** A balance is due at `at` (see `#wakes`): the soonest of its kind is kept. */
+  #wakeAt(what: string, at: number): void {
+    this.#wakes.set(what, Math.min(at, this.#wakes.get(what) ?? Infinity));
+  }
+
+  /** Fencing epochs only grow while Redis keeps its data: one that went back means the server lost writes. */
+  #checkEpoch(lease: Lease): void {
+    const epoch = Number(lease.token.slice(lease.token.lastIndexOf(':') + 1));
+    const before = this.#epochs.get(lease.partition) ?? 0;
+    this.#epochs.set(lease.partition, epoch);
+    if (epoch > before) return;
+    this.report(
+      logResetError(
+        lease.partition,
+        `Partition ${lease.partition}: the lease epoch did not grow (it was ${before} when this worker last held the partition, and is ${epoch} now): the Redis server lost data (a restart without persistence, or a failover to a replica that was behind). Events sent before, and the state of sessions live then, may be lost.`,
+      ),
+    );
+  }
+
+  async #release(run: PartitionRun<I, O>): Promise<void> {
+    this.#runs.delete(run.partition);
+    this.counters.released++;
+    await run.release();
+  }
+
+  lose(run: PartitionRun<I, O>): void {
+    if (this.#runs.get(run.partition) !== run) return;
+    this.#runs.delete(run.partition);
+    this.counters.lost++;
+    void run.drop();
+  }
+
+  /** The pump of `run` found nothing after `tail`: resolves when there may be more (or the run stops). */
+  idle(run: PartitionRun<I, O>, tail: string): Promise<void> {
+    if (run.stopping) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#idle.set(run.partition, { tail, resolve });
+      if (this.#wakerSignal !== null) {
+        this.#wakerSignal();
+        this.#wakerSignal = null;
+      } else if (this.#blockingOn !== null && !this.#blockingOn.has(run.partition)) this.#interrupt();
+    });
+  }
+
+  wakeIdle(partition: number): void {
+    const waiting = this.#idle.get(partition);
+    this.#idle.delete(partition);
+    waiting?.resolve();
+  }
+
+  #interrupt(): void {
+    if (this.#interrupting !== null) return;
+    const blocking = this.#blockingOn;
+    this.#interrupting = this.#unblock(blocking).finally(() => {
+      this.#interrupting = null;
+      // A partition that went idle meanwhile found this loop running and left it to wake the read: if the read
+      // now on is a newer one that leaves it out, interrupt that one too (else it waits for the read's whole BLOCK).
+      const now = this.#blockingOn;
+      if (now !== null && now !== blocking && [...this.#idle.keys()].some((p) => !now.has(p))) this.#interrupt();
+    });
+  }
+
+  /** Ends the blocking read on `blocking`'s partitions early (it reports its own failure). */
+  async #unblock(blocking: Set<number> | null): Promise<void> {
+    // CLIENT UNBLOCK can reach the server before the XREAD it targets blocks: retry while that read is on.
+    try {
+      for (let i = 0; i < 20 && this.#blockingOn === blocking && blocking !== null; i++) {
+        await this.log.interrupt();
+        await sleepOn(this.clock, 2);
+      }
+    } catch (error) {
+      this.report(error);
+    }
+  }
+
+  /** One blocking read (on its own connection) for every idle partition: the wake-up, no polling. */
+  async #wake(): Promise<void> {
+    while (this.#closing === null) {
+      if (this.#idle.size === 0) {
+        await new Promise<void>((resolve) => (this.#wakerSignal = resolve));
+        continue;
+      }
+      const positions = new Map([...this.#idle].map(([p, w]) => [p, w.tail]));
+      this.#blockingOn = new Set(positions.keys());
+      let ready: number[];
+      try {
+        ready = await this.log.wait(positions, WAIT_MS);
+      } catch (error) {
+        if (this.#closing !== null) break;
+        this.report(error);
+        await sleepOn(this.clock, RETRY_MS);
+        ready = [...positions.keys()];
+      } finally {
+        this.#blockingOn = null;
+      }
+      for (const p of ready) this.wakeIdle(p);
+    }
+  }
+
+  notifySessionEnded(): void {
+    // Once per turn of the event loop, however many sessions ended in it: on a backlog thousands end together
+    // (a tick passes their deadlines), and a pass over every partition for each one, all in microtasks, held the
+    // loop (and so the renewals) for more than a second.
+    if (this.#sessionsEnded) return;
+    this.#sessionsEnded = true;
+    this.clock.setImmediate(() => {
+      this.#sessionsEnded = false;
+      for (const run of this.#runs.values()) {
+        run.slotsFreed();
+      }
+    });
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      if (this.#timer !== null) clearTimeout(this.#timer);
+      clearInterval(this.#renewer);
+      // No lease is renewed from here on, so by this worker's own clock each runs out at its `validUntil`. Past
+      // the last one nothing it writes would be accepted: close() stops waiting for Redis (unreachable, say)
+      // and for handlers that do not finish, drops what is left, and lets the leases lapse.
+      const deadline = Math.max(performance.now() + this.ttl / 3, ...[...this.#runs.values()].map((run) => run.validUntil));
+      let releasing: PartitionRun<I, O>[] = [];
+      const released = new Set<PartitionRun<I, O>>();
+      const graceful = (async () => {
+        await this.#ticking;
+        // Renewals already sent settle on the lease connection before close() closes it.
+        await Promise.all(this.#renewing);
+        releasing = [...this.#runs.values()];
+        this.#runs.clear();
+        // Out of the live set first: the others' fair share then counts without this worker.
+        await this.log.leave(this.id).catch((error: unknown) => this.report(error));
+        await Promise.all(
+          releasing.map(async (run) => {
+            await run.release();
+            released.add(run);
+            this.counters.released++;
+          }),
+        );
+      })();
+      /** True if `work` settled before the deadline. */
+      const byDeadline = async (work: Promise<unknown>): Promise<boolean> => {
+        let timer: NodeJS.Timeout | undefined;
+        const inTime = await Promise.race([
+          work.then(() => true),
+          new Promise<boolean>(
+            (resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, deadline - performance.now()))),
+          ),
+        ]);
+        clearTimeout(timer);
+        return inTime;
+      };
+      const inTime = await byDeadline(graceful);
+      clearInterval(this.#expiry);
+      if (!inTime) {
+        const left = [...new Set([...releasing, ...this.#runs.values()])].filter((run) => !released.has(run));
+        this.#runs.clear();
+        for (const run of left) void run.drop();
+        const partitions = left.map((run) => run.partition).sort((a, b) => a - b);
+        this.report(
+          new CloseTimeoutError(
+            partitions,
+            `close() stopped waiting: Redis did not answer, or a handler did not finish, before this worker's leases ran out; partitions [${partitions.join(', ')}] were dropped, not released (their next owner replays their live sessions)`,
+          ),
+        );
+      }
+      // Permits still held (sessions of partitions dropped at the deadline, their handlers not finished) go back,
+      // waits stop; the releases sent to Redis are answered before close() resolves (within a third of a lease).
+      if (this.permits !== null) {
+        this.permits.releaseAll();
+        const until = Math.max(deadline, performance.now() + this.ttl / 3);
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          this.permits.drained(),
+          new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(0, until - performance.now())))),
+        ]);
+        clearTimeout(timer);
+      }
+      // Every committed output reaches onOutput before close() resolves (partitions lost earlier included),
+      // unless onOutput itself holds on past the deadline.
+      if (this.delivery !== null && !(await byDeadline(this.delivery.drained()))) {
+        this.report(
+          new CloseTimeoutError(
+            [],
+            `close() stopped waiting: onOutput did not take every committed output before this worker's leases ran out (${this.delivery.undelivered} undelivered; they are in Redis, readable with redisOutputs)`,
+          ),
+        );
+      }
+      this.#wakerSignal?.();
+      await this.log.close();
+      await this.#waker;
+      // Nothing of this worker is left in flight on your client once close() resolves.
+      await this.#interrupting;
+    })();
+    return this.#closing;
+  }
+}
+
+/**
+ * Runs `fn` as a distributed stream function: this process joins the workers of `options.name`, takes a fair
+ * share of its partitions, and runs one instance of `fn` per live key (see the module comment for the
+ * semantics). Outputs go to the partitions' output streams; read them with `redisOutputs`.
+ * @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `fn` is not a stream function or an option is invalid.
+ */
+export function redisWorker<I = unknown, O = unknown>(fn: StreamFn<I, O>, options: RedisWorkerOptions<O, I>): RedisWorker {
+  if (typeof (fn as Partial<Openable<I, O>> | null)?.[kOpen] !== 'function') {
+    throw invalidType(`redisWorker(): fn must be a stream function (from streamFn()), not ${describe(fn)}`);
+  }
+  return new Worker<I, O>(fn, resolveOptions(options as RedisOptions<unknown>, 'redisWorker()', WORKER_KEYS), options);
+}

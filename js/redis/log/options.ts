@@ -1,0 +1,125 @@
+// Options shared by the producer, the worker and the output reader of one
+// distributed stream function: they must agree on the name, the partition
+// count and the codec.
+import { describe, invalidType, invalidValue, outOfRange } from '../../errors';
+import { integerOption } from '../../validate';
+import { type Codec, jsonCodec } from '../common/codec';
+import type { RedisClientLike } from './connection';
+import { KeySpace } from './redis-log';
+
+/** The options every entry point of `velo-stream/redis` shares; every process of a function must agree on them. */
+export interface RedisOptions<T = unknown> {
+  /** A connected node-redis client (v5 or v6); its settings (TLS, auth, reconnects) are yours. Not closed by velo-stream. */
+  client: RedisClientLike;
+  /** The function's name in Redis keys (`velo:{<name>:p<N>}`). No `{`, `}` or whitespace. */
+  name: string;
+  /** Partitions (K). Fixed for the life of the data: a key's partition is `fnv1a(key) mod K`. Default 64. */
+  partitions?: number;
+  /** Encodes events and outputs. Default `jsonCodec`. */
+  codec?: Codec<T>;
+  /** Largest encoded event or output, bytes; larger ones are refused with `ERR_VELO_EVENT_TOO_LARGE`. Default 1 MiB. */
+  maxEventBytes?: number;
+}
+
+export interface Resolved<T> {
+  client: RedisClientLike;
+  keys: KeySpace;
+  partitions: number;
+  codec: Codec<T>;
+  maxEventBytes: number;
+}
+
+/** A high surrogate not followed by a low one, or a low one not preceded by a high one. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** Largest key, UTF-8 bytes. */
+export const MAX_KEY_BYTES = 1024;
+
+/** The options every entry point takes. */
+const SHARED_KEYS = ['client', 'name', 'partitions', 'codec', 'maxEventBytes'];
+
+/** Checks the options shared by every entry point; `ownKeys`: the entry point's other options (any other name is refused, as a misspelt one would be ignored). */
+export function resolveOptions<T>(options: RedisOptions<T>, what: string, ownKeys: readonly string[]): Resolved<T> {
+  if (options === null || typeof options !== 'object')
+    throw invalidType(`${what}: options must be an object, not ${describe(options)}`);
+  let given: string[];
+  try {
+    given = Object.keys(options);
+  } catch (error) {
+    throw invalidType(`${what}: options cannot be read (${describe(options)})`, error);
+  }
+  for (const key of given) {
+    if (!SHARED_KEYS.includes(key) && !ownKeys.includes(key)) {
+      throw invalidValue(`${what}: unknown option "${key}". Known options: ${[...SHARED_KEYS, ...ownKeys].join(', ')}`);
+    }
+  }
+  const { client, name, partitions = 64, codec = jsonCodec as Codec<T>, maxEventBytes = 1 << 20 } = options;
+  if (
+    client === null ||
+    typeof client !== 'object' ||
+    typeof client.sendCommand !== 'function' ||
+    typeof client.duplicate !== 'function'
+  ) {
+    throw invalidType(`${what}: options.client must be a connected node-redis client, not ${describe(client)}`);
+  }
+  // node-redis clients say whether they are open: one not connected yet would fail every command later, with
+  // errors that read as Redis' (a send "not known to be written").
+  if ((client as { isOpen?: unknown }).isOpen === false) {
+    throw invalidValue(`${what}: options.client is not connected: await client.connect() first`);
+  }
+  checkName(what, name);
+  checkShape(what, partitions, codec, maxEventBytes);
+  return { client, keys: new KeySpace(name), partitions, codec, maxEventBytes };
+}
+
+/** Checks a function's name in Redis: a string of 1-200 characters without braces or whitespace. */
+export function checkName(what: string, name: unknown): asserts name is string {
+  if (typeof name !== 'string') throw invalidType(`${what}: the "name" option must be a string. Received ${describe(name)}`);
+  if (!/^[^{}\s]{1,200}$/.test(name)) {
+    throw invalidValue(
+      `${what}: the "name" option must be 1-200 characters without braces or whitespace. Received ${describe(name)}`,
+    );
+  }
+}
+
+/** Checks the options that shape the log (also those of `velo-stream/testing`, which runs on one in memory). */
+export function checkShape(what: string, partitions: unknown, codec: unknown, maxEventBytes: unknown): void {
+  integerOption(what, 'partitions', partitions, 1, 16384);
+  const c = codec as Partial<Codec<unknown>> | null;
+  if (c === null || typeof c !== 'object' || typeof c.encode !== 'function' || typeof c.decode !== 'function') {
+    throw invalidType(`${what}: options.codec must have encode() and decode(), not ${describe(codec)}`);
+  }
+  integerOption(what, 'maxEventBytes', maxEventBytes, 1, 512 << 20);
+}
+
+/** `callTimeout`'s default, ms: as long as `redisClientOptions`' socket timeout, which bounds a call on an idle connection. */
+export const CALL_TIMEOUT_MS = 5000;
+
+/** The longest `callTimeout` short of none, ms (Node's longest timer). */
+const MAX_CALL_TIMEOUT_MS = 2 ** 31 - 1;
+
+/** Checks a `callTimeout` option of `fn`: an integer from 1 to 2^31-1 ms, or Infinity (no bound). */
+export function callTimeoutOption(fn: string, value: unknown = CALL_TIMEOUT_MS): number {
+  if (value === Infinity) return value;
+  return integerOption(fn, 'callTimeout', value, 1, MAX_CALL_TIMEOUT_MS, `from 1 to ${MAX_CALL_TIMEOUT_MS} (ms), or Infinity`);
+}
+
+/** 32-bit FNV-1a of the key's UTF-8 bytes: the partition is this mod K, the same in every process. */
+export function fnv1a(key: string): number {
+  let h = 0x811c9dc5;
+  for (const byte of Buffer.from(key, 'utf8')) {
+    h ^= byte;
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h;
+}
+
+export function checkKey(key: unknown): string {
+  if (typeof key !== 'string') throw invalidType(`The key must be a string, not ${describe(key)}`);
+  if (key.length === 0) throw invalidValue('The key must not be empty');
+  // A lone surrogate has no UTF-8 form: it would be written as U+FFFD, and keys that differ only there would
+  // share one session.
+  if (LONE_SURROGATE.test(key)) throw invalidValue('The key must be well-formed UTF-16 (it has a lone surrogate)');
+  if (Buffer.byteLength(key) > MAX_KEY_BYTES) throw outOfRange(`The key is longer than ${MAX_KEY_BYTES} bytes (UTF-8)`);
+  return key;
+}

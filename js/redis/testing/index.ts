@@ -1,0 +1,630 @@
+// velo-stream/testing: a handler run as `redisWorker` runs it, in memory and on a virtual clock, for tests without
+// a Redis server. The worker's own partition code, sessions and streams run on an in-memory log that answers as
+// Redis does (the library's contract test holds the two together); time moves only when the test moves it. A
+// crash drops the process that owns the partitions, as kill -9 would; another takes over when its lease runs out.
+import {
+  decodeError,
+  describe,
+  invalidType,
+  invalidValue,
+  outOfRange,
+  testNotSettledError,
+  testStepsError,
+  testWorkerStateError,
+} from '../../errors';
+import type { StreamFn } from '../../types';
+import { readString, textOf } from '../../text';
+import { integerArgument, integerOption } from '../../validate';
+import { type Codec, encodeChecked, jsonCodec } from '../common/codec';
+import { checkKey, checkShape, fnv1a } from '../log/options';
+import { MAX_TIMER_MS } from '../engine/owner-writes';
+import { LIMIT_KEYS, checkDebounceTarget, checkLimits } from '../engine/worker-limits';
+import type { KeyState } from '../clients/key-state';
+import { parseKept } from '../common/stored';
+import { type Openable, kOpen } from '../../core/protocol';
+import type { HandlerFailure, OutputItem } from '../common/outputs';
+import type { TestWorkerOptions } from './options';
+export type { TestWorkerOptions };
+import { type RunOutcome, type SimLimits, type SimResult, Simulation, simBounds, simulate, takeoverWithin } from './simulator';
+
+/** The options of `checkDeterminism`: those of `testWorker`, and how long each run may take to settle. */
+export interface DeterminismOptions extends TestWorkerOptions {
+  /**
+   * Virtual ms after the last event's `at` by which each run must have settled (every event handled, every session
+   * ended), else the check rejects with `ERR_VELO_TEST_NOT_SETTLED`: an integer from 0 to 2 147 483 647. Default
+   * a day plus the function's `idleTimeout`. A run with a crash gets `leaseTtl * 4/3` more (the takeover's wait:
+   * the lease running out after the last renewal, and the next process's balance, every `leaseTtl / 3`).
+   */
+  settleWithin?: number;
+}
+
+/** One session of a test run: its key, its id (`<key>@<id of its first entry>`) and its outputs in order. */
+export interface TestSession<O> {
+  /** The key it ran for. */
+  readonly key: string;
+  /** Its id, `<key>@<id of its first entry>`, as its outputs carry it. */
+  readonly sid: string;
+  /** Its outputs by `seq`. */
+  readonly outputs: OutputItem<O>[];
+}
+
+/** A stream function run as `redisWorker` runs it, in memory, on a virtual clock. */
+export interface TestWorker<I, O> {
+  /** The virtual clock (Redis' time in the run), ms since the epoch. */
+  now(): number;
+  /** Appends `event` for `key` now, as `redisProducer.send` does (the same checks of the key and size); its entry id. */
+  readonly send: (key: string, event: I) => string;
+  /**
+   * Lets `ms` of virtual time pass: everything due by then happens (reads, handlers, timers, session ends). `ms`:
+   * an integer from 0 to a day (else `ERR_OUT_OF_RANGE`); one move of the clock at a time (`ERR_INVALID_STATE`).
+   */
+  advance(ms: number): Promise<void>;
+  /**
+   * Runs until every event sent is handled and every session has ended (their idle ends pass on the virtual
+   * clock). Rejects with `ERR_VELO_TEST_NOT_SETTLED` if that takes more than `within` ms of virtual time (an
+   * integer up to 2 147 483 647; default a day).
+   */
+  settle(within?: number): Promise<void>;
+  /** The process that owns the partitions is killed now; another takes them over once its leases run out. */
+  crash(): void;
+  /** Every output written so far, as `redisOutputs` reads them (per partition in the order written). */
+  outputs(): OutputItem<O>[];
+  /** The sessions that made outputs so far, in the order of their first output. */
+  sessions(): TestSession<O>[];
+  /** What the worker reported to `onError` so far (a crash's lost connection, fencing, a handler's failures). */
+  errors(): unknown[];
+  /**
+   * With `keyState`: the state `key` keeps now, as `redisKeyState().readState` reads it (decoded, its session, its
+   * time left on the virtual clock), or undefined.
+   */
+  readState(key: string): KeyState<unknown> | undefined;
+  /** With `keyState`: deletes the state `key` keeps, as `redisKeyState().deleteState` does; true if there was one. */
+  deleteState(key: string): boolean;
+  /** Stops every process; then only the reads answer (the rest are refused with `ERR_INVALID_STATE`). */
+  close(): Promise<void>;
+}
+
+/** An event of a determinism check: sent for `key` at `at` (virtual ms since the epoch; default the start). */
+export interface TestEvent<I> {
+  /** The key it is sent for. */
+  readonly key: string;
+  /** The event. */
+  readonly event: I;
+  /** When it is sent, on the virtual clock (ms since the epoch); default the start. */
+  readonly at?: number;
+}
+
+/** A session's failure among its outputs: its handler's error (or a cap's), as stored. */
+export interface TestFailure {
+  /** The error's `name`, `message` and `code`. */
+  readonly error: HandlerFailure;
+}
+
+/** Where a crash changed what a reader sees. */
+export interface TestDivergence<O> {
+  /** The crash came right after this commit (1: the first) of the crash-free run. */
+  readonly afterCommit: number;
+  /** The key of the session where the two runs first differ. */
+  readonly key: string;
+  /** The index in `events` of the event that opened that session. */
+  readonly firstEvent: number;
+  /** The session's outputs in the crash-free run (a failure as `{ error }`, the stored failure). */
+  readonly expected: readonly (O | TestFailure)[];
+  /** The session's outputs in the run with the crash. */
+  readonly actual: readonly (O | TestFailure)[];
+}
+
+/** What `checkDeterminism` found. */
+export interface DeterminismReport<O> {
+  /** True if no crash point changed a session. */
+  readonly ok: boolean;
+  /** Crash points tried: one after each commit of the crash-free run. */
+  readonly crashes: number;
+  /** The first crash point whose run differs, if any. */
+  readonly divergence?: TestDivergence<O>;
+  /** Why it failed, in words (with where the handler read the clock or a random number, if it did). */
+  readonly message?: string;
+}
+
+const DEFAULT_START = Date.UTC(2024, 0, 1);
+const DAY_MS = 86_400_000;
+
+function checkFn(fn: unknown, what: string): void {
+  let open: unknown;
+  try {
+    open = (fn as Partial<Openable<unknown, unknown>> | null)?.[kOpen];
+  } catch {
+    // (A revoked Proxy: not a stream function either.)
+  }
+  if (typeof open !== 'function') {
+    throw invalidType(`${what}: fn must be a stream function (from streamFn()), not ${describe(fn)}`);
+  }
+}
+
+/**
+ * `read()`, the caller's reads of the test's own values (options, events), which may be hostile: a revoked Proxy,
+ * or a getter that throws, gets the coded `ERR_INVALID_ARG_TYPE` naming what could not be read, not the bare error
+ * of the read. Each value is read once, here; the checks after work on what was read.
+ */
+function readGiven<T>(what: string, name: string, read: () => T): T {
+  try {
+    return read();
+  } catch (error) {
+    const why =
+      (error !== null && typeof error === 'object' ? readString(() => (error as Error).message) : undefined) ?? textOf(error);
+    throw invalidType(`${what}: ${name} cannot be read (a revoked Proxy, or a getter that throws: ${why})`);
+  }
+}
+
+/** The options a test worker knows. */
+const KNOWN = ['partitions', 'codec', 'maxEventBytes', ...LIMIT_KEYS, 'start'];
+/** The options a determinism check knows. */
+const KNOWN_CHECK = [...KNOWN, 'settleWithin'];
+/** The latest start: the latest time a Date holds. */
+const MAX_START = 8.64e15;
+/**
+ * The most virtual time one `advance()` may cover: a day. Every process's lease renewal runs on the way (one step
+ * each `leaseTtl / 3`), so a longer span costs steps, not just a jump of the clock; a test calls it again for more.
+ */
+const MAX_ADVANCE = DAY_MS;
+
+/** The run's settings, checked as `redisWorker` checks them (the same codes), and where time starts. */
+function resolveTest(
+  what: string,
+  options: unknown,
+  known = KNOWN,
+): { limits: SimLimits; codec: Codec<unknown>; start: number; settleWithin: unknown } {
+  if (options === null || typeof options !== 'object')
+    throw invalidType(`${what}: options must be an object, not ${describe(options)}`);
+  const given = options as Record<string, unknown>;
+  const { keys, o } = readGiven<{ keys: string[]; o: DeterminismOptions }>(what, 'options', () => {
+    const copy: Record<string, unknown> = {};
+    for (const key of known) if (given[key] !== undefined) copy[key] = given[key];
+    // (The codec's methods too: a getter there would throw at the first event instead.)
+    const codec = copy.codec as Record<string, unknown> | null | undefined;
+    if (codec !== null && typeof codec === 'object') void [codec.encode, codec.decode];
+    return { keys: Object.keys(given), o: copy };
+  });
+  for (const key of keys) {
+    if (!known.includes(key)) throw invalidValue(`${what}: unknown option "${key}". Known options: ${known.join(', ')}`);
+  }
+  const { partitions = 1, codec = jsonCodec, maxEventBytes = 1 << 20, start = DEFAULT_START } = o;
+  checkShape(what, partitions, codec, maxEventBytes);
+  // From 1: Redis gives no entry id of time 0, and a session's rule reads `last` 0 as 'no input taken yet' (with
+  // inputs at time 0 its idle end never came).
+  integerOption(what, 'start', start, 1, MAX_START, `from 1 to ${MAX_START} (ms since the epoch)`);
+  return {
+    limits: { partitions, maxEventBytes, ...checkLimits(what, o, partitions) },
+    codec,
+    start,
+    settleWithin: o.settleWithin,
+  };
+}
+
+/** A key argument of `call`, checked as `redisKeyState` checks it. */
+function stateKey(call: string, key: unknown): string {
+  try {
+    return checkKey(key);
+  } catch (error) {
+    (error as Error).message = `${call}: ${(error as Error).message}`;
+    throw error;
+  }
+}
+
+/** Each process gets the function with a gate of its own (its own `maxConcurrent` slots), as a process would. */
+function perProcess<I, O>(fn: StreamFn<I, O>): () => StreamFn<I, O> {
+  // (Every stream function has `withConfig`; the public type leaves it out.)
+  return () => (fn as StreamFn<I, O> & { withConfig(config: object): StreamFn<I, O> }).withConfig({});
+}
+
+class InMemoryWorker<I, O> implements TestWorker<I, O> {
+  readonly #sim: Simulation<I, O>;
+  #closed = false;
+  /** An `advance()` or `settle()` under way: the clock is moving, and another would race it. */
+  #running = false;
+
+  constructor(fn: StreamFn<I, O>, options: unknown) {
+    const { limits, codec, start } = resolveTest('testWorker()', options);
+    checkDebounceTarget('testWorker()', limits.debounce ?? null, fn);
+    this.#sim = new Simulation<I, O>({ seed: 1, fn: perProcess(fn), events: [], limits, codec, start });
+  }
+
+  /** Refuses a call after `close()`. */
+  #open(call: string): void {
+    if (this.#closed) throw testWorkerStateError(`${call}: the test worker is closed`);
+  }
+
+  /** Runs a move of the clock, one at a time (a second while one runs would see the clock mid-move). */
+  async #move(call: string, run: () => Promise<void>): Promise<void> {
+    this.#open(call);
+    if (this.#running) {
+      throw testWorkerStateError(`${call}: an advance() or settle() is under way: await it before the next`);
+    }
+    this.#running = true;
+    try {
+      await run();
+    } finally {
+      this.#running = false;
+    }
+  }
+
+  now(): number {
+    return this.#sim.clock.now();
+  }
+
+  send(key: string, event: I): string {
+    this.#open('send()');
+    return this.#sim.append(checkKey(key), event);
+  }
+
+  advance(ms: number): Promise<void> {
+    return this.#move('advance()', async () => {
+      integerArgument('advance()', 'ms', ms, 0, MAX_ADVANCE);
+      const outcome = await this.#sim.advanceTo(this.now() + ms);
+      if (outcome !== 'done') throw stepsError('advance()', this.now(), this.#sim.exhausted);
+    });
+  }
+
+  settle(within = DAY_MS): Promise<void> {
+    return this.#move('settle()', async () => {
+      // (It stops once settled: a long bound costs only when the run never settles.)
+      integerArgument('settle()', 'within', within, 0, MAX_TIMER_MS);
+      const deadline = this.now() + within;
+      const outcome = await this.#sim.runUntil(() => this.#sim.settled(), deadline);
+      if (outcome === 'steps') throw stepsError('settle()', this.now(), this.#sim.exhausted);
+      if (outcome !== 'done') {
+        throw testNotSettledError(
+          `settle(): the run did not settle within ${within} ms of virtual time (a session still open, or an event not handled).${realWaits()}`,
+        );
+      }
+    });
+  }
+
+  crash(): void {
+    this.#open('crash()');
+    for (let p = 0; p < this.#sim.store.partitions; p++) this.#sim.crash(p);
+  }
+
+  outputs(): OutputItem<O>[] {
+    return this.#sim.outputs();
+  }
+
+  sessions(): TestSession<O>[] {
+    return sessionsOf(this.#sim.outputs());
+  }
+
+  errors(): unknown[] {
+    return [...this.#sim.errors];
+  }
+
+  readState(key: string): KeyState<unknown> | undefined {
+    const store = this.#sim.store;
+    const partition = fnv1a(stateKey('readState()', key)) % store.partitions;
+    const kept = store.keptState(partition, key);
+    if (kept === null) return undefined;
+    const stored = parseKept(kept.value);
+    let state: unknown;
+    try {
+      if (stored.unreadable !== undefined) throw stored.unreadable as Error;
+      state = this.#sim.codec.decode(stored.state);
+    } catch (error) {
+      throw decodeError(`readState(): the codec could not decode the state kept for key ${JSON.stringify(key)}`, error);
+    }
+    return { state, sid: stored.sid, expiresIn: kept.ttl };
+  }
+
+  deleteState(key: string): boolean {
+    this.#open('deleteState()');
+    const store = this.#sim.store;
+    return store.deleteKept(fnv1a(stateKey('deleteState()', key)) % store.partitions, key);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#sim.stop();
+  }
+}
+
+/**
+ * A run that reached a bound of steps in one move of the clock (`what`; `which`: all its steps, or those at one
+ * virtual time), at virtual time `now`.
+ */
+function stepsError(what: string, now: number, which: Simulation<unknown, unknown>['exhausted']): Error {
+  return which === 'at once'
+    ? testStepsError(
+        `${what}: the run took ${simBounds.maxStepsAtOnce} steps at one virtual time (${now}) and stopped there, the ` +
+          `process that owns the partitions stopped as by crash(): a handler looping without end at one time (a ` +
+          `timer due at once made on every input, outputs yielded without taking input), or more events sent at ` +
+          `one time than that many steps handle (send them at different times).`,
+      )
+    : testStepsError(
+        `${what}: the run took ${simBounds.maxSteps} steps and stopped at ${now} (a handler or its timers looping ` +
+          `without end, or a span too long for the lease renewals on the way).`,
+      );
+}
+
+/**
+ * Why a run may not settle that the virtual clock cannot see: a real timer (or I/O) pending in the process, such as
+ * a handler's own `await setTimeout()`. The clock moves virtual time only; a handler waiting on real time is
+ * still waiting when every virtual timer has run. A sentence to add to an error; empty when none is pending.
+ */
+function realWaits(): string {
+  const info = (process as { getActiveResourcesInfo?: () => string[] }).getActiveResourcesInfo?.() ?? [];
+  const real = info.filter((kind) => kind === 'Timeout' || kind === 'FSReqCallback' || kind.startsWith('TCP'));
+  return real.length === 0
+    ? ''
+    : ` The process has real ${[...new Set(real)].join(', ')} pending: a handler that awaits a real timer or I/O ` +
+        `(setTimeout from node:timers/promises, a network call) waits outside the virtual clock, which moves virtual time only.`;
+}
+
+function sessionsOf<O>(outputs: readonly OutputItem<O>[]): TestSession<O>[] {
+  const bySid = new Map<string, TestSession<O>>();
+  for (const o of outputs) {
+    let s = bySid.get(o.sid);
+    if (s === undefined) bySid.set(o.sid, (s = { key: o.key, sid: o.sid, outputs: [] }));
+    s.outputs.push(o);
+  }
+  return [...bySid.values()];
+}
+
+/**
+ * Runs `fn` as `redisWorker` would, in memory, on a virtual clock: send events, let time pass, crash the owner,
+ * and read the sessions and outputs. Nothing runs until the test awaits `advance()` or `settle()`.
+ * @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `fn` is not a stream function.
+ */
+export function testWorker<I = unknown, O = unknown>(fn: StreamFn<I, O>, options: TestWorkerOptions = {}): TestWorker<I, O> {
+  checkFn(fn, 'testWorker()');
+  return new InMemoryWorker(fn, options);
+}
+
+/** `Date.now` and `Math.random`, replaced for a check: different in every run, and where the handler called them. */
+class Nondeterminism {
+  run = 0;
+  readonly reads: string[] = [];
+  readonly #now = Date.now;
+  readonly #random = Math.random;
+
+  install(): void {
+    const now = this.#now;
+    Date.now = () => {
+      this.#record('Date.now()');
+      return now() + this.run * DAY_MS;
+    };
+    let state = 0;
+    Math.random = () => {
+      this.#record('Math.random()');
+      state = (state * 1_103_515_245 + 12_345 + this.run) % 2 ** 31;
+      return state / 2 ** 31;
+    };
+  }
+
+  uninstall(): void {
+    Date.now = this.#now;
+    Math.random = this.#random;
+  }
+
+  /** The caller's frame, unless it is the library's own (its files are under this module's parent folder). */
+  #record(what: string): void {
+    const frame = new Error().stack?.split('\n')[3]?.trim() ?? '';
+    const read = `${what} ${frame}`;
+    if (frame.includes(LIBRARY_DIR) || this.reads.length >= 3 || this.reads.includes(read)) return;
+    this.reads.push(read);
+  }
+}
+
+/** The compiled library's folder (dist/): calls from its own files are not the handler's. */
+const LIBRARY_DIR = __dirname.slice(0, __dirname.lastIndexOf('redis') - 1);
+
+/**
+ * Event `i` of a check, refused as `testWorker().send` refuses it (the same key checks, encoded by the codec within
+ * `maxEventBytes`), with `at` an integer ms from the start on (default the start); how far apart events may be is
+ * checked once all are (`checkGaps`).
+ */
+function checkEvent<I>(
+  what: string,
+  events: readonly TestEvent<I>[],
+  i: number,
+  limits: SimLimits,
+  codec: Codec<unknown>,
+  start: number,
+): { key: string; event: I; at: number } {
+  const e = readGiven(what, `events[${i}]`, () => {
+    const item = events[i];
+    if (item === null || typeof item !== 'object') return { item, hole: item === undefined && !(i in events) };
+    return { key: item.key, event: item.event, at: item.at };
+  });
+  if ('item' in e) {
+    const given = e.hole ? 'a hole (the array is sparse)' : describe(e.item);
+    throw invalidType(`${what}: events[${i}] must be an object { key, event, at? }, not ${given}`);
+  }
+  const key = checkKey(e.key);
+  encodeChecked(codec, e.event, limits.maxEventBytes ?? 1 << 20, `events[${i}] (key ${JSON.stringify(key)})`);
+  const at = e.at ?? start;
+  integerOption(what, `events[${i}].at`, at, start, MAX_START, `from the start (${start}) to ${MAX_START} (ms since the epoch)`);
+  return { key, event: e.event, at };
+}
+
+/**
+ * The events' times, refused where one comes more than a day after the one before it in time (or after the start):
+ * as `advance()`, a run moves a day at a time.
+ */
+function checkGaps(what: string, sent: readonly { at: number }[], start: number): void {
+  const order = sent.map((_, i) => i).sort((a, b) => sent[a].at - sent[b].at || a - b);
+  let before = start;
+  for (const i of order) {
+    if (sent[i].at - before > MAX_ADVANCE) {
+      throw outOfRange(
+        `${what}: events[${i}].at (${sent[i].at}) is more than a day (${MAX_ADVANCE} ms) after the event before it in time ` +
+          `(or the start), at ${before}: as one advance() moves at most a day.`,
+      );
+    }
+    before = sent[i].at;
+  }
+}
+
+/**
+ * Each session's outputs keyed by its key and the index of the event that opened it. Not by sid: an event's entry
+ * id depends on what else its partition got in the same ms (a tick, a wake-up, a marker, which a crash changes), in
+ * Redis as here. (An event is found by its key and id: two partitions give the same ids.)
+ */
+function byFirstEvent<O>(result: SimResult<O>, sent: readonly { key: string }[]): Map<string, (O | TestFailure)[]> {
+  const index = new Map(result.ids.map((id, i) => [`${sent[i].key}@${id}`, i]));
+  const out = new Map<string, (O | TestFailure)[]>();
+  for (const o of result.outputs) {
+    const name = `${o.key}\u0000${index.get(o.sid) ?? -1}`;
+    const list = out.get(name) ?? [];
+    list.push('error' in o ? { error: o.error } : o.value);
+    out.set(name, list);
+  }
+  return out;
+}
+
+/**
+ * Checks that a crash changes nothing a reader sees for these events: runs them crash-free, then once with a crash
+ * right after each commit of that run (each point where the log holds a new state: outputs, a checkpoint, a
+ * session's end), and compares every session's outputs. A handler that reads `Date.now()` or `Math.random()`, or
+ * state outside its session, fails it: during the check both give other values in every run.
+ * @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `fn` is not a stream function.
+ */
+export async function checkDeterminism<I = unknown, O = unknown>(
+  fn: StreamFn<I, O>,
+  events: readonly TestEvent<I>[],
+  options: DeterminismOptions = {},
+): Promise<DeterminismReport<O>> {
+  const what = 'checkDeterminism()';
+  checkFn(fn, what);
+  // (Checked on a copy: narrowing `events` itself by Array.isArray would make its items `any`.)
+  const given: unknown = events;
+  const length = readGiven(what, 'events', () => (Array.isArray(given) ? events.length : undefined));
+  if (length === undefined) throw invalidType(`${what}: events must be an array, not ${describe(given)}`);
+  const { limits, codec, start, settleWithin: within } = resolveTest(what, options, KNOWN_CHECK);
+  checkDebounceTarget(what, limits.debounce ?? null, fn);
+  // (A loop, not map(): map() skips the holes of a sparse array, which would then never be sent.)
+  const sent: { key: string; event: I; at: number }[] = [];
+  for (let i = 0; i < length; i++) sent.push(checkEvent(what, events, i, limits, codec, start));
+  checkGaps(what, sent, start);
+  const idleTimeout = (fn as StreamFn<I, O> & Openable<I, O>).config.idleTimeout;
+  const settleWithin = integerOption(
+    what,
+    'settleWithin',
+    within ?? DAY_MS + idleTimeout,
+    0,
+    MAX_TIMER_MS,
+    `from 0 to ${MAX_TIMER_MS} (ms)`,
+  );
+  // Date.now and Math.random are the process's: a second check at once would save the first one's stand-ins as
+  // the originals and leave them installed for good.
+  if (checking)
+    throw testWorkerStateError(
+      `${what}: another check is running (one at a time: it replaces Date.now() and Math.random() while it runs)`,
+    );
+  const guard = new Nondeterminism();
+  // A run with a crash waits for the takeover (the lease to run out, and another process to notice): it gets
+  // that much more time.
+  const crashWithin = settleWithin + takeoverWithin(limits.leaseTtl ?? 0);
+  const run = (crashAfterCommits: number[]) =>
+    simulate<I, O>({
+      seed: 1,
+      fn: perProcess(fn),
+      events: sent,
+      limits,
+      codec,
+      start,
+      faults: { crashAfterCommits },
+      settleWithin: crashAfterCommits.length > 0 ? crashWithin : settleWithin,
+    });
+  checking = true;
+  guard.install();
+  try {
+    const calm = await run([]);
+    unsettled(what, 'the crash-free run', calm, start, settleWithin);
+    if (calm.violations.length > 0)
+      throw new Error(`${what}: the crash-free run broke the simulation's invariants: ${calm.violations.join('; ')}`);
+    const expected = byFirstEvent(calm, sent);
+    for (let k = 1; k <= calm.stats.commits; k++) {
+      guard.run = k;
+      const crashed = await run([k]);
+      unsettled(what, `the run with a crash after commit ${k}`, crashed, start, crashWithin, settleWithin);
+      const actual = byFirstEvent(crashed, sent);
+      for (const name of new Set([...expected.keys(), ...actual.keys()])) {
+        const want = expected.get(name) ?? [];
+        const got = actual.get(name) ?? [];
+        if (JSON.stringify(want) === JSON.stringify(got)) continue;
+        const [key, first] = name.split('\u0000');
+        const read =
+          guard.reads.length > 0
+            ? ` It read ${guard.reads.join('; ')}: take time from the events (a timestamp they carry, or their entry ids), and no randomness.`
+            : '';
+        return {
+          ok: false,
+          crashes: k,
+          divergence: { afterCommit: k, key, firstEvent: Number(first), expected: want, actual: got },
+          message:
+            `A crash after commit ${k} changed the outputs of the session of key ${JSON.stringify(key)} opened by event ${first}: ` +
+            `${JSON.stringify(want)} crash-free, ${JSON.stringify(got)} with the crash. A handler must make the same outputs ` +
+            `from the same events, its restored state and its timers (a restore goes on from its checkpoint's state at ` +
+            `the next event).${read}${realWaits()}`,
+        };
+      }
+    }
+    return { ok: true, crashes: calm.stats.commits };
+  } finally {
+    guard.uninstall();
+    checking = false;
+  }
+}
+
+/** Rejects a check's run that did not settle (`ERR_VELO_TEST_NOT_SETTLED`, or `ERR_VELO_TEST_STEPS`). */
+function unsettled(
+  what: string,
+  run: string,
+  result: SimResult<unknown>,
+  start: number,
+  within: number,
+  settleWithin = within,
+): void {
+  const outcome: RunOutcome = result.outcome;
+  if (outcome === 'done') return;
+  if (outcome === 'steps') throw stepsError(`${what}: ${run}`, start + result.stats.time, result.exhausted);
+  const window =
+    within === settleWithin
+      ? `settleWithin (${within} ms of virtual time after the last event)`
+      : `${within} ms of virtual time after the last event (settleWithin ${settleWithin}, and ${within - settleWithin} for the takeover after the crash)`;
+  throw testNotSettledError(
+    `${what}: ${run} did not settle within ${window}: ` +
+      `a session still open, or an event not handled. A handler with longer idle ends or timers needs a longer settleWithin.${realWaits()}`,
+  );
+}
+
+/** A `checkDeterminism` is running (its stand-ins for Date.now and Math.random are installed). */
+let checking = false;
+
+// The replay test before a deploy: a new handler over recorded sessions (docs/redis/replay-before-deploy.md).
+export { replayRecording, type ReplayOptions } from './replay';
+export {
+  formatReplayReport,
+  type NotReplayable,
+  type ReplayDifference,
+  type ReplayEnd,
+  type ReplayOutput,
+  type ReplayReport,
+  type ReplaySummary,
+  type UnverifiedSession,
+} from './replay-compare';
+export {
+  checkRecording,
+  parseRecording,
+  type RecordedEnd,
+  type RecordedEntry,
+  type RecordedEvent,
+  type RecordedMarker,
+  type RecordedOutput,
+  type RecordedPartition,
+  type RecordedWake,
+  type Recording,
+  type RecordingBounds,
+} from '../clients/recording';
+// Per-key state beyond a session (`keyState`): what a test worker's readState gives, and the option.
+export type { KeyState } from '../clients/key-state';
+export type { KeyStateOptions } from '../engine/worker-limits';

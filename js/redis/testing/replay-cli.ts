@@ -1,0 +1,201 @@
+#!/usr/bin/env node
+// velo-replay: the replay test before a deploy, as a command for CI. `export` writes a function's recorded sessions
+// from Redis to a file; `run` replays a handler module over a recording (a file, or read from Redis at once) and
+// prints every difference, exiting 1 when there is one (0: none; 2: the command could not run).
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { RedisClientLike } from '../log/connection';
+import { exportRecording } from '../clients/recording-export';
+import { MAX_BYTES, MAX_ENTRIES, type Recording, parseRecording } from '../clients/recording';
+import { type ReplayOptions, replayRecording } from './replay';
+import { formatReplayReport } from './replay-compare';
+import type { StreamFn } from '../../types';
+import { invalidValue, recordingTooLargeError } from '../../errors';
+
+/**
+ * A real `import()`: TypeScript compiles `import()` to `require()` for CommonJS output, which cannot load an ES
+ * module (a handler module is one, most likely).
+ */
+// eslint-disable-next-line @typescript-eslint/no-implied-eval
+const importModule = new Function('specifier', 'return import(specifier)') as (
+  specifier: string,
+) => Promise<Record<string, unknown>>;
+
+const USAGE = `Usage:
+  velo-replay export --redis <url> --name <name> [--partitions <n>] [--partition <p>]... [--key <key>]...
+                     [--since <ms or ISO time>] [--max-entries <n>] [--max-outputs <n>] [--out <file>]
+  velo-replay run --handler <module>[#<export>] (--recording <file> | --redis <url> --name <name> [--partitions <n>]
+                  [--partition <p>]... [--key <key>]... [--since <time>]) [--options <json>] [--json]
+                  [--max-bytes <n>] [--max-entries <n>]
+
+export writes the recording as JSON (to stdout without --out). run replays the module's handler (its default
+export, or the one named after #; its export replayOptions, if any, gives the worker's settings and codec, and
+--options JSON overrides them) and prints the differences. Exit status: 0 no difference, 1 differences, 2 error.`;
+
+const OPTIONS = {
+  redis: { type: 'string' },
+  name: { type: 'string' },
+  partitions: { type: 'string' },
+  partition: { type: 'string', multiple: true },
+  key: { type: 'string', multiple: true },
+  since: { type: 'string' },
+  'max-entries': { type: 'string' },
+  'max-outputs': { type: 'string' },
+  'max-bytes': { type: 'string' },
+  out: { type: 'string' },
+  handler: { type: 'string' },
+  recording: { type: 'string' },
+  options: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean' },
+} as const;
+
+type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
+
+/** A flag's whole number (`--max-entries 1000`), or its default. */
+function count(
+  values: Values,
+  flag: 'partitions' | 'max-entries' | 'max-outputs' | 'max-bytes',
+  fallback?: number,
+): number | undefined {
+  const text = values[flag];
+  if (text === undefined) return fallback;
+  if (!/^\d{1,15}$/.test(text)) throw invalidValue(`--${flag} must be a whole number, not ${JSON.stringify(text)}`);
+  return Number(text);
+}
+
+/** `--since`: ms since the epoch, or an ISO time. */
+function since(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const ms = /^\d{1,15}$/.test(text) ? Number(text) : Date.parse(text);
+  if (!Number.isSafeInteger(ms) || ms < 0)
+    throw invalidValue(`--since must be ms since the epoch or an ISO time, not ${JSON.stringify(text)}`);
+  return ms;
+}
+
+/** Runs `use` with a client of `url` (the optional peer dependency `redis`), closed after. */
+async function withRedis<T>(url: string, use: (client: RedisClientLike) => Promise<T>): Promise<T> {
+  let redis: {
+    createClient(options: {
+      url: string;
+    }): RedisClientLike & { close?(): Promise<unknown>; on(e: 'error', l: (error: Error) => void): unknown };
+  };
+  try {
+    redis = (await importModule('redis')) as unknown as typeof redis;
+  } catch (error) {
+    throw invalidValue(`--redis needs the package "redis" (node-redis 5 or 6) installed: ${(error as Error).message}`);
+  }
+  const client = redis.createClient({ url });
+  let failed: Error | undefined;
+  client.on('error', (error) => (failed ??= error));
+  try {
+    await client.connect();
+    return await use(client);
+  } catch (error) {
+    throw failed !== undefined && error !== failed
+      ? new Error(`${(error as Error).message} (${failed.message})`, { cause: error })
+      : error;
+  } finally {
+    await Promise.resolve(client.close?.() ?? client.destroy()).catch(() => {});
+  }
+}
+
+function fromRedis(values: Values): (client: RedisClientLike) => Promise<Recording> {
+  if (values.name === undefined) throw invalidValue('--name is required with --redis');
+  const maxEntries = count(values, 'max-entries', MAX_ENTRIES);
+  return (client) =>
+    exportRecording({
+      client,
+      name: values.name as string,
+      partitions: count(values, 'partitions', 64),
+      ...(values.partition === undefined ? {} : { only: values.partition.map((p) => Number(p)) }),
+      ...(values.key === undefined ? {} : { keys: values.key }),
+      ...(values.since === undefined ? {} : { since: since(values.since) }),
+      maxEntries,
+      maxOutputs: count(values, 'max-outputs', maxEntries),
+    });
+}
+
+/** The recording of `run`: the file (read within `--max-bytes`), or read from Redis. */
+async function recordingOf(values: Values): Promise<Recording> {
+  if (values.recording !== undefined) {
+    if (values.redis !== undefined) throw invalidValue('give either --recording or --redis, not both');
+    const maxBytes = count(values, 'max-bytes', MAX_BYTES) as number;
+    const size = statSync(values.recording).size;
+    // (Before reading it: a file too large is refused without its bytes in memory.)
+    if (size > maxBytes) {
+      throw recordingTooLargeError(`${values.recording} is ${size} bytes, more than --max-bytes (${maxBytes})`);
+    }
+    return parseRecording(readFileSync(values.recording), { maxBytes, maxEntries: count(values, 'max-entries', MAX_ENTRIES) });
+  }
+  if (values.redis === undefined) throw invalidValue('run needs --recording <file> or --redis <url>');
+  return withRedis(values.redis, fromRedis(values));
+}
+
+/** The handler module's stream function and its replay options. */
+async function handlerOf(
+  spec: string,
+  extra: string | undefined,
+): Promise<{ fn: StreamFn<unknown, unknown>; options: ReplayOptions }> {
+  const hash = spec.lastIndexOf('#');
+  const [path, name] = hash > 0 ? [spec.slice(0, hash), spec.slice(hash + 1)] : [spec, 'default'];
+  const mod = await importModule(pathToFileURL(resolve(path)).href);
+  if (!(name in mod)) throw invalidValue(`--handler: ${path} has no export named ${JSON.stringify(name)}`);
+  let options = (mod.replayOptions ?? {}) as ReplayOptions;
+  if (extra !== undefined) {
+    let given: unknown;
+    try {
+      given = JSON.parse(extra);
+    } catch (error) {
+      throw invalidValue(`--options must be JSON: ${(error as Error).message}`);
+    }
+    if (given === null || typeof given !== 'object' || Array.isArray(given))
+      throw invalidValue('--options must be a JSON object');
+    options = { ...options, ...given };
+  }
+  return { fn: mod[name] as StreamFn<unknown, unknown>, options };
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  const [command, ...rest] = positionals;
+  if (values.help === true || command === undefined) {
+    process.stdout.write(`${USAGE}\n`);
+    return values.help === true ? 0 : 2;
+  }
+  if (rest.length > 0) throw invalidValue(`unexpected arguments: ${rest.join(' ')}`);
+  if (command === 'export') {
+    if (values.redis === undefined) throw invalidValue('export needs --redis <url>');
+    const recording = await withRedis(values.redis, fromRedis(values));
+    const text = JSON.stringify(recording);
+    if (values.out === undefined) process.stdout.write(`${text}\n`);
+    else writeFileSync(values.out, text);
+    const sessions = recording.parts.reduce((n, p) => n + p.input.length, 0);
+    if (values.out !== undefined)
+      process.stdout.write(`recorded ${recording.parts.length} partitions, ${sessions} input entries to ${values.out}\n`);
+    return 0;
+  }
+  if (command === 'run') {
+    if (values.handler === undefined) throw invalidValue('run needs --handler <module>[#<export>]');
+    const { fn, options } = await handlerOf(values.handler, values.options);
+    const recording = await recordingOf(values);
+    const report = await replayRecording(fn, recording, options);
+    process.stdout.write(`${values.json === true ? JSON.stringify(report) : formatReplayReport(report)}\n`);
+    return report.ok ? 0 : 1;
+  }
+  throw invalidValue(`unknown command ${JSON.stringify(command)} (export or run)`);
+}
+
+main(process.argv.slice(2)).then(
+  (status) => (process.exitCode = status),
+  (error: unknown) => {
+    const e = error as { code?: unknown; message?: unknown };
+    // (Node's own messages start with their code already: `ENOENT: no such file ...`.)
+    const message = String(e?.message ?? error);
+    const code = typeof e?.code === 'string' && !message.startsWith(`${e.code}:`) ? `${e.code}: ` : '';
+    process.stderr.write(`velo-replay: ${code}${message}\n`);
+    process.exitCode = 2;
+  },
+);

@@ -1,0 +1,865 @@
+// A deterministic simulation of the Redis tier: the real `PartitionRun`, its sessions and the core streams, on the
+// in-memory log (memory-log.ts) and a virtual clock, with worker processes that crash, pause past their lease and
+// take over from each other, and a log that delays, loses and refuses calls, all drawn from one seed. Nothing
+// here reads the machine's clock or sets a real timer: the run is a function of its options, so a failing seed
+// replays exactly.
+//
+// The event loop: the clock moves only when nothing else can run. Each step lets every promise and every
+// immediate of Node's settle first (the core streams wake their readers on immediates), then runs the clock's
+// next immediate, or its next timer (moving the time to it). A process is a `PartitionHost` (what the worker is
+// to its partitions: leases, renewals, wake-ups on new entries) with a clock of its own over the shared one: a
+// crash stops its callbacks for good and cuts its connection (what it sent before stays applied, nothing after is),
+// a pause holds them until it ends.
+import type { Debounce } from '../../core/debounce';
+import type { StreamFn } from '../../types';
+import type { Clock, ClockTimer } from '../common/clock';
+import { FencedError } from '../../errors';
+import { type Codec, encodeChecked, jsonCodec } from '../common/codec';
+import { type Fault, type FaultPolicy, type LogCall, MemoryLog } from '../log/memory-log';
+import { MemoryStore, type PartitionLeftovers } from '../log/memory-store';
+import { fnv1a } from '../log/options';
+import { newCounters } from '../engine/partition-host';
+import type { Openable } from '../../core/protocol';
+import type { PartitionHost, WorkerCounters } from '../engine/partition-host';
+import { PartitionRun } from '../engine/partition-run';
+import { Prng } from '../common/prng';
+import { type OutputItem, outputItem } from '../common/outputs';
+import { reportable } from '../common/reportable';
+import type { Lease } from '../common/transport';
+import { VirtualClock } from './virtual-clock';
+import { SimLimiter } from './sim-limiter';
+import { WorkerPermits } from '../engine/session-permits';
+
+/** A timer of a process's clock: the shared clock's timer it is now (a paused process moves it to its pause's end). */
+class ProcessTimer implements ClockTimer {
+  inner: ClockTimer | null = null;
+  unref(): ClockTimer {
+    return this;
+  }
+}
+
+/** One process's time over the shared clock: `kill()` drops every callback for good, `pause(until)` holds them till then. */
+class ProcessClock implements Clock {
+  #dead = false;
+  #until = -Infinity;
+  constructor(readonly base: VirtualClock) {}
+
+  now(): number {
+    return this.base.now();
+  }
+
+  #guard(fn: () => void, timer?: ProcessTimer): () => void {
+    const guarded = () => {
+      if (this.#dead) return;
+      const now = this.base.now();
+      if (now < this.#until) {
+        const later = this.base.setTimeout(guarded, this.#until - now, true);
+        if (timer !== undefined) timer.inner = later;
+        return;
+      }
+      fn();
+    };
+    return guarded;
+  }
+
+  /**
+   * `keepAlive`: a timer that only keeps the process alive (its lease renewals, its idle reads' timeouts), which the
+   * simulation may postpone over a quiet span (`Simulation.#jump`); every other timer (a timer's wake-up, a tick, an
+   * age marker, a retry, a handler's delay) is work, and the span ends before it.
+   */
+  setTimeout(fn: () => void, ms: number, keepAlive = false): ClockTimer {
+    const timer = new ProcessTimer();
+    timer.inner = this.base.setTimeout(this.#guard(fn, timer), ms, keepAlive);
+    return timer;
+  }
+
+  /** This clock with every timer a keep-alive one (`setTimeout`): a connection's idle reads wait on it. */
+  keepingAlive(): Clock {
+    return {
+      now: () => this.now(),
+      setTimeout: (fn, ms) => this.setTimeout(fn, ms, true),
+      clearTimeout: (timer) => this.clearTimeout(timer),
+      setImmediate: (fn) => this.setImmediate(fn),
+    };
+  }
+
+  clearTimeout(timer: ClockTimer | null | undefined): void {
+    if (timer instanceof ProcessTimer) this.base.clearTimeout(timer.inner);
+  }
+
+  setImmediate(fn: () => void): void {
+    this.base.setImmediate(this.#guard(fn));
+  }
+
+  kill(): void {
+    this.#dead = true;
+  }
+
+  pause(until: number): void {
+    this.#until = Math.max(this.#until, until);
+  }
+
+  /** Paused now. */
+  get paused(): boolean {
+    return this.base.now() < this.#until;
+  }
+}
+
+/** An event the simulated producer appends at `at` (virtual ms) to its key's partition. */
+export interface SimEvent<I> {
+  readonly at: number;
+  readonly key: string;
+  readonly event: I;
+}
+
+/** The worker's settings a run uses (those of `redisWorker`), all optional. */
+export interface SimLimits {
+  readonly partitions?: number;
+  readonly leaseTtl?: number;
+  readonly readCount?: number;
+  readonly maxBufferedEvents?: number;
+  readonly maxSessionEvents?: number;
+  readonly maxSessionAge?: number;
+  readonly maxSessionTimers?: number;
+  readonly maxCheckpointBytes?: number;
+  readonly maxEventBytes?: number;
+  readonly checkReplay?: boolean;
+  /** Debounce per key (checked), or null/absent: none. */
+  readonly debounce?: Debounce | null;
+  /** Per-key state beyond a session (checked), or null/absent: none. */
+  readonly keyState?: { readonly retention: number } | null;
+  /** Default 0 (no trim), ms. */
+  readonly trimInterval?: number;
+}
+
+/** How often each fault is drawn: per step of the clock (crash, pause) or per call of the log (the rest). */
+export interface SimFaults {
+  /** A process that owns partitions crashes (at most `maxCrashes` in a run). */
+  readonly crash?: number;
+  /** Times (virtual ms) at which the owner of partition 0 crashes, at the first step at or after each. */
+  readonly crashAt?: readonly number[];
+  /** Commit counts (all processes) after which the owner of partition 0 crashes, before that commit's reply. */
+  readonly crashAfterCommits?: readonly number[];
+  /**
+   * Wake-up counts (all processes) after which the owner of partition 0 crashes, right after that wake-up is
+   * written (before its reply): the next owner finds a wake-up it did not write.
+   */
+  readonly crashAfterWakes?: readonly number[];
+  readonly maxCrashes?: number;
+  /** A process that owns partitions stops for longer than its lease (at most `maxPauses`). */
+  readonly pause?: number;
+  readonly maxPauses?: number;
+  /** A reply comes late, by up to `maxDelay` ms. */
+  readonly delay?: number;
+  readonly maxDelay?: number;
+  /** A reply is lost after its call applied. */
+  readonly lost?: number;
+  /** A call is refused before it applies. */
+  readonly refused?: number;
+}
+
+export interface SimOptions<I, O> {
+  readonly seed: number;
+  /**
+   * The function, made once per process (a process has its own sessions and slots). `delay()` is for its handler
+   * to await where it may be slow: the simulator resolves it now, after some immediates, or some ms later, so that
+   * the handler runs behind the reader; `delay(ms)` resolves `ms` later (virtual). `now()` is the virtual clock
+   * (for a test's oracle of when inputs are taken: a handler that read it would not be deterministic).
+   */
+  readonly fn: (delay: (ms?: number) => Promise<void>, now: () => number) => StreamFn<I, O>;
+  readonly events: readonly SimEvent<I>[];
+  readonly limits?: SimLimits;
+  readonly faults?: SimFaults;
+  readonly codec?: Codec<unknown>;
+  /** The clock's time at the start, ms. Default 1 000 000. */
+  readonly start?: number;
+  /** Virtual ms after the last event by which the run must have settled. Default a day (86 400 000). */
+  readonly settleWithin?: number;
+  /** A line per fault and takeover, for reading a failing seed. */
+  readonly trace?: (line: string) => void;
+  /**
+   * Limiters of the processes' sessions, as `redisWorker`'s `limiter` option takes them: `session` and `step` are
+   * the concurrency of a limiter all processes share (as a fleet shares a `redisLimiter`), first come first
+   * served, its grants reaching their process late and its acquires failing with probability `fail` (drawn from a
+   * stream of the seed's own: the run's other draws stay as without it); a crashed process's permits come back a
+   * lease (`leaseTtl`) after its crash. `maxWaiting` as the option's.
+   */
+  readonly permits?: SimPermits;
+}
+
+/** `SimOptions.permits`. */
+export interface SimPermits {
+  readonly session?: number;
+  readonly step?: number;
+  readonly maxWaiting?: number;
+  readonly fail?: number;
+}
+
+export interface SimResult<O> {
+  /** Every output written, per partition in the order written. */
+  readonly outputs: OutputItem<O>[];
+  /** The entry id of each event, in the order given. */
+  readonly ids: string[];
+  /** Errors the processes reported (as `onError` gets them). */
+  readonly errors: unknown[];
+  /** Broken invariants: a buffer over its bound, a run that never settled. */
+  readonly violations: string[];
+  /** How the run stopped: settled, or not by `settleWithin` (`deadline`), within `simBounds` (`steps`), or stuck (`idle`). */
+  readonly outcome: RunOutcome;
+  /** With `steps`: which bound it reached (all its steps, or those at one virtual time). */
+  readonly exhausted: 'steps' | 'at once' | null;
+  /** What each partition keeps at the end (all empty once settled). */
+  readonly leftovers: PartitionLeftovers[];
+  /** With `checkReplay`: where each partition's sessions ended, as kept for the check (sid -> `<reason> <last input>`). */
+  readonly ends: Map<string, string>[];
+  /** Steps (`simBounds`), virtual ms from the start, faults, commits applied and wake-ups written, spans postponed over. */
+  readonly stats: {
+    /** With `permits`: most permits of each limiter held at once, and permits granted. */
+    permits?: { session?: { max: number; granted: number }; step?: { max: number; granted: number } };
+    steps: number;
+    time: number;
+    crashes: number;
+    pauses: number;
+    takeovers: number;
+    commits: number;
+    wakes: number;
+    jumps: number;
+  };
+}
+
+/**
+ * How `Simulation.runUntil` stopped: `done` reached, past its deadline, out of steps (`maxSteps` in one call), or
+ * with nothing left to run.
+ */
+export type RunOutcome = 'done' | 'deadline' | 'steps' | 'idle';
+
+/** A day, ms: how long after its last event a run may take to settle, by default. */
+const DAY_MS = 86_400_000;
+/** How long a wake-up read waits before it is made again, ms (as the worker's). */
+const WAIT_MS = 2000;
+/**
+ * The bounds of one `runUntil` (a move of the clock): at most `maxSteps` steps in all, and at most
+ * `maxStepsAtOnce` steps of handlers while the virtual time stays the same (a handler looping at one time: a timer
+ * due at once made on every input, outputs yielded without taking input). A step is a clock step (the immediates
+ * queued, or one timer: a renewal, a reply, a timer's wake-up, a tick), a commit or a wake-up applied by the log,
+ * or a handler's: an input it takes (an entry or a timer) or an output it yields. Fields, so that the library's own
+ * tests can reach them in a few steps.
+ */
+export const simBounds = { maxSteps: 2_000_000, maxStepsAtOnce: 100_000 };
+
+/** How often a simulated process renews its leases and looks for free partitions, ms (as the worker, `ttl/3`). */
+export function balancePeriod(leaseTtl: number): number {
+  return Math.floor(leaseTtl / 3);
+}
+
+/**
+ * The longest a crashed process's partitions wait for another to take them over, ms after the crash: its last
+ * renewal may have been a balance period before it, so its lease runs out up to `leaseTtl` after the crash (the
+ * store frees it 1 ms past its end), and the next process notices at its next balance, up to a period later.
+ */
+export function takeoverWithin(leaseTtl: number): number {
+  return leaseTtl + balancePeriod(leaseTtl);
+}
+
+/**
+ * A quiet span (nothing to do but renew leases) longer than this many lease periods is postponed over
+ * (`Simulation.#jump`): its renewals would cost a step each, for nothing a session sees.
+ */
+const JUMP_LEASES = 100;
+
+/** Resolves once Node has nothing left to run now: promise jobs, and immediates (each one's promise jobs after it). */
+async function quiesce(): Promise<void> {
+  // Immediates set by the core streams chain at most a few deep: getActiveResourcesInfo counts those pending
+  // (a runtime without it gets a fixed number of turns, enough for those chains).
+  const pending =
+    typeof process.getActiveResourcesInfo === 'function'
+      ? () => process.getActiveResourcesInfo().includes('Immediate')
+      : (turn: number) => turn < 4;
+  for (let turn = 0; turn < 100; turn++) {
+    await new Promise((resolve) => setImmediate(resolve));
+    if (!pending(turn)) return;
+  }
+}
+
+/** A worker process: one `PartitionHost` for every partition it owns, on its own clock and connection. */
+class SimProcess<I, O> implements PartitionHost<I, O> {
+  readonly fn: StreamFn<I, O> & Openable<I, O>;
+  /** The simulated workers run no version: every session runs `fn`. */
+  readonly version = '';
+  readonly log: MemoryLog;
+  readonly ttl: number;
+  readonly readCount: number;
+  readonly codec: Codec<unknown>;
+  readonly maxEventBytes: number;
+  readonly maxSessionEvents: number;
+  readonly maxSessionAge: number;
+  readonly maxCheckpointBytes: number;
+  readonly maxSessionTimers: number;
+  readonly debounce: Debounce | null;
+  readonly keyState: { readonly retention: number } | null;
+  readonly checkReplay: boolean;
+  readonly delivery = null;
+  readonly permits: WorkerPermits | null;
+  readonly counters: WorkerCounters = newCounters();
+  live = 0;
+  clockOffset = 0;
+  readonly runs = new Map<number, PartitionRun<I, O>>();
+  dead = false;
+  readonly #idle = new Map<number, () => void>();
+  readonly #share: number;
+  #sessionsEnded = false;
+
+  constructor(
+    readonly id: string,
+    readonly sim: Simulation<I, O>,
+    readonly clock: ProcessClock,
+    fn: StreamFn<I, O>,
+    faults: FaultPolicy,
+  ) {
+    const l = sim.limits;
+    this.fn = fn as StreamFn<I, O> & Openable<I, O>;
+    this.log = new MemoryLog(sim.store, { clock: this.clock, waitClock: this.clock.keepingAlive(), faults });
+    this.ttl = l.leaseTtl ?? 3000;
+    this.readCount = l.readCount ?? 256;
+    this.codec = sim.codec;
+    this.maxEventBytes = l.maxEventBytes ?? 1 << 20;
+    this.maxSessionEvents = l.maxSessionEvents ?? 0;
+    this.maxSessionAge = l.maxSessionAge ?? 0;
+    this.maxCheckpointBytes = l.maxCheckpointBytes ?? 1 << 20;
+    this.maxSessionTimers = l.maxSessionTimers ?? 1000;
+    this.checkReplay = l.checkReplay ?? false;
+    this.debounce = l.debounce ?? null;
+    this.keyState = l.keyState ?? null;
+    const partitions = sim.store.partitions;
+    this.#share = Math.floor(Math.max(l.maxBufferedEvents ?? 65_536, partitions) / partitions);
+    const { session, step } = sim.limiters;
+    this.permits =
+      session === null && step === null
+        ? null
+        : new WorkerPermits(
+            {
+              session: session === null ? [] : [session.view(this)],
+              step: step === null ? [] : [step.view(this)],
+              maxWaiting: sim.options.permits?.maxWaiting ?? 1000,
+            },
+            this.clock,
+            (error) => this.report(error),
+          );
+    this.clock.setImmediate(() => void this.#balance());
+  }
+
+  fnFor(): StreamFn<I, O> & Openable<I, O> {
+    return this.fn;
+  }
+
+  runsVersion(): boolean {
+    return true;
+  }
+
+  readonly migrate = null;
+
+  share(): number {
+    return this.#share;
+  }
+
+  report(error: unknown): void {
+    this.counters.errors++;
+    if (!this.dead) this.sim.errors.push(reportable(error));
+  }
+
+  lose(run: PartitionRun<I, O>): void {
+    if (this.runs.get(run.partition) !== run) return;
+    this.runs.delete(run.partition);
+    this.counters.lost++;
+    this.sim.note(`${this.id} loses p${run.partition}`);
+    void run.drop();
+  }
+
+  /** Renews the leases held, takes the free partitions (every `ttl/3`, as the worker's renewals and balance). */
+  async #balance(): Promise<void> {
+    for (let p = 0; p < this.sim.store.partitions; p++) {
+      const run = this.runs.get(p);
+      if (run !== undefined) {
+        this.#trim(run);
+        if (run.renewing) continue;
+        run.renewing = true;
+        const sent = this.clock.now();
+        void this.log
+          .renew(run.lease, this.ttl)
+          .then(
+            (held) => {
+              if (!held) this.lose(run);
+              else run.validUntil = sent + this.ttl;
+            },
+            (error: unknown) => this.report(error),
+          )
+          .finally(() => (run.renewing = false));
+        continue;
+      }
+      const sent = this.clock.now();
+      const lease = await this.log.acquire(p, this.id, this.ttl).catch((error: unknown) => {
+        this.report(error);
+        return null;
+      });
+      if (lease === null || !('token' in lease)) continue;
+      this.sim.took(this, lease);
+      this.counters.acquired++;
+      this.runs.set(p, new PartitionRun(this, lease, sent));
+    }
+    // A lease not renewed in time is given up by this process's own clock, as the worker's `#expire`.
+    for (const run of [...this.runs.values()]) if (this.clock.now() >= run.validUntil) this.lose(run);
+    this.clock.setTimeout(() => void this.#balance(), balancePeriod(this.ttl), true);
+  }
+
+  /** Trims the partition's input every `trimInterval` (as the worker's balance does; outputs are kept to compare). */
+  #trim(run: PartitionRun<I, O>): void {
+    const every = this.sim.limits.trimInterval ?? 0;
+    if (every === 0 || this.clock.now() - run.lastTrim < every) return;
+    run.lastTrim = this.clock.now();
+    this.log.trim(run.lease).then(
+      (n) => (this.counters.trimmed += n),
+      (error: unknown) => {
+        if (error instanceof FencedError) this.lose(run);
+        else this.report(error);
+      },
+    );
+  }
+
+  idle(run: PartitionRun<I, O>, tail: string): Promise<void> {
+    if (run.stopping) return Promise.resolve();
+    const p = run.partition;
+    return new Promise((resolve) => {
+      this.#idle.set(p, resolve);
+      void (async () => {
+        while (this.#idle.get(p) === resolve) {
+          const ready = await this.log.wait(new Map([[p, tail]]), WAIT_MS).catch((error: unknown) => {
+            this.report(error);
+            return [p];
+          });
+          if (ready.length > 0) this.wakeIdle(p);
+        }
+      })();
+    });
+  }
+
+  wakeIdle(partition: number): void {
+    const resolve = this.#idle.get(partition);
+    this.#idle.delete(partition);
+    resolve?.();
+  }
+
+  /**
+   * A handler took an input or yielded an output: a step of the run. Past the move's bound the simulation stops
+   * this process (as a crash), which ends its handler's input: a handler looping at one time never gives the clock
+   * back, so only this can stop it.
+   */
+  step(): void {
+    if (!this.dead) this.sim.progress(this);
+  }
+
+  notifySessionEnded(): void {
+    if (this.#sessionsEnded) return;
+    this.#sessionsEnded = true;
+    this.clock.setImmediate(() => {
+      this.#sessionsEnded = false;
+      for (const run of this.runs.values()) {
+        run.slotsFreed();
+      }
+    });
+  }
+
+  /** Killed: nothing of it runs or reaches the log any more; its sessions are let go (their memory, not the log). */
+  crash(): void {
+    this.dead = true;
+    this.clock.kill();
+    this.sim.limiters.session?.crashed(this);
+    this.sim.limiters.step?.crashed(this);
+    this.log.sever();
+    for (const run of this.runs.values()) void run.drop();
+    this.runs.clear();
+  }
+}
+
+/**
+ * One run: the shared clock and store, the processes, the producer's appends, and what was seen. Two processes
+ * start at once (one takes the partitions, the other waits to take over); a crashed one is replaced.
+ */
+export class Simulation<I, O> {
+  readonly clock: VirtualClock;
+  readonly store: MemoryStore;
+  readonly limits: SimLimits;
+  readonly codec: Codec<unknown>;
+  readonly errors: unknown[] = [];
+  readonly violations: string[] = [];
+  readonly processes: SimProcess<I, O>[] = [];
+  readonly random: Prng;
+  /** The limiters of `options.permits` (null: none), shared by every process. */
+  readonly limiters: { session: SimLimiter | null; step: SimLimiter | null };
+  readonly start: number;
+  readonly stats = { steps: 0, time: 0, crashes: 0, pauses: 0, takeovers: 0, jumps: 0 };
+  /**
+   * The bound the run is under (set by `runUntil`): the step count it may not reach, and the handlers' steps at one
+   * virtual time (the time, and how many so far).
+   */
+  #bound = { last: Infinity, time: NaN, handlers: 0 };
+  /** Which bound stopped the last `runUntil` that ran out of steps: all of its steps, or those at one time. */
+  exhausted: 'steps' | 'at once' | null = null;
+  /** Commits applied so far (any process): `crashAfterCommits` counts them. */
+  commits = 0;
+  /** Wake-ups written so far (any process): `crashAfterWakes` counts them. */
+  wakes = 0;
+  #spawned = 0;
+  #owners = 0;
+  /** Crashes of `crashAt` made. */
+  #crashedAt = 0;
+  #crashedAfter = 0;
+  #crashedAfterWake = 0;
+
+  constructor(readonly options: SimOptions<I, O>) {
+    this.start = options.start ?? 1_000_000;
+    this.random = new Prng(options.seed);
+    this.clock = new VirtualClock(this.start);
+    const permits = options.permits;
+    // Their draws come from a stream of their own: the faults are drawn as in the same run without them.
+    const draws = new Prng((options.seed ^ 0x5eed1) >>> 0);
+    const limiter = (name: string, concurrency: number | undefined) =>
+      concurrency === undefined
+        ? null
+        : new SimLimiter(name, concurrency, draws, this.clock, options.limits?.leaseTtl ?? 3000, permits?.fail ?? 0);
+    this.limiters = { session: limiter('sessions', permits?.session), step: limiter('steps', permits?.step) };
+    this.limits = options.limits ?? {};
+    this.codec = options.codec ?? jsonCodec;
+    this.store = new MemoryStore(this.limits.partitions ?? 1, this.clock, (kind) => {
+      if (kind === 'commit') this.commits++;
+      else this.wakes++;
+      this.progress(null);
+    });
+    this.spawn();
+    this.spawn();
+  }
+
+  note(line: string): void {
+    this.options.trace?.(`t=${this.clock.now()} step=${this.stats.steps} ${line}`);
+  }
+
+  took(worker: SimProcess<I, O>, lease: Lease): void {
+    if (this.#owners++ > 0) this.stats.takeovers++;
+    this.note(`${worker.id} takes p${lease.partition} (${lease.token})`);
+  }
+
+  /** Appends an event for `key` now (to its partition, as the producer picks it, checked as it checks it); its entry id. */
+  append(key: string, event: I): string {
+    const partition = fnv1a(key) % this.store.partitions;
+    const data = encodeChecked(this.codec, event, this.limits.maxEventBytes ?? 1 << 20, `event for key ${JSON.stringify(key)}`);
+    return this.store.append(partition, [[key, data]])[0];
+  }
+
+  /** A new process, with its own function and a fault policy drawn from the run's seed. */
+  spawn(): SimProcess<I, O> {
+    const f = this.options.faults ?? {};
+    const random = this.random;
+    const id = `w${++this.#spawned}`;
+    const faults: FaultPolicy = (call: LogCall) => {
+      // Leases and registrations stay reliable: their faults are the crash and the pause, by time.
+      // (Trims too: they change nothing a session sees, and draw nothing, so a seed's other faults stay put.)
+      if (call === 'acquire' || call === 'renew' || call === 'heartbeat' || call === 'trim') return undefined;
+      let fault: Fault | undefined;
+      if (random.chance(f.lost ?? 0)) fault = { kind: 'lost' };
+      else if (random.chance(f.refused ?? 0)) fault = { kind: 'refused' };
+      else if (random.chance(f.delay ?? 0)) fault = { kind: 'delay', ms: random.int(1, f.maxDelay ?? 200) };
+      if (fault !== undefined && fault.kind !== 'delay') this.note(`${id} ${call}: reply ${fault.kind}`);
+      return fault;
+    };
+    // The handler's delays run on its process's clock: a paused or crashed process's handler stops with it.
+    const clock = new ProcessClock(this.clock);
+    const delay = (ms?: number): Promise<void> => {
+      if (ms !== undefined) return new Promise((resolve) => void clock.setTimeout(resolve, ms));
+      const draw = random.next();
+      if (draw < 0.4) return Promise.resolve();
+      if (draw < 0.8) {
+        const turns = random.int(1, 5);
+        return new Promise((resolve) => {
+          let left = turns;
+          const turn = () => (--left === 0 ? resolve() : clock.setImmediate(turn));
+          clock.setImmediate(turn);
+        });
+      }
+      return new Promise((resolve) => void clock.setTimeout(resolve, random.int(1, 50)));
+    };
+    const worker = new SimProcess<I, O>(
+      id,
+      this,
+      clock,
+      this.options.fn(delay, () => this.clock.now()),
+      faults,
+    );
+    this.processes.push(worker);
+    return worker;
+  }
+
+  /** The process that owns `partition` now crashes (a new process is started); false if none owns it. */
+  crash(partition: number, why = ''): boolean {
+    const victim = this.processes.find((p) => !p.dead && p.runs.has(partition));
+    if (victim !== undefined) this.#kill(victim, why);
+    return victim !== undefined;
+  }
+
+  #kill(victim: SimProcess<I, O>, why = ''): void {
+    this.stats.crashes++;
+    this.note(`${victim.id} crashes${why}`);
+    victim.crash();
+    this.spawn();
+  }
+
+  /** Draws this step's crash and pause. */
+  fault(): void {
+    const f = this.options.faults ?? {};
+    const after = f.crashAfterCommits?.[this.#crashedAfter];
+    if (after !== undefined && this.commits >= after) {
+      if (this.crash(0, ` (after commit ${after})`)) this.#crashedAfter++;
+      return;
+    }
+    const afterWake = f.crashAfterWakes?.[this.#crashedAfterWake];
+    if (afterWake !== undefined && this.wakes >= afterWake) {
+      if (this.crash(0, ` (after wake-up ${afterWake})`)) this.#crashedAfterWake++;
+      return;
+    }
+    const at = f.crashAt?.[this.#crashedAt];
+    if (at !== undefined && this.clock.now() >= at) {
+      if (this.crash(0, ` (crashAt ${at})`)) this.#crashedAt++;
+      return;
+    }
+    const owners = this.processes.filter((p) => !p.dead && p.runs.size > 0);
+    if (owners.length === 0) return;
+    if (this.stats.crashes < (f.maxCrashes ?? 3) && this.random.chance(f.crash ?? 0)) {
+      this.#kill(this.random.pick(owners));
+      return;
+    }
+    if (this.stats.pauses < (f.maxPauses ?? 2) && this.random.chance(f.pause ?? 0)) {
+      const victim = this.random.pick(owners);
+      const ms = victim.ttl + this.random.int(1, victim.ttl);
+      this.stats.pauses++;
+      this.note(`${victim.id} pauses ${ms} ms`);
+      victim.clock.pause(this.clock.now() + ms);
+      this.limiters.session?.paused(victim, ms);
+      this.limiters.step?.paused(victim, ms);
+    }
+  }
+
+  /** The buffers' bounds, checked at each step. */
+  check(): void {
+    for (const p of this.processes) {
+      if (p.dead) continue;
+      for (const run of p.runs.values()) {
+        // As stats() reads it: the entries handlers have taken are out of the figure first (it is an upper bound).
+        run.reconcile();
+        // The bound is on events read from the log: a timer's event given to its session is counted without
+        // room reserved for it (it was read from no log).
+        let timers = 0;
+        for (const session of run.sessions.values()) for (const e of session.sent) if (e.id.includes('-t')) timers++;
+        if (run.buffered > p.share() + timers) {
+          this.violations.push(
+            `step ${this.stats.steps}: p${run.partition} buffered ${run.buffered} > its share ${p.share()} (+ ${timers} timers' events)`,
+          );
+        }
+      }
+    }
+  }
+
+  /** Nothing pending, undelivered or kept for a session, and no live session left. */
+  settled(): boolean {
+    for (let p = 0; p < this.store.partitions; p++) {
+      // (Counted, not listed: asked after every step, and an open session's pending entries grow with its steps.)
+      if (this.store.kept(p) > 0) return false;
+      if (this.store.lag(p) > 0) return false;
+    }
+    // (A session whose end is committed may still be finishing: a leak shows as a run that never settles.)
+    return this.processes.every((worker) => worker.dead || worker.live === 0);
+  }
+
+  /**
+   * A step of the run (a clock step, an input taken, an output yielded, a commit or wake-up applied). Past either
+   * bound of the move under way, `by` (the process whose handler made it) is stopped as a crash stops it: a handler
+   * that takes inputs or yields outputs without end at one time runs in promise jobs only, and never returns to
+   * `runUntil`, which then reports the steps.
+   */
+  progress(by: SimProcess<I, O> | null): void {
+    this.stats.steps++;
+    if (by === null) return;
+    const b = this.#bound;
+    const now = this.clock.now();
+    if (now !== b.time) {
+      b.time = now;
+      b.handlers = 0;
+    }
+    b.handlers++;
+    const over = this.#over();
+    if (over !== null && !by.dead) this.#kill(by, ` (out of steps: ${over})`);
+  }
+
+  /** Which bound of the move under way the steps have reached, if any. */
+  #over(): 'steps' | 'at once' | null {
+    const b = this.#bound;
+    if (this.stats.steps >= b.last) return 'steps';
+    return b.time === this.clock.now() && b.handlers >= simBounds.maxStepsAtOnce ? 'at once' : null;
+  }
+
+  /**
+   * Steps until `done()` (looked at whenever nothing else can run), or past `deadline` (virtual ms), or past the
+   * bounds of `simBounds` (`exhausted` says which), or with nothing left to run at all; how it stopped.
+   */
+  async runUntil(done: () => boolean, deadline: number): Promise<RunOutcome> {
+    this.#bound = { last: this.stats.steps + simBounds.maxSteps, time: this.clock.now(), handlers: 0 };
+    this.exhausted = null;
+    try {
+      for (;;) {
+        await quiesce();
+        this.check();
+        if (done()) return 'done';
+        if (this.clock.now() > deadline) return 'deadline';
+        this.exhausted = this.#over();
+        if (this.exhausted !== null) return 'steps';
+        this.fault();
+        this.#jump(deadline);
+        if (!this.clock.step()) return 'idle';
+        this.stats.steps++;
+      }
+    } finally {
+      // Between moves nothing runs: no bound.
+      this.#bound = { last: Infinity, time: NaN, handlers: 0 };
+    }
+  }
+
+  /**
+   * Over a long quiet span, moves the clock on at once: when every partition is leased by a live process that is
+   * not paused, no live process runs a partition it has lost, and nothing runs now (no immediate), the timers before the next one that is work (an event's
+   * append, or a process's: a timer's wake-up, a tick, an age marker, a retry, a handler's delay) are only the
+   * processes' keep-alive ones (lease renewals, idle reads' timeouts; `ProcessClock.setTimeout`). The span up to a
+   * lease period before that next timer, or the deadline, is skipped: the keep-alive timers move on with the time,
+   * and the leases are extended by as much, as if the processes had been stopped meanwhile. Far-apart events, and
+   * an open session's timer hours ahead, then cost steps for what happens around them, not for the time between.
+   */
+  #jump(deadline: number): void {
+    const ttl = this.limits.leaseTtl ?? 3000;
+    const target = Math.min(this.clock.nextFixed() ?? Infinity, deadline + 1) - ttl;
+    const by = target - this.clock.now();
+    if (!(by > JUMP_LEASES * ttl) || by === Infinity || this.clock.busy) return;
+    const live = this.processes.filter((p) => !p.dead);
+    if (live.some((p) => p.clock.paused)) return;
+    for (let p = 0; p < this.store.partitions; p++) {
+      const holder = this.store.holder(p);
+      if (holder === null || !live.some((w) => w.runs.get(p)?.lease.token === holder)) return;
+    }
+    // A process that still runs a partition whose lease another holds (back from a pause) is not quiet: it drops
+    // it at its next renewal, which the span would put off (and its sessions, waiting on nothing of the log, with it).
+    if (live.some((w) => [...w.runs.values()].some((run) => this.store.holder(run.partition) !== run.lease.token))) return;
+    // (The leases first: the store drops one whose time has passed by its clock.)
+    this.store.extendLeases(by);
+    this.clock.postpone(by);
+    for (const w of live) {
+      for (const run of w.runs.values()) {
+        run.validUntil += by;
+        run.renewedAt += by;
+        run.lastTrim += by;
+      }
+    }
+    this.stats.jumps++;
+    this.note(`quiet: the clock moves ${by} ms on`);
+  }
+
+  /** Runs everything due up to `time`, then moves the clock to it; how it stopped (`done`: it reached `time`). */
+  async advanceTo(time: number): Promise<RunOutcome> {
+    const outcome = await this.runUntil(() => !this.clock.busy && (this.clock.next() ?? Infinity) > time, time);
+    if (outcome === 'done' || outcome === 'idle') {
+      this.clock.idleUntil(time);
+      this.stats.time = this.clock.now() - this.start;
+      return 'done';
+    }
+    return outcome;
+  }
+
+  /** The outputs written so far, per partition in the order written. */
+  outputs(): OutputItem<O>[] {
+    const outputs: OutputItem<O>[] = [];
+    for (let p = 0; p < this.store.partitions; p++) {
+      for (const [id, list] of this.store.outputs(p)) {
+        const item = outputItem(this.codec as Codec<O>, p, id, list);
+        if (item !== null) outputs.push(item);
+      }
+    }
+    return outputs;
+  }
+
+  /** Every process stops: their sessions are let go (what they committed stays in the store). */
+  async stop(): Promise<void> {
+    for (const p of this.processes) if (!p.dead) p.crash();
+    await quiesce();
+  }
+}
+
+/** Runs the simulation of `options` to its end: every event handled and every session ended, or a violation. */
+export async function simulate<I, O>(options: SimOptions<I, O>): Promise<SimResult<O>> {
+  const sim = new Simulation<I, O>(options);
+  const ids: string[] = new Array<string>(options.events.length);
+  let appended = 0;
+  options.events.forEach((e, i) => {
+    sim.clock.setTimeout(
+      () => {
+        ids[i] = sim.append(e.key, e.event);
+        appended++;
+      },
+      Math.max(0, e.at - sim.start),
+    );
+  });
+  const lastAt = options.events.reduce((t, e) => Math.max(t, e.at), sim.start);
+  const deadline = lastAt + (options.settleWithin ?? DAY_MS);
+  const outcome = await sim.runUntil(() => appended === options.events.length && sim.settled(), deadline);
+  if (outcome !== 'done') {
+    const why =
+      outcome === 'steps'
+        ? sim.exhausted === 'at once'
+          ? `in ${simBounds.maxStepsAtOnce} steps at one time`
+          : `in ${simBounds.maxSteps} steps`
+        : outcome === 'idle'
+          ? 'with nothing left to run'
+          : `by t=${deadline}`;
+    sim.violations.push(`not settled ${why} (t=${sim.clock.now()}, ${sim.stats.steps} steps)`);
+  }
+  sim.stats.time = sim.clock.now() - sim.start;
+  await sim.stop();
+  const leftovers: PartitionLeftovers[] = [];
+  const ends: Map<string, string>[] = [];
+  for (let p = 0; p < sim.store.partitions; p++) {
+    leftovers.push(sim.store.leftovers(p));
+    ends.push(sim.store.ends(p));
+  }
+  const { session, step } = sim.limiters;
+  const stats = {
+    ...sim.stats,
+    commits: sim.commits,
+    wakes: sim.wakes,
+    ...(session === null && step === null
+      ? {}
+      : {
+          permits: {
+            ...(session === null ? {} : { session: { max: session.max, granted: session.granted } }),
+            ...(step === null ? {} : { step: { max: step.max, granted: step.granted } }),
+          },
+        }),
+  };
+  let outputs: OutputItem<O>[] | undefined;
+  return {
+    // Read when asked: a run stopped by its bound of steps may have written hundreds of thousands.
+    get outputs() {
+      return (outputs ??= sim.outputs());
+    },
+    ids,
+    errors: sim.errors,
+    violations: sim.violations,
+    outcome,
+    exhausted: sim.exhausted,
+    leftovers,
+    ends,
+    stats,
+  };
+}
