@@ -1,6 +1,6 @@
 // The Redis simulator against the reference model (each seed's faulty and calm runs must make the model's
 // sessions and outputs, and each other's; __test__/helpers/redis-sim.mjs) over many seeds (`npm run sim --
-// --from 1 --count 100000`), or one seed with its trace (`node scripts/sim.mjs --seed 42 --trace`; `--shrink` prints a smaller scenario that still fails, which
+// --from 1 --count 100000`; `--versions` deploys releases of the handler during each faulty and calm run), or one seed with its trace (`node scripts/sim.mjs --seed 42 --trace`; `--shrink` prints a smaller scenario that still fails, which
 // `--seed 42 --scenario <file>` runs); `--only crash,lost` keeps those kinds of fault (see FAULT_KINDS). Prints
 // each failing seed with the command that replays it; exits 1 if any failed. `--held-batches N` holds N reads'
 // worth of entries per partition (heldBounds.batches; 64 by default) so the small runs go past it and leave
@@ -22,12 +22,14 @@ const { values } = parseArgs({
     scenario: { type: 'string' },
     'held-batches': { type: 'string' },
     permits: { type: 'boolean', default: false },
+    versions: { type: 'boolean', default: false },
   },
 });
 const only = values.only.split(',');
 if (values['held-batches'] !== undefined) heldBounds.batches = Number(values['held-batches']);
 const held = values['held-batches'] === undefined ? '' : ` --held-batches ${values['held-batches']}`;
 const withPermits = values.permits;
+const versions = values.versions;
 
 if (values.seed !== undefined) {
   const seed = Number(values.seed);
@@ -36,7 +38,7 @@ if (values.seed !== undefined) {
   // --scenario: a scenario printed by --shrink (JSON), run with the seed's draws.
   const result =
     values.scenario === undefined
-      ? await runSeed(seed, { only, trace, permits: withPermits })
+      ? await runSeed(seed, { only, trace, permits: withPermits, versions })
       : await runScenario(seed, JSON.parse(readFileSync(values.scenario, 'utf8')), {
           trace,
           slow,
@@ -63,10 +65,12 @@ if (values.seed !== undefined) {
   const count = Number(values.count);
   let failed = 0;
   for (let seed = from; seed < from + count; seed++) {
-    const result = await runSeed(seed, { only, permits: withPermits });
+    const result = await runSeed(seed, { only, permits: withPermits, versions });
     if (!result.ok) {
       failed++;
-      console.log(`seed ${seed} failed: ${result.problems[0]} -- ${replayCommand(seed, only, { permits: withPermits })}${held}`);
+      console.log(
+        `seed ${seed} failed: ${result.problems[0]} -- ${replayCommand(seed, only, { permits: withPermits, versions })}${held}`,
+      );
     }
     if ((seed - from + 1) % 1000 === 0) console.log(`${seed - from + 1} seeds, ${failed} failed`);
   }

@@ -15,8 +15,47 @@ import { model } from './session-model.mjs';
 import { scriptHandler, timeOf } from './session-script.mjs';
 
 /** The one-line command that replays a seed, with its trace and a shrunk scenario (`permits`: its faulty run with limiters). */
-export const replayCommand = (seed, only = FAULT_KINDS, { permits = false } = {}) =>
-  `node scripts/sim.mjs --seed ${seed} --trace --shrink${only.length === FAULT_KINDS.length ? '' : ` --only ${only.join(',')}`}${permits ? ' --permits' : ''}`;
+export const replayCommand = (seed, only = FAULT_KINDS, { permits = false, versions = false } = {}) =>
+  `node scripts/sim.mjs --seed ${seed} --trace --shrink${only.length === FAULT_KINDS.length ? '' : ` --only ${only.join(',')}`}${permits ? ' --permits' : ''}${versions ? ' --versions' : ''}`;
+
+/** The release chains a seed's versioned runs deploy (`versionsFor`): waiting, migrating, and both. */
+export const RELEASE_CHAINS = {
+  // Each release carries the ones before: sessions keep their version until they end.
+  wait: [{ version: 'v1' }, { version: 'v2', carries: ['v1'] }, { version: 'v3', carries: ['v1', 'v2'] }],
+  // v2 adopts v1's sessions from their checkpoints.
+  migrate: [{ version: 'v1' }, { version: 'v2', migrate: true }],
+  // v3 carries v2 and adopts what is older (v1's sessions).
+  mixed: [{ version: 'v1' }, { version: 'v2', carries: ['v1'] }, { version: 'v3', carries: ['v2'], migrate: true }],
+  // Two migrating releases, the later carrying the earlier.
+  twice: [{ version: 'v1' }, { version: 'v2', migrate: true }, { version: 'v3', carries: ['v2'], migrate: true }],
+};
+
+/** `migrate` of the versioned runs: the state as `to` checkpoints it (the scripted handler checks it). */
+export const migrateState = (state, from, to) => {
+  if ((state?.v ?? '') !== from) throw new Error(`migrate(${JSON.stringify(state)}, ${from}) to ${to}: not a ${from} state`);
+  return { ...state, v: to };
+};
+
+/**
+ * The releases and deploys of a seed's versioned runs (`SimOptions.releases`, `deploys`, `oldJoins`), drawn from a
+ * stream of the seed's own, over the span of its events (`from`..`to`, virtual ms): a chain of `RELEASE_CHAINS`,
+ * each later release deployed at a drawn time with one or two processes, the older processes stopped gracefully a
+ * drawn time later (or never), and crashed processes sometimes replaced by an older release's.
+ */
+export function versionsFor(seed, from, to) {
+  const random = prng(seed + 0x76657273);
+  const int = (lo, hi) => lo + Math.floor(random() * (hi - lo + 1));
+  const pick = (list) => list[Math.floor(random() * list.length)];
+  const chain = pick(Object.keys(RELEASE_CHAINS));
+  const releases = RELEASE_CHAINS[chain];
+  const deploys = [];
+  let at = from;
+  for (let release = 1; release < releases.length; release++) {
+    at = int(at, Math.max(at, to));
+    deploys.push({ at, release, workers: int(1, 2), ...(random() < 0.6 ? { stopOld: int(0, 3000) } : {}) });
+  }
+  return { chain, releases, deploys, oldJoins: pick([0, 0, 0.3]) };
+}
 
 /**
  * The limiters a seed's faulty run takes permits of with `permits` (simulator.ts `SimOptions.permits`), drawn from
@@ -124,13 +163,14 @@ export function scenario(seed) {
  * The scripted handler (session-script.mjs) as a function, `delay()` awaited after each take; `took(input, entry)`,
  * if given, is told of each take first.
  */
-export function scripted(delay, { idleTimeout, maxConcurrent }, took) {
+export function scripted(delay, { idleTimeout, maxConcurrent }, took, version) {
   return streamFn(
     scriptHandler({
       pause: (input, entry) => {
         took?.(input, entry);
         return delay();
       },
+      version,
     }),
     { idleTimeout, maxConcurrent },
   );
@@ -183,14 +223,41 @@ function named(pairs, result) {
   return Object.fromEntries(Object.entries(out).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
-/** The run's sessions (`named`), their outputs by seq (a failure as `{ error: code }`). */
+/** The run's sessions (`named`), their outputs by seq (a failure as `{ error: code }`; the version that made it left out). */
 function sessions(result) {
   const bySid = new Map();
   for (const o of result.outputs) {
     if (!bySid.has(o.sid)) bySid.set(o.sid, []);
-    bySid.get(o.sid).push('error' in o ? { error: o.error.code ?? o.error.name } : o.value);
+    let value = 'error' in o ? { error: o.error.code ?? o.error.name } : o.value;
+    if (value?.ver !== undefined) {
+      const { ver, ...rest } = value;
+      value = rest;
+    }
+    bySid.get(o.sid).push(value);
   }
   return named(bySid, result);
+}
+
+/**
+ * With releases: each session's outputs, in seq order, come from one version, each change to a release that migrates
+ * (a session runs on the version it opened with, or is adopted by `migrate`). An older release that migrates adopts a
+ * newer one's sessions when it owns partitions again (every newer worker gone, as docs/redis/versions.md says of
+ * `drained`): a change back is allowed to such a release only.
+ */
+function lineage(result, releases) {
+  const problems = [];
+  const index = new Map(releases.map((r, i) => [r.version, i]));
+  const last = new Map();
+  for (const o of [...result.outputs].sort((a, b) => (a.sid < b.sid ? -1 : a.sid > b.sid ? 1 : a.seq - b.seq))) {
+    const ver = o.value?.ver;
+    if (ver === undefined) continue;
+    const before = last.get(o.sid);
+    last.set(o.sid, ver);
+    if (before === undefined || before === ver) continue;
+    if (releases[index.get(ver)].migrate !== true)
+      problems.push(`${o.sid}: seq ${o.seq} on ${ver} after ${before}, and ${ver} does not migrate`);
+  }
+  return problems;
 }
 
 /**
@@ -221,7 +288,10 @@ function modelled(s, result) {
     .sort((a, b) => ms(a.id) - ms(b.id) || seq(a.id) - seq(b.id));
   const { maxSessionAge, maxSessionEvents, maxSessionTimers } = s.limits;
   const keyState = s.limits.keyState != null;
-  const expected = model({ log, limits: { idleTimeout: s.idleTimeout, maxSessionAge, maxSessionEvents, maxSessionTimers, keyState } });
+  const expected = model({
+    log,
+    limits: { idleTimeout: s.idleTimeout, maxSessionAge, maxSessionEvents, maxSessionTimers, keyState },
+  });
   const pairs = Object.values(expected)
     .flat()
     .filter((session) => session.outputs.length > 0)
@@ -263,12 +333,19 @@ export const FAULT_KINDS = ['crash', 'pause', 'lost', 'refused', 'delay', 'slow'
  * Runs seed `seed` calm and with its faults (`only`: those kinds; `permits`: the faulty run with the limiters of
  * `permitsFor(seed)`); `{ ok, problems, expected, actual, stats, scenario }`.
  */
-export async function runSeed(seed, { trace, only = FAULT_KINDS, permits = false } = {}) {
+export async function runSeed(seed, { trace, only = FAULT_KINDS, permits = false, versions = false } = {}) {
   const s = scenario(seed);
   for (const kind of FAULT_KINDS) if (!only.includes(kind) && kind !== 'slow') s.faults[kind] = 0;
   if (!only.includes('crash')) {
     s.faults.crashAfterCommits = [];
     s.faults.crashAfterWakes = [];
+  }
+  if (versions) {
+    const times = s.events.map((e) => e.at);
+    s.versions = versionsFor(seed, Math.min(...times), Math.max(...times) + s.idleTimeout);
+    // A migrated session's handler makes other outputs than its old version for the events it runs again (readers
+    // keep the first written): checkReplay would report those as divergences.
+    if (s.versions.releases.some((r) => r.migrate)) s.limits.checkReplay = false;
   }
   return runScenario(seed, s, { trace, slow: only.includes('slow'), permits: permits ? permitsFor(seed) : undefined });
 }
@@ -283,11 +360,24 @@ export async function runScenario(seed, s, { trace, slow = true, permits } = {})
   const run = (faults, delays, withPermits) =>
     simulate({
       seed,
-      fn: (delay, now) => {
+      fn: (delay, now, version) => {
         // (One recorder per run: every process of the calm run shares it.)
         if (!delays) lags ??= timerLags(now, CALM_LATE_MS);
-        return scripted(delays ? delay : () => Promise.resolve(), s, delays ? undefined : lags.took);
+        return scripted(
+          delays ? delay : () => Promise.resolve(),
+          s,
+          delays ? undefined : lags.took,
+          s.versions === undefined ? undefined : version,
+        );
       },
+      ...(s.versions === undefined
+        ? {}
+        : {
+            releases: s.versions.releases,
+            deploys: s.versions.deploys,
+            oldJoins: s.versions.oldJoins,
+            migrate: migrateState,
+          }),
       events: s.events,
       limits: s.limits,
       faults,
@@ -303,7 +393,13 @@ export async function runScenario(seed, s, { trace, slow = true, permits } = {})
     ...invariants(calm).map((p) => `calm: ${p}`),
     ...invariants(faulty, (permits?.fail ?? 0) > 0).map((p) => `faulty: ${p}`),
   ];
-  for (const late of lags?.late() ?? []) problems.push(`calm: timer ${late} after it was due (more than ${CALM_LATE_MS})`);
+  // (A deploy hands partitions over: a timer waits for the next owner, as after any hand-off.)
+  if (s.versions === undefined)
+    for (const late of lags?.late() ?? []) problems.push(`calm: timer ${late} after it was due (more than ${CALM_LATE_MS})`);
+  if (s.versions !== undefined) {
+    problems.push(...lineage(calm, s.versions.releases).map((p) => `calm: ${p}`));
+    problems.push(...lineage(faulty, s.versions.releases).map((p) => `faulty: ${p}`));
+  }
   const expected = sessions(calm);
   const actual = sessions(faulty);
   const model = modelled(s, faulty);

@@ -84,16 +84,27 @@ export function react(state, input, ctx) {
  * The scripted handler: a real `async function* (events, ctx)` for `streamFn` or `redisWorker`. Deterministic over
  * its inputs, and restored from `ctx.restored` (its checkpoint is its whole state). `pause(input)`, if given, is
  * awaited after each take, before the reaction: a simulator delays the handler there without changing what it does.
+ *
+ * `version` (a release's handler): its checkpoints say which version made them (`v`), every output names the version
+ * that made it (`ver`), and a state restored from another version's checkpoint (not migrated to this one) marks every
+ * output of the session (`wrong`), so that a reader, the model and the calm run all see it.
  */
-export function scriptHandler({ pause } = {}) {
+export function scriptHandler({ pause, version } = {}) {
   return async function* script(events, ctx) {
     let state = ctx.restored ?? { count: 0, took: [] };
+    let mark = {};
+    if (version !== undefined) {
+      if (ctx.restored !== undefined && (ctx.restored.v ?? '') !== version)
+        mark = { wrong: `a ${ctx.restored.v ?? 'unversioned'} state on ${version}` };
+      state = { count: state.count, took: state.took };
+      mark = { ver: version, ...mark };
+    }
     for await (const input of events) {
       if (pause !== undefined) await pause(input, ctx.entry);
       const step = react(state, input, ctx);
       state = step.state;
-      for (const output of step.outputs) yield output;
-      if (step.checkpoint) ctx.checkpoint(state);
+      for (const output of step.outputs) yield version === undefined ? output : { ...output, ...mark };
+      if (step.checkpoint) ctx.checkpoint(version === undefined ? state : { ...state, v: version });
       if (step.end === 'return') return;
       if (step.end === 'throw') throw scriptError(input.tag);
     }

@@ -4,8 +4,9 @@
 import { describe, invalidType, outOfRange } from '../../errors';
 import { send } from '../log/connection';
 import { type RedisOptions, type Resolved, resolveOptions } from '../log/options';
-import { NO_VERSION, parseAdvert } from '../common/stored';
-import { activeWorkers, checkVersionName } from '../engine/versions';
+import { parseAdvert } from '../common/stored';
+import { NO_VERSION, activeWorkers } from '../rules/versions';
+import { checkVersionName } from '../engine/versions';
 
 /** Options of `redisVersions`: those every entry point shares (the function's name, partitions). */
 export interface RedisVersionsOptions extends RedisOptions<unknown> {

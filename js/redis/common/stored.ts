@@ -1,5 +1,6 @@
 // What velo-stream/redis stores, as bytes: the fields of input entries and checkpoints' values, read and written
 // by the Redis log (redis-log.ts) and the in-memory one (memory-log.ts) alike, so the two cannot parse apart.
+import { NO_VERSION } from '../rules/versions';
 import type { InputEntry, KeptState, SessionEnd, SessionOpening, Snapshot, StoredKeyState, WorkerAdvert } from './transport';
 
 /** A session's end as stored (checkReplay): `<reason> <last input>`, compared as a string with a later end of its sid. */
@@ -154,9 +155,6 @@ export function parseOpening(sid: string, value: string): SessionOpening | undef
     limits: { idleTimeout: idle, maxSessionAge: age, maxSessionEvents: events, maxSessionTimers: timers },
   };
 }
-
-/** The advert of a worker with no version: it runs sessions opened with none. */
-export const NO_VERSION: WorkerAdvert = { version: '', runs: [''] };
 
 /** A worker's advert as stored (hash `velo:{<name>}:adverts`): JSON `{"v","runs"}`. */
 export function advertValue(a: WorkerAdvert): string {

@@ -8,7 +8,7 @@ import { drainOutputs } from '../../core/drive';
 import { kFinished, kOpen, kTaken, kTakenEnd, type StreamKind } from '../../core/protocol';
 import { sleepOn } from '../common/clock';
 import { type Codec, encodeChecked } from '../common/codec';
-import { FencedError, TimerPastAgeError, TooManyTimersError, decodeError, migrateError } from '../../errors';
+import { FencedError, TimerPastAgeError, TooManyTimersError, decodeError } from '../../errors';
 import { idTime } from '../common/log-ids';
 import {
   type CheckpointCall,
@@ -20,7 +20,8 @@ import {
   sessionEnd,
   sidTime,
 } from './session';
-import { type SessionLimits, newState, wouldTake } from '../rules/session-rules';
+import { newState, wouldTake } from '../rules/session-rules';
+import { type OpeningInputs, type OpeningRelease, migratedCheckpoint, openingState, planOpening } from './opening';
 import { SessionInputs } from './session-inputs';
 import { sessionScope } from '../common/trace-context';
 import { type Openings, Outbox, RETRY_MS } from './outbox';
@@ -93,8 +94,8 @@ export class PartitionRun<I, O> {
   /** Age of the oldest pending entry at the last measure, ms. */
   pinned = 0;
   readonly pumped: Promise<void>;
-  /** The caps a new session opens with (one that opened elsewhere keeps its own: `#openings`). */
-  readonly #limits: SessionLimits;
+  /** The release this worker runs, as its sessions' openings see it (`planOpening`). */
+  readonly #release: OpeningRelease;
   /** What the partition's live sessions opened with, as the last owner left it (versions), by sid: read with the snapshots. */
   #openings = new Map<string, SessionOpening>();
   /** The openings of this run's sessions not written yet, by sid (`Openings`). */
@@ -120,11 +121,16 @@ export class PartitionRun<I, O> {
     readonly lease: Lease,
     grantedAt: number,
   ) {
-    this.#limits = {
-      idleTimeout: worker.fn.config.idleTimeout,
-      maxSessionAge: worker.maxSessionAge,
-      maxSessionEvents: worker.maxSessionEvents,
-      maxSessionTimers: worker.maxSessionTimers,
+    this.#release = {
+      version: worker.version,
+      // The caps a new session opens with (one that opened elsewhere keeps its own: `#openings`).
+      limits: {
+        idleTimeout: worker.fn.config.idleTimeout,
+        maxSessionAge: worker.maxSessionAge,
+        maxSessionEvents: worker.maxSessionEvents,
+        maxSessionTimers: worker.maxSessionTimers,
+      },
+      runsVersion: (version) => worker.runsVersion(version),
     };
     this.#outbox = new Outbox(
       worker,
@@ -283,8 +289,12 @@ export class PartitionRun<I, O> {
     for (;;) {
       if (this.stopping) return false;
       try {
-        for (const snapshot of await this.worker.log.snapshots(this.lease)) this.#snapshots.set(snapshot.key, snapshot);
-        this.#openings = await this.worker.log.openings(this.lease);
+        // Both read before either is kept: no session is restored (a slot may free while the openings are read)
+        // before the partition's openings are known, or it would open on this worker's version and caps.
+        const snapshots = await this.worker.log.snapshots(this.lease);
+        const openings = await this.worker.log.openings(this.lease);
+        this.#openings = openings;
+        for (const snapshot of snapshots) this.#snapshots.set(snapshot.key, snapshot);
         break;
       } catch (error) {
         if (this.#failed(error)) return false;
@@ -610,84 +620,19 @@ export class PartitionRun<I, O> {
     // stack trace each) while they do. On a backlog, every session that ends asks each partition for a slot.
     if (w.live >= w.fn.config.maxConcurrent) return undefined;
     const snapshot = this.#snapshots.get(key);
-    let restored: unknown;
-    let broken: unknown;
-    if (snapshot !== undefined) {
-      sid = snapshot.sid;
-      try {
-        if (snapshot.unreadable !== undefined) throw snapshot.unreadable as Error;
-        const state = snapshot.state;
-        restored = w.codec.decode(typeof state === 'string' ? Buffer.from(state) : state);
-        // Its timers' payloads are part of it: one that cannot be decoded makes the whole unreadable.
-        for (const [, , payload, key] of snapshot.pending ?? [])
-          if (key !== DEBOUNCE_TIMER_KEY) w.codec.decode(typeof payload === 'string' ? Buffer.from(payload) : payload);
-      } catch (error) {
-        broken = decodeError(`The codec could not decode the checkpoint of session ${JSON.stringify(sid)}`, error);
-      }
-    }
-    // What its end keeps for its key (keyState) unless it checkpoints: the state it starts from.
-    let keep = snapshot !== undefined && broken === undefined ? snapshot.state : undefined;
-    let fromKey = false;
-    if (snapshot === undefined && kept !== null) {
-      try {
-        if (kept.unreadable !== undefined) throw kept.unreadable as Error;
-        restored = w.codec.decode(typeof kept.state === 'string' ? Buffer.from(kept.state) : kept.state);
-        keep = kept.state;
-        fromKey = true;
-      } catch (error) {
-        // Not the session's failure: it starts without it (its events are fine), and its end keeps its own checkpoint.
-        w.report(
-          decodeError(
-            `The codec could not decode the state kept for key ${JSON.stringify(key)}: session ${JSON.stringify(sid)} starts without it`,
-            error,
-          ),
-        );
-      }
-    }
-    // What it runs on: what it opened with if it opened before (another owner wrote it), else this worker's version
-    // and caps. A version this worker does not run is there only for a worker that migrates (the lease was refused
-    // otherwise): the session goes on on this worker's version, with its caps, from its checkpoint migrated.
-    const stored = this.#openings.get(sid);
-    let opening: SessionOpening = stored ?? { sid, version: w.version, limits: this.#limits };
-    if (stored !== undefined && !w.runsVersion(stored.version)) {
-      opening = { sid, version: w.version, limits: stored.limits, replaces: stored.version };
-      if (snapshot !== undefined && broken === undefined) {
-        const adopt = `migrate() could not adopt session ${JSON.stringify(sid)} from version ${JSON.stringify(stored.version)}`;
-        let migrated: unknown;
-        try {
-          migrated = (w.migrate as NonNullable<typeof w.migrate>)(restored, stored.version);
-        } catch (error) {
-          broken = migrateError(`${adopt}: it threw`, error);
-        }
-        let thenable = false;
-        if (broken === undefined) {
-          try {
-            thenable = typeof (migrated as { then?: unknown } | null)?.then === 'function';
-          } catch (error) {
-            // (A `then` getter that throws, a revoked Proxy: not a state the codec could carry either.)
-            broken = migrateError(`${adopt}: the state it returned could not be read`, error);
-          }
-        }
-        if (broken === undefined && thenable) {
-          // (Its outcome is not waited for: a rejection of it is not an unhandled one.)
-          Promise.resolve(migrated).catch(() => {});
-          broken = migrateError(
-            `${adopt}: it returned a promise (migrate must return the state itself, synchronously)`,
-            undefined,
-          );
-        } else if (broken === undefined) {
-          try {
-            // The handler starts from what a later owner would decode: the state through the codec.
-            keep = w.codec.encode(migrated);
-            restored = w.codec.decode(typeof keep === 'string' ? Buffer.from(keep) : keep);
-          } catch (error) {
-            broken = migrateError(`${adopt}: the codec could not carry the state it returned`, error);
-          }
-        }
-      }
-      if (broken === undefined) w.counters.migrated++;
-    }
-    if (stored === undefined || opening !== stored) this.#unwritten.set(sid, opening);
+    const inputs: OpeningInputs = { key, sid, snapshot, openings: this.#openings, kept, release: this.#release };
+    const plan = planOpening(inputs);
+    const { restored, keep, broken, keptUnreadable, fromKey, migrated } = openingState(
+      plan,
+      inputs,
+      w.codec,
+      w.migrate,
+      (timerKey) => timerKey === DEBOUNCE_TIMER_KEY,
+    );
+    sid = plan.sid;
+    const { opening, stored } = plan;
+    if (keptUnreadable !== undefined) w.report(keptUnreadable);
+    if (plan.write) this.#unwritten.set(sid, opening);
     this.#openings.delete(sid);
     const fn = w.fnFor(opening.version);
     const limits = opening.limits;
@@ -748,13 +693,16 @@ export class PartitionRun<I, O> {
     } catch (error) {
       this.#unwritten.delete(sid);
       if (stored !== undefined) this.#openings.set(sid, stored);
-      if (opening !== stored && stored !== undefined && broken === undefined) w.counters.migrated--;
       if ((error as { code?: unknown })?.code === 'ERR_VELO_STREAM_LIMIT') return undefined;
       throw error;
     }
     const s = new Session<I, O>(key, sid, stream, rule, opening);
     s.keep = keep;
     if (fromKey) w.counters.keyStateStarts++;
+    if (opening.replaces !== undefined && broken === undefined) w.counters.migrated++;
+    // Adopted from its checkpoint: the converted state is its checkpoint from now on, committed with its migrated
+    // opening (in one commit, ahead of its outputs), so no later owner runs this version on the old state.
+    if (migrated !== undefined && snapshot !== undefined) this.#outbox.queue(migratedCheckpoint(snapshot, migrated));
     if (grant !== null) {
       // Its `limiter.session` permits: held until it ends (`#forward`).
       this.#starts.delete(key);

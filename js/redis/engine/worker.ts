@@ -42,7 +42,8 @@ import { RETRY_MS } from './outbox';
 import { type Clock, realClock, sleepOn } from '../common/clock';
 import type { RedisWorker, RedisWorkerOptions, RedisWorkerStats } from './worker-types';
 import { WorkerPermits, checkWorkerLimiter } from './session-permits';
-import { type WorkerVersions, activeWorkers, checkVersions, mixedVersions, runsAll } from './versions';
+import { type WorkerVersions, checkVersions } from './versions';
+import { planBalance } from '../rules/versions';
 
 /** How option errors name this entry point. */
 const W = 'redisWorker()';
@@ -473,18 +474,18 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     );
     if (live === 0 || this.#closing !== null) return;
     // Workers superseded by a newer version take nothing, and hand over what they have; the share counts the others.
-    const { active, superseded, others } = activeWorkers(adverts ?? new Map(), live, this.id);
-    this.superseded = superseded;
-    const share = superseded ? 0 : Math.ceil(this.log.partitions / Math.max(1, active));
-    if (this.#runs.size > share) {
-      // Handed back: partitions past the share. While workers run different versions, only those a worker of another
-      // release runs (each live session's version): one that none can run stays (its sessions would wait, unowned),
-      // and none goes back and forth between workers of one release (one hands it back, the other rescues it).
-      const mine = this.#versions.advert.runs.join(' ');
-      const movable = mixedVersions(this.#versions.advert, others)
-        ? (run: PartitionRun<I, O>) => others.some((a) => a.runs.join(' ') !== mine && runsAll(a, run.versions()))
-        : () => true;
-      const extra = [...this.#runs.values()].filter(movable).slice(0, this.#runs.size - share);
+    const plan = planBalance({
+      adverts: adverts ?? new Map(),
+      live,
+      me: this.id,
+      mine: this.#versions.advert,
+      partitions: this.log.partitions,
+      held: [...this.#runs.values()].map((run) => ({ partition: run.partition, versions: run.versions() })),
+    });
+    this.superseded = plan.superseded;
+    const share = plan.share;
+    if (plan.over) {
+      const extra = plan.handBack.map((p) => this.#runs.get(p) as PartitionRun<I, O>);
       await Promise.all(extra.map((run) => this.#release(run)));
       return;
     }
@@ -517,7 +518,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     }
     // Past its share: partitions refused to other workers for their sessions' versions, which this one runs (while
     // workers run different versions). Without it they would wait, unowned, for a worker under its share that runs them.
-    if (superseded || this.#closing !== null || !mixedVersions(this.#versions.advert, others)) return;
+    if (!plan.rescue || this.#closing !== null) return;
     for (const p of this.#order) {
       if (this.#runs.has(p) || this.#closing !== null) continue;
       const sent = performance.now();

@@ -4,11 +4,11 @@
 // clock's time, and entry ids are `<ms>-<seq>` as XADD makes them. Workers reach it through `MemoryLog`
 // (memory-log.ts). The byte formats (entry fields, checkpoint values) are stored.ts's, shared with the Redis log;
 // the log contract test runs the same scenarios against both.
+import { NO_VERSION } from '../rules/versions';
 import { createHash } from 'node:crypto';
 import { FencedError } from '../../errors';
 import type { Clock } from '../common/clock';
 import {
-  NO_VERSION,
   advertValue,
   endValue,
   inputEntries,
@@ -187,6 +187,9 @@ export interface PartitionLeftovers {
   readonly check: readonly string[];
   readonly ckpt: readonly string[];
   readonly timers: readonly string[];
+  /** Openings of sessions (`:opened`), and per-version counts left above 0 (`:versions`, as `<version>=<count>`). */
+  readonly opened: readonly string[];
+  readonly versions: readonly string[];
 }
 
 const READ_FENCED = 'the lease is gone: another worker owns the partition, or it expired';
@@ -285,6 +288,8 @@ export class MemoryStore {
       check: [...s.check.keys()],
       ckpt: [...s.ckpt.keys()],
       timers: [...s.timers.keys()],
+      opened: [...s.opened.keys()],
+      versions: [...s.versions].filter(([, n]) => n !== 0).map(([v, n]) => `${v}=${n}`),
     };
   }
 
@@ -295,7 +300,7 @@ export class MemoryStore {
    */
   kept(partition: number): number {
     const s = this.#part(partition);
-    return (s.group?.pending.size ?? 0) + s.hw.size + s.check.size + s.ckpt.size + s.timers.size;
+    return (s.group?.pending.size ?? 0) + s.hw.size + s.check.size + s.ckpt.size + s.timers.size + s.opened.size;
   }
 
   /** The ends a partition keeps for checkReplay (sid -> `<reason> <last input>`): kept after their sessions, until a trim. */

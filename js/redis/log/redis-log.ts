@@ -21,6 +21,7 @@
 // One consumer group (`velo`) per input stream and one consumer name
 // (`owner`): whoever holds the lease reads as `owner`, so a new owner's
 // `XREADGROUP ... 0` returns exactly what the last owner left unacked.
+import { NO_VERSION } from '../rules/versions';
 import type {
   Commit,
   CommitResult,
@@ -41,7 +42,6 @@ import { FencedError, workerClosedError } from '../../errors';
 import { PollWaker, type RedisClientLike, isCluster, readStreams, send, xreadStreams } from './connection';
 import { Script } from './script';
 import {
-  NO_VERSION,
   advertValue,
   endValue,
   inputEntries,

@@ -25,7 +25,8 @@ import { type Openable, kOpen } from '../../core/protocol';
 import type { HandlerFailure, OutputItem } from '../common/outputs';
 import type { TestWorkerOptions } from './options';
 export type { TestWorkerOptions };
-import { type RunOutcome, type SimLimits, type SimResult, Simulation, simBounds, simulate, takeoverWithin } from './simulator';
+import { type RunOutcome, type SimResult, Simulation, simBounds, simulate, takeoverWithin } from './simulator';
+import type { SimLimits } from './sim-process';
 
 /** The options of `checkDeterminism`: those of `testWorker`, and how long each run may take to settle. */
 export interface DeterminismOptions extends TestWorkerOptions {

@@ -10,126 +10,23 @@
 // to its partitions: leases, renewals, wake-ups on new entries) with a clock of its own over the shared one: a
 // crash stops its callbacks for good and cuts its connection (what it sent before stays applied, nothing after is),
 // a pause holds them until it ends.
-import type { Debounce } from '../../core/debounce';
 import type { StreamFn } from '../../types';
-import type { Clock, ClockTimer } from '../common/clock';
-import { FencedError } from '../../errors';
 import { type Codec, encodeChecked, jsonCodec } from '../common/codec';
-import { type Fault, type FaultPolicy, type LogCall, MemoryLog } from '../log/memory-log';
+import type { Fault, FaultPolicy, LogCall } from '../log/memory-log';
 import { MemoryStore, type PartitionLeftovers } from '../log/memory-store';
 import { fnv1a } from '../log/options';
-import { newCounters } from '../engine/partition-host';
-import type { Openable } from '../../core/protocol';
-import type { PartitionHost, WorkerCounters } from '../engine/partition-host';
-import { PartitionRun } from '../engine/partition-run';
 import { Prng } from '../common/prng';
 import { type OutputItem, outputItem } from '../common/outputs';
-import { reportable } from '../common/reportable';
 import type { Lease } from '../common/transport';
 import { VirtualClock } from './virtual-clock';
 import { SimLimiter } from './sim-limiter';
-import { WorkerPermits } from '../engine/session-permits';
-
-/** A timer of a process's clock: the shared clock's timer it is now (a paused process moves it to its pause's end). */
-class ProcessTimer implements ClockTimer {
-  inner: ClockTimer | null = null;
-  unref(): ClockTimer {
-    return this;
-  }
-}
-
-/** One process's time over the shared clock: `kill()` drops every callback for good, `pause(until)` holds them till then. */
-class ProcessClock implements Clock {
-  #dead = false;
-  #until = -Infinity;
-  constructor(readonly base: VirtualClock) {}
-
-  now(): number {
-    return this.base.now();
-  }
-
-  #guard(fn: () => void, timer?: ProcessTimer): () => void {
-    const guarded = () => {
-      if (this.#dead) return;
-      const now = this.base.now();
-      if (now < this.#until) {
-        const later = this.base.setTimeout(guarded, this.#until - now, true);
-        if (timer !== undefined) timer.inner = later;
-        return;
-      }
-      fn();
-    };
-    return guarded;
-  }
-
-  /**
-   * `keepAlive`: a timer that only keeps the process alive (its lease renewals, its idle reads' timeouts), which the
-   * simulation may postpone over a quiet span (`Simulation.#jump`); every other timer (a timer's wake-up, a tick, an
-   * age marker, a retry, a handler's delay) is work, and the span ends before it.
-   */
-  setTimeout(fn: () => void, ms: number, keepAlive = false): ClockTimer {
-    const timer = new ProcessTimer();
-    timer.inner = this.base.setTimeout(this.#guard(fn, timer), ms, keepAlive);
-    return timer;
-  }
-
-  /** This clock with every timer a keep-alive one (`setTimeout`): a connection's idle reads wait on it. */
-  keepingAlive(): Clock {
-    return {
-      now: () => this.now(),
-      setTimeout: (fn, ms) => this.setTimeout(fn, ms, true),
-      clearTimeout: (timer) => this.clearTimeout(timer),
-      setImmediate: (fn) => this.setImmediate(fn),
-    };
-  }
-
-  clearTimeout(timer: ClockTimer | null | undefined): void {
-    if (timer instanceof ProcessTimer) this.base.clearTimeout(timer.inner);
-  }
-
-  setImmediate(fn: () => void): void {
-    this.base.setImmediate(this.#guard(fn));
-  }
-
-  kill(): void {
-    this.#dead = true;
-  }
-
-  pause(until: number): void {
-    this.#until = Math.max(this.#until, until);
-  }
-
-  /** Paused now. */
-  get paused(): boolean {
-    return this.base.now() < this.#until;
-  }
-}
+import { ProcessClock, type ProcessRelease, type SimHost, type SimLimits, SimProcess, balancePeriod } from './sim-process';
 
 /** An event the simulated producer appends at `at` (virtual ms) to its key's partition. */
 export interface SimEvent<I> {
   readonly at: number;
   readonly key: string;
   readonly event: I;
-}
-
-/** The worker's settings a run uses (those of `redisWorker`), all optional. */
-export interface SimLimits {
-  readonly partitions?: number;
-  readonly leaseTtl?: number;
-  readonly readCount?: number;
-  readonly maxBufferedEvents?: number;
-  readonly maxSessionEvents?: number;
-  readonly maxSessionAge?: number;
-  readonly maxSessionTimers?: number;
-  readonly maxCheckpointBytes?: number;
-  readonly maxEventBytes?: number;
-  readonly checkReplay?: boolean;
-  /** Debounce per key (checked), or null/absent: none. */
-  readonly debounce?: Debounce | null;
-  /** Per-key state beyond a session (checked), or null/absent: none. */
-  readonly keyState?: { readonly retention: number } | null;
-  /** Default 0 (no trim), ms. */
-  readonly trimInterval?: number;
 }
 
 /** How often each fault is drawn: per step of the clock (crash, pause) or per call of the log (the rest). */
@@ -164,9 +61,24 @@ export interface SimOptions<I, O> {
    * The function, made once per process (a process has its own sessions and slots). `delay()` is for its handler
    * to await where it may be slow: the simulator resolves it now, after some immediates, or some ms later, so that
    * the handler runs behind the reader; `delay(ms)` resolves `ms` later (virtual). `now()` is the virtual clock
-   * (for a test's oracle of when inputs are taken: a handler that read it would not be deterministic).
+   * (for a test's oracle of when inputs are taken: a handler that read it would not be deterministic). `version`:
+   * the handler of that version (with `releases`; else `''`).
    */
-  readonly fn: (delay: (ms?: number) => Promise<void>, now: () => number) => StreamFn<I, O>;
+  readonly fn: (delay: (ms?: number) => Promise<void>, now: () => number, version: string) => StreamFn<I, O>;
+  /**
+   * Releases of the worker (absent: one, with no version, as before versions): the first runs from the start, each
+   * `deploys` entry starts processes of another. A process runs its release's version, the versions it carries,
+   * and `migrate` if its release has it, and balances as the worker does (superseded workers hand over).
+   */
+  readonly releases?: readonly SimRelease[];
+  readonly deploys?: readonly SimDeploy[];
+  /** The releases' `migrate`: the state of a session of `fromVersion` as `toVersion`'s handler starts from it. */
+  readonly migrate?: (state: unknown, fromVersion: string, toVersion: string) => unknown;
+  /**
+   * With releases: how often a crashed process is replaced by one of an older release deployed before (an old
+   * worker joining during a deploy); otherwise by one of the release deployed last. Default 0.
+   */
+  readonly oldJoins?: number;
   readonly events: readonly SimEvent<I>[];
   readonly limits?: SimLimits;
   readonly faults?: SimFaults;
@@ -188,6 +100,24 @@ export interface SimOptions<I, O> {
 }
 
 /** `SimOptions.permits`. */
+/** A release of the worker: `redisWorker`'s `version`, the older versions it carries (`versions`), `migrate`. */
+export interface SimRelease {
+  readonly version: string;
+  readonly carries?: readonly string[];
+  readonly migrate?: boolean;
+}
+
+/**
+ * A deploy: at `at` (virtual ms), `workers` processes of release `release` start (default 2); `stopOld` ms after,
+ * the live processes of older releases stop gracefully (`close()`, as on SIGTERM); absent, they keep running.
+ */
+export interface SimDeploy {
+  readonly at: number;
+  readonly release: number;
+  readonly workers?: number;
+  readonly stopOld?: number;
+}
+
 export interface SimPermits {
   readonly session?: number;
   readonly step?: number;
@@ -228,16 +158,6 @@ export interface SimResult<O> {
 }
 
 /**
- * How `Simulation.runUntil` stopped: `done` reached, past its deadline, out of steps (`maxSteps` in one call), or
- * with nothing left to run.
- */
-export type RunOutcome = 'done' | 'deadline' | 'steps' | 'idle';
-
-/** A day, ms: how long after its last event a run may take to settle, by default. */
-const DAY_MS = 86_400_000;
-/** How long a wake-up read waits before it is made again, ms (as the worker's). */
-const WAIT_MS = 2000;
-/**
  * The bounds of one `runUntil` (a move of the clock): at most `maxSteps` steps in all, and at most
  * `maxStepsAtOnce` steps of handlers while the virtual time stays the same (a handler looping at one time: a timer
  * due at once made on every input, outputs yielded without taking input). A step is a clock step (the immediates
@@ -247,10 +167,14 @@ const WAIT_MS = 2000;
  */
 export const simBounds = { maxSteps: 2_000_000, maxStepsAtOnce: 100_000 };
 
-/** How often a simulated process renews its leases and looks for free partitions, ms (as the worker, `ttl/3`). */
-export function balancePeriod(leaseTtl: number): number {
-  return Math.floor(leaseTtl / 3);
-}
+/**
+ * How `Simulation.runUntil` stopped: `done` reached, past its deadline, out of steps (`maxSteps` in one call), or
+ * with nothing left to run.
+ */
+export type RunOutcome = 'done' | 'deadline' | 'steps' | 'idle';
+
+/** A day, ms: how long after its last event a run may take to settle, by default. */
+const DAY_MS = 86_400_000;
 
 /**
  * The longest a crashed process's partitions wait for another to take them over, ms after the crash: its last
@@ -281,210 +205,11 @@ async function quiesce(): Promise<void> {
   }
 }
 
-/** A worker process: one `PartitionHost` for every partition it owns, on its own clock and connection. */
-class SimProcess<I, O> implements PartitionHost<I, O> {
-  readonly fn: StreamFn<I, O> & Openable<I, O>;
-  /** The simulated workers run no version: every session runs `fn`. */
-  readonly version = '';
-  readonly log: MemoryLog;
-  readonly ttl: number;
-  readonly readCount: number;
-  readonly codec: Codec<unknown>;
-  readonly maxEventBytes: number;
-  readonly maxSessionEvents: number;
-  readonly maxSessionAge: number;
-  readonly maxCheckpointBytes: number;
-  readonly maxSessionTimers: number;
-  readonly debounce: Debounce | null;
-  readonly keyState: { readonly retention: number } | null;
-  readonly checkReplay: boolean;
-  readonly delivery = null;
-  readonly permits: WorkerPermits | null;
-  readonly counters: WorkerCounters = newCounters();
-  live = 0;
-  clockOffset = 0;
-  readonly runs = new Map<number, PartitionRun<I, O>>();
-  dead = false;
-  readonly #idle = new Map<number, () => void>();
-  readonly #share: number;
-  #sessionsEnded = false;
-
-  constructor(
-    readonly id: string,
-    readonly sim: Simulation<I, O>,
-    readonly clock: ProcessClock,
-    fn: StreamFn<I, O>,
-    faults: FaultPolicy,
-  ) {
-    const l = sim.limits;
-    this.fn = fn as StreamFn<I, O> & Openable<I, O>;
-    this.log = new MemoryLog(sim.store, { clock: this.clock, waitClock: this.clock.keepingAlive(), faults });
-    this.ttl = l.leaseTtl ?? 3000;
-    this.readCount = l.readCount ?? 256;
-    this.codec = sim.codec;
-    this.maxEventBytes = l.maxEventBytes ?? 1 << 20;
-    this.maxSessionEvents = l.maxSessionEvents ?? 0;
-    this.maxSessionAge = l.maxSessionAge ?? 0;
-    this.maxCheckpointBytes = l.maxCheckpointBytes ?? 1 << 20;
-    this.maxSessionTimers = l.maxSessionTimers ?? 1000;
-    this.checkReplay = l.checkReplay ?? false;
-    this.debounce = l.debounce ?? null;
-    this.keyState = l.keyState ?? null;
-    const partitions = sim.store.partitions;
-    this.#share = Math.floor(Math.max(l.maxBufferedEvents ?? 65_536, partitions) / partitions);
-    const { session, step } = sim.limiters;
-    this.permits =
-      session === null && step === null
-        ? null
-        : new WorkerPermits(
-            {
-              session: session === null ? [] : [session.view(this)],
-              step: step === null ? [] : [step.view(this)],
-              maxWaiting: sim.options.permits?.maxWaiting ?? 1000,
-            },
-            this.clock,
-            (error) => this.report(error),
-          );
-    this.clock.setImmediate(() => void this.#balance());
-  }
-
-  fnFor(): StreamFn<I, O> & Openable<I, O> {
-    return this.fn;
-  }
-
-  runsVersion(): boolean {
-    return true;
-  }
-
-  readonly migrate = null;
-
-  share(): number {
-    return this.#share;
-  }
-
-  report(error: unknown): void {
-    this.counters.errors++;
-    if (!this.dead) this.sim.errors.push(reportable(error));
-  }
-
-  lose(run: PartitionRun<I, O>): void {
-    if (this.runs.get(run.partition) !== run) return;
-    this.runs.delete(run.partition);
-    this.counters.lost++;
-    this.sim.note(`${this.id} loses p${run.partition}`);
-    void run.drop();
-  }
-
-  /** Renews the leases held, takes the free partitions (every `ttl/3`, as the worker's renewals and balance). */
-  async #balance(): Promise<void> {
-    for (let p = 0; p < this.sim.store.partitions; p++) {
-      const run = this.runs.get(p);
-      if (run !== undefined) {
-        this.#trim(run);
-        if (run.renewing) continue;
-        run.renewing = true;
-        const sent = this.clock.now();
-        void this.log
-          .renew(run.lease, this.ttl)
-          .then(
-            (held) => {
-              if (!held) this.lose(run);
-              else run.validUntil = sent + this.ttl;
-            },
-            (error: unknown) => this.report(error),
-          )
-          .finally(() => (run.renewing = false));
-        continue;
-      }
-      const sent = this.clock.now();
-      const lease = await this.log.acquire(p, this.id, this.ttl).catch((error: unknown) => {
-        this.report(error);
-        return null;
-      });
-      if (lease === null || !('token' in lease)) continue;
-      this.sim.took(this, lease);
-      this.counters.acquired++;
-      this.runs.set(p, new PartitionRun(this, lease, sent));
-    }
-    // A lease not renewed in time is given up by this process's own clock, as the worker's `#expire`.
-    for (const run of [...this.runs.values()]) if (this.clock.now() >= run.validUntil) this.lose(run);
-    this.clock.setTimeout(() => void this.#balance(), balancePeriod(this.ttl), true);
-  }
-
-  /** Trims the partition's input every `trimInterval` (as the worker's balance does; outputs are kept to compare). */
-  #trim(run: PartitionRun<I, O>): void {
-    const every = this.sim.limits.trimInterval ?? 0;
-    if (every === 0 || this.clock.now() - run.lastTrim < every) return;
-    run.lastTrim = this.clock.now();
-    this.log.trim(run.lease).then(
-      (n) => (this.counters.trimmed += n),
-      (error: unknown) => {
-        if (error instanceof FencedError) this.lose(run);
-        else this.report(error);
-      },
-    );
-  }
-
-  idle(run: PartitionRun<I, O>, tail: string): Promise<void> {
-    if (run.stopping) return Promise.resolve();
-    const p = run.partition;
-    return new Promise((resolve) => {
-      this.#idle.set(p, resolve);
-      void (async () => {
-        while (this.#idle.get(p) === resolve) {
-          const ready = await this.log.wait(new Map([[p, tail]]), WAIT_MS).catch((error: unknown) => {
-            this.report(error);
-            return [p];
-          });
-          if (ready.length > 0) this.wakeIdle(p);
-        }
-      })();
-    });
-  }
-
-  wakeIdle(partition: number): void {
-    const resolve = this.#idle.get(partition);
-    this.#idle.delete(partition);
-    resolve?.();
-  }
-
-  /**
-   * A handler took an input or yielded an output: a step of the run. Past the move's bound the simulation stops
-   * this process (as a crash), which ends its handler's input: a handler looping at one time never gives the clock
-   * back, so only this can stop it.
-   */
-  step(): void {
-    if (!this.dead) this.sim.progress(this);
-  }
-
-  notifySessionEnded(): void {
-    if (this.#sessionsEnded) return;
-    this.#sessionsEnded = true;
-    this.clock.setImmediate(() => {
-      this.#sessionsEnded = false;
-      for (const run of this.runs.values()) {
-        run.slotsFreed();
-      }
-    });
-  }
-
-  /** Killed: nothing of it runs or reaches the log any more; its sessions are let go (their memory, not the log). */
-  crash(): void {
-    this.dead = true;
-    this.clock.kill();
-    this.sim.limiters.session?.crashed(this);
-    this.sim.limiters.step?.crashed(this);
-    this.log.sever();
-    for (const run of this.runs.values()) void run.drop();
-    this.runs.clear();
-  }
-}
-
 /**
  * One run: the shared clock and store, the processes, the producer's appends, and what was seen. Two processes
  * start at once (one takes the partitions, the other waits to take over); a crashed one is replaced.
  */
-export class Simulation<I, O> {
+export class Simulation<I, O> implements SimHost<I, O> {
   readonly clock: VirtualClock;
   readonly store: MemoryStore;
   readonly limits: SimLimits;
@@ -497,6 +222,9 @@ export class Simulation<I, O> {
   readonly limiters: { session: SimLimiter | null; step: SimLimiter | null };
   readonly start: number;
   readonly stats = { steps: 0, time: 0, crashes: 0, pauses: 0, takeovers: 0, jumps: 0 };
+  /** The release deployed last (with releases). */
+  deployed = 0;
+  readonly maxWaiting: number;
   /**
    * The bound the run is under (set by `runUntil`): the step count it may not reach, and the handlers' steps at one
    * virtual time (the time, and how many so far).
@@ -534,8 +262,10 @@ export class Simulation<I, O> {
       else this.wakes++;
       this.progress(null);
     });
+    this.maxWaiting = options.permits?.maxWaiting ?? 1000;
     this.spawn();
     this.spawn();
+    for (const d of options.deploys ?? []) this.clock.setTimeout(() => this.deploy(d), Math.max(0, d.at - this.start));
   }
 
   note(line: string): void {
@@ -554,8 +284,26 @@ export class Simulation<I, O> {
     return this.store.append(partition, [[key, data]])[0];
   }
 
-  /** A new process, with its own function and a fault policy drawn from the run's seed. */
-  spawn(): SimProcess<I, O> {
+  /** Release `index` as a process runs it: its functions made for the process, its `migrate`. */
+  #release(index: number, delay: (ms?: number) => Promise<void>): ProcessRelease<I, O> {
+    const now = () => this.clock.now();
+    const releases = this.options.releases;
+    if (releases === undefined)
+      return { index: 0, version: '', versioned: false, fn: this.options.fn(delay, now, ''), older: new Map(), migrate: null };
+    const r = releases[index];
+    const migrate = this.options.migrate;
+    return {
+      index,
+      version: r.version,
+      versioned: true,
+      fn: this.options.fn(delay, now, r.version),
+      older: new Map((r.carries ?? []).map((v) => [v, this.options.fn(delay, now, v)])),
+      migrate: r.migrate === true && migrate !== undefined ? (state, from) => migrate(state, from, r.version) : null,
+    };
+  }
+
+  /** A new process of release `release` (default the one deployed last), with a fault policy drawn from the run's seed. */
+  spawn(release = this.deployed): SimProcess<I, O> {
     const f = this.options.faults ?? {};
     const random = this.random;
     const id = `w${++this.#spawned}`;
@@ -586,15 +334,20 @@ export class Simulation<I, O> {
       }
       return new Promise((resolve) => void clock.setTimeout(resolve, random.int(1, 50)));
     };
-    const worker = new SimProcess<I, O>(
-      id,
-      this,
-      clock,
-      this.options.fn(delay, () => this.clock.now()),
-      faults,
-    );
+    const worker = new SimProcess<I, O>(id, this, clock, this.#release(release, delay), faults);
     this.processes.push(worker);
     return worker;
+  }
+
+  /** Deploys a release: its processes start; `stopOld` later, the live processes of other releases close. */
+  deploy(d: SimDeploy): void {
+    this.deployed = d.release;
+    this.note(`deploy of release ${d.release} (${this.options.releases?.[d.release]?.version ?? ''})`);
+    for (let i = d.workers ?? 2; i > 0; i--) this.spawn(d.release);
+    if (d.stopOld === undefined) return;
+    this.clock.setTimeout(() => {
+      for (const p of this.processes) if (!p.dead && p.release < d.release) void p.close();
+    }, d.stopOld);
   }
 
   /** The process that owns `partition` now crashes (a new process is started); false if none owns it. */
@@ -608,7 +361,14 @@ export class Simulation<I, O> {
     this.stats.crashes++;
     this.note(`${victim.id} crashes${why}`);
     victim.crash();
-    this.spawn();
+    // An old worker joins only beside a live one of the last release (an orchestrator restarts that release), and
+    // is drawn only with releases: a run without them draws as before they existed.
+    const old =
+      this.options.releases !== undefined &&
+      this.deployed > 0 &&
+      this.processes.some((p) => !p.dead && p.release === this.deployed) &&
+      this.random.chance(this.options.oldJoins ?? 0);
+    this.spawn(old ? this.random.int(0, this.deployed - 1) : this.deployed);
   }
 
   /** Draws this step's crash and pause. */

@@ -1,0 +1,135 @@
+// How a session of the Redis tier opens (js/redis/engine/opening.ts), as tables without a run: which sid, version
+// and caps from the stored records and the worker's release, and what state it starts from, migrated or not.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const { migratedCheckpoint, openingState, planOpening } = require('../dist/redis/engine/opening.js');
+
+const CAPS = { idleTimeout: 1000, maxSessionAge: 0, maxSessionEvents: 0, maxSessionTimers: 1000 };
+const OLD_CAPS = { ...CAPS, idleTimeout: 50 };
+const release = (version, runs = [version]) => ({ version, limits: CAPS, runsVersion: (v) => v === '' || runs.includes(v) });
+const json = { encode: (v) => Buffer.from(JSON.stringify(v)), decode: (b) => JSON.parse(b.toString()) };
+const snapshot = (state, more = {}) => ({
+  sid: 'k@1-0',
+  key: 'k',
+  seq: 3,
+  lastTime: 5,
+  events: 2,
+  state: JSON.stringify(state),
+  timers: 1,
+  pending: [],
+  lastInput: '4-0',
+  ...more,
+});
+const opened = (version) => new Map([['k@1-0', { sid: 'k@1-0', version, limits: OLD_CAPS }]]);
+
+test('planOpening: the sid, version, caps and state source of every kind of opening', () => {
+  const rows = [
+    // what is stored, the release -> sid, version, caps, written, from, migrated from
+    [{ snapshot: undefined, openings: new Map(), kept: null }, release('v2'), ['k@9-0', 'v2', CAPS, true, 'none', null]],
+    [
+      { snapshot: undefined, openings: new Map(), kept: { state: '{}' } },
+      release('v2'),
+      ['k@9-0', 'v2', CAPS, true, 'key', null],
+    ],
+    [{ snapshot: snapshot({}), openings: new Map(), kept: null }, release('v2'), ['k@1-0', 'v2', CAPS, true, 'checkpoint', null]],
+    [
+      { snapshot: snapshot({}), openings: opened('v1'), kept: null },
+      release('v2', ['v2', 'v1']),
+      ['k@1-0', 'v1', OLD_CAPS, false, 'checkpoint', null],
+    ],
+    [
+      { snapshot: snapshot({}), openings: opened('v1'), kept: null },
+      release('v2', ['v2', '*']),
+      ['k@1-0', 'v2', OLD_CAPS, true, 'checkpoint', 'v1'],
+    ],
+    // Replayed from its first event, not migrated: no state to convert.
+    [
+      { snapshot: undefined, openings: new Map([['k@9-0', { sid: 'k@9-0', version: 'v1', limits: OLD_CAPS }]]), kept: null },
+      release('v2'),
+      ['k@9-0', 'v2', OLD_CAPS, true, 'none', null],
+    ],
+    // Opened with no version: any worker runs it as it is.
+    [
+      { snapshot: snapshot({}), openings: opened(''), kept: null },
+      release('v2'),
+      ['k@1-0', '', OLD_CAPS, false, 'checkpoint', null],
+    ],
+  ];
+  for (const [stored, rel, [sid, version, limits, write, from, migrateFrom]] of rows) {
+    const plan = planOpening({ key: 'k', sid: 'k@9-0', ...stored, release: rel });
+    assert.deepEqual(
+      [plan.sid, plan.opening.version, plan.opening.limits, plan.write, plan.from, plan.migrateFrom],
+      [sid, version, limits, write, from, migrateFrom],
+      JSON.stringify(stored.snapshot?.sid ?? null) + ' ' + rel.version,
+    );
+    if (migrateFrom !== null) assert.equal(plan.opening.replaces, migrateFrom);
+  }
+});
+
+test('openingState: a migrated checkpoint is converted once, through the codec, and committed as the checkpoint that goes with its new opening', () => {
+  const inputs = {
+    key: 'k',
+    sid: 'k@9-0',
+    snapshot: snapshot({ total: 7 }),
+    openings: opened('v1'),
+    kept: null,
+    release: release('v2', ['v2', '*']),
+  };
+  const plan = planOpening(inputs);
+  const calls = [];
+  const state = openingState(
+    plan,
+    inputs,
+    json,
+    (s, from) => (calls.push(from), { ...s, items: 0 }),
+    () => false,
+  );
+  assert.deepEqual(calls, ['v1']);
+  assert.deepEqual(state.restored, { total: 7, items: 0 });
+  assert.equal(state.migrated.toString(), '{"total":7,"items":0}');
+  assert.equal(state.broken, undefined);
+  const { acks, checkpoint } = migratedCheckpoint(inputs.snapshot, state.migrated);
+  assert.deepEqual(acks, []);
+  assert.deepEqual({ ...checkpoint, state: checkpoint.state.toString() }, { ...inputs.snapshot, state: '{"total":7,"items":0}' });
+  // A session that runs on its own version is not converted, and commits nothing at its open.
+  const same = { ...inputs, release: release('v2', ['v2', 'v1']) };
+  const kept = openingState(
+    planOpening(same),
+    same,
+    json,
+    () => assert.fail('migrate called'),
+    () => false,
+  );
+  assert.deepEqual([kept.restored, kept.migrated], [{ total: 7 }, undefined]);
+});
+
+test('openingState: a migrate that throws, returns a promise, or a state the codec refuses fails the session; an unreadable key state starts it without', () => {
+  const inputs = {
+    key: 'k',
+    sid: 'k@9-0',
+    snapshot: snapshot({ total: 7 }),
+    openings: opened('v1'),
+    kept: null,
+    release: release('v2', ['v2', '*']),
+  };
+  const plan = planOpening(inputs);
+  for (const migrate of [
+    () => {
+      throw new Error('no');
+    },
+    async () => ({}),
+    () => ({ big: 10n }),
+  ]) {
+    const state = openingState(plan, inputs, json, migrate, () => false);
+    assert.equal(state.broken?.code, 'ERR_VELO_MIGRATE');
+    assert.equal(state.migrated, undefined);
+  }
+  const keyed = { ...inputs, snapshot: undefined, openings: new Map(), kept: { state: '{not json' } };
+  const state = openingState(planOpening(keyed), keyed, json, null, () => false);
+  assert.equal(state.broken, undefined);
+  assert.equal(state.fromKey, false);
+  assert.equal(state.keptUnreadable?.code, 'ERR_VELO_DECODE');
+});

@@ -1,0 +1,204 @@
+// Opening a session, decided apart from carrying it out: which sid, version and caps it runs on, and what state it
+// starts from (its checkpoint, migrated or not, its key's kept state, or none), as functions of the stored records
+// and the release the worker runs. `planOpening` is pure; `openingState` runs the codec and `migrate` over the
+// plan and returns what came of them. `PartitionRun` carries the result out (counters, timers, permits, commits).
+import { decodeError, migrateError } from '../../errors';
+import type { Codec } from '../common/codec';
+import type { SessionOpening, Snapshot } from '../common/transport';
+import type { SessionLimits } from '../rules/session-rules';
+
+/** The release a worker runs, as an opening sees it. */
+export interface OpeningRelease {
+  /** The version new sessions open on (`''`: none set). */
+  readonly version: string;
+  /** The caps a new session opens with. */
+  readonly limits: SessionLimits;
+  /** Whether it runs sessions of `version` (`''`: any worker does). */
+  runsVersion(version: string): boolean;
+}
+
+/** A key's kept state (`keyState`), as read: what a new session of the key starts from. */
+export interface KeptInput {
+  readonly state: Buffer | string;
+  readonly unreadable?: unknown;
+}
+
+/** What a session's opening is decided from: the stored records of its key, and the worker's release. */
+export interface OpeningInputs {
+  readonly key: string;
+  /** The sid a new session would get (`<key>@<first entry id>`). */
+  readonly sid: string;
+  /** The checkpoint the last owner left for the key's live session, if any: the session is that one, restored. */
+  readonly snapshot: Snapshot | undefined;
+  /** The partition's stored openings (versions), by sid, as read before any of its sessions is restored. */
+  readonly openings: ReadonlyMap<string, SessionOpening>;
+  /** The key's kept state (`keyState`) for a new session, or null. */
+  readonly kept: KeptInput | null;
+  readonly release: OpeningRelease;
+}
+
+/** How a session opens. */
+export interface OpeningPlan {
+  readonly sid: string;
+  /** What it runs on: its version and caps. */
+  readonly opening: SessionOpening;
+  /** The opening stored for it before (an earlier owner wrote it), if any. */
+  readonly stored: SessionOpening | undefined;
+  /** Its opening is not the stored one (new, or migrated): written with its first commit. */
+  readonly write: boolean;
+  /** Its state: from its checkpoint, from its key's kept state, or none. */
+  readonly from: 'checkpoint' | 'key' | 'none';
+  /** Adopted from another version (`migrate`): that version; null otherwise. */
+  readonly migrateFrom: string | null;
+}
+
+/**
+ * How a session opens: a key with a checkpoint gets its session back (its sid), else a new one. It runs on what it
+ * opened with if an earlier owner stored that, else on the release's version and caps. A stored version the release
+ * does not run is there only for a worker that migrates (the lease was refused otherwise): the session goes on, on
+ * the release's version with the caps it opened with, adopted from its checkpoint by `migrate` if it has one.
+ */
+export function planOpening(i: OpeningInputs): OpeningPlan {
+  const sid = i.snapshot?.sid ?? i.sid;
+  const stored = i.openings.get(sid);
+  const from = i.snapshot !== undefined ? 'checkpoint' : i.kept !== null ? 'key' : 'none';
+  if (stored === undefined) {
+    const opening = { sid, version: i.release.version, limits: i.release.limits };
+    return { sid, opening, stored, write: true, from, migrateFrom: null };
+  }
+  if (i.release.runsVersion(stored.version)) return { sid, opening: stored, stored, write: false, from, migrateFrom: null };
+  const opening = { sid, version: i.release.version, limits: stored.limits, replaces: stored.version };
+  return { sid, opening, stored, write: true, from, migrateFrom: from === 'checkpoint' ? stored.version : null };
+}
+
+/** What came of a plan's state: what the handler starts from, what its end keeps for its key, and failures. */
+export interface OpeningState {
+  /** The state the handler starts from (`ctx.restored`), decoded. */
+  readonly restored: unknown;
+  /** What its end keeps for its key (`keyState`) unless it checkpoints: the state it starts from, encoded. */
+  readonly keep: Buffer | string | undefined;
+  /** Why the session cannot start as planned (its checkpoint unreadable, `migrate` failed): it fails at once. */
+  readonly broken: unknown;
+  /** The key's kept state could not be decoded: the session starts without it (reported, not its failure). */
+  readonly keptUnreadable: unknown;
+  /** It starts from its key's kept state. */
+  readonly fromKey: boolean;
+  /**
+   * Adopted from its checkpoint by `migrate`: the converted state, encoded, which is committed as its checkpoint with
+   * the commit that writes its migrated opening (a later owner must never see the new version over the old state).
+   */
+  readonly migrated: Buffer | string | undefined;
+}
+
+const decodeAs = (codec: Codec<unknown>, bytes: Buffer | string): unknown =>
+  codec.decode(typeof bytes === 'string' ? Buffer.from(bytes) : bytes);
+
+/**
+ * The state a plan starts from, through the codec (and `migrate`, when it adopts a session): every failure is
+ * returned, none thrown. `skipTimer(key)`: timers whose payloads are not the handler's (debounce's own).
+ */
+export function openingState(
+  plan: OpeningPlan,
+  i: OpeningInputs,
+  codec: Codec<unknown>,
+  migrate: ((state: unknown, fromVersion: string) => unknown) | null,
+  skipTimer: (key: string | undefined) => boolean,
+): OpeningState {
+  const snapshot = i.snapshot;
+  let restored: unknown;
+  let broken: unknown;
+  let keep: Buffer | string | undefined;
+  let keptUnreadable: unknown;
+  let fromKey = false;
+  if (snapshot !== undefined) {
+    try {
+      if (snapshot.unreadable !== undefined) throw snapshot.unreadable as Error;
+      restored = decodeAs(codec, snapshot.state);
+      // Its timers' payloads are part of it: one that cannot be decoded makes the whole unreadable.
+      for (const [, , payload, key] of snapshot.pending ?? []) if (!skipTimer(key)) decodeAs(codec, payload);
+      keep = snapshot.state;
+    } catch (error) {
+      broken = decodeError(`The codec could not decode the checkpoint of session ${JSON.stringify(plan.sid)}`, error);
+    }
+  } else if (i.kept !== null) {
+    try {
+      if (i.kept.unreadable !== undefined) throw i.kept.unreadable as Error;
+      restored = decodeAs(codec, i.kept.state);
+      keep = i.kept.state;
+      fromKey = true;
+    } catch (error) {
+      keptUnreadable = decodeError(
+        `The codec could not decode the state kept for key ${JSON.stringify(i.key)}: session ${JSON.stringify(plan.sid)} starts without it`,
+        error,
+      );
+    }
+  }
+  let migrated: Buffer | string | undefined;
+  if (plan.migrateFrom !== null && broken === undefined) {
+    const from = plan.migrateFrom;
+    const adopt = `migrate() could not adopt session ${JSON.stringify(plan.sid)} from version ${JSON.stringify(from)}`;
+    const converted = convert(migrate as NonNullable<typeof migrate>, restored, from, adopt);
+    if ('error' in converted) broken = converted.error;
+    else {
+      try {
+        // The handler starts from what a later owner would decode: the state through the codec.
+        migrated = codec.encode(converted.state);
+        restored = decodeAs(codec, migrated);
+        keep = migrated;
+      } catch (error) {
+        broken = migrateError(`${adopt}: the codec could not carry the state it returned`, error);
+        migrated = undefined;
+        restored = undefined;
+      }
+    }
+  }
+  return { restored, keep, broken, keptUnreadable, fromKey, migrated };
+}
+
+/** `migrate(state, from)`, synchronous and readable, or why not. */
+function convert(
+  migrate: (state: unknown, fromVersion: string) => unknown,
+  state: unknown,
+  from: string,
+  adopt: string,
+): { state: unknown } | { error: unknown } {
+  let result: unknown;
+  try {
+    result = migrate(state, from);
+  } catch (error) {
+    return { error: migrateError(`${adopt}: it threw`, error) };
+  }
+  let thenable: boolean;
+  try {
+    thenable = typeof (result as { then?: unknown } | null)?.then === 'function';
+  } catch (error) {
+    // (A `then` getter that throws, a revoked Proxy: not a state the codec could carry either.)
+    return { error: migrateError(`${adopt}: the state it returned could not be read`, error) };
+  }
+  if (thenable) {
+    // (Its outcome is not waited for: a rejection of it is not an unhandled one.)
+    Promise.resolve(result).catch(() => {});
+    return {
+      error: migrateError(`${adopt}: it returned a promise (migrate must return the state itself, synchronously)`, undefined),
+    };
+  }
+  return { state: result };
+}
+
+/** The commit item of a session adopted by `migrate`: its checkpoint as it was, with the converted state. */
+export function migratedCheckpoint(snapshot: Snapshot, state: Buffer | string): { acks: string[]; checkpoint: Snapshot } {
+  return {
+    acks: [],
+    checkpoint: {
+      sid: snapshot.sid,
+      key: snapshot.key,
+      seq: snapshot.seq,
+      lastTime: snapshot.lastTime,
+      events: snapshot.events,
+      state,
+      ...(snapshot.timers === undefined ? {} : { timers: snapshot.timers }),
+      ...(snapshot.pending === undefined ? {} : { pending: snapshot.pending }),
+      ...(snapshot.lastInput === undefined ? {} : { lastInput: snapshot.lastInput }),
+    },
+  };
+}
