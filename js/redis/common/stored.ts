@@ -1,7 +1,8 @@
 // What velo-stream/redis stores, as bytes: the fields of input entries and checkpoints' values, read and written
 // by the Redis log (redis-log.ts) and the in-memory one (memory-log.ts) alike, so the two cannot parse apart.
 import { NO_VERSION } from '../rules/versions';
-import type { InputEntry, KeptState, SessionEnd, SessionOpening, Snapshot, StoredKeyState, WorkerAdvert } from './transport';
+import type { InputEntry, KeptState, SessionEnd, SessionOpening, Snapshot, StoredKeyState } from './transport';
+import type { WorkerAdvert } from '../rules/versions';
 
 /** A session's end as stored (checkReplay): `<reason> <last input>`, compared as a string with a later end of its sid. */
 export function endValue(end: SessionEnd): string {

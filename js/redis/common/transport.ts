@@ -5,6 +5,7 @@
 // token; every read, output write and ack by the owner is refused once its
 // lease is gone; entries stay pending for the owner until acked, and a new
 // owner gets them back in log order.
+import type { WorkerAdvert } from '../rules/versions';
 import type { SessionEnd } from '../../errors';
 import type { SessionLimits } from '../rules/session-rules';
 
@@ -25,12 +26,6 @@ export interface Held {
 /** A partition refused to a worker: some live session of it runs on a version the worker does not run. */
 export interface Refused {
   readonly refused: readonly string[];
-}
-
-/** What a worker says it runs: the version new sessions open on (`''`: none set), and every version it can run. */
-export interface WorkerAdvert {
-  readonly version: string;
-  readonly runs: readonly string[];
 }
 
 /**

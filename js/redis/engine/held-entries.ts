@@ -1,10 +1,11 @@
 // A partition's entries that cannot go to a session yet: held in memory, per key in log order, while their key
 // waits for a session slot (or behind entries an ended session left); past a bound, left in Redis' pending list
 // and read again by id (`reread`). Keys go on in log order; the partition is never stopped being read for them.
+import type { EventBudget } from './budget';
 import { sleepOn } from '../common/clock';
 import { idBefore, logOrder } from '../common/log-ids';
 import { RETRY_MS } from './outbox';
-import type { PartitionHost } from './partition-host';
+import type { PartitionHost, RunFlags } from './partition-host';
 import type { InputEntry, Lease } from '../common/transport';
 
 /**
@@ -86,10 +87,10 @@ export interface HeldHost {
   readonly lease: Lease;
   /** The live sessions, by key. */
   readonly sessions: ReadonlyMap<string, unknown>;
-  readonly stopping: boolean;
-  /** The partition's part of `maxBufferedEvents` in use (`PartitionRun.buffered`). */
-  buffered: number;
-  reserve(want: number): Promise<number>;
+  /** The run's state (written by the run alone). */
+  readonly flags: Readonly<RunFlags>;
+  /** The partition's part of `maxBufferedEvents` (its owner: the run). */
+  readonly budget: EventBudget;
   deliver(entry: InputEntry): Delivery | Promise<Delivery>;
   /** True if the error ended the partition's ownership; otherwise it was reported and the caller retries. */
   failed(error: unknown): boolean;
@@ -125,7 +126,7 @@ export class HeldEntries {
   }
 
   /**
-   * Delivers the entry (counted in `buffered`), or holds it behind the key's held entries, or, past the bound
+   * Delivers the entry (counted in the budget), or holds it behind the key's held entries, or, past the bound
    * of held entries, leaves it in the pending list. Never waits for a session to end, so the partition goes on
    * being read: close markers behind held entries are reached, and sessions end. True if the entry joined
    * entries of a key with a live session that wait in the pending list (a `reread` can deliver them now).
@@ -133,7 +134,7 @@ export class HeldEntries {
   dispatch(entry: InputEntry): boolean | Promise<boolean> {
     const spilled = this.spilled.get(entry.key);
     if (spilled !== undefined) {
-      this.#host.buffered--;
+      this.#host.budget.release();
       spilled.last = entry.id;
       if (spilled.ids !== null) {
         if (spilled.ids.length < SPILLED_IDS) spilled.ids.push(entry.id);
@@ -143,7 +144,7 @@ export class HeldEntries {
       return this.#host.sessions.has(entry.key);
     }
     if (this.held.has(entry.key)) {
-      this.#host.buffered--;
+      this.#host.budget.release();
       this.#holdOrSpill(entry);
       return false;
     }
@@ -155,7 +156,7 @@ export class HeldEntries {
   /** After `#deliver`: an entry it could not deliver is held (or left in the pending list). False: nothing to read again. */
   #undelivered(entry: InputEntry, delivered: Delivery): false {
     if (delivered === Delivery.Done) return false;
-    this.#host.buffered--;
+    this.#host.budget.release();
     this.#holdOrSpill(entry);
     if (delivered === Delivery.Behind) this.drainHeld().catch((error: unknown) => this.#host.worker.report(error));
     return false;
@@ -186,7 +187,7 @@ export class HeldEntries {
       do {
         this.#rereadAgain = false;
         await this.#rereadPass();
-      } while (this.#rereadAgain && !this.#host.stopping);
+      } while (this.#rereadAgain && !this.#host.flags.stopping);
     } finally {
       this.#rereading = false;
       // Sessions given entries read again may be past their ends by the log's clock already.
@@ -208,22 +209,22 @@ export class HeldEntries {
     }
     // Keys that could not go on in this pass: their later entries wait for the next.
     const stuck = new Set<string>();
-    while (from !== null && !this.#host.stopping && stuck.size < scanned) {
+    while (from !== null && !this.#host.flags.stopping && stuck.size < scanned) {
       // Reads of the pending list go further than the pump's: most of what they find is passed over at once
       // (entries of other keys, handled already), so a pass that looks for a few keys' entries scattered over a
       // long backlog takes fewer round trips (at readCount 4, a pass was a round trip per 4 entries of the log).
-      const count = await this.#host.reserve(Math.max(w.readCount, REREAD_COUNT));
+      const count = await this.#host.budget.reserve(Math.max(w.readCount, REREAD_COUNT));
       if (count === 0) return;
       let read;
       try {
         read = await w.log.read(this.#host.lease, from, count);
       } catch (error) {
-        this.#host.buffered -= count;
+        this.#host.budget.release(count);
         if (this.#host.failed(error)) return;
         await sleepOn(this.#host.worker.clock, RETRY_MS);
         continue;
       }
-      this.#host.buffered -= count - read.entries.length;
+      this.#host.budget.release(count - read.entries.length);
       if (read.entries.length === 0) return;
       from = read.entries[read.entries.length - 1].id;
       for (const entry of read.entries) {
@@ -235,9 +236,9 @@ export class HeldEntries {
           spilled.ids !== null ||
           logOrder(entry.id, spilled.after) <= 0 ||
           stuck.has(entry.key) ||
-          this.#host.stopping
+          this.#host.flags.stopping
         ) {
-          this.#host.buffered--;
+          this.#host.budget.release();
           continue;
         }
         const redelivered = await this.#redeliver(entry);
@@ -287,7 +288,7 @@ export class HeldEntries {
     // Room in the share for what is read, key by key while it lasts.
     const want = [...chosen].map((key) => [key, [...(this.spilled.get(key)?.ids ?? [])]] as const);
     const total = want.reduce((n, [, ids]) => n + ids.length, 0);
-    let room = await this.#host.reserve(total);
+    let room = await this.#host.budget.reserve(total);
     if (room === 0) return;
     const batch: (readonly [string, string[]])[] = [];
     for (const [key, ids] of want) {
@@ -303,7 +304,7 @@ export class HeldEntries {
         batch.flatMap(([, ids]) => ids),
       );
     } catch (error) {
-      this.#host.buffered -= batch.reduce((n, [, ids]) => n + ids.length, 0);
+      this.#host.budget.release(batch.reduce((n, [, ids]) => n + ids.length, 0));
       if (this.#host.failed(error)) return;
       await sleepOn(this.#host.worker.clock, RETRY_MS);
       this.#rereadAgain = true;
@@ -319,8 +320,8 @@ export class HeldEntries {
         const spilled = this.spilled.get(key);
         // (An entry gone from the log comes back without its key: it is this key's, and is only acked.)
         const entry: InputEntry = got.key === '' ? { id: got.id, key } : got;
-        if (stuck || this.#host.stopping || spilled === undefined || logOrder(entry.id, spilled.after) <= 0) {
-          this.#host.buffered--;
+        if (stuck || this.#host.flags.stopping || spilled === undefined || logOrder(entry.id, spilled.after) <= 0) {
+          this.#host.budget.release();
           continue;
         }
         const redelivered = await this.#redeliver(entry);
@@ -360,18 +361,18 @@ export class HeldEntries {
     return false;
   }
 
-  /** A spilled entry (counted in `buffered`) delivered or held; else (no longer counted) it must wait on. */
+  /** A spilled entry (counted in the budget) delivered or held; else (no longer counted) it must wait on. */
   async #redeliver(entry: InputEntry): Promise<Redelivery> {
     const room = () => this.#count < this.#host.worker.readCount * heldBounds.batches;
     if (this.held.has(entry.key)) {
-      this.#host.buffered--;
+      this.#host.budget.release();
       if (!room()) return Redelivery.NoRoom;
       this.hold(entry);
       return Redelivery.Done;
     }
     const delivered = await this.#host.deliver(entry);
     if (delivered === Delivery.Done) return Redelivery.Done;
-    this.#host.buffered--;
+    this.#host.budget.release();
     if (!room()) return delivered === Delivery.NoSlot ? Redelivery.NoRoomNoSlot : Redelivery.NoRoom;
     this.hold(entry);
     if (delivered === Delivery.Behind) this.drainHeld().catch((error: unknown) => this.#host.worker.report(error));
@@ -379,7 +380,7 @@ export class HeldEntries {
   }
 
   /**
-   * Holds an entry (not counted in `buffered`) in its key's list, in log order: entries wait there for a
+   * Holds an entry (not counted in the budget) in its key's list, in log order: entries wait there for a
    * session slot, and entries a session's handler never took wait there for the key's next session.
    */
   hold(entry: InputEntry): void {
@@ -436,7 +437,7 @@ export class HeldEntries {
       this.#host.redecide('drain');
     }
     // Held entries went to sessions: entries left in the pending list may now fit.
-    if (this.spilled.size > 0 && !this.#host.stopping) await this.reread();
+    if (this.spilled.size > 0 && !this.#host.flags.stopping) await this.reread();
   }
 
   /**
@@ -463,9 +464,9 @@ export class HeldEntries {
       // A long drain runs in microtasks: it gives the event loop (timers, renewals, replies) a turn now and then.
       if (++this.#drainSteps % DRAIN_STEPS_PER_TURN === 0)
         await new Promise<void>((resolve) => this.#host.worker.clock.setImmediate(resolve));
-      if ((await this.#host.reserve(1)) === 0) return KeyDrain.Stopped;
-      if (this.#host.stopping) {
-        this.#host.buffered--;
+      if ((await this.#host.budget.reserve(1)) === 0) return KeyDrain.Stopped;
+      if (this.#host.flags.stopping) {
+        this.#host.budget.release();
         return KeyDrain.Stopped;
       }
       // Taken out first: a session ending meanwhile may put earlier entries of the key in front of it.
@@ -479,7 +480,7 @@ export class HeldEntries {
         this.draining = null;
       }
       if (delivered === Delivery.Done) continue;
-      this.#host.buffered--;
+      this.#host.budget.release();
       this.hold(entry);
       // (Behind: an earlier entry of the key came in front; it goes next.)
       if (delivered === Delivery.NoSlot) return KeyDrain.NoSlot;

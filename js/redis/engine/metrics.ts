@@ -3,7 +3,8 @@
 // exact percentiles in stats()). Timed around the PartitionLog, so any
 // transport gets them; the time includes the worker's own event-loop delay,
 // as a handler waiting on the call would see it.
-import type { Commit, CommitResult, Lease, PartitionLog, ReadResult, SessionOpening, WorkerAdvert } from '../common/transport';
+import type { Commit, CommitResult, Lease, PartitionLog, ReadResult, SessionOpening } from '../common/transport';
+import type { WorkerAdvert } from '../rules/versions';
 import { FencedError } from '../../errors';
 
 /** A worker's round-trip totals, for the Prometheus export (a registered symbol: any copy of the package finds it). */

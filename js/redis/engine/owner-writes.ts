@@ -5,7 +5,7 @@
 import { type ClockTimer, sleepOn } from '../common/clock';
 import { idTime } from '../common/log-ids';
 import { type Openings, RETRY_MS } from './outbox';
-import type { PartitionHost } from './partition-host';
+import type { PartitionHost, RunFlags } from './partition-host';
 import type { Session, Timer } from './session';
 import type { Lease } from '../common/transport';
 import { waitsForStep } from './session-permits';
@@ -17,10 +17,8 @@ export const MAX_TIMER_MS = 2_147_483_647;
 export interface WritesHost {
   readonly worker: PartitionHost<never, unknown>;
   readonly lease: Lease;
-  readonly dropped: boolean;
-  readonly stopping: boolean;
-  /** The replay of the last owner's pending entries is done (no tick before: the log decides there). */
-  readonly replayDone: boolean;
+  /** The run's state (written by the run alone). */
+  readonly flags: Readonly<RunFlags>;
   /** True if the error ended the partition's ownership; otherwise it was reported and the caller retries. */
   failed(error: unknown): boolean;
   /** Whether the session is its key's live one. */
@@ -64,7 +62,7 @@ export class OwnerWrites {
    * there). One tick is written at a time; if it came too early (clocks differ), the next is set from its id.
    */
   tickFor(deadline: number): void {
-    if (deadline === this.#tickDeadline || !this.#host.replayDone) return;
+    if (deadline === this.#tickDeadline || !this.#host.flags.replayDone) return;
     if (this.#tickTimer !== null) this.#host.worker.clock.clearTimeout(this.#tickTimer);
     this.#tickTimer = null;
     this.#tickDeadline = deadline;
@@ -81,7 +79,7 @@ export class OwnerWrites {
 
   /** Writes a tick for `deadline`, or, while one is being written, another after it (`#tickAgain`). */
   #tick(deadline: number): void {
-    if (this.#host.stopping || this.#host.dropped) return;
+    if (this.#host.flags.stopping || this.#host.flags.dropped) return;
     if (this.#ticking) {
       this.#tickAgain = Math.max(this.#tickAgain, deadline);
       return;
@@ -112,7 +110,7 @@ export class OwnerWrites {
    * when Redis said it was early), `#fire` writes its wake-up.
    */
   armTimer(s: Session<never, unknown>, timer: Timer, after?: number): void {
-    if (this.#host.dropped || s.forwardDone) return;
+    if (this.#host.flags.dropped || s.forwardDone) return;
     const wait = after ?? Math.max(0, timer.time - (this.#host.worker.clock.now() + this.#host.worker.clockOffset));
     this.#host.worker.clock.clearTimeout(s.wakeTimeouts.get(timer.id));
     s.wakeTimeouts.set(
@@ -128,7 +126,7 @@ export class OwnerWrites {
    */
   #fire(s: Session<never, unknown>, timer: Timer): void {
     s.wakeTimeouts.delete(timer.id);
-    if (this.#host.dropped || s.forwardDone || !s.rule.timers.includes(timer)) return;
+    if (this.#host.flags.dropped || s.forwardDone || !s.rule.timers.includes(timer)) return;
     // (A migrated session's opening replaces the one kept: only a commit does that.)
     const pending = this.#host.openings.pending(s.sid);
     const opening = pending?.replaces === undefined ? pending : undefined;
@@ -180,7 +178,7 @@ export class OwnerWrites {
     s.ageTimer = this.#host.worker.clock
       .setTimeout(() => {
         s.ageTimer = null;
-        if (this.#host.dropped || !this.#host.live(s)) return;
+        if (this.#host.flags.dropped || !this.#host.live(s)) return;
         s.ageMarked = true;
         this.#mark(s, 'age');
       }, wait)
@@ -192,7 +190,7 @@ export class OwnerWrites {
     this.#host.worker.log.markClose(this.#host.lease, s.key, s.sid, reason).catch(async (error: unknown) => {
       if (this.#host.failed(error)) return;
       await sleepOn(this.#host.worker.clock, RETRY_MS);
-      if (this.#host.dropped) return;
+      if (this.#host.flags.dropped) return;
       this.#mark(s, reason);
     });
   }

@@ -8,6 +8,18 @@ import type { LocalDelivery } from './local-delivery';
 import type { PartitionLog } from '../common/transport';
 import type { WorkerPermits } from './session-permits';
 
+/** A partition's run's state that its parts read (the run alone writes it). */
+export interface RunFlags {
+  /** The pump must stop reading. */
+  stopping: boolean;
+  /** This worker stops serving the partition: sessions make no more outputs, and none is acked. */
+  dropped: boolean;
+  /** The replay of the last owner's pending entries is done (no tick before: the log decides there). */
+  replayDone: boolean;
+  /** Redis' time of the latest entry read from the partition, ms: how far the log's clock has gone. */
+  logTime: number;
+}
+
 /** A partition's run as its worker sees it when the run calls back (`lose`, `idle`). */
 export interface RunHandle {
   readonly partition: number;

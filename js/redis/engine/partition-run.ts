@@ -3,30 +3,23 @@
 // (idle by the log's clock, caps, markers) or where their handlers stop, and commits outputs and acks fenced.
 // What each handler gets next, as the session rule decides, is `SessionInputs`. What it needs of the worker is
 // `PartitionHost`.
-import { DEBOUNCE_TIMER_KEY, type DebouncePending, debouncedHandler, decodePending, encodePending } from './debounce-input';
+import { DEBOUNCE_TIMER_KEY } from './debounce-input';
 import { drainOutputs } from '../../core/drive';
 import { kFinished, kOpen, kTaken, kTakenEnd, type StreamKind } from '../../core/protocol';
 import { sleepOn } from '../common/clock';
 import { type Codec, encodeChecked } from '../common/codec';
-import { FencedError, TimerPastAgeError, TooManyTimersError, decodeError } from '../../errors';
+import { FencedError, decodeError } from '../../errors';
 import { idTime } from '../common/log-ids';
-import {
-  type CheckpointCall,
-  Checkpoints,
-  Session,
-  checkpointOf,
-  encodeCheckpoint,
-  serializeError,
-  sessionEnd,
-  sidTime,
-} from './session';
-import { newState, wouldTake } from '../rules/session-rules';
+import { type CheckpointCall, Session, checkpointOf, serializeError, sessionEnd } from './session';
+import { wouldTake } from '../rules/session-rules';
 import { type OpeningInputs, type OpeningRelease, migratedCheckpoint, openingState, planOpening } from './opening';
 import { SessionInputs } from './session-inputs';
+import { sessionHooks, traceSession } from './session-hooks';
 import { sessionScope } from '../common/trace-context';
 import { type Openings, Outbox, RETRY_MS } from './outbox';
-import type { PartitionHost } from './partition-host';
+import type { PartitionHost, RunFlags } from './partition-host';
 import { Delivery, HeldEntries } from './held-entries';
+import { EventBudget } from './budget';
 import { OwnerWrites } from './owner-writes';
 import {
   type InputEntry,
@@ -36,15 +29,8 @@ import {
   type Snapshot,
   type StoredKeyState,
 } from '../common/transport';
-import { type Grant, GrantState, PermitItem, waitsForStep } from './session-permits';
-
-/**
- * A partition at its share of `maxBufferedEvents` learns that a handler took events at the handler's next
- * output or end; one that takes events without either is found by re-checking, first after this (ms),
- * then twice as long each time, up to BUDGET_RECHECK_MAX_MS.
- */
-const BUDGET_RECHECK_MS = 5;
-const BUDGET_RECHECK_MAX_MS = 200;
+import { type Grant, waitsForStep } from './session-permits';
+import { SessionStarts } from './session-starts';
 
 export class PartitionRun<I, O> {
   readonly sessions = new Map<string, Session<I, O>>();
@@ -57,10 +43,8 @@ export class PartitionRun<I, O> {
   readonly #writes: OwnerWrites;
   /** What each session's handler gets next, as the session rule decides. */
   readonly #inputs: SessionInputs<I, O>;
-  /** Set when the pump must stop reading. */
-  stopping = false;
-  /** Set when this worker stops serving the partition: sessions make no more outputs, and none is acked. */
-  dropped = false;
+  /** Its state that its parts read (`RunFlags`): it alone writes it. */
+  readonly flags: RunFlags = { stopping: false, dropped: false, replayDone: false, logTime: 0 };
   /** Sessions whose handler has not finished (live, or ending after their marker). */
   readonly #running = new Set<Session<I, O>>();
   /** Checkpoints of sessions the last owner left, per key, until their session is opened again (`#open`). */
@@ -70,19 +54,10 @@ export class PartitionRun<I, O> {
    * next session starts from meanwhile (after it, the key's state is read from the log).
    */
   readonly #ending = new Map<string, KeptState>();
-  /**
-   * This partition's part of `maxBufferedEvents`: entries reserved for a read in flight, read and not yet
-   * dispatched, and entries delivered to sessions whose handlers have not taken them (their `sent`).
-   * Held entries are not in it. An upper bound, lowered by `reconcile()`.
-   */
-  buffered = 0;
+  /** This partition's part of `maxBufferedEvents` (budget.ts). */
+  readonly #budget: EventBudget;
   /** Sessions without hooks with entries in `sent` (their handlers' takes are counted by `reconcile`). */
   readonly #holding = new Set<Session<I, O>>();
-  /** Waiting for room in this partition's share (the pump, drainHeld). */
-  readonly #budgetWaiters = new Set<() => void>();
-  replayDone = false;
-  /** Redis' time of the latest entry read from the partition, ms: how far the log's clock has gone. */
-  logTime = 0;
   validUntil: number;
   /** When the lease's last successful renewal (or its grant) was sent: the next is due `ttl/3` after it. */
   renewedAt: number;
@@ -106,13 +81,8 @@ export class PartitionRun<I, O> {
       for (const sid of sids) this.#unwritten.delete(sid);
     },
   };
-  /**
-   * Permits of the worker's `limiter.session` asked for the key's next session (waiting, or granted and not yet
-   * taken by a session: its slot was gone), by key.
-   */
-  readonly #starts = new Map<string, Grant>();
-  /** Keys of `#starts` granted and not yet opened: while there are some, a key refused a place to wait does not stop a drain. */
-  readonly #ready = new Set<string>();
+  /** Permits of the worker's `limiter.session` asked for keys' next sessions (session-starts.ts). */
+  readonly #starts: SessionStarts;
   /** Stops the worker's permits waking this run (`slotsFreed`). */
   readonly #unwake: (() => void) | undefined;
 
@@ -132,6 +102,13 @@ export class PartitionRun<I, O> {
       },
       runsVersion: (version) => worker.runsVersion(version),
     };
+    this.#starts = new SessionStarts(worker);
+    this.#budget = new EventBudget(
+      () => worker.share(),
+      worker.clock,
+      () => this.reconcile(),
+      () => this.flags.stopping,
+    );
     this.#outbox = new Outbox(
       worker,
       lease,
@@ -141,20 +118,10 @@ export class PartitionRun<I, O> {
       },
       this.#openingLedger,
     );
-    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the parts' views of this run's state (getters)
-    const run = this;
     this.#writes = new OwnerWrites({
       worker: worker as PartitionHost<unknown, unknown>,
       lease,
-      get dropped() {
-        return run.dropped;
-      },
-      get stopping() {
-        return run.stopping;
-      },
-      get replayDone() {
-        return run.replayDone;
-      },
+      flags: this.flags,
       failed: (error) => this.#failed(error),
       live: (s) => this.sessions.get(s.key) === s,
       openings: this.#openingLedger,
@@ -163,16 +130,8 @@ export class PartitionRun<I, O> {
       worker,
       lease,
       sessions: this.sessions,
-      get stopping() {
-        return run.stopping;
-      },
-      get buffered() {
-        return run.buffered;
-      },
-      set buffered(n: number) {
-        run.buffered = n;
-      },
-      reserve: (want) => this.#reserve(want),
+      flags: this.flags,
+      budget: this.#budget,
       deliver: (entry) => this.#deliver(entry),
       failed: (error) => this.#failed(error),
       restoreWaiting: () => {
@@ -182,31 +141,15 @@ export class PartitionRun<I, O> {
       admitted:
         (worker.permits?.session.length ?? 0) === 0
           ? undefined
-          : { ready: this.#ready, waits: (key) => this.#starts.get(key)?.state === GrantState.Waiting },
+          : { ready: this.#starts.ready, waits: (key) => this.#starts.waits(key) },
     });
     this.#inputs = new SessionInputs<I, O>({
       worker,
       entries: this.#entries,
       writes: this.#writes,
       sessions: this.sessions,
-      get logTime() {
-        return run.logTime;
-      },
-      get stopping() {
-        return run.stopping;
-      },
-      get dropped() {
-        return run.dropped;
-      },
-      get buffered() {
-        return run.buffered;
-      },
-      set buffered(n: number) {
-        run.buffered = n;
-      },
-      freed: () => {
-        if (this.#budgetWaiters.size > 0) this.budgetFreed();
-      },
+      flags: this.flags,
+      budget: this.#budget,
       finish: (s) => this.#finish(s),
     });
     this.#unwake = worker.permits?.onWake(() => this.slotsFreed());
@@ -217,6 +160,11 @@ export class PartitionRun<I, O> {
       worker.report(error);
       worker.lose(this);
     });
+  }
+
+  /** The pump must stop reading (a hand-back, a loss). */
+  get stopping(): boolean {
+    return this.flags.stopping;
   }
 
   get partition(): number {
@@ -231,26 +179,26 @@ export class PartitionRun<I, O> {
     let pendingFrom: string | null = '0-0';
     let last = '0-0';
     if (!(await this.#loadSnapshots())) return;
-    while (!this.stopping) {
+    while (!this.flags.stopping) {
       // Room in this partition's share first, reserved for the read (drainHeld takes from the same share).
-      const count = await this.#reserve(w.readCount);
+      const count = await this.#budget.reserve(w.readCount);
       if (count === 0) return;
       let read;
       try {
         read = await w.log.read(this.lease, pendingFrom ?? '>', count);
       } catch (error) {
-        this.buffered -= count;
+        this.#budget.release(count);
         if (this.#failed(error)) return;
         pendingFrom = last;
         await sleepOn(this.worker.clock, RETRY_MS);
         continue;
       }
-      this.buffered -= count - read.entries.length;
+      this.#budget.release(count - read.entries.length);
       if (read.entries.length === 0) {
         if (pendingFrom !== null) {
           pendingFrom = null;
-          if (!this.replayDone) {
-            this.replayDone = true;
+          if (!this.flags.replayDone) {
+            this.flags.replayDone = true;
             for (const s of this.sessions.values()) this.#writes.armAge(s);
             this.#inputs.redecide();
           }
@@ -259,13 +207,13 @@ export class PartitionRun<I, O> {
         await w.idle(this, read.tail);
         continue;
       }
-      if (!this.replayDone) w.counters.replayed += read.entries.length;
+      if (!this.flags.replayDone) w.counters.replayed += read.entries.length;
       last = read.entries[read.entries.length - 1].id;
       if (pendingFrom !== null) pendingFrom = last;
       let rereadable = false;
       for (const entry of read.entries) {
-        if (this.stopping) return;
-        this.logTime = Math.max(this.logTime, idTime(entry.id));
+        if (this.flags.stopping) return;
+        this.flags.logTime = Math.max(this.flags.logTime, idTime(entry.id));
         // Synchronous unless the entry must wait (a full session input, a session still finishing): no
         // microtask per entry on the way.
         const dispatched = this.#entries.dispatch(entry);
@@ -287,7 +235,7 @@ export class PartitionRun<I, O> {
    */
   async #loadSnapshots(): Promise<boolean> {
     for (;;) {
-      if (this.stopping) return false;
+      if (this.flags.stopping) return false;
       try {
         // Both read before either is kept: no session is restored (a slot may free while the openings are read)
         // before the partition's openings are known, or it would open on this worker's version and caps.
@@ -319,46 +267,12 @@ export class PartitionRun<I, O> {
   /** Starts the sessions whose snapshots wait, while slots are free (and their permits granted). */
   #restoreWaiting(): void {
     for (const [key, snapshot] of [...this.#snapshots]) {
-      if (this.stopping || this.sessions.has(key) || this.finishing.has(key)) continue;
-      const grant = this.#admit(key, snapshot.sid, undefined);
+      if (this.flags.stopping || this.sessions.has(key) || this.finishing.has(key)) continue;
+      const grant = this.#starts.admit(key, snapshot.sid, undefined);
       if (grant === Delivery.NoSlot) return;
       if (grant === Delivery.Waits) continue;
       if (this.#open(key, '', grant as Grant | null) === undefined) return;
     }
-  }
-
-  /**
-   * The permits of the worker's `limiter.session` a new session of `key` needs: null when there are none to take,
-   * its grant once held; else `Waits` (the key waits for them while other keys go on) or `NoSlot` (no session
-   * slot is free, or `maxWaiting` keys of the worker wait already: the key waits without asking, as for a slot).
-   * `entry`: the session's first entry (undefined: a session restored from its checkpoint).
-   */
-  #admit(key: string, sid: string, entry: InputEntry | undefined): Grant | null | Delivery {
-    const w = this.worker;
-    const permits = w.permits;
-    if (permits === null || permits.session.length === 0) return null;
-    let grant = this.#starts.get(key);
-    if (grant === undefined) {
-      // Asked only with a slot free: a permit granted to a key that cannot open would be held for nothing.
-      if (w.live >= w.fn.config.maxConcurrent) return Delivery.NoSlot;
-      const payload = entry?.payload;
-      const codec = w.codec;
-      const item = new PermitItem(
-        key,
-        sid,
-        entry === undefined ? 'restored' : 'event',
-        payload === undefined ? undefined : () => codec.decode(payload),
-      );
-      grant = permits.start('session', item);
-      // No place to wait (`maxWaiting`): the key waits without asking, and, as a key short of a slot, stops a drain
-      // (the keys behind it are no better off), unless keys granted their permits are still to open behind it.
-      if (grant === undefined) return this.#ready.size > 0 ? Delivery.Waits : Delivery.NoSlot;
-      this.#starts.set(key, grant);
-      if (grant.state === GrantState.Waiting) grant.onGranted = () => this.#ready.add(key);
-    }
-    if (grant.state !== GrantState.Granted) return Delivery.Waits;
-    this.#ready.add(key);
-    return grant;
   }
 
   /**
@@ -367,7 +281,7 @@ export class PartitionRun<I, O> {
    * entries and entries left in the pending list go on where they can.
    */
   slotsFreed(): void {
-    if (this.stopping) return;
+    if (this.flags.stopping) return;
     if (this.#snapshots.size > 0) {
       this.#restoreWaiting();
       // A session restored now, with no entry left to replay, ends where the log says: by a tick for its idle end
@@ -376,37 +290,6 @@ export class PartitionRun<I, O> {
     }
     if (this.heldCount > 0) this.drainHeld().catch((error: unknown) => this.worker.report(error));
     else if (this.spilledKeys > 0) this.reread().catch((error: unknown) => this.worker.report(error));
-  }
-
-  /**
-   * Takes up to `want` of this partition's share of `maxBufferedEvents` (into `buffered`), waiting while none
-   * is free. Resolves with how much it took: 0 once the partition stops.
-   */
-  async #reserve(want: number): Promise<number> {
-    let delay = BUDGET_RECHECK_MS;
-    for (;;) {
-      if (this.stopping) return 0;
-      let free = this.worker.share() - this.buffered;
-      if (free <= 0) {
-        this.reconcile();
-        free = this.worker.share() - this.buffered;
-      }
-      if (free > 0) {
-        const n = Math.min(free, want);
-        this.buffered += n;
-        return n;
-      }
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          this.worker.clock.clearTimeout(timer);
-          this.#budgetWaiters.delete(done);
-          resolve();
-        };
-        const timer = this.worker.clock.setTimeout(done, delay);
-        this.#budgetWaiters.add(done);
-      });
-      delay = Math.min(delay * 2, BUDGET_RECHECK_MAX_MS);
-    }
   }
 
   /** Delivers held entries while sessions can open (a session of this worker ended). */
@@ -429,32 +312,27 @@ export class PartitionRun<I, O> {
     return this.#entries.spilled.size;
   }
 
+  /** Entries of this partition's share in use (an upper bound: `reconcile` lowers it). */
+  get buffered(): number {
+    return this.#budget.used;
+  }
+
   /** Wakes whatever waits for room in the share (a handler may have taken events; the share may have grown). */
   budgetFreed(): void {
-    for (const wake of [...this.#budgetWaiters]) wake();
+    this.#budget.freed();
   }
 
   /** Takes out of the share the entries each session without hooks has taken since (the others' are counted as given). */
   reconcile(): void {
     for (const s of this.#holding) {
-      this.#trimSent(s);
+      this.#budget.release(s.trimTaken());
       if (s.sent.length === 0) this.#holding.delete(s);
     }
   }
 
-  /** Drops from `sent` the entries the handler of a session without hooks has taken. */
-  #trimSent(s: Session<I, O>): void {
-    const taken = Math.min(s.stream[kTaken]() - s.sentBase, s.given);
-    if (taken <= 0) return;
-    s.sent.splice(0, taken);
-    s.given -= taken;
-    s.sentBase += taken;
-    this.buffered -= taken;
-  }
-
   /** True if the error ended this partition's ownership; otherwise it is reported and the caller retries. */
   #failed(error: unknown): boolean {
-    if (this.dropped) return true;
+    if (this.flags.dropped) return true;
     if (error instanceof FencedError) {
       this.worker.counters.fenced++;
       this.worker.lose(this);
@@ -473,12 +351,12 @@ export class PartitionRun<I, O> {
   #deliver(entry: InputEntry): Delivery | Promise<Delivery> {
     const key = entry.key;
     if (entry.close !== undefined) {
-      this.buffered--;
+      this.#budget.release();
       const s = this.sessions.get(key);
       if (s !== undefined && s.sid === entry.close) {
         // A marker of the session only moves the log's clock (the rule ends the session by it, `SessionInputs.redecide`); it
         // is acked with the session's entries. (A close marker with no reason, of an older version, the same.)
-        this.#marker(s, entry.id);
+        s.marker(entry.id);
         // An age marker that came too early by its own id (clocks differ): another once the age is due by it.
         const early = s.start + s.limits.maxSessionAge + 1 - idTime(entry.id);
         if (entry.reason === 'age' && early > 0) {
@@ -491,7 +369,7 @@ export class PartitionRun<I, O> {
     if (entry.wake !== undefined) return this.#deliverWake(entry, entry.wake);
     // Trimmed away while pending (never by velo-stream's own trimming): nothing to deliver.
     if (entry.payload === undefined) {
-      this.buffered--;
+      this.#budget.release();
       this.#outbox.queue({ acks: [entry.id] });
       return Delivery.Done;
     }
@@ -500,12 +378,6 @@ export class PartitionRun<I, O> {
     if (s !== undefined) return waitsForStep(s) ? Delivery.Waits : this.#send(s, entry);
     const previous = this.finishing.get(key);
     return previous === undefined ? this.#deliverNew(entry) : previous.then(() => this.#deliverNew(entry));
-  }
-
-  /** Records a marker read for the session (acked with its entries, never an event of it). */
-  #marker(s: Session<I, O>, id: string): void {
-    s.ids.push(id);
-    (s.markers ??= new Set()).add(id);
   }
 
   /**
@@ -518,8 +390,8 @@ export class PartitionRun<I, O> {
     const sid = wake.slice(0, space);
     const s = this.sessions.get(entry.key);
     if (s === undefined && this.#snapshots.get(entry.key)?.sid === sid) return this.#deliverNew(entry);
-    this.buffered--;
-    if (s !== undefined && s.sid === sid) this.#marker(s, entry.id);
+    this.#budget.release();
+    if (s !== undefined && s.sid === sid) s.marker(entry.id);
     else this.#outbox.queue({ acks: [entry.id] });
     return Delivery.Done;
   }
@@ -529,7 +401,7 @@ export class PartitionRun<I, O> {
    * `keyState`, the key's state as read from the log for this entry (null: none); undefined: not read yet.
    */
   #deliverNew(entry: InputEntry, kept?: StoredKeyState | null): Delivery | Promise<Delivery> {
-    if (this.stopping) return Delivery.Done;
+    if (this.flags.stopping) return Delivery.Done;
     const key = entry.key;
     // The ending session's handler left entries before this one (they open the next session), or, while
     // this one waited, a delivery of an earlier entry did.
@@ -539,7 +411,7 @@ export class PartitionRun<I, O> {
     // A wake-up never opens a session of its own: dropped, unless it wakes the session about to be restored.
     if (entry.wake !== undefined && !restoring) return this.#deliverWake(entry, entry.wake);
     const sid = `${key}@${entry.id}`;
-    const grant = restoring ? this.#admit(key, snapshot.sid, undefined) : this.#admit(key, sid, entry);
+    const grant = restoring ? this.#starts.admit(key, snapshot.sid, undefined) : this.#starts.admit(key, sid, entry);
     if (grant === Delivery.NoSlot || grant === Delivery.Waits) return grant;
     // keyState: a new session starts from its key's state: the one a session of this run ended with while that end
     // is not committed yet, else the log's, read first (the checks above are made again once it is read).
@@ -557,7 +429,7 @@ export class PartitionRun<I, O> {
   /** `keyState`: the key's state as the log has it (null: none), read until it answers; undefined once the partition stops. */
   async #readKept(key: string): Promise<StoredKeyState | null | undefined> {
     for (;;) {
-      if (this.stopping) return undefined;
+      if (this.flags.stopping) return undefined;
       try {
         return await this.worker.log.keyState(this.partition, key);
       } catch (error) {
@@ -576,7 +448,7 @@ export class PartitionRun<I, O> {
     s.ids.push(entry.id);
     s.sent.push(entry);
     if (s.checkpoints?.attached !== true) this.#holding.add(s);
-    if (s.scope !== undefined) s.scope.event(entry, !this.replayDone);
+    if (s.scope !== undefined) s.scope.event(entry, !this.flags.replayDone);
     if (s.poison !== null) return Delivery.Done;
     let value: unknown;
     try {
@@ -636,52 +508,7 @@ export class PartitionRun<I, O> {
     this.#openings.delete(sid);
     const fn = w.fnFor(opening.version);
     const limits = opening.limits;
-    // The rule's state: the checkpoint's, restored, or a new session's.
-    const rule = newState(
-      sidTime(sid),
-      snapshot === undefined || broken !== undefined
-        ? undefined
-        : {
-            last: snapshot.lastTime,
-            events: snapshot.events,
-            timerCount: snapshot.timers ?? 0,
-            timers: (snapshot.pending ?? []).map(([id, time, payload, key]) =>
-              key === undefined ? { id, time, payload } : { id, time, payload, key },
-            ),
-          },
-    );
-    const checkpoints = new Checkpoints(
-      restored,
-      rule,
-      limits,
-      () => new TooManyTimersError(sid, limits.maxSessionTimers),
-      (time) => new TimerPastAgeError(sid, sidTime(sid), limits.maxSessionAge, time),
-      (state, pending) => encodeCheckpoint(w.codec, w.maxCheckpointBytes, sid, state, pending),
-      (payload) => encodeChecked(w.codec, payload, w.maxEventBytes, `wake-up payload of session ${JSON.stringify(sid)}`),
-    );
-    if (snapshot !== undefined && broken === undefined) checkpoints.lastInput = snapshot.lastInput;
-    const debounce = w.debounce;
-    if (debounce !== null) {
-      checkpoints.encodeDebounce = (pending) => encodePending(w.codec, pending as DebouncePending);
-      checkpoints.wrapHandler = (handler) =>
-        debouncedHandler(
-          handler,
-          debounce,
-          {
-            wake: (time, payload) => checkpoints.wakeDebounce(time, payload),
-            cancel: () => checkpoints.cancelDebounce(),
-            // What a restored session had pending: its debounce timer, restored with the checkpoint.
-            pending: () => {
-              const timer = rule.timers.find((t) => t.key === DEBOUNCE_TIMER_KEY);
-              return timer === undefined ? undefined : { id: timer.id, pending: decodePending(w.codec, timer.payload) };
-            },
-            dropped: () => {
-              w.counters.debounced++;
-            },
-          },
-          w.fn.name,
-        );
-    }
+    const { rule, checkpoints } = sessionHooks(w, sid, limits, restored, broken === undefined ? snapshot : undefined);
     let stream: StreamKind<I, O>;
     // Traced (a tracer provider is registered): the session's span is a root span, linked to its events' producers.
     const scope = sessionScope();
@@ -705,23 +532,20 @@ export class PartitionRun<I, O> {
     if (migrated !== undefined && snapshot !== undefined) this.#outbox.queue(migratedCheckpoint(snapshot, migrated));
     if (grant !== null) {
       // Its `limiter.session` permits: held until it ends (`#forward`).
-      this.#starts.delete(key);
-      this.#ready.delete(key);
+      this.#starts.opened(key);
       s.permit = grant;
     }
     s.stepped = (w.permits?.step.length ?? 0) > 0 && checkpoints.attached;
     if (scope?.session !== undefined) {
       s.scope = scope;
-      scope.taken = () => stream[kTaken]();
-      // Resumed: opened again by a new owner, from its checkpoint or by replaying the last owner's entries.
-      const resumed = snapshot !== undefined || !this.replayDone;
-      scope.session.setAttributes({
-        'velo.partition': this.partition,
-        'velo.resumed': resumed,
-        'velo.restored': snapshot !== undefined,
-      });
-      // It waited for its `limiter.session` permits before it opened.
-      if (grant?.waited === true) scope.session.setAttribute('velo.limiter.wait_ms', grant.waitedMs);
+      traceSession(
+        scope,
+        stream,
+        this.partition,
+        snapshot !== undefined || !this.flags.replayDone,
+        snapshot !== undefined,
+        grant,
+      );
     }
     s.checkpoints = checkpoints;
     // Without hooks (a pipe), its handler never asks: its entries are decided as they come (it has no timers).
@@ -741,12 +565,12 @@ export class PartitionRun<I, O> {
       s.restored = true;
       s.seq = snapshot.seq;
     }
-    if (!this.replayDone) w.counters.replayedSessions++;
+    if (!this.flags.replayDone) w.counters.replayedSessions++;
     this.sessions.set(key, s);
     this.#running.add(s);
     w.live++;
     s.forwarded = this.#forward(s);
-    if (this.replayDone) this.#writes.armAge(s);
+    if (this.flags.replayDone) this.#writes.armAge(s);
     // Calls its handler made before the session existed (it runs up to its first await at the open), and the
     // timers it was restored with.
     this.#checkpointsDue(s);
@@ -776,7 +600,7 @@ export class PartitionRun<I, O> {
     if (calls === undefined) return;
     while (calls.length > 0 && calls[0].yielded <= s.yieldsQueued) {
       const call = calls.shift() as CheckpointCall;
-      if (this.dropped || s.failed) continue;
+      if (this.flags.dropped || s.failed) continue;
       if (call.error !== undefined) this.#fail(s, call.error);
       else {
         this.#outbox.queue(checkpointOf(s, call));
@@ -799,7 +623,7 @@ export class PartitionRun<I, O> {
           if (s.checkpoints !== null && s.checkpoints.calls.length > 0) this.#checkpointsDue(s);
         }
         // The handler ran: it may have taken events.
-        if (this.#budgetWaiters.size > 0) this.budgetFreed();
+        if (this.#budget.waiting) this.#budget.freed();
         return this.#outbox.waitRoom();
       });
     } catch (error) {
@@ -827,13 +651,13 @@ export class PartitionRun<I, O> {
     this.#writes.stopSession(s);
     s.ended = true;
     this.#holding.delete(s);
-    this.buffered -= s.sent.length;
+    this.#budget.release(s.sent.length);
     const sent = s.sent;
     s.sent = [];
     s.outside.length = 0;
     s.outsideValues.length = 0;
     // Stopped by a hand-off or a takeover: nothing is acked, the next owner replays it all.
-    if (this.dropped) return;
+    if (this.flags.dropped) return;
     if (this.sessions.get(s.key) === s) this.sessions.delete(s.key);
     // Its handler took the first `taken` of them (with hooks none: an entry given leaves `sent`). A new session
     // keeps its first entry even if its handler never took it (else that entry would open session after session);
@@ -883,7 +707,7 @@ export class PartitionRun<I, O> {
   #output(s: Session<I, O>, value: O): void {
     // (A step of a simulated run, which may stop the process past its bound: `PartitionHost.step`.)
     this.worker.step?.();
-    if (this.dropped || s.failed) return;
+    if (this.flags.dropped || s.failed) return;
     const w = this.worker;
     let payload: Buffer | string;
     try {
@@ -899,7 +723,7 @@ export class PartitionRun<I, O> {
 
   /** Queues the session's failure (whatever was thrown, `undefined` included), after which it makes no more. */
   #fail(s: Session<I, O>, error: unknown): void {
-    if (this.dropped || s.failed) return;
+    if (this.flags.dropped || s.failed) return;
     const w = this.worker;
     this.#outbox.queue({
       output: {
@@ -935,9 +759,7 @@ export class PartitionRun<I, O> {
   async stopSessions(): Promise<void> {
     // Keys waiting for their sessions' permits stop waiting (a permit granted meanwhile goes back).
     this.#unwake?.();
-    for (const grant of this.#starts.values()) grant.release();
-    this.#starts.clear();
-    this.#ready.clear();
+    this.#starts.stop();
     const running = [...this.#running];
     for (const s of running) this.#writes.stopSession(s);
     this.#writes.stop();
@@ -951,8 +773,8 @@ export class PartitionRun<I, O> {
 
   /** The partition was taken over (or its lease ran out): drop everything, write nothing more. */
   async drop(): Promise<void> {
-    this.dropped = true;
-    this.stopping = true;
+    this.flags.dropped = true;
+    this.flags.stopping = true;
     this.#outbox.discard();
     this.worker.wakeIdle(this.partition);
     await this.stopSessions();
@@ -960,12 +782,12 @@ export class PartitionRun<I, O> {
 
   /** Graceful hand-back: stop reading, stop the sessions, commit what they made, release the lease. */
   async release(): Promise<void> {
-    this.stopping = true;
+    this.flags.stopping = true;
     this.worker.wakeIdle(this.partition);
     this.budgetFreed();
     await this.pumped;
     // Cancelled sessions make no more outputs; those made before are committed below.
-    this.dropped = true;
+    this.flags.dropped = true;
     await this.stopSessions();
     await this.#outbox.flushed();
     await this.worker.log.release(this.lease).catch((error: unknown) => this.worker.report(error));

@@ -1,6 +1,7 @@
 // The session rule applied to a partition's live sessions: what a handler gets when it asks for its next input (a
 // timer, the entry first in its input, or the end), and what the waiting handlers get when the log's clock moves.
 // The rule itself is session-rules.ts; what this needs of the partition's run is `InputsHost`.
+import type { EventBudget } from './budget';
 import { DEBOUNCE_TIMER_KEY } from './debounce-input';
 import { kSendNow } from '../../core/protocol';
 import { decodeError } from '../../errors';
@@ -9,7 +10,7 @@ import { type Decision, type EndReason, decide, idleDeadline, take } from '../ru
 import { idTime, logOrder } from '../common/log-ids';
 import { type HeldEntries, isEvent } from './held-entries';
 import type { OwnerWrites } from './owner-writes';
-import type { PartitionHost } from './partition-host';
+import type { PartitionHost, RunFlags } from './partition-host';
 import { type Grant, GrantState, PermitItem, waitsForStep } from './session-permits';
 
 const noop = (): void => {};
@@ -26,14 +27,10 @@ export interface InputsHost<I, O> {
   readonly writes: OwnerWrites;
   /** The live sessions, by key. */
   readonly sessions: ReadonlyMap<string, Session<I, O>>;
-  /** Redis' time of the latest entry read from the partition, ms (`PartitionRun.logTime`). */
-  readonly logTime: number;
-  readonly stopping: boolean;
-  readonly dropped: boolean;
-  /** The partition's part of `maxBufferedEvents` in use (`PartitionRun.buffered`). */
-  buffered: number;
-  /** Entries left the share: wakes whatever waits for room in it. */
-  freed(): void;
+  /** The run's state (written by the run alone). */
+  readonly flags: Readonly<RunFlags>;
+  /** The partition's part of `maxBufferedEvents` (its owner: the run). */
+  readonly budget: EventBudget;
   /** The log ended the session: its input ends (`PartitionRun.#finish`). */
   finish(s: Session<I, O>): void;
 }
@@ -94,7 +91,7 @@ export class SessionInputs<I, O> {
   }
 
   #decide(s: Session<I, O>): Decision {
-    return decide(s.rule, this.#nextTime(s), this.#host.logTime, s.limits);
+    return decide(s.rule, this.#nextTime(s), this.#host.flags.logTime, s.limits);
   }
 
   /**
@@ -104,7 +101,7 @@ export class SessionInputs<I, O> {
    */
   ask(s: Session<I, O>): { value: unknown } | 'end' | undefined {
     this.#answer.value = undefined;
-    if (this.#host.dropped) return undefined;
+    if (this.#host.flags.dropped) return undefined;
     if (s.checkpoints?.broken === true) {
       // Failed at a checkpoint call its handler caught: its input ended there (what it has not taken moves on).
       if (!s.ended) this.#host.finish(s);
@@ -141,7 +138,7 @@ export class SessionInputs<I, O> {
    */
   wake(s: Session<I, O>): Promise<void> | undefined {
     const attached = s.checkpoints?.attached === true;
-    while (s.waiting && !s.ended && !s.failed && !this.#host.dropped) {
+    while (s.waiting && !s.ended && !s.failed && !this.#host.flags.dropped) {
       const d = this.#decide(s);
       if (d.kind === 'wait') break;
       if (d.kind === 'end') {
@@ -217,7 +214,7 @@ export class SessionInputs<I, O> {
 
   /** The step's permits a stepped session waited for were granted: its waiting handler is given its input. */
   #stepGranted(s: Session<I, O>, grant: Grant): void {
-    if (s.step !== grant || s.ended || s.failed || this.#host.dropped || !s.waiting) return;
+    if (s.step !== grant || s.ended || s.failed || this.#host.flags.dropped || !s.waiting) return;
     const woke = this.wake(s);
     if (woke !== undefined) woke.catch((error: unknown) => this.#worker.report(error));
   }
@@ -228,7 +225,7 @@ export class SessionInputs<I, O> {
    */
   #stopped(): boolean {
     this.#worker.step?.();
-    return this.#host.dropped;
+    return this.#host.flags.dropped;
   }
 
   /** Gives the session its first timer (taken by the rule): its payload, or `END` if its codec cannot decode it. */
@@ -267,7 +264,7 @@ export class SessionInputs<I, O> {
     if (entry === s.poison) {
       // The session keeps it (acked with its entries): out of its input.
       s.sent.splice(s.given, 1);
-      this.#host.buffered--;
+      this.#host.budget.release();
       s.stop = { error: s.poisonError as Error, kind: 'decode' };
       this.#host.finish(s);
       return END;
@@ -280,8 +277,8 @@ export class SessionInputs<I, O> {
       s.sent.shift();
       s.sentBase++;
       s.checkpoints.entries++;
-      this.#host.buffered--;
-      this.#host.freed();
+      this.#host.budget.release();
+      this.#host.budget.freed();
     } else s.given++;
     return value;
   }
@@ -300,7 +297,7 @@ export class SessionInputs<I, O> {
    * that delivery).
    */
   redecide(caller?: 'drain' | 'reread'): void {
-    if (this.#host.stopping || this.#host.dropped) return;
+    if (this.#host.flags.stopping || this.#host.flags.dropped) return;
     let next = Infinity;
     let drain = false;
     let reread = false;
@@ -312,7 +309,7 @@ export class SessionInputs<I, O> {
       if (
         !s.failed &&
         this.#nextTime(s) === undefined &&
-        decide(s.rule, undefined, this.#host.logTime, s.limits).kind === 'wait'
+        decide(s.rule, undefined, this.#host.flags.logTime, s.limits).kind === 'wait'
       ) {
         next = Math.min(next, this.tickTime(s));
         continue;
@@ -323,7 +320,7 @@ export class SessionInputs<I, O> {
       if (!s.waiting || s.ended || waitsForStep(s)) continue;
       next = Math.min(next, this.tickTime(s));
       // Held back only by entries of its key not delivered yet (held, or in the pending list): they go first.
-      if (s.given < s.sent.length || decide(s.rule, undefined, this.#host.logTime, s.limits).kind === 'wait') continue;
+      if (s.given < s.sent.length || decide(s.rule, undefined, this.#host.flags.logTime, s.limits).kind === 'wait') continue;
       if (this.#entries.held.has(s.key)) drain = true;
       else if (this.#entries.spilled.has(s.key)) reread = true;
     }

@@ -1,5 +1,5 @@
 // One live session of a partition: a key's run of events through one instance of the function.
-import { type SessionHooks, type StreamKind } from '../../core/protocol';
+import { type SessionHooks, type StreamKind, kTaken } from '../../core/protocol';
 import { tagStream } from '../../core/stream-list';
 import { cutText, readString, textOf } from '../../text';
 import { type Codec, encodeChecked } from '../common/codec';
@@ -390,6 +390,22 @@ export class Session<I, O> {
   /** The caps the rule applies to it: those it opened with, whichever worker runs it now. */
   get limits(): SessionLimits {
     return this.opening.limits;
+  }
+
+  /** Records a marker read for it (acked with its entries, never an event of it). */
+  marker(id: string): void {
+    this.ids.push(id);
+    (this.markers ??= new Set()).add(id);
+  }
+
+  /** Without hooks: drops from `sent` the entries its handler has taken since; how many (they leave the budget). */
+  trimTaken(): number {
+    const taken = Math.min(this.stream[kTaken]() - this.sentBase, this.given);
+    if (taken <= 0) return 0;
+    this.sent.splice(0, taken);
+    this.given -= taken;
+    this.sentBase += taken;
+    return taken;
   }
 }
 

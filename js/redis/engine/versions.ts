@@ -4,7 +4,7 @@ import { NO_VERSION } from '../rules/versions';
 import { describe, invalidType, invalidValue } from '../../errors';
 import type { StreamFn } from '../../types';
 import { type Openable, kOpen } from '../../core/protocol';
-import type { WorkerAdvert } from '../common/transport';
+import type { WorkerAdvert } from '../rules/versions';
 
 /** What a version name may be: 1-64 letters, digits, `.`, `_` or `-`. */
 const VERSION_NAME = /^[A-Za-z0-9._-]{1,64}$/;

@@ -15,8 +15,8 @@ import type {
   SessionOpening,
   Snapshot,
   StoredKeyState,
-  WorkerAdvert,
 } from '../common/transport';
+import type { WorkerAdvert } from '../rules/versions';
 import type { MemoryStore } from './memory-store';
 /** The calls of a `PartitionLog` that a fault can hit. */
 export type LogCall =

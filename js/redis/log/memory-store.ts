@@ -34,8 +34,8 @@ import type {
   SessionOpening,
   Snapshot,
   StoredKeyState,
-  WorkerAdvert,
 } from '../common/transport';
+import type { WorkerAdvert } from '../rules/versions';
 
 /** An entry id as numbers: `[ms, seq]`. */
 type Id = readonly [number, number];

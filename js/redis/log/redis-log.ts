@@ -36,8 +36,8 @@ import type {
   SessionOpening,
   Snapshot,
   StoredKeyState,
-  WorkerAdvert,
 } from '../common/transport';
+import type { WorkerAdvert } from '../rules/versions';
 import { FencedError, workerClosedError } from '../../errors';
 import { PollWaker, type RedisClientLike, isCluster, readStreams, send, xreadStreams } from './connection';
 import { Script } from './script';

@@ -2,7 +2,11 @@
 // run-time import): which worker supersedes which, how many take partitions, and what a worker's balance does with
 // its share. Where a session's version is kept and read is the log's job (`SessionOpening`); which version a session
 // runs on is `engine/opening.ts`.
-import type { WorkerAdvert } from '../common/transport';
+/** What a worker says it runs: the version new sessions open on (`''`: none set), and every version it can run. */
+export interface WorkerAdvert {
+  readonly version: string;
+  readonly runs: readonly string[];
+}
 
 /** The advert of a worker that says nothing (of a release before versions): it runs no version. */
 export const NO_VERSION: WorkerAdvert = { version: '', runs: [''] };

@@ -1,0 +1,74 @@
+// The permits of the worker's `limiter.session` asked for the next session of each key of a partition, from the
+// ask until the session opens (it then holds them to its end) or the partition stops: one owner for those records.
+import type { InputEntry } from '../common/transport';
+import { Delivery } from './held-entries';
+import type { Codec } from '../common/codec';
+import { type Grant, GrantState, PermitItem, type WorkerPermits } from './session-permits';
+
+/** What the permits' asks need of the worker: its limiters, its live sessions and slots, its codec (for `cost`). */
+export interface StartsHost {
+  readonly permits: WorkerPermits | null;
+  readonly live: number;
+  readonly fn: { readonly config: { readonly maxConcurrent: number } };
+  readonly codec: Codec<unknown>;
+}
+
+export class SessionStarts {
+  /** Asked for, by key: waiting, or granted and not yet taken by a session (its slot was gone). */
+  readonly #grants = new Map<string, Grant>();
+  /** Keys granted and not yet opened: while there are some, a key refused a place to wait does not stop a drain. */
+  readonly ready = new Set<string>();
+
+  constructor(readonly worker: StartsHost) {}
+
+  /**
+   * The permits of the worker's `limiter.session` a new session of `key` needs: null when there are none to take,
+   * its grant once held; else `Waits` (the key waits for them while other keys go on) or `NoSlot` (no session
+   * slot is free, or `maxWaiting` keys of the worker wait already: the key waits without asking, as for a slot).
+   * `entry`: the session's first entry (undefined: a session restored from its checkpoint).
+   */
+  admit(key: string, sid: string, entry: InputEntry | undefined): Grant | null | Delivery {
+    const w = this.worker;
+    const permits = w.permits;
+    if (permits === null || permits.session.length === 0) return null;
+    let grant = this.#grants.get(key);
+    if (grant === undefined) {
+      // Asked only with a slot free: a permit granted to a key that cannot open would be held for nothing.
+      if (w.live >= w.fn.config.maxConcurrent) return Delivery.NoSlot;
+      const payload = entry?.payload;
+      const codec = w.codec;
+      const item = new PermitItem(
+        key,
+        sid,
+        entry === undefined ? 'restored' : 'event',
+        payload === undefined ? undefined : () => codec.decode(payload),
+      );
+      grant = permits.start('session', item);
+      // No place to wait (`maxWaiting`): the key waits without asking, and, as a key short of a slot, stops a drain
+      // (the keys behind it are no better off), unless keys granted their permits are still to open behind it.
+      if (grant === undefined) return this.ready.size > 0 ? Delivery.Waits : Delivery.NoSlot;
+      this.#grants.set(key, grant);
+      if (grant.state === GrantState.Waiting) grant.onGranted = () => this.ready.add(key);
+    }
+    if (grant.state !== GrantState.Granted) return Delivery.Waits;
+    this.ready.add(key);
+    return grant;
+  }
+  /** The key waits for its permits. */
+  waits(key: string): boolean {
+    return this.#grants.get(key)?.state === GrantState.Waiting;
+  }
+
+  /** The key's session opened with its grant: the session holds it from now on. */
+  opened(key: string): void {
+    this.#grants.delete(key);
+    this.ready.delete(key);
+  }
+
+  /** The partition stops: keys stop waiting, and permits granted meanwhile go back. */
+  stop(): void {
+    for (const grant of this.#grants.values()) grant.release();
+    this.#grants.clear();
+    this.ready.clear();
+  }
+}
