@@ -1,6 +1,6 @@
 // The manual as a reader meets it in node_modules: every relative link of the packed README and docs/ resolves to a
-// file of the package (or is an absolute URL into the repository); no user page names a test file or an internal
-// issue number; no paragraph, bullet or table cell runs over 120 words; the README stays a front page (under 230 lines).
+// file of the package (or is an absolute URL into the repository); no user page (the CHANGELOG included) names a
+// test file or an internal issue number; no paragraph, bullet or table cell runs over 120 words; the README stays a front page (under 230 lines).
 // docs/guarantees.md may name tests (it maps each promise to them; its "checked by" column is a list, not prose);
 // docs/errors.md is generated from the error table (scripts/errors-doc.mjs) and is checked by error-codes.test.mjs.
 import { test } from 'node:test';
@@ -22,7 +22,9 @@ async function packed() {
   return new Set(JSON.parse(stdout)[0].files.map((f) => f.path));
 }
 
-const userPages = (files) => [...files].filter((f) => f === 'README.md' || (f.startsWith('docs/') && f.endsWith('.md'))).sort();
+// The README, the changelog and every page of docs/ that the package ships.
+const userPages = (files) =>
+  [...files].filter((f) => f === 'README.md' || f === 'CHANGELOG.md' || (f.startsWith('docs/') && f.endsWith('.md'))).sort();
 
 /** Prose without code: fenced blocks dropped, inline code kept (it is read as words). */
 const prose = (text) => text.replace(/^```[\s\S]*?^```/gm, '');
@@ -124,7 +126,9 @@ test('the check fails on what it forbids', () => {
   const page = [
     '# A page',
     '[ok](a.md) [ok too](https://github.com/velo-stream/velo-stream/blob/main/examples/demo.mjs) [bad](../examples/demo.mjs)',
+    '',
     'Checked by `__test__/redis.test.mjs`, fixed in issue 53 and (#54).',
+    '',
     long,
     `- ${long}`,
     `| a | ${long} |`,
