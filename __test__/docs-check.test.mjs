@@ -108,6 +108,27 @@ test('the packed README and docs: links resolve in the package, no test files or
   );
 });
 
+// The figures of the manual, printed for the record (no bound on them here): words per packed page of docs/
+// (whitespace-separated, code blocks included), their total and median, the README's lines.
+test('the figures of the packed manual', async (t) => {
+  const files = await packed();
+  const docs = userPages(files).filter((f) => f.startsWith('docs/'));
+  const counts = docs.map((f) => words(readFileSync(join(root, f), 'utf8'))).sort((a, b) => a - b);
+  const mid = counts.length / 2;
+  const median = counts.length % 2 ? counts[Math.floor(mid)] : (counts[mid - 1] + counts[mid]) / 2;
+  const total = counts.reduce((a, b) => a + b, 0);
+  const longest = Math.max(
+    ...userPages(files)
+      .filter((f) => !GENERATED.has(f))
+      .flatMap((f) =>
+        units(readFileSync(join(root, f), 'utf8'))
+          .filter((u) => !(MAY_NAME_TESTS.has(f) && u.column !== null && u.columns > 1 && u.column === u.columns - 1))
+          .map((u) => words(u.text)),
+      ),
+  );
+  t.diagnostic(`docs/ pages: ${docs.length}, words: ${total}, median per page: ${median}, longest paragraph: ${longest}`);
+});
+
 test(`the README is a front page: under ${README_MAX_LINES} lines`, () => {
   const lines = readFileSync(join(root, 'README.md'), 'utf8').replace(/\n$/, '').split('\n').length;
   assert.ok(lines < README_MAX_LINES, `README.md has ${lines} lines`);
