@@ -85,7 +85,7 @@ let version: string | undefined;
 
 function packageVersion(): string {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return (version ??= (require('../../package.json') as { version: string }).version);
+  return (version ??= (require('../package.json') as { version: string }).version);
 }
 
 /**

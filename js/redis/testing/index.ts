@@ -2,6 +2,7 @@
 // a Redis server. The worker's own partition code, sessions and streams run on an in-memory log that answers as
 // Redis does (the library's contract test holds the two together); time moves only when the test moves it. A
 // crash drops the process that owns the partitions, as kill -9 would; another takes over when its lease runs out.
+import { join } from 'node:path';
 import {
   decodeError,
   describe,
@@ -415,7 +416,7 @@ class Nondeterminism {
 }
 
 /** The compiled library's folder (dist/): calls from its own files are not the handler's. */
-const LIBRARY_DIR = __dirname.slice(0, __dirname.lastIndexOf('redis') - 1);
+const LIBRARY_DIR = join(__dirname, '..', '..');
 
 /**
  * Event `i` of a check, refused as `testWorker().send` refuses it (the same key checks, encoded by the codec within
