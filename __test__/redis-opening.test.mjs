@@ -9,7 +9,12 @@ const { migratedCheckpoint, openingState, planOpening } = require('../dist/redis
 
 const CAPS = { idleTimeout: 1000, maxSessionAge: 0, maxSessionEvents: 0, maxSessionTimers: 1000 };
 const OLD_CAPS = { ...CAPS, idleTimeout: 50 };
-const release = (version, runs = [version]) => ({ version, limits: CAPS, runsVersion: (v) => v === '' || runs.includes(v) });
+const release = (version, runs = [version], migrates = false) => ({
+  version,
+  limits: CAPS,
+  migrates,
+  runsVersion: (v) => v === '' || runs.includes(v),
+});
 const json = { encode: (v) => Buffer.from(JSON.stringify(v)), decode: (b) => JSON.parse(b.toString()) };
 const snapshot = (state, more = {}) => ({
   sid: 'k@1-0',
@@ -42,13 +47,13 @@ test('planOpening: the sid, version, caps and state source of every kind of open
     ],
     [
       { snapshot: snapshot({}), openings: opened('v1'), kept: null },
-      release('v2', ['v2', '*']),
+      release('v2', ['v2'], true),
       ['k@1-0', 'v2', OLD_CAPS, true, 'checkpoint', 'v1'],
     ],
-    // Replayed from its first event, not migrated: no state to convert.
+    // Replayed from its first event by a worker that migrates: no state to convert.
     [
       { snapshot: undefined, openings: new Map([['k@9-0', { sid: 'k@9-0', version: 'v1', limits: OLD_CAPS }]]), kept: null },
-      release('v2'),
+      release('v2', ['v2'], true),
       ['k@9-0', 'v2', OLD_CAPS, true, 'none', null],
     ],
     // Opened with no version: any worker runs it as it is.
@@ -60,12 +65,28 @@ test('planOpening: the sid, version, caps and state source of every kind of open
   ];
   for (const [stored, rel, [sid, version, limits, write, from, migrateFrom]] of rows) {
     const plan = planOpening({ key: 'k', sid: 'k@9-0', ...stored, release: rel });
+    assert.equal(plan.foreign, false);
     assert.deepEqual(
       [plan.sid, plan.opening.version, plan.opening.limits, plan.write, plan.from, plan.migrateFrom],
       [sid, version, limits, write, from, migrateFrom],
       JSON.stringify(stored.snapshot?.sid ?? null) + ' ' + rel.version,
     );
     if (migrateFrom !== null) assert.equal(plan.opening.replaces, migrateFrom);
+  }
+});
+
+test('planOpening: a stored version the worker neither runs nor adopts is foreign (a stale owner reads what its successor wrote): nothing opens', () => {
+  for (const snap of [snapshot({}), undefined]) {
+    const openings = new Map([[snap?.sid ?? 'k@9-0', { sid: snap?.sid ?? 'k@9-0', version: 'v3', limits: OLD_CAPS }]]);
+    const plan = planOpening({
+      key: 'k',
+      sid: 'k@9-0',
+      snapshot: snap,
+      openings,
+      kept: null,
+      release: release('v2', ['v2', 'v1']),
+    });
+    assert.deepEqual([plan.foreign, plan.write, plan.migrateFrom], [true, false, null]);
   }
 });
 
@@ -76,7 +97,7 @@ test('openingState: a migrated checkpoint is converted once, through the codec, 
     snapshot: snapshot({ total: 7 }),
     openings: opened('v1'),
     kept: null,
-    release: release('v2', ['v2', '*']),
+    release: release('v2', ['v2'], true),
   };
   const plan = planOpening(inputs);
   const calls = [];
@@ -113,7 +134,7 @@ test('openingState: a migrate that throws, returns a promise, or a state the cod
     snapshot: snapshot({ total: 7 }),
     openings: opened('v1'),
     kept: null,
-    release: release('v2', ['v2', '*']),
+    release: release('v2', ['v2'], true),
   };
   const plan = planOpening(inputs);
   for (const migrate of [

@@ -289,18 +289,20 @@ test('seeds found with limiters: each run settles and makes the sessions and out
 const VERSION_SEEDS = 600;
 
 /**
- * Seeds past the CI range that once failed with releases, each with what it found. (Seeds 1-600 found the first:
- * 50, 55, 67, 206, 245, 257, 306, 354, 406, 460, 510, 512, 516, 527, 547, 571, 589.)
+ * Seeds past the CI range that once failed with releases, each with what it found. Within the range, seeds 50, 55,
+ * 67, 206, 245, 257 and more found that a migrated session handed over before its first checkpoint on the new version
+ * ran the new handler on the old state (the next owner restored the old checkpoint under the new opening; fixed: the
+ * converted state is committed as the session's checkpoint with its migrated opening).
  */
 const VERSION_FOUND = [
-  // A migrated session handed over before its first checkpoint on the new version: the next owner restored the old
-  // version's checkpoint under the new opening, and ran the new handler on the old state (migrate not called).
-  // Fixed: the converted state is committed as the session's checkpoint with its migrated opening.
-  // (Within the CI range: 50, 55, 67, 206, 245, 257, ...)
   // A takeover restored sessions (a slot freed by a session of another partition ending) before it had read the
   // partition's openings: they ran on the taking worker's version (a v1 session on v3's handler, an adopted one
   // without migrate). Fixed: the checkpoints and the openings are both read before either is kept.
-  899, 3208, 3823, 4377,
+  3692, 5005, 5378, 6999, 7251, 7931,
+  // A stale owner (paused past its lease) read the opening its successor had migrated, to a version it neither runs
+  // nor migrates: it failed the session with ERR_VELO_MIGRATE (migrate is not a function), reported to onError.
+  // Fixed: such an opening is foreign (planOpening), and the run stops as fenced.
+  4780,
 ];
 
 test(`seeds 1-${VERSION_SEEDS} and those found with releases: rolling deploys (waiting, migrating, both) under crashes, pauses and hand-offs make the model's sessions and outputs, each session on one version or migrated, never an old state on a new version`, async () => {
@@ -314,5 +316,5 @@ test(`seeds 1-${VERSION_SEEDS} and those found with releases: rolling deploys (w
   }
   assert.deepEqual(failed, [], `${failed.length} seeds failed`);
   // Every chain ran in many seeds.
-  for (const chain of ['wait', 'migrate', 'mixed', 'twice']) assert.ok(chains[chain] >= 100, JSON.stringify(chains));
+  for (const chain of ['wait', 'migrate', 'mixed', 'twice', 'nocarry']) assert.ok(chains[chain] >= 80, JSON.stringify(chains));
 });

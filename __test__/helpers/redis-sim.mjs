@@ -28,6 +28,9 @@ export const RELEASE_CHAINS = {
   mixed: [{ version: 'v1' }, { version: 'v2', carries: ['v1'] }, { version: 'v3', carries: ['v2'], migrate: true }],
   // Two migrating releases, the later carrying the earlier.
   twice: [{ version: 'v1' }, { version: 'v2', migrate: true }, { version: 'v3', carries: ['v2'], migrate: true }],
+  // A release that does not carry the one before: neither supersedes the other; partitions with v1 sessions stay
+  // with (or are rescued by) v1 workers, which are never stopped.
+  nocarry: [{ version: 'v1' }, { version: 'v2' }],
 };
 
 /** `migrate` of the versioned runs: the state as `to` checkpoints it (the scripted handler checks it). */
@@ -52,7 +55,11 @@ export function versionsFor(seed, from, to) {
   let at = from;
   for (let release = 1; release < releases.length; release++) {
     at = int(at, Math.max(at, to));
-    deploys.push({ at, release, workers: int(1, 2), ...(random() < 0.6 ? { stopOld: int(0, 3000) } : {}) });
+    // Stopped: never while a later release cannot run their sessions; soon where an older release migrates (a
+    // superseded worker that migrates takes partitions again, and adopts newer sessions, if every newer one dies).
+    const migratingBefore = releases.slice(0, release).some((r) => r.migrate);
+    const stopOld = chain === 'nocarry' ? undefined : migratingBefore ? int(0, 1000) : random() < 0.6 ? int(0, 3000) : undefined;
+    deploys.push({ at, release, workers: int(1, 2), ...(stopOld === undefined ? {} : { stopOld }) });
   }
   return { chain, releases, deploys, oldJoins: pick([0, 0, 0.3]) };
 }
@@ -240,9 +247,9 @@ function sessions(result) {
 
 /**
  * With releases: each session's outputs, in seq order, come from one version, each change to a release that migrates
- * (a session runs on the version it opened with, or is adopted by `migrate`). An older release that migrates adopts a
- * newer one's sessions when it owns partitions again (every newer worker gone, as docs/redis/versions.md says of
- * `drained`): a change back is allowed to such a release only.
+ * (a session runs on the version it opened with, or is adopted by `migrate`). A change back to an older release is
+ * the revival docs/redis/versions.md describes (every newer worker gone): the simulator reports an adoption back
+ * while a newer worker serves as a violation.
  */
 function lineage(result, releases) {
   const problems = [];

@@ -6,6 +6,7 @@ import { decodeError, migrateError } from '../../errors';
 import type { Codec } from '../common/codec';
 import type { SessionOpening, Snapshot } from '../common/transport';
 import type { SessionLimits } from '../rules/session-rules';
+import type { PartitionHost } from './partition-host';
 
 /** The release a worker runs, as an opening sees it. */
 export interface OpeningRelease {
@@ -15,6 +16,29 @@ export interface OpeningRelease {
   readonly limits: SessionLimits;
   /** Whether it runs sessions of `version` (`''`: any worker does). */
   runsVersion(version: string): boolean;
+  /** It adopts sessions of versions it does not run (`migrate`). */
+  readonly migrates: boolean;
+}
+
+/** The release `worker` runs, as its sessions' openings see it. */
+export function openingRelease(
+  worker: Pick<
+    PartitionHost<never, unknown>,
+    'version' | 'fn' | 'maxSessionAge' | 'maxSessionEvents' | 'maxSessionTimers' | 'runsVersion' | 'migrate'
+  >,
+): OpeningRelease {
+  return {
+    version: worker.version,
+    // The caps a new session opens with (one that opened elsewhere keeps its own).
+    limits: {
+      idleTimeout: worker.fn.config.idleTimeout,
+      maxSessionAge: worker.maxSessionAge,
+      maxSessionEvents: worker.maxSessionEvents,
+      maxSessionTimers: worker.maxSessionTimers,
+    },
+    runsVersion: (version) => worker.runsVersion(version),
+    migrates: worker.migrate !== null,
+  };
 }
 
 /** A key's kept state (`keyState`), as read: what a new session of the key starts from. */
@@ -50,6 +74,11 @@ export interface OpeningPlan {
   readonly from: 'checkpoint' | 'key' | 'none';
   /** Adopted from another version (`migrate`): that version; null otherwise. */
   readonly migrateFrom: string | null;
+  /**
+   * Its stored version is one the release neither runs nor adopts: the lease script refuses such a worker the
+   * partition, so this one has lost it (a stale owner reading what its successor wrote). Nothing opens.
+   */
+  readonly foreign: boolean;
 }
 
 /**
@@ -64,11 +93,13 @@ export function planOpening(i: OpeningInputs): OpeningPlan {
   const from = i.snapshot !== undefined ? 'checkpoint' : i.kept !== null ? 'key' : 'none';
   if (stored === undefined) {
     const opening = { sid, version: i.release.version, limits: i.release.limits };
-    return { sid, opening, stored, write: true, from, migrateFrom: null };
+    return { sid, opening, stored, write: true, from, migrateFrom: null, foreign: false };
   }
-  if (i.release.runsVersion(stored.version)) return { sid, opening: stored, stored, write: false, from, migrateFrom: null };
+  if (i.release.runsVersion(stored.version))
+    return { sid, opening: stored, stored, write: false, from, migrateFrom: null, foreign: false };
+  if (!i.release.migrates) return { sid, opening: stored, stored, write: false, from, migrateFrom: null, foreign: true };
   const opening = { sid, version: i.release.version, limits: stored.limits, replaces: stored.version };
-  return { sid, opening, stored, write: true, from, migrateFrom: from === 'checkpoint' ? stored.version : null };
+  return { sid, opening, stored, write: true, from, migrateFrom: from === 'checkpoint' ? stored.version : null, foreign: false };
 }
 
 /** What came of a plan's state: what the handler starts from, what its end keeps for its key, and failures. */

@@ -12,7 +12,14 @@ import { FencedError, decodeError } from '../../errors';
 import { idTime } from '../common/log-ids';
 import { type CheckpointCall, Session, checkpointOf, serializeError, sessionEnd } from './session';
 import { wouldTake } from '../rules/session-rules';
-import { type OpeningInputs, type OpeningRelease, migratedCheckpoint, openingState, planOpening } from './opening';
+import {
+  type OpeningInputs,
+  type OpeningRelease,
+  migratedCheckpoint,
+  openingRelease,
+  openingState,
+  planOpening,
+} from './opening';
 import { SessionInputs } from './session-inputs';
 import { sessionHooks, traceSession } from './session-hooks';
 import { sessionScope } from '../common/trace-context';
@@ -91,17 +98,7 @@ export class PartitionRun<I, O> {
     readonly lease: Lease,
     grantedAt: number,
   ) {
-    this.#release = {
-      version: worker.version,
-      // The caps a new session opens with (one that opened elsewhere keeps its own: `#openings`).
-      limits: {
-        idleTimeout: worker.fn.config.idleTimeout,
-        maxSessionAge: worker.maxSessionAge,
-        maxSessionEvents: worker.maxSessionEvents,
-        maxSessionTimers: worker.maxSessionTimers,
-      },
-      runsVersion: (version) => worker.runsVersion(version),
-    };
+    this.#release = openingRelease(worker);
     this.#starts = new SessionStarts(worker);
     this.#budget = new EventBudget(
       () => worker.share(),
@@ -228,10 +225,9 @@ export class PartitionRun<I, O> {
   }
 
   /**
-   * Before the replay: the checkpoints of the sessions the last owner left. Each session is started again from
-   * its snapshot now if a slot is free (it may have no entry left to replay, and must still end where the log
-   * says), else when its key's next entry needs it, or when a slot frees (`drainHeld`). False once the
-   * partition stops.
+   * Before the replay: the checkpoints of the sessions the last owner left, each started again now if a slot is
+   * free (it must still end where the log says), else when its key's next entry needs it or a slot frees. False
+   * once the partition stops.
    */
   async #loadSnapshots(): Promise<boolean> {
     for (;;) {
@@ -494,6 +490,15 @@ export class PartitionRun<I, O> {
     const snapshot = this.#snapshots.get(key);
     const inputs: OpeningInputs = { key, sid, snapshot, openings: this.#openings, kept, release: this.#release };
     const plan = planOpening(inputs);
+    if (plan.foreign) {
+      this.#failed(
+        new FencedError(
+          this.partition,
+          `a session runs version ${JSON.stringify(plan.opening.version)}, which this worker does not run: another owner wrote it`,
+        ),
+      );
+      return undefined;
+    }
     const { restored, keep, broken, keptUnreadable, fromKey, migrated } = openingState(
       plan,
       inputs,
@@ -641,11 +646,9 @@ export class PartitionRun<I, O> {
   }
 
   /**
-   * Its handler has finished. The session keeps the entries its handler took (at least its first); those it
-   * never took go, in log order, to the key's next session, ahead of the key's later entries. This depends
-   * only on the log and on the handler (deterministic over its inputs), so every replay ends it at the same
-   * entry, whether its end came from the log (a marker, a cap, an entry that cannot be decoded) or from the
-   * handler returning or throwing. Its entries are acked after its outputs.
+   * Its handler has finished. It keeps the entries its handler took (at least its first); those it never took go,
+   * in log order, to the key's next session. That depends only on the log and the handler, so every replay ends it
+   * at the same entry, whatever ended it. Its entries are acked after its outputs.
    */
   #ended(s: Session<I, O>): void {
     this.#writes.stopSession(s);

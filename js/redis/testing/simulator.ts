@@ -75,8 +75,9 @@ export interface SimOptions<I, O> {
   /** The releases' `migrate`: the state of a session of `fromVersion` as `toVersion`'s handler starts from it. */
   readonly migrate?: (state: unknown, fromVersion: string, toVersion: string) => unknown;
   /**
-   * With releases: how often a crashed process is replaced by one of an older release deployed before (an old
-   * worker joining during a deploy); otherwise by one of the release deployed last. Default 0.
+   * With releases: a crashed process is replaced by one of its own release, or, once that one was stopped, of the
+   * release deployed last; `oldJoins` is how often a worker of an older release that does not migrate joins too
+   * (an old worker started during a deploy). Default 0.
    */
   readonly oldJoins?: number;
   readonly events: readonly SimEvent<I>[];
@@ -224,6 +225,8 @@ export class Simulation<I, O> implements SimHost<I, O> {
   readonly stats = { steps: 0, time: 0, crashes: 0, pauses: 0, takeovers: 0, jumps: 0 };
   /** The release deployed last (with releases). */
   deployed = 0;
+  /** Releases stopped by a deploy's `stopOld`. */
+  readonly #stopped = new Set<number>();
   readonly maxWaiting: number;
   /**
    * The bound the run is under (set by `runUntil`): the step count it may not reach, and the handlers' steps at one
@@ -298,8 +301,31 @@ export class Simulation<I, O> implements SimHost<I, O> {
       versioned: true,
       fn: this.options.fn(delay, now, r.version),
       older: new Map((r.carries ?? []).map((v) => [v, this.options.fn(delay, now, v)])),
-      migrate: r.migrate === true && migrate !== undefined ? (state, from) => migrate(state, from, r.version) : null,
+      migrate:
+        r.migrate === true && migrate !== undefined
+          ? (state, from) => {
+              this.#adopting(index, from);
+              return migrate(state, from, r.version);
+            }
+          : null,
     };
+  }
+
+  /**
+   * A process of release `to` adopts a session of version `from`: of a newer release (later in `releases`), that is
+   * the revival the docs describe (a superseded worker takes partitions again once every worker that superseded it
+   * is gone); while a process of that newer release is up and serving, it is two releases migrating each other's
+   * sessions back and forth, which superseding must prevent.
+   */
+  #adopting(to: number, from: string): void {
+    const releases = this.options.releases ?? [];
+    const newer = releases.findIndex((r) => r.version === from);
+    if (newer <= to) return;
+    const serving = this.processes.find((p) => !p.dead && !p.closing && !p.clock.paused && p.release >= newer && p.runs.size > 0);
+    if (serving !== undefined)
+      this.violations.push(
+        `t=${this.clock.now()}: a process of ${releases[to].version} adopts a ${from} session while ${serving.id} (${releases[serving.release].version}) serves`,
+      );
   }
 
   /** A new process of release `release` (default the one deployed last), with a fault policy drawn from the run's seed. */
@@ -339,6 +365,19 @@ export class Simulation<I, O> implements SimHost<I, O> {
     return worker;
   }
 
+  /**
+   * With `oldJoins`, drawn at a crash (whose process is replaced by one of its own release, or of the one deployed
+   * last once its own was stopped): an older release that does not migrate, whose worker joins too (an old worker
+   * started during a deploy). Drawn only with releases: a run without them draws as before they existed.
+   */
+  #oldJoiner(): number | undefined {
+    const releases = this.options.releases;
+    if (releases === undefined) return undefined;
+    const older = releases.map((_, i) => i).filter((i) => i < this.deployed && releases[i].migrate !== true);
+    if (older.length === 0 || !this.random.chance(this.options.oldJoins ?? 0)) return undefined;
+    return this.random.pick(older);
+  }
+
   /** Deploys a release: its processes start; `stopOld` later, the live processes of other releases close. */
   deploy(d: SimDeploy): void {
     this.deployed = d.release;
@@ -346,6 +385,7 @@ export class Simulation<I, O> implements SimHost<I, O> {
     for (let i = d.workers ?? 2; i > 0; i--) this.spawn(d.release);
     if (d.stopOld === undefined) return;
     this.clock.setTimeout(() => {
+      for (let r = 0; r < d.release; r++) this.#stopped.add(r);
       for (const p of this.processes) if (!p.dead && p.release < d.release) void p.close();
     }, d.stopOld);
   }
@@ -361,14 +401,9 @@ export class Simulation<I, O> implements SimHost<I, O> {
     this.stats.crashes++;
     this.note(`${victim.id} crashes${why}`);
     victim.crash();
-    // An old worker joins only beside a live one of the last release (an orchestrator restarts that release), and
-    // is drawn only with releases: a run without them draws as before they existed.
-    const old =
-      this.options.releases !== undefined &&
-      this.deployed > 0 &&
-      this.processes.some((p) => !p.dead && p.release === this.deployed) &&
-      this.random.chance(this.options.oldJoins ?? 0);
-    this.spawn(old ? this.random.int(0, this.deployed - 1) : this.deployed);
+    this.spawn(this.#stopped.has(victim.release) ? this.deployed : victim.release);
+    const old = this.#oldJoiner();
+    if (old !== undefined) this.spawn(old);
   }
 
   /** Draws this step's crash and pause. */
