@@ -87,3 +87,28 @@ test('the period is taken to the µs: 1.0004 ms is 1 ms, one unit more than the 
   // Exactly: 1 + floor(3000 / 1.0004) = 2999. To the µs (1 ms): 1 + 3000.
   assert.equal(granted, 3001);
 });
+
+test('burst 1: a waiter granted late is not made up for: the next grant is an interval after it, not after its due time', async () => {
+  let now = 0;
+  const l = limiter({ rate: { limit: 200, period: 1000, burst: 1 }, clock: () => now });
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+  const until = async (check) => {
+    for (let i = 0; i < 2000 && !check(); i++) await sleep(1);
+  };
+  (await l.acquire()).release();
+  const granted = [];
+  const waiting = [1, 2].map((i) => l.acquire().then((permit) => (granted.push([i, now]), permit.release())));
+  // Due at 5 ms; its timer finds the clock 0.8 ms later (a late timer).
+  now = 5.8;
+  await until(() => granted.length === 1);
+  // The second is due 5 ms after that grant (10.8), not after the first's due time (10): at 10.5 it still waits.
+  now = 10.5;
+  await sleep(20);
+  assert.equal(granted.length, 1);
+  now = 10.8;
+  await Promise.all(waiting);
+  assert.deepEqual(granted, [
+    [1, 5.8],
+    [2, 10.8],
+  ]);
+});
