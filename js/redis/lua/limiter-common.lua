@@ -63,10 +63,10 @@ end
 -- 1/L ms (0 <= R < L), so that the emission interval PER / L ms is PER units and no grant rounds it. (A number
 -- kept as a string by tostring has 14 digits, 0.1 ms at today's clock: each grant moved the state back by up to
 -- 0.05 ms, and a saturated rate ran over its bound.) Stored as a decimal, "W.F" with F the 17 first decimals of
--- R / L, so the scripts of an earlier version, which read it with tonumber, still read it (to 0.1 ms); read back
--- here as R = ceil(F * L) (within 1e-6 of a unit: F's own rounding), which gives R back exactly, and rounds up
--- (later: fewer grants, never a burst) a state written by those scripts or under another limit (setLimits).
--- Not before NOW.
+-- R / L, so the scripts of an earlier version, which read it with tonumber, still read it (to a double; their own
+-- writes keep 0.1 ms, as before); read back here as R = ceil(F * L - 1e-6) (F's own rounding is far below 1e-6
+-- of a unit), which gives R back exactly, and rounds up (later: fewer grants, never a burst) a state written by
+-- those scripts or under another limit (setLimits). Not before NOW.
 local function rate_state(k)
   local s = redis.call('GET', P .. ':r:' .. k)
   local W, R
