@@ -505,3 +505,50 @@ test("a key's holders and line expire no earlier than their latest lease, so a k
     await b.close();
   }
 });
+
+test("a waiter's wake-up that comes before its acquire's answer is not lost: granted at once, not at the next renewal", async () => {
+  const name = fresh();
+  // Process A's answers come late (a busy connection or event loop); its subscriber's messages do not.
+  let delay = 0;
+  const late = new Proxy(client, {
+    get(target, property) {
+      if (property === 'sendCommand')
+        return (...args) =>
+          target.sendCommand(...args).then(async (reply) => {
+            if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
+            return reply;
+          });
+      const value = Reflect.get(target, property, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+  const a = redisLimiter({ client: late, name, concurrency: 1, leaseTtl: 60_000 });
+  const b = redisLimiter({ client, name, concurrency: 1, leaseTtl: 60_000 });
+  const line = () => client.zCard(`velo:lim:{${name}}:q:`);
+  try {
+    // A waits once, so that its subscription is up.
+    let held = await b.acquire(0);
+    const first = a.acquire(0);
+    await eventually(async () => (await line()) === 1, 'A in line');
+    held.release();
+    (await first).release();
+    held = await b.acquire(0);
+    // A's next acquire takes its ticket at once; its answer comes 300 ms later. Meanwhile B's release grants the
+    // ticket and publishes it: the message reaches A before A knows its ticket.
+    delay = 300;
+    const started = Date.now();
+    const second = a.acquire(0);
+    await eventually(async () => (await line()) === 1, 'A in line again');
+    held.release();
+    const permit = await second;
+    const waited = Date.now() - started;
+    delay = 0;
+    permit.release();
+    // Without the message, A waits for its renewal: a third of the lease, 20 s.
+    assert.ok(waited < 5_000, `granted after ${waited} ms`);
+  } finally {
+    delay = 0;
+    await a.close();
+    await b.close();
+  }
+});

@@ -1,14 +1,15 @@
-// node bench/limiter-accuracy.mjs [seconds]   the in-process limiter's rate accuracy over real time.
+// node bench/limiter-accuracy.mjs [seconds] [burst]   the in-process limiter's rate accuracy over real time.
 //
 // The in-process counterpart of `npm run bench:limiter`'s accuracy run: one `limiter()` with R = 200/s and a
-// burst of 20, shared by 5 users in this process, each asking as fast as it can (4 acquires at once), for `seconds`
-// (default 30). Prints the admitted rate between the first and the last grant against R, and the largest burst,
-// max over windows [t_i, t_j] up to 5 s of (grants in it) - (t_j - t_i)/T, which GCRA bounds by the burst. Times are
-// read when each acquire resolves (performance.now()), so the timer's lateness and the promise reactions between a
-// grant and its reader are in the figures, as a user would see them.
+// burst of `burst` (default 20), shared by 5 users in this process, each asking as fast as it can (4 acquires at
+// once), for `seconds` (default 30). Prints the admitted rate between the first and the last grant against R, and
+// the largest burst, max over windows [t_i, t_j] up to 5 s of (grants in it) - (t_j - t_i)/T, which GCRA bounds by
+// the burst. Times are read when each acquire resolves (performance.now()), so the timer's lateness and the promise
+// reactions between a grant and its reader are in the figures, as a user would see them (with a small burst, the
+// first grants, made while the 20 acquires are still being called, are read together: up to about 2 above it).
 import { limiter } from '../index.mjs';
 
-const RATE = { limit: 200, period: 1000, burst: 20 };
+const RATE = { limit: 200, period: 1000, burst: Number(process.argv[3] ?? 20) };
 const seconds = Number(process.argv[2] ?? 30);
 if (!(seconds > 0)) throw new Error(`seconds must be a positive number, not ${process.argv[2]}`);
 

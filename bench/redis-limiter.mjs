@@ -1,4 +1,4 @@
-// npm run bench:limiter [-- <seconds>]   redisLimiter's cost and accuracy on a private redis-server.
+// npm run bench:limiter [-- <seconds> [<burst>]]   redisLimiter's cost and accuracy on a private redis-server.
 //
 // - Cost per decision, in this process: 2,000 permits of a concurrency limit that is never reached (acquire +
 //   release), 2,000 of a rate limit that is never reached (acquire +
@@ -6,8 +6,8 @@
 //   acquires at once (the line, wake-ups and claims). For each: Redis round trips (script calls) per permit and
 //   redis-server CPU per permit, both from INFO commandstats (EVALSHA and EVAL calls and usec) taken just before
 //   and after, and the renewal calls in that time (one per process per third of a lease).
-// - Accuracy: 5 processes sharing R = 200/s with a burst of 20 for `seconds` (default 30), each asking as fast as
-//   it can (4 acquires at once): the admitted rate between the first and the last grant (Redis' clock) against R,
+// - Accuracy: 5 processes sharing R = 200/s with a burst of `burst` (default 20) for `seconds` (default 30), each
+//   asking as fast as it can (4 acquires at once): the admitted rate between the first and the last grant (Redis' clock) against R,
 //   and the largest burst, max over windows [t_i, t_j] of (grants in it) - (t_j - t_i)/T, which GCRA bounds by the
 //   burst.
 import { fileURLToPath } from 'node:url';
@@ -19,7 +19,8 @@ import { startRedis } from '../__test__/helpers/redis-server.mjs';
 const RATE = { limit: 200, period: 1000, burst: 20 };
 
 if (process.argv[2] === 'child') {
-  const { url, seconds } = JSON.parse(process.argv[3]);
+  const { url, seconds, burst } = JSON.parse(process.argv[3]);
+  RATE.burst = burst;
   const client = createClient({ url });
   client.on('error', () => {});
   await client.connect();
@@ -36,6 +37,7 @@ if (process.argv[2] === 'child') {
   await client.close();
 } else {
   const seconds = Number(process.argv[2] ?? 30);
+  RATE.burst = Number(process.argv[3] ?? 20);
   const redis = await startRedis();
   try {
     const client = await redis.client();
@@ -95,7 +97,7 @@ if (process.argv[2] === 'child') {
 
     const self = fileURLToPath(import.meta.url);
     const children = Array.from({ length: 5 }, () =>
-      start([self, 'child', JSON.stringify({ url: redis.url, seconds })], { timeout: (seconds + 60) * 1000 }),
+      start([self, 'child', JSON.stringify({ url: redis.url, seconds, burst: RATE.burst })], { timeout: (seconds + 60) * 1000 }),
     );
     const all = [];
     for (const c of children) all.push(...JSON.parse((await c.waitFor(/done (.*)/))[1]));

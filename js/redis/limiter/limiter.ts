@@ -54,6 +54,8 @@ const localCost = (item: LocalItem): number => item.cost;
 
 /** Waits kept for `waitedMs` percentiles. */
 const WAIT_WINDOW = 512;
+/** Wake-ups kept for tickets not (yet) known here: more than come between an acquire's run and its answer. */
+const EARLY_KEPT = 1024;
 
 /** A permit of a Redis limiter: `lost` once its lease ran out before its release (its slot may be someone else's). */
 export interface RedisPermit extends Permit {
@@ -179,6 +181,11 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
   #limits: Limits;
   readonly #held = new Set<HeldPermit>();
   readonly #waiters = new Map<string, Waiter>();
+  /**
+   * Wake-ups for tickets not waiting here, the latest EARLY_KEPT: an acquire's may come before its answer (the
+   * subscriber's connection is not the calls'), and is taken when the answer does. (Tickets are never reused.)
+   */
+  readonly #early = new Map<string, string>();
   #closed = false;
   #down: Error | null = null;
   #renewing = false;
@@ -354,6 +361,9 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
       }
       if (retry > 0) this.#retryIn(waiter, retry);
       this.#subscribe();
+      // Woken before this answer came (published after it was made: the newer word).
+      const early = this.#early.get(ticket);
+      if (early !== undefined) this.#onMessage(early);
       // A signal aborted between the call and here.
       if (signal?.aborted) waiter.onAbort?.();
     });
@@ -565,7 +575,12 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
   #onMessage(message: string): void {
     const space = message.indexOf(' ');
     const waiter = this.#waiters.get(message.slice(0, space));
-    if (waiter === undefined) return;
+    if (waiter === undefined) {
+      this.#early.set(message.slice(0, space), message);
+      if (this.#early.size > EARLY_KEPT) this.#early.delete(this.#early.keys().next().value as string);
+      return;
+    }
+    this.#early.delete(waiter.ticket);
     const what = message.slice(space + 1);
     if (what === 'g' || what === 'x') void this.#poll(waiter);
     else this.#retryIn(waiter, Number(what));

@@ -9,7 +9,7 @@
 --                the limits are meanwhile, so a concurrency limit set later counts it
 --   P:x:<token>  a token whose acquire its process gave up on (no answer in time): that acquire, if it runs
 --                later, is refused (expires after a lease)
---   P:r:<k>      GCRA theoretical arrival time of key k (ms), expiring once it is in the past
+--   P:r:<k>      GCRA theoretical arrival time of key k (ms, exactly: see rate_state), expiring once it is past
 --   P:q:<k>      sorted set: the line of key k, ticket -> ticket number (first come first served)
 --   P:qx:<k>     sorted set: the same tickets -> expiry (a waiter that stops renewing leaves the line)
 --   P:qc         hash: ticket -> its cost and the token its permit will have ('<cost> <token>')
@@ -48,16 +48,55 @@ local function clean(k)
   for i = 1, #dead do dequeue(k, dead[i]) end
 end
 
--- GCRA: 0 and the new arrival time if `cost` units conform now, else the ms to wait until they do.
+-- q and r with a * b = q * L + r, 0 <= r < L, exactly (a below 2^31, b below 2^32, L below 2^31: every product
+-- below 2^53, and fmod is exact).
+local function muldiv(a, b)
+  local hi, lo = math.floor(b / 65536), b % 65536
+  local x = a * hi
+  local r1 = math.fmod(x, L)
+  local y = r1 * 65536 + a * lo
+  local r = math.fmod(y, L)
+  return ((x - r1) / L) * 65536 + (y - r) / L, r
+end
+
+-- The rate state of key k, exactly: its theoretical arrival time as whole ms W and a remainder R in units of
+-- 1/L ms (0 <= R < L), so that the emission interval PER / L ms is PER units and no grant rounds it. (A number
+-- kept as a string by tostring has 14 digits, 0.1 ms at today's clock: each grant moved the state back by up to
+-- 0.05 ms, and a saturated rate ran over its bound.) Stored as a decimal, "W.F" with F the 17 first decimals of
+-- R / L, so the scripts of an earlier version, which read it with tonumber, still read it (to a double; their own
+-- writes keep 0.1 ms, as before); read back here as R = ceil(F * L - 1e-6) (F's own rounding is far below 1e-6
+-- of a unit), which gives R back exactly, and rounds up (later: fewer grants, never a burst) a state written by
+-- those scripts or under another limit (setLimits). Not before NOW.
+local function rate_state(k)
+  local s = redis.call('GET', P .. ':r:' .. k)
+  local W, R
+  if s then
+    local w, f = string.match(s, '^(%d+)%.(%d+)$')
+    if w then
+      W, R = tonumber(w), math.ceil(tonumber('0.' .. f) * L - 1e-6)
+      if R < 0 then R = 0 end
+      if R >= L then W, R = W + 1, 0 end
+    elseif tonumber(s) then
+      W, R = math.ceil(tonumber(s)), 0
+    end
+  end
+  if not W or W < NOW then return NOW, 0 end
+  return W, R
+end
+
+-- GCRA: 0 and the new arrival time ({ W, R }) if `cost` units conform now, else the ms to wait until they do.
+-- Conforms when new - NOW <= B * PER / L, in whole ms and units of 1/L ms.
 local function rate_wait(k, cost)
   if not L then return 0, nil end
-  local T = PER / L
-  local tat = tonumber(redis.call('GET', P .. ':r:' .. k)) or NOW
-  if tat < NOW then tat = NOW end
-  local new = tat + cost * T
-  local over = new - NOW - B * T
-  if over > 0 then return math.ceil(over), nil end
-  return 0, new
+  local W, R = rate_state(k)
+  local q, r = muldiv(cost, PER)
+  W, R = W + q, R + r
+  if R >= L then W, R = W + 1, R - L end
+  local bq, br = muldiv(B, PER)
+  -- over = ms + units / L, with -L < units < L.
+  local ms, units = W - NOW - bq, R - br
+  if ms > 0 or (ms == 0 and units > 0) then return ms + (units > 0 and 1 or 0), nil end
+  return 0, { W, R }
 end
 
 -- Whether a permit fits key k's concurrency now.
@@ -92,7 +131,11 @@ end
 local function grant(k, new, ttl, token)
   redis.call('ZADD', P .. ':h:' .. k, NOW + ttl, token)
   keep_for(P .. ':h:' .. k, ttl)
-  if new then redis.call('SET', P .. ':r:' .. k, tostring(new), 'PX', math.max(1, math.ceil(new - NOW))) end
+  if new then
+    local W, R = new[1], new[2]
+    local stored = R == 0 and string.format('%d', W) or string.format('%d.%s', W, string.sub(string.format('%.17f', R / L), 3))
+    redis.call('SET', P .. ':r:' .. k, stored, 'PX', math.max(1, W - NOW + (R > 0 and 1 or 0)))
+  end
   redis.call('INCR', P .. ':admitted')
   return token
 end
