@@ -162,7 +162,7 @@ test("the scripts' exact product: a * b = q * L + r for costs and bursts to 10^9
   const { createRequire } = await import('node:module');
   const dir = createRequire(import.meta.url)
     .resolve('velo-stream/redis')
-    .replace(/index\.js$/, 'lua/');
+    .replace(/index\.js$/, 'log/lua/');
   const common = readFileSync(`${dir}limiter-common.lua`, 'utf8');
   const random = prng(7);
   const draw = (max) => 1 + Math.floor(random() * max);

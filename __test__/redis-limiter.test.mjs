@@ -227,7 +227,7 @@ test('the renewal script never revives a lease that ran out, and a stale release
   const { createRequire } = await import('node:module');
   const dir = createRequire(import.meta.url)
     .resolve('velo-stream/redis')
-    .replace(/index\.js$/, 'lua/');
+    .replace(/index\.js$/, 'log/lua/');
   const script = (file) => readFileSync(`${dir}limiter-common.lua`, 'utf8') + '\n' + readFileSync(`${dir}${file}`, 'utf8');
   const name = fresh();
   const prefix = `velo:lim:{${name}}`;
@@ -269,7 +269,7 @@ test('one renewal call per process per interval covers all its permits and ticke
     const { createHash } = await import('node:crypto');
     const dir = createRequire(import.meta.url)
       .resolve('velo-stream/redis')
-      .replace(/index\.js$/, 'lua/');
+      .replace(/index\.js$/, 'log/lua/');
     const source = ['limiter-common.lua', 'limiter-renew.lua'].map((f) => readFileSync(`${dir}${f}`, 'utf8')).join('\n');
     return createHash('sha1').update(source).digest('hex');
   })();
@@ -361,7 +361,7 @@ test('an undo that reaches Redis before its acquire (the connection lost with it
   const { createRequire } = await import('node:module');
   const dir = createRequire(import.meta.url)
     .resolve('velo-stream/redis')
-    .replace(/index\.js$/, 'lua/');
+    .replace(/index\.js$/, 'log/lua/');
   const script = (file) => readFileSync(`${dir}limiter-common.lua`, 'utf8') + '\n' + readFileSync(`${dir}${file}`, 'utf8');
   const name = fresh();
   const prefix = `velo:lim:{${name}}`;

@@ -289,8 +289,8 @@ test('seeds found with limiters: each run settles and makes the sessions and out
 const VERSION_SEEDS = 600;
 
 /**
- * Seeds past the CI range that once failed with releases, each with what it found. Within the range, seeds 50, 55,
- * 67, 206, 245, 257 and more found that a migrated session handed over before its first checkpoint on the new version
+ * Seeds past the CI range that once failed with releases, each with what it found. Within the range, seeds 55, 191,
+ * 206, 245, 354 and more found that a migrated session handed over before its first checkpoint on the new version
  * ran the new handler on the old state (the next owner restored the old checkpoint under the new opening; fixed: the
  * converted state is committed as the session's checkpoint with its migrated opening).
  */
@@ -298,7 +298,7 @@ const VERSION_FOUND = [
   // A takeover restored sessions (a slot freed by a session of another partition ending) before it had read the
   // partition's openings: they ran on the taking worker's version (a v1 session on v3's handler, an adopted one
   // without migrate). Fixed: the checkpoints and the openings are both read before either is kept.
-  3692, 5005, 5378, 6999, 7251, 7931,
+  909, 1268, 3692, 5005, 5378, 6215, 6999, 7251, 7921, 8260, 8585, 8822, 9227, 9376, 9401, 9427,
   // A stale owner (paused past its lease) read the opening its successor had migrated, to a version it neither runs
   // nor migrates: it failed the session with ERR_VELO_MIGRATE (migrate is not a function), reported to onError.
   // Fixed: such an opening is foreign (planOpening), and the run stops as fenced.

@@ -80,6 +80,11 @@ export interface SimOptions<I, O> {
    * (an old worker started during a deploy). Default 0.
    */
   readonly oldJoins?: number;
+  /**
+   * A check of the fleet made at every step (a test's own model of what must hold): a broken invariant's text, or
+   * undefined.
+   */
+  readonly invariant?: (fleet: SimFleet) => string | undefined;
   readonly events: readonly SimEvent<I>[];
   readonly limits?: SimLimits;
   readonly faults?: SimFaults;
@@ -101,6 +106,21 @@ export interface SimOptions<I, O> {
 }
 
 /** `SimOptions.permits`. */
+/** The fleet at a step, as `SimOptions.invariant` sees it. */
+export interface SimFleet {
+  readonly now: number;
+  /** Virtual ms the run moved over at once so far (quiet spans: `Simulation.#jump`). */
+  readonly skipped: number;
+  readonly processes: readonly {
+    readonly id: string;
+    readonly release: number;
+    /** Live and not paused, not closing. */
+    readonly up: boolean;
+    /** The partitions it runs (it may have lost some without knowing yet). */
+    readonly partitions: readonly number[];
+  }[];
+}
+
 /** A release of the worker: `redisWorker`'s `version`, the older versions it carries (`versions`), `migrate`. */
 export interface SimRelease {
   readonly version: string;
@@ -225,6 +245,8 @@ export class Simulation<I, O> implements SimHost<I, O> {
   readonly stats = { steps: 0, time: 0, crashes: 0, pauses: 0, takeovers: 0, jumps: 0 };
   /** The release deployed last (with releases). */
   deployed = 0;
+  /** Virtual ms moved over at once (`#jump`). */
+  #skipped = 0;
   /** Releases stopped by a deploy's `stopOld`. */
   readonly #stopped = new Set<number>();
   readonly maxWaiting: number;
@@ -443,6 +465,22 @@ export class Simulation<I, O> implements SimHost<I, O> {
 
   /** The buffers' bounds, checked at each step. */
   check(): void {
+    const invariant = this.options.invariant;
+    if (invariant !== undefined) {
+      const broken = invariant({
+        now: this.clock.now(),
+        skipped: this.#skipped,
+        processes: this.processes
+          .filter((p) => !p.dead)
+          .map((p) => ({
+            id: p.id,
+            release: p.release,
+            up: !p.clock.paused && !p.closing,
+            partitions: [...p.runs.keys()],
+          })),
+      });
+      if (broken !== undefined) this.violations.push(`step ${this.stats.steps}: ${broken}`);
+    }
     for (const p of this.processes) {
       if (p.dead) continue;
       for (const run of p.runs.values()) {
@@ -559,6 +597,7 @@ export class Simulation<I, O> implements SimHost<I, O> {
       }
     }
     this.stats.jumps++;
+    this.#skipped += by;
     this.note(`quiet: the clock moves ${by} ms on`);
   }
 
