@@ -318,3 +318,32 @@ test(`seeds 1-${VERSION_SEEDS} and those found with releases: rolling deploys (w
   // Every chain ran in many seeds.
   for (const chain of ['wait', 'migrate', 'mixed', 'twice', 'nocarry']) assert.ok(chains[chain] >= 80, JSON.stringify(chains));
 });
+
+/** Seeds run with debounce by `npm test` (`npm run sim -- --debounce` runs as many as asked). */
+const DEBOUNCE_SEEDS = 600;
+
+test(`seeds 1-${DEBOUNCE_SEEDS} with debounce (trailing and leading, with and without maxDelay, waits of a fraction of a ms): the faulty and calm runs make the model's sessions and outputs`, async () => {
+  const failed = [];
+  const edges = { trailing: 0, leading: 0 };
+  for (let seed = 1; seed <= DEBOUNCE_SEEDS; seed++) {
+    const result = await runSeed(seed, { debounce: true });
+    edges[result.scenario.debounce.edge]++;
+    if (!result.ok)
+      failed.push(`seed ${seed}: ${result.problems[0]} (replay: ${replayCommand(seed, undefined, { debounce: true })})`);
+  }
+  assert.deepEqual(failed, [], `${failed.length} seeds failed`);
+  assert.ok(edges.trailing >= 200 && edges.leading >= 200, JSON.stringify(edges));
+});
+
+/** Seeds run with every capability on at once by `npm test`. */
+const ALL_SEEDS = 300;
+
+test(`seeds 1-${ALL_SEEDS} with releases, debounce and limiters at once: the faulty run makes the model's sessions and outputs`, async () => {
+  const failed = [];
+  for (let seed = 1; seed <= ALL_SEEDS; seed++) {
+    const options = { versions: true, debounce: true, permits: true };
+    const result = await runSeed(seed, options);
+    if (!result.ok) failed.push(`seed ${seed}: ${result.problems[0]} (replay: ${replayCommand(seed, undefined, options)})`);
+  }
+  assert.deepEqual(failed, [], `${failed.length} seeds failed`);
+});

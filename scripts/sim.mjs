@@ -23,6 +23,7 @@ const { values } = parseArgs({
     'held-batches': { type: 'string' },
     permits: { type: 'boolean', default: false },
     versions: { type: 'boolean', default: false },
+    debounce: { type: 'boolean', default: false },
   },
 });
 const only = values.only.split(',');
@@ -30,6 +31,7 @@ if (values['held-batches'] !== undefined) heldBounds.batches = Number(values['he
 const held = values['held-batches'] === undefined ? '' : ` --held-batches ${values['held-batches']}`;
 const withPermits = values.permits;
 const versions = values.versions;
+const debounce = values.debounce;
 
 if (values.seed !== undefined) {
   const seed = Number(values.seed);
@@ -38,7 +40,7 @@ if (values.seed !== undefined) {
   // --scenario: a scenario printed by --shrink (JSON), run with the seed's draws.
   const result =
     values.scenario === undefined
-      ? await runSeed(seed, { only, trace, permits: withPermits, versions })
+      ? await runSeed(seed, { only, trace, permits: withPermits, versions, debounce })
       : await runScenario(seed, JSON.parse(readFileSync(values.scenario, 'utf8')), {
           trace,
           slow,
@@ -65,11 +67,11 @@ if (values.seed !== undefined) {
   const count = Number(values.count);
   let failed = 0;
   for (let seed = from; seed < from + count; seed++) {
-    const result = await runSeed(seed, { only, permits: withPermits, versions });
+    const result = await runSeed(seed, { only, permits: withPermits, versions, debounce });
     if (!result.ok) {
       failed++;
       console.log(
-        `seed ${seed} failed: ${result.problems[0]} -- ${replayCommand(seed, only, { permits: withPermits, versions })}${held}`,
+        `seed ${seed} failed: ${result.problems[0]} -- ${replayCommand(seed, only, { permits: withPermits, versions, debounce })}${held}`,
       );
     }
     if ((seed - from + 1) % 1000 === 0) console.log(`${seed - from + 1} seeds, ${failed} failed`);

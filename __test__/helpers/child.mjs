@@ -9,14 +9,7 @@ import { spawn } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 
 /** Text that must never appear on a child's or a worker's stderr. */
-export const UNCLEAN = [
-  /panicked/,
-  /Thread Local Storage/,
-  /Abort/,
-  /Warning:/,
-  /MaxListenersExceeded/,
-  /DeprecationWarning/,
-];
+export const UNCLEAN = [/panicked/, /Thread Local Storage/, /Abort/, /Warning:/, /MaxListenersExceeded/, /DeprecationWarning/];
 
 /**
  * Fails if `stderr` holds any UNCLEAN text. `expected`: a pattern that

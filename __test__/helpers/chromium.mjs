@@ -36,7 +36,9 @@ export async function chromium() {
   if (found !== undefined) return found;
   const canInstall = process.getuid?.() === 0 && findOnPath('apt-get');
   if (!canInstall) {
-    throw new Error(`The browser tests need Chromium, and none was found (looked for ${NAMES.join(', ')} on PATH). Install it: ${INSTALL}.`);
+    throw new Error(
+      `The browser tests need Chromium, and none was found (looked for ${NAMES.join(', ')} on PATH). Install it: ${INSTALL}.`,
+    );
   }
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   // apt-get writes notices to stderr; its exit code is what counts here.

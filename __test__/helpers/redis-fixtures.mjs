@@ -177,7 +177,12 @@ export function checkOutputs(outputs, expectedByKey) {
       if (!bySid.has(o.sid)) bySid.set(o.sid, []);
       bySid.get(o.sid).push(o.seq);
     }
-    for (const [sid, seqs] of bySid) assert.deepEqual(seqs, seqs.map((_, i) => i + 1), `${sid}: seqs in order, from 1, no gap`);
+    for (const [sid, seqs] of bySid)
+      assert.deepEqual(
+        seqs,
+        seqs.map((_, i) => i + 1),
+        `${sid}: seqs in order, from 1, no gap`,
+      );
     assert.deepEqual(
       list.map((o) => o.value ?? { error: o.error }),
       expectedByKey.get(key),
@@ -292,7 +297,11 @@ export function serveChildProtocol(worker, client, extraStats = () => ({}), { de
 export async function settled(client, name, partitions, sent, idle) {
   const total = [...sent.values()].reduce((n, list) => n + list.length, 0);
   await eventually(async () => (await readAllOutputs(client, name, partitions)).length >= total, `${total} outputs`, 30_000);
-  await eventually(async () => (await pendingCount(client, name, partitions)) === 0, 'nothing pending (every session closed)', 30_000);
+  await eventually(
+    async () => (await pendingCount(client, name, partitions)) === 0,
+    'nothing pending (every session closed)',
+    30_000,
+  );
   const outputs = await readAllOutputs(client, name, partitions);
   // Per key, its sessions' events: split where the next event came `idle` or more after the last.
   const sessions = [...sent].map(([key, ns]) => {

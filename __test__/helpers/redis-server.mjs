@@ -31,7 +31,9 @@ export function serverVersion(command = serverCommand()) {
     text = execFileSync(command, ['--version'], { encoding: 'utf8' }).trim();
   } catch (error) {
     if (command === process.env.VELO_REDIS_SERVER) {
-      throw new Error(`VELO_REDIS_SERVER=${command} cannot be run (${error.message}): it must name a redis-server or valkey-server binary.`);
+      throw new Error(
+        `VELO_REDIS_SERVER=${command} cannot be run (${error.message}): it must name a redis-server or valkey-server binary.`,
+      );
     }
     if (command === 'redis-server') {
       throw new Error(
@@ -73,7 +75,20 @@ export async function startRedis({ aof = false, args: extraArgs = [], command = 
   const clients = [];
 
   async function launch() {
-    const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--daemonize', 'no', '--protected-mode', 'no'];
+    const args = [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      dir,
+      '--save',
+      '',
+      '--daemonize',
+      'no',
+      '--protected-mode',
+      'no',
+    ];
     args.push('--appendonly', aof ? 'yes' : 'no');
     if (aof) args.push('--appendfsync', 'always');
     args.push(...extraArgs);
@@ -153,12 +168,20 @@ export async function startRedisCluster(masters = 3) {
   const clients = [];
   try {
     for (let i = 0; i < masters; i++) {
-      nodes.push(await startRedis({ args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '5000'] }));
+      nodes.push(
+        await startRedis({
+          args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '5000'],
+        }),
+      );
     }
-    execFileSync(cliCommand(), ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], {
-      encoding: 'utf8',
-      stdio: 'pipe',
-    });
+    execFileSync(
+      cliCommand(),
+      ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'],
+      {
+        encoding: 'utf8',
+        stdio: 'pipe',
+      },
+    );
     for (const node of nodes) {
       const c = await node.client();
       for (let tries = 0; ; tries++) {

@@ -15,8 +15,21 @@ import { model } from './session-model.mjs';
 import { scriptHandler, timeOf } from './session-script.mjs';
 
 /** The one-line command that replays a seed, with its trace and a shrunk scenario (`permits`: its faulty run with limiters). */
-export const replayCommand = (seed, only = FAULT_KINDS, { permits = false, versions = false } = {}) =>
-  `node scripts/sim.mjs --seed ${seed} --trace --shrink${only.length === FAULT_KINDS.length ? '' : ` --only ${only.join(',')}`}${permits ? ' --permits' : ''}${versions ? ' --versions' : ''}`;
+export const replayCommand = (seed, only = FAULT_KINDS, { permits = false, versions = false, debounce = false } = {}) =>
+  `node scripts/sim.mjs --seed ${seed} --trace --shrink${only.length === FAULT_KINDS.length ? '' : ` --only ${only.join(',')}`}${permits ? ' --permits' : ''}${versions ? ' --versions' : ''}${debounce ? ' --debounce' : ''}`;
+
+/**
+ * The debounce of a seed's debounced runs (`redisWorker`'s option, as given), drawn from a stream of the seed's own:
+ * trailing or leading, a `wait` about the scenario's gaps (a fraction of a ms now and then: due times are rounded
+ * up), and a `maxDelay` or none.
+ */
+export function debounceFor(seed, idle) {
+  const random = prng(seed + 0x64626e63);
+  const pick = (list) => list[Math.floor(random() * list.length)];
+  const wait = pick([1, 2.5, Math.floor(idle / 4), idle - 1, idle, idle + 1]);
+  const maxDelay = pick([undefined, undefined, wait, Math.ceil(wait * 2), idle]);
+  return { wait, edge: pick(['trailing', 'leading']), ...(maxDelay === undefined ? {} : { maxDelay }) };
+}
 
 /** The release chains a seed's versioned runs deploy (`versionsFor`): waiting, migrating, and both. */
 export const RELEASE_CHAINS = {
@@ -239,7 +252,8 @@ function timerLags(now, bound) {
   const late = [];
   return {
     took(input, entry) {
-      if (entry?.id.startsWith('t')) {
+      // (A timer's input the handler made: an event debounce delivers at its own timer's time was made by no handler.)
+      if (entry?.id.startsWith('t') && made.has(input.tag)) {
         const lag = now() - Math.max(entry.time, made.get(input.tag) ?? -Infinity);
         if (lag > bound) late.push(`${input.tag} ${lag} ms`);
       }
@@ -336,7 +350,14 @@ function modelled(s, result) {
   const keyState = s.limits.keyState != null;
   const expected = model({
     log,
-    limits: { idleTimeout: s.idleTimeout, maxSessionAge, maxSessionEvents, maxSessionTimers, keyState },
+    limits: {
+      idleTimeout: s.idleTimeout,
+      maxSessionAge,
+      maxSessionEvents,
+      maxSessionTimers,
+      keyState,
+      debounce: s.debounce ?? null,
+    },
   });
   const pairs = Object.values(expected)
     .flat()
@@ -379,13 +400,14 @@ export const FAULT_KINDS = ['crash', 'pause', 'lost', 'refused', 'delay', 'slow'
  * Runs seed `seed` calm and with its faults (`only`: those kinds; `permits`: the faulty run with the limiters of
  * `permitsFor(seed)`); `{ ok, problems, expected, actual, stats, scenario }`.
  */
-export async function runSeed(seed, { trace, only = FAULT_KINDS, permits = false, versions = false } = {}) {
+export async function runSeed(seed, { trace, only = FAULT_KINDS, permits = false, versions = false, debounce = false } = {}) {
   const s = scenario(seed);
   for (const kind of FAULT_KINDS) if (!only.includes(kind) && kind !== 'slow') s.faults[kind] = 0;
   if (!only.includes('crash')) {
     s.faults.crashAfterCommits = [];
     s.faults.crashAfterWakes = [];
   }
+  if (debounce) s.debounce = debounceFor(seed, s.idleTimeout);
   if (versions) {
     const times = s.events.map((e) => e.at);
     s.versions = versionsFor(seed, Math.min(...times), Math.max(...times) + s.idleTimeout);
@@ -429,7 +451,17 @@ export async function runScenario(seed, s, { trace, slow = true, permits } = {})
             invariant: supersededHandOver(s.versions.releases, s.limits.leaseTtl ?? 3000),
           }),
       events: s.events,
-      limits: s.limits,
+      limits:
+        s.debounce === undefined
+          ? s.limits
+          : {
+              ...s.limits,
+              debounce: {
+                wait: s.debounce.wait,
+                leading: s.debounce.edge === 'leading',
+                maxDelay: s.debounce.maxDelay ?? Infinity,
+              },
+            },
       faults,
       trace,
       // (A seed's run settles within seconds of virtual time: one that has not in an hour never will.)

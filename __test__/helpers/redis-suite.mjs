@@ -66,8 +66,16 @@ export async function stopChild(child, { queuedTimeouts = false } = {}) {
   // The error lines themselves, in the message (a report that cuts the assertion's diff still shows them), not the
   // whole stdout (whose stats lines bury them).
   const errors = stdout.split('\n').filter((l) => l.startsWith('error ') && !(queuedTimeouts && QUEUED_TIMEOUT.test(l)));
-  assert.ok(errors.length === 0, `the worker met ${errors.length} error(s) (a fencing refusal is not one): ${errors.join(' | ')}`);
-  return JSON.parse(stdout.split('\n').find((l) => l.startsWith('closed ')).slice(7));
+  assert.ok(
+    errors.length === 0,
+    `the worker met ${errors.length} error(s) (a fencing refusal is not one): ${errors.join(' | ')}`,
+  );
+  return JSON.parse(
+    stdout
+      .split('\n')
+      .find((l) => l.startsWith('closed '))
+      .slice(7),
+  );
 }
 
 /** kill -9, and the check that it died of it. */
@@ -80,7 +88,7 @@ export async function killChild(child) {
 export function sender(producer, keys, sent) {
   let i = 0;
   return async (count) => {
-    for (let end = i + count; i < end; ) {
+    for (let end = i + count; i < end;) {
       const batch = [];
       for (let j = 0; j < keys && i < end; j++, i++) {
         const key = `user${i % keys}`;

@@ -21,7 +21,16 @@ import { scriptHandler } from './session-script.mjs';
 
 const [url, name, partitions, leaseTtl, idleTimeout, delayMs, trimInterval, extraJson = '{}'] = process.argv.slice(2);
 // `cluster`: the root nodes' URLs of a Redis Cluster (then `url` is not used).
-const { handler = 'totals', destroyClient = false, cluster, every = 10, maxConcurrent, wakeDelay = 0, runs, ...extra } = JSON.parse(extraJson);
+const {
+  handler = 'totals',
+  destroyClient = false,
+  cluster,
+  every = 10,
+  maxConcurrent,
+  wakeDelay = 0,
+  runs,
+  ...extra
+} = JSON.parse(extraJson);
 const stuck = streamFn(
   async function* stuck(events, ctx) {
     for await (const e of events) {

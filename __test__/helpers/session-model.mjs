@@ -31,6 +31,18 @@
 //   (same inputs, same ends, outputs numbered on). So the model ignores checkpoints, except with `limits.keyState`:
 //   then a key's session starts from the last checkpoint of its previous session (with none, from the state that one
 //   started from; a checkpoint in the step that threw is not one), for ever (no retention).
+// - With `limits.debounce` ({ wait, edge, maxDelay }: docs/redis/debounce.md, docs/sessions-debounce.md), every entry
+//   is an input of the session (counted for `maxSessionEvents`) but reaches the handler as the debounce decides.
+//   Trailing: an entry joins the group (a new one if none is pending) and is held, the one held before dropped; the
+//   group is due at `min(last + wait, since + maxDelay)`, rounded up. Leading: an entry with no quiet period pending,
+//   or `maxDelay` or more after the last delivered one, is delivered and starts a quiet period; the others are
+//   dropped and restart it; it ends at `last + wait`, rounded up. What is pending is one timer of the session, of its
+//   own (not counted against `maxSessionTimers`), numbered with the handler's, replaced by each entry: its wake-up is
+//   an input too (counted), delivers the held event (`ctx.entry` the timer's) or ends the quiet period, and a
+//   pending one keeps the session open. One that would be due past the age end is not made: the held event (or the
+//   event to deliver) goes at once, and the group ends. An events cap that ends the session while an event is held
+//   delivers it first, then the cap's error (the input was read to its end), unless the handler throws on it; a
+//   handler that returns or throws while an event is held gives it up.
 // - The log's clock: entries, ticks and wake-ups move it, and the scenario's `clock` is where it stands at the end
 //   (absent: past every deadline, as once a run has settled). A session whose end the clock has not reached, with
 //   no input due by then, is still open: its timers due by then have fired, later ones not.
@@ -55,7 +67,17 @@ export function model({ log, limits, clock = Infinity }) {
   return out;
 }
 
-function walk(key, entries, { idleTimeout, maxSessionAge = 0, maxSessionEvents = 0, maxSessionTimers = 1000, keyState = false }, until) {
+/** The reserved key of a session's debounce timer. */
+const DEBOUNCE = 'velo.debounce';
+
+function walk(
+  key,
+  entries,
+  { idleTimeout, maxSessionAge = 0, maxSessionEvents = 0, maxSessionTimers = 1000, keyState = false, debounce = null },
+  until,
+) {
+  const leading = debounce?.edge === 'leading';
+  const maxDelay = debounce?.maxDelay ?? Infinity;
   const sessions = [];
   let next = 0;
   // keyState (docs/redis/key-state.md): what the key's last session kept (its last checkpoint, one of a step that
@@ -82,13 +104,13 @@ function walk(key, entries, { idleTimeout, maxSessionAge = 0, maxSessionEvents =
         if (maxSessionAge > 0 && Math.ceil(due) > start + maxSessionAge)
           throw Object.assign(new Error('timer past the age end'), { code: 'ERR_VELO_TIMER_PAST_AGE' });
         const old = key === undefined ? undefined : timers.find((t) => t.key === key);
-        if (old === undefined && timers.length >= maxSessionTimers)
+        if (old === undefined && timers.filter((t) => t.key !== DEBOUNCE).length >= maxSessionTimers)
           throw Object.assign(new Error('too many timers'), { code: 'ERR_VELO_TOO_MANY_TIMERS' });
         timers = timers.filter((t) => t !== old);
         timers.push({ n: ++made, due: Math.ceil(due), payload, key });
       },
       cancelTimer(key) {
-        const old = timers.find((t) => t.key === key);
+        const old = timers.find((t) => t.key === key && t.key !== DEBOUNCE);
         timers = timers.filter((t) => t !== old);
         return old !== undefined;
       },
@@ -96,6 +118,20 @@ function walk(key, entries, { idleTimeout, maxSessionAge = 0, maxSessionEvents =
     const close = (end, error) => {
       session.end = end;
       if (error !== undefined) session.outputs.push({ error });
+    };
+    // Debounce: the pending group (`since`, `last`), the held event (trailing), the session's debounce timer.
+    let group;
+    let held;
+    let debounceTimer;
+    /** Gives `payload` to the handler: its outputs, and whether it ended the session (a return or a throw). */
+    const deliver = (payload, at) => {
+      const step = react(state, payload, ctx);
+      state = step.state;
+      if (step.checkpoint && step.end !== 'throw') kept = state;
+      session.outputs.push(...step.outputs);
+      if (step.end === 'return') close({ how: 'return', at });
+      if (step.end === 'throw') close({ how: 'throw', at }, SCRIPT_THROW);
+      return session.end !== null;
     };
     for (;;) {
       // The next input: the earliest timer (ties in the order made) unless an entry comes first; one the clock has
@@ -118,31 +154,73 @@ function walk(key, entries, { idleTimeout, maxSessionAge = 0, maxSessionEvents =
         break;
       }
       if (maxSessionEvents > 0 && taken >= maxSessionEvents) {
+        // A held event was accepted: the end of the input delivers it first. The input was read to its end (by the
+        // debounce, to find the cap), so the cap's error follows, unless the handler threw on the held event.
+        if (held !== undefined) {
+          const step = react(state, held, ctx);
+          session.outputs.push(...step.outputs);
+          if (step.end === 'throw') {
+            close({ how: 'throw', at: lastTaken?.time }, SCRIPT_THROW);
+            break;
+          }
+        }
         close({ how: 'events', at: input.at }, 'ERR_VELO_SESSION_EVENTS');
         break;
       }
 
-      let payload;
+      last = Math.max(last, input.at);
+      taken++;
+      if (input.timer !== undefined && input.timer === debounceTimer) {
+        // The debounce timer: trailing, the held event goes; leading, the quiet period ends.
+        timers = timers.filter((t) => t !== input.timer);
+        debounceTimer = undefined;
+        lastTaken = { id: `t${input.timer.n}`, time: input.at };
+        const out = held;
+        group = undefined;
+        held = undefined;
+        if (out !== undefined && deliver(out, input.at)) break;
+        continue;
+      }
       if (input.entry !== undefined) {
         next++;
         session.inputs.push({ entry: input.entry.id, tag: input.entry.event.tag });
-        payload = input.entry.event;
         lastTaken = { id: input.entry.id, time: input.at };
-      } else {
-        timers = timers.filter((t) => t !== input.timer);
-        session.inputs.push({ timer: input.timer.n, tag: input.timer.payload.tag, due: input.timer.due });
-        payload = input.timer.payload;
-        lastTaken = { id: `t${input.timer.n}`, time: input.at };
+        const payload = input.entry.event;
+        if (debounce === null) {
+          if (deliver(payload, input.at)) break;
+          continue;
+        }
+        const t = input.at;
+        let goes = false;
+        if (leading) {
+          goes = group === undefined || t - group.since >= maxDelay;
+          group = goes ? { since: t, last: t } : { since: group.since, last: t };
+        } else {
+          group = { since: group?.since ?? t, last: t };
+          held = payload;
+        }
+        const due = Math.ceil(
+          leading ? group.last + debounce.wait : Math.min(group.last + debounce.wait, group.since + maxDelay),
+        );
+        timers = timers.filter((x) => x !== debounceTimer);
+        debounceTimer = undefined;
+        if (maxSessionAge > 0 && due > start + maxSessionAge) {
+          // Nothing can be pending past the age end: what would wait goes now, and the group ends.
+          group = undefined;
+          const out = held ?? (goes ? payload : undefined);
+          held = undefined;
+          if (out !== undefined && deliver(out, t)) break;
+          continue;
+        }
+        debounceTimer = { n: ++made, due, payload: undefined, key: DEBOUNCE };
+        timers.push(debounceTimer);
+        if (goes && deliver(payload, t)) break;
+        continue;
       }
-      last = Math.max(last, input.at);
-      taken++;
-      const step = react(state, payload, ctx);
-      state = step.state;
-      if (step.checkpoint && step.end !== 'throw') kept = state;
-      session.outputs.push(...step.outputs);
-      if (step.end === 'return') close({ how: 'return', at: input.at });
-      if (step.end === 'throw') close({ how: 'throw', at: input.at }, SCRIPT_THROW);
-      if (session.end !== null) break;
+      timers = timers.filter((t) => t !== input.timer);
+      session.inputs.push({ timer: input.timer.n, tag: input.timer.payload.tag, due: input.timer.due });
+      lastTaken = { id: `t${input.timer.n}`, time: input.at };
+      if (deliver(input.timer.payload, input.at)) break;
     }
     if (keyState) carried = kept;
   }
