@@ -37,20 +37,23 @@ export function checkVersionName(where: string, value: unknown): string {
  * Checks `redisWorker`'s `version` and `versions` options. `versions` needs `version`: the older handlers a worker
  * keeps are for sessions that opened on them before the worker's own version came.
  */
-export function checkVersions<I, O>(version: unknown, versions: unknown, migrate: unknown): WorkerVersions<I, O> {
+export function checkVersions<I, O>(
+  version: unknown,
+  versions: unknown,
+  migrate: unknown,
+  what = 'redisWorker()',
+): WorkerVersions<I, O> {
   const older = new Map<string, StreamFn<I, O> & Openable<I, O>>();
   if (version === undefined) {
     if (versions !== undefined)
-      throw invalidValue('redisWorker(): the "versions" option needs "version" (the version new sessions open on)');
+      throw invalidValue(`${what}: the "versions" option needs "version" (the version new sessions open on)`);
     if (migrate !== undefined)
-      throw invalidValue('redisWorker(): the "migrate" option needs "version" (the version sessions are migrated to)');
+      throw invalidValue(`${what}: the "migrate" option needs "version" (the version sessions are migrated to)`);
     return { version: '', advert: NO_VERSION, older, migrate: null, takes: [''] };
   }
   if (migrate !== undefined && typeof migrate !== 'function')
-    throw invalidType(
-      `redisWorker(): options.migrate must be a function (state, fromVersion) => state, not ${describe(migrate)}`,
-    );
-  const own = checkVersionName('redisWorker(): options.version', version);
+    throw invalidType(`${what}: options.migrate must be a function (state, fromVersion) => state, not ${describe(migrate)}`);
+  const own = checkVersionName(`${what}: options.version`, version);
   if (versions !== undefined) {
     // A plain object (a Map, an array or a class instance would hide its versions from Object.entries).
     let plain = false;
@@ -62,21 +65,21 @@ export function checkVersions<I, O>(version: unknown, versions: unknown, migrate
         if (plain) entries = Object.entries(versions);
       }
     } catch (error) {
-      throw invalidType(`redisWorker(): options.versions could not be read (${describe(error)})`, error);
+      throw invalidType(`${what}: options.versions could not be read (${describe(error)})`, error);
     }
     if (!plain)
       throw invalidType(
-        `redisWorker(): options.versions must be a plain object (version -> stream function), not ${describe(versions)}`,
+        `${what}: options.versions must be a plain object (version -> stream function), not ${describe(versions)}`,
       );
     for (const [name, fn] of entries) {
-      checkVersionName(`redisWorker(): a key of options.versions`, name);
+      checkVersionName(`${what}: a key of options.versions`, name);
       if (name === own)
         throw invalidValue(
-          `redisWorker(): options.versions names ${JSON.stringify(name)}, the worker's own version: its function is redisWorker's first argument`,
+          `${what}: options.versions names ${JSON.stringify(name)}, the worker's own version: its function is the first argument`,
         );
       if (typeof (fn as Partial<Openable<I, O>> | null)?.[kOpen] !== 'function')
         throw invalidType(
-          `redisWorker(): options.versions[${JSON.stringify(name)}] must be a stream function (from streamFn()), not ${describe(fn)}`,
+          `${what}: options.versions[${JSON.stringify(name)}] must be a stream function (from streamFn()), not ${describe(fn)}`,
         );
       older.set(name, fn as StreamFn<I, O> & Openable<I, O>);
     }

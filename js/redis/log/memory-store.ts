@@ -28,6 +28,7 @@ import type {
   Heartbeat,
   Held,
   InputEntry,
+  KeptState,
   Lease,
   ReadResult,
   Refused,
@@ -326,6 +327,11 @@ export class MemoryStore {
   }
 
   /** DEL of a key's kept state: true if there was one. */
+  /** Sets the state `k.key` keeps, for `retention` ms, as a commit that ends its session would (a test's seed). */
+  setKept(partition: number, k: KeptState, retention: number): void {
+    this.#part(partition).states.set(k.key, { value: Buffer.from(keptValue(k)), until: this.clock.now() + retention });
+  }
+
   deleteKept(partition: number, key: string): boolean {
     const had = this.keptState(partition, key) !== null;
     this.#part(partition).states.delete(key);

@@ -26,7 +26,8 @@ import { type Openable, kOpen } from '../../core/protocol';
 import type { HandlerFailure, OutputItem } from '../common/outputs';
 import type { TestWorkerOptions } from './options';
 export type { TestWorkerOptions };
-import { type RunOutcome, type SimResult, Simulation, simBounds, simulate, takeoverWithin } from './simulator';
+import { type RunOutcome, type SimRelease, type SimResult, Simulation, simBounds, simulate, takeoverWithin } from './simulator';
+import { checkVersions } from '../engine/versions';
 import type { SimLimits } from './sim-process';
 
 /** The options of `checkDeterminism`: those of `testWorker`, and how long each run may take to settle. */
@@ -82,8 +83,31 @@ export interface TestWorker<I, O> {
   readState(key: string): KeyState<unknown> | undefined;
   /** With `keyState`: deletes the state `key` keeps, as `redisKeyState().deleteState` does; true if there was one. */
   deleteState(key: string): boolean;
+  /**
+   * With `keyState`: sets the state `key` keeps, as if a session of the key had ended with it (its next session
+   * starts from it), for `retention` ms (default the worker's `keyState.retention`).
+   */
+  seedState(key: string, state: unknown, retention?: number): void;
+  /**
+   * A rolling deploy (a test worker made with `version`): starts `workers` processes (default 1) of a new release,
+   * `fn` with `redisWorker`'s `version`, `versions` and `migrate` options. Workers of releases it supersedes hand
+   * their partitions over at their next balance, as in production. `stop(version)` stops the old ones.
+   */
+  deploy<I2, O2>(fn: StreamFn<I2, O2>, release: DeployOptions, workers?: number): void;
+  /** The processes of release `version` stop gracefully, as on SIGTERM (`close()`): their partitions are handed over. */
+  stop(version: string): Promise<void>;
   /** Stops every process; then only the reads answer (the rest are refused with `ERR_INVALID_STATE`). */
   close(): Promise<void>;
+}
+
+/** A release `TestWorker.deploy()` starts: `redisWorker`'s `version` (required), `versions` and `migrate`. */
+export interface DeployOptions {
+  /** The version new sessions open on once it takes partitions. */
+  version: string;
+  /** Older handlers it still runs, by version (a rolling deploy that waits). */
+  versions?: Readonly<Record<string, StreamFn<never, unknown>>>;
+  /** Adopts sessions of versions it does not run from their checkpoints (a rolling deploy that migrates). */
+  migrate?: (state: unknown, fromVersion: string) => unknown;
 }
 
 /** An event of a determinism check: sent for `key` at `at` (virtual ms since the epoch; default the start). */
@@ -159,7 +183,7 @@ function readGiven<T>(what: string, name: string, read: () => T): T {
 }
 
 /** The options a test worker knows. */
-const KNOWN = ['partitions', 'codec', 'maxEventBytes', ...LIMIT_KEYS, 'start'];
+const KNOWN = ['partitions', 'codec', 'maxEventBytes', ...LIMIT_KEYS, 'start', 'version', 'versions', 'migrate'];
 /** The options a determinism check knows. */
 const KNOWN_CHECK = [...KNOWN, 'settleWithin'];
 /** The latest start: the latest time a Date holds. */
@@ -225,10 +249,41 @@ class InMemoryWorker<I, O> implements TestWorker<I, O> {
   /** An `advance()` or `settle()` under way: the clock is moving, and another would race it. */
   #running = false;
 
+  /** With a `version`: each release's handlers (its own and those it carries), by version, and `migrate`s. */
+  readonly #fns = new Map<string, StreamFn<I, O>>();
+  readonly #migrates = new Map<string, (state: unknown, fromVersion: string) => unknown>();
+
   constructor(fn: StreamFn<I, O>, options: unknown) {
     const { limits, codec, start } = resolveTest('testWorker()', options);
     checkDebounceTarget('testWorker()', limits.debounce ?? null, fn);
-    this.#sim = new Simulation<I, O>({ seed: 1, fn: perProcess(fn), events: [], limits, codec, start });
+    const o = options as TestWorkerOptions;
+    if (o.version === undefined && o.versions === undefined && o.migrate === undefined) {
+      this.#sim = new Simulation<I, O>({ seed: 1, fn: perProcess(fn), events: [], limits, codec, start });
+      return;
+    }
+    const first = this.#release('testWorker()', fn, o.version, o.versions, o.migrate);
+    this.#sim = new Simulation<I, O>({
+      seed: 1,
+      fn: (_delay, _now, version) => perProcess(this.#fns.get(version) as StreamFn<I, O>)(),
+      releases: [first],
+      migrate: (state, from, to) => (this.#migrates.get(to) as (state: unknown, from: string) => unknown)(state, from),
+      events: [],
+      limits,
+      codec,
+      start,
+    });
+  }
+
+  /** A release's options, checked as `redisWorker` checks them; its handlers and `migrate` kept by version. */
+  #release(what: string, fn: unknown, version: unknown, versions: unknown, migrate: unknown): SimRelease {
+    const v = checkVersions<I, O>(version, versions, migrate, what);
+    if (v.version === '') throw invalidValue(`${what}: a release needs a "version"`);
+    if (typeof (fn as Partial<Openable<I, O>> | null)?.[kOpen] !== 'function')
+      throw invalidType(`${what}: the handler must be a stream function (from streamFn()), not ${describe(fn)}`);
+    this.#fns.set(v.version, fn as StreamFn<I, O>);
+    for (const [name, older] of v.older) if (!this.#fns.has(name)) this.#fns.set(name, older);
+    if (v.migrate !== null) this.#migrates.set(v.version, v.migrate);
+    return { version: v.version, carries: [...v.older.keys()], migrate: v.migrate !== null };
   }
 
   /** Refuses a call after `close()`. */
@@ -319,6 +374,48 @@ class InMemoryWorker<I, O> implements TestWorker<I, O> {
     this.#open('deleteState()');
     const store = this.#sim.store;
     return store.deleteKept(fnv1a(stateKey('deleteState()', key)) % store.partitions, key);
+  }
+
+  seedState(key: string, state: unknown, retention?: number): void {
+    this.#open('seedState()');
+    const keyState = this.#sim.limits.keyState;
+    if (keyState == null) throw testWorkerStateError('seedState(): the test worker has no keyState option');
+    const k = stateKey('seedState()', key);
+    const ms = retention ?? keyState.retention;
+    integerArgument('seedState()', 'retention', ms, 1, MAX_TIMER_MS);
+    const store = this.#sim.store;
+    const encoded = encodeChecked(
+      this.#sim.codec,
+      state,
+      Number.MAX_SAFE_INTEGER,
+      `seedState(): the state of key ${JSON.stringify(k)}`,
+    );
+    store.setKept(fnv1a(k) % store.partitions, { key: k, sid: `${k}@seeded`, state: encoded }, ms);
+  }
+
+  deploy<I2, O2>(fn: StreamFn<I2, O2>, release: DeployOptions, workers = 1): void {
+    this.#open('deploy()');
+    if (this.#sim.releases === undefined)
+      throw testWorkerStateError('deploy(): the test worker runs no version: make it with testWorker(fn, { version })');
+    integerArgument('deploy()', 'workers', workers, 1, 16);
+    if (release === null || typeof release !== 'object')
+      throw invalidType(`deploy(): the release must be an object { version, versions?, migrate? }, not ${describe(release)}`);
+    const r = this.#release('deploy()', fn, release.version, release.versions, release.migrate);
+    const index = this.#sim.addRelease(r);
+    this.#sim.deploy({ at: this.now(), release: index, workers });
+  }
+
+  stop(version: string): Promise<void> {
+    this.#open('stop()');
+    const index = this.#sim.releases?.findIndex((r) => r.version === version) ?? -1;
+    if (index < 0) throw invalidValue(`stop(): no release of version ${JSON.stringify(version)} was deployed`);
+    return this.#move('stop()', async () => {
+      // (Their hand-overs are calls to the log, answered as the clock moves: it moves until they are done.)
+      let stopped = false;
+      void this.#sim.stopRelease(index).then(() => (stopped = true));
+      const outcome = await this.#sim.runUntil(() => stopped, this.now() + DAY_MS);
+      if (outcome !== 'done') throw stepsError('stop()', this.now(), this.#sim.exhausted);
+    });
   }
 
   async close(): Promise<void> {

@@ -1,5 +1,5 @@
 // The options of `testWorker`, apart so that the replay tools and the test kit read one definition.
-import type { DebounceConfig } from '../../types';
+import type { DebounceConfig, StreamFn } from '../../types';
 import type { Codec } from '../common/codec';
 import type { KeyStateOptions } from '../engine/worker-limits';
 
@@ -33,4 +33,13 @@ export interface TestWorkerOptions {
   codec?: Codec<unknown>;
   /** The virtual clock's time at the start, ms since the epoch, from 1 (default 2024-01-01T00:00:00Z). */
   start?: number;
+  /**
+   * Default none: the version new sessions open on, as `redisWorker`'s `version`. Needed for `deploy()`: the first
+   * release of the test is this one.
+   */
+  version?: string;
+  /** Default none: older handlers this release still runs, as `redisWorker`'s `versions`. */
+  versions?: Readonly<Record<string, StreamFn<never, unknown>>>;
+  /** Default none: adopts sessions of versions this release does not run, as `redisWorker`'s `migrate`. */
+  migrate?: (state: unknown, fromVersion: string) => unknown;
 }

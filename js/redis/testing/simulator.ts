@@ -243,6 +243,8 @@ export class Simulation<I, O> implements SimHost<I, O> {
   readonly limiters: { session: SimLimiter | null; step: SimLimiter | null };
   readonly start: number;
   readonly stats = { steps: 0, time: 0, crashes: 0, pauses: 0, takeovers: 0, jumps: 0 };
+  /** The releases (`SimOptions.releases`, and those added since: `addRelease`), or undefined: none. */
+  readonly releases: SimRelease[] | undefined;
   /** The release deployed last (with releases). */
   deployed = 0;
   /** Virtual ms moved over at once (`#jump`). */
@@ -288,6 +290,7 @@ export class Simulation<I, O> implements SimHost<I, O> {
       this.progress(null);
     });
     this.maxWaiting = options.permits?.maxWaiting ?? 1000;
+    this.releases = options.releases === undefined ? undefined : [...options.releases];
     this.spawn();
     this.spawn();
     for (const d of options.deploys ?? []) this.clock.setTimeout(() => this.deploy(d), Math.max(0, d.at - this.start));
@@ -312,7 +315,7 @@ export class Simulation<I, O> implements SimHost<I, O> {
   /** Release `index` as a process runs it: its functions made for the process, its `migrate`. */
   #release(index: number, delay: (ms?: number) => Promise<void>): ProcessRelease<I, O> {
     const now = () => this.clock.now();
-    const releases = this.options.releases;
+    const releases = this.releases;
     if (releases === undefined)
       return { index: 0, version: '', versioned: false, fn: this.options.fn(delay, now, ''), older: new Map(), migrate: null };
     const r = releases[index];
@@ -340,7 +343,7 @@ export class Simulation<I, O> implements SimHost<I, O> {
    * sessions back and forth, which superseding must prevent.
    */
   #adopting(to: number, from: string): void {
-    const releases = this.options.releases ?? [];
+    const releases = this.releases ?? [];
     const newer = releases.findIndex((r) => r.version === from);
     if (newer <= to) return;
     const serving = this.processes.find((p) => !p.dead && !p.closing && !p.clock.paused && p.release >= newer && p.runs.size > 0);
@@ -393,17 +396,29 @@ export class Simulation<I, O> implements SimHost<I, O> {
    * started during a deploy). Drawn only with releases: a run without them draws as before they existed.
    */
   #oldJoiner(): number | undefined {
-    const releases = this.options.releases;
+    const releases = this.releases;
     if (releases === undefined) return undefined;
     const older = releases.map((_, i) => i).filter((i) => i < this.deployed && releases[i].migrate !== true);
     if (older.length === 0 || !this.random.chance(this.options.oldJoins ?? 0)) return undefined;
     return this.random.pick(older);
   }
 
+  /** Adds a release (a run with releases): its index, for `deploy`. */
+  addRelease(release: SimRelease): number {
+    if (this.releases === undefined) throw new Error('a run without releases');
+    return this.releases.push(release) - 1;
+  }
+
+  /** The live processes of release `index` stop gracefully (as on SIGTERM: `close()`); resolves once they have. */
+  async stopRelease(index: number): Promise<void> {
+    this.#stopped.add(index);
+    await Promise.all(this.processes.filter((p) => !p.dead && p.release === index).map((p) => p.close()));
+  }
+
   /** Deploys a release: its processes start; `stopOld` later, the live processes of other releases close. */
   deploy(d: SimDeploy): void {
     this.deployed = d.release;
-    this.note(`deploy of release ${d.release} (${this.options.releases?.[d.release]?.version ?? ''})`);
+    this.note(`deploy of release ${d.release} (${this.releases?.[d.release]?.version ?? ''})`);
     for (let i = d.workers ?? 2; i > 0; i--) this.spawn(d.release);
     if (d.stopOld === undefined) return;
     this.clock.setTimeout(() => {

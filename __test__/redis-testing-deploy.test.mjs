@@ -1,0 +1,125 @@
+// velo-stream/testing's rolling deploys and seeded key state: a user's test runs two releases of a handler, a deploy
+// with `migrate`, a crash after it, and a key that starts from a seeded state, all on the virtual clock.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { streamFn } from 'velo-stream';
+import { testWorker } from 'velo-stream/testing';
+
+// v1 keeps { total }, v2 keeps { sum, n }: each checkpoints after every event, and says which version made an output.
+const v1 = streamFn(
+  async function* (events, ctx) {
+    let total = ctx.restored?.total ?? 0;
+    for await (const e of events) {
+      total += e;
+      yield { v: 'v1', total };
+      ctx.checkpoint({ total });
+    }
+  },
+  { idleTimeout: 60_000 },
+);
+const v2 = (every) =>
+  streamFn(
+    async function* (events, ctx) {
+      let { sum, n } = ctx.restored ?? { sum: 0, n: 0 };
+      if (typeof sum !== 'number') throw new Error(`v2 restored ${JSON.stringify(ctx.restored)}`);
+      for await (const e of events) {
+        sum += e;
+        n++;
+        yield { v: 'v2', total: sum };
+        if (n % every === 0) ctx.checkpoint({ sum, n });
+      }
+    },
+    { idleTimeout: 60_000 },
+  );
+
+test('a deploy that migrates: v2 adopts the live v1 session from its checkpoint, keeps its total across a crash before its own first checkpoint, and v1 hands over', async () => {
+  const tw = testWorker(v1, { version: 'v1', leaseTtl: 3000 });
+  tw.send('cart', 5);
+  tw.send('cart', 7);
+  await tw.advance(100);
+  // v2 checkpoints only every 100 events: a later owner must still restore the converted state, not v1's.
+  tw.deploy(v2(100), { version: 'v2', migrate: (state) => ({ sum: state.total, n: 0 }) });
+  await tw.advance(5000);
+  tw.send('cart', 1);
+  await tw.advance(100);
+  tw.crash();
+  await tw.advance(10_000);
+  tw.send('cart', 2);
+  await tw.advance(100);
+  const values = tw.outputs().map((o) => o.value);
+  assert.deepEqual(values, [
+    { v: 'v1', total: 5 },
+    { v: 'v1', total: 12 },
+    { v: 'v2', total: 13 },
+    { v: 'v2', total: 15 },
+  ]);
+  assert.deepEqual(
+    tw.errors().filter((e) => e?.code !== 'ERR_VELO_REDIS_CONNECTION' && e?.code !== 'ERR_VELO_FENCED'),
+    [],
+  );
+  await tw.stop('v1');
+  await tw.close();
+});
+
+test('a deploy that carries the old version: the live v1 session ends on v1, new sessions open on v2', async () => {
+  const tw = testWorker(v1, { version: 'v1' });
+  tw.send('a', 1);
+  await tw.advance(100);
+  tw.deploy(v2(1), { version: 'v2', versions: { v1 } });
+  await tw.advance(5000);
+  tw.send('a', 2);
+  tw.send('b', 3);
+  await tw.settle();
+  const of = (key) =>
+    tw
+      .outputs()
+      .filter((o) => o.key === key)
+      .map((o) => o.value);
+  assert.deepEqual(of('a'), [
+    { v: 'v1', total: 1 },
+    { v: 'v1', total: 3 },
+  ]);
+  assert.deepEqual(of('b'), [{ v: 'v2', total: 3 }]);
+  await tw.close();
+});
+
+test('deploy() and stop() refuse what they cannot run, with stable codes', async () => {
+  const plain = testWorker(v1);
+  assert.throws(() => plain.deploy(v2(1), { version: 'v2' }), { code: 'ERR_INVALID_STATE' });
+  await plain.close();
+  const tw = testWorker(v1, { version: 'v1' });
+  assert.throws(() => tw.deploy(v2(1), { version: '__proto__' }), { code: 'ERR_INVALID_ARG_VALUE' });
+  assert.throws(() => tw.deploy(v2(1), null), { code: 'ERR_INVALID_ARG_TYPE' });
+  assert.throws(() => tw.deploy({}, { version: 'v2' }), { code: 'ERR_INVALID_ARG_TYPE' });
+  assert.throws(() => tw.deploy(v2(1), { version: 'v2' }, 0), { code: 'ERR_OUT_OF_RANGE' });
+  assert.throws(() => tw.stop('v9'), { code: 'ERR_INVALID_ARG_VALUE' });
+  await tw.close();
+});
+
+test("seedState(): a key's next session starts from the seeded state; without keyState it is refused", async () => {
+  const counter = streamFn(
+    async function* (events, ctx) {
+      let n = ctx.restored?.n ?? 0;
+      for await (const e of events) {
+        n += e;
+        yield n;
+        ctx.checkpoint({ n });
+      }
+    },
+    { idleTimeout: 1000 },
+  );
+  const tw = testWorker(counter, { keyState: { retention: 60_000 } });
+  tw.seedState('k', { n: 40 });
+  assert.deepEqual(tw.readState('k')?.state, { n: 40 });
+  tw.send('k', 2);
+  await tw.settle();
+  assert.deepEqual(
+    tw.outputs().map((o) => o.value),
+    [42],
+  );
+  assert.throws(() => tw.seedState('k', { n: 1 }, 0), { code: 'ERR_OUT_OF_RANGE' });
+  await tw.close();
+  const plain = testWorker(counter);
+  assert.throws(() => plain.seedState('k', { n: 1 }), { code: 'ERR_INVALID_STATE' });
+  await plain.close();
+});
