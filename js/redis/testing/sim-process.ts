@@ -363,6 +363,10 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
     await this.log.leave(this.id).catch((error: unknown) => this.report(error));
     if (this.dead) return;
     this.dead = true;
+    // Its sessions gave their permits back as they stopped; a ticket still in a limiter's line, or granted after, is
+    // the limiter's to take back (as for a process that is gone).
+    this.sim.limiters.session?.crashed(this);
+    this.sim.limiters.step?.crashed(this);
     this.clock.kill();
     this.log.sever();
   }

@@ -313,7 +313,7 @@ export class Simulation<I, O> implements SimHost<I, O> {
   }
 
   /** Release `index` as a process runs it: its functions made for the process, its `migrate`. */
-  #release(index: number, delay: (ms?: number) => Promise<void>): ProcessRelease<I, O> {
+  #release(index: number, delay: (ms?: number) => Promise<void>, adopter: () => SimProcess<I, O>): ProcessRelease<I, O> {
     const now = () => this.clock.now();
     const releases = this.releases;
     if (releases === undefined)
@@ -329,7 +329,7 @@ export class Simulation<I, O> implements SimHost<I, O> {
       migrate:
         r.migrate === true && migrate !== undefined
           ? (state, from) => {
-              this.#adopting(index, from);
+              this.#adopting(index, from, adopter);
               return migrate(state, from, r.version);
             }
           : null,
@@ -342,10 +342,14 @@ export class Simulation<I, O> implements SimHost<I, O> {
    * is gone); while a process of that newer release is up and serving, it is two releases migrating each other's
    * sessions back and forth, which superseding must prevent.
    */
-  #adopting(to: number, from: string): void {
+  #adopting(to: number, from: string, adopter: () => SimProcess<I, O>): void {
     const releases = this.releases ?? [];
     const newer = releases.findIndex((r) => r.version === from);
     if (newer <= to) return;
+    // A stale owner (its leases gone without its knowing: paused past them) adopts what its successor wrote: its
+    // writes are fenced, and nothing of it reaches a reader.
+    const holds = [...adopter().runs.values()].some((run) => this.store.holder(run.partition) === run.lease.token);
+    if (!holds) return;
     const serving = this.processes.find((p) => !p.dead && !p.closing && !p.clock.paused && p.release >= newer && p.runs.size > 0);
     if (serving !== undefined)
       this.violations.push(
@@ -385,7 +389,14 @@ export class Simulation<I, O> implements SimHost<I, O> {
       }
       return new Promise((resolve) => void clock.setTimeout(resolve, random.int(1, 50)));
     };
-    const worker = new SimProcess<I, O>(id, this, clock, this.#release(release, delay), faults);
+    // (The release's migrate names the process it is made for.)
+    const worker: SimProcess<I, O> = new SimProcess<I, O>(
+      id,
+      this,
+      clock,
+      this.#release(release, delay, () => worker),
+      faults,
+    );
     this.processes.push(worker);
     return worker;
   }
