@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { constants as bufferConstants, isUtf8 } from 'node:buffer';
 import { Readable } from 'node:stream';
-import { NOT_NOW, kReadNow, kSettle } from '../core/protocol';
+import { DONE, NOT_NOW, type ReadTarget, kReadNow, kReadTo, kSettle } from '../core/protocol';
 import { assertOptionsObject } from '../config';
 import {
   RequestBodyError,
@@ -493,34 +493,7 @@ export function ndjsonEvents<E = unknown>(req: IncomingMessage | Readable, opts?
     throw invalidType(`The "req" argument must be a Readable (an http.IncomingMessage). Received ${describe(req)}`);
   }
   const { maxLineBytes, maxBodyBytes } = resolveNdjsonOptions(opts);
-  // A chunk's lines are parsed at once; they are given one by one, and the
-  // rest of the chunk's can be taken along with each (protocol.ts), which
-  // feed() and run() do.
-  const held: { lines: E[]; next: number } = { lines: [], next: 0 };
-  const body = { read: false };
-  const events = eachLine(parseNdjson<E>(req, maxLineBytes, maxBodyBytes, body), held);
-  const readNow = (): E | typeof NOT_NOW => (held.next < held.lines.length ? held.lines[held.next++] : NOT_NOW);
-  // Told at the call, not when the generator gets to it: a next() waiting on a trickling body would hold that.
-  const leave = events.return.bind(events);
-  const left = (value?: unknown): Promise<IteratorResult<E>> => {
-    if (!body.read) (req as Readable & { [kBodyLeft]?: boolean })[kBodyLeft] = true;
-    return leave(value);
-  };
-  return Object.assign(events, { [kReadNow]: readNow, return: left });
-}
-
-/** The lines of `chunks` one by one, the current chunk's in `held` (shared with `kReadNow`, which may take them first). */
-async function* eachLine<E>(chunks: AsyncGenerator<E[]>, held: { lines: E[]; next: number }): AsyncGenerator<E> {
-  try {
-    for await (const lines of chunks) {
-      held.lines = lines;
-      held.next = 0;
-      while (held.next < lines.length) yield lines[held.next++];
-    }
-  } finally {
-    held.lines = [];
-    held.next = 0;
-  }
+  return new NdjsonBody<E>(req, maxLineBytes, maxBodyBytes) as unknown as AsyncGenerator<E>;
 }
 
 /** Set on a request whose NDJSON body's reader left before its end (see writeResponse). */
@@ -529,26 +502,269 @@ const kBodyLeft = Symbol('velo.bodyLeft');
 /** A blank line's stand-in: nothing to deliver. */
 const BLANK = Symbol('velo.blankLine');
 
-/** The lines of `input`, parsed, a chunk's worth (non-empty) at a time; a refused line throws after the lines before it are yielded (one at a time). */
-async function* parseNdjson<E>(
-  input: Readable,
-  maxLineBytes: number,
-  maxBodyBytes: number,
-  body: { read: boolean },
-): AsyncGenerator<E[]> {
-  const declared = Number((input as IncomingMessage).headers?.['content-length']);
-  if (declared > maxBodyBytes) throw bodyTooLargeError(maxBodyBytes);
-  // The line read so far: pieces of chunks, never more than maxLineBytes + 1
-  // bytes (the 1 for a `\r` that may turn out to end the line).
-  const pieces: Buffer[] = [];
-  let held = 0;
-  let line = 0;
-  let room = maxBodyBytes;
+/** Where an `NdjsonBody` is. */
+const enum BodyState {
+  /** Lines may still come from the request. */
+  Reading,
+  /** The body was read to its end: once its lines are taken, the iteration is done. */
+  Ended,
+  /** A line or the body was refused (or the request failed): once the lines before it are taken, its error. */
+  Failed,
+  /** Left (`return()`, `throw()`), or the error was delivered: every read is done. */
+  Closed,
+}
+
+/** A read waiting for the next line (`next()`'s, or a stream's pull through `kReadTo`). */
+type BodyReader = Pick<ReadTarget, 'resolve' | 'reject'>;
+
+/** The request's events a body reader waits on: one listener for all, which looks at the request to tell them apart. */
+const BODY_EVENTS = ['readable', 'end', 'error', 'close'] as const;
+
+/** A request closed before its body's end with no error of its own (as Node's own reader of a Readable reports it). */
+function prematureClose(): Error {
+  return Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
+}
+
+/**
+ * `ndjsonEvents`: the body read synchronously, in paused mode (`req.read()`),
+ * only when a read asks for a line and none is parsed: a chunk's lines are
+ * parsed at once and kept here, given one by one (`next()`, `kReadTo`) or
+ * taken along with the last one given (`kReadNow`). Backpressure is not
+ * reading: the request's own buffer fills to its high-water mark and Node
+ * stops reading the socket. The request's events are listened to from the
+ * first read that waits (one listener for them all) until the body ends,
+ * fails or is left.
+ *
+ * Invariants: `#lines[#next..]` are the parsed lines not given yet; the
+ * request is read only while `#state` is `Reading` and they are all given;
+ * `#held` bytes of an unfinished line are in `#pieces` (at most
+ * `maxLineBytes` + 1); once `#state` is `Failed`, lines are given one per
+ * read (`kReadNow` answers `NOT_NOW`), so each is taken in and answered before
+ * the error comes, as it would be had it come in a chunk of its own.
+ */
+class NdjsonBody<E> {
+  readonly #req: Readable;
+  readonly #maxLineBytes: number;
+  readonly #maxBodyBytes: number;
+  #state = BodyState.Reading;
+  #error: unknown = undefined;
+  #lines: E[] = [];
+  #next = 0;
+  /** The unfinished line's bytes so far. */
+  #pieces: Buffer[] | null = null;
+  #held = 0;
+  /** Lines parsed so far (blank ones included): the next line's number is `#line + 1`. */
+  #line = 0;
+  /** Bytes of the body that may still be parsed (`maxBodyBytes` less those read). */
+  #room: number;
+  /** Reads waiting, in order (made at the first wait). */
+  #waiting: BodyReader[] | null = null;
+  #listening = false;
+  /** The listener of `BODY_EVENTS` (made at the first wait). */
+  #onEvent: (() => void) | null = null;
+
+  constructor(req: Readable, maxLineBytes: number, maxBodyBytes: number) {
+    this.#req = req;
+    this.#maxLineBytes = maxLineBytes;
+    this.#maxBodyBytes = maxBodyBytes;
+    this.#room = maxBodyBytes;
+    // Refused before reading, at the first read.
+    const declared = Number((req as IncomingMessage).headers?.['content-length']);
+    if (declared > maxBodyBytes) this.#fail(bodyTooLargeError(maxBodyBytes));
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<E>> {
+    return new Promise((resolve, reject) => this[kReadTo]({ resolve, reject } as BodyReader));
+  }
+
+  /** Leaves the body: reading stops (the request is left to its response, not destroyed); any waiting read is done. */
+  return(value?: unknown): Promise<IteratorResult<E>> {
+    if (this.#state !== BodyState.Ended && this.#state !== BodyState.Closed) {
+      (this.#req as Readable & { [kBodyLeft]?: boolean })[kBodyLeft] = true;
+    }
+    this.#close();
+    const waiting = this.#waiting;
+    if (waiting !== null) while (waiting.length > 0) (waiting.shift() as BodyReader).resolve(DONE);
+    return Promise.resolve({ value, done: true } as IteratorResult<E>);
+  }
+
+  throw(error: unknown): Promise<IteratorResult<E>> {
+    void this.return();
+    return Promise.reject(error);
+  }
+
+  /** A line parsed and not given yet, or `NOT_NOW` (none, or a refusal is pending: see the class's invariants). */
+  [kReadNow](): E | typeof NOT_NOW {
+    if (this.#next < this.#lines.length && this.#state !== BodyState.Failed) return this.#lines[this.#next++];
+    return NOT_NOW;
+  }
+
+  /** One read: answered now when a line, the end or the error is at hand (reading the request if need be), else on a later event of the request. */
+  [kReadTo](reader: BodyReader): void {
+    if (this.#waiting === null || this.#waiting.length === 0) {
+      if (this.#answer(reader)) return;
+      this.#waiting ??= [];
+    }
+    this.#waiting.push(reader);
+    this.#listen();
+  }
+
+  /** Answers `reader` if it can be now. */
+  #answer(reader: BodyReader): boolean {
+    if (this.#next >= this.#lines.length && this.#state === BodyState.Reading) this.#fill();
+    if (this.#next < this.#lines.length) {
+      reader.resolve({ value: this.#lines[this.#next++], done: false });
+      return true;
+    }
+    if (this.#state === BodyState.Reading) return false;
+    if (this.#state === BodyState.Failed) {
+      const error = this.#error;
+      this.#close();
+      reader.reject(error);
+    } else reader.resolve(DONE);
+    return true;
+  }
+
+  /** An event of the request: the waiting reads are answered as far as they can be. */
+  #wake(): void {
+    const waiting = this.#waiting;
+    if (waiting === null) return;
+    while (waiting.length > 0 && this.#answer(waiting[0])) waiting.shift();
+    // (Kept while reading: a trickling body's every chunk would otherwise add and remove four listeners.)
+    if (this.#state !== BodyState.Reading) this.#unlisten();
+  }
+
+  #listen(): void {
+    if (this.#listening || this.#state !== BodyState.Reading) return;
+    this.#listening = true;
+    const on = (this.#onEvent ??= () => this.#wake());
+    for (const name of BODY_EVENTS) this.#req.on(name, on);
+  }
+
+  #unlisten(): void {
+    if (!this.#listening) return;
+    this.#listening = false;
+    const on = this.#onEvent as () => void;
+    for (const name of BODY_EVENTS) this.#req.off(name, on);
+  }
+
+  /** Reads the request's chunks until one gives a line, the body ends or fails, or nothing more is there now. */
+  #fill(): void {
+    const req = this.#req;
+    while (this.#state === BodyState.Reading) {
+      const data: unknown = req.destroyed ? null : req.read();
+      if (data === null) {
+        if (req.readableEnded) this.#ended();
+        else if (req.destroyed) this.#fail(req.errored ?? prematureClose());
+        return;
+      }
+      this.#lines.length = 0;
+      this.#next = 0;
+      try {
+        this.#chunk(typeof data === 'string' ? Buffer.from(data) : (data as Buffer));
+      } catch (error) {
+        this.#fail(error);
+      }
+      if (this.#lines.length > 0) return;
+    }
+  }
+
+  /** The body's end: its last line, if it has no newline. */
+  #ended(): void {
+    try {
+      if (this.#held > 0) this.#add(this.#parseBytes(Buffer.concat(this.#pieces as Buffer[], this.#held)));
+    } catch (error) {
+      this.#fail(error);
+      return;
+    }
+    this.#pieces = null;
+    this.#state = BodyState.Ended;
+  }
+
+  #fail(error: unknown): void {
+    this.#state = BodyState.Failed;
+    this.#error = error;
+    this.#pieces = null;
+  }
+
+  /** Done for good: nothing more is read or given (reads waiting still are: `return()` answers them). */
+  #close(): void {
+    this.#state = BodyState.Closed;
+    this.#error = undefined;
+    this.#lines = [];
+    this.#next = 0;
+    this.#pieces = null;
+    this.#unlisten();
+  }
+
+  #add(event: E | typeof BLANK): void {
+    if (event !== BLANK) this.#lines.push(event);
+  }
+
+  /** Parses one chunk's lines into `#lines`; throws at a refused line or body, the lines before it kept. */
+  #chunk(data: Buffer): void {
+    let chunk = data;
+    // Only bytes within maxBodyBytes are parsed, so which lines count does not
+    // depend on how the body was cut into chunks.
+    const over = chunk.length > this.#room;
+    if (over) chunk = chunk.subarray(0, this.#room);
+    this.#room -= chunk.length;
+    let start = 0;
+    const last = chunk.lastIndexOf(10);
+    if (last !== -1 && this.#held > 0) {
+      // The line begun in earlier chunks ends in this one.
+      const pieces = this.#pieces as Buffer[];
+      const nl = chunk.indexOf(10);
+      pieces.push(chunk.subarray(0, nl));
+      const bytes = Buffer.concat(pieces, this.#held + nl);
+      pieces.length = 0;
+      this.#held = 0;
+      start = nl + 1;
+      this.#add(this.#parseBytes(bytes));
+    }
+    if (start <= last) {
+      // Whole lines, checked and decoded at once, then split as text.
+      const region = chunk.subarray(start, last + 1);
+      start = last + 1;
+      if (isUtf8(region)) {
+        const text = region.toString('utf8');
+        // All ASCII: a line's length in UTF-16 units is its length in bytes.
+        const ascii = text.length === region.length;
+        const maxLineBytes = this.#maxLineBytes;
+        for (let from = 0; from < text.length; ) {
+          const nl = text.indexOf('\n', from);
+          let end = nl;
+          if (end > from && text.charCodeAt(end - 1) === 13) end--;
+          const lineText = text.slice(from, end);
+          from = nl + 1;
+          // (A UTF-16 unit is at most 3 bytes of UTF-8: most lines need no count.)
+          const bytes = ascii || lineText.length * 3 <= maxLineBytes ? lineText.length : Buffer.byteLength(lineText);
+          this.#add(this.#parse(lineText, bytes));
+        }
+      } else {
+        // Some line is not UTF-8: line by line from the bytes, to name it.
+        for (let from = 0, nl = region.indexOf(10); nl !== -1; from = nl + 1, nl = region.indexOf(10, from)) {
+          this.#add(this.#parseBytes(region.subarray(from, nl)));
+        }
+      }
+    }
+    if (start < chunk.length) {
+      this.#held += chunk.length - start;
+      if (this.#held > this.#maxLineBytes + 1) throw lineTooLargeError(this.#maxLineBytes, this.#line + 1);
+      (this.#pieces ??= []).push(chunk.subarray(start));
+    }
+    // (After the held line's check: with smaller chunks, that check would have come first.)
+    if (over) throw bodyTooLargeError(this.#maxBodyBytes);
+  }
 
   /** The next line's event, from its decoded text (`bytes`: its length in UTF-8, line ending excluded). */
-  const parse = (text: string, bytes: number): E | typeof BLANK => {
-    line++;
-    if (bytes > maxLineBytes) throw lineTooLargeError(maxLineBytes, line);
+  #parse(text: string, bytes: number): E | typeof BLANK {
+    const line = ++this.#line;
+    if (bytes > this.#maxLineBytes) throw lineTooLargeError(this.#maxLineBytes, line);
     // A byte order mark may open the body (RFC 8259 lets a parser ignore it); JSON.parse would not.
     if (line === 1 && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
     const first = text.charCodeAt(0);
@@ -559,91 +775,16 @@ async function* parseNdjson<E>(
     } catch (error) {
       throw new RequestBodyError(line, error);
     }
-  };
+  }
 
   /** The next line's event, from its bytes (`\n` excluded). */
-  const parseBytes = (bytes: Buffer): E | typeof BLANK => {
+  #parseBytes(bytes: Buffer): E | typeof BLANK {
     const end = bytes.length > 0 && bytes[bytes.length - 1] === 13 ? bytes.length - 1 : bytes.length;
-    if (end > maxLineBytes) throw lineTooLargeError(maxLineBytes, line + 1);
+    if (end > this.#maxLineBytes) throw lineTooLargeError(this.#maxLineBytes, this.#line + 1);
     // Decoded only whole: a character split across chunks is joined first.
     const body = bytes.subarray(0, end);
     // JSON text is UTF-8 (RFC 8259); a decoder would turn bad bytes into U+FFFD silently.
-    if (!isUtf8(body)) throw new RequestBodyError(line + 1, new TypeError('The line is not valid UTF-8'));
-    return parse(body.toString('utf8'), end);
-  };
-
-  let batch: E[] = [];
-  const add = (event: E | typeof BLANK): void => {
-    if (event !== BLANK) batch.push(event);
-  };
-  try {
-    // `destroyOnReturn: false`: leaving early (a refused body, a consumer that
-    // stopped) just stops reading; the request is left to its response, which
-    // is still to be written on the same connection.
-    for await (const data of input.iterator({ destroyOnReturn: false })) {
-      let chunk: Buffer = typeof data === 'string' ? Buffer.from(data) : (data as Buffer);
-      // Only bytes within maxBodyBytes are parsed, so which lines count does not
-      // depend on how the body was cut into chunks.
-      const over = chunk.length > room;
-      if (over) chunk = chunk.subarray(0, room);
-      room -= chunk.length;
-      let start = 0;
-      const last = chunk.lastIndexOf(10);
-      if (last !== -1 && held > 0) {
-        // The line begun in earlier chunks ends in this one.
-        const nl = chunk.indexOf(10);
-        pieces.push(chunk.subarray(0, nl));
-        const bytes = Buffer.concat(pieces, held + nl);
-        pieces.length = 0;
-        held = 0;
-        start = nl + 1;
-        add(parseBytes(bytes));
-      }
-      if (start <= last) {
-        // Whole lines, checked and decoded at once, then split as text.
-        const region = chunk.subarray(start, last + 1);
-        start = last + 1;
-        if (isUtf8(region)) {
-          const text = region.toString('utf8');
-          // All ASCII: a line's length in UTF-16 units is its length in bytes.
-          const ascii = text.length === region.length;
-          for (let from = 0; from < text.length;) {
-            const nl = text.indexOf('\n', from);
-            let end = nl;
-            if (end > from && text.charCodeAt(end - 1) === 13) end--;
-            const lineText = text.slice(from, end);
-            from = nl + 1;
-            // (A UTF-16 unit is at most 3 bytes of UTF-8: most lines need no count.)
-            const bytes = ascii || lineText.length * 3 <= maxLineBytes ? lineText.length : Buffer.byteLength(lineText);
-            add(parse(lineText, bytes));
-          }
-        } else {
-          // Some line is not UTF-8: line by line from the bytes, to name it.
-          for (let from = 0, nl = region.indexOf(10); nl !== -1; from = nl + 1, nl = region.indexOf(10, from)) {
-            add(parseBytes(region.subarray(from, nl)));
-          }
-        }
-      }
-      if (start < chunk.length) {
-        held += chunk.length - start;
-        if (held > maxLineBytes + 1) throw lineTooLargeError(maxLineBytes, line + 1);
-        pieces.push(chunk.subarray(start));
-      }
-      // (After the held line's check: with smaller chunks, that check would have come first.)
-      if (over) throw bodyTooLargeError(maxBodyBytes);
-      if (batch.length > 0) {
-        yield batch;
-        batch = [];
-      }
-    }
-    if (held > 0) add(parseBytes(Buffer.concat(pieces, held)));
-    body.read = true;
-  } catch (error) {
-    // The lines before the refused one are delivered first, and one by one:
-    // each is taken in and answered before the error comes, as they would be
-    // had they come in chunks of their own.
-    for (const event of batch) yield [event];
-    throw error;
+    if (!isUtf8(body)) throw new RequestBodyError(this.#line + 1, new TypeError('The line is not valid UTF-8'));
+    return this.#parse(body.toString('utf8'), end);
   }
-  if (batch.length > 0) yield batch;
 }
