@@ -578,7 +578,7 @@ class NdjsonBody<E> {
   }
 
   next(): Promise<IteratorResult<E>> {
-    return new Promise((resolve, reject) => this[kReadTo]({ resolve, reject } as BodyReader));
+    return new Promise((resolve, reject) => this[kReadTo]({ resolve, reject }));
   }
 
   /** Leaves the body: reading stops (the request is left to its response, not destroyed); any waiting read is done. */
@@ -735,7 +735,7 @@ class NdjsonBody<E> {
         // All ASCII: a line's length in UTF-16 units is its length in bytes.
         const ascii = text.length === region.length;
         const maxLineBytes = this.#maxLineBytes;
-        for (let from = 0; from < text.length; ) {
+        for (let from = 0; from < text.length;) {
           const nl = text.indexOf('\n', from);
           let end = nl;
           if (end > from && text.charCodeAt(end - 1) === 13) end--;
