@@ -25,6 +25,26 @@ test('NDJSON: request body lines in, one JSON line per output out, response ende
   }
 });
 
+test('NDJSON: the stream counts every event in and every output out, those the writer took in runs included', async () => {
+  const streams = [];
+  const srv = await listen((req, res) => {
+    const stream = double.open();
+    streams.push(stream);
+    return void sendNdjson(res, stream.feed(ndjsonEvents(req)));
+  });
+  try {
+    const body = Array.from({ length: 10 }, (_, i) => `{"n":${i}}\n`).join('');
+    const r = await fetch(srv.url, { method: 'POST', body });
+    assert.equal((await r.text()).split('\n').length, 11);
+    const m = streams[0].metrics;
+    assert.equal(streams[0].state, 'done');
+    assert.equal(m.eventsIn, 10);
+    assert.equal(m.eventsOut, 10);
+  } finally {
+    await srv.close();
+  }
+});
+
 test('NDJSON: a malformed line before any output is a 400 with a clear error object', async () => {
   const srv = await listen((req, res) => void sendNdjson(res, double.open().feed(ndjsonEvents(req))));
   try {
