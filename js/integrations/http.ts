@@ -658,7 +658,9 @@ class NdjsonBody<E> {
     while (this.#state === BodyState.Reading) {
       const data: unknown = req.destroyed ? null : req.read();
       if (data === null) {
-        if (req.readableEnded) this.#ended();
+        // (A request whose message is complete has pushed its body's end already: with nothing left in its buffer,
+        // the body is read, and its 'end' need not be waited for.)
+        if (req.readableEnded || ((req as IncomingMessage).complete === true && req.readableLength === 0)) this.#ended();
         else if (req.destroyed) this.#fail(req.errored ?? prematureClose());
         return;
       }
