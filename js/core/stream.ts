@@ -19,7 +19,7 @@ import { type LateIdleTarget, holdAlive, holdIdle, onNextTurn, releaseAlive, unw
 import type { AliveGroup } from './alive-group';
 import { StreamBase, watchAbort } from './drive';
 import { Fifo } from './fifo';
-import { SourcePull, kPullable } from './pull';
+import { SourcePull, kPullDetached, kPullable } from './pull';
 import { checkedIterator, checkedResult, closeSource } from './source';
 import { reportFailure } from './stream-list';
 import { MAX_BATCH, type NativeStream, Push, Take } from './native-stream';
@@ -903,15 +903,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   }
 
   #pullFrom(source: AsyncIterable<I>, control: SendControl | undefined): Promise<boolean> {
-    const pull = new SourcePull<I>(source, {
-      sendPulled: (event) => this[kSendNow](event),
-      pullEnded: () => this.end(),
-      pullDetached: (detached) => {
-        if (this.#pull === detached) this.#pull = null;
-        this.#sources?.delete(detached.stop);
-        if (this.#pullHeld && this.#pull === null) this.#holdForPull(false);
-      },
-    });
+    const pull = new SourcePull<I>(source, this);
     this.#pull = pull;
     if (control !== undefined) control.stop = pull.stop;
     // A cancel closes it with the sources being sent.
@@ -919,6 +911,13 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     // The handler may be waiting for its first event already.
     if (this.#resolveInput !== null && !this.#inPending) pull.request();
     return pull.done;
+  }
+
+  /** The pull stopped for good (its source ended, failed or was closed): forgotten. */
+  [kPullDetached](detached: SourcePull<I>): void {
+    if (this.#pull === detached) this.#pull = null;
+    this.#sources?.delete(detached.stop);
+    if (this.#pullHeld && this.#pull === null) this.#holdForPull(false);
   }
 
   override [kSendNow](event: I): true | Promise<void> {
@@ -1082,7 +1081,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     if (this.#inputPromise !== null) return this.#inputPromise.then(() => this[kNextInput]());
     const waiting = (this.#inputPromise = new Promise((resolve) => (this.#resolveInput = resolve)));
     if (this.#hooks !== undefined) this.#hooks.waiting?.();
-    // (Its event comes as a send that finds the handler waiting: `sendPulled`, perhaps at once, from a stage's outputs.)
+    // (Its event comes as a send that finds the handler waiting: `kSendNow`, perhaps at once, from a stage's outputs.)
     pull?.request();
     return waiting;
   }
