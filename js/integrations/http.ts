@@ -167,24 +167,13 @@ export async function writeResponse<O>(
   res: ServerResponse,
   outputs: Stoppable<O>,
   format: Format,
-  opts: ResponseOptions<O> = {},
+  opts?: ResponseOptions<O>,
 ): Promise<void> {
   assertResponse(res);
   assertOutputs(outputs);
   checkResponseOptions(format, opts);
-  const frame = frames(format, opts);
-  // Headers go out with the first output, so that an error before any output
-  // (a malformed request body, say) can still be answered with its own status.
-  const start = () => {
-    if (res.headersSent) return;
-    res.statusCode = 200;
-    res.setHeader('content-type', CONTENT_TYPE[format]);
-    if (format === 'sse') {
-      res.setHeader('cache-control', 'no-cache');
-      res.setHeader('connection', 'keep-alive');
-    }
-    if (opts.headers !== undefined) for (const [k, v] of Object.entries(opts.headers)) res.setHeader(k, v);
-  };
+  const frame = frames<O>(format, opts ?? (NO_OPTIONS as ResponseOptions<O>));
+  const headers = opts?.headers;
   const it = outputs[Symbol.asyncIterator]();
   let gone = res.destroyed || res.writableEnded;
   const onClose = () => {
@@ -200,7 +189,7 @@ export async function writeResponse<O>(
   // pending read below then ends.
   if (gone) stop(outputs, it, 'client disconnected').catch(() => {});
   let failed = false;
-  const withReady = readyTaker(outputs, frame, res.writableHighWaterMark);
+  const ready = ReadyTaker.of(outputs, frame, res.writableHighWaterMark);
   try {
     for (;;) {
       let text = '';
@@ -210,8 +199,8 @@ export async function writeResponse<O>(
         if (r.done || gone) break;
         text = frame.output(r.value);
         // The outputs ready with it go out in the same write.
-        if (withReady !== undefined) {
-          let taken = withReady(text);
+        if (ready !== undefined) {
+          let taken = ready.take(text);
           if (taken instanceof Promise) taken = await taken;
           ({ text, failure } = taken);
         }
@@ -223,7 +212,7 @@ export async function writeResponse<O>(
         failure = { error };
       }
       if (text !== '') {
-        start();
+        startResponse(res, format, headers);
         // The socket is full: wait for room, or for the client to leave.
         if (!res.write(text) && failure === undefined) await drainOrClose(res);
       }
@@ -249,7 +238,7 @@ export async function writeResponse<O>(
   } finally {
     res.off('close', onClose);
     if (!gone) {
-      start();
+      startResponse(res, format, headers);
       closeIfBodyLeft(res);
       res.end();
     }
@@ -259,7 +248,25 @@ export async function writeResponse<O>(
   }
 }
 
-/** Frames taken (`readyTaker`); `failure`: an output could not be serialized (`text` has the ones before it). */
+/** A writer given no options. */
+const NO_OPTIONS: ResponseOptions<never> = Object.freeze({});
+
+/**
+ * Headers go out with the first output, so that an error before any output
+ * (a malformed request body, say) can still be answered with its own status.
+ */
+function startResponse(res: ServerResponse, format: Format, headers: ResponseOptions<unknown>['headers']): void {
+  if (res.headersSent) return;
+  res.statusCode = 200;
+  res.setHeader('content-type', CONTENT_TYPE[format]);
+  if (format === 'sse') {
+    res.setHeader('cache-control', 'no-cache');
+    res.setHeader('connection', 'keep-alive');
+  }
+  if (headers !== undefined) for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
+}
+
+/** Frames taken (`ReadyTaker`); `failure`: an output could not be serialized (`text` has the ones before it). */
 type Taken = { text: string; failure?: { error: unknown } };
 
 /** What an outputs object of this library offers for taking the outputs ready with one just read (protocol.ts). */
@@ -269,41 +276,60 @@ interface ReadyOutputs<O> {
 }
 
 /**
- * For the outputs of this library: a function that adds to `text` (the
- * frame of an output just read) the frames of the outputs ready with it, up
- * to about `limit` characters. While the handler is still producing, it
- * waits once for it to stop (it waits for input or finishes), or for the
- * next turn of the event loop, so that a run of outputs goes out
- * together. Past `limit` (a socket's high-water mark) the rest stays in the
- * stream, to wait for room there: no more is held here than one output's
- * wait would hold. `failure`: an output could not be serialized (`text` has
- * the ones before it). Undefined for other async iterables.
+ * For the outputs of this library: adds to `text` (the frame of an output
+ * just read) the frames of the outputs ready with it, up to about `limit`
+ * characters. While the handler is still producing, it waits once for it to
+ * stop (it waits for input or finishes), or for the next turn of the event
+ * loop, so that a run of outputs goes out together. Past `limit` (a socket's
+ * high-water mark) the rest stays in the stream, to wait for room there: no
+ * more is held here than one output's wait would hold. `failure`: an output
+ * could not be serialized (`text` has the ones before it). `of` answers
+ * undefined for other async iterables.
  */
-function readyTaker<O>(outputs: Stoppable<O>, frame: { output: (o: O) => string }, limit: number) {
-  const ready = outputs as Partial<ReadyOutputs<O>>;
-  if (typeof ready[kReadNow] !== 'function' || typeof ready[kSettle] !== 'function') return undefined;
-  const source = ready as ReadyOutputs<O>;
-  const take = (text: string): Taken => {
-    while (text.length < limit) {
+class ReadyTaker<O> {
+  readonly #source: ReadyOutputs<O>;
+  readonly #frame: { output: (o: O) => string };
+  readonly #limit: number;
+
+  static of<O>(outputs: Stoppable<O>, frame: { output: (o: O) => string }, limit: number): ReadyTaker<O> | undefined {
+    const ready = outputs as Partial<ReadyOutputs<O>>;
+    if (typeof ready[kReadNow] !== 'function' || typeof ready[kSettle] !== 'function') return undefined;
+    return new ReadyTaker(ready as ReadyOutputs<O>, frame, limit);
+  }
+
+  constructor(source: ReadyOutputs<O>, frame: { output: (o: O) => string }, limit: number) {
+    this.#source = source;
+    this.#frame = frame;
+    this.#limit = limit;
+  }
+
+  /** Synchronous when nothing is to be waited for (the handler is not running): no promise and no turn of the microtask queue per read then. */
+  take(text: string): Taken | Promise<Taken> {
+    const taken = this.#takeNow(text);
+    if (taken.failure !== undefined || taken.text.length >= this.#limit) return taken;
+    const settled = this.#source[kSettle]();
+    if (settled === undefined) return taken;
+    return this.#takeSettled(settled, taken.text);
+  }
+
+  async #takeSettled(settled: Promise<void>, text: string): Promise<Taken> {
+    await settled;
+    return this.#takeNow(text);
+  }
+
+  #takeNow(text: string): Taken {
+    const source = this.#source;
+    while (text.length < this.#limit) {
       const value = source[kReadNow]();
       if (value === NOT_NOW) break;
       try {
-        text += frame.output(value);
+        text += this.#frame.output(value);
       } catch (error) {
         return { text, failure: { error } };
       }
     }
     return { text };
-  };
-  // Synchronous when nothing is to be waited for (the handler is not
-  // running): no promise and no turn of the microtask queue per read then.
-  return (text: string): Taken | Promise<Taken> => {
-    const taken = take(text);
-    if (taken.failure !== undefined || taken.text.length >= limit) return taken;
-    const settled = source[kSettle]();
-    if (settled === undefined) return taken;
-    return settled.then(() => take(taken.text));
-  };
+  }
 }
 
 /**
@@ -361,10 +387,10 @@ export function sendSse<O>(res: ServerResponse, outputs: Stoppable<O>, opts?: Re
  * cancels the stream at once, even while the handler waits for input, and
  * the Readable closes once the handler has returned.
  */
-export function toReadable<O>(outputs: Stoppable<O>, format: Format, opts: ResponseOptions<O> = {}): Readable {
+export function toReadable<O>(outputs: Stoppable<O>, format: Format, opts?: ResponseOptions<O>): Readable {
   assertOutputs(outputs);
   checkResponseOptions(format, opts);
-  const frame = frames(format, opts);
+  const frame = frames<O>(format, opts ?? (NO_OPTIONS as ResponseOptions<O>));
   const it = outputs[Symbol.asyncIterator]();
   // The outputs are over (ended, or failed and reported): nothing to stop.
   let over = false;
@@ -384,7 +410,7 @@ export function toReadable<O>(outputs: Stoppable<O>, format: Format, opts: Respo
       );
     },
   });
-  const withReady = readyTaker(outputs, frame, readable.readableHighWaterMark);
+  const ready = ReadyTaker.of(outputs, frame, readable.readableHighWaterMark);
   /** One read: the next output and those ready with it, pushed together. */
   const pull = async (): Promise<void> => {
     let r: IteratorResult<O>;
@@ -407,8 +433,8 @@ export function toReadable<O>(outputs: Stoppable<O>, format: Format, opts: Respo
     try {
       framed = { text: frame.output(r.value) };
       // The outputs ready with it are pushed with it, as writeResponse writes them.
-      if (withReady !== undefined) {
-        const taken = withReady(framed.text);
+      if (ready !== undefined) {
+        const taken = ready.take(framed.text);
         framed = taken instanceof Promise ? await taken : taken;
       }
     } catch (error) {
