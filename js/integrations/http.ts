@@ -5,7 +5,7 @@
 // Fastify's `reply.raw`; `toReadable` gives a Readable for `reply.send`.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { constants as bufferConstants, isUtf8 } from 'node:buffer';
-import { Readable } from 'node:stream';
+import { Readable, finished } from 'node:stream';
 import { DONE, NOT_NOW, type ReadTarget, kReadNow, kReadTo, kSettle } from '../core/protocol';
 import { assertOptionsObject } from '../config';
 import {
@@ -546,11 +546,6 @@ type BodyReader = Pick<ReadTarget, 'resolve' | 'reject'>;
 /** The request's events a body reader waits on: one listener for all, which looks at the request to tell them apart. */
 const BODY_EVENTS = ['readable', 'end', 'error', 'close'] as const;
 
-/** A request closed before its body's end with no error of its own (as Node's own reader of a Readable reports it). */
-function prematureClose(): Error {
-  return Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
-}
-
 /**
  * `ndjsonEvents`: the body read synchronously, in paused mode (`req.read()`),
  * only when a read asks for a line and none is parsed: a chunk's lines are
@@ -588,6 +583,8 @@ class NdjsonBody<E> {
   #listening = false;
   /** The listener of `BODY_EVENTS` (made at the first wait). */
   #onEvent: (() => void) | null = null;
+  /** Waiting for `finished()` to tell how a request destroyed with no error ended (`#awaitClosed`). */
+  #closing = false;
 
   constructor(req: Readable, maxLineBytes: number, maxBodyBytes: number) {
     this.#req = req;
@@ -687,7 +684,10 @@ class NdjsonBody<E> {
         // (A request whose message is complete has pushed its body's end already: with nothing left in its buffer,
         // the body is read, and its 'end' need not be waited for.)
         if (req.readableEnded || ((req as IncomingMessage).complete === true && req.readableLength === 0)) this.#ended();
-        else if (req.destroyed) this.#fail(req.errored ?? prematureClose());
+        else if (req.destroyed) {
+          if (req.errored !== null) this.#fail(req.errored);
+          else this.#awaitClosed();
+        }
         return;
       }
       this.#lines.length = 0;
@@ -699,6 +699,22 @@ class NdjsonBody<E> {
       }
       if (this.#lines.length > 0) return;
     }
+  }
+
+  /**
+   * The request was destroyed before its end with no error of its own: a body cut short never looks complete. It
+   * fails as Node's own reader of a Readable fails then, with the premature close `finished()` reports (on a
+   * later tick), and the reads waiting are answered then.
+   */
+  #awaitClosed(): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    finished(this.#req, (error) => {
+      if (this.#state !== BodyState.Reading) return;
+      if (error === undefined || error === null) this.#ended();
+      else this.#fail(error);
+      this.#wake();
+    });
   }
 
   /** The body's end: its last line, if it has no newline. */
