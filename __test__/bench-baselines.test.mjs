@@ -281,3 +281,185 @@ test('worker-thread baselines: a pinned worker and Piscina give the handler outp
   // (Read only after the round trips: each takes its own answer.)
   assert.deepEqual(await collect(w.outputs()), []);
 });
+
+// The floor (g): each promise it keeps, as velo-stream keeps it (bench/baselines.mjs).
+const echo = async function* (events) {
+  for await (const e of events) yield e;
+};
+
+test('floor: admission against maxConcurrent; a finished stream gives its slot back', async () => {
+  const { FloorFn } = await import('../bench/baselines.mjs');
+  const fn = new FloorFn(echo, { maxConcurrent: 2 });
+  const a = fn.open();
+  fn.open();
+  assert.throws(() => fn.open(), { code: 'ERR_FLOOR_STREAM_LIMIT' });
+  a.end();
+  assert.deepEqual(await collect(a), []);
+  const c = fn.open();
+  await c.send(1);
+  c.end();
+  assert.deepEqual(await collect(c), [1]);
+  assert.equal(fn.totals.opened, 3);
+});
+
+test('floor: a full input makes the sender wait until the handler takes an event', async () => {
+  const { FloorFn, RESOLVED } = await import('../bench/baselines.mjs');
+  let go;
+  const gate = new Promise((resolve) => (go = resolve));
+  const fn = new FloorFn(
+    async function* (events) {
+      await gate;
+      yield* echo(events);
+    },
+    { capacity: 2 },
+  );
+  const s = fn.open();
+  assert.equal(s.send(1), RESOLVED);
+  assert.equal(s.send(2), RESOLVED);
+  let third = false;
+  const sent = s.send(3).then(() => (third = true));
+  await ticks();
+  assert.equal(third, false, 'the third send waits for room');
+  assert.equal(s.bufferedIn, 2);
+  go();
+  await sent;
+  s.end();
+  assert.deepEqual(await collect(s), [1, 2, 3]);
+});
+
+test('floor: nobody reading pauses the handler at its yield once capacity outputs wait', async () => {
+  const { FloorFn } = await import('../bench/baselines.mjs');
+  let made = 0;
+  const fn = new FloorFn(
+    async function* () {
+      for (;;) yield ++made;
+    },
+    { capacity: 4 },
+  );
+  const s = fn.open();
+  await ticks(10);
+  assert.equal(made, 4, 'four outputs wait, the handler held at the fourth yield');
+  assert.equal(s.bufferedOut, 4);
+  assert.equal((await s.next()).value, 1);
+  await ticks(10);
+  assert.equal(made, 5, 'a read makes room for one more');
+  await s.cancel();
+});
+
+test('floor: a cancel runs the handler finally, waiting for input nobody sends or at its yield; pending reads end', async () => {
+  const { FloorFn } = await import('../bench/baselines.mjs');
+  const finallies = [];
+  const fn = new FloorFn(
+    async function* (events) {
+      try {
+        yield* echo(events);
+        for (;;) yield 'after';
+      } finally {
+        finallies.push('ran');
+      }
+    },
+    { capacity: 1 },
+  );
+  const waiting = fn.open();
+  const read = waiting.next();
+  await ticks();
+  await waiting.cancel();
+  assert.deepEqual(await read, { done: true, value: undefined }, 'the pending read ended');
+  assert.deepEqual(finallies, ['ran'], 'parked on its input');
+  const full = fn.open();
+  full.end();
+  await ticks();
+  assert.equal(full.paused, true);
+  await full.cancel();
+  assert.deepEqual(finallies, ['ran', 'ran'], 'parked at its yield');
+  assert.equal(fn.totals.cancelled, 2);
+  assert.equal(fn.active, 0);
+});
+
+test('floor: an idle input ends as end() does, never before idleMs, with one shared timer for every stream', async () => {
+  const { FloorFn } = await import('../bench/baselines.mjs');
+  const ended = [];
+  const fn = new FloorFn(
+    async function* (events) {
+      yield* echo(events);
+      ended.push(performance.now());
+      yield 'last';
+    },
+    { idleMs: 60 },
+  );
+  const timers = [];
+  const { setInterval: realInterval, setTimeout: realTimeout } = globalThis;
+  globalThis.setInterval = (...args) => timers.push(args) && realInterval(...args);
+  globalThis.setTimeout = (...args) => timers.push(args) && realTimeout(...args);
+  let streams;
+  try {
+    streams = Array.from({ length: 20 }, () => fn.open());
+  } finally {
+    Object.assign(globalThis, { setInterval: realInterval, setTimeout: realTimeout });
+  }
+  assert.equal(timers.length, 1, 'one timer for 20 streams');
+  await sleep(30);
+  const lastSend = performance.now();
+  await streams[0].send('late');
+  const outs = await Promise.all(streams.map((s) => collect(s)));
+  assert.deepEqual(outs[0], ['late', 'last'], 'its final yield is delivered');
+  assert.equal(ended.length, 20);
+  assert.ok(ended[ended.length - 1] - lastSend >= 60, 'the stream sent to last idled out no earlier than idleMs after its send');
+  assert.equal(fn.totals.completed, 20);
+});
+
+test('floor: a pending read keeps the process alive until the idle deadline ends its stream', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const script = `
+    import { FloorFn } from ${JSON.stringify(new URL('../bench/baselines.mjs', import.meta.url).href)};
+    const fn = new FloorFn(async function* (events) { for await (const e of events) yield e; }, { idleMs: 100 });
+    for await (const _ of fn.open());
+    console.log('settled');`;
+  const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 });
+  assert.equal(child.stdout.trim(), 'settled', child.stderr);
+  assert.equal(child.status, 0);
+});
+
+test('floor: counts and queue waits per stream and per function; a handler error comes after the outputs before it', async () => {
+  const { FloorFn } = await import('../bench/baselines.mjs');
+  let go;
+  const gate = new Promise((resolve) => (go = resolve));
+  const fn = new FloorFn(async function* (events) {
+    for await (const e of events) {
+      if (e === 'boom') throw new Error('boom');
+      if (e === 1) await gate;
+      yield e;
+    }
+  });
+  const s = fn.open();
+  await s.send(1); // handed to the waiting handler: a wait of 0
+  await s.send(2); // buffered while the handler waits on the gate
+  await s.send(3);
+  await sleep(5);
+  go();
+  assert.deepEqual([(await s.next()).value, (await s.next()).value, (await s.next()).value], [1, 2, 3]);
+  const m = s.metrics();
+  assert.equal(m.eventsIn, 3);
+  assert.equal(m.eventsOut, 3);
+  assert.equal(m.waits[0], 1, 'the handed-over event waited 0');
+  assert.equal(
+    m.waits.reduce((a, b) => a + b),
+    3,
+  );
+  assert.ok(m.waits.slice(12).reduce((a, b) => a + b) === 2, 'the buffered ones waited the gate (>= 2 ms)');
+  await s.send('boom');
+  await assert.rejects(s.next(), { message: 'boom' });
+  assert.deepEqual(await s.next(), { done: true, value: undefined });
+  assert.equal(fn.totals.failed, 1);
+  assert.equal(fn.totals.eventsIn, 4);
+  assert.equal(
+    fn.totals.waits.reduce((a, b) => a + b),
+    4,
+  );
+  const t = fn.open();
+  await t.send(1);
+  await t.send('boom');
+  await ticks();
+  assert.equal((await t.next()).value, 1, 'the output before the error first');
+  await assert.rejects(t.next(), { message: 'boom' });
+});

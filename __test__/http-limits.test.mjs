@@ -242,6 +242,19 @@ async function parseThroughStream(chunks, opts) {
   return { events };
 }
 
+test('a body destroyed before its end with no error of its own fails as a premature close, never as a complete body', async () => {
+  const body = new Readable({ read() {} });
+  body.push('{"n":1}\n{"n":2}');
+  const events = [];
+  const reading = (async () => {
+    for await (const e of ndjsonEvents(body)) events.push(e);
+  })();
+  await new Promise(setImmediate);
+  body.destroy();
+  await assert.rejects(reading, { code: 'ERR_STREAM_PREMATURE_CLOSE' });
+  assert.deepEqual(events, [{ n: 1 }], 'the unfinished last line is not delivered');
+});
+
 test('options are checked at the call: RangeError ERR_OUT_OF_RANGE naming the field, TypeError for the rest', () => {
   const body = () => Readable.from([]);
   for (const bad of [0, -1, 1.5, NaN, Infinity, -Infinity, '100', null, bufferConstants.MAX_STRING_LENGTH + 1]) {

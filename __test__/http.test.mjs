@@ -25,6 +25,26 @@ test('NDJSON: request body lines in, one JSON line per output out, response ende
   }
 });
 
+test('NDJSON: the stream counts every event in and every output out, those the writer took in runs included', async () => {
+  const streams = [];
+  const srv = await listen((req, res) => {
+    const stream = double.open();
+    streams.push(stream);
+    return void sendNdjson(res, stream.feed(ndjsonEvents(req)));
+  });
+  try {
+    const body = Array.from({ length: 10 }, (_, i) => `{"n":${i}}\n`).join('');
+    const r = await fetch(srv.url, { method: 'POST', body });
+    assert.equal((await r.text()).split('\n').length, 11);
+    const m = streams[0].metrics;
+    assert.equal(streams[0].state, 'done');
+    assert.equal(m.eventsIn, 10);
+    assert.equal(m.eventsOut, 10);
+  } finally {
+    await srv.close();
+  }
+});
+
 test('NDJSON: a malformed line before any output is a 400 with a clear error object', async () => {
   const srv = await listen((req, res) => void sendNdjson(res, double.open().feed(ndjsonEvents(req))));
   try {
@@ -248,6 +268,38 @@ test('a slow client: the handler is paused by the full socket, memory stays boun
   } finally {
     await srv.close();
   }
+});
+
+test('a handler that stops taking events stops the reading of its request body; taken again, every line comes in order', async () => {
+  // A body of 200 chunks of 128 lines each, made as the reader asks for it.
+  const chunk = (k) => Buffer.from(Array.from({ length: 128 }, (_, i) => `{"n":${k * 128 + i}}\n`).join(''));
+  let made = 0;
+  const body = new Readable({
+    read() {
+      this.push(made < 200 ? chunk(made++) : null);
+    },
+  });
+  let release;
+  const gate = new Promise((resolve) => (release = resolve));
+  const seen = [];
+  const slow = streamFn(async function* (events) {
+    for await (const e of events) {
+      if (seen.push(e.n) === 1) await gate;
+      yield e.n;
+    }
+  });
+  const outputs = slow.open().feed(ndjsonEvents(body));
+  const first = outputs.next();
+  for (let i = 0; i < 50; i++) await new Promise(setImmediate);
+  assert.deepEqual(seen, [0], 'the handler holds its first event');
+  // The chunk whose line it holds, and what the Readable buffers by itself (16 KiB, about 11 chunks).
+  assert.ok(made <= 20, `the body was read only as the handler asked: ${made} of 200 chunks made`);
+  release();
+  assert.equal((await first).value, 0);
+  let next = 1;
+  for await (const n of outputs) assert.equal(n, next++);
+  assert.equal(next, 200 * 128);
+  assert.equal(made, 200);
 });
 
 test('a client that disconnects mid-stream cancels it: the handler finally runs, the slot frees', async () => {

@@ -301,6 +301,367 @@ export function pipeCancellable(handlers, source) {
   return it;
 }
 
+// ----- (g) the floor of a stream -----
+//
+// The cheapest stream written by hand that keeps the promises velo-stream
+// makes for every stream (docs/semantics.md), each tested in
+// __test__/bench-baselines.test.mjs: admission against `maxConcurrent`; a
+// full input makes the sender wait; a reader that does not read pauses the
+// handler at its `yield` (at most `capacity` outputs wait); a cancel runs the
+// handler's `finally`, whether it waits for input (nothing is ever sent) or
+// at its `yield`, and settles every pending read; an idle input ends the
+// stream as `end()` does, never early, with one shared timer per function; a
+// pending read keeps the process alive; the counts in and out and each
+// event's queue wait (a histogram of powers of two of microseconds) per
+// stream and per function; outputs made before a handler error come before
+// it. What it leaves out: limiters, signals, sessions, pipes, metrics while
+// running beyond the counts, collection of abandoned streams.
+//
+// How it stays cheap: a stream is one object of prototype methods and its
+// handler's input a second; the handler is stepped by two reactions bound
+// once per stream; an event sent to a handler waiting for it, and an output
+// yielded to a waiting read, are handed over with no buffer in between
+// (the generator's own `{ value, done }` goes to the read); no clock is
+// read for a handoff (its wait is 0) and none for the idle deadline (the
+// shared timer counts steps, and a send notes the step it was made in).
+
+/** A floor stream's idle deadline is judged every `idleMs / IDLE_STEPS` ms. */
+const IDLE_STEPS = 4;
+function floorError(message, code) {
+  return Object.assign(new Error(message), { code });
+}
+
+/** A function of floor streams: admission, the totals of its streams, and the one idle timer. */
+export class FloorFn {
+  constructor(handler, { maxConcurrent = 10_000, idleMs = 30_000, capacity = 256 } = {}) {
+    this.handler = handler;
+    this.maxConcurrent = maxConcurrent;
+    this.idleMs = idleMs;
+    this.capacity = capacity;
+    this.active = 0;
+    this.totals = { opened: 0, completed: 0, failed: 0, cancelled: 0, eventsIn: 0, eventsOut: 0, waits: new Array(32).fill(0) };
+    /** Streams whose idle clock runs (input open, no send waiting for room). */
+    this.idle = new Set();
+    /** Idle steps so far: a stream idle for more than IDLE_STEPS whole steps has been idle at least `idleMs`. */
+    this.step = 0;
+    this.sweeper = null;
+    /** Streams whose pending read waits on their input (see `FloorStream.hold`): the timer is ref'd while any do. */
+    this.holding = 0;
+  }
+
+  open() {
+    if (this.active >= this.maxConcurrent) {
+      throw floorError(`${this.maxConcurrent} streams are open (maxConcurrent)`, 'ERR_FLOOR_STREAM_LIMIT');
+    }
+    this.active++;
+    this.totals.opened++;
+    return new FloorStream(this);
+  }
+
+  /** One idle step: streams idle for more than IDLE_STEPS steps end their input (setInterval never fires early). */
+  sweep() {
+    const step = ++this.step;
+    for (const stream of this.idle) if (step - stream.seen > IDLE_STEPS) stream.end();
+    if (this.idle.size === 0) {
+      clearInterval(this.sweeper);
+      this.sweeper = null;
+    }
+  }
+
+  watchIdle(stream) {
+    if (this.idleMs === 0) return;
+    this.idle.add(stream);
+    if (this.sweeper === null) {
+      this.sweeper = setInterval(() => this.sweep(), this.idleMs / IDLE_STEPS);
+      this.sweeper.unref();
+    }
+  }
+}
+
+/** What the handler iterates: the stream's input. */
+class FloorInput {
+  constructor(stream) {
+    this.stream = stream;
+  }
+  next() {
+    return this.stream.take();
+  }
+  return() {
+    this.stream.end();
+    return Promise.resolve(DONE);
+  }
+  [Symbol.asyncIterator]() {
+    return this;
+  }
+}
+
+/** One floor stream: its input, its outputs, its figures; `send`/`end`/`cancel`, and the async iterator of its outputs. */
+class FloorStream {
+  constructor(fn) {
+    this.fn = fn;
+    this.inputEnded = false;
+    this.cancelled = false;
+    this.finished = false;
+    this.failure = null;
+    /** Buffered events and the times they were sent (made at the first event buffered). */
+    this.events = null;
+    this.sentAt = null;
+    this.eventsHead = 0;
+    /** Sends waiting for room: [event, resolve, reject, time]. */
+    this.senders = null;
+    /** The handler's pending take: its resolve. */
+    this.taker = null;
+    this.outputs = null;
+    this.outputsHead = 0;
+    this.reader = null;
+    this.rejectReader = null;
+    /** The handler waits at its `yield` for room. */
+    this.paused = false;
+    this.whenFinished = null;
+    /** Counted in `fn.holding`. */
+    this.holding = false;
+    this.eventsIn = 0;
+    this.eventsOut = 0;
+    this.zeroWaits = 0;
+    this.waits = null;
+    this.seen = fn.step;
+    this.onStep = (r) => this.stepped(r);
+    this.onThrow = (error) => this.finish(error, true);
+    fn.watchIdle(this);
+    this.it = fn.handler(new FloorInput(this))[Symbol.asyncIterator]();
+    this.it.next().then(this.onStep, this.onThrow);
+  }
+
+  get bufferedIn() {
+    return this.events === null ? 0 : this.events.length - this.eventsHead;
+  }
+
+  get bufferedOut() {
+    return this.outputs === null ? 0 : this.outputs.length - this.outputsHead;
+  }
+
+  send(event) {
+    if (this.inputEnded) return Promise.reject(floorError('The stream is closed', 'ERR_FLOOR_STREAM_CLOSED'));
+    this.eventsIn++;
+    this.seen = this.fn.step;
+    const taker = this.taker;
+    if (taker !== null) {
+      this.taker = null;
+      this.unhold();
+      this.zeroWaits++;
+      taker({ value: event, done: false });
+      return RESOLVED;
+    }
+    if (this.senders === null && this.bufferedIn < this.fn.capacity) {
+      if (this.events === null) {
+        this.events = [];
+        this.sentAt = [];
+      }
+      this.events.push(event);
+      this.sentAt.push(performance.now());
+      return RESOLVED;
+    }
+    // No room: the idle clock stops while a send waits (it runs again when the handler takes one).
+    this.fn.idle.delete(this);
+    return new Promise((resolve, reject) => (this.senders ??= []).push([event, resolve, reject, performance.now()]));
+  }
+
+  /** The handler's next event. */
+  take() {
+    if (this.bufferedIn > 0) {
+      const i = this.eventsHead++;
+      const event = this.events[i];
+      this.record((performance.now() - this.sentAt[i]) * 1000);
+      this.events[i] = undefined;
+      if (this.eventsHead === this.events.length) this.events.length = this.sentAt.length = this.eventsHead = 0;
+      this.admitSender();
+      return Promise.resolve({ value: event, done: false });
+    }
+    if (this.senders !== null) {
+      const [event, resolve, , time] = this.senders.shift();
+      this.record((performance.now() - time) * 1000);
+      if (this.senders.length === 0) this.senderless();
+      resolve();
+      return Promise.resolve({ value: event, done: false });
+    }
+    if (this.inputEnded) return Promise.resolve(DONE);
+    const taking = new Promise((resolve) => (this.taker = resolve));
+    this.hold();
+    return taking;
+  }
+
+  /**
+   * A read waits while the handler waits for input, which only a send, an
+   * end, a cancel or the idle deadline can settle: the idle timer keeps the
+   * process alive meanwhile. (While the handler runs, its own work does.)
+   */
+  hold() {
+    if (this.holding || this.reader === null || this.taker === null || this.fn.sweeper === null) return;
+    this.holding = true;
+    if (this.fn.holding++ === 0) this.fn.sweeper.ref();
+  }
+
+  unhold() {
+    if (!this.holding) return;
+    this.holding = false;
+    if (--this.fn.holding === 0) this.fn.sweeper?.unref();
+  }
+
+  /** A sender waiting for room takes the room a take made. */
+  admitSender() {
+    if (this.senders === null) return;
+    const [event, resolve, , time] = this.senders.shift();
+    this.events.push(event);
+    this.sentAt.push(time);
+    if (this.senders.length === 0) this.senderless();
+    resolve();
+  }
+
+  /** No send waits any more: the idle clock runs again, from now. */
+  senderless() {
+    this.senders = null;
+    this.seen = this.fn.step;
+    if (!this.inputEnded) this.fn.watchIdle(this);
+  }
+
+  record(waitedUs) {
+    if (waitedUs < 1) this.zeroWaits++;
+    else (this.waits ??= new Array(32).fill(0))[Math.min(31, 32 - Math.clz32(waitedUs))]++;
+  }
+
+  end() {
+    if (this.inputEnded) return;
+    this.inputEnded = true;
+    this.fn.idle.delete(this);
+    const taker = this.taker;
+    if (taker !== null && this.senders === null) {
+      this.taker = null;
+      this.unhold();
+      taker(DONE);
+    }
+  }
+
+  /** The handler's next step: an output, or its end. */
+  stepped(r) {
+    if (r.done) return this.finish(null, false);
+    if (this.cancelled) return this.stop();
+    this.eventsOut++;
+    const reader = this.reader;
+    if (reader !== null) {
+      this.reader = this.rejectReader = null;
+      this.unhold();
+      reader(r);
+    } else {
+      (this.outputs ??= []).push(r.value);
+      if (this.bufferedOut >= this.fn.capacity) {
+        this.paused = true;
+        return;
+      }
+    }
+    this.it.next().then(this.onStep, this.onThrow);
+  }
+
+  /** Stops the handler at its `yield`: its `finally` runs. */
+  stop() {
+    this.paused = false;
+    Promise.resolve(this.it.return?.()).then(() => this.finish(null, false), this.onThrow);
+  }
+
+  finish(error, threw) {
+    if (this.finished) return;
+    this.finished = true;
+    this.end();
+    const fn = this.fn;
+    fn.active--;
+    const totals = fn.totals;
+    if (threw) {
+      this.failure = { error };
+      totals.failed++;
+    } else if (this.cancelled) totals.cancelled++;
+    else totals.completed++;
+    totals.eventsIn += this.eventsIn;
+    totals.eventsOut += this.eventsOut;
+    totals.waits[0] += this.zeroWaits;
+    if (this.waits !== null) for (let i = 0; i < 32; i++) totals.waits[i] += this.waits[i];
+    if (this.reader !== null && this.bufferedOut === 0) this.answerEnd();
+    this.whenFinished?.resolve();
+  }
+
+  /** The read waiting at the end: done, or the handler's error (once). */
+  answerEnd() {
+    const [resolve, reject] = [this.reader, this.rejectReader];
+    this.reader = this.rejectReader = null;
+    this.unhold();
+    const failure = this.failure;
+    this.failure = null;
+    if (failure !== null) reject(failure.error);
+    else resolve(DONE);
+  }
+
+  next() {
+    if (this.bufferedOut > 0) {
+      const i = this.outputsHead++;
+      const value = this.outputs[i];
+      this.outputs[i] = undefined;
+      if (this.outputsHead === this.outputs.length) this.outputs.length = this.outputsHead = 0;
+      if (this.paused) {
+        this.paused = false;
+        this.it.next().then(this.onStep, this.onThrow);
+      }
+      return Promise.resolve({ value, done: false });
+    }
+    if (this.finished) {
+      const failure = this.failure;
+      this.failure = null;
+      return failure === null ? Promise.resolve(DONE) : Promise.reject(failure.error);
+    }
+    if (this.reader !== null) return Promise.reject(floorError('One read at a time', 'ERR_FLOOR_READ_PENDING'));
+    const read = new Promise((resolve, reject) => {
+      this.reader = resolve;
+      this.rejectReader = reject;
+    });
+    this.hold();
+    return read;
+  }
+
+  /** Drops what is buffered, refuses the waiting sends, stops the handler (its `finally` runs) and ends every pending read. Resolves once the handler finished. */
+  cancel() {
+    if (this.finished) return RESOLVED;
+    if (!this.cancelled) {
+      this.cancelled = true;
+      this.events = this.sentAt = this.outputs = null;
+      this.eventsHead = this.outputsHead = 0;
+      const senders = this.senders;
+      this.senders = null;
+      this.end();
+      if (senders !== null)
+        for (const [, , reject] of senders) reject(floorError('The stream was cancelled', 'ERR_FLOOR_STREAM_CLOSED'));
+      if (this.paused) this.stop();
+      if (this.reader !== null) this.answerEnd();
+    }
+    if (this.whenFinished === null) {
+      let resolve;
+      const promise = new Promise((r) => (resolve = r));
+      this.whenFinished = { promise, resolve };
+    }
+    return this.whenFinished.promise;
+  }
+
+  return() {
+    return this.cancel().then(() => DONE);
+  }
+
+  metrics() {
+    const waits = this.waits === null ? new Array(32).fill(0) : [...this.waits];
+    waits[0] += this.zeroWaits;
+    return { eventsIn: this.eventsIn, eventsOut: this.eventsOut, waits };
+  }
+
+  [Symbol.asyncIterator]() {
+    return this;
+  }
+}
+
 /** Baseline (a) for batch runs: send everything with backpressure while collecting outputs. */
 export async function runQueued(handler, events, capacity = 256) {
   const { queue, outputs } = openQueued(handler, capacity);

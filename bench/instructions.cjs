@@ -149,6 +149,20 @@ const workloads = {
       for (;;) if ((await outputs.next()).done) break;
     }
   },
+  // `open`'s shape with the floor (g) of bench/baselines.mjs: every per-stream promise of velo-stream kept by hand.
+  openBaselineFloor: async () => {
+    const { FloorFn } = await import('./baselines.mjs');
+    const fn = new FloorFn(async function* (events) {
+      for await (const e of events) yield e;
+    });
+    for (let i = 0; i < 30_000 * scale; i++) {
+      const s = fn.open();
+      await s.send(i);
+      s.end();
+      for await (const _ of s);
+    }
+    if (fn.totals.completed !== 30_000 * scale || fn.totals.eventsOut !== 30_000 * scale) throw new Error('lost outputs');
+  },
   openBaselineF: async () => openBy((await import('./baselines.mjs')).openMeasured),
   openBaselineD: async () => openBy((await import('./baselines.mjs')).openBuffered),
   // Like S7: a three-stage pipe over 100,000 numbers (pipe links: the drain loop).

@@ -17,7 +17,7 @@ export interface AliveMember {
 const readWhileAdmitting = new Set<AliveGroup>();
 
 export class AliveGroup {
-  /** Members waiting for a limiter's permit (limits/admit.ts), held by the group while it is read. */
+  /** Members waiting for a limiter's permit (core/admit.ts), held by the group while it is read. */
   readonly #admitting = new Set<object>();
   #holdingAdmitting = false;
 

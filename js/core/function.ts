@@ -165,7 +165,7 @@ class SingleFn<I, O> extends FnBase<I, O> {
   readonly #native: NativeFunction;
   /** `#native`'s id, for opening streams through the per-stream entry points (`ops.openStream`). */
   readonly #id: number;
-  /** Each stream holds a permit of each from its handler's start to its end (js/limits/admit.ts). */
+  /** Each stream holds a permit of each from its handler's start to its end (js/core/admit.ts). */
   readonly #limiters: readonly Limiter<unknown>[] | undefined;
 
   constructor(

@@ -328,10 +328,11 @@ export class NativeStream {
     return this.#last === null ? ops.outputRoom(this.#h) : 0;
   }
 
-  /** Yields `outputs[0..n]`, which must fit in the room `outputRoom()` granted (in slices of MAX_BATCH). */
-  yieldSlice(outputs: readonly unknown[], n: number): void {
-    for (let start = 0; start < n; start += MAX_BATCH) {
-      pushRuns(this.#h, outputs, start, Math.min(MAX_BATCH, n - start), ops.yieldNumbers, ops.yieldValues);
+  /** Yields `outputs[from..from+n]`, which must fit in the room `outputRoom()` granted (in slices of MAX_BATCH). */
+  yieldSlice(outputs: readonly unknown[], from: number, n: number): void {
+    const end = from + n;
+    for (let start = from; start < end; start += MAX_BATCH) {
+      pushRuns(this.#h, outputs, start, Math.min(MAX_BATCH, end - start), ops.yieldNumbers, ops.yieldValues);
     }
   }
 

@@ -17,7 +17,7 @@
 // (`return()`, or `destroy()` for a Node Readable) when the stream stops
 // taking events, as the sender closes it.
 import { checkedIterator, checkedResult, closeSource } from './source';
-import { NOT_NOW, ReadKind, type ReadTarget, kReadNow, kReadTo } from './protocol';
+import { NOT_NOW, ReadKind, type ReadTarget, kReadNow, kReadTo, kSendNow } from './protocol';
 
 /** `[kPullable]()`: whether a stream's handler would pull from an async source fed to its end (a pipe's link asks). */
 export const kPullable = Symbol.for('velo-stream.pullable');
@@ -25,17 +25,25 @@ export const kPullable = Symbol.for('velo-stream.pullable');
 /** What the pull needs of its stream. */
 export interface PullTarget<I> {
   /** Sends a pulled event: handed to the handler if it waits (no native call), else as `send()`. */
-  sendPulled(event: I): true | Promise<void>;
+  [kSendNow](event: I): true | Promise<void>;
   /** The source ended: the stream's input ends. */
-  pullEnded(pull: SourcePull<I>): void;
+  end(): void;
   /** The pull stopped for good (the source ended, failed or was closed): the stream forgets it. */
-  pullDetached(pull: SourcePull<I>): void;
+  [kPullDetached](pull: SourcePull<I>): void;
 }
 
-export class SourcePull<I> {
+/** `PullTarget`'s own method (module-private to the stream kinds). */
+export const kPullDetached = Symbol('velo.pullDetached');
+
+/**
+ * One source pulled by one stream. It is its own reader of a source that answers through `kReadTo` (a stream's
+ * outputs, an NDJSON body): no promise and no closure between the source's answer and the handler.
+ */
+export class SourcePull<I> implements ReadTarget {
+  readonly kind = ReadKind.Iter;
   readonly #it: AsyncIterator<I>;
+  /** The iterator's `kReadNow` and `kReadTo` methods, if it has them (called on `#it`). */
   readonly #readNow: (() => I | typeof NOT_NOW) | undefined;
-  /** A stream's outputs as the source (a pipe's link): read with `kReadTo`, answering `#onNext` with no promise between. */
   readonly #readTo: ((reader: ReadTarget) => void) | undefined;
   readonly #target: PullTarget<I>;
   readonly #source: object;
@@ -47,15 +55,18 @@ export class SourcePull<I> {
   readonly #fail: (error: unknown) => void;
   /** What `kSendAll` answers. */
   readonly done: Promise<boolean>;
+  /** The reactions to a pending `next()` of a source without `kReadTo` (made at its first use). */
+  #onNext: ((r: IteratorResult<I>) => void) | undefined;
+  #onError: ((error: unknown) => void) | undefined;
 
   constructor(source: AsyncIterable<I>, target: PullTarget<I>) {
     this.#source = source;
     this.#target = target;
     const it = (this.#it = checkedIterator(source[Symbol.asyncIterator]()));
     const readNow = (it as { [kReadNow]?: () => I | typeof NOT_NOW })[kReadNow];
-    this.#readNow = typeof readNow === 'function' ? readNow.bind(it) : undefined;
+    this.#readNow = typeof readNow === 'function' ? readNow : undefined;
     const readTo = (it as { [kReadTo]?: (reader: ReadTarget) => void })[kReadTo];
-    this.#readTo = typeof readTo === 'function' ? readTo.bind(it) : undefined;
+    this.#readTo = typeof readTo === 'function' ? readTo : undefined;
     let settle!: (sent: boolean) => void;
     let fail!: (error: unknown) => void;
     this.done = new Promise<boolean>((resolve, reject) => {
@@ -75,7 +86,7 @@ export class SourcePull<I> {
   ready(): I | typeof NOT_NOW {
     if (this.#readNow === undefined || this.#pending || this.#stopped) return NOT_NOW;
     try {
-      return this.#readNow();
+      return this.#readNow.call(this.#it);
     } catch (error) {
       this.#failed(error);
       return NOT_NOW;
@@ -87,7 +98,7 @@ export class SourcePull<I> {
     if (this.#pending || this.#stopped) return;
     this.#pending = true;
     if (this.#readTo !== undefined) {
-      this.#readTo(this.#asReader);
+      this.#readTo.call(this.#it, this);
       return;
     }
     let next: Promise<IteratorResult<I>>;
@@ -98,10 +109,11 @@ export class SourcePull<I> {
       this.#failed(error);
       return;
     }
-    next.then(this.#onNext, this.#onError);
+    next.then((this.#onNext ??= (r) => this.resolve(r)), (this.#onError ??= (error) => this.reject(error)));
   }
 
-  readonly #onNext = (r: IteratorResult<I>): void => {
+  /** The source's next result (as its reader: `kReadTo`, or the reaction to its `next()`). */
+  resolve(r: IteratorResult<I>): void {
     this.#pending = false;
     // (Closed meanwhile: the event is dropped, as a send refused by a closed input would be.)
     if (this.#stopped) return;
@@ -118,33 +130,28 @@ export class SourcePull<I> {
     }
     if (done) {
       this.#stopped = true;
-      this.#target.pullDetached(this);
-      this.#target.pullEnded(this);
+      this.#target[kPullDetached](this);
+      this.#target.end();
       this.#settle(true);
       return;
     }
-    const sent = this.#target.sendPulled(value);
+    const sent = this.#target[kSendNow](value);
     if (sent !== true) {
       // Not taken at once (the input is full, or closed): a refusal closes the source.
       sent.catch(() => this.stop());
     }
-  };
+  }
 
-  readonly #onError = (error: unknown): void => {
+  /** The source failed (as its reader, or the reaction to its `next()`). */
+  reject(error: unknown): void {
     this.#pending = false;
     if (this.#stopped) return;
     this.#failed(error);
-  };
-
-  readonly #asReader: ReadTarget = {
-    kind: ReadKind.Iter,
-    resolve: this.#onNext as (r: unknown) => void,
-    reject: this.#onError,
-  };
+  }
 
   #failed(error: unknown): void {
     this.#stopped = true;
-    this.#target.pullDetached(this);
+    this.#target[kPullDetached](this);
     this.#fail(error);
   }
 
@@ -157,7 +164,7 @@ export class SourcePull<I> {
   readonly stop = (): void => {
     if (this.#stopped) return;
     this.#stopped = true;
-    this.#target.pullDetached(this);
+    this.#target[kPullDetached](this);
     closeSource(this.#source, this.#it);
     this.#settle(false);
   };

@@ -19,7 +19,7 @@ import { type LateIdleTarget, holdAlive, holdIdle, onNextTurn, releaseAlive, unw
 import type { AliveGroup } from './alive-group';
 import { StreamBase, watchAbort } from './drive';
 import { Fifo } from './fifo';
-import { SourcePull, kPullable } from './pull';
+import { SourcePull, kPullDetached, kPullable } from './pull';
 import { checkedIterator, checkedResult, closeSource } from './source';
 import { reportFailure } from './stream-list';
 import { MAX_BATCH, type NativeStream, Push, Take } from './native-stream';
@@ -423,6 +423,12 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   #inPending = false;
   /** The input ended with nothing held for the handler (`#inputEnded`): every take answers `Take.Ended`. */
   #inEnded = false;
+  /**
+   * The input has not ended by `end()` or the idle deadline (`#inputEnded`). With `#cancel`, `#handlerDone` and
+   * `#inputReleased` it tells whether the core's phase is still open without asking it: only this stream's own
+   * calls change that phase.
+   */
+  #inputOpen = true;
   #idleOn: boolean;
   /** The handler left its input loop (`HandlerInput.return()`); it may still be running. */
   #inputReleased = false;
@@ -453,17 +459,28 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   /**
    * Outputs yielded but not yet handed to the core, within `#credit`: room
    * the core granted, so they are within the bound. Committed in one call
-   * before anyone reads, so a batch reader costs no native call per output.
+   * before anyone reads, so a batch reader costs no native call per output;
+   * a read of one output now (`kReadNow`) with nothing ahead of them in the
+   * core takes them from here, as handoffs (see `#takeStaged`).
    */
   #stage: unknown[] = NO_BUFFER;
   /**
-   * How many of `#stage` are staged. The array keeps its length between
+   * `#stage[#stageHead..#staged]` are staged. The array keeps its length between
    * batches while it held only numbers (refilled in place, not regrown);
    * one that held other values is emptied, so it holds none of them.
    */
   #staged = 0;
+  #stageHead = 0;
   #stagedValues = false;
+  /**
+   * Room for outputs granted and not used yet: the core's `outputRoom()`, or, while nothing has ever gone into
+   * the core's output lane (`#outLaneUsed`), the whole buffer without asking (the lane is empty, nothing lent).
+   * Credit is never given back: outputs taken from the stage do not free any, so the stage and the core's lane
+   * together never hold more than the bound.
+   */
   #credit = 0;
+  /** Some output went into the core's output lane (committed or pushed): its room is the core's to tell. */
+  #outLaneUsed = false;
   #wakeScheduled = false;
   /** Writers waiting in `kSettle` for the running handler to stop. */
   #settleWaiters: (() => void)[] | null = null;
@@ -837,11 +854,13 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   }
 
   end(): void {
-    if (this.#native.end()) this.#inputEnded();
+    // (Ended already: the core would answer false.)
+    if (this.#inputOpen && this.#native.end()) this.#inputEnded();
   }
 
   /** The core just ended the input (by `end()` or the idle deadline): the handler sees the end after what is buffered. */
   #inputEnded(): void {
+    this.#inputOpen = false;
     // Nothing was held for the handler: the core's input is now closed and empty for good.
     if (!this.#inPending) this.#inEnded = true;
     this.#inPending = true;
@@ -850,7 +869,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   }
 
   [kInputError](): Error | undefined {
-    if (this.#handlerDone || this.#inputReleased || this.#native.state !== 'open') return this.#closedError();
+    if (this.#handlerDone || this.#inputReleased || !this.#inputOpen || this.#cancel !== undefined) return this.#closedError();
     return undefined;
   }
 
@@ -884,15 +903,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   }
 
   #pullFrom(source: AsyncIterable<I>, control: SendControl | undefined): Promise<boolean> {
-    const pull = new SourcePull<I>(source, {
-      sendPulled: (event) => this[kSendNow](event),
-      pullEnded: () => this.end(),
-      pullDetached: (detached) => {
-        if (this.#pull === detached) this.#pull = null;
-        this.#sources?.delete(detached.stop);
-        if (this.#pullHeld && this.#pull === null) this.#holdForPull(false);
-      },
-    });
+    const pull = new SourcePull<I>(source, this);
     this.#pull = pull;
     if (control !== undefined) control.stop = pull.stop;
     // A cancel closes it with the sources being sent.
@@ -900,6 +911,13 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     // The handler may be waiting for its first event already.
     if (this.#resolveInput !== null && !this.#inPending) pull.request();
     return pull.done;
+  }
+
+  /** The pull stopped for good (its source ended, failed or was closed): forgotten. */
+  [kPullDetached](detached: SourcePull<I>): void {
+    if (this.#pull === detached) this.#pull = null;
+    this.#sources?.delete(detached.stop);
+    if (this.#pullHeld && this.#pull === null) this.#holdForPull(false);
   }
 
   override [kSendNow](event: I): true | Promise<void> {
@@ -1056,14 +1074,14 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     // The handler is about to wait for input: whatever it yielded so far is
     // all there is for now, so batch readers need not wait any longer. (With
     // nothing staged or held, no reader could be answered.)
-    if (this.#readers.length > 0 && (this.#staged > 0 || this.#outPending)) this.#serveReaders();
+    if (this.#readers.length > 0 && (this.#staged > this.#stageHead || this.#outPending)) this.#serveReaders();
     this.#settled();
     // A second next() before the first settled (not something for-await
     // does) waits its turn rather than taking the first one's place.
     if (this.#inputPromise !== null) return this.#inputPromise.then(() => this[kNextInput]());
     const waiting = (this.#inputPromise = new Promise((resolve) => (this.#resolveInput = resolve)));
     if (this.#hooks !== undefined) this.#hooks.waiting?.();
-    // (Its event comes as a send that finds the handler waiting: `sendPulled`, perhaps at once, from a stage's outputs.)
+    // (Its event comes as a send that finds the handler waiting: `kSendNow`, perhaps at once, from a stage's outputs.)
     pull?.request();
     return waiting;
   }
@@ -1175,7 +1193,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
 
   // ----- idle -----
 
-  /** The stream waits for admission (a limiter's permit, js/limits/admit.ts): its idle clock is held, and it is held weakly. */
+  /** The stream waits for admission (a limiter's permit, js/core/admit.ts): its idle clock is held, and it is held weakly. */
   [kHoldIdle](held: boolean): void {
     if (this.#waitingAdmission !== held) {
       this.#waitingAdmission = held;
@@ -1262,7 +1280,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   }
 
   /**
-   * A stream waiting for a limiter's permit is held only weakly by the limiter (limits/admit.ts: dropped, it
+   * A stream waiting for a limiter's permit is held only weakly by the limiter (core/admit.ts: dropped, it
    * gives up its place in line). A read waiting on it meanwhile holds it strongly and keeps the process alive,
    * as a read keeps a running stream: its answer comes once the permit is granted.
    */
@@ -1486,7 +1504,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     if (!direct) {
       if (this.#credit === 0) {
         this.#commitStage();
-        this.#credit = this.#native.outputRoom();
+        this.#credit = this.#outLaneUsed || this.#cancel !== undefined ? this.#native.outputRoom() : this.#capacity;
       }
       if (this.#credit > 0) {
         this.#credit--;
@@ -1497,6 +1515,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
         return Emit.Emitted;
       }
     }
+    this.#outLaneUsed = true;
     const pushed = this.#native.yieldOutput(value, direct);
     if (pushed === Push.Handoff) {
       return this.#handToReader(reader as Reader, value);
@@ -1736,7 +1755,10 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   [kReadNow](): O | typeof NOT_NOW {
     // (A reader already waiting comes first: its turn is not taken.)
     if (this.#readers.length > 0) return NOT_NOW;
-    if (this.#outPos >= this.#outLen && this.#takeOutput() <= 0) return NOT_NOW;
+    if (this.#outPos >= this.#outLen) {
+      if (this.#stageHead < this.#staged && !this.#outPending && this.#cancel === undefined) return this.#takeStaged();
+      if (this.#takeOutput() <= 0) return NOT_NOW;
+    }
     const value = this.#outBuf[this.#outPos] as O;
     this.#outBuf[this.#outPos++] = undefined;
     this.#consumed();
@@ -1821,15 +1843,35 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   /** Hands the staged outputs to the core (they fit: they are within the credit). */
   #commitStage(): void {
     this.#credit = 0;
-    const n = this.#staged;
-    if (n === 0) return;
-    this.#native.yieldSlice(this.#stage, n);
-    this.#staged = 0;
+    const n = this.#staged - this.#stageHead;
+    if (n > 0) {
+      this.#native.yieldSlice(this.#stage, this.#stageHead, n);
+      this.#outLaneUsed = this.#outPending = true;
+    }
+    this.#emptyStage();
+  }
+
+  #emptyStage(): void {
+    this.#staged = this.#stageHead = 0;
     if (this.#stagedValues) {
       this.#stagedValues = false;
       this.#stage.length = 0;
     }
-    this.#outPending = true;
+  }
+
+  /**
+   * `kReadNow` with nothing lent and nothing in the core ahead of the stage: the first staged output, handed over
+   * as the core would hand it to a read waiting for it (counted later, as `#emit`'s handoffs): the core stores
+   * nothing, so a run of outputs read now costs no commit and no take. (`#stageHead` moves; the credit stays
+   * spent.)
+   */
+  #takeStaged(): O {
+    const value = this.#stage[this.#stageHead] as O;
+    if (this.#stagedValues) this.#stage[this.#stageHead] = undefined;
+    if (++this.#stageHead === this.#staged) this.#emptyStage();
+    this.#outHanded++;
+    this.#countLater();
+    return value;
   }
 
   /** Takes the next run of outputs: into `#outBuf` (lent to reads), or appended to `into`. */
@@ -1903,7 +1945,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     this[kReport](false);
     // Outputs staged for the core go in first, so that `eventsOut` counts them (every output yielded) before the
     // cancel drops them with the rest of the buffer.
-    if (this.#staged > 0 && this.#native.live) this.#commitStage();
+    if (this.#staged > this.#stageHead && this.#native.live) this.#commitStage();
     if (this.#native.cancel()) {
       this.#cancel = { reason };
       this.#inPending = this.#outPending = true;
@@ -1911,7 +1953,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       this.#dropLent();
       this.#outPos = this.#outLen = 0;
       this.#inBuf = this.#outBuf = this.#stage = NO_BUFFER;
-      this.#staged = 0;
+      this.#staged = this.#stageHead = 0;
       this.#stagedValues = false;
       this.#credit = 0;
       this.#rejectSenders(() => this.#closedError());

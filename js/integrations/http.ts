@@ -5,8 +5,8 @@
 // Fastify's `reply.raw`; `toReadable` gives a Readable for `reply.send`.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { constants as bufferConstants, isUtf8 } from 'node:buffer';
-import { Readable } from 'node:stream';
-import { NOT_NOW, kReadNow, kSettle } from '../core/protocol';
+import { Readable, finished } from 'node:stream';
+import { DONE, NOT_NOW, type ReadTarget, kReadNow, kReadTo, kSettle } from '../core/protocol';
 import { assertOptionsObject } from '../config';
 import {
   RequestBodyError,
@@ -167,24 +167,13 @@ export async function writeResponse<O>(
   res: ServerResponse,
   outputs: Stoppable<O>,
   format: Format,
-  opts: ResponseOptions<O> = {},
+  opts?: ResponseOptions<O>,
 ): Promise<void> {
   assertResponse(res);
   assertOutputs(outputs);
   checkResponseOptions(format, opts);
-  const frame = frames(format, opts);
-  // Headers go out with the first output, so that an error before any output
-  // (a malformed request body, say) can still be answered with its own status.
-  const start = () => {
-    if (res.headersSent) return;
-    res.statusCode = 200;
-    res.setHeader('content-type', CONTENT_TYPE[format]);
-    if (format === 'sse') {
-      res.setHeader('cache-control', 'no-cache');
-      res.setHeader('connection', 'keep-alive');
-    }
-    if (opts.headers !== undefined) for (const [k, v] of Object.entries(opts.headers)) res.setHeader(k, v);
-  };
+  const frame = frames<O>(format, opts ?? (NO_OPTIONS as ResponseOptions<O>));
+  const headers = opts?.headers;
   const it = outputs[Symbol.asyncIterator]();
   let gone = res.destroyed || res.writableEnded;
   const onClose = () => {
@@ -200,7 +189,7 @@ export async function writeResponse<O>(
   // pending read below then ends.
   if (gone) stop(outputs, it, 'client disconnected').catch(() => {});
   let failed = false;
-  const withReady = readyTaker(outputs, frame, res.writableHighWaterMark);
+  const ready = ReadyTaker.of(outputs, frame, res.writableHighWaterMark);
   try {
     for (;;) {
       let text = '';
@@ -210,8 +199,8 @@ export async function writeResponse<O>(
         if (r.done || gone) break;
         text = frame.output(r.value);
         // The outputs ready with it go out in the same write.
-        if (withReady !== undefined) {
-          let taken = withReady(text);
+        if (ready !== undefined) {
+          let taken = ready.take(text);
           if (taken instanceof Promise) taken = await taken;
           ({ text, failure } = taken);
         }
@@ -223,7 +212,7 @@ export async function writeResponse<O>(
         failure = { error };
       }
       if (text !== '') {
-        start();
+        startResponse(res, format, headers);
         // The socket is full: wait for room, or for the client to leave.
         if (!res.write(text) && failure === undefined) await drainOrClose(res);
       }
@@ -249,7 +238,7 @@ export async function writeResponse<O>(
   } finally {
     res.off('close', onClose);
     if (!gone) {
-      start();
+      startResponse(res, format, headers);
       closeIfBodyLeft(res);
       res.end();
     }
@@ -259,7 +248,25 @@ export async function writeResponse<O>(
   }
 }
 
-/** Frames taken (`readyTaker`); `failure`: an output could not be serialized (`text` has the ones before it). */
+/** A writer given no options. */
+const NO_OPTIONS: ResponseOptions<never> = Object.freeze({});
+
+/**
+ * Headers go out with the first output, so that an error before any output
+ * (a malformed request body, say) can still be answered with its own status.
+ */
+function startResponse(res: ServerResponse, format: Format, headers: ResponseOptions<unknown>['headers']): void {
+  if (res.headersSent) return;
+  res.statusCode = 200;
+  res.setHeader('content-type', CONTENT_TYPE[format]);
+  if (format === 'sse') {
+    res.setHeader('cache-control', 'no-cache');
+    res.setHeader('connection', 'keep-alive');
+  }
+  if (headers !== undefined) for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
+}
+
+/** Frames taken (`ReadyTaker`); `failure`: an output could not be serialized (`text` has the ones before it). */
 type Taken = { text: string; failure?: { error: unknown } };
 
 /** What an outputs object of this library offers for taking the outputs ready with one just read (protocol.ts). */
@@ -269,41 +276,60 @@ interface ReadyOutputs<O> {
 }
 
 /**
- * For the outputs of this library: a function that adds to `text` (the
- * frame of an output just read) the frames of the outputs ready with it, up
- * to about `limit` characters. While the handler is still producing, it
- * waits once for it to stop (it waits for input or finishes), or for the
- * next turn of the event loop, so that a run of outputs goes out
- * together. Past `limit` (a socket's high-water mark) the rest stays in the
- * stream, to wait for room there: no more is held here than one output's
- * wait would hold. `failure`: an output could not be serialized (`text` has
- * the ones before it). Undefined for other async iterables.
+ * For the outputs of this library: adds to `text` (the frame of an output
+ * just read) the frames of the outputs ready with it, up to about `limit`
+ * characters. While the handler is still producing, it waits once for it to
+ * stop (it waits for input or finishes), or for the next turn of the event
+ * loop, so that a run of outputs goes out together. Past `limit` (a socket's
+ * high-water mark) the rest stays in the stream, to wait for room there: no
+ * more is held here than one output's wait would hold. `failure`: an output
+ * could not be serialized (`text` has the ones before it). `of` answers
+ * undefined for other async iterables.
  */
-function readyTaker<O>(outputs: Stoppable<O>, frame: { output: (o: O) => string }, limit: number) {
-  const ready = outputs as Partial<ReadyOutputs<O>>;
-  if (typeof ready[kReadNow] !== 'function' || typeof ready[kSettle] !== 'function') return undefined;
-  const source = ready as ReadyOutputs<O>;
-  const take = (text: string): Taken => {
-    while (text.length < limit) {
+class ReadyTaker<O> {
+  readonly #source: ReadyOutputs<O>;
+  readonly #frame: { output: (o: O) => string };
+  readonly #limit: number;
+
+  static of<O>(outputs: Stoppable<O>, frame: { output: (o: O) => string }, limit: number): ReadyTaker<O> | undefined {
+    const ready = outputs as Partial<ReadyOutputs<O>>;
+    if (typeof ready[kReadNow] !== 'function' || typeof ready[kSettle] !== 'function') return undefined;
+    return new ReadyTaker(ready as ReadyOutputs<O>, frame, limit);
+  }
+
+  constructor(source: ReadyOutputs<O>, frame: { output: (o: O) => string }, limit: number) {
+    this.#source = source;
+    this.#frame = frame;
+    this.#limit = limit;
+  }
+
+  /** Synchronous when nothing is to be waited for (the handler is not running): no promise and no turn of the microtask queue per read then. */
+  take(text: string): Taken | Promise<Taken> {
+    const taken = this.#takeNow(text);
+    if (taken.failure !== undefined || taken.text.length >= this.#limit) return taken;
+    const settled = this.#source[kSettle]();
+    if (settled === undefined) return taken;
+    return this.#takeSettled(settled, taken.text);
+  }
+
+  async #takeSettled(settled: Promise<void>, text: string): Promise<Taken> {
+    await settled;
+    return this.#takeNow(text);
+  }
+
+  #takeNow(text: string): Taken {
+    const source = this.#source;
+    while (text.length < this.#limit) {
       const value = source[kReadNow]();
       if (value === NOT_NOW) break;
       try {
-        text += frame.output(value);
+        text += this.#frame.output(value);
       } catch (error) {
         return { text, failure: { error } };
       }
     }
     return { text };
-  };
-  // Synchronous when nothing is to be waited for (the handler is not
-  // running): no promise and no turn of the microtask queue per read then.
-  return (text: string): Taken | Promise<Taken> => {
-    const taken = take(text);
-    if (taken.failure !== undefined || taken.text.length >= limit) return taken;
-    const settled = source[kSettle]();
-    if (settled === undefined) return taken;
-    return settled.then(() => take(taken.text));
-  };
+  }
 }
 
 /**
@@ -361,10 +387,10 @@ export function sendSse<O>(res: ServerResponse, outputs: Stoppable<O>, opts?: Re
  * cancels the stream at once, even while the handler waits for input, and
  * the Readable closes once the handler has returned.
  */
-export function toReadable<O>(outputs: Stoppable<O>, format: Format, opts: ResponseOptions<O> = {}): Readable {
+export function toReadable<O>(outputs: Stoppable<O>, format: Format, opts?: ResponseOptions<O>): Readable {
   assertOutputs(outputs);
   checkResponseOptions(format, opts);
-  const frame = frames(format, opts);
+  const frame = frames<O>(format, opts ?? (NO_OPTIONS as ResponseOptions<O>));
   const it = outputs[Symbol.asyncIterator]();
   // The outputs are over (ended, or failed and reported): nothing to stop.
   let over = false;
@@ -384,7 +410,7 @@ export function toReadable<O>(outputs: Stoppable<O>, format: Format, opts: Respo
       );
     },
   });
-  const withReady = readyTaker(outputs, frame, readable.readableHighWaterMark);
+  const ready = ReadyTaker.of(outputs, frame, readable.readableHighWaterMark);
   /** One read: the next output and those ready with it, pushed together. */
   const pull = async (): Promise<void> => {
     let r: IteratorResult<O>;
@@ -407,8 +433,8 @@ export function toReadable<O>(outputs: Stoppable<O>, format: Format, opts: Respo
     try {
       framed = { text: frame.output(r.value) };
       // The outputs ready with it are pushed with it, as writeResponse writes them.
-      if (withReady !== undefined) {
-        const taken = withReady(framed.text);
+      if (ready !== undefined) {
+        const taken = ready.take(framed.text);
         framed = taken instanceof Promise ? await taken : taken;
       }
     } catch (error) {
@@ -493,34 +519,7 @@ export function ndjsonEvents<E = unknown>(req: IncomingMessage | Readable, opts?
     throw invalidType(`The "req" argument must be a Readable (an http.IncomingMessage). Received ${describe(req)}`);
   }
   const { maxLineBytes, maxBodyBytes } = resolveNdjsonOptions(opts);
-  // A chunk's lines are parsed at once; they are given one by one, and the
-  // rest of the chunk's can be taken along with each (protocol.ts), which
-  // feed() and run() do.
-  const held: { lines: E[]; next: number } = { lines: [], next: 0 };
-  const body = { read: false };
-  const events = eachLine(parseNdjson<E>(req, maxLineBytes, maxBodyBytes, body), held);
-  const readNow = (): E | typeof NOT_NOW => (held.next < held.lines.length ? held.lines[held.next++] : NOT_NOW);
-  // Told at the call, not when the generator gets to it: a next() waiting on a trickling body would hold that.
-  const leave = events.return.bind(events);
-  const left = (value?: unknown): Promise<IteratorResult<E>> => {
-    if (!body.read) (req as Readable & { [kBodyLeft]?: boolean })[kBodyLeft] = true;
-    return leave(value);
-  };
-  return Object.assign(events, { [kReadNow]: readNow, return: left });
-}
-
-/** The lines of `chunks` one by one, the current chunk's in `held` (shared with `kReadNow`, which may take them first). */
-async function* eachLine<E>(chunks: AsyncGenerator<E[]>, held: { lines: E[]; next: number }): AsyncGenerator<E> {
-  try {
-    for await (const lines of chunks) {
-      held.lines = lines;
-      held.next = 0;
-      while (held.next < lines.length) yield lines[held.next++];
-    }
-  } finally {
-    held.lines = [];
-    held.next = 0;
-  }
+  return new NdjsonBody<E>(req, maxLineBytes, maxBodyBytes) as unknown as AsyncGenerator<E>;
 }
 
 /** Set on a request whose NDJSON body's reader left before its end (see writeResponse). */
@@ -529,26 +528,287 @@ const kBodyLeft = Symbol('velo.bodyLeft');
 /** A blank line's stand-in: nothing to deliver. */
 const BLANK = Symbol('velo.blankLine');
 
-/** The lines of `input`, parsed, a chunk's worth (non-empty) at a time; a refused line throws after the lines before it are yielded (one at a time). */
-async function* parseNdjson<E>(
-  input: Readable,
-  maxLineBytes: number,
-  maxBodyBytes: number,
-  body: { read: boolean },
-): AsyncGenerator<E[]> {
-  const declared = Number((input as IncomingMessage).headers?.['content-length']);
-  if (declared > maxBodyBytes) throw bodyTooLargeError(maxBodyBytes);
-  // The line read so far: pieces of chunks, never more than maxLineBytes + 1
-  // bytes (the 1 for a `\r` that may turn out to end the line).
-  const pieces: Buffer[] = [];
-  let held = 0;
-  let line = 0;
-  let room = maxBodyBytes;
+/** Where an `NdjsonBody` is. */
+const enum BodyState {
+  /** Lines may still come from the request. */
+  Reading,
+  /** The body was read to its end: once its lines are taken, the iteration is done. */
+  Ended,
+  /** A line or the body was refused (or the request failed): once the lines before it are taken, its error. */
+  Failed,
+  /** Left (`return()`, `throw()`), or the error was delivered: every read is done. */
+  Closed,
+}
+
+/** A read waiting for the next line (`next()`'s, or a stream's pull through `kReadTo`). */
+type BodyReader = Pick<ReadTarget, 'resolve' | 'reject'>;
+
+/** The request's events a body reader waits on: one listener for all, which looks at the request to tell them apart. */
+const BODY_EVENTS = ['readable', 'end', 'error', 'close'] as const;
+
+/**
+ * `ndjsonEvents`: the body read synchronously, in paused mode (`req.read()`),
+ * only when a read asks for a line and none is parsed: a chunk's lines are
+ * parsed at once and kept here, given one by one (`next()`, `kReadTo`) or
+ * taken along with the last one given (`kReadNow`). Backpressure is not
+ * reading: the request's own buffer fills to its high-water mark and Node
+ * stops reading the socket. The request's events are listened to from the
+ * first read that waits (one listener for them all) until the body ends,
+ * fails or is left.
+ *
+ * Invariants: `#lines[#next..]` are the parsed lines not given yet; the
+ * request is read only while `#state` is `Reading` and they are all given;
+ * `#held` bytes of an unfinished line are in `#pieces` (at most
+ * `maxLineBytes` + 1); once `#state` is `Failed`, lines are given one per
+ * read (`kReadNow` answers `NOT_NOW`), so each is taken in and answered before
+ * the error comes, as it would be had it come in a chunk of its own.
+ */
+class NdjsonBody<E> {
+  readonly #req: Readable;
+  readonly #maxLineBytes: number;
+  readonly #maxBodyBytes: number;
+  #state = BodyState.Reading;
+  #error: unknown = undefined;
+  #lines: E[] = [];
+  #next = 0;
+  /** The unfinished line's bytes so far. */
+  #pieces: Buffer[] | null = null;
+  #held = 0;
+  /** Lines parsed so far (blank ones included): the next line's number is `#line + 1`. */
+  #line = 0;
+  /** Bytes of the body that may still be parsed (`maxBodyBytes` less those read). */
+  #room: number;
+  /** Reads waiting, in order (made at the first wait). */
+  #waiting: BodyReader[] | null = null;
+  #listening = false;
+  /** The listener of `BODY_EVENTS` (made at the first wait). */
+  #onEvent: (() => void) | null = null;
+  /** Waiting for `finished()` to tell how a request destroyed with no error ended (`#awaitClosed`). */
+  #closing = false;
+
+  constructor(req: Readable, maxLineBytes: number, maxBodyBytes: number) {
+    this.#req = req;
+    this.#maxLineBytes = maxLineBytes;
+    this.#maxBodyBytes = maxBodyBytes;
+    this.#room = maxBodyBytes;
+    // Refused before reading, at the first read.
+    const declared = Number((req as IncomingMessage).headers?.['content-length']);
+    if (declared > maxBodyBytes) this.#fail(bodyTooLargeError(maxBodyBytes));
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<E>> {
+    return new Promise((resolve, reject) => this[kReadTo]({ resolve, reject }));
+  }
+
+  /** Leaves the body: reading stops (the request is left to its response, not destroyed); any waiting read is done. */
+  return(value?: unknown): Promise<IteratorResult<E>> {
+    if (this.#state !== BodyState.Ended && this.#state !== BodyState.Closed) {
+      (this.#req as Readable & { [kBodyLeft]?: boolean })[kBodyLeft] = true;
+    }
+    this.#close();
+    const waiting = this.#waiting;
+    if (waiting !== null) while (waiting.length > 0) (waiting.shift() as BodyReader).resolve(DONE);
+    return Promise.resolve({ value, done: true } as IteratorResult<E>);
+  }
+
+  throw(error: unknown): Promise<IteratorResult<E>> {
+    void this.return();
+    return Promise.reject(error);
+  }
+
+  /** A line parsed and not given yet, or `NOT_NOW` (none, or a refusal is pending: see the class's invariants). */
+  [kReadNow](): E | typeof NOT_NOW {
+    if (this.#next < this.#lines.length && this.#state !== BodyState.Failed) return this.#lines[this.#next++];
+    return NOT_NOW;
+  }
+
+  /** One read: answered now when a line, the end or the error is at hand (reading the request if need be), else on a later event of the request. */
+  [kReadTo](reader: BodyReader): void {
+    if (this.#waiting === null || this.#waiting.length === 0) {
+      if (this.#answer(reader)) return;
+      this.#waiting ??= [];
+    }
+    this.#waiting.push(reader);
+    this.#listen();
+  }
+
+  /** Answers `reader` if it can be now. */
+  #answer(reader: BodyReader): boolean {
+    if (this.#next >= this.#lines.length && this.#state === BodyState.Reading) this.#fill();
+    if (this.#next < this.#lines.length) {
+      reader.resolve({ value: this.#lines[this.#next++], done: false });
+      return true;
+    }
+    if (this.#state === BodyState.Reading) return false;
+    if (this.#state === BodyState.Failed) {
+      const error = this.#error;
+      this.#close();
+      reader.reject(error);
+    } else reader.resolve(DONE);
+    return true;
+  }
+
+  /** An event of the request: the waiting reads are answered as far as they can be. */
+  #wake(): void {
+    const waiting = this.#waiting;
+    if (waiting === null) return;
+    while (waiting.length > 0 && this.#answer(waiting[0])) waiting.shift();
+    // (Kept while reading: a trickling body's every chunk would otherwise add and remove four listeners.)
+    if (this.#state !== BodyState.Reading) this.#unlisten();
+  }
+
+  #listen(): void {
+    if (this.#listening || this.#state !== BodyState.Reading) return;
+    this.#listening = true;
+    const on = (this.#onEvent ??= () => this.#wake());
+    for (const name of BODY_EVENTS) this.#req.on(name, on);
+  }
+
+  #unlisten(): void {
+    if (!this.#listening) return;
+    this.#listening = false;
+    const on = this.#onEvent as () => void;
+    for (const name of BODY_EVENTS) this.#req.off(name, on);
+  }
+
+  /** Reads the request's chunks until one gives a line, the body ends or fails, or nothing more is there now. */
+  #fill(): void {
+    const req = this.#req;
+    while (this.#state === BodyState.Reading) {
+      const data: unknown = req.destroyed ? null : req.read();
+      if (data === null) {
+        // (A request whose message is complete has pushed its body's end already: with nothing left in its buffer,
+        // the body is read, and its 'end' need not be waited for.)
+        if (req.readableEnded || ((req as IncomingMessage).complete === true && req.readableLength === 0)) this.#ended();
+        else if (req.destroyed) {
+          if (req.errored !== null) this.#fail(req.errored);
+          else this.#awaitClosed();
+        }
+        return;
+      }
+      this.#lines.length = 0;
+      this.#next = 0;
+      try {
+        this.#chunk(typeof data === 'string' ? Buffer.from(data) : (data as Buffer));
+      } catch (error) {
+        this.#fail(error);
+      }
+      if (this.#lines.length > 0) return;
+    }
+  }
+
+  /**
+   * The request was destroyed before its end with no error of its own: a body cut short never looks complete. It
+   * fails as Node's own reader of a Readable fails then, with the premature close `finished()` reports (on a
+   * later tick), and the reads waiting are answered then.
+   */
+  #awaitClosed(): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    finished(this.#req, (error) => {
+      if (this.#state !== BodyState.Reading) return;
+      if (error === undefined || error === null) this.#ended();
+      else this.#fail(error);
+      this.#wake();
+    });
+  }
+
+  /** The body's end: its last line, if it has no newline. */
+  #ended(): void {
+    try {
+      if (this.#held > 0) this.#add(this.#parseBytes(Buffer.concat(this.#pieces as Buffer[], this.#held)));
+    } catch (error) {
+      this.#fail(error);
+      return;
+    }
+    this.#pieces = null;
+    this.#state = BodyState.Ended;
+  }
+
+  #fail(error: unknown): void {
+    this.#state = BodyState.Failed;
+    this.#error = error;
+    this.#pieces = null;
+  }
+
+  /** Done for good: nothing more is read or given (reads waiting still are: `return()` answers them). */
+  #close(): void {
+    this.#state = BodyState.Closed;
+    this.#error = undefined;
+    this.#lines = [];
+    this.#next = 0;
+    this.#pieces = null;
+    this.#unlisten();
+  }
+
+  #add(event: E | typeof BLANK): void {
+    if (event !== BLANK) this.#lines.push(event);
+  }
+
+  /** Parses one chunk's lines into `#lines`; throws at a refused line or body, the lines before it kept. */
+  #chunk(data: Buffer): void {
+    let chunk = data;
+    // Only bytes within maxBodyBytes are parsed, so which lines count does not
+    // depend on how the body was cut into chunks.
+    const over = chunk.length > this.#room;
+    if (over) chunk = chunk.subarray(0, this.#room);
+    this.#room -= chunk.length;
+    let start = 0;
+    const last = chunk.lastIndexOf(10);
+    if (last !== -1 && this.#held > 0) {
+      // The line begun in earlier chunks ends in this one.
+      const pieces = this.#pieces as Buffer[];
+      const nl = chunk.indexOf(10);
+      pieces.push(chunk.subarray(0, nl));
+      const bytes = Buffer.concat(pieces, this.#held + nl);
+      pieces.length = 0;
+      this.#held = 0;
+      start = nl + 1;
+      this.#add(this.#parseBytes(bytes));
+    }
+    if (start <= last) {
+      // Whole lines, checked and decoded at once, then split as text.
+      const region = chunk.subarray(start, last + 1);
+      start = last + 1;
+      if (isUtf8(region)) {
+        const text = region.toString('utf8');
+        // All ASCII: a line's length in UTF-16 units is its length in bytes.
+        const ascii = text.length === region.length;
+        const maxLineBytes = this.#maxLineBytes;
+        for (let from = 0; from < text.length;) {
+          const nl = text.indexOf('\n', from);
+          let end = nl;
+          if (end > from && text.charCodeAt(end - 1) === 13) end--;
+          const lineText = text.slice(from, end);
+          from = nl + 1;
+          // (A UTF-16 unit is at most 3 bytes of UTF-8: most lines need no count.)
+          const bytes = ascii || lineText.length * 3 <= maxLineBytes ? lineText.length : Buffer.byteLength(lineText);
+          this.#add(this.#parse(lineText, bytes));
+        }
+      } else {
+        // Some line is not UTF-8: line by line from the bytes, to name it.
+        for (let from = 0, nl = region.indexOf(10); nl !== -1; from = nl + 1, nl = region.indexOf(10, from)) {
+          this.#add(this.#parseBytes(region.subarray(from, nl)));
+        }
+      }
+    }
+    if (start < chunk.length) {
+      this.#held += chunk.length - start;
+      if (this.#held > this.#maxLineBytes + 1) throw lineTooLargeError(this.#maxLineBytes, this.#line + 1);
+      (this.#pieces ??= []).push(chunk.subarray(start));
+    }
+    // (After the held line's check: with smaller chunks, that check would have come first.)
+    if (over) throw bodyTooLargeError(this.#maxBodyBytes);
+  }
 
   /** The next line's event, from its decoded text (`bytes`: its length in UTF-8, line ending excluded). */
-  const parse = (text: string, bytes: number): E | typeof BLANK => {
-    line++;
-    if (bytes > maxLineBytes) throw lineTooLargeError(maxLineBytes, line);
+  #parse(text: string, bytes: number): E | typeof BLANK {
+    const line = ++this.#line;
+    if (bytes > this.#maxLineBytes) throw lineTooLargeError(this.#maxLineBytes, line);
     // A byte order mark may open the body (RFC 8259 lets a parser ignore it); JSON.parse would not.
     if (line === 1 && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
     const first = text.charCodeAt(0);
@@ -559,91 +819,16 @@ async function* parseNdjson<E>(
     } catch (error) {
       throw new RequestBodyError(line, error);
     }
-  };
+  }
 
   /** The next line's event, from its bytes (`\n` excluded). */
-  const parseBytes = (bytes: Buffer): E | typeof BLANK => {
+  #parseBytes(bytes: Buffer): E | typeof BLANK {
     const end = bytes.length > 0 && bytes[bytes.length - 1] === 13 ? bytes.length - 1 : bytes.length;
-    if (end > maxLineBytes) throw lineTooLargeError(maxLineBytes, line + 1);
+    if (end > this.#maxLineBytes) throw lineTooLargeError(this.#maxLineBytes, this.#line + 1);
     // Decoded only whole: a character split across chunks is joined first.
     const body = bytes.subarray(0, end);
     // JSON text is UTF-8 (RFC 8259); a decoder would turn bad bytes into U+FFFD silently.
-    if (!isUtf8(body)) throw new RequestBodyError(line + 1, new TypeError('The line is not valid UTF-8'));
-    return parse(body.toString('utf8'), end);
-  };
-
-  let batch: E[] = [];
-  const add = (event: E | typeof BLANK): void => {
-    if (event !== BLANK) batch.push(event);
-  };
-  try {
-    // `destroyOnReturn: false`: leaving early (a refused body, a consumer that
-    // stopped) just stops reading; the request is left to its response, which
-    // is still to be written on the same connection.
-    for await (const data of input.iterator({ destroyOnReturn: false })) {
-      let chunk: Buffer = typeof data === 'string' ? Buffer.from(data) : (data as Buffer);
-      // Only bytes within maxBodyBytes are parsed, so which lines count does not
-      // depend on how the body was cut into chunks.
-      const over = chunk.length > room;
-      if (over) chunk = chunk.subarray(0, room);
-      room -= chunk.length;
-      let start = 0;
-      const last = chunk.lastIndexOf(10);
-      if (last !== -1 && held > 0) {
-        // The line begun in earlier chunks ends in this one.
-        const nl = chunk.indexOf(10);
-        pieces.push(chunk.subarray(0, nl));
-        const bytes = Buffer.concat(pieces, held + nl);
-        pieces.length = 0;
-        held = 0;
-        start = nl + 1;
-        add(parseBytes(bytes));
-      }
-      if (start <= last) {
-        // Whole lines, checked and decoded at once, then split as text.
-        const region = chunk.subarray(start, last + 1);
-        start = last + 1;
-        if (isUtf8(region)) {
-          const text = region.toString('utf8');
-          // All ASCII: a line's length in UTF-16 units is its length in bytes.
-          const ascii = text.length === region.length;
-          for (let from = 0; from < text.length;) {
-            const nl = text.indexOf('\n', from);
-            let end = nl;
-            if (end > from && text.charCodeAt(end - 1) === 13) end--;
-            const lineText = text.slice(from, end);
-            from = nl + 1;
-            // (A UTF-16 unit is at most 3 bytes of UTF-8: most lines need no count.)
-            const bytes = ascii || lineText.length * 3 <= maxLineBytes ? lineText.length : Buffer.byteLength(lineText);
-            add(parse(lineText, bytes));
-          }
-        } else {
-          // Some line is not UTF-8: line by line from the bytes, to name it.
-          for (let from = 0, nl = region.indexOf(10); nl !== -1; from = nl + 1, nl = region.indexOf(10, from)) {
-            add(parseBytes(region.subarray(from, nl)));
-          }
-        }
-      }
-      if (start < chunk.length) {
-        held += chunk.length - start;
-        if (held > maxLineBytes + 1) throw lineTooLargeError(maxLineBytes, line + 1);
-        pieces.push(chunk.subarray(start));
-      }
-      // (After the held line's check: with smaller chunks, that check would have come first.)
-      if (over) throw bodyTooLargeError(maxBodyBytes);
-      if (batch.length > 0) {
-        yield batch;
-        batch = [];
-      }
-    }
-    if (held > 0) add(parseBytes(Buffer.concat(pieces, held)));
-    body.read = true;
-  } catch (error) {
-    // The lines before the refused one are delivered first, and one by one:
-    // each is taken in and answered before the error comes, as they would be
-    // had they come in chunks of their own.
-    for (const event of batch) yield [event];
-    throw error;
+    if (!isUtf8(body)) throw new RequestBodyError(this.#line + 1, new TypeError('The line is not valid UTF-8'));
+    return this.#parse(body.toString('utf8'), end);
   }
-  if (batch.length > 0) yield batch;
 }

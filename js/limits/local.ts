@@ -514,7 +514,7 @@ class LocalLimiter<T> implements Limiter<T> {
     });
   }
 
-  /** A permit now, or the refusal thrown (counted): a stream's `open()` in 'reject' mode (js/limits/admit.ts). */
+  /** A permit now, or the refusal thrown (counted): a stream's `open()` in 'reject' mode (js/core/admit.ts). */
   acquireNow(item: T, what: string): Permit {
     if (this.#closed) throw limiterClosedError(this.name);
     const key = this.#keyOf(item);
