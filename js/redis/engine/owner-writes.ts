@@ -185,6 +185,12 @@ export class OwnerWrites {
       .unref();
   }
 
+  /** An age marker came too early by its own id (clocks differ): another, `after` ms later. */
+  rearmAge(s: Session<never, unknown>, after: number): void {
+    s.ageMarked = false;
+    this.armAge(s, after);
+  }
+
   /** Writes a close marker for the session (fenced), retrying after errors until the partition is gone. */
   #mark(s: Session<never, unknown>, reason?: 'age'): void {
     this.#host.worker.log.markClose(this.#host.lease, s.key, s.sid, reason).catch(async (error: unknown) => {

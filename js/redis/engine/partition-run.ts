@@ -355,10 +355,7 @@ export class PartitionRun<I, O> {
         s.marker(entry.id);
         // An age marker that came too early by its own id (clocks differ): another once the age is due by it.
         const early = s.start + s.limits.maxSessionAge + 1 - idTime(entry.id);
-        if (entry.reason === 'age' && early > 0) {
-          s.ageMarked = false;
-          this.#writes.armAge(s, early);
-        }
+        if (entry.reason === 'age' && early > 0) this.#writes.rearmAge(s, early);
       } else this.#outbox.queue({ acks: [entry.id] }); // a marker for a session that has ended already
       return Delivery.Done;
     }
@@ -555,13 +552,8 @@ export class PartitionRun<I, O> {
     s.checkpoints = checkpoints;
     // Without hooks (a pipe), its handler never asks: its entries are decided as they come (it has no timers).
     // With them, it may be waiting already (its handler ran up to its first await at the open).
-    s.waiting = !checkpoints.attached || checkpoints.waits > 0;
-    checkpoints.onWaiting = () => {
-      s.waiting = true;
-      // (Waiting for its step's permits, it has its input decided already: no idle end to tick for until it asks
-      // again. A tick set from its idle end now, one the log's clock has passed, would hold off the next.)
-      if (!waitsForStep(s)) this.#writes.tickBy(this.#inputs.tickTime(s));
-    };
+    this.#inputs.opened(s, !checkpoints.attached || checkpoints.waits > 0);
+    checkpoints.onWaiting = () => this.#inputs.waits(s);
     checkpoints.onNext = () => this.#inputs.ask(s);
     checkpoints.onCall = () => this.#checkpointsDue(s);
     if (snapshot !== undefined) {
@@ -747,7 +739,6 @@ export class PartitionRun<I, O> {
    */
   #finish(s: Session<I, O>): void {
     s.ended = true;
-    s.waiting = false;
     this.sessions.delete(s.key);
     // Its input has ended: a wake-up would find no session to wake.
     this.#writes.stopSession(s);

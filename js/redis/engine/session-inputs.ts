@@ -54,6 +54,28 @@ export class SessionInputs<I, O> {
   }
 
   /** Sends an event into the session's stream; waits while its input is full (the partition is not read meanwhile). */
+  /**
+   * A session opened: `waiting` if its handler waits for input already (it ran up to its first await at the open), or
+   * has no hooks (a pipe's: its entries are decided as they come). This module alone writes `waiting` from here on.
+   */
+  opened(s: Session<I, O>, waiting: boolean): void {
+    s.waiting = waiting;
+  }
+
+  /** Its handler waits for its next input (`SessionHooks.waiting`). */
+  waits(s: Session<I, O>): void {
+    s.waiting = true;
+    // (Waiting for its step's permits, it has its input decided already: no idle end to tick for until it asks
+    // again. A tick set from its idle end now, one the log's clock has passed, would hold off the next.)
+    if (!waitsForStep(s)) this.#host.writes.tickBy(this.tickTime(s));
+  }
+
+  /** The log ended the session: it waits for nothing more, and its input ends (`PartitionRun.#finish`). */
+  #finished(s: Session<I, O>): void {
+    s.waiting = false;
+    this.#host.finish(s);
+  }
+
   push(s: Session<I, O>, value: unknown): Promise<void> | undefined {
     const sent = s.stream[kSendNow](value as I);
     if (sent === true) return undefined;
@@ -104,7 +126,7 @@ export class SessionInputs<I, O> {
     if (this.#host.flags.dropped) return undefined;
     if (s.checkpoints?.broken === true) {
       // Failed at a checkpoint call its handler caught: its input ended there (what it has not taken moves on).
-      if (!s.ended) this.#host.finish(s);
+      if (!s.ended) this.#finished(s);
       return 'end';
     }
     if (s.failed || s.ended) return undefined;
@@ -244,7 +266,7 @@ export class SessionInputs<I, O> {
         error: decodeError(`The codec could not decode timer ${timer.id} of session ${JSON.stringify(s.sid)}`, error),
         kind: 'decode',
       };
-      this.#host.finish(s);
+      this.#finished(s);
       return END;
     }
   }
@@ -266,7 +288,7 @@ export class SessionInputs<I, O> {
       s.sent.splice(s.given, 1);
       this.#host.budget.release();
       s.stop = { error: s.poisonError as Error, kind: 'decode' };
-      this.#host.finish(s);
+      this.#finished(s);
       return END;
     }
     const outside = s.outside.length > 0 && s.outside[0] === entry;
@@ -287,7 +309,7 @@ export class SessionInputs<I, O> {
   #end(s: Session<I, O>, reason: EndReason): void {
     s.endedBy = reason;
     if (reason !== 'idle') s.stop = { error: capError(s.sid, s.start, reason, s.limits), kind: 'cap' };
-    this.#host.finish(s);
+    this.#finished(s);
   }
 
   /**
