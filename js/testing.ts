@@ -20,3 +20,5 @@ export { outputItem } from './redis/common/outputs';
 export { reportable } from './redis/common/reportable';
 export { simBounds, simulate, takeoverWithin } from './redis/testing/simulator';
 export { heldBounds } from './redis/engine/held-entries';
+// The Postgres log, for the contract test that holds it to the Redis and in-memory ones.
+export { PgLog, appendEventsPg, endsPg, outputEntriesPg, preparePg } from './postgres/pg-log';
