@@ -93,6 +93,9 @@ const MIGRATIONS: ReadonlyArray<(S: string) => string[]> = [
   ],
 ];
 
+/** What two first starts at once can meet making the schema or the migrations table: it exists now. */
+const RACED = new Set(['23505', '42P06', '42P07']);
+
 /** The schema version this release writes. */
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
@@ -103,8 +106,8 @@ export const SCHEMA_VERSION = MIGRATIONS.length;
 export async function migrate(pool: PgPoolLike, schema: string): Promise<number> {
   const S = schemaIdent('migrate', schema);
   await pool.query({ text: `CREATE SCHEMA IF NOT EXISTS ${S}` }).catch((error: unknown) => {
-    // Two first starts at once: CREATE SCHEMA IF NOT EXISTS can still race (a unique violation); it exists now.
-    if ((error as { code?: string })?.code !== '23505') throw error;
+    // Two first starts at once: CREATE ... IF NOT EXISTS can still race (a unique violation); it exists now.
+    if (!RACED.has((error as { code?: string })?.code ?? '')) throw error;
   });
   await pool
     .query({
@@ -112,7 +115,7 @@ export async function migrate(pool: PgPoolLike, schema: string): Promise<number>
         applied_at timestamptz NOT NULL DEFAULT now())`,
     })
     .catch((error: unknown) => {
-      if ((error as { code?: string })?.code !== '23505') throw error;
+      if (!RACED.has((error as { code?: string })?.code ?? '')) throw error;
     });
   for (;;) {
     const applied = await transaction(pool, async (client) => {
