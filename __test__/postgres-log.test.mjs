@@ -42,13 +42,17 @@ test('a grant waits for an owner write in flight (FOR KEY SHARE) and the late wr
   } finally {
     owner.release();
   }
-  // The paused owner wakes up: every write of its lease is refused with the FencedError the Redis log throws.
+  // The paused owner wakes up: every write of its lease is refused with the FencedError the Redis log throws (a
+  // refusal rolls back and gives its connection back to the pool: none is destroyed).
+  let removed = 0;
+  pool().on('remove', () => removed++);
   const fenced = { code: 'ERR_VELO_FENCED', name: 'FencedError' };
   await assert.rejects(log.commit(lease, { outputs: [], acks: [], ended: [] }), fenced);
   await assert.rejects(log.markClose(lease, 'a', 'a@1-0'), fenced);
   await assert.rejects(log.wake(lease, 'a', 'a@1-0', 1, 0, 'p'), fenced);
   await assert.rejects(log.read(lease, '>', 10), fenced);
   await assert.rejects(log.trim(lease), fenced);
+  assert.equal(removed, 0, 'no connection destroyed by a refusal');
   await log.close();
 });
 
@@ -183,11 +187,18 @@ test('bad input gets stable codes', async () => {
   const { space, log } = await open(2);
   await assert.rejects(log.acquire(2, 'w', 1000), { code: 'ERR_OUT_OF_RANGE' });
   await assert.rejects(log.lag(-1), { code: 'ERR_OUT_OF_RANGE' });
+  await assert.rejects(log.acquire(0, 'w', Number.NaN), { code: 'ERR_OUT_OF_RANGE' });
+  await assert.rejects(log.acquire(0, 'w', 0), { code: 'ERR_OUT_OF_RANGE' });
+  await assert.rejects(log.heartbeat('w', Infinity), { code: 'ERR_OUT_OF_RANGE' });
   const lease = await log.acquire(0, 'w', 10_000);
   await assert.rejects(log.entries(lease, ['nope']), { code: 'ERR_INVALID_ARG_VALUE' });
   await assert.rejects(log.read(lease, '1-2-3', 10), { code: 'ERR_INVALID_ARG_VALUE' });
   await assert.rejects(appendEventsPg(pool(), space, 0, [['a\0b', '{}']]), { code: 'ERR_INVALID_ARG_VALUE' });
   assert.throws(() => new PgLog(pool(), space, 2, { pollInterval: 0 }), { code: 'ERR_OUT_OF_RANGE' });
+  await assert.rejects(log.wake(lease, 'a', 'a@1-0', 1, Number.NaN, 'p'), { code: 'ERR_OUT_OF_RANGE' });
+  await assert.rejects(log.commit(lease, { outputs: [], acks: [], ended: [], kept: [{ key: 'a', sid: 'a@1-0', state: '' }], retention: -5 }), {
+    code: 'ERR_OUT_OF_RANGE',
+  });
   // An id past the largest bigint reads as it (idBefore makes one): the order still holds.
   assert.deepEqual((await log.read(lease, '0-18446744073709551615', 10)).entries, []);
   await log.close();

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { endValue, keptValue, parseEnd, snapshotValue } from '../redis/common/stored';
 import type { Commit, CommitResult, Divergence, Lease } from '../redis/common/transport';
 import { keepOpening } from './openings';
-import { type PgClientLike, bytes, idOf, idParts, run, text, str } from './sql';
+import { type PgClientLike, bytes, idOf, idParts, millis, run, str, text } from './sql';
 
 function digest(field: string, data: Buffer | string): string {
   return createHash('sha1').update(field).update(data).digest('hex');
@@ -231,7 +231,7 @@ export async function applyCommit(
 
   const kept = lastBy(commit.kept ?? [], (k) => k.key);
   if (kept.length > 0) {
-    const until = str(now + BigInt(Math.trunc(commit.retention ?? 1)));
+    const until = str(now + millis('A retention', commit.retention ?? 1, 1));
     await run(
       client,
       `INSERT INTO ${S}.kept (fn, p, key, value, until_ms) SELECT $1, $2, u.key, u.value, $5 FROM unnest($3::text[], $4::bytea[]) AS u(key, value)

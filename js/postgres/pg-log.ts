@@ -27,7 +27,7 @@ import { keepOpening } from './openings';
 import { ENTRY_COLUMNS, addEntries, entriesOf, entryOf } from './input';
 import { applyCommit } from './commit';
 import { checkFunctionName, checkPartitions, ensurePartitions, migrate, schemaIdent } from './schema';
-import { NOW, type PgClientLike, type PgPoolLike, checkPool, idOf, idParts, run, transaction, str } from './sql';
+import { NOW, type PgClientLike, type PgPoolLike, checkPool, idOf, idParts, millis, run, str, transaction } from './sql';
 import { Waiter, channelOf } from './waiter';
 
 export const READ_FENCED = 'the lease is gone: another worker owns the partition, or it expired';
@@ -181,7 +181,7 @@ export class PgLog implements PartitionLog {
       const { rows: t } = await run(client, `SELECT ${NOW} AS now`);
       const now = BigInt(str(t[0].now));
       await run(client, `DELETE FROM ${S}.workers WHERE fn = $1 AND until_ms <= $2`, [fn, str(now)]);
-      const until = str(now + BigInt(Math.trunc(ttl)));
+      const until = str(now + millis('A registration ttl', ttl, 1));
       const value = advertValue(advert);
       await run(
         client,
@@ -242,7 +242,7 @@ export class PgLog implements PartitionLog {
         [fn, p],
       );
       const refused = versions.map((v) => str(v.version)).filter((v) => v !== '' && !runs.includes(v) && !runs.includes('*'));
-      const ms = str(now + BigInt(Math.trunc(ttl)));
+      const ms = str(now + millis('A lease ttl', ttl, 1));
       if (refused.length > 0) {
         await run(client, `UPDATE ${S}.leases SET refused_until = $3 WHERE fn = $1 AND p = $2`, [fn, p, ms]);
         return { refused };
@@ -265,7 +265,7 @@ export class PgLog implements PartitionLog {
       this.#pool,
       `UPDATE ${this.#S}.leases SET until_ms = ${NOW} + $4::bigint
         WHERE fn = $1 AND p = $2 AND token = $3 AND until_ms >= ${NOW}`,
-      [this.#fn, p, lease.token, Math.trunc(ttl)],
+      [this.#fn, p, lease.token, str(millis('A lease ttl', ttl, 1))],
     );
     return rowCount === 1;
   }
@@ -408,7 +408,8 @@ export class PgLog implements PartitionLog {
     const fn = this.#fn;
     const p = lease.partition;
     return this.#owned(lease, async (client, now) => {
-      if (now < BigInt(Math.trunc(time))) return Number(BigInt(Math.trunc(time)) - now);
+      const due = millis("A wake-up's time", time, 0);
+      if (now < due) return Number(due - now);
       const fired = await run(client, `INSERT INTO ${S}.timers (fn, p, sid, id) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`, [
         fn,
         p,

@@ -3,7 +3,7 @@
 // ids. Every statement is parameterized; the only text spliced into SQL is the schema's name, checked to be a plain
 // identifier (schema.ts) and quoted.
 import { createHash } from 'node:crypto';
-import { describe, invalidType, invalidValue } from '../errors';
+import { describe, invalidType, invalidValue, outOfRange } from '../errors';
 
 /** A query's result, as node-postgres gives it. */
 export interface PgResult {
@@ -57,39 +57,33 @@ export function run(db: PgClientLike | PgPoolLike, text: string, values: unknown
 
 /**
  * Runs `body` in one transaction on a connection of its own (READ COMMITTED: every owner write locks its lease
- * row first, so the ordering is the row locks'). A failed connection is destroyed, not given back.
+ * row first, so the ordering is the row locks'). A refusal (a FencedError, a server error) rolls back and gives the
+ * connection back; a connection whose BEGIN or ROLLBACK failed is destroyed, not given back.
  */
 export async function transaction<T>(pool: PgPoolLike, body: (client: PgClientLike) => Promise<T>): Promise<T> {
   const client = await pool.connect();
-  let broken: Error | undefined;
   try {
     await client.query('BEGIN');
-    let value: T;
-    try {
-      value = await body(client);
-    } catch (error) {
-      try {
-        await client.query('ROLLBACK');
-      } catch (rollback) {
-        broken = rollback as Error;
-      }
-      throw error;
-    }
+  } catch (error) {
+    client.release(error as Error);
+    throw error;
+  }
+  let broken: Error | undefined;
+  try {
+    const value = await body(client);
     await client.query('COMMIT');
     return value;
   } catch (error) {
-    // A COMMIT or BEGIN that failed: the connection's state is unknown.
-    broken ??= isServerError(error) ? undefined : (error as Error);
+    // (After a failed COMMIT the server has ended the transaction: the ROLLBACK only warns.)
+    try {
+      await client.query('ROLLBACK');
+    } catch (rollback) {
+      broken = rollback as Error;
+    }
     throw error;
   } finally {
     client.release(broken);
   }
-}
-
-/** An error the server answered with (it has a SQLSTATE): the connection is fine. */
-function isServerError(error: unknown): boolean {
-  const code = (error as { code?: unknown })?.code;
-  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code);
 }
 
 /** The most a bigint column holds: a seq above it (`idBefore` makes one) reads as it. */
@@ -128,4 +122,12 @@ export function str(value: unknown): string {
   if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return `${value}`;
   if (Buffer.isBuffer(value)) return value.toString();
   return value === null || value === undefined ? '' : JSON.stringify(value);
+}
+
+/** A time or a duration, ms, as a bigint parameter: a finite number from `min` on (truncated), else ERR_OUT_OF_RANGE. */
+export function millis(what: string, value: number, min: number): bigint {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || Math.abs(value) > Number.MAX_SAFE_INTEGER) {
+    throw outOfRange(`${what} must be a number of ms from ${min}, not ${describe(value)}`);
+  }
+  return BigInt(Math.trunc(value));
 }
