@@ -1,13 +1,13 @@
 // An owner's commit on Postgres, in its fenced transaction (pg-log.ts): what commit.lua does on Redis, in its order.
 // Outputs not written before (by each session's high-water mark), checkpoints, acks, ended sessions forgotten, kept
 // states, openings; a retry of the last commit by its serial changes nothing. The partition's group row is locked
-// first (FOR UPDATE): commits of a partition apply one at a time, and output ids (`<ms>-<seq>` from the row's last
-// one) are given in commit order.
+// with the fence (FOR UPDATE, pg-log.ts): commits of a partition apply one at a time, and output ids (`<ms>-<seq>`,
+// after the row's last one) are given in commit order.
 import { createHash } from 'node:crypto';
 import { endValue, keptValue, parseEnd, snapshotValue } from '../redis/common/stored';
 import type { Commit, CommitResult, Divergence, Lease } from '../redis/common/transport';
 import { keepOpening } from './openings';
-import { type PgClientLike, bytes, idOf, idParts, millis, run, str, text } from './sql';
+import { type PgClientLike, bytes, idKey, idOf, idParts, millis, run, str, text } from './sql';
 
 function digest(field: string, data: Buffer | string): string {
   return createHash('sha1').update(field).update(data).digest('hex');
@@ -37,18 +37,12 @@ export async function applyCommit(
   lease: Lease,
   commit: Commit,
   now: bigint,
+  group: Record<string, unknown>,
 ): Promise<CommitResult> {
   const p = lease.partition;
   const serial = commit.serial === undefined ? '' : str(commit.serial);
   const withIds = serial !== '' && commit.ids !== false;
   const check = commit.check === true;
-  const { rows: groups } = await run(
-    client,
-    `SELECT out_ms, out_seq, lc_token, lc_serial, lc_first_ms, lc_first_seq, lc_count FROM ${S}.groups
-      WHERE fn = $1 AND p = $2 FOR UPDATE`,
-    [fn, p],
-  );
-  const group = groups[0];
   if (serial !== '' && group.lc_token === lease.token && group.lc_serial === serial) {
     if (!withIds) return { ids: [], diverged: [] };
     // The retry of a commit that was applied: the ids it wrote, found among the outputs it wrote (contiguous).
@@ -183,12 +177,6 @@ export async function applyCommit(
         rows.map((r) => r.tp),
       ],
     );
-    await run(client, `UPDATE ${S}.groups SET out_ms = $3, out_seq = $4 WHERE fn = $1 AND p = $2`, [
-      fn,
-      p,
-      str(outMs),
-      str(outSeq),
-    ]);
     await run(
       client,
       `INSERT INTO ${S}.marks (fn, p, sid, seq) SELECT $1, $2, u.sid, u.seq FROM unnest($3::text[], $4::bigint[]) AS u(sid, seq)
@@ -218,13 +206,11 @@ export async function applyCommit(
   }
 
   if (commit.acks.length > 0) {
-    const acks = commit.acks.map(idParts);
-    await run(
-      client,
-      `DELETE FROM ${S}.pending d USING unnest($3::bigint[], $4::bigint[]) AS w(ms, seq)
-        WHERE d.fn = $1 AND d.p = $2 AND d.ms = w.ms AND d.seq = w.seq`,
-      [fn, p, acks.map((a) => a[0]), acks.map((a) => a[1])],
-    );
+    await run(client, `DELETE FROM ${S}.pending WHERE fn = $1 AND p = $2 AND k = ANY($3::numeric[])`, [
+      fn,
+      p,
+      commit.acks.map((id) => idKey(idParts(id))),
+    ]);
   }
 
   if (commit.ended.length > 0) await forgetEnded(client, S, fn, p, commit, check, marks, diverged);
@@ -240,14 +226,23 @@ export async function applyCommit(
     );
   }
   for (const o of commit.opened ?? []) await keepOpening(client, S, fn, p, o);
+  // The output stream's last id, and (with a serial) this commit, for its retry: one update of the group row.
   if (serial !== '') {
     const first = rows[0];
     await run(
       client,
-      `UPDATE ${S}.groups SET lc_token = $3, lc_serial = $4, lc_first_ms = $5, lc_first_seq = $6, lc_count = $7
+      `UPDATE ${S}.groups SET out_ms = $3, out_seq = $4, lc_token = $5, lc_serial = $6, lc_first_ms = $7, lc_first_seq = $8,
+              lc_count = $9
         WHERE fn = $1 AND p = $2`,
-      [fn, p, lease.token, serial, first?.ms ?? null, first?.seq ?? null, rows.length],
+      [fn, p, str(outMs), str(outSeq), lease.token, serial, first?.ms ?? null, first?.seq ?? null, rows.length],
     );
+  } else if (rows.length > 0) {
+    await run(client, `UPDATE ${S}.groups SET out_ms = $3, out_seq = $4 WHERE fn = $1 AND p = $2`, [
+      fn,
+      p,
+      str(outMs),
+      str(outSeq),
+    ]);
   }
   return { ids: withIds ? ids : [], diverged };
 }

@@ -27,11 +27,33 @@ import { keepOpening } from './openings';
 import { ENTRY_COLUMNS, addEntries, entriesOf, entryOf } from './input';
 import { applyCommit } from './commit';
 import { checkFunctionName, checkPartitions, ensurePartitions, migrate, schemaIdent } from './schema';
-import { NOW, type PgClientLike, type PgPoolLike, checkPool, idOf, idParts, millis, run, str, transaction } from './sql';
+import {
+  ID_BASE,
+  NOW,
+  type PgClientLike,
+  type PgPoolLike,
+  checkPool,
+  idKey,
+  idOf,
+  idParts,
+  millis,
+  run,
+  str,
+  transaction,
+} from './sql';
 import { Waiter, channelOf } from './waiter';
 
 export const READ_FENCED = 'the lease is gone: another worker owns the partition, or it expired';
 export const WRITE_FENCED = 'the lease is gone: another worker owns the partition';
+
+/** The group row's columns an owner's read of new entries and its commit use (locked with the fence). */
+const GROUP_COLUMNS = 'delivered_ms, delivered_seq, out_ms, out_seq, lc_token, lc_serial, lc_first_ms, lc_first_seq, lc_count';
+
+/** What a fence found: the server's now, and the lease row (with the group row's columns when it locked that too). */
+interface Fence {
+  readonly now: bigint;
+  readonly group: Record<string, unknown>;
+}
 
 /** What a PgLog needs: the user's pool, the schema (created and migrated), the function's name and partitions. */
 export interface PgLogOptions {
@@ -154,24 +176,40 @@ export class PgLog implements PartitionLog {
     return partition;
   }
 
-  /** An owner write's fence: the lease row FOR KEY SHARE, refused unless it holds `lease` unexpired; the server's now. */
-  async #fence(client: PgClientLike, lease: Lease, message = WRITE_FENCED): Promise<bigint> {
+  /**
+   * An owner write's fence: the lease row FOR KEY SHARE, refused unless it holds `lease` unexpired; the server's now.
+   * `group`: the partition's group row too, FOR UPDATE, in the same statement (reads of new entries and commits).
+   */
+  async #fence(client: PgClientLike, lease: Lease, message: string, group: boolean): Promise<Fence> {
     const p = this.#part(lease.partition);
+    const S = this.#S;
     const { rows } = await run(
       client,
-      `SELECT token, until_ms, ${NOW} AS now FROM ${this.#S}.leases WHERE fn = $1 AND p = $2 FOR KEY SHARE`,
+      group
+        ? `SELECT l.token, l.until_ms, ${NOW} AS now, ${GROUP_COLUMNS.replace(/(\w+)/g, 'g.$1')}
+             FROM ${S}.leases l JOIN ${S}.groups g ON g.fn = l.fn AND g.p = l.p
+            WHERE l.fn = $1 AND l.p = $2 FOR KEY SHARE OF l FOR UPDATE OF g`
+        : `SELECT token, until_ms, ${NOW} AS now FROM ${S}.leases WHERE fn = $1 AND p = $2 FOR KEY SHARE`,
       [this.#fn, p],
     );
     const row = rows[0];
     const now = BigInt(str(row?.now ?? 0));
     if (row === undefined || row.token !== lease.token || BigInt(str(row.until_ms)) < now) throw new FencedError(p, message);
-    return now;
+    return { now, group: row };
   }
 
-  /** An owner's write: its transaction, fenced first. */
-  #owned<T>(lease: Lease, body: (client: PgClientLike, now: bigint) => Promise<T>, message?: string): Promise<T> {
+  /** An owner's write: its transaction, fenced first (`group`: with the group row locked, see #fence). */
+  #owned<T>(
+    lease: Lease,
+    body: (client: PgClientLike, now: bigint, group: Record<string, unknown>) => Promise<T>,
+    message = WRITE_FENCED,
+    group = false,
+  ): Promise<T> {
     if (this.#closed) return Promise.reject(workerClosedError());
-    return transaction(this.#pool, async (client) => body(client, await this.#fence(client, lease, message)));
+    return transaction(this.#pool, async (client) => {
+      const fence = await this.#fence(client, lease, message, group);
+      return body(client, fence.now, fence.group);
+    });
   }
 
   async heartbeat(worker: string, ttl: number, extend = true, advert: WorkerAdvert = NO_VERSION): Promise<Heartbeat> {
@@ -286,33 +324,32 @@ export class PgLog implements PartitionLog {
     const limit = Math.max(1, Math.min(Math.trunc(count), 100_000));
     return this.#owned(
       lease,
-      async (client) => {
+      async (client, _now, group) => {
         let rows: Record<string, unknown>[];
         if (from === '>') {
           // New entries: after the last delivered, made pending, the position moved (the group row locked).
           ({ rows } = await run(
             client,
-            `WITH g AS (SELECT delivered_ms, delivered_seq FROM ${S}.groups WHERE fn = $1 AND p = $2 FOR UPDATE),
-                  got AS (SELECT e.ms, e.seq, ${ENTRY_COLUMNS.replace(/(\w+)/g, 'e.$1')} FROM ${S}.entries e, g
-                           WHERE e.fn = $1 AND e.p = $2 AND (e.ms, e.seq) > (g.delivered_ms, g.delivered_seq)
+            `WITH got AS (SELECT e.ms, e.seq, ${ENTRY_COLUMNS.replace(/(\w+)/g, 'e.$1')} FROM ${S}.entries e
+                           WHERE e.fn = $1 AND e.p = $2 AND (e.ms, e.seq) > ($4::bigint, $5::bigint)
                            ORDER BY e.ms, e.seq LIMIT $3),
-                  ins AS (INSERT INTO ${S}.pending (fn, p, ms, seq) SELECT $1, $2, ms, seq FROM got ON CONFLICT DO NOTHING),
+                  ins AS (INSERT INTO ${S}.pending (fn, p, k, ms, seq)
+                           SELECT $1, $2, ms::numeric * ${ID_BASE} + seq, ms, seq FROM got ON CONFLICT DO NOTHING),
                   upd AS (UPDATE ${S}.groups SET (delivered_ms, delivered_seq) =
                             (SELECT ms, seq FROM got ORDER BY ms DESC, seq DESC LIMIT 1)
                            WHERE fn = $1 AND p = $2 AND EXISTS (SELECT 1 FROM got))
              SELECT * FROM got ORDER BY ms, seq`,
-            [fn, p, limit],
+            [fn, p, limit, group.delivered_ms, group.delivered_seq],
           ));
         } else {
           // Replay: the pending entries after `from`; one trimmed away comes back with no fields.
-          const [ms, seq] = idParts(from);
           ({ rows } = await run(
             client,
             `SELECT d.ms, d.seq, e.ms IS NOT NULL AS found, ${ENTRY_COLUMNS.replace(/(\w+)/g, 'e.$1')}
                FROM ${S}.pending d LEFT JOIN ${S}.entries e ON e.fn = d.fn AND e.p = d.p AND e.ms = d.ms AND e.seq = d.seq
-              WHERE d.fn = $1 AND d.p = $2 AND (d.ms, d.seq) > ($3::bigint, $4::bigint)
-              ORDER BY d.ms, d.seq LIMIT $5`,
-            [fn, p, ms, seq, limit],
+              WHERE d.fn = $1 AND d.p = $2 AND d.k > $3::numeric
+              ORDER BY d.k LIMIT $4`,
+            [fn, p, idKey(idParts(from)), limit],
           ));
         }
         if (rows.length > 0) return { entries: entriesOf(rows), tail: '' };
@@ -324,6 +361,7 @@ export class PgLog implements PartitionLog {
         return { entries: [], tail: last.length === 0 ? '0-0' : idOf(last[0].ms, last[0].seq) };
       },
       READ_FENCED,
+      from === '>',
     );
   }
 
@@ -360,8 +398,8 @@ export class PgLog implements PartitionLog {
       // The oldest pending entry, or with none the last delivered: nothing undelivered or pending goes.
       const { rows } = await run(
         client,
-        `SELECT coalesce((SELECT ms FROM ${S}.pending WHERE fn = $1 AND p = $2 ORDER BY ms, seq LIMIT 1), g.delivered_ms) AS ms,
-                coalesce((SELECT seq FROM ${S}.pending WHERE fn = $1 AND p = $2 ORDER BY ms, seq LIMIT 1), g.delivered_seq) AS seq
+        `SELECT coalesce((SELECT ms FROM ${S}.pending WHERE fn = $1 AND p = $2 ORDER BY k LIMIT 1), g.delivered_ms) AS ms,
+                coalesce((SELECT seq FROM ${S}.pending WHERE fn = $1 AND p = $2 ORDER BY k LIMIT 1), g.delivered_seq) AS seq
            FROM ${S}.groups g WHERE g.fn = $1 AND g.p = $2`,
         [fn, p],
       );
@@ -457,14 +495,19 @@ export class PgLog implements PartitionLog {
   }
 
   async commit(lease: Lease, commit: Commit): Promise<CommitResult> {
-    return this.#owned(lease, (client, now) => applyCommit(client, this.#S, this.#fn, lease, commit, now));
+    return this.#owned(
+      lease,
+      (client, now, group) => applyCommit(client, this.#S, this.#fn, lease, commit, now, group),
+      WRITE_FENCED,
+      true,
+    );
   }
 
   async pinned(partition: number): Promise<number> {
     const p = this.#part(partition);
     const { rows } = await run(
       this.#pool,
-      `SELECT greatest(0, ${NOW} - ms) AS age FROM ${this.#S}.pending WHERE fn = $1 AND p = $2 ORDER BY ms, seq LIMIT 1`,
+      `SELECT greatest(0, ${NOW} - ms) AS age FROM ${this.#S}.pending WHERE fn = $1 AND p = $2 ORDER BY k LIMIT 1`,
       [this.#fn, p],
     );
     return rows.length === 0 ? 0 : Number(rows[0].age);

@@ -12,7 +12,8 @@
 //   groups       one row per partition: the owner's read position (last delivered), the output stream's last id,
 //                and the last commit with a serial (retries). Locked by the owner's reads and commits.
 //   entries      the partition's input: events (key, payload, trace), close markers (close, reason), wake-ups.
-//   pending      entries delivered to the owner and not acked (the inputs of live sessions).
+//   pending      entries delivered to the owner and not acked (the inputs of live sessions), keyed by the id as one
+//                number (`k` = ms * 2^64 + seq: an ack deletes by `k = ANY(...)`, exact index look-ups).
 //   outputs      the output stream: (sid, seq) once each, its value or error.
 //   marks        per session: the last output seq written (its high-water mark).
 //   checks       checkReplay: per output of a live session, its entry id and digest.
@@ -66,8 +67,8 @@ const MIGRATIONS: ReadonlyArray<(S: string) => string[]> = [
     `CREATE TABLE ${S}.entries (fn text NOT NULL, p integer NOT NULL, ms bigint NOT NULL, seq bigint NOT NULL,
        key text NOT NULL, payload bytea, close text, reason text, wake text, due bigint, tp text, ts text,
        PRIMARY KEY (fn, p, ms, seq))`,
-    `CREATE TABLE ${S}.pending (fn text NOT NULL, p integer NOT NULL, ms bigint NOT NULL, seq bigint NOT NULL,
-       PRIMARY KEY (fn, p, ms, seq))`,
+    `CREATE TABLE ${S}.pending (fn text NOT NULL, p integer NOT NULL, k numeric NOT NULL, ms bigint NOT NULL,
+       seq bigint NOT NULL, PRIMARY KEY (fn, p, k))`,
     `CREATE TABLE ${S}.outputs (fn text NOT NULL, p integer NOT NULL, ms bigint NOT NULL, seq bigint NOT NULL,
        sid text NOT NULL, oseq bigint NOT NULL, key text NOT NULL, field "char" NOT NULL, data bytea NOT NULL, tp text,
        PRIMARY KEY (fn, p, ms, seq))`,
@@ -93,33 +94,23 @@ const MIGRATIONS: ReadonlyArray<(S: string) => string[]> = [
   ],
 ];
 
-/** What two first starts at once can meet making the schema or the migrations table: it exists now. */
-const RACED = new Set(['23505', '42P06', '42P07']);
-
 /** The schema version this release writes. */
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
 /**
- * Creates the schema and applies the migrations it lacks (each in its transaction, under an advisory lock on the
- * schema's name). Refuses a schema migrated by a newer release (ERR_INVALID_ARG_VALUE: it would misread it).
+ * Creates the schema and applies the migrations it lacks, each in its transaction under an advisory lock on the
+ * schema's name (workers starting together wait for each other: CREATE ... IF NOT EXISTS alone races). Refuses a
+ * schema migrated by a newer release (ERR_INVALID_ARG_VALUE: it would misread it).
  */
 export async function migrate(pool: PgPoolLike, schema: string): Promise<number> {
   const S = schemaIdent('migrate', schema);
-  await pool.query({ text: `CREATE SCHEMA IF NOT EXISTS ${S}` }).catch((error: unknown) => {
-    // Two first starts at once: CREATE ... IF NOT EXISTS can still race (a unique violation); it exists now.
-    if (!RACED.has((error as { code?: string })?.code ?? '')) throw error;
-  });
-  await pool
-    .query({
-      text: `CREATE TABLE IF NOT EXISTS ${S}.migrations (version integer PRIMARY KEY,
-        applied_at timestamptz NOT NULL DEFAULT now())`,
-    })
-    .catch((error: unknown) => {
-      if (!RACED.has((error as { code?: string })?.code ?? '')) throw error;
-    });
   for (;;) {
     const applied = await transaction(pool, async (client) => {
       await run(client, `SELECT pg_advisory_xact_lock(hashtext($1))`, [`velo-stream:${schema}`]);
+      await client.query(`CREATE SCHEMA IF NOT EXISTS ${S}`);
+      await client.query(
+        `CREATE TABLE IF NOT EXISTS ${S}.migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`,
+      );
       const { rows } = await run(client, `SELECT coalesce(max(version), 0) AS v FROM ${S}.migrations`);
       const version = Number(rows[0].v);
       if (version > MIGRATIONS.length) {

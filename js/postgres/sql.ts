@@ -100,6 +100,14 @@ export function idParts(id: string): [string, string] {
   return [clamp(m[1]), clamp(m[2] ?? '0')];
 }
 
+/** 2^64: an id as one number is `ms * ID_BASE + seq` (pending's key). */
+export const ID_BASE = '18446744073709551616';
+
+/** An id's `[ms, seq]` as one number (decimal), as pending's key `k`. */
+export function idKey([ms, seq]: readonly [string, string]): string {
+  return String((BigInt(ms) << 64n) + BigInt(seq));
+}
+
 /** `<ms>-<seq>` from a row's bigint columns (strings, as node-postgres gives bigints). */
 export function idOf(ms: unknown, seq: unknown): string {
   return `${str(ms)}-${str(seq)}`;
