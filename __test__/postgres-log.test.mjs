@@ -161,6 +161,17 @@ test('wait: woken by NOTIFY long before its poll; an entry whose NOTIFY was lost
   assert.equal(await within(waiting, 2000), true, 'found by the poll');
   assert.deepEqual(await waiting, [1]);
   await polled.close();
+  // `listen: false` (behind a transaction-mode pooler): no connection held, the poll alone finds an append.
+  const before = pool().totalCount;
+  const pollOnly = new PgLog(pool(), space, 2, { pollInterval: 50, listen: false });
+  const [last] = await appendEventsPg(pool(), space, 0, [ev('a', 3)]);
+  const quiet = pollOnly.wait(new Map([[0, last]]), 10_000);
+  await sleep(100);
+  await appendEventsPg(pool(), space, 0, [ev('a', 4)]);
+  assert.deepEqual(await quiet, [0]);
+  assert.ok(pool().totalCount <= before + 1, 'no LISTEN connection taken');
+  assert.equal(pool().idleCount, pool().totalCount, 'every connection back in the pool');
+  await pollOnly.close();
 });
 
 test('migrations: applied once, also by workers starting together; a schema of a newer release is refused', async () => {
@@ -195,6 +206,7 @@ test('bad input gets stable codes', async () => {
   await assert.rejects(log.read(lease, '1-2-3', 10), { code: 'ERR_INVALID_ARG_VALUE' });
   await assert.rejects(appendEventsPg(pool(), space, 0, [['a\0b', '{}']]), { code: 'ERR_INVALID_ARG_VALUE' });
   assert.throws(() => new PgLog(pool(), space, 2, { pollInterval: 0 }), { code: 'ERR_OUT_OF_RANGE' });
+  assert.throws(() => new PgLog(pool(), space, 2, { listen: 'yes' }), { code: 'ERR_INVALID_ARG_TYPE' });
   await assert.rejects(log.wake(lease, 'a', 'a@1-0', 1, Number.NaN, 'p'), { code: 'ERR_OUT_OF_RANGE' });
   await assert.rejects(log.commit(lease, { outputs: [], acks: [], ended: [], kept: [{ key: 'a', sid: 'a@1-0', state: '' }], retention: -5 }), {
     code: 'ERR_OUT_OF_RANGE',

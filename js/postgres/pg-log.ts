@@ -67,6 +67,12 @@ export interface PgLogOptions {
   readonly onError?: (error: Error) => void;
   /** How often a wait looks for input besides notifications, ms (default 200). */
   readonly pollInterval?: number;
+  /**
+   * Default true: waits LISTEN on a connection of the pool, held from the first wait to `close()` (the pool needs
+   * one more connection than the log's calls). false: waits only poll (behind PgBouncer in transaction mode, where
+   * LISTEN does not work).
+   */
+  readonly listen?: boolean;
 }
 
 /** A function's place in Postgres: its quoted schema, its name, its NOTIFY channel. */
@@ -144,7 +150,7 @@ export class PgLog implements PartitionLog {
     pool: PgPoolLike,
     space: PgSpace,
     partitions: number,
-    options: Pick<PgLogOptions, 'onError' | 'pollInterval'> = {},
+    options: Pick<PgLogOptions, 'onError' | 'pollInterval' | 'listen'> = {},
   ) {
     checkPool('PgLog', pool);
     checkPartitions('PgLog', partitions);
@@ -160,7 +166,9 @@ export class PgLog implements PartitionLog {
     this.#channel = space.channel;
     this.partitions = partitions;
     this.#pollInterval = poll;
-    this.#waiter = new Waiter(pool, space.channel, onError);
+    const listen = options.listen ?? true;
+    if (typeof listen !== 'boolean') throw invalidType(`PgLog: "listen" must be a boolean, not ${describe(listen)}`);
+    this.#waiter = new Waiter(pool, listen ? space.channel : null, onError);
   }
 
   /** Migrates the schema, makes the function's partition rows, and opens a log on them. */

@@ -12,7 +12,8 @@ export function channelOf(schema: string, fn: string): string {
 /** One LISTEN connection per log, taken from the pool at its first wait, and the waits that listen on it. */
 export class Waiter {
   readonly #pool: PgPoolLike;
-  readonly #channel: string;
+  /** null: no LISTEN (waits only poll). */
+  readonly #channel: string | null;
   readonly #onError: (error: Error) => void;
   #client: PgClientLike | null = null;
   #connecting: Promise<void> | null = null;
@@ -20,7 +21,7 @@ export class Waiter {
   /** Each pending wait's wake-up: called with the partition of a notification, or undefined (interrupt, close). */
   readonly #waits = new Set<(partition: number | undefined) => void>();
 
-  constructor(pool: PgPoolLike, channel: string, onError: (error: Error) => void) {
+  constructor(pool: PgPoolLike, channel: string | null, onError: (error: Error) => void) {
     this.#pool = pool;
     this.#channel = channel;
     this.#onError = onError;
@@ -42,7 +43,8 @@ export class Waiter {
 
   /** LISTENs once (again after its connection failed); a failure leaves the waits to their polls. */
   #listen(): void {
-    if (this.#client !== null || this.#connecting !== null || this.#closed) return;
+    if (this.#channel === null || this.#client !== null || this.#connecting !== null || this.#closed) return;
+    const channel = this.#channel;
     this.#connecting = (async () => {
       let client: PgClientLike | null = null;
       try {
@@ -50,7 +52,7 @@ export class Waiter {
         client.on('notification', this.#onNotification);
         client.on('error', this.#onClientError);
         // The channel is an identifier made by channelOf (velo_ and hex digits): safe to splice.
-        await client.query(`LISTEN ${this.#channel}`);
+        await client.query(`LISTEN ${channel}`);
         if (this.#closed) throw new Error('closed');
         this.#client = client;
       } catch (error) {
