@@ -95,6 +95,12 @@ export async function startPostgres({ durable = false } = {}) {
       throw new Error(`postgres did not start on port ${port}:\n${log}`);
     }
   }
+  // A test process that ends without stop() (a crash, a deadline) takes its server with it: postgres outlives its
+  // parent otherwise. SIGQUIT: immediate shutdown (the folder stays behind then).
+  const reap = () => {
+    if (exited === null) child.kill('SIGQUIT');
+  };
+  process.once('exit', reap);
   const pools = [];
   const config = { host: '127.0.0.1', port, user: 'velo', database: 'postgres' };
   return {
@@ -114,6 +120,7 @@ export async function startPostgres({ durable = false } = {}) {
     },
     /** Ends the pools, stops the server by PID (SIGINT: fast shutdown), checks it exited, removes its folder. */
     async stop() {
+      process.removeListener('exit', reap);
       await Promise.all(pools.splice(0).map((p) => p.end().catch(() => {})));
       if (exited === null) child.kill('SIGINT');
       const { code, signal } = await child.done;
