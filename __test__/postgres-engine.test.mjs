@@ -190,8 +190,10 @@ function checkOutputs(bySid, sent) {
 }
 
 test('the engine on Postgres: sessions run, end by their idle time, and each output is written once', async () => {
-  const space = await preparePg(pool(), SCHEMA, fresh('calm'), PARTITIONS);
-  const log = new PgLog(pool(), space, PARTITIONS, { pollInterval: 50 });
+  // PgLog.open: the schema migrated, the function's partitions made, the log opened, in one call.
+  const name = fresh('calm');
+  const log = await PgLog.open({ pool: pool(), schema: SCHEMA, name, partitions: PARTITIONS, pollInterval: 50 });
+  const space = await preparePg(pool(), SCHEMA, name, PARTITIONS);
   const host = new PgHost('w1', log, totals({ idleTimeout: IDLE }), 3000);
   await host.balance();
   const sent = new Map();
