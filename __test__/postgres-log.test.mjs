@@ -204,6 +204,7 @@ test('bad input gets stable codes', async () => {
   const lease = await log.acquire(0, 'w', 10_000);
   await assert.rejects(log.entries(lease, ['nope']), { code: 'ERR_INVALID_ARG_VALUE' });
   await assert.rejects(log.read(lease, '1-2-3', 10), { code: 'ERR_INVALID_ARG_VALUE' });
+  await assert.rejects(log.read(lease, '>', 0), { code: 'ERR_OUT_OF_RANGE' });
   await assert.rejects(appendEventsPg(pool(), space, 0, [['a\0b', '{}']]), { code: 'ERR_INVALID_ARG_VALUE' });
   assert.throws(() => new PgLog(pool(), space, 2, { pollInterval: 0 }), { code: 'ERR_OUT_OF_RANGE' });
   assert.throws(() => new PgLog(pool(), space, 2, { listen: 'yes' }), { code: 'ERR_INVALID_ARG_TYPE' });

@@ -329,7 +329,10 @@ export class PgLog implements PartitionLog {
     const S = this.#S;
     const fn = this.#fn;
     const p = lease.partition;
-    const limit = Math.max(1, Math.min(Math.trunc(count), 100_000));
+    if (!Number.isSafeInteger(count) || count < 1)
+      throw outOfRange(`A read's count must be a positive integer, not ${describe(count)}`);
+    // (At most 100,000 entries a read: a bounded reply.)
+    const limit = Math.min(count, 100_000);
     return this.#owned(
       lease,
       async (client, _now, group) => {
