@@ -135,10 +135,15 @@ function structural(value) {
 let sides = [];
 
 /** Runs `scenario(side, record)` on every side and compares what each recorded with the first's. */
-async function contract(scenario) {
+function contract(scenario) {
+  return runContract(sides, scenario);
+}
+
+/** Runs `scenario(side, record)` on each of `list` (side makers) and compares what each recorded with the first's. */
+export async function runContract(list, scenario) {
   const records = [];
   const names = [];
-  for (const makeSide of sides) {
+  for (const makeSide of list) {
     const side = await makeSide();
     names.push(side.name);
     // Commits' results with their ids marked as output ids.
