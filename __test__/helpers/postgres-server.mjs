@@ -95,12 +95,19 @@ export async function startPostgres({ durable = false } = {}) {
       throw new Error(`postgres did not start on port ${port}:\n${log}`);
     }
   }
-  // A test process that ends without stop() (a crash, a deadline) takes its server with it: postgres outlives its
-  // parent otherwise. SIGQUIT: immediate shutdown (the folder stays behind then).
+  // A test process that ends without stop() (a crash, a deadline, a signal) takes its server with it: postgres
+  // outlives its parent otherwise. SIGQUIT: immediate shutdown (the folder stays behind then). A signal is raised
+  // again once the server is told, with its default action.
   const reap = () => {
     if (exited === null) child.kill('SIGQUIT');
   };
+  const onSignal = (signal) => {
+    reap();
+    for (const s of SIGNALS) process.removeListener(s, onSignal);
+    process.kill(process.pid, signal);
+  };
   process.once('exit', reap);
+  for (const s of SIGNALS) process.once(s, onSignal);
   const pools = [];
   const config = { host: '127.0.0.1', port, user: 'velo', database: 'postgres' };
   return {
@@ -121,6 +128,7 @@ export async function startPostgres({ durable = false } = {}) {
     /** Ends the pools, stops the server by PID (SIGINT: fast shutdown), checks it exited, removes its folder. */
     async stop() {
       process.removeListener('exit', reap);
+      for (const s of SIGNALS) process.removeListener(s, onSignal);
       await Promise.all(pools.splice(0).map((p) => p.end().catch(() => {})));
       if (exited === null) child.kill('SIGINT');
       const { code, signal } = await child.done;
@@ -129,6 +137,9 @@ export async function startPostgres({ durable = false } = {}) {
     },
   };
 }
+
+/** The signals that end a test process with a server still running (see startPostgres). */
+const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'];
 
 /** Polls until the server accepts a connection (true), it exits (false), or 30 s pass (false). */
 async function waitReady(port, gone) {
