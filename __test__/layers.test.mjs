@@ -21,7 +21,7 @@ const FLOORS = [
   [['core/']],
   [['worker/'], ['redis/rules/']],
   [['redis/common/']],
-  [['redis/log/']],
+  [['redis/log/'], ['postgres/']],
   [['redis/engine/']],
   [['redis/clients/'], ['redis/limiter/']],
   [['redis/testing/']],
@@ -181,8 +181,19 @@ test('each registered symbol (Symbol.for) of velo-stream is declared once', () =
   assert.ok(seen.size > 10);
 });
 
-test('no file of the distributed tier (js/redis) is over 800 lines', () => {
-  const long = sources(join(JS, 'redis'))
+test('a backend is imported by entry points only: nothing of js/ but index.ts and testing.ts imports js/postgres/', () => {
+  const entries = new Set(['index.ts', 'testing.ts']);
+  const wrong = [];
+  for (const [file, list] of graph()) {
+    if (file.startsWith('postgres/') || entries.has(file)) continue;
+    for (const { target } of list) if (target.startsWith('postgres/')) wrong.push(`${file} -> ${target}`);
+  }
+  assert.deepEqual(wrong, []);
+  assert.ok([...graph().keys()].some((file) => file.startsWith('postgres/')), 'js/postgres/ is on the map');
+});
+
+test('no file of the distributed tier (js/redis, js/postgres) is over 800 lines', () => {
+  const long = [...sources(join(JS, 'redis')), ...sources(join(JS, 'postgres'))]
     .map((file) => [relative(JS, file), readFileSync(file, 'utf8').split('\n').length])
     .filter(([, lines]) => lines > 800);
   assert.deepEqual(long, []);

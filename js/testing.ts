@@ -20,3 +20,10 @@ export { outputItem } from './redis/common/outputs';
 export { reportable } from './redis/common/reportable';
 export { simBounds, simulate, takeoverWithin } from './redis/testing/simulator';
 export { heldBounds } from './redis/engine/held-entries';
+// The Postgres log, for the contract test that holds it to the Redis and in-memory ones.
+export { PgLog, appendEventsPg, endsPg, outputEntriesPg, preparePg } from './postgres/pg-log';
+// A partition's run and what its host needs, for the test that drives the engine on the Postgres log.
+export { PartitionRun } from './redis/engine/partition-run';
+export { newCounters } from './redis/engine/partition-host';
+export { jsonCodec } from './redis/common/codec';
+export { realClock } from './redis/common/clock';

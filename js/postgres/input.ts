@@ -1,0 +1,97 @@
+// A partition's input on Postgres: entries added under the partition's head row (ids in commit order), read back as
+// the InputEntry the engine takes (through stored.ts's reader of stream fields, as the Redis and in-memory logs).
+import { inputEntries } from '../redis/common/stored';
+import type { InputEntry } from '../redis/common/transport';
+import { NOW, type PgClientLike, bytes, idOf, run, text, str } from './sql';
+
+/** One entry to add: an event (payload, trace), a close marker (close, reason) or a wake-up (wake, due, payload). */
+export interface NewEntry {
+  readonly key: string;
+  readonly payload?: Buffer | string;
+  readonly close?: string;
+  readonly reason?: string;
+  readonly wake?: string;
+  readonly due?: number;
+  readonly traceparent?: string;
+  readonly tracestate?: string;
+}
+
+/** The columns of `entries` an InputEntry is made from, in this order (see `entryOf`). */
+export const ENTRY_COLUMNS = 'key, payload, close, reason, wake, due, tp, ts';
+
+/**
+ * Adds entries to partition `p`'s input in order; their ids. The head row's lock (UPDATE) is held to the end of the
+ * caller's transaction: the next append waits for this one's commit, so ids are given in commit order. A NOTIFY on
+ * `channel` (payload: the partition) goes out at commit: a wake-up hint for waiting workers.
+ */
+export async function addEntries(
+  client: PgClientLike,
+  S: string,
+  fn: string,
+  p: number,
+  rows: readonly NewEntry[],
+  channel: string,
+): Promise<string[]> {
+  if (rows.length === 0) return [];
+  const n = rows.length;
+  const head = await run(
+    client,
+    `UPDATE ${S}.heads h
+        SET last_ms = CASE WHEN c.now > h.last_ms THEN c.now ELSE h.last_ms END,
+            last_seq = CASE WHEN c.now > h.last_ms THEN $3::bigint - 1 ELSE h.last_seq + $3::bigint END
+       FROM (SELECT ${NOW} AS now) c
+      WHERE h.fn = $1 AND h.p = $2
+      RETURNING h.last_ms, h.last_seq`,
+    [fn, p, n],
+  );
+  if (head.rows.length === 0) throw new RangeError(`No partition ${p} of function ${fn} in Postgres (ensurePartitions)`);
+  const ms = str(head.rows[0].last_ms);
+  const firstSeq = BigInt(str(head.rows[0].last_seq)) - BigInt(n) + 1n;
+  await run(
+    client,
+    `INSERT INTO ${S}.entries (fn, p, ms, seq, ${ENTRY_COLUMNS})
+     SELECT $1, $2, $3::bigint, $4::bigint + u.i - 1, u.key, u.payload, u.close, u.reason, u.wake, u.due, u.tp, u.ts
+       FROM unnest($5::text[], $6::bytea[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::text[], $12::text[])
+            WITH ORDINALITY AS u(key, payload, close, reason, wake, due, tp, ts, i)`,
+    [
+      fn,
+      p,
+      ms,
+      str(firstSeq),
+      rows.map((r) => text('A key', r.key)),
+      rows.map((r) => (r.payload === undefined ? null : bytes(r.payload))),
+      rows.map((r) => (r.close === undefined ? null : text('A session id', r.close))),
+      rows.map((r) => r.reason ?? null),
+      rows.map((r) => (r.wake === undefined ? null : text('A session id', r.wake))),
+      rows.map((r) => (r.due === undefined ? null : str(r.due))),
+      rows.map((r) => r.traceparent ?? null),
+      rows.map((r) => (r.tracestate === undefined || r.tracestate === '' ? null : r.tracestate)),
+    ],
+  );
+  await run(client, `SELECT pg_notify($1, $2)`, [channel, str(p)]);
+  return rows.map((_, i) => `${ms}-${firstSeq + BigInt(i)}`);
+}
+
+/** A row of `entries` (ENTRY_COLUMNS, or all null for an entry trimmed away) as the engine's InputEntry. */
+export function entryOf(id: string, row: Record<string, unknown> | null): InputEntry {
+  if (row === null) return inputEntries([[Buffer.from(id), null]])[0];
+  const list: Buffer[] = [];
+  const field = (name: string, value: unknown) => {
+    if (value !== null && value !== undefined)
+      list.push(Buffer.from(name), Buffer.isBuffer(value) ? value : Buffer.from(str(value)));
+  };
+  field('k', row.key);
+  field('c', row.close);
+  field('r', row.reason);
+  field('w', row.wake);
+  field('d', row.due);
+  field('v', row.payload);
+  field('t', row.tp);
+  field('s', row.ts);
+  return inputEntries([[Buffer.from(id), list]])[0];
+}
+
+/** Entry rows (with `ms`, `seq` and ENTRY_COLUMNS; `found` false for a pending entry trimmed away) as InputEntries. */
+export function entriesOf(rows: readonly Record<string, unknown>[]): InputEntry[] {
+  return rows.map((r) => entryOf(idOf(r.ms, r.seq), r.found === false ? null : r));
+}

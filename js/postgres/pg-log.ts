@@ -1,0 +1,564 @@
+// The partitioned log on Postgres: the `PartitionLog` the engine runs on, over the user's pg.Pool, with the
+// semantics of the Redis log (redis-log.ts and its Lua scripts) and the in-memory one (memory-store.ts); the log
+// contract test holds all three to the same answers. Tables: schema.ts. Fencing: every owner write reads its
+// partition's lease row FOR KEY SHARE in its own transaction and is refused (FencedError) unless the row still holds
+// its token unexpired; a grant takes the row FOR UPDATE, so it waits for an owner's write in flight, and a paused
+// ex-owner's late write finds the new token. Renewals update the row without a key change, which FOR KEY SHARE lets
+// through: a renewal never waits behind a commit.
+import { NO_VERSION } from '../redis/rules/versions';
+import type { WorkerAdvert } from '../redis/rules/versions';
+import type {
+  Commit,
+  CommitResult,
+  Heartbeat,
+  Held,
+  InputEntry,
+  Lease,
+  PartitionLog,
+  ReadResult,
+  Refused,
+  SessionOpening,
+  Snapshot,
+  StoredKeyState,
+} from '../redis/common/transport';
+import { advertValue, parseAdvert, parseKept, parseOpening, parseSnapshot } from '../redis/common/stored';
+import { FencedError, describe, invalidType, outOfRange, workerClosedError } from '../errors';
+import { keepOpening } from './openings';
+import { ENTRY_COLUMNS, addEntries, entriesOf, entryOf } from './input';
+import { applyCommit } from './commit';
+import { checkFunctionName, checkPartitions, ensurePartitions, migrate, schemaIdent } from './schema';
+import {
+  ID_BASE,
+  NOW,
+  type PgClientLike,
+  type PgPoolLike,
+  checkPool,
+  idKey,
+  idOf,
+  idParts,
+  millis,
+  run,
+  str,
+  transaction,
+} from './sql';
+import { Waiter, channelOf } from './waiter';
+
+export const READ_FENCED = 'the lease is gone: another worker owns the partition, or it expired';
+export const WRITE_FENCED = 'the lease is gone: another worker owns the partition';
+
+/** The group row's columns an owner's read of new entries and its commit use (locked with the fence). */
+const GROUP_COLUMNS = 'delivered_ms, delivered_seq, out_ms, out_seq, lc_token, lc_serial, lc_first_ms, lc_first_seq, lc_count';
+
+/** What a fence found: the server's now, and the lease row (with the group row's columns when it locked that too). */
+interface Fence {
+  readonly now: bigint;
+  readonly group: Record<string, unknown>;
+}
+
+/** What a PgLog needs: the user's pool, the schema (created and migrated), the function's name and partitions. */
+export interface PgLogOptions {
+  readonly pool: PgPoolLike;
+  /** The Postgres schema velo-stream's tables live in (a lower-case identifier); made if missing. */
+  readonly schema: string;
+  /** The function's name (1-200 characters, no whitespace). */
+  readonly name: string;
+  readonly partitions: number;
+  /** Errors of the log's own LISTEN connection (its waits poll meanwhile). */
+  readonly onError?: (error: Error) => void;
+  /** How often a wait looks for input besides notifications, ms (default 200). */
+  readonly pollInterval?: number;
+  /**
+   * Default true: waits LISTEN on a connection of the pool, held from the first wait to `close()` (the pool needs
+   * one more connection than the log's calls). false: waits only poll (behind PgBouncer in transaction mode, where
+   * LISTEN does not work).
+   */
+  readonly listen?: boolean;
+}
+
+/** A function's place in Postgres: its quoted schema, its name, its NOTIFY channel. */
+export interface PgSpace {
+  readonly S: string;
+  readonly fn: string;
+  readonly channel: string;
+}
+
+/** Makes the schema (migrations) and the function's partition rows; its space. */
+export async function preparePg(pool: PgPoolLike, schema: string, name: string, partitions: number): Promise<PgSpace> {
+  checkPool('PgLog', pool);
+  const S = schemaIdent('PgLog', schema);
+  checkFunctionName('PgLog', name);
+  checkPartitions('PgLog', partitions);
+  await migrate(pool, schema);
+  await ensurePartitions(pool, S, name, partitions);
+  return { S, fn: name, channel: channelOf(schema, name) };
+}
+
+/**
+ * Appends events to a partition's input in one transaction, in order (the producer's append on Postgres): their
+ * entry ids. `trace`: the producer's `[traceparent, tracestate]`, kept with each entry.
+ */
+export async function appendEventsPg(
+  pool: PgPoolLike,
+  space: PgSpace,
+  partition: number,
+  events: ReadonlyArray<readonly [string, Buffer | string]>,
+  trace?: readonly [string, string],
+): Promise<string[]> {
+  const rows = events.map(([key, payload]) =>
+    trace === undefined ? { key, payload } : { key, payload, traceparent: trace[0], tracestate: trace[1] },
+  );
+  return transaction(pool, (client) => addEntries(client, space.S, space.fn, partition, rows, space.channel));
+}
+
+/** A partition's output stream, as XRANGE gives one with Buffer replies: `[id, [field, value, ...]]` (tests). */
+export async function outputEntriesPg(pool: PgPoolLike, space: PgSpace, partition: number): Promise<[Buffer, Buffer[]][]> {
+  const { rows } = await run(
+    pool,
+    `SELECT ms, seq, sid, oseq, key, field, data, tp FROM ${space.S}.outputs WHERE fn = $1 AND p = $2 ORDER BY ms, seq`,
+    [space.fn, partition],
+  );
+  return rows.map((r) => {
+    const list = ['sid', r.sid, 'seq', r.oseq, 'k', r.key, str(r.field), r.data].map((v) =>
+      Buffer.isBuffer(v) ? v : Buffer.from(str(v)),
+    );
+    if (r.tp !== null) list.push(Buffer.from('t'), Buffer.from(str(r.tp)));
+    return [Buffer.from(idOf(r.ms, r.seq)), list];
+  });
+}
+
+/** The ends a partition keeps for checkReplay: `[sid, "<reason> <last input>"]`, by sid (tests). */
+export async function endsPg(pool: PgPoolLike, space: PgSpace, partition: number): Promise<[string, string][]> {
+  const { rows } = await run(pool, `SELECT sid, value FROM ${space.S}.ends WHERE fn = $1 AND p = $2 ORDER BY sid`, [
+    space.fn,
+    partition,
+  ]);
+  return rows.map((r) => [str(r.sid), str(r.value)]);
+}
+
+export class PgLog implements PartitionLog {
+  readonly partitions: number;
+  readonly #pool: PgPoolLike;
+  readonly #S: string;
+  readonly #fn: string;
+  readonly #channel: string;
+  readonly #waiter: Waiter;
+  readonly #pollInterval: number;
+  #closed = false;
+
+  /** A log on a prepared space (`preparePg`); `PgLog.open` does both. */
+  constructor(
+    pool: PgPoolLike,
+    space: PgSpace,
+    partitions: number,
+    options: Pick<PgLogOptions, 'onError' | 'pollInterval' | 'listen'> = {},
+  ) {
+    checkPool('PgLog', pool);
+    checkPartitions('PgLog', partitions);
+    const poll = options.pollInterval ?? 200;
+    if (!Number.isSafeInteger(poll) || poll < 1 || poll > 60_000) {
+      throw outOfRange(`PgLog: "pollInterval" must be an integer from 1 to 60000 ms, not ${describe(poll)}`);
+    }
+    const onError = options.onError ?? (() => {});
+    if (typeof onError !== 'function') throw invalidType(`PgLog: "onError" must be a function, not ${describe(onError)}`);
+    this.#pool = pool;
+    this.#S = space.S;
+    this.#fn = space.fn;
+    this.#channel = space.channel;
+    this.partitions = partitions;
+    this.#pollInterval = poll;
+    const listen = options.listen ?? true;
+    if (typeof listen !== 'boolean') throw invalidType(`PgLog: "listen" must be a boolean, not ${describe(listen)}`);
+    this.#waiter = new Waiter(pool, listen ? space.channel : null, onError);
+  }
+
+  /** Migrates the schema, makes the function's partition rows, and opens a log on them. */
+  static async open(options: PgLogOptions): Promise<PgLog> {
+    const space = await preparePg(options.pool, options.schema, options.name, options.partitions);
+    return new PgLog(options.pool, space, options.partitions, options);
+  }
+
+  #part(partition: number): number {
+    if (!Number.isSafeInteger(partition) || partition < 0 || partition >= this.partitions) {
+      throw outOfRange(`No partition ${describe(partition)} (of ${this.partitions})`);
+    }
+    return partition;
+  }
+
+  /**
+   * An owner write's fence: the lease row FOR KEY SHARE, refused unless it holds `lease` unexpired; the server's now.
+   * `group`: the partition's group row too, FOR UPDATE, in the same statement (reads of new entries and commits).
+   */
+  async #fence(client: PgClientLike, lease: Lease, message: string, group: boolean): Promise<Fence> {
+    const p = this.#part(lease.partition);
+    const S = this.#S;
+    const { rows } = await run(
+      client,
+      group
+        ? `SELECT l.token, l.until_ms, ${NOW} AS now, ${GROUP_COLUMNS.replace(/(\w+)/g, 'g.$1')}
+             FROM ${S}.leases l JOIN ${S}.groups g ON g.fn = l.fn AND g.p = l.p
+            WHERE l.fn = $1 AND l.p = $2 FOR KEY SHARE OF l FOR UPDATE OF g`
+        : `SELECT token, until_ms, ${NOW} AS now FROM ${S}.leases WHERE fn = $1 AND p = $2 FOR KEY SHARE`,
+      [this.#fn, p],
+    );
+    const row = rows[0];
+    const now = BigInt(str(row?.now ?? 0));
+    if (row === undefined || row.token !== lease.token || BigInt(str(row.until_ms)) < now) throw new FencedError(p, message);
+    return { now, group: row };
+  }
+
+  /** An owner's write: its transaction, fenced first (`group`: with the group row locked, see #fence). */
+  #owned<T>(
+    lease: Lease,
+    body: (client: PgClientLike, now: bigint, group: Record<string, unknown>) => Promise<T>,
+    message = WRITE_FENCED,
+    group = false,
+  ): Promise<T> {
+    if (this.#closed) return Promise.reject(workerClosedError());
+    return transaction(this.#pool, async (client) => {
+      const fence = await this.#fence(client, lease, message, group);
+      return body(client, fence.now, fence.group);
+    });
+  }
+
+  async heartbeat(worker: string, ttl: number, extend = true, advert: WorkerAdvert = NO_VERSION): Promise<Heartbeat> {
+    const S = this.#S;
+    return transaction(this.#pool, async (client) => {
+      const fn = this.#fn;
+      const { rows: t } = await run(client, `SELECT ${NOW} AS now`);
+      const now = BigInt(str(t[0].now));
+      await run(client, `DELETE FROM ${S}.workers WHERE fn = $1 AND until_ms <= $2`, [fn, str(now)]);
+      const until = str(now + millis('A registration ttl', ttl, 1));
+      const value = advertValue(advert);
+      await run(
+        client,
+        extend
+          ? `INSERT INTO ${S}.workers (fn, worker, until_ms, advert) VALUES ($1, $2, $3, $4)
+               ON CONFLICT (fn, worker) DO UPDATE SET until_ms = EXCLUDED.until_ms, advert = EXCLUDED.advert`
+          : `INSERT INTO ${S}.workers (fn, worker, until_ms, advert) VALUES ($1, $2, $3, $4)
+               ON CONFLICT (fn, worker) DO UPDATE SET advert = EXCLUDED.advert`,
+        [fn, worker, until, value],
+      );
+      const { rows } = await run(
+        client,
+        `SELECT worker, until_ms, advert FROM ${S}.workers WHERE fn = $1 ORDER BY until_ms, worker`,
+        [fn],
+      );
+      const adverts = new Map<string, WorkerAdvert>(rows.map((r) => [str(r.worker), parseAdvert(str(r.advert))]));
+      const first = rows.slice(0, 2).find((r) => r.worker !== worker);
+      const live = rows.length;
+      return first === undefined
+        ? { live, adverts }
+        : { live, next: { worker: str(first.worker), left: Number(BigInt(str(first.until_ms)) - now) }, adverts };
+    });
+  }
+
+  async leave(worker: string): Promise<void> {
+    await run(this.#pool, `DELETE FROM ${this.#S}.workers WHERE fn = $1 AND worker = $2`, [this.#fn, worker]);
+  }
+
+  async acquire(
+    partition: number,
+    worker: string,
+    ttl: number,
+    runs: readonly string[] = [],
+    rescue = false,
+  ): Promise<Lease | Held | Refused> {
+    const p = this.#part(partition);
+    const S = this.#S;
+    const fn = this.#fn;
+    return transaction(this.#pool, async (client): Promise<Lease | Held | Refused> => {
+      // FOR UPDATE: waits for every owner write in flight (they hold the row FOR KEY SHARE).
+      const { rows } = await run(
+        client,
+        `SELECT token, epoch, until_ms, refused_until, ${NOW} AS now FROM ${S}.leases WHERE fn = $1 AND p = $2 FOR UPDATE`,
+        [fn, p],
+      );
+      const row = rows[0];
+      if (row === undefined) throw outOfRange(`No partition ${p} of function ${fn} in Postgres`);
+      const now = BigInt(str(row.now));
+      const until = BigInt(str(row.until_ms));
+      if (row.token !== null && until >= now) {
+        const token = str(row.token);
+        return { holder: token.slice(0, Math.max(0, token.lastIndexOf(':'))), left: Number(until - now) };
+      }
+      if (rescue && BigInt(str(row.refused_until)) <= now) return { refused: [] };
+      const { rows: versions } = await run(
+        client,
+        `SELECT version FROM ${S}.versions WHERE fn = $1 AND p = $2 AND count > 0 ORDER BY pos`,
+        [fn, p],
+      );
+      const refused = versions.map((v) => str(v.version)).filter((v) => v !== '' && !runs.includes(v) && !runs.includes('*'));
+      const ms = str(now + millis('A lease ttl', ttl, 1));
+      if (refused.length > 0) {
+        await run(client, `UPDATE ${S}.leases SET refused_until = $3 WHERE fn = $1 AND p = $2`, [fn, p, ms]);
+        return { refused };
+      }
+      const epoch = BigInt(str(row.epoch)) + 1n;
+      const token = `${worker}:${epoch}`;
+      await run(
+        client,
+        `UPDATE ${S}.leases SET token = $3, epoch = $4, until_ms = $5, refused_until = 0 WHERE fn = $1 AND p = $2`,
+        [fn, p, token, str(epoch), ms],
+      );
+      return { partition: p, token };
+    });
+  }
+
+  async renew(lease: Lease, ttl: number): Promise<boolean> {
+    const p = this.#part(lease.partition);
+    // No key column changes: FOR KEY SHARE (an owner's write in flight) does not block it.
+    const { rowCount } = await run(
+      this.#pool,
+      `UPDATE ${this.#S}.leases SET until_ms = ${NOW} + $4::bigint
+        WHERE fn = $1 AND p = $2 AND token = $3 AND until_ms >= ${NOW}`,
+      [this.#fn, p, lease.token, str(millis('A lease ttl', ttl, 1))],
+    );
+    return rowCount === 1;
+  }
+
+  async release(lease: Lease): Promise<void> {
+    const p = this.#part(lease.partition);
+    await run(
+      this.#pool,
+      `UPDATE ${this.#S}.leases SET token = NULL, until_ms = 0 WHERE fn = $1 AND p = $2 AND token = $3 AND until_ms >= ${NOW}`,
+      [this.#fn, p, lease.token],
+    );
+  }
+
+  async read(lease: Lease, from: string, count: number): Promise<ReadResult> {
+    const S = this.#S;
+    const fn = this.#fn;
+    const p = lease.partition;
+    if (!Number.isSafeInteger(count) || count < 1)
+      throw outOfRange(`A read's count must be a positive integer, not ${describe(count)}`);
+    // (At most 100,000 entries a read: a bounded reply.)
+    const limit = Math.min(count, 100_000);
+    return this.#owned(
+      lease,
+      async (client, _now, group) => {
+        let rows: Record<string, unknown>[];
+        if (from === '>') {
+          // New entries: after the last delivered, made pending, the position moved (the group row locked).
+          ({ rows } = await run(
+            client,
+            `WITH got AS (SELECT e.ms, e.seq, ${ENTRY_COLUMNS.replace(/(\w+)/g, 'e.$1')} FROM ${S}.entries e
+                           WHERE e.fn = $1 AND e.p = $2 AND (e.ms, e.seq) > ($4::bigint, $5::bigint)
+                           ORDER BY e.ms, e.seq LIMIT $3),
+                  ins AS (INSERT INTO ${S}.pending (fn, p, k, ms, seq)
+                           SELECT $1, $2, ms::numeric * ${ID_BASE} + seq, ms, seq FROM got ON CONFLICT DO NOTHING),
+                  upd AS (UPDATE ${S}.groups SET (delivered_ms, delivered_seq) =
+                            (SELECT ms, seq FROM got ORDER BY ms DESC, seq DESC LIMIT 1)
+                           WHERE fn = $1 AND p = $2 AND EXISTS (SELECT 1 FROM got))
+             SELECT * FROM got ORDER BY ms, seq`,
+            [fn, p, limit, group.delivered_ms, group.delivered_seq],
+          ));
+        } else {
+          // Replay: the pending entries after `from`; one trimmed away comes back with no fields.
+          ({ rows } = await run(
+            client,
+            `SELECT d.ms, d.seq, e.ms IS NOT NULL AS found, ${ENTRY_COLUMNS.replace(/(\w+)/g, 'e.$1')}
+               FROM ${S}.pending d LEFT JOIN ${S}.entries e ON e.fn = d.fn AND e.p = d.p AND e.ms = d.ms AND e.seq = d.seq
+              WHERE d.fn = $1 AND d.p = $2 AND d.k > $3::numeric
+              ORDER BY d.k LIMIT $4`,
+            [fn, p, idKey(idParts(from)), limit],
+          ));
+        }
+        if (rows.length > 0) return { entries: entriesOf(rows), tail: '' };
+        const { rows: last } = await run(
+          client,
+          `SELECT ms, seq FROM ${S}.entries WHERE fn = $1 AND p = $2 ORDER BY ms DESC, seq DESC LIMIT 1`,
+          [fn, p],
+        );
+        return { entries: [], tail: last.length === 0 ? '0-0' : idOf(last[0].ms, last[0].seq) };
+      },
+      READ_FENCED,
+      from === '>',
+    );
+  }
+
+  async entries(lease: Lease, ids: readonly string[]): Promise<InputEntry[]> {
+    const p = this.#part(lease.partition);
+    if (ids.length === 0) return [];
+    const parts = ids.map(idParts);
+    const { rows } = await run(
+      this.#pool,
+      `SELECT e.ms, e.seq, ${ENTRY_COLUMNS.replace(/(\w+)/g, 'e.$1')}
+         FROM ${this.#S}.entries e JOIN unnest($3::bigint[], $4::bigint[]) AS w(ms, seq) ON e.ms = w.ms AND e.seq = w.seq
+        WHERE e.fn = $1 AND e.p = $2`,
+      [this.#fn, p, parts.map((x) => x[0]), parts.map((x) => x[1])],
+    );
+    const found = new Map(rows.map((r) => [idOf(r.ms, r.seq), r]));
+    return ids.map((id, i) => {
+      const row = found.get(`${parts[i][0]}-${parts[i][1]}`);
+      return row === undefined ? { id, key: '' } : entryOf(id, row);
+    });
+  }
+
+  async markClose(lease: Lease, key: string, sid: string, reason?: string): Promise<string> {
+    return this.#owned(lease, async (client) => {
+      const entry = reason === undefined ? { key, close: sid } : { key, close: sid, reason };
+      return (await addEntries(client, this.#S, this.#fn, lease.partition, [entry], this.#channel))[0];
+    });
+  }
+
+  async trim(lease: Lease): Promise<number> {
+    const S = this.#S;
+    const fn = this.#fn;
+    const p = lease.partition;
+    return this.#owned(lease, async (client) => {
+      // The oldest pending entry, or with none the last delivered: nothing undelivered or pending goes.
+      const { rows } = await run(
+        client,
+        `SELECT coalesce((SELECT ms FROM ${S}.pending WHERE fn = $1 AND p = $2 ORDER BY k LIMIT 1), g.delivered_ms) AS ms,
+                coalesce((SELECT seq FROM ${S}.pending WHERE fn = $1 AND p = $2 ORDER BY k LIMIT 1), g.delivered_seq) AS seq
+           FROM ${S}.groups g WHERE g.fn = $1 AND g.p = $2`,
+        [fn, p],
+      );
+      const { ms, seq } = rows[0];
+      await run(client, `DELETE FROM ${S}.ends WHERE fn = $1 AND p = $2 AND ms < $3`, [fn, p, ms]);
+      const { rowCount } = await run(
+        client,
+        `DELETE FROM ${S}.entries WHERE fn = $1 AND p = $2 AND (ms, seq) < ($3::bigint, $4::bigint)`,
+        [fn, p, ms, seq],
+      );
+      return rowCount ?? 0;
+    });
+  }
+
+  /**
+   * No consumer group reads the outputs on Postgres (readers keep their own cursors), so `acked` removes nothing, as
+   * on a Redis stream without groups; `maxLen` > 0 keeps exactly the newest `maxLen` (Redis' `~` keeps at least).
+   */
+  async trimOutputs(lease: Lease, _acked: boolean, maxLen: number): Promise<number> {
+    const S = this.#S;
+    return this.#owned(lease, async (client) => {
+      if (!(maxLen > 0)) return 0;
+      const { rowCount } = await run(
+        client,
+        `DELETE FROM ${S}.outputs o USING (
+           SELECT ms, seq FROM ${S}.outputs WHERE fn = $1 AND p = $2 ORDER BY ms DESC, seq DESC OFFSET $3 LIMIT 1) c
+          WHERE o.fn = $1 AND o.p = $2 AND (o.ms, o.seq) <= (c.ms, c.seq)`,
+        [this.#fn, lease.partition, Math.trunc(maxLen)],
+      );
+      return rowCount ?? 0;
+    });
+  }
+
+  async wake(
+    lease: Lease,
+    key: string,
+    sid: string,
+    id: number,
+    time: number,
+    payload: Buffer | string,
+    opening?: SessionOpening,
+  ): Promise<string | number> {
+    const S = this.#S;
+    const fn = this.#fn;
+    const p = lease.partition;
+    return this.#owned(lease, async (client, now) => {
+      const due = millis("A wake-up's time", time, 0);
+      if (now < due) return Number(due - now);
+      const fired = await run(client, `INSERT INTO ${S}.timers (fn, p, sid, id) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`, [
+        fn,
+        p,
+        sid,
+        id,
+      ]);
+      if (fired.rowCount === 0) return '';
+      if (opening !== undefined) await keepOpening(client, S, fn, p, opening);
+      const entry = { key, wake: `${sid} ${id}`, due: time, payload };
+      return (await addEntries(client, S, fn, p, [entry], this.#channel))[0];
+    });
+  }
+
+  async keyState(partition: number, key: string): Promise<StoredKeyState | null> {
+    const p = this.#part(partition);
+    const { rows } = await run(
+      this.#pool,
+      `SELECT value FROM ${this.#S}.kept WHERE fn = $1 AND p = $2 AND key = $3 AND until_ms >= ${NOW}`,
+      [this.#fn, p, key],
+    );
+    return rows.length === 0 ? null : parseKept(rows[0].value as Buffer);
+  }
+
+  async snapshots(lease: Lease): Promise<Snapshot[]> {
+    const p = this.#part(lease.partition);
+    const { rows } = await run(
+      this.#pool,
+      `SELECT c.sid, c.value, coalesce(m.seq, 0) AS written FROM ${this.#S}.checkpoints c
+         LEFT JOIN ${this.#S}.marks m ON m.fn = c.fn AND m.p = c.p AND m.sid = c.sid
+        WHERE c.fn = $1 AND c.p = $2`,
+      [this.#fn, p],
+    );
+    return rows.map((r) => ({ ...parseSnapshot(str(r.sid), r.value as Buffer), written: Number(r.written) }));
+  }
+
+  async openings(lease: Lease): Promise<Map<string, SessionOpening>> {
+    const p = this.#part(lease.partition);
+    const { rows } = await run(this.#pool, `SELECT sid, value FROM ${this.#S}.openings WHERE fn = $1 AND p = $2`, [this.#fn, p]);
+    const found = new Map<string, SessionOpening>();
+    for (const r of rows) {
+      const opening = parseOpening(str(r.sid), str(r.value));
+      if (opening !== undefined) found.set(str(r.sid), opening);
+    }
+    return found;
+  }
+
+  async commit(lease: Lease, commit: Commit): Promise<CommitResult> {
+    return this.#owned(
+      lease,
+      (client, now, group) => applyCommit(client, this.#S, this.#fn, lease, commit, now, group),
+      WRITE_FENCED,
+      true,
+    );
+  }
+
+  async pinned(partition: number): Promise<number> {
+    const p = this.#part(partition);
+    const { rows } = await run(
+      this.#pool,
+      `SELECT greatest(0, ${NOW} - ms) AS age FROM ${this.#S}.pending WHERE fn = $1 AND p = $2 ORDER BY k LIMIT 1`,
+      [this.#fn, p],
+    );
+    return rows.length === 0 ? 0 : Number(rows[0].age);
+  }
+
+  async lag(partition: number): Promise<number> {
+    const p = this.#part(partition);
+    const { rows } = await run(
+      this.#pool,
+      `SELECT count(*) AS n FROM ${this.#S}.entries e, ${this.#S}.groups g
+        WHERE g.fn = $1 AND g.p = $2 AND e.fn = $1 AND e.p = $2 AND (e.ms, e.seq) > (g.delivered_ms, g.delivered_seq)`,
+      [this.#fn, p],
+    );
+    return Number(rows[0].n);
+  }
+
+  async wait(positions: ReadonlyMap<number, string>, ms: number): Promise<number[]> {
+    if (positions.size === 0 || this.#closed) return [];
+    const ps = [...positions.keys()].map((p) => this.#part(p));
+    const ids = [...positions.values()].map(idParts);
+    const check = async () => {
+      const { rows } = await run(
+        this.#pool,
+        `SELECT w.p FROM unnest($2::integer[], $3::bigint[], $4::bigint[]) WITH ORDINALITY AS w(p, ms, seq, i)
+          WHERE EXISTS (SELECT 1 FROM ${this.#S}.entries e WHERE e.fn = $1 AND e.p = w.p AND (e.ms, e.seq) > (w.ms, w.seq))
+          ORDER BY w.i`,
+        [this.#fn, ps, ids.map((x) => x[0]), ids.map((x) => x[1])],
+      );
+      return rows.map((r) => Number(r.p));
+    };
+    return this.#waiter.wait(new Set(ps), ms, this.#pollInterval, check);
+  }
+
+  interrupt(): Promise<void> {
+    this.#waiter.interrupt();
+    return Promise.resolve();
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.#waiter.close();
+  }
+}

@@ -1,0 +1,141 @@
+// The plumbing every Postgres call of velo-stream goes through: the user's pool as a structural type (no import of
+// `pg` at run time: the user brings it), transactions, named (prepared) statements, the server's clock, and entry
+// ids. Every statement is parameterized; the only text spliced into SQL is the schema's name, checked to be a plain
+// identifier (schema.ts) and quoted.
+import { createHash } from 'node:crypto';
+import { describe, invalidType, invalidValue, outOfRange } from '../errors';
+
+/** A query's result, as node-postgres gives it. */
+export interface PgResult {
+  readonly rows: Record<string, unknown>[];
+  readonly rowCount: number | null;
+}
+
+/** The part of a node-postgres `PoolClient` velo-stream uses. */
+export interface PgClientLike {
+  query(config: { name?: string; text: string; values?: unknown[] }): Promise<PgResult>;
+  query(text: string, values?: unknown[]): Promise<PgResult>;
+  /** Back to the pool; with an error (or true), the connection is destroyed instead. */
+  release(destroy?: boolean | Error): void;
+  on(event: 'notification', listener: (message: { channel: string; payload?: string }) => void): unknown;
+  on(event: 'error', listener: (error: Error) => void): unknown;
+  removeListener(event: string, listener: (...args: never[]) => void): unknown;
+}
+
+/** The part of a node-postgres `Pool` velo-stream uses (the user's: velo-stream never ends it). */
+export interface PgPoolLike {
+  query(config: { name?: string; text: string; values?: unknown[] }): Promise<PgResult>;
+  connect(): Promise<PgClientLike>;
+}
+
+/** Checks that `pool` looks like a node-postgres Pool. */
+export function checkPool(what: string, pool: unknown): asserts pool is PgPoolLike {
+  const p = pool as Partial<PgPoolLike> | null;
+  if (p === null || typeof p !== 'object' || typeof p.query !== 'function' || typeof p.connect !== 'function') {
+    throw invalidType(`${what}: the pool must be a node-postgres Pool (pg.Pool), not ${describe(pool)}`);
+  }
+}
+
+/** The server's clock, ms since the epoch (floored, as Redis' TIME is read): every expiry and entry id uses it. */
+export const NOW = `floor(extract(epoch from clock_timestamp()) * 1000)::bigint`;
+
+const names = new Map<string, string>();
+/** A statement's name, from its text: node-postgres prepares it once per connection. */
+function nameOf(text: string): string {
+  let name = names.get(text);
+  if (name === undefined) {
+    name = `velo_${createHash('sha1').update(text).digest('hex').slice(0, 24)}`;
+    names.set(text, name);
+  }
+  return name;
+}
+
+/** A parameterized statement, prepared (named) on its connection. */
+export function run(db: PgClientLike | PgPoolLike, text: string, values: unknown[] = []): Promise<PgResult> {
+  return db.query({ name: nameOf(text), text, values });
+}
+
+/**
+ * Runs `body` in one transaction on a connection of its own (READ COMMITTED: every owner write locks its lease
+ * row first, so the ordering is the row locks'). A refusal (a FencedError, a server error) rolls back and gives the
+ * connection back; a connection whose BEGIN or ROLLBACK failed is destroyed, not given back.
+ */
+export async function transaction<T>(pool: PgPoolLike, body: (client: PgClientLike) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+  } catch (error) {
+    client.release(error as Error);
+    throw error;
+  }
+  let broken: Error | undefined;
+  try {
+    const value = await body(client);
+    await client.query('COMMIT');
+    return value;
+  } catch (error) {
+    // (After a failed COMMIT the server has ended the transaction: the ROLLBACK only warns.)
+    try {
+      await client.query('ROLLBACK');
+    } catch (rollback) {
+      broken = rollback as Error;
+    }
+    throw error;
+  } finally {
+    client.release(broken);
+  }
+}
+
+/** The most a bigint column holds: a seq above it (`idBefore` makes one) reads as it. */
+const MAX_INT8 = 9223372036854775807n;
+
+/**
+ * An entry id as `[ms, seq]` decimal strings, as Redis reads one (`'0'`, `'<ms>'`, `'<ms>-<seq>'`); past the
+ * largest bigint, a part reads as that (only the order matters). Anything else: ERR_INVALID_ARG_VALUE.
+ */
+export function idParts(id: string): [string, string] {
+  const m = typeof id === 'string' ? /^(\d{1,20})(?:-(\d{1,20}))?$/.exec(id) : null;
+  if (m === null) throw invalidValue(`An entry id must be "<ms>-<seq>" (decimal), not ${describe(id)}`);
+  const clamp = (s: string) => (BigInt(s) > MAX_INT8 ? String(MAX_INT8) : String(BigInt(s)));
+  return [clamp(m[1]), clamp(m[2] ?? '0')];
+}
+
+/** 2^64: an id as one number is `ms * ID_BASE + seq` (pending's key). */
+export const ID_BASE = '18446744073709551616';
+
+/** An id's `[ms, seq]` as one number (decimal), as pending's key `k`. */
+export function idKey([ms, seq]: readonly [string, string]): string {
+  return String((BigInt(ms) << 64n) + BigInt(seq));
+}
+
+/** `<ms>-<seq>` from a row's bigint columns (strings, as node-postgres gives bigints). */
+export function idOf(ms: unknown, seq: unknown): string {
+  return `${str(ms)}-${str(seq)}`;
+}
+
+/** Bytes to store in a bytea column. */
+export function bytes(value: Buffer | string): Buffer {
+  return typeof value === 'string' ? Buffer.from(value) : value;
+}
+
+/** Text for a text column: Postgres text holds no NUL (ERR_INVALID_ARG_VALUE). */
+export function text(what: string, value: string): string {
+  if (value.includes('\0')) throw invalidValue(`${what} must not hold a NUL character on Postgres, not ${describe(value)}`);
+  return value;
+}
+
+/** A column's value as text (node-postgres gives bigints as strings; bytea as Buffers). */
+export function str(value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return `${value}`;
+  if (Buffer.isBuffer(value)) return value.toString();
+  return value === null || value === undefined ? '' : JSON.stringify(value);
+}
+
+/** A time or a duration, ms, as a bigint parameter: a finite number from `min` on (truncated), else ERR_OUT_OF_RANGE. */
+export function millis(what: string, value: number, min: number): bigint {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || Math.abs(value) > Number.MAX_SAFE_INTEGER) {
+    throw outOfRange(`${what} must be a number of ms from ${min}, not ${describe(value)}`);
+  }
+  return BigInt(Math.trunc(value));
+}
