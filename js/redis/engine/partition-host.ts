@@ -26,15 +26,11 @@ export interface RunHandle {
   readonly stopping: boolean;
 }
 
-/** What a partition's run uses of its worker: the function and settings, the log, counters, and the worker's shared state. */
-export interface PartitionHost<I, O> {
+/** The worker's settings, resolved once and fixed for its life: what its partitions' runs read and never write. */
+export interface PartitionSettings<I, O> {
   readonly fn: StreamFn<I, O> & Openable<I, O>;
   /** The version new sessions open on (`''`: none set). */
   readonly version: string;
-  /** The function a session of `version` runs: its own if this worker runs it, else (`''`, or none) `fn`. */
-  fnFor(version: string): StreamFn<I, O> & Openable<I, O>;
-  /** Whether it runs sessions of `version` (`''`: any worker does). */
-  runsVersion(version: string): boolean;
   /** `migrate`: adopts a session of a version it does not run from its checkpoint, or null. */
   readonly migrate: ((state: unknown, fromVersion: string) => unknown) | null;
   readonly log: PartitionLog;
@@ -59,10 +55,22 @@ export interface PartitionHost<I, O> {
   readonly debounce: Debounce | null;
   /** Per-key state beyond a session (`keyState`), or null. */
   readonly keyState: { readonly retention: number } | null;
+}
+
+/**
+ * What a partition's run uses of its worker: the settings, the worker's counters and shared state (each field with
+ * one writer, named), and the few calls a run makes back.
+ */
+export interface PartitionHost<I, O> extends PartitionSettings<I, O> {
+  /** The function a session of `version` runs: its own if this worker runs it, else (`''`, or none) `fn`. */
+  fnFor(version: string): StreamFn<I, O> & Openable<I, O>;
+  /** Whether it runs sessions of `version` (`''`: any worker does). */
+  runsVersion(version: string): boolean;
+  /** Counted by the runs and their parts; read by `stats()` and the metrics. */
   readonly counters: WorkerCounters;
-  /** Live sessions of the worker, all partitions. */
+  /** Live sessions of the worker, all partitions: written by the runs (`PartitionRun`) alone, at a session's open and finish. */
   live: number;
-  /** Redis' clock less this machine's, ms (ticks are set from it). */
+  /** Redis' clock less this machine's, ms (ticks are set from it): written by `OwnerWrites` alone. */
   clockOffset: number;
   /** This partition's share of `maxBufferedEvents`. */
   share(): number;
