@@ -45,8 +45,10 @@ test('planBalance: with releases that do not carry each other, a worker keeps pa
     partitions: 4,
     held: held([0, ['v1']], [1, ['v1']], [2, []]),
   });
-  // Over its share by one: only the partition with no v1 session may go (v2 can run it); rescue is on.
-  assert.deepEqual(plan, { superseded: false, share: 2, over: true, handBack: [2], rescue: true });
+  // Over its share by one: only the partition with no v1 session may go (v2 can run it), and nothing is taken.
+  assert.deepEqual(plan, { superseded: false, share: 2, over: true, handBack: [2], rescue: false });
+  // Past its share with nothing another release can run: it hands nothing back and still rescues what was refused
+  // to others (a v1 worker killed beside it leaves partitions only v1 workers can take).
   const stuck = planBalance({
     adverts,
     live: 2,
@@ -55,7 +57,7 @@ test('planBalance: with releases that do not carry each other, a worker keeps pa
     partitions: 4,
     held: held([0, ['v1']], [1, ['v1']], [2, ['v1']]),
   });
-  assert.deepEqual(stuck.handBack, []);
+  assert.deepEqual(stuck, { superseded: false, share: 2, over: false, handBack: [], rescue: true });
   // One release only: no rescue, and any partition past the share may go.
   const same = new Map([
     ['a', v1],

@@ -286,6 +286,7 @@ test('version options: bad values are refused with coded errors', () => {
   refused({ version: '__proto__' }, 'ERR_INVALID_ARG_VALUE', /not "__proto__"/);
   refused({ version: 'v2', versions: JSON.parse('{"__proto__": 1}') }, 'ERR_INVALID_ARG_VALUE', /not "__proto__"/);
   refused({ version: 10n }, 'ERR_INVALID_ARG_TYPE');
+  refused({ version: 'v2', migrate: async (state) => state }, 'ERR_INVALID_ARG_TYPE', /synchronously/);
   refused({ versions: { v0: fn } }, 'ERR_INVALID_ARG_VALUE', /needs "version"/);
   refused({ version: 'v2', versions: [fn] }, 'ERR_INVALID_ARG_TYPE');
   refused({ version: 'v2', versions: null }, 'ERR_INVALID_ARG_TYPE');
@@ -440,11 +441,12 @@ test('migrate: a session with no checkpoint goes on on the new version from its 
   const name3 = fresh('migrate3');
   const options3 = { ...options, name: name3 };
   producer = await v1Session(name3, options3, 1);
-  // An async migrate: refused (the handler would start from a promise).
+  // A migrate that returns a promise (not an async function: that is refused at redisWorker()): the adoption is
+  // refused (the handler would start from a promise).
   const name4 = fresh('migrate4');
   const options4 = { ...options, name: name4 };
   const producer4 = await v1Session(name4, options4, 1);
-  const asyncV2 = redisWorker(checkpointed('v2'), { ...options4, version: 'v2', migrate: async (state) => state });
+  const asyncV2 = redisWorker(checkpointed('v2'), { ...options4, version: 'v2', migrate: (state) => Promise.resolve(state) });
   try {
     await producer4.send('k', { n: 3 });
     await eventually(async () => (await readAllOutputs(client, name4, 1)).length >= 3, 'the failure');

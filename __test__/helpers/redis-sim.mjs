@@ -65,8 +65,23 @@ export function supersedesByDocs(a, b) {
  */
 export function supersededHandOver(releases, leaseTtl) {
   const since = new Map();
+  const unowned = new Map();
   const grace = 2 * leaseTtl;
+  const runs = (r, versions) => r.migrate === true || versions.every((v) => v === '' || v === r.version || (r.carries ?? []).includes(v));
   return (fleet) => {
+    // A partition whose live sessions an up worker can run is not left without an owner (docs/redis/versions.md: a
+    // worker takes a partition refused to others past its share).
+    const now = fleet.now - fleet.skipped;
+    for (const [p, { owner, versions }] of fleet.partitions.entries()) {
+      const can = owner === null && fleet.processes.some((q) => q.up && runs(releases[q.release], versions));
+      if (!can) {
+        unowned.delete(p);
+        continue;
+      }
+      const from = unowned.get(p) ?? now;
+      unowned.set(p, from);
+      if (now - from > 2 * grace) return `p${p} (sessions on ${versions.join(', ') || 'none'}) has no owner ${now - from} ms while a worker that runs them is up`;
+    }
     for (const p of fleet.processes) {
       const over =
         p.up &&
@@ -416,7 +431,19 @@ export async function runSeed(seed, { trace, only = FAULT_KINDS, permits = false
     if (s.versions.releases.some((r) => r.migrate)) s.limits.checkReplay = false;
     // More partitions than the old release has workers: some with v1 sessions, refused to v2, must be rescued by a
     // v1 worker past its share.
-    if (s.versions.chain === 'nocarry') s.limits.partitions = 4;
+    if (s.versions.chain === 'nocarry') {
+      s.limits.partitions = 4;
+      // Long v1 sessions on every partition through the deploy (a key every idle/2 for 30 events), so that v1
+      // workers hold partitions no v2 worker can take.
+      const start = Math.min(...times);
+      for (const key of ['L0', 'L1', 'L2', 'L3', 'L4', 'L5', 'L6', 'L7']) {
+        for (let i = 0; i < 30; i++) {
+          const at = start + i * Math.floor(s.idleTimeout / 2);
+          s.events.push({ at, key, event: { tag: `${key}.${i}`, at } });
+        }
+      }
+      s.events.sort((x, y) => x.at - y.at);
+    }
   }
   return runScenario(seed, s, { trace, slow: only.includes('slow'), permits: permits ? permitsFor(seed) : undefined });
 }

@@ -53,6 +53,11 @@ export function checkVersions<I, O>(
   }
   if (migrate !== undefined && typeof migrate !== 'function')
     throw invalidType(`${what}: options.migrate must be a function (state, fromVersion) => state, not ${describe(migrate)}`);
+  // An async function can only return a promise, which an adoption refuses: refused here, before any session fails.
+  if (typeof migrate === 'function' && (migrate as { [Symbol.toStringTag]?: unknown })[Symbol.toStringTag] === 'AsyncFunction')
+    throw invalidType(
+      `${what}: options.migrate must return the state itself, synchronously; an async function returns a promise`,
+    );
   const own = checkVersionName(`${what}: options.version`, version);
   if (versions !== undefined) {
     // A plain object (a Map, an array or a class instance would hide its versions from Object.entries).

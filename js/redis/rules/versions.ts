@@ -94,7 +94,7 @@ export interface BalancePlan {
   readonly superseded: boolean;
   /** Partitions it may hold (0 when superseded). */
   readonly share: number;
-  /** It holds more than its share: it hands `handBack` back and takes nothing this round. */
+  /** It hands `handBack` back this round, and takes nothing. */
   readonly over: boolean;
   /**
    * The partitions it hands back: past its share, and, while workers run different versions, only those a worker of
@@ -103,7 +103,8 @@ export interface BalancePlan {
   readonly handBack: readonly number[];
   /**
    * It takes, past its share, partitions refused to others for their sessions' versions (while workers run
-   * different versions, and it is not superseded).
+   * different versions, it is not superseded, and it hands nothing back): also when it holds more than its share
+   * already, of partitions no other release can run.
    */
   readonly rescue: boolean;
 }
@@ -113,9 +114,8 @@ export function planBalance(v: BalanceView): BalancePlan {
   const { active, superseded, others } = activeWorkers(v.adverts, v.live, v.me);
   const share = superseded ? 0 : Math.ceil(v.partitions / Math.max(1, active));
   const mixed = mixedVersions(v.mine, others);
-  const over = v.held.length > share;
   let handBack: number[] = [];
-  if (over) {
+  if (v.held.length > share) {
     const mine = v.mine.runs.join(' ');
     const movable = mixed
       ? (h: BalanceView['held'][number]) => others.some((a) => a.runs.join(' ') !== mine && runsAll(a, h.versions))
@@ -125,5 +125,6 @@ export function planBalance(v: BalanceView): BalancePlan {
       .slice(0, v.held.length - share)
       .map((h) => h.partition);
   }
-  return { superseded, share, over, handBack, rescue: !superseded && mixed };
+  const over = handBack.length > 0;
+  return { superseded, share, over, handBack, rescue: !superseded && mixed && !over };
 }

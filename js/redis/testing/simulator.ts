@@ -111,6 +111,8 @@ export interface SimFleet {
   readonly now: number;
   /** Virtual ms the run moved over at once so far (quiet spans: `Simulation.#jump`). */
   readonly skipped: number;
+  /** Each partition: its lease's holder (a process id; null: none), and the versions its live sessions opened on. */
+  readonly partitions: readonly { readonly owner: string | null; readonly versions: readonly string[] }[];
   readonly processes: readonly {
     readonly id: string;
     readonly release: number;
@@ -449,7 +451,13 @@ export class Simulation<I, O> implements SimHost<I, O> {
     this.stats.crashes++;
     this.note(`${victim.id} crashes${why}`);
     victim.crash();
-    this.spawn(this.#stopped.has(victim.release) ? this.deployed : victim.release);
+    // Its release comes back, unless that was stopped, or others of it still live during a deploy (the orchestrator
+    // scales the old release down as the new one comes up: an old worker killed then is not restarted).
+    const scaledDown =
+      this.releases !== undefined &&
+      victim.release < this.deployed &&
+      this.processes.some((p) => !p.dead && p.release === victim.release);
+    this.spawn(this.#stopped.has(victim.release) || scaledDown ? this.deployed : victim.release);
     const old = this.#oldJoiner();
     if (old !== undefined) this.spawn(old);
   }
@@ -496,6 +504,13 @@ export class Simulation<I, O> implements SimHost<I, O> {
       const broken = invariant({
         now: this.clock.now(),
         skipped: this.#skipped,
+        partitions: Array.from({ length: this.store.partitions }, (_, p) => {
+          const token = this.store.holder(p);
+          return {
+            owner: token === null ? null : token.slice(0, token.lastIndexOf(':')),
+            versions: [...this.store.versions(p)].filter(([, n]) => n > 0).map(([v]) => v),
+          };
+        }),
         processes: this.processes
           .filter((p) => !p.dead)
           .map((p) => ({
