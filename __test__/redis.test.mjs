@@ -65,6 +65,20 @@ test('sendMany() keeps the order per key, one call per partition, ids in the ord
   }
 });
 
+test('send() and sendMany() of a value JSON cannot carry: the message names the call and the key', async () => {
+  const producer = redisProducer({ client, name: fresh('undef'), partitions: 2 });
+  await assert.rejects(producer.send('cart-7', undefined), {
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: 'Could not encode the event of send() for key "cart-7": JSON cannot carry the value undefined',
+  });
+  await assert.rejects(producer.sendMany([['a', 1], ['cart-8', () => {}]]), {
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: 'Could not encode the event of sendMany() for key "cart-8": JSON cannot carry the value function',
+  });
+  // A BigInt stays the codec's failure to encode.
+  await assert.rejects(producer.send('cart-9', 1n), { code: 'ERR_VELO_ENCODE', message: /event of send\(\) for key "cart-9"/ });
+});
+
 test('jsonCodec carries Buffers anywhere in a value; bufferCodec carries raw bytes', () => {
   const value = { a: Buffer.from([0, 255, 7]), b: [new Uint8Array([1, 2])], c: 'x' };
   const decoded = jsonCodec.decode(Buffer.from(jsonCodec.encode(value)));
