@@ -647,3 +647,22 @@ test('arguments are checked: a wrong option rejects with a code (the response un
     await server.close();
   }
 });
+
+test('an empty from (a bare `?from=`) is no cursor: SSE and NDJSON answer 200 from the start, not 400', async () => {
+  const name = fresh('emptyfrom');
+  const producer = redisProducer({ client, name, partitions: PARTITIONS });
+  const w = worker(totals({ idleTimeout: 60_000 }), name);
+  const server = await keyServer(base(name), () => ({ signal: AbortSignal.timeout(500) }));
+  try {
+    await producer.send('a', { n: 1 });
+    await eventually(async () => (await client.xLen(out(name, 'a'))) === 1, 'the output');
+    for (const kind of ['sse', 'ndjson']) {
+      const r = await get(`${server.url}/${kind}/a?from=`);
+      assert.equal(r.status, 200, `${kind}: ${r.text}`);
+      assert.match(r.text, /"total":1/, `${kind}: the output from the start`);
+    }
+  } finally {
+    await server.close();
+    await w.close();
+  }
+});
