@@ -862,6 +862,40 @@ test('a reader aborted while it connects closes its connection (with a group too
   }
 });
 
+test('redisOutputs: Symbol.asyncDispose ends its loops (one waiting on Redis, one at an item), closes their connections; a loop after it ends at once', async () => {
+  const name = fresh('dispose');
+  const producer = redisProducer({ client, name, partitions: 1 });
+  await producer.send('k', { n: 1 });
+  const worker = redisWorker(totals({ idleTimeout: 0 }), { client, name, partitions: 1, leaseTtl: 1500 });
+  const connections = async () => (await client.sendCommand(['CLIENT', 'LIST'])).trim().split('\n').length;
+  try {
+    await eventually(async () => (await readAllOutputs(client, name, 1)).length === 1, 'one output');
+    const baseline = await connections();
+    const outputs = redisOutputs({ client, name, partitions: 1 });
+    assert.equal(typeof outputs[Symbol.asyncDispose], 'function');
+    // A loop blocked on Redis after the one output, and an iterator held at that output.
+    const got = [];
+    const waiting = (async () => {
+      for await (const item of outputs) got.push(item.seq);
+      return 'ended';
+    })();
+    const held = outputs[Symbol.asyncIterator]();
+    assert.equal((await held.next()).value.seq, 1);
+    await eventually(() => got.length === 1, 'the loop got the output');
+    assert.equal(await connections(), baseline + 2, 'a connection per loop');
+    await outputs[Symbol.asyncDispose]();
+    assert.equal(await waiting, 'ended');
+    assert.deepEqual(await held.next(), { value: undefined, done: true });
+    await eventually(async () => (await connections()) === baseline, 'their connections closed');
+    const after = [];
+    for await (const item of outputs) after.push(item);
+    assert.deepEqual(after, []);
+    await outputs[Symbol.asyncDispose]();
+  } finally {
+    await worker.close();
+  }
+});
+
 test('trimming removes what no session needs, never a pending entry: a new owner still replays every live session', async () => {
   const name = fresh('trim');
   const input = `velo:{${name}:p0}`;

@@ -142,6 +142,11 @@ async function read(): Promise<void> {
   }
   // @ts-expect-error outputs are numbers
   redisOutputs<string>({ client, name: orders });
+  // Disposable: `await using` ends its loops at the scope's end.
+  {
+    await using outputs = redisOutputs({ client, name: orders });
+    for await (const item of outputs) if ('value' in item) break;
+  }
   redisMaterialize({ client, name: orders, key: (o) => o.key, fields: (o) => ({ items: o.value.toFixed(0) }) });
   // A key's reader: the function's outputs, each with its cursor.
   for await (const item of redisKeyOutputs({

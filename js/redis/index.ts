@@ -12,7 +12,7 @@ export {
   type WorkerLimiterOptions,
   type WorkerPermitStats,
 } from './engine/worker';
-export { redisOutputs, type RedisOutputsOptions } from './clients/reader';
+export { redisOutputs, type RedisOutputs, type RedisOutputsOptions } from './clients/reader';
 export type { HandlerFailure, OutputItem } from './common/outputs';
 export {
   redisKeyOutputs,
