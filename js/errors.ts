@@ -994,8 +994,8 @@ export function sessionAgeError(limit: number, message: string): SessionLimitErr
 export class RedisConnectionError extends Error {
   /** The error's stable code: compare it rather than the class across copies of the module. */
   readonly code = 'ERR_VELO_REDIS_CONNECTION' as const;
-  constructor(cause: unknown) {
-    super(`A connection to Redis failed: ${connectionCauseText(cause)}`, { cause });
+  constructor(cause: unknown, advice?: string) {
+    super(`A connection to Redis failed: ${connectionCauseText(cause)}${advice === undefined ? '' : `. ${advice}`}`, { cause });
     this.name = 'RedisConnectionError';
   }
 }

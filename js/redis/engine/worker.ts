@@ -32,7 +32,7 @@ import { type RedisOptions, type Resolved, resolveOptions } from '../log/options
 import { RedisLog } from '../log/redis-log';
 import { RoundTrips, type RoundTripTotals, kRenewalLateness, kRoundTrips, kServes, timedLog } from './metrics';
 import type { Heartbeat, Lease, PartitionLog } from '../common/transport';
-import { reportable } from '../common/reportable';
+import { ClosedClientReports } from '../common/reportable';
 import { LocalDelivery } from './local-delivery';
 import { PartitionRun } from './partition-run';
 import { LIMIT_KEYS, checkDebounceTarget, checkLimits } from './worker-limits';
@@ -116,6 +116,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
   /** The last fencing epoch this worker was granted, per partition. */
   readonly #epochs = new Map<number, number>();
   readonly #onError: (error: unknown) => void;
+  readonly #closedClient: ClosedClientReports;
   readonly #order: number[];
   #timer: NodeJS.Timeout | null = null;
   /**
@@ -231,6 +232,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       new RedisLog(options.client, options.keys, options.partitions, (error) => this.report(error)),
       this.#trips,
     );
+    this.#closedClient = new ClosedClientReports(options.client);
     this.#onError = onError ?? ((error) => process.emitWarning(error instanceof Error ? error : new Error(String(error))));
     // Each worker tries free partitions from its own starting point: fewer collisions when many start at once.
     const start = randomBytes(2).readUInt16BE() % options.partitions;
@@ -403,7 +405,8 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
 
   report(error: unknown): void {
     this.counters.errors++;
-    this.#onError(reportable(error));
+    const reported = this.#closedClient.filter(error);
+    if (reported !== null) this.#onError(reported);
   }
 
   #tick(): void {
@@ -412,6 +415,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       .catch((error: unknown) => this.report(error))
       .finally(() => {
         this.#ticking = null;
+        this.#closedClient.check();
         if (this.#closing !== null) return;
         const now = performance.now();
         if (this.#regular) this.#regularAt = now + Math.floor(this.ttl / 3);
