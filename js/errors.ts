@@ -341,6 +341,13 @@ export const ERROR_CODES = {
     action:
       "Read `cause`: fix the limiter's `key`/`cost` function, raise its `maxWaiting`, keep it open while the worker runs, or choose `whenRedisFails`.",
   },
+  ERR_VELO_VERSION_UNKNOWN: {
+    class: '',
+    from: 'velo-stream/redis',
+    when: '`redisVersions().drained(version)` for a version that, at its first read, no live worker runs (as its `version` or in its `versions`) and no live session is on: a misspelt name, or a version long gone. The message lists the versions that are there.',
+    action:
+      "Check the name against `status()`. For a script that may run after the version is gone, pass `{ ifUnknown: 'resolve' }`.",
+  },
 } as const satisfies Record<string, ErrorCodeInfo>;
 
 /** Every code of `ERROR_CODES`. */
@@ -769,6 +776,11 @@ export function encodeError(message: string, cause?: unknown): TypeError & { cod
 /** The codec threw on an input entry or a stored output. */
 export function decodeError(message: string, cause: unknown): TypeError & { code: 'ERR_VELO_DECODE' } {
   return coded(new TypeError(message, { cause }), 'ERR_VELO_DECODE');
+}
+
+/** `drained()` of a version nothing runs or holds (`ERR_VELO_VERSION_UNKNOWN`). */
+export function versionUnknownError(message: string): Error & { code: 'ERR_VELO_VERSION_UNKNOWN' } {
+  return coded(new Error(message), 'ERR_VELO_VERSION_UNKNOWN');
 }
 
 /** `migrate` failed for a session (`ERR_VELO_MIGRATE`): the cause is what it threw. */
