@@ -401,8 +401,8 @@ export function invalidType(message: string, cause?: unknown): TypeError & { cod
   return coded(cause === undefined ? new TypeError(message) : new TypeError(message, { cause }), 'ERR_INVALID_ARG_TYPE');
 }
 
-export function invalidValue(message: string): TypeError & { code: 'ERR_INVALID_ARG_VALUE' } {
-  return coded(new TypeError(message), 'ERR_INVALID_ARG_VALUE');
+export function invalidValue(message: string, cause?: unknown): TypeError & { code: 'ERR_INVALID_ARG_VALUE' } {
+  return coded(cause === undefined ? new TypeError(message) : new TypeError(message, { cause }), 'ERR_INVALID_ARG_VALUE');
 }
 
 export function outOfRange(message: string): RangeError & { code: 'ERR_OUT_OF_RANGE' } {
