@@ -178,6 +178,17 @@ redisProducer({ client, name: declared }).send('k', { type: 'timeout' });
 const plain: RedisProducer<unknown> = redisProducer({ client, name: 'checkout' });
 void plain.send('k', 42);
 redisWorker(needsWide, { client, name: 'checkout' });
+// migrate is synchronous: a state, not a promise of one (a session cannot wait for its state).
+redisWorker(checkout, { client, name: orders, version: 'v2', migrate: (state) => state });
+redisWorker(checkout, { client, name: orders, version: 'v2', migrate: (state, from) => (from === 'v1' ? { total: 0 } : state) });
+// @ts-expect-error an async migrate
+redisWorker(checkout, { client, name: orders, version: 'v2', migrate: async (state) => state });
+// @ts-expect-error one that returns a promise
+redisWorker(checkout, { client, name: orders, version: 'v2', migrate: (state) => Promise.resolve(state) });
+// The versions a worker still runs have its output type: one whose outputs are wider does not widen it.
+declare const checkoutV1: StreamFn<CartEvent, number | string>;
+// @ts-expect-error v1 yields strings too
+redisWorker(checkout, { client, name: orders, version: 'v2', versions: { v1: checkoutV1 } });
 const givenTypes: RedisProducer<Wide> = redisProducer<Wide>({ client, name: 'checkout' });
 // @ts-expect-error the producer sends Wide
 void givenTypes.send('k', { a: 1 });

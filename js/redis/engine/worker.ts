@@ -40,7 +40,7 @@ import { type PartitionHost, type WorkerCounters, newCounters } from './partitio
 import { type Openable, kOpen } from '../../core/protocol';
 import { RETRY_MS } from './outbox';
 import { type Clock, realClock, sleepOn } from '../common/clock';
-import type { RedisWorker, RedisWorkerOptions, RedisWorkerStats } from './worker-types';
+import type { Migrate, RedisWorker, RedisWorkerOptions, RedisWorkerStats, SyncMigrate } from './worker-types';
 import { WorkerPermits, checkWorkerLimiter } from './session-permits';
 import { type WorkerVersions, checkVersions } from './versions';
 import { planBalance } from '../rules/versions';
@@ -737,7 +737,10 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
  * semantics). Outputs go to the partitions' output streams; read them with `redisOutputs`.
  * @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `fn` is not a stream function or an option is invalid.
  */
-export function redisWorker<I = unknown, O = unknown>(fn: StreamFn<I, O>, options: RedisWorkerOptions<O, I>): RedisWorker {
+export function redisWorker<I = unknown, O = unknown, M extends Migrate = Migrate>(
+  fn: StreamFn<I, O>,
+  options: RedisWorkerOptions<O, I> & { migrate?: M & SyncMigrate<M> },
+): RedisWorker {
   if (typeof (fn as Partial<Openable<I, O>> | null)?.[kOpen] !== 'function') {
     throw invalidType(`redisWorker(): fn must be a stream function (from streamFn()), not ${describe(fn)}`);
   }
