@@ -2,6 +2,9 @@
 export { redisProducer, type RedisProducer, type RedisProducerOptions } from './clients/producer';
 export {
   redisWorker,
+  type Migrate,
+  type NoInferred,
+  type SyncMigrate,
   type RedisWorker,
   type RedisWorkerOptions,
   type RedisWorkerStats,

@@ -104,7 +104,7 @@ export function encodeChecked<T>(codec: Codec<T>, value: T, limit: number, what:
     data = codec.encode(value);
   } catch (error) {
     // The built-in codecs' own refusals (`undefined`, a function) keep their code and gain the call and the key.
-    const own = codec === (jsonCodec as Codec<unknown>) || codec === (bufferCodec as Codec<unknown>);
+    const own = codec === jsonCodec || codec === (bufferCodec as Codec<unknown>);
     if (own && (error as { code?: unknown }).code === 'ERR_INVALID_ARG_VALUE')
       throw invalidValue(`Could not encode the ${what}: ${(error as Error).message}`);
     if ((error as { code?: unknown } | null)?.code !== undefined) throw error;

@@ -49,11 +49,14 @@ import { planBalance } from '../rules/versions';
 const W = 'redisWorker()';
 
 export type {
+  Migrate,
+  NoInferred,
   RedisWorker,
   RedisWorkerOptions,
   RedisWorkerStats,
   RoundTripStats,
   RenewalStats,
+  SyncMigrate,
   WorkerPermitStats,
 } from './worker-types';
 export type { SessionLimiters, SessionPermitItem, WorkerLimiterOptions } from './session-permits';
