@@ -134,13 +134,9 @@ async function recordingOf(values: Values): Promise<Recording> {
   return withRedis(values.redis, fromRedis(values));
 }
 
-/** Node's refusals of a TypeScript module it cannot load by itself. */
-const TS_LOAD_CODES = new Set([
-  'ERR_UNKNOWN_FILE_EXTENSION',
-  'ERR_UNSUPPORTED_TYPESCRIPT_SYNTAX',
-  'ERR_UNSUPPORTED_NODE_MODULES_TYPE_STRIPPING',
-  'ERR_INVALID_TYPESCRIPT_SYNTAX',
-]);
+/** Node's refusals of a TypeScript module it cannot load by itself (its codes, compared only). */
+const TS_LOAD_CODES =
+  /^ERR_(UNKNOWN_FILE_EXTENSION|UNSUPPORTED_TYPESCRIPT_SYNTAX|UNSUPPORTED_NODE_MODULES_TYPE_STRIPPING|INVALID_TYPESCRIPT_SYNTAX)$/;
 
 /** The handler module's stream function and its replay options. */
 async function handlerOf(
@@ -155,7 +151,7 @@ async function handlerOf(
   } catch (error) {
     // Node (before type stripping, or for syntax it does not strip) loads no TypeScript by itself.
     const code = (error as { code?: unknown } | null)?.code;
-    if (/\.[cm]?tsx?$/.test(path) && typeof code === 'string' && TS_LOAD_CODES.has(code))
+    if (/\.[cm]?tsx?$/.test(path) && typeof code === 'string' && TS_LOAD_CODES.test(code))
       throw invalidValue(
         `--handler: Node could not load the TypeScript module ${path} (${code}). Run velo-replay with a loader: NODE_OPTIONS="--import tsx" velo-replay run ... (npm i -D tsx), or give --handler the compiled .js`,
         error,
