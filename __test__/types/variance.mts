@@ -164,6 +164,10 @@ async function read(): Promise<void> {
   }
   // @ts-expect-error outputs are numbers
   redisKeyOutputs<string>({ client, name: orders, key: 'cart-1' });
+  {
+    await using outputs = redisKeyOutputs({ client, name: orders, key: 'cart-1' });
+    for await (const item of outputs) if ('value' in item) break;
+  }
 }
 void read;
 declare const req: import('node:http').IncomingMessage;

@@ -19,6 +19,7 @@ export { redisOutputs, type RedisOutputs, type RedisOutputsOptions } from './cli
 export type { HandlerFailure, OutputItem } from './common/outputs';
 export {
   redisKeyOutputs,
+  type RedisKeyOutputs,
   redisCursor,
   type KeyOutput,
   type RedisKeyOutputsOptions,
