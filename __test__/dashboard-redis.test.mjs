@@ -6,7 +6,7 @@ import http from 'node:http';
 import { fnv1a, redisProducer, redisWorker } from 'velo-stream/redis';
 import { dashboard } from 'velo-stream/dashboard';
 import { client, fresh, useRedis } from './helpers/redis-suite.mjs';
-import { eventually, totals } from './helpers/redis-fixtures.mjs';
+import { eventually, totals, versionedTotals } from './helpers/redis-fixtures.mjs';
 
 useRedis();
 
@@ -112,5 +112,46 @@ test("a Redis session's label: its sid with the key hidden (the first entry's id
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
     }
+  }
+});
+
+test('versions in the dashboard: each Redis worker shows its version and whether it is superseded; the fleet view counts workers per version and those superseded', async () => {
+  const name = fresh('dashv');
+  const fleet = fresh('fleetv');
+  const v1 = redisWorker(versionedTotals('v1'), { client, name, partitions: 2, leaseTtl: 600, version: 'v1' });
+  const v2 = redisWorker(versionedTotals('v2'), {
+    client,
+    name,
+    partitions: 2,
+    leaseTtl: 600,
+    version: 'v2',
+    versions: { v1: versionedTotals('v1') },
+  });
+  let dash;
+  const server = http.createServer((req, res) => dash(req, res));
+  try {
+    dash = dashboard({ redisWorkers: [v1, v2], interval: 100, fleet: { client, name: fleet } });
+    await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const base = `http://127.0.0.1:${server.address().port}`;
+    await eventually(() => v1.stats().superseded && v2.stats().owned.length === 2, 'v2 supersedes v1 and owns both partitions');
+    const s = await eventually(async () => {
+      const got = await sample(`${base}/feed`);
+      return got.redis.find((w) => w.id === v1.id)?.superseded === true ? got : null;
+    }, 'v1 superseded in the feed');
+    const byId = new Map(s.redis.map((w) => [w.id, w]));
+    assert.equal(byId.get(v1.id).version, 'v1');
+    assert.equal(byId.get(v2.id).version, 'v2');
+    assert.equal(byId.get(v2.id).superseded, false);
+    assert.equal(typeof byId.get(v2.id).sessionsByVersion, 'object');
+    const view = await eventually(async () => {
+      const v = await (await fetch(`${base}/fleet`)).json();
+      return v.redis[0]?.superseded === 1 ? v : null;
+    }, 'the fleet view counts the superseded worker');
+    assert.deepEqual(view.redis[0].versions, { v1: 1, v2: 1 });
+  } finally {
+    await dash?.close();
+    await Promise.all([v1.close(), v2.close()]);
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
   }
 });

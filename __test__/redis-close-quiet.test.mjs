@@ -216,3 +216,35 @@ test("close() of an idle worker whose client pings (redisClientOptions' pingInte
   }
   assert.deepEqual(errors, []);
 });
+
+test('the client closed before the worker: reported once (what to do), not once per call; reported again after a reconnect and a second close', async () => {
+  const own = createClient({ url: redis.url });
+  own.on('error', () => {});
+  await own.connect();
+  const errors = [];
+  const worker = redisWorker(totals(), {
+    client: own,
+    name: fresh('closedFirst'),
+    partitions: 16,
+    leaseTtl: 1500,
+    onError: (error) => errors.push(error),
+  });
+  try {
+    await eventually(() => worker.stats().owned.length === 16, 'the worker took its partitions');
+    await own.close();
+    // Its loops (registration, renewals, balances) call on the client many times a second meanwhile.
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    assert.equal(errors.length, 1, errors.map((e) => e.message).join('\n'));
+    assert.equal(errors[0].code, 'ERR_VELO_REDIS_CONNECTION');
+    assert.match(errors[0].message, /The client is closed\. The client was closed while the worker runs: close the worker first/);
+    assert.ok(worker.stats().errors > 1, 'every failed call is still counted');
+    // Opened again, then closed again: one more report.
+    await own.connect();
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    await own.close();
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    assert.equal(errors.length, 2, errors.map((e) => e.message).join('\n'));
+  } finally {
+    await worker.close();
+  }
+});

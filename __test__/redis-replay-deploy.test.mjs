@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
 import { exportRecording, redisProducer, redisWorker } from 'velo-stream/redis';
 import { checkRecording, formatReplayReport, parseRecording, replayRecording } from 'velo-stream/testing';
 import handlers, { changedOutput, longerIdle, returnsEarly } from './fixtures/replay-handlers.mjs';
@@ -102,7 +103,7 @@ test('the export holds each partition\'s input, outputs, ends; replaying the rec
   const report = await replayRecording(handlers, recording);
   assert.deepEqual(report.differences, []);
   assert.equal(report.ok, true);
-  assert.deepEqual(report.summary, { partitions: 2, events: 8, sessions: 5, same: 5, open: 0, endsKept: 2, differences: 0 });
+  assert.deepEqual(report.summary, { partitions: 2, events: 8, sessions: 5, same: 5, open: 0, endsKept: 2, empty: 0, differences: 0 });
   assert.deepEqual(report.notReplayable, []);
   assert.deepEqual(report.unverified, []);
   assert.match(formatReplayReport(report), /^OK: 5 recorded sessions in 2 partitions replayed \(8 events\): 5 the same, 0 differences$/);
@@ -289,4 +290,35 @@ test('velo-replay refuses a malformed or too large file with its code on stderr 
     code: 2,
     expectStderr: /^velo-replay: ERR_INVALID_ARG_VALUE: --handler: .* has no export named "nothing"\n$/,
   });
+});
+
+test('velo-replay: a TypeScript handler Node cannot load says to add a loader (--import tsx), exit 2; empty partitions are not blamed on checkReplay', async () => {
+  await recorded$();
+  const file = join(dir, 'carts-ts.json');
+  writeFileSync(file, JSON.stringify(recording));
+  // (An enum: not loadable by a Node that strips types either.)
+  const ts = join(dir, 'handler.ts');
+  writeFileSync(ts, "enum Kind { A }\nexport default Kind;\n");
+  await cli(['run', '--handler', ts, '--recording', file], {
+    code: 2,
+    expectStderr:
+      /^velo-replay: ERR_INVALID_ARG_VALUE: --handler: Node could not load the TypeScript module .*handler\.ts \(.*\)\. Run velo-replay with a loader: NODE_OPTIONS="--import tsx" velo-replay run \.\.\. \(npm i -D tsx\), or give --handler the compiled \.js\n$/,
+  });
+  // A partition with nothing recorded (no event, no output) has no ends to keep: the summary says it is empty.
+  const padded = join(dir, 'carts-padded.json');
+  const empty = { partition: PARTITIONS, from: '0-0', delivered: '0-0', endsKept: false, input: [], outputs: [], ends: [], live: [] };
+  writeFileSync(padded, JSON.stringify({ ...recording, partitions: PARTITIONS + 1, parts: [...recording.parts, empty] }));
+  const same = await cli(['run', '--handler', HANDLERS, '--recording', padded]);
+  assert.match(same.stdout, /^OK: 5 recorded sessions in 3 partitions replayed \(8 events\): 5 the same, 0 differences; 1 empty\n$/);
+  // What a loader makes of a .ts module in a CommonJS package: its exports under `default`, marked __esModule.
+  const cjs = join(dir, 'handler-compiled.cjs');
+  const velo = JSON.stringify(createRequire(import.meta.url).resolve('velo-stream'));
+  writeFileSync(
+    cjs,
+    `const { streamFn } = require(${velo});\nexports.__esModule = true;\nexports.default = streamFn(async function* (events) { for await (const e of events) yield e; });\n`,
+  );
+  const onlyEmpty = join(dir, 'empty.json');
+  writeFileSync(onlyEmpty, JSON.stringify({ ...recording, partitions: 1, parts: [{ ...empty, partition: 0 }] }));
+  const compiled = await cli(['run', '--handler', cjs, '--recording', onlyEmpty]);
+  assert.match(compiled.stdout, /^OK: 0 recorded sessions in 1 partitions replayed \(0 events\): 0 the same, 0 differences; 1 empty\n$/);
 });

@@ -647,3 +647,52 @@ test('arguments are checked: a wrong option rejects with a code (the response un
     await server.close();
   }
 });
+
+test('an empty from (a bare `?from=`) is no cursor: SSE and NDJSON answer 200 from the start, not 400', async () => {
+  const name = fresh('emptyfrom');
+  const producer = redisProducer({ client, name, partitions: PARTITIONS });
+  const w = worker(totals({ idleTimeout: 60_000 }), name);
+  const server = await keyServer(base(name), () => ({ signal: AbortSignal.timeout(500) }));
+  try {
+    await producer.send('a', { n: 1 });
+    await eventually(async () => (await client.xLen(out(name, 'a'))) === 1, 'the output');
+    for (const kind of ['sse', 'ndjson']) {
+      const r = await get(`${server.url}/${kind}/a?from=`);
+      assert.equal(r.status, 200, `${kind}: ${r.text}`);
+      assert.match(r.text, /"total":1/, `${kind}: the output from the start`);
+    }
+  } finally {
+    await server.close();
+    await w.close();
+  }
+});
+
+test('redisKeyOutputs: Symbol.asyncDispose ends its loops (one waiting on Redis, one at an output) quietly, closes their connections; a loop after it ends at once', async () => {
+  const name = fresh('keydispose');
+  const producer = redisProducer({ client, name, partitions: PARTITIONS });
+  const w = worker(totals({ idleTimeout: 60_000 }), name);
+  try {
+    await producer.send('a', { n: 1 });
+    await eventually(async () => (await client.xLen(out(name, 'a'))) === 1, 'the output');
+    const baseline = await redisConnections(client);
+    const outputs = redisKeyOutputs({ client, name, partitions: PARTITIONS, key: 'a' });
+    const got = [];
+    const waiting = (async () => {
+      for await (const o of outputs) got.push(o.value.total);
+      return 'ended';
+    })();
+    const held = outputs[Symbol.asyncIterator]();
+    assert.equal((await held.next()).value.value.total, 1);
+    await eventually(() => got.length === 1, 'the loop got the output');
+    assert.equal(await redisConnections(client), baseline + 2, 'a connection per loop');
+    await outputs[Symbol.asyncDispose]();
+    assert.equal(await waiting, 'ended');
+    assert.deepEqual(await held.next(), { value: undefined, done: true });
+    await eventually(async () => (await redisConnections(client)) === baseline, 'their connections closed');
+    const after = [];
+    for await (const o of outputs) after.push(o);
+    assert.deepEqual(after, []);
+  } finally {
+    await w.close();
+  }
+});

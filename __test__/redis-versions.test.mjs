@@ -310,11 +310,17 @@ test('version options: bad values are refused with coded errors', () => {
   );
 });
 
-test('redisVersions: status() before any worker; drained() refuses bad arguments, resolves at once for a version never run, and stops at its signal', async () => {
+test('redisVersions: status() before any worker; drained() refuses bad arguments and a version nothing runs or holds (a typo: ERR_VELO_VERSION_UNKNOWN, unless ifUnknown), and stops at its signal', async () => {
   const name = fresh('status');
   const versions = redisVersions({ client, name, partitions: 3 });
   assert.deepEqual(await versions.status(), { sessions: {}, workers: [], unowned: [0, 1, 2] });
-  await versions.drained('never');
+  // A version no live worker runs and no session is on: refused, not taken for drained; with ifUnknown, drained.
+  await assert.rejects(versions.drained('never'), {
+    code: 'ERR_VELO_VERSION_UNKNOWN',
+    message: /no live worker runs version "never" and no live session is on it .*Versions there now: none/,
+  });
+  await versions.drained('never', { ifUnknown: 'resolve' });
+  await assert.rejects(versions.drained('v1', { ifUnknown: 'yes' }), (e) => e.code === 'ERR_INVALID_ARG_VALUE');
   await assert.rejects(versions.drained(''), (e) => e.code === 'ERR_INVALID_ARG_VALUE');
   await assert.rejects(versions.drained(7), (e) => e.code === 'ERR_INVALID_ARG_TYPE');
   await assert.rejects(versions.drained('v1', { interval: 0 }), (e) => e.code === 'ERR_OUT_OF_RANGE');
@@ -329,6 +335,8 @@ test('redisVersions: status() before any worker; drained() refuses bad arguments
       status.workers.map((w) => [w.id, w.version, w.runs, w.partitions, w.superseded]),
       [[worker.id, 'v1', ['v1'], [0, 1, 2], false]],
     );
+    // A typo of a live version: refused at the first read, naming the versions there.
+    await assert.rejects(versions.drained('vl'), { code: 'ERR_VELO_VERSION_UNKNOWN', message: /Versions there now: "v1"/ });
     const controller = new AbortController();
     const waiting = versions.drained('v1', { interval: 20, signal: controller.signal });
     let settled = false;
@@ -342,6 +350,11 @@ test('redisVersions: status() before any worker; drained() refuses bad arguments
     controller.abort(reason);
     await assert.rejects(waiting, (e) => e === reason);
     const afterClose = versions.drained('v1', { interval: 20 });
+    let closed = false;
+    afterClose.then(() => (closed = true));
+    // (Its first read sees the v1 worker: a version that is there when the wait starts.)
+    await sleep(200);
+    assert.equal(closed, false);
     await worker.close();
     await afterClose;
   } finally {
@@ -574,7 +587,10 @@ test('a v2 that does not carry v1 beside v1 workers: every partition stays owned
 test('drained(): a version named like an Object.prototype member resolves as any other; an abort during a status read is seen at once; versions given as a Map are refused; interval out of range is ERR_OUT_OF_RANGE', async () => {
   const name = fresh('proto');
   const versions = redisVersions({ client, name, partitions: 2 });
-  for (const v of ['constructor', 'toString', 'valueOf', 'hasOwnProperty']) await versions.drained(v, { interval: 10 });
+  for (const v of ['constructor', 'toString', 'valueOf', 'hasOwnProperty']) {
+    await assert.rejects(versions.drained(v, { interval: 10 }), { code: 'ERR_VELO_VERSION_UNKNOWN' });
+    await versions.drained(v, { interval: 10, ifUnknown: 'resolve' });
+  }
   await assert.rejects(versions.drained('__proto__'), (e) => e.code === 'ERR_INVALID_ARG_VALUE');
   const worker = redisWorker(versionedTotals('v1'), { client, name, partitions: 2, leaseTtl: 900, version: 'v1' });
   try {

@@ -65,6 +65,20 @@ test('sendMany() keeps the order per key, one call per partition, ids in the ord
   }
 });
 
+test('send() and sendMany() of a value JSON cannot carry: the message names the call and the key', async () => {
+  const producer = redisProducer({ client, name: fresh('undef'), partitions: 2 });
+  await assert.rejects(producer.send('cart-7', undefined), {
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: 'Could not encode the event of send() for key "cart-7": JSON cannot carry the value undefined',
+  });
+  await assert.rejects(producer.sendMany([['a', 1], ['cart-8', () => {}]]), {
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: 'Could not encode the event of sendMany() for key "cart-8": JSON cannot carry the value function',
+  });
+  // A BigInt stays the codec's failure to encode.
+  await assert.rejects(producer.send('cart-9', 1n), { code: 'ERR_VELO_ENCODE', message: /event of send\(\) for key "cart-9"/ });
+});
+
 test('jsonCodec carries Buffers anywhere in a value; bufferCodec carries raw bytes', () => {
   const value = { a: Buffer.from([0, 255, 7]), b: [new Uint8Array([1, 2])], c: 'x' };
   const decoded = jsonCodec.decode(Buffer.from(jsonCodec.encode(value)));
@@ -845,6 +859,40 @@ test('a reader aborted while it connects closes its connection (with a group too
     ac.abort();
     assert.deepEqual(await first, { value: undefined, done: true });
     await eventually(async () => (await connections()) === baseline, 'the aborted reader connection closed');
+  }
+});
+
+test('redisOutputs: Symbol.asyncDispose ends its loops (one waiting on Redis, one at an item), closes their connections; a loop after it ends at once', async () => {
+  const name = fresh('dispose');
+  const producer = redisProducer({ client, name, partitions: 1 });
+  await producer.send('k', { n: 1 });
+  const worker = redisWorker(totals({ idleTimeout: 0 }), { client, name, partitions: 1, leaseTtl: 1500 });
+  const connections = async () => (await client.sendCommand(['CLIENT', 'LIST'])).trim().split('\n').length;
+  try {
+    await eventually(async () => (await readAllOutputs(client, name, 1)).length === 1, 'one output');
+    const baseline = await connections();
+    const outputs = redisOutputs({ client, name, partitions: 1 });
+    assert.equal(typeof outputs[Symbol.asyncDispose], 'function');
+    // A loop blocked on Redis after the one output, and an iterator held at that output.
+    const got = [];
+    const waiting = (async () => {
+      for await (const item of outputs) got.push(item.seq);
+      return 'ended';
+    })();
+    const held = outputs[Symbol.asyncIterator]();
+    assert.equal((await held.next()).value.seq, 1);
+    await eventually(() => got.length === 1, 'the loop got the output');
+    assert.equal(await connections(), baseline + 2, 'a connection per loop');
+    await outputs[Symbol.asyncDispose]();
+    assert.equal(await waiting, 'ended');
+    assert.deepEqual(await held.next(), { value: undefined, done: true });
+    await eventually(async () => (await connections()) === baseline, 'their connections closed');
+    const after = [];
+    for await (const item of outputs) after.push(item);
+    assert.deepEqual(after, []);
+    await outputs[Symbol.asyncDispose]();
+  } finally {
+    await worker.close();
   }
 });
 

@@ -341,6 +341,13 @@ export const ERROR_CODES = {
     action:
       "Read `cause`: fix the limiter's `key`/`cost` function, raise its `maxWaiting`, keep it open while the worker runs, or choose `whenRedisFails`.",
   },
+  ERR_VELO_VERSION_UNKNOWN: {
+    class: '',
+    from: 'velo-stream/redis',
+    when: '`redisVersions().drained(version)` for a version that, at its first read, no live worker runs (as its `version` or in its `versions`) and no live session is on: a misspelt name, or a version long gone. The message lists the versions that are there.',
+    action:
+      "Check the name against `status()`. For a script that may run after the version is gone, pass `{ ifUnknown: 'resolve' }`.",
+  },
 } as const satisfies Record<string, ErrorCodeInfo>;
 
 /** Every code of `ERROR_CODES`. */
@@ -394,8 +401,8 @@ export function invalidType(message: string, cause?: unknown): TypeError & { cod
   return coded(cause === undefined ? new TypeError(message) : new TypeError(message, { cause }), 'ERR_INVALID_ARG_TYPE');
 }
 
-export function invalidValue(message: string): TypeError & { code: 'ERR_INVALID_ARG_VALUE' } {
-  return coded(new TypeError(message), 'ERR_INVALID_ARG_VALUE');
+export function invalidValue(message: string, cause?: unknown): TypeError & { code: 'ERR_INVALID_ARG_VALUE' } {
+  return coded(cause === undefined ? new TypeError(message) : new TypeError(message, { cause }), 'ERR_INVALID_ARG_VALUE');
 }
 
 export function outOfRange(message: string): RangeError & { code: 'ERR_OUT_OF_RANGE' } {
@@ -771,6 +778,11 @@ export function decodeError(message: string, cause: unknown): TypeError & { code
   return coded(new TypeError(message, { cause }), 'ERR_VELO_DECODE');
 }
 
+/** `drained()` of a version nothing runs or holds (`ERR_VELO_VERSION_UNKNOWN`). */
+export function versionUnknownError(message: string): Error & { code: 'ERR_VELO_VERSION_UNKNOWN' } {
+  return coded(new Error(message), 'ERR_VELO_VERSION_UNKNOWN');
+}
+
 /** `migrate` failed for a session (`ERR_VELO_MIGRATE`): the cause is what it threw. */
 export function migrateError(message: string, cause: unknown): TypeError & { code: 'ERR_VELO_MIGRATE' } {
   return coded(new TypeError(message, { cause }), 'ERR_VELO_MIGRATE');
@@ -994,8 +1006,8 @@ export function sessionAgeError(limit: number, message: string): SessionLimitErr
 export class RedisConnectionError extends Error {
   /** The error's stable code: compare it rather than the class across copies of the module. */
   readonly code = 'ERR_VELO_REDIS_CONNECTION' as const;
-  constructor(cause: unknown) {
-    super(`A connection to Redis failed: ${connectionCauseText(cause)}`, { cause });
+  constructor(cause: unknown, advice?: string) {
+    super(`A connection to Redis failed: ${connectionCauseText(cause)}${advice === undefined ? '' : `. ${advice}`}`, { cause });
     this.name = 'RedisConnectionError';
   }
 }

@@ -142,6 +142,11 @@ async function read(): Promise<void> {
   }
   // @ts-expect-error outputs are numbers
   redisOutputs<string>({ client, name: orders });
+  // Disposable: `await using` ends its loops at the scope's end.
+  {
+    await using outputs = redisOutputs({ client, name: orders });
+    for await (const item of outputs) if ('value' in item) break;
+  }
   redisMaterialize({ client, name: orders, key: (o) => o.key, fields: (o) => ({ items: o.value.toFixed(0) }) });
   // A key's reader: the function's outputs, each with its cursor.
   for await (const item of redisKeyOutputs({
@@ -159,6 +164,10 @@ async function read(): Promise<void> {
   }
   // @ts-expect-error outputs are numbers
   redisKeyOutputs<string>({ client, name: orders, key: 'cart-1' });
+  {
+    await using outputs = redisKeyOutputs({ client, name: orders, key: 'cart-1' });
+    for await (const item of outputs) if ('value' in item) break;
+  }
 }
 void read;
 declare const req: import('node:http').IncomingMessage;
@@ -173,6 +182,17 @@ redisProducer({ client, name: declared }).send('k', { type: 'timeout' });
 const plain: RedisProducer<unknown> = redisProducer({ client, name: 'checkout' });
 void plain.send('k', 42);
 redisWorker(needsWide, { client, name: 'checkout' });
+// migrate is synchronous: a state, not a promise of one (a session cannot wait for its state).
+redisWorker(checkout, { client, name: orders, version: 'v2', migrate: (state) => state });
+redisWorker(checkout, { client, name: orders, version: 'v2', migrate: (state, from) => (from === 'v1' ? { total: 0 } : state) });
+// @ts-expect-error an async migrate
+redisWorker(checkout, { client, name: orders, version: 'v2', migrate: async (state) => state });
+// @ts-expect-error one that returns a promise
+redisWorker(checkout, { client, name: orders, version: 'v2', migrate: (state) => Promise.resolve(state) });
+// The versions a worker still runs have its output type: one whose outputs are wider does not widen it.
+declare const checkoutV1: StreamFn<CartEvent, number | string>;
+// @ts-expect-error v1 yields strings too
+redisWorker(checkout, { client, name: orders, version: 'v2', versions: { v1: checkoutV1 } });
 const givenTypes: RedisProducer<Wide> = redisProducer<Wide>({ client, name: 'checkout' });
 // @ts-expect-error the producer sends Wide
 void givenTypes.send('k', { a: 1 });

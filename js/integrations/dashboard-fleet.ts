@@ -97,6 +97,10 @@ export interface FleetRedisTotals {
   errors: number;
   /** The highest worker's round-trip p99, ms. */
   roundTripP99Ms: number;
+  /** Workers per `version` (`''`: none set). */
+  versions: Record<string, number>;
+  /** Workers superseded by a newer version (they hand their partitions over; stop them once the old version is drained). */
+  superseded: number;
 }
 
 /** What the `fleet` route answers: every member's latest sample, and their figures summed. */
@@ -296,6 +300,8 @@ function sumRedis(members: readonly FleetMember[]): FleetRedisTotals[] {
           workers: 0,
           owned: 0,
           roundTripP99Ms: 0,
+          versions: Object.create(null) as Record<string, number>,
+          superseded: 0,
           partitions: new Set(),
           ...Object.fromEntries(REDIS_SUMS.map((k) => [k, 0])),
         } as FleetRedisTotals & { partitions: Set<number> };
@@ -305,6 +311,10 @@ function sumRedis(members: readonly FleetMember[]): FleetRedisTotals[] {
       for (const k of REDIS_SUMS) t[k] += num(w[k]);
       if (Array.isArray(w.owned)) for (const p of w.owned) if (typeof p === 'number') t.partitions.add(p);
       t.roundTripP99Ms = Math.max(t.roundTripP99Ms, num(w.roundTripP99Ms));
+      // (A member of a release before versions sends none: counted as '', not superseded.)
+      const version = typeof w.version === 'string' ? w.version : '';
+      t.versions[version] = (Object.hasOwn(t.versions, version) ? t.versions[version] : 0) + 1;
+      if (w.superseded === true) t.superseded++;
     }
   }
   return [...byName.values()]

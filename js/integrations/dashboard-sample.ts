@@ -136,6 +136,12 @@ export interface RedisSample {
   errors: number;
   /** 99th percentile round trip of its last 1024 calls to Redis, ms. */
   roundTripP99Ms: number;
+  /** Its `version` (`''`: none set). */
+  version: string;
+  /** Superseded by a live worker of a newer version: it takes no partition, and hands over those it has. */
+  superseded: boolean;
+  /** Its live sessions per version they run on (`''`: opened with no version). */
+  sessionsByVersion: Record<string, number>;
 }
 
 /** One limiter's figures in a sample (its `stats()`); per-second rates are since the previous sample (0 in a page's first). */
@@ -584,6 +590,9 @@ export class Sampler {
         lost: s.lost,
         errors: s.errors,
         roundTripP99Ms: s.roundTrip.p99,
+        version: s.version,
+        superseded: s.superseded,
+        sessionsByVersion: s.sessionsByVersion,
       };
     });
     const errors = this.#fns

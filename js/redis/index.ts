@@ -2,6 +2,9 @@
 export { redisProducer, type RedisProducer, type RedisProducerOptions } from './clients/producer';
 export {
   redisWorker,
+  type Migrate,
+  type NoInferred,
+  type SyncMigrate,
   type RedisWorker,
   type RedisWorkerOptions,
   type RedisWorkerStats,
@@ -12,10 +15,11 @@ export {
   type WorkerLimiterOptions,
   type WorkerPermitStats,
 } from './engine/worker';
-export { redisOutputs, type RedisOutputsOptions } from './clients/reader';
+export { redisOutputs, type RedisOutputs, type RedisOutputsOptions } from './clients/reader';
 export type { HandlerFailure, OutputItem } from './common/outputs';
 export {
   redisKeyOutputs,
+  type RedisKeyOutputs,
   redisCursor,
   type KeyOutput,
   type RedisKeyOutputsOptions,

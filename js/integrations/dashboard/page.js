@@ -181,7 +181,12 @@
       this.lag = new Chart(charts, 'lag per partition');
     }
     update(w, t) {
+      // (A worker of a release before versions sends neither.)
+      const byVersion = Object.entries(w.sessionsByVersion ?? {})
+        .map(([v, n]) => `${v === '' ? 'none' : v}: ${fmt(n)}`)
+        .join(', ');
       const defs = [
+        ['version', `${w.version ? w.version : 'none'}${w.superseded ? ' (superseded)' : ''}`],
         ['partitions owned', w.owned.length ? `${w.owned.length} (${w.owned.join(', ')})` : '0'],
         ['lag', fmt(w.lag)],
         ['sessions', fmt(w.sessions)],
@@ -194,6 +199,7 @@
         ['leases lost', fmt(w.lost)],
         ['errors', fmt(w.errors)],
         ['round trip p99', `${fmt(w.roundTripP99Ms, 2)} ms`],
+        ...(byVersion === '' ? [] : [['sessions by version', byVersion]]),
       ];
       this.figures.replaceChildren(
         ...defs.map(([label, v]) => el('div', { class: 'figure' }, el('b', {}, v), el('span', {}, label))),
@@ -363,6 +369,10 @@
       this.rows('fleet-redis', view.redis, (w) => [
         w.name,
         fmt(w.workers),
+        Object.entries(w.versions ?? {})
+          .map(([v, n]) => `${v === '' ? 'none' : v} × ${fmt(n)}`)
+          .join(', '),
+        fmt(w.superseded ?? 0),
         fmt(w.owned),
         fmt(w.sessions),
         fmt(w.lag),

@@ -162,7 +162,9 @@ async function serve<O>(
   const resumed = format === 'sse' ? lastEventId(req) : undefined;
   let settings: KeySettings<O>;
   try {
-    settings = keySettings({ ...options, from: resumed ?? options.from }, what, format === 'sse' ? SSE_OWN : NDJSON_OWN);
+    // An empty `from` (a bare `?from=`) is no cursor, as an empty `Last-Event-ID` is none.
+    const from = resumed ?? (options.from === '' ? undefined : options.from);
+    settings = keySettings({ ...options, from }, what, format === 'sse' ? SSE_OWN : NDJSON_OWN);
     settings.resumed = resumed !== undefined;
   } catch (error) {
     // A cursor that is none of these keys' is the client's mistake: 400. Any other refusal is the caller's.
@@ -264,7 +266,7 @@ async function serve<O>(
  * Serves the outputs of `options.key` (or of the set `options.keys`) of the function `options.name` as
  * Server-Sent Events on `res`, each with its cursor as the event's `id:`. A client that reconnects with
  * `Last-Event-ID` (an EventSource does) goes on exactly after the last event it got; without one, after
- * `options.from` (say, a `?from=` query parameter), else from `options.start`. The response stays open (outputs
+ * `options.from` (say, a `?from=` query parameter; an empty one is none), else from `options.start`. The response stays open (outputs
  * of later sessions too) until the client leaves or `signal` aborts; with `sessionEnd`, until the followed
  * session's end, written as `event: end`, and a client that comes back after it gets 204 (an EventSource then
  * stops). A cursor that is no cursor of these keys is answered 400 (`ERR_VELO_BAD_CURSOR`), one whose outputs

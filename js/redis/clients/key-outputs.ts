@@ -386,33 +386,58 @@ export class KeyReader<O> {
  * made again and the reading goes on from the same positions: nothing is skipped or read twice. The options are
  * checked at the call (a `from` that is no cursor of these keys throws `ResumeCursorError`).
  */
-export function redisKeyOutputs<O = unknown>(options: RedisKeyOutputsOptions<O>): AsyncIterable<KeyOutput<O>> {
+export function redisKeyOutputs<O = unknown>(options: RedisKeyOutputsOptions<O>): RedisKeyOutputs<O> {
   const settings = keySettings(options, 'redisKeyOutputs()');
+  // `Symbol.asyncDispose` closes each loop's reader and returns its iterator (held weakly).
+  let disposed = false;
+  const loops = new Set<{ reader: KeyReader<O>; iterator: WeakRef<AsyncGenerator<KeyOutput<O>>> }>();
   return {
-    [Symbol.asyncIterator]: () => iterate(settings),
+    [Symbol.asyncIterator]() {
+      const reader = new KeyReader(settings);
+      if (disposed) reader.close();
+      const iterator = iterate(settings, reader, () => loops.delete(loop));
+      const loop = { reader, iterator: new WeakRef(iterator) };
+      loops.add(loop);
+      return iterator;
+    },
+    async [Symbol.asyncDispose]() {
+      disposed = true;
+      const ending = [...loops].map(({ reader, iterator }) => {
+        reader.close();
+        return iterator.deref()?.return(undefined) ?? Promise.resolve();
+      });
+      await Promise.allSettled(ending);
+    },
   };
 }
 
-async function* iterate<O>(settings: KeySettings<O>): AsyncGenerator<KeyOutput<O>> {
+/** What `redisKeyOutputs` returns: the outputs as an async iterable, and a disposer for `await using`. */
+export interface RedisKeyOutputs<O = unknown> extends AsyncIterable<KeyOutput<O>>, AsyncDisposable {
+  /** Ends every loop over these outputs (its connection closed), and resolves once they have ended. Idempotent. */
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+async function* iterate<O>(settings: KeySettings<O>, reader: KeyReader<O>, done: () => void): AsyncGenerator<KeyOutput<O>> {
   const { signal } = settings;
-  const reader = new KeyReader(settings);
   const stop = () => reader.close();
   signal?.addEventListener('abort', stop, { once: true });
   try {
-    if (signal?.aborted || !(await reader.open())) return;
+    if (signal?.aborted || reader.closed || !(await reader.open())) return;
     for (;;) {
       const batch = await reader.next();
       if (batch === null) return;
       for (const output of batch) {
         yield output;
-        if (signal?.aborted) return;
+        if (signal?.aborted || reader.closed) return;
       }
     }
   } catch (error) {
-    if (!signal?.aborted) throw error;
+    // (A reader closed by an abort or a dispose ends its loop quietly.)
+    if (!signal?.aborted && !reader.closed) throw error;
   } finally {
     signal?.removeEventListener('abort', stop);
     reader.close();
+    done();
   }
 }
 

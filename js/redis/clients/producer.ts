@@ -181,13 +181,13 @@ class Producer<I> implements RedisProducer<I> {
     return fnv1a(checkKey(key)) % this.#o.partitions;
   }
 
-  #encode(key: string, event: I): Buffer | string {
-    return encodeChecked(this.#o.codec, event, this.#o.maxEventBytes, `event for key ${JSON.stringify(key)}`);
+  #encode(call: string, key: string, event: I): Buffer | string {
+    return encodeChecked(this.#o.codec, event, this.#o.maxEventBytes, `event of ${call} for key ${JSON.stringify(key)}`);
   }
 
   async send(key: string, event: I): Promise<string> {
     const partition = this.partitionOf(key);
-    const data = this.#encode(key, event);
+    const data = this.#encode('send()', key, event);
     // The span context active at the call (read before any await), when the application traces.
     const trace = activeTraceFields();
     await this.#admit(new Map([[partition, 1]]));
@@ -249,7 +249,7 @@ class Producer<I> implements RedisProducer<I> {
       let group = byPartition.get(partition);
       if (group === undefined) byPartition.set(partition, (group = { partition, index: [], items: [] }));
       group.index.push(n++);
-      group.items.push([key, this.#encode(key, event)]);
+      group.items.push([key, this.#encode('sendMany()', key, event)]);
     }
     await this.#admit(new Map([...byPartition].map(([partition, group]) => [partition, group.items.length])));
     return this.#append(byPartition.values(), n, 'sendMany()', trace);

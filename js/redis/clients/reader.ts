@@ -36,6 +36,15 @@ export interface RedisOutputsOptions<O = unknown> extends RedisOptions<O> {
   callTimeout?: number;
 }
 
+/** What `redisOutputs` returns: its outputs as an async iterable, and a disposer for `await using`. */
+export interface RedisOutputs<O = unknown> extends AsyncIterable<OutputItem<O>>, AsyncDisposable {
+  /**
+   * Ends every loop over these outputs as an abort of `signal` does (a blocking read is cut, the connection
+   * closed), and resolves once they have ended. A loop started after it ends at once. Idempotent.
+   */
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
 const BUFFERS = { typeMapping: { 36: Buffer, 37: Array } };
 
 /**
@@ -152,7 +161,7 @@ export async function retriedOnConnection<T>(
  * released when the loop ends. Without a group, delivery is from the position on; with a group, at least
  * once per group.
  */
-export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): AsyncIterable<OutputItem<O>> {
+export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): RedisOutputs<O> {
   const o = resolveOptions(options, 'redisOutputs()', [
     'from',
     'group',
@@ -162,7 +171,7 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
     'signal',
     'callTimeout',
   ]);
-  const { from = 'start', group, consumer = 'reader', claimIdle, count = 256, signal } = options;
+  const { from = 'start', group, consumer = 'reader', claimIdle, count = 256, signal: given } = options;
   const callTimeout = callTimeoutOption('redisOutputs()', options.callTimeout);
   if (from !== 'start' && from !== 'end')
     throw invalidValue(`redisOutputs(): options.from must be 'start' or 'end', not ${describe(from)}`);
@@ -174,15 +183,22 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
   if (claimIdle !== undefined && group === undefined)
     throw invalidValue('redisOutputs(): options.claimIdle needs options.group (only a group has entries to claim)');
   integerOption('redisOutputs()', 'count', count, 1, 10_000);
-  if (signal !== undefined && !(signal instanceof AbortSignal))
-    throw invalidType(`redisOutputs(): options.signal must be an AbortSignal, not ${describe(signal)}`);
+  if (given !== undefined && !(given instanceof AbortSignal))
+    throw invalidType(`redisOutputs(): options.signal must be an AbortSignal, not ${describe(given)}`);
+  // `Symbol.asyncDispose` aborts each loop's own signal (also aborted by the caller's) and returns its iterator.
+  let disposed = false;
+  const loops = new Set<{ stop: AbortController; iterator: WeakRef<AsyncGenerator<OutputItem<O>>> }>();
   const names = Array.from({ length: o.partitions }, (_, p) => o.keys.output(p));
   const partitionOf = new Map(names.map((name, p) => [name, p]));
 
   const item = (name: string, id: Buffer, list: unknown) =>
     outputItem(o.codec, partitionOf.get(name) as number, id, list) as OutputItem<O>;
 
-  async function* read(held: Held): AsyncGenerator<OutputItem<O>> {
+  async function* read(held: Held, stop: AbortController): AsyncGenerator<OutputItem<O>> {
+    const signal = stop.signal;
+    const stopped = () => stop.abort(given?.reason);
+    if (given?.aborted) stopped();
+    else given?.addEventListener('abort', stopped, { once: true });
     const client: RedisClientLike = o.client.duplicate();
     held.client = client;
     // Its commands report their own failures; without a listener an 'error' event would throw.
@@ -378,6 +394,7 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
         await settlesWithin(Promise.all(acks), callTimeout);
       }
       signal?.removeEventListener('abort', abort);
+      given?.removeEventListener('abort', stopped);
       abandoned.unregister(held);
       held.closed.abort();
       // (After an abort its handler closes the connection, a turn later if acks went out then.)
@@ -388,9 +405,24 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Asyn
   return {
     [Symbol.asyncIterator]() {
       const held: Held = { client: null, closed: new AbortController(), flush: () => {}, acking: new Set(), callTimeout };
-      const iterator = read(held);
+      const stop = new AbortController();
+      if (disposed) stop.abort();
+      const iterator = read(held, stop);
+      // (Held weakly: an iterator dropped without return() is still collected, and closed by `abandoned`.)
+      const loop = { stop, iterator: new WeakRef(iterator) };
+      loops.add(loop);
+      held.closed.signal.addEventListener('abort', () => loops.delete(loop), { once: true });
       abandoned.register(iterator, held, held);
       return iterator;
+    },
+    async [Symbol.asyncDispose]() {
+      disposed = true;
+      const ending = [...loops].map(({ stop, iterator }) => {
+        stop.abort();
+        // (Queued behind a read under way, which the abort ends.)
+        return iterator.deref()?.return(undefined) ?? Promise.resolve();
+      });
+      await Promise.allSettled(ending);
     },
   };
 }

@@ -1,7 +1,7 @@
 // Versions from outside the workers (an orchestrator, a deploy script): live sessions per version, the live workers
 // and what they run, and an awaitable "drained" for a version, read from what the workers keep in Redis (the
 // partitions' `:versions` counts, their leases, the function's `:workers` and `:adverts`; docs/redis/storage.md).
-import { describe, invalidType, outOfRange } from '../../errors';
+import { describe, invalidType, invalidValue, outOfRange, versionUnknownError } from '../../errors';
 import { send } from '../log/connection';
 import { type RedisOptions, type Resolved, resolveOptions } from '../log/options';
 import { parseAdvert } from '../common/stored';
@@ -49,6 +49,12 @@ export interface DrainedOptions {
   readonly signal?: AbortSignal;
   /** How often the status is read, ms (each read is one round trip per partition, and two). Default 1000. */
   readonly interval?: number;
+  /**
+   * What a version is taken for that, at the first read, no live worker runs and no live session is on (a
+   * misspelt name, or a version long gone): `'reject'` (the default) rejects with `ERR_VELO_VERSION_UNKNOWN`,
+   * `'resolve'` takes it as drained.
+   */
+  readonly ifUnknown?: 'reject' | 'resolve';
 }
 
 /** The versions of a function's sessions and workers; see `redisVersions`. */
@@ -60,7 +66,9 @@ export interface RedisVersions {
   /**
    * Resolves once `version` is drained: no live session runs on it, and no live worker whose version it is owns a
    * partition (such a worker would open new sessions on it). Then the workers of that version may stop. It reads
-   * `status()` every `interval` ms until then (it keeps the process alive meanwhile).
+   * `status()` every `interval` ms until then (it keeps the process alive meanwhile). A version that, at the
+   * first read, no live worker runs and no live session is on rejects with `ERR_VELO_VERSION_UNKNOWN` (a
+   * misspelt name must not pass for a drained one), unless `ifUnknown: 'resolve'`.
    * @throws {TypeError} `ERR_INVALID_ARG_TYPE` / `ERR_INVALID_ARG_VALUE` for a version that is not a version name
    * (1-64 letters, digits, `.`, `_` or `-`) or bad options; rejects with the error of a read that failed.
    */
@@ -121,10 +129,11 @@ class Versions implements RedisVersions {
     checkVersionName('drained(): version', version);
     let signal: AbortSignal | undefined;
     let interval: number;
+    let ifUnknown: unknown;
     try {
       if (options === null || typeof options !== 'object')
         throw invalidType(`drained(): options must be an object, not ${describe(options)}`);
-      ({ signal, interval = 1000 } = options);
+      ({ signal, interval = 1000, ifUnknown = 'reject' } = options);
     } catch (error) {
       if ((error as { code?: unknown }).code !== undefined) throw error;
       throw invalidType(`drained(): the options could not be read (${describe(error)})`, error);
@@ -135,9 +144,18 @@ class Versions implements RedisVersions {
       throw invalidType(`drained(): options.interval must be a number of ms, not ${describe(interval)}`);
     if (!(interval >= 10 && interval <= 3_600_000))
       throw outOfRange(`drained(): options.interval must be from 10 to 3600000 ms. Received ${describe(interval)}`);
-    for (;;) {
+    if (ifUnknown !== 'reject' && ifUnknown !== 'resolve')
+      throw invalidValue(`drained(): options.ifUnknown must be 'reject' or 'resolve', not ${describe(ifUnknown)}`);
+    for (let first = true; ; first = false) {
       if (signal?.aborted === true) throw signal.reason;
       const s = await this.status();
+      if (first && !Object.hasOwn(s.sessions, version) && !s.workers.some((w) => w.runs.includes(version))) {
+        if (ifUnknown === 'resolve') return;
+        const known = [...new Set([...Object.keys(s.sessions), ...s.workers.flatMap((w) => w.runs)])].filter((v) => v !== '');
+        throw versionUnknownError(
+          `drained(): no live worker runs version ${JSON.stringify(version)} and no live session is on it (a misspelt name?). Versions there now: ${known.length === 0 ? 'none' : known.map((v) => JSON.stringify(v)).join(', ')}. Pass { ifUnknown: 'resolve' } to take a version that is gone as drained`,
+        );
+      }
       // (An own property only: a version may be named `constructor`.)
       const live = Object.hasOwn(s.sessions, version) ? s.sessions[version] : 0;
       if (live === 0 && !s.workers.some((w) => w.version === version && w.partitions.length > 0)) return;

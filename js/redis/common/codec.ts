@@ -103,6 +103,10 @@ export function encodeChecked<T>(codec: Codec<T>, value: T, limit: number, what:
   try {
     data = codec.encode(value);
   } catch (error) {
+    // The built-in codecs' own refusals (`undefined`, a function) keep their code and gain the call and the key.
+    const own = codec === jsonCodec || codec === (bufferCodec as Codec<unknown>);
+    if (own && (error as { code?: unknown }).code === 'ERR_INVALID_ARG_VALUE')
+      throw invalidValue(`Could not encode the ${what}: ${(error as Error).message}`);
     if ((error as { code?: unknown } | null)?.code !== undefined) throw error;
     throw encodeError(`The codec could not encode the ${what}: ${(error as Error)?.message ?? String(error)}`, error);
   }

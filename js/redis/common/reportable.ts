@@ -25,3 +25,42 @@ export function reportable(error: unknown): unknown {
   const loading = String((e as { message?: unknown }).message).startsWith('LOADING');
   return byClass || byCode || loading ? new RedisConnectionError(error) : error;
 }
+
+/** node-redis' error for a command sent on a client that was closed (`close()`, `quit()`, `destroy()`). */
+export function isClientClosed(error: unknown): boolean {
+  return (error as { constructor?: { name?: unknown } } | null)?.constructor?.name === 'ClientClosedError';
+}
+
+/**
+ * What a worker reports when its client was closed under it: the first such error, with what to do; later ones
+ * are counted but not reported while the client stays closed (its loops would report one per call, many a
+ * second). Reported again once the client was seen open (`isOpen`) at a balance, then closed again.
+ */
+export class ClosedClientReports {
+  #reported = false;
+  readonly #client: unknown;
+
+  constructor(client: unknown) {
+    this.#client = client;
+  }
+
+  /** At each balance: a client open again (reconnected) has its next closing reported. */
+  check(): void {
+    if ((this.#client as { isOpen?: unknown } | null)?.isOpen === true) this.#reported = false;
+  }
+
+  /** The error to report for `error` (a connection error of a closed client), or null: already reported. */
+  filter(error: unknown): unknown {
+    const open = (this.#client as { isOpen?: unknown } | null)?.isOpen === true;
+    if (!isClientClosed(error)) {
+      if (open) this.#reported = false;
+      return reportable(error);
+    }
+    if (this.#reported && !open) return null;
+    this.#reported = !open;
+    return new RedisConnectionError(
+      error,
+      'The client was closed while the worker runs: close the worker first (await worker.close()), then the client. Reported once while the client stays closed; the worker retries',
+    );
+  }
+}

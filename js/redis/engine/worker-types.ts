@@ -137,7 +137,7 @@ export interface RedisWorkerOptions<O = unknown, I = unknown> extends RedisOptio
    * other hands its partitions over, so new sessions open on the newer version while old ones finish on theirs.
    * Needs `version`.
    */
-  versions?: Readonly<Record<string, StreamFn<I, O>>>;
+  versions?: Readonly<Record<string, StreamFn<NoInferred<I>, NoInferred<O>>>>;
   /**
    * Adopts sessions of versions this worker does not run instead of waiting for them to end: a worker with it takes
    * any partition, and a session of another version continues on this worker's version from its last checkpoint,
@@ -146,8 +146,23 @@ export interface RedisWorkerOptions<O = unknown, I = unknown> extends RedisOptio
    * wrote after the checkpoint stay, and this version's first outputs up to the same seq are not written (as in any
    * replay). A throw fails the session (`ERR_VELO_MIGRATE`). Needs `version`. See docs/redis/versions.md.
    */
-  migrate?: (state: unknown, fromVersion: string) => unknown;
+  migrate?: Migrate;
 }
+
+/**
+ * `T` in a form the compiler does not infer `T` from (`NoInfer` from TypeScript 5.4 on): the types of a worker are
+ * its `fn`'s, and an older version whose outputs are wider is refused rather than widening them.
+ */
+export type NoInferred<T> = [T][T extends unknown ? 0 : never];
+
+/** A `migrate` function: synchronous (see `SyncMigrate`). */
+export type Migrate = (state: unknown, fromVersion: string) => unknown;
+
+/**
+ * `M` if it returns no promise, else `never`: `redisWorker` takes `migrate` as `M & SyncMigrate<M>`, so an async
+ * `migrate` (refused at run time: a session cannot wait for its state) is refused at compile time.
+ */
+export type SyncMigrate<M> = M extends (...args: never[]) => PromiseLike<unknown> ? never : M;
 
 /** What waits for a limiter's permit on a worker (`RedisWorkerStats.permits`; all 0 without the `limiter` option). */
 export interface WorkerPermitStats {

@@ -32,7 +32,7 @@ import { type RedisOptions, type Resolved, resolveOptions } from '../log/options
 import { RedisLog } from '../log/redis-log';
 import { RoundTrips, type RoundTripTotals, kRenewalLateness, kRoundTrips, kServes, timedLog } from './metrics';
 import type { Heartbeat, Lease, PartitionLog } from '../common/transport';
-import { reportable } from '../common/reportable';
+import { ClosedClientReports } from '../common/reportable';
 import { LocalDelivery } from './local-delivery';
 import { PartitionRun } from './partition-run';
 import { LIMIT_KEYS, checkDebounceTarget, checkLimits } from './worker-limits';
@@ -40,7 +40,7 @@ import { type PartitionHost, type WorkerCounters, newCounters } from './partitio
 import { type Openable, kOpen } from '../../core/protocol';
 import { RETRY_MS } from './outbox';
 import { type Clock, realClock, sleepOn } from '../common/clock';
-import type { RedisWorker, RedisWorkerOptions, RedisWorkerStats } from './worker-types';
+import type { Migrate, RedisWorker, RedisWorkerOptions, RedisWorkerStats, SyncMigrate } from './worker-types';
 import { WorkerPermits, checkWorkerLimiter } from './session-permits';
 import { type WorkerVersions, checkVersions } from './versions';
 import { planBalance } from '../rules/versions';
@@ -49,11 +49,14 @@ import { planBalance } from '../rules/versions';
 const W = 'redisWorker()';
 
 export type {
+  Migrate,
+  NoInferred,
   RedisWorker,
   RedisWorkerOptions,
   RedisWorkerStats,
   RoundTripStats,
   RenewalStats,
+  SyncMigrate,
   WorkerPermitStats,
 } from './worker-types';
 export type { SessionLimiters, SessionPermitItem, WorkerLimiterOptions } from './session-permits';
@@ -116,6 +119,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
   /** The last fencing epoch this worker was granted, per partition. */
   readonly #epochs = new Map<number, number>();
   readonly #onError: (error: unknown) => void;
+  readonly #closedClient: ClosedClientReports;
   readonly #order: number[];
   #timer: NodeJS.Timeout | null = null;
   /**
@@ -231,6 +235,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       new RedisLog(options.client, options.keys, options.partitions, (error) => this.report(error)),
       this.#trips,
     );
+    this.#closedClient = new ClosedClientReports(options.client);
     this.#onError = onError ?? ((error) => process.emitWarning(error instanceof Error ? error : new Error(String(error))));
     // Each worker tries free partitions from its own starting point: fewer collisions when many start at once.
     const start = randomBytes(2).readUInt16BE() % options.partitions;
@@ -403,7 +408,8 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
 
   report(error: unknown): void {
     this.counters.errors++;
-    this.#onError(reportable(error));
+    const reported = this.#closedClient.filter(error);
+    if (reported !== null) this.#onError(reported);
   }
 
   #tick(): void {
@@ -412,6 +418,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       .catch((error: unknown) => this.report(error))
       .finally(() => {
         this.#ticking = null;
+        this.#closedClient.check();
         if (this.#closing !== null) return;
         const now = performance.now();
         if (this.#regular) this.#regularAt = now + Math.floor(this.ttl / 3);
@@ -733,7 +740,10 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
  * semantics). Outputs go to the partitions' output streams; read them with `redisOutputs`.
  * @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `fn` is not a stream function or an option is invalid.
  */
-export function redisWorker<I = unknown, O = unknown>(fn: StreamFn<I, O>, options: RedisWorkerOptions<O, I>): RedisWorker {
+export function redisWorker<I = unknown, O = unknown, M extends Migrate = Migrate>(
+  fn: StreamFn<I, O>,
+  options: RedisWorkerOptions<O, I> & { migrate?: M & SyncMigrate<M> },
+): RedisWorker {
   if (typeof (fn as Partial<Openable<I, O>> | null)?.[kOpen] !== 'function') {
     throw invalidType(`redisWorker(): fn must be a stream function (from streamFn()), not ${describe(fn)}`);
   }

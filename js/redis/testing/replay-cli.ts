@@ -134,6 +134,10 @@ async function recordingOf(values: Values): Promise<Recording> {
   return withRedis(values.redis, fromRedis(values));
 }
 
+/** Node's refusals of a TypeScript module it cannot load by itself (its codes, compared only). */
+const TS_LOAD_CODES =
+  /^ERR_(UNKNOWN_FILE_EXTENSION|UNSUPPORTED_TYPESCRIPT_SYNTAX|UNSUPPORTED_NODE_MODULES_TYPE_STRIPPING|INVALID_TYPESCRIPT_SYNTAX)$/;
+
 /** The handler module's stream function and its replay options. */
 async function handlerOf(
   spec: string,
@@ -141,7 +145,23 @@ async function handlerOf(
 ): Promise<{ fn: StreamFn<unknown, unknown>; options: ReplayOptions }> {
   const hash = spec.lastIndexOf('#');
   const [path, name] = hash > 0 ? [spec.slice(0, hash), spec.slice(hash + 1)] : [spec, 'default'];
-  const mod = await importModule(pathToFileURL(resolve(path)).href);
+  let mod: Record<string, unknown>;
+  try {
+    mod = await importModule(pathToFileURL(resolve(path)).href);
+  } catch (error) {
+    // Node (before type stripping, or for syntax it does not strip) loads no TypeScript by itself.
+    const code = (error as { code?: unknown } | null)?.code;
+    if (/\.[cm]?tsx?$/.test(path) && typeof code === 'string' && TS_LOAD_CODES.test(code))
+      throw invalidValue(
+        `--handler: Node could not load the TypeScript module ${path} (${code}). Run velo-replay with a loader: NODE_OPTIONS="--import tsx" velo-replay run ... (npm i -D tsx), or give --handler the compiled .js`,
+        error,
+      );
+    throw error;
+  }
+  // A module compiled to CommonJS from ESM syntax (TypeScript through a loader, in a CommonJS package): its
+  // exports are `module.exports`, marked `__esModule`, which import() gives as `default`.
+  const inner = mod.default as { __esModule?: unknown } | null | undefined;
+  if (inner !== null && typeof inner === 'object' && inner.__esModule === true) mod = inner;
   if (!(name in mod)) throw invalidValue(`--handler: ${path} has no export named ${JSON.stringify(name)}`);
   let options = (mod.replayOptions ?? {}) as ReplayOptions;
   if (extra !== undefined) {

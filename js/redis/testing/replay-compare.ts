@@ -125,6 +125,8 @@ export interface ReplaySummary {
   open: number;
   /** Partitions whose recording kept session ends (`checkReplay`): only there are ends compared. */
   endsKept: number;
+  /** Partitions with nothing recorded (no event, no output, no session end kept): nothing to compare there. */
+  empty: number;
   /** Differences. */
   differences: number;
 }
@@ -186,10 +188,20 @@ export async function compareRecording<O>(
   const differences: ReplayDifference<O>[] = [];
   const notReplayable: NotReplayable[] = [];
   const unverified: UnverifiedSession[] = [];
-  const summary: ReplaySummary = { partitions: 0, events: 0, sessions: 0, same: 0, open: 0, endsKept: 0, differences: 0 };
+  const summary: ReplaySummary = {
+    partitions: 0,
+    events: 0,
+    sessions: 0,
+    same: 0,
+    open: 0,
+    endsKept: 0,
+    empty: 0,
+    differences: 0,
+  };
   for (const part of recording.parts) {
     summary.partitions++;
     if (part.endsKept) summary.endsKept++;
+    else if (part.input.length === 0 && part.outputs.length === 0 && part.live.length === 0) summary.empty++;
     const plan = planPartition(part, notReplayable);
     summary.events += plan.events.length;
     const replayed = await replay(part.partition, plan.events);
@@ -390,8 +402,9 @@ export function formatReplayReport(report: ReplayReport): string {
       `${s.same} the same, ${s.differences} differences` +
       (s.open > 0 ? `; ${s.open} live when recorded (compared as far as they went)` : '') +
       (report.notReplayable.length > 0 ? `; ${report.notReplayable.length} not replayable` : '') +
-      (s.endsKept < s.partitions
-        ? `; session ends not kept in ${s.partitions - s.endsKept} partitions (no checkReplay): ends not compared there`
+      (s.empty > 0 ? `; ${s.empty} empty` : '') +
+      (s.endsKept + s.empty < s.partitions
+        ? `; session ends not kept in ${s.partitions - s.endsKept - s.empty} partitions (no checkReplay): ends not compared there`
         : ''),
   ];
   for (const d of report.differences) {
