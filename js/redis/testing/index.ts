@@ -183,9 +183,11 @@ function readGiven<T>(what: string, name: string, read: () => T): T {
 }
 
 /** The options a test worker knows. */
-const KNOWN = ['partitions', 'codec', 'maxEventBytes', ...LIMIT_KEYS, 'start', 'version', 'versions', 'migrate'];
+const SHARED = ['partitions', 'codec', 'maxEventBytes', ...LIMIT_KEYS, 'start'];
+/** `testWorker`'s: the shared ones, and a first release's for `deploy()`. */
+const KNOWN = [...SHARED, 'version', 'versions', 'migrate'];
 /** The options a determinism check knows. */
-const KNOWN_CHECK = [...KNOWN, 'settleWithin'];
+const KNOWN_CHECK = [...SHARED, 'settleWithin'];
 /** The latest start: the latest time a Date holds. */
 const MAX_START = 8.64e15;
 /**
