@@ -41,6 +41,8 @@ class SimPermit implements Permit {
 export class SimLimiter {
   readonly #held = new Set<SimPermit>();
   readonly #line: Waiter[] = [];
+  /** Until when each paused process is paused (virtual ms). */
+  readonly #pausedUntil = new Map<SimHolder, number>();
   /** Most permits held at once, and permits granted, so far. */
   max = 0;
   granted = 0;
@@ -62,7 +64,20 @@ export class SimLimiter {
     this.#held.add(permit);
     this.granted++;
     this.max = Math.max(this.max, this.#held.size);
+    // Granted to a process that stays paused past a lease from now: nothing renews it, so it comes back then (as a
+    // `redisLimiter` permit whose holder stopped renewing).
+    const until = this.#pausedUntil.get(holder) ?? -Infinity;
+    if (until - this.base.now() > this.lease) this.#expireAfterLease(permit);
     return permit;
+  }
+
+  /** The permit comes back a lease from now, whatever its holder does (it is orphaned). */
+  #expireAfterLease(permit: SimPermit): void {
+    this.base.setTimeout(() => {
+      if (permit.orphaned || !this.#held.has(permit)) return;
+      permit.orphaned = true;
+      this.free(permit);
+    }, this.lease);
   }
 
   free(permit: SimPermit): void {
@@ -99,6 +114,7 @@ export class SimLimiter {
    * renewals stopped do; its own release later frees nothing (a `redisLimiter`'s is fenced).
    */
   paused(holder: SimHolder, ms: number): void {
+    this.#pausedUntil.set(holder, Math.max(this.#pausedUntil.get(holder) ?? -Infinity, this.base.now() + ms));
     if (ms <= this.lease) return;
     this.base.setTimeout(() => {
       for (const permit of this.#held) {
