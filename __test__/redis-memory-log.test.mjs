@@ -2,7 +2,7 @@
 // virtual clock's order, and the faults a seeded policy injects per call.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MemoryLog, MemoryStore, VirtualClock, reportable, runUntil, sleepOn } from '#testing';
+import { MemoryLog, MemoryStore, ProcessClock, VirtualClock, reportable, runUntil, sleepOn } from '#testing';
 
 const T0 = 1_700_000_000_000;
 
@@ -37,6 +37,33 @@ test('the virtual clock: immediates before timers, timers by due time then by cr
   ]);
   assert.equal(clock.next(), undefined);
   await assert.rejects(runUntil(clock, new Promise(() => {})), /Nothing is left to run/);
+});
+
+test('a paused process: its callbacks wait for the pause to end and stay work or keep-alive as they were', () => {
+  // A callback a pause held (a permit's grant, a handler's delay) is still work: a quiet span of the simulation
+  // (`VirtualClock.postpone`) must not move it, or the process would sit on a granted permit for the span.
+  const base = new VirtualClock(T0);
+  const process = new ProcessClock(base);
+  const seen = [];
+  process.pause(T0 + 100);
+  process.setImmediate(() => seen.push(['immediate', base.now()]));
+  process.setTimeout(() => seen.push(['work', base.now()]), 10);
+  process.setTimeout(() => seen.push(['keep-alive', base.now()]), 20, true);
+  base.step(); // the immediate, held till the pause ends
+  assert.deepEqual(seen, []);
+  while (base.next() !== undefined && base.next() < T0 + 100) base.step();
+  assert.equal(base.nextFixed(), T0 + 100, 'the held work is still work');
+  base.postpone(0);
+  while (base.step());
+  assert.deepEqual(seen, [
+    ['immediate', T0 + 100],
+    ['work', T0 + 100],
+    ['keep-alive', T0 + 100],
+  ]);
+  process.kill();
+  process.setTimeout(() => seen.push(['after kill']), 1);
+  while (base.step());
+  assert.equal(seen.length, 3);
 });
 
 test('entry ids: the clock ms, or the next seq while the clock stands still; kept monotonic after a trim', async () => {

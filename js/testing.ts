@@ -15,6 +15,7 @@ export { KeySpace, RedisLog, appendEvents } from './redis/log/redis-log';
 export { MemoryLog, SocketClosedUnexpectedlyError } from './redis/log/memory-log';
 export { MemoryStore } from './redis/log/memory-store';
 export { VirtualClock, runUntil } from './redis/testing/virtual-clock';
+export { ProcessClock } from './redis/testing/sim-process';
 export { sleepOn } from './redis/common/clock';
 export { outputItem } from './redis/common/outputs';
 export { reportable } from './redis/common/reportable';

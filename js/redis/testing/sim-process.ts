@@ -90,12 +90,16 @@ export class ProcessClock implements Clock {
     return this.base.now();
   }
 
-  #guard(fn: () => void, timer?: ProcessTimer): () => void {
+  /**
+   * `fn` as this process runs it: never once killed, and held while paused (till the pause ends; a held callback
+   * stays work or keep-alive as it was, so a quiet span never postpones work a pause held).
+   */
+  #guard(fn: () => void, keepAlive: boolean, timer?: ProcessTimer): () => void {
     const guarded = () => {
       if (this.#dead) return;
       const now = this.base.now();
       if (now < this.#until) {
-        const later = this.base.setTimeout(guarded, this.#until - now, true);
+        const later = this.base.setTimeout(guarded, this.#until - now, keepAlive);
         if (timer !== undefined) timer.inner = later;
         return;
       }
@@ -111,7 +115,7 @@ export class ProcessClock implements Clock {
    */
   setTimeout(fn: () => void, ms: number, keepAlive = false): ClockTimer {
     const timer = new ProcessTimer();
-    timer.inner = this.base.setTimeout(this.#guard(fn, timer), ms, keepAlive);
+    timer.inner = this.base.setTimeout(this.#guard(fn, keepAlive, timer), ms, keepAlive);
     return timer;
   }
 
@@ -130,7 +134,7 @@ export class ProcessClock implements Clock {
   }
 
   setImmediate(fn: () => void): void {
-    this.base.setImmediate(this.#guard(fn));
+    this.base.setImmediate(this.#guard(fn, false));
   }
 
   kill(): void {
