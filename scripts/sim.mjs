@@ -24,6 +24,7 @@ const { values } = parseArgs({
     permits: { type: 'boolean', default: false },
     versions: { type: 'boolean', default: false },
     debounce: { type: 'boolean', default: false },
+    'key-state': { type: 'boolean', default: false },
   },
 });
 const only = values.only.split(',');
@@ -32,6 +33,7 @@ const held = values['held-batches'] === undefined ? '' : ` --held-batches ${valu
 const withPermits = values.permits;
 const versions = values.versions;
 const debounce = values.debounce;
+const keyState = values['key-state'];
 
 if (values.seed !== undefined) {
   const seed = Number(values.seed);
@@ -40,7 +42,7 @@ if (values.seed !== undefined) {
   // --scenario: a scenario printed by --shrink (JSON), run with the seed's draws.
   const result =
     values.scenario === undefined
-      ? await runSeed(seed, { only, trace, permits: withPermits, versions, debounce })
+      ? await runSeed(seed, { only, trace, permits: withPermits, versions, debounce, keyState })
       : await runScenario(seed, JSON.parse(readFileSync(values.scenario, 'utf8')), {
           trace,
           slow,
@@ -67,11 +69,11 @@ if (values.seed !== undefined) {
   const count = Number(values.count);
   let failed = 0;
   for (let seed = from; seed < from + count; seed++) {
-    const result = await runSeed(seed, { only, permits: withPermits, versions, debounce });
+    const result = await runSeed(seed, { only, permits: withPermits, versions, debounce, keyState });
     if (!result.ok) {
       failed++;
       console.log(
-        `seed ${seed} failed: ${result.problems[0]} -- ${replayCommand(seed, only, { permits: withPermits, versions, debounce })}${held}`,
+        `seed ${seed} failed: ${result.problems[0]} -- ${replayCommand(seed, only, { permits: withPermits, versions, debounce, keyState })}${held}`,
       );
     }
     if ((seed - from + 1) % 1000 === 0) console.log(`${seed - from + 1} seeds, ${failed} failed`);

@@ -15,8 +15,15 @@ import { model } from './session-model.mjs';
 import { scriptHandler, timeOf } from './session-script.mjs';
 
 /** The one-line command that replays a seed, with its trace and a shrunk scenario (`permits`: its faulty run with limiters). */
-export const replayCommand = (seed, only = FAULT_KINDS, { permits = false, versions = false, debounce = false } = {}) =>
-  `node scripts/sim.mjs --seed ${seed} --trace --shrink${only.length === FAULT_KINDS.length ? '' : ` --only ${only.join(',')}`}${permits ? ' --permits' : ''}${versions ? ' --versions' : ''}${debounce ? ' --debounce' : ''}`;
+export const replayCommand = (
+  seed,
+  only = FAULT_KINDS,
+  { permits = false, versions = false, debounce = false, keyState = false } = {},
+) =>
+  `node scripts/sim.mjs --seed ${seed} --trace --shrink${only.length === FAULT_KINDS.length ? '' : ` --only ${only.join(',')}`}${permits ? ' --permits' : ''}${versions ? ' --versions' : ''}${debounce ? ' --debounce' : ''}${keyState ? ' --key-state' : ''}`;
+
+/** The `keyState` of a seed's runs with key state: kept a day (far past any run). */
+export const KEY_STATE = { retention: 86_400_000 };
 
 /**
  * The debounce of a seed's debounced runs (`redisWorker`'s option, as given), drawn from a stream of the seed's own:
@@ -67,7 +74,8 @@ export function supersededHandOver(releases, leaseTtl) {
   const since = new Map();
   const unowned = new Map();
   const grace = 2 * leaseTtl;
-  const runs = (r, versions) => r.migrate === true || versions.every((v) => v === '' || v === r.version || (r.carries ?? []).includes(v));
+  const runs = (r, versions) =>
+    r.migrate === true || versions.every((v) => v === '' || v === r.version || (r.carries ?? []).includes(v));
   return (fleet) => {
     // A partition whose live sessions an up worker can run is not left without an owner (docs/redis/versions.md: a
     // worker takes a partition refused to others past its share).
@@ -80,7 +88,8 @@ export function supersededHandOver(releases, leaseTtl) {
       }
       const from = unowned.get(p) ?? now;
       unowned.set(p, from);
-      if (now - from > 2 * grace) return `p${p} (sessions on ${versions.join(', ') || 'none'}) has no owner ${now - from} ms while a worker that runs them is up`;
+      if (now - from > 2 * grace)
+        return `p${p} (sessions on ${versions.join(', ') || 'none'}) has no owner ${now - from} ms while a worker that runs them is up`;
     }
     for (const p of fleet.processes) {
       const over =
@@ -100,6 +109,25 @@ export function supersededHandOver(releases, leaseTtl) {
     }
     return undefined;
   };
+}
+
+/**
+ * The versioned runs' check of `redisVersions().drained()` (`SimOptions.invariant`), written from
+ * docs/redis/versions.md: a version is drained once no live session runs on it (the partitions' counts) and no live
+ * worker of it owns a partition. At no step may that hold while a session of the version lives on the process that
+ * holds its partition's lease: a deploy script would remove a handler a session still runs on.
+ */
+export function drainedNeverEarly(fleet) {
+  const drained = (version) =>
+    fleet.partitions.every((p) => (p.counts.get(version) ?? 0) === 0) &&
+    !fleet.processes.some((q) => q.version === version && fleet.partitions.some((p) => p.owner === q.id));
+  for (const q of fleet.processes) {
+    for (const { partition, version } of q.sessions) {
+      if (fleet.partitions[partition].owner === q.id && drained(version))
+        return `drained('${version}') would resolve while ${q.id} runs a session on it in p${partition}`;
+    }
+  }
+  return undefined;
 }
 
 /** `migrate` of the versioned runs: the state as `to` checkpoints it (the scripted handler checks it). */
@@ -237,7 +265,7 @@ export function scenario(seed) {
  * The scripted handler (session-script.mjs) as a function, `delay()` awaited after each take; `took(input, entry)`,
  * if given, is told of each take first.
  */
-export function scripted(delay, { idleTimeout, maxConcurrent }, took, version) {
+export function scripted(delay, { idleTimeout, maxConcurrent, limits }, took, version) {
   return streamFn(
     scriptHandler({
       pause: (input, entry) => {
@@ -245,6 +273,7 @@ export function scripted(delay, { idleTimeout, maxConcurrent }, took, version) {
         return delay();
       },
       version,
+      upgrades: limits?.keyState != null,
     }),
     { idleTimeout, maxConcurrent },
   );
@@ -415,8 +444,12 @@ export const FAULT_KINDS = ['crash', 'pause', 'lost', 'refused', 'delay', 'slow'
  * Runs seed `seed` calm and with its faults (`only`: those kinds; `permits`: the faulty run with the limiters of
  * `permitsFor(seed)`); `{ ok, problems, expected, actual, stats, scenario }`.
  */
-export async function runSeed(seed, { trace, only = FAULT_KINDS, permits = false, versions = false, debounce = false } = {}) {
+export async function runSeed(
+  seed,
+  { trace, only = FAULT_KINDS, permits = false, versions = false, debounce = false, keyState = false } = {},
+) {
   const s = scenario(seed);
+  if (keyState) s.limits.keyState = KEY_STATE;
   for (const kind of FAULT_KINDS) if (!only.includes(kind) && kind !== 'slow') s.faults[kind] = 0;
   if (!only.includes('crash')) {
     s.faults.crashAfterCommits = [];
@@ -475,7 +508,10 @@ export async function runScenario(seed, s, { trace, slow = true, permits } = {})
             deploys: s.versions.deploys,
             oldJoins: s.versions.oldJoins,
             migrate: migrateState,
-            invariant: supersededHandOver(s.versions.releases, s.limits.leaseTtl ?? 3000),
+            invariant: (
+              (handOver) => (fleet) =>
+                handOver(fleet) ?? drainedNeverEarly(fleet)
+            )(supersededHandOver(s.versions.releases, s.limits.leaseTtl ?? 3000)),
           }),
       events: s.events,
       limits:

@@ -158,6 +158,9 @@ function walk(
         // debounce, to find the cap), so the cap's error follows, unless the handler threw on the held event.
         if (held !== undefined) {
           const step = react(state, held, ctx);
+          state = step.state;
+          // (Its step completed: a checkpoint it made is kept, as any other step's.)
+          if (step.checkpoint && step.end !== 'throw') kept = state;
           session.outputs.push(...step.outputs);
           if (step.end === 'throw') {
             close({ how: 'throw', at: lastTaken?.time }, SCRIPT_THROW);

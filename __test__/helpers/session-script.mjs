@@ -87,14 +87,16 @@ export function react(state, input, ctx) {
  *
  * `version` (a release's handler): its checkpoints say which version made them (`v`), every output names the version
  * that made it (`ver`), and a state restored from another version's checkpoint (not migrated to this one) marks every
- * output of the session (`wrong`), so that a reader, the model and the calm run all see it.
+ * output of the session (`wrong`), so that a reader, the model and the calm run all see it. With `upgrades` (a
+ * worker with `keyState`), it takes another version's state as docs/redis/versions.md advises for a key's kept
+ * state, which is never migrated: converted in the handler (here the shape is the same), not marked.
  */
-export function scriptHandler({ pause, version } = {}) {
+export function scriptHandler({ pause, version, upgrades = false } = {}) {
   return async function* script(events, ctx) {
     let state = ctx.restored ?? { count: 0, took: [] };
     let mark = {};
     if (version !== undefined) {
-      if (ctx.restored !== undefined && (ctx.restored.v ?? '') !== version)
+      if (ctx.restored !== undefined && (ctx.restored.v ?? '') !== version && !upgrades)
         mark = { wrong: `a ${ctx.restored.v ?? 'unversioned'} state on ${version}` };
       state = { count: state.count, took: state.took };
       mark = { ver: version, ...mark };

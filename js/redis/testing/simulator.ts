@@ -111,11 +111,22 @@ export interface SimFleet {
   readonly now: number;
   /** Virtual ms the run moved over at once so far (quiet spans: `Simulation.#jump`). */
   readonly skipped: number;
-  /** Each partition: its lease's holder (a process id; null: none), and the versions its live sessions opened on. */
-  readonly partitions: readonly { readonly owner: string | null; readonly versions: readonly string[] }[];
+  /**
+   * Each partition: its lease's holder (a process id; null: none), the versions its live sessions opened on, and
+   * their counts as `redisVersions().status()` reads them (`:versions`).
+   */
+  readonly partitions: readonly {
+    readonly owner: string | null;
+    readonly versions: readonly string[];
+    readonly counts: ReadonlyMap<string, number>;
+  }[];
   readonly processes: readonly {
     readonly id: string;
     readonly release: number;
+    /** Its release's version. */
+    readonly version: string;
+    /** The version each of its live sessions opened on, by partition (of every partition it runs). */
+    readonly sessions: readonly { readonly partition: number; readonly version: string }[];
     /** Live and not paused, not closing. */
     readonly up: boolean;
     /** The partitions it runs (it may have lost some without knowing yet). */
@@ -177,6 +188,8 @@ export interface SimResult<O> {
     commits: number;
     wakes: number;
     jumps: number;
+    /** Sessions that started from their key's kept state (`keyState`), over every process (replays included). */
+    keyStateStarts: number;
   };
 }
 
@@ -506,9 +519,11 @@ export class Simulation<I, O> implements SimHost<I, O> {
         skipped: this.#skipped,
         partitions: Array.from({ length: this.store.partitions }, (_, p) => {
           const token = this.store.holder(p);
+          const counts = this.store.versions(p);
           return {
             owner: token === null ? null : token.slice(0, token.lastIndexOf(':')),
-            versions: [...this.store.versions(p)].filter(([, n]) => n > 0).map(([v]) => v),
+            versions: [...counts].filter(([, n]) => n > 0).map(([v]) => v),
+            counts,
           };
         }),
         processes: this.processes
@@ -516,6 +531,10 @@ export class Simulation<I, O> implements SimHost<I, O> {
           .map((p) => ({
             id: p.id,
             release: p.release,
+            version: p.version,
+            sessions: [...p.runs.values()].flatMap((run) =>
+              [...run.sessions.values()].map((session) => ({ partition: run.partition, version: session.opening.version })),
+            ),
             up: !p.clock.paused && !p.closing,
             partitions: [...p.runs.keys()],
           })),
@@ -713,6 +732,7 @@ export async function simulate<I, O>(options: SimOptions<I, O>): Promise<SimResu
     ...sim.stats,
     commits: sim.commits,
     wakes: sim.wakes,
+    keyStateStarts: sim.processes.reduce((n, p) => n + p.counters.keyStateStarts, 0),
     ...(session === null && step === null
       ? {}
       : {
