@@ -298,7 +298,9 @@ const VERSION_SEEDS = 600;
 // Re-introduced one at a time, each past defect of versions is caught within seeds 1-600: no rescue of partitions
 // refused to a release (1, 6, 25, ...); two migrating releases that do not supersede each other (2, 48, 85, ...); a
 // worker past its share that hands nothing back and so never rescues (91, 111: the stall an outside pass found, with
-// a v1 worker killed during a deploy whose v2 does not carry v1).
+// a v1 worker killed during a deploy whose v2 does not carry v1); `drained()` reading a version's count through the
+// prototype (the 'mixed' chain's versions are named `constructor` and `__proto__`: 7, 9, 15, ...); openings not
+// counted under their version, so that `drained()` resolves while sessions live (2, 7, 8, ...).
 const VERSION_FOUND = [
   // A takeover restored sessions (a slot freed by a session of another partition ending) before it had read the
   // partition's openings: they ran on the taking worker's version (a v1 session on v3's handler, an adopted one

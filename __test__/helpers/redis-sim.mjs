@@ -44,8 +44,13 @@ export const RELEASE_CHAINS = {
   wait: [{ version: 'v1' }, { version: 'v2', carries: ['v1'] }, { version: 'v3', carries: ['v1', 'v2'] }],
   // v2 adopts v1's sessions from their checkpoints.
   migrate: [{ version: 'v1' }, { version: 'v2', migrate: true }],
-  // v3 carries v2 and adopts what is older (v1's sessions).
-  mixed: [{ version: 'v1' }, { version: 'v2', carries: ['v1'] }, { version: 'v3', carries: ['v2'], migrate: true }],
+  // The third carries the second and adopts what is older (v1's sessions). Named as Object.prototype's own
+  // properties: a version is a name, never a key looked up through a prototype.
+  mixed: [
+    { version: 'v1' },
+    { version: 'constructor', carries: ['v1'] },
+    { version: '__proto__', carries: ['constructor'], migrate: true },
+  ],
   // Two migrating releases, the later carrying the earlier.
   twice: [{ version: 'v1' }, { version: 'v2', migrate: true }, { version: 'v3', carries: ['v2'], migrate: true }],
   // A release that does not carry the one before: neither supersedes the other; partitions with v1 sessions stay
@@ -112,22 +117,35 @@ export function supersededHandOver(releases, leaseTtl) {
 }
 
 /**
- * The versioned runs' check of `redisVersions().drained()` (`SimOptions.invariant`), written from
- * docs/redis/versions.md: a version is drained once no live session runs on it (the partitions' counts) and no live
- * worker of it owns a partition. At no step may that hold while a session of the version lives on the process that
- * holds its partition's lease: a deploy script would remove a handler a session still runs on.
+ * The versioned runs' check of `redisVersions().drained()` (`SimOptions.invariant`; `fleet.drained` is its rule over
+ * what the store holds), written from docs/redis/versions.md: a version is drained once no live session runs on it
+ * and no live worker of it owns a partition. At no step may `drained` hold while a session of the version lives on
+ * the process that holds its partition's lease (a deploy script would remove a handler a session still runs on),
+ * nor fail to hold once no session is counted on it and no worker of it owns a partition (it would wait for ever).
  */
-export function drainedNeverEarly(fleet) {
-  const drained = (version) =>
-    fleet.partitions.every((p) => (p.counts.get(version) ?? 0) === 0) &&
-    !fleet.processes.some((q) => q.version === version && fleet.partitions.some((p) => p.owner === q.id));
-  for (const q of fleet.processes) {
-    for (const { partition, version } of q.sessions) {
-      if (fleet.partitions[partition].owner === q.id && drained(version))
-        return `drained('${version}') would resolve while ${q.id} runs a session on it in p${partition}`;
+export function drainedAsDocs(releases) {
+  return (fleet) => {
+    for (const q of fleet.processes) {
+      for (const { partition, version } of q.sessions) {
+        if (fleet.partitions[partition].owner === q.id && fleet.drained(version))
+          return `drained('${version}') would resolve while ${q.id} runs a session on it in p${partition}`;
+      }
     }
-  }
-  return undefined;
+    for (const { version } of releases) {
+      const none =
+        fleet.partitions.every((p) => (p.counts.get(version) ?? 0) === 0) &&
+        !fleet.processes.some((q) => q.version === version && fleet.partitions.some((p) => p.owner === q.id));
+      if (none && !fleet.drained(version)) return `drained('${version}') would not resolve: no session or owner is on it`;
+    }
+    return undefined;
+  };
+}
+
+/** Every check of the versioned runs' fleet at each step: hand-overs (`supersededHandOver`) and `drainedAsDocs`. */
+function versionsInvariant(releases, leaseTtl) {
+  const handOver = supersededHandOver(releases, leaseTtl);
+  const drained = drainedAsDocs(releases);
+  return (fleet) => handOver(fleet) ?? drained(fleet);
 }
 
 /** `migrate` of the versioned runs: the state as `to` checkpoints it (the scripted handler checks it). */
@@ -508,10 +526,7 @@ export async function runScenario(seed, s, { trace, slow = true, permits } = {})
             deploys: s.versions.deploys,
             oldJoins: s.versions.oldJoins,
             migrate: migrateState,
-            invariant: (
-              (handOver) => (fleet) =>
-                handOver(fleet) ?? drainedNeverEarly(fleet)
-            )(supersededHandOver(s.versions.releases, s.limits.leaseTtl ?? 3000)),
+            invariant: versionsInvariant(s.versions.releases, s.limits.leaseTtl ?? 3000),
           }),
       events: s.events,
       limits:

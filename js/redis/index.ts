@@ -85,11 +85,10 @@ export {
 } from './limiter/limiter';
 export type { AcquireOptions, LimitSettings, Limiter, LimiterOptions, LimiterStats, Permit, RateLimit } from '../limits/types';
 export { redisClientOptions, type RedisClientLike, type RedisClientTimeouts } from './log/connection';
+export type { VersionStatus, VersionedWorker } from './rules/versions';
 export {
   redisVersions,
   type DrainedOptions,
   type RedisVersions,
   type RedisVersionsOptions,
-  type VersionStatus,
-  type VersionedWorker,
 } from './clients/version-status';

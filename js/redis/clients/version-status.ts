@@ -5,42 +5,13 @@ import { describe, invalidType, invalidValue, outOfRange, versionUnknownError } 
 import { send } from '../log/connection';
 import { type RedisOptions, type Resolved, resolveOptions } from '../log/options';
 import { parseAdvert } from '../common/stored';
-import { NO_VERSION, activeWorkers } from '../rules/versions';
+import { type VersionStatus, drainedIn, versionStatus } from '../rules/versions';
 import { checkVersionName } from '../engine/versions';
 
 /** Options of `redisVersions`: those every entry point shares (the function's name, partitions). */
 export interface RedisVersionsOptions extends RedisOptions<unknown> {
   /** The function's name in Redis. */
   name: string;
-}
-
-/** A live worker, as it advertises itself. */
-export interface VersionedWorker {
-  /** Its `workerId`. */
-  readonly id: string;
-  /** Its `version` (`''`: none set, or a worker of a release before versions). */
-  readonly version: string;
-  /** Every version it runs: its own, then its `versions`. */
-  readonly runs: readonly string[];
-  /** Partitions it owns now, ascending. */
-  readonly partitions: readonly number[];
-  /** A live worker of a newer version supersedes it: it takes no partition, and hands over those it has. */
-  readonly superseded: boolean;
-}
-
-/** The versions of a function's live sessions and workers, as `status()` reads them. */
-export interface VersionStatus {
-  /**
-   * Live sessions per version, over all partitions (`''`: sessions opened with no version). A session counts once
-   * it wrote anything (an output, a checkpoint, a timer's wake-up), until its end is committed; one that has
-   * written nothing yet runs on its owner's version and is not counted (nothing of it is visible, and its owner's
-   * partitions are in `workers`).
-   */
-  readonly sessions: Readonly<Record<string, number>>;
-  /** The live workers, by id. */
-  readonly workers: readonly VersionedWorker[];
-  /** Partitions no live worker owns now (between owners, or refused to every live worker for its sessions' versions). */
-  readonly unowned: readonly number[];
 }
 
 /** Options of `drained()`. */
@@ -107,22 +78,14 @@ class Versions implements RedisVersions {
         .filter(([id]) => live.has(id))
         .map(([id, value]) => [id, parseAdvert(value)]),
     );
-    const sessions = new Map<string, number>();
-    const owned = new Map<string, number[]>();
-    const unowned: number[] = [];
-    parts.forEach(([counts, lease], p) => {
-      for (const [version, n] of pairs(counts)) sessions.set(version, (sessions.get(version) ?? 0) + Number(n));
-      const holder = lease === null ? null : lease.slice(0, Math.max(0, lease.lastIndexOf(':')));
-      if (holder === null || !live.has(holder)) unowned.push(p);
-      else owned.set(holder, [...(owned.get(holder) ?? []), p]);
-    });
-    const workers = [...live].sort().map((id): VersionedWorker => {
-      const advert = adverts.get(id) ?? NO_VERSION;
-      // Superseded: as that worker judges it (`activeWorkers` over the same adverts).
-      const { superseded } = activeWorkers(adverts, live.size, id);
-      return { id, version: advert.version, runs: advert.runs, partitions: owned.get(id) ?? [], superseded };
-    });
-    return { sessions: Object.fromEntries([...sessions].filter(([, n]) => n > 0)), workers, unowned };
+    return versionStatus(
+      parts.map(([counts, lease]) => ({
+        counts: pairs(counts).map(([version, n]) => [version, Number(n)] as const),
+        holder: lease === null ? null : lease.slice(0, Math.max(0, lease.lastIndexOf(':'))),
+      })),
+      live,
+      adverts,
+    );
   }
 
   async drained(version: string, options: DrainedOptions = {}): Promise<void> {
@@ -156,9 +119,7 @@ class Versions implements RedisVersions {
           `drained(): no live worker runs version ${JSON.stringify(version)} and no live session is on it (a misspelt name?). Versions there now: ${known.length === 0 ? 'none' : known.map((v) => JSON.stringify(v)).join(', ')}. Pass { ifUnknown: 'resolve' } to take a version that is gone as drained`,
         );
       }
-      // (An own property only: a version may be named `constructor`.)
-      const live = Object.hasOwn(s.sessions, version) ? s.sessions[version] : 0;
-      if (live === 0 && !s.workers.some((w) => w.version === version && w.partitions.length > 0)) return;
+      if (drainedIn(s, version)) return;
       await pause(interval, signal);
     }
   }

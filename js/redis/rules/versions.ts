@@ -128,3 +128,74 @@ export function planBalance(v: BalanceView): BalancePlan {
   const over = handBack.length > 0;
   return { superseded, share, over, handBack, rescue: !superseded && mixed && !over };
 }
+
+/** A live worker, as it advertises itself. */
+export interface VersionedWorker {
+  /** Its `workerId`. */
+  readonly id: string;
+  /** Its `version` (`''`: none set, or a worker of a release before versions). */
+  readonly version: string;
+  /** Every version it runs: its own, then its `versions`. */
+  readonly runs: readonly string[];
+  /** Partitions it owns now, ascending. */
+  readonly partitions: readonly number[];
+  /** A live worker of a newer version supersedes it: it takes no partition, and hands over those it has. */
+  readonly superseded: boolean;
+}
+
+/** The versions of a function's live sessions and workers, as `status()` reads them. */
+export interface VersionStatus {
+  /**
+   * Live sessions per version, over all partitions (`''`: sessions opened with no version). A session counts once
+   * it wrote anything (an output, a checkpoint, a timer's wake-up), until its end is committed; one that has
+   * written nothing yet runs on its owner's version and is not counted (nothing of it is visible, and its owner's
+   * partitions are in `workers`).
+   */
+  readonly sessions: Readonly<Record<string, number>>;
+  /** The live workers, by id. */
+  readonly workers: readonly VersionedWorker[];
+  /** Partitions no live worker owns now (between owners, or refused to every live worker for its sessions' versions). */
+  readonly unowned: readonly number[];
+}
+
+/** One partition as `status()` reads it: its live sessions per version (`:versions`), and its lease's holder (null: none). */
+export interface PartitionVersions {
+  readonly counts: Iterable<readonly [string, number]>;
+  readonly holder: string | null;
+}
+
+/**
+ * The status of a function's versions from what its workers keep: each partition's counts and lease holder, the
+ * live workers (registered) and their adverts (a live worker without one runs no version).
+ */
+export function versionStatus(
+  parts: readonly PartitionVersions[],
+  live: ReadonlySet<string>,
+  adverts: ReadonlyMap<string, WorkerAdvert>,
+): VersionStatus {
+  const sessions = new Map<string, number>();
+  const owned = new Map<string, number[]>();
+  const unowned: number[] = [];
+  parts.forEach(({ counts, holder }, p) => {
+    for (const [version, n] of counts) sessions.set(version, (sessions.get(version) ?? 0) + n);
+    if (holder === null || !live.has(holder)) unowned.push(p);
+    else owned.set(holder, [...(owned.get(holder) ?? []), p]);
+  });
+  const workers = [...live].sort().map((id): VersionedWorker => {
+    const advert = adverts.get(id) ?? NO_VERSION;
+    // Superseded: as that worker judges it (`activeWorkers` over the same adverts).
+    const { superseded } = activeWorkers(adverts, live.size, id);
+    return { id, version: advert.version, runs: advert.runs, partitions: owned.get(id) ?? [], superseded };
+  });
+  return { sessions: Object.fromEntries([...sessions].filter(([, n]) => n > 0)), workers, unowned };
+}
+
+/**
+ * `version` is drained in `status`: no live session runs on it, and no live worker whose version it is owns a
+ * partition (it would open new sessions on it).
+ */
+export function drainedIn(status: VersionStatus, version: string): boolean {
+  // (An own property only: a version may be named `constructor`.)
+  const live = Object.hasOwn(status.sessions, version) ? status.sessions[version] : 0;
+  return live === 0 && !status.workers.some((w) => w.version === version && w.partitions.length > 0);
+}

@@ -163,7 +163,7 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
   /** The handlers of the older versions it carries. */
   readonly #older: ReadonlyMap<string, StreamFn<I, O> & Openable<I, O>>;
   /** Its advert (undefined: the run has no releases, and it balances as before versions). */
-  readonly #advert: WorkerAdvert | undefined;
+  readonly advert: WorkerAdvert | undefined;
   /** What it passes to the lease script as the versions it runs. */
   readonly #takes: readonly string[];
   /** Closing (a graceful stop): it takes nothing more, and hands its partitions back. */
@@ -207,7 +207,7 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
     this.migrate = release.migrate;
     this.#older = release.older as ReadonlyMap<string, StreamFn<I, O> & Openable<I, O>>;
     const runs = [release.version, ...release.older.keys()];
-    this.#advert = release.versioned
+    this.advert = release.versioned
       ? { version: release.version, runs: release.migrate === null ? runs : [...runs, '*'] }
       : undefined;
     this.#takes = release.migrate === null ? runs : ['*'];
@@ -271,7 +271,7 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
    * ones in a run without releases; with releases, toward its share as the worker's balance does (`planBalance`).
    */
   async #balance(): Promise<void> {
-    if (this.#advert !== undefined) await this.#balanceShare(this.#advert);
+    if (this.advert !== undefined) await this.#balanceShare(this.advert);
     else {
       for (let p = 0; p < this.sim.store.partitions; p++) {
         const run = this.runs.get(p);
@@ -332,7 +332,7 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
   async #take(p: number, rescue: boolean): Promise<void> {
     const sent = this.clock.now();
     const lease = await this.log
-      .acquire(p, this.id, this.ttl, this.#advert === undefined ? undefined : this.#takes, rescue)
+      .acquire(p, this.id, this.ttl, this.advert === undefined ? undefined : this.#takes, rescue)
       .catch((error: unknown) => {
         this.report(error);
         return null;

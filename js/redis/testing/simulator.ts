@@ -20,6 +20,7 @@ import { type OutputItem, outputItem } from '../common/outputs';
 import type { Lease } from '../common/transport';
 import { VirtualClock } from './virtual-clock';
 import { SimLimiter } from './sim-limiter';
+import { drainedIn, versionStatus } from '../rules/versions';
 import { ProcessClock, type ProcessRelease, type SimHost, type SimLimits, SimProcess, balancePeriod } from './sim-process';
 
 /** An event the simulated producer appends at `at` (virtual ms) to its key's partition. */
@@ -120,6 +121,8 @@ export interface SimFleet {
     readonly versions: readonly string[];
     readonly counts: ReadonlyMap<string, number>;
   }[];
+  /** Whether `redisVersions().drained(version)` would resolve now (its rule, over what the store and adverts hold). */
+  drained(version: string): boolean;
   readonly processes: readonly {
     readonly id: string;
     readonly release: number;
@@ -514,14 +517,27 @@ export class Simulation<I, O> implements SimHost<I, O> {
   check(): void {
     const invariant = this.options.invariant;
     if (invariant !== undefined) {
+      const owner = (p: number): string | null => {
+        const token = this.store.holder(p);
+        return token === null ? null : token.slice(0, token.lastIndexOf(':'));
+      };
+      const live = this.processes.filter((p) => !p.dead);
       const broken = invariant({
+        drained: (version) =>
+          drainedIn(
+            versionStatus(
+              Array.from({ length: this.store.partitions }, (_, p) => ({ counts: this.store.versions(p), holder: owner(p) })),
+              new Set(live.map((p) => p.id)),
+              new Map(live.flatMap((p) => (p.advert === undefined ? [] : [[p.id, p.advert] as const]))),
+            ),
+            version,
+          ),
         now: this.clock.now(),
         skipped: this.#skipped,
         partitions: Array.from({ length: this.store.partitions }, (_, p) => {
-          const token = this.store.holder(p);
           const counts = this.store.versions(p);
           return {
-            owner: token === null ? null : token.slice(0, token.lastIndexOf(':')),
+            owner: owner(p),
             versions: [...counts].filter(([, n]) => n > 0).map(([v]) => v),
             counts,
           };
