@@ -86,9 +86,4 @@ export {
 export type { AcquireOptions, LimitSettings, Limiter, LimiterOptions, LimiterStats, Permit, RateLimit } from '../limits/types';
 export { redisClientOptions, type RedisClientLike, type RedisClientTimeouts } from './log/connection';
 export type { VersionStatus, VersionedWorker } from './rules/versions';
-export {
-  redisVersions,
-  type DrainedOptions,
-  type RedisVersions,
-  type RedisVersionsOptions,
-} from './clients/version-status';
+export { redisVersions, type DrainedOptions, type RedisVersions, type RedisVersionsOptions } from './clients/version-status';
