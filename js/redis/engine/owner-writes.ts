@@ -154,9 +154,11 @@ export class OwnerWrites {
     );
   }
 
+  /** The session's timer `id` is gone (taken, replaced or cancelled): its wake-up is neither armed nor known written. */
   clearTimer(s: Session<never, unknown>, id: number): void {
     this.#host.worker.clock.clearTimeout(s.wakeTimeouts.get(id));
     s.wakeTimeouts.delete(id);
+    s.wokenBefore.delete(id);
   }
 
   /** Stops the session's timers (it ended, or the partition is dropped). */

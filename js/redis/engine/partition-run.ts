@@ -322,7 +322,7 @@ export class PartitionRun<I, O> {
   reconcile(): void {
     for (const s of this.#holding) {
       this.#budget.release(s.trimTaken());
-      if (s.sent.length === 0) this.#holding.delete(s);
+      if (s.inbox.length === 0) this.#holding.delete(s);
     }
   }
 
@@ -439,24 +439,22 @@ export class PartitionRun<I, O> {
    */
   #send(s: Session<I, O>, entry: InputEntry): Delivery | Promise<Delivery> {
     s.ids.push(entry.id);
-    s.sent.push(entry);
+    s.inbox.receive(entry);
     if (s.checkpoints?.attached !== true) this.#holding.add(s);
     if (s.scope !== undefined) s.scope.event(entry, !this.flags.replayDone);
-    if (s.poison !== null) return Delivery.Done;
+    if (s.inbox.poisoned) return Delivery.Done;
     let value: unknown;
     try {
       value = this.worker.codec.decode(entry.payload as Buffer);
     } catch (error) {
       // Its input ends in front of it if the rule gets to it (`SessionInputs.ask`); until then it, and every later entry
       // of the key, stays out of the stream.
-      s.poison = entry;
-      s.poisonError = decodeError(`The codec could not decode entry ${entry.id}`, error);
+      s.inbox.poison(entry, decodeError(`The codec could not decode entry ${entry.id}`, error));
       return this.#woken(s);
     }
     // (A stepped session's handler is given each input only with its step's permits: none goes into its stream ahead.)
-    if (s.waiting || s.outside.length > 0 || s.stepped) {
-      s.outside.push(entry);
-      s.outsideValues.push(value);
+    if (s.waiting || s.inbox.outside > 0 || s.stepped) {
+      s.inbox.keepOut(entry, value);
       return this.#woken(s);
     }
     const pushed = this.#inputs.push(s, value);
@@ -572,10 +570,7 @@ export class PartitionRun<I, O> {
     // timers it was restored with.
     this.#checkpointsDue(s);
     checkpoints.onTimer = (timer) => this.#writes.armTimer(s, timer);
-    checkpoints.onDrop = (timer) => {
-      this.#writes.clearTimer(s, timer.id);
-      s.wokenBefore.delete(timer.id);
-    };
+    checkpoints.onDrop = (timer) => this.#writes.clearTimer(s, timer.id);
     for (const timer of rule.timers) this.#writes.armTimer(s, timer);
     if (broken !== undefined) {
       // Its failure comes after every output written (an earlier owner may have written some after the
@@ -646,19 +641,17 @@ export class PartitionRun<I, O> {
     this.#writes.stopSession(s);
     s.ended = true;
     this.#holding.delete(s);
-    this.#budget.release(s.sent.length);
-    const sent = s.sent;
-    s.sent = [];
-    s.outside.length = 0;
-    s.outsideValues.length = 0;
+    this.#budget.release(s.inbox.length);
+    const { given, base } = s.inbox;
+    const sent = s.inbox.clear();
     // Stopped by a hand-off or a takeover: nothing is acked, the next owner replays it all.
     if (this.flags.dropped) return;
     if (this.sessions.get(s.key) === s) this.sessions.delete(s.key);
     // Its handler took the first `taken` of them (with hooks none: an entry given leaves `sent`). A new session
     // keeps its first entry even if its handler never took it (else that entry would open session after session);
     // a restored one's first was taken before its snapshot.
-    const taken = s.checkpoints?.attached === true ? 0 : Math.max(0, Math.min(s.given, s.stream[kTaken]() - s.sentBase));
-    const first = s.sentBase === 0 && !s.restored && s.stop?.kind !== 'decode' ? 1 : 0;
+    const taken = s.checkpoints?.attached === true ? 0 : Math.max(0, Math.min(given, s.stream[kTaken]() - base));
+    const first = base === 0 && !s.restored && s.stop?.kind !== 'decode' ? 1 : 0;
     const untaken = sent.slice(Math.min(Math.max(taken, first), sent.length));
     const moved = s.takenPast === null ? untaken : s.takenPast.concat(untaken);
     // The worker's end (a cap, an input it could not decode) is the session's last output if its handler read to it.

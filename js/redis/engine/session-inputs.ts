@@ -6,6 +6,8 @@ import { DEBOUNCE_TIMER_KEY } from './debounce-input';
 import { kSendNow } from '../../core/protocol';
 import { decodeError } from '../../errors';
 import { type Checkpoints, type Session, type Timer, capError } from './session';
+import { IN_STREAM, POISON } from './inbox';
+import type { InputEntry } from '../common/transport';
 import { type Decision, type EndReason, decide, idleDeadline, take } from '../rules/session-rules';
 import { idTime, logOrder } from '../common/log-ids';
 import { type HeldEntries, isEvent } from './held-entries';
@@ -18,7 +20,6 @@ const noop = (): void => {};
 /** `#giveEntry`/`#giveTimer`: the input ends there (its codec could not decode it). */
 const END = Symbol('end');
 /** `#giveEntry`: the entry is in the session's stream already (its handler takes it there). */
-const IN_STREAM = Symbol('in stream');
 
 /** What the sessions' inputs use of their partition's run. */
 export interface InputsHost<I, O> {
@@ -88,7 +89,8 @@ export class SessionInputs<I, O> {
    * lower bound from the key's entries held, being drained, or left in the pending list; undefined: none known.
    */
   #nextTime(s: Session<I, O>): number | undefined {
-    if (s.given < s.sent.length) return idTime(s.sent[s.given].id);
+    const next = s.inbox.next;
+    if (next !== undefined) return idTime(next.id);
     let time: number | undefined;
     // Only events are inputs: a marker or a wake-up held behind the key's events (an ended session's, or this
     // one's) only moves the log's clock, and as the next entry it would end the session at its event cap.
@@ -143,7 +145,7 @@ export class SessionInputs<I, O> {
       return 'end';
     }
     // (An entry known only held, or left in the pending list: the handler waits for its delivery.)
-    if (d.kind !== 'timer' && (d.kind !== 'entry' || s.sent.length === 0)) return undefined;
+    if (d.kind !== 'timer' && (d.kind !== 'entry' || s.inbox.length === 0)) return undefined;
     // (Waiting for its step's permits: the handler waits, and is given this input once they are granted.)
     if (s.stepped && !this.#stepReady(s, d)) return undefined;
     const given = d.kind === 'timer' ? this.#giveTimer(s, d.timer) : this.#giveEntry(s);
@@ -175,7 +177,7 @@ export class SessionInputs<I, O> {
         void s.stream[kSendNow](given as I);
         break;
       }
-      if (s.given >= s.sent.length) break;
+      if (s.inbox.next === undefined) break;
       if (s.stepped && !this.#stepReady(s, d)) break;
       // (Given while its handler waits: outside its stream.)
       const given = this.#giveEntry(s);
@@ -192,9 +194,8 @@ export class SessionInputs<I, O> {
     // (A stepped session's entries stay outside: each is given with its step's permits.)
     if (!attached || s.waiting || s.ended || s.stepped) return undefined;
     // Running again: entries delivered while it waited go into its stream, in order, up to one that cannot be decoded.
-    while (s.outside.length > 0 && !s.ended) {
-      s.outside.shift();
-      const pushed = this.push(s, s.outsideValues.shift());
+    while (s.inbox.outside > 0 && !s.ended) {
+      const pushed = this.push(s, s.inbox.shiftOutside());
       if (pushed !== undefined) return pushed.then(() => this.wake(s));
     }
     return undefined;
@@ -207,7 +208,7 @@ export class SessionInputs<I, O> {
    */
   #stepReady(s: Session<I, O>, d: Decision): boolean {
     // (An entry its codec cannot decode ends the input: no step of the handler.)
-    if (d.kind === 'entry' && s.sent[0] === s.poison) return true;
+    if (d.kind === 'entry' && s.inbox.poisonFirst) return true;
     let grant = s.step;
     if (grant === null) {
       const permits = this.#worker.permits;
@@ -220,8 +221,7 @@ export class SessionInputs<I, O> {
           codec.decode(typeof payload === 'string' ? Buffer.from(payload) : payload),
         );
       } else {
-        const entry = s.sent[0];
-        const value = s.outside[0] === entry ? s.outsideValues[0] : undefined;
+        const value = s.inbox.firstValue;
         item = new PermitItem(s.key, s.sid, 'event', () => value);
       }
       grant = permits.start('step', item) as Grant;
@@ -256,7 +256,6 @@ export class SessionInputs<I, O> {
     take(s.rule, timer.time, timer);
     (s.checkpoints as Checkpoints).took(`t${timer.id}`, timer.time, null);
     this.#writes.clearTimer(s, timer.id);
-    s.wokenBefore.delete(timer.id);
     // The debounce timer's payload is the worker's own (debounce-input.ts), not made by the function's codec.
     if (timer.key === DEBOUNCE_TIMER_KEY) return timer.payload;
     try {
@@ -278,30 +277,26 @@ export class SessionInputs<I, O> {
    */
   #giveEntry(s: Session<I, O>): unknown {
     if (this.#stopped()) return END;
-    const entry = s.sent[s.given];
+    const entry = s.inbox.next as InputEntry;
     const time = idTime(entry.id);
     take(s.rule, time);
+    const hooked = s.checkpoints?.attached === true;
     // With hooks, given is taken (without, its handler takes it later: `PartitionRun.#ended` reads what it took).
-    if (s.checkpoints?.attached === true) s.checkpoints.took(entry.id, time, entry);
-    if (entry === s.poison) {
+    if (hooked) s.checkpoints?.took(entry.id, time, entry);
+    const value = s.inbox.give(hooked);
+    if (value === POISON) {
       // The session keeps it (acked with its entries): out of its input.
-      s.sent.splice(s.given, 1);
       this.#host.budget.release();
-      s.stop = { error: s.poisonError as Error, kind: 'decode' };
+      s.stop = { error: s.inbox.poisonError, kind: 'decode' };
       this.#finished(s);
       return END;
     }
-    const outside = s.outside.length > 0 && s.outside[0] === entry;
-    const value = outside ? s.outsideValues.shift() : IN_STREAM;
-    if (outside) s.outside.shift();
-    if (s.checkpoints?.attached === true) {
+    if (hooked) {
       // Taken now: out of the share.
-      s.sent.shift();
-      s.sentBase++;
-      s.checkpoints.entries++;
+      (s.checkpoints as Checkpoints).entries++;
       this.#host.budget.release();
       this.#host.budget.freed();
-    } else s.given++;
+    }
     return value;
   }
 
@@ -342,7 +337,7 @@ export class SessionInputs<I, O> {
       if (!s.waiting || s.ended || waitsForStep(s)) continue;
       next = Math.min(next, this.tickTime(s));
       // Held back only by entries of its key not delivered yet (held, or in the pending list): they go first.
-      if (s.given < s.sent.length || decide(s.rule, undefined, this.#host.flags.logTime, s.limits).kind === 'wait') continue;
+      if (s.inbox.next !== undefined || decide(s.rule, undefined, this.#host.flags.logTime, s.limits).kind === 'wait') continue;
       if (this.#entries.held.has(s.key)) drain = true;
       else if (this.#entries.spilled.has(s.key)) reread = true;
     }

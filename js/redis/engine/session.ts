@@ -22,6 +22,7 @@ import {
 import type { InputEntry, SessionEnd, SessionOpening, Snapshot } from '../common/transport';
 import type { SessionScope } from '../common/trace-context';
 import type { ClockTimer } from '../common/clock';
+import { Inbox } from './inbox';
 import type { Grant } from './session-permits';
 import { DEBOUNCE_TIMER_KEY } from './debounce-input';
 import type { StreamHandler } from '../../types';
@@ -305,30 +306,8 @@ export class Session<I, O> {
   forwardDone = false;
   ageTimer: ClockTimer | null = null;
   ageMarked = false;
-  /**
-   * Entries delivered to it, in log order, that its handler has not taken (counted in the partition's `buffered`):
-   * sent into its stream ahead of the handler, a prefetch; those it never takes go to the key's next session.
-   */
-  sent: InputEntry[] = [];
-  /** Entries delivered before `sent[0]`: all taken. */
-  sentBase = 0;
-  /**
-   * Entries at the front of `sent` the rule gave a session without hooks (in its stream; its handler takes them
-   * in order). Always 0 with hooks: an entry given leaves `sent`.
-   */
-  given = 0;
-  /**
-   * Entries of `sent` (its tail) decoded but kept out of its stream until the rule gives them (its handler waits),
-   * and their values, at the same index (two arrays, not an object per entry: most of a drain's entries pass here).
-   */
-  readonly outside: InputEntry[] = [];
-  readonly outsideValues: unknown[] = [];
-  /**
-   * An entry of `sent` its codec could not decode, kept out of its stream (with every entry after it): the
-   * session's input ends in front of it if the rule gives it to the handler.
-   */
-  poison: InputEntry | null = null;
-  poisonError: Error | null = null;
+  /** Entries delivered to it that its handler has not taken (its inbox owns them). */
+  readonly inbox = new Inbox();
   /** Started from a checkpoint: its handler need not take any event (the session's first was taken long ago). */
   restored = false;
   /**
@@ -398,14 +377,9 @@ export class Session<I, O> {
     (this.markers ??= new Set()).add(id);
   }
 
-  /** Without hooks: drops from `sent` the entries its handler has taken since; how many (they leave the budget). */
+  /** Without hooks: drops from its inbox the entries its handler has taken since; how many (they leave the budget). */
   trimTaken(): number {
-    const taken = Math.min(this.stream[kTaken]() - this.sentBase, this.given);
-    if (taken <= 0) return 0;
-    this.sent.splice(0, taken);
-    this.given -= taken;
-    this.sentBase += taken;
-    return taken;
+    return this.inbox.trimTaken(this.stream[kTaken]());
   }
 }
 

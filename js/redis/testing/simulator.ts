@@ -565,7 +565,7 @@ export class Simulation<I, O> implements SimHost<I, O> {
         // The bound is on events read from the log: a timer's event given to its session is counted without
         // room reserved for it (it was read from no log).
         let timers = 0;
-        for (const session of run.sessions.values()) for (const e of session.sent) if (e.id.includes('-t')) timers++;
+        for (const session of run.sessions.values()) for (const e of session.inbox.entries()) if (e.id.includes('-t')) timers++;
         if (run.buffered > p.share() + timers) {
           this.violations.push(
             `step ${this.stats.steps}: p${run.partition} buffered ${run.buffered} > its share ${p.share()} (+ ${timers} timers' events)`,
