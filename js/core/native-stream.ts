@@ -24,6 +24,7 @@ import {
   freeValues,
   onNextTurn,
   ops,
+  perf,
   scratch,
   scratchU32,
   unwatchIdle,
@@ -261,7 +262,10 @@ function reserveKey(): number {
 }
 
 /** `performance.now()`'s origin, ms since the Unix epoch (read once: it is a getter). */
-const TIME_ORIGIN = performance.timeOrigin;
+const TIME_ORIGIN = perf.timeOrigin;
+
+/** `NativeStream.#last` of a stream done in its first turn (its figures are in its fields). */
+const DONE_FIRST_TURN: number[] = [];
 
 /** A first-turn stream's input (`adoptStream`'s last field). */
 const enum Input {
@@ -277,7 +281,23 @@ const kRegister = Symbol('velo.register');
 function registerLater(stream: NativeStream): void {
   // (A run that never yields to the event loop would pile up streams here: past 256, they are looked at now.)
   if (toRegister.length >= 256) registerOpened();
-  if (toRegister.push(stream) === 1) onNextTurn(registerOpened);
+  toRegister.push(stream);
+  if (registerScheduled) return;
+  registerScheduled = true;
+  onNextTurn(registerOnTurn);
+}
+
+/** `registerOpened` is asked for on the next turn (the list may empty and fill again meanwhile: `unlist`). */
+let registerScheduled = false;
+
+function registerOnTurn(): void {
+  registerScheduled = false;
+  registerOpened();
+}
+
+/** A stream retired before its turn came is taken off the list if it is the last listed (most often it is), not held until then. */
+function unlist(stream: NativeStream): void {
+  if (toRegister[toRegister.length - 1] === stream) toRegister.pop();
 }
 
 function registerOpened(): void {
@@ -318,6 +338,8 @@ export class NativeStream {
   #inputs = 0;
   #outputs = 0;
   #input = Input.Open;
+  /** Done in its first turn: its duration (`#last` is then `DONE_FIRST_TURN`, its other figures in these fields). */
+  #durationMs = 0;
   /**
    * Once retired (done, its native state freed): its final metrics, in
    * `Last` order. Every call then answers as the core would answer for a
@@ -337,7 +359,7 @@ export class NativeStream {
     if (gate !== null) {
       this.#buffer = buffer;
       this.#idleMs = idleMs;
-      this.#openedAt = performance.now();
+      this.#openedAt = perf.now();
     }
     registerLater(this);
   }
@@ -346,6 +368,11 @@ export class NativeStream {
   [kRegister](): void {
     if (this.#last !== null) return;
     reclaim.register(this, this.#afterFree === undefined ? this.#handle() : { handle: this.#handle(), afterFree: this.#afterFree });
+  }
+
+  /** Without native state yet (its first turn: see `FirstTurnGate`), and not done. */
+  get firstTurn(): boolean {
+    return this.#h < 0 && this.#last === null;
   }
 
   /** The native handle, made now for a stream that has none yet (`adoptStream`). */
@@ -357,7 +384,7 @@ export class NativeStream {
     const gate = this.#gate as FirstTurnGate;
     scratch[0] = this.#key > 0 ? this.#key : 0;
     scratch[1] = TIME_ORIGIN + this.#openedAt;
-    scratch[2] = (performance.now() - this.#openedAt) * 1000;
+    scratch[2] = (perf.now() - this.#openedAt) * 1000;
     scratch[3] = this.#inputs;
     scratch[4] = this.#outputs;
     scratch[5] = this.#input;
@@ -382,8 +409,12 @@ export class NativeStream {
     gate.doneOut += eventsOut;
     if (!gate.listed) doneLater(gate);
     this.#gate = null;
-    const openedAt = this.#openedAt;
-    this.#last = [this.#key, eventsIn, eventsOut, 0, TIME_ORIGIN + openedAt, performance.now() - openedAt, 0, 0];
+    unlist(this);
+    // (Its figures stay in its fields: `metrics` reads them there.)
+    this.#inputs = eventsIn;
+    this.#outputs = eventsOut;
+    this.#durationMs = perf.now() - this.#openedAt;
+    this.#last = DONE_FIRST_TURN;
   }
 
   /** The stream is done: its native state is freed now (its final metrics kept here). */
@@ -392,6 +423,7 @@ export class NativeStream {
   }
 
   #retired(): void {
+    unlist(this);
     // (One literal of the known length: a loop of pushes regrows the array twice.)
     this.#last = [scratch[0], scratch[1], scratch[2], scratch[3], scratch[4], scratch[5], scratch[6], scratch[7]];
     this.#key = scratch[Last.Key];
@@ -636,6 +668,20 @@ export class NativeStream {
   metrics(inLent: number, outLent: number): StreamMetrics {
     const last = this.#last;
     if (last === null) return ops.metrics(this.#handle(), inLent, outLent);
+    if (last === DONE_FIRST_TURN) {
+      // Every event was handed straight to the handler: each waited 0 µs.
+      return {
+        eventsIn: this.#inputs,
+        eventsOut: this.#outputs,
+        bufferedIn: 0,
+        bufferedOut: 0,
+        backpressureWaits: 0,
+        openedAt: TIME_ORIGIN + this.#openedAt,
+        durationMs: this.#durationMs,
+        queueWaitP50Us: 0,
+        queueWaitP99Us: 0,
+      };
+    }
     return {
       eventsIn: last[Last.EventsIn],
       eventsOut: last[Last.EventsOut],
