@@ -250,7 +250,8 @@ class SingleFn<I, O> extends FnBase<I, O> {
       this.#native.refuse();
       return -1;
     }
-    const handle = tally === undefined ? ops.openStream(this.#id, buffer, idleMs) : this.#native.open(buffer, idleMs, tally, share);
+    const handle =
+      tally === undefined ? ops.openStream(this.#id, buffer, idleMs) : this.#native.open(buffer, idleMs, tally, share);
     if (handle >= 0) gate.nativeOpen++;
     return handle;
   }

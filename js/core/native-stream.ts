@@ -367,7 +367,10 @@ export class NativeStream {
   /** The turn after its open: a finalizer frees its native state, unless it was retired already. */
   [kRegister](): void {
     if (this.#last !== null) return;
-    reclaim.register(this, this.#afterFree === undefined ? this.#handle() : { handle: this.#handle(), afterFree: this.#afterFree });
+    reclaim.register(
+      this,
+      this.#afterFree === undefined ? this.#handle() : { handle: this.#handle(), afterFree: this.#afterFree },
+    );
   }
 
   /** Without native state yet (its first turn: see `FirstTurnGate`), and not done. */

@@ -518,7 +518,7 @@ fn adopt_stream<'s>(
         opened_us: now.saturating_sub(opened_ago_us as u64),
         opened_at_ms,
     };
-    let (handle, _) = gates::with(cx.index(function)?, |gate| {
+    let handle = gates::with(cx.index(function)?, |gate| {
         streams::adopt_stream(gate, buffer, idle_ms, start)
     })??;
     if handle >= 0.0 {

@@ -41,7 +41,12 @@ pub(crate) fn open_stream(
         return Ok(-1.0);
     };
     insert(Stream {
-        core: StreamCore::new(permit, buffer as usize, idle_config(idle_ms)?, clock::now_us()),
+        core: StreamCore::new(
+            permit,
+            buffer as usize,
+            idle_config(idle_ms)?,
+            clock::now_us(),
+        ),
         admitted: 0,
         task: None,
     })
@@ -49,18 +54,21 @@ pub(crate) fn open_stream(
 
 /// Admits to `gate` a stream JavaScript kept without native state since `start` (see `StreamCore::adopt`): its
 /// handle, or -1 at the gate's limit (JavaScript admitted it within the limit, so that is a bug there).
-pub(crate) fn adopt_stream(gate: &Admission, buffer: u32, idle_ms: f64, start: Start) -> Result<(f64, u64)> {
+pub(crate) fn adopt_stream(
+    gate: &Admission,
+    buffer: u32,
+    idle_ms: f64,
+    start: Start,
+) -> Result<f64> {
     let Ok(permit) = gate.admit() else {
-        return Ok((-1.0, 0));
+        return Ok(-1.0);
     };
-    let core = StreamCore::adopt(permit, buffer as usize, idle_config(idle_ms)?, clock::now_us(), start);
-    let key = core.key();
-    let handle = insert(Stream {
-        core,
+    let idle = idle_config(idle_ms)?;
+    insert(Stream {
+        core: StreamCore::adopt(permit, buffer as usize, idle, clock::now_us(), start),
         admitted: 0,
         task: None,
-    })?;
-    Ok((handle, key))
+    })
 }
 
 fn idle_config(idle_ms: f64) -> Result<Option<IdleConfig>> {
