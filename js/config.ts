@@ -80,8 +80,11 @@ export function resolveConfig(config: unknown, defaultName: string): Readonly<Re
 }
 
 /** Checks `{ signal }` options of `open()` and `run()`. */
+/** `open()` with no options (one shared answer: an object per open was most of this call's cost). */
+const NO_OPEN_OPTIONS = Object.freeze({ signal: undefined, label: undefined });
+
 export function resolveOpen(opts: unknown): { signal: AbortSignal | undefined; label: string | undefined } {
-  if (opts === undefined) return { signal: undefined, label: undefined };
+  if (opts === undefined) return NO_OPEN_OPTIONS;
   assertOptionsObject(opts, 'options', '{ signal }');
   for (const key of Object.keys(opts)) {
     if (key !== 'signal' && key !== 'label') throw invalidValue(`Unknown option "${key}". Known options: signal, label`);

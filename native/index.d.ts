@@ -460,6 +460,21 @@ export interface StreamOps {
    */
   openStream: (fn: number, buffer: number, idleMs: number) => number
   /**
+   * Opens a stream of the function `fn` that JavaScript kept without native state for its first turn
+   * (admitted within the limit there), from `scratch.f64[0..6]`: its key (from `reserveKeys`; 0: a new
+   * one), when it opened (ms since the Unix epoch) and how long ago (µs), the events and outputs handed
+   * over since, and its input (0 open, 1 ended, 2 released by the handler): its handle, or -1 at the limit.
+   */
+  adoptStream: (fn: number, buffer: number, idleMs: number) => number
+  /**
+   * Counts streams that opened and completed within their first turn without native state, from
+   * `scratch.f64[0..4 * n]`: per function, its `NativeFunction.id`, streams, events in (each handed
+   * straight to the handler: a queue wait of 0), outputs.
+   */
+  reportDone: (n: number) => void
+  /** Reserves `n` stream keys: the first of them (process-unique, as every stream's). */
+  reserveKeys: (n: number) => number
+  /**
    * Drops the stream's native state: its key, or -1 for a stale handle (a
    * stream retired already), which is ignored.
    */

@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { get } from 'node:http';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { sendNdjson, sendSse, toReadable } from 'velo-stream/http';
+import Fastify from 'fastify';
+import { contentType, sendNdjson, sendSse, toReadable } from 'velo-stream/http';
 import { listen } from '../helpers/server.mjs';
 import { EVENTS, cells } from './cells.mjs';
 
@@ -45,7 +46,48 @@ function items(format, text) {
   );
 }
 
+/** Fastify's ways to answer with a stream: its reply sending a Readable, and a writer on its raw response. */
+const FASTIFY_WRITERS = {
+  'Fastify reply.send(toReadable ndjson)': {
+    format: 'ndjson',
+    serve: (reply, outputs) => reply.header('content-type', contentType('ndjson')).send(toReadable(outputs, 'ndjson')),
+  },
+  'Fastify reply.send(toReadable sse)': {
+    format: 'sse',
+    serve: (reply, outputs) => reply.header('content-type', contentType('sse')).send(toReadable(outputs, 'sse')),
+  },
+  'Fastify sendNdjson(reply.raw)': {
+    format: 'ndjson',
+    serve: (reply, outputs) => {
+      reply.hijack();
+      sendNdjson(reply.raw, outputs).catch(() => {});
+    },
+  },
+};
+
 for (const cell of cells()) {
+  test(`${cell.name}: behind Fastify's reply, the outputs in order, and those before a failure, then its error`, async () => {
+    for (const [writer, { format, serve }] of Object.entries(FASTIFY_WRITERS)) {
+      const fn = cell.make({ buffer: 4 });
+      const app = Fastify();
+      app.get('/*', (request, reply) => {
+        const events = request.url === '/fail' ? [...EVENTS.slice(0, 3), FAIL, ...EVENTS.slice(3)] : EVENTS;
+        return serve(reply, fn.open().feed(events));
+      });
+      await app.listen({ port: 0, host: '127.0.0.1' });
+      const url = `http://127.0.0.1:${app.server.address().port}`;
+      try {
+        assert.deepEqual(items(format, await fetchText(`${url}/`)), EVENTS, writer);
+        const failed = items(format, await fetchText(`${url}/fail`));
+        assert.deepEqual(failed.slice(0, 3), EVENTS.slice(0, 3), writer);
+        assert.deepEqual(failed.slice(3), [{ error: { message: 'contract failure', code: 'E_CONTRACT' } }], writer);
+        assert.equal(fn.stats().open, 0, writer);
+      } finally {
+        await app.close();
+      }
+    }
+  });
+
   test(`${cell.name}: behind every HTTP writer, the outputs in order, and those before a failure, then its error`, async () => {
     for (const [writer, { format, serve }] of Object.entries(WRITERS)) {
       const fn = cell.make({ buffer: 4 });

@@ -13,8 +13,10 @@ export class Fifo<T> {
   }
 
   push(item: T): void {
-    if (this.#items === Fifo.#none) this.#items = [];
-    this.#items.push(item);
+    // (Most queues hold one item at a time: a literal of one is the size needed, where a push grows an empty array
+    // to 17 places.)
+    if (this.#items === Fifo.#none) this.#items = [item];
+    else this.#items.push(item);
   }
 
   peek(): T | undefined {

@@ -2,7 +2,7 @@ import { assertOptionsObject, checkKeys, resolveConfig, resolveOpen } from '../c
 import { StreamLimitError, describe, invalidType, invalidValue, pipeSessionCallError } from '../errors';
 import { type GroupPermit, NativeFunction, type Outcome, type Totals, ops } from '../addon/addon';
 import { assertSource, collectOutputs } from './drive';
-import { NativeStream } from './native-stream';
+import { FirstTurnGate, NativeStream, reportDone, settleFirstTurns } from './native-stream';
 import { PipedStream } from './pipe';
 import { type SessionHooks, kAsksInputs, kFinished, kOpen, type StreamKind } from './protocol';
 import { HandlerStream, kHoldIdle, reportHandoffs } from './stream';
@@ -167,6 +167,8 @@ class SingleFn<I, O> extends FnBase<I, O> {
   readonly #id: number;
   /** Each stream holds a permit of each from its handler's start to its end (js/core/admit.ts). */
   readonly #limiters: readonly Limiter<unknown>[] | undefined;
+  /** Admission and figures of its streams while they have no native state (their first turn: native-stream.ts). */
+  readonly #gate: FirstTurnGate;
 
   constructor(
     handler: StreamHandler<I, O> | { makeBody: BodyFactory<I, O>; name: string },
@@ -181,6 +183,7 @@ class SingleFn<I, O> extends FnBase<I, O> {
       this.#handler = handler;
       this.#native = new NativeFunction(this.config.maxConcurrent);
       this.#id = this.#native.id;
+      this.#gate = new FirstTurnGate(this.#native, this.config.maxConcurrent);
       return;
     }
     const fn: unknown = handler;
@@ -199,6 +202,7 @@ class SingleFn<I, O> extends FnBase<I, O> {
     this.#handler = handler;
     this.#native = new NativeFunction(this.config.maxConcurrent);
     this.#id = this.#native.id;
+    this.#gate = new FirstTurnGate(this.#native, this.config.maxConcurrent);
   }
 
   get stages(): readonly SingleFn<unknown, unknown>[] {
@@ -210,6 +214,12 @@ class SingleFn<I, O> extends FnBase<I, O> {
   }
 
   [kOpen](signal: AbortSignal | undefined, idle: boolean, hooks?: SessionHooks, key?: unknown): HandlerStream<I, O> {
+    // A generator handler's stream with no limiter nor session hooks starts with no native state (native-stream.ts).
+    if (this.#limiters === undefined && hooks === undefined && typeof this.#handler === 'function') {
+      if (!this.#gate.hasRoom()) throw this.#refused();
+      this.#gate.open++;
+      return this[kStart](-1, idle, signal);
+    }
     // A limiter in 'reject' mode refuses here, before a slot is taken.
     const admission =
       this.#limiters === undefined ? undefined : admitAtOpen(this.#limiters, `Cannot open a stream of "${this.name}"`, key);
@@ -221,6 +231,12 @@ class SingleFn<I, O> extends FnBase<I, O> {
     return this[kStart](handle, idle, signal, undefined, hooks, undefined, admission);
   }
 
+  /** An open refused at `maxConcurrent` by the first-turn gate: counted as the native gate counts its refusals. */
+  #refused(): StreamLimitError {
+    this.#native.refuse();
+    return new StreamLimitError(`Cannot open a stream of "${this.name}": ${this.config.maxConcurrent} are open (maxConcurrent)`);
+  }
+
   /**
    * Takes a slot: the new stream's native handle, or -1 at the limit. With
    * `tally`, the stream's input (`share` 1) or outputs (2) count in it too.
@@ -228,8 +244,16 @@ class SingleFn<I, O> extends FnBase<I, O> {
   [kAdmit](idle: boolean, tally?: NativeFunction, share?: number, over?: StageOverrides): number {
     const idleMs = idle ? (over?.idleTimeout ?? this.config.idleTimeout) : 0;
     const buffer = over?.buffer ?? this.config.buffer;
-    if (tally === undefined) return ops.openStream(this.#id, buffer, idleMs);
-    return this.#native.open(buffer, idleMs, tally, share);
+    const gate = this.#gate;
+    // Streams without native state hold places the native gate does not see.
+    if (gate.open > 0 && !gate.hasRoom()) {
+      this.#native.refuse();
+      return -1;
+    }
+    const handle =
+      tally === undefined ? ops.openStream(this.#id, buffer, idleMs) : this.#native.open(buffer, idleMs, tally, share);
+    if (handle >= 0) gate.nativeOpen++;
+    return handle;
   }
 
   /** Starts the handler of a stream admitted by `kAdmit`. */
@@ -242,9 +266,10 @@ class SingleFn<I, O> extends FnBase<I, O> {
     pipeTrace?: StreamTrace,
     admitted?: Admission,
   ): HandlerStream<I, O> {
-    const idleOn = idle && (over?.idleTimeout ?? this.config.idleTimeout) > 0;
+    const idleMs = idle ? (over?.idleTimeout ?? this.config.idleTimeout) : 0;
+    const idleOn = idleMs > 0;
     const buffer = over?.buffer ?? this.config.buffer;
-    const native = new NativeStream(handle);
+    const native = handle >= 0 ? new NativeStream(handle) : new NativeStream(-1, this.#gate, buffer, idleMs);
     let handler = this.#handler;
     // A Redis session's handler may be run through its hooks (a worker's debounce), inside any admission wait.
     if (typeof handler === 'function' && hooks?.wrapHandler !== undefined) handler = hooks.wrapHandler(handler);
@@ -267,10 +292,18 @@ class SingleFn<I, O> extends FnBase<I, O> {
   }
 
   stats(): StreamFnStats {
-    return this.#native.stats();
+    const gate = this.#gate;
+    if (gate.listed) reportDone();
+    const stats = this.#native.stats();
+    gate.nativeOpen = stats.open;
+    // Streams still without native state are open, and were opened.
+    stats.open += gate.open;
+    stats.opened += gate.open;
+    return stats;
   }
 
   [kTotals](boundsUs: number[]): Totals {
+    settleFirstTurns();
     reportHandoffs();
     return this.#native.totals(boundsUs);
   }

@@ -24,13 +24,14 @@ import {
   freeValues,
   onNextTurn,
   ops,
+  perf,
   scratch,
   scratchU32,
   unwatchIdle,
   valueTable,
 } from '../addon/addon';
 import type { StreamMetrics, StreamState } from '../types';
-import { addon } from '../addon/addon';
+import { type NativeFunction, addon } from '../addon/addon';
 
 /** A task window's settings (declared by the binding). */
 export type TaskPolicy = Parameters<typeof addon.taskInit>[1];
@@ -162,6 +163,117 @@ const reclaim = new FinalizationRegistry<number | { handle: number; afterFree: (
 // it has not retired by then. Until then it is held here (an abandoned
 // stream is collectable a turn later, as with its idle watch).
 
+// ----- streams without native state in their first turn -----
+//
+// Most streams end within the turn that opened them (a request's, a `run()`
+// of a few events): their events are handed to a handler that waits, their
+// outputs to a reader that waits, and the core would store nothing and decide
+// nothing for them. Such a stream gets no native state at all while it lives
+// within its first turn: it is admitted against its function's
+// `maxConcurrent` here (`FirstTurnGate`), counts its handoffs here, and, done
+// in that turn, adds its figures to its function's native totals in one call
+// per turn for every such stream (`reportDone`). It is *adopted* by the core
+// (one native call: `adoptStream`, with its key, open time, handoff counts
+// and input's state) as soon as it needs anything only the core does (a
+// buffered event or output, a cancel, a failure, its metrics while it runs,
+// an idle hold) and at the latest on the turn after its open, with its
+// finalizer registration (`kRegister`); its idle clock starts there, no
+// earlier than any send it had, so it never idles out early. Its events all
+// went straight to a waiting handler: each waited 0 µs, in its histogram and
+// its function's.
+
+/** Per stream function: admission and figures of its streams while they have no native state. */
+export class FirstTurnGate {
+  readonly native: NativeFunction;
+  readonly id: number;
+  readonly limit: number;
+  /** Streams admitted here and neither adopted nor done. */
+  open = 0;
+  /**
+   * No fewer than the streams open in the native gate: set from its stats, raised by each native open (an adopted
+   * stream's too), never lowered otherwise. `open + nativeOpen <= limit` keeps the limit, and an adoption is never
+   * refused.
+   */
+  nativeOpen = 0;
+  /** Streams done here since the last report, their events in and outputs (`reportDone`). */
+  done = 0;
+  doneIn = 0;
+  doneOut = 0;
+  listed = false;
+
+  constructor(native: NativeFunction, limit: number) {
+    this.native = native;
+    this.id = native.id;
+    this.limit = limit;
+  }
+
+  /** Room for one more stream under the limit, counting both kinds (asks the native gate when it may be full). */
+  hasRoom(): boolean {
+    if (this.open + this.nativeOpen < this.limit) return true;
+    this.nativeOpen = this.native.stats().open;
+    return this.open + this.nativeOpen < this.limit;
+  }
+}
+
+/** Gates with streams done since the last report. */
+const doneGates: FirstTurnGate[] = [];
+
+function doneLater(gate: FirstTurnGate): void {
+  gate.listed = true;
+  if (doneGates.push(gate) === 1) onNextTurn(reportDone);
+}
+
+/** Adds the figures of the streams done without native state to their functions' totals: one native call. */
+export function reportDone(): void {
+  let k = 0;
+  for (let i = 0; i < doneGates.length; i++) {
+    const gate = doneGates[i];
+    gate.listed = false;
+    scratch[k++] = gate.id;
+    scratch[k++] = gate.done;
+    scratch[k++] = gate.doneIn;
+    scratch[k++] = gate.doneOut;
+    gate.done = gate.doneIn = gate.doneOut = 0;
+    if (k === scratch.length) {
+      ops.reportDone(k / 4);
+      k = 0;
+    }
+  }
+  doneGates.length = 0;
+  if (k > 0) ops.reportDone(k / 4);
+}
+
+/** Every stream still in its first turn gets native state, and those done are reported: before totals are read. */
+export function settleFirstTurns(): void {
+  registerOpened();
+  if (doneGates.length > 0) reportDone();
+}
+
+/** Keys reserved for first-turn streams asked for their key (`reserveKeys`): `[next, end)`. */
+let nextKey = 0;
+let keysEnd = 0;
+
+function reserveKey(): number {
+  if (nextKey === keysEnd) {
+    nextKey = ops.reserveKeys(1024);
+    keysEnd = nextKey + 1024;
+  }
+  return nextKey++;
+}
+
+/** `performance.now()`'s origin, ms since the Unix epoch (read once: it is a getter). */
+const TIME_ORIGIN = perf.timeOrigin;
+
+/** `NativeStream.#last` of a stream done in its first turn (its figures are in its fields). */
+const DONE_FIRST_TURN: number[] = [];
+
+/** A first-turn stream's input (`adoptStream`'s last field). */
+const enum Input {
+  Open = 0,
+  Ended = 1,
+  Released = 2,
+}
+
 /** Streams opened since the last turn, registered then unless retired. */
 let toRegister: NativeStream[] = [];
 const kRegister = Symbol('velo.register');
@@ -169,7 +281,23 @@ const kRegister = Symbol('velo.register');
 function registerLater(stream: NativeStream): void {
   // (A run that never yields to the event loop would pile up streams here: past 256, they are looked at now.)
   if (toRegister.length >= 256) registerOpened();
-  if (toRegister.push(stream) === 1) onNextTurn(registerOpened);
+  toRegister.push(stream);
+  if (registerScheduled) return;
+  registerScheduled = true;
+  onNextTurn(registerOnTurn);
+}
+
+/** `registerOpened` is asked for on the next turn (the list may empty and fill again meanwhile: `unlist`). */
+let registerScheduled = false;
+
+function registerOnTurn(): void {
+  registerScheduled = false;
+  registerOpened();
+}
+
+/** A stream retired before its turn came is taken off the list if it is the last listed (most often it is), not held until then. */
+function unlist(stream: NativeStream): void {
+  if (toRegister[toRegister.length - 1] === stream) toRegister.pop();
 }
 
 function registerOpened(): void {
@@ -199,8 +327,19 @@ const enum Last {
  * frees the native state.
  */
 export class NativeStream {
-  readonly #h: number;
+  /** The native handle, or -1 while the stream has no native state (its first turn: see `FirstTurnGate`). */
+  #h: number;
   #key = -1;
+  /** Without native state: its function's gate, its settings, when it opened, what was handed over, its input. */
+  #gate: FirstTurnGate | null;
+  #buffer = 0;
+  #idleMs = 0;
+  #openedAt = 0;
+  #inputs = 0;
+  #outputs = 0;
+  #input = Input.Open;
+  /** Done in its first turn: its duration (`#last` is then `DONE_FIRST_TURN`, its other figures in these fields). */
+  #durationMs = 0;
   /**
    * Once retired (done, its native state freed): its final metrics, in
    * `Last` order. Every call then answers as the core would answer for a
@@ -210,24 +349,84 @@ export class NativeStream {
   /** Run once its native state was freed by the finalizer (a task stage's limiter serves its line: `taskInit`). */
   #afterFree: (() => void) | undefined;
 
-  /** Wraps a handle from `NativeFunction.open`. */
-  constructor(handle: number) {
+  /**
+   * Wraps a handle from `NativeFunction.open`; or, with `gate`, a stream admitted there with no native state yet
+   * (`handle` -1), of `buffer` places each way and an idle timeout of `idleMs` (0: none).
+   */
+  constructor(handle: number, gate: FirstTurnGate | null = null, buffer = 0, idleMs = 0) {
     this.#h = handle;
+    this.#gate = gate;
+    if (gate !== null) {
+      this.#buffer = buffer;
+      this.#idleMs = idleMs;
+      this.#openedAt = perf.now();
+    }
     registerLater(this);
   }
 
   /** The turn after its open: a finalizer frees its native state, unless it was retired already. */
   [kRegister](): void {
-    if (this.#last === null)
-      reclaim.register(this, this.#afterFree === undefined ? this.#h : { handle: this.#h, afterFree: this.#afterFree });
+    if (this.#last !== null) return;
+    reclaim.register(
+      this,
+      this.#afterFree === undefined ? this.#handle() : { handle: this.#handle(), afterFree: this.#afterFree },
+    );
+  }
+
+  /** Without native state yet (its first turn: see `FirstTurnGate`), and not done. */
+  get firstTurn(): boolean {
+    return this.#h < 0 && this.#last === null;
+  }
+
+  /** The native handle, made now for a stream that has none yet (`adoptStream`). */
+  #handle(): number {
+    return this.#h >= 0 ? this.#h : this.#adopt();
+  }
+
+  #adopt(): number {
+    const gate = this.#gate as FirstTurnGate;
+    scratch[0] = this.#key > 0 ? this.#key : 0;
+    scratch[1] = TIME_ORIGIN + this.#openedAt;
+    scratch[2] = (perf.now() - this.#openedAt) * 1000;
+    scratch[3] = this.#inputs;
+    scratch[4] = this.#outputs;
+    scratch[5] = this.#input;
+    const h = ops.adoptStream(gate.id, this.#buffer, this.#idleMs);
+    // (Admitted within the limit by the gate, whose count of native streams is never below the native gate's.)
+    if (h < 0) throw new Error('velo-stream: the native gate refused a stream admitted in its first turn (a bug)');
+    gate.open--;
+    gate.nativeOpen++;
+    this.#h = h;
+    this.#gate = null;
+    return h;
+  }
+
+  /** Done in its first turn (its handler returned, nothing left to read): its figures go to its function's in the turn's report. */
+  #doneFirstTurn(inputs: number, outputs: number): void {
+    const gate = this.#gate as FirstTurnGate;
+    const eventsIn = this.#inputs + inputs;
+    const eventsOut = this.#outputs + outputs;
+    gate.open--;
+    gate.done++;
+    gate.doneIn += eventsIn;
+    gate.doneOut += eventsOut;
+    if (!gate.listed) doneLater(gate);
+    this.#gate = null;
+    unlist(this);
+    // (Its figures stay in its fields: `metrics` reads them there.)
+    this.#inputs = eventsIn;
+    this.#outputs = eventsOut;
+    this.#durationMs = perf.now() - this.#openedAt;
+    this.#last = DONE_FIRST_TURN;
   }
 
   /** The stream is done: its native state is freed now (its final metrics kept here). */
   retire(): void {
-    if (this.#last === null && ops.retire(this.#h)) this.#retired();
+    if (this.#last === null && this.#h >= 0 && ops.retire(this.#h)) this.#retired();
   }
 
   #retired(): void {
+    unlist(this);
     // (One literal of the known length: a loop of pushes regrows the array twice.)
     this.#last = [scratch[0], scratch[1], scratch[2], scratch[3], scratch[4], scratch[5], scratch[6], scratch[7]];
     this.#key = scratch[Last.Key];
@@ -235,18 +434,20 @@ export class NativeStream {
 
   /** The stream's process-unique key (its id, and its idle deadline's key). */
   get key(): number {
-    if (this.#key < 0) this.#key = ops.key(this.#h);
+    if (this.#key < 0) this.#key = this.#h >= 0 ? ops.key(this.#h) : reserveKey();
     return this.#key;
   }
 
   /** The lifecycle state, as the core decided it. */
   get state(): StreamState {
-    return PHASES[this.#last === null ? ops.phase(this.#h) : PhaseCode.Done];
+    if (this.#last !== null) return PHASES[PhaseCode.Done];
+    if (this.#h < 0) return PHASES[this.#input === Input.Ended ? PhaseCode.Ending : PhaseCode.Open];
+    return PHASES[ops.phase(this.#h)];
   }
 
   /** Open or ending: not done, failed nor cancelled. */
   get live(): boolean {
-    return this.#last === null && ops.phase(this.#h) < 2;
+    return this.#last === null && (this.#h < 0 || ops.phase(this.#h) < 2);
   }
 
   // ----- input: sender -> handler -----
@@ -254,65 +455,82 @@ export class NativeStream {
   /** Sends one event. `handlerWaiting`: the handler waits for input right now (the core may hand the event over). */
   send(event: unknown, handlerWaiting: boolean): Push {
     if (this.#last !== null) return Push.Closed;
-    return pushOne(this.#h, event, handlerWaiting, ops.sendNumber, ops.sendValue);
+    return pushOne(this.#handle(), event, handlerWaiting, ops.sendNumber, ops.sendValue);
   }
 
   /** Free input room for `sendSlice` (0 when full, closed, or when sends wait: they go first). */
   room(): number {
-    return this.#last === null ? ops.room(this.#h) : 0;
+    return this.#last === null ? ops.room(this.#handle()) : 0;
   }
 
   /** Sends `events[start..start+n]`, which must fit in `room()` and `MAX_BATCH`. */
   sendSlice(events: readonly unknown[], start: number, n: number): void {
-    pushRuns(this.#h, events, start, n, ops.sendNumbers, ops.sendValues);
+    pushRuns(this.#handle(), events, start, n, ops.sendNumbers, ops.sendValues);
   }
 
   /** Ends the input; true the first time. */
   end(): boolean {
-    return this.#last === null && ops.end(this.#h);
+    if (this.#last !== null) return false;
+    if (this.#h >= 0) return ops.end(this.#h);
+    // (An input the handler released is closed already: the core's `end` would answer false, the phase unchanged.)
+    if (this.#input !== Input.Open) return false;
+    this.#input = Input.Ended;
+    return true;
   }
 
   /** Lends the handler the next run of events (at most `max`), written to `into[0..]`: its length, or a `Take`. */
   takeInput(max: number, into: unknown[]): number {
     if (this.#last !== null) return Take.Ended;
+    // (With no native state, nothing was ever buffered.)
+    if (this.#h < 0) return this.#input === Input.Open ? Take.Empty : Take.Ended;
     return unpack(ops.takeInput(this.#h, max), into, 0);
   }
 
   /** The handler took the next `n` events of its lent batch in one run of code, by now, the first `firstAgoUs` µs ago (negative: the run that lent them). */
   inputTaken(n: number, firstAgoUs: number): void {
-    if (this.#last === null) ops.inputTaken(this.#h, n, firstAgoUs);
+    if (this.#last === null && this.#h >= 0) ops.inputTaken(this.#h, n, firstAgoUs);
   }
 
   /** Counts events and outputs handed over in JS, each where a push would have answered `Push.Handoff`; the last input `agoUs` ago. */
   handedOver(inputs: number, outputs: number, agoUs: number): void {
-    if (this.#last === null) ops.handedOver(this.#h, inputs, outputs, agoUs);
+    if (this.#last !== null) return;
+    if (this.#h >= 0) ops.handedOver(this.#h, inputs, outputs, agoUs);
+    else {
+      this.#inputs += inputs;
+      this.#outputs += outputs;
+    }
   }
 
   /** The reader consumed `n` outputs of the batch it took: how many waiting outputs that admitted (see StreamCore::output_consumed). */
   outputConsumed(n: number): number {
-    return this.#last === null ? ops.outputConsumed(this.#h, n) : 0;
+    return this.#last === null && this.#h >= 0 ? ops.outputConsumed(this.#h, n) : 0;
   }
 
   /** Waiting senders (or the paused handler, for outputs) the last take admitted. */
   admitted(): number {
-    return this.#last === null ? ops.admitted(this.#h) : 0;
+    return this.#last === null && this.#h >= 0 ? ops.admitted(this.#h) : 0;
   }
 
   /** The handler left its input loop: the input is cleared and closed. */
   releaseInput(): void {
     if (this.#last !== null) return;
+    if (this.#h < 0) {
+      if (this.#input === Input.Open) this.#input = Input.Released;
+      return;
+    }
     ops.releaseInput(this.#h);
     reap();
   }
 
   /** Holds the idle clock while the stream waits for admission, or lets it run again from now. */
   idleHold(held: boolean): void {
-    ops.idleHold(this.#h, held ? 1 : 0);
+    ops.idleHold(this.#handle(), held ? 1 : 0);
   }
 
   /** The idle deadline passed: true if the stream really was idle and its input just ended. */
   idleFire(): boolean {
-    return this.#last === null && ops.idleFire(this.#h);
+    // (No deadline is armed before a stream has native state.)
+    return this.#last === null && this.#h >= 0 && ops.idleFire(this.#h);
   }
 
   // ----- output: handler -> reader -----
@@ -320,25 +538,28 @@ export class NativeStream {
   /** Yields one output. `readerWaiting`: a one-at-a-time reader waits right now (the core may hand the output over). */
   yieldOutput(output: unknown, readerWaiting: boolean): Push {
     if (this.#last !== null) return Push.Closed;
-    return pushOne(this.#h, output, readerWaiting, ops.yieldNumber, ops.yieldValue);
+    return pushOne(this.#handle(), output, readerWaiting, ops.yieldNumber, ops.yieldValue);
   }
 
   /** Free output room for `yieldSlice`. */
   outputRoom(): number {
-    return this.#last === null ? ops.outputRoom(this.#h) : 0;
+    return this.#last === null ? ops.outputRoom(this.#handle()) : 0;
   }
 
   /** Yields `outputs[from..from+n]`, which must fit in the room `outputRoom()` granted (in slices of MAX_BATCH). */
   yieldSlice(outputs: readonly unknown[], from: number, n: number): void {
     const end = from + n;
+    const h = this.#handle();
     for (let start = from; start < end; start += MAX_BATCH) {
-      pushRuns(this.#h, outputs, start, Math.min(MAX_BATCH, end - start), ops.yieldNumbers, ops.yieldValues);
+      pushRuns(h, outputs, start, Math.min(MAX_BATCH, end - start), ops.yieldNumbers, ops.yieldValues);
     }
   }
 
   /** Lends a reader the next run of outputs, as `takeInput`, written to `into[at..]`. */
   takeOutput(max: number, into: unknown[], at: number): number {
     if (this.#last !== null) return Take.Ended;
+    // (With no native state, no output was ever buffered, and the handler has not returned.)
+    if (this.#h < 0) return Take.Empty;
     return unpack(ops.takeOutput(this.#h, max), into, at);
   }
 
@@ -356,21 +577,25 @@ export class NativeStream {
    */
   handlerReturned(inputHeld: boolean, retire: boolean, inputs: number, outputs: number, unread: number): void {
     if (this.#last !== null) return;
-    if (ops.handlerReturned(this.#h, retire, inputs, outputs, unread)) this.#retired();
+    if (this.#h < 0 && retire && unread === 0) {
+      this.#doneFirstTurn(inputs, outputs);
+      return;
+    }
+    if (ops.handlerReturned(this.#handle(), retire, inputs, outputs, unread)) this.#retired();
     if (inputHeld) reap();
   }
 
   /** The handler threw: the stream has failed (outputs yielded before stay readable). */
   handlerFailed(): void {
     if (this.#last !== null) return;
-    ops.handlerFailed(this.#h);
+    ops.handlerFailed(this.#handle());
     reap();
   }
 
   /** Cancels: everything buffered is dropped. False if the stream had already ended. */
   cancel(): boolean {
     if (this.#last !== null) return false;
-    const cancelled = ops.cancel(this.#h) >= 0;
+    const cancelled = ops.cancel(this.#handle()) >= 0;
     if (cancelled) reap();
     return cancelled;
   }
@@ -445,7 +670,21 @@ export class NativeStream {
   /** A snapshot of the counters; `inLent`/`outLent`: values lent to JS and not consumed yet (still buffered). */
   metrics(inLent: number, outLent: number): StreamMetrics {
     const last = this.#last;
-    if (last === null) return ops.metrics(this.#h, inLent, outLent);
+    if (last === null) return ops.metrics(this.#handle(), inLent, outLent);
+    if (last === DONE_FIRST_TURN) {
+      // Every event was handed straight to the handler: each waited 0 µs.
+      return {
+        eventsIn: this.#inputs,
+        eventsOut: this.#outputs,
+        bufferedIn: 0,
+        bufferedOut: 0,
+        backpressureWaits: 0,
+        openedAt: TIME_ORIGIN + this.#openedAt,
+        durationMs: this.#durationMs,
+        queueWaitP50Us: 0,
+        queueWaitP99Us: 0,
+      };
+    }
     return {
       eventsIn: last[Last.EventsIn],
       eventsOut: last[Last.EventsOut],

@@ -15,7 +15,17 @@ import { setMaxListeners } from 'node:events';
 import { StreamClosedError, describe, invalidReturn, invalidType } from '../errors';
 import { readString, textOf } from '../text';
 import type { EntryInfo, EventSource, StreamContext, StreamHandler, StreamMetrics, StreamState, WakeAtOptions } from '../types';
-import { type LateIdleTarget, holdAlive, holdIdle, onNextTurn, releaseAlive, unwatchIdle, watchIdleLater } from '../addon/addon';
+import {
+  type LateIdleTarget,
+  holdAlive,
+  holdIdle,
+  onNextTurn,
+  perf,
+  releaseAlive,
+  unwatchIdle,
+  unwatchIdleLater,
+  watchIdleLater,
+} from '../addon/addon';
 import type { AliveGroup } from './alive-group';
 import { StreamBase, watchAbort } from './drive';
 import { Fifo } from './fifo';
@@ -180,7 +190,7 @@ function stampHandoffs(): void {
 }
 
 function stampNow(): void {
-  const now = performance.now();
+  const now = perf.now();
   for (let i = 0; i < toStamp.length; i++) toStamp[i][kStamp](now);
   toStamp.length = 0;
 }
@@ -247,7 +257,18 @@ const RECHECK_AT_MOST = 256;
 
 function recheckLater(stream: HandlerStream<unknown, unknown>): void {
   if (toRecheck.length >= RECHECK_AT_MOST) recheckOnTurn();
-  if (toRecheck.push(stream) === 1) onNextTurn(recheckOnTurn);
+  toRecheck.push(stream);
+  if (recheckScheduled) return;
+  recheckScheduled = true;
+  onNextTurn(recheckTurn);
+}
+
+/** `recheckOnTurn` is asked for on the next turn (the list may empty and fill again meanwhile: `#afterHandler`). */
+let recheckScheduled = false;
+
+function recheckTurn(): void {
+  recheckScheduled = false;
+  recheckOnTurn();
 }
 
 function recheckOnTurn(): void {
@@ -553,7 +574,10 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     this.#native = native;
     this.#label = label;
     this.#capacity = capacity;
-    this.#idleOn = this.#idleHeld = this.#stampDue = idle;
+    this.#idleOn = this.#idleHeld = idle;
+    // A stream with no native state yet needs no stamp: its idle clock starts when it gets native state, no
+    // earlier than its handoffs, and its first report (from then on, handoffs are stamped) says now.
+    this.#stampDue = idle && !native.firstTurn;
     this.#signal = signal;
     if (idle) watchIdleLater(this);
     if (typeof handler !== 'function') {
@@ -728,7 +752,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     }
     if (this.#inHanded === 0 && this.#outHanded === 0) return -1;
     // Not stamped yet (no stamp due): the handoff was in this run, and now is no earlier (0 ago).
-    const agoUs = this.#idleOn && this.#inHanded > 0 && this.#stampDue ? (performance.now() - this.#lastHandedAt) * 1000 : 0;
+    const agoUs = this.#idleOn && this.#inHanded > 0 && this.#stampDue ? (perf.now() - this.#lastHandedAt) * 1000 : 0;
     if (!this.#stampDue && this.#idleOn && toStamp[toStamp.length - 1] === this) toStamp.pop();
     this.#stampDue = this.#idleOn;
     return agoUs;
@@ -758,13 +782,13 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     const n = this.#inPos - this.#inTold;
     if (n <= 0) return;
     this.#inTold = this.#inPos;
-    this.#native.inputTaken(n, this.#lentFlags >= LENT_LATE ? (performance.now() - this.#lateFrom) * 1000 : -1);
+    this.#native.inputTaken(n, this.#lentFlags >= LENT_LATE ? (perf.now() - this.#lateFrom) * 1000 : -1);
   }
 
   /** The first take from the lent batch in a run after the one that lent it: timed, and told when this run ends. */
   #lateTake(): void {
     this.#lentFlags = LENT_LATE | LENT_LISTED;
-    this.#lateFrom = performance.now();
+    this.#lateFrom = perf.now();
     tellLater(this as HandlerStream<unknown, unknown>);
   }
 
@@ -1232,7 +1256,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     if (this.#idleWatched) {
       this.#idleWatched = false;
       unwatchIdle(this.#native.key);
-    }
+    } else unwatchIdleLater(this);
     this.#syncKeepAlive();
   }
 
@@ -1655,6 +1679,12 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     this.#handlerDone = true;
     this.#settled();
     this.#resolveFinished?.();
+    // No hold is wanted again (every read was answered, the idle clock stopped): given back now rather than a turn
+    // later, when the stream is the last listed (most often it is), so that nothing holds a stream done in its turn.
+    if (this.#recheckListed && toRecheck[toRecheck.length - 1] === this) {
+      toRecheck.pop();
+      this[kRecheck]();
+    }
   }
 
   #endTrace(): void {

@@ -225,6 +225,20 @@ impl Admission {
         }
     }
 
+    /// Counts `streams` streams that opened and completed with no permit (an embedder kept each for its first
+    /// turn, within this gate's limit, and admitted it itself): their events in (each handed straight to its
+    /// handler: a queue wait of 0) and outputs.
+    pub fn count_completed(&self, streams: u64, events_in: u64, events_out: u64) {
+        let mut s = self.shared.stats.get();
+        s.opened += streams;
+        s.completed += streams;
+        self.shared.stats.set(s);
+        self.count(events_in, events_out);
+        if events_in > 0 {
+            self.record_waits(0, events_in);
+        }
+    }
+
     /// Records `n` events that waited `micros` each.
     pub(crate) fn record_waits(&self, micros: u64, n: u64) {
         self.record_wait_sum(micros, n, micros.saturating_mul(n));

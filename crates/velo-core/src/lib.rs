@@ -66,5 +66,5 @@ pub use cross_lane::CrossLane;
 pub use idle::IdleDeadlines;
 pub use lane::{Lane, Push, Take};
 pub use limiter::{Decision, LimiterCore, LimiterStats, Limits, Rate};
-pub use stream::{IdleConfig, IdleVerdict, Metrics, Phase, StreamCore};
+pub use stream::{reserve_keys, IdleConfig, IdleVerdict, Metrics, Phase, Start, StreamCore};
 pub use task::{Attempt, BatchPolicy, RetryPolicy, Settled, TaskPolicy, TaskWindow};

@@ -119,6 +119,24 @@ pub struct IdleConfig {
 
 static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
 
+/// Reserves `n` stream keys (process-unique, never given to another stream): the first of them. An embedder that
+/// keeps a stream without native state for its first turn names it from such a block, and opens it later with
+/// [`StreamCore::adopt`] under the same key.
+pub fn reserve_keys(n: u64) -> u64 {
+    NEXT_KEY.fetch_add(n, Ordering::Relaxed)
+}
+
+/// Where an adopted stream started ([`StreamCore::adopt`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Start {
+    /// Its key, from [`reserve_keys`], or `None` for a new one.
+    pub key: Option<u64>,
+    /// When it opened, on the core's clock (`clock::now_us`).
+    pub opened_us: u64,
+    /// The same, in milliseconds since the Unix epoch.
+    pub opened_at_ms: f64,
+}
+
 /// Records `n` events' queue waits in the stream's histogram and its function's.
 fn record_waits(hist: &mut Histogram, gate: &Option<Admission>, micros: u64, n: u64) {
     hist.record_n(micros, n);
@@ -166,10 +184,34 @@ pub struct StreamCore<T> {
 impl<T> StreamCore<T> {
     /// A new open stream holding `permit`, with `buffer` places per direction.
     pub fn new(permit: Permit, buffer: usize, idle: Option<IdleConfig>, now_us: u64) -> Self {
-        let key = NEXT_KEY.fetch_add(1, Ordering::Relaxed);
         let opened_at_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+        Self::adopt(
+            permit,
+            buffer,
+            idle,
+            now_us,
+            Start {
+                key: None,
+                opened_us: now_us,
+                opened_at_ms,
+            },
+        )
+    }
+
+    /// A stream that opened earlier (`start`) without native state: the embedder kept it for its first turn, and
+    /// replays what happened since (handoffs, its input's end) on the new core. Its idle clock starts at `now_us`,
+    /// which is no earlier than any send it had.
+    pub fn adopt(
+        permit: Permit,
+        buffer: usize,
+        idle: Option<IdleConfig>,
+        now_us: u64,
+        start: Start,
+    ) -> Self {
+        let key = start.key.unwrap_or_else(|| reserve_keys(1));
+        let opened_at_ms = start.opened_at_ms;
         let idle = idle.map(|cfg| {
             let mut idle = Idle {
                 deadlines: cfg.deadlines,
@@ -192,7 +234,7 @@ impl<T> StreamCore<T> {
             permit,
             idle,
             opened_at_ms,
-            opened_us: now_us,
+            opened_us: start.opened_us,
             finished_us: None,
             queue_wait: Histogram::default(),
             lent_waits: LentWaits::default(),

@@ -3,7 +3,10 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use velo_core::{Admission, IdleConfig, IdleDeadlines, IdleVerdict, Phase, Push, StreamCore, Take};
+use velo_core::{
+    reserve_keys, Admission, IdleConfig, IdleDeadlines, IdleVerdict, Phase, Push, Start,
+    StreamCore, Take,
+};
 
 fn stream(gate: &Admission, buffer: usize) -> StreamCore<u32> {
     StreamCore::new(gate.admit().unwrap(), buffer, None, 0)
@@ -385,4 +388,62 @@ fn a_handler_returning_while_its_reader_holds_unread_outputs_leaves_the_stream_e
     read.output_unread(0);
     read.handler_returned(0);
     assert_eq!(read.phase(), Phase::Done);
+}
+
+#[test]
+fn streams_completed_without_a_permit_count_as_handed_over_streams_do() {
+    // The same two one-event streams, one through a permit and handoffs, the other counted in one call: the
+    // function's stats and totals agree, and the limit was never taken by the second.
+    let with_permits = Admission::new(1);
+    for _ in 0..2 {
+        let mut s = stream(&with_permits, 4);
+        s.handed_over(1, 1, 0);
+        s.end();
+        s.handler_returned(0);
+    }
+    let counted = Admission::new(1);
+    counted.count_completed(2, 2, 2);
+    let (sa, sb) = (with_permits.stats(), counted.stats());
+    assert_eq!((sb.open, sb.opened, sb.completed), (0, 2, 2));
+    assert_eq!(sa, sb);
+    let (ta, tb) = (with_permits.totals(&[0, 50]), counted.totals(&[0, 50]));
+    assert_eq!((tb.events_in, tb.events_out), (2, 2));
+    assert_eq!(ta.queue_wait, tb.queue_wait);
+    counted.count_completed(1, 0, 0);
+    assert_eq!(
+        counted.totals(&[0]).queue_wait.count,
+        2,
+        "no event, no wait"
+    );
+}
+
+#[test]
+fn an_adopted_stream_keeps_its_key_and_open_time_and_idles_from_its_adoption() {
+    let (deadlines, gate) = idle_parts();
+    let key = reserve_keys(2);
+    assert_eq!(
+        reserve_keys(1),
+        key + 2,
+        "a reserved block is given to no other stream"
+    );
+    let idle = IdleConfig {
+        deadlines: Rc::clone(&deadlines),
+        timeout_us: 1000,
+    };
+    let start = Start {
+        key: Some(key + 1),
+        opened_us: 100,
+        opened_at_ms: 5.0,
+    };
+    let mut s: StreamCore<u32> =
+        StreamCore::adopt(gate.admit().unwrap(), 4, Some(idle), 400, start);
+    assert_eq!(s.key(), key + 1);
+    s.handed_over(2, 1, 400);
+    let m = s.metrics(600, 0, 0);
+    assert_eq!((m.opened_at, m.duration_ms), (5.0, 0.5));
+    assert_eq!((m.events_in, m.events_out), (2, 1));
+    // Idle from its adoption at 400 (no earlier: its sends were before it), so not at 1300.
+    assert_eq!(s.idle_fire(1300), IdleVerdict::Rearmed);
+    assert_eq!(s.idle_fire(1400), IdleVerdict::Expired);
+    assert_eq!(gate.stats().open, 1);
 }

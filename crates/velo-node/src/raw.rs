@@ -16,7 +16,7 @@
 use napi::bindgen_prelude::*;
 use napi::sys;
 use napi_derive::napi;
-use velo_core::{clock, IdleVerdict, Phase, Push, StreamCore, Take};
+use velo_core::{clock, IdleVerdict, Phase, Push, Start, StreamCore, Take};
 
 use crate::dto::Metrics;
 use crate::ffi::{self, fail, Scope, Scratch, Value};
@@ -495,6 +495,74 @@ fn open_stream<'s>(
     cx.double(handle)
 }
 
+/// Where `adoptStream` reads a first-turn stream's figures in the scratch buffer (`f64`s), in this order;
+/// `js/core/native-stream.ts` writes them.
+const ADOPT_FIELDS: usize = 6;
+
+/// How a first-turn stream's input stands when it is adopted (`ADOPT_FIELDS`' last).
+const INPUT_ENDED: f64 = 1.0;
+const INPUT_RELEASED: f64 = 2.0;
+
+fn adopt_stream<'s>(
+    cx: Scope<'s>,
+    [function, buffer, idle_ms]: [Value<'s>; 3],
+) -> Result<Value<'s>> {
+    let (buffer, idle_ms) = (cx.index(buffer)?, cx.number(idle_ms)?);
+    let mut fields = [0.0; ADOPT_FIELDS];
+    fields.copy_from_slice(&Scratch::lend()?.f64s()[..ADOPT_FIELDS]);
+    let [key, opened_at_ms, opened_ago_us, inputs, outputs, input] = fields;
+    let now = clock::now_us();
+    let start = Start {
+        key: (key >= 1.0).then_some(key as u64),
+        // (A float to integer cast saturates: a negative or NaN age is 0.)
+        opened_us: now.saturating_sub(opened_ago_us as u64),
+        opened_at_ms,
+    };
+    let handle = gates::with(cx.index(function)?, |gate| {
+        streams::adopt_stream(gate, buffer, idle_ms, start)
+    })??;
+    if handle >= 0.0 {
+        streams::with(handle, |stream| {
+            let core = &mut stream.core;
+            if inputs > 0.0 || outputs > 0.0 {
+                core.handed_over(inputs as u64, outputs as u64, now);
+            }
+            if input == INPUT_ENDED {
+                core.end();
+            } else if input == INPUT_RELEASED {
+                core.release_input();
+            }
+        })?;
+    }
+    cx.double(handle)
+}
+
+/// Where `reportDone` reads each function's record in the scratch buffer (`f64`s): its id, streams, events in,
+/// outputs.
+const DONE_FIELDS: usize = 4;
+
+fn report_done<'s>(cx: Scope<'s>, [n]: [Value<'s>; 1]) -> Result<Value<'s>> {
+    let n = cx.index(n)? as usize;
+    let mut scratch = Scratch::lend()?;
+    let records = scratch.f64s();
+    if n * DONE_FIELDS > records.len() {
+        return Err(fail("report over the scratch size"));
+    }
+    for record in records[..n * DONE_FIELDS].chunks_exact(DONE_FIELDS) {
+        let [id, streams, events_in, events_out] = [record[0], record[1], record[2], record[3]];
+        // (A function collected since: nobody can read its figures any more.)
+        let _ = gates::with(id as u32, |gate| {
+            gate.count_completed(streams as u64, events_in as u64, events_out as u64)
+        });
+    }
+    cx.undefined()
+}
+
+fn reserve_keys<'s>(cx: Scope<'s>, [n]: [Value<'s>; 1]) -> Result<Value<'s>> {
+    let n = cx.index(n)?;
+    cx.double(velo_core::reserve_keys(n.into()) as f64)
+}
+
 fn free<'s>(cx: Scope<'s>, [h]: [Value<'s>; 1]) -> Result<Value<'s>> {
     let key = streams::remove(cx.number(h)?);
     cx.double(key.map_or(-1.0, |key| key as f64))
@@ -629,6 +697,17 @@ stream_ops! {
     #[doc = " Opens a stream of the function whose `NativeFunction.id` is `fn` (as"]
     #[doc = " `NativeFunction.open` without a tally): its handle, or -1 at the limit."]
     "openStream": "(fn: number, buffer: number, idleMs: number) => number" => open_stream,
+    #[doc = " Opens a stream of the function `fn` that JavaScript kept without native state for its first turn"]
+    #[doc = " (admitted within the limit there), from `scratch.f64[0..6]`: its key (from `reserveKeys`; 0: a new"]
+    #[doc = " one), when it opened (ms since the Unix epoch) and how long ago (µs), the events and outputs handed"]
+    #[doc = " over since, and its input (0 open, 1 ended, 2 released by the handler): its handle, or -1 at the limit."]
+    "adoptStream": "(fn: number, buffer: number, idleMs: number) => number" => adopt_stream,
+    #[doc = " Counts streams that opened and completed within their first turn without native state, from"]
+    #[doc = " `scratch.f64[0..4 * n]`: per function, its `NativeFunction.id`, streams, events in (each handed"]
+    #[doc = " straight to the handler: a queue wait of 0), outputs."]
+    "reportDone": "(n: number) => void" => report_done,
+    #[doc = " Reserves `n` stream keys: the first of them (process-unique, as every stream's)."]
+    "reserveKeys": "(n: number) => number" => reserve_keys,
     #[doc = " Drops the stream's native state: its key, or -1 for a stale handle (a"]
     #[doc = " stream retired already), which is ignored."]
     "free": "(h: number) => number" => free,

@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 
 use napi::Result;
-use velo_core::{clock, Admission, IdleConfig, Share, StreamCore};
+use velo_core::{clock, Admission, IdleConfig, Share, Start, StreamCore};
 
 use crate::idle;
 use crate::slab::Slab;
@@ -40,18 +40,45 @@ pub(crate) fn open_stream(
     let Ok(permit) = admitted else {
         return Ok(-1.0);
     };
-    let idle = if idle_ms > 0.0 {
+    insert(Stream {
+        core: StreamCore::new(
+            permit,
+            buffer as usize,
+            idle_config(idle_ms)?,
+            clock::now_us(),
+        ),
+        admitted: 0,
+        task: None,
+    })
+}
+
+/// Admits to `gate` a stream JavaScript kept without native state since `start` (see `StreamCore::adopt`): its
+/// handle, or -1 at the gate's limit (JavaScript admitted it within the limit, so that is a bug there).
+pub(crate) fn adopt_stream(
+    gate: &Admission,
+    buffer: u32,
+    idle_ms: f64,
+    start: Start,
+) -> Result<f64> {
+    let Ok(permit) = gate.admit() else {
+        return Ok(-1.0);
+    };
+    let idle = idle_config(idle_ms)?;
+    insert(Stream {
+        core: StreamCore::adopt(permit, buffer as usize, idle, clock::now_us(), start),
+        admitted: 0,
+        task: None,
+    })
+}
+
+fn idle_config(idle_ms: f64) -> Result<Option<IdleConfig>> {
+    Ok(if idle_ms > 0.0 {
         Some(IdleConfig {
             deadlines: idle::deadlines()?,
             timeout_us: (idle_ms * 1000.0).ceil() as u64,
         })
     } else {
         None
-    };
-    insert(Stream {
-        core: StreamCore::new(permit, buffer as usize, idle, clock::now_us()),
-        admitted: 0,
-        task: None,
     })
 }
 
