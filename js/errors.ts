@@ -149,6 +149,13 @@ export const ERROR_CODES = {
     action:
       'Give the run more virtual time (`settle(within)`, `settleWithin`), end sessions sooner (`idleTimeout`, `maxSessionAge`), or give the handler its waits as `ctx.wakeAt` timers.',
   },
+  ERR_VELO_TEST_SERVER: {
+    class: '',
+    from: 'velo-stream/testing',
+    when: '`redisService()` could not start its private server: `redis-server` (or the `command` given, or `$VELO_REDIS_SERVER`) is not installed or cannot be run, or it did not say it was ready within `startTimeout`. The message names the command and what it printed.',
+    action:
+      'Install Redis (Debian and Ubuntu: `apt-get install redis-server`; macOS: `brew install redis`), or point `command` or `$VELO_REDIS_SERVER` at a `redis-server` or `valkey-server` binary.',
+  },
   ERR_VELO_TEST_STEPS: {
     class: '',
     from: 'velo-stream/testing',
@@ -449,6 +456,11 @@ export function testWorkerStateError(message: string): TypeError & { code: 'ERR_
 /** A test run did not settle within its bound of virtual time (the message says which bound, and why it may not). */
 export function testNotSettledError(message: string): Error & { code: 'ERR_VELO_TEST_NOT_SETTLED' } {
   return coded(new Error(message), 'ERR_VELO_TEST_NOT_SETTLED');
+}
+
+/** `redisService()` could not start its server (not installed, not runnable, or never ready). */
+export function testServerError(message: string, cause?: unknown): Error & { code: 'ERR_VELO_TEST_SERVER' } {
+  return coded(cause === undefined ? new Error(message) : new Error(message, { cause }), 'ERR_VELO_TEST_SERVER');
 }
 
 /** A test run took more steps of its virtual clock than one move may (a loop without end at one time, most likely). */

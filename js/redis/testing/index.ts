@@ -729,3 +729,13 @@ export {
 // Per-key state beyond a session (`keyState`): what a test worker's readState gives, and the option.
 export type { KeyState } from '../clients/key-state';
 export type { KeyStateOptions } from '../engine/worker-limits';
+// An integration test of a service: a private redis-server, the service's processes, an output collector.
+export {
+  redisService,
+  type OutputCollector,
+  type RedisService,
+  type RedisServiceOptions,
+  type ServiceExit,
+  type ServiceProcess,
+  type ServiceProcessOptions,
+} from './service';
