@@ -175,13 +175,22 @@ class Proc implements ServiceProcess {
         if (found !== null) done(() => resolve(found));
       };
       const timer = setTimeout(
-        () => done(() => reject(new Error(`pid ${this.pid}: no ${pattern} on stdout within ${timeout} ms; stdout: ${this.#stdout.slice(-500)}; stderr: ${this.#stderr.slice(-500)}`))),
+        () =>
+          done(() =>
+            reject(
+              new Error(
+                `pid ${this.pid}: no ${pattern} on stdout within ${timeout} ms; stdout: ${this.#stdout.slice(-500)}; stderr: ${this.#stderr.slice(-500)}`,
+              ),
+            ),
+          ),
         timeout,
       );
       const onExit = () =>
         setImmediate(() => {
           check();
-          done(() => reject(new Error(`pid ${this.pid} exited before ${pattern} on stdout; stderr: ${this.#stderr.slice(-500)}`)));
+          done(() =>
+            reject(new Error(`pid ${this.pid} exited before ${pattern} on stdout; stderr: ${this.#stderr.slice(-500)}`)),
+          );
         });
       let settled = false;
       const done = (settle: () => void) => {
@@ -218,7 +227,9 @@ class Proc implements ServiceProcess {
     if (outcome !== 'late') return outcome;
     signal(this.#child, 'SIGKILL');
     await this.exited;
-    throw new Error(`pid ${this.pid} did not exit within ${timeout} ms of ${sig}: killed -9; stderr: ${this.#stderr.slice(-500)}`);
+    throw new Error(
+      `pid ${this.pid} did not exit within ${timeout} ms of ${sig}: killed -9; stderr: ${this.#stderr.slice(-500)}`,
+    );
   }
 
   /** kill -9 (after a SIGCONT, so a paused process dies too) and wait for the exit. */
@@ -253,7 +264,10 @@ class Collector<O> implements OutputCollector<O> {
     })();
   }
 
-  until(count: number | ((items: readonly OutputItem<O>[]) => boolean), timeout = DEFAULT_TIMEOUT): Promise<readonly OutputItem<O>[]> {
+  until(
+    count: number | ((items: readonly OutputItem<O>[]) => boolean),
+    timeout = DEFAULT_TIMEOUT,
+  ): Promise<readonly OutputItem<O>[]> {
     const enough = typeof count === 'number' ? () => this.items.length >= count : () => count(this.items);
     return new Promise((resolve, reject) => {
       const wake = () => {
@@ -261,7 +275,14 @@ class Collector<O> implements OutputCollector<O> {
         else if (this.#error !== undefined) finish(() => reject(this.#error));
       };
       const timer = setTimeout(
-        () => finish(() => reject(new Error(`outputs: ${this.items.length} read within ${timeout} ms, not enough${typeof count === 'number' ? ` (wanted ${count})` : ''}`))),
+        () =>
+          finish(() =>
+            reject(
+              new Error(
+                `outputs: ${this.items.length} read within ${timeout} ms, not enough${typeof count === 'number' ? ` (wanted ${count})` : ''}`,
+              ),
+            ),
+          ),
         timeout,
       );
       const finish = (settle: () => void) => {
@@ -288,7 +309,12 @@ class Collector<O> implements OutputCollector<O> {
 }
 
 /** Starts the server: resolves once it says it is ready, or throws `ERR_VELO_TEST_SERVER`. */
-async function startServer(command: string, dir: string, extra: string[], timeout: number): Promise<{ child: ChildProcess; proc: Proc; port: number }> {
+async function startServer(
+  command: string,
+  dir: string,
+  extra: string[],
+  timeout: number,
+): Promise<{ child: ChildProcess; proc: Proc; port: number }> {
   try {
     execFileSync(command, ['--version'], { stdio: 'pipe' });
   } catch (error) {
@@ -299,7 +325,23 @@ async function startServer(command: string, dir: string, extra: string[], timeou
   }
   for (let attempt = 0; ; attempt++) {
     const port = await freePort();
-    const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--protected-mode', 'no', ...extra];
+    const args = [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      dir,
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--daemonize',
+      'no',
+      '--protected-mode',
+      'no',
+      ...extra,
+    ];
     const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const proc = new Proc(child);
     try {
@@ -319,7 +361,8 @@ async function startServer(command: string, dir: string, extra: string[], timeou
  * Throws `ERR_VELO_TEST_SERVER` when the server cannot be run, naming what to install.
  */
 export async function redisService(options: RedisServiceOptions = {}): Promise<RedisService> {
-  if (typeof options !== 'object' || options === null) throw invalidType(`redisService(options): options must be an object, got ${typeof options}`);
+  if (typeof options !== 'object' || options === null)
+    throw invalidType(`redisService(options): options must be an object, got ${typeof options}`);
   const command = serverCommand(options);
   const dir = mkdtempSync(join(tmpdir(), 'velo-service-'));
   let server: Awaited<ReturnType<typeof startServer>>;
