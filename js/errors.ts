@@ -180,7 +180,7 @@ export const ERROR_CODES = {
   ERR_VELO_TIMER_PAST_AGE: {
     class: 'TimerPastAgeError',
     from: 'velo-stream/redis',
-    when: "A `redisWorker` session's `ctx.wakeAt(time)` with a `time` after the session's age end (its first entry's time plus `maxSessionAge`): such a timer could never fire. Thrown at the call (no timer is made, a pending timer of the same key stays).",
+    when: "A `redisWorker` session's `ctx.wakeAt(time)` after the session's age end (first entry plus `maxSessionAge`): it could never fire. Thrown at the call; no timer is made.",
     action:
       "Compute `time` within the session (from `ctx.entry.time`), or raise `maxSessionAge`; a deadline past it belongs to the key's next session.",
   },
@@ -200,14 +200,14 @@ export const ERROR_CODES = {
   ERR_VELO_DECODE: {
     class: 'TypeError',
     from: 'velo-stream/redis',
-    when: "An input entry the codec cannot decode: the session ends before it, with this error as its last output. Or a session's checkpoint a new owner's codec cannot decode: the restored session fails with it (also to `onError`), and the events after the checkpoint open the key's next session.",
+    when: 'An input entry (the session ends before it, with this error as its last output) or a checkpoint (the restored session fails with it) the codec cannot decode.',
     action:
       'Use the same codec on every process of the function, and one that still decodes the checkpoints stored before a deployment.',
   },
   ERR_VELO_MIGRATE: {
     class: 'TypeError',
     from: 'velo-stream/redis',
-    when: "A worker's `migrate(state, fromVersion)` threw while adopting a session of another version from its checkpoint, or returned a state the codec cannot encode: the session fails with it as its last output (also to `onError`), and the events after the checkpoint open the key's next session.",
+    when: "A worker's `migrate(state, fromVersion)` threw, or returned a state the codec cannot encode: the adopted session fails with it, and the events after its checkpoint open the key's next session.",
     action:
       'Make `migrate` total over the states the old version checkpoints (a test: replay recorded sessions with `velo-replay`), and return a state the codec carries.',
   },
@@ -269,7 +269,7 @@ export const ERROR_CODES = {
   ERR_VELO_REDIS_CONNECTION: {
     class: 'RedisConnectionError',
     from: 'velo-stream/redis',
-    when: "A connection of the worker failed (refused, reset, closed, timed out), or the server is still loading its data after a restart (`LOADING`); the client's error is its `cause`. The worker retries. Also what a `redisLimiter` acquire (and its waiters) rejects with under `whenRedisFails: 'fail-closed'` while Redis is unreachable.",
+    when: "A connection failed (refused, reset, closed, timed out) or the server is still loading after a restart; the client's error is its `cause`. A worker retries; a `redisLimiter` under `'fail-closed'` rejects acquires with it.",
     action: 'Check Redis and the network; alert if it lasts.',
   },
   ERR_VELO_REDIS_TIMEOUT: {
@@ -332,7 +332,7 @@ export const ERROR_CODES = {
   ERR_VELO_LIMIT_TENANT: {
     class: 'TypeError',
     from: 'velo-stream (limiter)',
-    when: "A limiter's `fairness.by(item)` that threw (its error is the `cause`) or returned something other than a non-empty string, or its `fairness.weight(tenant)` that threw or returned something other than a whole number from 1 to 10000. The acquire is refused; nothing waits.",
+    when: "A limiter's `fairness.by(item)` that threw or returned no non-empty string, or `fairness.weight(tenant)` no whole number from 1 to 10000: the acquire is refused.",
     action: 'Return a non-empty tenant string for every item, and a whole-number weight from 1 to 10000 for every tenant.',
   },
   ERR_VELO_LIMIT_PRIORITY: {
@@ -351,7 +351,7 @@ export const ERROR_CODES = {
   ERR_VELO_VERSION_UNKNOWN: {
     class: '',
     from: 'velo-stream/redis',
-    when: '`redisVersions().drained(version)` for a version that, at its first read, no live worker runs (as its `version` or in its `versions`) and no live session is on: a misspelt name, or a version long gone. The message lists the versions that are there.',
+    when: '`redisVersions().drained(version)` for a version no live worker runs and no live session is on (a misspelt name, or long gone); the message lists those there.',
     action:
       "Check the name against `status()`. For a script that may run after the version is gone, pass `{ ifUnknown: 'resolve' }`.",
   },
