@@ -415,7 +415,7 @@ export async function redisService(options: RedisServiceOptions = {}): Promise<R
     },
     outputs<O>(opts: Omit<RedisOutputsOptions<O>, 'client' | 'signal'>): OutputCollector<O> {
       const collector = new Collector<O>(client(), opts);
-      collectors.push(collector as Collector<unknown>);
+      collectors.push(collector);
       return collector;
     },
     pids() {
