@@ -25,7 +25,9 @@ export interface RedisServiceOptions {
 
 /** How a process ended: its exit code, or the signal that ended it. */
 export interface ServiceExit {
+  /** The exit code; `null` when a signal ended it. */
   readonly code: number | null;
+  /** The signal that ended it (`'SIGKILL'` after a kill -9); `null` when it exited by itself. */
   readonly signal: NodeJS.Signals | null;
 }
 
