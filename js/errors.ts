@@ -54,7 +54,7 @@ export const ERROR_CODES = {
   ERR_VELO_RUNTIME_UNSUPPORTED: {
     class: 'DOMException, Error',
     from: 'velo-stream (workerFn)',
-    when: "What the runtime cannot do (Bun, docs/runtimes.md). A view over a `SharedArrayBuffer` sent to or yielded by a worker stream where `node:v8` has no `Serializer`, so the memory cannot be shared: the stream fails with a `DOMException` named `DataCloneError`. `workerFn(module, { resourceLimits })` where the runtime's `Worker` ignores `resourceLimits`: `workerFn()` throws an `Error`.",
+    when: "What the runtime cannot do (Bun, docs/runtimes.md): share a `SharedArrayBuffer` view with a worker stream (the stream fails with a `DataCloneError`), or honour `workerFn`'s `resourceLimits` (`workerFn()` throws).",
     action: 'Send a copy (a view over an ordinary ArrayBuffer); leave out `resourceLimits` there; or run on Node.',
   },
   ERR_VELO_ADDON_NOT_FOUND: {
@@ -96,7 +96,7 @@ export const ERROR_CODES = {
   ERR_INVALID_STATE: {
     class: 'TypeError',
     from: 'velo-stream (streams, sessions), velo-stream/testing',
-    when: "A second `feed()` iteration on a stream while another feed still reads its source; a second reader of a sessions object's merged output while the first is still reading; `ctx.wakeAt()` or `ctx.cancelTimer()` in a `workerFn` handler; a test worker's `advance()`/`settle()` while another is under way, or any call but a read after its `close()`.",
+    when: "A second `feed()` on a stream while another still reads its source; a second reader of a sessions object's merged output; `ctx.wakeAt()`/`ctx.cancelTimer()` in a `workerFn` handler; a test worker's `advance()`/`settle()` while another runs, or a call but a read after `close()`.",
     action:
       'Merge the sources into one (or `send()` beside the feed); read the merged output with one loop; set timers in a handler on the main thread; await each `advance()`/`settle()` before the next, and close a test worker last.',
   },
@@ -145,35 +145,42 @@ export const ERROR_CODES = {
   ERR_VELO_TEST_NOT_SETTLED: {
     class: '',
     from: 'velo-stream/testing',
-    when: "A test worker's `settle(within)`, or a `checkDeterminism` run, did not end every session and handle every event within its bound of virtual time (`within`; `settleWithin`, default a day plus the function's `idleTimeout` after the last event): a session still open, an event not handled, or a handler waiting on a real timer or I/O (the message says so when one is pending).",
+    when: "A test worker's `settle(within)` or a `checkDeterminism` run did not end every session within its virtual time: a session still open (often a timer computed from `Date.now()`), or a handler waiting on a real timer or I/O (the message says so).",
     action:
       'Give the run more virtual time (`settle(within)`, `settleWithin`), end sessions sooner (`idleTimeout`, `maxSessionAge`), or give the handler its waits as `ctx.wakeAt` timers.',
+  },
+  ERR_VELO_TEST_SERVER: {
+    class: '',
+    from: 'velo-stream/testing',
+    when: '`redisService()` could not start its private server: `redis-server` (or the `command` given, or `$VELO_REDIS_SERVER`) is not installed or cannot be run, or it did not say it was ready within `startTimeout`. The message names the command and what it printed.',
+    action:
+      'Install Redis (Debian and Ubuntu: `apt-get install redis-server`; macOS: `brew install redis`), or point `command` or `$VELO_REDIS_SERVER` at a `redis-server` or `valkey-server` binary.',
   },
   ERR_VELO_TEST_STEPS: {
     class: '',
     from: 'velo-stream/testing',
-    when: "One `advance()`, `settle()` or `checkDeterminism` run took 2 000 000 steps (a step: a clock step, that is a timer or the immediates queued; a commit or a wake-up applied; an input a handler took; an output it yielded), or its handlers took 100 000 steps at one virtual time: a handler looping without end (a timer due at once made on every input, outputs yielded without taking input), or a span too busy for its bound. A bound reached by a handler's step stops the process running it, as `crash()` does.",
+    when: 'One `advance()`, `settle()` or `checkDeterminism` run took 2 000 000 steps, or its handlers 100 000 steps at one virtual time: most likely a handler looping without end (a timer due at once made on every input, outputs yielded without taking input). The looping process is stopped, as `crash()` does.',
     action:
       'Look for a handler that makes a timer or an output for ever; move time in shorter spans; send many events at different times.',
   },
   ERR_VELO_RECORDING_INVALID: {
     class: '',
     from: 'velo-stream/testing',
-    when: '`parseRecording`, `replayRecording` or the `velo-replay` command got a recording that is not one `exportRecording` writes: not JSON, another format or version, a field of the wrong type, an entry id out of order, a key or sid that is not well formed, bytes that are not base64, a session end of unknown form. The message names the field (`parts[0].input[12].id`).',
+    when: '`parseRecording`, `replayRecording` or `velo-replay` got a recording that `exportRecording` did not write (not JSON, another version, a bad field). The message names the field.',
     action:
       'Export the recording again (`velo-replay export`, `exportRecording`); do not edit it by hand, or keep to the format in docs/redis/replay-before-deploy.md.',
   },
   ERR_VELO_RECORDING_TOO_LARGE: {
     class: '',
     from: 'velo-stream/redis',
-    when: '`exportRecording` found more input entries or outputs in a partition than `maxEntries` / `maxOutputs`, or more session ends or live sessions than `maxEntries`; or `parseRecording` (and `velo-replay`) got a file larger than `maxBytes`, or with more entries than `maxEntries`. Nothing is cut: a partial recording would report differences that are not there.',
+    when: 'A recording over `maxEntries`, `maxOutputs` or `maxBytes`, at export or parse. Nothing is cut: a partial recording would report differences that are not there.',
     action:
       'Record fewer sessions (`keys`, `since`, `partitions`), or raise the bound (`--max-entries`, `--max-outputs`, `--max-bytes`).',
   },
   ERR_VELO_TIMER_PAST_AGE: {
     class: 'TimerPastAgeError',
     from: 'velo-stream/redis',
-    when: "A `redisWorker` session's `ctx.wakeAt(time)` with a `time` after the session's age end (its first entry's time plus `maxSessionAge`): such a timer could never fire. Thrown at the call (no timer is made, a pending timer of the same key stays).",
+    when: "A `redisWorker` session's `ctx.wakeAt(time)` after the session's age end (first entry plus `maxSessionAge`): it could never fire. Thrown at the call; no timer is made.",
     action:
       "Compute `time` within the session (from `ctx.entry.time`), or raise `maxSessionAge`; a deadline past it belongs to the key's next session.",
   },
@@ -193,14 +200,14 @@ export const ERROR_CODES = {
   ERR_VELO_DECODE: {
     class: 'TypeError',
     from: 'velo-stream/redis',
-    when: "An input entry the codec cannot decode: the session ends before it, with this error as its last output. Or a session's checkpoint a new owner's codec cannot decode: the restored session fails with it (also to `onError`), and the events after the checkpoint open the key's next session.",
+    when: 'An input entry (the session ends before it, with this error as its last output) or a checkpoint (the restored session fails with it) the codec cannot decode.',
     action:
       'Use the same codec on every process of the function, and one that still decodes the checkpoints stored before a deployment.',
   },
   ERR_VELO_MIGRATE: {
     class: 'TypeError',
     from: 'velo-stream/redis',
-    when: "A worker's `migrate(state, fromVersion)` threw while adopting a session of another version from its checkpoint, or returned a state the codec cannot encode: the session fails with it as its last output (also to `onError`), and the events after the checkpoint open the key's next session.",
+    when: "A worker's `migrate(state, fromVersion)` threw, or returned a state the codec cannot encode: the adopted session fails with it, and the events after its checkpoint open the key's next session.",
     action:
       'Make `migrate` total over the states the old version checkpoints (a test: replay recorded sessions with `velo-replay`), and return a state the codec carries.',
   },
@@ -262,27 +269,27 @@ export const ERROR_CODES = {
   ERR_VELO_REDIS_CONNECTION: {
     class: 'RedisConnectionError',
     from: 'velo-stream/redis',
-    when: "A connection of the worker failed (refused, reset, closed, timed out), or the server is still loading its data after a restart (`LOADING`); the client's error is its `cause`. The worker retries. Also what a `redisLimiter` acquire (and its waiters) rejects with under `whenRedisFails: 'fail-closed'` while Redis is unreachable.",
+    when: "A connection failed (refused, reset, closed, timed out) or the server is still loading after a restart; the client's error is its `cause`. A worker retries; a `redisLimiter` under `'fail-closed'` rejects acquires with it.",
     action: 'Check Redis and the network; alert if it lasts.',
   },
   ERR_VELO_REDIS_TIMEOUT: {
     class: '',
     from: 'velo-stream/redis',
-    when: "A producer's, reader's or materializer's call that Redis did not answer within `callTimeout` (a paused or unreachable server): the `cause` of a `SendError` (those events' `ids` are `undefined`), or the rejection of `lag()`. The call is not made again; a late answer is ignored. Also what a `redisLimiter` acquire (and its waiters) rejects with under `whenRedisFails: 'fail-closed'` when Redis does not answer within its `callTimeout`.",
+    when: "A call Redis did not answer within `callTimeout` (a paused or unreachable server): the `cause` of a `SendError` (those events' `ids` `undefined`), the rejection of `lag()`, or of a `redisLimiter` acquire under `'fail-closed'`. The call is not made again.",
     action:
       'Check Redis and the network. Send the events again if a duplicate is acceptable; raise `callTimeout` if Redis is only slow.',
   },
   ERR_VELO_BAD_CURSOR: {
     class: 'ResumeCursorError',
     from: 'velo-stream/redis (redisKeyOutputs, redisSse, redisNdjson)',
-    when: "A resume cursor (an SSE `Last-Event-ID`, a `from` option) that no reader of these keys wrote: longer than such a cursor can be, malformed, naming other partitions than the keys' (another key's cursor), after the newest output of its partition, or inside the kept outputs yet not an id of one. `reason` says which (`length`, `syntax`, `partitions`, `future`, `unknown`); `redisSse` and `redisNdjson` answer 400 with its `toJSON()`.",
+    when: "A resume cursor (`Last-Event-ID`, `from`) that no reader of these keys wrote: too long, malformed, another key's, past the newest output, or not an output's id (`reason`: `length`, `syntax`, `partitions`, `future`, `unknown`). The HTTP helpers answer 400.",
     action:
       'Send back only the ids the stream gave (EventSource does); start without a cursor to read from the start, or with one your server made (`redisCursor`).',
   },
   ERR_VELO_RESUME_TRIMMED: {
     class: 'ResumeTrimmedError',
     from: 'velo-stream/redis (redisKeyOutputs, redisSse, redisNdjson)',
-    when: 'Outputs after a resume cursor were removed from Redis (`outputRetention`, `outputMaxLen`, an `XTRIM` of yours), or may have been (the cursor is older than the oldest output kept and some were removed), or a reader fell that far behind while reading. `partition` names the output stream; `redisSse` and `redisNdjson` answer 410 with its `toJSON()` before the first output, or end with an error event after one.',
+    when: 'Outputs after a resume cursor were (or may have been) trimmed from Redis, or a reader fell that far behind. The HTTP helpers answer 410 before the first output, or end with an error event after one.',
     action:
       "Start over without the cursor (the outputs in between are gone), and keep outputs longer than clients stay away (`outputMaxLen`, or a group that holds `'acked'` trims).",
   },
@@ -295,7 +302,7 @@ export const ERROR_CODES = {
   ERR_VELO_RATE_LIMITED: {
     class: '',
     from: 'velo-stream (limiter)',
-    when: "A limiter in `mode: 'reject'` had no permit now: its `acquire()`, a task call that uses it (the attempt fails: `retry` and `onError` apply), or `open()` of a stream function that uses it (thrown at the call). Counted in `stats().rejected`. `limiter` names it; from a `redisLimiter`, `retryAfter` is the ms until the rate would allow the cost (0: a concurrency limit, no estimate) and `at` Redis' time of the decision.",
+    when: "A limiter in `mode: 'reject'` had no permit now: its `acquire()`, a task call using it (`retry` and `onError` apply), or `open()` of a stream function using it. `limiter` names it; a `redisLimiter` adds `retryAfter` (ms).",
     action: "Retry later, shed the load, raise the limit (`setLimits`), or use `mode: 'throttle'` to wait instead.",
   },
   ERR_VELO_LIMIT_QUEUE_FULL: {
@@ -313,7 +320,7 @@ export const ERROR_CODES = {
   ERR_VELO_LIMIT_COST: {
     class: 'RangeError',
     from: 'velo-stream (limiter)',
-    when: "A limiter's `cost(item)` that threw, or returned something other than a whole number from 0 to 2^32 - 1, or more than the rate's `burst` (such a permit could never be granted; a waiter is refused with it when `setLimits` lowers the burst below its cost). Counted in `stats().rejected` when above the burst.",
+    when: "A limiter's `cost(item)` that threw, returned no whole number from 0 to 2^32 - 1, or more than the `burst` (never grantable; also a waiter when `setLimits` lowers the burst).",
     action: 'Return a whole number of units no larger than `rate.burst`; split the work, or raise the burst.',
   },
   ERR_VELO_LIMIT_KEY: {
@@ -325,7 +332,7 @@ export const ERROR_CODES = {
   ERR_VELO_LIMIT_TENANT: {
     class: 'TypeError',
     from: 'velo-stream (limiter)',
-    when: "A limiter's `fairness.by(item)` that threw (its error is the `cause`) or returned something other than a non-empty string, or its `fairness.weight(tenant)` that threw or returned something other than a whole number from 1 to 10000. The acquire is refused; nothing waits.",
+    when: "A limiter's `fairness.by(item)` that threw or returned no non-empty string, or `fairness.weight(tenant)` no whole number from 1 to 10000: the acquire is refused.",
     action: 'Return a non-empty tenant string for every item, and a whole-number weight from 1 to 10000 for every tenant.',
   },
   ERR_VELO_LIMIT_PRIORITY: {
@@ -337,14 +344,14 @@ export const ERROR_CODES = {
   ERR_VELO_SESSION_PERMIT: {
     class: '',
     from: 'velo-stream/redis',
-    when: "A `redisWorker` with the `limiter` option could not get a permit for a session or a step (reported through `onError`, at most once a second per worker; `limiter` names the limiter, `per` says `'session'` or `'step'`, `cause` is the limiter's error: a `key` or `cost` function that failed, a full line, a closed limiter, Redis away under `'fail-closed'`). The session (or step) goes on waiting and the worker asks again, 100 ms to 5 s later: nothing a reader sees changes.",
+    when: 'A `redisWorker` with the `limiter` option could not get a permit for a session or step (reported through `onError`, at most once a second; `limiter`, `per` and `cause` say which and why). It goes on waiting and asks again: nothing a reader sees changes.',
     action:
       "Read `cause`: fix the limiter's `key`/`cost` function, raise its `maxWaiting`, keep it open while the worker runs, or choose `whenRedisFails`.",
   },
   ERR_VELO_VERSION_UNKNOWN: {
     class: '',
     from: 'velo-stream/redis',
-    when: '`redisVersions().drained(version)` for a version that, at its first read, no live worker runs (as its `version` or in its `versions`) and no live session is on: a misspelt name, or a version long gone. The message lists the versions that are there.',
+    when: '`redisVersions().drained(version)` for a version no live worker runs and no live session is on (a misspelt name, or long gone); the message lists those there.',
     action:
       "Check the name against `status()`. For a script that may run after the version is gone, pass `{ ifUnknown: 'resolve' }`.",
   },
@@ -449,6 +456,11 @@ export function testWorkerStateError(message: string): TypeError & { code: 'ERR_
 /** A test run did not settle within its bound of virtual time (the message says which bound, and why it may not). */
 export function testNotSettledError(message: string): Error & { code: 'ERR_VELO_TEST_NOT_SETTLED' } {
   return coded(new Error(message), 'ERR_VELO_TEST_NOT_SETTLED');
+}
+
+/** `redisService()` could not start its server (not installed, not runnable, or never ready). */
+export function testServerError(message: string, cause?: unknown): Error & { code: 'ERR_VELO_TEST_SERVER' } {
+  return coded(cause === undefined ? new Error(message) : new Error(message, { cause }), 'ERR_VELO_TEST_SERVER');
 }
 
 /** A test run took more steps of its virtual clock than one move may (a loop without end at one time, most likely). */

@@ -639,14 +639,14 @@ export async function checkDeterminism<I = unknown, O = unknown>(
   guard.install();
   try {
     const calm = await run([]);
-    unsettled(what, 'the crash-free run', calm, start, settleWithin);
+    unsettled(what, 'the crash-free run', calm, start, settleWithin, settleWithin, guard.reads);
     if (calm.violations.length > 0)
       throw new Error(`${what}: the crash-free run broke the simulation's invariants: ${calm.violations.join('; ')}`);
     const expected = byFirstEvent(calm, sent);
     for (let k = 1; k <= calm.stats.commits; k++) {
       guard.run = k;
       const crashed = await run([k]);
-      unsettled(what, `the run with a crash after commit ${k}`, crashed, start, crashWithin, settleWithin);
+      unsettled(what, `the run with a crash after commit ${k}`, crashed, start, crashWithin, settleWithin, guard.reads);
       const actual = byFirstEvent(crashed, sent);
       for (const name of new Set([...expected.keys(), ...actual.keys()])) {
         const want = expected.get(name) ?? [];
@@ -684,6 +684,7 @@ function unsettled(
   start: number,
   within: number,
   settleWithin = within,
+  reads: readonly string[] = [],
 ): void {
   const outcome: RunOutcome = result.outcome;
   if (outcome === 'done') return;
@@ -692,9 +693,18 @@ function unsettled(
     within === settleWithin
       ? `settleWithin (${within} ms of virtual time after the last event)`
       : `${within} ms of virtual time after the last event (settleWithin ${settleWithin}, and ${within - settleWithin} for the takeover after the crash)`;
+  // The most common cause is a timer computed from Date.now(): the run's clock starts at `start` (2024 by default),
+  // so such a timer is due years ahead and keeps its session open whatever settleWithin is. Name it when the
+  // handler read the clock (the check's stand-in recorded where), before any advice to wait longer.
+  const clock = reads.filter((read) => read.startsWith('Date.now()'));
+  const cause =
+    clock.length > 0
+      ? ` The handler read Date.now() (${clock.join('; ')}): a timer computed from it is due on this machine's clock, ` +
+        `years after the run's (it starts at ${new Date(start).toISOString()}), and keeps its session open. ` +
+        `Compute timer times from ctx.entry.time (the log's clock) instead.`
+      : ' A handler with longer idle ends or timers needs a longer settleWithin.';
   throw testNotSettledError(
-    `${what}: ${run} did not settle within ${window}: ` +
-      `a session still open, or an event not handled. A handler with longer idle ends or timers needs a longer settleWithin.${realWaits()}`,
+    `${what}: ${run} did not settle within ${window}: a session still open, or an event not handled.${cause}${realWaits()}`,
   );
 }
 
@@ -729,3 +739,13 @@ export {
 // Per-key state beyond a session (`keyState`): what a test worker's readState gives, and the option.
 export type { KeyState } from '../clients/key-state';
 export type { KeyStateOptions } from '../engine/worker-limits';
+// An integration test of a service: a private redis-server, the service's processes, an output collector.
+export {
+  redisService,
+  type OutputCollector,
+  type RedisService,
+  type RedisServiceOptions,
+  type ServiceExit,
+  type ServiceProcess,
+  type ServiceProcessOptions,
+} from './service';
