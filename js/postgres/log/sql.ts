@@ -3,7 +3,7 @@
 // ids. Every statement is parameterized; the only text spliced into SQL is the schema's name, checked to be a plain
 // identifier (schema.ts) and quoted.
 import { createHash } from 'node:crypto';
-import { describe, invalidType, invalidValue, outOfRange } from '../errors';
+import { describe, invalidType, invalidValue, outOfRange } from '../../errors';
 
 /** A query's result, as node-postgres gives it. */
 export interface PgResult {

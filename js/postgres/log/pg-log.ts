@@ -5,8 +5,8 @@
 // its token unexpired; a grant takes the row FOR UPDATE, so it waits for an owner's write in flight, and a paused
 // ex-owner's late write finds the new token. Renewals update the row without a key change, which FOR KEY SHARE lets
 // through: a renewal never waits behind a commit.
-import { NO_VERSION } from '../redis/rules/versions';
-import type { WorkerAdvert } from '../redis/rules/versions';
+import { NO_VERSION } from '../../redis/rules/versions';
+import type { WorkerAdvert } from '../../redis/rules/versions';
 import type {
   Commit,
   CommitResult,
@@ -20,12 +20,12 @@ import type {
   SessionOpening,
   Snapshot,
   StoredKeyState,
-} from '../redis/common/transport';
-import { advertValue, parseAdvert, parseKept, parseOpening, parseSnapshot } from '../redis/common/stored';
-import { FencedError, describe, invalidType, outOfRange, workerClosedError } from '../errors';
+} from '../../redis/common/transport';
+import { advertValue, parseAdvert, parseKept, parseOpening, parseSnapshot } from '../../redis/common/stored';
+import { FencedError, describe, invalidType, outOfRange, workerClosedError } from '../../errors';
 import { keepOpening } from './openings';
 import { ENTRY_COLUMNS, addEntries, entriesOf, entryOf } from './input';
-import { applyCommit } from './commit';
+import { type CommitEffects, applyCommit } from './commit';
 import { checkFunctionName, checkPartitions, ensurePartitions, migrate, schemaIdent } from './schema';
 import {
   ID_BASE,
@@ -73,6 +73,8 @@ export interface PgLogOptions {
    * LISTEN does not work).
    */
   readonly listen?: boolean;
+  /** Run in each commit's transaction with the outputs it writes (commit.ts): the user's own writes, once each. */
+  readonly effects?: CommitEffects;
 }
 
 /** A function's place in Postgres: its quoted schema, its name, its NOTIFY channel. */
@@ -80,6 +82,13 @@ export interface PgSpace {
   readonly S: string;
   readonly fn: string;
   readonly channel: string;
+}
+
+/** A function's space, checked, without a round trip (`preparePg` also makes its tables and rows). */
+export function spaceOf(what: string, schema: string, name: string): PgSpace {
+  const S = schemaIdent(what, schema);
+  checkFunctionName(what, name);
+  return { S, fn: name, channel: channelOf(schema, name) };
 }
 
 /** Makes the schema (migrations) and the function's partition rows; its space. */
@@ -143,6 +152,7 @@ export class PgLog implements PartitionLog {
   readonly #channel: string;
   readonly #waiter: Waiter;
   readonly #pollInterval: number;
+  readonly #effects: CommitEffects | undefined;
   #closed = false;
 
   /** A log on a prepared space (`preparePg`); `PgLog.open` does both. */
@@ -150,7 +160,7 @@ export class PgLog implements PartitionLog {
     pool: PgPoolLike,
     space: PgSpace,
     partitions: number,
-    options: Pick<PgLogOptions, 'onError' | 'pollInterval' | 'listen'> = {},
+    options: Pick<PgLogOptions, 'onError' | 'pollInterval' | 'listen' | 'effects'> = {},
   ) {
     checkPool('PgLog', pool);
     checkPartitions('PgLog', partitions);
@@ -169,6 +179,10 @@ export class PgLog implements PartitionLog {
     const listen = options.listen ?? true;
     if (typeof listen !== 'boolean') throw invalidType(`PgLog: "listen" must be a boolean, not ${describe(listen)}`);
     this.#waiter = new Waiter(pool, listen ? space.channel : null, onError);
+    if (options.effects !== undefined && typeof options.effects !== 'function') {
+      throw invalidType(`PgLog: "effects" must be a function, not ${describe(options.effects)}`);
+    }
+    this.#effects = options.effects;
   }
 
   /** Migrates the schema, makes the function's partition rows, and opens a log on them. */
@@ -508,7 +522,7 @@ export class PgLog implements PartitionLog {
   async commit(lease: Lease, commit: Commit): Promise<CommitResult> {
     return this.#owned(
       lease,
-      (client, now, group) => applyCommit(client, this.#S, this.#fn, lease, commit, now, group),
+      (client, now, group) => applyCommit(client, this.#S, this.#fn, lease, commit, now, group, this.#effects),
       WRITE_FENCED,
       true,
     );
