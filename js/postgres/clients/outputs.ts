@@ -37,8 +37,10 @@ export function postgresOutputs<O = unknown>(options: PostgresOutputsOptions<O>)
   const what = 'postgresOutputs()';
   const o = resolvePgOptions(options, what, ['from', 'after', 'count', 'pollInterval', 'signal']);
   const { from = 'start', after = {}, count = 256, pollInterval = 100, signal } = options;
-  if (from !== 'start' && from !== 'end') throw invalidValue(`${what}: options.from must be 'start' or 'end', not ${describe(from)}`);
-  if (after === null || typeof after !== 'object') throw invalidType(`${what}: options.after must be an object, not ${describe(after)}`);
+  if (from !== 'start' && from !== 'end')
+    throw invalidValue(`${what}: options.from must be 'start' or 'end', not ${describe(from)}`);
+  if (after === null || typeof after !== 'object')
+    throw invalidType(`${what}: options.after must be an object, not ${describe(after)}`);
   integerOption(what, 'count', count, 1, 100_000);
   integerOption(what, 'pollInterval', pollInterval, 1, 60_000, 'from 1 to 60000 (ms)');
   if (signal !== undefined && !(signal instanceof AbortSignal))

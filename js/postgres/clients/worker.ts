@@ -104,7 +104,11 @@ export function postgresWorker<I = unknown, O = unknown, M extends Migrate = Mig
   const onCommit: CommitEffects | undefined =
     effects === undefined
       ? undefined
-      : (client, partition, written) => effects(client, written.map((w) => writtenItem(codec, partition, w)));
+      : (client, partition, written) =>
+          effects(
+            client,
+            written.map((w) => writtenItem(codec, partition, w)),
+          );
   const backend: WorkerBackend = {
     name: o.space.fn,
     partitions: o.partitions,

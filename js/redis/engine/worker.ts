@@ -191,8 +191,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     }
     this.#versions = checkVersions<I, O>(...versionOptions);
     integerOption(W, 'trimInterval', trimInterval, 0, Infinity, 'of at least 0 (ms)');
-    if (typeof workerId !== 'string')
-      throw invalidType(`${W}: options.workerId must be a string, not ${describe(workerId)}`);
+    if (typeof workerId !== 'string') throw invalidType(`${W}: options.workerId must be a string, not ${describe(workerId)}`);
     if (!/^[^\s:]{1,200}$/.test(workerId))
       throw invalidValue(
         `${W}: the "workerId" option must be 1-200 characters without ':' or whitespace. Received ${describe(workerId)}`,
