@@ -5,7 +5,7 @@
 import { describe, invalidType, invalidValue } from '../../errors';
 import { integerOption } from '../../validate';
 import type { OutputItem } from '../../redis/common/outputs';
-import { idOf, idParts, run } from '../log/sql';
+import { idOf, idParts, run, str } from '../log/sql';
 import { type PostgresOptions, resolvePgOptions } from './options';
 import { writtenItem } from './worker';
 
@@ -75,7 +75,7 @@ export function postgresOutputs<O = unknown>(options: PostgresOutputsOptions<O>)
     const cursors = new Map<number, [string, string]>();
     if (from === 'end') {
       const { rows } = await run(o.pool, `SELECT p, out_ms, out_seq FROM ${S}.groups WHERE fn = $1`, [fn]);
-      for (const r of rows) cursors.set(Number(r.p), [String(r.out_ms), String(r.out_seq)]);
+      for (const r of rows) cursors.set(Number(r.p), [str(r.out_ms), str(r.out_seq)]);
     }
     for (const [p, id] of given) cursors.set(p, id);
     while (!stopped()) {
@@ -98,17 +98,16 @@ export function postgresOutputs<O = unknown>(options: PostgresOutputsOptions<O>)
         if (stopped()) return;
         const p = Number(r.p);
         const id = idOf(r.ms, r.seq);
-        cursors.set(p, [String(r.ms), String(r.seq)]);
-        const field = String(r.field) === 'e' ? 'e' : 'v';
-        yield writtenItem(o.codec as never, p, {
+        cursors.set(p, [str(r.ms), str(r.seq)]);
+        yield writtenItem(o.codec, p, {
           id,
-          sid: String(r.sid),
+          sid: str(r.sid),
           seq: Number(r.oseq),
-          key: String(r.key),
-          field,
+          key: str(r.key),
+          field: str(r.field) === 'e' ? 'e' : 'v',
           data: r.data as Buffer,
-          traceparent: r.tp === null ? null : String(r.tp),
-        }) as OutputItem<O>;
+          traceparent: r.tp === null ? null : str(r.tp),
+        });
       }
     }
   }
