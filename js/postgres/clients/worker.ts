@@ -116,7 +116,14 @@ export function postgresWorker<I = unknown, O = unknown, M extends Migrate = Mig
     maxEventBytes: o.maxEventBytes,
     openLog: (report) =>
       new PreparedLog(
-        new PgLog(o.pool, o.space, o.partitions, { onError: report, listen, pollInterval, effects: onCommit }),
+        new PgLog(o.pool, o.space, o.partitions, {
+          onError: report,
+          listen,
+          pollInterval,
+          effects: onCommit,
+          // A paused owner's transaction ends before its lease could run out: it never holds a takeover back.
+          idleInTransaction: Math.max(1, Math.floor((options.leaseTtl ?? 10_000) / 2)),
+        }),
         o.prepare,
       ),
     reportable: (error) => error,
