@@ -82,7 +82,7 @@ test('kill -9, SIGSTOP past the lease and hand-offs: every ledger row once, outp
   const producer = postgresProducer(shape(pool()));
   const sent = new Map();
   let n = 0;
-  let paused = null;
+  let resumed = null;
   for (let round = 0; round < 30; round++) {
     const batch = [];
     for (let a = 0; a < 40; a++) {
@@ -100,7 +100,7 @@ test('kill -9, SIGSTOP past the lease and hand-offs: every ledger row once, outp
       // Past its lease: the others take its partitions over; its writes on waking are fenced.
       const stopped = children[1];
       process.kill(stopped.child.pid, 'SIGSTOP');
-      paused = sleep(LEASE + 1000).then(() => process.kill(stopped.child.pid, 'SIGCONT'));
+      resumed = sleep(LEASE + 1000).then(() => process.kill(stopped.child.pid, 'SIGCONT'));
     }
     if (round === 18) {
       await handOff(children[2]);
@@ -113,7 +113,7 @@ test('kill -9, SIGSTOP past the lease and hand-offs: every ledger row once, outp
     // Gaps past the idle time (400 ms): sessions end, and the next ones start from their key's kept state.
     await sleep(round % 10 === 9 ? 700 : 40);
   }
-  await paused;
+  await resumed;
   await until(async () => (await pool().query('SELECT count(*)::int AS c FROM ledger')).rows[0].c >= n, 'every ledger row');
   await until(
     async () => (await pool().query(`SELECT count(*)::int AS c FROM ${S}.pending WHERE fn = 'ledger'`)).rows[0].c === 0,
