@@ -5,7 +5,7 @@ export { postgresWorker, type PostgresWorkerOptions } from './clients/worker';
 export { postgresProducer, type PostgresProducer, type PostgresProducerOptions } from './clients/producer';
 export { postgresOutputs, type PostgresOutputs, type PostgresOutputsOptions } from './clients/outputs';
 export type { PostgresClient, PostgresOptions } from './clients/options';
-export type { PgPoolLike as PostgresPool } from './log/sql';
+export type { PgPoolLike as PostgresPool, PgClientLike as PostgresPoolClient, PgResult as PostgresResult } from './log/sql';
 export type { OutputItem, HandlerFailure } from '../redis/common/outputs';
 export type { RedisWorker as Worker, RedisWorkerStats as WorkerStats } from '../redis/engine/worker-types';
 export { jsonCodec, bufferCodec, type Codec } from '../redis/common/codec';

@@ -7,24 +7,33 @@ import { describe, invalidType, invalidValue, outOfRange } from '../../errors';
 
 /** A query's result, as node-postgres gives it. */
 export interface PgResult {
+  /** The rows, as objects by column name. */
   readonly rows: Record<string, unknown>[];
+  /** The rows the statement returned or changed (null for some commands). */
   readonly rowCount: number | null;
 }
 
 /** The part of a node-postgres `PoolClient` velo-stream uses. */
 export interface PgClientLike {
+  /** Runs a statement given as a config (velo-stream names its statements: prepared once per connection). */
   query(config: { name?: string; text: string; values?: unknown[] }): Promise<PgResult>;
+  /** Runs a statement with its parameters (`$1`, `$2`, ...). */
   query(text: string, values?: unknown[]): Promise<PgResult>;
   /** Back to the pool; with an error (or true), the connection is destroyed instead. */
   release(destroy?: boolean | Error): void;
+  /** A NOTIFY on a channel this connection LISTENs on. */
   on(event: 'notification', listener: (message: { channel: string; payload?: string }) => void): unknown;
+  /** The connection failed (the server ended the session, the socket closed). */
   on(event: 'error', listener: (error: Error) => void): unknown;
+  /** Removes a listener added with `on`. */
   removeListener(event: string, listener: (...args: never[]) => void): unknown;
 }
 
 /** The part of a node-postgres `Pool` velo-stream uses (the user's: velo-stream never ends it). */
 export interface PgPoolLike {
+  /** Runs one statement on a connection of the pool. */
   query(config: { name?: string; text: string; values?: unknown[] }): Promise<PgResult>;
+  /** Checks a connection out (for a transaction, or a LISTEN); given back with its `release()`. */
   connect(): Promise<PgClientLike>;
 }
 
