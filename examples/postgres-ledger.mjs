@@ -161,6 +161,8 @@ export async function main() {
   const own = process.env.DATABASE_URL ? null : await privatePostgres();
   const config = own?.config ?? { connectionString: process.env.DATABASE_URL };
   const pool = new pg.Pool(config);
+  // An idle connection's error (the server restarting, or stopping at the end of this demo): the next query reports its own.
+  pool.on('error', () => {});
   const children = [];
   const startWorker = () => {
     const child = spawn(process.execPath, [fileURLToPath(import.meta.url), 'worker', JSON.stringify(config)], {
