@@ -52,6 +52,12 @@ async function handOff(child, allowed = null) {
   return JSON.parse(closed.slice(7));
 }
 
+/** The partitions a worker child said it owns last (`owned <p,...>`). */
+function ownedBy(child) {
+  const line = child.stdout.split('\n').findLast((l) => l.startsWith('owned '));
+  return line === undefined || line === 'owned ' ? [] : line.slice(6).split(',').map(Number);
+}
+
 /** Polls `check` until it is true, or fails after `ms`. */
 async function until(check, what, ms = 60_000) {
   const end = Date.now() + ms;
@@ -97,7 +103,9 @@ test('kill -9, SIGSTOP past the lease and hand-offs: every ledger row once, outp
       children.push(workerChild());
     }
     if (round === 12) {
-      // Past its lease: the others take its partitions over; its writes on waking are fenced.
+      // Past its lease: the others take its partitions over; its writes on waking are fenced. (Worker 1 is paused:
+      // the test waits until it owns partitions.)
+      await until(() => ownedBy(children[1]).length > 0, 'worker 1 owns partitions', 10_000);
       const stopped = children[1];
       process.kill(stopped.child.pid, 'SIGSTOP');
       resumed = sleep(LEASE + 1000).then(() => process.kill(stopped.child.pid, 'SIGCONT'));

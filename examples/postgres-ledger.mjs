@@ -62,7 +62,7 @@ export const shape = (pool, name = 'ledger') => ({ pool, schema: 'velo_ledger_de
 
 /**
  * A worker process: `node postgres-ledger.mjs worker <pg config JSON> [name] [leaseTtl] [more options JSON]`. Prints `ready`, then
- * `error <code> <message>` for each error it recovers from; on SIGTERM hands its partitions over, prints
+ * `owned <p,p,...>` when its partitions change and `error <code> <message>` for each error it recovers from; on SIGTERM hands its partitions over, prints
  * `closed <stats JSON>` and exits 0.
  */
 async function workerProcess(config, name, leaseTtl, more) {
@@ -76,7 +76,14 @@ async function workerProcess(config, name, leaseTtl, more) {
     onError: (error) => console.log(`error ${error?.code ?? ''} ${String(error?.message ?? error).split('\n')[0]}`),
     ...more,
   });
+  // `owned <partitions>` whenever they change (a test picks a worker that owns some to pause).
+  let owned = '';
+  const watch = setInterval(() => {
+    const now = worker.stats().owned.join(',');
+    if (now !== owned) console.log(`owned ${(owned = now)}`);
+  }, 100);
   process.once('SIGTERM', async () => {
+    clearInterval(watch);
     await worker.close();
     const { owned, fenced, lost, acquired } = worker.stats();
     console.log(`closed ${JSON.stringify({ owned, fenced, lost, acquired })}`);
