@@ -270,6 +270,15 @@ test('Redis LLM resume: an EventSource that loses its connection mid-answer and 
   }
 });
 
+test('Postgres ledger: two worker processes, one killed -9 mid-run, a replacement joins: one ledger row per event, every balance the running sum; on a private postgres', async () => {
+  const { DATABASE_URL: _unset, ...withoutUrl } = process.env;
+  const { stdout } = await run([example('postgres-ledger.mjs')], { env: withoutUrl, timeout: 120_000 });
+  assert.match(stdout, /^killed worker \d+ with SIGKILL; starting another$/m);
+  assert.match(stdout, /^ledger rows 1000 for 1000 events: each written once, every balance the running sum$/m);
+  assert.equal((stdout.match(/\] closed /g) ?? []).length, 2, 'the two live workers handed off');
+  assert.doesNotMatch(stdout, /\] error /);
+});
+
 test('Redis fraud cluster: HTTP gateway + two worker processes, one killed -9 mid-run, a replacement joins: outputs identical to a crash-free run, every child gone', async () => {
   // Fails (never skips) without redis-server, naming the Debian package (helpers/redis-server.mjs).
   const redis = await startRedis();

@@ -22,7 +22,7 @@ export { reportable } from './redis/common/reportable';
 export { simBounds, simulate, takeoverWithin } from './redis/testing/simulator';
 export { heldBounds } from './redis/engine/held-entries';
 // The Postgres log, for the contract test that holds it to the Redis and in-memory ones.
-export { PgLog, appendEventsPg, endsPg, outputEntriesPg, preparePg } from './postgres/pg-log';
+export { PgLog, appendEventsPg, endsPg, outputEntriesPg, preparePg } from './postgres/log/pg-log';
 // A partition's run and what its host needs, for the test that drives the engine on the Postgres log.
 export { PartitionRun } from './redis/engine/partition-run';
 export { newCounters } from './redis/engine/partition-host';

@@ -1,7 +1,7 @@
 // velo-stream/redis: stream functions scaled out on Redis/Valkey Streams.
 export { redisProducer, type RedisProducer, type RedisProducerOptions } from './clients/producer';
+export { redisWorker } from './clients/redis-worker';
 export {
-  redisWorker,
   type Migrate,
   type NoInferred,
   type SyncMigrate,

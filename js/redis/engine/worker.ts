@@ -28,11 +28,9 @@ import { CloseTimeoutError, FencedError, describe, invalidType, invalidValue, lo
 import { integerOption } from '../../validate';
 import type { StreamFn } from '../../types';
 import type { Codec } from '../common/codec';
-import { type RedisOptions, type Resolved, resolveOptions } from '../log/options';
-import { RedisLog } from '../log/redis-log';
 import { RoundTrips, type RoundTripTotals, kRenewalLateness, kRoundTrips, kServes, timedLog } from './metrics';
 import type { Heartbeat, Lease, PartitionLog } from '../common/transport';
-import { ClosedClientReports } from '../common/reportable';
+import type { WorkerBackend } from '../common/backend';
 import { LocalDelivery } from './local-delivery';
 import { PartitionRun } from './partition-run';
 import { LIMIT_KEYS, checkDebounceTarget, checkLimits } from './worker-limits';
@@ -40,13 +38,10 @@ import { type PartitionHost, type WorkerCounters, newCounters } from './partitio
 import { type Openable, kOpen } from '../../core/protocol';
 import { RETRY_MS } from './outbox';
 import { type Clock, realClock, sleepOn } from '../common/clock';
-import type { Migrate, RedisWorker, RedisWorkerOptions, RedisWorkerStats, SyncMigrate } from './worker-types';
+import type { RedisWorker, RedisWorkerOptions, RedisWorkerStats } from './worker-types';
 import { WorkerPermits, checkWorkerLimiter } from './session-permits';
 import { type WorkerVersions, checkVersions } from './versions';
 import { planBalance } from '../rules/versions';
-
-/** How option errors name this entry point. */
-const W = 'redisWorker()';
 
 export type {
   Migrate,
@@ -63,8 +58,8 @@ export type { SessionLimiters, SessionPermitItem, WorkerLimiterOptions } from '.
 
 /** Default of `maxUndelivered`. */
 const UNDELIVERED_DEFAULT = 1024;
-/** `RedisWorkerOptions` besides the shared ones. */
-const WORKER_KEYS = [
+/** `RedisWorkerOptions` besides the shared ones (the backend's: client, name, partitions, codec, maxEventBytes). */
+export const WORKER_KEYS = [
   ...LIMIT_KEYS,
   'trimInterval',
   'workerId',
@@ -119,7 +114,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
   /** The last fencing epoch this worker was granted, per partition. */
   readonly #epochs = new Map<number, number>();
   readonly #onError: (error: unknown) => void;
-  readonly #closedClient: ClosedClientReports;
+  readonly #backend: WorkerBackend;
   readonly #order: number[];
   #timer: NodeJS.Timeout | null = null;
   /**
@@ -158,7 +153,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
   /** The loop that ends a blocking read early (`#interrupt`), while it runs: close() waits for it. */
   #interrupting: Promise<void> | null = null;
 
-  constructor(fn: StreamFn<I, O>, options: Resolved<unknown>, extra: RedisWorkerOptions<O, I>) {
+  constructor(fn: StreamFn<I, O>, backend: WorkerBackend, extra: WorkerOptions<O, I>, W: string) {
     const {
       trimInterval = 5000,
       workerId = `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`,
@@ -179,40 +174,39 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       checkReplay,
       debounce,
       keyState,
-    } = checkLimits(W, extra, options.partitions);
+    } = checkLimits(W, extra, backend.partitions);
     checkDebounceTarget(W, debounce, fn);
     let limiterOption: unknown;
     try {
       limiterOption = extra.limiter;
     } catch (error) {
-      throw invalidType(`redisWorker(): the "limiter" option could not be read (${describe(error)})`, error);
+      throw invalidType(`${W}: the "limiter" option could not be read (${describe(error)})`, error);
     }
     const limiters = checkWorkerLimiter(limiterOption, fn);
     let versionOptions: [unknown, unknown, unknown];
     try {
       versionOptions = [extra.version, extra.versions, extra.migrate];
     } catch (error) {
-      throw invalidType(`redisWorker(): the "version" options could not be read (${describe(error)})`, error);
+      throw invalidType(`${W}: the "version" options could not be read (${describe(error)})`, error);
     }
     this.#versions = checkVersions<I, O>(...versionOptions);
     integerOption(W, 'trimInterval', trimInterval, 0, Infinity, 'of at least 0 (ms)');
-    if (typeof workerId !== 'string')
-      throw invalidType(`redisWorker(): options.workerId must be a string, not ${describe(workerId)}`);
+    if (typeof workerId !== 'string') throw invalidType(`${W}: options.workerId must be a string, not ${describe(workerId)}`);
     if (!/^[^\s:]{1,200}$/.test(workerId))
       throw invalidValue(
-        `redisWorker(): the "workerId" option must be 1-200 characters without ':' or whitespace. Received ${describe(workerId)}`,
+        `${W}: the "workerId" option must be 1-200 characters without ':' or whitespace. Received ${describe(workerId)}`,
       );
     if (onError !== undefined && typeof onError !== 'function')
-      throw invalidType(`redisWorker(): options.onError must be a function, not ${describe(onError)}`);
+      throw invalidType(`${W}: options.onError must be a function, not ${describe(onError)}`);
     if (onOutput !== undefined && typeof onOutput !== 'function')
-      throw invalidType(`redisWorker(): options.onOutput must be a function, not ${describe(onOutput)}`);
+      throw invalidType(`${W}: options.onOutput must be a function, not ${describe(onOutput)}`);
     integerOption(W, 'maxUndelivered', maxUndelivered, 1, 1e9, 'from 1 to 1e9');
     this.id = workerId;
-    this.name = options.keys.name;
+    this.name = backend.name;
     this.checkReplay = checkReplay;
     this.maxCheckpointBytes = maxCheckpointBytes;
     if (outputRetention !== 'all' && outputRetention !== 'acked')
-      throw invalidValue(`redisWorker(): options.outputRetention must be 'all' or 'acked', not ${describe(outputRetention)}`);
+      throw invalidValue(`${W}: options.outputRetention must be 'all' or 'acked', not ${describe(outputRetention)}`);
     this.trimAcked = outputRetention === 'acked';
     integerOption(W, 'outputMaxLen', outputMaxLen, 0, 1e12, 'from 0 to 1e12 (0: no cap)');
     this.outputMaxLen = outputMaxLen;
@@ -225,21 +219,21 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     this.ttl = leaseTtl;
     this.readCount = readCount;
     this.trimInterval = trimInterval;
-    this.codec = options.codec;
-    this.maxEventBytes = options.maxEventBytes;
+    this.codec = backend.codec;
+    this.maxEventBytes = backend.maxEventBytes;
     this.maxBuffered = maxBufferedEvents;
-    this.#share = Math.floor(maxBufferedEvents / options.partitions);
+    this.#share = Math.floor(maxBufferedEvents / backend.partitions);
     this.maxSessionEvents = maxSessionEvents;
     this.maxSessionAge = maxSessionAge;
+    this.#backend = backend;
     this.log = timedLog(
-      new RedisLog(options.client, options.keys, options.partitions, (error) => this.report(error)),
+      backend.openLog((error) => this.report(error)),
       this.#trips,
     );
-    this.#closedClient = new ClosedClientReports(options.client);
     this.#onError = onError ?? ((error) => process.emitWarning(error instanceof Error ? error : new Error(String(error))));
     // Each worker tries free partitions from its own starting point: fewer collisions when many start at once.
-    const start = randomBytes(2).readUInt16BE() % options.partitions;
-    this.#order = Array.from({ length: options.partitions }, (_, i) => (start + i) % options.partitions);
+    const start = randomBytes(2).readUInt16BE() % backend.partitions;
+    this.#order = Array.from({ length: backend.partitions }, (_, i) => (start + i) % backend.partitions);
     this.#waker = this.#wake();
     this.#tick();
     // Leases run out whether or not Redis answers: a renewal stuck on a silent connection (a partition that
@@ -408,7 +402,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
 
   report(error: unknown): void {
     this.counters.errors++;
-    const reported = this.#closedClient.filter(error);
+    const reported = this.#backend.reportable(error);
     if (reported !== null) this.#onError(reported);
   }
 
@@ -418,7 +412,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       .catch((error: unknown) => this.report(error))
       .finally(() => {
         this.#ticking = null;
-        this.#closedClient.check();
+        this.#backend.check();
         if (this.#closing !== null) return;
         const now = performance.now();
         if (this.#regular) this.#regularAt = now + Math.floor(this.ttl / 3);
@@ -734,18 +728,28 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
   }
 }
 
+/** The options of a worker on any backend: `RedisWorkerOptions` less the backend's own (client, name, shape). */
+export type WorkerOptions<O, I> = Omit<RedisWorkerOptions<O, I>, 'client' | 'name' | 'partitions' | 'codec' | 'maxEventBytes'>;
+
+/** Checks that `fn` is a stream function (an entry point does, before its options). */
+export function checkWorkerFn(fn: unknown, what: string): void {
+  if (typeof (fn as Partial<Openable<unknown, unknown>> | null)?.[kOpen] !== 'function') {
+    throw invalidType(`${what}: fn must be a stream function (from streamFn()), not ${describe(fn)}`);
+  }
+}
+
 /**
- * Runs `fn` as a distributed stream function: this process joins the workers of `options.name`, takes a fair
- * share of its partitions, and runs one instance of `fn` per live key (see the module comment for the
- * semantics). Outputs go to the partitions' output streams; read them with `redisOutputs`.
+ * Runs `fn` as a distributed stream function on `backend` (see the module comment for the semantics): this process
+ * joins the workers of the function, takes a fair share of its partitions, and runs one instance of `fn` per live
+ * key. `what` names the entry point in option errors (`'redisWorker()'`).
  * @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `fn` is not a stream function or an option is invalid.
  */
-export function redisWorker<I = unknown, O = unknown, M extends Migrate = Migrate>(
+export function startWorker<I, O>(
   fn: StreamFn<I, O>,
-  options: RedisWorkerOptions<O, I> & { migrate?: M & SyncMigrate<M> },
+  backend: WorkerBackend,
+  options: WorkerOptions<O, I>,
+  what: string,
 ): RedisWorker {
-  if (typeof (fn as Partial<Openable<I, O>> | null)?.[kOpen] !== 'function') {
-    throw invalidType(`redisWorker(): fn must be a stream function (from streamFn()), not ${describe(fn)}`);
-  }
-  return new Worker<I, O>(fn, resolveOptions(options as RedisOptions<unknown>, 'redisWorker()', WORKER_KEYS), options);
+  checkWorkerFn(fn, what);
+  return new Worker<I, O>(fn, backend, options, what);
 }

@@ -1,7 +1,7 @@
 // Options shared by the producer, the worker and the output reader of one
 // distributed stream function: they must agree on the name, the partition
 // count and the codec.
-import { describe, invalidType, invalidValue, outOfRange } from '../../errors';
+import { describe, invalidType, invalidValue } from '../../errors';
 import { integerOption } from '../../validate';
 import { type Codec, jsonCodec } from '../common/codec';
 import type { RedisClientLike } from './connection';
@@ -28,12 +28,6 @@ export interface Resolved<T> {
   codec: Codec<T>;
   maxEventBytes: number;
 }
-
-/** A high surrogate not followed by a low one, or a low one not preceded by a high one. */
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-
-/** Largest key, UTF-8 bytes. */
-export const MAX_KEY_BYTES = 1024;
 
 /** The options every entry point takes. */
 const SHARED_KEYS = ['client', 'name', 'partitions', 'codec', 'maxEventBytes'];
@@ -104,22 +98,4 @@ export function callTimeoutOption(fn: string, value: unknown = CALL_TIMEOUT_MS):
   return integerOption(fn, 'callTimeout', value, 1, MAX_CALL_TIMEOUT_MS, `from 1 to ${MAX_CALL_TIMEOUT_MS} (ms), or Infinity`);
 }
 
-/** 32-bit FNV-1a of the key's UTF-8 bytes: the partition is this mod K, the same in every process. */
-export function fnv1a(key: string): number {
-  let h = 0x811c9dc5;
-  for (const byte of Buffer.from(key, 'utf8')) {
-    h ^= byte;
-    h = Math.imul(h, 0x01000193) >>> 0;
-  }
-  return h;
-}
-
-export function checkKey(key: unknown): string {
-  if (typeof key !== 'string') throw invalidType(`The key must be a string, not ${describe(key)}`);
-  if (key.length === 0) throw invalidValue('The key must not be empty');
-  // A lone surrogate has no UTF-8 form: it would be written as U+FFFD, and keys that differ only there would
-  // share one session.
-  if (LONE_SURROGATE.test(key)) throw invalidValue('The key must be well-formed UTF-16 (it has a lone surrogate)');
-  if (Buffer.byteLength(key) > MAX_KEY_BYTES) throw outOfRange(`The key is longer than ${MAX_KEY_BYTES} bytes (UTF-8)`);
-  return key;
-}
+export { MAX_KEY_BYTES, checkKey, fnv1a } from '../common/keys';

@@ -4,8 +4,8 @@
 // with the fence (FOR UPDATE, pg-log.ts): commits of a partition apply one at a time, and output ids (`<ms>-<seq>`,
 // after the row's last one) are given in commit order.
 import { createHash } from 'node:crypto';
-import { endValue, keptValue, parseEnd, snapshotValue } from '../redis/common/stored';
-import type { Commit, CommitResult, Divergence, Lease } from '../redis/common/transport';
+import { endValue, keptValue, parseEnd, snapshotValue } from '../../redis/common/stored';
+import type { Commit, CommitResult, Divergence, Lease } from '../../redis/common/transport';
 import { keepOpening } from './openings';
 import { type PgClientLike, bytes, idKey, idOf, idParts, millis, run, str, text } from './sql';
 
@@ -24,6 +24,26 @@ function lastBy<T>(items: readonly T[], key: (item: T) => string): T[] {
   return [...new Map(items.map((item) => [key(item), item])).values()];
 }
 
+/** An output a commit writes (not written before), as the commit's effects get it. */
+export interface WrittenOutput {
+  /** Its entry id in the partition's output stream. */
+  readonly id: string;
+  readonly sid: string;
+  readonly seq: number;
+  readonly key: string;
+  /** `'v'`: `data` is the encoded output; `'e'`: the handler's failure as JSON. */
+  readonly field: 'v' | 'e';
+  readonly data: Buffer;
+  readonly traceparent: string | null;
+}
+
+/**
+ * Run in a commit's transaction, after its outputs are written and before it commits, with the outputs it wrote
+ * (none is ever given twice: an output written before, by `(sid, seq)`, is not written again). A throw rolls the
+ * whole commit back (outputs, acks, checkpoints): the engine reports it and retries the commit.
+ */
+export type CommitEffects = (client: PgClientLike, partition: number, written: readonly WrittenOutput[]) => Promise<void>;
+
 interface Written {
   readonly id: string;
   readonly field: string;
@@ -38,6 +58,7 @@ export async function applyCommit(
   commit: Commit,
   now: bigint,
   group: Record<string, unknown>,
+  effects?: CommitEffects,
 ): Promise<CommitResult> {
   const p = lease.partition;
   const serial = commit.serial === undefined ? '' : str(commit.serial);
@@ -193,6 +214,22 @@ export async function applyCommit(
         [fn, p, list.map((c) => c.sid), list.map((c) => c.seq), list.map((c) => c.id), list.map((c) => c.digest)],
       );
     }
+  }
+
+  if (effects !== undefined && rows.length > 0) {
+    await effects(
+      client,
+      p,
+      rows.map((r) => ({
+        id: `${r.ms}-${r.seq}`,
+        sid: r.sid,
+        seq: r.oseq,
+        key: r.key,
+        field: r.field === 'e' ? 'e' : 'v',
+        data: r.data,
+        traceparent: r.tp,
+      })),
+    );
   }
 
   const checkpoints = lastBy(commit.checkpoints ?? [], (c) => c.sid);

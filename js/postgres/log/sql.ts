@@ -3,28 +3,37 @@
 // ids. Every statement is parameterized; the only text spliced into SQL is the schema's name, checked to be a plain
 // identifier (schema.ts) and quoted.
 import { createHash } from 'node:crypto';
-import { describe, invalidType, invalidValue, outOfRange } from '../errors';
+import { describe, invalidType, invalidValue, outOfRange } from '../../errors';
 
 /** A query's result, as node-postgres gives it. */
 export interface PgResult {
+  /** The rows, as objects by column name. */
   readonly rows: Record<string, unknown>[];
+  /** The rows the statement returned or changed (null for some commands). */
   readonly rowCount: number | null;
 }
 
 /** The part of a node-postgres `PoolClient` velo-stream uses. */
 export interface PgClientLike {
+  /** Runs a statement given as a config (velo-stream names its statements: prepared once per connection). */
   query(config: { name?: string; text: string; values?: unknown[] }): Promise<PgResult>;
+  /** Runs a statement with its parameters (`$1`, `$2`, ...). */
   query(text: string, values?: unknown[]): Promise<PgResult>;
   /** Back to the pool; with an error (or true), the connection is destroyed instead. */
   release(destroy?: boolean | Error): void;
+  /** A NOTIFY on a channel this connection LISTENs on. */
   on(event: 'notification', listener: (message: { channel: string; payload?: string }) => void): unknown;
+  /** The connection failed (the server ended the session, the socket closed). */
   on(event: 'error', listener: (error: Error) => void): unknown;
+  /** Removes a listener added with `on`. */
   removeListener(event: string, listener: (...args: never[]) => void): unknown;
 }
 
 /** The part of a node-postgres `Pool` velo-stream uses (the user's: velo-stream never ends it). */
 export interface PgPoolLike {
+  /** Runs one statement on a connection of the pool. */
   query(config: { name?: string; text: string; values?: unknown[] }): Promise<PgResult>;
+  /** Checks a connection out (for a transaction, or a LISTEN); given back with its `release()`. */
   connect(): Promise<PgClientLike>;
 }
 
@@ -55,16 +64,36 @@ export function run(db: PgClientLike | PgPoolLike, text: string, values: unknown
   return db.query({ name: nameOf(text), text, values });
 }
 
+/** The default `idleMs` of `transaction`: the longest a transaction of velo-stream waits between its statements, ms. */
+export const IDLE_IN_TRANSACTION_MS = 5000;
+
 /**
  * Runs `body` in one transaction on a connection of its own (READ COMMITTED: every owner write locks its lease
  * row first, so the ordering is the row locks'). A refusal (a FencedError, a server error) rolls back and gives the
  * connection back; a connection whose BEGIN or ROLLBACK failed is destroyed, not given back.
+ *
+ * `idleMs` (0: none) bounds the time the transaction may wait between statements (`SET LOCAL
+ * idle_in_transaction_session_timeout`): a process paused in the middle of one (SIGSTOP, a VM frozen) holds its row
+ * locks, and a takeover's `FOR UPDATE` of the lease row, or the next append under the head row, would wait for it
+ * to wake; past `idleMs` the server ends its session instead, and nothing of the transaction is committed.
  */
-export async function transaction<T>(pool: PgPoolLike, body: (client: PgClientLike) => Promise<T>): Promise<T> {
+export async function transaction<T>(
+  pool: PgPoolLike,
+  body: (client: PgClientLike) => Promise<T>,
+  idleMs = IDLE_IN_TRANSACTION_MS,
+): Promise<T> {
   const client = await pool.connect();
+  // A checked-out client's connection errors (the server ending the session: `idleMs` past, a restart) come as an
+  // 'error' event, which the pool does not listen to while the client is out: unheard, it ends the process. The
+  // statement in flight, or the next, fails with it too; then the connection is destroyed (release below).
+  let lost: Error | undefined;
+  const onError = (error: Error) => (lost = error);
+  client.on('error', onError);
   try {
-    await client.query('BEGIN');
+    // (One round trip: a simple query may hold two statements; the value is an integer checked by the callers.)
+    await client.query(idleMs > 0 ? `BEGIN; SET LOCAL idle_in_transaction_session_timeout = ${Math.trunc(idleMs)}` : 'BEGIN');
   } catch (error) {
+    client.removeListener('error', onError);
     client.release(error as Error);
     throw error;
   }
@@ -82,7 +111,8 @@ export async function transaction<T>(pool: PgPoolLike, body: (client: PgClientLi
     }
     throw error;
   } finally {
-    client.release(broken);
+    client.removeListener('error', onError);
+    client.release(broken ?? lost);
   }
 }
 

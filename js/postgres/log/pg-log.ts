@@ -5,8 +5,8 @@
 // its token unexpired; a grant takes the row FOR UPDATE, so it waits for an owner's write in flight, and a paused
 // ex-owner's late write finds the new token. Renewals update the row without a key change, which FOR KEY SHARE lets
 // through: a renewal never waits behind a commit.
-import { NO_VERSION } from '../redis/rules/versions';
-import type { WorkerAdvert } from '../redis/rules/versions';
+import { NO_VERSION } from '../../redis/rules/versions';
+import type { WorkerAdvert } from '../../redis/rules/versions';
 import type {
   Commit,
   CommitResult,
@@ -20,15 +20,16 @@ import type {
   SessionOpening,
   Snapshot,
   StoredKeyState,
-} from '../redis/common/transport';
-import { advertValue, parseAdvert, parseKept, parseOpening, parseSnapshot } from '../redis/common/stored';
-import { FencedError, describe, invalidType, outOfRange, workerClosedError } from '../errors';
+} from '../../redis/common/transport';
+import { advertValue, parseAdvert, parseKept, parseOpening, parseSnapshot } from '../../redis/common/stored';
+import { FencedError, describe, invalidType, outOfRange, workerClosedError } from '../../errors';
 import { keepOpening } from './openings';
 import { ENTRY_COLUMNS, addEntries, entriesOf, entryOf } from './input';
-import { applyCommit } from './commit';
+import { type CommitEffects, applyCommit } from './commit';
 import { checkFunctionName, checkPartitions, ensurePartitions, migrate, schemaIdent } from './schema';
 import {
   ID_BASE,
+  IDLE_IN_TRANSACTION_MS,
   NOW,
   type PgClientLike,
   type PgPoolLike,
@@ -73,6 +74,13 @@ export interface PgLogOptions {
    * LISTEN does not work).
    */
   readonly listen?: boolean;
+  /** Run in each commit's transaction with the outputs it writes (commit.ts): the user's own writes, once each. */
+  readonly effects?: CommitEffects;
+  /**
+   * The longest one of the log's transactions may wait between its statements, ms (sql.ts, `transaction`): a
+   * worker sets it to half its lease, so that a paused owner never holds a takeover back. Default 5000.
+   */
+  readonly idleInTransaction?: number;
 }
 
 /** A function's place in Postgres: its quoted schema, its name, its NOTIFY channel. */
@@ -80,6 +88,13 @@ export interface PgSpace {
   readonly S: string;
   readonly fn: string;
   readonly channel: string;
+}
+
+/** A function's space, checked, without a round trip (`preparePg` also makes its tables and rows). */
+export function spaceOf(what: string, schema: string, name: string): PgSpace {
+  const S = schemaIdent(what, schema);
+  checkFunctionName(what, name);
+  return { S, fn: name, channel: channelOf(schema, name) };
 }
 
 /** Makes the schema (migrations) and the function's partition rows; its space. */
@@ -143,6 +158,8 @@ export class PgLog implements PartitionLog {
   readonly #channel: string;
   readonly #waiter: Waiter;
   readonly #pollInterval: number;
+  readonly #effects: CommitEffects | undefined;
+  readonly #idle: number;
   #closed = false;
 
   /** A log on a prepared space (`preparePg`); `PgLog.open` does both. */
@@ -150,7 +167,7 @@ export class PgLog implements PartitionLog {
     pool: PgPoolLike,
     space: PgSpace,
     partitions: number,
-    options: Pick<PgLogOptions, 'onError' | 'pollInterval' | 'listen'> = {},
+    options: Pick<PgLogOptions, 'onError' | 'pollInterval' | 'listen' | 'effects' | 'idleInTransaction'> = {},
   ) {
     checkPool('PgLog', pool);
     checkPartitions('PgLog', partitions);
@@ -169,6 +186,15 @@ export class PgLog implements PartitionLog {
     const listen = options.listen ?? true;
     if (typeof listen !== 'boolean') throw invalidType(`PgLog: "listen" must be a boolean, not ${describe(listen)}`);
     this.#waiter = new Waiter(pool, listen ? space.channel : null, onError);
+    if (options.effects !== undefined && typeof options.effects !== 'function') {
+      throw invalidType(`PgLog: "effects" must be a function, not ${describe(options.effects)}`);
+    }
+    this.#effects = options.effects;
+    const idle = options.idleInTransaction ?? IDLE_IN_TRANSACTION_MS;
+    if (!Number.isSafeInteger(idle) || idle < 0 || idle > 2 ** 31 - 1) {
+      throw outOfRange(`PgLog: "idleInTransaction" must be an integer from 0 to 2^31-1 ms, not ${describe(idle)}`);
+    }
+    this.#idle = idle;
   }
 
   /** Migrates the schema, makes the function's partition rows, and opens a log on them. */
@@ -214,42 +240,50 @@ export class PgLog implements PartitionLog {
     group = false,
   ): Promise<T> {
     if (this.#closed) return Promise.reject(workerClosedError());
-    return transaction(this.#pool, async (client) => {
-      const fence = await this.#fence(client, lease, message, group);
-      return body(client, fence.now, fence.group);
-    });
+    return transaction(
+      this.#pool,
+      async (client) => {
+        const fence = await this.#fence(client, lease, message, group);
+        return body(client, fence.now, fence.group);
+      },
+      this.#idle,
+    );
   }
 
   async heartbeat(worker: string, ttl: number, extend = true, advert: WorkerAdvert = NO_VERSION): Promise<Heartbeat> {
     const S = this.#S;
-    return transaction(this.#pool, async (client) => {
-      const fn = this.#fn;
-      const { rows: t } = await run(client, `SELECT ${NOW} AS now`);
-      const now = BigInt(str(t[0].now));
-      await run(client, `DELETE FROM ${S}.workers WHERE fn = $1 AND until_ms <= $2`, [fn, str(now)]);
-      const until = str(now + millis('A registration ttl', ttl, 1));
-      const value = advertValue(advert);
-      await run(
-        client,
-        extend
-          ? `INSERT INTO ${S}.workers (fn, worker, until_ms, advert) VALUES ($1, $2, $3, $4)
+    return transaction(
+      this.#pool,
+      async (client) => {
+        const fn = this.#fn;
+        const { rows: t } = await run(client, `SELECT ${NOW} AS now`);
+        const now = BigInt(str(t[0].now));
+        await run(client, `DELETE FROM ${S}.workers WHERE fn = $1 AND until_ms <= $2`, [fn, str(now)]);
+        const until = str(now + millis('A registration ttl', ttl, 1));
+        const value = advertValue(advert);
+        await run(
+          client,
+          extend
+            ? `INSERT INTO ${S}.workers (fn, worker, until_ms, advert) VALUES ($1, $2, $3, $4)
                ON CONFLICT (fn, worker) DO UPDATE SET until_ms = EXCLUDED.until_ms, advert = EXCLUDED.advert`
-          : `INSERT INTO ${S}.workers (fn, worker, until_ms, advert) VALUES ($1, $2, $3, $4)
+            : `INSERT INTO ${S}.workers (fn, worker, until_ms, advert) VALUES ($1, $2, $3, $4)
                ON CONFLICT (fn, worker) DO UPDATE SET advert = EXCLUDED.advert`,
-        [fn, worker, until, value],
-      );
-      const { rows } = await run(
-        client,
-        `SELECT worker, until_ms, advert FROM ${S}.workers WHERE fn = $1 ORDER BY until_ms, worker`,
-        [fn],
-      );
-      const adverts = new Map<string, WorkerAdvert>(rows.map((r) => [str(r.worker), parseAdvert(str(r.advert))]));
-      const first = rows.slice(0, 2).find((r) => r.worker !== worker);
-      const live = rows.length;
-      return first === undefined
-        ? { live, adverts }
-        : { live, next: { worker: str(first.worker), left: Number(BigInt(str(first.until_ms)) - now) }, adverts };
-    });
+          [fn, worker, until, value],
+        );
+        const { rows } = await run(
+          client,
+          `SELECT worker, until_ms, advert FROM ${S}.workers WHERE fn = $1 ORDER BY until_ms, worker`,
+          [fn],
+        );
+        const adverts = new Map<string, WorkerAdvert>(rows.map((r) => [str(r.worker), parseAdvert(str(r.advert))]));
+        const first = rows.slice(0, 2).find((r) => r.worker !== worker);
+        const live = rows.length;
+        return first === undefined
+          ? { live, adverts }
+          : { live, next: { worker: str(first.worker), left: Number(BigInt(str(first.until_ms)) - now) }, adverts };
+      },
+      this.#idle,
+    );
   }
 
   async leave(worker: string): Promise<void> {
@@ -266,42 +300,46 @@ export class PgLog implements PartitionLog {
     const p = this.#part(partition);
     const S = this.#S;
     const fn = this.#fn;
-    return transaction(this.#pool, async (client): Promise<Lease | Held | Refused> => {
-      // FOR UPDATE: waits for every owner write in flight (they hold the row FOR KEY SHARE).
-      const { rows } = await run(
-        client,
-        `SELECT token, epoch, until_ms, refused_until, ${NOW} AS now FROM ${S}.leases WHERE fn = $1 AND p = $2 FOR UPDATE`,
-        [fn, p],
-      );
-      const row = rows[0];
-      if (row === undefined) throw outOfRange(`No partition ${p} of function ${fn} in Postgres`);
-      const now = BigInt(str(row.now));
-      const until = BigInt(str(row.until_ms));
-      if (row.token !== null && until >= now) {
-        const token = str(row.token);
-        return { holder: token.slice(0, Math.max(0, token.lastIndexOf(':'))), left: Number(until - now) };
-      }
-      if (rescue && BigInt(str(row.refused_until)) <= now) return { refused: [] };
-      const { rows: versions } = await run(
-        client,
-        `SELECT version FROM ${S}.versions WHERE fn = $1 AND p = $2 AND count > 0 ORDER BY pos`,
-        [fn, p],
-      );
-      const refused = versions.map((v) => str(v.version)).filter((v) => v !== '' && !runs.includes(v) && !runs.includes('*'));
-      const ms = str(now + millis('A lease ttl', ttl, 1));
-      if (refused.length > 0) {
-        await run(client, `UPDATE ${S}.leases SET refused_until = $3 WHERE fn = $1 AND p = $2`, [fn, p, ms]);
-        return { refused };
-      }
-      const epoch = BigInt(str(row.epoch)) + 1n;
-      const token = `${worker}:${epoch}`;
-      await run(
-        client,
-        `UPDATE ${S}.leases SET token = $3, epoch = $4, until_ms = $5, refused_until = 0 WHERE fn = $1 AND p = $2`,
-        [fn, p, token, str(epoch), ms],
-      );
-      return { partition: p, token };
-    });
+    return transaction(
+      this.#pool,
+      async (client): Promise<Lease | Held | Refused> => {
+        // FOR UPDATE: waits for every owner write in flight (they hold the row FOR KEY SHARE).
+        const { rows } = await run(
+          client,
+          `SELECT token, epoch, until_ms, refused_until, ${NOW} AS now FROM ${S}.leases WHERE fn = $1 AND p = $2 FOR UPDATE`,
+          [fn, p],
+        );
+        const row = rows[0];
+        if (row === undefined) throw outOfRange(`No partition ${p} of function ${fn} in Postgres`);
+        const now = BigInt(str(row.now));
+        const until = BigInt(str(row.until_ms));
+        if (row.token !== null && until >= now) {
+          const token = str(row.token);
+          return { holder: token.slice(0, Math.max(0, token.lastIndexOf(':'))), left: Number(until - now) };
+        }
+        if (rescue && BigInt(str(row.refused_until)) <= now) return { refused: [] };
+        const { rows: versions } = await run(
+          client,
+          `SELECT version FROM ${S}.versions WHERE fn = $1 AND p = $2 AND count > 0 ORDER BY pos`,
+          [fn, p],
+        );
+        const refused = versions.map((v) => str(v.version)).filter((v) => v !== '' && !runs.includes(v) && !runs.includes('*'));
+        const ms = str(now + millis('A lease ttl', ttl, 1));
+        if (refused.length > 0) {
+          await run(client, `UPDATE ${S}.leases SET refused_until = $3 WHERE fn = $1 AND p = $2`, [fn, p, ms]);
+          return { refused };
+        }
+        const epoch = BigInt(str(row.epoch)) + 1n;
+        const token = `${worker}:${epoch}`;
+        await run(
+          client,
+          `UPDATE ${S}.leases SET token = $3, epoch = $4, until_ms = $5, refused_until = 0 WHERE fn = $1 AND p = $2`,
+          [fn, p, token, str(epoch), ms],
+        );
+        return { partition: p, token };
+      },
+      this.#idle,
+    );
   }
 
   async renew(lease: Lease, ttl: number): Promise<boolean> {
@@ -508,7 +546,7 @@ export class PgLog implements PartitionLog {
   async commit(lease: Lease, commit: Commit): Promise<CommitResult> {
     return this.#owned(
       lease,
-      (client, now, group) => applyCommit(client, this.#S, this.#fn, lease, commit, now, group),
+      (client, now, group) => applyCommit(client, this.#S, this.#fn, lease, commit, now, group, this.#effects),
       WRITE_FENCED,
       true,
     );

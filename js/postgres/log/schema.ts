@@ -24,7 +24,7 @@
 //   versions     per partition: live sessions of `openings` per version (in first-counted order).
 //   kept         keyState: a key's state after its last session, with its expiry.
 //   workers      live workers of a function: registration expiry and advert.
-import { describe, invalidType, invalidValue, outOfRange } from '../errors';
+import { describe, invalidType, invalidValue, outOfRange } from '../../errors';
 import { type PgPoolLike, run, transaction } from './sql';
 
 /** The schema's name as SQL: checked (a plain lower-case identifier) and quoted. */

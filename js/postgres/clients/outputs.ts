@@ -1,0 +1,122 @@
+// `postgresOutputs`: the outputs of a distributed stream function on Postgres, read from any process, in each
+// partition's commit order. Output ids are given under the partition's group row, locked by each commit to its
+// end (log/commit.ts): a reader that follows `id > cursor` never passes an output still to commit. There is no
+// consumer group on Postgres: a reader keeps its own position (`after`), and polls (outputs send no NOTIFY).
+import { describe, invalidType, invalidValue } from '../../errors';
+import { integerOption } from '../../validate';
+import type { OutputItem } from '../../redis/common/outputs';
+import { idOf, idParts, run, str } from '../log/sql';
+import { type PostgresOptions, resolvePgOptions } from './options';
+import { writtenItem } from './worker';
+
+/** Options of `postgresOutputs`. */
+export interface PostgresOutputsOptions<O = unknown> extends PostgresOptions<O> {
+  /** Where to start: `'start'` (default: every stored output) or `'end'` (only outputs committed after the first read). */
+  from?: 'start' | 'end';
+  /** Where to resume, by partition: the id of the last output handled there (`item.id`); overrides `from` for those partitions. */
+  after?: Readonly<Record<number, string>>;
+  /** Outputs per partition per read. Default 256. */
+  count?: number;
+  /** How often a reader that found nothing looks again, ms. Default 100. */
+  pollInterval?: number;
+  /** Ends the iteration. */
+  signal?: AbortSignal;
+}
+
+/** What `postgresOutputs` returns: its outputs as an async iterable, and a disposer for `await using`. */
+export interface PostgresOutputs<O = unknown> extends AsyncIterable<OutputItem<O>>, AsyncDisposable {
+  /** Ends every loop over these outputs (at its next read or wait); a loop started after it ends at once. Idempotent. */
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/**
+ * The outputs of the function `options.name` on Postgres, every partition's in its commit order (so each key's in
+ * order), as `redisOutputs` yields them: `(sid, seq)` identifies an output across retries and replays.
+ */
+export function postgresOutputs<O = unknown>(options: PostgresOutputsOptions<O>): PostgresOutputs<O> {
+  const what = 'postgresOutputs()';
+  const o = resolvePgOptions(options, what, ['from', 'after', 'count', 'pollInterval', 'signal']);
+  const { from = 'start', after = {}, count = 256, pollInterval = 100, signal } = options;
+  if (from !== 'start' && from !== 'end')
+    throw invalidValue(`${what}: options.from must be 'start' or 'end', not ${describe(from)}`);
+  if (after === null || typeof after !== 'object')
+    throw invalidType(`${what}: options.after must be an object, not ${describe(after)}`);
+  integerOption(what, 'count', count, 1, 100_000);
+  integerOption(what, 'pollInterval', pollInterval, 1, 60_000, 'from 1 to 60000 (ms)');
+  if (signal !== undefined && !(signal instanceof AbortSignal))
+    throw invalidType(`${what}: options.signal must be an AbortSignal, not ${describe(signal)}`);
+  const given = new Map<number, [string, string]>();
+  for (const [p, id] of Object.entries(after)) {
+    const partition = Number(p);
+    integerOption(what, `after[${p}]`, partition, 0, o.partitions - 1);
+    given.set(partition, idParts(id));
+  }
+  const disposed = new AbortController();
+  const { S, fn } = o.space;
+  const ps = Array.from({ length: o.partitions }, (_, p) => p);
+
+  const stopped = () => disposed.signal.aborted || signal?.aborted === true;
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        disposed.signal.removeEventListener('abort', done);
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      disposed.signal.addEventListener('abort', done);
+      signal?.addEventListener('abort', done);
+    });
+
+  async function* iterate(): AsyncGenerator<OutputItem<O>> {
+    if (stopped()) return;
+    await o.prepare();
+    const cursors = new Map<number, [string, string]>();
+    if (from === 'end') {
+      const { rows } = await run(o.pool, `SELECT p, out_ms, out_seq FROM ${S}.groups WHERE fn = $1`, [fn]);
+      for (const r of rows) cursors.set(Number(r.p), [str(r.out_ms), str(r.out_seq)]);
+    }
+    for (const [p, id] of given) cursors.set(p, id);
+    while (!stopped()) {
+      const at = ps.map((p) => cursors.get(p) ?? ['0', '0']);
+      const { rows } = await run(
+        o.pool,
+        `SELECT c.p, x.ms, x.seq, x.sid, x.oseq, x.key, x.field, x.data, x.tp
+           FROM unnest($2::integer[], $3::bigint[], $4::bigint[]) AS c(p, ms, seq)
+           CROSS JOIN LATERAL (SELECT ms, seq, sid, oseq, key, field, data, tp FROM ${S}.outputs o
+                                WHERE o.fn = $1 AND o.p = c.p AND (o.ms, o.seq) > (c.ms, c.seq)
+                                ORDER BY o.ms, o.seq LIMIT $5) x
+          ORDER BY c.p, x.ms, x.seq`,
+        [fn, ps, at.map((x) => x[0]), at.map((x) => x[1]), count],
+      );
+      if (rows.length === 0) {
+        await pause(pollInterval);
+        continue;
+      }
+      for (const r of rows) {
+        if (stopped()) return;
+        const p = Number(r.p);
+        const id = idOf(r.ms, r.seq);
+        cursors.set(p, [str(r.ms), str(r.seq)]);
+        yield writtenItem(o.codec, p, {
+          id,
+          sid: str(r.sid),
+          seq: Number(r.oseq),
+          key: str(r.key),
+          field: str(r.field) === 'e' ? 'e' : 'v',
+          data: r.data as Buffer,
+          traceparent: r.tp === null ? null : str(r.tp),
+        });
+      }
+    }
+  }
+
+  return {
+    [Symbol.asyncIterator]: () => iterate(),
+    [Symbol.asyncDispose]: () => {
+      disposed.abort();
+      return Promise.resolve();
+    },
+  };
+}

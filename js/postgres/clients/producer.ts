@@ -1,0 +1,116 @@
+// `postgresProducer`: events appended to their key's partition in Postgres, as `redisProducer` does on Redis. Each
+// partition's events of a call go in one transaction, in order (so per key too); ids are given in commit order
+// under the partition's head row (log/input.ts).
+import { SendError, describe, invalidType } from '../../errors';
+import { integerArgument } from '../../validate';
+import { encodeChecked } from '../../redis/common/codec';
+import { activeTraceFields } from '../../redis/common/trace-context';
+import { checkKey, fnv1a } from '../../redis/common/keys';
+import { PgLog, appendEventsPg } from '../log/pg-log';
+import { type PgResolved, type PostgresOptions, resolvePgOptions } from './options';
+
+/** Options of `postgresProducer`. */
+export type PostgresProducerOptions<I = unknown> = PostgresOptions<I>;
+
+/** Appends events for a distributed stream function on Postgres; see `postgresProducer`. */
+export interface PostgresProducer<I> {
+  /** The function's partition count. */
+  readonly partitions: number;
+  /** The partition of `key`: `fnv1a(key) mod partitions` (as on Redis). */
+  partitionOf(key: string): number;
+  /**
+   * Appends one event to its key's partition; resolves with its entry id once committed.
+   * @throws {EventTooLargeError} `ERR_VELO_EVENT_TOO_LARGE` (nothing written) above `maxEventBytes`.
+   * @throws {SendError} `ERR_VELO_SEND_FAILED` when Postgres refused it or did not answer.
+   */
+  readonly send: (key: string, event: I) => Promise<string>;
+  /**
+   * Appends many events: one transaction per partition (of at most 1,000 events), in the given order. Every
+   * event is encoded and checked before anything is written. Resolves with the entry ids, in the order of `events`.
+   */
+  readonly sendMany: (events: Iterable<readonly [string, I]>) => Promise<string[]>;
+  /** Entries of the partition of `key` (or partition `partition`) not yet read by its owner, measured now. */
+  lag(keyOrPartition: string | number): Promise<number>;
+}
+
+/** Events per transaction: keeps one transaction's locks short. */
+const CHUNK = 1000;
+
+class Producer<I> implements PostgresProducer<I> {
+  readonly #o: PgResolved<I>;
+  /** For `lag()` only (a read: it holds no connection between calls). */
+  readonly #log: PgLog;
+  constructor(o: PgResolved<I>) {
+    this.#o = o;
+    this.#log = new PgLog(o.pool, o.space, o.partitions, { listen: false });
+  }
+
+  get partitions(): number {
+    return this.#o.partitions;
+  }
+
+  partitionOf(key: string): number {
+    return fnv1a(checkKey(key)) % this.#o.partitions;
+  }
+
+  send = async (key: string, event: I): Promise<string> => (await this.sendMany([[key, event]]))[0];
+
+  sendMany = async (events: Iterable<readonly [string, I]>): Promise<string[]> => {
+    if (events === null || typeof (events as { [Symbol.iterator]?: unknown })?.[Symbol.iterator] !== 'function') {
+      throw invalidType(`sendMany(): events must be an iterable of [key, event] pairs, not ${describe(events)}`);
+    }
+    const trace = activeTraceFields();
+    const groups = new Map<number, { index: number[]; items: [string, Buffer | string][] }>();
+    let n = 0;
+    for (const pair of events) {
+      if (!Array.isArray(pair) || pair.length !== 2)
+        throw invalidType(`sendMany(): item ${n} must be a [key, event] pair, not ${describe(pair)}`);
+      const [key, event] = pair as [string, I];
+      const partition = this.partitionOf(key);
+      const data = encodeChecked(this.#o.codec, event, this.#o.maxEventBytes, `event for key ${JSON.stringify(key)}`);
+      let group = groups.get(partition);
+      if (group === undefined) groups.set(partition, (group = { index: [], items: [] }));
+      group.index.push(n++);
+      group.items.push([key, data]);
+    }
+    const ids = new Array<string | undefined>(n);
+    const failures: unknown[] = [];
+    try {
+      await this.#o.prepare();
+    } catch (error) {
+      throw new SendError(ids, `send: nothing written, the tables could not be made: ${(error as Error)?.message}`, error);
+    }
+    await Promise.all(
+      [...groups].map(async ([partition, { index, items }]) => {
+        for (let start = 0; start < items.length; start += CHUNK) {
+          try {
+            const got = await appendEventsPg(this.#o.pool, this.#o.space, partition, items.slice(start, start + CHUNK), trace);
+            got.forEach((id, i) => (ids[index[start + i]] = id));
+          } catch (error) {
+            // (A transaction that failed before its COMMIT wrote nothing; one whose COMMIT got no answer may have.)
+            failures.push(error);
+            return;
+          }
+        }
+      }),
+    );
+    if (failures.length === 0) return ids as string[];
+    const written = ids.filter((id) => id !== undefined).length;
+    const cause = failures[0] as Error;
+    throw new SendError(ids, `send: ${written} of ${n} events written, the others not or unknown: ${cause?.message}`, cause);
+  };
+
+  async lag(keyOrPartition: string | number): Promise<number> {
+    const partition =
+      typeof keyOrPartition === 'number'
+        ? integerArgument('lag()', 'partition', keyOrPartition, 0, this.#o.partitions - 1)
+        : this.partitionOf(keyOrPartition);
+    await this.#o.prepare();
+    return this.#log.lag(partition);
+  }
+}
+
+/** A producer for the distributed stream function `options.name` on Postgres: `send(key, event)` appends to its partition. */
+export function postgresProducer<I = unknown>(options: PostgresProducerOptions<I>): PostgresProducer<I> {
+  return new Producer(resolvePgOptions(options, 'postgresProducer()', []));
+}

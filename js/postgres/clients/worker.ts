@@ -1,0 +1,133 @@
+// `postgresWorker`: the engine's worker (engine/worker.ts) on the user's pg.Pool, and the effects a handler's outputs
+// make in the user's own tables, in the transaction that commits them.
+import type { StreamFn } from '../../types';
+import { describe, invalidType } from '../../errors';
+import { integerOption } from '../../validate';
+import type { WorkerBackend } from '../../redis/common/backend';
+import type { OutputItem, HandlerFailure } from '../../redis/common/outputs';
+import type { Codec } from '../../redis/common/codec';
+import type { PartitionLog } from '../../redis/common/transport';
+import { type WorkerOptions, WORKER_KEYS, checkWorkerFn, startWorker } from '../../redis/engine/worker';
+import type { Migrate, RedisWorker, SyncMigrate } from '../../redis/engine/worker-types';
+import type { CommitEffects, WrittenOutput } from '../log/commit';
+import { PgLog } from '../log/pg-log';
+import { type PostgresClient, type PostgresOptions, resolvePgOptions } from './options';
+
+/** Options of `postgresWorker`: those of `redisWorker` but the Redis ones, and these. */
+export interface PostgresWorkerOptions<O = unknown, I = unknown> extends WorkerOptions<O, I>, PostgresOptions {
+  /**
+   * Default true: the worker waits for input with LISTEN on one connection of the pool, held while it runs (the pool
+   * needs one more connection than the worker's calls), and polls too. false: it only polls (behind PgBouncer in
+   * transaction mode, where LISTEN does not work).
+   */
+  listen?: boolean;
+  /** How often an idle partition looks for input besides notifications, ms. Default 200. */
+  pollInterval?: number;
+  /**
+   * Effects in your transaction: called in the transaction that commits a batch of outputs (with the sessions'
+   * acks and checkpoints), with the outputs it writes (decoded, as `postgresOutputs` yields them) and that
+   * transaction's client. Write to your own tables with `tx.query(...)`: your writes commit if and only if the
+   * outputs do, and an output is written once per `(sid, seq)` across replays, crashes and takeovers, so each
+   * effect happens exactly once. Do not commit or roll back yourself. A throw (or a failed statement) rolls the
+   * whole commit back: it goes to `onError` and the commit is retried (the partition waits meanwhile). Called for
+   * one partition's commit at a time, in commit order; different partitions' commits run concurrently.
+   */
+  effects?: (tx: PostgresClient, outputs: readonly OutputItem<O>[]) => Promise<void>;
+}
+
+const PG_WORKER_KEYS = [...WORKER_KEYS, 'listen', 'pollInterval', 'effects'];
+
+/** A written output as a reader gets it. */
+export function writtenItem<O>(codec: Codec<O>, partition: number, w: WrittenOutput): OutputItem<O> {
+  const base = { id: w.id, partition, key: w.key, sid: w.sid, seq: w.seq };
+  const traced = w.traceparent === null ? base : { ...base, traceparent: w.traceparent };
+  if (w.field === 'e') return { ...traced, error: JSON.parse(w.data.toString()) as HandlerFailure };
+  return { ...traced, value: codec.decode(w.data) };
+}
+
+/** A log whose every call waits for the tables first (made at the first call: the worker starts synchronously). */
+class PreparedLog implements PartitionLog {
+  readonly partitions: number;
+  readonly #log: PgLog;
+  readonly #ready: () => Promise<void>;
+  constructor(log: PgLog, ready: () => Promise<void>) {
+    this.#log = log;
+    this.#ready = ready;
+    this.partitions = log.partitions;
+  }
+  async #call<T>(call: () => Promise<T>): Promise<T> {
+    await this.#ready();
+    return call();
+  }
+  heartbeat: PartitionLog['heartbeat'] = (...a) => this.#call(() => this.#log.heartbeat(...a));
+  leave: PartitionLog['leave'] = (...a) => this.#call(() => this.#log.leave(...a));
+  acquire: PartitionLog['acquire'] = (...a) => this.#call(() => this.#log.acquire(...a));
+  renew: PartitionLog['renew'] = (...a) => this.#call(() => this.#log.renew(...a));
+  release: PartitionLog['release'] = (...a) => this.#call(() => this.#log.release(...a));
+  read: PartitionLog['read'] = (...a) => this.#call(() => this.#log.read(...a));
+  entries: PartitionLog['entries'] = (...a) => this.#call(() => this.#log.entries(...a));
+  markClose: PartitionLog['markClose'] = (...a) => this.#call(() => this.#log.markClose(...a));
+  trim: PartitionLog['trim'] = (...a) => this.#call(() => this.#log.trim(...a));
+  trimOutputs: PartitionLog['trimOutputs'] = (...a) => this.#call(() => this.#log.trimOutputs(...a));
+  wake: PartitionLog['wake'] = (...a) => this.#call(() => this.#log.wake(...a));
+  keyState: PartitionLog['keyState'] = (...a) => this.#call(() => this.#log.keyState(...a));
+  snapshots: PartitionLog['snapshots'] = (...a) => this.#call(() => this.#log.snapshots(...a));
+  openings: PartitionLog['openings'] = (...a) => this.#call(() => this.#log.openings(...a));
+  commit: PartitionLog['commit'] = (...a) => this.#call(() => this.#log.commit(...a));
+  pinned: PartitionLog['pinned'] = (...a) => this.#call(() => this.#log.pinned(...a));
+  lag: PartitionLog['lag'] = (...a) => this.#call(() => this.#log.lag(...a));
+  wait: PartitionLog['wait'] = (...a) => this.#call(() => this.#log.wait(...a));
+  interrupt: PartitionLog['interrupt'] = () => this.#log.interrupt();
+  close: PartitionLog['close'] = () => this.#log.close();
+}
+
+/**
+ * Runs `fn` as a distributed stream function on Postgres: as `redisWorker` on Redis (the same sessions, leases,
+ * replay, checkpoints, timers and key state), its log in tables of `options.schema` on your pool. Outputs go to the
+ * partitions' output tables (read them with `postgresOutputs`); with `effects`, also into your own tables, in the
+ * same transaction.
+ * @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `fn` is not a stream function or an option is invalid.
+ */
+export function postgresWorker<I = unknown, O = unknown, M extends Migrate = Migrate>(
+  fn: StreamFn<I, O>,
+  options: PostgresWorkerOptions<O, I> & { migrate?: M & SyncMigrate<M> },
+): RedisWorker {
+  const what = 'postgresWorker()';
+  checkWorkerFn(fn, what);
+  const o = resolvePgOptions(options as PostgresOptions<unknown>, what, PG_WORKER_KEYS);
+  const { listen = true, pollInterval = 200, effects } = options;
+  if (typeof listen !== 'boolean') throw invalidType(`${what}: options.listen must be a boolean, not ${describe(listen)}`);
+  integerOption(what, 'pollInterval', pollInterval, 1, 60_000, 'from 1 to 60000 (ms)');
+  if (effects !== undefined && typeof effects !== 'function')
+    throw invalidType(`${what}: options.effects must be a function, not ${describe(effects)}`);
+  const codec = o.codec as Codec<O>;
+  const onCommit: CommitEffects | undefined =
+    effects === undefined
+      ? undefined
+      : (client, partition, written) =>
+          effects(
+            client,
+            written.map((w) => writtenItem(codec, partition, w)),
+          );
+  const backend: WorkerBackend = {
+    name: o.space.fn,
+    partitions: o.partitions,
+    codec: o.codec,
+    maxEventBytes: o.maxEventBytes,
+    openLog: (report) =>
+      new PreparedLog(
+        new PgLog(o.pool, o.space, o.partitions, {
+          onError: report,
+          listen,
+          pollInterval,
+          effects: onCommit,
+          // A paused owner's transaction ends before its lease could run out: it never holds a takeover back.
+          idleInTransaction: Math.max(1, Math.floor((options.leaseTtl ?? 10_000) / 2)),
+        }),
+        o.prepare,
+      ),
+    reportable: (error) => error,
+    check: () => {},
+  };
+  return startWorker(fn, backend, options, what);
+}

@@ -1,0 +1,12 @@
+// velo-stream/postgres: stream functions scaled out on Postgres, on your pg.Pool (docs/postgres.md). The worker
+// is the one `velo-stream/redis` runs (the same sessions, leases, replay, checkpoints, timers and key state);
+// `effects` commits a handler's effects on your own tables in the transaction that commits its outputs.
+export { postgresWorker, type PostgresWorkerOptions } from './clients/worker';
+export { postgresProducer, type PostgresProducer, type PostgresProducerOptions } from './clients/producer';
+export { postgresOutputs, type PostgresOutputs, type PostgresOutputsOptions } from './clients/outputs';
+export type { PostgresClient, PostgresOptions } from './clients/options';
+export type { PgPoolLike as PostgresPool, PgClientLike as PostgresPoolClient, PgResult as PostgresResult } from './log/sql';
+export type { OutputItem, HandlerFailure } from '../redis/common/outputs';
+export type { RedisWorker as Worker, RedisWorkerStats as WorkerStats } from '../redis/engine/worker-types';
+export { jsonCodec, bufferCodec, type Codec } from '../redis/common/codec';
+export { fnv1a } from '../redis/common/keys';

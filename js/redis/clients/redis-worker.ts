@@ -1,0 +1,34 @@
+// `redisWorker`: the engine's worker (engine/worker.ts) on a Redis/Valkey client.
+import type { StreamFn } from '../../types';
+import type { WorkerBackend } from '../common/backend';
+import { ClosedClientReports } from '../common/reportable';
+import { type RedisOptions, resolveOptions } from '../log/options';
+import { RedisLog } from '../log/redis-log';
+import { WORKER_KEYS, checkWorkerFn, startWorker } from '../engine/worker';
+import type { Migrate, RedisWorker, RedisWorkerOptions, SyncMigrate } from '../engine/worker-types';
+
+/**
+ * Runs `fn` as a distributed stream function: this process joins the workers of `options.name`, takes a fair
+ * share of its partitions, and runs one instance of `fn` per live key (see docs/redis/README.md for the semantics).
+ * Outputs go to the partitions' output streams; read them with `redisOutputs`.
+ * @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `fn` is not a stream function or an option is invalid.
+ */
+export function redisWorker<I = unknown, O = unknown, M extends Migrate = Migrate>(
+  fn: StreamFn<I, O>,
+  options: RedisWorkerOptions<O, I> & { migrate?: M & SyncMigrate<M> },
+): RedisWorker {
+  const what = 'redisWorker()';
+  checkWorkerFn(fn, what);
+  const o = resolveOptions(options as RedisOptions<unknown>, what, WORKER_KEYS);
+  const reports = new ClosedClientReports(o.client);
+  const backend: WorkerBackend = {
+    name: o.keys.name,
+    partitions: o.partitions,
+    codec: o.codec,
+    maxEventBytes: o.maxEventBytes,
+    openLog: (report) => new RedisLog(o.client, o.keys, o.partitions, report),
+    reportable: (error) => reports.filter(error),
+    check: () => reports.check(),
+  };
+  return startWorker(fn, backend, options, what);
+}
