@@ -6,6 +6,7 @@ import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
 const { migratedCheckpoint, openingState, planOpening } = require('../dist/redis/engine/opening.js');
+const { OutputPlaces, placedBy } = require('../dist/redis/engine/output-places.js');
 
 const CAPS = { idleTimeout: 1000, maxSessionAge: 0, maxSessionEvents: 0, maxSessionTimers: 1000 };
 const OLD_CAPS = { ...CAPS, idleTimeout: 50 };
@@ -153,4 +154,74 @@ test('openingState: a migrate that throws, returns a promise, or a state the cod
   assert.equal(state.broken, undefined);
   assert.equal(state.fromKey, false);
   assert.equal(state.keptUnreadable?.code, 'ERR_VELO_DECODE');
+});
+
+test('planOpening: a migrated session whose earlier owner wrote past where it starts skips those outputs by place', () => {
+  const migrating = release('v2', ['v2'], true);
+  const adopted = (mark, snap = snapshot({})) => {
+    snap ??= undefined;
+    const sid = snap?.sid ?? 'k@9-0';
+    const openings = new Map([[sid, { sid, version: 'v1', limits: OLD_CAPS }]]);
+    return planOpening({ key: 'k', sid: 'k@9-0', snapshot: snap, openings, kept: null, release: migrating, mark }).writtenBefore;
+  };
+  // Outputs 4 and 5 written past the checkpoint (seq 3), the last at its second input's first output.
+  assert.deepEqual(adopted({ written: 5, at: [2, 1] }), { written: 5, at: [2, 1] });
+  // Nothing past the checkpoint, or no place recorded (an older release wrote it): matched by seq, as before.
+  assert.equal(adopted({ written: 3, at: [0, 3] }), null);
+  assert.equal(adopted({ written: 5 }), null);
+  assert.equal(adopted(undefined), null);
+  // Without a checkpoint: past 0.
+  assert.deepEqual(adopted({ written: 2, at: [1, 2] }, null), { written: 2, at: [1, 2] });
+  // A later owner of the same version (its stored opening says it was migrated) skips by place too ...
+  const migratedBefore = new Map([['k@1-0', { sid: 'k@1-0', version: 'v2', limits: OLD_CAPS, replaces: 'v1' }]]);
+  const again = planOpening({
+    key: 'k',
+    sid: 'k@9-0',
+    snapshot: snapshot({}),
+    openings: migratedBefore,
+    kept: null,
+    release: release('v2'),
+    mark: { written: 7, at: [3, 2] },
+  });
+  assert.deepEqual([again.write, again.migrateFrom, again.writtenBefore], [false, null, { written: 7, at: [3, 2] }]);
+  // ... and one never migrated by seq (what checkReplay compares).
+  const plain = planOpening({
+    key: 'k',
+    sid: 'k@9-0',
+    snapshot: snapshot({}),
+    openings: opened('v2'),
+    kept: null,
+    release: release('v2'),
+    mark: { written: 7, at: [3, 2] },
+  });
+  assert.equal(plain.writtenBefore, null);
+});
+
+test('OutputPlaces: an output is placed by the inputs taken since the last checkpoint queued and its position after them', () => {
+  const places = new OutputPlaces();
+  // Two outputs before any input (a handler that yields at its start), then input 1 with three, input 2 with none,
+  // input 3 with one; a checkpoint after input 3's step; then one output on it, input 4 and two.
+  assert.deepEqual([places.place(1), places.place(2)], [[0, 1], [0, 2]]);
+  places.took(2);
+  assert.deepEqual([places.place(3), places.place(4), places.place(5)], [[1, 1], [1, 2], [1, 3]]);
+  places.took(5);
+  places.took(5);
+  assert.deepEqual(places.place(6), [3, 1]);
+  places.checkpointed(3, 6);
+  assert.deepEqual(places.place(7), [0, 1]);
+  places.took(7);
+  assert.deepEqual([places.place(8), places.place(9)], [[1, 1], [1, 2]]);
+  // The handler asks for its next input: input 1's outputs are all given (the last place is marked, and later ones
+  // of the same output count know it at once).
+  const last = places.place(10);
+  assert.deepEqual(last, [1, 3]);
+  places.asked(10);
+  assert.deepEqual(last, [1, 3, true]);
+  places.took(10);
+  places.asked(11);
+  assert.deepEqual(places.place(11), [2, 1, true]);
+  assert.ok(placedBy([1, 1], [1, 2]) && placedBy([1, 2], [1, 2]) && placedBy([0, 9], [1, 1]));
+  assert.ok(!placedBy([1, 3], [1, 2]) && !placedBy([2, 1], [1, 9]));
+  // An answered input covers all of its outputs, whatever their number.
+  assert.ok(placedBy([1, 7], [1, 2, true]) && !placedBy([2, 1], [1, 2, true]));
 });

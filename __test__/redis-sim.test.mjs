@@ -300,7 +300,9 @@ const VERSION_SEEDS = 600;
 // worker past its share that hands nothing back and so never rescues (91, 111: the stall an outside pass found, with
 // a v1 worker killed during a deploy whose v2 does not carry v1); `drained()` reading a version's count through the
 // prototype (the 'mixed' chain's versions are named `constructor` and `__proto__`: 7, 9, 15, ...); openings not
-// counted under their version, so that `drained()` resolves while sessions live (2, 7, 8, ...).
+// counted under their version, so that `drained()` resolves while sessions live (2, 7, 8, ...); a migrated
+// session's outputs matched to those its old version wrote after its checkpoint by seq, not by place, so that a new
+// version answering an input with more outputs wrote some twice (141 of the 600 seeds: 2, 3, 4, 5, 16, ...).
 const VERSION_FOUND = [
   // A takeover restored sessions (a slot freed by a session of another partition ending) before it had read the
   // partition's openings: they ran on the taking worker's version (a v1 session on v3's handler, an adopted one

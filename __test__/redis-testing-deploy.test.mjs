@@ -61,6 +61,59 @@ test('a deploy that migrates: v2 adopts the live v1 session from its checkpoint,
   await tw.close();
 });
 
+test('a deploy that migrates a session whose old version wrote past its checkpoint: each event answered once, whatever each version yields per event', async () => {
+  // v1 checkpoints every third event; v2 answers each event with two outputs. v1 has written the outputs of events 4
+  // and 5 after its checkpoint when v2 adopts the session: v2 runs them again to rebuild its state, writes nothing
+  // for them, and answers event 6 with both of its outputs (by seq, it would write event 5's twice and lose one).
+  const v1every3 = streamFn(
+    async function* (events, ctx) {
+      let total = ctx.restored?.total ?? 0;
+      let n = ctx.restored?.n ?? 0;
+      for await (const e of events) {
+        total += e;
+        n++;
+        yield { v: 'v1', total };
+        if (n % 3 === 0) ctx.checkpoint({ total, n });
+      }
+    },
+    { idleTimeout: 60_000 },
+  );
+  const twice = streamFn(
+    async function* (events, ctx) {
+      let sum = ctx.restored.sum;
+      for await (const e of events) {
+        sum += e;
+        yield { v: 'v2', total: sum };
+        yield { v: 'v2', total: sum, again: true };
+      }
+    },
+    { idleTimeout: 60_000 },
+  );
+  for (const crashFirst of [false, true]) {
+    const tw = testWorker(v1every3, { version: 'v1', leaseTtl: 3000 });
+    for (const e of [1, 2, 3, 4, 5]) tw.send('cart', e);
+    await tw.advance(100);
+    // A crash of v1 (kill -9) or a graceful hand-over: either way its last write was not its checkpoint.
+    if (crashFirst) tw.crash();
+    tw.deploy(twice, { version: 'v2', migrate: (state) => ({ sum: state.total }) });
+    await tw.advance(5000);
+    tw.send('cart', 6);
+    await tw.advance(100);
+    const outputs = tw.outputs();
+    assert.deepEqual(
+      outputs.map((o) => o.value),
+      [1, 3, 6, 10, 15].map((total) => ({ v: 'v1', total })).concat([{ v: 'v2', total: 21 }, { v: 'v2', total: 21, again: true }]),
+      `crash first: ${crashFirst}`,
+    );
+    assert.deepEqual(
+      outputs.map((o) => o.seq),
+      [1, 2, 3, 4, 5, 6, 7],
+    );
+    await tw.stop('v1');
+    await tw.close();
+  }
+});
+
 test('a deploy that carries the old version: the live v1 session ends on v1, new sessions open on v2', async () => {
   const tw = testWorker(v1, { version: 'v1' });
   tw.send('a', 1);

@@ -583,6 +583,52 @@ export function contractTests(list) {
     });
   });
 
+  test("marks: the place of a session's last output written is kept beside its mark, read with snapshots and by sid; a migrated opening keeps the version it replaced", async () => {
+    await contract(async (side, call) => {
+      const { log } = side;
+      const [e1, e2] = await side.append(0, [ev('a', 1), ev('b', 2)]);
+      const lease = await call('acquire', log.acquire(0, 'w1', 10_000, ['*']));
+      await call('read', log.read(lease, '>', 10));
+      const a = `a@${e1}`;
+      const b = `b@${e2}`;
+      const out = (sid, seq, at) => ({ sid, seq, key: sid[0], payload: Buffer.from(`${seq}`), ...(at ? { at } : {}) });
+      const marks = () => log.marks(lease, [a, b, 'c@1-0']).then((m) => [...m].sort());
+      const checkpoint = { sid: a, key: 'a', seq: 1, lastTime: 5, events: 1, state: Buffer.from('{}') };
+      await call(
+        'outputs with places, a checkpoint between',
+        log.commit(lease, {
+          outputs: [out(a, 1, [0, 1]), out(a, 2, [1, 1]), out(a, 3, [1, 2]), out(b, 1)],
+          checkpoints: [checkpoint],
+          acks: [],
+          ended: [],
+        }),
+      );
+      await call('marks', marks());
+      await call(
+        'snapshots with the place',
+        log.snapshots(lease).then((found) => found.map((f) => [f.sid, f.written, f.writtenAt])),
+      );
+      await call(
+        'outputs written before keep the place; a new one moves it',
+        log.commit(lease, { outputs: [out(a, 3, [7, 7]), out(a, 4, [2, 1]), out(b, 2, [0, 2])], acks: [], ended: [] }),
+      );
+      await call('marks after', marks());
+      await call('an output with no place leaves none', log.commit(lease, { outputs: [out(a, 5)], acks: [], ended: [] }));
+      await call('marks then', marks());
+      const limits = { idleTimeout: 500, maxSessionAge: 0, maxSessionEvents: 0, maxSessionTimers: 10 };
+      await call(
+        'a migrated opening',
+        log.commit(lease, { outputs: [], acks: [], ended: [], opened: [{ sid: b, version: 'v2', limits, replaces: 'v1' }] }),
+      );
+      await call(
+        'openings',
+        log.openings(lease).then((m) => [...m].sort()),
+      );
+      await call('both end', log.commit(lease, { outputs: [], acks: [e1, e2], ended: [a, b] }));
+      await call('no marks left', marks());
+    });
+  });
+
   test('wait: at once for entries after a position, at an append, at its time, or interrupted', async () => {
     await contract(async (side, call) => {
       const { log } = side;

@@ -283,7 +283,7 @@ export function scenario(seed) {
  * The scripted handler (session-script.mjs) as a function, `delay()` awaited after each take; `took(input, entry)`,
  * if given, is told of each take first.
  */
-export function scripted(delay, { idleTimeout, maxConcurrent, limits }, took, version) {
+export function scripted(delay, { idleTimeout, maxConcurrent, limits, versions }, took, version) {
   return streamFn(
     scriptHandler({
       pause: (input, entry) => {
@@ -292,6 +292,7 @@ export function scripted(delay, { idleTimeout, maxConcurrent, limits }, took, ve
       },
       version,
       upgrades: limits?.keyState != null,
+      extra: versions?.releases.some((r) => r.version === version && r.migrate === true) ?? false,
     }),
     { idleTimeout, maxConcurrent },
   );
@@ -345,10 +346,14 @@ function named(pairs, result) {
   return Object.fromEntries(Object.entries(out).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
-/** The run's sessions (`named`), their outputs by seq (a failure as `{ error: code }`; the version that made it left out). */
+/**
+ * The run's sessions (`named`), their outputs by seq (a failure as `{ error: code }`; the version that made it left
+ * out, and a migrating version's extra outputs: the model makes the old version's).
+ */
 function sessions(result) {
   const bySid = new Map();
   for (const o of result.outputs) {
+    if (o.value?.extra !== undefined) continue;
     if (!bySid.has(o.sid)) bySid.set(o.sid, []);
     let value = 'error' in o ? { error: o.error.code ?? o.error.name } : o.value;
     if (value?.ver !== undefined) {

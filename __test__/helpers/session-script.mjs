@@ -89,9 +89,11 @@ export function react(state, input, ctx) {
  * that made it (`ver`), and a state restored from another version's checkpoint (not migrated to this one) marks every
  * output of the session (`wrong`), so that a reader, the model and the calm run all see it. With `upgrades` (a
  * worker with `keyState`), it takes another version's state as docs/redis/versions.md advises for a key's kept
- * state, which is never migrated: converted in the handler (here the shape is the same), not marked.
+ * state, which is never migrated: converted in the handler (here the shape is the same), not marked. With `extra` (a
+ * release that migrates), each input's outputs end with one more, `{ in, extra: version }`: a new version that
+ * answers an input with more outputs than the old one, as readers would see it after a migration.
  */
-export function scriptHandler({ pause, version, upgrades = false } = {}) {
+export function scriptHandler({ pause, version, upgrades = false, extra = false } = {}) {
   return async function* script(events, ctx) {
     let state = ctx.restored ?? { count: 0, took: [] };
     let mark = {};
@@ -106,6 +108,7 @@ export function scriptHandler({ pause, version, upgrades = false } = {}) {
       const step = react(state, input, ctx);
       state = step.state;
       for (const output of step.outputs) yield version === undefined ? output : { ...output, ...mark };
+      if (extra) yield { in: input.tag, extra: version, ...mark };
       if (step.checkpoint) ctx.checkpoint(version === undefined ? state : { ...state, v: version });
       if (step.end === 'return') return;
       if (step.end === 'throw') throw scriptError(input.tag);

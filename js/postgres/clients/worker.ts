@@ -73,6 +73,7 @@ class PreparedLog implements PartitionLog {
   keyState: PartitionLog['keyState'] = (...a) => this.#call(() => this.#log.keyState(...a));
   snapshots: PartitionLog['snapshots'] = (...a) => this.#call(() => this.#log.snapshots(...a));
   openings: PartitionLog['openings'] = (...a) => this.#call(() => this.#log.openings(...a));
+  marks: PartitionLog['marks'] = (...a) => this.#call(() => this.#log.marks(...a));
   commit: PartitionLog['commit'] = (...a) => this.#call(() => this.#log.commit(...a));
   pinned: PartitionLog['pinned'] = (...a) => this.#call(() => this.#log.pinned(...a));
   lag: PartitionLog['lag'] = (...a) => this.#call(() => this.#log.lag(...a));

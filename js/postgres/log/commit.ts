@@ -4,7 +4,7 @@
 // with the fence (FOR UPDATE, pg-log.ts): commits of a partition apply one at a time, and output ids (`<ms>-<seq>`,
 // after the row's last one) are given in commit order.
 import { createHash } from 'node:crypto';
-import { endValue, keptValue, parseEnd, snapshotValue } from '../../redis/common/stored';
+import { endValue, keptValue, lastPlaces, parseEnd, snapshotValue } from '../../redis/common/stored';
 import type { Commit, CommitResult, Divergence, Lease } from '../../redis/common/transport';
 import { keepOpening } from './openings';
 import { type PgClientLike, bytes, idKey, idOf, idParts, millis, run, str, text } from './sql';
@@ -107,6 +107,7 @@ export async function applyCommit(
     tp: string | null;
   }[] = [];
   const raised = new Map<string, number>();
+  const places = lastPlaces(commit.outputs);
   const checks = new Map<string, { sid: string; seq: number; id: string; digest: string }>();
   const writtenHere = new Map<string, Written>();
   const skipped: number[] = [];
@@ -200,9 +201,10 @@ export async function applyCommit(
     );
     await run(
       client,
-      `INSERT INTO ${S}.marks (fn, p, sid, seq) SELECT $1, $2, u.sid, u.seq FROM unnest($3::text[], $4::bigint[]) AS u(sid, seq)
-         ON CONFLICT (fn, p, sid) DO UPDATE SET seq = EXCLUDED.seq`,
-      [fn, p, [...raised.keys()], [...raised.values()]],
+      `INSERT INTO ${S}.marks (fn, p, sid, seq, place)
+       SELECT $1, $2, u.sid, u.seq, u.place FROM unnest($3::text[], $4::bigint[], $5::text[]) AS u(sid, seq, place)
+         ON CONFLICT (fn, p, sid) DO UPDATE SET seq = EXCLUDED.seq, place = EXCLUDED.place`,
+      [fn, p, [...raised.keys()], [...raised.values()], [...raised].map(([sid, seq]) => placeOf(places, sid, seq))],
     );
     if (checks.size > 0) {
       const list = [...checks.values()];
@@ -356,4 +358,10 @@ async function forgetEnded(
   for (const table of ['marks', 'checkpoints', 'timers']) {
     await run(client, `DELETE FROM ${S}.${table} WHERE fn = $1 AND p = $2 AND sid = ANY($3::text[])`, [fn, p, sids]);
   }
+}
+
+/** The place stored beside session `sid`'s mark `seq`: its last output's in the commit, if it is that output's. */
+function placeOf(places: ReadonlyMap<string, string>, sid: string, seq: number): string | null {
+  const place = places.get(sid);
+  return place !== undefined && place.startsWith(`${seq} `) ? place : null;
 }

@@ -14,6 +14,7 @@ import type {
   Held,
   InputEntry,
   Lease,
+  OutputMark,
   PartitionLog,
   ReadResult,
   Refused,
@@ -21,7 +22,7 @@ import type {
   Snapshot,
   StoredKeyState,
 } from '../../redis/common/transport';
-import { advertValue, parseAdvert, parseKept, parseOpening, parseSnapshot } from '../../redis/common/stored';
+import { advertValue, parseAdvert, parseKept, parseMark, parseOpening, parseSnapshot } from '../../redis/common/stored';
 import { FencedError, describe, invalidType, outOfRange, workerClosedError } from '../../errors';
 import { keepOpening } from './openings';
 import { ENTRY_COLUMNS, addEntries, entriesOf, entryOf } from './input';
@@ -524,12 +525,28 @@ export class PgLog implements PartitionLog {
     const p = this.#part(lease.partition);
     const { rows } = await run(
       this.#pool,
-      `SELECT c.sid, c.value, coalesce(m.seq, 0) AS written FROM ${this.#S}.checkpoints c
+      `SELECT c.sid, c.value, coalesce(m.seq, 0) AS written, m.place FROM ${this.#S}.checkpoints c
          LEFT JOIN ${this.#S}.marks m ON m.fn = c.fn AND m.p = c.p AND m.sid = c.sid
         WHERE c.fn = $1 AND c.p = $2`,
       [this.#fn, p],
     );
-    return rows.map((r) => ({ ...parseSnapshot(str(r.sid), r.value as Buffer), written: Number(r.written) }));
+    return rows.map((r) => {
+      const mark = parseMark(Number(r.written), r.place === null ? null : str(r.place));
+      const snapshot = { ...parseSnapshot(str(r.sid), r.value as Buffer), written: mark.written };
+      return mark.at === undefined ? snapshot : { ...snapshot, writtenAt: mark.at };
+    });
+  }
+
+  async marks(lease: Lease, sids: readonly string[]): Promise<Map<string, OutputMark>> {
+    const p = this.#part(lease.partition);
+    const { rows } = await run(
+      this.#pool,
+      `SELECT sid, seq, place FROM ${this.#S}.marks WHERE fn = $1 AND p = $2 AND sid = ANY($3::text[])`,
+      [this.#fn, p, [...sids]],
+    );
+    const found = new Map<string, OutputMark>();
+    for (const r of rows) found.set(str(r.sid), parseMark(Number(r.seq), r.place === null ? null : str(r.place)));
+    return found;
   }
 
   async openings(lease: Lease): Promise<Map<string, SessionOpening>> {

@@ -15,7 +15,7 @@
 //   pending      entries delivered to the owner and not acked (the inputs of live sessions), keyed by the id as one
 //                number (`k` = ms * 2^64 + seq: an ack deletes by `k = ANY(...)`, exact index look-ups).
 //   outputs      the output stream: (sid, seq) once each, its value or error.
-//   marks        per session: the last output seq written (its high-water mark).
+//   marks        per session: the last output seq written (its high-water mark), and that output's place.
 //   checks       checkReplay: per output of a live session, its entry id and digest.
 //   checkpoints  per live session: its last checkpoint (stored.ts's bytes).
 //   timers       per live session: the timer ids whose wake-ups were written.
@@ -92,6 +92,8 @@ const MIGRATIONS: ReadonlyArray<(S: string) => string[]> = [
     `CREATE TABLE ${S}.workers (fn text NOT NULL, worker text NOT NULL, until_ms bigint NOT NULL, advert text NOT NULL,
        PRIMARY KEY (fn, worker))`,
   ],
+  // 2: the place of each session's last output written (`"<seq> <inputs> <position>"`), for migrated sessions.
+  (S) => [`ALTER TABLE ${S}.marks ADD COLUMN place text`],
 ];
 
 /** The schema version this release writes. */

@@ -1,7 +1,17 @@
 // What velo-stream/redis stores, as bytes: the fields of input entries and checkpoints' values, read and written
 // by the Redis log (redis-log.ts) and the in-memory one (memory-log.ts) alike, so the two cannot parse apart.
 import { NO_VERSION } from '../rules/versions';
-import type { InputEntry, KeptState, SessionEnd, SessionOpening, Snapshot, StoredKeyState } from './transport';
+import type {
+  InputEntry,
+  KeptState,
+  OutputMark,
+  OutputPlace,
+  OutputRecord,
+  SessionEnd,
+  SessionOpening,
+  Snapshot,
+  StoredKeyState,
+} from './transport';
 import type { WorkerAdvert } from '../rules/versions';
 
 /** A session's end as stored (checkReplay): `<reason> <last input>`, compared as a string with a later end of its sid. */
@@ -130,12 +140,14 @@ export function parseKept(value: Buffer): StoredKeyState {
 }
 
 /**
- * A session's opening as stored (hash `:opened`, field its sid): JSON `{"v","idle","age","events","timers"}`, its
- * version (absent: none set) and its caps (0: none).
+ * A session's opening as stored (hash `:opened`, field its sid): JSON `{"v","idle","age","events","timers","m"}`, its
+ * version (absent: none set), its caps (0: none), and, migrated, the version it was adopted from.
  */
 export function openingValue(o: SessionOpening): string {
   const { idleTimeout: idle, maxSessionAge: age, maxSessionEvents: events, maxSessionTimers: timers } = o.limits;
-  return JSON.stringify(o.version === '' ? { idle, age, events, timers } : { v: o.version, idle, age, events, timers });
+  const value: Record<string, unknown> = o.version === '' ? { idle, age, events, timers } : { v: o.version, idle, age, events, timers };
+  if (o.replaces !== undefined) value.m = o.replaces;
+  return JSON.stringify(value);
 }
 
 const isCap = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
@@ -148,13 +160,10 @@ export function parseOpening(sid: string, value: string): SessionOpening | undef
   } catch {
     return undefined;
   }
-  const { v = '', idle, age, events, timers } = o ?? {};
+  const { v = '', idle, age, events, timers, m } = o ?? {};
   if (typeof v !== 'string' || !isCap(idle) || !isCap(age) || !isCap(events) || !isCap(timers)) return undefined;
-  return {
-    sid,
-    version: v,
-    limits: { idleTimeout: idle, maxSessionAge: age, maxSessionEvents: events, maxSessionTimers: timers },
-  };
+  const limits = { idleTimeout: idle, maxSessionAge: age, maxSessionEvents: events, maxSessionTimers: timers };
+  return typeof m === 'string' ? { sid, version: v, limits, replaces: m } : { sid, version: v, limits };
 }
 
 /** A worker's advert as stored (hash `velo:{<name>}:adverts`): JSON `{"v","runs"}`. */
@@ -226,4 +235,29 @@ export function inputEntries(raw: unknown): InputEntry[] {
     out.push(traceparent === undefined ? entry : { ...entry, traceparent, tracestate });
   }
   return out;
+}
+
+/**
+ * The place of a session's last output written, as stored beside its mark: `"<seq> <inputs> <position>"`, and `" a"`
+ * when answered (the seq says which output it is the place of: a later output written with no place leaves it stale).
+ */
+export function placeValue(seq: number, at: OutputPlace): string {
+  return `${seq} ${at[0]} ${at[1]}${at[2] === true ? ' a' : ''}`;
+}
+
+/** A session's mark read back: `written`, with the stored place if it is the place of that output. */
+export function parseMark(written: number, place: string | null | undefined): OutputMark {
+  const m = place == null ? null : /^(\d+) (\d+) (\d+)( a)?$/.exec(place);
+  if (m === null || Number(m[1]) !== written) return { written };
+  return { written, at: m[4] === undefined ? [Number(m[2]), Number(m[3])] : [Number(m[2]), Number(m[3]), true] };
+}
+
+/** The place of each session's last output among `outputs` (`placeValue`), for those whose last output has one. */
+export function lastPlaces(outputs: readonly OutputRecord[]): Map<string, string> {
+  const places = new Map<string, string>();
+  for (const o of outputs) {
+    if (o.at === undefined) places.delete(o.sid);
+    else places.set(o.sid, placeValue(o.seq, o.at));
+  }
+  return places;
 }

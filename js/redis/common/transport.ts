@@ -46,8 +46,25 @@ export interface SessionOpening {
   readonly sid: string;
   readonly version: string;
   readonly limits: SessionLimits;
-  /** A migrated session's: the version it opened with, which this opening replaces (`migrate`). */
+  /**
+   * A migrated session's (`migrate`): the version it was adopted from, which this opening replaces. Kept with it:
+   * its outputs are then matched to those written before by place (`OutputRecord.at`), not by seq.
+   */
   readonly replaces?: string;
+}
+
+/**
+ * Where an output comes among its session's inputs: inputs taken since the session's latest checkpoint before it
+ * was yielded, and its position among the outputs yielded since the last of them (since the checkpoint, for 0);
+ * `answered`: its handler had asked for its next input by the time the output was committed (no output of the same
+ * input comes after it).
+ */
+export type OutputPlace = readonly [inputs: number, position: number, answered?: true];
+
+/** A session's high-water mark: outputs written so far, and the place of the last one when it was recorded. */
+export interface OutputMark {
+  readonly written: number;
+  readonly at?: OutputPlace;
 }
 
 /** One entry of a partition's input: an event for `key`, or a close marker for session `close`. */
@@ -78,6 +95,8 @@ export interface OutputRecord {
   readonly payload?: Buffer | string;
   /** ... the handler's failure, as JSON `{ name, message, code }`. */
   readonly error?: string;
+  /** Its place (a session with hooks): kept with the session's mark when it is the last written. */
+  readonly at?: OutputPlace;
   /** The session span's W3C `traceparent`, when the session is traced. */
   readonly traceparent?: string;
 }
@@ -102,6 +121,8 @@ export interface Snapshot {
   readonly lastInput?: string;
   /** As read by a new owner: outputs of the session written so far (its high-water mark, at least `seq`). */
   readonly written?: number;
+  /** As read by a new owner: the place of the last of them, when recorded (`OutputMark.at`). */
+  readonly writtenAt?: OutputPlace;
   /** As read by a new owner: why its header could not be read (corrupt); the session then fails at its restore. */
   readonly unreadable?: unknown;
 }
@@ -267,6 +288,8 @@ export interface PartitionLog {
   snapshots(lease: Lease): Promise<Snapshot[]>;
   /** What the partition's live sessions opened with (those that wrote anything), by sid (unfenced: a read). */
   openings(lease: Lease): Promise<Map<string, SessionOpening>>;
+  /** The high-water marks of these live sessions, by sid (those with none left out; unfenced: a read). */
+  marks(lease: Lease, sids: readonly string[]): Promise<Map<string, OutputMark>>;
   /** Fenced: writes outputs not written before (by `(sid, seq)`), checkpoints, acks entries, forgets ended sessions. */
   commit(lease: Lease, commit: Commit): Promise<CommitResult>;
   /** Age of the partition's oldest pending entry, ms by Redis' clock (0: none); unfenced, a figure for metrics. */

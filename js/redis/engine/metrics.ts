@@ -89,6 +89,7 @@ export function timedLog(log: PartitionLog, trips: RoundTrips): PartitionLog {
     trimOutputs: (lease: Lease, acked: boolean, maxLen: number) => timed(() => log.trimOutputs(lease, acked, maxLen)),
     snapshots: (lease: Lease) => timed(() => log.snapshots(lease)),
     openings: (lease: Lease) => timed(() => log.openings(lease)),
+    marks: (lease: Lease, sids: readonly string[]) => timed(() => log.marks(lease, sids)),
     keyState: (partition: number, key: string) => timed(() => log.keyState(partition, key)),
     wake: (
       lease: Lease,

@@ -4,7 +4,7 @@
 // plan and returns what came of them. `PartitionRun` carries the result out (counters, timers, permits, commits).
 import { decodeError, migrateError } from '../../errors';
 import type { Codec } from '../common/codec';
-import type { SessionOpening, Snapshot } from '../common/transport';
+import type { OutputMark, SessionOpening, Snapshot } from '../common/transport';
 import type { SessionLimits } from '../rules/session-rules';
 import type { PartitionHost } from './partition-host';
 
@@ -58,6 +58,11 @@ export interface OpeningInputs {
   readonly openings: ReadonlyMap<string, SessionOpening>;
   /** The key's kept state (`keyState`) for a new session, or null. */
   readonly kept: KeptInput | null;
+  /**
+   * The mark of the session's sid (outputs written, and the place of the last): the snapshot's, else as read with
+   * the partition's openings for a session that is or was migrated; undefined if unknown or none.
+   */
+  readonly mark?: OutputMark;
   readonly release: OpeningRelease;
 }
 
@@ -75,6 +80,11 @@ export interface OpeningPlan {
   /** Adopted from another version (`migrate`): that version; null otherwise. */
   readonly migrateFrom: string | null;
   /**
+   * A session migrated now or before, whose earlier owner wrote outputs past where it starts from (its checkpoint,
+   * or its first event): those, matched by place, are not written again; null otherwise (matched by seq).
+   */
+  readonly writtenBefore: Required<OutputMark> | null;
+  /**
    * Its stored version is one the release neither runs nor adopts: the lease script refuses such a worker the
    * partition, so this one has lost it (a stale owner reading what its successor wrote). Nothing opens.
    */
@@ -91,15 +101,28 @@ export function planOpening(i: OpeningInputs): OpeningPlan {
   const sid = i.snapshot?.sid ?? i.sid;
   const stored = i.openings.get(sid);
   const from = i.snapshot !== undefined ? 'checkpoint' : i.kept !== null ? 'key' : 'none';
-  if (stored === undefined) {
-    const opening = { sid, version: i.release.version, limits: i.release.limits };
-    return { sid, opening, stored, write: true, from, migrateFrom: null, foreign: false };
-  }
-  if (i.release.runsVersion(stored.version))
-    return { sid, opening: stored, stored, write: false, from, migrateFrom: null, foreign: false };
-  if (!i.release.migrates) return { sid, opening: stored, stored, write: false, from, migrateFrom: null, foreign: true };
+  const plan = (opening: SessionOpening, write: boolean, migrateFrom: string | null, foreign = false): OpeningPlan => ({
+    sid,
+    opening,
+    stored,
+    write,
+    from,
+    migrateFrom,
+    foreign,
+    writtenBefore: opening.replaces === undefined ? null : writtenPast(i),
+  });
+  if (stored === undefined) return plan({ sid, version: i.release.version, limits: i.release.limits }, true, null);
+  if (i.release.runsVersion(stored.version)) return plan(stored, false, null);
+  if (!i.release.migrates) return plan(stored, false, null, true);
   const opening = { sid, version: i.release.version, limits: stored.limits, replaces: stored.version };
-  return { sid, opening, stored, write: true, from, migrateFrom: from === 'checkpoint' ? stored.version : null, foreign: false };
+  return plan(opening, true, from === 'checkpoint' ? stored.version : null);
+}
+
+/** The outputs written past where a session starts from (its checkpoint's seq, else 0), when their place is known. */
+function writtenPast(i: OpeningInputs): Required<OutputMark> | null {
+  const mark = i.mark;
+  if (mark?.at === undefined || mark.written <= (i.snapshot?.seq ?? 0)) return null;
+  return { written: mark.written, at: mark.at };
 }
 
 /** What came of a plan's state: what the handler starts from, what its end keeps for its key, and failures. */

@@ -12,6 +12,7 @@ import { FencedError, decodeError } from '../../errors';
 import { idTime } from '../common/log-ids';
 import { type CheckpointCall, Session, checkpointOf, serializeError, sessionEnd } from './session';
 import { wouldTake } from '../rules/session-rules';
+import { placedBy } from './output-places';
 import {
   type OpeningInputs,
   type OpeningRelease,
@@ -32,6 +33,7 @@ import {
   type InputEntry,
   type KeptState,
   type Lease,
+  type OutputMark,
   type SessionOpening,
   type Snapshot,
   type StoredKeyState,
@@ -80,6 +82,8 @@ export class PartitionRun<I, O> {
   readonly #release: OpeningRelease;
   /** What the partition's live sessions opened with, as the last owner left it (versions), by sid: read with the snapshots. */
   #openings = new Map<string, SessionOpening>();
+  /** The marks of sessions without a checkpoint that are or will be migrated, as read at the takeover, by sid. */
+  #marks = new Map<string, OutputMark>();
   /** The openings of this run's sessions not written yet, by sid (`Openings`). */
   readonly #unwritten = new Map<string, SessionOpening>();
   readonly #openingLedger: Openings = {
@@ -237,6 +241,12 @@ export class PartitionRun<I, O> {
         // before the partition's openings are known, or it would open on this worker's version and caps.
         const snapshots = await this.worker.log.snapshots(this.lease);
         const openings = await this.worker.log.openings(this.lease);
+        // The marks of sessions with no checkpoint that are or will be migrated: their outputs are matched by place.
+        const checkpointed = new Set(snapshots.map((snapshot) => snapshot.sid));
+        const placed = [...openings.values()]
+          .filter((o) => !checkpointed.has(o.sid) && (o.replaces !== undefined || !this.#release.runsVersion(o.version)))
+          .map((o) => o.sid);
+        this.#marks = placed.length === 0 ? new Map() : await this.worker.log.marks(this.lease, placed);
         this.#openings = openings;
         for (const snapshot of snapshots) this.#snapshots.set(snapshot.key, snapshot);
         break;
@@ -483,7 +493,11 @@ export class PartitionRun<I, O> {
     // stack trace each) while they do. On a backlog, every session that ends asks each partition for a slot.
     if (w.live >= w.fn.config.maxConcurrent) return undefined;
     const snapshot = this.#snapshots.get(key);
-    const inputs: OpeningInputs = { key, sid, snapshot, openings: this.#openings, kept, release: this.#release };
+    const mark =
+      snapshot === undefined
+        ? this.#marks.get(sid)
+        : { written: snapshot.written ?? 0, ...(snapshot.writtenAt === undefined ? {} : { at: snapshot.writtenAt }) };
+    const inputs: OpeningInputs = { key, sid, snapshot, openings: this.#openings, kept, release: this.#release, mark };
     const plan = planOpening(inputs);
     if (plan.foreign) {
       this.#failed(
@@ -506,6 +520,7 @@ export class PartitionRun<I, O> {
     if (keptUnreadable !== undefined) w.report(keptUnreadable);
     if (plan.write) this.#unwritten.set(sid, opening);
     this.#openings.delete(sid);
+    this.#marks.delete(sid);
     const fn = w.fnFor(opening.version);
     const limits = opening.limits;
     const { rule, checkpoints } = sessionHooks(w, sid, limits, restored, broken === undefined ? snapshot : undefined);
@@ -525,6 +540,7 @@ export class PartitionRun<I, O> {
     }
     const s = new Session<I, O>(key, sid, stream, rule, opening);
     s.keep = keep;
+    s.writtenBefore = plan.writtenBefore;
     if (fromKey) w.counters.keyStateStarts++;
     if (opening.replaces !== undefined && broken === undefined) w.counters.migrated++;
     // Adopted from its checkpoint: the converted state is its checkpoint from now on, committed with its migrated
@@ -576,6 +592,7 @@ export class PartitionRun<I, O> {
       // Its failure comes after every output written (an earlier owner may have written some after the
       // checkpoint): with the seq after the checkpoint's, the commit would skip it as written before.
       s.seq = Math.max(s.seq, snapshot?.written ?? 0);
+      s.writtenBefore = null;
       w.report(broken);
       this.#fail(s, broken);
     }
@@ -594,8 +611,13 @@ export class PartitionRun<I, O> {
       const call = calls.shift() as CheckpointCall;
       if (this.flags.dropped || s.failed) continue;
       if (call.error !== undefined) this.#fail(s, call.error);
-      else {
+      else if (s.writtenBefore !== null) {
+        // Not committed while its outputs are another owner's: a later owner would start from it with that
+        // owner's places counted from an older checkpoint.
+        s.keep = call.state;
+      } else {
         this.#outbox.queue(checkpointOf(s, call));
+        s.checkpoints?.places.checkpointed(call.inputs, call.yielded);
         s.keep = call.state;
       }
     }
@@ -657,6 +679,7 @@ export class PartitionRun<I, O> {
     // The worker's end (a cap, an input it could not decode) is the session's last output if its handler read to it.
     if (s.stop !== undefined && s.stream[kTakenEnd]() && !s.failed) {
       if (s.stop.kind === 'cap') this.worker.counters.capped++;
+      passWrittenBefore(s);
       this.#outbox.queue({
         output: {
           sid: s.sid,
@@ -697,6 +720,12 @@ export class PartitionRun<I, O> {
     this.worker.step?.();
     if (this.flags.dropped || s.failed) return;
     const w = this.worker;
+    const at = s.checkpoints?.attached === true ? s.checkpoints.places.place(s.yieldsQueued + 1) : undefined;
+    if (s.writtenBefore !== null) {
+      // An earlier owner wrote the output at this place (a migrated session's old version): it stands.
+      if (at !== undefined && placedBy(at, s.writtenBefore.at)) return;
+      passWrittenBefore(s);
+    }
     let payload: Buffer | string;
     try {
       payload = encodeChecked(w.codec as Codec<O>, value, w.maxEventBytes, `output of session ${JSON.stringify(s.sid)}`);
@@ -706,13 +735,14 @@ export class PartitionRun<I, O> {
       this.#fail(s, encodeError);
       return;
     }
-    this.#outbox.queue({ output: { sid: s.sid, seq: ++s.seq, key: s.key, payload, traceparent: s.scope?.traceparent } });
+    this.#outbox.queue({ output: { sid: s.sid, seq: ++s.seq, key: s.key, payload, at, traceparent: s.scope?.traceparent } });
   }
 
   /** Queues the session's failure (whatever was thrown, `undefined` included), after which it makes no more. */
   #fail(s: Session<I, O>, error: unknown): void {
     if (this.flags.dropped || s.failed) return;
     const w = this.worker;
+    passWrittenBefore(s);
     this.#outbox.queue({
       output: {
         sid: s.sid,
@@ -779,4 +809,11 @@ export class PartitionRun<I, O> {
     await this.#outbox.flushed();
     await this.worker.log.release(this.lease).catch((error: unknown) => this.worker.report(error));
   }
+}
+
+/** A migrated session's outputs go on past those an earlier owner wrote: its next seq follows theirs. */
+function passWrittenBefore<I, O>(s: Session<I, O>): void {
+  if (s.writtenBefore === null) return;
+  s.seq = Math.max(s.seq, s.writtenBefore.written);
+  s.writtenBefore = null;
 }

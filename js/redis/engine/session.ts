@@ -19,10 +19,11 @@ import {
   addTimer,
   cancelTimer,
 } from '../rules/session-rules';
-import type { InputEntry, SessionEnd, SessionOpening, Snapshot } from '../common/transport';
+import type { InputEntry, OutputMark, SessionEnd, SessionOpening, Snapshot } from '../common/transport';
 import type { SessionScope } from '../common/trace-context';
 import type { ClockTimer } from '../common/clock';
 import { Inbox } from './inbox';
+import { OutputPlaces } from './output-places';
 import type { Grant } from './session-permits';
 import { DEBOUNCE_TIMER_KEY } from './debounce-input';
 import type { StreamHandler } from '../../types';
@@ -73,6 +74,8 @@ export interface CheckpointCall {
   readonly input: string | undefined;
   /** Outputs the instance had yielded (by the step's end; for a failed call, by the call). */
   readonly yielded: number;
+  /** Inputs the instance had taken (entries and timers). */
+  readonly inputs: number;
   readonly state?: Buffer | string;
   readonly error?: Error;
 }
@@ -100,6 +103,10 @@ export class Checkpoints implements SessionHooks {
   #entry: { readonly id: string; readonly time: number } | undefined = undefined;
   /** Outputs its handler had yielded when it asked for the input it takes now (`next`). */
   #yieldedAtAsk = 0;
+  /** Inputs its handler has taken (entries and timers). */
+  #inputs = 0;
+  /** Where its outputs come among its inputs. */
+  readonly places = new OutputPlaces();
   // The takes not yet behind a forwarded output, oldest first from `#takesFrom` (three arrays, not an object per
   // take): the entry taken (null for a timer), the last input before it, the outputs yielded before it. A handler
   // runs ahead of the forwarding of its outputs; an output that cannot be encoded ends the session at its yield,
@@ -113,6 +120,8 @@ export class Checkpoints implements SessionHooks {
     this.#takeEntry.push(entry);
     this.#takeBefore.push(this.lastInput);
     this.#takeYielded.push(this.#yieldedAtAsk);
+    this.places.took(this.#yieldedAtAsk);
+    this.#inputs++;
     this.lastInput = id;
     this.#entryId = id;
     this.#entryTime = time;
@@ -218,6 +227,7 @@ export class Checkpoints implements SessionHooks {
       pending: [...rule.timers],
       input: this.lastInput,
       yielded,
+      inputs: this.#inputs,
     };
   }
   attach(): void {
@@ -225,6 +235,7 @@ export class Checkpoints implements SessionHooks {
   }
   next(yielded: number): { value: unknown } | 'end' | undefined {
     this.#yieldedAtAsk = yielded;
+    this.places.asked(yielded);
     if (this.#step !== null) {
       this.calls.push({ ...this.#at(yielded), state: this.#step });
       this.#step = null;
@@ -321,6 +332,11 @@ export class Session<I, O> {
   yieldsQueued = 0;
   /** Entries its handler took after yielding an output that could not be encoded: the key's next session's (`Checkpoints.failAt`). */
   takenPast: InputEntry[] | null = null;
+  /**
+   * A migrated session's outputs an earlier owner wrote after the checkpoint it started from: its outputs placed at
+   * or before `at` are not written again, and the first after it continues past `written` (null once passed).
+   */
+  writtenBefore: Required<OutputMark> | null = null;
   /** Entries of this instance acked by its checkpoints (the first `ackedEntries` it took). */
   ackedEntries = 0;
   /** Ids in `ids` that are markers (close markers, wake-ups): not events. */

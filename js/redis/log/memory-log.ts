@@ -9,6 +9,7 @@ import type {
   Held,
   InputEntry,
   Lease,
+  OutputMark,
   PartitionLog,
   ReadResult,
   Refused,
@@ -33,6 +34,7 @@ export type LogCall =
   | 'wake'
   | 'snapshots'
   | 'openings'
+  | 'marks'
   | 'keyState'
   | 'commit'
   | 'pinned'
@@ -175,6 +177,9 @@ export class MemoryLog implements PartitionLog {
   }
   openings(lease: Lease): Promise<Map<string, SessionOpening>> {
     return this.#call('openings', lease.partition, () => this.#store.openings(lease.partition));
+  }
+  marks(lease: Lease, sids: readonly string[]): Promise<Map<string, OutputMark>> {
+    return this.#call('marks', lease.partition, () => this.#store.marks(lease.partition, sids));
   }
   keyState(partition: number, key: string): Promise<StoredKeyState | null> {
     return this.#call('keyState', partition, () => this.#store.keyState(partition, key));

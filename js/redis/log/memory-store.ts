@@ -13,10 +13,12 @@ import {
   endValue,
   inputEntries,
   keptValue,
+  lastPlaces,
   openingValue,
   parseAdvert,
   parseEnd,
   parseKept,
+  parseMark,
   parseOpening,
   parseSnapshot,
   snapshotValue,
@@ -30,6 +32,7 @@ import type {
   InputEntry,
   KeptState,
   Lease,
+  OutputMark,
   ReadResult,
   Refused,
   SessionOpening,
@@ -157,6 +160,8 @@ class PartitionState {
   epoch = 0;
   /** sid -> last output seq written. */
   readonly hw = new Map<string, number>();
+  /** sid -> the place of its last output written, as stored beside its mark (`"<seq> <inputs> <position>"`). */
+  readonly places = new Map<string, string>();
   /** `"<seq> <sid>"` -> the output's entry id and the digest of its field and bytes (checkReplay). */
   readonly check = new Map<string, { id: string; digest: string }>();
   /** The last commit with a serial: for its retry. */
@@ -285,7 +290,7 @@ export class MemoryStore {
     const s = this.#part(partition);
     return {
       pending: [...(s.group?.pending.keys() ?? [])],
-      hw: [...s.hw.keys()],
+      hw: [...s.hw.keys(), ...[...s.places.keys()].map((sid) => `${sid} p`)],
       check: [...s.check.keys()],
       ckpt: [...s.ckpt.keys()],
       timers: [...s.timers.keys()],
@@ -301,7 +306,7 @@ export class MemoryStore {
    */
   kept(partition: number): number {
     const s = this.#part(partition);
-    return (s.group?.pending.size ?? 0) + s.hw.size + s.check.size + s.ckpt.size + s.timers.size + s.opened.size;
+    return (s.group?.pending.size ?? 0) + s.hw.size + s.places.size + s.check.size + s.ckpt.size + s.timers.size + s.opened.size;
   }
 
   /** The ends a partition keeps for checkReplay (sid -> `<reason> <last input>`): kept after their sessions, until a trim. */
@@ -580,7 +585,27 @@ export class MemoryStore {
   /** @internal HSCAN of the checkpoints, with each session's high-water mark. */
   snapshots(partition: number): Snapshot[] {
     const s = this.#part(partition);
-    return [...s.ckpt].map(([sid, value]) => ({ ...parseSnapshot(sid, value), written: s.hw.get(sid) ?? 0 }));
+    return [...s.ckpt].map(([sid, value]) => {
+      const mark = this.#mark(s, sid) ?? { written: 0 };
+      const snapshot = { ...parseSnapshot(sid, value), written: mark.written };
+      return mark.at === undefined ? snapshot : { ...snapshot, writtenAt: mark.at };
+    });
+  }
+
+  /** @internal HMGET of these sessions' marks (and their places). */
+  marks(partition: number, sids: readonly string[]): Map<string, OutputMark> {
+    const s = this.#part(partition);
+    const found = new Map<string, OutputMark>();
+    for (const sid of sids) {
+      const mark = this.#mark(s, sid);
+      if (mark !== undefined) found.set(sid, mark);
+    }
+    return found;
+  }
+
+  #mark(s: PartitionState, sid: string): OutputMark | undefined {
+    const written = s.hw.get(sid);
+    return written === undefined ? undefined : parseMark(written, s.places.get(sid));
   }
 
   /** @internal commit.lua */
@@ -606,6 +631,7 @@ export class MemoryStore {
     const diverged: Divergence[] = [];
     let first: string | null = null;
     let count = 0;
+    const raised = new Map<string, number>();
     commit.outputs.forEach((o, index) => {
       const field = o.error !== undefined ? 'e' : 'v';
       const data = o.error ?? o.payload ?? '';
@@ -621,6 +647,7 @@ export class MemoryStore {
         if (o.traceparent !== undefined) fields.push(['t', o.traceparent]);
         const id = (s.output ??= new Stream()).add(this.clock.now(), fields);
         s.hw.set(o.sid, o.seq);
+        raised.set(o.sid, o.seq);
         if (check) s.check.set(checkKey, { id, digest: digest(field, data) });
         first ??= id;
         count++;
@@ -642,6 +669,9 @@ export class MemoryStore {
       }
       diverged.push({ kind: 'output', index, committed });
     });
+    for (const [sid, place] of lastPlaces(commit.outputs)) {
+      if (place.startsWith(`${raised.get(sid)} `)) s.places.set(sid, place);
+    }
     for (const c of commit.checkpoints ?? []) s.ckpt.set(c.sid, Buffer.from(snapshotValue(c)));
     const pending = (s.group as Group).pending;
     for (const id of commit.acks) pending.delete(id);
@@ -665,6 +695,7 @@ export class MemoryStore {
       });
       for (const sid of commit.ended) {
         s.hw.delete(sid);
+        s.places.delete(sid);
         s.ckpt.delete(sid);
         s.timers.delete(sid);
         const opening = s.opened.get(sid);

@@ -30,6 +30,7 @@ import type {
   Held,
   InputEntry,
   Lease,
+  OutputMark,
   PartitionLog,
   ReadResult,
   Refused,
@@ -46,10 +47,12 @@ import {
   endValue,
   inputEntries,
   keptValue,
+  lastPlaces,
   openingValue,
   parseAdvert,
   parseEnd,
   parseKept,
+  parseMark,
   parseOpening,
   parseSnapshot,
   snapshotValue,
@@ -368,6 +371,9 @@ export class RedisLog implements PartitionLog {
     const opened = commit.opened ?? [];
     args.push(String(opened.length));
     for (const o of opened) args.push(o.sid, o.version, openingValue(o), o.replaces === undefined ? '' : 'r');
+    const places = lastPlaces(commit.outputs);
+    args.push(String(places.size));
+    for (const [sid, place] of places) args.push(sid, place);
     // Traced sessions' outputs: their session span's traceparent (field t), as (output index, traceparent).
     const traced: string[] = [];
     for (let i = 0; i < commit.outputs.length; i++) {
@@ -469,11 +475,27 @@ export class RedisLog implements PartitionLog {
       for (let j = 0; j + 1 < fields.length; j += 2) found.push(parseSnapshot(fields[j].toString(), fields[j + 1]));
     } while (cursor !== '0');
     // Each session's high-water mark: the outputs written after its checkpoint count too.
+    const marks = await this.marks(
+      lease,
+      found.map((f) => f.sid),
+    );
+    return found.map((f) => {
+      const mark = marks.get(f.sid);
+      return mark?.at === undefined ? { ...f, written: mark?.written ?? 0 } : { ...f, written: mark.written, writtenAt: mark.at };
+    });
+  }
+
+  async marks(lease: Lease, sids: readonly string[]): Promise<Map<string, OutputMark>> {
     const hw = this.#keys.hw(lease.partition);
-    for (let j = 0; j < found.length; j += 1000) {
-      const batch = found.slice(j, j + 1000);
-      const marks = (await send(this.#client, hw, ['HMGET', hw, ...batch.map((f) => f.sid)])) as (string | null)[];
-      batch.forEach((f, i) => (found[j + i] = { ...f, written: Number(marks[i] ?? 0) }));
+    const found = new Map<string, OutputMark>();
+    for (let j = 0; j < sids.length; j += 500) {
+      const batch = sids.slice(j, j + 500);
+      const fields = batch.flatMap((sid) => [sid, `${sid} p`]);
+      const got = (await send(this.#client, hw, ['HMGET', hw, ...fields])) as (string | null)[];
+      batch.forEach((sid, i) => {
+        const written = got[2 * i];
+        if (written !== null) found.set(sid, parseMark(Number(written), got[2 * i + 1]));
+      });
     }
     return found;
   }

@@ -1,8 +1,10 @@
 -- KEYS lease, input, out, hw, check, commit, ckpt, timers, ends, ended, opened, versions, then one state key per
 -- kept state; ARGV token, serial, flags, n, n x (sid, seq, key, field, data), checkpoints count, n x (sid,
 -- snapshot), acks count, ids, ended count, n x (sid, last seq, end: "<reason> <last input>" with check, else ''),
--- kept count, retention (ms), kept count x (value), openings count, n x (sid, version, record, mode), and, when some
+-- kept count, retention (ms), kept count x (value), openings count, n x (sid, version, record, mode), places count,
+-- n x (sid, "<seq> <inputs> <position>": the place of the session's last output in the call), and, when some
 -- outputs are traced, their count and n x (output index, traceparent), written as field t of those outputs.
+-- A place is kept beside its session's mark (hw field "<sid> p") when its output raised the mark.
 -- An opening (what a live session opened with: its version and caps, JSON) is kept once per sid (HSETNX) in the
 -- opened hash, and counted per version in the versions hash; mode 'r' (a migrated session) replaces the one kept,
 -- its count moving to the new version. An ended session's opening goes, and its count with it. A kept state (keyState: an ended session's last checkpoint, kept for its
@@ -61,6 +63,7 @@ do
   j = j + 1 + 3 * tonumber(ARGV[j])
   j = j + 2 + tonumber(ARGV[j])
   j = j + 1 + 4 * tonumber(ARGV[j])
+  j = j + 1 + 2 * tonumber(ARGV[j])
   if ARGV[j] then
     traced = {}
     for t = 1, tonumber(ARGV[j]) do traced[tonumber(ARGV[j + 2 * t - 1])] = ARGV[j + 2 * t] end
@@ -204,6 +207,9 @@ if n > 0 then
   end
   for j = 1, #sids, 1000 do
     redis.call('HDEL', KEYS[4], unpack(sids, j, math.min(j + 999, #sids)))
+    local places = {}
+    for m = j, math.min(j + 999, #sids) do places[#places + 1] = sids[m] .. ' p' end
+    redis.call('HDEL', KEYS[4], unpack(places))
     redis.call('HDEL', KEYS[7], unpack(sids, j, math.min(j + 999, #sids)))
     redis.call('HDEL', KEYS[8], unpack(sids, j, math.min(j + 999, #sids)))
   end
@@ -232,6 +238,13 @@ for _ = 1, n do
     redis.call('HINCRBY', KEYS[12], ARGV[i + 1], 1)
   end
   i = i + 4
+end
+n = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, n do
+  local sid, place = ARGV[i], ARGV[i + 1]
+  if raised[sid] ~= nil and raised[sid] == string.match(place, '^(%d+) ') then redis.call('HSET', KEYS[4], sid .. ' p', place) end
+  i = i + 2
 end
 if serial ~= '' then redis.call('SET', KEYS[6], ARGV[1] .. ' ' .. serial .. ' ' .. (first or '-') .. ' ' .. written) end
 return {ids, div}
