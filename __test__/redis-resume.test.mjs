@@ -621,10 +621,9 @@ test('arguments are checked: a wrong option rejects with a code (the response un
       [redisSse, { ...o }, 'ERR_INVALID_ARG_VALUE', /options\.key/],
       [redisSse, { ...o, key: 'a', keys: ['b'] }, 'ERR_INVALID_ARG_VALUE', /not both/],
       [redisSse, { ...o, keys: ['a', 'b'], sessionEnd: true }, 'ERR_INVALID_ARG_VALUE', /one key/],
-      [redisSse, { ...o, keys: [] }, 'ERR_INVALID_ARG_VALUE', /1 to 100/],
-      [redisSse, { ...o, keys: Array.from({ length: 101 }, (_, i) => `k${i}`) }, 'ERR_INVALID_ARG_VALUE', /1 to 100/],
       [redisSse, { ...o, keys: 'a' }, 'ERR_INVALID_ARG_TYPE', /array/],
-      [redisSse, { ...o, key: '' }, 'ERR_INVALID_ARG_VALUE', /empty/],
+      [redisSse, { ...o, keys: ['a', 1] }, 'ERR_INVALID_ARG_TYPE', /string/],
+      [redisSse, { ...o, key: 7 }, 'ERR_INVALID_ARG_TYPE', /string/],
       [redisSse, { ...o, key: 'a', retry: -1 }, 'ERR_OUT_OF_RANGE', /retry/],
       [redisSse, { ...o, key: 'a', heartbeat: 1.5 }, 'ERR_OUT_OF_RANGE', /heartbeat/],
       [redisSse, { ...o, key: 'a', event: 'a\nb' }, 'ERR_INVALID_ARG_VALUE', /line feed/],
@@ -643,6 +642,22 @@ test('arguments are checked: a wrong option rejects with a code (the response un
     const r = await get(`${server.url}/sse/a?from=nope`);
     assert.equal(r.status, 400);
     assert.equal(JSON.parse(r.text).error.code, 'ERR_VELO_BAD_CURSOR');
+    // Keys from the request that no key can be, or too few or many of them: the client's mistake, answered 400
+    // (the call resolves: a handler that does not catch does not crash its server).
+    const many = Array.from({ length: 101 }, (_, i) => `k${i}`).join(',');
+    for (const [path, code, message] of [
+      [`/sse/${'x'.repeat(1025)}`, 'ERR_OUT_OF_RANGE', /longer than 1024/],
+      [`/ndjson/${'x'.repeat(1025)}`, 'ERR_OUT_OF_RANGE', /longer than 1024/],
+      ['/sse/', 'ERR_INVALID_ARG_VALUE', /empty/],
+      ['/sse/x?keys=', 'ERR_INVALID_ARG_VALUE', /empty/],
+      [`/sse/x?keys=${many}`, 'ERR_INVALID_ARG_VALUE', /1 to 100/],
+    ]) {
+      const bad = await get(`${server.url}${path}`);
+      assert.equal(bad.status, 400, path);
+      const error = JSON.parse(bad.text).error;
+      assert.ok(error.code === code && message.test(error.message), `${path}: ${bad.text}`);
+    }
+    await assert.doesNotReject(redisSse(req, { ...res, statusCode: 200, end() {}, destroyed: false }, { ...o, keys: [] }));
   } finally {
     await server.close();
   }

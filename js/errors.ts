@@ -348,6 +348,13 @@ export const ERROR_CODES = {
     action:
       "Read `cause`: fix the limiter's `key`/`cost` function, raise its `maxWaiting`, keep it open while the worker runs, or choose `whenRedisFails`.",
   },
+  ERR_VELO_VERSION_REFUSED: {
+    class: '',
+    from: 'velo-stream/redis',
+    when: "A worker was refused a free partition because a live session there runs a version it neither runs nor adopts (`versions`, `migrate`). Reported through `onError` at most once a minute per worker (`refused` lists the versions, `partition` which); `stats().refusedVersions` counts every refusal. The partition waits for a worker that runs that version: its keys' events, new keys' too, wait with it.",
+    action:
+      'Keep a worker of that version running until its sessions end, or deploy the new release with the old handler in `versions` (or with `migrate`).',
+  },
   ERR_VELO_VERSION_UNKNOWN: {
     class: '',
     from: 'velo-stream/redis',
@@ -788,6 +795,22 @@ export function encodeError(message: string, cause?: unknown): TypeError & { cod
 /** The codec threw on an input entry or a stored output. */
 export function decodeError(message: string, cause: unknown): TypeError & { code: 'ERR_VELO_DECODE' } {
   return coded(new TypeError(message, { cause }), 'ERR_VELO_DECODE');
+}
+
+/** A free partition refused to a worker for the versions of its live sessions (`ERR_VELO_VERSION_REFUSED`). */
+export function versionRefusedError(
+  partition: number,
+  refused: readonly string[],
+  runs: readonly string[],
+): Error & { code: 'ERR_VELO_VERSION_REFUSED'; partition: number; refused: readonly string[] } {
+  const names = (list: readonly string[]) => list.map((v) => (v === '' ? '(none)' : JSON.stringify(v))).join(', ');
+  const error = coded(
+    new Error(
+      `Partition ${partition} waits for a worker of version ${names(refused)}: a live session there runs it, and this worker runs ${names(runs)} without migrate. Keep a worker of that version running, or carry its handler in \`versions\` (or \`migrate\`).`,
+    ),
+    'ERR_VELO_VERSION_REFUSED',
+  );
+  return Object.assign(error, { partition, refused });
 }
 
 /** `drained()` of a version nothing runs or holds (`ERR_VELO_VERSION_UNKNOWN`). */

@@ -482,6 +482,22 @@ export async function runSeed(
   if (versions) {
     const times = s.events.map((e) => e.at);
     s.versions = versionsFor(seed, Math.min(...times), Math.max(...times) + s.idleTimeout);
+    // Each migrate call's synchronous work (virtual ms), drawn from a stream of its own: none, or a quarter or half
+    // of the lease, so that adopting a few sessions takes longer in all than the lease.
+    const slow = prng(seed + 0x6d696772);
+    s.versions.migrateMs = [0, 0, 0.25, 0.5][Math.floor(slow() * 4)] * (s.limits.leaseTtl ?? 3000);
+    // With a slow migrate, sessions that live through the deploys and checkpoint at every event: each adoption of
+    // them takes longer in all than the lease.
+    if (s.versions.migrateMs > 0 && s.versions.releases.some((r) => r.migrate)) {
+      const start = Math.min(...times);
+      for (const key of ['M0', 'M1', 'M2', 'M3', 'M4', 'M5']) {
+        for (let i = 0; i < 24; i++) {
+          const at = start + i * Math.floor(s.idleTimeout / 2);
+          s.events.push({ at, key, event: { tag: `${key}.${i}`, at, checkpoint: true } });
+        }
+      }
+      s.events.sort((x, y) => x.at - y.at);
+    }
     // A migrated session's handler makes other outputs than its old version for the events it runs again (readers
     // keep the first written): checkReplay would report those as divergences.
     if (s.versions.releases.some((r) => r.migrate)) s.limits.checkReplay = false;
@@ -531,6 +547,7 @@ export async function runScenario(seed, s, { trace, slow = true, permits } = {})
             deploys: s.versions.deploys,
             oldJoins: s.versions.oldJoins,
             migrate: migrateState,
+            migrateMs: s.versions.migrateMs ?? 0,
             invariant: versionsInvariant(s.versions.releases, s.limits.leaseTtl ?? 3000),
           }),
       events: s.events,

@@ -5,12 +5,14 @@
 // velo-stream/http's writers: a full socket stops the reading, a client that leaves stops it at once.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { assertOptionsObject } from '../../config';
-import { ResumeCursorError, SerializeError, describe, invalidType } from '../../errors';
+import { ResumeCursorError, SerializeError, describe, invalidType, invalidValue } from '../../errors';
 import { drainOrClose } from '../../net/drain';
 import { checkResponseFields } from '../../net/response-fields';
 import { integerOption } from '../../validate';
+import { checkKey } from '../common/keys';
 import {
   KEY_OPTIONS,
+  MAX_KEYS,
   type KeyOutput,
   KeyReader,
   type KeySettings,
@@ -127,6 +129,23 @@ function lastEventId(req: IncomingMessage): string | undefined {
   return typeof value === 'string' && value !== '' ? value : undefined;
 }
 
+/** Why `options.key` (a string) or `options.keys` (an array of strings) names no key or too few or many; else undefined. */
+function requestKeyError(options: { key?: unknown; keys?: unknown }): Error | undefined {
+  const { key, keys } = options;
+  const list = typeof key === 'string' ? [key] : Array.isArray(keys) && keys.every((k) => typeof k === 'string') ? keys : null;
+  if (list === null || (key !== undefined && keys !== undefined)) return undefined;
+  if (list.length === 0 || list.length > MAX_KEYS)
+    return invalidValue(`options.keys must hold 1 to ${MAX_KEYS} keys, not ${list.length}`);
+  for (const k of list as string[]) {
+    try {
+      checkKey(k);
+    } catch (error) {
+      return error as Error;
+    }
+  }
+  return undefined;
+}
+
 /** Answers with an error before any output: its `status` (400, 410) and `toJSON()`, else 500 and its message. */
 function answer(res: ServerResponse, error: unknown): void {
   if (res.headersSent || res.destroyed) return;
@@ -160,6 +179,13 @@ async function serve<O>(
   const heartbeat = format === 'sse' ? integerOption(what, 'heartbeat', options.heartbeat ?? HEARTBEAT_MS, 0, MAX_MS) : 0;
   // The client's own position (a reconnecting EventSource's) comes before the one the application passes.
   const resumed = format === 'sse' ? lastEventId(req) : undefined;
+  // Keys come from the request (a path or query parameter): a string no key can be, or a number of keys out of
+  // range, is the client's mistake, answered 400 as a bad cursor is. A key of another type is the caller's.
+  const badKey = requestKeyError(options);
+  if (badKey !== undefined) {
+    answer(res, Object.assign(badKey, { status: 400 }));
+    return;
+  }
   let settings: KeySettings<O>;
   try {
     // An empty `from` (a bare `?from=`) is no cursor, as an empty `Last-Event-ID` is none.

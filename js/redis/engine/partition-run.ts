@@ -256,6 +256,8 @@ export class PartitionRun<I, O> {
       }
     }
     this.#restoreWaiting();
+    // The replay starts once every session with a slot is restored: its entries would open the rest one by one.
+    while (this.#restoring !== null) await this.#restoring;
     return true;
   }
 
@@ -270,15 +272,39 @@ export class PartitionRun<I, O> {
     return found;
   }
 
-  /** Starts the sessions whose snapshots wait, while slots are free (and their permits granted). */
+  /**
+   * Starts the sessions whose snapshots wait, while slots are free (and their permits granted). Openings that take
+   * long together (a slow `migrate` over many sessions) go on at a later turn (`#restoring`), so that the lease's
+   * renewals run between them.
+   */
   #restoreWaiting(): void {
+    const clock = this.worker.clock;
+    const started = clock.now();
     for (const [key, snapshot] of [...this.#snapshots]) {
       if (this.flags.stopping || this.sessions.has(key) || this.finishing.has(key)) continue;
       const grant = this.#starts.admit(key, snapshot.sid, undefined);
       if (grant === Delivery.NoSlot) return;
       if (grant === Delivery.Waits) continue;
       if (this.#open(key, '', grant as Grant | null) === undefined) return;
+      if (clock.now() - started >= Math.min(RESTORE_SLICE_MS, this.worker.ttl / 8)) {
+        this.#restoreLater();
+        return;
+      }
     }
+  }
+
+  /** The rest of a restore cut short (`#restoreWaiting`), at the next turn; null when none waits. */
+  #restoring: Promise<void> | null = null;
+
+  #restoreLater(): void {
+    if (this.#restoring !== null) return;
+    this.#restoring = new Promise((resolve) =>
+      this.worker.clock.setTimeout(() => {
+        this.#restoring = null;
+        this.slotsFreed();
+        resolve();
+      }, 0),
+    );
   }
 
   /**
@@ -810,6 +836,9 @@ export class PartitionRun<I, O> {
     await this.worker.log.release(this.lease).catch((error: unknown) => this.worker.report(error));
   }
 }
+
+/** The most a run of restores holds the event loop before the rest go on at the next turn, ms (an eighth of the lease at most). */
+const RESTORE_SLICE_MS = 50;
 
 /** A migrated session's outputs go on past those an earlier owner wrote: its next seq follows theirs. */
 function passWrittenBefore<I, O>(s: Session<I, O>): void {

@@ -24,7 +24,15 @@
 import type { Debounce } from '../../core/debounce';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { CloseTimeoutError, FencedError, describe, invalidType, invalidValue, logResetError } from '../../errors';
+import {
+  CloseTimeoutError,
+  FencedError,
+  describe,
+  invalidType,
+  invalidValue,
+  logResetError,
+  versionRefusedError,
+} from '../../errors';
 import { integerOption } from '../../validate';
 import type { StreamFn } from '../../types';
 import type { Codec } from '../common/codec';
@@ -501,6 +509,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
           const lease = await this.log.acquire(p, this.id, this.ttl, this.#versions.takes);
           if ('refused' in lease) {
             this.counters.refusedVersions++;
+            this.#reportRefused(p, lease.refused);
             return;
           }
           if (!('token' in lease)) {
@@ -529,6 +538,17 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       this.#checkEpoch(lease);
       this.#runs.set(p, new PartitionRun(this, lease, sent));
     }
+  }
+
+  /** When a refusal was last reported (`ERR_VELO_VERSION_REFUSED`, at most once a minute), ms on the worker's clock. */
+  #refusedReported = -Infinity;
+
+  /** Reports a partition refused for versions this worker does not run, unless one was reported within a minute. */
+  #reportRefused(partition: number, refused: readonly string[]): void {
+    const now = this.clock.now();
+    if (refused.length === 0 || now - this.#refusedReported < 60_000) return;
+    this.#refusedReported = now;
+    this.report(versionRefusedError(partition, refused, this.#versions.takes));
   }
 
   /** A balance is due at `at` (see `#wakes`): the soonest of its kind is kept. */

@@ -84,10 +84,22 @@ class ProcessTimer implements ClockTimer {
 export class ProcessClock implements Clock {
   #dead = false;
   #until = -Infinity;
+  /** Synchronous work done in the process's current turn (`spend`), ms: its own time is that far ahead. */
+  #spent = 0;
   constructor(readonly base: VirtualClock) {}
 
   now(): number {
-    return this.base.now();
+    return this.base.now() + this.#spent;
+  }
+
+  /**
+   * Synchronous work of `ms` in the process's current turn (a slow `migrate`): its own time moves on, and its
+   * callbacks wait until the work is done, as a busy event loop's would; other processes go on meanwhile.
+   */
+  spend(ms: number): void {
+    if (ms <= 0) return;
+    this.#spent += ms;
+    this.pause(this.base.now() + this.#spent);
   }
 
   /**
@@ -103,6 +115,8 @@ export class ProcessClock implements Clock {
         if (timer !== undefined) timer.inner = later;
         return;
       }
+      // A new turn of the process: the work of the last one is done (its callbacks waited for it).
+      this.#spent = 0;
       fn();
     };
     return guarded;

@@ -76,6 +76,11 @@ export interface SimOptions<I, O> {
   /** The releases' `migrate`: the state of a session of `fromVersion` as `toVersion`'s handler starts from it. */
   readonly migrate?: (state: unknown, fromVersion: string, toVersion: string) => unknown;
   /**
+   * Virtual ms each `migrate` call takes (default 0): synchronous work of its process, whose clock moves on while
+   * its callbacks wait (timers due meanwhile fire late, its lease's renewals among them); other processes go on.
+   */
+  readonly migrateMs?: number;
+  /**
    * With releases: a crashed process is replaced by one of its own release, or, once that one was stopped, of the
    * release deployed last; `oldJoins` is how often a worker of an older release that does not migrate joins too
    * (an old worker started during a deploy). Default 0.
@@ -348,6 +353,7 @@ export class Simulation<I, O> implements SimHost<I, O> {
         r.migrate === true && migrate !== undefined
           ? (state, from) => {
               this.#adopting(index, from, adopter);
+              adopter().clock.spend(this.options.migrateMs ?? 0);
               return migrate(state, from, r.version);
             }
           : null,
