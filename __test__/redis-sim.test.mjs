@@ -302,7 +302,9 @@ const VERSION_SEEDS = 600;
 // prototype (the 'mixed' chain's versions are named `constructor` and `__proto__`: 7, 9, 15, ...); openings not
 // counted under their version, so that `drained()` resolves while sessions live (2, 7, 8, ...); a migrated
 // session's outputs matched to those its old version wrote after its checkpoint by seq, not by place, so that a new
-// version answering an input with more outputs wrote some twice (141 of the 600 seeds: 2, 3, 4, 5, 16, ...).
+// version answering an input with more outputs wrote some twice (141 of the 600 seeds: 2, 3, 4, 5, 16, ...); a
+// takeover that adopted every session in one turn with a slow `migrate` (longer in all than the lease), so that its
+// lease ran out, the partition went back and forth and the deploy never settled (2, 7, 9, ...).
 const VERSION_FOUND = [
   // A takeover restored sessions (a slot freed by a session of another partition ending) before it had read the
   // partition's openings: they ran on the taking worker's version (a v1 session on v3's handler, an adopted one
