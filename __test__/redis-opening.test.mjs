@@ -149,11 +149,20 @@ test('openingState: a migrate that throws, returns a promise, or a state the cod
     assert.equal(state.broken?.code, 'ERR_VELO_MIGRATE');
     assert.equal(state.migrated, undefined);
   }
+  // A converted state is a checkpoint: over maxCheckpointBytes it is refused as one is.
+  const big = openingState(plan, inputs, json, (state) => ({ ...state, pad: 'x'.repeat(100) }), () => false, 64);
+  assert.deepEqual([big.broken?.code, big.migrated], ['ERR_VELO_CHECKPOINT_TOO_LARGE', undefined]);
+  assert.equal(openingState(plan, inputs, json, (state) => state, () => false, 64).broken, undefined);
   const keyed = { ...inputs, snapshot: undefined, openings: new Map(), kept: { state: '{not json' } };
   const state = openingState(planOpening(keyed), keyed, json, null, () => false);
   assert.equal(state.broken, undefined);
   assert.equal(state.fromKey, false);
   assert.equal(state.keptUnreadable?.code, 'ERR_VELO_DECODE');
+  // A key's state converted over the limit: the session starts without it, reported.
+  const keyedOld = { ...keyed, kept: { state: '{"total":1}', version: 'v1' } };
+  const bigKey = openingState(planOpening(keyedOld), keyedOld, json, (s) => ({ ...s, pad: 'x'.repeat(100) }), () => false, 64);
+  assert.deepEqual([bigKey.broken, bigKey.fromKey, bigKey.restored, bigKey.migrated], [undefined, false, undefined, undefined]);
+  assert.equal(bigKey.keptUnreadable?.code, 'ERR_VELO_CHECKPOINT_TOO_LARGE');
 });
 
 test('planOpening: a migrated session whose earlier owner wrote past where it starts skips those outputs by place', () => {
@@ -224,4 +233,35 @@ test('OutputPlaces: an output is placed by the inputs taken since the last check
   assert.ok(!placedBy([1, 3], [1, 2]) && !placedBy([2, 1], [1, 9]));
   // An answered input covers all of its outputs, whatever their number.
   assert.ok(placedBy([1, 7], [1, 2, true]) && !placedBy([2, 1], [1, 2, true]));
+});
+
+test("planOpening: a new session starts from its key's state as it is if its release runs the version that kept it, converted if it migrates, else without it; a replay as its opening says", () => {
+  const kept = (version) => ({ state: '{}', ...(version === undefined ? {} : { version }) });
+  const plan = (release, k, openings = new Map()) =>
+    planOpening({ key: 'k', sid: 'k@9-0', snapshot: undefined, openings, kept: k, release });
+  const rows = [
+    // release, kept by -> use, recorded in the opening
+    [release('v2', ['v2', 'v1']), 'v1', 'as-is', undefined],
+    [release('v2'), 'v2', 'as-is', undefined],
+    [release('v2'), undefined, 'as-is', undefined],
+    [release('v2'), '', 'as-is', undefined],
+    [release('v2', ['v2'], true), 'v1', 'migrate', 'migrated'],
+    [release('v1'), 'v2', 'refused', 'refused'],
+  ];
+  for (const [r, by, use, recorded] of rows) {
+    const p = plan(r, kept(by));
+    assert.deepEqual([p.keyState, p.opening.keyState], [use, recorded], `${r.version} reading a state kept by ${by}`);
+  }
+  assert.equal(plan(release('v2'), null).keyState, null);
+  // A replay follows its stored opening: refused stays refused, whatever the release.
+  const stored = (keyState) => new Map([['k@9-0', { sid: 'k@9-0', version: 'v2', limits: CAPS, ...(keyState ? { keyState } : {}) }]]);
+  assert.equal(plan(release('v3', ['v3', 'v2']), kept('v3'), stored('refused')).keyState, 'refused');
+  assert.equal(plan(release('v3', ['v3', 'v2']), kept('v1'), stored()).keyState, 'as-is');
+  // Converted before (its first checkpoint holds the result, unless a wake-up stored its opening first): converted
+  // again only by a release of its version, else started without (another release's migrate makes another shape).
+  assert.equal(plan(release('v2', ['v2'], true), kept('v1'), stored('migrated')).keyState, 'migrate');
+  assert.equal(plan(release('v3', ['v3', 'v2'], true), kept('v1'), stored('migrated')).keyState, 'refused');
+  // Adopted now by a release that migrates: converted as a new session's would be.
+  const adopted = plan(release('v3', ['v3'], true), kept('v1'), new Map([['k@9-0', { sid: 'k@9-0', version: 'v2', limits: CAPS }]]));
+  assert.deepEqual([adopted.keyState, adopted.opening.replaces, adopted.opening.keyState], ['migrate', 'v2', 'migrated']);
 });

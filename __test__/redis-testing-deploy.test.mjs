@@ -136,6 +136,55 @@ test('a deploy that carries the old version: the live v1 session ends on v1, new
   await tw.close();
 });
 
+test("key state across releases: a key starts from a state kept by a version its worker runs (or migrates); a rollback that runs neither starts it without, reported", async () => {
+  const counter = (v) =>
+    streamFn(
+      async function* (events, ctx) {
+        let n = ctx.restored?.n ?? 0;
+        const from = ctx.restored?.v ?? null;
+        for await (const e of events) {
+          n += e;
+          yield { v, n, from };
+          ctx.checkpoint({ v, n });
+        }
+      },
+      { idleTimeout: 1000 },
+    );
+  const tw = testWorker(counter('v1'), { version: 'v1', keyState: { retention: 600_000 }, leaseTtl: 3000 });
+  const last = () => tw.outputs().at(-1).value;
+  tw.send('k', 1);
+  await tw.advance(3000);
+  // v2 carries v1: it reads v1's state (and converts it in its handler, as the docs advise).
+  tw.deploy(counter('v2'), { version: 'v2', versions: { v1: counter('v1') } });
+  await tw.advance(5000);
+  await tw.stop('v1');
+  tw.send('k', 2);
+  await tw.advance(3000);
+  assert.deepEqual(last(), { v: 'v2', n: 3, from: 'v1' });
+  // A rollback to v1's code under a new name, not carrying v2: it must not hand v2's state to a handler that
+  // cannot read it. The session starts without it, and onError says why.
+  tw.deploy(counter('v1'), { version: 'v1-again' });
+  await tw.advance(5000);
+  await tw.stop('v2');
+  await tw.advance(5000);
+  tw.send('k', 4);
+  await tw.advance(3000);
+  assert.deepEqual(last(), { v: 'v1', n: 4, from: null });
+  assert.deepEqual(
+    tw.errors().filter((e) => e?.code === 'ERR_VELO_KEY_STATE_VERSION').map((e) => e.message.match(/by version "(\w+)"/)?.[1]),
+    ['v2'],
+  );
+  // A release with migrate converts a state kept by a version it does not run.
+  tw.deploy(counter('v3'), { version: 'v3', migrate: (state, from) => ({ ...state, n: state.n * 10, v: `${from}>v3` }) });
+  await tw.advance(5000);
+  await tw.stop('v1-again');
+  await tw.advance(5000);
+  tw.send('k', 5);
+  await tw.advance(3000);
+  assert.deepEqual(last(), { v: 'v3', n: 45, from: 'v1-again>v3' });
+  await tw.close();
+});
+
 test('deploy() and stop() refuse what they cannot run, with stable codes', async () => {
   const plain = testWorker(v1);
   assert.throws(() => plain.deploy(v2(1), { version: 'v2' }), { code: 'ERR_INVALID_STATE' });

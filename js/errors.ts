@@ -355,6 +355,13 @@ export const ERROR_CODES = {
     action:
       'Keep a worker of that version running until its sessions end, or deploy the new release with the old handler in `versions` (or with `migrate`).',
   },
+  ERR_VELO_KEY_STATE_VERSION: {
+    class: '',
+    from: 'velo-stream/redis',
+    when: "A new session's key state (`keyState`) was kept by a version its worker neither runs nor adopts (a newer release's, after a rollback or beside a release that does not carry the old): the session starts without it, reported through `onError`. The kept state stays for a worker that reads it, unless this session's end keeps its own.",
+    action:
+      'Roll back with a release that carries the newer version in `versions` or has `migrate`, or keep workers of the newer version serving its keys.',
+  },
   ERR_VELO_VERSION_UNKNOWN: {
     class: '',
     from: 'velo-stream/redis',
@@ -811,6 +818,11 @@ export function versionRefusedError(
     'ERR_VELO_VERSION_REFUSED',
   );
   return Object.assign(error, { partition, refused });
+}
+
+/** A key state kept by a version the worker neither runs nor adopts (`ERR_VELO_KEY_STATE_VERSION`). */
+export function keyStateVersionError(message: string): Error & { code: 'ERR_VELO_KEY_STATE_VERSION' } {
+  return coded(new Error(message), 'ERR_VELO_KEY_STATE_VERSION');
 }
 
 /** `drained()` of a version nothing runs or holds (`ERR_VELO_VERSION_UNKNOWN`). */

@@ -30,7 +30,9 @@
 // - A checkpoint changes nothing visible: it is the walk's state at a take, and a restore continues the same walk
 //   (same inputs, same ends, outputs numbered on). So the model ignores checkpoints, except with `limits.keyState`:
 //   then a key's session starts from the last checkpoint of its previous session (with none, from the state that one
-//   started from; a checkpoint in the step that threw is not one), for ever (no retention).
+//   started from; a checkpoint in the step that threw is not one), for ever (no retention). With releases,
+//   `keyState.start(sid)` says how the session starts from it (docs/redis/versions.md: as it is, converted by migrate,
+//   or refused: from nothing, the kept state staying kept), as the run's release that opened it decided.
 // - With `limits.debounce` ({ wait, edge, maxDelay }: docs/redis/debounce.md, docs/sessions-debounce.md), every entry
 //   is an input of the session (counted for `maxSessionEvents`) but reaches the handler as the debounce decides.
 //   Trailing: an entry joins the group (a new one if none is pending) and is held, the one held before dropped; the
@@ -89,7 +91,9 @@ function walk(
     sessions.push(session);
     const start = timeOf(entries[next].id);
     let last = start;
-    let state = keyState && carried !== undefined ? carried : { count: 0, took: [] };
+    // How it starts from the carried state (a run's releases: `keyState.start`).
+    const refused = typeof keyState === 'object' && keyState !== null && keyState.start(session.sid).use === 'refused';
+    let state = keyState && carried !== undefined && !refused ? carried : { count: 0, took: [] };
     let kept = keyState ? carried : undefined;
     // Inputs this session took (the handler's count includes those of earlier sessions with keyState).
     let taken = 0;

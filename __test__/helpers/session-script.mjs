@@ -88,17 +88,19 @@ export function react(state, input, ctx) {
  * `version` (a release's handler): its checkpoints say which version made them (`v`), every output names the version
  * that made it (`ver`), and a state restored from another version's checkpoint (not migrated to this one) marks every
  * output of the session (`wrong`), so that a reader, the model and the calm run all see it. With `upgrades` (a
- * worker with `keyState`), it takes another version's state as docs/redis/versions.md advises for a key's kept
- * state, which is never migrated: converted in the handler (here the shape is the same), not marked. With `extra` (a
+ * worker with `keyState`), it takes the state of another version its release runs (`knows`), as docs/redis/versions.md
+ * advises for a key's kept state: converted in the handler (here the shape is the same), not marked; a state of a
+ * version it does not know (a newer release's) is marked. With `extra` (a
  * release that migrates), each input's outputs end with one more, `{ in, extra: version }`: a new version that
  * answers an input with more outputs than the old one, as readers would see it after a migration.
  */
-export function scriptHandler({ pause, version, upgrades = false, extra = false } = {}) {
+export function scriptHandler({ pause, version, upgrades = false, extra = false, knows = [version] } = {}) {
   return async function* script(events, ctx) {
     let state = ctx.restored ?? { count: 0, took: [] };
     let mark = {};
     if (version !== undefined) {
-      if (ctx.restored !== undefined && (ctx.restored.v ?? '') !== version && !upgrades)
+      const of = ctx.restored?.v ?? '';
+      if (ctx.restored !== undefined && of !== version && !(upgrades && (of === '' || knows.includes(of))))
         mark = { wrong: `a ${ctx.restored.v ?? 'unversioned'} state on ${version}` };
       state = { count: state.count, took: state.took };
       mark = { ver: version, ...mark };

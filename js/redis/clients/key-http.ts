@@ -136,7 +136,7 @@ function requestKeyError(options: { key?: unknown; keys?: unknown }): Error | un
   if (list === null || (key !== undefined && keys !== undefined)) return undefined;
   if (list.length === 0 || list.length > MAX_KEYS)
     return invalidValue(`options.keys must hold 1 to ${MAX_KEYS} keys, not ${list.length}`);
-  for (const k of list as string[]) {
+  for (const k of list) {
     try {
       checkKey(k);
     } catch (error) {

@@ -114,11 +114,11 @@ export function parseSnapshot(sid: string, value: Buffer): Snapshot {
 }
 
 /**
- * A key's kept state as stored (`keyState`): a JSON header `{"sid"}` (the session whose end kept it) on one line, then
- * the state's bytes by the function's codec.
+ * A key's kept state as stored (`keyState`): a JSON header `{"sid","v"}` (the session whose end kept it, and its
+ * version when it has one) on one line, then the state's bytes by the function's codec.
  */
 export function keptValue(k: KeptState): Buffer | string {
-  const head = `${JSON.stringify({ sid: k.sid })}\n`;
+  const head = `${JSON.stringify(k.version === undefined || k.version === '' ? { sid: k.sid } : { sid: k.sid, v: k.version })}\n`;
   return typeof k.state === 'string' ? head + k.state : Buffer.concat([Buffer.from(head), k.state]);
 }
 
@@ -136,7 +136,8 @@ export function parseKept(value: Buffer): StoredKeyState {
     const shown = JSON.stringify(value.subarray(0, Math.min(nl < 0 ? value.length : nl, 120)).toString());
     return { sid: '', state: Buffer.alloc(0), unreadable: new Error(`its header is not { sid }: ${shown}`) };
   }
-  return { sid, state: value.subarray(nl + 1) };
+  const version = (head as { v?: unknown }).v;
+  return typeof version === 'string' ? { sid, state: value.subarray(nl + 1), version } : { sid, state: value.subarray(nl + 1) };
 }
 
 /**
@@ -145,8 +146,10 @@ export function parseKept(value: Buffer): StoredKeyState {
  */
 export function openingValue(o: SessionOpening): string {
   const { idleTimeout: idle, maxSessionAge: age, maxSessionEvents: events, maxSessionTimers: timers } = o.limits;
-  const value: Record<string, unknown> = o.version === '' ? { idle, age, events, timers } : { v: o.version, idle, age, events, timers };
+  const value: Record<string, unknown> =
+    o.version === '' ? { idle, age, events, timers } : { v: o.version, idle, age, events, timers };
   if (o.replaces !== undefined) value.m = o.replaces;
+  if (o.keyState !== undefined) value.k = o.keyState;
   return JSON.stringify(value);
 }
 
@@ -160,10 +163,16 @@ export function parseOpening(sid: string, value: string): SessionOpening | undef
   } catch {
     return undefined;
   }
-  const { v = '', idle, age, events, timers, m } = o ?? {};
+  const { v = '', idle, age, events, timers, m, k } = o ?? {};
   if (typeof v !== 'string' || !isCap(idle) || !isCap(age) || !isCap(events) || !isCap(timers)) return undefined;
   const limits = { idleTimeout: idle, maxSessionAge: age, maxSessionEvents: events, maxSessionTimers: timers };
-  return typeof m === 'string' ? { sid, version: v, limits, replaces: m } : { sid, version: v, limits };
+  return {
+    sid,
+    version: v,
+    limits,
+    ...(typeof m === 'string' ? { replaces: m } : {}),
+    ...(k === 'migrated' || k === 'refused' ? { keyState: k } : {}),
+  };
 }
 
 /** A worker's advert as stored (hash `velo:{<name>}:adverts`): JSON `{"v","runs"}`. */

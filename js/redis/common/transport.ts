@@ -51,6 +51,12 @@ export interface SessionOpening {
    * its outputs are then matched to those written before by place (`OutputRecord.at`), not by seq.
    */
   readonly replaces?: string;
+  /**
+   * How it started from its key's kept state (`keyState`), when not as it was: `'migrated'` (by `migrate`, the state
+   * kept by another version), `'refused'` (without it: kept by a version its worker neither runs nor adopts). Kept
+   * with the opening, so that a later owner replaying it starts it the same way.
+   */
+  readonly keyState?: 'migrated' | 'refused';
 }
 
 /**
@@ -134,12 +140,16 @@ export interface KeptState {
   readonly sid: string;
   /** The state, as the function's codec encoded it. */
   readonly state: Buffer | string;
+  /** The version of the session whose end kept it (`''` or absent: none set). */
+  readonly version?: string;
 }
 
 /** A key's state as read back (`PartitionLog.keyState`). */
 export interface StoredKeyState {
   /** The session whose end kept it. */
   readonly sid: string;
+  /** The version of that session (`''`: none set, or kept by a release before versions were stored with it). */
+  readonly version?: string;
   /** The state's bytes, by the function's codec. */
   readonly state: Buffer;
   /** Why its header could not be read (a corrupt value): nothing to start from. */

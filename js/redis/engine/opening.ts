@@ -2,7 +2,7 @@
 // starts from (its checkpoint, migrated or not, its key's kept state, or none), as functions of the stored records
 // and the release the worker runs. `planOpening` is pure; `openingState` runs the codec and `migrate` over the
 // plan and returns what came of them. `PartitionRun` carries the result out (counters, timers, permits, commits).
-import { decodeError, migrateError } from '../../errors';
+import { CheckpointTooLargeError, decodeError, keyStateVersionError, migrateError } from '../../errors';
 import type { Codec } from '../common/codec';
 import type { OutputMark, SessionOpening, Snapshot } from '../common/transport';
 import type { SessionLimits } from '../rules/session-rules';
@@ -45,6 +45,8 @@ export function openingRelease(
 export interface KeptInput {
   readonly state: Buffer | string;
   readonly unreadable?: unknown;
+  /** The version of the session whose end kept it (`''` or absent: none set). */
+  readonly version?: string;
 }
 
 /** What a session's opening is decided from: the stored records of its key, and the worker's release. */
@@ -85,6 +87,13 @@ export interface OpeningPlan {
    */
   readonly writtenBefore: Required<OutputMark> | null;
   /**
+   * How it starts from its key's kept state, if it has one (null: none): as it is, converted by `migrate` (kept by
+   * a version the release does not run), or not at all (`'refused'`: kept by a version the release neither runs nor
+   * adopts: a newer one, after a rollback or beside a release that does not carry the old). A session an earlier owner
+   * wrote for starts as its stored opening says.
+   */
+  readonly keyState: 'as-is' | 'migrate' | 'refused' | null;
+  /**
    * Its stored version is one the release neither runs nor adopts: the lease script refuses such a worker the
    * partition, so this one has lost it (a stale owner reading what its successor wrote). Nothing opens.
    */
@@ -101,6 +110,16 @@ export function planOpening(i: OpeningInputs): OpeningPlan {
   const sid = i.snapshot?.sid ?? i.sid;
   const stored = i.openings.get(sid);
   const from = i.snapshot !== undefined ? 'checkpoint' : i.kept !== null ? 'key' : 'none';
+  // Adopted now (`migrate`): a session replayed from its first event started from its key's state, which is converted
+  // as a new session's would be, unless it started without it.
+  const adopted = stored !== undefined && !i.release.runsVersion(stored.version) && i.release.migrates;
+  const keyState =
+    from !== 'key'
+      ? null
+      : stored === undefined || (adopted && stored.keyState !== 'refused')
+        ? keptUse(i)
+        : storedKeyState(stored, i.release);
+  const recorded = keyState === 'migrate' ? 'migrated' : keyState === 'refused' ? 'refused' : undefined;
   const plan = (opening: SessionOpening, write: boolean, migrateFrom: string | null, foreign = false): OpeningPlan => ({
     sid,
     opening,
@@ -110,12 +129,32 @@ export function planOpening(i: OpeningInputs): OpeningPlan {
     migrateFrom,
     foreign,
     writtenBefore: opening.replaces === undefined ? null : writtenPast(i),
+    keyState,
   });
-  if (stored === undefined) return plan({ sid, version: i.release.version, limits: i.release.limits }, true, null);
+  const withKeyState = (o: SessionOpening): SessionOpening => (recorded === undefined ? o : { ...o, keyState: recorded });
+  if (stored === undefined) return plan(withKeyState({ sid, version: i.release.version, limits: i.release.limits }), true, null);
   if (i.release.runsVersion(stored.version)) return plan(stored, false, null);
   if (!i.release.migrates) return plan(stored, false, null, true);
-  const opening = { sid, version: i.release.version, limits: stored.limits, replaces: stored.version };
+  const opening = withKeyState({ sid, version: i.release.version, limits: stored.limits, replaces: stored.version });
   return plan(opening, true, from === 'checkpoint' ? stored.version : null);
+}
+
+/** How a new session starts from its key's kept state: as it is if the release runs the version that kept it. */
+function keptUse(i: OpeningInputs): 'as-is' | 'migrate' | 'refused' {
+  const version = i.kept?.version ?? '';
+  if (version === '' || i.release.runsVersion(version)) return 'as-is';
+  return i.release.migrates ? 'migrate' : 'refused';
+}
+
+/**
+ * How a session an earlier owner wrote for started from its key's state, as its stored opening says. One converted by
+ * `migrate` has that state as its first checkpoint, unless a wake-up stored its opening before: converted again only
+ * by a release of its version (another's `migrate` makes another shape), else started without.
+ */
+function storedKeyState(stored: SessionOpening, release: OpeningRelease): 'as-is' | 'migrate' | 'refused' {
+  if (stored.keyState === 'refused') return 'refused';
+  if (stored.keyState !== 'migrated') return 'as-is';
+  return release.migrates && release.version === stored.version ? 'migrate' : 'refused';
 }
 
 /** The outputs written past where a session starts from (its checkpoint's seq, else 0), when their place is known. */
@@ -131,6 +170,8 @@ export interface OpeningState {
   readonly restored: unknown;
   /** What its end keeps for its key (`keyState`) unless it checkpoints: the state it starts from, encoded. */
   readonly keep: Buffer | string | undefined;
+  /** The version whose shape `keep` has: the one that kept it (a key's state taken as it is), else the session's. */
+  readonly keepVersion: string;
   /** Why the session cannot start as planned (its checkpoint unreadable, `migrate` failed): it fails at once. */
   readonly broken: unknown;
   /** The key's kept state could not be decoded: the session starts without it (reported, not its failure). */
@@ -138,8 +179,9 @@ export interface OpeningState {
   /** It starts from its key's kept state. */
   readonly fromKey: boolean;
   /**
-   * Adopted from its checkpoint by `migrate`: the converted state, encoded, which is committed as its checkpoint with
-   * the commit that writes its migrated opening (a later owner must never see the new version over the old state).
+   * Adopted from its checkpoint by `migrate`, or its key's state converted by it: the converted state, encoded, which
+   * is committed as its checkpoint with the commit that writes its opening (a later owner must never see the new
+   * version over the old state, nor convert it again with another release's `migrate`).
    */
   readonly migrated: Buffer | string | undefined;
 }
@@ -157,6 +199,7 @@ export function openingState(
   codec: Codec<unknown>,
   migrate: ((state: unknown, fromVersion: string) => unknown) | null,
   skipTimer: (key: string | undefined) => boolean,
+  maxBytes = Infinity,
 ): OpeningState {
   const snapshot = i.snapshot;
   let restored: unknown;
@@ -164,6 +207,7 @@ export function openingState(
   let keep: Buffer | string | undefined;
   let keptUnreadable: unknown;
   let fromKey = false;
+  let keyMigrated: Buffer | string | undefined;
   if (snapshot !== undefined) {
     try {
       if (snapshot.unreadable !== undefined) throw snapshot.unreadable as Error;
@@ -174,20 +218,40 @@ export function openingState(
     } catch (error) {
       broken = decodeError(`The codec could not decode the checkpoint of session ${JSON.stringify(plan.sid)}`, error);
     }
+  } else if (i.kept !== null && plan.keyState === 'refused') {
+    const version = i.kept.version ?? '';
+    keptUnreadable = keyStateVersionError(
+      `The state kept for key ${JSON.stringify(i.key)} was kept by version ${JSON.stringify(version)}, which this worker neither runs nor adopts (migrate): session ${JSON.stringify(plan.sid)} starts without it`,
+    );
   } else if (i.kept !== null) {
     try {
       if (i.kept.unreadable !== undefined) throw i.kept.unreadable as Error;
       restored = decodeAs(codec, i.kept.state);
-      keep = i.kept.state;
+      if (plan.keyState === 'migrate') {
+        const from = i.kept.version ?? '';
+        const adopt = `migrate() could not convert the state kept for key ${JSON.stringify(i.key)} by version ${JSON.stringify(from)}`;
+        const converted = convert(migrate as NonNullable<typeof migrate>, restored, from, adopt);
+        if ('error' in converted) throw converted.error;
+        keep = withinLimit(codec.encode(converted.state), plan.sid, maxBytes);
+        restored = decodeAs(codec, keep);
+        keyMigrated = keep;
+      } else keep = i.kept.state;
       fromKey = true;
     } catch (error) {
-      keptUnreadable = decodeError(
-        `The codec could not decode the state kept for key ${JSON.stringify(i.key)}: session ${JSON.stringify(plan.sid)} starts without it`,
-        error,
-      );
+      restored = undefined;
+      keep = undefined;
+      keyMigrated = undefined;
+      const code = (error as { code?: unknown })?.code;
+      keptUnreadable =
+        code === 'ERR_VELO_MIGRATE' || code === 'ERR_VELO_CHECKPOINT_TOO_LARGE'
+          ? error
+          : decodeError(
+              `The codec could not decode the state kept for key ${JSON.stringify(i.key)}: session ${JSON.stringify(plan.sid)} starts without it`,
+              error,
+            );
     }
   }
-  let migrated: Buffer | string | undefined;
+  let migrated = keyMigrated;
   if (plan.migrateFrom !== null && broken === undefined) {
     const from = plan.migrateFrom;
     const adopt = `migrate() could not adopt session ${JSON.stringify(plan.sid)} from version ${JSON.stringify(from)}`;
@@ -196,17 +260,29 @@ export function openingState(
     else {
       try {
         // The handler starts from what a later owner would decode: the state through the codec.
-        migrated = codec.encode(converted.state);
+        migrated = withinLimit(codec.encode(converted.state), plan.sid, maxBytes);
         restored = decodeAs(codec, migrated);
         keep = migrated;
       } catch (error) {
-        broken = migrateError(`${adopt}: the codec could not carry the state it returned`, error);
+        broken =
+          error instanceof CheckpointTooLargeError
+            ? error
+            : migrateError(`${adopt}: the codec could not carry the state it returned`, error);
         migrated = undefined;
         restored = undefined;
       }
     }
   }
-  return { restored, keep, broken, keptUnreadable, fromKey, migrated };
+  // A key's state taken as it is keeps the shape of the version that kept it.
+  const keepVersion = fromKey && plan.keyState === 'as-is' ? (i.kept?.version ?? '') : plan.opening.version;
+  return { restored, keep, keepVersion, broken, keptUnreadable, fromKey, migrated };
+}
+
+/** A state `migrate` returned, encoded, if it fits `maxCheckpointBytes` (it is committed as a checkpoint). */
+function withinLimit(bytes: Buffer | string, sid: string, limit: number): Buffer | string {
+  const size = typeof bytes === 'string' ? Buffer.byteLength(bytes) : bytes.length;
+  if (size > limit) throw new CheckpointTooLargeError(sid, size, limit);
+  return bytes;
 }
 
 /** `migrate(state, from)`, synchronous and readable, or why not. */
@@ -237,6 +313,11 @@ function convert(
     };
   }
   return { state: result };
+}
+
+/** The commit item of a session whose key's state `migrate` converted: a checkpoint before its first input. */
+export function startCheckpoint(sid: string, key: string, state: Buffer | string): { acks: string[]; checkpoint: Snapshot } {
+  return { acks: [], checkpoint: { sid, key, seq: 0, lastTime: 0, events: 0, state } };
 }
 
 /** The commit item of a session adopted by `migrate`: its checkpoint as it was, with the converted state. */

@@ -25,6 +25,12 @@ export interface WritesHost {
   live(s: Session<never, unknown>): boolean;
   /** The sessions' openings not written yet: a wake-up writes its session's. */
   readonly openings: Openings;
+  /**
+   * `keyState`: an earlier session of the key has ended, its end (and the state it keeps) not committed yet. Until it
+   * is, the session writes nothing: a later owner would replay that one anew (on its own version, keeping another
+   * state) under this one, whose opening a wake-up would have stored.
+   */
+  endingBefore(s: Session<never, unknown>): boolean;
 }
 
 export class OwnerWrites {
@@ -127,6 +133,7 @@ export class OwnerWrites {
   #fire(s: Session<never, unknown>, timer: Timer): void {
     s.wakeTimeouts.delete(timer.id);
     if (this.#host.flags.dropped || s.forwardDone || !s.rule.timers.includes(timer)) return;
+    if (this.#host.endingBefore(s)) return this.armTimer(s, timer, RETRY_MS);
     // (A migrated session's opening replaces the one kept: only a commit does that.)
     const pending = this.#host.openings.pending(s.sid);
     const opening = pending?.replaces === undefined ? pending : undefined;

@@ -88,6 +88,17 @@ export interface PartitionHost<I, O> extends PartitionSettings<I, O> {
    * time in promise jobs alone.
    */
   step?(): void;
+  /**
+   * A session opened on `version`, `fresh`: with nothing stored for it (its opening decided anew, by this worker's
+   * release); `keyState`: how it starts from its key's kept state (of `kept` version), if it has one. The worker has
+   * none; the simulator records them.
+   */
+  opened?(
+    sid: string,
+    version: string,
+    fresh: boolean,
+    keyState: { readonly use: 'as-is' | 'migrate' | 'refused'; readonly kept: string } | null,
+  ): void;
 }
 
 /** The worker's counters (`RedisWorkerStats` reads them). */

@@ -7,16 +7,16 @@ import { DEBOUNCE_TIMER_KEY } from './debounce-input';
 import { drainOutputs } from '../../core/drive';
 import { kFinished, kOpen, kTaken, kTakenEnd, type StreamKind } from '../../core/protocol';
 import { sleepOn } from '../common/clock';
-import { type Codec, encodeChecked } from '../common/codec';
 import { FencedError, decodeError } from '../../errors';
 import { idTime } from '../common/log-ids';
-import { type CheckpointCall, Session, checkpointOf, serializeError, sessionEnd } from './session';
+import { Session, sessionEnd } from './session';
+import { SessionWrites } from './session-writes';
 import { wouldTake } from '../rules/session-rules';
-import { placedBy } from './output-places';
 import {
   type OpeningInputs,
   type OpeningRelease,
   migratedCheckpoint,
+  startCheckpoint,
   openingRelease,
   openingState,
   planOpening,
@@ -50,6 +50,8 @@ export class PartitionRun<I, O> {
   readonly #entries: HeldEntries;
   /** Wake-ups, age markers and ticks this owner writes. */
   readonly #writes: OwnerWrites;
+  /** What its sessions write (outputs, failures, checkpoints), queued on the outbox. */
+  readonly #writing: SessionWrites<I, O>;
   /** What each session's handler gets next, as the session rule decides. */
   readonly #inputs: SessionInputs<I, O>;
   /** Its state that its parts read (`RunFlags`): it alone writes it. */
@@ -119,6 +121,7 @@ export class PartitionRun<I, O> {
       },
       this.#openingLedger,
     );
+    this.#writing = new SessionWrites(worker, this.flags, this.#outbox);
     this.#writes = new OwnerWrites({
       worker: worker as PartitionHost<unknown, unknown>,
       lease,
@@ -126,6 +129,10 @@ export class PartitionRun<I, O> {
       failed: (error) => this.#failed(error),
       live: (s) => this.sessions.get(s.key) === s,
       openings: this.#openingLedger,
+      endingBefore: (s) => {
+        const ending = this.#ending.get(s.key);
+        return ending !== undefined && ending.sid !== s.sid;
+      },
     });
     this.#entries = new HeldEntries({
       worker,
@@ -246,7 +253,7 @@ export class PartitionRun<I, O> {
         const placed = [...openings.values()]
           .filter((o) => !checkpointed.has(o.sid) && (o.replaces !== undefined || !this.#release.runsVersion(o.version)))
           .map((o) => o.sid);
-        this.#marks = placed.length === 0 ? new Map() : await this.worker.log.marks(this.lease, placed);
+        this.#marks = placed.length === 0 ? new Map<string, OutputMark>() : await this.worker.log.marks(this.lease, placed);
         this.#openings = openings;
         for (const snapshot of snapshots) this.#snapshots.set(snapshot.key, snapshot);
         break;
@@ -278,19 +285,30 @@ export class PartitionRun<I, O> {
    * renewals run between them.
    */
   #restoreWaiting(): void {
-    const clock = this.worker.clock;
-    const started = clock.now();
     for (const [key, snapshot] of [...this.#snapshots]) {
       if (this.flags.stopping || this.sessions.has(key) || this.finishing.has(key)) continue;
       const grant = this.#starts.admit(key, snapshot.sid, undefined);
       if (grant === Delivery.NoSlot) return;
       if (grant === Delivery.Waits) continue;
       if (this.#open(key, '', grant as Grant | null) === undefined) return;
-      if (clock.now() - started >= Math.min(RESTORE_SLICE_MS, this.worker.ttl / 8)) {
+      if (this.#sliceDone()) {
         this.#restoreLater();
         return;
       }
     }
+  }
+
+  /** Time spent opening sessions (their states through the codec and `migrate`) since the last yield, ms. */
+  #opening = 0;
+
+  /**
+   * Whether the openings since the last yield took a slice of the event loop (an eighth of the lease, 50 ms at most):
+   * the caller yields a turn before the next, so that the lease's renewals run in between (a slow `migrate`).
+   */
+  #sliceDone(): boolean {
+    if (this.#opening < Math.min(OPENING_SLICE_MS, this.worker.ttl / 8)) return false;
+    this.#opening = 0;
+    return true;
   }
 
   /** The rest of a restore cut short (`#restoreWaiting`), at the next turn; null when none waits. */
@@ -451,8 +469,10 @@ export class PartitionRun<I, O> {
     }
     const s = this.#open(key, sid, grant as Grant | null, ending ?? kept ?? null);
     if (s === undefined) return Delivery.NoSlot;
-    if (restoring) return this.#deliver(entry);
-    return this.#send(s, entry);
+    const delivered = restoring ? this.#deliver(entry) : this.#send(s, entry);
+    // Openings that took a slice of the event loop (a slow `migrate`): the next delivery waits a turn.
+    if (!this.#sliceDone()) return delivered;
+    return Promise.resolve(delivered).then((d) => sleepOn(this.worker.clock, 0).then(() => d));
   }
 
   /** `keyState`: the key's state as the log has it (null: none), read until it answers; undefined once the partition stops. */
@@ -512,7 +532,7 @@ export class PartitionRun<I, O> {
     key: string,
     sid: string,
     grant: Grant | null = null,
-    kept: { readonly state: Buffer | string; readonly unreadable?: unknown } | null = null,
+    kept: { readonly state: Buffer | string; readonly unreadable?: unknown; readonly version?: string } | null = null,
   ): Session<I, O> | undefined {
     const w = this.worker;
     // This worker's own sessions fill the function's slots: no open to try (and no StreamLimitError to build, a
@@ -534,13 +554,16 @@ export class PartitionRun<I, O> {
       );
       return undefined;
     }
-    const { restored, keep, broken, keptUnreadable, fromKey, migrated } = openingState(
+    const started = w.clock.now();
+    const { restored, keep, keepVersion, broken, keptUnreadable, fromKey, migrated } = openingState(
       plan,
       inputs,
       w.codec,
       w.migrate,
       (timerKey) => timerKey === DEBOUNCE_TIMER_KEY,
+      w.maxCheckpointBytes,
     );
+    this.#opening += w.clock.now() - started;
     sid = plan.sid;
     const { opening, stored } = plan;
     if (keptUnreadable !== undefined) w.report(keptUnreadable);
@@ -565,13 +588,22 @@ export class PartitionRun<I, O> {
       throw error;
     }
     const s = new Session<I, O>(key, sid, stream, rule, opening);
+    w.opened?.(
+      sid,
+      opening.version,
+      stored === undefined,
+      plan.keyState === null ? null : { use: plan.keyState, kept: kept?.version ?? '' },
+    );
     s.keep = keep;
+    s.keepVersion = keepVersion;
     s.writtenBefore = plan.writtenBefore;
     if (fromKey) w.counters.keyStateStarts++;
     if (opening.replaces !== undefined && broken === undefined) w.counters.migrated++;
-    // Adopted from its checkpoint: the converted state is its checkpoint from now on, committed with its migrated
-    // opening (in one commit, ahead of its outputs), so no later owner runs this version on the old state.
-    if (migrated !== undefined && snapshot !== undefined) this.#outbox.queue(migratedCheckpoint(snapshot, migrated));
+    // Adopted from its checkpoint, or its key's state converted: the converted state is its checkpoint from now on,
+    // committed with its opening (in one commit, ahead of its outputs), so no later owner runs this version on the old
+    // state, or converts it again.
+    if (migrated !== undefined)
+      this.#outbox.queue(snapshot !== undefined ? migratedCheckpoint(snapshot, migrated) : startCheckpoint(sid, key, migrated));
     if (grant !== null) {
       // Its `limiter.session` permits: held until it ends (`#forward`).
       this.#starts.opened(key);
@@ -595,11 +627,12 @@ export class PartitionRun<I, O> {
     this.#inputs.opened(s, !checkpoints.attached || checkpoints.waits > 0);
     checkpoints.onWaiting = () => this.#inputs.waits(s);
     checkpoints.onNext = () => this.#inputs.ask(s);
-    checkpoints.onCall = () => this.#checkpointsDue(s);
+    checkpoints.onCall = () => this.#writing.checkpointsDue(s);
     if (snapshot !== undefined) {
       this.#snapshots.delete(key);
       w.counters.restored++;
-      s.restored = true;
+      // (A checkpoint before its first input, its key's state converted, stands for the start: it keeps its first.)
+      s.restored = snapshot.events > 0;
       s.seq = snapshot.seq;
     }
     if (!this.flags.replayDone) w.counters.replayedSessions++;
@@ -610,7 +643,7 @@ export class PartitionRun<I, O> {
     if (this.flags.replayDone) this.#writes.armAge(s);
     // Calls its handler made before the session existed (it runs up to its first await at the open), and the
     // timers it was restored with.
-    this.#checkpointsDue(s);
+    this.#writing.checkpointsDue(s);
     checkpoints.onTimer = (timer) => this.#writes.armTimer(s, timer);
     checkpoints.onDrop = (timer) => this.#writes.clearTimer(s, timer.id);
     for (const timer of rule.timers) this.#writes.armTimer(s, timer);
@@ -620,33 +653,9 @@ export class PartitionRun<I, O> {
       s.seq = Math.max(s.seq, snapshot?.written ?? 0);
       s.writtenBefore = null;
       w.report(broken);
-      this.#fail(s, broken);
+      this.#writing.fail(s, broken);
     }
     return s;
-  }
-
-  /**
-   * Queues the session's checkpoint calls whose outputs (those yielded before each) are all queued: a
-   * checkpoint goes in the commit of those outputs, with the acks of the entries of the events taken before it.
-   * One that could not be encoded fails the session there, as an output that cannot be encoded does.
-   */
-  #checkpointsDue(s: Session<I, O>): void {
-    const calls = s.checkpoints?.calls;
-    if (calls === undefined) return;
-    while (calls.length > 0 && calls[0].yielded <= s.yieldsQueued) {
-      const call = calls.shift() as CheckpointCall;
-      if (this.flags.dropped || s.failed) continue;
-      if (call.error !== undefined) this.#fail(s, call.error);
-      else if (s.writtenBefore !== null) {
-        // Not committed while its outputs are another owner's: a later owner would start from it with that
-        // owner's places counted from an older checkpoint.
-        s.keep = call.state;
-      } else {
-        this.#outbox.queue(checkpointOf(s, call));
-        s.checkpoints?.places.checkpointed(call.inputs, call.yielded);
-        s.keep = call.state;
-      }
-    }
   }
 
   async #forward(s: Session<I, O>): Promise<void> {
@@ -657,17 +666,17 @@ export class PartitionRun<I, O> {
     try {
       await drainOutputs(s.stream, (batch) => {
         for (const value of batch) {
-          this.#output(s, value);
+          this.#writing.output(s, value);
           s.yieldsQueued++;
           if (s.checkpoints?.attached === true) s.checkpoints.forwarded(s.yieldsQueued);
-          if (s.checkpoints !== null && s.checkpoints.calls.length > 0) this.#checkpointsDue(s);
+          if (s.checkpoints !== null && s.checkpoints.calls.length > 0) this.#writing.checkpointsDue(s);
         }
         // The handler ran: it may have taken events.
         if (this.#budget.waiting) this.#budget.freed();
         return this.#outbox.waitRoom();
       });
     } catch (error) {
-      this.#fail(s, error);
+      this.#writing.fail(s, error);
     }
     s.forwardDone = true;
     await finished;
@@ -705,16 +714,7 @@ export class PartitionRun<I, O> {
     // The worker's end (a cap, an input it could not decode) is the session's last output if its handler read to it.
     if (s.stop !== undefined && s.stream[kTakenEnd]() && !s.failed) {
       if (s.stop.kind === 'cap') this.worker.counters.capped++;
-      passWrittenBefore(s);
-      this.#outbox.queue({
-        output: {
-          sid: s.sid,
-          seq: ++s.seq,
-          key: s.key,
-          error: serializeError(s.stop.error, this.worker.maxEventBytes),
-          traceparent: s.scope?.traceparent,
-        },
-      });
+      this.#writing.end(s, s.stop.error);
     }
     let acks = s.ids;
     if (moved.length > 0) {
@@ -734,52 +734,13 @@ export class PartitionRun<I, O> {
     let keep = s.keep;
     const step = s.checkpoints?.stepState ?? null;
     if (!s.failed && step !== null) keep = step;
-    const kept = keep === undefined || this.worker.keyState === null ? undefined : { key: s.key, sid: s.sid, state: keep };
+    const kept =
+      keep === undefined || this.worker.keyState === null
+        ? undefined
+        : { key: s.key, sid: s.sid, state: keep, version: keep === s.keep ? s.keepVersion : s.opening.version };
     if (kept !== undefined) this.#ending.set(s.key, kept);
     this.#outbox.queue({ acks, ended: s.sid, lastSeq: s.seq, endedAt: sessionEnd(s, acks), keep: kept });
     if (moved.length > 0) this.#entries.drainHeld().catch((error: unknown) => this.worker.report(error));
-  }
-
-  /** Queues the session's next output (or, if the codec refuses it, its failure). */
-  #output(s: Session<I, O>, value: O): void {
-    // (A step of a simulated run, which may stop the process past its bound: `PartitionHost.step`.)
-    this.worker.step?.();
-    if (this.flags.dropped || s.failed) return;
-    const w = this.worker;
-    const at = s.checkpoints?.attached === true ? s.checkpoints.places.place(s.yieldsQueued + 1) : undefined;
-    if (s.writtenBefore !== null) {
-      // An earlier owner wrote the output at this place (a migrated session's old version): it stands.
-      if (at !== undefined && placedBy(at, s.writtenBefore.at)) return;
-      passWrittenBefore(s);
-    }
-    let payload: Buffer | string;
-    try {
-      payload = encodeChecked(w.codec as Codec<O>, value, w.maxEventBytes, `output of session ${JSON.stringify(s.sid)}`);
-    } catch (encodeError) {
-      // It fails at this output's yield: what its handler took after it goes to the key's next session.
-      if (s.checkpoints?.attached === true) s.takenPast = s.checkpoints.failAt(s.yieldsQueued + 1);
-      this.#fail(s, encodeError);
-      return;
-    }
-    this.#outbox.queue({ output: { sid: s.sid, seq: ++s.seq, key: s.key, payload, at, traceparent: s.scope?.traceparent } });
-  }
-
-  /** Queues the session's failure (whatever was thrown, `undefined` included), after which it makes no more. */
-  #fail(s: Session<I, O>, error: unknown): void {
-    if (this.flags.dropped || s.failed) return;
-    const w = this.worker;
-    passWrittenBefore(s);
-    this.#outbox.queue({
-      output: {
-        sid: s.sid,
-        seq: ++s.seq,
-        key: s.key,
-        error: serializeError(error, w.maxEventBytes),
-        traceparent: s.scope?.traceparent,
-      },
-    });
-    s.failed = true;
-    void s.stream.cancel(error);
   }
 
   /**
@@ -837,12 +798,5 @@ export class PartitionRun<I, O> {
   }
 }
 
-/** The most a run of restores holds the event loop before the rest go on at the next turn, ms (an eighth of the lease at most). */
-const RESTORE_SLICE_MS = 50;
-
-/** A migrated session's outputs go on past those an earlier owner wrote: its next seq follows theirs. */
-function passWrittenBefore<I, O>(s: Session<I, O>): void {
-  if (s.writtenBefore === null) return;
-  s.seq = Math.max(s.seq, s.writtenBefore.written);
-  s.writtenBefore = null;
-}
+/** The most openings hold the event loop before the next waits a turn, ms (an eighth of the lease at most). */
+const OPENING_SLICE_MS = 50;

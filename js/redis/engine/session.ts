@@ -326,6 +326,8 @@ export class Session<I, O> {
    * from (its snapshot's, or the key's); undefined: none.
    */
   keep: Buffer | string | undefined = undefined;
+  /** The version whose shape `keep` has (a key's state taken as it is keeps the version that kept it). */
+  keepVersion = '';
   /** Its checkpoint calls, and the state it was restored from. */
   checkpoints: Checkpoints | null = null;
   /** Outputs of its handler handed to `#output` so far: a checkpoint call waits for those yielded before it. */

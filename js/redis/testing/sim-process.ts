@@ -60,6 +60,8 @@ export interface SimHost<I, O> {
   note(line: string): void;
   took(worker: SimProcess<I, O>, lease: Lease): void;
   progress(by: SimProcess<I, O>): void;
+  /** A process of release `release` opened session `sid` on `version`, `fresh` (nothing stored for it). */
+  opened(sid: string, version: string, release: number, fresh: boolean, keyState: SimKeyState | null): void;
 }
 
 /** What a process runs: its release's version, handler, older handlers and `migrate` (`versioned` false: no releases). */
@@ -78,6 +80,12 @@ class ProcessTimer implements ClockTimer {
   unref(): ClockTimer {
     return this;
   }
+}
+
+/** How a session started from its key's kept state (of version `kept`): as it is, converted, or without it. */
+export interface SimKeyState {
+  readonly use: 'as-is' | 'migrate' | 'refused';
+  readonly kept: string;
 }
 
 /** One process's time over the shared clock: `kill()` drops every callback for good, `pause(until)` holds them till then. */
@@ -433,6 +441,10 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
    */
   step(): void {
     if (!this.dead) this.sim.progress(this);
+  }
+
+  opened(sid: string, version: string, fresh: boolean, keyState: SimKeyState | null): void {
+    this.sim.opened(sid, version, this.release, fresh, keyState);
   }
 
   notifySessionEnded(): void {

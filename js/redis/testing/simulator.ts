@@ -21,7 +21,15 @@ import type { Lease } from '../common/transport';
 import { VirtualClock } from './virtual-clock';
 import { SimLimiter } from './sim-limiter';
 import { drainedIn, versionStatus } from '../rules/versions';
-import { ProcessClock, type ProcessRelease, type SimHost, type SimLimits, SimProcess, balancePeriod } from './sim-process';
+import {
+  ProcessClock,
+  type ProcessRelease,
+  type SimHost,
+  type SimKeyState,
+  type SimLimits,
+  SimProcess,
+  balancePeriod,
+} from './sim-process';
 
 /** An event the simulated producer appends at `at` (virtual ms) to its key's partition. */
 export interface SimEvent<I> {
@@ -167,6 +175,13 @@ export interface SimPermits {
   readonly fail?: number;
 }
 
+/** A session's opening as the simulation saw it decided (`SimResult.sessions`). */
+export interface SimOpening {
+  readonly version: string;
+  readonly release: number;
+  readonly keyState: SimKeyState | null;
+}
+
 export interface SimResult<O> {
   /** Every output written, per partition in the order written. */
   readonly outputs: OutputItem<O>[];
@@ -174,6 +189,12 @@ export interface SimResult<O> {
   readonly ids: string[];
   /** Errors the processes reported (as `onError` gets them). */
   readonly errors: unknown[];
+  /**
+   * Each session's opening as decided last (a session opened with nothing stored for it: its version, the release of
+   * the process that opened it, and how it started from its key's state; a later owner that found its opening stored
+   * followed it).
+   */
+  readonly sessions: ReadonlyMap<string, SimOpening>;
   /** Broken invariants: a buffer over its bound, a run that never settled. */
   readonly violations: string[];
   /** How the run stopped: settled, or not by `settleWithin` (`deadline`), within `simBounds` (`steps`), or stuck (`idle`). */
@@ -259,6 +280,13 @@ export class Simulation<I, O> implements SimHost<I, O> {
   readonly limits: SimLimits;
   readonly codec: Codec<unknown>;
   readonly errors: unknown[] = [];
+  /** Each session's opening as decided last (`SimResult.sessions`). */
+  readonly sessions = new Map<string, SimOpening>();
+
+  /** A process of release `release` opened session `sid` on `version`, `fresh`: decided anew (kept), else followed. */
+  opened(sid: string, version: string, release: number, fresh: boolean, keyState: SimKeyState | null): void {
+    if (fresh || !this.sessions.has(sid)) this.sessions.set(sid, { version, release, keyState });
+  }
   readonly violations: string[] = [];
   readonly processes: SimProcess<I, O>[] = [];
   readonly random: Prng;
@@ -772,6 +800,7 @@ export async function simulate<I, O>(options: SimOptions<I, O>): Promise<SimResu
     },
     ids,
     errors: sim.errors,
+    sessions: sim.sessions,
     violations: sim.violations,
     outcome,
     exhausted: sim.exhausted,
