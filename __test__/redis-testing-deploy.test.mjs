@@ -195,6 +195,10 @@ test('deploy() and stop() refuse what they cannot run, with stable codes', async
   assert.throws(() => tw.deploy({}, { version: 'v2' }), { code: 'ERR_INVALID_ARG_TYPE' });
   assert.throws(() => tw.deploy(v2(1), { version: 'v2' }, 0), { code: 'ERR_OUT_OF_RANGE' });
   assert.throws(() => tw.stop('v9'), { code: 'ERR_INVALID_ARG_VALUE' });
+  assert.throws(() => tw.deploy(v2(1), { version: 'v2', migrat: (s) => s }), {
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: /unknown release option "migrat"/,
+  });
   // An async migrate can only return promises: refused when the release is given, as redisWorker() refuses it.
   assert.throws(() => tw.deploy(v2(1), { version: 'v2', migrate: async (state) => state }), {
     code: 'ERR_INVALID_ARG_TYPE',

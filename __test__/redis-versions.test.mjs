@@ -286,7 +286,7 @@ test('version options: bad values are refused with coded errors', () => {
       (e) => e.code === code && (message === undefined || message.test(e.message)),
     );
   refused({ version: 1 }, 'ERR_INVALID_ARG_TYPE', /options\.version must be a string/);
-  refused({ version: '' }, 'ERR_INVALID_ARG_VALUE', /1-64 letters/);
+  refused({ version: '' }, 'ERR_INVALID_ARG_VALUE', /^(?!.*__proto__).*1-64 letters/);
   refused({ version: 'v 1' }, 'ERR_INVALID_ARG_VALUE');
   refused({ version: 'x'.repeat(65) }, 'ERR_INVALID_ARG_VALUE');
   refused({ version: '__proto__' }, 'ERR_INVALID_ARG_VALUE', /not "__proto__"/);
@@ -327,6 +327,11 @@ test('redisVersions: status() before any worker; drained() refuses bad arguments
   });
   await versions.drained('never', { ifUnknown: 'resolve' });
   await assert.rejects(versions.drained('v1', { ifUnknown: 'yes' }), (e) => e.code === 'ERR_INVALID_ARG_VALUE');
+  // An option it does not know (a typo of ifUnknown would otherwise reject for the version instead) is refused.
+  await assert.rejects(versions.drained('v1', { ifUnkown: 'resolve' }), {
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: /unknown option "ifUnkown". Known options: signal, interval, ifUnknown/,
+  });
   await assert.rejects(versions.drained(''), (e) => e.code === 'ERR_INVALID_ARG_VALUE');
   await assert.rejects(versions.drained(7), (e) => e.code === 'ERR_INVALID_ARG_TYPE');
   await assert.rejects(versions.drained('v1', { interval: 0 }), (e) => e.code === 'ERR_OUT_OF_RANGE');

@@ -14,6 +14,9 @@ export interface RedisVersionsOptions extends RedisOptions<unknown> {
   name: string;
 }
 
+/** The options `drained()` knows. */
+const DRAINED_OPTIONS = ['signal', 'interval', 'ifUnknown'];
+
 /** Options of `drained()`. */
 export interface DrainedOptions {
   /** Stops waiting: the promise rejects with the signal's reason. */
@@ -96,6 +99,9 @@ class Versions implements RedisVersions {
     try {
       if (options === null || typeof options !== 'object')
         throw invalidType(`drained(): options must be an object, not ${describe(options)}`);
+      for (const key of Object.keys(options))
+        if (!DRAINED_OPTIONS.includes(key))
+          throw invalidValue(`drained(): unknown option ${JSON.stringify(key)}. Known options: ${DRAINED_OPTIONS.join(', ')}`);
       ({ signal, interval = 1000, ifUnknown = 'reject' } = options);
     } catch (error) {
       if ((error as { code?: unknown }).code !== undefined) throw error;

@@ -26,10 +26,9 @@ export interface WorkerVersions<I, O> {
 /** A version name, checked (`where` names it in the error). */
 export function checkVersionName(where: string, value: unknown): string {
   if (typeof value !== 'string') throw invalidType(`${where} must be a string, not ${describe(value)}`);
-  if (!VERSION_NAME.test(value) || value === '__proto__')
-    throw invalidValue(
-      `${where} must be 1-64 letters, digits, '.', '_' or '-', and not "__proto__". Received ${describe(value)}`,
-    );
+  if (value === '__proto__') throw invalidValue(`${where} must be a name, not "__proto__"`);
+  if (!VERSION_NAME.test(value))
+    throw invalidValue(`${where} must be 1-64 letters, digits, '.', '_' or '-'. Received ${describe(value)}`);
   return value;
 }
 

@@ -402,6 +402,9 @@ class InMemoryWorker<I, O> implements TestWorker<I, O> {
     integerArgument('deploy()', 'workers', workers, 1, 16);
     if (release === null || typeof release !== 'object')
       throw invalidType(`deploy(): the release must be an object { version, versions?, migrate? }, not ${describe(release)}`);
+    for (const key of Object.keys(release))
+      if (key !== 'version' && key !== 'versions' && key !== 'migrate')
+        throw invalidValue(`deploy(): unknown release option ${JSON.stringify(key)}. Known: version, versions, migrate`);
     const r = this.#release('deploy()', fn, release.version, release.versions, release.migrate);
     const index = this.#sim.addRelease(r);
     this.#sim.deploy({ at: this.now(), release: index, workers });
