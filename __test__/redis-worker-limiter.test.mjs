@@ -246,6 +246,86 @@ test('a key waiting for its permit holds back no other key of its partition (no 
   assert.equal(perTenant.stats().inUse, 0);
 });
 
+test("a tenant with more keys waiting than the worker's maxWaiting keeps no other tenant's key from its free permits", async () => {
+  // One partition, two session slots, one session per tenant at a time, two keys of the worker may wait. hot:0 holds
+  // the hot tenant's permit for its idle time and brief:0 the other slot; the keys behind them are held, short of a
+  // slot. brief:0 ends at once: of the held keys, hot:1 and hot:2 wait for their permit, hot:3 to hot:5 find no place
+  // to wait, and cold:x finds its permit free: it must start while hot:0 runs, not once the hot keys are through.
+  const name = fresh('maxwaiting');
+  const perTenant = limiter({ concurrency: 1, key: (s) => s.key.slice(0, s.key.indexOf(':')) });
+  const running = new Set();
+  const seen = new Map();
+  const fn = streamFn(
+    async function* observed(events) {
+      let key;
+      try {
+        for await (const e of events) {
+          if (key === undefined) {
+            key = e.key;
+            seen.set(key, [...running]);
+            running.add(key);
+          }
+          yield { n: e.n };
+          if (key.startsWith('brief:')) return;
+        }
+      } finally {
+        running.delete(key);
+      }
+    },
+    { idleTimeout: 1500, maxConcurrent: 2 },
+  );
+  const errors = [];
+  const worker = redisWorker(fn, {
+    client,
+    name,
+    partitions: 1,
+    limiter: { session: perTenant, maxWaiting: 2 },
+    onError: (e) => errors.push(e),
+  });
+  const producer = redisProducer({ client, name, partitions: 1 });
+  const keys = ['hot:0', 'brief:0', 'hot:1', 'hot:2', 'hot:3', 'hot:4', 'hot:5', 'cold:x'];
+  await producer.sendMany(keys.map((key, n) => [key, { key, n }]));
+  await eventually(() => seen.has('cold:x'), 'cold:x started', 30_000);
+  assert.ok(seen.get('cold:x').includes('hot:0'), `cold:x started while hot:0 ran (with ${seen.get('cold:x')})`);
+  await eventually(() => seen.size === keys.length, 'every session started', 60_000);
+  await eventually(async () => (await pendingCount(client, name, 1)) === 0, 'nothing pending', 30_000);
+  await worker.close();
+  assert.deepEqual(errors, []);
+  assert.equal(perTenant.stats().inUse, 0);
+});
+
+test("a key granted its permits once the worker's session slots are full gives them back, and asks again once one frees", async () => {
+  // One slot. t1:a asks with the slot free and waits for tenant t1's permit (held here); t2:b then takes the slot.
+  // Granted while t2:b runs, t1:a must not hold t1's permit waiting for the slot: t1's permit stays free for others.
+  const name = fresh('grantslot');
+  const perTenant = limiter({ concurrency: 1, key: (s) => s.key.slice(0, s.key.indexOf(':')) });
+  const outside = await perTenant.acquire({ key: 't1:outside' });
+  const fn = streamFn(
+    async function* (events) {
+      for await (const e of events) yield { n: e.n };
+    },
+    { idleTimeout: 1500, maxConcurrent: 1 },
+  );
+  const errors = [];
+  const worker = redisWorker(fn, { client, name, partitions: 1, limiter: { session: perTenant }, onError: (e) => errors.push(e) });
+  const producer = redisProducer({ client, name, partitions: 1 });
+  await producer.send('t1:a', { n: 1 });
+  await eventually(() => worker.stats().permits?.waitingSessions === 1, 't1:a waits for its permit', 30_000);
+  await producer.send('t2:b', { n: 2 });
+  await eventually(async () => (await readAllOutputs(client, name, 1)).length === 1, 't2:b runs', 30_000);
+  outside.release();
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  // t2:b still holds the only slot: t1's permit is free for anyone else.
+  const other = perTenant.tryAcquire({ key: 't1:other' });
+  assert.ok(other !== undefined, "t1's permit is free while t1:a has no slot");
+  other.release();
+  await eventually(async () => (await readAllOutputs(client, name, 1)).length === 2, 't1:a runs once t2:b ends', 30_000);
+  await eventually(async () => (await pendingCount(client, name, 1)) === 0, 'nothing pending', 30_000);
+  await worker.close();
+  assert.deepEqual(errors, []);
+  assert.equal(perTenant.stats().inUse, 0);
+});
+
 test("limiter.session with fairness: a worker's waiting keys are admitted round robin across tenants, not in log order", async () => {
   // One partition, one session at a time; each session takes one event and returns. 20 keys of a hot tenant come
   // first in the log, then 3 of a calm one: with fairness by tenant the calm keys start 3rd, 5th and 7th (first come,

@@ -14,7 +14,7 @@ export interface StartsHost {
 }
 
 export class SessionStarts {
-  /** Asked for, by key: waiting, or granted and not yet taken by a session (its slot was gone). */
+  /** Asked for, by key: waiting, or granted and not yet taken by a session. */
   readonly #grants = new Map<string, Grant>();
   /** Keys granted and not yet opened: while there are some, a key refused a place to wait does not stop a drain. */
   readonly ready = new Set<string>();
@@ -23,9 +23,9 @@ export class SessionStarts {
 
   /**
    * The permits of the worker's `limiter.session` a new session of `key` needs: null when there are none to take,
-   * its grant once held; else `Waits` (the key waits for them while other keys go on) or `NoSlot` (no session
-   * slot is free, or `maxWaiting` keys of the worker wait already: the key waits without asking, as for a slot).
-   * `entry`: the session's first entry (undefined: a session restored from its checkpoint).
+   * its grant once held; else `Waits` (the key waits for them while other keys go on: also one refused a place to
+   * wait, past `maxWaiting`, whose permits are not free now) or `NoSlot` (no session slot is free: the key waits
+   * without asking). `entry`: the session's first entry (undefined: a session restored from its checkpoint).
    */
   admit(key: string, sid: string, entry: InputEntry | undefined): Grant | null | Delivery {
     const w = this.worker;
@@ -33,8 +33,9 @@ export class SessionStarts {
     if (permits === null || permits.session.length === 0) return null;
     let grant = this.#grants.get(key);
     if (grant === undefined) {
-      // Asked only with a slot free: a permit granted to a key that cannot open would be held for nothing.
-      if (w.live >= w.fn.config.maxConcurrent) return Delivery.NoSlot;
+      // Asked only with a slot free (those of keys granted and not yet opened are theirs): a permit granted to a key
+      // that cannot open would be held for nothing.
+      if (!this.#slotFree()) return Delivery.NoSlot;
       const payload = entry?.payload;
       const codec = w.codec;
       const item = new PermitItem(
@@ -44,16 +45,44 @@ export class SessionStarts {
         payload === undefined ? undefined : () => codec.decode(payload),
       );
       grant = permits.start('session', item);
-      // No place to wait (`maxWaiting`): the key waits without asking, and, as a key short of a slot, stops a drain
-      // (the keys behind it are no better off), unless keys granted their permits are still to open behind it.
-      if (grant === undefined) return this.ready.size > 0 ? Delivery.Waits : Delivery.NoSlot;
+      // No place to wait, its permits not free now: the key waits without asking (until a wait ends), and the drain
+      // goes on: the keys behind it may find theirs free (another tenant's, say).
+      if (grant === undefined) return Delivery.Waits;
       this.#grants.set(key, grant);
-      if (grant.state === GrantState.Waiting) grant.onGranted = () => this.ready.add(key);
+      if (grant.state === GrantState.Waiting) {
+        const waiting = grant;
+        waiting.onGranted = () => {
+          // Granted while the slots filled: it goes back, and the key asks again once one is free.
+          if (this.#slotFree()) this.#ready(key);
+          else if (this.#grants.get(key) === waiting) {
+            this.#grants.delete(key);
+            waiting.release();
+          }
+        };
+      }
     }
     if (grant.state !== GrantState.Granted) return Delivery.Waits;
-    this.ready.add(key);
+    this.#ready(key);
     return grant;
   }
+
+  /** Whether a session slot is free for a key that holds no grant yet. */
+  #slotFree(): boolean {
+    const w = this.worker;
+    return w.live + (w.permits?.startsReady ?? 0) < w.fn.config.maxConcurrent;
+  }
+
+  /** The key holds its grant and a slot for its session. */
+  #ready(key: string): void {
+    if (this.ready.has(key)) return;
+    this.ready.add(key);
+    (this.worker.permits as WorkerPermits).startsReady++;
+  }
+
+  #unready(key: string): void {
+    if (this.ready.delete(key)) (this.worker.permits as WorkerPermits).startsReady--;
+  }
+
   /** The key waits for its permits. */
   waits(key: string): boolean {
     return this.#grants.get(key)?.state === GrantState.Waiting;
@@ -62,13 +91,13 @@ export class SessionStarts {
   /** The key's session opened with its grant: the session holds it from now on. */
   opened(key: string): void {
     this.#grants.delete(key);
-    this.ready.delete(key);
+    this.#unready(key);
   }
 
   /** The partition stops: keys stop waiting, and permits granted meanwhile go back. */
   stop(): void {
     for (const grant of this.#grants.values()) grant.release();
     this.#grants.clear();
-    this.ready.clear();
+    for (const key of [...this.ready]) this.#unready(key);
   }
 }
