@@ -240,8 +240,8 @@ test('a worker takes a partition only if it runs the version of each live sessio
     // The refusals were reported, once (at most once a minute), naming the partition and the version it waits for.
     assert.ok(v1.stats().refusedVersions >= 2);
     assert.deepEqual(
-      errors.map((e) => [e.code, e.partition, e.refused]),
-      [['ERR_VELO_VERSION_REFUSED', 0, ['v2']]],
+      errors.map((e) => [e.code, e.partitions, e.refused]),
+      [['ERR_VELO_VERSION_REFUSED', [0], ['v2']]],
     );
     assert.match(errors[0].message, /Partition 0 waits for a worker of version "v2".*runs "v1"/);
   } finally {

@@ -351,7 +351,7 @@ export const ERROR_CODES = {
   ERR_VELO_VERSION_REFUSED: {
     class: '',
     from: 'velo-stream/redis',
-    when: "A worker was refused a free partition because a live session there runs a version it neither runs nor adopts (`versions`, `migrate`). Reported through `onError` at most once a minute per worker (`refused` lists the versions, `partition` which); `stats().refusedVersions` counts every refusal. The partition waits for a worker that runs that version: its keys' events, new keys' too, wait with it.",
+    when: "A worker was refused a free partition because a live session there runs a version it neither runs nor adopts (`versions`, `migrate`). Reported through `onError` at most once a minute per worker (`partitions` lists those refused in one pass, `refused` the versions); `stats().refusedVersions` counts every refusal. The partition waits for a worker that runs that version: its keys' events, new keys' too, wait with it.",
     action:
       'Keep a worker of that version running until its sessions end, or deploy the new release with the old handler in `versions` (or with `migrate`).',
   },
@@ -806,18 +806,18 @@ export function decodeError(message: string, cause: unknown): TypeError & { code
 
 /** A free partition refused to a worker for the versions of its live sessions (`ERR_VELO_VERSION_REFUSED`). */
 export function versionRefusedError(
-  partition: number,
+  partitions: readonly number[],
   refused: readonly string[],
   runs: readonly string[],
-): Error & { code: 'ERR_VELO_VERSION_REFUSED'; partition: number; refused: readonly string[] } {
+): Error & { code: 'ERR_VELO_VERSION_REFUSED'; partitions: readonly number[]; refused: readonly string[] } {
   const names = (list: readonly string[]) => list.map((v) => (v === '' ? '(none)' : JSON.stringify(v))).join(', ');
   const error = coded(
     new Error(
-      `Partition ${partition} waits for a worker of version ${names(refused)}: a live session there runs it, and this worker runs ${names(runs)} without migrate. Keep a worker of that version running, or carry its handler in \`versions\` (or \`migrate\`).`,
+      `${partitions.length === 1 ? `Partition ${partitions[0]} waits` : `Partitions ${partitions.join(', ')} wait`} for a worker of version ${names(refused)}: live sessions there run it, and this worker runs ${names(runs)} without migrate. Keep a worker of that version running, or carry its handler in \`versions\` (or \`migrate\`).`,
     ),
     'ERR_VELO_VERSION_REFUSED',
   );
-  return Object.assign(error, { partition, refused });
+  return Object.assign(error, { partitions, refused });
 }
 
 /** A key state kept by a version the worker neither runs nor adopts (`ERR_VELO_KEY_STATE_VERSION`). */

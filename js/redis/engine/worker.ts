@@ -501,6 +501,8 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     // Free partitions are tried as many at a time as the share lacks (one at a time, a worker starting on a
     // backlog took minutes to own its share while its first partitions' traffic slowed each attempt).
     const candidates = this.#order.filter((p) => !this.#runs.has(p));
+    // Partitions refused for their sessions' versions in this balance: reported together.
+    const refused = new Map<number, readonly string[]>();
     while (candidates.length > 0 && this.#runs.size < share && this.#closing === null) {
       const batch = candidates.splice(0, share - this.#runs.size);
       await Promise.all(
@@ -509,7 +511,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
           const lease = await this.log.acquire(p, this.id, this.ttl, this.#versions.takes);
           if ('refused' in lease) {
             this.counters.refusedVersions++;
-            this.#reportRefused(p, lease.refused);
+            if (lease.refused.length > 0) refused.set(p, lease.refused);
             return;
           }
           if (!('token' in lease)) {
@@ -526,6 +528,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
         }),
       );
     }
+    this.#reportRefused(refused);
     // Past its share: partitions refused to other workers for their sessions' versions, which this one runs (while
     // workers run different versions). Without it they would wait, unowned, for a worker under its share that runs them.
     if (!plan.rescue || this.#closing !== null) return;
@@ -543,12 +546,14 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
   /** When a refusal was last reported (`ERR_VELO_VERSION_REFUSED`, at most once a minute), ms on the worker's clock. */
   #refusedReported = -Infinity;
 
-  /** Reports a partition refused for versions this worker does not run, unless one was reported within a minute. */
-  #reportRefused(partition: number, refused: readonly string[]): void {
+  /** Reports partitions refused for versions this worker does not run, unless it reported some within a minute. */
+  #reportRefused(refused: ReadonlyMap<number, readonly string[]>): void {
     const now = this.clock.now();
-    if (refused.length === 0 || now - this.#refusedReported < 60_000) return;
+    if (refused.size === 0 || now - this.#refusedReported < 60_000) return;
     this.#refusedReported = now;
-    this.report(versionRefusedError(partition, refused, this.#versions.takes));
+    const partitions = [...refused.keys()].sort((a, b) => a - b);
+    const versions = [...new Set([...refused.values()].flat())].sort();
+    this.report(versionRefusedError(partitions, versions, this.#versions.takes));
   }
 
   /** A balance is due at `at` (see `#wakes`): the soonest of its kind is kept. */
