@@ -367,11 +367,6 @@ export class WorkerPermits {
   waitingSteps = 0;
   /** Grants held now (sessions' and steps'). */
   held = 0;
-  /**
-   * Keys of the worker's partitions granted their next session's permits and not yet opened: each holds a session
-   * slot (written by `SessionStarts` alone), so that a grant never waits for a slot.
-   */
-  startsReady = 0;
   /** Acquires that failed (each made again later). */
   failures = 0;
   /** Every grant not released. */

@@ -33,8 +33,7 @@ export class SessionStarts {
     if (permits === null || permits.session.length === 0) return null;
     let grant = this.#grants.get(key);
     if (grant === undefined) {
-      // Asked only with a slot free (those of keys granted and not yet opened are theirs): a permit granted to a key
-      // that cannot open would be held for nothing.
+      // Asked only with a slot free: a permit granted to a key that cannot open would be held for nothing.
       if (!this.#slotFree()) return Delivery.NoSlot;
       const payload = entry?.payload;
       const codec = w.codec;
@@ -53,7 +52,7 @@ export class SessionStarts {
         const waiting = grant;
         waiting.onGranted = () => {
           // Granted while the slots filled: it goes back, and the key asks again once one is free.
-          if (this.#slotFree()) this.#ready(key);
+          if (this.#slotFree()) this.ready.add(key);
           else if (this.#grants.get(key) === waiting) {
             this.#grants.delete(key);
             waiting.release();
@@ -62,25 +61,13 @@ export class SessionStarts {
       }
     }
     if (grant.state !== GrantState.Granted) return Delivery.Waits;
-    this.#ready(key);
+    this.ready.add(key);
     return grant;
   }
 
-  /** Whether a session slot is free for a key that holds no grant yet. */
+  /** Whether a session slot is free now. */
   #slotFree(): boolean {
-    const w = this.worker;
-    return w.live + (w.permits?.startsReady ?? 0) < w.fn.config.maxConcurrent;
-  }
-
-  /** The key holds its grant and a slot for its session. */
-  #ready(key: string): void {
-    if (this.ready.has(key)) return;
-    this.ready.add(key);
-    (this.worker.permits as WorkerPermits).startsReady++;
-  }
-
-  #unready(key: string): void {
-    if (this.ready.delete(key)) (this.worker.permits as WorkerPermits).startsReady--;
+    return this.worker.live < this.worker.fn.config.maxConcurrent;
   }
 
   /** The key waits for its permits. */
@@ -91,13 +78,13 @@ export class SessionStarts {
   /** The key's session opened with its grant: the session holds it from now on. */
   opened(key: string): void {
     this.#grants.delete(key);
-    this.#unready(key);
+    this.ready.delete(key);
   }
 
   /** The partition stops: keys stop waiting, and permits granted meanwhile go back. */
   stop(): void {
     for (const grant of this.#grants.values()) grant.release();
     this.#grants.clear();
-    for (const key of [...this.ready]) this.#unready(key);
+    this.ready.clear();
   }
 }
