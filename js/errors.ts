@@ -103,7 +103,7 @@ export const ERROR_CODES = {
   ERR_VELO_SERIALIZE: {
     class: 'SerializeError',
     from: 'velo-stream/http',
-    when: 'An output with no JSON text (a BigInt, a cycle, `undefined`, a function, a symbol) behind an HTTP writer, or a custom `serialize` that returns no string.',
+    when: 'An output with no JSON text (a BigInt, a cycle, `undefined`, a function, a symbol) behind an HTTP writer, or a custom `serialize` that returns no string (or, for NDJSON, text with a line break).',
     action: 'Yield JSON-serializable values, or pass a `serialize` that handles them.',
   },
   ERR_VELO_BAD_NDJSON: {

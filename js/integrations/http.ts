@@ -86,6 +86,19 @@ interface Frames<O> {
 
 const stringify = (o: unknown): string => JSON.stringify(o);
 
+/** A line break: NDJSON gives each output one line (JSON's own text has none outside whitespace, which a custom serializer may add). */
+const LINE_BREAK = /[\r\n]/;
+
+/** One NDJSON line from a custom serializer's text, which may not break the framing. */
+function ndjsonLine(text: string): string {
+  if (LINE_BREAK.test(text)) {
+    throw new SerializeError(
+      'An output could not be serialized: the serializer returned text with a line break, and NDJSON gives each output one line',
+    );
+  }
+  return `${text}\n`;
+}
+
 /** NDJSON with the default serializer: one shared set, not three closures per response. */
 const NDJSON_FRAMES: Frames<unknown> = {
   output: (o) => `${serialized(stringify, o)}\n`,
@@ -96,7 +109,8 @@ function frames<O>(format: Format, opts: ResponseOptions<O>): Frames<O> {
   if (format === 'ndjson' && opts.serialize === undefined) return NDJSON_FRAMES;
   const serialize = opts.serialize ?? stringify;
   return {
-    output: (o: O) => (format === 'ndjson' ? `${serialized(serialize, o)}\n` : sseFrame(serialized(serialize, o), opts.event)),
+    output: (o: O) =>
+      format === 'ndjson' ? ndjsonLine(serialized(serialize, o)) : sseFrame(serialized(serialize, o), opts.event),
     error: (e: unknown) =>
       format === 'ndjson' ? `${JSON.stringify(errorPayload(e))}\n` : sseFrame(JSON.stringify(errorPayload(e)), 'error'),
   };
