@@ -152,7 +152,9 @@ function referenceParse(body, { maxLineBytes = 100 * 1024, maxBodyBytes = Infini
     // A body cut by maxBodyBytes in the middle of a line: that line is not parsed, but it is refused if it is
     // already longer than a line may be (its last byte might still have been the `\r` of a CRLF).
     const cut = !ended && body.length > maxBodyBytes;
-    if (cut ? bytes.length > maxLineBytes + 1 : end > maxLineBytes)
+    // A byte order mark opening the body is not the first line's: its 3 bytes do not count.
+    const bom = n === 1 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 3 : 0;
+    if (cut ? bytes.length - bom > maxLineBytes + 1 : end - bom > maxLineBytes)
       return { events, error: { code: 'ERR_VELO_NDJSON_LINE_TOO_LARGE', line: n } };
     if (cut) break;
     const line = bytes.subarray(0, end);
@@ -474,6 +476,17 @@ test('server: a line refused after an output closes the connection once answered
 
 test('ndjsonEvents: a byte order mark opening the body is ignored; only JSON whitespace makes a blank line; bad UTF-8 is a malformed line', async () => {
   assert.deepEqual(await parse(['\uFEFF{"a":1}\n{"b":2}\n']), { events: [{ a: 1 }, { b: 2 }] });
+  // Not counted against maxLineBytes: a first line of exactly the limit passes after one, one byte more does not.
+  const bom = Buffer.from([0xef, 0xbb, 0xbf]);
+  for (const ending of ['\n', '\r\n', '']) {
+    for (const size of [1, 2, 3, 4, 64]) {
+      const what = `ending ${JSON.stringify(ending)}, chunks of ${size}`;
+      const exact = await parse(pieces(Buffer.concat([bom, Buffer.from(`${lineOf(10)}${ending}`)]), size), { maxLineBytes: 10 });
+      assert.deepEqual(exact, { events: ['a'.repeat(8)] }, what);
+      const over = await parse(pieces(Buffer.concat([bom, Buffer.from(`${lineOf(11)}${ending}`)]), size), { maxLineBytes: 10 });
+      assert.equal(over.error?.code, 'ERR_VELO_NDJSON_LINE_TOO_LARGE', what);
+    }
+  }
   const bomLater = await parse(['{"a":1}\n\uFEFF{"b":2}\n']);
   assert.equal(bomLater.error?.line, 2, 'a byte order mark is ignored only where the body opens');
   const nbsp = await parse(['{"a":1}\n\u00A0\n']);

@@ -9,7 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import Fastify from 'fastify';
 import { streamFn } from 'velo-stream';
 import { sendNdjson, sendSse, toReadable } from 'velo-stream/http';
-import { listen, until } from './helpers/server.mjs';
+import { deadline, listen, until } from './helpers/server.mjs';
 
 const cycle = () => {
   const o = { n: 'cycle' };
@@ -120,6 +120,42 @@ test('a custom serialize that returns something other than a string is refused t
   });
   try {
     check('ndjson', (await fetchText(srv.url)).text, 'custom serialize');
+  } finally {
+    await srv.close();
+  }
+});
+
+test('NDJSON: a custom serialize whose text has a line break is refused with ERR_VELO_SERIALIZE, not split into lines', async () => {
+  const texts = { '/lf': 'a\nb', '/cr': 'a\rb', '/crlf': '{\r\n}' };
+  for (const [path, text] of Object.entries(texts)) {
+    for (const [writer, serve] of [
+      ['sendNdjson', (res, s, opts) => sendNdjson(res, s, opts)],
+      ['toReadable', (res, s, opts) => pipeline(toReadable(s, 'ndjson', opts), res)],
+    ]) {
+      const what = `${writer}, ${JSON.stringify(text)}`;
+      let seen;
+      const srv = await listen((req, res) => {
+        const s = source(() => ({ n: 'x' }));
+        seen = s.seen;
+        serve(res, s.stream, { serialize: (o) => (o.n === 'x' ? text : JSON.stringify(o)) }).catch(() => {});
+      });
+      try {
+        check('ndjson', (await deadline(fetchText(`${srv.url}${path}`), 5000, `${what}: the answer`)).text, what);
+        await until(() => seen.stopped, 5000, `${what}: the stream stopped`);
+      } finally {
+        await srv.close();
+      }
+    }
+  }
+  // Before any output: the error's answer.
+  const one = streamFn(async function* () {
+    yield 'x';
+  });
+  const srv = await listen((req, res) => void sendNdjson(res, one.open(), { serialize: () => '{\n}' }));
+  try {
+    const { status, text } = await fetchText(srv.url);
+    assert.equal(status, 500);
+    assert.equal(JSON.parse(text).error.code, 'ERR_VELO_SERIALIZE');
   } finally {
     await srv.close();
   }

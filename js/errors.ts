@@ -24,8 +24,9 @@ export const ERROR_CODES = {
   ERR_VELO_STREAM_LIMIT: {
     class: 'StreamLimitError',
     from: 'velo-stream',
-    when: '`open()` (or `run()`, a session) while `maxConcurrent` streams of the function are open.',
-    action: 'Retry later, shed the load, or raise `maxConcurrent`.',
+    when: '`open()` (or `run()`, a session) while `maxConcurrent` streams of the function are open. Its `status` is 503, for an HTTP answer.',
+    action:
+      'Retry later, shed the load, or raise `maxConcurrent`; in a plain `node:http` handler, answer it with `sendError(res, error)` (docs/http.md).',
   },
   ERR_VELO_WORKER_CRASHED: {
     class: 'WorkerCrashedError',
@@ -103,7 +104,7 @@ export const ERROR_CODES = {
   ERR_VELO_SERIALIZE: {
     class: 'SerializeError',
     from: 'velo-stream/http',
-    when: 'An output with no JSON text (a BigInt, a cycle, `undefined`, a function, a symbol) behind an HTTP writer, or a custom `serialize` that returns no string.',
+    when: 'An output with no JSON text (a BigInt, a cycle, `undefined`, a function, a symbol) behind an HTTP writer, or a custom `serialize` that returns no string (or, for NDJSON, text with a line break).',
     action: 'Yield JSON-serializable values, or pass a `serialize` that handles them.',
   },
   ERR_VELO_BAD_NDJSON: {
@@ -515,6 +516,8 @@ export class StreamClosedError extends Error {
 
 /** Thrown by `open()` (and rejected by `run()`) when `maxConcurrent` streams of the function are open. */
 export class StreamLimitError extends Error {
+  /** The HTTP status to answer with (503 Service Unavailable): the HTTP writers and the frameworks that read `status` answer it. */
+  readonly status = 503;
   /** The error's stable code: compare it rather than the class across copies of the module. */
   readonly code = 'ERR_VELO_STREAM_LIMIT' as const;
   constructor(message: string) {

@@ -86,6 +86,19 @@ interface Frames<O> {
 
 const stringify = (o: unknown): string => JSON.stringify(o);
 
+/** A line break: NDJSON gives each output one line (JSON's own text has none outside whitespace, which a custom serializer may add). */
+const LINE_BREAK = /[\r\n]/;
+
+/** One NDJSON line from a custom serializer's text, which may not break the framing. */
+function ndjsonLine(text: string): string {
+  if (LINE_BREAK.test(text)) {
+    throw new SerializeError(
+      'An output could not be serialized: the serializer returned text with a line break, and NDJSON gives each output one line',
+    );
+  }
+  return `${text}\n`;
+}
+
 /** NDJSON with the default serializer: one shared set, not three closures per response. */
 const NDJSON_FRAMES: Frames<unknown> = {
   output: (o) => `${serialized(stringify, o)}\n`,
@@ -96,7 +109,8 @@ function frames<O>(format: Format, opts: ResponseOptions<O>): Frames<O> {
   if (format === 'ndjson' && opts.serialize === undefined) return NDJSON_FRAMES;
   const serialize = opts.serialize ?? stringify;
   return {
-    output: (o: O) => (format === 'ndjson' ? `${serialized(serialize, o)}\n` : sseFrame(serialized(serialize, o), opts.event)),
+    output: (o: O) =>
+      format === 'ndjson' ? ndjsonLine(serialized(serialize, o)) : sseFrame(serialized(serialize, o), opts.event),
     error: (e: unknown) =>
       format === 'ndjson' ? `${JSON.stringify(errorPayload(e))}\n` : sseFrame(JSON.stringify(errorPayload(e)), 'error'),
   };
@@ -145,14 +159,13 @@ function assertOutputs(outputs: unknown): asserts outputs is AsyncIterable<unkno
  * socket pauses the reading, and so the handler), and ends the response when
  * the outputs end. A handler error is reported in the format's own way (a
  * final `{"error":…}` line, or an `event: error`) and the response ends; an
- * error before the first output is answered with its `status` (400 for a
- * malformed request body, 413 for one over a size limit, else 500) and a JSON
- * error body instead, with `Connection: close` if the request body was not
- * read to its end. An output the serializer rejects counts as a handler error
- * and stops the stream. If the client goes away first, the stream is
- * cancelled (so the handler's `finally` runs and its slot frees at once).
- * Waits for a full socket to drain, leaving no listener behind. Resolves when
- * done; never rejects because of the client.
+ * error before the first output is answered as `sendError` answers it (its
+ * `status`, else 500, and a JSON body). An output the serializer rejects
+ * counts as a handler error and stops the stream. If the client goes away
+ * first, the stream is cancelled (so the handler's `finally` runs and its
+ * slot frees at once). A HEAD request is answered with the headers alone, and
+ * the stream is cancelled unread. Waits for a full socket to drain, leaving
+ * no listener behind. Resolves when done; never rejects because of the client.
  */
 export async function writeResponse<O>(
   res: ServerResponse,
@@ -166,6 +179,15 @@ export async function writeResponse<O>(
   const frame = frames<O>(format, opts ?? (NO_OPTIONS as ResponseOptions<O>));
   const headers = opts?.headers;
   const it = outputs[Symbol.asyncIterator]();
+  // A HEAD response has no body: Node takes and drops every write at once, so nothing would ever pause the handler.
+  if (isHead(res)) {
+    if (!res.destroyed && !res.writableEnded) {
+      startResponse(res, format, headers);
+      res.end();
+    }
+    await stop(outputs, it, 'HEAD request').catch(() => {});
+    return;
+  }
   let gone = res.destroyed || res.writableEnded;
   const onClose = () => {
     if (res.writableFinished) return;
@@ -213,16 +235,10 @@ export async function writeResponse<O>(
       }
       failed = true;
       if (gone) break;
-      const error = failure.error;
-      if (!res.headersSent) {
-        const e = error as { status?: unknown; toJSON?: () => unknown };
-        res.statusCode = typeof e?.status === 'number' && e.status >= 400 && e.status < 600 ? e.status : 500;
-        res.setHeader('content-type', 'application/json; charset=utf-8');
+      if (!res.headersSent) res.write(errorAnswer(res, failure.error));
+      else {
         closeIfBodyUnread(res);
-        res.write(JSON.stringify(typeof e?.toJSON === 'function' ? e.toJSON() : errorPayload(error)));
-      } else {
-        closeIfBodyUnread(res);
-        res.write(frame.error(error));
+        res.write(frame.error(failure.error));
       }
       break;
     }
@@ -239,6 +255,40 @@ export async function writeResponse<O>(
   }
 }
 
+/**
+ * Answers `error` as the writers answer an error before any output: its
+ * `status` (a number from 400 to 599, else 500: 400 for a malformed request
+ * body, 413 for one over a size limit, 503 for a `StreamLimitError`), its
+ * `toJSON()` or `{"error":{"message","code"}}` as a JSON body, and
+ * `Connection: close` when the request body was not read to its end. For the
+ * error thrown before a writer could be called, such as `open()` past
+ * `maxConcurrent`. A response whose headers went out already is destroyed
+ * (the client sees it cut short); one that ended is left as it is.
+ */
+export function sendError(res: ServerResponse, error: unknown): void {
+  assertResponse(res);
+  if (res.destroyed || res.writableEnded) return;
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.end(errorAnswer(res, error));
+}
+
+/** Sets the status and headers of the answer to `error` (the headers are not out yet); returns its JSON body. */
+function errorAnswer(res: ServerResponse, error: unknown): string {
+  const e = error as { status?: unknown; toJSON?: () => unknown };
+  res.statusCode = typeof e?.status === 'number' && e.status >= 400 && e.status < 600 ? e.status : 500;
+  res.setHeader('content-type', 'application/json; charset=utf-8');
+  closeIfBodyUnread(res);
+  return JSON.stringify(typeof e?.toJSON === 'function' ? e.toJSON() : errorPayload(error));
+}
+
+/** A response to a HEAD request. */
+function isHead(res: ServerResponse): boolean {
+  return (res.req as IncomingMessage | undefined)?.method === 'HEAD';
+}
+
 /** A writer given no options. */
 const NO_OPTIONS: ResponseOptions<never> = Object.freeze({});
 
@@ -250,10 +300,8 @@ function startResponse(res: ServerResponse, format: Format, headers: ResponseOpt
   if (res.headersSent) return;
   res.statusCode = 200;
   res.setHeader('content-type', CONTENT_TYPE[format]);
-  if (format === 'sse') {
-    res.setHeader('cache-control', 'no-cache');
-    res.setHeader('connection', 'keep-alive');
-  }
+  // (No `Connection` header: Node keeps an HTTP/1.1 connection alive unless the client asked otherwise, and HTTP/2 has none.)
+  if (format === 'sse') res.setHeader('cache-control', 'no-cache');
   if (headers !== undefined) for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
 }
 
@@ -332,17 +380,17 @@ class ReadyTaker<O> {
  * read at all it would read to its end and discard, to keep the connection
  * alive for a next request. After the headers (outputs went out, then the
  * error line), the socket is ended once the answer is out, as Node ends one
- * it answered with `Connection: close`.
+ * it answered with `Connection: close`, unless the body turns out complete
+ * (see `endIfBodyUnread`). HTTP/1 only: an HTTP/2 stream is not a connection.
  */
 function closeIfBodyUnread(res: ServerResponse): void {
   const req = res.req as IncomingMessage | undefined;
-  if (req === undefined || req.complete) return;
+  if (req === undefined || req.complete || req.httpVersionMajor !== 1) return;
   if (!res.headersSent) {
     res.setHeader('connection', 'close');
     return;
   }
-  const socket = res.socket;
-  if (socket !== null) res.once('finish', () => socket.end());
+  endIfBodyUnread(res, req, false);
 }
 
 /**
@@ -353,12 +401,26 @@ function closeIfBodyUnread(res: ServerResponse): void {
  * discard it until its requestTimeout).
  */
 function closeIfBodyLeft(res: ServerResponse): void {
-  const req = res.req as (IncomingMessage & { [kBodyLeft]?: boolean }) | undefined;
+  const req = res.req as IncomingMessage | undefined;
+  if (req === undefined || req.complete || req.httpVersionMajor !== 1) return;
+  endIfBodyUnread(res, req, true);
+}
+
+/**
+ * Ends the connection once the answer is out if the request's body is still
+ * not complete then (and, with `left`, its NDJSON reader left it). Looked at
+ * on the turn after 'finish': Node tells a body's end in a callback of its
+ * own after the body's last bytes, so a body sent whole is complete by then,
+ * and its keep-alive connection, which the headers promised, stays usable.
+ */
+function endIfBodyUnread(res: ServerResponse, req: IncomingMessage & { [kBodyLeft]?: boolean }, left: boolean): void {
   const socket = res.socket;
-  if (req === undefined || req.complete || socket === null) return;
+  if (socket === null) return;
   // (The response lets go of its socket at 'finish'.)
   res.once('finish', () => {
-    if (req[kBodyLeft] === true && !req.complete) socket.end();
+    setImmediate(() => {
+      if (!req.complete && (!left || req[kBodyLeft] === true) && !socket.destroyed) socket.end();
+    });
   });
 }
 
@@ -373,22 +435,54 @@ export function sendSse<O>(res: ServerResponse, outputs: Stoppable<O>, opts?: Re
 }
 
 /**
+ * The Readable of `toReadable`: it keeps the first HTTP response it is piped
+ * into (Fastify's `reply.send` and `pipeline` pipe it), to answer an error
+ * before any output with a status, and to close a connection whose body
+ * nobody reads any more, as the writers do.
+ */
+class OutputReadable extends Readable {
+  response: ServerResponse | undefined = undefined;
+  /** Called when piped into a response to a HEAD request. */
+  onHead: (() => void) | undefined = undefined;
+
+  override pipe<T extends NodeJS.WritableStream>(destination: T, options?: { end?: boolean }): T {
+    if (this.response === undefined && isResponseLike(destination)) {
+      this.response = destination;
+      if (isHead(destination)) this.onHead?.();
+    }
+    return super.pipe(destination, options);
+  }
+}
+
+/** A `ServerResponse` (or one that quacks like it), as opposed to another Writable. */
+function isResponseLike(w: unknown): w is ServerResponse {
+  const r = w as Partial<ServerResponse>;
+  return typeof r.setHeader === 'function' && typeof r.headersSent === 'boolean' && typeof r.req === 'object' && r.req !== null;
+}
+
+/**
  * The outputs as a byte Readable in `format` (for Fastify's `reply.send`, or
  * `pipeline`). Reading pulls outputs; destroying it (a client that left)
  * cancels the stream at once, even while the handler waits for input, and
- * the Readable closes once the handler has returned.
+ * the Readable closes once the handler has returned. Piped into an HTTP
+ * response whose headers are not out yet, an error before any output is
+ * answered as `sendError` answers it (its status and JSON body); read any
+ * other way, it is a final error line or event. Piped into a response to a
+ * HEAD request, it ends at once and the stream is cancelled unread.
  */
 export function toReadable<O>(outputs: Stoppable<O>, format: Format, opts?: ResponseOptions<O>): Readable {
   assertOutputs(outputs);
   checkResponseOptions(format, opts);
   const frame = frames<O>(format, opts ?? (NO_OPTIONS as ResponseOptions<O>));
   const it = outputs[Symbol.asyncIterator]();
-  // The outputs are over (ended, or failed and reported): nothing to stop.
+  // The outputs are over (ended, or failed and reported, or stopped): nothing more is pushed or stopped.
   let over = false;
+  // Some output was pushed: an error now is a final error line or event.
+  let started = false;
   // Not Readable.from over a generator: a generator can only be returned from
   // at its next step, so a destroy would wait for the next output (forever,
   // for a handler waiting for input). This Readable stops the stream itself.
-  const readable = new Readable({
+  const readable = new OutputReadable({
     read() {
       void pull();
     },
@@ -401,6 +495,31 @@ export function toReadable<O>(outputs: Stoppable<O>, format: Format, opts?: Resp
       );
     },
   });
+  readable.onHead = () => {
+    if (over) return;
+    over = true;
+    readable.push(null);
+    stop(outputs, it, 'HEAD request').catch(() => {});
+  };
+  /** The outputs ended: a body left unread closes its connection once the answer is out. */
+  const end = (): void => {
+    over = true;
+    if (readable.response !== undefined) closeIfBodyLeft(readable.response);
+    readable.push(null);
+  };
+  /** The outputs failed (or one could not be serialized), after the frames in `text`. */
+  const fail = (text: string, error: unknown): void => {
+    over = true;
+    const res = readable.response;
+    if (!started && text === '' && res !== undefined && !res.headersSent && !res.writableEnded) {
+      // Nothing went out yet: the response is answered with the error's status, and its JSON body is pushed.
+      readable.push(errorAnswer(res, error));
+    } else {
+      if (res !== undefined) closeIfBodyUnread(res);
+      readable.push(text + frame.error(error));
+    }
+    readable.push(null);
+  };
   const ready = ReadyTaker.of(outputs, frame, readable.readableHighWaterMark);
   /** One read: the next output and those ready with it, pushed together. */
   const pull = async (): Promise<void> => {
@@ -408,16 +527,13 @@ export function toReadable<O>(outputs: Stoppable<O>, format: Format, opts?: Resp
     try {
       r = await it.next();
     } catch (error) {
-      over = true;
-      if (readable.destroyed) return;
-      readable.push(frame.error(error));
-      readable.push(null);
+      if (over || readable.destroyed) return;
+      fail('', error);
       return;
     }
-    if (readable.destroyed) return;
+    if (over || readable.destroyed) return;
     if (r.done) {
-      over = true;
-      readable.push(null);
+      end();
       return;
     }
     let framed: Taken;
@@ -431,14 +547,15 @@ export function toReadable<O>(outputs: Stoppable<O>, format: Format, opts?: Resp
     } catch (error) {
       framed = { text: '', failure: { error } };
     }
-    if (readable.destroyed) return;
-    if (framed.text !== '') readable.push(framed.text);
-    if (framed.failure === undefined) return;
-    // An output the serializer refused: the outputs before it went out, then its error line (as the other
-    // writers do), and the stream, which would go on, is stopped.
-    over = true;
-    readable.push(frame.error(framed.failure.error));
-    readable.push(null);
+    if (over || readable.destroyed) return;
+    if (framed.failure === undefined) {
+      started = true;
+      readable.push(framed.text);
+      return;
+    }
+    // An output the serializer refused: the outputs before it went out, then its error (as the other writers
+    // do), and the stream, which would go on, is stopped.
+    fail(framed.text, framed.failure.error);
     stop(outputs, it, 'an output could not be serialized').catch(() => {});
   };
   return readable;

@@ -74,6 +74,9 @@ export function ndjsonEvents<E = unknown>(req: IncomingMessage | Readable, opts?
 /** Set on a request whose NDJSON body's reader left before its end (see writeResponse in http.ts). */
 export const kBodyLeft = Symbol('velo.bodyLeft');
 
+/** A byte order mark, in UTF-8. */
+const BOM = [0xef, 0xbb, 0xbf];
+
 /** A blank line's stand-in: nothing to deliver. */
 const BLANK = Symbol('velo.blankLine');
 
@@ -347,8 +350,11 @@ class NdjsonBody<E> {
     }
     if (start < chunk.length) {
       this.#held += chunk.length - start;
-      if (this.#held > this.#maxLineBytes + 1) throw lineTooLargeError(this.#maxLineBytes, this.#line + 1);
       (this.#pieces ??= []).push(chunk.subarray(start));
+      const excess = this.#held - this.#maxLineBytes - 1;
+      if (excess > 0 && excess > this.#bomOf(this.#pieces)) {
+        throw lineTooLargeError(this.#maxLineBytes, this.#line + 1);
+      }
     }
     // (After the held line's check: with smaller chunks, that check would have come first.)
     if (over) throw bodyTooLargeError(this.#maxBodyBytes);
@@ -357,9 +363,13 @@ class NdjsonBody<E> {
   /** The next line's event, from its decoded text (`bytes`: its length in UTF-8, line ending excluded). */
   #parse(text: string, bytes: number): E | typeof BLANK {
     const line = ++this.#line;
+    // A byte order mark may open the body (RFC 8259 lets a parser ignore it); JSON.parse would not, and its
+    // 3 bytes are not the line's.
+    if (line === 1 && text.charCodeAt(0) === 0xfeff) {
+      text = text.slice(1);
+      bytes -= 3;
+    }
     if (bytes > this.#maxLineBytes) throw lineTooLargeError(this.#maxLineBytes, line);
-    // A byte order mark may open the body (RFC 8259 lets a parser ignore it); JSON.parse would not.
-    if (line === 1 && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
     const first = text.charCodeAt(0);
     // (Only a line that is empty or opens with JSON whitespace can be blank.)
     if ((text.length === 0 || first === 32 || first === 9 || first === 13) && JSON_BLANK.test(text)) return BLANK;
@@ -370,10 +380,28 @@ class NdjsonBody<E> {
     }
   }
 
+  /**
+   * The bytes of a byte order mark opening the body at the start of `pieces`, the first line's bytes so far (3 or
+   * 0): not counted against `maxLineBytes`. Only looked at for a line that would be over it otherwise.
+   */
+  #bomOf(pieces: readonly Buffer[]): number {
+    if (this.#line !== 0) return 0;
+    let at = 0;
+    for (const piece of pieces) {
+      for (let i = 0; i < piece.length; i++, at++) {
+        if (at === 3) return 3;
+        if (piece[i] !== BOM[at]) return 0;
+      }
+    }
+    return at === 3 ? 3 : 0;
+  }
+
   /** The next line's event, from its bytes (`\n` excluded). */
   #parseBytes(bytes: Buffer): E | typeof BLANK {
     const end = bytes.length > 0 && bytes[bytes.length - 1] === 13 ? bytes.length - 1 : bytes.length;
-    if (end > this.#maxLineBytes) throw lineTooLargeError(this.#maxLineBytes, this.#line + 1);
+    if (end > this.#maxLineBytes && end - this.#maxLineBytes > this.#bomOf([bytes])) {
+      throw lineTooLargeError(this.#maxLineBytes, this.#line + 1);
+    }
     // Decoded only whole: a character split across chunks is joined first.
     const body = bytes.subarray(0, end);
     // JSON text is UTF-8 (RFC 8259); a decoder would turn bad bytes into U+FFFD silently.
