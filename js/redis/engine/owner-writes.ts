@@ -133,9 +133,10 @@ export class OwnerWrites {
   #fire(s: Session<never, unknown>, timer: Timer): void {
     s.wakeTimeouts.delete(timer.id);
     if (this.#host.flags.dropped || s.forwardDone || !s.rule.timers.includes(timer)) return;
-    if (this.#host.endingBefore(s)) return this.armTimer(s, timer, RETRY_MS);
-    // (A migrated session's opening replaces the one kept: only a commit does that.)
+    // (A migrated session's opening replaces the one kept: only a commit does that. One whose key's state `migrate`
+    // converted goes with that state, its first checkpoint: its wake-ups wait for that commit.)
     const pending = this.#host.openings.pending(s.sid);
+    if (this.#host.endingBefore(s) || pending?.keyState === 'migrated') return this.armTimer(s, timer, RETRY_MS);
     const opening = pending?.replaces === undefined ? pending : undefined;
     this.#host.worker.log.wake(this.#host.lease, s.key, s.sid, timer.id, timer.time, timer.payload, opening).then(
       (written) => {
