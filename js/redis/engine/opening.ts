@@ -337,3 +337,25 @@ export function migratedCheckpoint(snapshot: Snapshot, state: Buffer | string): 
     },
   };
 }
+
+/** The most openings hold the event loop before the next waits a turn, ms (an eighth of the lease at most). */
+const OPENING_SLICE_MS = 50;
+
+/**
+ * Time spent opening sessions (their states through the codec and `migrate`) since the last yield: past a slice of
+ * the event loop the caller yields a turn before the next opening, so that the lease's renewals run in between.
+ */
+export class OpeningSlice {
+  #spent = 0;
+
+  spent(ms: number): void {
+    this.#spent += ms;
+  }
+
+  /** Whether the openings since the last yield took a slice (of a lease of `ttl` ms): it starts again if so. */
+  done(ttl: number): boolean {
+    if (this.#spent < Math.min(OPENING_SLICE_MS, ttl / 8)) return false;
+    this.#spent = 0;
+    return true;
+  }
+}

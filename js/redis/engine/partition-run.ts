@@ -16,6 +16,7 @@ import {
   type OpeningInputs,
   type OpeningRelease,
   migratedCheckpoint,
+  OpeningSlice,
   startCheckpoint,
   openingRelease,
   openingState,
@@ -291,25 +292,15 @@ export class PartitionRun<I, O> {
       if (grant === Delivery.NoSlot) return;
       if (grant === Delivery.Waits) continue;
       if (this.#open(key, '', grant as Grant | null) === undefined) return;
-      if (this.#sliceDone()) {
+      if (this.#slice.done(this.worker.ttl)) {
         this.#restoreLater();
         return;
       }
     }
   }
 
-  /** Time spent opening sessions (their states through the codec and `migrate`) since the last yield, ms. */
-  #opening = 0;
-
-  /**
-   * Whether the openings since the last yield took a slice of the event loop (an eighth of the lease, 50 ms at most):
-   * the caller yields a turn before the next, so that the lease's renewals run in between (a slow `migrate`).
-   */
-  #sliceDone(): boolean {
-    if (this.#opening < Math.min(OPENING_SLICE_MS, this.worker.ttl / 8)) return false;
-    this.#opening = 0;
-    return true;
-  }
+  /** Time spent opening sessions since the last yield (a slow `migrate`): the lease's renewals must run between. */
+  readonly #slice = new OpeningSlice();
 
   /** The rest of a restore cut short (`#restoreWaiting`), at the next turn; null when none waits. */
   #restoring: Promise<void> | null = null;
@@ -471,7 +462,7 @@ export class PartitionRun<I, O> {
     if (s === undefined) return Delivery.NoSlot;
     const delivered = restoring ? this.#deliver(entry) : this.#send(s, entry);
     // Openings that took a slice of the event loop (a slow `migrate`): the next delivery waits a turn.
-    if (!this.#sliceDone()) return delivered;
+    if (!this.#slice.done(this.worker.ttl)) return delivered;
     return Promise.resolve(delivered).then((d) => sleepOn(this.worker.clock, 0).then(() => d));
   }
 
@@ -563,7 +554,7 @@ export class PartitionRun<I, O> {
       (timerKey) => timerKey === DEBOUNCE_TIMER_KEY,
       w.maxCheckpointBytes,
     );
-    this.#opening += w.clock.now() - started;
+    this.#slice.spent(w.clock.now() - started);
     sid = plan.sid;
     const { opening, stored } = plan;
     if (keptUnreadable !== undefined) w.report(keptUnreadable);
@@ -797,6 +788,3 @@ export class PartitionRun<I, O> {
     await this.worker.log.release(this.lease).catch((error: unknown) => this.worker.report(error));
   }
 }
-
-/** The most openings hold the event loop before the next waits a turn, ms (an eighth of the lease at most). */
-const OPENING_SLICE_MS = 50;

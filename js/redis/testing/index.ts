@@ -26,7 +26,8 @@ import { type Openable, kOpen } from '../../core/protocol';
 import type { HandlerFailure, OutputItem } from '../common/outputs';
 import type { TestWorkerOptions } from './options';
 export type { TestWorkerOptions };
-import { type RunOutcome, type SimRelease, type SimResult, Simulation, simBounds, simulate, takeoverWithin } from './simulator';
+import { Simulation, simBounds, simulate, takeoverWithin } from './simulator';
+import type { RunOutcome, SimRelease, SimResult } from './sim-types';
 import { checkVersions } from '../engine/versions';
 import type { SimLimits } from './sim-process';
 
