@@ -164,10 +164,11 @@ async function exportPartition(
   });
   const live = new Set<string>();
   for (const k of [keys.hw(partition), keys.ckpt(partition), keys.timers(partition)]) {
-    const sids = (await send(client, k, ['HKEYS', k])) as string[];
-    if (sids.length > o.maxEntries)
+    const fields = (await send(client, k, ['HKEYS', k])) as string[];
+    if (fields.length > o.maxEntries)
       throw recordingTooLargeError(`${EXPORT}: ${where} has more than ${o.maxEntries} live sessions`);
-    for (const sid of sids) live.add(String(sid));
+    // (The marks' hash also keeps each mark's output place, under "<sid> p": a sid has no space before its id.)
+    for (const field of fields) if (!String(field).endsWith(' p')) live.add(String(field));
   }
   // The outputs from the first entry's time: a session that began there wrote none before it.
   const outputs = (

@@ -165,6 +165,8 @@ while i < stop do
 end
 n = tonumber(ARGV[i])
 i = i + 1
+-- Sessions ended by this call: no place is kept for them below.
+local gone = {}
 if n > 0 then
   -- Digests of ended sessions go too, also those a checking worker left for this one.
   local checked = check or redis.call('EXISTS', KEYS[5]) == 1
@@ -172,6 +174,7 @@ if n > 0 then
   for e = 1, n do
     local sid = ARGV[i]
     sids[#sids + 1] = sid
+    gone[sid] = true
     local ending = ARGV[i + 2]
     if check and ending ~= '' then
       local stored = redis.call('HGET', KEYS[9], sid)
@@ -243,7 +246,9 @@ n = tonumber(ARGV[i])
 i = i + 1
 for _ = 1, n do
   local sid, place = ARGV[i], ARGV[i + 1]
-  if raised[sid] ~= nil and raised[sid] == string.match(place, '^(%d+) ') then redis.call('HSET', KEYS[4], sid .. ' p', place) end
+  if raised[sid] ~= nil and not gone[sid] and raised[sid] == string.match(place, '^(%d+) ') then
+    redis.call('HSET', KEYS[4], sid .. ' p', place)
+  end
   i = i + 2
 end
 if serial ~= '' then redis.call('SET', KEYS[6], ARGV[1] .. ' ' .. serial .. ' ' .. (first or '-') .. ' ' .. written) end
