@@ -200,31 +200,38 @@ test('limiter.step, concurrency 1 over two processes: one handler step at a time
   assert.equal(await holders(lim), 0, 'every permit given back');
 });
 
+/**
+ * A handler that records, as each key's session starts, the keys whose sessions run then (`seen`: key -> keys); a
+ * session of a key for which `brief(key)` holds returns after its first event.
+ */
+function observed(config, brief = () => false) {
+  const running = new Set();
+  const seen = new Map();
+  const fn = streamFn(async function* observedSessions(events) {
+    let key;
+    try {
+      for await (const e of events) {
+        if (key === undefined) {
+          key = e.key;
+          seen.set(key, [...running]);
+          running.add(key);
+        }
+        yield { n: e.n };
+        if (brief(key)) return;
+      }
+    } finally {
+      running.delete(key);
+    }
+  }, config);
+  return { fn, seen };
+}
+
 test('a key waiting for its permit holds back no other key of its partition (no head-of-line blocking)', async () => {
   // One partition; one session per tenant at a time. hot:a runs for its idle time, hot:b waits behind it, and the
   // cold tenant's keys, later in the log than hot:b, must start while hot:a still runs.
   const name = fresh('hol');
   const perTenant = limiter({ concurrency: 1, key: (s) => s.key.slice(0, s.key.indexOf(':')) });
-  const running = new Set();
-  const seen = new Map();
-  const fn = streamFn(
-    async function* observed(events) {
-      let key;
-      try {
-        for await (const e of events) {
-          if (key === undefined) {
-            key = e.key;
-            seen.set(key, [...running]);
-            running.add(key);
-          }
-          yield { n: e.n };
-        }
-      } finally {
-        running.delete(key);
-      }
-    },
-    { idleTimeout: 1500 },
-  );
+  const { fn, seen } = observed({ idleTimeout: 1500 });
   const errors = [];
   const worker = redisWorker(fn, {
     client,
@@ -253,27 +260,7 @@ test("a tenant with more keys waiting than the worker's maxWaiting keeps no othe
   // to wait, and cold:x finds its permit free: it must start while hot:0 runs, not once the hot keys are through.
   const name = fresh('maxwaiting');
   const perTenant = limiter({ concurrency: 1, key: (s) => s.key.slice(0, s.key.indexOf(':')) });
-  const running = new Set();
-  const seen = new Map();
-  const fn = streamFn(
-    async function* observed(events) {
-      let key;
-      try {
-        for await (const e of events) {
-          if (key === undefined) {
-            key = e.key;
-            seen.set(key, [...running]);
-            running.add(key);
-          }
-          yield { n: e.n };
-          if (key.startsWith('brief:')) return;
-        }
-      } finally {
-        running.delete(key);
-      }
-    },
-    { idleTimeout: 1500, maxConcurrent: 2 },
-  );
+  const { fn, seen } = observed({ idleTimeout: 1500, maxConcurrent: 2 }, (key) => key.startsWith('brief:'));
   const errors = [];
   const worker = redisWorker(fn, {
     client,
@@ -307,7 +294,13 @@ test("a key granted its permits once the worker's session slots are full gives t
     { idleTimeout: 1500, maxConcurrent: 1 },
   );
   const errors = [];
-  const worker = redisWorker(fn, { client, name, partitions: 1, limiter: { session: perTenant }, onError: (e) => errors.push(e) });
+  const worker = redisWorker(fn, {
+    client,
+    name,
+    partitions: 1,
+    limiter: { session: perTenant },
+    onError: (e) => errors.push(e),
+  });
   const producer = redisProducer({ client, name, partitions: 1 });
   await producer.send('t1:a', { n: 1 });
   await eventually(() => worker.stats().permits?.waitingSessions === 1, 't1:a waits for its permit', 30_000);
