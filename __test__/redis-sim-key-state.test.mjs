@@ -7,6 +7,17 @@ import { seedSlices } from './helpers/sim-slices.mjs';
 /** Seeds run with key state and every other capability at once by `npm test`. */
 const KEY_STATE_SEEDS = 300;
 
+/**
+ * Seeds past the CI range that once failed, each with what it found: a stale owner (its partition lost while a slow
+ * `migrate` held it) opened a session again anew, and its decision, never committed, was taken for the one whose
+ * outputs stand (the simulator's record of openings: the decision that stands is the one of the commit that wrote
+ * the session's first outputs).
+ */
+const KEY_STATE_FOUND = [
+  [2924, "a stale owner's opening taken for the one that stands"],
+  [3075, "a stale owner's opening taken for the one that stands"],
+];
+
 /** Sessions that started from a kept state, over the slices. */
 let fromKey = 0;
 
@@ -19,6 +30,7 @@ seedSlices(
     to: KEY_STATE_SEEDS,
     size: 100,
     options: { versions: true, debounce: true, permits: true, keyState: true },
+    extra: KEY_STATE_FOUND.map(([seed]) => seed),
     each: (result) => (fromKey += result.stats.keyStateStarts),
   },
 );

@@ -23,9 +23,13 @@ export async function writeBacklog(name) {
   }
 }
 
-/** A worker process with the function's defaults but `idleTimeout` (see redis-worker-child.mjs: the `totals` handler). */
+/**
+ * A worker process with the function's defaults but `idleTimeout` (see redis-worker-child.mjs: the `totals` handler).
+ * It lives as long as the drain its test allows (the default child deadline, 60 s, is shorter than a drain of the
+ * whole backlog on a loaded machine).
+ */
 export const worker = (name) =>
-  workerChild(name, { partitions: PARTITIONS, ttl: 10_000, idle: IDLE, delayMs: 0, trimInterval: 5000 });
+  workerChild(name, { partitions: PARTITIONS, ttl: 10_000, idle: IDLE, delayMs: 0, trimInterval: 5000, timeout: 560_000 });
 
 /** Outputs of all the workers so far, by their stats lines (cheap to poll, unlike reading 500,000 entries). */
 export const outputsOf = (...children) => children.reduce((n, c) => n + (lastStats(c)?.outputs ?? 0), 0);

@@ -38,11 +38,14 @@ const CHILD = fileURLToPath(new URL('./redis-worker-child.mjs', import.meta.url)
  * A worker process of the function `name` (the `totals` handler) on the file's server (or at `url`: a proxy in
  * front of it). It prints `owned ...` when its partitions change, `stats <json>` every 100 ms, and on SIGTERM
  * hands off and prints `closed <json>`. `extra`: more worker options (JSON), and `handler: 'stuck'` (see
- * redis-worker-child.mjs).
+ * redis-worker-child.mjs). `timeout`: the child's whole life, from its start (killed past it).
  */
-export function workerChild(name, { partitions, ttl, idle, delayMs = 1, trimInterval = 1, url = redis.url, extra = {} }) {
+export function workerChild(
+  name,
+  { partitions, ttl, idle, delayMs = 1, trimInterval = 1, url = redis.url, extra = {}, timeout = 60_000 },
+) {
   const args = [CHILD, url, name, partitions, ttl, idle, delayMs, trimInterval, JSON.stringify(extra)].map(String);
-  return start(args, { timeout: 60_000 });
+  return start(args, { timeout });
 }
 
 /** The last `stats` line a worker child printed (null before its first). */

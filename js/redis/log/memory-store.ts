@@ -229,6 +229,12 @@ function digest(field: string, data: Buffer | string): string {
   return createHash('sha1').update(field).update(data).digest('hex');
 }
 
+/** A commit's writer (a worker id) and the sessions whose first outputs it wrote (none written before). */
+export interface FirstOutputs {
+  readonly worker: string;
+  readonly sids: ReadonlySet<string>;
+}
+
 /**
  * The server: the partitions of one function and its live workers, on `clock`. Producers append with `append`;
  * workers reach it through a `MemoryLog` each.
@@ -244,10 +250,13 @@ export class MemoryStore {
   /** Called after every entry added to an input (blocked reads look again). */
   readonly #listeners = new Set<(partition: number) => void>();
 
-  readonly #onWrite: ((kind: 'commit' | 'wake') => void) | undefined;
+  readonly #onWrite: ((kind: 'commit' | 'wake', written?: FirstOutputs) => void) | undefined;
 
-  /** `onWrite`: called after each commit applied and each wake-up written (a simulator crashes an owner there). */
-  constructor(partitions: number, clock: Clock, onWrite?: (kind: 'commit' | 'wake') => void) {
+  /**
+   * `onWrite`: called after each commit applied (with the sessions whose first outputs it wrote) and each wake-up
+   * written (a simulator crashes an owner there, and learns whose openings stand).
+   */
+  constructor(partitions: number, clock: Clock, onWrite?: (kind: 'commit' | 'wake', written?: FirstOutputs) => void) {
     this.partitions = partitions;
     this.clock = clock;
     this.#onWrite = onWrite;
@@ -632,10 +641,12 @@ export class MemoryStore {
     let first: string | null = null;
     let count = 0;
     const raised = new Map<string, number>();
+    const firsts = new Set<string>();
     commit.outputs.forEach((o, index) => {
       const field = o.error !== undefined ? 'e' : 'v';
       const data = o.error ?? o.payload ?? '';
       const mark = s.hw.get(o.sid) ?? 0;
+      if (o.seq > mark && mark === 0) firsts.add(o.sid);
       const checkKey = `${o.seq} ${o.sid}`;
       if (o.seq > mark) {
         const fields: [string, Buffer | string][] = [
@@ -712,7 +723,7 @@ export class MemoryStore {
       s.states.set(k.key, { value: Buffer.from(keptValue(k)), until: this.clock.now() + (commit.retention ?? 1) });
     for (const o of commit.opened ?? []) open(s, o);
     if (serial !== '') s.lastCommit = { token: lease.token, serial, first, count };
-    this.#onWrite?.('commit');
+    this.#onWrite?.('commit', { worker: lease.token.slice(0, Math.max(0, lease.token.lastIndexOf(':'))), sids: firsts });
     return { ids, diverged };
   }
 

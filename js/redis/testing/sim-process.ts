@@ -60,8 +60,8 @@ export interface SimHost<I, O> {
   note(line: string): void;
   took(worker: SimProcess<I, O>, lease: Lease): void;
   progress(by: SimProcess<I, O>): void;
-  /** A process of release `release` opened session `sid` on `version`, `fresh` (nothing stored for it). */
-  opened(sid: string, version: string, release: number, fresh: boolean, keyState: SimKeyState | null): void;
+  /** Process `process` (of release `release`) opened session `sid` on `version`, `fresh` (nothing stored for it). */
+  opened(process: string, sid: string, version: string, release: number, fresh: boolean, keyState: SimKeyState | null): void;
 }
 
 /** What a process runs: its release's version, handler, older handlers and `migrate` (`versioned` false: no releases). */
@@ -444,7 +444,7 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
   }
 
   opened(sid: string, version: string, fresh: boolean, keyState: SimKeyState | null): void {
-    this.sim.opened(sid, version, this.release, fresh, keyState);
+    this.sim.opened(this.id, sid, version, this.release, fresh, keyState);
   }
 
   notifySessionEnded(): void {

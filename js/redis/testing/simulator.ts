@@ -12,7 +12,7 @@
 // a pause holds them until it ends.
 import { type Codec, encodeChecked, jsonCodec } from '../common/codec';
 import type { Fault, FaultPolicy, LogCall } from '../log/memory-log';
-import { MemoryStore, type PartitionLeftovers } from '../log/memory-store';
+import { type FirstOutputs, MemoryStore, type PartitionLeftovers } from '../log/memory-store';
 import { fnv1a } from '../log/options';
 import { Prng } from '../common/prng';
 import { type OutputItem, outputItem } from '../common/outputs';
@@ -83,12 +83,35 @@ export class Simulation<I, O> implements SimHost<I, O> {
   readonly limits: SimLimits;
   readonly codec: Codec<unknown>;
   readonly errors: unknown[] = [];
-  /** Each session's opening as decided last (`SimResult.sessions`). */
+  /** Each session's opening as it stands (`SimResult.sessions`). */
   readonly sessions = new Map<string, SimOpening>();
+  /** Each process's openings decided anew, by sid: the one whose commit writes the session's first outputs stands. */
+  readonly #decided = new Map<string, Map<string, SimOpening>>();
+  /** Sessions whose first outputs are written: their opening stands (readers keep the outputs written first). */
+  readonly #standing = new Set<string>();
 
-  /** A process of release `release` opened session `sid` on `version`, `fresh`: decided anew (kept), else followed. */
-  opened(sid: string, version: string, release: number, fresh: boolean, keyState: SimKeyState | null): void {
-    if (fresh || !this.sessions.has(sid)) this.sessions.set(sid, { version, release, keyState });
+  /**
+   * Process `process` (of release `release`) opened session `sid` on `version`, `fresh`: decided anew, else followed.
+   * Until the session's first outputs are written, the latest decision is taken; then the one of the process that
+   * wrote them (a stale owner's decision, whose commits are fenced, never stands).
+   */
+  opened(process: string, sid: string, version: string, release: number, fresh: boolean, keyState: SimKeyState | null): void {
+    const opening = { version, release, keyState };
+    let decided = this.#decided.get(process);
+    if (decided === undefined) this.#decided.set(process, (decided = new Map()));
+    if (fresh) decided.set(sid, opening);
+    else decided.delete(sid);
+    if ((fresh && !this.#standing.has(sid)) || !this.sessions.has(sid)) this.sessions.set(sid, opening);
+  }
+
+  /** A commit by `written.worker` wrote the first outputs of `written.sids`: the openings it decided stand. */
+  #firstOutputs(written: FirstOutputs): void {
+    for (const sid of written.sids) {
+      if (this.#standing.has(sid)) continue;
+      this.#standing.add(sid);
+      const opening = this.#decided.get(written.worker)?.get(sid);
+      if (opening !== undefined) this.sessions.set(sid, opening);
+    }
   }
   readonly violations: string[] = [];
   readonly processes: SimProcess<I, O>[] = [];
@@ -138,7 +161,8 @@ export class Simulation<I, O> implements SimHost<I, O> {
     this.limiters = { session: limiter('sessions', permits?.session), step: limiter('steps', permits?.step) };
     this.limits = options.limits ?? {};
     this.codec = options.codec ?? jsonCodec;
-    this.store = new MemoryStore(this.limits.partitions ?? 1, this.clock, (kind) => {
+    this.store = new MemoryStore(this.limits.partitions ?? 1, this.clock, (kind, written) => {
+      if (written !== undefined) this.#firstOutputs(written);
       if (kind === 'commit') this.commits++;
       else this.wakes++;
       this.progress(null);
