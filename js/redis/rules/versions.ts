@@ -11,9 +11,14 @@ export interface WorkerAdvert {
 /** The advert of a worker that says nothing (of a release before versions): it runs no version. */
 export const NO_VERSION: WorkerAdvert = { version: '', runs: [''] };
 
+/** Each advert's versions (`runs`), made once: balances and status pages compare every pair of adverts. */
+const runSets = new WeakMap<WorkerAdvert, ReadonlySet<string>>();
+
 /** The versions a worker runs, with `''` (sessions that opened with no version run on any worker). */
-function runs(a: WorkerAdvert): Set<string> {
-  return new Set(['', ...a.runs]);
+function runs(a: WorkerAdvert): ReadonlySet<string> {
+  let set = runSets.get(a);
+  if (set === undefined) runSets.set(a, (set = new Set(['', ...a.runs])));
+  return set;
 }
 
 /**

@@ -383,14 +383,16 @@ export class Simulation<I, O> implements SimHost<I, O> {
         return token === null ? null : token.slice(0, token.lastIndexOf(':'));
       };
       const live = this.processes.filter((p) => !p.dead);
+      // (The fleet's status as `redisVersions()` reads it: once per check, whatever the versions asked.)
+      let status: ReturnType<typeof versionStatus> | undefined;
       const broken = invariant({
         drained: (version) =>
           drainedIn(
-            versionStatus(
+            (status ??= versionStatus(
               Array.from({ length: this.store.partitions }, (_, p) => ({ counts: this.store.versions(p), holder: owner(p) })),
               new Set(live.map((p) => p.id)),
               new Map(live.flatMap((p) => (p.advert === undefined ? [] : [[p.id, p.advert] as const]))),
-            ),
+            )),
             version,
           ),
         now: this.clock.now(),
