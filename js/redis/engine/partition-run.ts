@@ -578,16 +578,21 @@ export class PartitionRun<I, O> {
       if ((error as { code?: unknown })?.code === 'ERR_VELO_STREAM_LIMIT') return undefined;
       throw error;
     }
-    const s = new Session<I, O>(key, sid, stream, rule, opening);
+    const s = new Session<I, O>(key, sid, stream, rule, opening, {
+      checkpoints,
+      // (A checkpoint before its first input, its key's state converted, stands for the start: it keeps its first.)
+      restored: snapshot !== undefined && snapshot.events > 0,
+      seq: snapshot?.seq ?? 0,
+      keep,
+      keepVersion,
+      writtenBefore: plan.writtenBefore,
+    });
     w.opened?.(
       sid,
       opening.version,
       stored === undefined,
       plan.keyState === null ? null : { use: plan.keyState, kept: kept?.version ?? '' },
     );
-    s.keep = keep;
-    s.keepVersion = keepVersion;
-    s.writtenBefore = plan.writtenBefore;
     if (fromKey) w.counters.keyStateStarts++;
     if (opening.replaces !== undefined && broken === undefined) w.counters.migrated++;
     // Adopted from its checkpoint, or its key's state converted: the converted state is its checkpoint from now on,
@@ -612,7 +617,6 @@ export class PartitionRun<I, O> {
         grant,
       );
     }
-    s.checkpoints = checkpoints;
     // Without hooks (a pipe), its handler never asks: its entries are decided as they come (it has no timers).
     // With them, it may be waiting already (its handler ran up to its first await at the open).
     this.#inputs.opened(s, !checkpoints.attached || checkpoints.waits > 0);
@@ -622,9 +626,6 @@ export class PartitionRun<I, O> {
     if (snapshot !== undefined) {
       this.#snapshots.delete(key);
       w.counters.restored++;
-      // (A checkpoint before its first input, its key's state converted, stands for the start: it keeps its first.)
-      s.restored = snapshot.events > 0;
-      s.seq = snapshot.seq;
     }
     if (!this.flags.replayDone) w.counters.replayedSessions++;
     this.sessions.set(key, s);
@@ -639,12 +640,8 @@ export class PartitionRun<I, O> {
     checkpoints.onDrop = (timer) => this.#writes.clearTimer(s, timer.id);
     for (const timer of rule.timers) this.#writes.armTimer(s, timer);
     if (broken !== undefined) {
-      // Its failure comes after every output written (an earlier owner may have written some after the
-      // checkpoint): with the seq after the checkpoint's, the commit would skip it as written before.
-      s.seq = Math.max(s.seq, snapshot?.written ?? 0);
-      s.writtenBefore = null;
       w.report(broken);
-      this.#writing.fail(s, broken);
+      this.#writing.failOpening(s, broken, snapshot?.written ?? 0);
     }
     return s;
   }

@@ -38,6 +38,17 @@ export class SessionWrites<I, O> {
     this.outbox.queue({ output: { sid: s.sid, seq: ++s.seq, key: s.key, payload, at, traceparent: s.scope?.traceparent } });
   }
 
+  /**
+   * Queues the failure of a session that could not start as planned (its checkpoint unreadable, `migrate` failed):
+   * after every output written (`written`: an earlier owner may have written some past its checkpoint; with the seq
+   * after the checkpoint's, the commit would skip the failure as written before).
+   */
+  failOpening(s: Session<I, O>, error: unknown, written: number): void {
+    s.seq = Math.max(s.seq, written);
+    s.writtenBefore = null;
+    this.fail(s, error);
+  }
+
   /** Queues the session's failure (whatever was thrown, `undefined` included), after which it makes no more. */
   fail(s: Session<I, O>, error: unknown): void {
     if (this.flags.dropped || s.failed) return;

@@ -300,72 +300,102 @@ export interface Stop {
   readonly kind: 'cap' | 'decode';
 }
 
+/** How a session starts, as its opening decided (`PartitionRun.#open`): its fields' first values. */
+export interface SessionStart {
+  /** Its checkpoint calls, and the state it was restored from. */
+  readonly checkpoints: Checkpoints;
+  /** Started from a checkpoint taken after an input (one before its first input stands for the start). */
+  readonly restored: boolean;
+  /** The seq of its last output so far: its checkpoint's, else 0. */
+  readonly seq: number;
+  readonly keep: Buffer | string | undefined;
+  readonly keepVersion: string;
+  readonly writtenBefore: Required<OutputMark> | null;
+}
+
+/**
+ * A session of the partition's run. Its fields are grouped by the one module that writes them after the opening
+ * sets their first values (`SessionStart`); the rest only read them.
+ */
 export class Session<I, O> {
-  /** Its entries (events, markers read for it), in log order: acked when it ends, less those given to the key's next session. */
-  readonly ids: string[] = [];
-  seq = 0;
-  /** Its handler threw, or an output could not be encoded: its error was its last output, nothing comes after. */
-  failed = false;
-  forwarded: Promise<void> = Promise.resolve();
   /** Its rule's state (`session-rules.ts`): shared with its `Checkpoints`. */
   readonly rule: SessionState;
-  /** Why the worker ended its input, if it did; its error is its last output if its handler read to that end. */
-  stop: Stop | undefined;
-  /** The rule's end of its input, when the rule ended it (for `checkReplay`'s record of where it ended). */
-  endedBy: EndReason | undefined = undefined;
-  /** Its outputs are all forwarded (the handler has finished). */
-  forwardDone = false;
-  ageTimer: ClockTimer | null = null;
-  ageMarked = false;
+  /** Its checkpoint calls, and the state it was restored from. */
+  readonly checkpoints: Checkpoints;
+  /** Started from a checkpoint: its handler need not take any event (the session's first was taken long ago). */
+  readonly restored: boolean;
   /** Entries delivered to it that its handler has not taken (its inbox owns them). */
   readonly inbox = new Inbox();
-  /** Started from a checkpoint: its handler need not take any event (the session's first was taken long ago). */
-  restored = false;
+  /** Its armed timers' timeouts, by timer id. */
+  readonly wakeTimeouts = new Map<number, ClockTimer>();
+  /** Timers whose wake-up an earlier owner wrote: the partition's tick moves the log's clock to them instead. */
+  readonly wokenBefore = new Set<number>();
+
+  // Written by `SessionWrites` (its outputs, failure and checkpoints).
+  /** The seq of its last output queued. */
+  seq: number;
+  /** Its handler threw, or an output could not be encoded: its error was its last output, nothing comes after. */
+  failed = false;
   /**
    * `keyState`: the state its end keeps for its key, encoded: its latest checkpoint queued, else the state it started
    * from (its snapshot's, or the key's); undefined: none.
    */
-  keep: Buffer | string | undefined = undefined;
+  keep: Buffer | string | undefined;
   /** The version whose shape `keep` has (a key's state taken as it is keeps the version that kept it). */
-  keepVersion = '';
-  /** Its checkpoint calls, and the state it was restored from. */
-  checkpoints: Checkpoints | null = null;
-  /** Outputs of its handler handed to `#output` so far: a checkpoint call waits for those yielded before it. */
-  yieldsQueued = 0;
+  keepVersion: string;
   /** Entries its handler took after yielding an output that could not be encoded: the key's next session's (`Checkpoints.failAt`). */
   takenPast: InputEntry[] | null = null;
   /**
    * A migrated session's outputs an earlier owner wrote after the checkpoint it started from: its outputs placed at
    * or before `at` are not written again, and the first after it continues past `written` (null once passed).
    */
-  writtenBefore: Required<OutputMark> | null = null;
-  /** Entries of this instance acked by its checkpoints (the first `ackedEntries` it took). */
-  ackedEntries = 0;
-  /** Ids in `ids` that are markers (close markers, wake-ups): not events. */
-  markers: Set<string> | null = null;
-  /** Its trace (a tracer provider is registered): its span, its events' spans and links. */
-  scope: SessionScope | undefined = undefined;
+  writtenBefore: Required<OutputMark> | null;
+
+  // Written by `SessionInputs` (what it is given, and when its input ends).
+  /** Why the worker ended its input, if it did; its error is its last output if its handler read to that end. */
+  stop: Stop | undefined;
+  /** The rule's end of its input, when the rule ended it (for `checkReplay`'s record of where it ended). */
+  endedBy: EndReason | undefined = undefined;
   /**
    * Its handler waits for its next input, none given: the rule is applied again when something new is known (an
    * entry of its key, the log's clock moving). Always set for a stream without hooks (its entries are decided
    * as they come: it has no timers).
    */
   waiting = false;
-  /** Its input has ended (decided by the rule, or its handler finished). */
-  ended = false;
-  /** Its permits of the worker's `limiter.session` limiters (held from before it opened to its end), if any. */
-  permit: Grant | null = null;
   /**
    * Its handler's step's permits of `limiter.step` (`stepped`): waiting, or held from before the input was given to
    * the handler's next ask.
    */
   step: Grant | null = null;
+
+  // Written by `OwnerWrites` (its age end's timer and mark).
+  ageTimer: ClockTimer | null = null;
+  ageMarked = false;
+
+  // Written by `PartitionRun` (its life in the run).
+  /** Its outputs forwarded to the outbox, to the end of its handler. */
+  forwarded: Promise<void> = Promise.resolve();
+  /** Its outputs are all forwarded (the handler has finished). */
+  forwardDone = false;
+  /** Outputs of its handler handed to `#output` so far: a checkpoint call waits for those yielded before it. */
+  yieldsQueued = 0;
+  /** Its trace (a tracer provider is registered): its span, its events' spans and links. */
+  scope: SessionScope | undefined = undefined;
+  /** Its input has ended (decided by the rule, or its handler finished). */
+  ended = false;
+  /** Its permits of the worker's `limiter.session` limiters (held from before it opened to its end), if any. */
+  permit: Grant | null = null;
   /** Each input its handler takes needs a permit of `limiter.step`: nothing is sent into its stream ahead of it. */
   stepped = false;
-  /** Its armed timers' timeouts, by timer id. */
-  readonly wakeTimeouts = new Map<number, ClockTimer>();
-  /** Timers whose wake-up an earlier owner wrote: the partition's tick moves the log's clock to them instead. */
-  readonly wokenBefore = new Set<number>();
+
+  // Written by its own methods (`marker`, `acked`, `trimTaken`).
+  /** Its entries (events, markers read for it), in log order: acked when it ends, less those given to the key's next session. */
+  readonly ids: string[] = [];
+  /** Entries of this instance acked by its checkpoints (the first `ackedEntries` it took). */
+  ackedEntries = 0;
+  /** Ids in `ids` that are markers (close markers, wake-ups): not events. */
+  markers: Set<string> | null = null;
+
   constructor(
     readonly key: string,
     readonly sid: string,
@@ -373,8 +403,15 @@ export class Session<I, O> {
     rule: SessionState,
     /** What it opened with (its version, and the caps the rule applies to it), kept with it in Redis. */
     readonly opening: SessionOpening,
+    start: SessionStart,
   ) {
     this.rule = rule;
+    this.checkpoints = start.checkpoints;
+    this.restored = start.restored;
+    this.seq = start.seq;
+    this.keep = start.keep;
+    this.keepVersion = start.keepVersion;
+    this.writtenBefore = start.writtenBefore;
     // For dashboards: which session a listed stream of the function is (its sid and key, shown as allowed).
     tagStream(stream, { session: { key, sid } });
   }
