@@ -54,7 +54,9 @@ if serial ~= '' then
     end
   end
 end
--- Traced outputs (the last section, absent when none): output index -> traceparent.
+-- The places (sid -> place, written with the marks they go with) and the traced outputs (the last section, absent
+-- when none): output index -> traceparent.
+local places = {}
 local traced = nil
 do
   local j = 5 + 5 * n
@@ -63,6 +65,7 @@ do
   j = j + 1 + 3 * tonumber(ARGV[j])
   j = j + 2 + tonumber(ARGV[j])
   j = j + 1 + 4 * tonumber(ARGV[j])
+  for p = 1, tonumber(ARGV[j]) do places[ARGV[j + 2 * p - 1]] = ARGV[j + 2 * p] end
   j = j + 1 + 2 * tonumber(ARGV[j])
   if ARGV[j] then
     traced = {}
@@ -140,11 +143,19 @@ for o = 1, n do
   marks[sid] = mark
   i = i + 5
 end
+-- Each mark raised, with the place of the output that raised it (one written by an earlier output stays otherwise).
+-- A session ended below loses both with its mark.
 local marked = {}
 for j = 1, #raised do
-  marked[#marked + 1] = raised[j]
-  marked[#marked + 1] = raised[raised[j]]
-  if #marked == 1000 or j == #raised then
+  local sid = raised[j]
+  marked[#marked + 1] = sid
+  marked[#marked + 1] = raised[sid]
+  local place = places[sid]
+  if place ~= nil and raised[sid] == string.match(place, '^(%d+) ') then
+    marked[#marked + 1] = sid .. ' p'
+    marked[#marked + 1] = place
+  end
+  if #marked >= 1000 or j == #raised then
     redis.call('HSET', KEYS[4], unpack(marked))
     marked = {}
   end
@@ -165,8 +176,7 @@ while i < stop do
 end
 n = tonumber(ARGV[i])
 i = i + 1
--- Sessions ended by this call: no place is kept for them below.
-local gone = {}
+-- Sessions ended by this call.
 if n > 0 then
   -- Digests of ended sessions go too, also those a checking worker left for this one.
   local checked = check or redis.call('EXISTS', KEYS[5]) == 1
@@ -174,7 +184,6 @@ if n > 0 then
   for e = 1, n do
     local sid = ARGV[i]
     sids[#sids + 1] = sid
-    gone[sid] = true
     local ending = ARGV[i + 2]
     if check and ending ~= '' then
       local stored = redis.call('HGET', KEYS[9], sid)
@@ -209,10 +218,12 @@ if n > 0 then
     end
   end
   for j = 1, #sids, 1000 do
-    redis.call('HDEL', KEYS[4], unpack(sids, j, math.min(j + 999, #sids)))
-    local places = {}
-    for m = j, math.min(j + 999, #sids) do places[#places + 1] = sids[m] .. ' p' end
-    redis.call('HDEL', KEYS[4], unpack(places))
+    local marks = {}
+    for m = j, math.min(j + 999, #sids) do
+      marks[#marks + 1] = sids[m]
+      marks[#marks + 1] = sids[m] .. ' p'
+    end
+    redis.call('HDEL', KEYS[4], unpack(marks))
     redis.call('HDEL', KEYS[7], unpack(sids, j, math.min(j + 999, #sids)))
     redis.call('HDEL', KEYS[8], unpack(sids, j, math.min(j + 999, #sids)))
   end
@@ -241,15 +252,6 @@ for _ = 1, n do
     redis.call('HINCRBY', KEYS[12], ARGV[i + 1], 1)
   end
   i = i + 4
-end
-n = tonumber(ARGV[i])
-i = i + 1
-for _ = 1, n do
-  local sid, place = ARGV[i], ARGV[i + 1]
-  if raised[sid] ~= nil and not gone[sid] and raised[sid] == string.match(place, '^(%d+) ') then
-    redis.call('HSET', KEYS[4], sid .. ' p', place)
-  end
-  i = i + 2
 end
 if serial ~= '' then redis.call('SET', KEYS[6], ARGV[1] .. ' ' .. serial .. ' ' .. (first or '-') .. ' ' .. written) end
 return {ids, div}
