@@ -208,6 +208,10 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
   live = 0;
   clockOffset = 0;
   readonly runs = new Map<number, PartitionRun<I, O>>();
+  /** When it took each partition it runs (virtual ms). */
+  readonly takenAt = new Map<number, number>();
+  /** Since when it has run some partition without a break (null: it runs none). */
+  servingSince: number | null = null;
   dead = false;
   /** Superseded at its last balance (with releases). */
   superseded = false;
@@ -282,7 +286,7 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
 
   lose(run: PartitionRun<I, O>): void {
     if (this.runs.get(run.partition) !== run) return;
-    this.runs.delete(run.partition);
+    this.#stopRunning(run.partition);
     this.counters.lost++;
     this.sim.note(`${this.id} loses p${run.partition}`);
     void run.drop();
@@ -367,14 +371,23 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
     }
     this.sim.took(this, lease);
     this.counters.acquired++;
+    const now = this.clock.now();
+    if (this.runs.size === 0) this.servingSince = now;
+    this.takenAt.set(p, now);
     this.runs.set(p, new PartitionRun(this, lease, sent));
+  }
+
+  #stopRunning(p: number): void {
+    this.runs.delete(p);
+    this.takenAt.delete(p);
+    if (this.runs.size === 0) this.servingSince = null;
   }
 
   /** Hands partition `p` back gracefully (as the worker's `#release`: outputs committed, the lease released). */
   #handBack(p: number): Promise<void> {
     const run = this.runs.get(p);
     if (run === undefined) return Promise.resolve();
-    this.runs.delete(p);
+    this.#stopRunning(p);
     this.counters.released++;
     this.sim.note(`${this.id} hands p${p} back`);
     return run.release().catch((error: unknown) => this.report(error));
@@ -467,5 +480,7 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
     this.log.sever();
     for (const run of this.runs.values()) void run.drop();
     this.runs.clear();
+    this.takenAt.clear();
+    this.servingSince = null;
   }
 }

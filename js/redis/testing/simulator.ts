@@ -218,8 +218,9 @@ export class Simulation<I, O> implements SimHost<I, O> {
   /**
    * A process of release `to` adopts a session of version `from`: of a newer release (later in `releases`), that is
    * the revival the docs describe (a superseded worker takes partitions again once every worker that superseded it
-   * is gone); while a process of that newer release is up and serving, it is two releases migrating each other's
-   * sessions back and forth, which superseding must prevent.
+   * is gone); while a process of that newer release is up and serving, and has served since before the adopter took
+   * its partitions, it is two releases migrating each other's sessions back and forth, which superseding must
+   * prevent. (One that came back since, from a pause past its leases, is the adopter's to see at its next balance.)
    */
   #adopting(to: number, from: string, adopter: () => SimProcess<I, O>): void {
     const releases = this.releases ?? [];
@@ -227,9 +228,19 @@ export class Simulation<I, O> implements SimHost<I, O> {
     if (newer <= to) return;
     // A stale owner (its leases gone without its knowing: paused past them) adopts what its successor wrote: its
     // writes are fenced, and nothing of it reaches a reader.
-    const holds = [...adopter().runs.values()].some((run) => this.store.holder(run.partition) === run.lease.token);
-    if (!holds) return;
-    const serving = this.processes.find((p) => !p.dead && !p.closing && !p.clock.paused && p.release >= newer && p.runs.size > 0);
+    const process = adopter();
+    const held = [...process.runs.values()].filter((run) => this.store.holder(run.partition) === run.lease.token);
+    if (held.length === 0) return;
+    const took = Math.max(...held.map((run) => process.takenAt.get(run.partition) ?? 0));
+    const serving = this.processes.find(
+      (p) =>
+        !p.dead &&
+        !p.closing &&
+        !p.clock.paused &&
+        p.release >= newer &&
+        p.servingSince !== null &&
+        p.servingSince <= took,
+    );
     if (serving !== undefined)
       this.violations.push(
         `t=${this.clock.now()}: a process of ${releases[to].version} adopts a ${from} session while ${serving.id} (${releases[serving.release].version}) serves`,
