@@ -30,6 +30,8 @@ export class Inbox {
   /** An entry its codec could not decode (every later one stays out of its stream): its input ends in front of it. */
   #poison: InputEntry | null = null;
   #poisonError: Error | null = null;
+  /** The id of the last entry delivered (taken or not): the session's ids are trimmed by its checkpoints' acks. */
+  #lastReceived: string | undefined = undefined;
 
   /** Entries delivered and not taken. */
   get length(): number {
@@ -67,6 +69,10 @@ export class Inbox {
   get firstValue(): unknown {
     return this.#outside[0] === this.#sent[0] ? this.#outsideValues[0] : undefined;
   }
+  /** The id of the last entry delivered, if any. */
+  get lastReceived(): string | undefined {
+    return this.#lastReceived;
+  }
   /** Entries delivered and not taken (read-only: for counting). */
   entries(): readonly InputEntry[] {
     return this.#sent;
@@ -75,6 +81,7 @@ export class Inbox {
   /** An entry delivered (into its stream, or kept out by `keepOut`/`poison`). */
   receive(entry: InputEntry): void {
     this.#sent.push(entry);
+    this.#lastReceived = entry.id;
   }
   /** The entry just received stays out of its stream, decoded as `value`. */
   keepOut(entry: InputEntry, value: unknown): void {

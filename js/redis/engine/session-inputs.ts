@@ -97,9 +97,10 @@ export class SessionInputs<I, O> {
     const held = this.#entries.held.get(s.key)?.find(isEvent);
     if (held !== undefined) time = idTime(held.id);
     // The entry being drained, unless it already reached this session (it stays `draining` until its delivery
-    // returns, and the handler may have taken it by then: as the next entry, it would count twice).
+    // returns, and the handler may have taken it by then: as the next entry, it would count twice). Reached by the
+    // inbox's last delivery: the session's ids lose those its checkpoints acked.
     const draining = this.#entries.draining;
-    const reached = s.ids.length > 0 ? s.ids[s.ids.length - 1] : undefined;
+    const reached = s.inbox.lastReceived;
     if (
       draining !== null &&
       draining.key === s.key &&
