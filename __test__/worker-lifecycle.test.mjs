@@ -102,9 +102,11 @@ test('close() waits for a thread already stopping as idle whose handler never fi
   // The stream is cancelled, so its thread hosts nothing and stops as idle (threadIdleTimeout 0) while its handler
   // is still parked. close() resolved at once before, with the thread still running.
   const base = threads();
-  const fn = workerFn(HANDLERS, { export: 'parked', threads: 1, threadIdleTimeout: 0 });
+  const fn = workerFn(HANDLERS, { export: 'parksLoudly', threads: 1, threadIdleTimeout: 0 });
   const s = fn.open();
   await s.send('park');
+  // Parked, not merely sent: a cancel that reached the handler before it parked would stop the thread at once.
+  assert.equal(await s.recv(), 'parking');
   await sleep(100);
   await s.cancel();
   await sleep(100);
