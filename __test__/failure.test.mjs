@@ -214,6 +214,8 @@ test('a handler that leaves its loop and keeps running: waiting sends are answer
         assert.ok(e instanceof StreamClosedError, finish);
         if (finish === 'throws') assert.equal(e.cause, late);
         else assert.equal(e.cause, undefined);
+        if (finish === 'returns') assert.match(e.message, /has finished: its handler returned/);
+        if (finish === 'throws') assert.match(e.message, /failed: its handler threw/);
         return true;
       });
     }

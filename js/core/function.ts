@@ -5,7 +5,7 @@ import { assertSource, collectOutputs } from './drive';
 import { FirstTurnGate, NativeStream, reportDone, settleFirstTurns } from './native-stream';
 import { PipedStream } from './pipe';
 import { type SessionHooks, kAsksInputs, kFinished, kOpen, type StreamKind } from './protocol';
-import { HandlerStream, kHoldIdle, reportHandoffs } from './stream';
+import { HandlerStream, kBegin, kHoldIdle, reportHandoffs } from './stream';
 import { type StreamTrace, streamTrace } from '../tracing';
 import { type StreamBody } from './body';
 import { Sessions, type Singleton } from './sessions';
@@ -282,7 +282,8 @@ class SingleFn<I, O> extends FnBase<I, O> {
     const body = typeof handler === 'function' ? handler : handler.makeBody(native, buffer);
     const trace = streamTrace(this.name, typeof body === 'function' ? 'generator' : body.kind, pipeTrace);
     const sessionHooks = typeof handler === 'function' ? hooks : undefined;
-    const stream = new HandlerStream(native, body, this.name, buffer, idleOn, signal, sessionHooks, trace);
+    const stream = new HandlerStream<I, O>(native, this.name, buffer, idleOn, signal);
+    stream[kBegin](body, sessionHooks, trace);
     if (admission !== undefined) {
       admission.stream = stream as HandlerStream<unknown, unknown>;
       if (admission.waiting) stream[kHoldIdle](true);

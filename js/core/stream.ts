@@ -373,6 +373,8 @@ class HandlerContext implements StreamContext {
 
 /** See `HandlerStream[kHoldIdle]`. */
 export const kHoldIdle = Symbol('velo-stream.holdIdle');
+/** See `HandlerStream[kBegin]`. */
+export const kBegin = Symbol('velo-stream.begin');
 
 export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTarget {
   readonly #native: NativeStream;
@@ -389,9 +391,9 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   /** Why `ctx.signal` was aborted by the body (it is failing), if it was. */
   #bodyAbort: { reason: unknown } | undefined;
   /** A task stage's body, or null for a handler generator. */
-  readonly #body: StreamBody<I, O> | null;
+  #body: StreamBody<I, O> | null = null;
   /** The session's durable side (`ctx.restored`, `ctx.checkpoint`), or undefined (a no-op checkpoint). */
-  readonly #hooks: SessionHooks | undefined;
+  #hooks: SessionHooks | undefined;
   /** Outputs the handler yielded so far (a checkpoint comes after them). */
   #yielded = 0;
   /** In-process timers of `ctx.wakeAt` (without hooks), cleared when the handler finishes. */
@@ -556,21 +558,9 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   #resolveFinished: (() => void) | null = null;
   #handlerDone = false;
 
-  constructor(
-    native: NativeStream,
-    handler: StreamHandler<I, O> | StreamBody<I, O>,
-    label: string,
-    capacity: number,
-    idle: boolean,
-    signal: AbortSignal | undefined,
-    hooks?: SessionHooks,
-    trace?: StreamTrace,
-  ) {
+  /** The stream's state; `kBegin` starts it (kept apart, so that opening a stream may inline this and allocate the stream in place). */
+  constructor(native: NativeStream, label: string, capacity: number, idle: boolean, signal: AbortSignal | undefined) {
     super();
-    this.#hooks = hooks;
-    hooks?.attach?.();
-    this.#trace = trace;
-    trace?.watch(this);
     this.#native = native;
     this.#label = label;
     this.#capacity = capacity;
@@ -580,20 +570,36 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     this.#stampDue = idle && !native.firstTurn;
     this.#signal = signal;
     if (idle) watchIdleLater(this);
+  }
+
+  /** Starts the handler (or body) of the stream just made, and watches its signal. */
+  [kBegin](handler: StreamHandler<I, O> | StreamBody<I, O>, hooks?: SessionHooks, trace?: StreamTrace): void {
+    // (The hooks, a trace and a body, which most streams have none of, are set up by a method of their own.)
+    if (hooks !== undefined || trace !== undefined || typeof handler !== 'function') this.#startOther(handler, hooks, trace);
+    else this.#startHandler(handler);
+    // (A handler that threw at once has finished: nothing left to cancel.)
+    const signal = this.#signal;
+    if (signal !== undefined && !this.#handlerDone) this.#detachSignal = watchAbort(signal, (reason) => void this.cancel(reason));
+  }
+
+  /** The constructor's part for a stream with session hooks, a trace, or a body (a task stage's) instead of a handler. */
+  #startOther(
+    handler: StreamHandler<I, O> | StreamBody<I, O>,
+    hooks: SessionHooks | undefined,
+    trace: StreamTrace | undefined,
+  ): void {
+    this.#hooks = hooks;
+    hooks?.attach?.();
+    this.#trace = trace;
+    trace?.watch(this);
     if (typeof handler !== 'function') {
       this.#body = handler;
       if (trace === undefined) handler[kStartBody](this);
       else trace.run(() => handler[kStartBody](this));
-      if (signal !== undefined && !this.#handlerDone)
-        this.#detachSignal = watchAbort(signal, (reason) => void this.cancel(reason));
       return;
     }
-    this.#body = null;
     if (trace === undefined) this.#startHandler(handler);
     else trace.run(() => this.#startHandler(handler));
-
-    // (A handler that threw at once has finished: nothing left to cancel.)
-    if (signal !== undefined && !this.#handlerDone) this.#detachSignal = watchAbort(signal, (reason) => void this.cancel(reason));
   }
 
   /** Calls the handler and starts taking its outputs (in its trace's context, if traced: see tracing.ts). */
@@ -1582,7 +1588,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     );
     this.#inHanded = this.#outHanded = 0;
     if (!this.#outPending) this.#outEnded = true;
-    this.#afterHandler(() => new StreamClosedError(`${this.#describe()} has finished: its handler returned`));
+    this.#afterHandler(true);
   }
 
   // ----- a body's operations (see `StreamBody`) -----
@@ -1653,7 +1659,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   #handlerThrew(error: unknown): void {
     if (this.#cancel !== undefined) {
       // Thrown while being cancelled: nobody is left to see it.
-      this.#afterHandler(() => this.#closedError());
+      this.#afterHandler(false);
       return;
     }
     this.#failure = { error };
@@ -1661,15 +1667,24 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     this[kReport](false);
     this.#commitStage();
     this.#native.handlerFailed();
-    this.#afterHandler(() => new StreamClosedError(`${this.#describe()} failed: its handler threw`, { cause: error }));
+    // (Waiting sends are refused with the handler's error as the cause: `#closedError` with `#failure` set.)
+    this.#afterHandler(false);
   }
 
-  #afterHandler(senderError: () => Error): void {
+  /** The handler finished: `returned`, or threw (then waiting sends are refused as `#closedError` says). */
+  #afterHandler(returned: boolean): void {
     if (this.#trace !== undefined) this.#endTrace();
     // The handler takes no more events: its source is closed, as a sender's is at its next send, refused.
     this.#pull?.stop();
     this.#inPending = this.#outPending = true;
-    this.#rejectSenders(senderError);
+    // (The refusal's maker is made only for waiting sends: most streams have none.)
+    if (this.#senders.length > 0) {
+      this.#rejectSenders(
+        returned
+          ? () => new StreamClosedError(`${this.#describe()} has finished: its handler returned`)
+          : () => this.#closedError(),
+      );
+    }
     this.#dropLent();
     this.#inBuf = NO_BUFFER;
     this.#idleOff();
