@@ -125,6 +125,12 @@ export const ERROR_CODES = {
     when: 'A request body over `maxBodyBytes` (answered 413).',
     action: 'Raise `maxBodyBytes`, or send less.',
   },
+  ERR_VELO_BODY_TIMEOUT: {
+    class: 'RequestBodyTimeoutError',
+    from: 'velo-stream/http',
+    when: 'The stream fed by `ndjsonEvents` stopped reading the request body (its `idleTimeout` passed, or `end()`) while a line of it was still arriving: the writers answer 408 (or an error line after outputs) rather than a success over a cut body. `idleTimeout` counts whole lines, not bytes.',
+    action: 'Raise `idleTimeout` above the longest time a line of the body takes to arrive, or have the client send whole lines.',
+  },
   ERR_VELO_EVENT_TOO_LARGE: {
     class: 'EventTooLargeError',
     from: 'velo-stream/redis',
@@ -693,6 +699,26 @@ export class RequestTooLargeError extends Error {
   toJSON(): RequestTooLargeErrorJSON {
     const error = { message: this.message, code: this.code, limit: this.limit };
     return { error: this.line === undefined ? error : { ...error, line: this.line } };
+  }
+}
+
+/**
+ * The stream fed by `ndjsonEvents` stopped reading the request body (its idle timeout, or `end()`) while a line
+ * of it was arriving: the rest of the body is not read. Answered with `status` (408) by the HTTP writers.
+ */
+export class RequestBodyTimeoutError extends Error {
+  /** The HTTP status to answer with. */
+  readonly status = 408;
+  /** The error's stable code: compare it rather than the class across copies of the module. */
+  readonly code = 'ERR_VELO_BODY_TIMEOUT' as const;
+  /** 1-based number of the line that was arriving. */
+  readonly line: number;
+  constructor(line: number, bytes: number) {
+    super(
+      `The stream stopped reading the request body (its idleTimeout passed, or its input was ended) while line ${line} was arriving (${bytes} bytes of it in): the rest of the body is not read`,
+    );
+    this.name = 'RequestBodyTimeoutError';
+    this.line = line;
   }
 }
 

@@ -4,12 +4,14 @@
 // Works with Node's http.ServerResponse, so with Express's `res` and
 // Fastify's `reply.raw`; `toReadable` gives a Readable for `reply.send`.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { NOT_NOW, kReadNow, kSettle } from '../core/protocol';
-import { kBodyLeft } from './ndjson-body';
+import { kBodyCut, kBodyLeft } from './ndjson-body';
 import { assertOptionsObject } from '../config';
 import { SerializeError, describe, invalidType, invalidValue } from '../errors';
 import { drainOrClose } from '../net/drain';
+import { errorAnswer as answerTo, errorJSON } from '../net/error-answer';
 import { checkResponseFields } from '../net/response-fields';
 
 /** Output formats. */
@@ -18,6 +20,7 @@ export type Format = 'ndjson' | 'sse';
 // The errors live with every other error of the library (js/errors.ts); these are the ones this subpath makes.
 export {
   RequestBodyError,
+  RequestBodyTimeoutError,
   RequestTooLargeError,
   SerializeError,
   type RequestBodyErrorJSON,
@@ -46,17 +49,29 @@ const CONTENT_TYPE: Record<Format, string> = {
   sse: 'text/event-stream; charset=utf-8',
 };
 
-/** What a handler error looks like on the wire. */
-function errorPayload(error: unknown): { error: { message: string; code?: string } } {
-  const e = error as { message?: unknown; code?: unknown };
-  const message = typeof e?.message === 'string' ? e.message : String(error);
-  return { error: typeof e?.code === 'string' ? { message, code: e.code } : { message } };
-}
-
 /** SSE data may not contain bare newlines: each line becomes its own `data:` field. */
 function sseFrame(data: string, event?: string): string {
   const lines = data.split(/\r\n|\r|\n/).map((line) => `data: ${line}\n`);
   return `${event ? `event: ${event}\n` : ''}${lines.join('')}\n`;
+}
+
+/** What a serializer's error says, for the SerializeError's message (read with care: it may be anything). */
+function reasonOf(error: unknown): string {
+  try {
+    const message = (error as { message?: unknown } | null | undefined)?.message;
+    return typeof message === 'string' ? message : String(error);
+  } catch {
+    return 'the serializer threw';
+  }
+}
+
+/** `describe(value)`, or a plain word for a value that cannot be looked at (a revoked proxy). */
+function describeSafely(value: unknown): string {
+  try {
+    return describe(value);
+  } catch {
+    return typeof value;
+  }
 }
 
 /** The output's text, or a SerializeError. */
@@ -65,14 +80,19 @@ function serialized<O>(serialize: (o: O) => string, o: O): string {
   try {
     text = serialize(o);
   } catch (error) {
-    const reason = typeof (error as { message?: unknown })?.message === 'string' ? (error as Error).message : String(error);
-    throw new SerializeError(`An output could not be serialized: ${reason}`, { cause: error });
+    throw new SerializeError(`An output could not be serialized: ${reasonOf(error)}`, { cause: error });
   }
   if (typeof text !== 'string') {
     const what =
-      o === undefined ? 'undefined' : typeof o === 'function' ? 'a function' : typeof o === 'symbol' ? 'a symbol' : describe(o);
+      o === undefined
+        ? 'undefined'
+        : typeof o === 'function'
+          ? 'a function'
+          : typeof o === 'symbol'
+            ? 'a symbol'
+            : describeSafely(o);
     throw new SerializeError(
-      `An output could not be serialized: ${what} has no JSON text (the serializer returned ${describe(text)})`,
+      `An output could not be serialized: ${what} has no JSON text (the serializer returned ${describeSafely(text)})`,
     );
   }
   return text;
@@ -102,7 +122,7 @@ function ndjsonLine(text: string): string {
 /** NDJSON with the default serializer: one shared set, not three closures per response. */
 const NDJSON_FRAMES: Frames<unknown> = {
   output: (o) => `${serialized(stringify, o)}\n`,
-  error: (e) => `${JSON.stringify(errorPayload(e))}\n`,
+  error: (e) => `${errorJSON(e)}\n`,
 };
 
 function frames<O>(format: Format, opts: ResponseOptions<O>): Frames<O> {
@@ -111,8 +131,7 @@ function frames<O>(format: Format, opts: ResponseOptions<O>): Frames<O> {
   return {
     output: (o: O) =>
       format === 'ndjson' ? ndjsonLine(serialized(serialize, o)) : sseFrame(serialized(serialize, o), opts.event),
-    error: (e: unknown) =>
-      format === 'ndjson' ? `${JSON.stringify(errorPayload(e))}\n` : sseFrame(JSON.stringify(errorPayload(e)), 'error'),
+    error: (e: unknown) => (format === 'ndjson' ? `${errorJSON(e)}\n` : sseFrame(errorJSON(e), 'error')),
   };
 }
 
@@ -154,18 +173,28 @@ function assertOutputs(outputs: unknown): asserts outputs is AsyncIterable<unkno
   }
 }
 
+/** A plain iterable's read, raced with the client's leaving: the client left. */
+const LEFT: unique symbol = Symbol('velo.left');
+
 /**
  * Writes every output to `res` in `format`, honouring backpressure (a full
  * socket pauses the reading, and so the handler), and ends the response when
  * the outputs end. A handler error is reported in the format's own way (a
  * final `{"error":…}` line, or an `event: error`) and the response ends; an
  * error before the first output is answered as `sendError` answers it (its
- * `status`, else 500, and a JSON body). An output the serializer rejects
- * counts as a handler error and stops the stream. If the client goes away
- * first, the stream is cancelled (so the handler's `finally` runs and its
- * slot frees at once). A HEAD request is answered with the headers alone, and
- * the stream is cancelled unread. Waits for a full socket to drain, leaving
- * no listener behind. Resolves when done; never rejects because of the client.
+ * `status`, else 500, and a JSON body), with the `headers` option's headers.
+ * Both carry the same fixed shape (`errorAnswer` in js/net/error-answer.ts),
+ * never the error's own `toJSON()`. An output the serializer rejects counts
+ * as a handler error and stops the stream. A request body that the stream
+ * stopped reading while a line of it was arriving (`RequestBodyTimeoutError`)
+ * is answered as such an error, in place of the outputs not written yet. If
+ * the client goes away first, the stream is cancelled (so the handler's
+ * `finally` runs and its slot frees at once); a plain async iterable (no
+ * `cancel()`) has its `return()` called, not waited for (a generator parked
+ * on an `await` answers it only when it resumes), and the writer settles. A
+ * HEAD request is answered with the headers alone, and the stream is
+ * cancelled unread. Waits for a full socket to drain, leaving no listener
+ * behind. Resolves when done; never rejects because of the client.
  */
 export async function writeResponse<O>(
   res: ServerResponse,
@@ -188,10 +217,16 @@ export async function writeResponse<O>(
     await stop(outputs, it, 'HEAD request').catch(() => {});
     return;
   }
+  // A plain async iterable cannot be made to answer a pending read (a cancel does that for a stream): its reads
+  // are raced with the client's leaving, so that the writer settles when the client leaves.
+  const plain = typeof outputs.cancel !== 'function';
+  let leave: (() => void) | undefined;
+  const left = plain ? new Promise<typeof LEFT>((resolve) => (leave = () => resolve(LEFT))) : undefined;
   let gone = res.destroyed || res.writableEnded;
   const onClose = () => {
     if (res.writableFinished) return;
     gone = true;
+    leave?.();
     // Nobody is left to tell if stopping fails (a plain iterator's return()).
     stop(outputs, it, 'client disconnected').catch(() => {});
   };
@@ -200,25 +235,42 @@ export async function writeResponse<O>(
   // Gone before we started (the handler awaited something first, and the
   // client left meanwhile): its 'close' has fired already, so stop now. The
   // pending read below then ends.
-  if (gone) stop(outputs, it, 'client disconnected').catch(() => {});
+  if (gone) {
+    leave?.();
+    stop(outputs, it, 'client disconnected').catch(() => {});
+  }
   let failed = false;
   const ready = ReadyTaker.of(outputs, frame, res.writableHighWaterMark);
+  const req = res.req as BodyRequest | undefined;
   try {
     for (;;) {
       let text = '';
       let failure: { error: unknown } | undefined;
       try {
-        const r = await it.next();
-        if (r.done || gone) break;
-        text = frame.output(r.value);
-        // The outputs ready with it go out in the same write.
-        if (ready !== undefined) {
-          let taken = ready.take(text);
-          if (taken instanceof Promise) taken = await taken;
-          ({ text, failure } = taken);
+        const next = it.next();
+        const r = left === undefined ? await next : await Promise.race([next, left]);
+        if (r === LEFT || gone) break;
+        // The stream stopped reading a body whose line was arriving: its outputs since are of a cut body.
+        const cut = req?.[kBodyCut];
+        if (cut !== undefined) failure = { error: cut };
+        else {
+          if (r.done) break;
+          text = frame.output(r.value);
+          // The outputs ready with it go out in the same write.
+          if (ready !== undefined) {
+            let taken = ready.take(text);
+            if (taken instanceof Promise) taken = await taken;
+            ({ text, failure } = taken);
+          }
+          // (The client may have left while the handler finished its run.)
+          if (gone) break;
+          // (Or, the handler having run to its end meanwhile, its body found cut: those outputs are of a cut body.)
+          const cutSince = req?.[kBodyCut];
+          if (cutSince !== undefined) {
+            text = '';
+            failure = { error: cutSince };
+          }
         }
-        // (The client may have left while the handler finished its run.)
-        if (gone) break;
       } catch (error) {
         // The outputs failed, or an output could not be serialized (then the
         // stream would go on: it is stopped in `finally`).
@@ -235,7 +287,7 @@ export async function writeResponse<O>(
       }
       failed = true;
       if (gone) break;
-      if (!res.headersSent) res.write(errorAnswer(res, failure.error));
+      if (!res.headersSent) res.write(errorAnswer(res, failure.error, headers));
       else {
         closeIfBodyUnread(res);
         res.write(frame.error(failure.error));
@@ -250,20 +302,27 @@ export async function writeResponse<O>(
       res.end();
     }
     // Our iterator is not waiting here, so return() stops the producer at
-    // once (a Stream's cancels it; feed()'s runs its cleanup).
-    if (gone || failed) await Promise.resolve(it.return?.()).catch(() => {});
+    // once (a Stream's cancels it; feed()'s runs its cleanup). A plain
+    // iterable the client left had its return() called then, not waited for.
+    if (failed || (gone && !plain)) await Promise.resolve(it.return?.()).catch(() => {});
   }
 }
 
 /**
  * Answers `error` as the writers answer an error before any output: its
- * `status` (a number from 400 to 599, else 500: 400 for a malformed request
- * body, 413 for one over a size limit, 503 for a `StreamLimitError`), its
- * `toJSON()` or `{"error":{"message","code"}}` as a JSON body, and
- * `Connection: close` when the request body was not read to its end. For the
- * error thrown before a writer could be called, such as `open()` past
- * `maxConcurrent`. A response whose headers went out already is destroyed
- * (the client sees it cut short); one that ended is left as it is.
+ * `status` (an integer from 400 to 599, else 500: 400 for a malformed request
+ * body, 408 for one cut by the stream's idle end, 413 for one over a size
+ * limit, 503 for a `StreamLimitError`), the JSON body
+ * `{"error":{"message","code"}}` (see `errorAnswer` in
+ * js/net/error-answer.ts: never the error's `toJSON()`; a 5xx's message is
+ * the status's reason phrase unless the error has `expose: true`), and
+ * `Connection: close` when the request body was not read to its end (the
+ * rest of the body is then read and dropped, up to a bound, so that a client
+ * still sending gets the answer). A request with no body keeps its
+ * connection. For the error thrown before a writer could be called, such as
+ * `open()` past `maxConcurrent`. Headers set on `res` before stay. A response
+ * whose headers went out already is destroyed (the client sees it cut
+ * short); one that ended is left as it is. Never throws for the error.
  */
 export function sendError(res: ServerResponse, error: unknown): void {
   assertResponse(res);
@@ -276,12 +335,13 @@ export function sendError(res: ServerResponse, error: unknown): void {
 }
 
 /** Sets the status and headers of the answer to `error` (the headers are not out yet); returns its JSON body. */
-function errorAnswer(res: ServerResponse, error: unknown): string {
-  const e = error as { status?: unknown; toJSON?: () => unknown };
-  res.statusCode = typeof e?.status === 'number' && e.status >= 400 && e.status < 600 ? e.status : 500;
+function errorAnswer(res: ServerResponse, error: unknown, headers?: ResponseOptions<unknown>['headers']): string {
+  const { status, body } = answerTo(error);
+  res.statusCode = status;
+  if (headers !== undefined) for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
   res.setHeader('content-type', 'application/json; charset=utf-8');
   closeIfBodyUnread(res);
-  return JSON.stringify(typeof e?.toJSON === 'function' ? e.toJSON() : errorPayload(error));
+  return JSON.stringify(body);
 }
 
 /** A response to a HEAD request. */
@@ -371,23 +431,47 @@ class ReadyTaker<O> {
   }
 }
 
+/** A request as the writers look at it: the marks its NDJSON body's reader leaves (ndjson-body.ts). */
+type BodyRequest = IncomingMessage & { [kBodyLeft]?: boolean; [kBodyCut]?: unknown };
+
+/** The `RequestBodyTimeoutError` of a response's request whose body the stream stopped reading mid-line, if any. */
+function cutOf(res: ServerResponse | undefined): unknown {
+  const req: BodyRequest | undefined = res?.req;
+  return req === undefined ? undefined : req[kBodyCut];
+}
+
+/**
+ * A request whose body is read to its end, or that has none: an HTTP/1 request
+ * with neither `Transfer-Encoding` nor a `Content-Length` above 0 has no body
+ * (RFC 9112, 6.3), though Node marks it complete only after the handler's
+ * synchronous run.
+ */
+function bodyRead(req: IncomingMessage): boolean {
+  if (req.complete) return true;
+  const headers = req.headers;
+  if (headers === undefined || headers['transfer-encoding'] !== undefined) return false;
+  const length = headers['content-length'];
+  return length === undefined || Number(length) === 0;
+}
+
 /**
  * An error is answered before its request body was read to the end (a body
  * refused for its size, maybe by its Content-Length before any byte was
  * read): nothing will read the rest, so the connection is closed after the
- * answer. Before the headers, `Connection: close` tells Node and the client;
- * Node does that by itself once a body was partly read, but a body never
- * read at all it would read to its end and discard, to keep the connection
- * alive for a next request. After the headers (outputs went out, then the
- * error line), the socket is ended once the answer is out, as Node ends one
- * it answered with `Connection: close`, unless the body turns out complete
+ * answer. Before the headers, `Connection: close` tells Node and the client,
+ * and the close is a lingering one (`lingerAtClose`); Node does that by
+ * itself once a body was partly read, but a body never read at all it would
+ * read to its end and discard, to keep the connection alive for a next
+ * request. After the headers (outputs went out, then the error line), the
+ * socket is ended once the answer is out, unless the body turns out complete
  * (see `endIfBodyUnread`). HTTP/1 only: an HTTP/2 stream is not a connection.
  */
 function closeIfBodyUnread(res: ServerResponse): void {
   const req = res.req as IncomingMessage | undefined;
-  if (req === undefined || req.complete || req.httpVersionMajor !== 1) return;
+  if (req === undefined || req.httpVersionMajor !== 1 || bodyRead(req)) return;
   if (!res.headersSent) {
     res.setHeader('connection', 'close');
+    lingerAtClose(res, req);
     return;
   }
   endIfBodyUnread(res, req, false);
@@ -402,26 +486,101 @@ function closeIfBodyUnread(res: ServerResponse): void {
  */
 function closeIfBodyLeft(res: ServerResponse): void {
   const req = res.req as IncomingMessage | undefined;
-  if (req === undefined || req.complete || req.httpVersionMajor !== 1) return;
+  if (req === undefined || req.httpVersionMajor !== 1 || bodyRead(req)) return;
   endIfBodyUnread(res, req, true);
 }
 
 /**
  * Ends the connection once the answer is out if the request's body is still
- * not complete then (and, with `left`, its NDJSON reader left it). Looked at
- * on the turn after 'finish': Node tells a body's end in a callback of its
- * own after the body's last bytes, so a body sent whole is complete by then,
- * and its keep-alive connection, which the headers promised, stays usable.
+ * not complete then (and, with `left`, its NDJSON reader left it), with a
+ * lingering close. Looked at on the turn after 'finish': Node tells a body's
+ * end in a callback of its own after the body's last bytes, so a body sent
+ * whole is complete by then, and its keep-alive connection, which the
+ * headers promised, stays usable.
  */
-function endIfBodyUnread(res: ServerResponse, req: IncomingMessage & { [kBodyLeft]?: boolean }, left: boolean): void {
+function endIfBodyUnread(res: ServerResponse, req: BodyRequest, left: boolean): void {
   const socket = res.socket;
   if (socket === null) return;
   // (The response lets go of its socket at 'finish'.)
   res.once('finish', () => {
     setImmediate(() => {
-      if (!req.complete && (!left || req[kBodyLeft] === true) && !socket.destroyed) socket.end();
+      if (!req.complete && (!left || req[kBodyLeft] === true) && !socket.destroyed) linger(socket, req);
     });
   });
+}
+
+/** How long a lingering close reads and drops the rest of a body, ms. */
+const LINGER_MS = 2000;
+/** How much of the rest of a body a lingering close reads and drops, bytes. */
+const LINGER_BYTES = 4 * 1024 * 1024;
+/** Set on a socket whose close after the answer is a lingering one. */
+const kLinger = Symbol('velo.linger');
+
+type LingeringSocket = Socket & { [kLinger]?: true };
+
+/**
+ * The answer says `Connection: close`: Node closes the socket as soon as the
+ * answer is written (`destroySoon()`, called at the response's 'finish'). A
+ * client still sending its body then gets a reset, which discards the answer
+ * it has not read yet. That call becomes a lingering close (`linger`), for
+ * this socket only.
+ */
+function lingerAtClose(res: ServerResponse, req: IncomingMessage): void {
+  const socket: LingeringSocket | null = res.socket;
+  if (socket === null || socket[kLinger] === true || typeof socket.destroySoon !== 'function') return;
+  socket[kLinger] = true;
+  socket.destroySoon = () => {
+    // (Back to the prototype's, for any later call.)
+    Reflect.deleteProperty(socket, 'destroySoon');
+    linger(socket, req);
+  };
+}
+
+/**
+ * A lingering close: the answer goes out, then the end of this side (the
+ * client reads both whenever it reads); the rest of the body is read and
+ * dropped until it ends, or for at most `LINGER_BYTES` and `LINGER_MS`, and
+ * the socket is destroyed then. Destroying it at once with body bytes unread
+ * would send a reset, and a client still sending would lose the answer.
+ */
+function linger(socket: Socket, req: IncomingMessage): void {
+  if (socket.destroyed) return;
+  socket.end();
+  if (req.complete || req.readableEnded || req.destroyed) {
+    closeWhenWritten(socket);
+    return;
+  }
+  let room = LINGER_BYTES;
+  const done = (): void => {
+    clearTimeout(timer);
+    req.off('data', onData);
+    req.off('end', onEnd);
+    socket.off('close', done);
+  };
+  const cut = (): void => {
+    done();
+    socket.destroy();
+  };
+  const onData = (chunk: Buffer | string): void => {
+    room -= chunk.length;
+    if (room < 0) cut();
+  };
+  const onEnd = (): void => {
+    done();
+    closeWhenWritten(socket);
+  };
+  const timer = setTimeout(cut, LINGER_MS);
+  timer.unref();
+  req.on('data', onData);
+  req.once('end', onEnd);
+  socket.once('close', done);
+  req.resume();
+}
+
+/** Destroys `socket` once what was written to it is out (its end sent). */
+function closeWhenWritten(socket: Socket): void {
+  if (socket.writableFinished) socket.destroy();
+  else socket.once('finish', () => socket.destroy());
 }
 
 /** NDJSON: one JSON document per line. */
@@ -464,11 +623,15 @@ function isResponseLike(w: unknown): w is ServerResponse {
  * The outputs as a byte Readable in `format` (for Fastify's `reply.send`, or
  * `pipeline`). Reading pulls outputs; destroying it (a client that left)
  * cancels the stream at once, even while the handler waits for input, and
- * the Readable closes once the handler has returned. Piped into an HTTP
- * response whose headers are not out yet, an error before any output is
- * answered as `sendError` answers it (its status and JSON body); read any
- * other way, it is a final error line or event. Piped into a response to a
- * HEAD request, it ends at once and the stream is cancelled unread.
+ * the Readable closes once the handler has returned (a plain async iterable,
+ * with no `cancel()`, has its `return()` called, not waited for, and the
+ * Readable closes at once). Piped into an HTTP response whose headers are not
+ * out yet, an error before any output is answered as `sendError` answers it
+ * (its status and JSON body; the `headers` option is only checked: set
+ * headers on the reply); read any other way, it is a final error line or
+ * event, of the same shape. Piped into a response to a HEAD request, it ends
+ * at once and the stream is cancelled unread. Never leaves a rejection
+ * unhandled, whatever was thrown.
  */
 export function toReadable<O>(outputs: Stoppable<O>, format: Format, opts?: ResponseOptions<O>): Readable {
   assertOutputs(outputs);
@@ -484,11 +647,19 @@ export function toReadable<O>(outputs: Stoppable<O>, format: Format, opts?: Resp
   // for a handler waiting for input). This Readable stops the stream itself.
   const readable = new OutputReadable({
     read() {
-      void pull();
+      // (Nothing in a pull is meant to throw; if something does, the Readable fails with it rather than leave a
+      // rejection unhandled.)
+      pull().catch((error: unknown) => readable.destroy(error as Error));
     },
     destroy(error, callback) {
       if (over) return callback(error);
       over = true;
+      if (typeof outputs.cancel !== 'function') {
+        // A plain async iterable: its return() is called, not waited for (a generator parked on an await
+        // answers it only when it resumes), and the Readable closes now.
+        stop(outputs, it, 'response closed').catch(() => {});
+        return callback(error);
+      }
       stop(outputs, it, 'response closed').then(
         () => callback(error),
         (stopError: unknown) => callback(error ?? (stopError as Error)),
@@ -523,22 +694,35 @@ export function toReadable<O>(outputs: Stoppable<O>, format: Format, opts?: Resp
   const ready = ReadyTaker.of(outputs, frame, readable.readableHighWaterMark);
   /** One read: the next output and those ready with it, pushed together. */
   const pull = async (): Promise<void> => {
-    let r: IteratorResult<O>;
+    let value: O | undefined;
+    let failure: { error: unknown } | undefined;
+    let done = false;
     try {
-      r = await it.next();
+      const r = await it.next();
+      done = Boolean(r.done);
+      if (!done) value = r.value as O;
     } catch (error) {
-      if (over || readable.destroyed) return;
-      fail('', error);
-      return;
+      failure = { error };
     }
     if (over || readable.destroyed) return;
-    if (r.done) {
+    // The stream stopped reading a body whose line was arriving: its outputs since are of a cut body.
+    const cut = cutOf(readable.response);
+    if (cut !== undefined) {
+      fail('', cut);
+      stop(outputs, it, 'the request body was cut').catch(() => {});
+      return;
+    }
+    if (failure !== undefined) {
+      fail('', failure.error);
+      return;
+    }
+    if (done) {
       end();
       return;
     }
     let framed: Taken;
     try {
-      framed = { text: frame.output(r.value) };
+      framed = { text: frame.output(value as O) };
       // The outputs ready with it are pushed with it, as writeResponse writes them.
       if (ready !== undefined) {
         const taken = ready.take(framed.text);
@@ -548,6 +732,9 @@ export function toReadable<O>(outputs: Stoppable<O>, format: Format, opts?: Resp
       framed = { text: '', failure: { error } };
     }
     if (over || readable.destroyed) return;
+    // (The handler having run to its end meanwhile, its body may be found cut: those outputs are of a cut body.)
+    const cutSince = cutOf(readable.response);
+    if (cutSince !== undefined) framed = { text: '', failure: { error: cutSince } };
     if (framed.failure === undefined) {
       started = true;
       readable.push(framed.text);

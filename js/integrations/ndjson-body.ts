@@ -4,7 +4,15 @@ import type { IncomingMessage } from 'node:http';
 import { constants as bufferConstants, isUtf8 } from 'node:buffer';
 import { Readable, finished } from 'node:stream';
 import { DONE, NOT_NOW, type ReadTarget, kReadNow, kReadTo } from '../core/protocol';
-import { RequestBodyError, bodyTooLargeError, describe, invalidType, invalidValue, lineTooLargeError } from '../errors';
+import {
+  RequestBodyError,
+  RequestBodyTimeoutError,
+  bodyTooLargeError,
+  describe,
+  invalidType,
+  invalidValue,
+  lineTooLargeError,
+} from '../errors';
 import { integerOption } from '../validate';
 
 /** Size limits of `ndjsonEvents`. */
@@ -73,6 +81,12 @@ export function ndjsonEvents<E = unknown>(req: IncomingMessage | Readable, opts?
 
 /** Set on a request whose NDJSON body's reader left before its end (see writeResponse in http.ts). */
 export const kBodyLeft = Symbol('velo.bodyLeft');
+/**
+ * Set on a request whose NDJSON body's reader was left while a read waited on a line still arriving (the stream's
+ * input ended by its idle timeout, or `end()`): a `RequestBodyTimeoutError`, which the writers answer in place of
+ * a silent success over a cut body.
+ */
+export const kBodyCut = Symbol('velo.bodyCut');
 
 /** A byte order mark, in UTF-8. */
 const BOM = [0xef, 0xbb, 0xbf];
@@ -159,7 +173,15 @@ class NdjsonBody<E> {
   /** Leaves the body: reading stops (the request is left to its response, not destroyed); any waiting read is done. */
   return(value?: unknown): Promise<IteratorResult<E>> {
     if (this.#state !== BodyState.Ended && this.#state !== BodyState.Closed) {
-      (this.#req as Readable & { [kBodyLeft]?: boolean })[kBodyLeft] = true;
+      const req = this.#req as Readable & { [kBodyLeft]?: boolean; [kBodyCut]?: unknown };
+      req[kBodyLeft] = true;
+      // Left while a read waited and part of a line was in: that line, and the body after it, are lost. (A
+      // reader that stops taking lines leaves with no read waiting; one whose client is silent between lines
+      // loses nothing sent.)
+      const waiting = this.#waiting !== null && this.#waiting.length > 0;
+      if (this.#state === BodyState.Reading && waiting && (this.#held > 0 || req.readableLength > 0)) {
+        req[kBodyCut] ??= new RequestBodyTimeoutError(this.#line + 1, this.#held + req.readableLength);
+      }
     }
     this.#close();
     const waiting = this.#waiting;
