@@ -110,7 +110,7 @@ export async function preparePg(pool: PgPoolLike, schema: string, name: string, 
 }
 
 /**
- * Appends events to a partition's input in one transaction, in order (the producer's append on Postgres): their
+ * Appends events to a partition's input in one statement (so one transaction), in order (the producer's append on Postgres): their
  * entry ids. `trace`: the producer's `[traceparent, tracestate]`, kept with each entry.
  */
 export async function appendEventsPg(
@@ -123,7 +123,8 @@ export async function appendEventsPg(
   const rows = events.map(([key, payload]) =>
     trace === undefined ? { key, payload } : { key, payload, traceparent: trace[0], tracestate: trace[1] },
   );
-  return transaction(pool, (client) => addEntries(client, space.S, space.fn, partition, rows, space.channel));
+  // (One statement: its own transaction.)
+  return addEntries(pool, space.S, space.fn, partition, rows, space.channel);
 }
 
 /** A partition's output stream, as XRANGE gives one with Buffer replies: `[id, [field, value, ...]]` (tests). */
