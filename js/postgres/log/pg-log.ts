@@ -401,28 +401,28 @@ export class PgLog implements PartitionLog {
       if (rows[0].ms !== null) return { entries: entriesOf(rows), tail: '' };
       return { entries: [], tail: rows[0].tail_ms === null ? '0-0' : idOf(rows[0].tail_ms, rows[0].tail_seq) };
     }
-    return this.#owned(
-      lease,
-      async (client) => {
-        // Replay: the pending entries after `from`; one trimmed away comes back with no fields.
-        const { rows } = await run(
-          client,
-          `SELECT d.ms, d.seq, e.ms IS NOT NULL AS found, ${ENTRY_COLUMNS.replace(/(\w+)/g, 'e.$1')}
-             FROM ${S}.pending d LEFT JOIN ${S}.entries e ON e.fn = d.fn AND e.p = d.p AND e.ms = d.ms AND e.seq = d.seq
-            WHERE d.fn = $1 AND d.p = $2 AND d.k > $3::numeric
-            ORDER BY d.k LIMIT $4`,
-          [fn, p, idKey(idParts(from)), limit],
-        );
-        if (rows.length > 0) return { entries: entriesOf(rows), tail: '' };
-        const { rows: last } = await run(
-          client,
-          `SELECT ms, seq FROM ${S}.entries WHERE fn = $1 AND p = $2 ORDER BY ms DESC, seq DESC LIMIT 1`,
-          [fn, p],
-        );
-        return { entries: [], tail: last.length === 0 ? '0-0' : idOf(last[0].ms, last[0].seq) };
-      },
-      READ_FENCED,
+    if (this.#closed) throw workerClosedError();
+    // Replay, in one statement: the fence (the lease row FOR KEY SHARE), the pending entries after `from` (one trimmed
+    // away comes back with no fields); with none, the tail.
+    const { rows } = await run(
+      this.#pool,
+      `WITH f AS (SELECT l.token = $3 AND l.until_ms >= ${NOW} AS ok FROM ${S}.leases l
+                   WHERE l.fn = $1 AND l.p = $2 FOR KEY SHARE),
+            got AS (SELECT d.ms, d.seq, d.k, e.ms IS NOT NULL AS found, ${ENTRY_COLUMNS.replace(/(\w+)/g, 'e.$1')}
+                      FROM f, ${S}.pending d
+                      LEFT JOIN ${S}.entries e ON e.fn = d.fn AND e.p = d.p AND e.ms = d.ms AND e.seq = d.seq
+                     WHERE f.ok AND d.fn = $1 AND d.p = $2 AND d.k > $4::numeric
+                     ORDER BY d.k LIMIT $5)
+       SELECT f.ok, g.*, t.ms AS tail_ms, t.seq AS tail_seq
+         FROM f LEFT JOIN got g ON true
+         LEFT JOIN LATERAL (SELECT ms, seq FROM ${S}.entries WHERE fn = $1 AND p = $2 AND g.ms IS NULL
+                             ORDER BY ms DESC, seq DESC LIMIT 1) t ON true
+        ORDER BY g.k`,
+      [fn, p, lease.token, idKey(idParts(from)), limit],
     );
+    if (rows.length === 0 || rows[0].ok !== true) throw new FencedError(p, READ_FENCED);
+    if (rows[0].ms !== null) return { entries: entriesOf(rows), tail: '' };
+    return { entries: [], tail: rows[0].tail_ms === null ? '0-0' : idOf(rows[0].tail_ms, rows[0].tail_seq) };
   }
 
   async entries(lease: Lease, ids: readonly string[]): Promise<InputEntry[]> {
