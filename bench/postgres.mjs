@@ -18,7 +18,8 @@
 // On Postgres, also the statements per event and per commit/read transaction (the pool wrapped and counted).
 // - failover: 2 worker processes (bench/postgres/child.mjs, leaseTtl 2000), every key's session live; kill -9 of
 //   one, then one event to each of its keys: the time from the kill to the first new output in one of its
-//   partitions (polled every 2 ms), against the budget leaseTtl + 250 ms.
+//   partitions (polled every 2 ms), against the budget leaseTtl + 250 ms; split into the wait for the lease (to the
+//   survivor's first `owned` line with one of them), of it the part past the first expiry, and the replay.
 // Prints each run, then the medians per backend and Postgres' figures as a ratio of Redis'. Order of magnitude
 // only: one machine, both servers on it.
 import { execFileSync } from 'node:child_process';
@@ -300,6 +301,22 @@ async function failover(kind, ttl) {
   await a.finished().catch((error) => {
     if (!/killed by SIGKILL/.test(String(error))) throw error;
   });
+  // When the dead worker's first lease runs out (the server's clock, this machine's).
+  const expiredAt =
+    kind === 'redis'
+      ? Math.min(
+          ...(await Promise.all(mine.map((p) => client.sendCommand(['PEXPIRETIME', `velo:{${name}:p${p}}:lease`]))))
+            .map(Number)
+            .filter((t) => t > 0),
+        )
+      : Number(
+          (
+            await pool.query({
+              text: `SELECT min(until_ms) AS t FROM ${kind === 'pgbase' ? 'velo_base' : 'velo_bench'}.leases WHERE fn = $1 AND p = ANY($2::int[])`,
+              values: [name, mine],
+            })
+          ).rows[0].t,
+        );
   await producer.sendMany(keysA.map((key) => [key, { n: n++ }]));
   await until(() => newer(kind, name, mine, before, killedAt), 'a first output', 60_000, 2);
   const firstOutput = epochNow();
@@ -313,6 +330,9 @@ async function failover(kind, ttl) {
   return {
     failoverMs: Math.round(firstOutput - killedAt),
     leaseWaitMs: taken === undefined ? null : Math.round(Number(taken[2]) - killedAt),
+    // The survivor's part of the lease wait: from the first expiry to its take-over.
+    pastExpiryMs: taken === undefined ? null : Math.round(Number(taken[2]) - expiredAt),
+    replayMs: taken === undefined ? null : Math.round(firstOutput - Number(taken[2])),
     budgetMs: ttl + 250,
   };
 }
@@ -354,12 +374,12 @@ try {
     await rounds(r, 'live', (kind) => live(kind, rate, seconds), LIVE_FIELDS);
   } else if (mode === 'failover') {
     const [r = 3, ttl = 2000] = nums;
-    await rounds(r, 'failover', (kind) => failover(kind, ttl), ['failoverMs', 'leaseWaitMs']);
+    await rounds(r, 'failover', (kind) => failover(kind, ttl), ['failoverMs', 'leaseWaitMs', 'pastExpiryMs', 'replayMs']);
   } else {
     const [r = 3] = nums;
     await rounds(r, 'drain', (kind) => drain(kind, 30_000), DRAIN_FIELDS);
     await rounds(r, 'live', (kind) => live(kind, 2000, 5), LIVE_FIELDS);
-    await rounds(r, 'failover', (kind) => failover(kind, 2000), ['failoverMs', 'leaseWaitMs']);
+    await rounds(r, 'failover', (kind) => failover(kind, 2000), ['failoverMs', 'leaseWaitMs', 'pastExpiryMs', 'replayMs']);
   }
 } finally {
   await redis.stop();
