@@ -216,7 +216,9 @@ export async function applyCommit(
          ON CONFLICT (fn, p, sid) DO UPDATE SET value = EXCLUDED.value`);
   }
   if (commit.acks.length > 0) {
-    parts.push(`DELETE FROM ${S}.pending WHERE fn = $1 AND p = $2 AND k = ANY(${param(commit.acks.map((id) => idKey(idParts(id))))}::numeric[])`);
+    parts.push(
+      `DELETE FROM ${S}.pending WHERE fn = $1 AND p = $2 AND k = ANY(${param(commit.acks.map((id) => idKey(idParts(id))))}::numeric[])`,
+    );
   }
   const kept = lastBy(commit.kept ?? [], (k) => k.key);
   if (kept.length > 0) {
