@@ -180,7 +180,7 @@ test('migrations: applied once, also by workers starting together; a schema of a
   const { rows } = await pool().query(`SELECT version FROM ${schema}.migrations ORDER BY version`);
   assert.deepEqual(
     rows.map((r) => r.version),
-    [1, 2],
+    [1, 2, 3],
   );
   const { rows: leases } = await pool().query(`SELECT count(*)::int AS n FROM ${schema}.leases WHERE fn = 'f'`);
   assert.equal(leases[0].n, 4);

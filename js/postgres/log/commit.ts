@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { endValue, keptValue, lastPlaces, parseEnd, snapshotValue } from '../../redis/common/stored';
 import type { Commit, CommitResult, Divergence, Lease } from '../../redis/common/transport';
-import { keepOpening } from './openings';
+import { keepOpenings } from './openings';
 import { type PgClientLike, bytes, idKey, idOf, idParts, millis, run, str, text } from './sql';
 
 function digest(field: string, data: Buffer | string): string {
@@ -179,43 +179,69 @@ export async function applyCommit(
     }
   }
 
+  // Every write of the commit but the ended sessions' and the openings, in one statement (one round trip): outputs,
+  // marks, checks, checkpoints, acks, kept states, and the group row (the output stream's last id; with a serial,
+  // this commit, for its retry). Each part only if it has rows; they touch different tables.
+  const parts: string[] = [];
+  const values: unknown[] = [fn, p];
+  const param = (value: unknown) => `$${values.push(value)}`;
   if (rows.length > 0) {
-    await run(
-      client,
-      `INSERT INTO ${S}.outputs (fn, p, ms, seq, sid, oseq, key, field, data, tp)
+    parts.push(`INSERT INTO ${S}.outputs (fn, p, ms, seq, sid, oseq, key, field, data, tp)
        SELECT $1, $2, u.ms, u.seq, u.sid, u.oseq, u.key, u.field, u.data, u.tp
-         FROM unnest($3::bigint[], $4::bigint[], $5::text[], $6::bigint[], $7::text[], $8::"char"[], $9::bytea[], $10::text[])
-              AS u(ms, seq, sid, oseq, key, field, data, tp)`,
-      [
-        fn,
-        p,
-        rows.map((r) => r.ms),
-        rows.map((r) => r.seq),
-        rows.map((r) => r.sid),
-        rows.map((r) => r.oseq),
-        rows.map((r) => text('A key', r.key)),
-        rows.map((r) => r.field),
-        rows.map((r) => r.data),
-        rows.map((r) => r.tp),
-      ],
-    );
-    await run(
-      client,
-      `INSERT INTO ${S}.marks (fn, p, sid, seq, place)
-       SELECT $1, $2, u.sid, u.seq, u.place FROM unnest($3::text[], $4::bigint[], $5::text[]) AS u(sid, seq, place)
-         ON CONFLICT (fn, p, sid) DO UPDATE SET seq = EXCLUDED.seq, place = EXCLUDED.place`,
-      [fn, p, [...raised.keys()], [...raised.values()], [...raised].map(([sid, seq]) => placeOf(places, sid, seq))],
-    );
+         FROM unnest(${param(rows.map((r) => r.ms))}::bigint[], ${param(rows.map((r) => r.seq))}::bigint[],
+                     ${param(rows.map((r) => r.sid))}::text[], ${param(rows.map((r) => r.oseq))}::bigint[],
+                     ${param(rows.map((r) => text('A key', r.key)))}::text[], ${param(rows.map((r) => r.field))}::"char"[],
+                     ${param(rows.map((r) => r.data))}::bytea[], ${param(rows.map((r) => r.tp))}::text[])
+              AS u(ms, seq, sid, oseq, key, field, data, tp)`);
+    parts.push(`INSERT INTO ${S}.marks (fn, p, sid, seq, place)
+       SELECT $1, $2, u.sid, u.seq, u.place
+         FROM unnest(${param([...raised.keys()])}::text[], ${param([...raised.values()])}::bigint[],
+                     ${param([...raised].map(([sid, seq]) => placeOf(places, sid, seq)))}::text[]) AS u(sid, seq, place)
+         ON CONFLICT (fn, p, sid) DO UPDATE SET seq = EXCLUDED.seq, place = EXCLUDED.place`);
     if (checks.size > 0) {
       const list = [...checks.values()];
-      await run(
-        client,
-        `INSERT INTO ${S}.checks (fn, p, sid, seq, out_id, digest)
-         SELECT $1, $2, u.sid, u.seq, u.id, u.digest FROM unnest($3::text[], $4::bigint[], $5::text[], $6::text[]) AS u(sid, seq, id, digest)
-           ON CONFLICT (fn, p, sid, seq) DO UPDATE SET out_id = EXCLUDED.out_id, digest = EXCLUDED.digest`,
-        [fn, p, list.map((c) => c.sid), list.map((c) => c.seq), list.map((c) => c.id), list.map((c) => c.digest)],
-      );
+      parts.push(`INSERT INTO ${S}.checks (fn, p, sid, seq, out_id, digest)
+         SELECT $1, $2, u.sid, u.seq, u.id, u.digest
+           FROM unnest(${param(list.map((c) => c.sid))}::text[], ${param(list.map((c) => c.seq))}::bigint[],
+                       ${param(list.map((c) => c.id))}::text[], ${param(list.map((c) => c.digest))}::text[]) AS u(sid, seq, id, digest)
+           ON CONFLICT (fn, p, sid, seq) DO UPDATE SET out_id = EXCLUDED.out_id, digest = EXCLUDED.digest`);
     }
+  }
+  const checkpoints = lastBy(commit.checkpoints ?? [], (c) => c.sid);
+  if (checkpoints.length > 0) {
+    parts.push(`INSERT INTO ${S}.checkpoints (fn, p, sid, value)
+       SELECT $1, $2, u.sid, u.value
+         FROM unnest(${param(checkpoints.map((c) => text('A session id', c.sid)))}::text[],
+                     ${param(checkpoints.map((c) => bytes(snapshotValue(c))))}::bytea[]) AS u(sid, value)
+         ON CONFLICT (fn, p, sid) DO UPDATE SET value = EXCLUDED.value`);
+  }
+  if (commit.acks.length > 0) {
+    parts.push(
+      `DELETE FROM ${S}.pending WHERE fn = $1 AND p = $2 AND k = ANY(${param(commit.acks.map((id) => idKey(idParts(id))))}::numeric[])`,
+    );
+  }
+  const kept = lastBy(commit.kept ?? [], (k) => k.key);
+  if (kept.length > 0) {
+    const until = str(now + millis('A retention', commit.retention ?? 1, 1));
+    parts.push(`INSERT INTO ${S}.kept (fn, p, key, value, until_ms)
+       SELECT $1, $2, u.key, u.value, ${param(until)}::bigint
+         FROM unnest(${param(kept.map((k) => text('A key', k.key)))}::text[], ${param(kept.map((k) => bytes(keptValue(k))))}::bytea[]) AS u(key, value)
+         ON CONFLICT (fn, p, key) DO UPDATE SET value = EXCLUDED.value, until_ms = EXCLUDED.until_ms`);
+  }
+  if (serial !== '') {
+    const first = rows[0];
+    parts.push(`UPDATE ${S}.groups SET out_ms = ${param(str(outMs))}::bigint, out_seq = ${param(str(outSeq))}::bigint,
+         lc_token = ${param(lease.token)}::text, lc_serial = ${param(serial)}::text, lc_first_ms = ${param(first?.ms ?? null)}::bigint,
+         lc_first_seq = ${param(first?.seq ?? null)}::bigint, lc_count = ${param(rows.length)}::integer
+       WHERE fn = $1 AND p = $2`);
+  } else if (rows.length > 0) {
+    parts.push(`UPDATE ${S}.groups SET out_ms = ${param(str(outMs))}::bigint, out_seq = ${param(str(outSeq))}::bigint
+       WHERE fn = $1 AND p = $2`);
+  }
+  if (parts.length > 0) {
+    // (The last part is the statement, the others data-modifying WITH queries of it: Postgres runs them all.)
+    const last = parts.pop() as string;
+    await run(client, parts.length === 0 ? last : `WITH ${parts.map((q, i) => `w${i} AS (${q})`).join(', ')} ${last}`, values);
   }
 
   if (effects !== undefined && rows.length > 0) {
@@ -234,55 +260,8 @@ export async function applyCommit(
     );
   }
 
-  const checkpoints = lastBy(commit.checkpoints ?? [], (c) => c.sid);
-  if (checkpoints.length > 0) {
-    await run(
-      client,
-      `INSERT INTO ${S}.checkpoints (fn, p, sid, value) SELECT $1, $2, u.sid, u.value FROM unnest($3::text[], $4::bytea[]) AS u(sid, value)
-         ON CONFLICT (fn, p, sid) DO UPDATE SET value = EXCLUDED.value`,
-      [fn, p, checkpoints.map((c) => text('A session id', c.sid)), checkpoints.map((c) => bytes(snapshotValue(c)))],
-    );
-  }
-
-  if (commit.acks.length > 0) {
-    await run(client, `DELETE FROM ${S}.pending WHERE fn = $1 AND p = $2 AND k = ANY($3::numeric[])`, [
-      fn,
-      p,
-      commit.acks.map((id) => idKey(idParts(id))),
-    ]);
-  }
-
   if (commit.ended.length > 0) await forgetEnded(client, S, fn, p, commit, check, marks, diverged);
-
-  const kept = lastBy(commit.kept ?? [], (k) => k.key);
-  if (kept.length > 0) {
-    const until = str(now + millis('A retention', commit.retention ?? 1, 1));
-    await run(
-      client,
-      `INSERT INTO ${S}.kept (fn, p, key, value, until_ms) SELECT $1, $2, u.key, u.value, $5 FROM unnest($3::text[], $4::bytea[]) AS u(key, value)
-         ON CONFLICT (fn, p, key) DO UPDATE SET value = EXCLUDED.value, until_ms = EXCLUDED.until_ms`,
-      [fn, p, kept.map((k) => text('A key', k.key)), kept.map((k) => bytes(keptValue(k))), until],
-    );
-  }
-  for (const o of commit.opened ?? []) await keepOpening(client, S, fn, p, o);
-  // The output stream's last id, and (with a serial) this commit, for its retry: one update of the group row.
-  if (serial !== '') {
-    const first = rows[0];
-    await run(
-      client,
-      `UPDATE ${S}.groups SET out_ms = $3, out_seq = $4, lc_token = $5, lc_serial = $6, lc_first_ms = $7, lc_first_seq = $8,
-              lc_count = $9
-        WHERE fn = $1 AND p = $2`,
-      [fn, p, str(outMs), str(outSeq), lease.token, serial, first?.ms ?? null, first?.seq ?? null, rows.length],
-    );
-  } else if (rows.length > 0) {
-    await run(client, `UPDATE ${S}.groups SET out_ms = $3, out_seq = $4 WHERE fn = $1 AND p = $2`, [
-      fn,
-      p,
-      str(outMs),
-      str(outSeq),
-    ]);
-  }
+  await keepOpenings(client, S, fn, p, commit.opened ?? []);
   return { ids: withIds ? ids : [], diverged };
 }
 

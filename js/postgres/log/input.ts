@@ -2,7 +2,7 @@
 // the InputEntry the engine takes (through stored.ts's reader of stream fields, as the Redis and in-memory logs).
 import { inputEntries } from '../../redis/common/stored';
 import type { InputEntry } from '../../redis/common/transport';
-import { NOW, type PgClientLike, bytes, idOf, run, text, str } from './sql';
+import { NOW, type PgClientLike, type PgPoolLike, bytes, idOf, run, text, str } from './sql';
 
 /** One entry to add: an event (payload, trace), a close marker (close, reason) or a wake-up (wake, due, payload). */
 export interface NewEntry {
@@ -20,12 +20,13 @@ export interface NewEntry {
 export const ENTRY_COLUMNS = 'key, payload, close, reason, wake, due, tp, ts';
 
 /**
- * Adds entries to partition `p`'s input in order; their ids. The head row's lock (UPDATE) is held to the end of the
- * caller's transaction: the next append waits for this one's commit, so ids are given in commit order. A NOTIFY on
- * `channel` (payload: the partition) goes out at commit: a wake-up hint for waiting workers.
+ * Adds entries to partition `p`'s input in order, in one statement; their ids. The head row's lock (UPDATE) is held
+ * to the end of the statement's transaction (the caller's, or on a pool its own): the next append waits for this
+ * one's commit, so ids are given in commit order. A NOTIFY on `channel` (payload: the partition) goes out at commit:
+ * a wake-up hint for waiting workers.
  */
 export async function addEntries(
-  client: PgClientLike,
+  db: PgClientLike | PgPoolLike,
   S: string,
   fn: string,
   p: number,
@@ -34,30 +35,26 @@ export async function addEntries(
 ): Promise<string[]> {
   if (rows.length === 0) return [];
   const n = rows.length;
-  const head = await run(
-    client,
-    `UPDATE ${S}.heads h
-        SET last_ms = CASE WHEN c.now > h.last_ms THEN c.now ELSE h.last_ms END,
-            last_seq = CASE WHEN c.now > h.last_ms THEN $3::bigint - 1 ELSE h.last_seq + $3::bigint END
-       FROM (SELECT ${NOW} AS now) c
-      WHERE h.fn = $1 AND h.p = $2
-      RETURNING h.last_ms, h.last_seq`,
-    [fn, p, n],
-  );
-  if (head.rows.length === 0) throw new RangeError(`No partition ${p} of function ${fn} in Postgres (ensurePartitions)`);
-  const ms = str(head.rows[0].last_ms);
-  const firstSeq = BigInt(str(head.rows[0].last_seq)) - BigInt(n) + 1n;
-  await run(
-    client,
-    `INSERT INTO ${S}.entries (fn, p, ms, seq, ${ENTRY_COLUMNS})
-     SELECT $1, $2, $3::bigint, $4::bigint + u.i - 1, u.key, u.payload, u.close, u.reason, u.wake, u.due, u.tp, u.ts
-       FROM unnest($5::text[], $6::bytea[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::text[], $12::text[])
-            WITH ORDINALITY AS u(key, payload, close, reason, wake, due, tp, ts, i)`,
+  // Row i (from 1) gets seq last_seq - n + i: the head's new last id is the last row's.
+  const { rows: head } = await run(
+    db,
+    `WITH h AS (UPDATE ${S}.heads h
+                   SET last_ms = CASE WHEN c.now > h.last_ms THEN c.now ELSE h.last_ms END,
+                       last_seq = CASE WHEN c.now > h.last_ms THEN $3::bigint - 1 ELSE h.last_seq + $3::bigint END
+                  FROM (SELECT ${NOW} AS now) c
+                 WHERE h.fn = $1 AND h.p = $2
+             RETURNING h.last_ms, h.last_seq),
+          ins AS (INSERT INTO ${S}.entries (fn, p, ms, seq, ${ENTRY_COLUMNS})
+                  SELECT $1, $2, h.last_ms, h.last_seq - $3::bigint + u.i, u.key, u.payload, u.close, u.reason, u.wake, u.due,
+                         u.tp, u.ts
+                    FROM h, unnest($4::text[], $5::bytea[], $6::text[], $7::text[], $8::text[], $9::bigint[], $10::text[],
+                                   $11::text[]) WITH ORDINALITY AS u(key, payload, close, reason, wake, due, tp, ts, i)),
+          n AS (SELECT pg_notify($12, $13) FROM h)
+     SELECT h.last_ms, h.last_seq FROM h, n`,
     [
       fn,
       p,
-      ms,
-      str(firstSeq),
+      n,
       rows.map((r) => text('A key', r.key)),
       rows.map((r) => (r.payload === undefined ? null : bytes(r.payload))),
       rows.map((r) => (r.close === undefined ? null : text('A session id', r.close))),
@@ -66,9 +63,13 @@ export async function addEntries(
       rows.map((r) => (r.due === undefined ? null : str(r.due))),
       rows.map((r) => r.traceparent ?? null),
       rows.map((r) => (r.tracestate === undefined || r.tracestate === '' ? null : r.tracestate)),
+      channel,
+      str(p),
     ],
   );
-  await run(client, `SELECT pg_notify($1, $2)`, [channel, str(p)]);
+  if (head.length === 0) throw new RangeError(`No partition ${p} of function ${fn} in Postgres (ensurePartitions)`);
+  const ms = str(head[0].last_ms);
+  const firstSeq = BigInt(str(head[0].last_seq)) - BigInt(n) + 1n;
   return rows.map((_, i) => `${ms}-${firstSeq + BigInt(i)}`);
 }
 

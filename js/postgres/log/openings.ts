@@ -45,3 +45,36 @@ export async function keepOpening(client: PgClientLike, S: string, fn: string, p
   );
   await count(o.version, 1);
 }
+
+/**
+ * Keeps the openings of a commit, in order: new sessions' (no `replaces`) in one statement, counted per version in the
+ * order of their first appearance; with a migrated session's among them, one at a time (`keepOpening`).
+ */
+export async function keepOpenings(
+  client: PgClientLike,
+  S: string,
+  fn: string,
+  p: number,
+  openings: readonly SessionOpening[],
+): Promise<void> {
+  if (openings.length === 0) return;
+  if (openings.length === 1 || openings.some((o) => o.replaces !== undefined)) {
+    for (const o of openings) await keepOpening(client, S, fn, p, o);
+    return;
+  }
+  // (ON CONFLICT DO NOTHING: a sid kept before is not counted again; one twice here counts its first.)
+  const seen = new Set<string>();
+  const firsts = openings.filter((o) => !seen.has(o.sid) && seen.add(o.sid));
+  await run(
+    client,
+    `WITH ins AS (INSERT INTO ${S}.openings (fn, p, sid, version, value)
+                  SELECT $1, $2, u.sid, u.version, u.value FROM unnest($3::text[], $4::text[], $5::text[]) AS u(sid, version, value)
+                      ON CONFLICT DO NOTHING RETURNING version, sid)
+     INSERT INTO ${S}.versions (fn, p, version, count)
+     SELECT $1, $2, ins.version, count(*) FROM ins
+       JOIN unnest($3::text[]) WITH ORDINALITY AS o(sid, i) ON o.sid = ins.sid
+      GROUP BY ins.version ORDER BY min(o.i)
+         ON CONFLICT (fn, p, version) DO UPDATE SET count = ${S}.versions.count + EXCLUDED.count`,
+    [fn, p, firsts.map((o) => o.sid), firsts.map((o) => o.version), firsts.map(openingValue)],
+  );
+}

@@ -48,8 +48,8 @@ import { Waiter, channelOf } from './waiter';
 export const READ_FENCED = 'the lease is gone: another worker owns the partition, or it expired';
 export const WRITE_FENCED = 'the lease is gone: another worker owns the partition';
 
-/** The group row's columns an owner's read of new entries and its commit use (locked with the fence). */
-const GROUP_COLUMNS = 'delivered_ms, delivered_seq, out_ms, out_seq, lc_token, lc_serial, lc_first_ms, lc_first_seq, lc_count';
+/** The group row's columns an owner's commit uses (locked with the fence). */
+const GROUP_COLUMNS = 'out_ms, out_seq, lc_token, lc_serial, lc_first_ms, lc_first_seq, lc_count';
 
 /** What a fence found: the server's now, and the lease row (with the group row's columns when it locked that too). */
 interface Fence {
@@ -110,7 +110,7 @@ export async function preparePg(pool: PgPoolLike, schema: string, name: string, 
 }
 
 /**
- * Appends events to a partition's input in one transaction, in order (the producer's append on Postgres): their
+ * Appends events to a partition's input in one statement (so one transaction), in order (the producer's append on Postgres): their
  * entry ids. `trace`: the producer's `[traceparent, tracestate]`, kept with each entry.
  */
 export async function appendEventsPg(
@@ -123,7 +123,8 @@ export async function appendEventsPg(
   const rows = events.map(([key, payload]) =>
     trace === undefined ? { key, payload } : { key, payload, traceparent: trace[0], tracestate: trace[1] },
   );
-  return transaction(pool, (client) => addEntries(client, space.S, space.fn, partition, rows, space.channel));
+  // (One statement: its own transaction.)
+  return addEntries(pool, space.S, space.fn, partition, rows, space.channel);
 }
 
 /** A partition's output stream, as XRANGE gives one with Buffer replies: `[id, [field, value, ...]]` (tests). */
@@ -213,7 +214,7 @@ export class PgLog implements PartitionLog {
 
   /**
    * An owner write's fence: the lease row FOR KEY SHARE, refused unless it holds `lease` unexpired; the server's now.
-   * `group`: the partition's group row too, FOR UPDATE, in the same statement (reads of new entries and commits).
+   * `group`: the partition's group row too, FOR UPDATE, in the same statement (commits).
    */
   async #fence(client: PgClientLike, lease: Lease, message: string, group: boolean): Promise<Fence> {
     const p = this.#part(lease.partition);
@@ -367,52 +368,61 @@ export class PgLog implements PartitionLog {
   async read(lease: Lease, from: string, count: number): Promise<ReadResult> {
     const S = this.#S;
     const fn = this.#fn;
-    const p = lease.partition;
+    const p = this.#part(lease.partition);
     if (!Number.isSafeInteger(count) || count < 1)
       throw outOfRange(`A read's count must be a positive integer, not ${describe(count)}`);
     // (At most 100,000 entries a read: a bounded reply.)
     const limit = Math.min(count, 100_000);
-    return this.#owned(
-      lease,
-      async (client, _now, group) => {
-        let rows: Record<string, unknown>[];
-        if (from === '>') {
-          // New entries: after the last delivered, made pending, the position moved (the group row locked).
-          ({ rows } = await run(
-            client,
-            `WITH got AS (SELECT e.ms, e.seq, ${ENTRY_COLUMNS.replace(/(\w+)/g, 'e.$1')} FROM ${S}.entries e
-                           WHERE e.fn = $1 AND e.p = $2 AND (e.ms, e.seq) > ($4::bigint, $5::bigint)
-                           ORDER BY e.ms, e.seq LIMIT $3),
-                  ins AS (INSERT INTO ${S}.pending (fn, p, k, ms, seq)
-                           SELECT $1, $2, ms::numeric * ${ID_BASE} + seq, ms, seq FROM got ON CONFLICT DO NOTHING),
-                  upd AS (UPDATE ${S}.groups SET (delivered_ms, delivered_seq) =
-                            (SELECT ms, seq FROM got ORDER BY ms DESC, seq DESC LIMIT 1)
-                           WHERE fn = $1 AND p = $2 AND EXISTS (SELECT 1 FROM got))
-             SELECT * FROM got ORDER BY ms, seq`,
-            [fn, p, limit, group.delivered_ms, group.delivered_seq],
-          ));
-        } else {
-          // Replay: the pending entries after `from`; one trimmed away comes back with no fields.
-          ({ rows } = await run(
-            client,
-            `SELECT d.ms, d.seq, e.ms IS NOT NULL AS found, ${ENTRY_COLUMNS.replace(/(\w+)/g, 'e.$1')}
-               FROM ${S}.pending d LEFT JOIN ${S}.entries e ON e.fn = d.fn AND e.p = d.p AND e.ms = d.ms AND e.seq = d.seq
-              WHERE d.fn = $1 AND d.p = $2 AND d.k > $3::numeric
-              ORDER BY d.k LIMIT $4`,
-            [fn, p, idKey(idParts(from)), limit],
-          ));
-        }
-        if (rows.length > 0) return { entries: entriesOf(rows), tail: '' };
-        const { rows: last } = await run(
-          client,
-          `SELECT ms, seq FROM ${S}.entries WHERE fn = $1 AND p = $2 ORDER BY ms DESC, seq DESC LIMIT 1`,
-          [fn, p],
-        );
-        return { entries: [], tail: last.length === 0 ? '0-0' : idOf(last[0].ms, last[0].seq) };
-      },
-      READ_FENCED,
-      from === '>',
+    if (from === '>') {
+      if (this.#closed) throw workerClosedError();
+      // New entries, in one statement (its own transaction): the fence (the lease row FOR KEY SHARE, the cursor row
+      // FOR UPDATE), the entries after the last delivered made pending and the position moved; with none, the tail.
+      const { rows } = await run(
+        this.#pool,
+        `WITH f AS (SELECT l.token = $3 AND l.until_ms >= ${NOW} AS ok, c.delivered_ms, c.delivered_seq
+                      FROM ${S}.leases l JOIN ${S}.cursors c ON c.fn = l.fn AND c.p = l.p
+                     WHERE l.fn = $1 AND l.p = $2 FOR KEY SHARE OF l FOR UPDATE OF c),
+              got AS (SELECT e.ms, e.seq, ${ENTRY_COLUMNS.replace(/(\w+)/g, 'e.$1')} FROM ${S}.entries e, f
+                       WHERE f.ok AND e.fn = $1 AND e.p = $2 AND (e.ms, e.seq) > (f.delivered_ms, f.delivered_seq)
+                       ORDER BY e.ms, e.seq LIMIT $4),
+              ins AS (INSERT INTO ${S}.pending (fn, p, k, ms, seq)
+                       SELECT $1, $2, ms::numeric * ${ID_BASE} + seq, ms, seq FROM got ON CONFLICT DO NOTHING),
+              upd AS (UPDATE ${S}.cursors SET (delivered_ms, delivered_seq) =
+                        (SELECT ms, seq FROM got ORDER BY ms DESC, seq DESC LIMIT 1)
+                       WHERE fn = $1 AND p = $2 AND EXISTS (SELECT 1 FROM got))
+         SELECT f.ok, g.*, t.ms AS tail_ms, t.seq AS tail_seq
+           FROM f LEFT JOIN got g ON true
+           LEFT JOIN LATERAL (SELECT ms, seq FROM ${S}.entries WHERE fn = $1 AND p = $2 AND g.ms IS NULL
+                               ORDER BY ms DESC, seq DESC LIMIT 1) t ON true
+          ORDER BY g.ms, g.seq`,
+        [fn, p, lease.token, limit],
+      );
+      if (rows.length === 0 || rows[0].ok !== true) throw new FencedError(p, READ_FENCED);
+      if (rows[0].ms !== null) return { entries: entriesOf(rows), tail: '' };
+      return { entries: [], tail: rows[0].tail_ms === null ? '0-0' : idOf(rows[0].tail_ms, rows[0].tail_seq) };
+    }
+    if (this.#closed) throw workerClosedError();
+    // Replay, in one statement: the fence (the lease row FOR KEY SHARE), the pending entries after `from` (one trimmed
+    // away comes back with no fields); with none, the tail.
+    const { rows } = await run(
+      this.#pool,
+      `WITH f AS (SELECT l.token = $3 AND l.until_ms >= ${NOW} AS ok FROM ${S}.leases l
+                   WHERE l.fn = $1 AND l.p = $2 FOR KEY SHARE),
+            got AS (SELECT d.ms, d.seq, d.k, e.ms IS NOT NULL AS found, ${ENTRY_COLUMNS.replace(/(\w+)/g, 'e.$1')}
+                      FROM f, ${S}.pending d
+                      LEFT JOIN ${S}.entries e ON e.fn = d.fn AND e.p = d.p AND e.ms = d.ms AND e.seq = d.seq
+                     WHERE f.ok AND d.fn = $1 AND d.p = $2 AND d.k > $4::numeric
+                     ORDER BY d.k LIMIT $5)
+       SELECT f.ok, g.*, t.ms AS tail_ms, t.seq AS tail_seq
+         FROM f LEFT JOIN got g ON true
+         LEFT JOIN LATERAL (SELECT ms, seq FROM ${S}.entries WHERE fn = $1 AND p = $2 AND g.ms IS NULL
+                             ORDER BY ms DESC, seq DESC LIMIT 1) t ON true
+        ORDER BY g.k`,
+      [fn, p, lease.token, idKey(idParts(from)), limit],
     );
+    if (rows.length === 0 || rows[0].ok !== true) throw new FencedError(p, READ_FENCED);
+    if (rows[0].ms !== null) return { entries: entriesOf(rows), tail: '' };
+    return { entries: [], tail: rows[0].tail_ms === null ? '0-0' : idOf(rows[0].tail_ms, rows[0].tail_seq) };
   }
 
   async entries(lease: Lease, ids: readonly string[]): Promise<InputEntry[]> {
@@ -448,9 +458,9 @@ export class PgLog implements PartitionLog {
       // The oldest pending entry, or with none the last delivered: nothing undelivered or pending goes.
       const { rows } = await run(
         client,
-        `SELECT coalesce((SELECT ms FROM ${S}.pending WHERE fn = $1 AND p = $2 ORDER BY k LIMIT 1), g.delivered_ms) AS ms,
-                coalesce((SELECT seq FROM ${S}.pending WHERE fn = $1 AND p = $2 ORDER BY k LIMIT 1), g.delivered_seq) AS seq
-           FROM ${S}.groups g WHERE g.fn = $1 AND g.p = $2`,
+        `SELECT coalesce((SELECT ms FROM ${S}.pending WHERE fn = $1 AND p = $2 ORDER BY k LIMIT 1), c.delivered_ms) AS ms,
+                coalesce((SELECT seq FROM ${S}.pending WHERE fn = $1 AND p = $2 ORDER BY k LIMIT 1), c.delivered_seq) AS seq
+           FROM ${S}.cursors c WHERE c.fn = $1 AND c.p = $2`,
         [fn, p],
       );
       const { ms, seq } = rows[0];
@@ -583,8 +593,8 @@ export class PgLog implements PartitionLog {
     const p = this.#part(partition);
     const { rows } = await run(
       this.#pool,
-      `SELECT count(*) AS n FROM ${this.#S}.entries e, ${this.#S}.groups g
-        WHERE g.fn = $1 AND g.p = $2 AND e.fn = $1 AND e.p = $2 AND (e.ms, e.seq) > (g.delivered_ms, g.delivered_seq)`,
+      `SELECT count(*) AS n FROM ${this.#S}.entries e, ${this.#S}.cursors c
+        WHERE c.fn = $1 AND c.p = $2 AND e.fn = $1 AND e.p = $2 AND (e.ms, e.seq) > (c.delivered_ms, c.delivered_seq)`,
       [this.#fn, p],
     );
     return Number(rows[0].n);

@@ -9,8 +9,11 @@
 //                refusal mark (versions). Owner writes hold it FOR KEY SHARE; a grant takes it FOR UPDATE.
 //   heads        one row per partition: the last input id given. An append locks it (UPDATE), so ids are given in
 //                commit order: a reader of `id > cursor` never passes an entry still to commit.
-//   groups       one row per partition: the owner's read position (last delivered), the output stream's last id,
-//                and the last commit with a serial (retries). Locked by the owner's reads and commits.
+//   groups       one row per partition: the output stream's last id and the last commit with a serial (retries).
+//                Locked by the owner's commits. (Its delivered_* columns are version 1's read position: unused since
+//                version 3.)
+//   cursors      one row per partition: the owner's read position (last delivered). Locked by its reads of new
+//                entries, apart from the commits' row: a read never waits for a commit in flight (version 3).
 //   entries      the partition's input: events (key, payload, trace), close markers (close, reason), wake-ups.
 //   pending      entries delivered to the owner and not acked (the inputs of live sessions), keyed by the id as one
 //                number (`k` = ms * 2^64 + seq: an ack deletes by `k = ANY(...)`, exact index look-ups).
@@ -94,6 +97,13 @@ const MIGRATIONS: ReadonlyArray<(S: string) => string[]> = [
   ],
   // 2: the place of each session's last output written (`"<seq> <inputs> <position>"`), for migrated sessions.
   (S) => [`ALTER TABLE ${S}.marks ADD COLUMN place text`],
+  // 3: the read position in a row of its own (cursors), so that reads and commits lock different rows. Workers of an
+  // older release must be stopped before one of this release starts (they would move the old position).
+  (S) => [
+    `CREATE TABLE ${S}.cursors (fn text NOT NULL, p integer NOT NULL, delivered_ms bigint NOT NULL DEFAULT 0,
+       delivered_seq bigint NOT NULL DEFAULT 0, PRIMARY KEY (fn, p))`,
+    `INSERT INTO ${S}.cursors (fn, p, delivered_ms, delivered_seq) SELECT fn, p, delivered_ms, delivered_seq FROM ${S}.groups`,
+  ],
 ];
 
 /** The schema version this release writes. */
@@ -129,9 +139,9 @@ export async function migrate(pool: PgPoolLike, schema: string): Promise<number>
   }
 }
 
-/** The rows a function's partitions need from the start (leases, heads, groups), made if missing. */
+/** The rows a function's partitions need from the start (leases, heads, groups, cursors), made if missing. */
 export async function ensurePartitions(pool: PgPoolLike, S: string, fn: string, partitions: number): Promise<void> {
-  for (const table of ['leases', 'heads', 'groups']) {
+  for (const table of ['leases', 'heads', 'groups', 'cursors']) {
     await run(
       pool,
       `INSERT INTO ${S}.${table} (fn, p) SELECT $1, g FROM generate_series(0, $2::integer - 1) AS g ON CONFLICT DO NOTHING`,
