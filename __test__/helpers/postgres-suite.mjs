@@ -23,3 +23,19 @@ export function pool() {
   shared ??= postgres.pool({ max: 8 });
   return shared;
 }
+
+/**
+ * A pool on the file's postgres that counts the statements run through it (`queries()`), for tests that check a
+ * reader stopped reading. Ended with the server.
+ */
+export function countingPool(options = {}) {
+  const p = postgres.pool({ max: 8, ...options });
+  let n = 0;
+  const query = p.query.bind(p);
+  p.query = (...args) => {
+    n++;
+    return query(...args);
+  };
+  p.queries = () => n;
+  return p;
+}

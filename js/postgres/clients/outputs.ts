@@ -5,9 +5,9 @@
 import { describe, invalidType, invalidValue } from '../../errors';
 import { integerOption } from '../../validate';
 import type { OutputItem } from '../../redis/common/outputs';
-import { idOf, idParts, run, str } from '../log/sql';
+import { idParts, run, str } from '../log/sql';
 import { type PostgresOptions, resolvePgOptions } from './options';
-import { writtenItem } from './worker';
+import { rowItem } from './worker';
 
 /** Options of `postgresOutputs`. */
 export interface PostgresOutputsOptions<O = unknown> extends PostgresOptions<O> {
@@ -97,17 +97,8 @@ export function postgresOutputs<O = unknown>(options: PostgresOutputsOptions<O>)
       for (const r of rows) {
         if (stopped()) return;
         const p = Number(r.p);
-        const id = idOf(r.ms, r.seq);
         cursors.set(p, [str(r.ms), str(r.seq)]);
-        yield writtenItem(o.codec, p, {
-          id,
-          sid: str(r.sid),
-          seq: Number(r.oseq),
-          key: str(r.key),
-          field: str(r.field) === 'e' ? 'e' : 'v',
-          data: r.data as Buffer,
-          traceparent: r.tp === null ? null : str(r.tp),
-        });
+        yield rowItem(o.codec, p, r);
       }
     }
   }
