@@ -14,6 +14,9 @@ export {
   type SessionEndInfo,
 } from './clients/key-outputs';
 export { postgresSse, postgresNdjson, type PostgresSseOptions, type PostgresNdjsonOptions } from './clients/key-http';
+export { postgresVersions, type PostgresVersions, type PostgresVersionsOptions } from './clients/versions';
+export type { DrainedOptions } from '../redis/common/drained';
+export type { VersionStatus, VersionedWorker } from '../redis/rules/versions';
 export type { PostgresClient, PostgresOptions } from './clients/options';
 export type { PgPoolLike as PostgresPool, PgClientLike as PostgresPoolClient, PgResult as PostgresResult } from './log/sql';
 export type { OutputItem, HandlerFailure } from '../redis/common/outputs';
