@@ -9,7 +9,7 @@ import { integerOption } from '../../validate';
 import { compareIds, formatCursor, idBefore } from '../../redis/common/cursor';
 import {
   KEY_OPTIONS,
-  type KeyOutputs,
+  type KeyOutput,
   type KeyPlan,
   type KeyReadOptions,
   KeyReader,
@@ -34,7 +34,10 @@ export interface PostgresKeyOutputsOptions<O = unknown> extends PostgresOptions<
 }
 
 /** What `postgresKeyOutputs` returns: the outputs as an async iterable, and a disposer for `await using`. */
-export type PostgresKeyOutputs<O = unknown> = KeyOutputs<O>;
+export interface PostgresKeyOutputs<O = unknown> extends AsyncIterable<KeyOutput<O>>, AsyncDisposable {
+  /** Ends every loop over these outputs (its reading stopped), and resolves once they have ended. Idempotent. */
+  [Symbol.asyncDispose](): Promise<void>;
+}
 
 /** The options of a Postgres key reader, checked. */
 export interface PgKeySettings<O> extends KeyPlan<O> {

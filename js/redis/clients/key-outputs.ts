@@ -11,7 +11,7 @@ import { compareIds, formatCursor, idBefore } from '../common/cursor';
 import { type OutputItem, outputItem } from '../common/outputs';
 import {
   KEY_OPTIONS,
-  type KeyOutputs,
+  type KeyOutput,
   type KeyPlan,
   type KeyReadOptions,
   KeyReader,
@@ -184,7 +184,10 @@ export function redisKeyOutputs<O = unknown>(options: RedisKeyOutputsOptions<O>)
 }
 
 /** What `redisKeyOutputs` returns: the outputs as an async iterable, and a disposer for `await using`. */
-export type RedisKeyOutputs<O = unknown> = KeyOutputs<O>;
+export interface RedisKeyOutputs<O = unknown> extends AsyncIterable<KeyOutput<O>>, AsyncDisposable {
+  /** Ends every loop over these outputs (its reading stopped), and resolves once they have ended. Idempotent. */
+  [Symbol.asyncDispose](): Promise<void>;
+}
 
 /** Options of `redisCursor`. */
 export interface RedisCursorOptions extends RedisOptions<unknown> {
