@@ -23,3 +23,119 @@ export function pool() {
   shared ??= postgres.pool({ max: 8 });
   return shared;
 }
+
+/**
+ * A pool on the file's postgres that counts the statements run through it (`queries()`), for tests that check a
+ * reader stopped reading. Ended with the server.
+ */
+export function countingPool(options = {}) {
+  const p = postgres.pool({ max: 8, ...options });
+  let n = 0;
+  const query = p.query.bind(p);
+  p.query = (...args) => {
+    n++;
+    return query(...args);
+  };
+  p.queries = () => n;
+  return p;
+}
+
+/**
+ * A private postgres of its own (beside the file's) that a test restarts: `restart({ down })` stops it by PID
+ * (SIGINT: fast shutdown, which ends every session), waits `down` ms, and starts it again on the same port and
+ * data directory. `stop()` ends its pools, stops it and removes its folder. Durable (fsync on): what a commit
+ * acknowledged survives the restart.
+ */
+export async function restartablePostgres() {
+  const { binDir, serverVersion } = await import('./postgres-server.mjs');
+  const { execFileSync, spawn } = await import('node:child_process');
+  const { chownSync, mkdtempSync, rmSync } = await import('node:fs');
+  const { createServer } = await import('node:net');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { default: pg } = await import('pg');
+  serverVersion();
+  const bin = (name) => (binDir() === '' ? name : join(binDir(), name));
+  let who = {};
+  if (process.getuid?.() === 0) {
+    const id = (flag) => Number(execFileSync('id', [flag, 'postgres'], { encoding: 'utf8' }).trim());
+    who = { uid: id('-u'), gid: id('-g') };
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'velo-pg-restart-'));
+  if (who.uid !== undefined) chownSync(dir, who.uid, who.gid);
+  const data = join(dir, 'data');
+  execFileSync(bin('initdb'), ['-D', data, '-U', 'velo', '-A', 'trust', '-E', 'UTF8', '--no-locale', '--no-sync'], {
+    stdio: 'pipe',
+    ...who,
+  });
+  const port = await new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port: p } = server.address();
+      server.close(() => resolve(p));
+    });
+  });
+  const config = { host: '127.0.0.1', port, user: 'velo', database: 'postgres' };
+  let child = null;
+  let log = '';
+  const reap = () => child?.exitCode === null && child.kill('SIGQUIT');
+  process.once('exit', reap);
+  const up = async () => {
+    log = '';
+    child = spawn(
+      bin('postgres'),
+      ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=100'],
+      { stdio: ['ignore', 'pipe', 'pipe'], ...who },
+    );
+    child.stdout.on('data', (d) => (log += d));
+    child.stderr.on('data', (d) => (log += d));
+    child.done = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const c = new pg.Client(config);
+      c.on('error', () => {});
+      try {
+        await c.connect();
+        await c.end();
+        return;
+      } catch {
+        await c.end().catch(() => {});
+        if (child.exitCode !== null || Date.now() > deadline) throw new Error(`postgres did not start on ${port}:\n${log}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
+  };
+  const down = async () => {
+    child.kill('SIGINT');
+    const { code, signal } = await child.done;
+    if (code !== 0 && signal !== 'SIGINT') throw new Error(`postgres exited with ${code ?? signal}:\n${log}`);
+  };
+  await up();
+  const pools = [];
+  return {
+    port,
+    config,
+    get pid() {
+      return child.pid;
+    },
+    pool(options = {}) {
+      const p = new pg.Pool({ ...config, ...options });
+      p.on('error', () => {});
+      pools.push(p);
+      return p;
+    },
+    /** Stops the server by PID, waits `ms`, starts it again on the same port and data; resolves once it answers. */
+    async restart({ ms = 0 } = {}) {
+      await down();
+      await new Promise((resolve) => setTimeout(resolve, ms));
+      await up();
+    },
+    async stop() {
+      process.removeListener('exit', reap);
+      await Promise.all(pools.splice(0).map((p) => p.end().catch(() => {})));
+      if (child.exitCode === null) await down();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

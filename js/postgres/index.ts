@@ -4,9 +4,29 @@
 export { postgresWorker, type PostgresWorkerOptions } from './clients/worker';
 export { postgresProducer, type PostgresProducer, type PostgresProducerOptions } from './clients/producer';
 export { postgresOutputs, type PostgresOutputs, type PostgresOutputsOptions } from './clients/outputs';
+export {
+  postgresKeyOutputs,
+  postgresCursor,
+  type PostgresKeyOutputs,
+  type PostgresKeyOutputsOptions,
+  type PostgresCursorOptions,
+  type KeyOutput,
+  type SessionEndInfo,
+} from './clients/key-outputs';
+export { postgresSse, postgresNdjson, type PostgresSseOptions, type PostgresNdjsonOptions } from './clients/key-http';
+export { postgresVersions, type PostgresVersions, type PostgresVersionsOptions } from './clients/versions';
+export type { DrainedOptions } from '../redis/common/drained';
+export type { VersionStatus, VersionedWorker } from '../redis/rules/versions';
 export type { PostgresClient, PostgresOptions } from './clients/options';
 export type { PgPoolLike as PostgresPool, PgClientLike as PostgresPoolClient, PgResult as PostgresResult } from './log/sql';
 export type { OutputItem, HandlerFailure } from '../redis/common/outputs';
 export type { RedisWorker as Worker, RedisWorkerStats as WorkerStats } from '../redis/engine/worker-types';
 export { jsonCodec, bufferCodec, type Codec } from '../redis/common/codec';
 export { fnv1a } from '../redis/common/keys';
+export {
+  ResumeCursorError,
+  type ResumeCursorErrorJSON,
+  type ResumeCursorReason,
+  ResumeTrimmedError,
+  type ResumeTrimmedErrorJSON,
+} from '../errors';

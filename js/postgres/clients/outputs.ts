@@ -5,9 +5,10 @@
 import { describe, invalidType, invalidValue } from '../../errors';
 import { integerOption } from '../../validate';
 import type { OutputItem } from '../../redis/common/outputs';
-import { idOf, idParts, run, str } from '../log/sql';
+import { idParts, run, str } from '../log/sql';
 import { type PostgresOptions, resolvePgOptions } from './options';
-import { writtenItem } from './worker';
+import { retriedOnConnection } from './retry';
+import { rowItem } from './worker';
 
 /** Options of `postgresOutputs`. */
 export interface PostgresOutputsOptions<O = unknown> extends PostgresOptions<O> {
@@ -69,26 +70,31 @@ export function postgresOutputs<O = unknown>(options: PostgresOutputsOptions<O>)
       signal?.addEventListener('abort', done);
     });
 
-  async function* iterate(): AsyncGenerator<OutputItem<O>> {
+  async function* read(): AsyncGenerator<OutputItem<O>> {
     if (stopped()) return;
-    await o.prepare();
+    // A lost connection (the server restarting) is retried: the reading goes on from the same positions.
+    const stop = signal === undefined ? disposed.signal : AbortSignal.any([disposed.signal, signal]);
+    const retried = <T>(call: () => Promise<T>) => retriedOnConnection(call, stop);
+    await retried(o.prepare);
     const cursors = new Map<number, [string, string]>();
     if (from === 'end') {
-      const { rows } = await run(o.pool, `SELECT p, out_ms, out_seq FROM ${S}.groups WHERE fn = $1`, [fn]);
+      const { rows } = await retried(() => run(o.pool, `SELECT p, out_ms, out_seq FROM ${S}.groups WHERE fn = $1`, [fn]));
       for (const r of rows) cursors.set(Number(r.p), [str(r.out_ms), str(r.out_seq)]);
     }
     for (const [p, id] of given) cursors.set(p, id);
     while (!stopped()) {
       const at = ps.map((p) => cursors.get(p) ?? ['0', '0']);
-      const { rows } = await run(
-        o.pool,
-        `SELECT c.p, x.ms, x.seq, x.sid, x.oseq, x.key, x.field, x.data, x.tp
+      const { rows } = await retried(() =>
+        run(
+          o.pool,
+          `SELECT c.p, x.ms, x.seq, x.sid, x.oseq, x.key, x.field, x.data, x.tp
            FROM unnest($2::integer[], $3::bigint[], $4::bigint[]) AS c(p, ms, seq)
            CROSS JOIN LATERAL (SELECT ms, seq, sid, oseq, key, field, data, tp FROM ${S}.outputs o
                                 WHERE o.fn = $1 AND o.p = c.p AND (o.ms, o.seq) > (c.ms, c.seq)
                                 ORDER BY o.ms, o.seq LIMIT $5) x
           ORDER BY c.p, x.ms, x.seq`,
-        [fn, ps, at.map((x) => x[0]), at.map((x) => x[1]), count],
+          [fn, ps, at.map((x) => x[0]), at.map((x) => x[1]), count],
+        ),
       );
       if (rows.length === 0) {
         await pause(pollInterval);
@@ -97,18 +103,18 @@ export function postgresOutputs<O = unknown>(options: PostgresOutputsOptions<O>)
       for (const r of rows) {
         if (stopped()) return;
         const p = Number(r.p);
-        const id = idOf(r.ms, r.seq);
         cursors.set(p, [str(r.ms), str(r.seq)]);
-        yield writtenItem(o.codec, p, {
-          id,
-          sid: str(r.sid),
-          seq: Number(r.oseq),
-          key: str(r.key),
-          field: str(r.field) === 'e' ? 'e' : 'v',
-          data: r.data as Buffer,
-          traceparent: r.tp === null ? null : str(r.tp),
-        });
+        yield rowItem(o.codec, p, r);
       }
+    }
+  }
+
+  async function* iterate(): AsyncGenerator<OutputItem<O>> {
+    try {
+      yield* read();
+    } catch (error) {
+      // (A read given up at a dispose or an abort, while the server was away, ends the loop quietly.)
+      if (!stopped()) throw error;
     }
   }
 

@@ -33,6 +33,16 @@ export interface PostgresProducer<I> {
   lag(keyOrPartition: string | number): Promise<number>;
 }
 
+/**
+ * Whether `error` is a connection refused, by the socket or by a server starting or shutting down (57P03, at the
+ * connection's start): nothing was sent, nothing written. Maybe one per address tried.
+ */
+function isRefused(error: unknown): boolean {
+  const e = error as { code?: unknown; errors?: unknown } | null;
+  if (e?.code === 'ECONNREFUSED' || e?.code === '57P03') return true;
+  return Array.isArray(e?.errors) && e.errors.length > 0 && e.errors.every(isRefused);
+}
+
 /** Events per transaction: keeps one transaction's locks short. */
 const CHUNK = 1000;
 
@@ -73,11 +83,12 @@ class Producer<I> implements PostgresProducer<I> {
       group.index.push(n++);
       group.items.push([key, data]);
     }
-    const ids = new Array<string | undefined>(n);
+    const ids = new Array<string | null | undefined>(n);
     const failures: unknown[] = [];
     try {
       await this.#o.prepare();
     } catch (error) {
+      ids.fill(null);
       throw new SendError(ids, `send: nothing written, the tables could not be made: ${(error as Error)?.message}`, error);
     }
     await Promise.all(
@@ -87,7 +98,10 @@ class Producer<I> implements PostgresProducer<I> {
             const got = await appendEventsPg(this.#o.pool, this.#o.space, partition, items.slice(start, start + CHUNK), trace);
             got.forEach((id, i) => (ids[index[start + i]] = id));
           } catch (error) {
-            // (A transaction that failed before its COMMIT wrote nothing; one whose COMMIT got no answer may have.)
+            // A refused connection wrote nothing; any other failure may have come at the COMMIT, whose events are
+            // then unknown (undefined). The chunks after it were not tried.
+            const refused = isRefused(error);
+            for (let i = start; i < items.length; i++) ids[index[i]] = i >= start + CHUNK || refused ? null : undefined;
             failures.push(error);
             return;
           }
@@ -95,9 +109,13 @@ class Producer<I> implements PostgresProducer<I> {
       }),
     );
     if (failures.length === 0) return ids as string[];
-    const written = ids.filter((id) => id !== undefined).length;
+    const written = ids.filter((id) => typeof id === 'string').length;
     const cause = failures[0] as Error;
-    throw new SendError(ids, `send: ${written} of ${n} events written, the others not or unknown: ${cause?.message}`, cause);
+    throw new SendError(
+      ids,
+      `send: ${written} of ${n} events written, the others not (null) or unknown: ${cause?.message}`,
+      cause,
+    );
   };
 
   async lag(keyOrPartition: string | number): Promise<number> {

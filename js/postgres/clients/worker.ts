@@ -11,6 +11,7 @@ import { type WorkerOptions, WORKER_KEYS, checkWorkerFn, startWorker } from '../
 import type { Migrate, RedisWorker, SyncMigrate } from '../../redis/engine/worker-types';
 import type { CommitEffects, WrittenOutput } from '../log/commit';
 import { PgLog } from '../log/pg-log';
+import { idOf, str } from '../log/sql';
 import { type PostgresClient, type PostgresOptions, resolvePgOptions } from './options';
 
 /** Options of `postgresWorker`: those of `redisWorker` but the Redis ones, and these. */
@@ -43,6 +44,19 @@ export function writtenItem<O>(codec: Codec<O>, partition: number, w: WrittenOut
   const traced = w.traceparent === null ? base : { ...base, traceparent: w.traceparent };
   if (w.field === 'e') return { ...traced, error: JSON.parse(w.data.toString()) as HandlerFailure };
   return { ...traced, value: codec.decode(w.data) };
+}
+
+/** A row of the `outputs` table (`ms, seq, sid, oseq, key, field, data, tp`) as a reader gets it. */
+export function rowItem<O>(codec: Codec<O>, partition: number, r: Record<string, unknown>): OutputItem<O> {
+  return writtenItem(codec, partition, {
+    id: idOf(r.ms, r.seq),
+    sid: str(r.sid),
+    seq: Number(r.oseq),
+    key: str(r.key),
+    field: str(r.field) === 'e' ? 'e' : 'v',
+    data: r.data as Buffer,
+    traceparent: r.tp === null ? null : str(r.tp),
+  });
 }
 
 /** A log whose every call waits for the tables first (made at the first call: the worker starts synchronously). */

@@ -1,0 +1,69 @@
+// Which errors of the user's pg.Pool are a lost or refused connection (the server restarting, a network cut), and
+// a call retried over them: the readers' reads, which are made again from the same positions.
+
+/** Socket errors, and SQLSTATEs of a server shutting down or of a connection failure (class 08, 57P01-57P03). */
+const CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  '57P01',
+  '57P02',
+  '57P03',
+  '08000',
+  '08001',
+  '08003',
+  '08004',
+  '08006',
+]);
+/** node-postgres' own words for a connection that ended under a query or could not be made. */
+const MESSAGES = /Connection terminated|connection timeout|Client has encountered a connection error|Connection ended/i;
+
+/** Whether `error` says the connection to Postgres was lost or refused (not that a statement failed). */
+export function isConnectionError(error: unknown): boolean {
+  const e = error as { code?: unknown; message?: unknown; errors?: unknown } | null;
+  if (e === null || typeof e !== 'object') return false;
+  if (typeof e.code === 'string' && CODES.has(e.code)) return true;
+  // (Node's connect to "localhost" tries each address: an AggregateError of ECONNREFUSEDs.)
+  if (Array.isArray(e.errors) && e.errors.length > 0 && e.errors.every(isConnectionError)) return true;
+  return typeof e.message === 'string' && MESSAGES.test(e.message);
+}
+
+/** First and longest wait before a call retried after a lost connection, ms. */
+const RETRY_MIN_MS = 50;
+const RETRY_MAX_MS = 1000;
+
+/**
+ * `call()`, again after a wait (growing from 50 ms to 1 s) each time it fails with a lost connection, until it
+ * succeeds or `signal` aborts (then the failure is thrown). Other errors are thrown at once.
+ */
+export async function retriedOnConnection<T>(call: () => Promise<T>, signal: AbortSignal): Promise<T> {
+  let wait = RETRY_MIN_MS;
+  for (;;) {
+    try {
+      return await call();
+    } catch (error) {
+      if (signal.aborted || !isConnectionError(error)) throw error;
+    }
+    await pause(wait, signal);
+    if (signal.aborted) throw new Error('The reader was closed');
+    wait = Math.min(wait * 2, RETRY_MAX_MS);
+  }
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts (its timer never outlives it). */
+export function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
