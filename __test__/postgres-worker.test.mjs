@@ -53,18 +53,23 @@ test('postgresWorker runs sessions as redisWorker does: outputs per key in order
     for (let round = 1; round <= 3; round++) for (let k = 0; k < 10; k++) events.push([`k${k}`, { n: round }]);
     const ids = await producer.sendMany(events);
     assert.equal(ids.length, 30);
-    assert.match(await producer.send('k0', { n: 4 }), /^\d+-\d+$/);
+    const fourth = await producer.send('k0', { n: 4 });
+    assert.match(fourth, /^\d+-\d+$/);
+    // Sessions end by the log's clock: k0's fourth event joins its session unless its entry came `idleTimeout` or
+    // more after the third's (a loaded machine between the two sends).
+    const ms = (id) => Number(id.slice(0, id.indexOf('-')));
+    const joined = ms(fourth) - ms(ids[20]) < 300;
     const outputs = await readOutputs(shared, 31);
     assertOnce(outputs);
     for (let k = 0; k < 10; k++) {
       const mine = outputs.filter((o) => o.key === `k${k}`);
-      const expected = k === 0 ? [1, 3, 6, 10] : [1, 3, 6];
+      const expected = k === 0 ? [1, 3, 6, joined ? 10 : 4] : [1, 3, 6];
       assert.deepEqual(
         mine.map((o) => o.value.total),
         expected,
         `k${k}'s totals`,
       );
-      assert.equal(new Set(mine.map((o) => o.sid)).size, 1, 'one session per key');
+      assert.equal(new Set(mine.map((o) => o.sid)).size, k === 0 && !joined ? 2 : 1, 'one session per key (and its log)');
       assert.equal(mine[0].partition, producer.partitionOf(`k${k}`));
     }
     await sleep(700);
