@@ -98,7 +98,7 @@ export class Simulation<I, O> implements SimHost<I, O> {
   opened(process: string, sid: string, version: string, release: number, fresh: boolean, keyState: SimKeyState | null): void {
     const opening = { version, release, keyState };
     let decided = this.#decided.get(process);
-    if (decided === undefined) this.#decided.set(process, (decided = new Map()));
+    if (decided === undefined) this.#decided.set(process, (decided = new Map<string, SimOpening>()));
     if (fresh) decided.set(sid, opening);
     else decided.delete(sid);
     if ((fresh && !this.#standing.has(sid)) || !this.sessions.has(sid)) this.sessions.set(sid, opening);
