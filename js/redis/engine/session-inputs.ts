@@ -5,7 +5,7 @@ import type { EventBudget } from './budget';
 import { DEBOUNCE_TIMER_KEY } from './debounce-input';
 import { kSendNow } from '../../core/protocol';
 import { decodeError } from '../../errors';
-import { type Checkpoints, type Session, type Timer, capError } from './session';
+import { type Session, type Timer, capError } from './session';
 import { IN_STREAM, POISON } from './inbox';
 import type { InputEntry } from '../common/transport';
 import { type Decision, type EndReason, decide, idleDeadline, take } from '../rules/session-rules';
@@ -255,7 +255,7 @@ export class SessionInputs<I, O> {
   #giveTimer(s: Session<I, O>, timer: Timer): unknown {
     if (this.#stopped()) return END;
     take(s.rule, timer.time, timer);
-    (s.checkpoints as Checkpoints).took(`t${timer.id}`, timer.time, null);
+    s.checkpoints.took(`t${timer.id}`, timer.time, null);
     this.#writes.clearTimer(s, timer.id);
     // The debounce timer's payload is the worker's own (debounce-input.ts), not made by the function's codec.
     if (timer.key === DEBOUNCE_TIMER_KEY) return timer.payload;
@@ -294,7 +294,7 @@ export class SessionInputs<I, O> {
     }
     if (hooked) {
       // Taken now: out of the share.
-      (s.checkpoints as Checkpoints).entries++;
+      s.checkpoints.entries++;
       this.#host.budget.release();
       this.#host.budget.freed();
     }

@@ -233,13 +233,7 @@ export class Simulation<I, O> implements SimHost<I, O> {
     if (held.length === 0) return;
     const took = Math.max(...held.map((run) => process.takenAt.get(run.partition) ?? 0));
     const serving = this.processes.find(
-      (p) =>
-        !p.dead &&
-        !p.closing &&
-        !p.clock.paused &&
-        p.release >= newer &&
-        p.servingSince !== null &&
-        p.servingSince <= took,
+      (p) => !p.dead && !p.closing && !p.clock.paused && p.release >= newer && p.servingSince !== null && p.servingSince <= took,
     );
     if (serving !== undefined)
       this.violations.push(
