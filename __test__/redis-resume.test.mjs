@@ -711,3 +711,34 @@ test('redisKeyOutputs: Symbol.asyncDispose ends its loops (one waiting on Redis,
     await w.close();
   }
 });
+
+test("a reader's error has velo-stream/http's one shape: a serializer's thrown error, its toJSON() or message, never reaches the client", async () => {
+  const name = fresh('errshape');
+  const producer = redisProducer({ client, name, partitions: PARTITIONS });
+  const w = worker(totals({ idleTimeout: 60_000 }), name);
+  // An HTTP client library's error: its toJSON() and message would carry a request's credentials.
+  const leaky = Object.assign(new Error('upstream said no: Authorization Bearer s3cret'), {
+    toJSON: () => ({ config: { headers: { Authorization: 'Bearer s3cret' } } }),
+  });
+  const server = await keyServer(base(name), () => ({
+    signal: AbortSignal.timeout(500),
+    serialize: () => {
+      throw leaky;
+    },
+  }));
+  try {
+    await producer.send('a', { n: 1 });
+    await eventually(async () => (await client.xLen(out(name, 'a'))) === 1, 'the output');
+    for (const kind of ['sse', 'ndjson']) {
+      const r = await get(`${server.url}/${kind}/a`);
+      // (The answer started before the first output's text was made: the error ends it, in the one shape.)
+      assert.equal(r.status, 200, `${kind}: ${r.text}`);
+      assert.doesNotMatch(r.text, /s3cret/, `${kind}: nothing of the error's own`);
+      const shape = JSON.stringify({ error: { message: 'Internal Server Error', code: 'ERR_VELO_SERIALIZE' } });
+      assert.equal(r.text, kind === 'sse' ? `event: error\ndata: ${shape}\n\n` : `${shape}\n`);
+    }
+  } finally {
+    await server.close();
+    await w.close();
+  }
+});

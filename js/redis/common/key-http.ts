@@ -8,6 +8,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { assertOptionsObject } from '../../config';
 import { ResumeCursorError, SerializeError, describe, invalidType, invalidValue } from '../../errors';
 import { drainOrClose } from '../../net/drain';
+import { errorAnswer, errorJSON } from '../../net/error-answer';
 import { checkResponseFields } from '../../net/response-fields';
 import { integerOption } from '../../validate';
 import { checkKey } from './keys';
@@ -60,12 +61,6 @@ function sseData(text: string): string {
   return out;
 }
 
-/** What a reader's error looks like on the wire (as velo-stream/http writes a handler's). */
-function errorPayload(error: unknown): string {
-  const e = error as { message?: unknown; code?: unknown };
-  const message = typeof e?.message === 'string' ? e.message : String(error);
-  return JSON.stringify({ error: typeof e?.code === 'string' ? { message, code: e.code } : { message } });
-}
 
 /** The text of an output's value, by `serialize`: a SerializeError when there is none. */
 function valueText<O>(serialize: (value: O) => string, value: O): string {
@@ -99,7 +94,7 @@ function sseFrames<O>(options: KeySseOptions<O>, many: boolean): Frames<O> {
     output: (output) =>
       `id: ${output.cursor}\n${'error' in output ? 'event: error\n' : event}${sseData(payload(output, serialize, many))}\n`,
     end: (info) => `event: end\ndata: ${JSON.stringify(info)}\n\n`,
-    error: (error) => `event: error\n${sseData(errorPayload(error))}\n`,
+    error: (error) => `event: error\n${sseData(errorJSON(error))}\n`,
   };
 }
 
@@ -113,7 +108,7 @@ function ndjsonFrames<O>(options: KeyNdjsonOptions<O>, many: boolean): Frames<O>
       return `{"id":${JSON.stringify(output.cursor)}${key},${body}}\n`;
     },
     end: (info) => `${JSON.stringify({ end: info })}\n`,
-    error: (error) => `${errorPayload(error)}\n`,
+    error: (error) => `${errorJSON(error)}\n`,
   };
 }
 
@@ -147,14 +142,17 @@ function requestKeyError(options: { key?: unknown; keys?: unknown }): Error | un
   return undefined;
 }
 
-/** Answers with an error before any output: its `status` (400, 410) and `toJSON()`, else 500 and its message. */
+/**
+ * Answers with an error before any output: its `status` (400, 410; else 500) and the one error shape of
+ * velo-stream/http (`errorAnswer`: never the error's own `toJSON()`, a 5xx's message not shown).
+ */
 function answer(res: ServerResponse, error: unknown): void {
   if (res.headersSent || res.destroyed) return;
-  const e = error as { status?: unknown; toJSON?: () => unknown };
-  res.statusCode = typeof e?.status === 'number' && e.status >= 400 && e.status < 600 ? e.status : 500;
+  const { status, body } = errorAnswer(error);
+  res.statusCode = status;
   res.setHeader('content-type', 'application/json; charset=utf-8');
   res.setHeader('cache-control', 'no-store');
-  res.end(typeof e?.toJSON === 'function' ? JSON.stringify(e.toJSON()) : errorPayload(error));
+  res.end(JSON.stringify(body));
 }
 
 /** How a backend's HTTP helper serves: its name in messages, the shape of its options (for a message), its reader. */
