@@ -74,6 +74,7 @@ export class SessionInputs<I, O> {
   /** The log ended the session: it waits for nothing more, and its input ends (`PartitionRun.#finish`). */
   #finished(s: Session<I, O>): void {
     s.waiting = false;
+    s.checkpoints.inputEnded();
     this.#host.finish(s);
   }
 
@@ -92,26 +93,33 @@ export class SessionInputs<I, O> {
     const next = s.inbox.next;
     if (next !== undefined) return idTime(next.id);
     let time: number | undefined;
+    // An entry that reached this session is no next input of it: one being drained or read again from the pending
+    // list stays listed there until its delivery returns, and the handler may have taken it by then (as the next
+    // entry it would count twice). Reached: at or before the inbox's last delivery (the session's ids lose those
+    // its checkpoints acked).
+    const reached = s.inbox.lastReceived;
+    const ahead = (id: string): boolean => reached === undefined || logOrder(id, reached) > 0;
     // Only events are inputs: a marker or a wake-up held behind the key's events (an ended session's, or this
     // one's) only moves the log's clock, and as the next entry it would end the session at its event cap.
-    const held = this.#entries.held.get(s.key)?.find(isEvent);
+    const held = this.#entries.held.get(s.key)?.find((e) => isEvent(e) && ahead(e.id));
     if (held !== undefined) time = idTime(held.id);
-    // The entry being drained, unless it already reached this session (it stays `draining` until its delivery
-    // returns, and the handler may have taken it by then: as the next entry, it would count twice). Reached by the
-    // inbox's last delivery: the session's ids lose those its checkpoints acked.
     const draining = this.#entries.draining;
-    const reached = s.inbox.lastReceived;
-    if (
-      draining !== null &&
-      draining.key === s.key &&
-      isEvent(draining) &&
-      (reached === undefined || logOrder(draining.id, reached) > 0)
-    )
+    if (draining !== null && draining.key === s.key && isEvent(draining) && ahead(draining.id))
       time = Math.min(time ?? Infinity, idTime(draining.id));
-    // Of the entries left in the pending list, the first event (with their ids not all kept: a lower bound).
+    // Of the entries left in the pending list, the first event (with their ids not all kept: a lower bound, the
+    // later of the first listed and the last delivered, while the last listed is ahead).
     const spilled = this.#entries.spilled.get(s.key);
-    const first = spilled?.ids === null ? spilled.after : spilled?.ids.find((id) => !spilled.notEvents.has(id));
-    if (first !== undefined) time = Math.min(time ?? Infinity, idTime(first));
+    if (spilled !== undefined) {
+      const first =
+        spilled.ids !== null
+          ? spilled.ids.find((id) => !spilled.notEvents.has(id) && ahead(id))
+          : !ahead(spilled.last)
+            ? undefined
+            : reached !== undefined && logOrder(reached, spilled.after) > 0
+              ? reached
+              : spilled.after;
+      if (first !== undefined) time = Math.min(time ?? Infinity, idTime(first));
+    }
     return time;
   }
 
