@@ -20,6 +20,11 @@ const KEY_STATE_FOUND = [
   // returned: the entry, still `draining` and no longer among its ids, counted as its next input, and the session
   // ended at its events cap with an error its model does not make.
   [51260, 'the drained entry counted again after a checkpoint acked it'],
+  // The same, for an entry read again from the pending list (its record there updated only once delivered).
+  [55394, 'the entry read again from the pending list counted again'],
+  // A debounced event delivered at a cap's end was placed as one more output of the last input, which the handler
+  // had answered by asking past it: a new owner restored before it took the output for written, and lost it.
+  [55673, "an output after the input's end placed under the input before"],
   // A v2 process (migrating) took a partition while the v3 owner was paused past its leases, and adopted a v3
   // session just after that owner came back (the simulator's check took the comeback for two releases serving).
   [51501, "a revival's adoption taken for two migrating releases"],

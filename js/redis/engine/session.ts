@@ -115,6 +115,7 @@ export class Checkpoints implements SessionHooks {
   readonly #takeBefore: (string | undefined)[] = [];
   readonly #takeYielded: number[] = [];
   #takesFrom = 0;
+  #endPlaced = false;
   /** The handler takes this input (an entry id, `t<id>` for a timer) of this time: `lastInput` and `ctx.entry`. */
   took(id: string, time: number, entry: InputEntry | null): void {
     this.#takeEntry.push(entry);
@@ -229,6 +230,16 @@ export class Checkpoints implements SessionHooks {
       yielded,
       inputs: this.#inputs,
     };
+  }
+  /**
+   * Its input ended (the rule's end, a cap, an input it could not decode): the end is placed as an input, so that
+   * outputs after it (a debounced event delivered at the end) are not taken for more outputs of the last input, which
+   * its handler answered when it asked past it. Once.
+   */
+  inputEnded(): void {
+    if (this.#endPlaced) return;
+    this.#endPlaced = true;
+    this.places.took(this.#yieldedAtAsk);
   }
   attach(): void {
     this.attached = true;
