@@ -28,6 +28,9 @@ const KEY_STATE_FOUND = [
   // A v2 process (migrating) took a partition while the v3 owner was paused past its leases, and adopted a v3
   // session just after that owner came back (the simulator's check took the comeback for two releases serving).
   [51501, "a revival's adoption taken for two migrating releases"],
+  // An owner paused past its lease opened a session afresh after the new owner had stored its opening (without the
+  // key's state: a worker of an older release); the check took the stale decision for the one later owners follow.
+  [21128, "a stale owner's fresh opening taken over the one stored first"],
 ];
 
 /** Sessions that started from a kept state, over the slices. */

@@ -211,10 +211,10 @@ function sidMs(sid: string): number {
  * HSETNX of a session's opening, counted under its version once written (commit.lua, wake.lua); a migrated
  * session's (`replaces`) replaces the one kept, its count moving to its version (commit.lua's mode 'r').
  */
-function open(s: PartitionState, o: SessionOpening): void {
+function open(s: PartitionState, o: SessionOpening): boolean {
   const value = openingValue(o);
   const old = s.opened.get(o.sid);
-  if (old !== undefined && (o.replaces === undefined || old === value)) return;
+  if (old !== undefined && (o.replaces === undefined || old === value)) return false;
   if (old !== undefined) {
     const was = parseOpening(o.sid, old)?.version ?? '';
     const left = (s.versions.get(was) ?? 0) - 1;
@@ -223,16 +223,26 @@ function open(s: PartitionState, o: SessionOpening): void {
   }
   s.opened.set(o.sid, value);
   s.versions.set(o.version, (s.versions.get(o.version) ?? 0) + 1);
+  return old === undefined;
 }
 
 function digest(field: string, data: Buffer | string): string {
   return createHash('sha1').update(field).update(data).digest('hex');
 }
 
-/** A commit's writer (a worker id) and the sessions whose first outputs it wrote (none written before). */
-export interface FirstOutputs {
+/**
+ * A write's writer (a worker id), the sessions whose first outputs it wrote (none written before), and those whose
+ * opening it wrote first (`:opened`, which every later owner follows).
+ */
+export interface FirstWrites {
   readonly worker: string;
-  readonly sids: ReadonlySet<string>;
+  readonly outputs: ReadonlySet<string>;
+  readonly openings: ReadonlySet<string>;
+}
+
+/** The worker id of a lease's token (`<worker>:<epoch>`). */
+function writer(lease: Lease): string {
+  return lease.token.slice(0, Math.max(0, lease.token.lastIndexOf(':')));
 }
 
 /**
@@ -250,13 +260,14 @@ export class MemoryStore {
   /** Called after every entry added to an input (blocked reads look again). */
   readonly #listeners = new Set<(partition: number) => void>();
 
-  readonly #onWrite: ((kind: 'commit' | 'wake', written?: FirstOutputs) => void) | undefined;
+  readonly #onWrite: ((kind: 'commit' | 'wake', written: FirstWrites) => void) | undefined;
 
   /**
-   * `onWrite`: called after each commit applied (with the sessions whose first outputs it wrote) and each wake-up
+   * `onWrite`: called after each commit applied and each wake-up written, with the sessions whose first outputs or
+   * opening it wrote
    * written (a simulator crashes an owner there, and learns whose openings stand).
    */
-  constructor(partitions: number, clock: Clock, onWrite?: (kind: 'commit' | 'wake', written?: FirstOutputs) => void) {
+  constructor(partitions: number, clock: Clock, onWrite?: (kind: 'commit' | 'wake', written: FirstWrites) => void) {
     this.partitions = partitions;
     this.clock = clock;
     this.#onWrite = onWrite;
@@ -564,7 +575,8 @@ export class MemoryStore {
     const fired = s.timers.get(sid) ?? new Set<number>();
     if (fired.has(id)) return '';
     s.timers.set(sid, fired.add(id));
-    if (opening !== undefined) open(s, opening);
+    const openings = new Set<string>();
+    if (opening !== undefined && open(s, opening)) openings.add(sid);
     const entry = s.inputStream().add(now, [
       ['k', key],
       ['w', `${sid} ${id}`],
@@ -572,7 +584,7 @@ export class MemoryStore {
       ['v', payload],
     ]);
     this.#added(lease.partition);
-    this.#onWrite?.('wake');
+    this.#onWrite?.('wake', { worker: writer(lease), outputs: new Set(), openings });
     return entry;
   }
 
@@ -721,9 +733,10 @@ export class MemoryStore {
     // keyState: SET ... PX retention of each kept state, after the ends.
     for (const k of commit.kept ?? [])
       s.states.set(k.key, { value: Buffer.from(keptValue(k)), until: this.clock.now() + (commit.retention ?? 1) });
-    for (const o of commit.opened ?? []) open(s, o);
+    const openings = new Set<string>();
+    for (const o of commit.opened ?? []) if (open(s, o)) openings.add(o.sid);
     if (serial !== '') s.lastCommit = { token: lease.token, serial, first, count };
-    this.#onWrite?.('commit', { worker: lease.token.slice(0, Math.max(0, lease.token.lastIndexOf(':'))), sids: firsts });
+    this.#onWrite?.('commit', { worker: writer(lease), outputs: firsts, openings });
     return { ids, diverged };
   }
 

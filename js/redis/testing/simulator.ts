@@ -12,7 +12,7 @@
 // a pause holds them until it ends.
 import { type Codec, encodeChecked, jsonCodec } from '../common/codec';
 import type { Fault, FaultPolicy, LogCall } from '../log/memory-log';
-import { type FirstOutputs, MemoryStore, type PartitionLeftovers } from '../log/memory-store';
+import { type FirstWrites, MemoryStore, type PartitionLeftovers } from '../log/memory-store';
 import { fnv1a } from '../log/options';
 import { Prng } from '../common/prng';
 import { type OutputItem, outputItem } from '../common/outputs';
@@ -85,15 +85,18 @@ export class Simulation<I, O> implements SimHost<I, O> {
   readonly errors: unknown[] = [];
   /** Each session's opening as it stands (`SimResult.sessions`). */
   readonly sessions = new Map<string, SimOpening>();
-  /** Each process's openings decided anew, by sid: the one whose commit writes the session's first outputs stands. */
+  /**
+   * Each process's openings decided anew, by sid: the one whose write first stores the session's opening (every later
+   * owner follows it), or, with none stored (no versions), whose commit writes its first outputs, stands.
+   */
   readonly #decided = new Map<string, Map<string, SimOpening>>();
-  /** Sessions whose first outputs are written: their opening stands (readers keep the outputs written first). */
+  /** Sessions whose opening or first outputs are written: their opening stands (readers keep the outputs written first). */
   readonly #standing = new Set<string>();
 
   /**
    * Process `process` (of release `release`) opened session `sid` on `version`, `fresh`: decided anew, else followed.
-   * Until the session's first outputs are written, the latest decision is taken; then the one of the process that
-   * wrote them (a stale owner's decision, whose commits are fenced, never stands).
+   * Until the session's opening or first outputs are written, the latest decision is taken; then the one of the
+   * process that wrote them (a stale owner's decision, whose writes are fenced, never stands).
    */
   opened(process: string, sid: string, version: string, release: number, fresh: boolean, keyState: SimKeyState | null): void {
     const opening = { version, release, keyState };
@@ -104,9 +107,9 @@ export class Simulation<I, O> implements SimHost<I, O> {
     if ((fresh && !this.#standing.has(sid)) || !this.sessions.has(sid)) this.sessions.set(sid, opening);
   }
 
-  /** A commit by `written.worker` wrote the first outputs of `written.sids`: the openings it decided stand. */
-  #firstOutputs(written: FirstOutputs): void {
-    for (const sid of written.sids) {
+  /** A write by `written.worker` stored the openings or first outputs of sessions: the openings it decided stand. */
+  #firstWrites(written: FirstWrites): void {
+    for (const sid of [...written.openings, ...written.outputs]) {
       if (this.#standing.has(sid)) continue;
       this.#standing.add(sid);
       const opening = this.#decided.get(written.worker)?.get(sid);
@@ -162,7 +165,7 @@ export class Simulation<I, O> implements SimHost<I, O> {
     this.limits = options.limits ?? {};
     this.codec = options.codec ?? jsonCodec;
     this.store = new MemoryStore(this.limits.partitions ?? 1, this.clock, (kind, written) => {
-      if (written !== undefined) this.#firstOutputs(written);
+      this.#firstWrites(written);
       if (kind === 'commit') this.commits++;
       else this.wakes++;
       this.progress(null);
