@@ -18,9 +18,9 @@ import { scriptHandler, timeOf } from './session-script.mjs';
 export const replayCommand = (
   seed,
   only = FAULT_KINDS,
-  { permits = false, versions = false, debounce = false, keyState = false } = {},
+  { permits = false, versions = false, debounce = false, keyState = false, hostileMigrate = false } = {},
 ) =>
-  `node scripts/sim.mjs --seed ${seed} --trace --shrink${only.length === FAULT_KINDS.length ? '' : ` --only ${only.join(',')}`}${permits ? ' --permits' : ''}${versions ? ' --versions' : ''}${debounce ? ' --debounce' : ''}${keyState ? ' --key-state' : ''}`;
+  `node scripts/sim.mjs --seed ${seed} --trace --shrink${only.length === FAULT_KINDS.length ? '' : ` --only ${only.join(',')}`}${permits ? ' --permits' : ''}${versions ? ' --versions' : ''}${debounce ? ' --debounce' : ''}${keyState ? ' --key-state' : ''}${hostileMigrate ? ' --hostile-migrate' : ''}`;
 
 /** The `keyState` of a seed's runs with key state: kept a day (far past any run). */
 export const KEY_STATE = { retention: 86_400_000 };
@@ -152,6 +152,24 @@ function versionsInvariant(releases, leaseTtl) {
 export const migrateState = (state, from, to) => {
   if ((state?.v ?? '') !== from) throw new Error(`migrate(${JSON.stringify(state)}, ${from}) to ${to}: not a ${from} state`);
   return { ...state, v: to };
+};
+
+/** The keys of `--hostile-migrate` runs, whose every conversion by `migrate` returns a state that cannot be read. */
+export const HOSTILE_KEYS = ['H0', 'H1', 'H2', 'H3'];
+
+/**
+ * `migrate` of `--hostile-migrate` runs: a state of a hostile key (one that took an event of it) comes back as an
+ * object whose `then` getter throws, as a revoked Proxy or a careless class would. docs/redis/versions.md: the
+ * session fails with ERR_VELO_MIGRATE (a key's kept state: the session starts without it), and nothing else changes.
+ */
+export const hostileMigrate = (state, from, to) => {
+  const converted = migrateState(state, from, to);
+  if (!(state?.took ?? []).some((tag) => HOSTILE_KEYS.some((key) => String(tag).startsWith(`${key}.`)))) return converted;
+  return Object.defineProperty({ ...converted }, 'then', {
+    get() {
+      throw new Error('a then that cannot be read');
+    },
+  });
 };
 
 /**
@@ -477,7 +495,7 @@ function keyStateChecks(result, releases) {
  * What must hold in any run: every (sid, seq) once and in order, settled, clean, only expected errors (`permitErrors`:
  * the limiter's drawn refusals, reported as ERR_VELO_SESSION_PERMIT, are expected too).
  */
-function invariants(result, permitErrors = false) {
+function invariants(result, permitErrors = false, opaque = new Set()) {
   const problems = [...result.violations];
   const seqs = new Map();
   for (const o of result.outputs) {
@@ -496,7 +514,10 @@ function invariants(result, permitErrors = false) {
       // A key's state kept by a version the opening worker neither runs nor adopts: reported, and started without
       // (the model says where).
       code !== 'ERR_VELO_KEY_STATE_VERSION' &&
-      !(permitErrors && code === 'ERR_VELO_SESSION_PERMIT')
+      !(permitErrors && code === 'ERR_VELO_SESSION_PERMIT') &&
+      // A hostile key's state `migrate` returned unreadable (`--hostile-migrate`): its session fails, or starts
+      // without its key's state.
+      !(code === 'ERR_VELO_MIGRATE' && [...opaque].some((key) => String(error?.message).includes(`"${key}`)))
     )
       problems.push(`error: ${code ?? ''} ${error?.message ?? error}`);
   }
@@ -512,7 +533,15 @@ export const FAULT_KINDS = ['crash', 'pause', 'lost', 'refused', 'delay', 'slow'
  */
 export async function runSeed(
   seed,
-  { trace, only = FAULT_KINDS, permits = false, versions = false, debounce = false, keyState = false } = {},
+  {
+    trace,
+    only = FAULT_KINDS,
+    permits = false,
+    versions = false,
+    debounce = false,
+    keyState = false,
+    hostileMigrate = false,
+  } = {},
 ) {
   const s = scenario(seed);
   if (keyState) s.limits.keyState = KEY_STATE;
@@ -534,6 +563,22 @@ export async function runSeed(
     if (s.versions.migrateMs > 0 && s.versions.releases.some((r) => r.migrate)) {
       const start = Math.min(...times);
       for (const key of ['M0', 'M1', 'M2', 'M3', 'M4', 'M5']) {
+        for (let i = 0; i < 24; i++) {
+          const at = start + i * Math.floor(s.idleTimeout / 2);
+          s.events.push({ at, key, event: { tag: `${key}.${i}`, at, checkpoint: true } });
+        }
+      }
+      s.events.sort((x, y) => x.at - y.at);
+    }
+    // --hostile-migrate: sessions of their own keys live through the deploys (an event every idle/2, a checkpoint at
+    // each), so that a migrating release adopts them, and `migrate` returns for them a state that cannot be read.
+    // Their outputs are not the model's (where a session fails depends on the run): each run is held to the
+    // invariants alone for them (every output once and in order, settled, no partition left, errors as documented).
+    if (hostileMigrate && s.versions.releases.some((r) => r.migrate)) {
+      s.versions.hostile = true;
+      s.opaque = HOSTILE_KEYS;
+      const start = Math.min(...times);
+      for (const key of HOSTILE_KEYS) {
         for (let i = 0; i < 24; i++) {
           const at = start + i * Math.floor(s.idleTimeout / 2);
           s.events.push({ at, key, event: { tag: `${key}.${i}`, at, checkpoint: true } });
@@ -589,7 +634,7 @@ export async function runScenario(seed, s, { trace, slow = true, permits } = {})
             releases: s.versions.releases,
             deploys: s.versions.deploys,
             oldJoins: s.versions.oldJoins,
-            migrate: migrateState,
+            migrate: s.versions.hostile === true ? hostileMigrate : migrateState,
             migrateMs: s.versions.migrateMs ?? 0,
             invariant: versionsInvariant(s.versions.releases, s.limits.leaseTtl ?? 3000),
           }),
@@ -614,9 +659,10 @@ export async function runScenario(seed, s, { trace, slow = true, permits } = {})
   const keys = s.events.map((e) => e.key);
   const calm = { ...(await run({}, false)), keys };
   const faulty = { ...(await run(s.faults, slow, permits)), keys };
+  const opaque = new Set(s.opaque ?? []);
   const problems = [
-    ...invariants(calm).map((p) => `calm: ${p}`),
-    ...invariants(faulty, (permits?.fail ?? 0) > 0).map((p) => `faulty: ${p}`),
+    ...invariants(calm, false, opaque).map((p) => `calm: ${p}`),
+    ...invariants(faulty, (permits?.fail ?? 0) > 0, opaque).map((p) => `faulty: ${p}`),
   ];
   // (A deploy hands partitions over: a timer waits for the next owner, as after any hand-off.)
   if (s.versions === undefined)
@@ -629,10 +675,12 @@ export async function runScenario(seed, s, { trace, slow = true, permits } = {})
       problems.push(...keyStateChecks(faulty, s.versions.releases).map((p) => `faulty: ${p}`));
     }
   }
-  const expected = sessions(calm);
-  const actual = sessions(faulty);
-  const model = modelled(s, faulty);
-  const calmModel = modelled(s, calm);
+  // (Keys held to the invariants alone: left out of every comparison.)
+  const compared = (named) => Object.fromEntries(Object.entries(named).filter(([key]) => !opaque.has(key)));
+  const expected = compared(sessions(calm));
+  const actual = compared(sessions(faulty));
+  const model = compared(modelled(s, faulty));
+  const calmModel = compared(modelled(s, calm));
   if (JSON.stringify(expected) !== JSON.stringify(calmModel))
     problems.push("the calm run made other sessions or outputs than the model's");
   if (JSON.stringify(actual) !== JSON.stringify(model))
@@ -644,12 +692,15 @@ export async function runScenario(seed, s, { trace, slow = true, permits } = {})
   // Ends a trim removed in one run and not the other are not compared.
   const calmEnds = endsOf(calm);
   for (const [sid, end] of endsOf(faulty)) {
+    if (opaque.has(sid.slice(0, sid.lastIndexOf('@')))) continue;
     const first = calmEnds.get(sid);
     if (first !== undefined && first !== end) problems.push(`faulty: ${sid} ended ${end}, calm ${first}`);
   }
-  if (JSON.stringify(failureTexts(calm, s.limits)) !== JSON.stringify(failureTexts(faulty, s.limits)))
+  if (JSON.stringify(compared(failureTexts(calm, s.limits))) !== JSON.stringify(compared(failureTexts(faulty, s.limits))))
     problems.push("the faulty run's failures have other messages than the calm run's");
-  return { ok: problems.length === 0, problems, expected, actual, model, calmModel, stats: faulty.stats, scenario: s };
+  // (`--hostile-migrate`: the conversions that failed, both runs.)
+  const migrateFailures = [...calm.errors, ...faulty.errors].filter((e) => e?.code === 'ERR_VELO_MIGRATE').length;
+  return { ok: problems.length === 0, problems, expected, actual, model, calmModel, stats: faulty.stats, migrateFailures, scenario: s };
 }
 
 /** Each event's index by the sid it would open, `<key>@<entry id>`. */

@@ -94,7 +94,14 @@ export class ProcessClock implements Clock {
   #until = -Infinity;
   /** Synchronous work done in the process's current turn (`spend`), ms: its own time is that far ahead. */
   #spent = 0;
-  constructor(readonly base: VirtualClock) {}
+  /**
+   * `uncaught(error)`: a callback of the process threw (a real process would exit on it, an uncaught exception);
+   * without it, the throw goes on to the caller.
+   */
+  constructor(
+    readonly base: VirtualClock,
+    readonly uncaught?: (error: unknown) => void,
+  ) {}
 
   now(): number {
     return this.base.now() + this.#spent;
@@ -125,7 +132,12 @@ export class ProcessClock implements Clock {
       }
       // A new turn of the process: the work of the last one is done (its callbacks waited for it).
       this.#spent = 0;
-      fn();
+      if (this.uncaught === undefined) return fn();
+      try {
+        fn();
+      } catch (error) {
+        this.uncaught(error);
+      }
     };
     return guarded;
   }

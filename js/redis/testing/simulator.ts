@@ -261,7 +261,11 @@ export class Simulation<I, O> implements SimHost<I, O> {
       return fault;
     };
     // The handler's delays run on its process's clock: a paused or crashed process's handler stops with it.
-    const clock = new ProcessClock(this.clock);
+    // A throw out of one of its callbacks would end a real process: a violation, and the process crashes.
+    const clock = new ProcessClock(this.clock, (error) => {
+      this.violations.push(`step ${this.stats.steps}: ${id} threw out of a callback (a process would exit): ${String(error)}`);
+      worker.crash();
+    });
     const delay = (ms?: number): Promise<void> => {
       if (ms !== undefined) return new Promise((resolve) => void clock.setTimeout(resolve, ms));
       const draw = random.next();
