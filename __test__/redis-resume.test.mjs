@@ -21,7 +21,7 @@ import {
 } from 'velo-stream/redis';
 import { client, fresh, useRedis } from './helpers/redis-suite.mjs';
 import { eventually, expectedTotals, totals } from './helpers/redis-fixtures.mjs';
-import { follow, get, keyServer, redisConnections, until } from './helpers/resume.mjs';
+import { follow, get, keyServer, readersClient, redisConnections, until } from './helpers/resume.mjs';
 
 useRedis();
 
@@ -536,19 +536,21 @@ test('backpressure: a client that stops reading stops the reading of Redis (no r
 test('a client that leaves while the reader waits: the reading stops at once, its Redis connection closes, no timer or listener is left, and the response is collected; a GC while it waits changes nothing', async () => {
   const name = fresh('leave');
   const key = 'idle';
+  // The readers' connections are counted by their client's name (the worker's own may reconnect meanwhile).
+  const readers = await readersClient(client, 'velo-test-leave');
   const w = worker(totals({ idleTimeout: 60_000 }), name);
   const producer = redisProducer({ client, name, partitions: PARTITIONS });
   const responses = [];
-  const server = await keyServer(base(name), (req, res) => {
+  const server = await keyServer({ ...base(name), client: readers }, (req, res) => {
     responses.push(new WeakRef(res));
     return { heartbeat: 50, retry: 10 };
   });
   try {
     await eventually(() => w.stats().owned.length === PARTITIONS, 'the worker owns every partition');
-    const before = await redisConnections(client);
+    const before = await redisConnections(client, 'velo-test-leave');
     const f = follow(`${server.url}/sse/${key}`);
     await until(() => f.state.opens === 1, 'the response open');
-    await until(async () => (await redisConnections(client)) === before + 1, "the reader's connection");
+    await until(async () => (await redisConnections(client, 'velo-test-leave')) === before + 1, "the reader's connection");
     // GC while it waits for an output: the wait goes on, the next output arrives.
     for (let i = 0; i < 3; i++) {
       globalThis.gc();
@@ -559,7 +561,7 @@ test('a client that leaves while the reader waits: the reading stops at once, it
     assert.deepEqual(f.state.messages[0].data, { n: 1, total: 1, count: 1 });
     f.close();
     await until(() => server.open() === 0, 'the helper done once the client left', 5000);
-    await until(async () => (await redisConnections(client)) === before, "the reader's connection closed", 5000);
+    await until(async () => (await redisConnections(client, 'velo-test-leave')) === before, "the reader's connection closed", 5000);
     await Promise.all(server.served);
     // Nothing holds the response any more (no listener, timer or reader kept it).
     await until(
@@ -572,7 +574,7 @@ test('a client that leaves while the reader waits: the reading stops at once, it
       5000,
     );
     // The iterator: a break closes its connection, and so does an abort while it waits.
-    for await (const o of redisKeyOutputs({ client, name, partitions: PARTITIONS, key })) {
+    for await (const o of redisKeyOutputs({ client: readers, name, partitions: PARTITIONS, key })) {
       assert.equal(o.value.n, 1);
       break;
     }
@@ -580,7 +582,7 @@ test('a client that leaves while the reader waits: the reading stops at once, it
     const waiting = (async () => {
       const seen = [];
       for await (const o of redisKeyOutputs({
-        client,
+        client: readers,
         name,
         partitions: PARTITIONS,
         key,
@@ -590,23 +592,24 @@ test('a client that leaves while the reader waits: the reading stops at once, it
         seen.push(o);
       return seen;
     })();
-    await until(async () => (await redisConnections(client)) === before + 1, "the iterator's connection");
+    await until(async () => (await redisConnections(client, 'velo-test-leave')) === before + 1, "the iterator's connection");
     controller.abort();
     assert.deepEqual(await waiting, []);
-    await until(async () => (await redisConnections(client)) === before, "the iterator's connection closed", 5000);
+    await until(async () => (await redisConnections(client, 'velo-test-leave')) === before, "the iterator's connection closed", 5000);
     // An abort while the reader connects: node-redis opens the connection all the same; it is closed too.
     for (let i = 0; i < 5; i++) {
       const c = new AbortController();
-      const it = redisKeyOutputs({ client, name, partitions: PARTITIONS, key, signal: c.signal })[Symbol.asyncIterator]();
+      const it = redisKeyOutputs({ client: readers, name, partitions: PARTITIONS, key, signal: c.signal })[Symbol.asyncIterator]();
       const first = it.next();
       c.abort();
       assert.deepEqual(await first, { done: true, value: undefined });
     }
     await new Promise((resolve) => setTimeout(resolve, 300));
-    assert.equal(await redisConnections(client), before, 'no connection left by an abort while connecting');
+    assert.equal(await redisConnections(client, 'velo-test-leave'), before, 'no connection left by an abort while connecting');
   } finally {
     await server.close();
     await w.close();
+    await readers.close();
   }
 });
 
@@ -684,13 +687,14 @@ test('an empty from (a bare `?from=`) is no cursor: SSE and NDJSON answer 200 fr
 
 test('redisKeyOutputs: Symbol.asyncDispose ends its loops (one waiting on Redis, one at an output) quietly, closes their connections; a loop after it ends at once', async () => {
   const name = fresh('keydispose');
+  const readers = await readersClient(client, 'velo-test-dispose');
   const producer = redisProducer({ client, name, partitions: PARTITIONS });
   const w = worker(totals({ idleTimeout: 60_000 }), name);
   try {
     await producer.send('a', { n: 1 });
     await eventually(async () => (await client.xLen(out(name, 'a'))) === 1, 'the output');
-    const baseline = await redisConnections(client);
-    const outputs = redisKeyOutputs({ client, name, partitions: PARTITIONS, key: 'a' });
+    const baseline = await redisConnections(client, 'velo-test-dispose');
+    const outputs = redisKeyOutputs({ client: readers, name, partitions: PARTITIONS, key: 'a' });
     const got = [];
     const waiting = (async () => {
       for await (const o of outputs) got.push(o.value.total);
@@ -699,16 +703,17 @@ test('redisKeyOutputs: Symbol.asyncDispose ends its loops (one waiting on Redis,
     const held = outputs[Symbol.asyncIterator]();
     assert.equal((await held.next()).value.value.total, 1);
     await eventually(() => got.length === 1, 'the loop got the output');
-    assert.equal(await redisConnections(client), baseline + 2, 'a connection per loop');
+    assert.equal(await redisConnections(client, 'velo-test-dispose'), baseline + 2, 'a connection per loop');
     await outputs[Symbol.asyncDispose]();
     assert.equal(await waiting, 'ended');
     assert.deepEqual(await held.next(), { value: undefined, done: true });
-    await eventually(async () => (await redisConnections(client)) === baseline, 'their connections closed');
+    await eventually(async () => (await redisConnections(client, 'velo-test-dispose')) === baseline, 'their connections closed');
     const after = [];
     for await (const o of outputs) after.push(o);
     assert.deepEqual(after, []);
   } finally {
     await w.close();
+    await readers.close();
   }
 });
 

@@ -149,10 +149,28 @@ export async function until(predicate, what, ms = 20_000, detail = () => '') {
   }
 }
 
-/** The number of connections redis-server has (every client's, this one's included). */
-export async function redisConnections(client) {
-  const info = await client.sendCommand(['INFO', 'clients']);
-  return Number(/connected_clients:(\d+)/.exec(info)[1]);
+/**
+ * The number of connections redis-server has (every client's, this one's included); with `name`, those of clients
+ * named so (`readersClient`: a worker that reconnects under load changes nothing counted).
+ */
+export async function redisConnections(client, name) {
+  if (name === undefined) {
+    const info = await client.sendCommand(['INFO', 'clients']);
+    return Number(/connected_clients:(\d+)/.exec(info)[1]);
+  }
+  const list = String(await client.sendCommand(['CLIENT', 'LIST']));
+  return list.split('\n').filter((line) => line.includes(` name=${name} `)).length;
+}
+
+/**
+ * A connected client of its own for a test's readers, named `name`: the connections readers make of it (its
+ * duplicates) carry the name, so `redisConnections(client, name)` counts them and nothing else.
+ */
+export async function readersClient(client, name) {
+  const readers = client.duplicate({ name });
+  readers.on('error', () => {});
+  await readers.connect();
+  return readers;
 }
 
 /** A GET of `url` with `headers`: status, headers and the body text (the whole of it: for answers that end). */
