@@ -69,9 +69,10 @@ test('a pending event keeps its session open past idleTimeout; the idle end coun
 
 test('caps: a held event is delivered when maxSessionEvents ends the input; one whose timer would pass maxSessionAge goes at once', async () => {
   // maxSessionEvents 3: events 0, 1, 2 are taken (1 replaces 0, 2 replaces 1), the 4th input ends the session:
-  // the held event (2) is delivered then, and event 3 opens the next session (delivered after its quiet period).
+  // the held event (2) is delivered then, its `ctx.entry` its debounce timer's (due at 70), and event 3 opens the
+  // next session (delivered after its quiet period).
   const capped = await run({ wait: 50 }, [0, 10, 20, 30], { worker: { maxSessionEvents: 3 } });
-  assert.deepEqual(capped, [['2@20', 'error:ERR_VELO_SESSION_EVENTS'], ['3@80']]);
+  assert.deepEqual(capped, [['2@70', 'error:ERR_VELO_SESSION_EVENTS'], ['3@80']]);
   // maxSessionAge 60 (its end at 61): an event at 30 would be due at 80, past it: it goes at once; so does one at 45.
   assert.deepEqual(await run({ wait: 50 }, [0, 30], { worker: { maxSessionAge: 60 } }), [['1@30', 'error:ERR_VELO_SESSION_AGE']]);
   assert.deepEqual(await run({ wait: 50 }, [0, 30, 45], { worker: { maxSessionAge: 60 } }), [
@@ -103,6 +104,23 @@ test('checkDeterminism: debounced sessions (trailing, leading, with checkpoints)
     const report = await checkDeterminism(counting, events, { debounce, leaseTtl: 3000, start });
     assert.equal(report.ok, true, `${JSON.stringify(debounce)}: ${report.message}`);
   }
+  // A cap that ends a session while an event is held, restored from a checkpoint made at its last input (a wake-up
+  // of the handler's own timer): the held event shows its debounce timer as `ctx.entry` whichever owner delivers it.
+  const ticking = streamFn(
+    async function* (inputs, ctx) {
+      for await (const e of inputs) {
+        if (e.tick === true) ctx.checkpoint({});
+        else {
+          if (e.i === 0) ctx.wakeAt(ctx.entry.time + 10, { tick: true });
+          yield { i: e.i, at: ctx.entry?.time };
+        }
+      }
+    },
+    { idleTimeout: 1000 },
+  );
+  const capped = [0, 55].map((at, i) => ({ key: 'c', event: { i }, at: start + at }));
+  const report = await checkDeterminism(ticking, capped, { debounce: { wait: 50 }, maxSessionEvents: 4, leaseTtl: 3000, start });
+  assert.equal(report.ok, true, `with a cap: ${report.message}`);
 });
 
 /** The trailing rule written plainly over a key's entry times: an event goes unless the next comes within wait. */

@@ -43,7 +43,8 @@
 //   an input too (counted), delivers the held event (`ctx.entry` the timer's) or ends the quiet period, and a
 //   pending one keeps the session open. One that would be due past the age end is not made: the held event (or the
 //   event to deliver) goes at once, and the group ends. An events cap that ends the session while an event is held
-//   delivers it first, then the cap's error (the input was read to its end), unless the handler throws on it; a
+//   delivers it first (`ctx.entry` its debounce timer's, as at its due time), then the cap's error (the input was
+//   read to its end), unless the handler throws on it; a
 //   handler that returns or throws while an event is held gives it up.
 // - The log's clock: entries, ticks and wake-ups move it, and the scenario's `clock` is where it stands at the end
 //   (absent: past every deadline, as once a run has settled). A session whose end the clock has not reached, with
@@ -161,13 +162,16 @@ function walk(
         // A held event was accepted: the end of the input delivers it first. The input was read to its end (by the
         // debounce, to find the cap), so the cap's error follows, unless the handler threw on the held event.
         if (held !== undefined) {
+          // `ctx.entry` is the debounce timer's, as its wake-up would have given the held event.
+          const before = lastTaken?.time;
+          lastTaken = { id: `t${debounceTimer.n}`, time: debounceTimer.due };
           const step = react(state, held, ctx);
           state = step.state;
           // (Its step completed: a checkpoint it made is kept, as any other step's.)
           if (step.checkpoint && step.end !== 'throw') kept = state;
           session.outputs.push(...step.outputs);
           if (step.end === 'throw') {
-            close({ how: 'throw', at: lastTaken?.time }, SCRIPT_THROW);
+            close({ how: 'throw', at: before }, SCRIPT_THROW);
             break;
           }
         }

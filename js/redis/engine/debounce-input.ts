@@ -59,6 +59,12 @@ export interface DebounceSession {
   pending(): { id: number; pending: DebouncePending } | undefined;
   /** An event was dropped (collapsed into a later one, or within a quiet period). */
   dropped(): void;
+  /**
+   * The input ended (a cap) with an event held: it goes without its timer's wake-up, and `ctx.entry` shows that
+   * timer, as the wake-up would have (what the handler took last is not in a checkpoint: a restored session would
+   * show otherwise).
+   */
+  endsHeld(): void;
 }
 
 /**
@@ -126,6 +132,7 @@ async function* debounced(
     if (held !== undefined) {
       const out = held;
       held = undefined;
+      session.endsHeld();
       yield out[0];
     }
   } finally {

@@ -70,6 +70,10 @@ export function sessionHooks(
           dropped: () => {
             w.counters.debounced++;
           },
+          endsHeld: () => {
+            const timer = rule.timers.find((t) => t.key === DEBOUNCE_TIMER_KEY);
+            if (timer !== undefined) checkpoints.showEntry(`t${timer.id}`, timer.time);
+          },
         },
         w.fn.name,
       );

@@ -159,6 +159,15 @@ export class Checkpoints implements SessionHooks {
     this.#takesFrom = yielded.length;
     return back;
   }
+  /**
+   * `ctx.entry` shows `id` (`t<id>`) of `time` without it being taken: a debounce timer whose held event goes when the
+   * input ends first, as its wake-up would have given it (so that a restored session shows the same).
+   */
+  showEntry(id: string, time: number): void {
+    this.#entryId = id;
+    this.#entryTime = time;
+    this.#entry = undefined;
+  }
   /** `ctx.entry`: the input its handler took last (undefined before the first); one object per input, made when read. */
   get entry(): { readonly id: string; readonly time: number } | undefined {
     if (this.#entry === undefined && this.#entryId !== undefined) this.#entry = { id: this.#entryId, time: this.#entryTime };
