@@ -273,8 +273,14 @@ export function openingState(
       }
     }
   }
-  // A key's state taken as it is keeps the shape of the version that kept it.
-  const keepVersion = fromKey && plan.keyState === 'as-is' ? (i.kept?.version ?? '') : plan.opening.version;
+  // A key's state taken as it is keeps the shape of the version that kept it; so does a checkpoint `migrate` could
+  // not convert (the session fails at its opening: its key keeps the old version's state, for the next to convert).
+  const keepVersion =
+    fromKey && plan.keyState === 'as-is'
+      ? (i.kept?.version ?? '')
+      : plan.migrateFrom !== null && migrated === undefined && keep !== undefined
+        ? plan.migrateFrom
+        : plan.opening.version;
   return { restored, keep, keepVersion, broken, keptUnreadable, fromKey, migrated };
 }
 
