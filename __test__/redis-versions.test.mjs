@@ -192,7 +192,7 @@ test("a session's caps travel with it: a worker with another idleTimeout ends it
     const third = (await readAllOutputs(client, name, 1))[2];
     assert.equal(third.sid, second.sid, "the new session runs with B's idleTimeout");
     const opening = JSON.parse(await client.hGet(`velo:{${name}:p0}:opened`, second.sid));
-    assert.deepEqual(opening, { idle: 60_000, age: 0, events: 0, timers: 1000 }, 'stored: no version, its caps');
+    assert.deepEqual(opening, { idle: 60_000, age: 0, events: 0, timers: 1000, d: 0 }, 'stored: no version, its caps, no debounce');
     assert.deepEqual(errors, []);
   } finally {
     await a.close();

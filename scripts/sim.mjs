@@ -26,6 +26,7 @@ const { values } = parseArgs({
     debounce: { type: 'boolean', default: false },
     'key-state': { type: 'boolean', default: false },
     'hostile-migrate': { type: 'boolean', default: false },
+    'release-debounce': { type: 'boolean', default: false },
   },
 });
 const only = values.only.split(',');
@@ -36,6 +37,7 @@ const versions = values.versions;
 const debounce = values.debounce;
 const keyState = values['key-state'];
 const hostileMigrate = values['hostile-migrate'];
+const releaseDebounce = values['release-debounce'];
 
 if (values.seed !== undefined) {
   const seed = Number(values.seed);
@@ -44,7 +46,7 @@ if (values.seed !== undefined) {
   // --scenario: a scenario printed by --shrink (JSON), run with the seed's draws.
   const result =
     values.scenario === undefined
-      ? await runSeed(seed, { only, trace, permits: withPermits, versions, debounce, keyState, hostileMigrate })
+      ? await runSeed(seed, { only, trace, permits: withPermits, versions, debounce, keyState, hostileMigrate, releaseDebounce })
       : await runScenario(seed, JSON.parse(readFileSync(values.scenario, 'utf8')), {
           trace,
           slow,
@@ -71,11 +73,11 @@ if (values.seed !== undefined) {
   const count = Number(values.count);
   let failed = 0;
   for (let seed = from; seed < from + count; seed++) {
-    const result = await runSeed(seed, { only, permits: withPermits, versions, debounce, keyState, hostileMigrate });
+    const result = await runSeed(seed, { only, permits: withPermits, versions, debounce, keyState, hostileMigrate, releaseDebounce });
     if (!result.ok) {
       failed++;
       console.log(
-        `seed ${seed} failed: ${result.problems[0]} -- ${replayCommand(seed, only, { permits: withPermits, versions, debounce, keyState, hostileMigrate })}${held}`,
+        `seed ${seed} failed: ${result.problems[0]} -- ${replayCommand(seed, only, { permits: withPermits, versions, debounce, keyState, hostileMigrate, releaseDebounce })}${held}`,
       );
     }
     if ((seed - from + 1) % 1000 === 0) console.log(`${seed - from + 1} seeds, ${failed} failed`);

@@ -33,7 +33,8 @@
 //   started from; a checkpoint in the step that threw is not one), for ever (no retention). With releases,
 //   `keyState.start(sid)` says how the session starts from it (docs/redis/versions.md: as it is, converted by migrate,
 //   or refused: from nothing, the kept state staying kept), as the run's release that opened it decided.
-// - With `limits.debounce` ({ wait, edge, maxDelay }: docs/redis/debounce.md, docs/sessions-debounce.md), every entry
+// - With `limits.debounce` ({ wait, edge, maxDelay }, or per session, `(sid) => ...`, as the release that opened it
+//   had it: docs/redis/debounce.md, docs/sessions-debounce.md, docs/redis/versions.md), every entry
 //   is an input of the session (counted for `maxSessionEvents`) but reaches the handler as the debounce decides.
 //   Trailing: an entry joins the group (a new one if none is pending) and is held, the one held before dropped; the
 //   group is due at `min(last + wait, since + maxDelay)`, rounded up. Leading: an entry with no quiet period pending,
@@ -76,11 +77,9 @@ const DEBOUNCE = 'velo.debounce';
 function walk(
   key,
   entries,
-  { idleTimeout, maxSessionAge = 0, maxSessionEvents = 0, maxSessionTimers = 1000, keyState = false, debounce = null },
+  { idleTimeout, maxSessionAge = 0, maxSessionEvents = 0, maxSessionTimers = 1000, keyState = false, debounce: debounceOf = null },
   until,
 ) {
-  const leading = debounce?.edge === 'leading';
-  const maxDelay = debounce?.maxDelay ?? Infinity;
   const sessions = [];
   let next = 0;
   // keyState (docs/redis/key-state.md): what the key's last session kept (its last checkpoint, one of a step that
@@ -90,6 +89,10 @@ function walk(
   while (next < entries.length) {
     const session = { ordinal: sessions.length + 1, sid: `${key}@${entries[next].id}`, inputs: [], outputs: [], end: null };
     sessions.push(session);
+    // Its debounce: the one it opened with (a run's releases: `debounce(sid)`).
+    const debounce = typeof debounceOf === 'function' ? debounceOf(session.sid) : debounceOf;
+    const leading = debounce?.edge === 'leading';
+    const maxDelay = debounce?.maxDelay ?? Infinity;
     const start = timeOf(entries[next].id);
     let last = start;
     // How it starts from the carried state (a run's releases: `keyState.start`).

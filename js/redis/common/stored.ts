@@ -13,6 +13,7 @@ import type {
   StoredKeyState,
 } from './transport';
 import type { WorkerAdvert } from '../rules/versions';
+import type { Debounce } from '../../core/debounce';
 
 /** A session's end as stored (checkReplay): `<reason> <last input>`, compared as a string with a later end of its sid. */
 export function endValue(end: SessionEnd): string {
@@ -150,7 +151,24 @@ export function openingValue(o: SessionOpening): string {
     o.version === '' ? { idle, age, events, timers } : { v: o.version, idle, age, events, timers };
   if (o.replaces !== undefined) value.m = o.replaces;
   if (o.keyState !== undefined) value.k = o.keyState;
+  // `d`: 0 without debounce, else its wait, edge (`l`: 1 leading) and maxDelay (`x`, absent: none).
+  if (o.debounce === null) value.d = 0;
+  else if (o.debounce !== undefined) {
+    const { wait, leading, maxDelay } = o.debounce;
+    value.d = Number.isFinite(maxDelay) ? { w: wait, l: leading ? 1 : 0, x: maxDelay } : { w: wait, l: leading ? 1 : 0 };
+  }
   return JSON.stringify(value);
+}
+
+const isTime = (n: unknown): n is number => typeof n === 'number' && Number.isFinite(n) && n >= 0;
+
+/** A stored opening's `d` read back: null (none), the debounce, or undefined (absent or unreadable: the owner's). */
+function storedDebounce(d: unknown): Debounce | null | undefined {
+  if (d === 0) return null;
+  if (typeof d !== 'object' || d === null) return undefined;
+  const { w, l, x } = d as Record<string, unknown>;
+  if (!isTime(w) || (l !== 0 && l !== 1) || (x !== undefined && !isTime(x))) return undefined;
+  return { wait: w, leading: l === 1, maxDelay: x ?? Infinity };
 }
 
 const isCap = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
@@ -163,7 +181,7 @@ export function parseOpening(sid: string, value: string): SessionOpening | undef
   } catch {
     return undefined;
   }
-  const { v = '', idle, age, events, timers, m, k } = o ?? {};
+  const { v = '', idle, age, events, timers, m, k, d } = o ?? {};
   if (typeof v !== 'string' || !isCap(idle) || !isCap(age) || !isCap(events) || !isCap(timers)) return undefined;
   const limits = { idleTimeout: idle, maxSessionAge: age, maxSessionEvents: events, maxSessionTimers: timers };
   return {
@@ -172,6 +190,7 @@ export function parseOpening(sid: string, value: string): SessionOpening | undef
     limits,
     ...(typeof m === 'string' ? { replaces: m } : {}),
     ...(k === 'migrated' || k === 'refused' ? { keyState: k } : {}),
+    ...(storedDebounce(d) === undefined ? {} : { debounce: storedDebounce(d) }),
   };
 }
 

@@ -8,6 +8,7 @@
 import type { WorkerAdvert } from '../rules/versions';
 import type { SessionEnd } from '../../errors';
 import type { SessionLimits } from '../rules/session-rules';
+import type { Debounce } from '../../core/debounce';
 
 export type { SessionEnd } from '../../errors';
 
@@ -57,6 +58,12 @@ export interface SessionOpening {
    * with the opening, so that a later owner replaying it starts it the same way.
    */
   readonly keyState?: 'migrated' | 'refused';
+  /**
+   * The `debounce` it opened with (null: none), which travels with it as its caps do: an owner with other options
+   * replays its entries as they were grouped. Undefined: not recorded (an opening of an earlier release), the
+   * owner's own.
+   */
+  readonly debounce?: Debounce | null;
 }
 
 /**

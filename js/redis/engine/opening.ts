@@ -6,6 +6,7 @@ import { CheckpointTooLargeError, decodeError, keyStateVersionError, migrateErro
 import type { Codec } from '../common/codec';
 import type { OutputMark, SessionOpening, Snapshot } from '../common/transport';
 import type { SessionLimits } from '../rules/session-rules';
+import type { Debounce } from '../../core/debounce';
 import type { PartitionHost } from './partition-host';
 
 /** The release a worker runs, as an opening sees it. */
@@ -18,13 +19,15 @@ export interface OpeningRelease {
   runsVersion(version: string): boolean;
   /** It adopts sessions of versions it does not run (`migrate`). */
   readonly migrates: boolean;
+  /** The `debounce` a new session opens with (null: none). */
+  readonly debounce: Debounce | null;
 }
 
 /** The release `worker` runs, as its sessions' openings see it. */
 export function openingRelease(
   worker: Pick<
     PartitionHost<never, unknown>,
-    'version' | 'fn' | 'maxSessionAge' | 'maxSessionEvents' | 'maxSessionTimers' | 'runsVersion' | 'migrate'
+    'version' | 'fn' | 'maxSessionAge' | 'maxSessionEvents' | 'maxSessionTimers' | 'runsVersion' | 'migrate' | 'debounce'
   >,
 ): OpeningRelease {
   return {
@@ -38,6 +41,7 @@ export function openingRelease(
     },
     runsVersion: (version) => worker.runsVersion(version),
     migrates: worker.migrate !== null,
+    debounce: worker.debounce,
   };
 }
 
@@ -132,10 +136,21 @@ export function planOpening(i: OpeningInputs): OpeningPlan {
     keyState,
   });
   const withKeyState = (o: SessionOpening): SessionOpening => (recorded === undefined ? o : { ...o, keyState: recorded });
-  if (stored === undefined) return plan(withKeyState({ sid, version: i.release.version, limits: i.release.limits }), true, null);
+  if (stored === undefined)
+    return plan(
+      withKeyState({ sid, version: i.release.version, limits: i.release.limits, debounce: i.release.debounce }),
+      true,
+      null,
+    );
   if (i.release.runsVersion(stored.version)) return plan(stored, false, null);
   if (!i.release.migrates) return plan(stored, false, null, true);
-  const opening = withKeyState({ sid, version: i.release.version, limits: stored.limits, replaces: stored.version });
+  const opening = withKeyState({
+    sid,
+    version: i.release.version,
+    limits: stored.limits,
+    replaces: stored.version,
+    ...(stored.debounce === undefined ? {} : { debounce: stored.debounce }),
+  });
   return plan(opening, true, from === 'checkpoint' ? stored.version : null);
 }
 

@@ -563,7 +563,9 @@ export class PartitionRun<I, O> {
     this.#marks.delete(sid);
     const fn = w.fnFor(opening.version);
     const limits = opening.limits;
-    const { rule, checkpoints } = sessionHooks(w, sid, limits, restored, broken === undefined ? snapshot : undefined);
+    // (The debounce it opened with; an opening of an earlier release does not say: the worker's.)
+    const debounce = opening.debounce === undefined ? w.debounce : opening.debounce;
+    const { rule, checkpoints } = sessionHooks(w, sid, limits, debounce, restored, broken === undefined ? snapshot : undefined);
     let stream: StreamKind<I, O>;
     // Traced (a tracer provider is registered): the session's span is a root span, linked to its events' producers.
     const scope = sessionScope();

@@ -1,8 +1,9 @@
 // A session's hooks into its stream (`Checkpoints`: checkpoints, timers, the rule's state) as it opens: a new
-// session's, or a restored one's from its checkpoint, with the worker's debounce wrapped around its handler.
+// session's, or a restored one's from its checkpoint, with the debounce it opened with wrapped around its handler.
 import { TimerPastAgeError, TooManyTimersError } from '../../errors';
 import { type Codec, encodeChecked } from '../common/codec';
 import type { Snapshot } from '../common/transport';
+import type { Debounce } from '../../core/debounce';
 import { type SessionLimits, type SessionState, newState } from '../rules/session-rules';
 import { DEBOUNCE_TIMER_KEY, type DebouncePending, debouncedHandler, decodePending, encodePending } from './debounce-input';
 import type { PartitionHost } from './partition-host';
@@ -14,17 +15,18 @@ import { Checkpoints, encodeCheckpoint, sidTime } from './session';
 /** What the hooks need of the worker. */
 export type HooksHost = Pick<
   PartitionHost<unknown, unknown>,
-  'maxCheckpointBytes' | 'maxEventBytes' | 'debounce' | 'counters'
+  'maxCheckpointBytes' | 'maxEventBytes' | 'counters'
 > & { readonly codec: Codec<unknown>; readonly fn: { readonly name: string } };
 
 /**
  * The session's rule state and hooks: from `snapshot` (its checkpoint, readable) if given, else a new session's;
- * `restored` is the state its handler starts from (`ctx.restored`).
+ * `restored` is the state its handler starts from (`ctx.restored`); `debounce`, the one it opened with.
  */
 export function sessionHooks(
   w: HooksHost,
   sid: string,
   limits: SessionLimits,
+  debounce: Debounce | null,
   restored: unknown,
   snapshot: Snapshot | undefined,
 ): { rule: SessionState; checkpoints: Checkpoints } {
@@ -52,7 +54,6 @@ export function sessionHooks(
     (payload) => encodeChecked(w.codec, payload, w.maxEventBytes, `wake-up payload of session ${JSON.stringify(sid)}`),
   );
   if (snapshot !== undefined) checkpoints.lastInput = snapshot.lastInput;
-  const debounce = w.debounce;
   if (debounce !== null) {
     checkpoints.encodeDebounce = (pending) => encodePending(w.codec, pending as DebouncePending);
     checkpoints.wrapHandler = (handler) =>

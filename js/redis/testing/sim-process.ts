@@ -72,6 +72,8 @@ export interface ProcessRelease<I, O> {
   readonly fn: StreamFn<I, O>;
   readonly older: ReadonlyMap<string, StreamFn<I, O>>;
   readonly migrate: ((state: unknown, fromVersion: string) => unknown) | null;
+  /** Its `debounce` (null: none); absent, `SimLimits.debounce`. */
+  readonly debounce?: Debounce | null;
 }
 
 /** A timer of a process's clock: the shared clock's timer it is now (a paused process moves it to its pause's end). */
@@ -259,7 +261,7 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
     this.maxCheckpointBytes = l.maxCheckpointBytes ?? 1 << 20;
     this.maxSessionTimers = l.maxSessionTimers ?? 1000;
     this.checkReplay = l.checkReplay ?? false;
-    this.debounce = l.debounce ?? null;
+    this.debounce = release.debounce !== undefined ? release.debounce : (l.debounce ?? null);
     this.keyState = l.keyState ?? null;
     const partitions = sim.store.partitions;
     this.#share = Math.floor(Math.max(l.maxBufferedEvents ?? 65_536, partitions) / partitions);

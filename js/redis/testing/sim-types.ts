@@ -1,4 +1,5 @@
 // The simulation's options and results (simulator.ts runs it): what a test gives `simulate` and what it gets back.
+import type { Debounce } from '../../core/debounce';
 import type { StreamFn } from '../../types';
 import type { Codec } from '../common/codec';
 import type { OutputItem } from '../common/outputs';
@@ -129,6 +130,8 @@ export interface SimRelease {
   readonly version: string;
   readonly carries?: readonly string[];
   readonly migrate?: boolean;
+  /** Its `debounce` (null: none); absent, `SimLimits.debounce`. */
+  readonly debounce?: Debounce | null;
 }
 
 /**

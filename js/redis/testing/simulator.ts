@@ -215,6 +215,7 @@ export class Simulation<I, O> implements SimHost<I, O> {
               return migrate(state, from, r.version);
             }
           : null,
+      ...(r.debounce === undefined ? {} : { debounce: r.debounce }),
     };
   }
 
