@@ -148,6 +148,8 @@ test('openingState: a migrate that throws, returns a promise, or a state the cod
     const state = openingState(plan, inputs, json, migrate, () => false);
     assert.equal(state.broken?.code, 'ERR_VELO_MIGRATE');
     assert.equal(state.migrated, undefined);
+    // Its key keeps the checkpoint's state as v1's, for the next session to convert (or start without).
+    assert.deepEqual([String(state.keep), state.keepVersion], ['{"total":7}', 'v1']);
   }
   // A converted state is a checkpoint: over maxCheckpointBytes it is refused as one is.
   const big = openingState(plan, inputs, json, (state) => ({ ...state, pad: 'x'.repeat(100) }), () => false, 64);
@@ -163,6 +165,9 @@ test('openingState: a migrate that throws, returns a promise, or a state the cod
   const bigKey = openingState(planOpening(keyedOld), keyedOld, json, (s) => ({ ...s, pad: 'x'.repeat(100) }), () => false, 64);
   assert.deepEqual([bigKey.broken, bigKey.fromKey, bigKey.restored, bigKey.migrated], [undefined, false, undefined, undefined]);
   assert.equal(bigKey.keptUnreadable?.code, 'ERR_VELO_CHECKPOINT_TOO_LARGE');
+  // A key's state converted to something the codec refuses: migrate's failure, not a decode error.
+  const unencodable = openingState(planOpening(keyedOld), keyedOld, json, () => ({ big: 10n }), () => false);
+  assert.deepEqual([unencodable.fromKey, unencodable.keptUnreadable?.code], [false, 'ERR_VELO_MIGRATE']);
 });
 
 test('planOpening: a migrated session whose earlier owner wrote past where it starts skips those outputs by place', () => {

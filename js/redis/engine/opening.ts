@@ -247,8 +247,15 @@ export function openingState(
         const adopt = `migrate() could not convert the state kept for key ${JSON.stringify(i.key)} by version ${JSON.stringify(from)}`;
         const converted = convert(migrate as NonNullable<typeof migrate>, restored, from, adopt);
         if ('error' in converted) throw converted.error;
-        keep = withinLimit(codec.encode(converted.state), plan.sid, maxBytes);
-        restored = decodeAs(codec, keep);
+        try {
+          keep = withinLimit(codec.encode(converted.state), plan.sid, maxBytes);
+          restored = decodeAs(codec, keep);
+        } catch (error) {
+          // (What migrate returned: its error, as for an adopted session's.)
+          throw error instanceof CheckpointTooLargeError
+            ? error
+            : migrateError(`${adopt}: the codec could not carry the state it returned`, error);
+        }
         keyMigrated = keep;
       } else keep = i.kept.state;
       fromKey = true;
