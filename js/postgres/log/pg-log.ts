@@ -489,14 +489,19 @@ export class PgLog implements PartitionLog {
     const S = this.#S;
     return this.#owned(lease, async (client) => {
       if (!(maxLen > 0)) return 0;
-      const { rowCount } = await run(
+      // The newest output removed is kept as the partition's trim mark (groups.trimmed_*): readers judge a position
+      // before the oldest kept by it (judgePg).
+      const { rows } = await run(
         client,
-        `DELETE FROM ${S}.outputs o USING (
-           SELECT ms, seq FROM ${S}.outputs WHERE fn = $1 AND p = $2 ORDER BY ms DESC, seq DESC OFFSET $3 LIMIT 1) c
-          WHERE o.fn = $1 AND o.p = $2 AND (o.ms, o.seq) <= (c.ms, c.seq)`,
+        `WITH c AS (SELECT ms, seq FROM ${S}.outputs WHERE fn = $1 AND p = $2 ORDER BY ms DESC, seq DESC OFFSET $3 LIMIT 1),
+              d AS (DELETE FROM ${S}.outputs o USING c WHERE o.fn = $1 AND o.p = $2 AND (o.ms, o.seq) <= (c.ms, c.seq)
+                    RETURNING o.ms),
+              m AS (UPDATE ${S}.groups g SET trimmed_ms = c.ms, trimmed_seq = c.seq FROM c
+                     WHERE g.fn = $1 AND g.p = $2 AND EXISTS (SELECT 1 FROM d) AND (c.ms, c.seq) > (g.trimmed_ms, g.trimmed_seq))
+         SELECT count(*)::int AS n FROM d`,
         [this.#fn, lease.partition, Math.trunc(maxLen)],
       );
-      return rowCount ?? 0;
+      return Number(rows[0].n);
     });
   }
 

@@ -13,9 +13,9 @@
 //                refusal mark (versions). Owner writes hold it FOR KEY SHARE; a grant takes it FOR UPDATE.
 //   heads        one row per partition: the last input id given. An append locks it (UPDATE), so ids are given in
 //                commit order: a reader of `id > cursor` never passes an entry still to commit.
-//   groups       one row per partition: the output stream's last id and the last commit with a serial (retries).
-//                Locked by the owner's commits. (Its delivered_* columns are version 1's read position: unused since
-//                version 3.)
+//   groups       one row per partition: the output stream's last id, the last commit with a serial (retries), and
+//                the last output trimmed away (version 4). Locked by the owner's commits. (Its delivered_* columns
+//                are version 1's read position: unused since version 3.)
 //   cursors      one row per partition: the owner's read position (last delivered). Locked by its reads of new
 //                entries, apart from the commits' row: a read never waits for a commit in flight (version 3).
 //   entries      the partition's input: events (key, payload, trace), close markers (close, reason), wake-ups.
@@ -129,6 +129,9 @@ const MIGRATIONS: readonly Migration[] = [
     keeps: 3,
     statements: (S) => [
       `ALTER TABLE ${S}.migrations ADD COLUMN keeps integer`,
+      // The last output a trim removed (0-0: none yet), by which a reader's position taken before a partition's first
+      // output is judged (clients/key-outputs.ts, judgePg). Version 3's workers trim without it: see judgePg.
+      `ALTER TABLE ${S}.groups ADD COLUMN trimmed_ms bigint NOT NULL DEFAULT 0, ADD COLUMN trimmed_seq bigint NOT NULL DEFAULT 0`,
       ...FUNCTIONS_4(S),
       COMMIT_4(S),
     ],
