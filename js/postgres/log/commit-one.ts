@@ -18,9 +18,7 @@ export function COMMIT_4(S: string): string {
      RETURNS TABLE (r_ok boolean, r_ids text[])
      LANGUAGE plpgsql AS $f$
      DECLARE
-       g record; found_g boolean; now_ms bigint; marks jsonb; raised jsonb := '{}'; ids text[] := '{}';
-       w_ms bigint[] := '{}'; w_seq bigint[] := '{}'; w_i integer[] := '{}'; cur_ms bigint; cur_seq bigint;
-       mark bigint;
+       g record; found_g boolean; now_ms bigint; w_i integer[]; n integer; base_ms bigint; first_seq bigint;
      BEGIN
        SELECT l.token AS t, l.until_ms AS u, x.out_ms, x.out_seq, x.lc_token, x.lc_serial, x.lc_first_ms, x.lc_first_seq,
               x.lc_count INTO g
@@ -45,35 +43,33 @@ export function COMMIT_4(S: string): string {
                        ORDER BY o.ms, o.seq LIMIT greatest(g.lc_count, 0)) w ON w.sid = u.sid AND w.oseq = u.seq;
          RETURN;
        END IF;
-       SELECT coalesce(jsonb_object_agg(m.sid, m.seq), '{}') INTO marks FROM ${S}.marks m
-        WHERE m.fn = a_fn AND m.p = a_p AND m.sid = ANY (o_sid);
-       cur_ms := g.out_ms;
-       cur_seq := g.out_seq;
-       FOR i IN 1 .. coalesce(cardinality(o_sid), 0) LOOP
-         mark := coalesce((marks ->> o_sid[i])::bigint, 0);
-         IF o_seq[i] > mark THEN
-           IF now_ms > cur_ms THEN
-             cur_ms := now_ms;
-             cur_seq := 0;
-           ELSE
-             cur_seq := cur_seq + 1;
-           END IF;
-           w_ms := w_ms || cur_ms;
-           w_seq := w_seq || cur_seq;
-           w_i := w_i || i;
-           ids := ids || (cur_ms || '-' || cur_seq);
-           marks := marks || jsonb_build_object(o_sid[i], o_seq[i]);
-           raised := raised || jsonb_build_object(o_sid[i], jsonb_build_array(o_seq[i], o_place[i]));
-         ELSE
-           ids := ids || NULL::text;
-         END IF;
-       END LOOP;
-       IF cardinality(w_i) > 0 THEN
+       -- The outputs written (by index): each above its session's mark, as raised by the outputs before it in the
+       -- commit (the highest seq of the session's earlier outputs: a skipped one is never above the mark then).
+       -- In a statement of its own: the marks as committed before this one's lock was held.
+       SELECT coalesce(array_agg(w.i::integer ORDER BY w.i) FILTER (WHERE w.ok), '{}') INTO w_i
+         FROM (SELECT u.i, u.seq > greatest(coalesce(m.seq, 0), coalesce(max(u.seq) OVER (PARTITION BY u.sid ORDER BY u.i
+                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)) AS ok
+                 FROM unnest(o_sid, o_seq) WITH ORDINALITY AS u(sid, seq, i)
+                 LEFT JOIN ${S}.marks m ON m.fn = a_fn AND m.p = a_p AND m.sid = u.sid) w;
+       n := cardinality(w_i);
+       -- Their ids, after the output stream's last: the k-th written is <base_ms>-<first_seq + k - 1>.
+       IF now_ms > g.out_ms THEN
+         base_ms := now_ms;
+         first_seq := 0;
+       ELSE
+         base_ms := g.out_ms;
+         first_seq := g.out_seq + 1;
+       END IF;
+       IF n > 0 THEN
+         -- (Joined by index, not subscripted: an element of an array of text or bytea is found by walking the array.)
          INSERT INTO ${S}.outputs (fn, p, ms, seq, sid, oseq, key, field, data, tp)
-         SELECT a_fn, a_p, w.ms, w.seq, o_sid[w.i], o_seq[w.i], o_key[w.i], o_field[w.i], o_data[w.i], o_tp[w.i]
-           FROM unnest(w_ms, w_seq, w_i) AS w(ms, seq, i);
+         SELECT a_fn, a_p, base_ms, first_seq + w.k - 1, u.sid, u.seq, u.key, u.field, u.data, u.tp
+           FROM unnest(o_sid, o_seq, o_key, o_field, o_data, o_tp) WITH ORDINALITY AS u(sid, seq, key, field, data, tp, i)
+           JOIN unnest(w_i) WITH ORDINALITY AS w(i, k) ON w.i = u.i;
          INSERT INTO ${S}.marks (fn, p, sid, seq, place)
-         SELECT a_fn, a_p, r.key, (r.value ->> 0)::bigint, r.value ->> 1 FROM jsonb_each(raised) AS r
+         SELECT DISTINCT ON (u.sid) a_fn, a_p, u.sid, u.seq, u.place
+           FROM unnest(o_sid, o_seq, o_place) WITH ORDINALITY AS u(sid, seq, place, i) JOIN unnest(w_i) AS w(i) ON w.i = u.i
+          ORDER BY u.sid, u.i DESC
              ON CONFLICT (fn, p, sid) DO UPDATE SET seq = EXCLUDED.seq, place = EXCLUDED.place;
        END IF;
        IF coalesce(cardinality(c_sid), 0) > 0 THEN
@@ -84,13 +80,21 @@ export function COMMIT_4(S: string): string {
          DELETE FROM ${S}.pending WHERE fn = a_fn AND p = a_p AND k = ANY (a_acks);
        END IF;
        IF a_serial <> '' THEN
-         UPDATE ${S}.groups SET out_ms = cur_ms, out_seq = cur_seq, lc_token = a_token, lc_serial = a_serial,
-                lc_first_ms = w_ms[1], lc_first_seq = w_seq[1], lc_count = cardinality(w_i)
+         UPDATE ${S}.groups SET out_ms = CASE WHEN n > 0 THEN base_ms ELSE out_ms END,
+                out_seq = CASE WHEN n > 0 THEN first_seq + n - 1 ELSE out_seq END, lc_token = a_token,
+                lc_serial = a_serial, lc_first_ms = CASE WHEN n > 0 THEN base_ms END,
+                lc_first_seq = CASE WHEN n > 0 THEN first_seq END, lc_count = n
           WHERE fn = a_fn AND p = a_p;
-       ELSIF cardinality(w_i) > 0 THEN
-         UPDATE ${S}.groups SET out_ms = cur_ms, out_seq = cur_seq WHERE fn = a_fn AND p = a_p;
+       ELSIF n > 0 THEN
+         UPDATE ${S}.groups SET out_ms = base_ms, out_seq = first_seq + n - 1 WHERE fn = a_fn AND p = a_p;
        END IF;
-       RETURN QUERY SELECT true, CASE WHEN a_with_ids THEN ids ELSE '{}'::text[] END;
+       IF NOT a_with_ids THEN
+         RETURN QUERY SELECT true, '{}'::text[];
+         RETURN;
+       END IF;
+       RETURN QUERY SELECT true, coalesce(array_agg(CASE WHEN w.k IS NOT NULL THEN base_ms || '-' || (first_seq + w.k - 1) END
+                                                ORDER BY u.i), '{}'::text[])
+         FROM unnest(o_sid) WITH ORDINALITY AS u(sid, i) LEFT JOIN unnest(w_i) WITH ORDINALITY AS w(i, k) ON w.i = u.i;
      END $f$`;
 }
 
