@@ -22,6 +22,7 @@ import {
 import { expectedTotals, totals } from './helpers/redis-fixtures.mjs';
 import { follow, get, rng, until } from './helpers/resume.mjs';
 import { countingPool, pool, usePostgres } from './helpers/postgres-suite.mjs';
+import { PgLog, preparePg } from '#testing';
 
 usePostgres();
 
@@ -128,6 +129,42 @@ test('judgePg: exact where no output after the position can be missing; trimmed 
   assert.equal(judgePg('0-0', '5-0', '1-0', 4), 'trimmed', "the oldest kept is not its session's first");
   assert.equal(judgePg('0-0', '5-0', '', 0), 'trimmed');
   assert.equal(judgePg('0-0', '0-0', '', 0), 'ok', 'nothing ever written');
+  // With the trim mark (the newest output a trim removed): a position before it had an output after it removed.
+  assert.equal(judgePg('0-0', '5-0', '3-0', 1, '2-0'), 'trimmed', 'whole sessions removed: the oldest kept is a first');
+  assert.equal(judgePg('0-0', '5-0', '3-0', 1, '0-0'), 'ok', 'no trim');
+  assert.equal(judgePg('2-18446744073709551615', '5-0', '3-0', 1, '2-0'), 'ok', 'right before the oldest kept, after the mark');
+  assert.equal(judgePg('1-0', '5-0', '3-0', 1, '2-0'), 'trimmed');
+  assert.equal(judgePg('0-0', '5-0', '3-0', 4, '0-0'), 'trimmed', 'no mark (a trim by a version 3 worker): the rule of firsts');
+});
+
+test("a cursor taken before a partition's first output is 410 once a trim removed whole sessions (the trim mark), exact before", async () => {
+  const name = fresh('mark');
+  const key = 'k';
+  const p = partitionOf(key);
+  const cursor = await postgresCursor({ ...shared(name), key });
+  assert.equal(cursor, `${p}:0-0`);
+  const space = await preparePg(pool(), SCHEMA, name, PARTITIONS);
+  const log = new PgLog(pool(), space, PARTITIONS);
+  const lease = await log.acquire(p, 'w', 60_000);
+  // Two sessions of the key: a@ with outputs 1 and 2, b@ with output 1; the newest one kept (b's first).
+  const out = (sid, seq) => ({ sid, seq, key, payload: JSON.stringify({ sid, seq }) });
+  await log.commit(lease, { outputs: [out(`${key}@1-0`, 1), out(`${key}@1-0`, 2)], acks: [], ended: [] });
+  await log.commit(lease, { outputs: [out(`${key}@2-0`, 1)], acks: [], ended: [] });
+  const read = async () => {
+    const got = [];
+    for await (const o of postgresKeyOutputs({ ...shared(name), key, from: cursor, signal: AbortSignal.timeout(500) })) {
+      got.push(`${o.sid}#${o.seq}`);
+    }
+    return got;
+  };
+  assert.deepEqual(await read(), [`${key}@1-0#1`, `${key}@1-0#2`, `${key}@2-0#1`]);
+  assert.equal(await log.trimOutputs(lease, false, 1), 2);
+  const { rows } = await pool().query(`SELECT trimmed_ms, trimmed_seq FROM ${SCHEMA}.groups WHERE fn = $1 AND p = $2`, [name, p]);
+  assert.notEqual(rows[0].trimmed_ms, '0', 'the trim mark moved');
+  // Before the mark, the oldest kept output (b's first) looked like the partition's first: the rule of firsts let
+  // this cursor read on, missing a's two outputs.
+  await assert.rejects(read(), (e) => e.code === 'ERR_VELO_RESUME_TRIMMED' && e.partition === p);
+  await log.close();
 });
 
 test("SSE, one key: every output once, in order, only that key's, its id the output's id; Last-Event-ID and postgresKeyOutputs' from resume exactly after any of them", async () => {

@@ -19,7 +19,11 @@
 // - failover: 2 worker processes (bench/postgres/child.mjs, leaseTtl 2000), every key's session live; kill -9 of
 //   one, then one event to each of its keys: the time from the kill to the first new output in one of its
 //   partitions (polled every 2 ms), against the budget leaseTtl + 250 ms; split into the wait for the lease (to the
-//   survivor's first `owned` line with one of them), of it the part past the first expiry, and the replay.
+//   survivor's first `owned` line with one of them), of it the part past the first expiry, and the replay; and
+//   the time from the first expiry to that output (afterExpiryMs: what the backend adds to the lease; the lease
+//   wait is between 2/3 of leaseTtl and all of it, by where in the renewal period the kill fell).
+//   VELO_BENCH_TRACE=<dir>: each worker process writes every statement it runs (start, duration, partition) and
+//   its event loop's delay to <dir>/<pid>.log, and each run prints the times to read them against.
 // Prints each run, then the medians per backend and Postgres' figures as a ratio of Redis'. Order of magnitude
 // only: one machine, both servers on it.
 import { execFileSync } from 'node:child_process';
@@ -38,7 +42,7 @@ const args = process.argv.slice(2);
 const durable = args.includes('--durable');
 const baseAt = args.indexOf('--base');
 const baseDir = baseAt === -1 ? null : args[baseAt + 1];
-const plain = args.filter((a, i) => !a.startsWith('--') && i !== baseAt + 1);
+const plain = args.filter((a, i) => !a.startsWith('--') && (baseAt === -1 || i !== baseAt + 1));
 const mode = ['drain', 'live', 'failover'].includes(plain[0]) ? plain.shift() : 'all';
 const nums = plain.map(Number);
 const PARTITIONS = 16;
@@ -74,6 +78,10 @@ function serverCpu(pid) {
 
 const redis = await startRedis();
 const pg = await startPostgres({ durable });
+// (An interrupted run stops its servers too.)
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.once(signal, () => Promise.allSettled([redis.stop(), pg.stop()]).then(() => process.exit(130)));
+}
 const client = await redis.client();
 const pool = countingPool(pg.pool({ max: 20 }));
 const serverPid = { redis: redis.pid, postgres: pg.pid };
@@ -326,6 +334,9 @@ async function failover(kind, ttl) {
     .map((l) => l.split(' '))
     .find(([, list, at]) => Number(at) > killedAt && list.split(',').map(Number).some((p) => mine.includes(p)));
   await until(async () => (await outputs(kind, name)) >= n, 'every output');
+  if (process.env.VELO_BENCH_TRACE) {
+    console.log(`trace ${kind} survivor ${b.child.pid} killed ${killedAt.toFixed(1)} expired ${expiredAt} output ${firstOutput.toFixed(1)} mine ${mine}`);
+  }
   await stopWorkers([b]);
   return {
     failoverMs: Math.round(firstOutput - killedAt),
@@ -333,6 +344,9 @@ async function failover(kind, ttl) {
     // The survivor's part of the lease wait: from the first expiry to its take-over.
     pastExpiryMs: taken === undefined ? null : Math.round(Number(taken[2]) - expiredAt),
     replayMs: taken === undefined ? null : Math.round(firstOutput - Number(taken[2])),
+    // From the first expiry to the first output: what the backend adds to the lease (the budget leaves it 250 ms;
+    // the lease wait itself depends on where in the renewal period the kill fell).
+    afterExpiryMs: Math.round(firstOutput - expiredAt),
     budgetMs: ttl + 250,
   };
 }
@@ -362,6 +376,7 @@ async function rounds(n, label, once, fields) {
   }
 }
 
+const FAILOVER_FIELDS = ['failoverMs', 'leaseWaitMs', 'pastExpiryMs', 'replayMs', 'afterExpiryMs'];
 const DRAIN_FIELDS = ['eventsPerSecond', 'workerCpuUsPerEvent', 'serverCpuUsPerEvent'];
 const LIVE_FIELDS = ['achievedPerSecond', 'p50Ms', 'p99Ms', 'workerCpuUsPerEvent', 'serverCpuUsPerEvent'];
 try {
@@ -374,12 +389,12 @@ try {
     await rounds(r, 'live', (kind) => live(kind, rate, seconds), LIVE_FIELDS);
   } else if (mode === 'failover') {
     const [r = 3, ttl = 2000] = nums;
-    await rounds(r, 'failover', (kind) => failover(kind, ttl), ['failoverMs', 'leaseWaitMs', 'pastExpiryMs', 'replayMs']);
+    await rounds(r, 'failover', (kind) => failover(kind, ttl), FAILOVER_FIELDS);
   } else {
     const [r = 3] = nums;
     await rounds(r, 'drain', (kind) => drain(kind, 30_000), DRAIN_FIELDS);
     await rounds(r, 'live', (kind) => live(kind, 2000, 5), LIVE_FIELDS);
-    await rounds(r, 'failover', (kind) => failover(kind, 2000), ['failoverMs', 'leaseWaitMs', 'pastExpiryMs', 'replayMs']);
+    await rounds(r, 'failover', (kind) => failover(kind, 2000), FAILOVER_FIELDS);
   }
 } finally {
   await redis.stop();

@@ -376,6 +376,13 @@ export const ERROR_CODES = {
     action:
       "Check the name against `status()`. For a script that may run after the version is gone, pass `{ ifUnknown: 'resolve' }`.",
   },
+  ERR_VELO_SCHEMA_VERSION: {
+    class: '',
+    from: 'velo-stream/postgres',
+    when: "The Postgres schema is not at the version this release's code expects: it was migrated by a newer release (`found` > `expected`: this process would misread it), or it is older and workers are registered on it (`live`: workers of the older release; migrating under them would let them and this release keep different read positions). A worker reports it through `onError` and takes no partition; a producer, reader or `migrate` rejects with it.",
+    action:
+      'Upgrade this process to the release that migrated the schema; or, to migrate, stop every worker of the older release first (a closed worker leaves at once, a killed one within its `leaseTtl`) and start the new release: docs/postgres.md#upgrading.',
+  },
 } as const satisfies Record<string, ErrorCodeInfo>;
 
 /** Every code of `ERROR_CODES`. */
@@ -1244,4 +1251,14 @@ export function sessionPermitError(
   cause: unknown,
 ): Error & { code: 'ERR_VELO_SESSION_PERMIT'; limiter: string; per: 'session' | 'step' } {
   return coded(new Error(message, { cause }), 'ERR_VELO_SESSION_PERMIT', { limiter, per });
+}
+
+/** `ERR_VELO_SCHEMA_VERSION`: the Postgres schema is at `found`, this release expects `expected` (`live`: the workers registered on an older schema). */
+export function schemaVersionError(
+  message: string,
+  found: number,
+  expected: number,
+  live: readonly string[] = [],
+): Error & { code: 'ERR_VELO_SCHEMA_VERSION'; found: number; expected: number; live: readonly string[] } {
+  return coded(new Error(message), 'ERR_VELO_SCHEMA_VERSION', { found, expected, live });
 }

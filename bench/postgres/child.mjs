@@ -5,6 +5,7 @@
 // Prints `ready`, and `owned <p,p,...> <epoch ms>` whenever its partitions change (checked every pollMs). A line
 // `target <n>` on stdin: prints `reached <epoch ms>` once its worker has written n outputs (checked every pollMs).
 // SIGTERM: closes the worker (hands off), prints `closed`, exits.
+import { writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { createClient } from 'redis';
 import pg from 'pg';
@@ -33,10 +34,52 @@ if (backend === 'redis') {
   worker = redisWorker(fn, { ...options, client });
   end = () => client.close();
 } else {
-  const pool = new pg.Pool({ host: '127.0.0.1', port: Number(target), user: 'velo', database: 'postgres', max: 20 });
+  const pool = await traced(new pg.Pool({ host: '127.0.0.1', port: Number(target), user: 'velo', database: 'postgres', max: 20 }));
   pool.on('error', () => {});
   worker = postgresWorker(fn, { ...options, pool, schema: copy === '' ? 'velo_bench' : 'velo_base' });
   end = () => pool.end();
+}
+/** VELO_BENCH_TRACE=<dir>: every statement's start, duration and first words, to <dir>/<pid>.log (probes). */
+async function traced(pool) {
+  const dir = process.env.VELO_BENCH_TRACE;
+  if (!dir) return pool;
+  const lines = [];
+  process.on('exit', () => writeFileSync(`${dir}/${process.pid}.log`, lines.join('\n')));
+  setInterval(() => writeFileSync(`${dir}/${process.pid}.log`, lines.join('\n')), 200).unref();
+  const wrap = (query, via) => (config, ...rest) => {
+    const text = typeof config === 'string' ? config : config.text;
+    const values = typeof config === 'string' ? rest[0] : config.values;
+    const p = typeof values?.[1] === 'number' ? values[1] : '-';
+    const t0 = now();
+    const waiting = pool.waitingCount ?? 0;
+    const done = (r) =>
+      lines.push(`${t0.toFixed(1)} ${(now() - t0).toFixed(1)} ${via} p${p} w${waiting} n${r?.rowCount ?? '-'} ${text.replace(/\s+/g, ' ').slice(0, 70)}`);
+    const q = query(config, ...rest);
+    q?.then(done, () => done());
+    return q;
+  };
+  pool.query = wrap(pool.query.bind(pool), 'pool');
+  const { monitorEventLoopDelay } = await import('node:perf_hooks');
+  const delay = monitorEventLoopDelay({ resolution: 5 });
+  delay.enable();
+  setInterval(() => {
+    lines.push(`${now().toFixed(1)} 0 loop max ${(delay.max / 1e6).toFixed(1)} mean ${(delay.mean / 1e6).toFixed(1)}`);
+    delay.reset();
+  }, 50).unref();
+  const connect = pool.connect.bind(pool);
+  // (pg's own pool.query connects with a callback: that goes through as it is.)
+  pool.connect = async (...callback) => {
+    if (callback.length > 0) return connect(...callback);
+    const t0 = now();
+    const c = await connect();
+    lines.push(`${t0.toFixed(1)} ${(now() - t0).toFixed(1)} connect`);
+    if (!c.__traced) {
+      c.query = wrap(c.query.bind(c), 'tx');
+      c.__traced = true;
+    }
+    return c;
+  };
+  return pool;
 }
 let shown = null;
 let goal = Infinity;

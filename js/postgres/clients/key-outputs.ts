@@ -63,16 +63,25 @@ export function pgKeySettings<O>(
 
 /**
  * Whether reading after `position`, which is not an output's id, is exact (`last`: the newest id the partition
- * gave, `first`: the oldest output kept, `''` if none, `firstSeq`: that output's `seq`). Trims remove the oldest
- * outputs only, so every output removed is before the first kept. A position before it is a removed output's
- * id or the place before a removed first output (`trimmed`), but for `0-0`, a position taken when the partition
- * had no output yet: removed outputs then show as a first output kept that is not its session's first.
+ * gave, `first`: the oldest output kept, `''` if none, `firstSeq`: that output's `seq`, `trimmed`: the newest output
+ * a trim removed, `0-0` if none). Trims remove the oldest outputs only, so every output removed is before the first
+ * kept. A position before the trim mark had an output after it removed (`trimmed`). Otherwise a position before the
+ * first kept is a removed output's id or the place before a removed first output (`trimmed`), but for `0-0`, a
+ * position taken when the partition had no output yet, exact when the first kept is its session's first: the trim
+ * mark says whether whole sessions were removed; this rule covers trims by version 3's workers, which keep no mark.
  */
-export function judgePg(position: string, last: string, first: string, firstSeq: number): Exclude<Verdict, 'entry'> {
+export function judgePg(
+  position: string,
+  last: string,
+  first: string,
+  firstSeq: number,
+  trimmed = '0-0',
+): Exclude<Verdict, 'entry'> {
   const c = compareIds(position, last);
   if (c > 0) return 'future';
   // At the partition's newest id: nothing after it was ever written.
   if (c === 0) return 'ok';
+  if (compareIds(position, trimmed) < 0) return 'trimmed';
   if (first !== '' && idBefore(first) === position) return 'ok';
   if (first !== '' && compareIds(position, first) > 0) return 'unknown';
   if (position === '0-0' && first !== '' && firstSeq === 1) return 'ok';
@@ -134,6 +143,7 @@ async function readAfter<O>(s: PgKeySettings<O>, positions: readonly string[], c
     s.o.pool,
     `WITH c AS (SELECT * FROM unnest($2::integer[], $3::bigint[], $4::bigint[]) WITH ORDINALITY AS c(p, ms, seq, i))
      SELECT c.i, 0 AS kind, g.out_ms AS ms, g.out_seq AS seq, f.ms AS first_ms, f.seq AS first_seq, f.oseq AS first_oseq,
+            g.trimmed_ms, g.trimmed_seq,
             EXISTS (SELECT 1 FROM ${S}.outputs e WHERE e.fn = $1 AND e.p = c.p AND e.ms = c.ms AND e.seq = c.seq) AS here,
             NULL::text AS sid, NULL::bigint AS oseq, NULL::text AS key, NULL::text AS field, NULL::bytea AS data,
             NULL::text AS tp
@@ -141,7 +151,7 @@ async function readAfter<O>(s: PgKeySettings<O>, positions: readonly string[], c
        LEFT JOIN LATERAL (SELECT ms, seq, oseq FROM ${S}.outputs o WHERE o.fn = $1 AND o.p = c.p
                            ORDER BY o.ms, o.seq LIMIT 1) f ON true
      UNION ALL
-     SELECT c.i, 1, x.ms, x.seq, NULL, NULL, NULL, NULL, x.sid, x.oseq, x.key, x.field::text,
+     SELECT c.i, 1, x.ms, x.seq, NULL, NULL, NULL, NULL, NULL, NULL, x.sid, x.oseq, x.key, x.field::text,
             CASE WHEN x.key = ANY($6::text[]) THEN x.data END, x.tp
        FROM c CROSS JOIN LATERAL (SELECT ms, seq, sid, oseq, key, field, data, tp FROM ${S}.outputs o
                                    WHERE o.fn = $1 AND o.p = c.p AND (o.ms, o.seq) > (c.ms, c.seq)
@@ -156,7 +166,8 @@ async function readAfter<O>(s: PgKeySettings<O>, positions: readonly string[], c
     if (Number(r.kind) === 0) {
       read.last = idOf(r.ms, r.seq);
       read.first = r.first_ms === null ? '' : idOf(r.first_ms, r.first_seq);
-      read.verdict = r.here === true ? 'entry' : judgePg(positions[i], read.last, read.first, Number(r.first_oseq));
+      const trimmed = idOf(r.trimmed_ms, r.trimmed_seq);
+      read.verdict = r.here === true ? 'entry' : judgePg(positions[i], read.last, read.first, Number(r.first_oseq), trimmed);
       continue;
     }
     const key = str(r.key);

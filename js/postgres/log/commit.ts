@@ -59,6 +59,7 @@ export async function applyCommit(
   now: bigint,
   group: Record<string, unknown>,
   effects?: CommitEffects,
+  known?: ReadonlyMap<string, number>,
 ): Promise<CommitResult> {
   const p = lease.partition;
   const serial = commit.serial === undefined ? '' : str(commit.serial);
@@ -80,10 +81,11 @@ export async function applyCommit(
     return { ids: commit.outputs.map((o) => written.get(`${o.sid} ${o.seq}`) ?? null), diverged: [] };
   }
 
-  // High-water marks of the sessions of the outputs and of the ended ones.
+  // High-water marks of the sessions of the outputs and of the ended ones (`known`: read with the fence, after the
+  // group row's lock).
   const sids = [...new Set([...commit.outputs.map((o) => o.sid), ...commit.ended])];
-  const marks = new Map<string, number>();
-  if (sids.length > 0) {
+  const marks = new Map<string, number>(known ?? []);
+  if (known === undefined && sids.length > 0) {
     const { rows } = await run(client, `SELECT sid, seq FROM ${S}.marks WHERE fn = $1 AND p = $2 AND sid = ANY($3::text[])`, [
       fn,
       p,

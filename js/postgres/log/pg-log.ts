@@ -23,11 +23,12 @@ import type {
   StoredKeyState,
 } from '../../redis/common/transport';
 import { advertValue, parseAdvert, parseKept, parseMark, parseOpening, parseSnapshot } from '../../redis/common/stored';
-import { FencedError, describe, invalidType, outOfRange, workerClosedError } from '../../errors';
+import { FencedError, describe, invalidType, outOfRange, schemaVersionError, workerClosedError } from '../../errors';
 import { keepOpening } from './openings';
 import { ENTRY_COLUMNS, addEntries, entriesOf, entryOf } from './input';
 import { type CommitEffects, applyCommit } from './commit';
-import { checkFunctionName, checkPartitions, ensurePartitions, migrate, schemaIdent } from './schema';
+import { commitInOne, inOne } from './commit-one';
+import { SCHEMA_VERSION, checkFunctionName, checkPartitions, ensurePartitions, migrate, schemaIdent } from './schema';
 import {
   ID_BASE,
   IDLE_IN_TRANSACTION_MS,
@@ -45,16 +46,18 @@ import {
 } from './sql';
 import { Waiter, channelOf } from './waiter';
 
+/** How long a pinned age read by `lag` stands in for `pinned`'s own read, ms. */
+const MEASURED_MS = 100;
+
 export const READ_FENCED = 'the lease is gone: another worker owns the partition, or it expired';
 export const WRITE_FENCED = 'the lease is gone: another worker owns the partition';
-
-/** The group row's columns an owner's commit uses (locked with the fence). */
-const GROUP_COLUMNS = 'out_ms, out_seq, lc_token, lc_serial, lc_first_ms, lc_first_seq, lc_count';
 
 /** What a fence found: the server's now, and the lease row (with the group row's columns when it locked that too). */
 interface Fence {
   readonly now: bigint;
   readonly group: Record<string, unknown>;
+  /** With the group row: the marks (last output seq written) of the sessions asked for, read after its lock. */
+  readonly marks?: Map<string, number>;
 }
 
 /** What a PgLog needs: the user's pool, the schema (created and migrated), the function's name and partitions. */
@@ -216,16 +219,28 @@ export class PgLog implements PartitionLog {
    * An owner write's fence: the lease row FOR KEY SHARE, refused unless it holds `lease` unexpired; the server's now.
    * `group`: the partition's group row too, FOR UPDATE, in the same statement (commits).
    */
-  async #fence(client: PgClientLike, lease: Lease, message: string, group: boolean): Promise<Fence> {
+  async #fence(
+    client: PgClientLike,
+    lease: Lease,
+    message: string,
+    group: boolean,
+    sids: readonly string[] = [],
+  ): Promise<Fence> {
     const p = this.#part(lease.partition);
     const S = this.#S;
+    if (group) {
+      // One round trip (schema version 4's function): the fence, the group row, and then the marks of `sids`.
+      const { rows } = await run(client, `SELECT * FROM ${S}.fence_4($1, $2, $3, $4::text[])`, [this.#fn, p, lease.token, sids]);
+      const row = rows[0];
+      const now = BigInt(str(row?.o_now ?? 0));
+      if (row === undefined || row.o_ok !== true) throw new FencedError(p, message);
+      const found = row.o_sids as string[];
+      const seqs = row.o_seqs as unknown[];
+      return { now, group: row, marks: new Map(found.map((sid, i) => [sid, Number(seqs[i])])) };
+    }
     const { rows } = await run(
       client,
-      group
-        ? `SELECT l.token, l.until_ms, ${NOW} AS now, ${GROUP_COLUMNS.replace(/(\w+)/g, 'g.$1')}
-             FROM ${S}.leases l JOIN ${S}.groups g ON g.fn = l.fn AND g.p = l.p
-            WHERE l.fn = $1 AND l.p = $2 FOR KEY SHARE OF l FOR UPDATE OF g`
-        : `SELECT token, until_ms, ${NOW} AS now FROM ${S}.leases WHERE fn = $1 AND p = $2 FOR KEY SHARE`,
+      `SELECT token, until_ms, ${NOW} AS now FROM ${S}.leases WHERE fn = $1 AND p = $2 FOR KEY SHARE`,
       [this.#fn, p],
     );
     const row = rows[0];
@@ -237,16 +252,17 @@ export class PgLog implements PartitionLog {
   /** An owner's write: its transaction, fenced first (`group`: with the group row locked, see #fence). */
   #owned<T>(
     lease: Lease,
-    body: (client: PgClientLike, now: bigint, group: Record<string, unknown>) => Promise<T>,
+    body: (client: PgClientLike, now: bigint, group: Record<string, unknown>, marks?: Map<string, number>) => Promise<T>,
     message = WRITE_FENCED,
     group = false,
+    sids: readonly string[] = [],
   ): Promise<T> {
     if (this.#closed) return Promise.reject(workerClosedError());
     return transaction(
       this.#pool,
       async (client) => {
-        const fence = await this.#fence(client, lease, message, group);
-        return body(client, fence.now, fence.group);
+        const fence = await this.#fence(client, lease, message, group, sids);
+        return body(client, fence.now, fence.group, fence.marks);
       },
       this.#idle,
     );
@@ -254,38 +270,37 @@ export class PgLog implements PartitionLog {
 
   async heartbeat(worker: string, ttl: number, extend = true, advert: WorkerAdvert = NO_VERSION): Promise<Heartbeat> {
     const S = this.#S;
-    return transaction(
+    const fn = this.#fn;
+    const life = str(millis('A registration ttl', ttl, 1));
+    // One statement (its own transaction): the expired registrations of others removed, this worker's made or
+    // updated (its expiry moved only with `extend`, or when it had run out), and the live ones, soonest expiry first.
+    // (Its parts see one snapshot: the list is the others' rows still live and this worker's row as written.)
+    // Its expiry is `ttl` from now, but never past the last of its leases': the worker renews its registration with
+    // its leases, and a worker that dies must be seen gone once they run out (the others then take its partitions
+    // at once), not when a registration renewed a little after them does (statements on separate connections).
+    const { rows } = await run(
       this.#pool,
-      async (client) => {
-        const fn = this.#fn;
-        const { rows: t } = await run(client, `SELECT ${NOW} AS now`);
-        const now = BigInt(str(t[0].now));
-        await run(client, `DELETE FROM ${S}.workers WHERE fn = $1 AND until_ms <= $2`, [fn, str(now)]);
-        const until = str(now + millis('A registration ttl', ttl, 1));
-        const value = advertValue(advert);
-        await run(
-          client,
-          extend
-            ? `INSERT INTO ${S}.workers (fn, worker, until_ms, advert) VALUES ($1, $2, $3, $4)
-               ON CONFLICT (fn, worker) DO UPDATE SET until_ms = EXCLUDED.until_ms, advert = EXCLUDED.advert`
-            : `INSERT INTO ${S}.workers (fn, worker, until_ms, advert) VALUES ($1, $2, $3, $4)
-               ON CONFLICT (fn, worker) DO UPDATE SET advert = EXCLUDED.advert`,
-          [fn, worker, until, value],
-        );
-        const { rows } = await run(
-          client,
-          `SELECT worker, until_ms, advert FROM ${S}.workers WHERE fn = $1 ORDER BY until_ms, worker`,
-          [fn],
-        );
-        const adverts = new Map<string, WorkerAdvert>(rows.map((r) => [str(r.worker), parseAdvert(str(r.advert))]));
-        const first = rows.slice(0, 2).find((r) => r.worker !== worker);
-        const live = rows.length;
-        return first === undefined
-          ? { live, adverts }
-          : { live, next: { worker: str(first.worker), left: Number(BigInt(str(first.until_ms)) - now) }, adverts };
-      },
-      this.#idle,
+      `WITH c AS (SELECT now, CASE WHEN held > now THEN least(now + $3::bigint, held) ELSE now + $3::bigint END AS until
+                    FROM (SELECT ${NOW} AS now, (SELECT max(until_ms) FROM ${S}.leases
+                                                  WHERE fn = $1 AND left(token, length($2) + 1) = $2 || ':') AS held) t),
+            del AS (DELETE FROM ${S}.workers w USING c WHERE w.fn = $1 AND w.worker <> $2 AND w.until_ms <= c.now),
+            mine AS (INSERT INTO ${S}.workers AS w (fn, worker, until_ms, advert) SELECT $1, $2, c.until, $4 FROM c
+                     ON CONFLICT (fn, worker) DO UPDATE SET advert = EXCLUDED.advert,
+                        until_ms = CASE WHEN $5::boolean OR w.until_ms <= ${NOW} THEN EXCLUDED.until_ms ELSE w.until_ms END
+                     RETURNING w.worker, w.until_ms, w.advert)
+       SELECT w.worker, w.until_ms, w.advert, c.now FROM ${S}.workers w, c
+        WHERE w.fn = $1 AND w.worker <> $2 AND w.until_ms > c.now
+       UNION ALL SELECT mine.worker, mine.until_ms, mine.advert, c.now FROM mine, c
+       ORDER BY until_ms, worker`,
+      [fn, worker, life, advertValue(advert), extend],
     );
+    const now = BigInt(str(rows[0].now));
+    const adverts = new Map<string, WorkerAdvert>(rows.map((r) => [str(r.worker), parseAdvert(str(r.advert))]));
+    const first = rows.slice(0, 2).find((r) => r.worker !== worker);
+    const live = rows.length;
+    return first === undefined
+      ? { live, adverts }
+      : { live, next: { worker: str(first.worker), left: Number(BigInt(str(first.until_ms)) - now) }, adverts };
   }
 
   async leave(worker: string): Promise<void> {
@@ -300,48 +315,40 @@ export class PgLog implements PartitionLog {
     rescue = false,
   ): Promise<Lease | Held | Refused> {
     const p = this.#part(partition);
-    const S = this.#S;
-    const fn = this.#fn;
-    return transaction(
-      this.#pool,
-      async (client): Promise<Lease | Held | Refused> => {
-        // FOR UPDATE: waits for every owner write in flight (they hold the row FOR KEY SHARE).
-        const { rows } = await run(
-          client,
-          `SELECT token, epoch, until_ms, refused_until, ${NOW} AS now FROM ${S}.leases WHERE fn = $1 AND p = $2 FOR UPDATE`,
-          [fn, p],
+    // One statement (schema version 4's function, its own transaction): the lease row FOR UPDATE (it waits for every
+    // owner write in flight: they hold the row FOR KEY SHARE), then with it held the live sessions' versions, then
+    // the grant (the epoch one up), a refusal, or the holder and the time its lease has left.
+    const { rows } = await run(this.#pool, `SELECT * FROM ${this.#S}.acquire_4($1, $2, $3, $4, $5::text[], $6, $7)`, [
+      this.#fn,
+      p,
+      worker,
+      str(millis('A lease ttl', ttl, 1)),
+      [...runs],
+      rescue,
+      SCHEMA_VERSION,
+    ]);
+    const row = rows[0];
+    switch (row?.o_kind) {
+      case 'granted':
+        return { partition: p, token: str(row.o_token) };
+      case 'held': {
+        const token = str(row.o_token);
+        return { holder: token.slice(0, Math.max(0, token.lastIndexOf(':'))), left: Number(row.o_left) };
+      }
+      case 'refused':
+        return { refused: (row.o_refused as string[]).map(str) };
+      case 'schema': {
+        const found = Number(row.o_left);
+        const keeps = Number((row.o_refused as string[])[0]);
+        throw schemaVersionError(
+          `Postgres schema ${this.#S} is at version ${found}, which keeps workers from version ${keeps} on; this worker's release is at version ${SCHEMA_VERSION}: it takes no partition. Upgrade it to the release that migrated the schema (docs/postgres.md#upgrading).`,
+          found,
+          SCHEMA_VERSION,
         );
-        const row = rows[0];
-        if (row === undefined) throw outOfRange(`No partition ${p} of function ${fn} in Postgres`);
-        const now = BigInt(str(row.now));
-        const until = BigInt(str(row.until_ms));
-        if (row.token !== null && until >= now) {
-          const token = str(row.token);
-          return { holder: token.slice(0, Math.max(0, token.lastIndexOf(':'))), left: Number(until - now) };
-        }
-        if (rescue && BigInt(str(row.refused_until)) <= now) return { refused: [] };
-        const { rows: versions } = await run(
-          client,
-          `SELECT version FROM ${S}.versions WHERE fn = $1 AND p = $2 AND count > 0 ORDER BY pos`,
-          [fn, p],
-        );
-        const refused = versions.map((v) => str(v.version)).filter((v) => v !== '' && !runs.includes(v) && !runs.includes('*'));
-        const ms = str(now + millis('A lease ttl', ttl, 1));
-        if (refused.length > 0) {
-          await run(client, `UPDATE ${S}.leases SET refused_until = $3 WHERE fn = $1 AND p = $2`, [fn, p, ms]);
-          return { refused };
-        }
-        const epoch = BigInt(str(row.epoch)) + 1n;
-        const token = `${worker}:${epoch}`;
-        await run(
-          client,
-          `UPDATE ${S}.leases SET token = $3, epoch = $4, until_ms = $5, refused_until = 0 WHERE fn = $1 AND p = $2`,
-          [fn, p, token, str(epoch), ms],
-        );
-        return { partition: p, token };
-      },
-      this.#idle,
-    );
+      }
+      default:
+        throw outOfRange(`No partition ${p} of function ${this.#fn} in Postgres`);
+    }
   }
 
   async renew(lease: Lease, ttl: number): Promise<boolean> {
@@ -482,14 +489,19 @@ export class PgLog implements PartitionLog {
     const S = this.#S;
     return this.#owned(lease, async (client) => {
       if (!(maxLen > 0)) return 0;
-      const { rowCount } = await run(
+      // The newest output removed is kept as the partition's trim mark (groups.trimmed_*): readers judge a position
+      // before the oldest kept by it (judgePg).
+      const { rows } = await run(
         client,
-        `DELETE FROM ${S}.outputs o USING (
-           SELECT ms, seq FROM ${S}.outputs WHERE fn = $1 AND p = $2 ORDER BY ms DESC, seq DESC OFFSET $3 LIMIT 1) c
-          WHERE o.fn = $1 AND o.p = $2 AND (o.ms, o.seq) <= (c.ms, c.seq)`,
+        `WITH c AS (SELECT ms, seq FROM ${S}.outputs WHERE fn = $1 AND p = $2 ORDER BY ms DESC, seq DESC OFFSET $3 LIMIT 1),
+              d AS (DELETE FROM ${S}.outputs o USING c WHERE o.fn = $1 AND o.p = $2 AND (o.ms, o.seq) <= (c.ms, c.seq)
+                    RETURNING o.ms),
+              m AS (UPDATE ${S}.groups g SET trimmed_ms = c.ms, trimmed_seq = c.seq FROM c
+                     WHERE g.fn = $1 AND g.p = $2 AND EXISTS (SELECT 1 FROM d) AND (c.ms, c.seq) > (g.trimmed_ms, g.trimmed_seq))
+         SELECT count(*)::int AS n FROM d`,
         [this.#fn, lease.partition, Math.trunc(maxLen)],
       );
-      return rowCount ?? 0;
+      return Number(rows[0].n);
     });
   }
 
@@ -505,6 +517,7 @@ export class PgLog implements PartitionLog {
     const S = this.#S;
     const fn = this.#fn;
     const p = lease.partition;
+    this.#openingsRead.delete(p);
     return this.#owned(lease, async (client, now) => {
       const due = millis("A wake-up's time", time, 0);
       if (now < due) return Number(due - now);
@@ -533,19 +546,36 @@ export class PgLog implements PartitionLog {
 
   async snapshots(lease: Lease): Promise<Snapshot[]> {
     const p = this.#part(lease.partition);
+    // With the partition's openings, in one statement: a takeover reads its openings right after its snapshots
+    // (`openings`, which takes these), and nobody but the lease's holder writes either.
     const { rows } = await run(
       this.#pool,
-      `SELECT c.sid, c.value, coalesce(m.seq, 0) AS written, m.place FROM ${this.#S}.checkpoints c
+      `SELECT 0 AS kind, c.sid, c.value, coalesce(m.seq, 0) AS written, m.place FROM ${this.#S}.checkpoints c
          LEFT JOIN ${this.#S}.marks m ON m.fn = c.fn AND m.p = c.p AND m.sid = c.sid
-        WHERE c.fn = $1 AND c.p = $2`,
+        WHERE c.fn = $1 AND c.p = $2
+       UNION ALL
+       SELECT 1, o.sid, convert_to(o.value, 'UTF8'), NULL, NULL FROM ${this.#S}.openings o WHERE o.fn = $1 AND o.p = $2`,
       [this.#fn, p],
     );
-    return rows.map((r) => {
-      const mark = parseMark(Number(r.written), r.place === null ? null : str(r.place));
-      const snapshot = { ...parseSnapshot(str(r.sid), r.value as Buffer), written: mark.written };
-      return mark.at === undefined ? snapshot : { ...snapshot, writtenAt: mark.at };
+    this.#openingsRead.set(p, {
+      token: lease.token,
+      at: performance.now(),
+      rows: rows.filter((r) => Number(r.kind) === 1).map((r) => ({ sid: r.sid, value: (r.value as Buffer).toString() })),
     });
+    return rows
+      .filter((r) => Number(r.kind) === 0)
+      .map((r) => {
+        const mark = parseMark(Number(r.written), r.place === null ? null : str(r.place));
+        const snapshot = { ...parseSnapshot(str(r.sid), r.value as Buffer), written: mark.written };
+        return mark.at === undefined ? snapshot : { ...snapshot, writtenAt: mark.at };
+      });
   }
+
+  /**
+   * The openings each partition's last `snapshots` read, for the `openings` of the same lease right after it (a
+   * commit or a wake-up of the partition, which may keep an opening, drops them).
+   */
+  readonly #openingsRead = new Map<number, { token: string; at: number; rows: Record<string, unknown>[] }>();
 
   async marks(lease: Lease, sids: readonly string[]): Promise<Map<string, OutputMark>> {
     const p = this.#part(lease.partition);
@@ -561,7 +591,12 @@ export class PgLog implements PartitionLog {
 
   async openings(lease: Lease): Promise<Map<string, SessionOpening>> {
     const p = this.#part(lease.partition);
-    const { rows } = await run(this.#pool, `SELECT sid, value FROM ${this.#S}.openings WHERE fn = $1 AND p = $2`, [this.#fn, p]);
+    const read = this.#openingsRead.get(p);
+    this.#openingsRead.delete(p);
+    const { rows } =
+      read !== undefined && read.token === lease.token && performance.now() - read.at < 1000
+        ? read
+        : await run(this.#pool, `SELECT sid, value FROM ${this.#S}.openings WHERE fn = $1 AND p = $2`, [this.#fn, p]);
     const found = new Map<string, SessionOpening>();
     for (const r of rows) {
       const opening = parseOpening(str(r.sid), str(r.value));
@@ -571,16 +606,31 @@ export class PgLog implements PartitionLog {
   }
 
   async commit(lease: Lease, commit: Commit): Promise<CommitResult> {
+    this.#openingsRead.delete(lease.partition);
+    if (this.#effects === undefined && inOne(commit)) {
+      // Outputs, checkpoints and acks only: one statement (commit-one.ts), fenced as the transaction below is.
+      if (this.#closed) throw workerClosedError();
+      const done = await commitInOne(this.#pool, this.#S, this.#fn, { ...lease, partition: this.#part(lease.partition) }, commit);
+      if (done === null) throw new FencedError(lease.partition, WRITE_FENCED);
+      return done;
+    }
+    // The marks the commit needs (its outputs' sessions and the ended ones) come with the fence: one round trip.
+    const sids = [...new Set([...commit.outputs.map((o) => o.sid), ...commit.ended])];
     return this.#owned(
       lease,
-      (client, now, group) => applyCommit(client, this.#S, this.#fn, lease, commit, now, group, this.#effects),
+      (client, now, group, marks) => applyCommit(client, this.#S, this.#fn, lease, commit, now, group, this.#effects, marks),
       WRITE_FENCED,
       true,
+      sids,
     );
   }
 
   async pinned(partition: number): Promise<number> {
     const p = this.#part(partition);
+    // The worker measures a partition's lag and then its pinned age: `lag` read both, just now.
+    const measured = this.#measured.get(p);
+    this.#measured.delete(p);
+    if (measured !== undefined && performance.now() - measured.at < MEASURED_MS) return measured.pinned;
     const { rows } = await run(
       this.#pool,
       `SELECT greatest(0, ${NOW} - ms) AS age FROM ${this.#S}.pending WHERE fn = $1 AND p = $2 ORDER BY k LIMIT 1`,
@@ -589,14 +639,21 @@ export class PgLog implements PartitionLog {
     return rows.length === 0 ? 0 : Number(rows[0].age);
   }
 
+  /** Pinned ages `lag` read with the lag, by partition, for the `pinned` that follows it. */
+  readonly #measured = new Map<number, { pinned: number; at: number }>();
+
   async lag(partition: number): Promise<number> {
     const p = this.#part(partition);
+    // (With the pinned age, in the same statement: see `pinned`.)
     const { rows } = await run(
       this.#pool,
-      `SELECT count(*) AS n FROM ${this.#S}.entries e, ${this.#S}.cursors c
-        WHERE c.fn = $1 AND c.p = $2 AND e.fn = $1 AND e.p = $2 AND (e.ms, e.seq) > (c.delivered_ms, c.delivered_seq)`,
+      `SELECT (SELECT count(*) FROM ${this.#S}.entries e, ${this.#S}.cursors c
+                WHERE c.fn = $1 AND c.p = $2 AND e.fn = $1 AND e.p = $2
+                  AND (e.ms, e.seq) > (c.delivered_ms, c.delivered_seq)) AS n,
+              (SELECT greatest(0, ${NOW} - ms) FROM ${this.#S}.pending WHERE fn = $1 AND p = $2 ORDER BY k LIMIT 1) AS age`,
       [this.#fn, p],
     );
+    this.#measured.set(p, { pinned: rows[0].age === null ? 0 : Number(rows[0].age), at: performance.now() });
     return Number(rows[0].n);
   }
 

@@ -1,0 +1,128 @@
+// Upgrading the Postgres schema under running workers (docs/postgres.md#upgrading), on a private postgres. A release
+// that migrates the schema past what the workers registered on it stay correct beside (version 3, the read position
+// in a row of its own) refuses while they run, with ERR_VELO_SCHEMA_VERSION: its worker reports it and takes no
+// partition, its producer rejects, the schema stays as it was; once the older workers are gone it migrates, and the
+// read position carries over. A schema a newer release migrated is run on only if that release keeps this one's
+// workers (`migrations.keeps`), and a worker whose schema was migrated past it under its feet takes no partition.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { postgresProducer, postgresWorker } from 'velo-stream/postgres';
+import { PgLog, appendEventsPg, preparePg } from '#testing';
+import { totals } from './helpers/redis-fixtures.mjs';
+import { pool, usePostgres } from './helpers/postgres-suite.mjs';
+
+usePostgres();
+
+const require = createRequire(import.meta.url);
+const { migrate, SCHEMA_VERSION } = require('../dist/postgres/log/schema.js');
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const schemaError = (found, live) => ({ code: 'ERR_VELO_SCHEMA_VERSION', found, expected: SCHEMA_VERSION, ...live });
+
+async function until(check, what, ms = 20_000) {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+async function versionOf(schema) {
+  const { rows } = await pool().query(`SELECT max(version)::int AS v FROM ${schema}.migrations`);
+  return rows[0].v;
+}
+
+test('a worker of this release on a version 2 schema with older workers registered: refused loudly, nothing migrated; it migrates once they are gone, the read position carried over', async () => {
+  const schema = 'velo_upgrade';
+  const name = 'totals';
+  // The schema as the release of version 2 left it, with one of its workers running: the function's rows, an entry
+  // its worker read (the position in groups.delivered_*), one it did not, and the worker's registration.
+  await migrate(pool(), schema, 2);
+  for (const table of ['leases', 'heads', 'groups']) {
+    await pool().query(`INSERT INTO ${schema}.${table} (fn, p) VALUES ($1, 0)`, [name]);
+  }
+  const e = (n) => Buffer.from(JSON.stringify({ n }));
+  await pool().query(
+    `INSERT INTO ${schema}.entries (fn, p, ms, seq, key, payload) VALUES ($1, 0, 1000, 0, 'k', $2), ($1, 0, 2000, 0, 'k', $3)`,
+    [name, e(1), e(2)],
+  );
+  await pool().query(`UPDATE ${schema}.heads SET last_ms = 2000 WHERE fn = $1`, [name]);
+  await pool().query(`UPDATE ${schema}.groups SET delivered_ms = 1000 WHERE fn = $1`, [name]);
+  await pool().query(`INSERT INTO ${schema}.workers (fn, worker, until_ms, advert) VALUES ($1, 'old-1', $2, '')`, [
+    name,
+    Date.now() + 60_000,
+  ]);
+
+  const shared = { pool: pool(), schema, name, partitions: 1 };
+  const errors = [];
+  const worker = postgresWorker(totals({ idleTimeout: 0 }), { ...shared, leaseTtl: 1000, onError: (error) => errors.push(error) });
+  const producer = postgresProducer(shared);
+  try {
+    await until(() => errors.length > 0, 'the refusal');
+    assert.equal(errors[0].code, 'ERR_VELO_SCHEMA_VERSION');
+    assert.deepEqual({ found: errors[0].found, expected: errors[0].expected, live: errors[0].live }, {
+      found: 2,
+      expected: SCHEMA_VERSION,
+      live: [`old-1 (${name})`],
+    });
+    assert.match(errors[0].message, /workers of an older release run on it: old-1 \(totals\).*stop them first.*#upgrading/s);
+    // (A producer's SendError, nothing written, with the refusal as its cause.)
+    await assert.rejects(producer.send('k', { n: 3 }), (error) => {
+      assert.equal(error.code, 'ERR_VELO_SEND_FAILED');
+      assert.deepEqual(error.ids, [null]);
+      assert.deepEqual(error.cause.live, [`old-1 (${name})`]);
+      assert.equal(error.cause.code, 'ERR_VELO_SCHEMA_VERSION');
+      return true;
+    });
+    await sleep(500);
+    assert.deepEqual(worker.stats().owned, [], 'no partition taken');
+    assert.equal(await versionOf(schema), 2, 'nothing migrated');
+    const { rows } = await pool().query(`SELECT to_regclass('${schema}.cursors') AS t`);
+    assert.equal(rows[0].t, null);
+
+    // The older worker stops (a close removes its registration): the worker migrates at its next call, and takes
+    // the partition from the old position: the entry the older worker read is not delivered again.
+    await pool().query(`DELETE FROM ${schema}.workers WHERE worker = 'old-1'`);
+    await until(() => worker.stats().owned.length === 1, 'the partition taken');
+    assert.equal(await versionOf(schema), SCHEMA_VERSION);
+    await until(() => worker.stats().outputs === 1, 'the undelivered entry handled');
+    await sleep(300);
+    assert.equal(worker.stats().outputs, 1, 'the entry delivered before the upgrade is not delivered again');
+    await producer.send('k', { n: 3 });
+    await until(() => worker.stats().outputs === 2, 'a new event handled');
+  } finally {
+    await worker.close();
+  }
+});
+
+test('from version 3 a migration that keeps version 3 goes on under its workers; a newer schema is run on only if it keeps this release, and a worker whose schema went past it takes no partition', async () => {
+  const schema = 'velo_keeps';
+  await migrate(pool(), schema, 3);
+  await pool().query(`INSERT INTO ${schema}.workers (fn, worker, until_ms, advert) VALUES ('f', 'v3-1', $1, '')`, [
+    Date.now() + 60_000,
+  ]);
+  // Version 4 keeps version 3's workers: applied although one is registered.
+  const space = await preparePg(pool(), schema, 'f', 2);
+  assert.equal(await versionOf(schema), SCHEMA_VERSION);
+  const { rows } = await pool().query(`SELECT version, keeps FROM ${schema}.migrations WHERE version = 4`);
+  assert.deepEqual(rows, [{ version: 4, keeps: 3 }]);
+
+  const log = new PgLog(pool(), space, 2);
+  await appendEventsPg(pool(), space, 0, [['k', Buffer.from('{}')]]);
+  assert.equal((await log.acquire(0, 'w', 1000)).token, 'w:1');
+  // A newer release's version that keeps this one's workers: this release runs on it.
+  await pool().query(`INSERT INTO ${schema}.migrations (version, keeps) VALUES ($1, $2)`, [SCHEMA_VERSION + 1, SCHEMA_VERSION]);
+  assert.equal(await migrate(pool(), schema), SCHEMA_VERSION + 1);
+  assert.equal((await log.acquire(1, 'w', 1000)).token, 'w:1');
+  // One that does not: refused at the start, and a worker already running takes no partition.
+  await pool().query(`INSERT INTO ${schema}.migrations (version, keeps) VALUES ($1, $1)`, [SCHEMA_VERSION + 2]);
+  await assert.rejects(preparePg(pool(), schema, 'f', 2), {
+    ...schemaError(SCHEMA_VERSION + 2),
+    message: new RegExp(`version ${SCHEMA_VERSION + 2}, which keeps workers from version ${SCHEMA_VERSION + 2} on`),
+  });
+  await pool().query(`UPDATE ${schema}.leases SET token = NULL, until_ms = 0 WHERE fn = 'f'`);
+  await assert.rejects(log.acquire(0, 'w', 1000), schemaError(SCHEMA_VERSION + 2));
+  const { rows: leases } = await pool().query(`SELECT count(*)::int AS n FROM ${schema}.leases WHERE token IS NOT NULL`);
+  assert.equal(leases[0].n, 0, 'no lease granted');
+  await log.close();
+});
