@@ -94,7 +94,11 @@ test(
         'every output, nothing pending',
       );
       checkOutputs(await readAllOutputs(client, name, 1), expected);
-      assert.deepEqual(errors, []);
+      // (Keys waiting for the one slot are reported: a warning, not an error.)
+      assert.deepEqual(
+        errors.filter((e) => e.code !== 'ERR_VELO_SESSION_SLOTS'),
+        [],
+      );
     } finally {
       await worker.close();
       heldBounds.batches = saved;

@@ -24,7 +24,9 @@ async function runToEnd({ partitions, fn, workerOptions = {}, backlog, live = []
   const producer = redisProducer({ client, name, partitions });
   for (let i = 0; i < backlog.length; i += 1000) await producer.sendMany(backlog.slice(i, i + 1000).map(([k, n]) => [k, { n }]));
   // trimInterval 0: the check reads the sessions from the whole input log.
-  const worker = redisWorker(fn, { client, name, partitions, leaseTtl: 5000, trimInterval: 0, ...workerOptions });
+  // (Keys waiting for a session slot are reported, as these backlogs mean them to; anything else goes to stderr.)
+  const onError = (e) => e?.code === 'ERR_VELO_SESSION_SLOTS' || process.emitWarning(e);
+  const worker = redisWorker(fn, { client, name, partitions, leaseTtl: 5000, trimInterval: 0, onError, ...workerOptions });
   const total = backlog.length + live.length;
   try {
     const sending = (async () => {
