@@ -20,7 +20,7 @@ test('require() and import give the same runtime exports', () => {
 
 test('config defaults are filled in and frozen', () => {
   const fn = esm.streamFn(echo);
-  assert.deepEqual({ ...fn.config }, { buffer: 256, idleTimeout: 30_000, maxConcurrent: 1000, name: 'echo' });
+  assert.deepEqual({ ...fn.config }, { buffer: 256, idleTimeout: 30_000, maxConcurrent: 10_000, name: 'echo' });
   assert.equal(fn.name, 'echo');
   assert.ok(Object.isFrozen(fn.config));
   const named = esm.streamFn(echo, { name: 'x', buffer: 4, idleTimeout: 0, maxConcurrent: 2 });

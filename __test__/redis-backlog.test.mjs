@@ -1,6 +1,6 @@
 // Backlogs as real deployments meet them: 100,000 keys x 5 events written before any worker runs (keys
-// interleaved, so each key's events span the backlog), drained with the function's default session slots
-// (`maxConcurrent` 1,000, far fewer than the keys) by one worker process (two, one killed -9 mid-drain:
+// interleaved, so each key's events span the backlog), drained with 1,000 session slots (`maxConcurrent`, the
+// default before issue 57: far fewer than the keys) by one worker process (two, one killed -9 mid-drain:
 // redis-backlog-takeover.test.mjs). The invariants are read from Redis: every (sid, seq) once, seqs from 1, per key
 // the outputs of the sessions the log defines (split by the log's clock), nothing pending; and the lone worker lost
 // no lease. Last, a small backlog past the bound of held entries (made small for it) with a share too small to read
@@ -24,7 +24,7 @@ import { IDLE, PARTITIONS, TOTAL, checkInvariants, expectedByKey, worker, writeB
 useRedis();
 
 test(
-  'one worker with the default session slots drains 100,000 keys x 5 events: every invariant, no lease lost',
+  'one worker with 1,000 session slots drains 100,000 keys x 5 events: every invariant, no lease lost',
   { timeout: 600_000 },
   async () => {
     const name = fresh('backlog');
@@ -94,7 +94,11 @@ test(
         'every output, nothing pending',
       );
       checkOutputs(await readAllOutputs(client, name, 1), expected);
-      assert.deepEqual(errors, []);
+      // (Keys waiting for the one slot are reported: a warning, not an error.)
+      assert.deepEqual(
+        errors.filter((e) => e.code !== 'ERR_VELO_SESSION_SLOTS'),
+        [],
+      );
     } finally {
       await worker.close();
       heldBounds.batches = saved;

@@ -6,6 +6,8 @@
 // IDLE_MS=1000 node bench/redis.mjs backlog [keys] [events per key] [maxConcurrent]   a lone worker on a backlog
 // node bench/redis.mjs reader [outputs] [other package dir]   a group reader's outputs/s (against another copy)
 // node bench/redis.mjs servers [rounds] [--quick]   redis-server and Valkey side by side, in one sitting (below)
+// node bench/redis.mjs openings [events/s] [keys] [seconds]   only the openings shape of `full` (below), printed
+// RATE=<events/s> node bench/redis.mjs slots [keys] [maxConcurrent] [idleTimeout] [--quick]   only the slots shape of `full`, printed
 //
 // `--server valkey` (any mode but `servers`): the private server is a valkey-server instead of redis-server, found or
 // installed as `npm run test:valkey` does (scripts/valkey.mjs); mode full then writes redis-results-valkey.json and
@@ -41,6 +43,14 @@
 //   sessions, split into the wait for the lease (expiry + the survivor's
 //   next balance) and the replay up to that output; and the survivor's
 //   take-over less the dead worker's first lease expiry (past expiry).
+// - Openings (issue 57): as Live, 2,000 keys at 2,000 events/s, so that the
+//   run's first 2,000 events each open a session within its first second:
+//   their latency (`first`) apart from the later events' (`later`), velo-stream
+//   with 1 worker and the naive consumer.
+// - Slots (issue 57): more live keys than session slots: 2,000 keys at 2,000
+//   events/s (5 s; 3 with --quick), idleTimeout 5 s (2 s), one worker with
+//   maxConcurrent 1,000, then the same with the function's default: latency,
+//   the worker's stats().slots and its ERR_VELO_SESSION_SLOTS reports.
 //
 // drain / live: first measurements, one worker in this process, 16
 // partitions, one output written back per event:
@@ -145,8 +155,8 @@ function ownedOf(child) {
 }
 
 /** `count` consumer children of `kind`; velo ones once they own equal shares of the partitions. */
-async function startConsumers(url, kind, count, name, { ttl = 30_000, pollMs = 100 } = {}) {
-  const args = (i) => [CHILD, url, name, kind, FULL.partitions, FULL.keys, ttl, pollMs].map(String);
+async function startConsumers(url, kind, count, name, { ttl = 30_000, pollMs = 100, keys = FULL.keys, options = {} } = {}) {
+  const args = (i) => [CHILD, url, name, kind, FULL.partitions, keys, ttl, pollMs, JSON.stringify(options)].map(String);
   const children = Array.from({ length: count }, (_, i) => start(args(i), { timeout: 600_000 }));
   await Promise.all(children.map((c) => c.waitFor(/^ready$/m)));
   if (kind === 'velo') {
@@ -246,9 +256,10 @@ async function drainRun(url, client, kind, workers, events, name) {
  * redis-server figure includes the producer's XADDs (this process's own CPU is not counted) and this process's XLEN
  * polls for the outputs at the end; `redisCommands` splits redis-server's time by command.
  */
-async function liveRun(url, client, kind, workers, rate, seconds, name) {
-  const children = await startConsumers(url, kind, workers, name, { ttl: 10_000 });
+async function liveRun(url, client, kind, workers, rate, seconds, name, { keys = FULL.keys, options = {}, split = false } = {}) {
+  const children = await startConsumers(url, kind, workers, name, { ttl: 10_000, keys, options });
   await sleep(300);
+  // (Reports are read from the consumers' stdout below; stopAll only fails on `error` lines.)
   const producer = redisProducer({ client, name, partitions: FULL.partitions });
   const total = rate * seconds;
   const perTick = Math.max(1, Math.round(rate / 100));
@@ -263,7 +274,8 @@ async function liveRun(url, client, kind, workers, rate, seconds, name) {
     const due = Math.min(total, Math.floor(((performance.now() - started) / 1000) * rate) + perTick);
     const pairs = [];
     const t = epochNow();
-    for (; sent < due; sent++) pairs.push([`k${sent % FULL.keys}`, { n: sent, t }]);
+    // (`f`: a key's first event of the run, which opens its session: `split` reports those apart.)
+    for (; sent < due; sent++) pairs.push([`k${sent % keys}`, sent < keys && split ? { n: sent, t, f: 1 } : { n: sent, t }]);
     if (pairs.length > 0) sends.push(kind === 'naive' ? naiveSend(client, name, pairs) : producer.sendMany(pairs));
     await sleep(10);
   }
@@ -277,12 +289,22 @@ async function liveRun(url, client, kind, workers, rate, seconds, name) {
   await client.flushAll();
   const all = reports.flatMap((r) => r.latencies).sort((x, y) => x - y);
   if (all.length !== total) throw new Error(`${all.length} latencies for ${total} events`);
+  const percentiles = (list) => {
+    const sorted = list.sort((x, y) => x - y);
+    return { events: sorted.length, p50Ms: +quantile(sorted, 0.5).toFixed(2), p99Ms: +quantile(sorted, 0.99).toFixed(2), maxMs: +sorted.at(-1).toFixed(2) };
+  };
+  // Reports of keys waiting for a session slot (ERR_VELO_SESSION_SLOTS), and the workers' slot figures.
+  const slotReports = children.reduce((n, c) => n + (c.stdout.match(/^slots /gm)?.length ?? 0), 0);
+  const slots = kind === 'velo' ? { reports: slotReports, stats: reports.map((r) => r.stats.slots) } : undefined;
   // The naive consumer's XREADs that returned between the producer's start and the end of the run.
   const xreads = kind === 'naive' ? reports.reduce((x, r, i) => x + r.stats.reads - readsBefore[i], 0) : undefined;
   return {
     rate,
     seconds,
+    keys,
     events: total,
+    ...(split ? { first: percentiles(reports.flatMap((r) => r.first)), later: percentiles(reports.flatMap((r) => r.later)) } : {}),
+    ...(slots === undefined ? {} : { slots }),
     p50Ms: +quantile(all, 0.5).toFixed(2),
     p99Ms: +quantile(all, 0.99).toFixed(2),
     maxMs: +all.at(-1).toFixed(2),
@@ -368,6 +390,56 @@ function printLive({ velo1, velo2, naive, naiveOverVelo1 }) {
 
 const log = (what, result) => console.log(`${what.padEnd(26)} ${JSON.stringify(result)}`);
 
+/**
+ * Shape "openings" (issue 57): `keys` keys at `rate` events/s (each key one event a `keys / rate` s), so the run's
+ * first `keys` events each open a session, all within the first `keys / rate` s: their latency (XADD to handler) is
+ * reported apart from the later events'. velo-stream with 1 worker (slots for every key), and the naive consumer.
+ */
+async function openingRuns(url, client, seconds, { rate = 2000, keys = 2000 } = {}) {
+  const velo1 = await liveRun(url, client, 'velo', 1, rate, seconds, 'openings1', { keys, split: true });
+  log('openings velo1', velo1);
+  const naive = await liveRun(url, client, 'naive', 1, rate, seconds, 'openings2', { keys, split: true });
+  log('openings naive', naive);
+  return { rate, keys, seconds, velo1, naive };
+}
+
+function printOpenings({ rate, keys, velo1, naive }) {
+  const line = (r) => `first ${r.first.p50Ms} / ${r.first.p99Ms}, later ${r.later.p50Ms} / ${r.later.p99Ms}, all ${r.p50Ms} / ${r.p99Ms}`;
+  console.log(`openings, ${keys} keys at ${rate}/s, p50 / p99 (ms): velo 1 worker ${line(velo1)}; naive ${line(naive)}`);
+  console.log(
+    `openings ratios: velo first / later p50 x${(velo1.first.p50Ms / velo1.later.p50Ms).toFixed(2)}; velo / naive p99 x${(velo1.p99Ms / naive.p99Ms).toFixed(2)}`,
+  );
+}
+
+/**
+ * Shape "slots" (issue 57): more live keys than session slots. `keys` keys at `rate` events/s with `idleTimeout`
+ * `idle`, on 1 worker with `maxConcurrent` `slots` (the keys beyond wait until sessions go idle: after the run), then
+ * the same with the function's default `maxConcurrent`. Latency (first events apart), the worker's slot figures
+ * (`stats().slots`) and its ERR_VELO_SESSION_SLOTS reports.
+ */
+async function slotRuns(url, client, seconds, { rate = 2000, keys = 2000, slots = 1000, idle = 2000 } = {}) {
+  const over = await liveRun(url, client, 'velo', 1, rate, seconds, 'slots1', {
+    keys,
+    split: true,
+    options: { idleTimeout: idle, maxConcurrent: slots },
+  });
+  log('slots over', over);
+  const byDefault = await liveRun(url, client, 'velo', 1, rate, seconds, 'slots2', {
+    keys,
+    split: true,
+    options: { idleTimeout: idle, maxConcurrent: null },
+  });
+  log('slots default', byDefault);
+  return { rate, keys, seconds, idleTimeout: idle, slots, over, byDefault };
+}
+
+function printSlots({ rate, keys, slots, idleTimeout, over, byDefault }) {
+  const line = (r) =>
+    `p50 / p99 / max ${r.p50Ms} / ${r.p99Ms} / ${r.maxMs} ms (first events p99 ${r.first.p99Ms}), slots ${JSON.stringify(r.slots.stats[0])}, ${r.slots.reports} report(s)`;
+  console.log(`slots, ${keys} keys at ${rate}/s, idleTimeout ${idleTimeout}: maxConcurrent ${slots}: ${line(over)}`);
+  console.log(`slots, the same with the default maxConcurrent: ${line(byDefault)}`);
+}
+
 async function full(client) {
   const url = redis.url;
   const rounds = quick ? 1 : 3;
@@ -418,6 +490,8 @@ async function full(client) {
   };
 
   results.live = await liveRuns(url, client, liveSeconds, log);
+  results.openings = await openingRuns(url, client, liveSeconds);
+  results.slots = await slotRuns(url, client, quick ? 3 : 5, { idle: quick ? 2000 : 5000 });
 
   const runs = [];
   for (let i = 0; i < failovers; i++) {
@@ -492,6 +566,8 @@ async function full(client) {
     `CPU per event (µs), consumers / redis-server: velo 1 worker ${results.drain.velo1.consumerCpuUsPerEvent} / ${results.drain.velo1.redisCpuUsPerEvent}, 2 workers ${results.drain.velo2.consumerCpuUsPerEvent} / ${results.drain.velo2.redisCpuUsPerEvent}, naive ${results.drain.naive.consumerCpuUsPerEvent} / ${results.drain.naive.redisCpuUsPerEvent}`,
   );
   printLive(results.live);
+  printOpenings(results.openings);
+  printSlots(results.slots);
   console.log(`load average (1, 5, 15 min): ${results.machine.load.join(', ')} at the start, ${results.machine.loadAfter.join(', ')} at the end`);
   console.log(`written: ${written.join(', ')}`);
 }
@@ -698,6 +774,13 @@ try {
     }
     const medians = [...rates].map(([label, r]) => [label, [...r].sort((x, y) => x - y)[1]]);
     console.log(JSON.stringify({ mode, medians: Object.fromEntries(medians), ...(medians.length === 2 ? { ratio: +(medians[0][1] / medians[1][1]).toFixed(2) } : {}) }));
+  } else if (mode === 'openings') {
+    const result = await openingRuns(redis.url, client, Number(c ?? (quick ? 3 : 10)), { rate: Number(a ?? 2000), keys: Number(b ?? 2000) });
+    printOpenings(result);
+  } else if (mode === 'slots') {
+    const rate = Number(process.env.RATE ?? 2000);
+    const result = await slotRuns(redis.url, client, quick ? 3 : 5, { rate, keys: Number(a ?? 2000), slots: Number(b ?? 1000), idle: Number(c ?? 2000) });
+    printSlots(result);
   } else if (mode === 'full') {
     await full(client);
   } else if (mode === 'servers') {

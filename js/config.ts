@@ -2,7 +2,7 @@ import { describe, invalidType, invalidValue } from './errors';
 import { integerOption, numberOption } from './validate';
 import type { StreamConfig } from './types';
 
-const DEFAULTS = { buffer: 256, idleTimeout: 30_000, maxConcurrent: 1000 } as const;
+const DEFAULTS = { buffer: 256, idleTimeout: 30_000, maxConcurrent: 10_000 } as const;
 
 /** Largest `buffer` and `maxConcurrent`: both cross into the core as u32. */
 const MAX_COUNT = 2 ** 32 - 1;

@@ -362,6 +362,13 @@ export const ERROR_CODES = {
     action:
       'Keep a worker of that version running until its sessions end, or deploy the new release with the old handler in `versions` (or with `migrate`).',
   },
+  ERR_VELO_SESSION_SLOTS: {
+    class: '',
+    from: 'velo-stream/redis',
+    when: "Keys of a worker's partitions needed a new session while every session slot (`fn`'s `maxConcurrent`) was taken: their events wait, in log order, until sessions end (a slot frees when a session ends, after its `idleTimeout`). Reported through `onError` at most once a minute per worker (`slots` is `maxConcurrent`, `waitingKeys` the keys waiting then); `stats().slots` counts every key that waited. Nothing is lost, but those keys' events are late.",
+    action:
+      'Raise `maxConcurrent` above the keys live at once on a worker (a live key holds a slot until its idle time passes), shorten `idleTimeout`, or add workers.',
+  },
   ERR_VELO_KEY_STATE_VERSION: {
     class: '',
     from: 'velo-stream/redis',
@@ -854,6 +861,20 @@ export function versionRefusedError(
     'ERR_VELO_VERSION_REFUSED',
   );
   return Object.assign(error, { partitions, refused });
+}
+
+/** Keys wait for a worker's session slots (`ERR_VELO_SESSION_SLOTS`): a warning, nothing failed. */
+export function slotsFullError(
+  slots: number,
+  waitingKeys: number,
+): Error & { code: 'ERR_VELO_SESSION_SLOTS'; slots: number; waitingKeys: number } {
+  const error = coded(
+    new Error(
+      `More keys are live than this worker has session slots (maxConcurrent ${slots}): ${waitingKeys === 1 ? '1 key needs a new session and waits for one to end, so its events are late' : `${waitingKeys} keys need a new session and wait for sessions to end, so their events are late`}. Raise maxConcurrent, shorten idleTimeout, or add workers. (Reported at most once a minute; stats().slots counts them.)`,
+    ),
+    'ERR_VELO_SESSION_SLOTS',
+  );
+  return Object.assign(error, { slots, waitingKeys });
 }
 
 /** A key state kept by a version the worker neither runs nor adopts (`ERR_VELO_KEY_STATE_VERSION`). */

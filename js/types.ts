@@ -54,7 +54,7 @@ export interface StreamConfig {
   buffer?: number;
   /** Milliseconds without a send after which the input ends as by `end()`. 0 = never. Default 30 000. */
   idleTimeout?: number;
-  /** Streams of this function open at once; `open()` beyond it throws `StreamLimitError`. Default 1000. */
+  /** Streams of this function open at once; `open()` beyond it throws `StreamLimitError`. Default 10 000. */
   maxConcurrent?: number;
   /** A name for stats and errors. Default: the handler's name. */
   name?: string;

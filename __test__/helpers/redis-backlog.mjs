@@ -29,7 +29,8 @@ export async function writeBacklog(name) {
  * whole backlog on a loaded machine).
  */
 export const worker = (name) =>
-  workerChild(name, { partitions: PARTITIONS, ttl: 10_000, idle: IDLE, delayMs: 0, trimInterval: 5000, timeout: 560_000 });
+  // (maxConcurrent 1,000, the default before issue 57: far fewer than the keys.)
+  workerChild(name, { partitions: PARTITIONS, ttl: 10_000, idle: IDLE, delayMs: 0, trimInterval: 5000, timeout: 560_000, extra: { maxConcurrent: 1000 } });
 
 /** Outputs of all the workers so far, by their stats lines (cheap to poll, unlike reading 500,000 entries). */
 export const outputsOf = (...children) => children.reduce((n, c) => n + (lastStats(c)?.outputs ?? 0), 0);

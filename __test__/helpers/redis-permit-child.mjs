@@ -116,7 +116,8 @@ const worker = redisWorker(fn, {
   // (No trim by default: the tests read the log's sessions at the end.)
   trimInterval: o.trimInterval ?? 0,
   limiter: { [o.per]: limiter, ...(o.maxWaiting === undefined ? {} : { maxWaiting: o.maxWaiting }) },
-  onError: (error) => console.log(`error ${error?.code} ${error?.message}`),
+  // (Keys waiting for a session slot are a warning, not an error: `slots <message>`.)
+  onError: (error) => console.log(`${error?.code === 'ERR_VELO_SESSION_SLOTS' ? 'slots' : `error ${error?.code}`} ${error?.message}`),
 });
 const timer = setInterval(() => console.log(`stats ${JSON.stringify({ ...worker.stats(), limiter: inner.stats() })}`), 100);
 process.once('SIGTERM', async () => {

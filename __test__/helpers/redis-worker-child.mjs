@@ -77,6 +77,7 @@ const worker = redisWorker(handler === 'versioned' ? versionedTotals(runs.at(-1)
   partitions: Number(partitions),
   leaseTtl: Number(leaseTtl),
   trimInterval: Number(trimInterval),
-  onError: (error) => console.log(`error ${error?.code} ${error?.message}`),
+  // (Keys waiting for a session slot are a warning, not an error: `slots <message>`.)
+  onError: (error) => console.log(`${error?.code === 'ERR_VELO_SESSION_SLOTS' ? 'slots' : `error ${error?.code}`} ${error?.message}`),
 });
 serveChildProtocol(worker, client, () => ({ rss: process.memoryUsage().rss }), { destroyClient });

@@ -1,11 +1,14 @@
 // A consumer process of `npm run bench:redis` (bench/redis.mjs starts and
-// measures it). Args: url name kind partitions keys leaseTtl pollMs
-//   kind velo:  a velo-stream redisWorker, one session per key (a running total; idleTimeout 0);
+// measures it). Args: url name kind partitions keys leaseTtl pollMs [options]
+//   kind velo:  a velo-stream redisWorker, one session per key (a running total; idleTimeout 0, maxConcurrent twice
+//               the keys; `options`, JSON: `idleTimeout`, and `maxConcurrent` (null: the function's default));
 //   kind naive: the naive baseline (bench/redis/naive.mjs) over the sessions k0..k<keys-1>.
 // Prints `ready`, and for velo `owned <p,p,...> <epoch ms>` when it finds its
 // partitions changed (checked every pollMs). A line `report` on stdin prints `report <json>`: events
 // handled, and the latency of those that carried a send time `t` (epoch ms,
-// performance.timeOrigin + performance.now(): comparable across processes).
+// performance.timeOrigin + performance.now(): comparable across processes), also split into those marked `f` (a
+// key's first event of the run: for velo, the one that opens its session) and the others. A report through
+// onError of ERR_VELO_SESSION_SLOTS (keys wait for a session slot) prints `slots <message>`; any other, `error <message>`.
 // SIGTERM: stops (velo: hands off), prints `closed`, exits 0.
 import { createInterface } from 'node:readline';
 import { createClient } from 'redis';
@@ -13,17 +16,23 @@ import { streamFn } from 'velo-stream';
 import { redisWorker } from 'velo-stream/redis';
 import { naiveConsumer } from './naive.mjs';
 
-const [url, name, kind, partitions, keys, leaseTtl, pollMs] = process.argv.slice(2);
+const [url, name, kind, partitions, keys, leaseTtl, pollMs, optionsJson = '{}'] = process.argv.slice(2);
+const options = JSON.parse(optionsJson);
 const now = () => performance.timeOrigin + performance.now();
 const client = createClient({ url });
 client.on('error', (error) => console.log(`error ${error.message}`));
 await client.connect();
 
 const latencies = [];
+const firstLatencies = [];
+const laterLatencies = [];
 let handled = 0;
 const onEvent = (event) => {
   handled++;
-  if (event.t !== undefined) latencies.push(now() - event.t);
+  if (event.t === undefined) return;
+  const ms = now() - event.t;
+  latencies.push(ms);
+  (event.f === 1 ? firstLatencies : laterLatencies).push(ms);
 };
 
 let stop;
@@ -37,9 +46,13 @@ if (kind === 'velo') {
         yield { n: e.n, total: (total += e.n) };
       }
     },
-    { idleTimeout: 0, maxConcurrent: Number(keys) * 2 },
+    {
+      idleTimeout: options.idleTimeout ?? 0,
+      ...(options.maxConcurrent === null ? {} : { maxConcurrent: options.maxConcurrent ?? Number(keys) * 2 }),
+    },
   );
-  const worker = redisWorker(fn, { client, name, partitions: Number(partitions), leaseTtl: Number(leaseTtl), onError: (e) => console.log(`error ${e?.message}`) });
+  const onError = (e) => console.log(`${e?.code === 'ERR_VELO_SESSION_SLOTS' ? 'slots' : 'error'} ${e?.message}`);
+  const worker = redisWorker(fn, { client, name, partitions: Number(partitions), leaseTtl: Number(leaseTtl), onError });
   let shown = null;
   const timer = setInterval(() => {
     const owned = worker.stats().owned.join(',');
@@ -63,9 +76,13 @@ if (kind === 'velo') {
 
 createInterface({ input: process.stdin }).on('line', (line) => {
   if (line === 'report') {
-    latencies.sort((a, b) => a - b);
-    console.log(`report ${JSON.stringify({ handled, latencies: latencies.map((x) => Math.round(x * 1000) / 1000), stats: stats() })}`);
+    const out = (list) => list.sort((a, b) => a - b).map((x) => Math.round(x * 1000) / 1000);
+    const first = out(firstLatencies);
+    const later = out(laterLatencies);
+    console.log(`report ${JSON.stringify({ handled, latencies: out(latencies), first, later, stats: stats() })}`);
     latencies.length = 0;
+    firstLatencies.length = 0;
+    laterLatencies.length = 0;
   }
 });
 process.once('SIGTERM', async () => {

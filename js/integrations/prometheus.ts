@@ -240,6 +240,8 @@ export function registerStreamMetrics(
  *   `velo_redis_errors_total`, `velo_redis_capped_sessions_total`, `velo_redis_handed_on_total`, `velo_redis_outputs_delivered_total`,
  *   `velo_redis_replay_diverged_total`, `velo_redis_checkpoints_total`, `velo_redis_restored_sessions_total`, `velo_redis_wakeups_total`, `velo_redis_debounced_total`, `velo_redis_kept_states_total`, `velo_redis_key_state_starts_total`, `velo_redis_refused_versions_total` (counters)
  * - `velo_redis_undelivered_outputs` (gauge: outputs committed, waiting for the local `onOutput`)
+ * - `velo_redis_session_slots` (gauge: `maxConcurrent`), `velo_redis_slot_waiting_keys` (gauge: keys that need a
+ *   new session and wait for a slot), `velo_redis_slot_waits_total` (counter: keys that began to wait for one)
  * - `velo_redis_sessions_by_version` (gauge, also labelled `version`: live sessions per handler version, `''` for
  *   none), `velo_redis_superseded` (gauge: 1 while a worker of a newer version supersedes this one)
  * - `velo_redis_round_trip_seconds` (histogram of the worker's calls to Redis, blocking wake-up reads excluded)
@@ -352,6 +354,18 @@ export function registerRedisWorkerMetrics(
     perWorker((s) => s.undelivered),
   );
   metric(
+    'redis_session_slots',
+    "Live sessions this worker runs at most (fn's maxConcurrent).",
+    'gauge',
+    perWorker((s) => s.slots.max),
+  );
+  metric(
+    'redis_slot_waiting_keys',
+    'Keys that need a new session and wait for a session slot (maxConcurrent): their events are late until sessions end.',
+    'gauge',
+    perWorker((s) => s.slots.waitingKeys),
+  );
+  metric(
     'redis_sessions_by_version',
     "Live sessions of this worker per handler version they run on (redisWorker's version; '' for sessions opened with none).",
     'gauge',
@@ -404,6 +418,11 @@ export function registerRedisWorkerMetrics(
     ['kept_states_total', "Keys' states kept by the commits that ended their sessions (keyState).", (s) => s.keptStates],
     ['key_state_starts_total', "Sessions that started from their key's kept state (keyState).", (s) => s.keyStateStarts],
     ['errors_total', 'Errors the worker recovered from (passed to onError).', (s) => s.errors],
+    [
+      'slot_waits_total',
+      'Keys that began to wait for a session slot (maxConcurrent taken; ERR_VELO_SESSION_SLOTS).',
+      (s) => s.slots.waits,
+    ],
     [
       'refused_versions_total',
       'Partitions not taken because a live session there runs a version this worker does not run (each attempt).',

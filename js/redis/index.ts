@@ -14,6 +14,7 @@ export {
   type SessionPermitItem,
   type WorkerLimiterOptions,
   type WorkerPermitStats,
+  type WorkerSlotStats,
 } from './engine/worker';
 export { redisOutputs, type RedisOutputs, type RedisOutputsOptions } from './clients/reader';
 export type { HandlerFailure, OutputItem } from './common/outputs';

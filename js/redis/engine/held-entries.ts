@@ -7,6 +7,7 @@ import { idBefore, logOrder } from '../common/log-ids';
 import { RETRY_MS } from './outbox';
 import type { PartitionHost, RunFlags } from './partition-host';
 import type { InputEntry, Lease } from '../common/transport';
+import { WaitingKeys } from './slot-watch';
 
 /**
  * Entries held in memory for a session slot per partition, in reads (readCount): past it, they are left in the
@@ -83,7 +84,7 @@ const SPILLED_IDS = 64;
 
 /** What the held entries use of their partition's run. */
 export interface HeldHost {
-  readonly worker: Pick<PartitionHost<never, unknown>, 'readCount' | 'log' | 'clock' | 'report' | 'live' | 'fn'>;
+  readonly worker: Pick<PartitionHost<never, unknown>, 'readCount' | 'log' | 'clock' | 'report' | 'live' | 'fn' | 'slots'>;
   readonly lease: Lease;
   /** The live sessions, by key. */
   readonly sessions: ReadonlyMap<string, unknown>;
@@ -120,9 +121,19 @@ export class HeldEntries {
   /** The held entry drainHeld is delivering (out of its list meanwhile). */
   draining: InputEntry | null = null;
   readonly #host: HeldHost;
+  /** Keys waiting for a session slot (counted for the worker: `stats().slots`). */
+  readonly #waiting: WaitingKeys;
 
   constructor(host: HeldHost) {
     this.#host = host;
+    this.#waiting = new WaitingKeys(host.worker.slots);
+  }
+
+  /** A delivery's answer for `key`, seen first by the keys waiting for a session slot. */
+  #seen(key: string, delivered: Delivery): Delivery {
+    if (delivered === Delivery.NoSlot) this.#waiting.noSlot(key);
+    else if (delivered !== Delivery.Behind) this.#waiting.wentOn(key);
+    return delivered;
   }
 
   /**
@@ -149,8 +160,8 @@ export class HeldEntries {
       return false;
     }
     const delivered = this.#host.deliver(entry);
-    if (typeof delivered === 'number') return this.#undelivered(entry, delivered);
-    return delivered.then((d) => this.#undelivered(entry, d));
+    if (typeof delivered === 'number') return this.#undelivered(entry, this.#seen(entry.key, delivered));
+    return delivered.then((d) => this.#undelivered(entry, this.#seen(entry.key, d)));
   }
 
   /** After `#deliver`: an entry it could not deliver is held (or left in the pending list). False: nothing to read again. */
@@ -370,7 +381,7 @@ export class HeldEntries {
       this.hold(entry);
       return Redelivery.Done;
     }
-    const delivered = await this.#host.deliver(entry);
+    const delivered = this.#seen(entry.key, await this.#host.deliver(entry));
     if (delivered === Delivery.Done) return Redelivery.Done;
     this.#host.budget.release();
     if (!room()) return delivered === Delivery.NoSlot ? Redelivery.NoRoomNoSlot : Redelivery.NoRoom;
@@ -475,7 +486,7 @@ export class HeldEntries {
       this.draining = entry;
       let delivered: Delivery;
       try {
-        delivered = await this.#host.deliver(entry);
+        delivered = this.#seen(entry.key, await this.#host.deliver(entry));
       } finally {
         this.draining = null;
       }
@@ -507,5 +518,6 @@ export class HeldEntries {
     this.held.clear();
     this.#count = 0;
     this.spilled.clear();
+    this.#waiting.clear();
   }
 }

@@ -7,6 +7,7 @@ import type { Codec } from '../common/codec';
 import type { LocalDelivery } from './local-delivery';
 import type { PartitionLog } from '../common/transport';
 import type { WorkerPermits } from './session-permits';
+import type { SlotReport } from './slot-watch';
 
 /** A partition's run's state that its parts read (the run alone writes it). */
 export interface RunFlags {
@@ -74,6 +75,8 @@ export interface PartitionHost<I, O> extends PartitionSettings<I, O> {
   clockOffset: number;
   /** This partition's share of `maxBufferedEvents`. */
   share(): number;
+  /** Keys waiting for a session slot, all partitions (`stats().slots`); the simulator has none. */
+  readonly slots?: SlotReport;
   report(error: unknown): void;
   /** The partition was lost (fenced, or its lease ran out). */
   lose(run: RunHandle): void;

@@ -41,6 +41,7 @@ import {
 } from '../common/transport';
 import { type Grant, waitsForStep } from './session-permits';
 import { SessionStarts } from './session-starts';
+import { KeyStateReads } from './key-state-reads';
 
 export class PartitionRun<I, O> {
   readonly sessions = new Map<string, Session<I, O>>();
@@ -99,6 +100,8 @@ export class PartitionRun<I, O> {
   readonly #starts: SessionStarts;
   /** Stops the worker's permits waking this run (`slotsFreed`). */
   readonly #unwake: (() => void) | undefined;
+  /** `keyState`: the states of the keys a read's batch opens, read together (key-state-reads.ts). */
+  readonly #ahead: KeyStateReads;
 
   constructor(
     readonly worker: PartitionHost<I, O>,
@@ -162,6 +165,7 @@ export class PartitionRun<I, O> {
       finish: (s) => this.#finish(s),
     });
     this.#unwake = worker.permits?.onWake(() => this.slotsFreed());
+    this.#ahead = new KeyStateReads(this, this.#ending, this.#snapshots, this.#entries);
     this.validUntil = grantedAt + worker.ttl;
     this.renewedAt = grantedAt;
     this.lastTrim = grantedAt;
@@ -219,6 +223,7 @@ export class PartitionRun<I, O> {
       if (!this.flags.replayDone) w.counters.replayed += read.entries.length;
       last = read.entries[read.entries.length - 1].id;
       if (pendingFrom !== null) pendingFrom = last;
+      if (w.keyState !== null) await this.#ahead.readAhead(read.entries);
       let rereadable = false;
       for (const entry of read.entries) {
         if (this.flags.stopping) return;
@@ -228,6 +233,7 @@ export class PartitionRun<I, O> {
         const dispatched = this.#entries.dispatch(entry);
         rereadable = (typeof dispatched === 'boolean' ? dispatched : await dispatched) || rereadable;
       }
+      this.#ahead.done();
       this.#inputs.redecide();
       if (rereadable) this.#entries.reread().catch((error: unknown) => w.report(error));
       // A short read took all there was: wait for more after its last entry rather than ask again (at live
@@ -454,7 +460,8 @@ export class PartitionRun<I, O> {
     // keyState: a new session starts from its key's state: the one a session of this run ended with while that end
     // is not committed yet, else the log's, read first (the checks above are made again once it is read).
     const ending = restoring ? undefined : this.#ending.get(key);
-    if (!restoring && ending === undefined && kept === undefined && this.worker.keyState !== null) {
+    const ahead = this.worker.keyState !== null && kept === undefined && ending === undefined && !restoring;
+    if (ahead && (kept = this.#ahead.take(key)) === undefined) {
       if (this.worker.live >= this.worker.fn.config.maxConcurrent) return Delivery.NoSlot;
       return this.#readKept(key).then((read) => (read === undefined ? Delivery.Done : this.#deliverNew(entry, read)));
     }

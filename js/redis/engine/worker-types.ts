@@ -319,6 +319,22 @@ export interface RedisWorkerStats {
   renewals: RenewalStats;
   /** What waits for a limiter's permit, and what is held (`limiter` option). */
   permits: WorkerPermitStats;
+  /** Session slots (`fn`'s `maxConcurrent`) and the keys that wait for one. */
+  slots: WorkerSlotStats;
+}
+
+/**
+ * A worker's session slots (`RedisWorkerStats.slots`). A key that needs a new session while every slot is taken
+ * waits (its events in log order) until a session ends: reported through `onError` as `ERR_VELO_SESSION_SLOTS`, at
+ * most once a minute.
+ */
+export interface WorkerSlotStats {
+  /** Live sessions this worker runs at most: `fn`'s `maxConcurrent`. */
+  max: number;
+  /** Keys that need a new session and wait for a slot now. */
+  waitingKeys: number;
+  /** Keys that began to wait for a slot, since the start (a key counts again once it went on and waits again). */
+  waits: number;
 }
 
 /** A running worker: it takes its share of the partitions and runs their sessions until `close()`. */

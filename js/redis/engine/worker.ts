@@ -50,6 +50,7 @@ import type { RedisWorker, RedisWorkerOptions, RedisWorkerStats } from './worker
 import { WorkerPermits, checkWorkerLimiter } from './session-permits';
 import { type WorkerVersions, checkVersions } from './versions';
 import { planBalance } from '../rules/versions';
+import { SlotReport } from './slot-watch';
 
 export type {
   Migrate,
@@ -61,6 +62,7 @@ export type {
   RenewalStats,
   SyncMigrate,
   WorkerPermitStats,
+  WorkerSlotStats,
 } from './worker-types';
 export type { SessionLimiters, SessionPermitItem, WorkerLimiterOptions } from './session-permits';
 
@@ -112,6 +114,12 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
   /** The limiters its sessions and steps take permits of (`limiter`), or null. */
   readonly permits: WorkerPermits | null;
   readonly counters: WorkerCounters = newCounters();
+  /** Keys waiting for a session slot (`maxConcurrent`), reported at most once a minute. */
+  readonly slots = new SlotReport(
+    () => this.fn.config.maxConcurrent,
+    () => this.clock.now(),
+    (error) => this.report(error),
+  );
   readonly #trips = new RoundTrips();
   readonly #share: number;
   live = 0;
@@ -330,6 +338,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       roundTrip,
       renewals,
       permits,
+      slots: { max: this.fn.config.maxConcurrent, waitingKeys: this.slots.waiting, waits: this.slots.waits },
     };
   }
 
