@@ -376,39 +376,91 @@ export const kHoldIdle = Symbol('velo-stream.holdIdle');
 /** See `HandlerStream[kBegin]`. */
 export const kBegin = Symbol('velo-stream.begin');
 
+/**
+ * The part of a stream's state that only some streams use (sessions, pipes, limiters, pulled sources and fused
+ * reads, lent batches, timers, traces, task bodies, a second waiting read, `ctx.signal`, the id), made by the
+ * stream's first write to it (`HandlerStream.#more`). Until then the stream reads `NO_EXTRAS`, these defaults: a
+ * stream of one handler and one reader, fed by sends, never makes one.
+ */
+class Extras<I, O> {
+  /** The stream's id (`s<key>`), made when first asked for. */
+  id: string | undefined = undefined;
+  /** Stops for the async sources being sent now (made on the first one). */
+  sources: Set<() => void> | null = null;
+  /** The handler's `ctx.signal`, made on first use. */
+  abort: AbortController | undefined = undefined;
+  /** Why `ctx.signal` was aborted by the body (it is failing), if it was. */
+  bodyAbort: { reason: unknown } | undefined = undefined;
+  /** A task stage's body, or null for a handler generator. */
+  body: StreamBody<I, O> | null = null;
+  /** The session's durable side (`ctx.restored`, `ctx.checkpoint`), or undefined (a no-op checkpoint). */
+  hooks: SessionHooks | undefined = undefined;
+  /** In-process timers of `ctx.wakeAt` (without hooks), cleared when the handler finishes. */
+  wakeTimers: Set<NodeJS.Timeout> | null = null;
+  /** Those of them made with a key, by key. */
+  keyedTimers: Map<string, NodeJS.Timeout> | null = null;
+  /** The body's deadlines are pending (see `kTimersPending`); `timersAnswerSends`: they answer waiting sends too. */
+  timersPending = false;
+  timersAnswerSends = false;
+  /** The pipe's keep-alive group, for a stage of a pipe: it decides instead of this stream (see `AliveGroup`). */
+  group: AliveGroup | null = null;
+  groupLast = false;
+  /** What this stream last told its group. */
+  groupRunning = false;
+  groupReading = false;
+  /** What this stage last told its group of its wait for admission. */
+  groupAdmitting = false;
+  /** Its hooks ended its input in front of what was buffered (`SessionHooks.next`): every take answers done. */
+  inputCut = false;
+  /** The source the handler pulls its events from directly, while one feeds it (see pull.ts). */
+  pull: SourcePull<I> | null = null;
+  /**
+   * Its idle clock is held for its pulled source (`#holdForPull`): the source is asked only when the handler
+   * waits for input, so while the handler works its source's next events wait on it, as a sender waits at a full
+   * input buffer, and the clock is held as it is then. It runs again from the handler's next ask.
+   */
+  pullHeld = false;
+  /** Waits for a limiter's permit before its handler starts (`kHoldIdle`): its idle clock is held meanwhile. */
+  admitting = false;
+  /** The same, whether or not an idle clock runs (`#syncAdmissionHold`). */
+  waitingAdmission = false;
+  /** In `readingAdmitted`, and holding the process alive, for a read while it waits for admission. */
+  admissionHeld = false;
+  /** Its reads are its owner's (`kOwnedReads`): they hold it for nothing while it waits for admission. */
+  ownedReads = false;
+  /** How the taking of the lent batch is told to the core: `LENT_LISTED`, `LENT_LATE` (see `tellLater`). */
+  lentFlags = 0;
+  /** Events of the lent batch the core knows are taken (its first is told by the take that lent it). */
+  inTold = 0;
+  /** `performance.now()` at the first take of the lent batch in this run, when it is not the run that lent it. */
+  lateFrom = 0;
+  /** One reader pulls the outputs (`kFuse`): the handler runs only while a read waits. */
+  fused = false;
+  /** Fused, the handler waits at its yield for the next read (`#park`). */
+  parked = false;
+  /** The stream's span, until it ends (tracing.ts); undefined when nothing traces. */
+  trace: StreamTrace | undefined = undefined;
+  /** Settles when the handler has returned; made only when someone asks (see kFinished). */
+  finished: Promise<void> | null = null;
+  resolveFinished: (() => void) | null = null;
+  /** `#resumeStep` as the callback of a handler paused at its yield (`#resumeHandler`), made on first use. */
+  resumeStepFn: (() => void) | undefined = undefined;
+  /** Outputs the handler yielded so far (a checkpoint comes after them). */
+  yielded = 0;
+  /** Reads waiting after `HandlerStream.#reader` (a shared empty queue until the first one). */
+  moreReaders: Fifo<Reader> = NO_QUEUE;
+}
+
+/** Every stream's `Extras` until it writes one (never written to: `HandlerStream.#more` makes a stream its own). */
+const NO_EXTRAS: Readonly<Extras<unknown, unknown>> = new Extras<unknown, unknown>();
+
 export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTarget {
   readonly #native: NativeStream;
   readonly #label: string;
   readonly #capacity: number;
-  #id: string | undefined;
   readonly #signal: AbortSignal | undefined;
   /** Removes the open signal's listener. */
   #detachSignal: (() => void) | undefined;
-  /** Stops for the async sources being sent now (made on the first one). */
-  #sources: Set<() => void> | null = null;
-  /** The handler's `ctx.signal`, made on first use. */
-  #abort: AbortController | undefined;
-  /** Why `ctx.signal` was aborted by the body (it is failing), if it was. */
-  #bodyAbort: { reason: unknown } | undefined;
-  /** A task stage's body, or null for a handler generator. */
-  #body: StreamBody<I, O> | null = null;
-  /** The session's durable side (`ctx.restored`, `ctx.checkpoint`), or undefined (a no-op checkpoint). */
-  #hooks: SessionHooks | undefined;
-  /** Outputs the handler yielded so far (a checkpoint comes after them). */
-  #yielded = 0;
-  /** In-process timers of `ctx.wakeAt` (without hooks), cleared when the handler finishes. */
-  #wakeTimers: Set<NodeJS.Timeout> | null = null;
-  /** Those of them made with a key, by key. */
-  #keyedTimers: Map<string, NodeJS.Timeout> | null = null;
-  /** The body's deadlines are pending (see `kTimersPending`); `#timersAnswerSends`: they answer waiting sends too. */
-  #timersPending = false;
-  #timersAnswerSends = false;
-  /** The pipe's keep-alive group, for a stage of a pipe: it decides instead of this stream (see `AliveGroup`). */
-  #group: AliveGroup | null = null;
-  #groupLast = false;
-  /** What this stream last told its group. */
-  #groupRunning = false;
-  #groupReading = false;
 
   // Input side: parked senders, and the batch lent to the handler.
   /** Senders waiting for room (a shared empty queue until the first one). */
@@ -417,12 +469,6 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   #inBuf: unknown[] = NO_BUFFER;
   #inPos = 0;
   #inLen = 0;
-  /** How the taking of the lent batch is told to the core: `LENT_LISTED`, `LENT_LATE` (see `tellLater`). */
-  #lentFlags = 0;
-  /** Events of the lent batch the core knows are taken (its first is told by the take that lent it). */
-  #inTold = 0;
-  /** `performance.now()` at the first take of the lent batch in this run, when it is not the run that lent it. */
-  #lateFrom = 0;
   /**
    * Events handed to the handler (or body) so far, a lent batch counted
    * whole: what it has taken is this less what is left of the batch (see
@@ -432,8 +478,6 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   #handed = 0;
   /** The handler (or body) was told its input ended. */
   #endTaken = false;
-  /** Its hooks ended its input in front of what was buffered (`SessionHooks.next`): every take answers done. */
-  #inputCut = false;
   /** Resolves the handler's pending `next()`, while it waits for input. */
   #resolveInput: ((r: IteratorResult<I>) => void) | null = null;
   /** That pending `next()`. */
@@ -455,8 +499,6 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   #idleOn: boolean;
   /** The handler left its input loop (`HandlerInput.return()`); it may still be running. */
   #inputReleased = false;
-  /** The source the handler pulls its events from directly, while one feeds it (see pull.ts). */
-  #pull: SourcePull<I> | null = null;
 
   // Output side: readers, the batch lent to them, and the paused handler.
   /** The batch lent to readers (made on first use). */
@@ -465,16 +507,15 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   #outLen = 0;
   /** Outputs of the taken batch the core was told are read (`#consumed`). */
   #outReported = 0;
-  /** Reads waiting for an output (a shared empty queue until the first one). */
-  #readers: Fifo<Reader> = NO_QUEUE;
+  /** The first read waiting for an output (the others, rarely any, wait in `#moreReaders`). */
+  #reader: Reader | null = null;
   /** Resumes the handler paused at a yield the core parked, or parked between reads (fused). */
   #resumeHandler: (() => void) | null = null;
   /** The handler's iterator (a generator handler's; see `#step`). */
   #it: AsyncIterator<unknown> | null = null;
-  /** One reader pulls the outputs (`kFuse`): the handler runs only while a read waits. */
-  #fused = false;
-  /** Fused, the handler waits at its yield for the next read (`#park`). */
-  #parked = false;
+  /** The reactions to a step of the handler (`#step`): made when the handler starts. */
+  #onStep: ((r: IteratorResult<unknown>) => void) | null = null;
+  #onStepFailed: ((error: unknown) => void) | null = null;
   /** As `#inPending`, for outputs and their readers. */
   #outPending = false;
   /** The handler returned with nothing held for readers (`#returned`): every take answers `Take.Ended`. */
@@ -504,9 +545,6 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   #credit = 0;
   /** Some output went into the core's output lane (committed or pushed): its room is the core's to tell. */
   #outLaneUsed = false;
-  #wakeScheduled = false;
-  /** Writers waiting in `kSettle` for the running handler to stop. */
-  #settleWaiters: (() => void)[] | null = null;
   /** This stream holds the process alive (`holdAlive`), wanted or not (see `recheckLater`). */
   #keepingAlive = false;
   /** This stream is held strongly for its idle deadline (`holdIdle`), its clock running or not (see `recheckLater`). */
@@ -515,22 +553,6 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   #idleWatched = false;
   /** In `toRecheck`. */
   #recheckListed = false;
-  /**
-   * Its idle clock is held for its pulled source (`#holdForPull`): the source is asked only when the handler
-   * waits for input, so while the handler works its source's next events wait on it, as a sender waits at a full
-   * input buffer, and the clock is held as it is then. It runs again from the handler's next ask.
-   */
-  #pullHeld = false;
-  /** Waits for a limiter's permit before its handler starts (`kHoldIdle`): its idle clock is held meanwhile. */
-  #admitting = false;
-  /** The same, whether or not an idle clock runs (`#syncAdmissionHold`). */
-  #waitingAdmission = false;
-  /** In `readingAdmitted`, and holding the process alive, for a read while it waits for admission. */
-  #admissionHeld = false;
-  /** Its reads are its owner's (`kOwnedReads`): they hold it for nothing while it waits for admission. */
-  #ownedReads = false;
-  /** What this stage last told its group of its wait for admission. */
-  #groupAdmitting = false;
 
   // Handoffs not yet counted by the core (see `reportHandoffs`).
   #inHanded = 0;
@@ -549,14 +571,23 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   // only JavaScript can: the error, the cancel reason, the handler's promise.
   /** The handler's error (or, for a pipe's last stage, the pipe's). */
   #failure: { error: unknown } | undefined;
-  /** The stream's span, until it ends (tracing.ts); undefined when nothing traces. */
-  #trace: StreamTrace | undefined;
   /** Set by the cancel the core accepted, with its reason. */
   #cancel: { reason: unknown } | undefined;
-  /** Settles when the handler has returned; made only when someone asks (see kFinished). */
-  #finished: Promise<void> | null = null;
-  #resolveFinished: (() => void) | null = null;
   #handlerDone = false;
+
+  /** Batch readers are served on the next turn (`wakeLater`). */
+  #wakeScheduled = false;
+  /** Writers waiting in `kSettle` for the running handler to stop. */
+  #settleWaiters: (() => void)[] | null = null;
+
+  /** The rarely used part of the state (see `Extras`): `NO_EXTRAS` until its first write (`#more`). */
+  #x: Readonly<Extras<I, O>> = NO_EXTRAS as Readonly<Extras<I, O>>;
+
+  /** The rarely used part of the state, to write to (made now if it was not). */
+  #more(): Extras<I, O> {
+    const x = this.#x;
+    return x === NO_EXTRAS ? (this.#x = new Extras<I, O>()) : x;
+  }
 
   /** The stream's state; `kBegin` starts it (kept apart, so that opening a stream may inline this and allocate the stream in place). */
   constructor(native: NativeStream, label: string, capacity: number, idle: boolean, signal: AbortSignal | undefined) {
@@ -588,12 +619,12 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     hooks: SessionHooks | undefined,
     trace: StreamTrace | undefined,
   ): void {
-    this.#hooks = hooks;
+    this.#more().hooks = hooks;
     hooks?.attach?.();
-    this.#trace = trace;
+    this.#more().trace = trace;
     trace?.watch(this);
     if (typeof handler !== 'function') {
-      this.#body = handler;
+      this.#more().body = handler;
       if (trace === undefined) handler[kStartBody](this);
       else trace.run(() => handler[kStartBody](this));
       return;
@@ -626,21 +657,23 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     }
     if (iterator !== undefined) {
       this.#it = iterator;
-      void this.#pump();
+      this.#onStep = (r) => this.#stepped(r);
+      this.#onStepFailed = (error) => this.#handlerThrew(error);
+      this.#step();
     }
   }
 
   [kTraceAttributes](attributes: Record<string, string>): void {
-    this.#trace?.span.setAttributes(attributes);
+    this.#x.trace?.span.setAttributes(attributes);
   }
 
   /** The stream's trace, if the application traces (a body runs its calls in its context). */
   get [kTrace](): StreamTrace | undefined {
-    return this.#trace;
+    return this.#x.trace;
   }
 
   get id(): string {
-    return (this.#id ??= `s${this.#native.key}`);
+    return (this.#more().id ??= `s${this.#native.key}`);
   }
 
   get state(): StreamState {
@@ -659,17 +692,19 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
 
   /** The handler's `ctx.signal`, made on first use (most handlers never look). */
   get [kHandlerSignal](): AbortSignal {
-    if (this.#abort === undefined) {
-      this.#abort = new AbortController();
-      if (this.#body !== null) setMaxListeners(this.#body.signalListeners, this.#abort.signal);
-      if (this.#cancel !== undefined) this.#abort.abort(this.#cancel.reason);
-      else if (this.#bodyAbort !== undefined) this.#abort.abort(this.#bodyAbort.reason);
+    let abort = this.#x.abort;
+    if (abort === undefined) {
+      abort = this.#more().abort = new AbortController();
+      const body = this.#x.body;
+      if (body !== null) setMaxListeners(body.signalListeners, abort.signal);
+      if (this.#cancel !== undefined) abort.abort(this.#cancel.reason);
+      else if (this.#x.bodyAbort !== undefined) abort.abort(this.#x.bodyAbort.reason);
     }
-    return this.#abort.signal;
+    return abort.signal;
   }
 
   get [kHooks](): SessionHooks | undefined {
-    return this.#hooks;
+    return this.#x.hooks;
   }
 
   /**
@@ -677,24 +712,24 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
    * this stream at `time`, dropped if the input has ended by then; one of the same key replaces it.
    */
   [kWakeAt](time: number, payload: unknown, key: string | undefined): void {
-    if (this.#hooks !== undefined) {
-      this.#hooks.wakeAt(time, payload, key);
+    if (this.#x.hooks !== undefined) {
+      this.#x.hooks.wakeAt(time, payload, key);
       return;
     }
     if (this.#handlerDone) return;
-    if (this.#wakeTimers === null) {
-      const timers = (this.#wakeTimers = new Set());
+    if (this.#x.wakeTimers === null) {
+      const timers = (this.#more().wakeTimers = new Set());
       void this[kFinished].then(() => {
         for (const timer of timers) clearTimeout(timer);
         timers.clear();
-        this.#keyedTimers?.clear();
+        this.#x.keyedTimers?.clear();
       });
     }
-    const timers = this.#wakeTimers;
+    const timers = this.#x.wakeTimers as Set<NodeJS.Timeout>;
     const timer = setTimeout(
       () => {
         timers.delete(timer);
-        if (key !== undefined && this.#keyedTimers?.get(key) === timer) this.#keyedTimers.delete(key);
+        if (key !== undefined && this.#x.keyedTimers?.get(key) === timer) this.#x.keyedTimers.delete(key);
         this.send(payload as I).catch(() => {});
       },
       Math.min(2_147_483_647, Math.max(0, time - Date.now())),
@@ -702,31 +737,34 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     timers.add(timer);
     if (key !== undefined) {
       this[kCancelTimer](key);
-      (this.#keyedTimers ??= new Map()).set(key, timer);
+      (this.#more().keyedTimers ??= new Map()).set(key, timer);
     }
   }
 
   /** `ctx.cancelTimer(key)`: the hooks', or the in-process timer of that key. */
   [kCancelTimer](key: string): boolean {
-    if (this.#hooks !== undefined) return this.#hooks.cancelTimer(key);
-    const timer = this.#keyedTimers?.get(key);
+    if (this.#x.hooks !== undefined) return this.#x.hooks.cancelTimer(key);
+    const timer = this.#x.keyedTimers?.get(key);
     if (timer === undefined) return false;
     clearTimeout(timer);
-    this.#wakeTimers?.delete(timer);
-    this.#keyedTimers?.delete(key);
+    this.#x.wakeTimers?.delete(timer);
+    this.#x.keyedTimers?.delete(key);
     return true;
   }
 
   /** `ctx.checkpoint(state)`: every output yielded before it has reached `#emit`, every event taken is counted. */
   [kCheckpoint](state: unknown): void {
-    this.#hooks?.checkpoint(state, this[kTaken](), this.#yielded);
+    this.#x.hooks?.checkpoint(state, this[kTaken](), this.#x.yielded);
   }
 
   get [kFinished](): Promise<void> {
-    if (this.#finished === null) {
-      this.#finished = this.#handlerDone ? RESOLVED : new Promise((resolve) => (this.#resolveFinished = resolve));
+    let finished = this.#x.finished;
+    if (finished === null) {
+      finished = this.#more().finished = this.#handlerDone
+        ? RESOLVED
+        : new Promise((resolve) => (this.#more().resolveFinished = resolve));
     }
-    return this.#finished;
+    return finished;
   }
 
   get [kFailure](): { error: unknown } | undefined {
@@ -775,9 +813,9 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   /** The run of code that listed this stream in `lentToTell` has ended: what the handler took in it is told. */
   [kTellLent](): void {
     this.#tellTaken();
-    const flags = this.#lentFlags;
+    const flags = this.#x.lentFlags;
     // The run that lent the batch ended with some of it left: the handler takes the rest in later runs.
-    this.#lentFlags = flags >= LENT_LATE || this.#inPos < this.#inLen ? LENT_LATE : 0;
+    this.#more().lentFlags = flags >= LENT_LATE || this.#inPos < this.#inLen ? LENT_LATE : 0;
   }
 
   /**
@@ -785,28 +823,28 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
    * the lending (the run that lent it), or from the first take timed in this run (a later run), up to now.
    */
   #tellTaken(): void {
-    const n = this.#inPos - this.#inTold;
+    const n = this.#inPos - this.#x.inTold;
     if (n <= 0) return;
-    this.#inTold = this.#inPos;
-    this.#native.inputTaken(n, this.#lentFlags >= LENT_LATE ? (perf.now() - this.#lateFrom) * 1000 : -1);
+    this.#more().inTold = this.#inPos;
+    this.#native.inputTaken(n, this.#x.lentFlags >= LENT_LATE ? (perf.now() - this.#x.lateFrom) * 1000 : -1);
   }
 
   /** The first take from the lent batch in a run after the one that lent it: timed, and told when this run ends. */
   #lateTake(): void {
-    this.#lentFlags = LENT_LATE | LENT_LISTED;
-    this.#lateFrom = perf.now();
+    this.#more().lentFlags = LENT_LATE | LENT_LISTED;
+    this.#more().lateFrom = perf.now();
     tellLater(this as HandlerStream<unknown, unknown>);
   }
 
   /** The core lent a batch of `n` events (its first taken now). */
   #lent(n: number): void {
-    this.#inTold = 1;
+    this.#more().inTold = 1;
     if (n <= 1) {
-      this.#lentFlags &= LENT_LISTED;
+      if (this.#x.lentFlags !== 0) this.#more().lentFlags &= LENT_LISTED;
       return;
     }
-    if ((this.#lentFlags & LENT_LISTED) === 0) tellLater(this as HandlerStream<unknown, unknown>);
-    this.#lentFlags = LENT_LISTED;
+    if ((this.#x.lentFlags & LENT_LISTED) === 0) tellLater(this as HandlerStream<unknown, unknown>);
+    this.#more().lentFlags = LENT_LISTED;
   }
 
   #countLater(): void {
@@ -847,6 +885,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
 
   /** An event went to the handler with no native call: counted later, its time stamped for the idle clock (see `reportHandoffs`). */
   #inputHandedOver(): void {
+    // (Without native state yet, it is counted there: nothing to report, and no idle clock runs until then.)
+    if (this.#native.handedInFirstTurn(1, 0)) return;
     if (this.#stampDue) {
       this.#stampDue = false;
       stampLater(this as HandlerStream<unknown, unknown>);
@@ -925,7 +965,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
    * span as their parent instead of the caller's.
    */
   #pullable(end: boolean): boolean {
-    return end && this.#pull === null && this.#body === null && this.#hooks === undefined && this.#trace === undefined;
+    return end && this.#x.pull === null && this.#x.body === null && this.#x.hooks === undefined && this.#x.trace === undefined;
   }
 
   [kPullable](): boolean {
@@ -934,10 +974,10 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
 
   #pullFrom(source: AsyncIterable<I>, control: SendControl | undefined): Promise<boolean> {
     const pull = new SourcePull<I>(source, this);
-    this.#pull = pull;
+    this.#more().pull = pull;
     if (control !== undefined) control.stop = pull.stop;
     // A cancel closes it with the sources being sent.
-    (this.#sources ??= new Set()).add(pull.stop);
+    (this.#more().sources ??= new Set()).add(pull.stop);
     // The handler may be waiting for its first event already.
     if (this.#resolveInput !== null && !this.#inPending) pull.request();
     return pull.done;
@@ -945,9 +985,9 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
 
   /** The pull stopped for good (its source ended, failed or was closed): forgotten. */
   [kPullDetached](detached: SourcePull<I>): void {
-    if (this.#pull === detached) this.#pull = null;
-    this.#sources?.delete(detached.stop);
-    if (this.#pullHeld && this.#pull === null) this.#holdForPull(false);
+    if (this.#x.pull === detached) this.#more().pull = null;
+    this.#x.sources?.delete(detached.stop);
+    if (this.#x.pullHeld && this.#x.pull === null) this.#holdForPull(false);
   }
 
   override [kSendNow](event: I): true | Promise<void> {
@@ -1044,7 +1084,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       closeSource(source, it);
     };
     if (control !== undefined) control.stop = stop;
-    (this.#sources ??= new Set()).add(stop);
+    (this.#more().sources ??= new Set()).add(stop);
     try {
       for (;;) {
         const r = checkedResult(await it.next());
@@ -1070,29 +1110,29 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     } finally {
       // Finished, or failed: nothing left to stop.
       stopped = true;
-      this.#sources.delete(stop);
+      this.#x.sources?.delete(stop);
     }
   }
 
   [kNextInput](): Promise<IteratorResult<I>> {
-    if (this.#inputCut) return Promise.resolve(DONE);
+    if (this.#x.inputCut) return Promise.resolve(DONE);
     // (A session's stream only: kept out of this path's own code, where it cost about 2.5 % of a live round trip.)
-    if (this.#hooks !== undefined) {
-      const first = this.#hookedInput(this.#hooks);
+    if (this.#x.hooks !== undefined) {
+      const first = this.#hookedInput(this.#x.hooks);
       if (first !== undefined) return first;
     }
     if (this.#inPos < this.#inLen) {
-      if (this.#lentFlags === LENT_LATE) this.#lateTake();
+      if (this.#x.lentFlags === LENT_LATE) this.#lateTake();
       const value = this.#inBuf[this.#inPos] as I;
       this.#inBuf[this.#inPos++] = undefined;
       return Promise.resolve({ value, done: false });
     }
     const r = this.#pollInput();
     if (r !== null) return Promise.resolve(r);
-    const pull = this.#pull;
+    const pull = this.#x.pull;
     if (pull !== null) {
       // The handler asks again: the clock held while it worked runs from now.
-      if (this.#pullHeld) this.#holdForPull(false);
+      if (this.#x.pullHeld) this.#holdForPull(false);
       // The source has an event ready with the last (the rest of a chunk's lines): it goes over now.
       const value = pull.ready();
       if (value !== NOT_NOW) {
@@ -1104,13 +1144,13 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     // The handler is about to wait for input: whatever it yielded so far is
     // all there is for now, so batch readers need not wait any longer. (With
     // nothing staged or held, no reader could be answered.)
-    if (this.#readers.length > 0 && (this.#staged > this.#stageHead || this.#outPending)) this.#serveReaders();
+    if (this.#reader !== null && (this.#staged > this.#stageHead || this.#outPending)) this.#serveReaders();
     this.#settled();
     // A second next() before the first settled (not something for-await
     // does) waits its turn rather than taking the first one's place.
     if (this.#inputPromise !== null) return this.#inputPromise.then(() => this[kNextInput]());
     const waiting = (this.#inputPromise = new Promise((resolve) => (this.#resolveInput = resolve)));
-    if (this.#hooks !== undefined) this.#hooks.waiting?.();
+    if (this.#x.hooks !== undefined) this.#x.hooks.waiting?.();
     // (Its event comes as a send that finds the handler waiting: `kSendNow`, perhaps at once, from a stage's outputs.)
     pull?.request();
     return waiting;
@@ -1118,11 +1158,11 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
 
   /** An event the hooks give first (a durable timer due before the next event), counted as taken, or the end. */
   #hookedInput(hooks: SessionHooks): Promise<IteratorResult<I>> | undefined {
-    const first = hooks.next?.(this.#yielded);
+    const first = hooks.next?.(this.#x.yielded);
     if (first === undefined) return undefined;
     if (first === 'end') {
       // What is still buffered will never be taken (the core counts it as left when the handler returns).
-      this.#inputCut = this.#endTaken = true;
+      this.#more().inputCut = this.#endTaken = true;
       this.#dropLent();
       return Promise.resolve(DONE);
     }
@@ -1140,7 +1180,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     }
     if (this.#inBuf === NO_BUFFER) this.#inBuf = [];
     // The batch before is all taken: takes of it in later runs are told first (the take tells those of its run).
-    if (this.#lentFlags >= LENT_LATE) this.#tellTaken();
+    if (this.#x.lentFlags >= LENT_LATE) this.#tellTaken();
     const n = this.#native.takeInput(this.#capacity, this.#inBuf);
     this.#lent(n);
     this.#inPending = n !== Take.Empty;
@@ -1162,19 +1202,19 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   /** What is left of the lent batch will never be taken (what was taken is told first). */
   #dropLent(): void {
     this.#tellTaken();
-    this.#lentFlags &= LENT_LISTED;
+    if (this.#x.lentFlags !== 0) this.#more().lentFlags &= LENT_LISTED;
     this.#handed -= this.#inLen - this.#inPos;
     this.#inPos = this.#inLen = 0;
   }
 
   [kTaken](): number {
-    const body = this.#body;
+    const body = this.#x.body;
     if (body?.taken !== undefined) return body.taken();
     return this.#handed - (this.#inLen - this.#inPos);
   }
 
   [kTakenEnd](): boolean {
-    const body = this.#body;
+    const body = this.#x.body;
     if (body?.takenEnd !== undefined) return body.takenEnd();
     return this.#endTaken;
   }
@@ -1196,7 +1236,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   [kReleaseInput](): void {
     // The handler takes no more events: its source is closed now, not when the handler finishes (run as it is
     // read, it may wait at a yield for long).
-    this.#pull?.stop();
+    this.#x.pull?.stop();
     // What the handler took of its lent batch is told before the rest is given back.
     this.#tellTaken();
     this.#native.releaseInput();
@@ -1225,12 +1265,12 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
 
   /** The stream waits for admission (a limiter's permit, js/core/admit.ts): its idle clock is held, and it is held weakly. */
   [kHoldIdle](held: boolean): void {
-    if (this.#waitingAdmission !== held) {
-      this.#waitingAdmission = held;
+    if (this.#x.waitingAdmission !== held) {
+      this.#more().waitingAdmission = held;
       this.#syncAdmissionHold();
     }
-    if (!this.#idleOn || this.#admitting === held || !this.#native.live) return;
-    this.#admitting = held;
+    if (!this.#idleOn || this.#x.admitting === held || !this.#native.live) return;
+    this.#more().admitting = held;
     this.#native.idleHold(held);
     this.#syncKeepAlive();
   }
@@ -1239,21 +1279,21 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     this[kReport](false);
     // The deadline came while the handler worked, its pulled source not asked: no event was kept from it by the
     // source, so the clock is held (see `#pullHeld`) and the core re-arms the deadline instead of ending.
-    const pull = this.#pull;
-    if (pull !== null && !pull.asked && !this.#pullHeld && !this.#admitting) this.#holdForPull(true);
+    const pull = this.#x.pull;
+    if (pull !== null && !pull.asked && !this.#x.pullHeld && !this.#x.admitting) this.#holdForPull(true);
     if (this.#native.idleFire()) this.#inputEnded();
   }
 
   /** Holds the idle clock for the pulled source, or lets it run again from now (see `#pullHeld`). */
   #holdForPull(held: boolean): void {
-    this.#pullHeld = held;
+    this.#more().pullHeld = held;
     if (this.#idleOn && this.#native.live) this.#native.idleHold(held);
     this.#syncKeepAlive();
   }
 
   /** Whether the idle deadline runs: not while a send waits for room, the stream waits for admission, or its clock is held for a pulled source. */
   #clockRuns(): boolean {
-    return this.#idleOn && this.#senders.length === 0 && !this.#admitting && !this.#pullHeld;
+    return this.#idleOn && this.#senders.length === 0 && !this.#x.admitting && !this.#x.pullHeld;
   }
 
   #idleOff(): void {
@@ -1287,8 +1327,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
    * (`recheckLater`).
    */
   #syncKeepAlive(): void {
-    if (this.#waitingAdmission) this.#syncAdmissionHold();
-    if (this.#group !== null) {
+    if (this.#x.waitingAdmission) this.#syncAdmissionHold();
+    if (this.#x.group !== null) {
       this.#syncGroup();
       return;
     }
@@ -1305,7 +1345,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       if (this.#keepingAlive) return;
       this.#keepingAlive = true;
       holdAlive();
-      this.#body?.keepAlive?.(true);
+      this.#x.body?.keepAlive?.(true);
     } else if (this.#keepingAlive) this.#recheck();
   }
 
@@ -1316,14 +1356,14 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
    */
   #syncAdmissionHold(): void {
     // (A pipe's stage: its group holds it while the user reads the pipe. A stage's readers are the next stage.)
-    if (this.#group !== null) {
-      if (this.#groupAdmitting !== this.#waitingAdmission)
-        this.#group.admitting(this, (this.#groupAdmitting = this.#waitingAdmission));
+    if (this.#x.group !== null) {
+      if (this.#x.groupAdmitting !== this.#x.waitingAdmission)
+        this.#x.group.admitting(this, (this.#more().groupAdmitting = this.#x.waitingAdmission));
       return;
     }
-    const hold = this.#waitingAdmission && this.#readers.length > 0 && !this.#ownedReads;
-    if (hold === this.#admissionHeld) return;
-    this.#admissionHeld = hold;
+    const hold = this.#x.waitingAdmission && this.#reader !== null && !this.#x.ownedReads;
+    if (hold === this.#x.admissionHeld) return;
+    this.#more().admissionHeld = hold;
     if (hold) {
       readingAdmitted.add(this as HandlerStream<unknown, unknown>);
       holdAlive();
@@ -1337,11 +1377,11 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   #syncGroup(): void {
     const running = this.#clockRuns();
     if (running !== this.#idleHeld) this.#holdIdle(running);
-    const live = running || this.#timersPending;
-    const group = this.#group as AliveGroup;
-    if (live !== this.#groupRunning) group.running((this.#groupRunning = live));
-    const reading = this.#groupLast && this.#readers.length > 0;
-    if (reading !== this.#groupReading) group.reading((this.#groupReading = reading));
+    const live = running || this.#x.timersPending;
+    const group = this.#x.group as AliveGroup;
+    if (live !== this.#x.groupRunning) group.running((this.#more().groupRunning = live));
+    const reading = this.#x.groupLast && this.#reader !== null;
+    if (reading !== this.#x.groupReading) group.reading((this.#more().groupReading = reading));
   }
 
   /** A pending read (or, for a worker's, a send) waits on an answer its running deadline or timers will give. */
@@ -1350,7 +1390,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     // thread (a worker's handler finishing), not on a deadline of this one (a task stage's retry or `maxWait`).
     // (`running` is false while a send waits.)
     return (
-      ((running || this.#timersPending) && this.#readers.length > 0) || (this.#timersAnswerSends && this.#senders.length > 0)
+      ((running || this.#x.timersPending) && this.#reader !== null) || (this.#x.timersAnswerSends && this.#senders.length > 0)
     );
   }
 
@@ -1367,37 +1407,23 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     // iteration). The handler runs ahead into its buffer again, for good, as an unfused one does: it finishes
     // (its `finally` runs, its slot is freed) when its source ends, an abandoned stream is collected when it
     // pauses at a full buffer, and the idle clock is as for any pulled source (`feed-fusion.test.mjs`).
-    if (this.#parked) this.#unfuse();
-    if (this.#group !== null) return;
+    if (this.#x.parked) this.#unfuse();
+    if (this.#x.group !== null) return;
     const running = this.#clockRuns();
     if (this.#idleHeld && !running) this.#holdIdle(false);
     if (this.#keepingAlive && !this.#wantsAlive(running)) {
       this.#keepingAlive = false;
       releaseAlive();
-      this.#body?.keepAlive?.(false);
+      this.#x.body?.keepAlive?.(false);
     }
   }
 
   // ----- the handler -----
 
   /**
-   * Runs the handler ahead of its readers: steps of its iterator, one after
-   * another while the output buffer has room (an async loop: its `await`
-   * costs less than a reaction per step).
-   */
-  async #pump(): Promise<void> {
-    const it = this.#it as AsyncIterator<unknown>;
-    try {
-      while (this.#output(await it.next())) if (this.#fused) return this.#step();
-    } catch (error) {
-      this.#handlerThrew(error);
-    }
-  }
-
-  /**
-   * Fused (`kFuse`): one step of the handler, run while a read waits for it,
-   * answered by `#onStep`; in between, the handler stays at its yield
-   * (`#parked`).
+   * One step of the handler's iterator, answered by `#onStep` (`#stepped`), which takes the next step at once
+   * while the output has room and, fused (`kFuse`), a read waits for it; otherwise the handler stays at its yield
+   * (paused at a full buffer, or `#parked`) until `#resumeStep`.
    */
   #step(): void {
     let next: Promise<IteratorResult<unknown>>;
@@ -1409,27 +1435,15 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     }
     // (A custom iterator's non-promise answer is taken as `await` would take it.)
     if (!(next instanceof Promise)) next = Promise.resolve(next);
-    next.then((this.#onStep ??= (r) => this.#stepped(r)), (this.#onStepFailed ??= (error) => this.#handlerThrew(error)));
+    void next.then(this.#onStep, this.#onStepFailed);
   }
-
-  // (The callbacks of a fused step and of a resume, made at their first use: a stream that never needs them, most
-  // streams, does not carry them; each was 56 bytes of every open stream.)
-  #onStep: ((r: IteratorResult<unknown>) => void) | undefined;
-  #onStepFailed: ((error: unknown) => void) | undefined;
-  #resumeStepFn: (() => void) | undefined;
 
   #stepped(r: IteratorResult<unknown>): void {
     try {
-      if (this.#output(r)) this.#stepOn();
+      if (this.#output(r)) this.#step();
     } catch (error) {
       this.#handlerThrew(error);
     }
-  }
-
-  /** The handler goes on to its next output: fused, a step; else the loop. */
-  #stepOn(): void {
-    if (this.#fused) this.#step();
-    else void this.#pump();
   }
 
   /**
@@ -1443,28 +1457,29 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       this.#returned();
       return false;
     }
-    this.#yielded++;
+    // (Counted for session hooks, which a stream has from its start: without them, nothing reads the count.)
+    if (this.#x !== NO_EXTRAS) this.#more().yielded++;
     // (After a cancel the core refuses every output, and the handler is
     // stopped below: a refused push, or no room granted.)
     const emitted = this.#emit(r.value as O);
     if (emitted === Emit.Emitted) {
-      if (!this.#fused || this.#readers.length > 0) return true;
+      if (!this.#x.fused || this.#reader !== null) return true;
       this.#park();
     } else if (emitted === Emit.Paused) {
       // Paused at its yield until a reader makes room. Its pulled source, not asked meanwhile, holds the idle
       // clock now rather than at the deadline: a stream nobody reads then is collected at once (see `#pullHeld`).
-      const pull = this.#pull;
-      if (pull !== null && !pull.asked && !this.#pullHeld && !this.#admitting) this.#holdForPull(true);
-      this.#resumeHandler = this.#resumeStepFn ??= () => this.#resumeStep();
+      const pull = this.#x.pull;
+      if (pull !== null && !pull.asked && !this.#x.pullHeld && !this.#x.admitting) this.#holdForPull(true);
+      this.#resumeHandler = this.#more().resumeStepFn ??= () => this.#resumeStep();
     } else this.#stopHandler();
     return false;
   }
 
   /** Resumes the handler paused at its yield (a reader made room or asks, or a cancel: then it is stopped). */
   #resumeStep(): void {
-    this.#parked = false;
+    if (this.#x.parked) this.#more().parked = false;
     if (this.#cancel !== undefined) this.#stopHandler();
-    else this.#stepOn();
+    else this.#step();
   }
 
   /**
@@ -1473,8 +1488,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
    * the next read, as at a full buffer of one.
    */
   #park(): void {
-    this.#parked = true;
-    this.#resumeHandler = this.#resumeStepFn ??= () => this.#resumeStep();
+    this.#more().parked = true;
+    this.#resumeHandler = this.#more().resumeStepFn ??= () => this.#resumeStep();
     this.#settled();
     // Still parked on the next turn (`kRecheck`): its reader is slow or gone, and it runs ahead again.
     if (!this.#recheckListed) this.#recheck();
@@ -1505,14 +1520,14 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     // (A task stage's body, a session's stream and a traced one keep running ahead: see docs/performance.md.)
     // Only a handler that pulls its input from a source runs as it is read: one fed by sends or an array keeps
     // running ahead into its buffer (`conformance/overlap.test.mjs`).
-    if (this.#pull === null || this.#body !== null || this.#hooks !== undefined || this.#trace !== undefined) return;
-    this.#fused = true;
+    if (this.#x.pull === null || this.#x.body !== null || this.#x.hooks !== undefined || this.#x.trace !== undefined) return;
+    this.#more().fused = true;
   }
 
   /** A batch reader (or a wait for any output) came: the handler runs ahead of its readers again, for good. */
   #unfuse(): void {
-    this.#fused = false;
-    if (this.#parked) this.#unpark();
+    this.#more().fused = false;
+    if (this.#x.parked) this.#unpark();
   }
 
   /**
@@ -1522,13 +1537,12 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
    * the core's line, and the producer waits until a reader makes room.
    */
   #emit(value: O): Emit {
-    const reader = this.#readers.peek();
-    const direct = reader !== undefined && reader.kind !== ReadKind.Wake && this.#outPos === this.#outLen && this.#credit === 0;
+    const reader = this.#reader;
+    const direct = reader !== null && reader.kind !== ReadKind.Wake && this.#outPos === this.#outLen && this.#credit === 0;
     if (direct && !this.#outPending && this.#cancel === undefined) {
       // The reader waits and nothing is ahead of this output (the core's
       // answer would be `Push.Handoff`): it gets it directly, counted later.
-      this.#outHanded++;
-      this.#countLater();
+      this.#outputHandedOver();
       return this.#handToReader(reader, value);
     }
     if (!direct) {
@@ -1565,7 +1579,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
 
   /** Gives `value` to the first waiting reader (a one-at-a-time one). */
   #handToReader(reader: Reader, value: O): Emit {
-    this.#readers.shift();
+    this.#shiftReader();
     reader.resolve(reader.kind === ReadKind.Recv ? value : { value, done: false });
     this.#syncKeepAlive();
     return Emit.Emitted;
@@ -1595,7 +1609,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
 
   [kPollInput](): I | typeof NO_INPUT | typeof INPUT_END {
     if (this.#inPos < this.#inLen) {
-      if (this.#lentFlags === LENT_LATE) this.#lateTake();
+      if (this.#x.lentFlags === LENT_LATE) this.#lateTake();
       const value = this.#inBuf[this.#inPos] as I;
       this.#inBuf[this.#inPos++] = undefined;
       return value;
@@ -1613,7 +1627,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     const start = this.#inPos;
     const end = start + Math.min(max, this.#inLen - start);
     if (end === start) return into;
-    if (this.#lentFlags === LENT_LATE) this.#lateTake();
+    if (this.#x.lentFlags === LENT_LATE) this.#lateTake();
     // An empty array is replaced by a copy of the run (one allocation of its size, not one per growth).
     if (into.length === 0) into = buf.slice(start, end);
     else for (let pos = start; pos < end; pos++) into.push(buf[pos]);
@@ -1624,9 +1638,9 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
 
   [kAwaitInput](callback: (r: IteratorResult<I>) => void): void {
     // Waiting for input: what the body emitted so far is all there is for now.
-    if (this.#readers.length > 0) this.#serveReaders();
+    if (this.#reader !== null) this.#serveReaders();
     this.#resolveInput = callback;
-    this.#hooks?.waiting?.();
+    this.#x.hooks?.waiting?.();
   }
 
   [kEmit](value: O): Emit {
@@ -1646,13 +1660,13 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   }
 
   [kAbortSignal](reason: unknown): void {
-    this.#bodyAbort ??= { reason };
-    this.#abort?.abort(reason);
+    this.#more().bodyAbort ??= { reason };
+    this.#x.abort?.abort(reason);
   }
 
   [kTimersPending](pending: boolean, sendsToo: boolean): void {
-    this.#timersPending = pending;
-    this.#timersAnswerSends = pending && sendsToo;
+    this.#more().timersPending = pending;
+    this.#more().timersAnswerSends = pending && sendsToo;
     this.#syncKeepAlive();
   }
 
@@ -1673,9 +1687,9 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
 
   /** The handler finished: `returned`, or threw (then waiting sends are refused as `#closedError` says). */
   #afterHandler(returned: boolean): void {
-    if (this.#trace !== undefined) this.#endTrace();
+    if (this.#x.trace !== undefined) this.#endTrace();
     // The handler takes no more events: its source is closed, as a sender's is at its next send, refused.
-    this.#pull?.stop();
+    this.#x.pull?.stop();
     this.#inPending = this.#outPending = true;
     // (The refusal's maker is made only for waiting sends: most streams have none.)
     if (this.#senders.length > 0) {
@@ -1693,7 +1707,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     this.#serveReaders();
     this.#handlerDone = true;
     this.#settled();
-    this.#resolveFinished?.();
+    this.#x.resolveFinished?.();
     // No hold is wanted again (every read was answered, the idle clock stopped): given back now rather than a turn
     // later, when the stream is the last listed (most often it is), so that nothing holds a stream done in its turn.
     if (this.#recheckListed && toRecheck[toRecheck.length - 1] === this) {
@@ -1703,8 +1717,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   }
 
   #endTrace(): void {
-    const trace = this.#trace as StreamTrace;
-    this.#trace = undefined;
+    const trace = this.#x.trace as StreamTrace;
+    this.#more().trace = undefined;
     const metrics = this.metrics;
     if (this.#cancel !== undefined) trace.end('cancelled', metrics, { error: this.#cancel.reason });
     else if (this.#failure !== undefined) trace.end('failed', metrics, this.#failure);
@@ -1712,8 +1726,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   }
 
   [kOwnedReads](): void {
-    this.#ownedReads = true;
-    if (this.#group !== null) this.#group.ownedReads();
+    this.#more().ownedReads = true;
+    if (this.#x.group !== null) this.#x.group.ownedReads();
     else this.#syncKeepAlive();
   }
 
@@ -1721,11 +1735,11 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     if (this.#keepingAlive) {
       this.#keepingAlive = false;
       releaseAlive();
-      this.#body?.keepAlive?.(false);
+      this.#x.body?.keepAlive?.(false);
     }
-    this.#group = group;
-    this.#groupLast = last;
-    if (this.#body !== null) group.join(this.#body);
+    this.#more().group = group;
+    this.#more().groupLast = last;
+    if (this.#x.body !== null) group.join(this.#x.body);
     this.#syncKeepAlive();
   }
 
@@ -1739,12 +1753,11 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     } catch (error) {
       return Promise.reject(error);
     }
-    if (kind === ReadKind.Wake && this.#fused) this.#unfuse();
+    if (kind === ReadKind.Wake && this.#x.fused) this.#unfuse();
     return new Promise((resolve, reject) => {
-      if (this.#readers === NO_QUEUE) this.#readers = new Fifo();
-      this.#readers.push({ kind, resolve, reject });
+      this.#pushReader({ kind, resolve, reject });
       this.#syncKeepAlive();
-      if (this.#parked) this.#unpark();
+      if (this.#x.parked) this.#unpark();
     });
   }
 
@@ -1765,11 +1778,24 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       reader.resolve(r);
       return;
     }
-    if (kind === ReadKind.Wake && this.#fused) this.#unfuse();
-    if (this.#readers === NO_QUEUE) this.#readers = new Fifo();
-    this.#readers.push(reader);
+    if (kind === ReadKind.Wake && this.#x.fused) this.#unfuse();
+    this.#pushReader(reader);
     this.#syncKeepAlive();
-    if (this.#parked) this.#unpark();
+    if (this.#x.parked) this.#unpark();
+  }
+
+  /** A read waits, after those waiting already. */
+  #pushReader(reader: Reader): void {
+    if (this.#reader === null) this.#reader = reader;
+    else {
+      if (this.#x.moreReaders === NO_QUEUE) this.#more().moreReaders = new Fifo();
+      this.#x.moreReaders.push(reader);
+    }
+  }
+
+  /** The first waiting read was answered: the next one is first. */
+  #shiftReader(): void {
+    this.#reader = this.#x.moreReaders.length > 0 ? (this.#x.moreReaders.shift() as Reader) : null;
   }
 
   [kWaitOutput](): Promise<unknown> {
@@ -1779,9 +1805,10 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   [kSettle](): Promise<void> | undefined {
     // A writer that waits for runs of outputs (one write per run) is better served by a handler running ahead:
     // a write per output costs more than the run ahead saves (docs/performance.md).
-    if (this.#fused) this.#unfuse();
+    if (this.#x.fused) this.#unfuse();
     // (A task stage's body is not a generator: its outputs come as calls settle, not in runs.)
-    if (this.#body !== null || this.#handlerDone || this.#resolveInput !== null || this.#resumeHandler !== null) return undefined;
+    if (this.#x.body !== null || this.#handlerDone || this.#resolveInput !== null || this.#resumeHandler !== null)
+      return undefined;
     if (!this.#wakeScheduled) {
       this.#wakeScheduled = true;
       wakeLater(this as HandlerStream<unknown, unknown>);
@@ -1799,7 +1826,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
 
   [kReadNow](): O | typeof NOT_NOW {
     // (A reader already waiting comes first: its turn is not taken.)
-    if (this.#readers.length > 0) return NOT_NOW;
+    if (this.#reader !== null) return NOT_NOW;
     if (this.#outPos >= this.#outLen) {
       if (this.#stageHead < this.#staged && !this.#outPending && this.#cancel === undefined) return this.#takeStaged();
       if (this.#takeOutput() <= 0) return NOT_NOW;
@@ -1814,7 +1841,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   }
 
   [kDrain](out: O[]): boolean {
-    if (this.#fused) this.#unfuse();
+    if (this.#x.fused) this.#unfuse();
     const before = out.length;
     while (this.#outPos < this.#outLen) {
       out.push(this.#outBuf[this.#outPos] as O);
@@ -1869,7 +1896,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
    * so that outputs cross the boundary in batches rather than one by one.
    */
   #outputArrived(): void {
-    if (this.#readers.peek()?.kind !== ReadKind.Wake) {
+    if (this.#reader?.kind !== ReadKind.Wake) {
       this.#serveReaders();
     } else if (!this.#wakeScheduled) {
       this.#wakeScheduled = true;
@@ -1914,9 +1941,15 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     const value = this.#stage[this.#stageHead] as O;
     if (this.#stagedValues) this.#stage[this.#stageHead] = undefined;
     if (++this.#stageHead === this.#staged) this.#emptyStage();
+    this.#outputHandedOver();
+    return value;
+  }
+
+  /** An output went to a read with no native call: counted later (see `reportHandoffs`), or now without native state. */
+  #outputHandedOver(): void {
+    if (this.#native.handedInFirstTurn(0, 1)) return;
     this.#outHanded++;
     this.#countLater();
-    return value;
   }
 
   /** Takes the next run of outputs: into `#outBuf` (lent to reads), or appended to `into`. */
@@ -1967,18 +2000,17 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   }
 
   #serveReaders(): void {
-    while (this.#readers.length > 0) {
-      const reader = this.#readers.peek() as Reader;
+    for (let reader = this.#reader; reader !== null; reader = this.#reader) {
       let r: unknown;
       try {
         r = this.#poll(reader.kind);
       } catch (error) {
-        this.#readers.shift();
+        this.#shiftReader();
         reader.reject(error);
         continue;
       }
       if (r === NOT_YET) break;
-      this.#readers.shift();
+      this.#shiftReader();
       reader.resolve(r);
     }
     this.#syncKeepAlive();
@@ -1994,7 +2026,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     if (this.#native.cancel()) {
       this.#cancel = { reason };
       this.#inPending = this.#outPending = true;
-      this.#abort?.abort(reason);
+      this.#x.abort?.abort(reason);
       this.#dropLent();
       this.#outPos = this.#outLen = 0;
       this.#inBuf = this.#outBuf = this.#stage = NO_BUFFER;
@@ -2006,8 +2038,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       this.#detachSignal?.();
       this.#detachSignal = undefined;
       // Sources still being sent will never be read again.
-      if (this.#sources !== null) for (const stop of this.#sources) stop();
-      this.#body?.cancelled();
+      if (this.#x.sources !== null) for (const stop of this.#x.sources) stop();
+      this.#x.body?.cancelled();
       this.#wakeInput();
       const resume = this.#resumeHandler;
       this.#resumeHandler = null;
