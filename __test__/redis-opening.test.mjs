@@ -270,3 +270,24 @@ test("planOpening: a new session starts from its key's state as it is if its rel
   const adopted = plan(release('v3', ['v3'], true), kept('v1'), new Map([['k@9-0', { sid: 'k@9-0', version: 'v2', limits: CAPS }]]));
   assert.deepEqual([adopted.keyState, adopted.opening.replaces, adopted.opening.keyState], ['migrate', 'v2', 'migrated']);
 });
+
+test("an opening's debounce is stored and read back as it was; a stored value that is not one reads as unrecorded (the owner's)", () => {
+  const { openingValue, parseOpening } = require('../dist/redis/common/stored.js');
+  const base = { sid: 'k@1-0', version: 'v2', limits: CAPS };
+  for (const debounce of [
+    null,
+    { wait: 300, leading: false, maxDelay: Infinity },
+    { wait: 2.5, leading: true, maxDelay: 1000 },
+    { wait: 0, leading: false, maxDelay: 0 },
+  ]) {
+    assert.deepEqual(parseOpening('k@1-0', openingValue({ ...base, debounce }))?.debounce, debounce, JSON.stringify(debounce));
+  }
+  // Written by an earlier release: no `d`, the owner's debounce.
+  const stored = { v: 'v2', idle: 1000, age: 0, events: 0, timers: 1000 };
+  assert.equal('debounce' in parseOpening('k@1-0', JSON.stringify(stored)), false);
+  for (const d of [1, -1, 'x', [], {}, { w: -1, l: 0 }, { w: 5, l: 2 }, { w: 5, l: 0, x: -3 }, { w: 5, l: 0, x: 'y' }, { w: Infinity, l: 0 }]) {
+    const opening = parseOpening('k@1-0', JSON.stringify({ ...stored, d }));
+    assert.equal(opening?.version, 'v2', JSON.stringify(d));
+    assert.equal('debounce' in opening, false, JSON.stringify(d));
+  }
+});
