@@ -566,3 +566,25 @@ test('cancelling a pipe destroys a Readable source its feed waits on', async () 
   await settle();
   assert.equal(source.destroyed, true);
 });
+
+test("a handler whose own iterator's next() answers what is not an object fails the stream with a TypeError, as for await would (run, recv)", async () => {
+  for (const bad of [5, 'x', null, undefined, Promise.resolve(5)]) {
+    let calls = 0;
+    const fn = streamFn(() => ({
+      [Symbol.asyncIterator]() {
+        return {
+          next: () => {
+            // A regression would yield `undefined` forever: fail loudly instead.
+            if (++calls > 10_000) throw new Error('next() called 10,000 times');
+            return bad;
+          },
+        };
+      },
+    }));
+    const notObject = (error) => error instanceof TypeError && /not an object/.test(error.message);
+    await assert.rejects(fn.run([1]), notObject, `run ${String(bad)}`);
+    const s = fn.open();
+    await assert.rejects(s.recv(), notObject, `recv ${String(bad)}`);
+    assert.ok(calls <= 2, `${String(bad)}: next() called ${calls} times`);
+  }
+});

@@ -1440,6 +1440,9 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
 
   #stepped(r: IteratorResult<unknown>): void {
     try {
+      // `for await` refuses what is not an object: so does the stream (else it would yield `undefined` forever).
+      if (typeof r !== 'object' || r === null)
+        throw new TypeError(`Iterator result ${String(r)} is not an object (the handler's next() must return { value, done })`);
       if (this.#output(r)) this.#step();
     } catch (error) {
       this.#handlerThrew(error);
