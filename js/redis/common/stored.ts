@@ -184,13 +184,14 @@ export function parseOpening(sid: string, value: string): SessionOpening | undef
   const { v = '', idle, age, events, timers, m, k, d } = o ?? {};
   if (typeof v !== 'string' || !isCap(idle) || !isCap(age) || !isCap(events) || !isCap(timers)) return undefined;
   const limits = { idleTimeout: idle, maxSessionAge: age, maxSessionEvents: events, maxSessionTimers: timers };
+  const debounce = storedDebounce(d);
   return {
     sid,
     version: v,
     limits,
     ...(typeof m === 'string' ? { replaces: m } : {}),
     ...(k === 'migrated' || k === 'refused' ? { keyState: k } : {}),
-    ...(storedDebounce(d) === undefined ? {} : { debounce: storedDebounce(d) }),
+    ...(debounce === undefined ? {} : { debounce }),
   };
 }
 
