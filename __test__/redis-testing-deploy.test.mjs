@@ -235,3 +235,46 @@ test("seedState(): a key's next session starts from the seeded state; without ke
   assert.throws(() => plain.seedState('k', { n: 1 }), { code: 'ERR_INVALID_STATE' });
   await plain.close();
 });
+
+test("deploy() with a release's debounce: sessions it opens are debounced, a session opened before keeps none; hostile values refused", async () => {
+  // Each event is answered with the events seen so far: a debounced session sees only the last of a burst.
+  const seen = (v) =>
+    streamFn(
+      async function* (events) {
+        const got = [];
+        for await (const e of events) {
+          got.push(e);
+          yield { v, got: [...got] };
+        }
+      },
+      { idleTimeout: 60_000 },
+    );
+  const tw = testWorker(seen('v1'), { version: 'v1', leaseTtl: 3000 });
+  tw.send('old', 1);
+  await tw.advance(100);
+  tw.deploy(seen('v2'), { version: 'v2', versions: { v1: seen('v1') }, debounce: { wait: 50 } });
+  await tw.advance(5000);
+  await tw.stop('v1');
+  // 'old' opened before the deploy, without debounce: the new owner delivers each of its events.
+  tw.send('old', 2);
+  tw.send('old', 3);
+  // 'new' opens on v2 with debounce: a burst of three is one event, the last.
+  tw.send('new', 1);
+  tw.send('new', 2);
+  tw.send('new', 3);
+  await tw.advance(1000);
+  const by = (key) =>
+    tw
+      .sessions()
+      .filter((s) => s.sid.startsWith(`${key}@`))
+      .flatMap((s) => s.outputs.map((o) => o.value));
+  assert.deepEqual(by('old'), [
+    { v: 'v1', got: [1] },
+    { v: 'v1', got: [1, 2] },
+    { v: 'v1', got: [1, 2, 3] },
+  ]);
+  assert.deepEqual(by('new'), [{ v: 'v2', got: [3] }]);
+  for (const debounce of [{ wait: 0 }, { wait: 50, edge: 'middle' }, { wait: 50, every: 1 }, 5])
+    assert.throws(() => tw.deploy(seen('v3'), { version: 'v3', debounce }), { code: /ERR_INVALID_ARG_(VALUE|TYPE)|ERR_OUT_OF_RANGE/ });
+  await tw.close();
+});

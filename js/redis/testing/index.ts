@@ -13,7 +13,7 @@ import {
   testStepsError,
   testWorkerStateError,
 } from '../../errors';
-import type { StreamFn } from '../../types';
+import type { DebounceConfig, StreamFn } from '../../types';
 import { readString, textOf } from '../../text';
 import { integerArgument, integerOption } from '../../validate';
 import { type Codec, encodeChecked, jsonCodec } from '../common/codec';
@@ -23,6 +23,7 @@ import { LIMIT_KEYS, checkDebounceTarget, checkLimits } from '../engine/worker-l
 import type { KeyState } from '../clients/key-state';
 import { parseKept } from '../common/stored';
 import { type Openable, kOpen } from '../../core/protocol';
+import { checkDebounce } from '../../core/debounce';
 import type { HandlerFailure, OutputItem } from '../common/outputs';
 import type { TestWorkerOptions } from './options';
 export type { TestWorkerOptions };
@@ -101,7 +102,7 @@ export interface TestWorker<I, O> {
   close(): Promise<void>;
 }
 
-/** A release `TestWorker.deploy()` starts: `redisWorker`'s `version` (required), `versions` and `migrate`. */
+/** A release `TestWorker.deploy()` starts: `redisWorker`'s `version` (required), `versions`, `migrate` and `debounce`. */
 export interface DeployOptions {
   /** The version new sessions open on once it takes partitions. */
   version: string;
@@ -109,7 +110,15 @@ export interface DeployOptions {
   versions?: Readonly<Record<string, StreamFn<never, unknown>>>;
   /** Adopts sessions of versions it does not run from their checkpoints (a rolling deploy that migrates). */
   migrate?: (state: unknown, fromVersion: string) => unknown;
+  /**
+   * Its `debounce`, as its `redisWorker` has it (null: none); absent, the test worker's. Sessions keep the debounce
+   * they opened with: only sessions it opens use its own.
+   */
+  debounce?: DebounceConfig | null;
 }
+
+/** The options of a release `deploy()` knows. */
+const RELEASE_KEYS = ['version', 'versions', 'migrate', 'debounce'];
 
 /** An event of a determinism check: sent for `key` at `at` (virtual ms since the epoch; default the start). */
 export interface TestEvent<I> {
@@ -402,12 +411,17 @@ class InMemoryWorker<I, O> implements TestWorker<I, O> {
       throw testWorkerStateError('deploy(): the test worker runs no version: make it with testWorker(fn, { version })');
     integerArgument('deploy()', 'workers', workers, 1, 16);
     if (release === null || typeof release !== 'object')
-      throw invalidType(`deploy(): the release must be an object { version, versions?, migrate? }, not ${describe(release)}`);
+      throw invalidType(
+        `deploy(): the release must be an object { version, versions?, migrate?, debounce? }, not ${describe(release)}`,
+      );
     for (const key of Object.keys(release))
-      if (key !== 'version' && key !== 'versions' && key !== 'migrate')
-        throw invalidValue(`deploy(): unknown release option ${JSON.stringify(key)}. Known: version, versions, migrate`);
+      if (!RELEASE_KEYS.includes(key))
+        throw invalidValue(`deploy(): unknown release option ${JSON.stringify(key)}. Known: ${RELEASE_KEYS.join(', ')}`);
+    const debounce =
+      release.debounce === undefined || release.debounce === null ? release.debounce : checkDebounce(release.debounce, 'deploy()');
+    if (debounce !== undefined) checkDebounceTarget('deploy()', debounce, fn);
     const r = this.#release('deploy()', fn, release.version, release.versions, release.migrate);
-    const index = this.#sim.addRelease(r);
+    const index = this.#sim.addRelease(debounce === undefined ? r : { ...r, debounce });
     this.#sim.deploy({ at: this.now(), release: index, workers });
   }
 
