@@ -90,7 +90,14 @@ async function hash(client: RedisClientLike, key: string, max: number, what: str
 }
 
 async function exportPartition(
-  o: { client: RedisClientLike; keys: KeySpace; only: ReadonlySet<string> | null; since: number; maxEntries: number; maxOutputs: number },
+  o: {
+    client: RedisClientLike;
+    keys: KeySpace;
+    only: ReadonlySet<string> | null;
+    since: number;
+    maxEntries: number;
+    maxOutputs: number;
+  },
   partition: number,
 ): Promise<RecordedPartition> {
   const { client, keys } = o;

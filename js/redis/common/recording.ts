@@ -437,7 +437,9 @@ export function checkChoice(what: string, choice: RecordingChoice, partitions: n
 
 /** The error of an export that found more than `max` items in `where` (`ERR_VELO_RECORDING_TOO_LARGE`). */
 export function tooManyError(what: string, where: string, max: number): RangeError {
-  return recordingTooLargeError(`${what}: ${where} has more than ${max} entries: record fewer (keys, since, only) or raise the bound`);
+  return recordingTooLargeError(
+    `${what}: ${where} has more than ${max} entries: record fewer (keys, since, only) or raise the bound`,
+  );
 }
 
 /** A stream entry's fields, by name (as stored.ts's `entryFields` reads them). */
