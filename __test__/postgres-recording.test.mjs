@@ -1,7 +1,8 @@
 // Recordings on Postgres (docs/postgres.md#record-sessions-and-replay-them): sessions run by a real postgresWorker
 // on a private postgres are read with postgresRecording, in the format of exportRecording, and the testing kit
 // replays handlers over them: the recorded handler finds no difference, a changed output and a changed boundary are
-// reported as exactly that, velo-replay runs a file of one. The same input run on Redis gives the same recording
+// reported as exactly that, velo-replay runs a file of one; wake-ups and failures are recorded. The same input run
+// on Redis gives the same recording
 // but for its ids. The export is one snapshot, reads only, and refuses what Redis' refuses with the same codes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,6 +14,7 @@ import { postgresProducer, postgresRecording, postgresWorker } from 'velo-stream
 import { exportRecording, redisProducer, redisWorker } from 'velo-stream/redis';
 import { checkRecording, formatReplayReport, parseRecording, replayRecording } from 'velo-stream/testing';
 import { migrate } from '../dist/postgres/log/schema.js';
+import { streamFn } from '../index.mjs';
 import handlers, { changedOutput, longerIdle, returnsEarly } from './fixtures/replay-handlers.mjs';
 import { start } from './helpers/child.mjs';
 import { eventually, pendingCount } from './helpers/redis-fixtures.mjs';
@@ -434,5 +436,65 @@ test('trimmed entries: a session whose first entry a worker trimmed is not repla
   assert.deepEqual(
     report.notReplayable.map((n) => [n.sid, n.why]),
     [[`ada@${book}`, 'trimmed']],
+  );
+});
+
+/** Timers and failures: a cart that times out 200 ms after it opens, and one whose handler throws. */
+const timed = (delay, late = true) =>
+  streamFn(
+    async function* timed(events, ctx) {
+      for await (const e of events) {
+        if (e.boom) throw Object.assign(new Error('boom'), { code: 'E_BOOM' });
+        if (e.open) ctx.wakeAt(ctx.entry.time + delay, { timeout: true });
+        else if (e.timeout) {
+          yield { timedOut: late };
+          return;
+        }
+      }
+    },
+    { idleTimeout: 5000 },
+  );
+
+test("wake-ups and a handler's failure: recorded as on Redis, and replayed the same", async () => {
+  const pgName = fresh('timed');
+  const shared = { pool: pool(), schema: SCHEMA, name: pgName, partitions: 1 };
+  const pgWorker = postgresWorker(timed(200), { ...shared, leaseTtl: 1500, trimInterval: 0, checkReplay: true });
+  try {
+    await postgresProducer(shared).sendMany([['t1', { open: true }], ['bad', { boom: true }]]);
+    await eventually(async () => (await count('ends', pgName)) === 2, 'both sessions ended', 60_000);
+  } finally {
+    await pgWorker.close();
+  }
+  const redisName = fresh('timed');
+  const redisWorker_ = redisWorker(timed(200), { client, name: redisName, partitions: 1, leaseTtl: 1500, trimInterval: 0, checkReplay: true });
+  try {
+    await redisProducer({ client, name: redisName, partitions: 1 }).sendMany([['t1', { open: true }], ['bad', { boom: true }]]);
+    await eventually(async () => (await client.hLen(`velo:{${redisName}:p0}:ends`)) === 2, 'both sessions ended on Redis', 60_000);
+  } finally {
+    await redisWorker_.close();
+  }
+  const recording = await postgresRecording(shared);
+  const part = recording.parts[0];
+  const wake = part.input.find((e) => e.wake !== undefined);
+  assert.ok(wake !== undefined, 'the wake-up is recorded');
+  const open = part.input.find((e) => e.key === 't1' && e.v !== undefined && e.wake === undefined);
+  assert.equal(wake.wake, `t1@${open.id} 1`);
+  assert.equal(wake.due, Number(open.id.split('-')[0]) + 200);
+  assert.deepEqual(JSON.parse(Buffer.from(wake.v, 'base64')), { timeout: true });
+  assert.deepEqual(
+    part.outputs.map((o) => o.error ?? JSON.parse(Buffer.from(o.v, 'base64'))).sort((a, b) => (JSON.stringify(a) < JSON.stringify(b) ? -1 : 1)),
+    [{ code: 'E_BOOM', message: 'boom', name: 'Error' }, { timedOut: true }],
+  );
+  const onRedis = await exportRecording({ client, name: redisName, partitions: 1 });
+  assert.deepEqual(withoutIds(recording), withoutIds(onRedis));
+
+  const same = await replayRecording(timed(200), recording);
+  assert.equal(same.ok, true, formatReplayReport(same));
+  assert.equal(same.summary.same, 2);
+  // What the wake-up's session yields, changed: reported as that output.
+  const changed = await replayRecording(timed(200, 'late'), recording);
+  assert.deepEqual(
+    changed.differences.map((d) => [d.kind, d.key, d.seq, d.replayed]),
+    [['output', 't1', 1, { value: { timedOut: 'late' } }]],
   );
 });
