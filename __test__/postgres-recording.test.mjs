@@ -2,8 +2,8 @@
 // on a private postgres are read with postgresRecording, in the format of exportRecording, and the testing kit
 // replays handlers over them: the recorded handler finds no difference, a changed output and a changed boundary are
 // reported as exactly that, velo-replay runs a file of one; wake-ups and failures are recorded. The same input run
-// on Redis gives the same recording
-// but for its ids. The export is one snapshot, reads only, and refuses what Redis' refuses with the same codes.
+// on Redis gives the same recording but for its ids and the owner's ticks. The export is one snapshot, reads only,
+// and refuses what Redis' refuses with the same codes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
