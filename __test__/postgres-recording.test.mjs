@@ -380,6 +380,20 @@ test('bounds and options: too many entries or outputs are refused (ERR_VELO_RECO
   await assert.rejects(exportRecording({ client, name: recorded.redis.name, partitions: PARTITIONS, maxOutputs: 1 }), {
     code: 'ERR_VELO_RECORDING_TOO_LARGE',
   });
+  // With keys, the bounds count what is recorded (their rows only); Redis reads the whole partition and filters it.
+  const cyPart = adaPart(recorded.pg.recording, { book: recorded.pg.ids.hat });
+  const whole = recorded.pg.recording.parts.find((part) => part.partition === cyPart);
+  assert.ok(whole.input.length > 1 && whole.ends.length > 1, "cy's partition holds other keys' entries and ends");
+  const cy = await postgresRecording({ ...shared, keys: ['cy'], maxEntries: 1 });
+  assert.deepEqual(
+    cy.parts[0].input.map((e) => e.id),
+    [recorded.pg.ids.hat],
+  );
+  assert.deepEqual(cy.parts[0].ends, whole.ends.filter((e) => e.sid.startsWith('cy@')));
+  await assert.rejects(
+    exportRecording({ client, name: recorded.redis.name, partitions: PARTITIONS, keys: ['cy'], maxEntries: 1 }),
+    { code: 'ERR_VELO_RECORDING_TOO_LARGE' },
+  );
   // A range past every entry, and the largest partition count.
   const far = await postgresRecording({ ...shared, since: Number.MAX_SAFE_INTEGER });
   assert.ok(far.parts.every((p) => p.input.length === 0 && p.outputs.length === 0 && p.from === `${Number.MAX_SAFE_INTEGER}-0`));

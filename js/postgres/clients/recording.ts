@@ -35,6 +35,8 @@ const WHAT = 'postgresRecording()';
 const PAGE = 1000;
 /** The first schema version with every table read here (`cursors`). */
 const FIRST_VERSION = 3;
+/** A sid's key, in SQL: the sid (`<key>@<entry id>`) up to its last `@`. */
+const SID_KEY = `regexp_replace(sid, '@[^@]*$', '')`;
 /** The largest bigint: the end of a range read to the last row. */
 const MAX_INT8 = '9223372036854775807';
 
@@ -118,23 +120,26 @@ async function readPartition(r: Read, p: number): Promise<RecordedPartition> {
             OR EXISTS (SELECT 1 FROM ${S}.checks WHERE fn = $1 AND p = $2) AS kept`,
     [fn, p],
   );
-  const ends = await run(client, `SELECT sid, value FROM ${S}.ends WHERE fn = $1 AND p = $2 ORDER BY sid LIMIT $3`, [
-    fn,
-    p,
-    r.maxEntries + 1,
-  ]);
+  // (With keys, only their sessions' ends and live sids: a sid is `<key>@<entry id>`.)
+  const ends = await run(
+    client,
+    `SELECT sid, value FROM ${S}.ends WHERE fn = $1 AND p = $2 AND ($4::text[] IS NULL OR ${SID_KEY} = ANY ($4::text[]))
+      ORDER BY sid LIMIT $3`,
+    [fn, p, r.maxEntries + 1, r.keys],
+  );
   if (ends.rows.length > r.maxEntries) throw tooManyError(WHAT, `${where}'s ends`, r.maxEntries);
   const live = await run(
     client,
-    `SELECT sid FROM ${S}.marks WHERE fn = $1 AND p = $2
-      UNION SELECT sid FROM ${S}.checkpoints WHERE fn = $1 AND p = $2
-      UNION SELECT sid FROM ${S}.timers WHERE fn = $1 AND p = $2
+    `SELECT sid FROM (SELECT sid FROM ${S}.marks WHERE fn = $1 AND p = $2
+                      UNION SELECT sid FROM ${S}.checkpoints WHERE fn = $1 AND p = $2
+                      UNION SELECT sid FROM ${S}.timers WHERE fn = $1 AND p = $2) l
+      WHERE $4::text[] IS NULL OR ${SID_KEY} = ANY ($4::text[])
       LIMIT $3`,
-    [fn, p, r.maxEntries + 1],
+    [fn, p, r.maxEntries + 1, r.keys],
   );
   if (live.rows.length > r.maxEntries) throw tooManyError(WHAT, `${where}'s live sessions`, r.maxEntries);
   // The outputs from the first entry's time: a session that began there wrote none before it. (With keys, only
-  // theirs are read: the bounds count what is recorded.)
+  // theirs are read, as only their entries, ends and live sessions are: the bounds count what is recorded.)
   const outputs = await pages(
     r,
     `SELECT ms, seq, sid, oseq, key, field, data FROM ${S}.outputs
