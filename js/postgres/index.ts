@@ -30,3 +30,17 @@ export {
   ResumeTrimmedError,
   type ResumeTrimmedErrorJSON,
 } from '../errors';
+// Recordings: a function's sessions read from the tables in the format of `exportRecording` (velo-stream/redis), for
+// the testing kit's `replayRecording` and `velo-replay run --recording`.
+export { postgresRecording, type PostgresRecordingOptions } from './clients/recording';
+export type {
+  Recording,
+  RecordingChoice,
+  RecordedPartition,
+  RecordedEntry,
+  RecordedEvent,
+  RecordedMarker,
+  RecordedWake,
+  RecordedOutput,
+  RecordedEnd,
+} from '../redis/common/recording';

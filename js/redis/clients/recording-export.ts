@@ -7,24 +7,23 @@
 import { describe, invalidType, recordingTooLargeError } from '../../errors';
 import { integerOption } from '../../validate';
 import { type RedisClientLike, send } from '../log/connection';
-import { checkName, checkKey, fnv1a } from '../log/options';
+import { checkName } from '../log/options';
 import { entryFields } from '../common/stored';
 import { KeySpace } from '../log/redis-log';
 import { Script } from '../log/script';
-import type { HandlerFailure } from '../common/outputs';
 import {
-  MAX_ENTRIES,
-  RECORDING_FORMAT,
-  RECORDING_VERSION,
-  type RecordedEnd,
-  type RecordedEntry,
-  type RecordedOutput,
+  type PartitionRead,
   type RecordedPartition,
   type Recording,
+  checkChoice,
   compareIds,
   idParts,
-  splitSid,
-} from './recording';
+  recordedEntry,
+  recordedOutput,
+  recordedPartition,
+  recordingOf,
+  tooManyError,
+} from '../common/recording';
 
 /** Options of `exportRecording`. */
 export interface ExportRecordingOptions {
@@ -69,11 +68,7 @@ async function range(
   for (;;) {
     const page = (await send(client, key, ['XRANGE', key, from, end, 'COUNT', String(PAGE)], BUFFERS)) as [Buffer, unknown][];
     for (const [id, list] of page) found.push([id.toString(), entryFields(list)]);
-    if (found.length > max) {
-      throw recordingTooLargeError(
-        `${EXPORT}: ${what} has more than ${max} entries: record fewer (keys, since, only) or raise the bound`,
-      );
-    }
+    if (found.length > max) throw tooManyError(EXPORT, what, max);
     if (page.length < PAGE) return found;
     from = `(${found[found.length - 1][0]}`;
   }
@@ -94,58 +89,19 @@ async function hash(client: RedisClientLike, key: string, max: number, what: str
   return found;
 }
 
-function base64(data: Buffer | undefined): string {
-  return (data ?? Buffer.alloc(0)).toString('base64');
-}
-
-/** An input entry's fields as the recording keeps them. */
-function recordedEntry(id: string, f: Map<string, Buffer>): RecordedEntry {
-  const key = f.get('k')?.toString() ?? '';
-  const close = f.get('c');
-  if (close !== undefined) {
-    const reason = f.get('r')?.toString();
-    return reason === undefined ? { id, key, close: close.toString() } : { id, key, close: close.toString(), reason };
-  }
-  const wake = f.get('w');
-  if (wake !== undefined) {
-    const due = Number(f.get('d')?.toString());
-    const entry = { id, key, wake: wake.toString(), v: base64(f.get('v')) };
-    return f.has('d') && Number.isSafeInteger(due) && due >= 0 ? { ...entry, due } : entry;
-  }
-  return { id, key, v: base64(f.get('v')) };
-}
-
-/** An output entry as the recording keeps it (a failure's JSON parsed; one that is not JSON kept as its text). */
-function recordedOutput(id: string, f: Map<string, Buffer>): RecordedOutput {
-  const base = {
-    id,
-    sid: f.get('sid')?.toString() ?? '',
-    key: f.get('k')?.toString() ?? '',
-    seq: Number(f.get('seq')?.toString()),
-  };
-  const e = f.get('e');
-  if (e === undefined) return { ...base, v: base64(f.get('v')) };
-  let error: HandlerFailure;
-  try {
-    const parsed = JSON.parse(e.toString()) as Partial<HandlerFailure>;
-    error = {
-      name: String(parsed.name),
-      message: String(parsed.message),
-      ...(typeof parsed.code === 'string' ? { code: parsed.code } : {}),
-    };
-  } catch {
-    error = { name: 'Error', message: e.toString() };
-  }
-  return { ...base, error };
-}
-
 async function exportPartition(
-  o: { client: RedisClientLike; keys: KeySpace; only: Set<string> | null; since: number; maxEntries: number; maxOutputs: number },
+  o: {
+    client: RedisClientLike;
+    keys: KeySpace;
+    only: ReadonlySet<string> | null;
+    since: number;
+    maxEntries: number;
+    maxOutputs: number;
+  },
   partition: number,
 ): Promise<RecordedPartition> {
   const { client, keys } = o;
   const input = keys.input(partition);
-  const wanted = (key: string) => o.only === null || o.only.has(key);
   const where = `partition ${partition}`;
   // Where the retained input starts: entries before it were trimmed (or are before `since`).
   const first = (await send(client, input, ['XRANGE', input, o.since > 0 ? String(o.since) : '-', '+', 'COUNT', '1'])) as [
@@ -158,10 +114,7 @@ async function exportPartition(
     Number(
       await send(client, keys.ends(partition), ['EXISTS', keys.ends(partition), keys.ended(partition), keys.check(partition)]),
     ) > 0;
-  const ends = (await hash(client, keys.ends(partition), o.maxEntries, `${where}'s ends`)).map(([sid, value]): RecordedEnd => {
-    const space = value.indexOf(' ');
-    return { sid, reason: space < 0 ? value : value.slice(0, space), last: space < 0 ? '' : value.slice(space + 1) };
-  });
+  const ends = await hash(client, keys.ends(partition), o.maxEntries, `${where}'s ends`);
   const live = new Set<string>();
   for (const k of [keys.hw(partition), keys.ckpt(partition), keys.timers(partition)]) {
     const fields = (await send(client, k, ['HKEYS', k])) as string[];
@@ -182,19 +135,8 @@ async function exportPartition(
       : (await range(client, input, from, delivered, o.maxEntries, `${where}'s input`)).map(([id, f]) => recordedEntry(id, f));
   // A trim between the first read and this one moved the start on.
   if (entries.length > 0 && compareIds(entries[0].id, from) > 0) from = entries[0].id;
-  const mine = (sid: string) => wanted(splitSid(sid).key) && sid.includes('@');
-  return {
-    partition,
-    from,
-    delivered,
-    endsKept,
-    // (With a key filter, ticks are left out with the other keys' entries: they name no session.)
-    input: entries.filter((e) => (e.key === '' ? o.only === null : wanted(e.key))),
-    outputs: outputs.filter((out) => mine(out.sid)),
-    // (Ends of sessions before `from` are kept: the replay reports those sessions as not replayable.)
-    ends: ends.filter((e) => mine(e.sid)),
-    live: [...live].filter(mine).sort(),
-  };
+  const read: PartitionRead = { partition, from, delivered, endsKept, input: entries, outputs, ends, live };
+  return recordedPartition(read, o.only);
 }
 
 /**
@@ -209,47 +151,15 @@ async function exportPartition(
 export async function exportRecording(options: ExportRecordingOptions): Promise<Recording> {
   if (options === null || typeof options !== 'object')
     throw invalidType(`${EXPORT}: options must be an object, not ${describe(options)}`);
-  const { client, name, partitions = 64, only, keys, since = 0, maxEntries = MAX_ENTRIES } = options;
-  const maxOutputs = options.maxOutputs ?? maxEntries;
+  const { client, name, partitions = 64 } = options;
   if (client === null || typeof client !== 'object' || typeof client.sendCommand !== 'function') {
     throw invalidType(`${EXPORT}: options.client must be a connected node-redis client, not ${describe(client)}`);
   }
   checkName(EXPORT, name);
   integerOption(EXPORT, 'partitions', partitions, 1, 16384);
-  integerOption(EXPORT, 'since', since, 0, Number.MAX_SAFE_INTEGER);
-  integerOption(EXPORT, 'maxEntries', maxEntries, 1, 1e9);
-  integerOption(EXPORT, 'maxOutputs', maxOutputs, 1, 1e9);
-  // (Checked on copies: narrowing a readonly array by Array.isArray makes its items `any`.)
-  const givenKeys: unknown = keys;
-  const givenOnly: unknown = only;
-  if (givenKeys !== undefined && !Array.isArray(givenKeys))
-    throw invalidType(`${EXPORT}: options.keys must be an array of keys, not ${describe(keys)}`);
-  if (givenOnly !== undefined && !Array.isArray(givenOnly))
-    throw invalidType(`${EXPORT}: options.only must be an array of partitions, not ${describe(only)}`);
-  const keyList = keys?.map((k) => checkKey(k));
-  only?.forEach((p, i) => integerOption(EXPORT, `only[${i}]`, p, 0, partitions - 1));
-  let chosen = only === undefined ? Array.from({ length: partitions }, (_, p) => p) : [...new Set(only)].sort((a, b) => a - b);
-  if (keyList !== undefined) {
-    const of = new Set(keyList.map((k) => fnv1a(k) % partitions));
-    chosen = chosen.filter((p) => of.has(p));
-  }
-  const o = {
-    client,
-    keys: new KeySpace(name),
-    only: keyList === undefined ? null : new Set(keyList),
-    since,
-    maxEntries,
-    maxOutputs,
-  };
+  const choice = checkChoice(EXPORT, options, partitions);
+  const o = { ...choice, client, keys: new KeySpace(name) };
   const parts: RecordedPartition[] = [];
-  for (const p of chosen) parts.push(await exportPartition(o, p));
-  return {
-    format: RECORDING_FORMAT,
-    version: RECORDING_VERSION,
-    name,
-    partitions,
-    ...(keyList === undefined ? {} : { keys: keyList }),
-    ...(since > 0 ? { since } : {}),
-    parts,
-  };
+  for (const p of choice.chosen) parts.push(await exportPartition(o, p));
+  return recordingOf(name, partitions, choice, parts);
 }
