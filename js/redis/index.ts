@@ -72,7 +72,7 @@ export type {
   RecordedWake,
   RecordedOutput,
   RecordedEnd,
-} from './clients/recording';
+} from './common/recording';
 export { fnv1a } from './log/options';
 export type { RedisOptions } from './log/options';
 export { redisName, type RedisName } from './log/name';

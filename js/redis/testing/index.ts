@@ -753,7 +753,7 @@ export {
   type RecordedWake,
   type Recording,
   type RecordingBounds,
-} from '../clients/recording';
+} from '../common/recording';
 // Per-key state beyond a session (`keyState`): what a test worker's readState gives, and the option.
 export type { KeyState } from '../clients/key-state';
 export type { KeyStateOptions } from '../engine/worker-limits';

@@ -8,7 +8,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { RedisClientLike } from '../log/connection';
 import { exportRecording } from '../clients/recording-export';
-import { MAX_BYTES, MAX_ENTRIES, type Recording, parseRecording } from '../clients/recording';
+import { MAX_BYTES, MAX_ENTRIES, type Recording, parseRecording } from '../common/recording';
 import { type ReplayOptions, replayRecording } from './replay';
 import { formatReplayReport } from './replay-compare';
 import type { StreamFn } from '../../types';

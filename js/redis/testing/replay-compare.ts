@@ -4,7 +4,7 @@
 // recorded entry of the same key. Pure: the replay itself is passed in (replay.ts runs it in the simulator).
 import type { Codec } from '../common/codec';
 import type { HandlerFailure } from '../common/outputs';
-import { type RecordedOutput, type RecordedPartition, type Recording, compareIds, splitSid } from '../clients/recording';
+import { type RecordedOutput, type RecordedPartition, type Recording, compareIds, splitSid } from '../common/recording';
 
 /** An output as the report shows it: decoded by the codec, a failure, or its bytes when the codec cannot decode them. */
 export interface ReplayOutput<O = unknown> {

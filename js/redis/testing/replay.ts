@@ -10,7 +10,7 @@ import { integerOption } from '../../validate';
 import { type Codec, jsonCodec } from '../common/codec';
 import { checkShape } from '../log/options';
 import { type Openable, kOpen } from '../../core/protocol';
-import { type Recording, type RecordingBounds, checkRecording, idParts } from '../clients/recording';
+import { type Recording, type RecordingBounds, checkRecording, idParts } from '../common/recording';
 import { type ReplayReport, type ReplayedSession, compareRecording } from './replay-compare';
 import { Simulation, simBounds } from './simulator';
 import { entryFields } from '../common/stored';
