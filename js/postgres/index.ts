@@ -30,3 +30,12 @@ export {
   ResumeTrimmedError,
   type ResumeTrimmedErrorJSON,
 } from '../errors';
+// The fleet limiter on Postgres (the same Limiter contract as redisLimiter's; docs/postgres.md#fleet-limiter).
+export {
+  postgresLimiter,
+  type PostgresLimiter,
+  type PostgresLimiterOptions,
+  type PostgresLimiterStats,
+  type PostgresPermit,
+  type WhenPostgresFails,
+} from './clients/limiter';

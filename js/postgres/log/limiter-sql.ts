@@ -141,7 +141,14 @@ export function LIMITER_5(S: string): string[] {
                                         AND u.until_ms > now_ms) THEN
          RETURN QUERY SELECT 'c'::text, NULL::text, now_ms; RETURN;
        END IF;
-       IF m.l IS NOT NULL AND a_cost > m.b THEN RETURN QUERY SELECT 'x'::text, NULL::text, now_ms; RETURN; END IF;
+       IF m.l IS NOT NULL AND a_cost > m.b THEN
+         -- (A ticket's cost put above the burst by setLimits: out of line, and a permit handed to it goes back.)
+         DELETE FROM ${S}.lim_line q WHERE q.name = a_name AND q.key = a_key AND q.ticket = a_ticket RETURNING q.state, q.token INTO t;
+         IF FOUND AND t.state = 'g' THEN
+           DELETE FROM ${S}.lim_held h WHERE h.name = a_name AND h.key = a_key AND h.token = t.token;
+         END IF;
+         RETURN QUERY SELECT 'x'::text, NULL::text, now_ms; RETURN;
+       END IF;
        IF a_ticket IS NOT NULL THEN
          FOR i IN 1..2 LOOP
            SELECT q.state, q.token, q.granted_at INTO t FROM ${S}.lim_line q

@@ -1,0 +1,45 @@
+// A process of a fleet sharing one postgresLimiter (postgres-limiter tests start several). argv[2]: JSON
+// { config (a pg.Pool's), name, role, limiter (options without pool and name), ... }. Roles:
+// - audit: `rounds` acquires, `parallel` at once; after each grant increments the auditor row (table `audit`,
+//   outside the limiter's tables) and decrements it right before the release; prints `done {"max":...,"admitted":...}`
+//   (the largest value the increment returned).
+// - hold: acquires `permits` permits, prints `held <tokens>`, and waits (to be killed).
+import pg from 'pg';
+import { postgresLimiter } from 'velo-stream/postgres';
+
+const options = JSON.parse(process.argv[2]);
+const pool = new pg.Pool({ ...options.config, max: 6 });
+pool.on('error', () => {});
+const limiter = postgresLimiter({ pool, name: options.name, ...options.limiter });
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+if (options.role === 'audit') {
+  let max = 0;
+  let admitted = 0;
+  const one = async (i) => {
+    const permit = await limiter.acquire(i);
+    const { rows } = await pool.query('UPDATE audit SET n = n + 1 WHERE id = $1 RETURNING n', [options.audit]);
+    max = Math.max(max, rows[0].n);
+    admitted++;
+    await sleep(Math.random() * 3);
+    await pool.query('UPDATE audit SET n = n - 1 WHERE id = $1', [options.audit]);
+    permit.release();
+    if (!(await permit.released())) throw new Error('a permit released within its lease was not freed');
+  };
+  const running = [];
+  for (let i = 0; i < options.rounds; i++) {
+    running.push(one(i));
+    if (running.length === options.parallel) await running.shift();
+  }
+  await Promise.all(running);
+  console.log(`done ${JSON.stringify({ max, admitted })}`);
+  await limiter.close();
+  await pool.end();
+} else if (options.role === 'hold') {
+  const permits = [];
+  for (let i = 0; i < options.permits; i++) permits.push(await limiter.acquire(i));
+  console.log(`held ${permits.map((p) => p.token).join(' ')}`);
+  await new Promise(() => {
+    setInterval(() => {}, 1 << 30);
+  });
+}
