@@ -4,6 +4,8 @@
 //   outside the limiter's tables) and decrements it right before the release; prints `done {"max":...,"admitted":...}`
 //   (the largest value the increment returned).
 // - hold: acquires `permits` permits, prints `held <tokens>`, and waits (to be killed).
+// - rate: `rounds` acquires, `parallel` at once, none released (rate-only: each lease ends by itself); prints
+//   `done {"at":[grant times, the server's clock]}`.
 import pg from 'pg';
 import { postgresLimiter } from 'velo-stream/postgres';
 
@@ -33,6 +35,15 @@ if (options.role === 'audit') {
   }
   await Promise.all(running);
   console.log(`done ${JSON.stringify({ max, admitted })}`);
+  await limiter.close();
+  await pool.end();
+} else if (options.role === 'rate') {
+  const at = [];
+  const loop = async (count) => {
+    for (let i = 0; i < count; i++) at.push((await limiter.acquire(i)).grantedAt);
+  };
+  await Promise.all(Array.from({ length: options.parallel }, () => loop(options.rounds / options.parallel)));
+  console.log(`done ${JSON.stringify({ at })}`);
   await limiter.close();
   await pool.end();
 } else if (options.role === 'hold') {
