@@ -274,27 +274,38 @@ test('hostile values: names, keys and costs refused with coded errors; a __proto
 
 test('fencing: a lease that ran out is never revived, and its late release frees nothing of the next holder (server clock)', async () => {
   const name = fresh();
-  // A holder that stops renewing (a process paused or killed): its permit taken straight through the function.
-  const l = make({ name, concurrency: 1, leaseTtl: 300 });
+  // Holders that stop renewing (processes paused or killed): permits of keys a and b taken straight through the
+  // function, lease 300 ms; no limiter object of this name runs meanwhile, so nothing cleans them before the
+  // stale calls below (each of them must see the row and still refuse it).
+  const migrating = make({ name: fresh(), concurrency: 1 }); // (migrates the schema)
+  (await migrating.acquire(0)).release();
+  await migrating.close();
+  const take = (key, token) =>
+    pool().query(`SELECT * FROM ${S}.lim_acquire_5($1, $2, NULL, 1, false, 300, 10, 1, NULL, NULL, NULL, $3, 'c')`, [name, key, token]);
+  assert.equal((await take('a', 'stale-a')).rows[0].o_kind, 'g');
+  assert.equal((await take('b', 'stale-b')).rows[0].o_kind, 'g');
+  const until = Number((await pool().query(`SELECT max(until_ms) AS u FROM ${S}.lim_held WHERE name = $1`, [name])).rows[0].u);
+  while (Number((await pool().query(`SELECT ${'floor(extract(epoch from clock_timestamp()) * 1000)::bigint'} AS t`)).rows[0].t) <= until)
+    await sleep(20);
+  assert.equal(await count('lim_held', name), 2, 'the expired rows are still there');
+  // A's late release: nothing freed (false), though its row was there.
+  const release = await pool().query(`SELECT ${S}.lim_release_5($1, 'a', 'stale-a', 300, 1, NULL, NULL, NULL, 'c') AS freed`, [name]);
+  assert.equal(release.rows[0].freed, false);
+  // B's late renewal: lost, never revived.
+  const renew = await pool().query(
+    `SELECT * FROM ${S}.lim_renew_5($1, 'stale', 300, 1, NULL, NULL, NULL, ARRAY['b']::text[], ARRAY['stale-b']::text[], ARRAY[]::text[], ARRAY[]::bigint[], 'c')`,
+    [name],
+  );
+  assert.deepEqual(renew.rows[0].o_lost, ['stale-b']);
+  assert.equal(await count('lim_held', name), 0);
+  // The next holder of b, then b's stale release again: it keeps its permit.
+  const l = make({ name, concurrency: 1, key: (k) => k, leaseTtl: 3000 });
   try {
-    const first = await l.acquire(0); // (migrates the schema)
-    first.release();
-    assert.equal(await first.released(), true);
-    const args = [name, '', null, 1, false, 300, 10, 1, null, null, null];
-    const { rows } = await pool().query(`SELECT * FROM ${S}.lim_acquire_5($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'stale-1', 'c')`, args);
-    assert.equal(rows[0].o_kind, 'g');
-    const until = Number((await pool().query(`SELECT until_ms FROM ${S}.lim_held WHERE name = $1`, [name])).rows[0].until_ms);
-    const next = await l.acquire(0);
-    assert.ok(next.grantedAt >= until, `granted at ${next.grantedAt}, before the dead lease's end ${until}`);
-    // The stale holder's renewal and release: lost, and nothing freed.
-    const renew = await pool().query(
-      `SELECT * FROM ${S}.lim_renew_5($1, 'stale', 300, 1, NULL, NULL, NULL, ARRAY['']::text[], ARRAY['stale-1']::text[], ARRAY[]::text[], ARRAY[]::bigint[], 'c')`,
-      [name],
-    );
-    assert.deepEqual(renew.rows[0].o_lost, ['stale-1']);
-    const release = await pool().query(`SELECT ${S}.lim_release_5($1, '', 'stale-1', 300, 1, NULL, NULL, NULL, 'c') AS freed`, [name]);
-    assert.equal(release.rows[0].freed, false);
-    assert.equal(await held(name), 1, 'the new holder keeps its permit');
+    const next = await l.acquire('b');
+    assert.ok(next.grantedAt > until, `granted at ${next.grantedAt}, not after the dead lease's end ${until}`);
+    const again = await pool().query(`SELECT ${S}.lim_release_5($1, 'b', 'stale-b', 300, 1, NULL, NULL, NULL, 'c') AS freed`, [name]);
+    assert.equal(again.rows[0].freed, false);
+    assert.equal(await held(name, 'b'), 1, 'the new holder keeps its permit');
     next.release();
     assert.equal(await next.released(), true);
   } finally {
