@@ -394,3 +394,34 @@ test('a waiter is granted without LISTEN (polls only), and a waiter whose proces
     await l.close();
   }
 });
+
+test('acquires that got no answer within callTimeout (the limiter row locked) take nothing once Postgres answers: undone by their tokens', async () => {
+  const name = fresh();
+  const l = make({ name, concurrency: 5, callTimeout: 300, whenPostgresFails: 'fail-open', leaseTtl: 3000 });
+  try {
+    (await l.acquire(0)).release();
+    await eventually(async () => (await count('lim_held', name)) === 0, 'the first permit given back');
+    // Another session holds the limiter's row: every decision waits for it.
+    const blocker = await pool().connect();
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query(`SELECT 1 FROM ${S}.lim_limiters WHERE name = $1 FOR UPDATE`, [name]);
+      const permit = await l.acquire(0);
+      assert.equal(permit.source, 'open', 'no answer within callTimeout: fail-open');
+      assert.equal(l.stats().postgresDown, true);
+      await blocker.query('COMMIT');
+    } finally {
+      blocker.release();
+    }
+    // The late acquire ran once the row was free, and its undo after it: nothing held, nothing in line.
+    await eventually(async () => (await count('lim_held', name)) === 0 && (await count('lim_undone', name)) >= 1, 'undone');
+    assert.equal(await count('lim_line', name), 0);
+    // Back on Postgres after the next renewal.
+    await eventually(() => !l.stats().postgresDown, 'Postgres answers again');
+    const again = await l.acquire(0);
+    assert.equal(again.source, 'postgres');
+    again.release();
+  } finally {
+    await l.close();
+  }
+});

@@ -27,8 +27,9 @@ export interface PostgresLimiterOptions<T = unknown> extends LimiterOptions<T> {
   /** The longest a call to Postgres may take before it counts as failed, ms (or Infinity). Default 5,000. */
   callTimeout?: number;
   /**
-   * Default true: waiters are woken by NOTIFY, with LISTEN on one connection of the pool held while any waits (and
-   * poll too). false: they only poll (behind PgBouncer in transaction mode, where LISTEN does not work).
+   * Default true: waiters are woken by NOTIFY (and poll too), with LISTEN on one connection of the pool, held from the
+   * first wait until none waited for a third of a lease. false: they only poll (behind PgBouncer in transaction mode,
+   * where LISTEN does not work).
    */
   listen?: boolean;
   /** The longest a waiter goes without asking whether its turn came, ms (it asks at 50 ms, then twice as long each time up to this). Default 1,000. */

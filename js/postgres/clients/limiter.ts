@@ -443,7 +443,6 @@ class PostgresLimiterImpl<T> implements PostgresLimiter<T> {
     clearTimeout(waiter.timer);
     this.#waiters.delete(waiter.ticket);
     if (waiter.onAbort !== undefined) waiter.signal?.removeEventListener('abort', waiter.onAbort);
-    if (this.#waiters.size === 0) this.#unlisten();
   }
 
   #leave(waiter: Waiter, reason: unknown): void {
@@ -510,7 +509,7 @@ class PostgresLimiterImpl<T> implements PostgresLimiter<T> {
       this.#listener = client;
       await client.query(`LISTEN ${this.#channel}`);
       if (gen !== this.#listenGen) return;
-      if (this.#closed || this.#waiters.size === 0) return this.#unlisten();
+      if (this.#closed) return this.#unlisten();
       // What was hinted before the LISTEN took: ask once for every waiter.
       for (const waiter of this.#waiters.values()) void this.#poll(waiter);
     })().catch(() => {
@@ -559,6 +558,8 @@ class PostgresLimiterImpl<T> implements PostgresLimiter<T> {
       if (sent - permit.renewedAt > this.#o.leaseTtl) this.#loseLocally(permit);
     }
     const live = permits.filter((p) => !p.lost);
+    // The LISTEN connection is kept while waiters come and go, and given back once none waited for an interval.
+    if (waiters.length === 0) this.#unlisten();
     void this.#flushUndos();
     try {
       const [row] = await this.#call(
