@@ -425,3 +425,23 @@ test('acquires that got no answer within callTimeout (the limiter row locked) ta
     await l.close();
   }
 });
+
+test("setLimits to another rate: the stored arrival time carries over (no budget reset), read in the new limit's units", async () => {
+  const name = fresh();
+  const l = make({ name, mode: 'reject', rate: { limit: 3, period: 60_000, burst: 3 } });
+  try {
+    for (let i = 0; i < 3; i++) (await l.acquire(0)).release();
+    await assert.rejects(l.acquire(0), { code: 'ERR_VELO_RATE_LIMITED' });
+    // 7 a minute, burst 3: the 3 units spent a moment ago still count (a reset would admit 3 more at once).
+    await l.setLimits({ rate: { limit: 7, period: 60_000, burst: 3 } });
+    const error = await l.acquire(0).catch((e) => e);
+    assert.equal(error.code, 'ERR_VELO_RATE_LIMITED');
+    // The arrival time stays where the old limit put it (3 units of 20,000 ms after the grants): the next unit
+    // conforms 60,000 + 60,000/7 - 3 * 60,000/7 ms after them, about 42,857 (less the time since, in whole ms).
+    assert.ok(error.retryAfter > 40_000 && error.retryAfter <= 42_858, `retryAfter ${error.retryAfter}`);
+    const { rows } = await pool().query(`SELECT rl FROM ${S}.lim_rate WHERE name = $1`, [name]);
+    assert.deepEqual(rows, [{ rl: '3' }], 'the state as the old limit wrote it, read in the new units');
+  } finally {
+    await l.close();
+  }
+});
