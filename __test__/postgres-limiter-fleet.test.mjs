@@ -17,7 +17,8 @@ const S = 'velo_stream';
 const child = (options) => start([CHILD, JSON.stringify({ config: postgres.config, ...options })], { timeout: 180_000 });
 const result = async (c) => JSON.parse((await c.waitFor(/done (.*)/))[1]);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-const serverNow = async () => Number((await pool().query('SELECT floor(extract(epoch from clock_timestamp()) * 1000)::bigint AS t')).rows[0].t);
+const serverNow = async () =>
+  Number((await pool().query('SELECT floor(extract(epoch from clock_timestamp()) * 1000)::bigint AS t')).rows[0].t);
 async function killChild(c) {
   c.child.kill('SIGKILL');
   await c.finished().catch((error) => assert.match(String(error), /killed by SIGKILL|SIGKILL/));
@@ -49,7 +50,14 @@ test('4 processes hammering concurrency 3: the auditor never sees more than 3 he
   await pool().query(`INSERT INTO audit VALUES ('a', 0)`);
   const name = 'audit';
   const children = Array.from({ length: 4 }, () =>
-    child({ name, role: 'audit', audit: 'a', rounds: 40, parallel: 4, limiter: { concurrency: 3, leaseTtl: 10_000, pollInterval: 200 } }),
+    child({
+      name,
+      role: 'audit',
+      audit: 'a',
+      rounds: 40,
+      parallel: 4,
+      limiter: { concurrency: 3, leaseTtl: 10_000, pollInterval: 200 },
+    }),
   );
   const results = await Promise.all(children.map(result));
   await Promise.all(children.map((c) => c.finished()));
@@ -71,8 +79,8 @@ test('a holder killed -9: its permits come back after its lease (server clock) a
   const holder = child({ name, role: 'hold', permits: 2, limiter: limits });
   await holder.waitFor(/held \S+ \S+/);
   await killChild(holder);
-  const leases = (await pool().query(`SELECT until_ms FROM ${S}.lim_held WHERE name = $1 ORDER BY until_ms`, [name])).rows.map((r) =>
-    Number(r.until_ms),
+  const leases = (await pool().query(`SELECT until_ms FROM ${S}.lim_held WHERE name = $1 ORDER BY until_ms`, [name])).rows.map(
+    (r) => Number(r.until_ms),
   );
   assert.equal(leases.length, 2);
   const killedAt = await serverNow();
@@ -94,12 +102,18 @@ test('a holder killed -9: its permits come back after its lease (server clock) a
     }
     const fromLine = await inLine;
     granted.push(fromLine);
-    assert.ok(refused > 0 || killedAt >= leases[0], 'refused while the dead leases held (unless the machine was too slow to ask)');
+    assert.ok(
+      refused > 0 || killedAt >= leases[0],
+      'refused while the dead leases held (unless the machine was too slow to ask)',
+    );
     for (const permit of granted) {
       assert.ok(permit.grantedAt >= leases[0], `granted at ${permit.grantedAt}, before the dead lease's end ${leases[0]}`);
     }
     // Within a lease of the kill, plus the time the grants took to be asked for (the line's first poll).
-    assert.ok(fromLine.grantedAt - killedAt <= limits.leaseTtl + 2000, `granted ${fromLine.grantedAt - killedAt} ms after the kill`);
+    assert.ok(
+      fromLine.grantedAt - killedAt <= limits.leaseTtl + 2000,
+      `granted ${fromLine.grantedAt - killedAt} ms after the kill`,
+    );
     for (const permit of granted) permit.release();
     assert.deepEqual(await Promise.all(granted.map((p) => p.released())), [true, true]);
   } finally {
@@ -112,7 +126,13 @@ test('3 processes sharing 40/s with a burst of 5: every window of grants (server
   const name = 'rate';
   const rate = { limit: 40, period: 1000, burst: 5 };
   const children = Array.from({ length: 3 }, () =>
-    child({ name, role: 'rate', rounds: 40, parallel: 4, limiter: { rate, maxWaiting: 1000, leaseTtl: 60_000, pollInterval: 100 } }),
+    child({
+      name,
+      role: 'rate',
+      rounds: 40,
+      parallel: 4,
+      limiter: { rate, maxWaiting: 1000, leaseTtl: 60_000, pollInterval: 100 },
+    }),
   );
   const results = await Promise.all(children.map(result));
   await Promise.all(children.map((c) => c.finished()));
@@ -126,7 +146,15 @@ test('3 processes sharing 40/s with a burst of 5: every window of grants (server
 
 test('the rate is exact when period / limit is not a whole number of ms (7 per 10 ms, costs 1 and 3), in one process', async () => {
   const rate = { limit: 7, period: 10, burst: 7 };
-  const l = postgresLimiter({ pool: pool(), name: 'exact', rate, cost: (c) => c, maxWaiting: 10_000, leaseTtl: 60_000, pollInterval: 20 });
+  const l = postgresLimiter({
+    pool: pool(),
+    name: 'exact',
+    rate,
+    cost: (c) => c,
+    maxWaiting: 10_000,
+    leaseTtl: 60_000,
+    pollInterval: 20,
+  });
   const grants = [];
   try {
     const loop = async (i) => {

@@ -22,7 +22,9 @@ async function eventually(check, what, ms = 20_000) {
   }
 }
 const count = async (table, name, where = 'true', values = []) =>
-  Number((await pool().query(`SELECT count(*) AS n FROM ${S}.${table} WHERE name = $1 AND ${where}`, [name, ...values])).rows[0].n);
+  Number(
+    (await pool().query(`SELECT count(*) AS n FROM ${S}.${table} WHERE name = $1 AND ${where}`, [name, ...values])).rows[0].n,
+  );
 const waiting = (name, key = '') => count('lim_line', name, `key = $2 AND state = 'w'`, [key]);
 const held = (name, key = '') => count('lim_held', name, `key = $2`, [key]);
 const make = (options) => postgresLimiter({ pool: pool(), ...options });
@@ -281,15 +283,24 @@ test('fencing: a lease that ran out is never revived, and its late release frees
   (await migrating.acquire(0)).release();
   await migrating.close();
   const take = (key, token) =>
-    pool().query(`SELECT * FROM ${S}.lim_acquire_5($1, $2, NULL, 1, false, 300, 10, 1, NULL, NULL, NULL, $3, 'c')`, [name, key, token]);
+    pool().query(`SELECT * FROM ${S}.lim_acquire_5($1, $2, NULL, 1, false, 300, 10, 1, NULL, NULL, NULL, $3, 'c')`, [
+      name,
+      key,
+      token,
+    ]);
   assert.equal((await take('a', 'stale-a')).rows[0].o_kind, 'g');
   assert.equal((await take('b', 'stale-b')).rows[0].o_kind, 'g');
   const until = Number((await pool().query(`SELECT max(until_ms) AS u FROM ${S}.lim_held WHERE name = $1`, [name])).rows[0].u);
-  while (Number((await pool().query(`SELECT ${'floor(extract(epoch from clock_timestamp()) * 1000)::bigint'} AS t`)).rows[0].t) <= until)
+  while (
+    Number((await pool().query(`SELECT ${'floor(extract(epoch from clock_timestamp()) * 1000)::bigint'} AS t`)).rows[0].t) <=
+    until
+  )
     await sleep(20);
   assert.equal(await count('lim_held', name), 2, 'the expired rows are still there');
   // A's late release: nothing freed (false), though its row was there.
-  const release = await pool().query(`SELECT ${S}.lim_release_5($1, 'a', 'stale-a', 300, 1, NULL, NULL, NULL, 'c') AS freed`, [name]);
+  const release = await pool().query(`SELECT ${S}.lim_release_5($1, 'a', 'stale-a', 300, 1, NULL, NULL, NULL, 'c') AS freed`, [
+    name,
+  ]);
   assert.equal(release.rows[0].freed, false);
   // B's late renewal: lost, never revived.
   const renew = await pool().query(
@@ -303,7 +314,9 @@ test('fencing: a lease that ran out is never revived, and its late release frees
   try {
     const next = await l.acquire('b');
     assert.ok(next.grantedAt > until, `granted at ${next.grantedAt}, not after the dead lease's end ${until}`);
-    const again = await pool().query(`SELECT ${S}.lim_release_5($1, 'b', 'stale-b', 300, 1, NULL, NULL, NULL, 'c') AS freed`, [name]);
+    const again = await pool().query(`SELECT ${S}.lim_release_5($1, 'b', 'stale-b', 300, 1, NULL, NULL, NULL, 'c') AS freed`, [
+      name,
+    ]);
     assert.equal(again.rows[0].freed, false);
     assert.equal(await held(name, 'b'), 1, 'the new holder keeps its permit');
     next.release();
@@ -319,8 +332,12 @@ test('an undo that reaches Postgres before its acquire makes the acquire take no
   try {
     (await l.acquire(0)).release();
     const acquire = (token) =>
-      pool().query(`SELECT * FROM ${S}.lim_acquire_5($1, '', NULL, 1, false, 10000, 10, 1, NULL, NULL, NULL, $2, 'c')`, [name, token]);
-    const undo = (token) => pool().query(`SELECT ${S}.lim_cancel_5($1, '', NULL, $2, 10000, true, 1, NULL, NULL, NULL, 'c')`, [name, token]);
+      pool().query(`SELECT * FROM ${S}.lim_acquire_5($1, '', NULL, 1, false, 10000, 10, 1, NULL, NULL, NULL, $2, 'c')`, [
+        name,
+        token,
+      ]);
+    const undo = (token) =>
+      pool().query(`SELECT ${S}.lim_cancel_5($1, '', NULL, $2, 10000, true, 1, NULL, NULL, NULL, 'c')`, [name, token]);
     await undo('u-1');
     assert.equal((await acquire('u-1')).rows[0].o_kind, 'c');
     assert.equal(await held(name), 0);
@@ -382,7 +399,9 @@ test('a waiter is granted without LISTEN (polls only), and a waiter whose proces
     (await w).release();
     // A ticket no one renews (taken straight through the function, lease 300 ms) is gone after it.
     const h2 = await l.acquire(0);
-    await pool().query(`SELECT * FROM ${S}.lim_acquire_5($1, '', NULL, 1, false, 300, 10, 1, NULL, NULL, NULL, 'gone-1', 'c')`, [name]);
+    await pool().query(`SELECT * FROM ${S}.lim_acquire_5($1, '', NULL, 1, false, 300, 10, 1, NULL, NULL, NULL, 'gone-1', 'c')`, [
+      name,
+    ]);
     assert.equal(await waiting(name), 1);
     const w2 = l.acquire(0);
     await sleep(400);

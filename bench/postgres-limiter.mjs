@@ -92,7 +92,11 @@ const redis = await startRedis();
 const postgres = await startPostgres();
 try {
   const client = await redis.client();
-  await measure('redis', (name, limits) => redisLimiter({ client, name, leaseTtl: 30_000, ...limits }), () => [redis.pid]);
+  await measure(
+    'redis',
+    (name, limits) => redisLimiter({ client, name, leaseTtl: 30_000, ...limits }),
+    () => [redis.pid],
+  );
   const pool = postgres.pool({ max: 10 });
   await measure(
     'postgres',

@@ -117,7 +117,14 @@ export function resolvePgLimiterOptions<T>(options: PostgresLimiterOptions<T>): 
   const callTimeout =
     rawTimeout === Infinity
       ? Infinity
-      : integerOption(WHAT, 'callTimeout', rawTimeout, 1, MAX_CALL_TIMEOUT_MS, `from 1 to ${MAX_CALL_TIMEOUT_MS} (ms), or Infinity`);
+      : integerOption(
+          WHAT,
+          'callTimeout',
+          rawTimeout,
+          1,
+          MAX_CALL_TIMEOUT_MS,
+          `from 1 to ${MAX_CALL_TIMEOUT_MS} (ms), or Infinity`,
+        );
   const listen = get('listen') ?? true;
   if (typeof listen !== 'boolean') throw invalidType(`${WHAT}: the "listen" option must be a boolean, not ${describe(listen)}`);
   const pollInterval = integerOption(WHAT, 'pollInterval', get('pollInterval') ?? 1000, 10, 60_000, 'from 10 to 60000 (ms)');
@@ -142,7 +149,8 @@ export function resolvePgLimiterOptions<T>(options: PostgresLimiterOptions<T>): 
 /** An item's key as the shared rules check it, and storable in a Postgres text column (no NUL): ERR_VELO_LIMIT_KEY. */
 export function pgKeyOf<T>(name: string, key: ((item: T) => string) | undefined, item: T): string {
   const k = keyOf(name, key, item);
-  if (k.includes('\0')) throw limitKeyError(`Limiter "${name}": key(item) must not hold a NUL character (Postgres text holds none)`);
+  if (k.includes('\0'))
+    throw limitKeyError(`Limiter "${name}": key(item) must not hold a NUL character (Postgres text holds none)`);
   return k;
 }
 

@@ -265,9 +265,14 @@ class PostgresLimiterImpl<T> implements PostgresLimiter<T> {
     const token = this.#newToken();
     let row: Row;
     try {
-      const rows = await this.#call('lim_acquire_5', this.#acquireArgs(key, null, cost, this.#o.mode === 'reject', token), 'acquire', (late) => {
-        if (str(late[0]?.o_kind) === 'w') void this.#cancel(key, str(late[0]?.o_a));
-      });
+      const rows = await this.#call(
+        'lim_acquire_5',
+        this.#acquireArgs(key, null, cost, this.#o.mode === 'reject', token),
+        'acquire',
+        (late) => {
+          if (str(late[0]?.o_kind) === 'w') void this.#cancel(key, str(late[0]?.o_a));
+        },
+      );
       row = rows[0];
     } catch (error) {
       if (!isConnectionError(error)) throw error;
@@ -398,7 +403,13 @@ class PostgresLimiterImpl<T> implements PostgresLimiter<T> {
     const sent = performance.now();
     let row: Row;
     try {
-      row = (await this.#call('lim_acquire_5', this.#acquireArgs(waiter.key, waiter.ticket, waiter.cost, false, waiter.token), 'acquire'))[0];
+      row = (
+        await this.#call(
+          'lim_acquire_5',
+          this.#acquireArgs(waiter.key, waiter.ticket, waiter.cost, false, waiter.token),
+          'acquire',
+        )
+      )[0];
     } catch (error) {
       waiter.polling = false;
       if (waiter.done) return this.#undo(waiter.key, waiter.ticket, waiter.token);
