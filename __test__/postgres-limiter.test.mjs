@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { postgresLimiter } from 'velo-stream/postgres';
-import { pool, usePostgres } from './helpers/postgres-suite.mjs';
+import { pool, restartablePostgres, usePostgres } from './helpers/postgres-suite.mjs';
 
 usePostgres();
 
@@ -462,5 +462,52 @@ test("setLimits to another rate: the stored arrival time carries over (no budget
     assert.deepEqual(rows, [{ rl: '3' }], 'the state as the old limit wrote it, read in the new units');
   } finally {
     await l.close();
+  }
+});
+
+test("Postgres restarted mid-run: fail-closed refuses, fail-open allows, 'local' limits in-process by its share; all go back to Postgres", async () => {
+  const server = await restartablePostgres();
+  const p = server.pool({ max: 6, connectionTimeoutMillis: 2000 });
+  const name = 'restarted';
+  const options = { pool: p, name, concurrency: 2, leaseTtl: 900, callTimeout: 2000 };
+  const closed = postgresLimiter(options);
+  const open = postgresLimiter({ ...options, whenPostgresFails: 'fail-open' });
+  const local = postgresLimiter({ ...options, whenPostgresFails: 'local' });
+  try {
+    for (const l of [closed, open, local]) (await l.acquire(0)).release();
+    await eventually(() => [closed, open, local].every((l) => l.stats().fleet.processes === 3), 'three processes known');
+    const restarted = server.restart({ ms: 1500 });
+    // While it is down: each policy answers (no acquire hangs).
+    await eventually(async () => {
+      const error = await closed.acquire(0).then(
+        (permit) => (permit.release(), null),
+        (e) => e,
+      );
+      return error !== null;
+    }, 'fail-closed refuses');
+    const o = await open.acquire(0);
+    assert.equal(o.source, 'open');
+    const l1 = await local.acquire(0);
+    assert.equal(l1.source, 'local');
+    // The local share of concurrency 2 among 3 processes is 1: a second waits for the first.
+    let second = false;
+    const l2 = local.acquire(0).then((permit) => ((second = true), permit));
+    await sleep(100);
+    assert.equal(second, false);
+    l1.release();
+    (await l2).release();
+    o.release();
+    await restarted;
+    // Back on Postgres once a renewal gets through.
+    for (const l of [closed, open, local]) {
+      await eventually(() => !l.stats().postgresDown, 'up again');
+      const permit = await l.acquire(0);
+      assert.equal(permit.source, 'postgres');
+      permit.release();
+      assert.equal(await permit.released(), true);
+    }
+  } finally {
+    await Promise.all([closed.close(), open.close(), local.close()]);
+    await server.stop();
   }
 });
