@@ -122,6 +122,64 @@ test('a holder killed -9: its permits come back after its lease (server clock) a
   }
 });
 
+test('3 processes hammering concurrency 3 while a holder of 2 permits is killed -9: its permits come back within its lease, never before, and never more than 3 held', async () => {
+  await pool().query(`INSERT INTO audit VALUES ('k', 0)`);
+  const name = 'hammer-kill';
+  const limits = { concurrency: 3, leaseTtl: 2000, pollInterval: 100 };
+  const holder = child({ name, role: 'hold', permits: 2, limiter: limits });
+  await holder.waitFor(/held \S+ \S+/);
+  const auditors = Array.from({ length: 3 }, () =>
+    child({ name, role: 'audit', audit: 'k', rounds: 30, parallel: 3, limiter: limits }),
+  );
+  await killChild(holder);
+  const leases = (await pool().query(`SELECT until_ms FROM ${S}.lim_held WHERE name = $1 ORDER BY until_ms`, [name])).rows.map(
+    (r) => Number(r.until_ms),
+  );
+  const killedAt = await serverNow();
+  // Live permits in the limiter's own table, sampled while the auditors run.
+  let sampling = true;
+  let most = 0;
+  const sampler = (async () => {
+    while (sampling) {
+      const { rows } = await pool().query(
+        `SELECT count(*)::int AS n FROM ${S}.lim_held WHERE name = $1 AND until_ms > floor(extract(epoch from clock_timestamp()) * 1000)`,
+        [name],
+      );
+      most = Math.max(most, rows[0].n);
+      await sleep(10);
+    }
+  })();
+  const results = await Promise.all(auditors.map(result));
+  await Promise.all(auditors.map((c) => c.finished()));
+  sampling = false;
+  await sampler;
+  assert.ok(most <= 3, `${most} live permits at once`);
+  const held = results.flatMap((r) => r.held);
+  assert.equal(held.length, 90);
+  assert.ok(Math.max(...results.map((r) => r.max)) <= 3);
+  // When the auditors first held 2, and 3, permits at once (from grant to decrement, server clock; a decrement
+  // before a grant of the same ms): the dead holder's 2 permits came back after their leases, never before, and
+  // within the lease of the kill plus the time for a waiter to ask again.
+  const events = held.flatMap(([from, to]) => [
+    [from, 1],
+    [to, -1],
+  ]);
+  events.sort((x, y) => x[0] - y[0] || x[1] - y[1]);
+  const first = [];
+  let now = 0;
+  for (const [at, step] of events) {
+    now += step;
+    if (step > 0 && first[now] === undefined) first[now] = at;
+  }
+  assert.ok(first[3] !== undefined, 'the auditors held all 3 permits at once (the dead ones came back)');
+  assert.equal(first[4], undefined, 'never 4');
+  assert.equal(leases.length, 2);
+  assert.ok(first[2] >= leases[0], `2 held from ${first[2]}, before a dead lease ended (${leases[0]})`);
+  assert.ok(first[3] >= leases[1], `3 held from ${first[3]}, before the dead leases ended (${leases[1]})`);
+  assert.ok(first[3] - killedAt <= limits.leaseTtl + 2000, `all 3 back ${first[3] - killedAt} ms after the kill`);
+  assert.equal((await pool().query(`SELECT n FROM audit WHERE id = 'k'`)).rows[0].n, 0);
+});
+
 test('3 processes sharing 40/s with a burst of 5: every window of grants (server clock) within the GCRA bound', async () => {
   const name = 'rate';
   const rate = { limit: 40, period: 1000, burst: 5 };

@@ -2,7 +2,8 @@
 // { config (a pg.Pool's), name, role, limiter (options without pool and name), ... }. Roles:
 // - audit: `rounds` acquires, `parallel` at once; after each grant increments the auditor row (table `audit`,
 //   outside the limiter's tables) and decrements it right before the release; prints `done {"max":...,"admitted":...}`
-//   (the largest value the increment returned).
+//   (the largest value the increment returned) and `held`: per permit, [its grant time, the time of its decrement]
+//   on the server's clock (an interval within its holding).
 // - hold: acquires `permits` permits, prints `held <tokens>`, and waits (to be killed).
 // - rate: `rounds` acquires, `parallel` at once, none released (rate-only: each lease ends by itself); prints
 //   `done {"at":[grant times, the server's clock]}`.
@@ -18,13 +19,18 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 if (options.role === 'audit') {
   let max = 0;
   let admitted = 0;
+  const held = [];
   const one = async (i) => {
     const permit = await limiter.acquire(i);
     const { rows } = await pool.query('UPDATE audit SET n = n + 1 WHERE id = $1 RETURNING n', [options.audit]);
     max = Math.max(max, rows[0].n);
     admitted++;
     await sleep(Math.random() * 3);
-    await pool.query('UPDATE audit SET n = n - 1 WHERE id = $1', [options.audit]);
+    const down = await pool.query(
+      'UPDATE audit SET n = n - 1 WHERE id = $1 RETURNING floor(extract(epoch from clock_timestamp()) * 1000)::bigint AS t',
+      [options.audit],
+    );
+    held.push([permit.grantedAt, Number(down.rows[0].t)]);
     permit.release();
     if (!(await permit.released())) throw new Error('a permit released within its lease was not freed');
   };
@@ -34,7 +40,7 @@ if (options.role === 'audit') {
     if (running.length === options.parallel) await running.shift();
   }
   await Promise.all(running);
-  console.log(`done ${JSON.stringify({ max, admitted })}`);
+  console.log(`done ${JSON.stringify({ max, admitted, held })}`);
   await limiter.close();
   await pool.end();
 } else if (options.role === 'rate') {
