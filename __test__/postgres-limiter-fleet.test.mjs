@@ -46,7 +46,7 @@ function tightest(grants, { limit, period, burst }) {
 }
 
 test('4 processes hammering concurrency 3: the auditor never sees more than 3 held, and every acquire is granted', async () => {
-  await pool().query('CREATE TABLE audit (id text PRIMARY KEY, n integer NOT NULL)');
+  await pool().query('CREATE TABLE IF NOT EXISTS audit (id text PRIMARY KEY, n integer NOT NULL)');
   await pool().query(`INSERT INTO audit VALUES ('a', 0)`);
   const name = 'audit';
   const children = Array.from({ length: 4 }, () =>
@@ -123,6 +123,7 @@ test('a holder killed -9: its permits come back after its lease (server clock) a
 });
 
 test('3 processes hammering concurrency 3 while a holder of 2 permits is killed -9: its permits come back within its lease, never before, and never more than 3 held', async () => {
+  await pool().query('CREATE TABLE IF NOT EXISTS audit (id text PRIMARY KEY, n integer NOT NULL)');
   await pool().query(`INSERT INTO audit VALUES ('k', 0)`);
   const name = 'hammer-kill';
   const limits = { concurrency: 3, leaseTtl: 2000, pollInterval: 100 };
