@@ -287,3 +287,62 @@ test('a postgresWorker with limiter.session = postgresLimiter (concurrency 2, tw
   const { rows } = await pool().query(`SELECT count(*)::int AS n FROM velo_wlim.lim_held WHERE name = 'sessions'`);
   assert.equal(rows[0].n, 0, 'every permit given back');
 });
+
+test('close() of a postgresWorker while its sessions wait for postgresLimiter permits: it settles, the waits leave the line, nothing is held', async () => {
+  const name = 'closing';
+  const shared = { pool: pool(), schema: 'velo_wclose', name, partitions: 2 };
+  const lim = {
+    pool: pool(),
+    schema: 'velo_wclose',
+    name: 'closing-sessions',
+    concurrency: 1,
+    leaseTtl: 3000,
+    pollInterval: 100,
+  };
+  const blocker = postgresLimiter(lim);
+  const session = postgresLimiter(lim);
+  const errors = [];
+  const taken = await blocker.acquire(0);
+  const worker = postgresWorker(
+    streamFn(
+      async function* echo(events) {
+        for await (const e of events) yield e;
+      },
+      { idleTimeout: 100 },
+    ),
+    { ...shared, leaseTtl: 2000, pollInterval: 50, limiter: { session }, onError: (e) => errors.push(e) },
+  );
+  try {
+    const producer = postgresProducer(shared);
+    await producer.sendMany(Array.from({ length: 6 }, (_, k) => [`k${k}`, { k }]));
+    const waiting = async () =>
+      Number(
+        (await pool().query(`SELECT count(*) AS n FROM velo_wclose.lim_line WHERE name = $1 AND state = 'w'`, [lim.name])).rows[0]
+          .n,
+      );
+    const until = Date.now() + 60_000;
+    while ((await waiting()) === 0) {
+      assert.ok(Date.now() < until, 'a session waits in the line');
+      await sleep(20);
+    }
+    await worker.close();
+    // (Each abort's cancel is sent at close, not awaited by it, as with redisLimiter.)
+    const left = Date.now() + 20_000;
+    while ((await waiting()) > 0) {
+      assert.ok(Date.now() < left, 'the waits left the line');
+      await sleep(20);
+    }
+    const held = await pool().query(`SELECT token FROM velo_wclose.lim_held WHERE name = $1`, [lim.name]);
+    assert.deepEqual(
+      held.rows.map((r) => r.token),
+      [taken.token],
+      "only the blocker's permit is held",
+    );
+  } finally {
+    await worker.close();
+    taken.release();
+    await blocker.close();
+    await session.close();
+  }
+  assert.deepEqual(errors, []);
+});
