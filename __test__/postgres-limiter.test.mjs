@@ -330,7 +330,9 @@ test('an undo that reaches Postgres before its acquire makes the acquire take no
   const name = fresh();
   const l = make({ name, concurrency: 1 });
   try {
-    (await l.acquire(0)).release();
+    const first = await l.acquire(0);
+    first.release();
+    assert.equal(await first.released(), true);
     const acquire = (token) =>
       pool().query(`SELECT * FROM ${S}.lim_acquire_5($1, '', NULL, 1, false, 10000, 10, 1, NULL, NULL, NULL, $2, 'c')`, [
         name,
