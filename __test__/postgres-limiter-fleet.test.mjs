@@ -346,3 +346,56 @@ test('close() of a postgresWorker while its sessions wait for postgresLimiter pe
   }
   assert.deepEqual(errors, []);
 });
+
+test('limiter.step = postgresLimiter (concurrency 1, two workers): one handler step at a time, and every session ends where the log says', async () => {
+  const name = 'stepped';
+  const shared = { pool: pool(), schema: 'velo_wstep', name, partitions: 4 };
+  let active = 0;
+  let max = 0;
+  const fn = () =>
+    streamFn(
+      async function* steps(events) {
+        let total = 0;
+        for await (const e of events) {
+          active++;
+          max = Math.max(max, active);
+          await sleep(3);
+          active--;
+          total += e.n;
+          yield { total };
+        }
+      },
+      { idleTimeout: 150 },
+    );
+  const lim = { pool: pool(), schema: 'velo_wstep', name: 'steps', concurrency: 1, leaseTtl: 3000, pollInterval: 100 };
+  const limiters = [postgresLimiter(lim), postgresLimiter(lim)];
+  const errors = [];
+  const workers = limiters.map((step) =>
+    postgresWorker(fn(), { ...shared, leaseTtl: 2000, pollInterval: 50, limiter: { step }, onError: (e) => errors.push(e) }),
+  );
+  try {
+    const producer = postgresProducer(shared);
+    const events = [];
+    for (let round = 1; round <= 3; round++) for (let k = 0; k < 8; k++) events.push([`k${k}`, { n: round }]);
+    await producer.sendMany(events);
+    const got = [];
+    for await (const item of postgresOutputs({ ...shared, signal: AbortSignal.timeout(90_000) })) {
+      got.push(item);
+      if (got.length === 24) break;
+    }
+    for (let k = 0; k < 8; k++) {
+      assert.deepEqual(
+        got.filter((o) => o.key === `k${k}`).map((o) => o.value.total),
+        [1, 3, 6],
+        `k${k}'s totals`,
+      );
+    }
+    assert.equal(max, 1, `${max} steps at once`);
+  } finally {
+    await Promise.all(workers.map((w) => w.close()));
+    await Promise.all(limiters.map((l) => l.close()));
+  }
+  assert.deepEqual(errors, []);
+  const { rows } = await pool().query(`SELECT count(*)::int AS n FROM velo_wstep.lim_held WHERE name = 'steps'`);
+  assert.equal(rows[0].n, 0, 'every permit given back');
+});
