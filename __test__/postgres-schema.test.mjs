@@ -126,3 +126,29 @@ test('from version 3 a migration that keeps version 3 goes on under its workers;
   assert.equal(leases[0].n, 0, 'no lease granted');
   await log.close();
 });
+
+test('version 5 (the fleet limiter tables) keeps the workers version 4 kept: applied while a version 4 worker is registered, which goes on being granted partitions', async () => {
+  const schema = 'velo_v4';
+  await migrate(pool(), schema, 4);
+  await pool().query(`INSERT INTO ${schema}.leases (fn, p) VALUES ('f', 0), ('f', 1)`);
+  await pool().query(`INSERT INTO ${schema}.workers (fn, worker, until_ms, advert) VALUES ('f', 'v4-1', $1, '')`, [
+    Date.now() + 60_000,
+  ]);
+  assert.equal(await migrate(pool(), schema), 5);
+  assert.equal(SCHEMA_VERSION, 5);
+  const { rows } = await pool().query(`SELECT version, keeps FROM ${schema}.migrations WHERE version = 5`);
+  assert.deepEqual(rows, [{ version: 5, keeps: 3 }]);
+  // A version 4 worker's grant (acquire_4 with its version), and a version 3 one's rule: both still granted.
+  for (const [p, version] of [
+    [0, 4],
+    [1, 3],
+  ]) {
+    const grant = await pool().query(`SELECT o_kind FROM ${schema}.acquire_4('f', $1, 'old', 1000, ARRAY['*'], false, $2)`, [p, version]);
+    assert.equal(grant.rows[0].o_kind, 'granted', `a version ${version} worker`);
+  }
+  const tables = await pool().query(
+    `SELECT count(*)::int AS n FROM information_schema.tables WHERE table_schema = $1 AND table_name LIKE 'lim\\_%'`,
+    [schema],
+  );
+  assert.equal(tables.rows[0].n, 6);
+});

@@ -44,3 +44,12 @@ export type {
   RecordedOutput,
   RecordedEnd,
 } from '../redis/common/recording';
+// The fleet limiter on Postgres (the same Limiter contract as redisLimiter's; docs/postgres.md#fleet-limiter).
+export {
+  postgresLimiter,
+  type PostgresLimiter,
+  type PostgresLimiterOptions,
+  type PostgresLimiterStats,
+  type PostgresPermit,
+  type WhenPostgresFails,
+} from './clients/limiter';

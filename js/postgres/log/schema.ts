@@ -31,8 +31,10 @@
 //   versions     per partition: live sessions of `openings` per version (in first-counted order).
 //   kept         keyState: a key's state after its last session, with its expiry.
 //   workers      live workers of a function: registration expiry and advert.
+//   lim_*        the fleet limiters' (version 5, postgresLimiter), keyed by the limiter's name: see limiter-sql.ts.
 import { describe, invalidType, invalidValue, outOfRange, schemaVersionError } from '../../errors';
 import { COMMIT_4 } from './commit-one';
+import { LIMITER_5 } from './limiter-sql';
 import { NOW, type PgClientLike, type PgPoolLike, run, str, transaction } from './sql';
 
 /** The schema's name as SQL: checked (a plain lower-case identifier) and quoted. */
@@ -136,6 +138,9 @@ const MIGRATIONS: readonly Migration[] = [
       COMMIT_4(S),
     ],
   },
+  // 5: the fleet limiter's tables and functions (postgresLimiter: limiter-sql.ts). New tables only, which no older
+  // release reads or writes: every worker version 4 keeps (from version 3 on) stays correct beside it.
+  { keeps: 3, statements: (S) => LIMITER_5(S) },
 ];
 
 /** The schema version this release writes. */

@@ -1,0 +1,148 @@
+// The rules every fleet limiter (redisLimiter, postgresLimiter) shares on this side of its store: the checks of
+// its limits, of what its `key` and `cost` functions return, and the share of the 'local' fallback. Pure: nothing
+// here talks to Redis or Postgres (moved from redis/limiter/limiter-options.ts, which re-exports it).
+import type { RateLimit } from '../../limits/types';
+import { describe, invalidType, invalidValue, limitCostError, limitKeyError } from '../../errors';
+import { integerOption } from '../../validate';
+import { assertOptionsObject } from '../../config';
+import { MAX_KEY_BYTES } from './keys';
+
+/** The largest concurrency, rate limit and burst, and maxWaiting (beyond any real use; keeps the arithmetic exact). */
+export const MAX_COUNT = 1_000_000_000;
+/** The longest rate period, ms: 31 days. */
+export const MAX_PERIOD_MS = 31 * 86_400_000;
+
+/** Settings resolved: `rate.burst` always set. */
+export interface Limits {
+  concurrency?: number;
+  rate?: Required<RateLimit>;
+}
+
+/**
+ * Reads one property, turning a throwing getter or a revoked Proxy into a coded error (options are read once each,
+ * here: the limiter never reads the caller's object again).
+ */
+export function read(object: object, key: string, what: string): unknown {
+  try {
+    return (object as Record<string, unknown>)[key];
+  } catch (error) {
+    throw invalidType(`${what}: the "${key}" option cannot be read (${describe(error)})`, error);
+  }
+}
+
+export function ownKeys(object: object, what: string): string[] {
+  try {
+    return Object.keys(object);
+  } catch (error) {
+    throw invalidType(`${what}: the options cannot be read (${describe(error)})`, error);
+  }
+}
+
+/** Checks `concurrency` and `rate` (of the options or of setLimits): at least one, each in range. */
+export function checkLimits(settings: unknown, what: string, only = false): Limits {
+  // As the in-process limiter answers (a plain object; an array, null or a class instance of a built-in refused alike).
+  assertOptionsObject(settings, only ? 'settings' : 'options', '{ concurrency: 4 }');
+  // setLimits() takes the limits alone: another option there (a typo, `key`) would be dropped without a word.
+  if (only) {
+    for (const key of ownKeys(settings, what)) {
+      if (key !== 'concurrency' && key !== 'rate')
+        throw invalidValue(`${what}: unknown option "${key}". Known options: concurrency, rate`);
+    }
+  }
+  const concurrency = read(settings, 'concurrency', what);
+  const rate = read(settings, 'rate', what);
+  if (concurrency === undefined && rate === undefined) {
+    throw invalidValue(`${what}: give a "concurrency" or a "rate" (or both): a limiter without either limits nothing`);
+  }
+  const limits: Limits = {};
+  if (concurrency !== undefined) limits.concurrency = integerOption(what, 'concurrency', concurrency, 1, MAX_COUNT);
+  if (rate !== undefined) {
+    assertOptionsObject(rate, 'rate', '{ limit: 100, period: 60_000 }');
+    for (const key of ownKeys(rate, what)) {
+      if (key !== 'limit' && key !== 'period' && key !== 'burst')
+        throw invalidValue(`${what}: unknown rate option "${key}". Known: limit, period, burst`);
+    }
+    const limit = integerOption(what, 'rate.limit', read(rate, 'limit', what), 1, MAX_COUNT);
+    const period = integerOption(
+      what,
+      'rate.period',
+      read(rate, 'period', what),
+      1,
+      MAX_PERIOD_MS,
+      `from 1 to ${MAX_PERIOD_MS} (ms)`,
+    );
+    const burst = read(rate, 'burst', what) ?? limit;
+    limits.rate = { limit, period, burst: integerOption(what, 'rate.burst', burst, 1, MAX_COUNT) };
+  }
+  return limits;
+}
+
+/** The key of an item: what `key(item)` returns, checked (`ERR_VELO_LIMIT_KEY`, as the in-process limiter); '' for an unkeyed limiter. */
+export function keyOf<T>(name: string, key: ((item: T) => string) | undefined, item: T): string {
+  if (key === undefined) return '';
+  let k: unknown;
+  try {
+    k = key(item);
+  } catch (error) {
+    throw limitKeyError(`Limiter "${name}": key(item) threw`, error);
+  }
+  if (typeof k !== 'string' || k.length === 0) {
+    throw limitKeyError(`Limiter "${name}": key(item) must return a non-empty string. Received ${describe(k)}`);
+  }
+  // Redis stores keys as UTF-8: a lone surrogate becomes U+FFFD, so two such keys would share one limit.
+  if (!(k as string & { isWellFormed(): boolean }).isWellFormed())
+    throw limitKeyError(
+      `Limiter "${name}": key(item) must be well-formed Unicode (a lone surrogate would share another key's limit in Redis)`,
+    );
+  if (Buffer.byteLength(k) > MAX_KEY_BYTES)
+    throw limitKeyError(`Limiter "${name}": key(item) returned a key longer than ${MAX_KEY_BYTES} bytes (UTF-8)`);
+  return k;
+}
+
+/** The cost of an item: what `cost(item)` returns, checked against the burst (a larger cost could never conform). */
+export function costOf<T>(name: string, cost: ((item: T) => number) | undefined, item: T, limits: Limits): number {
+  if (cost === undefined) return 1;
+  let c: unknown;
+  try {
+    c = cost(item);
+  } catch (error) {
+    throw limitCostError(`Limiter "${name}": cost(item) threw`, error);
+  }
+  // Whole units, as the in-process limiter (and the 'local' fallback, which is one) takes them.
+  if (typeof c !== 'number' || !Number.isInteger(c) || c < 0 || c > MAX_COUNT) {
+    throw limitCostError(
+      `Limiter "${name}": cost(item) must return a whole number from 0 to ${MAX_COUNT}. Received ${describe(c)}`,
+    );
+  }
+  if (limits.rate !== undefined && c > limits.rate.burst) {
+    throw limitCostError(
+      `Limiter "${name}": cost(item) returned ${c}, above the rate's burst (${limits.rate.burst}): it could never be admitted`,
+    );
+  }
+  return c;
+}
+
+/** The limits as the scripts take them: concurrency, limit, period, burst ('' for none). */
+export function limitArgs(limits: Limits): string[] {
+  const r = limits.rate;
+  return [String(limits.concurrency ?? ''), String(r?.limit ?? ''), String(r?.period ?? ''), String(r?.burst ?? '')];
+}
+
+/**
+ * The in-process share of the fleet's limits for the 'local' fallback, among `processes` live processes (those
+ * that renewed within a lease, as Redis last said): concurrency and rate divided by them, so the fleet stays within
+ * its limits while every process is cut off alike. Each share keeps at least one permit (concurrency 1) and the
+ * rate's burst at least one unit: a fleet larger than the limit may exceed it by that rounding.
+ */
+export function localShare(limits: Limits, processes: number): Limits {
+  const n = Math.max(1, Math.floor(processes));
+  const share: Limits = {};
+  if (limits.concurrency !== undefined) share.concurrency = Math.max(1, Math.floor(limits.concurrency / n));
+  if (limits.rate !== undefined) {
+    const { limit, period, burst } = limits.rate;
+    // The same emission interval as limit / n per period, in whole units (the in-process limiter's terms).
+    // (A period past the longest timer, about 24.8 days, is cut to it: a share that much faster.)
+    share.rate = { limit, period: Math.min(period * n, 2 ** 31 - 1), burst: Math.max(1, Math.floor(burst / n)) };
+  }
+  return share;
+}
