@@ -1,6 +1,6 @@
 // The rules every fleet limiter (redisLimiter, postgresLimiter) shares on this side of its store: the checks of
 // its limits, of what its `key` and `cost` functions return, and the share of the 'local' fallback. Pure: nothing
-// here talks to Redis or Postgres (moved from redis/limiter/limiter-options.ts, which re-exports it).
+// here talks to Redis or Postgres.
 import type { RateLimit } from '../../limits/types';
 import { describe, invalidType, invalidValue, limitCostError, limitKeyError } from '../../errors';
 import { integerOption } from '../../validate';

@@ -1,5 +1,5 @@
-// Every check of redisLimiter()'s options; the checks of what its `key` and `cost` functions return, and the pure rules
-// the limiter decides by on this side of Redis (the share of the 'local' fallback). Nothing here talks to Redis.
+// The checks of redisLimiter()'s own options (client, name, lease, failure policy); the limits and the rules shared
+// with postgresLimiter are common/limiter-rules.ts's. Nothing here talks to Redis.
 import type { LimitSettings, LimiterOptions } from '../../limits/types';
 import { describe, invalidType, invalidValue } from '../../errors';
 import { integerOption } from '../../validate';

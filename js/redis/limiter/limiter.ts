@@ -17,18 +17,8 @@ import {
 import type { RedisClientLike } from '../log/connection';
 import { limiter } from '../../limits/local';
 import { kDescribe, type LimiterDescription } from '../../limits/describe';
-import {
-  type Limits,
-  type RedisLimiterOptions,
-  type Resolved,
-  type WhenRedisFails,
-  checkLimits,
-  costOf,
-  keyOf,
-  limitArgs,
-  localShare,
-  resolveLimiterOptions,
-} from './limiter-options';
+import { type RedisLimiterOptions, type Resolved, type WhenRedisFails, resolveLimiterOptions } from './limiter-options';
+import { type Limits, checkLimits, costOf, keyOf, limitArgs, localShare } from '../common/limiter-rules';
 import { reportable } from '../common/reportable';
 import { Script } from '../log/script';
 import { integerOption } from '../../validate';
