@@ -6,7 +6,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { postgresLimiter } from 'velo-stream/postgres';
+import { dashboard } from 'velo-stream/dashboard';
 import { pool, restartablePostgres, usePostgres } from './helpers/postgres-suite.mjs';
+import { listen, openFeed } from './helpers/dashboard-feed.mjs';
 
 usePostgres();
 
@@ -511,5 +513,37 @@ test("Postgres restarted mid-run: fail-closed refuses, fail-open allows, 'local'
   } finally {
     await Promise.all([closed.close(), open.close(), local.close()]);
     await server.stop();
+  }
+});
+
+test("the dashboard's Limiters row: kind 'postgres', its limits, and the fleet's figures from stats()", async () => {
+  const name = fresh();
+  const shared = make({ name, concurrency: 2, mode: 'reject', key: (k) => k, leaseTtl: 3000 });
+  const { url, close } = await listen(dashboard({ limiters: [shared], interval: 100 }));
+  const feed = await openFeed(url);
+  try {
+    const permit = await shared.acquire('a');
+    let row;
+    for (let i = 0; i < 100; i++) {
+      row = (await feed.next()).limiters.find((r) => r.name === name);
+      if (row?.inUse === 1) break;
+    }
+    const s = shared.stats();
+    assert.equal(row.kind, 'postgres');
+    assert.deepEqual(row.limits, { concurrency: 2, mode: 'reject', keyed: true });
+    assert.equal(row.inUse, 1);
+    assert.deepEqual(row.postgres, {
+      down: false,
+      processes: s.fleet.processes,
+      fleetAdmitted: s.fleet.admitted,
+      fleetRejected: s.fleet.rejected,
+      lost: 0,
+    });
+    assert.equal(row.redis, undefined);
+    permit.release();
+  } finally {
+    feed.close();
+    await close();
+    await shared.close();
   }
 });

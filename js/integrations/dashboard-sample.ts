@@ -148,8 +148,11 @@ export interface RedisSample {
 export interface LimiterSample {
   /** The limiter's name. */
   name: string;
-  /** `limiter()` ('in-process'), `redisLimiter()` ('redis'), or another object with the limiter's methods ('other'). */
-  kind: 'in-process' | 'redis' | 'other';
+  /**
+   * `limiter()` ('in-process'), `redisLimiter()` ('redis'), `postgresLimiter()` ('postgres'), or another object with
+   * the limiter's methods ('other').
+   */
+  kind: LimiterKind;
   /** Its limits now (for 'redis', as of its last renewal), mode and keying; absent for 'other'. */
   limits?: LimiterLimits;
   /** Permits held now (all keys; for 'redis', by this process). */
@@ -180,26 +183,34 @@ export interface LimiterSample {
    */
   waitingKeys: KeyWait[];
   /** A Redis limiter's own figures (`RedisLimiterStats`): whether Redis was away at its last call, and the fleet's counters as of its last renewal. */
-  redis?: {
-    /** The last call to Redis failed (acquires follow `whenRedisFails`). */
-    down: boolean;
-    /** Processes sharing it. */
-    processes: number;
-    /** Permits the fleet granted. */
-    fleetAdmitted: number;
-    /** Acquires the fleet refused. */
-    fleetRejected: number;
-    /** Permits of this process whose lease ran out before their release. */
-    lost: number;
-  };
+  redis?: FleetFigures;
+  /** A Postgres limiter's own figures (`PostgresLimiterStats`), as `redis` is a Redis limiter's. */
+  postgres?: FleetFigures;
 }
+
+/** A fleet limiter's figures in a sample: whether its store was away at its last call, and the fleet's counters. */
+export interface FleetFigures {
+  /** The last call to its store failed (acquires follow `whenRedisFails` / `whenPostgresFails`). */
+  down: boolean;
+  /** Processes sharing it. */
+  processes: number;
+  /** Permits the fleet granted. */
+  fleetAdmitted: number;
+  /** Acquires the fleet refused. */
+  fleetRejected: number;
+  /** Permits of this process whose lease ran out before their release. */
+  lost: number;
+}
+
+/** The kinds of limiter a sample names. */
+export type LimiterKind = 'in-process' | 'redis' | 'postgres' | 'other';
 
 /** A limiter whose `stats()` threw (or answered something that is not figures): the rest of the sample is sent. */
 export interface LimiterFailure {
   /** The limiter's name. */
   name: string;
   /** As in LimiterSample. */
-  kind: 'in-process' | 'redis' | 'other';
+  kind: LimiterKind;
   /** The error's code (or class name); an invalid return value's code when the answer was not figures. */
   error: string;
 }
@@ -436,7 +447,7 @@ const WAITING_KEYS = 5;
 /** One limiter's state across samples: its name and description (read once), and its totals at the previous sample. */
 class LimiterWatch {
   readonly name: string;
-  readonly kind: 'in-process' | 'redis' | 'other';
+  readonly kind: LimiterKind;
   readonly #limiter: Limiter<unknown>;
   readonly #describe: (() => LimiterDescription) | undefined;
   #previous: { at: number; admitted: number; rejected: number } | undefined;
@@ -449,14 +460,14 @@ class LimiterWatch {
     this.name = name;
     // The package's limiters describe themselves; any other object is 'other' (so is one whose description cannot
     // be read: only the package's own answers are trusted to be one).
-    let kind: 'in-process' | 'redis' | 'other' = 'other';
+    let kind: LimiterKind = 'other';
     let describe: (() => LimiterDescription) | undefined;
     try {
       const method = (limiter as { [kDescribe]?: unknown })[kDescribe];
       if (typeof method === 'function') {
         const own = method.bind(limiter) as () => LimiterDescription;
         const k = own().kind;
-        if (k === 'in-process' || k === 'redis') [kind, describe] = [k, own];
+        if (k === 'in-process' || k === 'redis' || k === 'postgres') [kind, describe] = [k, own];
       }
     } catch {
       // (A hostile getter or method: shown as 'other', its figures only.)
@@ -493,6 +504,7 @@ class LimiterWatch {
         fleet?: { processes: number; admitted: number; rejected: number };
         lost?: number;
         redisDown?: boolean;
+        postgresDown?: boolean;
       };
       const prev = this.#previous;
       const seconds = prev === undefined ? 0 : Math.max(1e-3, (now - prev.at) / 1000);
@@ -516,9 +528,9 @@ class LimiterWatch {
         keys: figure(s.keys),
         oldestWaitMs: s.oldestWaitMs === undefined ? null : figure(s.oldestWaitMs),
         waitingKeys: this.#waitingKeys(),
-        ...(this.kind === 'redis' && {
-          redis: {
-            down: s.redisDown === true,
+        ...((this.kind === 'redis' || this.kind === 'postgres') && {
+          [this.kind]: {
+            down: (this.kind === 'redis' ? s.redisDown : s.postgresDown) === true,
             processes: figure(s.fleet?.processes),
             fleetAdmitted: figure(s.fleet?.admitted),
             fleetRejected: figure(s.fleet?.rejected),

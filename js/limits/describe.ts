@@ -1,5 +1,6 @@
 // How a limiter of this package describes itself to the dashboard (js/integrations/dashboard-sample.ts): a
-// method under a symbol, implemented by the in-process limiter (local.ts) and the Redis one (js/redis/limiter.ts).
+// method under a symbol, implemented by the in-process limiter (local.ts) and the fleet ones (redis/limiter/limiter.ts,
+// postgres/clients/limiter.ts).
 // Imports types only: both limiters and the dashboard load it without a cycle.
 import type { RateLimit } from './types';
 
@@ -12,8 +13,8 @@ export const kDescribe = Symbol.for('velo-stream.limiterDescribe');
 
 /** What `[kDescribe]()` answers. */
 export interface LimiterDescription {
-  /** `limiter()` ('in-process') or `redisLimiter()` ('redis'). */
-  kind: 'in-process' | 'redis';
+  /** `limiter()` ('in-process'), `redisLimiter()` ('redis') or `postgresLimiter()` ('postgres'). */
+  kind: 'in-process' | 'redis' | 'postgres';
   /** Permits held at once (per key when keyed), if limited. */
   concurrency?: number;
   /** The rate, if limited. */

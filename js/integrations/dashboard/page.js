@@ -237,10 +237,11 @@
             tr.append(el('td', { colspan: '14', class: 'empty' }, `stats() failed: ${l.error}`));
             return tr;
           }
-          const redis = l.redis
-            ? l.redis.down
+          const f = l.redis ?? l.postgres;
+          const redis = f
+            ? f.down
               ? 'away (last call failed)'
-              : `${fmt(l.redis.processes)} process${l.redis.processes === 1 ? '' : 'es'}; fleet admitted ${fmt(l.redis.fleetAdmitted)}, rejected ${fmt(l.redis.fleetRejected)}${l.redis.lost > 0 ? `; ${fmt(l.redis.lost)} lost` : ''}`
+              : `${fmt(f.processes)} process${f.processes === 1 ? '' : 'es'}; fleet admitted ${fmt(f.fleetAdmitted)}, rejected ${fmt(f.fleetRejected)}${f.lost > 0 ? `; ${fmt(f.lost)} lost` : ''}`
             : '–';
           const cells = [
             limitsText(l.limits),

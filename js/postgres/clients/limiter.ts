@@ -9,6 +9,7 @@ import { hostname } from 'node:os';
 import type { AcquireOptions, KeyWait, LimitSettings, Limiter, LimiterStats, Permit } from '../../limits/types';
 import { limitQueueFullError, limiterClosedError, limitCostError, rateLimitedError } from '../../errors';
 import { limiter } from '../../limits/local';
+import { kDescribe, type LimiterDescription } from '../../limits/describe';
 import { integerOption } from '../../validate';
 import { acquireSignal } from '../../limits/acquire-options';
 import { type Limits, checkLimits, costOf, localShare } from '../../redis/common/limiter-rules';
@@ -685,6 +686,18 @@ class PostgresLimiterImpl<T> implements PostgresLimiter<T> {
     return [...byKey.values()]
       .sort((a, b) => b.oldestWaitMs - a.oldestWaitMs || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
       .slice(0, n);
+  }
+
+  /** Its kind, the fleet's limits as this process last knew them, mode and keying (the dashboard's row). */
+  [kDescribe](): LimiterDescription {
+    const l = this.#limits;
+    return {
+      kind: 'postgres',
+      ...(l.concurrency !== undefined && { concurrency: l.concurrency }),
+      ...(l.rate !== undefined && { rate: { limit: l.rate.limit, period: l.rate.period, burst: l.rate.burst } }),
+      mode: this.#o.mode === 'reject' ? 'reject' : 'throttle',
+      keyed: this.#o.key !== undefined,
+    };
   }
 
   async close(): Promise<void> {
