@@ -26,8 +26,10 @@ import { Fleet, type FleetOptions } from './dashboard-fleet';
 export type {
   AnyFn,
   ErrorRow,
+  FleetFigures,
   FnSample,
   LimiterFailure,
+  LimiterKind,
   LimiterLimits,
   LimiterSample,
   RedisSample,
