@@ -116,7 +116,7 @@ function answerForm(call, answer) {
  * differs wherever a heartbeat came before its worker's renewals (the simulated process heartbeats after sending
  * its renewals, but skips a renewal still in flight): a known difference of the Postgres log, counted (`nextDiffers`),
  * not a finding. The simulated process reads only `live` and `adverts` (sim-process.ts, `#balanceShare`), which are
- * compared: where the cap makes a worker gone on Postgres and not in memory, that is a finding (another balance).
+ * compared; where the cap has made a live worker gone on Postgres, the difference is counted apart (`cappedGone`).
  * (The real worker reads `next` for a wake-up's time: its timing on Postgres is not what a seed proves.)
  */
 function heartbeatNext(answer) {
@@ -142,8 +142,8 @@ async function tablesOf(pool, schema) {
  * Replays `record` (a `SimResult.record`) on a PgLog of function `name` in schema `schema` of `pool` (a pool made
  * with `pinnedPoolOptions`, its clock installed: `installClock`). Resolves `{ ops, difference }`: the operations
  * replayed, the first whose answer differed (null: none), `{ index, op, memory, postgres }` (the answers as
- * compared), or the outputs or ends at the end (`index` -1), and `nextDiffers`, the heartbeats whose `next` differed
- * (see `heartbeatNext`). Stops at the first difference: what follows it is no
+ * compared), or the outputs or ends at the end (`index` -1); `nextDiffers`, the heartbeats whose `next` differed
+ * (see `heartbeatNext`), and `capGone`, those that saw a live worker gone on Postgres (`cappedGone`). Stops at the first difference: what follows it is no
  * longer the run Postgres would have made. `clean` (default true): the schema's tables are emptied after.
  */
 export async function replayOnPostgres(pool, record, { name, schema = 'velo_sim', clean = true }) {
@@ -194,6 +194,9 @@ export async function replayOnPostgres(pool, record, { name, schema = 'velo_sim'
   let difference = null;
   let index = 0;
   let nextDiffers = 0;
+  // Workers whose registration Postgres capped below memory's (`cappedGone`): worker -> its end on Postgres.
+  const capped = new Map();
+  let capGone = 0;
   try {
     let pinned = NaN;
     for (; index < record.ops.length; index++) {
@@ -208,11 +211,24 @@ export async function replayOnPostgres(pool, record, { name, schema = 'velo_sim'
       }
       const memory = answerForm(op.call, op.answer);
       const postgres = answerForm(op.call, answer);
+      if (op.call === 'heartbeat' && answer.ok) {
+        const known = JSON.stringify(memory) !== JSON.stringify(postgres) && cappedGone(op, op.answer.value, answer.value, capped);
+        if (known) capGone++;
+        else if (heartbeatNext(op.answer) !== heartbeatNext(answer)) nextDiffers++;
+        const { rows } = await pool.query(`SELECT until_ms FROM ${space.S}.workers WHERE fn = $1 AND worker = $2`, [
+          space.fn,
+          args0(op),
+        ]);
+        const until = rows.length === 0 ? null : Number(rows[0].until_ms);
+        // (The simulated process always extends: its registration is `ttl` from now in memory.)
+        if (until !== null && until < op.at + op.args[1]) capped.set(args0(op), until);
+        else capped.delete(args0(op));
+        if (known || JSON.stringify(memory) === JSON.stringify(postgres)) continue;
+      }
       if (JSON.stringify(memory) !== JSON.stringify(postgres)) {
         difference = { index, op, memory, postgres };
         break;
       }
-      if (op.call === 'heartbeat' && heartbeatNext(op.answer) !== heartbeatNext(answer)) nextDiffers++;
     }
     if (difference === null) {
       // What readers see at the end: each partition's outputs and kept ends.
@@ -229,7 +245,24 @@ export async function replayOnPostgres(pool, record, { name, schema = 'velo_sim'
     await Promise.all([...logs.values()].map((log) => log.close()));
     if (clean) await pool.query(`TRUNCATE ${(await tablesOf(pool, schema)).join(', ')}`);
   }
-  return { ops: index, difference, nextDiffers };
+  return { ops: index, difference, nextDiffers, capGone };
+}
+
+const args0 = (op) => op.args[0];
+
+/**
+ * Whether a heartbeat's answers differ only by workers Postgres has seen gone because it capped their registration
+ * (`heartbeatNext`), still live in memory: each worker missing on Postgres was capped, its end on Postgres past, the
+ * rest of the answers the same. Counted (`capGone`), and the replay goes on: the log's later answers to the same
+ * calls must still be the same, though on Postgres the processes might have balanced otherwise from there.
+ */
+function cappedGone(op, memory, postgres, capped) {
+  const missing = [...memory.adverts.keys()].filter((w) => !postgres.adverts.has(w));
+  if (missing.length === 0 || [...postgres.adverts.keys()].some((w) => !memory.adverts.has(w))) return false;
+  if (postgres.live !== memory.live - missing.length) return false;
+  if (!missing.every((w) => capped.has(w) && capped.get(w) <= op.at)) return false;
+  const without = new Map([...memory.adverts].filter(([w]) => !missing.includes(w)));
+  return JSON.stringify(form(without)) === JSON.stringify(form(postgres.adverts));
 }
 
 /** A difference as lines to print: the run, the op's index, the call with its arguments, both answers. */
@@ -243,7 +276,7 @@ export function describeDifference(label, { index, op, memory, postgres }) {
 
 /**
  * Runs seed `seed` (runSeed of redis-sim.mjs, with `flags`) recording both runs, and replays each on Postgres;
- * `{ seed, ok, simOk and problems (the simulator's own oracle), ops, nextDiffers, differences: [lines] }`.
+ * `{ seed, ok, simOk and problems (the simulator's own oracle), ops, nextDiffers, capGone, differences: [lines] }`.
  */
 export async function seedOnPostgres(pool, seed, flags = {}) {
   const { runSeed } = await import('./redis-sim.mjs');
@@ -251,11 +284,13 @@ export async function seedOnPostgres(pool, seed, flags = {}) {
   const differences = [];
   let ops = 0;
   let nextDiffers = 0;
+  let capGone = 0;
   for (const run of ['calm', 'faulty']) {
     const replay = await replayOnPostgres(pool, result.records[run], { name: `sim-${seed}-${run}` });
     ops += replay.ops;
     nextDiffers += replay.nextDiffers;
+    capGone += replay.capGone;
     if (replay.difference !== null) differences.push(describeDifference(`seed ${seed} ${run} run`, replay.difference));
   }
-  return { seed, ok: differences.length === 0, simOk: result.ok, problems: result.problems, ops, nextDiffers, differences };
+  return { seed, ok: differences.length === 0, simOk: result.ok, problems: result.problems, ops, nextDiffers, capGone, differences };
 }
