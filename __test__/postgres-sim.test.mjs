@@ -37,14 +37,19 @@ test('the pinned clock: every time of the Postgres log is the pinned one, plpgsq
     await setClock(pool, T + 301);
     assert.equal(await log.renew({ partition: 0, token: 'w1:1' }, 300), false);
     assert.deepEqual(await log.acquire(0, 'w2', 300), { partition: 0, token: 'w2:2' });
-    // The commit's fence (fence_4, plpgsql) reads it too: the lease ends at T + 601.
+    // Commits' fences read it too, in one statement (commit_4) or a transaction (fence_4), both plpgsql: the lease
+    // granted at T + 301 holds at T + 601, not a ms later.
+    const lease = { partition: 0, token: 'w2:2' };
+    const plain = { outputs: [], acks: [], ended: [] };
+    const ending = { outputs: [], acks: [], ended: ['k@1-0'] };
+    await setClock(pool, T + 601);
+    assert.deepEqual(await log.commit(lease, plain), { ids: [], diverged: [] });
+    assert.deepEqual(await log.commit(lease, ending), { ids: [], diverged: [] });
     await setClock(pool, T + 602);
-    await assert.rejects(log.commit({ partition: 0, token: 'w2:2' }, { outputs: [], acks: [], ended: [], checkpoints: [], kept: [], opened: [], serial: 1, check: false }), {
-      code: 'ERR_VELO_FENCED',
-    });
+    await assert.rejects(log.commit(lease, plain), { code: 'ERR_VELO_FENCED' });
+    await assert.rejects(log.commit(lease, ending), { code: 'ERR_VELO_FENCED' });
     // A pool without the path reads the server's own clock.
-    const plain = postgres.pool({ max: 1 });
-    const { rows } = await plain.query(`SELECT floor(extract(epoch from clock_timestamp()) * 1000)::bigint AS now`);
+    const { rows } = await postgres.pool({ max: 1 }).query(`SELECT floor(extract(epoch from clock_timestamp()) * 1000)::bigint AS now`);
     assert.ok(Math.abs(Number(rows[0].now) - Date.now()) < 60_000, `the server's clock, not ${rows[0].now}`);
   } finally {
     await log.close();
@@ -70,7 +75,7 @@ for (const [flags, seeds] of SEEDS) {
     const pool = await pinnedPool();
     for (const seed of seeds) {
       const result = await seedOnPostgres(pool, seed, flags);
-      assert.ok(result.ops > 100, `seed ${seed}: ${result.ops} operations replayed`);
+      assert.ok(result.ops > 50, `seed ${seed}: ${result.ops} operations replayed`);
       assert.deepEqual(result.differences, [], `seed ${seed} (${named}) differs on Postgres`);
     }
   });

@@ -103,12 +103,13 @@ async function onPostgres() {
   const server = await startPostgres();
   const started = Date.now();
   const totals = { seeds: 0, differ: 0, simFailed: 0, ops: 0, nextDiffers: 0, capGone: 0, capSeeds: 0 };
+  const tally = {};
   try {
     const pool = server.pool({ max: 4, ...pinnedPoolOptions });
     await installClock(pool);
     const [from, count] = values.seed !== undefined ? [Number(values.seed), 1] : [Number(values.from), Number(values.count)];
     for (let seed = from; seed < from + count; seed++) {
-      const r = await seedOnPostgres(pool, seed, flags);
+      const r = await seedOnPostgres(pool, seed, flags, tally);
       totals.seeds++;
       totals.ops += r.ops;
       totals.nextDiffers += r.nextDiffers;
@@ -131,5 +132,6 @@ async function onPostgres() {
       `${totals.nextDiffers} heartbeats with another next, ${totals.capGone} that saw a worker gone on Postgres only (${totals.capSeeds} seeds); ` +
       `${totals.simFailed} failed the simulator's own oracle; ${Math.round((Date.now() - started) / 1000)} s`,
   );
+  console.log(`replayed: ${JSON.stringify(Object.fromEntries(Object.entries(tally).sort(([a], [b]) => (a < b ? -1 : 1))))}`);
   process.exitCode = totals.differ === 0 ? 0 : 1;
 }

@@ -142,11 +142,11 @@ async function tablesOf(pool, schema) {
  * Replays `record` (a `SimResult.record`) on a PgLog of function `name` in schema `schema` of `pool` (a pool made
  * with `pinnedPoolOptions`, its clock installed: `installClock`). Resolves `{ ops, difference }`: the operations
  * replayed, the first whose answer differed (null: none), `{ index, op, memory, postgres }` (the answers as
- * compared), or the outputs or ends at the end (`index` -1); `nextDiffers`, the heartbeats whose `next` differed
+ * compared), or the outputs or ends at the end (`index` -1); `tally`: counts of what was replayed (`tallyOf`); `nextDiffers`, the heartbeats whose `next` differed
  * (see `heartbeatNext`), and `capGone`, those that saw a live worker gone on Postgres (`cappedGone`). Stops at the first difference: what follows it is no
  * longer the run Postgres would have made. `clean` (default true): the schema's tables are emptied after.
  */
-export async function replayOnPostgres(pool, record, { name, schema = 'velo_sim', clean = true }) {
+export async function replayOnPostgres(pool, record, { name, schema = 'velo_sim', clean = true, tally = {} }) {
   const space = await preparePg(pool, schema, name, record.partitions);
   const logs = new Map();
   const logOf = (by) => {
@@ -209,6 +209,7 @@ export async function replayOnPostgres(pool, record, { name, schema = 'velo_sim'
       } catch (error) {
         answer = { ok: false, error };
       }
+      tallyOf(tally, op);
       const memory = answerForm(op.call, op.answer);
       const postgres = answerForm(op.call, answer);
       if (op.call === 'heartbeat' && answer.ok) {
@@ -251,6 +252,30 @@ export async function replayOnPostgres(pool, record, { name, schema = 'velo_sim'
 const args0 = (op) => op.args[0];
 
 /**
+ * Counts what an operation exercised into `tally` (its call; a refusal; a commit's parts; a wake-up with an
+ * opening; a heartbeat's advert): which parts of the log a set of seeds went through.
+ */
+function tallyOf(tally, op) {
+  const add = (what) => (tally[what] = (tally[what] ?? 0) + 1);
+  add(op.call);
+  if (!op.answer.ok) add(`${op.call} threw ${op.answer.error?.code ?? op.answer.error?.name}`);
+  if (op.call === 'commit') {
+    const c = op.args[1];
+    for (const part of ['outputs', 'acks', 'checkpoints', 'ended', 'kept', 'opened'])
+      if ((c[part]?.length ?? 0) > 0) add(`commit with ${part}`);
+    if (c.check === true) add('commit with check');
+    if (op.answer.ok && op.answer.value.diverged.length > 0) add('commit diverged');
+  }
+  if (op.call === 'wake' && op.args.length > 6) add('wake with opening');
+  if (op.call === 'wake' && op.answer.ok && typeof op.answer.value === 'number') add('wake not due');
+  if (op.call === 'wake' && op.answer.ok && op.answer.value === '') add('wake already written');
+  if (op.call === 'heartbeat' && op.args[3] !== undefined && op.args[3].version !== '') add('heartbeat with advert');
+  if (op.call === 'acquire' && op.answer.ok && op.answer.value.refused !== undefined) add('acquire refused');
+  if (op.call === 'keyState' && op.answer.ok && op.answer.value !== null) add('keyState found');
+  if (op.call === 'read' && op.args[1] !== '>') add('read pending');
+}
+
+/**
  * Whether a heartbeat's answers differ only by workers Postgres has seen gone because it capped their registration
  * (`heartbeatNext`), still live in memory: each worker missing on Postgres was capped, its end on Postgres past, the
  * rest of the answers the same. Counted (`capGone`), and the replay goes on: the log's later answers to the same
@@ -275,10 +300,11 @@ export function describeDifference(label, { index, op, memory, postgres }) {
 }
 
 /**
- * Runs seed `seed` (runSeed of redis-sim.mjs, with `flags`) recording both runs, and replays each on Postgres;
+ * Runs seed `seed` (runSeed of redis-sim.mjs, with `flags`) recording both runs, and replays each on Postgres
+ * (counting what they exercised into `tally`, see `tallyOf`);
  * `{ seed, ok, simOk and problems (the simulator's own oracle), ops, nextDiffers, capGone, differences: [lines] }`.
  */
-export async function seedOnPostgres(pool, seed, flags = {}) {
+export async function seedOnPostgres(pool, seed, flags = {}, tally = {}) {
   const { runSeed } = await import('./redis-sim.mjs');
   const result = await runSeed(seed, { ...flags, record: true });
   const differences = [];
@@ -286,7 +312,7 @@ export async function seedOnPostgres(pool, seed, flags = {}) {
   let nextDiffers = 0;
   let capGone = 0;
   for (const run of ['calm', 'faulty']) {
-    const replay = await replayOnPostgres(pool, result.records[run], { name: `sim-${seed}-${run}` });
+    const replay = await replayOnPostgres(pool, result.records[run], { name: `sim-${seed}-${run}`, tally });
     ops += replay.ops;
     nextDiffers += replay.nextDiffers;
     capGone += replay.capGone;
