@@ -252,7 +252,9 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
       ? { version: release.version, runs: release.migrate === null ? runs : [...runs, '*'] }
       : undefined;
     this.#takes = release.migrate === null ? runs : ['*'];
-    this.log = new MemoryLog(connectionOf(sim.store, this.id), { clock: this.clock, waitClock: this.clock.keepingAlive(), faults });
+    // (Its own connection: a recording store names its calls by it.)
+    const store = connectionOf(sim.store, this.id);
+    this.log = new MemoryLog(store, { clock: this.clock, waitClock: this.clock.keepingAlive(), faults });
     this.ttl = l.leaseTtl ?? 3000;
     this.readCount = l.readCount ?? 256;
     this.codec = sim.codec;
