@@ -102,7 +102,7 @@ async function onPostgres() {
   const flags = { only, permits: withPermits, versions, debounce, keyState, hostileMigrate, releaseDebounce };
   const server = await startPostgres();
   const started = Date.now();
-  const totals = { seeds: 0, differ: 0, simFailed: 0, ops: 0, nextDiffers: 0, capGone: 0, capSeeds: 0 };
+  const totals = { seeds: 0, differ: 0, simFailed: 0, ops: 0, nextDiffers: 0, capGone: 0, capSeeds: 0, stale: 0, staleSeeds: 0 };
   const tally = {};
   try {
     const pool = server.pool({ max: 4, ...pinnedPoolOptions });
@@ -115,6 +115,8 @@ async function onPostgres() {
       totals.nextDiffers += r.nextDiffers;
       totals.capGone += r.capGone;
       if (r.capGone > 0) totals.capSeeds++;
+      totals.stale += r.staleOpenings;
+      if (r.staleOpenings > 0) totals.staleSeeds++;
       if (!r.simOk) totals.simFailed++;
       if (!r.ok) {
         totals.differ++;
@@ -130,6 +132,7 @@ async function onPostgres() {
   console.log(
     `${totals.seeds} seeds from ${values.seed ?? values.from} on Postgres: ${totals.differ} differ; ${totals.ops} operations replayed; ` +
       `${totals.nextDiffers} heartbeats with another next, ${totals.capGone} that saw a worker gone on Postgres only (${totals.capSeeds} seeds); ` +
+      `${totals.stale} openings answered to an ex-owner from an earlier read (${totals.staleSeeds} seeds); ` +
       `${totals.simFailed} failed the simulator's own oracle; ${Math.round((Date.now() - started) / 1000)} s`,
   );
   console.log(`replayed: ${JSON.stringify(Object.fromEntries(Object.entries(tally).sort(([a], [b]) => (a < b ? -1 : 1))))}`);
