@@ -99,12 +99,25 @@ test('recording a run changes nothing it does: the same outputs, entry ids, erro
 });
 
 test("a registration Postgres capped at its worker's lease is seen gone before memory's (seed 4, all flags)", async () => {
-  // The one known difference (sim-on-postgres.mjs, `heartbeatNext` and `cappedGone`): w5 heartbeats before its
-  // renewal (one still in flight), so Postgres ends its registration with its lease; w6's heartbeat at that end sees
-  // w5 gone, memory sees it live. Counted, not a finding: if it stops showing, the comparison lost it.
+  // A known difference (sim-on-postgres.mjs, `heartbeatNext` and `cappedGone`): w5 heartbeats before its renewal
+  // (one still in flight), so Postgres ends its registration with its lease; w6's heartbeat at that end sees w5
+  // gone, memory sees it live. Counted, not a finding: if it stops showing, the comparison lost it.
   const pool = await pinnedPool();
   const result = await seedOnPostgres(pool, 4, { versions: true, keyState: true, debounce: true, permits: true });
   assert.deepEqual(result.differences, []);
   assert.ok(result.capGone >= 1, `a worker seen gone on Postgres only (${result.capGone})`);
   assert.ok(result.nextDiffers >= 1, `a heartbeat's next differs (${result.nextDiffers})`);
+});
+
+test('openings answered to an ex-owner from its earlier read (seeds 312 and 431, all flags)', async () => {
+  // The other known difference (sim-on-postgres.mjs, `staleOpenings`): a process reads its partition's snapshots,
+  // is paused past its lease while the next owner ends a session (312) or opens one (431), and, back within a
+  // second, PgLog answers its openings() from that read. Its lease is gone (its writes are fenced); a fresh read
+  // is the memory store's.
+  const pool = await pinnedPool();
+  for (const seed of [312, 431]) {
+    const result = await seedOnPostgres(pool, seed, { versions: true, keyState: true, debounce: true, permits: true });
+    assert.deepEqual(result.differences, []);
+    assert.equal(result.staleOpenings, 1, `seed ${seed}`);
+  }
 });

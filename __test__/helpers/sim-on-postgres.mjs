@@ -78,14 +78,12 @@ function bufferForm(b) {
 const byName = ([a], [b]) => (a < b ? -1 : a > b ? 1 : 0);
 
 /** An answer's value as plain data to compare (see the file's comment for what is compared as a set). */
-function form(value, unordered = false) {
+function form(value) {
   if (value === undefined) return '<none>';
   if (Buffer.isBuffer(value)) return bufferForm(value);
+  // (The answers' Maps are by sid or worker id: openings, marks, a heartbeat's adverts.)
   if (value instanceof Map) return { map: [...value].map(([k, v]) => [form(k), form(v)]).sort(byName) };
-  if (Array.isArray(value)) {
-    const list = value.map((v) => form(v));
-    return unordered ? list.sort((a, b) => byName([JSON.stringify(a)], [JSON.stringify(b)])) : list;
-  }
+  if (Array.isArray(value)) return value.map((v) => form(v));
   if (value instanceof Error) return { error: value.name, code: value.code, message: value.message };
   if (value !== null && typeof value === 'object') {
     return Object.fromEntries(
@@ -226,8 +224,8 @@ export async function replayOnPostgres(pool, record, { name, schema = 'velo_sim'
           args0(op),
         ]);
         const until = rows.length === 0 ? null : Number(rows[0].until_ms);
-        // (The simulated process always extends: its registration is `ttl` from now in memory.)
-        if (until !== null && until < op.at + op.args[1]) capped.set(args0(op), until);
+        // (An extending heartbeat, as the simulated process's: its registration is `ttl` from now in memory.)
+        if (until !== null && op.args[2] !== false && until < op.at + op.args[1]) capped.set(args0(op), until);
         else capped.delete(args0(op));
         if (known || JSON.stringify(memory) === JSON.stringify(postgres)) continue;
       }
