@@ -109,6 +109,37 @@ test("a registration Postgres capped at its worker's lease is seen gone before m
   assert.ok(result.nextDiffers >= 1, `a heartbeat's next differs (${result.nextDiffers})`);
 });
 
+test('the registration difference, minimal: a heartbeat after the lease was last renewed ends with the lease on Postgres', async () => {
+  // w1 takes a lease at T for 300 ms and heartbeats at T + 100 (ttl 300): memory keeps its registration to T + 400,
+  // Postgres to T + 300, the lease's end. At T + 300 the lease still holds (it ends 1 ms past), yet w2's heartbeat
+  // finds w1 gone on Postgres.
+  const { MemoryLog, MemoryStore, VirtualClock, runUntil } = await import('#testing');
+  const pool = await pinnedPool();
+  const space = await preparePg(pool, 'velo_simclock_test', 'registration', 1);
+  const pg = new PgLog(pool, space, 1, { listen: false });
+  const T = 1_800_000_000_000;
+  const clock = new VirtualClock(T);
+  const memory = new MemoryLog(new MemoryStore(1, clock));
+  const both = async (at, call) => {
+    clock.idleUntil(at);
+    await setClock(pool, at);
+    return { memory: await runUntil(clock, call(memory)), postgres: await call(pg) };
+  };
+  try {
+    await both(T, (log) => log.acquire(0, 'w1', 300));
+    await both(T + 100, (log) => log.heartbeat('w1', 300));
+    const seen = await both(T + 300, (log) => log.heartbeat('w2', 300));
+    assert.equal(seen.memory.live, 2);
+    assert.equal(seen.postgres.live, 1);
+    const held = await both(T + 300, (log) => log.acquire(0, 'w2', 300));
+    assert.deepEqual(held.memory, { holder: 'w1', left: 0 });
+    assert.deepEqual(held.postgres, { holder: 'w1', left: 0 });
+  } finally {
+    await pg.close();
+    await memory.close();
+  }
+});
+
 test('openings answered to an ex-owner from its earlier read (seeds 312 and 431, all flags)', async () => {
   // The other known difference (sim-on-postgres.mjs, `staleOpenings`): a process reads its partition's snapshots,
   // is paused past its lease while the next owner ends a session (312) or opens one (431), and, back within a
