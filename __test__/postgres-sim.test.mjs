@@ -98,6 +98,28 @@ test('recording a run changes nothing it does: the same sessions, outputs, probl
   }
 });
 
+test('a quiet span the simulator moves over (extendLeases) replays on Postgres', async () => {
+  // Two events an hour apart: between them the simulator moves the clock on at once, leases and registrations
+  // extended by as much (no seed of the flags' sets has such a span).
+  const { runScenario, scenario } = await import('./helpers/redis-sim.mjs');
+  const { replayOnPostgres } = await import('./helpers/sim-on-postgres.mjs');
+  const s = scenario(1);
+  const events = [
+    { at: 1_000_000, key: 'a', event: { tag: 'r1', at: 1_000_000 } },
+    { at: 4_600_000, key: 'a', event: { tag: 'r2', at: 4_600_000 } },
+  ];
+  const result = await runScenario(1, { ...s, events, faults: {} }, { record: true });
+  assert.deepEqual(result.problems, []);
+  const pool = await pinnedPool();
+  for (const run of ['calm', 'faulty']) {
+    const record = result.records[run];
+    assert.ok(record.ops.some((op) => op.call === 'extendLeases'), `${run}: the clock moved over the span`);
+    const replay = await replayOnPostgres(pool, record, { name: `quiet-${run}` });
+    assert.equal(replay.difference, null, JSON.stringify(replay.difference));
+    assert.equal(replay.ops, record.ops.length);
+  }
+});
+
 test("a registration Postgres capped at its worker's lease is seen gone before memory's (seed 4, all flags)", async () => {
   // A known difference (sim-on-postgres.mjs, `heartbeatNext` and `cappedGone`): w5 heartbeats before its renewal
   // (one still in flight), so Postgres ends its registration with its lease; w6's heartbeat at that end sees w5
