@@ -5,7 +5,10 @@
 // each failing seed with the command that replays it; exits 1 if any failed. `--held-batches N` holds N reads'
 // worth of entries per partition (heldBounds.batches; 64 by default) so the small runs go past it and leave
 // entries in the pending list. `--permits` runs each seed's faulty run with limiters on its sessions and steps
-// (`permitsFor`: a wait for a permit must change nothing the calm run, without them, makes).
+// (`permitsFor`: a wait for a permit must change nothing the calm run, without them, makes). `--postgres` replays
+// each seed's calm and faulty runs on the Postgres log, on a private postgres, the server's clock pinned to the
+// runs' virtual time (__test__/helpers/sim-on-postgres.mjs): prints every answer Postgres gives otherwise than the
+// memory store, with the seed, the operation's index, the call and both answers; exits 1 if any did.
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { heldBounds } from '#testing';
@@ -27,6 +30,7 @@ const { values } = parseArgs({
     'key-state': { type: 'boolean', default: false },
     'hostile-migrate': { type: 'boolean', default: false },
     'release-debounce': { type: 'boolean', default: false },
+    postgres: { type: 'boolean', default: false },
   },
 });
 const only = values.only.split(',');
@@ -39,7 +43,9 @@ const keyState = values['key-state'];
 const hostileMigrate = values['hostile-migrate'];
 const releaseDebounce = values['release-debounce'];
 
-if (values.seed !== undefined) {
+if (values.postgres) {
+  await onPostgres();
+} else if (values.seed !== undefined) {
   const seed = Number(values.seed);
   const trace = values.trace ? (line) => console.log(line) : undefined;
   const slow = only.includes('slow');
@@ -84,4 +90,51 @@ if (values.seed !== undefined) {
   }
   console.log(`${count} seeds from ${from}: ${failed} failed`);
   process.exitCode = failed === 0 ? 0 : 1;
+}
+
+/**
+ * `--postgres`: each seed (`--seed`, or `--from`/`--count`) recorded on the memory store and replayed on a private
+ * postgres; a line per seed that differs (and, with `--seed`, its figures), then the counts.
+ */
+async function onPostgres() {
+  const { startPostgres } = await import('../__test__/helpers/postgres-server.mjs');
+  const { installClock, pinnedPoolOptions, seedOnPostgres } = await import('../__test__/helpers/sim-on-postgres.mjs');
+  const flags = { only, permits: withPermits, versions, debounce, keyState, hostileMigrate, releaseDebounce };
+  const server = await startPostgres();
+  const started = Date.now();
+  const totals = { seeds: 0, differ: 0, simFailed: 0, ops: 0, nextDiffers: 0, capGone: 0, capSeeds: 0, stale: 0, staleSeeds: 0 };
+  const tally = {};
+  try {
+    const pool = server.pool({ max: 4, ...pinnedPoolOptions });
+    await installClock(pool);
+    const [from, count] = values.seed !== undefined ? [Number(values.seed), 1] : [Number(values.from), Number(values.count)];
+    for (let seed = from; seed < from + count; seed++) {
+      const r = await seedOnPostgres(pool, seed, flags, tally);
+      totals.seeds++;
+      totals.ops += r.ops;
+      totals.nextDiffers += r.nextDiffers;
+      totals.capGone += r.capGone;
+      if (r.capGone > 0) totals.capSeeds++;
+      totals.stale += r.staleOpenings;
+      if (r.staleOpenings > 0) totals.staleSeeds++;
+      if (!r.simOk) totals.simFailed++;
+      if (!r.ok) {
+        totals.differ++;
+        console.log(`seed ${seed} differs on Postgres -- ${replayCommand(seed, only, flags).replace(' --trace --shrink', ' --postgres')}`);
+        for (const d of r.differences) console.log(d);
+      }
+      if (values.seed !== undefined) console.log(JSON.stringify(r, (k, v) => (k === 'problems' && v.length === 0 ? undefined : v)));
+      if (totals.seeds % 50 === 0) console.log(`${totals.seeds} seeds, ${totals.differ} differ on Postgres (${Math.round((Date.now() - started) / 1000)} s)`);
+    }
+  } finally {
+    await server.stop();
+  }
+  console.log(
+    `${totals.seeds} seeds from ${values.seed ?? values.from} on Postgres: ${totals.differ} differ; ${totals.ops} operations replayed; ` +
+      `${totals.nextDiffers} heartbeats with another next, ${totals.capGone} that saw a worker gone on Postgres only (${totals.capSeeds} seeds); ` +
+      `${totals.stale} openings answered to an ex-owner from an earlier read (${totals.staleSeeds} seeds); ` +
+      `${totals.simFailed} failed the simulator's own oracle; ${Math.round((Date.now() - started) / 1000)} s`,
+  );
+  console.log(`replayed: ${JSON.stringify(Object.fromEntries(Object.entries(tally).sort(([a], [b]) => (a < b ? -1 : 1))))}`);
+  process.exitCode = totals.differ === 0 ? 0 : 1;
 }

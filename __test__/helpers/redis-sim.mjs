@@ -551,6 +551,7 @@ export async function runSeed(
     keyState = false,
     hostileMigrate = false,
     releaseDebounce = false,
+    record = false,
   } = {},
 ) {
   const s = scenario(seed);
@@ -623,7 +624,7 @@ export async function runSeed(
       s.events.sort((x, y) => x.at - y.at);
     }
   }
-  return runScenario(seed, s, { trace, slow: only.includes('slow'), permits: permits ? permitsFor(seed) : undefined });
+  return runScenario(seed, s, { trace, slow: only.includes('slow'), permits: permits ? permitsFor(seed) : undefined, record });
 }
 
 /**
@@ -631,7 +632,7 @@ export async function runSeed(
  * must be the model's, and the two runs' the same. `permits` (simulator.ts `SimOptions.permits`): the faulty run
  * takes permits of those limiters, the calm run none, so a permit's wait must change nothing either makes.
  */
-export async function runScenario(seed, s, { trace, slow = true, permits } = {}) {
+export async function runScenario(seed, s, { trace, slow = true, permits, record = false } = {}) {
   let lags = null;
   const run = (faults, delays, withPermits) =>
     simulate({
@@ -671,6 +672,8 @@ export async function runScenario(seed, s, { trace, slow = true, permits } = {})
       // (A seed's run settles within seconds of virtual time: one that has not in an hour never will.)
       settleWithin: 3_600_000,
       ...(withPermits === undefined ? {} : { permits: withPermits }),
+      // (`record`: each run's operations on the store, for sim-on-postgres.mjs.)
+      ...(record ? { record: true } : {}),
     });
   const keys = s.events.map((e) => e.key);
   const calm = { ...(await run({}, false)), keys };
@@ -722,7 +725,18 @@ export async function runScenario(seed, s, { trace, slow = true, permits } = {})
     problems.push("the faulty run's failures have other messages than the calm run's");
   // (`--hostile-migrate`: the conversions that failed, both runs.)
   const migrateFailures = [...calm.errors, ...faulty.errors].filter((e) => e?.code === 'ERR_VELO_MIGRATE').length;
-  return { ok: problems.length === 0, problems, expected, actual, model, calmModel, stats: faulty.stats, migrateFailures, scenario: s };
+  return {
+    ok: problems.length === 0,
+    problems,
+    expected,
+    actual,
+    model,
+    calmModel,
+    stats: faulty.stats,
+    migrateFailures,
+    scenario: s,
+    ...(record ? { records: { calm: calm.record, faulty: faulty.record } } : {}),
+  };
 }
 
 /** Each event's index by the sid it would open, `<key>@<entry id>`. */

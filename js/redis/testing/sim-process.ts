@@ -18,6 +18,7 @@ import { PartitionRun } from '../engine/partition-run';
 import { WorkerPermits } from '../engine/session-permits';
 import { planBalance } from '../rules/versions';
 import type { SimLimiter } from './sim-limiter';
+import { connectionOf } from './recording-store';
 import type { VirtualClock } from './virtual-clock';
 
 /** The worker's settings a run uses (those of `redisWorker`), all optional. */
@@ -251,7 +252,9 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
       ? { version: release.version, runs: release.migrate === null ? runs : [...runs, '*'] }
       : undefined;
     this.#takes = release.migrate === null ? runs : ['*'];
-    this.log = new MemoryLog(sim.store, { clock: this.clock, waitClock: this.clock.keepingAlive(), faults });
+    // (Its own connection: a recording store names its calls by it.)
+    const store = connectionOf(sim.store, this.id);
+    this.log = new MemoryLog(store, { clock: this.clock, waitClock: this.clock.keepingAlive(), faults });
     this.ttl = l.leaseTtl ?? 3000;
     this.readCount = l.readCount ?? 256;
     this.codec = sim.codec;

@@ -5,6 +5,7 @@ import type { Codec } from '../common/codec';
 import type { OutputItem } from '../common/outputs';
 import type { PartitionLeftovers } from '../log/memory-store';
 import type { SimKeyState, SimLimits } from './sim-process';
+import type { StoreRecord } from './recording-store';
 
 /** An event the simulated producer appends at `at` (virtual ms) to its key's partition. */
 export interface SimEvent<I> {
@@ -92,6 +93,12 @@ export interface SimOptions<I, O> {
    * lease (`leaseTtl`) after its crash. `maxWaiting` as the option's.
    */
   readonly permits?: SimPermits;
+  /**
+   * Record every operation applied to the store, in order, with its time, arguments and answer (`SimResult.record`):
+   * for a replay of the run's schedule on another log (the Postgres one: __test__/helpers/sim-on-postgres.mjs).
+   * Changes nothing the run does.
+   */
+  readonly record?: boolean;
 }
 
 /** `SimOptions.permits`. */
@@ -183,6 +190,8 @@ export interface SimResult<O> {
   /** With `checkReplay`: where each partition's sessions ended, as kept for the check (sid -> `<reason> <last input>`). */
   readonly ends: Map<string, string>[];
   /** Steps (`simBounds`), virtual ms from the start, faults, commits applied and wake-ups written, spans postponed over. */
+  /** With `record`: the run's operations on the store, and its outputs and ends at the end. */
+  readonly record?: StoreRecord;
   readonly stats: {
     /** With `permits`: most permits of each limiter held at once, and permits granted. */
     permits?: { session?: { max: number; granted: number }; step?: { max: number; granted: number } };

@@ -13,6 +13,7 @@
 import { type Codec, encodeChecked, jsonCodec } from '../common/codec';
 import type { Fault, FaultPolicy, LogCall } from '../log/memory-log';
 import { type FirstWrites, MemoryStore, type PartitionLeftovers } from '../log/memory-store';
+import { RecordingStore, unrecorded } from './recording-store';
 import { fnv1a } from '../log/options';
 import { Prng } from '../common/prng';
 import { type OutputItem, outputItem } from '../common/outputs';
@@ -164,12 +165,15 @@ export class Simulation<I, O> implements SimHost<I, O> {
     this.limiters = { session: limiter('sessions', permits?.session), step: limiter('steps', permits?.step) };
     this.limits = options.limits ?? {};
     this.codec = options.codec ?? jsonCodec;
-    this.store = new MemoryStore(this.limits.partitions ?? 1, this.clock, (kind, written) => {
+    const onWrite = (kind: 'commit' | 'wake', written: FirstWrites) => {
       this.#firstWrites(written);
       if (kind === 'commit') this.commits++;
       else this.wakes++;
       this.progress(null);
-    });
+    };
+    // (`record`: a store that records each operation applied to it, for a replay on another log.)
+    const Store = options.record === true ? RecordingStore : MemoryStore;
+    this.store = new Store(this.limits.partitions ?? 1, this.clock, onWrite);
     this.maxWaiting = options.permits?.maxWaiting ?? 1000;
     this.releases = options.releases === undefined ? undefined : [...options.releases];
     this.spawn();
@@ -456,7 +460,7 @@ export class Simulation<I, O> implements SimHost<I, O> {
     for (let p = 0; p < this.store.partitions; p++) {
       // (Counted, not listed: asked after every step, and an open session's pending entries grow with its steps.)
       if (this.store.kept(p) > 0) return false;
-      if (this.store.lag(p) > 0) return false;
+      if (unrecorded(this.store, () => this.store.lag(p)) > 0) return false;
     }
     // (A session whose end is committed may still be finishing: a leak shows as a run that never settles.)
     return this.processes.every((worker) => worker.dead || worker.live === 0);
@@ -649,5 +653,6 @@ export async function simulate<I, O>(options: SimOptions<I, O>): Promise<SimResu
     leftovers,
     ends,
     stats,
+    ...(sim.store instanceof RecordingStore ? { record: sim.store.record() } : {}),
   };
 }
