@@ -68,6 +68,7 @@
 import os from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { streamFn } from '../index.mjs';
@@ -155,8 +156,8 @@ function ownedOf(child) {
 }
 
 /** `count` consumer children of `kind`; velo ones once they own equal shares of the partitions. */
-async function startConsumers(url, kind, count, name, { ttl = 30_000, pollMs = 100, keys = FULL.keys, options = {} } = {}) {
-  const args = (i) => [CHILD, url, name, kind, FULL.partitions, keys, ttl, pollMs, JSON.stringify(options)].map(String);
+async function startConsumers(url, kind, count, name, { ttl = 30_000, pollMs = 100, keys = FULL.keys, options = {}, child = CHILD } = {}) {
+  const args = (i) => [child, url, name, kind, FULL.partitions, keys, ttl, pollMs, JSON.stringify(options)].map(String);
   const children = Array.from({ length: count }, (_, i) => start(args(i), { timeout: 600_000 }));
   await Promise.all(children.map((c) => c.waitFor(/^ready$/m)));
   if (kind === 'velo') {
@@ -219,8 +220,8 @@ function* batches(events) {
 }
 
 /** One drain run: events/s from the resume of the stopped consumers to the last output in Redis. */
-async function drainRun(url, client, kind, workers, events, name) {
-  const children = await startConsumers(url, kind === 'naive' ? 'naive' : 'velo', workers, name);
+async function drainRun(url, client, kind, workers, events, name, { child = CHILD } = {}) {
+  const children = await startConsumers(url, kind === 'naive' ? 'naive' : 'velo', workers, name, { child });
   // Let the consumers block in their wake-up reads, then stop them while the backlog is written.
   await sleep(300);
   for (const c of children) c.child.kill('SIGSTOP');
@@ -231,12 +232,15 @@ async function drainRun(url, client, kind, workers, events, name) {
   }
   const streams = kind === 'naive' ? [naiveKeys(name).output] : veloOutputs(name);
   // CPU per event (µs) of the consumer processes together and of redis-server, over the drain.
+  await client.sendCommand(['CONFIG', 'RESETSTAT']);
   const meter = cpuMeter(children.map((c) => c.child.pid));
   const t0 = performance.now();
   for (const c of children) c.child.kill('SIGCONT');
   await until(async () => (await countOutputs(client, streams)) >= events, `${events} outputs`);
   const seconds = (performance.now() - t0) / 1000;
   const cpu = meter(events);
+  // (The XLEN polls of `until` are in it, a few per drain.)
+  const redisCommands = await commandsPerEvent(client, events);
   const reports = await Promise.all(children.map(report));
   await stopAll(children);
   await checkDrain(client, streams, events);
@@ -246,6 +250,7 @@ async function drainRun(url, client, kind, workers, events, name) {
     seconds: +seconds.toFixed(3),
     consumerCpuUsPerEvent: cpu.pids,
     redisCpuUsPerEvent: cpu.redis,
+    redisCommands,
     roundTrip: reports.map((r) => r.stats.roundTrip),
   };
 }
@@ -609,6 +614,38 @@ async function servers(first, rounds) {
   }
 }
 
+/**
+ * Mode drains: the drain of mode full, one velo-stream worker and the naive consumer (and with `--base <dir>`, one
+ * worker of another copy of the package: its bench/redis/child.mjs), `rounds` rounds, the order rotating; per run
+ * events/s, CPU per event of the consumer and of redis-server, and redis-server's command time per event
+ * (`INFO commandstats`, usec / events). Prints each run, then the medians and the ratios to the naive consumer.
+ */
+async function drains(client, rounds, events) {
+  const baseFlag = process.argv.indexOf('--base');
+  const kinds = [['velo', CHILD], ['naive', CHILD]];
+  if (baseFlag !== -1) kinds.push(['base', path.resolve(process.argv[baseFlag + 1], 'bench/redis/child.mjs')]);
+  const runs = new Map(kinds.map(([k]) => [k, []]));
+  let id = 0;
+  for (let r = 0; r < rounds; r++) {
+    for (let j = 0; j < kinds.length; j++) {
+      const [label, child] = kinds[(r + j) % kinds.length];
+      const result = await drainRun(redis.url, client, label === 'naive' ? 'naive' : 'velo', 1, events, `drains${++id}`, { child });
+      const top = Object.entries(result.redisCommands).slice(0, 6).map(([c, x]) => `${c} ${x.calls} ${x.usPerEvent}`).join(', ');
+      console.log(`drain ${label.padEnd(5)} ${result.eventsPerSecond} events/s, CPU/event consumer ${result.consumerCpuUsPerEvent} redis ${result.redisCpuUsPerEvent} µs; commands (calls, µs/event): ${top}`);
+      runs.get(label).push(result);
+    }
+  }
+  const m = (label, what) => median(runs.get(label).map((x) => x[what]));
+  const cmd = (label) => median(runs.get(label).map((x) => Object.values(x.redisCommands).reduce((t, c) => t + c.usPerEvent, 0)));
+  console.log(`\nmedians of ${rounds} round(s), ${events} events over ${FULL.keys} keys; load average ${os.loadavg().map((x) => x.toFixed(1)).join(', ')}`);
+  for (const [label] of kinds) {
+    const ratio = (what) => (m(label, what) / m('naive', what)).toFixed(2);
+    console.log(
+      `${label.padEnd(5)} ${m(label, 'eventsPerSecond')} events/s (x${ratio('eventsPerSecond')} naive); CPU/event consumer ${m(label, 'consumerCpuUsPerEvent')} (x${ratio('consumerCpuUsPerEvent')}), redis ${m(label, 'redisCpuUsPerEvent')} µs (x${ratio('redisCpuUsPerEvent')}); command time ${cmd(label).toFixed(2)} µs/event (x${(cmd(label) / cmd('naive')).toFixed(2)})`,
+    );
+  }
+}
+
 // The private server; mode servers swaps it per run (cpuMeter reads its pid).
 let redis = await startRedis({ command: commandOf(serverKind) });
 console.log(`server: ${redis.server.text}`);
@@ -781,6 +818,8 @@ try {
     const rate = Number(process.env.RATE ?? 2000);
     const result = await slotRuns(redis.url, client, quick ? 3 : 5, { rate, keys: Number(a ?? 2000), slots: Number(b ?? 1000), idle: Number(c ?? 2000) });
     printSlots(result);
+  } else if (mode === 'drains') {
+    await drains(client, Number(a ?? 3), Number(b ?? (quick ? 30_000 : 100_000)));
   } else if (mode === 'full') {
     await full(client);
   } else if (mode === 'servers') {
