@@ -66,7 +66,7 @@
 // and the producer) and of redis-server; live also redis-server's time by
 // command.
 import os from 'node:os';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -233,6 +233,14 @@ async function drainRun(url, client, kind, workers, events, name, { child = CHIL
   const streams = kind === 'naive' ? [naiveKeys(name).output] : veloOutputs(name);
   // CPU per event (µs) of the consumer processes together and of redis-server, over the drain.
   await client.sendCommand(['CONFIG', 'RESETSTAT']);
+  // PERF=<dir>: a `perf record` (cpu-clock samples) of redis-server over the drain, to <dir>/<name>-<kind>.data.
+  const perf = process.env.PERF
+    ? spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-F', '4000', '-p', String(redis.pid), '-o', `${process.env.PERF}/${name}-${kind}.data`], { stdio: 'ignore' })
+    : null;
+  if (perf !== null) await sleep(500);
+  // CALLGRIND=1, with the server run under callgrind (VELO_REDIS_SERVER a wrapper): its counts zeroed here and
+  // dumped at the end, so the dump holds the drain alone.
+  if (process.env.CALLGRIND) execFileSync('callgrind_control', ['-z', String(redis.pid)]);
   const meter = cpuMeter(children.map((c) => c.child.pid));
   const t0 = performance.now();
   for (const c of children) c.child.kill('SIGCONT');
@@ -241,6 +249,11 @@ async function drainRun(url, client, kind, workers, events, name, { child = CHIL
   const cpu = meter(events);
   // (The XLEN polls of `until` are in it, a few per drain.)
   const redisCommands = await commandsPerEvent(client, events);
+  if (process.env.CALLGRIND) execFileSync('callgrind_control', ['-d', `${name}-${kind}`, String(redis.pid)]);
+  if (perf !== null) {
+    perf.kill('SIGINT');
+    await new Promise((resolve) => perf.once('exit', resolve));
+  }
   const reports = await Promise.all(children.map(report));
   await stopAll(children);
   await checkDrain(client, streams, events);
