@@ -81,7 +81,7 @@ import { sumFn, writeBacklog } from './redis/drain.mjs';
 import { barChart } from './svg.mjs';
 import { writeOut } from './out.mjs';
 
-const [mode = 'drain', a, b, c] = process.argv.slice(2).filter((arg, i, all) => !arg.startsWith('--') && all[i - 1] !== '--server');
+const [mode = 'drain', a, b, c] = process.argv.slice(2).filter((arg, i, all) => !arg.startsWith('--') && !['--server', '--base', '--variant'].includes(all[i - 1]));
 const quick = process.argv.includes('--quick');
 const serverFlag = process.argv.indexOf('--server');
 const serverKind = serverFlag === -1 ? 'redis' : process.argv[serverFlag + 1];
@@ -157,7 +157,9 @@ function ownedOf(child) {
 
 /** `count` consumer children of `kind`; velo ones once they own equal shares of the partitions. */
 async function startConsumers(url, kind, count, name, { ttl = 30_000, pollMs = 100, keys = FULL.keys, options = {}, child = CHILD } = {}) {
-  const args = (i) => [child, url, name, kind, FULL.partitions, keys, ttl, pollMs, JSON.stringify(options)].map(String);
+  // CHILD_PROF=<dir>: each consumer writes a CPU profile (node --cpu-prof) there when it exits.
+  const prof = process.env.CHILD_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.CHILD_PROF}`] : [];
+  const args = (i) => [...prof, child, url, name, kind, FULL.partitions, keys, ttl, pollMs, JSON.stringify(options)].map(String);
   const children = Array.from({ length: count }, (_, i) => start(args(i), { timeout: 600_000 }));
   await Promise.all(children.map((c) => c.waitFor(/^ready$/m)));
   if (kind === 'velo') {
@@ -220,8 +222,8 @@ function* batches(events) {
 }
 
 /** One drain run: events/s from the resume of the stopped consumers to the last output in Redis. */
-async function drainRun(url, client, kind, workers, events, name, { child = CHILD } = {}) {
-  const children = await startConsumers(url, kind === 'naive' ? 'naive' : 'velo', workers, name, { child });
+async function drainRun(url, client, kind, workers, events, name, { child = CHILD, options = {} } = {}) {
+  const children = await startConsumers(url, kind === 'naive' ? 'naive' : 'velo', workers, name, { child, options });
   // Let the consumers block in their wake-up reads, then stop them while the backlog is written.
   await sleep(300);
   for (const c of children) c.child.kill('SIGSTOP');
@@ -637,12 +639,17 @@ async function drains(client, rounds, events) {
   const baseFlag = process.argv.indexOf('--base');
   const kinds = [['velo', CHILD], ['naive', CHILD]];
   if (baseFlag !== -1) kinds.push(['base', path.resolve(process.argv[baseFlag + 1], 'bench/redis/child.mjs')]);
+  // --variant '<json>': more velo workers of this copy, one per object (an array) with those redisWorker options.
+  const variantFlag = process.argv.indexOf('--variant');
+  const variants = variantFlag === -1 ? [] : [JSON.parse(process.argv[variantFlag + 1])].flat();
+  variants.forEach((_, v) => kinds.push([`var${v + 1}`, CHILD]));
   const runs = new Map(kinds.map(([k]) => [k, []]));
   let id = 0;
   for (let r = 0; r < rounds; r++) {
     for (let j = 0; j < kinds.length; j++) {
       const [label, child] = kinds[(r + j) % kinds.length];
-      const result = await drainRun(redis.url, client, label === 'naive' ? 'naive' : 'velo', 1, events, `drains${++id}`, { child });
+      const options = label.startsWith('var') ? { worker: variants[Number(label.slice(3)) - 1] } : {};
+      const result = await drainRun(redis.url, client, label === 'naive' ? 'naive' : 'velo', 1, events, `drains${++id}`, { child, options });
       const top = Object.entries(result.redisCommands).slice(0, 6).map(([c, x]) => `${c} ${x.calls} ${x.usPerEvent}`).join(', ');
       console.log(`drain ${label.padEnd(5)} ${result.eventsPerSecond} events/s, CPU/event consumer ${result.consumerCpuUsPerEvent} redis ${result.redisCpuUsPerEvent} µs; commands (calls, µs/event): ${top}`);
       runs.get(label).push(result);
