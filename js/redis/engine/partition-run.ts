@@ -43,6 +43,9 @@ import { type Grant, waitsForStep } from './session-permits';
 import { SessionStarts } from './session-starts';
 import { KeyStateReads } from './key-state-reads';
 
+/** A partition behind (its reads come back full) reads up to this many times `readCount` at a time. */
+const BACKLOG_READS = 4;
+
 export class PartitionRun<I, O> {
   readonly sessions = new Map<string, Session<I, O>>();
   /** Sessions whose marker was read, until their acks are queued: the key's next session waits for it. */
@@ -191,10 +194,14 @@ export class PartitionRun<I, O> {
     // null: new entries.
     let pendingFrom: string | null = '0-0';
     let last = '0-0';
+    // Entries asked for: `readCount`, doubled after each read that came back full, up to BACKLOG_READS times it
+    // (a backlog: each commit then carries more outputs per session, so fewer marks written per output), and back
+    // to `readCount` after a short one.
+    let want = w.readCount;
     if (!(await this.#loadSnapshots())) return;
     while (!this.flags.stopping) {
       // Room in this partition's share first, reserved for the read (drainHeld takes from the same share).
-      const count = await this.#budget.reserve(w.readCount);
+      const count = await this.#budget.reserve(want);
       if (count === 0) return;
       let read;
       try {
@@ -207,6 +214,7 @@ export class PartitionRun<I, O> {
         continue;
       }
       this.#budget.release(count - read.entries.length);
+      want = read.entries.length === count ? Math.min(count * 2, w.readCount * BACKLOG_READS) : w.readCount;
       if (read.entries.length === 0) {
         if (pendingFrom !== null) {
           pendingFrom = null;
