@@ -233,7 +233,14 @@ export class PartitionRun<I, O> {
       if (pendingFrom !== null) pendingFrom = last;
       if (w.keyState !== null) await this.#ahead.readAhead(read.entries);
       let rereadable = false;
+      let given = 0;
       for (const entry of read.entries) {
+        // A turn of the event loop after each `readCount` entries of a larger read: its timers (the leases'
+        // renewals) do not wait for the whole read's sessions to open.
+        if (++given > w.readCount) {
+          given = 1;
+          await new Promise<void>((resolve) => w.clock.setImmediate(resolve));
+        }
         if (this.flags.stopping) return;
         this.flags.logTime = Math.max(this.flags.logTime, idTime(entry.id));
         // Synchronous unless the entry must wait (a full session input, a session still finishing): no
