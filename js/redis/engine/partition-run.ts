@@ -194,9 +194,10 @@ export class PartitionRun<I, O> {
     // null: new entries.
     let pendingFrom: string | null = '0-0';
     let last = '0-0';
-    // Entries asked for: `readCount`, doubled after each read that came back full, up to BACKLOG_READS times it
-    // (a backlog: each commit then carries more outputs per session, so fewer marks written per output), and back
-    // to `readCount` after a short one.
+    // Entries asked for: `readCount`, doubled after each read that came back full and went to its sessions without
+    // waiting, up to BACKLOG_READS times it (a backlog the sessions keep up with: each commit then carries more
+    // outputs per session, so fewer marks written per output); back to `readCount` after any other read (a short
+    // one, or one whose sessions made it wait: a slow handler or onOutput leaves the backlog in Redis).
     let want = w.readCount;
     if (!(await this.#loadSnapshots())) return;
     while (!this.flags.stopping) {
@@ -214,7 +215,7 @@ export class PartitionRun<I, O> {
         continue;
       }
       this.#budget.release(count - read.entries.length);
-      want = read.entries.length === count ? Math.min(count * 2, w.readCount * BACKLOG_READS) : w.readCount;
+      want = w.readCount;
       if (read.entries.length === 0) {
         if (pendingFrom !== null) {
           pendingFrom = null;
@@ -233,6 +234,7 @@ export class PartitionRun<I, O> {
       if (pendingFrom !== null) pendingFrom = last;
       if (w.keyState !== null) await this.#ahead.readAhead(read.entries);
       let rereadable = false;
+      let waited = false;
       let given = 0;
       for (const entry of read.entries) {
         // A turn of the event loop after each `readCount` entries of a larger read: its timers (the leases'
@@ -246,8 +248,10 @@ export class PartitionRun<I, O> {
         // Synchronous unless the entry must wait (a full session input, a session still finishing): no
         // microtask per entry on the way.
         const dispatched = this.#entries.dispatch(entry);
+        if (typeof dispatched !== 'boolean') waited = true;
         rereadable = (typeof dispatched === 'boolean' ? dispatched : await dispatched) || rereadable;
       }
+      if (read.entries.length === count && !waited) want = Math.min(count * 2, w.readCount * BACKLOG_READS);
       this.#ahead.done();
       this.#inputs.redecide();
       if (rereadable) this.#entries.reread().catch((error: unknown) => w.report(error));
