@@ -1,5 +1,9 @@
 // npm run bench:redis [-- --quick]       the full measurement (below)
 // node bench/redis.mjs drain [events] [keys]
+// node bench/redis.mjs drains [rounds] [events] [--base <copy>] [--variant '<json>']   the drain of `full`: one velo
+//   worker, the naive consumer (and another copy's worker; workers of this copy with other options), rounds rotating,
+//   with redis-server's command time per event; PERF=<dir> records redis-server with perf, CALLGRIND=1 (the server
+//   run under callgrind through VELO_REDIS_SERVER) dumps its counts per drain, CHILD_PROF=<dir> profiles the consumers
 // node bench/redis.mjs live [events/s] [seconds] [keys]
 // node bench/redis.mjs full-live [seconds]   only the live runs of `full`, printed
 // node bench/redis.mjs failover [runs]       only the failover runs of `full` (default 3), each printed, and the medians
