@@ -1,5 +1,9 @@
 // npm run bench:redis [-- --quick]       the full measurement (below)
 // node bench/redis.mjs drain [events] [keys]
+// node bench/redis.mjs drains [rounds] [events] [--base <copy>] [--variant '<json>']   the drain of `full`: one velo
+//   worker, the naive consumer (and another copy's worker; workers of this copy with other options), rounds rotating,
+//   with redis-server's command time per event; PERF=<dir> records redis-server with perf, CALLGRIND=1 (the server
+//   run under callgrind through VELO_REDIS_SERVER) dumps its counts per drain, CHILD_PROF=<dir> profiles the consumers
 // node bench/redis.mjs live [events/s] [seconds] [keys]
 // node bench/redis.mjs full-live [seconds]   only the live runs of `full`, printed
 // node bench/redis.mjs failover [runs]       only the failover runs of `full` (default 3), each printed, and the medians
@@ -66,8 +70,9 @@
 // and the producer) and of redis-server; live also redis-server's time by
 // command.
 import os from 'node:os';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { streamFn } from '../index.mjs';
@@ -80,7 +85,7 @@ import { sumFn, writeBacklog } from './redis/drain.mjs';
 import { barChart } from './svg.mjs';
 import { writeOut } from './out.mjs';
 
-const [mode = 'drain', a, b, c] = process.argv.slice(2).filter((arg, i, all) => !arg.startsWith('--') && all[i - 1] !== '--server');
+const [mode = 'drain', a, b, c] = process.argv.slice(2).filter((arg, i, all) => !arg.startsWith('--') && !['--server', '--base', '--variant'].includes(all[i - 1]));
 const quick = process.argv.includes('--quick');
 const serverFlag = process.argv.indexOf('--server');
 const serverKind = serverFlag === -1 ? 'redis' : process.argv[serverFlag + 1];
@@ -155,8 +160,10 @@ function ownedOf(child) {
 }
 
 /** `count` consumer children of `kind`; velo ones once they own equal shares of the partitions. */
-async function startConsumers(url, kind, count, name, { ttl = 30_000, pollMs = 100, keys = FULL.keys, options = {} } = {}) {
-  const args = (i) => [CHILD, url, name, kind, FULL.partitions, keys, ttl, pollMs, JSON.stringify(options)].map(String);
+async function startConsumers(url, kind, count, name, { ttl = 30_000, pollMs = 100, keys = FULL.keys, options = {}, child = CHILD } = {}) {
+  // CHILD_PROF=<dir>: each consumer writes a CPU profile (node --cpu-prof) there when it exits.
+  const prof = process.env.CHILD_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.CHILD_PROF}`] : [];
+  const args = (i) => [...prof, child, url, name, kind, FULL.partitions, keys, ttl, pollMs, JSON.stringify(options)].map(String);
   const children = Array.from({ length: count }, (_, i) => start(args(i), { timeout: 600_000 }));
   await Promise.all(children.map((c) => c.waitFor(/^ready$/m)));
   if (kind === 'velo') {
@@ -219,8 +226,8 @@ function* batches(events) {
 }
 
 /** One drain run: events/s from the resume of the stopped consumers to the last output in Redis. */
-async function drainRun(url, client, kind, workers, events, name) {
-  const children = await startConsumers(url, kind === 'naive' ? 'naive' : 'velo', workers, name);
+async function drainRun(url, client, kind, workers, events, name, { child = CHILD, options = {} } = {}) {
+  const children = await startConsumers(url, kind === 'naive' ? 'naive' : 'velo', workers, name, { child, options });
   // Let the consumers block in their wake-up reads, then stop them while the backlog is written.
   await sleep(300);
   for (const c of children) c.child.kill('SIGSTOP');
@@ -231,12 +238,28 @@ async function drainRun(url, client, kind, workers, events, name) {
   }
   const streams = kind === 'naive' ? [naiveKeys(name).output] : veloOutputs(name);
   // CPU per event (µs) of the consumer processes together and of redis-server, over the drain.
+  await client.sendCommand(['CONFIG', 'RESETSTAT']);
+  // PERF=<dir>: a `perf record` (cpu-clock samples) of redis-server over the drain, to <dir>/<name>-<kind>.data.
+  const perf = process.env.PERF
+    ? spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-F', '4000', '-p', String(redis.pid), '-o', `${process.env.PERF}/${name}-${kind}.data`], { stdio: 'ignore' })
+    : null;
+  if (perf !== null) await sleep(500);
+  // CALLGRIND=1, with the server run under callgrind (VELO_REDIS_SERVER a wrapper): its counts zeroed here and
+  // dumped at the end, so the dump holds the drain alone.
+  if (process.env.CALLGRIND) execFileSync('callgrind_control', ['-z', String(redis.pid)]);
   const meter = cpuMeter(children.map((c) => c.child.pid));
   const t0 = performance.now();
   for (const c of children) c.child.kill('SIGCONT');
   await until(async () => (await countOutputs(client, streams)) >= events, `${events} outputs`);
   const seconds = (performance.now() - t0) / 1000;
   const cpu = meter(events);
+  // (The XLEN polls of `until` are in it, a few per drain.)
+  const redisCommands = await commandsPerEvent(client, events);
+  if (process.env.CALLGRIND) execFileSync('callgrind_control', ['-d', `${name}-${kind}`, String(redis.pid)]);
+  if (perf !== null) {
+    perf.kill('SIGINT');
+    await new Promise((resolve) => perf.once('exit', resolve));
+  }
   const reports = await Promise.all(children.map(report));
   await stopAll(children);
   await checkDrain(client, streams, events);
@@ -246,6 +269,7 @@ async function drainRun(url, client, kind, workers, events, name) {
     seconds: +seconds.toFixed(3),
     consumerCpuUsPerEvent: cpu.pids,
     redisCpuUsPerEvent: cpu.redis,
+    redisCommands,
     roundTrip: reports.map((r) => r.stats.roundTrip),
   };
 }
@@ -609,6 +633,43 @@ async function servers(first, rounds) {
   }
 }
 
+/**
+ * Mode drains: the drain of mode full, one velo-stream worker and the naive consumer (and with `--base <dir>`, one
+ * worker of another copy of the package: its bench/redis/child.mjs), `rounds` rounds, the order rotating; per run
+ * events/s, CPU per event of the consumer and of redis-server, and redis-server's command time per event
+ * (`INFO commandstats`, usec / events). Prints each run, then the medians and the ratios to the naive consumer.
+ */
+async function drains(client, rounds, events) {
+  const baseFlag = process.argv.indexOf('--base');
+  const kinds = [['velo', CHILD], ['naive', CHILD]];
+  if (baseFlag !== -1) kinds.push(['base', path.resolve(process.argv[baseFlag + 1], 'bench/redis/child.mjs')]);
+  // --variant '<json>': more velo workers of this copy, one per object (an array) with those redisWorker options.
+  const variantFlag = process.argv.indexOf('--variant');
+  const variants = variantFlag === -1 ? [] : [JSON.parse(process.argv[variantFlag + 1])].flat();
+  variants.forEach((_, v) => kinds.push([`var${v + 1}`, CHILD]));
+  const runs = new Map(kinds.map(([k]) => [k, []]));
+  let id = 0;
+  for (let r = 0; r < rounds; r++) {
+    for (let j = 0; j < kinds.length; j++) {
+      const [label, child] = kinds[(r + j) % kinds.length];
+      const options = label.startsWith('var') ? { worker: variants[Number(label.slice(3)) - 1] } : {};
+      const result = await drainRun(redis.url, client, label === 'naive' ? 'naive' : 'velo', 1, events, `drains${++id}`, { child, options });
+      const top = Object.entries(result.redisCommands).slice(0, 6).map(([c, x]) => `${c} ${x.calls} ${x.usPerEvent}`).join(', ');
+      console.log(`drain ${label.padEnd(5)} ${result.eventsPerSecond} events/s, CPU/event consumer ${result.consumerCpuUsPerEvent} redis ${result.redisCpuUsPerEvent} µs; commands (calls, µs/event): ${top}`);
+      runs.get(label).push(result);
+    }
+  }
+  const m = (label, what) => median(runs.get(label).map((x) => x[what]));
+  const cmd = (label) => median(runs.get(label).map((x) => Object.values(x.redisCommands).reduce((t, c) => t + c.usPerEvent, 0)));
+  console.log(`\nmedians of ${rounds} round(s), ${events} events over ${FULL.keys} keys; load average ${os.loadavg().map((x) => x.toFixed(1)).join(', ')}`);
+  for (const [label] of kinds) {
+    const ratio = (what) => (m(label, what) / m('naive', what)).toFixed(2);
+    console.log(
+      `${label.padEnd(5)} ${m(label, 'eventsPerSecond')} events/s (x${ratio('eventsPerSecond')} naive); CPU/event consumer ${m(label, 'consumerCpuUsPerEvent')} (x${ratio('consumerCpuUsPerEvent')}), redis ${m(label, 'redisCpuUsPerEvent')} µs (x${ratio('redisCpuUsPerEvent')}); command time ${cmd(label).toFixed(2)} µs/event (x${(cmd(label) / cmd('naive')).toFixed(2)})`,
+    );
+  }
+}
+
 // The private server; mode servers swaps it per run (cpuMeter reads its pid).
 let redis = await startRedis({ command: commandOf(serverKind) });
 console.log(`server: ${redis.server.text}`);
@@ -781,6 +842,8 @@ try {
     const rate = Number(process.env.RATE ?? 2000);
     const result = await slotRuns(redis.url, client, quick ? 3 : 5, { rate, keys: Number(a ?? 2000), slots: Number(b ?? 1000), idle: Number(c ?? 2000) });
     printSlots(result);
+  } else if (mode === 'drains') {
+    await drains(client, Number(a ?? 3), Number(b ?? (quick ? 30_000 : 100_000)));
   } else if (mode === 'full') {
     await full(client);
   } else if (mode === 'servers') {

@@ -1,7 +1,7 @@
 // A consumer process of `npm run bench:redis` (bench/redis.mjs starts and
 // measures it). Args: url name kind partitions keys leaseTtl pollMs [options]
 //   kind velo:  a velo-stream redisWorker, one session per key (a running total; idleTimeout 0, maxConcurrent twice
-//               the keys; `options`, JSON: `idleTimeout`, and `maxConcurrent` (null: the function's default));
+//               the keys; `options`, JSON: `idleTimeout`, and `maxConcurrent` (null: the function's default), `worker`: more options of redisWorker);
 //   kind naive: the naive baseline (bench/redis/naive.mjs) over the sessions k0..k<keys-1>.
 // Prints `ready`, and for velo `owned <p,p,...> <epoch ms>` when it finds its
 // partitions changed (checked every pollMs). A line `report` on stdin prints `report <json>`: events
@@ -52,7 +52,7 @@ if (kind === 'velo') {
     },
   );
   const onError = (e) => console.log(`${e?.code === 'ERR_VELO_SESSION_SLOTS' ? 'slots' : 'error'} ${e?.message}`);
-  const worker = redisWorker(fn, { client, name, partitions: Number(partitions), leaseTtl: Number(leaseTtl), onError });
+  const worker = redisWorker(fn, { client, name, partitions: Number(partitions), leaseTtl: Number(leaseTtl), onError, ...options.worker });
   let shown = null;
   const timer = setInterval(() => {
     const owned = worker.stats().owned.join(',');

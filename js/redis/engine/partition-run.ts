@@ -43,6 +43,9 @@ import { type Grant, waitsForStep } from './session-permits';
 import { SessionStarts } from './session-starts';
 import { KeyStateReads } from './key-state-reads';
 
+/** A partition behind (its reads come back full) reads up to this many times `readCount` at a time. */
+const BACKLOG_READS = 4;
+
 export class PartitionRun<I, O> {
   readonly sessions = new Map<string, Session<I, O>>();
   /** Sessions whose marker was read, until their acks are queued: the key's next session waits for it. */
@@ -191,10 +194,15 @@ export class PartitionRun<I, O> {
     // null: new entries.
     let pendingFrom: string | null = '0-0';
     let last = '0-0';
+    // Entries asked for: `readCount`, doubled after each read that came back full and went to its sessions without
+    // waiting, up to BACKLOG_READS times it (a backlog the sessions keep up with: each commit then carries more
+    // outputs per session, so fewer marks written per output); back to `readCount` after any other read (a short
+    // one, or one whose sessions made it wait: a slow handler or onOutput leaves the backlog in Redis).
+    let want = w.readCount;
     if (!(await this.#loadSnapshots())) return;
     while (!this.flags.stopping) {
       // Room in this partition's share first, reserved for the read (drainHeld takes from the same share).
-      const count = await this.#budget.reserve(w.readCount);
+      const count = await this.#budget.reserve(want);
       if (count === 0) return;
       let read;
       try {
@@ -207,6 +215,7 @@ export class PartitionRun<I, O> {
         continue;
       }
       this.#budget.release(count - read.entries.length);
+      want = w.readCount;
       if (read.entries.length === 0) {
         if (pendingFrom !== null) {
           pendingFrom = null;
@@ -225,14 +234,24 @@ export class PartitionRun<I, O> {
       if (pendingFrom !== null) pendingFrom = last;
       if (w.keyState !== null) await this.#ahead.readAhead(read.entries);
       let rereadable = false;
+      let waited = false;
+      let given = 0;
       for (const entry of read.entries) {
+        // A turn of the event loop after each `readCount` entries of a larger read: its timers (the leases'
+        // renewals) do not wait for the whole read's sessions to open.
+        if (++given > w.readCount) {
+          given = 1;
+          await new Promise<void>((resolve) => w.clock.setImmediate(resolve));
+        }
         if (this.flags.stopping) return;
         this.flags.logTime = Math.max(this.flags.logTime, idTime(entry.id));
         // Synchronous unless the entry must wait (a full session input, a session still finishing): no
         // microtask per entry on the way.
         const dispatched = this.#entries.dispatch(entry);
+        if (typeof dispatched !== 'boolean') waited = true;
         rereadable = (typeof dispatched === 'boolean' ? dispatched : await dispatched) || rereadable;
       }
+      if (read.entries.length === count && !waited) want = Math.min(count * 2, w.readCount * BACKLOG_READS);
       this.#ahead.done();
       this.#inputs.redecide();
       if (rereadable) this.#entries.reread().catch((error: unknown) => w.report(error));

@@ -12,7 +12,10 @@ export interface RedisWorkerOptions<O = unknown, I = unknown> extends RedisOptio
   name: RedisName<I, O>;
   /** Lease time-to-live, ms: a dead worker's partitions are taken over once its last renewal has run out, at most this after it. Renewed every ttl/3. Default 10 000. */
   leaseTtl?: number;
-  /** Entries per read of a partition. Default 256. */
+  /**
+   * Entries per read of a partition; a partition behind (its last read came back full, and its sessions took it without
+   * waiting) reads up to 4x as many. Default 256.
+   */
   readCount?: number;
   /**
    * How often each owned partition's input is trimmed to its oldest pending entry, ms (checked at each lease

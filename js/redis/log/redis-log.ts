@@ -347,13 +347,26 @@ export class RedisLog implements PartitionLog {
     const p = lease.partition;
     const k = this.#keys;
     const serial = commit.serial === undefined ? '' : String(commit.serial);
-    const flags = `${commit.check === true ? 'c' : ''}${serial !== '' && commit.ids !== false ? 'i' : ''}`;
-    const args: (string | Buffer)[] = [lease.token, serial, flags, String(commit.outputs.length)];
-    for (const o of commit.outputs) {
-      args.push(o.sid, String(o.seq), o.key);
-      if (o.error !== undefined) args.push('e', o.error);
-      else args.push('v', o.payload ?? '');
+    // The call's sessions, each named once (sid, key, the place of its last output) and by its index in the
+    // outputs; `ordered` while each session's outputs come in rising seq order (flag 'o', see commit.lua).
+    const outputs = commit.outputs;
+    const sessions = new Map<string, { index: string; key: string; last: number }>();
+    const body: (string | Buffer)[] = [];
+    let ordered = true;
+    for (const o of outputs) {
+      let session = sessions.get(o.sid);
+      if (session === undefined) sessions.set(o.sid, (session = { index: String(sessions.size + 1), key: o.key, last: o.seq }));
+      else if (o.seq > session.last) session.last = o.seq;
+      else ordered = false;
+      body.push(session.index, String(o.seq));
+      if (o.error !== undefined) body.push('e', o.error);
+      else body.push('v', o.payload ?? '');
     }
+    const flags = `${commit.check === true ? 'c' : ''}${serial !== '' && commit.ids !== false ? 'i' : ''}${ordered ? 'o' : ''}`;
+    const args: (string | Buffer)[] = [lease.token, serial, flags, String(outputs.length), String(sessions.size)];
+    const places = lastPlaces(outputs);
+    for (const [sid, session] of sessions) args.push(sid, session.key, places.get(sid) ?? '');
+    for (const arg of body) args.push(arg);
     const checkpoints = commit.checkpoints ?? [];
     args.push(String(checkpoints.length));
     for (const c of checkpoints) args.push(c.sid, snapshotValue(c));
@@ -371,9 +384,6 @@ export class RedisLog implements PartitionLog {
     const opened = commit.opened ?? [];
     args.push(String(opened.length));
     for (const o of opened) args.push(o.sid, o.version, openingValue(o), o.replaces === undefined ? '' : 'r');
-    const places = lastPlaces(commit.outputs);
-    args.push(String(places.size));
-    for (const [sid, place] of places) args.push(sid, place);
     // Traced sessions' outputs: their session span's traceparent (field t), as (output index, traceparent).
     const traced: string[] = [];
     for (let i = 0; i < commit.outputs.length; i++) {

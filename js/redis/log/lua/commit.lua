@@ -1,9 +1,10 @@
 -- KEYS lease, input, out, hw, check, commit, ckpt, timers, ends, ended, opened, versions, then one state key per
--- kept state; ARGV token, serial, flags, n, n x (sid, seq, key, field, data), checkpoints count, n x (sid,
--- snapshot), acks count, ids, ended count, n x (sid, last seq, end: "<reason> <last input>" with check, else ''),
--- kept count, retention (ms), kept count x (value), openings count, n x (sid, version, record, mode), places count,
--- n x (sid, "<seq> <inputs> <position>": the place of the session's last output in the call), and, when some
--- outputs are traced, their count and n x (output index, traceparent), written as field t of those outputs.
+-- kept state; ARGV token, serial, flags, n, m, m x (sid, key, place: "<seq> <inputs> <position>", the place of
+-- the session's last output in the call, or ''), n x (session: its index in the m, 1-based, seq, field, data),
+-- checkpoints count, n x (sid, snapshot), acks count, ids, ended count, n x (sid, last seq, end: "<reason> <last
+-- input>" with check, else ''), kept count, retention (ms), kept count x (value), openings count, n x (sid, version,
+-- record, mode), and, when some outputs are traced, their count and n x (output index, traceparent), written as
+-- field t of those outputs.
 -- A place is kept beside its session's mark (hw field "<sid> p") when its output raised the mark.
 -- An opening (what a live session opened with: its version and caps, JSON) is kept once per sid (HSETNX) in the
 -- opened hash, and counted per version in the versions hash; mode 'r' (a migrated session) replaces the one kept,
@@ -13,7 +14,9 @@
 -- before it and the acks of the entries it covers; an ended session's snapshot goes with its high-water mark. An output whose seq is not above its session's high-water mark
 -- was written before (by an earlier owner, or this one before a replay):
 -- skipped. Returns {ids, divergences}.
--- - flags: 'i' (with a serial): return the ids written; 'c': check (below).
+-- - flags: 'i' (with a serial): return the ids written; 'c': check (below); 'o': each session's outputs come in
+--   rising seq order, so once one is above the session's mark the later ones are too (their seqs are not read as
+--   numbers); without it, each output is compared with the mark as the ones before it left it.
 -- - serial (the worker always sends one; '' without): the commit key remembers the last commit; a retry of
 --   that same commit (its reply was lost) changes nothing. With 'i', ids are the entries written ('' for one
 --   skipped), and a retry gets the ids it wrote (they are contiguous in the output stream: one script wrote
@@ -31,7 +34,14 @@
 local serial = ARGV[2]
 local check = string.find(ARGV[3], 'c', 1, true) ~= nil
 local withIds = serial ~= '' and string.find(ARGV[3], 'i', 1, true) ~= nil
+local ordered = string.find(ARGV[3], 'o', 1, true) ~= nil
 local n = tonumber(ARGV[4])
+local m = tonumber(ARGV[5])
+-- The call's sessions by their index's text (as the outputs name them): {sid, key, state}; state nil before the
+-- session's first output in the call, true once every later output of it is written (flag 'o').
+local sessions = {}
+for s = 1, m do sessions[tostring(s)] = {ARGV[3 + 3 * s], ARGV[4 + 3 * s]} end
+local base = 6 + 3 * m
 local ids = {}
 if serial ~= '' then
   local last = redis.call('GET', KEYS[6])
@@ -45,28 +55,24 @@ if serial ~= '' then
           written[e[2][2] .. ' ' .. e[2][4]] = e[1]
         end
       end
-      local i = 5
+      local i = base
       for o = 1, n do
-        ids[o] = written[ARGV[i] .. ' ' .. ARGV[i + 1]] or ''
-        i = i + 5
+        ids[o] = written[sessions[ARGV[i]][1] .. ' ' .. ARGV[i + 1]] or ''
+        i = i + 4
       end
       return {ids, {}}
     end
   end
 end
--- The places (sid -> place, written with the marks they go with) and the traced outputs (the last section, absent
--- when none): output index -> traceparent.
-local places = {}
+-- The traced outputs (the last section, absent when none): output index -> traceparent.
 local traced = nil
 do
-  local j = 5 + 5 * n
+  local j = base + 4 * n
   j = j + 1 + 2 * tonumber(ARGV[j])
   j = j + 1 + tonumber(ARGV[j])
   j = j + 1 + 3 * tonumber(ARGV[j])
   j = j + 2 + tonumber(ARGV[j])
   j = j + 1 + 4 * tonumber(ARGV[j])
-  for p = 1, tonumber(ARGV[j]) do places[ARGV[j + 2 * p - 1]] = ARGV[j + 2 * p] end
-  j = j + 1 + 2 * tonumber(ARGV[j])
   if ARGV[j] then
     traced = {}
     for t = 1, tonumber(ARGV[j]) do traced[tonumber(ARGV[j + 2 * t - 1])] = ARGV[j + 2 * t] end
@@ -85,39 +91,36 @@ local written = 0
 -- Each session's high-water mark, read for all of the call's sessions at once (HMGET); the raised ones are
 -- written back after the loop.
 local marks = {}
-do
+for k = 1, m, 1000 do
+  local last = math.min(k + 999, m)
   local sids = {}
-  local j = 5
-  for _ = 1, n do
-    if marks[ARGV[j]] == nil then
-      marks[ARGV[j]] = 0
-      sids[#sids + 1] = ARGV[j]
-    end
-    j = j + 5
-  end
-  for k = 1, #sids, 1000 do
-    local last = math.min(k + 999, #sids)
-    local got = redis.call('HMGET', KEYS[4], unpack(sids, k, last))
-    for m = k, last do marks[sids[m]] = tonumber(got[m - k + 1] or '0') end
-  end
+  for s = k, last do sids[#sids + 1] = ARGV[3 + 3 * s] end
+  local got = redis.call('HMGET', KEYS[4], unpack(sids))
+  for s = k, last do marks[ARGV[3 + 3 * s]] = tonumber(got[s - k + 1] or '0') end
 end
 local raised = {}
-local i = 5
+local i = base
 for o = 1, n do
-  local sid, seq = ARGV[i], ARGV[i + 1]
-  local mark = marks[sid]
-  if tonumber(seq) > mark then
+  local session = sessions[ARGV[i]]
+  local sid, seq = session[1], ARGV[i + 1]
+  local write = session[3]
+  if not write then
+    local number = tonumber(seq)
+    write = number > marks[sid]
+    if write then marks[sid] = number end
+    if session[3] == nil then session[3] = ordered and write end
+  end
+  if write then
     local tp = traced and traced[o]
     local id
     if tp then
-      id = redis.call('XADD', KEYS[3], '*', 'sid', sid, 'seq', seq, 'k', ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], 't', tp)
+      id = redis.call('XADD', KEYS[3], '*', 'sid', sid, 'seq', seq, 'k', session[2], ARGV[i + 2], ARGV[i + 3], 't', tp)
     else
-      id = redis.call('XADD', KEYS[3], '*', 'sid', sid, 'seq', seq, 'k', ARGV[i + 2], ARGV[i + 3], ARGV[i + 4])
+      id = redis.call('XADD', KEYS[3], '*', 'sid', sid, 'seq', seq, 'k', session[2], ARGV[i + 2], ARGV[i + 3])
     end
     if raised[sid] == nil then raised[#raised + 1] = sid end
     raised[sid] = seq
-    mark = tonumber(seq)
-    if check then redis.call('HSET', KEYS[5], seq .. ' ' .. sid, id .. ' ' .. redis.sha1hex(ARGV[i + 3] .. ARGV[i + 4])) end
+    if check then redis.call('HSET', KEYS[5], seq .. ' ' .. sid, id .. ' ' .. redis.sha1hex(ARGV[i + 2] .. ARGV[i + 3])) end
     first = first or id
     written = written + 1
     if withIds then ids[o] = id end
@@ -126,7 +129,7 @@ for o = 1, n do
     local stored = check and redis.call('HGET', KEYS[5], seq .. ' ' .. sid)
     if stored then
       local at = string.find(stored, ' ', 1, true)
-      if string.sub(stored, at + 1) ~= redis.sha1hex(ARGV[i + 3] .. ARGV[i + 4]) then
+      if string.sub(stored, at + 1) ~= redis.sha1hex(ARGV[i + 2] .. ARGV[i + 3]) then
         local id = string.sub(stored, 1, at - 1)
         local field, data = '', ''
         local entry = redis.call('XRANGE', KEYS[3], id, id)[1]
@@ -140,8 +143,13 @@ for o = 1, n do
       end
     end
   end
-  marks[sid] = mark
-  i = i + 5
+  i = i + 4
+end
+-- The places of the call's sessions (sid -> place), for the marks they go with.
+local places = {}
+for s = 1, m do
+  local place = ARGV[5 + 3 * s]
+  if place ~= '' then places[ARGV[3 + 3 * s]] = place end
 end
 -- Each mark raised, with the place of the output that raised it (one written by an earlier output stays otherwise).
 -- A session ended below loses both with its mark.
