@@ -126,6 +126,8 @@ export function postgresWorker<I = unknown, O = unknown, M extends Migrate = Mig
           );
   const backend: WorkerBackend = {
     name: o.space.fn,
+    server: 'Postgres',
+    outputsReader: 'postgresOutputs',
     partitions: o.partitions,
     codec: o.codec,
     maxEventBytes: o.maxEventBytes,

@@ -23,6 +23,8 @@ export function redisWorker<I = unknown, O = unknown, M extends Migrate = Migrat
   const reports = new ClosedClientReports(o.client);
   const backend: WorkerBackend = {
     name: o.keys.name,
+    server: 'Redis',
+    outputsReader: 'redisOutputs',
     partitions: o.partitions,
     codec: o.codec,
     maxEventBytes: o.maxEventBytes,

@@ -9,6 +9,9 @@ import type { PartitionLog } from './transport';
 export interface WorkerBackend {
   /** The function's name. */
   readonly name: string;
+  /** The server, as messages name it ('Redis', 'Postgres'), and the reader of its outputs ('redisOutputs'). */
+  readonly server: string;
+  readonly outputsReader: string;
   /** Partitions (K), fixed for the life of the data. */
   readonly partitions: number;
   readonly codec: Codec<unknown>;

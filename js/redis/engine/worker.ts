@@ -579,7 +579,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     this.report(
       logResetError(
         lease.partition,
-        `Partition ${lease.partition}: the lease epoch did not grow (it was ${before} when this worker last held the partition, and is ${epoch} now): the Redis server lost data (a restart without persistence, or a failover to a replica that was behind). Events sent before, and the state of sessions live then, may be lost.`,
+        `Partition ${lease.partition}: the lease epoch did not grow (it was ${before} when this worker last held the partition, and is ${epoch} now): the ${this.#backend.server} server lost data (a restart without persistence, or a failover to a replica that was behind). Events sent before, and the state of sessions live then, may be lost.`,
       ),
     );
   }
@@ -688,14 +688,18 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       const deadline = Math.max(performance.now() + this.ttl / 3, ...[...this.#runs.values()].map((run) => run.validUntil));
       let releasing: PartitionRun<I, O>[] = [];
       const released = new Set<PartitionRun<I, O>>();
+      /** Past the deadline: what the graceful part has not sent yet is never sent (close() has resolved). */
+      let abandoned = false;
       const graceful = (async () => {
         await this.#ticking;
         // Renewals already sent settle on the lease connection before close() closes it.
         await Promise.all(this.#renewing);
+        if (abandoned) return;
         releasing = [...this.#runs.values()];
         this.#runs.clear();
         // Out of the live set first: the others' fair share then counts without this worker.
         await this.log.leave(this.id).catch((error: unknown) => this.report(error));
+        if (abandoned) return;
         await Promise.all(
           releasing.map(async (run) => {
             await run.release();
@@ -719,6 +723,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
       const inTime = await byDeadline(graceful);
       clearInterval(this.#expiry);
       if (!inTime) {
+        abandoned = true;
         const left = [...new Set([...releasing, ...this.#runs.values()])].filter((run) => !released.has(run));
         this.#runs.clear();
         for (const run of left) void run.drop();
@@ -726,7 +731,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
         this.report(
           new CloseTimeoutError(
             partitions,
-            `close() stopped waiting: Redis did not answer, or a handler did not finish, before this worker's leases ran out; partitions [${partitions.join(', ')}] were dropped, not released (their next owner replays their live sessions)`,
+            `close() stopped waiting: ${this.#backend.server} did not answer, or a handler did not finish, before this worker's leases ran out; partitions [${partitions.join(', ')}] were dropped, not released (their next owner replays their live sessions)`,
           ),
         );
       }
@@ -748,7 +753,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
         this.report(
           new CloseTimeoutError(
             [],
-            `close() stopped waiting: onOutput did not take every committed output before this worker's leases ran out (${this.delivery.undelivered} undelivered; they are in Redis, readable with redisOutputs)`,
+            `close() stopped waiting: onOutput did not take every committed output before this worker's leases ran out (${this.delivery.undelivered} undelivered; they are in ${this.#backend.server}, readable with ${this.#backend.outputsReader})`,
           ),
         );
       }

@@ -1,0 +1,112 @@
+// postgresWorker's close(): once it resolves, nothing of the worker runs on the user's pool, with Postgres healthy
+// and with Postgres frozen (every server process SIGSTOPped) past the worker's leases, where close() stops
+// waiting and reports a CloseTimeoutError naming Postgres. The pool given to the worker records each call it
+// starts; the server is a private one of the test's, thawed and stopped by PID.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { postgresProducer, postgresWorker } from 'velo-stream/postgres';
+import { streamFn } from 'velo-stream';
+import { restartablePostgres } from './helpers/postgres-suite.mjs';
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+const totals = streamFn(
+  async function* (events) {
+    let total = 0;
+    for await (const e of events) yield (total += e);
+  },
+  { idleTimeout: 60_000 },
+);
+
+/** A pool over `real` that notes each call the worker starts on it (and on the clients it checks out) after `since()`. */
+function recordingPool(real, since) {
+  const late = [];
+  const note = (what, config) => {
+    if (since() !== 0) late.push(`${what}: ${String(config?.text ?? config).slice(0, 60)}`);
+  };
+  return {
+    late,
+    pool: {
+      query: (...args) => {
+        note('pool.query', args[0]);
+        return real.query(...args);
+      },
+      connect: async () => {
+        note('pool.connect', '');
+        const client = await real.connect();
+        const query = client.query.bind(client);
+        client.query = (...args) => {
+          note('client.query', args[0]);
+          return query(...args);
+        };
+        return client;
+      },
+    },
+  };
+}
+
+/** The server's processes: the postmaster and its children. */
+function serverPids(pid) {
+  const children = execFileSync('ps', ['-o', 'pid=', '--ppid', String(pid)], { encoding: 'utf8' })
+    .split('\n')
+    .map((line) => Number(line.trim()))
+    .filter((n) => n > 0);
+  return [pid, ...children];
+}
+
+async function started(server, schema, pool, onError) {
+  const worker = postgresWorker(totals, { pool, schema, name: 'totals', partitions: 4, leaseTtl: 1500, onError });
+  const producer = postgresProducer({ pool: server.pool({ max: 2 }), schema, name: 'totals', partitions: 4 });
+  for (let i = 0; i < 8; i++) await producer.send(`k${i}`, 1);
+  const deadline = Date.now() + 60_000;
+  while (worker.stats().outputs < 8) {
+    if (Date.now() > deadline) assert.fail('the worker never made its outputs');
+    await sleep(20);
+  }
+  return worker;
+}
+
+test('close() with Postgres healthy: once it resolves, the worker starts nothing on the pool', async () => {
+  const server = await restartablePostgres();
+  try {
+    let closedAt = 0;
+    const { late, pool } = recordingPool(server.pool(), () => closedAt);
+    const errors = [];
+    const worker = await started(server, 'close_calm', pool, (error) => errors.push(error));
+    await worker.close();
+    closedAt = Date.now();
+    await sleep(3000);
+    assert.deepEqual(late, []);
+    assert.deepEqual(errors, []);
+  } finally {
+    await server.stop();
+  }
+});
+
+test('close() with Postgres frozen past the leases: a CloseTimeoutError naming Postgres, and nothing started on the pool after close() resolved, also once Postgres answers again', async () => {
+  const server = await restartablePostgres();
+  let frozen = [];
+  try {
+    let closedAt = 0;
+    const { late, pool } = recordingPool(server.pool(), () => closedAt);
+    const errors = [];
+    const worker = await started(server, 'close_frozen', pool, (error) => errors.push(error));
+    frozen = serverPids(server.pid);
+    for (const pid of frozen) process.kill(pid, 'SIGSTOP');
+    await worker.close();
+    closedAt = Date.now();
+    const timeouts = errors.filter((e) => e?.code === 'ERR_VELO_CLOSE_TIMEOUT');
+    assert.equal(timeouts.length, 1, `errors: ${errors.map((e) => e?.code ?? e)}`);
+    assert.match(timeouts[0].message, /Postgres did not answer/);
+    assert.doesNotMatch(timeouts[0].message, /Redis/);
+    await sleep(500);
+    for (const pid of frozen.splice(0)) process.kill(pid, 'SIGCONT');
+    // What was in flight when it froze gets its answers now: nothing new may follow them.
+    await sleep(4000);
+    assert.deepEqual(late, []);
+  } finally {
+    for (const pid of frozen) process.kill(pid, 'SIGCONT');
+    await server.stop();
+  }
+});
