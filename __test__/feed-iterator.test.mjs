@@ -176,3 +176,44 @@ test('the outputs ready with one read (kReadNow) come in order, and none once ca
   assert.equal(outputs[kReadNow](), NOT_NOW);
   assert.deepEqual(await it.next(), { value: undefined, done: true });
 });
+
+test("an iteration's end, changed by whoever read it, changes no other: outputs, a handler's input, feed(), a pipe", async () => {
+  const ends = [];
+  const echo = streamFn(async function* (events) {
+    // (Bounded: an end changed for every reader would read as events for ever.)
+    for (let i = 0; i < 10; i++) {
+      const r = await events.next();
+      if (r.done) {
+        ends.push({ ...r });
+        r.done = false;
+        r.value = 'changed';
+        return;
+      }
+      yield r.value;
+    }
+  });
+  const readEnd = async (iterable) => {
+    const it = iterable[Symbol.asyncIterator]();
+    for (let i = 0; i < 10; i++) {
+      const r = await it.next();
+      if (r.done) {
+        const seen = { ...r };
+        r.done = false;
+        r.value = 'changed';
+        return seen;
+      }
+    }
+    return 'no end';
+  };
+  for (let i = 0; i < 2; i++) {
+    const s = echo.open();
+    await s.send(1);
+    s.end();
+    assert.deepEqual(await readEnd(s), { value: undefined, done: true });
+    assert.deepEqual(await s[Symbol.asyncIterator]().next(), { value: undefined, done: true });
+    assert.deepEqual(await readEnd(echo.open().feed([1, 2])), { value: undefined, done: true });
+    assert.deepEqual(await readEnd(echo.pipe(echo).open().feed([1])), { value: undefined, done: true });
+  }
+  assert.ok(ends.length >= 2);
+  for (const end of ends) assert.deepEqual(end, { value: undefined, done: true });
+});

@@ -188,6 +188,45 @@ test('without a registered tracer provider nothing is traced, and the handler se
   assert.equal(stdout, '[[1,null]]\n');
 });
 
+test('a tracer provider registered after streams opened untraced is seen by the next open, in the same turn too; disabled or reset, as the API left it', async () => {
+  const { stdout } = await run([
+    '--input-type=module',
+    '-e',
+    `import { streamFn } from 'velo-stream';
+     const { trace } = await import('@opentelemetry/api');
+     const { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } = await import('@opentelemetry/sdk-trace-base');
+     const exporter = new InMemorySpanExporter();
+     const register = () => trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }));
+     const echo = streamFn(async function* (events) { for await (const e of events) yield e; }, { name: 'echo' });
+     const spans = () => exporter.getFinishedSpans().filter((s) => s.name === 'velo echo').length;
+     const seen = [];
+     await echo.run([1]);
+     seen.push(spans());
+     register();
+     await echo.run([1]);
+     seen.push(spans());
+     trace.disable();
+     await echo.run([1]);
+     seen.push(spans());
+     // Opened untraced, a provider registered, opened again: all in one turn.
+     const untraced = echo.open();
+     register();
+     const traced = echo.open();
+     for (const s of [untraced, traced]) { s.send(1); s.end(); for await (const _ of s); }
+     seen.push(spans());
+     // A test's reset of the API's globals, then a provider registered again.
+     trace.disable();
+     delete globalThis[Symbol.for('opentelemetry.js.api.1')];
+     await echo.run([1]);
+     seen.push(spans());
+     register();
+     await echo.run([1]);
+     seen.push(spans());
+     console.log(JSON.stringify(seen));`,
+  ]);
+  assert.equal(stdout, '[0,1,1,2,2,3]\n');
+});
+
 test("a workerFn's handler runs, on its thread, as a child of the stream's span on the caller's", async () => {
   const traced = workerFn(new URL('./fixtures/traced-worker.mjs', import.meta.url), { threads: 1, name: 'traced' });
   try {

@@ -7,7 +7,7 @@ import { toDuplex } from './duplex';
 import { closeUnread } from './source';
 import type { EventSource, FeedOutputs, StreamMetrics, StreamState } from '../types';
 import {
-  DONE,
+  doneResult,
   ReadKind,
   type SendControl,
   type StreamKind,
@@ -107,7 +107,7 @@ class Outputs<O> implements AsyncIterableIterator<O> {
   }
   async return(value?: unknown): Promise<IteratorResult<O>> {
     await this.#stream.cancel();
-    return { done: true, value: value as O };
+    return { value: value as O, done: true };
   }
   async throw(error?: unknown): Promise<IteratorResult<O>> {
     await this.#stream.cancel(error);
@@ -401,7 +401,7 @@ class FeedIterator<I, O> implements AsyncIterableIterator<O>, FeedOutputs<O> {
   }
 
   next(): Promise<IteratorResult<O>> {
-    if (this.#phase === FeedPhase.Finished) return Promise.resolve(DONE);
+    if (this.#phase === FeedPhase.Finished) return Promise.resolve(doneResult());
     if (this.#phase === FeedPhase.Idle) {
       // The input may have closed since feed() was called (an end() before
       // the iteration started): refuse now as feed() would have then,
@@ -468,14 +468,14 @@ class FeedIterator<I, O> implements AsyncIterableIterator<O>, FeedOutputs<O> {
   }
 
   #onRead(r: IteratorResult<O>): IteratorResult<O> {
-    if (this.#phase === FeedPhase.Finished) return DONE;
+    if (this.#phase === FeedPhase.Finished) return doneResult();
     // A cancel drops the outputs not yet read.
     if (!r.done && !this.#cancelled) return r;
     this.#phase = FeedPhase.Finished;
     const sending = this.#sending as Sending<I, O>;
     sending.stop();
     throwIfStopped(this.#stream, sending.failure());
-    return DONE;
+    return doneResult();
   }
 
   /** The stream's own error: it (and so the source) must stop before the iteration rejects with it. */
@@ -515,7 +515,7 @@ class FeedIterator<I, O> implements AsyncIterableIterator<O>, FeedOutputs<O> {
   return(value?: unknown): Promise<IteratorResult<O>> {
     return this.#after(async () => {
       await this.#leave();
-      return { done: true, value: value as O };
+      return { value: value as O, done: true };
     });
   }
 

@@ -124,7 +124,7 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
       next: () => from[kRead](ReadKind.Iter) as Promise<IteratorResult<unknown>>,
       return: () => {
         void from.cancel();
-        return Promise.resolve({ done: true, value: undefined });
+        return Promise.resolve({ value: undefined, done: true });
       },
       [kReadNow]: () => from[kReadNow](),
       [Symbol.asyncIterator]() {

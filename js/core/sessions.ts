@@ -17,7 +17,7 @@ import { type Debounce, Debouncer } from './debounce';
 export type Singleton = 'skip' | 'replace' | 'latest';
 import { traceText } from '../tracing';
 import { drainOutputs } from './drive';
-import { DONE, type StreamKind, kFinished, kInputError, kOwnedReads, kTaken, kTraceAttributes } from './protocol';
+import { doneResult, type StreamKind, kFinished, kInputError, kOwnedReads, kTaken, kTraceAttributes } from './protocol';
 import type { SessionItem, Stream, StreamFn } from '../types';
 
 /**
@@ -415,7 +415,7 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
   #wakeReaders(): void {
     if (this.#merged.length === 0 && this.#closed && this.#pending === 0) {
       this.#reading = false;
-      for (const resolve of this.#readers.drain()) resolve(DONE);
+      for (const resolve of this.#readers.drain()) resolve(doneResult());
     }
   }
 
@@ -427,7 +427,7 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
     }
     if (this.#closed && this.#pending === 0) {
       this.#reading = false;
-      return Promise.resolve(DONE);
+      return Promise.resolve(doneResult());
     }
     // Several next() calls may wait (the iterator protocol allows it): served in order.
     return new Promise((resolve) => this.#readers.push(resolve));
@@ -452,7 +452,7 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
         for (const resume of this.#space.drain()) resume();
         await Promise.all(streams.map((s) => s.cancel()));
         this.#reading = false;
-        return DONE;
+        return doneResult();
       },
     };
   }

@@ -34,7 +34,7 @@ import { checkedIterator, checkedResult, closeSource } from './source';
 import { reportFailure } from './stream-list';
 import { MAX_BATCH, type NativeStream, Push, Take } from './native-stream';
 import {
-  DONE,
+  doneResult,
   ReadKind,
   type SendControl,
   type SessionHooks,
@@ -307,7 +307,7 @@ class HandlerInput<I> implements AsyncIterableIterator<I> {
   /** The handler left its `for await` early: it will read no more events. */
   return(): Promise<IteratorResult<I>> {
     this.#stream[kReleaseInput]();
-    return Promise.resolve(DONE);
+    return Promise.resolve(doneResult());
   }
   [Symbol.asyncIterator](): this {
     return this;
@@ -1115,7 +1115,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   }
 
   [kNextInput](): Promise<IteratorResult<I>> {
-    if (this.#x.inputCut) return Promise.resolve(DONE);
+    if (this.#x.inputCut) return Promise.resolve(doneResult());
     // (A session's stream only: kept out of this path's own code, where it cost about 2.5 % of a live round trip.)
     if (this.#x.hooks !== undefined) {
       const first = this.#hookedInput(this.#x.hooks);
@@ -1164,7 +1164,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       // What is still buffered will never be taken (the core counts it as left when the handler returns).
       this.#more().inputCut = this.#endTaken = true;
       this.#dropLent();
-      return Promise.resolve(DONE);
+      return Promise.resolve(doneResult());
     }
     this.#handed++;
     return Promise.resolve({ value: first.value as I, done: false });
@@ -1176,7 +1176,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     if (this.#inEnded) {
       // (The core would answer `Take.Ended`, with no native call.)
       this.#endTaken = true;
-      return DONE;
+      return doneResult();
     }
     if (this.#inBuf === NO_BUFFER) this.#inBuf = [];
     // The batch before is all taken: takes of it in later runs are told first (the take tells those of its run).
@@ -1196,7 +1196,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     this.#inPos = this.#inLen = 0;
     if (n !== Take.Ended) return null;
     this.#endTaken = true;
-    return DONE;
+    return doneResult();
   }
 
   /** What is left of the lent batch will never be taken (what was taken is told first). */
@@ -1994,7 +1994,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       if (n === Take.Ended) {
         if (kind === ReadKind.Wake) return true;
         if (this.#failure !== undefined) throw this.#failure.error;
-        if (kind === ReadKind.Iter) return DONE;
+        if (kind === ReadKind.Iter) return doneResult();
         if (this.#cancel !== undefined) throw this.#closedError();
         throw new StreamClosedError(`${this.#describe()} has no more outputs`);
       }

@@ -3,7 +3,7 @@
 import type { IncomingMessage } from 'node:http';
 import { constants as bufferConstants, isUtf8 } from 'node:buffer';
 import { Readable, finished } from 'node:stream';
-import { DONE, NOT_NOW, type ReadTarget, kReadNow, kReadTo } from '../core/protocol';
+import { doneResult, NOT_NOW, type ReadTarget, kReadNow, kReadTo } from '../core/protocol';
 import {
   RequestBodyError,
   RequestBodyTimeoutError,
@@ -185,7 +185,7 @@ class NdjsonBody<E> {
     }
     this.#close();
     const waiting = this.#waiting;
-    if (waiting !== null) while (waiting.length > 0) (waiting.shift() as BodyReader).resolve(DONE);
+    if (waiting !== null) while (waiting.length > 0) (waiting.shift() as BodyReader).resolve(doneResult());
     return Promise.resolve({ value, done: true } as IteratorResult<E>);
   }
 
@@ -222,7 +222,7 @@ class NdjsonBody<E> {
       const error = this.#error;
       this.#close();
       reader.reject(error);
-    } else reader.resolve(DONE);
+    } else reader.resolve(doneResult());
     return true;
   }
 
