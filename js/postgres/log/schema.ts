@@ -223,6 +223,13 @@ function FUNCTIONS_4(S: string): string[] {
  */
 export async function migrate(pool: PgPoolLike, schema: string, target = SCHEMA_VERSION): Promise<number> {
   const S = schemaIdent('migrate', schema);
+  // Most calls find the schema migrated: read its version without DDL first, so that a role with only DML and
+  // EXECUTE rights runs once an admin has migrated it (CREATE ... IF NOT EXISTS needs CREATE rights even as a no-op).
+  const current = await migratedVersion(pool, S, schema, target);
+  if (current !== null) {
+    await checkNotRenamed(pool, S, schema);
+    return current;
+  }
   for (;;) {
     const applied = await transaction(pool, async (client) => {
       await run(client, `SELECT pg_advisory_xact_lock(hashtext($1))`, [`velo-stream:${schema}`]);
@@ -253,8 +260,63 @@ export async function migrate(pool: PgPoolLike, schema: string, target = SCHEMA_
       } else await run(client, `INSERT INTO ${S}.migrations (version) VALUES ($1)`, [version + 1]);
       return -1;
     });
-    if (applied >= 0) return applied;
+    if (applied >= 0) {
+      await checkNotRenamed(pool, S, schema);
+      return applied;
+    }
   }
+}
+
+/**
+ * The schema's version when it needs no migration (read without DDL, no lock), else null (missing, or behind
+ * `target`). ERR_VELO_SCHEMA_VERSION as `migrate` for a newer release's schema that does not keep this one.
+ */
+async function migratedVersion(pool: PgPoolLike, S: string, schema: string, target: number): Promise<number | null> {
+  const { rows: found } = await run(pool, `SELECT to_regclass($1) IS NOT NULL AS t`, [`${S}.migrations`]);
+  if (found[0]?.t !== true) return null;
+  const { rows } = await run(pool, `SELECT to_jsonb(m) AS m FROM ${S}.migrations m ORDER BY version DESC LIMIT 1`);
+  const last = (rows[0]?.m ?? { version: 0 }) as { version: number; keeps?: number | null };
+  const version = Number(last.version);
+  if (version > SCHEMA_VERSION) {
+    const keeps = Number(last.keeps ?? version);
+    if (keeps <= SCHEMA_VERSION) return version;
+    throw schemaVersionError(
+      `Postgres schema "${schema}" is at version ${version}, which keeps workers from version ${keeps} on: this release writes version ${SCHEMA_VERSION}. Upgrade this process to the release that migrated the schema (docs/postgres.md#upgrading).`,
+      version,
+      SCHEMA_VERSION,
+    );
+  }
+  return version >= target ? version : null;
+}
+
+/** The pools and schemas whose functions were found to name their own schema (checked once per process). */
+const checkedNames = new WeakMap<PgPoolLike, Set<string>>();
+
+/**
+ * Refuses a schema renamed after it was made (ALTER SCHEMA ... RENAME): its functions' bodies name the schema they
+ * were made in, so a worker on the new name would write the old schema's rows (ERR_VELO_SCHEMA_VERSION). Checked
+ * once per pool and schema in a process; functions missing (a schema below version 4) pass.
+ */
+async function checkNotRenamed(pool: PgPoolLike, S: string, schema: string): Promise<void> {
+  const checked = checkedNames.get(pool) ?? new Set<string>();
+  checkedNames.set(pool, checked);
+  if (checked.has(schema)) return;
+  const { rows } = await run(
+    pool,
+    `SELECT p.proname, p.prosrc FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+      WHERE n.nspname = $1 AND p.proname ~ '^(acquire|fence|commit)_[0-9]+$' ORDER BY p.proname`,
+    [schema],
+  );
+  const other = rows.find((r) => !str(r.prosrc).includes(`${S}.`));
+  if (other !== undefined) {
+    const named = /"([a-z_][a-z0-9_]*)"\./.exec(str(other.prosrc))?.[1];
+    throw schemaVersionError(
+      `Postgres schema "${schema}" was renamed: its function ${str(other.proname)} writes schema "${named ?? '?'}". Do not rename velo-stream's schema; to move, stop the workers, rename it back, and see docs/postgres.md#upgrading.`,
+      -1,
+      SCHEMA_VERSION,
+    );
+  }
+  checked.add(schema);
 }
 
 /**
