@@ -3,7 +3,7 @@
 // ids. Every statement is parameterized; the only text spliced into SQL is the schema's name, checked to be a plain
 // identifier (schema.ts) and quoted.
 import { createHash } from 'node:crypto';
-import { describe, invalidType, invalidValue, outOfRange } from '../../errors';
+import { describe, invalidType, invalidValue, outOfRange, poolExhaustedErrorOf, poolTooSmallError } from '../../errors';
 
 /** A query's result, as node-postgres gives it. */
 export interface PgResult {
@@ -35,6 +35,44 @@ export interface PgPoolLike {
   query(config: { name?: string; text: string; values?: unknown[] }): Promise<PgResult>;
   /** Checks a connection out (for a transaction, or a LISTEN); given back with its `release()`. */
   connect(): Promise<PgClientLike>;
+  /** pg.Pool's options (its `max`: the most connections it opens); optional. */
+  readonly options?: { readonly max?: unknown };
+  /** pg.Pool's counts of connections open, idle, and calls waiting for one; optional. */
+  readonly totalCount?: unknown;
+  readonly idleCount?: unknown;
+  readonly waitingCount?: unknown;
+}
+
+/** The most connections `pool` opens, when it says (pg.Pool's `options.max`). */
+export function poolMax(pool: PgPoolLike): number | undefined {
+  const max = pool.options?.max;
+  return typeof max === 'number' && Number.isFinite(max) ? max : undefined;
+}
+
+/**
+ * Refuses a pool too small for a worker that LISTENs (ERR_VELO_POOL_TOO_SMALL): its waits hold one connection of
+ * the pool (shared by every worker on it in the process) and its calls need at least one more.
+ */
+export function checkPoolSize(what: string, pool: PgPoolLike, listen: boolean): void {
+  const max = poolMax(pool);
+  if (listen && max !== undefined && max < 2) {
+    throw poolTooSmallError(
+      `${what}: the pool opens at most ${max} connection${max === 1 ? '' : 's'}: a worker that listens needs 2 or more (one LISTEN connection per pool in the process, shared by its workers, and one for its calls). Give the pool a larger "max", or set options.listen to false.`,
+    );
+  }
+}
+
+/** The pool gave no connection within `ms` (ERR_VELO_POOL_EXHAUSTED), with its counts when it says. */
+export function poolExhaustedError(pool: PgPoolLike, ms: number): Error {
+  const counts = [
+    `max ${poolMax(pool) ?? '?'}`,
+    `${str(pool.totalCount ?? '?')} open`,
+    `${str(pool.idleCount ?? '?')} idle`,
+    `${str(pool.waitingCount ?? '?')} waiting`,
+  ];
+  return poolExhaustedErrorOf(
+    `The pool has given velo-stream no connection for ${ms} ms (${counts.join(', ')}): every connection is checked out. Give the pool a larger "max" (docs/postgres.md: pool sizing); velo-stream goes on waiting.`,
+  );
 }
 
 /** Checks that `pool` looks like a node-postgres Pool. */
