@@ -230,7 +230,7 @@ export async function migrate(pool: PgPoolLike, schema: string, target = SCHEMA_
     await checkNotRenamed(pool, S, schema);
     return current;
   }
-  for (;;) {
+  for (let raced = 0; ;) {
     const applied = await transaction(pool, async (client) => {
       await run(client, `SELECT pg_advisory_xact_lock(hashtext($1))`, [`velo-stream:${schema}`]);
       await client.query(`CREATE SCHEMA IF NOT EXISTS ${S}`);
@@ -259,6 +259,12 @@ export async function migrate(pool: PgPoolLike, schema: string, target = SCHEMA_
         await run(client, `INSERT INTO ${S}.migrations (version, keeps) VALUES ($1, $2)`, [version + 1, migration.keeps]);
       } else await run(client, `INSERT INTO ${S}.migrations (version) VALUES ($1)`, [version + 1]);
       return -1;
+    }).catch((error: unknown) => {
+      // A backend that looked the schema up (migratedVersion) before another made it may find its stale catalog
+      // cache in the CREATE ... IF NOT EXISTS (a duplicate): the next transaction sees the schema.
+      const code = (error as { code?: unknown }).code;
+      if ((code === '23505' || code === '42P06' || code === '42P07') && ++raced < 5) return -1;
+      throw error;
     });
     if (applied >= 0) {
       await checkNotRenamed(pool, S, schema);
