@@ -341,12 +341,25 @@ async function refuseUnderWorkers(client: PgClientLike, S: string, schema: strin
   );
 }
 
-/** The rows a function's partitions need from the start (leases, heads, groups, cursors), made if missing. */
+/**
+ * The rows a function's partitions need from the start (leases, heads, groups, cursors), made if missing. Looked
+ * for first with a plain SELECT (no lock): an INSERT ... ON CONFLICT on a row an owner's statement has locked or
+ * updated would wait for that statement (a paused owner's, for as long as it is paused); it runs only for the rows
+ * missing.
+ */
 export async function ensurePartitions(pool: PgPoolLike, S: string, fn: string, partitions: number): Promise<void> {
-  for (const table of ['leases', 'heads', 'groups', 'cursors']) {
+  const tables = ['leases', 'heads', 'groups', 'cursors'];
+  const { rows } = await run(
+    pool,
+    `SELECT ${tables.map((t) => `(SELECT count(*) FROM ${S}.${t} WHERE fn = $1 AND p < $2)::int AS ${t}`).join(', ')}`,
+    [fn, partitions],
+  );
+  for (const table of tables) {
+    if (Number(rows[0][table]) === partitions) continue;
     await run(
       pool,
-      `INSERT INTO ${S}.${table} (fn, p) SELECT $1, g FROM generate_series(0, $2::integer - 1) AS g ON CONFLICT DO NOTHING`,
+      `INSERT INTO ${S}.${table} (fn, p) SELECT $1, g FROM generate_series(0, $2::integer - 1) AS g
+        WHERE NOT EXISTS (SELECT 1 FROM ${S}.${table} t WHERE t.fn = $1 AND t.p = g) ON CONFLICT DO NOTHING`,
       [fn, partitions],
     );
   }
