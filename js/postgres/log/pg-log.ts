@@ -474,20 +474,27 @@ export class PgLog implements PartitionLog {
     const fn = this.#fn;
     const p = lease.partition;
     this.#openingsRead.delete(p);
-    return this.#owned(lease, async (client, now) => {
-      const due = millis("A wake-up's time", time, 0);
-      if (now < due) return Number(due - now);
-      const fired = await run(client, `INSERT INTO ${S}.timers (fn, p, sid, id) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`, [
-        fn,
-        p,
-        sid,
-        id,
-      ]);
-      if (fired.rowCount === 0) return '';
-      if (opening !== undefined) await keepOpening(client, S, fn, p, opening);
-      const entry = { key, wake: `${sid} ${id}`, due: time, payload };
-      return (await addEntries(client, S, fn, p, [entry], this.#channel))[0];
-    });
+    return this.#owned(
+      lease,
+      async (client, now) => {
+        const due = millis("A wake-up's time", time, 0);
+        if (now < due) return Number(due - now);
+        const fired = await run(
+          client,
+          `INSERT INTO ${S}.timers (fn, p, sid, id) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
+          [fn, p, sid, id],
+        );
+        if (fired.rowCount === 0) return '';
+        if (opening !== undefined) await keepOpening(client, S, fn, p, opening);
+        const entry = { key, wake: `${sid} ${id}`, due: time, payload };
+        return (await addEntries(client, S, fn, p, [entry], this.#channel))[0];
+        // With an opening to keep, the group row first (FOR UPDATE), as a commit's fence takes it: the openings and
+        // version counts of the partition are then written by one transaction at a time (in their own orders, a
+        // wake-up's and a commit's would deadlock).
+      },
+      WRITE_FENCED,
+      opening !== undefined,
+    );
   }
 
   async keyState(partition: number, key: string): Promise<StoredKeyState | null> {
