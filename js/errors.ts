@@ -402,6 +402,13 @@ export const ERROR_CODES = {
     when: "The pool gave velo-stream's LISTEN connection no connection for 10 s: every connection of the pool is checked out (the user's own calls, or more calls in flight than `max`). Reported through the worker's `onError`; it goes on waiting, its waits polling meanwhile.",
     action: 'Give the pool a larger `max` (docs/postgres.md, pool sizing), or find what holds its connections.',
   },
+  ERR_VELO_TRANSACTION_IDLE: {
+    class: '',
+    from: 'velo-stream/postgres',
+    when: "The server ended a transaction of velo-stream's for waiting between two statements longer than its `idle_in_transaction_session_timeout` (half the lease): the `effects` callback, or the process, was paused that long. Nothing of it was committed; the worker reports it through `onError` and retries. `cause` is the connection's error (Postgres code 25P03).",
+    action:
+      'Keep `effects` short (no calls to other services, no waits), or find what pauses the process (a GC pause, a VM frozen).',
+  },
   ERR_VELO_EFFECTS_CLIENT: {
     class: '',
     from: 'velo-stream/postgres',
@@ -1302,6 +1309,11 @@ export function poolTooSmallError(message: string): RangeError & { code: 'ERR_VE
 /** `ERR_VELO_POOL_EXHAUSTED`: the pool gave no connection within a bound. */
 export function poolExhaustedErrorOf(message: string): Error & { code: 'ERR_VELO_POOL_EXHAUSTED' } {
   return coded(new Error(message), 'ERR_VELO_POOL_EXHAUSTED');
+}
+
+/** `ERR_VELO_TRANSACTION_IDLE`: the server ended a transaction for its idle timeout (`cause`: the connection's error). */
+export function transactionIdleError(message: string, cause: unknown): Error & { code: 'ERR_VELO_TRANSACTION_IDLE' } {
+  return coded(new Error(message, { cause }), 'ERR_VELO_TRANSACTION_IDLE');
 }
 
 /** `ERR_VELO_EFFECTS_CLIENT`: a call on the `effects` client that would break the commit's transaction. */

@@ -38,9 +38,15 @@ import { NOW, type PgClientLike, type PgPoolLike, run, str, transaction } from '
 /** The schema's name as SQL: checked (a plain lower-case identifier) and quoted. */
 export function schemaIdent(what: string, schema: unknown): string {
   if (typeof schema !== 'string') throw invalidType(`${what}: the "schema" option must be a string, not ${describe(schema)}`);
-  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema) || schema.startsWith('pg_')) {
+  // (Not a schema of the server's or everyone's: velo-stream's tables and functions need a schema of their own.)
+  if (
+    !/^[a-z_][a-z0-9_]{0,62}$/.test(schema) ||
+    schema.startsWith('pg_') ||
+    schema === 'public' ||
+    schema === 'information_schema'
+  ) {
     throw invalidValue(
-      `${what}: the "schema" option must be a lower-case identifier (a-z, 0-9, _; at most 63; not pg_...), not ${describe(schema)}`,
+      `${what}: the "schema" option must be a lower-case identifier of a schema of velo-stream's own (a-z, 0-9, _; at most 63; not pg_..., public or information_schema), not ${describe(schema)}`,
     );
   }
   return `"${schema}"`;

@@ -3,7 +3,15 @@
 // ids. Every statement is parameterized; the only text spliced into SQL is the schema's name, checked to be a plain
 // identifier (schema.ts) and quoted.
 import { createHash } from 'node:crypto';
-import { describe, invalidType, invalidValue, outOfRange, poolExhaustedErrorOf, poolTooSmallError } from '../../errors';
+import {
+  describe,
+  invalidType,
+  invalidValue,
+  outOfRange,
+  poolExhaustedErrorOf,
+  poolTooSmallError,
+  transactionIdleError,
+} from '../../errors';
 
 /** A query's result, as node-postgres gives it. */
 export interface PgResult {
@@ -123,9 +131,10 @@ export async function transaction<T>(
   const client = await pool.connect();
   // A checked-out client's connection errors (the server ending the session: `idleMs` past, a restart) come as an
   // 'error' event, which the pool does not listen to while the client is out: unheard, it ends the process. The
-  // statement in flight, or the next, fails with it too; then the connection is destroyed (release below).
+  // statement in flight, or the next, fails with it too; then the connection is destroyed (release below). (The
+  // first kept: it says why, as 25P03 for the idle timeout; a "terminated" may follow it.)
   let lost: Error | undefined;
-  const onError = (error: Error) => (lost = error);
+  const onError = (error: Error) => (lost ??= error);
   client.on('error', onError);
   try {
     // (One round trip: a simple query may hold two statements; the value is an integer checked by the callers.)
@@ -147,11 +156,24 @@ export async function transaction<T>(
     } catch (rollback) {
       broken = rollback as Error;
     }
-    throw error;
+    throw idleEnded(lost, error, idleMs) ?? error;
   } finally {
     client.removeListener('error', onError);
     client.release(broken ?? lost);
   }
+}
+
+/**
+ * The server ended the transaction's session for waiting past `idle_in_transaction_session_timeout` (25P03): the
+ * failure the transaction's statement met (often node-postgres' "not queryable") said as that, with it as the cause.
+ */
+function idleEnded(lost: Error | undefined, error: unknown, idleMs: number): Error | undefined {
+  const code = (lost as { code?: unknown } | undefined)?.code ?? (error as { code?: unknown } | null)?.code;
+  if (code !== '25P03') return undefined;
+  return transactionIdleError(
+    `The server ended velo-stream's transaction: it waited between two statements longer than its idle_in_transaction_session_timeout (${idleMs} ms; a worker sets half its lease): the effects callback, or the process, was paused that long. Nothing of it was committed; it is retried.`,
+    lost ?? error,
+  );
 }
 
 /** The most a bigint column holds: a seq above it (`idBefore` makes one) reads as it. */
