@@ -43,11 +43,16 @@ export interface PgPoolLike {
   query(config: { name?: string; text: string; values?: unknown[] }): Promise<PgResult>;
   /** Checks a connection out (for a transaction, or a LISTEN); given back with its `release()`. */
   connect(): Promise<PgClientLike>;
-  /** pg.Pool's options (its `max`: the most connections it opens); optional. */
-  readonly options?: { readonly max?: unknown };
-  /** pg.Pool's counts of connections open, idle, and calls waiting for one; optional. */
+  /** pg.Pool's options; optional. */
+  readonly options?: {
+    /** The most connections the pool opens: a worker that listens needs 2 or more. */
+    readonly max?: unknown;
+  };
+  /** pg.Pool's count of connections open; optional (reports only). */
   readonly totalCount?: unknown;
+  /** pg.Pool's count of connections idle; optional (reports only). */
   readonly idleCount?: unknown;
+  /** pg.Pool's count of calls waiting for a connection; optional (reports only). */
   readonly waitingCount?: unknown;
 }
 
