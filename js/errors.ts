@@ -386,9 +386,35 @@ export const ERROR_CODES = {
   ERR_VELO_SCHEMA_VERSION: {
     class: '',
     from: 'velo-stream/postgres',
-    when: "The Postgres schema is not at the version this release's code expects: it was migrated by a newer release (`found` > `expected`: this process would misread it), or it is older and workers are registered on it (`live`: workers of the older release; migrating under them would let them and this release keep different read positions). A worker reports it through `onError` and takes no partition; a producer, reader or `migrate` rejects with it.",
+    when: "The Postgres schema is not at the version this release's code expects: it was migrated by a newer release (`found` > `expected`: this process would misread it), it was renamed after it was made (its functions would write the old name's tables), or it is older and workers are registered on it (`live`: workers of the older release; migrating under them would let them and this release keep different read positions). A worker reports it through `onError` and takes no partition; a producer, reader or `migrate` rejects with it.",
     action:
       'Upgrade this process to the release that migrated the schema; or, to migrate, stop every worker of the older release first (a closed worker leaves at once, a killed one within its `leaseTtl`) and start the new release: docs/postgres.md#upgrading.',
+  },
+  ERR_VELO_POOL_TOO_SMALL: {
+    class: 'RangeError',
+    from: 'velo-stream/postgres',
+    when: '`postgresWorker` on a pool whose `max` is below 2 with `listen` on: the waits hold one connection of the pool (one per pool in the process, shared by its workers and readers) and every other call would wait for it forever.',
+    action: 'Give the pool a larger `max` (docs/postgres.md, pool sizing), or set `listen: false`.',
+  },
+  ERR_VELO_POOL_EXHAUSTED: {
+    class: '',
+    from: 'velo-stream/postgres',
+    when: "The pool gave velo-stream's LISTEN connection no connection for 10 s: every connection of the pool is checked out (the user's own calls, or more calls in flight than `max`). Reported through the worker's `onError`; it goes on waiting, its waits polling meanwhile.",
+    action: 'Give the pool a larger `max` (docs/postgres.md, pool sizing), or find what holds its connections.',
+  },
+  ERR_VELO_TRANSACTION_IDLE: {
+    class: '',
+    from: 'velo-stream/postgres',
+    when: "The server ended a transaction of velo-stream's for waiting between two statements longer than its `idle_in_transaction_session_timeout` (half the lease): the `effects` callback, or the process, was paused that long. Nothing of it was committed; the worker reports it through `onError` and retries. `cause` is the connection's error (Postgres code 25P03).",
+    action:
+      'Keep `effects` short (no calls to other services, no waits), or find what pauses the process (a GC pause, a VM frozen).',
+  },
+  ERR_VELO_EFFECTS_CLIENT: {
+    class: '',
+    from: 'velo-stream/postgres',
+    when: "A call on the client `effects` was given that would break the commit's transaction: a transaction-control statement (BEGIN, START, COMMIT, END, ROLLBACK, ABORT, PREPARE TRANSACTION; savepoints are allowed), or any call after the `effects` callback settled. The commit fails and is retried.",
+    action:
+      'Run only your writes on the client, and await each before the callback returns; velo-stream commits or rolls back the transaction.',
   },
 } as const satisfies Record<string, ErrorCodeInfo>;
 
@@ -1275,6 +1301,26 @@ export function sessionPermitError(
 }
 
 /** `ERR_VELO_SCHEMA_VERSION`: the Postgres schema is at `found`, this release expects `expected` (`live`: the workers registered on an older schema). */
+/** `ERR_VELO_POOL_TOO_SMALL`: the pool's `max` is too small for a worker that listens. */
+export function poolTooSmallError(message: string): RangeError & { code: 'ERR_VELO_POOL_TOO_SMALL' } {
+  return coded(new RangeError(message), 'ERR_VELO_POOL_TOO_SMALL');
+}
+
+/** `ERR_VELO_POOL_EXHAUSTED`: the pool gave no connection within a bound. */
+export function poolExhaustedErrorOf(message: string): Error & { code: 'ERR_VELO_POOL_EXHAUSTED' } {
+  return coded(new Error(message), 'ERR_VELO_POOL_EXHAUSTED');
+}
+
+/** `ERR_VELO_TRANSACTION_IDLE`: the server ended a transaction for its idle timeout (`cause`: the connection's error). */
+export function transactionIdleError(message: string, cause: unknown): Error & { code: 'ERR_VELO_TRANSACTION_IDLE' } {
+  return coded(new Error(message, { cause }), 'ERR_VELO_TRANSACTION_IDLE');
+}
+
+/** `ERR_VELO_EFFECTS_CLIENT`: a call on the `effects` client that would break the commit's transaction. */
+export function effectsClientError(message: string): Error & { code: 'ERR_VELO_EFFECTS_CLIENT' } {
+  return coded(new Error(message), 'ERR_VELO_EFFECTS_CLIENT');
+}
+
 export function schemaVersionError(
   message: string,
   found: number,

@@ -18,7 +18,8 @@ function serving<O>(options: PostgresSseOptions<O>, what: string): KeyServing<O>
     shape: '{ pool, name, key }',
     extra: ['pollInterval'],
     open: (from, resumed, own) => {
-      const settings = pgKeySettings({ ...options, from }, what, own);
+      // A cursor the client sent (Last-Event-ID) is refused naming that header, not `options.from`.
+      const settings = resumed ? lastEventIdSettings(options, from, what, own) : pgKeySettings({ ...options, from }, what, own);
       settings.resumed = resumed;
       return new KeyReader(settings, new PgKeySource(settings));
     },
@@ -55,4 +56,21 @@ export function postgresNdjson<O = unknown>(
   options: PostgresNdjsonOptions<O>,
 ): Promise<void> {
   return serveKeyOutputs(req, res, 'ndjson', options, serving(options, 'postgresNdjson()'));
+}
+
+/** pgKeySettings for a `from` sent by the client as `Last-Event-ID`: a refusal of it names the header. */
+function lastEventIdSettings<O>(
+  options: PostgresKeyOutputsOptions<O>,
+  from: string | null | undefined,
+  what: string,
+  own: readonly string[],
+): ReturnType<typeof pgKeySettings<O>> {
+  try {
+    return pgKeySettings({ ...options, from }, what, own);
+  } catch (error) {
+    if (error instanceof Error && (error as { code?: unknown }).code === 'ERR_VELO_BAD_CURSOR') {
+      error.message = error.message.replace('options.from', 'the Last-Event-ID header');
+    }
+    throw error;
+  }
 }

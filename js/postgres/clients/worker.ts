@@ -11,7 +11,7 @@ import { type WorkerOptions, WORKER_KEYS, checkWorkerFn, startWorker } from '../
 import type { Migrate, RedisWorker, SyncMigrate } from '../../redis/engine/worker-types';
 import type { CommitEffects, WrittenOutput } from '../log/commit';
 import { PgLog } from '../log/pg-log';
-import { idOf, str } from '../log/sql';
+import { checkPoolSize, idOf, str } from '../log/sql';
 import { type PostgresClient, type PostgresOptions, resolvePgOptions } from './options';
 
 /** Options of `postgresWorker`: those of `redisWorker` but the Redis ones, and these. */
@@ -112,6 +112,7 @@ export function postgresWorker<I = unknown, O = unknown, M extends Migrate = Mig
   const o = resolvePgOptions(options as PostgresOptions<unknown>, what, PG_WORKER_KEYS);
   const { listen = true, pollInterval = 200, effects } = options;
   if (typeof listen !== 'boolean') throw invalidType(`${what}: options.listen must be a boolean, not ${describe(listen)}`);
+  checkPoolSize(what, o.pool, listen);
   integerOption(what, 'pollInterval', pollInterval, 1, 60_000, 'from 1 to 60000 (ms)');
   if (effects !== undefined && typeof effects !== 'function')
     throw invalidType(`${what}: options.effects must be a function, not ${describe(effects)}`);

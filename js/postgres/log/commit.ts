@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { endValue, keptValue, lastPlaces, parseEnd, snapshotValue } from '../../redis/common/stored';
 import type { Commit, CommitResult, Divergence, Lease } from '../../redis/common/transport';
 import { keepOpenings } from './openings';
+import { effectsClient } from './effects-client';
 import { type PgClientLike, bytes, idKey, idOf, idParts, millis, run, str, text } from './sql';
 
 function digest(field: string, data: Buffer | string): string {
@@ -247,8 +248,10 @@ export async function applyCommit(
   }
 
   if (effects !== undefined && rows.length > 0) {
+    // (Guarded: no transaction control, no call once the callback settled; see effects-client.ts.)
+    const guarded = effectsClient(client);
     await effects(
-      client,
+      guarded.client as PgClientLike,
       p,
       rows.map((r) => ({
         id: `${r.ms}-${r.seq}`,
@@ -259,7 +262,7 @@ export async function applyCommit(
         data: r.data,
         traceparent: r.tp,
       })),
-    );
+    ).finally(() => guarded.settle());
   }
 
   if (commit.ended.length > 0) await forgetEnded(client, S, fn, p, commit, check, marks, diverged);

@@ -25,12 +25,11 @@ import type {
 import { advertValue, parseAdvert, parseKept, parseMark, parseOpening, parseSnapshot } from '../../redis/common/stored';
 import { FencedError, describe, invalidType, outOfRange, schemaVersionError, workerClosedError } from '../../errors';
 import { keepOpening } from './openings';
-import { ENTRY_COLUMNS, addEntries, entriesOf, entryOf } from './input';
+import { ENTRY_COLUMNS, addEntries, entryOf } from './input';
 import { type CommitEffects, applyCommit } from './commit';
 import { commitInOne, inOne } from './commit-one';
 import { SCHEMA_VERSION, checkFunctionName, checkPartitions, ensurePartitions, migrate, schemaIdent } from './schema';
 import {
-  ID_BASE,
   IDLE_IN_TRANSACTION_MS,
   NOW,
   type PgClientLike,
@@ -45,6 +44,7 @@ import {
   transaction,
 } from './sql';
 import { Waiter, channelOf } from './waiter';
+import { readNew, readPending } from './read';
 
 /** How long a pinned age read by `lag` stands in for `pinned`'s own read, ms. */
 const MEASURED_MS = 100;
@@ -378,58 +378,14 @@ export class PgLog implements PartitionLog {
     const p = this.#part(lease.partition);
     if (!Number.isSafeInteger(count) || count < 1)
       throw outOfRange(`A read's count must be a positive integer, not ${describe(count)}`);
-    // (At most 100,000 entries a read: a bounded reply.)
-    const limit = Math.min(count, 100_000);
-    if (from === '>') {
-      if (this.#closed) throw workerClosedError();
-      // New entries, in one statement (its own transaction): the fence (the lease row FOR KEY SHARE, the cursor row
-      // FOR UPDATE), the entries after the last delivered made pending and the position moved; with none, the tail.
-      const { rows } = await run(
-        this.#pool,
-        `WITH f AS (SELECT l.token = $3 AND l.until_ms >= ${NOW} AS ok, c.delivered_ms, c.delivered_seq
-                      FROM ${S}.leases l JOIN ${S}.cursors c ON c.fn = l.fn AND c.p = l.p
-                     WHERE l.fn = $1 AND l.p = $2 FOR KEY SHARE OF l FOR UPDATE OF c),
-              got AS (SELECT e.ms, e.seq, ${ENTRY_COLUMNS.replace(/(\w+)/g, 'e.$1')} FROM ${S}.entries e, f
-                       WHERE f.ok AND e.fn = $1 AND e.p = $2 AND (e.ms, e.seq) > (f.delivered_ms, f.delivered_seq)
-                       ORDER BY e.ms, e.seq LIMIT $4),
-              ins AS (INSERT INTO ${S}.pending (fn, p, k, ms, seq)
-                       SELECT $1, $2, ms::numeric * ${ID_BASE} + seq, ms, seq FROM got ON CONFLICT DO NOTHING),
-              upd AS (UPDATE ${S}.cursors SET (delivered_ms, delivered_seq) =
-                        (SELECT ms, seq FROM got ORDER BY ms DESC, seq DESC LIMIT 1)
-                       WHERE fn = $1 AND p = $2 AND EXISTS (SELECT 1 FROM got))
-         SELECT f.ok, g.*, t.ms AS tail_ms, t.seq AS tail_seq
-           FROM f LEFT JOIN got g ON true
-           LEFT JOIN LATERAL (SELECT ms, seq FROM ${S}.entries WHERE fn = $1 AND p = $2 AND g.ms IS NULL
-                               ORDER BY ms DESC, seq DESC LIMIT 1) t ON true
-          ORDER BY g.ms, g.seq`,
-        [fn, p, lease.token, limit],
-      );
-      if (rows.length === 0 || rows[0].ok !== true) throw new FencedError(p, READ_FENCED);
-      if (rows[0].ms !== null) return { entries: entriesOf(rows), tail: '' };
-      return { entries: [], tail: rows[0].tail_ms === null ? '0-0' : idOf(rows[0].tail_ms, rows[0].tail_seq) };
-    }
+    // (At most READ_ROWS entries a read, and the statement that locks returns a bounded result: read.ts.)
     if (this.#closed) throw workerClosedError();
-    // Replay, in one statement: the fence (the lease row FOR KEY SHARE), the pending entries after `from` (one trimmed
-    // away comes back with no fields); with none, the tail.
-    const { rows } = await run(
-      this.#pool,
-      `WITH f AS (SELECT l.token = $3 AND l.until_ms >= ${NOW} AS ok FROM ${S}.leases l
-                   WHERE l.fn = $1 AND l.p = $2 FOR KEY SHARE),
-            got AS (SELECT d.ms, d.seq, d.k, e.ms IS NOT NULL AS found, ${ENTRY_COLUMNS.replace(/(\w+)/g, 'e.$1')}
-                      FROM f, ${S}.pending d
-                      LEFT JOIN ${S}.entries e ON e.fn = d.fn AND e.p = d.p AND e.ms = d.ms AND e.seq = d.seq
-                     WHERE f.ok AND d.fn = $1 AND d.p = $2 AND d.k > $4::numeric
-                     ORDER BY d.k LIMIT $5)
-       SELECT f.ok, g.*, t.ms AS tail_ms, t.seq AS tail_seq
-         FROM f LEFT JOIN got g ON true
-         LEFT JOIN LATERAL (SELECT ms, seq FROM ${S}.entries WHERE fn = $1 AND p = $2 AND g.ms IS NULL
-                             ORDER BY ms DESC, seq DESC LIMIT 1) t ON true
-        ORDER BY g.k`,
-      [fn, p, lease.token, idKey(idParts(from)), limit],
-    );
-    if (rows.length === 0 || rows[0].ok !== true) throw new FencedError(p, READ_FENCED);
-    if (rows[0].ms !== null) return { entries: entriesOf(rows), tail: '' };
-    return { entries: [], tail: rows[0].tail_ms === null ? '0-0' : idOf(rows[0].tail_ms, rows[0].tail_seq) };
+    const found =
+      from === '>'
+        ? await readNew(this.#pool, S, fn, p, lease.token, count)
+        : await readPending(this.#pool, S, fn, p, lease.token, idKey(idParts(from)), count);
+    if (!found.ok) throw new FencedError(p, READ_FENCED);
+    return { entries: found.entries, tail: found.tail };
   }
 
   async entries(lease: Lease, ids: readonly string[]): Promise<InputEntry[]> {
@@ -518,20 +474,27 @@ export class PgLog implements PartitionLog {
     const fn = this.#fn;
     const p = lease.partition;
     this.#openingsRead.delete(p);
-    return this.#owned(lease, async (client, now) => {
-      const due = millis("A wake-up's time", time, 0);
-      if (now < due) return Number(due - now);
-      const fired = await run(client, `INSERT INTO ${S}.timers (fn, p, sid, id) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`, [
-        fn,
-        p,
-        sid,
-        id,
-      ]);
-      if (fired.rowCount === 0) return '';
-      if (opening !== undefined) await keepOpening(client, S, fn, p, opening);
-      const entry = { key, wake: `${sid} ${id}`, due: time, payload };
-      return (await addEntries(client, S, fn, p, [entry], this.#channel))[0];
-    });
+    return this.#owned(
+      lease,
+      async (client, now) => {
+        const due = millis("A wake-up's time", time, 0);
+        if (now < due) return Number(due - now);
+        const fired = await run(
+          client,
+          `INSERT INTO ${S}.timers (fn, p, sid, id) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
+          [fn, p, sid, id],
+        );
+        if (fired.rowCount === 0) return '';
+        if (opening !== undefined) await keepOpening(client, S, fn, p, opening);
+        const entry = { key, wake: `${sid} ${id}`, due: time, payload };
+        return (await addEntries(client, S, fn, p, [entry], this.#channel))[0];
+        // With an opening to keep, the group row first (FOR UPDATE), as a commit's fence takes it: the openings and
+        // version counts of the partition are then written by one transaction at a time (in their own orders, a
+        // wake-up's and a commit's would deadlock).
+      },
+      WRITE_FENCED,
+      opening !== undefined,
+    );
   }
 
   async keyState(partition: number, key: string): Promise<StoredKeyState | null> {

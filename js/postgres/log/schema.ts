@@ -40,9 +40,15 @@ import { NOW, type PgClientLike, type PgPoolLike, run, str, transaction } from '
 /** The schema's name as SQL: checked (a plain lower-case identifier) and quoted. */
 export function schemaIdent(what: string, schema: unknown): string {
   if (typeof schema !== 'string') throw invalidType(`${what}: the "schema" option must be a string, not ${describe(schema)}`);
-  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema) || schema.startsWith('pg_')) {
+  // (Not a schema of the server's or everyone's: velo-stream's tables and functions need a schema of their own.)
+  if (
+    !/^[a-z_][a-z0-9_]{0,62}$/.test(schema) ||
+    schema.startsWith('pg_') ||
+    schema === 'public' ||
+    schema === 'information_schema'
+  ) {
     throw invalidValue(
-      `${what}: the "schema" option must be a lower-case identifier (a-z, 0-9, _; at most 63; not pg_...), not ${describe(schema)}`,
+      `${what}: the "schema" option must be a lower-case identifier of a schema of velo-stream's own (a-z, 0-9, _; at most 63; not pg_..., public or information_schema), not ${describe(schema)}`,
     );
   }
   return `"${schema}"`;
@@ -228,7 +234,14 @@ function FUNCTIONS_4(S: string): string[] {
  */
 export async function migrate(pool: PgPoolLike, schema: string, target = SCHEMA_VERSION): Promise<number> {
   const S = schemaIdent('migrate', schema);
-  for (;;) {
+  // Most calls find the schema migrated: read its version without DDL first, so that a role with only DML and
+  // EXECUTE rights runs once an admin has migrated it (CREATE ... IF NOT EXISTS needs CREATE rights even as a no-op).
+  const current = await migratedVersion(pool, S, schema, target);
+  if (current !== null) {
+    await checkNotRenamed(pool, S, schema);
+    return current;
+  }
+  for (let raced = 0; ;) {
     const applied = await transaction(pool, async (client) => {
       await run(client, `SELECT pg_advisory_xact_lock(hashtext($1))`, [`velo-stream:${schema}`]);
       await client.query(`CREATE SCHEMA IF NOT EXISTS ${S}`);
@@ -257,9 +270,70 @@ export async function migrate(pool: PgPoolLike, schema: string, target = SCHEMA_
         await run(client, `INSERT INTO ${S}.migrations (version, keeps) VALUES ($1, $2)`, [version + 1, migration.keeps]);
       } else await run(client, `INSERT INTO ${S}.migrations (version) VALUES ($1)`, [version + 1]);
       return -1;
+    }).catch((error: unknown) => {
+      // A backend that looked the schema up (migratedVersion) before another made it may find its stale catalog
+      // cache in the CREATE ... IF NOT EXISTS (a duplicate): the next transaction sees the schema.
+      const code = (error as { code?: unknown }).code;
+      if ((code === '23505' || code === '42P06' || code === '42P07') && ++raced < 5) return -1;
+      throw error;
     });
-    if (applied >= 0) return applied;
+    if (applied >= 0) {
+      await checkNotRenamed(pool, S, schema);
+      return applied;
+    }
   }
+}
+
+/**
+ * The schema's version when it needs no migration (read without DDL, no lock), else null (missing, or behind
+ * `target`). ERR_VELO_SCHEMA_VERSION as `migrate` for a newer release's schema that does not keep this one.
+ */
+async function migratedVersion(pool: PgPoolLike, S: string, schema: string, target: number): Promise<number | null> {
+  const { rows: found } = await run(pool, `SELECT to_regclass($1) IS NOT NULL AS t`, [`${S}.migrations`]);
+  if (found[0]?.t !== true) return null;
+  const { rows } = await run(pool, `SELECT to_jsonb(m) AS m FROM ${S}.migrations m ORDER BY version DESC LIMIT 1`);
+  const last = (rows[0]?.m ?? { version: 0 }) as { version: number; keeps?: number | null };
+  const version = Number(last.version);
+  if (version > SCHEMA_VERSION) {
+    const keeps = Number(last.keeps ?? version);
+    if (keeps <= SCHEMA_VERSION) return version;
+    throw schemaVersionError(
+      `Postgres schema "${schema}" is at version ${version}, which keeps workers from version ${keeps} on: this release writes version ${SCHEMA_VERSION}. Upgrade this process to the release that migrated the schema (docs/postgres.md#upgrading).`,
+      version,
+      SCHEMA_VERSION,
+    );
+  }
+  return version >= target ? version : null;
+}
+
+/** The pools and schemas whose functions were found to name their own schema (checked once per process). */
+const checkedNames = new WeakMap<PgPoolLike, Set<string>>();
+
+/**
+ * Refuses a schema renamed after it was made (ALTER SCHEMA ... RENAME): its functions' bodies name the schema they
+ * were made in, so a worker on the new name would write the old schema's rows (ERR_VELO_SCHEMA_VERSION). Checked
+ * once per pool and schema in a process; functions missing (a schema below version 4) pass.
+ */
+async function checkNotRenamed(pool: PgPoolLike, S: string, schema: string): Promise<void> {
+  const checked = checkedNames.get(pool) ?? new Set<string>();
+  checkedNames.set(pool, checked);
+  if (checked.has(schema)) return;
+  const { rows } = await run(
+    pool,
+    `SELECT p.proname, p.prosrc FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+      WHERE n.nspname = $1 AND p.proname ~ '^(acquire|fence|commit)_[0-9]+$' ORDER BY p.proname`,
+    [schema],
+  );
+  const other = rows.find((r) => !str(r.prosrc).includes(`${S}.`));
+  if (other !== undefined) {
+    const named = /"([a-z_][a-z0-9_]*)"\./.exec(str(other.prosrc))?.[1];
+    throw schemaVersionError(
+      `Postgres schema "${schema}" was renamed: its function ${str(other.proname)} writes schema "${named ?? '?'}". Do not rename velo-stream's schema; to move, stop the workers, rename it back, and see docs/postgres.md#upgrading.`,
+      -1,
+      SCHEMA_VERSION,
+    );
+  }
+  checked.add(schema);
 }
 
 /**
@@ -278,12 +352,25 @@ async function refuseUnderWorkers(client: PgClientLike, S: string, schema: strin
   );
 }
 
-/** The rows a function's partitions need from the start (leases, heads, groups, cursors), made if missing. */
+/**
+ * The rows a function's partitions need from the start (leases, heads, groups, cursors), made if missing. Looked
+ * for first with a plain SELECT (no lock): an INSERT ... ON CONFLICT on a row an owner's statement has locked or
+ * updated would wait for that statement (a paused owner's, for as long as it is paused); it runs only for the rows
+ * missing.
+ */
 export async function ensurePartitions(pool: PgPoolLike, S: string, fn: string, partitions: number): Promise<void> {
-  for (const table of ['leases', 'heads', 'groups', 'cursors']) {
+  const tables = ['leases', 'heads', 'groups', 'cursors'];
+  const { rows } = await run(
+    pool,
+    `SELECT ${tables.map((t) => `(SELECT count(*) FROM ${S}.${t} WHERE fn = $1 AND p < $2)::int AS ${t}`).join(', ')}`,
+    [fn, partitions],
+  );
+  for (const table of tables) {
+    if (Number(rows[0][table]) === partitions) continue;
     await run(
       pool,
-      `INSERT INTO ${S}.${table} (fn, p) SELECT $1, g FROM generate_series(0, $2::integer - 1) AS g ON CONFLICT DO NOTHING`,
+      `INSERT INTO ${S}.${table} (fn, p) SELECT $1, g FROM generate_series(0, $2::integer - 1) AS g
+        WHERE NOT EXISTS (SELECT 1 FROM ${S}.${table} t WHERE t.fn = $1 AND t.p = g) ON CONFLICT DO NOTHING`,
       [fn, partitions],
     );
   }

@@ -3,7 +3,15 @@
 // ids. Every statement is parameterized; the only text spliced into SQL is the schema's name, checked to be a plain
 // identifier (schema.ts) and quoted.
 import { createHash } from 'node:crypto';
-import { describe, invalidType, invalidValue, outOfRange } from '../../errors';
+import {
+  describe,
+  invalidType,
+  invalidValue,
+  outOfRange,
+  poolExhaustedErrorOf,
+  poolTooSmallError,
+  transactionIdleError,
+} from '../../errors';
 
 /** A query's result, as node-postgres gives it. */
 export interface PgResult {
@@ -35,6 +43,49 @@ export interface PgPoolLike {
   query(config: { name?: string; text: string; values?: unknown[] }): Promise<PgResult>;
   /** Checks a connection out (for a transaction, or a LISTEN); given back with its `release()`. */
   connect(): Promise<PgClientLike>;
+  /** pg.Pool's options; optional. */
+  readonly options?: {
+    /** The most connections the pool opens: a worker that listens needs 2 or more. */
+    readonly max?: unknown;
+  };
+  /** pg.Pool's count of connections open; optional (reports only). */
+  readonly totalCount?: unknown;
+  /** pg.Pool's count of connections idle; optional (reports only). */
+  readonly idleCount?: unknown;
+  /** pg.Pool's count of calls waiting for a connection; optional (reports only). */
+  readonly waitingCount?: unknown;
+}
+
+/** The most connections `pool` opens, when it says (pg.Pool's `options.max`). */
+export function poolMax(pool: PgPoolLike): number | undefined {
+  const max = pool.options?.max;
+  return typeof max === 'number' && Number.isFinite(max) ? max : undefined;
+}
+
+/**
+ * Refuses a pool too small for a worker that LISTENs (ERR_VELO_POOL_TOO_SMALL): its waits hold one connection of
+ * the pool (shared by every worker on it in the process) and its calls need at least one more.
+ */
+export function checkPoolSize(what: string, pool: PgPoolLike, listen: boolean): void {
+  const max = poolMax(pool);
+  if (listen && max !== undefined && max < 2) {
+    throw poolTooSmallError(
+      `${what}: the pool opens at most ${max} connection${max === 1 ? '' : 's'}: a worker that listens needs 2 or more (one LISTEN connection per pool in the process, shared by its workers, and one for its calls). Give the pool a larger "max", or set options.listen to false.`,
+    );
+  }
+}
+
+/** The pool gave no connection within `ms` (ERR_VELO_POOL_EXHAUSTED), with its counts when it says. */
+export function poolExhaustedError(pool: PgPoolLike, ms: number): Error {
+  const counts = [
+    `max ${poolMax(pool) ?? '?'}`,
+    `${str(pool.totalCount ?? '?')} open`,
+    `${str(pool.idleCount ?? '?')} idle`,
+    `${str(pool.waitingCount ?? '?')} waiting`,
+  ];
+  return poolExhaustedErrorOf(
+    `The pool has given velo-stream no connection for ${ms} ms (${counts.join(', ')}): every connection is checked out. Give the pool a larger "max" (docs/postgres.md: pool sizing); velo-stream goes on waiting.`,
+  );
 }
 
 /** Checks that `pool` looks like a node-postgres Pool. */
@@ -85,9 +136,10 @@ export async function transaction<T>(
   const client = await pool.connect();
   // A checked-out client's connection errors (the server ending the session: `idleMs` past, a restart) come as an
   // 'error' event, which the pool does not listen to while the client is out: unheard, it ends the process. The
-  // statement in flight, or the next, fails with it too; then the connection is destroyed (release below).
+  // statement in flight, or the next, fails with it too; then the connection is destroyed (release below). (The
+  // first kept: it says why, as 25P03 for the idle timeout; a "terminated" may follow it.)
   let lost: Error | undefined;
-  const onError = (error: Error) => (lost = error);
+  const onError = (error: Error) => (lost ??= error);
   client.on('error', onError);
   try {
     // (One round trip: a simple query may hold two statements; the value is an integer checked by the callers.)
@@ -109,11 +161,24 @@ export async function transaction<T>(
     } catch (rollback) {
       broken = rollback as Error;
     }
-    throw error;
+    throw idleEnded(lost, error, idleMs) ?? error;
   } finally {
     client.removeListener('error', onError);
     client.release(broken ?? lost);
   }
+}
+
+/**
+ * The server ended the transaction's session for waiting past `idle_in_transaction_session_timeout` (25P03): the
+ * failure the transaction's statement met (often node-postgres' "not queryable") said as that, with it as the cause.
+ */
+function idleEnded(lost: Error | undefined, error: unknown, idleMs: number): Error | undefined {
+  const code = (lost as { code?: unknown } | undefined)?.code ?? (error as { code?: unknown } | null)?.code;
+  if (code !== '25P03') return undefined;
+  return transactionIdleError(
+    `The server ended velo-stream's transaction: it waited between two statements longer than its idle_in_transaction_session_timeout (${idleMs} ms; a worker sets half its lease): the effects callback, or the process, was paused that long. Nothing of it was committed; it is retried.`,
+    lost ?? error,
+  );
 }
 
 /** The most a bigint column holds: a seq above it (`idBefore` makes one) reads as it. */

@@ -2,21 +2,158 @@
 // began never arrives, and LISTEN does not work behind a transaction-mode pooler), so every wait also polls: it
 // looks at once, at each notification for one of its partitions, and every `pollInterval` ms.
 import { createHash } from 'node:crypto';
-import type { PgClientLike, PgPoolLike } from './sql';
+import { type PgClientLike, type PgPoolLike, poolExhaustedError } from './sql';
 
 /** The NOTIFY channel of a function: a plain identifier made from a digest of its schema and name. */
 export function channelOf(schema: string, fn: string): string {
   return `velo_${createHash('sha1').update(`${schema}\0${fn}`).digest('hex').slice(0, 32)}`;
 }
 
-/** One LISTEN connection per log, taken from the pool at its first wait, and the waits that listen on it. */
+/** A subscriber of a pool's LISTEN connection: its channel's notifications, and the connection's errors. */
+interface Listening {
+  readonly channel: string;
+  readonly notify: (payload: string | undefined) => void;
+  readonly onError: (error: Error) => void;
+}
+
+/**
+ * One LISTEN connection per pool in a process, shared by every log and reader on it (refcounted): taken from the
+ * pool at the first subscription, LISTENing on the channels subscribed (added and removed as they come and go), and
+ * destroyed when the last goes. So F functions on one pool hold one connection for their waits, not F.
+ */
+class PoolListener {
+  readonly #pool: PgPoolLike;
+  readonly #subs = new Set<Listening>();
+  #client: PgClientLike | null = null;
+  /** The channels the connection LISTENs on. */
+  readonly #listened = new Set<string>();
+  /** The syncs, one at a time: the connection brought to the channels subscribed. */
+  #chain: Promise<void> = Promise.resolve();
+  /** A sync is queued and not started: another is not needed. */
+  #queued = false;
+
+  constructor(pool: PgPoolLike) {
+    this.#pool = pool;
+  }
+
+  readonly #onNotification = (message: { channel: string; payload?: string }): void => {
+    for (const sub of [...this.#subs]) if (sub.channel === message.channel) sub.notify(message.payload);
+  };
+
+  readonly #onClientError = (error: Error): void => {
+    const client = this.#client;
+    if (client === null) return;
+    this.#drop(client, error);
+    for (const sub of [...this.#subs]) sub.onError(error);
+  };
+
+  #drop(client: PgClientLike, error: Error | true): void {
+    if (this.#client === client) this.#client = null;
+    this.#listened.clear();
+    client.removeListener('notification', this.#onNotification);
+    client.removeListener('error', this.#onClientError);
+    client.release(error);
+  }
+
+  add(sub: Listening): void {
+    this.#subs.add(sub);
+    void this.sync();
+  }
+
+  remove(sub: Listening): Promise<void> {
+    this.#subs.delete(sub);
+    return this.sync();
+  }
+
+  /** Brings the connection to the channels subscribed (again after it failed); resolves once done. */
+  sync(): Promise<void> {
+    const wanted = new Set([...this.#subs].map((s) => s.channel));
+    const same = this.#client !== null && wanted.size === this.#listened.size && [...wanted].every((c) => this.#listened.has(c));
+    if (same || (wanted.size === 0 && this.#client === null)) return this.#chain;
+    if (this.#queued) return this.#chain;
+    this.#queued = true;
+    this.#chain = this.#chain.then(() => {
+      this.#queued = false;
+      return this.#sync();
+    });
+    return this.#chain;
+  }
+
+  async #sync(): Promise<void> {
+    const wanted = new Set([...this.#subs].map((s) => s.channel));
+    if (wanted.size === 0) {
+      if (listeners.get(this.#pool) === this) listeners.delete(this.#pool);
+      // (Destroyed, not given back: it is in LISTEN state.)
+      if (this.#client !== null) this.#drop(this.#client, true);
+      return;
+    }
+    let client = this.#client;
+    try {
+      if (client === null) {
+        client = await connectWithin(this.#pool, LISTEN_CONNECT_MS, (error) => {
+          for (const sub of [...this.#subs]) sub.onError(error);
+        });
+        client.on('notification', this.#onNotification);
+        client.on('error', this.#onClientError);
+        this.#client = client;
+      }
+      // The channels are identifiers made by channelOf (velo_ and hex digits): safe to splice.
+      for (const channel of wanted) {
+        if (!this.#listened.has(channel)) {
+          await client.query(`LISTEN ${channel}`);
+          this.#listened.add(channel);
+        }
+      }
+      for (const channel of [...this.#listened]) {
+        if (!wanted.has(channel)) {
+          await client.query(`UNLISTEN ${channel}`);
+          this.#listened.delete(channel);
+        }
+      }
+    } catch (error) {
+      if (client !== null) this.#drop(client, true);
+      for (const sub of [...this.#subs]) sub.onError(error as Error);
+    }
+    // Everyone left while this ran: give the connection up.
+    if (this.#subs.size === 0 && this.#client !== null) await this.#sync();
+  }
+}
+
+/** How long the LISTEN connection may wait for the pool before the wait is reported (it goes on waiting), ms. */
+const LISTEN_CONNECT_MS = 10_000;
+
+/**
+ * `pool.connect()`, reporting (once, ERR_VELO_POOL_EXHAUSTED) when the pool has given no connection within `ms`:
+ * every connection out, and the waits polling meanwhile.
+ */
+async function connectWithin(pool: PgPoolLike, ms: number, report: (error: Error) => void): Promise<PgClientLike> {
+  const timer = setTimeout(() => report(poolExhaustedError(pool, ms)), ms);
+  try {
+    return await pool.connect();
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const listeners = new WeakMap<PgPoolLike, PoolListener>();
+
+function listenerOf(pool: PgPoolLike): PoolListener {
+  let listener = listeners.get(pool);
+  if (listener === undefined) {
+    listener = new PoolListener(pool);
+    listeners.set(pool, listener);
+  }
+  return listener;
+}
+
+/** A log's waits, with its channel on its pool's shared LISTEN connection from the first wait to `close()`. */
 export class Waiter {
   readonly #pool: PgPoolLike;
   /** null: no LISTEN (waits only poll). */
   readonly #channel: string | null;
   readonly #onError: (error: Error) => void;
-  #client: PgClientLike | null = null;
-  #connecting: Promise<void> | null = null;
+  #sub: Listening | null = null;
+  #listener: PoolListener | null = null;
   #closed = false;
   /** Each pending wait's wake-up: called with the partition of a notification, or undefined (interrupt, close). */
   readonly #waits = new Set<(partition: number | undefined) => void>();
@@ -27,42 +164,26 @@ export class Waiter {
     this.#onError = onError;
   }
 
-  readonly #onNotification = (message: { channel: string; payload?: string }): void => {
-    if (message.channel !== this.#channel) return;
-    const p = Number(message.payload);
-    for (const wake of [...this.#waits]) wake(p);
-  };
-
-  readonly #onClientError = (error: Error): void => {
-    const client = this.#client;
-    this.#client = null;
-    this.#connecting = null;
-    client?.release(error);
-    if (!this.#closed) this.#onError(error);
-  };
-
-  /** LISTENs once (again after its connection failed); a failure leaves the waits to their polls. */
+  /** Subscribes once (and brings the shared connection back after it failed); a failure leaves the waits to their polls. */
   #listen(): void {
-    if (this.#channel === null || this.#client !== null || this.#connecting !== null || this.#closed) return;
-    const channel = this.#channel;
-    this.#connecting = (async () => {
-      let client: PgClientLike | null = null;
-      try {
-        client = await this.#pool.connect();
-        client.on('notification', this.#onNotification);
-        client.on('error', this.#onClientError);
-        // The channel is an identifier made by channelOf (velo_ and hex digits): safe to splice.
-        await client.query(`LISTEN ${channel}`);
-        if (this.#closed) throw new Error('closed');
-        this.#client = client;
-      } catch (error) {
-        client?.removeListener('notification', this.#onNotification);
-        client?.removeListener('error', this.#onClientError);
-        client?.release(true);
-        this.#connecting = null;
-        if (!this.#closed) this.#onError(error as Error);
-      }
-    })();
+    if (this.#channel === null || this.#closed) return;
+    if (this.#sub === null) {
+      this.#sub = {
+        channel: this.#channel,
+        notify: (payload) => {
+          const p = Number(payload);
+          for (const wake of [...this.#waits]) wake(p);
+        },
+        onError: (error) => {
+          if (!this.#closed) this.#onError(error);
+        },
+      };
+      this.#listener = listenerOf(this.#pool);
+      this.#listener.add(this.#sub);
+    } else {
+      // (A new listener when the pool's was given up meanwhile: never, while this one is subscribed.)
+      void this.#listener?.sync();
+    }
   }
 
   /**
@@ -122,17 +243,12 @@ export class Waiter {
     for (const wake of [...this.#waits]) wake(undefined);
   }
 
-  /** Ends the waits and gives the LISTEN connection up (destroyed: it is in LISTEN state). */
+  /** Ends the waits and unsubscribes (the pool's LISTEN connection is destroyed with its last subscriber). */
   async close(): Promise<void> {
     this.#closed = true;
     this.interrupt();
-    await this.#connecting?.catch(() => {});
-    const client = this.#client;
-    this.#client = null;
-    if (client !== null) {
-      client.removeListener('notification', this.#onNotification);
-      client.removeListener('error', this.#onClientError);
-      client.release(true);
-    }
+    const sub = this.#sub;
+    this.#sub = null;
+    if (sub !== null) await this.#listener?.remove(sub);
   }
 }

@@ -1,0 +1,143 @@
+// The client a Postgres worker's `effects` get, on a private postgres: the commit's own transaction behind a guard.
+// A transaction-control statement on it (ROLLBACK, COMMIT, BEGIN, ...) would end velo-stream's transaction under the
+// commit, and a call after the callback settled would run inside another of its transactions: both are refused with
+// ERR_VELO_EFFECTS_CLIENT (the commit fails and is retried, nothing lost), while savepoints work.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { postgresProducer, postgresWorker } from 'velo-stream/postgres';
+import { totals } from './helpers/redis-fixtures.mjs';
+import { pool, usePostgres } from './helpers/postgres-suite.mjs';
+
+usePostgres();
+
+const require = createRequire(import.meta.url);
+const { controlStatement } = require('../dist/postgres/log/effects-client.js');
+const SCHEMA = 'velo_effects';
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function until(check, what, ms = 60_000) {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+/** Runs a worker of `totals` whose effects are `effects`, sends 3 events to each of 2 keys; its errors, after `done`. */
+async function run(name, effects, done) {
+  const shared = { pool: pool(), schema: SCHEMA, name, partitions: 2 };
+  await pool().query(`CREATE TABLE IF NOT EXISTS fx_ledger (fn text, key text, n int, total int)`);
+  const errors = [];
+  const worker = postgresWorker(totals({ idleTimeout: 0 }), {
+    ...shared,
+    leaseTtl: 4000,
+    onError: (e) => errors.push(e),
+    effects,
+  });
+  try {
+    const events = [];
+    for (let n = 1; n <= 3; n++) for (const key of ['a', 'b']) events.push([key, { n }]);
+    await postgresProducer(shared).sendMany(events);
+    await until(done, 'the outputs');
+  } finally {
+    await worker.close();
+  }
+  return errors;
+}
+
+async function ledger(fn) {
+  const { rows } = await pool().query(`SELECT key, total FROM fx_ledger WHERE fn = $1 ORDER BY key, n`, [fn]);
+  return rows.map((r) => `${r.key}${r.total}`);
+}
+
+async function outputs(name) {
+  const { rows } = await pool().query(`SELECT key, data FROM ${SCHEMA}.outputs WHERE fn = $1`, [name]);
+  return rows.map((r) => `${r.key}${JSON.parse(r.data.toString()).total}`).sort();
+}
+
+test('which statements the effects client refuses: transaction control, not savepoints or writes', () => {
+  for (const text of [
+    'ROLLBACK',
+    ' rollback;',
+    '/* x */ COMMIT',
+    '-- c\nBEGIN',
+    'START TRANSACTION',
+    'END',
+    'abort',
+    "PREPARE TRANSACTION 'x'",
+    'SELECT 1; ROLLBACK',
+    'ROLLBACK AND CHAIN',
+  ]) {
+    assert.notEqual(controlStatement(text), undefined, text);
+  }
+  for (const text of [
+    'SAVEPOINT a',
+    'RELEASE SAVEPOINT a',
+    'ROLLBACK TO SAVEPOINT a',
+    'rollback to a',
+    'INSERT INTO t VALUES (1)',
+    'SELECT begin_at FROM t',
+    'UPDATE ending SET x = 1',
+  ]) {
+    assert.equal(controlStatement(text), undefined, text);
+  }
+});
+
+test('a ROLLBACK in effects is refused (ERR_VELO_EFFECTS_CLIENT): the commit is retried, no output lost', async () => {
+  const name = 'fx_rollback';
+  let calls = 0;
+  const errors = await run(
+    name,
+    async (tx, written) => {
+      for (const o of written) {
+        await tx.query('INSERT INTO fx_ledger (fn, key, n, total) VALUES ($1, $2, $3, $4)', [
+          name,
+          o.key,
+          o.value.n,
+          o.value.total,
+        ]);
+      }
+      if (++calls === 1) await tx.query('ROLLBACK');
+    },
+    async () => (await ledger(name)).length >= 6,
+  );
+  await sleep(300);
+  assert.deepEqual(await ledger(name), ['a1', 'a3', 'a6', 'b1', 'b3', 'b6']);
+  assert.deepEqual(await outputs(name), ['a1', 'a3', 'a6', 'b1', 'b3', 'b6']);
+  assert.equal(errors.length, 1);
+  assert.equal(errors[0].code, 'ERR_VELO_EFFECTS_CLIENT');
+});
+
+test('a call on the effects client after the callback returned is refused; savepoints work', async () => {
+  const name = 'fx_leak';
+  const late = [];
+  const errors = await run(
+    name,
+    async (tx, written) => {
+      for (const o of written) {
+        await tx.query('SAVEPOINT one');
+        await tx.query('INSERT INTO fx_ledger (fn, key, n, total) VALUES ($1, $2, -1, -1)', [name, o.key]);
+        await tx.query('ROLLBACK TO SAVEPOINT one');
+        await tx.query('INSERT INTO fx_ledger (fn, key, n, total) VALUES ($1, $2, $3, $4)', [
+          name,
+          o.key,
+          o.value.n,
+          o.value.total,
+        ]);
+        await tx.query('RELEASE SAVEPOINT one');
+      }
+      // Not awaited: runs after the callback settled.
+      setImmediate(() => {
+        tx.query('INSERT INTO fx_ledger (fn, key, n, total) VALUES ($1, $2, 0, 0)', [name, 'late']).then(
+          () => late.push('ran'),
+          (error) => late.push(error.code),
+        );
+      });
+    },
+    async () => (await ledger(name)).length >= 6 && late.length > 0,
+  );
+  assert.deepEqual(await ledger(name), ['a1', 'a3', 'a6', 'b1', 'b3', 'b6']);
+  assert.ok(late.length > 0 && late.every((x) => x === 'ERR_VELO_EFFECTS_CLIENT'), String(late));
+  assert.deepEqual(errors, []);
+});

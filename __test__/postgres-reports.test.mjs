@@ -1,0 +1,58 @@
+// What a Postgres worker says when things go wrong around it, on a private postgres: a transaction the server ended
+// for waiting past its idle-in-transaction timeout (an `effects` callback paused longer than half the lease) is
+// reported as that, not as a bare "not queryable" connection error; schemas that are not velo-stream's own (public,
+// information_schema, pg_*) are refused at the call.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { postgresProducer, postgresWorker } from 'velo-stream/postgres';
+import { totals } from './helpers/redis-fixtures.mjs';
+import { pool, usePostgres } from './helpers/postgres-suite.mjs';
+
+usePostgres();
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function until(check, what, ms = 60_000) {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+test("an effects callback paused past the server's idle timeout: reported as that, and the commit retried", async () => {
+  const shared = { pool: pool(), schema: 'velo_reports', name: 'idle', partitions: 1 };
+  const errors = [];
+  let calls = 0;
+  const worker = postgresWorker(totals({ idleTimeout: 0 }), {
+    ...shared,
+    // Half of it (500 ms) is the transactions' idle_in_transaction_session_timeout.
+    leaseTtl: 1000,
+    onError: (e) => errors.push(e),
+    effects: async (tx) => {
+      await tx.query('SELECT 1');
+      if (++calls === 1) await sleep(2000);
+    },
+  });
+  try {
+    await postgresProducer(shared).send('a', { n: 1 });
+    await until(async () => {
+      const { rows } = await pool().query(`SELECT count(*)::int AS n FROM velo_reports.outputs WHERE fn = 'idle'`);
+      return rows[0].n === 1;
+    }, 'the output');
+  } finally {
+    await worker.close();
+  }
+  const idle = errors.filter((e) => e.code === 'ERR_VELO_TRANSACTION_IDLE');
+  assert.ok(idle.length >= 1, errors.map((e) => `${e.code} ${e.message}`).join('\n'));
+  assert.match(idle[0].message, /idle_in_transaction_session_timeout/);
+  assert.doesNotMatch(idle[0].message, /not queryable/);
+  assert.equal(idle[0].cause.code, '25P03');
+});
+
+test('schemas that are not velo-stream own are refused with ERR_INVALID_ARG_VALUE', () => {
+  for (const schema of ['public', 'information_schema', 'pg_catalog', 'pg_velo']) {
+    assert.throws(() => postgresWorker(totals(), { pool: pool(), schema, name: 'x' }), { code: 'ERR_INVALID_ARG_VALUE' }, schema);
+    assert.throws(() => postgresProducer({ pool: pool(), schema, name: 'x' }), { code: 'ERR_INVALID_ARG_VALUE' }, schema);
+  }
+});
