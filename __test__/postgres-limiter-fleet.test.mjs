@@ -130,7 +130,8 @@ test('3 processes hammering concurrency 3 while a holder of 2 permits is killed 
   const holder = child({ name, role: 'hold', permits: 2, limiter: limits });
   await holder.waitFor(/held \S+ \S+/);
   const auditors = Array.from({ length: 3 }, () =>
-    child({ name, role: 'audit', audit: 'k', rounds: 30, parallel: 3, limiter: limits }),
+    // (Each permit held 60 ms: with the one permit the dead holder leaves, 90 rounds outlast its leases.)
+    child({ name, role: 'audit', audit: 'k', rounds: 30, parallel: 3, holdMs: 60, limiter: limits }),
   );
   await killChild(holder);
   const leases = (await pool().query(`SELECT until_ms FROM ${S}.lim_held WHERE name = $1 ORDER BY until_ms`, [name])).rows.map(

@@ -1,6 +1,6 @@
 // A process of a fleet sharing one postgresLimiter (postgres-limiter tests start several). argv[2]: JSON
 // { config (a pg.Pool's), name, role, limiter (options without pool and name), ... }. Roles:
-// - audit: `rounds` acquires, `parallel` at once; after each grant increments the auditor row (table `audit`,
+// - audit: `rounds` acquires, `parallel` at once, each held `holdMs` (default 0-3 ms); after each grant increments the auditor row (table `audit`,
 //   outside the limiter's tables) and decrements it right before the release; prints `done {"max":...,"admitted":...}`
 //   (the largest value the increment returned) and `held`: per permit, [its grant time, the time of its decrement]
 //   on the server's clock (an interval within its holding).
@@ -25,7 +25,7 @@ if (options.role === 'audit') {
     const { rows } = await pool.query('UPDATE audit SET n = n + 1 WHERE id = $1 RETURNING n', [options.audit]);
     max = Math.max(max, rows[0].n);
     admitted++;
-    await sleep(Math.random() * 3);
+    await sleep(options.holdMs ?? Math.random() * 3);
     const down = await pool.query(
       'UPDATE audit SET n = n - 1 WHERE id = $1 RETURNING floor(extract(epoch from clock_timestamp()) * 1000)::bigint AS t',
       [options.audit],

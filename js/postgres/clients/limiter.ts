@@ -14,7 +14,8 @@ import { integerOption } from '../../validate';
 import { acquireSignal } from '../../limits/acquire-options';
 import { type Limits, checkLimits, costOf, localShare } from '../../redis/common/limiter-rules';
 import { migrate } from '../log/schema';
-import { type PgClientLike, run, str } from '../log/sql';
+import { run, str } from '../log/sql';
+import { type Listening, type PoolListener, listenerOf } from '../log/waiter';
 import { isConnectionError } from './retry';
 import {
   type PgLimiterResolved,
@@ -162,10 +163,8 @@ class PostgresLimiterImpl<T> implements PostgresLimiter<T> {
   #renewing = false;
   readonly #renewTimer: NodeJS.Timeout;
   #prepared: Promise<unknown> | null = null;
-  #listener: PgClientLike | null = null;
-  #listening: Promise<void> | null = null;
-  /** Counts LISTEN attempts: one given up on meanwhile leaves its connection alone. */
-  #listenGen = 0;
+  /** Its channel on the pool's shared LISTEN connection (waiter.ts), while waiters wait. */
+  #sub: { listening: Listening; listener: PoolListener } | null = null;
   #fallback: Limiter<LocalItem> | null = null;
   #processes = 1;
   readonly #fleet = { processes: 1, admitted: 0, rejected: 0 };
@@ -500,49 +499,35 @@ class PostgresLimiterImpl<T> implements PostgresLimiter<T> {
     return Promise.allSettled(calls);
   }
 
-  readonly #onNotification = (message: { channel: string; payload?: string }): void => {
-    if (message.channel === this.#channel) this.#onHint(message.payload ?? '');
-  };
-
-  /** The LISTEN connection failed: given up (destroyed); the waiters poll, and the next waiter listens again. */
-  readonly #onListenError = (): void => {
-    this.#unlisten();
-  };
-
-  /** LISTENs on the limiter's channel while waiters wait (a hint only: a failure leaves them to their polls). */
+  /**
+   * LISTENs on the limiter's channel while waiters wait, on the pool's connection shared with the workers and other
+   * limiters of this process (a hint only: a failure leaves the waiters to their polls).
+   */
   #listen(): void {
-    if (!this.#o.listen || this.#listening !== null || this.#closed) return;
-    const gen = ++this.#listenGen;
-    this.#listening = (async () => {
-      const client = await this.#o.pool.connect();
-      if (gen !== this.#listenGen) return client.release();
-      client.on('notification', this.#onNotification);
-      client.on('error', this.#onListenError);
-      this.#listener = client;
-      await client.query(`LISTEN ${this.#channel}`);
-      if (gen !== this.#listenGen) return;
-      if (this.#closed) return this.#unlisten();
-      // What was hinted before the LISTEN took: ask once for every waiter.
+    if (!this.#o.listen || this.#closed) return;
+    // (Subscribed: brings the shared connection back if it failed meanwhile.)
+    if (this.#sub !== null) return void this.#sub.listener.sync();
+    const listening: Listening = {
+      channel: this.#channel,
+      notify: (payload) => this.#onHint(payload ?? ''),
+      // (The shared connection failed: its next sync listens again; the waiters poll meanwhile.)
+      onError: () => {},
+    };
+    const listener = listenerOf(this.#o.pool);
+    this.#sub = { listening, listener };
+    listener.add(listening);
+    // What was hinted before the LISTEN took: ask once for every waiter.
+    void listener.sync().then(() => {
+      if (this.#sub?.listening !== listening) return;
       for (const waiter of this.#waiters.values()) void this.#poll(waiter);
-    })().catch(() => {
-      if (gen === this.#listenGen) this.#unlisten();
     });
   }
 
-  /** Gives the LISTEN connection up (destroyed: it is in LISTEN state). */
-  #unlisten(): void {
-    this.#listenGen++;
-    const client = this.#listener;
-    this.#listener = null;
-    this.#listening = null;
-    if (client === null) return;
-    client.removeListener('notification', this.#onNotification);
-    client.removeListener('error', this.#onListenError);
-    try {
-      client.release(true);
-    } catch {
-      // Released already.
-    }
+  /** Leaves the shared LISTEN connection. */
+  #unlisten(): Promise<void> {
+    const sub = this.#sub;
+    this.#sub = null;
+    return sub === null ? Promise.resolve() : sub.listener.remove(sub.listening);
   }
 
   #onHint(payload: string): void {
@@ -571,7 +556,7 @@ class PostgresLimiterImpl<T> implements PostgresLimiter<T> {
     }
     const live = permits.filter((p) => !p.lost);
     // The LISTEN connection is kept while waiters come and go, and given back once none waited for an interval.
-    if (waiters.length === 0) this.#unlisten();
+    if (waiters.length === 0) void this.#unlisten();
     void this.#flushUndos();
     try {
       const [row] = await this.#call(
@@ -714,8 +699,7 @@ class PostgresLimiterImpl<T> implements PostgresLimiter<T> {
     leaving.push(this.#flushUndos());
     leaving.push(this.#call('lim_leave_5', [this.name, this.#pid], 'close'));
     await Promise.allSettled(leaving);
-    await this.#listening?.catch(() => {});
-    this.#unlisten();
+    await this.#unlisten();
   }
 }
 

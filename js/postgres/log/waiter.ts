@@ -10,7 +10,8 @@ export function channelOf(schema: string, fn: string): string {
 }
 
 /** A subscriber of a pool's LISTEN connection: its channel's notifications, and the connection's errors. */
-interface Listening {
+/** A subscription to a channel on a pool's shared LISTEN connection. */
+export interface Listening {
   readonly channel: string;
   readonly notify: (payload: string | undefined) => void;
   readonly onError: (error: Error) => void;
@@ -21,7 +22,7 @@ interface Listening {
  * pool at the first subscription, LISTENing on the channels subscribed (added and removed as they come and go), and
  * destroyed when the last goes. So F functions on one pool hold one connection for their waits, not F.
  */
-class PoolListener {
+export class PoolListener {
   readonly #pool: PgPoolLike;
   readonly #subs = new Set<Listening>();
   #client: PgClientLike | null = null;
@@ -137,7 +138,8 @@ async function connectWithin(pool: PgPoolLike, ms: number, report: (error: Error
 
 const listeners = new WeakMap<PgPoolLike, PoolListener>();
 
-function listenerOf(pool: PgPoolLike): PoolListener {
+/** The pool's shared LISTEN connection (made at its first subscription). */
+export function listenerOf(pool: PgPoolLike): PoolListener {
   let listener = listeners.get(pool);
   if (listener === undefined) {
     listener = new PoolListener(pool);

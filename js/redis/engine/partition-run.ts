@@ -42,9 +42,7 @@ import {
 import { type Grant, waitsForStep } from './session-permits';
 import { SessionStarts } from './session-starts';
 import { KeyStateReads } from './key-state-reads';
-
-/** A partition behind (its reads come back full) reads up to this many times `readCount` at a time. */
-const BACKLOG_READS = 4;
+import { ReadPace } from './read-pace';
 
 export class PartitionRun<I, O> {
   readonly sessions = new Map<string, Session<I, O>>();
@@ -194,15 +192,11 @@ export class PartitionRun<I, O> {
     // null: new entries.
     let pendingFrom: string | null = '0-0';
     let last = '0-0';
-    // Entries asked for: `readCount`, doubled after each read that came back full and went to its sessions without
-    // waiting, up to BACKLOG_READS times it (a backlog the sessions keep up with: each commit then carries more
-    // outputs per session, so fewer marks written per output); back to `readCount` after any other read (a short
-    // one, or one whose sessions made it wait: a slow handler or onOutput leaves the backlog in Redis).
-    let want = w.readCount;
+    const pace = new ReadPace(w.readCount, w.clock);
     if (!(await this.#loadSnapshots())) return;
     while (!this.flags.stopping) {
       // Room in this partition's share first, reserved for the read (drainHeld takes from the same share).
-      const count = await this.#budget.reserve(want);
+      const count = await this.#budget.reserve(pace.want);
       if (count === 0) return;
       let read;
       try {
@@ -215,7 +209,7 @@ export class PartitionRun<I, O> {
         continue;
       }
       this.#budget.release(count - read.entries.length);
-      want = w.readCount;
+      pace.read();
       if (read.entries.length === 0) {
         if (pendingFrom !== null) {
           pendingFrom = null;
@@ -234,24 +228,18 @@ export class PartitionRun<I, O> {
       if (pendingFrom !== null) pendingFrom = last;
       if (w.keyState !== null) await this.#ahead.readAhead(read.entries);
       let rereadable = false;
-      let waited = false;
-      let given = 0;
       for (const entry of read.entries) {
-        // A turn of the event loop after each `readCount` entries of a larger read: its timers (the leases'
-        // renewals) do not wait for the whole read's sessions to open.
-        if (++given > w.readCount) {
-          given = 1;
-          await new Promise<void>((resolve) => w.clock.setImmediate(resolve));
-        }
+        const turn = pace.turn();
+        if (turn !== undefined) await turn;
         if (this.flags.stopping) return;
         this.flags.logTime = Math.max(this.flags.logTime, idTime(entry.id));
         // Synchronous unless the entry must wait (a full session input, a session still finishing): no
         // microtask per entry on the way.
         const dispatched = this.#entries.dispatch(entry);
-        if (typeof dispatched !== 'boolean') waited = true;
+        if (typeof dispatched !== 'boolean') pace.waited();
         rereadable = (typeof dispatched === 'boolean' ? dispatched : await dispatched) || rereadable;
       }
-      if (read.entries.length === count && !waited) want = Math.min(count * 2, w.readCount * BACKLOG_READS);
+      pace.done(count, read.entries.length);
       this.#ahead.done();
       this.#inputs.redecide();
       if (rereadable) this.#entries.reread().catch((error: unknown) => w.report(error));
@@ -636,14 +624,8 @@ export class PartitionRun<I, O> {
     s.stepped = (w.permits?.step.length ?? 0) > 0 && checkpoints.attached;
     if (scope?.session !== undefined) {
       s.scope = scope;
-      traceSession(
-        scope,
-        stream,
-        this.partition,
-        snapshot !== undefined || !this.flags.replayDone,
-        snapshot !== undefined,
-        grant,
-      );
+      const restoring = snapshot !== undefined;
+      traceSession(scope, stream, this.partition, restoring || !this.flags.replayDone, restoring, grant);
     }
     // Without hooks (a pipe), its handler never asks: its entries are decided as they come (it has no timers).
     // With them, it may be waiting already (its handler ran up to its first await at the open).
