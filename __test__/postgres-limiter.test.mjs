@@ -432,6 +432,10 @@ test('acquires that got no answer within callTimeout (the limiter row locked) ta
       const permit = await l.acquire(0);
       assert.equal(permit.source, 'open', 'no answer within callTimeout: fail-open');
       assert.equal(l.stats().postgresDown, true);
+      // Fail-closed: the acquire rejects with the timeout's code.
+      const closed = make({ name, concurrency: 5, callTimeout: 300, leaseTtl: 3000 });
+      await assert.rejects(closed.acquire(0), { code: 'ERR_VELO_POSTGRES_TIMEOUT', timeout: 300 });
+      void closed.close();
       await blocker.query('COMMIT');
     } finally {
       blocker.release();

@@ -286,6 +286,12 @@ export const ERROR_CODES = {
     action:
       'Check Redis and the network. Send the events again if a duplicate is acceptable; raise `callTimeout` if Redis is only slow.',
   },
+  ERR_VELO_POSTGRES_TIMEOUT: {
+    class: '',
+    from: 'velo-stream/postgres (postgresLimiter)',
+    when: "A `postgresLimiter` call Postgres did not answer within `callTimeout` (a paused or unreachable server, or the limiter's row locked): it counts as Postgres away, and acquires follow `whenPostgresFails`; under `'fail-closed'` they reject with it. An acquire it cut short takes nothing once Postgres answers.",
+    action: 'Check Postgres and the network; raise `callTimeout` if Postgres is only slow.',
+  },
   ERR_VELO_BAD_CURSOR: {
     class: 'ResumeCursorError',
     from: 'velo-stream/redis (redisKeyOutputs, redisSse, redisNdjson)',
@@ -1156,6 +1162,13 @@ function connectionCauseText(cause: unknown): string {
 /** A partition's fencing epoch went back: the Redis server lost data. */
 export function logResetError(partition: number, message: string): Error & { code: 'ERR_VELO_LOG_RESET'; partition: number } {
   return coded(new Error(message), 'ERR_VELO_LOG_RESET', { partition });
+}
+
+/** A `postgresLimiter` call not answered within `callTimeout` ms (`what`: the call). */
+export function postgresTimeoutError(ms: number, what: string): Error & { code: 'ERR_VELO_POSTGRES_TIMEOUT'; timeout: number } {
+  return coded(new Error(`${what}: Postgres did not answer within callTimeout (${ms} ms)`), 'ERR_VELO_POSTGRES_TIMEOUT', {
+    timeout: ms,
+  });
 }
 
 /** A call to Redis not answered within `callTimeout` ms (`what`: the call, when the message names it). */

@@ -7,7 +7,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { AcquireOptions, KeyWait, LimitSettings, Limiter, LimiterStats, Permit } from '../../limits/types';
-import { limitQueueFullError, limiterClosedError, limitCostError, rateLimitedError } from '../../errors';
+import { limitQueueFullError, limiterClosedError, limitCostError, postgresTimeoutError, rateLimitedError } from '../../errors';
 import { limiter } from '../../limits/local';
 import { kDescribe, type LimiterDescription } from '../../limits/describe';
 import { integerOption } from '../../validate';
@@ -120,11 +120,6 @@ class HeldPermit implements PostgresPermit {
   }
 }
 
-/** A call without an answer in time: counts as Postgres unreachable (`ETIMEDOUT`, as a lost connection). */
-function timeoutError(ms: number, what: string): Error {
-  return Object.assign(new Error(`${what}: Postgres did not answer within ${ms} ms`), { code: 'ETIMEDOUT', timeout: ms });
-}
-
 function withTimeout<T>(call: Promise<T>, ms: number, what: string, onLate?: (value: T) => void): Promise<T> {
   if (ms === Infinity) return call;
   let timer: NodeJS.Timeout | undefined;
@@ -132,7 +127,7 @@ function withTimeout<T>(call: Promise<T>, ms: number, what: string, onLate?: (va
   const late = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
       timedOut = true;
-      reject(timeoutError(ms, what));
+      reject(postgresTimeoutError(ms, what));
     }, ms);
   });
   call.then(

@@ -27,6 +27,8 @@ export function isConnectionError(error: unknown): boolean {
   const e = error as { code?: unknown; message?: unknown; errors?: unknown } | null;
   if (e === null || typeof e !== 'object') return false;
   if (typeof e.code === 'string' && CODES.has(e.code)) return true;
+  // (A postgresLimiter call cut short by its callTimeout: Postgres away, as a lost connection.)
+  if (e.code === 'ERR_VELO_POSTGRES_TIMEOUT') return true;
   // (Node's connect to "localhost" tries each address: an AggregateError of ECONNREFUSEDs.)
   if (Array.isArray(e.errors) && e.errors.length > 0 && e.errors.every(isConnectionError)) return true;
   return typeof e.message === 'string' && MESSAGES.test(e.message);
