@@ -484,7 +484,9 @@ test("Postgres restarted mid-run: fail-closed refuses, fail-open allows, 'local'
   try {
     for (const l of [closed, open, local]) (await l.acquire(0)).release();
     await eventually(() => [closed, open, local].every((l) => l.stats().fleet.processes === 3), 'three processes known');
-    const restarted = server.restart({ ms: 1500 });
+    // Down until the checks below are done (a fixed time raced them on a fast machine).
+    let reopen;
+    const restarted = server.restart({ until: new Promise((resolve) => (reopen = resolve)) });
     // While it is down: each policy answers (no acquire hangs).
     await eventually(async () => {
       const error = await closed.acquire(0).then(
@@ -505,6 +507,7 @@ test("Postgres restarted mid-run: fail-closed refuses, fail-open allows, 'local'
     l1.release();
     (await l2).release();
     o.release();
+    reopen();
     await restarted;
     // Back on Postgres once a renewal gets through.
     for (const l of [closed, open, local]) {

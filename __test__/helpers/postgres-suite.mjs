@@ -125,10 +125,14 @@ export async function restartablePostgres() {
       pools.push(p);
       return p;
     },
-    /** Stops the server by PID, waits `ms`, starts it again on the same port and data; resolves once it answers. */
-    async restart({ ms = 0 } = {}) {
+    /**
+     * Stops the server by PID, waits `ms` (and for `until`, a promise, when given), starts it again on the same port
+     * and data; resolves once it answers.
+     */
+    async restart({ ms = 0, until } = {}) {
       await down();
       await new Promise((resolve) => setTimeout(resolve, ms));
+      await until;
       await up();
     },
     async stop() {
