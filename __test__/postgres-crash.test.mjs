@@ -134,7 +134,10 @@ test('kill -9, SIGSTOP past the lease and hand-offs: every ledger row once, outp
   assert.equal(crashed.size, n);
   const { rows: dup } = await pool().query('SELECT sid, seq FROM ledger GROUP BY sid, seq HAVING count(*) > 1');
   assert.deepEqual(dup, [], 'no (sid, seq) twice in the ledger');
-  const paused = await handOff(children[1], /connection error|idle-in-transaction|Connection terminated/);
+  const paused = await handOff(
+    children[1],
+    /ERR_VELO_TRANSACTION_IDLE|connection error|idle-in-transaction|Connection terminated/,
+  );
   assert.ok(paused.lost + paused.fenced > 0, `the paused worker lost its partitions (${JSON.stringify(paused)})`);
   for (const c of children.slice(4)) await handOff(c);
 

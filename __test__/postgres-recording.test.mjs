@@ -202,7 +202,10 @@ function withoutIds(recording) {
         if (e.due !== undefined) entry.due = 'due';
         return entry;
       }),
-      outputs: part.outputs.map((o, i) => ({ ...o, id: `out${i}`, sid: sid(o.sid) })),
+      // (By session and seq: outputs of different sessions are in commit order, which each run times its own way.)
+      outputs: part.outputs
+        .map((o) => ({ ...o, id: 'out', sid: sid(o.sid) }))
+        .sort((a, b) => (a.sid < b.sid ? -1 : a.sid > b.sid ? 1 : a.seq - b.seq)),
       ends: part.ends.map((e) => ({ ...e, sid: sid(e.sid), last: id(e.last) })).sort((a, b) => (a.sid < b.sid ? -1 : 1)),
       live: part.live.map(sid).sort(),
     };
