@@ -68,6 +68,10 @@ test('which statements the effects client refuses: transaction control, not save
     "PREPARE TRANSACTION 'x'",
     'SELECT 1; ROLLBACK',
     'ROLLBACK AND CHAIN',
+    '/* a /* nested */ comment */ begin',
+    "SELECT 'it''s'; commit",
+    'SELECT $f$ ; end $f$; END',
+    "SELECT e'a\\\\'; commit",
   ]) {
     assert.notEqual(controlStatement(text), undefined, text);
   }
@@ -79,6 +83,15 @@ test('which statements the effects client refuses: transaction control, not save
     'INSERT INTO t VALUES (1)',
     'SELECT begin_at FROM t',
     'UPDATE ending SET x = 1',
+    // Transaction words inside quoted text, identifiers, dollar-quoted bodies and comments are not statements.
+    "INSERT INTO t VALUES ('step 1; begin step 2')",
+    'DO $$ BEGIN INSERT INTO t VALUES (1); END $$',
+    'DO $body$ BEGIN PERFORM 1; END $body$',
+    'SELECT \'x\' AS "a;end"',
+    "SELECT E'it\\'s; commit'",
+    'SELECT 1 -- ; commit',
+    'SELECT 1 /* ; rollback */',
+    'SELECT $1::text',
   ]) {
     assert.equal(controlStatement(text), undefined, text);
   }

@@ -554,3 +554,35 @@ test("the dashboard's Limiters row: kind 'postgres', its limits, and the fleet's
     await shared.close();
   }
 });
+
+test('a grant whose reply is read a lease after the call (the process paused) is never handed over dead: given back, asked for again', async () => {
+  const name = fresh();
+  const real = pool();
+  let delays = 0;
+  // The first decision's reply comes 900 ms late, past the 600 ms lease its permit was granted with.
+  const slow = {
+    options: { max: 10 },
+    connect: () => real.connect(),
+    query: async (config, values) => {
+      const result = await real.query(config, values);
+      const text = typeof config === 'string' ? config : config.text;
+      if (text.includes('lim_acquire_5') && delays++ === 0) await sleep(900);
+      return result;
+    },
+  };
+  const l = postgresLimiter({ pool: slow, name, concurrency: 1, leaseTtl: 600, callTimeout: 5000 });
+  try {
+    const permit = await l.acquire(0);
+    // Live now, on the server's clock: the permit handed over is the one asked for again.
+    const { rows } = await real.query(
+      `SELECT count(*)::int AS n FROM ${S}.lim_held WHERE name = $1 AND token = $2 AND until_ms > floor(extract(epoch from clock_timestamp()) * 1000)`,
+      [name, permit.token],
+    );
+    assert.equal(rows[0].n, 1, 'the permit handed over is live');
+    assert.ok(delays >= 2, 'asked again');
+    permit.release();
+    assert.equal(await permit.released(), true);
+  } finally {
+    await l.close();
+  }
+});

@@ -4,7 +4,7 @@
 // is refused at once (ERR_VELO_POOL_TOO_SMALL), and the shared connection goes back when the last worker closes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { postgresProducer, postgresWorker } from 'velo-stream/postgres';
+import { postgresLimiter, postgresProducer, postgresWorker } from 'velo-stream/postgres';
 import { totals } from './helpers/redis-fixtures.mjs';
 import { pool, postgres, usePostgres } from './helpers/postgres-suite.mjs';
 
@@ -79,5 +79,22 @@ test('a pool of one connection for a worker that listens: refused at once, ERR_V
     assert.deepEqual(errors, []);
   } finally {
     await worker.close();
+  }
+});
+
+test('a pool of one connection for a limiter that listens: refused at once, ERR_VELO_POOL_TOO_SMALL; without listen it grants and releases', async () => {
+  const small = postgres.pool({ max: 1 });
+  const options = { pool: small, name: 'small-pool', concurrency: 1, leaseTtl: 2000 };
+  assert.throws(() => postgresLimiter(options), { code: 'ERR_VELO_POOL_TOO_SMALL', message: /limiter/ });
+  const limiter = postgresLimiter({ ...options, listen: false });
+  try {
+    const permit = await limiter.acquire('a');
+    assert.equal(permit.source, 'postgres');
+    const waiting = limiter.acquire('b');
+    permit.release();
+    assert.equal(await permit.released(), true);
+    (await waiting).release();
+  } finally {
+    await limiter.close();
   }
 });

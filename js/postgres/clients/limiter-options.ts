@@ -6,7 +6,7 @@ import { describe, invalidType, invalidValue, limitKeyError } from '../../errors
 import { integerOption } from '../../validate';
 import { assertOptionsObject } from '../../config';
 import { type Limits, MAX_COUNT, checkLimits, keyOf, ownKeys, read } from '../../redis/common/limiter-rules';
-import { type PgPoolLike, checkPool } from '../log/sql';
+import { type PgPoolLike, checkPool, checkPoolSize } from '../log/sql';
 import { checkFunctionName, schemaIdent } from '../log/schema';
 
 /** What acquire does while Postgres cannot be reached or does not answer within `callTimeout`. */
@@ -127,6 +127,7 @@ export function resolvePgLimiterOptions<T>(options: PostgresLimiterOptions<T>): 
         );
   const listen = get('listen') ?? true;
   if (typeof listen !== 'boolean') throw invalidType(`${WHAT}: the "listen" option must be a boolean, not ${describe(listen)}`);
+  checkPoolSize(WHAT, pool as PgPoolLike, listen);
   const pollInterval = integerOption(WHAT, 'pollInterval', get('pollInterval') ?? 1000, 10, 60_000, 'from 10 to 60000 (ms)');
   return {
     pool,

@@ -207,6 +207,16 @@ class PostgresLimiterImpl<T> implements PostgresLimiter<T> {
     while (this.#grants.length > 0 && this.#grants[0][0] < now - window) this.#grants.shift();
   }
 
+  /** Whether a grant to a call sent at `sent` may have outlived its lease by the time its reply is read. */
+  #outlived(sent: number): boolean {
+    return performance.now() - sent >= this.#o.leaseTtl;
+  }
+
+  /** Gives back a permit granted to a call whose reply came too late (fenced by its token). */
+  #stale(key: string, token: string): void {
+    new HeldPermit(token, key, 0, 'postgres', 0, (p) => this.#giveBack(p, true)).release();
+  }
+
   #permit(key: string, token: string, grantedAt: number, cost: number, since: number, sent: number): HeldPermit {
     this.#admit(cost, since);
     const permit = new HeldPermit(token, key, grantedAt, 'postgres', sent, (p) => this.#giveBack(p));
@@ -258,6 +268,7 @@ class PostgresLimiterImpl<T> implements PostgresLimiter<T> {
     if (this.#closed) throw limiterClosedError(this.name);
     if (this.#down !== null) return this.#degraded(key, cost, since, this.#down, signal);
     const token = this.#newToken();
+    const sent = performance.now();
     let row: Row;
     try {
       const rows = await this.#call(
@@ -283,7 +294,13 @@ class PostgresLimiterImpl<T> implements PostgresLimiter<T> {
       throw limiterClosedError(this.name);
     }
     if (kind === 'g') {
-      const permit = this.#permit(key, str(row.o_a), Number(row.o_n), cost, since, since);
+      // A reply that came a lease after the call (this process paused): the permit's lease may be over. Never
+      // handed over dead: given back (fenced: it frees nothing of a new holder), and asked for again, at the back.
+      if (this.#outlived(sent)) {
+        this.#stale(key, str(row.o_a));
+        return this.#enter(key, cost, since, signal);
+      }
+      const permit = this.#permit(key, str(row.o_a), Number(row.o_n), cost, since, sent);
       if (signal?.aborted) {
         permit.release();
         throw signal.reason;
@@ -418,7 +435,11 @@ class PostgresLimiterImpl<T> implements PostgresLimiter<T> {
       if (kind === 'g') new HeldPermit(str(row.o_a), waiter.key, 0, 'postgres', sent, (p) => this.#giveBack(p, true)).release();
       return;
     }
-    if (kind === 'g') {
+    if (kind === 'g' && this.#outlived(sent)) {
+      // (As in #enter: a grant read a lease after the call is given back, and the waiter lines up again.)
+      this.#stale(waiter.key, str(row.o_a));
+      void this.#requeue(waiter);
+    } else if (kind === 'g') {
       this.#finish(waiter);
       waiter.resolve(this.#permit(waiter.key, str(row.o_a), Number(row.o_n), waiter.cost, waiter.since, sent));
     } else if (kind === 'l') {

@@ -6,17 +6,85 @@
 import { effectsClientError } from '../../errors';
 import type { PgClientLike, PgResult } from './sql';
 
-/** Leading whitespace and comments (`-- ...` lines, `/* ... *\/` blocks, not nested). */
-const LEADING = /^(?:\s+|--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)*/;
 /** A transaction-control statement's start (ROLLBACK TO, a savepoint's, is not one). */
 const CONTROL =
   /^(?:begin|start\s+transaction|commit|end|abort|prepare\s+transaction|rollback(?!\s+(?:work\s+|transaction\s+)?to\b))\b/i;
 
-/** The transaction-control statement `text` starts with (or holds after a `;`), or undefined. */
+/**
+ * The statements of `text` as Postgres splits them: at each `;` outside quoted text ('...' with '' inside, E'...'
+ * with backslash escapes, "..." identifiers, $tag$...$tag$ bodies) and comments (`--` to the line's end, nested
+ * `/* *\/`), each statement without its leading whitespace and comments. Text after an unclosed quote or comment is
+ * not split further (Postgres refuses it anyway).
+ */
+export function statements(text: string): string[] {
+  const out: string[] = [];
+  let start = -1;
+  const n = text.length;
+  let i = 0;
+  const end = (at: number) => {
+    if (start >= 0) out.push(text.slice(start, at));
+    start = -1;
+  };
+  while (i < n) {
+    const c = text[i];
+    if (c === '-' && text[i + 1] === '-') {
+      const nl = text.indexOf('\n', i);
+      i = nl < 0 ? n : nl + 1;
+      continue;
+    }
+    if (c === '/' && text[i + 1] === '*') {
+      let depth = 1;
+      i += 2;
+      while (i < n && depth > 0) {
+        const pair = text.slice(i, i + 2);
+        if (pair === '/*' || pair === '*/') {
+          depth += pair === '/*' ? 1 : -1;
+          i += 2;
+        } else i++;
+      }
+      continue;
+    }
+    if (c === ';') {
+      end(i);
+      i++;
+      continue;
+    }
+    if (/\s/.test(c)) {
+      i++;
+      continue;
+    }
+    if (start < 0) start = i;
+    if (c === "'" || c === '"') {
+      // (E'...' strings: a backslash escapes the next character.)
+      const escapes = c === "'" && i > 0 && /[eE]/.test(text[i - 1]) && (i < 2 || !/\w/.test(text[i - 2]));
+      i++;
+      while (i < n) {
+        if (escapes && text[i] === '\\') i += 2;
+        else if (text[i] === c && text[i + 1] === c) i += 2;
+        else if (text[i] === c) break;
+        else i++;
+      }
+      i++;
+      continue;
+    }
+    if (c === '$') {
+      const tag = /^\$(?:[A-Za-z_\u0080-\uffff][\w\u0080-\uffff]*)?\$/.exec(text.slice(i, i + 64));
+      if (tag !== null && (i === 0 || !/[\w$]/.test(text[i - 1]))) {
+        const close = text.indexOf(tag[0], i + tag[0].length);
+        i = close < 0 ? n : close + tag[0].length;
+        continue;
+      }
+    }
+    i++;
+  }
+  end(n);
+  return out;
+}
+
+/** The transaction-control statement `text` holds (any of its statements), or undefined. */
 export function controlStatement(text: string): string | undefined {
-  for (const part of text.split(';')) {
-    const rest = part.replace(LEADING, '');
-    const m = CONTROL.exec(rest);
+  for (const statement of statements(text)) {
+    const m = CONTROL.exec(statement);
     if (m !== null) return m[0].toUpperCase();
   }
   return undefined;

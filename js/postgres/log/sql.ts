@@ -63,14 +63,14 @@ export function poolMax(pool: PgPoolLike): number | undefined {
 }
 
 /**
- * Refuses a pool too small for a worker that LISTENs (ERR_VELO_POOL_TOO_SMALL): its waits hold one connection of
- * the pool (shared by every worker on it in the process) and its calls need at least one more.
+ * Refuses a pool too small for a worker or limiter that LISTENs (ERR_VELO_POOL_TOO_SMALL): its waits hold one
+ * connection of the pool (shared by every worker and limiter on it in the process) and its calls need at least one more.
  */
 export function checkPoolSize(what: string, pool: PgPoolLike, listen: boolean): void {
   const max = poolMax(pool);
   if (listen && max !== undefined && max < 2) {
     throw poolTooSmallError(
-      `${what}: the pool opens at most ${max} connection${max === 1 ? '' : 's'}: a worker that listens needs 2 or more (one LISTEN connection per pool in the process, shared by its workers, and one for its calls). Give the pool a larger "max", or set options.listen to false.`,
+      `${what}: the pool opens at most ${max} connection${max === 1 ? '' : 's'}: a worker or limiter that listens needs 2 or more (one LISTEN connection per pool in the process, shared by its workers and limiters, and one for its calls). Give the pool a larger "max", or set options.listen to false.`,
     );
   }
 }
