@@ -26,29 +26,10 @@ import type {
   StoredKeyState,
 } from '../common/transport';
 import type { WorkerAdvert } from '../rules/versions';
+import type { LogCall } from '../log/memory-log';
 
-/** The store's operations a record holds. */
-export type StoreCall =
-  | 'append'
-  | 'heartbeat'
-  | 'leave'
-  | 'acquire'
-  | 'renew'
-  | 'release'
-  | 'read'
-  | 'entries'
-  | 'markClose'
-  | 'trim'
-  | 'trimOutputs'
-  | 'wake'
-  | 'snapshots'
-  | 'openings'
-  | 'marks'
-  | 'keyState'
-  | 'commit'
-  | 'pinned'
-  | 'lag'
-  | 'extendLeases';
+/** The store's operations a record holds: every call of a worker's log, the producer's appends, and the simulator's lease extensions. */
+export type StoreCall = LogCall | 'append' | 'extendLeases';
 
 /** An operation's answer: the value it returned, or the error it threw. */
 export type StoreAnswer = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly error: unknown };
