@@ -9,8 +9,12 @@
 // stream per request costs from what the library adds. Each server runs in a
 // child process (the load generator has this process's event loop); the
 // variants take turns, their order rotating each round, and the medians of
-// their requests/s are compared.
+// their requests/s are compared. Each server's CPU time per request (user +
+// system, from /proc) is compared too: at 100 connections a server is
+// CPU-bound, and its CPU per request does not count the time another tenant
+// of the machine takes from it, where requests/s does.
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { writeOut } from './out.mjs';
@@ -50,7 +54,18 @@ async function checkAnswer(port) {
     throw new Error(`wrong answer: ${r.status} ${JSON.stringify(got)}`);
 }
 
-async function load(port, connections, duration) {
+/** A process's CPU time so far (user + system), µs; from /proc (Linux), else NaN. */
+function cpuMicros(pid) {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1e6) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+async function load({ port, child }, connections, duration) {
+  const cpu0 = cpuMicros(child.pid);
   const result = await autocannon({
     url: `http://127.0.0.1:${port}/score`,
     method: 'POST',
@@ -61,7 +76,8 @@ async function load(port, connections, duration) {
   });
   if (result.errors > 0 || result.non2xx > 0 || result.timeouts > 0)
     throw new Error(`errors ${result.errors}, non-2xx ${result.non2xx}, timeouts ${result.timeouts}`);
-  return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99 };
+  const cpuPerRequest = (cpuMicros(child.pid) - cpu0) / result.requests.total;
+  return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, cpuPerRequest };
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -71,14 +87,14 @@ for (const framework of ['http', 'fastify']) {
   for (const variant of VARIANTS) {
     servers[variant] = await startServer(framework, variant);
     await checkAnswer(servers[variant].port);
-    await load(servers[variant].port, 10, 1); // warm-up
+    await load(servers[variant], 10, 1); // warm-up
   }
   for (const connections of [1, 100]) {
     const runs = Object.fromEntries(VARIANTS.map((v) => [v, []]));
     for (let r = 0; r < rounds; r++) {
       for (let k = 0; k < VARIANTS.length; k++) {
         const variant = VARIANTS[(k + r) % VARIANTS.length];
-        runs[variant].push(await load(servers[variant].port, connections, seconds));
+        runs[variant].push(await load(servers[variant], connections, seconds));
       }
     }
     const row = { framework, connections };
@@ -87,14 +103,18 @@ for (const framework of ['http', 'fastify']) {
         rps: median(runs[v].map((x) => x.rps)),
         p50: median(runs[v].map((x) => x.p50)),
         p99: median(runs[v].map((x) => x.p99)),
+        cpuPerRequest: median(runs[v].map((x) => x.cpuPerRequest)),
       };
     row.ratio = row.velo.rps / row.plain.rps;
     row.ratioMeasured = row.velo.rps / row.measured.rps;
+    // Requests per CPU second, velo-stream / plain: the plain server's CPU per request over velo-stream's.
+    row.cpuRatio = row.plain.cpuPerRequest / row.velo.cpuPerRequest;
     results.push(row);
-    const show = (v) => `${v} ${row[v].rps.toFixed(0)} req/s (p50 ${row[v].p50} ms, p99 ${row[v].p99} ms)`;
+    const show = (v) =>
+      `${v} ${row[v].rps.toFixed(0)} req/s (p50 ${row[v].p50} ms, p99 ${row[v].p99} ms, ${row[v].cpuPerRequest.toFixed(1)} µs CPU)`;
     console.log(
       `${framework.padEnd(8)} ${String(connections).padStart(3)} conn: ${VARIANTS.map(show).join(', ')}: ` +
-        `velo/plain ${row.ratio.toFixed(3)}, velo/measured ${row.ratioMeasured.toFixed(3)}`,
+        `velo/plain ${row.ratio.toFixed(3)} (per CPU µs ${row.cpuRatio.toFixed(3)}), velo/measured ${row.ratioMeasured.toFixed(3)}`,
     );
   }
   for (const { child } of Object.values(servers)) {
