@@ -110,7 +110,7 @@ test('two worker processes in one fleet: the fleet route shows both members and 
 
 test('the fleet option is checked at the call; a dashboard without it answers 404 at its fleet route', async () => {
   assert.throws(() => dashboard({ fleet: {} }), { code: 'ERR_INVALID_ARG_TYPE', message: /fleet\.client/ });
-  assert.throws(() => dashboard({ fleet: { client, nam: 'x' } }), { code: 'ERR_INVALID_ARG_VALUE', message: /Known options: client, name, id, publish, ttl, onError/ });
+  assert.throws(() => dashboard({ fleet: { client, nam: 'x' } }), { code: 'ERR_INVALID_ARG_VALUE', message: /Known options: client, name, schema, id, publish, ttl, onError/ });
   assert.throws(() => dashboard({ fleet: { client, name: 'a b' } }), { code: 'ERR_INVALID_ARG_VALUE' });
   assert.throws(() => dashboard({ fleet: { client, id: 'x{y}' } }), { code: 'ERR_INVALID_ARG_VALUE' });
   assert.throws(() => dashboard({ fleet: { client, publish: 'yes' } }), { code: 'ERR_INVALID_ARG_TYPE' });

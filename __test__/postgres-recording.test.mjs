@@ -24,7 +24,7 @@ import { client, useRedis } from './helpers/redis-suite.mjs';
 usePostgres();
 useRedis();
 
-const CLI = fileURLToPath(new URL('../dist/redis/testing/replay-cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../dist/replay-cli.js', import.meta.url));
 const HANDLERS = fileURLToPath(new URL('./fixtures/replay-handlers.mjs', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'velo-pg-recording-'));
 const SCHEMA = 'velo_rec';

@@ -19,7 +19,7 @@ import { client, fresh, redis, useRedis } from './helpers/redis-suite.mjs';
 
 useRedis();
 
-const CLI = fileURLToPath(new URL('../dist/redis/testing/replay-cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../dist/replay-cli.js', import.meta.url));
 const HANDLERS = fileURLToPath(new URL('./fixtures/replay-handlers.mjs', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'velo-replay-'));
 const PARTITIONS = 2;

@@ -184,6 +184,12 @@ export const ERROR_CODES = {
     action:
       'Record fewer sessions (`keys`, `since`, `partitions`), or raise the bound (`--max-entries`, `--max-outputs`, `--max-bytes`).',
   },
+  ERR_VELO_PEER_MISSING: {
+    class: '',
+    from: 'velo-replay',
+    when: '`velo-replay --redis` without the package `redis` (node-redis) installed, or `--postgres` without `pg` (node-postgres): optional peer dependencies, loaded only when asked for. Its `cause` is the failed import.',
+    action: 'Install the one it names beside velo-stream (`npm i redis` or `npm i pg`), or export and run from a file.',
+  },
   ERR_VELO_TIMER_PAST_AGE: {
     class: 'TimerPastAgeError',
     from: 'velo-stream/redis',
@@ -543,6 +549,11 @@ export function recordingInvalidError(message: string, cause?: unknown): Error &
 /** A recording over its bounds (entries, outputs, bytes): nothing is cut. */
 export function recordingTooLargeError(message: string): RangeError & { code: 'ERR_VELO_RECORDING_TOO_LARGE' } {
   return coded(new RangeError(message), 'ERR_VELO_RECORDING_TOO_LARGE');
+}
+
+/** velo-replay: an optional peer dependency (`redis`, `pg`) that could not be loaded; `cause` is why. */
+export function peerMissingError(message: string, cause: unknown): Error & { code: 'ERR_VELO_PEER_MISSING' } {
+  return coded(new Error(message, { cause }), 'ERR_VELO_PEER_MISSING');
 }
 
 /** `ctx.wakeAt()` (or `cancelTimer()`) in a `workerFn` handler: its input is the main thread's lane, where an event made on the worker would not be counted. */

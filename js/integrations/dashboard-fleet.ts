@@ -1,25 +1,26 @@
-// The fleet view of velo-stream/dashboard: every process's dashboard
-// publishes its latest sample to Redis under a key that expires, and any
-// dashboard of the fleet reads them all and adds them up.
-//
-// Keys, all under one hash tag (one Cluster slot, so MGET works there too):
-// `velo:dash:{<fleet>}:m:<member id>` holds a member's latest sample (JSON,
-// `PX ttl`), and the set `velo:dash:{<fleet>}:members` names the members
-// (it expires with the last publish; a reader removes the members whose
-// sample has expired). Expiry is Redis' clock: a member's own clock never
-// decides whether it is shown.
+// The fleet view of velo-stream/dashboard: every process's dashboard publishes its latest sample to a store (Redis
+// or Postgres: redis/common/fleet-store.ts, picked by dashboard-fleet-store.ts) under its member id, where it lives
+// `ttl` after its last publish by the server's clock (a member's own clock never decides whether it is shown), and
+// any dashboard of the fleet reads them all and adds them up. What a store holds is checked here: a value that is
+// not a member's sample (written by something else) is ignored, and its member forgotten.
 import { hostname } from 'node:os';
 import { describe, invalidType, invalidValue } from '../errors';
-import { type RedisClientLike, send } from '../redis/log/connection';
+import type { FleetStore } from '../redis/common/fleet-store';
 import { integerOption } from '../validate';
+import { type FleetClient, fleetStoreOf } from './dashboard-fleet-store';
 import type { FnSample, RedisSample, Sample } from './dashboard-sample';
 
-/** `dashboard()`'s `fleet` option: where the fleet's samples meet in Redis. */
+/** `dashboard()`'s `fleet` option: where the fleet's samples meet, in Redis or in Postgres. */
 export interface FleetOptions {
-  /** A connected node-redis client (v5 or v6, single server or Cluster). Not closed by the dashboard. */
-  client: RedisClientLike;
-  /** The fleet's name in its keys (`velo:dash:{<name>}:…`): one per fleet. Default `'default'`. */
+  /**
+   * A connected node-redis client (v5 or v6, single server or Cluster), or a node-postgres `pg.Pool`. Not closed
+   * by the dashboard.
+   */
+  client: FleetClient;
+  /** The fleet's name (in Redis keys `velo:dash:{<name>}:…`, in Postgres the rows' `fleet`): one per fleet. Default `'default'`. */
   name?: string;
+  /** With a pg.Pool: the schema of velo-stream's tables, made (and migrated) if missing. Default `'velo_stream'`. Not with Redis. */
+  schema?: string;
   /** This process's name among the members. Default `<hostname>-<pid>`. Unique per process. */
   id?: string;
   /**
@@ -27,7 +28,7 @@ export interface FleetOptions {
    * is open). Default true; false for a dashboard that only reads the fleet.
    */
   publish?: boolean;
-  /** ms a published sample lives in Redis: a member that stops publishing leaves the view this long after. Default 3 × `interval`. */
+  /** ms a published sample lives (by the server's clock): a member that stops publishing leaves the view this long after. Default 3 × `interval`. */
   ttl?: number;
   /** Called with a failed publish or read (a lost connection): the next one is tried at the next interval. Default: `process.emitWarning`. */
   onError?: (error: unknown) => void;
@@ -109,7 +110,7 @@ export interface FleetView {
   fleet: string;
   /** When it was read (this process's clock), ms since the Unix epoch. */
   at: number;
-  /** Each member with a sample in Redis, by id. */
+  /** Each member with a live sample, by id. */
   members: FleetMember[];
   /** Each function, by name, summed over the members. */
   functions: FleetFnTotals[];
@@ -117,21 +118,21 @@ export interface FleetView {
   redis: FleetRedisTotals[];
 }
 
-const FLEET_KEYS = ['client', 'name', 'id', 'publish', 'ttl', 'onError'];
-/** Members a read returns at most (the set is read whole; a bigger fleet is cut, by id order). */
+const FLEET_KEYS = ['client', 'name', 'schema', 'id', 'publish', 'ttl', 'onError'];
+/** Members a read returns at most (a bigger fleet is cut, by id order). */
 export const MAX_MEMBERS = 1000;
 
-/** A fleet's keys, and this process's part in it. */
+/** A fleet's store, and this process's part in it. */
 export class Fleet {
   readonly name: string;
   readonly id: string;
   readonly publish: boolean;
-  readonly #client: RedisClientLike;
+  /** The server, as messages name it. */
+  readonly server: string;
+  readonly #store: FleetStore;
   readonly #ttl: number;
   readonly #onError: (error: unknown) => void;
-  readonly #members: string;
-  readonly #mine: string;
-  /** A publish under way: one at a time (a slow Redis skips samples rather than queueing them). */
+  /** A publish under way: one at a time (a slow server skips samples rather than queueing them). */
   #publishing = false;
 
   constructor(options: FleetOptions, interval: number) {
@@ -143,11 +144,8 @@ export class Fleet {
         throw invalidValue(`dashboard(): unknown fleet option "${key}". Known options: ${FLEET_KEYS.join(', ')}`);
       }
     }
-    const { client, name = 'default', id = `${hostname()}-${process.pid}`, publish = true } = options;
+    const { client, name = 'default', schema, id = `${hostname()}-${process.pid}`, publish = true } = options;
     const { ttl = 3 * interval, onError } = options;
-    if (client === null || typeof client !== 'object' || typeof client.sendCommand !== 'function') {
-      throw invalidType(`dashboard(): fleet.client must be a connected node-redis client. Received ${describe(client)}`);
-    }
     for (const [what, value] of [
       ['name', name],
       ['id', id],
@@ -166,18 +164,13 @@ export class Fleet {
     if (onError !== undefined && typeof onError !== 'function') {
       throw invalidType(`dashboard(): fleet.onError must be a function. Received ${describe(onError)}`);
     }
+    this.#store = fleetStoreOf(client, name, schema);
     this.name = name;
     this.id = id;
     this.publish = publish;
-    this.#client = client;
+    this.server = this.#store.server;
     this.#ttl = ttl;
     this.#onError = onError ?? ((error) => process.emitWarning(error instanceof Error ? error : String(error)));
-    this.#members = `velo:dash:{${name}}:members`;
-    this.#mine = this.#member(id);
-  }
-
-  #member(id: string): string {
-    return `velo:dash:{${this.name}}:m:${id}`;
   }
 
   /** Hands `error` to `onError` (a throw there is dropped). */
@@ -194,54 +187,40 @@ export class Fleet {
     if (this.#publishing) return;
     this.#publishing = true;
     const json = JSON.stringify({ id: this.id, at: sample.at, sample });
-    const ttl = String(this.#ttl);
-    // The sample first, then the set that names it: a reader never finds a member without its sample but one
-    // whose sample expired (and removes it).
-    Promise.all([
-      send(this.#client, this.#mine, ['SET', this.#mine, json, 'PX', ttl]),
-      send(this.#client, this.#members, ['SADD', this.#members, this.id]),
-      send(this.#client, this.#members, ['PEXPIRE', this.#members, ttl]),
-    ]).then(
-      () => {
-        this.#publishing = false;
-      },
-      (error: unknown) => {
-        this.#publishing = false;
-        this.report(error);
-      },
-    );
+    // (A store that throws rather than rejects is reported as a rejection.)
+    Promise.resolve()
+      .then(() => this.#store.publish(this.id, json, this.#ttl))
+      .then(
+        () => {
+          this.#publishing = false;
+        },
+        (error: unknown) => {
+          this.#publishing = false;
+          this.report(error);
+        },
+      );
   }
 
   /** Every member's latest sample, and the sums. */
   async read(): Promise<FleetView> {
-    const ids = ((await send(this.#client, this.#members, ['SMEMBERS', this.#members])) as unknown[])
-      .filter((id): id is string => typeof id === 'string')
-      .sort()
-      .slice(0, MAX_MEMBERS);
     const members: FleetMember[] = [];
-    if (ids.length > 0) {
-      const keys = ids.map((id) => this.#member(id));
-      const values = (await send(this.#client, keys[0], ['MGET', ...keys])) as unknown[];
-      const gone: string[] = [];
-      ids.forEach((id, i) => {
-        const member = parse(id, values[i]);
-        if (member === undefined) gone.push(id);
-        else members.push(member);
-      });
-      // Expired (or unreadable) samples: their members leave the set. One that publishes again comes back.
-      if (gone.length > 0) send(this.#client, this.#members, ['SREM', this.#members, ...gone]).catch((e) => this.report(e));
+    const gone: string[] = [];
+    for (const row of await this.#store.read(MAX_MEMBERS)) {
+      const member = parse(row.id, row.value);
+      if (member === undefined) gone.push(row.id);
+      else members.push(member);
     }
+    members.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    // Unreadable values: their members are forgotten. One that publishes again comes back.
+    if (gone.length > 0) this.#store.remove(gone).catch((e: unknown) => this.report(e));
     return { fleet: this.name, at: Date.now(), members, functions: sumFunctions(members), redis: sumRedis(members) };
   }
 
-  /** Leaves the fleet: this member's sample and its name in the set are removed. */
+  /** Leaves the fleet: this member's sample is removed. */
   async leave(): Promise<void> {
     if (!this.publish) return;
     try {
-      await Promise.all([
-        send(this.#client, this.#mine, ['DEL', this.#mine]),
-        send(this.#client, this.#members, ['SREM', this.#members, this.id]),
-      ]);
+      await this.#store.leave(this.id);
     } catch (error) {
       this.report(error);
     }

@@ -5,7 +5,7 @@
 // per event; the cost is per sample, bounded by `scan`.
 import { kTotals, type Totals } from '../core/function';
 import { kWatch, type StreamList, tagOf } from '../core/stream-list';
-import { fnv1a } from '../redis/log/options';
+import { fnv1a } from '../redis/common/keys';
 import { kServes } from '../redis/engine/metrics';
 import { cutText } from '../text';
 import { invalidReturn } from '../errors';

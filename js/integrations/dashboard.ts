@@ -7,7 +7,7 @@
 // Events: one aggregated sample per interval, sampled only while a page is
 // connected, or all the time while it publishes to a fleet), `stream?fn=&id=`
 // (one listed stream's figures, JSON) and `fleet` (every member's latest
-// sample, read from Redis, and their sums: dashboard-fleet.ts).
+// sample, read from Redis or Postgres, and their sums: dashboard-fleet.ts).
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -92,8 +92,9 @@ export interface DashboardOptions {
    */
   showKeys?: boolean;
   /**
-   * A fleet view through Redis: this dashboard publishes its sample every `interval` to a key that expires, and
-   * its `fleet` route (and a section of its page) shows every member's latest sample and their sums.
+   * A fleet view through Redis or Postgres: this dashboard publishes its sample every `interval` under its member
+   * id, where it expires `ttl` after by the server's clock, and its `fleet` route (and a section of its page) shows
+   * every member's latest sample and their sums.
    */
   fleet?: FleetOptions;
 }
@@ -107,7 +108,7 @@ export interface DashboardHandler {
   /** Feed connections open now. The sampler runs only while there is one (or while it publishes to a fleet). */
   readonly clients: number;
   /**
-   * Stops sampling and publishing, and with a fleet, leaves it (its sample is removed from Redis). Feeds open
+   * Stops sampling and publishing, and with a fleet, leaves it (its sample is removed from the store). Feeds open
    * now are ended. Idempotent. Needed only with `fleet`: otherwise nothing runs while no page is open.
    */
   close(): Promise<void>;
@@ -368,7 +369,7 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
       (view) => end(res, 200, JSON.stringify(view), 'application/json'),
       (error: unknown) => {
         fleet.report(error);
-        end(res, 502, 'The fleet could not be read from Redis\n');
+        end(res, 502, `The fleet could not be read from ${fleet.server}\n`);
       },
     );
   };

@@ -32,6 +32,7 @@
 //   kept         keyState: a key's state after its last session, with its expiry.
 //   workers      live workers of a function: registration expiry and advert.
 //   lim_*        the fleet limiters' (version 5, postgresLimiter), keyed by the limiter's name: see limiter-sql.ts.
+//   dash_members the dashboard fleet view's members (version 6), keyed by the fleet's name: see clients/fleet-store.ts.
 import { describe, invalidType, invalidValue, outOfRange, schemaVersionError } from '../../errors';
 import { COMMIT_4 } from './commit-one';
 import { LIMITER_5 } from './limiter-sql';
@@ -147,6 +148,16 @@ const MIGRATIONS: readonly Migration[] = [
   // 5: the fleet limiter's tables and functions (postgresLimiter: limiter-sql.ts). New tables only, which no older
   // release reads or writes: every worker version 4 keeps (from version 3 on) stays correct beside it.
   { keeps: 3, statements: (S) => LIMITER_5(S) },
+  // 6: the dashboard fleet view's members (clients/fleet-store.ts). A new table only, which no older release reads or
+  // writes: every worker version 5 keeps (from version 3 on) stays correct beside it. Its key is its only index, and
+  // its pages keep room (fillfactor), so that a publish (an update of `until_ms` and `value`) is a HOT update.
+  {
+    keeps: 3,
+    statements: (S) => [
+      `CREATE TABLE ${S}.dash_members (fleet text NOT NULL, id text NOT NULL, until_ms bigint NOT NULL, value text NOT NULL,
+       PRIMARY KEY (fleet, id)) WITH (fillfactor = 50)`,
+    ],
+  },
 ];
 
 /** The schema version this release writes. */

@@ -1,18 +1,20 @@
 #!/usr/bin/env node
 // velo-replay: the replay test before a deploy, as a command for CI. `export` writes a function's recorded sessions
-// from Redis to a file; `run` replays a handler module over a recording (a file, or read from Redis at once) and
+// from Redis or Postgres to a file; `run` replays a handler module over a recording (a file, or read from Redis at once) and
 // prints every difference, exiting 1 when there is one (0: none; 2: the command could not run).
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { RedisClientLike } from '../log/connection';
-import { exportRecording } from '../clients/recording-export';
-import { MAX_BYTES, MAX_ENTRIES, type Recording, parseRecording } from '../common/recording';
-import { type ReplayOptions, replayRecording } from './replay';
-import { formatReplayReport } from './replay-compare';
-import type { StreamFn } from '../../types';
-import { invalidValue, recordingTooLargeError } from '../../errors';
+import type { RedisClientLike } from './redis/log/connection';
+import { exportRecording } from './redis/clients/recording-export';
+import { MAX_BYTES, MAX_ENTRIES, type Recording, parseRecording } from './redis/common/recording';
+import { type ReplayOptions, replayRecording } from './redis/testing/replay';
+import { formatReplayReport } from './redis/testing/replay-compare';
+import { postgresRecording } from './postgres/clients/recording';
+import type { PgPoolLike } from './postgres/log/sql';
+import type { StreamFn } from './types';
+import { invalidValue, peerMissingError, recordingTooLargeError } from './errors';
 
 /**
  * A real `import()`: TypeScript compiles `import()` to `require()` for CommonJS output, which cannot load an ES
@@ -24,18 +26,22 @@ const importModule = new Function('specifier', 'return import(specifier)') as (
 ) => Promise<Record<string, unknown>>;
 
 const USAGE = `Usage:
-  velo-replay export --redis <url> --name <name> [--partitions <n>] [--partition <p>]... [--key <key>]...
-                     [--since <ms or ISO time>] [--max-entries <n>] [--max-outputs <n>] [--out <file>]
-  velo-replay run --handler <module>[#<export>] (--recording <file> | --redis <url> --name <name> [--partitions <n>]
-                  [--partition <p>]... [--key <key>]... [--since <time>]) [--options <json>] [--json]
-                  [--max-bytes <n>] [--max-entries <n>]
+  velo-replay export (--redis <url> | --postgres <connection string> [--schema <schema>]) --name <name>
+                     [--partitions <n>] [--partition <p>]... [--key <key>]... [--since <ms or ISO time>]
+                     [--max-entries <n>] [--max-outputs <n>] [--out <file>]
+  velo-replay run --handler <module>[#<export>] (--recording <file> | (--redis <url> | --postgres <connection string>
+                  [--schema <schema>]) --name <name> [--partitions <n>] [--partition <p>]... [--key <key>]...
+                  [--since <time>]) [--options <json>] [--json] [--max-bytes <n>] [--max-entries <n>]
 
-export writes the recording as JSON (to stdout without --out). run replays the module's handler (its default
+export writes the recording as JSON (to stdout without --out). --redis needs the package redis, --postgres the
+package pg (node-postgres); --schema defaults to velo_stream. run replays the module's handler (its default
 export, or the one named after #; its export replayOptions, if any, gives the worker's settings and codec, and
 --options JSON overrides them) and prints the differences. Exit status: 0 no difference, 1 differences, 2 error.`;
 
 const OPTIONS = {
   redis: { type: 'string' },
+  postgres: { type: 'string' },
+  schema: { type: 'string' },
   name: { type: 'string' },
   partitions: { type: 'string' },
   partition: { type: 'string', multiple: true },
@@ -85,7 +91,7 @@ async function withRedis<T>(url: string, use: (client: RedisClientLike) => Promi
   try {
     redis = (await importModule('redis')) as unknown as typeof redis;
   } catch (error) {
-    throw invalidValue(`--redis needs the package "redis" (node-redis 5 or 6) installed: ${(error as Error).message}`);
+    throw peerMissingError(`--redis needs the package "redis" (node-redis 5 or 6) installed: ${(error as Error).message}`, error);
   }
   const client = redis.createClient({ url });
   let failed: Error | undefined;
@@ -102,26 +108,71 @@ async function withRedis<T>(url: string, use: (client: RedisClientLike) => Promi
   }
 }
 
-function fromRedis(values: Values): (client: RedisClientLike) => Promise<Recording> {
-  if (values.name === undefined) throw invalidValue('--name is required with --redis');
+/**
+ * Runs `use` with a pool of `connectionString` (the optional peer dependency `pg`) of one connection, ended after.
+ * (A recording is read in one transaction: one connection is all it takes.)
+ */
+async function withPostgres<T>(connectionString: string, use: (pool: PgPoolLike) => Promise<T>): Promise<T> {
+  let pg: { Pool: new (options: { connectionString: string; max: number }) => PgPoolLike & PoolEnds };
+  try {
+    const mod = (await importModule('pg')) as { default?: typeof pg } & Partial<typeof pg>;
+    pg = (mod.default ?? mod) as typeof pg;
+  } catch (error) {
+    throw peerMissingError(`--postgres needs the package "pg" (node-postgres) installed: ${(error as Error).message}`, error);
+  }
+  const pool = new pg.Pool({ connectionString, max: 1 });
+  // (An idle connection's error, the server going away: the statement in flight fails with its own.)
+  pool.on('error', () => {});
+  try {
+    return await use(pool);
+  } finally {
+    await pool.end().catch(() => {});
+  }
+}
+
+/** The part of a pg.Pool the CLI ends. */
+interface PoolEnds {
+  on(event: 'error', listener: (error: Error) => void): unknown;
+  end(): Promise<void>;
+}
+
+/** What to record, from the flags every source shares: `--name` and the bounds. */
+function choiceOf(values: Values, source: string) {
+  if (values.name === undefined) throw invalidValue(`--name is required with --${source}`);
   const maxEntries = count(values, 'max-entries', MAX_ENTRIES);
-  return (client) =>
-    exportRecording({
-      client,
-      name: values.name as string,
-      partitions: count(values, 'partitions', 64),
-      ...(values.partition === undefined ? {} : { only: values.partition.map((p) => Number(p)) }),
-      ...(values.key === undefined ? {} : { keys: values.key }),
-      ...(values.since === undefined ? {} : { since: since(values.since) }),
-      maxEntries,
-      maxOutputs: count(values, 'max-outputs', maxEntries),
-    });
+  return {
+    name: values.name,
+    partitions: count(values, 'partitions', 64),
+    ...(values.partition === undefined ? {} : { only: values.partition.map((p) => Number(p)) }),
+    ...(values.key === undefined ? {} : { keys: values.key }),
+    ...(values.since === undefined ? {} : { since: since(values.since) }),
+    maxEntries,
+    maxOutputs: count(values, 'max-outputs', maxEntries),
+  };
+}
+
+/** The recording read from the source the flags name (`--redis` or `--postgres`), or null when they name none. */
+function fromServer(values: Values): Promise<Recording> | null {
+  if (values.redis !== undefined && values.postgres !== undefined)
+    throw invalidValue('give either --redis or --postgres, not both');
+  if (values.schema !== undefined && values.postgres === undefined) throw invalidValue('--schema goes with --postgres');
+  if (values.redis !== undefined) {
+    const choice = choiceOf(values, 'redis');
+    return withRedis(values.redis, (client) => exportRecording({ client, ...choice }));
+  }
+  if (values.postgres !== undefined) {
+    const choice = choiceOf(values, 'postgres');
+    const schema = values.schema ?? 'velo_stream';
+    return withPostgres(values.postgres, (pool) => postgresRecording({ pool, schema, ...choice }));
+  }
+  return null;
 }
 
 /** The recording of `run`: the file (read within `--max-bytes`), or read from Redis. */
 async function recordingOf(values: Values): Promise<Recording> {
   if (values.recording !== undefined) {
-    if (values.redis !== undefined) throw invalidValue('give either --recording or --redis, not both');
+    if (values.redis !== undefined || values.postgres !== undefined)
+      throw invalidValue('give either --recording or a server (--redis, --postgres), not both');
     const maxBytes = count(values, 'max-bytes', MAX_BYTES) as number;
     const size = statSync(values.recording).size;
     // (Before reading it: a file too large is refused without its bytes in memory.)
@@ -130,8 +181,9 @@ async function recordingOf(values: Values): Promise<Recording> {
     }
     return parseRecording(readFileSync(values.recording), { maxBytes, maxEntries: count(values, 'max-entries', MAX_ENTRIES) });
   }
-  if (values.redis === undefined) throw invalidValue('run needs --recording <file> or --redis <url>');
-  return withRedis(values.redis, fromRedis(values));
+  const read = fromServer(values);
+  if (read === null) throw invalidValue('run needs --recording <file>, --redis <url> or --postgres <connection string>');
+  return read;
 }
 
 /** Node's refusals of a TypeScript module it cannot load by itself (its codes, compared only). */
@@ -187,8 +239,9 @@ async function main(argv: string[]): Promise<number> {
   }
   if (rest.length > 0) throw invalidValue(`unexpected arguments: ${rest.join(' ')}`);
   if (command === 'export') {
-    if (values.redis === undefined) throw invalidValue('export needs --redis <url>');
-    const recording = await withRedis(values.redis, fromRedis(values));
+    const read = fromServer(values);
+    if (read === null) throw invalidValue('export needs --redis <url> or --postgres <connection string>');
+    const recording = await read;
     const text = JSON.stringify(recording);
     if (values.out === undefined) process.stdout.write(`${text}\n`);
     else writeFileSync(values.out, text);
