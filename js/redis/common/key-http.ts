@@ -61,7 +61,6 @@ function sseData(text: string): string {
   return out;
 }
 
-
 /** The text of an output's value, by `serialize`: a SerializeError when there is none. */
 function valueText<O>(serialize: (value: O) => string, value: O): string {
   let text: unknown;

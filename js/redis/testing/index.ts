@@ -418,7 +418,9 @@ class InMemoryWorker<I, O> implements TestWorker<I, O> {
       if (!RELEASE_KEYS.includes(key))
         throw invalidValue(`deploy(): unknown release option ${JSON.stringify(key)}. Known: ${RELEASE_KEYS.join(', ')}`);
     const debounce =
-      release.debounce === undefined || release.debounce === null ? release.debounce : checkDebounce(release.debounce, 'deploy()');
+      release.debounce === undefined || release.debounce === null
+        ? release.debounce
+        : checkDebounce(release.debounce, 'deploy()');
     if (debounce !== undefined) checkDebounceTarget('deploy()', debounce, fn);
     const r = this.#release('deploy()', fn, release.version, release.versions, release.migrate);
     const index = this.#sim.addRelease(debounce === undefined ? r : { ...r, debounce });
