@@ -270,8 +270,7 @@ class PostgresLimiterImpl<T> implements PostgresLimiter<T> {
   }
 
   #retryIn(waiter: Waiter, ms: number): void {
-    clearTimeout(waiter.timer);
-    waiter.timer = setTimeout(() => void this.#poll(waiter), ms);
+    this.#view.retryIn(waiter, ms, () => void this.#poll(waiter));
   }
 
   /** Asks Postgres again for a waiter's ticket (after a hint, a retry, its backoff, or the renewal). */
@@ -282,7 +281,7 @@ class PostgresLimiterImpl<T> implements PostgresLimiter<T> {
       return;
     }
     waiter.polling = true;
-    clearTimeout(waiter.timer);
+    this.#view.stopRetry(waiter);
     const sent = performance.now();
     let row: Row;
     try {

@@ -62,7 +62,7 @@ export interface FleetWaiter<P> {
   reject: (error: unknown) => void;
   signal?: AbortSignal;
   onAbort?: () => void;
-  /** The backend's next poll (cleared here once the waiter is done). */
+  /** Its next poll (`retryIn`; cleared once the waiter is done). */
   timer?: NodeJS.Timeout;
   /** A poll is in flight; `again`: another was asked for meanwhile (the backend's to write). */
   polling: boolean;
@@ -312,6 +312,17 @@ export class FleetView<S extends string, T, W extends FleetWaiter<HeldPermit<S>>
     this.#waiters.delete(waiter.ticket);
     if (waiter.onAbort !== undefined) waiter.signal?.removeEventListener('abort', waiter.onAbort);
     return true;
+  }
+
+  /** Runs `poll` in `ms` (the one poll to come: an earlier one is called off). */
+  retryIn(waiter: W, ms: number, poll: () => void): void {
+    clearTimeout(waiter.timer);
+    waiter.timer = setTimeout(poll, ms);
+  }
+
+  /** Calls off the poll to come (one is being made now). */
+  stopRetry(waiter: W): void {
+    clearTimeout(waiter.timer);
   }
 
   /**

@@ -250,8 +250,7 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
   }
 
   #retryIn(waiter: Waiter, ms: number): void {
-    clearTimeout(waiter.timer);
-    waiter.timer = setTimeout(() => void this.#poll(waiter), ms);
+    this.#view.retryIn(waiter, ms, () => void this.#poll(waiter));
   }
 
   /** Asks Redis again for a waiter's ticket (after a message, a retry hint, or the renewal). */
