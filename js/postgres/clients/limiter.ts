@@ -1,9 +1,9 @@
 // postgresLimiter(): one limiter shared by every process that names it on a Postgres schema, decided in Postgres
 // (one call of a plpgsql function per decision, on the server's clock: log/limiter-sql.ts holds the rules, the Redis
 // scripts' own) — GCRA for rate, leases with fencing tokens for concurrency, a FIFO line of tickets per key. This
-// file moves between them as the Redis limiter does: it keeps what this process holds and waits for, renews all of
-// it in one call per third of a lease, and applies `whenPostgresFails` when a call fails. Waiters poll (50 ms, then
-// twice as long up to `pollInterval`), and are woken sooner by a NOTIFY hint when LISTEN works.
+// file moves between them as the Redis limiter does, driving the same process view (redis/common/limiter-view.ts)
+// with its SQL calls: one renewal call per third of a lease, `whenPostgresFails` when a call fails. Waiters poll
+// (50 ms, then twice as long up to `pollInterval`), and are woken sooner by a NOTIFY hint when LISTEN works.
 import { createHash } from 'node:crypto';
 import type { AcquireOptions, KeyWait, LimitSettings, Limiter, LimiterStats, Permit } from '../../limits/types';
 import { limitQueueFullError, limiterClosedError, limitCostError, postgresTimeoutError, rateLimitedError } from '../../errors';

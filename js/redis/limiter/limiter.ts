@@ -1,8 +1,9 @@
 // redisLimiter(): one limiter shared by every process that names it, decided in Redis (one Lua script per
 // decision, Redis' clock) — GCRA for rate, leases with fencing tokens for concurrency, a FIFO line of tickets per
 // key for waiting, a shard channel to wake waiters. The scripts (lua/limiter-*.lua) hold the rules and say their
-// keys; this file only moves between them: it keeps what this process holds and waits for, renews all of it in one
-// call per third of a lease, and applies `whenRedisFails` when a call fails.
+// keys; this file only moves between them: it makes the calls, and tells the process view (common/limiter-view.ts:
+// what this process holds and waits for, its counters, the 'local' fallback) what Redis answered. One renewal call
+// per third of a lease covers all of it; `whenRedisFails` applies when a call fails.
 import type { AcquireOptions, KeyWait, LimitSettings, Limiter, LimiterStats, Permit } from '../../limits/types';
 import {
   RedisConnectionError,
