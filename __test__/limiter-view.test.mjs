@@ -149,3 +149,35 @@ test("the view's records are written by the view only: no backend assigns a perm
     }
   }
 });
+
+test('both limiters check the options they share alike, and list every option they know in one order', () => {
+  const { redisLimiter } = require('../dist/redis/index.js');
+  const { postgresLimiter } = require('../dist/postgres/index.js');
+  const client = { sendCommand() {}, duplicate() {}, isOpen: true };
+  const pool = { query() {}, connect() {} };
+  const shared = 'name, concurrency, rate, key, cost, mode, maxWaiting, leaseTtl';
+  assert.throws(() => redisLimiter({ client, name: 'x', concurrency: 1, bogus: 1 }), {
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: `redisLimiter(): unknown option "bogus". Known options: client, ${shared}, whenRedisFails, callTimeout`,
+  });
+  assert.throws(() => postgresLimiter({ pool, name: 'x', concurrency: 1, bogus: 1 }), {
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: `postgresLimiter(): unknown option "bogus". Known options: pool, schema, ${shared}, whenPostgresFails, callTimeout, listen, pollInterval`,
+  });
+  assert.throws(() => postgresLimiter({ pool, name: 'x', concurrency: 1, whenRedisFails: 'local' }), {
+    message: 'postgresLimiter(): unknown option "whenRedisFails": on Postgres it is "whenPostgresFails"',
+  });
+  for (const [make, base, policy] of [
+    [redisLimiter, { client }, 'whenRedisFails'],
+    [postgresLimiter, { pool }, 'whenPostgresFails'],
+  ]) {
+    const bad = (more) => () => make({ ...base, name: 'x', concurrency: 1, ...more });
+    assert.throws(bad({ mode: 'queue' }), { code: 'ERR_INVALID_ARG_VALUE' });
+    assert.throws(bad({ maxWaiting: 0 }), { code: 'ERR_OUT_OF_RANGE' });
+    assert.throws(bad({ leaseTtl: 299 }), { code: 'ERR_OUT_OF_RANGE' });
+    assert.throws(bad({ callTimeout: 0 }), { code: 'ERR_OUT_OF_RANGE' });
+    assert.throws(bad({ [policy]: 'open' }), { code: 'ERR_INVALID_ARG_VALUE', message: new RegExp(`"${policy}" option`) });
+    assert.throws(bad({ key: 'tenant' }), { code: 'ERR_INVALID_ARG_TYPE' });
+    assert.throws(bad({ priority: 1 }), { code: 'ERR_INVALID_ARG_VALUE', message: /not supported on (Redis|Postgres) yet/ });
+  }
+});

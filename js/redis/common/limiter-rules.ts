@@ -166,6 +166,11 @@ export interface FleetSettings<T> {
   callTimeout: number;
 }
 
+/** The options every fleet limiter takes, in the order errors list them (`policy`: its failure policy's name). */
+export function fleetKeys(policy: string): string[] {
+  return ['name', 'concurrency', 'rate', 'key', 'cost', 'mode', 'maxWaiting', 'leaseTtl', policy, 'callTimeout'];
+}
+
 /** What a fleet limiter's options check is told of its store. */
 export interface FleetOptionsOf {
   /** The function checked, as errors name it ('redisLimiter()'). */

@@ -5,7 +5,14 @@ import { describe, invalidType, invalidValue } from '../../errors';
 import { assertOptionsObject } from '../../config';
 import type { RedisClientLike } from '../log/connection';
 import { checkName } from '../log/options';
-import { type FleetOptionsOf, type FleetSettings, checkFleetOptions, checkOptionKeys, read } from '../common/limiter-rules';
+import {
+  type FleetOptionsOf,
+  type FleetSettings,
+  checkFleetOptions,
+  checkOptionKeys,
+  fleetKeys,
+  read,
+} from '../common/limiter-rules';
 
 /** What acquire does while Redis cannot be reached or does not answer within `callTimeout`. */
 export type WhenRedisFails = 'fail-closed' | 'fail-open' | 'local';
@@ -29,19 +36,7 @@ const WHAT = 'redisLimiter()';
 const OF: FleetOptionsOf = {
   what: WHAT,
   store: 'Redis',
-  known: [
-    'client',
-    'name',
-    'concurrency',
-    'rate',
-    'key',
-    'cost',
-    'mode',
-    'maxWaiting',
-    'leaseTtl',
-    'whenRedisFails',
-    'callTimeout',
-  ],
+  known: ['client', ...fleetKeys('whenRedisFails')],
   policy: 'whenRedisFails',
   checkName,
 };
