@@ -1,11 +1,20 @@
-// Every check of postgresLimiter()'s options. The limits, and what `key` and `cost` return, are checked by the rules
-// every fleet limiter shares (redis/common/limiter-rules.ts); here only what Postgres adds: the pool, the schema, the
-// limiter's name, the failure policy, LISTEN and polling.
+// Every check of postgresLimiter()'s options. The options every fleet limiter takes, the limits, and what `key` and
+// `cost` return, are checked by the rules they share (redis/common/limiter-rules.ts); here only what Postgres adds:
+// the pool, the schema, the name a function can hold, LISTEN and polling.
 import type { LimiterOptions } from '../../limits/types';
-import { describe, invalidType, invalidValue, limitKeyError } from '../../errors';
+import { describe, invalidType, limitKeyError } from '../../errors';
 import { integerOption } from '../../validate';
 import { assertOptionsObject } from '../../config';
-import { type Limits, MAX_COUNT, checkLimits, keyOf, ownKeys, read } from '../../redis/common/limiter-rules';
+import {
+  type FleetOptionsOf,
+  type FleetSettings,
+  type Limits,
+  checkFleetOptions,
+  checkOptionKeys,
+  fleetKeys,
+  keyOf,
+  read,
+} from '../../redis/common/limiter-rules';
 import { type PgPoolLike, checkPool, checkPoolSize } from '../log/sql';
 import { checkFunctionName, schemaIdent } from '../log/schema';
 
@@ -36,115 +45,41 @@ export interface PostgresLimiterOptions<T = unknown> extends LimiterOptions<T> {
   pollInterval?: number;
 }
 
-const OWN_KEYS = [
-  'pool',
-  'schema',
-  'name',
-  'concurrency',
-  'rate',
-  'key',
-  'cost',
-  'mode',
-  'maxWaiting',
-  'leaseTtl',
-  'whenPostgresFails',
-  'callTimeout',
-  'listen',
-  'pollInterval',
-] as const;
+const WHAT = 'postgresLimiter()';
 
-export interface PgLimiterResolved<T> {
+const OF: FleetOptionsOf = {
+  what: WHAT,
+  store: 'Postgres',
+  known: ['pool', 'schema', ...fleetKeys('whenPostgresFails'), 'listen', 'pollInterval'],
+  policy: 'whenPostgresFails',
+  renamed: { whenRedisFails: 'whenPostgresFails' },
+  checkName: checkFunctionName,
+};
+
+export interface PgLimiterResolved<T> extends FleetSettings<T> {
   pool: PgPoolLike;
   schema: string;
   /** The schema as SQL (checked and quoted). */
   S: string;
-  name: string;
-  limits: Limits;
-  key?: (item: T) => string;
-  cost?: (item: T) => number;
-  mode: 'throttle' | 'reject';
-  maxWaiting: number;
-  leaseTtl: number;
-  whenPostgresFails: WhenPostgresFails;
-  callTimeout: number;
   listen: boolean;
   pollInterval: number;
 }
 
-const WHAT = 'postgresLimiter()';
-const MAX_CALL_TIMEOUT_MS = 2 ** 31 - 1;
-
 /** Checks every option of postgresLimiter(); throws a coded error for the first one refused. */
 export function resolvePgLimiterOptions<T>(options: PostgresLimiterOptions<T>): PgLimiterResolved<T> {
   assertOptionsObject(options, 'options', "{ pool, name: 'api', concurrency: 4 }");
-  for (const key of ownKeys(options, WHAT)) {
-    if ((key === 'fairness' || key === 'priority') && read(options, key, WHAT) !== undefined)
-      throw invalidValue(
-        `${WHAT}: the "${key}" option is not supported on Postgres yet: waiters are served first come, first served. Use the in-process limiter() for ${key === 'fairness' ? 'fairness across tenants' : 'priorities'}`,
-      );
-    if (key === 'whenRedisFails')
-      throw invalidValue(`${WHAT}: unknown option "whenRedisFails": on Postgres it is "whenPostgresFails"`);
-    if (key !== 'fairness' && key !== 'priority' && !(OWN_KEYS as readonly string[]).includes(key))
-      throw invalidValue(`${WHAT}: unknown option "${key}". Known options: ${OWN_KEYS.join(', ')}`);
-  }
-  const get = (key: (typeof OWN_KEYS)[number]) => read(options, key, WHAT);
+  checkOptionKeys(options, OF);
+  const get = (key: string) => read(options, key, WHAT);
   const pool = get('pool');
   checkPool(WHAT, pool);
   const schema = get('schema') ?? 'velo_stream';
   const S = schemaIdent(WHAT, schema);
-  const name = get('name');
-  if (name === undefined) throw invalidType(`${WHAT}: the "name" option is required: the fleet shares a limiter by its name`);
-  checkFunctionName(WHAT, name);
-  const limits = checkLimits(options, WHAT);
-  const key = get('key');
-  if (key !== undefined && typeof key !== 'function')
-    throw invalidType(`${WHAT}: the "key" option must be a function, not ${describe(key)}`);
-  const cost = get('cost');
-  if (cost !== undefined && typeof cost !== 'function')
-    throw invalidType(`${WHAT}: the "cost" option must be a function, not ${describe(cost)}`);
-  const mode = get('mode') ?? 'throttle';
-  if (mode !== 'throttle' && mode !== 'reject')
-    throw invalidValue(`${WHAT}: the "mode" option must be 'throttle' or 'reject'. Received ${describe(mode)}`);
-  const maxWaiting = integerOption(WHAT, 'maxWaiting', get('maxWaiting') ?? 10_000, 1, MAX_COUNT);
-  const leaseTtl = integerOption(WHAT, 'leaseTtl', get('leaseTtl') ?? 30_000, 300, 2 ** 31 - 1, 'from 300 to 2147483647 (ms)');
-  const whenPostgresFails = get('whenPostgresFails') ?? 'fail-closed';
-  if (whenPostgresFails !== 'fail-closed' && whenPostgresFails !== 'fail-open' && whenPostgresFails !== 'local') {
-    throw invalidValue(
-      `${WHAT}: the "whenPostgresFails" option must be 'fail-closed', 'fail-open' or 'local'. Received ${describe(whenPostgresFails)}`,
-    );
-  }
-  const rawTimeout = get('callTimeout') ?? 5000;
-  const callTimeout =
-    rawTimeout === Infinity
-      ? Infinity
-      : integerOption(
-          WHAT,
-          'callTimeout',
-          rawTimeout,
-          1,
-          MAX_CALL_TIMEOUT_MS,
-          `from 1 to ${MAX_CALL_TIMEOUT_MS} (ms), or Infinity`,
-        );
+  const settings = checkFleetOptions<T>(options, OF);
   const listen = get('listen') ?? true;
   if (typeof listen !== 'boolean') throw invalidType(`${WHAT}: the "listen" option must be a boolean, not ${describe(listen)}`);
-  checkPoolSize(WHAT, pool as PgPoolLike, listen);
+  checkPoolSize(WHAT, pool, listen);
   const pollInterval = integerOption(WHAT, 'pollInterval', get('pollInterval') ?? 1000, 10, 60_000, 'from 10 to 60000 (ms)');
-  return {
-    pool,
-    schema: schema as string,
-    S,
-    name,
-    limits,
-    key: key as PgLimiterResolved<T>['key'],
-    cost: cost as PgLimiterResolved<T>['cost'],
-    mode,
-    maxWaiting,
-    leaseTtl,
-    whenPostgresFails,
-    callTimeout,
-    listen,
-    pollInterval,
-  };
+  return { pool, schema: schema as string, S, ...settings, listen, pollInterval };
 }
 
 /** An item's key as the shared rules check it, and storable in a Postgres text column (no NUL): ERR_VELO_LIMIT_KEY. */

@@ -1,6 +1,6 @@
 // The rules every fleet limiter (redisLimiter, postgresLimiter) shares on this side of its store: the checks of
-// its limits, of what its `key` and `cost` functions return, and the share of the 'local' fallback. Pure: nothing
-// here talks to Redis or Postgres.
+// its options (all but the store's own: client or pool, schema, polling) and of its limits, of what its `key` and
+// `cost` functions return, and the share of the 'local' fallback. Pure: nothing here talks to Redis or Postgres.
 import type { RateLimit } from '../../limits/types';
 import { describe, invalidType, invalidValue, limitCostError, limitKeyError } from '../../errors';
 import { integerOption } from '../../validate';
@@ -11,6 +11,12 @@ import { MAX_KEY_BYTES } from './keys';
 export const MAX_COUNT = 1_000_000_000;
 /** The longest rate period, ms: 31 days. */
 export const MAX_PERIOD_MS = 31 * 86_400_000;
+
+/** The longest `callTimeout`, ms (the longest timer). */
+const MAX_CALL_TIMEOUT_MS = 2 ** 31 - 1;
+
+/** What acquire does while the store cannot be reached or does not answer within `callTimeout`. */
+export type WhenStoreFails = 'fail-closed' | 'fail-open' | 'local';
 
 /** Settings resolved: `rate.burst` always set. */
 export interface Limits {
@@ -145,4 +151,104 @@ export function localShare(limits: Limits, processes: number): Limits {
     share.rate = { limit, period: Math.min(period * n, 2 ** 31 - 1), burst: Math.max(1, Math.floor(burst / n)) };
   }
   return share;
+}
+
+/** The options every fleet limiter takes, checked (`whenFails`: its `whenRedisFails` / `whenPostgresFails`). */
+export interface FleetSettings<T> {
+  name: string;
+  limits: Limits;
+  key?: (item: T) => string;
+  cost?: (item: T) => number;
+  mode: 'throttle' | 'reject';
+  maxWaiting: number;
+  leaseTtl: number;
+  whenFails: WhenStoreFails;
+  callTimeout: number;
+}
+
+/** The options every fleet limiter takes, in the order errors list them (`policy`: its failure policy's name). */
+export function fleetKeys(policy: string): string[] {
+  return ['name', 'concurrency', 'rate', 'key', 'cost', 'mode', 'maxWaiting', 'leaseTtl', policy, 'callTimeout'];
+}
+
+/** What a fleet limiter's options check is told of its store. */
+export interface FleetOptionsOf {
+  /** The function checked, as errors name it ('redisLimiter()'). */
+  what: string;
+  /** The store, as errors name it ('Redis'). */
+  store: string;
+  /** Every option it takes. */
+  known: readonly string[];
+  /** Its failure policy option ('whenRedisFails'). */
+  policy: string;
+  /** Another store's option name, and what this store calls it. */
+  renamed?: Record<string, string>;
+  /** Checks the name (what the store can hold). */
+  checkName(what: string, name: unknown): asserts name is string;
+}
+
+/** Refuses an option the limiter does not know (fairness and priority: known, not supported on a fleet yet). */
+export function checkOptionKeys(options: object, of: FleetOptionsOf): void {
+  const { what } = of;
+  for (const key of ownKeys(options, what)) {
+    // Part of the shared LimiterOptions, not implemented on a fleet yet: said plainly rather than "unknown".
+    // (Given as undefined, as the in-process limiter takes it: nothing to refuse.)
+    if ((key === 'fairness' || key === 'priority') && read(options, key, what) !== undefined)
+      throw invalidValue(
+        `${what}: the "${key}" option is not supported on ${of.store} yet: waiters are served first come, first served. Use the in-process limiter() for ${key === 'fairness' ? 'fairness across tenants' : 'priorities'}`,
+      );
+    const renamed = of.renamed?.[key];
+    if (renamed !== undefined) throw invalidValue(`${what}: unknown option "${key}": on ${of.store} it is "${renamed}"`);
+    if (key !== 'fairness' && key !== 'priority' && !of.known.includes(key))
+      throw invalidValue(`${what}: unknown option "${key}". Known options: ${of.known.join(', ')}`);
+  }
+}
+
+/** Checks the options every fleet limiter takes, in this order (the first refused throws its coded error). */
+export function checkFleetOptions<T>(options: object, of: FleetOptionsOf): FleetSettings<T> {
+  const { what } = of;
+  const get = (key: string) => read(options, key, what);
+  const name = get('name');
+  if (name === undefined) throw invalidType(`${what}: the "name" option is required: the fleet shares a limiter by its name`);
+  of.checkName(what, name);
+  const limits = checkLimits(options, what);
+  const key = get('key');
+  if (key !== undefined && typeof key !== 'function')
+    throw invalidType(`${what}: the "key" option must be a function, not ${describe(key)}`);
+  const cost = get('cost');
+  if (cost !== undefined && typeof cost !== 'function')
+    throw invalidType(`${what}: the "cost" option must be a function, not ${describe(cost)}`);
+  const mode = get('mode') ?? 'throttle';
+  if (mode !== 'throttle' && mode !== 'reject')
+    throw invalidValue(`${what}: the "mode" option must be 'throttle' or 'reject'. Received ${describe(mode)}`);
+  const maxWaiting = integerOption(what, 'maxWaiting', get('maxWaiting') ?? 10_000, 1, MAX_COUNT);
+  const leaseTtl = integerOption(what, 'leaseTtl', get('leaseTtl') ?? 30_000, 300, 2 ** 31 - 1, 'from 300 to 2147483647 (ms)');
+  const whenFails = get(of.policy) ?? 'fail-closed';
+  if (whenFails !== 'fail-closed' && whenFails !== 'fail-open' && whenFails !== 'local') {
+    throw invalidValue(
+      `${what}: the "${of.policy}" option must be 'fail-closed', 'fail-open' or 'local'. Received ${describe(whenFails)}`,
+    );
+  }
+  const callTimeout = get('callTimeout') ?? 5000;
+  return {
+    name,
+    limits,
+    key: key as FleetSettings<T>['key'],
+    cost: cost as FleetSettings<T>['cost'],
+    mode,
+    maxWaiting,
+    leaseTtl,
+    whenFails,
+    callTimeout:
+      callTimeout === Infinity
+        ? Infinity
+        : integerOption(
+            what,
+            'callTimeout',
+            callTimeout,
+            1,
+            MAX_CALL_TIMEOUT_MS,
+            `from 1 to ${MAX_CALL_TIMEOUT_MS} (ms), or Infinity`,
+          ),
+  };
 }

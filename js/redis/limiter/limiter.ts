@@ -1,10 +1,9 @@
 // redisLimiter(): one limiter shared by every process that names it, decided in Redis (one Lua script per
 // decision, Redis' clock) — GCRA for rate, leases with fencing tokens for concurrency, a FIFO line of tickets per
 // key for waiting, a shard channel to wake waiters. The scripts (lua/limiter-*.lua) hold the rules and say their
-// keys; this file only moves between them: it keeps what this process holds and waits for, renews all of it in one
-// call per third of a lease, and applies `whenRedisFails` when a call fails.
-import { hostname } from 'node:os';
-import { randomBytes } from 'node:crypto';
+// keys; this file only moves between them: it makes the calls, and tells the process view (common/limiter-view.ts:
+// what this process holds and waits for, its counters, the 'local' fallback) what Redis answered. One renewal call
+// per third of a lease covers all of it; `whenRedisFails` applies when a call fails.
 import type { AcquireOptions, KeyWait, LimitSettings, Limiter, LimiterStats, Permit } from '../../limits/types';
 import {
   RedisConnectionError,
@@ -15,14 +14,12 @@ import {
   redisTimeoutError,
 } from '../../errors';
 import type { RedisClientLike } from '../log/connection';
-import { limiter } from '../../limits/local';
 import { kDescribe, type LimiterDescription } from '../../limits/describe';
-import { type RedisLimiterOptions, type Resolved, type WhenRedisFails, resolveLimiterOptions } from './limiter-options';
-import { type Limits, checkLimits, costOf, keyOf, limitArgs, localShare } from '../common/limiter-rules';
+import { type RedisLimiterOptions, type Resolved, resolveLimiterOptions } from './limiter-options';
+import { keyOf, limitArgs } from '../common/limiter-rules';
+import { FleetView, type FleetWaiter, HeldPermit, withTimeout } from '../common/limiter-view';
 import { reportable } from '../common/reportable';
 import { Script } from '../log/script';
-import { integerOption } from '../../validate';
-import { acquireSignal } from '../../limits/acquire-options';
 
 export type { RedisLimiterOptions, WhenRedisFails } from './limiter-options';
 
@@ -33,19 +30,6 @@ const CANCEL = new Script([COMMON, 'limiter-cancel.lua']);
 const RENEW = new Script([COMMON, 'limiter-renew.lua']);
 const SET = new Script([COMMON, 'limiter-set.lua']);
 const LEAVE = new Script([COMMON, 'limiter-leave.lua']);
-
-/** What the 'local' fallback's in-process limiter is asked for: the key and cost, decided already. */
-interface LocalItem {
-  key: string;
-  cost: number;
-}
-const localKey = (item: LocalItem): string => item.key;
-const localCost = (item: LocalItem): number => item.cost;
-
-/** Waits kept for `waitedMs` percentiles. */
-const WAIT_WINDOW = 512;
-/** Wake-ups kept for tickets not (yet) known here: more than come between an acquire's run and its answer. */
-const EARLY_KEPT = 1024;
 
 /** A permit of a Redis limiter: `lost` once its lease ran out before its release (its slot may be someone else's). */
 export interface RedisPermit extends Permit {
@@ -91,201 +75,89 @@ export interface RedisLimiter<T = unknown> extends Limiter<T> {
   stats(): RedisLimiterStats;
 }
 
-interface Waiter {
-  ticket: string;
-  /** The token its permit gets when granted (made before its acquire was sent). */
-  token: string;
-  key: string;
-  cost: number;
-  since: number;
-  resolve: (permit: RedisPermit) => void;
-  reject: (error: unknown) => void;
-  signal?: AbortSignal;
-  onAbort?: () => void;
-  timer?: NodeJS.Timeout;
-  /** A poll is in flight; `again`: another was asked for meanwhile. */
-  polling: boolean;
-  again: boolean;
-  done: boolean;
-}
-
-class HeldPermit implements RedisPermit {
-  lost = false;
-  #released: Promise<boolean> | undefined;
-  constructor(
-    readonly token: string,
-    readonly key: string,
-    readonly grantedAt: number,
-    readonly source: 'redis' | 'open' | 'local',
-    /** Local time of the renewal call that last confirmed the lease (sent then: a conservative start). */
-    public renewedAt: number,
-    readonly giveBack: (permit: HeldPermit) => Promise<boolean>,
-  ) {}
-  release(): void {
-    this.#released ??= this.giveBack(this);
-  }
-  released(): Promise<boolean> {
-    return this.#released ?? Promise.resolve(false);
-  }
-}
+type Held = HeldPermit<'redis'>;
+type Waiter = FleetWaiter<Held>;
 
 /** Whether an error means Redis could not be reached or did not answer in time (as opposed to refusing a call). */
 function unreachable(error: unknown): boolean {
   return (error as { code?: unknown })?.code === 'ERR_VELO_REDIS_TIMEOUT' || reportable(error) instanceof RedisConnectionError;
 }
 
-/** `onLate`: given the answer that came after the timeout (the call had failed with ERR_VELO_REDIS_TIMEOUT). */
-function withTimeout<T>(call: Promise<T>, ms: number, what: string, onLate?: (value: T) => void): Promise<T> {
-  if (ms === Infinity) return call;
-  let timer: NodeJS.Timeout | undefined;
-  let timedOut = false;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      timedOut = true;
-      reject(redisTimeoutError(ms, what));
-    }, ms);
-  });
-  call.then(
-    (value) => {
-      if (timedOut) onLate?.(value);
-    },
-    () => {}, // a late failure after the timeout is already handled
-  );
-  return Promise.race([call, late]).finally(() => clearTimeout(timer));
+/** The error a failed call leaves the limiter down with: a timeout as it is, else what the caller may be shown. */
+function downError(error: unknown): Error {
+  return error instanceof Error && (error as { code?: unknown }).code === 'ERR_VELO_REDIS_TIMEOUT'
+    ? error
+    : (reportable(error) as Error);
 }
 
 class RedisLimiterImpl<T> implements RedisLimiter<T> {
   readonly name: string;
   readonly #o: Resolved<T>;
   readonly #prefix: string;
-  readonly #pid = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
-  /** Tokens of permits: this object's random id and a counter (known before the acquire is sent, so it can be undone). */
-  readonly #tokenPrefix = `${randomBytes(8).toString('hex')}-`;
-  #tokens = 0;
-  /**
-   * Acquires given up on without an answer (no answer within `callTimeout`, or the connection lost): Redis may run
-   * them, or have run them. Each is undone by its token (lua/limiter-cancel.lua with undo), sent at once and again
-   * before every renewal until Redis answers it.
-   */
-  readonly #undos = new Map<string, { key: string; ticket: string; sending: boolean }>();
-  #limits: Limits;
-  readonly #held = new Set<HeldPermit>();
-  readonly #waiters = new Map<string, Waiter>();
-  /**
-   * Wake-ups for tickets not waiting here, the latest EARLY_KEPT: an acquire's may come before its answer (the
-   * subscriber's connection is not the calls'), and is taken when the answer does. (Tickets are never reused.)
-   */
-  readonly #early = new Map<string, string>();
-  #closed = false;
-  #down: Error | null = null;
-  #renewing = false;
-  readonly #renewTimer: NodeJS.Timeout;
+  /** This process' permits, waiters, counters and fallback (the renewal's cadence too). */
+  readonly #view: FleetView<'redis', T>;
   #subscriber: RedisClientLike | null = null;
   #subscribing: Promise<void> | null = null;
-  #fallback: Limiter<LocalItem> | null = null;
-  #processes = 1;
-  readonly #fleet = { processes: 1, admitted: 0, rejected: 0 };
-  #admitted = 0;
-  #rejected = 0;
-  #lost = 0;
-  readonly #waits: number[] = [];
-  /** [local time, units] of recent grants, for `stats().rate`. */
-  readonly #grants: [number, number][] = [];
 
   constructor(options: Resolved<T>) {
     this.#o = options;
     this.name = options.name;
-    this.#limits = options.limits;
     this.#prefix = `velo:lim:{${options.name}}`;
-    // One renewal per process per third of a lease, for everything held and waited for; it also tells whether Redis
-    // is back after a failure and how many processes share the limits. Unref'd: a limiter alone does not keep the
-    // process alive (the subscriber connection a waiter opened does, until close()).
-    this.#renewTimer = setInterval(() => void this.#renew(), Math.floor(options.leaseTtl / 3)).unref();
-    void this.#renew();
+    // The renewal also tells whether Redis is back after a failure and how many processes share the limits. (The
+    // subscriber connection a waiter opened keeps the process alive, until close().)
+    this.#view = new FleetView('redis', options, (item) => keyOf(this.name, options.key, item));
+    this.#view.start(() => this.#renew());
   }
 
   #call(script: Script, args: (string | number)[], what: string, onLate?: (reply: unknown) => void): Promise<unknown> {
     const call = script.run(this.#o.client, [this.#prefix], args.map(String));
-    return withTimeout(call, this.#o.callTimeout, `Limiter "${this.name}": ${what}`, onLate);
+    return withTimeout(call, this.#o.callTimeout, `Limiter "${this.name}": ${what}`, redisTimeoutError, onLate);
   }
 
-  #markDown(error: unknown): void {
-    this.#down =
-      error instanceof Error && (error as { code?: unknown }).code === 'ERR_VELO_REDIS_TIMEOUT'
-        ? error
-        : (reportable(error) as Error);
+  #limitArgs(): string[] {
+    return limitArgs(this.#view.limits);
   }
 
-  #admit(cost: number, since: number): void {
-    this.#admitted++;
-    const now = performance.now();
-    if (this.#waits.length === WAIT_WINDOW) this.#waits.shift();
-    this.#waits.push(now - since);
-    this.#grants.push([now, cost]);
-    const window = this.#limits.rate?.period ?? 1000;
-    while (this.#grants.length > 0 && this.#grants[0][0] < now - window) this.#grants.shift();
+  #grant(key: string, token: string, grantedAt: number, cost: number, since: number, sent: number): Held {
+    return this.#view.grant(key, token, grantedAt, cost, since, sent, (p) => this.#giveBack(p));
   }
 
-  /**
-   * A permit Redis granted: held there (a lease) from its grant to its release whatever the limits are, a rate-only
-   * one too, so a concurrency limit set later counts it; renewed and given back as every permit.
-   */
-  #permit(key: string, token: string, grantedAt: number, cost: number, since: number, sent: number): HeldPermit {
-    this.#admit(cost, since);
-    const permit = new HeldPermit(token, key, grantedAt, 'redis', sent, (p) => this.#giveBack(p));
-    this.#held.add(permit);
-    return permit;
-  }
-
-  /** `stray`: a permit granted to an acquire that had stopped waiting (never handed out, never in `#held`). */
-  async #giveBack(permit: HeldPermit, stray = false): Promise<boolean> {
-    // Asked even when this process counts the permit lost (its clock says the lease ran out): Redis' answer is
-    // the one that counts, and a stale token frees nothing there.
-    if (!this.#held.delete(permit) && !permit.lost && !stray) return false;
+  /** `stray`: a permit granted to an acquire that had stopped waiting (never handed out, never held here). */
+  async #giveBack(permit: Held, stray = false): Promise<boolean> {
+    if (!this.#view.returning(permit, stray)) return false;
     try {
       const freed =
-        Number(await this.#call(RELEASE, [permit.key, permit.token, this.#o.leaseTtl, ...limitArgs(this.#limits)], 'release')) ===
-        1;
-      if (!freed && !permit.lost) {
-        permit.lost = true;
-        this.#lost++;
-      }
+        Number(await this.#call(RELEASE, [permit.key, permit.token, this.#o.leaseTtl, ...this.#limitArgs()], 'release')) === 1;
+      if (!freed) this.#view.fenced(permit);
       return freed;
     } catch (error) {
       // Not given back: Redis frees it when its lease runs out.
-      if (unreachable(error)) this.#markDown(error);
+      if (unreachable(error)) this.#view.markDown(downError(error));
       return false;
     }
   }
 
+  /** Gives back at once what a call answered after its acquire stopped waiting (fenced by its token). */
+  #stray(key: string, token: string, sent: number): void {
+    new HeldPermit<'redis'>(token, key, 0, 'redis', sent, (p) => this.#giveBack(p, true)).release();
+  }
+
   async acquire(item: T, options?: AcquireOptions): Promise<RedisPermit> {
-    const signal = acquireSignal(options, `Limiter "${this.name}": acquire()`);
-    if (this.#closed) throw limiterClosedError(this.name);
-    signal?.throwIfAborted();
-    const key = keyOf(this.name, this.#o.key, item);
-    const cost = costOf(this.name, this.#o.cost, item, this.#limits);
+    const { key, cost, signal } = this.#view.admission(item, options);
     return this.#enter(key, cost, performance.now(), signal);
   }
 
   /** An acquire of `cost` units of `key`: granted, refused, or in line (see lua/limiter-acquire.lua). */
-  async #enter(key: string, cost: number, since: number, signal?: AbortSignal): Promise<RedisPermit> {
-    if (this.#closed) throw limiterClosedError(this.name);
-    if (this.#down !== null) return this.#degraded(key, cost, since, this.#down, signal);
-    const token = this.#newToken();
+  async #enter(key: string, cost: number, since: number, signal?: AbortSignal): Promise<Held> {
+    const view = this.#view;
+    view.assertOpen();
+    if (view.down !== null) return view.degraded(key, cost, since, view.down, signal);
+    const token = view.newToken();
     let reply: unknown[];
     try {
       reply = (await this.#call(
         ACQUIRE,
-        [
-          key,
-          '',
-          cost,
-          this.#o.mode === 'reject' ? 'r' : 't',
-          this.#o.leaseTtl,
-          this.#o.maxWaiting,
-          ...limitArgs(this.#limits),
-          token,
-        ],
+        [key, '', cost, view.rejects ? 'r' : 't', this.#o.leaseTtl, this.#o.maxWaiting, ...this.#limitArgs(), token],
         'acquire',
         // Answered after all (once the undo was sent): a ticket it took leaves the line now, not at its turn.
         (late) => {
@@ -297,18 +169,18 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
       if (!unreachable(error)) throw error;
       // No answer: Redis may still run it (or have run it). What it took is given back, fenced by its token.
       this.#undo(key, '', token);
-      this.#markDown(error);
-      return this.#degraded(key, cost, since, this.#down as unknown as Error, signal);
+      view.markDown(downError(error));
+      return view.degraded(key, cost, since, view.down as unknown as Error, signal);
     }
     const kind = String(reply[0]);
-    if (this.#closed) {
+    if (view.closed) {
       // Closed while the call was out: what it got goes back.
-      if (kind === 'g') new HeldPermit(String(reply[1]), key, 0, 'redis', since, (p) => this.#giveBack(p, true)).release();
+      if (kind === 'g') this.#stray(key, String(reply[1]), since);
       if (kind === 'w') void this.#cancel(key, String(reply[1]));
       throw limiterClosedError(this.name);
     }
     if (kind === 'g') {
-      const permit = this.#permit(key, String(reply[1]), Number(reply[2]), cost, since, since);
+      const permit = this.#grant(key, String(reply[1]), Number(reply[2]), cost, since, since);
       if (signal?.aborted) {
         // Aborted while the call was out: the acquire holds nothing.
         permit.release();
@@ -317,20 +189,19 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
       return permit;
     }
     if (kind === 'r') {
-      this.#rejected++;
+      view.refused();
       throw Object.assign(rateLimitedError(this.name, 'acquire'), { retryAfter: Number(reply[1]), at: Number(reply[2]) });
     }
     if (kind === 'f') {
-      this.#rejected++;
+      view.refused();
       throw limitQueueFullError(this.name, this.#o.maxWaiting);
     }
-    if (kind === 'x')
-      throw limitCostError(`Limiter "${this.name}": cost ${cost} is above the fleet's burst: it could never be admitted`);
+    if (kind === 'x') throw this.#costError(cost);
     if (kind === 'c') throw new Error(`Limiter "${this.name}": an acquire undone before it ran was answered`);
     // 'w': in line. Woken by a message (granted, or retry in ms), or by the renewal's poll if a message was lost.
     const ticket = String(reply[1]);
     const retry = Number(reply[2]);
-    return new Promise<RedisPermit>((resolve, reject) => {
+    return new Promise<Held>((resolve, reject) => {
       const waiter: Waiter = {
         ticket,
         token,
@@ -344,71 +215,43 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
         again: false,
         done: false,
       };
-      this.#waiters.set(ticket, waiter);
-      if (signal !== undefined) {
-        waiter.onAbort = () => this.#leave(waiter, signal.reason);
-        signal.addEventListener('abort', waiter.onAbort, { once: true });
-      }
+      const early = view.wait(waiter, () => this.#leave(waiter, signal?.reason));
       if (retry > 0) this.#retryIn(waiter, retry);
       this.#subscribe();
       // Woken before this answer came (published after it was made: the newer word).
-      const early = this.#early.get(ticket);
       if (early !== undefined) this.#onMessage(early);
       // A signal aborted between the call and here.
       if (signal?.aborted) waiter.onAbort?.();
     });
   }
 
+  #costError(cost: number): Error {
+    return limitCostError(`Limiter "${this.name}": cost ${cost} is above the fleet's burst: it could never be admitted`);
+  }
+
   /** Whether it refuses the excess ('reject' mode) rather than queueing it (a redisWorker's sessions refuse it). */
   get rejects(): boolean {
-    return this.#o.mode === 'reject';
+    return this.#view.rejects;
   }
 
   /** No permit without waiting on Redis: this is the Redis limiter's answer (see docs/redis/flow-control.md). */
   tryAcquire(item: T): Permit | undefined {
-    if (this.#closed) throw limiterClosedError(this.name);
-    keyOf(this.name, this.#o.key, item);
-    costOf(this.name, this.#o.cost, item, this.#limits);
+    this.#view.check(item);
     return undefined;
   }
 
-  /** What acquire does while Redis is unreachable: the policy of `whenRedisFails`. */
-  #degraded(key: string, cost: number, since: number, error: Error, signal?: AbortSignal): Promise<RedisPermit> {
-    const policy: WhenRedisFails = this.#o.whenRedisFails;
-    if (policy === 'fail-closed') return Promise.reject(error);
-    if (policy === 'fail-open') {
-      this.#admit(cost, since);
-      return Promise.resolve(new HeldPermit('', key, NaN, 'open', 0, () => Promise.resolve(true)));
-    }
-    this.#fallback ??= limiter<LocalItem>({
-      name: this.name,
-      ...localShare(this.#limits, this.#processes),
-      key: this.#o.key === undefined ? undefined : localKey,
-      cost: localCost,
-      mode: this.#o.mode,
-      maxWaiting: this.#o.maxWaiting,
-    });
-    return this.#fallback.acquire({ key, cost }, { signal }).then((local) => {
-      this.#admit(cost, since);
-      return new HeldPermit('', key, NaN, 'local', 0, () => {
-        local.release();
-        return Promise.resolve(true);
-      });
-    });
-  }
-
-  /** A waiter while Redis is unreachable: its ticket stays in the line until it expires (no longer renewed). */
+  /** A waiter while Redis is unreachable: follows `whenRedisFails` now. */
   #degradeWaiter(waiter: Waiter): void {
-    if (waiter.done) return;
-    this.#finish(waiter);
+    if (!this.#view.finish(waiter)) return;
     // Its ticket leaves the line once Redis answers (a permit handed to it meanwhile goes back), not a lease later.
     this.#undo(waiter.key, waiter.ticket, waiter.token);
-    this.#degraded(waiter.key, waiter.cost, waiter.since, this.#down as Error, waiter.signal).then(waiter.resolve, waiter.reject);
+    this.#view
+      .degraded(waiter.key, waiter.cost, waiter.since, this.#view.down as Error, waiter.signal)
+      .then(waiter.resolve, waiter.reject);
   }
 
   #retryIn(waiter: Waiter, ms: number): void {
-    clearTimeout(waiter.timer);
-    waiter.timer = setTimeout(() => void this.#poll(waiter), ms);
+    this.#view.retryIn(waiter, ms, () => void this.#poll(waiter));
   }
 
   /** Asks Redis again for a waiter's ticket (after a message, a retry hint, or the renewal). */
@@ -424,16 +267,7 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
     try {
       reply = (await this.#call(
         ACQUIRE,
-        [
-          waiter.key,
-          waiter.ticket,
-          waiter.cost,
-          't',
-          this.#o.leaseTtl,
-          this.#o.maxWaiting,
-          ...limitArgs(this.#limits),
-          waiter.token,
-        ],
+        [waiter.key, waiter.ticket, waiter.cost, 't', this.#o.leaseTtl, this.#o.maxWaiting, ...this.#limitArgs(), waiter.token],
         'acquire',
       )) as unknown[];
     } catch (error) {
@@ -441,29 +275,25 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
       // Aborted or closed while its claim had no answer: Redis may still run it, so it is undone by its token.
       if (waiter.done) return this.#undo(waiter.key, waiter.ticket, waiter.token);
       if (!unreachable(error)) return this.#leave(waiter, error);
-      this.#markDown(error);
+      this.#view.markDown(downError(error));
       return this.#degradeWaiter(waiter);
     }
     waiter.polling = false;
     const kind = String(reply[0]);
     if (waiter.done) {
       // Aborted or closed meanwhile: a permit it got goes back at once.
-      if (kind === 'g') new HeldPermit(String(reply[1]), waiter.key, 0, 'redis', sent, (p) => this.#giveBack(p, true)).release();
+      if (kind === 'g') this.#stray(waiter.key, String(reply[1]), sent);
       return;
     }
     if (kind === 'g') {
-      this.#finish(waiter);
-      const permit = this.#permit(waiter.key, String(reply[1]), Number(reply[2]), waiter.cost, waiter.since, sent);
-      waiter.resolve(permit);
+      this.#view.finish(waiter);
+      waiter.resolve(this.#grant(waiter.key, String(reply[1]), Number(reply[2]), waiter.cost, waiter.since, sent));
     } else if (kind === 'l') {
       // Its ticket expired (this process did not renew it in time: paused, or Redis was away): in line again, at
       // the back, as a new acquire would be.
       void this.#requeue(waiter);
     } else if (kind === 'x') {
-      this.#leave(
-        waiter,
-        limitCostError(`Limiter "${this.name}": cost ${waiter.cost} is above the fleet's burst: it could never be admitted`),
-      );
+      this.#leave(waiter, this.#costError(waiter.cost));
     } else if (kind === 'w' && Number(reply[2]) > 0) {
       this.#retryIn(waiter, Number(reply[2]));
     }
@@ -474,27 +304,17 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
   }
 
   async #requeue(waiter: Waiter): Promise<void> {
-    this.#finish(waiter);
+    this.#view.finish(waiter);
     try {
-      const permit = await this.#enter(waiter.key, waiter.cost, waiter.since, waiter.signal);
-      waiter.resolve(permit);
+      waiter.resolve(await this.#enter(waiter.key, waiter.cost, waiter.since, waiter.signal));
     } catch (error) {
       waiter.reject(error);
     }
   }
 
-  /** Takes a waiter out of this process' books (it no longer waits here). */
-  #finish(waiter: Waiter): void {
-    waiter.done = true;
-    clearTimeout(waiter.timer);
-    this.#waiters.delete(waiter.ticket);
-    if (waiter.onAbort !== undefined) waiter.signal?.removeEventListener('abort', waiter.onAbort);
-  }
-
   /** A waiter that stops waiting: out of the line in Redis (a permit handed to it meanwhile goes back). */
   #leave(waiter: Waiter, reason: unknown): void {
-    if (waiter.done) return;
-    this.#finish(waiter);
+    if (!this.#view.finish(waiter)) return;
     waiter.reject(reason);
     void this.#cancel(waiter.key, waiter.ticket, waiter.token);
   }
@@ -504,13 +324,9 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
    * in flight may reach Redis first).
    */
   #cancel(key: string, ticket: string, token = ''): Promise<unknown> {
-    return this.#call(CANCEL, [key, ticket, token, this.#o.leaseTtl, '', ...limitArgs(this.#limits)], 'cancel').catch(() => {
+    return this.#call(CANCEL, [key, ticket, token, this.#o.leaseTtl, '', ...this.#limitArgs()], 'cancel').catch(() => {
       // Unreachable: the ticket expires by itself after a lease.
     });
-  }
-
-  #newToken(): string {
-    return this.#tokenPrefix + (++this.#tokens).toString(36);
   }
 
   /**
@@ -519,31 +335,26 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
    * if Redis runs it only after the undo, is refused there. Rate units it spent stay spent (docs/redis/flow-control.md).
    */
   #undo(key: string, ticket: string, token: string): void {
-    this.#undos.set(token, { key, ticket, sending: false });
+    this.#view.undo(key, ticket, token);
     void this.#flushUndos();
   }
 
   /** Sends the undos not yet answered (each one call); one that fails is sent again before the next renewal. */
   #flushUndos(): Promise<unknown> {
-    const calls: Promise<unknown>[] = [];
-    for (const [token, undo] of this.#undos) {
-      if (undo.sending) continue;
-      undo.sending = true;
-      calls.push(
-        this.#call(CANCEL, [undo.key, undo.ticket, token, this.#o.leaseTtl, '1', ...limitArgs(this.#limits)], 'undo').then(
-          () => this.#undos.delete(token),
-          () => {
-            undo.sending = false;
-          },
+    const view = this.#view;
+    return Promise.allSettled(
+      view.undosToSend().map(([token, undo]) =>
+        this.#call(CANCEL, [undo.key, undo.ticket ?? '', token, this.#o.leaseTtl, '1', ...this.#limitArgs()], 'undo').then(
+          () => view.undoAnswered(token),
+          () => view.undoFailed(token),
         ),
-      );
-    }
-    return Promise.allSettled(calls);
+      ),
+    );
   }
 
   /** The wake-up channel, subscribed once a waiter waits (on a connection of its own: a subscribed one takes no commands). */
   #subscribe(): void {
-    if (this.#subscribing !== null || this.#closed) return;
+    if (this.#subscribing !== null || this.#view.closed) return;
     const channel = `${this.#prefix}:wake`;
     this.#subscribing = (async () => {
       const sub = this.#o.client.duplicate();
@@ -552,25 +363,21 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
         // The duplicate reconnects by itself; a wake-up lost meanwhile is made up for by the renewal's poll.
       });
       await sub.connect();
-      if (this.#closed) return sub.destroy() as undefined;
+      if (this.#view.closed) return sub.destroy() as undefined;
       const subscriber = sub as unknown as { sSubscribe(channel: string, listener: (message: string) => void): Promise<void> };
       await subscriber.sSubscribe(channel, (message) => this.#onMessage(String(message)));
       // What was published before the subscription took: ask once for every waiter.
-      for (const waiter of this.#waiters.values()) void this.#poll(waiter);
+      for (const waiter of this.#view.waiters) void this.#poll(waiter);
     })().catch(() => {
       this.#subscribing = null;
     });
   }
 
+  /** A wake-up: `<ticket> g|x` (ask now) or `<ticket> <ms>` (retry then). */
   #onMessage(message: string): void {
     const space = message.indexOf(' ');
-    const waiter = this.#waiters.get(message.slice(0, space));
-    if (waiter === undefined) {
-      this.#early.set(message.slice(0, space), message);
-      if (this.#early.size > EARLY_KEPT) this.#early.delete(this.#early.keys().next().value as string);
-      return;
-    }
-    this.#early.delete(waiter.ticket);
+    const waiter = this.#view.hinted(message.slice(0, space), message);
+    if (waiter === undefined) return;
     const what = message.slice(space + 1);
     if (what === 'g' || what === 'x') void this.#poll(waiter);
     else this.#retryIn(waiter, Number(what));
@@ -578,150 +385,59 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
 
   /** One call for every permit held and every ticket waiting (see lua/limiter-renew.lua). */
   async #renew(): Promise<void> {
-    if (this.#renewing || this.#closed) return;
-    this.#renewing = true;
+    const view = this.#view;
     const sent = performance.now();
-    const permits = [...this.#held];
-    const waiters = [...this.#waiters.values()];
-    // Permits whose lease must have run out by this process' clock (Redis away, or this process paused): lost.
-    for (const permit of permits) {
-      if (sent - permit.renewedAt > this.#o.leaseTtl) this.#loseLocally(permit);
-    }
-    const live = permits.filter((p) => !p.lost);
+    const { permits, waiters } = view.toRenew(sent);
     // (Sent first, on the same connection: Redis runs them before the renewal.)
     void this.#flushUndos();
-    const args: (string | number)[] = [this.#pid, this.#o.leaseTtl, live.length, waiters.length, ...limitArgs(this.#limits)];
-    for (const p of live) args.push(p.key, p.token);
+    const args: (string | number)[] = [view.pid, this.#o.leaseTtl, permits.length, waiters.length, ...this.#limitArgs()];
+    for (const p of permits) args.push(p.key, p.token);
     for (const w of waiters) args.push(w.key, w.ticket);
     try {
       const reply = (await this.#call(RENEW, args, 'renewal')) as unknown[];
-      const lostTokens = new Set((reply[0] as unknown[]).map(String));
-      for (const p of live) {
-        if (lostTokens.has(p.token)) this.#loseLocally(p);
-        else p.renewedAt = sent;
-      }
-      for (const ticket of [...(reply[1] as unknown[]), ...(reply[2] as unknown[])]) {
-        const waiter = this.#waiters.get(String(ticket));
-        if (waiter !== undefined) void this.#poll(waiter);
-      }
-      this.#processes = Math.max(1, Number(reply[3]));
-      this.#fleet.processes = this.#processes;
-      this.#fleet.admitted = Number(reply[4]);
-      this.#fleet.rejected = Number(reply[5]);
-      // The limits in force (setLimits from any process): this process' fallback share and cost checks follow them.
-      const [c, l, p, b] = (reply[7] as unknown[]).map((v) => (String(v) === '' ? undefined : Number(v)));
-      if (c !== undefined || l !== undefined) {
-        this.#limits = {
-          ...(c === undefined ? {} : { concurrency: c }),
-          ...(l === undefined ? {} : { rate: { limit: l, period: p as number, burst: b as number } }),
-        };
-      }
-      void this.#fallback?.setLimits(localShare(this.#limits, this.#processes));
-      this.#down = null;
+      const ask = view.renewed(sent, permits, {
+        lostTokens: (reply[0] as unknown[]).map(String),
+        tickets: [...(reply[1] as unknown[]), ...(reply[2] as unknown[])].map(String),
+        processes: Number(reply[3]),
+        admitted: Number(reply[4]),
+        rejected: Number(reply[5]),
+        limits: (reply[7] as unknown[]).map((v) => (String(v) === '' ? undefined : Number(v))),
+      });
+      for (const waiter of ask) void this.#poll(waiter);
     } catch (error) {
       if (unreachable(error)) {
-        this.#markDown(error);
+        view.markDown(downError(error));
         // Waiters are not left waiting for wake-ups that cannot come: each follows whenRedisFails now (their
-        // tickets leave the line when they expire).
+        // tickets leave the line once Redis answers the undo).
         for (const waiter of waiters) this.#degradeWaiter(waiter);
       }
-    } finally {
-      this.#renewing = false;
     }
   }
 
-  #loseLocally(permit: HeldPermit): void {
-    if (permit.lost) return;
-    permit.lost = true;
-    this.#lost++;
-    this.#held.delete(permit);
-  }
-
   async setLimits(settings: LimitSettings): Promise<void> {
-    if (this.#closed) throw limiterClosedError(this.name);
-    const limits = checkLimits(settings, `Limiter "${this.name}": setLimits()`, true);
-    this.#limits = limits;
-    void this.#fallback?.setLimits(localShare(limits, this.#processes));
+    const limits = this.#view.setLimits(settings);
     await this.#call(SET, [...limitArgs(limits), this.#o.leaseTtl], 'setLimits');
   }
 
   stats(): RedisLimiterStats {
-    const waits = [...this.#waits].sort((a, b) => a - b);
-    const at = (q: number) => (waits.length === 0 ? 0 : waits[Math.min(waits.length - 1, Math.floor(q * waits.length))]);
-    const keys = new Set<string>();
-    for (const p of this.#held) keys.add(p.key);
-    let oldest = Infinity;
-    for (const w of this.#waiters.values()) {
-      keys.add(w.key);
-      if (w.since < oldest) oldest = w.since;
-    }
-    const now = performance.now();
-    const window = this.#limits.rate?.period ?? 1000;
-    let units = 0;
-    for (const [time, cost] of this.#grants) if (time >= now - window) units += cost;
-    return {
-      name: this.name,
-      inUse: this.#held.size + (this.#fallback?.stats().inUse ?? 0),
-      waiting: this.#waiters.size + (this.#fallback?.stats().waiting ?? 0),
-      admitted: this.#admitted,
-      rejected: this.#rejected,
-      waitedMs: { p50: at(0.5), p99: at(0.99) },
-      rate: this.#limits.rate === undefined ? undefined : (units * 1000) / window,
-      keys: keys.size,
-      oldestWaitMs: oldest === Infinity ? 0 : now - oldest,
-      fleet: { ...this.#fleet },
-      lost: this.#lost,
-      redisDown: this.#down !== null,
-    };
+    return { ...this.#view.stats(), redisDown: this.#view.down !== null };
   }
 
   /** This process's waiters per key, longest waiting first (the fleet's other processes' are theirs). */
   waitingKeys(limit = 10): KeyWait[] {
-    const n = integerOption(`Limiter "${this.name}": waitingKeys()`, 'limit', limit, 1, 1000);
-    const now = performance.now();
-    const byKey = new Map<string, KeyWait>();
-    for (const w of this.#waiters.values()) {
-      const k = byKey.get(w.key);
-      if (k === undefined) byKey.set(w.key, { key: w.key, waiting: 1, held: 0, oldestWaitMs: now - w.since });
-      else {
-        k.waiting++;
-        k.oldestWaitMs = Math.max(k.oldestWaitMs, now - w.since);
-      }
-    }
-    for (const p of this.#held) {
-      const k = byKey.get(p.key);
-      if (k !== undefined) k.held++;
-    }
-    return [...byKey.values()]
-      .sort((a, b) => b.oldestWaitMs - a.oldestWaitMs || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
-      .slice(0, n);
+    return this.#view.waitingKeys(limit);
   }
 
   /** Its kind, the fleet's limits as this process last knew them, mode and keying (the dashboard's row). */
   [kDescribe](): LimiterDescription {
-    const l = this.#limits;
-    return {
-      kind: 'redis',
-      ...(l.concurrency !== undefined && { concurrency: l.concurrency }),
-      ...(l.rate !== undefined && { rate: { limit: l.rate.limit, period: l.rate.period, burst: l.rate.burst } }),
-      mode: this.#o.mode === 'reject' ? 'reject' : 'throttle',
-      keyed: this.#o.key !== undefined,
-    };
+    return this.#view.describe();
   }
 
   async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    clearInterval(this.#renewTimer);
-    const leaving: Promise<unknown>[] = [];
-    for (const waiter of [...this.#waiters.values()]) {
-      this.#finish(waiter);
-      waiter.reject(limiterClosedError(this.name));
-      leaving.push(this.#cancel(waiter.key, waiter.ticket, waiter.token));
-    }
-    if (this.#fallback !== null) leaving.push(this.#fallback.close());
-    leaving.push(this.#flushUndos());
-    leaving.push(this.#call(LEAVE, [this.#pid], 'close'));
+    const closing = this.#view.close();
+    if (closing === false) return;
+    const leaving: Promise<unknown>[] = closing.left.map((w) => this.#cancel(w.key, w.ticket, w.token));
+    leaving.push(closing.fallback, this.#flushUndos(), this.#call(LEAVE, [this.#view.pid], 'close'));
     await Promise.allSettled(leaving);
     await this.#subscribing;
     const sub = this.#subscriber;
