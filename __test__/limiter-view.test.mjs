@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
-const { FleetView } = require('../dist/redis/common/limiter-view.js');
+const { LimiterView } = require('../dist/redis/common/limiter-view.js');
 
 const settings = (more = {}) => ({
   name: 'v',
@@ -31,7 +31,7 @@ function waiter(ticket, key, since) {
 }
 
 test('a renewal loses the permits past their lease by this clock and those the store names, and takes the fleet figures and limits', () => {
-  const view = new FleetView('redis', settings(), (item) => item);
+  const view = new LimiterView('redis', settings(), (item) => item);
   try {
     const giveBack = () => Promise.resolve(true);
     const old = view.grant('a', 'tok1', 0, 1, 0, 0, giveBack);
@@ -75,7 +75,7 @@ test('a renewal loses the permits past their lease by this clock and those the s
 });
 
 test('a hint before its ticket is kept and handed over when the waiter comes; a finished waiter is out once', () => {
-  const view = new FleetView('postgres', settings(), (item) => item);
+  const view = new LimiterView('postgres', settings(), (item) => item);
   try {
     assert.equal(view.hinted('q9', 'q9 g'), undefined);
     const { w } = waiter('q9', '', 0);
@@ -90,7 +90,7 @@ test('a hint before its ticket is kept and handed over when the waiter comes; a 
 });
 
 test('undos are handed out once until answered, and again after a failed send', () => {
-  const view = new FleetView('redis', settings(), (item) => item);
+  const view = new LimiterView('redis', settings(), (item) => item);
   try {
     view.undo('a', null, 'tok1');
     assert.deepEqual(view.undosToSend(), [['tok1', { key: 'a', ticket: null }]]);
@@ -106,7 +106,7 @@ test('undos are handed out once until answered, and again after a failed send', 
 });
 
 test("'local' when the store fails: the fallback holds this process' share of the limits among the live processes", async () => {
-  const view = new FleetView('redis', settings({ whenFails: 'local', limits: { concurrency: 4 } }), (item) => item);
+  const view = new LimiterView('redis', settings({ whenFails: 'local', limits: { concurrency: 4 } }), (item) => item);
   try {
     view.renewed(0, [], { lostTokens: [], tickets: [], processes: 2, admitted: 0, rejected: 0, limits: [] });
     const error = new Error('away');
@@ -131,7 +131,7 @@ test("'local' when the store fails: the fallback holds this process' share of th
 });
 
 test("close refuses the waiters and hands them back for the store's line, once", async () => {
-  const view = new FleetView('redis', settings(), (item) => item);
+  const view = new LimiterView('redis', settings(), (item) => item);
   const { w, done } = waiter('q1', 'a', 0);
   view.wait(w, () => {});
   const closing = view.close();

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import type { AcquireOptions, KeyWait, LimitSettings, Limiter, LimiterStats, Permit } from '../../limits/types';
 import { limitQueueFullError, limiterClosedError, limitCostError, postgresTimeoutError, rateLimitedError } from '../../errors';
 import { kDescribe, type LimiterDescription } from '../../limits/describe';
-import { FleetView, type FleetWaiter, HeldPermit, withTimeout } from '../../redis/common/limiter-view';
+import { LimiterView, type FleetWaiter, HeldPermit, withTimeout } from '../../redis/common/limiter-view';
 import { migrate } from '../log/schema';
 import { run, str } from '../log/sql';
 import { type Listening, type PoolListener, listenerOf } from '../log/waiter';
@@ -85,7 +85,7 @@ class PostgresLimiterImpl<T> implements PostgresLimiter<T> {
   readonly #o: PgLimiterResolved<T>;
   readonly #channel: string;
   /** This process' permits, waiters, counters and fallback (the renewal's cadence too). */
-  readonly #view: FleetView<'postgres', T, Waiter>;
+  readonly #view: LimiterView<'postgres', T, Waiter>;
   #prepared: Promise<unknown> | null = null;
   /** Its channel on the pool's shared LISTEN connection (waiter.ts), while waiters wait. */
   #sub: { listening: Listening; listener: PoolListener } | null = null;
@@ -95,7 +95,7 @@ class PostgresLimiterImpl<T> implements PostgresLimiter<T> {
     this.name = options.name;
     // A plain identifier (velo_lim_ and hex digits): safe to splice into LISTEN.
     this.#channel = `velo_lim_${createHash('sha1').update(`${options.schema}\0${options.name}`).digest('hex').slice(0, 32)}`;
-    this.#view = new FleetView<'postgres', T, Waiter>('postgres', options, (item) => pgKeyOf(this.name, options.key, item));
+    this.#view = new LimiterView<'postgres', T, Waiter>('postgres', options, (item) => pgKeyOf(this.name, options.key, item));
     this.#view.start(() => this.#renew());
   }
 

@@ -97,7 +97,7 @@ export interface FleetStats extends LimiterStats {
 }
 
 /** The process view of one fleet limiter; `S` names its store ('redis', 'postgres'), `T` is the item type, `W` its waiters. */
-export class FleetView<S extends string, T, W extends FleetWaiter<HeldPermit<S>> = FleetWaiter<HeldPermit<S>>> {
+export class LimiterView<S extends string, T, W extends FleetWaiter<HeldPermit<S>> = FleetWaiter<HeldPermit<S>>> {
   readonly name: string;
   readonly pid = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
   readonly #o: FleetSettings<T>;

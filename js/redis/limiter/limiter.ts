@@ -17,7 +17,7 @@ import type { RedisClientLike } from '../log/connection';
 import { kDescribe, type LimiterDescription } from '../../limits/describe';
 import { type RedisLimiterOptions, type Resolved, resolveLimiterOptions } from './limiter-options';
 import { keyOf, limitArgs } from '../common/limiter-rules';
-import { FleetView, type FleetWaiter, HeldPermit, withTimeout } from '../common/limiter-view';
+import { LimiterView, type FleetWaiter, HeldPermit, withTimeout } from '../common/limiter-view';
 import { reportable } from '../common/reportable';
 import { Script } from '../log/script';
 
@@ -95,7 +95,7 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
   readonly #o: Resolved<T>;
   readonly #prefix: string;
   /** This process' permits, waiters, counters and fallback (the renewal's cadence too). */
-  readonly #view: FleetView<'redis', T>;
+  readonly #view: LimiterView<'redis', T>;
   #subscriber: RedisClientLike | null = null;
   #subscribing: Promise<void> | null = null;
 
@@ -105,7 +105,7 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
     this.#prefix = `velo:lim:{${options.name}}`;
     // The renewal also tells whether Redis is back after a failure and how many processes share the limits. (The
     // subscriber connection a waiter opened keeps the process alive, until close().)
-    this.#view = new FleetView('redis', options, (item) => keyOf(this.name, options.key, item));
+    this.#view = new LimiterView('redis', options, (item) => keyOf(this.name, options.key, item));
     this.#view.start(() => this.#renew());
   }
 
