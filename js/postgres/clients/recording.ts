@@ -21,7 +21,7 @@ import {
   tooManyError,
 } from '../../redis/common/recording';
 import { SCHEMA_VERSION } from '../log/schema';
-import { type PgClientLike, type PgPoolLike, idOf, idParts, run, str } from '../log/sql';
+import { type PgClientLike, type PgPoolLike, connectWatched, idOf, idParts, run, str } from '../log/sql';
 import { type PostgresOptions, resolvePgOptions } from './options';
 
 /**
@@ -210,7 +210,7 @@ async function readable(client: PgClientLike, S: string, schema: string): Promis
 
 /** Runs `body` in a READ ONLY, REPEATABLE READ transaction (one snapshot) on a connection of its own. */
 async function snapshot<T>(pool: PgPoolLike, body: (client: PgClientLike) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
+  const client = await connectWatched(pool);
   // (A connection error while the client is out comes as an 'error' event: heard here, then the connection is
   // destroyed rather than given back.)
   let lost: Error | undefined;

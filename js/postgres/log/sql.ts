@@ -7,6 +7,7 @@ import {
   describe,
   invalidType,
   invalidValue,
+  notAPoolError,
   outOfRange,
   poolExhaustedErrorOf,
   poolTooSmallError,
@@ -88,11 +89,123 @@ export function poolExhaustedError(pool: PgPoolLike, ms: number): Error {
   );
 }
 
-/** Checks that `pool` looks like a node-postgres Pool. */
+/**
+ * Checks that `pool` looks like a node-postgres Pool: `query()` and `connect()`, and not one connection (a
+ * `pg.Client`, or a client checked out of a pool: both carry `connectionParameters`, and the latter `release()`),
+ * on which velo-stream's concurrent transactions would interleave (ERR_VELO_NOT_A_POOL). A pool's `connect()`
+ * resolves to a client with `release()`: `connectWatched` holds it to that at each checkout.
+ */
 export function checkPool(what: string, pool: unknown): asserts pool is PgPoolLike {
-  const p = pool as Partial<PgPoolLike> | null;
+  const p = pool as (Partial<PgPoolLike> & { release?: unknown; connectionParameters?: unknown }) | null;
   if (p === null || typeof p !== 'object' || typeof p.query !== 'function' || typeof p.connect !== 'function') {
     throw invalidType(`${what}: the pool must be a node-postgres Pool (pg.Pool), not ${describe(pool)}`);
+  }
+  if (typeof p.release === 'function' || (typeof p.connectionParameters === 'object' && p.connectionParameters !== null)) {
+    throw notAPoolError(
+      `${what}: the pool is a single connection (a pg.Client, or a client checked out of a pool), not a pool: velo-stream runs transactions concurrently, each on a connection of its own, and on one connection they would interleave. Pass a pg.Pool.`,
+    );
+  }
+}
+
+/** How long velo-stream waits for a connection of the pool before the wait is reported (it goes on waiting), ms. */
+export const POOL_WAIT_MS = 10_000;
+
+/** Who hears of a pool's waits for a connection: the reporters on it, and the episode under way. */
+interface PoolWatch {
+  /** Each worker's (or limiter's) report path, while it runs (`reportPoolWaits`). */
+  readonly reporters: Set<(error: Error) => void>;
+  /** Calls of velo-stream waiting for a connection of the pool (those that might wait: see `mayWait`). */
+  waiting: number;
+  /** This episode's report is made: none until `waiting` is back to 0. */
+  reported: boolean;
+}
+
+const watches = new WeakMap<PgPoolLike, PoolWatch>();
+
+function watchOf(pool: PgPoolLike): PoolWatch {
+  let watch = watches.get(pool);
+  if (watch === undefined) {
+    watch = { reporters: new Set(), waiting: 0, reported: false };
+    watches.set(pool, watch);
+  }
+  return watch;
+}
+
+/**
+ * Reports the waits of velo-stream for a connection of `pool` (ERR_VELO_POOL_EXHAUSTED, once per episode) to
+ * `report`, until the function returned is called. Every reporter on the pool hears of every wait (the pool's
+ * exhaustion holds every call on it back); with none, a wait is reported as a process warning.
+ */
+export function reportPoolWaits(pool: PgPoolLike, report: (error: Error) => void): () => void {
+  const watch = watchOf(pool);
+  // (A function of its own per call: one report path added twice is removed once per call.)
+  const reporter = (error: Error) => report(error);
+  watch.reporters.add(reporter);
+  return () => watch.reporters.delete(reporter);
+}
+
+/**
+ * Whether a connection asked of `pool` now might wait: false when the pool gives one at once (pg.Pool's counts: an
+ * idle connection or room for a new one, for each call queued before it). A pool that does not give its counts
+ * (a wrapper) might always. A few property reads: the calls that find a connection pay nothing more.
+ */
+function mayWait(pool: PgPoolLike): boolean {
+  const { waitingCount, idleCount, totalCount } = pool;
+  const max = pool.options?.max;
+  if (typeof waitingCount !== 'number' || typeof idleCount !== 'number' || typeof totalCount !== 'number') return true;
+  return typeof max !== 'number' || waitingCount >= idleCount + max - totalCount;
+}
+
+/**
+ * `pool.connect()`, its wait reported (ERR_VELO_POOL_EXHAUSTED: once per episode, `reportPoolWaits`) once it has
+ * lasted `ms`; refuses (ERR_VELO_NOT_A_POOL) a `connect()` that gives no client with `release()`.
+ */
+export async function connectWatched(pool: PgPoolLike, ms = POOL_WAIT_MS): Promise<PgClientLike> {
+  if (!mayWait(pool)) return checkedOut(await pool.connect());
+  const watch = watchOf(pool);
+  watch.waiting++;
+  const timer = setTimeout(() => {
+    if (watch.reported) return;
+    watch.reported = true;
+    const error = poolExhaustedError(pool, ms);
+    if (watch.reporters.size === 0) process.emitWarning(error);
+    for (const report of [...watch.reporters]) report(error);
+  }, ms);
+  // (A wait alone does not keep the process alive for its report.)
+  timer.unref();
+  try {
+    return checkedOut(await pool.connect());
+  } finally {
+    clearTimeout(timer);
+    if (--watch.waiting === 0) watch.reported = false;
+  }
+}
+
+function checkedOut(client: PgClientLike): PgClientLike {
+  if (typeof (client as Partial<PgClientLike> | null | undefined)?.release !== 'function') {
+    throw notAPoolError(
+      `The pool's connect() gave ${describe(client)}, not a client with release(): the pool is a single connection (a pg.Client), not a pool. Pass a pg.Pool.`,
+    );
+  }
+  return client;
+}
+
+/** One statement on a connection of `pool` (as `pool.query` runs it), its wait for the connection watched. */
+async function queryWatched(pool: PgPoolLike, config: { name?: string; text: string; values?: unknown[] }): Promise<PgResult> {
+  const client = await connectWatched(pool);
+  // (A checked-out client's connection errors come as an 'error' event: heard here, then it is destroyed.)
+  let lost: Error | undefined;
+  const onError = (error: Error) => (lost ??= error);
+  client.on('error', onError);
+  try {
+    return await client.query(config);
+  } catch (error) {
+    // (As pool.query does: a connection whose statement failed is destroyed, not given back.)
+    lost ??= error as Error;
+    throw error;
+  } finally {
+    client.removeListener('error', onError);
+    client.release(lost);
   }
 }
 
@@ -110,9 +223,18 @@ function nameOf(text: string): string {
   return name;
 }
 
-/** A parameterized statement, prepared (named) on its connection. */
+/**
+ * A parameterized statement, prepared (named) on its connection: on `db`'s own, or on a connection of the pool `db`
+ * (its wait for one watched, `connectWatched`, when it might wait).
+ */
 export function run(db: PgClientLike | PgPoolLike, text: string, values: unknown[] = []): Promise<PgResult> {
-  return db.query({ name: nameOf(text), text, values });
+  const config = { name: nameOf(text), text, values };
+  // (A client has release(); a pool, connect() and no release(): checkPool.)
+  const pool = db as Partial<PgClientLike> & Partial<PgPoolLike>;
+  if (typeof pool.release === 'function' || typeof pool.connect !== 'function' || !mayWait(db as PgPoolLike)) {
+    return db.query(config);
+  }
+  return queryWatched(db as PgPoolLike, config);
 }
 
 /** The default `idleMs` of `transaction`: the longest a transaction of velo-stream waits between its statements, ms. */
@@ -133,7 +255,7 @@ export async function transaction<T>(
   body: (client: PgClientLike) => Promise<T>,
   idleMs = IDLE_IN_TRANSACTION_MS,
 ): Promise<T> {
-  const client = await pool.connect();
+  const client = await connectWatched(pool);
   // A checked-out client's connection errors (the server ending the session: `idleMs` past, a restart) come as an
   // 'error' event, which the pool does not listen to while the client is out: unheard, it ends the process. The
   // statement in flight, or the next, fails with it too; then the connection is destroyed (release below). (The
