@@ -205,9 +205,10 @@ test('one connection is not a pool: a pg.Client or a checked-out client refused 
   } finally {
     checkedOut.release();
   }
-  // A wrapper whose connect() gives no client with release() (a Client behind it): refused at its first call.
+  // A wrapper that hands its one connection out (a Client, with no release()): refused at its first transaction.
   const wrapped = new pg.Client(postgres.config);
-  const fake = { query: (...a) => wrapped.query(...a), connect: () => wrapped.connect() };
+  await wrapped.connect();
+  const fake = { query: (...a) => wrapped.query(...a), connect: async () => wrapped };
   await assert.rejects(postgresProducer({ ...shared, pool: fake }).send('a', { n: 1 }), (error) => {
     assert.equal(error.cause?.code ?? error.code, 'ERR_VELO_NOT_A_POOL');
     return true;

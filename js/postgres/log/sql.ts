@@ -107,17 +107,73 @@ export function checkPool(what: string, pool: unknown): asserts pool is PgPoolLi
   }
 }
 
-/** How long velo-stream waits for a connection of the pool before the wait is reported (it goes on waiting), ms. */
+/** How long velo-stream's calls may wait for the pool with none given a connection before it is reported, ms. */
 export const POOL_WAIT_MS = 10_000;
+/** How often a pool's watch looks at its waits while some are pending, ms. */
+const WATCH_TICK_MS = 1000;
 
-/** Who hears of a pool's waits for a connection: the reporters on it, and the episode under way. */
-interface PoolWatch {
+/**
+ * A pool's waits for a connection, watched by one timer per pool while any is pending (not one per call): the calls
+ * of velo-stream that might wait (`mayWait`) count themselves in and out; a tick that finds some pending and none
+ * given a connection for POOL_WAIT_MS, while the pool still has calls queued, reports the pool exhausted.
+ */
+class PoolWatch {
   /** Each worker's (or limiter's) report path, while it runs (`reportPoolWaits`). */
-  readonly reporters: Set<(error: Error) => void>;
-  /** Calls of velo-stream waiting for a connection of the pool (those that might wait: see `mayWait`). */
-  waiting: number;
-  /** This episode's report is made: none until `waiting` is back to 0. */
-  reported: boolean;
+  readonly reporters = new Set<(error: Error) => void>();
+  /** Calls that might wait, pending. */
+  waiting = 0;
+  /** Of those, the ones that got their connection (or their answer), ever. */
+  done = 0;
+  /** This episode's report is made: none more until `waiting` is back to 0. */
+  reported = false;
+  #timer: NodeJS.Timeout | null = null;
+  /** `done` at the last tick, and when it last moved (as seen by a tick: never before it did). */
+  #seen = 0;
+  #movedAt = 0;
+
+  constructor(
+    readonly pool: PgPoolLike,
+    readonly ms: number,
+  ) {}
+
+  /** A call that might wait: counted in, and the ticks started if they are not. */
+  enter(): void {
+    this.waiting++;
+    if (this.#timer !== null) return;
+    this.#seen = this.done;
+    this.#movedAt = performance.now();
+    this.#timer = setInterval(() => this.#tick(), WATCH_TICK_MS);
+    // (A wait alone does not keep the process alive for its report.)
+    this.#timer.unref();
+  }
+
+  /** The call got its connection (or failed): counted out. */
+  leave(): void {
+    this.done++;
+    if (--this.waiting === 0) this.reported = false;
+  }
+
+  #tick(): void {
+    const now = performance.now();
+    if (this.waiting === 0) {
+      if (this.#timer !== null) clearInterval(this.#timer);
+      this.#timer = null;
+      return;
+    }
+    if (this.done !== this.#seen) {
+      this.#seen = this.done;
+      this.#movedAt = now;
+      return;
+    }
+    // (A pool that says its counts has calls queued for a connection: what is pending waits for the pool, not for
+    // a statement of its own.)
+    const queued = this.pool.waitingCount;
+    if (this.reported || now - this.#movedAt < this.ms || (typeof queued === 'number' && queued === 0)) return;
+    this.reported = true;
+    const error = poolExhaustedError(this.pool, this.ms);
+    if (this.reporters.size === 0) process.emitWarning(error);
+    for (const report of [...this.reporters]) report(error);
+  }
 }
 
 const watches = new WeakMap<PgPoolLike, PoolWatch>();
@@ -125,7 +181,7 @@ const watches = new WeakMap<PgPoolLike, PoolWatch>();
 function watchOf(pool: PgPoolLike): PoolWatch {
   let watch = watches.get(pool);
   if (watch === undefined) {
-    watch = { reporters: new Set(), waiting: 0, reported: false };
+    watch = new PoolWatch(pool, POOL_WAIT_MS);
     watches.set(pool, watch);
   }
   return watch;
@@ -157,27 +213,17 @@ function mayWait(pool: PgPoolLike): boolean {
 }
 
 /**
- * `pool.connect()`, its wait reported (ERR_VELO_POOL_EXHAUSTED: once per episode, `reportPoolWaits`) once it has
- * lasted `ms`; refuses (ERR_VELO_NOT_A_POOL) a `connect()` that gives no client with `release()`.
+ * `pool.connect()`, its wait watched (ERR_VELO_POOL_EXHAUSTED: `PoolWatch`, `reportPoolWaits`); refuses
+ * (ERR_VELO_NOT_A_POOL) a `connect()` that gives no client with `release()`.
  */
-export async function connectWatched(pool: PgPoolLike, ms = POOL_WAIT_MS): Promise<PgClientLike> {
+export async function connectWatched(pool: PgPoolLike): Promise<PgClientLike> {
   if (!mayWait(pool)) return checkedOut(await pool.connect());
   const watch = watchOf(pool);
-  watch.waiting++;
-  const timer = setTimeout(() => {
-    if (watch.reported) return;
-    watch.reported = true;
-    const error = poolExhaustedError(pool, ms);
-    if (watch.reporters.size === 0) process.emitWarning(error);
-    for (const report of [...watch.reporters]) report(error);
-  }, ms);
-  // (A wait alone does not keep the process alive for its report.)
-  timer.unref();
+  watch.enter();
   try {
     return checkedOut(await pool.connect());
   } finally {
-    clearTimeout(timer);
-    if (--watch.waiting === 0) watch.reported = false;
+    watch.leave();
   }
 }
 
@@ -188,25 +234,6 @@ function checkedOut(client: PgClientLike): PgClientLike {
     );
   }
   return client;
-}
-
-/** One statement on a connection of `pool` (as `pool.query` runs it), its wait for the connection watched. */
-async function queryWatched(pool: PgPoolLike, config: { name?: string; text: string; values?: unknown[] }): Promise<PgResult> {
-  const client = await connectWatched(pool);
-  // (A checked-out client's connection errors come as an 'error' event: heard here, then it is destroyed.)
-  let lost: Error | undefined;
-  const onError = (error: Error) => (lost ??= error);
-  client.on('error', onError);
-  try {
-    return await client.query(config);
-  } catch (error) {
-    // (As pool.query does: a connection whose statement failed is destroyed, not given back.)
-    lost ??= error as Error;
-    throw error;
-  } finally {
-    client.removeListener('error', onError);
-    client.release(lost);
-  }
 }
 
 /** The server's clock, ms since the epoch (floored, as Redis' TIME is read): every expiry and entry id uses it. */
@@ -223,10 +250,7 @@ function nameOf(text: string): string {
   return name;
 }
 
-/**
- * A parameterized statement, prepared (named) on its connection: on `db`'s own, or on a connection of the pool `db`
- * (its wait for one watched, `connectWatched`, when it might wait).
- */
+/** A parameterized statement, prepared (named) on its connection; on a pool, its wait watched when it might wait. */
 export function run(db: PgClientLike | PgPoolLike, text: string, values: unknown[] = []): Promise<PgResult> {
   const config = { name: nameOf(text), text, values };
   // (A client has release(); a pool, connect() and no release(): checkPool.)
@@ -234,7 +258,12 @@ export function run(db: PgClientLike | PgPoolLike, text: string, values: unknown
   if (typeof pool.release === 'function' || typeof pool.connect !== 'function' || !mayWait(db as PgPoolLike)) {
     return db.query(config);
   }
-  return queryWatched(db as PgPoolLike, config);
+  const watch = watchOf(db as PgPoolLike);
+  watch.enter();
+  const done = () => watch.leave();
+  const result = db.query(config);
+  result.then(done, done);
+  return result;
 }
 
 /** The default `idleMs` of `transaction`: the longest a transaction of velo-stream waits between its statements, ms. */
