@@ -411,7 +411,7 @@ export const ERROR_CODES = {
   ERR_VELO_NOT_A_POOL: {
     class: 'TypeError',
     from: 'velo-stream/postgres',
-    when: "The `pool` option is a single connection (a `pg.Client`, or a client checked out of a pool), or its `connect()` gave no client with `release()`: velo-stream runs transactions concurrently, each on a connection of its own, and on one connection they would interleave.",
+    when: 'The `pool` option is a single connection (a `pg.Client`, or a client checked out of a pool), or its `connect()` gave no client with `release()`: velo-stream runs transactions concurrently, each on a connection of its own, and on one connection they would interleave.',
     action: 'Pass a `pg.Pool` (or a wrapper of one whose `connect()` resolves to a client with `release()`).',
   },
   ERR_VELO_TRANSACTION_IDLE: {
