@@ -371,7 +371,7 @@ test('a schema of an older release is refused (ERR_VELO_SCHEMA_VERSION), not mig
 test('bounds and options: too many entries or outputs are refused (ERR_VELO_RECORDING_TOO_LARGE), never cut; bad options with their codes', async () => {
   await recorded$();
   const { shared } = recorded.pg;
-  await assert.rejects(postgresRecording({ ...shared, maxEntries: 2 }), {
+  await assert.rejects(postgresRecording({ ...shared, maxEntries: 2, maxOutputs: 1e9 }), {
     code: 'ERR_VELO_RECORDING_TOO_LARGE',
     message:
       /^postgresRecording\(\): partition \d has more than 2 (input entries|session ends|live sessions) to record \(maxEntries bounds a partition's input entries, session ends and live sessions, each\): record fewer \(keys, since, only\) or raise maxEntries$/,
