@@ -2,9 +2,13 @@
 // (shared, refcounted): as many functions as the pool has connections all run, where a LISTEN connection each
 // would take every connection and starve their calls silently. A pool too small for a worker that listens (max 1)
 // is refused at once (ERR_VELO_POOL_TOO_SMALL), and the shared connection goes back when the last worker closes.
+// Every wait of velo-stream for a connection of an exhausted pool (the app's own calls holding them all) is reported
+// once per episode (ERR_VELO_POOL_EXHAUSTED), through the workers' onError or as a process warning, and the calls
+// go on once a connection is free. One connection (a pg.Client) given as the pool is refused (ERR_VELO_NOT_A_POOL).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { postgresLimiter, postgresProducer, postgresWorker } from 'velo-stream/postgres';
+import pg from 'pg';
+import { postgresLimiter, postgresOutputs, postgresProducer, postgresWorker } from 'velo-stream/postgres';
 import { totals } from './helpers/redis-fixtures.mjs';
 import { pool, postgres, usePostgres } from './helpers/postgres-suite.mjs';
 
@@ -96,5 +100,130 @@ test('a pool of one connection for a limiter that listens: refused at once, ERR_
     (await waiting).release();
   } finally {
     await limiter.close();
+  }
+});
+
+/** The outputs of `schema` for key `key`. */
+async function outputsOf(schema, key) {
+  const { rows } = await pool().query(`SELECT count(*)::int AS n FROM ${schema}.outputs WHERE key = $1`, [key]);
+  return rows[0].n;
+}
+
+test("a worker's calls on a pool the app holds every connection of: reported once per episode (ERR_VELO_POOL_EXHAUSTED), and it goes on", async () => {
+  const schema = 'velo_exhausted';
+  const app = postgres.pool({ max: 2 });
+  const shared = { schema, name: 'tot', partitions: 2 };
+  await postgresProducer({ pool: pool(), ...shared }).send('warm', { n: 0 });
+  const errors = [];
+  const worker = postgresWorker(totals({ idleTimeout: 0 }), {
+    pool: app,
+    ...shared,
+    leaseTtl: 60_000,
+    onError: (error) => errors.push(error),
+  });
+  const exhausted = () => errors.filter((e) => e.code === 'ERR_VELO_POOL_EXHAUSTED');
+  const reader = postgresOutputs({ pool: app, ...shared, from: 'end', pollInterval: 50 })[Symbol.asyncIterator]();
+  const held = [];
+  try {
+    await until(async () => worker.stats().owned.length === 2 && (await listening(schema)) === 1, 'the partitions and LISTEN');
+    const read = reader.next();
+    // The app takes the pool's other connection: the LISTEN connection holds one, so the worker's renewals, its
+    // waits' polls, the reader's polls and a send all wait for it.
+    held.push(await app.connect());
+    const sent = postgresProducer({ pool: app, ...shared }).send('a', { n: 1 });
+    await until(() => exhausted().length > 0, 'the report', 30_000);
+    assert.match(exhausted()[0].message, /no connection for 10000 ms \(max 2, 2 open, 0 idle, [1-9]\d* waiting\)/);
+    // Once per episode: the calls still waiting (polls every 50 ms and 200 ms) report nothing more.
+    await sleep(3000);
+    assert.equal(exhausted().length, 1);
+    held.pop().release();
+    await sent;
+    await until(async () => (await outputsOf(schema, 'a')) === 1, 'the output of the send that waited');
+    assert.equal((await read).value.key, 'a');
+    // A second episode is reported again.
+    await sleep(500);
+    held.push(await app.connect());
+    await until(() => exhausted().length === 2, 'the second report', 30_000);
+    held.pop().release();
+    await postgresProducer({ pool: app, ...shared }).send('a', { n: 2 });
+    await until(async () => (await outputsOf(schema, 'a')) === 2, 'the output after the second episode');
+    assert.deepEqual(
+      errors.filter((e) => e.code !== 'ERR_VELO_POOL_EXHAUSTED'),
+      [],
+    );
+    assert.deepEqual(worker.stats().owned.length, 2);
+  } finally {
+    for (const client of held) client.release();
+    await reader.return();
+    await worker.close();
+  }
+});
+
+test('a send alone on an exhausted pool: reported as a process warning (ERR_VELO_POOL_EXHAUSTED), then written', async () => {
+  const app = postgres.pool({ max: 1 });
+  const shared = { pool: app, schema: 'velo_exhausted_send', name: 'tot', partitions: 1 };
+  const producer = postgresProducer(shared);
+  await producer.send('warm', { n: 0 });
+  const warnings = [];
+  const onWarning = (warning) => warnings.push(warning);
+  process.on('warning', onWarning);
+  const held = await app.connect();
+  let released = false;
+  try {
+    const sent = producer.send('a', { n: 1 });
+    await until(() => warnings.some((w) => w.code === 'ERR_VELO_POOL_EXHAUSTED'), 'the warning', 30_000);
+    held.release();
+    released = true;
+    assert.match(await sent, /^\d+-\d+$/);
+  } finally {
+    if (!released) held.release();
+    process.removeListener('warning', onWarning);
+  }
+  assert.equal(warnings.filter((w) => w.code === 'ERR_VELO_POOL_EXHAUSTED').length, 1);
+});
+
+test('one connection is not a pool: a pg.Client or a checked-out client refused (ERR_VELO_NOT_A_POOL); a plain object ERR_INVALID_ARG_TYPE; a wrapper of a pool runs', async () => {
+  const shared = { schema: 'velo_not_a_pool', name: 'tot', partitions: 1 };
+  const client = new pg.Client(postgres.config);
+  const checkedOut = await pool().connect();
+  try {
+    for (const [given, code] of [
+      [client, 'ERR_VELO_NOT_A_POOL'],
+      [checkedOut, 'ERR_VELO_NOT_A_POOL'],
+      [{}, 'ERR_INVALID_ARG_TYPE'],
+      [{ query: () => {} }, 'ERR_INVALID_ARG_TYPE'],
+    ]) {
+      const options = { ...shared, pool: given };
+      assert.throws(() => postgresWorker(totals(), options), { code }, code);
+      assert.throws(() => postgresProducer(options), { code });
+      assert.throws(() => postgresOutputs(options), { code });
+      assert.throws(() => postgresLimiter({ pool: given, name: 'one', concurrency: 1 }), { code });
+    }
+    assert.throws(() => postgresProducer({ ...shared, pool: client }), {
+      message: /single connection \(a pg\.Client, or a client checked out of a pool\), not a pool/,
+    });
+  } finally {
+    checkedOut.release();
+  }
+  // A wrapper that hands its one connection out (a Client, with no release()): refused at its first transaction.
+  const wrapped = new pg.Client(postgres.config);
+  await wrapped.connect();
+  const fake = { query: (...a) => wrapped.query(...a), connect: async () => wrapped };
+  await assert.rejects(postgresProducer({ ...shared, pool: fake }).send('a', { n: 1 }), (error) => {
+    assert.equal(error.cause?.code ?? error.code, 'ERR_VELO_NOT_A_POOL');
+    return true;
+  });
+  await wrapped.end().catch(() => {});
+  // A pool-like wrapper (no counts, no options): accepted, and a worker runs on it.
+  const p = postgres.pool({ max: 4 });
+  const wrapper = { query: (...a) => p.query(...a), connect: () => p.connect() };
+  const errors = [];
+  const worker = postgresWorker(totals({ idleTimeout: 0 }), { ...shared, pool: wrapper, onError: (e) => errors.push(e) });
+  try {
+    await postgresProducer({ ...shared, pool: wrapper }).send('a', { n: 1 });
+    await until(async () => (await outputsOf(shared.schema, 'a')) === 1, 'the output through the wrapper');
+    assert.deepEqual(errors, []);
+  } finally {
+    await worker.close();
   }
 });

@@ -371,19 +371,20 @@ test('a schema of an older release is refused (ERR_VELO_SCHEMA_VERSION), not mig
 test('bounds and options: too many entries or outputs are refused (ERR_VELO_RECORDING_TOO_LARGE), never cut; bad options with their codes', async () => {
   await recorded$();
   const { shared } = recorded.pg;
-  await assert.rejects(postgresRecording({ ...shared, maxEntries: 2 }), {
+  await assert.rejects(postgresRecording({ ...shared, maxEntries: 2, maxOutputs: 1e9 }), {
     code: 'ERR_VELO_RECORDING_TOO_LARGE',
-    message: /^postgresRecording\(\): partition \d's .* has more than 2 entries: record fewer \(keys, since, only\) or raise the bound$/,
+    message:
+      /^postgresRecording\(\): partition \d has more than 2 (input entries|session ends|live sessions) to record \(maxEntries bounds a partition's input entries, session ends and live sessions, each\): record fewer \(keys, since, only\) or raise maxEntries$/,
   });
   await assert.rejects(postgresRecording({ ...shared, maxOutputs: 1 }), {
     code: 'ERR_VELO_RECORDING_TOO_LARGE',
-    message: /partition \d's outputs has more than 1 entries/,
+    message: /partition \d has more than 1 outputs to record \(maxOutputs bounds a partition's outputs\): .* or raise maxOutputs$/,
   });
   // The same bounds on Redis, with the same code.
   await assert.rejects(exportRecording({ client, name: recorded.redis.name, partitions: PARTITIONS, maxOutputs: 1 }), {
     code: 'ERR_VELO_RECORDING_TOO_LARGE',
   });
-  // With keys, the bounds count what is recorded (their rows only); Redis reads the whole partition and filters it.
+  // With keys, the bounds count what is recorded (their rows only), on both backends.
   const cyPart = adaPart(recorded.pg.recording, { book: recorded.pg.ids.hat });
   const whole = recorded.pg.recording.parts.find((part) => part.partition === cyPart);
   assert.ok(whole.input.length > 1 && whole.ends.length > 1, "cy's partition holds other keys' entries and ends");
@@ -393,9 +394,10 @@ test('bounds and options: too many entries or outputs are refused (ERR_VELO_RECO
     [recorded.pg.ids.hat],
   );
   assert.deepEqual(cy.parts[0].ends, whole.ends.filter((e) => e.sid.startsWith('cy@')));
-  await assert.rejects(
-    exportRecording({ client, name: recorded.redis.name, partitions: PARTITIONS, keys: ['cy'], maxEntries: 1 }),
-    { code: 'ERR_VELO_RECORDING_TOO_LARGE' },
+  const cyRedis = await exportRecording({ client, name: recorded.redis.name, partitions: PARTITIONS, keys: ['cy'], maxEntries: 1 });
+  assert.deepEqual(
+    cyRedis.parts[0].input.map((e) => e.id),
+    [recorded.redis.ids.hat],
   );
   // A range past every entry, and the largest partition count.
   const far = await postgresRecording({ ...shared, since: Number.MAX_SAFE_INTEGER });
@@ -514,4 +516,54 @@ test("wake-ups and a handler's failure: recorded as on Redis, and replayed the s
     changed.differences.map((d) => [d.kind, d.key, d.seq, d.replayed]),
     [['output', 't1', 1, { value: { timedOut: 'late' } }]],
   );
+});
+
+test('maxEntries on its boundary, the same on Postgres and Redis: each of input entries, session ends and live sessions up to it recorded, one more refused', async () => {
+  await recorded$();
+  const exports = {
+    pg: (options) => postgresRecording({ ...recorded.pg.shared, ...options }),
+    redis: (options) => exportRecording({ client, name: recorded.redis.name, partitions: PARTITIONS, ...options }),
+  };
+  for (const [backend, record] of Object.entries(exports)) {
+    const full = backend === 'pg' ? recorded.pg.recording : recorded.redis.recording;
+    for (const part of full.parts) {
+      const only = [part.partition];
+      // The checks' order: ends, live sessions, then the input (outputs have maxOutputs of their own).
+      const counts = [
+        ['session ends', part.ends.length],
+        ['live sessions', part.live.length],
+        ['input entries', part.input.length],
+      ];
+      const n = Math.max(...counts.map(([, c]) => c));
+      assert.ok(n >= 1, `${backend}: partition ${part.partition} records something`);
+      const at = await record({ only, maxEntries: n, maxOutputs: 1e9 });
+      assert.deepEqual(at.parts, [part], `${backend}: exactly maxEntries (${n}) is recorded whole`);
+      const over = counts.find(([, c]) => c > n - 1)[0];
+      if (n > 1) {
+        await assert.rejects(record({ only, maxEntries: n - 1, maxOutputs: 1e9 }), {
+          code: 'ERR_VELO_RECORDING_TOO_LARGE',
+          message: new RegExp(`partition ${part.partition} has more than ${n - 1} ${over} to record \\(maxEntries`),
+        });
+      }
+    }
+    // Session ends alone: from a time past every entry, the input is empty and the ends are kept.
+    const since = Number.MAX_SAFE_INTEGER;
+    const ends = full.parts.find((p) => p.ends.length > 1);
+    assert.ok(ends !== undefined, `${backend}: a partition with two ends or more`);
+    const only = [ends.partition];
+    const kept = await record({ only, since, maxEntries: ends.ends.length });
+    assert.deepEqual(kept.parts[0].ends, ends.ends);
+    assert.equal(kept.parts[0].input.length, 0);
+    await assert.rejects(record({ only, since, maxEntries: ends.ends.length - 1 }), {
+      code: 'ERR_VELO_RECORDING_TOO_LARGE',
+      message: new RegExp(`partition ${ends.partition} has more than ${ends.ends.length - 1} session ends to record`),
+    });
+    // Outputs: maxOutputs, on its boundary too.
+    const outputs = Math.max(...full.parts.map((p) => p.outputs.length));
+    await record({ maxOutputs: outputs });
+    await assert.rejects(record({ maxOutputs: outputs - 1 }), {
+      code: 'ERR_VELO_RECORDING_TOO_LARGE',
+      message: new RegExp(`has more than ${outputs - 1} outputs to record \\(maxOutputs`),
+    });
+  }
 });

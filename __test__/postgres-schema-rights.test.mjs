@@ -59,7 +59,11 @@ test('a schema renamed after it was made: refused with ERR_VELO_SCHEMA_VERSION, 
   await assert.rejects(postgresProducer({ ...shared, schema: 'velo_ren_new' }).send('a', { n: 1, amount: 1 }), (error) => {
     assert.equal(error.code, 'ERR_VELO_SEND_FAILED');
     assert.equal(error.cause?.code, 'ERR_VELO_SCHEMA_VERSION');
-    assert.match(error.cause.message, /renamed/);
+    // What was found, in words and in `found`: the schema's version, made under the old name.
+    const [, version] = /^Postgres schema "velo_ren_new" was renamed: found a schema at version (\d+) made as "velo_ren_old" \(its function \w+ writes schema "velo_ren_old"\)/.exec(error.cause.message) ?? [];
+    assert.ok(version !== undefined, error.cause.message);
+    assert.equal(error.cause.found, Number(version));
+    assert.ok(error.cause.found >= 4 && error.cause.found <= error.cause.expected, `found ${error.cause.found}`);
     return true;
   });
   const errors = [];
@@ -72,6 +76,8 @@ test('a schema renamed after it was made: refused with ERR_VELO_SCHEMA_VERSION, 
   try {
     await until(() => errors.length > 0, 'the refusal');
     assert.equal(errors[0].code, 'ERR_VELO_SCHEMA_VERSION');
+    assert.match(errors[0].message, /renamed: found a schema at version \d+ made as "velo_ren_old"/);
+    assert.equal(errors[0].found, errors[0].expected);
     assert.deepEqual(worker.stats().owned, []);
   } finally {
     await worker.close();

@@ -411,8 +411,14 @@ export const ERROR_CODES = {
   ERR_VELO_POOL_EXHAUSTED: {
     class: '',
     from: 'velo-stream/postgres',
-    when: "The pool gave velo-stream's LISTEN connection no connection for 10 s: every connection of the pool is checked out (the user's own calls, or more calls in flight than `max`). Reported through the worker's `onError`; it goes on waiting, its waits polling meanwhile.",
+    when: "A call of velo-stream (a lease renewal or takeover, a read, a commit, a send, a reader's poll, a migration, the LISTEN connection) has waited 10 s for a connection of the pool: every connection is checked out (the user's own calls, or more calls in flight than `max`). Reported once per episode (until no call of velo-stream waits for the pool) through the `onError` of every worker on the pool in the process, or as a process warning when none runs; the calls go on waiting.",
     action: 'Give the pool a larger `max` (docs/postgres.md, pool sizing), or find what holds its connections.',
+  },
+  ERR_VELO_NOT_A_POOL: {
+    class: 'TypeError',
+    from: 'velo-stream/postgres',
+    when: 'The `pool` option is a single connection (a `pg.Client`, or a client checked out of a pool), or its `connect()` gave no client with `release()`: velo-stream runs transactions concurrently, each on a connection of its own, and on one connection they would interleave.',
+    action: 'Pass a `pg.Pool` (or a wrapper of one whose `connect()` resolves to a client with `release()`).',
   },
   ERR_VELO_TRANSACTION_IDLE: {
     class: '',
@@ -1333,6 +1339,11 @@ export function poolTooSmallError(message: string): RangeError & { code: 'ERR_VE
 /** `ERR_VELO_POOL_EXHAUSTED`: the pool gave no connection within a bound. */
 export function poolExhaustedErrorOf(message: string): Error & { code: 'ERR_VELO_POOL_EXHAUSTED' } {
   return coded(new Error(message), 'ERR_VELO_POOL_EXHAUSTED');
+}
+
+/** `ERR_VELO_NOT_A_POOL`: the `pool` option is one connection, not a pool. */
+export function notAPoolError(message: string): TypeError & { code: 'ERR_VELO_NOT_A_POOL' } {
+  return coded(new TypeError(message), 'ERR_VELO_NOT_A_POOL');
 }
 
 /** `ERR_VELO_TRANSACTION_IDLE`: the server ended a transaction for its idle timeout (`cause`: the connection's error). */

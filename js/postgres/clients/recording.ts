@@ -21,7 +21,7 @@ import {
   tooManyError,
 } from '../../redis/common/recording';
 import { SCHEMA_VERSION } from '../log/schema';
-import { type PgClientLike, type PgPoolLike, idOf, idParts, run, str } from '../log/sql';
+import { type PgClientLike, type PgPoolLike, connectWatched, idOf, idParts, run, str } from '../log/sql';
 import { type PostgresOptions, resolvePgOptions } from './options';
 
 /**
@@ -80,7 +80,7 @@ function outputFields(r: Record<string, unknown>): EntryFields {
 /**
  * The rows of `sql` (with `$1` fn, `$2` partition, `$3` `$4` the last id read, `$5` the page size, `$6` the keys
  * or null, `$7` `$8` the last id to read), in pages by `(ms, seq)`, from `start` to `end` (both inclusive); more
- * than `max` is refused.
+ * than `max` is refused (`tooManyError` of `items`).
  */
 async function pages(
   r: Read,
@@ -89,7 +89,7 @@ async function pages(
   start: readonly [string, string],
   end: readonly [string, string],
   max: number,
-  where: string,
+  items: 'input entries' | 'outputs',
 ): Promise<Record<string, unknown>[]> {
   const found: Record<string, unknown>[] = [];
   // (The first page from the id before `start`: `(ms, seq) > (ms, seq - 1)`; seq -1 is below every seq.)
@@ -97,7 +97,7 @@ async function pages(
   for (;;) {
     const { rows } = await run(r.client, sql, [r.fn, p, after[0], after[1], PAGE, r.keys, end[0], end[1]]);
     found.push(...rows);
-    if (found.length > max) throw tooManyError(WHAT, where, max);
+    if (found.length > max) throw tooManyError(WHAT, `partition ${p}`, max, items);
     if (rows.length < PAGE) return found;
     const last = rows[rows.length - 1];
     after = [str(last.ms), str(last.seq)];
@@ -106,7 +106,6 @@ async function pages(
 
 async function readPartition(r: Read, p: number): Promise<RecordedPartition> {
   const { client, S, fn } = r;
-  const where = `partition ${p}`;
   // Where the retained input starts: entries before it were trimmed (or are before `since`).
   const first = await run(
     client,
@@ -127,7 +126,7 @@ async function readPartition(r: Read, p: number): Promise<RecordedPartition> {
       ORDER BY sid LIMIT $3`,
     [fn, p, r.maxEntries + 1, r.keys],
   );
-  if (ends.rows.length > r.maxEntries) throw tooManyError(WHAT, `${where}'s ends`, r.maxEntries);
+  if (ends.rows.length > r.maxEntries) throw tooManyError(WHAT, `partition ${p}`, r.maxEntries, 'session ends');
   const live = await run(
     client,
     `SELECT sid FROM (SELECT sid FROM ${S}.marks WHERE fn = $1 AND p = $2
@@ -137,7 +136,7 @@ async function readPartition(r: Read, p: number): Promise<RecordedPartition> {
       LIMIT $3`,
     [fn, p, r.maxEntries + 1, r.keys],
   );
-  if (live.rows.length > r.maxEntries) throw tooManyError(WHAT, `${where}'s live sessions`, r.maxEntries);
+  if (live.rows.length > r.maxEntries) throw tooManyError(WHAT, `partition ${p}`, r.maxEntries, 'live sessions');
   // The outputs from the first entry's time: a session that began there wrote none before it. (With keys, only
   // theirs are read, as only their entries, ends and live sessions are: the bounds count what is recorded.)
   const outputs = await pages(
@@ -150,7 +149,7 @@ async function readPartition(r: Read, p: number): Promise<RecordedPartition> {
     [idParts(from)[0], '0'],
     [MAX_INT8, MAX_INT8],
     r.maxOutputs,
-    `${where}'s outputs`,
+    'outputs',
   );
   // How far the worker had read: later entries no session had seen.
   const cursor = await run(client, `SELECT delivered_ms, delivered_seq FROM ${S}.cursors WHERE fn = $1 AND p = $2`, [fn, p]);
@@ -168,7 +167,7 @@ async function readPartition(r: Read, p: number): Promise<RecordedPartition> {
           idParts(from),
           idParts(delivered),
           r.maxEntries,
-          `${where}'s input`,
+          'input entries',
         );
   const read: PartitionRead = {
     partition: p,
@@ -210,7 +209,7 @@ async function readable(client: PgClientLike, S: string, schema: string): Promis
 
 /** Runs `body` in a READ ONLY, REPEATABLE READ transaction (one snapshot) on a connection of its own. */
 async function snapshot<T>(pool: PgPoolLike, body: (client: PgClientLike) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
+  const client = await connectWatched(pool);
   // (A connection error while the client is out comes as an 'error' event: heard here, then the connection is
   // destroyed rather than given back.)
   let lost: Error | undefined;
@@ -238,8 +237,8 @@ async function snapshot<T>(pool: PgPoolLike, body: (client: PgClientLike) => Pro
  * a file (`JSON.stringify`) for `velo-replay run --recording`. Read in one snapshot (a READ ONLY, REPEATABLE READ
  * transaction); nothing is written. It holds what the tables retain: workers trim the input every `trimInterval`
  * (set it long, or `0`, on a function you record).
- * @throws {RangeError} `ERR_VELO_RECORDING_TOO_LARGE` when a partition holds more than `maxEntries` entries (ends,
- * live sessions) or `maxOutputs` outputs of the keys recorded.
+ * @throws {RangeError} `ERR_VELO_RECORDING_TOO_LARGE` when a partition holds more than `maxEntries` input entries,
+ * session ends or live sessions, or more than `maxOutputs` outputs, of the keys recorded.
  * @throws {Error} `ERR_VELO_SCHEMA_VERSION` for a schema this release cannot read.
  */
 export async function postgresRecording(options: PostgresRecordingOptions): Promise<Recording> {

@@ -39,6 +39,7 @@ import {
   idOf,
   idParts,
   millis,
+  reportPoolWaits,
   run,
   str,
   transaction,
@@ -68,7 +69,10 @@ export interface PgLogOptions {
   /** The function's name (1-200 characters, no whitespace). */
   readonly name: string;
   readonly partitions: number;
-  /** Errors of the log's own LISTEN connection (its waits poll meanwhile). */
+  /**
+   * Errors of the log's own LISTEN connection (its waits poll meanwhile), and, from the log's making to its
+   * `close()`, the waits of velo-stream for a connection of the pool (ERR_VELO_POOL_EXHAUSTED: sql.ts).
+   */
   readonly onError?: (error: Error) => void;
   /** How often a wait looks for input besides notifications, ms (default 200). */
   readonly pollInterval?: number;
@@ -165,6 +169,8 @@ export class PgLog implements PartitionLog {
   readonly #pollInterval: number;
   readonly #effects: CommitEffects | undefined;
   readonly #idle: number;
+  /** Ends the log's hearing of the pool's waits (`onError` given), at `close()`. */
+  readonly #unwatch: () => void;
   #closed = false;
 
   /** A log on a prepared space (`preparePg`); `PgLog.open` does both. */
@@ -200,6 +206,7 @@ export class PgLog implements PartitionLog {
       throw outOfRange(`PgLog: "idleInTransaction" must be an integer from 0 to 2^31-1 ms, not ${describe(idle)}`);
     }
     this.#idle = idle;
+    this.#unwatch = options.onError === undefined ? () => {} : reportPoolWaits(pool, onError);
   }
 
   /** Migrates the schema, makes the function's partition rows, and opens a log on them. */
@@ -644,6 +651,7 @@ export class PgLog implements PartitionLog {
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.#unwatch();
     await this.#waiter.close();
   }
 }

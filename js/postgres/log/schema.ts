@@ -322,8 +322,8 @@ const checkedNames = new WeakMap<PgPoolLike, Set<string>>();
 
 /**
  * Refuses a schema renamed after it was made (ALTER SCHEMA ... RENAME): its functions' bodies name the schema they
- * were made in, so a worker on the new name would write the old schema's rows (ERR_VELO_SCHEMA_VERSION). Checked
- * once per pool and schema in a process; functions missing (a schema below version 4) pass.
+ * were made in, so a worker on the new name would write the old schema's rows (ERR_VELO_SCHEMA_VERSION, `found`:
+ * the schema's version). Checked once per pool and schema in a process; functions missing (below version 4) pass.
  */
 async function checkNotRenamed(pool: PgPoolLike, S: string, schema: string): Promise<void> {
   const checked = checkedNames.get(pool) ?? new Set<string>();
@@ -338,9 +338,12 @@ async function checkNotRenamed(pool: PgPoolLike, S: string, schema: string): Pro
   const other = rows.find((r) => !str(r.prosrc).includes(`${S}.`));
   if (other !== undefined) {
     const named = /"([a-z_][a-z0-9_]*)"\./.exec(str(other.prosrc))?.[1];
+    const { rows: last } = await run(pool, `SELECT max(version) AS v FROM ${S}.migrations`);
+    const version = Number(last[0]?.v ?? 0);
+    const made = named === undefined ? 'under another name' : `as "${named}"`;
     throw schemaVersionError(
-      `Postgres schema "${schema}" was renamed: its function ${str(other.proname)} writes schema "${named ?? '?'}". Do not rename velo-stream's schema; to move, stop the workers, rename it back, and see docs/postgres.md#upgrading.`,
-      -1,
+      `Postgres schema "${schema}" was renamed: found a schema at version ${version} made ${made} (its function ${str(other.proname)} writes schema "${named ?? '?'}"), where a worker would write the other schema's tables. Do not rename velo-stream's schema; to move, stop the workers, rename it back, and see docs/postgres.md#upgrading.`,
+      version,
       SCHEMA_VERSION,
     );
   }

@@ -7,6 +7,7 @@ import {
   describe,
   invalidType,
   invalidValue,
+  notAPoolError,
   outOfRange,
   poolExhaustedErrorOf,
   poolTooSmallError,
@@ -88,12 +89,151 @@ export function poolExhaustedError(pool: PgPoolLike, ms: number): Error {
   );
 }
 
-/** Checks that `pool` looks like a node-postgres Pool. */
+/**
+ * Checks that `pool` looks like a node-postgres Pool: `query()` and `connect()`, and not one connection (a
+ * `pg.Client`, or a client checked out of a pool: both carry `connectionParameters`, and the latter `release()`),
+ * on which velo-stream's concurrent transactions would interleave (ERR_VELO_NOT_A_POOL). A pool's `connect()`
+ * resolves to a client with `release()`: `connectWatched` holds it to that at each checkout.
+ */
 export function checkPool(what: string, pool: unknown): asserts pool is PgPoolLike {
-  const p = pool as Partial<PgPoolLike> | null;
+  const p = pool as (Partial<PgPoolLike> & { release?: unknown; connectionParameters?: unknown }) | null;
   if (p === null || typeof p !== 'object' || typeof p.query !== 'function' || typeof p.connect !== 'function') {
     throw invalidType(`${what}: the pool must be a node-postgres Pool (pg.Pool), not ${describe(pool)}`);
   }
+  if (typeof p.release === 'function' || (typeof p.connectionParameters === 'object' && p.connectionParameters !== null)) {
+    throw notAPoolError(
+      `${what}: the pool is a single connection (a pg.Client, or a client checked out of a pool), not a pool: velo-stream runs transactions concurrently, each on a connection of its own, and on one connection they would interleave. Pass a pg.Pool.`,
+    );
+  }
+}
+
+/** How long velo-stream's calls may wait for the pool with none given a connection before it is reported, ms. */
+export const POOL_WAIT_MS = 10_000;
+/** How often a pool's watch looks at its waits while some are pending, ms. */
+const WATCH_TICK_MS = 1000;
+
+/**
+ * A pool's waits for a connection, watched by one timer per pool while any is pending (not one per call): the calls
+ * of velo-stream that might wait (`mayWait`) count themselves in and out; a tick that finds some pending and none
+ * given a connection for POOL_WAIT_MS, while the pool still has calls queued, reports the pool exhausted.
+ */
+class PoolWatch {
+  /** Each worker's (or limiter's) report path, while it runs (`reportPoolWaits`). */
+  readonly reporters = new Set<(error: Error) => void>();
+  /** Calls that might wait, pending. */
+  waiting = 0;
+  /** Of those, the ones that got their connection (or their answer), ever. */
+  done = 0;
+  /** This episode's report is made: none more until `waiting` is back to 0. */
+  reported = false;
+  #timer: NodeJS.Timeout | null = null;
+  /** `done` at the last tick, and when it last moved (as seen by a tick: never before it did). */
+  #seen = 0;
+  #movedAt = 0;
+
+  constructor(
+    readonly pool: PgPoolLike,
+    readonly ms: number,
+  ) {}
+
+  /** A call that might wait: counted in, and the ticks started if they are not. */
+  enter(): void {
+    this.waiting++;
+    if (this.#timer !== null) return;
+    this.#seen = this.done;
+    this.#movedAt = performance.now();
+    this.#timer = setInterval(() => this.#tick(), WATCH_TICK_MS);
+    // (A wait alone does not keep the process alive for its report.)
+    this.#timer.unref();
+  }
+
+  /** The call got its connection (or failed): counted out. */
+  leave(): void {
+    this.done++;
+    if (--this.waiting === 0) this.reported = false;
+  }
+
+  #tick(): void {
+    const now = performance.now();
+    if (this.waiting === 0) {
+      if (this.#timer !== null) clearInterval(this.#timer);
+      this.#timer = null;
+      return;
+    }
+    if (this.done !== this.#seen) {
+      this.#seen = this.done;
+      this.#movedAt = now;
+      return;
+    }
+    // (A pool that says its counts has calls queued for a connection: what is pending waits for the pool, not for
+    // a statement of its own.)
+    const queued = this.pool.waitingCount;
+    if (this.reported || now - this.#movedAt < this.ms || (typeof queued === 'number' && queued === 0)) return;
+    this.reported = true;
+    const error = poolExhaustedError(this.pool, this.ms);
+    if (this.reporters.size === 0) process.emitWarning(error);
+    for (const report of [...this.reporters]) report(error);
+  }
+}
+
+const watches = new WeakMap<PgPoolLike, PoolWatch>();
+
+function watchOf(pool: PgPoolLike): PoolWatch {
+  let watch = watches.get(pool);
+  if (watch === undefined) {
+    watch = new PoolWatch(pool, POOL_WAIT_MS);
+    watches.set(pool, watch);
+  }
+  return watch;
+}
+
+/**
+ * Reports the waits of velo-stream for a connection of `pool` (ERR_VELO_POOL_EXHAUSTED, once per episode) to
+ * `report`, until the function returned is called. Every reporter on the pool hears of every wait (the pool's
+ * exhaustion holds every call on it back); with none, a wait is reported as a process warning.
+ */
+export function reportPoolWaits(pool: PgPoolLike, report: (error: Error) => void): () => void {
+  const watch = watchOf(pool);
+  // (A function of its own per call: one report path added twice is removed once per call.)
+  const reporter = (error: Error) => report(error);
+  watch.reporters.add(reporter);
+  return () => watch.reporters.delete(reporter);
+}
+
+/**
+ * Whether a connection asked of `pool` now might wait: false when the pool gives one at once (pg.Pool's counts: an
+ * idle connection or room for a new one, for each call queued before it). A pool that does not give its counts
+ * (a wrapper) might always. A few property reads: the calls that find a connection pay nothing more.
+ */
+function mayWait(pool: PgPoolLike): boolean {
+  const { waitingCount, idleCount, totalCount } = pool;
+  const max = pool.options?.max;
+  if (typeof waitingCount !== 'number' || typeof idleCount !== 'number' || typeof totalCount !== 'number') return true;
+  return typeof max !== 'number' || waitingCount >= idleCount + max - totalCount;
+}
+
+/**
+ * `pool.connect()`, its wait watched (ERR_VELO_POOL_EXHAUSTED: `PoolWatch`, `reportPoolWaits`); refuses
+ * (ERR_VELO_NOT_A_POOL) a `connect()` that gives no client with `release()`.
+ */
+export async function connectWatched(pool: PgPoolLike): Promise<PgClientLike> {
+  if (!mayWait(pool)) return checkedOut(await pool.connect());
+  const watch = watchOf(pool);
+  watch.enter();
+  try {
+    return checkedOut(await pool.connect());
+  } finally {
+    watch.leave();
+  }
+}
+
+function checkedOut(client: PgClientLike): PgClientLike {
+  if (typeof (client as Partial<PgClientLike> | null | undefined)?.release !== 'function') {
+    throw notAPoolError(
+      `The pool's connect() gave ${describe(client)}, not a client with release(): the pool is a single connection (a pg.Client), not a pool. Pass a pg.Pool.`,
+    );
+  }
+  return client;
 }
 
 /** The server's clock, ms since the epoch (floored, as Redis' TIME is read): every expiry and entry id uses it. */
@@ -110,9 +250,20 @@ function nameOf(text: string): string {
   return name;
 }
 
-/** A parameterized statement, prepared (named) on its connection. */
+/** A parameterized statement, prepared (named) on its connection; on a pool, its wait watched when it might wait. */
 export function run(db: PgClientLike | PgPoolLike, text: string, values: unknown[] = []): Promise<PgResult> {
-  return db.query({ name: nameOf(text), text, values });
+  const config = { name: nameOf(text), text, values };
+  // (A client has release(); a pool, connect() and no release(): checkPool.)
+  const pool = db as Partial<PgClientLike> & Partial<PgPoolLike>;
+  if (typeof pool.release === 'function' || typeof pool.connect !== 'function' || !mayWait(db as PgPoolLike)) {
+    return db.query(config);
+  }
+  const watch = watchOf(db as PgPoolLike);
+  watch.enter();
+  const done = () => watch.leave();
+  const result = db.query(config);
+  result.then(done, done);
+  return result;
 }
 
 /** The default `idleMs` of `transaction`: the longest a transaction of velo-stream waits between its statements, ms. */
@@ -133,7 +284,7 @@ export async function transaction<T>(
   body: (client: PgClientLike) => Promise<T>,
   idleMs = IDLE_IN_TRANSACTION_MS,
 ): Promise<T> {
-  const client = await pool.connect();
+  const client = await connectWatched(pool);
   // A checked-out client's connection errors (the server ending the session: `idleMs` past, a restart) come as an
   // 'error' event, which the pool does not listen to while the client is out: unheard, it ends the process. The
   // statement in flight, or the next, fails with it too; then the connection is destroyed (release below). (The

@@ -2,7 +2,7 @@
 // began never arrives, and LISTEN does not work behind a transaction-mode pooler), so every wait also polls: it
 // looks at once, at each notification for one of its partitions, and every `pollInterval` ms.
 import { createHash } from 'node:crypto';
-import { type PgClientLike, type PgPoolLike, poolExhaustedError } from './sql';
+import { type PgClientLike, type PgPoolLike, connectWatched } from './sql';
 
 /** The NOTIFY channel of a function: a plain identifier made from a digest of its schema and name. */
 export function channelOf(schema: string, fn: string): string {
@@ -10,7 +10,6 @@ export function channelOf(schema: string, fn: string): string {
 }
 
 /** A subscriber of a pool's LISTEN connection: its channel's notifications, and the connection's errors. */
-/** A subscription to a channel on a pool's shared LISTEN connection. */
 export interface Listening {
   readonly channel: string;
   readonly notify: (payload: string | undefined) => void;
@@ -91,9 +90,8 @@ export class PoolListener {
     let client = this.#client;
     try {
       if (client === null) {
-        client = await connectWithin(this.#pool, LISTEN_CONNECT_MS, (error) => {
-          for (const sub of [...this.#subs]) sub.onError(error);
-        });
+        // (Its wait for the pool reported as every call's is: sql.ts, connectWatched.)
+        client = await connectWatched(this.#pool);
         client.on('notification', this.#onNotification);
         client.on('error', this.#onClientError);
         this.#client = client;
@@ -117,22 +115,6 @@ export class PoolListener {
     }
     // Everyone left while this ran: give the connection up.
     if (this.#subs.size === 0 && this.#client !== null) await this.#sync();
-  }
-}
-
-/** How long the LISTEN connection may wait for the pool before the wait is reported (it goes on waiting), ms. */
-const LISTEN_CONNECT_MS = 10_000;
-
-/**
- * `pool.connect()`, reporting (once, ERR_VELO_POOL_EXHAUSTED) when the pool has given no connection within `ms`:
- * every connection out, and the waits polling meanwhile.
- */
-async function connectWithin(pool: PgPoolLike, ms: number, report: (error: Error) => void): Promise<PgClientLike> {
-  const timer = setTimeout(() => report(poolExhaustedError(pool, ms)), ms);
-  try {
-    return await pool.connect();
-  } finally {
-    clearTimeout(timer);
   }
 }
 

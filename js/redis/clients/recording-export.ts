@@ -4,7 +4,7 @@
 // atomic snapshot (a partition's input can be far larger than one command should carry); they go in an order that
 // keeps what they find consistent for the replay: the ends and live sessions first (an end is committed with the
 // session's last outputs), then the outputs, then how far the worker had read, then the input up to there.
-import { describe, invalidType, recordingTooLargeError } from '../../errors';
+import { describe, invalidType } from '../../errors';
 import { integerOption } from '../../validate';
 import { type RedisClientLike, send } from '../log/connection';
 import { checkName } from '../log/options';
@@ -22,6 +22,7 @@ import {
   recordedOutput,
   recordedPartition,
   recordingOf,
+  splitSid,
   tooManyError,
 } from '../common/recording';
 
@@ -42,7 +43,10 @@ export interface ExportRecordingOptions {
    * and sessions that began before it are reported as not replayable. Default: the whole retained input.
    */
   since?: number;
-  /** Most input entries, outputs, ends or live sessions per partition: past it the export fails (nothing is cut). Default 1 000 000. */
+  /**
+   * Most input entries, most session ends and most live sessions per partition (each, of the keys recorded): past
+   * one the export fails (nothing is cut). Default 1 000 000.
+   */
   maxEntries?: number;
   /** Most outputs per partition: past it the export fails. Default `maxEntries`. */
   maxOutputs?: number;
@@ -54,37 +58,51 @@ const DELIVERED = new Script('delivered.lua');
 const PAGE = 1000;
 const EXPORT = 'exportRecording()';
 
-/** A stream's entries from `start` (inclusive) to `end`, in pages; at most `max` (else the error of `what`). */
+/**
+ * A stream's entries from `start` (inclusive) to `end`, in pages: those `keep` takes, at most `max` of them (else
+ * `tooManyError` of `items`), and the id of the first one read (kept or not).
+ */
 async function range(
   client: RedisClientLike,
   key: string,
   start: string,
   end: string,
-  max: number,
-  what: string,
-): Promise<[string, Map<string, Buffer>][]> {
+  bound: { readonly max: number; readonly items: 'input entries' | 'outputs'; readonly where: string },
+  keep: (fields: Map<string, Buffer>) => boolean,
+): Promise<{ found: [string, Map<string, Buffer>][]; first: string | undefined }> {
   const found: [string, Map<string, Buffer>][] = [];
+  let first: string | undefined;
   let from = start;
   for (;;) {
     const page = (await send(client, key, ['XRANGE', key, from, end, 'COUNT', String(PAGE)], BUFFERS)) as [Buffer, unknown][];
-    for (const [id, list] of page) found.push([id.toString(), entryFields(list)]);
-    if (found.length > max) throw tooManyError(EXPORT, what, max);
-    if (page.length < PAGE) return found;
-    from = `(${found[found.length - 1][0]}`;
+    first ??= page[0]?.[0].toString();
+    for (const [id, list] of page) {
+      const fields = entryFields(list);
+      if (keep(fields)) found.push([id.toString(), fields]);
+    }
+    if (found.length > bound.max) throw tooManyError(EXPORT, bound.where, bound.max, bound.items);
+    if (page.length < PAGE) return { found, first };
+    from = `(${page[page.length - 1][0].toString()}`;
   }
 }
 
-/** A hash's fields and values (strings), in pages; at most `max`. */
-async function hash(client: RedisClientLike, key: string, max: number, what: string): Promise<[string, string][]> {
+/** A hash's fields and values (strings), in pages: those whose field `keep` takes, at most `max` (session ends). */
+async function hash(
+  client: RedisClientLike,
+  key: string,
+  max: number,
+  where: string,
+  keep: (field: string) => boolean,
+): Promise<[string, string][]> {
   const found: [string, string][] = [];
   let cursor = '0';
   do {
     const [next, fields] = (await send(client, key, ['HSCAN', key, cursor, 'COUNT', String(PAGE)])) as [string, string[]];
     cursor = String(next);
-    for (let i = 0; i + 1 < fields.length; i += 2) found.push([String(fields[i]), String(fields[i + 1])]);
-    if (found.length > max) {
-      throw recordingTooLargeError(`${EXPORT}: ${what} has more than ${max} fields: record fewer or raise maxEntries`);
+    for (let i = 0; i + 1 < fields.length; i += 2) {
+      if (keep(String(fields[i]))) found.push([String(fields[i]), String(fields[i + 1])]);
     }
+    if (found.length > max) throw tooManyError(EXPORT, where, max, 'session ends');
   } while (cursor !== '0');
   return found;
 }
@@ -100,9 +118,18 @@ async function exportPartition(
   },
   partition: number,
 ): Promise<RecordedPartition> {
-  const { client, keys } = o;
+  const { client, keys, only } = o;
   const input = keys.input(partition);
   const where = `partition ${partition}`;
+  // The bounds count what is recorded, as on Postgres: with `keys`, their rows only (recordedPartition's choice).
+  const wanted = (key: string) => only === null || only.has(key);
+  const mine = (sid: string) => only === null || (sid.includes('@') && wanted(splitSid(sid).key));
+  const entryKept = (f: Map<string, Buffer>) => {
+    // (With keys, ticks are left out: they name no session.)
+    const key = f.get('k')?.toString() ?? '';
+    return only === null || (key !== '' && wanted(key));
+  };
+  const outputKept = (f: Map<string, Buffer>) => only === null || mine(String(f.get('sid') ?? ''));
   // Where the retained input starts: entries before it were trimmed (or are before `since`).
   const first = (await send(client, input, ['XRANGE', input, o.since > 0 ? String(o.since) : '-', '+', 'COUNT', '1'])) as [
     string,
@@ -114,29 +141,37 @@ async function exportPartition(
     Number(
       await send(client, keys.ends(partition), ['EXISTS', keys.ends(partition), keys.ended(partition), keys.check(partition)]),
     ) > 0;
-  const ends = await hash(client, keys.ends(partition), o.maxEntries, `${where}'s ends`);
+  const ends = await hash(client, keys.ends(partition), o.maxEntries, where, mine);
+  // A live session: one with a mark, a checkpoint or a timer (counted once).
   const live = new Set<string>();
   for (const k of [keys.hw(partition), keys.ckpt(partition), keys.timers(partition)]) {
     const fields = (await send(client, k, ['HKEYS', k])) as string[];
-    if (fields.length > o.maxEntries)
-      throw recordingTooLargeError(`${EXPORT}: ${where} has more than ${o.maxEntries} live sessions`);
     // (The marks' hash also keeps each mark's output place, under "<sid> p": a sid has no space before its id.)
-    for (const field of fields) if (!String(field).endsWith(' p')) live.add(String(field));
+    for (const field of fields) if (!String(field).endsWith(' p') && mine(String(field))) live.add(String(field));
+    if (live.size > o.maxEntries) throw tooManyError(EXPORT, where, o.maxEntries, 'live sessions');
   }
   // The outputs from the first entry's time: a session that began there wrote none before it.
   const outputs = (
-    await range(client, keys.output(partition), String(idParts(from)[0]), '+', o.maxOutputs, `${where}'s output stream`)
-  ).map(([id, f]) => recordedOutput(id, f));
+    await range(
+      client,
+      keys.output(partition),
+      String(idParts(from)[0]),
+      '+',
+      { max: o.maxOutputs, items: 'outputs', where },
+      outputKept,
+    )
+  ).found.map(([id, f]) => recordedOutput(id, f));
   // How far the worker had read: later entries no session had seen.
   const delivered = String(await DELIVERED.run(client, [input], []));
-  const entries =
+  const read =
     compareIds(delivered, from) < 0
-      ? []
-      : (await range(client, input, from, delivered, o.maxEntries, `${where}'s input`)).map(([id, f]) => recordedEntry(id, f));
+      ? { found: [], first: undefined }
+      : await range(client, input, from, delivered, { max: o.maxEntries, items: 'input entries', where }, entryKept);
+  const entries = read.found.map(([id, f]) => recordedEntry(id, f));
   // A trim between the first read and this one moved the start on.
-  if (entries.length > 0 && compareIds(entries[0].id, from) > 0) from = entries[0].id;
-  const read: PartitionRead = { partition, from, delivered, endsKept, input: entries, outputs, ends, live };
-  return recordedPartition(read, o.only);
+  if (read.first !== undefined && compareIds(read.first, from) > 0) from = read.first;
+  const part: PartitionRead = { partition, from, delivered, endsKept, input: entries, outputs, ends, live };
+  return recordedPartition(part, only);
 }
 
 /**
@@ -146,7 +181,8 @@ async function exportPartition(
  * it to a file (`JSON.stringify`), and replay a new handler over it with `replayRecording` (`velo-stream/testing`).
  * It holds what Redis retains: the input is trimmed to the live sessions' entries every `trimInterval` (set it
  * long, or `0`, on a function you record), so a session whose first entry was trimmed cannot be replayed.
- * @throws {RangeError} `ERR_VELO_RECORDING_TOO_LARGE` when a partition holds more than `maxEntries` entries or `maxOutputs` outputs.
+ * @throws {RangeError} `ERR_VELO_RECORDING_TOO_LARGE` when a partition holds more than `maxEntries` input entries,
+ * session ends or live sessions, or more than `maxOutputs` outputs, of the keys recorded.
  */
 export async function exportRecording(options: ExportRecordingOptions): Promise<Recording> {
   if (options === null || typeof options !== 'object')

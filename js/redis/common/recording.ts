@@ -395,7 +395,10 @@ export interface RecordingChoice {
    * trimmed, and sessions that began before it are reported as not replayable. Default: the whole retained input.
    */
   since?: number;
-  /** Most input entries, outputs, ends or live sessions per partition: past it the export fails (nothing is cut). Default 1 000 000. */
+  /**
+   * Most input entries, most session ends and most live sessions per partition (each, of the keys recorded): past
+   * one the export fails (nothing is cut). Default 1 000 000.
+   */
   maxEntries?: number;
   /** Most outputs per partition: past it the export fails. Default `maxEntries`. */
   maxOutputs?: number;
@@ -435,10 +438,20 @@ export function checkChoice(what: string, choice: RecordingChoice, partitions: n
   return { chosen, keys: keyList, only: keyList === undefined ? null : new Set(keyList), since, maxEntries, maxOutputs };
 }
 
-/** The error of an export that found more than `max` items in `where` (`ERR_VELO_RECORDING_TOO_LARGE`). */
-export function tooManyError(what: string, where: string, max: number): RangeError {
+/**
+ * The error of an export that found more than `max` of `items` to record in `where` (`ERR_VELO_RECORDING_TOO_LARGE`):
+ * `option` is the bound (`maxEntries`: a partition's input entries, session ends and live sessions, each;
+ * `maxOutputs`: its outputs), counted among the keys recorded.
+ */
+export function tooManyError(
+  what: string,
+  where: string,
+  max: number,
+  items: 'input entries' | 'session ends' | 'live sessions' | 'outputs',
+): RangeError {
+  const option = items === 'outputs' ? 'maxOutputs' : 'maxEntries';
   return recordingTooLargeError(
-    `${what}: ${where} has more than ${max} entries: record fewer (keys, since, only) or raise the bound`,
+    `${what}: ${where} has more than ${max} ${items} to record (${option} bounds a partition's ${option === 'maxOutputs' ? 'outputs' : 'input entries, session ends and live sessions, each'}): record fewer (keys, since, only) or raise ${option}`,
   );
 }
 

@@ -1,0 +1,82 @@
+// A worker's lease counters at a takeover, on Postgres and on Redis, with the same script: worker A owns every
+// partition, B starts and takes its share (A hands those over: `released`), then A is paused (SIGSTOP) past its
+// lease, B takes the rest over, and A, resumed, finds them gone. `stats().lost` counts the partitions a worker lost
+// to another (fenced, or its lease expired), `released` those it handed back, `acquired` the leases it took: the
+// same numbers on both backends (docs/redis/metrics.md).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
+import { start } from './helpers/child.mjs';
+import { startPostgres } from './helpers/postgres-server.mjs';
+import { startRedis } from './helpers/redis-server.mjs';
+
+const CHILD = fileURLToPath(new URL('./helpers/pg-stats-child.mjs', import.meta.url));
+const PARTITIONS = 4;
+const LEASE = 2000;
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function until(check, what, ms = 60_000) {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+/** The last stats a child printed. */
+function statsOf(child) {
+  const line = child.stdout.split('\n').findLast((l) => l.startsWith('stats '));
+  return line === undefined ? null : JSON.parse(line.slice(6));
+}
+
+async function scenario(backend, connection, name) {
+  const args = [CHILD, backend, connection, name, String(PARTITIONS), String(LEASE)];
+  const children = [];
+  let stopped = false;
+  try {
+    const a = start(args, { timeout: 120_000 });
+    children.push(a);
+    await until(() => statsOf(a)?.owned.length === PARTITIONS, 'A owns every partition');
+    const b = start(args, { timeout: 120_000 });
+    children.push(b);
+    await until(() => statsOf(b)?.owned.length === PARTITIONS / 2, 'B takes its share');
+    await until(() => statsOf(a)?.owned.length === PARTITIONS / 2, 'A hands its share over');
+    process.kill(a.child.pid, 'SIGSTOP');
+    stopped = true;
+    await until(() => statsOf(b)?.owned.length === PARTITIONS, 'B takes the rest over');
+    process.kill(a.child.pid, 'SIGCONT');
+    stopped = false;
+    const before = a.stdout.length;
+    await until(() => a.stdout.length > before && statsOf(a)?.owned.length === 0, 'A finds its partitions gone');
+    process.kill(a.child.pid, 'SIGTERM');
+    process.kill(b.child.pid, 'SIGTERM');
+    const closed = ({ stdout }) => JSON.parse(stdout.split('\n').find((l) => l.startsWith('closed ')).slice(7));
+    const [fa, fb] = await Promise.all([a.finished(), b.finished()]);
+    return { a: closed(fa), b: closed(fb) };
+  } finally {
+    if (stopped) process.kill(children[0].child.pid, 'SIGCONT');
+    for (const c of children) if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill('SIGKILL');
+  }
+}
+
+const counters = (s) => ({ acquired: s.acquired, lost: s.lost, released: s.released });
+
+test('a takeover of a paused owner: acquired, lost and released count the same on Postgres as on Redis', async () => {
+  const postgres = await startPostgres();
+  const redis = await startRedis();
+  try {
+    const pg = await scenario('postgres', JSON.stringify({ ...postgres.config, max: 4 }), 'taken');
+    const rd = await scenario('redis', redis.url, 'taken');
+    // A: took every partition, handed half to B, lost the other half to B's takeover; B took them all and gave
+    // them back at its close.
+    const expected = {
+      a: { acquired: PARTITIONS, lost: PARTITIONS / 2, released: PARTITIONS / 2 },
+      b: { acquired: PARTITIONS, lost: 0, released: PARTITIONS },
+    };
+    assert.deepEqual({ a: counters(rd.a), b: counters(rd.b) }, expected, 'Redis');
+    assert.deepEqual({ a: counters(pg.a), b: counters(pg.b) }, expected, 'Postgres');
+  } finally {
+    await redis.stop();
+    await postgres.stop();
+  }
+});
