@@ -4,12 +4,11 @@
 // What each handler gets next, as the session rule decides, is `SessionInputs`. What it needs of the worker is
 // `PartitionHost`.
 import { DEBOUNCE_TIMER_KEY } from './debounce-input';
-import { drainOutputs } from '../../core/drive';
-import { kFinished, kOpen, kTaken, kTakenEnd, type StreamKind } from '../../core/protocol';
+import { kDrain, kFinished, kOpen, kTaken, kTakenEnd, kWaitOutput, type StreamKind } from '../../core/protocol';
 import { sleepOn } from '../common/clock';
 import { FencedError, decodeError } from '../../errors';
 import { idTime } from '../common/log-ids';
-import { Session, sessionEnd } from './session';
+import { Session, type SessionRun, sessionEnd } from './session';
 import { SessionWrites } from './session-writes';
 import { wouldTake } from '../rules/session-rules';
 import {
@@ -103,6 +102,14 @@ export class PartitionRun<I, O> {
   readonly #unwake: (() => void) | undefined;
   /** `keyState`: the states of the keys a read's batch opens, read together (key-state-reads.ts). */
   readonly #ahead: KeyStateReads;
+  /** What its sessions' hooks tell it (`Session` passes them on): one object for all of them. */
+  readonly #sessionRun: SessionRun<I, O> = {
+    waits: (s) => this.#inputs.waits(s),
+    ask: (s) => this.#inputs.ask(s),
+    checkpointsDue: (s) => this.#writing.checkpointsDue(s),
+    armTimer: (s, timer) => this.#writes.armTimer(s, timer),
+    clearTimer: (s, id) => this.#writes.clearTimer(s, id),
+  };
 
   constructor(
     readonly worker: PartitionHost<I, O>,
@@ -235,7 +242,9 @@ export class PartitionRun<I, O> {
         this.flags.logTime = Math.max(this.flags.logTime, idTime(entry.id));
         // Synchronous unless the entry must wait (a full session input, a session still finishing): no
         // microtask per entry on the way.
+        const live = w.live;
         const dispatched = this.#entries.dispatch(entry);
+        if (w.live > live) pace.opened();
         if (typeof dispatched !== 'boolean') pace.waited();
         rereadable = (typeof dispatched === 'boolean' ? dispatched : await dispatched) || rereadable;
       }
@@ -594,15 +603,23 @@ export class PartitionRun<I, O> {
       if ((error as { code?: unknown })?.code === 'ERR_VELO_STREAM_LIMIT') return undefined;
       throw error;
     }
-    const s = new Session<I, O>(key, sid, stream, rule, opening, {
-      checkpoints,
-      // (A checkpoint before its first input, its key's state converted, stands for the start: it keeps its first.)
-      restored: snapshot !== undefined && snapshot.events > 0,
-      seq: snapshot?.seq ?? 0,
-      keep,
-      keepVersion,
-      writtenBefore: plan.writtenBefore,
-    });
+    const s = new Session<I, O>(
+      key,
+      sid,
+      stream,
+      rule,
+      opening,
+      {
+        checkpoints,
+        // (A checkpoint before its first input, its key's state converted, stands for the start: it keeps its first.)
+        restored: snapshot !== undefined && snapshot.events > 0,
+        seq: snapshot?.seq ?? 0,
+        keep,
+        keepVersion,
+        writtenBefore: plan.writtenBefore,
+      },
+      this.#sessionRun,
+    );
     w.opened?.(
       sid,
       opening.version,
@@ -630,9 +647,8 @@ export class PartitionRun<I, O> {
     // Without hooks (a pipe), its handler never asks: its entries are decided as they come (it has no timers).
     // With them, it may be waiting already (its handler ran up to its first await at the open).
     this.#inputs.opened(s, !checkpoints.attached || checkpoints.waits > 0);
-    checkpoints.onWaiting = () => this.#inputs.waits(s);
-    checkpoints.onNext = () => this.#inputs.ask(s);
-    checkpoints.onCall = () => this.#writing.checkpointsDue(s);
+    // Its hooks tell the run through the session from now on (timers it made so far are armed below).
+    checkpoints.owner = s;
     if (snapshot !== undefined) {
       this.#snapshots.delete(key);
       w.counters.restored++;
@@ -641,13 +657,11 @@ export class PartitionRun<I, O> {
     this.sessions.set(key, s);
     this.#running.add(s);
     w.live++;
-    s.forwarded = this.#forward(s);
+    this.#forward(s);
     if (this.flags.replayDone) this.#writes.armAge(s);
     // Calls its handler made before the session existed (it runs up to its first await at the open), and the
     // timers it was restored with.
     this.#writing.checkpointsDue(s);
-    checkpoints.onTimer = (timer) => this.#writes.armTimer(s, timer);
-    checkpoints.onDrop = (timer) => this.#writes.clearTimer(s, timer.id);
     for (const timer of rule.timers) this.#writes.armTimer(s, timer);
     if (broken !== undefined) {
       w.report(broken);
@@ -656,13 +670,22 @@ export class PartitionRun<I, O> {
     return s;
   }
 
-  async #forward(s: Session<I, O>): Promise<void> {
-    // Its slot is free once its handler has finished, though its last outputs may still wait for the outbox.
-    const finished = s.stream[kFinished].then(() => {
-      this.worker.live--;
-    });
+  /** The batch its sessions' outputs are moved through (`#forward`), one for all of them; null while in use. */
+  #batch: O[] | null = [];
+
+  /**
+   * Moves the session's outputs to the outbox as they come, to its handler's end, then `#forwarded`. Written as a
+   * callback loop with no frame or promise of its own per session, which an async loop (`drainOutputs`) kept for each
+   * of thousands of idle sessions; `StreamKind`'s `kDrain` / `kWaitOutput` protocol, as that loop reads it.
+   */
+  #forward(s: Session<I, O>): void {
+    const batch = this.#batch ?? [];
+    this.#batch = null;
+    let finished: boolean;
+    let room: Promise<void> | undefined;
     try {
-      await drainOutputs(s.stream, (batch) => {
+      finished = s.stream[kDrain](batch);
+      if (batch.length > 0) {
         for (const value of batch) {
           this.#writing.output(s, value);
           s.yieldsQueued++;
@@ -671,20 +694,58 @@ export class PartitionRun<I, O> {
         }
         // The handler ran: it may have taken events.
         if (this.#budget.waiting) this.#budget.freed();
-        return this.#outbox.waitRoom();
-      });
+        room = this.#outbox.waitRoom();
+      }
     } catch (error) {
       this.#writing.fail(s, error);
+      finished = true;
+    } finally {
+      batch.length = 0;
+      this.#batch = batch;
     }
+    // Its slot is free once its outputs are over (its handler returned or threw, or its stream was cancelled), though
+    // the last may still wait for room in the outbox. (Not by `kFinished` from the opening on: a promise per session.)
+    if (finished) this.worker.live--;
+    if (room !== undefined) {
+      room.then(
+        () => (finished ? this.#forwarded(s) : this.#waitOutput(s)),
+        (error: unknown) => this.worker.report(error),
+      );
+    } else if (!finished) this.#waitOutput(s);
+    // (Not before the opening that called this has returned: it arms the session's timers, unless it is done.)
+    else queueMicrotask(() => this.#forwarded(s));
+  }
+
+  #waitOutput(s: Session<I, O>): void {
+    s.stream[kWaitOutput]().then(
+      () => this.#forward(s),
+      (error: unknown) => {
+        this.#writing.fail(s, error);
+        this.#forwarded(s);
+      },
+    );
+  }
+
+  /** Its outputs are all forwarded: once its handler has finished, it ends in the run. */
+  #forwarded(s: Session<I, O>): void {
     s.forwardDone = true;
-    await finished;
-    // Its handler has finished: its permits go back (its session's, its last step's), whatever ended it.
-    s.permit?.release();
-    s.step?.release();
-    this.#ended(s);
-    this.budgetFreed();
-    this.#running.delete(s);
-    this.worker.notifySessionEnded();
+    s.stream[kFinished].then(
+      () => {
+        // Its handler has finished: its permits go back (its session's, its last step's), whatever ended it.
+        s.permit?.release();
+        s.step?.release();
+        try {
+          this.#ended(s);
+          this.budgetFreed();
+        } catch (error) {
+          this.worker.report(error);
+        }
+        this.#running.delete(s);
+        s.over();
+        this.worker.notifySessionEnded();
+      },
+      (error: unknown) => this.worker.report(error),
+    );
   }
 
   /**
