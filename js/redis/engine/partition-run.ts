@@ -4,12 +4,13 @@
 // What each handler gets next, as the session rule decides, is `SessionInputs`. What it needs of the worker is
 // `PartitionHost`.
 import { DEBOUNCE_TIMER_KEY } from './debounce-input';
-import { kDrain, kFinished, kOpen, kTaken, kTakenEnd, kWaitOutput, type StreamKind } from '../../core/protocol';
+import { kOpen, kTaken, kTakenEnd, type StreamKind } from '../../core/protocol';
 import { sleepOn } from '../common/clock';
 import { FencedError, decodeError } from '../../errors';
 import { idTime } from '../common/log-ids';
 import { Session, type SessionRun, sessionEnd } from './session';
 import { SessionWrites } from './session-writes';
+import { SessionForward } from './session-forward';
 import { wouldTake } from '../rules/session-rules';
 import {
   type OpeningInputs,
@@ -102,6 +103,8 @@ export class PartitionRun<I, O> {
   readonly #unwake: (() => void) | undefined;
   /** `keyState`: the states of the keys a read's batch opens, read together (key-state-reads.ts). */
   readonly #ahead: KeyStateReads;
+  /** Moves its sessions' outputs to the outbox. */
+  readonly #forwarding: SessionForward<I, O>;
   /** What its sessions' hooks tell it (`Session` passes them on): one object for all of them. */
   readonly #sessionRun: SessionRun<I, O> = {
     waits: (s) => this.#inputs.waits(s),
@@ -134,6 +137,13 @@ export class PartitionRun<I, O> {
       this.#openingLedger,
     );
     this.#writing = new SessionWrites(worker, this.flags, this.#outbox);
+    this.#forwarding = new SessionForward({
+      worker,
+      writing: this.#writing,
+      outbox: this.#outbox,
+      budget: this.#budget,
+      over: (s) => this.#over(s),
+    });
     this.#writes = new OwnerWrites({
       worker: worker as PartitionHost<unknown, unknown>,
       lease,
@@ -603,23 +613,16 @@ export class PartitionRun<I, O> {
       if ((error as { code?: unknown })?.code === 'ERR_VELO_STREAM_LIMIT') return undefined;
       throw error;
     }
-    const s = new Session<I, O>(
-      key,
-      sid,
-      stream,
-      rule,
-      opening,
-      {
-        checkpoints,
-        // (A checkpoint before its first input, its key's state converted, stands for the start: it keeps its first.)
-        restored: snapshot !== undefined && snapshot.events > 0,
-        seq: snapshot?.seq ?? 0,
-        keep,
-        keepVersion,
-        writtenBefore: plan.writtenBefore,
-      },
-      this.#sessionRun,
-    );
+    const s = new Session<I, O>(key, sid, stream, rule, opening, {
+      checkpoints,
+      // (A checkpoint before its first input, its key's state converted, stands for the start: it keeps its first.)
+      restored: snapshot !== undefined && snapshot.events > 0,
+      seq: snapshot?.seq ?? 0,
+      keep,
+      keepVersion,
+      writtenBefore: plan.writtenBefore,
+      run: this.#sessionRun,
+    });
     w.opened?.(
       sid,
       opening.version,
@@ -634,7 +637,7 @@ export class PartitionRun<I, O> {
     if (migrated !== undefined)
       this.#outbox.queue(snapshot !== undefined ? migratedCheckpoint(snapshot, migrated) : startCheckpoint(sid, key, migrated));
     if (grant !== null) {
-      // Its `limiter.session` permits: held until it ends (`#forward`).
+      // Its `limiter.session` permits: held until it ends (`#over`).
       this.#starts.opened(key);
       s.permit = grant;
     }
@@ -657,7 +660,7 @@ export class PartitionRun<I, O> {
     this.sessions.set(key, s);
     this.#running.add(s);
     w.live++;
-    this.#forward(s);
+    this.#forwarding.start(s);
     if (this.flags.replayDone) this.#writes.armAge(s);
     // Calls its handler made before the session existed (it runs up to its first await at the open), and the
     // timers it was restored with.
@@ -670,82 +673,20 @@ export class PartitionRun<I, O> {
     return s;
   }
 
-  /** The batch its sessions' outputs are moved through (`#forward`), one for all of them; null while in use. */
-  #batch: O[] | null = [];
-
-  /**
-   * Moves the session's outputs to the outbox as they come, to its handler's end, then `#forwarded`. Written as a
-   * callback loop with no frame or promise of its own per session, which an async loop (`drainOutputs`) kept for each
-   * of thousands of idle sessions; `StreamKind`'s `kDrain` / `kWaitOutput` protocol, as that loop reads it.
-   */
-  #forward(s: Session<I, O>): void {
-    const batch = this.#batch ?? [];
-    this.#batch = null;
-    let finished: boolean;
-    let room: Promise<void> | undefined;
+  /** Its handler has finished and its outputs are all forwarded (`SessionForward`): it ends in the run. */
+  #over(s: Session<I, O>): void {
+    // Its permits go back (its session's, its last step's), whatever ended it.
+    s.permit?.release();
+    s.step?.release();
     try {
-      finished = s.stream[kDrain](batch);
-      if (batch.length > 0) {
-        for (const value of batch) {
-          this.#writing.output(s, value);
-          s.yieldsQueued++;
-          if (s.checkpoints?.attached === true) s.checkpoints.forwarded(s.yieldsQueued);
-          if (s.checkpoints !== null && s.checkpoints.calls.length > 0) this.#writing.checkpointsDue(s);
-        }
-        // The handler ran: it may have taken events.
-        if (this.#budget.waiting) this.#budget.freed();
-        room = this.#outbox.waitRoom();
-      }
+      this.#ended(s);
+      this.budgetFreed();
     } catch (error) {
-      this.#writing.fail(s, error);
-      finished = true;
-    } finally {
-      batch.length = 0;
-      this.#batch = batch;
+      this.worker.report(error);
     }
-    // Its slot is free once its outputs are over (its handler returned or threw, or its stream was cancelled), though
-    // the last may still wait for room in the outbox. (Not by `kFinished` from the opening on: a promise per session.)
-    if (finished) this.worker.live--;
-    if (room !== undefined) {
-      room.then(
-        () => (finished ? this.#forwarded(s) : this.#waitOutput(s)),
-        (error: unknown) => this.worker.report(error),
-      );
-    } else if (!finished) this.#waitOutput(s);
-    // (Not before the opening that called this has returned: it arms the session's timers, unless it is done.)
-    else queueMicrotask(() => this.#forwarded(s));
-  }
-
-  #waitOutput(s: Session<I, O>): void {
-    s.stream[kWaitOutput]().then(
-      () => this.#forward(s),
-      (error: unknown) => {
-        this.#writing.fail(s, error);
-        this.#forwarded(s);
-      },
-    );
-  }
-
-  /** Its outputs are all forwarded: once its handler has finished, it ends in the run. */
-  #forwarded(s: Session<I, O>): void {
-    s.forwardDone = true;
-    s.stream[kFinished].then(
-      () => {
-        // Its handler has finished: its permits go back (its session's, its last step's), whatever ended it.
-        s.permit?.release();
-        s.step?.release();
-        try {
-          this.#ended(s);
-          this.budgetFreed();
-        } catch (error) {
-          this.worker.report(error);
-        }
-        this.#running.delete(s);
-        s.over();
-        this.worker.notifySessionEnded();
-      },
-      (error: unknown) => this.worker.report(error),
-    );
+    this.#running.delete(s);
+    s.over();
+    this.worker.notifySessionEnded();
   }
 
   /**

@@ -355,7 +355,7 @@ export interface Stop {
 }
 
 /** How a session starts, as its opening decided (`PartitionRun.#open`): its fields' first values. */
-export interface SessionStart {
+export interface SessionStart<I, O> {
   /** Its checkpoint calls, and the state it was restored from. */
   readonly checkpoints: Checkpoints;
   /** Started from a checkpoint taken after an input (one before its first input stands for the start). */
@@ -365,6 +365,8 @@ export interface SessionStart {
   readonly keep: Buffer | string | undefined;
   readonly keepVersion: string;
   readonly writtenBefore: Required<OutputMark> | null;
+  /** Its partition's run, which its hooks tell (through it). */
+  readonly run: SessionRun<I, O>;
 }
 
 /** What a session tells its partition's run for its hooks (`CheckpointsOwner`): one object per run. */
@@ -440,6 +442,8 @@ export class Session<I, O> implements CheckpointsOwner {
   // Written by `PartitionRun` (its life in the run).
   /** Its outputs are all forwarded (the handler has finished). */
   forwardDone = false;
+  /** Its slot (one of `maxConcurrent`) is free: its handler has finished. */
+  slotFreed = false;
   /** Its run is through with it (`PartitionRun.#forwarded`): its outputs forwarded, its end queued. */
   #over = false;
   /** `forwarded`, once asked for (most sessions are never waited for: no promise each). */
@@ -473,10 +477,9 @@ export class Session<I, O> implements CheckpointsOwner {
     rule: SessionState,
     /** What it opened with (its version, and the caps the rule applies to it), kept with it in Redis. */
     readonly opening: SessionOpening,
-    start: SessionStart,
-    run: SessionRun<I, O>,
+    start: SessionStart<I, O>,
   ) {
-    this.#run = run;
+    this.#run = start.run;
     this.rule = rule;
     this.checkpoints = start.checkpoints;
     this.restored = start.restored;
