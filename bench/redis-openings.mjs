@@ -12,7 +12,8 @@
 // process's CPU per event (the worker alone: the producer is a child), and the round's wall time. `--key-state`:
 // the worker keeps keys' states (`keyState`), so an opening reads its key's. `--cpu-prof`: writes a CPU profile of
 // the openings round and of the first later round (sampled in this process) and prints their top functions by self time.
-// `--heap-prof`: samples the allocations of the same rounds (V8's sampling heap profiler, every 4 KB) and prints
+// Round 1 also prints, from each session's opening (its handler's start) to its first event, the sessions opened
+// meanwhile and the time. `--heap-prof`: samples the allocations of the same rounds (V8's sampling heap profiler, every 4 KB) and prints
 // the functions that allocated most, by bytes still live at the round's end and by bytes allocated.
 import { spawn } from 'node:child_process';
 import { Session } from 'node:inspector/promises';
@@ -108,10 +109,25 @@ function topFunctions(profileJson, n = 20) {
 const redis = await startRedis();
 const client = await redis.client();
 const name = 'openings';
+// Per session, from its handler's start (its opening) to its first event: the sessions opened meanwhile (a read's
+// later openings, when its first event waits for them) and the time, ms.
+let openedCount = 0;
+const behind = [];
+const waitedMs = [];
 const fn = streamFn(
   async function* sum(events) {
+    const opened = ++openedCount;
+    const at = performance.now();
     let total = 0;
-    for await (const e of events) yield { n: e.n, total: (total += e.n) };
+    let first = true;
+    for await (const e of events) {
+      if (first) {
+        first = false;
+        behind.push(openedCount - opened);
+        waitedMs.push(performance.now() - at);
+      }
+      yield { n: e.n, total: (total += e.n) };
+    }
   },
   { idleTimeout: 0, maxConcurrent: keys + 10 },
 );
@@ -177,6 +193,12 @@ try {
       `round ${r} (${r === 1 ? 'openings' : 'later events'}): ${ms.toFixed(0)} ms, worker CPU ${((used.user + used.system) / keys).toFixed(1)} µs/event; log calls per event ${JSON.stringify(perEvent)}`,
     );
     console.log(`  redis-server commands per event ${JSON.stringify(commands)}`);
+    if (r === 1) {
+      const q = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))];
+      console.log(
+        `  from a session's opening to its first event: sessions opened meanwhile p50 ${q(behind, 0.5)} / p99 ${q(behind, 0.99)}; ms p50 ${q(waitedMs, 0.5).toFixed(2)} / p99 ${q(waitedMs, 0.99).toFixed(2)}`,
+      );
+    }
     if (heap) {
       const bytes = new Map();
       let all = 0;

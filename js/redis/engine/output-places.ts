@@ -16,7 +16,7 @@ export function placedBy(a: OutputPlace, b: OutputPlace): boolean {
  */
 export class OutputPlaces {
   /** Outputs yielded before each input taken, from `#head` on: the takes no output has been placed after yet. */
-  readonly #yields: number[] = [];
+  #yields: number[] = [];
   #head = 0;
   /** Inputs taken before the output placed last, and the outputs yielded before the last of them. */
   #inputs = 0;
@@ -56,7 +56,8 @@ export class OutputPlaces {
       this.#inputs++;
     }
     if (head === yields.length) {
-      yields.length = 0;
+      // (A new empty array: an emptied one keeps its backing store, in each of thousands of sessions.)
+      if (head > 0) this.#yields = [];
       head = 0;
     } else if (head > 1024) {
       yields.splice(0, head);

@@ -118,11 +118,9 @@ export class OwnerWrites {
   armTimer(s: Session<never, unknown>, timer: Timer, after?: number): void {
     if (this.#host.flags.dropped || s.forwardDone) return;
     const wait = after ?? Math.max(0, timer.time - (this.#host.worker.clock.now() + this.#host.worker.clockOffset));
-    this.#host.worker.clock.clearTimeout(s.wakeTimeouts.get(timer.id));
-    s.wakeTimeouts.set(
-      timer.id,
-      this.#host.worker.clock.setTimeout(() => this.#fire(s, timer), Math.min(MAX_TIMER_MS, wait)).unref(),
-    );
+    const timeouts = (s.wakeTimeouts ??= new Map<number, ClockTimer>());
+    this.#host.worker.clock.clearTimeout(timeouts.get(timer.id));
+    timeouts.set(timer.id, this.#host.worker.clock.setTimeout(() => this.#fire(s, timer), Math.min(MAX_TIMER_MS, wait)).unref());
   }
 
   /**
@@ -131,7 +129,7 @@ export class OwnerWrites {
    * owner, or by this one before a replay made the timer again) is not written again.
    */
   #fire(s: Session<never, unknown>, timer: Timer): void {
-    s.wakeTimeouts.delete(timer.id);
+    s.wakeTimeouts?.delete(timer.id);
     if (this.#host.flags.dropped || s.forwardDone || !s.rule.timers.includes(timer)) return;
     // (A migrated session's opening replaces the one kept: only a commit does that. One whose key's state `migrate`
     // converted goes with that state, its first checkpoint: its wake-ups wait for that commit.)
@@ -150,7 +148,7 @@ export class OwnerWrites {
         // clock to it instead, unless the session took it while the reply was on its way (a tick set for it then
         // would replace the one its idle end needs, and be passed already: nothing would move the clock on).
         if (!s.rule.timers.includes(timer)) return;
-        s.wokenBefore.add(timer.id);
+        (s.wokenBefore ??= new Set()).add(timer.id);
         // (Nor for a session whose handler waits for a step's permits: its input is decided already.)
         if (s.waiting && !waitsForStep(s) && timer.time < this.#tickDeadline) this.tickFor(timer.time);
       },
@@ -164,15 +162,20 @@ export class OwnerWrites {
 
   /** The session's timer `id` is gone (taken, replaced or cancelled): its wake-up is neither armed nor known written. */
   clearTimer(s: Session<never, unknown>, id: number): void {
-    this.#host.worker.clock.clearTimeout(s.wakeTimeouts.get(id));
-    s.wakeTimeouts.delete(id);
-    s.wokenBefore.delete(id);
+    const timeouts = s.wakeTimeouts;
+    if (timeouts !== null) {
+      this.#host.worker.clock.clearTimeout(timeouts.get(id));
+      timeouts.delete(id);
+    }
+    s.wokenBefore?.delete(id);
   }
 
   /** Stops the session's timers (it ended, or the partition is dropped). */
   clearTimers(s: Session<never, unknown>): void {
-    for (const timeout of s.wakeTimeouts.values()) this.#host.worker.clock.clearTimeout(timeout);
-    s.wakeTimeouts.clear();
+    const timeouts = s.wakeTimeouts;
+    if (timeouts === null) return;
+    for (const timeout of timeouts.values()) this.#host.worker.clock.clearTimeout(timeout);
+    timeouts.clear();
   }
 
   /**

@@ -4,13 +4,13 @@
 // What each handler gets next, as the session rule decides, is `SessionInputs`. What it needs of the worker is
 // `PartitionHost`.
 import { DEBOUNCE_TIMER_KEY } from './debounce-input';
-import { drainOutputs } from '../../core/drive';
-import { kFinished, kOpen, kTaken, kTakenEnd, type StreamKind } from '../../core/protocol';
+import { kOpen, kTaken, kTakenEnd, type StreamKind } from '../../core/protocol';
 import { sleepOn } from '../common/clock';
 import { FencedError, decodeError } from '../../errors';
 import { idTime } from '../common/log-ids';
-import { Session, sessionEnd } from './session';
+import { Session, type SessionRun, sessionEnd } from './session';
 import { SessionWrites } from './session-writes';
+import { SessionForward } from './session-forward';
 import { wouldTake } from '../rules/session-rules';
 import {
   type OpeningInputs,
@@ -103,6 +103,16 @@ export class PartitionRun<I, O> {
   readonly #unwake: (() => void) | undefined;
   /** `keyState`: the states of the keys a read's batch opens, read together (key-state-reads.ts). */
   readonly #ahead: KeyStateReads;
+  /** Moves its sessions' outputs to the outbox. */
+  readonly #forwarding: SessionForward<I, O>;
+  /** What its sessions' hooks tell it (`Session` passes them on): one object for all of them. */
+  readonly #sessionRun: SessionRun<I, O> = {
+    waits: (s) => this.#inputs.waits(s),
+    ask: (s) => this.#inputs.ask(s),
+    checkpointsDue: (s) => this.#writing.checkpointsDue(s),
+    armTimer: (s, timer) => this.#writes.armTimer(s, timer),
+    clearTimer: (s, id) => this.#writes.clearTimer(s, id),
+  };
 
   constructor(
     readonly worker: PartitionHost<I, O>,
@@ -127,6 +137,13 @@ export class PartitionRun<I, O> {
       this.#openingLedger,
     );
     this.#writing = new SessionWrites(worker, this.flags, this.#outbox);
+    this.#forwarding = new SessionForward({
+      worker,
+      writing: this.#writing,
+      outbox: this.#outbox,
+      budget: this.#budget,
+      over: (s) => this.#over(s),
+    });
     this.#writes = new OwnerWrites({
       worker: worker as PartitionHost<unknown, unknown>,
       lease,
@@ -235,7 +252,9 @@ export class PartitionRun<I, O> {
         this.flags.logTime = Math.max(this.flags.logTime, idTime(entry.id));
         // Synchronous unless the entry must wait (a full session input, a session still finishing): no
         // microtask per entry on the way.
+        const live = w.live;
         const dispatched = this.#entries.dispatch(entry);
+        if (w.live > live) pace.opened();
         if (typeof dispatched !== 'boolean') pace.waited();
         rereadable = (typeof dispatched === 'boolean' ? dispatched : await dispatched) || rereadable;
       }
@@ -602,6 +621,7 @@ export class PartitionRun<I, O> {
       keep,
       keepVersion,
       writtenBefore: plan.writtenBefore,
+      run: this.#sessionRun,
     });
     w.opened?.(
       sid,
@@ -617,7 +637,7 @@ export class PartitionRun<I, O> {
     if (migrated !== undefined)
       this.#outbox.queue(snapshot !== undefined ? migratedCheckpoint(snapshot, migrated) : startCheckpoint(sid, key, migrated));
     if (grant !== null) {
-      // Its `limiter.session` permits: held until it ends (`#forward`).
+      // Its `limiter.session` permits: held until it ends (`#over`).
       this.#starts.opened(key);
       s.permit = grant;
     }
@@ -630,9 +650,8 @@ export class PartitionRun<I, O> {
     // Without hooks (a pipe), its handler never asks: its entries are decided as they come (it has no timers).
     // With them, it may be waiting already (its handler ran up to its first await at the open).
     this.#inputs.opened(s, !checkpoints.attached || checkpoints.waits > 0);
-    checkpoints.onWaiting = () => this.#inputs.waits(s);
-    checkpoints.onNext = () => this.#inputs.ask(s);
-    checkpoints.onCall = () => this.#writing.checkpointsDue(s);
+    // Its hooks tell the run through the session from now on (timers it made so far are armed below).
+    checkpoints.owner = s;
     if (snapshot !== undefined) {
       this.#snapshots.delete(key);
       w.counters.restored++;
@@ -641,13 +660,11 @@ export class PartitionRun<I, O> {
     this.sessions.set(key, s);
     this.#running.add(s);
     w.live++;
-    s.forwarded = this.#forward(s);
+    this.#forwarding.start(s);
     if (this.flags.replayDone) this.#writes.armAge(s);
     // Calls its handler made before the session existed (it runs up to its first await at the open), and the
     // timers it was restored with.
     this.#writing.checkpointsDue(s);
-    checkpoints.onTimer = (timer) => this.#writes.armTimer(s, timer);
-    checkpoints.onDrop = (timer) => this.#writes.clearTimer(s, timer.id);
     for (const timer of rule.timers) this.#writes.armTimer(s, timer);
     if (broken !== undefined) {
       w.report(broken);
@@ -656,34 +673,19 @@ export class PartitionRun<I, O> {
     return s;
   }
 
-  async #forward(s: Session<I, O>): Promise<void> {
-    // Its slot is free once its handler has finished, though its last outputs may still wait for the outbox.
-    const finished = s.stream[kFinished].then(() => {
-      this.worker.live--;
-    });
-    try {
-      await drainOutputs(s.stream, (batch) => {
-        for (const value of batch) {
-          this.#writing.output(s, value);
-          s.yieldsQueued++;
-          if (s.checkpoints?.attached === true) s.checkpoints.forwarded(s.yieldsQueued);
-          if (s.checkpoints !== null && s.checkpoints.calls.length > 0) this.#writing.checkpointsDue(s);
-        }
-        // The handler ran: it may have taken events.
-        if (this.#budget.waiting) this.#budget.freed();
-        return this.#outbox.waitRoom();
-      });
-    } catch (error) {
-      this.#writing.fail(s, error);
-    }
-    s.forwardDone = true;
-    await finished;
-    // Its handler has finished: its permits go back (its session's, its last step's), whatever ended it.
+  /** Its handler has finished and its outputs are all forwarded (`SessionForward`): it ends in the run. */
+  #over(s: Session<I, O>): void {
+    // Its permits go back (its session's, its last step's), whatever ended it.
     s.permit?.release();
     s.step?.release();
-    this.#ended(s);
-    this.budgetFreed();
+    try {
+      this.#ended(s);
+      this.budgetFreed();
+    } catch (error) {
+      this.worker.report(error);
+    }
     this.#running.delete(s);
+    s.over();
     this.worker.notifySessionEnded();
   }
 

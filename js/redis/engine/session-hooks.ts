@@ -1,7 +1,6 @@
 // A session's hooks into its stream (`Checkpoints`: checkpoints, timers, the rule's state) as it opens: a new
 // session's, or a restored one's from its checkpoint, with the debounce it opened with wrapped around its handler.
-import { TimerPastAgeError, TooManyTimersError } from '../../errors';
-import { type Codec, encodeChecked } from '../common/codec';
+import type { Codec } from '../common/codec';
 import type { Snapshot } from '../common/transport';
 import type { Debounce } from '../../core/debounce';
 import { type SessionLimits, type SessionState, newState } from '../rules/session-rules';
@@ -10,13 +9,13 @@ import type { PartitionHost } from './partition-host';
 import { kTaken, type StreamKind } from '../../core/protocol';
 import type { SessionScope } from '../common/trace-context';
 import type { Grant } from './session-permits';
-import { Checkpoints, encodeCheckpoint, sidTime } from './session';
+import { Checkpoints, sidTime } from './session';
 
 /** What the hooks need of the worker. */
-export type HooksHost = Pick<
-  PartitionHost<unknown, unknown>,
-  'maxCheckpointBytes' | 'maxEventBytes' | 'counters'
-> & { readonly codec: Codec<unknown>; readonly fn: { readonly name: string } };
+export type HooksHost = Pick<PartitionHost<unknown, unknown>, 'maxCheckpointBytes' | 'maxEventBytes' | 'counters'> & {
+  readonly codec: Codec<unknown>;
+  readonly fn: { readonly name: string };
+};
 
 /**
  * The session's rule state and hooks: from `snapshot` (its checkpoint, readable) if given, else a new session's;
@@ -44,15 +43,7 @@ export function sessionHooks(
           ),
         },
   );
-  const checkpoints = new Checkpoints(
-    restored,
-    rule,
-    limits,
-    () => new TooManyTimersError(sid, limits.maxSessionTimers),
-    (time) => new TimerPastAgeError(sid, sidTime(sid), limits.maxSessionAge, time),
-    (state, pending) => encodeCheckpoint(w.codec, w.maxCheckpointBytes, sid, state, pending),
-    (payload) => encodeChecked(w.codec, payload, w.maxEventBytes, `wake-up payload of session ${JSON.stringify(sid)}`),
-  );
+  const checkpoints = new Checkpoints(restored, rule, limits, sid, w);
   if (snapshot !== undefined) checkpoints.lastInput = snapshot.lastInput;
   if (debounce !== null) {
     checkpoints.encodeDebounce = (pending) => encodePending(w.codec, pending as DebouncePending);

@@ -361,7 +361,8 @@ export class SessionInputs<I, O> {
    */
   tickTime(s: Session<I, O>): number {
     let time = idleDeadline(s.rule, s.limits);
-    for (const timer of s.rule.timers) if (s.wokenBefore.has(timer.id)) time = Math.min(time, timer.time);
+    const woken = s.wokenBefore;
+    if (woken !== null) for (const timer of s.rule.timers) if (woken.has(timer.id)) time = Math.min(time, timer.time);
     return time;
   }
 }

@@ -6,6 +6,8 @@ import { type Codec, encodeChecked } from '../common/codec';
 import {
   CheckpointTooLargeError,
   type SessionLimitError,
+  TimerPastAgeError,
+  TooManyTimersError,
   reservedTimerKeyError,
   sessionAgeError,
   sessionEventsError,
@@ -80,15 +82,36 @@ export interface CheckpointCall {
   readonly error?: Error;
 }
 
+/** What a session's hooks need of the worker: one object for all its sessions (the worker itself). */
+export interface CheckpointsHost {
+  readonly codec: Codec<unknown>;
+  readonly maxCheckpointBytes: number;
+  readonly maxEventBytes: number;
+}
+
+/**
+ * What a session's hooks tell its partition's run once the session exists (`Session`): its handler waits for input,
+ * asks for it, made a checkpoint call, made or dropped a timer.
+ */
+export interface CheckpointsOwner {
+  waits(): void;
+  ask(): { value: unknown } | 'end' | undefined;
+  checkpointDue(): void;
+  armTimer(timer: Timer): void;
+  dropTimer(timer: Timer): void;
+}
+
 /**
  * A session's `SessionHooks`: the state it was restored from, its rule's state (`rule`: timers are made here, with
  * the `maxSessionTimers` check), and its checkpoint calls, encoded at the call (a failure throws there, and is kept
  * too: the session fails at that point of its outputs, also if the handler catches the error). The partition's
- * run answers `next()` (set once the session exists) and learns of `waiting()`.
+ * run answers `next()` and learns of `waiting()` through `owner` (the session, set once it exists). Its state is in
+ * fields and its behaviour in methods, with no closure per session: a worker opens thousands.
  */
 export class Checkpoints implements SessionHooks {
   readonly calls: CheckpointCall[] = [];
-  onCall: (() => void) | null = null;
+  /** The session, once it exists (`PartitionRun.#open`); until then waits are counted in `waits`. */
+  owner: CheckpointsOwner | null = null;
   /** Entries of the log its handler has taken (the run counts them as it gives them). */
   entries = 0;
   /**
@@ -111,9 +134,9 @@ export class Checkpoints implements SessionHooks {
   // take): the entry taken (null for a timer), the last input before it, the outputs yielded before it. A handler
   // runs ahead of the forwarding of its outputs; an output that cannot be encoded ends the session at its yield,
   // so what was taken after that yield is not the session's (`failAt`).
-  readonly #takeEntry: (InputEntry | null)[] = [];
-  readonly #takeBefore: (string | undefined)[] = [];
-  readonly #takeYielded: number[] = [];
+  #takeEntry: (InputEntry | null)[] = [];
+  #takeBefore: (string | undefined)[] = [];
+  #takeYielded: number[] = [];
   #takesFrom = 0;
   #endPlaced = false;
   /** The handler takes this input (an entry id, `t<id>` for a timer) of this time: `lastInput` and `ctx.entry`. */
@@ -133,7 +156,15 @@ export class Checkpoints implements SessionHooks {
     const yielded = this.#takeYielded;
     let from = this.#takesFrom;
     while (from < yielded.length && yielded[from] < queued) from++;
-    if (from === yielded.length || from > 1024) {
+    if (from === yielded.length) {
+      // (New empty arrays, not emptied ones: those keep their grown backing stores, in each of thousands of sessions.)
+      if (from > 0) {
+        this.#takeEntry = [];
+        this.#takeBefore = [];
+        this.#takeYielded = [];
+      }
+      from = 0;
+    } else if (from > 1024) {
       this.#takeEntry.splice(0, from);
       this.#takeBefore.splice(0, from);
       yielded.splice(0, from);
@@ -173,20 +204,12 @@ export class Checkpoints implements SessionHooks {
     if (this.#entry === undefined && this.#entryId !== undefined) this.#entry = { id: this.#entryId, time: this.#entryTime };
     return this.#entry;
   }
-  /** Arms a new timer (set once the session exists). */
-  onTimer: ((timer: Timer) => void) | null = null;
-  /** Disarms a timer replaced or cancelled (set once the session exists). */
-  onDrop: ((timer: Timer) => void) | null = null;
   /** The stream uses these hooks: its handler asks for each input (`next`). */
   attached = false;
   /** The handler the session's stream runs instead of the function's (`debounce`; set before the stream opens). */
   wrapHandler?: <I, O>(handler: StreamHandler<I, O>) => StreamHandler<I, O>;
-  /** The handler waits for input with none given (set once the session exists). */
-  onWaiting: (() => void) | null = null;
   /** Times its handler waited for input before the session existed (it runs up to its first await at the open). */
   waits = 0;
-  /** Asked as its handler takes its next input (set once the session exists); see `SessionHooks.next`. */
-  onNext: (() => { value: unknown } | 'end' | undefined) | null = null;
   /**
    * A call could not be encoded: the session fails there, so its input ends there too (the handler, if it caught
    * the error, takes nothing more); the entries it had not taken by then open the key's next session.
@@ -196,11 +219,22 @@ export class Checkpoints implements SessionHooks {
     readonly restored: unknown,
     readonly rule: SessionState,
     readonly limits: SessionLimits,
-    readonly tooMany: () => Error,
-    readonly late: (time: number) => Error,
-    readonly encode: (state: unknown, pending: readonly Timer[]) => Buffer | string,
-    readonly encodePayload: (payload: unknown) => Buffer | string,
+    readonly sid: string,
+    readonly host: CheckpointsHost,
   ) {}
+  /** A checkpoint's state with the timers pending, encoded (`encodeCheckpoint`), or its coded error thrown. */
+  encode(state: unknown, pending: readonly Timer[]): Buffer | string {
+    return encodeCheckpoint(this.host.codec, this.host.maxCheckpointBytes, this.sid, state, pending);
+  }
+  /** A wake-up's payload, encoded within `maxEventBytes`, or its coded error thrown. */
+  encodePayload(payload: unknown): Buffer | string {
+    return encodeChecked(
+      this.host.codec,
+      payload,
+      this.host.maxEventBytes,
+      `wake-up payload of session ${JSON.stringify(this.sid)}`,
+    );
+  }
   /**
    * The latest checkpoint of the handler's current step, encoded: a call until the step ends (the handler takes its
    * next input). What the step does after the call (outputs, timers, a return or a throw) is not in the handler's
@@ -221,7 +255,7 @@ export class Checkpoints implements SessionHooks {
       this.calls.push({ ...this.#at(yielded), error: error as Error });
       this.broken = true;
       this.#step = null;
-      this.onCall?.();
+      this.owner?.checkpointDue();
       throw error;
     }
     if (!this.broken) this.#step = encoded;
@@ -259,13 +293,13 @@ export class Checkpoints implements SessionHooks {
     if (this.#step !== null) {
       this.calls.push({ ...this.#at(yielded), state: this.#step });
       this.#step = null;
-      this.onCall?.();
+      this.owner?.checkpointDue();
     }
-    return this.onNext?.();
+    return this.owner?.ask();
   }
   waiting(): void {
-    if (this.onWaiting === null) this.waits++;
-    else this.onWaiting();
+    if (this.owner === null) this.waits++;
+    else this.owner.waits();
   }
   wakeAt(time: number, payload: unknown, key: string | undefined): void {
     if (key === DEBOUNCE_TIMER_KEY) throw reservedTimerKeyError('ctx.wakeAt()');
@@ -284,8 +318,8 @@ export class Checkpoints implements SessionHooks {
   encodeDebounce: ((payload: unknown) => Buffer | string) | null = null;
   /** The debounce timer (`debounce-input.ts`), made or replaced: one slot past `maxSessionTimers`, its own. */
   wakeDebounce(time: number, payload: unknown): number {
-    const encode = this.encodeDebounce ?? this.encodePayload;
-    return this.#add(time, encode(payload), this.#limitsPlusOne(), DEBOUNCE_TIMER_KEY);
+    const bytes = this.encodeDebounce === null ? this.encodePayload(payload) : this.encodeDebounce(payload);
+    return this.#add(time, bytes, this.#limitsPlusOne(), DEBOUNCE_TIMER_KEY);
   }
   cancelDebounce(): void {
     this.#cancel(DEBOUNCE_TIMER_KEY);
@@ -300,16 +334,16 @@ export class Checkpoints implements SessionHooks {
   #add(time: number, payload: Buffer | string, limits: SessionLimits, key: string | undefined): number {
     const replaced = key === undefined ? undefined : this.rule.timers.find((t) => t.key === key);
     const timer = addTimer(this.rule, time, payload, limits, key);
-    if (timer === 'late') throw this.late(Math.ceil(time));
-    if (timer === 'full') throw this.tooMany();
-    if (replaced !== undefined) this.onDrop?.(replaced);
-    this.onTimer?.(timer);
+    if (timer === 'late') throw new TimerPastAgeError(this.sid, sidTime(this.sid), this.limits.maxSessionAge, Math.ceil(time));
+    if (timer === 'full') throw new TooManyTimersError(this.sid, this.limits.maxSessionTimers);
+    if (replaced !== undefined) this.owner?.dropTimer(replaced);
+    this.owner?.armTimer(timer);
     return timer.id;
   }
   #cancel(key: string): boolean {
     const timer = cancelTimer(this.rule, key);
     if (timer === undefined) return false;
-    this.onDrop?.(timer);
+    this.owner?.dropTimer(timer);
     return true;
   }
 }
@@ -321,7 +355,7 @@ export interface Stop {
 }
 
 /** How a session starts, as its opening decided (`PartitionRun.#open`): its fields' first values. */
-export interface SessionStart {
+export interface SessionStart<I, O> {
   /** Its checkpoint calls, and the state it was restored from. */
   readonly checkpoints: Checkpoints;
   /** Started from a checkpoint taken after an input (one before its first input stands for the start). */
@@ -331,13 +365,25 @@ export interface SessionStart {
   readonly keep: Buffer | string | undefined;
   readonly keepVersion: string;
   readonly writtenBefore: Required<OutputMark> | null;
+  /** Its partition's run, which its hooks tell (through it). */
+  readonly run: SessionRun<I, O>;
+}
+
+/** What a session tells its partition's run for its hooks (`CheckpointsOwner`): one object per run. */
+export interface SessionRun<I, O> {
+  waits(s: Session<I, O>): void;
+  ask(s: Session<I, O>): { value: unknown } | 'end' | undefined;
+  checkpointsDue(s: Session<I, O>): void;
+  armTimer(s: Session<I, O>, timer: Timer): void;
+  clearTimer(s: Session<I, O>, id: number): void;
 }
 
 /**
  * A session of the partition's run. Its fields are grouped by the one module that writes them after the opening
- * sets their first values (`SessionStart`); the rest only read them.
+ * sets their first values (`SessionStart`); the rest only read them. It is its hooks' owner (`CheckpointsOwner`),
+ * passing on to its run.
  */
-export class Session<I, O> {
+export class Session<I, O> implements CheckpointsOwner {
   /** Its rule's state (`session-rules.ts`): shared with its `Checkpoints`. */
   readonly rule: SessionState;
   /** Its checkpoint calls, and the state it was restored from. */
@@ -346,10 +392,11 @@ export class Session<I, O> {
   readonly restored: boolean;
   /** Entries delivered to it that its handler has not taken (its inbox owns them). */
   readonly inbox = new Inbox();
-  /** Its armed timers' timeouts, by timer id. */
-  readonly wakeTimeouts = new Map<number, ClockTimer>();
+  // (Made with the first timer that needs them: most sessions have none, and an empty Map or Set is about 100 B.)
+  /** Its armed timers' timeouts, by timer id (null: none armed yet). */
+  wakeTimeouts: Map<number, ClockTimer> | null = null;
   /** Timers whose wake-up an earlier owner wrote: the partition's tick moves the log's clock to them instead. */
-  readonly wokenBefore = new Set<number>();
+  wokenBefore: Set<number> | null = null;
 
   // Written by `SessionWrites` (its outputs, failure and checkpoints).
   /** The seq of its last output queued. */
@@ -393,10 +440,15 @@ export class Session<I, O> {
   ageMarked = false;
 
   // Written by `PartitionRun` (its life in the run).
-  /** Its outputs forwarded to the outbox, to the end of its handler. */
-  forwarded: Promise<void> = Promise.resolve();
   /** Its outputs are all forwarded (the handler has finished). */
   forwardDone = false;
+  /** Its slot (one of `maxConcurrent`) is free: its handler has finished. */
+  slotFreed = false;
+  /** Its run is through with it (`PartitionRun.#forwarded`): its outputs forwarded, its end queued. */
+  #over = false;
+  /** `forwarded`, once asked for (most sessions are never waited for: no promise each). */
+  #forwarded: Promise<void> | null = null;
+  #resolveForwarded: (() => void) | null = null;
   /** Outputs of its handler handed to `#output` so far: a checkpoint call waits for those yielded before it. */
   yieldsQueued = 0;
   /** Its trace (a tracer provider is registered): its span, its events' spans and links. */
@@ -416,6 +468,8 @@ export class Session<I, O> {
   /** Ids in `ids` that are markers (close markers, wake-ups): not events. */
   markers: Set<string> | null = null;
 
+  readonly #run: SessionRun<I, O>;
+
   constructor(
     readonly key: string,
     readonly sid: string,
@@ -423,8 +477,9 @@ export class Session<I, O> {
     rule: SessionState,
     /** What it opened with (its version, and the caps the rule applies to it), kept with it in Redis. */
     readonly opening: SessionOpening,
-    start: SessionStart,
+    start: SessionStart<I, O>,
   ) {
+    this.#run = start.run;
     this.rule = rule;
     this.checkpoints = start.checkpoints;
     this.restored = start.restored;
@@ -434,6 +489,40 @@ export class Session<I, O> {
     this.writtenBefore = start.writtenBefore;
     // For dashboards: which session a listed stream of the function is (its sid and key, shown as allowed).
     tagStream(stream, { session: { key, sid } });
+  }
+
+  /** Settles once its run is through with it: its outputs forwarded to the outbox, its end queued. */
+  get forwarded(): Promise<void> {
+    if (this.#forwarded === null)
+      this.#forwarded = this.#over ? Promise.resolve() : new Promise((resolve) => (this.#resolveForwarded = resolve));
+    return this.#forwarded;
+  }
+
+  /** Its run is through with it (`forwarded` settles). */
+  over(): void {
+    this.#over = true;
+    this.#resolveForwarded?.();
+    this.#resolveForwarded = null;
+  }
+
+  waits(): void {
+    this.#run.waits(this);
+  }
+
+  ask(): { value: unknown } | 'end' | undefined {
+    return this.#run.ask(this);
+  }
+
+  checkpointDue(): void {
+    this.#run.checkpointsDue(this);
+  }
+
+  armTimer(timer: Timer): void {
+    this.#run.armTimer(this, timer);
+  }
+
+  dropTimer(timer: Timer): void {
+    this.#run.clearTimer(this, timer.id);
   }
 
   /** Time of its first entry (in its sid). */
