@@ -312,6 +312,13 @@ test('the fleet options on Postgres: schema checked and used; schema refused wit
     message: /fleet\.schema/,
   });
   assert.throws(() => dashboard({ fleet: { client: { query() {} } } }), { code: 'ERR_INVALID_ARG_TYPE', message: /pg\.Pool/ });
+  // A single connection (a pg.Client) is refused as everywhere on Postgres; names Postgres text cannot hold too.
+  const single = new pg.Client(postgres.config);
+  assert.throws(() => dashboard({ fleet: { client: single } }), { code: 'ERR_VELO_NOT_A_POOL' });
+  for (const bad of ['a\u0000b', 'a\u0007b']) {
+    assert.throws(() => dashboard({ fleet: { client, name: bad } }), { code: 'ERR_INVALID_ARG_VALUE', message: /control characters/ });
+    assert.throws(() => dashboard({ fleet: { client, id: bad } }), { code: 'ERR_INVALID_ARG_VALUE', message: /control characters/ });
+  }
   assert.throws(() => dashboard({ fleet: { client, nam: 'x' } }), {
     code: 'ERR_INVALID_ARG_VALUE',
     message: /Known options: client, name, schema, id, publish, ttl, onError/,

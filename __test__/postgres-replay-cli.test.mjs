@@ -5,7 +5,7 @@
 // ERR_VELO_PEER_MISSING.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -81,6 +81,16 @@ test('velo-replay export --postgres: the bounds refuse a larger recording (ERR_V
   const base = ['export', '--postgres', url(), '--schema', SCHEMA, '--name', NAME, '--partitions', String(PARTITIONS)];
   await cli([...base, '--max-entries', '1'], { code: 2, expectStderr: /^velo-replay: ERR_VELO_RECORDING_TOO_LARGE: .*\n$/ });
   await cli([...base, '--max-outputs', '1'], { code: 2, expectStderr: /^velo-replay: ERR_VELO_RECORDING_TOO_LARGE: .*\n$/ });
+  // --max-bytes bounds the file written (as it bounds a file read by run): none is written past it.
+  const size = Buffer.byteLength(JSON.stringify((await record()).recording));
+  const file = join(dir, 'bounded.json');
+  await cli([...base, '--max-bytes', String(size - 1), '--out', file], {
+    code: 2,
+    expectStderr: new RegExp(`^velo-replay: ERR_VELO_RECORDING_TOO_LARGE: the recording is ${size} bytes, more than --max-bytes \\(${size - 1}\\)\\n$`),
+  });
+  assert.equal(existsSync(file), false);
+  await cli([...base, '--max-bytes', String(size), '--out', file]);
+  assert.equal(readFileSync(file, 'utf8').length, size);
   await cli(['export', '--postgres', url(), '--schema', 'Bad', '--name', NAME], {
     code: 2,
     expectStderr: /^velo-replay: ERR_INVALID_ARG_VALUE: .*"schema" option.*\n$/,

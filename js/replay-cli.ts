@@ -243,6 +243,9 @@ async function main(argv: string[]): Promise<number> {
     if (read === null) throw invalidValue('export needs --redis <url> or --postgres <connection string>');
     const recording = await read;
     const text = JSON.stringify(recording);
+    const maxBytes = count(values, 'max-bytes', MAX_BYTES) as number;
+    const size = Buffer.byteLength(text);
+    if (size > maxBytes) throw recordingTooLargeError(`the recording is ${size} bytes, more than --max-bytes (${maxBytes})`);
     if (values.out === undefined) process.stdout.write(`${text}\n`);
     else writeFileSync(values.out, text);
     const sessions = recording.parts.reduce((n, p) => n + p.input.length, 0);

@@ -152,9 +152,9 @@ export class Fleet {
     ] as const) {
       if (typeof value !== 'string')
         throw invalidType(`dashboard(): fleet.${what} must be a string. Received ${describe(value)}`);
-      if (!/^[^{}\s]{1,200}$/.test(value)) {
+      if (!/^[^{}\s\p{Cc}]{1,200}$/u.test(value)) {
         throw invalidValue(
-          `dashboard(): fleet.${what} must be 1-200 characters without braces or whitespace. Received ${describe(value)}`,
+          `dashboard(): fleet.${what} must be 1-200 characters without braces, whitespace or control characters. Received ${describe(value)}`,
         );
       }
     }

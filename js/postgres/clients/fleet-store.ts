@@ -8,7 +8,7 @@
 // key) on a table with room left in each page (fillfactor): a HOT update, no index write.
 import type { FleetRow, FleetStore } from '../../redis/common/fleet-store';
 import { migrate, schemaIdent } from '../log/schema';
-import { NOW, type PgPoolLike, run, str } from '../log/sql';
+import { NOW, type PgPoolLike, checkPool, run, str } from '../log/sql';
 
 /** Expired rows deleted by one read at most. */
 const CLEAN_READ = 100;
@@ -17,10 +17,12 @@ const CLEAN_EVERY = 16;
 const CLEAN_PUBLISH = 16;
 
 /**
- * The fleet `name`'s store in `schema` on `pool` (checked by the caller: a pg.Pool, a name without whitespace).
+ * The fleet `name`'s store in `schema` on `pool` (a pg.Pool, not a single client: ERR_VELO_NOT_A_POOL; the name
+ * checked by the caller).
  * The schema is made (and migrated) at the first call, retried after a failure.
  */
 export function pgFleetStore(what: string, pool: PgPoolLike, schema: string, name: string): FleetStore {
+  checkPool(what, pool);
   const S = schemaIdent(what, schema);
   const T = `${S}.dash_members`;
   /** Up to `n` expired rows of the fleet (not `$2`'s), deleted; as a CTE. */
