@@ -18,6 +18,7 @@ import {
   kRead,
   kReadNow,
   kReadTo,
+  kRefusesInput,
   type ReadTarget,
   kSendAll,
   kSendNow,
@@ -224,7 +225,8 @@ export function assertSource(value: unknown, name = 'events'): { error: unknown 
 
 /**
  * Starts sending `source` into `stream`. `failure()` tells whether the source
- * failed (a source error cancels the stream with that error); `stop()`, once
+ * failed (a source error cancels the stream with that error, a refusal of a
+ * `kRefusesInput` source ends its input); `stop()`, once
  * the outputs are finished, closes a source still waiting for its next event
  * (its `return()`), since the stream will never take another.
  */
@@ -249,7 +251,9 @@ class Sending<I, O> {
     } catch (error) {
       feeding.delete(stream);
       this.#failure = { error };
-      void stream.cancel(error);
+      // A refusal of the rest of the input ends it: the error follows the outputs; any other failure cancels.
+      if ((source as { [kRefusesInput]?: unknown })[kRefusesInput] === true) stream.end();
+      else void stream.cancel(error);
     }
   }
 

@@ -3,7 +3,7 @@
 import type { IncomingMessage } from 'node:http';
 import { constants as bufferConstants, isUtf8 } from 'node:buffer';
 import { Readable, finished } from 'node:stream';
-import { doneResult, NOT_NOW, type ReadTarget, kReadNow, kReadTo } from '../core/protocol';
+import { doneResult, NOT_NOW, type ReadTarget, kReadNow, kReadTo, kRefusesInput } from '../core/protocol';
 import {
   RequestBodyError,
   RequestBodyTimeoutError,
@@ -164,6 +164,11 @@ class NdjsonBody<E> {
 
   [Symbol.asyncIterator](): this {
     return this;
+  }
+
+  /** Its errors refuse the rest of the body: a stream it feeds delivers the outputs of the lines before, then the error. */
+  get [kRefusesInput](): true {
+    return true;
   }
 
   next(): Promise<IteratorResult<E>> {
