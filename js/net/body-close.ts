@@ -31,8 +31,7 @@ export function bodyRead(req: IncomingMessage): boolean {
  */
 export function responseOf(req: IncomingMessage): ServerResponse | undefined {
   const res = (req.socket as (Socket & { _httpMessage?: unknown }) | null | undefined)?._httpMessage as
-    | ServerResponse
-    | undefined;
+    ServerResponse | undefined;
   return res !== undefined && res !== null && res.req === req ? res : undefined;
 }
 
@@ -157,7 +156,12 @@ function linger(socket: LingeringSocket, req: IncomingMessage): void {
     closeWhenWritten(socket);
     return;
   }
-  readRest(socket, req, () => closeWhenWritten(socket), () => socket.destroy());
+  readRest(
+    socket,
+    req,
+    () => closeWhenWritten(socket),
+    () => socket.destroy(),
+  );
 }
 
 /**
@@ -167,7 +171,12 @@ function linger(socket: LingeringSocket, req: IncomingMessage): void {
  */
 function dropRest(socket: LingeringSocket, req: IncomingMessage): void {
   if (req.readableEnded || req.destroyed) return;
-  readRest(socket, req, () => {}, () => linger(socket, req));
+  readRest(
+    socket,
+    req,
+    () => {},
+    () => linger(socket, req),
+  );
 }
 
 /** Reads and drops the rest of `req`'s body: `ended` at its end, `over` past `LINGER_BYTES` or `LINGER_MS`. */
