@@ -46,7 +46,11 @@ export function start(port = 3000) {
   return new Promise((resolve) => {
     const server = createApp().listen(port, '127.0.0.1', () => {
       const { port: p } = server.address();
-      resolve({ server, url: `http://127.0.0.1:${p}`, close: () => new Promise((r) => server.close(r) && server.closeAllConnections()) });
+      resolve({
+        server,
+        url: `http://127.0.0.1:${p}`,
+        close: () => new Promise((r) => server.close(r) && server.closeAllConnections()),
+      });
     });
   });
 }
