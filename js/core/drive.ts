@@ -79,7 +79,9 @@ export abstract class StreamBase<I, O> implements StreamKind<I, O> {
   /**
    * Sends every event of `events` with backpressure, then ends the input,
    * yielding outputs as they come. A source error or an abort cancels the
-   * stream and the iteration rejects with it.
+   * stream and the iteration rejects with it; a refusal from a
+   * `kRefusesInput` source (`ndjsonEvents`) ends the input instead, and the
+   * iteration rejects with it after the last output.
    * @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `events` is not an iterable or async iterable.
    */
   feed(events: EventSource<I>): FeedOutputs<O> {

@@ -68,7 +68,8 @@ function resolveNdjsonOptions(opts: unknown): { maxLineBytes: number; maxBodyByt
  * without a newline counts). Throws `RequestBodyError` (status 400) at the
  * first malformed line (not JSON, or not UTF-8), and `RequestTooLargeError` (status 413) at the first
  * line over `maxLineBytes` or when the body passes `maxBodyBytes`; the lines
- * before either are delivered first. Reading stops there (the request is
+ * before either are delivered first: a stream fed from it has its input end
+ * there, and reports the error after its outputs. Reading stops there (the request is
  * left unread, not destroyed, so that the error can still be answered).
  * Options are checked at the call. Pass it to `feed()` or `run()`.
  */
