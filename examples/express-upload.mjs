@@ -7,7 +7,7 @@
 import express from 'express';
 import { pathToFileURL } from 'node:url';
 import { streamFn } from 'velo-stream';
-import { ndjsonEvents, sendNdjson } from 'velo-stream/http';
+import { ndjsonEvents, sendError, sendNdjson } from 'velo-stream/http';
 
 /** A frame on the wire: `{ index, pixels }` with pixels as an array of 0-255 values. */
 export const motion = streamFn(
@@ -28,16 +28,16 @@ export const motion = streamFn(
 export function createApp() {
   const app = express();
   app.post('/upload', async (req, res) => {
-    let stream;
-    try {
-      stream = motion.open();
-    } catch (error) {
-      return res.status(503).json({ error: { message: error.message, code: error.code } });
-    }
     // The body's frames go in as they arrive, results come out as they are
     // made; a client that leaves cancels the stream; a malformed line before
     // any result is answered 400 with the error object.
-    await sendNdjson(res, stream.feed(ndjsonEvents(req)));
+    try {
+      await sendNdjson(res, motion.open().feed(ndjsonEvents(req)));
+    } catch (error) {
+      // Past maxConcurrent, open() throws a StreamLimitError: answered 503 now, with Connection: close (Express's
+      // own error handler would answer only once the whole upload has arrived).
+      sendError(res, error);
+    }
   });
   return app;
 }
@@ -46,7 +46,11 @@ export function start(port = 3000) {
   return new Promise((resolve) => {
     const server = createApp().listen(port, '127.0.0.1', () => {
       const { port: p } = server.address();
-      resolve({ server, url: `http://127.0.0.1:${p}`, close: () => new Promise((r) => server.close(r) && server.closeAllConnections()) });
+      resolve({
+        server,
+        url: `http://127.0.0.1:${p}`,
+        close: () => new Promise((r) => server.close(r) && server.closeAllConnections()),
+      });
     });
   });
 }

@@ -18,6 +18,7 @@ import {
   kRead,
   kReadNow,
   kReadTo,
+  kRefusesInput,
   type ReadTarget,
   kSendAll,
   kSendNow,
@@ -78,7 +79,9 @@ export abstract class StreamBase<I, O> implements StreamKind<I, O> {
   /**
    * Sends every event of `events` with backpressure, then ends the input,
    * yielding outputs as they come. A source error or an abort cancels the
-   * stream and the iteration rejects with it.
+   * stream and the iteration rejects with it; a refusal from a
+   * `kRefusesInput` source (`ndjsonEvents`) ends the input instead, and the
+   * iteration rejects with it after the last output.
    * @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `events` is not an iterable or async iterable.
    */
   feed(events: EventSource<I>): FeedOutputs<O> {
@@ -224,7 +227,8 @@ export function assertSource(value: unknown, name = 'events'): { error: unknown 
 
 /**
  * Starts sending `source` into `stream`. `failure()` tells whether the source
- * failed (a source error cancels the stream with that error); `stop()`, once
+ * failed (a source error cancels the stream with that error, a refusal of a
+ * `kRefusesInput` source ends its input); `stop()`, once
  * the outputs are finished, closes a source still waiting for its next event
  * (its `return()`), since the stream will never take another.
  */
@@ -249,7 +253,9 @@ class Sending<I, O> {
     } catch (error) {
       feeding.delete(stream);
       this.#failure = { error };
-      void stream.cancel(error);
+      // A refusal of the rest of the input ends it: the error follows the outputs; any other failure cancels.
+      if ((source as { [kRefusesInput]?: unknown })[kRefusesInput] === true) stream.end();
+      else void stream.cancel(error);
     }
   }
 

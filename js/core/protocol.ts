@@ -107,6 +107,15 @@ export const kFuse = Symbol.for('velo-stream.fuse');
  * sessions holding the permits it waits for.) Optional.
  */
 export const kOwnedReads = Symbol.for('velo-stream.ownedReads');
+/**
+ * `source[kRefusesInput]`: true on a source whose error refuses the rest of
+ * its input (`ndjsonEvents` at a malformed or oversized line) rather than
+ * fails its reader. `feed()` and `run()` then end the stream's input there,
+ * as at the source's end, and report the error after the outputs (rather
+ * than cancel the stream and drop the outputs not read yet), so that what
+ * was made of the events before it is delivered whatever the reader's speed.
+ */
+export const kRefusesInput = Symbol.for('velo-stream.refusesInput');
 /** `kReadNow`'s "nothing available right now". */
 export const NOT_NOW: unique symbol = Symbol.for('velo-stream.notNow');
 

@@ -4,12 +4,12 @@
 // Works with Node's http.ServerResponse, so with Express's `res` and
 // Fastify's `reply.raw`; `toReadable` gives a Readable for `reply.send`.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { NOT_NOW, kReadNow, kSettle } from '../core/protocol';
-import { kBodyCut, kBodyLeft } from './ndjson-body';
+import { kBodyCut } from './ndjson-body';
 import { assertOptionsObject } from '../config';
 import { SerializeError, describe, invalidType, invalidValue } from '../errors';
+import { closeIfBodyLeft, closeIfBodyUnread } from '../net/body-close';
 import { drainOrClose } from '../net/drain';
 import { errorAnswer as answerTo, errorJSON } from '../net/error-answer';
 import { checkResponseFields } from '../net/response-fields';
@@ -432,155 +432,12 @@ class ReadyTaker<O> {
 }
 
 /** A request as the writers look at it: the marks its NDJSON body's reader leaves (ndjson-body.ts). */
-type BodyRequest = IncomingMessage & { [kBodyLeft]?: boolean; [kBodyCut]?: unknown };
+type BodyRequest = IncomingMessage & { [kBodyCut]?: unknown };
 
 /** The `RequestBodyTimeoutError` of a response's request whose body the stream stopped reading mid-line, if any. */
 function cutOf(res: ServerResponse | undefined): unknown {
   const req: BodyRequest | undefined = res?.req;
   return req === undefined ? undefined : req[kBodyCut];
-}
-
-/**
- * A request whose body is read to its end, or that has none: an HTTP/1 request
- * with neither `Transfer-Encoding` nor a `Content-Length` above 0 has no body
- * (RFC 9112, 6.3), though Node marks it complete only after the handler's
- * synchronous run.
- */
-function bodyRead(req: IncomingMessage): boolean {
-  if (req.complete) return true;
-  const headers = req.headers;
-  if (headers === undefined || headers['transfer-encoding'] !== undefined) return false;
-  const length = headers['content-length'];
-  return length === undefined || Number(length) === 0;
-}
-
-/**
- * An error is answered before its request body was read to the end (a body
- * refused for its size, maybe by its Content-Length before any byte was
- * read): nothing will read the rest, so the connection is closed after the
- * answer. Before the headers, `Connection: close` tells Node and the client,
- * and the close is a lingering one (`lingerAtClose`); Node does that by
- * itself once a body was partly read, but a body never read at all it would
- * read to its end and discard, to keep the connection alive for a next
- * request. After the headers (outputs went out, then the error line), the
- * socket is ended once the answer is out, unless the body turns out complete
- * (see `endIfBodyUnread`). HTTP/1 only: an HTTP/2 stream is not a connection.
- */
-function closeIfBodyUnread(res: ServerResponse): void {
-  const req = res.req as IncomingMessage | undefined;
-  if (req === undefined || req.httpVersionMajor !== 1 || bodyRead(req)) return;
-  if (!res.headersSent) {
-    res.setHeader('connection', 'close');
-    lingerAtClose(res, req);
-    return;
-  }
-  endIfBodyUnread(res, req, false);
-}
-
-/**
- * The answer is complete, and the reader of its request's NDJSON body left
- * before the body's end (the stream it fed ended: by its idle timeout, say):
- * nothing will read the rest, so the connection is closed once the answer is
- * out, rather than kept while a client trickles a body (Node would read and
- * discard it until its requestTimeout).
- */
-function closeIfBodyLeft(res: ServerResponse): void {
-  const req = res.req as IncomingMessage | undefined;
-  if (req === undefined || req.httpVersionMajor !== 1 || bodyRead(req)) return;
-  endIfBodyUnread(res, req, true);
-}
-
-/**
- * Ends the connection once the answer is out if the request's body is still
- * not complete then (and, with `left`, its NDJSON reader left it), with a
- * lingering close. Looked at on the turn after 'finish': Node tells a body's
- * end in a callback of its own after the body's last bytes, so a body sent
- * whole is complete by then, and its keep-alive connection, which the
- * headers promised, stays usable.
- */
-function endIfBodyUnread(res: ServerResponse, req: BodyRequest, left: boolean): void {
-  const socket = res.socket;
-  if (socket === null) return;
-  // (The response lets go of its socket at 'finish'.)
-  res.once('finish', () => {
-    setImmediate(() => {
-      if (!req.complete && (!left || req[kBodyLeft] === true) && !socket.destroyed) linger(socket, req);
-    });
-  });
-}
-
-/** How long a lingering close reads and drops the rest of a body, ms. */
-const LINGER_MS = 2000;
-/** How much of the rest of a body a lingering close reads and drops, bytes. */
-const LINGER_BYTES = 4 * 1024 * 1024;
-/** Set on a socket whose close after the answer is a lingering one. */
-const kLinger = Symbol('velo.linger');
-
-type LingeringSocket = Socket & { [kLinger]?: true };
-
-/**
- * The answer says `Connection: close`: Node closes the socket as soon as the
- * answer is written (`destroySoon()`, called at the response's 'finish'). A
- * client still sending its body then gets a reset, which discards the answer
- * it has not read yet. That call becomes a lingering close (`linger`), for
- * this socket only.
- */
-function lingerAtClose(res: ServerResponse, req: IncomingMessage): void {
-  const socket: LingeringSocket | null = res.socket;
-  if (socket === null || socket[kLinger] === true || typeof socket.destroySoon !== 'function') return;
-  socket[kLinger] = true;
-  socket.destroySoon = () => {
-    // (Back to the prototype's, for any later call.)
-    Reflect.deleteProperty(socket, 'destroySoon');
-    linger(socket, req);
-  };
-}
-
-/**
- * A lingering close: the answer goes out, then the end of this side (the
- * client reads both whenever it reads); the rest of the body is read and
- * dropped until it ends, or for at most `LINGER_BYTES` and `LINGER_MS`, and
- * the socket is destroyed then. Destroying it at once with body bytes unread
- * would send a reset, and a client still sending would lose the answer.
- */
-function linger(socket: Socket, req: IncomingMessage): void {
-  if (socket.destroyed) return;
-  socket.end();
-  if (req.complete || req.readableEnded || req.destroyed) {
-    closeWhenWritten(socket);
-    return;
-  }
-  let room = LINGER_BYTES;
-  const done = (): void => {
-    clearTimeout(timer);
-    req.off('data', onData);
-    req.off('end', onEnd);
-    socket.off('close', done);
-  };
-  const cut = (): void => {
-    done();
-    socket.destroy();
-  };
-  const onData = (chunk: Buffer | string): void => {
-    room -= chunk.length;
-    if (room < 0) cut();
-  };
-  const onEnd = (): void => {
-    done();
-    closeWhenWritten(socket);
-  };
-  const timer = setTimeout(cut, LINGER_MS);
-  timer.unref();
-  req.on('data', onData);
-  req.once('end', onEnd);
-  socket.once('close', done);
-  req.resume();
-}
-
-/** Destroys `socket` once what was written to it is out (its end sent). */
-function closeWhenWritten(socket: Socket): void {
-  if (socket.writableFinished) socket.destroy();
-  else socket.once('finish', () => socket.destroy());
 }
 
 /** NDJSON: one JSON document per line. */

@@ -3,7 +3,7 @@
 import type { IncomingMessage } from 'node:http';
 import { constants as bufferConstants, isUtf8 } from 'node:buffer';
 import { Readable, finished } from 'node:stream';
-import { doneResult, NOT_NOW, type ReadTarget, kReadNow, kReadTo } from '../core/protocol';
+import { doneResult, NOT_NOW, type ReadTarget, kReadNow, kReadTo, kRefusesInput } from '../core/protocol';
 import {
   RequestBodyError,
   RequestBodyTimeoutError,
@@ -13,6 +13,7 @@ import {
   invalidValue,
   lineTooLargeError,
 } from '../errors';
+import { kBodyLeft, closeIfBodyLeft, closeIfBodyUnread, lingerAtClose, responseOf } from '../net/body-close';
 import { integerOption } from '../validate';
 
 /** Size limits of `ndjsonEvents`. */
@@ -67,7 +68,8 @@ function resolveNdjsonOptions(opts: unknown): { maxLineBytes: number; maxBodyByt
  * without a newline counts). Throws `RequestBodyError` (status 400) at the
  * first malformed line (not JSON, or not UTF-8), and `RequestTooLargeError` (status 413) at the first
  * line over `maxLineBytes` or when the body passes `maxBodyBytes`; the lines
- * before either are delivered first. Reading stops there (the request is
+ * before either are delivered first: a stream fed from it has its input end
+ * there, and reports the error after its outputs. Reading stops there (the request is
  * left unread, not destroyed, so that the error can still be answered).
  * Options are checked at the call. Pass it to `feed()` or `run()`.
  */
@@ -79,8 +81,6 @@ export function ndjsonEvents<E = unknown>(req: IncomingMessage | Readable, opts?
   return new NdjsonBody<E>(req, maxLineBytes, maxBodyBytes) as unknown as AsyncGenerator<E>;
 }
 
-/** Set on a request whose NDJSON body's reader left before its end (see writeResponse in http.ts). */
-export const kBodyLeft = Symbol('velo.bodyLeft');
 /**
  * Set on a request whose NDJSON body's reader was left while a read waited on a line still arriving (the stream's
  * input ended by its idle timeout, or `end()`): a `RequestBodyTimeoutError`, which the writers answer in place of
@@ -159,11 +159,18 @@ class NdjsonBody<E> {
     this.#room = maxBodyBytes;
     // Refused before reading, at the first read.
     const declared = Number((req as IncomingMessage).headers?.['content-length']);
-    if (declared > maxBodyBytes) this.#fail(bodyTooLargeError(maxBodyBytes));
+    if (declared > maxBodyBytes) this.#refuse(bodyTooLargeError(maxBodyBytes));
+    // The answer may start, and end, while the body still arrives: a connection closed then closes lingering.
+    lingerAtClose(req as IncomingMessage);
   }
 
   [Symbol.asyncIterator](): this {
     return this;
+  }
+
+  /** Its errors refuse the rest of the body: a stream it feeds delivers the outputs of the lines before, then the error. */
+  get [kRefusesInput](): true {
+    return true;
   }
 
   next(): Promise<IteratorResult<E>> {
@@ -182,6 +189,9 @@ class NdjsonBody<E> {
       if (this.#state === BodyState.Reading && waiting && (this.#held > 0 || req.readableLength > 0)) {
         req[kBodyCut] ??= new RequestBodyTimeoutError(this.#line + 1, this.#held + req.readableLength);
       }
+      // Nothing reads the rest of the body: it is dropped once the answer is out, whoever writes it.
+      const res = responseOf(req as IncomingMessage);
+      if (res !== undefined) closeIfBodyLeft(res);
     }
     this.#close();
     const waiting = this.#waiting;
@@ -269,7 +279,7 @@ class NdjsonBody<E> {
       try {
         this.#chunk(typeof data === 'string' ? Buffer.from(data) : (data as Buffer));
       } catch (error) {
-        this.#fail(error);
+        this.#refuse(error);
       }
       if (this.#lines.length > 0) return;
     }
@@ -296,11 +306,21 @@ class NdjsonBody<E> {
     try {
       if (this.#held > 0) this.#add(this.#parseBytes(Buffer.concat(this.#pieces as Buffer[], this.#held)));
     } catch (error) {
-      this.#fail(error);
+      this.#refuse(error);
       return;
     }
     this.#pieces = null;
     this.#state = BodyState.Ended;
+  }
+
+  /**
+   * A line or the body refused: nothing reads the rest of the body, so its connection closes once answered, whoever
+   * writes the answer (`closeIfBodyUnread`: `Connection: close` if the headers are not out yet).
+   */
+  #refuse(error: unknown): void {
+    this.#fail(error);
+    const res = responseOf(this.#req as IncomingMessage);
+    if (res !== undefined) closeIfBodyUnread(res);
   }
 
   #fail(error: unknown): void {
