@@ -160,3 +160,30 @@ test('a member without a page open still publishes, its feed says which fleet; c
   await new Promise((resolve) => setTimeout(resolve, 300));
   assert.equal(await client.sendCommand(['EXISTS', key]), 0);
 });
+
+test('a read shows at most 1,000 members, the first by id, and says when the fleet has more (truncated)', async () => {
+  const fleet = fresh('fleet');
+  const members = `velo:dash:{${fleet}}:members`;
+  const sample = (id) => JSON.stringify({ id, at: 1, sample: { at: 1, functions: [{ name: 'f', open: 1 }], redis: [] } });
+  const put = async (from, to) => {
+    const ids = Array.from({ length: to - from }, (_, i) => `m${String(from + i).padStart(5, '0')}`);
+    await client.sendCommand(['MSET', ...ids.flatMap((id) => [`velo:dash:{${fleet}}:m:${id}`, sample(id)])]);
+    await client.sendCommand(['SADD', members, ...ids]);
+  };
+  const { base, close } = await listen(dashboard({ fleet: { client, name: fleet, publish: false } }));
+  try {
+    await put(0, 1000);
+    let view = await fleetView(base);
+    assert.equal(view.members.length, 1000);
+    assert.equal(view.truncated, false);
+    assert.equal(view.functions[0].open, 1000);
+    await put(1000, 1001);
+    view = await fleetView(base);
+    assert.equal(view.members.length, 1000);
+    assert.equal(view.truncated, true);
+    assert.equal(view.members.at(-1).id, 'm00999', 'the first 1,000 by id');
+    assert.equal(view.functions[0].open, 1000, 'the sums are of the members shown');
+  } finally {
+    await close();
+  }
+});

@@ -116,6 +116,8 @@ export interface FleetView {
   functions: FleetFnTotals[];
   /** Each Redis function, by name, summed over the workers. */
   redis: FleetRedisTotals[];
+  /** The fleet has more members than a read returns (`MAX_MEMBERS`, by id order): the sums are of those shown. */
+  truncated: boolean;
 }
 
 const FLEET_KEYS = ['client', 'name', 'schema', 'id', 'publish', 'ttl', 'onError'];
@@ -205,7 +207,10 @@ export class Fleet {
   async read(): Promise<FleetView> {
     const members: FleetMember[] = [];
     const gone: string[] = [];
-    for (const row of await this.#store.read(MAX_MEMBERS)) {
+    // One more than is shown: whether the fleet is larger.
+    const rows = await this.#store.read(MAX_MEMBERS + 1);
+    const truncated = rows.length > MAX_MEMBERS;
+    for (const row of truncated ? rows.slice(0, MAX_MEMBERS) : rows) {
       const member = parse(row.id, row.value);
       if (member === undefined) gone.push(row.id);
       else members.push(member);
@@ -213,7 +218,8 @@ export class Fleet {
     members.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     // Unreadable values: their members are forgotten. One that publishes again comes back.
     if (gone.length > 0) this.#store.remove(gone).catch((e: unknown) => this.report(e));
-    return { fleet: this.name, at: Date.now(), members, functions: sumFunctions(members), redis: sumRedis(members) };
+    const [functions, redis] = [sumFunctions(members), sumRedis(members)];
+    return { fleet: this.name, at: Date.now(), members, functions, redis, truncated };
   }
 
   /** Leaves the fleet: this member's sample is removed. */

@@ -356,7 +356,7 @@
     },
     render(view) {
       $('fleet-note').textContent =
-        `${view.members.length} member${view.members.length === 1 ? '' : 's'}, read ${new Date(view.at).toLocaleTimeString()}`;
+        `${view.members.length} member${view.members.length === 1 ? '' : 's'}${view.truncated ? ' (the first by id: the fleet has more)' : ''}, read ${new Date(view.at).toLocaleTimeString()}`;
       this.rows('fleet-functions', view.functions, (f) => [
         f.name,
         fmt(f.members),
