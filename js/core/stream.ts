@@ -1333,6 +1333,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
    * (`recheckLater`).
    */
   #syncKeepAlive(): void {
+    // (Without extras and with no idle clock, nothing is held nor wanted: the rest below would do nothing.)
+    if (!this.#idleOn && !this.#idleHeld && !this.#keepingAlive && this.#x === NO_EXTRAS) return;
     if (this.#x.waitingAdmission) this.#syncAdmissionHold();
     if (this.#x.group !== null) {
       this.#syncGroup();
