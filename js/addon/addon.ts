@@ -53,10 +53,10 @@ export interface IdleTarget {
   idleFired(): void;
 }
 
-/** An idle target watched from the next turn on (`watchIdleLater`). */
-export interface LateIdleTarget extends IdleTarget {
-  /** Puts itself in the idle maps (`holdIdle`) if its deadline still runs. */
-  idleWatch(): void;
+/** A stream opened in this turn, looked at on the next (`listOpened`). */
+export interface OpenedTarget extends IdleTarget {
+  /** Its first turn is over: it registers its finalizer and puts itself in the idle maps (`holdIdle`) if its deadline still runs. */
+  turnAfterOpen(): void;
 }
 
 /**
@@ -79,14 +79,14 @@ interface ThreadState {
   idleHeld: Map<number, IdleTarget>;
   /** Streams whose idle clock is paused (a send waits for room), by key: held weakly, as nothing may end them. */
   idleWeak: Map<number, WeakRef<IdleTarget>>;
-  /** Streams opened since the last turn, to be watched (`watchIdleLater`): held, as in `idleHeld`. */
-  idleLater: LateIdleTarget[];
+  /** Streams opened since the last turn (`listOpened`): held, as in `idleHeld`. */
+  opened: OpenedTarget[];
   /** Reads that keep the process alive (see `holdAlive`). */
   alive: { keepers: number; referenced: boolean; unrefPending: boolean };
 }
 
 /** Changes when `ThreadState`'s shape does: two copies that disagree on it must not share it. */
-const STATE_VERSION = 2;
+const STATE_VERSION = 3;
 
 const state = addon.threadState() as Partial<ThreadState>;
 if (state.version === undefined) {
@@ -98,7 +98,7 @@ if (state.version === undefined) {
     freeValues: [],
     idleHeld: new Map(),
     idleWeak: new Map(),
-    idleLater: [],
+    opened: [],
     alive: { keepers: 0, referenced: false, unrefPending: false },
   } satisfies Omit<ThreadState, 'version'>);
   addon.setIdleHandler(dispatchIdle);
@@ -123,7 +123,7 @@ export const freeValues = shared.freeValues;
 // The idle dispatcher is registered by the first copy only, and uses nothing
 // but the shared state: it serves the streams of every copy.
 function dispatchIdle(): void {
-  watchOpened();
+  settleOpened();
   for (const key of addon.idleDue()) {
     const target = shared.idleHeld.get(key) ?? shared.idleWeak.get(key)?.deref();
     if (target === undefined) {
@@ -144,9 +144,9 @@ function dispatchIdle(): void {
 
 // ----- the next turn -----
 //
-// Several lists wait for the next turn of the event loop (streams to watch
-// for their idle deadline, to register for their finalizer, whose handoffs
-// to report, whose holds to look at again, whose batch readers to wake).
+// Several lists wait for the next turn of the event loop (streams opened in
+// this turn, whose handoffs to report, whose holds to look at again, whose
+// batch readers to wake, functions whose first-turn streams to report).
 // They share one immediate: a request served in one turn would otherwise pay
 // for up to five (an `Immediate` each, callgrind: about 7 per request where
 // 2 are the server's own, `bench/http/inprocess.mjs`). Jobs run in the order
@@ -182,44 +182,52 @@ function runTurnJobs(): void {
   for (let i = 0; i < jobs.length; i++) jobs[i]();
 }
 
-/**
- * Watch `target`'s idle deadline from the next turn on (or from the next
- * report of the notifier, if that comes first): most streams end within the
- * turn that opened them, and then cost no map update and no native call for
- * their key. Until then `target` is held in `idleLater`.
- */
-export function watchIdleLater(target: LateIdleTarget): void {
-  // (A run that never yields to the event loop would pile up streams here: past 256, they are watched at once.)
-  if (shared.idleLater.length >= 256) watchOpened();
-  shared.idleLater.push(target);
-  if (watchScheduled) return;
-  watchScheduled = true;
-  onNextTurn(watchOnTurn);
+// ----- streams in their first turn -----
+//
+// A stream opened in this turn is looked at on the next one, or at the next
+// report of the idle notifier if that comes first: it then registers its
+// finalizer (native-stream.ts, `kRegister`) and, if its idle deadline still
+// runs, enters the idle maps. Most streams end within the turn that opened
+// them, and then cost neither a registration nor a map update, and no native
+// call for their key. The two share one list and one job on the next turn:
+// one push per stream, where a list each cost a write barrier each (a young
+// stream stored into a long-lived array; callgrind, `bench/instructions.cjs
+// open`). Until then the stream is held in `opened`.
+
+/** Looks at `target` on the next turn (`turnAfterOpen`), holding it until then. */
+export function listOpened(target: OpenedTarget): void {
+  // (A run that never yields to the event loop would pile up streams here: past 256, they are looked at at once.)
+  if (shared.opened.length >= 256) settleOpened();
+  shared.opened.push(target);
+  if (openedScheduled) return;
+  openedScheduled = true;
+  onNextTurn(openedOnTurn);
 }
 
-/** `watchOpened` is asked for on the next turn (the list may empty and fill again meanwhile: `unwatchIdleLater`). */
-let watchScheduled = false;
+/** `settleOpened` is asked for on the next turn (the list may empty and fill again meanwhile: `unlistOpened`). */
+let openedScheduled = false;
 
-function watchOnTurn(): void {
-  watchScheduled = false;
-  watchOpened();
+function openedOnTurn(): void {
+  openedScheduled = false;
+  settleOpened();
 }
 
 /**
- * `target`'s idle clock stopped before its turn came: it is taken off the list now if it is the last listed (most
- * often it is: the stream opened last ended), so that it is not held until then. (Otherwise its `idleWatch` does
- * nothing.)
+ * `target` is done (retired, its idle clock stopped) before its turn came: it is taken off the list now if it is the
+ * last listed (most often it is: the stream opened last ended), so that it is not held until then. (Otherwise its
+ * `turnAfterOpen` does nothing.)
  */
-export function unwatchIdleLater(target: LateIdleTarget): void {
-  const targets = shared.idleLater;
+export function unlistOpened(target: OpenedTarget): void {
+  const targets = shared.opened;
   if (targets[targets.length - 1] === target) targets.pop();
 }
 
-function watchOpened(): void {
-  const targets = shared.idleLater;
+/** Every stream opened since the last turn is looked at now (`turnAfterOpen`). */
+export function settleOpened(): void {
+  const targets = shared.opened;
   if (targets.length === 0) return;
-  shared.idleLater = [];
-  for (let i = 0; i < targets.length; i++) targets[i].idleWatch();
+  shared.opened = [];
+  for (let i = 0; i < targets.length; i++) targets[i].turnAfterOpen();
   // Emptied, not only dropped (see `onNextTurn`).
   targets.length = 0;
 }
@@ -254,7 +262,7 @@ export function unwatchIdle(key: number): void {
 
 /** Streams watched for idle deadlines (for tests: none may be left behind). */
 export function idleWatched(): number {
-  return shared.idleHeld.size + shared.idleWeak.size + shared.idleLater.length;
+  return shared.idleHeld.size + shared.idleWeak.size + shared.opened.length;
 }
 
 // Reads that wait on a stream whose idle deadline runs keep the process

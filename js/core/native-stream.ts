@@ -27,6 +27,7 @@ import {
   perf,
   scratch,
   scratchU32,
+  settleOpened,
   unwatchIdle,
   valueTable,
 } from '../addon/addon';
@@ -160,8 +161,10 @@ const reclaim = new FinalizationRegistry<number | { handle: number; afterFree: (
 // within the turn that opened them, and a stream that is done (its handler
 // returned and every output was read) is freed at once (`retire`): it needs
 // no finalizer. So a stream is registered on the turn after its open, only if
-// it has not retired by then. Until then it is held here (an abandoned
-// stream is collectable a turn later, as with its idle watch).
+// it has not retired by then: its owner, listed once when it opens
+// (`listOpened` in addon.ts, with its idle watch), calls `kRegister` then.
+// Until then it is held there (an abandoned stream is collectable a turn
+// later).
 
 // ----- streams without native state in their first turn -----
 //
@@ -245,7 +248,7 @@ export function reportDone(): void {
 
 /** Every stream still in its first turn gets native state, and those done are reported: before totals are read. */
 export function settleFirstTurns(): void {
-  registerOpened();
+  settleOpened();
   if (doneGates.length > 0) reportDone();
 }
 
@@ -305,39 +308,8 @@ const enum Input {
   Released = 2,
 }
 
-/** Streams opened since the last turn, registered then unless retired. */
-let toRegister: NativeStream[] = [];
-const kRegister = Symbol('velo.register');
-
-function registerLater(stream: NativeStream): void {
-  // (A run that never yields to the event loop would pile up streams here: past 256, they are looked at now.)
-  if (toRegister.length >= 256) registerOpened();
-  toRegister.push(stream);
-  if (registerScheduled) return;
-  registerScheduled = true;
-  onNextTurn(registerOnTurn);
-}
-
-/** `registerOpened` is asked for on the next turn (the list may empty and fill again meanwhile: `unlist`). */
-let registerScheduled = false;
-
-function registerOnTurn(): void {
-  registerScheduled = false;
-  registerOpened();
-}
-
-/** A stream retired before its turn came is taken off the list if it is the last listed (most often it is), not held until then. */
-function unlist(stream: NativeStream): void {
-  if (toRegister[toRegister.length - 1] === stream) toRegister.pop();
-}
-
-function registerOpened(): void {
-  const streams = toRegister;
-  toRegister = [];
-  for (let i = 0; i < streams.length; i++) streams[i][kRegister]();
-  // Emptied, not only dropped (see `onNextTurn`).
-  streams.length = 0;
-}
+/** `NativeStream`'s finalizer registration, on the turn after its open (see `listOpened` in addon.ts). */
+export const kRegister = Symbol('velo.register');
 
 /** Where a retired stream's last state is in the scratch buffer (`retire` in crates/velo-node/src/raw.rs). */
 const enum Last {
@@ -392,16 +364,20 @@ export class NativeStream {
       this.#idleMs = idleMs;
       this.#openedAt = nowMs();
     }
-    registerLater(this);
   }
 
-  /** The turn after its open: a finalizer frees its native state, unless it was retired already. */
+  /** The turn after its open (its owner's `turnAfterOpen`): a finalizer frees its native state, unless it was retired already. */
   [kRegister](): void {
     if (this.#last !== null) return;
     reclaim.register(
       this,
       this.#afterFree === undefined ? this.#handle() : { handle: this.#handle(), afterFree: this.#afterFree },
     );
+  }
+
+  /** Retired (done, its native state freed), or done in its first turn: it needs no finalizer. */
+  get retired(): boolean {
+    return this.#last !== null;
   }
 
   /** Without native state yet (its first turn: see `FirstTurnGate`), and not done. */
@@ -443,7 +419,6 @@ export class NativeStream {
     gate.doneOut += eventsOut;
     if (!gate.listed) doneLater(gate);
     this.#gate = null;
-    unlist(this);
     // (Its figures stay in its fields: `metrics` reads them there.)
     this.#inputs = eventsIn;
     this.#outputs = eventsOut;
@@ -457,7 +432,6 @@ export class NativeStream {
   }
 
   #retired(): void {
-    unlist(this);
     // (One literal of the known length: a loop of pushes regrows the array twice.)
     this.#last = [scratch[0], scratch[1], scratch[2], scratch[3], scratch[4], scratch[5], scratch[6], scratch[7]];
     this.#key = scratch[Last.Key];

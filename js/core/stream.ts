@@ -16,15 +16,15 @@ import { StreamClosedError, describe, invalidReturn, invalidType } from '../erro
 import { readString, textOf } from '../text';
 import type { EntryInfo, EventSource, StreamContext, StreamHandler, StreamMetrics, StreamState, WakeAtOptions } from '../types';
 import {
-  type LateIdleTarget,
+  type OpenedTarget,
   holdAlive,
   holdIdle,
+  listOpened,
   onNextTurn,
   perf,
   releaseAlive,
+  unlistOpened,
   unwatchIdle,
-  unwatchIdleLater,
-  watchIdleLater,
 } from '../addon/addon';
 import type { AliveGroup } from './alive-group';
 import { StreamBase, watchAbort } from './drive';
@@ -32,7 +32,7 @@ import { Fifo } from './fifo';
 import { SourcePull, kPullDetached, kPullable } from './pull';
 import { checkedIterator, checkedResult, closeSource } from './source';
 import { reportFailure } from './stream-list';
-import { MAX_BATCH, type NativeStream, Push, Take } from './native-stream';
+import { MAX_BATCH, type NativeStream, Push, Take, kRegister } from './native-stream';
 import {
   doneResult,
   ReadKind,
@@ -454,7 +454,7 @@ class Extras<I, O> {
 /** Every stream's `Extras` until it writes one (never written to: `HandlerStream.#more` makes a stream its own). */
 const NO_EXTRAS: Readonly<Extras<unknown, unknown>> = new Extras<unknown, unknown>();
 
-export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTarget {
+export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarget {
   readonly #native: NativeStream;
   readonly #label: string;
   readonly #capacity: number;
@@ -549,7 +549,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
   #keepingAlive = false;
   /** This stream is held strongly for its idle deadline (`holdIdle`), its clock running or not (see `recheckLater`). */
   #idleHeld: boolean;
-  /** It is in the thread's idle maps (from the turn after its open on: `watchIdleLater`). */
+  /** It is in the thread's idle maps (from the turn after its open on: `listOpened`). */
   #idleWatched = false;
   /** In `toRecheck`. */
   #recheckListed = false;
@@ -600,7 +600,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     // earlier than its handoffs, and its first report (from then on, handoffs are stamped) says now.
     this.#stampDue = idle && !native.firstTurn;
     this.#signal = signal;
-    if (idle) watchIdleLater(this);
+    listOpened(this);
   }
 
   /** Starts the handler (or body) of the stream just made, and watches its signal. */
@@ -1302,12 +1302,18 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     if (this.#idleWatched) {
       this.#idleWatched = false;
       unwatchIdle(this.#native.key);
-    } else unwatchIdleLater(this);
+    } else if (this.#native.retired) unlistOpened(this);
     this.#syncKeepAlive();
   }
 
-  /** The turn after its open (see `watchIdleLater`): into the idle maps, if its deadline still runs. */
-  idleWatch(): void {
+  /** The native half retired: with no idle watch due either, the stream is taken off `listOpened`'s list. */
+  #unlistIfDone(): void {
+    if (!this.#idleOn && this.#native.retired) unlistOpened(this);
+  }
+
+  /** The turn after its open (see `listOpened`): its finalizer, and into the idle maps if its deadline still runs. */
+  turnAfterOpen(): void {
+    this.#native[kRegister]();
     if (!this.#idleOn || this.#idleWatched) return;
     this.#idleWatched = true;
     holdIdle(this.#native.key, this, this.#idleHeld);
@@ -1327,6 +1333,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
    * (`recheckLater`).
    */
   #syncKeepAlive(): void {
+    // (Without extras and with no idle clock, nothing is held nor wanted: the rest below would do nothing.)
+    if (!this.#idleOn && !this.#idleHeld && !this.#keepingAlive && this.#x === NO_EXTRAS) return;
     if (this.#x.waitingAdmission) this.#syncAdmissionHold();
     if (this.#x.group !== null) {
       this.#syncGroup();
@@ -1603,6 +1611,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
       handed ? this.#outHanded : 0,
       this.#outLen - this.#outPos,
     );
+    this.#unlistIfDone();
     this.#inHanded = this.#outHanded = 0;
     if (!this.#outPending) this.#outEnded = true;
     this.#afterHandler(true);
@@ -1974,7 +1983,10 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements LateIdleTar
     if (n === Take.Ended) {
       this.#outEnded = true;
       // The last output of a handler that returned has been read: the stream is done, and retires.
-      if (this.#handlerDone && this.#failure === undefined && this.#cancel === undefined) this.#native.retire();
+      if (this.#handlerDone && this.#failure === undefined && this.#cancel === undefined) {
+        this.#native.retire();
+        this.#unlistIfDone();
+      }
     }
     if (this.#resumeHandler !== null && this.#native.admitted() > 0) {
       const resume = this.#resumeHandler;
