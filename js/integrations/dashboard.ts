@@ -37,6 +37,7 @@ export type {
   StreamRow,
   TaskSample,
 } from './dashboard-sample';
+export type { FleetClient } from './dashboard-fleet-store';
 export type { FleetFnTotals, FleetMember, FleetOptions, FleetRedisTotals, FleetView } from './dashboard-fleet';
 
 /**
