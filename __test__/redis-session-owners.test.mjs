@@ -24,9 +24,11 @@ const OWNERS = {
   step: 'session-inputs.ts',
   ageTimer: 'owner-writes.ts',
   ageMarked: 'owner-writes.ts',
-  forwarded: 'partition-run.ts',
-  forwardDone: 'partition-run.ts',
-  yieldsQueued: 'partition-run.ts',
+  wakeTimeouts: 'owner-writes.ts',
+  wokenBefore: 'owner-writes.ts',
+  forwardDone: 'session-forward.ts',
+  slotFreed: 'session-forward.ts',
+  yieldsQueued: 'session-forward.ts',
   scope: 'partition-run.ts',
   ended: 'partition-run.ts',
   permit: 'partition-run.ts',
@@ -38,7 +40,7 @@ const OWNERS = {
 /** The mutable fields declared in `class Session`'s body (those not `readonly`, not private). */
 function mutableFields() {
   const source = readFileSync(join(ENGINE, 'session.ts'), 'utf8');
-  const body = source.slice(source.indexOf('export class Session<I, O> {'));
+  const body = source.slice(source.search(/^export class Session<I, O>[^{]*\{/m));
   const end = body.indexOf('\n  constructor(');
   const fields = [];
   for (const line of body.slice(0, end).split('\n')) {
