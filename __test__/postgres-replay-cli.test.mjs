@@ -104,6 +104,17 @@ test('velo-replay export --postgres: the bounds refuse a larger recording (ERR_V
     expectStderr: /^velo-replay: ERR_INVALID_ARG_VALUE: --schema goes with --postgres\n$/,
   });
   await cli(['export', '--postgres', url()], { code: 2, expectStderr: /^velo-replay: ERR_INVALID_ARG_VALUE: --name is required with --postgres\n$/ });
+  // Not a connection string: refused before any connection (not a host lookup's ENOTFOUND).
+  await cli(['export', '--postgres', 'not a url', '--name', NAME], {
+    code: 2,
+    expectStderr: /^velo-replay: ERR_INVALID_ARG_VALUE: --postgres must be a connection string .*, not "not a url"\n$/,
+  });
+  // A schema the database does not have (a mistyped --schema) is refused, for export and run: not an empty OK.
+  const absent = /^velo-replay: ERR_INVALID_ARG_VALUE: --schema: the database has no schema "velo_absent" .*\n$/;
+  await cli(['export', '--postgres', url(), '--schema', 'velo_absent', '--name', NAME], { code: 2, expectStderr: absent });
+  await cli(['run', '--handler', HANDLERS, '--postgres', url(), '--schema', 'velo_absent', '--name', NAME], { code: 2, expectStderr: absent });
+  // A function never recorded in a schema that exists is an empty recording, as documented.
+  assert.match(await cli(['run', '--handler', HANDLERS, '--postgres', url(), '--schema', SCHEMA, '--name', 'never-recorded']), /^OK: 0 recorded sessions/);
 });
 
 test('velo-replay run --postgres replays the handler over the sessions read from Postgres: exit 0 unchanged, 1 changed', async () => {

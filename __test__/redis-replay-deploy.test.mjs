@@ -290,6 +290,12 @@ test('velo-replay refuses a malformed or too large file with its code on stderr 
     code: 2,
     expectStderr: /^velo-replay: ERR_INVALID_ARG_VALUE: --handler: .* has no export named "nothing"\n$/,
   });
+  // A server address not in a URL's form is refused before any connection (not a host lookup's ENOTFOUND).
+  for (const address of ['localhost:6379', 'not a url'])
+    await cli(['export', '--redis', address, '--name', 'x'], {
+      code: 2,
+      expectStderr: new RegExp(`^velo-replay: ERR_INVALID_ARG_VALUE: --redis must be a Redis URL .*, not "${address}"\\n$`),
+    });
 });
 
 test('velo-replay: a TypeScript handler Node cannot load says to add a loader (--import tsx), exit 2; empty partitions are not blamed on checkReplay', async () => {

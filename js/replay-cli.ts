@@ -81,6 +81,34 @@ function since(text: string | undefined): number | undefined {
   return ms;
 }
 
+/**
+ * A server's address as given (`--redis`, `--postgres`), checked for its form before any connection: a client
+ * library given something else reads it as a host name and fails with a lookup error far from the cause.
+ */
+function serverAddress(flag: 'redis' | 'postgres', text: string): string {
+  const ok = flag === 'redis' ? /^rediss?:\/\//i.test(text) : /^(postgres(ql)?:\/\/|socket:|\/)/i.test(text);
+  if (!ok)
+    throw invalidValue(
+      flag === 'redis'
+        ? `--redis must be a Redis URL (redis://host:6379 or rediss://...), not ${JSON.stringify(text)}`
+        : `--postgres must be a connection string (postgres://user@host:5432/database, or a socket directory), not ${JSON.stringify(text)}`,
+    );
+  return text;
+}
+
+/**
+ * Refuses a schema that does not exist in the database (asked when a recording came back empty):
+ * `postgresRecording` reads a schema never made as holding nothing, which for a mistyped `--schema` would replay
+ * nothing and say OK.
+ */
+async function schemaMade(pool: PgPoolLike, schema: string): Promise<void> {
+  const { rows } = await pool.query({ text: 'SELECT to_regnamespace($1) IS NOT NULL AS made', values: [schema] });
+  if ((rows[0] as { made?: unknown } | undefined)?.made !== true)
+    throw invalidValue(
+      `--schema: the database has no schema "${schema}" (workers make it on their first start; is --schema right?)`,
+    );
+}
+
 /** Runs `use` with a client of `url` (the optional peer dependency `redis`), closed after. */
 async function withRedis<T>(url: string, use: (client: RedisClientLike) => Promise<T>): Promise<T> {
   let redis: {
@@ -158,12 +186,17 @@ function fromServer(values: Values): Promise<Recording> | null {
   if (values.schema !== undefined && values.postgres === undefined) throw invalidValue('--schema goes with --postgres');
   if (values.redis !== undefined) {
     const choice = choiceOf(values, 'redis');
-    return withRedis(values.redis, (client) => exportRecording({ client, ...choice }));
+    return withRedis(serverAddress('redis', values.redis), (client) => exportRecording({ client, ...choice }));
   }
   if (values.postgres !== undefined) {
     const choice = choiceOf(values, 'postgres');
     const schema = values.schema ?? 'velo_stream';
-    return withPostgres(values.postgres, (pool) => postgresRecording({ pool, schema, ...choice }));
+    return withPostgres(serverAddress('postgres', values.postgres), async (pool) => {
+      const recording = await postgresRecording({ pool, schema, ...choice });
+      if (recording.parts.every((p) => p.input.length + p.outputs.length + p.ends.length + p.live.length === 0))
+        await schemaMade(pool, schema);
+      return recording;
+    });
   }
   return null;
 }
