@@ -3,31 +3,19 @@
 // Authorization header, and what a result that cannot be sent becomes (403).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import { streamFn } from 'velo-stream';
 import { basicAuth, dashboard } from 'velo-stream/dashboard';
+import { listen } from './helpers/dashboard-feed.mjs';
 
 const relay = streamFn(async function* relay(events) {
   for await (const e of events) yield e;
 });
 
-async function listen(handler) {
-  const server = http.createServer(handler);
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    base: `http://127.0.0.1:${server.address().port}/`,
-    close: () => {
-      server.closeAllConnections();
-      return new Promise((resolve) => server.close(resolve));
-    },
-  };
-}
-
 const basic = (user, pass) => `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}`;
 
 test('basicAuth: 401 with a Basic challenge without credentials or with wrong ones, on every route; the page with the right ones', async () => {
   const dash = dashboard({ functions: [relay], authorize: basicAuth({ username: 'ops', password: 'pa:ss wörd' }) });
-  const { base, close } = await listen(dash);
+  const { root: base, close } = await listen(dash);
   try {
     for (const route of ['', 'page.js', 'feed', 'stream?fn=relay&id=s1', 'fleet']) {
       const res = await fetch(base + route);
@@ -98,7 +86,7 @@ test('authorize may answer { status: 401, headers } (a promise of it too); a res
     nothing: undefined,
   };
   const dash = dashboard({ functions: [relay], authorize: (req) => answers[req.headers['x-case']] });
-  const { base, close } = await listen(dash);
+  const { root: base, close } = await listen(dash);
   const get = async (c) => {
     const res = await fetch(base, { headers: { 'x-case': c } });
     await res.arrayBuffer();

@@ -7,7 +7,6 @@
 // them, and schema version 6 (the table) keeps the workers version 5 kept.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { dashboard } from 'velo-stream/dashboard';
@@ -15,6 +14,7 @@ import { postgresProducer } from 'velo-stream/postgres';
 import { streamFn } from '../index.mjs';
 import { migrate, SCHEMA_VERSION } from '../dist/postgres/log/schema.js';
 import { start } from './helpers/child.mjs';
+import { fleetView, listen } from './helpers/dashboard-feed.mjs';
 import { eventually } from './helpers/redis-fixtures.mjs';
 import { postgres, pool, usePostgres } from './helpers/postgres-suite.mjs';
 import { installClock, pinnedPoolOptions, setClock } from './helpers/sim-on-postgres.mjs';
@@ -25,25 +25,6 @@ const MEMBER = fileURLToPath(new URL('./fixtures/dashboard-fleet-pg-member.mjs',
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 let names = 0;
 const fresh = (what) => `${what}-${process.pid}-${++names}`;
-
-async function listen(handler) {
-  const server = http.createServer(handler);
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    base: `http://127.0.0.1:${server.address().port}/`,
-    close: () => {
-      server.closeAllConnections();
-      return new Promise((resolve) => server.close(resolve));
-    },
-  };
-}
-
-async function fleetView(base) {
-  const res = await fetch(`${base}fleet`);
-  assert.equal(res.status, 200);
-  assert.equal(res.headers.get('content-type'), 'application/json');
-  return res.json();
-}
 
 /** A member child: its JSON argument (see the fixture), exit code and clean stderr asserted by `finished()`. */
 const member = (args) => start([MEMBER, JSON.stringify({ config: postgres.config, interval: 100, ...args })], { timeout: 90_000 });
@@ -60,7 +41,7 @@ test('two worker processes in one fleet on Postgres: both members and their sums
   const members = ['member-a', 'member-b'].map((id) => member({ fleet, id, worker: { schema, name, partitions } }));
   await Promise.all(members.map((m) => m.waitFor(/^ready$/m)));
   const reader = dashboard({ fleet: { client: pool(), name: fleet, publish: false } });
-  const { base, close } = await listen(reader);
+  const { root: base, close } = await listen(reader);
   let killed = false;
   try {
     await eventually(
@@ -136,7 +117,7 @@ test("expiry is the server's clock: a member whose own clock is a day behind is 
   const m = member({ fleet, id: 'skewed', ttl, pinned: true, skew: -86_400_000 });
   await m.waitFor(/^ready$/m);
   const reader = dashboard({ fleet: { client: pinned, name: fleet, publish: false } });
-  const { base, close } = await listen(reader);
+  const { root: base, close } = await listen(reader);
   let killed = false;
   try {
     const seen = await eventually(async () => (await fleetView(base)).members[0], 'the member, published');
@@ -176,7 +157,7 @@ test('rows written by something else are ignored and forgotten, figures that are
     for await (const e of events) yield e;
   });
   const dash = dashboard({ interval: 100, functions: [fn], fleet: { client: pool(), name: fleet, id: 'good' } });
-  const { base, close } = await listen(dashboard({ fleet: { client: pool(), name: fleet, publish: false } }));
+  const { root: base, close } = await listen(dashboard({ fleet: { client: pool(), name: fleet, publish: false } }));
   try {
     await eventually(async () => (await rowsOf(fleet)).length === 1, 'the good member published');
     const odd = JSON.stringify({
@@ -258,7 +239,7 @@ test('a pool that fails: every publish and read goes to onError, the fleet route
       },
     },
   });
-  const { base, close } = await listen(dash);
+  const { root: base, close } = await listen(dash);
   try {
     await eventually(() => errors.length >= 2, 'publishes failed, each reported');
     assert.ok(errors.every((e) => e.code === 'ECONNREFUSED'));
@@ -325,7 +306,7 @@ test('the fleet options on Postgres: schema checked and used; schema refused wit
   });
   const fleet = fresh('fleet');
   const dash = dashboard({ interval: 100, fleet: { client, schema: 'velo_fleet_own', name: fleet, id: 'here' } });
-  const { base, close } = await listen(dashboard({ fleet: { client, schema: 'velo_fleet_own', name: fleet, publish: false } }));
+  const { root: base, close } = await listen(dashboard({ fleet: { client, schema: 'velo_fleet_own', name: fleet, publish: false } }));
   try {
     await eventually(async () => (await fleetView(base)).members.length === 1, 'the member, in its schema');
     assert.equal((await rowsOf(fleet, 'velo_fleet_own')).length, 1);

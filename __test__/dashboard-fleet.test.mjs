@@ -9,31 +9,13 @@ import { fileURLToPath } from 'node:url';
 import { redisProducer } from 'velo-stream/redis';
 import { dashboard } from 'velo-stream/dashboard';
 import { start } from './helpers/child.mjs';
+import { fleetView, listen } from './helpers/dashboard-feed.mjs';
 import { client, fresh, redis, useRedis } from './helpers/redis-suite.mjs';
 import { eventually } from './helpers/redis-fixtures.mjs';
 
 useRedis();
 
 const MEMBER = fileURLToPath(new URL('./fixtures/dashboard-fleet-member.mjs', import.meta.url));
-
-async function listen(handler) {
-  const server = http.createServer(handler);
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    base: `http://127.0.0.1:${server.address().port}/`,
-    close: () => {
-      server.closeAllConnections();
-      return new Promise((resolve) => server.close(resolve));
-    },
-  };
-}
-
-async function fleetView(base) {
-  const res = await fetch(`${base}fleet`);
-  assert.equal(res.status, 200);
-  assert.equal(res.headers.get('content-type'), 'application/json');
-  return res.json();
-}
 
 test('two worker processes in one fleet: the fleet route shows both members and sums their figures; a member that closes leaves, one killed -9 expires', async () => {
   const name = fresh('fleetfn');
@@ -45,7 +27,7 @@ test('two worker processes in one fleet: the fleet route shows both members and 
   await Promise.all(members.map((m) => m.waitFor(/^ready$/m)));
   // This process only reads the fleet (it publishes nothing, so it is no member).
   const reader = dashboard({ fleet: { client, name: fleet, publish: false } });
-  const { base, close } = await listen(reader);
+  const { root: base, close } = await listen(reader);
   let killed = false;
   try {
     // The two share the partitions (a fair share each) before the sessions come.
@@ -117,7 +99,7 @@ test('the fleet option is checked at the call; a dashboard without it answers 40
   assert.throws(() => dashboard({ interval: 500, fleet: { client, ttl: 499 } }), { code: 'ERR_OUT_OF_RANGE' });
   assert.throws(() => dashboard({ fleet: { client, onError: 1 } }), { code: 'ERR_INVALID_ARG_TYPE' });
   assert.throws(() => dashboard({ fleet: 'redis://x' }), { code: 'ERR_INVALID_ARG_TYPE' });
-  const { base, close } = await listen(dashboard());
+  const { root: base, close } = await listen(dashboard());
   try {
     const res = await fetch(`${base}fleet`);
     assert.equal(res.status, 404);
@@ -170,7 +152,7 @@ test('a read shows at most 1,000 members, the first by id, and says when the fle
     await client.sendCommand(['MSET', ...ids.flatMap((id) => [`velo:dash:{${fleet}}:m:${id}`, sample(id)])]);
     await client.sendCommand(['SADD', members, ...ids]);
   };
-  const { base, close } = await listen(dashboard({ fleet: { client, name: fleet, publish: false } }));
+  const { root: base, close } = await listen(dashboard({ fleet: { client, name: fleet, publish: false } }));
   try {
     await put(0, 1000);
     let view = await fleetView(base);

@@ -3,41 +3,19 @@
 // non-string refused at the open. (A redisWorker session's label, its sid: dashboard-redis.test.mjs.)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import { streamFn } from 'velo-stream';
 import { dashboard } from 'velo-stream/dashboard';
+import { firstSample, listen } from './helpers/dashboard-feed.mjs';
 
 const relay = () =>
   streamFn(async function* relay(events) {
     for await (const e of events) yield e;
   });
 
-async function listen(handler) {
-  const server = http.createServer(handler);
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    base: `http://127.0.0.1:${server.address().port}/`,
-    close: () => {
-      server.closeAllConnections();
-      return new Promise((resolve) => server.close(resolve));
-    },
-  };
-}
-
-/** The first sample of a feed at `url`. */
-async function firstSample(url) {
-  const res = await fetch(url);
-  const reader = res.body.getReader();
-  let text = '';
-  while (!text.includes('\n\n')) text += new TextDecoder().decode((await reader.read()).value);
-  await reader.cancel();
-  return JSON.parse(text.slice(text.indexOf('data: ') + 6, text.indexOf('\n\n')));
-}
-
 test('open({ label }) and run(source, { label }): the label beside the stream id in the feed and in a stream\'s figures; hostile labels are data, cut to 200 characters', async () => {
   const fn = relay();
   const dash = dashboard({ functions: [fn] });
-  const { base, close } = await listen(dash);
+  const { root: base, close } = await listen(dash);
   const html = '<img src=x onerror="window.pwned=1">&amp;</td>';
   // The cut (199 characters and `…`) falls between the halves of the emoji: no lone half is sent.
   const long = `${'x'.repeat(198)}😀tail`;

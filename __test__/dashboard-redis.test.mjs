@@ -5,20 +5,11 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { fnv1a, redisProducer, redisWorker } from 'velo-stream/redis';
 import { dashboard } from 'velo-stream/dashboard';
+import { firstSample as sample } from './helpers/dashboard-feed.mjs';
 import { client, fresh, useRedis } from './helpers/redis-suite.mjs';
 import { eventually, totals, versionedTotals } from './helpers/redis-fixtures.mjs';
 
 useRedis();
-
-/** The next sample of a dashboard's feed at `url`. */
-async function sample(url) {
-  const res = await fetch(url);
-  const reader = res.body.getReader();
-  let text = '';
-  while (!text.includes('\n\n')) text += new TextDecoder().decode((await reader.read()).value);
-  await reader.cancel();
-  return JSON.parse(text.slice(text.indexOf('data: ') + 6, text.indexOf('\n\n')));
-}
 
 test('a Redis worker in the feed: partitions owned, lag per owned partition, sessions, round-trip p99; its sessions listed under its function', async () => {
   const name = fresh('dash');

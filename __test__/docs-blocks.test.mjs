@@ -4,26 +4,16 @@
 // comment on the line before it: `<!-- fragment: why -->` (it needs a server, a model, names defined elsewhere).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { run } from './helpers/child.mjs';
+import { manualPages } from './helpers/manual-pages.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
-function pages() {
-  const out = ['README.md', 'CONTRIBUTING.md'].map((f) => join(root, f));
-  const walk = (dir) => {
-    for (const name of readdirSync(dir)) {
-      const path = join(dir, name);
-      if (statSync(path).isDirectory()) walk(path);
-      else if (name.endsWith('.md')) out.push(path);
-    }
-  };
-  walk(join(root, 'docs'));
-  return out;
-}
+const pages = () => manualPages(['README.md', 'CONTRIBUTING.md']);
 
 /** Every ```js / ```ts block: { page, line, lang, code, fragment (the reason, or null) }. */
 function blocks() {

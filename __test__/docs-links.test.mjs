@@ -2,24 +2,14 @@
 // of this repository, and every `#anchor` on a markdown page at one of its headings (GitHub's slugs).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { manualPages } from './helpers/manual-pages.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
-function pages() {
-  const out = ['README.md', 'CONTRIBUTING.md', 'BENCHMARKS.md'].map((f) => join(root, f));
-  const walk = (dir) => {
-    for (const name of readdirSync(dir)) {
-      const path = join(dir, name);
-      if (statSync(path).isDirectory()) walk(path);
-      else if (name.endsWith('.md')) out.push(path);
-    }
-  };
-  walk(join(root, 'docs'));
-  return out;
-}
+const pages = () => manualPages(['README.md', 'CONTRIBUTING.md', 'BENCHMARKS.md']);
 
 /** GitHub's anchor for a heading: lower case, punctuation but `-` and `_` dropped, spaces to `-`. */
 const slug = (heading) =>

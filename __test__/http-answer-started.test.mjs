@@ -13,7 +13,7 @@ import { constants as zlibConstants, createGzip, gunzipSync } from 'node:zlib';
 import Fastify from 'fastify';
 import { streamFn } from 'velo-stream';
 import { contentType, ndjsonEvents, sendError, sendNdjson, sendSse, toReadable } from 'velo-stream/http';
-import { deadline, listen } from './helpers/server.mjs';
+import { deadline, listen, rawConnection } from './helpers/server.mjs';
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -292,13 +292,8 @@ for (const [writer, serve] of Object.entries(WRITERS)) {
     const srv = await serve(firstOnly);
     try {
       const body = '{"n":1}\n'.repeat(125_000);
-      const socket = connect(srv.port, '127.0.0.1');
-      await once(socket, 'connect');
       let text = '';
-      socket.setEncoding('latin1');
-      socket.on('data', (d) => (text += d));
-      socket.on('error', () => {});
-      const closed = new Promise((resolve) => socket.on('close', resolve));
+      const { socket, closed } = await rawConnection(srv.port, (d) => (text += d));
       const answered = (n) =>
         deadline(
           (async () => {

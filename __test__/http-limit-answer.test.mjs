@@ -3,23 +3,16 @@
 // with Connection: close and the library's own error body.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
-import { once } from 'node:events';
 import Fastify from 'fastify';
 import { streamFn } from 'velo-stream';
 import { contentType, ndjsonEvents, sendError, toReadable } from 'velo-stream/http';
 import * as upload from '../examples/express-upload.mjs';
-import { deadline } from './helpers/server.mjs';
+import { deadline, rawConnection } from './helpers/server.mjs';
 
 /** Sends the head of a request whose body (Content-Length 1 MB) never finishes; resolves with the answer's head and body once the server closes. */
 async function unfinishedUpload(port) {
-  const socket = connect(port, '127.0.0.1');
-  await once(socket, 'connect');
   let text = '';
-  socket.setEncoding('latin1');
-  socket.on('data', (d) => (text += d));
-  socket.on('error', () => {});
-  const closed = new Promise((resolve) => socket.on('close', resolve));
+  const { socket, closed } = await rawConnection(port, (d) => (text += d));
   socket.write('POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: 1000000\r\n\r\n{"index":0}\n');
   await deadline(closed, 10_000, 'the answer while the body is unfinished');
   return text;

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { postgresProducer, postgresWorker } from 'velo-stream/postgres';
-import { totals } from './helpers/redis-fixtures.mjs';
+import { eventually, totals } from './helpers/redis-fixtures.mjs';
 import { pool, usePostgres } from './helpers/postgres-suite.mjs';
 
 usePostgres();
@@ -16,13 +16,7 @@ const { controlStatement } = require('../dist/postgres/log/effects-client.js');
 const SCHEMA = 'velo_effects';
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function until(check, what, ms = 60_000) {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
+const until = (check, what, ms = 60_000) => eventually(check, what, ms);
 
 /** Runs a worker of `totals` whose effects are `effects`, sends 3 events to each of 2 keys; its errors, after `done`. */
 async function run(name, effects, done) {

@@ -9,20 +9,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { postgresLimiter, postgresOutputs, postgresProducer, postgresWorker } from 'velo-stream/postgres';
-import { totals } from './helpers/redis-fixtures.mjs';
+import { eventually, totals } from './helpers/redis-fixtures.mjs';
 import { pool, postgres, usePostgres } from './helpers/postgres-suite.mjs';
 
 usePostgres();
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function until(check, what, ms = 60_000) {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
+const until = (check, what, ms = 60_000) => eventually(check, what, ms);
 
 async function listening(schema) {
   const { rows } = await pool().query(

@@ -5,20 +5,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { postgresProducer, postgresWorker } from 'velo-stream/postgres';
-import { totals } from './helpers/redis-fixtures.mjs';
+import { eventually, totals } from './helpers/redis-fixtures.mjs';
 import { pool, usePostgres } from './helpers/postgres-suite.mjs';
 
 usePostgres();
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function until(check, what, ms = 60_000) {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
+const until = (check, what, ms = 60_000) => eventually(check, what, ms);
 
 test("an effects callback paused past the server's idle timeout: reported as that, and the commit retried", async () => {
   const shared = { pool: pool(), schema: 'velo_reports', name: 'idle', partitions: 1 };

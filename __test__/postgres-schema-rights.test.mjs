@@ -6,20 +6,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { postgresProducer, postgresWorker } from 'velo-stream/postgres';
-import { totals } from './helpers/redis-fixtures.mjs';
+import { eventually, totals } from './helpers/redis-fixtures.mjs';
 import { pool, postgres, usePostgres } from './helpers/postgres-suite.mjs';
 
 usePostgres();
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function until(check, what, ms = 30_000) {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
+const until = (check, what, ms = 30_000) => eventually(check, what, ms);
 
 test('a role with only DML and EXECUTE rights runs a producer and a worker on a schema an admin migrated', async () => {
   const schema = 'velo_rights';

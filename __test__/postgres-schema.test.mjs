@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { postgresProducer, postgresWorker } from 'velo-stream/postgres';
 import { PgLog, appendEventsPg, preparePg } from '#testing';
-import { totals } from './helpers/redis-fixtures.mjs';
+import { eventually, totals } from './helpers/redis-fixtures.mjs';
 import { pool, usePostgres } from './helpers/postgres-suite.mjs';
 
 usePostgres();
@@ -19,13 +19,7 @@ const { migrate, SCHEMA_VERSION } = require('../dist/postgres/log/schema.js');
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const schemaError = (found, live) => ({ code: 'ERR_VELO_SCHEMA_VERSION', found, expected: SCHEMA_VERSION, ...live });
 
-async function until(check, what, ms = 20_000) {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
+const until = (check, what, ms = 20_000) => eventually(check, what, ms);
 
 async function versionOf(schema) {
   const { rows } = await pool().query(`SELECT max(version)::int AS v FROM ${schema}.migrations`);

@@ -8,20 +8,14 @@ import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { start } from './helpers/child.mjs';
 import { startPostgres } from './helpers/postgres-server.mjs';
+import { eventually } from './helpers/redis-fixtures.mjs';
 import { startRedis } from './helpers/redis-server.mjs';
 
 const CHILD = fileURLToPath(new URL('./helpers/pg-stats-child.mjs', import.meta.url));
 const PARTITIONS = 4;
 const LEASE = 2000;
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function until(check, what, ms = 60_000) {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
+const until = (check, what, ms = 60_000) => eventually(check, what, ms);
 
 /** The last stats a child printed. */
 function statsOf(child) {

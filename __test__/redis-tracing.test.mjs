@@ -4,31 +4,21 @@
 // the event it is at; output entries carry the session span's traceparent, which a redisOutputs reader
 // continues. The worker runs in a child process with its own provider, printing its spans (helpers/
 // redis-trace-child.mjs); this process is the producer and the reader, with an in-memory exporter.
-import { test, before, after, beforeEach } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { context, createTraceState, trace, ROOT_CONTEXT } from '@opentelemetry/api';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { outputTraceContext, redisOutputs, redisProducer, redisWorker } from 'velo-stream/redis';
 import { streamFn } from 'velo-stream';
 import { start, run } from './helpers/child.mjs';
 import { client, fresh, killChild, lastStats, redis, stopChild, useRedis, workerChild } from './helpers/redis-suite.mjs';
 import { eventually, pendingCount, readAllOutputs } from './helpers/redis-fixtures.mjs';
+import { useTracing } from './helpers/tracing.mjs';
 
 useRedis();
 
-const exporter = new InMemorySpanExporter();
+const exporter = useTracing();
 const tracer = () => trace.getTracer('test');
-before(() => {
-  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
-  trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }));
-});
-after(() => {
-  trace.disable();
-  context.disable();
-});
-beforeEach(() => exporter.reset());
 
 const CHILD = fileURLToPath(new URL('./helpers/redis-trace-child.mjs', import.meta.url));
 

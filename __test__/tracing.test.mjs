@@ -2,27 +2,16 @@
 // runs in its span's context at every step; a task stage's calls have spans of their own; a pipe's stages are
 // children of the pipe's span. Without a registered tracer provider nothing is traced (a child process, where
 // no provider was ever registered).
-import { test, before, after, beforeEach } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { context, trace, SpanStatusCode } from '@opentelemetry/api';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { trace, SpanStatusCode } from '@opentelemetry/api';
 import { batch, streamFn, task, workerFn } from 'velo-stream';
 import { run } from './helpers/child.mjs';
+import { useTracing } from './helpers/tracing.mjs';
 
-const exporter = new InMemorySpanExporter();
+const exporter = useTracing();
 const tracer = () => trace.getTracer('test');
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-before(() => {
-  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
-  trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }));
-});
-after(() => {
-  trace.disable();
-  context.disable();
-});
-beforeEach(() => exporter.reset());
 
 const spans = () => exporter.getFinishedSpans();
 const named = (name) => spans().filter((s) => s.name === name);

@@ -6,10 +6,10 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { freePort } from './free-port.mjs';
 
 /** The folder of initdb and postgres: $VELO_PG_BIN, the newest /usr/lib/postgresql/N/bin, or '' (PATH). */
 export function binDir() {
@@ -22,7 +22,8 @@ export function binDir() {
   return versions.length === 0 ? '' : join(root, versions[0], 'bin');
 }
 
-const bin = (name) => (binDir() === '' ? name : join(binDir(), name));
+/** The path of one of the server's binaries (initdb, postgres), by binDir(). */
+export const bin = (name) => (binDir() === '' ? name : join(binDir(), name));
 
 /** postgres --version, or a loud failure naming what to install. */
 export function serverVersion() {
@@ -35,19 +36,8 @@ export function serverVersion() {
   }
 }
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 /** The uid and gid to run as: this process's, or the `postgres` user's when this process is root. */
-function identity() {
+export function identity() {
   if (process.getuid?.() !== 0) return {};
   try {
     const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
@@ -59,19 +49,28 @@ function identity() {
 }
 
 /**
- * Starts a private postgres. `durable` false (default): fsync off (fast; a kill of the server may lose writes).
- * Returns { port, dir, pid, version, config (for a pg.Pool), pool(options), stop() }.
+ * A new cluster: a temporary folder named from `prefix` (owned by the user the server runs as, `who`), its data
+ * directory `data` made by initdb with the superuser `velo` trusted.
  */
-export async function startPostgres({ durable = false } = {}) {
-  const version = serverVersion();
+export function initCluster(prefix) {
   const who = identity();
-  const dir = mkdtempSync(join(tmpdir(), 'velo-pg-'));
+  const dir = mkdtempSync(join(tmpdir(), prefix));
   if (who.uid !== undefined) chownSync(dir, who.uid, who.gid);
   const data = join(dir, 'data');
   execFileSync(bin('initdb'), ['-D', data, '-U', 'velo', '-A', 'trust', '-E', 'UTF8', '--no-locale', '--no-sync'], {
     stdio: 'pipe',
     ...who,
   });
+  return { who, dir, data };
+}
+
+/**
+ * Starts a private postgres. `durable` false (default): fsync off (fast; a kill of the server may lose writes).
+ * Returns { port, dir, pid, version, config (for a pg.Pool), pool(options), stop() }.
+ */
+export async function startPostgres({ durable = false } = {}) {
+  const version = serverVersion();
+  const { who, dir, data } = initCluster('velo-pg-');
   let child;
   let port;
   let log = '';

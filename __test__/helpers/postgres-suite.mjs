@@ -47,35 +47,14 @@ export function countingPool(options = {}) {
  * acknowledged survives the restart.
  */
 export async function restartablePostgres() {
-  const { binDir, serverVersion } = await import('./postgres-server.mjs');
-  const { execFileSync, spawn } = await import('node:child_process');
-  const { chownSync, mkdtempSync, rmSync } = await import('node:fs');
-  const { createServer } = await import('node:net');
-  const { tmpdir } = await import('node:os');
-  const { join } = await import('node:path');
+  const { bin, initCluster, serverVersion } = await import('./postgres-server.mjs');
+  const { freePort } = await import('./free-port.mjs');
+  const { spawn } = await import('node:child_process');
+  const { rmSync } = await import('node:fs');
   const { default: pg } = await import('pg');
   serverVersion();
-  const bin = (name) => (binDir() === '' ? name : join(binDir(), name));
-  let who = {};
-  if (process.getuid?.() === 0) {
-    const id = (flag) => Number(execFileSync('id', [flag, 'postgres'], { encoding: 'utf8' }).trim());
-    who = { uid: id('-u'), gid: id('-g') };
-  }
-  const dir = mkdtempSync(join(tmpdir(), 'velo-pg-restart-'));
-  if (who.uid !== undefined) chownSync(dir, who.uid, who.gid);
-  const data = join(dir, 'data');
-  execFileSync(bin('initdb'), ['-D', data, '-U', 'velo', '-A', 'trust', '-E', 'UTF8', '--no-locale', '--no-sync'], {
-    stdio: 'pipe',
-    ...who,
-  });
-  const port = await new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port: p } = server.address();
-      server.close(() => resolve(p));
-    });
-  });
+  const { who, dir, data } = initCluster('velo-pg-restart-');
+  const port = await freePort();
   const config = { host: '127.0.0.1', port, user: 'velo', database: 'postgres' };
   let child = null;
   let log = '';

@@ -8,11 +8,11 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClient, createCluster } from 'redis';
 import { start } from './child.mjs';
+import { freePort } from './free-port.mjs';
 
 /** The server binary the tests start: $VELO_REDIS_SERVER, or redis-server from PATH (read at each call: a benchmark may set it). */
 export const serverCommand = () => process.env.VELO_REDIS_SERVER || 'redis-server';
@@ -47,18 +47,6 @@ export function serverVersion(command = serverCommand()) {
   const found = { name: match[1].toLowerCase(), version: match[2], text };
   versions.set(command, found);
   return found;
-}
-
-/** A port that was free a moment ago (the server retries on another if it was taken meanwhile). */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /**

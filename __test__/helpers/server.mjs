@@ -1,5 +1,6 @@
 // A plain node:http server on 127.0.0.1 for the integration tests, and real
 // clients that can stop reading or disconnect at a chosen moment.
+import { once } from 'node:events';
 import { createServer, request } from 'node:http';
 import { connect } from 'node:net';
 
@@ -85,6 +86,20 @@ export function rawExchange(port, head, sendBody) {
       Promise.resolve(sendBody?.(socket)).catch(reject);
     });
   });
+}
+
+/**
+ * A raw TCP connection to 127.0.0.1:`port`, resolved once connected: what the server sends goes to `onText` as
+ * latin1 text, socket errors are swallowed (the test reads the outcome), and `closed` resolves when it closes.
+ */
+export async function rawConnection(port, onText) {
+  const socket = connect(port, '127.0.0.1');
+  await once(socket, 'connect');
+  socket.setEncoding('latin1');
+  socket.on('data', onText);
+  socket.on('error', () => {});
+  const closed = new Promise((resolve) => socket.on('close', resolve));
+  return { socket, closed };
 }
 
 /** Records process warnings (MaxListenersExceededWarning and the like) until `stop()`. */
