@@ -11,7 +11,7 @@ import express from 'express';
 import Fastify from 'fastify';
 import { StreamLimitError, streamFn } from 'velo-stream';
 import { contentType, ndjsonEvents, sendError, sendNdjson, sendSse, toReadable } from 'velo-stream/http';
-import { deadline, listen, rawExchange, until } from './helpers/server.mjs';
+import { deadline, listen, rawConnection, rawExchange, until } from './helpers/server.mjs';
 import { unhandledDuring } from './helpers/util.mjs';
 
 /** Answers the first event of the body, then returns while the client may still be sending. */
@@ -161,6 +161,32 @@ test('a body sent whole keeps its keep-alive connection usable after a handler t
         await srv.close();
       }
     }
+  }
+});
+
+test("a body's reader that leaves after the answer is out, the body still arriving: the rest is dropped and the connection's next request answered", async () => {
+  const srv = await listen(async (req, res) => {
+    if (req.url === '/next') return void res.end('next\n');
+    const lines = ndjsonEvents(req)[Symbol.asyncIterator]();
+    await lines.next();
+    res.end('first\n');
+    await new Promise((resolve) => res.on('finish', resolve));
+    // (The response has let go of the connection: nothing links it to this request's answer any more.)
+    await new Promise((resolve) => setImmediate(resolve));
+    await lines.return();
+  });
+  let text = '';
+  const { socket } = await rawConnection(srv.port, (t) => (text += t));
+  try {
+    const line = JSON.stringify({ pad: 'x'.repeat(1000) }) + '\n';
+    socket.write(`POST /first HTTP/1.1\r\nHost: x\r\nContent-Length: ${line.length * 2000}\r\n\r\n`);
+    socket.write(line.repeat(2000));
+    socket.write('GET /next HTTP/1.1\r\nHost: x\r\n\r\n');
+    await until(() => text.includes('next\n'), 10_000, 'the next request on the connection answered');
+    assert.match(text, /first\n/);
+  } finally {
+    socket.destroy();
+    await srv.close();
   }
 });
 

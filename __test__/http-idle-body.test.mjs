@@ -58,9 +58,9 @@ const SERVERS = {
 const HEAD = 'POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n';
 
 /** Sends `body` one byte every `every` ms (chunked), ends it, and resolves with the answer's status and body. */
-async function trickled(port, body, every) {
+async function trickled(port, body, every, path = '/') {
   const r = await deadline(
-    rawExchange(port, HEAD, async (socket) => {
+    rawExchange(port, HEAD.replace('POST / ', `POST ${path} `), async (socket) => {
       for (const c of body) {
         if (socket.destroyed) return;
         socket.write(`1\r\n${c}\r\n`);
@@ -140,6 +140,43 @@ for (const [name, serve] of Object.entries(SERVERS)) {
       assert.match(r.text, /\{"v":2\}\n/);
       assert.match(r.text, /\{"n":2\}\n/);
       assert.doesNotMatch(r.text, /error/);
+    } finally {
+      await srv.close();
+    }
+  });
+}
+
+/** `run()` and a `for await` over `feed()`, with no writer: what they collect, or how they fail, answered as JSON. */
+const COLLECTORS = {
+  'run()': (fn, req) => fn.run(ndjsonEvents(req)),
+  'for await over feed()': async (fn, req) => {
+    const out = [];
+    for await (const o of fn.open().feed(ndjsonEvents(req))) out.push(o);
+    return out;
+  },
+};
+
+for (const [name, collect] of Object.entries(COLLECTORS)) {
+  test(`${name}: the idle end while a line is arriving fails with ERR_VELO_BODY_TIMEOUT, never a success over a cut body; silence between whole lines is no error`, async () => {
+    const srv = await listen(async (req, res) => {
+      try {
+        const out = await collect(req.url === '/sum' ? sum : echoCount, req);
+        res.end(`${JSON.stringify({ out })}\n`);
+      } catch (error) {
+        res.statusCode = error.status ?? 500;
+        res.end(`${JSON.stringify({ error: { code: error.code } })}\n`);
+      }
+    });
+    try {
+      const cut = await trickled(srv.port, '{"v":1}\n{"v":2}\n', 100, '/sum');
+      assert.deepEqual(cut, { status: 408, lines: [{ error: { code: 'ERR_VELO_BODY_TIMEOUT' } }] });
+      const r = await deadline(
+        rawExchange(srv.port, HEAD.replace('POST / ', 'POST /echo '), (socket) => void socket.write('10\r\n{"v":1}\n{"v":2}\n\r\n')),
+        20_000,
+        'the answer',
+      );
+      assert.match(r.text, /^HTTP\/1\.1 200 /);
+      assert.match(r.text, /\{"out":\[\{"v":1\},\{"v":2\},\{"n":2\}\]\}\n/);
     } finally {
       await srv.close();
     }

@@ -15,6 +15,7 @@ import {
   kFinished,
   kFuse,
   kInputError,
+  kLeftCut,
   kRead,
   kReadNow,
   kReadTo,
@@ -239,9 +240,11 @@ function startSending<I, O>(stream: StreamKind<I, O>, source: EventSource<I>): S
 /** One source being sent into its stream (`startSending`): an object of shared methods, where closures cost four functions per feed. */
 class Sending<I, O> {
   readonly #control: SendControl = {};
+  readonly #source: EventSource<I>;
   #failure: { error: unknown } | undefined;
 
   constructor(stream: StreamKind<I, O>, source: EventSource<I>) {
+    this.#source = source;
     feeding.add(stream);
     void this.#send(stream, source);
   }
@@ -259,8 +262,11 @@ class Sending<I, O> {
     }
   }
 
+  /** The source's failure, or the loss of an item it was left in the middle of (`kLeftCut`). */
   failure(): { error: unknown } | undefined {
-    return this.#failure;
+    if (this.#failure !== undefined) return this.#failure;
+    const cut = (this.#source as { [kLeftCut]?: unknown })[kLeftCut];
+    return cut === undefined ? undefined : { error: cut };
   }
 
   stop(): void {

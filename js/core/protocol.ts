@@ -116,6 +116,13 @@ export const kOwnedReads = Symbol.for('velo-stream.ownedReads');
  * was made of the events before it is delivered whatever the reader's speed.
  */
 export const kRefusesInput = Symbol.for('velo-stream.refusesInput');
+/**
+ * `source[kLeftCut]`: on a source left while an item of it was arriving
+ * (`ndjsonEvents` left by the stream's idle end, or `end()`, with part of a
+ * line in), the error of that loss; else undefined. `feed()` and `run()`
+ * report it after the outputs, as a refusal: never a success over a cut input.
+ */
+export const kLeftCut = Symbol.for('velo-stream.leftCut');
 /** `kReadNow`'s "nothing available right now". */
 export const NOT_NOW: unique symbol = Symbol.for('velo-stream.notNow');
 

@@ -3,7 +3,7 @@
 import type { IncomingMessage } from 'node:http';
 import { constants as bufferConstants, isUtf8 } from 'node:buffer';
 import { Readable, finished } from 'node:stream';
-import { doneResult, NOT_NOW, type ReadTarget, kReadNow, kReadTo, kRefusesInput } from '../core/protocol';
+import { doneResult, NOT_NOW, type ReadTarget, kLeftCut, kReadNow, kReadTo, kRefusesInput } from '../core/protocol';
 import {
   RequestBodyError,
   RequestBodyTimeoutError,
@@ -13,7 +13,7 @@ import {
   invalidValue,
   lineTooLargeError,
 } from '../errors';
-import { kBodyLeft, closeIfBodyLeft, closeIfBodyUnread, lingerAtClose, responseOf } from '../net/body-close';
+import { kBodyLeft, closeIfBodyLeft, closeIfBodyUnread, dropBodyLeft, lingerAtClose, responseOf } from '../net/body-close';
 import { integerOption } from '../validate';
 
 /** Size limits of `ndjsonEvents`. */
@@ -71,6 +71,9 @@ function resolveNdjsonOptions(opts: unknown): { maxLineBytes: number; maxBodyByt
  * before either are delivered first: a stream fed from it has its input end
  * there, and reports the error after its outputs. Reading stops there (the request is
  * left unread, not destroyed, so that the error can still be answered).
+ * A stream that stops reading it while a line is arriving (its idle end, or
+ * `end()`) fails after its outputs with `RequestBodyTimeoutError` (status
+ * 408): never a success over a cut body.
  * Options are checked at the call. Pass it to `feed()` or `run()`.
  */
 export function ndjsonEvents<E = unknown>(req: IncomingMessage | Readable, opts?: NdjsonOptions): AsyncGenerator<E> {
@@ -151,6 +154,8 @@ class NdjsonBody<E> {
   #onEvent: (() => void) | null = null;
   /** Waiting for `finished()` to tell how a request destroyed with no error ended (`#awaitClosed`). */
   #closing = false;
+  /** Left while a line was arriving: the error of that loss (`kLeftCut`). */
+  #cut: unknown = undefined;
 
   constructor(req: Readable, maxLineBytes: number, maxBodyBytes: number) {
     this.#req = req;
@@ -173,6 +178,11 @@ class NdjsonBody<E> {
     return true;
   }
 
+  /** Left while a line was arriving (see `return()`): `feed()` and `run()` fail with this after the outputs. */
+  get [kLeftCut](): unknown {
+    return this.#cut;
+  }
+
   next(): Promise<IteratorResult<E>> {
     return new Promise((resolve, reject) => this[kReadTo]({ resolve, reject }));
   }
@@ -187,11 +197,12 @@ class NdjsonBody<E> {
       // loses nothing sent.)
       const waiting = this.#waiting !== null && this.#waiting.length > 0;
       if (this.#state === BodyState.Reading && waiting && (this.#held > 0 || req.readableLength > 0)) {
-        req[kBodyCut] ??= new RequestBodyTimeoutError(this.#line + 1, this.#held + req.readableLength);
+        this.#cut = req[kBodyCut] ??= new RequestBodyTimeoutError(this.#line + 1, this.#held + req.readableLength);
       }
-      // Nothing reads the rest of the body: it is dropped once the answer is out, whoever writes it.
+      // Nothing reads the rest of the body: it is dropped once the answer is out, whoever writes it (now, if it is).
       const res = responseOf(req as IncomingMessage);
       if (res !== undefined) closeIfBodyLeft(res);
+      else dropBodyLeft(req as IncomingMessage);
     }
     this.#close();
     const waiting = this.#waiting;

@@ -74,6 +74,21 @@ export function closeIfBodyLeft(res: ServerResponse): void {
   endIfBodyUnread(res, req, true);
 }
 
+/**
+ * The reader of a request's NDJSON body left before its end with no answer in
+ * flight on its connection (the request's answer went out already: nothing
+ * links the connection to a response any more). The rest is read and dropped
+ * now, as `closeIfBodyLeft` has it done once an answer is out: Node drops no
+ * body that was read from, and the connection's next request would wait.
+ */
+export function dropBodyLeft(req: IncomingMessage): void {
+  const socket = req.socket as (LingeringSocket & { _httpMessage?: unknown }) | null | undefined;
+  if (!socket || socket.destroyed || req.httpVersionMajor !== 1 || bodyRead(req)) return;
+  // (A pipelined request's answer waits for the one before it, which the connection is linked to: not out yet.)
+  if ((socket._httpMessage ?? null) !== null || socket[kLingering] === true) return;
+  dropRest(socket, req);
+}
+
 /** Set on a response whose connection is looked at once the answer is out (`endIfBodyUnread`): 1 to drop the rest of the body, 2 to close. */
 const kAfterAnswer = Symbol('velo.afterAnswer');
 
