@@ -1,7 +1,6 @@
 // A partition's sessions' outputs, moved from each session's stream to the outbox as they come, to its handler's end:
 // one callback loop per session over the stream's `kDrain` / `kWaitOutput` protocol, with no frame or promise of its
-// own (an async loop, `drainOutputs`, kept one of each for every one of thousands of idle sessions), and one batch
-// array for all of them.
+// own while the session is idle, and one batch array for all of them.
 import { kDrain, kFinished, kWaitOutput } from '../../core/protocol';
 import type { EventBudget } from './budget';
 import type { Outbox } from './outbox';
@@ -24,6 +23,8 @@ const noop = (): void => {};
 export class SessionForward<I, O> {
   /** The batch outputs are moved through, one for all the sessions; null while in use (a nested call makes its own). */
   #batch: O[] | null = [];
+  /** Sessions whose handler's end frees their slot already (`kFinished` watched while their outputs wait for room). */
+  readonly #watched = new WeakSet<Session<I, O>>();
 
   constructor(readonly host: ForwardHost<I, O>) {}
 
@@ -58,11 +59,14 @@ export class SessionForward<I, O> {
       batch.length = 0;
       this.#batch = batch;
     }
-    // Its slot is free once its handler has finished, though its last outputs may still wait for room in the outbox:
-    // when its outputs are over, or, while they wait for room, when `kFinished` says so. (Not by `kFinished` from the
-    // opening on: a promise per session.)
-    if (finished) this.#freeSlot(s);
-    else if (room !== undefined) s.stream[kFinished].then(() => this.#freeSlot(s), noop);
+    // Its slot is free once its handler has finished (`kFinished`: a cancelled stream's outputs are over while its
+    // handler's `finally` may still run), though its last outputs may still wait for room in the outbox. Watched
+    // once per session, from the first time its outputs wait for room (not from the opening on: a promise per
+    // session); a session whose outputs are over is watched by `#forwarded`.
+    if (room !== undefined && !finished && !this.#watched.has(s)) {
+      this.#watched.add(s);
+      s.stream[kFinished].then(() => this.#freeSlot(s), noop);
+    }
     if (room !== undefined) {
       room.then(
         () => (finished ? this.#forwarded(s) : this.#waitOutput(s)),
@@ -92,6 +96,7 @@ export class SessionForward<I, O> {
   /** Its outputs are all forwarded: once its handler has finished, its slot is free and it is over. */
   #forwarded(s: Session<I, O>): void {
     s.forwardDone = true;
+    this.#watched.delete(s);
     s.stream[kFinished].then(
       () => {
         this.#freeSlot(s);
