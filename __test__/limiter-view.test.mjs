@@ -130,6 +130,15 @@ test("'local' when the store fails: the fallback holds this process' share of th
   assert.equal(view.close(), false);
 });
 
+test('a store call that fails after close is refused as closed, whatever the failure policy: no permit, no fallback made', async () => {
+  for (const whenFails of ['fail-open', 'local', 'fail-closed']) {
+    const view = new LimiterView('redis', settings({ whenFails }), (item) => item);
+    await view.close().fallback;
+    await assert.rejects(view.degraded('', 1, 0, new Error('away')), { code: 'ERR_VELO_LIMITER_CLOSED' }, whenFails);
+    assert.equal(view.stats().inUse, 0, `${whenFails}: nothing held, by a local limiter made after close either`);
+  }
+});
+
 test("close refuses the waiters and hands them back for the store's line, once", async () => {
   const view = new LimiterView('redis', settings(), (item) => item);
   const { w, done } = waiter('q1', 'a', 0);

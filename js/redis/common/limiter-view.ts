@@ -255,6 +255,8 @@ export class LimiterView<S extends string, T, W extends FleetWaiter<HeldPermit<S
 
   /** What acquire does while the store is unreachable: the failure policy (`error`: the store's failure). */
   degraded(key: string, cost: number, since: number, error: Error, signal?: AbortSignal): Promise<HeldPermit<S>> {
+    // (Closed while the call was out: refused as an answered call is, and no local limiter made after close.)
+    if (this.#closed) return Promise.reject(limiterClosedError(this.name));
     const policy = this.#o.whenFails;
     if (policy === 'fail-closed') return Promise.reject(error);
     if (policy === 'fail-open') {
