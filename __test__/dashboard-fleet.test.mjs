@@ -165,6 +165,13 @@ test('a read shows at most 1,000 members, the first by id, and says when the fle
     assert.equal(view.truncated, true);
     assert.equal(view.members.at(-1).id, 'm00999', 'the first 1,000 by id');
     assert.equal(view.functions[0].open, 1000, 'the sums are of the members shown');
+    // Members whose samples expired, first by id, take no place of live ones: still 1,000 shown, and more there.
+    await client.sendCommand(['SADD', members, 'a0', 'a1', 'a2']);
+    view = await fleetView(base);
+    assert.equal(view.members.length, 1000);
+    assert.equal(view.members[0].id, 'm00000');
+    assert.equal(view.truncated, true);
+    assert.equal(await client.sendCommand(['SISMEMBER', members, 'a0']), 0, 'the expired members left the set');
   } finally {
     await close();
   }

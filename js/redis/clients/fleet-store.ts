@@ -24,14 +24,16 @@ export function redisFleetStore(client: RedisClientLike, name: string): FleetSto
     async read(max) {
       const ids = ((await send(client, members, ['SMEMBERS', members])) as unknown[])
         .filter((id): id is string => typeof id === 'string')
-        .sort()
-        .slice(0, max);
-      if (ids.length === 0) return [];
-      const keys = ids.map(member);
-      const values = (await send(client, keys[0], ['MGET', ...keys])) as unknown[];
+        .sort();
       const rows: FleetRow[] = [];
       const gone: string[] = [];
-      ids.forEach((id, i) => (values[i] === null ? gone.push(id) : rows.push({ id, value: values[i] })));
+      // In pages of `max` ids, until `max` live members are found: an expired member takes no place of a live one.
+      for (let from = 0; from < ids.length && rows.length < max; from += max) {
+        const page = ids.slice(from, from + max);
+        const keys = page.map(member);
+        const values = (await send(client, keys[0], ['MGET', ...keys])) as unknown[];
+        page.forEach((id, i) => (values[i] === null ? gone.push(id) : rows.length < max && rows.push({ id, value: values[i] })));
+      }
       // Expired samples: their members leave the set (the readers' part of keeping it bounded).
       if (gone.length > 0) await send(client, members, ['SREM', members, ...gone]);
       return rows;
