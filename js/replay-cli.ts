@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // velo-replay: the replay test before a deploy, as a command for CI. `export` writes a function's recorded sessions
-// from Redis or Postgres to a file; `run` replays a handler module over a recording (a file, or read from Redis at once) and
-// prints every difference, exiting 1 when there is one (0: none; 2: the command could not run).
+// from Redis or Postgres to a file; `run` replays a handler module over a recording (a file, or read from Redis or
+// Postgres at once) and prints every difference, exiting 1 when there is one (0: none; 2: the command could not run).
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -28,7 +28,7 @@ const importModule = new Function('specifier', 'return import(specifier)') as (
 const USAGE = `Usage:
   velo-replay export (--redis <url> | --postgres <connection string> [--schema <schema>]) --name <name>
                      [--partitions <n>] [--partition <p>]... [--key <key>]... [--since <ms or ISO time>]
-                     [--max-entries <n>] [--max-outputs <n>] [--out <file>]
+                     [--max-entries <n>] [--max-outputs <n>] [--max-bytes <n>] [--out <file>]
   velo-replay run --handler <module>[#<export>] (--recording <file> | (--redis <url> | --postgres <connection string>
                   [--schema <schema>]) --name <name> [--partitions <n>] [--partition <p>]... [--key <key>]...
                   [--since <time>]) [--options <json>] [--json] [--max-bytes <n>] [--max-entries <n>]
@@ -201,7 +201,7 @@ function fromServer(values: Values): Promise<Recording> | null {
   return null;
 }
 
-/** The recording of `run`: the file (read within `--max-bytes`), or read from Redis. */
+/** The recording of `run`: the file (read within `--max-bytes`), or read from Redis or Postgres. */
 async function recordingOf(values: Values): Promise<Recording> {
   if (values.recording !== undefined) {
     if (values.redis !== undefined || values.postgres !== undefined)

@@ -118,7 +118,7 @@ const WATCH_TICK_MS = 1000;
  * given a connection for POOL_WAIT_MS, while the pool still has calls queued, reports the pool exhausted.
  */
 class PoolWatch {
-  /** Each worker's (or limiter's) report path, while it runs (`reportPoolWaits`). */
+  /** The report paths of the workers on this pool that have an `onError` (`reportPoolWaits`), while they run. */
   readonly reporters = new Set<(error: Error) => void>();
   /** Calls that might wait, pending. */
   waiting = 0;
