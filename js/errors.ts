@@ -128,7 +128,7 @@ export const ERROR_CODES = {
   ERR_VELO_BODY_TIMEOUT: {
     class: 'RequestBodyTimeoutError',
     from: 'velo-stream/http',
-    when: 'The stream fed by `ndjsonEvents` stopped reading the request body (its `idleTimeout` passed, or `end()`) while a line of it was still arriving: the writers answer 408 (or an error line after outputs) rather than a success over a cut body. `idleTimeout` counts whole lines, not bytes.',
+    when: 'The stream fed by `ndjsonEvents` stopped reading the request body (its `idleTimeout` passed, or `end()`) while a line of it was still arriving: the writers answer 408 (or an error line after outputs), and `run()` or a `for await` over `feed()` rejects with it after the outputs, rather than a success over a cut body. `idleTimeout` counts whole lines, not bytes.',
     action: 'Raise `idleTimeout` above the longest time a line of the body takes to arrive, or have the client send whole lines.',
   },
   ERR_VELO_EVENT_TOO_LARGE: {
