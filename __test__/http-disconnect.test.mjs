@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { pipeline } from 'node:stream/promises';
 import Fastify from 'fastify';
 import { streamFn } from 'velo-stream';
-import { contentType, sendNdjson, sendSse, toReadable } from 'velo-stream/http';
+import { contentType, ndjsonEvents, sendNdjson, sendSse, toReadable } from 'velo-stream/http';
 import { client, deadline, listen, recordWarnings, until } from './helpers/server.mjs';
 import { unhandledDuring } from './helpers/util.mjs';
 
@@ -254,5 +254,44 @@ test('sendNdjson/sendSse called after the client left (the handler awaited somet
     } finally {
       await srv.close();
     }
+  }
+});
+
+test("a client that leaves before the writer is called (its body's feed made, not read yet) cancels the stream then: its slot frees", async () => {
+  let finalized = 0;
+  const fn = streamFn(
+    async function* (events) {
+      try {
+        for await (const e of events) yield e;
+      } finally {
+        finalized++;
+      }
+    },
+    { idleTimeout: 0, maxConcurrent: 1 },
+  );
+  let release;
+  const writerMayStart = new Promise((resolve) => (release = resolve));
+  const sent = [];
+  const srv = await listen(async (req, res) => {
+    const outputs = fn.open().feed(ndjsonEvents(req));
+    // An auth lookup, say, that outlasts the client.
+    await writerMayStart;
+    sent.push(sendNdjson(res, outputs));
+  });
+  try {
+    const c = client(srv.url, { method: 'POST', headers: { 'content-length': '1000' } });
+    c.req.write('{"a":1}\n');
+    await until(() => fn.stats().open === 1, 5000, 'the stream open');
+    c.req.destroy();
+    await until(() => finalized === 1, 5000, "the handler's finally, before the writer is called");
+    assert.equal(fn.stats().open, 0);
+    fn.open().cancel();
+    release();
+    await until(() => sent.length === 1, 5000, 'the writer called');
+    await deadline(sent[0], 5000, 'sendNdjson to settle');
+    assert.equal(fn.stats().cancelled, 2);
+  } finally {
+    release();
+    await srv.close();
   }
 });

@@ -28,6 +28,7 @@ import {
   kTaken,
   kTakenEnd,
   kTraceAttributes,
+  kUnreadWatch,
   kWaitOutput,
   NOT_NOW,
 } from './protocol';
@@ -386,6 +387,7 @@ class FeedIterator<I, O> implements AsyncIterableIterator<O>, FeedOutputs<O> {
   constructor(stream: StreamKind<I, O>, source: EventSource<I>) {
     this.#stream = stream;
     this.#source = source;
+    (source as { [kUnreadWatch]?(feed: FeedIterator<I, O>): void })[kUnreadWatch]?.(this);
   }
 
   cancel(reason?: unknown): Promise<void> {

@@ -123,6 +123,14 @@ export const kRefusesInput = Symbol.for('velo-stream.refusesInput');
  * report it after the outputs, as a refusal: never a success over a cut input.
  */
 export const kLeftCut = Symbol.for('velo-stream.leftCut');
+/**
+ * `source[kUnreadWatch](feed)`: told by `feed()` that `feed` is to read it.
+ * A source that can tell its events will never come (`ndjsonEvents`: the
+ * client left) cancels `feed` then if nothing has read it yet, so that a
+ * stream waiting for its reader (an HTTP writer not called yet) frees its
+ * slot. Optional.
+ */
+export const kUnreadWatch = Symbol.for('velo-stream.unreadWatch');
 /** `kReadNow`'s "nothing available right now". */
 export const NOT_NOW: unique symbol = Symbol.for('velo-stream.notNow');
 

@@ -3,7 +3,8 @@
 import type { IncomingMessage } from 'node:http';
 import { constants as bufferConstants, isUtf8 } from 'node:buffer';
 import { Readable, finished } from 'node:stream';
-import { doneResult, NOT_NOW, type ReadTarget, kLeftCut, kReadNow, kReadTo, kRefusesInput } from '../core/protocol';
+import { onNextTurn } from '../addon/addon';
+import { doneResult, NOT_NOW, type ReadTarget, kLeftCut, kReadNow, kReadTo, kRefusesInput, kUnreadWatch } from '../core/protocol';
 import {
   RequestBodyError,
   RequestBodyTimeoutError,
@@ -91,6 +92,20 @@ export function ndjsonEvents<E = unknown>(req: IncomingMessage | Readable, opts?
  */
 export const kBodyCut = Symbol('velo.bodyCut');
 
+/** What `feed()` gives a body it is to read (`kUnreadWatch`): its cancel. */
+interface UnreadFeed {
+  cancel(reason?: unknown): Promise<void>;
+}
+
+/** Bodies a feed is to read, looked at on the next turn (`NdjsonBody.watchUnread`). */
+let toWatch: NdjsonBody<unknown>[] = [];
+
+function watchUnread(): void {
+  const bodies = toWatch;
+  toWatch = [];
+  for (let i = 0; i < bodies.length; i++) bodies[i].watchUnread();
+}
+
 /** A byte order mark, in UTF-8. */
 const BOM = [0xef, 0xbb, 0xbf];
 
@@ -156,6 +171,10 @@ class NdjsonBody<E> {
   #closing = false;
   /** Left while a line was arriving: the error of that loss (`kLeftCut`). */
   #cut: unknown = undefined;
+  /** Read from (a read asked for a line): the reader hears of a client that leaves from the request itself. */
+  #read = false;
+  /** The feed to read this body, until it reads (`kUnreadWatch`). */
+  #feed: UnreadFeed | null = null;
 
   constructor(req: Readable, maxLineBytes: number, maxBodyBytes: number) {
     this.#req = req;
@@ -176,6 +195,29 @@ class NdjsonBody<E> {
   /** Its errors refuse the rest of the body: a stream it feeds delivers the outputs of the lines before, then the error. */
   get [kRefusesInput](): true {
     return true;
+  }
+
+  /**
+   * `feed()` is to read this body. If nothing has by the next turn (an HTTP writer not called yet), a client that
+   * leaves cancels the feed, and so the stream: its slot frees then, not at the writer's call or the idle end.
+   */
+  [kUnreadWatch](feed: UnreadFeed): void {
+    this.#feed = feed;
+    if (toWatch.push(this) === 1) onNextTurn(watchUnread);
+  }
+
+  /** The turn after `kUnreadWatch`: unread still, the request's close is listened to. */
+  watchUnread(): void {
+    if (this.#read || this.#feed === null || this.#state !== BodyState.Reading) return;
+    if (this.#req.destroyed) this.#unreadLeft();
+    else this.#req.once('close', () => this.#unreadLeft());
+  }
+
+  /** The request closed: if nothing read its body, its feed is cancelled (a client that left cancels the stream). */
+  #unreadLeft(): void {
+    const feed = this.#feed;
+    this.#feed = null;
+    if (feed !== null && !this.#read && this.#state === BodyState.Reading && this.#req.readableEnded !== true) void feed.cancel();
   }
 
   /** Left while a line was arriving (see `return()`): `feed()` and `run()` fail with this after the outputs. */
@@ -223,6 +265,7 @@ class NdjsonBody<E> {
 
   /** One read: answered now when a line, the end or the error is at hand (reading the request if need be), else on a later event of the request. */
   [kReadTo](reader: BodyReader): void {
+    this.#read = true;
     if (this.#waiting === null || this.#waiting.length === 0) {
       if (this.#answer(reader)) return;
       this.#waiting ??= [];
