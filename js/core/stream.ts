@@ -1566,7 +1566,9 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
         if (this.#stage === NO_BUFFER) this.#stage = [];
         if (typeof value !== 'number') this.#stagedValues = true;
         this.#stage[this.#staged++] = value;
-        if (reader !== undefined) this.#outputArrived();
+        // (With no read waiting there is nobody to serve, and no hold changes: an output of a handler running
+        // ahead of its reader stages and goes on.)
+        if (reader !== null) this.#outputArrived();
         return Emit.Emitted;
       }
     }
