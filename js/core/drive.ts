@@ -38,7 +38,27 @@ import {
  * protocol: `recv`, iteration, `feed`, `duplex` and `await using`. A new kind
  * extends it and implements the protocol.
  */
+/**
+ * Whether a feed is sending its source to `stream` (a `StreamBase`), until that source is done. A second feed
+ * meanwhile is refused: the first source's end ends the input, so the second's events after it would be refused
+ * one by one, and a generator handler pulling from the first source would never see the second's. (A field of the
+ * stream, where a `WeakSet` of them cost each request about 500 instructions: an identity hash, an ephemeron table's
+ * insert and delete.)
+ */
+let isFeeding: (stream: object) => boolean;
+let setFeeding: (stream: object, on: boolean) => void;
+
 export abstract class StreamBase<I, O> implements StreamKind<I, O> {
+  /** A feed is sending its source to this stream, until that source is done (see `isFeeding`). */
+  #feeding = false;
+
+  static {
+    isFeeding = (stream) => (stream as StreamBase<unknown, unknown>).#feeding;
+    setFeeding = (stream, on) => {
+      (stream as StreamBase<unknown, unknown>).#feeding = on;
+    };
+  }
+
   abstract readonly id: string;
   abstract readonly state: StreamState;
   abstract readonly metrics: StreamMetrics;
@@ -246,16 +266,16 @@ class Sending<I, O> {
 
   constructor(stream: StreamKind<I, O>, source: EventSource<I>) {
     this.#source = source;
-    feeding.add(stream);
+    setFeeding(stream, true);
     void this.#send(stream, source);
   }
 
   async #send(stream: StreamKind<I, O>, source: EventSource<I>): Promise<void> {
     try {
       await stream[kSendAll](source, true, this.#control);
-      feeding.delete(stream);
+      setFeeding(stream, false);
     } catch (error) {
-      feeding.delete(stream);
+      setFeeding(stream, false);
       this.#failure = { error };
       // A refusal of the rest of the input ends it: the error follows the outputs; any other failure cancels.
       if ((source as { [kRefusesInput]?: unknown })[kRefusesInput] === true) stream.end();
@@ -274,13 +294,6 @@ class Sending<I, O> {
     this.#control.stop?.();
   }
 }
-
-/**
- * The streams a feed is sending its source to, until that source is done. A second feed meanwhile is refused: the
- * first source's end ends the input, so the second's events after it would be refused one by one, and a generator
- * handler pulling from the first source would never see the second's.
- */
-const feeding = new WeakSet<object>();
 
 /** After the last output: the source's error, or the abort reason, if either ended the stream. */
 function throwIfStopped<I, O>(stream: StreamKind<I, O>, sourceFailure: { error: unknown } | undefined): void {
@@ -393,7 +406,7 @@ class FeedIterator<I, O> implements AsyncIterableIterator<O>, FeedOutputs<O> {
   cancel(reason?: unknown): Promise<void> {
     // A feed refused, or not started, while another feed reads the stream is not the stream's: its cancel ends it
     // alone, and leaves its source to its caller, as the refusal does.
-    if (this.#notTheStreams || (this.#phase === FeedPhase.Idle && feeding.has(this.#stream))) {
+    if (this.#notTheStreams || (this.#phase === FeedPhase.Idle && isFeeding(this.#stream))) {
       this.#phase = FeedPhase.Finished;
       return Promise.resolve();
     }
@@ -426,7 +439,7 @@ class FeedIterator<I, O> implements AsyncIterableIterator<O>, FeedOutputs<O> {
         void this.#closeUnread();
         return Promise.reject(refusal(this.#stream, refused));
       }
-      if (feeding.has(this.#stream)) {
+      if (isFeeding(this.#stream)) {
         // (The stream goes on with the first feed: this source is the caller's still, to merge or feed later.)
         this.#phase = FeedPhase.Finished;
         this.#notTheStreams = true;
@@ -503,7 +516,7 @@ class FeedIterator<I, O> implements AsyncIterableIterator<O>, FeedOutputs<O> {
     if (this.#phase === FeedPhase.Finished) return;
     const started = this.#phase === FeedPhase.Reading;
     // (Not started while another feed reads the stream: not the stream's, it ends alone, as its `cancel()` does.)
-    const another = !started && feeding.has(this.#stream);
+    const another = !started && isFeeding(this.#stream);
     this.#phase = FeedPhase.Finished;
     if (another) return;
     await this.#stream.cancel();

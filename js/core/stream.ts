@@ -385,7 +385,7 @@ export const kBegin = Symbol('velo-stream.begin');
 class Extras<I, O> {
   /** The stream's id (`s<key>`), made when first asked for. */
   id: string | undefined = undefined;
-  /** Stops for the async sources being sent now (made on the first one). */
+  /** Stops for the async sources being sent now (made on the first one; a pulled source is `pull`). */
   sources: Set<() => void> | null = null;
   /** The handler's `ctx.signal`, made on first use. */
   abort: AbortController | undefined = undefined;
@@ -943,14 +943,24 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
     return undefined;
   }
 
-  async [kSendAll](source: EventSource<I>, end: boolean, control?: SendControl): Promise<boolean> {
-    let sent: boolean;
-    if (Array.isArray(source)) sent = await this.#sendArray(source);
-    else if (typeof (source as AsyncIterable<I>)[Symbol.asyncIterator] === 'function') {
-      sent = await (this.#pullable(end)
-        ? this.#pullFrom(source as AsyncIterable<I>, control)
-        : this.#sendAsync(source as AsyncIterable<I>, control));
-    } else sent = await this.#sendSync(source as Iterable<I>);
+  [kSendAll](source: EventSource<I>, end: boolean, control?: SendControl): Promise<boolean> {
+    try {
+      if (Array.isArray(source)) return this.#endAfter(this.#sendArray(source), end);
+      if (typeof (source as AsyncIterable<I>)[Symbol.asyncIterator] === 'function') {
+        // A pulled source ends the input itself at its end (`SourcePull`): its promise is the answer, with no
+        // async frame around it (a request's body, once per request).
+        if (this.#pullable(end)) return this.#pullFrom(source as AsyncIterable<I>, control);
+        return this.#endAfter(this.#sendAsync(source as AsyncIterable<I>, control), end);
+      }
+      return this.#endAfter(this.#sendSync(source as Iterable<I>), end);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** What `kSendAll` answers for a source sent by this stream: whether it was sent whole (then, with `end`, the input ends). */
+  async #endAfter(sending: Promise<boolean>, end: boolean): Promise<boolean> {
+    const sent = await sending;
     if (sent && end) this.end();
     return sent;
   }
@@ -974,10 +984,9 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
 
   #pullFrom(source: AsyncIterable<I>, control: SendControl | undefined): Promise<boolean> {
     const pull = new SourcePull<I>(source, this);
+    // (A cancel closes it, as it closes the sources being sent: `#x.pull` is the one pulled source.)
     this.#more().pull = pull;
     if (control !== undefined) control.stop = pull.stop;
-    // A cancel closes it with the sources being sent.
-    (this.#more().sources ??= new Set()).add(pull.stop);
     // The handler may be waiting for its first event already.
     if (this.#resolveInput !== null && !this.#inPending) pull.request();
     return pull.done;
@@ -986,7 +995,6 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
   /** The pull stopped for good (its source ended, failed or was closed): forgotten. */
   [kPullDetached](detached: SourcePull<I>): void {
     if (this.#x.pull === detached) this.#more().pull = null;
-    this.#x.sources?.delete(detached.stop);
     if (this.#x.pullHeld && this.#x.pull === null) this.#holdForPull(false);
   }
 
@@ -1566,7 +1574,9 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
         if (this.#stage === NO_BUFFER) this.#stage = [];
         if (typeof value !== 'number') this.#stagedValues = true;
         this.#stage[this.#staged++] = value;
-        if (reader !== undefined) this.#outputArrived();
+        // (With no read waiting there is nobody to serve, and no hold changes: an output of a handler running
+        // ahead of its reader stages and goes on.)
+        if (reader !== null) this.#outputArrived();
         return Emit.Emitted;
       }
     }
@@ -2052,7 +2062,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
       this.#idleOff();
       this.#detachSignal?.();
       this.#detachSignal = undefined;
-      // Sources still being sent will never be read again.
+      // Sources still being sent, or pulled, will never be read again.
+      this.#x.pull?.stop();
       if (this.#x.sources !== null) for (const stop of this.#x.sources) stop();
       this.#x.body?.cancelled();
       this.#wakeInput();

@@ -46,8 +46,14 @@ function byteLimit(field: string, value: unknown, max: number, infinite: boolean
   return integerOption(undefined, field, value, 1, max, `from 1 to ${max}${infinite ? ', or Infinity' : ''}`);
 }
 
-function resolveNdjsonOptions(opts: unknown): { maxLineBytes: number; maxBodyBytes: number } {
-  if (opts === undefined) opts = {};
+/** `ndjsonEvents` given no options (one shared answer, where each call made two objects and a key list). */
+const DEFAULT_LIMITS: { readonly maxLineBytes: number; readonly maxBodyBytes: number } = Object.freeze({
+  maxLineBytes: 100 * 1024,
+  maxBodyBytes: Infinity,
+});
+
+function resolveNdjsonOptions(opts: unknown): { readonly maxLineBytes: number; readonly maxBodyBytes: number } {
+  if (opts === undefined) return DEFAULT_LIMITS;
   if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) {
     throw invalidType(`The "options" argument must be an object. Received ${describe(opts)}`);
   }
@@ -56,9 +62,14 @@ function resolveNdjsonOptions(opts: unknown): { maxLineBytes: number; maxBodyByt
   }
   const o = opts as NdjsonOptions;
   return {
-    maxLineBytes: o.maxLineBytes === undefined ? 100 * 1024 : byteLimit('maxLineBytes', o.maxLineBytes, MAX_LINE_BYTES, false),
+    maxLineBytes:
+      o.maxLineBytes === undefined
+        ? DEFAULT_LIMITS.maxLineBytes
+        : byteLimit('maxLineBytes', o.maxLineBytes, MAX_LINE_BYTES, false),
     maxBodyBytes:
-      o.maxBodyBytes === undefined ? Infinity : byteLimit('maxBodyBytes', o.maxBodyBytes, Number.MAX_SAFE_INTEGER, true),
+      o.maxBodyBytes === undefined
+        ? DEFAULT_LIMITS.maxBodyBytes
+        : byteLimit('maxBodyBytes', o.maxBodyBytes, Number.MAX_SAFE_INTEGER, true),
   };
 }
 
