@@ -34,31 +34,21 @@ import {
 } from './protocol';
 
 /**
+ * The streams a feed is sending its source to, until that source is done. A second feed meanwhile is refused: the
+ * first source's end ends the input, so the second's events after it would be refused one by one, and a generator
+ * handler pulling from the first source would never see the second's. (A set beside the streams, not a field of
+ * each: a field is initialized in every stream's constructor, fed or not, and opening a stream is the hotter path.)
+ */
+const feeding = new WeakSet<object>();
+const isFeeding = (stream: object): boolean => feeding.has(stream);
+const setFeeding = (stream: object, on: boolean): void => void (on ? feeding.add(stream) : feeding.delete(stream));
+
+/**
  * What every kind of stream has in common, written once in terms of the
  * protocol: `recv`, iteration, `feed`, `duplex` and `await using`. A new kind
  * extends it and implements the protocol.
  */
-/**
- * Whether a feed is sending its source to `stream` (a `StreamBase`), until that source is done. A second feed
- * meanwhile is refused: the first source's end ends the input, so the second's events after it would be refused
- * one by one, and a generator handler pulling from the first source would never see the second's. (A field of the
- * stream, where a `WeakSet` of them cost each request about 500 instructions: an identity hash, an ephemeron table's
- * insert and delete.)
- */
-let isFeeding: (stream: object) => boolean;
-let setFeeding: (stream: object, on: boolean) => void;
-
 export abstract class StreamBase<I, O> implements StreamKind<I, O> {
-  /** A feed is sending its source to this stream, until that source is done (see `isFeeding`). */
-  #feeding = false;
-
-  static {
-    isFeeding = (stream) => (stream as StreamBase<unknown, unknown>).#feeding;
-    setFeeding = (stream, on) => {
-      (stream as StreamBase<unknown, unknown>).#feeding = on;
-    };
-  }
-
   abstract readonly id: string;
   abstract readonly state: StreamState;
   abstract readonly metrics: StreamMetrics;
