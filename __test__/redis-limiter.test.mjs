@@ -507,6 +507,30 @@ test("a key's holders and line expire no earlier than their latest lease, so a k
   }
 });
 
+test("a waiter whose process died leaves nothing in the line's hashes once its line expired and a ticket is added (the scripts alone)", async () => {
+  const { readFileSync } = await import('node:fs');
+  const { createRequire } = await import('node:module');
+  const dir = createRequire(import.meta.url)
+    .resolve('velo-stream/redis')
+    .replace(/index\.js$/, 'log/lua/');
+  const acquire = readFileSync(`${dir}limiter-common.lua`, 'utf8') + '\n' + readFileSync(`${dir}limiter-acquire.lua`, 'utf8');
+  const prefix = `velo:lim:{${fresh()}}`;
+  // ARGV: key, ticket, cost, mode, lease ttl, maxWaiting, concurrency, limit, period, burst, token.
+  const call = (key, ttl, token) =>
+    client.sendCommand(['EVAL', acquire, '1', prefix, key, '', '1', 't', String(ttl), '100', '1', '', '', '', token]);
+  assert.equal((await call('dead', 300, 'd1'))[0], 'g');
+  const [waiting, deadTicket] = await call('dead', 300, 'd2');
+  assert.equal(waiting, 'w');
+  assert.ok(await client.hGet(`${prefix}:qc`, deadTicket), 'in line');
+  // Nobody renews: the holder's permit and the line expire by Redis' clock.
+  await eventually(async () => (await client.exists(`${prefix}:q:dead`)) === 0, 'the line expired');
+  assert.ok(await client.hGet(`${prefix}:qc`, deadTicket), 'its cost is still kept');
+  assert.equal((await call('live', 60_000, 'l1'))[0], 'g');
+  const [, liveTicket] = await call('live', 60_000, 'l2');
+  assert.deepEqual(Object.keys(await client.hGetAll(`${prefix}:qc`)), [liveTicket], "the dead ticket's cost is gone");
+  assert.deepEqual(await client.hGetAll(`${prefix}:qk`), { [liveTicket]: 'live' });
+});
+
 test("a waiter's wake-up that comes before its acquire's answer is not lost: granted at once, not at the next renewal", async () => {
   const name = fresh();
   // Process A's answers come late (a busy connection or event loop); its subscriber's messages do not.

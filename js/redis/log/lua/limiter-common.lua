@@ -13,6 +13,9 @@
 --   P:q:<k>      sorted set: the line of key k, ticket -> ticket number (first come first served)
 --   P:qx:<k>     sorted set: the same tickets -> expiry (a waiter that stops renewing leaves the line)
 --   P:qc         hash: ticket -> its cost and the token its permit will have ('<cost> <token>')
+--   P:qk         hash: ticket -> its key, for the tickets in P:qc: a line that expired (its waiters died) leaves
+--                its tickets there, and `prune_lines` finds them by it
+--   P:qk:at      the cursor of `prune_lines`' scan of P:qk
 --   P:lines      set: keys whose line is not empty (setLimits re-decides them)
 --   P:g:<ticket> a permit handed to a waiting ticket, until it claims it (expires with the lease)
 --   P:procs      sorted set: process -> expiry (the divisor of the 'local' fallback)
@@ -38,7 +41,26 @@ local function dequeue(k, ticket)
   redis.call('ZREM', P .. ':q:' .. k, ticket)
   redis.call('ZREM', P .. ':qx:' .. k, ticket)
   redis.call('HDEL', P .. ':qc', ticket)
+  redis.call('HDEL', P .. ':qk', ticket)
   if redis.call('EXISTS', P .. ':q:' .. k) == 0 then redis.call('SREM', P .. ':lines', k) end
+end
+
+-- A few more of P:qk's tickets looked at (from where the last look stopped): one no longer in its key's line (the
+-- line expired with its waiters: no one renewed it) leaves P:qc and P:qk. Called with every ticket added, so the
+-- hashes hold at most a bounded share of dead tickets beside the live ones, whoever died. A ticket an earlier
+-- release added has no P:qk entry: it leaves P:qc when its line is served or cleaned, as with that release.
+local function prune_lines()
+  local at = redis.call('GET', P .. ':qk:at') or '0'
+  local page = redis.call('HSCAN', P .. ':qk', at, 'COUNT', 4)
+  local fields = page[2]
+  for i = 1, #fields, 2 do
+    local ticket, k = fields[i], fields[i + 1]
+    if not redis.call('ZSCORE', P .. ':q:' .. k, ticket) then
+      redis.call('HDEL', P .. ':qc', ticket)
+      redis.call('HDEL', P .. ':qk', ticket)
+    end
+  end
+  if page[1] == '0' then redis.call('DEL', P .. ':qk:at') else redis.call('SET', P .. ':qk:at', page[1]) end
 end
 
 -- Permits whose lease ran out, and tickets no one renewed, are gone from now on (never before their expiry).
