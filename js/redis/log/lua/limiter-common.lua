@@ -15,7 +15,7 @@
 --   P:qc         hash: ticket -> its cost and the token its permit will have ('<cost> <token>')
 --   P:qk         hash: ticket -> its key, for the tickets in P:qc: a line that expired (its waiters died) leaves
 --                its tickets there, and `prune_lines` finds them by it
---   P:qk:at      the cursor of `prune_lines`' scan of P:qk
+--   P:qk:at      the cursor of `prune_lines`' scan of P:qk (a hint: it expires after a minute unused)
 --   P:lines      set: keys whose line is not empty (setLimits re-decides them)
 --   P:g:<ticket> a permit handed to a waiting ticket, until it claims it (expires with the lease)
 --   P:procs      sorted set: process -> expiry (the divisor of the 'local' fallback)
@@ -60,7 +60,7 @@ local function prune_lines()
       redis.call('HDEL', P .. ':qk', ticket)
     end
   end
-  if page[1] == '0' then redis.call('DEL', P .. ':qk:at') else redis.call('SET', P .. ':qk:at', page[1]) end
+  if page[1] == '0' then redis.call('DEL', P .. ':qk:at') else redis.call('SET', P .. ':qk:at', page[1], 'PX', 60000) end
 end
 
 -- Permits whose lease ran out, and tickets no one renewed, are gone from now on (never before their expiry).
