@@ -41,3 +41,11 @@ export function textOf(value: unknown, fallback = 'an unprintable value'): strin
     return fallback;
   }
 }
+
+/**
+ * Whether `text` is well-formed UTF-16 (no lone surrogate). Redis and Postgres store text as UTF-8, where a lone
+ * surrogate becomes U+FFFD: two names or keys that differ only there would name one thing.
+ */
+export function isWellFormed(text: string): boolean {
+  return (text as string & { isWellFormed(): boolean }).isWellFormed();
+}

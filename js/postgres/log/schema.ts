@@ -34,6 +34,7 @@
 //   lim_*        the fleet limiters' (version 5, postgresLimiter), keyed by the limiter's name: see limiter-sql.ts.
 //   dash_members the dashboard fleet view's members (version 6), keyed by the fleet's name: see clients/fleet-store.ts.
 import { describe, invalidType, invalidValue, outOfRange, schemaVersionError } from '../../errors';
+import { isWellFormed } from '../../text';
 import { COMMIT_4 } from './commit-one';
 import { LIMITER_5 } from './limiter-sql';
 import { NOW, type PgClientLike, type PgPoolLike, run, str, transaction } from './sql';
@@ -58,8 +59,10 @@ export function schemaIdent(what: string, schema: unknown): string {
 /** Checks a function's name: 1-200 characters, no NUL, no whitespace. */
 export function checkFunctionName(what: string, name: unknown): asserts name is string {
   if (typeof name !== 'string') throw invalidType(`${what}: the "name" option must be a string, not ${describe(name)}`);
-  if (!/^[^\s\0]{1,200}$/.test(name)) {
-    throw invalidValue(`${what}: the "name" option must be 1-200 characters without whitespace, not ${describe(name)}`);
+  if (!/^[^\s\0]{1,200}$/.test(name) || !isWellFormed(name)) {
+    throw invalidValue(
+      `${what}: the "name" option must be 1-200 characters without whitespace or lone surrogates, not ${describe(name)}`,
+    );
   }
 }
 

@@ -16,6 +16,7 @@ import { type OutputItem, outputItem } from '../common/outputs';
 import { checkClaimIdle, claimSweep } from './reader';
 import { type RedisClientLike, readStreams, send, settlesWithin } from '../log/connection';
 import { Script } from '../log/script';
+import { checkGroupName } from '../log/options';
 
 /** An output with a value (handler failures are counted, not materialized). */
 export type ValueOutput<O> = Extract<
@@ -141,10 +142,8 @@ class Materializer<O> implements RedisMaterializer {
     if (typeof key !== 'function') throw invalidType(`redisMaterialize(): options.key must be a function, not ${describe(key)}`);
     if (typeof fields !== 'function')
       throw invalidType(`redisMaterialize(): options.fields must be a function, not ${describe(fields)}`);
-    if (typeof group !== 'string' || group.length === 0)
-      throw invalidType(`redisMaterialize(): options.group must be a non-empty string, not ${describe(group)}`);
-    if (typeof consumer !== 'string' || consumer.length === 0)
-      throw invalidType(`redisMaterialize(): options.consumer must be a non-empty string, not ${describe(consumer)}`);
+    checkGroupName('redisMaterialize()', 'group', group);
+    checkGroupName('redisMaterialize()', 'consumer', consumer);
     if (from !== 'start' && from !== 'end')
       throw invalidType(`redisMaterialize(): options.from must be 'start' or 'end', not ${describe(from)}`);
     integerOption('redisMaterialize()', 'batch', batch, 1, 10_000);

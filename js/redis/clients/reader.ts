@@ -6,6 +6,7 @@ import type { RedisName } from '../log/name';
 import { type RedisOptions, callTimeoutOption, resolveOptions } from '../log/options';
 import { type RedisClientLike, type StreamEntries, readStreams, send, settlesWithin } from '../log/connection';
 import { reportable } from '../common/reportable';
+import { checkGroupName } from '../log/options';
 
 /** Options of `redisOutputs`. */
 export interface RedisOutputsOptions<O = unknown> extends RedisOptions<O> {
@@ -175,10 +176,8 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Redi
   const callTimeout = callTimeoutOption('redisOutputs()', options.callTimeout);
   if (from !== 'start' && from !== 'end')
     throw invalidValue(`redisOutputs(): options.from must be 'start' or 'end', not ${describe(from)}`);
-  if (group !== undefined && (typeof group !== 'string' || group.length === 0))
-    throw invalidType(`redisOutputs(): options.group must be a non-empty string, not ${describe(group)}`);
-  if (typeof consumer !== 'string' || consumer.length === 0)
-    throw invalidType(`redisOutputs(): options.consumer must be a non-empty string, not ${describe(consumer)}`);
+  if (group !== undefined) checkGroupName('redisOutputs()', 'group', group);
+  checkGroupName('redisOutputs()', 'consumer', consumer);
   checkClaimIdle('redisOutputs()', claimIdle);
   if (claimIdle !== undefined && group === undefined)
     throw invalidValue('redisOutputs(): options.claimIdle needs options.group (only a group has entries to claim)');

@@ -34,6 +34,7 @@ import {
   versionRefusedError,
 } from '../../errors';
 import { integerOption } from '../../validate';
+import { isWellFormed } from '../../text';
 import type { StreamFn } from '../../types';
 import type { Codec } from '../common/codec';
 import { RoundTrips, type RoundTripTotals, kRenewalLateness, kRoundTrips, kServes, timedLog } from './metrics';
@@ -208,9 +209,9 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     this.#versions = checkVersions<I, O>(...versionOptions);
     integerOption(W, 'trimInterval', trimInterval, 0, Infinity, 'of at least 0 (ms)');
     if (typeof workerId !== 'string') throw invalidType(`${W}: options.workerId must be a string, not ${describe(workerId)}`);
-    if (!/^[^\s:]{1,200}$/.test(workerId))
+    if (!/^[^\s:]{1,200}$/.test(workerId) || !isWellFormed(workerId))
       throw invalidValue(
-        `${W}: the "workerId" option must be 1-200 characters without ':' or whitespace. Received ${describe(workerId)}`,
+        `${W}: the "workerId" option must be 1-200 characters without ':', whitespace or lone surrogates. Received ${describe(workerId)}`,
       );
     if (onError !== undefined && typeof onError !== 'function')
       throw invalidType(`${W}: options.onError must be a function, not ${describe(onError)}`);

@@ -30,7 +30,7 @@ export type RedisName<I = unknown, O = unknown> = string & {
 /**
  * `name`, typed with `fn`'s event and output types, for the `name` option of every entry point of the function.
  * @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `fn` is not a stream function or `name` not a string;
- * `ERR_INVALID_ARG_VALUE` for a name that is not 1-200 characters without braces or whitespace.
+ * `ERR_INVALID_ARG_VALUE` for a name that is not 1-200 characters without braces, whitespace or lone surrogates.
  */
 export function redisName<I, O>(fn: StreamFn<I, O>, name: string): RedisName<I, O> {
   if (typeof (fn as { [kOpen]?: unknown } | null)?.[kOpen] !== 'function') {

@@ -3,6 +3,7 @@
 // count and the codec.
 import { describe, invalidType, invalidValue } from '../../errors';
 import { integerOption } from '../../validate';
+import { isWellFormed } from '../../text';
 import { type Codec, jsonCodec } from '../common/codec';
 import type { RedisClientLike } from './connection';
 import { KeySpace } from './redis-log';
@@ -66,13 +67,21 @@ export function resolveOptions<T>(options: RedisOptions<T>, what: string, ownKey
   return { client, keys: new KeySpace(name), partitions, codec, maxEventBytes };
 }
 
-/** Checks a function's name in Redis: a string of 1-200 characters without braces or whitespace. */
+/** Checks a function's name in Redis: a well-formed string of 1-200 characters without braces or whitespace. */
 export function checkName(what: string, name: unknown): asserts name is string {
   if (typeof name !== 'string') throw invalidType(`${what}: the "name" option must be a string. Received ${describe(name)}`);
-  if (!/^[^{}\s]{1,200}$/.test(name)) {
+  if (!/^[^{}\s]{1,200}$/.test(name) || !isWellFormed(name)) {
     throw invalidValue(
-      `${what}: the "name" option must be 1-200 characters without braces or whitespace. Received ${describe(name)}`,
+      `${what}: the "name" option must be 1-200 characters without braces, whitespace or lone surrogates. Received ${describe(name)}`,
     );
+  }
+}
+
+/** Checks a consumer group's or a consumer's name (`option`): a non-empty, well-formed string. */
+export function checkGroupName(what: string, option: string, value: unknown): asserts value is string {
+  if (typeof value !== 'string') throw invalidType(`${what}: options.${option} must be a string, not ${describe(value)}`);
+  if (value.length === 0 || !isWellFormed(value)) {
+    throw invalidValue(`${what}: options.${option} must be a non-empty string without lone surrogates, not ${describe(value)}`);
   }
 }
 
