@@ -224,19 +224,25 @@ test('toReadable: outputs, then the end; a handler error becomes an error frame;
   assert.equal(endless.stats().open, 0);
 });
 
+/**
+ * An echo whose handler counts its `finally` runs (`seen.finalized`): a fresh stream function each call, so that
+ * one test's `stats()` and `maxConcurrent` are its own.
+ */
+function finalizingEcho(options) {
+  const seen = { finalized: 0 };
+  const fn = streamFn(async function* echo(events) {
+    try {
+      for await (const e of events) yield e;
+    } finally {
+      seen.finalized++;
+    }
+  }, options);
+  return { fn, seen };
+}
+
 test('sendNdjson/sendSse called after the client left (the handler awaited something first) cancel the stream at once and resolve', async () => {
   for (const send of [sendNdjson, sendSse]) {
-    let finalized = 0;
-    const fn = streamFn(
-      async function* (events) {
-        try {
-          for await (const e of events) yield e;
-        } finally {
-          finalized++;
-        }
-      },
-      { idleTimeout: 0 },
-    );
+    const { fn, seen } = finalizingEcho({ idleTimeout: 0 });
     const sent = [];
     const left = [];
     const srv = await listen((req, res) => {
@@ -249,7 +255,7 @@ test('sendNdjson/sendSse called after the client left (the handler awaited somet
       c.destroy();
       await left[0];
       await deadline(sent[0], 5000, `${send.name} to settle`);
-      assert.equal(finalized, 1, `${send.name}: the handler's finally ran`);
+      assert.equal(seen.finalized, 1, `${send.name}: the handler's finally ran`);
       assert.deepEqual(fn.stats(), { open: 0, opened: 1, completed: 0, failed: 0, cancelled: 1, rejected: 0 });
     } finally {
       await srv.close();
@@ -258,17 +264,7 @@ test('sendNdjson/sendSse called after the client left (the handler awaited somet
 });
 
 test("a client that leaves before the writer is called (its body's feed made, not read yet) cancels the stream then: its slot frees", async () => {
-  let finalized = 0;
-  const fn = streamFn(
-    async function* (events) {
-      try {
-        for await (const e of events) yield e;
-      } finally {
-        finalized++;
-      }
-    },
-    { idleTimeout: 0, maxConcurrent: 1 },
-  );
+  const { fn, seen } = finalizingEcho({ idleTimeout: 0, maxConcurrent: 1 });
   let release;
   const writerMayStart = new Promise((resolve) => (release = resolve));
   const sent = [];
@@ -283,7 +279,7 @@ test("a client that leaves before the writer is called (its body's feed made, no
     c.req.write('{"a":1}\n');
     await until(() => fn.stats().open === 1, 5000, 'the stream open');
     c.req.destroy();
-    await until(() => finalized === 1, 5000, "the handler's finally, before the writer is called");
+    await until(() => seen.finalized === 1, 5000, "the handler's finally, before the writer is called");
     assert.equal(fn.stats().open, 0);
     fn.open().cancel();
     release();
