@@ -5,7 +5,7 @@
 // Fastify's `reply.raw`; `toReadable` gives a Readable for `reply.send`.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
-import { NOT_NOW, kReadNow, kSettle } from '../core/protocol';
+import { NOT_NOW, kCancelled, kReadNow, kSettle } from '../core/protocol';
 import { kBodyCut } from './ndjson-body';
 import { assertOptionsObject } from '../config';
 import { SerializeError, describe, invalidType, invalidValue } from '../errors';
@@ -187,7 +187,9 @@ const LEFT: unique symbol = Symbol('velo.left');
  * never the error's own `toJSON()`. An output the serializer rejects counts
  * as a handler error and stops the stream. A request body that the stream
  * stopped reading while a line of it was arriving (`RequestBodyTimeoutError`)
- * is answered as such an error, in place of the outputs not written yet. If
+ * is answered as such an error, in place of the outputs not written yet, and
+ * so are outputs that a cancel on the server's side ended (their
+ * `StreamClosedError`): a cut answer never ends like a whole one. If
  * the client goes away first, the stream is cancelled (so the handler's
  * `finally` runs and its slot frees at once); a plain async iterable (no
  * `cancel()`) has its `return()` called, not waited for (a generator parked
@@ -253,8 +255,12 @@ export async function writeResponse<O>(
         // The stream stopped reading a body whose line was arriving: its outputs since are of a cut body.
         const cut = req?.[kBodyCut];
         if (cut !== undefined) failure = { error: cut };
-        else {
-          if (r.done) break;
+        else if (r.done) {
+          // Ended by a cancel (the server's: the client's sets `gone`), the answer is cut: an error, not a whole answer.
+          const cancelled = cancelledOf(outputs);
+          if (cancelled === undefined) break;
+          failure = { error: cancelled };
+        } else {
           text = frame.output(r.value);
           // The outputs ready with it go out in the same write.
           if (ready !== undefined) {
@@ -431,6 +437,15 @@ class ReadyTaker<O> {
   }
 }
 
+/** The outputs of this library that can tell a cancel ended them (protocol.ts). */
+type CancelAware = { [kCancelled]?: () => Error | undefined };
+
+/** The error of the cancel that ended `outputs`' reads, if one did; undefined for other async iterables. */
+function cancelledOf(outputs: object): Error | undefined {
+  const cancelled = (outputs as CancelAware)[kCancelled];
+  return typeof cancelled === 'function' ? cancelled.call(outputs) : undefined;
+}
+
 /** A request as the writers look at it: the marks its NDJSON body's reader leaves (ndjson-body.ts). */
 type BodyRequest = IncomingMessage & { [kBodyCut]?: unknown };
 
@@ -486,7 +501,8 @@ function isResponseLike(w: unknown): w is ServerResponse {
  * out yet, an error before any output is answered as `sendError` answers it
  * (its status and JSON body; the `headers` option is only checked: set
  * headers on the reply); read any other way, it is a final error line or
- * event, of the same shape. Piped into a response to a HEAD request, it ends
+ * event, of the same shape; outputs that a cancel other than its own ended
+ * (the server's) end it with such an error too. Piped into a response to a HEAD request, it ends
  * at once and the stream is cancelled unread. Never leaves a rejection
  * unhandled, whatever was thrown.
  */
@@ -574,7 +590,10 @@ export function toReadable<O>(outputs: Stoppable<O>, format: Format, opts?: Resp
       return;
     }
     if (done) {
-      end();
+      // Ended by a cancel other than this Readable's (a destroy sets `over`): the answer is cut, an error.
+      const cancelled = cancelledOf(outputs);
+      if (cancelled === undefined) end();
+      else fail('', cancelled);
       return;
     }
     let framed: Taken;
