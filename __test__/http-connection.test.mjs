@@ -164,6 +164,41 @@ test('a body sent whole keeps its keep-alive connection usable after a handler t
   }
 });
 
+test('a handler that returns before a malformed later line keeps the connection, however the body was cut into packets', async () => {
+  const serves = { sendNdjson: sendNdjsonServer, ...TO_READABLE };
+  const body = '1\nnope\n2\n';
+  // The same whole body, its packets cut before, inside and after the malformed line.
+  const splits = { 'one packet': [body], 'after line 1': ['1\n', 'nope\n2\n'], 'after the malformed line': ['1\nnope\n', '2\n'] };
+  for (const [how, serve] of Object.entries(serves)) {
+    const srv = await serve(firstOnly);
+    try {
+      for (const [split, packets] of Object.entries(splits)) {
+        const what = `${how}, ${split}`;
+        let text = '';
+        const { socket, closed } = await rawConnection(srv.port, (t) => (text += t));
+        let open = true;
+        closed.then(() => (open = false));
+        socket.write(`POST / HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n`);
+        for (const packet of packets) {
+          socket.write(packet);
+          // (Its own packet: the server reads it before the next is sent.)
+          await new Promise((resolve) => setTimeout(resolve, 30));
+        }
+        await until(() => /\r\n0\r\n\r\n$/.test(text) || !open, 5000, `${what}: the answer`);
+        assert.match(text, /^HTTP\/1\.1 200 /, what);
+        assert.match(text, /\r\n2\r\n1\n\r\n0\r\n\r\n$/, `${what}: the output of line 1, no error: ${JSON.stringify(text)}`);
+        assert.doesNotMatch(text, /connection: close/i, what);
+        socket.write('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n3\n');
+        await until(() => (text.match(/HTTP\/1\.1 200 /g) ?? []).length === 2 || !open, 5000, `${what}: the next answer`);
+        assert.equal((text.match(/HTTP\/1\.1 200 /g) ?? []).length, 2, `${what}: the next request answered on the connection`);
+        socket.destroy();
+      }
+    } finally {
+      await srv.close();
+    }
+  }
+});
+
 test("a body's reader that leaves after the answer is out, the body still arriving: the rest is dropped and the connection's next request answered", async () => {
   const srv = await listen(async (req, res) => {
     if (req.url === '/next') return void res.end('next\n');

@@ -129,8 +129,13 @@ const enum BodyState {
   Reading,
   /** The body was read to its end: once its lines are taken, the iteration is done. */
   Ended,
-  /** A line or the body was refused (or the request failed): once the lines before it are taken, its error. */
+  /** The request failed: once the lines before it are taken, its error. */
   Failed,
+  /**
+   * A line or the body was refused: once the lines before it are taken, its error. Until a read takes that error,
+   * the refusal is nobody's: a reader that leaves first leaves the body as at any line.
+   */
+  Refused,
   /** Left (`return()`, `throw()`), or the error was delivered: every read is done. */
   Closed,
 }
@@ -154,9 +159,12 @@ const BODY_EVENTS = ['readable', 'end', 'error', 'close'] as const;
  * Invariants: `#lines[#next..]` are the parsed lines not given yet; the
  * request is read only while `#state` is `Reading` and they are all given;
  * `#held` bytes of an unfinished line are in `#pieces` (at most
- * `maxLineBytes` + 1); once `#state` is `Failed`, lines are given one per
- * read (`kReadNow` answers `NOT_NOW`), so each is taken in and answered before
- * the error comes, as it would be had it come in a chunk of its own.
+ * `maxLineBytes` + 1); once `#state` is `Failed` or `Refused`, lines are
+ * given one per read (`kReadNow` answers `NOT_NOW`), so each is taken in and
+ * answered before the error comes, as it would be had it come in a chunk of
+ * its own; a refusal closes the connection (`closeIfBodyUnread`) only when a
+ * read takes it, so that how the body was cut into chunks does not decide
+ * the connection's fate.
  */
 class NdjsonBody<E> {
   readonly #req: Readable;
@@ -270,7 +278,7 @@ class NdjsonBody<E> {
 
   /** A line parsed and not given yet, or `NOT_NOW` (none, or a refusal is pending: see the class's invariants). */
   [kReadNow](): E | typeof NOT_NOW {
-    if (this.#next < this.#lines.length && this.#state !== BodyState.Failed) return this.#lines[this.#next++];
+    if (this.#next < this.#lines.length && this.#state < BodyState.Failed) return this.#lines[this.#next++];
     return NOT_NOW;
   }
 
@@ -292,10 +300,17 @@ class NdjsonBody<E> {
       reader.resolve({ value: this.#lines[this.#next++], done: false });
       return true;
     }
-    if (this.#state === BodyState.Reading) return false;
-    if (this.#state === BodyState.Failed) {
+    const state = this.#state;
+    if (state === BodyState.Reading) return false;
+    if (state === BodyState.Failed || state === BodyState.Refused) {
       const error = this.#error;
       this.#close();
+      // A refusal taken: nothing reads the rest of the body, so its connection closes once answered, whoever
+      // writes the answer (`Connection: close` if the headers are not out yet).
+      if (state === BodyState.Refused) {
+        const res = responseOf(this.#req as IncomingMessage);
+        if (res !== undefined) closeIfBodyUnread(res);
+      }
       reader.reject(error);
     } else reader.resolve(doneResult());
     return true;
@@ -378,14 +393,10 @@ class NdjsonBody<E> {
     this.#state = BodyState.Ended;
   }
 
-  /**
-   * A line or the body refused: nothing reads the rest of the body, so its connection closes once answered, whoever
-   * writes the answer (`closeIfBodyUnread`: `Connection: close` if the headers are not out yet).
-   */
+  /** A line or the body refused: its error comes after the lines before it (see `#answer` for the connection). */
   #refuse(error: unknown): void {
     this.#fail(error);
-    const res = responseOf(this.#req as IncomingMessage);
-    if (res !== undefined) closeIfBodyUnread(res);
+    this.#state = BodyState.Refused;
   }
 
   #fail(error: unknown): void {
