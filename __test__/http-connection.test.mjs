@@ -25,6 +25,11 @@ const firstOnly = streamFn(
   { idleTimeout: 0 },
 );
 
+/** Fails at the first event, before any output. */
+const failingFirst = streamFn(async function* failingFirst(events) {
+  for await (const e of events) throw Object.assign(new Error(`bad event ${JSON.stringify(e)}`), { status: 422, code: 'E_BAD' });
+});
+
 /** Fails after answering the first event. */
 const failing = streamFn(async function* failing(events) {
   for await (const e of events) {
@@ -194,6 +199,43 @@ test('a handler that returns before a malformed later line keeps the connection,
         socket.destroy();
       }
     } finally {
+      await srv.close();
+    }
+  }
+});
+
+test('a handler error before any output keeps the keep-alive connection of a body sent whole, with the headers or after them', async () => {
+  const serves = { sendNdjson: sendNdjsonServer, ...TO_READABLE };
+  const answer = '{"error":{"message":"bad event {\\"a\\":1}","code":"E_BAD"}}';
+  for (const [how, serve] of Object.entries(serves)) {
+    const srv = await serve(failingFirst);
+    let connections = 0;
+    srv.server.on('connection', () => connections++);
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      // Node's client sends a small body with its headers.
+      for (const i of [1, 2]) {
+        const r = await post(srv.url, '{"a":1}\n', agent);
+        assert.deepEqual(r, { status: 422, connection: 'keep-alive', text: answer }, `${how}, request ${i}`);
+      }
+      assert.equal(connections, 1, `${how}: one connection for both`);
+      // The body in a packet of its own, after the headers.
+      let text = '';
+      const { socket, closed } = await rawConnection(srv.port, (t) => (text += t));
+      let open = true;
+      closed.then(() => (open = false));
+      socket.write('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n');
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      socket.write('{"a":1}\n');
+      await until(() => /(\}\}|\r\n0\r\n\r\n)$/.test(text) || !open, 5000, `${how}: the answer`);
+      assert.match(text, /^HTTP\/1\.1 422 /, how);
+      assert.doesNotMatch(text, /connection: close/i, how);
+      socket.write('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n{"a":1}\n');
+      await until(() => (text.match(/HTTP\/1\.1 422 /g) ?? []).length === 2 || !open, 5000, `${how}: the next answer`);
+      assert.equal((text.match(/HTTP\/1\.1 422 /g) ?? []).length, 2, `${how}: the next request answered on the connection`);
+      socket.destroy();
+    } finally {
+      agent.destroy();
       await srv.close();
     }
   }

@@ -9,7 +9,7 @@ import { NOT_NOW, kCancelled, kReadNow, kSettle } from '../core/protocol';
 import { kBodyCut } from './ndjson-body';
 import { assertOptionsObject } from '../config';
 import { SerializeError, describe, invalidType, invalidValue } from '../errors';
-import { closeIfBodyLeft, closeIfBodyUnread } from '../net/body-close';
+import { bodyEndPending, closeIfBodyLeft, closeIfBodyUnread } from '../net/body-close';
 import { drainOrClose } from '../net/drain';
 import { errorAnswer as answerTo, errorJSON } from '../net/error-answer';
 import { checkResponseFields } from '../net/response-fields';
@@ -293,8 +293,15 @@ export async function writeResponse<O>(
       }
       failed = true;
       if (gone) break;
-      if (!res.headersSent) res.write(errorAnswer(res, failure.error, headers));
-      else {
+      if (!res.headersSent) {
+        // (A body sent whole keeps its connection: Node may tell its end only after this turn.)
+        const bodyEnd = bodyEndPending(res);
+        if (bodyEnd !== undefined) {
+          await bodyEnd;
+          if (gone) break;
+        }
+        res.write(errorAnswer(res, failure.error, headers));
+      } else {
         closeIfBodyUnread(res);
         res.write(frame.error(failure.error));
       }
@@ -552,12 +559,19 @@ export function toReadable<O>(outputs: Stoppable<O>, format: Format, opts?: Resp
     readable.push(null);
   };
   /** The outputs failed (or one could not be serialized), after the frames in `text`. */
-  const fail = (text: string, error: unknown): void => {
+  const fail = async (text: string, error: unknown): Promise<void> => {
     over = true;
     const res = readable.response;
-    if (!started && text === '' && res !== undefined && !res.headersSent && !res.writableEnded) {
+    const early = (): boolean => !started && text === '' && res !== undefined && !res.headersSent && !res.writableEnded;
+    // (A body sent whole keeps its connection: Node may tell its end only after this turn.)
+    const bodyEnd = early() ? bodyEndPending(res as ServerResponse) : undefined;
+    if (bodyEnd !== undefined) {
+      await bodyEnd;
+      if (readable.destroyed) return;
+    }
+    if (early()) {
       // Nothing went out yet: the response is answered with the error's status, and its JSON body is pushed.
-      readable.push(errorAnswer(res, error));
+      readable.push(errorAnswer(res as ServerResponse, error));
     } else {
       if (res !== undefined) closeIfBodyUnread(res);
       readable.push(text + frame.error(error));
@@ -581,19 +595,20 @@ export function toReadable<O>(outputs: Stoppable<O>, format: Format, opts?: Resp
     // The stream stopped reading a body whose line was arriving: its outputs since are of a cut body.
     const cut = cutOf(readable.response);
     if (cut !== undefined) {
-      fail('', cut);
+      const failed = fail('', cut);
       stop(outputs, it, 'the request body was cut').catch(() => {});
+      await failed;
       return;
     }
     if (failure !== undefined) {
-      fail('', failure.error);
+      await fail('', failure.error);
       return;
     }
     if (done) {
       // Ended by a cancel other than this Readable's (a destroy sets `over`): the answer is cut, an error.
       const cancelled = cancelledOf(outputs);
       if (cancelled === undefined) end();
-      else fail('', cancelled);
+      else await fail('', cancelled);
       return;
     }
     let framed: Taken;
@@ -618,8 +633,9 @@ export function toReadable<O>(outputs: Stoppable<O>, format: Format, opts?: Resp
     }
     // An output the serializer refused: the outputs before it went out, then its error (as the other writers
     // do), and the stream, which would go on, is stopped.
-    fail(framed.text, framed.failure.error);
+    const failed = fail(framed.text, framed.failure.error);
     stop(outputs, it, 'an output could not be serialized').catch(() => {});
+    await failed;
   };
   return readable;
 }

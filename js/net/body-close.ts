@@ -36,6 +36,22 @@ export function responseOf(req: IncomingMessage): ServerResponse | undefined {
 }
 
 /**
+ * Before an error is answered with nothing out yet: the next turn, if the
+ * request's body is not known to be complete (HTTP/1; undefined when it is,
+ * when there is none, or when the answer closes the connection already).
+ * Node marks a body complete in a callback of its own after the body's last
+ * bytes, which may come after a handler read them and failed: waiting a turn
+ * lets a body sent whole keep its keep-alive connection (`closeIfBodyUnread`
+ * looks at it then).
+ */
+export function bodyEndPending(res: ServerResponse): Promise<void> | undefined {
+  const req = res.req as IncomingMessage | undefined;
+  if (req === undefined || req.httpVersionMajor !== 1 || bodyRead(req) || res.getHeader('connection') === 'close')
+    return undefined;
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/**
  * An error is answered before its request body was read to the end (a body
  * refused for its size, maybe by its Content-Length before any byte was
  * read): nothing will read the rest, so the connection is closed after the
