@@ -8,7 +8,7 @@ import { Readable } from 'node:stream';
 import { NOT_NOW, kCancelled, kReadNow, kSettle } from '../core/protocol';
 import { kBodyCut } from './ndjson-body';
 import { assertOptionsObject } from '../config';
-import { SerializeError, describe, invalidType, invalidValue } from '../errors';
+import { SerializeError, describe, invalidType, invalidValue, responseInUseError } from '../errors';
 import { bodyEndPending, closeIfBodyLeft, closeIfBodyUnread } from '../net/body-close';
 import { drainOrClose } from '../net/drain';
 import { errorAnswer as answerTo, errorJSON } from '../net/error-answer';
@@ -173,6 +173,18 @@ function assertOutputs(outputs: unknown): asserts outputs is AsyncIterable<unkno
   }
 }
 
+/** Set on a response a writer has taken (a writer's call, or a `toReadable` piped into it): a response takes one. */
+const kWriter = Symbol('velo.writer');
+
+type WrittenResponse = ServerResponse & { [kWriter]?: true };
+
+/** Takes `res` for a writer: false when another writer has it. */
+function takeResponse(res: WrittenResponse): boolean {
+  if (res[kWriter] === true) return false;
+  res[kWriter] = true;
+  return true;
+}
+
 /** A plain iterable's read, raced with the client's leaving: the client left. */
 const LEFT: unique symbol = Symbol('velo.left');
 
@@ -196,7 +208,9 @@ const LEFT: unique symbol = Symbol('velo.left');
  * on an `await` answers it only when it resumes), and the writer settles. A
  * HEAD request is answered with the headers alone, and the stream is
  * cancelled unread. Waits for a full socket to drain, leaving no listener
- * behind. Resolves when done; never rejects because of the client.
+ * behind. Resolves when done; never rejects because of the client. Rejects
+ * at once with `ERR_INVALID_STATE` on a response another writer has (the
+ * outputs are left open).
  */
 export async function writeResponse<O>(
   res: ServerResponse,
@@ -207,6 +221,8 @@ export async function writeResponse<O>(
   assertResponse(res);
   assertOutputs(outputs);
   checkResponseOptions(format, opts);
+  // A second writer would interleave its outputs with the first's, or wait for ever once the first ended the answer.
+  if (!takeResponse(res)) throw responseInUseError();
   const frame = frames<O>(format, opts ?? (NO_OPTIONS as ResponseOptions<O>));
   const headers = opts?.headers;
   const it = outputs[Symbol.asyncIterator]();
@@ -485,6 +501,11 @@ class OutputReadable extends Readable {
 
   override pipe<T extends NodeJS.WritableStream>(destination: T, options?: { end?: boolean }): T {
     if (this.response === undefined && isResponseLike(destination)) {
+      if (!takeResponse(destination)) {
+        // Another writer has the response: this Readable fails (as `pipeline` reports) and writes nothing to it.
+        process.nextTick(() => this.destroy(responseInUseError()));
+        return destination;
+      }
       this.response = destination;
       if (isHead(destination)) this.onHead?.();
     }
