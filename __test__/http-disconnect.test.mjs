@@ -4,6 +4,7 @@
 // must be cancelled at once: the handler's `finally` runs, its slot frees,
 // the server (or Fastify app) closes, nothing is left unhandled or warned.
 import { test } from 'node:test';
+import { Agent, request } from 'node:http';
 import assert from 'node:assert/strict';
 import { pipeline } from 'node:stream/promises';
 import Fastify from 'fastify';
@@ -288,6 +289,55 @@ test("a client that leaves before the writer is called (its body's feed made, no
     assert.equal(fn.stats().cancelled, 2);
   } finally {
     release();
+    await srv.close();
+  }
+});
+
+test('an answer written without a writer, the body\'s feed never read, cancels the stream once the answer is over: its slot frees', async () => {
+  const { fn, seen } = finalizingEcho({ idleTimeout: 0, maxConcurrent: 1 });
+  // The app keeps every feed it made: no collection can be what frees the slot.
+  const kept = [];
+  const srv = await listen(async (req, res) => {
+    // (Another reader, a body parser say, read the body to its end first.)
+    if (req.url === '/read-before') for await (const chunk of req) void chunk;
+    let outputs;
+    try {
+      outputs = fn.open().feed(ndjsonEvents(req));
+    } catch (error) {
+      res.statusCode = 503;
+      return void res.end(error.code);
+    }
+    kept.push(outputs);
+    // Answered by hand: an auth check that fails, say, with the stream already open.
+    res.statusCode = 401;
+    res.end('no');
+  });
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  try {
+    const cases = [
+      ['/unread', '{"a":1}\n'],
+      ['/empty', ''],
+      ['/read-before', '{"a":1}\n'],
+    ];
+    for (const [i, [path, body]] of cases.entries()) {
+      const answer = await new Promise((resolve, reject) => {
+        const q = request(`${srv.url}${path}`, { method: 'POST', agent, headers: { 'content-length': body.length } }, (res) => {
+          let text = '';
+          res.setEncoding('utf8').on('data', (d) => (text += d));
+          res.on('end', () => resolve(`${res.statusCode} ${text}`));
+        });
+        q.on('error', reject);
+        q.end(body);
+      });
+      assert.equal(answer, '401 no', `${path}: the app's answer, not a 503 of a slot still held`);
+      global.gc();
+      await until(() => seen.finalized === i + 1, 5000, `${path}: the handler's finally once the answer is over`);
+      assert.equal(fn.stats().open, 0, path);
+    }
+    assert.equal(fn.stats().cancelled, cases.length);
+    assert.equal(kept.length, cases.length);
+  } finally {
+    agent.destroy();
     await srv.close();
   }
 });

@@ -1,6 +1,6 @@
 // The NDJSON request body as events (`ndjsonEvents`, part of velo-stream/http): read synchronously in paused mode,
 // a chunk's lines parsed with the checks (UTF-8, line and body limits) and handed to a stream's pull as one run.
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { constants as bufferConstants, isUtf8 } from 'node:buffer';
 import { Readable, finished } from 'node:stream';
 import { onNextTurn } from '../addon/addon';
@@ -194,6 +194,8 @@ class NdjsonBody<E> {
   #read = false;
   /** The feed to read this body, until it reads (`kUnreadWatch`). */
   #feed: UnreadFeed | null = null;
+  /** The response to the request, as the feed was made (`kUnreadWatch`), until the feed reads or is cancelled. */
+  #res: ServerResponse | undefined = undefined;
 
   constructor(req: Readable, maxLineBytes: number, maxBodyBytes: number) {
     this.#req = req;
@@ -217,26 +219,41 @@ class NdjsonBody<E> {
   }
 
   /**
-   * `feed()` is to read this body. If nothing has by the next turn (an HTTP writer not called yet), a client that
-   * leaves cancels the feed, and so the stream: its slot frees then, not at the writer's call or the idle end.
+   * `feed()` is to read this body. If nothing has by the next turn (an HTTP writer not called yet), the response's
+   * close cancels the feed, and so the stream: a client that leaves, or an answer written without the feed, frees
+   * its slot then, not at the writer's call or the idle end.
    */
   [kUnreadWatch](feed: UnreadFeed): void {
     this.#feed = feed;
+    this.#res = responseOf(this.#req as IncomingMessage);
     if (toWatch.push(this) === 1) onNextTurn(watchUnread);
   }
 
-  /** The turn after `kUnreadWatch`: unread still, the request's close is listened to. */
+  /** The turn after `kUnreadWatch`: unread still, the response's close is listened to (the request's, with none). */
   watchUnread(): void {
-    if (this.#read || this.#feed === null || this.#state !== BodyState.Reading) return;
-    if (this.#req.destroyed) this.#unreadLeft();
-    else this.#req.once('close', () => this.#unreadLeft());
+    const res = this.#res;
+    if (this.#read || this.#feed === null || this.#state === BodyState.Closed) {
+      this.#res = undefined;
+      return;
+    }
+    if (res !== undefined) {
+      if (res.closed) this.#unreadLeft(true);
+      else res.once('close', () => this.#unreadLeft(true));
+    } else if (this.#req.destroyed) this.#unreadLeft(false);
+    else this.#req.once('close', () => this.#unreadLeft(false));
   }
 
-  /** The request closed: if nothing read its body, its feed is cancelled (a client that left cancels the stream). */
-  #unreadLeft(): void {
+  /**
+   * The response closed (`answered`: its answer is over, or its client left), or, with no response known, the
+   * request: if nothing read the body, the feed never will, and it is cancelled. (A request that closed with its
+   * body read to its end by another reader is no client that left.)
+   */
+  #unreadLeft(answered: boolean): void {
     const feed = this.#feed;
     this.#feed = null;
-    if (feed !== null && !this.#read && this.#state === BodyState.Reading && this.#req.readableEnded !== true) void feed.cancel();
+    this.#res = undefined;
+    if (feed === null || this.#read || this.#state === BodyState.Closed) return;
+    if (answered || (this.#state === BodyState.Reading && this.#req.readableEnded !== true)) void feed.cancel();
   }
 
   /** Left while a line was arriving (see `return()`): `feed()` and `run()` fail with this after the outputs. */
