@@ -530,9 +530,10 @@ function isResponseLike(w: unknown): w is ServerResponse {
  * (its status and JSON body; the `headers` option is only checked: set
  * headers on the reply); read any other way, it is a final error line or
  * event, of the same shape; outputs that a cancel other than its own ended
- * (the server's) end it with such an error too. Piped into a response to a HEAD request, it ends
- * at once and the stream is cancelled unread. Never leaves a rejection
- * unhandled, whatever was thrown.
+ * (the server's) end it with such an error too. Piped into a response to a
+ * HEAD request, it ends at once and the stream is cancelled unread; piped
+ * into a response another writer has, it fails with `ERR_INVALID_STATE`.
+ * Never leaves a rejection unhandled, whatever was thrown.
  */
 export function toReadable<O>(outputs: Stoppable<O>, format: Format, opts?: ResponseOptions<O>): Readable {
   assertOutputs(outputs);
