@@ -25,6 +25,11 @@ const firstOnly = streamFn(
   { idleTimeout: 0 },
 );
 
+/** Fails at the first event, before any output. */
+const failingFirst = streamFn(async function* failingFirst(events) {
+  for await (const e of events) throw Object.assign(new Error(`bad event ${JSON.stringify(e)}`), { status: 422, code: 'E_BAD' });
+});
+
 /** Fails after answering the first event. */
 const failing = streamFn(async function* failing(events) {
   for await (const e of events) {
@@ -160,6 +165,78 @@ test('a body sent whole keeps its keep-alive connection usable after a handler t
         agent.destroy();
         await srv.close();
       }
+    }
+  }
+});
+
+test('a handler that returns before a malformed later line keeps the connection, however the body was cut into packets', async () => {
+  const serves = { sendNdjson: sendNdjsonServer, ...TO_READABLE };
+  const body = '1\nnope\n2\n';
+  // The same whole body, its packets cut before, inside and after the malformed line.
+  const splits = { 'one packet': [body], 'after line 1': ['1\n', 'nope\n2\n'], 'after the malformed line': ['1\nnope\n', '2\n'] };
+  for (const [how, serve] of Object.entries(serves)) {
+    const srv = await serve(firstOnly);
+    try {
+      for (const [split, packets] of Object.entries(splits)) {
+        const what = `${how}, ${split}`;
+        let text = '';
+        const { socket, closed } = await rawConnection(srv.port, (t) => (text += t));
+        let open = true;
+        closed.then(() => (open = false));
+        socket.write(`POST / HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n`);
+        for (const packet of packets) {
+          socket.write(packet);
+          // (Its own packet: the server reads it before the next is sent.)
+          await new Promise((resolve) => setTimeout(resolve, 30));
+        }
+        await until(() => /\r\n0\r\n\r\n$/.test(text) || !open, 5000, `${what}: the answer`);
+        assert.match(text, /^HTTP\/1\.1 200 /, what);
+        assert.match(text, /\r\n2\r\n1\n\r\n0\r\n\r\n$/, `${what}: the output of line 1, no error: ${JSON.stringify(text)}`);
+        assert.doesNotMatch(text, /connection: close/i, what);
+        socket.write('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n3\n');
+        await until(() => (text.match(/HTTP\/1\.1 200 /g) ?? []).length === 2 || !open, 5000, `${what}: the next answer`);
+        assert.equal((text.match(/HTTP\/1\.1 200 /g) ?? []).length, 2, `${what}: the next request answered on the connection`);
+        socket.destroy();
+      }
+    } finally {
+      await srv.close();
+    }
+  }
+});
+
+test('a handler error before any output keeps the keep-alive connection of a body sent whole, with the headers or after them', async () => {
+  const serves = { sendNdjson: sendNdjsonServer, ...TO_READABLE };
+  const answer = '{"error":{"message":"bad event {\\"a\\":1}","code":"E_BAD"}}';
+  for (const [how, serve] of Object.entries(serves)) {
+    const srv = await serve(failingFirst);
+    let connections = 0;
+    srv.server.on('connection', () => connections++);
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      // Node's client sends a small body with its headers.
+      for (const i of [1, 2]) {
+        const r = await post(srv.url, '{"a":1}\n', agent);
+        assert.deepEqual(r, { status: 422, connection: 'keep-alive', text: answer }, `${how}, request ${i}`);
+      }
+      assert.equal(connections, 1, `${how}: one connection for both`);
+      // The body in a packet of its own, after the headers.
+      let text = '';
+      const { socket, closed } = await rawConnection(srv.port, (t) => (text += t));
+      let open = true;
+      closed.then(() => (open = false));
+      socket.write('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n');
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      socket.write('{"a":1}\n');
+      await until(() => /(\}\}|\r\n0\r\n\r\n)$/.test(text) || !open, 5000, `${how}: the answer`);
+      assert.match(text, /^HTTP\/1\.1 422 /, how);
+      assert.doesNotMatch(text, /connection: close/i, how);
+      socket.write('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n{"a":1}\n');
+      await until(() => (text.match(/HTTP\/1\.1 422 /g) ?? []).length === 2 || !open, 5000, `${how}: the next answer`);
+      assert.equal((text.match(/HTTP\/1\.1 422 /g) ?? []).length, 2, `${how}: the next request answered on the connection`);
+      socket.destroy();
+    } finally {
+      agent.destroy();
+      await srv.close();
     }
   }
 });

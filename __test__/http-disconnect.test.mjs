@@ -4,6 +4,7 @@
 // must be cancelled at once: the handler's `finally` runs, its slot frees,
 // the server (or Fastify app) closes, nothing is left unhandled or warned.
 import { test } from 'node:test';
+import { Agent, request } from 'node:http';
 import assert from 'node:assert/strict';
 import { pipeline } from 'node:stream/promises';
 import Fastify from 'fastify';
@@ -224,19 +225,25 @@ test('toReadable: outputs, then the end; a handler error becomes an error frame;
   assert.equal(endless.stats().open, 0);
 });
 
+/**
+ * An echo whose handler counts its `finally` runs (`seen.finalized`): a fresh stream function each call, so that
+ * one test's `stats()` and `maxConcurrent` are its own.
+ */
+function finalizingEcho(options) {
+  const seen = { finalized: 0 };
+  const fn = streamFn(async function* echo(events) {
+    try {
+      for await (const e of events) yield e;
+    } finally {
+      seen.finalized++;
+    }
+  }, options);
+  return { fn, seen };
+}
+
 test('sendNdjson/sendSse called after the client left (the handler awaited something first) cancel the stream at once and resolve', async () => {
   for (const send of [sendNdjson, sendSse]) {
-    let finalized = 0;
-    const fn = streamFn(
-      async function* (events) {
-        try {
-          for await (const e of events) yield e;
-        } finally {
-          finalized++;
-        }
-      },
-      { idleTimeout: 0 },
-    );
+    const { fn, seen } = finalizingEcho({ idleTimeout: 0 });
     const sent = [];
     const left = [];
     const srv = await listen((req, res) => {
@@ -249,7 +256,7 @@ test('sendNdjson/sendSse called after the client left (the handler awaited somet
       c.destroy();
       await left[0];
       await deadline(sent[0], 5000, `${send.name} to settle`);
-      assert.equal(finalized, 1, `${send.name}: the handler's finally ran`);
+      assert.equal(seen.finalized, 1, `${send.name}: the handler's finally ran`);
       assert.deepEqual(fn.stats(), { open: 0, opened: 1, completed: 0, failed: 0, cancelled: 1, rejected: 0 });
     } finally {
       await srv.close();
@@ -258,17 +265,7 @@ test('sendNdjson/sendSse called after the client left (the handler awaited somet
 });
 
 test("a client that leaves before the writer is called (its body's feed made, not read yet) cancels the stream then: its slot frees", async () => {
-  let finalized = 0;
-  const fn = streamFn(
-    async function* (events) {
-      try {
-        for await (const e of events) yield e;
-      } finally {
-        finalized++;
-      }
-    },
-    { idleTimeout: 0, maxConcurrent: 1 },
-  );
+  const { fn, seen } = finalizingEcho({ idleTimeout: 0, maxConcurrent: 1 });
   let release;
   const writerMayStart = new Promise((resolve) => (release = resolve));
   const sent = [];
@@ -283,7 +280,7 @@ test("a client that leaves before the writer is called (its body's feed made, no
     c.req.write('{"a":1}\n');
     await until(() => fn.stats().open === 1, 5000, 'the stream open');
     c.req.destroy();
-    await until(() => finalized === 1, 5000, "the handler's finally, before the writer is called");
+    await until(() => seen.finalized === 1, 5000, "the handler's finally, before the writer is called");
     assert.equal(fn.stats().open, 0);
     fn.open().cancel();
     release();
@@ -292,6 +289,55 @@ test("a client that leaves before the writer is called (its body's feed made, no
     assert.equal(fn.stats().cancelled, 2);
   } finally {
     release();
+    await srv.close();
+  }
+});
+
+test('an answer written without a writer, the body\'s feed never read, cancels the stream once the answer is over: its slot frees', async () => {
+  const { fn, seen } = finalizingEcho({ idleTimeout: 0, maxConcurrent: 1 });
+  // The app keeps every feed it made: no collection can be what frees the slot.
+  const kept = [];
+  const srv = await listen(async (req, res) => {
+    // (Another reader, a body parser say, read the body to its end first.)
+    if (req.url === '/read-before') for await (const chunk of req) void chunk;
+    let outputs;
+    try {
+      outputs = fn.open().feed(ndjsonEvents(req));
+    } catch (error) {
+      res.statusCode = 503;
+      return void res.end(error.code);
+    }
+    kept.push(outputs);
+    // Answered by hand: an auth check that fails, say, with the stream already open.
+    res.statusCode = 401;
+    res.end('no');
+  });
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  try {
+    const cases = [
+      ['/unread', '{"a":1}\n'],
+      ['/empty', ''],
+      ['/read-before', '{"a":1}\n'],
+    ];
+    for (const [i, [path, body]] of cases.entries()) {
+      const answer = await new Promise((resolve, reject) => {
+        const q = request(`${srv.url}${path}`, { method: 'POST', agent, headers: { 'content-length': body.length } }, (res) => {
+          let text = '';
+          res.setEncoding('utf8').on('data', (d) => (text += d));
+          res.on('end', () => resolve(`${res.statusCode} ${text}`));
+        });
+        q.on('error', reject);
+        q.end(body);
+      });
+      assert.equal(answer, '401 no', `${path}: the app's answer, not a 503 of a slot still held`);
+      global.gc();
+      await until(() => seen.finalized === i + 1, 5000, `${path}: the handler's finally once the answer is over`);
+      assert.equal(fn.stats().open, 0, path);
+    }
+    assert.equal(fn.stats().cancelled, cases.length);
+    assert.equal(kept.length, cases.length);
+  } finally {
+    agent.destroy();
     await srv.close();
   }
 });

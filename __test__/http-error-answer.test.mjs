@@ -5,7 +5,8 @@
 // `expose: true`; an error whose fields cannot be read (throwing getters, proxies, null prototype, BigInt or
 // Symbol codes, huge messages) is still answered, non-2xx before outputs and with an error line after, and nothing
 // is left unhandled; the `headers` option reaches an early error answer; an answer to a request without a body
-// keeps its keep-alive connection.
+// keeps its keep-alive connection. A cancel of the stream by the server (`cancel()`, the feed's, an aborted signal)
+// is an error, never a whole answer.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Agent, request } from 'node:http';
@@ -13,7 +14,7 @@ import { pipeline } from 'node:stream/promises';
 import Fastify from 'fastify';
 import { streamFn } from 'velo-stream';
 import { contentType, ndjsonEvents, sendError, sendNdjson, sendSse, toReadable } from 'velo-stream/http';
-import { deadline, listen } from './helpers/server.mjs';
+import { client, deadline, listen, until } from './helpers/server.mjs';
 import { unhandledDuring } from './helpers/util.mjs';
 
 const SECRET = 'Bearer sk-live-SECRET-TOKEN';
@@ -294,3 +295,74 @@ test('sendError keeps the keep-alive connection of a request with no body (GET, 
     await srv.close();
   }
 });
+
+/** A stream function whose handler yields `{ first: true }` (with `after`), then waits on its input for ever. */
+function parked(after) {
+  return streamFn(
+    async function* parked(events) {
+      if (after) yield { first: true };
+      for await (const e of events) yield e;
+    },
+    { idleTimeout: 0 },
+  );
+}
+
+/** How the server stops a stream it answers: the stream's cancel(), its feed's, or its open signal. */
+const SERVER_CANCELS = {
+  'stream.cancel()': (fn) => {
+    const s = fn.open();
+    return { outputs: s, cancel: () => s.cancel(new Error('shutting down')) };
+  },
+  'feed.cancel()': (fn) => {
+    // A source that never sends: the feed's stream waits on it.
+    const outputs = fn.open().feed((async function* silent() {
+      await new Promise(() => {});
+    })());
+    return { outputs, cancel: () => outputs.cancel() };
+  },
+  'an aborted open signal': (fn) => {
+    const abort = new AbortController();
+    return { outputs: fn.open({ signal: abort.signal }), cancel: () => abort.abort() };
+  },
+};
+
+for (const [writer, serve] of Object.entries(WRITERS)) {
+  test(`${writer}: a stream the server cancels mid-answer ends it with an error, not as a whole answer (before outputs: a 500)`, async () => {
+    const unhandled = await unhandledDuring(async () => {
+      for (const [how, make] of Object.entries(SERVER_CANCELS)) {
+        for (const after of [false, true]) {
+          const fn = parked(after);
+          const cancels = [];
+          // The writers of WRITERS call `open()` on what they are given.
+          const srv = await serve({
+            open() {
+              const { outputs, cancel } = make(fn);
+              cancels.push(cancel);
+              return outputs;
+            },
+          });
+          const what = `${how}, ${after ? 'after an output' : 'before any output'}`;
+          try {
+            const c = client(srv.url);
+            await until(() => cancels.length === 1 && fn.stats().open === 1, 5000, `${what}: the stream open`);
+            if (after) await until(() => c.text.includes('first'), 5000, `${what}: the first output`);
+            // The handler is parked on its input; nothing but the test's cancel can end it.
+            global.gc();
+            cancels[0]();
+            await deadline(c.closed, 5000, `${what}: the answer`);
+            await until(() => c.res?.complete || c.errors.length > 0, 5000, `${what}: the whole answer`);
+            assert.deepEqual(c.errors, [], what);
+            assert.equal(c.res.statusCode, after ? 200 : 500, what);
+            const body = errorOf(c.text, writer, after);
+            assert.deepEqual(body, { error: { message: 'Internal Server Error', code: 'ERR_VELO_STREAM_CLOSED' } }, what);
+            if (!after) assert.match(c.res.headers['content-type'], /^application\/json/, what);
+            assert.equal(fn.stats().open, 0, what);
+          } finally {
+            await srv.close();
+          }
+        }
+      }
+    });
+    assert.deepEqual(unhandled, []);
+  });
+}

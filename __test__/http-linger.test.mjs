@@ -5,13 +5,14 @@
 // (trickled for ever) is still cut off.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { Agent, request } from 'node:http';
 import { connect } from 'node:net';
 import { once } from 'node:events';
 import { pipeline } from 'node:stream/promises';
 import Fastify from 'fastify';
 import { streamFn } from 'velo-stream';
 import { contentType, ndjsonEvents, sendError, sendNdjson, toReadable } from 'velo-stream/http';
-import { deadline, listen } from './helpers/server.mjs';
+import { deadline, listen, until } from './helpers/server.mjs';
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -127,6 +128,43 @@ test('a body trickled for ever after an early error answer is cut off after the 
     assert.ok(took < 5000, `closed after ${took} ms`);
     assert.ok(trickled < 200, 'the connection closed while the client still had body to send');
   } finally {
+    await srv.close();
+  }
+});
+
+test('a keep-alive connection lets its answered request go: the request is collected while the connection stays open', async () => {
+  const echo = streamFn(async function* echo(events) {
+    for await (const e of events) yield e;
+  });
+  const requests = [];
+  const sockets = new Set();
+  const srv = await listen((req, res) => {
+    requests.push(new WeakRef(req));
+    sockets.add(req.socket);
+    if (req.url === '/readable') void pipeline(toReadable(echo.open().feed(ndjsonEvents(req)), 'ndjson'), res).catch(() => {});
+    else void sendNdjson(res, echo.open().feed(ndjsonEvents(req)));
+  });
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const post = (path) =>
+    new Promise((resolve, reject) => {
+      const req = request(`${srv.url}${path}`, { method: 'POST', agent }, (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (d) => (text += d));
+        res.on('end', () => resolve(text));
+      });
+      req.on('error', reject);
+      req.end('{"a":1}\n');
+    });
+  try {
+    for (const [i, path] of ['/ndjson', '/readable'].entries()) {
+      assert.equal(await post(path), '{"a":1}\n', path);
+      // Nothing else holds the request: the test keeps a WeakRef, Node lets it go once answered.
+      await until(() => (global.gc(), requests[i].deref() === undefined), 5000, `${path}: the answered request collected`);
+    }
+    assert.equal(sockets.size, 1, 'both requests on one connection');
+    assert.equal([...sockets][0].destroyed, false, 'the connection is still open');
+  } finally {
+    agent.destroy();
     await srv.close();
   }
 });

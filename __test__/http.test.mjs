@@ -414,3 +414,46 @@ test('sendNdjson, sendSse and toReadable check their arguments at the call', asy
     await s.cancel();
   }
 });
+
+test('a second writer on a response that has one fails at once with ERR_INVALID_STATE', async () => {
+  const echo = streamFn(
+    async function* echo(events) {
+      for await (const e of events) yield e;
+    },
+    { idleTimeout: 0 },
+  );
+  const second = [];
+  const srv = await listen((req, res) => {
+    const first = echo.open();
+    // The second writer's stream waits on an input that never comes: before, that writer waited for ever.
+    const other = echo.open();
+    const settled = (outcome) => second.push({ url: req.url, ...outcome });
+    const refused = (e) => (settled({ code: e.code, message: e.message }), other.cancel());
+    if (req.url === '/readable-first') {
+      void pipeline(toReadable(first.feed(ndjsonEvents(req)), 'ndjson'), res).catch(() => {});
+      sendSse(res, other).then(() => settled({ code: 'resolved' }), refused);
+      return;
+    }
+    void sendNdjson(res, first.feed(ndjsonEvents(req)));
+    const late = req.url === '/readable-second' ? pipeline(toReadable(other, 'ndjson'), res) : sendNdjson(res, other);
+    late.then(() => settled({ code: 'resolved' }), refused);
+  });
+  try {
+    for (const url of ['/writer-second', '/readable-first', '/readable-second']) {
+      const before = second.length;
+      const answer = deadline(fetch(`${srv.url}${url}`, { method: 'POST', body: '{"a":1}\n{"a":2}\n' }), 5000, url).then(
+        async (r) => ({ status: r.status, text: await r.text() }),
+        (e) => ({ error: e.message }),
+      );
+      await until(() => second.length === before + 1, 5000, `${url}: the second writer settled`);
+      assert.equal(second[before].code, 'ERR_INVALID_STATE', url);
+      assert.match(second[before].message, /has a writer already/, url);
+      // A second writer call leaves the first to answer alone; `pipeline` destroys the response it failed on.
+      if (url !== '/readable-second') assert.deepEqual(await answer, { status: 200, text: '{"a":1}\n{"a":2}\n' }, url);
+      else await answer;
+    }
+    await until(() => echo.stats().open === 0, 5000, 'every stream ended');
+  } finally {
+    await srv.close();
+  }
+});

@@ -96,10 +96,10 @@ export const ERROR_CODES = {
   },
   ERR_INVALID_STATE: {
     class: 'TypeError',
-    from: 'velo-stream (streams, sessions), velo-stream/testing',
-    when: "A second `feed()` on a stream while another still reads its source; a second reader of a sessions object's merged output; `ctx.wakeAt()`/`ctx.cancelTimer()` in a `workerFn` handler; a test worker's `advance()`/`settle()` while another runs, or a call but a read after `close()`.",
+    from: 'velo-stream (streams, sessions), velo-stream/http, velo-stream/testing',
+    when: "A second `feed()` on a stream while another still reads its source; a second reader of a sessions object's merged output; a second HTTP writer (`sendNdjson`, `sendSse`, `writeResponse`, a `toReadable` piped into it) on a response that has one; `ctx.wakeAt()`/`ctx.cancelTimer()` in a `workerFn` handler; a test worker's `advance()`/`settle()` while another runs, or a call but a read after `close()`.",
     action:
-      'Merge the sources into one (or `send()` beside the feed); read the merged output with one loop; set timers in a handler on the main thread; await each `advance()`/`settle()` before the next, and close a test worker last.',
+      'Merge the sources into one (or `send()` beside the feed); read the merged output with one loop; write a response with one writer (merge the outputs into one stream first); set timers in a handler on the main thread; await each `advance()`/`settle()` before the next, and close a test worker last.',
   },
   ERR_VELO_SERIALIZE: {
     class: 'SerializeError',
@@ -514,6 +514,16 @@ export function sessionsReaderError(): TypeError & { code: 'ERR_INVALID_STATE' }
   return coded(
     new TypeError(
       'The sessions already have a reader: their merged output is read by one iterator at a time (finish or leave the first loop before starting another)',
+    ),
+    'ERR_INVALID_STATE',
+  );
+}
+
+/** An HTTP writer called on a response that another writer has: a response takes one writer. */
+export function responseInUseError(): TypeError & { code: 'ERR_INVALID_STATE' } {
+  return coded(
+    new TypeError(
+      "The response has a writer already: a response takes one writer (sendNdjson, sendSse, writeResponse, or a toReadable piped into it); a second would mix its outputs into the first's or wait for ever. Merge the outputs into one stream",
     ),
     'ERR_INVALID_STATE',
   );

@@ -11,6 +11,7 @@ import {
   ReadKind,
   type SendControl,
   type StreamKind,
+  kCancelled,
   kDrain,
   kFinished,
   kFuse,
@@ -108,6 +109,11 @@ export abstract class StreamBase<I, O> implements StreamKind<I, O> {
   /** `await using stream = fn.open()`: cancels the stream when the scope exits. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.cancel();
+  }
+
+  /** The error of the cancel that ended the reads, if one did (protocol.ts). */
+  [kCancelled](): Error | undefined {
+    return this.state === 'cancelled' ? this[kInputError]() : undefined;
   }
 }
 
@@ -415,6 +421,12 @@ class FeedIterator<I, O> implements AsyncIterableIterator<O>, FeedOutputs<O> {
 
   [kSettle](): Promise<void> | undefined {
     return this.#stream[kSettle]();
+  }
+
+  /** The error of the cancel that ended this iteration (the stream's, or this feed's, which drops the outputs left), if one did. */
+  [kCancelled](): Error | undefined {
+    const stream = this.#stream;
+    return this.#cancelled || stream.state === 'cancelled' ? stream[kInputError]() : undefined;
   }
 
   next(): Promise<IteratorResult<O>> {

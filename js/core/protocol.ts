@@ -131,6 +131,14 @@ export const kLeftCut = Symbol.for('velo-stream.leftCut');
  * slot. Optional.
  */
 export const kUnreadWatch = Symbol.for('velo-stream.unreadWatch');
+/**
+ * `outputs[kCancelled]()`: on a stream, or what `feed()` returns, whose reads
+ * have ended because it was cancelled (by `cancel()`, the feed's, or its
+ * signal), the error a send would be refused with (a `StreamClosedError`, its
+ * `cause` the reason); else undefined. An HTTP writer whose reads ended tells
+ * a cut answer from a whole one by it.
+ */
+export const kCancelled = Symbol.for('velo-stream.cancelled');
 /** `kReadNow`'s "nothing available right now". */
 export const NOT_NOW: unique symbol = Symbol.for('velo-stream.notNow');
 

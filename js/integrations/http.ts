@@ -5,11 +5,11 @@
 // Fastify's `reply.raw`; `toReadable` gives a Readable for `reply.send`.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
-import { NOT_NOW, kReadNow, kSettle } from '../core/protocol';
+import { NOT_NOW, kCancelled, kReadNow, kSettle } from '../core/protocol';
 import { kBodyCut } from './ndjson-body';
 import { assertOptionsObject } from '../config';
-import { SerializeError, describe, invalidType, invalidValue } from '../errors';
-import { closeIfBodyLeft, closeIfBodyUnread } from '../net/body-close';
+import { SerializeError, describe, invalidType, invalidValue, responseInUseError } from '../errors';
+import { bodyEndPending, closeIfBodyLeft, closeIfBodyUnread } from '../net/body-close';
 import { drainOrClose } from '../net/drain';
 import { errorAnswer as answerTo, errorJSON } from '../net/error-answer';
 import { checkResponseFields } from '../net/response-fields';
@@ -173,6 +173,18 @@ function assertOutputs(outputs: unknown): asserts outputs is AsyncIterable<unkno
   }
 }
 
+/** Set on a response a writer has taken (a writer's call, or a `toReadable` piped into it): a response takes one. */
+const kWriter = Symbol('velo.writer');
+
+type WrittenResponse = ServerResponse & { [kWriter]?: true };
+
+/** Takes `res` for a writer: false when another writer has it. */
+function takeResponse(res: WrittenResponse): boolean {
+  if (res[kWriter] === true) return false;
+  res[kWriter] = true;
+  return true;
+}
+
 /** A plain iterable's read, raced with the client's leaving: the client left. */
 const LEFT: unique symbol = Symbol('velo.left');
 
@@ -187,14 +199,18 @@ const LEFT: unique symbol = Symbol('velo.left');
  * never the error's own `toJSON()`. An output the serializer rejects counts
  * as a handler error and stops the stream. A request body that the stream
  * stopped reading while a line of it was arriving (`RequestBodyTimeoutError`)
- * is answered as such an error, in place of the outputs not written yet. If
+ * is answered as such an error, in place of the outputs not written yet, and
+ * so are outputs that a cancel on the server's side ended (their
+ * `StreamClosedError`): a cut answer never ends like a whole one. If
  * the client goes away first, the stream is cancelled (so the handler's
  * `finally` runs and its slot frees at once); a plain async iterable (no
  * `cancel()`) has its `return()` called, not waited for (a generator parked
  * on an `await` answers it only when it resumes), and the writer settles. A
  * HEAD request is answered with the headers alone, and the stream is
  * cancelled unread. Waits for a full socket to drain, leaving no listener
- * behind. Resolves when done; never rejects because of the client.
+ * behind. Resolves when done; never rejects because of the client. Rejects
+ * at once with `ERR_INVALID_STATE` on a response another writer has (the
+ * outputs are left open).
  */
 export async function writeResponse<O>(
   res: ServerResponse,
@@ -205,6 +221,8 @@ export async function writeResponse<O>(
   assertResponse(res);
   assertOutputs(outputs);
   checkResponseOptions(format, opts);
+  // A second writer would interleave its outputs with the first's, or wait for ever once the first ended the answer.
+  if (!takeResponse(res)) throw responseInUseError();
   const frame = frames<O>(format, opts ?? (NO_OPTIONS as ResponseOptions<O>));
   const headers = opts?.headers;
   const it = outputs[Symbol.asyncIterator]();
@@ -253,8 +271,12 @@ export async function writeResponse<O>(
         // The stream stopped reading a body whose line was arriving: its outputs since are of a cut body.
         const cut = req?.[kBodyCut];
         if (cut !== undefined) failure = { error: cut };
-        else {
-          if (r.done) break;
+        else if (r.done) {
+          // Ended by a cancel (the server's: the client's sets `gone`), the answer is cut: an error, not a whole answer.
+          const cancelled = cancelledOf(outputs);
+          if (cancelled === undefined) break;
+          failure = { error: cancelled };
+        } else {
           text = frame.output(r.value);
           // The outputs ready with it go out in the same write.
           if (ready !== undefined) {
@@ -287,8 +309,15 @@ export async function writeResponse<O>(
       }
       failed = true;
       if (gone) break;
-      if (!res.headersSent) res.write(errorAnswer(res, failure.error, headers));
-      else {
+      if (!res.headersSent) {
+        // (A body sent whole keeps its connection: Node may tell its end only after this turn.)
+        const bodyEnd = bodyEndPending(res);
+        if (bodyEnd !== undefined) {
+          await bodyEnd;
+          if (gone) break;
+        }
+        res.write(errorAnswer(res, failure.error, headers));
+      } else {
         closeIfBodyUnread(res);
         res.write(frame.error(failure.error));
       }
@@ -431,6 +460,15 @@ class ReadyTaker<O> {
   }
 }
 
+/** The outputs of this library that can tell a cancel ended them (protocol.ts). */
+type CancelAware = { [kCancelled]?: () => Error | undefined };
+
+/** The error of the cancel that ended `outputs`' reads, if one did; undefined for other async iterables. */
+function cancelledOf(outputs: object): Error | undefined {
+  const cancelled = (outputs as CancelAware)[kCancelled];
+  return typeof cancelled === 'function' ? cancelled.call(outputs) : undefined;
+}
+
 /** A request as the writers look at it: the marks its NDJSON body's reader leaves (ndjson-body.ts). */
 type BodyRequest = IncomingMessage & { [kBodyCut]?: unknown };
 
@@ -463,6 +501,11 @@ class OutputReadable extends Readable {
 
   override pipe<T extends NodeJS.WritableStream>(destination: T, options?: { end?: boolean }): T {
     if (this.response === undefined && isResponseLike(destination)) {
+      if (!takeResponse(destination)) {
+        // Another writer has the response: this Readable fails (as `pipeline` reports) and writes nothing to it.
+        process.nextTick(() => this.destroy(responseInUseError()));
+        return destination;
+      }
       this.response = destination;
       if (isHead(destination)) this.onHead?.();
     }
@@ -486,9 +529,11 @@ function isResponseLike(w: unknown): w is ServerResponse {
  * out yet, an error before any output is answered as `sendError` answers it
  * (its status and JSON body; the `headers` option is only checked: set
  * headers on the reply); read any other way, it is a final error line or
- * event, of the same shape. Piped into a response to a HEAD request, it ends
- * at once and the stream is cancelled unread. Never leaves a rejection
- * unhandled, whatever was thrown.
+ * event, of the same shape; outputs that a cancel other than its own ended
+ * (the server's) end it with such an error too. Piped into a response to a
+ * HEAD request, it ends at once and the stream is cancelled unread; piped
+ * into a response another writer has, it fails with `ERR_INVALID_STATE`.
+ * Never leaves a rejection unhandled, whatever was thrown.
  */
 export function toReadable<O>(outputs: Stoppable<O>, format: Format, opts?: ResponseOptions<O>): Readable {
   assertOutputs(outputs);
@@ -536,12 +581,19 @@ export function toReadable<O>(outputs: Stoppable<O>, format: Format, opts?: Resp
     readable.push(null);
   };
   /** The outputs failed (or one could not be serialized), after the frames in `text`. */
-  const fail = (text: string, error: unknown): void => {
+  const fail = async (text: string, error: unknown): Promise<void> => {
     over = true;
     const res = readable.response;
-    if (!started && text === '' && res !== undefined && !res.headersSent && !res.writableEnded) {
+    const early = (): boolean => !started && text === '' && res !== undefined && !res.headersSent && !res.writableEnded;
+    // (A body sent whole keeps its connection: Node may tell its end only after this turn.)
+    const bodyEnd = early() ? bodyEndPending(res as ServerResponse) : undefined;
+    if (bodyEnd !== undefined) {
+      await bodyEnd;
+      if (readable.destroyed) return;
+    }
+    if (early()) {
       // Nothing went out yet: the response is answered with the error's status, and its JSON body is pushed.
-      readable.push(errorAnswer(res, error));
+      readable.push(errorAnswer(res as ServerResponse, error));
     } else {
       if (res !== undefined) closeIfBodyUnread(res);
       readable.push(text + frame.error(error));
@@ -565,16 +617,20 @@ export function toReadable<O>(outputs: Stoppable<O>, format: Format, opts?: Resp
     // The stream stopped reading a body whose line was arriving: its outputs since are of a cut body.
     const cut = cutOf(readable.response);
     if (cut !== undefined) {
-      fail('', cut);
+      const failed = fail('', cut);
       stop(outputs, it, 'the request body was cut').catch(() => {});
+      await failed;
       return;
     }
     if (failure !== undefined) {
-      fail('', failure.error);
+      await fail('', failure.error);
       return;
     }
     if (done) {
-      end();
+      // Ended by a cancel other than this Readable's (a destroy sets `over`): the answer is cut, an error.
+      const cancelled = cancelledOf(outputs);
+      if (cancelled === undefined) end();
+      else await fail('', cancelled);
       return;
     }
     let framed: Taken;
@@ -599,8 +655,9 @@ export function toReadable<O>(outputs: Stoppable<O>, format: Format, opts?: Resp
     }
     // An output the serializer refused: the outputs before it went out, then its error (as the other writers
     // do), and the stream, which would go on, is stopped.
-    fail(framed.text, framed.failure.error);
+    const failed = fail(framed.text, framed.failure.error);
     stop(outputs, it, 'an output could not be serialized').catch(() => {});
+    await failed;
   };
   return readable;
 }

@@ -1,6 +1,6 @@
 // The NDJSON request body as events (`ndjsonEvents`, part of velo-stream/http): read synchronously in paused mode,
 // a chunk's lines parsed with the checks (UTF-8, line and body limits) and handed to a stream's pull as one run.
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { constants as bufferConstants, isUtf8 } from 'node:buffer';
 import { Readable, finished } from 'node:stream';
 import { onNextTurn } from '../addon/addon';
@@ -129,8 +129,13 @@ const enum BodyState {
   Reading,
   /** The body was read to its end: once its lines are taken, the iteration is done. */
   Ended,
-  /** A line or the body was refused (or the request failed): once the lines before it are taken, its error. */
+  /** The request failed: once the lines before it are taken, its error. */
   Failed,
+  /**
+   * A line or the body was refused: once the lines before it are taken, its error. Until a read takes that error,
+   * the refusal is nobody's: a reader that leaves first leaves the body as at any line.
+   */
+  Refused,
   /** Left (`return()`, `throw()`), or the error was delivered: every read is done. */
   Closed,
 }
@@ -154,9 +159,12 @@ const BODY_EVENTS = ['readable', 'end', 'error', 'close'] as const;
  * Invariants: `#lines[#next..]` are the parsed lines not given yet; the
  * request is read only while `#state` is `Reading` and they are all given;
  * `#held` bytes of an unfinished line are in `#pieces` (at most
- * `maxLineBytes` + 1); once `#state` is `Failed`, lines are given one per
- * read (`kReadNow` answers `NOT_NOW`), so each is taken in and answered before
- * the error comes, as it would be had it come in a chunk of its own.
+ * `maxLineBytes` + 1); once `#state` is `Failed` or `Refused`, lines are
+ * given one per read (`kReadNow` answers `NOT_NOW`), so each is taken in and
+ * answered before the error comes, as it would be had it come in a chunk of
+ * its own; a refusal closes the connection (`closeIfBodyUnread`) only when a
+ * read takes it, so that how the body was cut into chunks does not decide
+ * the connection's fate.
  */
 class NdjsonBody<E> {
   readonly #req: Readable;
@@ -186,6 +194,8 @@ class NdjsonBody<E> {
   #read = false;
   /** The feed to read this body, until it reads (`kUnreadWatch`). */
   #feed: UnreadFeed | null = null;
+  /** The response to the request, as the feed was made (`kUnreadWatch`), until the feed reads or is cancelled. */
+  #res: ServerResponse | undefined = undefined;
 
   constructor(req: Readable, maxLineBytes: number, maxBodyBytes: number) {
     this.#req = req;
@@ -209,26 +219,41 @@ class NdjsonBody<E> {
   }
 
   /**
-   * `feed()` is to read this body. If nothing has by the next turn (an HTTP writer not called yet), a client that
-   * leaves cancels the feed, and so the stream: its slot frees then, not at the writer's call or the idle end.
+   * `feed()` is to read this body. If nothing has by the next turn (an HTTP writer not called yet), the response's
+   * close cancels the feed, and so the stream: a client that leaves, or an answer written without the feed, frees
+   * its slot then, not at the writer's call or the idle end.
    */
   [kUnreadWatch](feed: UnreadFeed): void {
     this.#feed = feed;
+    this.#res = responseOf(this.#req as IncomingMessage);
     if (toWatch.push(this) === 1) onNextTurn(watchUnread);
   }
 
-  /** The turn after `kUnreadWatch`: unread still, the request's close is listened to. */
+  /** The turn after `kUnreadWatch`: unread still, the response's close is listened to (the request's, with none). */
   watchUnread(): void {
-    if (this.#read || this.#feed === null || this.#state !== BodyState.Reading) return;
-    if (this.#req.destroyed) this.#unreadLeft();
-    else this.#req.once('close', () => this.#unreadLeft());
+    const res = this.#res;
+    if (this.#read || this.#feed === null || this.#state === BodyState.Closed) {
+      this.#res = undefined;
+      return;
+    }
+    if (res !== undefined) {
+      if (res.closed) this.#unreadLeft(true);
+      else res.once('close', () => this.#unreadLeft(true));
+    } else if (this.#req.destroyed) this.#unreadLeft(false);
+    else this.#req.once('close', () => this.#unreadLeft(false));
   }
 
-  /** The request closed: if nothing read its body, its feed is cancelled (a client that left cancels the stream). */
-  #unreadLeft(): void {
+  /**
+   * The response closed (`answered`: its answer is over, or its client left), or, with no response known, the
+   * request: if nothing read the body, the feed never will, and it is cancelled. (A request that closed with its
+   * body read to its end by another reader is no client that left.)
+   */
+  #unreadLeft(answered: boolean): void {
     const feed = this.#feed;
     this.#feed = null;
-    if (feed !== null && !this.#read && this.#state === BodyState.Reading && this.#req.readableEnded !== true) void feed.cancel();
+    this.#res = undefined;
+    if (feed === null || this.#read || this.#state === BodyState.Closed) return;
+    if (answered || (this.#state === BodyState.Reading && this.#req.readableEnded !== true)) void feed.cancel();
   }
 
   /** Left while a line was arriving (see `return()`): `feed()` and `run()` fail with this after the outputs. */
@@ -270,7 +295,7 @@ class NdjsonBody<E> {
 
   /** A line parsed and not given yet, or `NOT_NOW` (none, or a refusal is pending: see the class's invariants). */
   [kReadNow](): E | typeof NOT_NOW {
-    if (this.#next < this.#lines.length && this.#state !== BodyState.Failed) return this.#lines[this.#next++];
+    if (this.#next < this.#lines.length && this.#state < BodyState.Failed) return this.#lines[this.#next++];
     return NOT_NOW;
   }
 
@@ -292,10 +317,17 @@ class NdjsonBody<E> {
       reader.resolve({ value: this.#lines[this.#next++], done: false });
       return true;
     }
-    if (this.#state === BodyState.Reading) return false;
-    if (this.#state === BodyState.Failed) {
+    const state = this.#state;
+    if (state === BodyState.Reading) return false;
+    if (state === BodyState.Failed || state === BodyState.Refused) {
       const error = this.#error;
       this.#close();
+      // A refusal taken: nothing reads the rest of the body, so its connection closes once answered, whoever
+      // writes the answer (`Connection: close` if the headers are not out yet).
+      if (state === BodyState.Refused) {
+        const res = responseOf(this.#req as IncomingMessage);
+        if (res !== undefined) closeIfBodyUnread(res);
+      }
       reader.reject(error);
     } else reader.resolve(doneResult());
     return true;
@@ -378,14 +410,10 @@ class NdjsonBody<E> {
     this.#state = BodyState.Ended;
   }
 
-  /**
-   * A line or the body refused: nothing reads the rest of the body, so its connection closes once answered, whoever
-   * writes the answer (`closeIfBodyUnread`: `Connection: close` if the headers are not out yet).
-   */
+  /** A line or the body refused: its error comes after the lines before it (see `#answer` for the connection). */
   #refuse(error: unknown): void {
     this.#fail(error);
-    const res = responseOf(this.#req as IncomingMessage);
-    if (res !== undefined) closeIfBodyUnread(res);
+    this.#state = BodyState.Refused;
   }
 
   #fail(error: unknown): void {

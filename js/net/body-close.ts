@@ -36,6 +36,22 @@ export function responseOf(req: IncomingMessage): ServerResponse | undefined {
 }
 
 /**
+ * Before an error is answered with nothing out yet: the next turn, if the
+ * request's body is not known to be complete (HTTP/1; undefined when it is,
+ * when there is none, or when the answer closes the connection already).
+ * Node marks a body complete in a callback of its own after the body's last
+ * bytes, which may come after a handler read them and failed: waiting a turn
+ * lets a body sent whole keep its keep-alive connection (`closeIfBodyUnread`
+ * looks at it then).
+ */
+export function bodyEndPending(res: ServerResponse): Promise<void> | undefined {
+  const req = res.req as IncomingMessage | undefined;
+  if (req === undefined || req.httpVersionMajor !== 1 || bodyRead(req) || res.getHeader('connection') === 'close')
+    return undefined;
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/**
  * An error is answered before its request body was read to the end (a body
  * refused for its size, maybe by its Content-Length before any byte was
  * read): nothing will read the rest, so the connection is closed after the
@@ -123,12 +139,11 @@ function endIfBodyUnread(res: WatchedResponse, req: LeftRequest, left: boolean):
 const LINGER_MS = 2000;
 /** How much of the rest of a body a lingering close reads and drops, bytes. */
 const LINGER_BYTES = 4 * 1024 * 1024;
-/** Set on a socket whose close after the answer is a lingering one: the request whose body is read and dropped then. */
-const kLinger = Symbol('velo.linger');
 /** Set on a socket being closed with a lingering close. */
 const kLingering = Symbol('velo.lingering');
 
-type LingeringSocket = Socket & { [kLinger]?: IncomingMessage; [kLingering]?: true };
+/** A server's socket as looked at here: Node's parser of its requests (`parser.incoming`: the request being read). */
+type LingeringSocket = Socket & { [kLingering]?: true; parser?: { incoming?: IncomingMessage | null } | null };
 
 /**
  * A connection that is not kept alive (the client sent `Connection: close`
@@ -136,24 +151,26 @@ type LingeringSocket = Socket & { [kLinger]?: IncomingMessage; [kLingering]?: tr
  * its socket as soon as the answer is written (`destroySoon()`, called at
  * the response's 'finish'). A client still sending its body then gets a
  * reset, which discards the answer it has not read yet. That call becomes a
- * lingering close (`linger`) for this socket, over the body of `req`, the
- * request it answers last. Set when a request's body is to be read (by
- * `ndjsonEvents`) or refused: the answer may start before the body ends.
+ * lingering close (`linger`) for this socket. Set when a request's body is
+ * to be read (by `ndjsonEvents`) or refused: the answer may start before the
+ * body ends. The socket holds no request for it: at the close, the body
+ * still arriving is the one Node's parser is reading, and a keep-alive
+ * socket lets its requests go once they are answered.
  */
 export function lingerAtClose(req: IncomingMessage): void {
   const socket = req.socket as LingeringSocket | null | undefined;
   if (!socket || req.httpVersionMajor !== 1 || typeof socket.destroySoon !== 'function') return;
-  if (socket[kLinger] === undefined) socket.destroySoon = lingeringDestroySoon;
-  socket[kLinger] = req;
+  if (socket.destroySoon !== lingeringDestroySoon) socket.destroySoon = lingeringDestroySoon;
 }
 
-/** `destroySoon()` of a socket set by `lingerAtClose` (one function for all). */
+/**
+ * `destroySoon()` of a socket set by `lingerAtClose` (one function for all). Node calls it after it let go of the
+ * answered request (`clearIncoming`): its parser keeps the request only while its body has not ended.
+ */
 function lingeringDestroySoon(this: LingeringSocket): void {
-  const req = this[kLinger] as IncomingMessage;
   // (Back to the prototype's, for any later call.)
   Reflect.deleteProperty(this, 'destroySoon');
-  this[kLinger] = undefined;
-  linger(this, req);
+  linger(this, this.parser?.incoming ?? undefined);
 }
 
 /**
@@ -163,11 +180,11 @@ function lingeringDestroySoon(this: LingeringSocket): void {
  * the socket is destroyed then. Destroying it at once with body bytes unread
  * would send a reset, and a client still sending would lose the answer.
  */
-function linger(socket: LingeringSocket, req: IncomingMessage): void {
+function linger(socket: LingeringSocket, req: IncomingMessage | undefined): void {
   if (socket.destroyed || socket[kLingering] === true) return;
   socket[kLingering] = true;
   socket.end();
-  if (req.complete || req.readableEnded || req.destroyed) {
+  if (req === undefined || req.complete || req.readableEnded || req.destroyed) {
     closeWhenWritten(socket);
     return;
   }
