@@ -929,7 +929,7 @@ export function slotsFullError(
 ): Error & { code: 'ERR_VELO_SESSION_SLOTS'; slots: number; waitingKeys: number } {
   const error = coded(
     new Error(
-      `More keys are live than this worker has session slots (maxConcurrent ${slots}): ${waitingKeys === 1 ? '1 key needs a new session and waits for one to end, so its events are late' : `${waitingKeys} keys need a new session and wait for sessions to end, so their events are late`}. Raise maxConcurrent, shorten idleTimeout, or add workers. (Reported at most once a minute; stats().slots counts them.)`,
+      `More keys are live than this worker has session slots (maxConcurrent ${slots}): keys that need a new session wait for sessions to end, so their events are late (${waitingKeys} waiting when reported; more may follow: stats().slots.waitingKeys counts them now). Raise maxConcurrent, shorten idleTimeout, or add workers. (Reported when keys begin to wait, at most once a minute.)`,
     ),
     'ERR_VELO_SESSION_SLOTS',
   );
