@@ -49,6 +49,8 @@ export class OwnerWrites {
    * pump was still behind, on a backlog, wrote another tick.)
    */
   #tickWritten = 0;
+  /** Ticks whose timer went off (`SessionInputs.redecide` goes over the sessions after one: it may come too early). */
+  ticksFired = 0;
   readonly #host: WritesHost;
 
   constructor(host: WritesHost) {
@@ -78,6 +80,7 @@ export class OwnerWrites {
       .setTimeout(() => {
         this.#tickTimer = null;
         this.#tickDeadline = Infinity;
+        this.ticksFired++;
         this.#tick(deadline);
       }, wait)
       .unref();

@@ -110,8 +110,8 @@ export class PartitionRun<I, O> {
     waits: (s) => this.#inputs.waits(s),
     ask: (s) => this.#inputs.ask(s),
     checkpointsDue: (s) => this.#writing.checkpointsDue(s),
-    armTimer: (s, timer) => this.#writes.armTimer(s, timer),
-    clearTimer: (s, id) => this.#writes.clearTimer(s, id),
+    armTimer: (s, timer) => (this.#inputs.changed(), this.#writes.armTimer(s, timer)),
+    clearTimer: (s, id) => (this.#inputs.changed(), this.#writes.clearTimer(s, id)),
   };
 
   constructor(

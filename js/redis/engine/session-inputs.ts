@@ -8,7 +8,7 @@ import { decodeError } from '../../errors';
 import { type Session, type Timer, capError } from './session';
 import { IN_STREAM, POISON } from './inbox';
 import type { InputEntry } from '../common/transport';
-import { type Decision, type EndReason, decide, idleDeadline, take } from '../rules/session-rules';
+import { type Decision, type EndReason, decide, idleDeadline, take, waitsUntil } from '../rules/session-rules';
 import { idTime, logOrder } from '../common/log-ids';
 import { type HeldEntries, isEvent } from './held-entries';
 import type { OwnerWrites } from './owner-writes';
@@ -46,6 +46,18 @@ export class SessionInputs<I, O> {
    * anything can ask again). Emptied at the next `ask`, so it holds no event for long.
    */
   readonly #answer: { value: unknown } = { value: undefined };
+  /**
+   * A log time below which `redecide` would change nothing (-Infinity: it goes over the sessions at its next call):
+   * the earliest `waitsUntil` of the sessions waiting at its last pass, lowered as sessions begin to wait, and
+   * cleared when a session opens or a timer is set or dropped. With nothing held or left in the pending list, a pass
+   * while the log's clock is below it would find every waiting session still waiting and set the same tick or a
+   * later one (a session that took an input since has a later idle end; the tick set for the earlier one comes
+   * early, moves the log's clock, and the pass that follows sets the next). Without it, each read of a live
+   * partition went over all its sessions.
+   */
+  #quietUntil = -Infinity;
+  /** `OwnerWrites.ticksFired` at the last pass: a tick since (read back maybe too early by Redis' clock) needs another. */
+  #firedAtPass = 0;
 
   constructor(host: InputsHost<I, O>) {
     this.#host = host;
@@ -61,11 +73,19 @@ export class SessionInputs<I, O> {
    */
   opened(s: Session<I, O>, waiting: boolean): void {
     s.waiting = waiting;
+    this.#quietUntil = -Infinity;
+  }
+
+  /** A session's timers changed (one set or dropped): the next `redecide` goes over the sessions. */
+  changed(): void {
+    this.#quietUntil = -Infinity;
   }
 
   /** Its handler waits for its next input (`SessionHooks.waiting`). */
   waits(s: Session<I, O>): void {
     s.waiting = true;
+    const until = waitsUntil(s.rule, s.limits);
+    if (until < this.#quietUntil) this.#quietUntil = until;
     // (Waiting for its step's permits, it has its input decided already: no idle end to tick for until it asks
     // again. A tick set from its idle end now, one the log's clock has passed, would hold off the next.)
     if (!waitsForStep(s)) this.#host.writes.tickBy(this.tickTime(s));
@@ -92,6 +112,15 @@ export class SessionInputs<I, O> {
   #nextTime(s: Session<I, O>): number | undefined {
     const next = s.inbox.next;
     if (next !== undefined) return idTime(next.id);
+    // (Nothing held, being drained or left in the pending list, as at each read of a live partition: none known. Here
+    // first, as `redecide` asks this of every waiting session at each read: no closure made per session.)
+    const entries = this.#entries;
+    if (entries.held.size === 0 && entries.draining === null && entries.spilled.size === 0) return undefined;
+    return this.#laterTime(s);
+  }
+
+  /** `#nextTime` of a session with nothing in its input, from the entries held, being drained, or left in the pending list. */
+  #laterTime(s: Session<I, O>): number | undefined {
     let time: number | undefined;
     // An entry that reached this session is no next input of it: one being drained or read again from the pending
     // list stays listed there until its delivery returns, and the handler may have taken it by then (as the next
@@ -323,8 +352,24 @@ export class SessionInputs<I, O> {
    * that delivery).
    */
   redecide(caller?: 'drain' | 'reread'): void {
-    if (this.#host.flags.stopping || this.#host.flags.dropped) return;
+    const flags = this.#host.flags;
+    if (flags.stopping || flags.dropped) return;
+    const entries = this.#entries;
+    // (Nothing held or left in the pending list, no session opened, no timer changed and no tick gone off since the last
+    // pass, and the log's clock below every waiting session's `waitsUntil`: the pass would change nothing. `#quietUntil`.)
+    if (
+      flags.logTime < this.#quietUntil &&
+      this.#writes.ticksFired === this.#firedAtPass &&
+      entries.held.size === 0 &&
+      entries.spilled.size === 0 &&
+      entries.draining === null
+    )
+      return;
+    this.#firedAtPass = this.#writes.ticksFired;
+    // (A session that begins to wait during the pass lowers it from here: kept below.)
+    this.#quietUntil = Infinity;
     let next = Infinity;
+    let quiet = Infinity;
     let drain = false;
     let reread = false;
     for (const s of [...this.#host.sessions.values()]) {
@@ -332,12 +377,9 @@ export class SessionInputs<I, O> {
       if (!s.waiting || s.ended || waitsForStep(s)) continue;
       // No input of its key known beyond what it took, and the rule still waits: waking it would decide the same
       // (most waiting sessions at each read of a backlog). One decision, not `wake`'s and the one below.
-      if (
-        !s.failed &&
-        this.#nextTime(s) === undefined &&
-        decide(s.rule, undefined, this.#host.flags.logTime, s.limits).kind === 'wait'
-      ) {
+      if (!s.failed && this.#nextTime(s) === undefined && decide(s.rule, undefined, flags.logTime, s.limits).kind === 'wait') {
         next = Math.min(next, this.tickTime(s));
+        quiet = Math.min(quiet, waitsUntil(s.rule, s.limits));
         continue;
       }
       const woke = this.wake(s);
@@ -345,12 +387,16 @@ export class SessionInputs<I, O> {
       // (Now waiting for its step's permits: its input is decided, and its idle end, passed maybe, needs no tick.)
       if (!s.waiting || s.ended || waitsForStep(s)) continue;
       next = Math.min(next, this.tickTime(s));
+      // (Still waiting with an input known: the next call goes over the sessions again.)
+      quiet = this.#nextTime(s) === undefined ? Math.min(quiet, waitsUntil(s.rule, s.limits)) : -Infinity;
       // Held back only by entries of its key not delivered yet (held, or in the pending list): they go first.
       if (s.inbox.next !== undefined || decide(s.rule, undefined, this.#host.flags.logTime, s.limits).kind === 'wait') continue;
       if (this.#entries.held.has(s.key)) drain = true;
       else if (this.#entries.spilled.has(s.key)) reread = true;
     }
     this.#writes.tickFor(next);
+    // (Until the replay is done, no tick is set: the pass at its end must go over the sessions.)
+    this.#quietUntil = flags.replayDone ? Math.min(quiet, this.#quietUntil) : -Infinity;
     if (drain && caller !== 'drain') this.#entries.drainHeld().catch((error: unknown) => this.#worker.report(error));
     if (reread && caller !== 'reread') this.#entries.reread().catch((error: unknown) => this.#worker.report(error));
   }
