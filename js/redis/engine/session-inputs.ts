@@ -48,8 +48,8 @@ export class SessionInputs<I, O> {
   readonly #answer: { value: unknown } = { value: undefined };
   /**
    * A log time below which `redecide` would change nothing (-Infinity: it goes over the sessions at its next call):
-   * the earliest `waitsUntil` of the sessions waiting at its last pass, lowered as sessions begin to wait, and
-   * cleared when a session opens or a timer is set or dropped. With nothing held or left in the pending list, a pass
+   * the earliest `waitsUntil` of the sessions waiting at its last pass, lowered as sessions begin to wait (or open
+   * waiting), and cleared when a timer is set or dropped. With nothing held or left in the pending list, a pass
    * while the log's clock is below it would find every waiting session still waiting and set the same tick or a
    * later one (a session that took an input since has a later idle end; the tick set for the earlier one comes
    * early, moves the log's clock, and the pass that follows sets the next). Without it, each read of a live
@@ -73,7 +73,8 @@ export class SessionInputs<I, O> {
    */
   opened(s: Session<I, O>, waiting: boolean): void {
     s.waiting = waiting;
-    this.#quietUntil = -Infinity;
+    // (Opened waiting, a restored session with nothing left to replay among them: as one that begins to wait.)
+    if (waiting) this.#begins(s);
   }
 
   /** A session's timers changed (one set or dropped): the next `redecide` goes over the sessions. */
@@ -84,6 +85,11 @@ export class SessionInputs<I, O> {
   /** Its handler waits for its next input (`SessionHooks.waiting`). */
   waits(s: Session<I, O>): void {
     s.waiting = true;
+    this.#begins(s);
+  }
+
+  /** The session begins to wait: the rule's next answer for it may come with the log's clock, and its idle end needs a tick. */
+  #begins(s: Session<I, O>): void {
     const until = waitsUntil(s.rule, s.limits);
     if (until < this.#quietUntil) this.#quietUntil = until;
     // (Waiting for its step's permits, it has its input decided already: no idle end to tick for until it asks
@@ -355,8 +361,8 @@ export class SessionInputs<I, O> {
     const flags = this.#host.flags;
     if (flags.stopping || flags.dropped) return;
     const entries = this.#entries;
-    // (Nothing held or left in the pending list, no session opened, no timer changed and no tick gone off since the last
-    // pass, and the log's clock below every waiting session's `waitsUntil`: the pass would change nothing. `#quietUntil`.)
+    // (Nothing held or left in the pending list, no timer changed and no tick gone off since the last pass, and the
+    // log's clock below every waiting session's `waitsUntil`: the pass would change nothing. `#quietUntil`.)
     if (
       flags.logTime < this.#quietUntil &&
       this.#writes.ticksFired === this.#firedAtPass &&
