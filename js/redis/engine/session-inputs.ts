@@ -56,7 +56,7 @@ export class SessionInputs<I, O> {
    * partition went over all its sessions.
    */
   #quietUntil = -Infinity;
-  /** `OwnerWrites.ticksFired` at the last pass: a tick since (read back maybe too early by Redis' clock) needs another. */
+  /** `OwnerWrites.ticksFired` at the last pass: a tick written since (read back maybe too early by Redis' clock) needs another. */
   #firedAtPass = 0;
 
   constructor(host: InputsHost<I, O>) {
@@ -64,6 +64,11 @@ export class SessionInputs<I, O> {
     this.#worker = host.worker;
     this.#entries = host.entries;
     this.#writes = host.writes;
+    // (A tick's timer went off: whether it is still due is a pass's answer, not the deadline set before.)
+    host.writes.recheck = () => {
+      this.#quietUntil = -Infinity;
+      this.redecide();
+    };
   }
 
   /** Sends an event into the session's stream; waits while its input is full (the partition is not read meanwhile). */
@@ -361,7 +366,7 @@ export class SessionInputs<I, O> {
     const flags = this.#host.flags;
     if (flags.stopping || flags.dropped) return;
     const entries = this.#entries;
-    // (Nothing held or left in the pending list, no timer changed and no tick gone off since the last pass, and the
+    // (Nothing held or left in the pending list, no timer changed and no tick written since the last pass, and the
     // log's clock below every waiting session's `waitsUntil`: the pass would change nothing. `#quietUntil`.)
     if (
       flags.logTime < this.#quietUntil &&
