@@ -49,8 +49,6 @@ export class OwnerWrites {
    * pump was still behind, on a backlog, wrote another tick.)
    */
   #tickWritten = 0;
-  /** Ticks written (`SessionInputs.redecide` goes over the sessions after one: read back, it may come too early). */
-  ticksFired = 0;
   /**
    * Set by `SessionInputs`: a pass over the waiting sessions, which sets the tick they need now. Called when a tick's
    * timer goes off: one set for a session that has taken an input since (its idle end later) is not written.
@@ -107,7 +105,6 @@ export class OwnerWrites {
     this.#host.worker.log.markClose(this.#host.lease, '', '').then(
       (id) => {
         this.#ticking = false;
-        this.ticksFired++;
         this.#tickWritten = Math.max(this.#tickWritten, idTime(id));
         // What Redis' clock read against this machine's when it wrote the tick.
         this.#host.worker.clockOffset = idTime(id) - this.#host.worker.clock.now();

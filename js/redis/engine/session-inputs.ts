@@ -49,15 +49,14 @@ export class SessionInputs<I, O> {
   /**
    * A log time below which `redecide` would change nothing (-Infinity: it goes over the sessions at its next call):
    * the earliest `waitsUntil` of the sessions waiting at its last pass, lowered as sessions begin to wait (or open
-   * waiting), and cleared when a timer is set or dropped. With nothing held or left in the pending list, a pass
-   * while the log's clock is below it would find every waiting session still waiting and set the same tick or a
-   * later one (a session that took an input since has a later idle end; the tick set for the earlier one comes
-   * early, moves the log's clock, and the pass that follows sets the next). Without it, each read of a live
-   * partition went over all its sessions.
+   * waiting), and cleared when a timer is set or dropped or a tick is read. With nothing held or left in the pending
+   * list, a pass while the log's clock is below it would find every waiting session still waiting and set the same
+   * tick or a later one. A tick read is the exception: its timer's deadline was dropped when it was written, and one
+   * that came early (Redis' clock behind this machine's; or set for a session that took an input since) moved the
+   * log's clock short of the idle end it was set for, so the pass after its read sets the next tick. Without the
+   * bound, each read of a live partition went over all its sessions.
    */
   #quietUntil = -Infinity;
-  /** `OwnerWrites.ticksFired` at the last pass: a tick written since (read back maybe too early by Redis' clock) needs another. */
-  #firedAtPass = 0;
 
   constructor(host: InputsHost<I, O>) {
     this.#host = host;
@@ -84,6 +83,11 @@ export class SessionInputs<I, O> {
 
   /** A session's timers changed (one set or dropped): the next `redecide` goes over the sessions. */
   changed(): void {
+    this.#quietUntil = -Infinity;
+  }
+
+  /** A tick was read from the partition: the next `redecide` goes over the sessions, and sets the tick they need now. */
+  tickRead(): void {
     this.#quietUntil = -Infinity;
   }
 
@@ -366,17 +370,10 @@ export class SessionInputs<I, O> {
     const flags = this.#host.flags;
     if (flags.stopping || flags.dropped) return;
     const entries = this.#entries;
-    // (Nothing held or left in the pending list, no timer changed and no tick written since the last pass, and the
-    // log's clock below every waiting session's `waitsUntil`: the pass would change nothing. `#quietUntil`.)
-    if (
-      flags.logTime < this.#quietUntil &&
-      this.#writes.ticksFired === this.#firedAtPass &&
-      entries.held.size === 0 &&
-      entries.spilled.size === 0 &&
-      entries.draining === null
-    )
+    // (Nothing held or left in the pending list, no timer changed and no tick read since the last pass, and the log's
+    // clock below every waiting session's `waitsUntil`: the pass would change nothing. `#quietUntil`.)
+    if (flags.logTime < this.#quietUntil && entries.held.size === 0 && entries.spilled.size === 0 && entries.draining === null)
       return;
-    this.#firedAtPass = this.#writes.ticksFired;
     // (A session that begins to wait during the pass lowers it from here: kept below.)
     this.#quietUntil = Infinity;
     let next = Infinity;
