@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
-const { addTimer, cancelTimer, deadline, decide, newState, take } = require('../dist/redis/rules/session-rules.js');
+const { addTimer, cancelTimer, deadline, decide, newState, take, waitsUntil } = require('../dist/redis/rules/session-rules.js');
 
 const limits = (o = {}) => ({ idleTimeout: 1000, maxSessionAge: 0, maxSessionEvents: 0, maxSessionTimers: 10, ...o });
 
@@ -179,4 +179,23 @@ test('keys: a timer of a key replaces the pending one (a new id, at its own time
   addTimer(s, 10_900, 'z', o, 'z');
   const restored = newState(10_000, s);
   assert.equal(cancelTimer(restored, 'z').payload, 'z');
+});
+
+test('waitsUntil: the first log time at which a waiting session with no input known is decided otherwise', () => {
+  // Idle end 11,000; none set: never; a pending timer at 10,500 comes first (and holds off the idle end).
+  const s = opened();
+  assert.equal(waitsUntil(s, limits()), 11_000);
+  assert.equal(waitsUntil(s, limits({ idleTimeout: 0 })), Infinity);
+  // Age end 10,000 + 300 + 1, before the idle end.
+  assert.equal(waitsUntil(s, limits({ maxSessionAge: 300 })), 10_301);
+  assert.ok(typeof addTimer(s, 10_500, 'p', limits()) === 'object');
+  assert.equal(waitsUntil(s, limits()), 10_500);
+  assert.equal(waitsUntil(s, limits({ maxSessionAge: 300 })), 10_301);
+  // Against decide: wait one ms before it, something else at it.
+  for (const o of [{}, { idleTimeout: 0 }, { maxSessionAge: 300 }, { maxSessionAge: 2_000 }]) {
+    const until = waitsUntil(s, limits(o));
+    if (until === Infinity) continue;
+    assert.equal(kinds(decide(s, undefined, until - 1, limits(o))), 'wait');
+    assert.notEqual(kinds(decide(s, undefined, until, limits(o))), 'wait');
+  }
 });

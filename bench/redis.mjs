@@ -4,6 +4,8 @@
 //   worker, the naive consumer (and another copy's worker; workers of this copy with other options), rounds rotating,
 //   with redis-server's command time per event; PERF=<dir> records redis-server with perf, CALLGRIND=1 (the server
 //   run under callgrind through VELO_REDIS_SERVER) dumps its counts per drain, CHILD_PROF=<dir> profiles the consumers
+//   (any mode with consumers in child processes: CHILD_NODE_ARGS='--trace-gc --trace-gc-nvp' adds node options to each,
+//   CHILD_STDOUT=<dir> keeps each one's stdout there, where --trace-gc prints its collections)
 // node bench/redis.mjs live [events/s] [seconds] [keys]
 // node bench/redis.mjs full-live [seconds]   only the live runs of `full`, printed
 // node bench/redis.mjs failover [runs]       only the failover runs of `full` (default 3), each printed, and the medians
@@ -71,7 +73,7 @@
 // command.
 import os from 'node:os';
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
@@ -163,6 +165,8 @@ function ownedOf(child) {
 async function startConsumers(url, kind, count, name, { ttl = 30_000, pollMs = 100, keys = FULL.keys, options = {}, child = CHILD } = {}) {
   // CHILD_PROF=<dir>: each consumer writes a CPU profile (node --cpu-prof) there when it exits.
   const prof = process.env.CHILD_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.CHILD_PROF}`] : [];
+  // CHILD_NODE_ARGS='--trace-gc ...': more node options for each consumer (split at spaces).
+  if (process.env.CHILD_NODE_ARGS) prof.push(...process.env.CHILD_NODE_ARGS.split(' ').filter((a) => a !== ''));
   const args = (i) => [...prof, child, url, name, kind, FULL.partitions, keys, ttl, pollMs, JSON.stringify(options)].map(String);
   const children = Array.from({ length: count }, (_, i) => start(args(i), { timeout: 600_000 }));
   await Promise.all(children.map((c) => c.waitFor(/^ready$/m)));
@@ -176,6 +180,8 @@ async function stopAll(children) {
   for (const c of children) c.child.kill('SIGTERM');
   for (const c of children) {
     const { stdout } = await c.finished();
+    // CHILD_STDOUT=<dir>: each consumer's stdout kept there (with CHILD_NODE_ARGS=--trace-gc, its collections).
+    if (process.env.CHILD_STDOUT) writeFileSync(`${process.env.CHILD_STDOUT}/${c.child.pid}.out`, stdout);
     if (/^error /m.test(stdout)) throw new Error(`a consumer reported an error:\n${stdout}`);
   }
 }

@@ -5,7 +5,8 @@
 // each failing seed with the command that replays it; exits 1 if any failed. `--held-batches N` holds N reads'
 // worth of entries per partition (heldBounds.batches; 64 by default) so the small runs go past it and leave
 // entries in the pending list. `--permits` runs each seed's faulty run with limiters on its sessions and steps
-// (`permitsFor`: a wait for a permit must change nothing the calm run, without them, makes). `--postgres` replays
+// (`permitsFor`: a wait for a permit must change nothing the calm run, without them, makes). `--clock-skew` runs each
+// seed's faulty run with its processes' clocks skewed from the log's and drifting (`clockSkewFor`). `--postgres` replays
 // each seed's calm and faulty runs on the Postgres log, on a private postgres, the server's clock pinned to the
 // runs' virtual time (__test__/helpers/sim-on-postgres.mjs): prints every answer Postgres gives otherwise than the
 // memory store, with the seed, the operation's index, the call and both answers; exits 1 if any did.
@@ -30,6 +31,7 @@ const { values } = parseArgs({
     'key-state': { type: 'boolean', default: false },
     'hostile-migrate': { type: 'boolean', default: false },
     'release-debounce': { type: 'boolean', default: false },
+    'clock-skew': { type: 'boolean', default: false },
     postgres: { type: 'boolean', default: false },
   },
 });
@@ -42,6 +44,7 @@ const debounce = values.debounce;
 const keyState = values['key-state'];
 const hostileMigrate = values['hostile-migrate'];
 const releaseDebounce = values['release-debounce'];
+const clockSkew = values['clock-skew'];
 
 if (values.postgres) {
   await onPostgres();
@@ -52,7 +55,17 @@ if (values.postgres) {
   // --scenario: a scenario printed by --shrink (JSON), run with the seed's draws.
   const result =
     values.scenario === undefined
-      ? await runSeed(seed, { only, trace, permits: withPermits, versions, debounce, keyState, hostileMigrate, releaseDebounce })
+      ? await runSeed(seed, {
+          only,
+          trace,
+          permits: withPermits,
+          versions,
+          debounce,
+          keyState,
+          hostileMigrate,
+          releaseDebounce,
+          clockSkew,
+        })
       : await runScenario(seed, JSON.parse(readFileSync(values.scenario, 'utf8')), {
           trace,
           slow,
@@ -79,11 +92,20 @@ if (values.postgres) {
   const count = Number(values.count);
   let failed = 0;
   for (let seed = from; seed < from + count; seed++) {
-    const result = await runSeed(seed, { only, permits: withPermits, versions, debounce, keyState, hostileMigrate, releaseDebounce });
+    const result = await runSeed(seed, {
+      only,
+      permits: withPermits,
+      versions,
+      debounce,
+      keyState,
+      hostileMigrate,
+      releaseDebounce,
+      clockSkew,
+    });
     if (!result.ok) {
       failed++;
       console.log(
-        `seed ${seed} failed: ${result.problems[0]} -- ${replayCommand(seed, only, { permits: withPermits, versions, debounce, keyState, hostileMigrate, releaseDebounce })}${held}`,
+        `seed ${seed} failed: ${result.problems[0]} -- ${replayCommand(seed, only, { permits: withPermits, versions, debounce, keyState, hostileMigrate, releaseDebounce, clockSkew })}${held}`,
       );
     }
     if ((seed - from + 1) % 1000 === 0) console.log(`${seed - from + 1} seeds, ${failed} failed`);
@@ -99,7 +121,7 @@ if (values.postgres) {
 async function onPostgres() {
   const { startPostgres } = await import('../__test__/helpers/postgres-server.mjs');
   const { installClock, pinnedPoolOptions, seedOnPostgres } = await import('../__test__/helpers/sim-on-postgres.mjs');
-  const flags = { only, permits: withPermits, versions, debounce, keyState, hostileMigrate, releaseDebounce };
+  const flags = { only, permits: withPermits, versions, debounce, keyState, hostileMigrate, releaseDebounce, clockSkew };
   const server = await startPostgres();
   const started = Date.now();
   const totals = { seeds: 0, differ: 0, simFailed: 0, ops: 0, nextDiffers: 0, capGone: 0, capSeeds: 0, stale: 0, staleSeeds: 0 };
@@ -120,11 +142,17 @@ async function onPostgres() {
       if (!r.simOk) totals.simFailed++;
       if (!r.ok) {
         totals.differ++;
-        console.log(`seed ${seed} differs on Postgres -- ${replayCommand(seed, only, flags).replace(' --trace --shrink', ' --postgres')}`);
+        console.log(
+          `seed ${seed} differs on Postgres -- ${replayCommand(seed, only, flags).replace(' --trace --shrink', ' --postgres')}`,
+        );
         for (const d of r.differences) console.log(d);
       }
-      if (values.seed !== undefined) console.log(JSON.stringify(r, (k, v) => (k === 'problems' && v.length === 0 ? undefined : v)));
-      if (totals.seeds % 50 === 0) console.log(`${totals.seeds} seeds, ${totals.differ} differ on Postgres (${Math.round((Date.now() - started) / 1000)} s)`);
+      if (values.seed !== undefined)
+        console.log(JSON.stringify(r, (k, v) => (k === 'problems' && v.length === 0 ? undefined : v)));
+      if (totals.seeds % 50 === 0)
+        console.log(
+          `${totals.seeds} seeds, ${totals.differ} differ on Postgres (${Math.round((Date.now() - started) / 1000)} s)`,
+        );
     }
   } finally {
     await server.stop();

@@ -18,9 +18,17 @@ import { scriptHandler, timeOf } from './session-script.mjs';
 export const replayCommand = (
   seed,
   only = FAULT_KINDS,
-  { permits = false, versions = false, debounce = false, keyState = false, hostileMigrate = false, releaseDebounce = false } = {},
+  {
+    permits = false,
+    versions = false,
+    debounce = false,
+    keyState = false,
+    hostileMigrate = false,
+    releaseDebounce = false,
+    clockSkew = false,
+  } = {},
 ) =>
-  `node scripts/sim.mjs --seed ${seed} --trace --shrink${only.length === FAULT_KINDS.length ? '' : ` --only ${only.join(',')}`}${permits ? ' --permits' : ''}${versions ? ' --versions' : ''}${debounce ? ' --debounce' : ''}${keyState ? ' --key-state' : ''}${hostileMigrate ? ' --hostile-migrate' : ''}${releaseDebounce ? ' --release-debounce' : ''}`;
+  `node scripts/sim.mjs --seed ${seed} --trace --shrink${only.length === FAULT_KINDS.length ? '' : ` --only ${only.join(',')}`}${permits ? ' --permits' : ''}${versions ? ' --versions' : ''}${debounce ? ' --debounce' : ''}${keyState ? ' --key-state' : ''}${hostileMigrate ? ' --hostile-migrate' : ''}${releaseDebounce ? ' --release-debounce' : ''}${clockSkew ? ' --clock-skew' : ''}`;
 
 /** The `keyState` of a seed's runs with key state: kept a day (far past any run). */
 export const KEY_STATE = { retention: 86_400_000 };
@@ -494,7 +502,9 @@ function keyStateChecks(result, releases) {
     if (opened.keyState === null) continue;
     const expected = keyStateUse(releases[opened.release], opened.keyState.kept);
     if (opened.keyState.use !== expected)
-      problems.push(`${sid}: a ${opened.keyState.kept} key state ${opened.keyState.use} on ${releases[opened.release].version}, not ${expected}`);
+      problems.push(
+        `${sid}: a ${opened.keyState.kept} key state ${opened.keyState.use} on ${releases[opened.release].version}, not ${expected}`,
+      );
   }
   for (const o of result.outputs) if (o.value?.wrong !== undefined) problems.push(`${o.sid}: output ${o.seq}: ${o.value.wrong}`);
   return problems;
@@ -533,6 +543,18 @@ function invariants(result, permitErrors = false, opaque = new Set()) {
   return problems;
 }
 
+/**
+ * The processes' clocks of a seed's `--clock-skew` runs (simulator.ts `SimFaults.clockSkew`, `clockDrift`), drawn from
+ * a stream of the seed's own: each process's clock up to a few ms, or tens, ahead of or behind the log's, and drifting
+ * from it by up to a few ms a second (or not), as machines' wall clocks do against Redis'. What a worker writes by its
+ * clock then comes early or late by the log's: a tick, an age marker (a timer's wake-up Redis itself refuses early).
+ */
+export function clockSkewFor(seed) {
+  const random = prng(seed + 0x736b6577);
+  const pick = (list) => list[Math.floor(random() * list.length)];
+  return { clockSkew: pick([1, 2, 5, 30]), clockDrift: pick([0, 1, 2, 5]) };
+}
+
 /** The kinds of fault a run may draw (`only` keeps some of them): the log's, the processes', the handler's delays. */
 export const FAULT_KINDS = ['crash', 'pause', 'lost', 'refused', 'delay', 'slow'];
 
@@ -551,10 +573,13 @@ export async function runSeed(
     keyState = false,
     hostileMigrate = false,
     releaseDebounce = false,
+    clockSkew = false,
     record = false,
   } = {},
 ) {
   const s = scenario(seed);
+  // (Drawn before `only` applies: the faulty run's clocks, a fault of no kind `only` names.)
+  if (clockSkew) Object.assign(s.faults, clockSkewFor(seed));
   if (keyState) s.limits.keyState = KEY_STATE;
   for (const kind of FAULT_KINDS) if (!only.includes(kind) && kind !== 'slow') s.faults[kind] = 0;
   if (!only.includes('crash')) {
@@ -708,7 +733,11 @@ export async function runScenario(seed, s, { trace, slow = true, permits, record
   // which differs between runs, and so does its debounce with releases of their own: each run is held to the model
   // of its own openings.)
   const ownDebounce = s.versions?.releases.some((r) => r.debounce !== undefined) === true;
-  if (JSON.stringify(expected) !== JSON.stringify(actual) && !(s.limits.keyState != null && s.versions !== undefined) && !ownDebounce)
+  if (
+    JSON.stringify(expected) !== JSON.stringify(actual) &&
+    !(s.limits.keyState != null && s.versions !== undefined) &&
+    !ownDebounce
+  )
     problems.push('the faulty run made other sessions or outputs than the calm one');
   // Ends a trim removed in one run and not the other are not compared (nor any, where the runs' releases may have
   // opened a session with different debounces).

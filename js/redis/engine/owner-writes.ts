@@ -49,6 +49,11 @@ export class OwnerWrites {
    * pump was still behind, on a backlog, wrote another tick.)
    */
   #tickWritten = 0;
+  /**
+   * Set by `SessionInputs`: a pass over the waiting sessions, which sets the tick they need now. Called when a tick's
+   * timer goes off: one set for a session that has taken an input since (its idle end later) is not written.
+   */
+  recheck: (() => void) | null = null;
   readonly #host: WritesHost;
 
   constructor(host: WritesHost) {
@@ -76,6 +81,12 @@ export class OwnerWrites {
     const wait = Math.min(MAX_TIMER_MS, Math.max(0, deadline - (this.#host.worker.clock.now() + this.#host.worker.clockOffset)));
     this.#tickTimer = this.#host.worker.clock
       .setTimeout(() => {
+        this.#tickTimer = null;
+        this.#tickDeadline = Infinity;
+        this.recheck?.();
+        // (The pass set a later deadline, or none: not due yet.)
+        if (this.#tickDeadline > deadline) return;
+        if (this.#tickTimer !== null) this.#host.worker.clock.clearTimeout(this.#tickTimer);
         this.#tickTimer = null;
         this.#tickDeadline = Infinity;
         this.#tick(deadline);

@@ -110,8 +110,8 @@ export class PartitionRun<I, O> {
     waits: (s) => this.#inputs.waits(s),
     ask: (s) => this.#inputs.ask(s),
     checkpointsDue: (s) => this.#writing.checkpointsDue(s),
-    armTimer: (s, timer) => this.#writes.armTimer(s, timer),
-    clearTimer: (s, id) => this.#writes.clearTimer(s, id),
+    armTimer: (s, timer) => (this.#inputs.changed(), this.#writes.armTimer(s, timer)),
+    clearTimer: (s, id) => (this.#inputs.changed(), this.#writes.clearTimer(s, id)),
   };
 
   constructor(
@@ -204,9 +204,8 @@ export class PartitionRun<I, O> {
 
   async #pump(): Promise<void> {
     const w = this.worker;
-    // Where pending entries are read from: the start (a takeover replays the last owner's), or after the last
-    // entry dispatched (a read whose reply was lost may have made entries pending that never arrived here).
-    // null: new entries.
+    // Where pending entries are read from (null: new entries): the start (a takeover replays the last owner's), or
+    // after the last entry dispatched (a read whose reply was lost may have made entries pending that never arrived).
     let pendingFrom: string | null = '0-0';
     let last = '0-0';
     const pace = new ReadPace(w.readCount, w.clock);
@@ -250,6 +249,8 @@ export class PartitionRun<I, O> {
         if (turn !== undefined) await turn;
         if (this.flags.stopping) return;
         this.flags.logTime = Math.max(this.flags.logTime, idTime(entry.id));
+        // A tick (a close marker of no session): the pass after this read sets the next one (`SessionInputs.tickRead`).
+        if (entry.close === '' && entry.key === '') this.#inputs.tickRead();
         // Synchronous unless the entry must wait (a full session input, a session still finishing): no
         // microtask per entry on the way.
         const live = w.live;

@@ -8,7 +8,7 @@ import { decodeError } from '../../errors';
 import { type Session, type Timer, capError } from './session';
 import { IN_STREAM, POISON } from './inbox';
 import type { InputEntry } from '../common/transport';
-import { type Decision, type EndReason, decide, idleDeadline, take } from '../rules/session-rules';
+import { type Decision, type EndReason, decide, idleDeadline, take, waitsUntil } from '../rules/session-rules';
 import { idTime, logOrder } from '../common/log-ids';
 import { type HeldEntries, isEvent } from './held-entries';
 import type { OwnerWrites } from './owner-writes';
@@ -46,12 +46,28 @@ export class SessionInputs<I, O> {
    * anything can ask again). Emptied at the next `ask`, so it holds no event for long.
    */
   readonly #answer: { value: unknown } = { value: undefined };
+  /**
+   * A log time below which `redecide` would change nothing (-Infinity: it goes over the sessions at its next call):
+   * the earliest `waitsUntil` of the sessions waiting at its last pass, lowered as sessions begin to wait (or open
+   * waiting), and cleared when a timer is set or dropped or a tick is read. With nothing held or left in the pending
+   * list, a pass while the log's clock is below it would find every waiting session still waiting and set the same
+   * tick or a later one. A tick read is the exception: its timer's deadline was dropped when it was written, and one
+   * that came early (Redis' clock behind this machine's; or set for a session that took an input since) moved the
+   * log's clock short of the idle end it was set for, so the pass after its read sets the next tick. Without the
+   * bound, each read of a live partition went over all its sessions.
+   */
+  #quietUntil = -Infinity;
 
   constructor(host: InputsHost<I, O>) {
     this.#host = host;
     this.#worker = host.worker;
     this.#entries = host.entries;
     this.#writes = host.writes;
+    // (A tick's timer went off: whether it is still due is a pass's answer, not the deadline set before.)
+    host.writes.recheck = () => {
+      this.#quietUntil = -Infinity;
+      this.redecide();
+    };
   }
 
   /** Sends an event into the session's stream; waits while its input is full (the partition is not read meanwhile). */
@@ -61,11 +77,30 @@ export class SessionInputs<I, O> {
    */
   opened(s: Session<I, O>, waiting: boolean): void {
     s.waiting = waiting;
+    // (Opened waiting, a restored session with nothing left to replay among them: as one that begins to wait.)
+    if (waiting) this.#begins(s);
+  }
+
+  /** A session's timers changed (one set or dropped): the next `redecide` goes over the sessions. */
+  changed(): void {
+    this.#quietUntil = -Infinity;
+  }
+
+  /** A tick was read from the partition: the next `redecide` goes over the sessions, and sets the tick they need now. */
+  tickRead(): void {
+    this.#quietUntil = -Infinity;
   }
 
   /** Its handler waits for its next input (`SessionHooks.waiting`). */
   waits(s: Session<I, O>): void {
     s.waiting = true;
+    this.#begins(s);
+  }
+
+  /** The session begins to wait: the rule's next answer for it may come with the log's clock, and its idle end needs a tick. */
+  #begins(s: Session<I, O>): void {
+    const until = waitsUntil(s.rule, s.limits);
+    if (until < this.#quietUntil) this.#quietUntil = until;
     // (Waiting for its step's permits, it has its input decided already: no idle end to tick for until it asks
     // again. A tick set from its idle end now, one the log's clock has passed, would hold off the next.)
     if (!waitsForStep(s)) this.#host.writes.tickBy(this.tickTime(s));
@@ -92,6 +127,15 @@ export class SessionInputs<I, O> {
   #nextTime(s: Session<I, O>): number | undefined {
     const next = s.inbox.next;
     if (next !== undefined) return idTime(next.id);
+    // (Nothing held, being drained or left in the pending list, as at each read of a live partition: none known. Here
+    // first, as `redecide` asks this of every waiting session at each read: no closure made per session.)
+    const entries = this.#entries;
+    if (entries.held.size === 0 && entries.draining === null && entries.spilled.size === 0) return undefined;
+    return this.#laterTime(s);
+  }
+
+  /** `#nextTime` of a session with nothing in its input, from the entries held, being drained, or left in the pending list. */
+  #laterTime(s: Session<I, O>): number | undefined {
     let time: number | undefined;
     // An entry that reached this session is no next input of it: one being drained or read again from the pending
     // list stays listed there until its delivery returns, and the handler may have taken it by then (as the next
@@ -323,8 +367,17 @@ export class SessionInputs<I, O> {
    * that delivery).
    */
   redecide(caller?: 'drain' | 'reread'): void {
-    if (this.#host.flags.stopping || this.#host.flags.dropped) return;
+    const flags = this.#host.flags;
+    if (flags.stopping || flags.dropped) return;
+    const entries = this.#entries;
+    // (Nothing held or left in the pending list, no timer changed and no tick read since the last pass, and the log's
+    // clock below every waiting session's `waitsUntil`: the pass would change nothing. `#quietUntil`.)
+    if (flags.logTime < this.#quietUntil && entries.held.size === 0 && entries.spilled.size === 0 && entries.draining === null)
+      return;
+    // (A session that begins to wait during the pass lowers it from here: kept below.)
+    this.#quietUntil = Infinity;
     let next = Infinity;
+    let quiet = Infinity;
     let drain = false;
     let reread = false;
     for (const s of [...this.#host.sessions.values()]) {
@@ -332,12 +385,9 @@ export class SessionInputs<I, O> {
       if (!s.waiting || s.ended || waitsForStep(s)) continue;
       // No input of its key known beyond what it took, and the rule still waits: waking it would decide the same
       // (most waiting sessions at each read of a backlog). One decision, not `wake`'s and the one below.
-      if (
-        !s.failed &&
-        this.#nextTime(s) === undefined &&
-        decide(s.rule, undefined, this.#host.flags.logTime, s.limits).kind === 'wait'
-      ) {
+      if (!s.failed && this.#nextTime(s) === undefined && decide(s.rule, undefined, flags.logTime, s.limits).kind === 'wait') {
         next = Math.min(next, this.tickTime(s));
+        quiet = Math.min(quiet, waitsUntil(s.rule, s.limits));
         continue;
       }
       const woke = this.wake(s);
@@ -345,12 +395,16 @@ export class SessionInputs<I, O> {
       // (Now waiting for its step's permits: its input is decided, and its idle end, passed maybe, needs no tick.)
       if (!s.waiting || s.ended || waitsForStep(s)) continue;
       next = Math.min(next, this.tickTime(s));
+      // (Still waiting with an input known: the next call goes over the sessions again.)
+      quiet = this.#nextTime(s) === undefined ? Math.min(quiet, waitsUntil(s.rule, s.limits)) : -Infinity;
       // Held back only by entries of its key not delivered yet (held, or in the pending list): they go first.
       if (s.inbox.next !== undefined || decide(s.rule, undefined, this.#host.flags.logTime, s.limits).kind === 'wait') continue;
       if (this.#entries.held.has(s.key)) drain = true;
       else if (this.#entries.spilled.has(s.key)) reread = true;
     }
     this.#writes.tickFor(next);
+    // (Until the replay is done, no tick is set: the pass at its end must go over the sessions.)
+    this.#quietUntil = flags.replayDone ? Math.min(quiet, this.#quietUntil) : -Infinity;
     if (drain && caller !== 'drain') this.#entries.drainHeld().catch((error: unknown) => this.#worker.report(error));
     if (reread && caller !== 'reread') this.#entries.reread().catch((error: unknown) => this.#worker.report(error));
   }

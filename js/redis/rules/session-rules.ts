@@ -162,6 +162,19 @@ export function decide(state: SessionState, next: number | undefined, clock: num
   return take;
 }
 
+/**
+ * The log's time from which `decide(state, undefined, clock, limits)` no longer answers `wait`: its first timer's
+ * time or its end, whichever comes first (Infinity: never). Below it, a waiting session with no input known is
+ * decided the same however the clock moves.
+ */
+export function waitsUntil(state: SessionState, limits: SessionLimits): number {
+  const idle = idleEnd(state, limits);
+  const age = ageEnd(state, limits);
+  const end = age < idle ? age : idle;
+  const timer = state.timers[0] as SessionTimer | undefined;
+  return timer !== undefined && timer.time < end ? timer.time : end;
+}
+
 /** The session takes an input at `time`: its first timer (`timer`), or an entry. */
 export function take(state: SessionState, time: number, timer?: SessionTimer): void {
   if (timer !== undefined) {

@@ -91,6 +91,16 @@ export interface SimKeyState {
   readonly kept: string;
 }
 
+/**
+ * How a process's clock reads against the log's (`SimFaults.clockSkew`, `clockDrift`): `offset` ms ahead (negative:
+ * behind) from `since` (virtual ms), moving `drift` ms further ahead per virtual second.
+ */
+export interface ClockSkew {
+  readonly offset: number;
+  readonly drift: number;
+  readonly since: number;
+}
+
 /** One process's time over the shared clock: `kill()` drops every callback for good, `pause(until)` holds them till then. */
 export class ProcessClock implements Clock {
   #dead = false;
@@ -99,14 +109,25 @@ export class ProcessClock implements Clock {
   #spent = 0;
   /**
    * `uncaught(error)`: a callback of the process threw (a real process would exit on it, an uncaught exception);
-   * without it, the throw goes on to the caller.
+   * without it, the throw goes on to the caller. `skew`: how its `now()` reads against the log's time (its timers'
+   * delays are not skewed: they run on the monotonic clock); none by default.
    */
   constructor(
     readonly base: VirtualClock,
     readonly uncaught?: (error: unknown) => void,
+    readonly skew: ClockSkew | null = null,
   ) {}
 
+  /** The process's wall clock: the shared time, its work in this turn, and its skew (whole ms, as `Date.now()`). */
   now(): number {
+    const skew = this.skew;
+    if (skew === null) return this.base.now() + this.#spent;
+    const base = this.base.now();
+    return base + this.#spent + Math.round(skew.offset + (skew.drift * (base - skew.since)) / 1000);
+  }
+
+  /** `now()` without its skew: the shared time as this process has it (for comparisons between processes). */
+  unskewed(): number {
     return this.base.now() + this.#spent;
   }
 
@@ -223,7 +244,7 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
   live = 0;
   clockOffset = 0;
   readonly runs = new Map<number, PartitionRun<I, O>>();
-  /** When it took each partition it runs (virtual ms). */
+  /** When it took each partition it runs (virtual ms, unskewed: compared between processes). */
   readonly takenAt = new Map<number, number>();
   /** Since when it has run some partition without a break (null: it runs none). */
   servingSince: number | null = null;
@@ -388,7 +409,7 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
     }
     this.sim.took(this, lease);
     this.counters.acquired++;
-    const now = this.clock.now();
+    const now = this.clock.unskewed();
     if (this.runs.size === 0) this.servingSince = now;
     this.takenAt.set(p, now);
     this.runs.set(p, new PartitionRun(this, lease, sent));

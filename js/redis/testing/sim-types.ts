@@ -38,6 +38,17 @@ export interface SimFaults {
   readonly lost?: number;
   /** A call is refused before it applies. */
   readonly refused?: number;
+  /**
+   * Each process's clock (its `now()`, a machine's wall clock) reads up to this many ms ahead of or behind the log's
+   * (Redis' time, which gives entry ids), drawn per process; default 0. Its timers are not skewed (they run on the
+   * monotonic clock): what it writes by its clock (a tick, an age marker) comes early or late by the log's.
+   */
+  readonly clockSkew?: number;
+  /**
+   * And each process's clock moves apart from the log's by up to this many ms per virtual second (drawn per process,
+   * either way: a wall clock slewed), so that an offset it learned from the log's ids goes stale; default 0.
+   */
+  readonly clockDrift?: number;
 }
 
 export interface SimOptions<I, O> {

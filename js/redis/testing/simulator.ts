@@ -23,6 +23,7 @@ import { SimLimiter } from './sim-limiter';
 import type { RunOutcome, SimDeploy, SimOpening, SimOptions, SimRelease, SimResult } from './sim-types';
 import { drainedIn, versionStatus } from '../rules/versions';
 import {
+  type ClockSkew,
   ProcessClock,
   type ProcessRelease,
   type SimHost,
@@ -120,6 +121,8 @@ export class Simulation<I, O> implements SimHost<I, O> {
   readonly violations: string[] = [];
   readonly processes: SimProcess<I, O>[] = [];
   readonly random: Prng;
+  /** Draws of the processes' clock skews (`#skew`): a stream of their own. */
+  readonly #skewDraws: Prng;
   /** The limiters of `options.permits` (null: none), shared by every process. */
   readonly limiters: { session: SimLimiter | null; step: SimLimiter | null };
   readonly start: number;
@@ -154,6 +157,7 @@ export class Simulation<I, O> implements SimHost<I, O> {
   constructor(readonly options: SimOptions<I, O>) {
     this.start = options.start ?? 1_000_000;
     this.random = new Prng(options.seed);
+    this.#skewDraws = new Prng((options.seed ^ 0x736b6577) >>> 0);
     this.clock = new VirtualClock(this.start);
     const permits = options.permits;
     // Their draws come from a stream of their own: the faults are drawn as in the same run without them.
@@ -195,6 +199,19 @@ export class Simulation<I, O> implements SimHost<I, O> {
     const partition = fnv1a(key) % this.store.partitions;
     const data = encodeChecked(this.codec, event, this.limits.maxEventBytes ?? 1 << 20, `event for key ${JSON.stringify(key)}`);
     return this.store.append(partition, [[key, data]])[0];
+  }
+
+  /**
+   * A new process's clock against the log's (`SimFaults.clockSkew`, `clockDrift`), or null: none. Drawn from a stream
+   * of the seed's own, so that the run's other draws stay as without it.
+   */
+  #skew(id: string): ClockSkew | null {
+    const { clockSkew = 0, clockDrift = 0 } = this.options.faults ?? {};
+    if (clockSkew === 0 && clockDrift === 0) return null;
+    const draws = this.#skewDraws;
+    const skew = { offset: draws.int(-clockSkew, clockSkew), drift: draws.int(-clockDrift, clockDrift), since: this.clock.now() };
+    this.note(`${id}'s clock: ${skew.offset} ms ahead of the log's, ${skew.drift} ms more each second`);
+    return skew;
   }
 
   /** Release `index` as a process runs it: its functions made for the process, its `migrate`. */
@@ -267,10 +284,14 @@ export class Simulation<I, O> implements SimHost<I, O> {
     };
     // The handler's delays run on its process's clock: a paused or crashed process's handler stops with it.
     // A throw out of one of its callbacks would end a real process: a violation, and the process crashes.
-    const clock = new ProcessClock(this.clock, (error) => {
-      this.violations.push(`step ${this.stats.steps}: ${id} threw out of a callback (a process would exit): ${String(error)}`);
-      worker.crash();
-    });
+    const clock = new ProcessClock(
+      this.clock,
+      (error) => {
+        this.violations.push(`step ${this.stats.steps}: ${id} threw out of a callback (a process would exit): ${String(error)}`);
+        worker.crash();
+      },
+      this.#skew(id),
+    );
     const delay = (ms?: number): Promise<void> => {
       if (ms !== undefined) return new Promise((resolve) => void clock.setTimeout(resolve, ms));
       const draw = random.next();
