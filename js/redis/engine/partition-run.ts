@@ -212,7 +212,10 @@ export class PartitionRun<I, O> {
     const pace = new ReadPace(w.readCount, w.clock);
     if (!(await this.#loadSnapshots())) return;
     while (!this.flags.stopping) {
-      // Room in this partition's share first, reserved for the read (drainHeld takes from the same share).
+      // Room in the outbox (`Outbox.room`), then in this partition's share, reserved for the read (drainHeld takes
+      // from the same share).
+      const room = this.#outbox.room();
+      if (room !== undefined) await room;
       const count = await this.#budget.reserve(pace.want);
       if (count === 0) return;
       let read;
