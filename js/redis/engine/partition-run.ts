@@ -719,7 +719,7 @@ export class PartitionRun<I, O> {
       if (s.stop.kind === 'cap') this.worker.counters.capped++;
       this.#writing.end(s, s.stop.error);
     }
-    let acks = s.ids;
+    let acks = s.ids.all();
     if (moved.length > 0) {
       const away = new Set(moved.map((e) => e.id));
       acks = acks.filter((id) => !away.has(id));

@@ -24,6 +24,7 @@ import {
 import type { InputEntry, OutputMark, SessionEnd, SessionOpening, Snapshot } from '../common/transport';
 import type { SessionScope } from '../common/trace-context';
 import type { ClockTimer } from '../common/clock';
+import { EntryIds } from './entry-ids';
 import { Inbox } from './inbox';
 import { OutputPlaces } from './output-places';
 import type { Grant } from './session-permits';
@@ -480,7 +481,7 @@ export class Session<I, O> implements CheckpointsOwner {
 
   // Written by its own methods (`marker`, `acked`, `trimTaken`).
   /** Its entries (events, markers read for it), in log order: acked when it ends, less those given to the key's next session. */
-  readonly ids: string[] = [];
+  readonly ids = new EntryIds();
   /** Entries of this instance acked by its checkpoints (the first `ackedEntries` it took). */
   ackedEntries = 0;
   /** Ids in `ids` that are markers (close markers, wake-ups): not events. */
@@ -638,12 +639,10 @@ export function encodeCheckpoint(
 export function checkpointOf(s: Session<never, unknown>, call: CheckpointCall): { acks: string[]; checkpoint: Snapshot } {
   let entries = call.entries - s.ackedEntries;
   let cut = 0;
-  while (entries > 0 && cut < s.ids.length) {
-    // (Not inside `markers?.has(...)`: with no markers, its argument would not be evaluated.)
-    const id = s.ids[cut++];
-    if (s.markers?.has(id) !== true) entries--;
-  }
-  const acks = s.ids.splice(0, cut);
+  const markers = s.markers;
+  if (markers === null) cut = Math.max(0, Math.min(entries, s.ids.length));
+  else while (entries > 0 && cut < s.ids.length) if (!markers.has(s.ids.at(cut++))) entries--;
+  const acks = s.ids.shift(cut);
   s.ackedEntries = call.entries;
   const checkpoint: Snapshot = {
     sid: s.sid,
