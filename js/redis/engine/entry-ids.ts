@@ -36,6 +36,9 @@ export class EntryIds {
     if (Number.isNaN(ms) || Number.isNaN(seq)) {
       (this.#texts ??= new Map()).set(this.length, id);
       this.#parts.push(NaN, NaN);
+    } else if (this.#parts.length === 0) {
+      // (A session's first id, most often its only one for a while: an array of two, not of room for 17.)
+      this.#parts = [ms, seq];
     } else this.#parts.push(ms, seq);
   }
 
@@ -56,7 +59,8 @@ export class EntryIds {
   shift(n: number): string[] {
     const out = new Array<string>(Math.min(n, this.length));
     for (let i = 0; i < out.length; i++) out[i] = this.at(i);
-    this.#parts.splice(0, 2 * out.length);
+    if (out.length === this.length) this.#parts = [];
+    else this.#parts.splice(0, 2 * out.length);
     const texts = this.#texts;
     if (texts !== null) {
       const moved = new Map<number, string>();
