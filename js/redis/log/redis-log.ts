@@ -358,17 +358,16 @@ export class RedisLog implements PartitionLog {
     const serial = commit.serial === undefined ? '' : String(commit.serial);
     // The call's sessions, each named once (sid, key, the place of its last output) and by its index in the
     // outputs' runs; `ordered` while each session's outputs come in rising seq order (flag 'o', see commit.lua).
-    // The outputs go as runs (a session's outputs one after another, of consecutive seqs, values or failures: its
-    // index, first seq and count, negative for failures) and then their data, one argument each: a session's
-    // outputs come together in its outbox, and an argument costs its encoding here and its parsing in Redis.
+    // The outputs go as runs (a session's outputs one after another, values or failures: its index and their count,
+    // negative for failures) and then their seqs and data, two arguments each: a session's outputs come together
+    // in its outbox, and an argument costs its encoding here and its parsing in Redis.
     const outputs = commit.outputs;
     const sessions = new Map<string, CommitSession>();
     const runs: string[] = [];
-    const data: (string | Buffer)[] = new Array<string | Buffer>(outputs.length);
+    const data: (string | Buffer)[] = new Array<string | Buffer>(2 * outputs.length);
     let ordered = true;
     let run: CommitSession | undefined;
     let runError = false;
-    let runSeq = 0;
     let runCount = 0;
     for (let i = 0; i < outputs.length; i++) {
       const o = outputs[i];
@@ -381,17 +380,17 @@ export class RedisLog implements PartitionLog {
         session.output = o;
       }
       const error = o.error !== undefined;
-      data[i] = error ? o.error : (o.payload ?? '');
-      if (session === run && error === runError && o.seq === runSeq + runCount) runCount++;
+      data[2 * i] = String(o.seq);
+      data[2 * i + 1] = error ? o.error : (o.payload ?? '');
+      if (session === run && error === runError) runCount++;
       else {
-        if (run !== undefined) runs.push(run.index, String(runSeq), String(runError ? -runCount : runCount));
+        if (run !== undefined) runs.push(run.index, String(runError ? -runCount : runCount));
         run = session;
         runError = error;
-        runSeq = o.seq;
         runCount = 1;
       }
     }
-    if (run !== undefined) runs.push(run.index, String(runSeq), String(runError ? -runCount : runCount));
+    if (run !== undefined) runs.push(run.index, String(runError ? -runCount : runCount));
     const flags = `${commit.check === true ? 'c' : ''}${serial !== '' && commit.ids !== false ? 'i' : ''}${ordered ? 'o' : ''}`;
     const args: (string | Buffer)[] = [
       lease.token,
@@ -399,7 +398,7 @@ export class RedisLog implements PartitionLog {
       flags,
       String(outputs.length),
       String(sessions.size),
-      String(runs.length / 3),
+      String(runs.length / 2),
     ];
     // The place of each session's last output in the call (as `lastPlaces` finds it: read once per session).
     for (const [sid, session] of sessions) {

@@ -1,8 +1,8 @@
 -- KEYS lease, input, out, hw, check, commit, ckpt, timers, ends, ended, opened, versions, then one state key per
 -- kept state; ARGV token, serial, flags, n, m, r, m x (sid, key, place: "<seq> <inputs> <position>", the place of
 -- the session's last output in the call, or ''), the n outputs in r runs, r x (session: its index in the m, 1-based,
--- first seq, count: a run is a session's outputs of consecutive seqs, values (field v), or failures (field e) with
--- the count negative), then n x (data), in the runs' order, checkpoints count, n x (sid, snapshot), acks count, ids, ended count, n x (sid, last seq, end: "<reason> <last
+-- count: a run is outputs of one session, values (field v), or failures (field e) with the count negative), then
+-- n x (seq, data), in the runs' order, checkpoints count, n x (sid, snapshot), acks count, ids, ended count, n x (sid, last seq, end: "<reason> <last
 -- input>" with check, else ''), kept count, retention (ms), kept count x (value), openings count, n x (sid, version,
 -- record, mode), and, when some outputs are traced, their count and n x (output index, traceparent), written as
 -- field t of those outputs.
@@ -43,21 +43,15 @@ local r = tonumber(ARGV[6])
 -- session's first output in the call, true once every later output of it is written (flag 'o').
 local sessions = {}
 for s = 1, m do sessions[tostring(s)] = {ARGV[4 + 3 * s], ARGV[5 + 3 * s]} end
--- The runs (3 arguments each), then the outputs' data (one each).
+-- The runs (2 arguments each), then the outputs' seqs and data (two each).
 local base = 7 + 3 * m
-local dataBase = base + 3 * r
--- Run `run` (0-based): its session, its first seq as text and as a number, its count, and the field of its outputs.
+local dataBase = base + 2 * r
+-- Run `run` (0-based): its session, its count, and the field of its outputs.
 local function runOf(run)
-  local at = base + 3 * run
-  local count = tonumber(ARGV[at + 2])
-  local field = 'v'
-  if count < 0 then field, count = 'e', -count end
-  return sessions[ARGV[at]], ARGV[at + 1], tonumber(ARGV[at + 1]), count, field
-end
--- The seq of a run's output after `k` others, as text (the first's as the worker wrote it).
-local function seqOf(firstText, firstSeq, k)
-  if k == 0 then return firstText end
-  return string.format('%d', firstSeq + k)
+  local at = base + 2 * run
+  local count = tonumber(ARGV[at + 1])
+  if count < 0 then return sessions[ARGV[at]], -count, 'e' end
+  return sessions[ARGV[at]], count, 'v'
 end
 local ids = {}
 if serial ~= '' then
@@ -73,11 +67,13 @@ if serial ~= '' then
         end
       end
       local o = 0
+      local i = dataBase
       for run = 0, r - 1 do
-        local session, firstText, firstSeq, count = runOf(run)
-        for k = 0, count - 1 do
+        local session, count = runOf(run)
+        for _ = 1, count do
           o = o + 1
-          ids[o] = written[session[1] .. ' ' .. seqOf(firstText, firstSeq, k)] or ''
+          ids[o] = written[session[1] .. ' ' .. ARGV[i]] or ''
+          i = i + 2
         end
       end
       return {ids, {}}
@@ -87,7 +83,7 @@ end
 -- The traced outputs (the last section, absent when none): output index -> traceparent.
 local traced = nil
 do
-  local j = dataBase + n
+  local j = dataBase + 2 * n
   j = j + 1 + 2 * tonumber(ARGV[j])
   j = j + 1 + tonumber(ARGV[j])
   j = j + 1 + 3 * tonumber(ARGV[j])
@@ -122,15 +118,14 @@ local raised = {}
 local o = 0
 local i = dataBase
 for run = 0, r - 1 do
-  local session, firstText, firstSeq, count, field = runOf(run)
+  local session, count, field = runOf(run)
   local sid = session[1]
-  for k = 0, count - 1 do
+  for _ = 1, count do
     o = o + 1
-    local seq = seqOf(firstText, firstSeq, k)
-    local data = ARGV[i]
+    local seq, data = ARGV[i], ARGV[i + 1]
     local write = session[3]
     if not write then
-      local number = firstSeq + k
+      local number = tonumber(seq)
       write = number > marks[sid]
       if write then marks[sid] = number end
       if session[3] == nil then session[3] = ordered and write end
@@ -168,7 +163,7 @@ for run = 0, r - 1 do
         end
       end
     end
-    i = i + 1
+    i = i + 2
   end
 end
 -- The places of the call's sessions (sid -> place), for the marks they go with.
