@@ -212,10 +212,8 @@ export class PartitionRun<I, O> {
     const pace = new ReadPace(w.readCount, w.clock);
     if (!(await this.#loadSnapshots())) return;
     while (!this.flags.stopping) {
-      // Room in the outbox (`Outbox.room`), then in this partition's share, reserved for the read (drainHeld takes
-      // from the same share).
-      const room = this.#outbox.room();
-      if (room !== undefined) await room;
+      // Room in the outbox (`Outbox.room`), then in this partition's share, reserved for the read (drainHeld's too).
+      await this.#outbox.room();
       const count = await this.#budget.reserve(pace.want);
       if (count === 0) return;
       let read;
