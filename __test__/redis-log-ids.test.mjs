@@ -45,3 +45,38 @@ test('idTime: the plain reading of the first part, for ids and for strings that 
     assert.ok(Object.is(idTime(id), plain(id)), `${JSON.stringify(id)}: ${idTime(id)}, not ${plain(id)}`);
   }
 });
+
+test("EntryIds: a session's entry ids kept as numbers give back the same text, whatever the ids", () => {
+  const { EntryIds } = require('../dist/redis/engine/entry-ids.js');
+  const cases = [
+    '1764000000000-0',
+    '1764000000000-18446744073709551615',
+    '0-0',
+    '0-1',
+    '7-3',
+    '007-1',
+    '7-01',
+    '999999999999999-0',
+    '9999999999999999-0',
+    '1764000000000-999999999999999',
+    '1764000000000-1000000000000000',
+    '-5',
+    '5-',
+    '',
+    'abc',
+    '1e3-0',
+    '12-3-4',
+  ];
+  const ids = new EntryIds();
+  for (const id of cases) ids.push(id);
+  assert.equal(ids.length, cases.length);
+  assert.deepEqual(ids.all(), cases);
+  assert.deepEqual(cases.map((_, i) => ids.at(i)), cases);
+  // Taken out from the front in turns: each gets its ids, the rest keep their text.
+  assert.deepEqual(ids.shift(3), cases.slice(0, 3));
+  assert.deepEqual(ids.shift(4), cases.slice(3, 7));
+  assert.deepEqual(ids.all(), cases.slice(7));
+  assert.deepEqual(ids.shift(100), cases.slice(7));
+  assert.equal(ids.length, 0);
+  assert.deepEqual(ids.shift(1), []);
+});

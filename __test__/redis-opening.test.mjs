@@ -6,7 +6,10 @@ import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
 const { migratedCheckpoint, openingState, planOpening } = require('../dist/redis/engine/opening.js');
-const { OutputPlaces, placedBy } = require('../dist/redis/engine/output-places.js');
+const { OutputPlaces, QueuedOutput, placedBy } = require('../dist/redis/engine/output-places.js');
+const { Checkpoints } = require('../dist/redis/engine/session.js');
+const { newState } = require('../dist/redis/rules/session-rules.js');
+const { jsonCodec } = require('../dist/redis/common/codec.js');
 
 const CAPS = { idleTimeout: 1000, maxSessionAge: 0, maxSessionEvents: 0, maxSessionTimers: 1000 };
 const OLD_CAPS = { ...CAPS, idleTimeout: 50 };
@@ -213,31 +216,137 @@ test('planOpening: a migrated session whose earlier owner wrote past where it st
 
 test('OutputPlaces: an output is placed by the inputs taken since the last checkpoint queued and its position after them', () => {
   const places = new OutputPlaces();
+  // The `output`-th output as queued, with its place.
+  const placed = (output) => {
+    places.place(output);
+    const queued = new QueuedOutput('k@1-0', output, 'k', '{}', undefined, undefined);
+    places.placeInto(queued);
+    return queued;
+  };
+  const place = (output) => placed(output).at;
   // Two outputs before any input (a handler that yields at its start), then input 1 with three, input 2 with none,
   // input 3 with one; a checkpoint after input 3's step; then one output on it, input 4 and two.
-  assert.deepEqual([places.place(1), places.place(2)], [[0, 1], [0, 2]]);
+  assert.deepEqual(
+    [place(1), place(2)],
+    [
+      [0, 1],
+      [0, 2],
+    ],
+  );
   places.took(2);
-  assert.deepEqual([places.place(3), places.place(4), places.place(5)], [[1, 1], [1, 2], [1, 3]]);
+  assert.deepEqual(
+    [place(3), place(4), place(5)],
+    [
+      [1, 1],
+      [1, 2],
+      [1, 3],
+    ],
+  );
   places.took(5);
   places.took(5);
-  assert.deepEqual(places.place(6), [3, 1]);
+  assert.deepEqual(place(6), [3, 1]);
   places.checkpointed(3, 6);
-  assert.deepEqual(places.place(7), [0, 1]);
+  assert.deepEqual(place(7), [0, 1]);
   places.took(7);
-  assert.deepEqual([places.place(8), places.place(9)], [[1, 1], [1, 2]]);
-  // The handler asks for its next input: input 1's outputs are all given (the last place is marked, and later ones
-  // of the same output count know it at once).
-  const last = places.place(10);
-  assert.deepEqual(last, [1, 3]);
+  assert.deepEqual(
+    [place(8), place(9)],
+    [
+      [1, 1],
+      [1, 2],
+    ],
+  );
+  // The handler asks for its next input: input 1's outputs are all given (the last output queued is marked, and
+  // later ones of the same output count know it at once).
+  const last = placed(10);
+  assert.deepEqual(last.at, [1, 3]);
   places.asked(10);
-  assert.deepEqual(last, [1, 3, true]);
+  assert.deepEqual(last.at, [1, 3, true]);
   places.took(10);
   places.asked(11);
-  assert.deepEqual(places.place(11), [2, 1, true]);
+  assert.deepEqual(place(11), [2, 1, true]);
+  // Placed before it is queued: the place found is the output's (`current`, as a migrated session compares it).
+  places.took(11);
+  places.place(12);
+  assert.deepEqual(places.current, [3, 1]);
   assert.ok(placedBy([1, 1], [1, 2]) && placedBy([1, 2], [1, 2]) && placedBy([0, 9], [1, 1]));
   assert.ok(!placedBy([1, 3], [1, 2]) && !placedBy([2, 1], [1, 9]));
   // An answered input covers all of its outputs, whatever their number.
   assert.ok(placedBy([1, 7], [1, 2, true]) && !placedBy([2, 1], [1, 2, true]));
+});
+
+test('OutputPlaces: a handler running ahead of the forwarding places its outputs as one in step', () => {
+  // The same inputs and outputs, told in two orders: each output forwarded before the next input (in step), and all
+  // inputs taken before any output is forwarded (ahead).
+  const run = (ahead) => {
+    const places = new OutputPlaces();
+    const out = [];
+    const forward = (output) => {
+      places.place(output);
+      const queued = new QueuedOutput('k@1-0', output, 'k', '{}', undefined, undefined);
+      places.placeInto(queued);
+      out.push(queued);
+    };
+    // Input i (1..5) yields i % 3 outputs.
+    let yielded = 0;
+    const steps = [];
+    for (let i = 1; i <= 5; i++) {
+      steps.push(['took', yielded]);
+      for (let j = 0; j < i % 3; j++) steps.push(['out', ++yielded]);
+    }
+    if (ahead) {
+      for (const [kind, n] of steps) if (kind === 'took') places.took(n);
+      for (const [kind, n] of steps) if (kind === 'out') forward(n);
+    } else for (const [kind, n] of steps) kind === 'took' ? places.took(n) : forward(n);
+    return out.map((o) => o.at);
+  };
+  assert.deepEqual(run(true), run(false));
+  assert.deepEqual(run(false), [
+    [1, 1],
+    [2, 1],
+    [2, 2],
+    [4, 1],
+    [5, 1],
+    [5, 2],
+  ]);
+});
+
+test('OutputPlaces keeps no output once its handler has asked past it', async () => {
+  const places = new OutputPlaces();
+  places.took(0);
+  places.place(1);
+  let queued = new QueuedOutput('k@1-0', 1, 'k', '{}', undefined, undefined);
+  places.placeInto(queued);
+  const kept = new WeakRef(queued);
+  queued = null;
+  places.asked(1);
+  await new Promise((resolve) => setImmediate(resolve));
+  globalThis.gc();
+  assert.equal(kept.deref(), undefined, 'a live session holds nothing of its last output until its next');
+});
+
+test("Checkpoints: the entries a handler took after yielding an output that fails are the key's next session's, however far it ran ahead", () => {
+  const entry = (n) => ({ id: `${n}-0`, key: 'k', payload: Buffer.from(String(n)) });
+  const host = { codec: jsonCodec, maxCheckpointBytes: 1 << 20, maxEventBytes: 1 << 20 };
+  const limits = { maxSessionEvents: 1000, maxSessionAge: 1e9, maxSessionTimers: 10, idleTimeout: 1000 };
+  // The handler takes entry n having yielded n - 1 outputs (one output per entry); the first `forwarded` outputs are
+  // forwarded; then output `failing` cannot be encoded.
+  const run = (takes, forwarded, failing) => {
+    const c = new Checkpoints(undefined, newState(0), limits, 'k@1-0', host);
+    for (let n = 1; n <= takes; n++) {
+      c.next(n - 1);
+      c.took(`${n}-0`, n, entry(n));
+      if (n <= forwarded) c.forwarded(n);
+    }
+    for (let n = takes + 1; n <= forwarded; n++) c.forwarded(n);
+    const back = c.failAt(failing).map((e) => e.id);
+    return { back, last: c.lastInput };
+  };
+  // In step (each output forwarded before the next take), then running ahead by 1, 3 and 6 takes.
+  assert.deepEqual(run(6, 3, 4), { back: ['5-0', '6-0'], last: '4-0' });
+  assert.deepEqual(run(6, 0, 4), { back: ['5-0', '6-0'], last: '4-0' });
+  assert.deepEqual(run(6, 1, 2), { back: ['3-0', '4-0', '5-0', '6-0'], last: '2-0' });
+  assert.deepEqual(run(6, 5, 6), { back: [], last: '6-0' });
+  assert.deepEqual(run(1, 0, 1), { back: [], last: '1-0' });
 });
 
 test("planOpening: a new session starts from its key's state as it is if its release runs the version that kept it, converted if it migrates, else without it; a replay as its opening says", () => {

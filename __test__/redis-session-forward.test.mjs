@@ -8,10 +8,19 @@ import { streamFn } from 'velo-stream';
 
 const require = createRequire(import.meta.url);
 const { SessionForward } = require('../dist/redis/engine/session-forward.js');
-const { kDrain, kFinished, kWaitOutput } = require('../dist/core/protocol.js');
+const { kDrain, kFinished, kReadTo } = require('../dist/core/protocol.js');
 
-/** A partition run's part the forwarding uses: one live session, outputs kept, room in the outbox as `waitRoom` says. */
-function hostOf(waitRoom) {
+/**
+ * A partition run's part the forwarding uses: one live session, outputs kept, room in the outbox as `room()` says
+ * (true: room now; a promise: room once it settles).
+ */
+function hostOf(room) {
+  const waitRoom = (waiter) => {
+    const now = room();
+    if (now === true) return false;
+    void now.then(() => waiter.roomFreed());
+    return true;
+  };
   const host = {
     outputs: [],
     worker: { live: 1, report: (error) => assert.fail(`reported: ${error}`) },
@@ -40,7 +49,7 @@ test("a cancelled session's slot stays taken until its handler's finally has run
     }
   });
   const stream = fn.open();
-  const host = hostOf(() => undefined);
+  const host = hostOf(() => true);
   const s = session(stream);
   new SessionForward(host).start(s);
   await stream.send(1);
@@ -78,12 +87,17 @@ test("a session whose outputs wait for room batch after batch watches its handle
       if (batches === BATCHES) over();
       return false;
     },
-    [kWaitOutput]: () => (batches < BATCHES ? Promise.resolve() : new Promise(() => {})),
+    // (A wake-up read: answered at once while batches remain, never after.)
+    [kReadTo](reader) {
+      if (batches < BATCHES) reader.resolve(true);
+    },
     get [kFinished]() {
       return finished;
     },
   };
-  const host = hostOf(() => Promise.resolve());
+  // Each batch finds the outbox full, and room once it has waited for it.
+  let waited = false;
+  const host = hostOf(() => (waited ? !(waited = false) : ((waited = true), Promise.resolve())));
   const s = session(stream);
   new SessionForward(host).start(s);
   await allOut;
@@ -94,4 +108,64 @@ test("a session whose outputs wait for room batch after batch watches its handle
   finish();
   await turn();
   assert.equal(host.worker.live, 0);
+});
+
+test('a session waits for its next outputs with one reader of its own, reused, and no promise per wait', async () => {
+  const WAITS = 50;
+  const readers = new Set();
+  let pending = null;
+  let drains = 0;
+  const stream = {
+    [kDrain](out) {
+      drains++;
+      out.push(drains);
+      return drains === WAITS;
+    },
+    // (Answered later, from the stream, as a handler's yield does: the forwarding goes on in a microtask of its own.)
+    [kReadTo](reader) {
+      readers.add(reader);
+      pending = reader;
+    },
+    [kFinished]: Promise.resolve(),
+  };
+  const host = hostOf(() => true);
+  const s = session(stream);
+  new SessionForward(host).start(s);
+  while (drains < WAITS) {
+    assert.notEqual(pending, null);
+    const reader = pending;
+    pending = null;
+    reader.resolve(true);
+    assert.equal(host.outputs.length, drains, 'not forwarded from inside the stream');
+    await turn();
+  }
+  for (let i = 0; i < 3; i++) await turn();
+  assert.equal(host.outputs.length, WAITS);
+  assert.equal(readers.size, 1, 'one reader for all its waits');
+  assert.deepEqual(host.overs, [s]);
+});
+
+test('outputs stay in the stream while the outbox has no room: none is drained before room is made', async () => {
+  let drains = 0;
+  const stream = {
+    [kDrain](out) {
+      drains++;
+      out.push(drains);
+      return false;
+    },
+    [kReadTo]() {},
+    [kFinished]: new Promise(() => {}),
+  };
+  let freeRoom;
+  const room = new Promise((resolve) => (freeRoom = resolve));
+  let full = true;
+  const host = hostOf(() => (full ? room : true));
+  new SessionForward(host).start(session(stream));
+  for (let i = 0; i < 3; i++) await turn();
+  assert.equal(drains, 0, 'the outbox is full: its outputs wait in its stream (its handler stops at a full buffer)');
+  full = false;
+  freeRoom();
+  for (let i = 0; i < 3; i++) await turn();
+  assert.equal(drains, 1);
+  assert.deepEqual(host.outputs, [1]);
 });

@@ -185,7 +185,11 @@ try {
     let prof;
     if (profile && (r === 1 || r === 2)) prof = (await inspector.post('Profiler.stop')).profile;
     let heap;
-    if (heapProfile && (r === 1 || r === 2)) heap = (await inspector.post('HeapProfiler.stopSampling')).profile;
+    // (Garbage collected first, with --expose-gc: what the samples keep is then what is live.)
+    if (heapProfile && (r === 1 || r === 2)) {
+      globalThis.gc?.();
+      heap = (await inspector.post('HeapProfiler.stopSampling')).profile;
+    }
     await exited;
     const commands = diffCommands(commandsBefore, await commandStats(client), keys);
     const perEvent = Object.fromEntries(Object.entries(calls).map(([k, v]) => [k, +(v / keys).toFixed(4)]));

@@ -370,6 +370,54 @@ export function contractTests(list) {
     assert.equal(at('outputs').length, 3);
   });
 
+  test("commit: a session's outputs in runs (interleaved sessions, gaps in seqs, a failure after values, traced ones) are written as each alone", async () => {
+    const record = await contract(async (side, call) => {
+      const { log } = side;
+      const [e1, e2, e3] = await side.append(0, [ev('a', 1), ev('b', 2), ev('c', 3)]);
+      const lease = await call('acquire', log.acquire(0, 'w1', 10_000));
+      await call('read', log.read(lease, '>', 10));
+      const [a, b, c] = [`a@${e1}`, `b@${e2}`, `c@${e3}`];
+      const out = (sid, seq, payload, extra = {}) => ({ sid, seq, key: sid[0], payload, ...extra });
+      const tp = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+      const commit = {
+        outputs: [
+          out(a, 1, 'a1'),
+          out(a, 2, 'a2'),
+          out(a, 3, 'a3', { traceparent: tp }),
+          out(b, 1, 'b1'),
+          out(a, 4, 'a4'),
+          out(b, 2, 'b2'),
+          out(b, 3, 'b3'),
+          { sid: a, seq: 5, key: 'a', error: '{"name":"Error","message":"a fails"}' },
+          out(c, 5, 'c5'),
+          out(c, 6, 'c6'),
+          out(c, 9, 'c9'),
+          out(c, 10, Buffer.from([0, 255, 1])),
+        ],
+        acks: [],
+        ended: [],
+        serial: 1,
+        ids: true,
+      };
+      await call('runs of outputs', log.commit(lease, commit));
+      await call('the same again (its reply was lost)', log.commit(lease, commit));
+      await call(
+        'a replay: some at or below the marks, some above, a session going back',
+        log.commit(lease, {
+          outputs: [out(a, 3, 'x'), out(a, 4, 'x'), out(b, 3, 'x'), out(b, 4, 'b4'), out(b, 5, 'b5'), out(c, 8, 'x'), out(c, 11, 'c11')],
+          acks: [],
+          ended: [],
+          serial: 2,
+          ids: true,
+          check: true,
+        }),
+      );
+      await call('outputs', side.outputs(0));
+    });
+    const outputs = record.find(([label]) => label === 'outputs')[1];
+    assert.equal(outputs.length, 15);
+  });
+
   test('commit with check: output and count divergences, digests forgotten with the session', async () => {
     await contract(async (side, call) => {
       const { log } = side;

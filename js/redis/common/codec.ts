@@ -97,12 +97,17 @@ function isBuffer(data: unknown): boolean {
   }
 }
 
-/** Encodes with `codec`, turning a codec's throw into a coded error, and refusing more than `limit` bytes. */
-export function encodeChecked<T>(codec: Codec<T>, value: T, limit: number, what: string): Buffer | string {
+/**
+ * Encodes with `codec`, turning a codec's throw into a coded error, and refusing more than `limit` bytes. `what`
+ * names the value in an error; with `sid`, it is the value of that session (named only when an error is made: an
+ * output's text per output was most of what encoding it allocated).
+ */
+export function encodeChecked<T>(codec: Codec<T>, value: T, limit: number, what: string, sid?: string): Buffer | string {
   let data: Buffer | string;
   try {
     data = codec.encode(value);
   } catch (error) {
+    what = named(what, sid);
     // The built-in codecs' own refusals (`undefined`, a function) keep their code and gain the call and the key.
     const own = codec === jsonCodec || codec === (bufferCodec as Codec<unknown>);
     if (own && (error as { code?: unknown }).code === 'ERR_INVALID_ARG_VALUE')
@@ -116,6 +121,11 @@ export function encodeChecked<T>(codec: Codec<T>, value: T, limit: number, what:
   // A string's UTF-8 takes at most 3 bytes per UTF-16 unit: most are known to fit without counting.
   if (typeof data === 'string' ? data.length * 3 <= limit : data.length <= limit) return data;
   const size = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
-  if (size > limit) throw new EventTooLargeError(what, size, limit);
+  if (size > limit) throw new EventTooLargeError(named(what, sid), size, limit);
   return data;
+}
+
+/** `what`, of session `sid` if given: "output of session \"k@1-0\"". */
+function named(what: string, sid: string | undefined): string {
+  return sid === undefined ? what : `${what} ${JSON.stringify(sid)}`;
 }

@@ -78,6 +78,8 @@ export class Inbox {
     return this.#sent;
   }
 
+  // Most of the time each array holds one entry or none, between a session's events: one emptied drops its backing
+  // store (`length = 0`), which a push made room for 17 in, so that an idle session keeps none of them.
   /** An entry delivered (into its stream, or kept out by `keepOut`/`poison`). */
   receive(entry: InputEntry): void {
     this.#sent.push(entry);
@@ -106,10 +108,11 @@ export class Inbox {
       return POISON;
     }
     const outside = this.#outside.length > 0 && this.#outside[0] === entry;
-    const value = outside ? this.#outsideValues.shift() : IN_STREAM;
-    if (outside) this.#outside.shift();
+    const value = outside ? this.shiftOutside() : IN_STREAM;
     if (taken) {
       this.#sent.shift();
+      // (Emptied: its backing store goes too.)
+      if (this.#sent.length === 0) this.#sent.length = 0;
       this.#base++;
     } else this.#given++;
     return value;
@@ -122,7 +125,12 @@ export class Inbox {
   /** Takes out the first entry kept out of the stream: its value (its handler runs again: it goes into the stream). */
   shiftOutside(): unknown {
     this.#outside.shift();
-    return this.#outsideValues.shift();
+    const value = this.#outsideValues.shift();
+    if (this.#outside.length === 0) {
+      this.#outside.length = 0;
+      this.#outsideValues.length = 0;
+    }
+    return value;
   }
 
   /** Without hooks: drops the entries its handler has taken (`taken`: its stream's count since it opened); how many. */
@@ -130,6 +138,7 @@ export class Inbox {
     const n = Math.min(taken - this.#base, this.#given);
     if (n <= 0) return 0;
     this.#sent.splice(0, n);
+    if (this.#sent.length === 0) this.#sent.length = 0;
     this.#given -= n;
     this.#base += n;
     return n;

@@ -26,9 +26,18 @@ const COMMIT_BATCH = 512;
 /** Wait before retrying after a non-fencing error, ms. */
 export const RETRY_MS = 100;
 
-export type OutboxItem =
-  | { output: OutputRecord }
-  | { acks: string[]; ended?: string; lastSeq?: number; endedAt?: SessionEnd; checkpoint?: Snapshot; keep?: KeptState };
+/** What the outbox commits besides outputs: acks, with a session's end or checkpoint. */
+export interface AcksItem {
+  readonly acks: string[];
+  readonly ended?: string;
+  readonly lastSeq?: number;
+  readonly endedAt?: SessionEnd;
+  readonly checkpoint?: Snapshot;
+  readonly keep?: KeptState;
+}
+
+/** An output (queued as its record) or acks. */
+export type OutboxItem = OutputRecord | AcksItem;
 
 /**
  * The openings of the partition's sessions not written yet (versions): each goes with its session's first commit that
@@ -37,6 +46,11 @@ export type OutboxItem =
 export interface Openings {
   pending(sid: string): SessionOpening | undefined;
   written(sids: Iterable<string>): void;
+}
+
+/** A session waiting for room in the outbox (`waitRoom`). */
+export interface RoomWaiter {
+  roomFreed(): void;
 }
 
 /** What the outbox uses of its worker. */
@@ -68,7 +82,7 @@ export class Outbox<O> {
   #flushing: Promise<void> | null = null;
   /** Commits made under this lease (their `serial`). */
   #serial = 0;
-  readonly #room: (() => void)[] = [];
+  readonly #room: RoomWaiter[] = [];
   /** Set when the partition was lost: what is queued is thrown away. */
   #discard = false;
 
@@ -110,18 +124,36 @@ export class Outbox<O> {
     return [...found.values()];
   }
 
-  /** Queues an output, or acks (with a session's end or checkpoint): committed in order, in batches. */
-  queue(item: OutboxItem): void {
+  /** Queues acks (with a session's end or checkpoint): committed in order with the outputs, in batches. */
+  queue(item: AcksItem): void {
     if (this.#discard) return;
     this.#items.push(item);
-    if ('output' in item) this.#outputsQueued++;
     this.#flushing ??= this.#flush();
   }
 
-  /** Undefined, or resolves once the queue has room for more outputs (a session waits for it). */
-  waitRoom(): Promise<void> | undefined {
+  /** Queues an output: committed in order, in batches. */
+  queueOutput(output: OutputRecord): void {
+    if (this.#discard) return;
+    this.#items.push(output);
+    this.#outputsQueued++;
+    this.#flushing ??= this.#flush();
+  }
+
+  /**
+   * Undefined while the queue has room for more outputs; else resolves once it has. The partition reads no more
+   * meanwhile: its handlers would run ahead of the commits, and what waits for them (entries taken, outputs made)
+   * would grow with every stream's buffer.
+   */
+  room(): Promise<void> | undefined {
     if (this.#outputsQueued < OUTBOX_LIMIT) return undefined;
-    return new Promise((resolve) => this.#room.push(resolve));
+    return new Promise((resolve) => this.#room.push({ roomFreed: resolve }));
+  }
+
+  /** False if the queue has room for more outputs; else true, and `waiter` is told once it has (a session waits). */
+  waitRoom(waiter: RoomWaiter): boolean {
+    if (this.#outputsQueued < OUTBOX_LIMIT) return false;
+    this.#room.push(waiter);
+    return true;
   }
 
   async #flush(): Promise<void> {
@@ -144,9 +176,9 @@ export class Outbox<O> {
       let taken = 0;
       // A prefix of the queue, in order: a session's acks never go before its outputs.
       for (const item of this.#items) {
-        if ('output' in item) {
+        if (!('acks' in item)) {
           if (outputs.length === batch) break;
-          outputs.push(item.output);
+          outputs.push(item);
         } else {
           // (A loop, not a spread: a long session's end acks more entries than a call takes arguments.)
           for (const id of item.acks) acks.push(id);
@@ -206,10 +238,10 @@ export class Outbox<O> {
       if (this.#discard) break;
       this.#items.splice(0, taken);
       this.#outputsQueued -= outputs.length;
-      while (this.#outputsQueued < OUTBOX_LIMIT && this.#room.length > 0) this.#room.shift()?.();
+      while (this.#outputsQueued < OUTBOX_LIMIT && this.#room.length > 0) this.#room.shift()?.roomFreed();
     }
     this.#flushing = null;
-    for (const resume of this.#room.splice(0)) resume();
+    for (const waiter of this.#room.splice(0)) waiter.roomFreed();
   }
 
   /** Hands the outputs this commit wrote to the local queue (their room was reserved); the others' room goes back. */
@@ -307,6 +339,6 @@ export class Outbox<O> {
     this.#discard = true;
     this.#items.length = 0;
     this.#outputsQueued = 0;
-    for (const resume of this.#room.splice(0)) resume();
+    for (const waiter of this.#room.splice(0)) waiter.roomFreed();
   }
 }

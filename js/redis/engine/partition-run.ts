@@ -211,7 +211,8 @@ export class PartitionRun<I, O> {
     const pace = new ReadPace(w.readCount, w.clock);
     if (!(await this.#loadSnapshots())) return;
     while (!this.flags.stopping) {
-      // Room in this partition's share first, reserved for the read (drainHeld takes from the same share).
+      // Room in the outbox (`Outbox.room`), then in this partition's share, reserved for the read (drainHeld's too).
+      await this.#outbox.room();
       const count = await this.#budget.reserve(pace.want);
       if (count === 0) return;
       let read;
@@ -251,8 +252,7 @@ export class PartitionRun<I, O> {
         this.flags.logTime = Math.max(this.flags.logTime, idTime(entry.id));
         // A tick (a close marker of no session): the pass after this read sets the next one (`SessionInputs.tickRead`).
         if (entry.close === '' && entry.key === '') this.#inputs.tickRead();
-        // Synchronous unless the entry must wait (a full session input, a session still finishing): no
-        // microtask per entry on the way.
+        // Synchronous unless the entry must wait (a full session input, a session still finishing).
         const live = w.live;
         const dispatched = this.#entries.dispatch(entry);
         if (w.live > live) pace.opened();
@@ -263,8 +263,7 @@ export class PartitionRun<I, O> {
       this.#ahead.done();
       this.#inputs.redecide();
       if (rereadable) this.#entries.reread().catch((error: unknown) => w.report(error));
-      // A short read took all there was: wait for more after its last entry rather than ask again (at live
-      // rates, asking again was one more fenced read, an empty one, per wake-up).
+      // A short read took all there was: wait for more after its last entry rather than ask again (an empty read).
       if (pendingFrom === null && read.entries.length < count) await w.idle(this, last);
     }
   }
@@ -717,7 +716,7 @@ export class PartitionRun<I, O> {
       if (s.stop.kind === 'cap') this.worker.counters.capped++;
       this.#writing.end(s, s.stop.error);
     }
-    let acks = s.ids;
+    let acks = s.ids.all();
     if (moved.length > 0) {
       const away = new Set(moved.map((e) => e.id));
       acks = acks.filter((id) => !away.has(id));

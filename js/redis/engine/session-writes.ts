@@ -3,7 +3,7 @@
 // each are queued. A migrated session's outputs that an earlier owner wrote (`Session.writtenBefore`) are dropped.
 import { type Codec, encodeChecked } from '../common/codec';
 import type { Outbox } from './outbox';
-import { placedBy } from './output-places';
+import { QueuedOutput, placedBy } from './output-places';
 import type { PartitionHost, RunFlags } from './partition-host';
 import { type CheckpointCall, type Session, checkpointOf, serializeError } from './session';
 
@@ -20,22 +20,25 @@ export class SessionWrites<I, O> {
     this.worker.step?.();
     if (this.flags.dropped || s.failed) return;
     const w = this.worker;
-    const at = s.checkpoints?.attached === true ? s.checkpoints.places.place(s.yieldsQueued + 1) : undefined;
+    const places = s.checkpoints?.attached === true ? s.checkpoints.places : null;
+    places?.place(s.yieldsQueued + 1);
     if (s.writtenBefore !== null) {
       // An earlier owner wrote the output at this place (a migrated session's old version): it stands.
-      if (at !== undefined && placedBy(at, s.writtenBefore.at)) return;
+      if (places !== null && placedBy(places.current, s.writtenBefore.at)) return;
       passWrittenBefore(s);
     }
     let payload: Buffer | string;
     try {
-      payload = encodeChecked(w.codec as Codec<O>, value, w.maxEventBytes, `output of session ${JSON.stringify(s.sid)}`);
+      payload = encodeChecked(w.codec as Codec<O>, value, w.maxEventBytes, 'output of session', s.sid);
     } catch (encodeError) {
       // It fails at this output's yield: what its handler took after it goes to the key's next session.
       if (s.checkpoints?.attached === true) s.takenPast = s.checkpoints.failAt(s.yieldsQueued + 1);
       this.fail(s, encodeError);
       return;
     }
-    this.outbox.queue({ output: { sid: s.sid, seq: ++s.seq, key: s.key, payload, at, traceparent: s.scope?.traceparent } });
+    const output = new QueuedOutput(s.sid, ++s.seq, s.key, payload, undefined, s.scope?.traceparent);
+    places?.placeInto(output);
+    this.outbox.queueOutput(output);
   }
 
   /**
@@ -60,15 +63,8 @@ export class SessionWrites<I, O> {
   /** Queues the error that ends the session's outputs (its failure, or the worker's end of its input). */
   end(s: Session<I, O>, error: unknown): void {
     passWrittenBefore(s);
-    this.outbox.queue({
-      output: {
-        sid: s.sid,
-        seq: ++s.seq,
-        key: s.key,
-        error: serializeError(error, this.worker.maxEventBytes),
-        traceparent: s.scope?.traceparent,
-      },
-    });
+    const failure = serializeError(error, this.worker.maxEventBytes);
+    this.outbox.queueOutput(new QueuedOutput(s.sid, ++s.seq, s.key, undefined, failure, s.scope?.traceparent));
   }
 
   /**

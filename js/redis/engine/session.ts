@@ -24,6 +24,7 @@ import {
 import type { InputEntry, OutputMark, SessionEnd, SessionOpening, Snapshot } from '../common/transport';
 import type { SessionScope } from '../common/trace-context';
 import type { ClockTimer } from '../common/clock';
+import { EntryIds } from './entry-ids';
 import { Inbox } from './inbox';
 import { OutputPlaces } from './output-places';
 import type { Grant } from './session-permits';
@@ -82,6 +83,14 @@ export interface CheckpointCall {
   readonly error?: Error;
 }
 
+/** A session's takes after the oldest not yet behind a forwarded output (`Checkpoints`), from `from` on. */
+interface LaterTakes {
+  readonly entries: (InputEntry | null)[];
+  readonly before: (string | undefined)[];
+  readonly yielded: number[];
+  from: number;
+}
+
 /** What a session's hooks need of the worker: one object for all its sessions (the worker itself). */
 export interface CheckpointsHost {
   readonly codec: Codec<unknown>;
@@ -130,20 +139,30 @@ export class Checkpoints implements SessionHooks {
   #inputs = 0;
   /** Where its outputs come among its inputs. */
   readonly places = new OutputPlaces();
-  // The takes not yet behind a forwarded output, oldest first from `#takesFrom` (three arrays, not an object per
-  // take): the entry taken (null for a timer), the last input before it, the outputs yielded before it. A handler
-  // runs ahead of the forwarding of its outputs; an output that cannot be encoded ends the session at its yield,
-  // so what was taken after that yield is not the session's (`failAt`).
-  #takeEntry: (InputEntry | null)[] = [];
-  #takeBefore: (string | undefined)[] = [];
-  #takeYielded: number[] = [];
-  #takesFrom = 0;
+  // The takes not yet behind a forwarded output, oldest first: the entry taken (null for a timer), the last input
+  // before it, the outputs yielded before it. A handler runs ahead of the forwarding of its outputs; an output that
+  // cannot be encoded ends the session at its yield, so what was taken after that yield is not the session's
+  // (`failAt`). The oldest is kept in fields (most often the only one: its outputs are forwarded before the handler
+  // takes its next input), the rest in arrays made while a handler runs ahead: nothing is made per input, and nothing
+  // of an input is kept once an output after it is forwarded.
+  #takes = 0;
+  #firstEntry: InputEntry | null = null;
+  #firstBefore: string | undefined = undefined;
+  #firstYielded = 0;
+  #later: LaterTakes | null = null;
   #endPlaced = false;
   /** The handler takes this input (an entry id, `t<id>` for a timer) of this time: `lastInput` and `ctx.entry`. */
   took(id: string, time: number, entry: InputEntry | null): void {
-    this.#takeEntry.push(entry);
-    this.#takeBefore.push(this.lastInput);
-    this.#takeYielded.push(this.#yieldedAtAsk);
+    if (this.#takes++ === 0) {
+      this.#firstEntry = entry;
+      this.#firstBefore = this.lastInput;
+      this.#firstYielded = this.#yieldedAtAsk;
+    } else {
+      const later = (this.#later ??= { entries: [], before: [], yielded: [], from: 0 });
+      later.entries.push(entry);
+      later.before.push(this.lastInput);
+      later.yielded.push(this.#yieldedAtAsk);
+    }
     this.places.took(this.#yieldedAtAsk);
     this.#inputs++;
     this.lastInput = id;
@@ -151,26 +170,26 @@ export class Checkpoints implements SessionHooks {
     this.#entryTime = time;
     this.#entry = undefined;
   }
+  /** The oldest take is behind a forwarded output: the next is the oldest. */
+  #shiftTake(): void {
+    this.#takes--;
+    const later = this.#later;
+    if (later === null || this.#takes === 0) {
+      this.#firstEntry = null;
+      this.#firstBefore = undefined;
+      this.#later = null;
+      return;
+    }
+    const i = later.from++;
+    this.#firstEntry = later.entries[i];
+    this.#firstBefore = later.before[i];
+    this.#firstYielded = later.yielded[i];
+    later.entries[i] = null;
+    if (later.from === later.yielded.length) this.#later = null;
+  }
   /** The first `queued` outputs are forwarded: the takes made before the last of them are the session's for good. */
   forwarded(queued: number): void {
-    const yielded = this.#takeYielded;
-    let from = this.#takesFrom;
-    while (from < yielded.length && yielded[from] < queued) from++;
-    if (from === yielded.length) {
-      // (New empty arrays, not emptied ones: those keep their grown backing stores, in each of thousands of sessions.)
-      if (from > 0) {
-        this.#takeEntry = [];
-        this.#takeBefore = [];
-        this.#takeYielded = [];
-      }
-      from = 0;
-    } else if (from > 1024) {
-      this.#takeEntry.splice(0, from);
-      this.#takeBefore.splice(0, from);
-      yielded.splice(0, from);
-      from = 0;
-    }
-    this.#takesFrom = from;
+    while (this.#takes > 0 && this.#firstYielded < queued) this.#shiftTake();
   }
   /**
    * The session fails at its `output`-th output (from 1; it could not be encoded): the entries its handler took
@@ -178,16 +197,21 @@ export class Checkpoints implements SessionHooks {
    * took do; its last input is then the one before them.
    */
   failAt(output: number): InputEntry[] {
-    const yielded = this.#takeYielded;
-    let i = this.#takesFrom;
-    while (i < yielded.length && yielded[i] < output) i++;
+    while (this.#takes > 0 && this.#firstYielded < output) this.#shiftTake();
     const back: InputEntry[] = [];
-    if (i < yielded.length) this.lastInput = this.#takeBefore[i];
-    for (; i < yielded.length; i++) {
-      const entry = this.#takeEntry[i];
-      if (entry !== null) back.push(entry);
-    }
-    this.#takesFrom = yielded.length;
+    if (this.#takes === 0) return back;
+    this.lastInput = this.#firstBefore;
+    if (this.#firstEntry !== null) back.push(this.#firstEntry);
+    const later = this.#later;
+    if (later !== null)
+      for (let i = later.from; i < later.entries.length; i++) {
+        const entry = later.entries[i];
+        if (entry !== null) back.push(entry);
+      }
+    this.#takes = 0;
+    this.#firstEntry = null;
+    this.#firstBefore = undefined;
+    this.#later = null;
     return back;
   }
   /**
@@ -228,12 +252,7 @@ export class Checkpoints implements SessionHooks {
   }
   /** A wake-up's payload, encoded within `maxEventBytes`, or its coded error thrown. */
   encodePayload(payload: unknown): Buffer | string {
-    return encodeChecked(
-      this.host.codec,
-      payload,
-      this.host.maxEventBytes,
-      `wake-up payload of session ${JSON.stringify(this.sid)}`,
-    );
+    return encodeChecked(this.host.codec, payload, this.host.maxEventBytes, 'wake-up payload of session', this.sid);
   }
   /**
    * The latest checkpoint of the handler's current step, encoded: a call until the step ends (the handler takes its
@@ -462,7 +481,7 @@ export class Session<I, O> implements CheckpointsOwner {
 
   // Written by its own methods (`marker`, `acked`, `trimTaken`).
   /** Its entries (events, markers read for it), in log order: acked when it ends, less those given to the key's next session. */
-  readonly ids: string[] = [];
+  readonly ids = new EntryIds();
   /** Entries of this instance acked by its checkpoints (the first `ackedEntries` it took). */
   ackedEntries = 0;
   /** Ids in `ids` that are markers (close markers, wake-ups): not events. */
@@ -598,7 +617,7 @@ export function encodeCheckpoint(
   state: unknown,
   pending: readonly Timer[],
 ): Buffer | string {
-  const data = encodeChecked(codec, state, Number.MAX_SAFE_INTEGER, `checkpoint of session ${JSON.stringify(sid)}`);
+  const data = encodeChecked(codec, state, Number.MAX_SAFE_INTEGER, 'checkpoint of session', sid);
   let timers = 0;
   for (const t of pending) {
     if (t.key === DEBOUNCE_TIMER_KEY) continue;
@@ -620,12 +639,10 @@ export function encodeCheckpoint(
 export function checkpointOf(s: Session<never, unknown>, call: CheckpointCall): { acks: string[]; checkpoint: Snapshot } {
   let entries = call.entries - s.ackedEntries;
   let cut = 0;
-  while (entries > 0 && cut < s.ids.length) {
-    // (Not inside `markers?.has(...)`: with no markers, its argument would not be evaluated.)
-    const id = s.ids[cut++];
-    if (s.markers?.has(id) !== true) entries--;
-  }
-  const acks = s.ids.splice(0, cut);
+  const markers = s.markers;
+  if (markers === null) cut = Math.max(0, Math.min(entries, s.ids.length));
+  else while (entries > 0 && cut < s.ids.length) if (!markers.has(s.ids.at(cut++))) entries--;
+  const acks = s.ids.shift(cut);
   s.ackedEntries = call.entries;
   const checkpoint: Snapshot = {
     sid: s.sid,

@@ -31,6 +31,7 @@ import type {
   InputEntry,
   Lease,
   OutputMark,
+  OutputRecord,
   PartitionLog,
   ReadResult,
   Refused,
@@ -47,7 +48,6 @@ import {
   endValue,
   inputEntries,
   keptValue,
-  lastPlaces,
   openingValue,
   parseAdvert,
   parseEnd,
@@ -55,6 +55,7 @@ import {
   parseMark,
   parseOpening,
   parseSnapshot,
+  placeValue,
   snapshotValue,
 } from '../common/stored';
 
@@ -186,6 +187,14 @@ function destroyQuietly(client: RedisClientLike): void {
   } catch {
     // node-redis 5 refuses to destroy a client that is not open: there is nothing to tear down then.
   }
+}
+
+/** A session of a commit's outputs: its index in the call, its key, its highest seq and its last output. */
+interface CommitSession {
+  readonly index: string;
+  readonly key: string;
+  last: number;
+  output: OutputRecord;
 }
 
 export class RedisLog implements PartitionLog {
@@ -348,25 +357,56 @@ export class RedisLog implements PartitionLog {
     const k = this.#keys;
     const serial = commit.serial === undefined ? '' : String(commit.serial);
     // The call's sessions, each named once (sid, key, the place of its last output) and by its index in the
-    // outputs; `ordered` while each session's outputs come in rising seq order (flag 'o', see commit.lua).
+    // outputs' runs; `ordered` while each session's outputs come in rising seq order (flag 'o', see commit.lua).
+    // The outputs go as runs (a session's outputs one after another, values or failures: its index and their count,
+    // negative for failures) and then their seqs and data, two arguments each: a session's outputs come together
+    // in its outbox, and an argument costs its encoding here and its parsing in Redis.
     const outputs = commit.outputs;
-    const sessions = new Map<string, { index: string; key: string; last: number }>();
-    const body: (string | Buffer)[] = [];
+    const sessions = new Map<string, CommitSession>();
+    const runs: string[] = [];
+    const data: (string | Buffer)[] = new Array<string | Buffer>(2 * outputs.length);
     let ordered = true;
-    for (const o of outputs) {
+    let run: CommitSession | undefined;
+    let runError = false;
+    let runCount = 0;
+    for (let i = 0; i < outputs.length; i++) {
+      const o = outputs[i];
       let session = sessions.get(o.sid);
-      if (session === undefined) sessions.set(o.sid, (session = { index: String(sessions.size + 1), key: o.key, last: o.seq }));
-      else if (o.seq > session.last) session.last = o.seq;
-      else ordered = false;
-      body.push(session.index, String(o.seq));
-      if (o.error !== undefined) body.push('e', o.error);
-      else body.push('v', o.payload ?? '');
+      if (session === undefined)
+        sessions.set(o.sid, (session = { index: String(sessions.size + 1), key: o.key, last: o.seq, output: o }));
+      else {
+        if (o.seq > session.last) session.last = o.seq;
+        else ordered = false;
+        session.output = o;
+      }
+      const error = o.error !== undefined;
+      data[2 * i] = String(o.seq);
+      data[2 * i + 1] = error ? o.error : (o.payload ?? '');
+      if (session === run && error === runError) runCount++;
+      else {
+        if (run !== undefined) runs.push(run.index, String(runError ? -runCount : runCount));
+        run = session;
+        runError = error;
+        runCount = 1;
+      }
     }
+    if (run !== undefined) runs.push(run.index, String(runError ? -runCount : runCount));
     const flags = `${commit.check === true ? 'c' : ''}${serial !== '' && commit.ids !== false ? 'i' : ''}${ordered ? 'o' : ''}`;
-    const args: (string | Buffer)[] = [lease.token, serial, flags, String(outputs.length), String(sessions.size)];
-    const places = lastPlaces(outputs);
-    for (const [sid, session] of sessions) args.push(sid, session.key, places.get(sid) ?? '');
-    for (const arg of body) args.push(arg);
+    const args: (string | Buffer)[] = [
+      lease.token,
+      serial,
+      flags,
+      String(outputs.length),
+      String(sessions.size),
+      String(runs.length / 2),
+    ];
+    // The place of each session's last output in the call (as `lastPlaces` finds it: read once per session).
+    for (const [sid, session] of sessions) {
+      const at = session.output.at;
+      args.push(sid, session.key, at === undefined ? '' : placeValue(session.output.seq, at));
+    }
+    for (const arg of runs) args.push(arg);
+    for (const arg of data) args.push(arg);
     const checkpoints = commit.checkpoints ?? [];
     args.push(String(checkpoints.length));
     for (const c of checkpoints) args.push(c.sid, snapshotValue(c));

@@ -1,7 +1,8 @@
 -- KEYS lease, input, out, hw, check, commit, ckpt, timers, ends, ended, opened, versions, then one state key per
--- kept state; ARGV token, serial, flags, n, m, m x (sid, key, place: "<seq> <inputs> <position>", the place of
--- the session's last output in the call, or ''), n x (session: its index in the m, 1-based, seq, field, data),
--- checkpoints count, n x (sid, snapshot), acks count, ids, ended count, n x (sid, last seq, end: "<reason> <last
+-- kept state; ARGV token, serial, flags, n, m, r, m x (sid, key, place: "<seq> <inputs> <position>", the place of
+-- the session's last output in the call, or ''), the n outputs in r runs, r x (session: its index in the m, 1-based,
+-- count: a run is outputs of one session, values (field v), or failures (field e) with the count negative), then
+-- n x (seq, data), in the runs' order, checkpoints count, n x (sid, snapshot), acks count, ids, ended count, n x (sid, last seq, end: "<reason> <last
 -- input>" with check, else ''), kept count, retention (ms), kept count x (value), openings count, n x (sid, version,
 -- record, mode), and, when some outputs are traced, their count and n x (output index, traceparent), written as
 -- field t of those outputs.
@@ -15,8 +16,8 @@
 -- was written before (by an earlier owner, or this one before a replay):
 -- skipped. Returns {ids, divergences}.
 -- - flags: 'i' (with a serial): return the ids written; 'c': check (below); 'o': each session's outputs come in
---   rising seq order, so once one is above the session's mark the later ones are too (their seqs are not read as
---   numbers); without it, each output is compared with the mark as the ones before it left it.
+--   rising seq order, so once one is above the session's mark the later ones are too (not compared with it);
+--   without it, each output is compared with the mark as the ones before it left it.
 -- - serial (the worker always sends one; '' without): the commit key remembers the last commit; a retry of
 --   that same commit (its reply was lost) changes nothing. With 'i', ids are the entries written ('' for one
 --   skipped), and a retry gets the ids it wrote (they are contiguous in the output stream: one script wrote
@@ -37,11 +38,21 @@ local withIds = serial ~= '' and string.find(ARGV[3], 'i', 1, true) ~= nil
 local ordered = string.find(ARGV[3], 'o', 1, true) ~= nil
 local n = tonumber(ARGV[4])
 local m = tonumber(ARGV[5])
--- The call's sessions by their index's text (as the outputs name them): {sid, key, state}; state nil before the
+local r = tonumber(ARGV[6])
+-- The call's sessions by their index's text (as the runs name them): {sid, key, state}; state nil before the
 -- session's first output in the call, true once every later output of it is written (flag 'o').
 local sessions = {}
-for s = 1, m do sessions[tostring(s)] = {ARGV[3 + 3 * s], ARGV[4 + 3 * s]} end
-local base = 6 + 3 * m
+for s = 1, m do sessions[tostring(s)] = {ARGV[4 + 3 * s], ARGV[5 + 3 * s]} end
+-- The runs (2 arguments each), then the outputs' seqs and data (two each).
+local base = 7 + 3 * m
+local dataBase = base + 2 * r
+-- Run `run` (0-based): its session, its count, and the field of its outputs.
+local function runOf(run)
+  local at = base + 2 * run
+  local count = tonumber(ARGV[at + 1])
+  if count < 0 then return sessions[ARGV[at]], -count, 'e' end
+  return sessions[ARGV[at]], count, 'v'
+end
 local ids = {}
 if serial ~= '' then
   local last = redis.call('GET', KEYS[6])
@@ -55,10 +66,15 @@ if serial ~= '' then
           written[e[2][2] .. ' ' .. e[2][4]] = e[1]
         end
       end
-      local i = base
-      for o = 1, n do
-        ids[o] = written[sessions[ARGV[i]][1] .. ' ' .. ARGV[i + 1]] or ''
-        i = i + 4
+      local o = 0
+      local i = dataBase
+      for run = 0, r - 1 do
+        local session, count = runOf(run)
+        for _ = 1, count do
+          o = o + 1
+          ids[o] = written[session[1] .. ' ' .. ARGV[i]] or ''
+          i = i + 2
+        end
       end
       return {ids, {}}
     end
@@ -67,7 +83,7 @@ end
 -- The traced outputs (the last section, absent when none): output index -> traceparent.
 local traced = nil
 do
-  local j = base + 4 * n
+  local j = dataBase + 2 * n
   j = j + 1 + 2 * tonumber(ARGV[j])
   j = j + 1 + tonumber(ARGV[j])
   j = j + 1 + 3 * tonumber(ARGV[j])
@@ -94,62 +110,67 @@ local marks = {}
 for k = 1, m, 1000 do
   local last = math.min(k + 999, m)
   local sids = {}
-  for s = k, last do sids[#sids + 1] = ARGV[3 + 3 * s] end
+  for s = k, last do sids[#sids + 1] = ARGV[4 + 3 * s] end
   local got = redis.call('HMGET', KEYS[4], unpack(sids))
-  for s = k, last do marks[ARGV[3 + 3 * s]] = tonumber(got[s - k + 1] or '0') end
+  for s = k, last do marks[ARGV[4 + 3 * s]] = tonumber(got[s - k + 1] or '0') end
 end
 local raised = {}
-local i = base
-for o = 1, n do
-  local session = sessions[ARGV[i]]
-  local sid, seq = session[1], ARGV[i + 1]
-  local write = session[3]
-  if not write then
-    local number = tonumber(seq)
-    write = number > marks[sid]
-    if write then marks[sid] = number end
-    if session[3] == nil then session[3] = ordered and write end
-  end
-  if write then
-    local tp = traced and traced[o]
-    local id
-    if tp then
-      id = redis.call('XADD', KEYS[3], '*', 'sid', sid, 'seq', seq, 'k', session[2], ARGV[i + 2], ARGV[i + 3], 't', tp)
-    else
-      id = redis.call('XADD', KEYS[3], '*', 'sid', sid, 'seq', seq, 'k', session[2], ARGV[i + 2], ARGV[i + 3])
+local o = 0
+local i = dataBase
+for run = 0, r - 1 do
+  local session, count, field = runOf(run)
+  local sid = session[1]
+  for _ = 1, count do
+    o = o + 1
+    local seq, data = ARGV[i], ARGV[i + 1]
+    local write = session[3]
+    if not write then
+      local number = tonumber(seq)
+      write = number > marks[sid]
+      if write then marks[sid] = number end
+      if session[3] == nil then session[3] = ordered and write end
     end
-    if raised[sid] == nil then raised[#raised + 1] = sid end
-    raised[sid] = seq
-    if check then redis.call('HSET', KEYS[5], seq .. ' ' .. sid, id .. ' ' .. redis.sha1hex(ARGV[i + 2] .. ARGV[i + 3])) end
-    first = first or id
-    written = written + 1
-    if withIds then ids[o] = id end
-  else
-    if withIds then ids[o] = '' end
-    local stored = check and redis.call('HGET', KEYS[5], seq .. ' ' .. sid)
-    if stored then
-      local at = string.find(stored, ' ', 1, true)
-      if string.sub(stored, at + 1) ~= redis.sha1hex(ARGV[i + 2] .. ARGV[i + 3]) then
-        local id = string.sub(stored, 1, at - 1)
-        local field, data = '', ''
-        local entry = redis.call('XRANGE', KEYS[3], id, id)[1]
-        if entry then
-          local f = entry[2]
-          for j = 1, #f - 1, 2 do
-            if f[j] == 'v' or f[j] == 'e' then field, data = f[j], f[j + 1] end
+    if write then
+      local tp = traced and traced[o]
+      local id
+      if tp then
+        id = redis.call('XADD', KEYS[3], '*', 'sid', sid, 'seq', seq, 'k', session[2], field, data, 't', tp)
+      else
+        id = redis.call('XADD', KEYS[3], '*', 'sid', sid, 'seq', seq, 'k', session[2], field, data)
+      end
+      if raised[sid] == nil then raised[#raised + 1] = sid end
+      raised[sid] = seq
+      if check then redis.call('HSET', KEYS[5], seq .. ' ' .. sid, id .. ' ' .. redis.sha1hex(field .. data)) end
+      first = first or id
+      written = written + 1
+      if withIds then ids[o] = id end
+    else
+      if withIds then ids[o] = '' end
+      local stored = check and redis.call('HGET', KEYS[5], seq .. ' ' .. sid)
+      if stored then
+        local at = string.find(stored, ' ', 1, true)
+        if string.sub(stored, at + 1) ~= redis.sha1hex(field .. data) then
+          local id = string.sub(stored, 1, at - 1)
+          local storedField, storedData = '', ''
+          local entry = redis.call('XRANGE', KEYS[3], id, id)[1]
+          if entry then
+            local f = entry[2]
+            for j = 1, #f - 1, 2 do
+              if f[j] == 'v' or f[j] == 'e' then storedField, storedData = f[j], f[j + 1] end
+            end
           end
+          diverged('o', tostring(o), id, storedField, storedData)
         end
-        diverged('o', tostring(o), id, field, data)
       end
     end
+    i = i + 2
   end
-  i = i + 4
 end
 -- The places of the call's sessions (sid -> place), for the marks they go with.
 local places = {}
 for s = 1, m do
-  local place = ARGV[5 + 3 * s]
-  if place ~= '' then places[ARGV[3 + 3 * s]] = place end
+  local place = ARGV[6 + 3 * s]
+  if place ~= '' then places[ARGV[4 + 3 * s]] = place end
 end
 -- Each mark raised, with the place of the output that raised it (one written by an earlier output stays otherwise).
 -- A session ended below loses both with its mark.
