@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
 const { migratedCheckpoint, openingState, planOpening } = require('../dist/redis/engine/opening.js');
-const { OutputPlaces, QueuedOutput, placedBy } = require('../dist/redis/engine/output-places.js');
+const { OutputPlaces, placedBy } = require('../dist/redis/engine/output-places.js');
 const { Checkpoints } = require('../dist/redis/engine/session.js');
 const { newState } = require('../dist/redis/rules/session-rules.js');
 const { jsonCodec } = require('../dist/redis/common/codec.js');
@@ -219,7 +219,7 @@ test('OutputPlaces: an output is placed by the inputs taken since the last check
   // The `output`-th output as queued, with its place.
   const placed = (output) => {
     places.place(output);
-    const queued = new QueuedOutput('k@1-0', output, 'k', '{}', undefined, undefined);
+    const queued = { at: undefined };
     places.placeInto(queued);
     return queued;
   };
@@ -282,7 +282,7 @@ test('OutputPlaces: a handler running ahead of the forwarding places its outputs
     const out = [];
     const forward = (output) => {
       places.place(output);
-      const queued = new QueuedOutput('k@1-0', output, 'k', '{}', undefined, undefined);
+      const queued = { at: undefined };
       places.placeInto(queued);
       out.push(queued);
     };
@@ -314,7 +314,7 @@ test('OutputPlaces keeps no output once its handler has asked past it', async ()
   const places = new OutputPlaces();
   places.took(0);
   places.place(1);
-  let queued = new QueuedOutput('k@1-0', 1, 'k', '{}', undefined, undefined);
+  let queued = { at: undefined };
   places.placeInto(queued);
   const kept = new WeakRef(queued);
   queued = null;

@@ -3,44 +3,24 @@
 // session's latest checkpoint before the output was yielded, and the output's position among those yielded since
 // the last of them (since the checkpoint, for `inputs` 0). Two handlers that take the same inputs from the same
 // checkpoint place their outputs alike, whatever each yields per input.
-import type { OutputPlace, OutputRecord } from '../common/transport';
+import type { OutputPlace } from '../common/transport';
 
 /** Whether an output at place `a` is covered by one written at place `b`: before it, or of an input `b` answered. */
 export function placedBy(a: OutputPlace, b: OutputPlace): boolean {
   return a[0] < b[0] || (a[0] === b[0] && (b[2] === true || a[1] <= b[1]));
 }
 
-/**
- * An output as queued for its commit, its place kept as numbers in it: one object per output (a record, its place
- * and the wrapper the outbox queued were three, and a place marked answered grew its array). `at` is made when read.
- */
-export class QueuedOutput implements OutputRecord {
-  /** Its place's inputs (-1: it has no place: a session without hooks, or its failure) and position. */
-  inputs = -1;
-  position = 0;
-  /** Its handler had asked for its next input: no output of the same input comes after it. */
-  answered = false;
-  constructor(
-    readonly sid: string,
-    readonly seq: number,
-    readonly key: string,
-    readonly payload: Buffer | string | undefined,
-    readonly error: string | undefined,
-    readonly traceparent: string | undefined,
-  ) {}
-
-  get at(): OutputPlace | undefined {
-    if (this.inputs < 0) return undefined;
-    return this.answered ? [this.inputs, this.position, true] : [this.inputs, this.position];
-  }
+/** An output record as queued, its place set (`OutputPlaces.placeInto`) and replaced when marked answered. */
+export interface PlacedRecord {
+  at?: OutputPlace;
 }
 
 /**
  * The places of one instance's outputs, in the order they are yielded: told of each input it takes (with the
  * outputs it had yielded then) and of each checkpoint queued, asked for each output in turn. It makes nothing per
- * input or output while its handler's outputs are forwarded before its next input (the oldest take waiting for an
- * output is kept in fields, the rest in an array made while a handler runs ahead), and keeps no output once its
- * handler has asked past it: a live session holds nothing of its last event's until its next.
+ * input but each output's place, of its final size (the oldest take waiting for an output is kept in fields, the
+ * rest in an array made while a handler runs ahead), and keeps no output once its handler has asked past it: a live
+ * session holds nothing of its last event's until its next.
  */
 export class OutputPlaces {
   /** Takes no output has been placed after yet: the oldest's outputs yielded before it, then the rest's. */
@@ -60,8 +40,8 @@ export class OutputPlaces {
   #placeInputs = 0;
   #placePosition = 0;
   #placeAnswered = false;
-  /** The output placed last, while its handler has not asked past it (it is marked answered then). */
-  #last: QueuedOutput | null = null;
+  /** The output placed last, while its handler has not asked past it (its place is marked answered then). */
+  #last: PlacedRecord | null = null;
   #lastOutput = 0;
 
   /** The instance takes an input, having yielded `yielded` outputs. */
@@ -86,7 +66,8 @@ export class OutputPlaces {
   asked(yielded: number): void {
     this.#askedAt = yielded;
     if (this.#last !== null && yielded >= this.#lastOutput) {
-      this.#last.answered = true;
+      // (A new array rather than a third slot: one grown in place makes room for 17 more.)
+      this.#last.at = [this.#placeInputs, this.#placePosition, true];
       this.#last = null;
     }
   }
@@ -118,10 +99,8 @@ export class OutputPlaces {
   }
 
   /** Gives `output` the place found last; marked answered once the instance asks past it (its commit may still be built). */
-  placeInto(output: QueuedOutput): void {
-    output.inputs = this.#placeInputs;
-    output.position = this.#placePosition;
-    output.answered = this.#placeAnswered;
+  placeInto(output: PlacedRecord): void {
+    output.at = this.current;
     this.#last = this.#placeAnswered ? null : output;
   }
 }

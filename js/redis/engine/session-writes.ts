@@ -3,7 +3,8 @@
 // each are queued. A migrated session's outputs that an earlier owner wrote (`Session.writtenBefore`) are dropped.
 import { type Codec, encodeChecked } from '../common/codec';
 import type { Outbox } from './outbox';
-import { QueuedOutput, placedBy } from './output-places';
+import { type PlacedRecord, placedBy } from './output-places';
+import type { OutputRecord } from '../common/transport';
 import type { PartitionHost, RunFlags } from './partition-host';
 import { type CheckpointCall, type Session, checkpointOf, serializeError } from './session';
 
@@ -36,7 +37,14 @@ export class SessionWrites<I, O> {
       this.fail(s, encodeError);
       return;
     }
-    const output = new QueuedOutput(s.sid, ++s.seq, s.key, payload, undefined, s.scope?.traceparent);
+    const output: OutputRecord & PlacedRecord = {
+      sid: s.sid,
+      seq: ++s.seq,
+      key: s.key,
+      payload,
+      at: undefined,
+      traceparent: s.scope?.traceparent,
+    };
     places?.placeInto(output);
     this.outbox.queueOutput(output);
   }
@@ -64,7 +72,7 @@ export class SessionWrites<I, O> {
   end(s: Session<I, O>, error: unknown): void {
     passWrittenBefore(s);
     const failure = serializeError(error, this.worker.maxEventBytes);
-    this.outbox.queueOutput(new QueuedOutput(s.sid, ++s.seq, s.key, undefined, failure, s.scope?.traceparent));
+    this.outbox.queueOutput({ sid: s.sid, seq: ++s.seq, key: s.key, error: failure, traceparent: s.scope?.traceparent });
   }
 
   /**
