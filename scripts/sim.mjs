@@ -45,6 +45,8 @@ const keyState = values['key-state'];
 const hostileMigrate = values['hostile-migrate'];
 const releaseDebounce = values['release-debounce'];
 const clockSkew = values['clock-skew'];
+/** The flags of a seed's run, as every mode passes them to `runSeed`. */
+const seedFlags = { only, permits: withPermits, versions, debounce, keyState, hostileMigrate, releaseDebounce, clockSkew };
 
 if (values.postgres) {
   await onPostgres();
@@ -55,17 +57,7 @@ if (values.postgres) {
   // --scenario: a scenario printed by --shrink (JSON), run with the seed's draws.
   const result =
     values.scenario === undefined
-      ? await runSeed(seed, {
-          only,
-          trace,
-          permits: withPermits,
-          versions,
-          debounce,
-          keyState,
-          hostileMigrate,
-          releaseDebounce,
-          clockSkew,
-        })
+      ? await runSeed(seed, { ...seedFlags, trace })
       : await runScenario(seed, JSON.parse(readFileSync(values.scenario, 'utf8')), {
           trace,
           slow,
@@ -92,20 +84,11 @@ if (values.postgres) {
   const count = Number(values.count);
   let failed = 0;
   for (let seed = from; seed < from + count; seed++) {
-    const result = await runSeed(seed, {
-      only,
-      permits: withPermits,
-      versions,
-      debounce,
-      keyState,
-      hostileMigrate,
-      releaseDebounce,
-      clockSkew,
-    });
+    const result = await runSeed(seed, seedFlags);
     if (!result.ok) {
       failed++;
       console.log(
-        `seed ${seed} failed: ${result.problems[0]} -- ${replayCommand(seed, only, { permits: withPermits, versions, debounce, keyState, hostileMigrate, releaseDebounce, clockSkew })}${held}`,
+        `seed ${seed} failed: ${result.problems[0]} -- ${replayCommand(seed, only, seedFlags)}${held}`,
       );
     }
     if ((seed - from + 1) % 1000 === 0) console.log(`${seed - from + 1} seeds, ${failed} failed`);
@@ -121,7 +104,6 @@ if (values.postgres) {
 async function onPostgres() {
   const { startPostgres } = await import('../__test__/helpers/postgres-server.mjs');
   const { installClock, pinnedPoolOptions, seedOnPostgres } = await import('../__test__/helpers/sim-on-postgres.mjs');
-  const flags = { only, permits: withPermits, versions, debounce, keyState, hostileMigrate, releaseDebounce, clockSkew };
   const server = await startPostgres();
   const started = Date.now();
   const totals = { seeds: 0, differ: 0, simFailed: 0, ops: 0, nextDiffers: 0, capGone: 0, capSeeds: 0, stale: 0, staleSeeds: 0 };
@@ -131,7 +113,7 @@ async function onPostgres() {
     await installClock(pool);
     const [from, count] = values.seed !== undefined ? [Number(values.seed), 1] : [Number(values.from), Number(values.count)];
     for (let seed = from; seed < from + count; seed++) {
-      const r = await seedOnPostgres(pool, seed, flags, tally);
+      const r = await seedOnPostgres(pool, seed, seedFlags, tally);
       totals.seeds++;
       totals.ops += r.ops;
       totals.nextDiffers += r.nextDiffers;
@@ -143,7 +125,7 @@ async function onPostgres() {
       if (!r.ok) {
         totals.differ++;
         console.log(
-          `seed ${seed} differs on Postgres -- ${replayCommand(seed, only, flags).replace(' --trace --shrink', ' --postgres')}`,
+          `seed ${seed} differs on Postgres -- ${replayCommand(seed, only, seedFlags).replace(' --trace --shrink', ' --postgres')}`,
         );
         for (const d of r.differences) console.log(d);
       }
