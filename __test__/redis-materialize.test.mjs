@@ -194,5 +194,5 @@ test('close() cuts a blocking read short; bad options are refused with a code', 
   await view.close();
   assert.throws(() => redisMaterialize({ client, name: 'x', fields: features.fields }), { code: 'ERR_INVALID_ARG_TYPE' });
   assert.throws(() => redisMaterialize({ client, name: 'x', ...features, batch: 0 }), { code: 'ERR_OUT_OF_RANGE' });
-  assert.throws(() => redisMaterialize({ client, name: 'x', ...features, group: '' }), { code: 'ERR_INVALID_ARG_TYPE' });
+  assert.throws(() => redisMaterialize({ client, name: 'x', ...features, group: '' }), { code: 'ERR_INVALID_ARG_VALUE' });
 });
