@@ -1,6 +1,6 @@
 // The garbage collector over a drain (issue 57): what a worker allocates and keeps per drained event.
 //
-//   node bench/redis-drain-gc.mjs [runs] [events] [--base <copy>]
+//   node bench/redis-drain-gc.mjs [runs] [events] [--base <copy>] [--worker '<json>']
 //
 // Each run is a child process (node --trace-gc --trace-gc-nvp) on a private redis-server: a backlog of `events`
 // (100,000) over 1,000 keys on 16 partitions, written before one in-process worker starts (the running-total function
@@ -8,7 +8,7 @@
 // CPU per event from the worker's start, and V8's own account of the drain: scavenges and mark-compacts, their
 // pauses, and the bytes promoted out of the young generation per event (what lived past two scavenges). With
 // `--base <copy>`, runs alternate between this copy and another copy of the package (its package.json, dist/ and
-// native/, node_modules linked).
+// native/, node_modules linked). `--worker`: more options of redisWorker (JSON), for both copies.
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import os from 'node:os';
@@ -18,7 +18,7 @@ const SELF = fileURLToPath(import.meta.url);
 const HERE = path.resolve(path.dirname(SELF), '..');
 
 if (process.argv[2] === 'child') {
-  const [, , , root, eventsArg] = process.argv;
+  const [, , , root, eventsArg, workerJson = '{}'] = process.argv;
   const events = Number(eventsArg);
   const { streamFn } = await import(pathToFileURL(path.join(root, 'dist/index.js')).href);
   const { redisProducer, redisWorker } = await import(pathToFileURL(path.join(root, 'dist/redis/index.js')).href);
@@ -39,7 +39,7 @@ if (process.argv[2] === 'child') {
   console.log('--- drain start');
   const cpu = process.cpuUsage();
   const t0 = performance.now();
-  const worker = redisWorker(fn, { client, name: 'gc', partitions: 16, leaseTtl: 10_000 });
+  const worker = redisWorker(fn, { client, name: 'gc', partitions: 16, leaseTtl: 10_000, ...JSON.parse(workerJson) });
   // (The worker's own counter, polled: stats() per poll would be part of what is measured.)
   while (worker.stats().outputs < events) await sleep(20);
   const ms = performance.now() - t0;
@@ -52,7 +52,9 @@ if (process.argv[2] === 'child') {
   process.exit(0);
 }
 
-const args = process.argv.slice(2).filter((a, i, all) => !a.startsWith('--') && all[i - 1] !== '--base');
+const args = process.argv.slice(2).filter((a, i, all) => !a.startsWith('--') && all[i - 1] !== '--base' && all[i - 1] !== '--worker');
+const workerFlag = process.argv.indexOf('--worker');
+const workerJson = workerFlag === -1 ? '{}' : process.argv[workerFlag + 1];
 const runs = Number(args[0] ?? 3);
 const events = Number(args[1] ?? 100_000);
 const baseFlag = process.argv.indexOf('--base');
@@ -62,7 +64,7 @@ if (baseFlag !== -1) copies.push(['base', path.resolve(process.argv[baseFlag + 1
 /** One run in a child: its result and the GC lines between the drain's markers, summed. */
 function run(root) {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--trace-gc', '--trace-gc-nvp', SELF, 'child', root, String(events)], {
+    const child = spawn(process.execPath, ['--trace-gc', '--trace-gc-nvp', SELF, 'child', root, String(events), workerJson], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     let text = '';

@@ -1,6 +1,7 @@
 // `redisWorker`: the engine's worker (engine/worker.ts) on a Redis/Valkey client.
 import type { StreamFn } from '../../types';
 import type { WorkerBackend } from '../common/backend';
+import { readsText } from '../common/codec';
 import { ClosedClientReports } from '../common/reportable';
 import { type RedisOptions, resolveOptions } from '../log/options';
 import { RedisLog } from '../log/redis-log';
@@ -28,7 +29,7 @@ export function redisWorker<I = unknown, O = unknown, M extends Migrate = Migrat
     partitions: o.partitions,
     codec: o.codec,
     maxEventBytes: o.maxEventBytes,
-    openLog: (report) => new RedisLog(o.client, o.keys, o.partitions, report),
+    openLog: (report) => new RedisLog(o.client, o.keys, o.partitions, report, readsText(o.codec)),
     reportable: (error) => reports.filter(error),
     check: () => reports.check(),
   };

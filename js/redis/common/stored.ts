@@ -225,13 +225,15 @@ export function entryFields(list: unknown): Map<string, Buffer> {
   return map;
 }
 
-/** `[id, [f, v, ...]]` entries (values as Buffers; a trimmed entry's list nil) as input entries. */
+const latin1 = (value: Buffer | string): string => (typeof value === 'string' ? value : value.toString('latin1'));
+
+/** `[id, [f, v, ...]]` entries (fields as Buffers, or all as strings; a trimmed entry's list nil) as input entries. */
 export function inputEntries(raw: unknown): InputEntry[] {
   const out: InputEntry[] = [];
-  for (const [id, list] of raw as [Buffer, unknown][]) {
+  for (const [id, list] of raw as [Buffer | string, unknown][]) {
     // The fields are read in place (no map per entry: this runs for every event).
     let key = '';
-    let payload: Buffer | undefined;
+    let payload: Buffer | string | undefined;
     let close: string | undefined;
     let reason: string | undefined;
     let wake: string | undefined;
@@ -241,11 +243,11 @@ export function inputEntries(raw: unknown): InputEntry[] {
     // A pending entry trimmed away comes back with nil fields: no key, no payload.
     if (Array.isArray(list)) {
       for (let i = 0; i + 1 < list.length; i += 2) {
-        const name = list[i] as Buffer;
-        const value = list[i + 1] as Buffer;
+        const name = list[i] as Buffer | string;
+        const value = list[i + 1] as Buffer | string;
         // Field names are one byte: k(ey), v(alue), c(lose marker), r(eason), w(ake-up), d(ue time of a wake-up).
         if (name.length !== 1) continue;
-        const c = name[0];
+        const c = typeof name === 'string' ? name.charCodeAt(0) : name[0];
         if (c === 0x6b) key = value.toString();
         else if (c === 0x76) payload = value;
         else if (c === 0x63) close = value.toString();
@@ -253,8 +255,8 @@ export function inputEntries(raw: unknown): InputEntry[] {
         else if (c === 0x77) wake = value.toString();
         else if (c === 0x64) due = Number(value.toString());
         // The producer's trace context: read only when of a length that can be one (tracing.ts checks the rest).
-        else if (c === 0x74) traceparent = value.length === 55 ? value.toString('latin1') : undefined;
-        else if (c === 0x73) tracestate = value.length <= 512 ? value.toString('latin1') : undefined;
+        else if (c === 0x74) traceparent = value.length === 55 ? latin1(value) : undefined;
+        else if (c === 0x73) tracestate = value.length <= 512 ? latin1(value) : undefined;
       }
     }
     const entry: InputEntry =

@@ -84,8 +84,11 @@ export interface OutputMark {
 export interface InputEntry {
   readonly id: string;
   readonly key: string;
-  /** The encoded event (absent for a close marker, or for an entry trimmed away while pending). */
-  readonly payload?: Buffer;
+  /**
+   * The encoded event (absent for a close marker, or for an entry trimmed away while pending): text when the log
+   * reads text for the worker's codec (`readsText`), else bytes. Decode it with `decodeStored`.
+   */
+  readonly payload?: Buffer | string;
   /** A close marker: the session id it ends. */
   readonly close?: string;
   /** Why the marker was written: `'age'` for `maxSessionAge` (absent for an idle close or a handler's own end). */

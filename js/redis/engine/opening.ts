@@ -3,7 +3,7 @@
 // and the release the worker runs. `planOpening` is pure; `openingState` runs the codec and `migrate` over the
 // plan and returns what came of them. `PartitionRun` carries the result out (counters, timers, permits, commits).
 import { CheckpointTooLargeError, decodeError, keyStateVersionError, migrateError } from '../../errors';
-import type { Codec } from '../common/codec';
+import { type Codec, decodeStored } from '../common/codec';
 import type { OutputMark, SessionOpening, Snapshot } from '../common/transport';
 import type { SessionLimits } from '../rules/session-rules';
 import type { Debounce } from '../../core/debounce';
@@ -201,9 +201,6 @@ export interface OpeningState {
   readonly migrated: Buffer | string | undefined;
 }
 
-const decodeAs = (codec: Codec<unknown>, bytes: Buffer | string): unknown =>
-  codec.decode(typeof bytes === 'string' ? Buffer.from(bytes) : bytes);
-
 /**
  * The state a plan starts from, through the codec (and `migrate`, when it adopts a session): every failure is
  * returned, none thrown. `skipTimer(key)`: timers whose payloads are not the handler's (debounce's own).
@@ -226,9 +223,9 @@ export function openingState(
   if (snapshot !== undefined) {
     try {
       if (snapshot.unreadable !== undefined) throw snapshot.unreadable as Error;
-      restored = decodeAs(codec, snapshot.state);
+      restored = decodeStored(codec, snapshot.state);
       // Its timers' payloads are part of it: one that cannot be decoded makes the whole unreadable.
-      for (const [, , payload, key] of snapshot.pending ?? []) if (!skipTimer(key)) decodeAs(codec, payload);
+      for (const [, , payload, key] of snapshot.pending ?? []) if (!skipTimer(key)) decodeStored(codec, payload);
       keep = snapshot.state;
     } catch (error) {
       broken = decodeError(`The codec could not decode the checkpoint of session ${JSON.stringify(plan.sid)}`, error);
@@ -241,7 +238,7 @@ export function openingState(
   } else if (i.kept !== null) {
     try {
       if (i.kept.unreadable !== undefined) throw i.kept.unreadable as Error;
-      restored = decodeAs(codec, i.kept.state);
+      restored = decodeStored(codec, i.kept.state);
       if (plan.keyState === 'migrate') {
         const from = i.kept.version ?? '';
         const adopt = `migrate() could not convert the state kept for key ${JSON.stringify(i.key)} by version ${JSON.stringify(from)}`;
@@ -249,7 +246,7 @@ export function openingState(
         if ('error' in converted) throw converted.error;
         try {
           keep = withinLimit(codec.encode(converted.state), plan.sid, maxBytes);
-          restored = decodeAs(codec, keep);
+          restored = decodeStored(codec, keep);
         } catch (error) {
           // (What migrate returned: its error, as for an adopted session's.)
           throw error instanceof CheckpointTooLargeError
@@ -283,7 +280,7 @@ export function openingState(
       try {
         // The handler starts from what a later owner would decode: the state through the codec.
         migrated = withinLimit(codec.encode(converted.state), plan.sid, maxBytes);
-        restored = decodeAs(codec, migrated);
+        restored = decodeStored(codec, migrated);
         keep = migrated;
       } catch (error) {
         broken =

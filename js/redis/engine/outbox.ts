@@ -1,7 +1,7 @@
 // A partition's outbox: its sessions' outputs, acks, checkpoints and ends, committed to the log in order, in
 // fenced batches (a session's acks never before its outputs), retried until they succeed or the lease is gone;
 // committed outputs go to local delivery; what `checkReplay` finds is reported.
-import type { Codec } from '../common/codec';
+import { type Codec, decodeStored } from '../common/codec';
 import { sleepOn } from '../common/clock';
 import { type OutputContent, ReplayDivergedError, decodeError } from '../../errors';
 import type { LocalDelivery } from './local-delivery';
@@ -62,7 +62,7 @@ export type OutboxHost<O> = Pick<
 function decodedOutput<O>(codec: Codec<O>, o: OutputRecord): OutputContent<O> {
   if (o.error !== undefined) return { error: JSON.parse(o.error) as HandlerFailure };
   const payload = o.payload ?? '';
-  return { value: codec.decode(typeof payload === 'string' ? Buffer.from(payload) : payload) };
+  return { value: decodeStored(codec, payload) };
 }
 
 /** An end in words: "by return after entry 1-0". */

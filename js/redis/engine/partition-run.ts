@@ -43,6 +43,7 @@ import { type Grant, waitsForStep } from './session-permits';
 import { SessionStarts } from './session-starts';
 import { KeyStateReads } from './key-state-reads';
 import { ReadPace } from './read-pace';
+import { decodeStored } from '../common/codec';
 
 export class PartitionRun<I, O> {
   readonly sessions = new Map<string, Session<I, O>>();
@@ -525,7 +526,7 @@ export class PartitionRun<I, O> {
     if (s.inbox.poisoned) return Delivery.Done;
     let value: unknown;
     try {
-      value = this.worker.codec.decode(entry.payload as Buffer);
+      value = decodeStored(this.worker.codec, entry.payload as Buffer | string);
     } catch (error) {
       // Its input ends in front of it if the rule gets to it (`SessionInputs.ask`); until then it, and every later entry
       // of the key, stays out of the stream.

@@ -14,6 +14,7 @@ import { type HeldEntries, isEvent } from './held-entries';
 import type { OwnerWrites } from './owner-writes';
 import type { PartitionHost, RunFlags } from './partition-host';
 import { type Grant, GrantState, PermitItem, waitsForStep } from './session-permits';
+import { decodeStored } from '../common/codec';
 
 const noop = (): void => {};
 
@@ -270,9 +271,7 @@ export class SessionInputs<I, O> {
       let item: PermitItem;
       if (d.kind === 'timer') {
         const payload = d.timer.payload;
-        item = new PermitItem(s.key, s.sid, 'timer', () =>
-          codec.decode(typeof payload === 'string' ? Buffer.from(payload) : payload),
-        );
+        item = new PermitItem(s.key, s.sid, 'timer', () => decodeStored(codec, payload));
       } else {
         const value = s.inbox.firstValue;
         item = new PermitItem(s.key, s.sid, 'event', () => value);
@@ -312,7 +311,7 @@ export class SessionInputs<I, O> {
     // The debounce timer's payload is the worker's own (debounce-input.ts), not made by the function's codec.
     if (timer.key === DEBOUNCE_TIMER_KEY) return timer.payload;
     try {
-      return this.#worker.codec.decode(typeof timer.payload === 'string' ? Buffer.from(timer.payload) : timer.payload);
+      return decodeStored(this.#worker.codec, timer.payload);
     } catch (error) {
       s.stop = {
         error: decodeError(`The codec could not decode timer ${timer.id} of session ${JSON.stringify(s.sid)}`, error),

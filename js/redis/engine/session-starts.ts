@@ -2,7 +2,7 @@
 // ask until the session opens (it then holds them to its end) or the partition stops: one owner for those records.
 import type { InputEntry } from '../common/transport';
 import { Delivery } from './held-entries';
-import type { Codec } from '../common/codec';
+import { type Codec, decodeStored } from '../common/codec';
 import { type Grant, GrantState, PermitItem, type WorkerPermits } from './session-permits';
 
 /** What the permits' asks need of the worker: its limiters, its live sessions and slots, its codec (for `cost`). */
@@ -41,7 +41,7 @@ export class SessionStarts {
         key,
         sid,
         entry === undefined ? 'restored' : 'event',
-        payload === undefined ? undefined : () => codec.decode(payload),
+        payload === undefined ? undefined : () => decodeStored(codec, payload),
       );
       grant = permits.start('session', item);
       // No place to wait, its permits not free now: the key waits without asking (until a wait ends), and the drain

@@ -64,6 +64,8 @@ export type { RedisClientLike } from './connection';
 // RESP type bytes as node-redis' `RESP_TYPES` names them: blob strings as
 // Buffers (payloads are bytes), maps as flat arrays (RESP3 XREAD replies).
 const BUFFERS = { typeMapping: { 36: Buffer, 37: Array } };
+/** Blob strings as strings: input entries of a worker whose codec `readsText`. */
+const TEXT = { typeMapping: { 37: Array } };
 
 // The scripts (lua/: each file says its KEYS, ARGV and reply). `true`: the owner's, run after the lease check.
 const HEARTBEAT = new Script('heartbeat.lua');
@@ -222,6 +224,8 @@ export class RedisLog implements PartitionLog {
   #leasesCreated: RedisClientLike | null = null;
 
   readonly #onError: (error: Error) => void;
+  /** How input entries are read: their fields as strings (`text`) or as Buffers. */
+  readonly #inputs: typeof BUFFERS | typeof TEXT;
   /**
    * The duplicates' 'error' listener: what close() itself causes is not reported (destroying a connection rejects
    * what is in flight on it, such as the PING of node-redis' `pingInterval`, with an error the client emits).
@@ -230,9 +234,13 @@ export class RedisLog implements PartitionLog {
     if (!this.#closed) this.#onError(error);
   };
 
-  /** `onError`: errors of the log's own connection (it reconnects by itself; its commands fail meanwhile). */
-  constructor(client: RedisClientLike, keys: KeySpace, partitions: number, onError: (error: Error) => void) {
+  /**
+   * `onError`: errors of the log's own connection (it reconnects by itself; its commands fail meanwhile). `text`:
+   * input entries' payloads are read as strings (for a codec that `readsText`), else as Buffers.
+   */
+  constructor(client: RedisClientLike, keys: KeySpace, partitions: number, onError: (error: Error) => void, text = false) {
     this.#onError = onError;
+    this.#inputs = text ? TEXT : BUFFERS;
     this.#client = client;
     this.#keys = keys;
     this.partitions = partitions;
@@ -310,7 +318,7 @@ export class RedisLog implements PartitionLog {
         this.#client,
         fence,
         ['XREADGROUP', 'GROUP', 'velo', 'owner', 'COUNT', String(count), 'STREAMS', fence, input, from === '>' ? '>' : '0', from],
-        BUFFERS,
+        this.#inputs,
       );
     } catch (error) {
       const message = String((error as Error)?.message ?? '');
@@ -321,14 +329,14 @@ export class RedisLog implements PartitionLog {
     }
     const found = xreadStreams(plain).get(input);
     if (found !== undefined && found.length > 0) return { entries: inputEntries(found), tail: '' };
-    let reply: [unknown, Buffer];
+    let reply: [unknown, Buffer | string];
     try {
       reply = (await READ.run(
         this.#client,
         [this.#keys.lease(p), this.#keys.input(p)],
         [lease.token, from, String(count)],
-        BUFFERS,
-      )) as [unknown, Buffer];
+        this.#inputs,
+      )) as [unknown, Buffer | string];
     } catch (error) {
       throw fenced(p, error);
     }
@@ -338,7 +346,7 @@ export class RedisLog implements PartitionLog {
   async entries(lease: Lease, ids: readonly string[]): Promise<InputEntry[]> {
     const input = this.#keys.input(lease.partition);
     // One XRANGE per id, sent together (node-redis pipelines the commands of one turn).
-    const replies = await Promise.all(ids.map((id) => send(this.#client, input, ['XRANGE', input, id, id], BUFFERS)));
+    const replies = await Promise.all(ids.map((id) => send(this.#client, input, ['XRANGE', input, id, id], this.#inputs)));
     return replies.map((reply, i) => inputEntries(reply)[0] ?? { id: ids[i], key: '' });
   }
 
