@@ -15,7 +15,7 @@ import { exportRecording, redisProducer, redisWorker } from 'velo-stream/redis';
 import { checkRecording, formatReplayReport, parseRecording, replayRecording } from 'velo-stream/testing';
 import { migrate } from '../dist/postgres/log/schema.js';
 import { streamFn } from '../index.mjs';
-import handlers, { changedOutput, longerIdle, returnsEarly } from './fixtures/replay-handlers.mjs';
+import handlers, { cart, changedOutput, longerIdle, returnsEarly } from './fixtures/replay-handlers.mjs';
 import { start } from './helpers/child.mjs';
 import { eventually, pendingCount } from './helpers/redis-fixtures.mjs';
 import { pool, usePostgres } from './helpers/postgres-suite.mjs';
@@ -242,18 +242,15 @@ test('keys, since and only: what is recorded, as on Redis', async () => {
   const since = Number(ids.cup.split('-')[0]);
   const late = await postgresRecording({ ...shared, since });
   assert.equal(late.since, since);
+  assert.deepEqual(
+    late.parts.flatMap((part) => part.ends),
+    [{ sid: `ada@${ids.cup}`, reason: 'idle', last: ids.cup }],
+    'the ends of the sessions before it are left out',
+  );
   const report = await replayRecording(handlers, late);
   assert.equal(report.ok, true);
   assert.equal(report.summary.sessions, 1, "only ada's second session began in it");
-  assert.deepEqual(
-    report.notReplayable.map((n) => [n.sid, n.why]).sort(),
-    [
-      [`ada@${ids.book}`, 'trimmed'],
-      [`bob@${ids.bobBook}`, 'trimmed'],
-      [`bob@${ids.bobPen}`, 'trimmed'],
-      [`cy@${ids.hat}`, 'trimmed'],
-    ],
-  );
+  assert.deepEqual(report.notReplayable, [], 'nothing of the sessions before it is in it');
   const p = adaPart(recorded.pg.recording, ids);
   const one = await postgresRecording({ ...shared, only: [p, p] });
   assert.deepEqual(one.parts, recorded.pg.recording.parts.filter((part) => part.partition === p));
@@ -546,18 +543,12 @@ test('maxEntries on its boundary, the same on Postgres and Redis: each of input 
         });
       }
     }
-    // Session ends alone: from a time past every entry, the input is empty and the ends are kept.
-    const since = Number.MAX_SAFE_INTEGER;
+    // The ends of sessions before `since` are neither recorded nor counted: from a time past every entry, a
+    // partition with two ends or more records nothing within maxEntries 1.
     const ends = full.parts.find((p) => p.ends.length > 1);
     assert.ok(ends !== undefined, `${backend}: a partition with two ends or more`);
-    const only = [ends.partition];
-    const kept = await record({ only, since, maxEntries: ends.ends.length });
-    assert.deepEqual(kept.parts[0].ends, ends.ends);
-    assert.equal(kept.parts[0].input.length, 0);
-    await assert.rejects(record({ only, since, maxEntries: ends.ends.length - 1 }), {
-      code: 'ERR_VELO_RECORDING_TOO_LARGE',
-      message: new RegExp(`partition ${ends.partition} has more than ${ends.ends.length - 1} session ends to record`),
-    });
+    const none = await record({ only: [ends.partition], since: Number.MAX_SAFE_INTEGER, maxEntries: 1 });
+    assert.deepEqual([none.parts[0].ends, none.parts[0].input], [[], []], `${backend}: nothing before since`);
     // Outputs: maxOutputs, on its boundary too.
     const outputs = Math.max(...full.parts.map((p) => p.outputs.length));
     await record({ maxOutputs: outputs });
@@ -565,5 +556,95 @@ test('maxEntries on its boundary, the same on Postgres and Redis: each of input 
       code: 'ERR_VELO_RECORDING_TOO_LARGE',
       message: new RegExp(`has more than ${outputs - 1} outputs to record \\(maxOutputs`),
     });
+  }
+});
+
+test('the session ends bound, the same on Postgres and Redis: a partition with only ends (its input emptied by hand) records them up to maxEntries', async () => {
+  await recorded$();
+  // Ends of two sessions and no input: written as a worker with checkReplay writes them.
+  const name = fresh('ends');
+  const sids = ['ada@1000-0', 'bob@1001-0'];
+  for (const sid of sids) {
+    await pool().query(`INSERT INTO ${SCHEMA}.ends (fn, p, sid, value, ms) VALUES ($1, 0, $2, 'idle', $3)`, [
+      name,
+      sid,
+      sid.split('@')[1].split('-')[0],
+    ]);
+  }
+  await client.hSet(`velo:{${name}:p0}:ends`, Object.fromEntries(sids.map((sid) => [sid, 'idle'])));
+  const exports = {
+    pg: (options) => postgresRecording({ pool: pool(), schema: SCHEMA, name, partitions: 1, ...options }),
+    redis: (options) => exportRecording({ client, name, partitions: 1, ...options }),
+  };
+  for (const [backend, record] of Object.entries(exports)) {
+    const kept = await record({ maxEntries: 2 });
+    assert.deepEqual(kept.parts[0].ends.map((e) => e.sid).sort(), sids, `${backend}: both ends recorded`);
+    await assert.rejects(record({ maxEntries: 1 }), {
+      code: 'ERR_VELO_RECORDING_TOO_LARGE',
+      message: /partition 0 has more than 1 session ends to record/,
+    });
+    // From bob's session's first entry on: ada's end is left out, and not counted.
+    const late = await record({ since: 1001, maxEntries: 1 });
+    assert.deepEqual(
+      late.parts[0].ends.map((e) => e.sid),
+      ['bob@1001-0'],
+      `${backend}: the end of the session that began before since is left out`,
+    );
+  }
+});
+
+test('since inside a session, the same on Postgres and Redis: its end is left out, what the recording holds of it is listed as not replayable; a session wholly before since leaves no trace', async () => {
+  const handler = cart({ idleTimeout: 1000 });
+  const run = async (backend) => {
+    const name = fresh('since');
+    const shared =
+      backend === 'pg'
+        ? { pool: pool(), schema: SCHEMA, name, partitions: PARTITIONS }
+        : { client, name, partitions: PARTITIONS };
+    const options = { ...shared, leaseTtl: 1500, trimInterval: 0, checkReplay: true };
+    const worker = backend === 'pg' ? postgresWorker(handler, options) : redisWorker(handler, options);
+    const producer = backend === 'pg' ? postgresProducer(shared) : redisProducer(shared);
+    const ends = async () => {
+      if (backend === 'pg') return count('ends', name);
+      let n = 0;
+      for (let p = 0; p < PARTITIONS; p++) n += await client.hLen(`velo:{${name}:p${p}}:ends`);
+      return n;
+    };
+    let ids;
+    try {
+      // cy's session is wholly before `since`; ada's began before it (book) and went on past it (gift, within her
+      // idle time); dan's began after it.
+      const [hat, book] = await producer.sendMany([
+        ['cy', { item: 'hat', price: 4 }],
+        ['ada', { item: 'book', price: 10 }],
+      ]);
+      await sleep(100);
+      const [gift] = await producer.sendMany([['ada', { item: 'gift', price: 5 }]]);
+      const [pen] = await producer.sendMany([['dan', { item: 'pen', price: 2 }]]);
+      ids = { hat, book, gift, pen };
+      await eventually(async () => (await ends()) === 3, `${backend}: the three sessions ended`, 60_000);
+    } finally {
+      await worker.close();
+    }
+    const since = Number(ids.gift.split('-')[0]);
+    const recording =
+      backend === 'pg' ? await postgresRecording({ ...shared, since }) : await exportRecording({ ...shared, since });
+    return { ids, recording, report: await replayRecording(handler, recording) };
+  };
+  for (const backend of ['pg', 'redis']) {
+    const { ids, recording, report } = await run(backend);
+    assert.deepEqual(
+      recording.parts.flatMap((p) => p.ends.map((e) => e.sid)),
+      [`dan@${ids.pen}`],
+      `${backend}: only the end of the session that began after since`,
+    );
+    assert.equal(report.ok, true, formatReplayReport(report));
+    assert.equal(report.summary.sessions, 1, `${backend}: dan's session compared`);
+    const ada = recording.parts.find((p) => p.input.some((e) => e.id === ids.gift)).partition;
+    assert.deepEqual(
+      report.notReplayable,
+      [{ partition: ada, key: 'ada', sid: `ada@${ids.book}`, why: 'trimmed', events: 1, outputs: 1 }],
+      `${backend}: ada's session, by its output after since; cy's not at all`,
+    );
   }
 });

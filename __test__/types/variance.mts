@@ -18,7 +18,7 @@ import {
   type RedisProducer,
 } from 'velo-stream/redis';
 import { testWorker, type TestWorker } from 'velo-stream/testing';
-import type { RedisClientLike } from 'velo-stream/redis';
+import type { RedisClientLike, RedisWorker, RedisWorkerStats } from 'velo-stream/redis';
 
 interface Narrow {
   a: number;
@@ -209,3 +209,7 @@ const tw = testWorker(needsWide);
 // @ts-expect-error send() takes Wide
 const twAsNarrow: TestWorker<Narrow, number> = tw;
 void twAsNarrow;
+// A health check written for redisWorker's handle takes a test worker too: its stats() are the same figures.
+const healthy = (worker: Pick<RedisWorker, 'stats'>): boolean => worker.stats().owned.length > 0;
+const twStats: RedisWorkerStats = tw.stats();
+void [healthy(tw), twStats];

@@ -119,12 +119,15 @@ async function readPartition(r: Read, p: number): Promise<RecordedPartition> {
             OR EXISTS (SELECT 1 FROM ${S}.checks WHERE fn = $1 AND p = $2) AS kept`,
     [fn, p],
   );
-  // (With keys, only their sessions' ends and live sids: a sid is `<key>@<entry id>`.)
+  // (With keys, only their sessions' ends and live sids: a sid is `<key>@<entry id>`. Only the ends of sessions whose
+  // first entry is at `from`'s time or later, `ms`: recordedPartition leaves the others out, and the bound counts
+  // what is kept.)
   const ends = await run(
     client,
     `SELECT sid, value FROM ${S}.ends WHERE fn = $1 AND p = $2 AND ($4::text[] IS NULL OR ${SID_KEY} = ANY ($4::text[]))
+        AND ms >= $5::bigint
       ORDER BY sid LIMIT $3`,
-    [fn, p, r.maxEntries + 1, r.keys],
+    [fn, p, r.maxEntries + 1, r.keys, idParts(from)[0]],
   );
   if (ends.rows.length > r.maxEntries) throw tooManyError(WHAT, `partition ${p}`, r.maxEntries, 'session ends');
   const live = await run(

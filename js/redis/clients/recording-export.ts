@@ -17,6 +17,7 @@ import {
   type Recording,
   checkChoice,
   compareIds,
+  beganBefore,
   idParts,
   recordedEntry,
   recordedOutput,
@@ -39,8 +40,10 @@ export interface ExportRecordingOptions {
   /** Record only these keys' entries, outputs and sessions. Default: every key. */
   keys?: readonly string[];
   /**
-   * Record from this time on (ms since the epoch, Redis' clock): entries before it are left out, as if trimmed,
-   * and sessions that began before it are reported as not replayable. Default: the whole retained input.
+   * Record from this time on (ms since the epoch, Redis' clock), as a trim at that time would leave the log: the
+   * entries before it are left out, and so are the ends of sessions that began before it. Such a session is
+   * reported as not replayable if the recording holds its later entries or outputs, or it was live; one wholly
+   * before it leaves no trace. Default: the whole retained input.
    */
   since?: number;
   /**
@@ -141,7 +144,8 @@ async function exportPartition(
     Number(
       await send(client, keys.ends(partition), ['EXISTS', keys.ends(partition), keys.ended(partition), keys.check(partition)]),
     ) > 0;
-  const ends = await hash(client, keys.ends(partition), o.maxEntries, where, mine);
+  // (Of sessions that began at `from` or later: recordedPartition leaves the others out, and the bound counts what is kept.)
+  const ends = await hash(client, keys.ends(partition), o.maxEntries, where, (sid) => mine(sid) && !beganBefore(sid, from));
   // A live session: one with a mark, a checkpoint or a timer (counted once).
   const live = new Set<string>();
   for (const k of [keys.hw(partition), keys.ckpt(partition), keys.timers(partition)]) {

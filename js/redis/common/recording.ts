@@ -391,8 +391,10 @@ export interface RecordingChoice {
   /** Record only these keys' entries, outputs and sessions. Default: every key. */
   keys?: readonly string[];
   /**
-   * Record from this time on (ms since the epoch, the server's clock): entries before it are left out, as if
-   * trimmed, and sessions that began before it are reported as not replayable. Default: the whole retained input.
+   * Record from this time on (ms since the epoch, the server's clock), as a trim at that time would leave the log:
+   * the entries before it are left out, and so are the ends of sessions that began before it. Such a session is
+   * reported as not replayable if the recording holds its later entries or outputs, or it was live; one wholly
+   * before it leaves no trace. Default: the whole retained input.
    */
   since?: number;
   /**
@@ -519,6 +521,14 @@ export interface PartitionRead {
   readonly live: Iterable<string>;
 }
 
+/**
+ * Whether session `sid` began before entry `from` (its first entry is): a recording leaves its end out, as a trim
+ * does. Each export reads only the other ends, so that its bounds count what it keeps.
+ */
+export function beganBefore(sid: string, from: string): boolean {
+  return compareIds(splitSid(sid).first, from) < 0;
+}
+
 /** A partition's recording from what was read: the keys' entries, outputs and sessions only (`only` null: every key). */
 export function recordedPartition(read: PartitionRead, only: ReadonlySet<string> | null): RecordedPartition {
   const wanted = (key: string) => only === null || only.has(key);
@@ -535,8 +545,10 @@ export function recordedPartition(read: PartitionRead, only: ReadonlySet<string>
     // (With a key filter, ticks are left out with the other keys' entries: they name no session.)
     input: read.input.filter((e) => (e.key === '' ? only === null : wanted(e.key))),
     outputs: read.outputs.filter((out) => mine(out.sid)),
-    // (Ends of sessions before `from` are kept: the replay reports those sessions as not replayable.)
-    ends: ends.filter((e) => mine(e.sid)),
+    // Ends of sessions that began before `from` are left out, as a trim removes them with the session's first entry
+    // (`since` records what a trim at that time would leave): a session wholly before it leaves no trace, and one
+    // that went on past it is reported as not replayable by what the recording holds of it (entries, outputs, live).
+    ends: ends.filter((e) => mine(e.sid) && !beganBefore(e.sid, read.from)),
     live: [...read.live].filter(mine).sort(),
   };
 }

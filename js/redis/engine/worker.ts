@@ -52,6 +52,7 @@ import { WorkerPermits, checkWorkerLimiter } from './session-permits';
 import { type WorkerVersions, checkVersions } from './versions';
 import { planBalance } from '../rules/versions';
 import { SlotReport } from './slot-watch';
+import { workerStats } from './worker-stats';
 
 export type {
   Migrate,
@@ -283,64 +284,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
   }
 
   stats(): RedisWorkerStats {
-    let held = 0;
-    let waitingKeys = 0;
-    let lag = 0;
-    let buffered = 0;
-    const partitionLag: Record<number, number> = {};
-    const partitionPinnedAge: Record<number, number> = {};
-    let pinnedAge = 0;
-    const partitionBuffered: Record<number, number> = {};
-    const owned = [...this.#runs.keys()].sort((a, b) => a - b);
-    const byVersion = new Map<string, number>();
-    for (const p of owned) {
-      const run = this.#runs.get(p) as PartitionRun<I, O>;
-      for (const s of run.sessions.values()) byVersion.set(s.opening.version, (byVersion.get(s.opening.version) ?? 0) + 1);
-      held += run.heldCount;
-      waitingKeys += run.spilledKeys;
-      lag += run.lag;
-      partitionLag[p] = run.lag;
-      partitionPinnedAge[p] = run.pinned;
-      pinnedAge = Math.max(pinnedAge, run.pinned);
-      run.reconcile();
-      buffered += run.buffered;
-      partitionBuffered[p] = run.buffered;
-    }
-    const roundTrip = { count: this.#trips.totals().count, ...this.#trips.percentiles() };
-    const late = this.#renewals.percentiles();
-    const renewals = { count: this.#renewals.totals().count, lateP50: late.p50, lateP99: late.p99, lateMax: late.max };
-    const delivered = this.delivery?.delivered ?? 0;
-    const undelivered = this.delivery?.undelivered ?? 0;
-    const p = this.permits;
-    const permits = {
-      waitingSessions: p?.waitingSessions ?? 0,
-      waitingSteps: p?.waitingSteps ?? 0,
-      held: p?.held ?? 0,
-      failures: p?.failures ?? 0,
-    };
-    return {
-      owned,
-      lag,
-      partitionLag,
-      pinnedAge,
-      partitionPinnedAge,
-      sessions: this.live,
-      held,
-      waitingKeys,
-      buffered,
-      partitionBuffered,
-      ...this.counters,
-      version: this.version,
-      superseded: this.superseded,
-      // (Own properties: a version may be named `__proto__`.)
-      sessionsByVersion: Object.fromEntries(byVersion),
-      delivered,
-      undelivered,
-      roundTrip,
-      renewals,
-      permits,
-      slots: { max: this.fn.config.maxConcurrent, waitingKeys: this.slots.waiting, waits: this.slots.waits },
-    };
+    return workerStats(this, this.#runs, this.#trips, this.#renewals);
   }
 
   /**

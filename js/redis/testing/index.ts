@@ -25,12 +25,13 @@ import { parseKept } from '../common/stored';
 import { type Openable, kOpen } from '../../core/protocol';
 import { checkDebounce } from '../../core/debounce';
 import type { HandlerFailure, OutputItem } from '../common/outputs';
+import type { RedisWorkerStats } from '../engine/worker-types';
 import type { TestWorkerOptions } from './options';
 export type { TestWorkerOptions };
 import { Simulation, simBounds, simulate, takeoverWithin } from './simulator';
 import type { RunOutcome, SimRelease, SimResult } from './sim-types';
 import { checkVersions } from '../engine/versions';
-import type { SimLimits } from './sim-process';
+import type { SimLimits, SimProcess } from './sim-process';
 
 /** The options of `checkDeterminism`: those of `testWorker`, and how long each run may take to settle. */
 export interface DeterminismOptions extends TestWorkerOptions {
@@ -78,6 +79,15 @@ export interface TestWorker<I, O> {
   sessions(): TestSession<O>[];
   /** What the worker reported to `onError` so far (a crash's lost connection, fencing, a handler's failures). */
   errors(): unknown[];
+  /**
+   * The figures of the process that serves the partitions now, as its `redisWorker().stats()` reads them
+   * (`RedisWorkerStats`, the same reading): the live process that owns the most partitions (the first started of
+   * those), or the first started live one while none owns any (before the first balance, between a crash and the
+   * takeover). A crash's successor counts from its own start, as a restarted worker does. `roundTrip` stays 0 (no
+   * network); `lag` and `pinnedAge` are measured at each lease renewal, on the virtual clock. After `close()`, the
+   * figures of the process that served last.
+   */
+  stats(): RedisWorkerStats;
   /**
    * With `keyState`: the state `key` keeps now, as `redisKeyState().readState` reads it (decoded, its session, its
    * time left on the virtual clock), or undefined.
@@ -258,6 +268,8 @@ function perProcess<I, O>(fn: StreamFn<I, O>): () => StreamFn<I, O> {
 class InMemoryWorker<I, O> implements TestWorker<I, O> {
   readonly #sim: Simulation<I, O>;
   #closed = false;
+  /** The process that served when `close()` stopped them all: `stats()` reads it after. */
+  #last: SimProcess<I, O> | null = null;
   /** An `advance()` or `settle()` under way: the clock is moving, and another would race it. */
   #running = false;
 
@@ -366,6 +378,20 @@ class InMemoryWorker<I, O> implements TestWorker<I, O> {
     return [...this.#sim.errors];
   }
 
+  stats(): RedisWorkerStats {
+    return (this.#last ?? this.#serving()).stats();
+  }
+
+  /** The live process that owns the most partitions (the first started of those), else the first started live one. */
+  #serving(): SimProcess<I, O> {
+    let serving: SimProcess<I, O> | undefined;
+    for (const p of this.#sim.processes) {
+      if (!p.dead && (serving === undefined || p.runs.size > serving.runs.size)) serving = p;
+    }
+    // (A crash spawns the next process before it returns: one is always live until close().)
+    return serving ?? this.#sim.processes[this.#sim.processes.length - 1];
+  }
+
   readState(key: string): KeyState<unknown> | undefined {
     const store = this.#sim.store;
     const partition = fnv1a(stateKey('readState()', key)) % store.partitions;
@@ -443,6 +469,7 @@ class InMemoryWorker<I, O> implements TestWorker<I, O> {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#last = this.#serving();
     await this.#sim.stop();
   }
 }

@@ -17,6 +17,10 @@ import { type PartitionHost, type WorkerCounters, newCounters } from '../engine/
 import { PartitionRun } from '../engine/partition-run';
 import { WorkerPermits } from '../engine/session-permits';
 import { planBalance } from '../rules/versions';
+import { RoundTrips } from '../engine/metrics';
+import { SlotReport } from '../engine/slot-watch';
+import { workerStats } from '../engine/worker-stats';
+import type { RedisWorkerStats } from '../engine/worker-types';
 import type { SimLimiter } from './sim-limiter';
 import { connectionOf } from './recording-store';
 import type { VirtualClock } from './virtual-clock';
@@ -241,6 +245,16 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
   readonly delivery = null;
   readonly permits: WorkerPermits | null;
   readonly counters: WorkerCounters = newCounters();
+  /** Keys waiting for a session slot: counted for `stats()`, not reported (the run's errors are the log's). */
+  readonly slots: SlotReport = new SlotReport(
+    () => this.fn.config.maxConcurrent,
+    () => this.clock.now(),
+    () => {},
+  );
+  /** Round trips of its calls to the log: none timed (an in-memory log has no network). */
+  readonly #trips = new RoundTrips();
+  /** How late each successful renewal was, on its clock (us), as the worker's. */
+  readonly #renewals = new RoundTrips();
   live = 0;
   clockOffset = 0;
   readonly runs = new Map<number, PartitionRun<I, O>>();
@@ -317,6 +331,11 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
     return this.#share;
   }
 
+  /** Its figures now, as the worker's `stats()` reads its own. */
+  stats(): RedisWorkerStats {
+    return workerStats(this, this.runs, this.#trips, this.#renewals);
+  }
+
   report(error: unknown): void {
     this.counters.errors++;
     if (!this.dead) this.sim.errors.push(reportable(error));
@@ -376,6 +395,9 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
   }
 
   #renew(run: PartitionRun<I, O>): void {
+    // Measured at each balance, as the worker's (read from the store: no call of the log, nothing drawn).
+    run.lag = this.sim.store.lag(run.partition);
+    run.pinned = this.sim.store.pinned(run.partition);
     this.#trim(run);
     if (run.renewing) return;
     run.renewing = true;
@@ -384,8 +406,10 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
       .renew(run.lease, this.ttl)
       .then(
         (held) => {
-          if (!held) this.lose(run);
-          else run.validUntil = sent + this.ttl;
+          if (!held) return this.lose(run);
+          this.#renewals.record(Math.max(0, this.clock.now() - run.renewedAt - this.ttl / 3) * 1000);
+          run.renewedAt = sent;
+          run.validUntil = sent + this.ttl;
         },
         (error: unknown) => this.report(error),
       )
