@@ -11,7 +11,8 @@
 // redis-server's commands per event (INFO commandstats: the producer's XADDs, 1 per event, included), this
 // process's CPU per event (the worker alone: the producer is a child), and the round's wall time. `--key-state`:
 // the worker keeps keys' states (`keyState`), so an opening reads its key's. `--cpu-prof`: writes a CPU profile of
-// the openings round and of the first later round (sampled in this process) and prints their top functions by self time.
+// the openings round and of the first later round (sampled in this process) and prints their top functions by self time
+// (PROF_OUT=<path prefix>: each profile is also written to <prefix>-<round>.cpuprofile).
 // Round 1 also prints, from each session's opening (its handler's start) to its first event, the sessions opened
 // meanwhile and the time. `--heap-prof`: samples the allocations of the same rounds (V8's sampling heap profiler, every 4 KB) and prints
 // the functions that allocated most, by bytes still live at the round's end and by bytes allocated.
@@ -184,6 +185,8 @@ try {
     const used = process.cpuUsage(cpu);
     let prof;
     if (profile && (r === 1 || r === 2)) prof = (await inspector.post('Profiler.stop')).profile;
+    if (prof && process.env.PROF_OUT)
+      (await import('node:fs')).writeFileSync(`${process.env.PROF_OUT}-${r}.cpuprofile`, JSON.stringify(prof));
     let heap;
     // (Garbage collected first, with --expose-gc: what the samples keep is then what is live.)
     if (heapProfile && (r === 1 || r === 2)) {
