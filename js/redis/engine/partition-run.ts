@@ -528,8 +528,7 @@ export class PartitionRun<I, O> {
     try {
       value = decodeStored(this.worker.codec, entry.payload as Buffer | string);
     } catch (error) {
-      // Its input ends in front of it if the rule gets to it (`SessionInputs.ask`); until then it, and every later entry
-      // of the key, stays out of the stream.
+      // Its input ends there once the rule gets to it (`SessionInputs.ask`); it and the key's later entries stay out.
       s.inbox.poison(entry, decodeError(`The codec could not decode entry ${entry.id}`, error));
       return this.#woken(s);
     }
