@@ -293,6 +293,11 @@ test('velo-replay refuses a malformed or too large file with its code on stderr 
       code: 2,
       expectStderr: new RegExp(`^velo-replay: ERR_INVALID_ARG_VALUE: --redis must be a Redis URL .*, not "${address}"\\n$`),
     });
+  // A time of day without its zone would be this machine's local time, not Redis' clock: refused before any connection.
+  await cli(['export', '--redis', redis.url, '--name', 'x', '--since', '2024-06-01T00:00:00'], {
+    code: 2,
+    expectStderr: /^velo-replay: ERR_INVALID_ARG_VALUE: --since: give the time zone of "2024-06-01T00:00:00" \(Z for UTC, or \+hh:mm\)\n$/,
+  });
 });
 
 test('velo-replay: a TypeScript handler Node cannot load says to add a loader (--import tsx), exit 2; empty partitions are not blamed on checkReplay', async () => {

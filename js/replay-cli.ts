@@ -72,9 +72,14 @@ function count(
   return Number(text);
 }
 
-/** `--since`: ms since the epoch, or an ISO time. */
+/**
+ * `--since`: ms since the epoch, or an ISO time. A time of day must name its zone (`Z` or `+02:00`): without one,
+ * JavaScript reads it as this machine's local time, and Redis' clock is not that.
+ */
 function since(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
+  if (text.includes('T') && !/(?:Z|[+-]\d{2}:?\d{2})$/i.test(text))
+    throw invalidValue(`--since: give the time zone of ${JSON.stringify(text)} (Z for UTC, or +hh:mm)`);
   const ms = /^\d{1,15}$/.test(text) ? Number(text) : Date.parse(text);
   if (!Number.isSafeInteger(ms) || ms < 0)
     throw invalidValue(`--since must be ms since the epoch or an ISO time, not ${JSON.stringify(text)}`);
