@@ -34,8 +34,11 @@ export interface ReplayEnd {
  * - `merged`: the replay began no session at this recorded session's first entry: the replayed session `into`
  *   took it (`into` null: none did);
  * - `split`: the replay began a session (`sid`, named by the recorded entry it began at) inside the recorded
- *   session `within`;
- * - `extra-session`: the replay began a session with outputs where no recorded session with outputs began.
+ *   session `within`, whose kept end took that entry;
+ * - `extra-session`: the replay began a session with outputs where the recorded run began none with outputs
+ *   (between two recorded sessions of its key, in a partition without ends kept).
+ *
+ * What the recording cannot judge (see `judgeUnmatched`) is listed in `unverified`, not here.
  */
 export interface ReplayDifference<O = unknown> {
   /** What differs. */
@@ -95,13 +98,14 @@ export interface ReplayReport<O = unknown> {
   /** What could not be replayed. */
   notReplayable: NotReplayable[];
   /**
-   * Sessions of the replay without outputs that began where the recording does not say whether a session began
-   * (no `checkReplay` ends, or a session that ended at a timer): not counted as differences.
+   * Sessions of the replay that began where the recording does not say whether a session began (no `checkReplay`
+   * ends; after a session's kept end, or inside a session live at the recording, where the worker may have begun
+   * one it had not committed yet): not counted as differences, their outputs not compared.
    */
   unverified: UnverifiedSession[];
 }
 
-/** A replayed session without outputs that began where the recording does not say whether a session began. */
+/** A replayed session that began where the recording does not say whether a session began. */
 export interface UnverifiedSession {
   /** The partition. */
   partition: number;
@@ -109,6 +113,8 @@ export interface UnverifiedSession {
   key: string;
   /** The session: `<key>@<recorded id of its first entry>`. */
   sid: string;
+  /** The outputs the replay made in it (not compared: the recording has none to compare them with). */
+  outputs: number;
 }
 
 /** The counts of a replay report. */
@@ -253,21 +259,7 @@ function planPartition(
   if (!part.endsKept) for (const s of known.values()) s.open = part.live.includes(s.sid);
   const sessions = new Map<string, RecordedSession[]>();
   for (const s of known.values()) sessions.set(s.key, [...(sessions.get(s.key) ?? []), s]);
-  for (const [key, list] of sessions) {
-    list.sort((a, b) => compareIds(a.first, b.first));
-    // With ends kept, the key's next event after a session's last entry opens the key's next session: one with no
-    // output, end or checkpoint yet (live at the recording) is known so.
-    if (part.endsKept) {
-      const ids = eventIds.get(key) ?? [];
-      for (let i = 0; i < list.length; i++) {
-        const end = list[i].end;
-        if (end === null || !isId(end.last)) continue;
-        const next = ids.find((id) => compareIds(id, end.last) > 0);
-        if (next === undefined || (i + 1 < list.length && compareIds(next, list[i + 1].first) >= 0)) continue;
-        list.splice(i + 1, 0, { sid: `${key}@${next}`, key, first: next, outputs: new Map(), end: null, open: true });
-      }
-    }
-  }
+  for (const list of sessions.values()) list.sort((a, b) => compareIds(a.first, b.first));
   // The events replayed: each key's from its first recorded session on. Those before it belong to a session the
   // recording does not know (one that began before it, or one with no trace): left out, and said so.
   const firstOf = new Map([...sessions].map(([key, list]) => [key, list[0].first]));
@@ -300,6 +292,34 @@ function planPartition(
       notReplayable.push({ partition: part.partition, key: t.key, sid, why: 'trimmed', events: 0, outputs: t.outputs });
   }
   return { sessions, events: given };
+}
+
+/**
+ * What the recording proves of a replayed session that no recorded session begins at (at entry `first`, with
+ * `outputs`): `within` is the key's recorded session before it, `last` the key's last recorded session.
+ *
+ * Invariant: a difference is reported only where the recording proves it. A recording holds what the workers had
+ * committed when it was read: each session's outputs, its end (kept with checkReplay), whether it was live. One
+ * read while workers run also holds entries (up to `delivered`) the worker had read and not answered yet: a
+ * session it had ended there, or begun there, whose end or outputs were not committed. Neither is in the
+ * recording, so neither may count as a difference:
+ * - `split` only where `within`'s kept end took this entry (its last input an entry id at or after it). Live at the
+ *   recording, it proves where the session began, not how far it went (the cap or idle end that ends it there
+ *   may not be committed yet); ended on a timer, it does not say which entries it took (its own `end` is compared).
+ * - `extra-session` only between two recorded sessions of a partition without ends kept: `within` ended with its
+ *   outputs complete (not live), and the key's later session shows its worker had gone past this entry.
+ * - Else `unverified`: after a kept end (its worker's next session, maybe begun and not committed), inside a live
+ *   session, after the key's last recorded session, or without outputs (where a session began is not recorded).
+ */
+function judgeUnmatched(
+  first: string,
+  outputs: number,
+  within: RecordedSession | undefined,
+  last: RecordedSession | undefined,
+): 'split' | 'extra-session' | 'unverified' {
+  if (within === undefined) return 'unverified';
+  if (within.end !== null) return isId(within.end.last) && compareIds(within.end.last, first) >= 0 ? 'split' : 'unverified';
+  return !within.open && outputs > 0 && last !== within ? 'extra-session' : 'unverified';
 }
 
 function comparePartition<O>(
@@ -366,15 +386,12 @@ function comparePartition<O>(
     for (const p of rep) {
       if (recAt.has(p.first)) continue;
       const sid = `${key}@${p.first}`;
+      const outputs = p.outputs.size;
       const within = rec.filter((s) => compareIds(s.first, p.first) < 0).at(-1);
-      // Inside a recorded session for sure: one that took entries up to or past it, or one live at the recording
-      // (every later event of the key, up to the next session known, was its input).
-      const inside =
-        within !== undefined &&
-        (within.open || (within.end !== null && isId(within.end.last) && compareIds(within.end.last, p.first) >= 0));
-      if (inside) differences.push({ kind: 'split', partition, key, sid, within: within.sid, outputs: p.outputs.size });
-      else if (p.outputs.size > 0) differences.push({ kind: 'extra-session', partition, key, sid, outputs: p.outputs.size });
-      else unverified.push({ partition, key, sid });
+      const judged = judgeUnmatched(p.first, outputs, within, rec.at(-1));
+      if (judged === 'split') differences.push({ kind: 'split', partition, key, sid, within: within!.sid, outputs });
+      else if (judged === 'extra-session') differences.push({ kind: 'extra-session', partition, key, sid, outputs });
+      else unverified.push({ partition, key, sid, outputs });
     }
   }
 }
@@ -428,9 +445,12 @@ export function formatReplayReport(report: ReplayReport): string {
       `  not replayable p${n.partition} ${n.sid ?? n.key}: ${n.why === 'trimmed' ? 'began before the recording (its first entry was trimmed)' : 'events of no session the recording knows'} (${n.events} events left out, ${n.outputs} outputs)`,
     );
   }
-  if (report.unverified.length > 0)
+  if (report.unverified.length > 0) {
+    const outputs = report.unverified.reduce((n, u) => n + u.outputs, 0);
     lines.push(
-      `  ${report.unverified.length} replayed sessions without outputs where the recording does not say whether a session began`,
+      `  ${report.unverified.length} replayed sessions where the recording does not say whether a session began` +
+        (outputs > 0 ? ` (${outputs} outputs not compared)` : ''),
     );
+  }
   return lines.join('\n');
 }
