@@ -110,6 +110,22 @@ async function hash(
   return found;
 }
 
+/** Adds the partition's live sessions now (of the keys recorded) to `live`: those with a mark, a checkpoint or a timer. */
+async function liveSessions(
+  o: { client: RedisClientLike; keys: KeySpace; only: ReadonlySet<string> | null; maxEntries: number },
+  partition: number,
+  where: string,
+  live: Set<string>,
+): Promise<void> {
+  const mine = (sid: string) => o.only === null || (sid.includes('@') && o.only.has(splitSid(sid).key));
+  for (const k of [o.keys.hw(partition), o.keys.ckpt(partition), o.keys.timers(partition)]) {
+    const fields = (await send(o.client, k, ['HKEYS', k])) as string[];
+    // (The marks' hash also keeps each mark's output place, under "<sid> p": a sid has no space before its id.)
+    for (const field of fields) if (!String(field).endsWith(' p') && mine(String(field))) live.add(String(field));
+    if (live.size > o.maxEntries) throw tooManyError(EXPORT, where, o.maxEntries, 'live sessions');
+  }
+}
+
 async function exportPartition(
   o: {
     client: RedisClientLike;
@@ -139,21 +155,16 @@ async function exportPartition(
     unknown,
   ][];
   let from = first.length > 0 ? String(first[0][0]) : `${o.since}-0`;
-  // What sessions ended, and which were live: before the outputs (an end is committed with its last outputs).
-  const endsKept =
-    Number(
-      await send(client, keys.ends(partition), ['EXISTS', keys.ends(partition), keys.ended(partition), keys.check(partition)]),
-    ) > 0;
+  // What sessions ended: before the outputs (an end is committed with its last outputs, so each end read has all of
+  // its session's outputs in the read below).
   // (Of sessions that began at `from` or later: recordedPartition leaves the others out, and the bound counts what is kept.)
   const ends = await hash(client, keys.ends(partition), o.maxEntries, where, (sid) => mine(sid) && !beganBefore(sid, from));
-  // A live session: one with a mark, a checkpoint or a timer (counted once).
+  // Which sessions were live: read before the outputs and again after them. The worker goes on between the reads: a
+  // session that began after the first read, or wrote its first output then, has outputs below and is live at the
+  // second (or ended after it was read: with ends kept, a session with neither an end nor a place in `live` is taken
+  // as live too). Only one that began and ended while the outputs were read is missed.
   const live = new Set<string>();
-  for (const k of [keys.hw(partition), keys.ckpt(partition), keys.timers(partition)]) {
-    const fields = (await send(client, k, ['HKEYS', k])) as string[];
-    // (The marks' hash also keeps each mark's output place, under "<sid> p": a sid has no space before its id.)
-    for (const field of fields) if (!String(field).endsWith(' p') && mine(String(field))) live.add(String(field));
-    if (live.size > o.maxEntries) throw tooManyError(EXPORT, where, o.maxEntries, 'live sessions');
-  }
+  await liveSessions(o, partition, where, live);
   // The outputs from the first entry's time: a session that began there wrote none before it.
   const outputs = (
     await range(
@@ -165,6 +176,13 @@ async function exportPartition(
       outputKept,
     )
   ).found.map(([id, f]) => recordedOutput(id, f));
+  await liveSessions(o, partition, where, live);
+  // Whether the worker keeps ends (`checkReplay`): after the outputs, so that a session whose outputs are read has
+  // left its digests (live) or its end (ended) by then.
+  const endsKept =
+    Number(
+      await send(client, keys.ends(partition), ['EXISTS', keys.ends(partition), keys.ended(partition), keys.check(partition)]),
+    ) > 0;
   // How far the worker had read: later entries no session had seen.
   const delivered = String(await DELIVERED.run(client, [input], []));
   const read =
