@@ -29,6 +29,19 @@ import { outputView, timeOf } from '../__test__/helpers/session-script.mjs';
 import { prng } from './prng.mjs';
 
 const CHILD = fileURLToPath(new URL('../__test__/helpers/redis-worker-child.mjs', import.meta.url));
+
+/**
+ * A worker's last figures (`stats()`): those it said at its close, or, for a worker killed -9, its last `stats` line
+ * (it says one every 100 ms); null if it said none.
+ */
+function lastFigures(worker) {
+  // (Complete lines only: a worker killed mid-write leaves a part of one.)
+  const lines = worker.stdout.split('\n').slice(0, -1);
+  const closed = lines.find((l) => l.startsWith('closed '));
+  if (closed !== undefined) return JSON.parse(closed.slice(7));
+  const last = lines.findLast((l) => l.startsWith('stats '));
+  return last === undefined ? null : JSON.parse(last.slice(6));
+}
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Entry ids `<ms>-<seq>` in log order. */
@@ -96,7 +109,9 @@ export async function checkSoak(client, name, partitions, log, limits) {
 }
 
 /**
- * Runs the soak; resolves with a summary, rejects (naming the seed) if an invariant breaks.
+ * Runs the soak; resolves with a summary, rejects (naming the seed) if an invariant breaks. The summary's worker
+ * figures (checkpoints, restored, ...) are summed over every worker process of the run, those killed included (each
+ * one's last `stats` line).
  *
  * - `sessions` planned, at most `concurrent` live at once, each of `events` [min, max] events.
  * - Every `tick` ms a live session sends its next event with probability `chance` (and always when it has not
@@ -260,7 +275,6 @@ export async function redisSoak({
       'no snapshot or high-water mark left (every session ended)',
       settleTimeout,
     );
-    const stats = [];
     for (const c of pool) {
       // (A worker restarted by the last kill may still be starting: until it is ready, a SIGTERM ends it unhandled.)
       await c.waitFor(/^ready /m);
@@ -268,15 +282,13 @@ export async function redisSoak({
       const { stdout } = await c.finished();
       const errors = stdout.split('\n').filter((line) => line.startsWith('error '));
       assert.deepEqual(errors, [], 'a worker met no error');
-      stats.push(
-        JSON.parse(
-          stdout
-            .split('\n')
-            .find((l) => l.startsWith('closed '))
-            .slice(7),
-        ),
+      assert.ok(
+        stdout.split('\n').some((l) => l.startsWith('closed ')),
+        'a worker closed and said its figures',
       );
     }
+    // What every worker did, those killed included: a session restored by a worker killed later counts.
+    const stats = children.map(lastFigures).filter((figures) => figures !== null);
     const checked = await checkSoak(client, name, partitions, sent, limits);
     return {
       seed,
