@@ -7,6 +7,16 @@ import type { PartitionRun } from './partition-run';
 import type { RoundTrips } from './metrics';
 import type { RedisWorkerStats } from './worker-types';
 
+/**
+ * A renewal of `run`'s lease, sent at `sent`, was answered held at `now` (both on its host's clock, ms): records how
+ * late it came (microseconds past a third of `ttl` after the last one) and moves the lease's times on.
+ */
+export function renewed<I, O>(run: PartitionRun<I, O>, renewals: RoundTrips, sent: number, now: number, ttl: number): void {
+  renewals.record(Math.max(0, now - run.renewedAt - ttl / 3) * 1000);
+  run.renewedAt = sent;
+  run.validUntil = sent + ttl;
+}
+
 /** What the figures are read from: a host of partition runs, and whether it is superseded now. */
 export type StatsHost<I, O> = PartitionHost<I, O> & { readonly superseded: boolean };
 

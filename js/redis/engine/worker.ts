@@ -52,7 +52,7 @@ import { WorkerPermits, checkWorkerLimiter } from './session-permits';
 import { type WorkerVersions, checkVersions } from './versions';
 import { planBalance } from '../rules/versions';
 import { SlotReport } from './slot-watch';
-import { workerStats } from './worker-stats';
+import { renewed, workerStats } from './worker-stats';
 
 export type {
   Migrate,
@@ -351,9 +351,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     }
     if (this.#runs.get(run.partition) !== run) return;
     if (held === true) {
-      this.#renewals.record(Math.max(0, performance.now() - run.renewedAt - this.ttl / 3) * 1000);
-      run.renewedAt = sent;
-      run.validUntil = sent + this.ttl;
+      renewed(run, this.#renewals, sent, performance.now(), this.ttl);
     } else if (held === false || performance.now() >= run.validUntil) this.lose(run);
   }
 

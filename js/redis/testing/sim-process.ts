@@ -19,7 +19,7 @@ import { WorkerPermits } from '../engine/session-permits';
 import { planBalance } from '../rules/versions';
 import { RoundTrips } from '../engine/metrics';
 import { SlotReport } from '../engine/slot-watch';
-import { workerStats } from '../engine/worker-stats';
+import { renewed, workerStats } from '../engine/worker-stats';
 import type { RedisWorkerStats } from '../engine/worker-types';
 import type { SimLimiter } from './sim-limiter';
 import { connectionOf } from './recording-store';
@@ -407,9 +407,7 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
       .then(
         (held) => {
           if (!held) return this.lose(run);
-          this.#renewals.record(Math.max(0, this.clock.now() - run.renewedAt - this.ttl / 3) * 1000);
-          run.renewedAt = sent;
-          run.validUntil = sent + this.ttl;
+          renewed(run, this.#renewals, sent, this.clock.now(), this.ttl);
         },
         (error: unknown) => this.report(error),
       )
