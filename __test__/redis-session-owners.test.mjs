@@ -29,10 +29,7 @@ const OWNERS = {
   forwardDone: 'session-forward.ts',
   slotFreed: 'session-forward.ts',
   yieldsQueued: 'session-forward.ts',
-  scope: 'partition-run.ts',
   ended: 'partition-run.ts',
-  permit: 'partition-run.ts',
-  stepped: 'partition-run.ts',
   ackedEntries: 'session.ts',
   markers: 'session.ts',
 };

@@ -1,7 +1,8 @@
 // Opening a session, decided apart from carrying it out: which sid, version and caps it runs on, and what state it
 // starts from (its checkpoint, migrated or not, its key's kept state, or none), as functions of the stored records
 // and the release the worker runs. `planOpening` is pure; `openingState` runs the codec and `migrate` over the
-// plan and returns what came of them. `PartitionRun` carries the result out (counters, timers, permits, commits).
+// plan and returns what came of them. `SessionOpener` carries the result out (hooks, stream, counters, permits), and
+// `PartitionRun` runs the session it makes (its slot, timers, commits).
 import { CheckpointTooLargeError, decodeError, keyStateVersionError, migrateError } from '../../errors';
 import { type Codec, decodeStored } from '../common/codec';
 import type { OutputMark, SessionOpening, Snapshot } from '../common/transport';

@@ -1,10 +1,9 @@
 // One partition this worker owns, for as long as its lease lasts: it reads the partition's log, runs a session
 // per live key (`Session`), holds entries of keys waiting for a session slot, ends sessions where the log says
 // (idle by the log's clock, caps, markers) or where their handlers stop, and commits outputs and acks fenced.
-// What each handler gets next, as the session rule decides, is `SessionInputs`. What it needs of the worker is
-// `PartitionHost`.
-import { DEBOUNCE_TIMER_KEY } from './debounce-input';
-import { kOpen, kTaken, kTakenEnd, type StreamKind } from '../../core/protocol';
+// What each handler gets next, as the session rule decides, is `SessionInputs`; how a session opens, from what the
+// last owner left, `SessionOpener`. What it needs of the worker is `PartitionHost`.
+import { kTaken, kTakenEnd } from '../../core/protocol';
 import { sleepOn } from '../common/clock';
 import { FencedError, decodeError } from '../../errors';
 import { idTime } from '../common/log-ids';
@@ -12,33 +11,14 @@ import { Session, type SessionRun, sessionEnd } from './session';
 import { SessionWrites } from './session-writes';
 import { SessionForward } from './session-forward';
 import { wouldTake } from '../rules/session-rules';
-import {
-  type OpeningInputs,
-  type OpeningRelease,
-  migratedCheckpoint,
-  OpeningSlice,
-  startCheckpoint,
-  openingRelease,
-  openingState,
-  planOpening,
-} from './opening';
+import { SessionOpener } from './session-opener';
 import { SessionInputs } from './session-inputs';
-import { sessionHooks, traceSession } from './session-hooks';
-import { sessionScope } from '../common/trace-context';
-import { type Openings, Outbox, RETRY_MS } from './outbox';
+import { Outbox, RETRY_MS } from './outbox';
 import type { PartitionHost, RunFlags } from './partition-host';
 import { Delivery, HeldEntries } from './held-entries';
 import { EventBudget } from './budget';
 import { OwnerWrites } from './owner-writes';
-import {
-  type InputEntry,
-  type KeptState,
-  type Lease,
-  type OutputMark,
-  type SessionOpening,
-  type Snapshot,
-  type StoredKeyState,
-} from '../common/transport';
+import { type InputEntry, type KeptState, type Lease, type StoredKeyState } from '../common/transport';
 import { type Grant, waitsForStep } from './session-permits';
 import { SessionStarts } from './session-starts';
 import { KeyStateReads } from './key-state-reads';
@@ -62,8 +42,8 @@ export class PartitionRun<I, O> {
   readonly flags: RunFlags = { stopping: false, dropped: false, replayDone: false, logTime: 0 };
   /** Sessions whose handler has not finished (live, or ending after their marker). */
   readonly #running = new Set<Session<I, O>>();
-  /** Checkpoints of sessions the last owner left, per key, until their session is opened again (`#open`). */
-  readonly #snapshots = new Map<string, Snapshot>();
+  /** Sessions as they open, from what the last owner left (its checkpoints, per key: `snapshots`). */
+  readonly #opener: SessionOpener<I, O>;
   /**
    * `keyState`: the state a session of this run ended with, per key, until the commit of its end: what the key's
    * next session starts from meanwhile (after it, the key's state is read from the log).
@@ -84,20 +64,6 @@ export class PartitionRun<I, O> {
   /** Age of the oldest pending entry at the last measure, ms. */
   pinned = 0;
   readonly pumped: Promise<void>;
-  /** The release this worker runs, as its sessions' openings see it (`planOpening`). */
-  readonly #release: OpeningRelease;
-  /** What the partition's live sessions opened with, as the last owner left it (versions), by sid: read with the snapshots. */
-  #openings = new Map<string, SessionOpening>();
-  /** The marks of sessions without a checkpoint that are or will be migrated, as read at the takeover, by sid. */
-  #marks = new Map<string, OutputMark>();
-  /** The openings of this run's sessions not written yet, by sid (`Openings`). */
-  readonly #unwritten = new Map<string, SessionOpening>();
-  readonly #openingLedger: Openings = {
-    pending: (sid) => this.#unwritten.get(sid),
-    written: (sids) => {
-      for (const sid of sids) this.#unwritten.delete(sid);
-    },
-  };
   /** Permits of the worker's `limiter.session` asked for keys' next sessions (session-starts.ts). */
   readonly #starts: SessionStarts;
   /** Stops the worker's permits waking this run (`slotsFreed`). */
@@ -120,8 +86,16 @@ export class PartitionRun<I, O> {
     readonly lease: Lease,
     grantedAt: number,
   ) {
-    this.#release = openingRelease(worker);
     this.#starts = new SessionStarts(worker);
+    this.#opener = new SessionOpener({
+      worker,
+      partition: lease.partition,
+      flags: this.flags,
+      sessionRun: this.#sessionRun,
+      starts: this.#starts,
+      queue: (item) => this.#outbox.queue(item),
+      failed: (error) => this.#failed(error),
+    });
     this.#budget = new EventBudget(
       () => worker.share(),
       worker.clock,
@@ -135,7 +109,7 @@ export class PartitionRun<I, O> {
       (kept) => {
         for (const k of kept) if (this.#ending.get(k.key)?.sid === k.sid) this.#ending.delete(k.key);
       },
-      this.#openingLedger,
+      this.#opener.ledger,
     );
     this.#writing = new SessionWrites(worker, this.flags, this.#outbox);
     this.#forwarding = new SessionForward({
@@ -151,7 +125,7 @@ export class PartitionRun<I, O> {
       flags: this.flags,
       failed: (error) => this.#failed(error),
       live: (s) => this.sessions.get(s.key) === s,
-      openings: this.#openingLedger,
+      openings: this.#opener.ledger,
       endingBefore: (s) => {
         const ending = this.#ending.get(s.key);
         return ending !== undefined && ending.sid !== s.sid;
@@ -166,7 +140,7 @@ export class PartitionRun<I, O> {
       deliver: (entry) => this.#deliver(entry),
       failed: (error) => this.#failed(error),
       restoreWaiting: () => {
-        if (this.#snapshots.size > 0) this.#restoreWaiting();
+        if (this.#opener.snapshots.size > 0) this.#restoreWaiting();
       },
       redecide: (caller) => this.#inputs.redecide(caller),
       admitted:
@@ -184,7 +158,7 @@ export class PartitionRun<I, O> {
       finish: (s) => this.#finish(s),
     });
     this.#unwake = worker.permits?.onWake(() => this.slotsFreed());
-    this.#ahead = new KeyStateReads(this, this.#ending, this.#snapshots, this.#entries);
+    this.#ahead = new KeyStateReads(this, this.#ending, this.#opener.snapshots, this.#entries);
     this.validUntil = grantedAt + worker.ttl;
     this.renewedAt = grantedAt;
     this.lastTrim = grantedAt;
@@ -278,18 +252,7 @@ export class PartitionRun<I, O> {
     for (;;) {
       if (this.flags.stopping) return false;
       try {
-        // Both read before either is kept: no session is restored (a slot may free while the openings are read)
-        // before the partition's openings are known, or it would open on this worker's version and caps.
-        const snapshots = await this.worker.log.snapshots(this.lease);
-        const openings = await this.worker.log.openings(this.lease);
-        // The marks of sessions with no checkpoint that are or will be migrated: their outputs are matched by place.
-        const checkpointed = new Set(snapshots.map((snapshot) => snapshot.sid));
-        const placed = [...openings.values()]
-          .filter((o) => !checkpointed.has(o.sid) && (o.replaces !== undefined || !this.#release.runsVersion(o.version)))
-          .map((o) => o.sid);
-        this.#marks = placed.length === 0 ? new Map<string, OutputMark>() : await this.worker.log.marks(this.lease, placed);
-        this.#openings = openings;
-        for (const snapshot of snapshots) this.#snapshots.set(snapshot.key, snapshot);
+        await this.#opener.load(this.lease);
         break;
       } catch (error) {
         if (this.#failed(error)) return false;
@@ -308,7 +271,7 @@ export class PartitionRun<I, O> {
    */
   versions(): Set<string> {
     const found = new Set<string>();
-    for (const o of this.#openings.values()) found.add(o.version);
+    this.#opener.versions(found);
     for (const s of this.sessions.values()) found.add(s.opening.version);
     return found;
   }
@@ -319,21 +282,18 @@ export class PartitionRun<I, O> {
    * renewals run between them.
    */
   #restoreWaiting(): void {
-    for (const [key, snapshot] of [...this.#snapshots]) {
+    for (const [key, snapshot] of [...this.#opener.snapshots]) {
       if (this.flags.stopping || this.sessions.has(key) || this.finishing.has(key)) continue;
       const grant = this.#starts.admit(key, snapshot.sid, undefined);
       if (grant === Delivery.NoSlot) return;
       if (grant === Delivery.Waits) continue;
       if (this.#open(key, '', grant as Grant | null) === undefined) return;
-      if (this.#slice.done(this.worker.ttl)) {
+      if (this.#opener.slice.done(this.worker.ttl)) {
         this.#restoreLater();
         return;
       }
     }
   }
-
-  /** Time spent opening sessions since the last yield (a slow `migrate`): the lease's renewals must run between. */
-  readonly #slice = new OpeningSlice();
 
   /** The rest of a restore cut short (`#restoreWaiting`), at the next turn; null when none waits. */
   #restoring: Promise<void> | null = null;
@@ -356,7 +316,7 @@ export class PartitionRun<I, O> {
    */
   slotsFreed(): void {
     if (this.flags.stopping) return;
-    if (this.#snapshots.size > 0) {
+    if (this.#opener.snapshots.size > 0) {
       this.#restoreWaiting();
       // A session restored now, with no entry left to replay, ends where the log says: by a tick for its idle end
       // once its handler waits (the pump, idle at the log's end, applies the rule to no one).
@@ -460,7 +420,7 @@ export class PartitionRun<I, O> {
     const space = wake.lastIndexOf(' ');
     const sid = wake.slice(0, space);
     const s = this.sessions.get(entry.key);
-    if (s === undefined && this.#snapshots.get(entry.key)?.sid === sid) return this.#deliverNew(entry);
+    if (s === undefined && this.#opener.snapshots.get(entry.key)?.sid === sid) return this.#deliverNew(entry);
     this.#budget.release();
     if (s !== undefined && s.sid === sid) s.marker(entry.id);
     else this.#outbox.queue({ acks: [entry.id] });
@@ -477,7 +437,7 @@ export class PartitionRun<I, O> {
     // The ending session's handler left entries before this one (they open the next session), or, while
     // this one waited, a delivery of an earlier entry did.
     if (this.sessions.has(key) || this.#entries.heldBefore(key, entry.id)) return Delivery.Behind;
-    const snapshot = this.#snapshots.get(key);
+    const snapshot = this.#opener.snapshots.get(key);
     const restoring = snapshot !== undefined;
     // A wake-up never opens a session of its own: dropped, unless it wakes the session about to be restored.
     if (entry.wake !== undefined && !restoring) return this.#deliverWake(entry, entry.wake);
@@ -496,7 +456,7 @@ export class PartitionRun<I, O> {
     if (s === undefined) return Delivery.NoSlot;
     const delivered = restoring ? this.#deliver(entry) : this.#send(s, entry);
     // Openings that took a slice of the event loop (a slow `migrate`): the next delivery waits a turn.
-    if (!this.#slice.done(this.worker.ttl)) return delivered;
+    if (!this.#opener.slice.done(this.worker.ttl)) return delivered;
     return Promise.resolve(delivered).then((d) => sleepOn(this.worker.clock, 0).then(() => d));
   }
 
@@ -548,9 +508,8 @@ export class PartitionRun<I, O> {
   }
 
   /**
-   * The key's new session, or undefined while `maxConcurrent` sessions of the function are open. A key with a
-   * snapshot the last owner left gets its session back from it (its sid, seq and state), not a new one. `kept`: the
-   * state a new session starts from (`keyState`: its key's, kept after its last session), or null.
+   * The key's new session (`SessionOpener.open`), running in this run from now on; undefined while `maxConcurrent`
+   * sessions of the function are open.
    */
   #open(
     key: string,
@@ -562,100 +521,15 @@ export class PartitionRun<I, O> {
     // This worker's own sessions fill the function's slots: no open to try (and no StreamLimitError to build, a
     // stack trace each) while they do. On a backlog, every session that ends asks each partition for a slot.
     if (w.live >= w.fn.config.maxConcurrent) return undefined;
-    const snapshot = this.#snapshots.get(key);
-    const mark =
-      snapshot === undefined
-        ? this.#marks.get(sid)
-        : { written: snapshot.written ?? 0, ...(snapshot.writtenAt === undefined ? {} : { at: snapshot.writtenAt }) };
-    const inputs: OpeningInputs = { key, sid, snapshot, openings: this.#openings, kept, release: this.#release, mark };
-    const plan = planOpening(inputs);
-    if (plan.foreign) {
-      this.#failed(
-        new FencedError(
-          this.partition,
-          `a session runs version ${JSON.stringify(plan.opening.version)}, which this worker does not run: another owner wrote it`,
-        ),
-      );
-      return undefined;
-    }
-    const started = w.clock.now();
-    const { restored, keep, keepVersion, broken, keptUnreadable, fromKey, migrated } = openingState(
-      plan,
-      inputs,
-      w.codec,
-      w.migrate,
-      (timerKey) => timerKey === DEBOUNCE_TIMER_KEY,
-      w.maxCheckpointBytes,
-    );
-    this.#slice.spent(w.clock.now() - started);
-    sid = plan.sid;
-    const { opening, stored } = plan;
-    if (keptUnreadable !== undefined) w.report(keptUnreadable);
-    if (plan.write) this.#unwritten.set(sid, opening);
-    this.#openings.delete(sid);
-    this.#marks.delete(sid);
-    const fn = w.fnFor(opening.version);
-    const limits = opening.limits;
-    // (The debounce it opened with; an opening of an earlier release does not say: the worker's.)
-    const debounce = opening.debounce === undefined ? w.debounce : opening.debounce;
-    const { rule, checkpoints } = sessionHooks(w, sid, limits, debounce, restored, broken === undefined ? snapshot : undefined);
-    let stream: StreamKind<I, O>;
-    // Traced (a tracer provider is registered): the session's span is a root span, linked to its events' producers.
-    const scope = sessionScope();
-    try {
-      stream =
-        scope === undefined
-          ? fn[kOpen](undefined, false, checkpoints)
-          : scope.open(() => fn[kOpen](undefined, false, checkpoints));
-    } catch (error) {
-      this.#unwritten.delete(sid);
-      if (stored !== undefined) this.#openings.set(sid, stored);
-      if ((error as { code?: unknown })?.code === 'ERR_VELO_STREAM_LIMIT') return undefined;
-      throw error;
-    }
-    const s = new Session<I, O>(key, sid, stream, rule, opening, {
-      checkpoints,
-      // (A checkpoint before its first input, its key's state converted, stands for the start: it keeps its first.)
-      restored: snapshot !== undefined && snapshot.events > 0,
-      seq: snapshot?.seq ?? 0,
-      keep,
-      keepVersion,
-      writtenBefore: plan.writtenBefore,
-      run: this.#sessionRun,
-    });
-    w.opened?.(
-      sid,
-      opening.version,
-      stored === undefined,
-      plan.keyState === null ? null : { use: plan.keyState, kept: kept?.version ?? '' },
-    );
-    if (fromKey) w.counters.keyStateStarts++;
-    if (opening.replaces !== undefined && broken === undefined) w.counters.migrated++;
-    // Adopted from its checkpoint, or its key's state converted: the converted state is its checkpoint from now on,
-    // committed with its opening (in one commit, ahead of its outputs), so no later owner runs this version on the old
-    // state, or converts it again.
-    if (migrated !== undefined)
-      this.#outbox.queue(snapshot !== undefined ? migratedCheckpoint(snapshot, migrated) : startCheckpoint(sid, key, migrated));
-    if (grant !== null) {
-      // Its `limiter.session` permits: held until it ends (`#over`).
-      this.#starts.opened(key);
-      s.permit = grant;
-    }
-    s.stepped = (w.permits?.step.length ?? 0) > 0 && checkpoints.attached;
-    if (scope?.session !== undefined) {
-      s.scope = scope;
-      const restoring = snapshot !== undefined;
-      traceSession(scope, stream, this.partition, restoring || !this.flags.replayDone, restoring, grant);
-    }
+    const opened = this.#opener.open(key, sid, grant, kept);
+    if (opened === undefined) return undefined;
+    const s = opened.session;
+    const checkpoints = s.checkpoints;
     // Without hooks (a pipe), its handler never asks: its entries are decided as they come (it has no timers).
     // With them, it may be waiting already (its handler ran up to its first await at the open).
     this.#inputs.opened(s, !checkpoints.attached || checkpoints.waits > 0);
     // Its hooks tell the run through the session from now on (timers it made so far are armed below).
     checkpoints.owner = s;
-    if (snapshot !== undefined) {
-      this.#snapshots.delete(key);
-      w.counters.restored++;
-    }
     if (!this.flags.replayDone) w.counters.replayedSessions++;
     this.sessions.set(key, s);
     this.#running.add(s);
@@ -665,10 +539,10 @@ export class PartitionRun<I, O> {
     // Calls its handler made before the session existed (it runs up to its first await at the open), and the
     // timers it was restored with.
     this.#writing.checkpointsDue(s);
-    for (const timer of rule.timers) this.#writes.armTimer(s, timer);
-    if (broken !== undefined) {
-      w.report(broken);
-      this.#writing.failOpening(s, broken, snapshot?.written ?? 0);
+    for (const timer of s.rule.timers) this.#writes.armTimer(s, timer);
+    if (opened.broken !== undefined) {
+      w.report(opened.broken);
+      this.#writing.failOpening(s, opened.broken, opened.written);
     }
     return s;
   }

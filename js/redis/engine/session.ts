@@ -386,6 +386,9 @@ export interface SessionStart<I, O> {
   readonly writtenBefore: Required<OutputMark> | null;
   /** Its partition's run, which its hooks tell (through it). */
   readonly run: SessionRun<I, O>;
+  readonly scope?: SessionScope;
+  readonly permit: Grant | null;
+  readonly stepped: boolean;
 }
 
 /** What a session tells its partition's run for its hooks (`CheckpointsOwner`): one object per run. */
@@ -411,6 +414,12 @@ export class Session<I, O> implements CheckpointsOwner {
   readonly restored: boolean;
   /** Entries delivered to it that its handler has not taken (its inbox owns them). */
   readonly inbox = new Inbox();
+  /** Its trace (a tracer provider is registered): its span, its events' spans and links. */
+  readonly scope: SessionScope | undefined;
+  /** Its permits of the worker's `limiter.session` limiters (held from before it opened to its end), if any. */
+  readonly permit: Grant | null;
+  /** Each input its handler takes needs a permit of `limiter.step`: nothing is sent into its stream ahead of it. */
+  readonly stepped: boolean;
   // (Made with the first timer that needs them: most sessions have none, and an empty Map or Set is about 100 B.)
   /** Its armed timers' timeouts, by timer id (null: none armed yet). */
   wakeTimeouts: Map<number, ClockTimer> | null = null;
@@ -470,14 +479,8 @@ export class Session<I, O> implements CheckpointsOwner {
   #resolveForwarded: (() => void) | null = null;
   /** Outputs of its handler handed to `#output` so far: a checkpoint call waits for those yielded before it. */
   yieldsQueued = 0;
-  /** Its trace (a tracer provider is registered): its span, its events' spans and links. */
-  scope: SessionScope | undefined = undefined;
   /** Its input has ended (decided by the rule, or its handler finished). */
   ended = false;
-  /** Its permits of the worker's `limiter.session` limiters (held from before it opened to its end), if any. */
-  permit: Grant | null = null;
-  /** Each input its handler takes needs a permit of `limiter.step`: nothing is sent into its stream ahead of it. */
-  stepped = false;
 
   // Written by its own methods (`marker`, `acked`, `trimTaken`).
   /** Its entries (events, markers read for it), in log order: acked when it ends, less those given to the key's next session. */
@@ -506,6 +509,9 @@ export class Session<I, O> implements CheckpointsOwner {
     this.keep = start.keep;
     this.keepVersion = start.keepVersion;
     this.writtenBefore = start.writtenBefore;
+    this.scope = start.scope;
+    this.permit = start.permit;
+    this.stepped = start.stepped;
     // For dashboards: which session a listed stream of the function is (its sid and key, shown as allowed).
     tagStream(stream, { session: { key, sid } });
   }
