@@ -135,7 +135,10 @@ export class SessionOpener<I, O> {
     sid = plan.sid;
     const { opening, stored } = plan;
     if (keptUnreadable !== undefined) w.report(keptUnreadable);
-    if (plan.write) this.#unwritten.set(sid, opening);
+    // Its opening is written with its first commit, unless it broke: an opening that adopts a checkpoint stands for the
+    // converted state committed with it (a later owner restores the checkpoint as the opening's version). One whose
+    // `migrate` failed has none: the stored opening stays, and a later owner decides again (and fails it again).
+    if (plan.write && broken === undefined) this.#unwritten.set(sid, opening);
     this.#openings.delete(sid);
     this.#marks.delete(sid);
     const fn = w.fnFor(opening.version);
