@@ -423,22 +423,31 @@ const log = (what, result) => console.log(`${what.padEnd(26)} ${JSON.stringify(r
 /**
  * Shape "openings" (issue 57): `keys` keys at `rate` events/s (each key one event a `keys / rate` s), so the run's
  * first `keys` events each open a session, all within the first `keys / rate` s: their latency (XADD to handler) is
- * reported apart from the later events'. velo-stream with 1 worker (slots for every key), and the naive consumer.
+ * reported apart from the later events'. velo-stream with 1 worker (slots for every key), and the naive consumer,
+ * each twice: in a new process (its first events are also the first its code runs), and warm (the process first ran
+ * the same consumer over as many other keys, two events each: bench/redis/child.mjs, `warm`).
  */
 async function openingRuns(url, client, seconds, { rate = 2000, keys = 2000 } = {}) {
-  const velo1 = await liveRun(url, client, 'velo', 1, rate, seconds, 'openings1', { keys, split: true });
-  log('openings velo1', velo1);
-  const naive = await liveRun(url, client, 'naive', 1, rate, seconds, 'openings2', { keys, split: true });
-  log('openings naive', naive);
-  return { rate, keys, seconds, velo1, naive };
+  const run = async (kind, label, n, warm) => {
+    const options = warm ? { warm: keys } : {};
+    const result = await liveRun(url, client, kind, 1, rate, seconds, `openings${n}`, { keys, split: true, options });
+    log(`openings ${label}`, result);
+    return result;
+  };
+  const velo1 = await run('velo', 'velo1', 1, false);
+  const naive = await run('naive', 'naive', 2, false);
+  const velo1Warm = await run('velo', 'velo1 warm', 3, true);
+  const naiveWarm = await run('naive', 'naive warm', 4, true);
+  return { rate, keys, seconds, velo1, naive, warm: { velo1: velo1Warm, naive: naiveWarm } };
 }
 
-function printOpenings({ rate, keys, velo1, naive }) {
+function printOpenings({ rate, keys, velo1, naive, warm }) {
   const line = (r) => `first ${r.first.p50Ms} / ${r.first.p99Ms}, later ${r.later.p50Ms} / ${r.later.p99Ms}, all ${r.p50Ms} / ${r.p99Ms}`;
+  const ratios = (v, n) => `velo first / later p50 x${(v.first.p50Ms / v.later.p50Ms).toFixed(2)}; velo / naive p99 x${(v.p99Ms / n.p99Ms).toFixed(2)}`;
   console.log(`openings, ${keys} keys at ${rate}/s, p50 / p99 (ms): velo 1 worker ${line(velo1)}; naive ${line(naive)}`);
-  console.log(
-    `openings ratios: velo first / later p50 x${(velo1.first.p50Ms / velo1.later.p50Ms).toFixed(2)}; velo / naive p99 x${(velo1.p99Ms / naive.p99Ms).toFixed(2)}`,
-  );
+  console.log(`openings ratios: ${ratios(velo1, naive)}`);
+  console.log(`openings warm, p50 / p99 (ms): velo 1 worker ${line(warm.velo1)}; naive ${line(warm.naive)}`);
+  console.log(`openings warm ratios: ${ratios(warm.velo1, warm.naive)}`);
 }
 
 /**

@@ -3,6 +3,9 @@
 //   kind velo:  a velo-stream redisWorker, one session per key (a running total; idleTimeout 0, maxConcurrent twice
 //               the keys; `options`, JSON: `idleTimeout`, and `maxConcurrent` (null: the function's default), `worker`: more options of redisWorker);
 //   kind naive: the naive baseline (bench/redis/naive.mjs) over the sessions k0..k<keys-1>.
+// With `options.warm` (a count of keys), before `ready` the process first runs the same kind of consumer, under a
+// name of its own, over that many other keys, two events each (their openings, then later events), and closes it:
+// the code the measured consumer runs is then compiled, as in a process that has served for a while.
 // Prints `ready`, and for velo `owned <p,p,...> <epoch ms>` when it finds its
 // partitions changed (checked every pollMs). A line `report` on stdin prints `report <json>`: events
 // handled, and the latency of those that carried a send time `t` (epoch ms,
@@ -13,8 +16,8 @@
 import { createInterface } from 'node:readline';
 import { createClient } from 'redis';
 import { streamFn } from 'velo-stream';
-import { redisWorker } from 'velo-stream/redis';
-import { naiveConsumer } from './naive.mjs';
+import { redisProducer, redisWorker } from 'velo-stream/redis';
+import { naiveConsumer, naiveSend } from './naive.mjs';
 
 const [url, name, kind, partitions, keys, leaseTtl, pollMs, optionsJson = '{}'] = process.argv.slice(2);
 const options = JSON.parse(optionsJson);
@@ -35,10 +38,9 @@ const onEvent = (event) => {
   (event.f === 1 ? firstLatencies : laterLatencies).push(ms);
 };
 
-let stop;
-let stats = () => ({});
-if (kind === 'velo') {
-  const fn = streamFn(
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const makeFn = () =>
+  streamFn(
     async function* sum(events) {
       let total = 0;
       for await (const e of events) {
@@ -51,6 +53,39 @@ if (kind === 'velo') {
       ...(options.maxConcurrent === null ? {} : { maxConcurrent: options.maxConcurrent ?? Number(keys) * 2 }),
     },
   );
+
+/** The warm-up (`options.warm`): the same kind of consumer over other keys, two events each, then closed. */
+async function warmUp(count) {
+  const warmName = `${name}-warm`;
+  const pairs = (round) => Array.from({ length: count }, (_, i) => [`w${i}`, { n: round }]);
+  if (kind === 'velo') {
+    const worker = redisWorker(makeFn(), { client, name: warmName, partitions: Number(partitions), leaseTtl: Number(leaseTtl) });
+    const producer = redisProducer({ client, name: warmName, partitions: Number(partitions) });
+    for (let round = 1; round <= 2; round++) {
+      for (let i = 0; i < count; i += 1000) await producer.sendMany(pairs(round).slice(i, i + 1000));
+      while (worker.stats().outputs < round * count) await sleep(5);
+    }
+    await worker.close();
+  } else {
+    const consumer = naiveConsumer(client, {
+      name: warmName,
+      sessionKeys: Array.from({ length: count }, (_, i) => `w${i}`),
+      handle: (total = 0, e) => [total + e.n, { n: e.n, total: total + e.n }],
+    });
+    for (let round = 1; round <= 2; round++) {
+      await naiveSend(client, warmName, pairs(round));
+      while (consumer.stats().events < round * count) await sleep(5);
+    }
+    await consumer.stop();
+  }
+  handled = 0;
+}
+if (options.warm > 0) await warmUp(options.warm);
+
+let stop;
+let stats = () => ({});
+if (kind === 'velo') {
+  const fn = makeFn();
   const onError = (e) => console.log(`${e?.code === 'ERR_VELO_SESSION_SLOTS' ? 'slots' : 'error'} ${e?.message}`);
   const worker = redisWorker(fn, { client, name, partitions: Number(partitions), leaseTtl: Number(leaseTtl), onError, ...options.worker });
   let shown = null;
