@@ -19,7 +19,10 @@ function serving<O>(options: PostgresSseOptions<O>, what: string): KeyServing<O>
     extra: ['pollInterval'],
     open: (from, resumed, own) => {
       // A cursor the client sent (Last-Event-ID) is refused naming that header, not `options.from`.
-      const settings = resumed ? lastEventIdSettings(options, from, what, own) : pgKeySettings({ ...options, from }, what, own);
+      // (A key with a NUL, which Postgres cannot store, is refused at the reader's open: 400, as the request's.)
+      const settings = resumed
+        ? lastEventIdSettings(options, from, what, own)
+        : pgKeySettings({ ...options, from }, what, own, false);
       settings.resumed = resumed;
       return new KeyReader(settings, new PgKeySource(settings));
     },
@@ -66,7 +69,7 @@ function lastEventIdSettings<O>(
   own: readonly string[],
 ): ReturnType<typeof pgKeySettings<O>> {
   try {
-    return pgKeySettings({ ...options, from }, what, own);
+    return pgKeySettings({ ...options, from }, what, own, false);
   } catch (error) {
     if (error instanceof Error && (error as { code?: unknown }).code === 'ERR_VELO_BAD_CURSOR') {
       error.message = error.message.replace('options.from', 'the Last-Event-ID header');

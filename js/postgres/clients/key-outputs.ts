@@ -20,7 +20,7 @@ import {
   keyPlan,
 } from '../../redis/common/key-reader';
 import type { OutputItem } from '../../redis/common/outputs';
-import { idOf, idParts, run, str } from '../log/sql';
+import { idOf, idParts, run, str, text } from '../log/sql';
 import { type PgResolved, type PostgresOptions, resolvePgOptions } from './options';
 import { pause, retriedOnConnection } from './retry';
 import { rowItem } from './worker';
@@ -48,14 +48,24 @@ export interface PgKeySettings<O> extends KeyPlan<O> {
 /** The option names of `postgresKeyOutputs`. */
 export const PG_KEY_OPTIONS = [...KEY_OPTIONS, 'pollInterval'];
 
-/** Checks a key reader's options (`own`: the entry point's others), `from` included: it throws `ResumeCursorError`. */
+/** Refuses a key Postgres cannot store (text holds no NUL): no output can be of it, and a read would fail on it. */
+function checkStorable(keys: Iterable<string>): void {
+  for (const key of keys) text('The key', key);
+}
+
+/**
+ * Checks a key reader's options (`own`: the entry point's others), `from` included: it throws `ResumeCursorError`.
+ * `storable`: refuse a key with a NUL here (else at the reader's open, as a request's key: 400).
+ */
 export function pgKeySettings<O>(
   options: PostgresKeyOutputsOptions<O>,
   what: string,
   own: readonly string[] = PG_KEY_OPTIONS,
+  storable = true,
 ): PgKeySettings<O> {
   const o = resolvePgOptions(options, what, own);
   const plan = keyPlan(options, what, o.partitions);
+  if (storable) checkStorable(plan.keys);
   const { pollInterval = 100 } = options;
   integerOption(what, 'pollInterval', pollInterval, 1, 60_000, 'from 1 to 60000 (ms)');
   return { ...plan, o, pollInterval };
@@ -103,6 +113,13 @@ export class PgKeySource<O> implements KeySource<O> {
   }
 
   async open(): Promise<void> {
+    // A key from a request (postgresSse, postgresNdjson) no key on Postgres can be: the client's mistake, 400,
+    // before any statement (the other readers refused it at the call).
+    try {
+      checkStorable(this.#s.keys);
+    } catch (error) {
+      throw Object.assign(error as Error, { status: 400 });
+    }
     await retriedOnConnection(() => this.#s.o.prepare(), this.#closed.signal);
   }
 

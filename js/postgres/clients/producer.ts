@@ -7,6 +7,7 @@ import { encodeChecked } from '../../redis/common/codec';
 import { activeTraceFields } from '../../redis/common/trace-context';
 import { checkKey, fnv1a } from '../../redis/common/keys';
 import { PgLog, appendEventsPg } from '../log/pg-log';
+import { text } from '../log/sql';
 import { type PgResolved, type PostgresOptions, resolvePgOptions } from './options';
 
 /** Options of `postgresProducer`. */
@@ -16,17 +17,19 @@ export type PostgresProducerOptions<I = unknown> = PostgresOptions<I>;
 export interface PostgresProducer<I> {
   /** The function's partition count. */
   readonly partitions: number;
-  /** The partition of `key`: `fnv1a(key) mod partitions` (as on Redis). */
+  /** The partition of `key`: `fnv1a(key) mod partitions` (as on Redis). A key holding a NUL character is refused. */
   partitionOf(key: string): number;
   /**
    * Appends one event to its key's partition; resolves with its entry id once committed.
    * @throws {EventTooLargeError} `ERR_VELO_EVENT_TOO_LARGE` (nothing written) above `maxEventBytes`.
+   * @throws {TypeError} `ERR_INVALID_ARG_VALUE` (nothing written) for a key Postgres cannot store: one holding a NUL.
    * @throws {SendError} `ERR_VELO_SEND_FAILED` when Postgres refused it or did not answer.
    */
   readonly send: (key: string, event: I) => Promise<string>;
   /**
    * Appends many events: one transaction per partition (of at most 1,000 events), in the given order. Every
-   * event is encoded and checked before anything is written. Resolves with the entry ids, in the order of `events`.
+   * event and key is checked (and encoded) before anything is written, as by `send`. Resolves with the entry ids,
+   * in the order of `events`.
    */
   readonly sendMany: (events: Iterable<readonly [string, I]>) => Promise<string[]>;
   /** Entries of the partition of `key` (or partition `partition`) not yet read by its owner, measured now. */
@@ -60,12 +63,16 @@ class Producer<I> implements PostgresProducer<I> {
   }
 
   partitionOf(key: string): number {
-    return fnv1a(checkKey(key)) % this.#o.partitions;
+    // Postgres text holds no NUL: such a key is refused here, before anything is written, as a key too long is.
+    return fnv1a(text('The key', checkKey(key))) % this.#o.partitions;
   }
 
-  send = async (key: string, event: I): Promise<string> => (await this.sendMany([[key, event]]))[0];
+  send = async (key: string, event: I): Promise<string> => (await this.#send([[key, event]], 'send()'))[0];
 
-  sendMany = async (events: Iterable<readonly [string, I]>): Promise<string[]> => {
+  sendMany = (events: Iterable<readonly [string, I]>): Promise<string[]> => this.#send(events, 'sendMany()');
+
+  /** Appends `events` for `call` (named in an event's refusal, as on Redis). */
+  async #send(events: Iterable<readonly [string, I]>, call: string): Promise<string[]> {
     if (events === null || typeof (events as { [Symbol.iterator]?: unknown })?.[Symbol.iterator] !== 'function') {
       throw invalidType(`sendMany(): events must be an iterable of [key, event] pairs, not ${describe(events)}`);
     }
@@ -77,7 +84,8 @@ class Producer<I> implements PostgresProducer<I> {
         throw invalidType(`sendMany(): item ${n} must be a [key, event] pair, not ${describe(pair)}`);
       const [key, event] = pair as [string, I];
       const partition = this.partitionOf(key);
-      const data = encodeChecked(this.#o.codec, event, this.#o.maxEventBytes, `event for key ${JSON.stringify(key)}`);
+      const what = `event of ${call} for key ${JSON.stringify(key)}`;
+      const data = encodeChecked(this.#o.codec, event, this.#o.maxEventBytes, what);
       let group = groups.get(partition);
       if (group === undefined) groups.set(partition, (group = { index: [], items: [] }));
       group.index.push(n++);
@@ -116,7 +124,7 @@ class Producer<I> implements PostgresProducer<I> {
       `send: ${written} of ${n} events written, the others not (null) or unknown: ${cause?.message}`,
       cause,
     );
-  };
+  }
 
   async lag(keyOrPartition: string | number): Promise<number> {
     const partition =

@@ -21,7 +21,7 @@ import {
   tooManyError,
 } from '../../redis/common/recording';
 import { SCHEMA_VERSION } from '../log/schema';
-import { type PgClientLike, type PgPoolLike, connectWatched, idOf, idParts, run, str } from '../log/sql';
+import { type PgClientLike, type PgPoolLike, connectWatched, idOf, idParts, run, str, text } from '../log/sql';
 import { type PostgresOptions, resolvePgOptions } from './options';
 
 /**
@@ -247,6 +247,8 @@ async function snapshot<T>(pool: PgPoolLike, body: (client: PgClientLike) => Pro
 export async function postgresRecording(options: PostgresRecordingOptions): Promise<Recording> {
   const o = resolvePgOptions(options, WHAT, ['only', 'keys', 'since', 'maxEntries', 'maxOutputs']);
   const choice = checkChoice(WHAT, options, o.partitions);
+  // Postgres text holds no NUL: no row can be of such a key, and the reads would fail on it.
+  for (const key of choice.keys ?? []) text('The key', key);
   const { S, fn } = o.space;
   const parts = await snapshot(o.pool, async (client) => {
     if (!(await readable(client, S, o.schema))) return null;

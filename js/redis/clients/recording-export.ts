@@ -4,10 +4,10 @@
 // atomic snapshot (a partition's input can be far larger than one command should carry); they go in an order that
 // keeps what they find consistent for the replay: the ends and live sessions first (an end is committed with the
 // session's last outputs), then the outputs, then how far the worker had read, then the input up to there.
-import { describe, invalidType } from '../../errors';
-import { integerOption } from '../../validate';
+import { describe, invalidType, invalidValue } from '../../errors';
+import { type Codec, jsonCodec } from '../common/codec';
 import { type RedisClientLike, send } from '../log/connection';
-import { checkName } from '../log/options';
+import { checkName, checkShape } from '../log/options';
 import { entryFields } from '../common/stored';
 import { KeySpace } from '../log/redis-log';
 import { Script } from '../log/script';
@@ -53,6 +53,10 @@ export interface ExportRecordingOptions {
   maxEntries?: number;
   /** Most outputs per partition: past it the export fails. Default `maxEntries`. */
   maxOutputs?: number;
+  /** Not used (bytes are recorded as written): taken, and checked, so that the function's shared options can be passed. */
+  codec?: Codec<unknown>;
+  /** Not used, as `codec`. */
+  maxEventBytes?: number;
 }
 
 const BUFFERS = { typeMapping: { 36: Buffer, 37: Array } };
@@ -60,6 +64,8 @@ const DELIVERED = new Script('delivered.lua');
 /** Entries per XRANGE. */
 const PAGE = 1000;
 const EXPORT = 'exportRecording()';
+/** The options `exportRecording` takes: those every entry point takes, and what to record. Any other is refused. */
+const KNOWN = ['client', 'name', 'partitions', 'codec', 'maxEventBytes', 'only', 'keys', 'since', 'maxEntries', 'maxOutputs'];
 
 /**
  * A stream's entries from `start` (inclusive) to `end`, in pages: those `keep` takes, at most `max` of them (else
@@ -209,12 +215,22 @@ async function exportPartition(
 export async function exportRecording(options: ExportRecordingOptions): Promise<Recording> {
   if (options === null || typeof options !== 'object')
     throw invalidType(`${EXPORT}: options must be an object, not ${describe(options)}`);
-  const { client, name, partitions = 64 } = options;
+  let given: string[];
+  try {
+    given = Object.keys(options);
+  } catch (error) {
+    throw invalidType(`${EXPORT}: options cannot be read (${describe(options)})`, error);
+  }
+  // (A misspelt option would be ignored: a `sinse` would export everything.)
+  for (const key of given) {
+    if (!KNOWN.includes(key)) throw invalidValue(`${EXPORT}: unknown option "${key}". Known options: ${KNOWN.join(', ')}`);
+  }
+  const { client, name, partitions = 64, codec = jsonCodec, maxEventBytes = 1 << 20 } = options;
   if (client === null || typeof client !== 'object' || typeof client.sendCommand !== 'function') {
     throw invalidType(`${EXPORT}: options.client must be a connected node-redis client, not ${describe(client)}`);
   }
   checkName(EXPORT, name);
-  integerOption(EXPORT, 'partitions', partitions, 1, 16384);
+  checkShape(EXPORT, partitions, codec, maxEventBytes);
   const choice = checkChoice(EXPORT, options, partitions);
   const o = { ...choice, client, keys: new KeySpace(name) };
   const parts: RecordedPartition[] = [];

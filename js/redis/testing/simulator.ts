@@ -194,10 +194,18 @@ export class Simulation<I, O> implements SimHost<I, O> {
     this.note(`${worker.id} takes p${lease.partition} (${lease.token})`);
   }
 
-  /** Appends an event for `key` now (to its partition, as the producer picks it, checked as it checks it); its entry id. */
+  /**
+   * Appends an event for `key` now (to its partition, as the producer picks it, checked as it checks it); its entry
+   * id. testWorker's `send()` (an encoding refused names that call, as the producers' do).
+   */
   append(key: string, event: I): string {
     const partition = fnv1a(key) % this.store.partitions;
-    const data = encodeChecked(this.codec, event, this.limits.maxEventBytes ?? 1 << 20, `event for key ${JSON.stringify(key)}`);
+    const data = encodeChecked(
+      this.codec,
+      event,
+      this.limits.maxEventBytes ?? 1 << 20,
+      `event of send() for key ${JSON.stringify(key)}`,
+    );
     return this.store.append(partition, [[key, data]])[0];
   }
 
