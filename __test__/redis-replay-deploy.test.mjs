@@ -192,6 +192,12 @@ test('since: a recording from that time on; the sessions wholly before it leave 
   assert.deepEqual(report.notReplayable, [], 'nothing of the sessions before it is in it');
   // The changed output is in a session before it: not in the recording, not reported.
   assert.equal((await replayRecording(changedOutput, late)).ok, true);
+  // velo-replay --since: the same time as ms, or as an ISO date-time in another zone (+02:00), the same recording.
+  const iso = new Date(since + 2 * 3_600_000).toISOString().replace('Z', '+02:00');
+  for (const text of [String(since), iso]) {
+    const { stdout } = await cli(['export', '--redis', redis.url, '--name', recorded.name, '--partitions', String(PARTITIONS), '--since', text]);
+    assert.deepEqual(JSON.parse(stdout), late, `--since ${text}`);
+  }
 });
 
 test('keys: a recording of some keys holds only their partitions, events, outputs and sessions', async () => {

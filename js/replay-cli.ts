@@ -27,7 +27,7 @@ const importModule = new Function('specifier', 'return import(specifier)') as (
 
 const USAGE = `Usage:
   velo-replay export (--redis <url> | --postgres <connection string> [--schema <schema>]) --name <name>
-                     [--partitions <n>] [--partition <p>]... [--key <key>]... [--since <ms or ISO time>]
+                     [--partitions <n>] [--partition <p>]... [--key <key>]... [--since <time>]
                      [--max-entries <n>] [--max-outputs <n>] [--max-bytes <n>] [--out <file>]
   velo-replay run --handler <module>[#<export>] (--recording <file> | (--redis <url> | --postgres <connection string>
                   [--schema <schema>]) --name <name> [--partitions <n>] [--partition <p>]... [--key <key>]...
@@ -36,7 +36,9 @@ const USAGE = `Usage:
 export writes the recording as JSON (to stdout without --out). --redis needs the package redis, --postgres the
 package pg (node-postgres); --schema defaults to velo_stream. run replays the module's handler (its default
 export, or the one named after #; its export replayOptions, if any, gives the worker's settings and codec, and
---options JSON overrides them) and prints the differences. Exit status: 0 no difference, 1 differences, 2 error.`;
+--options JSON overrides them) and prints the differences. --since takes ms since the epoch or an ISO 8601
+date-time with its zone (2024-06-01T00:00:00Z, 2024-06-01T02:00:00+02:00). Exit status: 0 no difference,
+1 differences, 2 error (a server that cannot be reached included: no retry).`;
 
 const OPTIONS = {
   redis: { type: 'string' },
@@ -72,17 +74,43 @@ function count(
   return Number(text);
 }
 
+/** An ISO 8601 date-time: date, hours and minutes, seconds and their fraction if any, and the zone if any. */
+const ISO_TIME = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(Z|[+-]\d{2}:\d{2})?$/i;
+
 /**
- * `--since`: ms since the epoch, or an ISO time. A time of day must name its zone (`Z` or `+02:00`): without one,
- * JavaScript reads it as this machine's local time, and Redis' clock is not that.
+ * `--since`: ms since the epoch (a whole number), or an ISO 8601 date-time with its zone (`Z` or `+02:00`); nothing
+ * else. Without a zone, JavaScript reads a time as this machine's local time, and Redis' clock is not that; other
+ * forms `Date.parse` takes are read in local time too, and it rolls an impossible day over (February 30: March).
  */
 function since(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
-  if (text.includes('T') && !/(?:Z|[+-]\d{2}:?\d{2})$/i.test(text))
-    throw invalidValue(`--since: give the time zone of ${JSON.stringify(text)} (Z for UTC, or +hh:mm)`);
-  const ms = /^\d{1,15}$/.test(text) ? Number(text) : Date.parse(text);
-  if (!Number.isSafeInteger(ms) || ms < 0)
-    throw invalidValue(`--since must be ms since the epoch or an ISO time, not ${JSON.stringify(text)}`);
+  if (/^\d{1,15}$/.test(text)) return Number(text);
+  const iso = ISO_TIME.exec(text);
+  if (iso === null || iso[8] === undefined) {
+    throw invalidValue(
+      iso !== null
+        ? `--since: give the time zone of ${JSON.stringify(text)} (Z for UTC, or +hh:mm)`
+        : `--since must be ms since the epoch (a whole number) or an ISO 8601 time with its zone (2024-06-01T00:00:00Z, 2024-06-01T02:00:00+02:00), not ${JSON.stringify(text)}`,
+    );
+  }
+  const [year, month, day, hour, minute, second = '0', fraction = '0', zone] = iso.slice(1);
+  const date = new Date(0);
+  date.setUTCFullYear(Number(year), Number(month) - 1, Number(day));
+  date.setUTCHours(Number(hour), Number(minute), Number(second), Number(fraction.padEnd(3, '0').slice(0, 3)));
+  const [zoneHours, zoneMinutes] = zone.toUpperCase() === 'Z' ? [0, 0] : zone.slice(1).split(':').map(Number);
+  const sign = zone.startsWith('-') ? -1 : 1;
+  // (The fields set are the fields read back only when each was in its range: else the Date rolled it over.)
+  const exact =
+    date.getUTCMonth() === Number(month) - 1 &&
+    date.getUTCDate() === Number(day) &&
+    Number(hour) < 24 &&
+    Number(minute) < 60 &&
+    Number(second) < 60 &&
+    zoneHours < 24 &&
+    zoneMinutes < 60;
+  if (!exact) throw invalidValue(`--since: ${JSON.stringify(text)} is no time of the calendar (a field out of its range)`);
+  const ms = date.getTime() - sign * (zoneHours * 60 + zoneMinutes) * 60_000;
+  if (ms < 0) throw invalidValue(`--since: ${JSON.stringify(text)} is before 1970 (ms since the epoch are not negative)`);
   return ms;
 }
 
@@ -114,11 +142,15 @@ async function schemaMade(pool: PgPoolLike, schema: string): Promise<void> {
     );
 }
 
+/** How long `--redis` waits for its connection to open, ms. */
+const CONNECT_TIMEOUT_MS = 10_000;
+
 /** Runs `use` with a client of `url` (the optional peer dependency `redis`), closed after. */
 async function withRedis<T>(url: string, use: (client: RedisClientLike) => Promise<T>): Promise<T> {
   let redis: {
     createClient(options: {
       url: string;
+      socket: { connectTimeout: number; reconnectStrategy: false };
     }): RedisClientLike & { close?(): Promise<unknown>; on(e: 'error', l: (error: Error) => void): unknown };
   };
   try {
@@ -126,7 +158,9 @@ async function withRedis<T>(url: string, use: (client: RedisClientLike) => Promi
   } catch (error) {
     throw peerMissingError(`--redis needs the package "redis" (node-redis 5 or 6) installed: ${(error as Error).message}`, error);
   }
-  const client = redis.createClient({ url });
+  // No reconnecting: node-redis would retry a server it cannot reach without end (and queue the commands), where
+  // the command is to fail (exit 2) at the first connection refused, timed out or lost.
+  const client = redis.createClient({ url, socket: { connectTimeout: CONNECT_TIMEOUT_MS, reconnectStrategy: false } });
   let failed: Error | undefined;
   client.on('error', (error) => (failed ??= error));
   try {

@@ -97,11 +97,16 @@ class Stream {
   entries: Entry[] = [];
   last: Id = [0, 0];
 
-  /** XADD `*`: the clock's ms, or the last id's ms with the next seq when the clock has not passed it. */
-  add(now: number, fields: ReadonlyArray<readonly [string, Buffer | string]>): string {
-    const at: Id = now > this.last[0] ? [now, 0] : [this.last[0], this.last[1] + 1];
+  /**
+   * XADD `*`: the clock's ms, or the last id's ms with the next seq when the clock has not passed it. With `given`,
+   * XADD `<given>`: that id (a replay's recorded one), refused unless after the last (as Redis refuses it).
+   */
+  add(now: number, fields: ReadonlyArray<readonly [string, Buffer | string]>, given?: string): string {
+    const at: Id = given !== undefined ? parseId(given) : now > this.last[0] ? [now, 0] : [this.last[0], this.last[1] + 1];
+    if (compare(at, this.last) <= 0)
+      throw new Error(`XADD ${given}: the id must be after the stream's last, ${this.last.join('-')}`);
     this.last = at;
-    const id = `${at[0]}-${at[1]}`;
+    const id = given ?? `${at[0]}-${at[1]}`;
     this.entries.push(new Entry(id, at, fields));
     return id;
   }
@@ -293,6 +298,25 @@ export class MemoryStore {
     });
     this.#added(partition);
     return ids;
+  }
+
+  /**
+   * Appends events at the ids given (XADD `<id>`: a replay's recorded entries at their recorded ids), in order;
+   * throws where an id is not after the input's last.
+   */
+  appendAt(partition: number, events: ReadonlyArray<readonly [string, string, Buffer | string]>): void {
+    const input = this.#part(partition).inputStream();
+    for (const [id, key, data] of events) {
+      input.add(
+        this.clock.now(),
+        [
+          ['k', key],
+          ['v', data],
+        ],
+        id,
+      );
+    }
+    this.#added(partition);
   }
 
   /** Every entry of a partition's input, as a worker reads them. */

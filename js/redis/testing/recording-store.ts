@@ -28,8 +28,8 @@ import type {
 import type { WorkerAdvert } from '../rules/versions';
 import type { LogCall } from '../log/memory-log';
 
-/** The store's operations a record holds: every call of a worker's log, the producer's appends, and the simulator's lease extensions. */
-export type StoreCall = LogCall | 'append' | 'extendLeases';
+/** The store's operations a record holds: every call of a worker's log, the producer's appends (`appendAt`: at ids given), and the simulator's lease extensions. */
+export type StoreCall = LogCall | 'append' | 'appendAt' | 'extendLeases';
 
 /** An operation's answer: the value it returned, or the error it threw. */
 export type StoreAnswer = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly error: unknown };
@@ -151,6 +151,15 @@ export class RecordingStore extends MemoryStore {
       return this.#op('append', trace === undefined ? [partition, events] : [partition, events, trace], () =>
         super.append(partition, events, trace),
       );
+    } finally {
+      this.#by = was;
+    }
+  }
+  override appendAt(partition: number, events: ReadonlyArray<readonly [string, string, Buffer | string]>): void {
+    const was = this.#by;
+    if (was === 'sim') this.#by = 'producer';
+    try {
+      this.#op('appendAt', [partition, events], () => super.appendAt(partition, events));
     } finally {
       this.#by = was;
     }

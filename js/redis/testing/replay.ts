@@ -1,16 +1,16 @@
 // The replay test before a deploy: a new handler run over a recording (recording.ts) in the session-engine
 // simulator, on virtual time (the recorded entry ids' times), and every difference from what the recorded run
 // wrote: outputs, and where sessions began and ended. Each recorded partition runs on a simulated log of its own
-// (sessions are per key, and a key's partition is fixed), fed the recorded events' bytes at their ids' times; the
-// simulated owner writes its own ticks, markers and wake-ups, as the new handler's timers and limits decide. The
-// comparison is replay-compare.ts's.
+// (sessions are per key, and a key's partition is fixed), fed the recorded events' bytes at their recorded ids (at
+// their times); the simulated owner writes its own ticks, markers and wake-ups, as the new handler's timers and
+// limits decide. The comparison is replay-compare.ts's.
 import type { StreamFn } from '../../types';
-import { describe, invalidType, invalidValue, testNotSettledError, testStepsError } from '../../errors';
+import { describe, invalidType, invalidValue, recordingInvalidError, testNotSettledError, testStepsError } from '../../errors';
 import { integerOption } from '../../validate';
 import { type Codec, jsonCodec } from '../common/codec';
 import { checkShape } from '../log/options';
 import { type Openable, kOpen } from '../../core/protocol';
-import { type Recording, type RecordingBounds, checkRecording, idParts } from '../common/recording';
+import { type Recording, type RecordingBounds, checkRecording, compareIds, idParts, splitSid } from '../common/recording';
 import { type ReplayReport, type ReplayedSession, compareRecording } from './replay-compare';
 import { Simulation, simBounds } from './simulator';
 import { entryFields } from '../common/stored';
@@ -46,6 +46,9 @@ async function replayPartition<I, O>(
   partition: number,
 ): Promise<ReplayedSession[]> {
   if (events.length === 0) return [];
+  // (A log's entries come after 0-0, which no reader of it is given: Redis refuses it.)
+  if (compareIds(events[0].id, '0-0') === 0)
+    throw recordingInvalidError(`${WHAT}: partition ${partition}'s event ${events[0].id} has an id no log gives (0-0)`);
   const start = idParts(events[0].id)[0];
   const sim = new Simulation<I, O>({
     seed: 1,
@@ -58,14 +61,23 @@ async function replayPartition<I, O>(
     codec: o.codec,
     start: Math.max(1, start),
   });
-  // Replay id -> recorded id: the simulated log gives its own ids (its ticks and markers share the same ms).
-  const recordedId = new Map<string, string>();
+  // Each recorded event goes in at its recorded id (XADD <id>), so the handler sees the ids the recorded run saw
+  // (`ctx.entry`, sids), whatever the recording left out (other keys, markers). A ms's events go in at once, at the
+  // start of that ms: the simulated owner's own entries (markers, wake-ups) of that ms come after them, never on
+  // an id the recording holds.
+  const byMs = new Map<number, [string, string, Buffer][]>();
   for (const e of events) {
     const at = idParts(e.id)[0];
+    const list = byMs.get(at) ?? [];
+    if (list.length === 0) byMs.set(at, list);
+    list.push([e.id, e.key, Buffer.from(e.v, 'base64')]);
+  }
+  let appended = 0;
+  for (const [at, list] of byMs) {
     sim.clock.setTimeout(
       () => {
-        const [id] = sim.store.append(0, [[e.key, Buffer.from(e.v, 'base64')]]);
-        recordedId.set(id, e.id);
+        sim.store.appendAt(0, list);
+        appended += list.length;
       },
       Math.max(0, at - sim.start),
     );
@@ -89,21 +101,16 @@ async function replayPartition<I, O>(
       if (outcome !== 'done') throw stuck(outcome, `before event ${events[i].id}`);
     }
     const last = idParts(events[events.length - 1].id)[0];
-    const outcome = await sim.runUntil(() => recordedId.size === events.length && sim.settled(), last + o.settleWithin);
+    const outcome = await sim.runUntil(() => appended === events.length && sim.settled(), last + o.settleWithin);
     if (outcome !== 'done') throw stuck(outcome, 'after its last event');
   } finally {
     await sim.stop();
   }
   const sessions = new Map<string, ReplayedSession>();
-  const byRecorded = (sid: string) => {
-    const at = sid.lastIndexOf('@');
-    const first = recordedId.get(sid.slice(at + 1)) ?? sid.slice(at + 1);
-    return { key: sid.slice(0, at), first };
-  };
   const session = (sid: string): ReplayedSession => {
     let s = sessions.get(sid);
     if (s === undefined) {
-      const { key, first } = byRecorded(sid);
+      const { key, first } = splitSid(sid);
       sessions.set(sid, (s = { key, first, outputs: new Map(), end: null }));
     }
     return s;
@@ -118,7 +125,7 @@ async function replayPartition<I, O>(
   for (const [sid, value] of sim.store.ends(0)) {
     const space = value.indexOf(' ');
     const last = space < 0 ? '' : value.slice(space + 1);
-    session(sid).end = { reason: space < 0 ? value : value.slice(0, space), last: recordedId.get(last) ?? last };
+    session(sid).end = { reason: space < 0 ? value : value.slice(0, space), last };
   }
   return [...sessions.values()];
 }

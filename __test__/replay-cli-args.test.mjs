@@ -1,0 +1,84 @@
+// velo-replay's flags checked before any connection, and a server it cannot reach: `--since` takes ms since the
+// epoch (a whole number) or an ISO 8601 date-time with its zone, and refuses every other form (Date.parse would
+// read them as this machine's local time, or roll an impossible day over) with exit 2 and the forms it takes; a
+// Redis address nothing listens on exits 2 at once with the connection's error, as a Postgres one does (node-redis
+// would reconnect without end). No server is started: the addresses are of a port found closed.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
+import { start } from './helpers/child.mjs';
+import { freePort } from './helpers/free-port.mjs';
+
+const CLI = fileURLToPath(new URL('../dist/replay-cli.js', import.meta.url));
+
+/** Runs velo-replay; exit status 2 and stderr matching `expected` asserted. Its stderr. */
+async function fails(args, expected, timeout = 20_000) {
+  const child = start([CLI, ...args], { code: 2, timeout, expectStderr: expected });
+  return (await child.finished()).stderr;
+}
+
+const FORMS =
+  /must be ms since the epoch \(a whole number\) or an ISO 8601 time with its zone \(2024-06-01T00:00:00Z, 2024-06-01T02:00:00\+02:00\)/;
+
+test('--since: forms Date.parse would read as local time, a negative number, an impossible date: refused, exit 2, saying the forms taken', async () => {
+  const closed = `redis://127.0.0.1:${await freePort()}`;
+  const refused = (text, why) =>
+    fails(
+      ['export', '--redis', closed, '--name', 'x', `--since=${text}`],
+      new RegExp(`^velo-replay: ERR_INVALID_ARG_VALUE: --since.*\\n$`),
+    ).then((stderr) => assert.match(stderr, why, text));
+  for (const text of [
+    'Sat, 28 Nov 2026 02:39:26',
+    '2026/11/28 02:39:26',
+    '11/28/2026 02:39:26',
+    'November 28, 2026 02:39:26',
+    '-5',
+    '1.5',
+    '2026-11-28',
+    '2026-11-28 02:39:26Z',
+    '2026-11-28T02:39:26+0100',
+    'yesterday',
+  ])
+    await refused(text, FORMS);
+  await refused('2026-11-28T02:39:26', /give the time zone of "2026-11-28T02:39:26" \(Z for UTC, or \+hh:mm\)/);
+  for (const text of [
+    '2026-02-30T00:00:00Z',
+    '2026-02-29T00:00:00Z',
+    '2026-13-01T00:00:00Z',
+    '2026-11-28T24:00:00Z',
+    '2026-11-28T02:60:00Z',
+    '2026-11-28T02:39:26+01:60',
+  ])
+    await refused(text, /is no time of the calendar/);
+  await refused('1969-12-31T23:59:59Z', /is before 1970/);
+});
+
+test('--since: ms and ISO date-times with their zone are taken (the command goes on to connect: to a closed port, exit 2 with ECONNREFUSED)', async () => {
+  const closed = `redis://127.0.0.1:${await freePort()}`;
+  for (const text of [
+    '0',
+    '1780000000000',
+    '2026-11-28T02:39:26Z',
+    '2024-02-29T00:00:00.123Z',
+    '2026-11-28T02:39+01:00',
+    '2026-11-28T02:39:26.5-05:30',
+  ])
+    await fails(
+      ['export', '--redis', closed, '--name', 'x', '--since', text],
+      /^velo-replay: ECONNREFUSED: connect ECONNREFUSED 127\.0\.0\.1:\d+\n$/,
+    );
+});
+
+test('a Redis address nothing listens on: export and run exit 2 at once with the connection error (no reconnecting)', async () => {
+  const closed = `redis://127.0.0.1:${await freePort()}`;
+  const handler = fileURLToPath(new URL('./fixtures/replay-handlers.mjs', import.meta.url));
+  for (const args of [
+    ['export', '--redis', closed, '--name', 'x', '--partitions', '1'],
+    ['run', '--handler', handler, '--redis', closed, '--name', 'x', '--partitions', '1'],
+  ]) {
+    const began = performance.now();
+    // (The child's own deadline: killed past it, the test fails.)
+    await fails(args, /^velo-replay: ECONNREFUSED: connect ECONNREFUSED 127\.0\.0\.1:\d+\n$/, 15_000);
+    assert.ok(performance.now() - began < 10_000, `${args[0]} exited at its first failed connection`);
+  }
+});
