@@ -4,12 +4,10 @@
 // atomic snapshot (a partition's input can be far larger than one command should carry); they go in an order that
 // keeps what they find consistent for the replay: the ends and live sessions first (an end is committed with the
 // session's last outputs), then the outputs, then how far the worker had read, then the input up to there.
-import { describe, invalidType, invalidValue } from '../../errors';
-import { type Codec, jsonCodec } from '../common/codec';
 import { type RedisClientLike, send } from '../log/connection';
-import { checkName, checkShape } from '../log/options';
+import { type RedisOptions, resolveOptions } from '../log/options';
 import { entryFields } from '../common/stored';
-import { KeySpace } from '../log/redis-log';
+import type { KeySpace } from '../log/redis-log';
 import { Script } from '../log/script';
 import {
   type PartitionRead,
@@ -27,14 +25,8 @@ import {
   tooManyError,
 } from '../common/recording';
 
-/** Options of `exportRecording`. */
-export interface ExportRecordingOptions {
-  /** A connected node-redis client (v5 or v6, a single server or a Cluster). Not closed. */
-  client: RedisClientLike;
-  /** The function's name in Redis. */
-  name: string;
-  /** The function's partition count. Default 64 (as the worker's). */
-  partitions?: number;
+/** Options of `exportRecording`: those every entry point takes (its `codec` and `maxEventBytes` go unused: bytes are recorded as written), and what to record. */
+export interface ExportRecordingOptions extends RedisOptions {
   /** Which partitions to record. Default: every one (or, with `keys`, those of the keys). */
   only?: readonly number[];
   /** Record only these keys' entries, outputs and sessions. Default: every key. */
@@ -53,10 +45,6 @@ export interface ExportRecordingOptions {
   maxEntries?: number;
   /** Most outputs per partition: past it the export fails. Default `maxEntries`. */
   maxOutputs?: number;
-  /** Not used (bytes are recorded as written): taken, and checked, so that the function's shared options can be passed. */
-  codec?: Codec<unknown>;
-  /** Not used, as `codec`. */
-  maxEventBytes?: number;
 }
 
 const BUFFERS = { typeMapping: { 36: Buffer, 37: Array } };
@@ -64,8 +52,6 @@ const DELIVERED = new Script('delivered.lua');
 /** Entries per XRANGE. */
 const PAGE = 1000;
 const EXPORT = 'exportRecording()';
-/** The options `exportRecording` takes: those every entry point takes, and what to record. Any other is refused. */
-const KNOWN = ['client', 'name', 'partitions', 'codec', 'maxEventBytes', 'only', 'keys', 'since', 'maxEntries', 'maxOutputs'];
 
 /**
  * A stream's entries from `start` (inclusive) to `end`, in pages: those `keep` takes, at most `max` of them (else
@@ -213,27 +199,11 @@ async function exportPartition(
  * session ends or live sessions, or more than `maxOutputs` outputs, of the keys recorded.
  */
 export async function exportRecording(options: ExportRecordingOptions): Promise<Recording> {
-  if (options === null || typeof options !== 'object')
-    throw invalidType(`${EXPORT}: options must be an object, not ${describe(options)}`);
-  let given: string[];
-  try {
-    given = Object.keys(options);
-  } catch (error) {
-    throw invalidType(`${EXPORT}: options cannot be read (${describe(options)})`, error);
-  }
-  // (A misspelt option would be ignored: a `sinse` would export everything.)
-  for (const key of given) {
-    if (!KNOWN.includes(key)) throw invalidValue(`${EXPORT}: unknown option "${key}". Known options: ${KNOWN.join(', ')}`);
-  }
-  const { client, name, partitions = 64, codec = jsonCodec, maxEventBytes = 1 << 20 } = options;
-  if (client === null || typeof client !== 'object' || typeof client.sendCommand !== 'function') {
-    throw invalidType(`${EXPORT}: options.client must be a connected node-redis client, not ${describe(client)}`);
-  }
-  checkName(EXPORT, name);
-  checkShape(EXPORT, partitions, codec, maxEventBytes);
+  // (The options every entry point takes, checked as each checks them: a misspelt one is refused, not ignored.)
+  const { client, keys, partitions } = resolveOptions(options, EXPORT, ['only', 'keys', 'since', 'maxEntries', 'maxOutputs']);
   const choice = checkChoice(EXPORT, options, partitions);
-  const o = { ...choice, client, keys: new KeySpace(name) };
+  const o = { ...choice, client, keys };
   const parts: RecordedPartition[] = [];
   for (const p of choice.chosen) parts.push(await exportPartition(o, p));
-  return recordingOf(name, partitions, choice, parts);
+  return recordingOf(options.name, partitions, choice, parts);
 }
