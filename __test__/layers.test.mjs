@@ -19,15 +19,14 @@ const FLOORS = [
   [['addon/'], ['tracing.ts'], ['net/']],
   [['limits/']],
   [['core/']],
-  [['worker/'], ['redis/rules/']],
-  [['redis/common/']],
-  [['redis/log/'], ['postgres/log/']],
-  [['redis/engine/']],
-  [['redis/clients/'], ['redis/limiter/'], ['postgres/clients/']],
-  [['redis/testing/']],
-  [['redis/index.ts'], ['postgres/index.ts']],
+  [['worker/'], ['durable/rules/']],
+  [['durable/common/']],
+  [['durable/memory/'], ['redis/log/'], ['postgres/log/']],
+  [['durable/engine/']],
+  [['durable/testing/'], ['redis/clients/'], ['redis/limiter/'], ['postgres/clients/']],
+  [['redis/index.ts', 'redis/service.ts'], ['postgres/index.ts']],
   [['integrations/']],
-  [['index.ts', 'testing.ts', 'replay-cli.ts']],
+  [['index.ts', 'test-hooks.ts', 'replay-cli.ts', 'testing/']],
 ];
 
 function roomOf(path) {
@@ -73,30 +72,40 @@ export function importsOf(text) {
   return found;
 }
 
-/** The file a relative specifier names, as a path under js/, or null (a package, or outside js/). */
-function resolve(from, spec) {
+/**
+ * The file a relative specifier names, as a path under js/, or null (a package, or outside js/). `./x.js` names
+ * `x.ts`, as TypeScript resolves it under the project's settings; `files` lists the paths under js/ that exist.
+ */
+export function resolve(from, spec, files = FILES) {
   if (!spec.startsWith('.')) return null;
-  const base = join(dirname(from), spec);
-  for (const candidate of [`${base}.ts`, join(base, 'index.ts')]) {
-    try {
-      if (statSync(candidate).isFile()) return relative(JS, candidate);
-    } catch {}
-  }
+  let base = relative(JS, join(JS, dirname(from), spec));
+  if (base.endsWith('.js')) base = base.slice(0, -3);
+  for (const candidate of [`${base}.ts`, join(base, 'index.ts')]) if (files.has(candidate)) return candidate;
   return null;
 }
 
-/** The import graph of js/: file -> [{ target, typeOnly }]. */
-function graph() {
+const FILES = new Set(sources(JS).map((file) => relative(JS, file)));
+
+/** The import graph of `texts` (path under js/ -> source text): file -> [{ target, typeOnly }]. */
+export function graphOf(texts) {
+  const files = new Set(texts.keys());
   const edges = new Map();
-  for (const file of sources(JS)) {
+  for (const [file, text] of texts) {
     const list = [];
-    for (const { spec, typeOnly } of importsOf(readFileSync(file, 'utf8'))) {
-      const target = resolve(file, spec);
+    for (const { spec, typeOnly } of importsOf(text)) {
+      const target = resolve(file, spec, files);
       if (target !== null) list.push({ target, typeOnly });
     }
-    edges.set(relative(JS, file), list);
+    edges.set(file, list);
   }
   return edges;
+}
+
+const TEXTS = new Map([...FILES].map((file) => [file, readFileSync(join(JS, file), 'utf8')]));
+
+/** The import graph of js/: file -> [{ target, typeOnly }]. */
+function graph() {
+  return graphOf(TEXTS);
 }
 
 /** The cycles of a graph (its strongly connected components of more than one file, or a file importing itself). */
@@ -160,7 +169,7 @@ test('no import cycle between the files of js/, type-only imports included', () 
 });
 
 test('the session rule imports nothing at run time (types only)', () => {
-  const rules = [...graph()].filter(([file]) => file.startsWith('redis/rules/'));
+  const rules = [...graph()].filter(([file]) => file.startsWith('durable/rules/'));
   assert.ok(rules.length > 0);
   for (const [file, list] of rules) {
     for (const { target, typeOnly } of list) assert.ok(typeOnly, `${file} imports ${target} at run time`);
@@ -182,75 +191,94 @@ test('each registered symbol (Symbol.for) of velo-stream is declared once', () =
 });
 
 /**
- * The backends: their folders, and the files of each that are its own (a backend's log and what talks to its server
- * directly). Redis' clients (redis/clients/, redis/limiter/) speak Redis; the engine and the common layer speak
- * only `PartitionLog` and `WorkerBackend` (redis/common/backend.ts). The dashboard's fleet view reads through a
- * FleetStore (redis/common/fleet-store.ts); ENTRIES are the files that may import both backends: the package's
- * entry points, the CLI, and the one file that picks a fleet store by its client.
+ * The tier and its backends. js/durable/ is the tier: the session rule, the engine, the in-memory log, the testing
+ * kit and what every backend shares; it speaks only `PartitionLog` and `WorkerBackend` (durable/common/backend.ts)
+ * and imports no backend, not even a type. js/redis/ and js/postgres/ are the backends: each its log, its store calls
+ * (Lua or SQL) and its clients; neither imports the other. Outside them, only ENTRIES may import a backend: the
+ * package's entry points, the CLI, and the files that pick a backend by the client they are given.
  */
-const BACKENDS = {
-  redis: ['redis/log/', 'redis/clients/', 'redis/limiter/', 'redis/index.ts'],
-  postgres: ['postgres/'],
-};
-const ENTRIES = new Set(['index.ts', 'testing.ts', 'replay-cli.ts', 'integrations/dashboard-fleet-store.ts']);
+const BACKENDS = { redis: ['redis/'], postgres: ['postgres/'] };
+const TIER = ['durable/'];
+const ENTRIES = new Set([
+  'index.ts',
+  'test-hooks.ts',
+  'replay-cli.ts',
+  'testing/index.ts',
+  'integrations/dashboard-fleet-store.ts',
+]);
 const belongs = (file, folders) => folders.some((f) => (f.endsWith('/') ? file.startsWith(f) : file === f));
-const LOGS = { redis: ['redis/log/'], postgres: ['postgres/log/'] };
 
-/** The imports of a backend's files from outside its folders (but for ENTRIES): `<file> -> <target>`. */
+/** The imports that cross the tier's walls (type-only included): `<file> -> <target>`. */
 export function backendLeaks(edges) {
   const wrong = [];
   for (const [file, list] of edges) {
-    if (ENTRIES.has(file)) continue;
-    for (const [backend, folders] of Object.entries(BACKENDS)) {
-      if (belongs(file, folders)) continue;
-      for (const { target, typeOnly } of list) {
-        // The Redis backend's testing kit runs on the in-memory log (redis/log/memory-*) and exports through its
-        // clients, its own; types are shared vocabulary (a name, an option) the engine's public types still mention.
-        if (backend === 'redis' && (file.startsWith('redis/testing/') || typeOnly)) continue;
-        if (belongs(target, folders)) wrong.push(`${file} -> ${target}`);
-      }
+    for (const { target } of list) {
+      const own = Object.entries(BACKENDS).find(([, folders]) => belongs(file, folders))?.[0];
+      const to = Object.entries(BACKENDS).find(([, folders]) => belongs(target, folders))?.[0];
+      if (to === undefined || to === own) continue;
+      // The tier imports no backend; a backend no other; anything else only through ENTRIES.
+      if (belongs(file, TIER) || own !== undefined || !ENTRIES.has(file)) wrong.push(`${file} -> ${target}`);
     }
   }
   return wrong;
 }
 
-test("nothing outside a backend's folders imports that backend (the engine and common layer import none at run time)", () => {
+test('the tier imports no backend, no backend imports another, and only the entry points and pickers import one', () => {
   assert.deepEqual(backendLeaks(graph()), []);
-  // The check itself: the fleet view reaching either backend but through the picker is found; the picker is not.
-  const leak = (file, target) => new Map([[file, [{ target, typeOnly: false }]]]);
-  assert.deepEqual(backendLeaks(leak('integrations/dashboard-fleet.ts', 'redis/clients/fleet-store.ts')), [
-    'integrations/dashboard-fleet.ts -> redis/clients/fleet-store.ts',
+  const files = [...graph().keys()];
+  for (const folder of [
+    'durable/rules/',
+    'durable/engine/',
+    'durable/memory/',
+    'durable/testing/',
+    'redis/log/',
+    'postgres/log/',
+  ])
+    assert.ok(
+      files.some((file) => file.startsWith(folder)),
+      folder,
+    );
+});
+
+test('the checks of the walls find a planted import, written with a .js specifier too', () => {
+  const plant = (file, text) => graphOf(new Map([...TEXTS, [file, text]]));
+  // The tier reaching a backend, as a type, with a `.js` specifier TypeScript accepts.
+  const engine = 'durable/engine/planted.ts';
+  assert.deepEqual(backendLeaks(plant(engine, "import type { RedisOptions } from '../../redis/log/options.js';\n")), [
+    'durable/engine/planted.ts -> redis/log/options.ts',
   ]);
-  assert.deepEqual(backendLeaks(leak('integrations/dashboard-sample.ts', 'redis/log/options.ts')), [
-    'integrations/dashboard-sample.ts -> redis/log/options.ts',
+  // One backend reaching the other.
+  const pg = 'postgres/log/planted.ts';
+  assert.deepEqual(backendLeaks(plant(pg, "import { RedisLog } from '../../redis/log/redis-log.js';\n")), [
+    'postgres/log/planted.ts -> redis/log/redis-log.ts',
+  ]);
+  // The fleet view reaching a backend but through the picker.
+  const fleet = 'integrations/planted.ts';
+  assert.deepEqual(backendLeaks(plant(fleet, "import { x } from '../postgres/clients/fleet-store.js';\n")), [
+    'integrations/planted.ts -> postgres/clients/fleet-store.ts',
   ]);
   assert.deepEqual(
-    backendLeaks(new Map([['integrations/dashboard-fleet.ts', [{ target: 'postgres/log/sql.ts', typeOnly: true }]]])),
-    ['integrations/dashboard-fleet.ts -> postgres/log/sql.ts'],
+    backendLeaks(plant('integrations/dashboard-fleet-store.ts', "import { x } from '../postgres/clients/fleet-store.js';\n")),
+    [],
   );
-  assert.deepEqual(backendLeaks(leak('integrations/dashboard-fleet-store.ts', 'postgres/clients/fleet-store.ts')), []);
-  const files = [...graph().keys()];
-  assert.ok(files.some((file) => file.startsWith('postgres/log/')) && files.some((file) => file.startsWith('postgres/clients/')));
-  // The engine reaches a backend only through what it is handed.
-  for (const [file, list] of graph()) {
-    if (!file.startsWith('redis/engine/') && !file.startsWith('redis/common/') && !file.startsWith('redis/rules/')) continue;
-    for (const { target, typeOnly } of list) {
-      assert.ok(typeOnly || !belongs(target, [...LOGS.redis, ...BACKENDS.postgres]), `${file} imports ${target} at run time`);
-    }
-  }
+  // A wrong-way import and a cycle written with `.js` are found by the floor plan too.
+  const rules = 'durable/rules/planted.ts';
+  assert.deepEqual(wrongWay(plant(rules, "import { x } from '../engine/worker.js';\n")), [
+    'durable/rules/planted.ts -> durable/engine/worker.ts',
+  ]);
+  const a = 'core/planted-a.ts';
+  const b = 'core/planted-b.ts';
+  const both = graphOf(
+    new Map([
+      [a, "import { b } from './planted-b.js';\n"],
+      [b, "import { a } from './planted-a';\n"],
+    ]),
+  );
+  assert.deepEqual(cycles(both), [[a, b]]);
 });
 
-test('the Postgres backend imports nothing of the Redis backend (its log, its clients)', () => {
-  const wrong = [];
-  for (const [file, list] of graph()) {
-    if (!file.startsWith('postgres/')) continue;
-    for (const { target } of list) if (belongs(target, BACKENDS.redis)) wrong.push(`${file} -> ${target}`);
-  }
-  assert.deepEqual(wrong, []);
-});
-
-test('no file of the distributed tier (js/redis, js/postgres) is over 800 lines', () => {
-  const long = [...sources(join(JS, 'redis')), ...sources(join(JS, 'postgres'))]
+test('no file of the distributed tier (js/durable, js/redis, js/postgres) is over 800 lines', () => {
+  const long = [...sources(join(JS, 'durable')), ...sources(join(JS, 'redis')), ...sources(join(JS, 'postgres'))]
     .map((file) => [relative(JS, file), readFileSync(file, 'utf8').split('\n').length])
     .filter(([, lines]) => lines > 800);
   assert.deepEqual(long, []);
@@ -258,11 +286,11 @@ test('no file of the distributed tier (js/redis, js/postgres) is over 800 lines'
 
 test('the checks find what they look for: a wrong-way import, a cycle and a type-only import are told apart', () => {
   const edges = new Map([
-    ['core/a.ts', [{ target: 'redis/engine/b.ts', typeOnly: true }]],
-    ['redis/engine/b.ts', [{ target: 'core/a.ts', typeOnly: false }]],
+    ['core/a.ts', [{ target: 'durable/engine/b.ts', typeOnly: true }]],
+    ['durable/engine/b.ts', [{ target: 'core/a.ts', typeOnly: false }]],
   ]);
-  assert.deepEqual(wrongWay(edges), ['core/a.ts -> redis/engine/b.ts']);
-  assert.deepEqual(cycles(edges), [['core/a.ts', 'redis/engine/b.ts']]);
+  assert.deepEqual(wrongWay(edges), ['core/a.ts -> durable/engine/b.ts']);
+  assert.deepEqual(cycles(edges), [['core/a.ts', 'durable/engine/b.ts']]);
   assert.deepEqual(importsOf("import { type A, type B } from './x';\nimport { c, type D } from './y';"), [
     { spec: './x', typeOnly: true },
     { spec: './y', typeOnly: false },

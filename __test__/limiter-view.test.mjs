@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
-const { LimiterView } = require('../dist/redis/common/limiter-view.js');
+const { LimiterView } = require('../dist/durable/common/limiter-view.js');
 
 const settings = (more = {}) => ({
   name: 'v',

@@ -1,4 +1,4 @@
-// A worker's balance as a pure decision (js/redis/rules/versions.ts, planBalance): its share counts only the workers
+// A worker's balance as a pure decision (js/durable/rules/versions.ts, planBalance): its share counts only the workers
 // no one supersedes, a superseded worker hands everything back, and while releases run different versions a worker
 // hands back only what another release can run, and rescues what was refused to others.
 import { test } from 'node:test';
@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
-const { planBalance } = require('../dist/redis/rules/versions.js');
+const { planBalance } = require('../dist/durable/rules/versions.js');
 
 const v1 = { version: 'v1', runs: ['v1'] };
 const v2 = { version: 'v2', runs: ['v2', 'v1'] };

@@ -118,7 +118,7 @@ for (const [what, rewrite] of [
 const require = createRequire(import.meta.url);
 
 test('a snapshot records each pending timer\'s key as a fourth element (a timer without one has three), and reads back the same', () => {
-  const { parseSnapshot, snapshotValue } = require('../dist/redis/common/stored.js');
+  const { parseSnapshot, snapshotValue } = require('../dist/durable/common/stored.js');
   const snapshot = {
     sid: 'k@1-0',
     key: 'k',

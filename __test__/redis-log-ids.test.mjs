@@ -1,11 +1,11 @@
-// Entry ids' times (js/redis/common/log-ids.ts): `idTime` reads the digits itself, for speed; its answer must be the plain
+// Entry ids' times (js/durable/common/log-ids.ts): `idTime` reads the digits itself, for speed; its answer must be the plain
 // reading's, `Number(id.slice(0, id.indexOf('-')))`, for every string (ids of Redis, and anything else).
 import { createRequire } from 'node:module';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 const require = createRequire(import.meta.url);
-const { idTime } = require('../dist/redis/common/log-ids.js');
+const { idTime } = require('../dist/durable/common/log-ids.js');
 const plain = (id) => Number(id.slice(0, id.indexOf('-')));
 
 test('idTime: the plain reading of the first part, for ids and for strings that are not ids', () => {
@@ -47,7 +47,7 @@ test('idTime: the plain reading of the first part, for ids and for strings that 
 });
 
 test("EntryIds: a session's entry ids kept as numbers give back the same text, whatever the ids", () => {
-  const { EntryIds } = require('../dist/redis/engine/entry-ids.js');
+  const { EntryIds } = require('../dist/durable/engine/entry-ids.js');
   const cases = [
     '1764000000000-0',
     '1764000000000-18446744073709551615',

@@ -1,15 +1,15 @@
-// How a session of the Redis tier opens (js/redis/engine/opening.ts), as tables without a run: which sid, version
+// How a session of the Redis tier opens (js/durable/engine/opening.ts), as tables without a run: which sid, version
 // and caps from the stored records and the worker's release, and what state it starts from, migrated or not.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
-const { migratedCheckpoint, openingState, planOpening } = require('../dist/redis/engine/opening.js');
-const { OutputPlaces, placedBy } = require('../dist/redis/engine/output-places.js');
-const { Checkpoints } = require('../dist/redis/engine/session.js');
-const { newState } = require('../dist/redis/rules/session-rules.js');
-const { jsonCodec } = require('../dist/redis/common/codec.js');
+const { migratedCheckpoint, openingState, planOpening } = require('../dist/durable/engine/opening.js');
+const { OutputPlaces, placedBy } = require('../dist/durable/engine/output-places.js');
+const { Checkpoints } = require('../dist/durable/engine/session.js');
+const { newState } = require('../dist/durable/rules/session-rules.js');
+const { jsonCodec } = require('../dist/durable/common/codec.js');
 
 const CAPS = { idleTimeout: 1000, maxSessionAge: 0, maxSessionEvents: 0, maxSessionTimers: 1000 };
 const OLD_CAPS = { ...CAPS, idleTimeout: 50 };
@@ -381,7 +381,7 @@ test("planOpening: a new session starts from its key's state as it is if its rel
 });
 
 test("an opening's debounce is stored and read back as it was; a stored value that is not one reads as unrecorded (the owner's)", () => {
-  const { openingValue, parseOpening } = require('../dist/redis/common/stored.js');
+  const { openingValue, parseOpening } = require('../dist/durable/common/stored.js');
   const base = { sid: 'k@1-0', version: 'v2', limits: CAPS };
   for (const debounce of [
     null,

@@ -1,6 +1,6 @@
 // Where a session ends and which timers it may make must not depend on how the owner got there: live, on a
 // backlog, or after a takeover from a checkpoint. Two cases that did (each against what the session rule says,
-// js/redis/rules/session-rules.ts): a restored session's idle end measured from a timer made in the past instead of the
+// js/durable/rules/session-rules.ts): a restored session's idle end measured from a timer made in the past instead of the
 // latest time it had taken, and `maxSessionTimers` counting timers sent ahead to the session but not taken.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

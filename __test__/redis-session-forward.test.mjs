@@ -1,4 +1,4 @@
-// A session's output forwarding (js/redis/engine/session-forward.ts) frees its worker slot only once its handler has
+// A session's output forwarding (js/durable/engine/session-forward.ts) frees its worker slot only once its handler has
 // finished, a cancelled one's `finally` included, and watches that end once per session however many batches of
 // its outputs wait for room in the outbox. Driven through a stand-in partition run (the forwarding's host).
 import { test } from 'node:test';
@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import { streamFn } from 'velo-stream';
 
 const require = createRequire(import.meta.url);
-const { SessionForward } = require('../dist/redis/engine/session-forward.js');
+const { SessionForward } = require('../dist/durable/engine/session-forward.js');
 const { kDrain, kFinished, kReadTo } = require('../dist/core/protocol.js');
 
 /**

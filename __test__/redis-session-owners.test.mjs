@@ -1,4 +1,4 @@
-// One owner for each mutable field of the engine's `Session` (js/redis/engine/session.ts): after the opening sets
+// One owner for each mutable field of the engine's `Session` (js/durable/engine/session.ts): after the opening sets
 // its first value (the constructor), one module alone writes it; the others read it. Held against the sources: an
 // assignment to a session's field from another module of the engine fails here, as does a new mutable field with
 // no owner named below.
@@ -8,7 +8,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const ENGINE = join(dirname(fileURLToPath(import.meta.url)), '..', 'js', 'redis', 'engine');
+const ENGINE = join(dirname(fileURLToPath(import.meta.url)), '..', 'js', 'durable', 'engine');
 
 /** Each mutable field of `Session`, and the one module of the engine that writes it. */
 const OWNERS = {

@@ -1,11 +1,11 @@
-// The session rule (js/redis/rules/session-rules.ts) at its boundaries: each case is worked out by hand from the
+// The session rule (js/durable/rules/session-rules.ts) at its boundaries: each case is worked out by hand from the
 // semantics in the module's comment (times in ms of Redis' clock), not from the code.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
-const { addTimer, cancelTimer, deadline, decide, newState, take, waitsUntil } = require('../dist/redis/rules/session-rules.js');
+const { addTimer, cancelTimer, deadline, decide, newState, take, waitsUntil } = require('../dist/durable/rules/session-rules.js');
 
 const limits = (o = {}) => ({ idleTimeout: 1000, maxSessionAge: 0, maxSessionEvents: 0, maxSessionTimers: 10, ...o });
 
@@ -132,7 +132,7 @@ test('maxSessionTimers counts the timers not taken: taking one makes room', () =
 });
 
 test('wouldTake: the entries a session would take before its end, its timers among them', () => {
-  const { wouldTake } = require('../dist/redis/rules/session-rules.js');
+  const { wouldTake } = require('../dist/durable/rules/session-rules.js');
   const o = limits({ maxSessionEvents: 3 });
   const s = opened();
   addTimer(s, 10_050, 't', o);

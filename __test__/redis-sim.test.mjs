@@ -1,4 +1,4 @@
-// The Redis tier under the deterministic simulator (js/redis/testing/simulator.ts): the real PartitionRun, sessions and core
+// The Redis tier under the deterministic simulator (js/durable/testing/simulator.ts): the real PartitionRun, sessions and core
 // streams on the in-memory log, with crashes, pauses past the lease, takeovers and lost, refused and late replies.
 // A crash or a takeover must change nothing a reader sees: each seed's faulty run and its calm run must both make
 // the sessions and outputs the reference model (helpers/session-model.mjs) computes from the log's entry ids

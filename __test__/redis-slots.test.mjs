@@ -11,7 +11,7 @@ import { client, fresh, useRedis } from './helpers/redis-suite.mjs';
 import { checkOutputs, eventually, expectedTotals, pendingCount, readAllOutputs, totals } from './helpers/redis-fixtures.mjs';
 
 const require = createRequire(import.meta.url);
-const { SlotReport, WaitingKeys, SLOTS_REPORT_MS } = require('../dist/redis/engine/slot-watch.js');
+const { SlotReport, WaitingKeys, SLOTS_REPORT_MS } = require('../dist/durable/engine/slot-watch.js');
 
 useRedis();
 

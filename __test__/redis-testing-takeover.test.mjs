@@ -1,5 +1,5 @@
 // checkDeterminism gives a run with a crash the takeover's true bound on top of settleWithin (takeoverWithin in
-// js/redis/testing/simulator.ts): the crashed process's lease runs out up to leaseTtl after the crash, and another process
+// js/durable/testing/simulator.ts): the crashed process's lease runs out up to leaseTtl after the crash, and another process
 // takes the partition at its next balance, up to leaseTtl / 3 later. With only leaseTtl more, a handler whose
 // crash-free run settled in time was rejected for its crash runs.
 import { test } from 'node:test';

@@ -16,7 +16,7 @@ import { client, fresh, killChild, lastStats, stopChild, useRedis, workerChild }
 import { eventually, pendingCount, readAllOutputs, versionedTotals } from './helpers/redis-fixtures.mjs';
 
 const require = createRequire(import.meta.url);
-const { activeWorkers, supersedes } = require('../dist/redis/rules/versions.js');
+const { activeWorkers, supersedes } = require('../dist/durable/rules/versions.js');
 
 useRedis();
 

@@ -1007,7 +1007,7 @@ test('a handler that throws a hostile value (a revoked proxy, getters that throw
 });
 
 test('an error output is cut to fit maxEventBytes: its message first, then its name and code; under 35 bytes it is the smallest entry', () => {
-  const { serializeError } = require('../dist/redis/engine/session.js');
+  const { serializeError } = require('../dist/durable/engine/session.js');
   const error = Object.assign(new Error('m'.repeat(5000)), { name: 'N'.repeat(300), code: 'C'.repeat(300) });
   for (const max of [2000, 600, 100, 60, 35]) {
     const out = serializeError(error, max);

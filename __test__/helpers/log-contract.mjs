@@ -1,4 +1,4 @@
-// The log contract: the in-memory log (js/redis/log/memory-log.ts) and the Postgres one (js/postgres/) against the
+// The log contract: the in-memory log (js/durable/memory/memory-log.ts) and the Postgres one (js/postgres/) against the
 // Redis one (redis-log.ts and its Lua scripts): each scenario runs on each side (`contractTests(sides)`), through
 // the PartitionLog interface, and records what it sees; the records must be the same, so neither the simulator's
 // log nor the Postgres backend can drift from the one production runs on. Entry ids differ in their

@@ -1,4 +1,4 @@
-// Seeds for the simulator (js/redis/testing/simulator.ts): each seed draws a log (keys, ties, gaps at the idle and age
+// Seeds for the simulator (js/durable/testing/simulator.ts): each seed draws a log (keys, ties, gaps at the idle and age
 // boundaries, producer timestamps behind the entries' times), the scripted handler's reactions (session-script.mjs:
 // outputs, timers at and around the boundaries, chained timers, checkpoints, a return or a throw), the worker's
 // limits (small reads, buffers and slots, to force the held and spilled paths) and faults (crashes, pauses past the

@@ -1,6 +1,6 @@
-// A trace replay of simulator runs onto the Postgres log. A seed's run (js/redis/testing/simulator.ts, `record: true`)
+// A trace replay of simulator runs onto the Postgres log. A seed's run (js/durable/testing/simulator.ts, `record: true`)
 // records every operation applied to the in-memory store, in order, with the store's virtual time, its arguments
-// and its answer (js/redis/testing/recording-store.ts). `replayOnPostgres` applies the same operations in the same
+// and its answer (js/durable/testing/recording-store.ts). `replayOnPostgres` applies the same operations in the same
 // order to a real `PgLog` (one per simulated process, as each worker has its own), with the Postgres server's clock
 // pinned to each operation's recorded time, and compares every answer. If every answer is the same, the engine on
 // Postgres would have been given what it was given on the memory store, so it would have made the same calls: the

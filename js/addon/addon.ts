@@ -20,7 +20,7 @@ import type { StreamState } from '../types';
 import { incompatibleCopyError } from '../errors';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-export const addon = require('./load-addon.js') as typeof Native & { stream: Native.StreamOps };
+export const addon = require('./load-addon') as typeof Native & { stream: Native.StreamOps };
 
 export type NativeFunction = Native.NativeFunction;
 export const NativeFunction = addon.NativeFunction;

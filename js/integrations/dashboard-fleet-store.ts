@@ -2,7 +2,7 @@
 // in Redis, a pg.Pool (`query` and `connect`) in Postgres. The one file of the integrations that imports a backend
 // (__test__/layers.test.mjs treats it as an entry point).
 import { describe, invalidType, invalidValue } from '../errors';
-import type { FleetStore } from '../redis/common/fleet-store';
+import type { FleetStore } from '../durable/common/fleet-store';
 import { redisFleetStore } from '../redis/clients/fleet-store';
 import type { RedisClientLike } from '../redis/log/connection';
 import { pgFleetStore } from '../postgres/clients/fleet-store';

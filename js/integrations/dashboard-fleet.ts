@@ -5,7 +5,7 @@
 // not a member's sample (written by something else) is ignored, and its member forgotten.
 import { hostname } from 'node:os';
 import { describe, invalidType, invalidValue } from '../errors';
-import type { FleetStore } from '../redis/common/fleet-store';
+import type { FleetStore } from '../durable/common/fleet-store';
 import { integerOption } from '../validate';
 import { type FleetClient, fleetStoreOf } from './dashboard-fleet-store';
 import type { FnSample, RedisSample, Sample } from './dashboard-sample';

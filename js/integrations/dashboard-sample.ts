@@ -5,13 +5,13 @@
 // per event; the cost is per sample, bounded by `scan`.
 import { kTotals, type Totals } from '../core/function';
 import { kWatch, type StreamList, tagOf } from '../core/stream-list';
-import { fnv1a } from '../redis/common/keys';
-import { kServes } from '../redis/engine/metrics';
+import { fnv1a } from '../durable/common/keys';
+import { kServes } from '../durable/engine/metrics';
 import { cutText } from '../text';
 import { invalidReturn } from '../errors';
 import { kThreads, type ThreadLoads } from '../worker/index';
 import type { StreamFn, StreamMetrics, StreamState } from '../types';
-import type { RedisWorker } from '../redis/engine/worker';
+import type { Worker as RedisWorker } from '../durable/engine/worker';
 import type { KeyWait, Limiter, LimiterStats } from '../limits/types';
 import { kDescribe, type LimiterDescription } from '../limits/describe';
 

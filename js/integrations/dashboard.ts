@@ -15,8 +15,8 @@ import { type IncomingMessage, type ServerResponse, validateHeaderName, validate
 import { assertOptionsObject } from '../config';
 import { kTotals } from '../core/function';
 import { describe, invalidType, invalidValue } from '../errors';
-import { kRoundTrips } from '../redis/engine/metrics';
-import type { RedisWorker } from '../redis/engine/worker';
+import { kRoundTrips } from '../durable/engine/metrics';
+import type { Worker as RedisWorker } from '../durable/engine/worker';
 import { isLimiter } from '../limits/use';
 import type { Limiter } from '../limits/types';
 import { integerOption } from '../validate';

@@ -6,8 +6,8 @@ import type { Metric, Registry } from 'prom-client';
 import { describe, invalidReturn, invalidType, invalidValue, outOfRange } from '../errors';
 import { kTotals, type Totals } from '../core/function';
 import type { StreamFn } from '../types';
-import { ROUND_TRIP_BOUNDS_US, type RoundTripTotals, kRenewalLateness, kRoundTrips } from '../redis/engine/metrics';
-import type { RedisWorker, RedisWorkerStats } from '../redis/engine/worker';
+import { ROUND_TRIP_BOUNDS_US, type RoundTripTotals, kRenewalLateness, kRoundTrips } from '../durable/engine/metrics';
+import type { Worker, WorkerStats } from '../durable/engine/worker';
 
 /** Options of `registerStreamMetrics` (and `prefix` of `registerRedisWorkerMetrics`). */
 export interface PrometheusOptions {
@@ -254,24 +254,24 @@ export function registerStreamMetrics(
  */
 export function registerRedisWorkerMetrics(
   registry: Registry,
-  workers: Iterable<RedisWorker> | (() => Iterable<RedisWorker>),
+  workers: Iterable<Worker> | (() => Iterable<Worker>),
   opts: Pick<PrometheusOptions, 'prefix'> = {},
 ): void {
   if (registry === null || typeof registry?.registerMetric !== 'function') {
     throw invalidType(`The "registry" argument must be a prom-client Registry. Received ${describe(registry)}`);
   }
-  const check = (listed: unknown, atScrape: boolean): RedisWorker[] => {
+  const check = (listed: unknown, atScrape: boolean): Worker[] => {
     if (listed === null || typeof (listed as Iterable<unknown>)?.[Symbol.iterator] !== 'function') {
       const message = `The "workers" argument must be an iterable of Redis workers or a function returning one. Received ${describe(listed)}`;
       throw atScrape ? invalidReturn(message) : invalidType(message);
     }
-    const byId = new Map<string, RedisWorker>();
+    const byId = new Map<string, Worker>();
     for (const w of listed as Iterable<unknown>) {
       if (typeof (w as { [kRoundTrips]?: unknown } | null)?.[kRoundTrips] !== 'function') {
         const message = `Every item of "workers" must be a Redis worker (from redisWorker). Received ${describe(w)}`;
         throw atScrape ? invalidReturn(message) : invalidType(message);
       }
-      const worker = w as RedisWorker;
+      const worker = w as Worker;
       const id = `${worker.name}\n${worker.id}`;
       const seen = byId.get(id);
       if (seen === undefined) byId.set(id, worker);
@@ -282,7 +282,7 @@ export function registerRedisWorkerMetrics(
     }
     return [...byId.values()];
   };
-  let list: () => RedisWorker[];
+  let list: () => Worker[];
   if (typeof workers === 'function') list = () => check(workers(), true);
   else {
     const fixed = check(workers, false);
@@ -295,8 +295,8 @@ export function registerRedisWorkerMetrics(
     registry.registerMetric({ name: full, help, type, aggregator: 'sum', get, reset: () => {} } as unknown as Metric);
   };
   // One stats() per worker per metric: cheap (no I/O), and each metric's samples are consistent.
-  const labels = (w: RedisWorker) => ({ fn: w.name, worker: w.id });
-  const perWorker = (value: (s: RedisWorkerStats) => number) => () =>
+  const labels = (w: Worker) => ({ fn: w.name, worker: w.id });
+  const perWorker = (value: (s: WorkerStats) => number) => () =>
     list().map((w) => ({ labels: labels(w), value: value(w.stats()) }));
 
   metric(
@@ -397,7 +397,7 @@ export function registerRedisWorkerMetrics(
         })),
       ),
   );
-  const counters: [string, string, (s: RedisWorkerStats) => number][] = [
+  const counters: [string, string, (s: WorkerStats) => number][] = [
     ['replayed_sessions_total', 'Sessions rebuilt by replaying pending entries after a takeover.', (s) => s.replayedSessions],
     ['replayed_entries_total', 'Pending entries replayed after a takeover.', (s) => s.replayed],
     ['fenced_total', 'Reads and writes Redis refused because the lease was gone (a zombie owner).', (s) => s.fenced],
@@ -439,7 +439,7 @@ export function registerRedisWorkerMetrics(
     ],
   ];
   for (const [name, help, value] of counters) metric(`redis_${name}`, help, 'counter', perWorker(value));
-  const histogram = (name: string, help: string, totals: (w: RedisWorker) => RoundTripTotals) =>
+  const histogram = (name: string, help: string, totals: (w: Worker) => RoundTripTotals) =>
     metric(name, help, 'histogram', () =>
       list().flatMap((w) => {
         const t = totals(w);
@@ -455,7 +455,7 @@ export function registerRedisWorkerMetrics(
         ];
       }),
     );
-  type Timed = RedisWorker & { [kRoundTrips](): RoundTripTotals; [kRenewalLateness](): RoundTripTotals };
+  type Timed = Worker & { [kRoundTrips](): RoundTripTotals; [kRenewalLateness](): RoundTripTotals };
   histogram(
     'redis_round_trip_seconds',
     "Round-trip time of the worker's calls to Redis (blocking wake-up reads excluded).",

@@ -15,14 +15,14 @@ export {
 } from './clients/key-outputs';
 export { postgresSse, postgresNdjson, type PostgresSseOptions, type PostgresNdjsonOptions } from './clients/key-http';
 export { postgresVersions, type PostgresVersions, type PostgresVersionsOptions } from './clients/versions';
-export type { DrainedOptions } from '../redis/common/drained';
-export type { VersionStatus, VersionedWorker } from '../redis/rules/versions';
+export type { DrainedOptions } from '../durable/common/drained';
+export type { VersionStatus, VersionedWorker } from '../durable/rules/versions';
 export type { PostgresClient, PostgresOptions } from './clients/options';
 export type { PgPoolLike as PostgresPool, PgClientLike as PostgresPoolClient, PgResult as PostgresResult } from './log/sql';
-export type { OutputItem, HandlerFailure } from '../redis/common/outputs';
-export type { RedisWorker as Worker, RedisWorkerStats as WorkerStats } from '../redis/engine/worker-types';
-export { jsonCodec, bufferCodec, type Codec } from '../redis/common/codec';
-export { fnv1a } from '../redis/common/keys';
+export type { OutputItem, HandlerFailure } from '../durable/common/outputs';
+export type { Worker, WorkerStats } from '../durable/engine/worker-types';
+export { jsonCodec, bufferCodec, type Codec } from '../durable/common/codec';
+export { fnv1a } from '../durable/common/keys';
 export {
   ResumeCursorError,
   type ResumeCursorErrorJSON,
@@ -43,7 +43,7 @@ export type {
   RecordedWake,
   RecordedOutput,
   RecordedEnd,
-} from '../redis/common/recording';
+} from '../durable/common/recording';
 // The fleet limiter on Postgres (the same Limiter contract as redisLimiter's; docs/postgres.md#fleet-limiter).
 export {
   postgresLimiter,

@@ -1,13 +1,10 @@
 // velo-stream/redis: stream functions scaled out on Redis/Valkey Streams.
 export { redisProducer, type RedisProducer, type RedisProducerOptions } from './clients/producer';
-export { redisWorker } from './clients/redis-worker';
+export { redisWorker, type RedisWorker, type RedisWorkerOptions, type RedisWorkerStats } from './clients/redis-worker';
 export {
   type Migrate,
   type NoInferred,
   type SyncMigrate,
-  type RedisWorker,
-  type RedisWorkerOptions,
-  type RedisWorkerStats,
   type RoundTripStats,
   type RenewalStats,
   type SessionLimiters,
@@ -15,9 +12,9 @@ export {
   type WorkerLimiterOptions,
   type WorkerPermitStats,
   type WorkerSlotStats,
-} from './engine/worker';
+} from '../durable/engine/worker';
 export { redisOutputs, type RedisOutputs, type RedisOutputsOptions } from './clients/reader';
-export type { HandlerFailure, OutputItem } from './common/outputs';
+export type { HandlerFailure, OutputItem } from '../durable/common/outputs';
 export {
   redisKeyOutputs,
   type RedisKeyOutputs,
@@ -35,10 +32,10 @@ export {
   type MaterializeStats,
   type ValueOutput,
 } from './clients/materialize';
-export { jsonCodec, bufferCodec, type Codec } from './common/codec';
+export { jsonCodec, bufferCodec, type Codec } from '../durable/common/codec';
 export { redisKeyState, type KeyState, type RedisKeyStateOptions, type RedisKeyStates } from './clients/key-state';
-export type { KeyStateOptions } from './engine/worker-limits';
-export { outputTraceContext } from './common/trace-context';
+export type { KeyStateOptions } from '../durable/engine/worker-limits';
+export { outputTraceContext } from '../durable/common/trace-context';
 // The errors live with every other error of the library (js/errors.ts); these are the ones this subpath makes.
 export {
   CheckpointTooLargeError,
@@ -72,7 +69,7 @@ export type {
   RecordedWake,
   RecordedOutput,
   RecordedEnd,
-} from './common/recording';
+} from '../durable/common/recording';
 export { fnv1a } from './log/options';
 export type { RedisOptions } from './log/options';
 export { redisName, type RedisName } from './log/name';
@@ -86,5 +83,5 @@ export {
 } from './limiter/limiter';
 export type { AcquireOptions, LimitSettings, Limiter, LimiterOptions, LimiterStats, Permit, RateLimit } from '../limits/types';
 export { redisClientOptions, type RedisClientLike, type RedisClientTimeouts } from './log/connection';
-export type { VersionStatus, VersionedWorker } from './rules/versions';
+export type { VersionStatus, VersionedWorker } from '../durable/rules/versions';
 export { redisVersions, type DrainedOptions, type RedisVersions, type RedisVersionsOptions } from './clients/version-status';

@@ -6,7 +6,7 @@
 //
 // A publish is one upsert that changes only unindexed columns (`until_ms`, `value`; the table's only index is its
 // key) on a table with room left in each page (fillfactor): a HOT update, no index write.
-import type { FleetRow, FleetStore } from '../../redis/common/fleet-store';
+import type { FleetRow, FleetStore } from '../../durable/common/fleet-store';
 import { migrate, schemaIdent } from '../log/schema';
 import { NOW, type PgPoolLike, checkPool, run, str } from '../log/sql';
 

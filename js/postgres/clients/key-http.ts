@@ -2,8 +2,8 @@
 // resumable: as Server-Sent Events or NDJSON lines, each output with its cursor, as `redisSse` and `redisNdjson`
 // serve them on Redis. The writing is the common layer's (redis/common/key-http.ts), the reading key-outputs.ts'.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type KeyNdjsonOptions, type KeyServing, type KeySseOptions, serveKeyOutputs } from '../../redis/common/key-http';
-import { KeyReader } from '../../redis/common/key-reader';
+import { type KeyNdjsonOptions, type KeyServing, type KeySseOptions, serveKeyOutputs } from '../../durable/common/key-http';
+import { KeyReader } from '../../durable/common/key-reader';
 import { PgKeySource, type PostgresKeyOutputsOptions, pgKeySettings } from './key-outputs';
 
 /** Options of `postgresNdjson`: those of `postgresKeyOutputs`, and the writer's. */

@@ -6,7 +6,7 @@
 // to commit. Outputs send no NOTIFY: a reader that caught up polls.
 import { describe, invalidType } from '../../errors';
 import { integerOption } from '../../validate';
-import { compareIds, formatCursor, idBefore } from '../../redis/common/cursor';
+import { compareIds, formatCursor, idBefore } from '../../durable/common/cursor';
 import {
   KEY_OPTIONS,
   type KeyOutput,
@@ -18,14 +18,14 @@ import {
   type Verdict,
   keyOutputs,
   keyPlan,
-} from '../../redis/common/key-reader';
-import type { OutputItem } from '../../redis/common/outputs';
+} from '../../durable/common/key-reader';
+import type { OutputItem } from '../../durable/common/outputs';
 import { idOf, idParts, run, str, text } from '../log/sql';
 import { type PgResolved, type PostgresOptions, resolvePgOptions } from './options';
 import { pause, retriedOnConnection } from './retry';
 import { rowItem } from './worker';
 
-export type { KeyOutput, SessionEndInfo } from '../../redis/common/key-reader';
+export type { KeyOutput, SessionEndInfo } from '../../durable/common/key-reader';
 
 /** Options of `postgresKeyOutputs` (and of `postgresSse`, `postgresNdjson`, which add their own). */
 export interface PostgresKeyOutputsOptions<O = unknown> extends PostgresOptions<O>, KeyReadOptions<O> {

@@ -14,7 +14,7 @@ import {
   fleetKeys,
   keyOf,
   read,
-} from '../../redis/common/limiter-rules';
+} from '../../durable/common/limiter-rules';
 import { type PgPoolLike, checkPool, checkPoolSize } from '../log/sql';
 import { checkFunctionName, schemaIdent } from '../log/schema';
 

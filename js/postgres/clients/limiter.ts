@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import type { AcquireOptions, KeyWait, LimitSettings, Limiter, LimiterStats, Permit } from '../../limits/types';
 import { limitQueueFullError, limiterClosedError, limitCostError, postgresTimeoutError, rateLimitedError } from '../../errors';
 import { kDescribe, type LimiterDescription } from '../../limits/describe';
-import { LimiterView, type FleetWaiter, HeldPermit, withTimeout } from '../../redis/common/limiter-view';
+import { LimiterView, type FleetWaiter, HeldPermit, withTimeout } from '../../durable/common/limiter-view';
 import { migrate } from '../log/schema';
 import { run, str } from '../log/sql';
 import { type Listening, type PoolListener, listenerOf } from '../log/waiter';

@@ -4,7 +4,7 @@
 // synchronous as on Redis.
 import { describe, invalidType, invalidValue } from '../../errors';
 import { integerOption } from '../../validate';
-import { type Codec, jsonCodec } from '../../redis/common/codec';
+import { type Codec, jsonCodec } from '../../durable/common/codec';
 import { type PgSpace, spaceOf } from '../log/pg-log';
 import { ensurePartitions, migrate } from '../log/schema';
 import { type PgClientLike, type PgPoolLike, checkPool } from '../log/sql';

@@ -4,7 +4,7 @@
 // consumer group on Postgres: a reader keeps its own position (`after`), and polls (outputs send no NOTIFY).
 import { describe, invalidType, invalidValue } from '../../errors';
 import { integerOption } from '../../validate';
-import type { OutputItem } from '../../redis/common/outputs';
+import type { OutputItem } from '../../durable/common/outputs';
 import { idParts, run, str } from '../log/sql';
 import { type PostgresOptions, resolvePgOptions } from './options';
 import { retriedOnConnection } from './retry';

@@ -3,9 +3,9 @@
 // under the partition's head row (log/input.ts).
 import { SendError, describe, invalidType } from '../../errors';
 import { integerArgument } from '../../validate';
-import { encodeChecked } from '../../redis/common/codec';
-import { activeTraceFields } from '../../redis/common/trace-context';
-import { checkKey, fnv1a } from '../../redis/common/keys';
+import { encodeChecked } from '../../durable/common/codec';
+import { activeTraceFields } from '../../durable/common/trace-context';
+import { checkKey, fnv1a } from '../../durable/common/keys';
 import { PgLog, appendEventsPg } from '../log/pg-log';
 import { text } from '../log/sql';
 import { type PgResolved, type PostgresOptions, resolvePgOptions } from './options';

@@ -19,7 +19,7 @@ import {
   recordedPartition,
   recordingOf,
   tooManyError,
-} from '../../redis/common/recording';
+} from '../../durable/common/recording';
 import { SCHEMA_VERSION } from '../log/schema';
 import { type PgClientLike, type PgPoolLike, connectWatched, idOf, idParts, run, str, text } from '../log/sql';
 import { type PostgresOptions, resolvePgOptions } from './options';

@@ -2,11 +2,11 @@
 // live workers and what they run, and an awaitable "drained" for a version, as `redisVersions` gives them on Redis.
 // Read in one statement (one snapshot) from what the workers keep: each partition's `versions` counts (the
 // sessions' openings, log/openings.ts) and its lease, and the function's live `workers` with their adverts.
-import { type DrainedOptions, waitDrained } from '../../redis/common/drained';
-import { parseAdvert } from '../../redis/common/stored';
-import { checkVersionName } from '../../redis/engine/versions';
-import type { WorkerAdvert } from '../../redis/rules/versions';
-import { type VersionStatus, versionStatus } from '../../redis/rules/versions';
+import { type DrainedOptions, waitDrained } from '../../durable/common/drained';
+import { parseAdvert } from '../../durable/common/stored';
+import { checkVersionName } from '../../durable/engine/versions';
+import type { WorkerAdvert } from '../../durable/rules/versions';
+import { type VersionStatus, versionStatus } from '../../durable/rules/versions';
 import { NOW, run, str } from '../log/sql';
 import { type PgResolved, type PostgresOptions, resolvePgOptions } from './options';
 

@@ -3,12 +3,12 @@
 import type { StreamFn } from '../../types';
 import { describe, invalidType } from '../../errors';
 import { integerOption } from '../../validate';
-import type { WorkerBackend } from '../../redis/common/backend';
-import type { OutputItem, HandlerFailure } from '../../redis/common/outputs';
-import type { Codec } from '../../redis/common/codec';
-import type { PartitionLog } from '../../redis/common/transport';
-import { type WorkerOptions, WORKER_KEYS, checkWorkerFn, startWorker } from '../../redis/engine/worker';
-import type { Migrate, RedisWorker, SyncMigrate } from '../../redis/engine/worker-types';
+import type { WorkerBackend } from '../../durable/common/backend';
+import type { OutputItem, HandlerFailure } from '../../durable/common/outputs';
+import type { Codec } from '../../durable/common/codec';
+import type { PartitionLog } from '../../durable/common/transport';
+import { type WorkerOptions, WORKER_KEYS, checkWorkerFn, startWorker } from '../../durable/engine/worker';
+import type { Migrate, Worker, SyncMigrate } from '../../durable/engine/worker-types';
 import type { CommitEffects, WrittenOutput } from '../log/commit';
 import { PgLog } from '../log/pg-log';
 import { checkPoolSize, idOf, str } from '../log/sql';
@@ -106,7 +106,7 @@ class PreparedLog implements PartitionLog {
 export function postgresWorker<I = unknown, O = unknown, M extends Migrate = Migrate>(
   fn: StreamFn<I, O>,
   options: PostgresWorkerOptions<O, I> & { migrate?: M & SyncMigrate<M> },
-): RedisWorker {
+): Worker {
   const what = 'postgresWorker()';
   checkWorkerFn(fn, what);
   const o = resolvePgOptions(options as PostgresOptions<unknown>, what, PG_WORKER_KEYS);

@@ -6,8 +6,8 @@
 // see every commit before it, the marks, and writes: outputs above their session's mark (ids after the group row's
 // last, in order), marks (with their places), checkpoints, acks, the group row (with a serial: this commit, for its
 // retry, which returns the ids the first call wrote and writes nothing).
-import { lastPlaces, snapshotValue } from '../../redis/common/stored';
-import type { Commit, CommitResult, Lease } from '../../redis/common/transport';
+import { lastPlaces, snapshotValue } from '../../durable/common/stored';
+import type { Commit, CommitResult, Lease } from '../../durable/common/transport';
 import { NOW, type PgPoolLike, bytes, idKey, idParts, run, str, text } from './sql';
 
 /** The function's text (`S`: the quoted schema). */

@@ -4,8 +4,8 @@
 // with the fence (FOR UPDATE, pg-log.ts): commits of a partition apply one at a time, and output ids (`<ms>-<seq>`,
 // after the row's last one) are given in commit order.
 import { createHash } from 'node:crypto';
-import { endValue, keptValue, lastPlaces, parseEnd, snapshotValue } from '../../redis/common/stored';
-import type { Commit, CommitResult, Divergence, Lease } from '../../redis/common/transport';
+import { endValue, keptValue, lastPlaces, parseEnd, snapshotValue } from '../../durable/common/stored';
+import type { Commit, CommitResult, Divergence, Lease } from '../../durable/common/transport';
 import { keepOpenings } from './openings';
 import { effectsClient } from './effects-client';
 import { type PgClientLike, bytes, idKey, idOf, idParts, millis, run, str, text } from './sql';

@@ -1,7 +1,7 @@
 // A partition's input on Postgres: entries added under the partition's head row (ids in commit order), read back as
 // the InputEntry the engine takes (through stored.ts's reader of stream fields, as the Redis and in-memory logs).
-import { inputEntries } from '../../redis/common/stored';
-import type { InputEntry } from '../../redis/common/transport';
+import { inputEntries } from '../../durable/common/stored';
+import type { InputEntry } from '../../durable/common/transport';
 import { NOW, type PgClientLike, type PgPoolLike, bytes, idOf, run, text, str } from './sql';
 
 /** One entry to add: an event (payload, trace), a close marker (close, reason) or a wake-up (wake, due, payload). */

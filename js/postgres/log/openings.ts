@@ -1,7 +1,7 @@
 // A session's opening on Postgres (what it opened with: version and caps), kept once per sid with its first write
 // (a commit or a wake-up), and counted per version: what a grant of the partition is refused by (versions).
-import { openingValue } from '../../redis/common/stored';
-import type { SessionOpening } from '../../redis/common/transport';
+import { openingValue } from '../../durable/common/stored';
+import type { SessionOpening } from '../../durable/common/transport';
 import { type PgClientLike, run, str } from './sql';
 
 /**

@@ -5,8 +5,8 @@
 // its token unexpired; a grant takes the row FOR UPDATE, so it waits for an owner's write in flight, and a paused
 // ex-owner's late write finds the new token. Renewals update the row without a key change, which FOR KEY SHARE lets
 // through: a renewal never waits behind a commit.
-import { NO_VERSION } from '../../redis/rules/versions';
-import type { WorkerAdvert } from '../../redis/rules/versions';
+import { NO_VERSION } from '../../durable/rules/versions';
+import type { WorkerAdvert } from '../../durable/rules/versions';
 import type {
   Commit,
   CommitResult,
@@ -21,8 +21,8 @@ import type {
   SessionOpening,
   Snapshot,
   StoredKeyState,
-} from '../../redis/common/transport';
-import { advertValue, parseAdvert, parseKept, parseMark, parseOpening, parseSnapshot } from '../../redis/common/stored';
+} from '../../durable/common/transport';
+import { advertValue, parseAdvert, parseKept, parseMark, parseOpening, parseSnapshot } from '../../durable/common/stored';
 import { FencedError, describe, invalidType, outOfRange, schemaVersionError, workerClosedError } from '../../errors';
 import { keepOpening } from './openings';
 import { ENTRY_COLUMNS, addEntries, entryOf } from './input';

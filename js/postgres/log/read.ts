@@ -5,7 +5,7 @@
 // takeover's FOR UPDATE of the lease row would wait for the owner to wake. So the locking statement returns at most
 // READ_ROWS entries' ids, and their fields only while their total stays under READ_BYTES; the rest of the entries
 // come by a plain SELECT, with no lock, after it (one round trip still for the common small-event read).
-import type { InputEntry } from '../../redis/common/transport';
+import type { InputEntry } from '../../durable/common/transport';
 import { ENTRY_COLUMNS, entryOf } from './input';
 import { ID_BASE, NOW, type PgPoolLike, idOf, run } from './sql';
 

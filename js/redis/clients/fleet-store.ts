@@ -2,7 +2,7 @@
 // `velo:dash:{<fleet>}:m:<member id>` holds a member's latest sample (`PX ttl`), and the set
 // `velo:dash:{<fleet>}:members` names the members (it expires with the last publish; a reader removes the members
 // whose sample has expired). Expiry is Redis' clock.
-import type { FleetRow, FleetStore } from '../common/fleet-store';
+import type { FleetRow, FleetStore } from '../../durable/common/fleet-store';
 import { type RedisClientLike, send } from '../log/connection';
 
 /** The fleet `name`'s store on `client` (checked by the caller: a node-redis client, a name without braces). */

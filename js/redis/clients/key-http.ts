@@ -2,8 +2,8 @@
 // that a client can come back and go on exactly where it was: as Server-Sent Events or NDJSON lines, each output
 // with its cursor. The writing is the common layer's (common/key-http.ts), the reading key-outputs.ts'.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type KeyNdjsonOptions, type KeyServing, type KeySseOptions, serveKeyOutputs } from '../common/key-http';
-import { KeyReader } from '../common/key-reader';
+import { type KeyNdjsonOptions, type KeyServing, type KeySseOptions, serveKeyOutputs } from '../../durable/common/key-http';
+import { KeyReader } from '../../durable/common/key-reader';
 import { RedisKeySource, type RedisKeyOutputsOptions, keySettings } from './key-outputs';
 
 /** Options of `redisNdjson`: those of `redisKeyOutputs`, and the writer's. */

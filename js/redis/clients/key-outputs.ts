@@ -7,8 +7,8 @@
 import type { RedisName } from '../log/name';
 import { type RedisOptions, type Resolved, resolveOptions } from '../log/options';
 import { type RedisClientLike, readStreams, send } from '../log/connection';
-import { compareIds, formatCursor, idBefore } from '../common/cursor';
-import { type OutputItem, outputItem } from '../common/outputs';
+import { compareIds, formatCursor, idBefore } from '../../durable/common/cursor';
+import { type OutputItem, outputItem } from '../../durable/common/outputs';
 import {
   KEY_OPTIONS,
   type KeyOutput,
@@ -20,12 +20,12 @@ import {
   type Verdict,
   keyOutputs,
   keyPlan,
-} from '../common/key-reader';
+} from '../../durable/common/key-reader';
 import { retriedOnConnection } from './reader';
 import { Script } from '../log/script';
 
-export type { KeyOutput, SessionEndInfo } from '../common/key-reader';
-export { KEY_OPTIONS, MAX_KEYS } from '../common/key-reader';
+export type { KeyOutput, SessionEndInfo } from '../../durable/common/key-reader';
+export { KEY_OPTIONS, MAX_KEYS } from '../../durable/common/key-reader';
 
 /** Options of `redisKeyOutputs` (and of `redisSse`, `redisNdjson`, which add their own). */
 export interface RedisKeyOutputsOptions<O = unknown> extends RedisOptions<O>, KeyReadOptions<O> {

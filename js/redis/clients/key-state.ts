@@ -4,22 +4,14 @@
 import { decodeError } from '../../errors';
 import { type RedisClientLike, send } from '../log/connection';
 import { type RedisOptions, type Resolved, checkKey, fnv1a, resolveOptions } from '../log/options';
-import { parseKept } from '../common/stored';
+import { type KeyState, parseKept } from '../../durable/common/stored';
+
+export type { KeyState };
 
 /** Options of `redisKeyState`: those every entry point shares (the function's name, partitions, codec). */
 export interface RedisKeyStateOptions extends RedisOptions<unknown> {
   /** The function's name in Redis. */
   name: string;
-}
-
-/** A key's kept state, as `readState` reads it. */
-export interface KeyState<S> {
-  /** The state, decoded with the function's codec: the last checkpoint of the key's last session. */
-  readonly state: S;
-  /** The session whose end kept it (`<key>@<id of its first entry>`). */
-  readonly sid: string;
-  /** Time left before Redis removes it, ms (-1: no expiry, which velo-stream never writes). */
-  readonly expiresIn: number;
 }
 
 /** Reads and deletes the states a function's keys keep after their sessions (`keyState`); see `redisKeyState`. */

@@ -12,7 +12,7 @@ import { describe, invalidReturn, invalidType } from '../../errors';
 import { integerOption } from '../../validate';
 import type { RedisName } from '../log/name';
 import { type RedisOptions, type Resolved, callTimeoutOption, resolveOptions } from '../log/options';
-import { type OutputItem, outputItem } from '../common/outputs';
+import { type OutputItem, outputItem } from '../../durable/common/outputs';
 import { checkClaimIdle, claimSweep } from './reader';
 import { type RedisClientLike, readStreams, send, settlesWithin } from '../log/connection';
 import { Script } from '../log/script';

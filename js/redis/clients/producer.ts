@@ -1,12 +1,12 @@
 // Producers: any process appends events to the partition of their key.
-import { encodeChecked } from '../common/codec';
+import { encodeChecked } from '../../durable/common/codec';
 import type { RedisName } from '../log/name';
 import { type RedisOptions, type Resolved, callTimeoutOption, checkKey, fnv1a, resolveOptions } from '../log/options';
 import { settleWithin } from '../log/connection';
 import { appendEvents, partitionLag } from '../log/redis-log';
 import { LagLimitError, SendError, describe, invalidType, redisTimeoutError } from '../../errors';
 import { integerArgument, integerOption } from '../../validate';
-import { activeTraceFields } from '../common/trace-context';
+import { activeTraceFields } from '../../durable/common/trace-context';
 
 /** Options of `redisProducer`. */
 export interface RedisProducerOptions<I = unknown> extends RedisOptions<I> {

@@ -1,11 +1,11 @@
 // Reading the outputs of a distributed stream function from any process.
 import { RedisConnectionError, describe, invalidType, invalidValue } from '../../errors';
 import { integerOption } from '../../validate';
-import { type OutputItem, outputItem } from '../common/outputs';
+import { type OutputItem, outputItem } from '../../durable/common/outputs';
 import type { RedisName } from '../log/name';
 import { type RedisOptions, callTimeoutOption, resolveOptions } from '../log/options';
 import { type RedisClientLike, type StreamEntries, readStreams, send, settlesWithin } from '../log/connection';
-import { reportable } from '../common/reportable';
+import { reportable } from '../../durable/common/reportable';
 import { checkGroupName } from '../log/options';
 
 /** Options of `redisOutputs`. */

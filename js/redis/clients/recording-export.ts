@@ -6,7 +6,7 @@
 // session's last outputs), then the outputs, then how far the worker had read, then the input up to there.
 import { type RedisClientLike, send } from '../log/connection';
 import { type RedisOptions, resolveOptions } from '../log/options';
-import { entryFields } from '../common/stored';
+import { entryFields } from '../../durable/common/stored';
 import type { KeySpace } from '../log/redis-log';
 import { Script } from '../log/script';
 import {
@@ -23,7 +23,7 @@ import {
   recordingOf,
   splitSid,
   tooManyError,
-} from '../common/recording';
+} from '../../durable/common/recording';
 
 /** Options of `exportRecording`: those every entry point takes (its `codec` and `maxEventBytes` go unused: bytes are recorded as written), and what to record. */
 export interface ExportRecordingOptions extends RedisOptions {

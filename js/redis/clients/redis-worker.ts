@@ -1,12 +1,24 @@
 // `redisWorker`: the engine's worker (engine/worker.ts) on a Redis/Valkey client.
 import type { StreamFn } from '../../types';
-import type { WorkerBackend } from '../common/backend';
-import { readsText } from '../common/codec';
-import { ClosedClientReports } from '../common/reportable';
+import type { WorkerBackend } from '../../durable/common/backend';
+import { readsText } from '../../durable/common/codec';
+import { ClosedClientReports } from '../../durable/common/reportable';
 import { type RedisOptions, resolveOptions } from '../log/options';
 import { RedisLog } from '../log/redis-log';
-import { WORKER_KEYS, checkWorkerFn, startWorker } from '../engine/worker';
-import type { Migrate, RedisWorker, RedisWorkerOptions, SyncMigrate } from '../engine/worker-types';
+import { WORKER_KEYS, checkWorkerFn, startWorker } from '../../durable/engine/worker';
+import type { Migrate, SyncMigrate, Worker, WorkerOptions, WorkerStats } from '../../durable/engine/worker-types';
+import type { RedisName } from '../log/name';
+
+/** Options of `redisWorker`: the worker's own (`WorkerOptions`) and those of the function's log on Redis. */
+export interface RedisWorkerOptions<O = unknown, I = unknown> extends WorkerOptions<O, I>, RedisOptions {
+  /** The function's name in Redis; a `RedisName<I, O>` (`redisName(fn, name)`) must name a function of `fn`'s types. */
+  name: RedisName<I, O>;
+}
+
+/** A worker on Redis: the same handle as a worker on any backend. */
+export type RedisWorker = Worker;
+/** A Redis worker's figures: those of a worker on any backend. */
+export type RedisWorkerStats = WorkerStats;
 
 /**
  * Runs `fn` as a distributed stream function: this process joins the workers of `options.name`, takes a fair

@@ -3,10 +3,10 @@
 // partitions' `:versions` counts, their leases, the function's `:workers` and `:adverts`; docs/redis/storage.md).
 import { send } from '../log/connection';
 import { type RedisOptions, type Resolved, resolveOptions } from '../log/options';
-import { parseAdvert } from '../common/stored';
-import { type VersionStatus, versionStatus } from '../rules/versions';
-import { type DrainedOptions, waitDrained } from '../common/drained';
-import { checkVersionName } from '../engine/versions';
+import { parseAdvert } from '../../durable/common/stored';
+import { type VersionStatus, versionStatus } from '../../durable/rules/versions';
+import { type DrainedOptions, waitDrained } from '../../durable/common/drained';
+import { checkVersionName } from '../../durable/engine/versions';
 
 /** Options of `redisVersions`: those every entry point shares (the function's name, partitions). */
 export interface RedisVersionsOptions extends RedisOptions<unknown> {
@@ -14,7 +14,7 @@ export interface RedisVersionsOptions extends RedisOptions<unknown> {
   name: string;
 }
 
-export type { DrainedOptions } from '../common/drained';
+export type { DrainedOptions } from '../../durable/common/drained';
 
 /** The versions of a function's sessions and workers; see `redisVersions`. */
 export interface RedisVersions {

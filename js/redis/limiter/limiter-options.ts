@@ -12,7 +12,7 @@ import {
   checkOptionKeys,
   fleetKeys,
   read,
-} from '../common/limiter-rules';
+} from '../../durable/common/limiter-rules';
 
 /** What acquire does while Redis cannot be reached or does not answer within `callTimeout`. */
 export type WhenRedisFails = 'fail-closed' | 'fail-open' | 'local';

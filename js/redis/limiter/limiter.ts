@@ -16,9 +16,9 @@ import {
 import type { RedisClientLike } from '../log/connection';
 import { kDescribe, type LimiterDescription } from '../../limits/describe';
 import { type RedisLimiterOptions, type Resolved, resolveLimiterOptions } from './limiter-options';
-import { keyOf, limitArgs } from '../common/limiter-rules';
-import { LimiterView, type FleetWaiter, HeldPermit, withTimeout } from '../common/limiter-view';
-import { reportable } from '../common/reportable';
+import { keyOf, limitArgs } from '../../durable/common/limiter-rules';
+import { LimiterView, type FleetWaiter, HeldPermit, withTimeout } from '../../durable/common/limiter-view';
+import { reportable } from '../../durable/common/reportable';
 import { Script } from '../log/script';
 
 export type { RedisLimiterOptions, WhenRedisFails } from './limiter-options';

@@ -3,29 +3,17 @@
 // `redisProducer`, `redisWorker`, `redisOutputs` and `redisMaterialize` infer
 // (and check) the types of the one function they all serve.
 import type { StreamFn } from '../../types';
+import type { FunctionName } from '../../durable/common/shape';
 import { describe, invalidType } from '../../errors';
 import { checkName } from './options';
 import { kOpen } from '../../core/protocol';
 
-/** The brand's key: declared only, so no value has it and a plain string still fits a `RedisName`. */
-declare const kTypes: unique symbol;
-
 /**
- * A function's name in Redis (`options.name`) that says which events `I` it takes and which outputs `O` it makes:
- * a plain string at run time. Pass it as `name` and the entry points infer their types from it: `redisProducer`
- * sends `I`, `redisOutputs` and `redisMaterialize` read `O`, and `redisWorker` refuses a function of other types.
- * A plain string is still a valid name (the types are then given or `unknown`, as before). Make one with
- * `redisName(fn, 'orders')`, or in a process that does not load the handler, `'orders' as RedisName<Order, Receipt>`.
+ * A function's name in Redis (`options.name`) that says which events `I` it takes and which outputs `O` it makes
+ * (`FunctionName`): a plain string at run time. Make one with `redisName(fn, 'orders')`, or in a process that does not
+ * load the handler, `'orders' as RedisName<Order, Receipt>`.
  */
-export type RedisName<I = unknown, O = unknown> = string & {
-  /** Never present: the types only (events in contravariant position, so a name of wider events does not fit). */
-  readonly [kTypes]?: {
-    /** The events: a parameter, so a name of other events does not fit. */
-    readonly event: (event: I) => void;
-    /** The outputs. */
-    readonly output: O;
-  };
-};
+export type RedisName<I = unknown, O = unknown> = FunctionName<I, O>;
 
 /**
  * `name`, typed with `fn`'s event and output types, for the `name` option of every entry point of the function.

@@ -4,22 +4,17 @@
 import { describe, invalidType, invalidValue } from '../../errors';
 import { integerOption } from '../../validate';
 import { isWellFormed } from '../../text';
-import { type Codec, jsonCodec } from '../common/codec';
+import { type Codec, jsonCodec } from '../../durable/common/codec';
+import { type ShapeOptions, checkShape } from '../../durable/common/shape';
 import type { RedisClientLike } from './connection';
 import { KeySpace } from './redis-log';
 
 /** The options every entry point of `velo-stream/redis` shares; every process of a function must agree on them. */
-export interface RedisOptions<T = unknown> {
+export interface RedisOptions<T = unknown> extends ShapeOptions<T> {
   /** A connected node-redis client (v5 or v6); its settings (TLS, auth, reconnects) are yours. Not closed by velo-stream. */
   client: RedisClientLike;
   /** The function's name in Redis keys (`velo:{<name>:p<N>}`). No `{`, `}` or whitespace. */
   name: string;
-  /** Partitions (K). Fixed for the life of the data: a key's partition is `fnv1a(key) mod K`. Default 64. */
-  partitions?: number;
-  /** Encodes events and outputs. Default `jsonCodec`. */
-  codec?: Codec<T>;
-  /** Largest encoded event or output, bytes; larger ones are refused with `ERR_VELO_EVENT_TOO_LARGE`. Default 1 MiB. */
-  maxEventBytes?: number;
 }
 
 export interface Resolved<T> {
@@ -85,16 +80,6 @@ export function checkGroupName(what: string, option: string, value: unknown): as
   }
 }
 
-/** Checks the options that shape the log (also those of `velo-stream/testing`, which runs on one in memory). */
-export function checkShape(what: string, partitions: unknown, codec: unknown, maxEventBytes: unknown): void {
-  integerOption(what, 'partitions', partitions, 1, 16384);
-  const c = codec as Partial<Codec<unknown>> | null;
-  if (c === null || typeof c !== 'object' || typeof c.encode !== 'function' || typeof c.decode !== 'function') {
-    throw invalidType(`${what}: options.codec must have encode() and decode(), not ${describe(codec)}`);
-  }
-  integerOption(what, 'maxEventBytes', maxEventBytes, 1, 512 << 20);
-}
-
 /** `callTimeout`'s default, ms: as long as `redisClientOptions`' socket timeout, which bounds a call on an idle connection. */
 export const CALL_TIMEOUT_MS = 5000;
 
@@ -107,4 +92,5 @@ export function callTimeoutOption(fn: string, value: unknown = CALL_TIMEOUT_MS):
   return integerOption(fn, 'callTimeout', value, 1, MAX_CALL_TIMEOUT_MS, `from 1 to ${MAX_CALL_TIMEOUT_MS} (ms), or Infinity`);
 }
 
-export { MAX_KEY_BYTES, checkKey, fnv1a } from '../common/keys';
+export { MAX_KEY_BYTES, checkKey, fnv1a } from '../../durable/common/keys';
+export { checkShape } from '../../durable/common/shape';

@@ -21,7 +21,7 @@
 // One consumer group (`velo`) per input stream and one consumer name
 // (`owner`): whoever holds the lease reads as `owner`, so a new owner's
 // `XREADGROUP ... 0` returns exactly what the last owner left unacked.
-import { NO_VERSION } from '../rules/versions';
+import { NO_VERSION } from '../../durable/rules/versions';
 import type {
   Commit,
   CommitResult,
@@ -38,8 +38,8 @@ import type {
   SessionOpening,
   Snapshot,
   StoredKeyState,
-} from '../common/transport';
-import type { WorkerAdvert } from '../rules/versions';
+} from '../../durable/common/transport';
+import type { WorkerAdvert } from '../../durable/rules/versions';
 import { FencedError, workerClosedError } from '../../errors';
 import { PollWaker, type RedisClientLike, isCluster, readStreams, send, xreadStreams } from './connection';
 import { Script } from './script';
@@ -57,7 +57,7 @@ import {
   parseSnapshot,
   placeValue,
   snapshotValue,
-} from '../common/stored';
+} from '../../durable/common/stored';
 
 export type { RedisClientLike } from './connection';
 

@@ -17,15 +17,16 @@ import type { DebounceConfig, StreamFn } from '../../types';
 import { readString, textOf } from '../../text';
 import { integerArgument, integerOption } from '../../validate';
 import { type Codec, encodeChecked, jsonCodec } from '../common/codec';
-import { checkKey, checkShape, fnv1a } from '../log/options';
+import { checkKey, fnv1a } from '../common/keys';
+import { checkShape } from '../common/shape';
 import { MAX_TIMER_MS } from '../engine/owner-writes';
 import { LIMIT_KEYS, checkDebounceTarget, checkLimits } from '../engine/worker-limits';
-import type { KeyState } from '../clients/key-state';
+import type { KeyState } from '../common/stored';
 import { parseKept } from '../common/stored';
 import { type Openable, kOpen } from '../../core/protocol';
 import { checkDebounce } from '../../core/debounce';
 import type { HandlerFailure, OutputItem } from '../common/outputs';
-import type { RedisWorkerStats } from '../engine/worker-types';
+import type { WorkerStats } from '../engine/worker-types';
 import type { TestWorkerOptions } from './options';
 export type { TestWorkerOptions };
 import { Simulation, simBounds, simulate, takeoverWithin } from './simulator';
@@ -81,13 +82,13 @@ export interface TestWorker<I, O> {
   errors(): unknown[];
   /**
    * The figures of the process that serves the partitions now, as its `redisWorker().stats()` reads them
-   * (`RedisWorkerStats`, the same reading): the live process that owns the most partitions (the first started of
+   * (`WorkerStats`, the same reading): the live process that owns the most partitions (the first started of
    * those), or the first started live one while none owns any (before the first balance, between a crash and the
    * takeover). A crash's successor counts from its own start, as a restarted worker does. `roundTrip` stays 0 (no
    * network); `lag` and `pinnedAge` are measured at each lease renewal, on the virtual clock. After `close()`, the
    * figures of the process that served last.
    */
-  stats(): RedisWorkerStats;
+  stats(): WorkerStats;
   /**
    * With `keyState`: the state `key` keeps now, as `redisKeyState().readState` reads it (decoded, its session, its
    * time left on the virtual clock), or undefined.
@@ -378,7 +379,7 @@ class InMemoryWorker<I, O> implements TestWorker<I, O> {
     return [...this.#sim.errors];
   }
 
-  stats(): RedisWorkerStats {
+  stats(): WorkerStats {
     return (this.#last ?? this.#serving()).stats();
   }
 
@@ -784,15 +785,5 @@ export {
   type RecordingBounds,
 } from '../common/recording';
 // Per-key state beyond a session (`keyState`): what a test worker's readState gives, and the option.
-export type { KeyState } from '../clients/key-state';
+export type { KeyState } from '../common/stored';
 export type { KeyStateOptions } from '../engine/worker-limits';
-// An integration test of a service: a private redis-server, the service's processes, an output collector.
-export {
-  redisService,
-  type OutputCollector,
-  type RedisService,
-  type RedisServiceOptions,
-  type ServiceExit,
-  type ServiceProcess,
-  type ServiceProcessOptions,
-} from './service';

@@ -47,7 +47,7 @@ import { type PartitionHost, type WorkerCounters, newCounters } from './partitio
 import { type Openable, kOpen } from '../../core/protocol';
 import { RETRY_MS } from './outbox';
 import { type Clock, realClock, sleepOn } from '../common/clock';
-import type { RedisWorker, RedisWorkerOptions, RedisWorkerStats } from './worker-types';
+import type { Worker, WorkerOptions, WorkerStats } from './worker-types';
 import { WorkerPermits, checkWorkerLimiter } from './session-permits';
 import { type WorkerVersions, checkVersions } from './versions';
 import { planBalance } from '../rules/versions';
@@ -57,9 +57,9 @@ import { renewed, workerStats } from './worker-stats';
 export type {
   Migrate,
   NoInferred,
-  RedisWorker,
-  RedisWorkerOptions,
-  RedisWorkerStats,
+  Worker,
+  WorkerOptions,
+  WorkerStats,
   RoundTripStats,
   RenewalStats,
   SyncMigrate,
@@ -70,7 +70,7 @@ export type { SessionLimiters, SessionPermitItem, WorkerLimiterOptions } from '.
 
 /** Default of `maxUndelivered`. */
 const UNDELIVERED_DEFAULT = 1024;
-/** `RedisWorkerOptions` besides the shared ones (the backend's: client, name, partitions, codec, maxEventBytes). */
+/** The names of `WorkerOptions` (the worker's own options, besides the backend's client and the log's shape). */
 export const WORKER_KEYS = [
   ...LIMIT_KEYS,
   'trimInterval',
@@ -87,7 +87,7 @@ export const WORKER_KEYS = [
 ];
 /** The longest a blocking wake-up read waits before it is re-issued, ms. */
 const WAIT_MS = 2000;
-class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
+class RunningWorker<I, O> implements Worker, PartitionHost<I, O> {
   readonly id: string;
   readonly name: string;
   readonly fn: StreamFn<I, O> & Openable<I, O>;
@@ -283,7 +283,7 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
     return this.#versions.migrate;
   }
 
-  stats(): RedisWorkerStats {
+  stats(): WorkerStats {
     return workerStats(this, this.#runs, this.#trips, this.#renewals);
   }
 
@@ -710,9 +710,6 @@ class Worker<I, O> implements RedisWorker, PartitionHost<I, O> {
   }
 }
 
-/** The options of a worker on any backend: `RedisWorkerOptions` less the backend's own (client, name, shape). */
-export type WorkerOptions<O, I> = Omit<RedisWorkerOptions<O, I>, 'client' | 'name' | 'partitions' | 'codec' | 'maxEventBytes'>;
-
 /** Checks that `fn` is a stream function (an entry point does, before its options). */
 export function checkWorkerFn(fn: unknown, what: string): void {
   if (typeof (fn as Partial<Openable<unknown, unknown>> | null)?.[kOpen] !== 'function') {
@@ -731,7 +728,7 @@ export function startWorker<I, O>(
   backend: WorkerBackend,
   options: WorkerOptions<O, I>,
   what: string,
-): RedisWorker {
+): Worker {
   checkWorkerFn(fn, what);
-  return new Worker<I, O>(fn, backend, options, what);
+  return new RunningWorker<I, O>(fn, backend, options, what);
 }

@@ -1,10 +1,11 @@
 // The log a distributed stream function runs on, as the worker, the producer
-// and the output reader see it. Redis Streams implement it (redis-log.ts); a
-// NATS JetStream adapter can implement the same contract: K partitions of
-// input, each owned by one worker at a time under a lease with a fencing
-// token; every read, output write and ack by the owner is refused once its
-// lease is gone; entries stay pending for the owner until acked, and a new
-// owner gets them back in log order.
+// and the output reader see it. Three logs implement it: Redis Streams
+// (js/redis/log), Postgres tables (js/postgres/log) and memory (durable/memory),
+// each held to one contract: K partitions of input, each owned by one worker at
+// a time under a lease with a fencing token; every read, output write and ack
+// by the owner is refused once its lease is gone; entries stay pending for the
+// owner until acked, and a new owner gets them back in log order. Times named
+// "the log's clock" are the backend server's (Redis' TIME, Postgres' clock).
 import type { WorkerAdvert } from '../rules/versions';
 import type { SessionEnd } from '../../errors';
 import type { SessionLimits } from '../rules/session-rules';

@@ -3,7 +3,7 @@ import type { Debounce } from '../../core/debounce';
 import type { StreamFn } from '../../types';
 import type { Codec } from '../common/codec';
 import type { OutputItem } from '../common/outputs';
-import type { PartitionLeftovers } from '../log/memory-store';
+import type { PartitionLeftovers } from '../memory/memory-store';
 import type { SimKeyState, SimLimits } from './sim-process';
 import type { StoreRecord } from './recording-store';
 

@@ -104,7 +104,7 @@ export interface PartitionHost<I, O> extends PartitionSettings<I, O> {
   ): void;
 }
 
-/** The worker's counters (`RedisWorkerStats` reads them). */
+/** The worker's counters (`WorkerStats` reads them). */
 export interface WorkerCounters {
   acquired: number;
   lost: number;

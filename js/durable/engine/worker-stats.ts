@@ -1,11 +1,11 @@
-// A worker's figures (`RedisWorkerStats`) read from what it holds: its partitions' runs, its counters, its live
+// A worker's figures (`WorkerStats`) read from what it holds: its partitions' runs, its counters, its live
 // sessions, its delivery, permits and slots, and its timings. One reading for every host of partition runs: the
 // worker (worker.ts, `redisWorker` and `postgresWorker`) and the test worker's simulated processes
 // (testing/sim-process.ts), so a figure means the same on both.
 import type { PartitionHost } from './partition-host';
 import type { PartitionRun } from './partition-run';
 import type { RoundTrips } from './metrics';
-import type { RedisWorkerStats } from './worker-types';
+import type { WorkerStats } from './worker-types';
 
 /**
  * A renewal of `run`'s lease, sent at `sent`, was answered held at `now` (both on its host's clock, ms): records how
@@ -30,7 +30,7 @@ export function workerStats<I, O>(
   runs: ReadonlyMap<number, PartitionRun<I, O>>,
   trips: RoundTrips,
   renewalLateness: RoundTrips,
-): RedisWorkerStats {
+): WorkerStats {
   let held = 0;
   let waitingKeys = 0;
   let lag = 0;

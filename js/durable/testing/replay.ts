@@ -8,7 +8,7 @@ import type { StreamFn } from '../../types';
 import { describe, invalidType, invalidValue, recordingInvalidError, testNotSettledError, testStepsError } from '../../errors';
 import { integerOption } from '../../validate';
 import { type Codec, jsonCodec } from '../common/codec';
-import { checkShape } from '../log/options';
+import { checkShape } from '../common/shape';
 import { type Openable, kOpen } from '../../core/protocol';
 import { type Recording, type RecordingBounds, checkRecording, compareIds, idParts, splitSid } from '../common/recording';
 import { type ReplayReport, type ReplayedSession, compareRecording } from './replay-compare';

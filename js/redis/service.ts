@@ -8,10 +8,10 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { invalidType, testServerError } from '../../errors';
-import type { OutputItem } from '../common/outputs';
-import { type RedisClientLike, redisClientOptions } from '../log/connection';
-import { type RedisOutputsOptions, redisOutputs } from '../clients/reader';
+import { invalidType, testServerError } from '../errors';
+import type { OutputItem } from '../durable/common/outputs';
+import { type RedisClientLike, redisClientOptions } from './log/connection';
+import { type RedisOutputsOptions, redisOutputs } from './clients/reader';
 
 /** The options of `redisService()`. */
 export interface RedisServiceOptions {

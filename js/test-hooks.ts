@@ -12,19 +12,19 @@ export const panicForTest: () => void = addon.__panicForTest;
 
 // The Redis log's seam, for the contract test that holds the in-memory log to the Redis one.
 export { KeySpace, RedisLog, appendEvents } from './redis/log/redis-log';
-export { MemoryLog, SocketClosedUnexpectedlyError } from './redis/log/memory-log';
-export { MemoryStore } from './redis/log/memory-store';
-export { VirtualClock, runUntil } from './redis/testing/virtual-clock';
-export { ProcessClock } from './redis/testing/sim-process';
-export { sleepOn } from './redis/common/clock';
-export { outputItem } from './redis/common/outputs';
-export { reportable } from './redis/common/reportable';
-export { simBounds, simulate, takeoverWithin } from './redis/testing/simulator';
-export { heldBounds } from './redis/engine/held-entries';
+export { MemoryLog, SocketClosedUnexpectedlyError } from './durable/memory/memory-log';
+export { MemoryStore } from './durable/memory/memory-store';
+export { VirtualClock, runUntil } from './durable/testing/virtual-clock';
+export { ProcessClock } from './durable/testing/sim-process';
+export { sleepOn } from './durable/common/clock';
+export { outputItem } from './durable/common/outputs';
+export { reportable } from './durable/common/reportable';
+export { simBounds, simulate, takeoverWithin } from './durable/testing/simulator';
+export { heldBounds } from './durable/engine/held-entries';
 // The Postgres log, for the contract test that holds it to the Redis and in-memory ones.
 export { PgLog, appendEventsPg, endsPg, outputEntriesPg, preparePg } from './postgres/log/pg-log';
 // A partition's run and what its host needs, for the test that drives the engine on the Postgres log.
-export { PartitionRun } from './redis/engine/partition-run';
-export { newCounters } from './redis/engine/partition-host';
-export { jsonCodec } from './redis/common/codec';
-export { realClock } from './redis/common/clock';
+export { PartitionRun } from './durable/engine/partition-run';
+export { newCounters } from './durable/engine/partition-host';
+export { jsonCodec } from './durable/common/codec';
+export { realClock } from './durable/common/clock';

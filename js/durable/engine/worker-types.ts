@@ -1,15 +1,16 @@
-// The public types of `redisWorker`: its options, its stats and the handle it returns.
+// The public types of a worker on any backend: its own options (besides the backend's client and the log's shape),
+// its stats and the handle it returns.
 import type { DebounceConfig, StreamFn } from '../../types';
-import type { RedisName } from '../log/name';
-import type { RedisOptions } from '../log/options';
 import type { OutputItem } from '../common/outputs';
 import type { WorkerLimiterOptions } from './session-permits';
 import type { KeyStateOptions } from './worker-limits';
 
-/** Options of `redisWorker`, besides the function's own settings (`idleTimeout`, `maxConcurrent`, `buffer`). */
-export interface RedisWorkerOptions<O = unknown, I = unknown> extends RedisOptions {
-  /** The function's name in Redis; a `RedisName<I, O>` (`redisName(fn, name)`) must name a function of `fn`'s types. */
-  name: RedisName<I, O>;
+/**
+ * A worker's own options, on any backend, besides the backend's (its client) and the log's shape (name, partitions,
+ * codec, maxEventBytes), and besides the function's own settings (`idleTimeout`, `maxConcurrent`, `buffer`). `O` and
+ * `I` type `onOutput` and `migrate`.
+ */
+export interface WorkerOptions<O = unknown, I = unknown> {
   /** Lease time-to-live, ms: a dead worker's partitions are taken over once its last renewal has run out, at most this after it. Renewed every ttl/3. Default 10 000. */
   leaseTtl?: number;
   /**
@@ -167,7 +168,7 @@ export type Migrate = (state: unknown, fromVersion: string) => unknown;
  */
 export type SyncMigrate<M> = M extends (...args: never[]) => PromiseLike<unknown> ? never : M;
 
-/** What waits for a limiter's permit on a worker (`RedisWorkerStats.permits`; all 0 without the `limiter` option). */
+/** What waits for a limiter's permit on a worker (`WorkerStats.permits`; all 0 without the `limiter` option). */
 export interface WorkerPermitStats {
   /** Keys whose next session waits for its `limiter.session` permits (at most `limiter.maxWaiting`). */
   waitingSessions: number;
@@ -204,7 +205,7 @@ export interface RenewalStats {
 }
 
 /** Counters of one worker. */
-export interface RedisWorkerStats {
+export interface WorkerStats {
   /** Partitions owned now, ascending. */
   owned: number[];
   /**
@@ -327,7 +328,7 @@ export interface RedisWorkerStats {
 }
 
 /**
- * A worker's session slots (`RedisWorkerStats.slots`). A key that needs a new session while every slot is taken
+ * A worker's session slots (`WorkerStats.slots`). A key that needs a new session while every slot is taken
  * waits (its events in log order) until a session ends: reported through `onError` as `ERR_VELO_SESSION_SLOTS`, at
  * most once a minute.
  */
@@ -341,13 +342,13 @@ export interface WorkerSlotStats {
 }
 
 /** A running worker: it takes its share of the partitions and runs their sessions until `close()`. */
-export interface RedisWorker {
+export interface Worker {
   /** Its `workerId` (lease tokens name it). */
   readonly id: string;
   /** The function's name in Redis keys (`options.name`). */
   readonly name: string;
-  /** Its figures now (partitions, lag, sessions, leases, replays, round trips): see `RedisWorkerStats`. */
-  stats(): RedisWorkerStats;
+  /** Its figures now (partitions, lag, sessions, leases, replays, round trips): see `WorkerStats`. */
+  stats(): WorkerStats;
   /**
    * Graceful hand-off: stops reading, commits the outputs made so far, stops the local sessions and releases
    * every lease at once (other workers take the partitions over and replay their live sessions), then leaves,

@@ -11,8 +11,8 @@ import type { Codec } from '../common/codec';
 import { reportable } from '../common/reportable';
 import type { Lease } from '../common/transport';
 import type { WorkerAdvert } from '../rules/versions';
-import { type FaultPolicy, MemoryLog } from '../log/memory-log';
-import type { MemoryStore } from '../log/memory-store';
+import { type FaultPolicy, MemoryLog } from '../memory/memory-log';
+import type { MemoryStore } from '../memory/memory-store';
 import { type PartitionHost, type WorkerCounters, newCounters } from '../engine/partition-host';
 import { PartitionRun } from '../engine/partition-run';
 import { WorkerPermits } from '../engine/session-permits';
@@ -20,7 +20,7 @@ import { planBalance } from '../rules/versions';
 import { RoundTrips } from '../engine/metrics';
 import { SlotReport } from '../engine/slot-watch';
 import { renewed, workerStats } from '../engine/worker-stats';
-import type { RedisWorkerStats } from '../engine/worker-types';
+import type { WorkerStats } from '../engine/worker-types';
 import type { SimLimiter } from './sim-limiter';
 import { connectionOf } from './recording-store';
 import type { VirtualClock } from './virtual-clock';
@@ -332,7 +332,7 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
   }
 
   /** Its figures now, as the worker's `stats()` reads its own. */
-  stats(): RedisWorkerStats {
+  stats(): WorkerStats {
     return workerStats(this, this.runs, this.#trips, this.#renewals);
   }
 

@@ -11,10 +11,10 @@
 // crash stops its callbacks for good and cuts its connection (what it sent before stays applied, nothing after is),
 // a pause holds them until it ends.
 import { type Codec, encodeChecked, jsonCodec } from '../common/codec';
-import type { Fault, FaultPolicy, LogCall } from '../log/memory-log';
-import { type FirstWrites, MemoryStore, type PartitionLeftovers } from '../log/memory-store';
+import type { Fault, FaultPolicy, LogCall } from '../memory/memory-log';
+import { type FirstWrites, MemoryStore, type PartitionLeftovers } from '../memory/memory-store';
 import { RecordingStore, unrecorded } from './recording-store';
-import { fnv1a } from '../log/options';
+import { fnv1a } from '../common/keys';
 import { Prng } from '../common/prng';
 import { type OutputItem, outputItem } from '../common/outputs';
 import type { Lease } from '../common/transport';

@@ -10,7 +10,7 @@
 // nothing and answer nothing but a time to look again), and the simulator's own looks at the store for its checks
 // (`holder`, `kept`, `versions`, `outputs`, and the `lag` of `settled()`, made through `unrecorded`).
 import type { Clock } from '../common/clock';
-import { type FirstWrites, MemoryStore } from '../log/memory-store';
+import { type FirstWrites, MemoryStore } from '../memory/memory-store';
 import type {
   Commit,
   CommitResult,
@@ -26,7 +26,7 @@ import type {
   StoredKeyState,
 } from '../common/transport';
 import type { WorkerAdvert } from '../rules/versions';
-import type { LogCall } from '../log/memory-log';
+import type { LogCall } from '../memory/memory-log';
 
 /** The store's operations a record holds: every call of a worker's log, the producer's appends (`appendAt`: at ids given), and the simulator's lease extensions. */
 export type StoreCall = LogCall | 'append' | 'appendAt' | 'extendLeases';

@@ -292,3 +292,13 @@ export function lastPlaces(outputs: readonly OutputRecord[]): Map<string, string
   }
   return places;
 }
+
+/** A key's kept state, as `readState` reads it. */
+export interface KeyState<S> {
+  /** The state, decoded with the function's codec: the last checkpoint of the key's last session. */
+  readonly state: S;
+  /** The session whose end kept it (`<key>@<id of its first entry>`). */
+  readonly sid: string;
+  /** Time left before the backend removes it, ms (-1: no expiry, which velo-stream never writes). */
+  readonly expiresIn: number;
+}
