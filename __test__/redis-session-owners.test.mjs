@@ -26,6 +26,7 @@ const OWNERS = {
   ageMarked: 'owner-writes.ts',
   wakeTimeouts: 'owner-writes.ts',
   wokenBefore: 'owner-writes.ts',
+  wakeWrites: 'owner-writes.ts',
   forwardDone: 'session-forward.ts',
   slotFreed: 'session-forward.ts',
   yieldsQueued: 'session-forward.ts',

@@ -6,7 +6,8 @@
 // worth of entries per partition (heldBounds.batches; 64 by default) so the small runs go past it and leave
 // entries in the pending list. `--permits` runs each seed's faulty run with limiters on its sessions and steps
 // (`permitsFor`: a wait for a permit must change nothing the calm run, without them, makes). `--clock-skew` runs each
-// seed's faulty run with its processes' clocks skewed from the log's and drifting (`clockSkewFor`). `--postgres` replays
+// seed's faulty run with its processes' clocks skewed from the log's and drifting (`clockSkewFor`). `--pool-order`
+// applies some of each process's calls late, after calls made since, as Postgres' pool commits (`poolOrderFor`). `--postgres` replays
 // each seed's calm and faulty runs on the Postgres log, on a private postgres, the server's clock pinned to the
 // runs' virtual time (__test__/helpers/sim-on-postgres.mjs): prints every answer Postgres gives otherwise than the
 // memory store, with the seed, the operation's index, the call and both answers; exits 1 if any did.
@@ -32,6 +33,7 @@ const { values } = parseArgs({
     'hostile-migrate': { type: 'boolean', default: false },
     'release-debounce': { type: 'boolean', default: false },
     'clock-skew': { type: 'boolean', default: false },
+    'pool-order': { type: 'boolean', default: false },
     postgres: { type: 'boolean', default: false },
   },
 });
@@ -45,8 +47,19 @@ const keyState = values['key-state'];
 const hostileMigrate = values['hostile-migrate'];
 const releaseDebounce = values['release-debounce'];
 const clockSkew = values['clock-skew'];
+const poolOrder = values['pool-order'];
 /** The flags of a seed's run, as every mode passes them to `runSeed`. */
-const seedFlags = { only, permits: withPermits, versions, debounce, keyState, hostileMigrate, releaseDebounce, clockSkew };
+const seedFlags = {
+  only,
+  permits: withPermits,
+  versions,
+  debounce,
+  keyState,
+  hostileMigrate,
+  releaseDebounce,
+  clockSkew,
+  poolOrder,
+};
 
 if (values.postgres) {
   await onPostgres();
@@ -87,9 +100,7 @@ if (values.postgres) {
     const result = await runSeed(seed, seedFlags);
     if (!result.ok) {
       failed++;
-      console.log(
-        `seed ${seed} failed: ${result.problems[0]} -- ${replayCommand(seed, only, seedFlags)}${held}`,
-      );
+      console.log(`seed ${seed} failed: ${result.problems[0]} -- ${replayCommand(seed, only, seedFlags)}${held}`);
     }
     if ((seed - from + 1) % 1000 === 0) console.log(`${seed - from + 1} seeds, ${failed} failed`);
   }

@@ -26,9 +26,10 @@ export const replayCommand = (
     hostileMigrate = false,
     releaseDebounce = false,
     clockSkew = false,
+    poolOrder = false,
   } = {},
 ) =>
-  `node scripts/sim.mjs --seed ${seed} --trace --shrink${only.length === FAULT_KINDS.length ? '' : ` --only ${only.join(',')}`}${permits ? ' --permits' : ''}${versions ? ' --versions' : ''}${debounce ? ' --debounce' : ''}${keyState ? ' --key-state' : ''}${hostileMigrate ? ' --hostile-migrate' : ''}${releaseDebounce ? ' --release-debounce' : ''}${clockSkew ? ' --clock-skew' : ''}`;
+  `node scripts/sim.mjs --seed ${seed} --trace --shrink${only.length === FAULT_KINDS.length ? '' : ` --only ${only.join(',')}`}${permits ? ' --permits' : ''}${versions ? ' --versions' : ''}${debounce ? ' --debounce' : ''}${keyState ? ' --key-state' : ''}${hostileMigrate ? ' --hostile-migrate' : ''}${releaseDebounce ? ' --release-debounce' : ''}${clockSkew ? ' --clock-skew' : ''}${poolOrder ? ' --pool-order' : ''}`;
 
 /** The `keyState` of a seed's runs with key state: kept a day (far past any run). */
 export const KEY_STATE = { retention: 86_400_000 };
@@ -555,6 +556,18 @@ export function clockSkewFor(seed) {
   return { clockSkew: pick([1, 2, 5, 30]), clockDrift: pick([0, 1, 2, 5]) };
 }
 
+/**
+ * The late applies of a seed's `--pool-order` runs (simulator.ts `SimFaults.late`, `maxLate`), drawn from a stream of
+ * the seed's own: a share of each process's calls applies a few ms, or tens or hundreds, after calls it made since,
+ * as Postgres commits the transactions of a pool's connections in any order (Redis applies one connection's commands
+ * in call order). A write the engine issued before a commit may then land after it: a wake-up after its session's end.
+ */
+export function poolOrderFor(seed) {
+  const random = prng(seed + 0x706f6f6c);
+  const pick = (list) => list[Math.floor(random() * list.length)];
+  return { late: pick([0.05, 0.1, 0.2, 0.4]), maxLate: pick([5, 20, 50, 200]) };
+}
+
 /** The kinds of fault a run may draw (`only` keeps some of them): the log's, the processes', the handler's delays. */
 export const FAULT_KINDS = ['crash', 'pause', 'lost', 'refused', 'delay', 'slow'];
 
@@ -574,12 +587,14 @@ export async function runSeed(
     hostileMigrate = false,
     releaseDebounce = false,
     clockSkew = false,
+    poolOrder = false,
     record = false,
   } = {},
 ) {
   const s = scenario(seed);
-  // (Drawn before `only` applies: the faulty run's clocks, a fault of no kind `only` names.)
+  // (Drawn before `only` applies: the faulty run's clocks and late applies, faults of no kind `only` names.)
   if (clockSkew) Object.assign(s.faults, clockSkewFor(seed));
+  if (poolOrder) Object.assign(s.faults, poolOrderFor(seed));
   if (keyState) s.limits.keyState = KEY_STATE;
   for (const kind of FAULT_KINDS) if (!only.includes(kind) && kind !== 'slow') s.faults[kind] = 0;
   if (!only.includes('crash')) {

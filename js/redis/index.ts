@@ -73,6 +73,7 @@ export type {
 export { fnv1a } from './log/options';
 export type { RedisOptions } from './log/options';
 export { redisName, type RedisName } from './log/name';
+export type { FunctionName } from '../durable/common/shape';
 export {
   redisLimiter,
   type RedisLimiter,

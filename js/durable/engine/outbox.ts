@@ -34,6 +34,11 @@ export interface AcksItem {
   readonly endedAt?: SessionEnd;
   readonly checkpoint?: Snapshot;
   readonly keep?: KeptState;
+  /**
+   * With `ended`: the session's wake-up writes still in flight. The commit that ends it waits for them, so that none
+   * applies after its end on a log that applies concurrent calls in any order.
+   */
+  readonly after?: Promise<unknown>;
 }
 
 /** An output (queued as its record) or acks. */
@@ -173,6 +178,7 @@ export class Outbox<O> {
       const checkpoints = new Map<string, Snapshot>();
       // The state each key keeps (`keyState`): of two sessions of a key ending in one commit, the later one's.
       const kept = new Map<string, KeptState>();
+      const after: Promise<unknown>[] = [];
       let taken = 0;
       // A prefix of the queue, in order: a session's acks never go before its outputs.
       for (const item of this.#items) {
@@ -184,6 +190,7 @@ export class Outbox<O> {
           for (const id of item.acks) acks.push(id);
           if (item.checkpoint !== undefined) checkpoints.set(item.checkpoint.sid, item.checkpoint);
           if (item.keep !== undefined) kept.set(item.keep.key, item.keep);
+          if (item.after !== undefined) after.push(item.after);
           if (item.ended !== undefined) {
             ended.push(item.ended);
             endedSeqs.push(item.lastSeq ?? 0);
@@ -194,6 +201,7 @@ export class Outbox<O> {
       }
       // Room in the local queue first: a slow onOutput holds the commits (and so the sessions).
       if (delivery !== null) await delivery.reserve(outputs.length);
+      if (after.length > 0) await Promise.all(after);
       // The same commit (the same serial) until it succeeds: a retry after a lost reply is recognised and changes
       // nothing. Without local delivery too: a commit that ended a session dropped its high-water mark, so its
       // outputs, sent again, would be written again.

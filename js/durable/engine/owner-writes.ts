@@ -147,7 +147,14 @@ export class OwnerWrites {
     const pending = this.#host.openings.pending(s.sid);
     if (this.#host.endingBefore(s) || pending?.keyState === 'migrated') return this.armTimer(s, timer, RETRY_MS);
     const opening = pending?.replaces === undefined ? pending : undefined;
-    this.#host.worker.log.wake(this.#host.lease, s.key, s.sid, timer.id, timer.time, timer.payload, opening).then(
+    const call = this.#host.worker.log.wake(this.#host.lease, s.key, s.sid, timer.id, timer.time, timer.payload, opening);
+    const writes = (s.wakeWrites ??= new Set());
+    const settled: Promise<void> = call.then(
+      () => void writes.delete(settled),
+      () => void writes.delete(settled),
+    );
+    writes.add(settled);
+    call.then(
       (written) => {
         if (typeof written === 'number') return this.armTimer(s, timer, Math.max(1, written));
         if (opening !== undefined && written !== '') this.#host.openings.written([s.sid]);

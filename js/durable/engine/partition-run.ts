@@ -613,7 +613,9 @@ export class PartitionRun<I, O> {
         ? undefined
         : { key: s.key, sid: s.sid, state: keep, version: keep === s.keep ? s.keepVersion : s.opening.version };
     if (kept !== undefined) this.#ending.set(s.key, kept);
-    this.#outbox.queue({ acks, ended: s.sid, lastSeq: s.seq, endedAt: sessionEnd(s, acks), keep: kept });
+    const wakes = s.wakeWrites;
+    const after = wakes === null || wakes.size === 0 ? undefined : Promise.all(wakes);
+    this.#outbox.queue({ acks, ended: s.sid, lastSeq: s.seq, endedAt: sessionEnd(s, acks), keep: kept, after });
     if (moved.length > 0) this.#entries.drainHeld().catch((error: unknown) => this.worker.report(error));
   }
 

@@ -425,6 +425,12 @@ export class Session<I, O> implements CheckpointsOwner {
   wakeTimeouts: Map<number, ClockTimer> | null = null;
   /** Timers whose wake-up an earlier owner wrote: the partition's tick moves the log's clock to them instead. */
   wokenBefore: Set<number> | null = null;
+  /**
+   * Its wake-up writes in flight, each settled once its call answered (null: none yet). Its end is committed only
+   * after them: a log that applies concurrent calls in any order (a Postgres pool) would otherwise write a wake-up
+   * after the end, and the ended session would count as live.
+   */
+  wakeWrites: Set<Promise<void>> | null = null;
 
   // Written by `SessionWrites` (its outputs, failure and checkpoints).
   /** The seq of its last output queued. */

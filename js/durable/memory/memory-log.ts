@@ -1,6 +1,8 @@
 // One worker's connection to a `MemoryStore` (memory-store.ts), as a `PartitionLog`: each call applies at once, in
-// call order, and its reply comes at a later step of the clock, so a caller never sees a reply within its own turn;
-// a seeded fault policy can delay a reply, lose it after the call applied, or refuse the call before it applies.
+// call order (as Redis applies one connection's commands), and its reply comes at a later step of the clock, so a
+// caller never sees a reply within its own turn; a seeded fault policy can delay a reply, lose it after the call
+// applied, refuse the call before it applies, or apply it late, after calls made after it (as Postgres commits the
+// transactions of a pool's connections in any order).
 import type { Clock } from '../common/clock';
 import type {
   Commit,
@@ -42,10 +44,15 @@ export type LogCall =
 
 /**
  * What happens to one call: its reply comes `ms` later (virtual time); or it is `lost` after the call applied;
- * or the call is `refused` before it applies. The last two reject with the error node-redis gives for a
- * connection that closed with the command in flight.
+ * or the call is `refused` before it applies (these two reject with the error node-redis gives for a connection
+ * that closed with the command in flight); or it applies `ms` later (`late`), after calls made since, and its reply
+ * follows: a pooled connection's transaction that commits after another's. A process gone before then applies nothing.
  */
-export type Fault = { readonly kind: 'delay'; readonly ms: number } | { readonly kind: 'lost' } | { readonly kind: 'refused' };
+export type Fault =
+  | { readonly kind: 'delay'; readonly ms: number }
+  | { readonly kind: 'late'; readonly ms: number }
+  | { readonly kind: 'lost' }
+  | { readonly kind: 'refused' };
 
 /** Decides each call's fault (undefined: none); `partition` is the call's, when it has one. Seed it for a replayable run. */
 export type FaultPolicy = (call: LogCall, partition: number | undefined) => Fault | undefined;
@@ -103,6 +110,22 @@ export class MemoryLog implements PartitionLog {
   #call<T>(call: LogCall, partition: number | undefined, apply: () => T): Promise<T> {
     if (this.#severed) return new Promise<T>(() => {});
     const fault = this.#faults?.(call, partition);
+    const clock = this.#clock;
+    if (fault?.kind === 'late') {
+      return new Promise<T>((resolve, reject) => {
+        clock.setTimeout(() => {
+          if (this.#severed) return;
+          let value: T;
+          try {
+            value = apply();
+          } catch (error) {
+            clock.setImmediate(() => !this.#severed && reject(error));
+            return;
+          }
+          clock.setImmediate(() => !this.#severed && resolve(value));
+        }, fault.ms);
+      });
+    }
     let outcome: { ok: true; value: T } | { ok: false; error: unknown };
     if (fault?.kind === 'refused') outcome = { ok: false, error: new SocketClosedUnexpectedlyError() };
     else {
@@ -113,7 +136,6 @@ export class MemoryLog implements PartitionLog {
       }
       if (fault?.kind === 'lost') outcome = { ok: false, error: new SocketClosedUnexpectedlyError() };
     }
-    const clock = this.#clock;
     return new Promise<T>((resolve, reject) => {
       const reply = () => {
         if (this.#severed) return;

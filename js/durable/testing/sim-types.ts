@@ -39,6 +39,13 @@ export interface SimFaults {
   /** A call is refused before it applies. */
   readonly refused?: number;
   /**
+   * A call applies late, by up to `maxLate` ms, after calls the process made since (as Postgres commits a pool's
+   * transactions in any order, where Redis applies one connection's commands in call order). Drawn from a stream of
+   * its own: a seed's other faults stay as without it.
+   */
+  readonly late?: number;
+  readonly maxLate?: number;
+  /**
    * Each process's clock (its `now()`, a machine's wall clock) reads up to this many ms ahead of or behind the log's
    * (Redis' time, which gives entry ids), drawn per process; default 0. Its timers are not skewed (they run on the
    * monotonic clock): what it writes by its clock (a tick, an age marker) comes early or late by the log's.

@@ -123,6 +123,8 @@ export class Simulation<I, O> implements SimHost<I, O> {
   readonly random: Prng;
   /** Draws of the processes' clock skews (`#skew`): a stream of their own. */
   readonly #skewDraws: Prng;
+  /** The draws of late applies (`SimFaults.late`): a stream of their own, so a seed's other faults stay as without them. */
+  readonly #lateDraws: Prng;
   /** The limiters of `options.permits` (null: none), shared by every process. */
   readonly limiters: { session: SimLimiter | null; step: SimLimiter | null };
   readonly start: number;
@@ -158,6 +160,7 @@ export class Simulation<I, O> implements SimHost<I, O> {
     this.start = options.start ?? 1_000_000;
     this.random = new Prng(options.seed);
     this.#skewDraws = new Prng((options.seed ^ 0x736b6577) >>> 0);
+    this.#lateDraws = new Prng((options.seed ^ 0x6c617465) >>> 0);
     this.clock = new VirtualClock(this.start);
     const permits = options.permits;
     // Their draws come from a stream of their own: the faults are drawn as in the same run without them.
@@ -278,6 +281,7 @@ export class Simulation<I, O> implements SimHost<I, O> {
   spawn(release = this.deployed): SimProcess<I, O> {
     const f = this.options.faults ?? {};
     const random = this.random;
+    const late = this.#lateDraws;
     const id = `w${++this.#spawned}`;
     const faults: FaultPolicy = (call: LogCall) => {
       // Leases and registrations stay reliable: their faults are the crash and the pause, by time.
@@ -288,6 +292,10 @@ export class Simulation<I, O> implements SimHost<I, O> {
       else if (random.chance(f.refused ?? 0)) fault = { kind: 'refused' };
       else if (random.chance(f.delay ?? 0)) fault = { kind: 'delay', ms: random.int(1, f.maxDelay ?? 200) };
       if (fault !== undefined && fault.kind !== 'delay') this.note(`${id} ${call}: reply ${fault.kind}`);
+      if (fault === undefined && (f.late ?? 0) > 0 && late.chance(f.late ?? 0)) {
+        fault = { kind: 'late', ms: late.int(1, f.maxLate ?? 50) };
+        this.note(`${id} ${call}: applies ${fault.ms} ms late`);
+      }
       return fault;
     };
     // The handler's delays run on its process's clock: a paused or crashed process's handler stops with it.
