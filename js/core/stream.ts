@@ -1145,7 +1145,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
       return Promise.resolve({ value, done: false });
     }
     const r = this.#pollInput();
-    if (r !== null) return r.done === true && this.#x.stalled !== undefined ? Promise.reject(this.#x.stalled) : Promise.resolve(r);
+    if (r !== null)
+      return r.done === true && this.#x.stalled !== undefined ? Promise.reject(this.#x.stalled) : Promise.resolve(r);
     const pull = this.#x.pull;
     if (pull !== null) {
       // The handler asks again: the clock held while it worked runs from now.
