@@ -12,7 +12,7 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 
 test('require() and import give the same runtime exports', () => {
   const cjs = require('velo-stream');
-  for (const name of ['streamFn', 'StreamClosedError', 'StreamLimitError']) {
+  for (const name of ['streamFn', 'StreamClosedError', 'StreamLimitError', 'SourceStalledError']) {
     assert.equal(typeof cjs[name], 'function', name);
     assert.equal(esm[name], cjs[name], name);
   }

@@ -247,7 +247,7 @@ test('a source that will never be read is closed at once: a Readable destroyed, 
   assert.equal(fn.stats().open, 0);
 });
 
-test("a feed() whose stream ends while the source waits (idle timeout) calls the source's return()", async () => {
+test("a feed() whose source stalls past the idle timeout calls the source's return() and fails after the outputs", async () => {
   let returned = 0;
   const source = {
     [Symbol.asyncIterator]() {
@@ -262,9 +262,16 @@ test("a feed() whose stream ends while the source waits (idle timeout) calls the
     },
   };
   const fn = streamFn(echo, { idleTimeout: 30 });
-  assert.deepEqual(await collect(fn.open().feed(source)), ['a']);
+  const out = [];
+  await assert.rejects(
+    async () => {
+      for await (const v of fn.open().feed(source)) out.push(v);
+    },
+    { name: 'SourceStalledError', code: 'ERR_VELO_SOURCE_STALLED', status: 504 },
+  );
+  assert.deepEqual(out, ['a']);
   assert.equal(returned, 1);
-  assert.deepEqual(await fn.run(source), ['a']);
+  await assert.rejects(fn.run(source), { code: 'ERR_VELO_SOURCE_STALLED' });
   assert.equal(returned, 2);
 });
 

@@ -28,6 +28,13 @@ export const ERROR_CODES = {
     action:
       'Retry later, shed the load, or raise `maxConcurrent`; in a plain `node:http` handler, answer it with `sendError(res, error)` (docs/http.md).',
   },
+  ERR_VELO_SOURCE_STALLED: {
+    class: 'SourceStalledError',
+    from: 'velo-stream',
+    when: "The source given to `feed()` or `run()` gave no event for the stream's `idleTimeout` while the stream waited on it (an upstream that stopped answering mid-way): the source is closed, a generator handler's input loop throws this error after the events before it, and `run()` or a `for await` over `feed()` rejects with it after the outputs. The HTTP writers answer it as an error event after the outputs (504 before any). An explicit `end()` or a source that ends stays a clean end.",
+    action:
+      "Find why the source stopped (the upstream's own timeout, its logs); raise `idleTimeout` above the longest pause between its events; pass the feed's `signal` to the upstream call so that it is aborted too.",
+  },
   ERR_VELO_WORKER_CRASHED: {
     class: 'WorkerCrashedError',
     from: 'velo-stream (workerFn)',
@@ -602,6 +609,22 @@ export class StreamLimitError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'StreamLimitError';
+  }
+}
+
+/**
+ * The source a stream was fed from (`feed()`, `run()`) gave no event for the stream's `idleTimeout` while the stream
+ * waited on it: the source is closed, and the stream fails with this error after the events before it. Its `status`
+ * (504 Gateway Timeout) is what the HTTP writers answer before any output; after some, an error event.
+ */
+export class SourceStalledError extends Error {
+  /** The HTTP status to answer with (504 Gateway Timeout: the upstream the source reads stopped answering). */
+  readonly status = 504;
+  /** The error's stable code: compare it rather than the class across copies of the module. */
+  readonly code = 'ERR_VELO_SOURCE_STALLED' as const;
+  constructor(message: string) {
+    super(message);
+    this.name = 'SourceStalledError';
   }
 }
 

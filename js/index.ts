@@ -13,7 +13,7 @@ export type {
   Permit,
   RateLimit,
 } from './limits/types';
-export { ERROR_CODE_ALIASES, StreamClosedError, StreamLimitError, WorkerCrashedError } from './errors';
+export { ERROR_CODE_ALIASES, SourceStalledError, StreamClosedError, StreamLimitError, WorkerCrashedError } from './errors';
 export type {
   AdmissionItem,
   BatchConfig,
@@ -25,6 +25,7 @@ export type {
   SessionItem,
   Stream,
   SessionsConfig,
+  SourceFactory,
   DebounceConfig,
   StreamConfig,
   StreamContext,

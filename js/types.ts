@@ -238,6 +238,15 @@ export interface OpenOptions {
 /** Events a stream accepts in bulk: any sync or async iterable (arrays, generators, Node `Readable`s). */
 export type EventSource<I> = Iterable<I> | AsyncIterable<I>;
 
+/**
+ * A function `feed()` calls once, at the call, with a signal of the feed's own, to make its source: the signal
+ * aborts when the stream stops taking events from the source before its end (the source stalled past
+ * `idleTimeout`, the stream was cancelled, the client left, the handler returned), never after the source ended.
+ * Pass it to the upstream call the source reads (`fetch(url, { signal })`): an async generator parked on an
+ * `await` runs its `return()` only when that await settles.
+ */
+export type SourceFactory<I> = (signal: AbortSignal) => EventSource<I>;
+
 /** What `feed()` returns: the outputs, and `cancel()` to stop the stream early (HTTP helpers call it when the client leaves). */
 export interface FeedOutputs<O> extends AsyncIterable<O> {
   /**
@@ -278,11 +287,15 @@ export interface Stream<I, O> extends AsyncIterable<O>, AsyncDisposable {
   recv(): Promise<O>;
   /**
    * Sends every event of `events` with backpressure, then `end()`, yielding outputs as they come. A source error
-   * or an abort of the open signal cancels the stream, and the iteration rejects with it. `cancel()` on the
-   * result, or leaving its loop early, cancels the stream and closes the source.
-   * @throws {TypeError} `ERR_INVALID_ARG_TYPE` at the call when `events` is not an iterable (strings are refused).
+   * or an abort of the open signal cancels the stream, and the iteration rejects with it. A source that gives no
+   * event for `idleTimeout` while the stream waits on it is closed, and the stream fails with
+   * `SourceStalledError` (`ERR_VELO_SOURCE_STALLED`) after the outputs so far; a source that ends is a clean end.
+   * `cancel()` on the result, or leaving its loop early, cancels the stream and closes the source. Given a
+   * function (`SourceFactory`), calls it at once with a signal that aborts when the source is closed before its end.
+   * @throws {TypeError} `ERR_INVALID_ARG_TYPE` at the call when `events` is not an iterable (strings are refused),
+   * or is a function that returns none.
    */
-  readonly feed: (events: EventSource<I>) => FeedOutputs<O>;
+  readonly feed: (events: EventSource<I> | SourceFactory<I>) => FeedOutputs<O>;
   /**
    * Stops the stream now: buffered events and outputs are dropped, waiting sends and reads reject with
    * `StreamClosedError` (`cause`: `reason`), the handler's `ctx.signal` aborts and its loop ends (its `finally`

@@ -4,8 +4,8 @@
 import type { Duplex } from 'node:stream';
 import { describe, feedInProgressError, invalidType } from '../errors';
 import { toDuplex } from './duplex';
-import { closeUnread } from './source';
-import type { EventSource, FeedOutputs, StreamMetrics, StreamState } from '../types';
+import { abortsWith, closeUnread, madeForSignal } from './source';
+import type { EventSource, FeedOutputs, SourceFactory, StreamMetrics, StreamState } from '../types';
 import {
   doneResult,
   ReadKind,
@@ -26,6 +26,7 @@ import {
   kSendNow,
   kSettle,
   kSignal,
+  kStalled,
   kTaken,
   kTakenEnd,
   kTraceAttributes,
@@ -94,10 +95,14 @@ export abstract class StreamBase<I, O> implements StreamKind<I, O> {
    * yielding outputs as they come. A source error or an abort cancels the
    * stream and the iteration rejects with it; a refusal from a
    * `kRefusesInput` source (`ndjsonEvents`) ends the input instead, and the
-   * iteration rejects with it after the last output.
-   * @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `events` is not an iterable or async iterable.
+   * iteration rejects with it after the last output. A source that stalls
+   * (no event for `idleTimeout` while the stream waits on it) is closed, and
+   * the iteration rejects with `SourceStalledError` after the outputs. A
+   * function (`SourceFactory`) is called at once with a signal of the feed's,
+   * aborted when the source is closed before its end.
+   * @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `events` is not an iterable or async iterable, or a function that returns one.
    */
-  feed(events: EventSource<I>): FeedOutputs<O> {
+  feed(events: EventSource<I> | SourceFactory<I>): FeedOutputs<O> {
     return feedStream(this, events);
   }
 
@@ -257,10 +262,12 @@ function startSending<I, O>(stream: StreamKind<I, O>, source: EventSource<I>): S
 /** One source being sent into its stream (`startSending`): an object of shared methods, where closures cost four functions per feed. */
 class Sending<I, O> {
   readonly #control: SendControl = {};
+  readonly #stream: StreamKind<I, O>;
   readonly #source: EventSource<I>;
   #failure: { error: unknown } | undefined;
 
   constructor(stream: StreamKind<I, O>, source: EventSource<I>) {
+    this.#stream = stream;
     this.#source = source;
     setFeeding(stream, true);
     void this.#send(stream, source);
@@ -279,11 +286,16 @@ class Sending<I, O> {
     }
   }
 
-  /** The source's failure, or the loss of an item it was left in the middle of (`kLeftCut`). */
+  /**
+   * The source's failure, the loss of an item it was left in the middle of (`kLeftCut`), or its stall: the idle
+   * deadline passed while the stream waited on it (`kStalled`).
+   */
   failure(): { error: unknown } | undefined {
     if (this.#failure !== undefined) return this.#failure;
     const cut = (this.#source as { [kLeftCut]?: unknown })[kLeftCut];
-    return cut === undefined ? undefined : { error: cut };
+    if (cut !== undefined) return { error: cut };
+    const stalled = (this.#stream as { [kStalled]?: () => Error | undefined })[kStalled]?.();
+    return stalled === undefined ? undefined : { error: stalled };
   }
 
   stop(): void {
@@ -304,7 +316,8 @@ function throwIfStopped<I, O>(stream: StreamKind<I, O>, sourceFailure: { error: 
  * with that error (or the abort reason, if its signal cancelled it) and the
  * source is not read.
  */
-function feedStream<I, O>(stream: StreamKind<I, O>, events: EventSource<I>): FeedOutputs<O> {
+function feedStream<I, O>(stream: StreamKind<I, O>, events: EventSource<I> | SourceFactory<I>): FeedOutputs<O> {
+  if (isFactory(events)) return feedMade(stream, events);
   const thrown = assertSource(events);
   const refused = stream[kInputError]();
   // (A refused feed's iteration has ended already: its cancel is the stream's.)
@@ -321,6 +334,60 @@ function feedStream<I, O>(stream: StreamKind<I, O>, events: EventSource<I>): Fee
     return Object.assign(refusedFeed<O>(thrown.error), { cancel });
   }
   return new FeedIterator(stream, events);
+}
+
+/** A function with no iterator method of its own: a `SourceFactory` (a function with one is a source, as for `for await`). */
+function isFactory<I>(events: EventSource<I> | SourceFactory<I>): events is SourceFactory<I> {
+  if (typeof events !== 'function') return false;
+  try {
+    const f = events as unknown as Partial<Iterable<I> & AsyncIterable<I>>;
+    return typeof f[Symbol.asyncIterator] !== 'function' && typeof f[Symbol.iterator] !== 'function';
+  } catch {
+    // (A revoked Proxy: `assertSource` refuses it with its coded error.)
+    return false;
+  }
+}
+
+/**
+ * `feed(make)`: the source made by `make(signal)`, with a signal of the feed's that aborts when the source is closed
+ * before its end (`abortsWith`). A stream whose input is closed refuses the feed without calling `make`; a `make`
+ * that throws fails the feed as a source that fails when looked at; one that returns no source is a bad argument.
+ */
+function feedMade<I, O>(stream: StreamKind<I, O>, make: SourceFactory<I>): FeedOutputs<O> {
+  const refused = stream[kInputError]();
+  if (refused !== undefined) {
+    const cancel = (reason?: unknown): Promise<void> => stream.cancel(reason);
+    return Object.assign(refusedFeed<O>(refusal(stream, refused)), { cancel });
+  }
+  const controller = new AbortController();
+  let source: EventSource<I>;
+  try {
+    source = make(controller.signal);
+  } catch (error) {
+    void stream.cancel(error);
+    const cancel = (reason?: unknown): Promise<void> => stream.cancel(reason);
+    return Object.assign(refusedFeed<O>(error), { cancel });
+  }
+  if (!isSourceValue(source)) {
+    const error = invalidType(
+      `The function passed to feed() must return an iterable or async iterable of events (not a promise: make it a plain function). Received ${describe(source)}`,
+    );
+    controller.abort(error);
+    throw error;
+  }
+  abortsWith(source, controller);
+  return feedStream(stream, source);
+}
+
+/** Whether `feed()` can go on with `value` as its source (`assertSource` then judges it whole). */
+function isSourceValue(value: unknown): value is EventSource<unknown> {
+  if (value === null || (typeof value !== 'object' && typeof value !== 'function')) return false;
+  try {
+    assertSource(value);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** What a feed refused by a closed input rejects with: a stream stopped by its signal refuses with the signal's reason, as run() and feed() report an abort. */
@@ -403,6 +470,8 @@ class FeedIterator<I, O> implements AsyncIterableIterator<O>, FeedOutputs<O> {
     // A feed refused, or not started, while another feed reads the stream is not the stream's: its cancel ends it
     // alone, and leaves its source to its caller, as the refusal does.
     if (this.#notTheStreams || (this.#phase === FeedPhase.Idle && isFeeding(this.#stream))) {
+      // (A source this feed made for its signal is nobody else's: closed.)
+      if (this.#phase === FeedPhase.Idle && madeForSignal(this.#source)) void this.#closeUnread();
       this.#phase = FeedPhase.Finished;
       return Promise.resolve();
     }
@@ -442,9 +511,11 @@ class FeedIterator<I, O> implements AsyncIterableIterator<O>, FeedOutputs<O> {
         return Promise.reject(refusal(this.#stream, refused));
       }
       if (isFeeding(this.#stream)) {
-        // (The stream goes on with the first feed: this source is the caller's still, to merge or feed later.)
+        // (The stream goes on with the first feed: this source is the caller's still, to merge or feed later,
+        // unless this feed made it, for a signal of its own: then nobody else can close it.)
         this.#phase = FeedPhase.Finished;
         this.#notTheStreams = true;
+        if (madeForSignal(this.#source)) void this.#closeUnread();
         return Promise.reject(feedInProgressError());
       }
       this.#phase = FeedPhase.Reading;
@@ -520,7 +591,10 @@ class FeedIterator<I, O> implements AsyncIterableIterator<O>, FeedOutputs<O> {
     // (Not started while another feed reads the stream: not the stream's, it ends alone, as its `cancel()` does.)
     const another = !started && isFeeding(this.#stream);
     this.#phase = FeedPhase.Finished;
-    if (another) return;
+    if (another) {
+      if (madeForSignal(this.#source)) void this.#closeUnread();
+      return;
+    }
     await this.#stream.cancel();
     if (started) this.#sending?.stop();
     else void this.#closeUnread();

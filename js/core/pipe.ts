@@ -21,6 +21,7 @@ import {
   kTraceAttributes,
   kSettle,
   kSignal,
+  kStalled,
   kTaken,
   kTakenEnd,
   kWaitOutput,
@@ -224,6 +225,11 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
 
   [kSendAll](source: EventSource<I>, end: boolean, control?: SendControl): Promise<boolean> {
     return this.#head[kSendAll](source, end, control);
+  }
+
+  /** The first stage is the one fed, and the one with an idle clock. */
+  [kStalled](): Error | undefined {
+    return this.#head[kStalled]();
   }
 
   [kDrain](out: O[]): boolean {

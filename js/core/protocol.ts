@@ -132,6 +132,14 @@ export const kLeftCut = Symbol.for('velo-stream.leftCut');
  */
 export const kUnreadWatch = Symbol.for('velo-stream.unreadWatch');
 /**
+ * `stream[kStalled]()`: the `SourceStalledError` of a stream whose idle
+ * deadline passed while it waited on a source sent into it (`feed()`,
+ * `run()`), else undefined. `feed()` and `run()` report it after the
+ * outputs: a stalled source never ends like an exhausted one. Optional (a
+ * stream of another copy of this module may not know it).
+ */
+export const kStalled = Symbol.for('velo-stream.stalled');
+/**
  * `outputs[kCancelled]()`: on a stream, or what `feed()` returns, whose reads
  * have ended because it was cancelled (by `cancel()`, the feed's, or its
  * signal), the error a send would be refused with (a `StreamClosedError`, its

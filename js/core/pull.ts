@@ -16,7 +16,7 @@
 // any other (into the core's buffer, or refused); the source is closed
 // (`return()`, or `destroy()` for a Node Readable) when the stream stops
 // taking events, as the sender closes it.
-import { checkedIterator, checkedResult, closeSource } from './source';
+import { checkedIterator, checkedResult, closeSource, judgesOwnCut } from './source';
 import { NOT_NOW, ReadKind, type ReadTarget, kReadNow, kReadTo, kSendNow } from './protocol';
 
 /** `[kPullable]()`: whether a stream's handler would pull from an async source fed to its end (a pipe's link asks). */
@@ -55,6 +55,8 @@ export class SourcePull<I> implements ReadTarget {
   readonly #fail: (error: unknown) => void;
   /** What `kSendAll` answers. */
   readonly done: Promise<boolean>;
+  /** The stream's idle end while it waits on this source is its stall (`SourceStalledError`): false for a source with a rule of its own (`judgesOwnCut`). */
+  readonly stalls: boolean;
   /** The reactions to a pending `next()` of a source without `kReadTo` (made at its first use). */
   #onNext: ((r: IteratorResult<I>) => void) | undefined;
   #onError: ((error: unknown) => void) | undefined;
@@ -62,6 +64,7 @@ export class SourcePull<I> implements ReadTarget {
   constructor(source: AsyncIterable<I>, target: PullTarget<I>) {
     this.#source = source;
     this.#target = target;
+    this.stalls = !judgesOwnCut(source);
     const it = (this.#it = checkedIterator(source[Symbol.asyncIterator]()));
     const readNow = (it as { [kReadNow]?: () => I | typeof NOT_NOW })[kReadNow];
     this.#readNow = typeof readNow === 'function' ? readNow : undefined;
@@ -157,15 +160,16 @@ export class SourcePull<I> implements ReadTarget {
 
   /**
    * The stream takes no more events from the source (it finished, was
-   * cancelled, or its outputs were read to the end): close the source, now
-   * even while its `next()` waits (a Readable by `destroy()`: an async
-   * generator runs `return()` only once its pending `next()` settles).
+   * cancelled, its source stalled, or its outputs were read to the end):
+   * close the source, now even while its `next()` waits (a Readable by
+   * `destroy()`: an async generator runs `return()` only once its pending
+   * `next()` settles; its signal, if `feed()` made one, aborts with `reason`).
    */
-  readonly stop = (): void => {
+  readonly stop = (reason?: unknown): void => {
     if (this.#stopped) return;
     this.#stopped = true;
     this.#target[kPullDetached](this);
-    closeSource(this.#source, this.#it);
+    closeSource(this.#source, this.#it, reason);
     this.#settle(false);
   };
 }

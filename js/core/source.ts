@@ -1,5 +1,46 @@
 // Small rules about event sources, shared by the stream's sender and the pull (pull.ts).
 import { describe, invalidType } from '../errors';
+import { kLeftCut } from './protocol';
+
+/**
+ * The abort controllers of sources made by `feed()` from a function (`feed((signal) => source)`): aborted when the
+ * stream stops taking events from the source before its end (`closeSource`, `closeUnread`), never after it ended.
+ */
+const sourceAborts = new WeakMap<object, AbortController>();
+
+/** `source` was made for `controller`'s signal: closing it aborts that signal. */
+export function abortsWith(source: object, controller: AbortController): void {
+  sourceAborts.set(source, controller);
+}
+
+/** Whether `source` was made by `feed()` for a signal of its own (nobody else holds it to close it). */
+export function madeForSignal(source: object): boolean {
+  return sourceAborts.has(source);
+}
+
+/** Aborts the signal a source was made with, if it was (with `reason`, or the default `AbortError`). */
+function abortSource(source: object, reason: unknown): void {
+  const controller = sourceAborts.get(source);
+  if (controller === undefined) return;
+  sourceAborts.delete(source);
+  try {
+    controller.abort(reason);
+  } catch {
+    // (A listener that throws is reported by the event target itself; the stream is ending either way.)
+  }
+}
+
+/**
+ * Whether a source decides itself whether being left lost anything (`kLeftCut`: `ndjsonEvents`, whose idle end
+ * between whole lines loses nothing sent): its stall is its own rule, not `SourceStalledError`.
+ */
+export function judgesOwnCut(source: object): boolean {
+  try {
+    return kLeftCut in source;
+  } catch {
+    return false;
+  }
+}
 
 /** A Node Readable (or anything else that closes by `destroy()`). */
 export function isDestroyable(source: object): source is { destroy(): unknown } {
@@ -7,13 +48,15 @@ export function isDestroyable(source: object): source is { destroy(): unknown } 
 }
 
 /**
- * Closes a source the stream stops taking events from: a Readable by `destroy()` (an async generator, and a
+ * Closes a source the stream stops taking events from: the signal it was made with aborted (with `reason`, if
+ * given: a stall's error), a Readable by `destroy()` (an async generator, and a
  * Readable's iterator, run `return()` only once a pending `next()` settles), and its iterator by `return()`, as
  * leaving a `for await` would. Never throws: a `return` that is not a function, throws or rejects (as a
  * `destroy()` that throws) is the source's failure to close, and the stream is ending either way; a cancel, the
  * idle deadline or the handler's end must still settle every read and run the handler's `finally`.
  */
-export function closeSource(source: object, it: Iterator<unknown> | AsyncIterator<unknown>): void {
+export function closeSource(source: object, it: Iterator<unknown> | AsyncIterator<unknown>, reason?: unknown): void {
+  abortSource(source, reason);
   if (isDestroyable(source)) destroyQuietly(source);
   try {
     const close = (it as { return?: unknown }).return;
@@ -49,6 +92,7 @@ function destroyQuietly(source: { destroy(): unknown }): void {
  * Callers do not wait for it: a `return()` that never settles must not hold a refusal or a `return()` of the feed.
  */
 export async function closeUnread(source: object): Promise<void> {
+  abortSource(source, undefined);
   try {
     if (isDestroyable(source)) {
       destroyQuietly(source);

@@ -12,7 +12,7 @@
 // Per event, nothing here allocates beyond the `{ value, done }` result an
 // async iterator must return; promises are made only when someone waits.
 import { setMaxListeners } from 'node:events';
-import { StreamClosedError, describe, invalidReturn, invalidType } from '../errors';
+import { SourceStalledError, StreamClosedError, describe, invalidReturn, invalidType } from '../errors';
 import { readString, textOf } from '../text';
 import type { EntryInfo, EventSource, StreamContext, StreamHandler, StreamMetrics, StreamState, WakeAtOptions } from '../types';
 import {
@@ -30,7 +30,7 @@ import type { AliveGroup } from './alive-group';
 import { StreamBase, watchAbort } from './drive';
 import { Fifo } from './fifo';
 import { SourcePull, kPullDetached, kPullable } from './pull';
-import { checkedIterator, checkedResult, closeSource } from './source';
+import { checkedIterator, checkedResult, closeSource, judgesOwnCut } from './source';
 import { reportFailure } from './stream-list';
 import { MAX_BATCH, type NativeStream, Push, Take, kRegister } from './native-stream';
 import {
@@ -49,6 +49,7 @@ import {
   kReadTo,
   type ReadTarget,
   kSendAll,
+  kStalled,
   kSendNow,
   kTraceAttributes,
   kSettle,
@@ -386,7 +387,9 @@ class Extras<I, O> {
   /** The stream's id (`s<key>`), made when first asked for. */
   id: string | undefined = undefined;
   /** Stops for the async sources being sent now (made on the first one; a pulled source is `pull`). */
-  sources: Set<() => void> | null = null;
+  sources: Set<SourceStop> | null = null;
+  /** The idle deadline passed while the stream waited on a source sent into it (`#stalled`): its error. */
+  stalled: SourceStalledError | undefined = undefined;
   /** The handler's `ctx.signal`, made on first use. */
   abort: AbortController | undefined = undefined;
   /** Why `ctx.signal` was aborted by the body (it is failing), if it was. */
@@ -450,6 +453,9 @@ class Extras<I, O> {
   /** Reads waiting after `HandlerStream.#reader` (a shared empty queue until the first one). */
   moreReaders: Fifo<Reader> = NO_QUEUE;
 }
+
+/** Closes an async source being sent (`#sendAsync`); `stalls`: its stall fails the stream (see `#stalled`). */
+type SourceStop = ((reason?: unknown) => void) & { readonly stalls: boolean };
 
 /** Every stream's `Extras` until it writes one (never written to: `HandlerStream.#more` makes a stream its own). */
 const NO_EXTRAS: Readonly<Extras<unknown, unknown>> = new Extras<unknown, unknown>();
@@ -1086,11 +1092,14 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
     // pending next() settles, and so does a Node Readable's iterator: a
     // Readable (a socket, a request) is destroyed now instead, as leaving a
     // `for await` over it would destroy it.
-    const stop = () => {
-      if (stopped) return;
-      stopped = true;
-      closeSource(source, it);
-    };
+    const stop: SourceStop = Object.assign(
+      (reason?: unknown) => {
+        if (stopped) return;
+        stopped = true;
+        closeSource(source, it, reason);
+      },
+      { stalls: !judgesOwnCut(source) },
+    );
     if (control !== undefined) control.stop = stop;
     (this.#more().sources ??= new Set()).add(stop);
     try {
@@ -1136,7 +1145,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
       return Promise.resolve({ value, done: false });
     }
     const r = this.#pollInput();
-    if (r !== null) return Promise.resolve(r);
+    if (r !== null)
+      return r.done === true && this.#x.stalled !== undefined ? Promise.reject(this.#x.stalled) : Promise.resolve(r);
     const pull = this.#x.pull;
     if (pull !== null) {
       // The handler asks again: the clock held while it worked runs from now.
@@ -1233,6 +1243,11 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
     const r = this.#pollInput();
     if (r === null) return;
     this.#resolveInput = this.#inputPromise = null;
+    // A generator handler's input after its source stalled fails (a body's callback takes the end: `kStalled` reports it).
+    if (r.done === true && this.#x.stalled !== undefined && this.#x.body === null) {
+      (resolve as unknown as (r: Promise<never>) => void)(Promise.reject(this.#x.stalled));
+      return;
+    }
     resolve(r);
   }
 
@@ -1289,7 +1304,35 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
     // source, so the clock is held (see `#pullHeld`) and the core re-arms the deadline instead of ending.
     const pull = this.#x.pull;
     if (pull !== null && !pull.asked && !this.#x.pullHeld && !this.#x.admitting) this.#holdForPull(true);
-    if (this.#native.idleFire()) this.#inputEnded();
+    if (!this.#native.idleFire()) return;
+    // (Fed from a source, its stall: before the end reaches the handler, which then sees the error instead.)
+    if (this.#x.pull !== null || this.#x.sources !== null) this.#stalled();
+    this.#inputEnded();
+  }
+
+  /**
+   * The idle deadline ended the input while the stream waited on a source sent into it (with room for its next
+   * event, or its handler asking for it: the clock runs only then): that source stalled. It is closed now (its
+   * `return()`, its signal aborted), a generator handler's input fails with the error after the events before it
+   * (`kNextInput`), and `feed()` and `run()` report it after the outputs (`kStalled`). A source that judges
+   * its own cut (`ndjsonEvents`, see `judgesOwnCut`) is left to its own rule.
+   */
+  #stalled(): void {
+    const pull = this.#x.pull;
+    const sources = this.#x.sources;
+    let stalls = pull !== null && pull.stalls;
+    if (sources !== null) for (const stop of sources) stalls ||= stop.stalls;
+    if (!stalls) return;
+    const error = new SourceStalledError(
+      `The source fed to ${this.#describe()} gave no event within its idleTimeout: it was closed, and the stream failed`,
+    );
+    this.#more().stalled = error;
+    if (pull !== null && pull.stalls) pull.stop(error);
+    if (sources !== null) for (const stop of [...sources]) if (stop.stalls) stop(error);
+  }
+
+  [kStalled](): Error | undefined {
+    return this.#x.stalled;
   }
 
   /** Holds the idle clock for the pulled source, or lets it run again from now (see `#pullHeld`). */
