@@ -54,7 +54,9 @@ export interface PostgresService extends TestService {
 
 /** What the harness uses of node-postgres, loaded only when postgresService() is called. */
 interface PgModule {
-  Pool: new (config: object) => PgPoolLike & { end(): Promise<void>; on(event: 'error', listener: (error: Error) => void): unknown };
+  Pool: new (
+    config: object,
+  ) => PgPoolLike & { end(): Promise<void>; on(event: 'error', listener: (error: Error) => void): unknown };
 }
 
 const WHAT = 'postgresService()';
@@ -80,7 +82,12 @@ const hasServer = (dir: string) => existsSync(join(dir, 'initdb')) && existsSync
 
 /** The folder of initdb and postgres: `bin`, `$VELO_POSTGRES_BIN`, `pg_config --bindir`, `/usr/lib/postgresql/*\/bin`. */
 function findBin(bin: string | undefined): string {
-  const named = bin !== undefined ? ['the bin option', bin] : process.env.VELO_POSTGRES_BIN ? ['$VELO_POSTGRES_BIN', process.env.VELO_POSTGRES_BIN] : null;
+  const named =
+    bin !== undefined
+      ? ['the bin option', bin]
+      : process.env.VELO_POSTGRES_BIN
+        ? ['$VELO_POSTGRES_BIN', process.env.VELO_POSTGRES_BIN]
+        : null;
   if (named !== null) {
     if (hasServer(named[1])) return named[1];
     throw testServerError(`${WHAT}: ${named[0]} is ${JSON.stringify(named[1])}, which holds no initdb and postgres. ${INSTALL}`);
@@ -97,7 +104,9 @@ function findBin(bin: string | undefined): string {
   const versions = existsSync(root) ? readdirSync(root).sort((a, b) => Number(b) - Number(a)) : [];
   for (const version of versions) if (hasServer(join(root, version, 'bin'))) return join(root, version, 'bin');
   tried.push(`${root}/*/bin (${versions.length === 0 ? 'none' : `no server in ${versions.join(', ')}`})`);
-  throw testServerError(`${WHAT}: no PostgreSQL server binaries found: $VELO_POSTGRES_BIN unset, ${tried.join(', ')}. ${INSTALL}`);
+  throw testServerError(
+    `${WHAT}: no PostgreSQL server binaries found: $VELO_POSTGRES_BIN unset, ${tried.join(', ')}. ${INSTALL}`,
+  );
 }
 
 /** node-postgres, the optional peer dependency, loaded here only. */
@@ -142,13 +151,17 @@ function settingArgs(settings: unknown): string[] {
     if (!/^[a-z][a-z0-9_.]{0,62}$/i.test(name))
       throw invalidValue(`${WHAT}: options.settings has ${JSON.stringify(name)}, which is not a server setting's name`);
     if (OWN_SETTINGS.includes(name.toLowerCase()))
-      throw invalidValue(`${WHAT}: options.settings.${name} is the harness's own (the server's address and files are private to the test)`);
+      throw invalidValue(
+        `${WHAT}: options.settings.${name} is the harness's own (the server's address and files are private to the test)`,
+      );
     const ok =
       typeof value === 'boolean' ||
       (typeof value === 'number' && Number.isFinite(value)) ||
       (typeof value === 'string' && !/[\0\r\n]/.test(value));
     if (!ok)
-      throw invalidType(`${WHAT}: options.settings.${name} must be a string (one line), a finite number or a boolean, not ${describe(value)}`);
+      throw invalidType(
+        `${WHAT}: options.settings.${name} must be a string (one line), a finite number or a boolean, not ${describe(value)}`,
+      );
     args.push('-c', `${name}=${String(value)}`);
   }
   return args;
@@ -165,7 +178,7 @@ function poolOptions(options: unknown): PostgresServicePoolOptions {
     if (value !== undefined && (typeof value !== 'number' || !Number.isInteger(value) || value < (key === 'max' ? 1 : 0)))
       throw invalidType(`${WHAT}: pool()'s ${key} must be a whole number, not ${describe(value)}`);
   }
-  return options as PostgresServicePoolOptions;
+  return options;
 }
 
 /** Sends `signal` to the server, and kill -9 if it has not exited within `ms`. */

@@ -126,7 +126,7 @@ export class ServiceHarness {
   collect<O>(open: OpenOutputs<O>): OutputCollector<O> {
     if (this.#closing) throw new Error(`${this.#what}: outputs() after close()`);
     const collector = new Collector<O>(open);
-    this.#collectors.push(collector as Collector<unknown>);
+    this.#collectors.push(collector);
     return collector;
   }
 

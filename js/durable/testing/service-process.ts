@@ -204,7 +204,7 @@ function stringList(what: string, name: string, value: unknown): string[] {
   if (value === undefined) return [];
   if (!Array.isArray(value) || !value.every((v) => typeof v === 'string'))
     throw invalidType(`${what}: options.${name} must be an array of strings, not ${describe(value)}`);
-  return value as string[];
+  return value;
 }
 
 /**
