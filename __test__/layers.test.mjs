@@ -24,7 +24,7 @@ const FLOORS = [
   [['durable/memory/'], ['redis/log/'], ['postgres/log/']],
   [['durable/engine/']],
   [['durable/testing/'], ['redis/clients/'], ['redis/limiter/'], ['postgres/clients/']],
-  [['redis/index.ts', 'redis/service.ts'], ['postgres/index.ts']],
+  [['redis/index.ts', 'redis/service.ts'], ['postgres/index.ts', 'postgres/service.ts']],
   [['integrations/']],
   [['index.ts', 'test-hooks.ts', 'replay-cli.ts', 'testing/']],
 ];

@@ -115,3 +115,19 @@ test('a missing server binary fails loudly with ERR_VELO_TEST_SERVER, naming wha
     return true;
   });
 });
+
+test('wrong options and spawn() arguments are refused with codes (the harness shared with postgresService)', async () => {
+  const refused = (options, code) =>
+    assert.rejects(redisService(options), (error) => {
+      assert.equal(error.code, code, error.message);
+      return true;
+    });
+  await refused(null, 'ERR_INVALID_ARG_TYPE');
+  await refused({ command, typo: 1 }, 'ERR_INVALID_ARG_VALUE');
+  await refused({ command, args: '--port 1' }, 'ERR_INVALID_ARG_TYPE');
+  await refused({ command, startTimeout: -1 }, 'ERR_OUT_OF_RANGE');
+  await withService(async (service) => {
+    assert.throws(() => service.spawn(worker, { execArgv: [1] }), { code: 'ERR_INVALID_ARG_TYPE' });
+    assert.throws(() => service.spawn(undefined), { code: 'ERR_INVALID_ARG_TYPE' });
+  });
+});

@@ -166,9 +166,9 @@ export const ERROR_CODES = {
   ERR_VELO_TEST_SERVER: {
     class: '',
     from: 'velo-stream/testing',
-    when: '`redisService()` could not start its private server: `redis-server` (or the `command` given, or `$VELO_REDIS_SERVER`) is not installed or cannot be run, or it did not say it was ready within `startTimeout`. The message names the command and what it printed.',
+    when: '`redisService()` or `postgresService()` could not start its private server: `redis-server` (or the `command` given, or `$VELO_REDIS_SERVER`) is not installed or cannot be run; no `initdb` and `postgres` were found (the `bin` given, `$VELO_POSTGRES_BIN`, `pg_config --bindir`, `/usr/lib/postgresql/*/bin`) or initdb failed; the `pg` package cannot be loaded; or the server did not say it was ready within `startTimeout`. The message names what it tried and what the server printed.',
     action:
-      'Install Redis (Debian and Ubuntu: `apt-get install redis-server`; macOS: `brew install redis`), or point `command` or `$VELO_REDIS_SERVER` at a `redis-server` or `valkey-server` binary.',
+      'Install the server (Redis: `apt-get install redis-server` or `brew install redis`; Postgres: `apt-get install postgresql-15` or `brew install postgresql@15`) or point the option or variable at it; for `postgresService()`, `npm install --save-dev pg`.',
   },
   ERR_VELO_TEST_STEPS: {
     class: '',
