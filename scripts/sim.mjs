@@ -7,7 +7,8 @@
 // entries in the pending list. `--permits` runs each seed's faulty run with limiters on its sessions and steps
 // (`permitsFor`: a wait for a permit must change nothing the calm run, without them, makes). `--clock-skew` runs each
 // seed's faulty run with its processes' clocks skewed from the log's and drifting (`clockSkewFor`). `--pool-order`
-// applies some of each process's calls late, after calls made since, as Postgres' pool commits (`poolOrderFor`). `--postgres` replays
+// applies some of each process's calls late, after calls made since, as Postgres' pool commits (`poolOrderFor`).
+// `--answers` (with `--versions`) adds questions answered in tokens, fewer in a migrating release (`answerChecks`). `--postgres` replays
 // each seed's calm and faulty runs on the Postgres log, on a private postgres, the server's clock pinned to the
 // runs' virtual time (__test__/helpers/sim-on-postgres.mjs): prints every answer Postgres gives otherwise than the
 // memory store, with the seed, the operation's index, the call and both answers; exits 1 if any did.
@@ -34,6 +35,7 @@ const { values } = parseArgs({
     'release-debounce': { type: 'boolean', default: false },
     'clock-skew': { type: 'boolean', default: false },
     'pool-order': { type: 'boolean', default: false },
+    answers: { type: 'boolean', default: false },
     postgres: { type: 'boolean', default: false },
   },
 });
@@ -48,6 +50,7 @@ const hostileMigrate = values['hostile-migrate'];
 const releaseDebounce = values['release-debounce'];
 const clockSkew = values['clock-skew'];
 const poolOrder = values['pool-order'];
+const answers = values.answers;
 /** The flags of a seed's run, as every mode passes them to `runSeed`. */
 const seedFlags = {
   only,
@@ -59,6 +62,7 @@ const seedFlags = {
   releaseDebounce,
   clockSkew,
   poolOrder,
+  answers,
 };
 
 if (values.postgres) {

@@ -107,6 +107,19 @@ export function scriptHandler({ pause, version, upgrades = false, extra = false,
     }
     for await (const input of events) {
       if (pause !== undefined) await pause(input, ctx.entry);
+      if (input.answer !== undefined) {
+        // An answer in tokens, a pause between each (a commit, a crash or a deploy may come mid-answer), then its
+        // end: as many tokens as the version answers with (`answer[version]`, else `answer.tokens`).
+        const tokens = Object.hasOwn(input.answer, version ?? '') ? input.answer[version] : input.answer.tokens;
+        for (let tok = 0; tok < tokens; tok++) {
+          yield { in: input.tag, tok, ...mark };
+          if (pause !== undefined) await pause(input, ctx.entry);
+        }
+        yield { in: input.tag, done: tokens, ...mark };
+        state = { count: state.count + 1, took: [...state.took, input.tag] };
+        if (input.checkpoint === true) ctx.checkpoint(version === undefined ? state : { ...state, v: version });
+        continue;
+      }
       const step = react(state, input, ctx);
       state = step.state;
       for (const output of step.outputs) yield version === undefined ? output : { ...output, ...mark };

@@ -5,9 +5,14 @@
 // checkpoint place their outputs alike, whatever each yields per input.
 import type { OutputPlace } from '../common/transport';
 
-/** Whether an output at place `a` is covered by one written at place `b`: before it, or of an input `b` answered. */
+/**
+ * Whether an output at place `a` is covered by one written at place `b`: of an input before b's, or of the input `b`
+ * answered (its handler asked past it). An input `b` did not answer (an answer in flight when the old version
+ * stopped) covers nothing: the new version's whole answer to it is written after the old version's partial one, so
+ * that no answer loses its end to a longer old one, nor is made of one answer's head and another's tail.
+ */
 export function placedBy(a: OutputPlace, b: OutputPlace): boolean {
-  return a[0] < b[0] || (a[0] === b[0] && (b[2] === true || a[1] <= b[1]));
+  return a[0] < b[0] || (a[0] === b[0] && b[2] === true);
 }
 
 /** An output record as queued, its place set (`OutputPlaces.placeInto`) and replaced when marked answered. */

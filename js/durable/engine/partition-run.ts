@@ -8,7 +8,7 @@ import { sleepOn } from '../common/clock';
 import { FencedError, decodeError } from '../../errors';
 import { idTime } from '../common/log-ids';
 import { Session, type SessionRun, sessionEnd } from './session';
-import { SessionWrites } from './session-writes';
+import { SessionWrites, passWrittenBefore } from './session-writes';
 import { SessionForward } from './session-forward';
 import { wouldTake } from '../rules/session-rules';
 import { SessionOpener } from './session-opener';
@@ -590,6 +590,9 @@ export class PartitionRun<I, O> {
       if (s.stop.kind === 'cap') this.worker.counters.capped++;
       this.#writing.end(s, s.stop.error);
     }
+    // A migrated session that wrote nothing past its old version's outputs ends after them: its last seq is theirs
+    // (else `checkReplay` would count the outputs written before as missing from the replay).
+    passWrittenBefore(s);
     let acks = s.ids.all();
     if (moved.length > 0) {
       const away = new Set(moved.map((e) => e.id));

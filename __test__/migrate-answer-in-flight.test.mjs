@@ -1,0 +1,77 @@
+// `migrate` at an answer in flight: v1 has written 5 tokens of question 1's answer and no end when v2 (with
+// `migrate`) adopts the session; v2 answers question 1 in 2 tokens and an end. Readers must get v2's whole answer
+// after v1's partial one (never v1's tokens alone with no end, nor v1's head and v2's tail), then question 2's, and
+// `checkReplay` reports nothing for the adopted session.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { streamFn } from 'velo-stream';
+import { testWorker } from 'velo-stream/testing';
+
+/** A model whose answer to each question is `tokens` tokens and an end; v1's stalls after its tokens (in flight). */
+const answering = (version, tokens, stall) =>
+  streamFn(
+    async function* (questions, ctx) {
+      let asked = ctx.restored?.asked ?? 0;
+      for await (const q of questions) {
+        for (let t = 0; t < tokens; t++) yield { v: version, q, token: t };
+        if (stall) await new Promise(() => {});
+        yield { v: version, q, done: true };
+        ctx.checkpoint({ asked: ++asked });
+      }
+    },
+    { idleTimeout: 60_000 },
+  );
+
+test('migrate adopts a session with an answer in flight: the new version answers it whole, with its end', async () => {
+  const tw = testWorker(answering('v1', 5, true), { version: 'v1', leaseTtl: 3000, checkReplay: true });
+  tw.send('chat', 1);
+  await tw.advance(100);
+  assert.equal(tw.outputs().length, 5, "v1's five tokens are written, its end is not");
+  tw.deploy(answering('v2', 2, false), { version: 'v2', migrate: (state) => state });
+  tw.crash();
+  await tw.advance(10_000);
+  tw.send('chat', 2);
+  await tw.advance(100);
+  const read = tw.outputs().map((o) => o.value);
+  assert.deepEqual(read, [
+    ...[0, 1, 2, 3, 4].map((token) => ({ v: 'v1', q: 1, token })),
+    { v: 'v2', q: 1, token: 0 },
+    { v: 'v2', q: 1, token: 1 },
+    { v: 'v2', q: 1, done: true },
+    { v: 'v2', q: 2, token: 0 },
+    { v: 'v2', q: 2, token: 1 },
+    { v: 'v2', q: 2, done: true },
+  ]);
+  assert.deepEqual(
+    tw.errors().filter((e) => e?.code !== 'ERR_VELO_REDIS_CONNECTION' && e?.code !== 'ERR_VELO_FENCED'),
+    [],
+  );
+});
+
+test('a session adopted by migrate that ends with nothing new to write reports no divergence (checkReplay)', async () => {
+  const echo = (version) =>
+    streamFn(
+      async function* (questions) {
+        for await (const q of questions) yield { v: version, q };
+      },
+      { idleTimeout: 1000 },
+    );
+  const tw = testWorker(echo('v1'), { version: 'v1', leaseTtl: 3000, checkReplay: true });
+  tw.send('chat', 1);
+  tw.send('chat', 2);
+  await tw.advance(100);
+  tw.deploy(echo('v2'), { version: 'v2', migrate: (state) => state });
+  tw.crash();
+  await tw.advance(10_000);
+  assert.deepEqual(
+    tw.outputs().map((o) => o.value),
+    [
+      { v: 'v1', q: 1 },
+      { v: 'v1', q: 2 },
+    ],
+  );
+  assert.deepEqual(
+    tw.errors().filter((e) => e?.code !== 'ERR_VELO_REDIS_CONNECTION' && e?.code !== 'ERR_VELO_FENCED'),
+    [],
+  );
+});
