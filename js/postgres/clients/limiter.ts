@@ -82,6 +82,9 @@ class PostgresLimiterStore implements LimiterStore<'postgres'> {
   /** A grant read a lease after its call (this process paused) is never handed over dead. */
   readonly refusesLateGrants = true;
   readonly pollInterval: number;
+  readonly timeoutError = postgresTimeoutError;
+  readonly unreachable = isConnectionError;
+  readonly downError = downError;
   readonly #o: StoreOptions;
   readonly #name: string;
   readonly #channel: string;
@@ -95,18 +98,6 @@ class PostgresLimiterStore implements LimiterStore<'postgres'> {
     this.pollInterval = options.pollInterval;
     // A plain identifier (velo_lim_ and hex digits): safe to splice into LISTEN.
     this.#channel = `velo_lim_${createHash('sha1').update(`${options.schema}\0${options.name}`).digest('hex').slice(0, 32)}`;
-  }
-
-  timeoutError(ms: number, what: string): Error {
-    return postgresTimeoutError(ms, what);
-  }
-
-  unreachable(error: unknown): boolean {
-    return isConnectionError(error);
-  }
-
-  downError(error: unknown): Error {
-    return downError(error);
   }
 
   /** One call of a limiter function (after the schema is migrated, once). */

@@ -89,6 +89,9 @@ class RedisLimiterStore implements LimiterStore<'redis'> {
   readonly refusesLateGrants = false;
   /** Waiters do not poll: a wake-up is published for every turn, and the renewal makes up for one lost. */
   readonly pollInterval = undefined;
+  readonly timeoutError = redisTimeoutError;
+  readonly unreachable = unreachable;
+  readonly downError = downError;
   readonly #o: StoreOptions;
   readonly #prefix: string;
   #closed = false;
@@ -98,18 +101,6 @@ class RedisLimiterStore implements LimiterStore<'redis'> {
   constructor(options: StoreOptions) {
     this.#o = options;
     this.#prefix = `velo:lim:{${options.name}}`;
-  }
-
-  timeoutError(ms: number, what: string): Error {
-    return redisTimeoutError(ms, what);
-  }
-
-  unreachable(error: unknown): boolean {
-    return unreachable(error);
-  }
-
-  downError(error: unknown): Error {
-    return downError(error);
   }
 
   #run(script: Script, args: (string | number)[]): Promise<unknown> {
