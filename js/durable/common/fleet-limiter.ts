@@ -26,6 +26,16 @@ export type AcquireAnswer =
   | { kind: 'r'; retryAfter: number; at?: number }
   | { kind: 'f' | 'l' | 'x' | 'c' };
 
+/** An acquire's or a claim's arguments (`reject`: refuse rather than line up; a claim never refuses). */
+export interface AcquireCall {
+  key: string;
+  ticket: string | null;
+  cost: number;
+  reject: boolean;
+  limits: Limits;
+  token: string;
+}
+
 /**
  * The calls a fleet limiter makes to its store (Redis: lua/limiter-*.lua; Postgres: sql/limiter-5.sql), and how it
  * hears from it. Each call is one decision on the store's clock; `limits` are the caller's (the store's own, once
@@ -51,14 +61,7 @@ export interface LimiterStore<S extends string> {
   /** The error the limiter is down with after such a failure (what an acquire is refused with under 'fail-closed'). */
   downError(error: unknown): Error;
   /** An acquire of `cost` units of `key` under `token` (`ticket` null), or the claim of a waiting ticket. */
-  acquire(
-    key: string,
-    ticket: string | null,
-    cost: number,
-    reject: boolean,
-    limits: Limits,
-    token: string,
-  ): Promise<AcquireAnswer>;
+  acquire(call: AcquireCall): Promise<AcquireAnswer>;
   /** Gives a permit back: true if its lease still held (freed), false if it had run out (a stale token frees nothing). */
   release(key: string, token: string, limits: Limits): Promise<boolean>;
   /**
@@ -175,7 +178,7 @@ export class FleetLimiterDriver<S extends string, T, D extends string> implement
     let answer: AcquireAnswer;
     try {
       answer = await this.#call(
-        store.acquire(key, null, cost, view.rejects, view.limits, token),
+        store.acquire({ key, ticket: null, cost, reject: view.rejects, limits: view.limits, token }),
         'acquire',
         // Answered after all (once the undo was sent): a ticket it took leaves the line now, not at its turn.
         (late) => {
@@ -301,10 +304,8 @@ export class FleetLimiterDriver<S extends string, T, D extends string> implement
     const sent = performance.now();
     let answer: AcquireAnswer;
     try {
-      answer = await this.#call(
-        store.acquire(waiter.key, waiter.ticket, waiter.cost, false, this.#view.limits, waiter.token),
-        'acquire',
-      );
+      const { key, ticket, cost, token } = waiter;
+      answer = await this.#call(store.acquire({ key, ticket, cost, reject: false, limits: this.#view.limits, token }), 'acquire');
     } catch (error) {
       waiter.polling = false;
       // Aborted or closed while its claim had no answer: the store may still run it, so it is undone by its token.

@@ -10,7 +10,7 @@ import type { AcquireOptions, LimitSettings, Limiter, LimiterStats, Permit } fro
 import { postgresTimeoutError } from '../../errors';
 import type { Limits } from '../../durable/common/limiter-rules';
 import type { Renewed } from '../../durable/common/limiter-view';
-import { type AcquireAnswer, FleetLimiterDriver, type LimiterStore } from '../../durable/common/fleet-limiter';
+import { type AcquireAnswer, type AcquireCall, FleetLimiterDriver, type LimiterStore } from '../../durable/common/fleet-limiter';
 import { migrate } from '../log/schema';
 import { run, str } from '../log/sql';
 import { type Listening, type PoolListener, listenerOf } from '../log/waiter';
@@ -112,14 +112,7 @@ class PostgresLimiterStore implements LimiterStore<'postgres'> {
   }
 
   /** See lim_acquire_5. */
-  async acquire(
-    key: string,
-    ticket: string | null,
-    cost: number,
-    reject: boolean,
-    limits: Limits,
-    token: string,
-  ): Promise<AcquireAnswer> {
+  async acquire({ key, ticket, cost, reject, limits, token }: AcquireCall): Promise<AcquireAnswer> {
     const o = this.#o;
     const [row] = await this.#run('lim_acquire_5', [
       this.#name,

@@ -10,7 +10,7 @@ import type { RedisClientLike } from '../log/connection';
 import { type RedisLimiterOptions, type Resolved, resolveLimiterOptions } from './limiter-options';
 import { type Limits, keyOf, limitArgs } from '../../durable/common/limiter-rules';
 import type { Renewed } from '../../durable/common/limiter-view';
-import { type AcquireAnswer, FleetLimiterDriver, type LimiterStore } from '../../durable/common/fleet-limiter';
+import { type AcquireAnswer, type AcquireCall, FleetLimiterDriver, type LimiterStore } from '../../durable/common/fleet-limiter';
 import { reportable } from '../../durable/common/reportable';
 import { Script } from '../log/script';
 
@@ -108,14 +108,7 @@ class RedisLimiterStore implements LimiterStore<'redis'> {
   }
 
   /** See lua/limiter-acquire.lua. */
-  async acquire(
-    key: string,
-    ticket: string | null,
-    cost: number,
-    reject: boolean,
-    limits: Limits,
-    token: string,
-  ): Promise<AcquireAnswer> {
+  async acquire({ key, ticket, cost, reject, limits, token }: AcquireCall): Promise<AcquireAnswer> {
     const o = this.#o;
     const args = [key, ticket ?? '', cost, reject ? 'r' : 't', o.leaseTtl, o.maxWaiting, ...limitArgs(limits), token];
     const reply = (await this.#run(ACQUIRE, args)) as unknown[];
