@@ -76,8 +76,9 @@ before(async () => {
     join(app, 'run.mjs'),
     `import { createRequire } from 'node:module';
 import { streamFn, workerFn } from 'velo-stream';
-// The subpath loads without node-redis installed: users pass their own client.
+// The subpaths load without node-redis or pg installed: users pass their own client or pool.
 import { redisWorker } from 'velo-stream/redis';
+import { postgresLimiter } from 'velo-stream/postgres';
 import { createServer } from 'node:http';
 import { dashboard } from 'velo-stream/dashboard';
 const double = streamFn(async function* (xs) {
@@ -96,7 +97,7 @@ for (const path of ['', 'page.js', 'uplot.js', 'uplot.css']) {
   page[path] = [res.status, (await res.text()).length > 100];
 }
 server.close();
-console.log(JSON.stringify({ results, onThread, loaded, redis: typeof redisWorker, page }));
+console.log(JSON.stringify({ results, onThread, loaded, redis: typeof redisWorker, postgres: typeof postgresLimiter, page }));
 `,
   );
   writeFileSync(join(app, 'triple.mjs'), 'export default async function* (xs) {\n  for await (const x of xs) yield x * 3;\n}\n');
@@ -118,9 +119,18 @@ after(() => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-test('the main tarball holds the loader, the LICENSE and no binary; it lists every platform package', () => {
+test('the main tarball holds the loader, the LICENSE, the Lua scripts and SQL files and no binary; it lists every platform package', () => {
   assert.ok(contents.main.includes('LICENSE'), 'LICENSE');
   assert.ok(contents.main.includes('native/index.js'), 'the generated loader');
+  // Read beside the compiled modules when they load (copied by scripts/copy-assets.mjs: tsc does not).
+  for (const [dir, ext] of [
+    ['js/redis/log/lua', '.lua'],
+    ['js/postgres/log/sql', '.sql'],
+  ]) {
+    const files = readdirSync(join(root, dir)).filter((f) => f.endsWith(ext));
+    assert.ok(files.length > 0, dir);
+    for (const f of files) assert.ok(contents.main.includes(`${dir.replace(/^js/, 'dist')}/${f}`), `${dir}/${f} is shipped`);
+  }
   assert.deepEqual(
     contents.main.filter((f) => f.endsWith('.node')),
     [],
@@ -139,7 +149,7 @@ test('the platform tarball holds the binary and the LICENSE', () => {
   assert.deepEqual(contents.platform.sort(), [binary, 'LICENSE', 'README.md', 'package.json'].sort());
 });
 
-test('both install offline, without Rust, with nothing on stderr; streamFn().run() and a workerFn work on the platform package; velo-stream/redis loads; velo-stream/dashboard serves its page and the bundled uPlot', async () => {
+test('both install offline, without Rust, with nothing on stderr; streamFn().run() and a workerFn work on the platform package; velo-stream/redis and velo-stream/postgres load; velo-stream/dashboard serves its page and the bundled uPlot', async () => {
   const env = userEnv();
   const installed = await run(['install', tarballs.main, tarballs.platform], { command: 'npm', cwd: app, env });
   assert.equal(installed.stderr, '', 'npm install wrote to stderr');
@@ -147,13 +157,15 @@ test('both install offline, without Rust, with nothing on stderr; streamFn().run
 
   const { stdout, stderr } = await run(['run.mjs'], { cwd: app, env });
   assert.equal(stderr, '');
-  const { results, onThread, loaded, redis, page } = JSON.parse(stdout);
+  const { results, onThread, loaded, redis, postgres, page } = JSON.parse(stdout);
   for (const path of ['', 'page.js', 'uplot.js', 'uplot.css']) assert.deepEqual(page[path], [200, true], `dashboard /${path}`);
   assert.ok(!existsSync(join(app, 'node_modules', 'uplot')), 'uPlot is bundled, not a dependency');
   assert.deepEqual(results, [2, 4, 6]);
   assert.deepEqual(onThread, [3, 6], 'workerFn runs on the installed package');
   assert.equal(redis, 'function', 'velo-stream/redis loads (without node-redis installed)');
   assert.ok(!existsSync(join(app, 'node_modules', 'redis')), 'the optional peer dependency is not installed');
+  assert.equal(postgres, 'function', 'velo-stream/postgres loads (its SQL files read, without pg installed)');
+  assert.ok(!existsSync(join(app, 'node_modules', 'pg')), 'pg is not installed');
   assert.deepEqual(loaded, [join(app, 'node_modules', platformPackage, binary)]);
 });
 

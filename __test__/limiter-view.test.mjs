@@ -150,8 +150,8 @@ test("close refuses the waiters and hands them back for the store's line, once",
   assert.throws(() => view.assertOpen(), { code: 'ERR_VELO_LIMITER_CLOSED' });
 });
 
-test("the view's records are written by the view only: no backend assigns a permit's or a waiter's view fields", () => {
-  for (const file of ['js/redis/limiter/limiter.ts', 'js/postgres/clients/limiter.ts']) {
+test("the view's records are written by the view only: neither the driver nor a backend assigns a permit's or a waiter's view fields", () => {
+  for (const file of ['js/durable/common/fleet-limiter.ts', 'js/redis/limiter/limiter.ts', 'js/postgres/clients/limiter.ts']) {
     const source = readFileSync(new URL(`../${file}`, import.meta.url), 'utf8');
     for (const field of ['lost', 'renewedAt', 'done', 'timer', 'onAbort']) {
       assert.doesNotMatch(source, new RegExp(`\\.${field}\\s*(=[^=]|\\+\\+|\\+=)`), `${file} writes .${field}`);

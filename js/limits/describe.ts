@@ -1,6 +1,6 @@
 // How a limiter of this package describes itself to the dashboard (js/integrations/dashboard-sample.ts): a
-// method under a symbol, implemented by the in-process limiter (local.ts) and the fleet ones (redis/limiter/limiter.ts,
-// postgres/clients/limiter.ts).
+// method under a symbol, implemented by the in-process limiter (local.ts) and the fleet ones (their one driver,
+// durable/common/fleet-limiter.ts).
 // Imports types only: both limiters and the dashboard load it without a cycle.
 import type { RateLimit } from './types';
 

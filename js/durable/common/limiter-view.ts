@@ -1,7 +1,7 @@
 // What a fleet limiter (redisLimiter, postgresLimiter) keeps of THIS process: the permits it holds, its waiters and
 // their tickets, the hints that came before their tickets, the undos not yet answered, its counters, the fleet's
 // figures as of the last renewal, whether the store is down, and the 'local' fallback. Every one of these records
-// is written here only; the backend's limiter drives the view with its own store calls (Lua on Redis, SQL on
+// is written here only; the driver (fleet-limiter.ts) drives the view with its store's calls (Lua on Redis, SQL on
 // Postgres): it asks the view what to send, and tells it what the store answered. Nothing here talks to a store.
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';

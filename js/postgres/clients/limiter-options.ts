@@ -1,5 +1,5 @@
 // Every check of postgresLimiter()'s options. The options every fleet limiter takes, the limits, and what `key` and
-// `cost` return, are checked by the rules they share (redis/common/limiter-rules.ts); here only what Postgres adds:
+// `cost` return, are checked by the rules they share (durable/common/limiter-rules.ts); here only what Postgres adds:
 // the pool, the schema, the name a function can hold, LISTEN and polling.
 import type { LimiterOptions } from '../../limits/types';
 import { describe, invalidType, limitKeyError } from '../../errors';

@@ -31,13 +31,16 @@
 //   versions     per partition: live sessions of `openings` per version (in first-counted order).
 //   kept         keyState: a key's state after its last session, with its expiry.
 //   workers      live workers of a function: registration expiry and advert.
-//   lim_*        the fleet limiters' (version 5, postgresLimiter), keyed by the limiter's name: see limiter-sql.ts.
+//   lim_*        the fleet limiters' (version 5, postgresLimiter), keyed by the limiter's name: see sql/limiter-5.sql.
 //   dash_members the dashboard fleet view's members (version 6), keyed by the fleet's name: see clients/fleet-store.ts.
 import { describe, invalidType, invalidValue, outOfRange, schemaVersionError } from '../../errors';
 import { isWellFormed } from '../../text';
 import { COMMIT_4 } from './commit-one';
-import { LIMITER_5 } from './limiter-sql';
 import { NOW, type PgClientLike, type PgPoolLike, run, str, transaction } from './sql';
+import { sqlFile } from './sql-file';
+
+/** Version 5's statements: the fleet limiter's tables and functions. */
+const LIMITER_5 = sqlFile('limiter-5.sql');
 
 /** The schema's name as SQL: checked (a plain lower-case identifier) and quoted. */
 export function schemaIdent(what: string, schema: unknown): string {
@@ -148,7 +151,7 @@ const MIGRATIONS: readonly Migration[] = [
       COMMIT_4(S),
     ],
   },
-  // 5: the fleet limiter's tables and functions (postgresLimiter: limiter-sql.ts). New tables only, which no older
+  // 5: the fleet limiter's tables and functions (postgresLimiter: sql/limiter-5.sql). New tables only, which no older
   // release reads or writes: every worker version 4 keeps (from version 3 on) stays correct beside it.
   { keeps: 3, statements: (S) => LIMITER_5(S) },
   // 6: the dashboard fleet view's members (clients/fleet-store.ts). A new table only, which no older release reads or
