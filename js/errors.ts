@@ -321,7 +321,7 @@ export const ERROR_CODES = {
   ERR_VELO_RATE_LIMITED: {
     class: '',
     from: 'velo-stream (limiter)',
-    when: "A limiter in `mode: 'reject'` had no permit now: its `acquire()`, a task call using it (`retry` and `onError` apply), or `open()` of a stream function using it. `limiter` names it; a `redisLimiter` adds `retryAfter` (ms).",
+    when: "A limiter in `mode: 'reject'` had no permit now: its `acquire()`, a task call using it (`retry` and `onError` apply), or `open()` of a stream function using it. `limiter` names it; `retryAfter` (ms) is the wait when its rate held it back (not a full `concurrency`). Answered 429 with `Retry-After` (HTTP answers, below).",
     action: "Retry later, shed the load, raise the limit (`setLimits`), or use `mode: 'throttle'` to wait instead.",
   },
   ERR_VELO_LIMIT_QUEUE_FULL: {
@@ -339,7 +339,7 @@ export const ERROR_CODES = {
   ERR_VELO_LIMIT_COST: {
     class: 'RangeError',
     from: 'velo-stream (limiter)',
-    when: "A limiter's `cost(item)` that threw, returned no whole number from 0 to 2^32 - 1, or more than the `burst` (never grantable; also a waiter when `setLimits` lowers the burst).",
+    when: "A limiter's `cost(item)` that threw, returned no whole number from 0 to 2^32 - 1, or more than the `burst` (never grantable; also a waiter when `setLimits` lowers the burst). A cost over the burst carries `cost`, `burst` and `status` 413; the others are the server's own failure (500).",
     action: 'Return a whole number of units no larger than `rate.burst`; split the work, or raise the burst.',
   },
   ERR_VELO_LIMIT_KEY: {
@@ -1376,7 +1376,12 @@ export function workerClosedError(): Error & { code: 'ERR_VELO_CLOSED' } {
 
 /** The HTTP fields of a refusal: `status` from `HTTP_ANSWERS`, and `headers` (`Retry-After`) whenever `retryAfter` is set. */
 function refusal<E extends Error>(error: E, code: keyof typeof HTTP_ANSWERS): E & { status: number } {
-  Object.defineProperty(error, 'status', { value: HTTP_ANSWERS[code].status, enumerable: true, configurable: true, writable: true });
+  Object.defineProperty(error, 'status', {
+    value: HTTP_ANSWERS[code].status,
+    enumerable: true,
+    configurable: true,
+    writable: true,
+  });
   // A getter, so that a `retryAfter` set later (the fleet limiters assign theirs) is answered too.
   if (HTTP_ANSWERS[code].retryAfter)
     Object.defineProperty(error, 'headers', { get: retryAfterHeaders, enumerable: false, configurable: true });
@@ -1415,8 +1420,13 @@ export function limitQueueFullError(
 }
 
 /** An acquire after (or waiting at) a limiter's close() (503). */
-export function limiterClosedError(limiter: string): Error & { code: 'ERR_VELO_LIMITER_CLOSED'; limiter: string; status: number } {
-  return refusal(coded(new Error(`Limiter "${limiter}" is closed`), 'ERR_VELO_LIMITER_CLOSED', { limiter }), 'ERR_VELO_LIMITER_CLOSED');
+export function limiterClosedError(
+  limiter: string,
+): Error & { code: 'ERR_VELO_LIMITER_CLOSED'; limiter: string; status: number } {
+  return refusal(
+    coded(new Error(`Limiter "${limiter}" is closed`), 'ERR_VELO_LIMITER_CLOSED', { limiter }),
+    'ERR_VELO_LIMITER_CLOSED',
+  );
 }
 
 /** A cost function's result that cannot be used: the server's own failure (no `status`: 500). */

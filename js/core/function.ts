@@ -237,9 +237,7 @@ class SingleFn<I, O> extends FnBase<I, O> {
     }
     // A limiter in 'reject' mode refuses here, before a slot is taken.
     const admission =
-      this.#limiters === undefined
-        ? undefined
-        : admitAtOpen(this.#limiters, `Cannot open a stream of "${this.name}"`, key, cost);
+      this.#limiters === undefined ? undefined : admitAtOpen(this.#limiters, `Cannot open a stream of "${this.name}"`, key, cost);
     const handle = this[kAdmit](idle);
     if (handle < 0) {
       if (admission !== undefined) for (const p of admission.permits) p.release();
@@ -406,13 +404,7 @@ class PipedFn<I, O> extends FnBase<I, O> {
    * `hooks`: the pipe is a session's (the Redis tier): its stages have no durable side, and their handlers'
    * `ctx.checkpoint`, `ctx.wakeAt` and `ctx.cancelTimer` throw rather than do nothing durable (`PIPE_STAGE_HOOKS`).
    */
-  [kOpen](
-    signal: AbortSignal | undefined,
-    idle: boolean,
-    hooks?: SessionHooks,
-    key?: unknown,
-    cost?: number,
-  ): PipedStream<I, O> {
+  [kOpen](signal: AbortSignal | undefined, idle: boolean, hooks?: SessionHooks, key?: unknown, cost?: number): PipedStream<I, O> {
     // Every stage must have room before any handler starts: a refused open
     // runs nothing and leaves every stage's counters as they were. (Stage
     // functions live on this thread: nothing can take a slot in between.)

@@ -495,9 +495,7 @@ class LocalLimiter<T> implements Limiter<T> {
     const now = this.#clock();
     if (tenantName === undefined) {
       code =
-        priority === 0
-          ? this.#native.acquire(key, cost, id, now)
-          : this.#native.acquireFair(key, cost, id, 0, 1, priority, now);
+        priority === 0 ? this.#native.acquire(key, cost, id, now) : this.#native.acquireFair(key, cost, id, 0, 1, priority, now);
     } else {
       try {
         tenant = this.#tenantEntry(tenantName);
