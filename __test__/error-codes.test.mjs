@@ -11,7 +11,7 @@ import { errorsDoc } from '../scripts/errors-doc.mjs';
 import * as velo from 'velo-stream';
 
 const require = createRequire(import.meta.url);
-const { ERROR_CODES, ERROR_CODE_ALIASES } = require('../dist/errors.js');
+const { ERROR_CODES, ERROR_CODE_ALIASES, HTTP_ANSWERS } = require('../dist/errors.js');
 const root = fileURLToPath(new URL('..', import.meta.url));
 const REGISTRY = join(root, 'js', 'errors.ts');
 
@@ -96,4 +96,129 @@ test('the renamed codes: each alias names a code of the table, is exported by ve
 
 test('docs/errors.md is the page generated from the table (node scripts/errors-doc.mjs)', () => {
   assert.equal(readFileSync(join(root, 'docs', 'errors.md'), 'utf8'), errorsDoc());
+});
+
+/** What each exported factory and class of js/errors.ts makes: its name -> the codes in its body. */
+function codesByMaker() {
+  const registry = readFileSync(REGISTRY, 'utf8');
+  const makers = new Map();
+  const parts = registry.split(/\n(?=export (?:function|class) )/);
+  for (const part of parts) {
+    const name = /^export (?:function|class) (\w+)/.exec(part)?.[1];
+    if (name !== undefined) makers.set(name, new Set([...part.matchAll(/'(ERR_[A-Z_]+)'/g)].map(([, code]) => code)));
+  }
+  return makers;
+}
+
+/** The codes the files made by `paths` (under js/) can make: those of the makers they import from the registry. */
+function codesMadeBy(paths) {
+  const makers = codesByMaker();
+  const codes = new Set();
+  for (const path of paths) {
+    const text = readFileSync(join(root, 'js', path), 'utf8');
+    for (const [, names] of text.matchAll(/import\s*\{([^}]*)\}\s*from\s*'\.\.\/errors'/g)) {
+      for (const name of names.split(',').map(
+        (n) =>
+          n
+            .trim()
+            .replace(/^type\s+/, '')
+            .split(/\s+as\s+/)[0],
+      )) {
+        for (const code of makers.get(name) ?? []) codes.add(code);
+      }
+    }
+  }
+  return codes;
+}
+
+/** Codes the limiters and admission make that are not refusals: the server's own faults (bad arguments, a key function that throws), answered 500. */
+const SERVER_FAULTS = new Set([
+  'ERR_INVALID_ARG_TYPE',
+  'ERR_INVALID_ARG_VALUE',
+  'ERR_OUT_OF_RANGE',
+  'ERR_INVALID_RETURN_VALUE',
+  'ERR_INVALID_STATE',
+  'ERR_VELO_LIMIT_KEY',
+  'ERR_VELO_LIMIT_TENANT',
+  'ERR_VELO_LIMIT_PRIORITY',
+  'ERR_VELO_PIPE_SESSION_CALL',
+]);
+
+test('every refusal the in-process limiters and admission make has its HTTP status in the one table, HTTP_ANSWERS', () => {
+  const limits = readdirSync(join(root, 'js', 'limits')).map((name) => `limits/${name}`);
+  const made = codesMadeBy([...limits, 'core/admit.ts', 'core/function.ts']);
+  // (The scan finds the refusals: if it found none, it would prove nothing.)
+  assert.ok(made.has('ERR_VELO_RATE_LIMITED') && made.has('ERR_VELO_STREAM_LIMIT'), [...made].join(', '));
+  const refusals = [...made].filter((code) => !SERVER_FAULTS.has(code)).sort();
+  const listed = Object.keys(HTTP_ANSWERS)
+    .filter((code) => HTTP_ANSWERS[code].refusal)
+    .sort();
+  assert.deepEqual(refusals, listed, 'a code the limiters or admission make is neither in HTTP_ANSWERS nor a server fault');
+  for (const [code, a] of Object.entries(HTTP_ANSWERS)) {
+    assert.ok(code in ERROR_CODES, `${code} is not a code`);
+    assert.ok(Number.isInteger(a.status) && a.status >= 400 && a.status <= 599, code);
+    assert.ok(a.when.length > 10, `${code}.when`);
+    if (a.refusal) assert.ok([413, 429, 503].includes(a.status), `${code}: a refusal is 429, 413 or 503`);
+    if (a.retryAfter) assert.ok([429, 503].includes(a.status), `${code}: Retry-After goes with 429 or 503`);
+  }
+});
+
+test("the limiters' and admission's refusals carry the table's status (Retry-After when the wait is known); the classes' statuses are the table's", async () => {
+  const statusOf = (code) => HTTP_ANSWERS[code].status;
+  const rate = velo.limiter({ name: 'r', rate: { limit: 1, period: 60_000 }, mode: 'reject' });
+  await rate.acquire();
+  const limited = await rate.acquire().catch((e) => e);
+  assert.equal(limited.code, 'ERR_VELO_RATE_LIMITED');
+  assert.equal(limited.status, statusOf('ERR_VELO_RATE_LIMITED'));
+  assert.ok(limited.retryAfter > 59_000 && limited.retryAfter <= 60_000, String(limited.retryAfter));
+  assert.deepEqual(limited.headers, { 'retry-after': '60' });
+  // A full concurrency tells no wait (a release frees it).
+  const conc = velo.limiter({ concurrency: 1, mode: 'reject' });
+  await conc.acquire();
+  const full = await conc.acquire().catch((e) => e);
+  assert.equal(full.status, 429);
+  assert.equal(full.retryAfter, undefined);
+  assert.equal(full.headers, undefined);
+  const line = velo.limiter({ concurrency: 1, maxWaiting: 1 });
+  await line.acquire();
+  const waiter = line.acquire();
+  const queueFull = await line.acquire().catch((e) => e);
+  assert.equal(queueFull.code, 'ERR_VELO_LIMIT_QUEUE_FULL');
+  assert.equal(queueFull.status, statusOf('ERR_VELO_LIMIT_QUEUE_FULL'));
+  await line.close();
+  const closed = await waiter.catch((e) => e);
+  assert.equal(closed.code, 'ERR_VELO_LIMITER_CLOSED');
+  assert.equal(closed.status, statusOf('ERR_VELO_LIMITER_CLOSED'));
+  const costly = velo.limiter({ rate: { limit: 5, period: 1000 }, cost: (n) => n });
+  const over = await costly.acquire(6).catch((e) => e);
+  assert.equal(over.code, 'ERR_VELO_LIMIT_COST');
+  assert.equal(over.status, statusOf('ERR_VELO_LIMIT_COST'));
+  // A cost function that gives no whole number is the server's own fault: no status (500).
+  const broken = await costly.acquire(-1).catch((e) => e);
+  assert.equal(broken.code, 'ERR_VELO_LIMIT_COST');
+  assert.equal(broken.status, undefined);
+  const fn = velo.streamFn(
+    async function* (events) {
+      for await (const e of events) yield e;
+    },
+    { maxConcurrent: 1 },
+  );
+  const s = fn.open();
+  assert.throws(
+    () => fn.open(),
+    (e) => e.code === 'ERR_VELO_STREAM_LIMIT' && e.status === statusOf('ERR_VELO_STREAM_LIMIT'),
+  );
+  await s.cancel();
+  const http = require('../dist/integrations/http.js');
+  assert.equal(new http.RequestBodyError(1, new Error('x')).status, statusOf('ERR_VELO_BAD_NDJSON'));
+  assert.equal(new http.RequestTooLargeError('ERR_VELO_BODY_TOO_LARGE', 1).status, statusOf('ERR_VELO_BODY_TOO_LARGE'));
+  assert.equal(
+    new http.RequestTooLargeError('ERR_VELO_NDJSON_LINE_TOO_LARGE', 1, 1).status,
+    statusOf('ERR_VELO_NDJSON_LINE_TOO_LARGE'),
+  );
+  assert.equal(new http.RequestBodyTimeoutError(1, 1).status, statusOf('ERR_VELO_BODY_TIMEOUT'));
+  const { ResumeCursorError, ResumeTrimmedError } = require('../dist/errors.js');
+  assert.equal(new ResumeCursorError('syntax', 'x').status, statusOf('ERR_VELO_BAD_CURSOR'));
+  assert.equal(new ResumeTrimmedError(0, 'x').status, statusOf('ERR_VELO_RESUME_TRIMMED'));
+  await Promise.all([rate.close(), conc.close(), costly.close()]);
 });

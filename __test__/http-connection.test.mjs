@@ -354,7 +354,7 @@ test('maxConcurrent: StreamLimitError has status 503; sendError answers it as th
       assert.match(refused.text, /^HTTP\/1\.1 503 /);
       assert.match(refused.text, /\r\nconnection: close\r\n/i);
       assert.deepEqual(JSON.parse(refused.text.slice(refused.text.indexOf('\r\n\r\n') + 4)), {
-        error: { message: 'Service Unavailable', code: 'ERR_VELO_STREAM_LIMIT' },
+        error: { message: 'Service Unavailable', code: 'ERR_VELO_STREAM_LIMIT', status: 503 },
       });
       // Express 5 answers a rejected handler with the error's status.
       const viaExpress = await post(expressSrv.url, '{"a":1}\n', false);

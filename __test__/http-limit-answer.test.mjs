@@ -18,7 +18,7 @@ async function unfinishedUpload(port) {
   return text;
 }
 
-const LIMIT_BODY = '{"error":{"message":"Service Unavailable","code":"ERR_VELO_STREAM_LIMIT"}}';
+const LIMIT_BODY = '{"error":{"message":"Service Unavailable","code":"ERR_VELO_STREAM_LIMIT","status":503}}';
 
 test('Express 5 (examples/express-upload.mjs): 503 at maxConcurrent answered while the upload is unfinished, Connection: close', async () => {
   const srv = await upload.start(0);

@@ -200,8 +200,9 @@ test("'reject' mode refuses the excess at once (counted); a full line refuses wi
   const r = limiter({ concurrency: 1, mode: 'reject', name: 'r' });
   const held = await r.acquire();
   await assert.rejects(r.acquire(), { code: 'ERR_VELO_RATE_LIMITED', limiter: 'r' });
-  assert.equal(r.tryAcquire(), undefined); // not counted
   assert.equal(r.stats().rejected, 1);
+  assert.equal(r.tryAcquire(), undefined); // counted too: the caller goes without
+  assert.equal(r.stats().rejected, 2);
   held.release();
   const q = limiter({ concurrency: 1, maxWaiting: 2 });
   const h = await q.acquire();

@@ -79,22 +79,42 @@ export function resolveConfig(config: unknown, defaultName: string): Readonly<Re
   return Object.freeze({ buffer, idleTimeout, maxConcurrent, name });
 }
 
-/** Checks `{ signal }` options of `open()` and `run()`. */
 /** `open()` with no options (one shared answer: an object per open was most of this call's cost). */
-const NO_OPEN_OPTIONS = Object.freeze({ signal: undefined, label: undefined });
+const NO_OPEN_OPTIONS = Object.freeze({ signal: undefined, label: undefined, key: undefined, cost: undefined });
+const OPEN_KEYS = ['signal', 'label', 'key', 'cost'];
+/** The largest cost a limiter takes (the core's u32). */
+const MAX_COST = 2 ** 32 - 1;
 
-export function resolveOpen(opts: unknown): { signal: AbortSignal | undefined; label: string | undefined } {
+/** The options of `open()` and `run()`, checked. */
+export interface ResolvedOpen {
+  signal: AbortSignal | undefined;
+  label: string | undefined;
+  /** For the function's limiters (`AdmissionItem.key`): a non-empty string. */
+  key: string | undefined;
+  /** For the function's limiters (`AdmissionItem.cost`): a whole number from 0 to 2^32 - 1. */
+  cost: number | undefined;
+}
+
+/** Checks `{ signal, label, key, cost }` options of `open()` and `run()`. */
+export function resolveOpen(opts: unknown): ResolvedOpen {
   if (opts === undefined) return NO_OPEN_OPTIONS;
   assertOptionsObject(opts, 'options', '{ signal }');
   for (const key of Object.keys(opts)) {
-    if (key !== 'signal' && key !== 'label') throw invalidValue(`Unknown option "${key}". Known options: signal, label`);
+    if (!OPEN_KEYS.includes(key)) throw invalidValue(`Unknown option "${key}". Known options: ${OPEN_KEYS.join(', ')}`);
   }
-  const { signal, label } = opts as { signal?: unknown; label?: unknown };
+  const { signal, label, key, cost } = opts as { signal?: unknown; label?: unknown; key?: unknown; cost?: unknown };
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
     throw invalidType(`The "signal" option must be an AbortSignal. Received ${describe(signal)}`);
   }
   if (label !== undefined && typeof label !== 'string') {
     throw invalidType(`The "label" option must be a string. Received ${describe(label)}`);
   }
-  return { signal, label };
+  if (key !== undefined && typeof key !== 'string') {
+    throw invalidType(
+      `The "key" option must be a non-empty string (a tenant id, say: the function's limiters get it as item.key). Received ${describe(key)}`,
+    );
+  }
+  if (key === '') throw invalidValue(`The "key" option must be a non-empty string (a tenant id, say). Received ""`);
+  if (cost !== undefined) integerOption(undefined, 'cost', cost, 0, MAX_COST);
+  return { signal, label, key, cost: cost as number | undefined };
 }

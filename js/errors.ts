@@ -328,7 +328,7 @@ export const ERROR_CODES = {
   ERR_VELO_RATE_LIMITED: {
     class: '',
     from: 'velo-stream (limiter)',
-    when: "A limiter in `mode: 'reject'` had no permit now: its `acquire()`, a task call using it (`retry` and `onError` apply), or `open()` of a stream function using it. `limiter` names it; a `redisLimiter` adds `retryAfter` (ms).",
+    when: "A limiter in `mode: 'reject'` had no permit now: its `acquire()`, a task call using it (`retry` and `onError` apply), or `open()` of a stream function using it. `limiter` names it; `retryAfter` (ms) is the wait when its rate held it back (not a full `concurrency`). Answered 429 with `Retry-After` (HTTP answers, below).",
     action: "Retry later, shed the load, raise the limit (`setLimits`), or use `mode: 'throttle'` to wait instead.",
   },
   ERR_VELO_LIMIT_QUEUE_FULL: {
@@ -346,7 +346,7 @@ export const ERROR_CODES = {
   ERR_VELO_LIMIT_COST: {
     class: 'RangeError',
     from: 'velo-stream (limiter)',
-    when: "A limiter's `cost(item)` that threw, returned no whole number from 0 to 2^32 - 1, or more than the `burst` (never grantable; also a waiter when `setLimits` lowers the burst).",
+    when: "A limiter's `cost(item)` that threw, returned no whole number from 0 to 2^32 - 1, or more than the `burst` (never grantable; also a waiter when `setLimits` lowers the burst). A cost over the burst carries `cost`, `burst` and `status` 413; the others are the server's own failure (500).",
     action: 'Return a whole number of units no larger than `rate.burst`; split the work, or raise the burst.',
   },
   ERR_VELO_LIMIT_KEY: {
@@ -458,6 +458,98 @@ export const ERROR_CODE_ALIASES: Readonly<Record<string, string>> = Object.freez
   ERR_NDJSON_LINE_TOO_LARGE: 'ERR_VELO_NDJSON_LINE_TOO_LARGE',
   ERR_BODY_TOO_LARGE: 'ERR_VELO_BODY_TOO_LARGE',
 } satisfies Record<string, ErrorCode>);
+
+/** How an HTTP answer tells an error of one code: its status, and what it is answered for. */
+export interface HttpAnswerInfo {
+  /** The HTTP status the writers of velo-stream/http (and Express, Fastify, which read `status`) answer. */
+  readonly status: number;
+  /**
+   * A refusal of a limiter or of a stream's admission (the server refused the work: nothing of it ran), as opposed
+   * to a request the client got wrong. Every refusal code is in this table (__test__/error-codes.test.mjs).
+   */
+  readonly refusal: boolean;
+  /** Whether the answer carries `Retry-After` (seconds, rounded up) when the error knows the wait (`retryAfter`, ms). */
+  readonly retryAfter: boolean;
+  /** When the code is answered so (docs/errors.md, "HTTP answers"). */
+  readonly when: string;
+}
+
+/**
+ * The one table of HTTP statuses: the errors of these codes carry `status` from it (and a refusal that knows its
+ * wait, `retryAfter` in ms and `headers` with `Retry-After`), which `sendError` and the writers of
+ * velo-stream/http answer before the first output, and put in the error line or event after it. docs/errors.md's
+ * "HTTP answers" is generated from it. A code not here is answered 500 (the server's own failure).
+ */
+export const HTTP_ANSWERS = {
+  ERR_VELO_STREAM_LIMIT: {
+    status: 503,
+    refusal: true,
+    retryAfter: false,
+    when: '`maxConcurrent` streams of the function are open: the server is full.',
+  },
+  ERR_VELO_RATE_LIMITED: {
+    status: 429,
+    refusal: true,
+    retryAfter: true,
+    when: "A limiter in `mode: 'reject'` has no permit now (for the key, when keyed). `Retry-After` when its rate holds the acquire back (the wait is known); none when its `concurrency` is full (a release frees it).",
+  },
+  ERR_VELO_LIMIT_QUEUE_FULL: {
+    status: 503,
+    refusal: true,
+    retryAfter: false,
+    when: "A throttling limiter's line is full (`maxWaiting`): the server is full.",
+  },
+  ERR_VELO_LIMIT_COST: {
+    status: 413,
+    refusal: true,
+    retryAfter: false,
+    when: "The cost is above the rate's burst: it could never be granted, so the work is too large. (A `cost` function that threw or gave no whole number is the server's own failure: 500.)",
+  },
+  ERR_VELO_LIMITER_CLOSED: {
+    status: 503,
+    refusal: true,
+    retryAfter: false,
+    when: 'The limiter is closed (the server is shutting down).',
+  },
+  ERR_VELO_BAD_NDJSON: { status: 400, refusal: false, retryAfter: false, when: 'A request body line that is not JSON.' },
+  ERR_VELO_NDJSON_LINE_TOO_LARGE: {
+    status: 413,
+    refusal: false,
+    retryAfter: false,
+    when: 'A request body line over `maxLineBytes`.',
+  },
+  ERR_VELO_BODY_TOO_LARGE: { status: 413, refusal: false, retryAfter: false, when: 'A request body over `maxBodyBytes`.' },
+  ERR_VELO_SOURCE_STALLED: {
+    status: 504,
+    refusal: false,
+    retryAfter: false,
+    when: 'The source a stream was fed from (a model) gave nothing for `idleTimeout`: the upstream stopped answering.',
+  },
+  ERR_VELO_BODY_TIMEOUT: {
+    status: 408,
+    refusal: false,
+    retryAfter: false,
+    when: 'The stream stopped reading the request body while a line of it was arriving.',
+  },
+  ERR_VELO_BAD_CURSOR: {
+    status: 400,
+    refusal: false,
+    retryAfter: false,
+    when: 'A resume cursor no reader of these keys wrote.',
+  },
+  ERR_VELO_RESUME_TRIMMED: {
+    status: 410,
+    refusal: false,
+    retryAfter: false,
+    when: 'Outputs after a resume cursor were trimmed.',
+  },
+} as const satisfies Partial<Record<ErrorCode, HttpAnswerInfo>>;
+
+/** `Retry-After` for a wait of `ms` (a whole number of seconds, rounded up), as an error's `headers` carry it. */
+function retryAfterHeaders(this: { retryAfter?: unknown }): Record<string, string> | undefined {
+  const ms = this.retryAfter;
+  return typeof ms === 'number' && Number.isFinite(ms) && ms >= 0 ? { 'retry-after': String(Math.ceil(ms / 1000)) } : undefined;
+}
 
 /** `error` with a string `code` of the table. (An own data property, so DOMException's numeric getter is shadowed.) */
 function coded<E extends Error, C extends ErrorCode, X extends object = object>(
@@ -603,7 +695,7 @@ export class StreamClosedError extends Error {
 /** Thrown by `open()` (and rejected by `run()`) when `maxConcurrent` streams of the function are open. */
 export class StreamLimitError extends Error {
   /** The HTTP status to answer with (503 Service Unavailable): the HTTP writers and the frameworks that read `status` answer it. */
-  readonly status = 503;
+  readonly status = HTTP_ANSWERS.ERR_VELO_STREAM_LIMIT.status;
   /** The error's stable code: compare it rather than the class across copies of the module. */
   readonly code = 'ERR_VELO_STREAM_LIMIT' as const;
   constructor(message: string) {
@@ -619,7 +711,7 @@ export class StreamLimitError extends Error {
  */
 export class SourceStalledError extends Error {
   /** The HTTP status to answer with (504 Gateway Timeout: the upstream the source reads stopped answering). */
-  readonly status = 504;
+  readonly status = HTTP_ANSWERS.ERR_VELO_SOURCE_STALLED.status;
   /** The error's stable code: compare it rather than the class across copies of the module. */
   readonly code = 'ERR_VELO_SOURCE_STALLED' as const;
   constructor(message: string) {
@@ -754,7 +846,7 @@ export interface RequestTooLargeErrorJSON {
 /** A malformed request body: answer with `status` and `toJSON()`. */
 export class RequestBodyError extends Error {
   /** The HTTP status to answer with. */
-  readonly status = 400;
+  readonly status = HTTP_ANSWERS.ERR_VELO_BAD_NDJSON.status;
   /** The error's stable code: compare it rather than the class across copies of the module. */
   readonly code = 'ERR_VELO_BAD_NDJSON' as const;
   /** 1-based line number of the malformed line. */
@@ -773,7 +865,7 @@ export class RequestBodyError extends Error {
 /** A request body over a size limit of `ndjsonEvents`: answer with `status` (413) and `toJSON()`. */
 export class RequestTooLargeError extends Error {
   /** The HTTP status to answer with. */
-  readonly status = 413;
+  readonly status = HTTP_ANSWERS.ERR_VELO_BODY_TOO_LARGE.status;
   /** `ERR_VELO_NDJSON_LINE_TOO_LARGE` (one line over `maxLineBytes`) or `ERR_VELO_BODY_TOO_LARGE` (the body over `maxBodyBytes`). */
   readonly code: 'ERR_VELO_NDJSON_LINE_TOO_LARGE' | 'ERR_VELO_BODY_TOO_LARGE';
   /** The limit that was exceeded, in bytes. */
@@ -804,7 +896,7 @@ export class RequestTooLargeError extends Error {
  */
 export class RequestBodyTimeoutError extends Error {
   /** The HTTP status to answer with. */
-  readonly status = 408;
+  readonly status = HTTP_ANSWERS.ERR_VELO_BODY_TIMEOUT.status;
   /** The error's stable code: compare it rather than the class across copies of the module. */
   readonly code = 'ERR_VELO_BODY_TIMEOUT' as const;
   /** 1-based number of the line that was arriving. */
@@ -1249,7 +1341,7 @@ export interface ResumeCursorErrorJSON {
  */
 export class ResumeCursorError extends Error {
   /** The HTTP status to answer with. */
-  readonly status = 400;
+  readonly status = HTTP_ANSWERS.ERR_VELO_BAD_CURSOR.status;
   /** The error's stable code: compare it rather than the class across copies of the module. */
   readonly code = 'ERR_VELO_BAD_CURSOR' as const;
   /**
@@ -1288,7 +1380,7 @@ export interface ResumeTrimmedErrorJSON {
  */
 export class ResumeTrimmedError extends Error {
   /** The HTTP status to answer with. */
-  readonly status = 410;
+  readonly status = HTTP_ANSWERS.ERR_VELO_RESUME_TRIMMED.status;
   /** The error's stable code: compare it rather than the class across copies of the module. */
   readonly code = 'ERR_VELO_RESUME_TRIMMED' as const;
   /** The partition whose output stream no longer holds the outputs after the position. */
@@ -1311,31 +1403,78 @@ export function workerClosedError(): Error & { code: 'ERR_VELO_CLOSED' } {
 
 // ----- limiters -----
 
-/** A limiter in reject mode had no permit now (`limiter`: its name). */
-export function rateLimitedError(limiter: string, what: string): Error & { code: 'ERR_VELO_RATE_LIMITED'; limiter: string } {
-  return coded(new Error(`${what}: limiter "${limiter}" has no permit now (mode 'reject')`), 'ERR_VELO_RATE_LIMITED', {
-    limiter,
+/** The HTTP fields of a refusal: `status` from `HTTP_ANSWERS`, and `headers` (`Retry-After`) whenever `retryAfter` is set. */
+function refusal<E extends Error>(error: E, code: keyof typeof HTTP_ANSWERS): E & { status: number } {
+  Object.defineProperty(error, 'status', {
+    value: HTTP_ANSWERS[code].status,
+    enumerable: true,
+    configurable: true,
+    writable: true,
   });
+  // A getter, so that a `retryAfter` set later (the fleet limiters assign theirs) is answered too.
+  if (HTTP_ANSWERS[code].retryAfter)
+    Object.defineProperty(error, 'headers', { get: retryAfterHeaders, enumerable: false, configurable: true });
+  return error as E & { status: number };
 }
 
-/** A throttling limiter's line is full. */
+/**
+ * A limiter in reject mode had no permit now (`limiter`: its name). `retryAfter`: the wait, ms, when the limiter
+ * knows it (its rate holds the acquire back); answered as `Retry-After` (429).
+ */
+export function rateLimitedError(
+  limiter: string,
+  what: string,
+  retryAfter?: number,
+): Error & { code: 'ERR_VELO_RATE_LIMITED'; limiter: string; status: number; retryAfter?: number } {
+  const wait = retryAfter === undefined ? '' : `; the rate allows one in ${Math.ceil(retryAfter)} ms`;
+  const error = coded(
+    new Error(`${what}: limiter "${limiter}" has no permit now (mode 'reject')${wait}`),
+    'ERR_VELO_RATE_LIMITED',
+    retryAfter === undefined ? { limiter } : { limiter, retryAfter },
+  );
+  return refusal(error, 'ERR_VELO_RATE_LIMITED');
+}
+
+/** A throttling limiter's line is full (503). */
 export function limitQueueFullError(
   limiter: string,
   maxWaiting: number,
-): Error & { code: 'ERR_VELO_LIMIT_QUEUE_FULL'; limiter: string } {
-  return coded(new Error(`Limiter "${limiter}": ${maxWaiting} acquires wait already (maxWaiting)`), 'ERR_VELO_LIMIT_QUEUE_FULL', {
-    limiter,
-  });
+): Error & { code: 'ERR_VELO_LIMIT_QUEUE_FULL'; limiter: string; status: number } {
+  const error = coded(
+    new Error(`Limiter "${limiter}": ${maxWaiting} acquires wait already (maxWaiting)`),
+    'ERR_VELO_LIMIT_QUEUE_FULL',
+    { limiter },
+  );
+  return refusal(error, 'ERR_VELO_LIMIT_QUEUE_FULL');
 }
 
-/** An acquire after (or waiting at) a limiter's close(). */
-export function limiterClosedError(limiter: string): Error & { code: 'ERR_VELO_LIMITER_CLOSED'; limiter: string } {
-  return coded(new Error(`Limiter "${limiter}" is closed`), 'ERR_VELO_LIMITER_CLOSED', { limiter });
+/** An acquire after (or waiting at) a limiter's close() (503). */
+export function limiterClosedError(
+  limiter: string,
+): Error & { code: 'ERR_VELO_LIMITER_CLOSED'; limiter: string; status: number } {
+  return refusal(
+    coded(new Error(`Limiter "${limiter}" is closed`), 'ERR_VELO_LIMITER_CLOSED', { limiter }),
+    'ERR_VELO_LIMITER_CLOSED',
+  );
 }
 
-/** A cost function's result that cannot be used (or a cost above the burst). */
+/** A cost function's result that cannot be used: the server's own failure (no `status`: 500). */
 export function limitCostError(message: string, cause?: unknown): RangeError & { code: 'ERR_VELO_LIMIT_COST' } {
   return coded(cause === undefined ? new RangeError(message) : new RangeError(message, { cause }), 'ERR_VELO_LIMIT_COST');
+}
+
+/** A cost above the rate's burst, which could never be granted (413): `cost` and `burst` say by how much. */
+export function costOverBurstError(
+  limiter: string,
+  cost: number,
+  burst: number,
+): RangeError & { code: 'ERR_VELO_LIMIT_COST'; limiter: string; cost: number; burst: number; status: number } {
+  const error = coded(
+    new RangeError(`Limiter "${limiter}": the cost ${cost} is above the rate's burst (${burst}), so it could never be granted`),
+    'ERR_VELO_LIMIT_COST',
+    { limiter, cost, burst },
+  );
+  return refusal(error, 'ERR_VELO_LIMIT_COST');
 }
 
 /** A key function that threw or returned no usable key. */

@@ -6,11 +6,17 @@ export interface AdmissionItem {
   /** The stream's id (`''` when asked at `open()`, before the stream exists). */
   id: string;
   /**
-   * The session's key, for a stream opened by `fn.sessions()` (for each stage of a pipe's session too); absent
-   * otherwise. With it, a limiter can keep a limit per key (`key: ({ key }) => String(key)`) or share its grants
-   * fairly across tenants (`fairness: { by: ({ key }) => tenantOf(key) }`).
+   * The session's key, for a stream opened by `fn.sessions()` (for each stage of a pipe's session too), or the
+   * `key` given to `open()`/`run()` (a string); absent otherwise. With it, a limiter can keep a limit per key
+   * (`key: ({ key }) => String(key)`) or share its grants fairly across tenants
+   * (`fairness: { by: ({ key }) => tenantOf(key) }`).
    */
   key?: unknown;
+  /**
+   * The `cost` given to `open()`/`run()` (a whole number), for a limiter's `cost` function
+   * (`cost: ({ cost = 1 }) => cost`); absent otherwise (sessions, task stages).
+   */
+  cost?: number;
 }
 
 /** Settings of `fn.sessions(config)`: a stream function's settings for the sessions' streams, and `traceKeys`. */
@@ -233,6 +239,19 @@ export interface OpenOptions {
    * `ERR_INVALID_ARG_TYPE`.
    */
   label?: string;
+  /**
+   * What the function's limiters key this stream by (a tenant id, say): its admission item's `key`
+   * (`AdmissionItem`), for a limiter's `key`, `fairness.by` and `cost` functions. A non-empty string:
+   * another type is `ERR_INVALID_ARG_TYPE`, `''` is `ERR_INVALID_ARG_VALUE`. Not used otherwise.
+   */
+  key?: string;
+  /**
+   * What this stream costs the function's limiters (an LLM call's estimated tokens, say): its admission item's
+   * `cost`, for a limiter's `cost` function (`cost: ({ cost = 1 }) => cost`). A whole number from 0 to
+   * 2^32 - 1: anything else (negative, fractional, NaN, Infinity, not a number) is `ERR_OUT_OF_RANGE`. Not used
+   * otherwise.
+   */
+  cost?: number;
 }
 
 /** Events a stream accepts in bulk: any sync or async iterable (arrays, generators, Node `Readable`s). */

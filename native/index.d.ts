@@ -77,6 +77,11 @@ export declare class NativeLimiter {
   takeDecided(): Array<number>
   /** When a rate-blocked waiter may be granted (ms on the caller's clock), or -1. */
   wakeAt(): number
+  /**
+   * How long until the rate could grant `cost` on `key` (ms), when the rate alone holds it back; -1 when
+   * that is not known (a full concurrency, no rate, a waiter in line, closed).
+   */
+  retryAfter(key: number, cost: number, nowMs: number): number
   /** Forgets rested keys that hold and wait for nothing; their numbers. */
   sweep(nowMs: number): Array<number>
   stats(nowMs: number): NativeLimiterStats

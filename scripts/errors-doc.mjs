@@ -5,7 +5,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 const require = createRequire(import.meta.url);
-const { ERROR_CODES, ERROR_CODE_ALIASES } = require('../dist/errors.js');
+const { ERROR_CODES, ERROR_CODE_ALIASES, HTTP_ANSWERS } = require('../dist/errors.js');
 const target = fileURLToPath(new URL('../docs/errors.md', import.meta.url));
 
 const REPO = 'https://github.com/velo-stream/velo-stream/blob/main/';
@@ -34,6 +34,17 @@ export function errorsDoc() {
     '| code (class) | when | what to do |',
     '|---|---|---|',
     ...rows,
+    '',
+    '## HTTP answers',
+    '',
+    'The errors of these codes carry `status` (and, for a refusal whose wait is known, `retryAfter` in ms and `headers` with `Retry-After`), so Express and Fastify answer them as `sendError` and the writers of `velo-stream/http` do: the status and `Retry-After` (seconds, rounded up) before the first output; after it, the headers are gone, and a refusal\'s error line or event carries `status` and `retryAfter` (seconds). An error of another code is answered with its own `status` when it has one from 400 to 599 (an `http-errors` error, say), else 500. A refusal is the server declining the work (nothing of it ran): the client may try again later, smaller, or elsewhere.',
+    '',
+    '| code | status | `Retry-After` | refusal | when |',
+    '|---|---|---|---|---|',
+    ...Object.entries(HTTP_ANSWERS).map(
+      ([code, a]) =>
+        `| \`${code}\` | ${a.status} | ${a.retryAfter ? 'when the wait is known' : ''} | ${a.refusal ? 'yes' : ''} | ${cell(a.when)} |`,
+    ),
     '',
     '## Renamed codes',
     '',

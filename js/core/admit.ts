@@ -8,13 +8,13 @@
 // the stream is held only weakly: dropped while it waits, it is collected, and its place in line is given up (a
 // FinalizationRegistry aborts its acquire). For that, nothing the limiter holds (the acquire's continuation)
 // reaches the stream: the continuation holds a WeakRef to the stream's gate, and the item it passes is a plain
-// `{ id }` (with the session's `key`, for a stream of `fn.sessions()`). Collected once admitted, the stream gives
-// its permits back (`releaseWhenCollected`).
+// `{ id }` (with the session's `key`, for a stream of `fn.sessions()`; with the `key` and `cost` given to
+// `open()`). Collected once admitted, the stream gives its permits back (`releaseWhenCollected`).
 import { invalidReturn } from '../errors';
 import type { AdmissionItem, StreamContext, StreamHandler } from '../types';
 import { kHoldIdle, type HandlerStream } from './stream';
 import { isLocalLimiter } from '../limits/local';
-import { checkedPermit, keepWhenCollected, releaseAll, releaseWhenCollected } from '../limits/use';
+import { checkedPermit, keepWhenCollected, releaseAll, releaseWhenCollected, tryFirst } from '../limits/use';
 import type { Limiter, Permit } from '../limits/types';
 
 /** One stream's admission: the permits granted so far, and (once made) the stream, whose idle clock it holds. */
@@ -24,13 +24,19 @@ export interface Admission {
   waiting: boolean;
   /** Settles the wait (held here, so only the stream keeps it alive). */
   gate: { resolve(permits: Permit[]): void; reject(error: unknown): void } | undefined;
-  /** The session's key (`AdmissionItem.key`), for a stream a sessions object opened. */
+  /** The session's key, or the one given to `open()` (`AdmissionItem.key`). */
   key?: unknown;
+  /** The cost given to `open()` (`AdmissionItem.cost`). */
+  cost?: number;
 }
 
-/** The item the limiters' `key`/`cost`/`fairness` functions get: the stream's id, and its session's key if any. */
-function admissionItem(id: string, key: unknown): AdmissionItem {
-  return key === undefined ? { id } : { id, key };
+/**
+ * The item the limiters' `key`/`cost`/`fairness` functions get: the stream's id, its session's key if any, and the
+ * `key` and `cost` given to `open()` if any.
+ */
+function admissionItem(id: string, key: unknown, cost: number | undefined): AdmissionItem {
+  if (cost === undefined) return key === undefined ? { id } : { id, key };
+  return key === undefined ? { id, cost } : { id, key, cost };
 }
 
 /** A collected gate: its stream was dropped while it waited; give up its place in line. */
@@ -42,14 +48,15 @@ const dropped = new FinalizationRegistry<AbortController>((controller) =>
  * At `open()`: the permits available now, in order, up to the first that is not. A limiter of `limiter()` in
  * 'reject' mode with none throws (ERR_VELO_RATE_LIMITED, counted), after giving back those taken.
  */
-export function admitAtOpen(limiters: readonly Limiter<unknown>[], what: string, key?: unknown): Admission {
+export function admitAtOpen(limiters: readonly Limiter<unknown>[], what: string, key?: unknown, cost?: number): Admission {
   const permits: Permit[] = [];
-  const item = admissionItem('', key);
+  const item = admissionItem('', key, cost);
   try {
     for (const l of limiters) {
-      const permit: unknown = l.tryAcquire(item);
+      // (Not counted as a refusal: the stream waits for it, or 'reject' mode's acquireNow counts it.)
+      const permit = tryFirst(l, item);
       if (permit !== undefined) {
-        permits.push(checkedPermit(permit, l, 'tryAcquire()'));
+        permits.push(permit);
         continue;
       }
       if (isLocalLimiter(l) && l.rejects) permits.push(l.acquireNow(item, what));
@@ -59,7 +66,7 @@ export function admitAtOpen(limiters: readonly Limiter<unknown>[], what: string,
     releaseAll(permits);
     throw error;
   }
-  return { permits, stream: undefined, waiting: false, gate: undefined, key };
+  return { permits, stream: undefined, waiting: false, gate: undefined, key, cost };
 }
 
 /**
@@ -91,7 +98,7 @@ async function acquireRest(
 function waitRest(limiters: readonly Limiter<unknown>[], admission: Admission, ctx: StreamContext): Promise<Permit[]> {
   const permits = admission.permits;
   admission.permits = [];
-  const item = admissionItem(ctx.id, admission.key);
+  const item = admissionItem(ctx.id, admission.key, admission.cost);
   const controller = new AbortController();
   const signal = ctx.signal;
   if (signal.aborted) controller.abort(signal.reason);

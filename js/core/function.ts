@@ -50,8 +50,17 @@ abstract class FnBase<I, O> implements StreamFn<I, O> {
   abstract readonly config: Readonly<Required<StreamConfig>>;
   abstract stats(): StreamFnStats;
   /** `hooks`: a session's durable side (the Redis tier); only a single handler's stream uses them. */
-  /** `key`: the session's, for a stream a sessions object opens (its limiters' admission item carries it). */
-  abstract [kOpen](signal: AbortSignal | undefined, idle: boolean, hooks?: SessionHooks, key?: unknown): StreamKind<I, O>;
+  /**
+   * `key`: the session's, for a stream a sessions object opens, or the one given to `open()`; `cost`: the one given
+   * to `open()` (its limiters' admission item carries them).
+   */
+  abstract [kOpen](
+    signal: AbortSignal | undefined,
+    idle: boolean,
+    hooks?: SessionHooks,
+    key?: unknown,
+    cost?: number,
+  ): StreamKind<I, O>;
   abstract [kTotals](boundsUs: number[]): Totals;
   /** The single-stage functions this one runs, in order. */
   abstract readonly stages: readonly SingleFn<unknown, unknown>[];
@@ -66,21 +75,21 @@ abstract class FnBase<I, O> implements StreamFn<I, O> {
   }
 
   open(opts?: OpenOptions): Stream<I, O> {
-    const { signal, label } = resolveOpen(opts);
-    const stream = this[kOpen](signal, true);
+    const { signal, label, key, cost } = resolveOpen(opts);
+    const stream = this[kOpen](signal, true, undefined, key, cost);
     if (label !== undefined) tagStream(stream, { label });
     return stream;
   }
 
   async run(events: EventSource<I>, opts?: OpenOptions): Promise<O[]> {
     const thrown = assertSource(events);
-    const { signal, label } = resolveOpen(opts);
+    const { signal, label, key, cost } = resolveOpen(opts);
     // (Its iterator getter threw: the source failed before a stream was opened for it.)
     if (thrown !== undefined) throw thrown.error;
     let stream: StreamKind<I, O>;
     try {
       if (signal?.aborted) throw signal.reason;
-      stream = this[kOpen](signal, true);
+      stream = this[kOpen](signal, true, undefined, key, cost);
     } catch (error) {
       // No stream will read the source (aborted, or refused: a full `maxConcurrent`, a limiter in 'reject' mode).
       void closeUnread(events);
@@ -213,7 +222,13 @@ class SingleFn<I, O> extends FnBase<I, O> {
     return typeof this.#handler === 'function';
   }
 
-  [kOpen](signal: AbortSignal | undefined, idle: boolean, hooks?: SessionHooks, key?: unknown): HandlerStream<I, O> {
+  [kOpen](
+    signal: AbortSignal | undefined,
+    idle: boolean,
+    hooks?: SessionHooks,
+    key?: unknown,
+    cost?: number,
+  ): HandlerStream<I, O> {
     // A generator handler's stream with no limiter nor session hooks starts with no native state (native-stream.ts).
     if (this.#limiters === undefined && hooks === undefined && typeof this.#handler === 'function') {
       if (!this.#gate.hasRoom()) throw this.#refused();
@@ -222,7 +237,7 @@ class SingleFn<I, O> extends FnBase<I, O> {
     }
     // A limiter in 'reject' mode refuses here, before a slot is taken.
     const admission =
-      this.#limiters === undefined ? undefined : admitAtOpen(this.#limiters, `Cannot open a stream of "${this.name}"`, key);
+      this.#limiters === undefined ? undefined : admitAtOpen(this.#limiters, `Cannot open a stream of "${this.name}"`, key, cost);
     const handle = this[kAdmit](idle);
     if (handle < 0) {
       if (admission !== undefined) for (const p of admission.permits) p.release();
@@ -389,7 +404,7 @@ class PipedFn<I, O> extends FnBase<I, O> {
    * `hooks`: the pipe is a session's (the Redis tier): its stages have no durable side, and their handlers'
    * `ctx.checkpoint`, `ctx.wakeAt` and `ctx.cancelTimer` throw rather than do nothing durable (`PIPE_STAGE_HOOKS`).
    */
-  [kOpen](signal: AbortSignal | undefined, idle: boolean, hooks?: SessionHooks, key?: unknown): PipedStream<I, O> {
+  [kOpen](signal: AbortSignal | undefined, idle: boolean, hooks?: SessionHooks, key?: unknown, cost?: number): PipedStream<I, O> {
     // Every stage must have room before any handler starts: a refused open
     // runs nothing and leaves every stage's counters as they were. (Stage
     // functions live on this thread: nothing can take a slot in between.)
@@ -430,8 +445,10 @@ class PipedFn<I, O> extends FnBase<I, O> {
         i === 0 ? over : undefined,
         hooks === undefined ? undefined : PIPE_STAGE_HOOKS,
         trace,
-        // A session's pipe: each stage's limiters get the session's key.
-        key === undefined ? undefined : { permits: [], stream: undefined, waiting: false, gate: undefined, key },
+        // A session's pipe (or one opened with a key or a cost): each stage's limiters get them.
+        key === undefined && cost === undefined
+          ? undefined
+          : { permits: [], stream: undefined, waiting: false, gate: undefined, key, cost },
       ),
     );
     // A pipe that can never end may be collected with its stages (each stage

@@ -192,9 +192,12 @@ const LEFT: unique symbol = Symbol('velo.left');
  * Writes every output to `res` in `format`, honouring backpressure (a full
  * socket pauses the reading, and so the handler), and ends the response when
  * the outputs end. A handler error is reported in the format's own way (a
- * final `{"error":…}` line, or an `event: error`) and the response ends; an
- * error before the first output is answered as `sendError` answers it (its
- * `status`, else 500, and a JSON body), with the `headers` option's headers.
+ * final `{"error":…}` line, or an `event: error`; a refusal of a limiter or
+ * of admission carries its `status`, and `retryAfter` in seconds when known,
+ * as the headers went out already) and the response ends; an error before the
+ * first output is answered as `sendError` answers it (its `status`, else 500,
+ * `Retry-After` when known, and a JSON body), with the `headers` option's
+ * headers.
  * Both carry the same fixed shape (`errorAnswer` in js/net/error-answer.ts),
  * never the error's own `toJSON()`. An output the serializer rejects counts
  * as a handler error and stops the stream. A request body that the stream
@@ -341,8 +344,13 @@ export async function writeResponse<O>(
  * Answers `error` as the writers answer an error before any output: its
  * `status` (an integer from 400 to 599, else 500: 400 for a malformed request
  * body, 408 for one cut by the stream's idle end, 413 for one over a size
- * limit, 503 for a `StreamLimitError`), the JSON body
- * `{"error":{"message","code"}}` (see `errorAnswer` in
+ * limit; for the refusals of limiters and of admission, 429 for a limiter
+ * with no permit now, 413 for a cost above its burst, 503 for a full line, a
+ * closed limiter or a `StreamLimitError`: docs/errors.md, "HTTP answers"),
+ * `Retry-After` (seconds, rounded up) when a 429 or 503 knows its wait
+ * (`retryAfter`, ms), the JSON body
+ * `{"error":{"message","code"}}` (a refusal's adds `status`, and `retryAfter`
+ * in seconds when known; see `errorAnswer` in
  * js/net/error-answer.ts: never the error's `toJSON()`; a 5xx's message is
  * the status's reason phrase unless the error has `expose: true`), and
  * `Connection: close` when the request body was not read to its end (the
@@ -365,9 +373,10 @@ export function sendError(res: ServerResponse, error: unknown): void {
 
 /** Sets the status and headers of the answer to `error` (the headers are not out yet); returns its JSON body. */
 function errorAnswer(res: ServerResponse, error: unknown, headers?: ResponseOptions<unknown>['headers']): string {
-  const { status, body } = answerTo(error);
+  const { status, body, retryAfter } = answerTo(error);
   res.statusCode = status;
   if (headers !== undefined) for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
+  if (retryAfter !== undefined) res.setHeader('retry-after', String(retryAfter));
   res.setHeader('content-type', 'application/json; charset=utf-8');
   closeIfBodyUnread(res);
   return JSON.stringify(body);

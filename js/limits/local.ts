@@ -12,6 +12,7 @@
 // alive, and a waiter keeps the process alive as a pending read does).
 import { assertOptionsObject } from '../config';
 import {
+  costOverBurstError,
   describe,
   invalidReturn,
   invalidType,
@@ -69,6 +70,9 @@ export interface WindowPermits {
    */
   readonly collected: () => void;
 }
+
+/** A `tryAcquire` not counted as a refusal: the caller waits when it gives nothing (`tryFirst` in use.ts). */
+export const kTryFirst = Symbol('velo.tryFirst');
 
 /** A local limiter's `WindowPermits`, or undefined (`key`, `cost`, `fairness` or `priority` given). */
 export const kWindowPermits = Symbol('velo.windowPermits');
@@ -199,6 +203,7 @@ function checkFairness(value: unknown, mode: unknown): Fairness<never> | undefin
 
 interface Waiter {
   key: number;
+  cost: number;
   tenant: TenantEntry | undefined;
   resolve: (permit: Permit) => void;
   reject: (error: unknown) => void;
@@ -257,6 +262,8 @@ class LocalLimiter<T> implements Limiter<T> {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = Infinity;
   #closed = false;
+  /** `tryAcquire()` calls that gave no permit (the core counts the other refusals). */
+  #tryRefused = 0;
   #windowPermits: WindowPermits | undefined;
 
   constructor(
@@ -431,14 +438,20 @@ class LocalLimiter<T> implements Limiter<T> {
     return new LocalPermit(this, key);
   }
 
-  #refusal(code: number, what: string): Error {
+  /**
+   * The error of a refusal. `now`: the time it was decided at, for the wait a rate refusal can tell (`retryAfter`,
+   * ms: when the rate alone held it back); undefined for a waiter refused later (a full line or a lowered burst).
+   */
+  #refusal(code: number, what: string, key: number, cost: number, now?: number): Error {
     switch (code) {
-      case Code.Limited:
-        return rateLimitedError(this.name, what);
+      case Code.Limited: {
+        const wait = now === undefined ? -1 : this.#native.retryAfter(key, cost, now);
+        return rateLimitedError(this.name, what, wait < 0 ? undefined : wait);
+      }
       case Code.QueueFull:
         return limitQueueFullError(this.name, this.#maxWaiting);
       case Code.TooCostly:
-        return limitCostError(`Limiter "${this.name}": the cost is above the rate's burst, so it could never be granted`);
+        return costOverBurstError(this.name, cost, this.#limits.burst);
       default:
         return limiterClosedError(this.name);
     }
@@ -479,18 +492,17 @@ class LocalLimiter<T> implements Limiter<T> {
     const id = this.#nextId++;
     let tenant: TenantEntry | undefined;
     let code: number;
+    const now = this.#clock();
     if (tenantName === undefined) {
       code =
-        priority === 0
-          ? this.#native.acquire(key, cost, id, this.#clock())
-          : this.#native.acquireFair(key, cost, id, 0, 1, priority, this.#clock());
+        priority === 0 ? this.#native.acquire(key, cost, id, now) : this.#native.acquireFair(key, cost, id, 0, 1, priority, now);
     } else {
       try {
         tenant = this.#tenantEntry(tenantName);
       } catch (error) {
         return Promise.reject(error);
       }
-      code = this.#native.acquireFair(key, cost, id, tenant.id, tenant.weight, priority, this.#clock());
+      code = this.#native.acquireFair(key, cost, id, tenant.id, tenant.weight, priority, now);
       if (code === Code.Queued && tenant.waiting++ === 0) this.#tenants.set(tenant.name, tenant);
     }
     if (code === Code.GrantedHeld) {
@@ -499,10 +511,10 @@ class LocalLimiter<T> implements Limiter<T> {
     }
     if (code !== Code.Queued) {
       this.#settleDecided();
-      return Promise.reject(this.#refusal(code, 'acquire()'));
+      return Promise.reject(this.#refusal(code, 'acquire()', key, cost, now));
     }
     return new Promise<Permit>((resolve, reject) => {
-      const waiter: Waiter = { key, tenant, resolve, reject, signal, onAbort: undefined };
+      const waiter: Waiter = { key, cost, tenant, resolve, reject, signal, onAbort: undefined };
       if (signal !== undefined) {
         waiter.onAbort = () => this.#abort(id, signal);
         signal.addEventListener('abort', waiter.onAbort, { once: true });
@@ -518,13 +530,26 @@ class LocalLimiter<T> implements Limiter<T> {
   acquireNow(item: T, what: string): Permit {
     if (this.#closed) throw limiterClosedError(this.name);
     const key = this.#keyOf(item);
-    const code = this.#native.acquire(key, this.#costOf(item), 0, this.#clock());
+    const cost = this.#costOf(item);
+    const now = this.#clock();
+    const code = this.#native.acquire(key, cost, 0, now);
     if (code === Code.GrantedHeld) return this.#permit(key);
     // (In 'reject' mode nothing waits: `Queued` cannot be the answer.)
-    throw this.#refusal(code, what);
+    throw this.#refusal(code, what, key, cost, now);
   }
 
+  /** A permit now, or undefined; a refusal is counted in `stats().rejected` (the caller goes without). */
   tryAcquire(item: T): Permit | undefined {
+    const permit = this[kTryFirst](item);
+    if (permit === undefined && !this.#closed) this.#tryRefused++;
+    return permit;
+  }
+
+  /**
+   * `tryAcquire` for a caller that waits (`acquire`) when it gives nothing (a task stage, a stream's admission):
+   * not counted, as the wait that follows is granted or refused on its own.
+   */
+  [kTryFirst](item: T): Permit | undefined {
     if (this.#closed) return undefined;
     const key = this.#keyOf(item);
     const cost = this.#costOf(item);
@@ -612,7 +637,7 @@ class LocalLimiter<T> implements Limiter<T> {
       this.#tenantLeft(waiter.tenant);
       if (waiter.onAbort !== undefined) waiter.signal!.removeEventListener('abort', waiter.onAbort);
       if (code === Code.GrantedHeld) waiter.resolve(this.#permit(waiter.key));
-      else waiter.reject(this.#refusal(code, 'acquire()'));
+      else waiter.reject(this.#refusal(code, 'acquire()', waiter.key, waiter.cost));
     }
   }
 
@@ -658,7 +683,7 @@ class LocalLimiter<T> implements Limiter<T> {
       inUse: s.inUse,
       waiting: s.waiting,
       admitted: s.admitted,
-      rejected: s.rejected,
+      rejected: s.rejected + this.#tryRefused,
       waitedMs: { p50: s.p50Ms, p99: s.p99Ms },
       keys: s.keys,
       oldestWaitMs: s.oldestWaitMs,

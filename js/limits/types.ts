@@ -84,7 +84,10 @@ export interface LimiterStats {
   waiting: number;
   /** Permits granted since creation. */
   admitted: number;
-  /** Acquires refused (reject mode, full line). */
+  /**
+   * Acquires refused (reject mode, full line, a cost above the burst); for `limiter()`, also the `tryAcquire()`
+   * calls that gave no permit (not after `close()`).
+   */
   rejected: number;
   /** Time acquires waited before their grant (recent window), ms. */
   waitedMs: {
@@ -124,7 +127,10 @@ export interface Limiter<T = unknown> {
    * first: per-key waits, for a dashboard or a log line. A `redisLimiter` reports this process's waiters.
    */
   waitingKeys?(limit?: number): KeyWait[];
-  /** A permit now, or undefined; never waits, never counts as rejected. */
+  /**
+   * A permit now, or undefined; never waits. `limiter()` counts an undefined in `stats().rejected` (the caller goes
+   * without): to wait when none is free, call `acquire()` alone.
+   */
   tryAcquire(item: T): Permit | undefined;
   /** Changes the limits at runtime; waiters are re-decided at once. */
   setLimits(settings: LimitSettings): void | Promise<void>;

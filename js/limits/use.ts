@@ -11,7 +11,7 @@ import { describe, invalidReturn, invalidType, invalidValue } from '../errors';
 import { otelApi, type Span } from '../tracing';
 import type { TaskContext } from '../types';
 import type { Limiter, Permit } from './types';
-import { isLocalLimiter, kWindowPermits, type WindowPermits } from './local';
+import { isLocalLimiter, kTryFirst, kWindowPermits, type WindowPermits } from './local';
 
 type Call<I, O> = (item: I, ctx: TaskContext) => O | Promise<O>;
 
@@ -140,9 +140,12 @@ function giveBack(slot: HeldSlot | undefined, permits: Permit | Permit[]): void 
   else releaseOne(permits);
 }
 
-/** `limiter.tryAcquire(item)`: a checked permit, or undefined. */
-function tryOne(limiter: Limiter<unknown>, item: unknown): Permit | undefined {
-  const permit: unknown = limiter.tryAcquire(item);
+/**
+ * `limiter.tryAcquire(item)` for a caller that waits (`acquire`) when it gives nothing: a checked permit, or
+ * undefined. A limiter of `limiter()` does not count that as a refusal (the wait after it is granted or refused).
+ */
+export function tryFirst(limiter: Limiter<unknown>, item: unknown): Permit | undefined {
+  const permit: unknown = isLocalLimiter(limiter) ? limiter[kTryFirst](item) : limiter.tryAcquire(item);
   return permit === undefined ? undefined : checkedPermit(permit, limiter, 'tryAcquire()');
 }
 
@@ -200,7 +203,7 @@ export function limitedCall<I, O>(fn: Call<I, O>, limiters: readonly Limiter<unk
     // One limiter (the usual case): no array of permits, one release function per call.
     const only = limiters[0];
     return function limitedByOne(item: I, ctx: TaskContext): O | Promise<O> {
-      const permit = tryOne(only, item);
+      const permit = tryFirst(only, item);
       if (permit === undefined) return waited(item, ctx, [], 0);
       const slot = slotOf(ctx);
       if (slot !== undefined) slot.permits = permit;
@@ -224,7 +227,7 @@ export function limitedCall<I, O>(fn: Call<I, O>, limiters: readonly Limiter<unk
     for (let i = 0; i < n; i++) {
       let permit: Permit | undefined;
       try {
-        permit = tryOne(limiters[i], item);
+        permit = tryFirst(limiters[i], item);
       } catch (error) {
         releaseAll(permits);
         throw error;

@@ -4,6 +4,7 @@
 // and reading an error never throws (getters that throw, revoked proxies, null prototypes): the answer is made
 // whatever was thrown.
 import { STATUS_CODES } from 'node:http';
+import { HTTP_ANSWERS } from '../errors';
 
 /** The most of an error's message that goes out, in UTF-16 units (a longer one is cut, with an ellipsis). */
 export const MAX_ERROR_MESSAGE = 1024;
@@ -23,13 +24,35 @@ export interface ErrorBody {
     reason?: string;
     /** Trimmed outputs (`ERR_VELO_RESUME_TRIMMED`): the partition. */
     partition?: number;
+    /** A refusal of a limiter or of admission (`HTTP_ANSWERS`): the status, which an answer under way can no longer send. */
+    status?: number;
+    /** A refusal whose wait is known: `Retry-After`, seconds. */
+    retryAfter?: number;
   };
 }
 
-/** An error answered: its status (400 to 599) and its body. */
+/** An error answered: its status (400 to 599), its body, and `Retry-After` (seconds) when the error knows its wait. */
 export interface ErrorAnswer {
   status: number;
   body: ErrorBody;
+  retryAfter?: number;
+}
+
+/** The refusal codes (limiters, admission): their body carries `status` and `retryAfter`, as no header can after outputs. */
+const REFUSALS: ReadonlySet<string> = new Set(
+  Object.entries(HTTP_ANSWERS)
+    .filter(([, a]) => a.refusal)
+    .map(([code]) => code),
+);
+
+/**
+ * The wait an error knows, as `Retry-After` (a whole number of seconds, rounded up): its `retryAfter` (ms, a
+ * finite number from 0), for a 429 or a 503; else undefined.
+ */
+export function errorRetryAfter(error: unknown, status: number): number | undefined {
+  if (status !== 429 && status !== 503) return undefined;
+  const ms = field(error, 'retryAfter');
+  return typeof ms === 'number' && Number.isFinite(ms) && ms >= 0 ? Math.ceil(ms / 1000) : undefined;
 }
 
 /**
@@ -72,14 +95,16 @@ function bounded(text: string): string {
 }
 
 /**
- * The answer to `error`: its status (`errorStatus`), and `{ error: { message, code? } }`, plus `line`, `limit`,
- * `reason` or `partition` for the library's own errors that have them. The message is the error's own (cut to
+ * The answer to `error`: its status (`errorStatus`), its `Retry-After` (`errorRetryAfter`), and
+ * `{ error: { message, code? } }`, plus `line`, `limit`, `reason` or `partition` for the library's own errors that
+ * have them, and `status` and `retryAfter` for its refusals (`HTTP_ANSWERS`). The message is the error's own (cut to
  * `MAX_ERROR_MESSAGE`) when it is exposed, as http-errors has it: `expose: true`, or a status under 500 and no
  * `expose: false`; else the status's reason phrase ("Internal Server Error"). `code` only when it is a string.
  * Never throws.
  */
 export function errorAnswer(error: unknown): ErrorAnswer {
   const status = errorStatus(error);
+  const retryAfter = errorRetryAfter(error, status);
   const expose = field(error, 'expose');
   const message = field(error, 'message');
   const exposed = expose === true || (expose !== false && status < 500);
@@ -99,8 +124,12 @@ export function errorAnswer(error: unknown): ErrorAnswer {
         } else if (Number.isSafeInteger(value)) out[key] = value as number;
       }
     }
+    if (REFUSALS.has(code)) {
+      out.status = status;
+      if (retryAfter !== undefined) out.retryAfter = retryAfter;
+    }
   }
-  return { status, body: { error: out } };
+  return retryAfter === undefined ? { status, body: { error: out } } : { status, body: { error: out }, retryAfter };
 }
 
 /** `errorAnswer(error).body` as JSON text (never throws: every field is a string or a number). */

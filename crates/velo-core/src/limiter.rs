@@ -429,6 +429,29 @@ impl LimiterCore {
         at
     }
 
+    /// How long from `now_us` until the rate could grant `cost` on `key` (µs), when the rate alone holds it back:
+    /// the wait a refused acquire ([`Decision::Limited`]) can tell its caller. `None` when the wait is not known
+    /// from the limits (the key's concurrency is full: a release frees it; its line is not empty; no rate; a cost
+    /// above the burst; closed), and `Some(0)` when a permit could be granted now. Changes nothing.
+    pub fn retry_after(&self, key: u32, cost: u64, now_us: u64) -> Option<u64> {
+        let rate = self.limits.rate?;
+        if self.closed || self.too_costly(cost) {
+            return None;
+        }
+        let (tat, held, waiting) = self
+            .keys
+            .get(&key)
+            .map_or((0, 0, false), |s| (s.tat, s.held, !s.line.is_empty()));
+        if waiting || self.limits.concurrency.is_some_and(|c| held >= c) {
+            return None;
+        }
+        // As `wake_at`: granted at tL >= tat + P*(cost - burst), in time scaled by the limit.
+        let need = (tat + u128::from(rate.period_us) * u128::from(cost))
+            .saturating_sub(u128::from(rate.period_us) * u128::from(rate.burst));
+        let at = u64::try_from(need.div_ceil(u128::from(rate.limit))).unwrap_or(u64::MAX);
+        Some(at.saturating_sub(now_us))
+    }
+
     /// Forgets the state of keys that hold nothing, wait for nothing and are rested; returns them.
     pub fn sweep(&mut self, now_us: u64) -> Vec<u32> {
         let limit = self.limits.rate.map_or(1, |r| u128::from(r.limit));

@@ -927,3 +927,65 @@ proptest! {
         }
     }
 }
+
+/// `retry_after` is the wait a refused acquire can tell: one µs sooner is still refused, then it is granted.
+#[test]
+fn retry_after_is_the_first_time_the_rate_grants() {
+    for (limit, period, burst, cost) in [
+        (10, 1_000_000, 10, 1),
+        (3, 1_000_000, 1, 1),
+        (7, 999_983, 5, 4),
+        (1, 60_000_000, 2, 2),
+    ] {
+        let mut l = LimiterCore::new(
+            Limits {
+                concurrency: None,
+                rate: rate(limit, period, burst),
+            },
+            true,
+            0,
+        );
+        let mut now = 12_345;
+        for round in 0..20 {
+            while l.acquire(3, cost, 0, now) == Decision::GrantedHeld {
+                l.release(3, now);
+            }
+            let wait = l
+                .retry_after(3, cost, now)
+                .expect("the rate alone holds it back");
+            assert!(
+                wait > 0,
+                "refused now, so a wait ({limit}/{period}, round {round})"
+            );
+            assert_eq!(
+                l.acquire(3, cost, 0, now + wait - 1),
+                Decision::Limited,
+                "one µs sooner is refused"
+            );
+            assert_eq!(l.retry_after(3, cost, now + wait), Some(0));
+            assert_eq!(
+                l.acquire(3, cost, 0, now + wait),
+                Decision::GrantedHeld,
+                "granted at the wait"
+            );
+            l.release(3, now + wait);
+            now += wait + round * 7;
+        }
+    }
+    // Unknown: a full concurrency (a release frees it), no rate, a cost above the burst.
+    let mut c = LimiterCore::new(
+        Limits {
+            concurrency: Some(1),
+            rate: rate(100, 1_000_000, 100),
+        },
+        true,
+        0,
+    );
+    assert_eq!(c.acquire(0, 1, 0, 0), Decision::GrantedHeld);
+    assert_eq!(c.acquire(0, 1, 0, 0), Decision::Limited);
+    assert_eq!(c.retry_after(0, 1, 0), None);
+    assert_eq!(c.retry_after(0, 101, 0), None);
+    assert_eq!(c.retry_after(1, 1, 0), Some(0), "another key is free");
+    let o = one_slot(1);
+    assert_eq!(o.retry_after(0, 1, 0), None);
+}

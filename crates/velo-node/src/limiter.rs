@@ -297,6 +297,16 @@ impl NativeLimiter {
         })
     }
 
+    /// How long until the rate could grant `cost` on `key` (ms), when the rate alone holds it back; -1 when
+    /// that is not known (a full concurrency, no rate, a waiter in line, closed).
+    #[napi(catch_unwind)]
+    pub fn retry_after(&self, key: u32, cost: f64, now_ms: f64) -> Result<f64> {
+        with(self.handle, |core| {
+            core.retry_after(key, cost as u64, us(now_ms))
+                .map_or(-1.0, |t| t as f64 / 1000.0)
+        })
+    }
+
     /// Forgets rested keys that hold and wait for nothing; their numbers.
     #[napi(catch_unwind)]
     pub fn sweep(&self, now_ms: f64) -> Result<Vec<u32>> {
