@@ -16,10 +16,12 @@ import {
   read,
 } from '../../durable/common/limiter-rules';
 import { type PgPoolLike, checkPool, checkPoolSize } from '../log/sql';
+import type { WhenBackendFails } from '../../durable/common/clients';
+import type { PoolKey } from './options';
 import { checkFunctionName, schemaIdent } from '../log/schema';
 
-/** What acquire does while Postgres cannot be reached or does not answer within `callTimeout`. */
-export type WhenPostgresFails = 'fail-closed' | 'fail-open' | 'local';
+/** What acquire does while Postgres cannot be reached or does not answer within `callTimeout`: a `WhenBackendFails`. */
+export type WhenPostgresFails = WhenBackendFails;
 
 /** Options of `postgresLimiter()`: the limiter's own, the pool, the schema and the failure policy. */
 export interface PostgresLimiterOptions<T = unknown> extends LimiterOptions<T> {
@@ -45,16 +47,29 @@ export interface PostgresLimiterOptions<T = unknown> extends LimiterOptions<T> {
   pollInterval?: number;
 }
 
-const WHAT = 'postgresLimiter()';
+/** How an entry point names itself, its pool option and its failure policy: `postgresLimiter()` by default. */
+export interface PgLimiterEntry {
+  /** The entry point, as errors name it. */
+  readonly what: string;
+  /** The option that holds the pool. */
+  readonly poolKey: PoolKey;
+  /** The option of the failure policy. */
+  readonly policy: 'whenPostgresFails' | 'whenBackendFails';
+}
 
-const OF: FleetOptionsOf = {
-  what: WHAT,
+const POSTGRES_LIMITER: PgLimiterEntry = { what: 'postgresLimiter()', poolKey: 'pool', policy: 'whenPostgresFails' };
+
+const optionsOf = ({ what, poolKey, policy }: PgLimiterEntry): FleetOptionsOf => ({
+  what,
   store: 'Postgres',
-  known: ['pool', 'schema', ...fleetKeys('whenPostgresFails'), 'listen', 'pollInterval'],
-  policy: 'whenPostgresFails',
-  renamed: { whenRedisFails: 'whenPostgresFails' },
+  known: [poolKey, 'schema', ...fleetKeys(policy), 'listen', 'pollInterval'],
+  policy,
+  renamed:
+    policy === 'whenPostgresFails'
+      ? { whenRedisFails: policy }
+      : { whenRedisFails: policy, whenPostgresFails: policy },
   checkName: checkFunctionName,
-};
+});
 
 export interface PgLimiterResolved<T> extends FleetSettings<T> {
   pool: PgPoolLike;
@@ -66,11 +81,16 @@ export interface PgLimiterResolved<T> extends FleetSettings<T> {
 }
 
 /** Checks every option of postgresLimiter(); throws a coded error for the first one refused. */
-export function resolvePgLimiterOptions<T>(options: PostgresLimiterOptions<T>): PgLimiterResolved<T> {
-  assertOptionsObject(options, 'options', "{ pool, name: 'api', concurrency: 4 }");
+export function resolvePgLimiterOptions<T>(
+  options: PostgresLimiterOptions<T>,
+  entry: PgLimiterEntry = POSTGRES_LIMITER,
+): PgLimiterResolved<T> {
+  const OF = optionsOf(entry);
+  const WHAT = entry.what;
+  assertOptionsObject(options, 'options', `{ ${entry.poolKey}, name: 'api', concurrency: 4 }`);
   checkOptionKeys(options, OF);
   const get = (key: string) => read(options, key, WHAT);
-  const pool = get('pool');
+  const pool = get(entry.poolKey);
   checkPool(WHAT, pool);
   const schema = get('schema') ?? 'velo_stream';
   const S = schemaIdent(WHAT, schema);

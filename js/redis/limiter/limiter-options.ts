@@ -4,6 +4,7 @@ import type { LimiterOptions } from '../../limits/types';
 import { describe, invalidType, invalidValue } from '../../errors';
 import { assertOptionsObject } from '../../config';
 import type { RedisClientLike } from '../log/connection';
+import type { WhenBackendFails } from '../../durable/common/clients';
 import { checkName } from '../log/options';
 import {
   type FleetOptionsOf,
@@ -14,8 +15,8 @@ import {
   read,
 } from '../../durable/common/limiter-rules';
 
-/** What acquire does while Redis cannot be reached or does not answer within `callTimeout`. */
-export type WhenRedisFails = 'fail-closed' | 'fail-open' | 'local';
+/** What acquire does while Redis cannot be reached or does not answer within `callTimeout`: a `WhenBackendFails`. */
+export type WhenRedisFails = WhenBackendFails;
 
 /** Options of `redisLimiter()`: the limiter's own, the Redis client and the failure policy. */
 export interface RedisLimiterOptions<T = unknown> extends LimiterOptions<T> {
@@ -31,22 +32,33 @@ export interface RedisLimiterOptions<T = unknown> extends LimiterOptions<T> {
   callTimeout?: number;
 }
 
-const WHAT = 'redisLimiter()';
+/** How an entry point names itself and its failure policy: `redisLimiter()` and `whenRedisFails` by default. */
+export interface LimiterEntry {
+  /** The entry point, as errors name it. */
+  readonly what: string;
+  /** The option of the failure policy. */
+  readonly policy: 'whenRedisFails' | 'whenBackendFails';
+}
 
-const OF: FleetOptionsOf = {
-  what: WHAT,
+const REDIS_LIMITER: LimiterEntry = { what: 'redisLimiter()', policy: 'whenRedisFails' };
+
+const optionsOf = ({ what, policy }: LimiterEntry): FleetOptionsOf => ({
+  what,
   store: 'Redis',
-  known: ['client', ...fleetKeys('whenRedisFails')],
-  policy: 'whenRedisFails',
+  known: ['client', ...fleetKeys(policy)],
+  policy,
+  renamed: policy === 'whenRedisFails' ? undefined : { whenRedisFails: policy },
   checkName,
-};
+});
 
 export interface Resolved<T> extends FleetSettings<T> {
   client: RedisClientLike;
 }
 
 /** Checks every option of redisLimiter(); throws a coded error for the first one refused. */
-export function resolveLimiterOptions<T>(options: RedisLimiterOptions<T>): Resolved<T> {
+export function resolveLimiterOptions<T>(options: RedisLimiterOptions<T>, entry: LimiterEntry = REDIS_LIMITER): Resolved<T> {
+  const OF = optionsOf(entry);
+  const WHAT = entry.what;
   assertOptionsObject(options, 'options', "{ client, name: 'api', concurrency: 4 }");
   checkOptionKeys(options, OF);
   const client = read(options, 'client', WHAT) as RedisClientLike | undefined;

@@ -4,7 +4,8 @@
 // keys; this file only moves between them: it makes the calls, and tells the process view (common/limiter-view.ts:
 // what this process holds and waits for, its counters, the 'local' fallback) what Redis answered. One renewal call
 // per third of a lease covers all of it; `whenRedisFails` applies when a call fails.
-import type { AcquireOptions, KeyWait, LimitSettings, Limiter, LimiterStats, Permit } from '../../limits/types';
+import type { AcquireOptions, KeyWait, LimitSettings, Permit } from '../../limits/types';
+import type { FleetLimiter, FleetLimiterStats, FleetPermit } from '../../durable/common/clients';
 import {
   RedisConnectionError,
   limitQueueFullError,
@@ -15,7 +16,7 @@ import {
 } from '../../errors';
 import type { RedisClientLike } from '../log/connection';
 import { kDescribe, type LimiterDescription } from '../../limits/describe';
-import { type RedisLimiterOptions, type Resolved, resolveLimiterOptions } from './limiter-options';
+import { type LimiterEntry, type RedisLimiterOptions, type Resolved, resolveLimiterOptions } from './limiter-options';
 import { keyOf, limitArgs } from '../../durable/common/limiter-rules';
 import { LimiterView, type FleetWaiter, HeldPermit, withTimeout } from '../../durable/common/limiter-view';
 import { reportable } from '../../durable/common/reportable';
@@ -31,42 +32,23 @@ const RENEW = new Script([COMMON, 'limiter-renew.lua']);
 const SET = new Script([COMMON, 'limiter-set.lua']);
 const LEAVE = new Script([COMMON, 'limiter-leave.lua']);
 
-/** A permit of a Redis limiter: `lost` once its lease ran out before its release (its slot may be someone else's). */
-export interface RedisPermit extends Permit {
-  /**
-   * The permit's fencing token ('' for one granted without Redis: fail-open, or the local fallback): made by this
-   * process before it asks (a random id of the limiter object and a counter), never handed out twice.
-   */
-  readonly token: string;
-  /** Redis' clock (ms) when it was granted; NaN without Redis. */
-  readonly grantedAt: number;
+/**
+ * A permit of a Redis limiter (a `FleetPermit`): its token is made by this process before it asks (a random id of
+ * the limiter object and a counter).
+ */
+export interface RedisPermit extends FleetPermit {
   /** Whence it came: 'redis', 'open' (fail-open: counted nowhere) or 'local' (the in-process fallback). */
   readonly source: 'redis' | 'open' | 'local';
-  /** True once its lease is known to have run out before its release (a renewal found it gone, or Redis said so at release). */
-  readonly lost: boolean;
-  /** Resolves after release() with true if Redis freed the permit, false if its lease had already run out (fenced). */
-  released(): Promise<boolean>;
 }
 
-/** `stats()` of a Redis limiter: this process' view, and the fleet's counters as of the last renewal. */
-export interface RedisLimiterStats extends LimiterStats {
-  /** The fleet's view as of the last renewal (one call per third of a lease). */
-  fleet: {
-    /** Processes that renewed within a lease (the divisor of the 'local' fallback). */
-    processes: number;
-    /** Permits the fleet granted since the limiter's keys were made. */
-    admitted: number;
-    /** Acquires the fleet refused (reject mode, full line). */
-    rejected: number;
-  };
-  /** Permits of this process whose lease ran out before their release. */
-  lost: number;
-  /** Whether the last call to Redis failed (acquires follow `whenRedisFails` until a renewal succeeds). */
+/** `stats()` of a Redis limiter: a fleet limiter's, and `redisDown` (the same as `backendDown`). */
+export interface RedisLimiterStats extends FleetLimiterStats {
+  /** Whether the last call to Redis failed: `backendDown`, by its name of before. */
   redisDown: boolean;
 }
 
 /** A limiter shared by a fleet on Redis (see {@link redisLimiter}). */
-export interface RedisLimiter<T = unknown> extends Limiter<T> {
+export interface RedisLimiter<T = unknown> extends FleetLimiter<T> {
   /** Waits in the fleet's line for a permit ('throttle'), or refuses at once ('reject'). */
   acquire(item: T, options?: AcquireOptions): Promise<RedisPermit>;
   /** Stores the fleet's limits in Redis; resolves once stored (and the lines re-decided). */
@@ -420,7 +402,8 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
   }
 
   stats(): RedisLimiterStats {
-    return { ...this.#view.stats(), redisDown: this.#view.down !== null };
+    const down = this.#view.down !== null;
+    return { ...this.#view.stats(), backendDown: down, redisDown: down };
   }
 
   /** This process's waiters per key, longest waiting first (the fleet's other processes' are theirs). */
@@ -461,4 +444,9 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
  */
 export function redisLimiter<T = unknown>(options: RedisLimiterOptions<T>): RedisLimiter<T> {
   return new RedisLimiterImpl(resolveLimiterOptions(options));
+}
+
+/** `redisLimiter` for the entry point `entry.what` (named in its errors), its failure policy `entry.policy`. */
+export function startRedisLimiter<T>(options: RedisLimiterOptions<T>, entry: LimiterEntry): RedisLimiter<T> {
+  return new RedisLimiterImpl(resolveLimiterOptions(options, entry));
 }
