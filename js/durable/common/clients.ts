@@ -1,7 +1,7 @@
 // The handles the tier's entry points return, on any backend: a producer, the output readers, the versions view,
 // the fleet limiter, key states and the materializer. Each backend's clients implement these; their own types (the
 // `Redis*` and `Postgres*` ones) extend them, never the reverse.
-import type { AcquireOptions, LimitSettings, Limiter, LimiterStats, Permit } from '../../limits/types';
+import type { AcquireOptions, LimitSettings, Limiter, LimiterOptions, LimiterStats, Permit } from '../../limits/types';
 import type { VersionStatus } from '../rules/versions';
 import type { DrainedOptions } from './drained';
 import type { KeyOutput } from './key-reader';
@@ -68,6 +68,19 @@ export interface Versions {
 
 /** What a fleet limiter's acquire does while its backend cannot be reached or does not answer within `callTimeout`. */
 export type WhenBackendFails = 'fail-closed' | 'fail-open' | 'local';
+
+/** The options of a fleet limiter on any backend, besides the backend's (its client) and its failure policy. */
+export interface FleetLimiterBase<T = unknown> extends LimiterOptions<T> {
+  /**
+   * The limiter's name: every process that passes it on the same backend shares the limits. 1-200 characters
+   * without whitespace (on Redis, without braces either: its keys are `velo:lim:{<name>}:...`).
+   */
+  name: string;
+  /** A holder's lease on its permits, ms (renewed every third of it while held). Default 30,000; 300 to 2^31-1. */
+  leaseTtl?: number;
+  /** The longest a call to the backend may take before it counts as failed, ms (or Infinity). Default 5,000. */
+  callTimeout?: number;
+}
 
 /** A permit of a fleet limiter: `lost` once its lease ran out before its release (its slot may be someone else's). */
 export interface FleetPermit extends Permit {

@@ -28,7 +28,10 @@ import { rowItem } from './worker';
 export type { KeyOutput, SessionEndInfo } from '../../durable/common/key-reader';
 
 /** Options of `postgresKeyOutputs` (and of `postgresSse`, `postgresNdjson`, which add their own). */
-export interface PostgresKeyOutputsOptions<O = unknown> extends PostgresOptions<O>, KeyReadOptions<O> {
+export interface PostgresKeyOutputsOptions<O = unknown> extends PostgresOptions<O>, KeyReadOptions<O>, PostgresKeyOutputsOnly {}
+
+/** A key reader's options on Postgres only (outputs send no notification: a reader that caught up polls). */
+export interface PostgresKeyOutputsOnly {
   /** How often a reader that caught up looks for new outputs, ms. Default 100. */
   pollInterval?: number;
 }
@@ -209,7 +212,11 @@ export function postgresKeyOutputs<O = unknown>(options: PostgresKeyOutputsOptio
 }
 
 /** `postgresKeyOutputs` for the entry point `what` (named in its errors), its pool in the option `poolKey`. */
-export function readPgKeyOutputs<O>(options: PostgresKeyOutputsOptions<O>, what: string, poolKey: PoolKey): PostgresKeyOutputs<O> {
+export function readPgKeyOutputs<O>(
+  options: PostgresKeyOutputsOptions<O>,
+  what: string,
+  poolKey: PoolKey,
+): PostgresKeyOutputs<O> {
   const settings = pgKeySettings(options, what, PG_KEY_OPTIONS, true, poolKey);
   return keyOutputs(settings, () => new KeyReader(settings, new PgKeySource(settings)));
 }

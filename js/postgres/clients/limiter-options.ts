@@ -1,7 +1,6 @@
 // Every check of postgresLimiter()'s options. The options every fleet limiter takes, the limits, and what `key` and
 // `cost` return, are checked by the rules they share (redis/common/limiter-rules.ts); here only what Postgres adds:
 // the pool, the schema, the name a function can hold, LISTEN and polling.
-import type { LimiterOptions } from '../../limits/types';
 import { describe, invalidType, limitKeyError } from '../../errors';
 import { integerOption } from '../../validate';
 import { assertOptionsObject } from '../../config';
@@ -16,7 +15,7 @@ import {
   read,
 } from '../../durable/common/limiter-rules';
 import { type PgPoolLike, checkPool, checkPoolSize } from '../log/sql';
-import type { WhenBackendFails } from '../../durable/common/clients';
+import type { FleetLimiterBase, WhenBackendFails } from '../../durable/common/clients';
 import type { PoolKey } from './options';
 import { checkFunctionName, schemaIdent } from '../log/schema';
 
@@ -24,19 +23,17 @@ import { checkFunctionName, schemaIdent } from '../log/schema';
 export type WhenPostgresFails = WhenBackendFails;
 
 /** Options of `postgresLimiter()`: the limiter's own, the pool, the schema and the failure policy. */
-export interface PostgresLimiterOptions<T = unknown> extends LimiterOptions<T> {
+export interface PostgresLimiterOptions<T = unknown> extends FleetLimiterBase<T>, PostgresLimiterOnly {
   /** A node-postgres `pg.Pool` (its settings are yours; the limiter never ends it). */
   pool: PgPoolLike;
   /** The schema of velo-stream's tables (made and migrated if missing), as the worker's. Default `'velo_stream'`. */
   schema?: string;
-  /** The limiter's name (1-200 characters without whitespace): every process that passes it on the schema shares the limits. */
-  name: string;
-  /** A holder's lease on its permits, ms (renewed every third of it while held). Default 30,000; 300 to 2^31-1. */
-  leaseTtl?: number;
   /** See {@link WhenPostgresFails}. Default 'fail-closed'. */
   whenPostgresFails?: WhenPostgresFails;
-  /** The longest a call to Postgres may take before it counts as failed, ms (or Infinity). Default 5,000. */
-  callTimeout?: number;
+}
+
+/** A fleet limiter's options on Postgres only. */
+export interface PostgresLimiterOnly {
   /**
    * Default true: waiters are woken by NOTIFY (and poll too), with LISTEN on one connection of the pool, held from the
    * first wait until none waited for a third of a lease. false: they only poll (behind PgBouncer in transaction mode,
@@ -64,10 +61,7 @@ const optionsOf = ({ what, poolKey, policy }: PgLimiterEntry): FleetOptionsOf =>
   store: 'Postgres',
   known: [poolKey, 'schema', ...fleetKeys(policy), 'listen', 'pollInterval'],
   policy,
-  renamed:
-    policy === 'whenPostgresFails'
-      ? { whenRedisFails: policy }
-      : { whenRedisFails: policy, whenPostgresFails: policy },
+  renamed: policy === 'whenPostgresFails' ? { whenRedisFails: policy } : { whenRedisFails: policy, whenPostgresFails: policy },
   checkName: checkFunctionName,
 });
 

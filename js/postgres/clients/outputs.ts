@@ -12,7 +12,10 @@ import { retriedOnConnection } from './retry';
 import { rowItem } from './worker';
 
 /** Options of `postgresOutputs`. */
-export interface PostgresOutputsOptions<O = unknown> extends PostgresOptions<O> {
+export interface PostgresOutputsOptions<O = unknown> extends PostgresOptions<O>, PostgresOutputsOnly {}
+
+/** An outputs reader's options on Postgres (where a reader keeps its own position, and polls). */
+export interface PostgresOutputsOnly {
   /** Where to start: `'start'` (default: every stored output) or `'end'` (only outputs committed after the first read). */
   from?: 'start' | 'end';
   /** Where to resume, by partition: the id of the last output handled there (`item.id`); overrides `from` for those partitions. */

@@ -15,7 +15,11 @@ import { checkPoolSize, idOf, str } from '../log/sql';
 import { type PoolKey, type PostgresClient, type PostgresOptions, resolvePgOptions } from './options';
 
 /** Options of `postgresWorker`: those of `redisWorker` but the Redis ones, and these. */
-export interface PostgresWorkerOptions<O = unknown, I = unknown> extends WorkerOptions<O, I>, PostgresOptions {
+export interface PostgresWorkerOptions<O = unknown, I = unknown>
+  extends WorkerOptions<O, I>, PostgresOptions, PostgresWorkerOnly<O> {}
+
+/** A worker's options on Postgres only. */
+export interface PostgresWorkerOnly<O = unknown> {
   /**
    * Default true: the worker waits for input with LISTEN on one connection of the pool, held while it runs (the pool
    * needs one more connection than the worker's calls), and polls too. false: it only polls (behind PgBouncer in

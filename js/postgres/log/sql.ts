@@ -107,7 +107,7 @@ export function checkPool(what: string, pool: unknown): asserts pool is PgPoolLi
     throw notAPoolError(
       `${what}: the pool is a single connection (a pg.Client, or a client checked out of a pool), not a pool: velo-stream runs transactions concurrently, each on a connection of its own, and on one connection they would interleave. Pass a pg.Pool.`,
     );
-  }  // pg.Pool's end() sets `ending` at once (and `ended` once its connections closed): every later call would fail.
+  } // pg.Pool's end() sets `ending` at once (and `ended` once its connections closed): every later call would fail.
   const ended = pool as { ending?: unknown; ended?: unknown };
   if (ended.ending === true || ended.ended === true) {
     throw invalidValue(`${what}: the pool was ended (pool.end()): pass a pool that is open`);

@@ -60,6 +60,11 @@ export function serveSse<O>(req: IncomingMessage, res: ServerResponse, options: 
 }
 
 /** `redisNdjson` for the entry point `what` (named in its errors). */
-export function serveNdjson<O>(req: IncomingMessage, res: ServerResponse, options: RedisNdjsonOptions<O>, what: string): Promise<void> {
+export function serveNdjson<O>(
+  req: IncomingMessage,
+  res: ServerResponse,
+  options: RedisNdjsonOptions<O>,
+  what: string,
+): Promise<void> {
   return serveKeyOutputs(req, res, 'ndjson', options, serving(options, what));
 }

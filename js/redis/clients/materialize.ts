@@ -29,9 +29,13 @@ export type ValueOutput<O> = Extract<
 >;
 
 /** Options of `redisMaterialize`. */
-export interface RedisMaterializeOptions<O = unknown> extends RedisOptions<O> {
+export interface RedisMaterializeOptions<O = unknown> extends RedisOptions<O>, RedisMaterializeOnly<O> {
   /** The function's name in Redis; a `RedisName<I, O>` (`redisName(fn, name)`) gives the materializer the function's output type. */
   name: RedisName<never, O>;
+}
+
+/** A materializer's own options (it runs on Redis only). */
+export interface RedisMaterializeOnly<O = unknown> {
   /** The hash an output is written to (e.g. `features:${output.key}`). */
   key: (output: ValueOutput<O>) => string;
   /** The fields to set in it. Names must not start with `_velo:` (the marks). */
@@ -117,8 +121,7 @@ class RedisMaterializerImpl<O> implements Materializer {
       callTimeout,
     } = options;
     if (typeof key !== 'function') throw invalidType(`${what}: options.key must be a function, not ${describe(key)}`);
-    if (typeof fields !== 'function')
-      throw invalidType(`${what}: options.fields must be a function, not ${describe(fields)}`);
+    if (typeof fields !== 'function') throw invalidType(`${what}: options.fields must be a function, not ${describe(fields)}`);
     checkGroupName(what, 'group', group);
     checkGroupName(what, 'consumer', consumer);
     if (from !== 'start' && from !== 'end')

@@ -10,9 +10,13 @@ import { integerArgument, integerOption } from '../../validate';
 import { activeTraceFields } from '../../durable/common/trace-context';
 
 /** Options of `redisProducer`. */
-export interface RedisProducerOptions<I = unknown> extends RedisOptions<I> {
+export interface RedisProducerOptions<I = unknown> extends RedisOptions<I>, RedisProducerOnly {
   /** The function's name in Redis; a `RedisName<I, O>` (`redisName(fn, name)`) gives the producer the function's event type. */
   name: RedisName<I, unknown>;
+}
+
+/** A producer's options on Redis only. */
+export interface RedisProducerOnly {
   /**
    * Refuse sends to a partition whose workers are this many entries behind: `send()` and `sendMany()` reject
    * with `LagLimitError` (`ERR_VELO_LAG_LIMIT`), writing nothing, while the partition's lag (entries of its input

@@ -10,9 +10,13 @@ import { reportable } from '../../durable/common/reportable';
 import { checkGroupName } from '../log/options';
 
 /** Options of `redisOutputs`. */
-export interface RedisOutputsOptions<O = unknown> extends RedisOptions<O> {
+export interface RedisOutputsOptions<O = unknown> extends RedisOptions<O>, RedisOutputsOnly {
   /** The function's name in Redis; a `RedisName<I, O>` (`redisName(fn, name)`) gives the reader the function's output type. */
   name: RedisName<never, O>;
+}
+
+/** An outputs reader's options on Redis (where consumer groups are). */
+export interface RedisOutputsOnly {
   /** Where to start without a group: `'start'` (the default, every stored output) or `'end'` (only new ones). With a group: where the group starts when it is created. */
   from?: 'start' | 'end';
   /** A consumer group: each output goes to one consumer of the group, and is acked when the iteration moves past it. */
@@ -169,15 +173,7 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Redi
 
 /** `redisOutputs` for the entry point `what` (named in its errors). */
 export function readOutputs<O>(options: RedisOutputsOptions<O>, what: string): RedisOutputs<O> {
-  const o = resolveOptions(options, what, [
-    'from',
-    'group',
-    'consumer',
-    'claimIdle',
-    'count',
-    'signal',
-    'callTimeout',
-  ]);
+  const o = resolveOptions(options, what, ['from', 'group', 'consumer', 'claimIdle', 'count', 'signal', 'callTimeout']);
   const { from = 'start', group, consumer = 'reader', claimIdle, count = 256, signal: given } = options;
   const callTimeout = callTimeoutOption(what, options.callTimeout);
   if (from !== 'start' && from !== 'end')

@@ -1,10 +1,9 @@
 // The checks of redisLimiter()'s own options (the client); the rest, and the rules shared with postgresLimiter, are
 // common/limiter-rules.ts's. Nothing here talks to Redis.
-import type { LimiterOptions } from '../../limits/types';
 import { describe, invalidType, invalidValue } from '../../errors';
 import { assertOptionsObject } from '../../config';
 import type { RedisClientLike } from '../log/connection';
-import type { WhenBackendFails } from '../../durable/common/clients';
+import type { FleetLimiterBase, WhenBackendFails } from '../../durable/common/clients';
 import { checkName } from '../log/options';
 import {
   type FleetOptionsOf,
@@ -19,17 +18,11 @@ import {
 export type WhenRedisFails = WhenBackendFails;
 
 /** Options of `redisLimiter()`: the limiter's own, the Redis client and the failure policy. */
-export interface RedisLimiterOptions<T = unknown> extends LimiterOptions<T> {
+export interface RedisLimiterOptions<T = unknown> extends FleetLimiterBase<T> {
   /** A connected node-redis client (v5 or v6, single server or Cluster). Not closed by the limiter. */
   client: RedisClientLike;
-  /** The limiter's name in Redis (`velo:lim:{<name>}:...`): every process that passes it shares the limits. */
-  name: string;
-  /** A holder's lease on its permits, ms (renewed every third of it while held). Default 30,000; 300 to 2^31-1. */
-  leaseTtl?: number;
   /** See {@link WhenRedisFails}. Default 'fail-closed'. */
   whenRedisFails?: WhenRedisFails;
-  /** The longest a call to Redis may take before it counts as failed, ms. Default 5,000. */
-  callTimeout?: number;
 }
 
 /** How an entry point names itself and its failure policy: `redisLimiter()` and `whenRedisFails` by default. */
