@@ -60,6 +60,12 @@ import { startPgLimiter } from '../postgres/clients/limiter';
 // `PostgresClientOption` (a pg.Pool, and its schema), with the options that backend alone has.
 
 /**
+ * The options of `T` (but those `U` has too) as refused: the other backend's own options, with this client (a
+ * node-redis client takes no `listen`, a pg.Pool no `group`).
+ */
+export type Refused<T, U = object> = { [K in Exclude<keyof T, keyof U>]?: never };
+
+/**
  * Options of `sessionWorker`: the worker's own, the log's shape (`name`, typed by `functionName(fn, name)`), and the
  * backend's by `client` (on Postgres, also `listen`, `pollInterval` and `effects`).
  */
@@ -67,26 +73,29 @@ export type WorkerOptions<O = unknown, I = unknown> = EngineWorkerOptions<O, I> 
   ShapeOptions & {
     /** The function's name; a `FunctionName<I, O>` (`functionName(fn, name)`) must name a function of `fn`'s types. */
     name: FunctionName<I, O>;
-  } & (RedisClientOption | (PostgresClientOption & PostgresWorkerOnly<O>));
+  } & ((RedisClientOption & Refused<PostgresWorkerOnly>) | (PostgresClientOption & PostgresWorkerOnly<O>));
 
 /** Options of `sessionProducer`: the log's shape, and the backend's by `client` (on Redis, also `maxLag`, `lagInterval` and `callTimeout`). */
 export type ProducerOptions<I = unknown> = ShapeOptions<I> & {
   /** The function's name; a `FunctionName<I, O>` (`functionName(fn, name)`) gives the producer the function's event type. */
   name: FunctionName<I, unknown>;
-} & ((RedisClientOption & RedisProducerOnly) | PostgresClientOption);
+} & ((RedisClientOption & RedisProducerOnly) | (PostgresClientOption & Refused<RedisProducerOnly>));
 
 /** Options of `sessionOutputs`: the log's shape, and the backend's by `client` with the reader's options there. */
 export type OutputsOptions<O = unknown> = ShapeOptions<O> & {
   /** The function's name; a `FunctionName<I, O>` gives the reader the function's output type. */
   name: FunctionName<never, O>;
-} & ((RedisClientOption & RedisOutputsOnly) | (PostgresClientOption & PostgresOutputsOnly));
+} & (
+    | (RedisClientOption & RedisOutputsOnly & Refused<PostgresOutputsOnly, RedisOutputsOnly>)
+    | (PostgresClientOption & PostgresOutputsOnly & Refused<RedisOutputsOnly, PostgresOutputsOnly>)
+  );
 
 /** Options of `keyOutputs` (and of `keySse`, `keyNdjson`, which add their own). */
 export type KeyOutputsOptions<O = unknown> = ShapeOptions<O> &
   KeyReadOptions<O> & {
     /** The function's name; a `FunctionName<I, O>` gives the reader the function's output type. */
     name: FunctionName<never, O>;
-  } & (RedisClientOption | (PostgresClientOption & PostgresKeyOutputsOnly));
+  } & ((RedisClientOption & Refused<PostgresKeyOutputsOnly>) | (PostgresClientOption & PostgresKeyOutputsOnly));
 
 /** Options of `keyNdjson`: those of `keyOutputs`, and the writer's. */
 export type NdjsonOptions<O = unknown> = KeyOutputsOptions<O> & KeyNdjsonOptions<O>;
@@ -125,7 +134,7 @@ export type MaterializeOptions<O = unknown> = ShapeOptions<O> & {
 export type FleetLimiterOptions<T = unknown> = FleetLimiterBase<T> & {
   /** See {@link WhenBackendFails}. Default 'fail-closed'. */
   whenBackendFails?: WhenBackendFails;
-} & (RedisClientOption | (PostgresClientOption & PostgresLimiterOnly));
+} & ((RedisClientOption & Refused<PostgresLimiterOnly>) | (PostgresClientOption & PostgresLimiterOnly));
 
 // Each entry point runs the backend's own under its name. The casts: a backend's option types name the client as
 // that backend does (Postgres' `pool`); its checks read the option this entry point names (`client`).
