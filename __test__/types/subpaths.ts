@@ -218,3 +218,11 @@ async function continueTraces(): Promise<void> {
   }
 }
 void continueTraces;
+
+// velo-stream/durable (through typesVersions under node10): the tier's one API, on the same client.
+import { functionName, sessionOutputs, sessionProducer, sessionWorker, type Worker } from 'velo-stream/durable';
+const readingsName = functionName(alerts, 'alerts');
+const durableWorker: Worker = sessionWorker(alerts, { client: redisClient, name: readingsName });
+void sessionProducer({ client: redisClient, name: readingsName }).send('sensor-1', { celsius: 41 });
+void sessionOutputs({ client: redisClient, name: readingsName });
+void durableWorker;

@@ -98,8 +98,8 @@ interface Waiter<S extends string> extends FleetWaiter<Held<S>> {
   backoff: number;
 }
 
-/** A fleet limiter's `stats()`: the view's, and the store's down flag under the backend's name (`D`). */
-export type FleetLimiterStats<D extends string> = FleetStats & { [K in D]: boolean };
+/** A fleet limiter's `stats()`: the view's, and the store's down flag as `backendDown` and under the backend's name (`D`). */
+export type DriverStats<D extends string> = FleetStats & { backendDown: boolean } & { [K in D]: boolean };
 
 /**
  * A fleet limiter on `store`: `S` names the store, `T` is the item type, `D` the name of its stats' down flag
@@ -439,8 +439,9 @@ export class FleetLimiterDriver<S extends string, T, D extends string> implement
     await this.#call(this.#store.set(limits), 'setLimits');
   }
 
-  stats(): FleetLimiterStats<D> {
-    return { ...this.#view.stats(), [this.#downFlag]: this.#view.down !== null } as FleetLimiterStats<D>;
+  stats(): DriverStats<D> {
+    const down = this.#view.down !== null;
+    return { ...this.#view.stats(), backendDown: down, [this.#downFlag]: down } as DriverStats<D>;
   }
 
   /** This process's waiters per key, longest waiting first (the fleet's other processes' are theirs). */

@@ -5,6 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type KeyNdjsonOptions, type KeyServing, type KeySseOptions, serveKeyOutputs } from '../../durable/common/key-http';
 import { KeyReader } from '../../durable/common/key-reader';
 import { PgKeySource, type PostgresKeyOutputsOptions, pgKeySettings } from './key-outputs';
+import type { PoolKey } from './options';
 
 /** Options of `postgresNdjson`: those of `postgresKeyOutputs`, and the writer's. */
 export interface PostgresNdjsonOptions<O = unknown> extends PostgresKeyOutputsOptions<O>, KeyNdjsonOptions<O> {}
@@ -12,17 +13,17 @@ export interface PostgresNdjsonOptions<O = unknown> extends PostgresKeyOutputsOp
 /** Options of `postgresSse`: those of `postgresNdjson`, and SSE's own. */
 export interface PostgresSseOptions<O = unknown> extends PostgresNdjsonOptions<O>, KeySseOptions<O> {}
 
-function serving<O>(options: PostgresSseOptions<O>, what: string): KeyServing<O> {
+function serving<O>(options: PostgresSseOptions<O>, what: string, poolKey: PoolKey): KeyServing<O> {
   return {
     what,
-    shape: '{ pool, name, key }',
+    shape: `{ ${poolKey}, name, key }`,
     extra: ['pollInterval'],
     open: (from, resumed, own) => {
       // A cursor the client sent (Last-Event-ID) is refused naming that header, not `options.from`.
       // (A key with a NUL, which Postgres cannot store, is refused at the reader's open: 400, as the request's.)
       const settings = resumed
-        ? lastEventIdSettings(options, from, what, own)
-        : pgKeySettings({ ...options, from }, what, own, false);
+        ? lastEventIdSettings(options, from, what, own, poolKey)
+        : pgKeySettings({ ...options, from }, what, own, false, poolKey);
       settings.resumed = resumed;
       return new KeyReader(settings, new PgKeySource(settings));
     },
@@ -45,7 +46,7 @@ export function postgresSse<O = unknown>(
   res: ServerResponse,
   options: PostgresSseOptions<O>,
 ): Promise<void> {
-  return serveKeyOutputs(req, res, 'sse', options, serving(options, 'postgresSse()'));
+  return servePgSse(req, res, options, 'postgresSse()', 'pool');
 }
 
 /**
@@ -58,7 +59,7 @@ export function postgresNdjson<O = unknown>(
   res: ServerResponse,
   options: PostgresNdjsonOptions<O>,
 ): Promise<void> {
-  return serveKeyOutputs(req, res, 'ndjson', options, serving(options, 'postgresNdjson()'));
+  return servePgNdjson(req, res, options, 'postgresNdjson()', 'pool');
 }
 
 /** pgKeySettings for a `from` sent by the client as `Last-Event-ID`: a refusal of it names the header. */
@@ -67,13 +68,36 @@ function lastEventIdSettings<O>(
   from: string | null | undefined,
   what: string,
   own: readonly string[],
+  poolKey: PoolKey,
 ): ReturnType<typeof pgKeySettings<O>> {
   try {
-    return pgKeySettings({ ...options, from }, what, own, false);
+    return pgKeySettings({ ...options, from }, what, own, false, poolKey);
   } catch (error) {
     if (error instanceof Error && (error as { code?: unknown }).code === 'ERR_VELO_BAD_CURSOR') {
       error.message = error.message.replace('options.from', 'the Last-Event-ID header');
     }
     throw error;
   }
+}
+
+/** `postgresSse` for the entry point `what` (named in its errors), its pool in the option `poolKey`. */
+export function servePgSse<O>(
+  req: IncomingMessage,
+  res: ServerResponse,
+  options: PostgresSseOptions<O>,
+  what: string,
+  poolKey: PoolKey,
+): Promise<void> {
+  return serveKeyOutputs(req, res, 'sse', options, serving(options, what, poolKey));
+}
+
+/** `postgresNdjson` for the entry point `what` (named in its errors), its pool in the option `poolKey`. */
+export function servePgNdjson<O>(
+  req: IncomingMessage,
+  res: ServerResponse,
+  options: PostgresNdjsonOptions<O>,
+  what: string,
+  poolKey: PoolKey,
+): Promise<void> {
+  return serveKeyOutputs(req, res, 'ndjson', options, serving(options, what, poolKey));
 }

@@ -4,12 +4,12 @@
 // exact: an output's id, or a place after which no output can be missing. Output ids are given in commit order
 // under the partition's group row (log/commit.ts), so a reader that follows `id > position` passes no output still
 // to commit. Outputs send no NOTIFY: a reader that caught up polls.
+import type { KeyOutputs } from '../../durable/common/clients';
 import { describe, invalidType } from '../../errors';
 import { integerOption } from '../../validate';
 import { compareIds, formatCursor, idBefore } from '../../durable/common/cursor';
 import {
   KEY_OPTIONS,
-  type KeyOutput,
   type KeyPlan,
   type KeyReadOptions,
   KeyReader,
@@ -21,20 +21,23 @@ import {
 } from '../../durable/common/key-reader';
 import type { OutputItem } from '../../durable/common/outputs';
 import { idOf, idParts, run, str, text } from '../log/sql';
-import { type PgResolved, type PostgresOptions, resolvePgOptions } from './options';
+import { type PgResolved, type PoolKey, type PostgresOptions, resolvePgOptions } from './options';
 import { pause, retriedOnConnection } from './retry';
 import { rowItem } from './worker';
 
 export type { KeyOutput, SessionEndInfo } from '../../durable/common/key-reader';
 
 /** Options of `postgresKeyOutputs` (and of `postgresSse`, `postgresNdjson`, which add their own). */
-export interface PostgresKeyOutputsOptions<O = unknown> extends PostgresOptions<O>, KeyReadOptions<O> {
+export interface PostgresKeyOutputsOptions<O = unknown> extends PostgresOptions<O>, KeyReadOptions<O>, PostgresKeyOutputsOnly {}
+
+/** A key reader's options on Postgres only (outputs send no notification: a reader that caught up polls). */
+export interface PostgresKeyOutputsOnly {
   /** How often a reader that caught up looks for new outputs, ms. Default 100. */
   pollInterval?: number;
 }
 
 /** What `postgresKeyOutputs` returns: the outputs as an async iterable, and a disposer for `await using`. */
-export interface PostgresKeyOutputs<O = unknown> extends AsyncIterable<KeyOutput<O>>, AsyncDisposable {
+export interface PostgresKeyOutputs<O = unknown> extends KeyOutputs<O> {
   /** Ends every loop over these outputs (its reading stopped), and resolves once they have ended. Idempotent. */
   [Symbol.asyncDispose](): Promise<void>;
 }
@@ -55,15 +58,17 @@ function checkStorable(keys: Iterable<string>): void {
 
 /**
  * Checks a key reader's options (`own`: the entry point's others), `from` included: it throws `ResumeCursorError`.
- * `storable`: refuse a key with a NUL here (else at the reader's open, as a request's key: 400).
+ * `storable`: refuse a key with a NUL here (else at the reader's open, as a request's key: 400). `poolKey`: the
+ * option that holds the pool.
  */
 export function pgKeySettings<O>(
   options: PostgresKeyOutputsOptions<O>,
   what: string,
   own: readonly string[] = PG_KEY_OPTIONS,
   storable = true,
+  poolKey: PoolKey = 'pool',
 ): PgKeySettings<O> {
-  const o = resolvePgOptions(options, what, own);
+  const o = resolvePgOptions(options, what, own, poolKey);
   const plan = keyPlan(options, what, o.partitions);
   if (storable) checkStorable(plan.keys);
   const { pollInterval = 100 } = options;
@@ -203,7 +208,16 @@ async function readAfter<O>(s: PgKeySettings<O>, positions: readonly string[], c
  * these keys throws `ResumeCursorError`).
  */
 export function postgresKeyOutputs<O = unknown>(options: PostgresKeyOutputsOptions<O>): PostgresKeyOutputs<O> {
-  const settings = pgKeySettings(options, 'postgresKeyOutputs()');
+  return readPgKeyOutputs(options, 'postgresKeyOutputs()', 'pool');
+}
+
+/** `postgresKeyOutputs` for the entry point `what` (named in its errors), its pool in the option `poolKey`. */
+export function readPgKeyOutputs<O>(
+  options: PostgresKeyOutputsOptions<O>,
+  what: string,
+  poolKey: PoolKey,
+): PostgresKeyOutputs<O> {
+  const settings = pgKeySettings(options, what, PG_KEY_OPTIONS, true, poolKey);
   return keyOutputs(settings, () => new KeyReader(settings, new PgKeySource(settings)));
 }
 
@@ -219,11 +233,15 @@ export interface PostgresCursorOptions extends PostgresOptions<unknown> {
  * A cursor at the end of the outputs of `options.key` (or `options.keys`) now: a reader given it as `from` reads
  * what is committed after this call. Take it before you send the events whose outputs a client will follow.
  */
-export async function postgresCursor(options: PostgresCursorOptions): Promise<string> {
-  const what = 'postgresCursor()';
+export function postgresCursor(options: PostgresCursorOptions): Promise<string> {
+  return pgCursorOf(options, 'postgresCursor()', 'pool');
+}
+
+/** `postgresCursor` for the entry point `what` (named in its errors), its pool in the option `poolKey`. */
+export async function pgCursorOf(options: PostgresCursorOptions, what: string, poolKey: PoolKey): Promise<string> {
   if (options === null || typeof options !== 'object')
     throw invalidType(`${what}: options must be an object, not ${describe(options)}`);
-  const s = pgKeySettings(options as PostgresKeyOutputsOptions<unknown>, what, ['key', 'keys']);
+  const s = pgKeySettings(options as PostgresKeyOutputsOptions<unknown>, what, ['key', 'keys'], true, poolKey);
   await s.o.prepare();
   const reads = await readAfter(
     s,

@@ -1,7 +1,6 @@
 // Every check of postgresLimiter()'s options. The options every fleet limiter takes, the limits, and what `key` and
 // `cost` return, are checked by the rules they share (durable/common/limiter-rules.ts); here only what Postgres adds:
 // the pool, the schema, the name a function can hold, LISTEN and polling.
-import type { LimiterOptions } from '../../limits/types';
 import { describe, invalidType, limitKeyError } from '../../errors';
 import { integerOption } from '../../validate';
 import { assertOptionsObject } from '../../config';
@@ -16,25 +15,25 @@ import {
   read,
 } from '../../durable/common/limiter-rules';
 import { type PgPoolLike, checkPool, checkPoolSize } from '../log/sql';
+import type { FleetLimiterBase, WhenBackendFails } from '../../durable/common/clients';
+import type { PoolKey } from './options';
 import { checkFunctionName, schemaIdent } from '../log/schema';
 
-/** What acquire does while Postgres cannot be reached or does not answer within `callTimeout`. */
-export type WhenPostgresFails = 'fail-closed' | 'fail-open' | 'local';
+/** What acquire does while Postgres cannot be reached or does not answer within `callTimeout`: a `WhenBackendFails`. */
+export type WhenPostgresFails = WhenBackendFails;
 
 /** Options of `postgresLimiter()`: the limiter's own, the pool, the schema and the failure policy. */
-export interface PostgresLimiterOptions<T = unknown> extends LimiterOptions<T> {
+export interface PostgresLimiterOptions<T = unknown> extends FleetLimiterBase<T>, PostgresLimiterOnly {
   /** A node-postgres `pg.Pool` (its settings are yours; the limiter never ends it). */
   pool: PgPoolLike;
   /** The schema of velo-stream's tables (made and migrated if missing), as the worker's. Default `'velo_stream'`. */
   schema?: string;
-  /** The limiter's name (1-200 characters without whitespace): every process that passes it on the schema shares the limits. */
-  name: string;
-  /** A holder's lease on its permits, ms (renewed every third of it while held). Default 30,000; 300 to 2^31-1. */
-  leaseTtl?: number;
   /** See {@link WhenPostgresFails}. Default 'fail-closed'. */
   whenPostgresFails?: WhenPostgresFails;
-  /** The longest a call to Postgres may take before it counts as failed, ms (or Infinity). Default 5,000. */
-  callTimeout?: number;
+}
+
+/** A fleet limiter's options on Postgres only. */
+export interface PostgresLimiterOnly {
   /**
    * Default true: waiters are woken by NOTIFY (and poll too), with LISTEN on one connection of the pool, held from the
    * first wait until none waited for a third of a lease. false: they only poll (behind PgBouncer in transaction mode,
@@ -45,16 +44,26 @@ export interface PostgresLimiterOptions<T = unknown> extends LimiterOptions<T> {
   pollInterval?: number;
 }
 
-const WHAT = 'postgresLimiter()';
+/** How an entry point names itself, its pool option and its failure policy: `postgresLimiter()` by default. */
+export interface PgLimiterEntry {
+  /** The entry point, as errors name it. */
+  readonly what: string;
+  /** The option that holds the pool. */
+  readonly poolKey: PoolKey;
+  /** The option of the failure policy. */
+  readonly policy: 'whenPostgresFails' | 'whenBackendFails';
+}
 
-const OF: FleetOptionsOf = {
-  what: WHAT,
+const POSTGRES_LIMITER: PgLimiterEntry = { what: 'postgresLimiter()', poolKey: 'pool', policy: 'whenPostgresFails' };
+
+const optionsOf = ({ what, poolKey, policy }: PgLimiterEntry): FleetOptionsOf => ({
+  what,
   store: 'Postgres',
-  known: ['pool', 'schema', ...fleetKeys('whenPostgresFails'), 'listen', 'pollInterval'],
-  policy: 'whenPostgresFails',
-  renamed: { whenRedisFails: 'whenPostgresFails' },
+  known: [poolKey, 'schema', ...fleetKeys(policy), 'listen', 'pollInterval'],
+  policy,
+  renamed: policy === 'whenPostgresFails' ? { whenRedisFails: policy } : { whenRedisFails: policy, whenPostgresFails: policy },
   checkName: checkFunctionName,
-};
+});
 
 export interface PgLimiterResolved<T> extends FleetSettings<T> {
   pool: PgPoolLike;
@@ -66,11 +75,16 @@ export interface PgLimiterResolved<T> extends FleetSettings<T> {
 }
 
 /** Checks every option of postgresLimiter(); throws a coded error for the first one refused. */
-export function resolvePgLimiterOptions<T>(options: PostgresLimiterOptions<T>): PgLimiterResolved<T> {
-  assertOptionsObject(options, 'options', "{ pool, name: 'api', concurrency: 4 }");
+export function resolvePgLimiterOptions<T>(
+  options: PostgresLimiterOptions<T>,
+  entry: PgLimiterEntry = POSTGRES_LIMITER,
+): PgLimiterResolved<T> {
+  const OF = optionsOf(entry);
+  const WHAT = entry.what;
+  assertOptionsObject(options, 'options', `{ ${entry.poolKey}, name: 'api', concurrency: 4 }`);
   checkOptionKeys(options, OF);
   const get = (key: string) => read(options, key, WHAT);
-  const pool = get('pool');
+  const pool = get(entry.poolKey);
   checkPool(WHAT, pool);
   const schema = get('schema') ?? 'velo_stream';
   const S = schemaIdent(WHAT, schema);

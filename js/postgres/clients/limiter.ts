@@ -6,7 +6,8 @@
 // as for Redis: one renewal call per third of a lease, `whenPostgresFails` when a call fails. Waiters poll (50 ms,
 // then twice as long up to `pollInterval`), and are woken sooner by a NOTIFY hint when LISTEN works.
 import { createHash } from 'node:crypto';
-import type { AcquireOptions, LimitSettings, Limiter, LimiterStats, Permit } from '../../limits/types';
+import type { AcquireOptions, LimitSettings } from '../../limits/types';
+import type { FleetLimiter, FleetLimiterStats, FleetPermit } from '../../durable/common/clients';
 import { postgresTimeoutError } from '../../errors';
 import type { Limits } from '../../durable/common/limiter-rules';
 import type { Renewed } from '../../durable/common/limiter-view';
@@ -16,6 +17,7 @@ import { run, str } from '../log/sql';
 import { type Listening, type PoolListener, listenerOf } from '../log/waiter';
 import { isConnectionError } from './retry';
 import {
+  type PgLimiterEntry,
   type PgLimiterResolved,
   type PostgresLimiterOptions,
   pgKeyOf,
@@ -25,39 +27,20 @@ import {
 
 export type { PostgresLimiterOptions, WhenPostgresFails } from './limiter-options';
 
-/** A permit of a Postgres limiter: `lost` once its lease ran out before its release. */
-export interface PostgresPermit extends Permit {
-  /** The permit's fencing token ('' for one granted without Postgres: fail-open, or the local fallback), never handed out twice. */
-  readonly token: string;
-  /** The server's clock (ms) when it was granted; NaN without Postgres. */
-  readonly grantedAt: number;
+/** A permit of a Postgres limiter (a `FleetPermit`). */
+export interface PostgresPermit extends FleetPermit {
   /** Whence it came: 'postgres', 'open' (fail-open: counted nowhere) or 'local' (the in-process fallback). */
   readonly source: 'postgres' | 'open' | 'local';
-  /** True once its lease is known to have run out before its release. */
-  readonly lost: boolean;
-  /** Resolves after release() with true if Postgres freed the permit, false if its lease had already run out (fenced). */
-  released(): Promise<boolean>;
 }
 
-/** `stats()` of a Postgres limiter: this process' view, and the fleet's counters as of the last renewal. */
-export interface PostgresLimiterStats extends LimiterStats {
-  /** The fleet's view as of the last renewal (one call per third of a lease). */
-  fleet: {
-    /** Processes that renewed within a lease (the divisor of the 'local' fallback). */
-    processes: number;
-    /** Permits the fleet granted since the limiter's row was made. */
-    admitted: number;
-    /** Acquires the fleet refused (reject mode, full line). */
-    rejected: number;
-  };
-  /** Permits of this process whose lease ran out before their release. */
-  lost: number;
-  /** Whether the last call to Postgres failed (acquires follow `whenPostgresFails` until a renewal succeeds). */
+/** `stats()` of a Postgres limiter: a fleet limiter's, and `postgresDown` (the same as `backendDown`). */
+export interface PostgresLimiterStats extends FleetLimiterStats {
+  /** Whether the last call to Postgres failed: `backendDown`, by its name of before. */
   postgresDown: boolean;
 }
 
 /** A limiter shared by a fleet on Postgres (see {@link postgresLimiter}). */
-export interface PostgresLimiter<T = unknown> extends Limiter<T> {
+export interface PostgresLimiter<T = unknown> extends FleetLimiter<T> {
   /** Waits in the fleet's line for a permit ('throttle'), or refuses at once ('reject'). */
   acquire(item: T, options?: AcquireOptions): Promise<PostgresPermit>;
   /** Stores the fleet's limits in Postgres; resolves once stored (and the lines re-decided). */
@@ -223,7 +206,12 @@ class PostgresLimiterStore implements LimiterStore<'postgres'> {
  * @throws {RangeError} `ERR_OUT_OF_RANGE` for a limit, `leaseTtl`, `maxWaiting`, `callTimeout` or `pollInterval` out of range.
  */
 export function postgresLimiter<T = unknown>(options: PostgresLimiterOptions<T>): PostgresLimiter<T> {
-  const o = resolvePgLimiterOptions(options);
+  return startPgLimiter(options);
+}
+
+/** `postgresLimiter` for the entry point `entry.what` (named in its errors), its pool and policy options `entry`'s. */
+export function startPgLimiter<T>(options: PostgresLimiterOptions<T>, entry?: PgLimiterEntry): PostgresLimiter<T> {
+  const o = resolvePgLimiterOptions(options, entry);
   const store = new PostgresLimiterStore(o);
   return new FleetLimiterDriver(store, o, (item: T) => pgKeyOf(o.name, o.key, item), 'postgresDown');
 }

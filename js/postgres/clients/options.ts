@@ -5,6 +5,7 @@
 import { describe, invalidType, invalidValue } from '../../errors';
 import { integerOption } from '../../validate';
 import { type Codec, jsonCodec } from '../../durable/common/codec';
+import type { ShapeOptions } from '../../durable/common/shape';
 import { type PgSpace, spaceOf } from '../log/pg-log';
 import { ensurePartitions, migrate } from '../log/schema';
 import { type PgClientLike, type PgPoolLike, checkPool } from '../log/sql';
@@ -12,21 +13,29 @@ import { type PgClientLike, type PgPoolLike, checkPool } from '../log/sql';
 /** The part of a node-postgres `PoolClient` velo-stream uses: what an `effects` callback gets (the commit's client). */
 export type PostgresClient = Pick<PgClientLike, 'query'>;
 
+/**
+ * The Postgres part of the options of every entry point of `velo-stream/durable`: a pg.Pool as `client`, and the
+ * schema. (The entry points of `velo-stream/postgres` take the pool as `pool`.)
+ */
+export interface PostgresClientOption {
+  /** A node-postgres `pg.Pool` (its settings are yours; velo-stream never ends it). */
+  client: PgPoolLike;
+  /** The Postgres schema velo-stream's tables live in: a lower-case identifier, made (and migrated) if missing. Default `'velo_stream'`. */
+  schema?: string;
+}
+
 /** The options every entry point of `velo-stream/postgres` shares; every process of a function must agree on them. */
-export interface PostgresOptions<T = unknown> {
+export interface PostgresOptions<T = unknown> extends ShapeOptions<T> {
   /** A node-postgres `pg.Pool` (its settings are yours; velo-stream never ends it). */
   pool: PgPoolLike;
   /** The Postgres schema velo-stream's tables live in: a lower-case identifier, made (and migrated) if missing. Default `'velo_stream'`. */
   schema?: string;
   /** The function's name: 1-200 characters without whitespace. */
   name: string;
-  /** Partitions (K). Fixed for the life of the data: a key's partition is `fnv1a(key) mod K`. Default 64. */
-  partitions?: number;
-  /** Encodes events and outputs. Default `jsonCodec`. */
-  codec?: Codec<T>;
-  /** Largest encoded event or output, bytes; larger ones are refused with `ERR_VELO_EVENT_TOO_LARGE`. Default 1 MiB. */
-  maxEventBytes?: number;
 }
+
+/** The name of the option that holds the pool: `pool` (velo-stream/postgres) or `client` (velo-stream/durable). */
+export type PoolKey = 'pool' | 'client';
 
 export interface PgResolved<T> {
   readonly pool: PgPoolLike;
@@ -39,18 +48,28 @@ export interface PgResolved<T> {
   readonly prepare: () => Promise<void>;
 }
 
-const SHARED_KEYS = ['pool', 'schema', 'name', 'partitions', 'codec', 'maxEventBytes'];
+const sharedKeys = (poolKey: PoolKey) => [poolKey, 'schema', 'name', 'partitions', 'codec', 'maxEventBytes'];
 
-/** Checks the shared options; `ownKeys`: the entry point's other options (any other name is refused). */
-export function resolvePgOptions<T>(options: PostgresOptions<T>, what: string, ownKeys: readonly string[]): PgResolved<T> {
+/**
+ * Checks the shared options; `ownKeys`: the entry point's other options (any other name is refused). `poolKey`: the
+ * option that holds the pool (`client` for an entry point of velo-stream/durable).
+ */
+export function resolvePgOptions<T>(
+  options: PostgresOptions<T>,
+  what: string,
+  ownKeys: readonly string[],
+  poolKey: PoolKey = 'pool',
+): PgResolved<T> {
   if (options === null || typeof options !== 'object')
     throw invalidType(`${what}: options must be an object, not ${describe(options)}`);
+  const shared = sharedKeys(poolKey);
   for (const key of Object.keys(options)) {
-    if (!SHARED_KEYS.includes(key) && !ownKeys.includes(key)) {
-      throw invalidValue(`${what}: unknown option "${key}". Known options: ${[...SHARED_KEYS, ...ownKeys].join(', ')}`);
+    if (!shared.includes(key) && !ownKeys.includes(key)) {
+      throw invalidValue(`${what}: unknown option "${key}". Known options: ${[...shared, ...ownKeys].join(', ')}`);
     }
   }
-  const { pool, schema = 'velo_stream', name, partitions = 64, codec = jsonCodec as Codec<T>, maxEventBytes = 1 << 20 } = options;
+  const { schema = 'velo_stream', name, partitions = 64, codec = jsonCodec as Codec<T>, maxEventBytes = 1 << 20 } = options;
+  const pool = (options as unknown as Record<PoolKey, unknown>)[poolKey];
   checkPool(what, pool);
   const space = spaceOf(what, schema, name);
   integerOption(what, 'partitions', partitions, 1, 16384);

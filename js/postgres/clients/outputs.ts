@@ -2,16 +2,20 @@
 // partition's commit order. Output ids are given under the partition's group row, locked by each commit to its
 // end (log/commit.ts): a reader that follows `id > cursor` never passes an output still to commit. There is no
 // consumer group on Postgres: a reader keeps its own position (`after`), and polls (outputs send no NOTIFY).
+import type { Outputs } from '../../durable/common/clients';
 import { describe, invalidType, invalidValue } from '../../errors';
 import { integerOption } from '../../validate';
 import type { OutputItem } from '../../durable/common/outputs';
 import { idParts, run, str } from '../log/sql';
-import { type PostgresOptions, resolvePgOptions } from './options';
+import { type PoolKey, type PostgresOptions, resolvePgOptions } from './options';
 import { retriedOnConnection } from './retry';
 import { rowItem } from './worker';
 
 /** Options of `postgresOutputs`. */
-export interface PostgresOutputsOptions<O = unknown> extends PostgresOptions<O> {
+export interface PostgresOutputsOptions<O = unknown> extends PostgresOptions<O>, PostgresOutputsOnly {}
+
+/** An outputs reader's options on Postgres (where a reader keeps its own position, and polls). */
+export interface PostgresOutputsOnly {
   /** Where to start: `'start'` (default: every stored output) or `'end'` (only outputs committed after the first read). */
   from?: 'start' | 'end';
   /** Where to resume, by partition: the id of the last output handled there (`item.id`); overrides `from` for those partitions. */
@@ -25,7 +29,7 @@ export interface PostgresOutputsOptions<O = unknown> extends PostgresOptions<O> 
 }
 
 /** What `postgresOutputs` returns: its outputs as an async iterable, and a disposer for `await using`. */
-export interface PostgresOutputs<O = unknown> extends AsyncIterable<OutputItem<O>>, AsyncDisposable {
+export interface PostgresOutputs<O = unknown> extends Outputs<O> {
   /** Ends every loop over these outputs (at its next read or wait); a loop started after it ends at once. Idempotent. */
   [Symbol.asyncDispose](): Promise<void>;
 }
@@ -35,8 +39,12 @@ export interface PostgresOutputs<O = unknown> extends AsyncIterable<OutputItem<O
  * order), as `redisOutputs` yields them: `(sid, seq)` identifies an output across retries and replays.
  */
 export function postgresOutputs<O = unknown>(options: PostgresOutputsOptions<O>): PostgresOutputs<O> {
-  const what = 'postgresOutputs()';
-  const o = resolvePgOptions(options, what, ['from', 'after', 'count', 'pollInterval', 'signal']);
+  return readPgOutputs(options, 'postgresOutputs()', 'pool');
+}
+
+/** `postgresOutputs` for the entry point `what` (named in its errors), its pool in the option `poolKey`. */
+export function readPgOutputs<O>(options: PostgresOutputsOptions<O>, what: string, poolKey: PoolKey): PostgresOutputs<O> {
+  const o = resolvePgOptions(options, what, ['from', 'after', 'count', 'pollInterval', 'signal'], poolKey);
   const { from = 'start', after = {}, count = 256, pollInterval = 100, signal } = options;
   if (from !== 'start' && from !== 'end')
     throw invalidValue(`${what}: options.from must be 'start' or 'end', not ${describe(from)}`);

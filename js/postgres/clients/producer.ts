@@ -1,6 +1,7 @@
 // `postgresProducer`: events appended to their key's partition in Postgres, as `redisProducer` does on Redis. Each
 // partition's events of a call go in one transaction, in order (so per key too); ids are given in commit order
 // under the partition's head row (log/input.ts).
+import type { Producer as AnyProducer } from '../../durable/common/clients';
 import { SendError, describe, invalidType } from '../../errors';
 import { integerArgument } from '../../validate';
 import { encodeChecked } from '../../durable/common/codec';
@@ -8,13 +9,13 @@ import { activeTraceFields } from '../../durable/common/trace-context';
 import { checkKey, fnv1a } from '../../durable/common/keys';
 import { PgLog, appendEventsPg } from '../log/pg-log';
 import { text } from '../log/sql';
-import { type PgResolved, type PostgresOptions, resolvePgOptions } from './options';
+import { type PgResolved, type PoolKey, type PostgresOptions, resolvePgOptions } from './options';
 
 /** Options of `postgresProducer`. */
 export type PostgresProducerOptions<I = unknown> = PostgresOptions<I>;
 
 /** Appends events for a distributed stream function on Postgres; see `postgresProducer`. */
-export interface PostgresProducer<I> {
+export interface PostgresProducer<I> extends AnyProducer<I> {
   /** The function's partition count. */
   readonly partitions: number;
   /** The partition of `key`: `fnv1a(key) mod partitions` (as on Redis). A key holding a NUL character is refused. */
@@ -138,5 +139,10 @@ class Producer<I> implements PostgresProducer<I> {
 
 /** A producer for the distributed stream function `options.name` on Postgres: `send(key, event)` appends to its partition. */
 export function postgresProducer<I = unknown>(options: PostgresProducerOptions<I>): PostgresProducer<I> {
-  return new Producer(resolvePgOptions(options, 'postgresProducer()', []));
+  return startPgProducer(options, 'postgresProducer()', 'pool');
+}
+
+/** `postgresProducer` for the entry point `what` (named in its errors), its pool in the option `poolKey`. */
+export function startPgProducer<I>(options: PostgresProducerOptions<I>, what: string, poolKey: PoolKey): PostgresProducer<I> {
+  return new Producer(resolvePgOptions(options, what, [], poolKey));
 }

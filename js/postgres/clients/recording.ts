@@ -22,7 +22,7 @@ import {
 } from '../../durable/common/recording';
 import { SCHEMA_VERSION } from '../log/schema';
 import { type PgClientLike, type PgPoolLike, connectWatched, idOf, idParts, run, str, text } from '../log/sql';
-import { type PostgresOptions, resolvePgOptions } from './options';
+import { type PoolKey, type PostgresOptions, resolvePgOptions } from './options';
 
 /**
  * Options of `postgresRecording`: the shared options (`pool`, `schema`, `name`, `partitions`; a codec is not used:
@@ -30,7 +30,6 @@ import { type PostgresOptions, resolvePgOptions } from './options';
  */
 export interface PostgresRecordingOptions extends PostgresOptions, RecordingChoice {}
 
-const WHAT = 'postgresRecording()';
 /** Rows per read of entries or outputs (their bytes come whole in each reply). */
 const PAGE = 1000;
 /** The first schema version with every table read here (`cursors`). */
@@ -41,6 +40,8 @@ const SID_KEY = `regexp_replace(sid, '@[^@]*$', '')`;
 const MAX_INT8 = '9223372036854775807';
 
 interface Read {
+  /** The entry point, as errors name it. */
+  readonly what: string;
   readonly client: PgClientLike;
   readonly S: string;
   readonly fn: string;
@@ -97,7 +98,7 @@ async function pages(
   for (;;) {
     const { rows } = await run(r.client, sql, [r.fn, p, after[0], after[1], PAGE, r.keys, end[0], end[1]]);
     found.push(...rows);
-    if (found.length > max) throw tooManyError(WHAT, `partition ${p}`, max, items);
+    if (found.length > max) throw tooManyError(r.what, `partition ${p}`, max, items);
     if (rows.length < PAGE) return found;
     const last = rows[rows.length - 1];
     after = [str(last.ms), str(last.seq)];
@@ -129,7 +130,7 @@ async function readPartition(r: Read, p: number): Promise<RecordedPartition> {
       ORDER BY sid LIMIT $3`,
     [fn, p, r.maxEntries + 1, r.keys, idParts(from)[0]],
   );
-  if (ends.rows.length > r.maxEntries) throw tooManyError(WHAT, `partition ${p}`, r.maxEntries, 'session ends');
+  if (ends.rows.length > r.maxEntries) throw tooManyError(r.what, `partition ${p}`, r.maxEntries, 'session ends');
   const live = await run(
     client,
     `SELECT sid FROM (SELECT sid FROM ${S}.marks WHERE fn = $1 AND p = $2
@@ -139,7 +140,7 @@ async function readPartition(r: Read, p: number): Promise<RecordedPartition> {
       LIMIT $3`,
     [fn, p, r.maxEntries + 1, r.keys],
   );
-  if (live.rows.length > r.maxEntries) throw tooManyError(WHAT, `partition ${p}`, r.maxEntries, 'live sessions');
+  if (live.rows.length > r.maxEntries) throw tooManyError(r.what, `partition ${p}`, r.maxEntries, 'live sessions');
   // The outputs from the first entry's time: a session that began there wrote none before it. (With keys, only
   // theirs are read, as only their entries, ends and live sessions are: the bounds count what is recorded.)
   const outputs = await pages(
@@ -190,7 +191,7 @@ async function readPartition(r: Read, p: number): Promise<RecordedPartition> {
  * `ERR_VELO_SCHEMA_VERSION` for a schema this release cannot read (older than version 3: start a worker of this
  * release to migrate it; or a newer release's that does not keep this one).
  */
-async function readable(client: PgClientLike, S: string, schema: string): Promise<boolean> {
+async function readable(what: string, client: PgClientLike, S: string, schema: string): Promise<boolean> {
   const made = await run(client, `SELECT to_regclass($1) IS NOT NULL AS made`, [`${S}.migrations`]);
   if (made.rows[0].made !== true) return false;
   const { rows } = await run(client, `SELECT to_jsonb(m) AS m FROM ${S}.migrations m ORDER BY version DESC LIMIT 1`);
@@ -201,8 +202,8 @@ async function readable(client: PgClientLike, S: string, schema: string): Promis
   if (version < FIRST_VERSION || keeps > SCHEMA_VERSION) {
     throw schemaVersionError(
       version < FIRST_VERSION
-        ? `${WHAT}: Postgres schema "${schema}" is at version ${version}, older than this release reads (${FIRST_VERSION} on): start a worker, producer or reader of this release on it first, which migrates it (docs/postgres.md#upgrading).`
-        : `${WHAT}: Postgres schema "${schema}" is at version ${version}, which keeps readers from version ${keeps} on: this release writes version ${SCHEMA_VERSION}. Record it with the release that migrated it.`,
+        ? `${what}: Postgres schema "${schema}" is at version ${version}, older than this release reads (${FIRST_VERSION} on): start a worker, producer or reader of this release on it first, which migrates it (docs/postgres.md#upgrading).`
+        : `${what}: Postgres schema "${schema}" is at version ${version}, which keeps readers from version ${keeps} on: this release writes version ${SCHEMA_VERSION}. Record it with the release that migrated it.`,
       version,
       SCHEMA_VERSION,
     );
@@ -244,15 +245,20 @@ async function snapshot<T>(pool: PgPoolLike, body: (client: PgClientLike) => Pro
  * session ends or live sessions, or more than `maxOutputs` outputs, of the keys recorded.
  * @throws {Error} `ERR_VELO_SCHEMA_VERSION` for a schema this release cannot read.
  */
-export async function postgresRecording(options: PostgresRecordingOptions): Promise<Recording> {
-  const o = resolvePgOptions(options, WHAT, ['only', 'keys', 'since', 'maxEntries', 'maxOutputs']);
-  const choice = checkChoice(WHAT, options, o.partitions);
+export function postgresRecording(options: PostgresRecordingOptions): Promise<Recording> {
+  return pgRecordingOf(options, 'postgresRecording()', 'pool');
+}
+
+/** `postgresRecording` for the entry point `what` (named in its errors), its pool in the option `poolKey`. */
+export async function pgRecordingOf(options: PostgresRecordingOptions, what: string, poolKey: PoolKey): Promise<Recording> {
+  const o = resolvePgOptions(options, what, ['only', 'keys', 'since', 'maxEntries', 'maxOutputs'], poolKey);
+  const choice = checkChoice(what, options, o.partitions);
   // Postgres text holds no NUL: no row can be of such a key, and the reads would fail on it.
   for (const key of choice.keys ?? []) text('The key', key);
   const { S, fn } = o.space;
   const parts = await snapshot(o.pool, async (client) => {
-    if (!(await readable(client, S, o.schema))) return null;
-    const r: Read = { ...choice, client, S, fn, keys: choice.keys ?? null };
+    if (!(await readable(what, client, S, o.schema))) return null;
+    const r: Read = { ...choice, what, client, S, fn, keys: choice.keys ?? null };
     const found: RecordedPartition[] = [];
     for (const p of choice.chosen) found.push(await readPartition(r, p));
     return found;

@@ -2,19 +2,20 @@
 // live workers and what they run, and an awaitable "drained" for a version, as `redisVersions` gives them on Redis.
 // Read in one statement (one snapshot) from what the workers keep: each partition's `versions` counts (the
 // sessions' openings, log/openings.ts) and its lease, and the function's live `workers` with their adverts.
+import type { Versions as AnyVersions } from '../../durable/common/clients';
 import { type DrainedOptions, waitDrained } from '../../durable/common/drained';
 import { parseAdvert } from '../../durable/common/stored';
 import { checkVersionName } from '../../durable/engine/versions';
 import type { WorkerAdvert } from '../../durable/rules/versions';
 import { type VersionStatus, versionStatus } from '../../durable/rules/versions';
 import { NOW, run, str } from '../log/sql';
-import { type PgResolved, type PostgresOptions, resolvePgOptions } from './options';
+import { type PgResolved, type PoolKey, type PostgresOptions, resolvePgOptions } from './options';
 
 /** Options of `postgresVersions`: those every entry point shares (the pool, the schema, the function's name, partitions). */
 export type PostgresVersionsOptions = PostgresOptions<unknown>;
 
 /** The versions of a function's sessions and workers on Postgres; see `postgresVersions`. */
-export interface PostgresVersions {
+export interface PostgresVersions extends AnyVersions {
   /** The function's partition count. */
   readonly partitions: number;
   /** Reads live sessions per version, live workers and what they own: one statement. */
@@ -81,5 +82,10 @@ class Versions implements PostgresVersions {
  * @throws {TypeError} `ERR_INVALID_ARG_TYPE` / `ERR_INVALID_ARG_VALUE` for options the other entry points refuse.
  */
 export function postgresVersions(options: PostgresVersionsOptions): PostgresVersions {
-  return new Versions(resolvePgOptions(options, 'postgresVersions()', []));
+  return pgVersionsOf(options, 'postgresVersions()', 'pool');
+}
+
+/** `postgresVersions` for the entry point `what` (named in its errors), its pool in the option `poolKey`. */
+export function pgVersionsOf(options: PostgresVersionsOptions, what: string, poolKey: PoolKey): PostgresVersions {
+  return new Versions(resolvePgOptions(options, what, [], poolKey));
 }

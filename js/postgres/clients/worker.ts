@@ -12,10 +12,14 @@ import type { Migrate, Worker, SyncMigrate } from '../../durable/engine/worker-t
 import type { CommitEffects, WrittenOutput } from '../log/commit';
 import { PgLog } from '../log/pg-log';
 import { checkPoolSize, idOf, str } from '../log/sql';
-import { type PostgresClient, type PostgresOptions, resolvePgOptions } from './options';
+import { type PoolKey, type PostgresClient, type PostgresOptions, resolvePgOptions } from './options';
 
 /** Options of `postgresWorker`: those of `redisWorker` but the Redis ones, and these. */
-export interface PostgresWorkerOptions<O = unknown, I = unknown> extends WorkerOptions<O, I>, PostgresOptions {
+export interface PostgresWorkerOptions<O = unknown, I = unknown>
+  extends WorkerOptions<O, I>, PostgresOptions, PostgresWorkerOnly<O> {}
+
+/** A worker's options on Postgres only. */
+export interface PostgresWorkerOnly<O = unknown> {
   /**
    * Default true: the worker waits for input with LISTEN on one connection of the pool, held while it runs (the pool
    * needs one more connection than the worker's calls), and polls too. false: it only polls (behind PgBouncer in
@@ -107,9 +111,22 @@ export function postgresWorker<I = unknown, O = unknown, M extends Migrate = Mig
   fn: StreamFn<I, O>,
   options: PostgresWorkerOptions<O, I> & { migrate?: M & SyncMigrate<M> },
 ): Worker {
-  const what = 'postgresWorker()';
+  return startPgWorker(fn, options, 'postgresWorker()', 'postgresOutputs', 'pool');
+}
+
+/**
+ * `postgresWorker` for the entry point `what` (named in its errors, as `outputsReader` is in reports), its pool in
+ * the option `poolKey`.
+ */
+export function startPgWorker<I, O>(
+  fn: StreamFn<I, O>,
+  options: PostgresWorkerOptions<O, I>,
+  what: string,
+  outputsReader: string,
+  poolKey: PoolKey,
+): Worker {
   checkWorkerFn(fn, what);
-  const o = resolvePgOptions(options as PostgresOptions<unknown>, what, PG_WORKER_KEYS);
+  const o = resolvePgOptions(options as PostgresOptions<unknown>, what, PG_WORKER_KEYS, poolKey);
   const { listen = true, pollInterval = 200, effects } = options;
   if (typeof listen !== 'boolean') throw invalidType(`${what}: options.listen must be a boolean, not ${describe(listen)}`);
   checkPoolSize(what, o.pool, listen);
@@ -128,7 +145,7 @@ export function postgresWorker<I = unknown, O = unknown, M extends Migrate = Mig
   const backend: WorkerBackend = {
     name: o.space.fn,
     server: 'Postgres',
-    outputsReader: 'postgresOutputs',
+    outputsReader,
     partitions: o.partitions,
     codec: o.codec,
     maxEventBytes: o.maxEventBytes,

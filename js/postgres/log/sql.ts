@@ -34,8 +34,10 @@ export interface PgClientLike {
   on(event: 'notification', listener: (message: { channel: string; payload?: string }) => void): unknown;
   /** The connection failed (the server ended the session, the socket closed). */
   on(event: 'error', listener: (error: Error) => void): unknown;
-  /** Removes a listener added with `on`. */
-  removeListener(event: string, listener: (...args: never[]) => void): unknown;
+  /** Removes a listener of notifications added with `on`. */
+  removeListener(event: 'notification', listener: (message: { channel: string; payload?: string }) => void): unknown;
+  /** Removes a listener of errors added with `on`. (One signature per event, as `on`: pg's own takes any listener.) */
+  removeListener(event: 'error', listener: (error: Error) => void): unknown;
 }
 
 /** The part of a node-postgres `Pool` velo-stream uses (the user's: velo-stream never ends it). */
@@ -93,7 +95,8 @@ export function poolExhaustedError(pool: PgPoolLike, ms: number): Error {
  * Checks that `pool` looks like a node-postgres Pool: `query()` and `connect()`, and not one connection (a
  * `pg.Client`, or a client checked out of a pool: both carry `connectionParameters`, and the latter `release()`),
  * on which velo-stream's concurrent transactions would interleave (ERR_VELO_NOT_A_POOL). A pool's `connect()`
- * resolves to a client with `release()`: `connectWatched` holds it to that at each checkout.
+ * resolves to a client with `release()`: `connectWatched` holds it to that at each checkout. A pool that was ended is
+ * refused (ERR_INVALID_ARG_VALUE).
  */
 export function checkPool(what: string, pool: unknown): asserts pool is PgPoolLike {
   const p = pool as (Partial<PgPoolLike> & { release?: unknown; connectionParameters?: unknown }) | null;
@@ -104,6 +107,10 @@ export function checkPool(what: string, pool: unknown): asserts pool is PgPoolLi
     throw notAPoolError(
       `${what}: the pool is a single connection (a pg.Client, or a client checked out of a pool), not a pool: velo-stream runs transactions concurrently, each on a connection of its own, and on one connection they would interleave. Pass a pg.Pool.`,
     );
+  } // pg.Pool's end() sets `ending` at once (and `ended` once its connections closed): every later call would fail.
+  const ended = pool as { ending?: unknown; ended?: unknown };
+  if (ended.ending === true || ended.ended === true) {
+    throw invalidValue(`${what}: the pool was ended (pool.end()): pass a pool that is open`);
   }
 }
 

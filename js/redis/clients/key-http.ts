@@ -38,7 +38,7 @@ function serving<O>(options: RedisSseOptions<O>, what: string): KeyServing<O> {
  * response is over; rejects only for arguments that are wrong (not for the client).
  */
 export function redisSse<O = unknown>(req: IncomingMessage, res: ServerResponse, options: RedisSseOptions<O>): Promise<void> {
-  return serveKeyOutputs(req, res, 'sse', options, serving(options, 'redisSse()'));
+  return serveSse(req, res, options, 'redisSse()');
 }
 
 /**
@@ -51,5 +51,20 @@ export function redisNdjson<O = unknown>(
   res: ServerResponse,
   options: RedisNdjsonOptions<O>,
 ): Promise<void> {
-  return serveKeyOutputs(req, res, 'ndjson', options, serving(options, 'redisNdjson()'));
+  return serveNdjson(req, res, options, 'redisNdjson()');
+}
+
+/** `redisSse` for the entry point `what` (named in its errors). */
+export function serveSse<O>(req: IncomingMessage, res: ServerResponse, options: RedisSseOptions<O>, what: string): Promise<void> {
+  return serveKeyOutputs(req, res, 'sse', options, serving(options, what));
+}
+
+/** `redisNdjson` for the entry point `what` (named in its errors). */
+export function serveNdjson<O>(
+  req: IncomingMessage,
+  res: ServerResponse,
+  options: RedisNdjsonOptions<O>,
+  what: string,
+): Promise<void> {
+  return serveKeyOutputs(req, res, 'ndjson', options, serving(options, what));
 }

@@ -4,6 +4,7 @@
 // that stream after its position and keeps the key's outputs; each read is one script call that also proves no
 // output between the position and what it returns was trimmed away (lua/read-after.lua). The reader itself, the
 // cursor and the session's end are the common layer's (common/key-reader.ts): this file is its Redis source.
+import type { KeyOutputs } from '../../durable/common/clients';
 import type { RedisName } from '../log/name';
 import { type RedisOptions, type Resolved, resolveOptions } from '../log/options';
 import { type RedisClientLike, readStreams, send } from '../log/connection';
@@ -11,7 +12,6 @@ import { compareIds, formatCursor, idBefore } from '../../durable/common/cursor'
 import { type OutputItem, outputItem } from '../../durable/common/outputs';
 import {
   KEY_OPTIONS,
-  type KeyOutput,
   type KeyPlan,
   type KeyReadOptions,
   KeyReader,
@@ -179,12 +179,17 @@ export class RedisKeySource<O> implements KeySource<O> {
  * checked at the call (a `from` that is no cursor of these keys throws `ResumeCursorError`).
  */
 export function redisKeyOutputs<O = unknown>(options: RedisKeyOutputsOptions<O>): RedisKeyOutputs<O> {
-  const settings = keySettings(options, 'redisKeyOutputs()');
+  return readKeyOutputs(options, 'redisKeyOutputs()');
+}
+
+/** `redisKeyOutputs` for the entry point `what` (named in its errors). */
+export function readKeyOutputs<O>(options: RedisKeyOutputsOptions<O>, what: string): RedisKeyOutputs<O> {
+  const settings = keySettings(options, what);
   return keyOutputs(settings, () => new KeyReader(settings, new RedisKeySource(settings)));
 }
 
 /** What `redisKeyOutputs` returns: the outputs as an async iterable, and a disposer for `await using`. */
-export interface RedisKeyOutputs<O = unknown> extends AsyncIterable<KeyOutput<O>>, AsyncDisposable {
+export interface RedisKeyOutputs<O = unknown> extends KeyOutputs<O> {
   /** Ends every loop over these outputs (its reading stopped), and resolves once they have ended. Idempotent. */
   [Symbol.asyncDispose](): Promise<void>;
 }
@@ -203,8 +208,13 @@ export interface RedisCursorOptions extends RedisOptions<unknown> {
  * hand it to the client (say, as `?from=` of its EventSource URL): none of those outputs can come before it.
  * Uses `options.client` (no connection of its own).
  */
-export async function redisCursor(options: RedisCursorOptions): Promise<string> {
-  const s = keySettings(options as RedisKeyOutputsOptions<unknown>, 'redisCursor()', ['key', 'keys']);
+export function redisCursor(options: RedisCursorOptions): Promise<string> {
+  return cursorOf(options, 'redisCursor()');
+}
+
+/** `redisCursor` for the entry point `what` (named in its errors). */
+export async function cursorOf(options: RedisCursorOptions, what: string): Promise<string> {
+  const s = keySettings(options as RedisKeyOutputsOptions<unknown>, what, ['key', 'keys']);
   const replies = (await Promise.all(
     s.names.map((name) => READ_AFTER.run(s.o.client, [name], ['0-0', '0'], BUFFERS)),
   )) as ReadReply[];

@@ -1,6 +1,7 @@
 // Per-key state beyond a session (the worker's `keyState` option), from outside the worker: read a key's kept state,
 // or delete it. Each key's state is a key of its own in its partition's slot, `velo:{<name>:p<N>}:state:<key>` (see
 // docs/redis/storage.md), written by the owner's fenced commit that ended the key's last session, with an expiry.
+import type { KeyStates as AnyKeyStates } from '../../durable/common/clients';
 import { decodeError } from '../../errors';
 import { type RedisClientLike, send } from '../log/connection';
 import { type RedisOptions, type Resolved, checkKey, fnv1a, resolveOptions } from '../log/options';
@@ -15,7 +16,7 @@ export interface RedisKeyStateOptions extends RedisOptions<unknown> {
 }
 
 /** Reads and deletes the states a function's keys keep after their sessions (`keyState`); see `redisKeyState`. */
-export interface RedisKeyStates<S> {
+export interface RedisKeyStates<S> extends AnyKeyStates<S> {
   /** The function's partition count. */
   readonly partitions: number;
   /**
@@ -95,5 +96,10 @@ class KeyStates<S> implements RedisKeyStates<S> {
  * @throws {TypeError} `ERR_INVALID_ARG_TYPE` / `ERR_INVALID_ARG_VALUE` for options the other entry points refuse.
  */
 export function redisKeyState<S = unknown>(options: RedisKeyStateOptions): RedisKeyStates<S> {
-  return new KeyStates<S>(resolveOptions(options, 'redisKeyState()', []));
+  return keyStatesOf<S>(options, 'redisKeyState()');
+}
+
+/** `redisKeyState` for the entry point `what` (named in its errors). */
+export function keyStatesOf<S>(options: RedisKeyStateOptions, what: string): RedisKeyStates<S> {
+  return new KeyStates<S>(resolveOptions(options, what, []));
 }

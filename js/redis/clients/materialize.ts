@@ -17,6 +17,7 @@ import { checkClaimIdle, claimSweep } from './reader';
 import { type RedisClientLike, readStreams, send, settlesWithin } from '../log/connection';
 import { Script } from '../log/script';
 import { checkGroupName } from '../log/options';
+import type { MaterializeStats, Materializer } from '../../durable/common/clients';
 
 /** An output with a value (handler failures are counted, not materialized). */
 export type ValueOutput<O> = Extract<
@@ -28,9 +29,13 @@ export type ValueOutput<O> = Extract<
 >;
 
 /** Options of `redisMaterialize`. */
-export interface RedisMaterializeOptions<O = unknown> extends RedisOptions<O> {
+export interface RedisMaterializeOptions<O = unknown> extends RedisOptions<O>, RedisMaterializeOnly<O> {
   /** The function's name in Redis; a `RedisName<I, O>` (`redisName(fn, name)`) gives the materializer the function's output type. */
   name: RedisName<never, O>;
+}
+
+/** A materializer's own options (it runs on Redis only). */
+export interface RedisMaterializeOnly<O = unknown> {
   /** The hash an output is written to (e.g. `features:${output.key}`). */
   key: (output: ValueOutput<O>) => string;
   /** The fields to set in it. Names must not start with `_velo:` (the marks). */
@@ -60,36 +65,10 @@ export interface RedisMaterializeOptions<O = unknown> extends RedisOptions<O> {
   callTimeout?: number;
 }
 
-/** What a materializer has done so far. */
-export interface MaterializeStats {
-  /** Outputs written to their hash. */
-  applied: number;
-  /** Outputs not written: the hash had this output, or a newer one of its key, already (re-deliveries). */
-  skipped: number;
-  /** Handler failures read (not materialized). */
-  failures: number;
-  /** Batches written and acked. */
-  batches: number;
-}
+export type { MaterializeStats };
 
-/** A running materializer: it reads outputs with its group and writes them into hashes until `close()`. */
-export interface RedisMaterializer {
-  /** Its figures now. */
-  stats(): MaterializeStats;
-  /**
-   * Settles when it stops: resolves after close(); rejects with the error of a `key` or `fields` callback that
-   * threw or returned something unusable (that batch is not acked, so nothing of it is lost; it comes back first
-   * when a materializer with the same group and consumer starts).
-   */
-  readonly done: Promise<void>;
-  /**
-   * Finishes the batch being written (waiting `callTimeout` at most), then stops and closes its connection.
-   * Idempotent. Does not close the client.
-   */
-  close(): Promise<void>;
-  /** `close()`, for `await using`. */
-  [Symbol.asyncDispose](): Promise<void>;
-}
+/** A running Redis materializer: a `Materializer`. */
+export type RedisMaterializer = Materializer;
 
 const BUFFERS = { typeMapping: { 36: Buffer, 37: Array } };
 const MARK = '_velo:';
@@ -109,7 +88,7 @@ class Stop extends Error {
   }
 }
 
-class Materializer<O> implements RedisMaterializer {
+class RedisMaterializerImpl<O> implements Materializer {
   readonly done: Promise<void>;
   readonly #o: Resolved<O>;
   readonly #key: RedisMaterializeOptions<O>['key'];
@@ -122,12 +101,14 @@ class Materializer<O> implements RedisMaterializer {
   readonly #onError: (error: unknown) => void;
   readonly #callTimeout: number;
   readonly #stats: MaterializeStats = { applied: 0, skipped: 0, failures: 0, batches: 0 };
+  readonly #what: string;
   #connection: RedisClientLike | null = null;
   #closing = false;
   /** Set while the loop waits in a blocking read: close() may cut it short. */
   #blocked = false;
 
-  constructor(o: Resolved<O>, options: RedisMaterializeOptions<O>) {
+  constructor(o: Resolved<O>, options: RedisMaterializeOptions<O>, what: string) {
+    this.#what = what;
     const {
       key,
       fields,
@@ -139,18 +120,17 @@ class Materializer<O> implements RedisMaterializer {
       onError,
       callTimeout,
     } = options;
-    if (typeof key !== 'function') throw invalidType(`redisMaterialize(): options.key must be a function, not ${describe(key)}`);
-    if (typeof fields !== 'function')
-      throw invalidType(`redisMaterialize(): options.fields must be a function, not ${describe(fields)}`);
-    checkGroupName('redisMaterialize()', 'group', group);
-    checkGroupName('redisMaterialize()', 'consumer', consumer);
+    if (typeof key !== 'function') throw invalidType(`${what}: options.key must be a function, not ${describe(key)}`);
+    if (typeof fields !== 'function') throw invalidType(`${what}: options.fields must be a function, not ${describe(fields)}`);
+    checkGroupName(what, 'group', group);
+    checkGroupName(what, 'consumer', consumer);
     if (from !== 'start' && from !== 'end')
-      throw invalidType(`redisMaterialize(): options.from must be 'start' or 'end', not ${describe(from)}`);
-    integerOption('redisMaterialize()', 'batch', batch, 1, 10_000);
-    checkClaimIdle('redisMaterialize()', claimIdle);
+      throw invalidType(`${what}: options.from must be 'start' or 'end', not ${describe(from)}`);
+    integerOption(what, 'batch', batch, 1, 10_000);
+    checkClaimIdle(what, claimIdle);
     if (onError !== undefined && typeof onError !== 'function')
-      throw invalidType(`redisMaterialize(): options.onError must be a function, not ${describe(onError)}`);
-    this.#callTimeout = callTimeoutOption('redisMaterialize()', callTimeout);
+      throw invalidType(`${what}: options.onError must be a function, not ${describe(onError)}`);
+    this.#callTimeout = callTimeoutOption(what, callTimeout);
     this.#o = o;
     this.#key = key;
     this.#fields = fields;
@@ -321,23 +301,23 @@ class Materializer<O> implements RedisMaterializer {
       throw new Stop(error);
     }
     if (typeof hash !== 'string' || hash.length === 0)
-      throw new Stop(invalidReturn(`redisMaterialize(): key() must return a non-empty string, not ${describe(hash)}`));
+      throw new Stop(invalidReturn(`${this.#what}: key() must return a non-empty string, not ${describe(hash)}`));
     if (fields === null || typeof fields !== 'object' || Array.isArray(fields))
-      throw new Stop(invalidReturn(`redisMaterialize(): fields() must return an object, not ${describe(fields)}`));
+      throw new Stop(invalidReturn(`${this.#what}: fields() must return an object, not ${describe(fields)}`));
     const args: string[] = [];
     for (const [field, value] of Object.entries(fields)) {
       if (field.startsWith(MARK))
-        throw new Stop(invalidReturn(`redisMaterialize(): field names starting with '${MARK}' are reserved, got ${field}`));
+        throw new Stop(invalidReturn(`${this.#what}: field names starting with '${MARK}' are reserved, got ${field}`));
       if (typeof value === 'number' && Number.isFinite(value)) args.push(field, String(value));
       else if (typeof value === 'string') args.push(field, value);
       else
         throw new Stop(
           invalidReturn(
-            `redisMaterialize(): field ${JSON.stringify(field)} must be a string or a finite number, not ${describe(value)}`,
+            `${this.#what}: field ${JSON.stringify(field)} must be a string or a finite number, not ${describe(value)}`,
           ),
         );
     }
-    if (args.length === 0) throw new Stop(invalidReturn('redisMaterialize(): fields() must return at least one field'));
+    if (args.length === 0) throw new Stop(invalidReturn(`${this.#what}: fields() must return at least one field`));
     // sid = `<key>@<first input entry id>`: the session's start orders the key's sessions.
     const start = output.sid.slice(output.sid.lastIndexOf('@') + 1);
     const dash = start.indexOf('-');
@@ -358,18 +338,14 @@ class Materializer<O> implements RedisMaterializer {
  * @throws {TypeError} `ERR_INVALID_ARG_TYPE` for a bad option.
  */
 export function redisMaterialize<O = unknown>(options: RedisMaterializeOptions<O>): RedisMaterializer {
-  return new Materializer(
-    resolveOptions(options, 'redisMaterialize()', [
-      'key',
-      'fields',
-      'group',
-      'consumer',
-      'from',
-      'batch',
-      'claimIdle',
-      'onError',
-      'callTimeout',
-    ]),
+  return startMaterializer(options, 'redisMaterialize()');
+}
+
+/** `redisMaterialize` for the entry point `what` (named in its errors). */
+export function startMaterializer<O>(options: RedisMaterializeOptions<O>, what: string): Materializer {
+  return new RedisMaterializerImpl(
+    resolveOptions(options, what, ['key', 'fields', 'group', 'consumer', 'from', 'batch', 'claimIdle', 'onError', 'callTimeout']),
     options,
+    what,
   );
 }

@@ -1,4 +1,5 @@
 // Producers: any process appends events to the partition of their key.
+import type { Producer as AnyProducer } from '../../durable/common/clients';
 import { encodeChecked } from '../../durable/common/codec';
 import type { RedisName } from '../log/name';
 import { type RedisOptions, type Resolved, callTimeoutOption, checkKey, fnv1a, resolveOptions } from '../log/options';
@@ -9,9 +10,13 @@ import { integerArgument, integerOption } from '../../validate';
 import { activeTraceFields } from '../../durable/common/trace-context';
 
 /** Options of `redisProducer`. */
-export interface RedisProducerOptions<I = unknown> extends RedisOptions<I> {
+export interface RedisProducerOptions<I = unknown> extends RedisOptions<I>, RedisProducerOnly {
   /** The function's name in Redis; a `RedisName<I, O>` (`redisName(fn, name)`) gives the producer the function's event type. */
   name: RedisName<I, unknown>;
+}
+
+/** A producer's options on Redis only. */
+export interface RedisProducerOnly {
   /**
    * Refuse sends to a partition whose workers are this many entries behind: `send()` and `sendMany()` reject
    * with `LagLimitError` (`ERR_VELO_LAG_LIMIT`), writing nothing, while the partition's lag (entries of its input
@@ -34,7 +39,7 @@ export interface RedisProducerOptions<I = unknown> extends RedisOptions<I> {
 }
 
 /** Appends events for a distributed stream function; see `redisProducer`. */
-export interface RedisProducer<I> {
+export interface RedisProducer<I> extends AnyProducer<I> {
   /** The function's partition count. */
   readonly partitions: number;
   /** The partition of `key`: `fnv1a(key) mod partitions`. */
@@ -261,11 +266,15 @@ class Producer<I> implements RedisProducer<I> {
  * the key's partition (`velo:{<name>:p<N>}`), where the worker owning that partition picks it up.
  */
 export function redisProducer<I = unknown>(options: RedisProducerOptions<I>): RedisProducer<I> {
-  const resolved = resolveOptions(options, 'redisProducer()', ['maxLag', 'lagInterval', 'callTimeout']);
+  return startProducer(options, 'redisProducer()');
+}
+
+/** `redisProducer` for the entry point `what` (named in its errors). */
+export function startProducer<I>(options: RedisProducerOptions<I>, what: string): RedisProducer<I> {
+  const resolved = resolveOptions(options, what, ['maxLag', 'lagInterval', 'callTimeout']);
   const { maxLag = Infinity, lagInterval = 1000 } = options;
-  const callTimeout = callTimeoutOption('redisProducer()', options.callTimeout);
-  if (maxLag !== Infinity)
-    integerOption('redisProducer()', 'maxLag', maxLag, 1, Infinity, 'of at least 1 (entries), or Infinity');
-  integerOption('redisProducer()', 'lagInterval', lagInterval, 1, Infinity, 'of at least 1 (ms)');
+  const callTimeout = callTimeoutOption(what, options.callTimeout);
+  if (maxLag !== Infinity) integerOption(what, 'maxLag', maxLag, 1, Infinity, 'of at least 1 (entries), or Infinity');
+  integerOption(what, 'lagInterval', lagInterval, 1, Infinity, 'of at least 1 (ms)');
   return new Producer(resolved, maxLag, lagInterval, callTimeout);
 }

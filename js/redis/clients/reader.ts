@@ -1,4 +1,5 @@
 // Reading the outputs of a distributed stream function from any process.
+import type { Outputs } from '../../durable/common/clients';
 import { RedisConnectionError, describe, invalidType, invalidValue } from '../../errors';
 import { integerOption } from '../../validate';
 import { type OutputItem, outputItem } from '../../durable/common/outputs';
@@ -9,9 +10,13 @@ import { reportable } from '../../durable/common/reportable';
 import { checkGroupName } from '../log/options';
 
 /** Options of `redisOutputs`. */
-export interface RedisOutputsOptions<O = unknown> extends RedisOptions<O> {
+export interface RedisOutputsOptions<O = unknown> extends RedisOptions<O>, RedisOutputsOnly {
   /** The function's name in Redis; a `RedisName<I, O>` (`redisName(fn, name)`) gives the reader the function's output type. */
   name: RedisName<never, O>;
+}
+
+/** An outputs reader's options on Redis (where consumer groups are). */
+export interface RedisOutputsOnly {
   /** Where to start without a group: `'start'` (the default, every stored output) or `'end'` (only new ones). With a group: where the group starts when it is created. */
   from?: 'start' | 'end';
   /** A consumer group: each output goes to one consumer of the group, and is acked when the iteration moves past it. */
@@ -38,7 +43,7 @@ export interface RedisOutputsOptions<O = unknown> extends RedisOptions<O> {
 }
 
 /** What `redisOutputs` returns: its outputs as an async iterable, and a disposer for `await using`. */
-export interface RedisOutputs<O = unknown> extends AsyncIterable<OutputItem<O>>, AsyncDisposable {
+export interface RedisOutputs<O = unknown> extends Outputs<O> {
   /**
    * Ends every loop over these outputs as an abort of `signal` does (a blocking read is cut, the connection
    * closed), and resolves once they have ended. A loop started after it ends at once. Idempotent.
@@ -163,27 +168,24 @@ export async function retriedOnConnection<T>(
  * once per group.
  */
 export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): RedisOutputs<O> {
-  const o = resolveOptions(options, 'redisOutputs()', [
-    'from',
-    'group',
-    'consumer',
-    'claimIdle',
-    'count',
-    'signal',
-    'callTimeout',
-  ]);
+  return readOutputs(options, 'redisOutputs()');
+}
+
+/** `redisOutputs` for the entry point `what` (named in its errors). */
+export function readOutputs<O>(options: RedisOutputsOptions<O>, what: string): RedisOutputs<O> {
+  const o = resolveOptions(options, what, ['from', 'group', 'consumer', 'claimIdle', 'count', 'signal', 'callTimeout']);
   const { from = 'start', group, consumer = 'reader', claimIdle, count = 256, signal: given } = options;
-  const callTimeout = callTimeoutOption('redisOutputs()', options.callTimeout);
+  const callTimeout = callTimeoutOption(what, options.callTimeout);
   if (from !== 'start' && from !== 'end')
-    throw invalidValue(`redisOutputs(): options.from must be 'start' or 'end', not ${describe(from)}`);
-  if (group !== undefined) checkGroupName('redisOutputs()', 'group', group);
-  checkGroupName('redisOutputs()', 'consumer', consumer);
-  checkClaimIdle('redisOutputs()', claimIdle);
+    throw invalidValue(`${what}: options.from must be 'start' or 'end', not ${describe(from)}`);
+  if (group !== undefined) checkGroupName(what, 'group', group);
+  checkGroupName(what, 'consumer', consumer);
+  checkClaimIdle(what, claimIdle);
   if (claimIdle !== undefined && group === undefined)
-    throw invalidValue('redisOutputs(): options.claimIdle needs options.group (only a group has entries to claim)');
-  integerOption('redisOutputs()', 'count', count, 1, 10_000);
+    throw invalidValue(`${what}: options.claimIdle needs options.group (only a group has entries to claim)`);
+  integerOption(what, 'count', count, 1, 10_000);
   if (given !== undefined && !(given instanceof AbortSignal))
-    throw invalidType(`redisOutputs(): options.signal must be an AbortSignal, not ${describe(given)}`);
+    throw invalidType(`${what}: options.signal must be an AbortSignal, not ${describe(given)}`);
   // `Symbol.asyncDispose` aborts each loop's own signal (also aborted by the caller's) and returns its iterator.
   let disposed = false;
   const loops = new Set<{ stop: AbortController; iterator: WeakRef<AsyncGenerator<OutputItem<O>>> }>();

@@ -23,29 +23,11 @@ import {
   recordingOf,
   splitSid,
   tooManyError,
+  type RecordingChoice,
 } from '../../durable/common/recording';
 
 /** Options of `exportRecording`: those every entry point takes (its `codec` and `maxEventBytes` go unused: bytes are recorded as written), and what to record. */
-export interface ExportRecordingOptions extends RedisOptions {
-  /** Which partitions to record. Default: every one (or, with `keys`, those of the keys). */
-  only?: readonly number[];
-  /** Record only these keys' entries, outputs and sessions. Default: every key. */
-  keys?: readonly string[];
-  /**
-   * Record from this time on (ms since the epoch, Redis' clock), as a trim at that time would leave the log: the
-   * entries before it are left out, and so are the ends of sessions that began before it. Such a session is
-   * reported as not replayable if the recording holds its later entries or outputs, or it was live; one wholly
-   * before it leaves no trace. Default: the whole retained input.
-   */
-  since?: number;
-  /**
-   * Most input entries, most session ends and most live sessions per partition (each, of the keys recorded): past
-   * one the export fails (nothing is cut). Default 1 000 000.
-   */
-  maxEntries?: number;
-  /** Most outputs per partition: past it the export fails. Default `maxEntries`. */
-  maxOutputs?: number;
-}
+export interface ExportRecordingOptions extends RedisOptions, RecordingChoice {}
 
 const BUFFERS = { typeMapping: { 36: Buffer, 37: Array } };
 const DELIVERED = new Script('delivered.lua');

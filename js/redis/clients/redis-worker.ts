@@ -30,14 +30,23 @@ export function redisWorker<I = unknown, O = unknown, M extends Migrate = Migrat
   fn: StreamFn<I, O>,
   options: RedisWorkerOptions<O, I> & { migrate?: M & SyncMigrate<M> },
 ): RedisWorker {
-  const what = 'redisWorker()';
+  return startRedisWorker(fn, options, 'redisWorker()', 'redisOutputs');
+}
+
+/** `redisWorker` for the entry point `what` (named in its errors, as `outputsReader` is in reports). */
+export function startRedisWorker<I, O>(
+  fn: StreamFn<I, O>,
+  options: RedisWorkerOptions<O, I>,
+  what: string,
+  outputsReader: string,
+): Worker {
   checkWorkerFn(fn, what);
   const o = resolveOptions(options as RedisOptions<unknown>, what, WORKER_KEYS);
   const reports = new ClosedClientReports(o.client);
   const backend: WorkerBackend = {
     name: o.keys.name,
     server: 'Redis',
-    outputsReader: 'redisOutputs',
+    outputsReader,
     partitions: o.partitions,
     codec: o.codec,
     maxEventBytes: o.maxEventBytes,

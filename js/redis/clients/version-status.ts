@@ -1,6 +1,7 @@
 // Versions from outside the workers (an orchestrator, a deploy script): live sessions per version, the live workers
 // and what they run, and an awaitable "drained" for a version, read from what the workers keep in Redis (the
 // partitions' `:versions` counts, their leases, the function's `:workers` and `:adverts`; docs/redis/storage.md).
+import type { Versions as AnyVersions } from '../../durable/common/clients';
 import { send } from '../log/connection';
 import { type RedisOptions, type Resolved, resolveOptions } from '../log/options';
 import { parseAdvert } from '../../durable/common/stored';
@@ -17,7 +18,7 @@ export interface RedisVersionsOptions extends RedisOptions<unknown> {
 export type { DrainedOptions } from '../../durable/common/drained';
 
 /** The versions of a function's sessions and workers; see `redisVersions`. */
-export interface RedisVersions {
+export interface RedisVersions extends AnyVersions {
   /** The function's partition count. */
   readonly partitions: number;
   /** Reads live sessions per version, live workers and what they own: one round trip per partition, and two. */
@@ -100,5 +101,10 @@ function pairs(reply: unknown): [string, string][] {
  * @throws {TypeError} `ERR_INVALID_ARG_TYPE` / `ERR_INVALID_ARG_VALUE` for options the other entry points refuse.
  */
 export function redisVersions(options: RedisVersionsOptions): RedisVersions {
-  return new Versions(resolveOptions(options, 'redisVersions()', []));
+  return versionsOf(options, 'redisVersions()');
+}
+
+/** `redisVersions` for the entry point `what` (named in its errors). */
+export function versionsOf(options: RedisVersionsOptions, what: string): RedisVersions {
+  return new Versions(resolveOptions(options, what, []));
 }

@@ -1,9 +1,9 @@
 // The checks of redisLimiter()'s own options (the client); the rest, and the rules shared with postgresLimiter, are
 // common/limiter-rules.ts's. Nothing here talks to Redis.
-import type { LimiterOptions } from '../../limits/types';
 import { describe, invalidType, invalidValue } from '../../errors';
 import { assertOptionsObject } from '../../config';
 import type { RedisClientLike } from '../log/connection';
+import type { FleetLimiterBase, WhenBackendFails } from '../../durable/common/clients';
 import { checkName } from '../log/options';
 import {
   type FleetOptionsOf,
@@ -14,39 +14,44 @@ import {
   read,
 } from '../../durable/common/limiter-rules';
 
-/** What acquire does while Redis cannot be reached or does not answer within `callTimeout`. */
-export type WhenRedisFails = 'fail-closed' | 'fail-open' | 'local';
+/** What acquire does while Redis cannot be reached or does not answer within `callTimeout`: a `WhenBackendFails`. */
+export type WhenRedisFails = WhenBackendFails;
 
 /** Options of `redisLimiter()`: the limiter's own, the Redis client and the failure policy. */
-export interface RedisLimiterOptions<T = unknown> extends LimiterOptions<T> {
+export interface RedisLimiterOptions<T = unknown> extends FleetLimiterBase<T> {
   /** A connected node-redis client (v5 or v6, single server or Cluster). Not closed by the limiter. */
   client: RedisClientLike;
-  /** The limiter's name in Redis (`velo:lim:{<name>}:...`): every process that passes it shares the limits. */
-  name: string;
-  /** A holder's lease on its permits, ms (renewed every third of it while held). Default 30,000; 300 to 2^31-1. */
-  leaseTtl?: number;
   /** See {@link WhenRedisFails}. Default 'fail-closed'. */
   whenRedisFails?: WhenRedisFails;
-  /** The longest a call to Redis may take before it counts as failed, ms. Default 5,000. */
-  callTimeout?: number;
 }
 
-const WHAT = 'redisLimiter()';
+/** How an entry point names itself and its failure policy: `redisLimiter()` and `whenRedisFails` by default. */
+export interface LimiterEntry {
+  /** The entry point, as errors name it. */
+  readonly what: string;
+  /** The option of the failure policy. */
+  readonly policy: 'whenRedisFails' | 'whenBackendFails';
+}
 
-const OF: FleetOptionsOf = {
-  what: WHAT,
+const REDIS_LIMITER: LimiterEntry = { what: 'redisLimiter()', policy: 'whenRedisFails' };
+
+const optionsOf = ({ what, policy }: LimiterEntry): FleetOptionsOf => ({
+  what,
   store: 'Redis',
-  known: ['client', ...fleetKeys('whenRedisFails')],
-  policy: 'whenRedisFails',
+  known: ['client', ...fleetKeys(policy)],
+  policy,
+  renamed: policy === 'whenRedisFails' ? undefined : { whenRedisFails: policy },
   checkName,
-};
+});
 
 export interface Resolved<T> extends FleetSettings<T> {
   client: RedisClientLike;
 }
 
 /** Checks every option of redisLimiter(); throws a coded error for the first one refused. */
-export function resolveLimiterOptions<T>(options: RedisLimiterOptions<T>): Resolved<T> {
+export function resolveLimiterOptions<T>(options: RedisLimiterOptions<T>, entry: LimiterEntry = REDIS_LIMITER): Resolved<T> {
+  const OF = optionsOf(entry);
+  const WHAT = entry.what;
   assertOptionsObject(options, 'options', "{ client, name: 'api', concurrency: 4 }");
   checkOptionKeys(options, OF);
   const client = read(options, 'client', WHAT) as RedisClientLike | undefined;

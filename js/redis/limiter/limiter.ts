@@ -4,10 +4,11 @@
 // keys; this file is the store they make (the calls, their arguments and replies, the wake-up channel) and the
 // limiter's public types: the driver (durable/common/fleet-limiter.ts) moves between the calls and the process
 // view, one renewal call per third of a lease; `whenRedisFails` applies when a call fails.
-import type { Limiter, LimiterStats, LimitSettings, AcquireOptions, Permit } from '../../limits/types';
+import type { LimitSettings, AcquireOptions } from '../../limits/types';
+import type { FleetLimiter, FleetLimiterStats, FleetPermit } from '../../durable/common/clients';
 import { RedisConnectionError, redisTimeoutError } from '../../errors';
 import type { RedisClientLike } from '../log/connection';
-import { type RedisLimiterOptions, type Resolved, resolveLimiterOptions } from './limiter-options';
+import { type LimiterEntry, type RedisLimiterOptions, type Resolved, resolveLimiterOptions } from './limiter-options';
 import { type Limits, keyOf, limitArgs } from '../../durable/common/limiter-rules';
 import type { Renewed } from '../../durable/common/limiter-view';
 import { type AcquireAnswer, type AcquireCall, FleetLimiterDriver, type LimiterStore } from '../../durable/common/fleet-limiter';
@@ -24,42 +25,23 @@ const RENEW = new Script([COMMON, 'limiter-renew.lua']);
 const SET = new Script([COMMON, 'limiter-set.lua']);
 const LEAVE = new Script([COMMON, 'limiter-leave.lua']);
 
-/** A permit of a Redis limiter: `lost` once its lease ran out before its release (its slot may be someone else's). */
-export interface RedisPermit extends Permit {
-  /**
-   * The permit's fencing token ('' for one granted without Redis: fail-open, or the local fallback): made by this
-   * process before it asks (a random id of the limiter object and a counter), never handed out twice.
-   */
-  readonly token: string;
-  /** Redis' clock (ms) when it was granted; NaN without Redis. */
-  readonly grantedAt: number;
+/**
+ * A permit of a Redis limiter (a `FleetPermit`): its token is made by this process before it asks (a random id of
+ * the limiter object and a counter).
+ */
+export interface RedisPermit extends FleetPermit {
   /** Whence it came: 'redis', 'open' (fail-open: counted nowhere) or 'local' (the in-process fallback). */
   readonly source: 'redis' | 'open' | 'local';
-  /** True once its lease is known to have run out before its release (a renewal found it gone, or Redis said so at release). */
-  readonly lost: boolean;
-  /** Resolves after release() with true if Redis freed the permit, false if its lease had already run out (fenced). */
-  released(): Promise<boolean>;
 }
 
-/** `stats()` of a Redis limiter: this process' view, and the fleet's counters as of the last renewal. */
-export interface RedisLimiterStats extends LimiterStats {
-  /** The fleet's view as of the last renewal (one call per third of a lease). */
-  fleet: {
-    /** Processes that renewed within a lease (the divisor of the 'local' fallback). */
-    processes: number;
-    /** Permits the fleet granted since the limiter's keys were made. */
-    admitted: number;
-    /** Acquires the fleet refused (reject mode, full line). */
-    rejected: number;
-  };
-  /** Permits of this process whose lease ran out before their release. */
-  lost: number;
-  /** Whether the last call to Redis failed (acquires follow `whenRedisFails` until a renewal succeeds). */
+/** `stats()` of a Redis limiter: a fleet limiter's, and `redisDown` (the same as `backendDown`). */
+export interface RedisLimiterStats extends FleetLimiterStats {
+  /** Whether the last call to Redis failed: `backendDown`, by its name of before. */
   redisDown: boolean;
 }
 
 /** A limiter shared by a fleet on Redis (see {@link redisLimiter}). */
-export interface RedisLimiter<T = unknown> extends Limiter<T> {
+export interface RedisLimiter<T = unknown> extends FleetLimiter<T> {
   /** Waits in the fleet's line for a permit ('throttle'), or refuses at once ('reject'). */
   acquire(item: T, options?: AcquireOptions): Promise<RedisPermit>;
   /** Stores the fleet's limits in Redis; resolves once stored (and the lines re-decided). */
@@ -210,7 +192,12 @@ class RedisLimiterStore implements LimiterStore<'redis'> {
  * @throws {RangeError} `ERR_OUT_OF_RANGE` for a limit, `leaseTtl`, `maxWaiting` or `callTimeout` out of range.
  */
 export function redisLimiter<T = unknown>(options: RedisLimiterOptions<T>): RedisLimiter<T> {
-  const o = resolveLimiterOptions(options);
+  return startRedisLimiter(options);
+}
+
+/** `redisLimiter` for the entry point `entry.what` (named in its errors), its failure policy `entry.policy`. */
+export function startRedisLimiter<T>(options: RedisLimiterOptions<T>, entry?: LimiterEntry): RedisLimiter<T> {
+  const o = resolveLimiterOptions(options, entry);
   const store = new RedisLimiterStore(o);
   return new FleetLimiterDriver(store, o, (item: T) => keyOf(o.name, o.key, item), 'redisDown');
 }

@@ -21,9 +21,17 @@ export type RedisName<I = unknown, O = unknown> = FunctionName<I, O>;
  * `ERR_INVALID_ARG_VALUE` for a name that is not 1-200 characters without braces, whitespace or lone surrogates.
  */
 export function redisName<I, O>(fn: StreamFn<I, O>, name: string): RedisName<I, O> {
+  return typedName('redisName()', fn, name);
+}
+
+/**
+ * `redisName` for the entry point `what` (named in its errors). The name's rule is Redis': a name that passes it is
+ * one on Postgres too (which allows braces).
+ */
+export function typedName<I, O>(what: string, fn: StreamFn<I, O>, name: string): FunctionName<I, O> {
   if (typeof (fn as { [kOpen]?: unknown } | null)?.[kOpen] !== 'function') {
-    throw invalidType(`redisName(): fn must be a stream function (from streamFn()), not ${describe(fn)}`);
+    throw invalidType(`${what}: fn must be a stream function (from streamFn()), not ${describe(fn)}`);
   }
-  checkName('redisName()', name);
+  checkName(what, name);
   return name;
 }

@@ -17,6 +17,17 @@ export interface RedisOptions<T = unknown> extends ShapeOptions<T> {
   name: string;
 }
 
+/**
+ * The Redis part of the options of every entry point of `velo-stream/durable`: a node-redis client (which picks
+ * Redis). Redis has no schema: `schema` is refused.
+ */
+export interface RedisClientOption {
+  /** A connected node-redis client (v5 or v6); its settings (TLS, auth, reconnects) are yours. Not closed by velo-stream. */
+  client: RedisClientLike;
+  /** Postgres only: a Redis client takes none. */
+  schema?: never;
+}
+
 export interface Resolved<T> {
   client: RedisClientLike;
   keys: KeySpace;

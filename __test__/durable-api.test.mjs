@@ -1,0 +1,135 @@
+// velo-stream/durable picks its backend by `options.client`, and refuses a client of neither kind with a coded
+// error naming the entry point: null, undefined, a plain object, a node-redis client not connected (or closed), a
+// pg.Pool that was ended, a single pg.Client; `schema` with a Redis client; the pool under its velo-stream/postgres
+// name. No server is needed: each is refused at the call.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import { createClient } from 'redis';
+import { streamFn } from 'velo-stream';
+import * as durable from 'velo-stream/durable';
+import { IncomingMessage, ServerResponse } from 'node:http';
+import { Socket } from 'node:net';
+
+const fn = streamFn(async function* (events) {
+  for await (const e of events) yield e;
+});
+
+/** A request and its response, on no connection (the options are refused before either is used). */
+function exchange() {
+  const req = new IncomingMessage(new Socket());
+  return [req, new ServerResponse(req)];
+}
+
+/** Every entry point that takes options, called with `options` (the worker with `fn`, the HTTP ones with no request). */
+const ENTRIES = {
+  sessionWorker: (o) => durable.sessionWorker(fn, o),
+  sessionProducer: (o) => durable.sessionProducer(o),
+  sessionOutputs: (o) => durable.sessionOutputs(o),
+  keyOutputs: (o) => durable.keyOutputs({ key: 'k', ...o }),
+  keyCursor: (o) => durable.keyCursor({ key: 'k', ...o }),
+  keySse: (o) => durable.keySse(...exchange(), { key: 'k', ...o }),
+  keyNdjson: (o) => durable.keyNdjson(...exchange(), { key: 'k', ...o }),
+  sessionVersions: (o) => durable.sessionVersions(o),
+  fleetLimiter: (o) => durable.fleetLimiter({ concurrency: 1, ...o }),
+  exportRecording: (o) => durable.exportRecording(o),
+  keyState: (o) => durable.keyState(o),
+  materialize: (o) => durable.materialize({ key: () => 'h', fields: () => ({ a: 1 }), ...o }),
+};
+
+/** The error of `call` (thrown, or the rejection of what it returned). */
+async function errorOf(call) {
+  try {
+    await call();
+  } catch (error) {
+    return error;
+  }
+  assert.fail('no error');
+}
+
+test('a client of neither kind: ERR_INVALID_ARG_TYPE from every entry point, naming it and both kinds', async () => {
+  for (const [name, call] of Object.entries(ENTRIES)) {
+    for (const client of [null, undefined, {}, { query: 1 }, 'redis://localhost', 42]) {
+      const error = await errorOf(() => call({ client, name: 'f' }));
+      assert.equal(error.code, 'ERR_INVALID_ARG_TYPE', `${name}(${typeof client})`);
+      assert.ok(
+        error.message.startsWith(`${name}(): options.client must be a connected node-redis client or a node-postgres Pool`),
+        error.message,
+      );
+    }
+    for (const options of [null, undefined, 'x']) {
+      const error = await errorOf(() =>
+        call === ENTRIES.sessionWorker ? durable.sessionWorker(fn, options) : durable[name](options),
+      );
+      assert.equal(error.code, 'ERR_INVALID_ARG_TYPE', `${name}(${String(options)})`);
+    }
+  }
+});
+
+test('a node-redis client that is not connected (or was closed): ERR_INVALID_ARG_VALUE naming the entry point', async () => {
+  const client = createClient({ url: 'redis://127.0.0.1:1' });
+  for (const [name, call] of Object.entries(ENTRIES)) {
+    const error = await errorOf(() => call({ client, name: 'f' }));
+    assert.equal(error.code, 'ERR_INVALID_ARG_VALUE', name);
+    assert.equal(error.message, `${name}(): options.client is not connected: await client.connect() first`);
+  }
+});
+
+test('a pg.Pool that was ended: ERR_INVALID_ARG_VALUE; a single pg.Client: ERR_VELO_NOT_A_POOL (Redis-only entry points: ERR_INVALID_ARG_TYPE)', async () => {
+  const ended = new pg.Pool({ host: '127.0.0.1', port: 1 });
+  await ended.end();
+  const single = new pg.Client({ host: '127.0.0.1', port: 1 });
+  for (const [name, call] of Object.entries(ENTRIES)) {
+    const redisOnly = name === 'keyState' || name === 'materialize';
+    const e1 = await errorOf(() => call({ client: ended, name: 'f' }));
+    const e2 = await errorOf(() => call({ client: single, name: 'f' }));
+    if (redisOnly) {
+      for (const e of [e1, e2]) {
+        assert.equal(e.code, 'ERR_INVALID_ARG_TYPE', name);
+        assert.match(e.message, new RegExp(`^${name}\\(\\): options.client must be a node-redis client: `));
+      }
+      continue;
+    }
+    assert.equal(e1.code, 'ERR_INVALID_ARG_VALUE', name);
+    assert.equal(e1.message, `${name}(): the pool was ended (pool.end()): pass a pool that is open`);
+    assert.equal(e2.code, 'ERR_VELO_NOT_A_POOL', name);
+    assert.ok(e2.message.startsWith(`${name}(): the pool is a single connection`), e2.message);
+  }
+});
+
+test('schema with a Redis client, and the pool as `pool`: refused by name', async () => {
+  const client = createClient({ url: 'redis://127.0.0.1:1' });
+  const pool = new pg.Pool({ host: '127.0.0.1', port: 1 });
+  try {
+    for (const [name, call] of Object.entries(ENTRIES)) {
+      const e1 = await errorOf(() => call({ client, schema: 'app', name: 'f' }));
+      assert.equal(e1.code, 'ERR_INVALID_ARG_VALUE', name);
+      assert.match(e1.message, new RegExp(`^${name}\\(\\): options.schema names a Postgres schema: a Redis client takes none`));
+      const e2 = await errorOf(() => call({ pool, name: 'f' }));
+      assert.equal(e2.code, 'ERR_INVALID_ARG_TYPE', name);
+      assert.equal(e2.message, `${name}(): the pool goes in options.client (options.pool is its name in velo-stream/postgres)`);
+    }
+    // The backends' own names of what they alone take are refused with the other client, by the backend's check.
+    const error = await errorOf(() => durable.sessionProducer({ client: pool, name: 'f', maxLag: 5 }));
+    assert.equal(error.code, 'ERR_INVALID_ARG_VALUE');
+    assert.match(error.message, /^sessionProducer\(\): unknown option "maxLag". Known options: client, schema, name/);
+    const policy = await errorOf(() =>
+      durable.fleetLimiter({ client: pool, name: 'api', concurrency: 1, whenPostgresFails: 'local' }),
+    );
+    assert.match(policy.message, /^fleetLimiter\(\): unknown option "whenPostgresFails": on Postgres it is "whenBackendFails"/);
+  } finally {
+    await pool.end();
+  }
+});
+
+test('functionName: the name, typed; refuses what is no stream function or no name', () => {
+  assert.equal(durable.functionName(fn, 'orders'), 'orders');
+  assert.throws(() => durable.functionName({}, 'orders'), {
+    code: 'ERR_INVALID_ARG_TYPE',
+    message: /^functionName\(\): fn must be a stream function/,
+  });
+  assert.throws(() => durable.functionName(fn, 'a b'), {
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: /^functionName\(\): the "name" option/,
+  });
+});

@@ -1,0 +1,91 @@
+// velo-stream/durable on Redis: sessionWorker, sessionProducer and sessionOutputs (and a key's reader, its cursor,
+// the versions view and a fleet limiter) on a node-redis client run the function as velo-stream/redis does; and
+// velo-stream/redis' deprecated names still run it, on the same keys.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  fleetLimiter,
+  functionName,
+  keyCursor,
+  keyOutputs,
+  sessionOutputs,
+  sessionProducer,
+  sessionVersions,
+  sessionWorker,
+} from 'velo-stream/durable';
+import { redisOutputs, redisProducer, redisWorker } from 'velo-stream/redis';
+import { client, fresh, useRedis } from './helpers/redis-suite.mjs';
+import { totals } from './helpers/redis-fixtures.mjs';
+
+useRedis();
+
+/** The first `n` outputs of `reader` (fails after `ms`). */
+async function take(reader, n, ms = 20_000) {
+  const got = [];
+  const timer = setTimeout(() => reader[Symbol.asyncDispose](), ms);
+  try {
+    for await (const item of reader) {
+      got.push(item);
+      if (got.length === n) break;
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+  assert.equal(got.length, n, `${got.length} of ${n} outputs within ${ms} ms`);
+  return got;
+}
+
+test('sessionWorker, sessionProducer and sessionOutputs round trip on a Redis client', async () => {
+  const fn = totals({ idleTimeout: 60_000 });
+  const shared = { client, name: functionName(fn, fresh('durable')), partitions: 4 };
+  const worker = sessionWorker(fn, { ...shared, leaseTtl: 2000 });
+  const producer = sessionProducer(shared);
+  try {
+    const from = await keyCursor({ ...shared, key: 'a' });
+    await producer.sendMany([
+      ['a', { n: 1 }],
+      ['b', { n: 10 }],
+      ['a', { n: 2 }],
+    ]);
+    const outputs = await take(sessionOutputs(shared), 3);
+    const a = outputs.filter((o) => o.key === 'a').map((o) => o.value.total);
+    assert.deepEqual(a, [1, 3]);
+    assert.deepEqual(outputs.filter((o) => o.key === 'b').map((o) => o.value.total), [10]);
+    const ofA = await take(keyOutputs({ ...shared, key: 'a', from }), 2);
+    assert.deepEqual(ofA.map((o) => o.value.total), [1, 3]);
+    assert.equal(worker.stats().outputs >= 3, true);
+    const status = await sessionVersions(shared).status();
+    assert.equal(typeof status, 'object');
+  } finally {
+    await worker.close();
+  }
+});
+
+test('fleetLimiter on a Redis client: stats() says backendDown (and redisDown)', async () => {
+  const limiter = fleetLimiter({ client, name: fresh('lim'), concurrency: 1, whenBackendFails: 'fail-open' });
+  try {
+    const permit = await limiter.acquire('x');
+    assert.equal(permit.source, 'redis');
+    permit.release();
+    const stats = limiter.stats();
+    assert.equal(stats.backendDown, false);
+    assert.equal(stats.redisDown, false);
+  } finally {
+    await limiter.close();
+  }
+});
+
+test("velo-stream/redis' deprecated names still run the function, on the keys velo-stream/durable reads", async () => {
+  const fn = totals({ idleTimeout: 60_000 });
+  const shared = { client, name: fresh('old'), partitions: 2 };
+  const worker = redisWorker(fn, shared);
+  try {
+    await redisProducer(shared).send('k', { n: 5 });
+    const [old] = await take(redisOutputs(shared), 1);
+    assert.equal(old.value.total, 5);
+    const [same] = await take(sessionOutputs(shared), 1);
+    assert.deepEqual(same, old);
+  } finally {
+    await worker.close();
+  }
+});
