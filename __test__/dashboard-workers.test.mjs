@@ -33,10 +33,13 @@ test('dashboard({ workers }) with a Postgres worker and a Redis worker: both in 
   const name = fresh('both');
   const pgWorker = postgresWorker(totals(), { pool, name, partitions: 2, leaseTtl: 1500 });
   const rdWorker = redisWorker(totals(), { client, name, partitions: 2, leaseTtl: 1500 });
-  const fleet = fresh('fleet');
-  const dash = dashboard({ workers: [pgWorker, rdWorker, pgWorker], interval: 100, fleet: { client, name: fleet } });
-  const { url, root, close } = await listen(dash);
+  let dash;
+  let close;
   try {
+    dash = dashboard({ workers: [pgWorker, rdWorker, pgWorker], interval: 100, fleet: { client, name: fresh('fleet') } });
+    const served = await listen(dash);
+    close = served.close;
+    const { url, root } = served;
     await eventually(
       () => pgWorker.stats().owned.length === 2 && rdWorker.stats().owned.length === 2,
       'both workers own their partitions',
@@ -72,17 +75,21 @@ test('dashboard({ workers }) with a Postgres worker and a Redis worker: both in 
     assert.deepEqual(view.redis, view.workers);
     assert.deepEqual(view.members[0].sample.workers, view.members[0].sample.redis);
   } finally {
-    await dash.close();
-    await close();
+    await dash?.close();
+    await close?.();
     await Promise.all([pgWorker.close(), rdWorker.close()]);
   }
 });
 
 test("redisWorkers, workers' old name, still takes a worker of either backend; giving both is ERR_INVALID_ARG_VALUE", async () => {
   const pgWorker = postgresWorker(totals(), { pool, name: fresh('old'), partitions: 1, leaseTtl: 1500 });
-  const dash = dashboard({ redisWorkers: [pgWorker] });
-  const { url, close } = await listen(dash);
+  let dash;
+  let close;
   try {
+    dash = dashboard({ redisWorkers: [pgWorker] });
+    const served = await listen(dash);
+    close = served.close;
+    const { url } = served;
     assert.throws(() => dashboard({ workers: [pgWorker], redisWorkers: [pgWorker] }), {
       code: 'ERR_INVALID_ARG_VALUE',
       message: /give options\.workers or options\.redisWorkers \(its old name\), not both/,
@@ -91,15 +98,18 @@ test("redisWorkers, workers' old name, still takes a worker of either backend; g
       code: 'ERR_INVALID_ARG_TYPE',
       message: /every item of "redisWorkers"/,
     });
-    assert.throws(() => dashboard({ workers: [{ ...pgWorker }] }), { code: 'ERR_INVALID_ARG_TYPE', message: /every item of "workers"/ });
+    assert.throws(() => dashboard({ workers: [{ ...pgWorker }] }), {
+      code: 'ERR_INVALID_ARG_TYPE',
+      message: /every item of "workers"/,
+    });
     const sample = await firstSample(url);
     assert.deepEqual(
       sample.workers.map((w) => [w.id, w.backend]),
       [[pgWorker.id, 'postgres']],
     );
   } finally {
-    await dash.close();
-    await close();
+    await dash?.close();
+    await close?.();
     await pgWorker.close();
   }
 });

@@ -56,7 +56,7 @@ function valueOf(samples, name, worker, more = '') {
   return undefined;
 }
 
-test("a Postgres worker's series: velo_worker_* labelled backend=\"postgres\", no name or help text calling it Redis; a Redis worker's beside it labelled backend=\"redis\"", async () => {
+test('a Postgres worker\'s series: velo_worker_* labelled backend="postgres", no name or help text calling it Redis; a Redis worker\'s beside it labelled backend="redis"', async () => {
   const pgWorker = postgresWorker(totals(), { pool, name: fresh('pgm'), partitions: 2, leaseTtl: 1500 });
   const rdWorker = redisWorker(totals(), { client, name: fresh('rdm'), partitions: 2, leaseTtl: 1500 });
   try {
@@ -163,7 +163,10 @@ test('registerRedisWorkerMetrics (deprecated): the velo_worker_* series, and the
       newNames.filter((n) => n !== 'app_worker_migrated_sessions_total'),
     );
     for (const name of oldNames) {
-      assert.match(help.get(name), new RegExp(`^Deprecated .*use ${name.replace('app_redis_', 'app_worker_')}, labelled backend\\. `));
+      assert.match(
+        help.get(name),
+        new RegExp(`^Deprecated .*use ${name.replace('app_redis_', 'app_worker_')}, labelled backend\\. `),
+      );
     }
     for (const [key, value] of samples) {
       if (!key.startsWith('app_redis_')) continue;
