@@ -17,7 +17,7 @@ before(async () => {
   browser = await chromium();
 });
 
-test("the dashboard page in Chromium: authorize refuses without the cookie, figures of live streams change, a Redis worker's partitions and lag chart, the failure is listed without its message, drill-down reads one stream, no console error, the feed is dropped when the page closes", async () => {
+test("the dashboard page in Chromium: authorize refuses without the cookie, figures of live streams change, a Redis worker's backend, partitions and lag chart, the failure is listed without its message, drill-down reads one stream, no console error, the feed is dropped when the page closes", async () => {
   mkdirSync(shots, { recursive: true });
   const { stdout } = await run([fixture, browser, shots], { timeout: 180_000 });
   const seen = JSON.parse(stdout.trim().split('\n').at(-1));
@@ -34,6 +34,8 @@ test("the dashboard page in Chromium: authorize refuses without the cookie, figu
   assert.match(seen.taskFigures, /task in flight/);
   assert.match(seen.taskFigures, /task retries \/s/);
   assert.match(seen.redisCard, /^dash · \S+\n/);
+  // The card names the worker's backend.
+  assert.match(seen.redisCard, /\nredis\nbackend\n/);
   for (const label of ['lag', 'sessions', 'held events', 'buffered events', 'replayed sessions', 'fenced', 'round trip p99']) {
     assert.match(seen.redisCard, new RegExp(`\\n${label}\\n`), label);
   }

@@ -72,6 +72,10 @@ test('two worker processes in one fleet on Postgres: both members and their sums
     assert.equal(own[0].sessions + own[1].sessions, keys.length);
     assert.equal(new Set([...own[0].owned, ...own[1].owned]).size, partitions);
     assert.equal(view.redis[0].name, name);
+    // A Postgres worker's rows say so (and `redis`, their old name, holds the same).
+    assert.equal(view.workers[0].backend, 'postgres');
+    assert.deepEqual(view.redis, view.workers);
+    for (const m of view.members) assert.equal(m.sample.workers[0].backend, 'postgres');
     const totalsFn = view.functions.find((f) => f.name === 'totals');
     assert.equal(totalsFn.members, 2);
     assert.equal(totalsFn.open, keys.length);
@@ -188,9 +192,11 @@ test('rows written by something else are ignored and forgotten, figures that are
     assert.equal(echo.members, 2);
     assert.equal(echo.open, 0, 'a string figure counts 0');
     assert.equal(echo.queueWaitP99Us, null);
-    assert.deepEqual(view.redis, [
+    // A member of the release before sends its workers as `redis`, without their backend: read, backend null.
+    assert.deepEqual(view.workers, [
       {
         name: 'r',
+        backend: null,
         workers: 1,
         owned: 1,
         roundTripP99Ms: 0,

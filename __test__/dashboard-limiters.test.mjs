@@ -366,7 +366,7 @@ test('the page in Chromium: a Limiters table row per limiter with its figures an
     'longest wait now',
     'keys',
     'keys waiting longest',
-    'Redis',
+    'fleet store',
   ]);
   const [pool, strict, budget, broken] = seen.rows;
   assert.deepEqual(pool.slice(0, 6), ['pool', 'in-process', 'concurrency 2 · throttle', '2', '3', '2']);

@@ -22,8 +22,8 @@ test('a Redis worker in the feed: partitions owned, lag per owned partition, ses
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${server.address().port}/feed`;
   try {
-    assert.throws(() => dashboard({ redisWorkers: [worker, { ...worker }] }), { code: 'ERR_INVALID_ARG_TYPE' });
-    const withWorker = dashboard({ functions: [fn], redisWorkers: [worker, worker] });
+    assert.throws(() => dashboard({ workers: [worker, { ...worker }] }), { code: 'ERR_INVALID_ARG_TYPE' });
+    const withWorker = dashboard({ functions: [fn], workers: [worker, worker] });
     const server2 = http.createServer(withWorker);
     await new Promise((resolve) => server2.listen(0, '127.0.0.1', resolve));
     const url2 = `http://127.0.0.1:${server2.address().port}/feed`;
@@ -32,13 +32,14 @@ test('a Redis worker in the feed: partitions owned, lag per owned partition, ses
       await producer.sendMany(Array.from({ length: 400 }, (_, i) => [`k${i % 4}`, { n: i }]));
       const seen = await eventually(async () => {
         const s = await sample(url2);
-        return s.redis[0].lag > 0 ? s : null;
+        return s.workers[0].lag > 0 ? s : null;
       }, 'a lag in the feed');
-      await eventually(async () => (await sample(url2)).redis[0].sessions === 4, 'four sessions in the feed');
-      assert.equal(seen.redis.length, 1, 'the same worker twice is one entry');
-      const w = seen.redis[0];
+      await eventually(async () => (await sample(url2)).workers[0].sessions === 4, 'four sessions in the feed');
+      assert.equal(seen.workers.length, 1, 'the same worker twice is one entry');
+      const w = seen.workers[0];
       assert.equal(w.name, name);
       assert.equal(w.id, worker.id);
+      assert.equal(w.backend, 'redis');
       assert.deepEqual(w.owned, [0, 1]);
       assert.deepEqual(Object.keys(w.partitionLag).sort(), ['0', '1']);
       assert.equal(w.partitionLag[0] + w.partitionLag[1], w.lag);
@@ -69,7 +70,7 @@ test("a Redis session's label: its sid with the key hidden (the first entry's id
   // Sessions open once events come: the dashboards list them from their creation on.
   const worker = redisWorker(fn, { client, name, partitions, leaseTtl: 600 });
   const dashboards = [
-    dashboard({ functions: [fn], redisWorkers: [worker] }),
+    dashboard({ functions: [fn], workers: [worker] }),
     dashboard({ functions: [fn] }),
     dashboard({ functions: [fn], showKeys: true }),
   ];
@@ -121,24 +122,24 @@ test('versions in the dashboard: each Redis worker shows its version and whether
   let dash;
   const server = http.createServer((req, res) => dash(req, res));
   try {
-    dash = dashboard({ redisWorkers: [v1, v2], interval: 100, fleet: { client, name: fleet } });
+    dash = dashboard({ workers: [v1, v2], interval: 100, fleet: { client, name: fleet } });
     await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
     const base = `http://127.0.0.1:${server.address().port}`;
     await eventually(() => v1.stats().superseded && v2.stats().owned.length === 2, 'v2 supersedes v1 and owns both partitions');
     const s = await eventually(async () => {
       const got = await sample(`${base}/feed`);
-      return got.redis.find((w) => w.id === v1.id)?.superseded === true ? got : null;
+      return got.workers.find((w) => w.id === v1.id)?.superseded === true ? got : null;
     }, 'v1 superseded in the feed');
-    const byId = new Map(s.redis.map((w) => [w.id, w]));
+    const byId = new Map(s.workers.map((w) => [w.id, w]));
     assert.equal(byId.get(v1.id).version, 'v1');
     assert.equal(byId.get(v2.id).version, 'v2');
     assert.equal(byId.get(v2.id).superseded, false);
     assert.equal(typeof byId.get(v2.id).sessionsByVersion, 'object');
     const view = await eventually(async () => {
       const v = await (await fetch(`${base}/fleet`)).json();
-      return v.redis[0]?.superseded === 1 ? v : null;
+      return v.workers[0]?.superseded === 1 ? v : null;
     }, 'the fleet view counts the superseded worker');
-    assert.deepEqual(view.redis[0].versions, { v1: 1, v2: 1 });
+    assert.deepEqual(view.workers[0].versions, { v1: 1, v2: 1 });
   } finally {
     await dash?.close();
     await Promise.all([v1.close(), v2.close()]);

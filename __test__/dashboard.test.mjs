@@ -49,6 +49,10 @@ test('options: checked at the call, with stable codes', () => {
     [{ functions: [async function* () {}] }, 'ERR_INVALID_ARG_TYPE'],
     [{ functions: [fn, other] }, 'ERR_INVALID_ARG_VALUE'],
     [{ redisWorkers: [{ name: 'x', id: 'y', stats() {} }] }, 'ERR_INVALID_ARG_TYPE'],
+    [{ workers: [{ name: 'x', id: 'y', stats() {} }] }, 'ERR_INVALID_ARG_TYPE'],
+    [{ workers: 'w' }, 'ERR_INVALID_ARG_TYPE'],
+    // `redisWorkers` is the old name of `workers`: one of the two.
+    [{ workers: [], redisWorkers: [] }, 'ERR_INVALID_ARG_VALUE'],
     [{ authorize: true }, 'ERR_INVALID_ARG_TYPE'],
     [{ interval: 50 }, 'ERR_OUT_OF_RANGE'],
     [{ interval: 1.5e3 + 0.5 }, 'ERR_OUT_OF_RANGE'],

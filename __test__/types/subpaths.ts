@@ -7,7 +7,7 @@ import { createServer } from 'node:http';
 import { Registry } from 'prom-client';
 import { limiter, streamFn, StreamClosedError } from 'velo-stream';
 import { ndjsonEvents, RequestBodyError, sendNdjson, sendSse, toReadable } from 'velo-stream/http';
-import { registerRedisWorkerMetrics, registerStreamMetrics } from 'velo-stream/prometheus';
+import { registerRedisWorkerMetrics, registerStreamMetrics, registerWorkerMetrics } from 'velo-stream/prometheus';
 import { dashboard, type DashboardOptions, type Sample } from 'velo-stream/dashboard';
 
 interface Reading {
@@ -168,7 +168,15 @@ const budgetUse: number = workerStats.buffered + workerStats.partitionBuffered[0
 void budgetUse;
 const lagged: number = workerStats.lag + workerStats.replayedSessions + workerStats.roundTrip.p99;
 registerRedisWorkerMetrics(new Registry(), () => [distributed]);
+registerWorkerMetrics(new Registry(), [distributed, local], { prefix: 'app_' });
+const backend: 'redis' | 'postgres' | 'memory' = distributed.backend;
+// @ts-expect-error a worker's backend is read-only
+distributed.backend = 'postgres';
+void backend;
 dashboard({ functions: [alerts], redisWorkers: [distributed, local] });
+dashboard({ functions: [alerts], workers: [distributed, local] });
+const workerRow = (s: Sample): string => `${s.workers[0].backend} ${s.workers[0].name} ${s.redis[0].id}`;
+void workerRow;
 // Limiters of either make, whatever their item type, in one list.
 const perTenant = limiter({ name: 'per-tenant', concurrency: 2, key: (job: { tenant: string }) => job.tenant });
 const fleetBudget = redisLimiter({ client: redisClient, name: 'budget', rate: { limit: 100, period: 60_000 } });

@@ -8,7 +8,7 @@ import { describe, invalidType, invalidValue } from '../errors';
 import type { FleetStore } from '../durable/common/fleet-store';
 import { integerOption } from '../validate';
 import { type FleetClient, fleetStoreOf } from './dashboard-fleet-store';
-import type { FnSample, RedisSample, Sample } from './dashboard-sample';
+import type { FnSample, Sample, WorkerSample } from './dashboard-sample';
 
 /** `dashboard()`'s `fleet` option: where the fleet's samples meet, in Redis or in Postgres. */
 export interface FleetOptions {
@@ -40,7 +40,10 @@ export interface FleetMember {
   id: string;
   /** When its sample was taken (its clock), ms since the Unix epoch. */
   at: number;
-  /** Its latest sample, as its own feed sent it. */
+  /**
+   * Its latest sample, as its own feed sent it; `workers` and `redis` both hold its workers, whichever one a member
+   * of the release before sent (`redis` only).
+   */
   sample: Sample;
 }
 
@@ -70,10 +73,12 @@ export interface FleetFnTotals {
   queueWaitP99Us: number | null;
 }
 
-/** One Redis function (by its name in Redis) summed over the workers the members show. */
-export interface FleetRedisTotals {
-  /** The function's name in Redis. */
+/** One distributed function (by its backend and name) summed over the workers the members show. */
+export interface FleetWorkerTotals {
+  /** The function's name. */
   name: string;
+  /** The backend its workers run on; null for workers shown by a member of the release before, which did not say. */
+  backend: WorkerSample['backend'] | null;
   /** Workers shown for it, over all members. */
   workers: number;
   /** Partitions owned by them (each counted once, whichever worker reported it). */
@@ -86,7 +91,7 @@ export interface FleetRedisTotals {
   held: number;
   /** Events read and not yet taken by handlers, summed. */
   buffered: number;
-  /** Keys waiting in Redis for a slot, summed. */
+  /** Keys waiting in the log for a slot, summed. */
   waitingKeys: number;
   /** Entries replayed after takeovers, summed. */
   replayed: number;
@@ -104,6 +109,12 @@ export interface FleetRedisTotals {
   superseded: number;
 }
 
+/**
+ * A distributed function's fleet totals, under their old name.
+ * @deprecated Use `FleetWorkerTotals`; `FleetRedisTotals` goes in the next major release.
+ */
+export type FleetRedisTotals = FleetWorkerTotals;
+
 /** What the `fleet` route answers: every member's latest sample, and their figures summed. */
 export interface FleetView {
   /** The fleet's name. */
@@ -114,8 +125,13 @@ export interface FleetView {
   members: FleetMember[];
   /** Each function, by name, summed over the members. */
   functions: FleetFnTotals[];
-  /** Each Redis function, by name, summed over the workers. */
-  redis: FleetRedisTotals[];
+  /** Each distributed function, by backend and name, summed over its workers. */
+  workers: FleetWorkerTotals[];
+  /**
+   * The same rows as `workers`, under their old name.
+   * @deprecated Read `workers`; `redis` goes in the next major release.
+   */
+  redis: FleetWorkerTotals[];
   /** The fleet has more members than a read returns (`MAX_MEMBERS`, by id order): the sums are of those shown. */
   truncated: boolean;
 }
@@ -218,8 +234,8 @@ export class Fleet {
     members.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     // Unreadable values: their members are forgotten. One that publishes again comes back.
     if (gone.length > 0) this.#store.remove(gone).catch((e: unknown) => this.report(e));
-    const [functions, redis] = [sumFunctions(members), sumRedis(members)];
-    return { fleet: this.name, at: Date.now(), members, functions, redis, truncated };
+    const [functions, workers] = [sumFunctions(members), sumWorkers(members)];
+    return { fleet: this.name, at: Date.now(), members, functions, workers, redis: workers, truncated };
   }
 
   /** Leaves the fleet: this member's sample is removed. */
@@ -239,8 +255,10 @@ function parse(id: string, value: unknown): FleetMember | undefined {
   try {
     const m = JSON.parse(value) as Partial<FleetMember> | null;
     const s = m?.sample;
-    if (typeof m?.at !== 'number' || !Array.isArray(s?.functions) || !Array.isArray(s?.redis)) return undefined;
-    return { id, at: m.at, sample: s };
+    // A member of the release before sends its workers as `redis` only.
+    const workers = Array.isArray(s?.workers) ? s.workers : s?.redis;
+    if (typeof m?.at !== 'number' || !Array.isArray(s?.functions) || !Array.isArray(workers)) return undefined;
+    return { id, at: m.at, sample: { ...s, workers, redis: workers } };
   } catch {
     return undefined;
   }
@@ -271,29 +289,33 @@ function sumFunctions(members: readonly FleetMember[]): FleetFnTotals[] {
   return [...byName.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
-const REDIS_SUMS = ['lag', 'sessions', 'held', 'buffered', 'waitingKeys', 'replayed', 'fenced', 'lost', 'errors'] as const;
+const WORKER_SUMS = ['lag', 'sessions', 'held', 'buffered', 'waitingKeys', 'replayed', 'fenced', 'lost', 'errors'] as const;
 
-function sumRedis(members: readonly FleetMember[]): FleetRedisTotals[] {
-  const byName = new Map<string, FleetRedisTotals & { partitions: Set<number> }>();
+function sumWorkers(members: readonly FleetMember[]): FleetWorkerTotals[] {
+  const byName = new Map<string, FleetWorkerTotals & { partitions: Set<number> }>();
   for (const m of members) {
-    for (const w of m.sample.redis as Partial<RedisSample>[]) {
+    for (const w of m.sample.workers as Partial<WorkerSample>[]) {
       if (typeof w?.name !== 'string') continue;
-      let t = byName.get(w.name);
+      const backend = w.backend === 'redis' || w.backend === 'postgres' || w.backend === 'memory' ? w.backend : null;
+      // Two functions of one name on two backends are two functions (two logs): each its own row.
+      const key = `${backend}\n${w.name}`;
+      let t = byName.get(key);
       if (t === undefined) {
         t = {
           name: w.name,
+          backend,
           workers: 0,
           owned: 0,
           roundTripP99Ms: 0,
           versions: Object.create(null) as Record<string, number>,
           superseded: 0,
           partitions: new Set(),
-          ...Object.fromEntries(REDIS_SUMS.map((k) => [k, 0])),
-        } as FleetRedisTotals & { partitions: Set<number> };
-        byName.set(w.name, t);
+          ...Object.fromEntries(WORKER_SUMS.map((k) => [k, 0])),
+        } as FleetWorkerTotals & { partitions: Set<number> };
+        byName.set(key, t);
       }
       t.workers++;
-      for (const k of REDIS_SUMS) t[k] += num(w[k]);
+      for (const k of WORKER_SUMS) t[k] += num(w[k]);
       if (Array.isArray(w.owned)) for (const p of w.owned) if (typeof p === 'number') t.partitions.add(p);
       t.roundTripP99Ms = Math.max(t.roundTripP99Ms, num(w.roundTripP99Ms));
       // (A member of a release before versions sends none: counted as '', not superseded.)
@@ -304,7 +326,17 @@ function sumRedis(members: readonly FleetMember[]): FleetRedisTotals[] {
   }
   return [...byName.values()]
     .map(({ partitions, ...t }) => ({ ...t, owned: partitions.size }))
-    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    .sort((a, b) =>
+      a.name < b.name
+        ? -1
+        : a.name > b.name
+          ? 1
+          : String(a.backend) < String(b.backend)
+            ? -1
+            : String(a.backend) > String(b.backend)
+              ? 1
+              : 0,
+    );
 }
 
 /** A figure from another process's sample: a finite number, else 0. */

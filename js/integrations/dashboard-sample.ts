@@ -1,6 +1,6 @@
 // The figures a dashboard shows, sampled: one `Sampler.sample()` per interval
 // reads every function's counters and totals (from the core), a bounded
-// number of its open streams' metrics, and every Redis worker's stats(), and
+// number of its open streams' metrics, and every worker's stats(), and
 // turns the counters into rates since the previous sample. Nothing here runs
 // per event; the cost is per sample, bounded by `scan`.
 import { kTotals, type Totals } from '../core/function';
@@ -11,7 +11,7 @@ import { cutText } from '../text';
 import { invalidReturn } from '../errors';
 import { kThreads, type ThreadLoads } from '../worker/index';
 import type { StreamFn, StreamMetrics, StreamState } from '../types';
-import type { Worker as RedisWorker } from '../durable/engine/worker';
+import type { Worker } from '../durable/engine/worker';
 import type { KeyWait, Limiter, LimiterStats } from '../limits/types';
 import { kDescribe, type LimiterDescription } from '../limits/describe';
 
@@ -104,12 +104,14 @@ export interface TaskSample {
   skipped: number;
 }
 
-/** One Redis worker's figures in a sample (its `stats()`, see `RedisWorkerStats`). */
-export interface RedisSample {
-  /** The function's name in Redis. */
+/** One worker's figures in a sample (its `stats()`, see `WorkerStats`). */
+export interface WorkerSample {
+  /** The function's name. */
   name: string;
   /** The worker's id. */
   id: string;
+  /** The backend it runs on (`worker.backend`). */
+  backend: 'redis' | 'postgres' | 'memory';
   /** Partitions owned now. */
   owned: number[];
   /** Entries of the owned partitions not yet read, at the last lease renewal. */
@@ -120,7 +122,7 @@ export interface RedisSample {
   sessions: number;
   /** Events held in memory waiting for a session slot. */
   held: number;
-  /** Keys whose events wait for a slot in Redis. */
+  /** Keys whose events wait for a slot in the log. */
   waitingKeys: number;
   /** Events read that sessions' handlers have not taken yet. */
   buffered: number;
@@ -128,13 +130,13 @@ export interface RedisSample {
   replayed: number;
   /** Sessions rebuilt by those replays. */
   replayedSessions: number;
-  /** Reads and writes Redis refused because the lease was gone. */
+  /** Reads and writes the backend refused because the lease was gone. */
   fenced: number;
   /** Partitions lost to another worker. */
   lost: number;
   /** Errors passed to `onError`. */
   errors: number;
-  /** 99th percentile round trip of its last 1024 calls to Redis, ms. */
+  /** 99th percentile round trip of its last 1024 calls to its backend, ms. */
   roundTripP99Ms: number;
   /** Its `version` (`''`: none set). */
   version: string;
@@ -143,6 +145,12 @@ export interface RedisSample {
   /** Its live sessions per version they run on (`''`: opened with no version). */
   sessionsByVersion: Record<string, number>;
 }
+
+/**
+ * A worker's figures in a sample, under their old name.
+ * @deprecated Use `WorkerSample`; `RedisSample` goes in the next major release.
+ */
+export type RedisSample = WorkerSample;
 
 /** One limiter's figures in a sample (its `stats()`); per-second rates are since the previous sample (0 in a page's first). */
 export interface LimiterSample {
@@ -235,8 +243,14 @@ export interface Sample {
   at: number;
   /** Each function shown. */
   functions: FnSample[];
-  /** Each Redis worker shown. */
-  redis: RedisSample[];
+  /** Each worker shown (of either backend: see its `backend`). */
+  workers: WorkerSample[];
+  /**
+   * The same rows as `workers` (the same objects), under their old name: a dashboard of the release before reads
+   * a fleet member's sample from it.
+   * @deprecated Read `workers`; `redis` goes in the next major release.
+   */
+  redis: WorkerSample[];
   /** Each limiter shown. */
   limiters: (LimiterSample | LimiterFailure)[];
   /** The latest failures, newest first (twenty at most). */
@@ -549,10 +563,10 @@ class LimiterWatch {
   }
 }
 
-/** Samples functions and Redis workers; `sample()` once per interval (a dashboard's feed, while a page is open). */
+/** Samples functions and workers; `sample()` once per interval (a dashboard's feed, while a page is open). */
 export class Sampler {
   readonly #fns: FnWatch[];
-  readonly #workers: RedisWorker[];
+  readonly #workers: Worker[];
   readonly #limiters: LimiterWatch[];
   readonly #scan: number;
   readonly #showValues: boolean;
@@ -562,7 +576,7 @@ export class Sampler {
   /** Starts listing the functions' open streams (from now on). */
   constructor(
     fns: readonly AnyFn[],
-    workers: readonly RedisWorker[],
+    workers: readonly Worker[],
     scan: number,
     showValues: boolean,
     showKeys: boolean,
@@ -584,11 +598,12 @@ export class Sampler {
 
   sample(now = Date.now()): Sample {
     const functions = this.#fns.map((w) => w.sample(now, this.#scan));
-    const redis = this.#workers.map((w): RedisSample => {
+    const workers = this.#workers.map((w): WorkerSample => {
       const s = w.stats();
       return {
         name: w.name,
         id: w.id,
+        backend: w.backend,
         owned: s.owned,
         lag: s.lag,
         partitionLag: s.partitionLag,
@@ -620,7 +635,15 @@ export class Sampler {
       .sort((a, b) => b.at - a.at)
       .slice(0, ERRORS);
     const limiters = this.#limiters.map((l) => l.sample(now));
-    return { at: now, functions, redis, limiters, errors, ...(this.#fleet !== undefined && { fleet: this.#fleet }) };
+    return {
+      at: now,
+      functions,
+      workers,
+      redis: workers,
+      limiters,
+      errors,
+      ...(this.#fleet !== undefined && { fleet: this.#fleet }),
+    };
   }
 
   /** One listed stream of the function named `fn`, now; undefined when it is not listed (finished, collected, unknown). */

@@ -1,5 +1,5 @@
 // velo-stream/dashboard: a live page of the application's stream functions
-// and Redis workers, served by a request handler the application mounts
+// and workers (Redis or Postgres), served by a request handler the application mounts
 // (node:http, Express, or Fastify through `handler.fastify`).
 //
 // Routes, relative to where it is mounted: the page (`/`), its script and
@@ -16,7 +16,7 @@ import { assertOptionsObject } from '../config';
 import { kTotals } from '../core/function';
 import { describe, invalidType, invalidValue } from '../errors';
 import { kRoundTrips } from '../durable/engine/metrics';
-import type { Worker as RedisWorker } from '../durable/engine/worker';
+import type { Worker } from '../durable/engine/worker';
 import { isLimiter } from '../limits/use';
 import type { Limiter } from '../limits/types';
 import { integerOption } from '../validate';
@@ -36,9 +36,10 @@ export type {
   Sample,
   StreamRow,
   TaskSample,
+  WorkerSample,
 } from './dashboard-sample';
 export type { FleetClient } from './dashboard-fleet-store';
-export type { FleetFnTotals, FleetMember, FleetOptions, FleetRedisTotals, FleetView } from './dashboard-fleet';
+export type { FleetFnTotals, FleetMember, FleetOptions, FleetRedisTotals, FleetView, FleetWorkerTotals } from './dashboard-fleet';
 
 /**
  * What `authorize` answers: `true` serves the request; `{ status: 401, headers }` refuses it with 401 and those
@@ -61,8 +62,17 @@ export type { LimiterDescription } from '../limits/describe';
 export interface DashboardOptions {
   /** The stream functions to show (read once). Their open streams are listed from this call on. */
   functions?: Iterable<AnyFn>;
-  /** The Redis workers (`velo-stream/redis`) to show (read once). */
-  redisWorkers?: Iterable<RedisWorker>;
+  /**
+   * The workers to show (read once): of `velo-stream/redis` or `velo-stream/postgres`, mixed as needed. Each has a
+   * card naming its backend.
+   */
+  workers?: Iterable<Worker>;
+  /**
+   * The workers to show, under their old name: the same as `workers` (Postgres workers included). Give one of
+   * the two: both is `ERR_INVALID_ARG_VALUE`.
+   * @deprecated Use `workers`; `redisWorkers` goes in the next major release.
+   */
+  redisWorkers?: Iterable<Worker>;
   /**
    * The limiters to show (read once): in-process ones (`limiter()`), fleet-wide ones (`redisLimiter()` of
    * `velo-stream/redis`), or any object with `acquire`, `tryAcquire`, `stats` and a `name`. One row each, from
@@ -131,6 +141,7 @@ export interface FastifyLike {
 
 const KEYS = [
   'functions',
+  'workers',
   'redisWorkers',
   'limiters',
   'authorize',
@@ -242,10 +253,11 @@ function limiterName(limiter: object, names: WeakMap<object, string>): string | 
 }
 
 /**
- * A live dashboard of `functions`, `redisWorkers` and `limiters`: a request handler serving one page and its feed. Mount it
+ * A live dashboard of `functions`, `workers` and `limiters`: a request handler serving one page and its feed. Mount it
  * where the application wants it (`app.use('/dashboard', dashboard({ ... }))`); nothing is served elsewhere.
  * @throws {TypeError} `ERR_INVALID_ARG_TYPE` / `ERR_INVALID_ARG_VALUE` for bad options (an unknown key, an item
- * that is not a stream function, a Redis worker or a limiter, two different functions or limiters with one name).
+ * that is not a stream function, a worker or a limiter, two different functions or limiters with one name, both
+ * `workers` and its old name `redisWorkers`).
  * @throws {RangeError} `ERR_OUT_OF_RANGE` for `interval`, `maxClients` or `scan` out of range.
  */
 export function dashboard(options: DashboardOptions = {}): DashboardHandler {
@@ -260,10 +272,15 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
     (x) => typeof (x as { [kTotals]?: unknown } | null)?.[kTotals] === 'function',
     (f) => f.name,
   );
-  const workers = distinct<RedisWorker>(
-    'redisWorkers',
-    options.redisWorkers,
-    'Redis workers (from redisWorker)',
+  // `redisWorkers`: the old name of `workers`, kept one release.
+  if (options.workers !== undefined && options.redisWorkers !== undefined) {
+    throw invalidValue('dashboard(): give options.workers or options.redisWorkers (its old name), not both');
+  }
+  const workersKey = options.redisWorkers !== undefined ? 'redisWorkers' : 'workers';
+  const workers = distinct<Worker>(
+    workersKey,
+    options[workersKey],
+    'workers (from redisWorker or postgresWorker)',
     (x) => typeof (x as { [kRoundTrips]?: unknown } | null)?.[kRoundTrips] === 'function',
     (w) => `${w.name} ${w.id}`,
   );

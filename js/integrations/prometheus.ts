@@ -9,7 +9,7 @@ import type { StreamFn } from '../types';
 import { ROUND_TRIP_BOUNDS_US, type RoundTripTotals, kRenewalLateness, kRoundTrips } from '../durable/engine/metrics';
 import type { Worker, WorkerStats } from '../durable/engine/worker';
 
-/** Options of `registerStreamMetrics` (and `prefix` of `registerRedisWorkerMetrics`). */
+/** Options of `registerStreamMetrics` (and `prefix` of `registerWorkerMetrics`). */
 export interface PrometheusOptions {
   /** Prefix of every metric name. Default `velo_`. */
   prefix?: string;
@@ -228,47 +228,82 @@ export function registerStreamMetrics(
 }
 
 /**
- * Registers, on `registry`, metrics of the Redis workers (`velo-stream/redis`) that `workers` lists, labelled
- * `fn` (the function's name in Redis) and `worker` (its id):
- * - `velo_redis_partitions_owned`, `velo_redis_sessions`, `velo_redis_held_events`, `velo_redis_waiting_keys`, `velo_redis_buffered_events` (gauges)
- * - `velo_redis_lag` (gauge, also labelled `partition`: entries of an owned partition not yet read, as measured at
- *   the last lease renewal)
- * - `velo_redis_pinned_age_seconds` (gauge, also labelled `partition`: age of its oldest pending input entry, which
- *   trimming keeps; measured with `lag`)
- * - `velo_redis_replayed_sessions_total`, `velo_redis_replayed_entries_total`, `velo_redis_fenced_total`,
- *   `velo_redis_leases_{acquired,lost,released}_total`, `velo_redis_outputs_total`, `velo_redis_trimmed_total`, `velo_redis_trimmed_outputs_total`,
- *   `velo_redis_errors_total`, `velo_redis_capped_sessions_total`, `velo_redis_handed_on_total`, `velo_redis_outputs_delivered_total`,
- *   `velo_redis_replay_diverged_total`, `velo_redis_checkpoints_total`, `velo_redis_restored_sessions_total`, `velo_redis_wakeups_total`, `velo_redis_debounced_total`, `velo_redis_kept_states_total`, `velo_redis_key_state_starts_total`, `velo_redis_refused_versions_total` (counters)
- * - `velo_redis_undelivered_outputs` (gauge: outputs committed, waiting for the local `onOutput`)
- * - `velo_redis_session_slots` (gauge: `maxConcurrent`), `velo_redis_slot_waiting_keys` (gauge: keys that need a
- *   new session and wait for a slot), `velo_redis_slot_waits_total` (counter: keys that began to wait for one)
- * - `velo_redis_sessions_by_version` (gauge, also labelled `version`: live sessions per handler version, `''` for
- *   none), `velo_redis_superseded` (gauge: 1 while a worker of a newer version supersedes this one)
- * - `velo_redis_round_trip_seconds` (histogram of the worker's calls to Redis, blocking wake-up reads excluded)
- * - `velo_redis_renewal_lateness_seconds` (histogram: how late each lease renewal succeeded)
+ * Registers, on `registry`, metrics of the workers that `workers` lists (Redis or Postgres ones, mixed as needed),
+ * labelled `backend` (`worker.backend`: `redis` or `postgres`), `fn` (the function's name) and `worker` (its id):
+ * - `velo_worker_partitions_owned`, `velo_worker_sessions`, `velo_worker_held_events`, `velo_worker_waiting_keys`,
+ *   `velo_worker_buffered_events`, `velo_worker_undelivered_outputs` (gauges)
+ * - `velo_worker_lag` (gauge, also labelled `partition`: entries of an owned partition not yet read, as measured at
+ *   the last lease renewal) and `velo_worker_pinned_age_seconds` (gauge, also labelled `partition`: age of its
+ *   oldest pending input entry, which trimming keeps; measured with `lag`)
+ * - `velo_worker_session_slots`, `velo_worker_slot_waiting_keys` (gauges), `velo_worker_slot_waits_total`
+ * - `velo_worker_permit_waiting_sessions`, `velo_worker_permit_waiting_steps`, `velo_worker_permits_held` (gauges),
+ *   `velo_worker_permit_failures_total`
+ * - `velo_worker_sessions_by_version` (gauge, also labelled `version`), `velo_worker_superseded` (gauge),
+ *   `velo_worker_refused_versions_total`, `velo_worker_migrated_sessions_total`
+ * - counters `velo_worker_replayed_sessions_total`, `velo_worker_replayed_entries_total`, `velo_worker_fenced_total`,
+ *   `velo_worker_leases_{acquired,lost,released}_total`, `velo_worker_outputs_total`, `velo_worker_trimmed_total`,
+ *   `velo_worker_trimmed_outputs_total`, `velo_worker_errors_total`, `velo_worker_capped_sessions_total`,
+ *   `velo_worker_handed_on_total`, `velo_worker_outputs_delivered_total`, `velo_worker_replay_diverged_total`,
+ *   `velo_worker_checkpoints_total`, `velo_worker_restored_sessions_total`, `velo_worker_wakeups_total`,
+ *   `velo_worker_debounced_total`, `velo_worker_kept_states_total`, `velo_worker_key_state_starts_total`
+ * - histograms `velo_worker_round_trip_seconds` (the worker's calls to its backend, wake-up waits excluded) and
+ *   `velo_worker_renewal_lateness_seconds` (how late each lease renewal succeeded)
  *
  * `workers` is a list read once, now, or a function returning one, called at every scrape. A worker listed
  * twice is one series; two workers with one `(name, id)` are refused like two functions with one name
  * (`ERR_INVALID_ARG_VALUE` here, `ERR_INVALID_RETURN_VALUE` at a scrape). Figures are read from the workers at
- * scrape time: a scrape sends nothing to Redis.
+ * scrape time: a scrape sends nothing to the backend.
+ */
+export function registerWorkerMetrics(
+  registry: Registry,
+  workers: Iterable<Worker> | (() => Iterable<Worker>),
+  opts: Pick<PrometheusOptions, 'prefix'> = {},
+): void {
+  registerWorkers(registry, workers, opts, 'registerWorkerMetrics()', false);
+}
+
+/**
+ * `registerWorkerMetrics`, and each of its series again under its name before the tier had one name: `velo_redis_*`
+ * for `velo_worker_*`, labelled `fn` and `worker` only (no `backend`: a Postgres worker's included, as before), their
+ * help text starting `Deprecated`. `velo_worker_migrated_sessions_total` has no old name.
+ * @deprecated Use `registerWorkerMetrics`, and `velo_worker_*` in queries; the `velo_redis_*` names and this
+ * function go in the next major release.
  */
 export function registerRedisWorkerMetrics(
   registry: Registry,
   workers: Iterable<Worker> | (() => Iterable<Worker>),
   opts: Pick<PrometheusOptions, 'prefix'> = {},
 ): void {
+  registerWorkers(registry, workers, opts, 'registerRedisWorkerMetrics()', true);
+}
+
+/** A worker's labels: `backend`, `fn`, `worker` (the old series: `fn` and `worker` only). */
+type Labels = Record<string, string>;
+
+/** One worker series: its name after `<prefix>worker_`, its help and type, and a worker's samples. */
+interface WorkerSeries {
+  readonly name: string;
+  readonly help: string;
+  readonly type: 'gauge' | 'counter' | 'histogram';
+  /** One worker's samples, with its `labels`; `full` is the series' full name (a histogram's samples are named by it). */
+  readonly samples: (w: Worker, labels: Labels, full: string) => Sample[];
+  /** It had a `<prefix>redis_` name before: `registerRedisWorkerMetrics` emits it under that one too. */
+  readonly old: boolean;
+}
+
+function registerWorkers(registry: Registry, workers: unknown, opts: unknown, what: string, withOldNames: boolean): void {
   if (registry === null || typeof registry?.registerMetric !== 'function') {
     throw invalidType(`The "registry" argument must be a prom-client Registry. Received ${describe(registry)}`);
   }
   const check = (listed: unknown, atScrape: boolean): Worker[] => {
     if (listed === null || typeof (listed as Iterable<unknown>)?.[Symbol.iterator] !== 'function') {
-      const message = `The "workers" argument must be an iterable of Redis workers or a function returning one. Received ${describe(listed)}`;
+      const message = `The "workers" argument must be an iterable of workers or a function returning one. Received ${describe(listed)}`;
       throw atScrape ? invalidReturn(message) : invalidType(message);
     }
     const byId = new Map<string, Worker>();
     for (const w of listed as Iterable<unknown>) {
       if (typeof (w as { [kRoundTrips]?: unknown } | null)?.[kRoundTrips] !== 'function') {
-        const message = `Every item of "workers" must be a Redis worker (from redisWorker). Received ${describe(w)}`;
+        const message = `Every item of "workers" must be a worker (from redisWorker or postgresWorker). Received ${describe(w)}`;
         throw atScrape ? invalidReturn(message) : invalidType(message);
       }
       const worker = w as Worker;
@@ -276,195 +311,204 @@ export function registerRedisWorkerMetrics(
       const seen = byId.get(id);
       if (seen === undefined) byId.set(id, worker);
       else if (seen !== worker) {
-        const message = `Two different Redis workers of "${worker.name}" have the id "${worker.id}": their metric series would collide`;
+        const message = `Two different workers of "${worker.name}" have the id "${worker.id}": their metric series would collide`;
         throw atScrape ? invalidReturn(message) : invalidValue(message);
       }
     }
     return [...byId.values()];
   };
   let list: () => Worker[];
-  if (typeof workers === 'function') list = () => check(workers(), true);
+  if (typeof workers === 'function') list = () => check((workers as () => unknown)(), true);
   else {
     const fixed = check(workers, false);
     list = () => fixed;
   }
-  const { prefix } = checkedOptions(opts, 'registerRedisWorkerMetrics()', ['prefix']);
-  const metric = (name: string, help: string, type: 'gauge' | 'counter' | 'histogram', collect: () => Sample[]): void => {
-    const full = prefix + name;
-    const get = () => new Promise((resolve) => resolve({ name: full, help, type, aggregator: 'sum', values: collect() }));
+  const { prefix } = checkedOptions(opts, what, ['prefix']);
+  const register = (full: string, help: string, series: WorkerSeries, labels: (w: Worker) => Labels): void => {
+    const { type } = series;
+    const values = () => list().flatMap((w) => series.samples(w, labels(w), full));
+    const get = () => new Promise((resolve) => resolve({ name: full, help, type, aggregator: 'sum', values: values() }));
     registry.registerMetric({ name: full, help, type, aggregator: 'sum', get, reset: () => {} } as unknown as Metric);
   };
-  // One stats() per worker per metric: cheap (no I/O), and each metric's samples are consistent.
-  const labels = (w: Worker) => ({ fn: w.name, worker: w.id });
-  const perWorker = (value: (s: WorkerStats) => number) => () =>
-    list().map((w) => ({ labels: labels(w), value: value(w.stats()) }));
+  for (const series of WORKER_SERIES) {
+    const full = `${prefix}worker_${series.name}`;
+    register(full, series.help, series, (w) => ({ backend: w.backend, fn: w.name, worker: w.id }));
+    if (withOldNames && series.old) {
+      const help = `Deprecated (removed in the next major release): use ${full}, labelled backend. ${series.help}`;
+      register(`${prefix}redis_${series.name}`, help, series, (w) => ({ fn: w.name, worker: w.id }));
+    }
+  }
+}
 
-  metric(
-    'redis_partitions_owned',
-    'Partitions this worker holds the lease of.',
+/** A series of one figure per worker, read from `stats()` (one call per worker per series: no I/O). */
+const perWorker = (
+  name: string,
+  help: string,
+  type: 'gauge' | 'counter',
+  value: (s: WorkerStats) => number,
+  old = true,
+): WorkerSeries => ({ name, help, type, old, samples: (w, labels) => [{ labels, value: value(w.stats()) }] });
+
+/** A gauge per worker and partition (or version): `label` names the key of the record `values` reads. */
+const perKey = (name: string, help: string, label: string, values: (s: WorkerStats) => Record<string, number>): WorkerSeries => ({
+  name,
+  help,
+  type: 'gauge',
+  old: true,
+  samples: (w, labels) => Object.entries(values(w.stats())).map(([k, value]) => ({ labels: { ...labels, [label]: k }, value })),
+});
+
+type Timed = Worker & { [kRoundTrips](): RoundTripTotals; [kRenewalLateness](): RoundTripTotals };
+/** A histogram per worker, of fixed bounds (`ROUND_TRIP_BOUNDS_US`). */
+const histogram = (name: string, help: string, totals: (w: Timed) => RoundTripTotals): WorkerSeries => ({
+  name,
+  help,
+  type: 'histogram',
+  old: true,
+  samples: (w, labels, full) => {
+    const t = totals(w as Timed);
+    return [
+      ...t.buckets.map((n, i) => ({
+        labels: { ...labels, le: ROUND_TRIP_BOUNDS_US[i] / 1e6 },
+        value: n,
+        metricName: `${full}_bucket`,
+      })),
+      { labels: { ...labels, le: '+Inf' }, value: t.count, metricName: `${full}_bucket` },
+      { labels, value: t.sumUs / 1e6, metricName: `${full}_sum` },
+      { labels, value: t.count, metricName: `${full}_count` },
+    ];
+  },
+});
+
+/** Every worker series, in the order they are registered. Help texts name no backend: they serve both. */
+const WORKER_SERIES: readonly WorkerSeries[] = [
+  perWorker('partitions_owned', 'Partitions this worker holds the lease of.', 'gauge', (s) => s.owned.length),
+  perWorker('sessions', 'Live sessions on this worker.', 'gauge', (s) => s.sessions),
+  perWorker('held_events', 'Events read but waiting for a session slot (maxConcurrent).', 'gauge', (s) => s.held),
+  perWorker(
+    'waiting_keys',
+    'Keys whose events wait for a session slot in the log (past the bound of held events), read again once sessions end.',
     'gauge',
-    perWorker((s) => s.owned.length),
-  );
-  metric(
-    'redis_sessions',
-    'Live sessions on this worker.',
+    (s) => s.waitingKeys,
+  ),
+  perWorker(
+    'permit_waiting_sessions',
+    "Keys whose next session waits for its limiter permits (the worker's limiter.session).",
     'gauge',
-    perWorker((s) => s.sessions),
-  );
-  metric(
-    'redis_held_events',
-    'Events read but waiting for a session slot (maxConcurrent).',
+    (s) => s.permits.waitingSessions,
+  ),
+  perWorker(
+    'permit_waiting_steps',
+    "Sessions whose handler waits for a step's limiter permits (the worker's limiter.step).",
     'gauge',
-    perWorker((s) => s.held),
-  );
-  metric(
-    'redis_waiting_keys',
-    'Keys whose events wait for a session slot in Redis (past the bound of held events), read again once sessions end.',
-    'gauge',
-    perWorker((s) => s.waitingKeys),
-  );
-  metric(
-    'redis_permit_waiting_sessions',
-    "Keys whose next session waits for its limiter permits (redisWorker's limiter.session).",
-    'gauge',
-    perWorker((s) => s.permits.waitingSessions),
-  );
-  metric(
-    'redis_permit_waiting_steps',
-    "Sessions whose handler waits for a step's limiter permits (redisWorker's limiter.step).",
-    'gauge',
-    perWorker((s) => s.permits.waitingSteps),
-  );
-  metric(
-    'redis_permits_held',
+    (s) => s.permits.waitingSteps,
+  ),
+  perWorker(
+    'permits_held',
     "Limiter grants held by this worker's sessions and their handlers' steps.",
     'gauge',
-    perWorker((s) => s.permits.held),
-  );
-  metric(
-    'redis_buffered_events',
-    "Events read from Redis that sessions' handlers have not taken yet (bounded by maxBufferedEvents).",
+    (s) => s.permits.held,
+  ),
+  perWorker(
+    'buffered_events',
+    "Events read from the log that sessions' handlers have not taken yet (bounded by maxBufferedEvents).",
     'gauge',
-    perWorker((s) => s.buffered),
-  );
-  metric(
-    'redis_undelivered_outputs',
+    (s) => s.buffered,
+  ),
+  perWorker(
+    'undelivered_outputs',
     'Outputs committed and not yet delivered to the local onOutput (bounded by maxUndelivered).',
     'gauge',
-    perWorker((s) => s.undelivered),
-  );
-  metric(
-    'redis_session_slots',
-    "Live sessions this worker runs at most (fn's maxConcurrent).",
-    'gauge',
-    perWorker((s) => s.slots.max),
-  );
-  metric(
-    'redis_slot_waiting_keys',
+    (s) => s.undelivered,
+  ),
+  perWorker('session_slots', "Live sessions this worker runs at most (fn's maxConcurrent).", 'gauge', (s) => s.slots.max),
+  perWorker(
+    'slot_waiting_keys',
     'Keys that need a new session and wait for a session slot (maxConcurrent): their events are late until sessions end.',
     'gauge',
-    perWorker((s) => s.slots.waitingKeys),
-  );
-  metric(
-    'redis_sessions_by_version',
-    "Live sessions of this worker per handler version they run on (redisWorker's version; '' for sessions opened with none).",
-    'gauge',
-    () =>
-      list().flatMap((w) =>
-        Object.entries(w.stats().sessionsByVersion).map(([version, value]) => ({ labels: { ...labels(w), version }, value })),
-      ),
-  );
-  metric(
-    'redis_superseded',
+    (s) => s.slots.waitingKeys,
+  ),
+  perKey(
+    'sessions_by_version',
+    "Live sessions of this worker per handler version they run on (the worker's version; '' for sessions opened with none).",
+    'version',
+    (s) => s.sessionsByVersion,
+  ),
+  perWorker(
+    'superseded',
     'Whether this worker is superseded by a live worker of a newer version (1: it hands its partitions over).',
     'gauge',
-    perWorker((s) => (s.superseded ? 1 : 0)),
-  );
-  metric('redis_lag', 'Entries of an owned partition not yet read by its owner (at the last lease renewal).', 'gauge', () =>
-    list().flatMap((w) =>
-      Object.entries(w.stats().partitionLag).map(([partition, value]) => ({ labels: { ...labels(w), partition }, value })),
-    ),
-  );
-  metric(
-    'redis_pinned_age_seconds',
+    (s) => (s.superseded ? 1 : 0),
+  ),
+  perKey(
+    'lag',
+    'Entries of an owned partition not yet read by its owner (at the last lease renewal).',
+    'partition',
+    (s) => s.partitionLag,
+  ),
+  perKey(
+    'pinned_age_seconds',
     'Age of the oldest pending input entry of an owned partition (a live session needs it: the log is not trimmed past it), at the last lease renewal.',
-    'gauge',
-    () =>
-      list().flatMap((w) =>
-        Object.entries(w.stats().partitionPinnedAge).map(([partition, ms]) => ({
-          labels: { ...labels(w), partition },
-          value: ms / 1000,
-        })),
-      ),
-  );
-  const counters: [string, string, (s: WorkerStats) => number][] = [
-    ['replayed_sessions_total', 'Sessions rebuilt by replaying pending entries after a takeover.', (s) => s.replayedSessions],
-    ['replayed_entries_total', 'Pending entries replayed after a takeover.', (s) => s.replayed],
-    ['fenced_total', 'Reads and writes Redis refused because the lease was gone (a zombie owner).', (s) => s.fenced],
-    ['leases_acquired_total', 'Partition leases taken.', (s) => s.acquired],
-    ['leases_lost_total', 'Partitions lost to another worker (fenced, or the lease ran out).', (s) => s.lost],
-    ['leases_released_total', 'Partitions handed back (fair share, close()).', (s) => s.released],
-    ['outputs_total', 'Outputs committed (before deduplication).', (s) => s.outputs],
-    ['trimmed_total', 'Input entries trimmed away.', (s) => s.trimmed],
-    ['trimmed_outputs_total', 'Outputs trimmed away (outputRetention, outputMaxLen).', (s) => s.trimmedOutputs],
+    'partition',
+    (s) => Object.fromEntries(Object.entries(s.partitionPinnedAge).map(([p, ms]) => [p, ms / 1000])),
+  ),
+  ...(
     [
-      'checkpoints_total',
-      'Session checkpoints committed (ctx.checkpoint; the latest of a session per commit).',
-      (s) => s.checkpoints,
-    ],
-    ['restored_sessions_total', 'Sessions started again from their checkpoint after a takeover.', (s) => s.restored],
-    ['wakeups_total', "Timers' wake-ups written into the input (ctx.wakeAt).", (s) => s.wakeups],
-    ['debounced_total', 'Events debounce dropped (collapsed into a later one, or within a quiet period).', (s) => s.debounced],
-    ['kept_states_total', "Keys' states kept by the commits that ended their sessions (keyState).", (s) => s.keptStates],
-    ['key_state_starts_total', "Sessions that started from their key's kept state (keyState).", (s) => s.keyStateStarts],
-    ['errors_total', 'Errors the worker recovered from (passed to onError).', (s) => s.errors],
-    [
-      'slot_waits_total',
-      'Keys that began to wait for a session slot (maxConcurrent taken; ERR_VELO_SESSION_SLOTS).',
-      (s) => s.slots.waits,
-    ],
-    [
-      'refused_versions_total',
-      'Partitions not taken because a live session there runs a version this worker does not run (each attempt).',
-      (s) => s.refusedVersions,
-    ],
-    ['capped_sessions_total', 'Sessions ended by maxSessionEvents or maxSessionAge.', (s) => s.capped],
-    ['handed_on_total', "Events a session's handler never took, given to the key's next session.", (s) => s.handedOn],
-    ['outputs_delivered_total', 'Outputs passed to the local onOutput.', (s) => s.delivered],
-    ['replay_diverged_total', 'Replayed outputs that differ from those committed before (checkReplay).', (s) => s.diverged],
-    [
-      'permit_failures_total',
-      'Limiter acquires for sessions or steps that failed (each made again later; ERR_VELO_SESSION_PERMIT).',
-      (s) => s.permits.failures,
-    ],
-  ];
-  for (const [name, help, value] of counters) metric(`redis_${name}`, help, 'counter', perWorker(value));
-  const histogram = (name: string, help: string, totals: (w: Worker) => RoundTripTotals) =>
-    metric(name, help, 'histogram', () =>
-      list().flatMap((w) => {
-        const t = totals(w);
-        return [
-          ...t.buckets.map((n, i) => ({
-            labels: { ...labels(w), le: ROUND_TRIP_BOUNDS_US[i] / 1e6 },
-            value: n,
-            metricName: `${prefix}${name}_bucket`,
-          })),
-          { labels: { ...labels(w), le: '+Inf' }, value: t.count, metricName: `${prefix}${name}_bucket` },
-          { labels: labels(w), value: t.sumUs / 1e6, metricName: `${prefix}${name}_sum` },
-          { labels: labels(w), value: t.count, metricName: `${prefix}${name}_count` },
-        ];
-      }),
-    );
-  type Timed = Worker & { [kRoundTrips](): RoundTripTotals; [kRenewalLateness](): RoundTripTotals };
+      ['replayed_sessions_total', 'Sessions rebuilt by replaying pending entries after a takeover.', (s) => s.replayedSessions],
+      ['replayed_entries_total', 'Pending entries replayed after a takeover.', (s) => s.replayed],
+      ['fenced_total', 'Reads and writes the backend refused because the lease was gone (a zombie owner).', (s) => s.fenced],
+      ['leases_acquired_total', 'Partition leases taken.', (s) => s.acquired],
+      ['leases_lost_total', 'Partitions lost to another worker (fenced, or the lease ran out).', (s) => s.lost],
+      ['leases_released_total', 'Partitions handed back (fair share, close()).', (s) => s.released],
+      ['outputs_total', 'Outputs committed (before deduplication).', (s) => s.outputs],
+      ['trimmed_total', 'Input entries trimmed away.', (s) => s.trimmed],
+      ['trimmed_outputs_total', 'Outputs trimmed away (outputRetention, outputMaxLen).', (s) => s.trimmedOutputs],
+      [
+        'checkpoints_total',
+        'Session checkpoints committed (ctx.checkpoint; the latest of a session per commit).',
+        (s) => s.checkpoints,
+      ],
+      ['restored_sessions_total', 'Sessions started again from their checkpoint after a takeover.', (s) => s.restored],
+      ['wakeups_total', "Timers' wake-ups written into the input (ctx.wakeAt).", (s) => s.wakeups],
+      ['debounced_total', 'Events debounce dropped (collapsed into a later one, or within a quiet period).', (s) => s.debounced],
+      ['kept_states_total', "Keys' states kept by the commits that ended their sessions (keyState).", (s) => s.keptStates],
+      ['key_state_starts_total', "Sessions that started from their key's kept state (keyState).", (s) => s.keyStateStarts],
+      ['errors_total', 'Errors the worker recovered from (passed to onError).', (s) => s.errors],
+      [
+        'slot_waits_total',
+        'Keys that began to wait for a session slot (maxConcurrent taken; ERR_VELO_SESSION_SLOTS).',
+        (s) => s.slots.waits,
+      ],
+      [
+        'refused_versions_total',
+        'Partitions not taken because a live session there runs a version this worker does not run (each attempt).',
+        (s) => s.refusedVersions,
+      ],
+      ['capped_sessions_total', 'Sessions ended by maxSessionEvents or maxSessionAge.', (s) => s.capped],
+      ['handed_on_total', "Events a session's handler never took, given to the key's next session.", (s) => s.handedOn],
+      ['outputs_delivered_total', 'Outputs passed to the local onOutput.', (s) => s.delivered],
+      ['replay_diverged_total', 'Replayed outputs that differ from those committed before (checkReplay).', (s) => s.diverged],
+      [
+        'permit_failures_total',
+        'Limiter acquires for sessions or steps that failed (each made again later; ERR_VELO_SESSION_PERMIT).',
+        (s) => s.permits.failures,
+      ],
+    ] as [string, string, (s: WorkerStats) => number][]
+  ).map(([name, help, value]) => perWorker(name, help, 'counter', value)),
+  perWorker(
+    'migrated_sessions_total',
+    "Sessions adopted from another version's checkpoint (the worker's migrate); a replay that adopts one again counts it again.",
+    'counter',
+    (s) => s.migrated,
+    false,
+  ),
+  histogram('round_trip_seconds', "Round-trip time of the worker's calls to its backend (wake-up waits excluded).", (w) =>
+    w[kRoundTrips](),
+  ),
   histogram(
-    'redis_round_trip_seconds',
-    "Round-trip time of the worker's calls to Redis (blocking wake-up reads excluded).",
-    (w) => (w as Timed)[kRoundTrips](),
-  );
-  histogram(
-    'redis_renewal_lateness_seconds',
+    'renewal_lateness_seconds',
     'How late lease renewals succeeded, past leaseTtl/3 after the previous one (a lease is lost at two thirds of leaseTtl).',
-    (w) => (w as Timed)[kRenewalLateness](),
-  );
-}
+    (w) => w[kRenewalLateness](),
+  ),
+];
 export { registerLimiterMetrics, type LimiterMetricsOptions } from './prometheus-limiters';

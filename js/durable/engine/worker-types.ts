@@ -347,6 +347,11 @@ export interface Worker {
   readonly id: string;
   /** The function's name in Redis keys (`options.name`). */
   readonly name: string;
+  /**
+   * The backend it runs on: `'redis'` (Redis or Valkey), `'postgres'`, or `'memory'` (the testing kit's in-memory
+   * log). Metrics and the dashboard label its figures with it.
+   */
+  readonly backend: 'redis' | 'postgres' | 'memory';
   /** Its figures now (partitions, lag, sessions, leases, replays, round trips): see `WorkerStats`. */
   stats(): WorkerStats;
   /**

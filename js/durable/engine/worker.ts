@@ -87,9 +87,12 @@ export const WORKER_KEYS = [
 ];
 /** The longest a blocking wake-up read waits before it is re-issued, ms. */
 const WAIT_MS = 2000;
+/** `Worker.backend` by the server a backend's messages name (`WorkerBackend.server`). */
+const BACKENDS: Readonly<Record<string, Worker['backend']>> = { Redis: 'redis', Postgres: 'postgres' };
 class RunningWorker<I, O> implements Worker, PartitionHost<I, O> {
   readonly id: string;
   readonly name: string;
+  readonly backend: Worker['backend'];
   readonly fn: StreamFn<I, O> & Openable<I, O>;
   /** Its version and the older ones it runs (`version`, `versions`). */
   readonly #versions: WorkerVersions<I, O>;
@@ -221,6 +224,7 @@ class RunningWorker<I, O> implements Worker, PartitionHost<I, O> {
     integerOption(W, 'maxUndelivered', maxUndelivered, 1, 1e9, 'from 1 to 1e9');
     this.id = workerId;
     this.name = backend.name;
+    this.backend = BACKENDS[backend.server] ?? 'memory';
     this.checkReplay = checkReplay;
     this.maxCheckpointBytes = maxCheckpointBytes;
     if (outputRetention !== 'all' && outputRetention !== 'acked')

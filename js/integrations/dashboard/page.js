@@ -33,7 +33,7 @@
   /** A stream's label as text (the server sends a string of 200 characters at most, or none). */
   const label = (v) => (typeof v === 'string' ? v : '');
 
-  /** A time-series chart whose series may change (Redis partitions): it is made again when they do. */
+  /** A time-series chart whose series may change (a worker's partitions): it is made again when they do. */
   class Chart {
     constructor(parent, title) {
       this.box = el('div', { class: 'chart' });
@@ -169,10 +169,10 @@
     }
   }
 
-  /** One Redis worker's card. */
-  class RedisCard {
+  /** One worker's card (Redis or Postgres: its backend is one of its figures). */
+  class WorkerCard {
     constructor(w) {
-      this.card = el('div', { class: 'card', 'data-redis': `${w.name} ${w.id}` });
+      this.card = el('div', { class: 'card', 'data-worker': `${w.name} ${w.id}` });
       this.card.append(el('h3', {}, `${w.name} · ${w.id}`));
       this.figures = el('div', { class: 'figures' });
       this.card.append(this.figures);
@@ -186,6 +186,8 @@
         .map(([v, n]) => `${v === '' ? 'none' : v}: ${fmt(n)}`)
         .join(', ');
       const defs = [
+        // (A member of the release before sends none.)
+        ['backend', w.backend ?? '–'],
         ['version', `${w.version ? w.version : 'none'}${w.superseded ? ' (superseded)' : ''}`],
         ['partitions owned', w.owned.length ? `${w.owned.length} (${w.owned.join(', ')})` : '0'],
         ['lag', fmt(w.lag)],
@@ -328,7 +330,7 @@
   $('drill-close').addEventListener('click', () => drill.hide());
 
   const fnCards = new Map();
-  const redisCards = new Map();
+  const workerCards = new Map();
 
   /** The fleet view (the `fleet` route), read again with each sample while the dashboard has a fleet. */
   const fleet = {
@@ -367,8 +369,9 @@
         fmt(f.eventsOut),
         us(f.queueWaitP99Us),
       ]);
-      this.rows('fleet-redis', view.redis, (w) => [
+      this.rows('fleet-workers', view.workers ?? view.redis, (w) => [
         w.name,
+        w.backend ?? '–',
         fmt(w.workers),
         Object.entries(w.versions ?? {})
           .map(([v, n]) => `${v === '' ? 'none' : v} × ${fmt(n)}`)
@@ -384,7 +387,7 @@
         m.id,
         new Date(m.at).toLocaleTimeString(),
         fmt(m.sample.functions.reduce((n, f) => n + (f.open ?? 0), 0)),
-        fmt(m.sample.redis.reduce((n, w) => n + (w.sessions ?? 0), 0)),
+        fmt((m.sample.workers ?? m.sample.redis).reduce((n, w) => n + (w.sessions ?? 0), 0)),
       ]);
     },
   };
@@ -407,14 +410,15 @@
       }
       card.update(f, t);
     }
-    $('redis').hidden = sample.redis.length === 0;
-    for (const w of sample.redis) {
+    const workers = sample.workers ?? sample.redis;
+    $('workers').hidden = workers.length === 0;
+    for (const w of workers) {
       const key = `${w.name} ${w.id}`;
-      let card = redisCards.get(key);
+      let card = workerCards.get(key);
       if (!card) {
-        card = new RedisCard(w);
-        redisCards.set(key, card);
-        $('redis').append(card.card);
+        card = new WorkerCard(w);
+        workerCards.set(key, card);
+        $('workers').append(card.card);
       }
       card.update(w, t);
     }
