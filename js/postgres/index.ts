@@ -44,7 +44,7 @@ export type {
   RecordedOutput,
   RecordedEnd,
 } from '../durable/common/recording';
-// The fleet limiter on Postgres (the same Limiter contract as redisLimiter's; docs/postgres.md#fleet-limiter).
+// The fleet limiter on Postgres (the same Limiter contract as redisLimiter's; docs/postgres.md#fleet-limiter-options).
 export {
   postgresLimiter,
   type PostgresLimiter,

@@ -234,7 +234,7 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
     return this.#view.rejects;
   }
 
-  /** No permit without waiting on Redis: this is the Redis limiter's answer (see docs/redis/flow-control.md). */
+  /** No permit without waiting on Redis: this is the Redis limiter's answer (see docs/durable/limiters.md). */
   tryAcquire(item: T): Permit | undefined {
     this.#view.check(item);
     return undefined;
@@ -332,7 +332,7 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
   /**
    * An acquire (or a waiter's claim) given up on without an answer: whatever it took in Redis (a permit of `token`,
    * the ticket in line, a permit handed to the ticket) is given back once Redis answers the undo, and the acquire,
-   * if Redis runs it only after the undo, is refused there. Rate units it spent stay spent (docs/redis/flow-control.md).
+   * if Redis runs it only after the undo, is refused there. Rate units it spent stay spent (docs/durable/limiter-failures.md).
    */
   #undo(key: string, ticket: string, token: string): void {
     this.#view.undo(key, ticket, token);
@@ -455,7 +455,7 @@ class RedisLimiterImpl<T> implements RedisLimiter<T> {
 /**
  * A limiter shared by every process that creates one with the same `name` on the same Redis (or Cluster): the
  * fleet holds at most `concurrency` permits at once and admits at most `rate.limit` units per `rate.period` (per
- * key when `key` is given). See docs/redis/flow-control.md.
+ * key when `key` is given). See docs/durable/limiters.md.
  * @throws {TypeError} `ERR_INVALID_ARG_TYPE` / `ERR_INVALID_ARG_VALUE` for a missing or bad client, name or option.
  * @throws {RangeError} `ERR_OUT_OF_RANGE` for a limit, `leaseTtl`, `maxWaiting` or `callTimeout` out of range.
  */
