@@ -106,7 +106,7 @@ async function privateRedis() {
 
 export async function main() {
   const own = process.env.REDIS_URL ? null : await privateRedis();
-  // The recommended timeouts and reconnects (docs/redis/going-to-production.md, section 3).
+  // The recommended timeouts and reconnects (docs/redis.md, set up).
   const client = createClient(redisClientOptions({ url: own?.url ?? process.env.REDIS_URL }));
   // Without an 'error' listener, node-redis' error on a lost connection (a Redis restart) ends the process.
   client.on('error', (error) => console.error('redis:', error.message));

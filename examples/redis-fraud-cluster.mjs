@@ -222,7 +222,7 @@ function onStop(stop) {
 
 /** `url` `-`: the one in REDIS_URL (how the run passes it to its children: not in their command lines). */
 async function connect(url, who) {
-  // The recommended timeouts and reconnects (docs/redis/going-to-production.md, section 3).
+  // The recommended timeouts and reconnects (docs/redis.md, set up).
   const client = createClient(redisClientOptions({ url: url === '-' ? process.env.REDIS_URL : url }));
   // Without an 'error' listener, node-redis' error on a lost connection (a Redis restart) ends the process.
   client.on('error', (error) => console.error(`${who}: redis: ${error.message}`));

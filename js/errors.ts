@@ -182,7 +182,7 @@ export const ERROR_CODES = {
     from: 'velo-stream/testing',
     when: '`parseRecording`, `replayRecording` or `velo-replay` got a recording that `exportRecording` did not write (not JSON, another version, a bad field). The message names the field.',
     action:
-      'Export the recording again (`velo-replay export`, `exportRecording`); do not edit it by hand, or keep to the format in docs/redis/replay-before-deploy.md.',
+      'Export the recording again (`velo-replay export`, `exportRecording`); do not edit it by hand, or keep to the format in docs/durable/replay-before-deploy.md.',
   },
   ERR_VELO_RECORDING_TOO_LARGE: {
     class: '',
@@ -284,7 +284,7 @@ export const ERROR_CODES = {
     class: '',
     from: 'velo-stream/redis',
     when: "A partition's fencing epoch went back, or a key's output reader (`redisKeyOutputs`, `redisSse`, `redisNdjson`) found a partition's output stream ending before the position it had read to: Redis lost data (a restart without persistence, a failover to a replica behind).",
-    action: 'Turn on persistence (docs/redis/going-to-production.md, section 1); check what was lost.',
+    action: 'Turn on persistence (docs/redis.md, operations; docs/durable/production.md, section 1); check what was lost.',
   },
   ERR_VELO_REDIS_CONNECTION: {
     class: 'RedisConnectionError',

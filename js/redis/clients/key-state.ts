@@ -31,7 +31,7 @@ export interface RedisKeyStates<S> extends AnyKeyStates<S> {
   /**
    * Deletes the state `key` keeps: its next session starts without it. Resolves with true if there was one. It does
    * not reach a session of the key that is live now: that session goes on with the state it started from and its
-   * own checkpoints, and its end keeps its state again (docs/redis/key-state.md). The same errors as `readState`.
+   * own checkpoints, and its end keeps its state again (docs/durable/key-state.md). The same errors as `readState`.
    */
   deleteState(key: string): Promise<boolean>;
 }

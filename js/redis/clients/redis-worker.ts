@@ -22,7 +22,7 @@ export type RedisWorkerStats = WorkerStats;
 
 /**
  * Runs `fn` as a distributed stream function: this process joins the workers of `options.name`, takes a fair
- * share of its partitions, and runs one instance of `fn` per live key (see docs/redis/README.md for the semantics).
+ * share of its partitions, and runs one instance of `fn` per live key (see docs/durable/README.md for the semantics).
  * Outputs go to the partitions' output streams; read them with `redisOutputs`.
  * @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `fn` is not a stream function or an option is invalid.
  */

@@ -97,7 +97,7 @@ function pairs(reply: unknown): [string, string][] {
 
 /**
  * The versions of a function's live sessions and workers, from any process (a deploy script, an orchestrator's
- * hook): give the function's `client`, `name` and `partitions` as its producer does. See docs/redis/versions.md.
+ * hook): give the function's `client`, `name` and `partitions` as its producer does. See docs/durable/versions.md.
  * @throws {TypeError} `ERR_INVALID_ARG_TYPE` / `ERR_INVALID_ARG_VALUE` for options the other entry points refuse.
  */
 export function redisVersions(options: RedisVersionsOptions): RedisVersions {

@@ -187,7 +187,7 @@ class RedisLimiterStore implements LimiterStore<'redis'> {
 /**
  * A limiter shared by every process that creates one with the same `name` on the same Redis (or Cluster): the
  * fleet holds at most `concurrency` permits at once and admits at most `rate.limit` units per `rate.period` (per
- * key when `key` is given). See docs/redis/flow-control.md.
+ * key when `key` is given). See docs/durable/limiters.md.
  * @throws {TypeError} `ERR_INVALID_ARG_TYPE` / `ERR_INVALID_ARG_VALUE` for a missing or bad client, name or option.
  * @throws {RangeError} `ERR_OUT_OF_RANGE` for a limit, `leaseTtl`, `maxWaiting` or `callTimeout` out of range.
  */
