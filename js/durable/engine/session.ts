@@ -420,19 +420,7 @@ export class Session<I, O> implements CheckpointsOwner {
   readonly permit: Grant | null;
   /** Each input its handler takes needs a permit of `limiter.step`: nothing is sent into its stream ahead of it. */
   readonly stepped: boolean;
-  // (Made with the first timer that needs them: most sessions have none, and an empty Map or Set is about 100 B.)
-  /** Its armed timers' timeouts, by timer id (null: none armed yet). */
-  wakeTimeouts: Map<number, ClockTimer> | null = null;
-  /** Timers whose wake-up an earlier owner wrote: the partition's tick moves the log's clock to them instead. */
-  wokenBefore: Set<number> | null = null;
-  /**
-   * Its wake-up writes in flight, each settled once its call answered (null: none yet). Its end is committed only
-   * after them: a log that applies concurrent calls in any order (a Postgres pool) would otherwise write a wake-up
-   * after the end, and the ended session would count as live.
-   */
-  wakeWrites: Set<Promise<void>> | null = null;
-
-  // Written by `SessionWrites` (its outputs, failure and checkpoints).
+  // Written by session-writes.ts (`SessionWrites`: its outputs, failure and checkpoints).
   /** The seq of its last output queued. */
   seq: number;
   /** Its handler threw, or an output could not be encoded: its error was its last output, nothing comes after. */
@@ -452,7 +440,7 @@ export class Session<I, O> implements CheckpointsOwner {
    */
   writtenBefore: Required<OutputMark> | null;
 
-  // Written by `SessionInputs` (what it is given, and when its input ends).
+  // Written by session-inputs.ts (`SessionInputs`: what it is given, and when its input ends).
   /** Why the worker ended its input, if it did; its error is its last output if its handler read to that end. */
   stop: Stop | undefined;
   /** The rule's end of its input, when the rule ended it (for `checkReplay`'s record of where it ended). */
@@ -469,26 +457,43 @@ export class Session<I, O> implements CheckpointsOwner {
    */
   step: Grant | null = null;
 
-  // Written by `OwnerWrites` (its age end's timer and mark).
+  // Written by owner-writes.ts (`OwnerWrites`: its timers' wake-ups, its age end's timer and mark).
+  /** Its age end's timer (null: none armed). */
   ageTimer: ClockTimer | null = null;
+  /** Its age marker is written. */
   ageMarked = false;
+  // (The three below are made with the first timer that needs them: most sessions have none, and an empty Map or
+  // Set is about 100 B.)
+  /** Its armed timers' timeouts, by timer id (null: none armed yet). */
+  wakeTimeouts: Map<number, ClockTimer> | null = null;
+  /** Timers whose wake-up an earlier owner wrote: the partition's tick moves the log's clock to them instead. */
+  wokenBefore: Set<number> | null = null;
+  /**
+   * Its wake-up writes in flight, each settled once its call answered (null: none yet). Its end is committed only
+   * after them: a log that applies concurrent calls in any order (a Postgres pool) would otherwise write a wake-up
+   * after the end, and the ended session would count as live.
+   */
+  wakeWrites: Set<Promise<void>> | null = null;
 
-  // Written by `PartitionRun` (its life in the run).
+  // Written by session-forward.ts (`SessionForward`: its handler's outputs handed on, its slot).
   /** Its outputs are all forwarded (the handler has finished). */
   forwardDone = false;
   /** Its slot (one of `maxConcurrent`) is free: its handler has finished. */
   slotFreed = false;
+  /** Outputs of its handler handed to `#output` so far: a checkpoint call waits for those yielded before it. */
+  yieldsQueued = 0;
+
+  // Written by partition-run.ts (`PartitionRun`: its life in the run).
+  /** Its input has ended (decided by the rule, or its handler finished). */
+  ended = false;
+
+  // Written by session.ts (its own methods: `marker`, `acked`, `trimTaken`, `forwarded`).
   /** Its run is through with it (`PartitionRun.#forwarded`): its outputs forwarded, its end queued. */
   #over = false;
   /** `forwarded`, once asked for (most sessions are never waited for: no promise each). */
   #forwarded: Promise<void> | null = null;
   #resolveForwarded: (() => void) | null = null;
-  /** Outputs of its handler handed to `#output` so far: a checkpoint call waits for those yielded before it. */
-  yieldsQueued = 0;
-  /** Its input has ended (decided by the rule, or its handler finished). */
-  ended = false;
 
-  // Written by its own methods (`marker`, `acked`, `trimTaken`).
   /** Its entries (events, markers read for it), in log order: acked when it ends, less those given to the key's next session. */
   readonly ids = new EntryIds();
   /** Entries of this instance acked by its checkpoints (the first `ackedEntries` it took). */
