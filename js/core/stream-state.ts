@@ -201,11 +201,14 @@ export interface StateRule {
  * |-------------|------------|-------------|--------------|-------------|-------------|-----------|
  * | open        | 1          | 0/1         | 0            | 0/1         | 0/1         | 0         |
  * | ending      | 0/1        | 0           | 0/1          | 0/1         | 0/1         | 0/1       |
- * | done        | 0/1        | 0           | 1            | 1           | 1           | 1         |
+ * | done        | 0/1        | 0           | 1            | 1           | 1           | 0/1       |
  * | failed      | 0/1        | 0           | 0/1          | 0/1         | 0/1         | 0/1       |
  * | cancelled   | 0/1        | 0           | 0/1          | 1           | 1           | 0/1       |
  *
- * and across phases, the rows of `STATE_TABLE` (each with its reason).
+ * (`done` with `OUT_ENDED` clear: the core saw the last output taken, and this stream has not taken again since.
+ * `IDLE_ON` clear in `ending`, `failed` and `cancelled` follows from its own row: every way into them stops the
+ * clock.) Across phases, the rows of `STATE_TABLE`, each with its reason. They were found by checking every
+ * state the core test files reach (a temporary check after each write of the word), not only written down.
  */
 export const STATE_TABLE: readonly StateRule[] = [
   // The lifecycle.
