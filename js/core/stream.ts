@@ -432,7 +432,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
    * `HANDLER_DONE` and `INPUT_RELEASED`, tells whether the core's phase is still open without asking it: only
    * this stream's own calls change that phase.
    */
-  #state: number;
+  #state: number = S.INPUT_OPEN;
 
   // Input side: parked senders, and the batch lent to the handler.
   /** Senders waiting for room (a shared empty queue until the first one). */
@@ -528,7 +528,9 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
     this.#native = native;
     this.#label = label;
     this.#capacity = capacity;
-    this.#state = idle ? S.INPUT_OPEN | S.IDLE_ON | S.IDLE_HELD : S.INPUT_OPEN;
+    // (Initialized where declared, so that V8 sees a small integer from the start: a field first set to
+    // undefined is stored tagged, and every bit test then checks its type.)
+    if (idle) this.#state |= S.IDLE_ON | S.IDLE_HELD;
     // A stream with no native state yet needs no stamp: its idle clock starts when it gets native state, no
     // earlier than its handoffs, and its first report (from then on, handoffs are stamped) says now.
     if (idle && !native.firstTurn) this.#state |= S.STAMP_DUE;
