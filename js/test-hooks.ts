@@ -3,6 +3,9 @@
 // public API and, for leak checks only, through these counters.
 export { tableSize } from './core/native-stream';
 export { idleWatched } from './addon/addon';
+// A stream's state word, and the table of the combinations it may hold (stream-states.test.mjs).
+export { stateOf } from './core/stream';
+export { FACT_BITS, STATE_BITS, STATE_TABLE, illegalState } from './core/stream-state';
 
 import { addon } from './addon/addon';
 /** Streams holding native state on this thread (not yet retired nor freed by their finalizer). */

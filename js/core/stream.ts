@@ -29,6 +29,8 @@ import {
 import type { AliveGroup } from './alive-group';
 import { StreamBase, watchAbort } from './drive';
 import { Fifo } from './fifo';
+import { Extras, LENT_LATE, LENT_LISTED, NO_EXTRAS, NO_QUEUE, type Reader, type Settle, type SourceStop } from './stream-extras';
+import { F, S, type StateView } from './stream-state';
 import { SourcePull, kPullDetached, kPullable } from './pull';
 import { checkedIterator, checkedResult, closeSource, judgesOwnCut } from './source';
 import { reportFailure } from './stream-list';
@@ -98,17 +100,6 @@ import type { StreamTrace } from '../tracing';
 export const kFailure = Symbol.for('velo-stream.failure');
 /** Once every output is read, reads reject with `error` (a pipe's earlier stage failed). */
 export const kFailAtEnd = Symbol.for('velo-stream.failAtEnd');
-interface Settle<T> {
-  resolve(value: T): void;
-  reject(reason: unknown): void;
-}
-
-interface Reader extends Settle<unknown> {
-  kind: ReadKind;
-}
-
-/** Stands for a waiting queue not made yet: always empty, never pushed to. */
-const NO_QUEUE = new Fifo<never>();
 /** Stands for a batch array not made yet (never written to). */
 const NO_BUFFER: unknown[] = Object.freeze([]) as unknown as unknown[];
 const RESOLVED: Promise<void> = Promise.resolve();
@@ -130,6 +121,20 @@ const NOT_YET = Symbol('velo.notYet');
 // the report (and a report comes first when its idle deadline is looked at),
 // so that the clock restarts as a send would have restarted it (see
 // `stampLater` for that time).
+
+/** Masks of the state word (inlined, as its bits are). */
+const enum Mask {
+  /** The flags `#syncKeepAlive` looks at beyond the extras: with none of them set and no extras, it has nothing to do. */
+  KEEP_ALIVE = S.IDLE_ON |
+    S.IDLE_HELD |
+    S.KEEPING_ALIVE |
+    S.WAITING_ADMISSION |
+    S.ADMITTING |
+    S.ADMISSION_HELD |
+    S.PULL_HELD |
+    S.TIMERS_PENDING |
+    S.TIMERS_ANSWER_SENDS,
+}
 
 /** Streams with handoffs not reported yet (each listed once, by `#handoffsListed`). */
 const unreported: HandlerStream<unknown, unknown>[] = [];
@@ -216,10 +221,6 @@ function stampNow(): void {
 const lentToTell: HandlerStream<unknown, unknown>[] = [];
 const kTellLent = Symbol('velo.tellLent');
 let lentScheduled = false;
-/** `#lentFlags`: the stream is in `lentToTell`. */
-const LENT_LISTED = 1;
-/** `#lentFlags`: the run that lent the batch has ended with some of it left: later takes are told, per run. */
-const LENT_LATE = 2;
 
 function tellLater(stream: HandlerStream<unknown, unknown>): void {
   lentToTell.push(stream);
@@ -377,96 +378,61 @@ export const kHoldIdle = Symbol('velo-stream.holdIdle');
 /** See `HandlerStream[kBegin]`. */
 export const kBegin = Symbol('velo-stream.begin');
 
+/** `stateOf`'s reader, set by `HandlerStream`'s static block (the only code that sees its private fields). */
+let readState: (stream: object) => StateView | undefined;
+
 /**
- * The part of a stream's state that only some streams use (sessions, pipes, limiters, pulled sources and fused
- * reads, lent batches, timers, traces, task bodies, a second waiting read, `ctx.signal`, the id), made by the
- * stream's first write to it (`HandlerStream.#more`). Until then the stream reads `NO_EXTRAS`, these defaults: a
- * stream of one handler and one reader, fed by sends, never makes one.
+ * A stream's state word and the facts the table speaks of (see stream-state.ts), or undefined for anything but a
+ * `HandlerStream`. For tests only, through the package's private `#testing` entry: not on the stream, so that the
+ * public API shows none of it.
  */
-class Extras<I, O> {
-  /** The stream's id (`s<key>`), made when first asked for. */
-  id: string | undefined = undefined;
-  /** Stops for the async sources being sent now (made on the first one; a pulled source is `pull`). */
-  sources: Set<SourceStop> | null = null;
-  /** The idle deadline passed while the stream waited on a source sent into it (`#stalled`): its error. */
-  stalled: SourceStalledError | undefined = undefined;
-  /** The handler's `ctx.signal`, made on first use. */
-  abort: AbortController | undefined = undefined;
-  /** Why `ctx.signal` was aborted by the body (it is failing), if it was. */
-  bodyAbort: { reason: unknown } | undefined = undefined;
-  /** A task stage's body, or null for a handler generator. */
-  body: StreamBody<I, O> | null = null;
-  /** The session's durable side (`ctx.restored`, `ctx.checkpoint`), or undefined (a no-op checkpoint). */
-  hooks: SessionHooks | undefined = undefined;
-  /** In-process timers of `ctx.wakeAt` (without hooks), cleared when the handler finishes. */
-  wakeTimers: Set<NodeJS.Timeout> | null = null;
-  /** Those of them made with a key, by key. */
-  keyedTimers: Map<string, NodeJS.Timeout> | null = null;
-  /** The body's deadlines are pending (see `kTimersPending`); `timersAnswerSends`: they answer waiting sends too. */
-  timersPending = false;
-  timersAnswerSends = false;
-  /** The pipe's keep-alive group, for a stage of a pipe: it decides instead of this stream (see `AliveGroup`). */
-  group: AliveGroup | null = null;
-  groupLast = false;
-  /** What this stream last told its group. */
-  groupRunning = false;
-  groupReading = false;
-  /** What this stage last told its group of its wait for admission. */
-  groupAdmitting = false;
-  /** Its hooks ended its input in front of what was buffered (`SessionHooks.next`): every take answers done. */
-  inputCut = false;
-  /** The source the handler pulls its events from directly, while one feeds it (see pull.ts). */
-  pull: SourcePull<I> | null = null;
-  /**
-   * Its idle clock is held for its pulled source (`#holdForPull`): the source is asked only when the handler
-   * waits for input, so while the handler works its source's next events wait on it, as a sender waits at a full
-   * input buffer, and the clock is held as it is then. It runs again from the handler's next ask.
-   */
-  pullHeld = false;
-  /** Waits for a limiter's permit before its handler starts (`kHoldIdle`): its idle clock is held meanwhile. */
-  admitting = false;
-  /** The same, whether or not an idle clock runs (`#syncAdmissionHold`). */
-  waitingAdmission = false;
-  /** In `readingAdmitted`, and holding the process alive, for a read while it waits for admission. */
-  admissionHeld = false;
-  /** Its reads are its owner's (`kOwnedReads`): they hold it for nothing while it waits for admission. */
-  ownedReads = false;
-  /** How the taking of the lent batch is told to the core: `LENT_LISTED`, `LENT_LATE` (see `tellLater`). */
-  lentFlags = 0;
-  /** Events of the lent batch the core knows are taken (its first is told by the take that lent it). */
-  inTold = 0;
-  /** `performance.now()` at the first take of the lent batch in this run, when it is not the run that lent it. */
-  lateFrom = 0;
-  /** One reader pulls the outputs (`kFuse`): the handler runs only while a read waits. */
-  fused = false;
-  /** Fused, the handler waits at its yield for the next read (`#park`). */
-  parked = false;
-  /** The stream's span, until it ends (tracing.ts); undefined when nothing traces. */
-  trace: StreamTrace | undefined = undefined;
-  /** Settles when the handler has returned; made only when someone asks (see kFinished). */
-  finished: Promise<void> | null = null;
-  resolveFinished: (() => void) | null = null;
-  /** `#resumeStep` as the callback of a handler paused at its yield (`#resumeHandler`), made on first use. */
-  resumeStepFn: (() => void) | undefined = undefined;
-  /** Outputs the handler yielded so far (a checkpoint comes after them). */
-  yielded = 0;
-  /** Reads waiting after `HandlerStream.#reader` (a shared empty queue until the first one). */
-  moreReaders: Fifo<Reader> = NO_QUEUE;
+export function stateOf(stream: object): StateView | undefined {
+  return readState(stream);
 }
 
-/** Closes an async source being sent (`#sendAsync`); `stalls`: its stall fails the stream (see `#stalled`). */
-type SourceStop = ((reason?: unknown) => void) & { readonly stalls: boolean };
-
-/** Every stream's `Extras` until it writes one (never written to: `HandlerStream.#more` makes a stream its own). */
-const NO_EXTRAS: Readonly<Extras<unknown, unknown>> = new Extras<unknown, unknown>();
-
 export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarget {
+  static {
+    readState = (stream) => {
+      if (!(#state in stream)) return undefined;
+      const phase = stream.#native.state;
+      const facts =
+        (stream.#cancel !== undefined ? F.CANCELLED : 0) |
+        (stream.#failure !== undefined ? F.FAILED : 0) |
+        (stream.#x.group !== null ? F.IN_GROUP : 0) |
+        (stream.#x.pull !== null ? F.PULLED : 0) |
+        (stream.#resolveInput !== null ? F.INPUT_WAITS : 0) |
+        (stream.#resumeHandler !== null ? F.HANDLER_PAUSED : 0) |
+        (stream.#reader !== null ? F.READER : 0) |
+        (stream.#senders.length > 0 ? F.SENDERS : 0) |
+        (stream.#staged > stream.#stageHead ? F.STAGED : 0) |
+        (phase === 'open'
+          ? F.PHASE_OPEN
+          : phase === 'ending'
+            ? F.PHASE_ENDING
+            : phase === 'done'
+              ? F.PHASE_DONE
+              : phase === 'failed'
+                ? F.PHASE_FAILED
+                : F.PHASE_CANCELLED);
+      return { word: stream.#state, facts };
+    };
+  }
+
   readonly #native: NativeStream;
   readonly #label: string;
   readonly #capacity: number;
   readonly #signal: AbortSignal | undefined;
   /** Removes the open signal's listener. */
   #detachSignal: (() => void) | undefined;
+  /**
+   * The stream's flags, as bits of `S` (stream-state.ts, where `STATE_TABLE` says which combinations are legal).
+   * `IN_PENDING` (and `OUT_PENDING`, for outputs and their readers): the core may hold something for the handler
+   * (events queued or waiting, a lent batch to acknowledge, the end of input to report); while clear, a take
+   * would find nothing, so the handler waits without asking the core. `INPUT_OPEN`, with `#cancel`,
+   * `HANDLER_DONE` and `INPUT_RELEASED`, tells whether the core's phase is still open without asking it: only
+   * this stream's own calls change that phase.
+   */
+  #state: number = S.INPUT_OPEN;
 
   // Input side: parked senders, and the batch lent to the handler.
   /** Senders waiting for room (a shared empty queue until the first one). */
@@ -482,29 +448,10 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
    * finished, a cancel), what was left of it comes off.
    */
   #handed = 0;
-  /** The handler (or body) was told its input ended. */
-  #endTaken = false;
   /** Resolves the handler's pending `next()`, while it waits for input. */
   #resolveInput: ((r: IteratorResult<I>) => void) | null = null;
   /** That pending `next()`. */
   #inputPromise: Promise<IteratorResult<I>> | null = null;
-  /**
-   * The core may hold something for the handler: events queued or waiting,
-   * a lent batch to acknowledge, or the end of input to report. While false,
-   * a take would find nothing, so the handler waits without asking the core.
-   */
-  #inPending = false;
-  /** The input ended with nothing held for the handler (`#inputEnded`): every take answers `Take.Ended`. */
-  #inEnded = false;
-  /**
-   * The input has not ended by `end()` or the idle deadline (`#inputEnded`). With `#cancel`, `#handlerDone` and
-   * `#inputReleased` it tells whether the core's phase is still open without asking it: only this stream's own
-   * calls change that phase.
-   */
-  #inputOpen = true;
-  #idleOn: boolean;
-  /** The handler left its input loop (`HandlerInput.return()`); it may still be running. */
-  #inputReleased = false;
 
   // Output side: readers, the batch lent to them, and the paused handler.
   /** The batch lent to readers (made on first use). */
@@ -522,10 +469,6 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
   /** The reactions to a step of the handler (`#step`): made when the handler starts. */
   #onStep: ((r: IteratorResult<unknown>) => void) | null = null;
   #onStepFailed: ((error: unknown) => void) | null = null;
-  /** As `#inPending`, for outputs and their readers. */
-  #outPending = false;
-  /** The handler returned with nothing held for readers (`#returned`): every take answers `Take.Ended`. */
-  #outEnded = false;
   /**
    * Outputs yielded but not yet handed to the core, within `#credit`: room
    * the core granted, so they are within the bound. Committed in one call
@@ -541,7 +484,6 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
    */
   #staged = 0;
   #stageHead = 0;
-  #stagedValues = false;
   /**
    * Room for outputs granted and not used yet: the core's `outputRoom()`, or, while nothing has ever gone into
    * the core's output lane (`#outLaneUsed`), the whole buffer without asking (the lane is empty, nothing lent).
@@ -549,29 +491,12 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
    * together never hold more than the bound.
    */
   #credit = 0;
-  /** Some output went into the core's output lane (committed or pushed): its room is the core's to tell. */
-  #outLaneUsed = false;
-  /** This stream holds the process alive (`holdAlive`), wanted or not (see `recheckLater`). */
-  #keepingAlive = false;
-  /** This stream is held strongly for its idle deadline (`holdIdle`), its clock running or not (see `recheckLater`). */
-  #idleHeld: boolean;
-  /** It is in the thread's idle maps (from the turn after its open on: `listOpened`). */
-  #idleWatched = false;
-  /** In `toRecheck`. */
-  #recheckListed = false;
 
   // Handoffs not yet counted by the core (see `reportHandoffs`).
   #inHanded = 0;
   #outHanded = 0;
   /** `performance.now()` when the run of the last event handed over ended (see `stampLater`), if the idle clock runs. */
   #lastHandedAt = 0;
-  /**
-   * The next handoff must list this stream in `toStamp`: the idle clock runs
-   * and no stamp is pending (one listing covers every handoff of a run).
-   */
-  #stampDue: boolean;
-  /** In `unreported`. */
-  #handoffsListed = false;
 
   // Endings. The phase is the core's (`#native.state`); these hold what
   // only JavaScript can: the error, the cancel reason, the handler's promise.
@@ -579,15 +504,17 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
   #failure: { error: unknown } | undefined;
   /** Set by the cancel the core accepted, with its reason. */
   #cancel: { reason: unknown } | undefined;
-  #handlerDone = false;
-
-  /** Batch readers are served on the next turn (`wakeLater`). */
-  #wakeScheduled = false;
   /** Writers waiting in `kSettle` for the running handler to stop. */
   #settleWaiters: (() => void)[] | null = null;
 
   /** The rarely used part of the state (see `Extras`): `NO_EXTRAS` until its first write (`#more`). */
   #x: Readonly<Extras<I, O>> = NO_EXTRAS as Readonly<Extras<I, O>>;
+
+  /** Sets or clears `bit` of the state word; returns `on`. */
+  #flag(bit: S, on: boolean): boolean {
+    this.#state = on ? this.#state | bit : this.#state & ~bit;
+    return on;
+  }
 
   /** The rarely used part of the state, to write to (made now if it was not). */
   #more(): Extras<I, O> {
@@ -601,10 +528,12 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
     this.#native = native;
     this.#label = label;
     this.#capacity = capacity;
-    this.#idleOn = this.#idleHeld = idle;
+    // (Initialized where declared, so that V8 sees a small integer from the start: a field first set to
+    // undefined is stored tagged, and every bit test then checks its type.)
+    if (idle) this.#state |= S.IDLE_ON | S.IDLE_HELD;
     // A stream with no native state yet needs no stamp: its idle clock starts when it gets native state, no
     // earlier than its handoffs, and its first report (from then on, handoffs are stamped) says now.
-    this.#stampDue = idle && !native.firstTurn;
+    if (idle && !native.firstTurn) this.#state |= S.STAMP_DUE;
     this.#signal = signal;
     listOpened(this);
   }
@@ -616,7 +545,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
     else this.#startHandler(handler);
     // (A handler that threw at once has finished: nothing left to cancel.)
     const signal = this.#signal;
-    if (signal !== undefined && !this.#handlerDone) this.#detachSignal = watchAbort(signal, (reason) => void this.cancel(reason));
+    if (signal !== undefined && (this.#state & S.HANDLER_DONE) === 0)
+      this.#detachSignal = watchAbort(signal, (reason) => void this.cancel(reason));
   }
 
   /** The constructor's part for a stream with session hooks, a trace, or a body (a task stage's) instead of a handler. */
@@ -722,7 +652,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
       this.#x.hooks.wakeAt(time, payload, key);
       return;
     }
-    if (this.#handlerDone) return;
+    if ((this.#state & S.HANDLER_DONE) !== 0) return;
     if (this.#x.wakeTimers === null) {
       const timers = (this.#more().wakeTimers = new Set());
       void this[kFinished].then(() => {
@@ -766,9 +696,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
   get [kFinished](): Promise<void> {
     let finished = this.#x.finished;
     if (finished === null) {
-      finished = this.#more().finished = this.#handlerDone
-        ? RESOLVED
-        : new Promise((resolve) => (this.#more().resolveFinished = resolve));
+      finished = this.#more().finished =
+        (this.#state & S.HANDLER_DONE) !== 0 ? RESOLVED : new Promise((resolve) => (this.#more().resolveFinished = resolve));
     }
     return finished;
   }
@@ -793,26 +722,31 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
   #handoffsDue(unlisted: boolean): number {
     // (Before an ending gives the lent batch back, and before totals are read.)
     this.#tellTaken();
-    if (unlisted) this.#handoffsListed = false;
-    else if (this.#handoffsListed && unreported[unreported.length - 1] === this) {
+    if (unlisted) this.#state &= ~S.HANDOFFS_LISTED;
+    else if ((this.#state & S.HANDOFFS_LISTED) !== 0 && unreported[unreported.length - 1] === this) {
       // Most often the stream reporting (at its end) is the last listed:
       // unlisted now, it is not held until the list's next report.
       unreported.pop();
-      this.#handoffsListed = false;
+      this.#state &= ~S.HANDOFFS_LISTED;
     }
     if (this.#inHanded === 0 && this.#outHanded === 0) return -1;
     // Not stamped yet (no stamp due): the handoff was in this run, and now is no earlier (0 ago).
-    const agoUs = this.#idleOn && this.#inHanded > 0 && this.#stampDue ? (perf.now() - this.#lastHandedAt) * 1000 : 0;
-    if (!this.#stampDue && this.#idleOn && toStamp[toStamp.length - 1] === this) toStamp.pop();
-    this.#stampDue = this.#idleOn;
+    const agoUs =
+      (this.#state & S.IDLE_ON) !== 0 && this.#inHanded > 0 && (this.#state & S.STAMP_DUE) !== 0
+        ? (perf.now() - this.#lastHandedAt) * 1000
+        : 0;
+    if ((this.#state & S.STAMP_DUE) === 0 && (this.#state & S.IDLE_ON) !== 0 && toStamp[toStamp.length - 1] === this)
+      toStamp.pop();
+    if ((this.#state & S.IDLE_ON) !== 0) this.#state |= S.STAMP_DUE;
+    else this.#state &= ~S.STAMP_DUE;
     return agoUs;
   }
 
   /** The run of this stream's last handoff has ended (see `stampLater`). */
   [kStamp](now: number): void {
     // (Nothing pending: the idle clock stopped, or a report has counted the handoffs since.)
-    if (!this.#idleOn || this.#stampDue) return;
-    this.#stampDue = true;
+    if ((this.#state & S.IDLE_ON) === 0 || (this.#state & S.STAMP_DUE) !== 0) return;
+    this.#state |= S.STAMP_DUE;
     this.#lastHandedAt = now;
   }
 
@@ -854,15 +788,15 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
   }
 
   #countLater(): void {
-    if (this.#handoffsListed) return;
-    this.#handoffsListed = true;
+    if ((this.#state & S.HANDOFFS_LISTED) !== 0) return;
+    this.#state |= S.HANDOFFS_LISTED;
     reportLater(this as HandlerStream<unknown, unknown>);
   }
 
   // ----- input -----
 
   send(event: I): Promise<void> {
-    if (this.#resolveInput !== null && !this.#inPending) {
+    if (this.#resolveInput !== null && (this.#state & S.IN_PENDING) === 0) {
       // The handler waits and nothing is ahead of this event: it gets it
       // directly, counted later (see `reportHandoffs`).
       this.#inputHandedOver();
@@ -875,17 +809,18 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
       return this.#handToHandler(event);
     }
     if (pushed === Push.Accepted) {
-      this.#inPending = true;
+      this.#state |= S.IN_PENDING;
       this.#wakeInput();
       return RESOLVED;
     }
     if (pushed === Push.Parked) {
-      this.#inPending = true;
+      this.#state |= S.IN_PENDING;
       return this.#waitAsSender();
     }
     // Refused because the handler left its input loop but still runs: it is
     // answered when the handler finishes (see `kReleaseInput`).
-    if (this.#inputReleased && !this.#handlerDone && this.#cancel === undefined) return this.#waitAsSender();
+    if ((this.#state & S.INPUT_RELEASED) !== 0 && (this.#state & S.HANDLER_DONE) === 0 && this.#cancel === undefined)
+      return this.#waitAsSender();
     return Promise.reject(this.#closedError());
   }
 
@@ -893,8 +828,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
   #inputHandedOver(): void {
     // (Without native state yet, it is counted there: nothing to report, and no idle clock runs until then.)
     if (this.#native.handedInFirstTurn(1, 0)) return;
-    if (this.#stampDue) {
-      this.#stampDue = false;
+    if ((this.#state & S.STAMP_DUE) !== 0) {
+      this.#state &= ~S.STAMP_DUE;
       stampLater(this as HandlerStream<unknown, unknown>);
     }
     this.#inHanded++;
@@ -909,7 +844,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
    * report then moves the clock nowhere.)
    */
   #sentToCore(): void {
-    if (this.#idleOn && !this.#stampDue) this.#stampDue = true;
+    if ((this.#state & S.IDLE_ON) !== 0 && (this.#state & S.STAMP_DUE) === 0) this.#state |= S.STAMP_DUE;
   }
 
   /** Resolves the handler's pending `next()` with `event`. */
@@ -931,21 +866,27 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
 
   end(): void {
     // (Ended already: the core would answer false.)
-    if (this.#inputOpen && this.#native.end()) this.#inputEnded();
+    if ((this.#state & S.INPUT_OPEN) !== 0 && this.#native.end()) this.#inputEnded();
   }
 
   /** The core just ended the input (by `end()` or the idle deadline): the handler sees the end after what is buffered. */
   #inputEnded(): void {
-    this.#inputOpen = false;
+    this.#state &= ~S.INPUT_OPEN;
     // Nothing was held for the handler: the core's input is now closed and empty for good.
-    if (!this.#inPending) this.#inEnded = true;
-    this.#inPending = true;
+    if ((this.#state & S.IN_PENDING) === 0) this.#state |= S.IN_ENDED;
+    this.#state |= S.IN_PENDING;
     this.#idleOff();
     this.#wakeInput();
   }
 
   [kInputError](): Error | undefined {
-    if (this.#handlerDone || this.#inputReleased || !this.#inputOpen || this.#cancel !== undefined) return this.#closedError();
+    if (
+      (this.#state & S.HANDLER_DONE) !== 0 ||
+      (this.#state & S.INPUT_RELEASED) !== 0 ||
+      (this.#state & S.INPUT_OPEN) === 0 ||
+      this.#cancel !== undefined
+    )
+      return this.#closedError();
     return undefined;
   }
 
@@ -994,14 +935,14 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
     this.#more().pull = pull;
     if (control !== undefined) control.stop = pull.stop;
     // The handler may be waiting for its first event already.
-    if (this.#resolveInput !== null && !this.#inPending) pull.request();
+    if (this.#resolveInput !== null && (this.#state & S.IN_PENDING) === 0) pull.request();
     return pull.done;
   }
 
   /** The pull stopped for good (its source ended, failed or was closed): forgotten. */
   [kPullDetached](detached: SourcePull<I>): void {
     if (this.#x.pull === detached) this.#more().pull = null;
-    if (this.#x.pullHeld && this.#x.pull === null) this.#holdForPull(false);
+    if ((this.#state & S.PULL_HELD) !== 0 && this.#x.pull === null) this.#holdForPull(false);
   }
 
   override [kSendNow](event: I): true | Promise<void> {
@@ -1048,7 +989,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
   #sendSlice(values: readonly I[], start: number, n: number): void {
     this.#native.sendSlice(values, start, n);
     this.#sentToCore();
-    this.#inPending = true;
+    this.#state |= S.IN_PENDING;
     this.#wakeInput();
   }
 
@@ -1132,7 +1073,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
   }
 
   [kNextInput](): Promise<IteratorResult<I>> {
-    if (this.#x.inputCut) return Promise.resolve(doneResult());
+    if ((this.#state & S.INPUT_CUT) !== 0) return Promise.resolve(doneResult());
     // (A session's stream only: kept out of this path's own code, where it cost about 2.5 % of a live round trip.)
     if (this.#x.hooks !== undefined) {
       const first = this.#hookedInput(this.#x.hooks);
@@ -1150,7 +1091,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
     const pull = this.#x.pull;
     if (pull !== null) {
       // The handler asks again: the clock held while it worked runs from now.
-      if (this.#x.pullHeld) this.#holdForPull(false);
+      if ((this.#state & S.PULL_HELD) !== 0) this.#holdForPull(false);
       // The source has an event ready with the last (the rest of a chunk's lines): it goes over now.
       const value = pull.ready();
       if (value !== NOT_NOW) {
@@ -1162,7 +1103,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
     // The handler is about to wait for input: whatever it yielded so far is
     // all there is for now, so batch readers need not wait any longer. (With
     // nothing staged or held, no reader could be answered.)
-    if (this.#reader !== null && (this.#staged > this.#stageHead || this.#outPending)) this.#serveReaders();
+    if (this.#reader !== null && (this.#staged > this.#stageHead || (this.#state & S.OUT_PENDING) !== 0)) this.#serveReaders();
     this.#settled();
     // A second next() before the first settled (not something for-await
     // does) waits its turn rather than taking the first one's place.
@@ -1180,7 +1121,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
     if (first === undefined) return undefined;
     if (first === 'end') {
       // What is still buffered will never be taken (the core counts it as left when the handler returns).
-      this.#more().inputCut = this.#endTaken = true;
+      this.#state |= S.INPUT_CUT | S.END_TAKEN;
       this.#dropLent();
       return Promise.resolve(doneResult());
     }
@@ -1190,10 +1131,10 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
 
   /** Take the next batch of events from the core; null if the handler must wait. */
   #pollInput(): IteratorResult<I> | null {
-    if (!this.#inPending) return null;
-    if (this.#inEnded) {
+    if ((this.#state & S.IN_PENDING) === 0) return null;
+    if ((this.#state & S.IN_ENDED) !== 0) {
       // (The core would answer `Take.Ended`, with no native call.)
-      this.#endTaken = true;
+      this.#state |= S.END_TAKEN;
       return doneResult();
     }
     if (this.#inBuf === NO_BUFFER) this.#inBuf = [];
@@ -1201,7 +1142,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
     if (this.#x.lentFlags >= LENT_LATE) this.#tellTaken();
     const n = this.#native.takeInput(this.#capacity, this.#inBuf);
     this.#lent(n);
-    this.#inPending = n !== Take.Empty;
+    this.#state = n !== Take.Empty ? this.#state | S.IN_PENDING : this.#state & ~S.IN_PENDING;
     if (this.#senders.length > 0) this.#admitSenders(this.#native.admitted());
     if (n > 0) {
       this.#handed += n;
@@ -1213,7 +1154,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
     }
     this.#inPos = this.#inLen = 0;
     if (n !== Take.Ended) return null;
-    this.#endTaken = true;
+    this.#state |= S.END_TAKEN;
     return doneResult();
   }
 
@@ -1234,7 +1175,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
   [kTakenEnd](): boolean {
     const body = this.#x.body;
     if (body?.takenEnd !== undefined) return body.takenEnd();
-    return this.#endTaken;
+    return (this.#state & S.END_TAKEN) !== 0;
   }
 
   #wakeInput(): void {
@@ -1263,11 +1204,11 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
     // What the handler took of its lent batch is told before the rest is given back.
     this.#tellTaken();
     this.#native.releaseInput();
-    this.#inPending = true;
+    this.#state |= S.IN_PENDING;
     this.#dropLent();
     this.#inBuf = NO_BUFFER;
     this.#idleOff();
-    this.#inputReleased = true;
+    this.#state |= S.INPUT_RELEASED;
     // Waiting sends are not rejected yet. Leaving a `for await` by a throw
     // calls this first, and the error comes out of the handler only after its
     // `finally` blocks, which may await real cleanup: sends are answered when
@@ -1288,12 +1229,12 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
 
   /** The stream waits for admission (a limiter's permit, js/core/admit.ts): its idle clock is held, and it is held weakly. */
   [kHoldIdle](held: boolean): void {
-    if (this.#x.waitingAdmission !== held) {
-      this.#more().waitingAdmission = held;
+    if (((this.#state & S.WAITING_ADMISSION) !== 0) !== held) {
+      this.#flag(S.WAITING_ADMISSION, held);
       this.#syncAdmissionHold();
     }
-    if (!this.#idleOn || this.#x.admitting === held || !this.#native.live) return;
-    this.#more().admitting = held;
+    if ((this.#state & S.IDLE_ON) === 0 || ((this.#state & S.ADMITTING) !== 0) === held || !this.#native.live) return;
+    this.#flag(S.ADMITTING, held);
     this.#native.idleHold(held);
     this.#syncKeepAlive();
   }
@@ -1303,7 +1244,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
     // The deadline came while the handler worked, its pulled source not asked: no event was kept from it by the
     // source, so the clock is held (see `#pullHeld`) and the core re-arms the deadline instead of ending.
     const pull = this.#x.pull;
-    if (pull !== null && !pull.asked && !this.#x.pullHeld && !this.#x.admitting) this.#holdForPull(true);
+    if (pull !== null && !pull.asked && (this.#state & S.PULL_HELD) === 0 && (this.#state & S.ADMITTING) === 0)
+      this.#holdForPull(true);
     if (!this.#native.idleFire()) return;
     // (Fed from a source, its stall: before the end reaches the handler, which then sees the error instead.)
     if (this.#x.pull !== null || this.#x.sources !== null) this.#stalled();
@@ -1337,21 +1279,26 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
 
   /** Holds the idle clock for the pulled source, or lets it run again from now (see `#pullHeld`). */
   #holdForPull(held: boolean): void {
-    this.#more().pullHeld = held;
-    if (this.#idleOn && this.#native.live) this.#native.idleHold(held);
+    this.#flag(S.PULL_HELD, held);
+    if ((this.#state & S.IDLE_ON) !== 0 && this.#native.live) this.#native.idleHold(held);
     this.#syncKeepAlive();
   }
 
   /** Whether the idle deadline runs: not while a send waits for room, the stream waits for admission, or its clock is held for a pulled source. */
   #clockRuns(): boolean {
-    return this.#idleOn && this.#senders.length === 0 && !this.#x.admitting && !this.#x.pullHeld;
+    return (
+      (this.#state & S.IDLE_ON) !== 0 &&
+      this.#senders.length === 0 &&
+      (this.#state & S.ADMITTING) === 0 &&
+      (this.#state & S.PULL_HELD) === 0
+    );
   }
 
   #idleOff(): void {
-    if (!this.#idleOn) return;
-    this.#idleOn = this.#idleHeld = this.#stampDue = false;
-    if (this.#idleWatched) {
-      this.#idleWatched = false;
+    if ((this.#state & S.IDLE_ON) === 0) return;
+    this.#state &= ~(S.IDLE_ON | S.IDLE_HELD | S.STAMP_DUE);
+    if ((this.#state & S.IDLE_WATCHED) !== 0) {
+      this.#state &= ~S.IDLE_WATCHED;
       unwatchIdle(this.#native.key);
     } else if (this.#native.retired) unlistOpened(this);
     this.#syncKeepAlive();
@@ -1359,21 +1306,21 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
 
   /** The native half retired: with no idle watch due either, the stream is taken off `listOpened`'s list. */
   #unlistIfDone(): void {
-    if (!this.#idleOn && this.#native.retired) unlistOpened(this);
+    if ((this.#state & S.IDLE_ON) === 0 && this.#native.retired) unlistOpened(this);
   }
 
   /** The turn after its open (see `listOpened`): its finalizer, and into the idle maps if its deadline still runs. */
   turnAfterOpen(): void {
     this.#native[kRegister]();
-    if (!this.#idleOn || this.#idleWatched) return;
-    this.#idleWatched = true;
-    holdIdle(this.#native.key, this, this.#idleHeld);
+    if ((this.#state & S.IDLE_ON) === 0 || (this.#state & S.IDLE_WATCHED) !== 0) return;
+    this.#state |= S.IDLE_WATCHED;
+    holdIdle(this.#native.key, this, (this.#state & S.IDLE_HELD) !== 0);
   }
 
   /** Holds the stream strongly for its deadline, or weakly while its clock is paused. */
   #holdIdle(strong: boolean): void {
-    this.#idleHeld = strong;
-    if (this.#idleWatched) holdIdle(this.#native.key, this, strong);
+    this.#state = strong ? this.#state | S.IDLE_HELD : this.#state & ~S.IDLE_HELD;
+    if ((this.#state & S.IDLE_WATCHED) !== 0) holdIdle(this.#native.key, this, strong);
   }
 
   /**
@@ -1384,28 +1331,28 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
    * (`recheckLater`).
    */
   #syncKeepAlive(): void {
-    // (Without extras and with no idle clock, nothing is held nor wanted: the rest below would do nothing.)
-    if (!this.#idleOn && !this.#idleHeld && !this.#keepingAlive && this.#x === NO_EXTRAS) return;
-    if (this.#x.waitingAdmission) this.#syncAdmissionHold();
+    // (Without extras and with none of these flags, nothing is held nor wanted: the rest below would do nothing.)
+    if ((this.#state & Mask.KEEP_ALIVE) === 0 && this.#x === NO_EXTRAS) return;
+    if ((this.#state & S.WAITING_ADMISSION) !== 0) this.#syncAdmissionHold();
     if (this.#x.group !== null) {
       this.#syncGroup();
       return;
     }
-    if (this.#keepingAlive && this.#idleHeld) {
+    if ((this.#state & S.KEEPING_ALIVE) !== 0 && (this.#state & S.IDLE_HELD) !== 0) {
       // Every hold is taken already: only giving one back can be due.
-      if (!this.#recheckListed) this.#recheck();
+      if ((this.#state & S.RECHECK_LISTED) === 0) this.#recheck();
       return;
     }
     const running = this.#clockRuns();
     if (running) {
-      if (!this.#idleHeld) this.#holdIdle(true);
-    } else if (this.#idleHeld) this.#recheck();
+      if ((this.#state & S.IDLE_HELD) === 0) this.#holdIdle(true);
+    } else if ((this.#state & S.IDLE_HELD) !== 0) this.#recheck();
     if (this.#wantsAlive(running)) {
-      if (this.#keepingAlive) return;
-      this.#keepingAlive = true;
+      if ((this.#state & S.KEEPING_ALIVE) !== 0) return;
+      this.#state |= S.KEEPING_ALIVE;
       holdAlive();
       this.#x.body?.keepAlive?.(true);
-    } else if (this.#keepingAlive) this.#recheck();
+    } else if ((this.#state & S.KEEPING_ALIVE) !== 0) this.#recheck();
   }
 
   /**
@@ -1416,13 +1363,13 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
   #syncAdmissionHold(): void {
     // (A pipe's stage: its group holds it while the user reads the pipe. A stage's readers are the next stage.)
     if (this.#x.group !== null) {
-      if (this.#x.groupAdmitting !== this.#x.waitingAdmission)
-        this.#x.group.admitting(this, (this.#more().groupAdmitting = this.#x.waitingAdmission));
+      if (((this.#state & S.GROUP_ADMITTING) !== 0) !== ((this.#state & S.WAITING_ADMISSION) !== 0))
+        this.#x.group.admitting(this, this.#flag(S.GROUP_ADMITTING, (this.#state & S.WAITING_ADMISSION) !== 0));
       return;
     }
-    const hold = this.#x.waitingAdmission && this.#reader !== null && !this.#x.ownedReads;
-    if (hold === this.#x.admissionHeld) return;
-    this.#more().admissionHeld = hold;
+    const hold = (this.#state & S.WAITING_ADMISSION) !== 0 && this.#reader !== null && !this.#x.ownedReads;
+    if (hold === ((this.#state & S.ADMISSION_HELD) !== 0)) return;
+    this.#flag(S.ADMISSION_HELD, hold);
     if (hold) {
       readingAdmitted.add(this as HandlerStream<unknown, unknown>);
       holdAlive();
@@ -1435,12 +1382,12 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
   /** A stage of a pipe: its group decides for the pipe (see `AliveGroup`). */
   #syncGroup(): void {
     const running = this.#clockRuns();
-    if (running !== this.#idleHeld) this.#holdIdle(running);
-    const live = running || this.#x.timersPending;
+    if (running !== ((this.#state & S.IDLE_HELD) !== 0)) this.#holdIdle(running);
+    const live = running || (this.#state & S.TIMERS_PENDING) !== 0;
     const group = this.#x.group as AliveGroup;
-    if (live !== this.#x.groupRunning) group.running((this.#more().groupRunning = live));
+    if (live !== ((this.#state & S.GROUP_RUNNING) !== 0)) group.running(this.#flag(S.GROUP_RUNNING, live));
     const reading = this.#x.groupLast && this.#reader !== null;
-    if (reading !== this.#x.groupReading) group.reading((this.#more().groupReading = reading));
+    if (reading !== ((this.#state & S.GROUP_READING) !== 0)) group.reading(this.#flag(S.GROUP_READING, reading));
   }
 
   /** A pending read (or, for a worker's, a send) waits on an answer its running deadline or timers will give. */
@@ -1449,29 +1396,30 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
     // thread (a worker's handler finishing), not on a deadline of this one (a task stage's retry or `maxWait`).
     // (`running` is false while a send waits.)
     return (
-      ((running || this.#x.timersPending) && this.#reader !== null) || (this.#x.timersAnswerSends && this.#senders.length > 0)
+      ((running || (this.#state & S.TIMERS_PENDING) !== 0) && this.#reader !== null) ||
+      ((this.#state & S.TIMERS_ANSWER_SENDS) !== 0 && this.#senders.length > 0)
     );
   }
 
   #recheck(): void {
-    if (this.#recheckListed) return;
-    this.#recheckListed = true;
+    if ((this.#state & S.RECHECK_LISTED) !== 0) return;
+    this.#state |= S.RECHECK_LISTED;
     recheckLater(this as HandlerStream<unknown, unknown>);
   }
 
   /** A turn after a hold stopped being wanted: give it back if it still is not. */
   [kRecheck](): void {
-    this.#recheckListed = false;
+    this.#state &= ~S.RECHECK_LISTED;
     // Parked since the last turn: its reader did not come back within the turn (it waits for I/O, or dropped the
     // iteration). The handler runs ahead into its buffer again, for good, as an unfused one does: it finishes
     // (its `finally` runs, its slot is freed) when its source ends, an abandoned stream is collected when it
     // pauses at a full buffer, and the idle clock is as for any pulled source (`feed-fusion.test.mjs`).
-    if (this.#x.parked) this.#unfuse();
+    if ((this.#state & S.PARKED) !== 0) this.#unfuse();
     if (this.#x.group !== null) return;
     const running = this.#clockRuns();
-    if (this.#idleHeld && !running) this.#holdIdle(false);
-    if (this.#keepingAlive && !this.#wantsAlive(running)) {
-      this.#keepingAlive = false;
+    if ((this.#state & S.IDLE_HELD) !== 0 && !running) this.#holdIdle(false);
+    if ((this.#state & S.KEEPING_ALIVE) !== 0 && !this.#wantsAlive(running)) {
+      this.#state &= ~S.KEEPING_ALIVE;
       releaseAlive();
       this.#x.body?.keepAlive?.(false);
     }
@@ -1525,13 +1473,14 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
     // stopped below: a refused push, or no room granted.)
     const emitted = this.#emit(r.value as O);
     if (emitted === Emit.Emitted) {
-      if (!this.#x.fused || this.#reader !== null) return true;
+      if ((this.#state & S.FUSED) === 0 || this.#reader !== null) return true;
       this.#park();
     } else if (emitted === Emit.Paused) {
       // Paused at its yield until a reader makes room. Its pulled source, not asked meanwhile, holds the idle
       // clock now rather than at the deadline: a stream nobody reads then is collected at once (see `#pullHeld`).
       const pull = this.#x.pull;
-      if (pull !== null && !pull.asked && !this.#x.pullHeld && !this.#x.admitting) this.#holdForPull(true);
+      if (pull !== null && !pull.asked && (this.#state & S.PULL_HELD) === 0 && (this.#state & S.ADMITTING) === 0)
+        this.#holdForPull(true);
       this.#resumeHandler = this.#more().resumeStepFn ??= () => this.#resumeStep();
     } else this.#stopHandler();
     return false;
@@ -1539,7 +1488,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
 
   /** Resumes the handler paused at its yield (a reader made room or asks, or a cancel: then it is stopped). */
   #resumeStep(): void {
-    if (this.#x.parked) this.#more().parked = false;
+    if ((this.#state & S.PARKED) !== 0) this.#state &= ~S.PARKED;
     if (this.#cancel !== undefined) this.#stopHandler();
     else this.#step();
   }
@@ -1550,11 +1499,11 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
    * the next read, as at a full buffer of one.
    */
   #park(): void {
-    this.#more().parked = true;
+    this.#state |= S.PARKED;
     this.#resumeHandler = this.#more().resumeStepFn ??= () => this.#resumeStep();
     this.#settled();
     // Still parked on the next turn (`kRecheck`): its reader is slow or gone, and it runs ahead again.
-    if (!this.#recheckListed) this.#recheck();
+    if ((this.#state & S.RECHECK_LISTED) === 0) this.#recheck();
   }
 
   /** A one-at-a-time read waits with nothing buffered: a parked handler runs to its next output. */
@@ -1583,13 +1532,13 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
     // Only a handler that pulls its input from a source runs as it is read: one fed by sends or an array keeps
     // running ahead into its buffer (`conformance/overlap.test.mjs`).
     if (this.#x.pull === null || this.#x.body !== null || this.#x.hooks !== undefined || this.#x.trace !== undefined) return;
-    this.#more().fused = true;
+    this.#state |= S.FUSED;
   }
 
   /** A batch reader (or a wait for any output) came: the handler runs ahead of its readers again, for good. */
   #unfuse(): void {
-    this.#more().fused = false;
-    if (this.#x.parked) this.#unpark();
+    this.#state &= ~S.FUSED;
+    if ((this.#state & S.PARKED) !== 0) this.#unpark();
   }
 
   /**
@@ -1601,7 +1550,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
   #emit(value: O): Emit {
     const reader = this.#reader;
     const direct = reader !== null && reader.kind !== ReadKind.Wake && this.#outPos === this.#outLen && this.#credit === 0;
-    if (direct && !this.#outPending && this.#cancel === undefined) {
+    if (direct && (this.#state & S.OUT_PENDING) === 0 && this.#cancel === undefined) {
       // The reader waits and nothing is ahead of this output (the core's
       // answer would be `Push.Handoff`): it gets it directly, counted later.
       this.#outputHandedOver();
@@ -1610,12 +1559,13 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
     if (!direct) {
       if (this.#credit === 0) {
         this.#commitStage();
-        this.#credit = this.#outLaneUsed || this.#cancel !== undefined ? this.#native.outputRoom() : this.#capacity;
+        this.#credit =
+          (this.#state & S.OUT_LANE_USED) !== 0 || this.#cancel !== undefined ? this.#native.outputRoom() : this.#capacity;
       }
       if (this.#credit > 0) {
         this.#credit--;
         if (this.#stage === NO_BUFFER) this.#stage = [];
-        if (typeof value !== 'number') this.#stagedValues = true;
+        if (typeof value !== 'number') this.#state |= S.STAGED_VALUES;
         this.#stage[this.#staged++] = value;
         // (With no read waiting there is nobody to serve, and no hold changes: an output of a handler running
         // ahead of its reader stages and goes on.)
@@ -1623,18 +1573,18 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
         return Emit.Emitted;
       }
     }
-    this.#outLaneUsed = true;
+    this.#state |= S.OUT_LANE_USED;
     const pushed = this.#native.yieldOutput(value, direct);
     if (pushed === Push.Handoff) {
       return this.#handToReader(reader as Reader, value);
     }
     if (pushed === Push.Accepted) {
-      this.#outPending = true;
+      this.#state |= S.OUT_PENDING;
       this.#outputArrived();
       return Emit.Emitted;
     }
     if (pushed === Push.Parked) {
-      this.#outPending = true;
+      this.#state |= S.OUT_PENDING;
       this.#serveReaders();
       return Emit.Paused;
     }
@@ -1658,15 +1608,15 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
     // good, and the stream is done unless a read still holds a lent batch. A
     // done stream retires in the same call (see `NativeStream.retire`).
     this.#native.handlerReturned(
-      this.#inPending && !this.#inEnded,
-      !this.#outPending,
+      (this.#state & S.IN_PENDING) !== 0 && (this.#state & S.IN_ENDED) === 0,
+      (this.#state & S.OUT_PENDING) === 0,
       handed ? this.#inHanded : 0,
       handed ? this.#outHanded : 0,
       this.#outLen - this.#outPos,
     );
     this.#unlistIfDone();
     this.#inHanded = this.#outHanded = 0;
-    if (!this.#outPending) this.#outEnded = true;
+    if ((this.#state & S.OUT_PENDING) === 0) this.#state |= S.OUT_ENDED;
     this.#afterHandler(true);
   }
 
@@ -1730,8 +1680,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
   }
 
   [kTimersPending](pending: boolean, sendsToo: boolean): void {
-    this.#more().timersPending = pending;
-    this.#more().timersAnswerSends = pending && sendsToo;
+    this.#flag(S.TIMERS_PENDING, pending);
+    this.#flag(S.TIMERS_ANSWER_SENDS, pending && sendsToo);
     this.#syncKeepAlive();
   }
 
@@ -1755,7 +1705,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
     if (this.#x.trace !== undefined) this.#endTrace();
     // The handler takes no more events: its source is closed, as a sender's is at its next send, refused.
     this.#x.pull?.stop();
-    this.#inPending = this.#outPending = true;
+    this.#state |= S.IN_PENDING | S.OUT_PENDING;
     // (The refusal's maker is made only for waiting sends: most streams have none.)
     if (this.#senders.length > 0) {
       this.#rejectSenders(
@@ -1770,12 +1720,12 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
     this.#detachSignal?.();
     this.#detachSignal = undefined;
     this.#serveReaders();
-    this.#handlerDone = true;
+    this.#state |= S.HANDLER_DONE;
     this.#settled();
     this.#x.resolveFinished?.();
     // No hold is wanted again (every read was answered, the idle clock stopped): given back now rather than a turn
     // later, when the stream is the last listed (most often it is), so that nothing holds a stream done in its turn.
-    if (this.#recheckListed && toRecheck[toRecheck.length - 1] === this) {
+    if ((this.#state & S.RECHECK_LISTED) !== 0 && toRecheck[toRecheck.length - 1] === this) {
       toRecheck.pop();
       this[kRecheck]();
     }
@@ -1797,8 +1747,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
   }
 
   [kJoinAliveGroup](group: AliveGroup, last: boolean): void {
-    if (this.#keepingAlive) {
-      this.#keepingAlive = false;
+    if ((this.#state & S.KEEPING_ALIVE) !== 0) {
+      this.#state &= ~S.KEEPING_ALIVE;
       releaseAlive();
       this.#x.body?.keepAlive?.(false);
     }
@@ -1818,11 +1768,11 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
     } catch (error) {
       return Promise.reject(error);
     }
-    if (kind === ReadKind.Wake && this.#x.fused) this.#unfuse();
+    if (kind === ReadKind.Wake && (this.#state & S.FUSED) !== 0) this.#unfuse();
     return new Promise((resolve, reject) => {
       this.#pushReader({ kind, resolve, reject });
       this.#syncKeepAlive();
-      if (this.#x.parked) this.#unpark();
+      if ((this.#state & S.PARKED) !== 0) this.#unpark();
     });
   }
 
@@ -1843,10 +1793,10 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
       reader.resolve(r);
       return;
     }
-    if (kind === ReadKind.Wake && this.#x.fused) this.#unfuse();
+    if (kind === ReadKind.Wake && (this.#state & S.FUSED) !== 0) this.#unfuse();
     this.#pushReader(reader);
     this.#syncKeepAlive();
-    if (this.#x.parked) this.#unpark();
+    if ((this.#state & S.PARKED) !== 0) this.#unpark();
   }
 
   /** A read waits, after those waiting already. */
@@ -1870,12 +1820,17 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
   [kSettle](): Promise<void> | undefined {
     // A writer that waits for runs of outputs (one write per run) is better served by a handler running ahead:
     // a write per output costs more than the run ahead saves (docs/performance.md).
-    if (this.#x.fused) this.#unfuse();
+    if ((this.#state & S.FUSED) !== 0) this.#unfuse();
     // (A task stage's body is not a generator: its outputs come as calls settle, not in runs.)
-    if (this.#x.body !== null || this.#handlerDone || this.#resolveInput !== null || this.#resumeHandler !== null)
+    if (
+      this.#x.body !== null ||
+      (this.#state & S.HANDLER_DONE) !== 0 ||
+      this.#resolveInput !== null ||
+      this.#resumeHandler !== null
+    )
       return undefined;
-    if (!this.#wakeScheduled) {
-      this.#wakeScheduled = true;
+    if ((this.#state & S.WAKE_SCHEDULED) === 0) {
+      this.#state |= S.WAKE_SCHEDULED;
       wakeLater(this as HandlerStream<unknown, unknown>);
     }
     return new Promise((resolve) => (this.#settleWaiters ??= []).push(resolve));
@@ -1893,7 +1848,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
     // (A reader already waiting comes first: its turn is not taken.)
     if (this.#reader !== null) return NOT_NOW;
     if (this.#outPos >= this.#outLen) {
-      if (this.#stageHead < this.#staged && !this.#outPending && this.#cancel === undefined) return this.#takeStaged();
+      if (this.#stageHead < this.#staged && (this.#state & S.OUT_PENDING) === 0 && this.#cancel === undefined)
+        return this.#takeStaged();
       if (this.#takeOutput() <= 0) return NOT_NOW;
     }
     const value = this.#outBuf[this.#outPos] as O;
@@ -1901,12 +1857,12 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
     this.#consumed();
     // The last output of the batch, taken after the handler finished: the next take finds the end (the stream is
     // done then, and retires) or the rest, now rather than at one more read.
-    if (this.#handlerDone && this.#outPos === this.#outLen) this.#takeOutput();
+    if ((this.#state & S.HANDLER_DONE) !== 0 && this.#outPos === this.#outLen) this.#takeOutput();
     return value;
   }
 
   [kDrain](out: O[]): boolean {
-    if (this.#x.fused) this.#unfuse();
+    if ((this.#state & S.FUSED) !== 0) this.#unfuse();
     const before = out.length;
     while (this.#outPos < this.#outLen) {
       out.push(this.#outBuf[this.#outPos] as O);
@@ -1931,7 +1887,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
     this.#consumed();
     // The last output of the batch, taken after the handler finished: the next take finds the end (the stream is
     // done then, and retires) or the rest, now rather than at one more read.
-    if (this.#handlerDone && this.#outPos === this.#outLen) this.#takeOutput();
+    if ((this.#state & S.HANDLER_DONE) !== 0 && this.#outPos === this.#outLen) this.#takeOutput();
     return kind === ReadKind.Recv ? value : { value, done: false };
   }
 
@@ -1963,16 +1919,16 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
   #outputArrived(): void {
     if (this.#reader?.kind !== ReadKind.Wake) {
       this.#serveReaders();
-    } else if (!this.#wakeScheduled) {
-      this.#wakeScheduled = true;
+    } else if ((this.#state & S.WAKE_SCHEDULED) === 0) {
+      this.#state |= S.WAKE_SCHEDULED;
       wakeLater(this as HandlerStream<unknown, unknown>);
     }
   }
 
   /** The next turn of the event loop has come (see `wakeLater`). */
   [kWake](): void {
-    if (!this.#wakeScheduled) return;
-    this.#wakeScheduled = false;
+    if ((this.#state & S.WAKE_SCHEDULED) === 0) return;
+    this.#state &= ~S.WAKE_SCHEDULED;
     this.#serveReaders();
     this.#settled();
   }
@@ -1983,15 +1939,15 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
     const n = this.#staged - this.#stageHead;
     if (n > 0) {
       this.#native.yieldSlice(this.#stage, this.#stageHead, n);
-      this.#outLaneUsed = this.#outPending = true;
+      this.#state |= S.OUT_LANE_USED | S.OUT_PENDING;
     }
     this.#emptyStage();
   }
 
   #emptyStage(): void {
     this.#staged = this.#stageHead = 0;
-    if (this.#stagedValues) {
-      this.#stagedValues = false;
+    if ((this.#state & S.STAGED_VALUES) !== 0) {
+      this.#state &= ~S.STAGED_VALUES;
       this.#stage.length = 0;
     }
   }
@@ -2004,7 +1960,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
    */
   #takeStaged(): O {
     const value = this.#stage[this.#stageHead] as O;
-    if (this.#stagedValues) this.#stage[this.#stageHead] = undefined;
+    if ((this.#state & S.STAGED_VALUES) !== 0) this.#stage[this.#stageHead] = undefined;
     if (++this.#stageHead === this.#staged) this.#emptyStage();
     this.#outputHandedOver();
     return value;
@@ -2020,8 +1976,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
   /** Takes the next run of outputs: into `#outBuf` (lent to reads), or appended to `into`. */
   #takeOutput(into?: unknown[]): number {
     this.#commitStage();
-    if (!this.#outPending) return Take.Empty;
-    if (this.#outEnded) {
+    if ((this.#state & S.OUT_PENDING) === 0) return Take.Empty;
+    if ((this.#state & S.OUT_ENDED) !== 0) {
       // (The core would answer the same, with no native call.)
       this.#outPos = this.#outReported = this.#outLen = 0;
       return Take.Ended;
@@ -2032,11 +1988,11 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
       if (this.#outBuf === NO_BUFFER) this.#outBuf = [];
       n = this.#native.takeOutput(this.#capacity, this.#outBuf, 0);
     }
-    this.#outPending = n !== Take.Empty;
+    this.#state = n !== Take.Empty ? this.#state | S.OUT_PENDING : this.#state & ~S.OUT_PENDING;
     if (n === Take.Ended) {
-      this.#outEnded = true;
+      this.#state |= S.OUT_ENDED;
       // The last output of a handler that returned has been read: the stream is done, and retires.
-      if (this.#handlerDone && this.#failure === undefined && this.#cancel === undefined) {
+      if ((this.#state & S.HANDLER_DONE) !== 0 && this.#failure === undefined && this.#cancel === undefined) {
         this.#native.retire();
         this.#unlistIfDone();
       }
@@ -2093,13 +2049,13 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
     if (this.#staged > this.#stageHead && this.#native.live) this.#commitStage();
     if (this.#native.cancel()) {
       this.#cancel = { reason };
-      this.#inPending = this.#outPending = true;
+      this.#state |= S.IN_PENDING | S.OUT_PENDING;
       this.#x.abort?.abort(reason);
       this.#dropLent();
       this.#outPos = this.#outLen = 0;
       this.#inBuf = this.#outBuf = this.#stage = NO_BUFFER;
       this.#staged = this.#stageHead = 0;
-      this.#stagedValues = false;
+      this.#state &= ~S.STAGED_VALUES;
       this.#credit = 0;
       this.#rejectSenders(() => this.#closedError());
       this.#idleOff();
@@ -2134,7 +2090,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
       const options = this.#cancel.reason === undefined ? undefined : { cause: this.#cancel.reason };
       return new StreamClosedError(`${this.#describe()} was cancelled`, options);
     }
-    if (this.#inputReleased && !this.#handlerDone) {
+    if ((this.#state & S.INPUT_RELEASED) !== 0 && (this.#state & S.HANDLER_DONE) === 0) {
       return new StreamClosedError(`${this.#describe()} no longer reads its input`);
     }
     return new StreamClosedError(`${this.#describe()} is closed: its input has ended`);
