@@ -12,11 +12,14 @@ import {
   advertValue,
   endValue,
   inputEntries,
+  journalField,
+  journalValue,
   keptValue,
   lastPlaces,
   openingValue,
   parseAdvert,
   parseEnd,
+  parseJournal,
   parseKept,
   parseMark,
   parseOpening,
@@ -30,6 +33,7 @@ import type {
   Heartbeat,
   Held,
   InputEntry,
+  JournalRecord,
   KeptState,
   Lease,
   OutputMark,
@@ -175,6 +179,8 @@ class PartitionState {
   readonly ckpt = new Map<string, Buffer>();
   /** sid -> the timer ids whose wake-ups were written. */
   readonly timers = new Map<string, Set<number>>();
+  /** `<sid> <at>` -> a journal record's stored value (`:journal`). */
+  readonly journal = new Map<string, Buffer>();
   /** sid -> where it ended, as stored (checkReplay); with the ms of its first entry, by which a trim drops it. */
   readonly ends = new Map<string, { value: string; ms: number }>();
   /** Versions: sid -> its opening's stored value (`:opened`). */
@@ -198,6 +204,8 @@ export interface PartitionLeftovers {
   readonly check: readonly string[];
   readonly ckpt: readonly string[];
   readonly timers: readonly string[];
+  /** Journal records (`<sid> <at>`). */
+  readonly journal: readonly string[];
   /** Openings of sessions (`:opened`), and per-version counts left above 0 (`:versions`, as `<version>=<count>`). */
   readonly opened: readonly string[];
   readonly versions: readonly string[];
@@ -338,6 +346,7 @@ export class MemoryStore {
       check: [...s.check.keys()],
       ckpt: [...s.ckpt.keys()],
       timers: [...s.timers.keys()],
+      journal: [...s.journal.keys()],
       opened: [...s.opened.keys()],
       versions: [...s.versions].filter(([, n]) => n !== 0).map(([v, n]) => `${v}=${n}`),
     };
@@ -350,7 +359,16 @@ export class MemoryStore {
    */
   kept(partition: number): number {
     const s = this.#part(partition);
-    return (s.group?.pending.size ?? 0) + s.hw.size + s.places.size + s.check.size + s.ckpt.size + s.timers.size + s.opened.size;
+    return (
+      (s.group?.pending.size ?? 0) +
+      s.hw.size +
+      s.places.size +
+      s.check.size +
+      s.ckpt.size +
+      s.timers.size +
+      s.journal.size +
+      s.opened.size
+    );
   }
 
   /** The ends a partition keeps for checkReplay (sid -> `<reason> <last input>`): kept after their sessions, until a trim. */
@@ -637,6 +655,16 @@ export class MemoryStore {
     });
   }
 
+  /** @internal HSCAN of the journal: every record of the partition's live sessions (one that cannot be read is left out). */
+  journalRecords(partition: number): JournalRecord[] {
+    const found: JournalRecord[] = [];
+    for (const [field, value] of this.#part(partition).journal) {
+      const record = parseJournal(field, value);
+      if (record !== undefined) found.push(record);
+    }
+    return found;
+  }
+
   /** @internal HMGET of these sessions' marks (and their places). */
   marks(partition: number, sids: readonly string[]): Map<string, OutputMark> {
     const s = this.#part(partition);
@@ -720,6 +748,9 @@ export class MemoryStore {
       if (place.startsWith(`${raised.get(sid)} `)) s.places.set(sid, place);
     }
     for (const c of commit.checkpoints ?? []) s.ckpt.set(c.sid, Buffer.from(snapshotValue(c)));
+    // The journal: records written, then those forgotten (a checkpoint's, an ended session's).
+    for (const r of commit.journal ?? []) s.journal.set(journalField(r.sid, r.at), Buffer.from(journalValue(r)));
+    for (const field of commit.unjournal ?? []) s.journal.delete(field);
     const pending = (s.group as Group).pending;
     for (const id of commit.acks) pending.delete(id);
     if (commit.ended.length > 0) {

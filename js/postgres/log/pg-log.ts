@@ -20,6 +20,7 @@ import type {
   Refused,
   SessionOpening,
   Snapshot,
+  JournalRecord,
   StoredKeyState,
 } from '../../durable/common/transport';
 import { advertValue, parseAdvert, parseKept, parseMark, parseOpening, parseSnapshot } from '../../durable/common/stored';
@@ -512,6 +513,11 @@ export class PgLog implements PartitionLog {
       [this.#fn, p, key],
     );
     return rows.length === 0 ? null : parseKept(rows[0].value as Buffer);
+  }
+
+  async journal(_lease: Lease): Promise<JournalRecord[]> {
+    // Until the schema keeps a journal: no records (a takeover calls again).
+    return [];
   }
 
   async snapshots(lease: Lease): Promise<Snapshot[]> {

@@ -37,6 +37,7 @@ import type {
   Refused,
   SessionOpening,
   Snapshot,
+  JournalRecord,
   StoredKeyState,
 } from '../../durable/common/transport';
 import type { WorkerAdvert } from '../../durable/rules/versions';
@@ -54,6 +55,7 @@ import {
   parseKept,
   parseMark,
   parseOpening,
+  parseJournal,
   parseSnapshot,
   placeValue,
   snapshotValue,
@@ -110,6 +112,10 @@ export class KeySpace {
     return `${this.input(p)}:commit`;
   }
   /** Checkpoints: the last snapshot of each live session that made one. */
+  /** A partition's journal records (`ctx.run`, `ctx.stream`): a hash, `<sid> <at>` -> record. */
+  journal(p: number): string {
+    return `${this.input(p)}:journal`;
+  }
   ckpt(p: number): string {
     return `${this.input(p)}:ckpt`;
   }
@@ -520,6 +526,22 @@ export class RedisLog implements PartitionLog {
     const name = this.#keys.state(partition, key);
     const value = (await send(this.#client, name, ['GET', name], BUFFERS)) as Buffer | null;
     return value === null ? null : parseKept(value);
+  }
+
+  async journal(lease: Lease): Promise<JournalRecord[]> {
+    const key = this.#keys.journal(lease.partition);
+    const found: JournalRecord[] = [];
+    let cursor = '0';
+    do {
+      const reply = (await send(this.#client, key, ['HSCAN', key, cursor, 'COUNT', '1000'], BUFFERS)) as [Buffer, Buffer[]];
+      cursor = reply[0].toString();
+      const fields = reply[1];
+      for (let j = 0; j + 1 < fields.length; j += 2) {
+        const record = parseJournal(fields[j].toString(), fields[j + 1]);
+        if (record !== undefined) found.push(record);
+      }
+    } while (cursor !== '0');
+    return found;
   }
 
   async snapshots(lease: Lease): Promise<Snapshot[]> {
