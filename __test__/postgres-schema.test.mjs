@@ -145,3 +145,36 @@ test('version 5 (the fleet limiter tables) keeps the workers version 4 kept: app
   );
   assert.equal(tables.rows[0].n, 6);
 });
+
+test('version 7 (the journal table) keeps the workers version 6 kept: applied while a version 6 worker is registered, which goes on being granted partitions; its key is (fn, p, sid, at)', async () => {
+  const schema = 'velo_v6';
+  await migrate(pool(), schema, 6);
+  await pool().query(`INSERT INTO ${schema}.leases (fn, p) VALUES ('f', 0), ('f', 1)`);
+  await pool().query(`INSERT INTO ${schema}.workers (fn, worker, until_ms, advert) VALUES ('f', 'v6-1', $1, '')`, [
+    Date.now() + 60_000,
+  ]);
+  const { rows: before } = await pool().query(`SELECT to_regclass('${schema}.journal') AS t`);
+  assert.equal(before[0].t, null, 'no journal at version 6');
+  assert.equal(await migrate(pool(), schema, 7), 7);
+  const { rows } = await pool().query(`SELECT version, keeps FROM ${schema}.migrations WHERE version = 7`);
+  assert.deepEqual(rows, [{ version: 7, keeps: 3 }]);
+  for (const [p, version] of [
+    [0, 6],
+    [1, 3],
+  ]) {
+    const grant = await pool().query(`SELECT o_kind FROM ${schema}.acquire_4('f', $1, 'old', 1000, ARRAY['*'], false, $2)`, [
+      p,
+      version,
+    ]);
+    assert.equal(grant.rows[0].o_kind, 'granted', `a version ${version} worker`);
+  }
+  const key = await pool().query(
+    `SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+      WHERE i.indrelid = $1::regclass AND i.indisprimary ORDER BY array_position(i.indkey::int2[], a.attnum)`,
+    [`${schema}.journal`],
+  );
+  assert.deepEqual(
+    key.rows.map((r) => r.attname),
+    ['fn', 'p', 'sid', 'at'],
+  );
+});

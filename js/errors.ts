@@ -150,6 +150,20 @@ export const ERROR_CODES = {
     when: "A `redisWorker` session's `ctx.checkpoint(state)` whose state, with the timers it records (those its handler has not taken, with their payloads), is over `maxCheckpointBytes` encoded: thrown at the call, and the session fails.",
     action: 'Keep less state or fewer pending timers, or raise `maxCheckpointBytes`.',
   },
+  ERR_VELO_JOURNAL_DIVERGED: {
+    class: 'JournalDivergedError',
+    from: 'velo-stream/durable',
+    when: "A replay of a session asked a journaled call (`ctx.run`, `ctx.stream`) of another name than the one recorded at that place: the handler's calls are not the same on every run over the same inputs (a call made or skipped by outside state, or a new version that calls in another order). Thrown into the handler at the call.",
+    action:
+      'Make the sequence of journaled calls depend only on the inputs and on earlier journaled results; in a new version, keep the calls an answer in flight makes, or catch the error and answer again.',
+  },
+  ERR_VELO_JOURNAL_TOO_LARGE: {
+    class: 'JournalTooLargeError',
+    from: 'velo-stream/durable',
+    when: "A session's journal (the results and chunks of its journaled calls since its last checkpoint) would pass `maxJournalBytes`: thrown at the call that would pass it, nothing of it recorded.",
+    action:
+      'Checkpoint more often (a checkpoint drops the records it covers), journal smaller results, or raise `maxJournalBytes`.',
+  },
   ERR_VELO_TOO_MANY_TIMERS: {
     class: 'TooManyTimersError',
     from: 'velo-stream/redis',
@@ -1019,6 +1033,47 @@ export function encodeError(message: string, cause?: unknown): TypeError & { cod
 /** The codec threw on an input entry or a stored output. */
 export function decodeError(message: string, cause: unknown): TypeError & { code: 'ERR_VELO_DECODE' } {
   return coded(new TypeError(message, { cause }), 'ERR_VELO_DECODE');
+}
+
+/**
+ * A replay asked a journaled call of another name than the one recorded at its place (`ERR_VELO_JOURNAL_DIVERGED`):
+ * thrown into the handler at `ctx.run` or `ctx.stream`, nothing called.
+ */
+export class JournalDivergedError extends Error {
+  /** The error's stable code: compare it rather than the class across copies of the module. */
+  readonly code = 'ERR_VELO_JOURNAL_DIVERGED' as const;
+  /** The call's place in the session's journal (1 for its first journaled call). */
+  readonly call: number;
+  /** The name recorded there, and the name asked now. */
+  readonly recorded: string;
+  readonly asked: string;
+  constructor(sid: string, call: number, recorded: string, asked: string) {
+    super(
+      `Journal diverged: session ${JSON.stringify(sid)}'s journaled call ${call} was recorded as ${JSON.stringify(recorded)}, and its replay asked ${JSON.stringify(asked)}. Journaled calls must come in the same order on every run over the same inputs.`,
+    );
+    this.name = 'JournalDivergedError';
+    this.call = call;
+    this.recorded = recorded;
+    this.asked = asked;
+  }
+}
+
+/** A session's journal would pass `maxJournalBytes` (`ERR_VELO_JOURNAL_TOO_LARGE`): thrown at the call, nothing recorded. */
+export class JournalTooLargeError extends RangeError {
+  /** The error's stable code: compare it rather than the class across copies of the module. */
+  readonly code = 'ERR_VELO_JOURNAL_TOO_LARGE' as const;
+  /** The journal's size with this record, bytes. */
+  readonly size: number;
+  /** `maxJournalBytes`. */
+  readonly limit: number;
+  constructor(sid: string, size: number, limit: number) {
+    super(
+      `The journal of session ${JSON.stringify(sid)} would be ${size} bytes, more than the limit of ${limit} bytes (maxJournalBytes): checkpoint more often, or raise the limit`,
+    );
+    this.name = 'JournalTooLargeError';
+    this.size = size;
+    this.limit = limit;
+  }
 }
 
 /** A free partition refused to a worker for the versions of its live sessions (`ERR_VELO_VERSION_REFUSED`). */

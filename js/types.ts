@@ -132,6 +132,25 @@ export interface StreamContext<S = unknown, W = unknown> {
    */
   cancelTimer(key: string): boolean;
   /**
+   * A journaled call: runs `body` and returns its result; on a distributed worker the result (or the error it threw)
+   * is recorded in the commit that carries the session's next outputs, and a replay of the session (after a takeover,
+   * a crash, a migration) gets the recorded result back at this place instead of calling again. Use it for every call
+   * whose answer may differ from one run to the next: a model, a price, an id, the clock. The body runs at least
+   * once: a crash between the call and the commit of its result runs it again, with the same `key` (`<sid>/<n>`, the
+   * session and the call's place), to pass to the service as an idempotency key. `name` says what the call is: a
+   * replay that asks another name at a recorded place throws `JournalDivergedError` (`ERR_VELO_JOURNAL_DIVERGED`).
+   * The result is encoded by the function's codec (within `maxEventBytes`). In-process (no log) it calls `body`.
+   */
+  run<T>(name: string, body: (call: JournalCall) => T | PromiseLike<T>): Promise<T>;
+  /**
+   * A journaled stream (a model's streamed answer): iterates what `factory` returns, recording each chunk as it is
+   * taken and the stream's end. A replay gets the recorded chunks back, then, if the stream had not ended, calls
+   * `factory` with them (`chunks`): it continues the same answer after them (a model continues from a prefix),
+   * instead of starting another. A factory that cannot continue can yield a chunk of its own that says the answer
+   * restarts. Names and keys as `run`. In-process it iterates `factory({ chunks: [] })`.
+   */
+  stream<C>(name: string, factory: (call: JournalStreamCall<C>) => AsyncIterable<C> | Iterable<C>): AsyncIterable<C>;
+  /**
    * The input the handler took last, as the log has it: on `redisWorker`, for an event its entry id and the time
    * in it (Redis' clock, ms); for a timer's wake-up `{ id: 't<n>', time }`, `n` the timer's number in the session
    * (1, 2, ... in the order made) and `time` its due time. The same on every replay and after a takeover. It is
@@ -140,6 +159,20 @@ export interface StreamContext<S = unknown, W = unknown> {
    * no log).
    */
   readonly entry: EntryInfo | undefined;
+}
+
+/** What the body of a journaled call (`ctx.run`) gets. */
+export interface JournalCall {
+  /** `<sid>/<n>`: the session and the call's place in it, the same when a replay runs the body again. */
+  readonly key: string;
+  /** The handler's `ctx.signal`. */
+  readonly signal: AbortSignal;
+}
+
+/** What the factory of a journaled stream (`ctx.stream`) gets. */
+export interface JournalStreamCall<C = unknown> extends JournalCall {
+  /** The chunks recorded before (a replay's): continue after them. Empty on the first call. */
+  readonly chunks: readonly C[];
 }
 
 /** `ctx.wakeAt`'s options. */

@@ -8,7 +8,8 @@
 // (`permitsFor`: a wait for a permit must change nothing the calm run, without them, makes). `--clock-skew` runs each
 // seed's faulty run with its processes' clocks skewed from the log's and drifting (`clockSkewFor`). `--pool-order`
 // applies some of each process's calls late, after calls made since, as Postgres' pool commits (`poolOrderFor`).
-// `--answers` (with `--versions`) adds questions answered in tokens, fewer in a migrating release (`answerChecks`). `--postgres` replays
+// `--journal` adds keys whose events make journaled calls to services that answer differently on every call
+// (`journalChecks`). `--answers` (with `--versions`) adds questions answered in tokens, fewer in a migrating release (`answerChecks`). `--postgres` replays
 // each seed's calm and faulty runs on the Postgres log, on a private postgres, the server's clock pinned to the
 // runs' virtual time (__test__/helpers/sim-on-postgres.mjs): prints every answer Postgres gives otherwise than the
 // memory store, with the seed, the operation's index, the call and both answers; exits 1 if any did.
@@ -36,6 +37,7 @@ const { values } = parseArgs({
     'clock-skew': { type: 'boolean', default: false },
     'pool-order': { type: 'boolean', default: false },
     answers: { type: 'boolean', default: false },
+    journal: { type: 'boolean', default: false },
     postgres: { type: 'boolean', default: false },
   },
 });
@@ -51,6 +53,7 @@ const releaseDebounce = values['release-debounce'];
 const clockSkew = values['clock-skew'];
 const poolOrder = values['pool-order'];
 const answers = values.answers;
+const journal = values.journal;
 /** The flags of a seed's run, as every mode passes them to `runSeed`. */
 const seedFlags = {
   only,
@@ -63,6 +66,7 @@ const seedFlags = {
   clockSkew,
   poolOrder,
   answers,
+  journal,
 };
 
 if (values.postgres) {

@@ -28,9 +28,10 @@ export const replayCommand = (
     clockSkew = false,
     poolOrder = false,
     answers = false,
+    journal = false,
   } = {},
 ) =>
-  `node scripts/sim.mjs --seed ${seed} --trace --shrink${only.length === FAULT_KINDS.length ? '' : ` --only ${only.join(',')}`}${permits ? ' --permits' : ''}${versions ? ' --versions' : ''}${debounce ? ' --debounce' : ''}${keyState ? ' --key-state' : ''}${hostileMigrate ? ' --hostile-migrate' : ''}${releaseDebounce ? ' --release-debounce' : ''}${clockSkew ? ' --clock-skew' : ''}${poolOrder ? ' --pool-order' : ''}${answers ? ' --answers' : ''}`;
+  `node scripts/sim.mjs --seed ${seed} --trace --shrink${only.length === FAULT_KINDS.length ? '' : ` --only ${only.join(',')}`}${permits ? ' --permits' : ''}${versions ? ' --versions' : ''}${debounce ? ' --debounce' : ''}${keyState ? ' --key-state' : ''}${hostileMigrate ? ' --hostile-migrate' : ''}${releaseDebounce ? ' --release-debounce' : ''}${clockSkew ? ' --clock-skew' : ''}${poolOrder ? ' --pool-order' : ''}${answers ? ' --answers' : ''}${journal ? ' --journal' : ''}`;
 
 /** The `keyState` of a seed's runs with key state: kept a day (far past any run). */
 export const KEY_STATE = { retention: 86_400_000 };
@@ -209,6 +210,45 @@ export function answerChecks(result, s) {
       problems.push(
         `${question.tag}: not one whole answer at its end (${outs.map((o) => `${o.ver}:${o.done ?? o.tok}`).join(' ')})`,
       );
+  }
+  return problems;
+}
+
+/**
+ * The keys of `--journal` runs: each event makes a journaled call to a service that answers differently on every
+ * call and streams a journaled model answer (`session-script.mjs`), a pause between each output.
+ */
+export const JOURNAL_KEYS = ['J0', 'J1', 'J2'];
+
+/**
+ * The journaled answers of `--journal` runs: every output of an event carries the one answer its call got (a replay
+ * that called again would show another), its chunks come 0, 1, 2 once each and of one answer (a replay that started
+ * the answer again would splice another's), and it ends once, after them. Every event sent is answered.
+ */
+export function journalChecks(result, s) {
+  const problems = [];
+  const asked = s.events.filter((e) => JOURNAL_KEYS.includes(e.key)).map((e) => e.event);
+  const byTag = new Map();
+  for (const o of [...result.outputs].sort((a, b) => (a.sid < b.sid ? -1 : a.sid > b.sid ? 1 : a.seq - b.seq))) {
+    if (!('value' in o) || !JOURNAL_KEYS.includes(o.key)) continue;
+    const list = byTag.get(o.value.in) ?? [];
+    list.push(o.value);
+    byTag.set(o.value.in, list);
+  }
+  for (const event of asked) {
+    const outs = byTag.get(event.tag) ?? [];
+    const shown = outs.map((o) => (o.done ? 'done' : o.chunk === undefined ? o.answer : `${o.chunk.i}:${o.chunk.of}`)).join(' ');
+    const answers = new Set(outs.map((o) => o.answer));
+    const chunks = outs.filter((o) => o.chunk !== undefined).map((o) => o.chunk);
+    const ok =
+      answers.size === 1 &&
+      outs.length === 5 &&
+      outs[0].chunk === undefined &&
+      !outs[0].done &&
+      chunks.length === 3 &&
+      chunks.every((c, i) => c.i === i && c.of === chunks[0].of) &&
+      outs[4].done === true;
+    if (!ok) problems.push(`${event.tag}: not one journaled answer (${shown})`);
   }
   return problems;
 }
@@ -636,6 +676,7 @@ export async function runSeed(
     clockSkew = false,
     poolOrder = false,
     answers = false,
+    journal = false,
     record = false,
   } = {},
 ) {
@@ -643,6 +684,20 @@ export async function runSeed(
   // (Drawn before `only` applies: the faulty run's clocks and late applies, faults of no kind `only` names.)
   if (clockSkew) Object.assign(s.faults, clockSkewFor(seed));
   if (poolOrder) Object.assign(s.faults, poolOrderFor(seed));
+  // --journal: events of their own keys make journaled calls (an event every idle/2, a checkpoint at some), held to
+  // the journal's checks (`journalChecks`) instead of the model's.
+  if (journal) {
+    s.journal = true;
+    s.opaque = [...(s.opaque ?? []), ...JOURNAL_KEYS];
+    const start = Math.min(...s.events.map((e) => e.at));
+    for (const key of JOURNAL_KEYS) {
+      for (let i = 0; i < 8; i++) {
+        const at = start + i * Math.floor(s.idleTimeout / 2);
+        s.events.push({ at, key, event: { tag: `${key}.${i}`, at, journal: true, checkpoint: i % 3 === 1 } });
+      }
+    }
+    s.events.sort((x, y) => x.at - y.at);
+  }
   if (keyState) s.limits.keyState = KEY_STATE;
   for (const kind of FAULT_KINDS) if (!only.includes(kind) && kind !== 'slow') s.faults[kind] = 0;
   if (!only.includes('crash')) {
@@ -675,7 +730,7 @@ export async function runSeed(
     // invariants alone for them (every output once and in order, settled, no partition left, errors as documented).
     if (hostileMigrate && s.versions.releases.some((r) => r.migrate)) {
       s.versions.hostile = true;
-      s.opaque = HOSTILE_KEYS;
+      s.opaque = [...(s.opaque ?? []), ...HOSTILE_KEYS];
       const start = Math.min(...times);
       for (const key of HOSTILE_KEYS) {
         for (let i = 0; i < 24; i++) {
@@ -791,6 +846,10 @@ export async function runScenario(seed, s, { trace, slow = true, permits, record
   // (A deploy hands partitions over: a timer waits for the next owner, as after any hand-off.)
   if (s.versions === undefined)
     for (const late of lags?.late() ?? []) problems.push(`calm: timer ${late} after it was due (more than ${CALM_LATE_MS})`);
+  if (s.journal === true) {
+    problems.push(...journalChecks(calm, s).map((p) => `calm: ${p}`));
+    problems.push(...journalChecks(faulty, s).map((p) => `faulty: ${p}`));
+  }
   if (s.answers === true) {
     problems.push(...answerChecks(calm, s).map((p) => `calm: ${p}`));
     problems.push(...answerChecks(faulty, s).map((p) => `faulty: ${p}`));

@@ -94,6 +94,15 @@ export function react(state, input, ctx) {
  * release that migrates), each input's outputs end with one more, `{ in, extra: version }`: a new version that
  * answers an input with more outputs than the old one, as readers would see it after a migration.
  */
+/** Calls of the scripted handler's services so far, in this process: each call's answer differs from every other's. */
+let served = 0;
+
+/** Chunks of a streamed model answer: 3, each `{ i, of }`; after a recorded prefix, the same answer continues. */
+async function* modelStream(chunks) {
+  const of = chunks.length > 0 ? chunks[0].of : `m${++served}`;
+  for (let i = chunks.length; i < 3; i++) yield { i, of };
+}
+
 export function scriptHandler({ pause, version, upgrades = false, extra = false, knows = [version] } = {}) {
   return async function* script(events, ctx) {
     let state = ctx.restored ?? { count: 0, took: [] };
@@ -107,6 +116,22 @@ export function scriptHandler({ pause, version, upgrades = false, extra = false,
     }
     for await (const input of events) {
       if (pause !== undefined) await pause(input, ctx.entry);
+      if (input.journal === true) {
+        // A journaled call to a service that answers differently on every call, then a journaled model stream that
+        // continues a recorded prefix (the same answer) and starts a new answer otherwise; every output of the input
+        // carries the call's answer and each chunk its answer's id, a pause between each (a crash may come there).
+        const answer = await ctx.run('svc', () => `s${++served}`);
+        yield { in: input.tag, answer, ...mark };
+        if (pause !== undefined) await pause(input, ctx.entry);
+        for await (const chunk of ctx.stream('model', ({ chunks }) => modelStream(chunks))) {
+          yield { in: input.tag, answer, chunk, ...mark };
+          if (pause !== undefined) await pause(input, ctx.entry);
+        }
+        yield { in: input.tag, answer, done: true, ...mark };
+        state = { count: state.count + 1, took: [...state.took, input.tag] };
+        if (input.checkpoint === true) ctx.checkpoint(version === undefined ? state : { ...state, v: version });
+        continue;
+      }
       if (input.answer !== undefined) {
         // An answer in tokens, a pause between each (a commit, a crash or a deploy may come mid-answer), then its
         // end: as many tokens as the version answers with (`answer[version]`, else `answer.tokens`).

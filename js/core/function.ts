@@ -342,6 +342,12 @@ const PIPE_STAGE_HOOKS: SessionHooks = {
   cancelTimer() {
     throw pipeSessionCallError('cancelTimer');
   },
+  run() {
+    return Promise.reject(pipeSessionCallError('run'));
+  },
+  stream() {
+    throw pipeSessionCallError('stream');
+  },
 };
 
 /** A pipe's own settings for its first stage's streams (the stage function itself is unchanged). */

@@ -13,7 +13,7 @@
 // The symbols are registered ones (`Symbol.for`): copies of the module loaded
 // in one process (Jest) share one native state per thread (see addon.ts), so
 // the streams of one copy may be driven by another.
-import type { EventSource, Stream, StreamHandler } from '../types';
+import type { EventSource, JournalCall, JournalStreamCall, Stream, StreamHandler } from '../types';
 
 export const kRead = Symbol.for('velo-stream.read');
 /** `[kReadTo](reader)`: `kRead`, answering `reader` (now or later) rather than a promise of its own (see `ReadTarget`). */
@@ -42,6 +42,14 @@ export interface SessionHooks {
   wakeAt(time: number, payload: unknown, key: string | undefined): void;
   /** `ctx.cancelTimer(key)`, checked (`key` a string): whether a pending timer of that key was cancelled. */
   cancelTimer(key: string): boolean;
+  /** `ctx.run(name, body)` on a durable session: the result recorded at its place, or the body's, recorded. */
+  run?(name: string, body: (call: JournalCall) => unknown, signal: AbortSignal): Promise<unknown>;
+  /** `ctx.stream(name, factory)` on a durable session: the recorded chunks, then the factory's, recorded. */
+  stream?(
+    name: string,
+    factory: (call: JournalStreamCall) => AsyncIterable<unknown> | Iterable<unknown>,
+    signal: AbortSignal,
+  ): AsyncIterable<unknown>;
   /** `ctx.entry`: the input the handler took last, as the log has it (undefined: none yet). */
   readonly entry: { readonly id: string; readonly time: number } | undefined;
   /** The stream uses these hooks (a single handler's stream): called once, when it is made. */

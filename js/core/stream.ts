@@ -14,7 +14,18 @@
 import { setMaxListeners } from 'node:events';
 import { SourceStalledError, StreamClosedError, describe, invalidReturn, invalidType } from '../errors';
 import { readString, textOf } from '../text';
-import type { EntryInfo, EventSource, StreamContext, StreamHandler, StreamMetrics, StreamState, WakeAtOptions } from '../types';
+import type {
+  EntryInfo,
+  EventSource,
+  JournalCall,
+  JournalStreamCall,
+  StreamContext,
+  StreamHandler,
+  StreamMetrics,
+  StreamState,
+  WakeAtOptions,
+} from '../types';
+import { type CallSite, runCall, streamCall } from './journal-calls';
 import {
   type OpenedTarget,
   holdAlive,
@@ -318,6 +329,8 @@ class HandlerInput<I> implements AsyncIterableIterator<I> {
 
 class HandlerContext implements StreamContext {
   readonly #stream: HandlerStream<unknown, unknown>;
+  /** In-process journaled calls made (their keys' places). */
+  #calls = 0;
   constructor(stream: HandlerStream<unknown, unknown>) {
     this.#stream = stream;
   }
@@ -370,6 +383,20 @@ class HandlerContext implements StreamContext {
       throw invalidType(`ctx.cancelTimer(): the "key" argument must be a string. Received ${describe(key)}`);
     }
     return this.#stream[kCancelTimer](key);
+  }
+  #callSite(): CallSite {
+    return { id: this.id, signal: this.signal, nextCall: () => ++this.#calls };
+  }
+  run<T>(name: string, body: (call: JournalCall) => T | PromiseLike<T>): Promise<T> {
+    return runCall(this.#stream[kHooks], this.#callSite(), name, body) as Promise<T>;
+  }
+  stream<C>(name: string, factory: (call: JournalStreamCall<C>) => AsyncIterable<C> | Iterable<C>): AsyncIterable<C> {
+    return streamCall(
+      this.#stream[kHooks],
+      this.#callSite(),
+      name,
+      factory as (call: JournalStreamCall) => AsyncIterable<unknown>,
+    ) as AsyncIterable<C>;
   }
 }
 

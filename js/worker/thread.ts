@@ -34,7 +34,8 @@ import {
 } from './protocol';
 import { wakeAtOnWorkerError, workerModuleError } from '../errors';
 import { withRemoteParent } from '../tracing';
-import type { StreamContext } from '../types';
+import type { JournalCall, JournalStreamCall, StreamContext } from '../types';
+import { runCall, streamCall } from '../core/journal-calls';
 
 type Handler = (events: AsyncIterable<unknown>, ctx: StreamContext) => AsyncIterable<unknown>;
 
@@ -145,10 +146,17 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
     let it: AsyncIterator<unknown> | undefined;
     try {
       const fn = await loadHandler();
-      // A worker thread's stream lives in this process only: nothing to restore, a checkpoint is a no-op.
+      // A worker thread's stream lives in this process only: nothing to restore, a checkpoint is a no-op, and a
+      // journaled call is a call.
+      let calls = 0;
+      const site = { id: this.#id, signal: this.signal, nextCall: () => ++calls };
       const ctx: StreamContext = {
         id: this.#id,
         signal: this.signal,
+        run: <T>(name: string, body: (call: JournalCall) => T | PromiseLike<T>) =>
+          runCall(undefined, site, name, body) as Promise<T>,
+        stream: <C>(name: string, factory: (call: JournalStreamCall<C>) => AsyncIterable<C> | Iterable<C>) =>
+          streamCall(undefined, site, name, factory as (call: JournalStreamCall) => AsyncIterable<unknown>) as AsyncIterable<C>,
         restored: undefined,
         checkpoint: () => {},
         wakeAt: () => {

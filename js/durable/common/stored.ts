@@ -2,6 +2,7 @@
 // by the Redis log (redis-log.ts) and the in-memory one (memory-log.ts) alike, so the two cannot parse apart.
 import { NO_VERSION } from '../rules/versions';
 import type {
+  JournalRecord,
   InputEntry,
   KeptState,
   OutputMark,
@@ -40,7 +41,9 @@ export function snapshotValue(c: Snapshot): Buffer | string {
     const timer = [id, time, Buffer.from(payload).toString('base64')];
     return key === undefined ? timer : [...timer, key];
   });
-  const fields = { seq: c.seq, last: c.lastTime, events: c.events, timers: c.timers ?? 0, pending: pending ?? [] };
+  const base = { seq: c.seq, last: c.lastTime, events: c.events, timers: c.timers ?? 0, pending: pending ?? [] };
+  // (`calls` only when the session journaled any: a snapshot of a session without reads as before.)
+  const fields = c.calls === undefined || c.calls === 0 ? base : { ...base, calls: c.calls };
   const head = `${JSON.stringify(c.lastInput === undefined ? fields : { ...fields, input: c.lastInput })}\n`;
   return typeof c.state === 'string' ? head + c.state : Buffer.concat([Buffer.from(head), c.state]);
 }
@@ -63,6 +66,7 @@ export function parseSnapshot(sid: string, value: Buffer): Snapshot {
     timers?: unknown;
     pending?: unknown;
     input?: unknown;
+    calls?: unknown;
   } | null;
   const count = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
   const pendingOk = (v: unknown) =>
@@ -86,7 +90,8 @@ export function parseSnapshot(sid: string, value: Buffer): Snapshot {
     !Number.isFinite(h.last) ||
     (h.timers !== undefined && !count(h.timers)) ||
     (h.pending !== undefined && !pendingOk(h.pending)) ||
-    (h.input !== undefined && typeof h.input !== 'string')
+    (h.input !== undefined && typeof h.input !== 'string') ||
+    (h.calls !== undefined && !count(h.calls))
   ) {
     return unreadableSnapshot(
       sid,
@@ -111,6 +116,33 @@ export function parseSnapshot(sid: string, value: Buffer): Snapshot {
     timers: (h.timers as number | undefined) ?? 0,
     pending,
     ...(h.input === undefined ? {} : { lastInput: h.input }),
+    ...(h.calls === undefined ? {} : { calls: h.calls as number }),
+  };
+}
+
+/** A journal record's field, `<sid> <at>` (a sid has no space: its key may, so the last space splits them). */
+export function journalField(sid: string, at: string): string {
+  return `${sid} ${at}`;
+}
+
+/** A journal record's value as stored: its kind, its call's name and a newline, then its payload. */
+export function journalValue(r: JournalRecord): Buffer | string {
+  const head = `${r.kind}${r.name}\n`;
+  return typeof r.payload === 'string' ? head + r.payload : Buffer.concat([Buffer.from(head), r.payload]);
+}
+
+/** A journal record read back (`field`, `value` as stored), or undefined for one that cannot be read. */
+export function parseJournal(field: string, value: Buffer): JournalRecord | undefined {
+  const space = field.lastIndexOf(' ');
+  const nl = value.indexOf(10);
+  const kind = String.fromCharCode(value[0] ?? 0);
+  if (space <= 0 || nl < 1 || (kind !== 'v' && kind !== 'e' && kind !== 'x')) return undefined;
+  return {
+    sid: field.slice(0, space),
+    at: field.slice(space + 1),
+    kind,
+    name: value.subarray(1, nl).toString(),
+    payload: value.subarray(nl + 1),
   };
 }
 

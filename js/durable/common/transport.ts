@@ -136,6 +136,8 @@ export interface Snapshot {
   readonly pending?: readonly (readonly [number, number, Buffer | string, string?])[];
   /** The last input it had taken (`SessionEnd.last`), so that its end names it after a restore (absent in older snapshots). */
   readonly lastInput?: string;
+  /** Journaled calls the session had made (`ctx.run`, `ctx.stream`) up to the checkpoint: its next is `calls + 1`. */
+  readonly calls?: number;
   /** As read by a new owner: outputs of the session written so far (its high-water mark, at least `seq`). */
   readonly written?: number;
   /** As read by a new owner: the place of the last of them, when recorded (`OutputMark.at`). */
@@ -167,6 +169,25 @@ export interface StoredKeyState {
   readonly unreadable?: unknown;
 }
 
+/**
+ * One record of a session's journal (`ctx.run`, `ctx.stream`): a call's result or error, a streamed call's chunk, or
+ * its end. Written in the fenced commit that carries the outputs made after it; read by a new owner, whose replay of
+ * the session gets it back instead of calling again.
+ */
+export interface JournalRecord {
+  readonly sid: string;
+  /**
+   * Its place in the session's journal: `<n>` for the result of the session's n-th journaled call (1, 2, ...),
+   * `<n>.<i>` for chunk i (0, 1, ...) of a streamed call, `<n>.end` for that stream's end.
+   */
+  readonly at: string;
+  /** `'v'`: a value (a result, a chunk) by the codec; `'e'`: an error (a `HandlerFailure`'s JSON); `'x'`: a stream's end. */
+  readonly kind: 'v' | 'e' | 'x';
+  /** The call's name, as the handler gave it: a replay that asks another name at this place is told. */
+  readonly name: string;
+  readonly payload: Buffer | string;
+}
+
 /** What the owner of a partition commits in one fenced step: outputs, then checkpoints, then acks, then forgets ended sessions. */
 export interface Commit {
   readonly outputs: OutputRecord[];
@@ -184,6 +205,13 @@ export interface Commit {
   readonly retention?: number;
   /** What sessions of this commit that are not ended opened with, for those not written before (kept once per sid). */
   readonly opened?: readonly SessionOpening[];
+  /** Journal records to keep (written before this commit's outputs: a record is never behind what depends on it). */
+  readonly journal?: readonly JournalRecord[];
+  /**
+   * Journal records to forget, as `<sid> <at>`: those a checkpoint of this commit covers, and those of sessions it
+   * ends. (After the writes: a record written and covered in one commit is not kept.)
+   */
+  readonly unjournal?: readonly string[];
   /** With `check`: each ended session's last output seq (0: none), in the order of `ended`. */
   readonly endedSeqs?: readonly number[];
   /** With `check`: where each ended session ended (undefined: not recorded), in the order of `ended`. */
@@ -307,6 +335,8 @@ export interface PartitionLog {
   keyState(partition: number, key: string): Promise<StoredKeyState | null>;
   /** The checkpoints of the partition's live sessions (unfenced: what the owner does with them is fenced). */
   snapshots(lease: Lease): Promise<Snapshot[]>;
+  /** The journal records of the partition's live sessions (unfenced: a read at a takeover). */
+  journal(lease: Lease): Promise<JournalRecord[]>;
   /** What the partition's live sessions opened with (those that wrote anything), by sid (unfenced: a read). */
   openings(lease: Lease): Promise<Map<string, SessionOpening>>;
   /** The high-water marks of these live sessions, by sid (those with none left out; unfenced: a read). */

@@ -88,6 +88,7 @@ export function timedLog(log: PartitionLog, trips: RoundTrips): PartitionLog {
     trim: (lease: Lease) => timed(() => log.trim(lease)),
     trimOutputs: (lease: Lease, acked: boolean, maxLen: number) => timed(() => log.trimOutputs(lease, acked, maxLen)),
     snapshots: (lease: Lease) => timed(() => log.snapshots(lease)),
+    journal: (lease: Lease) => timed(() => log.journal(lease)),
     openings: (lease: Lease) => timed(() => log.openings(lease)),
     marks: (lease: Lease, sids: readonly string[]) => timed(() => log.marks(lease, sids)),
     keyState: (partition: number, key: string) => timed(() => log.keyState(partition, key)),

@@ -360,6 +360,7 @@ export function migratedCheckpoint(snapshot: Snapshot, state: Buffer | string): 
       ...(snapshot.timers === undefined ? {} : { timers: snapshot.timers }),
       ...(snapshot.pending === undefined ? {} : { pending: snapshot.pending }),
       ...(snapshot.lastInput === undefined ? {} : { lastInput: snapshot.lastInput }),
+      ...(snapshot.calls === undefined ? {} : { calls: snapshot.calls }),
     },
   };
 }

@@ -11,6 +11,7 @@ import type {
   Commit,
   CommitResult,
   Divergence,
+  JournalRecord,
   KeptState,
   Lease,
   OutputRecord,
@@ -39,10 +40,17 @@ export interface AcksItem {
    * applies after its end on a log that applies concurrent calls in any order.
    */
   readonly after?: Promise<unknown>;
+  /** Journal records to forget (`<sid> <at>`): those its checkpoint covers, or all of its ended session's. */
+  readonly unjournal?: readonly string[];
 }
 
-/** An output (queued as its record) or acks. */
-export type OutboxItem = OutputRecord | AcksItem;
+/** A session's journal record, committed in order with its outputs (before those that depend on it). */
+export interface JournalItem {
+  readonly journal: JournalRecord;
+}
+
+/** An output (queued as its record), acks, or a journal record. */
+export type OutboxItem = OutputRecord | AcksItem | JournalItem;
 
 /**
  * The openings of the partition's sessions not written yet (versions): each goes with its session's first commit that
@@ -136,6 +144,13 @@ export class Outbox<O> {
     this.#flushing ??= this.#flush();
   }
 
+  /** Queues a session's journal record: committed in order, in the batch of the outputs made after it or before. */
+  queueJournal(record: JournalRecord): void {
+    if (this.#discard) return;
+    this.#items.push({ journal: record });
+    this.#flushing ??= this.#flush();
+  }
+
   /** Queues an output: committed in order, in batches. */
   queueOutput(output: OutputRecord): void {
     if (this.#discard) return;
@@ -179,13 +194,17 @@ export class Outbox<O> {
       // The state each key keeps (`keyState`): of two sessions of a key ending in one commit, the later one's.
       const kept = new Map<string, KeptState>();
       const after: Promise<unknown>[] = [];
+      const journal: JournalRecord[] = [];
+      const unjournal: string[] = [];
       let taken = 0;
       // A prefix of the queue, in order: a session's acks never go before its outputs.
       for (const item of this.#items) {
-        if (!('acks' in item)) {
+        if ('journal' in item) journal.push(item.journal);
+        else if (!('acks' in item)) {
           if (outputs.length === batch) break;
           outputs.push(item);
         } else {
+          if (item.unjournal !== undefined) for (const field of item.unjournal) unjournal.push(field);
           // (A loop, not a spread: a long session's end acks more entries than a call takes arguments.)
           for (const id of item.acks) acks.push(id);
           if (item.checkpoint !== undefined) checkpoints.set(item.checkpoint.sid, item.checkpoint);
@@ -215,6 +234,8 @@ export class Outbox<O> {
         endedSeqs,
         endedAt: w.checkReplay ? endedAt : undefined,
         ...(kept.size === 0 ? {} : { kept: [...kept.values()], retention: w.keyState?.retention }),
+        ...(journal.length === 0 ? {} : { journal }),
+        ...(unjournal.length === 0 ? {} : { unjournal }),
         serial: ++this.#serial,
         // Only local delivery reads the ids written: without it, the script builds no list of them.
         ids: delivery !== null,

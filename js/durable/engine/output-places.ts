@@ -8,11 +8,13 @@ import type { OutputPlace } from '../common/transport';
 /**
  * Whether an output at place `a` is covered by one written at place `b`: of an input before b's, or of the input `b`
  * answered (its handler asked past it). An input `b` did not answer (an answer in flight when the old version
- * stopped) covers nothing: the new version's whole answer to it is written after the old version's partial one, so
- * that no answer loses its end to a longer old one, nor is made of one answer's head and another's tail.
+ * stopped) covers nothing, unless the new version is `continued` there (it yields from its journal's records: the
+ * same answer, continued after the old one's outputs): else the new version's whole answer to it is written after
+ * the old version's partial one, so that no answer loses its end to a longer old one, nor is made of one answer's
+ * head and another's tail.
  */
-export function placedBy(a: OutputPlace, b: OutputPlace): boolean {
-  return a[0] < b[0] || (a[0] === b[0] && b[2] === true);
+export function placedBy(a: OutputPlace, b: OutputPlace, continued = false): boolean {
+  return a[0] < b[0] || (a[0] === b[0] && (b[2] === true || (continued && a[1] <= b[1])));
 }
 
 /** An output record as queued, its place set (`OutputPlaces.placeInto`) and replaced when marked answered. */
@@ -96,6 +98,11 @@ export class OutputPlaces {
     this.#placeAnswered = this.#askedAt >= output;
     this.#last = null;
     this.#lastOutput = output;
+  }
+
+  /** Inputs taken by the latest checkpoint queued (places count from it). */
+  get fromInputs(): number {
+    return this.#fromInputs;
   }
 
   /** The place found last, as stored. */

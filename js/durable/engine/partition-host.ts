@@ -45,6 +45,8 @@ export interface PartitionSettings<I, O> {
   readonly maxSessionAge: number;
   /** Largest encoded checkpoint state (with its pending timers), bytes. */
   readonly maxCheckpointBytes: number;
+  /** Largest journal a session keeps, bytes (`maxJournalBytes`). */
+  readonly maxJournalBytes: number;
   /** Most timers of a session not taken yet (`session-rules.ts`). */
   readonly maxSessionTimers: number;
   readonly checkReplay: boolean;

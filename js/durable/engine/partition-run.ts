@@ -94,6 +94,7 @@ export class PartitionRun<I, O> {
       sessionRun: this.#sessionRun,
       starts: this.#starts,
       queue: (item) => this.#outbox.queue(item),
+      queueJournal: (record) => this.#outbox.queueJournal(record),
       failed: (error) => this.#failed(error),
     });
     this.#budget = new EventBudget(
@@ -618,7 +619,9 @@ export class PartitionRun<I, O> {
     if (kept !== undefined) this.#ending.set(s.key, kept);
     const wakes = s.wakeWrites;
     const after = wakes === null || wakes.size === 0 ? undefined : Promise.all(wakes);
-    this.#outbox.queue({ acks, ended: s.sid, lastSeq: s.seq, endedAt: sessionEnd(s, acks), keep: kept, after });
+    // Its journal goes with it, in the commit that ends it.
+    const unjournal = s.checkpoints?.journal?.all();
+    this.#outbox.queue({ acks, ended: s.sid, lastSeq: s.seq, endedAt: sessionEnd(s, acks), keep: kept, after, unjournal });
     if (moved.length > 0) this.#entries.drainHeld().catch((error: unknown) => this.worker.report(error));
   }
 

@@ -1,7 +1,7 @@
 // A session's hooks into its stream (`Checkpoints`: checkpoints, timers, the rule's state) as it opens: a new
 // session's, or a restored one's from its checkpoint, with the debounce it opened with wrapped around its handler.
 import type { Codec } from '../common/codec';
-import type { Snapshot } from '../common/transport';
+import type { JournalRecord, Snapshot } from '../common/transport';
 import type { Debounce } from '../../core/debounce';
 import { type SessionLimits, type SessionState, newState } from '../rules/session-rules';
 import { DEBOUNCE_TIMER_KEY, type DebouncePending, debouncedHandler, decodePending, encodePending } from './debounce-input';
@@ -9,10 +9,14 @@ import type { PartitionHost } from './partition-host';
 import { kTaken, type StreamKind } from '../../core/protocol';
 import type { SessionScope } from '../common/trace-context';
 import type { Grant } from './session-permits';
-import { Checkpoints, sidTime } from './session';
+import { Checkpoints, serializeError, sidTime } from './session';
+import { Journal } from './journal';
 
 /** What the hooks need of the worker. */
-export type HooksHost = Pick<PartitionHost<unknown, unknown>, 'maxCheckpointBytes' | 'maxEventBytes' | 'counters'> & {
+export type HooksHost = Pick<
+  PartitionHost<unknown, unknown>,
+  'maxCheckpointBytes' | 'maxEventBytes' | 'maxJournalBytes' | 'counters'
+> & {
   readonly codec: Codec<unknown>;
   readonly fn: { readonly name: string };
 };
@@ -28,6 +32,7 @@ export function sessionHooks(
   debounce: Debounce | null,
   restored: unknown,
   snapshot: Snapshot | undefined,
+  journal?: readonly JournalRecord[],
 ): { rule: SessionState; checkpoints: Checkpoints } {
   // The rule's state: the checkpoint's, restored, or a new session's.
   const rule = newState(
@@ -44,6 +49,9 @@ export function sessionHooks(
         },
   );
   const checkpoints = new Checkpoints(restored, rule, limits, sid, w);
+  // Its journal: the records the last owner left, asked for again from the call after its checkpoint's.
+  checkpoints.journal = new Journal(sid, snapshot?.calls ?? 0, journal, w, (error) => serializeError(error, w.maxEventBytes));
+  checkpoints.journal.inputs = () => checkpoints.inputsTaken;
   if (snapshot !== undefined) checkpoints.lastInput = snapshot.lastInput;
   if (debounce !== null) {
     checkpoints.encodeDebounce = (pending) => encodePending(w.codec, pending as DebouncePending);

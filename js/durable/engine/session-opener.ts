@@ -22,7 +22,8 @@ import { sessionHooks, traceSession } from './session-hooks';
 import { sessionScope } from '../common/trace-context';
 import type { AcksItem, Openings } from './outbox';
 import type { PartitionHost, RunFlags } from './partition-host';
-import type { Lease, OutputMark, SessionOpening, Snapshot } from '../common/transport';
+import type { JournalRecord, Lease, OutputMark, SessionOpening, Snapshot } from '../common/transport';
+import type { Journal } from './journal';
 import type { Grant } from './session-permits';
 import type { SessionStarts } from './session-starts';
 
@@ -37,6 +38,8 @@ export interface OpenerHost<I, O> {
   readonly starts: SessionStarts;
   /** Queues a write on the partition's outbox (a migrated state's checkpoint, ahead of the session's outputs). */
   queue(item: AcksItem): void;
+  /** Queues a session's journal record on the partition's outbox (in order with its outputs). */
+  queueJournal(record: JournalRecord): void;
   /** An error that may end the partition's ownership (`PartitionRun.#failed`). */
   failed(error: unknown): boolean;
 }
@@ -56,6 +59,8 @@ export class SessionOpener<I, O> {
   #openings = new Map<string, SessionOpening>();
   /** The marks of sessions without a checkpoint that are or will be migrated, as read at the takeover, by sid. */
   #marks = new Map<string, OutputMark>();
+  /** The journals of the partition's live sessions, as the last owner left them, by sid (until each opens again). */
+  #journals = new Map<string, JournalRecord[]>();
   /** The openings of this run's sessions not written yet, by sid (`Openings`). */
   readonly #unwritten = new Map<string, SessionOpening>();
   /** The outbox's view of them: it commits each with its session's first outputs. */
@@ -84,12 +89,19 @@ export class SessionOpener<I, O> {
     const log = this.host.worker.log;
     const snapshots = await log.snapshots(lease);
     const openings = await log.openings(lease);
+    const journal = await log.journal(lease);
     const checkpointed = new Set(snapshots.map((snapshot) => snapshot.sid));
     const placed = [...openings.values()]
       .filter((o) => !checkpointed.has(o.sid) && (o.replaces !== undefined || !this.#release.runsVersion(o.version)))
       .map((o) => o.sid);
     this.#marks = placed.length === 0 ? new Map<string, OutputMark>() : await log.marks(lease, placed);
     this.#openings = openings;
+    this.#journals = new Map();
+    for (const record of journal) {
+      const list = this.#journals.get(record.sid);
+      if (list === undefined) this.#journals.set(record.sid, [record]);
+      else list.push(record);
+    }
     for (const snapshot of snapshots) this.snapshots.set(snapshot.key, snapshot);
   }
 
@@ -145,7 +157,18 @@ export class SessionOpener<I, O> {
     const limits = opening.limits;
     // (The debounce it opened with; an opening of an earlier release does not say: the worker's.)
     const debounce = opening.debounce === undefined ? w.debounce : opening.debounce;
-    const { rule, checkpoints } = sessionHooks(w, sid, limits, debounce, restored, broken === undefined ? snapshot : undefined);
+    const journal = this.#journals.get(sid);
+    this.#journals.delete(sid);
+    const { rule, checkpoints } = sessionHooks(
+      w,
+      sid,
+      limits,
+      debounce,
+      restored,
+      broken === undefined ? snapshot : undefined,
+      journal,
+    );
+    (checkpoints.journal as Journal).queue = (record) => this.host.queueJournal(record);
     let stream: StreamKind<I, O>;
     // Traced (a tracer provider is registered): the session's span is a root span, linked to its events' producers.
     const scope = sessionScope();

@@ -25,7 +25,14 @@ export class SessionWrites<I, O> {
     places?.place(s.yieldsQueued + 1);
     if (s.writtenBefore !== null) {
       // An earlier owner wrote the output at this place (a migrated session's old version): it stands.
-      if (places !== null && placedBy(places.current, s.writtenBefore.at)) return;
+      // (Of the input its journal continued: the old answer, continued from the records rather than given anew.)
+      const journal = s.checkpoints?.journal;
+      const continued =
+        journal != null &&
+        journal.continuedInput >= 0 &&
+        places !== null &&
+        places.current[0] === journal.continuedInput - places.fromInputs;
+      if (places !== null && placedBy(places.current, s.writtenBefore.at, continued)) return;
       passWrittenBefore(s);
     }
     let payload: Buffer | string;
@@ -91,7 +98,9 @@ export class SessionWrites<I, O> {
         // Not committed while its outputs are another owner's (`writtenBefore`): a later owner would start from it
         // with that owner's places counted from an older checkpoint.
         if (s.writtenBefore === null) {
-          this.outbox.queue(checkpointOf(s, call));
+          // The journal's records of the calls it covers are forgotten in its commit.
+          const unjournal = s.checkpoints?.journal?.covered(call.calls);
+          this.outbox.queue({ ...checkpointOf(s, call), unjournal });
           s.checkpoints?.places.checkpointed(call.inputs, call.yielded);
         }
         s.keep = call.state;

@@ -1,4 +1,5 @@
 // One live session of a partition: a key's run of events through one instance of the function.
+import type { Journal, JournalCall, JournalStreamCall } from './journal';
 import { type SessionHooks, type StreamKind, kTaken } from '../../core/protocol';
 import { tagStream } from '../../core/stream-list';
 import { cutText, readString, textOf } from '../../text';
@@ -73,6 +74,8 @@ export interface CheckpointCall {
   readonly events: number;
   readonly timers: number;
   readonly pending: Timer[];
+  /** Journaled calls made (`Journal.calls`) by the step's end. */
+  readonly calls: number;
   /** The last input taken (`Checkpoints.lastInput`). */
   readonly input: string | undefined;
   /** Outputs the instance had yielded (by the step's end; for a failed call, by the call). */
@@ -119,6 +122,8 @@ export interface CheckpointsOwner {
  */
 export class Checkpoints implements SessionHooks {
   readonly calls: CheckpointCall[] = [];
+  /** Its journal (`ctx.run`, `ctx.stream`): set by `sessionHooks` as the session opens. */
+  journal: Journal | null = null;
   /** The session, once it exists (`PartitionRun.#open`); until then waits are counted in `waits`. */
   owner: CheckpointsOwner | null = null;
   /** Entries of the log its handler has taken (the run counts them as it gives them). */
@@ -137,6 +142,10 @@ export class Checkpoints implements SessionHooks {
   #yieldedAtAsk = 0;
   /** Inputs its handler has taken (entries and timers). */
   #inputs = 0;
+  /** Inputs its handler has taken (entries and timers). */
+  get inputsTaken(): number {
+    return this.#inputs;
+  }
   /** Where its outputs come among its inputs. */
   readonly places = new OutputPlaces();
   // The takes not yet behind a forwarded output, oldest first: the entry taken (null for a timer), the last input
@@ -288,6 +297,7 @@ export class Checkpoints implements SessionHooks {
       events: rule.events,
       timers: rule.timerCount,
       pending: [...rule.timers],
+      calls: this.journal?.calls ?? 0,
       input: this.lastInput,
       yielded,
       inputs: this.#inputs,
@@ -329,6 +339,16 @@ export class Checkpoints implements SessionHooks {
   cancelTimer(key: string): boolean {
     if (key === DEBOUNCE_TIMER_KEY) throw reservedTimerKeyError('ctx.cancelTimer()');
     return this.#cancel(key);
+  }
+  run(name: string, body: (call: JournalCall) => unknown, signal: AbortSignal): Promise<unknown> {
+    return (this.journal as Journal).run(name, body, signal);
+  }
+  stream(
+    name: string,
+    factory: (call: JournalStreamCall) => AsyncIterable<unknown> | Iterable<unknown>,
+    signal: AbortSignal,
+  ): AsyncIterable<unknown> {
+    return (this.journal as Journal).stream(name, factory, signal);
   }
   /**
    * Encodes a debounce timer's payload (set with `debounce`): its bound is `maxEventBytes` plus what the wrapper
@@ -669,6 +689,7 @@ export function checkpointOf(s: Session<never, unknown>, call: CheckpointCall): 
     events: call.events,
     state: call.state as Buffer | string,
     timers: call.timers,
+    calls: call.calls,
     pending: call.pending.map((t) =>
       t.key === undefined ? ([t.id, t.time, t.payload] as const) : ([t.id, t.time, t.payload, t.key] as const),
     ),

@@ -16,6 +16,7 @@ export interface WorkerLimits {
   maxSessionAge?: number;
   maxSessionTimers?: number;
   maxCheckpointBytes?: number;
+  maxJournalBytes?: number;
   checkReplay?: boolean;
   /**
    * Debounce per key, on the log's clock: each key's bursts collapse to one event (the last after a quiet period,
@@ -84,6 +85,7 @@ export const LIMIT_KEYS: readonly string[] = [
   'maxSessionAge',
   'maxSessionTimers',
   'maxCheckpointBytes',
+  'maxJournalBytes',
   'checkReplay',
   'debounce',
   'keyState',
@@ -99,6 +101,7 @@ export function checkLimits(what: string, limits: WorkerLimits, partitions: numb
     maxSessionAge = 0,
     maxSessionTimers = 1000,
     maxCheckpointBytes = 1 << 20,
+    maxJournalBytes = 16 << 20,
     checkReplay = false,
     debounce,
     keyState,
@@ -119,6 +122,7 @@ export function checkLimits(what: string, limits: WorkerLimits, partitions: numb
   integerOption(what, 'maxSessionAge', maxSessionAge, 0, MAX_TIMER_MS, `from 0 to ${MAX_TIMER_MS} (ms; 0: no cap)`);
   integerOption(what, 'maxSessionTimers', maxSessionTimers, 1, 1e6);
   integerOption(what, 'maxCheckpointBytes', maxCheckpointBytes, 1, 512 << 20);
+  integerOption(what, 'maxJournalBytes', maxJournalBytes, 1, 2 ** 31 - 1);
   if (typeof checkReplay !== 'boolean')
     throw invalidType(`${what}: options.checkReplay must be a boolean, not ${describe(checkReplay)}`);
   return {
@@ -129,6 +133,7 @@ export function checkLimits(what: string, limits: WorkerLimits, partitions: numb
     maxSessionAge,
     maxSessionTimers,
     maxCheckpointBytes,
+    maxJournalBytes,
     checkReplay,
     debounce: debounce === undefined ? null : checkDebounce(debounce, what),
     keyState: checkKeyState(what, keyState),

@@ -83,6 +83,12 @@ export interface WorkerOptions<O = unknown, I = unknown> {
    */
   maxCheckpointBytes?: number;
   /**
+   * Largest journal a session keeps, bytes: the encoded results and chunks of its journaled calls (`ctx.run`,
+   * `ctx.stream`) since its last checkpoint. A record that would pass it throws `JournalTooLargeError`
+   * (`ERR_VELO_JOURNAL_TOO_LARGE`) at the call; a checkpoint drops the records it covers. Default 16 MiB.
+   */
+  maxJournalBytes?: number;
+  /**
    * What the worker keeps of each owned partition's output stream (trimmed on the input's clock, `trimInterval`):
    * `'all'` (the default) keeps every output (trimming is the readers' business); `'acked'` removes outputs every
    * consumer group of the stream has acked (`redisOutputs` and `redisMaterialize` with a `group`, or your own

@@ -107,6 +107,7 @@ class RunningWorker<I, O> implements Worker, PartitionHost<I, O> {
   readonly maxSessionAge: number;
   readonly checkReplay: boolean;
   readonly maxCheckpointBytes: number;
+  readonly maxJournalBytes: number;
   /** `outputRetention: 'acked'`: outputs every consumer group has acked are trimmed. */
   readonly trimAcked: boolean;
   readonly outputMaxLen: number;
@@ -192,6 +193,7 @@ class RunningWorker<I, O> implements Worker, PartitionHost<I, O> {
       maxSessionAge,
       maxSessionTimers,
       maxCheckpointBytes,
+      maxJournalBytes,
       checkReplay,
       debounce,
       keyState,
@@ -227,6 +229,7 @@ class RunningWorker<I, O> implements Worker, PartitionHost<I, O> {
     this.backend = BACKENDS[backend.server] ?? 'memory';
     this.checkReplay = checkReplay;
     this.maxCheckpointBytes = maxCheckpointBytes;
+    this.maxJournalBytes = maxJournalBytes;
     if (outputRetention !== 'all' && outputRetention !== 'acked')
       throw invalidValue(`${W}: options.outputRetention must be 'all' or 'acked', not ${describe(outputRetention)}`);
     this.trimAcked = outputRetention === 'acked';

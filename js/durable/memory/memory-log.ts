@@ -10,6 +10,7 @@ import type {
   Heartbeat,
   Held,
   InputEntry,
+  JournalRecord,
   Lease,
   OutputMark,
   PartitionLog,
@@ -35,6 +36,7 @@ export type LogCall =
   | 'trimOutputs'
   | 'wake'
   | 'snapshots'
+  | 'journal'
   | 'openings'
   | 'marks'
   | 'keyState'
@@ -196,6 +198,9 @@ export class MemoryLog implements PartitionLog {
   }
   snapshots(lease: Lease): Promise<Snapshot[]> {
     return this.#call('snapshots', lease.partition, () => this.#store.snapshots(lease.partition));
+  }
+  journal(lease: Lease): Promise<JournalRecord[]> {
+    return this.#call('journal', lease.partition, () => this.#store.journalRecords(lease.partition));
   }
   openings(lease: Lease): Promise<Map<string, SessionOpening>> {
     return this.#call('openings', lease.partition, () => this.#store.openings(lease.partition));

@@ -12,11 +12,14 @@ import {
   advertValue,
   endValue,
   inputEntries,
+  journalField,
+  journalValue,
   keptValue,
   lastPlaces,
   openingValue,
   parseAdvert,
   parseEnd,
+  parseJournal,
   parseKept,
   parseMark,
   parseOpening,
@@ -30,6 +33,7 @@ import type {
   Heartbeat,
   Held,
   InputEntry,
+  JournalRecord,
   KeptState,
   Lease,
   OutputMark,
@@ -40,117 +44,8 @@ import type {
   StoredKeyState,
 } from '../common/transport';
 import type { WorkerAdvert } from '../rules/versions';
+import { type Id, Stream, compare, parseId } from './entry-stream';
 
-/** An entry id as numbers: `[ms, seq]`. */
-type Id = readonly [number, number];
-
-/** `'0'`, `'<ms>'` and `'<ms>-<seq>'` as Redis reads an id (a seq past 2^53 loses precision: only order matters). */
-function parseId(id: string): Id {
-  const dash = id.indexOf('-');
-  return dash < 0 ? [Number(id), 0] : [Number(id.slice(0, dash)), Number(id.slice(dash + 1))];
-}
-
-function compare(a: Id, b: Id): number {
-  return a[0] - b[0] || a[1] - b[1];
-}
-
-/**
- * A stream entry: its fields as Redis returns them with Buffer replies, `[name, value, name, value, ...]`. Kept as
- * one buffer and where each field ends, the list made at each read: a simulated run keeps every output it wrote,
- * and a Buffer per field made an output cost about 1.2 KB (a handler yielding without end at one time ran out of
- * memory before its bound of steps).
- */
-class Entry {
-  readonly #data: Buffer;
-  readonly #ends: number[];
-  constructor(
-    readonly id: string,
-    readonly at: Id,
-    fields: ReadonlyArray<readonly [string, Buffer | string]>,
-  ) {
-    const parts: Buffer[] = [];
-    this.#ends = [];
-    let end = 0;
-    for (const [name, value] of fields) {
-      for (const part of [Buffer.from(name), Buffer.from(value)]) {
-        parts.push(part);
-        this.#ends.push((end += part.length));
-      }
-    }
-    this.#data = Buffer.concat(parts, end);
-  }
-
-  /** Its fields, each a fresh view (a reader may keep it). */
-  get list(): Buffer[] {
-    const list: Buffer[] = [];
-    let start = 0;
-    for (const end of this.#ends) {
-      list.push(this.#data.subarray(start, end));
-      start = end;
-    }
-    return list;
-  }
-}
-
-/** A stream: entries in id order, and the last id it gave (kept after a trim, as Redis keeps it). */
-class Stream {
-  entries: Entry[] = [];
-  last: Id = [0, 0];
-
-  /**
-   * XADD `*`: the clock's ms, or the last id's ms with the next seq when the clock has not passed it. With `given`,
-   * XADD `<given>`: that id (a replay's recorded one), refused unless after the last (as Redis refuses it).
-   */
-  add(now: number, fields: ReadonlyArray<readonly [string, Buffer | string]>, given?: string): string {
-    const at: Id = given !== undefined ? parseId(given) : now > this.last[0] ? [now, 0] : [this.last[0], this.last[1] + 1];
-    if (compare(at, this.last) <= 0)
-      throw new Error(`XADD ${given}: the id must be after the stream's last, ${this.last.join('-')}`);
-    this.last = at;
-    const id = given ?? `${at[0]}-${at[1]}`;
-    this.entries.push(new Entry(id, at, fields));
-    return id;
-  }
-
-  /** Index of the first entry after `id`. */
-  after(id: Id): number {
-    let lo = 0;
-    let hi = this.entries.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (compare(this.entries[mid].at, id) <= 0) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  }
-
-  /** Index of the first entry at or after `id`. */
-  from(id: Id): number {
-    let lo = 0;
-    let hi = this.entries.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (compare(this.entries[mid].at, id) < 0) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  }
-
-  find(id: string): Entry | undefined {
-    const at = parseId(id);
-    const e = this.entries[this.from(at)];
-    return e !== undefined && compare(e.at, at) === 0 ? e : undefined;
-  }
-
-  /** XTRIM MINID: removes the entries before `min`; how many. */
-  trimBefore(min: Id): number {
-    let n = 0;
-    while (n < this.entries.length && compare(this.entries[n].at, min) < 0) n++;
-    this.entries.splice(0, n);
-    return n;
-  }
-}
-
-/** The consumer group `velo` of an input, with its one consumer: the last id delivered, and the pending ids in order. */
 interface Group {
   delivered: Id;
   readonly pending: Map<string, Id>;
@@ -175,6 +70,8 @@ class PartitionState {
   readonly ckpt = new Map<string, Buffer>();
   /** sid -> the timer ids whose wake-ups were written. */
   readonly timers = new Map<string, Set<number>>();
+  /** `<sid> <at>` -> a journal record's stored value (`:journal`). */
+  readonly journal = new Map<string, Buffer>();
   /** sid -> where it ended, as stored (checkReplay); with the ms of its first entry, by which a trim drops it. */
   readonly ends = new Map<string, { value: string; ms: number }>();
   /** Versions: sid -> its opening's stored value (`:opened`). */
@@ -198,6 +95,8 @@ export interface PartitionLeftovers {
   readonly check: readonly string[];
   readonly ckpt: readonly string[];
   readonly timers: readonly string[];
+  /** Journal records (`<sid> <at>`). */
+  readonly journal: readonly string[];
   /** Openings of sessions (`:opened`), and per-version counts left above 0 (`:versions`, as `<version>=<count>`). */
   readonly opened: readonly string[];
   readonly versions: readonly string[];
@@ -338,6 +237,7 @@ export class MemoryStore {
       check: [...s.check.keys()],
       ckpt: [...s.ckpt.keys()],
       timers: [...s.timers.keys()],
+      journal: [...s.journal.keys()],
       opened: [...s.opened.keys()],
       versions: [...s.versions].filter(([, n]) => n !== 0).map(([v, n]) => `${v}=${n}`),
     };
@@ -350,7 +250,16 @@ export class MemoryStore {
    */
   kept(partition: number): number {
     const s = this.#part(partition);
-    return (s.group?.pending.size ?? 0) + s.hw.size + s.places.size + s.check.size + s.ckpt.size + s.timers.size + s.opened.size;
+    return (
+      (s.group?.pending.size ?? 0) +
+      s.hw.size +
+      s.places.size +
+      s.check.size +
+      s.ckpt.size +
+      s.timers.size +
+      s.journal.size +
+      s.opened.size
+    );
   }
 
   /** The ends a partition keeps for checkReplay (sid -> `<reason> <last input>`): kept after their sessions, until a trim. */
@@ -637,6 +546,16 @@ export class MemoryStore {
     });
   }
 
+  /** @internal HSCAN of the journal: every record of the partition's live sessions (one that cannot be read is left out). */
+  journalRecords(partition: number): JournalRecord[] {
+    const found: JournalRecord[] = [];
+    for (const [field, value] of this.#part(partition).journal) {
+      const record = parseJournal(field, value);
+      if (record !== undefined) found.push(record);
+    }
+    return found;
+  }
+
   /** @internal HMGET of these sessions' marks (and their places). */
   marks(partition: number, sids: readonly string[]): Map<string, OutputMark> {
     const s = this.#part(partition);
@@ -720,6 +639,9 @@ export class MemoryStore {
       if (place.startsWith(`${raised.get(sid)} `)) s.places.set(sid, place);
     }
     for (const c of commit.checkpoints ?? []) s.ckpt.set(c.sid, Buffer.from(snapshotValue(c)));
+    // The journal: records written, then those forgotten (a checkpoint's, an ended session's).
+    for (const r of commit.journal ?? []) s.journal.set(journalField(r.sid, r.at), Buffer.from(journalValue(r)));
+    for (const field of commit.unjournal ?? []) s.journal.delete(field);
     const pending = (s.group as Group).pending;
     for (const id of commit.acks) pending.delete(id);
     if (commit.ended.length > 0) {

@@ -21,6 +21,8 @@ export interface TestWorkerOptions {
   maxSessionTimers?: number;
   /** Default 1 MiB. */
   maxCheckpointBytes?: number;
+  /** Default 16 MiB: a session's journal (`ctx.run`, `ctx.stream`), as the worker's `maxJournalBytes`. */
+  maxJournalBytes?: number;
   /** Default 1 MiB. */
   maxEventBytes?: number;
   /** Default false. */

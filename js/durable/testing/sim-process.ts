@@ -35,6 +35,7 @@ export interface SimLimits {
   readonly maxSessionAge?: number;
   readonly maxSessionTimers?: number;
   readonly maxCheckpointBytes?: number;
+  readonly maxJournalBytes?: number;
   readonly maxEventBytes?: number;
   readonly checkReplay?: boolean;
   /** Debounce per key (checked), or null/absent: none. */
@@ -238,6 +239,7 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
   readonly maxSessionEvents: number;
   readonly maxSessionAge: number;
   readonly maxCheckpointBytes: number;
+  readonly maxJournalBytes: number;
   readonly maxSessionTimers: number;
   readonly debounce: Debounce | null;
   readonly keyState: { readonly retention: number } | null;
@@ -297,6 +299,7 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
     this.maxSessionEvents = l.maxSessionEvents ?? 0;
     this.maxSessionAge = l.maxSessionAge ?? 0;
     this.maxCheckpointBytes = l.maxCheckpointBytes ?? 1 << 20;
+    this.maxJournalBytes = l.maxJournalBytes ?? 16 << 20;
     this.maxSessionTimers = l.maxSessionTimers ?? 1000;
     this.checkReplay = l.checkReplay ?? false;
     this.debounce = release.debounce !== undefined ? release.debounce : (l.debounce ?? null);

@@ -90,6 +90,7 @@ class PreparedLog implements PartitionLog {
   wake: PartitionLog['wake'] = (...a) => this.#call(() => this.#log.wake(...a));
   keyState: PartitionLog['keyState'] = (...a) => this.#call(() => this.#log.keyState(...a));
   snapshots: PartitionLog['snapshots'] = (...a) => this.#call(() => this.#log.snapshots(...a));
+  journal: PartitionLog['journal'] = (...a) => this.#call(() => this.#log.journal(...a));
   openings: PartitionLog['openings'] = (...a) => this.#call(() => this.#log.openings(...a));
   marks: PartitionLog['marks'] = (...a) => this.#call(() => this.#log.marks(...a));
   commit: PartitionLog['commit'] = (...a) => this.#call(() => this.#log.commit(...a));

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { endValue, keptValue, lastPlaces, parseEnd, snapshotValue } from '../../durable/common/stored';
 import type { Commit, CommitResult, Divergence, Lease } from '../../durable/common/transport';
 import { keepOpenings } from './openings';
+import { journalStatements } from './journal';
 import { effectsClient } from './effects-client';
 import { type PgClientLike, bytes, idKey, idOf, idParts, millis, run, str, text } from './sql';
 
@@ -246,6 +247,8 @@ export async function applyCommit(
     const last = parts.pop() as string;
     await run(client, parts.length === 0 ? last : `WITH ${parts.map((q, i) => `w${i} AS (${q})`).join(', ')} ${last}`, values);
   }
+  // The journal after the checkpoints (in the same transaction: its order among these writes is not seen).
+  await journalStatements(client, S, fn, p, commit);
 
   if (effects !== undefined && rows.length > 0) {
     // (Guarded: no transaction control, no call once the callback settled; see effects-client.ts.)

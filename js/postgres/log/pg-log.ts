@@ -20,14 +20,25 @@ import type {
   Refused,
   SessionOpening,
   Snapshot,
+  JournalRecord,
   StoredKeyState,
 } from '../../durable/common/transport';
-import { advertValue, parseAdvert, parseKept, parseMark, parseOpening, parseSnapshot } from '../../durable/common/stored';
+import {
+  advertValue,
+  journalField,
+  parseAdvert,
+  parseJournal,
+  parseKept,
+  parseMark,
+  parseOpening,
+  parseSnapshot,
+} from '../../durable/common/stored';
 import { FencedError, describe, invalidType, outOfRange, schemaVersionError, workerClosedError } from '../../errors';
 import { keepOpening } from './openings';
 import { ENTRY_COLUMNS, addEntries, entryOf } from './input';
 import { type CommitEffects, applyCommit } from './commit';
 import { commitInOne, inOne } from './commit-one';
+import { journals } from './journal';
 import { SCHEMA_VERSION, checkFunctionName, checkPartitions, ensurePartitions, migrate, schemaIdent } from './schema';
 import {
   IDLE_IN_TRANSACTION_MS,
@@ -514,6 +525,20 @@ export class PgLog implements PartitionLog {
     return rows.length === 0 ? null : parseKept(rows[0].value as Buffer);
   }
 
+  async journal(lease: Lease): Promise<JournalRecord[]> {
+    const p = this.#part(lease.partition);
+    const { rows } = await run(this.#pool, `SELECT sid, at, value FROM ${this.#S}.journal WHERE fn = $1 AND p = $2`, [
+      this.#fn,
+      p,
+    ]);
+    const found: JournalRecord[] = [];
+    for (const r of rows) {
+      const record = parseJournal(journalField(str(r.sid), str(r.at)), r.value as Buffer);
+      if (record !== undefined) found.push(record);
+    }
+    return found;
+  }
+
   async snapshots(lease: Lease): Promise<Snapshot[]> {
     const p = this.#part(lease.partition);
     // With the partition's openings, in one statement: a takeover reads its openings right after its snapshots
@@ -577,8 +602,9 @@ export class PgLog implements PartitionLog {
 
   async commit(lease: Lease, commit: Commit): Promise<CommitResult> {
     this.#openingsRead.delete(lease.partition);
-    if (this.#effects === undefined && inOne(commit)) {
-      // Outputs, checkpoints and acks only: one statement (commit-one.ts), fenced as the transaction below is.
+    if (this.#effects === undefined && inOne(commit) && !journals(commit)) {
+      // Outputs, checkpoints and acks only: one statement (commit-one.ts), fenced as the transaction below is. (A
+      // journal is written by the transaction: journal.ts.)
       if (this.#closed) throw workerClosedError();
       const done = await commitInOne(this.#pool, this.#S, this.#fn, { ...lease, partition: this.#part(lease.partition) }, commit);
       if (done === null) throw new FencedError(lease.partition, WRITE_FENCED);

@@ -30,6 +30,8 @@
 //   openings     per live session that wrote anything: what it opened with (version, caps).
 //   versions     per partition: live sessions of `openings` per version (in first-counted order).
 //   kept         keyState: a key's state after its last session, with its expiry.
+//   journal      per live session (version 7): its journal records (ctx.run, ctx.stream), keyed by their place `at`;
+//                the value as stored.ts's journalValue makes it (kind, call name, newline, payload).
 //   workers      live workers of a function: registration expiry and advert.
 //   lim_*        the fleet limiters' (version 5, postgresLimiter), keyed by the limiter's name: see sql/limiter-5.sql.
 //   dash_members the dashboard fleet view's members (version 6), keyed by the fleet's name: see clients/fleet-store.ts.
@@ -162,6 +164,16 @@ const MIGRATIONS: readonly Migration[] = [
     statements: (S) => [
       `CREATE TABLE ${S}.dash_members (fleet text NOT NULL, id text NOT NULL, until_ms bigint NOT NULL, value text NOT NULL,
        PRIMARY KEY (fleet, id)) WITH (fillfactor = 50)`,
+    ],
+  },
+  // 7: the sessions' journal (ctx.run, ctx.stream: journal.ts). A new table only, which no older release reads or
+  // writes: every worker version 6 keeps (from version 3 on) stays correct beside it. (An older worker neither
+  // writes records nor forgets them: a session it takes over calls again, and the records of one it ends stay.)
+  {
+    keeps: 3,
+    statements: (S) => [
+      `CREATE TABLE ${S}.journal (fn text NOT NULL, p integer NOT NULL, sid text NOT NULL, at text NOT NULL,
+       value bytea NOT NULL, PRIMARY KEY (fn, p, sid, at))`,
     ],
   },
 ];

@@ -10,6 +10,7 @@
 //   velo:{name:pN}:check   hash (checkReplay): "<seq> <sid>" -> "<output id> <sha1>"
 //   velo:{name:pN}:commit  the owner's last commit, with local delivery (retries)
 //   velo:{name:pN}:ckpt    hash: session id -> its last checkpoint (a JSON header line, then the state's bytes)
+//   velo:{name:pN}:journal hash: "<sid> <at>" -> a journal record (ctx.run, ctx.stream: "<kind><name>\n" then its payload)
 //   velo:{name:pN}:timers  hash: session id -> the ids of its timers whose wake-ups were written
 //   velo:{name:pN}:ends    hash (checkReplay): session id -> where it ended, "<reason> <last input>"
 //   velo:{name:pN}:ended   sorted set (checkReplay): the sids in :ends, by their first entry's ms (trimmed with the input)
@@ -37,6 +38,7 @@ import type {
   Refused,
   SessionOpening,
   Snapshot,
+  JournalRecord,
   StoredKeyState,
 } from '../../durable/common/transport';
 import type { WorkerAdvert } from '../../durable/rules/versions';
@@ -47,6 +49,8 @@ import {
   advertValue,
   endValue,
   inputEntries,
+  journalField,
+  journalValue,
   keptValue,
   openingValue,
   parseAdvert,
@@ -54,6 +58,7 @@ import {
   parseKept,
   parseMark,
   parseOpening,
+  parseJournal,
   parseSnapshot,
   placeValue,
   snapshotValue,
@@ -108,6 +113,10 @@ export class KeySpace {
   /** Local delivery: the owner's last commit (token, serial, first entry written, count), for retries. */
   commits(p: number): string {
     return `${this.input(p)}:commit`;
+  }
+  /** A partition's journal records (`ctx.run`, `ctx.stream`): a hash, `<sid> <at>` -> record. */
+  journal(p: number): string {
+    return `${this.input(p)}:journal`;
   }
   /** Checkpoints: the last snapshot of each live session that made one. */
   ckpt(p: number): string {
@@ -438,9 +447,19 @@ export class RedisLog implements PartitionLog {
       const traceparent = commit.outputs[i].traceparent;
       if (traceparent !== undefined) traced.push(String(i + 1), traceparent);
     }
-    if (traced.length > 0) {
+    // The journal (the last section, only when the commit journals: the traced count goes before it, 0 or not).
+    const journal = commit.journal ?? [];
+    const unjournal = commit.unjournal ?? [];
+    const journals = journal.length > 0 || unjournal.length > 0;
+    if (traced.length > 0 || journals) {
       args.push(String(traced.length / 2));
       for (const arg of traced) args.push(arg);
+    }
+    if (journals) {
+      args.push(String(journal.length));
+      for (const r of journal) args.push(journalField(r.sid, r.at), journalValue(r));
+      args.push(String(unjournal.length));
+      for (const field of unjournal) args.push(field);
     }
     let reply: [Buffer[], Buffer[]];
     try {
@@ -459,6 +478,7 @@ export class RedisLog implements PartitionLog {
           k.ended(p),
           k.opened(p),
           k.versions(p),
+          k.journal(p),
           ...kept.map((c) => k.state(p, c.key)),
         ],
         args,
@@ -520,6 +540,22 @@ export class RedisLog implements PartitionLog {
     const name = this.#keys.state(partition, key);
     const value = (await send(this.#client, name, ['GET', name], BUFFERS)) as Buffer | null;
     return value === null ? null : parseKept(value);
+  }
+
+  async journal(lease: Lease): Promise<JournalRecord[]> {
+    const key = this.#keys.journal(lease.partition);
+    const found: JournalRecord[] = [];
+    let cursor = '0';
+    do {
+      const reply = (await send(this.#client, key, ['HSCAN', key, cursor, 'COUNT', '1000'], BUFFERS)) as [Buffer, Buffer[]];
+      cursor = reply[0].toString();
+      const fields = reply[1];
+      for (let j = 0; j + 1 < fields.length; j += 2) {
+        const record = parseJournal(fields[j].toString(), fields[j + 1]);
+        if (record !== undefined) found.push(record);
+      }
+    } while (cursor !== '0');
+    return found;
   }
 
   async snapshots(lease: Lease): Promise<Snapshot[]> {

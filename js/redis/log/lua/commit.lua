@@ -1,16 +1,20 @@
--- KEYS lease, input, out, hw, check, commit, ckpt, timers, ends, ended, opened, versions, then one state key per
--- kept state; ARGV token, serial, flags, n, m, r, m x (sid, key, place: "<seq> <inputs> <position>", the place of
+-- KEYS lease, input, out, hw, check, commit, ckpt, timers, ends, ended, opened, versions, journal, then one state key
+-- per kept state; ARGV token, serial, flags, n, m, r, m x (sid, key, place: "<seq> <inputs> <position>", the place of
 -- the session's last output in the call, or ''), the n outputs in r runs, r x (session: its index in the m, 1-based,
 -- count: a run is outputs of one session, values (field v), or failures (field e) with the count negative), then
 -- n x (seq, data), in the runs' order, checkpoints count, n x (sid, snapshot), acks count, ids, ended count, n x (sid, last seq, end: "<reason> <last
 -- input>" with check, else ''), kept count, retention (ms), kept count x (value), openings count, n x (sid, version,
--- record, mode), and, when some outputs are traced, their count and n x (output index, traceparent), written as
--- field t of those outputs.
+-- record, mode), and, when some outputs are traced (or a journal section follows), their count (0: none) and
+-- n x (output index, traceparent), written as field t of those outputs; and, when the commit journals, the journal
+-- section: records count, n x (field "<sid> <at>", value), then the count of fields to forget and those fields.
+-- Journal records (ctx.run, ctx.stream) are written to the journal hash after the checkpoints and before the acks,
+-- then the fields to forget are removed (a field written and forgotten in one call is not kept); an ended session's
+-- records go only as fields to forget (the caller names them).
 -- A place is kept beside its session's mark (hw field "<sid> p") when its output raised the mark.
 -- An opening (what a live session opened with: its version and caps, JSON) is kept once per sid (HSETNX) in the
 -- opened hash, and counted per version in the versions hash; mode 'r' (a migrated session) replaces the one kept,
 -- its count moving to the new version. An ended session's opening goes, and its count with it. A kept state (keyState: an ended session's last checkpoint, kept for its
--- key) is written to its key (KEYS[12 + i]) with an expiry of `retention` ms, after the ends: in the same call as
+-- key) is written to its key (KEYS[13 + i]) with an expiry of `retention` ms, after the ends: in the same call as
 -- the acks of the session's last entries. A checkpoint replaces its session's snapshot in the same call as the outputs made
 -- before it and the acks of the entries it covers; an ended session's snapshot goes with its high-water mark. An output whose seq is not above its session's high-water mark
 -- was written before (by an earlier owner, or this one before a replay):
@@ -80,8 +84,10 @@ if serial ~= '' then
     end
   end
 end
--- The traced outputs (the last section, absent when none): output index -> traceparent.
+-- The traced outputs (absent when none and no journal section follows): output index -> traceparent; and where
+-- the journal section starts (the last section, absent when the call journals nothing).
 local traced = nil
+local journalAt = nil
 do
   local j = dataBase + 2 * n
   j = j + 1 + 2 * tonumber(ARGV[j])
@@ -90,8 +96,13 @@ do
   j = j + 2 + tonumber(ARGV[j])
   j = j + 1 + 4 * tonumber(ARGV[j])
   if ARGV[j] then
-    traced = {}
-    for t = 1, tonumber(ARGV[j]) do traced[tonumber(ARGV[j + 2 * t - 1])] = ARGV[j + 2 * t] end
+    local count = tonumber(ARGV[j])
+    if count > 0 then
+      traced = {}
+      for t = 1, count do traced[tonumber(ARGV[j + 2 * t - 1])] = ARGV[j + 2 * t] end
+    end
+    j = j + 1 + 2 * count
+    if ARGV[j] then journalAt = j end
   end
 end
 local div = {}
@@ -195,6 +206,24 @@ for _ = 1, n do
   redis.call('HSET', KEYS[7], ARGV[i], ARGV[i + 1])
   i = i + 2
 end
+-- The journal: records written, then those forgotten (a checkpoint's, an ended session's). In batches: unpack's
+-- arguments are bounded by the Lua stack.
+if journalAt then
+  local j = journalAt + 1
+  local stop = j + 2 * tonumber(ARGV[journalAt])
+  while j < stop do
+    local last = math.min(j + 999, stop - 1)
+    redis.call('HSET', KEYS[13], unpack(ARGV, j, last))
+    j = last + 1
+  end
+  stop = j + 1 + tonumber(ARGV[j])
+  j = j + 1
+  while j < stop do
+    local last = math.min(j + 999, stop - 1)
+    redis.call('HDEL', KEYS[13], unpack(ARGV, j, last))
+    j = last + 1
+  end
+end
 n = tonumber(ARGV[i])
 i = i + 1
 local stop = i + n
@@ -261,7 +290,7 @@ n = tonumber(ARGV[i])
 local retention = ARGV[i + 1]
 i = i + 2
 for k = 1, n do
-  redis.call('SET', KEYS[12 + k], ARGV[i], 'PX', retention)
+  redis.call('SET', KEYS[13 + k], ARGV[i], 'PX', retention)
   i = i + 1
 end
 n = tonumber(ARGV[i])

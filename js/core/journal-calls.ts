@@ -1,0 +1,55 @@
+// `ctx.run` and `ctx.stream` as a handler calls them: checked here, then given to the session's hooks (a durable
+// session journals them: durable/engine/journal.ts), or, in-process, called as they are.
+import { describe, invalidType, invalidValue } from '../errors';
+import { isWellFormed } from '../text';
+import type { JournalCall, JournalStreamCall } from '../types';
+import type { SessionHooks } from './protocol';
+
+/** Most characters of a journaled call's name. */
+const MAX_NAME = 200;
+
+/** Checks a journaled call's name and body (`what`: `ctx.run()`, `ctx.stream()`; `arg`: the body's name). */
+export function checkCall(what: string, name: unknown, body: unknown, arg: string): asserts name is string {
+  if (typeof name !== 'string') throw invalidType(`${what}: the "name" argument must be a string. Received ${describe(name)}`);
+  if (name.length === 0 || name.length > MAX_NAME || /[\n\r]/.test(name) || !isWellFormed(name))
+    throw invalidValue(
+      `${what}: the "name" argument must be 1-${MAX_NAME} characters without line breaks or lone surrogates. Received ${describe(name)}`,
+    );
+  if (typeof body !== 'function')
+    throw invalidType(`${what}: the "${arg}" argument must be a function. Received ${describe(body)}`);
+}
+
+/** What a call needs of its handler's context: its id and signal, and a count of its in-process calls. */
+export interface CallSite {
+  readonly id: string;
+  readonly signal: AbortSignal;
+  /** The place of the next in-process call (1, 2, ...). */
+  nextCall(): number;
+}
+
+/** `ctx.run(name, body)`. */
+export async function runCall(
+  hooks: SessionHooks | undefined,
+  site: CallSite,
+  name: unknown,
+  body: (call: JournalCall) => unknown,
+): Promise<unknown> {
+  checkCall('ctx.run()', name, body, 'body');
+  if (hooks?.run !== undefined) return hooks.run(name, body, site.signal);
+  return body({ key: `${site.id}/${site.nextCall()}`, signal: site.signal });
+}
+
+/** `ctx.stream(name, factory)`. */
+export function streamCall(
+  hooks: SessionHooks | undefined,
+  site: CallSite,
+  name: unknown,
+  factory: (call: JournalStreamCall) => AsyncIterable<unknown> | Iterable<unknown>,
+): AsyncIterable<unknown> {
+  checkCall('ctx.stream()', name, factory, 'factory');
+  if (hooks?.stream !== undefined) return hooks.stream(name, factory, site.signal);
+  const source = factory({ key: `${site.id}/${site.nextCall()}`, signal: site.signal, chunks: [] });
+  if (source === null || typeof source !== 'object' || (!(Symbol.asyncIterator in source) && !(Symbol.iterator in source)))
+    throw invalidType(`ctx.stream(): the factory must return an iterable or async iterable. Received ${describe(source)}`);
+  return source as AsyncIterable<unknown>;
+}
