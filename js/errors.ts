@@ -1044,8 +1044,9 @@ export class JournalDivergedError extends Error {
   readonly code = 'ERR_VELO_JOURNAL_DIVERGED' as const;
   /** The call's place in the session's journal (1 for its first journaled call). */
   readonly call: number;
-  /** The name recorded there, and the name asked now. */
+  /** The name recorded at that place. */
   readonly recorded: string;
+  /** The name the replay asked there. */
   readonly asked: string;
   constructor(sid: string, call: number, recorded: string, asked: string) {
     super(

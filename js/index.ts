@@ -20,6 +20,8 @@ export type {
   EntryInfo,
   EventSource,
   FeedOutputs,
+  JournalCall,
+  JournalStreamCall,
   OpenOptions,
   RetryConfig,
   SessionItem,

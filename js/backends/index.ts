@@ -362,6 +362,8 @@ export {
   CloseTimeoutError,
   EventTooLargeError,
   FencedError,
+  JournalDivergedError,
+  JournalTooLargeError,
   LagLimitError,
   OnOutputError,
   type OutputContent,
