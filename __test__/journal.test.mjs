@@ -1,0 +1,229 @@
+// Journaled calls (`ctx.run`) and streams (`ctx.stream`): in-process they call as they are; on a durable session
+// (the testing kit's worker, on the in-memory log) the result, error or chunks are recorded with the outputs, and a
+// replay after a crash gets them back at their place, calling again only what was never committed, with the same
+// idempotency key. A replay that asks another name is told; a journal past `maxJournalBytes` is refused; bad
+// arguments are refused with codes; a stage of a pipe run by a worker has no journal.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { streamFn } from 'velo-stream';
+import { testWorker } from 'velo-stream/testing';
+
+const other = (tw) => tw.errors().filter((e) => e?.code !== 'ERR_VELO_REDIS_CONNECTION' && e?.code !== 'ERR_VELO_FENCED');
+
+test('in-process: ctx.run calls its body with a key per call, ctx.stream iterates its factory with no chunks', async () => {
+  const seen = [];
+  const fn = streamFn(async function* (events, ctx) {
+    for await (const e of events) {
+      const r = await ctx.run('double', ({ key, signal }) => {
+        seen.push(signal instanceof AbortSignal ? key.slice(key.lastIndexOf('/')) : 'no signal');
+        return e * 2;
+      });
+      const chunks = [];
+      for await (const c of ctx.stream('count', ({ chunks: before }) => [before.length, 1, 2])) chunks.push(c);
+      yield { r, chunks };
+    }
+  });
+  assert.deepEqual(await fn.run([1, 2]), [
+    { r: 2, chunks: [0, 1, 2] },
+    { r: 4, chunks: [0, 1, 2] },
+  ]);
+  // A key per journaled call of the stream, runs and streams counted alike.
+  assert.deepEqual(seen, ['/1', '/3']);
+});
+
+test('a crash after a call is committed: the replay gets the recorded result and calls nothing again', async () => {
+  let calls = 0;
+  const keys = [];
+  const fn = streamFn(
+    async function* (events, ctx) {
+      for await (const e of events) {
+        const quote = await ctx.run('quote', ({ key }) => {
+          keys.push(key);
+          return `q${++calls}`;
+        });
+        yield { e, quote };
+        yield { e, quote, again: true };
+      }
+    },
+    { idleTimeout: 60_000 },
+  );
+  const tw = testWorker(fn, { leaseTtl: 3000 });
+  tw.send('k', 1);
+  await tw.advance(100);
+  tw.crash();
+  await tw.advance(10_000);
+  tw.send('k', 2);
+  await tw.advance(100);
+  assert.deepEqual(
+    tw.outputs().map((o) => o.value),
+    [
+      { e: 1, quote: 'q1' },
+      { e: 1, quote: 'q1', again: true },
+      { e: 2, quote: 'q2' },
+      { e: 2, quote: 'q2', again: true },
+    ],
+  );
+  assert.equal(calls, 2, 'the replay of event 1 did not call again');
+  assert.match(keys[0], /^k@.+\/1$/);
+  assert.match(keys[1], /^k@.+\/2$/);
+  assert.deepEqual(other(tw), []);
+});
+
+test('a streamed answer cut by a crash continues after its recorded chunks; a recorded error is thrown again', async () => {
+  let answers = 0;
+  let failures = 0;
+  const given = [];
+  async function* model(chunks) {
+    given.push(chunks.length);
+    const id = chunks.length > 0 ? chunks[0].id : `a${++answers}`;
+    for (let i = chunks.length; i < 4; i++) {
+      yield { id, i };
+      if (i === 1) await new Promise(() => {}); // the first run stalls here: the crash comes mid-answer
+    }
+  }
+  const fn = streamFn(
+    async function* (events, ctx) {
+      for await (const e of events) {
+        try {
+          await ctx.run('flaky', () => {
+            failures++;
+            throw Object.assign(new Error('upstream 503'), { code: 'E_UPSTREAM' });
+          });
+        } catch (error) {
+          yield { e, failed: error.code };
+        }
+        for await (const chunk of ctx.stream('model', ({ chunks }) => model(chunks))) yield { e, chunk };
+        yield { e, done: true };
+      }
+    },
+    { idleTimeout: 60_000 },
+  );
+  const tw = testWorker(fn, { leaseTtl: 3000 });
+  tw.send('k', 1);
+  await tw.advance(100);
+  tw.crash();
+  await tw.advance(10_000);
+  const values = tw.outputs().map((o) => o.value);
+  assert.deepEqual(values, [
+    { e: 1, failed: 'E_UPSTREAM' },
+    { e: 1, chunk: { id: 'a1', i: 0 } },
+    { e: 1, chunk: { id: 'a1', i: 1 } },
+    { e: 1, chunk: { id: 'a1', i: 2 } },
+    { e: 1, chunk: { id: 'a1', i: 3 } },
+    { e: 1, done: true },
+  ]);
+  assert.equal(failures, 1, 'the recorded error was thrown again, the body not called');
+  assert.ok(given.at(-1) >= 1, `the continuation was given the recorded chunks (${given})`);
+  assert.deepEqual(other(tw), []);
+});
+
+test('a replay that asks another call at a recorded place gets JournalDivergedError, naming both', async () => {
+  let name = 'price';
+  const diverged = [];
+  const fn = streamFn(
+    async function* (events, ctx) {
+      for await (const e of events) {
+        try {
+          yield { e, got: await ctx.run(name, () => 1) };
+        } catch (error) {
+          diverged.push({ code: error.code, recorded: error.recorded, asked: error.asked, call: error.call });
+          yield { e, diverged: true };
+        }
+      }
+    },
+    { idleTimeout: 60_000 },
+  );
+  const tw = testWorker(fn, { leaseTtl: 3000 });
+  tw.send('k', 1);
+  await tw.advance(100);
+  name = 'discount';
+  tw.crash();
+  await tw.advance(10_000);
+  assert.deepEqual(diverged, [{ code: 'ERR_VELO_JOURNAL_DIVERGED', recorded: 'price', asked: 'discount', call: 1 }]);
+  // The output written before stands (readers keep the first written).
+  assert.deepEqual(
+    tw.outputs().map((o) => o.value),
+    [{ e: 1, got: 1 }],
+  );
+});
+
+test('a journal past maxJournalBytes is refused at the call, with ERR_VELO_JOURNAL_TOO_LARGE', async () => {
+  const fn = streamFn(
+    async function* (events, ctx) {
+      for await (const e of events) {
+        try {
+          yield { e, got: (await ctx.run('big', () => 'x'.repeat(e))).length };
+        } catch (error) {
+          yield { e, code: error.code };
+        }
+      }
+    },
+    { idleTimeout: 60_000 },
+  );
+  const tw = testWorker(fn, { leaseTtl: 3000, maxJournalBytes: 100 });
+  tw.send('k', 50);
+  tw.send('k', 80);
+  await tw.advance(100);
+  assert.deepEqual(
+    tw.outputs().map((o) => o.value),
+    [
+      { e: 50, got: 50 },
+      { e: 80, code: 'ERR_VELO_JOURNAL_TOO_LARGE' },
+    ],
+  );
+});
+
+test('bad arguments are refused with codes; a pipe stage run by a worker has no journal', async () => {
+  const codes = [];
+  const fn = streamFn(async function* (events, ctx) {
+    for await (const e of events) {
+      for (const [name, body] of [
+        [7, () => 1],
+        ['', () => 1],
+        ['a\nb', () => 1],
+        ['x'.repeat(201), () => 1],
+        ['ok', 'not a function'],
+      ]) {
+        await ctx.run(name, body).catch((error) => codes.push(error.code));
+      }
+      try {
+        ctx.stream('s', () => 42);
+      } catch (error) {
+        codes.push(error.code);
+      }
+      yield e;
+    }
+  });
+  await fn.run([1]);
+  assert.deepEqual(codes, [
+    'ERR_INVALID_ARG_TYPE',
+    'ERR_INVALID_ARG_VALUE',
+    'ERR_INVALID_ARG_VALUE',
+    'ERR_INVALID_ARG_VALUE',
+    'ERR_INVALID_ARG_TYPE',
+    'ERR_INVALID_ARG_TYPE',
+  ]);
+  const stage = streamFn(async function* (events, ctx) {
+    for await (const e of events) {
+      try {
+        yield await ctx.run('svc', () => e);
+      } catch (error) {
+        yield { code: error.code };
+      }
+    }
+  });
+  const tw = testWorker(
+    stage.pipe(
+      streamFn(async function* (xs) {
+        for await (const x of xs) yield x;
+      }),
+    ),
+    { leaseTtl: 3000 },
+  );
+  tw.send('k', 1);
+  await tw.advance(100);
+  assert.deepEqual(
+    tw.outputs().map((o) => o.value),
+    [{ code: 'ERR_VELO_PIPE_SESSION_CALL' }],
+  );
+});
