@@ -50,18 +50,19 @@ function child() {
   const code = documented();
   const prefix = code.slice(0, code.indexOf('const spend'));
   assert.match(prefix, /async function view\(tx, outputs\)/, 'the documented view function');
+  assert.match(prefix, /import \{[^}]*sessionWorker[^}]*\} from 'velo-stream\/durable'/, 'the documented imports');
   return writeModule(
     'child',
     `${prefix}
-import { postgresOutputs } from 'velo-stream/postgres';
-const shared = { pool, name: process.env.FN, partitions: ${PARTITIONS} };
+import { sessionOutputs } from 'velo-stream/durable';
+const shared = { client: pool, name: process.env.FN, partitions: ${PARTITIONS} };
 if (process.env.MODE === 'worker') {
   const carts = streamFn(async function* (events) {
     let count = 0;
     let total = 0;
     for await (const e of events) yield { count: ++count, total: (total += e.amount) };
   }, { idleTimeout: 300 });
-  const worker = postgresWorker(carts, {
+  const worker = sessionWorker(carts, {
     ...shared,
     leaseTtl: 1500,
     onError: (error) => console.log('error', error.code ?? '', error.message),
@@ -79,7 +80,7 @@ if (process.env.MODE === 'worker') {
 } else {
   const all = [];
   const signal = AbortSignal.timeout(60_000);
-  for await (const o of postgresOutputs({ ...shared, signal })) if (all.push(o) === Number(process.env.N)) break;
+  for await (const o of sessionOutputs({ ...shared, signal })) if (all.push(o) === Number(process.env.N)) break;
   await view(pool, all);
   await view(pool, [...all].reverse());
   await pool.end();
