@@ -51,10 +51,19 @@ test('sessionWorker, sessionProducer and sessionOutputs round trip on a pg.Pool,
       ['a', { n: 2 }],
     ]);
     const outputs = await take(sessionOutputs({ ...shared, pollInterval: 20 }), 3);
-    assert.deepEqual(outputs.filter((o) => o.key === 'a').map((o) => o.value.total), [1, 3]);
-    assert.deepEqual(outputs.filter((o) => o.key === 'b').map((o) => o.value.total), [10]);
+    assert.deepEqual(
+      outputs.filter((o) => o.key === 'a').map((o) => o.value.total),
+      [1, 3],
+    );
+    assert.deepEqual(
+      outputs.filter((o) => o.key === 'b').map((o) => o.value.total),
+      [10],
+    );
     const ofA = await take(keyOutputs({ ...shared, key: 'a', from, pollInterval: 20 }), 2);
-    assert.deepEqual(ofA.map((o) => o.value.total), [1, 3]);
+    assert.deepEqual(
+      ofA.map((o) => o.value.total),
+      [1, 3],
+    );
     assert.equal(typeof (await sessionVersions(shared).status()), 'object');
     const recording = await exportRecording({ ...shared, keys: ['a'] });
     assert.equal(recording.name, shared.name);
@@ -62,7 +71,10 @@ test('sessionWorker, sessionProducer and sessionOutputs round trip on a pg.Pool,
     assert.equal(recording.parts.flatMap((p) => p.outputs).length, 2, "a's two outputs are recorded");
     // In the schema given: the tables of velo-stream/postgres, where its reader finds the same outputs.
     const [first] = await take(postgresOutputs({ pool: pool(), schema: SCHEMA, name: shared.name, partitions: 4 }), 1);
-    assert.deepEqual(first, outputs.find((o) => o.id === first.id && o.partition === first.partition));
+    assert.deepEqual(
+      first,
+      outputs.find((o) => o.id === first.id && o.partition === first.partition),
+    );
   } finally {
     await worker.close();
   }
@@ -94,5 +106,20 @@ test("velo-stream/postgres' deprecated names still run the function, on the tabl
     assert.deepEqual(same, old);
   } finally {
     await worker.close();
+  }
+});
+
+test('a fleet limiter on Postgres full at its concurrency refuses with no wait (no Retry-After)', async () => {
+  const { fleetLimiter: limiterOf } = await import('velo-stream/durable');
+  const full = limiterOf({ client: pool(), name: `full-${process.pid}`, concurrency: 1, mode: 'reject' });
+  try {
+    const permit = await full.acquire({});
+    const refused = await full.acquire({}).catch((error) => error);
+    assert.equal(refused.code, 'ERR_VELO_RATE_LIMITED');
+    assert.equal(refused.retryAfter, undefined, 'a full concurrency knows no wait');
+    assert.equal(refused.headers?.['retry-after'], undefined);
+    permit.release();
+  } finally {
+    await full.close();
   }
 });

@@ -50,9 +50,15 @@ test('sessionWorker, sessionProducer and sessionOutputs round trip on a Redis cl
     const outputs = await take(sessionOutputs(shared), 3);
     const a = outputs.filter((o) => o.key === 'a').map((o) => o.value.total);
     assert.deepEqual(a, [1, 3]);
-    assert.deepEqual(outputs.filter((o) => o.key === 'b').map((o) => o.value.total), [10]);
+    assert.deepEqual(
+      outputs.filter((o) => o.key === 'b').map((o) => o.value.total),
+      [10],
+    );
     const ofA = await take(keyOutputs({ ...shared, key: 'a', from }), 2);
-    assert.deepEqual(ofA.map((o) => o.value.total), [1, 3]);
+    assert.deepEqual(
+      ofA.map((o) => o.value.total),
+      [1, 3],
+    );
     assert.equal(worker.stats().outputs >= 3, true);
     const status = await sessionVersions(shared).status();
     assert.equal(typeof status, 'object');
@@ -87,5 +93,25 @@ test("velo-stream/redis' deprecated names still run the function, on the keys ve
     assert.deepEqual(same, old);
   } finally {
     await worker.close();
+  }
+});
+
+test('a fleet limiter full at its concurrency refuses with no wait (no Retry-After); one held back by its rate, with one', async () => {
+  const full = fleetLimiter({ client, name: fresh('full'), concurrency: 1, mode: 'reject' });
+  const rated = fleetLimiter({ client, name: fresh('rated'), rate: { limit: 1, period: 60_000 }, mode: 'reject' });
+  try {
+    const permit = await full.acquire({});
+    const refused = await full.acquire({}).catch((error) => error);
+    assert.equal(refused.code, 'ERR_VELO_RATE_LIMITED');
+    assert.equal(refused.status, 429);
+    assert.equal(refused.retryAfter, undefined, 'a full concurrency knows no wait');
+    assert.equal(refused.headers?.['retry-after'], undefined);
+    permit.release();
+    (await rated.acquire({})).release();
+    const held = await rated.acquire({}).catch((error) => error);
+    assert.equal(held.code, 'ERR_VELO_RATE_LIMITED');
+    assert.ok(held.retryAfter > 0, `the rate's wait: ${held.retryAfter}`);
+  } finally {
+    await Promise.all([full.close(), rated.close()]);
   }
 });

@@ -215,8 +215,10 @@ export class FleetLimiterDriver<S extends string, T, D extends string> implement
     }
     if (answer.kind === 'r') {
       view.refused();
+      // A wait only when the rate held it back: a full `concurrency` knows none (a release frees it), and says so.
       const { retryAfter, at } = answer;
-      throw Object.assign(rateLimitedError(this.name, 'acquire'), at === undefined ? { retryAfter } : { retryAfter, at });
+      const wait = retryAfter > 0 ? { retryAfter } : {};
+      throw Object.assign(rateLimitedError(this.name, 'acquire'), at === undefined ? wait : { ...wait, at });
     }
     if (answer.kind === 'f') {
       view.refused();
