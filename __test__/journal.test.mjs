@@ -227,3 +227,40 @@ test('bad arguments are refused with codes; a pipe stage run by a worker has no 
     [{ code: 'ERR_VELO_PIPE_SESSION_CALL' }],
   );
 });
+
+test('fakeModel answers differently on every call: a plain call splices two answers after a crash, ctx.stream gives one', async () => {
+  const { fakeModel } = await import('velo-stream/testing');
+  const run = async (journaled) => {
+    let paced = 0;
+    // The first answer stalls after its second token: the crash comes mid-answer.
+    const model = fakeModel({ tokens: [5, 5], pace: () => (++paced === 3 ? new Promise(() => {}) : Promise.resolve()) });
+    const fn = streamFn(
+      async function* (prompts, ctx) {
+        for await (const prompt of prompts) {
+          const tokens = journaled ? ctx.stream('model', ({ chunks }) => model.stream(prompt, chunks)) : model.stream(prompt);
+          for await (const t of tokens) yield { answer: t.answer, i: t.i };
+          yield { done: true };
+        }
+      },
+      { idleTimeout: 60_000 },
+    );
+    const tw = testWorker(fn, { leaseTtl: 3000 });
+    tw.send('chat', 'hello');
+    await tw.advance(100);
+    tw.crash();
+    await tw.advance(10_000);
+    const values = tw.outputs().map((o) => o.value);
+    return { values, answers: new Set(values.filter((v) => !v.done).map((v) => v.answer)).size, started: model.answers };
+  };
+  const plain = await run(false);
+  assert.equal(plain.answers, 2, `a plain call: two answers spliced (${JSON.stringify(plain.values)})`);
+  const journaled = await run(true);
+  assert.equal(journaled.answers, 1, `ctx.stream: one answer (${JSON.stringify(journaled.values)})`);
+  assert.deepEqual(
+    journaled.values.map((v) => (v.done ? 'done' : v.i)),
+    [0, 1, 2, 3, 4, 'done'],
+  );
+  assert.equal(journaled.started, 1, 'the model was asked once; the takeover continued its answer');
+  assert.throws(() => fakeModel({ tokens: [0, 2] }), { code: 'ERR_INVALID_ARG_VALUE' });
+  assert.throws(() => fakeModel({ pace: 1 }), { code: 'ERR_INVALID_ARG_TYPE' });
+});

@@ -761,6 +761,7 @@ let checking = false;
 
 // The replay test before a deploy: a new handler over recorded sessions (docs/durable/replay-before-deploy.md).
 export { replayRecording, type ReplayOptions } from './replay';
+export { fakeModel, type FakeModel, type FakeModelOptions, type FakeToken } from './fake-model';
 export {
   formatReplayReport,
   type NotReplayable,

@@ -1,0 +1,65 @@
+// A fake streaming model for tests of handlers that call one: each call answers differently (its own answer id and
+// token count), as a real model does, so a test finds a handler that would splice two answers after a takeover.
+// Asked to continue after chunks it gave (`ctx.stream`'s `chunks`), it continues the same answer.
+import { randomUUID } from 'node:crypto';
+import { describe, invalidType, invalidValue } from '../../errors';
+
+/** One chunk of a fake model's answer: its answer's id, its index, its answer's length, and its text. */
+export interface FakeToken {
+  readonly answer: string;
+  readonly i: number;
+  readonly of: number;
+  readonly text: string;
+}
+
+/** `fakeModel()`'s options. */
+export interface FakeModelOptions {
+  /** Tokens per answer, drawn at each new answer from `[min, max]`. Default `[3, 12]`. */
+  readonly tokens?: readonly [number, number];
+  /**
+   * Resolves before each token (a model's pace); default none. On the testing kit's virtual clock, use its own
+   * waits: a real timer is outside the clock.
+   */
+  readonly pace?: () => Promise<void>;
+}
+
+/** A fake streaming model (see `fakeModel`). */
+export interface FakeModel {
+  /**
+   * Streams an answer to `prompt`: a new one (a new id, a new length), or, given chunks it streamed before (`after`,
+   * as `ctx.stream` gives them back), the rest of that same answer.
+   */
+  stream(prompt: string, after?: readonly FakeToken[]): AsyncGenerator<FakeToken, void, undefined>;
+  /** Answers started so far (continuations not counted): how many times the model was really asked. */
+  readonly answers: number;
+}
+
+/** A fake streaming model whose every new answer differs from the others, for tests of handlers that call a model. */
+export function fakeModel(options: FakeModelOptions = {}): FakeModel {
+  if (options === null || typeof options !== 'object')
+    throw invalidType(`fakeModel(): options must be an object, not ${describe(options)}`);
+  const { tokens = [3, 12], pace } = options;
+  const [min, max] = Array.isArray(tokens) ? tokens : [NaN, NaN];
+  if (!Number.isSafeInteger(min) || !Number.isSafeInteger(max) || min < 1 || max < min)
+    throw invalidValue(
+      `fakeModel(): options.tokens must be [min, max] integers with 1 <= min <= max. Received ${describe(tokens)}`,
+    );
+  if (pace !== undefined && typeof pace !== 'function')
+    throw invalidType(`fakeModel(): options.pace must be a function, not ${describe(pace)}`);
+  let answers = 0;
+  return {
+    get answers() {
+      return answers;
+    },
+    async *stream(prompt: string, after: readonly FakeToken[] = []) {
+      const first = after[0];
+      const answer = first?.answer ?? randomUUID();
+      const of = first?.of ?? min + Math.floor(Math.random() * (max - min + 1));
+      if (first === undefined) answers++;
+      for (let i = after.length; i < of; i++) {
+        if (pace !== undefined) await pace();
+        yield { answer, i, of, text: `${prompt.length % 7 === 0 ? '' : ' '}${answer.slice(0, 4)}-${i}` };
+      }
+    },
+  };
+}
