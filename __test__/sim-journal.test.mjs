@@ -6,8 +6,10 @@
 //
 // Found here, before the journal was complete: a call not journaled (83 of seeds 1-100 fail), a stream's chunks not
 // journaled (75 of 100), a migrated session's continued answer written again after the old one's outputs (the
-// adopting version replays the journal: 20 of seeds 1-200 with --versions --key-state), and a migrated checkpoint
-// that lost its count of calls (the adopting version called again: seeds 59, 93).
+// adopting version replays the journal: 20 of seeds 1-200 with --versions --key-state), a migrated checkpoint that
+// lost its count of calls (the adopting version called again: seeds 59, 93), and the AbortError of a call cancelled
+// by a hand-off recorded as its answer (the next owner's replay threw it: with the model honouring its signal, 14 of
+// seeds 1-300 with --versions --key-state, 10, 22, 72, 83, ...).
 import { seedSlices } from './helpers/sim-slices.mjs';
 
 seedSlices('with journaled calls to services that answer differently on every call: one answer per event', {

@@ -97,10 +97,17 @@ export function react(state, input, ctx) {
 /** Calls of the scripted handler's services so far, in this process: each call's answer differs from every other's. */
 let served = 0;
 
-/** Chunks of a streamed model answer: 3, each `{ i, of }`; after a recorded prefix, the same answer continues. */
-async function* modelStream(chunks) {
+/**
+ * Chunks of a streamed model answer: 3, each `{ i, of }`; after a recorded prefix, the same answer continues. Like a
+ * model behind `fetch`, it throws an AbortError once its signal aborted (the session cancelled by a hand-off).
+ */
+async function* modelStream(chunks, signal) {
   const of = chunks.length > 0 ? chunks[0].of : `m${++served}`;
-  for (let i = chunks.length; i < 3; i++) yield { i, of };
+  for (let i = chunks.length; i < 3; i++) {
+    await Promise.resolve();
+    signal.throwIfAborted();
+    yield { i, of };
+  }
 }
 
 export function scriptHandler({ pause, version, upgrades = false, extra = false, knows = [version] } = {}) {
@@ -120,10 +127,14 @@ export function scriptHandler({ pause, version, upgrades = false, extra = false,
         // A journaled call to a service that answers differently on every call, then a journaled model stream that
         // continues a recorded prefix (the same answer) and starts a new answer otherwise; every output of the input
         // carries the call's answer and each chunk its answer's id, a pause between each (a crash may come there).
-        const answer = await ctx.run('svc', () => `s${++served}`);
+        const answer = await ctx.run('svc', async ({ signal }) => {
+          await Promise.resolve();
+          signal.throwIfAborted();
+          return `s${++served}`;
+        });
         yield { in: input.tag, answer, ...mark };
         if (pause !== undefined) await pause(input, ctx.entry);
-        for await (const chunk of ctx.stream('model', ({ chunks }) => modelStream(chunks))) {
+        for await (const chunk of ctx.stream('model', ({ chunks, signal }) => modelStream(chunks, signal))) {
           yield { in: input.tag, answer, chunk, ...mark };
           if (pause !== undefined) await pause(input, ctx.entry);
         }

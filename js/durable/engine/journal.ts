@@ -86,9 +86,20 @@ export class Journal {
     this.#bytes += size;
   }
 
-  /** Queues a record (unless a checkpoint covers its call), within `maxJournalBytes`. */
-  #record(call: number, at: string, kind: JournalRecord['kind'], name: string, payload: Buffer | string): void {
-    if (call <= this.#covered) return;
+  /**
+   * Queues a record (unless a checkpoint covers its call), within `maxJournalBytes`. Nothing once the session's signal
+   * aborted: it is being cancelled (a hand-off, a stop), and what its calls answer then (an AbortError, a stream cut
+   * short) is not their answer; the next owner calls again.
+   */
+  #record(
+    call: number,
+    at: string,
+    kind: JournalRecord['kind'],
+    name: string,
+    payload: Buffer | string,
+    signal: AbortSignal,
+  ): void {
+    if (call <= this.#covered || signal.aborted) return;
     const size = Buffer.byteLength(payload);
     const limit = this.host.maxJournalBytes;
     if (this.#bytes + size > limit) throw new JournalTooLargeError(this.sid, this.#bytes + size, limit);
@@ -123,11 +134,11 @@ export class Journal {
       result = await body({ key: `${this.sid}/${call}`, signal });
     } catch (error) {
       // A call that failed is recorded too: a replay throws the same error at the same place.
-      this.#record(call, at, 'e', name, this.encodeError(error));
+      this.#record(call, at, 'e', name, this.encodeError(error), signal);
       throw error;
     }
     const what = `result of journaled call ${JSON.stringify(name)}`;
-    this.#record(call, at, 'v', name, encodeChecked(this.host.codec, result, this.host.maxEventBytes, what, this.sid));
+    this.#record(call, at, 'v', name, encodeChecked(this.host.codec, result, this.host.maxEventBytes, what, this.sid), signal);
     return result;
   }
 
@@ -168,15 +179,16 @@ export class Journal {
           'v',
           name,
           encodeChecked(this.host.codec, chunk, this.host.maxEventBytes, what, this.sid),
+          signal,
         );
         i++;
         yield chunk;
       }
     } catch (error) {
-      this.#record(call, `${call}.end`, 'e', name, this.encodeError(error));
+      this.#record(call, `${call}.end`, 'e', name, this.encodeError(error), signal);
       throw error;
     }
-    this.#record(call, `${call}.end`, 'x', name, '');
+    this.#record(call, `${call}.end`, 'x', name, '', signal);
   }
 
   /** A checkpoint after `calls` calls is queued: the fields of the records it covers, forgotten in its commit. */

@@ -168,7 +168,10 @@ export class SessionOpener<I, O> {
       broken === undefined ? snapshot : undefined,
       journal,
     );
-    (checkpoints.journal as Journal).queue = (record) => this.host.queueJournal(record);
+    // (Not once the run is dropped: its sessions' outputs are not written either, and the next owner replays them.)
+    (checkpoints.journal as Journal).queue = (record) => {
+      if (!this.host.flags.dropped) this.host.queueJournal(record);
+    };
     let stream: StreamKind<I, O>;
     // Traced (a tracer provider is registered): the session's span is a root span, linked to its events' producers.
     const scope = sessionScope();
