@@ -239,11 +239,15 @@ test('Redis rolling deploy: v1 -> v2 while carts are live, a new worker killed -
   }
 });
 
-test('Redis LLM resume: an EventSource that loses its connection mid-answer and a worker killed -9 mid-answer still get the whole answer, each token once, in order, then end and 204; on a private redis-server or on REDIS_URL (its keys removed after), every child gone', async () => {
+test('Redis LLM resume: an EventSource that loses its connection mid-answer and a worker killed -9 mid-answer still get one whole answer of a model that answers differently on every call (journaled: the second worker continues it), each token once, in order, then end and 204; on a private redis-server or on REDIS_URL (its keys removed after), every child gone', async () => {
   const { REDIS_URL: _unset, ...withoutUrl } = process.env;
   const { stdout } = await run([example('redis-llm-resume.mjs')], { env: withoutUrl, timeout: 60_000 });
   assert.match(stdout, /^as expected: yes$/m);
   assert.match(stdout, /^client +65 events \(64 tokens and done\), each once, in order: yes$/m);
+  assert.match(
+    stdout,
+    /^journal +one answer \(id [0-9a-f]{8}\): worker-1's model made tokens 0-\d+, worker-2's continued after them: yes$/m,
+  );
   assert.match(
     stdout,
     /^reconnects 1, with Last-Event-ID \d+:\d+-\d+ \(the id of event \d+, the last it had: yes\); after the end, one more answered 204/m,

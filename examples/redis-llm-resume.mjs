@@ -1,56 +1,69 @@
-// An LLM answer a browser can reconnect to: the answer's tokens are a redisWorker session's outputs, kept in
-// Redis, and the gateway serves them as Server-Sent Events with `redisSse`, each token's cursor as its SSE id.
+// An LLM answer a browser can reconnect to: the answer's tokens are a sessionWorker session's outputs, kept in
+// Redis, and the gateway serves them as Server-Sent Events with `keySse`, each token's cursor as its SSE id.
 //
-// - A worker process runs a (fake, deterministic) model: one session per prompt, a token per output, then
-//   `{ done: true }`.
-// - The gateway (this process): `POST /chats/<id>` takes a prompt, sends it with `redisProducer` and answers
-//   `{ cursor }`, a `redisCursor()` taken before the send; `GET /chats/<id>/events?from=<cursor>` follows that
-//   chat's next answer (`redisSse` with `sessionEnd`), ends it with `event: end`, and answers 204 to a client that
+// - A worker process runs a (fake) model that answers differently on every call, as a real one does: one session
+//   per prompt, the model's stream journaled with `ctx.stream`, a token per output, then `{ done: true }`.
+// - The gateway (this process): `POST /chats/<id>` takes a prompt, sends it with `sessionProducer` and answers
+//   `{ cursor }`, a `keyCursor()` taken before the send; `GET /chats/<id>/events?from=<cursor>` follows that
+//   chat's next answer (`keySse` with `sessionEnd`), ends it with `event: end`, and answers 204 to a client that
 //   comes back after it (an EventSource then stops).
 // - A browser-like client (the `eventsource` package: the WHATWG EventSource) asks a question and follows the
 //   answer. After 10 tokens its network drops the connection (the client's side): it reconnects with
 //   `Last-Event-ID`. After 25 tokens the worker is killed -9; a second worker takes the partitions over once the
-//   lease runs out and replays the session, whose tokens already written are not written again.
+//   lease runs out and replays the session: it gets the model's recorded tokens back from the journal (those
+//   already written are not written again), then its model continues the same answer after them.
 //
-// It prints what the client got and exits 0 only when it got the whole answer, each token once, in order.
+// It prints what the client got and exits 0 only when it got one whole answer, each token once, in order.
 //
 //   node examples/redis-llm-resume.mjs            # starts a private redis-server (Debian package redis-server)
 //   REDIS_URL=redis://127.0.0.1:6379 node examples/redis-llm-resume.mjs   # uses yours; removes its keys after
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { randomInt, randomUUID } from 'node:crypto';
 import { createServer as createTcpServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { EventSource } from 'eventsource';
 import { createClient } from 'redis';
 import { streamFn } from 'velo-stream';
-import { fnv1a, redisClientOptions, redisCursor, redisProducer, redisSse, redisWorker } from 'velo-stream/redis';
+import { keyCursor, keySse, sessionProducer, sessionWorker } from 'velo-stream/durable';
+import { fnv1a, redisClientOptions } from 'velo-stream/redis';
 
 const SELF = fileURLToPath(import.meta.url);
 const PARTITIONS = 8;
 const LEASE_TTL = 1000;
 
-/** The fake model's answer to `prompt`: the same words for the same prompt (a replay must make the same outputs). */
-export function answer(prompt) {
-  const words =
-    'Streams resume where they stopped because every token is an output kept in Redis with an id, and the client sends the last id it saw when it comes back, so the server reads on from exactly there: nothing is lost and nothing comes twice, even when the process that generated the tokens dies halfway.'.split(
-      ' ',
-    );
-  return [`(${prompt})`, ...words, ...words.slice(0, 8)];
+const WORDS =
+  'streams resume where they stopped because every token is an output kept in Redis with an id and the client sends the last id it saw when it comes back so the server reads on from exactly there'.split(
+    ' ',
+  );
+/** How many tokens the fake model's answers have. */
+export const TOKENS = 64;
+
+/**
+ * The fake model: a different answer on every call (a new answer id, random words), a token every 20 ms. Given the
+ * tokens a replay got back from the journal (`chunks`), it continues that answer after them, as a model continues
+ * from a prefix. `by` says which worker's model made each token.
+ */
+export async function* generate(prompt, chunks, signal) {
+  const answer = chunks[0]?.answer ?? randomUUID().slice(0, 8);
+  for (let i = chunks.length; i < TOKENS; i++) {
+    await sleep(20, undefined, { signal });
+    yield { answer, token: i === 0 ? `(${prompt})` : WORDS[randomInt(WORDS.length)], by: process.env.WORKER_LABEL };
+  }
 }
 
-/** One session per prompt: a token per output (20 ms apart, as a model streams them), then `{ done: true }`. */
+/** One session per prompt: the model's stream, journaled, a token per output; then `{ done: true }`. */
 export const model = streamFn(
-  async function* model(prompts) {
+  async function* model(prompts, ctx) {
     for await (const { prompt } of prompts) {
-      const tokens = answer(prompt);
-      for (let i = 0; i < tokens.length; i++) {
-        await new Promise((resolve) => setTimeout(resolve, 20));
-        yield { i, token: tokens[i] };
-      }
-      yield { done: true, tokens: tokens.length };
+      let i = 0;
+      const answer = ctx.stream('model', ({ chunks, signal }) => generate(prompt, chunks, signal));
+      for await (const { answer: id, token, by } of answer) yield { i: i++, token, answer: id, by };
+      yield { done: true, tokens: i };
       return;
     }
   },
@@ -64,10 +77,10 @@ async function connect(url) {
   return client;
 }
 
-/** `worker <url> <name>`: runs the model until SIGTERM (or the end of stdin), then prints `closed <stats>`. */
+/** `worker <url> <name>` (its label in $WORKER_LABEL): runs the model until SIGTERM (or the end of stdin), then prints `closed <stats>`. */
 async function workerRole([url, name]) {
   const client = await connect(url);
-  const worker = redisWorker(model, { client, name, partitions: PARTITIONS, leaseTtl: LEASE_TTL });
+  const worker = sessionWorker(model, { client, name, partitions: PARTITIONS, leaseTtl: LEASE_TTL });
   console.log('ready');
   let stopping = null;
   const stop = () =>
@@ -85,7 +98,7 @@ async function workerRole([url, name]) {
 
 /** The gateway: prompts in, answers out as resumable SSE. */
 export function createGateway({ client, name }) {
-  const producer = redisProducer({ client, name, partitions: PARTITIONS });
+  const producer = sessionProducer({ client, name, partitions: PARTITIONS });
   return createServer(async (req, res) => {
     const url = new URL(req.url, 'http://localhost');
     const match = /^\/chats\/([\w-]{1,64})(\/events)?$/.exec(url.pathname);
@@ -99,11 +112,11 @@ export function createGateway({ client, name }) {
       for await (const chunk of req) body += chunk;
       const { prompt } = JSON.parse(body || '{}');
       // Taken before the send: every output of this prompt's session comes after it.
-      const cursor = await redisCursor({ client, name, partitions: PARTITIONS, key: chat });
+      const cursor = await keyCursor({ client, name, partitions: PARTITIONS, key: chat });
       await producer.send(chat, { prompt: String(prompt) });
       res.writeHead(202, { 'content-type': 'application/json' }).end(JSON.stringify({ cursor }));
     } else if (req.method === 'GET' && match[2] !== undefined) {
-      await redisSse(req, res, {
+      await keySse(req, res, {
         client,
         name,
         partitions: PARTITIONS,
@@ -203,7 +216,10 @@ async function privateRedis() {
 
 /** A worker process: resolves once it is ready; `exit` settles with its exit. */
 function startWorker(url, name, label) {
-  const child = spawn(process.execPath, [SELF, 'worker', url, name], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [SELF, 'worker', url, name], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+    env: { ...process.env, WORKER_LABEL: label },
+  });
   const proc = { label, child, pid: child.pid, stdout: '' };
   proc.exit = new Promise((resolve) => child.once('close', (code, signal) => resolve({ code, signal })));
   child.stdin.on('error', () => {});
@@ -235,7 +251,6 @@ export async function main() {
       `redis      ${own ? `private redis-server (pid ${own.pid}) on 127.0.0.1:${own.port}` : 'REDIS_URL'}; gateway on ${base}`,
     );
     const prompt = 'why do streams resume?';
-    const expected = answer(prompt);
     const posted = await fetch(`${base}/chats/c1`, { method: 'POST', body: JSON.stringify({ prompt }) });
     const { cursor } = await posted.json();
     // The browser's part: follow the answer.
@@ -274,11 +289,24 @@ export async function main() {
       clearTimeout(timer);
       es.close();
     }
-    const tokens = got.filter((d) => !d.done).map((d) => d.token);
+    const made = got.filter((d) => !d.done);
+    const tokens = made.map((d) => d.token);
     const once = got.every((d, i) => d.done || d.i === i);
-    ok = once && JSON.stringify(tokens) === JSON.stringify(expected) && got.at(-1)?.done === true && ends === 1;
+    ok = once && tokens.length === TOKENS && got.at(-1)?.done === true && got.at(-1).tokens === TOKENS && ends === 1;
     console.log(`answer     ${JSON.stringify(tokens.join(' ').slice(0, 72))}... (${tokens.length} tokens)`);
     console.log(`client     ${got.length} events (${tokens.length} tokens and done), each once, in order: ${ok ? 'yes' : 'NO'}`);
+    // One answer: worker-1's model began it, worker-2's continued it after the tokens the journal gave back.
+    const ids = new Set(made.map((d) => d.answer));
+    const handover = made.findIndex((d) => d.by === 'worker-2');
+    const continued =
+      ids.size === 1 &&
+      handover >= 25 &&
+      made.slice(0, handover).every((d) => d.by === 'worker-1') &&
+      made.slice(handover).every((d) => d.by === 'worker-2');
+    console.log(
+      `journal    one answer (id ${[...ids].join(', ')}): worker-1's model made tokens 0-${handover - 1}, worker-2's continued after them: ${continued ? 'yes' : 'NO'}`,
+    );
+    ok &&= continued;
     // Each reconnect sent the id of the last event the client had got: the drop's, then the end's (answered 204).
     const [first, ...resumed] = network.sent;
     const exact = resumed.every((r) => r.lastEventId === lastIds[r.received - 1]);
