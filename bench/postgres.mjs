@@ -2,6 +2,9 @@
 // node bench/postgres.mjs drain [events] [keys] [rounds] [--durable]
 // node bench/postgres.mjs live [events/s] [seconds] [rounds] [--durable]
 // node bench/postgres.mjs failover [runs] [leaseTtl]
+// node bench/postgres.mjs drain [events] [keys] [rounds] --journal   the drain with a handler that calls `compute(e)`
+//   per event (redis, postgres) and a third backend, `pgjournal`: Postgres with that call made through
+//   `ctx.run('svc', ...)` (a journaled call; bench/postgres/child.mjs), and the ratio pgjournal / postgres
 //
 // The worker on Postgres and on Redis side by side in one sitting. Private servers on 127.0.0.1 (__test__/helpers):
 // a redis-server without persistence, and a postgres with fsync off (--durable: fsync and synchronous_commit on).
@@ -42,6 +45,7 @@ const args = process.argv.slice(2);
 const durable = args.includes('--durable');
 const baseAt = args.indexOf('--base');
 const baseDir = baseAt === -1 ? null : args[baseAt + 1];
+const journal = args.includes('--journal');
 const plain = args.filter((a, i) => !a.startsWith('--') && (baseAt === -1 || i !== baseAt + 1));
 const mode = ['drain', 'live', 'failover'].includes(plain[0]) ? plain.shift() : 'all';
 const nums = plain.map(Number);
@@ -124,6 +128,8 @@ if (baseDir !== null) {
   const velo = await import(`${baseDir}/index.mjs`);
   modules.pgbase = { streamFn: velo.streamFn, worker: base.postgresWorker, producer: base.postgresProducer, base: true };
 }
+// --journal: a third backend, `pgjournal`, Postgres with the drain's handler making its call through ctx.run.
+if (journal) modules.pgjournal = modules.postgres;
 const server = (kind) => (kind === 'redis' ? 'redis' : 'postgres');
 
 /** The function of bench/redis/drain.mjs (each key's running total), made by a backend's copy of the package. */
@@ -173,7 +179,8 @@ function meter(kind) {
 async function startWorkers(kind, count, name, ttl) {
   const target = kind === 'redis' ? redis.url : String(pg.port);
   const copy = kind === 'pgbase' ? baseDir : '';
-  const args = [CHILD, server(kind), target, name, PARTITIONS, KEYS, ttl, 2, copy].map(String);
+  const call = !journal ? '' : kind === 'pgjournal' ? 'journal' : 'plain';
+  const args = [CHILD, server(kind), target, name, PARTITIONS, KEYS, ttl, 2, copy, call].map(String);
   const children = Array.from({ length: count }, () => start(args, { timeout: 600_000 }));
   await Promise.all(children.map((c) => c.waitFor(/^ready$/m)));
   await until(() => children.every((c) => ownedOf(c)?.length === PARTITIONS / count), 'equal shares', 60_000);
@@ -374,6 +381,7 @@ async function rounds(n, label, once, fields) {
   for (const kind of Object.keys(runs).filter((k) => k !== 'redis')) {
     console.log(`${label} ${kind} / redis: ${fields.map((f) => `${f} ${(s[kind][f] / s.redis[f]).toFixed(2)}`).join(', ')}`);
   }
+  if (journal) console.log(`${label} pgjournal / postgres: ${fields.map((f) => `${f} ${(s.pgjournal[f] / s.postgres[f]).toFixed(2)}`).join(', ')}`);
 }
 
 const FAILOVER_FIELDS = ['failoverMs', 'leaseWaitMs', 'pastExpiryMs', 'replayMs', 'afterExpiryMs'];

@@ -1,11 +1,13 @@
 // npm run bench:redis [-- --quick]       the full measurement (below)
 // node bench/redis.mjs drain [events] [keys]
-// node bench/redis.mjs drains [rounds] [events] [--base <copy>] [--variant '<json>']   the drain of `full`: one velo
+// node bench/redis.mjs drains [rounds] [events] [--base <copy>] [--variant '<json>'] [--journal]   the drain of `full`: one velo
 //   worker, the naive consumer (and another copy's worker; workers of this copy with other options), rounds rotating,
 //   with redis-server's command time per event; PERF=<dir> records redis-server with perf, CALLGRIND=1 (the server
 //   run under callgrind through VELO_REDIS_SERVER) dumps its counts per drain, CHILD_PROF=<dir> profiles the consumers
 //   (any mode with consumers in child processes: CHILD_NODE_ARGS='--trace-gc --trace-gc-nvp' adds node options to each,
 //   CHILD_STDOUT=<dir> keeps each one's stdout there, where --trace-gc prints its collections)
+//   --journal: the velo worker with a handler calling `compute(e)` per event against one calling it through
+//   `ctx.run(...)` (a journaled call), in place of the velo worker and the naive consumer
 // node bench/redis.mjs live [events/s] [seconds] [keys]
 // node bench/redis.mjs full-live [seconds]   only the live runs of `full`, printed
 // node bench/redis.mjs failover [runs]       only the failover runs of `full` (default 3), each printed, and the medians
@@ -656,7 +658,11 @@ async function servers(first, rounds) {
  */
 async function drains(client, rounds, events) {
   const baseFlag = process.argv.indexOf('--base');
-  const kinds = [['velo', CHILD], ['naive', CHILD]];
+  // --journal: instead, the velo worker with a handler that calls `compute(e)` per event (`plain`) and one that makes
+  // that call through `ctx.run('svc', ...)` (`journal`: bench/redis/child.mjs), ratios to `plain`.
+  const journal = process.argv.includes('--journal');
+  const kinds = journal ? [['plain', CHILD], ['journal', CHILD]] : [['velo', CHILD], ['naive', CHILD]];
+  const reference = journal ? 'plain' : 'naive';
   if (baseFlag !== -1) kinds.push(['base', path.resolve(process.argv[baseFlag + 1], 'bench/redis/child.mjs')]);
   // --variant '<json>': more velo workers of this copy, one per object (an array) with those redisWorker options.
   const variantFlag = process.argv.indexOf('--variant');
@@ -667,10 +673,10 @@ async function drains(client, rounds, events) {
   for (let r = 0; r < rounds; r++) {
     for (let j = 0; j < kinds.length; j++) {
       const [label, child] = kinds[(r + j) % kinds.length];
-      const options = label.startsWith('var') ? { worker: variants[Number(label.slice(3)) - 1] } : {};
+      const options = label.startsWith('var') ? { worker: variants[Number(label.slice(3)) - 1] } : journal ? { call: label } : {};
       const result = await drainRun(redis.url, client, label === 'naive' ? 'naive' : 'velo', 1, events, `drains${++id}`, { child, options });
       const top = Object.entries(result.redisCommands).slice(0, 6).map(([c, x]) => `${c} ${x.calls} ${x.usPerEvent}`).join(', ');
-      console.log(`drain ${label.padEnd(5)} ${result.eventsPerSecond} events/s, CPU/event consumer ${result.consumerCpuUsPerEvent} redis ${result.redisCpuUsPerEvent} µs; commands (calls, µs/event): ${top}`);
+      console.log(`drain ${label.padEnd(7)} ${result.eventsPerSecond} events/s, CPU/event consumer ${result.consumerCpuUsPerEvent} redis ${result.redisCpuUsPerEvent} µs; commands (calls, µs/event): ${top}`);
       runs.get(label).push(result);
     }
   }
@@ -678,9 +684,9 @@ async function drains(client, rounds, events) {
   const cmd = (label) => median(runs.get(label).map((x) => Object.values(x.redisCommands).reduce((t, c) => t + c.usPerEvent, 0)));
   console.log(`\nmedians of ${rounds} round(s), ${events} events over ${FULL.keys} keys; load average ${os.loadavg().map((x) => x.toFixed(1)).join(', ')}`);
   for (const [label] of kinds) {
-    const ratio = (what) => (m(label, what) / m('naive', what)).toFixed(2);
+    const ratio = (what) => (m(label, what) / m(reference, what)).toFixed(2);
     console.log(
-      `${label.padEnd(5)} ${m(label, 'eventsPerSecond')} events/s (x${ratio('eventsPerSecond')} naive); CPU/event consumer ${m(label, 'consumerCpuUsPerEvent')} (x${ratio('consumerCpuUsPerEvent')}), redis ${m(label, 'redisCpuUsPerEvent')} µs (x${ratio('redisCpuUsPerEvent')}); command time ${cmd(label).toFixed(2)} µs/event (x${(cmd(label) / cmd('naive')).toFixed(2)})`,
+      `${label.padEnd(7)} ${m(label, 'eventsPerSecond')} events/s (x${ratio('eventsPerSecond')} ${reference}); CPU/event consumer ${m(label, 'consumerCpuUsPerEvent')} (x${ratio('consumerCpuUsPerEvent')}), redis ${m(label, 'redisCpuUsPerEvent')} µs (x${ratio('redisCpuUsPerEvent')}); command time ${cmd(label).toFixed(2)} µs/event (x${(cmd(label) / cmd(reference)).toFixed(2)})`,
     );
   }
 }

@@ -1,6 +1,7 @@
 // A worker process of `node bench/postgres.mjs failover` (bench/postgres.mjs starts, kills and watches it).
-// Args: backend (redis | postgres) target (a redis URL, or a postgres port) name partitions keys leaseTtl pollMs [copy]
-// (copy: another copy of the package to take Postgres' worker from, in schema velo_base: see --base there)
+// Args: backend (redis | postgres) target (a redis URL, or a postgres port) name partitions keys leaseTtl pollMs [copy] [call]
+// (copy: another copy of the package to take Postgres' worker from, in schema velo_base: see --base there; call:
+// `plain`, the handler calls `compute(e)` per event, or `journal`, through `ctx.run('svc', ...)`: see --journal there)
 // The running-total function of bench/redis/child.mjs (one session per key, idleTimeout 0), with checkpoints off.
 // Prints `ready`, and `owned <p,p,...> <epoch ms>` whenever its partitions change (checked every pollMs). A line
 // `target <n>` on stdin: prints `reached <epoch ms>` once its worker has written n outputs (checked every pollMs).
@@ -13,11 +14,24 @@ import { streamFn as ownStreamFn } from 'velo-stream';
 import { redisWorker } from 'velo-stream/redis';
 import { postgresWorker as ownWorker } from 'velo-stream/postgres';
 
-const [backend, target, name, partitions, keys, leaseTtl, pollMs, copy = ''] = process.argv.slice(2);
+const [backend, target, name, partitions, keys, leaseTtl, pollMs, copy = '', call = ''] = process.argv.slice(2);
 const streamFn = copy === '' ? ownStreamFn : (await import(`${copy}/index.mjs`)).streamFn;
 const postgresWorker = copy === '' ? ownWorker : (await import(`${copy}/dist/postgres/index.js`)).postgresWorker;
 const now = () => performance.timeOrigin + performance.now();
+/** The call of `call`: a small object from the event, as a service's answer would be (its `n` makes the total). */
+const compute = (e) => ({ n: e.n, half: e.n / 2 });
+const handlers = {
+  async *plain(events) {
+    let total = 0;
+    for await (const e of events) yield { n: e.n, total: (total += compute(e).n) };
+  },
+  async *journal(events, ctx) {
+    let total = 0;
+    for await (const e of events) yield { n: e.n, total: (total += (await ctx.run('svc', () => compute(e))).n) };
+  },
+};
 const fn = streamFn(
+  handlers[call] ??
   async function* sum(events) {
     let total = 0;
     for await (const e of events) yield { n: e.n, total: (total += e.n) };

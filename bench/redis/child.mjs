@@ -1,7 +1,8 @@
 // A consumer process of `npm run bench:redis` (bench/redis.mjs starts and
 // measures it). Args: url name kind partitions keys leaseTtl pollMs [options]
 //   kind velo:  a velo-stream redisWorker, one session per key (a running total; idleTimeout 0, maxConcurrent twice
-//               the keys; `options`, JSON: `idleTimeout`, and `maxConcurrent` (null: the function's default), `worker`: more options of redisWorker);
+//               the keys; `options`, JSON: `idleTimeout`, and `maxConcurrent` (null: the function's default), `worker`: more options of redisWorker,
+//               `call`: 'plain' (the handler calls `compute(e)` per event) or 'journal' (`await ctx.run('svc', () => compute(e))`));
 //   kind naive: the naive baseline (bench/redis/naive.mjs) over the sessions k0..k<keys-1>.
 // With `options.warm` (a count of keys), before `ready` the process first runs the same kind of consumer, under a
 // name of its own, over that many other keys, two events each (their openings, then later events), and closes it:
@@ -39,8 +40,29 @@ const onEvent = (event) => {
 };
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+/** The call of `options.call`: a small object from the event, as a service's answer would be (its `n` makes the total, as checked). */
+const compute = (e) => ({ n: e.n, half: e.n / 2 });
+const handlers = {
+  async *plain(events) {
+    let total = 0;
+    for await (const e of events) {
+      onEvent(e);
+      const c = compute(e);
+      yield { n: e.n, total: (total += c.n) };
+    }
+  },
+  async *journal(events, ctx) {
+    let total = 0;
+    for await (const e of events) {
+      onEvent(e);
+      const c = await ctx.run('svc', () => compute(e));
+      yield { n: e.n, total: (total += c.n) };
+    }
+  },
+};
 const makeFn = () =>
   streamFn(
+    handlers[options.call] ??
     async function* sum(events) {
       let total = 0;
       for await (const e of events) {
