@@ -26,7 +26,8 @@ import { advertValue, parseAdvert, parseKept, parseMark, parseOpening, parseSnap
 import { FencedError, describe, invalidType, outOfRange, schemaVersionError, workerClosedError } from '../../errors';
 import { keepOpening } from './openings';
 import { ENTRY_COLUMNS, addEntries, entryOf } from './input';
-import { type CommitEffects, applyCommit } from './commit';
+import { type CommitEffects, type WrittenOutput, applyCommit } from './commit';
+import { effectsClient } from './effects-client';
 import { commitInOne, inOne } from './commit-one';
 import { SCHEMA_VERSION, checkFunctionName, checkPartitions, ensurePartitions, migrate, schemaIdent } from './schema';
 import {
@@ -34,6 +35,7 @@ import {
   NOW,
   type PgClientLike,
   type PgPoolLike,
+  bytes,
   checkPool,
   idKey,
   idOf,
@@ -577,13 +579,7 @@ export class PgLog implements PartitionLog {
 
   async commit(lease: Lease, commit: Commit): Promise<CommitResult> {
     this.#openingsRead.delete(lease.partition);
-    if (this.#effects === undefined && inOne(commit)) {
-      // Outputs, checkpoints and acks only: one statement (commit-one.ts), fenced as the transaction below is.
-      if (this.#closed) throw workerClosedError();
-      const done = await commitInOne(this.#pool, this.#S, this.#fn, { ...lease, partition: this.#part(lease.partition) }, commit);
-      if (done === null) throw new FencedError(lease.partition, WRITE_FENCED);
-      return done;
-    }
+    if (inOne(commit)) return this.#commitInOne({ ...lease, partition: this.#part(lease.partition) }, commit);
     // The marks the commit needs (its outputs' sessions and the ended ones) come with the fence: one round trip.
     const sids = [...new Set([...commit.outputs.map((o) => o.sid), ...commit.ended])];
     return this.#owned(
@@ -592,6 +588,47 @@ export class PgLog implements PartitionLog {
       WRITE_FENCED,
       true,
       sids,
+    );
+  }
+
+  /**
+   * A commit in one statement (commit_7: commit-one.ts), fenced as the transaction of commit.ts is. With effects, in
+   * a transaction: BEGIN, that statement, the effects, COMMIT. The idle limit is set by the statement once it holds
+   * its locks (none before it: nothing is held yet), so that from there to COMMIT only the effects can idle.
+   */
+  async #commitInOne(lease: Lease, commit: Commit): Promise<CommitResult> {
+    if (this.#closed) throw workerClosedError();
+    const withIds = commit.serial !== undefined && commit.ids !== false;
+    const effects = this.#effects;
+    if (effects === undefined) {
+      const done = await commitInOne(this.#pool, this.#S, this.#fn, lease, commit, withIds);
+      if (done === null) throw new FencedError(lease.partition, WRITE_FENCED);
+      return { ids: withIds ? [...done.ids] : [], diverged: [] };
+    }
+    return transaction(
+      this.#pool,
+      async (client) => {
+        const done = await commitInOne(client, this.#S, this.#fn, lease, commit, true, this.#idle);
+        if (done === null) throw new FencedError(lease.partition, WRITE_FENCED);
+        const written: WrittenOutput[] = [];
+        if (done.wrote) {
+          commit.outputs.forEach((o, i) => {
+            const id = done.ids[i];
+            if (id === null || id === undefined) return;
+            const field = o.error !== undefined ? 'e' : 'v';
+            const data = bytes(o.error ?? o.payload ?? '');
+            written.push({ id, sid: o.sid, seq: o.seq, key: o.key, field, data, traceparent: o.traceparent ?? null });
+          });
+        }
+        if (written.length > 0) {
+          // (Guarded: no transaction control, no call once the callback settled; see effects-client.ts.)
+          const guarded = effectsClient(client);
+          await effects(guarded.client as PgClientLike, lease.partition, written).finally(() => guarded.settle());
+        }
+        return { ids: withIds ? [...done.ids] : [], diverged: [] };
+      },
+      this.#idle,
+      0,
     );
   }
 
