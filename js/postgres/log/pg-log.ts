@@ -25,7 +25,7 @@ import type {
 import { advertValue, parseAdvert, parseKept, parseMark, parseOpening, parseSnapshot } from '../../durable/common/stored';
 import { FencedError, describe, invalidType, outOfRange, schemaVersionError, workerClosedError } from '../../errors';
 import { keepOpening } from './openings';
-import { ENTRY_COLUMNS, addEntries, entryOf } from './input';
+import { ENTRY_COLUMNS, addEntries, addEntriesMany, entryOf } from './input';
 import { type CommitEffects, type WrittenOutput, applyCommit } from './commit';
 import { effectsClient } from './effects-client';
 import { commitInOne, inOne } from './commit-one';
@@ -134,6 +134,24 @@ export async function appendEventsPg(
   );
   // (One statement: its own transaction.)
   return addEntries(pool, space.S, space.fn, partition, rows, space.channel);
+}
+
+/**
+ * Appends events to their partitions' inputs in one statement (so one transaction, whatever the partitions):
+ * `partitions[i]` is event i's; each partition's in the order given. Their entry ids, in the order of `events`.
+ */
+export async function appendEventsManyPg(
+  pool: PgPoolLike,
+  space: PgSpace,
+  partitions: readonly number[],
+  events: ReadonlyArray<readonly [string, Buffer | string]>,
+  trace?: readonly [string, string],
+): Promise<string[]> {
+  const rows = events.map(([key, payload]) =>
+    trace === undefined ? { key, payload } : { key, payload, traceparent: trace[0], tracestate: trace[1] },
+  );
+  if (partitions.every((p) => p === partitions[0])) return addEntries(pool, space.S, space.fn, partitions[0], rows, space.channel);
+  return addEntriesMany(pool, space.S, space.fn, partitions, rows, space.channel);
 }
 
 /** A partition's output stream, as XRANGE gives one with Buffer replies: `[id, [field, value, ...]]` (tests). */
