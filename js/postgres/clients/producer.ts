@@ -102,7 +102,13 @@ class Producer<I> implements PostgresProducer<I> {
     for (let start = 0; start < n; start += CHUNK) {
       const end = Math.min(n, start + CHUNK);
       try {
-        const got = await appendEventsManyPg(this.#o.pool, this.#o.space, partitions.slice(start, end), items.slice(start, end), trace);
+        const got = await appendEventsManyPg(
+          this.#o.pool,
+          this.#o.space,
+          partitions.slice(start, end),
+          items.slice(start, end),
+          trace,
+        );
         got.forEach((id, i) => (ids[start + i] = id));
       } catch (error) {
         // A refused connection wrote nothing; any other failure may have come at the commit, whose events are then

@@ -293,5 +293,8 @@ export async function commitInOne(
     ],
   );
   if (rows[0]?.r_ok !== true) return null;
-  return { wrote: rows[0].r_wrote === true, ids: (rows[0].r_ids as (string | null)[]).map((id) => (id === null ? null : str(id))) };
+  return {
+    wrote: rows[0].r_wrote === true,
+    ids: (rows[0].r_ids as (string | null)[]).map((id) => (id === null ? null : str(id))),
+  };
 }

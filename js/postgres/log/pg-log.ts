@@ -47,6 +47,7 @@ import {
   transaction,
 } from './sql';
 import { Waiter, channelOf } from './waiter';
+import { PoolGate } from './gate';
 import { readNew, readPending } from './read';
 
 /** How long a pinned age read by `lag` stands in for `pinned`'s own read, ms. */
@@ -150,7 +151,8 @@ export async function appendEventsManyPg(
   const rows = events.map(([key, payload]) =>
     trace === undefined ? { key, payload } : { key, payload, traceparent: trace[0], tracestate: trace[1] },
   );
-  if (partitions.every((p) => p === partitions[0])) return addEntries(pool, space.S, space.fn, partitions[0], rows, space.channel);
+  if (partitions.every((p) => p === partitions[0]))
+    return addEntries(pool, space.S, space.fn, partitions[0], rows, space.channel);
   return addEntriesMany(pool, space.S, space.fn, partitions, rows, space.channel);
 }
 
@@ -189,6 +191,8 @@ export class PgLog implements PartitionLog {
   readonly #pollInterval: number;
   readonly #effects: CommitEffects | undefined;
   readonly #idle: number;
+  /** Every call of the log goes through it: none after `close()` began, and `close()` waits for those in flight. */
+  readonly #gate: PoolGate;
   /** Ends the log's hearing of the pool's waits (`onError` given), at `close()`. */
   readonly #unwatch: () => void;
   #closed = false;
@@ -208,7 +212,8 @@ export class PgLog implements PartitionLog {
     }
     const onError = options.onError ?? (() => {});
     if (typeof onError !== 'function') throw invalidType(`PgLog: "onError" must be a function, not ${describe(onError)}`);
-    this.#pool = pool;
+    this.#gate = new PoolGate(pool);
+    this.#pool = this.#gate.pool;
     this.#S = space.S;
     this.#fn = space.fn;
     this.#channel = space.channel;
@@ -704,9 +709,17 @@ export class PgLog implements PartitionLog {
     return Promise.resolve();
   }
 
-  async close(): Promise<void> {
+  /**
+   * Refuses calls from here on (ERR_VELO_CLOSED); resolves once its waits ended and none of its calls is in flight,
+   * or `wait` ms passed (those still in flight then start nothing more on the pool).
+   */
+  async close(wait = Infinity): Promise<void> {
     this.#closed = true;
     this.#unwatch();
     await this.#waiter.close();
+    if (wait === Infinity) return this.#gate.close();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.#gate.close(), new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(0, wait))))]);
+    clearTimeout(timer);
   }
 }

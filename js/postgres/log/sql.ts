@@ -57,6 +57,9 @@ export interface PgPoolLike {
   readonly waitingCount?: unknown;
 }
 
+/** On a log's gated pool (gate.ts): the user's pool behind it, whose waits are watched (`watchOf`). */
+export const RAW_POOL = Symbol('velo.rawPool');
+
 /** The most connections `pool` opens, when it says (pg.Pool's `options.max`). */
 export function poolMax(pool: PgPoolLike): number | undefined {
   const max = pool.options?.max;
@@ -178,7 +181,8 @@ class PoolWatch {
 
 const watches = new WeakMap<PgPoolLike, PoolWatch>();
 
-function watchOf(pool: PgPoolLike): PoolWatch {
+function watchOf(gated: PgPoolLike): PoolWatch {
+  const pool = (gated as { [RAW_POOL]?: PgPoolLike })[RAW_POOL] ?? gated;
   let watch = watches.get(pool);
   if (watch === undefined) {
     watch = new PoolWatch(pool, POOL_WAIT_MS);
