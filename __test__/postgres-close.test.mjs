@@ -110,3 +110,63 @@ test('close() with Postgres frozen past the leases: a CloseTimeoutError naming P
     await server.stop();
   }
 });
+
+test('close() past its deadline (a handler that does not finish), then pool.end(): no call on the ended pool, no error, no unhandled rejection', async () => {
+  const server = await restartablePostgres();
+  const unhandled = [];
+  const onUnhandled = (reason) => unhandled.push(reason);
+  process.on('unhandledRejection', onUnhandled);
+  try {
+    let closedAt = 0;
+    const real = server.pool();
+    const { late, pool } = recordingPool(real, () => closedAt);
+    const errors = [];
+    const lateErrors = [];
+    const onError = (error) => (closedAt === 0 ? errors : lateErrors).push(error);
+    let slowStarted = false;
+    const slow = streamFn(
+      async function* (events) {
+        for await (const e of events) {
+          if (e === 'slow') {
+            slowStarted = true;
+            // Longer than the lease: close() stops waiting for it at its deadline.
+            await sleep(4000);
+          }
+          yield e;
+        }
+      },
+      { idleTimeout: 60_000 },
+    );
+    const worker = postgresWorker(slow, { pool, schema: 'close_slow', name: 'slow', partitions: 2, leaseTtl: 1500, onError });
+    const producer = postgresProducer({ pool: server.pool({ max: 2 }), schema: 'close_slow', name: 'slow', partitions: 2 });
+    await producer.sendMany([
+      ['a', 'fast'],
+      ['b', 'fast'],
+      ['c', 'slow'],
+    ]);
+    const deadline = Date.now() + 60_000;
+    while (!slowStarted || worker.stats().outputs < 2) {
+      if (Date.now() > deadline) assert.fail('the worker never started its handlers');
+      await sleep(20);
+    }
+    await worker.close();
+    closedAt = Date.now();
+    // As the docs say: the pool is the user's to end once close() resolved.
+    await real.end();
+    assert.deepEqual(
+      errors.map((e) => e?.code),
+      ['ERR_VELO_CLOSE_TIMEOUT'],
+    );
+    // The slow handler finishes meanwhile: its partition's graceful hand-back, dropped at the deadline, sends nothing.
+    await sleep(5000);
+    assert.deepEqual(late, []);
+    assert.deepEqual(
+      lateErrors.map((e) => e?.message ?? e),
+      [],
+    );
+    assert.deepEqual(unhandled, []);
+  } finally {
+    process.off('unhandledRejection', onUnhandled);
+    await server.stop();
+  }
+});

@@ -121,12 +121,14 @@ test('a quiet span the simulator moves over (extendLeases) replays on Postgres',
   }
 });
 
-test("a registration Postgres capped at its worker's lease is seen gone before memory's (seed 4, all flags)", async () => {
-  // A known difference (sim-on-postgres.mjs, `heartbeatNext` and `cappedGone`): w5 heartbeats before its renewal
-  // (one still in flight), so Postgres ends its registration with its lease; w6's heartbeat at that end sees w5
-  // gone, memory sees it live. Counted, not a finding: if it stops showing, the comparison lost it.
+test("a registration Postgres capped at its worker's lease is seen gone before memory's (seed 422, all flags)", async () => {
+  // A known difference (sim-on-postgres.mjs, `heartbeatNext` and `cappedGone`): a process heartbeats before its
+  // renewal (one still in flight), so Postgres ends its registration with its lease; another's heartbeat at that end
+  // sees it gone, memory sees it live. Counted, not a finding: if it stops showing, the comparison lost it. (The
+  // seed that shows it moves when the engine's calls change: seed 4 did until a takeover read the journal too, and
+  // migrating releases kept checkReplay; of seeds 1-500 then, 422 shows it, and none differs otherwise.)
   const pool = await pinnedPool();
-  const result = await seedOnPostgres(pool, 4, { versions: true, keyState: true, debounce: true, permits: true });
+  const result = await seedOnPostgres(pool, 422, { versions: true, keyState: true, debounce: true, permits: true });
   assert.deepEqual(result.differences, []);
   assert.ok(result.capGone >= 1, `a worker seen gone on Postgres only (${result.capGone})`);
   assert.ok(result.nextDiffers >= 1, `a heartbeat's next differs (${result.nextDiffers})`);
@@ -163,13 +165,13 @@ test('the registration difference, minimal: a heartbeat after the lease was last
   }
 });
 
-test('openings answered to an ex-owner from its earlier read (seeds 312 and 431, all flags)', async () => {
+test('openings answered to an ex-owner from its earlier read (seeds 67 and 431, all flags)', async () => {
   // The other known difference (sim-on-postgres.mjs, `staleOpenings`): a process reads its partition's snapshots,
-  // is paused past its lease while the next owner ends a session (312) or opens one (431), and, back within a
-  // second, PgLog answers its openings() from that read. Its lease is gone (its writes are fenced); a fresh read
-  // is the memory store's.
+  // is paused past its lease while the next owner ends or opens a session, and, back within a second, PgLog answers
+  // its openings() from that read. Its lease is gone (its writes are fenced); a fresh read is the memory store's.
+  // (Seeds 312 and 431 showed it until this round's schedules moved; of seeds 1-500 now, 67 and 431.)
   const pool = await pinnedPool();
-  for (const seed of [312, 431]) {
+  for (const seed of [67, 431]) {
     const result = await seedOnPostgres(pool, seed, { versions: true, keyState: true, debounce: true, permits: true });
     assert.deepEqual(result.differences, []);
     assert.equal(result.staleOpenings, 1, `seed ${seed}`);

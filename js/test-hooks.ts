@@ -25,7 +25,7 @@ export { reportable } from './durable/common/reportable';
 export { simBounds, simulate, takeoverWithin } from './durable/testing/simulator';
 export { heldBounds } from './durable/engine/held-entries';
 // The Postgres log, for the contract test that holds it to the Redis and in-memory ones.
-export { PgLog, appendEventsPg, endsPg, outputEntriesPg, preparePg } from './postgres/log/pg-log';
+export { PgLog, appendEventsManyPg, appendEventsPg, endsPg, outputEntriesPg, preparePg } from './postgres/log/pg-log';
 // A partition's run and what its host needs, for the test that drives the engine on the Postgres log.
 export { PartitionRun } from './durable/engine/partition-run';
 export { newCounters } from './durable/engine/partition-host';

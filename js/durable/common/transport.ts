@@ -354,6 +354,9 @@ export interface PartitionLog {
   wait(positions: ReadonlyMap<number, string>, ms: number): Promise<number[]>;
   /** Ends a pending `wait()` early. */
   interrupt(): Promise<void>;
-  /** Frees the log's own connections (not the user's client). */
-  close(): Promise<void>;
+  /**
+   * Frees the log's own connections (not the user's client). A log that counts its calls refuses new ones from here
+   * on, and waits up to `wait` ms (default: as long as it takes) for those in flight.
+   */
+  close(wait?: number): Promise<void>;
 }

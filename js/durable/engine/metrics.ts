@@ -106,6 +106,6 @@ export function timedLog(log: PartitionLog, trips: RoundTrips): PartitionLog {
     pinned: (partition: number) => timed(() => log.pinned(partition)),
     wait: (positions: ReadonlyMap<number, string>, ms: number) => log.wait(positions, ms),
     interrupt: () => log.interrupt(),
-    close: () => log.close(),
+    close: (wait) => log.close(wait),
   };
 }

@@ -659,6 +659,7 @@ export class PartitionRun<I, O> {
 
   /** The partition was taken over (or its lease ran out): drop everything, write nothing more. */
   async drop(): Promise<void> {
+    this.#given = true;
     this.flags.dropped = true;
     this.flags.stopping = true;
     this.#outbox.discard();
@@ -676,6 +677,11 @@ export class PartitionRun<I, O> {
     this.flags.dropped = true;
     await this.stopSessions();
     await this.#outbox.flushed();
+    // Dropped meanwhile (a close past its deadline): the lease lapses, and the log may be closed by now.
+    if (this.#given) return;
     await this.worker.log.release(this.lease).catch((error: unknown) => this.worker.report(error));
   }
+
+  /** Dropped (`drop`): nothing more is sent for it, not even the release of a graceful hand-back still running. */
+  #given = false;
 }

@@ -88,8 +88,8 @@ export class SessionOpener<I, O> {
   async load(lease: Lease): Promise<void> {
     const log = this.host.worker.log;
     const snapshots = await log.snapshots(lease);
-    const openings = await log.openings(lease);
-    const journal = await log.journal(lease);
+    // (The journal beside the openings: no round trip more for a takeover.)
+    const [openings, journal] = await Promise.all([log.openings(lease), log.journal(lease)]);
     const checkpointed = new Set(snapshots.map((snapshot) => snapshot.sid));
     const placed = [...openings.values()]
       .filter((o) => !checkpointed.has(o.sid) && (o.replaces !== undefined || !this.#release.runsVersion(o.version)))

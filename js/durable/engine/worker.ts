@@ -368,6 +368,8 @@ class RunningWorker<I, O> implements Worker, PartitionHost<I, O> {
   }
 
   report(error: unknown): void {
+    // A call refused because the log is closing (ERR_VELO_CLOSED): part of close(), not a failure to report.
+    if (this.#closing !== null && (error as { code?: unknown } | null)?.code === 'ERR_VELO_CLOSED') return;
     this.counters.errors++;
     const reported = this.#backend.reportable(error);
     if (reported !== null) this.#onError(reported);
@@ -708,7 +710,9 @@ class RunningWorker<I, O> implements Worker, PartitionHost<I, O> {
         );
       }
       this.#wakerSignal?.();
-      await this.log.close();
+      // The log's calls in flight settle before close() resolves (the user may end the pool then), within a third of
+      // a lease past the deadline: an unanswering server does not hold close() longer.
+      await this.log.close(Math.max(deadline, performance.now() + this.ttl / 3) - performance.now());
       await this.#waker;
       // Nothing of this worker is left in flight on your client once close() resolves.
       await this.#interrupting;

@@ -1,13 +1,13 @@
-// `postgresProducer`: events appended to their key's partition in Postgres, as `redisProducer` does on Redis. Each
-// partition's events of a call go in one transaction, in order (so per key too); ids are given in commit order
-// under the partition's head row (log/input.ts).
+// `postgresProducer`: events appended to their key's partition in Postgres, as `redisProducer` does on Redis. A call's
+// events go in one statement (so one transaction) per 1,000, whatever their partitions, each partition's in order
+// (so per key too); ids are given in commit order under the partitions' head rows (log/input.ts).
 import type { Producer as AnyProducer } from '../../durable/common/clients';
 import { SendError, describe, invalidType } from '../../errors';
 import { integerArgument } from '../../validate';
 import { encodeChecked } from '../../durable/common/codec';
 import { activeTraceFields } from '../../durable/common/trace-context';
 import { checkKey, fnv1a } from '../../durable/common/keys';
-import { PgLog, appendEventsPg } from '../log/pg-log';
+import { PgLog, appendEventsManyPg } from '../log/pg-log';
 import { text } from '../log/sql';
 import { type PgResolved, type PoolKey, type PostgresOptions, resolvePgOptions } from './options';
 
@@ -28,7 +28,8 @@ export interface PostgresProducer<I> extends AnyProducer<I> {
    */
   readonly send: (key: string, event: I) => Promise<string>;
   /**
-   * Appends many events: one transaction per partition (of at most 1,000 events), in the given order. Every
+   * Appends many events: one transaction per 1,000 events, whatever the partitions they go to, in the given order
+   * (so per key too). Every
    * event and key is checked (and encoded) before anything is written, as by `send`. Resolves with the entry ids,
    * in the order of `events`.
    */
@@ -47,7 +48,7 @@ function isRefused(error: unknown): boolean {
   return Array.isArray(e?.errors) && e.errors.length > 0 && e.errors.every(isRefused);
 }
 
-/** Events per transaction: keeps one transaction's locks short. */
+/** Events per transaction (one statement): keeps one transaction's locks short. */
 const CHUNK = 1000;
 
 class Producer<I> implements PostgresProducer<I> {
@@ -78,20 +79,18 @@ class Producer<I> implements PostgresProducer<I> {
       throw invalidType(`sendMany(): events must be an iterable of [key, event] pairs, not ${describe(events)}`);
     }
     const trace = activeTraceFields();
-    const groups = new Map<number, { index: number[]; items: [string, Buffer | string][] }>();
-    let n = 0;
+    const partitions: number[] = [];
+    const items: [string, Buffer | string][] = [];
     for (const pair of events) {
       if (!Array.isArray(pair) || pair.length !== 2)
-        throw invalidType(`sendMany(): item ${n} must be a [key, event] pair, not ${describe(pair)}`);
+        throw invalidType(`sendMany(): item ${items.length} must be a [key, event] pair, not ${describe(pair)}`);
       const [key, event] = pair as [string, I];
       const partition = this.partitionOf(key);
       const what = `event of ${call} for key ${JSON.stringify(key)}`;
-      const data = encodeChecked(this.#o.codec, event, this.#o.maxEventBytes, what);
-      let group = groups.get(partition);
-      if (group === undefined) groups.set(partition, (group = { index: [], items: [] }));
-      group.index.push(n++);
-      group.items.push([key, data]);
+      partitions.push(partition);
+      items.push([key, encodeChecked(this.#o.codec, event, this.#o.maxEventBytes, what)]);
     }
+    const n = items.length;
     const ids = new Array<string | null | undefined>(n);
     const failures: unknown[] = [];
     try {
@@ -100,23 +99,27 @@ class Producer<I> implements PostgresProducer<I> {
       ids.fill(null);
       throw new SendError(ids, `send: nothing written, the tables could not be made: ${(error as Error)?.message}`, error);
     }
-    await Promise.all(
-      [...groups].map(async ([partition, { index, items }]) => {
-        for (let start = 0; start < items.length; start += CHUNK) {
-          try {
-            const got = await appendEventsPg(this.#o.pool, this.#o.space, partition, items.slice(start, start + CHUNK), trace);
-            got.forEach((id, i) => (ids[index[start + i]] = id));
-          } catch (error) {
-            // A refused connection wrote nothing; any other failure may have come at the COMMIT, whose events are
-            // then unknown (undefined). The chunks after it were not tried.
-            const refused = isRefused(error);
-            for (let i = start; i < items.length; i++) ids[index[i]] = i >= start + CHUNK || refused ? null : undefined;
-            failures.push(error);
-            return;
-          }
-        }
-      }),
-    );
+    // One statement (one transaction) per CHUNK events, whatever their partitions, one after the other.
+    for (let start = 0; start < n; start += CHUNK) {
+      const end = Math.min(n, start + CHUNK);
+      try {
+        const got = await appendEventsManyPg(
+          this.#o.pool,
+          this.#o.space,
+          partitions.slice(start, end),
+          items.slice(start, end),
+          trace,
+        );
+        got.forEach((id, i) => (ids[start + i] = id));
+      } catch (error) {
+        // A refused connection wrote nothing; any other failure may have come at the commit, whose events are then
+        // unknown (undefined). The chunks after it were not tried.
+        const refused = isRefused(error);
+        for (let i = start; i < n; i++) ids[i] = i >= end || refused ? null : undefined;
+        failures.push(error);
+        break;
+      }
+    }
     if (failures.length === 0) return ids as string[];
     const written = ids.filter((id) => typeof id === 'string').length;
     const cause = failures[0] as Error;

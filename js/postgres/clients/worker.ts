@@ -98,7 +98,7 @@ class PreparedLog implements PartitionLog {
   lag: PartitionLog['lag'] = (...a) => this.#call(() => this.#log.lag(...a));
   wait: PartitionLog['wait'] = (...a) => this.#call(() => this.#log.wait(...a));
   interrupt: PartitionLog['interrupt'] = () => this.#log.interrupt();
-  close: PartitionLog['close'] = () => this.#log.close();
+  close: PartitionLog['close'] = (wait) => this.#log.close(wait);
 }
 
 /**

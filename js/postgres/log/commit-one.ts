@@ -1,14 +1,15 @@
-// A commit in one statement (schema version 4's function `commit_4`): what commit.ts does in its fenced transaction
-// of four round trips, for the commits that only write outputs, checkpoints and acks (no session ended, no opening
-// to keep, no effects, no replay check): the most frequent ones, and every commit of a takeover's replay while its
-// sessions live. The function takes the same locks in the same order as the transaction (the lease row FOR KEY
+// A commit in one statement: what commit.ts does in its fenced transaction of several round trips. Schema version 4's
+// function `commit_4` (kept for the workers of releases before version 8) takes the commits that only write outputs,
+// checkpoints and acks; version 8's `commit_8` takes every commit but a replay-checked one or one keeping a migrated
+// session's opening, and runs inside the transaction of a commit with effects (velo-stream's statements then take
+// one round trip before the effects and the COMMIT after them). The function takes the same locks in the same order as the transaction (the lease row FOR KEY
 // SHARE, refused unless it holds the token unexpired; the group row FOR UPDATE), then, in statements of its own that
 // see every commit before it, the marks, and writes: outputs above their session's mark (ids after the group row's
 // last, in order), marks (with their places), checkpoints, acks, the group row (with a serial: this commit, for its
 // retry, which returns the ids the first call wrote and writes nothing).
-import { lastPlaces, snapshotValue } from '../../durable/common/stored';
-import type { Commit, CommitResult, Lease } from '../../durable/common/transport';
-import { type PgPoolLike, bytes, idKey, idParts, run, str, text } from './sql';
+import { keptValue, lastPlaces, openingValue, snapshotValue } from '../../durable/common/stored';
+import type { Commit, Lease } from '../../durable/common/transport';
+import { NOW, type PgClientLike, type PgPoolLike, bytes, idKey, idParts, millis, run, str, text } from './sql';
 import { sqlFile } from './sql-file';
 
 const COMMIT_4_SQL = sqlFile('commit-4.sql');
@@ -18,11 +19,130 @@ export function COMMIT_4(S: string): string {
   return COMMIT_4_SQL(S)[0];
 }
 
-/** Whether `commit_4` can apply `commit` (else the fenced transaction of commit.ts does). */
+/**
+ * Schema version 8's function `commit_8`: every commit but a replay-checked one (`check`) or one keeping a migrated
+ * session's opening (`replaces`), in one statement: what `commit_4` does (the same locks in the same order, the
+ * same outputs, marks, checkpoints, acks and group row), then the kept states, the ended sessions forgotten (their
+ * digests, openings and version counts, marks, checkpoints, timers) and the new sessions' openings kept, in
+ * commit.ts's order. `a_idle` (> 0) sets the transaction's idle_in_transaction_session_timeout once the locks are
+ * held (in a commit with effects: from here to COMMIT only the effects run). `r_wrote`: false for the retry of a
+ * commit applied before (nothing written; its ids are the first call's).
+ */
+export function COMMIT_8(S: string): string {
+  return `CREATE FUNCTION ${S}.commit_8(a_fn text, a_p integer, a_token text, a_serial text, a_with_ids boolean,
+       a_idle integer, o_sid text[], o_seq bigint[], o_key text[], o_field "char"[], o_data bytea[], o_tp text[],
+       o_place text[], c_sid text[], c_value bytea[], a_acks numeric[], k_key text[], k_value bytea[],
+       a_retention bigint, e_sid text[], n_sid text[], n_version text[], n_value text[])
+     RETURNS TABLE (r_ok boolean, r_wrote boolean, r_ids text[])
+     LANGUAGE plpgsql AS $f$
+     DECLARE
+       g record; found_g boolean; now_ms bigint; w_i integer[]; n integer; base_ms bigint; first_seq bigint;
+     BEGIN
+       SELECT l.token AS t, l.until_ms AS u, x.out_ms, x.out_seq, x.lc_token, x.lc_serial, x.lc_first_ms, x.lc_first_seq,
+              x.lc_count INTO g
+         FROM ${S}.leases l JOIN ${S}.groups x ON x.fn = l.fn AND x.p = l.p
+        WHERE l.fn = a_fn AND l.p = a_p FOR KEY SHARE OF l FOR UPDATE OF x;
+       found_g := FOUND;
+       now_ms := ${NOW};
+       IF NOT found_g OR g.t IS DISTINCT FROM a_token OR g.u < now_ms THEN
+         RETURN QUERY SELECT false, false, NULL::text[];
+         RETURN;
+       END IF;
+       IF a_idle > 0 THEN
+         PERFORM set_config('idle_in_transaction_session_timeout', a_idle::text, true);
+       END IF;
+       IF a_serial <> '' AND g.lc_token = a_token AND g.lc_serial = a_serial THEN
+         IF NOT a_with_ids THEN
+           RETURN QUERY SELECT true, false, '{}'::text[];
+           RETURN;
+         END IF;
+         RETURN QUERY SELECT true, false, coalesce(array_agg(w.id ORDER BY u.i), '{}'::text[])
+           FROM unnest(o_sid, o_seq) WITH ORDINALITY AS u(sid, seq, i)
+           LEFT JOIN (SELECT o.sid, o.oseq, o.ms || '-' || o.seq AS id FROM ${S}.outputs o
+                       WHERE g.lc_count > 0 AND o.fn = a_fn AND o.p = a_p AND (o.ms, o.seq) >= (g.lc_first_ms, g.lc_first_seq)
+                       ORDER BY o.ms, o.seq LIMIT greatest(g.lc_count, 0)) w ON w.sid = u.sid AND w.oseq = u.seq;
+         RETURN;
+       END IF;
+       SELECT coalesce(array_agg(w.i::integer ORDER BY w.i) FILTER (WHERE w.ok), '{}') INTO w_i
+         FROM (SELECT u.i, u.seq > greatest(coalesce(m.seq, 0), coalesce(max(u.seq) OVER (PARTITION BY u.sid ORDER BY u.i
+                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)) AS ok
+                 FROM unnest(o_sid, o_seq) WITH ORDINALITY AS u(sid, seq, i)
+                 LEFT JOIN ${S}.marks m ON m.fn = a_fn AND m.p = a_p AND m.sid = u.sid) w;
+       n := cardinality(w_i);
+       IF now_ms > g.out_ms THEN
+         base_ms := now_ms;
+         first_seq := 0;
+       ELSE
+         base_ms := g.out_ms;
+         first_seq := g.out_seq + 1;
+       END IF;
+       IF n > 0 THEN
+         INSERT INTO ${S}.outputs (fn, p, ms, seq, sid, oseq, key, field, data, tp)
+         SELECT a_fn, a_p, base_ms, first_seq + w.k - 1, u.sid, u.seq, u.key, u.field, u.data, u.tp
+           FROM unnest(o_sid, o_seq, o_key, o_field, o_data, o_tp) WITH ORDINALITY AS u(sid, seq, key, field, data, tp, i)
+           JOIN unnest(w_i) WITH ORDINALITY AS w(i, k) ON w.i = u.i;
+         INSERT INTO ${S}.marks (fn, p, sid, seq, place)
+         SELECT DISTINCT ON (u.sid) a_fn, a_p, u.sid, u.seq, u.place
+           FROM unnest(o_sid, o_seq, o_place) WITH ORDINALITY AS u(sid, seq, place, i) JOIN unnest(w_i) AS w(i) ON w.i = u.i
+          ORDER BY u.sid, u.i DESC
+             ON CONFLICT (fn, p, sid) DO UPDATE SET seq = EXCLUDED.seq, place = EXCLUDED.place;
+       END IF;
+       IF coalesce(cardinality(c_sid), 0) > 0 THEN
+         INSERT INTO ${S}.checkpoints (fn, p, sid, value) SELECT a_fn, a_p, u.sid, u.value FROM unnest(c_sid, c_value) AS u(sid, value)
+             ON CONFLICT (fn, p, sid) DO UPDATE SET value = EXCLUDED.value;
+       END IF;
+       IF coalesce(cardinality(a_acks), 0) > 0 THEN
+         DELETE FROM ${S}.pending WHERE fn = a_fn AND p = a_p AND k = ANY (a_acks);
+       END IF;
+       IF coalesce(cardinality(k_key), 0) > 0 THEN
+         INSERT INTO ${S}.kept (fn, p, key, value, until_ms)
+         SELECT a_fn, a_p, u.key, u.value, now_ms + a_retention FROM unnest(k_key, k_value) AS u(key, value)
+             ON CONFLICT (fn, p, key) DO UPDATE SET value = EXCLUDED.value, until_ms = EXCLUDED.until_ms;
+       END IF;
+       IF a_serial <> '' THEN
+         UPDATE ${S}.groups SET out_ms = CASE WHEN n > 0 THEN base_ms ELSE out_ms END,
+                out_seq = CASE WHEN n > 0 THEN first_seq + n - 1 ELSE out_seq END, lc_token = a_token,
+                lc_serial = a_serial, lc_first_ms = CASE WHEN n > 0 THEN base_ms END,
+                lc_first_seq = CASE WHEN n > 0 THEN first_seq END, lc_count = n
+          WHERE fn = a_fn AND p = a_p;
+       ELSIF n > 0 THEN
+         UPDATE ${S}.groups SET out_ms = base_ms, out_seq = first_seq + n - 1 WHERE fn = a_fn AND p = a_p;
+       END IF;
+       IF coalesce(cardinality(e_sid), 0) > 0 THEN
+         -- The ended sessions: their digests, openings (and version counts), marks, checkpoints and timers go.
+         DELETE FROM ${S}.checks WHERE fn = a_fn AND p = a_p AND sid = ANY (e_sid);
+         WITH d AS (DELETE FROM ${S}.openings WHERE fn = a_fn AND p = a_p AND sid = ANY (e_sid) RETURNING version),
+              c AS (SELECT d.version, count(*) AS c FROM d GROUP BY d.version)
+         UPDATE ${S}.versions v SET count = v.count - c.c FROM c WHERE v.fn = a_fn AND v.p = a_p AND v.version = c.version;
+         DELETE FROM ${S}.versions WHERE fn = a_fn AND p = a_p AND count <= 0;
+         DELETE FROM ${S}.marks WHERE fn = a_fn AND p = a_p AND sid = ANY (e_sid);
+         DELETE FROM ${S}.checkpoints WHERE fn = a_fn AND p = a_p AND sid = ANY (e_sid);
+         DELETE FROM ${S}.timers WHERE fn = a_fn AND p = a_p AND sid = ANY (e_sid);
+       END IF;
+       IF coalesce(cardinality(n_sid), 0) > 0 THEN
+         -- The new sessions' openings, once each (a sid kept before is not counted again), counted per version in the
+         -- order of their first appearance.
+         WITH ins AS (INSERT INTO ${S}.openings (fn, p, sid, version, value)
+                      SELECT a_fn, a_p, u.sid, u.version, u.value FROM unnest(n_sid, n_version, n_value) AS u(sid, version, value)
+                          ON CONFLICT DO NOTHING RETURNING version, sid)
+         INSERT INTO ${S}.versions (fn, p, version, count)
+         SELECT a_fn, a_p, ins.version, count(*) FROM ins JOIN unnest(n_sid) WITH ORDINALITY AS o(sid, i) ON o.sid = ins.sid
+          GROUP BY ins.version ORDER BY min(o.i)
+             ON CONFLICT (fn, p, version) DO UPDATE SET count = ${S}.versions.count + EXCLUDED.count;
+       END IF;
+       IF NOT a_with_ids THEN
+         RETURN QUERY SELECT true, true, '{}'::text[];
+         RETURN;
+       END IF;
+       RETURN QUERY SELECT true, true, coalesce(array_agg(CASE WHEN w.k IS NOT NULL THEN base_ms || '-' || (first_seq + w.k - 1) END
+                                                ORDER BY u.i), '{}'::text[])
+         FROM unnest(o_sid) WITH ORDINALITY AS u(sid, i) LEFT JOIN unnest(w_i) WITH ORDINALITY AS w(i, k) ON w.i = u.i;
+     END $f$`;
+}
+
+/** Whether `commit_8` can apply `commit` (else the fenced transaction of commit.ts does). */
 export function inOne(commit: Commit): boolean {
-  return (
-    commit.ended.length === 0 && commit.check !== true && (commit.opened?.length ?? 0) === 0 && (commit.kept?.length ?? 0) === 0
-  );
+  return commit.check !== true && !(commit.opened ?? []).some((o) => o.replaces !== undefined);
 }
 
 /** The last of each key's items (a batch upsert may touch a row once). */
@@ -30,32 +150,46 @@ function lastBy<T>(items: readonly T[], key: (item: T) => string): T[] {
   return [...new Map(items.map((item) => [key(item), item])).values()];
 }
 
+/** What `commit_8` did: `wrote` false for the retry of a commit applied before; `ids` by output (null: skipped). */
+export interface OneResult {
+  readonly wrote: boolean;
+  readonly ids: readonly (string | null)[];
+}
+
 /**
- * Applies `commit` (one `inOne` accepts) with `commit_4`, in one statement (its own transaction); null when the
- * fence refused it (the caller throws its FencedError).
+ * Applies `commit` (one `inOne` accepts) with `commit_8`, in one statement: on a pool its own transaction, on a
+ * client the transaction it runs (`idle` > 0: its idle_in_transaction_session_timeout from the locks on, ms). `ids`:
+ * whether to return the outputs' ids. Null when the fence refused it (the caller throws its FencedError).
  */
 export async function commitInOne(
-  pool: PgPoolLike,
+  db: PgPoolLike | PgClientLike,
   S: string,
   fn: string,
   lease: Lease,
   commit: Commit,
-): Promise<CommitResult | null> {
+  ids: boolean,
+  idle = 0,
+): Promise<OneResult | null> {
   const serial = commit.serial === undefined ? '' : str(commit.serial);
-  const withIds = serial !== '' && commit.ids !== false;
   const places = lastPlaces(commit.outputs);
   const outputs = commit.outputs;
   const checkpoints = lastBy(commit.checkpoints ?? [], (c) => c.sid);
+  const kept = lastBy(commit.kept ?? [], (k) => k.key);
+  // (New sessions' openings, the first of each sid: ON CONFLICT DO NOTHING counts a sid kept before not again.)
+  const seen = new Set<string>();
+  const opened = (commit.opened ?? []).filter((o) => !seen.has(o.sid) && seen.add(o.sid));
   const { rows } = await run(
-    pool,
-    `SELECT * FROM ${S}.commit_4($1, $2, $3, $4, $5, $6::text[], $7::bigint[], $8::text[], $9::"char"[], $10::bytea[],
-       $11::text[], $12::text[], $13::text[], $14::bytea[], $15::numeric[])`,
+    db,
+    `SELECT * FROM ${S}.commit_8($1, $2, $3, $4, $5, $6, $7::text[], $8::bigint[], $9::text[], $10::"char"[], $11::bytea[],
+       $12::text[], $13::text[], $14::text[], $15::bytea[], $16::numeric[], $17::text[], $18::bytea[], $19::bigint,
+       $20::text[], $21::text[], $22::text[], $23::text[])`,
     [
       fn,
       lease.partition,
       lease.token,
       serial,
-      withIds,
+      ids,
+      Math.trunc(idle),
       outputs.map((o) => text('A session id', o.sid)),
       outputs.map((o) => o.seq),
       outputs.map((o) => text('A key', o.key)),
@@ -69,9 +203,18 @@ export async function commitInOne(
       checkpoints.map((c) => text('A session id', c.sid)),
       checkpoints.map((c) => bytes(snapshotValue(c))),
       commit.acks.map((id) => idKey(idParts(id))),
+      kept.map((k) => text('A key', k.key)),
+      kept.map((k) => bytes(keptValue(k))),
+      str(kept.length === 0 ? 1n : millis('A retention', commit.retention ?? 1, 1)),
+      [...new Set(commit.ended)].map((sid) => text('A session id', sid)),
+      opened.map((o) => text('A session id', o.sid)),
+      opened.map((o) => o.version),
+      opened.map(openingValue),
     ],
   );
   if (rows[0]?.r_ok !== true) return null;
-  const ids = (rows[0].r_ids as (string | null)[]).map((id) => (id === null ? null : str(id)));
-  return { ids: withIds ? ids : [], diverged: [] };
+  return {
+    wrote: rows[0].r_wrote === true,
+    ids: (rows[0].r_ids as (string | null)[]).map((id) => (id === null ? null : str(id))),
+  };
 }

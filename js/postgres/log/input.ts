@@ -73,6 +73,74 @@ export async function addEntries(
   return rows.map((_, i) => `${ms}-${firstSeq + BigInt(i)}`);
 }
 
+/**
+ * Adds entries to several partitions' inputs in one statement (so one transaction): `rows[i]` to partition
+ * `partitions[i]`, each partition's in the order given; their ids, in the order of `rows`. The head rows are locked
+ * in partition order first (two such appends never wait for each other in a cycle), then updated and the entries
+ * added as `addEntries` does, with a NOTIFY per partition at commit.
+ */
+export async function addEntriesMany(
+  db: PgClientLike | PgPoolLike,
+  S: string,
+  fn: string,
+  partitions: readonly number[],
+  rows: readonly NewEntry[],
+  channel: string,
+): Promise<string[]> {
+  if (rows.length === 0) return [];
+  // Per partition: its count of rows, and each row's place among them (from 1).
+  const counts = new Map<number, number>();
+  const places = partitions.map((p) => {
+    const n = (counts.get(p) ?? 0) + 1;
+    counts.set(p, n);
+    return n;
+  });
+  const { rows: heads } = await run(
+    db,
+    `WITH c AS (SELECT ${NOW} AS now),
+          l AS (SELECT h.p FROM ${S}.heads h WHERE h.fn = $1 AND h.p = ANY ($2::integer[]) ORDER BY h.p FOR UPDATE),
+          n AS (SELECT u.p, u.n FROM unnest($2::integer[], $3::bigint[]) AS u(p, n)),
+          h AS (UPDATE ${S}.heads h
+                   SET last_ms = CASE WHEN c.now > h.last_ms THEN c.now ELSE h.last_ms END,
+                       last_seq = CASE WHEN c.now > h.last_ms THEN n.n - 1 ELSE h.last_seq + n.n END
+                  FROM c, l JOIN n ON n.p = l.p
+                 WHERE h.fn = $1 AND h.p = l.p
+             RETURNING h.p, h.last_ms, h.last_seq, n.n),
+          ins AS (INSERT INTO ${S}.entries (fn, p, ms, seq, ${ENTRY_COLUMNS})
+                  SELECT $1, h.p, h.last_ms, h.last_seq - h.n + u.i, u.key, u.payload, u.close, u.reason, u.wake, u.due,
+                         u.tp, u.ts
+                    FROM h JOIN unnest($4::integer[], $5::bigint[], $6::text[], $7::bytea[], $8::text[], $9::text[],
+                                       $10::text[], $11::bigint[], $12::text[], $13::text[])
+                                AS u(p, i, key, payload, close, reason, wake, due, tp, ts) ON u.p = h.p),
+          t AS (SELECT count(pg_notify($14, h.p::text)) AS sent FROM h)
+     SELECT h.p, h.last_ms, h.last_seq FROM h, t`,
+    [
+      fn,
+      [...counts.keys()],
+      [...counts.values()],
+      partitions,
+      places,
+      rows.map((r) => text('A key', r.key)),
+      rows.map((r) => (r.payload === undefined ? null : bytes(r.payload))),
+      rows.map((r) => (r.close === undefined ? null : text('A session id', r.close))),
+      rows.map((r) => r.reason ?? null),
+      rows.map((r) => (r.wake === undefined ? null : text('A session id', r.wake))),
+      rows.map((r) => (r.due === undefined ? null : str(r.due))),
+      rows.map((r) => r.traceparent ?? null),
+      rows.map((r) => (r.tracestate === undefined || r.tracestate === '' ? null : r.tracestate)),
+      channel,
+    ],
+  );
+  const last = new Map(heads.map((h) => [Number(h.p), { ms: str(h.last_ms), seq: BigInt(str(h.last_seq)) }]));
+  for (const p of counts.keys()) {
+    if (!last.has(p)) throw new RangeError(`No partition ${p} of function ${fn} in Postgres (ensurePartitions)`);
+  }
+  return partitions.map((p, i) => {
+    const head = last.get(p) as { ms: string; seq: bigint };
+    return `${head.ms}-${head.seq - BigInt(counts.get(p) as number) + BigInt(places[i])}`;
+  });
+}
+
 /** A row of `entries` (ENTRY_COLUMNS, or all null for an entry trimmed away) as the engine's InputEntry. */
 export function entryOf(id: string, row: Record<string, unknown> | null): InputEntry {
   if (row === null) return inputEntries([[Buffer.from(id), null]])[0];

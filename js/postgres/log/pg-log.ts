@@ -35,8 +35,9 @@ import {
 } from '../../durable/common/stored';
 import { FencedError, describe, invalidType, outOfRange, schemaVersionError, workerClosedError } from '../../errors';
 import { keepOpening } from './openings';
-import { ENTRY_COLUMNS, addEntries, entryOf } from './input';
-import { type CommitEffects, applyCommit } from './commit';
+import { ENTRY_COLUMNS, addEntries, addEntriesMany, entryOf } from './input';
+import { type CommitEffects, type WrittenOutput, applyCommit } from './commit';
+import { effectsClient } from './effects-client';
 import { commitInOne, inOne } from './commit-one';
 import { journals } from './journal';
 import { SCHEMA_VERSION, checkFunctionName, checkPartitions, ensurePartitions, migrate, schemaIdent } from './schema';
@@ -45,6 +46,7 @@ import {
   NOW,
   type PgClientLike,
   type PgPoolLike,
+  bytes,
   checkPool,
   idKey,
   idOf,
@@ -56,6 +58,7 @@ import {
   transaction,
 } from './sql';
 import { Waiter, channelOf } from './waiter';
+import { PoolGate } from './gate';
 import { readNew, readPending } from './read';
 
 /** How long a pinned age read by `lag` stands in for `pinned`'s own read, ms. */
@@ -145,6 +148,25 @@ export async function appendEventsPg(
   return addEntries(pool, space.S, space.fn, partition, rows, space.channel);
 }
 
+/**
+ * Appends events to their partitions' inputs in one statement (so one transaction, whatever the partitions):
+ * `partitions[i]` is event i's; each partition's in the order given. Their entry ids, in the order of `events`.
+ */
+export async function appendEventsManyPg(
+  pool: PgPoolLike,
+  space: PgSpace,
+  partitions: readonly number[],
+  events: ReadonlyArray<readonly [string, Buffer | string]>,
+  trace?: readonly [string, string],
+): Promise<string[]> {
+  const rows = events.map(([key, payload]) =>
+    trace === undefined ? { key, payload } : { key, payload, traceparent: trace[0], tracestate: trace[1] },
+  );
+  if (partitions.every((p) => p === partitions[0]))
+    return addEntries(pool, space.S, space.fn, partitions[0], rows, space.channel);
+  return addEntriesMany(pool, space.S, space.fn, partitions, rows, space.channel);
+}
+
 /** A partition's output stream, as XRANGE gives one with Buffer replies: `[id, [field, value, ...]]` (tests). */
 export async function outputEntriesPg(pool: PgPoolLike, space: PgSpace, partition: number): Promise<[Buffer, Buffer[]][]> {
   const { rows } = await run(
@@ -180,6 +202,8 @@ export class PgLog implements PartitionLog {
   readonly #pollInterval: number;
   readonly #effects: CommitEffects | undefined;
   readonly #idle: number;
+  /** Every call of the log goes through it: none after `close()` began, and `close()` waits for those in flight. */
+  readonly #gate: PoolGate;
   /** Ends the log's hearing of the pool's waits (`onError` given), at `close()`. */
   readonly #unwatch: () => void;
   #closed = false;
@@ -199,7 +223,8 @@ export class PgLog implements PartitionLog {
     }
     const onError = options.onError ?? (() => {});
     if (typeof onError !== 'function') throw invalidType(`PgLog: "onError" must be a function, not ${describe(onError)}`);
-    this.#pool = pool;
+    this.#gate = new PoolGate(pool);
+    this.#pool = this.#gate.pool;
     this.#S = space.S;
     this.#fn = space.fn;
     this.#channel = space.channel;
@@ -602,14 +627,9 @@ export class PgLog implements PartitionLog {
 
   async commit(lease: Lease, commit: Commit): Promise<CommitResult> {
     this.#openingsRead.delete(lease.partition);
-    if (this.#effects === undefined && inOne(commit) && !journals(commit)) {
-      // Outputs, checkpoints and acks only: one statement (commit-one.ts), fenced as the transaction below is. (A
-      // journal is written by the transaction: journal.ts.)
-      if (this.#closed) throw workerClosedError();
-      const done = await commitInOne(this.#pool, this.#S, this.#fn, { ...lease, partition: this.#part(lease.partition) }, commit);
-      if (done === null) throw new FencedError(lease.partition, WRITE_FENCED);
-      return done;
-    }
+    // (A commit that carries journal records takes the transaction: journal.ts.)
+    if (inOne(commit) && !journals(commit))
+      return this.#commitInOne({ ...lease, partition: this.#part(lease.partition) }, commit);
     // The marks the commit needs (its outputs' sessions and the ended ones) come with the fence: one round trip.
     const sids = [...new Set([...commit.outputs.map((o) => o.sid), ...commit.ended])];
     return this.#owned(
@@ -618,6 +638,47 @@ export class PgLog implements PartitionLog {
       WRITE_FENCED,
       true,
       sids,
+    );
+  }
+
+  /**
+   * A commit in one statement (commit_8: commit-one.ts), fenced as the transaction of commit.ts is. With effects, in
+   * a transaction: BEGIN, that statement, the effects, COMMIT. The idle limit is set by the statement once it holds
+   * its locks (none before it: nothing is held yet), so that from there to COMMIT only the effects can idle.
+   */
+  async #commitInOne(lease: Lease, commit: Commit): Promise<CommitResult> {
+    if (this.#closed) throw workerClosedError();
+    const withIds = commit.serial !== undefined && commit.ids !== false;
+    const effects = this.#effects;
+    if (effects === undefined) {
+      const done = await commitInOne(this.#pool, this.#S, this.#fn, lease, commit, withIds);
+      if (done === null) throw new FencedError(lease.partition, WRITE_FENCED);
+      return { ids: withIds ? [...done.ids] : [], diverged: [] };
+    }
+    return transaction(
+      this.#pool,
+      async (client) => {
+        const done = await commitInOne(client, this.#S, this.#fn, lease, commit, true, this.#idle);
+        if (done === null) throw new FencedError(lease.partition, WRITE_FENCED);
+        const written: WrittenOutput[] = [];
+        if (done.wrote) {
+          commit.outputs.forEach((o, i) => {
+            const id = done.ids[i];
+            if (id === null || id === undefined) return;
+            const field = o.error !== undefined ? 'e' : 'v';
+            const data = bytes(o.error ?? o.payload ?? '');
+            written.push({ id, sid: o.sid, seq: o.seq, key: o.key, field, data, traceparent: o.traceparent ?? null });
+          });
+        }
+        if (written.length > 0) {
+          // (Guarded: no transaction control, no call once the callback settled; see effects-client.ts.)
+          const guarded = effectsClient(client);
+          await effects(guarded.client as PgClientLike, lease.partition, written).finally(() => guarded.settle());
+        }
+        return { ids: withIds ? [...done.ids] : [], diverged: [] };
+      },
+      this.#idle,
+      0,
     );
   }
 
@@ -675,9 +736,17 @@ export class PgLog implements PartitionLog {
     return Promise.resolve();
   }
 
-  async close(): Promise<void> {
+  /**
+   * Refuses calls from here on (ERR_VELO_CLOSED); resolves once its waits ended and none of its calls is in flight,
+   * or `wait` ms passed (those still in flight then start nothing more on the pool).
+   */
+  async close(wait = Infinity): Promise<void> {
     this.#closed = true;
     this.#unwatch();
     await this.#waiter.close();
+    if (wait === Infinity) return this.#gate.close();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.#gate.close(), new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(0, wait))))]);
+    clearTimeout(timer);
   }
 }

@@ -37,7 +37,7 @@
 //   dash_members the dashboard fleet view's members (version 6), keyed by the fleet's name: see clients/fleet-store.ts.
 import { describe, invalidType, invalidValue, outOfRange, schemaVersionError } from '../../errors';
 import { isWellFormed } from '../../text';
-import { COMMIT_4 } from './commit-one';
+import { COMMIT_4, COMMIT_8 } from './commit-one';
 import { NOW, type PgClientLike, type PgPoolLike, run, str, transaction } from './sql';
 import { sqlFile } from './sql-file';
 
@@ -176,6 +176,10 @@ const MIGRATIONS: readonly Migration[] = [
        value bytea NOT NULL, PRIMARY KEY (fn, p, sid, at))`,
     ],
   },
+  // 8: every commit but a replay-checked one in one statement (commit_8, commit-one.ts): in a commit with effects,
+  // velo-stream's statements take one round trip before them. A new function only: every worker version 7 keeps
+  // (from version 3 on) stays correct beside it.
+  { keeps: 3, statements: (S) => [COMMIT_8(S)] },
 ];
 
 /** The schema version this release writes. */

@@ -59,6 +59,9 @@ export interface PgPoolLike {
   readonly waitingCount?: unknown;
 }
 
+/** On a log's gated pool (gate.ts): the user's pool behind it, whose waits are watched (`watchOf`). */
+export const RAW_POOL = Symbol('velo.rawPool');
+
 /** The most connections `pool` opens, when it says (pg.Pool's `options.max`). */
 export function poolMax(pool: PgPoolLike): number | undefined {
   const max = pool.options?.max;
@@ -185,7 +188,8 @@ class PoolWatch {
 
 const watches = new WeakMap<PgPoolLike, PoolWatch>();
 
-function watchOf(pool: PgPoolLike): PoolWatch {
+function watchOf(gated: PgPoolLike): PoolWatch {
+  const pool = (gated as { [RAW_POOL]?: PgPoolLike })[RAW_POOL] ?? gated;
   let watch = watches.get(pool);
   if (watch === undefined) {
     watch = new PoolWatch(pool, POOL_WAIT_MS);
@@ -285,11 +289,14 @@ export const IDLE_IN_TRANSACTION_MS = 5000;
  * idle_in_transaction_session_timeout`): a process paused in the middle of one (SIGSTOP, a VM frozen) holds its row
  * locks, and a takeover's `FOR UPDATE` of the lease row, or the next append under the head row, would wait for it
  * to wake; past `idleMs` the server ends its session instead, and nothing of the transaction is committed.
+ * `beginIdleMs` (0: none) is the limit set at BEGIN, when `body`'s first statement sets `idleMs` itself once it
+ * holds its locks (a commit with effects: commit_8).
  */
 export async function transaction<T>(
   pool: PgPoolLike,
   body: (client: PgClientLike) => Promise<T>,
   idleMs = IDLE_IN_TRANSACTION_MS,
+  beginIdleMs = idleMs,
 ): Promise<T> {
   const client = await connectWatched(pool);
   // A checked-out client's connection errors (the server ending the session: `idleMs` past, a restart) come as an
@@ -301,7 +308,9 @@ export async function transaction<T>(
   client.on('error', onError);
   try {
     // (One round trip: a simple query may hold two statements; the value is an integer checked by the callers.)
-    await client.query(idleMs > 0 ? `BEGIN; SET LOCAL idle_in_transaction_session_timeout = ${Math.trunc(idleMs)}` : 'BEGIN');
+    await client.query(
+      idleMs > 0 ? `BEGIN; SET LOCAL idle_in_transaction_session_timeout = ${Math.trunc(beginIdleMs)}` : 'BEGIN',
+    );
   } catch (error) {
     client.removeListener('error', onError);
     client.release(error as Error);

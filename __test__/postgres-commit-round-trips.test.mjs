@@ -1,0 +1,155 @@
+// What a commit sends to Postgres, on a private postgres: without effects one statement (its own transaction), with
+// effects BEGIN, one statement, the effects, COMMIT. Once that statement holds the partition's locks, only the
+// effects run before the COMMIT: velo-stream's own statements never sit under the idle limit
+// (idle_in_transaction_session_timeout, half a worker's lease), so slow effects under it commit the first time.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { PgLog, appendEventsPg, preparePg } from '#testing';
+import { fresh } from './helpers/redis-suite.mjs';
+import { postgres, usePostgres } from './helpers/postgres-suite.mjs';
+
+usePostgres();
+
+const SCHEMA = 'velo_round_trips';
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const limits = { idleTimeout: 500, maxSessionAge: 0, maxSessionEvents: 0, maxSessionTimers: 10 };
+
+/**
+ * A pool that logs every statement sent through it (its own queries and its clients'), as `[where, text]`, and
+ * holds each client statement `delay(text)` ms before sending it (a loaded event loop between two statements).
+ */
+function loggingPool(delay = () => 0) {
+  const p = postgres.pool({ max: 4 });
+  const statements = [];
+  const query = p.query.bind(p);
+  p.query = (config, values) => {
+    statements.push(['pool', typeof config === 'string' ? config : config.text]);
+    return query(config, values);
+  };
+  const connect = p.connect.bind(p);
+  // (pg-pool's own query() checks a client out with a callback: that one passes through.)
+  p.connect = async (callback) => {
+    if (typeof callback === 'function') return connect(callback);
+    const client = await connect();
+    if (client.velo === undefined) {
+      const raw = client.query.bind(client);
+      client.velo = true;
+      client.query = async (config, values, ...rest) => {
+        // (pg-pool's own query() passes a callback: not velo-stream's statement on a client, logged as the pool's.)
+        if (typeof values === 'function' || rest.length > 0) return raw(config, values, ...rest);
+        const text = typeof config === 'string' ? config : config.text;
+        statements.push(['client', text]);
+        const ms = delay(text);
+        if (ms > 0) await sleep(ms);
+        return raw(config, values);
+      };
+    }
+    return client;
+  };
+  p.statements = statements;
+  return p;
+}
+
+/** A log with `effects` on `p`, a lease on its partition 0, and two events read: a commit of both sessions' outputs. */
+async function setUp(p, options) {
+  const space = await preparePg(p, SCHEMA, fresh('fn'), 1);
+  const log = new PgLog(p, space, 1, options);
+  const [e1, e2] = await appendEventsPg(p, space, 0, [
+    ['a', '1'],
+    ['b', '2'],
+  ]);
+  const lease = await log.acquire(0, 'w1', 10_000);
+  await log.read(lease, '>', 10);
+  const a = `a@${e1}`;
+  const b = `b@${e2}`;
+  // Session a opens (its opening kept), writes an output and a checkpoint; session b writes its output and ends.
+  const commit = {
+    outputs: [
+      { sid: a, seq: 1, key: 'a', payload: Buffer.from('A1') },
+      { sid: b, seq: 1, key: 'b', payload: Buffer.from('B1') },
+    ],
+    checkpoints: [{ sid: a, seq: 1, lastTime: 0, events: 1, state: Buffer.from('s') }],
+    acks: [e2],
+    ended: [b],
+    endedSeqs: [1],
+    opened: [{ sid: a, version: 'v1', limits }],
+    serial: 1,
+    ids: true,
+  };
+  return { space, log, lease, commit, a, b };
+}
+
+test('a commit without effects is one statement; with effects BEGIN, one statement, the effects, COMMIT', async () => {
+  const p = loggingPool();
+  const plain = await setUp(p, {});
+  p.statements.length = 0;
+  const done = await plain.log.commit(plain.lease, plain.commit);
+  assert.equal(done.ids.length, 2);
+  assert.deepEqual(
+    p.statements.map(([where]) => where),
+    ['pool'],
+    `one statement: ${JSON.stringify(p.statements)}`,
+  );
+  await plain.log.close();
+
+  const seen = [];
+  const fx = await setUp(p, {
+    effects: async (client, partition, written) => {
+      p.statements.push(['effects', written.map((o) => `${o.key}${o.data}`).join(' ')]);
+      await client.query('SELECT 1');
+      seen.push(written.length);
+    },
+  });
+  p.statements.length = 0;
+  const result = await fx.log.commit(fx.lease, fx.commit);
+  assert.deepEqual(seen, [2]);
+  const kinds = p.statements.map(([where, text]) => (where === 'effects' ? 'effects' : text.split(/\s/)[0].replace(/;$/, '')));
+  // velo-stream's statements: BEGIN (and its idle limit: none yet), the commit's one statement, then only the effects
+  // (their SELECT 1), then COMMIT.
+  assert.deepEqual(kinds, ['BEGIN', 'SELECT', 'effects', 'SELECT', 'COMMIT'], JSON.stringify(p.statements));
+  assert.match(p.statements[1][1], /commit_8/);
+  // The commit applied as a whole: b forgotten, a's opening kept, the outputs' ids returned.
+  assert.equal(result.ids.length, 2);
+  assert.ok(result.ids.every((id) => typeof id === 'string'));
+  const openings = await fx.log.openings(fx.lease);
+  assert.deepEqual([...openings.keys()], [fx.a]);
+  const marks = await fx.log.marks(fx.lease, [fx.a, fx.b]);
+  assert.deepEqual([...marks.keys()], [fx.a]);
+  // Its retry (same serial) writes nothing and runs no effects: the ids of the first.
+  const again = await fx.log.commit(fx.lease, fx.commit);
+  assert.deepEqual(again.ids, result.ids);
+  assert.deepEqual(seen, [2]);
+  await fx.log.close();
+  await p.end();
+});
+
+test("velo-stream's statements never idle under the limit: slow effects under it commit the first time", async () => {
+  // Each statement of velo-stream but the COMMIT is held 300 ms before it is sent (an event loop busy between two
+  // statements), past the 200 ms idle limit: only the effects (150 ms, under it) and the COMMIT come after the locks.
+  const p = loggingPool((text) => (/^(COMMIT|ROLLBACK)\b/.test(text) || text === 'SELECT 1' ? 0 : 300));
+  let calls = 0;
+  const fx = await setUp(p, {
+    idleInTransaction: 200,
+    effects: async (client) => {
+      calls++;
+      await sleep(150);
+      await client.query('SELECT 1');
+      await sleep(150);
+    },
+  });
+  const result = await fx.log.commit(fx.lease, fx.commit);
+  assert.equal(calls, 1, 'the effects ran once');
+  assert.equal(result.ids.length, 2);
+  // Effects idle past the limit: the server ends the transaction, nothing committed (ERR_VELO_TRANSACTION_IDLE).
+  const slow = await setUp(p, {
+    idleInTransaction: 200,
+    effects: async () => {
+      await sleep(600);
+    },
+  });
+  await assert.rejects(slow.log.commit(slow.lease, slow.commit), { code: 'ERR_VELO_TRANSACTION_IDLE' });
+  assert.deepEqual([...(await slow.log.marks(slow.lease, [slow.a, slow.b])).keys()], []);
+  await fx.log.close();
+  await slow.log.close();
+  await p.end();
+});
