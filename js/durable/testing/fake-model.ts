@@ -6,9 +6,13 @@ import { describe, invalidType, invalidValue } from '../../errors';
 
 /** One chunk of a fake model's answer: its answer's id, its index, its answer's length, and its text. */
 export interface FakeToken {
+  /** Its answer's id: the same for every chunk of one answer, a new one for each answer started. */
   readonly answer: string;
+  /** Its index in the answer, from 0. */
   readonly i: number;
+  /** Its answer's length, in chunks. */
   readonly of: number;
+  /** The token's text. */
   readonly text: string;
 }
 
