@@ -279,11 +279,11 @@ test('a commit whose reply is lost (applied, then the call fails): the retry get
   const producer = redisProducer({ client, name, partitions });
   let commits = 0;
   let lost = 0;
-  // The user's client, losing the reply of every third commit call (the script with ten keys) after Redis ran it.
+  // The user's client, losing the reply of every third commit call (the script with thirteen keys) after Redis ran it.
   const lossy = {
     async sendCommand(args, options) {
       const reply = await client.sendCommand(args, options);
-      if ((args[0] === 'EVALSHA' || args[0] === 'EVAL') && args[2] === '12' && ++commits % 3 === 0 && lost < 6) {
+      if ((args[0] === 'EVALSHA' || args[0] === 'EVAL') && args[2] === '13' && ++commits % 3 === 0 && lost < 6) {
         lost++;
         throw new Error('reply lost (simulated)');
       }
