@@ -177,6 +177,54 @@ test('wait: woken by NOTIFY long before its poll; an entry whose NOTIFY was lost
   await pollOnly.close();
 });
 
+test('wait after a read that took all there was: no statement until a NOTIFY or the poll; one heard since looks at once', async () => {
+  const p = postgres.pool({ max: 4 });
+  const statements = [];
+  const query = p.query.bind(p);
+  p.query = (config, values) => {
+    statements.push(typeof config === 'string' ? config : config.text);
+    return query(config, values);
+  };
+  const errors = [];
+  const space = await preparePg(p, SCHEMA, fresh('fn'), 1);
+  const log = new PgLog(p, space, 1, { pollInterval: 60_000, onError: (e) => errors.push(e) });
+  const lease = await log.acquire(0, 'w1', 60_000);
+  const tail = async () => {
+    const read = await log.read(lease, '>', 100);
+    return read.entries.length > 0 ? read.entries.at(-1).id : read.tail;
+  };
+  await appendEventsPg(p, space, 0, [ev('a', 1)]);
+  // The first wait subscribes (LISTEN); it looks at once (no read of the partition yet) and finds the entry.
+  assert.deepEqual(await log.wait(new Map([[0, '0-0']]), 60_000), [0]);
+  await sleep(200);
+  // A read that took all there was, then a wait: nothing is asked of the server until the append's NOTIFY.
+  let at = await tail();
+  let count = statements.length;
+  const quiet = log.wait(new Map([[0, at]]), 60_000);
+  assert.equal(await within(quiet, 300), false, 'nothing to find');
+  assert.deepEqual(statements.slice(count), [], 'no statement sent by the wait');
+  await appendEventsPg(p, space, 0, [ev('a', 2)]);
+  assert.deepEqual(await quiet, [0]);
+  // An append whose NOTIFY came between the read and the wait: the wait looks at once (its poll is a minute away).
+  at = await tail();
+  await appendEventsPg(p, space, 0, [ev('a', 3)]);
+  await sleep(200);
+  count = statements.length;
+  assert.deepEqual(await log.wait(new Map([[0, at]]), 60_000), [0]);
+  assert.equal(statements.length, count + 1, 'one look');
+  // The LISTEN connection lost after the read: an append meanwhile notifies no one, and the wait looks at once.
+  at = await tail();
+  const admin = postgres.pool({ max: 1 });
+  await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN %' AND pid <> pg_backend_pid()`);
+  await admin.end();
+  for (let i = 0; i < 100 && errors.length === 0; i++) await sleep(20);
+  assert.ok(errors.length > 0, 'the lost connection reported');
+  await appendEventsPg(p, space, 0, [ev('a', 4)]);
+  assert.deepEqual(await log.wait(new Map([[0, at]]), 60_000), [0]);
+  await log.close();
+  await p.end();
+});
+
 test('migrations: applied once, also by workers starting together; a schema of a newer release is refused', async () => {
   const schema = 'velo_migrate';
   await Promise.all(Array.from({ length: 4 }, () => preparePg(pool(), schema, 'f', 4)));
