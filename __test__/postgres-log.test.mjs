@@ -95,7 +95,10 @@ test('a stale owner racing a takeover: none of its commits lands after the new o
   assert.ok(fencedCount > 0, 'the old owner was fenced');
   assert.ok(landed.length > 0, 'the old owner committed while it held the lease');
   // Every commit that landed had begun before the grant returned; the output stream has them before the new owner's.
-  assert.ok(Math.max(...landed) <= taken, `a commit of the old owner landed after the takeover (${Math.max(...landed)} > ${taken})`);
+  assert.ok(
+    Math.max(...landed) <= taken,
+    `a commit of the old owner landed after the takeover (${Math.max(...landed)} > ${taken})`,
+  );
   const { rows } = await pool().query(`SELECT oseq FROM ${space.S}.outputs WHERE fn = $1 ORDER BY ms, seq`, [space.fn]);
   assert.deepEqual(
     rows.map((r) => Number(r.oseq)),
@@ -215,7 +218,9 @@ test('wait after a read that took all there was: no statement until a NOTIFY or 
   // The LISTEN connection lost after the read: an append meanwhile notifies no one, and the wait looks at once.
   at = await tail();
   const admin = postgres.pool({ max: 1 });
-  await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN %' AND pid <> pg_backend_pid()`);
+  await admin.query(
+    `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN %' AND pid <> pg_backend_pid()`,
+  );
   await admin.end();
   for (let i = 0; i < 100 && errors.length === 0; i++) await sleep(20);
   assert.ok(errors.length > 0, 'the lost connection reported');
@@ -265,9 +270,12 @@ test('bad input gets stable codes', async () => {
   assert.throws(() => new PgLog(pool(), space, 2, { pollInterval: 0 }), { code: 'ERR_OUT_OF_RANGE' });
   assert.throws(() => new PgLog(pool(), space, 2, { listen: 'yes' }), { code: 'ERR_INVALID_ARG_TYPE' });
   await assert.rejects(log.wake(lease, 'a', 'a@1-0', 1, Number.NaN, 'p'), { code: 'ERR_OUT_OF_RANGE' });
-  await assert.rejects(log.commit(lease, { outputs: [], acks: [], ended: [], kept: [{ key: 'a', sid: 'a@1-0', state: '' }], retention: -5 }), {
-    code: 'ERR_OUT_OF_RANGE',
-  });
+  await assert.rejects(
+    log.commit(lease, { outputs: [], acks: [], ended: [], kept: [{ key: 'a', sid: 'a@1-0', state: '' }], retention: -5 }),
+    {
+      code: 'ERR_OUT_OF_RANGE',
+    },
+  );
   // An id past the largest bigint reads as it (idBefore makes one): the order still holds.
   assert.deepEqual((await log.read(lease, '0-18446744073709551615', 10)).entries, []);
   await log.close();
