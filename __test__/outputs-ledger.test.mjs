@@ -9,6 +9,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
+import { inspect } from 'node:util';
 import { sessionOutputs, sessionProducer, sessionWorker } from 'velo-stream/durable';
 import { account, POSITION, LEDGER, readIntoLedger, round, writeBatch, checkLedger } from '../examples/outputs-ledger.mjs';
 import { run } from './helpers/child.mjs';
@@ -78,7 +79,7 @@ for (const kind of ['redis', 'postgres']) {
   test(`${kind}: after and batches refuse hostile values with the same codes on both backends`, () => {
     const shared = shape(kind);
     const refused = (after, code) =>
-      assert.throws(() => sessionOutputs({ ...shared, after }), { code }, `after ${String(after && JSON.stringify(after))}`);
+      assert.throws(() => sessionOutputs({ ...shared, after }), { code }, `after ${inspect(after)}`);
     for (const bad of [null, 'x', 5, true, [], ['1-0'], new Map([[0, '1-0']]), () => {}, new Date()])
       refused(bad, 'ERR_INVALID_ARG_TYPE');
     for (const key of ['4', '-1', 'x', '01', '1.5', '1e0', ' 1', 'NaN', '4294967296'])
@@ -146,7 +147,7 @@ for (const kind of ['redis', 'postgres']) {
     if (kind === 'redis') await redisClient.sendCommand(['XTRIM', `velo:{${shared.name}:p0}:out`, 'MINID', ids[3]]);
     else {
       const [ms, seq] = ids[3].split('-');
-      await pool().query(`DELETE FROM velo_ol.outputs WHERE fn = $1 AND p = 0 AND (ms, seq) < ($2, $3)`, [shared.name, ms, seq]);
+      await pool().query(`DELETE FROM velo_ol.outputs WHERE fn = $1 AND p = 0 AND (ms, seq) < ($2::bigint, $3::bigint)`, [shared.name, ms, seq]);
     }
     const [batch] = await take(sessionOutputs({ ...shared, after: { 0: ids[0] } }).batches({ max: 1 }), 1);
     assert.equal(batch.outputs[0].partition, 0);

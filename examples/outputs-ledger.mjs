@@ -116,7 +116,7 @@ export async function backend(name = 'ledger-demo') {
     await client.connect();
     return { shared: { client, name, partitions: 8 }, close: () => client.close() };
   }
-  const client = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 6 });
+  const client = new pg.Pool({ connectionString: process.env.DATABASE_URL });
   client.on('error', () => {});
   return { shared: { client, schema: 'velo_ledger_outputs', name, partitions: 8 }, close: () => client.end() };
 }

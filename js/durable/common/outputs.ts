@@ -106,7 +106,7 @@ export function afterOption(what: string, after: unknown, partitions: number): M
   const proto = after !== null && typeof after === 'object' ? Object.getPrototypeOf(after) : undefined;
   if (proto !== Object.prototype && proto !== null)
     throw invalidType(`${what}: options.after must be an object of partition -> output id, not ${describe(after)}`);
-  for (const [key, id] of Object.entries(after)) {
+  for (const [key, id] of Object.entries(after as object)) {
     const partition = Number(key);
     if (String(partition) !== key)
       throw outOfRange(`${what}: options.after has the key ${JSON.stringify(key)}: its keys must be partition numbers, 0 to ${partitions - 1}`);
