@@ -85,7 +85,21 @@ for (const kind of ['redis', 'postgres']) {
     for (const key of ['4', '-1', 'x', '01', '1.5', '1e0', ' 1', 'NaN', '4294967296'])
       refused({ [key]: '1-0' }, 'ERR_OUT_OF_RANGE');
     for (const id of [5, null, undefined, {}, ['1-0'], 1n]) refused({ 0: id }, 'ERR_INVALID_ARG_TYPE');
-    for (const id of ['', 'abc', '1-2-3', '-1', '1-', '-', ' 1-0', '1-0\n', '1.5-0', '0x10-0', '18446744073709551616-0', '1-18446744073709551616', '123456789012345678901-0'])
+    for (const id of [
+      '',
+      'abc',
+      '1-2-3',
+      '-1',
+      '1-',
+      '-',
+      ' 1-0',
+      '1-0\n',
+      '1.5-0',
+      '0x10-0',
+      '18446744073709551616-0',
+      '1-18446744073709551616',
+      '123456789012345678901-0',
+    ])
       refused({ 0: id }, 'ERR_INVALID_ARG_VALUE');
     // Accepted: both parts to 2^64 - 1, the seq left out.
     sessionOutputs({ ...shared, after: { 0: '18446744073709551615-18446744073709551615', 1: '7', [PARTITIONS - 1]: '0-0' } });
@@ -104,7 +118,10 @@ for (const kind of ['redis', 'postgres']) {
     const shared = shape(kind);
     const all = await outputsOf(shared);
     const by = idsByPartition(all);
-    assert.ok(by.every((ids) => ids.length >= 6), 'every partition has outputs');
+    assert.ok(
+      by.every((ids) => ids.length >= 6),
+      'every partition has outputs',
+    );
     // Partition 0 after its third output, 1 after an id given as `<ms>` only, 2 after an id before all, 3 from its start.
     const given = { 0: by[0][2], 1: by[1][2].split('-')[0], 2: '0-1' };
     const expected = by.map((ids, p) => (given[p] === undefined ? ids : ids.filter((id) => later(id, given[p]))));
@@ -147,7 +164,11 @@ for (const kind of ['redis', 'postgres']) {
     if (kind === 'redis') await redisClient.sendCommand(['XTRIM', `velo:{${shared.name}:p0}:out`, 'MINID', ids[3]]);
     else {
       const [ms, seq] = ids[3].split('-');
-      await pool().query(`DELETE FROM velo_ol.outputs WHERE fn = $1 AND p = 0 AND (ms, seq) < ($2::bigint, $3::bigint)`, [shared.name, ms, seq]);
+      await pool().query(`DELETE FROM velo_ol.outputs WHERE fn = $1 AND p = 0 AND (ms, seq) < ($2::bigint, $3::bigint)`, [
+        shared.name,
+        ms,
+        seq,
+      ]);
     }
     const [batch] = await take(sessionOutputs({ ...shared, after: { 0: ids[0] } }).batches({ max: 1 }), 1);
     assert.equal(batch.outputs[0].partition, 0);
@@ -163,7 +184,8 @@ for (const kind of ['redis', 'postgres']) {
     await pool().query('TRUNCATE demo_ledger');
     await pool().query(`INSERT INTO demo_ledger_position VALUES ($1, '{}')`, [shared.name]);
     const all = await outputsOf(shared);
-    const stored = async () => (await pool().query('SELECT after FROM demo_ledger_position WHERE name = $1', [shared.name])).rows[0].after;
+    const stored = async () =>
+      (await pool().query('SELECT after FROM demo_ledger_position WHERE name = $1', [shared.name])).rows[0].after;
     const rows = async () => Number((await pool().query('SELECT count(*) FROM demo_ledger')).rows[0].count);
     const first = async () => (await take(sessionOutputs({ ...shared, after: await stored() }).batches({ max: 7 }), 1))[0];
 
@@ -180,7 +202,11 @@ for (const kind of ['redis', 'postgres']) {
     const tx = await pool().connect();
     try {
       await tx.query('BEGIN');
-      await tx.query('UPDATE demo_ledger_position SET after = $2 WHERE name = $1 AND after = $3::jsonb', [shared.name, c.to, c.from]);
+      await tx.query('UPDATE demo_ledger_position SET after = $2 WHERE name = $1 AND after = $3::jsonb', [
+        shared.name,
+        c.to,
+        c.from,
+      ]);
       const loser = writeBatch(pool(), shared.name, c);
       await sleep(200);
       await tx.query('COMMIT');
@@ -217,7 +243,10 @@ for (const kind of ['redis', 'postgres']) {
     const { stdout } = await run([EXAMPLE], { env, timeout: 120_000 });
     assert.match(stdout, /^killed reader-1 \(pid \d+\) with SIGKILL after round 7; reader-3 started$/m);
     assert.match(stdout, /^killed worker-1 \(pid \d+\) with SIGKILL after round 13; worker-3 started$/m);
-    assert.match(stdout, new RegExp(`^function on ${kind === 'redis' ? 'Redis' : 'Postgres'}, 1000 events for 50 accounts$`, 'm'));
+    assert.match(
+      stdout,
+      new RegExp(`^function on ${kind === 'redis' ? 'Redis' : 'Postgres'}, 1000 events for 50 accounts$`, 'm'),
+    );
     assert.match(stdout, /^ledger rows 1000 for 1000 events: each once, every account's in order: yes$/m);
     assert.match(
       stdout,

@@ -50,7 +50,11 @@ async function write(name, batch) {
   const tx = await db.connect();
   try {
     await tx.query('BEGIN');
-    const moved = await tx.query('UPDATE ledger_position SET after = $2 WHERE name = $1 AND after = $3::jsonb', [name, batch.to, batch.from]);
+    const moved = await tx.query('UPDATE ledger_position SET after = $2 WHERE name = $1 AND after = $3::jsonb', [
+      name,
+      batch.to,
+      batch.from,
+    ]);
     if (moved.rowCount !== 1) {
       await tx.query('ROLLBACK');
       return false;
@@ -59,7 +63,13 @@ async function write(name, batch) {
     await tx.query(
       `INSERT INTO ledger (key, n, total, sid, seq)
        SELECT * FROM unnest($1::text[], $2::integer[], $3::bigint[], $4::text[], $5::integer[])`,
-      [rows.map((o) => o.key), rows.map((o) => o.value.n), rows.map((o) => o.value.total), rows.map((o) => o.sid), rows.map((o) => o.seq)],
+      [
+        rows.map((o) => o.key),
+        rows.map((o) => o.value.n),
+        rows.map((o) => o.value.total),
+        rows.map((o) => o.sid),
+        rows.map((o) => o.seq),
+      ],
     );
     await tx.query('COMMIT');
     return true;
@@ -94,7 +104,8 @@ async function check() {
   const last = new Map();
   for (const r of rows) {
     const before = last.get(r.key) ?? { n: -1, total: 0 };
-    if (r.n <= before.n || Number(r.total) !== before.total + r.n) throw new Error(`${r.key}: row ${JSON.stringify(r)} after ${JSON.stringify(before)}`);
+    if (r.n <= before.n || Number(r.total) !== before.total + r.n)
+      throw new Error(`${r.key}: row ${JSON.stringify(r)} after ${JSON.stringify(before)}`);
     last.set(r.key, { n: r.n, total: Number(r.total) });
   }
 }

@@ -202,7 +202,9 @@ async function main() {
     c.stdout.setEncoding('utf8').on('data', (text) => (out += text));
     c.ready = new Promise((resolve) => c.stdout.on('data', () => /^ready$/m.test(out) && resolve()));
     c.lines = () => out.split('\n');
-    c.exited = new Promise((resolve) => c.once('exit', (code, signal) => resolve(exits.push(`${label} ${signal ?? `exit ${code}`}`))));
+    c.exited = new Promise((resolve) =>
+      c.once('exit', (code, signal) => resolve(exits.push(`${label} ${signal ?? `exit ${code}`}`))),
+    );
     children.set(label, c);
     return c;
   };

@@ -181,7 +181,10 @@ sessionOutputs({ client, name: fraud, group: 'alerts', claimIdle: 60_000 });
 sessionOutputs({ client: pool, schema: 'app', name: fraud, after: { 0: '1-0' }, pollInterval: 50 });
 // `after` and batches on both backends: a batch's outputs typed by the function, its positions to store.
 async function ledgerBatches(c: typeof client | pg.Pool) {
-  const reader = c instanceof pg.Pool ? sessionOutputs({ client: c, name: fraud, after: {} }) : sessionOutputs({ client: c, name: fraud, after: { 3: '5-0' } });
+  const reader =
+    c instanceof pg.Pool
+      ? sessionOutputs({ client: c, name: fraud, after: {} })
+      : sessionOutputs({ client: c, name: fraud, after: { 3: '5-0' } });
   for await (const batch of reader.batches({ max: 500 })) {
     const scores: number[] = batch.outputs.flatMap((o) => ('value' in o ? [o.value.score] : []));
     const from: Readonly<Record<number, string>> = batch.from;

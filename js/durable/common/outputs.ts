@@ -100,23 +100,32 @@ const ID = /^(\d{1,20})(?:-(\d{1,20}))?$/;
  * string; `ERR_INVALID_ARG_VALUE` for a string that is not an entry id.
  * @throws {RangeError} `ERR_OUT_OF_RANGE` for a key that is not a partition of the function.
  */
-export function afterOption(what: string, after: unknown, partitions: number): Map<number, { id: string; ms: bigint; seq: bigint }> {
+export function afterOption(
+  what: string,
+  after: unknown,
+  partitions: number,
+): Map<number, { id: string; ms: bigint; seq: bigint }> {
   const positions = new Map<number, { id: string; ms: bigint; seq: bigint }>();
   if (after === undefined) return positions;
-  const proto = after !== null && typeof after === 'object' ? Object.getPrototypeOf(after) : undefined;
+  const proto: unknown = after !== null && typeof after === 'object' ? Object.getPrototypeOf(after) : undefined;
   if (proto !== Object.prototype && proto !== null)
     throw invalidType(`${what}: options.after must be an object of partition -> output id, not ${describe(after)}`);
   for (const [key, id] of Object.entries(after as object)) {
     const partition = Number(key);
     if (String(partition) !== key)
-      throw outOfRange(`${what}: options.after has the key ${JSON.stringify(key)}: its keys must be partition numbers, 0 to ${partitions - 1}`);
+      throw outOfRange(
+        `${what}: options.after has the key ${JSON.stringify(key)}: its keys must be partition numbers, 0 to ${partitions - 1}`,
+      );
     integerOption(what, `after[${key}]`, partition, 0, partitions - 1);
-    if (typeof id !== 'string') throw invalidType(`${what}: options.after[${key}] must be an output id (a string), not ${describe(id)}`);
+    if (typeof id !== 'string')
+      throw invalidType(`${what}: options.after[${key}] must be an output id (a string), not ${describe(id)}`);
     const m = ID.exec(id);
     const ms = m === null ? -1n : BigInt(m[1]);
     const seq = m === null ? -1n : BigInt(m[2] ?? '0');
     if (m === null || ms > MAX_ID_PART || seq > MAX_ID_PART)
-      throw invalidValue(`${what}: options.after[${key}] must be an output id "<ms>-<seq>" (decimal, each below 2^64), not ${describe(id)}`);
+      throw invalidValue(
+        `${what}: options.after[${key}] must be an output id "<ms>-<seq>" (decimal, each below 2^64), not ${describe(id)}`,
+      );
     positions.set(partition, { id, ms, seq });
   }
   return positions;
@@ -147,7 +156,7 @@ export function batcher<O>(at: Map<number, string>, max: number): (items: readon
       const outputs = items.slice(i, i + max);
       const from = Object.fromEntries(at) as Record<number, string>;
       for (const item of outputs) at.set(item.partition, item.id);
-      batches.push({ outputs, from, to: Object.fromEntries(at) as Record<number, string> });
+      batches.push({ outputs, from, to: Object.fromEntries(at) });
     }
     return batches;
   };
