@@ -156,6 +156,26 @@ for (const kind of ['redis', 'postgres']) {
     assert.deepEqual(await next, { done: true, value: undefined });
   });
 
+  test(`${kind}: from 'end': the first batch is read after the ends the reader started at`, async () => {
+    const shared = shape(kind);
+    const all = await outputsOf(shared);
+    const ends = Object.fromEntries(idsByPartition(all).map((ids, p) => [p, ids.at(-1)]));
+    const reader = sessionOutputs({ ...shared, from: 'end' });
+    const first = reader.batches().next();
+    // (The reader finds the ends at its first read.)
+    await sleep(300);
+    const worker = sessionWorker(account, { ...shared, version: 'v1' });
+    await sessionProducer(shared).send('acct-0', { n: 60, amount: 1 });
+    const { value } = await first;
+    await reader[Symbol.asyncDispose]();
+    await worker.close();
+    assert.deepEqual(value.from, ends);
+    assert.deepEqual(
+      value.outputs.map((o) => [o.key, o.value.n]),
+      [['acct-0', 60]],
+    );
+  });
+
   test(`${kind}: a position a trim has passed goes on at the oldest output kept, without an error`, async () => {
     const shared = shape(kind);
     const all = await outputsOf(shared);

@@ -90,7 +90,8 @@ export function readPgOutputs<O>(options: PostgresOutputsOptions<O>, what: strin
       for (const r of rows) {
         const p = Number(r.p);
         cursors.set(p, [str(r.out_ms), str(r.out_seq)]);
-        at.set(p, `${str(r.out_ms)}-${str(r.out_seq)}`);
+        // (A partition with no output yet is read from its start, as on Redis.)
+        if (str(r.out_ms) !== '0' || str(r.out_seq) !== '0') at.set(p, `${str(r.out_ms)}-${str(r.out_seq)}`);
       }
     }
     for (const [p, { id }] of given) {
