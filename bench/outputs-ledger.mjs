@@ -14,6 +14,8 @@
 //   row committed, and the lag of each batch's last output (its commit to Redis -> its row committed) at p50/p99.
 // Prints each round and the medians, and ledger / drain (target >= 0.8). Every ledger is checked: one row per event,
 // each key's rows in the order of its events. --quick: 1 round of 20,000 events.
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { sessionOutputs, sessionProducer } from 'velo-stream/durable';
@@ -35,6 +37,30 @@ const CHILD = fileURLToPath(new URL('./redis/child.mjs', import.meta.url));
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const median = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
 const quantile = (xs, q) => [...xs].sort((x, y) => x - y)[Math.min(xs.length - 1, Math.floor(q * xs.length))];
+
+const TICK_MS = 1000 / Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
+/** CPU time (user + system) of a process so far, ms, from /proc (ticks of 10 ms: measure over seconds). */
+function cpuMs(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * TICK_MS;
+}
+/** CPU time of a process and its children now (postgres: the postmaster and its backends), ms. */
+function treeCpuMs(pid) {
+  const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
+  return children.reduce((sum, child) => {
+    try {
+      return sum + cpuMs(child);
+    } catch {
+      return sum; // (a backend that ended meanwhile)
+    }
+  }, cpuMs(pid));
+}
+/** This process' CPU time so far, ms. */
+const ownCpuMs = () => {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
+};
 
 const redis = await startRedis();
 const postgres = await startPostgres({ durable: true });
@@ -140,12 +166,20 @@ const results = [];
 for (let r = 1; r <= rounds; r++) {
   // Drain, then the ledger of what it wrote.
   const a = await backlog(`drain${r}`);
+  const workerCpu0 = cpuMs(a.worker.child.pid);
+  const redisCpu0 = cpuMs(redis.pid);
   let t0 = a.go();
   while ((await outputsInRedis(`drain${r}`)) < events) await sleep(20);
   const drainSeconds = (performance.now() - t0) / 1000;
+  const workerCpu = cpuMs(a.worker.child.pid) - workerCpu0;
+  const redisCpu = cpuMs(redis.pid) - redisCpu0;
   await a.stop();
   t0 = performance.now();
+  const readerCpu0 = ownCpuMs();
+  const postgresCpu0 = treeCpuMs(postgres.pid);
   await ledger(`drain${r}`);
+  const readerCpu = ownCpuMs() - readerCpu0;
+  const postgresCpu = treeCpuMs(postgres.pid) - postgresCpu0;
   const ledgerSeconds = (performance.now() - t0) / 1000;
   await check();
   // Live: the reader follows the worker.
@@ -159,6 +193,10 @@ for (let r = 1; r <= rounds; r++) {
   const round = {
     drain: Math.round(events / drainSeconds),
     ledger: Math.round(events / ledgerSeconds),
+    workerCpuUs: +((workerCpu * 1000) / events).toFixed(1),
+    redisCpuUs: +((redisCpu * 1000) / events).toFixed(1),
+    readerCpuUs: +((readerCpu * 1000) / events).toFixed(1),
+    postgresCpuUs: +((postgresCpu * 1000) / events).toFixed(1),
     live: Math.round(events / liveSeconds),
     lagP50: quantile(lags, 0.5),
     lagP99: quantile(lags, 0.99),
@@ -174,6 +212,8 @@ console.log(
   `\n${events.toLocaleString('en-US')} events, ${PARTITIONS} partitions, ${KEYS} keys, max ${max}, ${rounds} round(s), medians:` +
     `\ndrain (Redis worker)        ${m('drain').toLocaleString('en-US')} events/s` +
     `\nledger (outputs -> Postgres) ${m('ledger').toLocaleString('en-US')} rows/s   ledger / drain x${(m('ledger') / m('drain')).toFixed(2)}` +
+    `\nCPU per event of the drain: worker ${m('workerCpuUs')} + redis-server ${m('redisCpuUs')} µs;` +
+    ` per row of the ledger: reader ${m('readerCpuUs')} + postgres ${m('postgresCpuUs')} µs` +
     `\nlive (both at once)         ${m('live').toLocaleString('en-US')} rows/s end to end, lag p50 ${m('lagP50')} ms, p99 ${m('lagP99')} ms` +
     `\n${new Date().toISOString()}`,
 );
