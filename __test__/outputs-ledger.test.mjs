@@ -162,12 +162,16 @@ for (const kind of ['redis', 'postgres']) {
     const ends = Object.fromEntries(idsByPartition(all).map((ids, p) => [p, ids.at(-1)]));
     const reader = sessionOutputs({ ...shared, from: 'end' });
     const first = reader.batches().next();
-    // (The reader finds the ends at its first read.)
-    await sleep(300);
+    // (The reader finds the ends at its first read: give it time to connect, under load too.)
+    await sleep(1000);
     const worker = sessionWorker(account, { ...shared, version: 'v1' });
     await sessionProducer(shared).send('acct-0', { n: 60, amount: 1 });
-    const { value } = await first;
+    let timer;
+    const late = new Promise((resolve) => (timer = setTimeout(() => resolve({ value: null }), 30_000)));
+    const { value } = await Promise.race([first, late]);
+    clearTimeout(timer);
     await reader[Symbol.asyncDispose]();
+    assert.ok(value !== null, 'the new output came');
     await worker.close();
     assert.deepEqual(value.from, ends);
     assert.deepEqual(
