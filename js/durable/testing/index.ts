@@ -2,7 +2,6 @@
 // a Redis server. The worker's own partition code, sessions and streams run on an in-memory log that answers as
 // Redis does (the library's contract test holds the two together); time moves only when the test moves it. A
 // crash drops the process that owns the partitions, as kill -9 would; another takes over when its lease runs out.
-import { join } from 'node:path';
 import {
   decodeError,
   describe,
@@ -30,6 +29,7 @@ import type { WorkerStats } from '../engine/worker-types';
 import type { TestWorkerOptions } from './options';
 export type { TestWorkerOptions };
 import { Simulation, simBounds, simulate, takeoverWithin } from './simulator';
+import { JournaledAnswers, Nondeterminism } from './nondeterminism';
 import type { RunOutcome, SimRelease, SimResult } from './sim-types';
 import { checkVersions } from '../engine/versions';
 import type { SimLimits, SimProcess } from './sim-process';
@@ -169,7 +169,10 @@ export interface DeterminismReport<O> {
   readonly crashes: number;
   /** The first crash point whose run differs, if any. */
   readonly divergence?: TestDivergence<O>;
-  /** Why it failed, in words (with where the handler read the clock or a random number, if it did). */
+  /**
+   * Why it failed, in words (with where the handler read the clock or a random number, or called `fetch()`,
+   * `crypto.randomUUID()` or a `fakeModel`, outside a journaled call, if it did).
+   */
   readonly message?: string;
 }
 
@@ -527,44 +530,6 @@ export function testWorker<I = unknown, O = unknown>(fn: StreamFn<I, O>, options
   return new InMemoryWorker(fn, options);
 }
 
-/** `Date.now` and `Math.random`, replaced for a check: different in every run, and where the handler called them. */
-class Nondeterminism {
-  run = 0;
-  readonly reads: string[] = [];
-  readonly #now = Date.now;
-  readonly #random = Math.random;
-
-  install(): void {
-    const now = this.#now;
-    Date.now = () => {
-      this.#record('Date.now()');
-      return now() + this.run * DAY_MS;
-    };
-    let state = 0;
-    Math.random = () => {
-      this.#record('Math.random()');
-      state = (state * 1_103_515_245 + 12_345 + this.run) % 2 ** 31;
-      return state / 2 ** 31;
-    };
-  }
-
-  uninstall(): void {
-    Date.now = this.#now;
-    Math.random = this.#random;
-  }
-
-  /** The caller's frame, unless it is the library's own (its files are under this module's parent folder). */
-  #record(what: string): void {
-    const frame = new Error().stack?.split('\n')[3]?.trim() ?? '';
-    const read = `${what} ${frame}`;
-    if (frame.includes(LIBRARY_DIR) || this.reads.length >= 3 || this.reads.includes(read)) return;
-    this.reads.push(read);
-  }
-}
-
-/** The compiled library's folder (dist/): calls from its own files are not the handler's. */
-const LIBRARY_DIR = join(__dirname, '..', '..');
-
 /**
  * Event `i` of a check, refused as `testWorker().send` refuses it (the same key checks, encoded by the codec within
  * `maxEventBytes`), with `at` an integer ms from the start on (default the start); how far apart events may be is
@@ -633,7 +598,10 @@ function byFirstEvent<O>(result: SimResult<O>, sent: readonly { key: string }[])
  * Checks that a crash changes nothing a reader sees for these events: runs them crash-free, then once with a crash
  * right after each commit of that run (each point where the log holds a new state: outputs, a checkpoint, a
  * session's end), and compares every session's outputs. A handler that reads `Date.now()` or `Math.random()`, or
- * state outside its session, fails it: during the check both give other values in every run.
+ * state outside its session, fails it: during the check both give other values in every run. Journaled calls
+ * (`ctx.run`, `ctx.stream`) answer each run with a crash as they answered the crash-free run at the same place, so a
+ * service that answers differently on every call passes when journaled; the report names `Date.now()`,
+ * `Math.random()`, `fetch()` and `crypto.randomUUID()` called outside one.
  * @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `fn` is not a stream function.
  */
 export async function checkDeterminism<I = unknown, O = unknown>(
@@ -662,18 +630,22 @@ export async function checkDeterminism<I = unknown, O = unknown>(
     MAX_TIMER_MS,
     `from 0 to ${MAX_TIMER_MS} (ms)`,
   );
-  // Date.now and Math.random are the process's: a second check at once would save the first one's stand-ins as
-  // the originals and leave them installed for good.
+  // Date.now, Math.random, fetch, crypto.randomUUID and the journal's calls are the process's: a second check at once
+  // would save the first one's stand-ins as the originals and leave them installed for good.
   if (checking)
     throw testWorkerStateError(
-      `${what}: another check is running (one at a time: it replaces Date.now() and Math.random() while it runs)`,
+      `${what}: another check is running (one at a time: it replaces Date.now(), Math.random(), fetch() and crypto.randomUUID() while it runs)`,
     );
   const guard = new Nondeterminism();
+  // Journaled calls answer each run with a crash as the crash-free run did at the same place (nondeterminism.ts):
+  // only what the handler does outside them can differ.
+  const answers = new JournaledAnswers();
   // A run with a crash waits for the takeover (the lease to run out, and another process to notice): it gets
   // that much more time.
   const crashWithin = settleWithin + takeoverWithin(limits.leaseTtl ?? 0);
-  const run = (crashAfterCommits: number[]) =>
-    simulate<I, O>({
+  const run = (crashAfterCommits: number[]) => {
+    answers.begin(crashAfterCommits.length > 0 ? 'replay' : 'record');
+    return simulate<I, O>({
       seed: 1,
       fn: perProcess(fn),
       events: sent,
@@ -682,9 +654,12 @@ export async function checkDeterminism<I = unknown, O = unknown>(
       start,
       faults: { crashAfterCommits },
       settleWithin: crashAfterCommits.length > 0 ? crashWithin : settleWithin,
+      appended: answers.appended,
     });
+  };
   checking = true;
   guard.install();
+  answers.install();
   try {
     const calm = await run([]);
     unsettled(what, 'the crash-free run', calm, start, settleWithin, settleWithin, guard.reads);
@@ -701,10 +676,7 @@ export async function checkDeterminism<I = unknown, O = unknown>(
         const got = actual.get(name) ?? [];
         if (JSON.stringify(want) === JSON.stringify(got)) continue;
         const [key, first] = name.split('\u0000');
-        const read =
-          guard.reads.length > 0
-            ? ` It read ${guard.reads.join('; ')}: take time from the events (a timestamp they carry, or their entry ids), and no randomness.`
-            : '';
+        const read = guard.reads.length > 0 ? ` ${unjournaled(guard.reads)}` : '';
         return {
           ok: false,
           crashes: k,
@@ -719,9 +691,26 @@ export async function checkDeterminism<I = unknown, O = unknown>(
     }
     return { ok: true, crashes: calm.stats.commits };
   } finally {
+    answers.uninstall();
     guard.uninstall();
     checking = false;
   }
+}
+
+/**
+ * The advice for what the handler called outside its journaled calls (`reads`: `Date.now()`, `Math.random()`,
+ * `fetch()`, `crypto.randomUUID()`, a `fakeModel().stream()`, each with where).
+ */
+function unjournaled(reads: readonly string[]): string {
+  const clock = reads.some((read) => read.startsWith('Date.now()') || read.startsWith('Math.random()'));
+  const calls = reads.some((read) => /^(fetch|crypto\.randomUUID|fakeModel)\(\)/.test(read));
+  return (
+    `It called ${reads.join('; ')}, outside a journaled call:` +
+    (clock ? ' take time from the events (a timestamp they carry, or their entry ids), and no randomness' : '') +
+    (clock && calls ? ';' : '') +
+    (calls ? ' make a call whose answer differs (a service, an id) inside ctx.run() or ctx.stream(), which journal it' : '') +
+    '.'
+  );
 }
 
 /** Rejects a check's run that did not settle (`ERR_VELO_TEST_NOT_SETTLED`, or `ERR_VELO_TEST_STEPS`). */
@@ -756,7 +745,7 @@ function unsettled(
   );
 }
 
-/** A `checkDeterminism` is running (its stand-ins for Date.now and Math.random are installed). */
+/** A `checkDeterminism` is running (its stand-ins, nondeterminism.ts, are installed). */
 let checking = false;
 
 // The replay test before a deploy: a new handler over recorded sessions (docs/durable/replay-before-deploy.md).

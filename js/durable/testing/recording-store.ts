@@ -4,11 +4,12 @@
 // does: each override records and calls the store's own method.
 //
 // What is recorded: the calls of `PartitionLog` as the store takes them (through each process's `MemoryLog`, named
-// by its connection: `connection(id)`), the producer's `append`, and the simulator's `extendLeases` (a quiet span
-// moved over). A call a fault refused never reached the store (nothing to replay); a lost one applied (its answer
-// is recorded, though its caller never got it). Not recorded: `wait()`/`interrupt()` (wake-up hints: they change
-// nothing and answer nothing but a time to look again), and the simulator's own looks at the store for its checks
-// (`holder`, `kept`, `versions`, `outputs`, and the `lag` of `settled()`, made through `unrecorded`).
+// by its connection: `connection(id)`; `journal` as the store's `journalRecords`), the producer's `append`, and the
+// simulator's `extendLeases` (a quiet span moved over). A call a fault refused never reached the store (nothing to
+// replay); a lost one applied (its answer is recorded, though its caller never got it). Not recorded:
+// `wait()`/`interrupt()` (wake-up hints: they change nothing and answer nothing but a time to look again), and the
+// simulator's own looks at the store for its checks (`holder`, `kept`, `versions`, `outputs`, and the `lag` of
+// `settled()`, made through `unrecorded`).
 import type { Clock } from '../common/clock';
 import { type FirstWrites, MemoryStore } from '../memory/memory-store';
 import type {
@@ -17,6 +18,7 @@ import type {
   Heartbeat,
   Held,
   InputEntry,
+  JournalRecord,
   Lease,
   OutputMark,
   ReadResult,
@@ -46,7 +48,10 @@ export interface StoreOp {
   readonly answer: StoreAnswer;
 }
 
-/** A run's record: its operations in order, and what each partition's output stream and kept ends hold at its end. */
+/**
+ * A run's record: its operations in order, and what each partition's output stream, kept ends and journal hold at
+ * its end.
+ */
 export interface StoreRecord {
   readonly partitions: number;
   readonly ops: readonly StoreOp[];
@@ -54,6 +59,14 @@ export interface StoreRecord {
   readonly outputs: readonly [Buffer, Buffer[]][][];
   /** Per partition, its kept ends (checkReplay) as `[sid, value]`, by sid. */
   readonly ends: readonly [string, string][][];
+  /** Per partition, its journal records (`ctx.run`, `ctx.stream`) as `PartitionLog.journal` reads them, by sid and place. */
+  readonly journal: readonly JournalRecord[][];
+}
+
+/** Journal records by sid, then place (a hash's fields come in no order). */
+function byPlace(records: JournalRecord[]): JournalRecord[] {
+  const name = (r: JournalRecord): string => `${r.sid} ${r.at}`;
+  return records.sort((a, b) => (name(a) < name(b) ? -1 : name(a) > name(b) ? 1 : 0));
 }
 
 /** A deep copy of an argument or answer (Buffers, arrays, Maps, plain objects; errors as they are). */
@@ -86,6 +99,8 @@ export class RecordingStore extends MemoryStore {
       ops: this.#ops as StoreOp[],
       outputs: Array.from({ length: this.partitions }, (_, p) => this.outputs(p)),
       ends: Array.from({ length: this.partitions }, (_, p) => sorted(this.ends(p))),
+      // (The store's own read, not one of a process: left out of the operations.)
+      journal: this.unrecorded(() => Array.from({ length: this.partitions }, (_, p) => byPlace(this.journalRecords(p)))),
     };
   }
 
@@ -224,6 +239,9 @@ export class RecordingStore extends MemoryStore {
   }
   override snapshots(partition: number): Snapshot[] {
     return this.#op('snapshots', [partition], () => super.snapshots(partition));
+  }
+  override journalRecords(partition: number): JournalRecord[] {
+    return this.#op('journal', [partition], () => super.journalRecords(partition));
   }
   override marks(partition: number, sids: readonly string[]): Map<string, OutputMark> {
     return this.#op('marks', [partition, sids], () => super.marks(partition, sids));

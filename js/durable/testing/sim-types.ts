@@ -117,6 +117,8 @@ export interface SimOptions<I, O> {
    * Changes nothing the run does.
    */
   readonly record?: boolean;
+  /** Told each event's entry id as the run appends it (`index` in `events`): `SimResult.ids`, as they come. */
+  readonly appended?: (index: number, key: string, id: string) => void;
 }
 
 /** `SimOptions.permits`. */

@@ -634,6 +634,7 @@ export async function simulate<I, O>(options: SimOptions<I, O>): Promise<SimResu
       () => {
         ids[i] = sim.append(e.key, e.event);
         appended++;
+        options.appended?.(i, e.key, ids[i]);
       },
       Math.max(0, e.at - sim.start),
     );

@@ -1,0 +1,180 @@
+// checkDeterminism with journaled calls: a service or model that answers differently on every call passes when
+// called through ctx.run or ctx.stream (each run with a crash gets the crash-free run's answer at the same place),
+// and fails when called plainly, the report naming the call (fetch(), crypto.randomUUID(), a fakeModel's
+// stream()) with where; Date.now() and Math.random() inside a journaled body are not named. The stand-ins are gone
+// after the check.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { streamFn } from 'velo-stream';
+import { checkDeterminism, fakeModel } from 'velo-stream/testing';
+
+const start = Date.UTC(2024, 0, 1);
+const HERE = /determinism-journal\.test\.mjs:\d+/;
+
+/** Three events of one key, then one of another, a ms apart. */
+const EVENTS = [
+  ...[1, 2, 3].map((n) => ({ key: 'ada', event: { n }, at: start + n })),
+  { key: 'bob', event: { n: 4 }, at: start + 4 },
+];
+
+/** A service that answers differently on every call (a counter and a fresh id). */
+function service() {
+  let calls = 0;
+  return {
+    get calls() {
+      return calls;
+    },
+    quote: async (n) => ({ n, quote: ++calls, id: randomUUID() }),
+  };
+}
+
+test('a service that answers differently on every call passes through ctx.run, and fails called plainly', async () => {
+  const make = (journal) => {
+    const s = service();
+    return streamFn(
+      async function* (events, ctx) {
+        let seen = ctx.restored ?? 0;
+        for await (const e of events) {
+          const q = journal ? await ctx.run('quote', () => s.quote(e.n)) : await s.quote(e.n);
+          seen++;
+          yield { n: e.n, quote: q.quote, id: q.id, seen };
+          if (e.n === 2) ctx.checkpoint(seen); // a restore from here gets no call before the checkpoint's again
+        }
+      },
+      { idleTimeout: 1000 },
+    );
+  };
+  const journaled = await checkDeterminism(make(true), EVENTS);
+  assert.equal(journaled.ok, true, journaled.message);
+  assert.ok(journaled.crashes >= 4, `crash points: ${journaled.crashes}`);
+
+  const plain = await checkDeterminism(make(false), EVENTS);
+  assert.equal(plain.ok, false);
+  // The service's randomUUID is called outside a journaled call: named, where it was called.
+  assert.match(plain.message, /It called crypto\.randomUUID\(\) .*determinism-journal\.test\.mjs:\d+/);
+  assert.match(plain.message, /inside ctx\.run\(\) or ctx\.stream\(\)/);
+});
+
+test('a streamed model (fakeModel) passes through ctx.stream, and fails called plainly, named', async () => {
+  const make = (journal) => {
+    const model = fakeModel({ tokens: [2, 4] });
+    return streamFn(
+      async function* (prompts, ctx) {
+        for await (const p of prompts) {
+          const tokens = journal ? ctx.stream('model', ({ chunks }) => model.stream(`q${p.n}`, chunks)) : model.stream(`q${p.n}`);
+          for await (const t of tokens) yield { answer: t.answer, i: t.i, of: t.of };
+          yield { done: p.n };
+        }
+      },
+      { idleTimeout: 1000 },
+    );
+  };
+  const journaled = await checkDeterminism(make(true), EVENTS);
+  assert.equal(journaled.ok, true, journaled.message);
+
+  const plain = await checkDeterminism(make(false), EVENTS);
+  assert.equal(plain.ok, false);
+  assert.match(plain.message, /It called fakeModel\(\)\.stream\(\) .*determinism-journal\.test\.mjs:\d+/);
+});
+
+test('fetch() and crypto.randomUUID() outside a journaled call are named with where; inside one they pass', async () => {
+  const realFetch = globalThis.fetch;
+  let prices = 0;
+  // The test's service over HTTP: a price that changes on every call.
+  globalThis.fetch = async () => ({ json: async () => ({ price: ++prices }) });
+  try {
+    const viaFetch = (journal) =>
+      streamFn(
+        async function* (events, ctx) {
+          for await (const e of events) {
+            const ask = () => fetch('https://prices.example/now').then((r) => r.json());
+            const { price } = journal ? await ctx.run('price', ask) : await ask();
+            yield { n: e.n, price };
+          }
+        },
+        { idleTimeout: 1000 },
+      );
+    const plain = await checkDeterminism(viaFetch(false), EVENTS);
+    assert.equal(plain.ok, false);
+    assert.match(plain.message, /It called fetch\(\) .*determinism-journal\.test\.mjs:\d+/);
+    assert.doesNotMatch(plain.message, /Date\.now|Math\.random/);
+    const journaled = await checkDeterminism(viaFetch(true), EVENTS);
+    assert.equal(journaled.ok, true, journaled.message);
+  } finally {
+    globalThis.fetch = realFetch;
+  }
+
+  // crypto.randomUUID, the global Web Crypto's and node:crypto's.
+  const ids = (journal, uuid) =>
+    streamFn(
+      async function* (events, ctx) {
+        for await (const e of events) yield { n: e.n, id: journal ? await ctx.run('id', () => uuid()) : uuid() };
+      },
+      { idleTimeout: 1000 },
+    );
+  for (const uuid of [() => crypto.randomUUID(), () => randomUUID()]) {
+    const plain = await checkDeterminism(ids(false, uuid), EVENTS);
+    assert.equal(plain.ok, false);
+    assert.match(plain.message, /It called crypto\.randomUUID\(\) /);
+    assert.match(plain.message, HERE);
+    const journaled = await checkDeterminism(ids(true, uuid), EVENTS);
+    assert.equal(journaled.ok, true, journaled.message);
+  }
+});
+
+test('Date.now() and Math.random() inside a journaled body are not named; outside, they are', async () => {
+  const fn = streamFn(
+    async function* (events, ctx) {
+      for await (const e of events) {
+        const at = await ctx.run('stamp', () => ({ at: Date.now(), r: Math.random() }));
+        const stream = ctx.stream('draws', () => [Date.now(), Math.random()]);
+        const drawn = [];
+        for await (const d of stream) drawn.push(d);
+        yield { n: e.n, at, drawn, jitter: Math.random() }; // the one unjournaled draw
+      }
+    },
+    { idleTimeout: 1000 },
+  );
+  const report = await checkDeterminism(fn, EVENTS);
+  assert.equal(report.ok, false);
+  const named = report.message.slice(report.message.indexOf('It called'));
+  assert.match(named, /^It called Math\.random\(\) [^;]*determinism-journal\.test\.mjs:\d+[^;]*, outside a journaled call/);
+  assert.doesNotMatch(named, /Date\.now/);
+  assert.equal(named.match(/Math\.random/g).length, 1, named);
+});
+
+test('a journaled error is given back as the crash-free run got it; the stand-ins are gone after a check', async () => {
+  let calls = 0;
+  const fn = streamFn(
+    async function* (events, ctx) {
+      for await (const e of events) {
+        try {
+          await ctx.run('flaky', () => {
+            calls++;
+            if (calls % 2 === 1) throw Object.assign(new Error(`busy ${calls}`), { code: 'E_BUSY' });
+            return calls;
+          });
+          yield { n: e.n, ok: true };
+        } catch (error) {
+          yield { n: e.n, failed: error.code };
+        }
+      }
+    },
+    { idleTimeout: 1000 },
+  );
+  const now = Date.now;
+  const random = Math.random;
+  const fetch = globalThis.fetch;
+  const report = await checkDeterminism(fn, EVENTS);
+  assert.equal(report.ok, true, report.message);
+  assert.equal(Date.now, now);
+  assert.equal(Math.random, random);
+  assert.equal(globalThis.fetch, fetch);
+  assert.equal(Object.hasOwn(globalThis.crypto, 'randomUUID'), false);
+  // A journaled call after the check calls its body each time again (in-process: no journal).
+  const plain = streamFn(async function* (events, ctx) {
+    for await (const e of events) yield await ctx.run('one', () => e * 2);
+  });
+  assert.deepEqual(await plain.run([1, 2]), [2, 4]);
+});
