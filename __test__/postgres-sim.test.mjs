@@ -30,7 +30,13 @@ test('the pinned clock: every time of the Postgres log is the pinned one, plpgsq
     // A grant (acquire_4, plpgsql) at T for 300 ms: held at T + 300 exactly (0 left), free 1 ms past it.
     assert.deepEqual(await log.acquire(0, 'w1', 300), { partition: 0, token: 'w1:1' });
     // Entry ids are the pinned ms, the seq counting up within it (XADD's rule, as the memory store's).
-    assert.deepEqual(await appendEventsPg(pool, space, 0, [['k', 'a'], ['k', 'b']]), [`${T}-0`, `${T}-1`]);
+    assert.deepEqual(
+      await appendEventsPg(pool, space, 0, [
+        ['k', 'a'],
+        ['k', 'b'],
+      ]),
+      [`${T}-0`, `${T}-1`],
+    );
     await setClock(pool, T + 300);
     assert.deepEqual(await log.acquire(0, 'w2', 300), { holder: 'w1', left: 0 });
     assert.deepEqual(await appendEventsPg(pool, space, 0, [['k', 'c']]), [`${T + 300}-0`]);
@@ -49,7 +55,9 @@ test('the pinned clock: every time of the Postgres log is the pinned one, plpgsq
     await assert.rejects(log.commit(lease, plain), { code: 'ERR_VELO_FENCED' });
     await assert.rejects(log.commit(lease, ending), { code: 'ERR_VELO_FENCED' });
     // A pool without the path reads the server's own clock.
-    const { rows } = await postgres.pool({ max: 1 }).query(`SELECT floor(extract(epoch from clock_timestamp()) * 1000)::bigint AS now`);
+    const { rows } = await postgres
+      .pool({ max: 1 })
+      .query(`SELECT floor(extract(epoch from clock_timestamp()) * 1000)::bigint AS now`);
     assert.ok(Math.abs(Number(rows[0].now) - Date.now()) < 60_000, `the server's clock, not ${rows[0].now}`);
   } finally {
     await log.close();
@@ -70,16 +78,31 @@ const SEEDS = [
   [{ debounce: true }, range(1, 6)],
   [{ permits: true }, range(1, 6)],
   [{ versions: true, keyState: true, debounce: true, permits: true }, range(1, 12)],
+  // The journal (journaled calls to services that answer differently on every call), answers in tokens at a
+  // migration, and a pool's order: each alone and together.
+  [{ journal: true }, range(1, 4)],
+  [{ journal: true, versions: true, keyState: true }, range(1, 3)],
+  [{ versions: true, answers: true }, range(1, 4)],
+  [{ poolOrder: true }, range(1, 4)],
+  [{ journal: true, versions: true, answers: true, poolOrder: true }, range(1, 3)],
 ];
+
+/** What a flag set's seeds must have replayed (`tallyOf` of sim-on-postgres.mjs): the parts of the log it is there for. */
+const EXERCISED = { journal: ['commit with journal', 'commit with unjournal', 'journal found'] };
 
 for (const [flags, seeds] of SEEDS) {
   const named = Object.keys(flags).join(', ') || 'no flags';
   test(`simulator seeds replay on Postgres with the memory store's answers (${named})`, async () => {
     const pool = await pinnedPool();
+    const tally = {};
     for (const seed of seeds) {
-      const result = await seedOnPostgres(pool, seed, flags);
+      const result = await seedOnPostgres(pool, seed, flags, tally);
       assert.ok(result.ops > 50, `seed ${seed}: ${result.ops} operations replayed`);
       assert.deepEqual(result.differences, [], `seed ${seed} (${named}) differs on Postgres`);
+    }
+    for (const [flag, parts] of Object.entries(EXERCISED)) {
+      if (flags[flag] !== true) continue;
+      for (const part of parts) assert.ok(tally[part] > 0, `${named}: no ${part} replayed (${JSON.stringify(tally)})`);
     }
   });
 }
@@ -114,7 +137,10 @@ test('a quiet span the simulator moves over (extendLeases) replays on Postgres',
   const pool = await pinnedPool();
   for (const run of ['calm', 'faulty']) {
     const record = result.records[run];
-    assert.ok(record.ops.some((op) => op.call === 'extendLeases'), `${run}: the clock moved over the span`);
+    assert.ok(
+      record.ops.some((op) => op.call === 'extendLeases'),
+      `${run}: the clock moved over the span`,
+    );
     const replay = await replayOnPostgres(pool, record, { name: `quiet-${run}` });
     assert.equal(replay.difference, null, JSON.stringify(replay.difference));
     assert.equal(replay.ops, record.ops.length);

@@ -24,6 +24,9 @@
 // time during the replay (`performance.now()` is the operation's time): they apply as they would in a run of
 // that time.
 //
+// The journal (`ctx.run`, `ctx.stream`): a commit's `journal` and `unjournal` are applied as any commit, the `journal`
+// read of a takeover is compared, and at the end each partition's journal left is (empty once its sessions ended).
+//
 // Left out: `wait()` and `interrupt()` (wake-up hints: they change nothing, and the engine reads the log after
 // either); the simulator's own looks at the store for its checks (recording-store.ts).
 //
@@ -32,7 +35,8 @@
 // registration (a run-out one not yet removed too) lasts `by` ms longer.
 //
 // Compared as they are, but for what the logs give in no order: the answers Redis gives from a hash scan or by
-// name (`snapshots`, `openings`, `marks`, a heartbeat's `adverts`) are compared as sets (sorted by sid or worker);
+// name (`snapshots`, `openings`, `marks`, a heartbeat's `adverts`, `journal`) are compared as sets (sorted by sid,
+// worker, or a journal record's sid and place);
 // an object's property set to undefined is the property left out (the engine reads both as absent); Buffers by
 // their bytes. Lease tokens are `<worker>:<epoch>` on both logs (the epoch one up at each grant of the partition),
 // so they are compared as they are too: no token is mapped. Anything else that differs is a finding, but for two
@@ -103,6 +107,7 @@ function form(value) {
 function answerForm(call, answer) {
   if (!answer.ok) return { threw: form(answer.error instanceof Error ? answer.error : new Error(String(answer.error))) };
   if (call === 'snapshots') return { value: form([...answer.value].sort((a, b) => byName([a.sid], [b.sid]))) };
+  if (call === 'journal') return { value: form(byPlace(answer.value)) };
   if (call === 'heartbeat') {
     const { next: _, ...rest } = answer.value;
     return { value: form(rest) };
@@ -122,6 +127,11 @@ function answerForm(call, answer) {
  */
 function heartbeatNext(answer) {
   return answer.ok ? JSON.stringify(form(answer.value.next)) : '';
+}
+
+/** Journal records by sid, then place (a hash's fields, a table's rows, come in no order). */
+function byPlace(records) {
+  return [...records].sort((a, b) => byName([`${a.sid} ${a.at}`], [`${b.sid} ${b.at}`]));
 }
 
 /** A short form of an operation's arguments, for a report. */
@@ -184,6 +194,7 @@ export async function replayOnPostgres(pool, record, { name, schema = 'velo_sim'
       case 'snapshots':
       case 'openings':
       case 'marks':
+      case 'journal':
         // (The store takes a partition where a PgLog takes the lease.)
         return logOf(by)[call](leaseOf(by, args[0]), ...args.slice(1));
       default:
@@ -216,7 +227,8 @@ export async function replayOnPostgres(pool, record, { name, schema = 'velo_sim'
       const memory = answerForm(op.call, op.answer);
       const postgres = answerForm(op.call, answer);
       if (op.call === 'heartbeat' && answer.ok) {
-        const known = JSON.stringify(memory) !== JSON.stringify(postgres) && cappedGone(op, op.answer.value, answer.value, capped);
+        const known =
+          JSON.stringify(memory) !== JSON.stringify(postgres) && cappedGone(op, op.answer.value, answer.value, capped);
         if (known) capGone++;
         else if (heartbeatNext(op.answer) !== heartbeatNext(answer)) nextDiffers++;
         const { rows } = await pool.query(`SELECT until_ms FROM ${space.S}.workers WHERE fn = $1 AND worker = $2`, [
@@ -230,7 +242,10 @@ export async function replayOnPostgres(pool, record, { name, schema = 'velo_sim'
         if (known || JSON.stringify(memory) === JSON.stringify(postgres)) continue;
       }
       if (JSON.stringify(memory) !== JSON.stringify(postgres)) {
-        if (op.call === 'openings' && (await staleOpenings(pool, space, record.partitions, op, leaseOf(op.by, op.args[0]), memory))) {
+        if (
+          op.call === 'openings' &&
+          (await staleOpenings(pool, space, record.partitions, op, leaseOf(op.by, op.args[0]), memory))
+        ) {
           staleOpeningsCount++;
           continue;
         }
@@ -239,12 +254,23 @@ export async function replayOnPostgres(pool, record, { name, schema = 'velo_sim'
       }
     }
     if (difference === null) {
-      // What readers see at the end: each partition's outputs and kept ends.
+      // What readers see at the end: each partition's outputs and kept ends, and the journal left (none once its
+      // sessions ended).
+      const reader = logOf('end');
       for (let p = 0; p < record.partitions && difference === null; p++) {
-        const memory = { outputs: form(record.outputs[p]), ends: form(record.ends[p]) };
-        const postgres = { outputs: form(await outputEntriesPg(pool, space, p)), ends: form(await endsPg(pool, space, p)) };
+        const memory = { outputs: form(record.outputs[p]), ends: form(record.ends[p]), journal: form(record.journal[p]) };
+        const postgres = {
+          outputs: form(await outputEntriesPg(pool, space, p)),
+          ends: form(await endsPg(pool, space, p)),
+          journal: form(byPlace(await reader.journal({ partition: p, token: '' }))),
+        };
         if (JSON.stringify(memory) !== JSON.stringify(postgres))
-          difference = { index: -1, op: { call: `the outputs and ends of p${p} at the end`, args: [], by: '', at }, memory, postgres };
+          difference = {
+            index: -1,
+            op: { call: `the outputs, ends and journal of p${p} at the end`, args: [], by: '', at },
+            memory,
+            postgres,
+          };
       }
     }
   } finally {
@@ -265,11 +291,10 @@ export async function replayOnPostgres(pool, record, { name, schema = 'velo_sim'
  * writes are fenced; the replay goes on.
  */
 async function staleOpenings(pool, space, partitions, op, lease, memory) {
-  const { rows } = await pool.query(`SELECT token = $3 AND until_ms >= ${NOW} AS live FROM ${space.S}.leases WHERE fn = $1 AND p = $2`, [
-    space.fn,
-    lease.partition,
-    lease.token,
-  ]);
+  const { rows } = await pool.query(
+    `SELECT token = $3 AND until_ms >= ${NOW} AS live FROM ${space.S}.leases WHERE fn = $1 AND p = $2`,
+    [space.fn, lease.partition, lease.token],
+  );
   if (rows[0]?.live !== false) return false;
   const fresh = new PgLog(pool, space, partitions, { listen: false });
   try {
@@ -292,7 +317,7 @@ function tallyOf(tally, op) {
   if (!op.answer.ok) add(`${op.call} threw ${op.answer.error?.code ?? op.answer.error?.name}`);
   if (op.call === 'commit') {
     const c = op.args[1];
-    for (const part of ['outputs', 'acks', 'checkpoints', 'ended', 'kept', 'opened'])
+    for (const part of ['outputs', 'acks', 'checkpoints', 'ended', 'kept', 'opened', 'journal', 'unjournal'])
       if ((c[part]?.length ?? 0) > 0) add(`commit with ${part}`);
     if (c.check === true) add('commit with check');
     if (op.answer.ok && op.answer.value.diverged.length > 0) add('commit diverged');
@@ -303,6 +328,7 @@ function tallyOf(tally, op) {
   if (op.call === 'heartbeat' && op.args[3] !== undefined && op.args[3].version !== '') add('heartbeat with advert');
   if (op.call === 'acquire' && op.answer.ok && op.answer.value.refused !== undefined) add('acquire refused');
   if (op.call === 'keyState' && op.answer.ok && op.answer.value !== null) add('keyState found');
+  if (op.call === 'journal' && op.answer.ok && op.answer.value.length > 0) add('journal found');
   if (op.call === 'read' && op.args[1] !== '>') add('read pending');
 }
 
@@ -352,5 +378,15 @@ export async function seedOnPostgres(pool, seed, flags = {}, tally = {}) {
     staleOpeningsCount += replay.staleOpenings;
     if (replay.difference !== null) differences.push(describeDifference(`seed ${seed} ${run} run`, replay.difference));
   }
-  return { seed, ok: differences.length === 0, simOk: result.ok, problems: result.problems, ops, nextDiffers, capGone, staleOpenings: staleOpeningsCount, differences };
+  return {
+    seed,
+    ok: differences.length === 0,
+    simOk: result.ok,
+    problems: result.problems,
+    ops,
+    nextDiffers,
+    capGone,
+    staleOpenings: staleOpeningsCount,
+    differences,
+  };
 }
