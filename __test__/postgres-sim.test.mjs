@@ -67,8 +67,9 @@ test('the pinned clock: every time of the Postgres log is the pinned one, plpgsq
 /**
  * The seeds replayed, per flag set: none, each of the simulator's flags alone, all of them (a minute or two here).
  * Not picked for passing: `npm run sim -- --postgres` ran seeds 1-1400 with all flags, 1-200 with all and
- * --hostile-migrate --release-debounce, 1-300 with none and --held-batches 1: every one with the memory store's
- * answers, but for the two known differences (CONTRIBUTING.md has the command).
+ * --hostile-migrate --release-debounce, 1-300 with none and --held-batches 1, 1-200 with --journal, and 1-200 with
+ * --journal --versions --answers --pool-order: every one with the memory store's answers, but for the two known
+ * differences (CONTRIBUTING.md has the command).
  */
 const range = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 const SEEDS = [
