@@ -178,3 +178,44 @@ test('version 7 (the journal table) keeps the workers version 6 kept: applied wh
     ['fn', 'p', 'sid', 'at'],
   );
 });
+
+test('version 9 (a commit that journals in one statement: commit_9) keeps the workers version 8 kept: applied while a version 8 worker is registered, which goes on being granted partitions and committing with commit_8', async () => {
+  const schema = 'velo_v8';
+  await migrate(pool(), schema, 8);
+  await pool().query(`INSERT INTO ${schema}.leases (fn, p) VALUES ('f', 0), ('f', 1)`);
+  await pool().query(`INSERT INTO ${schema}.groups (fn, p) VALUES ('f', 0), ('f', 1)`);
+  await pool().query(`INSERT INTO ${schema}.workers (fn, worker, until_ms, advert) VALUES ('f', 'v8-1', $1, '')`, [
+    Date.now() + 60_000,
+  ]);
+  const functions = async () =>
+    (
+      await pool().query(
+        `SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+          WHERE n.nspname = $1 AND p.proname LIKE 'commit\\_%' ORDER BY p.proname`,
+        [schema],
+      )
+    ).rows.map((r) => r.proname);
+  assert.deepEqual(await functions(), ['commit_4', 'commit_8'], 'no commit_9 at version 8');
+  assert.equal(await migrate(pool(), schema, 9), 9);
+  const { rows } = await pool().query(`SELECT version, keeps FROM ${schema}.migrations WHERE version = 9`);
+  assert.deepEqual(rows, [{ version: 9, keeps: 3 }]);
+  assert.deepEqual(await functions(), ['commit_4', 'commit_8', 'commit_9']);
+  for (const [p, version] of [
+    [0, 8],
+    [1, 3],
+  ]) {
+    const grant = await pool().query(`SELECT o_kind, o_token FROM ${schema}.acquire_4('f', $1, 'old', 60000, ARRAY['*'], false, $2)`, [
+      p,
+      version,
+    ]);
+    assert.equal(grant.rows[0].o_kind, 'granted', `a version ${version} worker`);
+    if (version !== 8) continue;
+    // A version 8 worker's commit (an empty one, with a serial) still applies through commit_8.
+    const e = Array(12).fill(`'{}'`).join(', ');
+    const done = await pool().query(
+      `SELECT r_ok, r_wrote FROM ${schema}.commit_8('f', 0, $1, '1', false, 0, ${e}, 1, '{}', '{}', '{}', '{}')`,
+      [grant.rows[0].o_token],
+    );
+    assert.deepEqual(done.rows, [{ r_ok: true, r_wrote: true }]);
+  }
+});

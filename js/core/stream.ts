@@ -384,8 +384,22 @@ class HandlerContext implements StreamContext {
     }
     return this.#stream[kCancelTimer](key);
   }
+  /** What its journaled calls need of it: made at its first call, then the same (a call per event makes none). */
+  #site: CallSite | null = null;
   #callSite(): CallSite {
-    return { id: this.id, signal: this.signal, nextCall: () => ++this.#calls };
+    if (this.#site !== null) return this.#site;
+    // (Getters: its id and signal as the context gives them at each call.)
+    const id = (): string => this.id;
+    const signal = (): AbortSignal => this.signal;
+    return (this.#site = {
+      get id() {
+        return id();
+      },
+      get signal() {
+        return signal();
+      },
+      nextCall: () => ++this.#calls,
+    });
   }
   run<T>(name: string, body: (call: JournalCall) => T | PromiseLike<T>): Promise<T> {
     return runCall(this.#stream[kHooks], this.#callSite(), name, body) as Promise<T>;
