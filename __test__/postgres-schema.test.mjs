@@ -49,16 +49,23 @@ test('a worker of this release on a version 2 schema with older workers register
 
   const shared = { pool: pool(), schema, name, partitions: 1 };
   const errors = [];
-  const worker = postgresWorker(totals({ idleTimeout: 0 }), { ...shared, leaseTtl: 1000, onError: (error) => errors.push(error) });
+  const worker = postgresWorker(totals({ idleTimeout: 0 }), {
+    ...shared,
+    leaseTtl: 1000,
+    onError: (error) => errors.push(error),
+  });
   const producer = postgresProducer(shared);
   try {
     await until(() => errors.length > 0, 'the refusal');
     assert.equal(errors[0].code, 'ERR_VELO_SCHEMA_VERSION');
-    assert.deepEqual({ found: errors[0].found, expected: errors[0].expected, live: errors[0].live }, {
-      found: 2,
-      expected: SCHEMA_VERSION,
-      live: [`old-1 (${name})`],
-    });
+    assert.deepEqual(
+      { found: errors[0].found, expected: errors[0].expected, live: errors[0].live },
+      {
+        found: 2,
+        expected: SCHEMA_VERSION,
+        live: [`old-1 (${name})`],
+      },
+    );
     assert.match(errors[0].message, /workers of an older release run on it: old-1 \(totals\).*stop them first.*#upgrading/s);
     // (A producer's SendError, nothing written, with the refusal as its cause.)
     await assert.rejects(producer.send('k', { n: 3 }), (error) => {
@@ -136,7 +143,10 @@ test('version 5 (the fleet limiter tables) keeps the workers version 4 kept: app
     [0, 4],
     [1, 3],
   ]) {
-    const grant = await pool().query(`SELECT o_kind FROM ${schema}.acquire_4('f', $1, 'old', 1000, ARRAY['*'], false, $2)`, [p, version]);
+    const grant = await pool().query(`SELECT o_kind FROM ${schema}.acquire_4('f', $1, 'old', 1000, ARRAY['*'], false, $2)`, [
+      p,
+      version,
+    ]);
     assert.equal(grant.rows[0].o_kind, 'granted', `a version ${version} worker`);
   }
   const tables = await pool().query(
@@ -204,10 +214,10 @@ test('version 9 (a commit that journals in one statement: commit_9) keeps the wo
     [0, 8],
     [1, 3],
   ]) {
-    const grant = await pool().query(`SELECT o_kind, o_token FROM ${schema}.acquire_4('f', $1, 'old', 60000, ARRAY['*'], false, $2)`, [
-      p,
-      version,
-    ]);
+    const grant = await pool().query(
+      `SELECT o_kind, o_token FROM ${schema}.acquire_4('f', $1, 'old', 60000, ARRAY['*'], false, $2)`,
+      [p, version],
+    );
     assert.equal(grant.rows[0].o_kind, 'granted', `a version ${version} worker`);
     if (version !== 8) continue;
     // A version 8 worker's commit (an empty one, with a serial) still applies through commit_8.

@@ -14,7 +14,7 @@ useRedis();
 /** A stored entry's records as `<at>:<name>=<payload>` (the values here are ASCII: a byte is a character). */
 function records(value) {
   const found = [];
-  for (let i = 0; i < value.length; ) {
+  for (let i = 0; i < value.length;) {
     const nl = value.indexOf('\n', i);
     const [at, size, ...name] = value.slice(i + 1, nl).split(' ');
     const end = nl + 1 + Number(size);

@@ -404,7 +404,15 @@ export function contractTests(list) {
       await call(
         'a replay: some at or below the marks, some above, a session going back',
         log.commit(lease, {
-          outputs: [out(a, 3, 'x'), out(a, 4, 'x'), out(b, 3, 'x'), out(b, 4, 'b4'), out(b, 5, 'b5'), out(c, 8, 'x'), out(c, 11, 'c11')],
+          outputs: [
+            out(a, 3, 'x'),
+            out(a, 4, 'x'),
+            out(b, 3, 'x'),
+            out(b, 4, 'b4'),
+            out(b, 5, 'b5'),
+            out(c, 8, 'x'),
+            out(c, 11, 'c11'),
+          ],
           acks: [],
           ended: [],
           serial: 2,
@@ -766,7 +774,7 @@ export function contractTests(list) {
     });
   });
 
-  test('journal: entries a commit writes (a session\'s records of the commit as one) are read back exactly, per partition; unjournal forgets them (also one written in the same commit); a retry and a fenced commit write and forget nothing', async () => {
+  test("journal: entries a commit writes (a session's records of the commit as one) are read back exactly, per partition; unjournal forgets them (also one written in the same commit); a retry and a fenced commit write and forget nothing", async () => {
     const record = await contract(async (side, call) => {
       const { log } = side;
       const [e1, e2] = await side.append(0, [ev('a', 1), ev('k y', 2)]);
@@ -787,7 +795,16 @@ export function contractTests(list) {
           .journal(l)
           .then((found) =>
             found
-              .map((e) => [e.sid, ...e.records.map((r) => [r.at, r.kind, r.name, Buffer.isBuffer(r.payload), Buffer.from(r.payload).toString('hex')])])
+              .map((e) => [
+                e.sid,
+                ...e.records.map((r) => [
+                  r.at,
+                  r.kind,
+                  r.name,
+                  Buffer.isBuffer(r.payload),
+                  Buffer.from(r.payload).toString('hex'),
+                ]),
+              ])
               .sort(([s1, [a1]], [s2, [a2]]) => (s1 !== s2 ? (s1 < s2 ? -1 : 1) : a1 < a2 ? -1 : a1 > a2 ? 1 : 0)),
           );
       const none = { outputs: [], acks: [], ended: [] };
@@ -849,7 +866,12 @@ export function contractTests(list) {
       await call('release', log.release(lease));
       await call(
         'fenced commit',
-        log.commit(lease, { ...none, journal: [{ sid: a, records: [rec('7', 'v', 'llm', 'late')] }], unjournal: [`${a} 4`], serial: 4 }),
+        log.commit(lease, {
+          ...none,
+          journal: [{ sid: a, records: [rec('7', 'v', 'llm', 'late')] }],
+          unjournal: [`${a} 4`],
+          serial: 4,
+        }),
       );
       const next = await call('acquire again', log.acquire(0, 'w2', 10_000));
       await call('nothing of the fenced commit', journal(next));

@@ -131,7 +131,14 @@ export class Journal {
    * Nothing once the session's signal aborted: it is being cancelled (a hand-off, a stop), and what its calls answer
    * then (an AbortError, a stream cut short) is not their answer; the next owner calls again.
    */
-  #record(call: number, at: string, kind: JournalRecord['kind'], name: string, payload: Buffer | string, signal: AbortSignal): void {
+  #record(
+    call: number,
+    at: string,
+    kind: JournalRecord['kind'],
+    name: string,
+    payload: Buffer | string,
+    signal: AbortSignal,
+  ): void {
     if (call <= this.#covered || signal.aborted) return;
     const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
     const limit = this.host.maxJournalBytes;
@@ -169,7 +176,14 @@ export class Journal {
       this.#whatName = name;
       this.#what = `result of journaled call ${JSON.stringify(name)}`;
     }
-    this.#record(call, String(call), 'v', name, encodeChecked(this.host.codec, result, this.host.maxEventBytes, this.#what, this.sid), signal);
+    this.#record(
+      call,
+      String(call),
+      'v',
+      name,
+      encodeChecked(this.host.codec, result, this.host.maxEventBytes, this.#what, this.sid),
+      signal,
+    );
     return result;
   }
 

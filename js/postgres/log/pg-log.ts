@@ -627,8 +627,7 @@ export class PgLog implements PartitionLog {
   async commit(lease: Lease, commit: Commit): Promise<CommitResult> {
     this.#openingsRead.delete(lease.partition);
     // (A commit that journals too: commit_9 takes its entries.)
-    if (inOne(commit))
-      return this.#commitInOne({ ...lease, partition: this.#part(lease.partition) }, commit);
+    if (inOne(commit)) return this.#commitInOne({ ...lease, partition: this.#part(lease.partition) }, commit);
     // The marks the commit needs (its outputs' sessions and the ended ones) come with the fence: one round trip.
     const sids = [...new Set([...commit.outputs.map((o) => o.sid), ...commit.ended])];
     return this.#owned(
