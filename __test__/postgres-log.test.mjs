@@ -95,7 +95,10 @@ test('a stale owner racing a takeover: none of its commits lands after the new o
   assert.ok(fencedCount > 0, 'the old owner was fenced');
   assert.ok(landed.length > 0, 'the old owner committed while it held the lease');
   // Every commit that landed had begun before the grant returned; the output stream has them before the new owner's.
-  assert.ok(Math.max(...landed) <= taken, `a commit of the old owner landed after the takeover (${Math.max(...landed)} > ${taken})`);
+  assert.ok(
+    Math.max(...landed) <= taken,
+    `a commit of the old owner landed after the takeover (${Math.max(...landed)} > ${taken})`,
+  );
   const { rows } = await pool().query(`SELECT oseq FROM ${space.S}.outputs WHERE fn = $1 ORDER BY ms, seq`, [space.fn]);
   assert.deepEqual(
     rows.map((r) => Number(r.oseq)),
@@ -177,6 +180,56 @@ test('wait: woken by NOTIFY long before its poll; an entry whose NOTIFY was lost
   await pollOnly.close();
 });
 
+test('wait after a read that took all there was: no statement until a NOTIFY or the poll; one heard since looks at once', async () => {
+  const p = postgres.pool({ max: 4 });
+  const statements = [];
+  const query = p.query.bind(p);
+  p.query = (config, values) => {
+    statements.push(typeof config === 'string' ? config : config.text);
+    return query(config, values);
+  };
+  const errors = [];
+  const space = await preparePg(p, SCHEMA, fresh('fn'), 1);
+  const log = new PgLog(p, space, 1, { pollInterval: 60_000, onError: (e) => errors.push(e) });
+  const lease = await log.acquire(0, 'w1', 60_000);
+  const tail = async () => {
+    const read = await log.read(lease, '>', 100);
+    return read.entries.length > 0 ? read.entries.at(-1).id : read.tail;
+  };
+  await appendEventsPg(p, space, 0, [ev('a', 1)]);
+  // The first wait subscribes (LISTEN); it looks at once (no read of the partition yet) and finds the entry.
+  assert.deepEqual(await log.wait(new Map([[0, '0-0']]), 60_000), [0]);
+  await sleep(200);
+  // A read that took all there was, then a wait: nothing is asked of the server until the append's NOTIFY.
+  let at = await tail();
+  let count = statements.length;
+  const quiet = log.wait(new Map([[0, at]]), 60_000);
+  assert.equal(await within(quiet, 300), false, 'nothing to find');
+  assert.deepEqual(statements.slice(count), [], 'no statement sent by the wait');
+  await appendEventsPg(p, space, 0, [ev('a', 2)]);
+  assert.deepEqual(await quiet, [0]);
+  // An append whose NOTIFY came between the read and the wait: the wait looks at once (its poll is a minute away).
+  at = await tail();
+  await appendEventsPg(p, space, 0, [ev('a', 3)]);
+  await sleep(200);
+  count = statements.length;
+  assert.deepEqual(await log.wait(new Map([[0, at]]), 60_000), [0]);
+  assert.equal(statements.length, count + 1, 'one look');
+  // The LISTEN connection lost after the read: an append meanwhile notifies no one, and the wait looks at once.
+  at = await tail();
+  const admin = postgres.pool({ max: 1 });
+  await admin.query(
+    `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN %' AND pid <> pg_backend_pid()`,
+  );
+  await admin.end();
+  for (let i = 0; i < 100 && errors.length === 0; i++) await sleep(20);
+  assert.ok(errors.length > 0, 'the lost connection reported');
+  await appendEventsPg(p, space, 0, [ev('a', 4)]);
+  assert.deepEqual(await log.wait(new Map([[0, at]]), 60_000), [0]);
+  await log.close();
+  await p.end();
+});
+
 test('migrations: applied once, also by workers starting together; a schema of a newer release is refused', async () => {
   const schema = 'velo_migrate';
   await Promise.all(Array.from({ length: 4 }, () => preparePg(pool(), schema, 'f', 4)));
@@ -217,9 +270,12 @@ test('bad input gets stable codes', async () => {
   assert.throws(() => new PgLog(pool(), space, 2, { pollInterval: 0 }), { code: 'ERR_OUT_OF_RANGE' });
   assert.throws(() => new PgLog(pool(), space, 2, { listen: 'yes' }), { code: 'ERR_INVALID_ARG_TYPE' });
   await assert.rejects(log.wake(lease, 'a', 'a@1-0', 1, Number.NaN, 'p'), { code: 'ERR_OUT_OF_RANGE' });
-  await assert.rejects(log.commit(lease, { outputs: [], acks: [], ended: [], kept: [{ key: 'a', sid: 'a@1-0', state: '' }], retention: -5 }), {
-    code: 'ERR_OUT_OF_RANGE',
-  });
+  await assert.rejects(
+    log.commit(lease, { outputs: [], acks: [], ended: [], kept: [{ key: 'a', sid: 'a@1-0', state: '' }], retention: -5 }),
+    {
+      code: 'ERR_OUT_OF_RANGE',
+    },
+  );
   // An id past the largest bigint reads as it (idBefore makes one): the order still holds.
   assert.deepEqual((await log.read(lease, '0-18446744073709551615', 10)).entries, []);
   await log.close();

@@ -179,6 +179,22 @@ void [onRedis, onPostgres];
 sessionProducer({ client, name: fraud, maxLag: 1000 });
 sessionOutputs({ client, name: fraud, group: 'alerts', claimIdle: 60_000 });
 sessionOutputs({ client: pool, schema: 'app', name: fraud, after: { 0: '1-0' }, pollInterval: 50 });
+// `after` and batches on both backends: a batch's outputs typed by the function, its positions to store.
+async function ledgerBatches(c: typeof client | pg.Pool) {
+  const reader =
+    c instanceof pg.Pool
+      ? sessionOutputs({ client: c, name: fraud, after: {} })
+      : sessionOutputs({ client: c, name: fraud, after: { 3: '5-0' } });
+  for await (const batch of reader.batches({ max: 500 })) {
+    const scores: number[] = batch.outputs.flatMap((o) => ('value' in o ? [o.value.score] : []));
+    const from: Readonly<Record<number, string>> = batch.from;
+    const to: Readonly<Record<number, string>> = batch.to;
+    void [scores, from, to];
+  }
+  // @ts-expect-error max is a number
+  reader.batches({ max: '5' });
+}
+void ledgerBatches;
 sessionWorker(ledger, {
   client: pool,
   schema: 'app',
@@ -212,8 +228,10 @@ fleetLimiter({ client, name: 'api', concurrency: 1, whenRedisFails: 'local' });
 
 // @ts-expect-error maxLag is a Redis producer's: a pg.Pool takes none
 sessionProducer({ client: pool, name: fraud, maxLag: 5 });
-// @ts-expect-error after is a Postgres reader's (Redis has consumer groups)
-sessionOutputs({ client, name: fraud, after: {} });
+// @ts-expect-error pollInterval is a Postgres reader's (Redis blocks in its reads)
+sessionOutputs({ client, name: fraud, pollInterval: 50 });
+// @ts-expect-error group is a Redis reader's
+sessionOutputs({ client: pool, name: fraud, group: 'g' });
 // @ts-expect-error listen is a Postgres worker's
 sessionWorker(fraudScorer, { client, name: fraud, listen: false });
 

@@ -166,8 +166,11 @@ export function sessionProducer<I = unknown>(options: ProducerOptions<I>): Produ
 
 /**
  * The outputs of the function `options.name`, from every partition, as an async iterable (per key in order; across
- * partitions interleaved). On Redis a `group` shares them among its consumers; on Postgres a reader keeps its own
- * position (`after`).
+ * partitions interleaved), or in batches with the positions to keep (`batches()`). A reader keeps its own position
+ * (`after`, on both backends); on Redis a `group` may keep it instead, sharing the outputs among its consumers.
+ * @throws {TypeError} `ERR_INVALID_ARG_TYPE` for an `after` that is not a plain object or holds an id that is not a
+ * string; `ERR_INVALID_ARG_VALUE` for an id that is not an entry id, or `after` with a `group`.
+ * @throws {RangeError} `ERR_OUT_OF_RANGE` for an `after` key that is not a partition number of the function.
  */
 export function sessionOutputs<O = unknown>(options: OutputsOptions<O>): Outputs<O> {
   const what = 'sessionOutputs()';
@@ -332,7 +335,7 @@ export type {
   WhenBackendFails,
 } from '../durable/common/clients';
 export type { FunctionName, ShapeOptions } from '../durable/common/shape';
-export type { HandlerFailure, OutputItem } from '../durable/common/outputs';
+export type { HandlerFailure, OutputBatch, OutputBatchOptions, OutputItem } from '../durable/common/outputs';
 export type { KeyOutput, KeyReadOptions, SessionEndInfo } from '../durable/common/key-reader';
 export type { KeyNdjsonOptions, KeySseOptions } from '../durable/common/key-http';
 export type { KeyState } from '../durable/common/stored';

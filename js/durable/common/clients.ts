@@ -5,7 +5,7 @@ import type { AcquireOptions, LimitSettings, Limiter, LimiterOptions, LimiterSta
 import type { VersionStatus } from '../rules/versions';
 import type { DrainedOptions } from './drained';
 import type { KeyOutput } from './key-reader';
-import type { OutputItem } from './outputs';
+import type { OutputBatch, OutputBatchOptions, OutputItem } from './outputs';
 import type { KeyState } from './stored';
 
 /** Appends events for a distributed stream function; see `sessionProducer`. */
@@ -38,6 +38,17 @@ export interface Producer<I> {
 
 /** What `sessionOutputs` returns: its outputs as an async iterable, and a disposer for `await using`. */
 export interface Outputs<O = unknown> extends AsyncIterable<OutputItem<O>>, AsyncDisposable {
+  /**
+   * The same outputs in batches: each batch is what the reader has at hand (at most `max`, without waiting for more),
+   * with the positions before (`from`) and after (`to`) it. Write a batch and store its `to` in one transaction of
+   * yours, guarded by `from` (docs/durable/outputs.md): each output then lands once, in order per key. Each call is
+   * a loop of its own, from the reader's start (`from`, `after`). Reads without a consumer `group` only: a group keeps
+   * its own position.
+   * @throws {RangeError} `ERR_OUT_OF_RANGE` for a `max` that is not an integer from 1 to 100,000.
+   * @throws {TypeError} `ERR_INVALID_ARG_TYPE` for options that are not an object; `ERR_INVALID_ARG_VALUE` on a reader
+   * with a `group`.
+   */
+  batches(options?: OutputBatchOptions): AsyncIterableIterator<OutputBatch<O>>;
   /** Ends every loop over these outputs, and resolves once they have ended. A loop started after it ends at once. Idempotent. */
   [Symbol.asyncDispose](): Promise<void>;
 }

@@ -5,7 +5,7 @@
 import type { Outputs } from '../../durable/common/clients';
 import { describe, invalidType, invalidValue } from '../../errors';
 import { integerOption } from '../../validate';
-import type { OutputItem } from '../../durable/common/outputs';
+import { type OutputBatch, type OutputItem, afterOption, batchMax, batcher } from '../../durable/common/outputs';
 import { idParts, run, str } from '../log/sql';
 import { type PoolKey, type PostgresOptions, resolvePgOptions } from './options';
 import { retriedOnConnection } from './retry';
@@ -18,7 +18,10 @@ export interface PostgresOutputsOptions<O = unknown> extends PostgresOptions<O>,
 export interface PostgresOutputsOnly {
   /** Where to start: `'start'` (default: every stored output) or `'end'` (only outputs committed after the first read). */
   from?: 'start' | 'end';
-  /** Where to resume, by partition: the id of the last output handled there (`item.id`); overrides `from` for those partitions. */
+  /**
+   * Where to resume, by partition: the id of the last output handled there (`item.id`, or a batch's `to`); overrides
+   * `from` for those partitions.
+   */
   after?: Readonly<Record<number, string>>;
   /** Outputs per partition per read. Default 256. */
   count?: number;
@@ -45,21 +48,14 @@ export function postgresOutputs<O = unknown>(options: PostgresOutputsOptions<O>)
 /** `postgresOutputs` for the entry point `what` (named in its errors), its pool in the option `poolKey`. */
 export function readPgOutputs<O>(options: PostgresOutputsOptions<O>, what: string, poolKey: PoolKey): PostgresOutputs<O> {
   const o = resolvePgOptions(options, what, ['from', 'after', 'count', 'pollInterval', 'signal'], poolKey);
-  const { from = 'start', after = {}, count = 256, pollInterval = 100, signal } = options;
+  const { from = 'start', after, count = 256, pollInterval = 100, signal } = options;
   if (from !== 'start' && from !== 'end')
     throw invalidValue(`${what}: options.from must be 'start' or 'end', not ${describe(from)}`);
-  if (after === null || typeof after !== 'object')
-    throw invalidType(`${what}: options.after must be an object, not ${describe(after)}`);
+  const given = afterOption(what, after, o.partitions);
   integerOption(what, 'count', count, 1, 100_000);
   integerOption(what, 'pollInterval', pollInterval, 1, 60_000, 'from 1 to 60000 (ms)');
   if (signal !== undefined && !(signal instanceof AbortSignal))
     throw invalidType(`${what}: options.signal must be an AbortSignal, not ${describe(signal)}`);
-  const given = new Map<number, [string, string]>();
-  for (const [p, id] of Object.entries(after)) {
-    const partition = Number(p);
-    integerOption(what, `after[${p}]`, partition, 0, o.partitions - 1);
-    given.set(partition, idParts(id));
-  }
   const disposed = new AbortController();
   const { S, fn } = o.space;
   const ps = Array.from({ length: o.partitions }, (_, p) => p);
@@ -78,7 +74,11 @@ export function readPgOutputs<O>(options: PostgresOutputsOptions<O>, what: strin
       signal?.addEventListener('abort', done);
     });
 
-  async function* read(): AsyncGenerator<OutputItem<O>> {
+  /**
+   * Every read's outputs, in order per partition. `at` gets the positions the reading starts from (partition -> id:
+   * `after` as given, or from `'end'` the ends), before the first read.
+   */
+  async function* rounds(at: Map<number, string>): AsyncGenerator<OutputItem<O>[]> {
     if (stopped()) return;
     // A lost connection (the server restarting) is retried: the reading goes on from the same positions.
     const stop = signal === undefined ? disposed.signal : AbortSignal.any([disposed.signal, signal]);
@@ -87,11 +87,19 @@ export function readPgOutputs<O>(options: PostgresOutputsOptions<O>, what: strin
     const cursors = new Map<number, [string, string]>();
     if (from === 'end') {
       const { rows } = await retried(() => run(o.pool, `SELECT p, out_ms, out_seq FROM ${S}.groups WHERE fn = $1`, [fn]));
-      for (const r of rows) cursors.set(Number(r.p), [str(r.out_ms), str(r.out_seq)]);
+      for (const r of rows) {
+        const p = Number(r.p);
+        cursors.set(p, [str(r.out_ms), str(r.out_seq)]);
+        // (A partition with no output yet is read from its start, as on Redis.)
+        if (str(r.out_ms) !== '0' || str(r.out_seq) !== '0') at.set(p, `${str(r.out_ms)}-${str(r.out_seq)}`);
+      }
     }
-    for (const [p, id] of given) cursors.set(p, id);
+    for (const [p, { id }] of given) {
+      cursors.set(p, idParts(id));
+      at.set(p, id);
+    }
     while (!stopped()) {
-      const at = ps.map((p) => cursors.get(p) ?? ['0', '0']);
+      const now = ps.map((p) => cursors.get(p) ?? ['0', '0']);
       const { rows } = await retried(() =>
         run(
           o.pool,
@@ -101,25 +109,46 @@ export function readPgOutputs<O>(options: PostgresOutputsOptions<O>, what: strin
                                 WHERE o.fn = $1 AND o.p = c.p AND (o.ms, o.seq) > (c.ms, c.seq)
                                 ORDER BY o.ms, o.seq LIMIT $5) x
           ORDER BY c.p, x.ms, x.seq`,
-          [fn, ps, at.map((x) => x[0]), at.map((x) => x[1]), count],
+          [fn, ps, now.map((x) => x[0]), now.map((x) => x[1]), count],
         ),
       );
       if (rows.length === 0) {
         await pause(pollInterval);
         continue;
       }
+      const items: OutputItem<O>[] = [];
       for (const r of rows) {
-        if (stopped()) return;
         const p = Number(r.p);
         cursors.set(p, [str(r.ms), str(r.seq)]);
-        yield rowItem(o.codec, p, r);
+        items.push(rowItem(o.codec, p, r));
+      }
+      yield items;
+    }
+  }
+
+  async function* read(): AsyncGenerator<OutputItem<O>> {
+    for await (const items of rounds(new Map())) {
+      for (const item of items) {
+        if (stopped()) return;
+        yield item;
       }
     }
   }
 
-  async function* iterate(): AsyncGenerator<OutputItem<O>> {
+  async function* batches(max: number): AsyncGenerator<OutputBatch<O>> {
+    const at = new Map<number, string>();
+    const cut = batcher<O>(at, max);
+    for await (const items of rounds(at)) {
+      for (const batch of cut(items)) {
+        if (stopped()) return;
+        yield batch;
+      }
+    }
+  }
+
+  async function* iterate<T>(loop: AsyncGenerator<T>): AsyncGenerator<T> {
     try {
-      yield* read();
+      yield* loop;
     } catch (error) {
       // (A read given up at a dispose or an abort, while the server was away, ends the loop quietly.)
       if (!stopped()) throw error;
@@ -127,7 +156,8 @@ export function readPgOutputs<O>(options: PostgresOutputsOptions<O>, what: strin
   }
 
   return {
-    [Symbol.asyncIterator]: () => iterate(),
+    [Symbol.asyncIterator]: () => iterate(read()),
+    batches: (batchOptions) => iterate(batches(batchMax(what, batchOptions))),
     [Symbol.asyncDispose]: () => {
       disposed.abort();
       return Promise.resolve();

@@ -198,6 +198,8 @@ export class PgLog implements PartitionLog {
   readonly #fn: string;
   readonly #channel: string;
   readonly #waiter: Waiter;
+  /** Per partition, the waiter's mark taken before its last read of new entries (`Waiter.quiet`). */
+  readonly #readMarks = new Map<number, string | null>();
   readonly #pollInterval: number;
   readonly #effects: CommitEffects | undefined;
   readonly #idle: number;
@@ -422,11 +424,14 @@ export class PgLog implements PartitionLog {
       throw outOfRange(`A read's count must be a positive integer, not ${describe(count)}`);
     // (At most READ_ROWS entries a read, and the statement that locks returns a bounded result: read.ts.)
     if (this.#closed) throw workerClosedError();
+    const mark = from === '>' ? this.#waiter.mark(p) : null;
+    this.#readMarks.delete(p);
     const found =
       from === '>'
         ? await readNew(this.#pool, S, fn, p, lease.token, count)
         : await readPending(this.#pool, S, fn, p, lease.token, idKey(idParts(from)), count);
     if (!found.ok) throw new FencedError(p, READ_FENCED);
+    this.#readMarks.set(p, mark);
     return { entries: found.entries, tail: found.tail };
   }
 
@@ -726,7 +731,9 @@ export class PgLog implements PartitionLog {
       );
       return rows.map((r) => Number(r.p));
     };
-    return this.#waiter.wait(new Set(ps), ms, this.#pollInterval, check);
+    // A wait right after a read that found all there was (the engine's idle partitions) need not look at once.
+    const now = ps.some((p) => !this.#waiter.quiet(p, this.#readMarks.get(p)));
+    return this.#waiter.wait(new Set(ps), ms, this.#pollInterval, now, check);
   }
 
   interrupt(): Promise<void> {

@@ -1,6 +1,8 @@
 // Waiting for input on Postgres: LISTEN on the function's channel is only a hint (a NOTIFY sent before the LISTEN
-// began never arrives, and LISTEN does not work behind a transaction-mode pooler), so every wait also polls: it
-// looks at once, at each notification for one of its partitions, and every `pollInterval` ms.
+// began never arrives, and LISTEN does not work behind a transaction-mode pooler), so every wait also polls every
+// `pollInterval` ms. A notification for one of a wait's partitions ends it with that partition. A wait looks at once
+// unless each of its partitions is `quiet`: read since a mark (`mark`) taken while the connection LISTENed, with no
+// notification for it since on that connection (an entry committed after the read's snapshot notifies after it).
 import { createHash } from 'node:crypto';
 import { type PgClientLike, type PgPoolLike, connectWatched } from './sql';
 
@@ -8,6 +10,9 @@ import { type PgClientLike, type PgPoolLike, connectWatched } from './sql';
 export function channelOf(schema: string, fn: string): string {
   return `velo_${createHash('sha1').update(`${schema}\0${fn}`).digest('hex').slice(0, 32)}`;
 }
+
+/** LISTEN connections taken in this process (a mark names the one it was taken on: notifications are per connection). */
+let connections = 0;
 
 /** A subscriber of a pool's LISTEN connection: its channel's notifications, and the connection's errors. */
 export interface Listening {
@@ -31,6 +36,8 @@ export class PoolListener {
   #chain: Promise<void> = Promise.resolve();
   /** A sync is queued and not started: another is not needed. */
   #queued = false;
+  /** The connection LISTENing now, as a number no other connection of the process had (`connections`). */
+  #connection = 0;
 
   constructor(pool: PgPoolLike) {
     this.#pool = pool;
@@ -53,6 +60,11 @@ export class PoolListener {
     client.removeListener('notification', this.#onNotification);
     client.removeListener('error', this.#onClientError);
     client.release(error);
+  }
+
+  /** The connection `channel` is LISTENed on now (a count of connections), or null while it is not. */
+  listening(channel: string): number | null {
+    return this.#client !== null && this.#listened.has(channel) ? this.#connection : null;
   }
 
   add(sub: Listening): void {
@@ -92,6 +104,7 @@ export class PoolListener {
       if (client === null) {
         // (Its wait for the pool reported as every call's is: sql.ts, connectWatched.)
         client = await connectWatched(this.#pool);
+        this.#connection = ++connections;
         client.on('notification', this.#onNotification);
         client.on('error', this.#onClientError);
         this.#client = client;
@@ -141,6 +154,8 @@ export class Waiter {
   #closed = false;
   /** Each pending wait's wake-up: called with the partition of a notification, or undefined (interrupt, close). */
   readonly #waits = new Set<(partition: number | undefined) => void>();
+  /** Notifications heard per partition. */
+  readonly #heard = new Map<number, number>();
 
   constructor(pool: PgPoolLike, channel: string | null, onError: (error: Error) => void) {
     this.#pool = pool;
@@ -156,6 +171,7 @@ export class Waiter {
         channel: this.#channel,
         notify: (payload) => {
           const p = Number(payload);
+          this.#heard.set(p, (this.#heard.get(p) ?? 0) + 1);
           for (const wake of [...this.#waits]) wake(p);
         },
         onError: (error) => {
@@ -171,10 +187,31 @@ export class Waiter {
   }
 
   /**
-   * Resolves with what `check` finds (a non-empty list) or [] after `ms` (0: never), or at `interrupt()`. `check` runs
-   * at once, at each notification for one of `partitions`, and every `pollInterval` ms.
+   * Taken before a read of `partition`'s new entries is sent: `quiet(partition, mark)` later says whether a
+   * notification for it may have come since (null: none can be told, the connection does not LISTEN now).
    */
-  wait(partitions: ReadonlySet<number>, ms: number, pollInterval: number, check: () => Promise<number[]>): Promise<number[]> {
+  mark(partition: number): string | null {
+    const connection = this.#channel === null || this.#closed ? null : (this.#listener?.listening(this.#channel) ?? null);
+    return connection === null ? null : `${connection}/${this.#heard.get(partition) ?? 0}`;
+  }
+
+  /** No entry can have been committed in `partition` after the read that took `mark` (see the file's head). */
+  quiet(partition: number, mark: string | null | undefined): boolean {
+    return mark != null && mark === this.mark(partition);
+  }
+
+  /**
+   * Resolves with what `check` finds (a non-empty list), with the partition of a notification for one of
+   * `partitions`, or with [] after `ms` (0: never) or at `interrupt()`. `check` runs every `pollInterval` ms, and at
+   * once if `now`.
+   */
+  wait(
+    partitions: ReadonlySet<number>,
+    ms: number,
+    pollInterval: number,
+    now: boolean,
+    check: () => Promise<number[]>,
+  ): Promise<number[]> {
     this.#listen();
     return new Promise<number[]>((resolve, reject) => {
       let done = false;
@@ -213,12 +250,12 @@ export class Waiter {
       };
       const wake = (p: number | undefined) => {
         if (p === undefined) finish([]);
-        else if (partitions.has(p)) look();
+        else if (partitions.has(p)) finish([p]);
       };
       this.#waits.add(wake);
       const poll = setInterval(look, pollInterval);
       const deadline = ms > 0 ? setTimeout(() => finish([]), ms) : null;
-      look();
+      if (now) look();
     });
   }
 

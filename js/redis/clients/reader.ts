@@ -2,7 +2,7 @@
 import type { Outputs } from '../../durable/common/clients';
 import { RedisConnectionError, describe, invalidType, invalidValue } from '../../errors';
 import { integerOption } from '../../validate';
-import { type OutputItem, outputItem } from '../../durable/common/outputs';
+import { type OutputBatch, type OutputItem, afterOption, batchMax, batcher, outputItem } from '../../durable/common/outputs';
 import type { RedisName } from '../log/name';
 import { type RedisOptions, callTimeoutOption, resolveOptions } from '../log/options';
 import { type RedisClientLike, type StreamEntries, readStreams, send, settlesWithin } from '../log/connection';
@@ -19,6 +19,11 @@ export interface RedisOutputsOptions<O = unknown> extends RedisOptions<O>, Redis
 export interface RedisOutputsOnly {
   /** Where to start without a group: `'start'` (the default, every stored output) or `'end'` (only new ones). With a group: where the group starts when it is created. */
   from?: 'start' | 'end';
+  /**
+   * Where to resume without a group, by partition: the id of the last output handled there (`item.id`, or a batch's
+   * `to`); overrides `from` for those partitions.
+   */
+  after?: Readonly<Record<number, string>>;
   /** A consumer group: each output goes to one consumer of the group, and is acked when the iteration moves past it. */
   group?: string;
   /** This reader's consumer name in `group`: after a restart it gets back what it had read but not moved past. Default `'reader'`. */
@@ -173,11 +178,14 @@ export function redisOutputs<O = unknown>(options: RedisOutputsOptions<O>): Redi
 
 /** `redisOutputs` for the entry point `what` (named in its errors). */
 export function readOutputs<O>(options: RedisOutputsOptions<O>, what: string): RedisOutputs<O> {
-  const o = resolveOptions(options, what, ['from', 'group', 'consumer', 'claimIdle', 'count', 'signal', 'callTimeout']);
-  const { from = 'start', group, consumer = 'reader', claimIdle, count = 256, signal: given } = options;
+  const o = resolveOptions(options, what, ['from', 'after', 'group', 'consumer', 'claimIdle', 'count', 'signal', 'callTimeout']);
+  const { from = 'start', after, group, consumer = 'reader', claimIdle, count = 256, signal: given } = options;
   const callTimeout = callTimeoutOption(what, options.callTimeout);
   if (from !== 'start' && from !== 'end')
     throw invalidValue(`${what}: options.from must be 'start' or 'end', not ${describe(from)}`);
+  const resumeAt = afterOption(what, after, o.partitions);
+  if (after !== undefined && group !== undefined)
+    throw invalidValue(`${what}: options.after needs no options.group (a group keeps its own position)`);
   if (group !== undefined) checkGroupName(what, 'group', group);
   checkGroupName(what, 'consumer', consumer);
   checkClaimIdle(what, claimIdle);
@@ -188,14 +196,15 @@ export function readOutputs<O>(options: RedisOutputsOptions<O>, what: string): R
     throw invalidType(`${what}: options.signal must be an AbortSignal, not ${describe(given)}`);
   // `Symbol.asyncDispose` aborts each loop's own signal (also aborted by the caller's) and returns its iterator.
   let disposed = false;
-  const loops = new Set<{ stop: AbortController; iterator: WeakRef<AsyncGenerator<OutputItem<O>>> }>();
+  const loops = new Set<{ stop: AbortController; iterator: WeakRef<AsyncGenerator<OutputItem<O> | OutputBatch<O>>> }>();
   const names = Array.from({ length: o.partitions }, (_, p) => o.keys.output(p));
   const partitionOf = new Map(names.map((name, p) => [name, p]));
 
   const item = (name: string, id: Buffer, list: unknown) =>
     outputItem(o.codec, partitionOf.get(name) as number, id, list) as OutputItem<O>;
 
-  async function* read(held: Held, stop: AbortController): AsyncGenerator<OutputItem<O>> {
+  /** The outputs one by one, or with `max`, in batches of at most `max` (without a group). */
+  async function* read(held: Held, stop: AbortController, max?: number): AsyncGenerator<OutputItem<O> | OutputBatch<O>> {
     const signal = stop.signal;
     const stopped = () => stop.abort(given?.reason);
     if (given?.aborted) stopped();
@@ -308,6 +317,14 @@ export function readOutputs<O>(options: RedisOutputsOptions<O>, what: string): R
         );
         positions.push(...last.map((r) => (Array.isArray(r) && r.length > 0 ? String((r[0] as [Buffer])[0]) : '0-0')));
       } else positions.push(...names.map(() => '0-0'));
+      // Where the batches start: the ends found from 'end', then `after` as given (read on after its id, in full).
+      const at = new Map<number, string>();
+      if (group === undefined && from === 'end') positions.forEach((id, p) => id !== '0-0' && at.set(p, id));
+      for (const [p, { id, ms, seq }] of resumeAt) {
+        positions[p] = `${ms}-${seq}`;
+        at.set(p, id);
+      }
+      const cut = max === undefined ? null : batcher<O>(at, max);
 
       let replaying = group !== undefined;
       const sweep = claimSweep(names, group as string, consumer, claimIdle, count);
@@ -368,6 +385,23 @@ export function readOutputs<O>(options: RedisOutputsOptions<O>, what: string): R
           },
         ).finally(() => (reading = false));
         let got = 0;
+        if (cut !== null) {
+          // Batches (no group: nothing to ack): this read's outputs, cut at `max`.
+          const items: OutputItem<O>[] = [];
+          for (const [name, entries] of streams) {
+            const p = partitionOf.get(name) as number;
+            for (const [id, list] of entries) {
+              positions[p] = id.toString();
+              const next = item(name, id, list);
+              if (next !== null) items.push(next);
+            }
+          }
+          for (const batch of cut(items)) {
+            yield batch;
+            if (signal?.aborted) return;
+          }
+          continue;
+        }
         for (const [name, entries] of streams) {
           const p = partitionOf.get(name) as number;
           for (const [id, list] of entries) {
@@ -403,18 +437,27 @@ export function readOutputs<O>(options: RedisOutputsOptions<O>, what: string): R
     }
   }
 
+  /** A loop over the outputs (or in batches of `max`), ended by the disposer. */
+  const loop = (max?: number) => {
+    const held: Held = { client: null, closed: new AbortController(), flush: () => {}, acking: new Set(), callTimeout };
+    const stop = new AbortController();
+    if (disposed) stop.abort();
+    const iterator = read(held, stop, max);
+    // (Held weakly: an iterator dropped without return() is still collected, and closed by `abandoned`.)
+    const entry = { stop, iterator: new WeakRef(iterator) };
+    loops.add(entry);
+    held.closed.signal.addEventListener('abort', () => loops.delete(entry), { once: true });
+    abandoned.register(iterator, held, held);
+    return iterator;
+  };
+
   return {
-    [Symbol.asyncIterator]() {
-      const held: Held = { client: null, closed: new AbortController(), flush: () => {}, acking: new Set(), callTimeout };
-      const stop = new AbortController();
-      if (disposed) stop.abort();
-      const iterator = read(held, stop);
-      // (Held weakly: an iterator dropped without return() is still collected, and closed by `abandoned`.)
-      const loop = { stop, iterator: new WeakRef(iterator) };
-      loops.add(loop);
-      held.closed.signal.addEventListener('abort', () => loops.delete(loop), { once: true });
-      abandoned.register(iterator, held, held);
-      return iterator;
+    [Symbol.asyncIterator]: () => loop() as AsyncGenerator<OutputItem<O>>,
+    batches(batchOptions) {
+      const max = batchMax(what, batchOptions);
+      if (group !== undefined)
+        throw invalidValue(`${what}.batches(): reads from positions you keep (options.after), not with options.group`);
+      return loop(max) as AsyncGenerator<OutputBatch<O>>;
     },
     async [Symbol.asyncDispose]() {
       disposed = true;
