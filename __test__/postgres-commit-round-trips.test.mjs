@@ -62,8 +62,15 @@ async function setUp(p, options) {
   await log.read(lease, '>', 10);
   const a = `a@${e1}`;
   const b = `b@${e2}`;
-  // Session a opens (its opening kept), writes an output and a checkpoint; session b writes its output and ends.
+  // Session a opens (its opening kept), writes an output, a checkpoint and its journal entry (two calls); session b
+  // writes its output and a journal entry, and ends (its entry forgotten in the same commit).
+  const rec = (at, payload) => ({ at, kind: 'v', name: 'svc', payload });
   const commit = {
+    journal: [
+      { sid: a, records: [rec('1', 'r1'), rec('2', 'r2')] },
+      { sid: b, records: [rec('1', 'b1')] },
+    ],
+    unjournal: [`${b} 1`],
     outputs: [
       { sid: a, seq: 1, key: 'a', payload: Buffer.from('A1') },
       { sid: b, seq: 1, key: 'b', payload: Buffer.from('B1') },
@@ -79,7 +86,7 @@ async function setUp(p, options) {
   return { space, log, lease, commit, a, b };
 }
 
-test('a commit without effects is one statement; with effects BEGIN, one statement, the effects, COMMIT', async () => {
+test('a commit without effects is one statement, its journal entries too; with effects BEGIN, one statement, the effects, COMMIT', async () => {
   const p = loggingPool();
   const plain = await setUp(p, {});
   p.statements.length = 0;
@@ -89,6 +96,12 @@ test('a commit without effects is one statement; with effects BEGIN, one stateme
     p.statements.map(([where]) => where),
     ['pool'],
     `one statement: ${JSON.stringify(p.statements)}`,
+  );
+  // (Its journal in the same statement: a's entry kept, b's forgotten.)
+  const journal = await plain.log.journal(plain.lease);
+  assert.deepEqual(
+    journal.map((e) => [e.sid, e.records.map((r) => `${r.at}=${r.payload}`).join(' ')]),
+    [[plain.a, '1=r1 2=r2']],
   );
   await plain.log.close();
 
@@ -107,7 +120,7 @@ test('a commit without effects is one statement; with effects BEGIN, one stateme
   // velo-stream's statements: BEGIN (and its idle limit: none yet), the commit's one statement, then only the effects
   // (their SELECT 1), then COMMIT.
   assert.deepEqual(kinds, ['BEGIN', 'SELECT', 'effects', 'SELECT', 'COMMIT'], JSON.stringify(p.statements));
-  assert.match(p.statements[1][1], /commit_8/);
+  assert.match(p.statements[1][1], /commit_9/);
   // The commit applied as a whole: b forgotten, a's opening kept, the outputs' ids returned.
   assert.equal(result.ids.length, 2);
   assert.ok(result.ids.every((id) => typeof id === 'string'));

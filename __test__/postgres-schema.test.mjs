@@ -49,16 +49,23 @@ test('a worker of this release on a version 2 schema with older workers register
 
   const shared = { pool: pool(), schema, name, partitions: 1 };
   const errors = [];
-  const worker = postgresWorker(totals({ idleTimeout: 0 }), { ...shared, leaseTtl: 1000, onError: (error) => errors.push(error) });
+  const worker = postgresWorker(totals({ idleTimeout: 0 }), {
+    ...shared,
+    leaseTtl: 1000,
+    onError: (error) => errors.push(error),
+  });
   const producer = postgresProducer(shared);
   try {
     await until(() => errors.length > 0, 'the refusal');
     assert.equal(errors[0].code, 'ERR_VELO_SCHEMA_VERSION');
-    assert.deepEqual({ found: errors[0].found, expected: errors[0].expected, live: errors[0].live }, {
-      found: 2,
-      expected: SCHEMA_VERSION,
-      live: [`old-1 (${name})`],
-    });
+    assert.deepEqual(
+      { found: errors[0].found, expected: errors[0].expected, live: errors[0].live },
+      {
+        found: 2,
+        expected: SCHEMA_VERSION,
+        live: [`old-1 (${name})`],
+      },
+    );
     assert.match(errors[0].message, /workers of an older release run on it: old-1 \(totals\).*stop them first.*#upgrading/s);
     // (A producer's SendError, nothing written, with the refusal as its cause.)
     await assert.rejects(producer.send('k', { n: 3 }), (error) => {
@@ -136,7 +143,10 @@ test('version 5 (the fleet limiter tables) keeps the workers version 4 kept: app
     [0, 4],
     [1, 3],
   ]) {
-    const grant = await pool().query(`SELECT o_kind FROM ${schema}.acquire_4('f', $1, 'old', 1000, ARRAY['*'], false, $2)`, [p, version]);
+    const grant = await pool().query(`SELECT o_kind FROM ${schema}.acquire_4('f', $1, 'old', 1000, ARRAY['*'], false, $2)`, [
+      p,
+      version,
+    ]);
     assert.equal(grant.rows[0].o_kind, 'granted', `a version ${version} worker`);
   }
   const tables = await pool().query(
@@ -177,4 +187,45 @@ test('version 7 (the journal table) keeps the workers version 6 kept: applied wh
     key.rows.map((r) => r.attname),
     ['fn', 'p', 'sid', 'at'],
   );
+});
+
+test('version 9 (a commit that journals in one statement: commit_9) keeps the workers version 8 kept: applied while a version 8 worker is registered, which goes on being granted partitions and committing with commit_8', async () => {
+  const schema = 'velo_v8';
+  await migrate(pool(), schema, 8);
+  await pool().query(`INSERT INTO ${schema}.leases (fn, p) VALUES ('f', 0), ('f', 1)`);
+  await pool().query(`INSERT INTO ${schema}.groups (fn, p) VALUES ('f', 0), ('f', 1)`);
+  await pool().query(`INSERT INTO ${schema}.workers (fn, worker, until_ms, advert) VALUES ('f', 'v8-1', $1, '')`, [
+    Date.now() + 60_000,
+  ]);
+  const functions = async () =>
+    (
+      await pool().query(
+        `SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+          WHERE n.nspname = $1 AND p.proname LIKE 'commit\\_%' ORDER BY p.proname`,
+        [schema],
+      )
+    ).rows.map((r) => r.proname);
+  assert.deepEqual(await functions(), ['commit_4', 'commit_8'], 'no commit_9 at version 8');
+  assert.equal(await migrate(pool(), schema, 9), 9);
+  const { rows } = await pool().query(`SELECT version, keeps FROM ${schema}.migrations WHERE version = 9`);
+  assert.deepEqual(rows, [{ version: 9, keeps: 3 }]);
+  assert.deepEqual(await functions(), ['commit_4', 'commit_8', 'commit_9']);
+  for (const [p, version] of [
+    [0, 8],
+    [1, 3],
+  ]) {
+    const grant = await pool().query(
+      `SELECT o_kind, o_token FROM ${schema}.acquire_4('f', $1, 'old', 60000, ARRAY['*'], false, $2)`,
+      [p, version],
+    );
+    assert.equal(grant.rows[0].o_kind, 'granted', `a version ${version} worker`);
+    if (version !== 8) continue;
+    // A version 8 worker's commit (an empty one, with a serial) still applies through commit_8.
+    const e = Array(12).fill(`'{}'`).join(', ');
+    const done = await pool().query(
+      `SELECT r_ok, r_wrote FROM ${schema}.commit_8('f', 0, $1, '1', false, 0, ${e}, 1, '{}', '{}', '{}', '{}')`,
+      [grant.rows[0].o_token],
+    );
+    assert.deepEqual(done.rows, [{ r_ok: true, r_wrote: true }]);
+  }
 });

@@ -327,6 +327,22 @@ class HandlerInput<I> implements AsyncIterableIterator<I> {
   }
 }
 
+/** A context's `CallSite`: its id and signal as the context gives them at each call (a class: one shape, fast getters). */
+class ContextSite implements CallSite {
+  readonly #ctx: StreamContext;
+  readonly nextCall: () => number;
+  constructor(ctx: StreamContext, nextCall: () => number) {
+    this.#ctx = ctx;
+    this.nextCall = nextCall;
+  }
+  get id(): string {
+    return this.#ctx.id;
+  }
+  get signal(): AbortSignal {
+    return this.#ctx.signal;
+  }
+}
+
 class HandlerContext implements StreamContext {
   readonly #stream: HandlerStream<unknown, unknown>;
   /** In-process journaled calls made (their keys' places). */
@@ -384,8 +400,10 @@ class HandlerContext implements StreamContext {
     }
     return this.#stream[kCancelTimer](key);
   }
+  /** What its journaled calls need of it: made at its first call, then the same (a call per event makes none). */
+  #site: ContextSite | null = null;
   #callSite(): CallSite {
-    return { id: this.id, signal: this.signal, nextCall: () => ++this.#calls };
+    return (this.#site ??= new ContextSite(this, () => ++this.#calls));
   }
   run<T>(name: string, body: (call: JournalCall) => T | PromiseLike<T>): Promise<T> {
     return runCall(this.#stream[kHooks], this.#callSite(), name, body) as Promise<T>;

@@ -2,6 +2,7 @@
 // by the Redis log (redis-log.ts) and the in-memory one (memory-log.ts) alike, so the two cannot parse apart.
 import { NO_VERSION } from '../rules/versions';
 import type {
+  JournalEntry,
   JournalRecord,
   InputEntry,
   KeptState,
@@ -120,30 +121,58 @@ export function parseSnapshot(sid: string, value: Buffer): Snapshot {
   };
 }
 
-/** A journal record's field, `<sid> <at>` (a sid has no space: its key may, so the last space splits them). */
+/** A journal entry's field, `<sid> <at>` (`at`: its first record's; a sid has no space, its key may: the last splits). */
 export function journalField(sid: string, at: string): string {
   return `${sid} ${at}`;
 }
 
-/** A journal record's value as stored: its kind, its call's name and a newline, then its payload. */
-export function journalValue(r: JournalRecord): Buffer | string {
-  const head = `${r.kind}${r.name}\n`;
-  return typeof r.payload === 'string' ? head + r.payload : Buffer.concat([Buffer.from(head), r.payload]);
+/**
+ * A journal entry's value as stored: its records in order, each a header line `<kind><at> <bytes> <name>` (`bytes`:
+ * its payload's length) and then its payload. One string when every payload is one (the common case: the JSON
+ * codec), else bytes.
+ */
+export function journalValue(entry: JournalEntry): Buffer | string {
+  const records = entry.records;
+  let text = '';
+  let i = 0;
+  for (; i < records.length; i++) {
+    const r = records[i];
+    if (typeof r.payload !== 'string') break;
+    text += `${r.kind}${r.at} ${Buffer.byteLength(r.payload)} ${r.name}\n${r.payload}`;
+  }
+  if (i === records.length) return text;
+  const parts: Buffer[] = [Buffer.from(text)];
+  for (; i < records.length; i++) {
+    const r = records[i];
+    const payload = typeof r.payload === 'string' ? Buffer.from(r.payload) : r.payload;
+    parts.push(Buffer.from(`${r.kind}${r.at} ${payload.length} ${r.name}\n`), payload);
+  }
+  return Buffer.concat(parts);
 }
 
-/** A journal record read back (`field`, `value` as stored), or undefined for one that cannot be read. */
-export function parseJournal(field: string, value: Buffer): JournalRecord | undefined {
+/**
+ * A journal entry read back (`field`, `value` as stored), or undefined for one that cannot be read (whole: a
+ * replay then calls again from its first record's place, as if it had not been written).
+ */
+export function parseJournal(field: string, value: Buffer): JournalEntry | undefined {
   const space = field.lastIndexOf(' ');
-  const nl = value.indexOf(10);
-  const kind = String.fromCharCode(value[0] ?? 0);
-  if (space <= 0 || nl < 1 || (kind !== 'v' && kind !== 'e' && kind !== 'x')) return undefined;
-  return {
-    sid: field.slice(0, space),
-    at: field.slice(space + 1),
-    kind,
-    name: value.subarray(1, nl).toString(),
-    payload: value.subarray(nl + 1),
-  };
+  if (space <= 0) return undefined;
+  const records: JournalRecord[] = [];
+  let i = 0;
+  while (i < value.length) {
+    const kind = String.fromCharCode(value[i]);
+    const nl = value.indexOf(10, i);
+    if (nl < 0 || (kind !== 'v' && kind !== 'e' && kind !== 'x')) return undefined;
+    const head = value.toString('utf8', i + 1, nl);
+    const s1 = head.indexOf(' ');
+    const s2 = s1 < 0 ? -1 : head.indexOf(' ', s1 + 1);
+    const size = s2 < 0 ? NaN : Number(head.slice(s1 + 1, s2));
+    if (s1 <= 0 || !Number.isSafeInteger(size) || size < 0 || nl + 1 + size > value.length) return undefined;
+    records.push({ at: head.slice(0, s1), kind, name: head.slice(s2 + 1), payload: value.subarray(nl + 1, nl + 1 + size) });
+    i = nl + 1 + size;
+  }
+  if (records.length === 0 || records[0].at !== field.slice(space + 1)) return undefined;
+  return { sid: field.slice(0, space), records };
 }
 
 /**

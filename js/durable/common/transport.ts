@@ -171,11 +171,10 @@ export interface StoredKeyState {
 
 /**
  * One record of a session's journal (`ctx.run`, `ctx.stream`): a call's result or error, a streamed call's chunk, or
- * its end. Written in the fenced commit that carries the outputs made after it; read by a new owner, whose replay of
- * the session gets it back instead of calling again.
+ * its end. Written in the fenced commit that carries the outputs made after it (in its session's `JournalEntry`);
+ * read by a new owner, whose replay of the session gets it back instead of calling again.
  */
 export interface JournalRecord {
-  readonly sid: string;
   /**
    * Its place in the session's journal: `<n>` for the result of the session's n-th journaled call (1, 2, ...),
    * `<n>.<i>` for chunk i (0, 1, ...) of a streamed call, `<n>.end` for that stream's end.
@@ -186,6 +185,16 @@ export interface JournalRecord {
   /** The call's name, as the handler gave it: a replay that asks another name at this place is told. */
   readonly name: string;
   readonly payload: Buffer | string;
+}
+
+/**
+ * A session's journal records of one commit, in the order they were made, stored as one (a hash field, a row) named
+ * `<sid> <at>` by its first record's place: a commit writes one per session that journaled, however many calls it
+ * made. Never empty. It is forgotten whole: by the checkpoint that covers its last call, or with its session's end.
+ */
+export interface JournalEntry {
+  readonly sid: string;
+  readonly records: readonly JournalRecord[];
 }
 
 /** What the owner of a partition commits in one fenced step: outputs, then checkpoints, then acks, then forgets ended sessions. */
@@ -205,11 +214,14 @@ export interface Commit {
   readonly retention?: number;
   /** What sessions of this commit that are not ended opened with, for those not written before (kept once per sid). */
   readonly opened?: readonly SessionOpening[];
-  /** Journal records to keep (written before this commit's outputs: a record is never behind what depends on it). */
-  readonly journal?: readonly JournalRecord[];
   /**
-   * Journal records to forget, as `<sid> <at>`: those a checkpoint of this commit covers, and those of sessions it
-   * ends. (After the writes: a record written and covered in one commit is not kept.)
+   * Journal entries to keep, at most one per session (written before this commit's outputs: a record is never behind
+   * what depends on it).
+   */
+  readonly journal?: readonly JournalEntry[];
+  /**
+   * Journal entries to forget, as `<sid> <at>` (`at`: its first record's place): those a checkpoint of this commit
+   * covers, and those of sessions it ends. (After the writes: an entry written and forgotten in one commit is not kept.)
    */
   readonly unjournal?: readonly string[];
   /** With `check`: each ended session's last output seq (0: none), in the order of `ended`. */
@@ -335,8 +347,8 @@ export interface PartitionLog {
   keyState(partition: number, key: string): Promise<StoredKeyState | null>;
   /** The checkpoints of the partition's live sessions (unfenced: what the owner does with them is fenced). */
   snapshots(lease: Lease): Promise<Snapshot[]>;
-  /** The journal records of the partition's live sessions (unfenced: a read at a takeover). */
-  journal(lease: Lease): Promise<JournalRecord[]>;
+  /** The journal entries of the partition's live sessions (unfenced: a read at a takeover). */
+  journal(lease: Lease): Promise<JournalEntry[]>;
   /** What the partition's live sessions opened with (those that wrote anything), by sid (unfenced: a read). */
   openings(lease: Lease): Promise<Map<string, SessionOpening>>;
   /** The high-water marks of these live sessions, by sid (those with none left out; unfenced: a read). */

@@ -7,9 +7,15 @@
 // is recorded at `<n>` (a result or an error), or, streamed, at `<n>.<i>` per chunk and `<n>.end` at its end. A
 // checkpoint covers the calls before it: their records are forgotten in its commit, and a restore from it asks
 // no call before `calls + 1`. An ended session's records are all forgotten in the commit that ends it.
+//
+// Entries: a session's records of one commit are stored as one (`JournalEntry`: a hash field, a row), which the
+// log writes and forgets whole: per call, a commit costs a record's bytes, not a field or a row of its own. An
+// entry is queued on the outbox with its first record, and the records after it join it until a commit takes it
+// (`Segment.take`) or a checkpoint call cuts it (`cut`): an entry never holds calls both before and after a
+// checkpoint, so the checkpoint's commit forgets exactly the entries it covers.
 import type { Codec } from '../common/codec';
 import { encodeChecked } from '../common/codec';
-import type { JournalRecord } from '../common/transport';
+import type { JournalEntry, JournalRecord } from '../common/transport';
 import { journalField } from '../common/stored';
 import { JournalDivergedError, JournalTooLargeError, decodeError, describe, invalidType } from '../../errors';
 
@@ -28,6 +34,32 @@ export interface JournalHost {
 function callOf(at: string): number {
   const dot = at.indexOf('.');
   return Number(dot < 0 ? at : at.slice(0, dot));
+}
+
+/**
+ * A session's entry: queued on the outbox (once, with its first record) while `open`; its records, their bytes and
+ * the last call they belong to. A commit takes it (closed from then on: later records start another).
+ */
+export class Segment implements JournalEntry {
+  readonly records: JournalRecord[] = [];
+  open = true;
+  bytes = 0;
+  last = 0;
+  constructor(readonly sid: string) {}
+  /** The outbox takes it into a commit: no record joins it from here on. */
+  take(): JournalEntry {
+    this.open = false;
+    return this;
+  }
+}
+
+/** Whether a body's result is to be awaited (a promise, or any thenable, as `await` takes it). */
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    value !== null &&
+    (typeof value === 'object' || typeof value === 'function') &&
+    typeof (value as { then?: unknown }).then === 'function'
+  );
 }
 
 /** A recorded error, thrown again at its place: an Error with the name, message and code recorded. */
@@ -51,9 +83,14 @@ export class Journal {
   #covered: number;
   /** Records the last owner left (a replay's), by place; taken as the replay asks for them. */
   readonly #recorded: Map<string, JournalRecord>;
-  /** Places whose records the log keeps for this session (read, or queued by this owner), with their sizes. */
-  readonly #kept = new Map<string, number>();
+  /** The entries the log keeps for this session (read, or queued by this owner), oldest first. */
+  #kept: Segment[] = [];
+  /** The entry records join (queued, not yet taken by a commit nor cut by a checkpoint call), or null. */
+  #open: Segment | null = null;
   #bytes = 0;
+  /** The last name a result was encoded for, and the words its encoding errors name it by (made once per name). */
+  #whatName = '';
+  #what = '';
   /**
    * The input (by the count of inputs its handler had taken: `inputs()`) during which its handler last took a
    * recorded result or chunk (a replay's), -1: none. A migrated session's outputs for that input continue the old
@@ -62,34 +99,37 @@ export class Journal {
   continuedInput = -1;
   /** The count of inputs its handler has taken (set by its hooks). */
   inputs: () => number = () => 0;
-  /** Queues a record on the partition's outbox (set once the session runs). */
-  queue: ((record: JournalRecord) => void) | null = null;
+  /** Queues an entry on the partition's outbox, with its first record (set once the session runs). */
+  queue: ((entry: Segment) => void) | null = null;
 
   constructor(
     readonly sid: string,
     calls: number,
-    recorded: readonly JournalRecord[] | undefined,
+    recorded: readonly JournalEntry[] | undefined,
     readonly host: JournalHost,
     readonly encodeError: (error: unknown) => string,
   ) {
     this.calls = calls;
     this.#covered = calls;
     this.#recorded = new Map();
-    for (const r of recorded ?? []) {
-      this.#recorded.set(r.at, r);
-      this.#keep(r.at, Buffer.byteLength(r.payload));
+    for (const entry of recorded ?? []) {
+      const kept = new Segment(this.sid);
+      kept.open = false;
+      for (const r of entry.records) {
+        this.#recorded.set(r.at, r);
+        kept.records.push(r);
+        kept.bytes += Buffer.byteLength(r.payload);
+        kept.last = Math.max(kept.last, callOf(r.at));
+      }
+      this.#kept.push(kept);
+      this.#bytes += kept.bytes;
     }
   }
 
-  #keep(at: string, size: number): void {
-    this.#kept.set(at, size);
-    this.#bytes += size;
-  }
-
   /**
-   * Queues a record (unless a checkpoint covers its call), within `maxJournalBytes`. Nothing once the session's signal
-   * aborted: it is being cancelled (a hand-off, a stop), and what its calls answer then (an AbortError, a stream cut
-   * short) is not their answer; the next owner calls again.
+   * Queues a record (unless a checkpoint covers its call), within `maxJournalBytes`: in the open entry, or a new one.
+   * Nothing once the session's signal aborted: it is being cancelled (a hand-off, a stop), and what its calls answer
+   * then (an AbortError, a stream cut short) is not their answer; the next owner calls again.
    */
   #record(
     call: number,
@@ -100,11 +140,22 @@ export class Journal {
     signal: AbortSignal,
   ): void {
     if (call <= this.#covered || signal.aborted) return;
-    const size = Buffer.byteLength(payload);
+    const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
     const limit = this.host.maxJournalBytes;
     if (this.#bytes + size > limit) throw new JournalTooLargeError(this.sid, this.#bytes + size, limit);
-    this.#keep(at, size);
-    this.queue?.({ sid: this.sid, at, kind, name, payload });
+    let entry = this.#open;
+    if (entry === null || !entry.open) {
+      entry = new Segment(this.sid);
+      this.#kept.push(entry);
+      // (Before the session runs there is no outbox: the entry is kept, unwritten, and the next record starts another.)
+      if (this.queue === null) entry.open = false;
+      else this.queue(entry);
+      this.#open = entry;
+    }
+    entry.records.push({ at, kind, name, payload });
+    entry.bytes += size;
+    if (call > entry.last) entry.last = call;
+    this.#bytes += size;
   }
 
   #recordedAt(at: string, call: number, name: string): JournalRecord | undefined {
@@ -119,27 +170,63 @@ export class Journal {
     return this.host.codec.decode(Buffer.isBuffer(r.payload) ? r.payload : Buffer.from(r.payload));
   }
 
-  /** `ctx.run(name, body)`: the result recorded at the call's place, or the body's (recorded). */
-  async run(name: string, body: (call: JournalCall) => unknown, signal: AbortSignal): Promise<unknown> {
-    const call = ++this.calls;
-    const at = String(call);
-    const recorded = this.#recordedAt(at, call, name);
-    if (recorded !== undefined) {
-      this.continuedInput = this.inputs();
-      if (recorded.kind === 'e') throw recordedError(recorded.payload);
-      return this.#decode(recorded);
+  /** Records a call's result (its encoding checked), and gives it back. */
+  #done(call: number, name: string, result: unknown, signal: AbortSignal): unknown {
+    if (name !== this.#whatName) {
+      this.#whatName = name;
+      this.#what = `result of journaled call ${JSON.stringify(name)}`;
     }
-    let result: unknown;
-    try {
-      result = await body({ key: `${this.sid}/${call}`, signal });
-    } catch (error) {
-      // A call that failed is recorded too: a replay throws the same error at the same place.
-      this.#record(call, at, 'e', name, this.encodeError(error), signal);
-      throw error;
-    }
-    const what = `result of journaled call ${JSON.stringify(name)}`;
-    this.#record(call, at, 'v', name, encodeChecked(this.host.codec, result, this.host.maxEventBytes, what, this.sid), signal);
+    this.#record(
+      call,
+      String(call),
+      'v',
+      name,
+      encodeChecked(this.host.codec, result, this.host.maxEventBytes, this.#what, this.sid),
+      signal,
+    );
     return result;
+  }
+
+  /** Records a call's failure (a replay throws the same error at the same place), and throws it. */
+  #failed(call: number, name: string, error: unknown, signal: AbortSignal): never {
+    this.#record(call, String(call), 'e', name, this.encodeError(error), signal);
+    throw error;
+  }
+
+  /**
+   * `ctx.run(name, body)`: the result recorded at the call's place, or the body's (recorded). Not an async function:
+   * a body that answers at once (not a thenable) is recorded at once, with no microtask of its own; one that
+   * returns a promise is recorded when it settles.
+   */
+  run(name: string, body: (call: JournalCall) => unknown, signal: AbortSignal): Promise<unknown> {
+    const call = ++this.calls;
+    try {
+      if (this.#recorded.size > 0) {
+        const recorded = this.#recordedAt(String(call), call, name);
+        if (recorded !== undefined) {
+          this.continuedInput = this.inputs();
+          if (recorded.kind === 'e') return Promise.reject(recordedError(recorded.payload));
+          return Promise.resolve(this.#decode(recorded));
+        }
+      }
+      let result: unknown;
+      let later = false;
+      try {
+        result = body({ key: `${this.sid}/${call}`, signal });
+        // (Its `then` read here, as `await` would: a getter that throws is the call's failure.)
+        later = isThenable(result);
+      } catch (error) {
+        this.#failed(call, name, error, signal);
+      }
+      if (later)
+        return Promise.resolve(result as PromiseLike<unknown>).then(
+          (value) => this.#done(call, name, value, signal),
+          (error: unknown) => this.#failed(call, name, error, signal),
+        );
+      return Promise.resolve(this.#done(call, name, result, signal));
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /**
@@ -191,23 +278,46 @@ export class Journal {
     this.#record(call, `${call}.end`, 'x', name, '', signal);
   }
 
-  /** A checkpoint after `calls` calls is queued: the fields of the records it covers, forgotten in its commit. */
+  /**
+   * A checkpoint call after `calls` calls (made at its step's end): the open entry takes no more records, so that
+   * those of later calls go in another, which the checkpoint's commit keeps. Returns `calls`.
+   */
+  cut(): number {
+    if (this.#open !== null) this.#open.open = false;
+    this.#open = null;
+    return this.calls;
+  }
+
+  /**
+   * A checkpoint after `calls` calls is queued: the fields of the entries it covers (those whose records are all of
+   * calls up to `calls`), forgotten in its commit. (An entry with a later call stays: a call in flight at the
+   * checkpoint call may record into an entry after it.)
+   */
   covered(calls: number): string[] {
     this.#covered = Math.max(this.#covered, calls);
     const fields: string[] = [];
-    for (const [at, size] of this.#kept) {
-      if (callOf(at) > calls) continue;
-      fields.push(journalField(this.sid, at));
-      this.#kept.delete(at);
-      this.#bytes -= size;
+    const kept: Segment[] = [];
+    for (const entry of this.#kept) {
+      if (entry.last > calls) kept.push(entry);
+      else {
+        fields.push(journalField(this.sid, entry.records[0].at));
+        this.#bytes -= entry.bytes;
+        // (A forgotten entry takes no more records: they would be forgotten with it.)
+        entry.open = false;
+      }
     }
+    this.#kept = kept;
     return fields;
   }
 
-  /** The session ended: the fields of every record the log keeps for it. */
+  /** The session ended: the fields of every entry the log keeps for it. */
   all(): string[] {
-    const fields = [...this.#kept.keys()].map((at) => journalField(this.sid, at));
-    this.#kept.clear();
+    const fields = this.#kept.map((entry) => {
+      entry.open = false;
+      return journalField(this.sid, entry.records[0].at);
+    });
+    this.#kept = [];
+    this.#open = null;
     this.#bytes = 0;
     return fields;
   }

@@ -11,7 +11,7 @@ import type {
   Commit,
   CommitResult,
   Divergence,
-  JournalRecord,
+  JournalEntry,
   KeptState,
   Lease,
   OutputRecord,
@@ -40,13 +40,21 @@ export interface AcksItem {
    * applies after its end on a log that applies concurrent calls in any order.
    */
   readonly after?: Promise<unknown>;
-  /** Journal records to forget (`<sid> <at>`): those its checkpoint covers, or all of its ended session's. */
+  /** Journal entries to forget (`<sid> <at>`): those its checkpoint covers, or all of its ended session's. */
   readonly unjournal?: readonly string[];
 }
 
-/** A session's journal record, committed in order with its outputs (before those that depend on it). */
+/**
+ * A session's journal entry, queued with its first record (before the outputs that depend on it); the records made
+ * after it join it until a commit takes it (`take`: it is closed from then on).
+ */
+export interface QueuedJournal {
+  take(): JournalEntry;
+}
+
+/** A session's journal entry in the queue. */
 export interface JournalItem {
-  readonly journal: JournalRecord;
+  readonly journal: QueuedJournal;
 }
 
 /** An output (queued as its record), acks, or a journal record. */
@@ -144,10 +152,10 @@ export class Outbox<O> {
     this.#flushing ??= this.#flush();
   }
 
-  /** Queues a session's journal record: committed in order, in the batch of the outputs made after it or before. */
-  queueJournal(record: JournalRecord): void {
+  /** Queues a session's journal entry: committed in order, in the batch of the outputs made after its records or before. */
+  queueJournal(entry: QueuedJournal): void {
     if (this.#discard) return;
-    this.#items.push({ journal: record });
+    this.#items.push({ journal: entry });
     this.#flushing ??= this.#flush();
   }
 
@@ -194,12 +202,12 @@ export class Outbox<O> {
       // The state each key keeps (`keyState`): of two sessions of a key ending in one commit, the later one's.
       const kept = new Map<string, KeptState>();
       const after: Promise<unknown>[] = [];
-      const journal: JournalRecord[] = [];
+      const journal: JournalEntry[] = [];
       const unjournal: string[] = [];
       let taken = 0;
       // A prefix of the queue, in order: a session's acks never go before its outputs.
       for (const item of this.#items) {
-        if ('journal' in item) journal.push(item.journal);
+        if ('journal' in item) journal.push(item.journal.take());
         else if (!('acks' in item)) {
           if (outputs.length === batch) break;
           outputs.push(item);

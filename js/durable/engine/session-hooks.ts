@@ -1,7 +1,7 @@
 // A session's hooks into its stream (`Checkpoints`: checkpoints, timers, the rule's state) as it opens: a new
 // session's, or a restored one's from its checkpoint, with the debounce it opened with wrapped around its handler.
 import type { Codec } from '../common/codec';
-import type { JournalRecord, Snapshot } from '../common/transport';
+import type { JournalEntry, Snapshot } from '../common/transport';
 import type { Debounce } from '../../core/debounce';
 import { type SessionLimits, type SessionState, newState } from '../rules/session-rules';
 import { DEBOUNCE_TIMER_KEY, type DebouncePending, debouncedHandler, decodePending, encodePending } from './debounce-input';
@@ -32,7 +32,7 @@ export function sessionHooks(
   debounce: Debounce | null,
   restored: unknown,
   snapshot: Snapshot | undefined,
-  journal?: readonly JournalRecord[],
+  journal?: readonly JournalEntry[],
 ): { rule: SessionState; checkpoints: Checkpoints } {
   // The rule's state: the checkpoint's, restored, or a new session's.
   const rule = newState(

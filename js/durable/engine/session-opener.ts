@@ -20,9 +20,9 @@ import {
 } from './opening';
 import { sessionHooks, traceSession } from './session-hooks';
 import { sessionScope } from '../common/trace-context';
-import type { AcksItem, Openings } from './outbox';
+import type { AcksItem, Openings, QueuedJournal } from './outbox';
 import type { PartitionHost, RunFlags } from './partition-host';
-import type { JournalRecord, Lease, OutputMark, SessionOpening, Snapshot } from '../common/transport';
+import type { JournalEntry, Lease, OutputMark, SessionOpening, Snapshot } from '../common/transport';
 import type { Journal } from './journal';
 import type { Grant } from './session-permits';
 import type { SessionStarts } from './session-starts';
@@ -38,8 +38,8 @@ export interface OpenerHost<I, O> {
   readonly starts: SessionStarts;
   /** Queues a write on the partition's outbox (a migrated state's checkpoint, ahead of the session's outputs). */
   queue(item: AcksItem): void;
-  /** Queues a session's journal record on the partition's outbox (in order with its outputs). */
-  queueJournal(record: JournalRecord): void;
+  /** Queues a session's journal entry on the partition's outbox (in order with its outputs). */
+  queueJournal(entry: QueuedJournal): void;
   /** An error that may end the partition's ownership (`PartitionRun.#failed`). */
   failed(error: unknown): boolean;
 }
@@ -60,7 +60,7 @@ export class SessionOpener<I, O> {
   /** The marks of sessions without a checkpoint that are or will be migrated, as read at the takeover, by sid. */
   #marks = new Map<string, OutputMark>();
   /** The journals of the partition's live sessions, as the last owner left them, by sid (until each opens again). */
-  #journals = new Map<string, JournalRecord[]>();
+  #journals = new Map<string, JournalEntry[]>();
   /** The openings of this run's sessions not written yet, by sid (`Openings`). */
   readonly #unwritten = new Map<string, SessionOpening>();
   /** The outbox's view of them: it commits each with its session's first outputs. */
@@ -97,10 +97,10 @@ export class SessionOpener<I, O> {
     this.#marks = placed.length === 0 ? new Map<string, OutputMark>() : await log.marks(lease, placed);
     this.#openings = openings;
     this.#journals = new Map();
-    for (const record of journal) {
-      const list = this.#journals.get(record.sid);
-      if (list === undefined) this.#journals.set(record.sid, [record]);
-      else list.push(record);
+    for (const entry of journal) {
+      const list = this.#journals.get(entry.sid);
+      if (list === undefined) this.#journals.set(entry.sid, [entry]);
+      else list.push(entry);
     }
     for (const snapshot of snapshots) this.snapshots.set(snapshot.key, snapshot);
   }
@@ -169,8 +169,8 @@ export class SessionOpener<I, O> {
       journal,
     );
     // (Not once the run is dropped: its sessions' outputs are not written either, and the next owner replays them.)
-    (checkpoints.journal as Journal).queue = (record) => {
-      if (!this.host.flags.dropped) this.host.queueJournal(record);
+    (checkpoints.journal as Journal).queue = (entry) => {
+      if (!this.host.flags.dropped) this.host.queueJournal(entry);
     };
     let stream: StreamKind<I, O>;
     // Traced (a tracer provider is registered): the session's span is a root span, linked to its events' producers.

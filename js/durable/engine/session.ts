@@ -297,7 +297,8 @@ export class Checkpoints implements SessionHooks {
       events: rule.events,
       timers: rule.timerCount,
       pending: [...rule.timers],
-      calls: this.journal?.calls ?? 0,
+      // (The journal's open entry is cut here: the checkpoint's commit forgets exactly the entries of calls before it.)
+      calls: this.journal?.cut() ?? 0,
       input: this.lastInput,
       yielded,
       inputs: this.#inputs,

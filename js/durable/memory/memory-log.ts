@@ -10,7 +10,7 @@ import type {
   Heartbeat,
   Held,
   InputEntry,
-  JournalRecord,
+  JournalEntry,
   Lease,
   OutputMark,
   PartitionLog,
@@ -199,8 +199,8 @@ export class MemoryLog implements PartitionLog {
   snapshots(lease: Lease): Promise<Snapshot[]> {
     return this.#call('snapshots', lease.partition, () => this.#store.snapshots(lease.partition));
   }
-  journal(lease: Lease): Promise<JournalRecord[]> {
-    return this.#call('journal', lease.partition, () => this.#store.journalRecords(lease.partition));
+  journal(lease: Lease): Promise<JournalEntry[]> {
+    return this.#call('journal', lease.partition, () => this.#store.journalEntries(lease.partition));
   }
   openings(lease: Lease): Promise<Map<string, SessionOpening>> {
     return this.#call('openings', lease.partition, () => this.#store.openings(lease.partition));

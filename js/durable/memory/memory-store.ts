@@ -33,7 +33,7 @@ import type {
   Heartbeat,
   Held,
   InputEntry,
-  JournalRecord,
+  JournalEntry,
   KeptState,
   Lease,
   OutputMark,
@@ -70,7 +70,7 @@ class PartitionState {
   readonly ckpt = new Map<string, Buffer>();
   /** sid -> the timer ids whose wake-ups were written. */
   readonly timers = new Map<string, Set<number>>();
-  /** `<sid> <at>` -> a journal record's stored value (`:journal`). */
+  /** `<sid> <at>` -> a journal entry's stored value (`:journal`: a session's records of one commit). */
   readonly journal = new Map<string, Buffer>();
   /** sid -> where it ended, as stored (checkReplay); with the ms of its first entry, by which a trim drops it. */
   readonly ends = new Map<string, { value: string; ms: number }>();
@@ -95,7 +95,7 @@ export interface PartitionLeftovers {
   readonly check: readonly string[];
   readonly ckpt: readonly string[];
   readonly timers: readonly string[];
-  /** Journal records (`<sid> <at>`). */
+  /** Journal entries (`<sid> <at>`). */
   readonly journal: readonly string[];
   /** Openings of sessions (`:opened`), and per-version counts left above 0 (`:versions`, as `<version>=<count>`). */
   readonly opened: readonly string[];
@@ -546,12 +546,12 @@ export class MemoryStore {
     });
   }
 
-  /** @internal HSCAN of the journal: every record of the partition's live sessions (one that cannot be read is left out). */
-  journalRecords(partition: number): JournalRecord[] {
-    const found: JournalRecord[] = [];
+  /** @internal HSCAN of the journal: every entry of the partition's live sessions (one that cannot be read is left out). */
+  journalEntries(partition: number): JournalEntry[] {
+    const found: JournalEntry[] = [];
     for (const [field, value] of this.#part(partition).journal) {
-      const record = parseJournal(field, value);
-      if (record !== undefined) found.push(record);
+      const entry = parseJournal(field, value);
+      if (entry !== undefined) found.push(entry);
     }
     return found;
   }
@@ -639,8 +639,9 @@ export class MemoryStore {
       if (place.startsWith(`${raised.get(sid)} `)) s.places.set(sid, place);
     }
     for (const c of commit.checkpoints ?? []) s.ckpt.set(c.sid, Buffer.from(snapshotValue(c)));
-    // The journal: records written, then those forgotten (a checkpoint's, an ended session's).
-    for (const r of commit.journal ?? []) s.journal.set(journalField(r.sid, r.at), Buffer.from(journalValue(r)));
+    // The journal: entries written (one field per session's records of the commit), then those forgotten (a
+    // checkpoint's, an ended session's).
+    for (const e of commit.journal ?? []) s.journal.set(journalField(e.sid, e.records[0].at), Buffer.from(journalValue(e)));
     for (const field of commit.unjournal ?? []) s.journal.delete(field);
     const pending = (s.group as Group).pending;
     for (const id of commit.acks) pending.delete(id);

@@ -1,8 +1,10 @@
 // A commit in one statement: what commit.ts does in its fenced transaction of several round trips. Schema version 4's
 // function `commit_4` (kept for the workers of releases before version 8) takes the commits that only write outputs,
-// checkpoints and acks; version 8's `commit_8` takes every commit but a replay-checked one or one keeping a migrated
-// session's opening, and runs inside the transaction of a commit with effects (velo-stream's statements then take
-// one round trip before the effects and the COMMIT after them). The function takes the same locks in the same order as the transaction (the lease row FOR KEY
+// checkpoints and acks; version 8's `commit_8` (kept for the workers of version 8) every commit but a replay-checked
+// one, one keeping a migrated session's opening or one that journals; version 9's `commit_9` those that journal too
+// (its journal entries and the fields it forgets: journal.ts), and runs inside the transaction of a commit with
+// effects (velo-stream's statements then take one round trip before the effects and the COMMIT after them). The
+// function takes the same locks in the same order as the transaction (the lease row FOR KEY
 // SHARE, refused unless it holds the token unexpired; the group row FOR UPDATE), then, in statements of its own that
 // see every commit before it, the marks, and writes: outputs above their session's mark (ids after the group row's
 // last, in order), marks (with their places), checkpoints, acks, the group row (with a serial: this commit, for its
@@ -11,9 +13,11 @@ import { keptValue, lastPlaces, openingValue, snapshotValue } from '../../durabl
 import type { Commit, Lease } from '../../durable/common/transport';
 import { type PgClientLike, type PgPoolLike, bytes, idKey, idParts, millis, run, str, text } from './sql';
 import { sqlFile } from './sql-file';
+import { journalArrays } from './journal';
 
 const COMMIT_4_SQL = sqlFile('commit-4.sql');
 const COMMIT_8_SQL = sqlFile('commit-8.sql');
+const COMMIT_9_SQL = sqlFile('commit-9.sql');
 
 /** The function's text (`S`: the quoted schema): sql/commit-4.sql. */
 export function COMMIT_4(S: string): string {
@@ -34,7 +38,16 @@ export function COMMIT_8(S: string): string {
   return COMMIT_8_SQL(S)[0];
 }
 
-/** Whether `commit_8` can apply `commit` (else the fenced transaction of commit.ts does). */
+/**
+ * Schema version 9's function `commit_9`: `commit_8` with the commit's journal (its entries written and the fields
+ * it forgets removed, after the checkpoints, as journal.ts's statement does). Its text (`S`: the quoted schema):
+ * sql/commit-9.sql.
+ */
+export function COMMIT_9(S: string): string {
+  return COMMIT_9_SQL(S)[0];
+}
+
+/** Whether `commit_9` can apply `commit` (else the fenced transaction of commit.ts does). */
 export function inOne(commit: Commit): boolean {
   return commit.check !== true && !(commit.opened ?? []).some((o) => o.replaces !== undefined);
 }
@@ -44,14 +57,14 @@ function lastBy<T>(items: readonly T[], key: (item: T) => string): T[] {
   return [...new Map(items.map((item) => [key(item), item])).values()];
 }
 
-/** What `commit_8` did: `wrote` false for the retry of a commit applied before; `ids` by output (null: skipped). */
+/** What `commit_9` did: `wrote` false for the retry of a commit applied before; `ids` by output (null: skipped). */
 export interface OneResult {
   readonly wrote: boolean;
   readonly ids: readonly (string | null)[];
 }
 
 /**
- * Applies `commit` (one `inOne` accepts) with `commit_8`, in one statement: on a pool its own transaction, on a
+ * Applies `commit` (one `inOne` accepts) with `commit_9`, in one statement: on a pool its own transaction, on a
  * client the transaction it runs (`idle` > 0: its idle_in_transaction_session_timeout from the locks on, ms). `ids`:
  * whether to return the outputs' ids. Null when the fence refused it (the caller throws its FencedError).
  */
@@ -72,11 +85,12 @@ export async function commitInOne(
   // (New sessions' openings, the first of each sid: ON CONFLICT DO NOTHING counts a sid kept before not again.)
   const seen = new Set<string>();
   const opened = (commit.opened ?? []).filter((o) => !seen.has(o.sid) && seen.add(o.sid));
+  const journal = journalArrays(commit);
   const { rows } = await run(
     db,
-    `SELECT * FROM ${S}.commit_8($1, $2, $3, $4, $5, $6, $7::text[], $8::bigint[], $9::text[], $10::"char"[], $11::bytea[],
+    `SELECT * FROM ${S}.commit_9($1, $2, $3, $4, $5, $6, $7::text[], $8::bigint[], $9::text[], $10::"char"[], $11::bytea[],
        $12::text[], $13::text[], $14::text[], $15::bytea[], $16::numeric[], $17::text[], $18::bytea[], $19::bigint,
-       $20::text[], $21::text[], $22::text[], $23::text[])`,
+       $20::text[], $21::text[], $22::text[], $23::text[], $24::text[], $25::text[], $26::bytea[], $27::text[], $28::text[])`,
     [
       fn,
       lease.partition,
@@ -104,6 +118,11 @@ export async function commitInOne(
       opened.map((o) => text('A session id', o.sid)),
       opened.map((o) => o.version),
       opened.map(openingValue),
+      journal.sids,
+      journal.ats,
+      journal.values,
+      journal.goneSids,
+      journal.goneAts,
     ],
   );
   if (rows[0]?.r_ok !== true) return null;

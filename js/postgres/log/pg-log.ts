@@ -20,7 +20,7 @@ import type {
   Refused,
   SessionOpening,
   Snapshot,
-  JournalRecord,
+  JournalEntry,
   StoredKeyState,
 } from '../../durable/common/transport';
 import {
@@ -39,7 +39,6 @@ import { ENTRY_COLUMNS, addEntries, addEntriesMany, entryOf } from './input';
 import { type CommitEffects, type WrittenOutput, applyCommit } from './commit';
 import { effectsClient } from './effects-client';
 import { commitInOne, inOne } from './commit-one';
-import { journals } from './journal';
 import { SCHEMA_VERSION, checkFunctionName, checkPartitions, ensurePartitions, migrate, schemaIdent } from './schema';
 import {
   IDLE_IN_TRANSACTION_MS,
@@ -555,16 +554,16 @@ export class PgLog implements PartitionLog {
     return rows.length === 0 ? null : parseKept(rows[0].value as Buffer);
   }
 
-  async journal(lease: Lease): Promise<JournalRecord[]> {
+  async journal(lease: Lease): Promise<JournalEntry[]> {
     const p = this.#part(lease.partition);
     const { rows } = await run(this.#pool, `SELECT sid, at, value FROM ${this.#S}.journal WHERE fn = $1 AND p = $2`, [
       this.#fn,
       p,
     ]);
-    const found: JournalRecord[] = [];
+    const found: JournalEntry[] = [];
     for (const r of rows) {
-      const record = parseJournal(journalField(str(r.sid), str(r.at)), r.value as Buffer);
-      if (record !== undefined) found.push(record);
+      const entry = parseJournal(journalField(str(r.sid), str(r.at)), r.value as Buffer);
+      if (entry !== undefined) found.push(entry);
     }
     return found;
   }
@@ -632,9 +631,8 @@ export class PgLog implements PartitionLog {
 
   async commit(lease: Lease, commit: Commit): Promise<CommitResult> {
     this.#openingsRead.delete(lease.partition);
-    // (A commit that carries journal records takes the transaction: journal.ts.)
-    if (inOne(commit) && !journals(commit))
-      return this.#commitInOne({ ...lease, partition: this.#part(lease.partition) }, commit);
+    // (A commit that journals too: commit_9 takes its entries.)
+    if (inOne(commit)) return this.#commitInOne({ ...lease, partition: this.#part(lease.partition) }, commit);
     // The marks the commit needs (its outputs' sessions and the ended ones) come with the fence: one round trip.
     const sids = [...new Set([...commit.outputs.map((o) => o.sid), ...commit.ended])];
     return this.#owned(
@@ -647,7 +645,7 @@ export class PgLog implements PartitionLog {
   }
 
   /**
-   * A commit in one statement (commit_8: commit-one.ts), fenced as the transaction of commit.ts is. With effects, in
+   * A commit in one statement (commit_9: commit-one.ts), fenced as the transaction of commit.ts is. With effects, in
    * a transaction: BEGIN, that statement, the effects, COMMIT. The idle limit is set by the statement once it holds
    * its locks (none before it: nothing is held yet), so that from there to COMMIT only the effects can idle.
    */

@@ -30,14 +30,15 @@
 //   openings     per live session that wrote anything: what it opened with (version, caps).
 //   versions     per partition: live sessions of `openings` per version (in first-counted order).
 //   kept         keyState: a key's state after its last session, with its expiry.
-//   journal      per live session (version 7): its journal records (ctx.run, ctx.stream), keyed by their place `at`;
-//                the value as stored.ts's journalValue makes it (kind, call name, newline, payload).
+//   journal      per live session (version 7): its journal entries (ctx.run, ctx.stream), one per commit that
+//                journaled, keyed by the place `at` of its first record; the value as stored.ts's journalValue makes
+//                it (the entry's records in order, each a header line and its payload).
 //   workers      live workers of a function: registration expiry and advert.
 //   lim_*        the fleet limiters' (version 5, postgresLimiter), keyed by the limiter's name: see sql/limiter-5.sql.
 //   dash_members the dashboard fleet view's members (version 6), keyed by the fleet's name: see clients/fleet-store.ts.
 import { describe, invalidType, invalidValue, outOfRange, schemaVersionError } from '../../errors';
 import { isWellFormed } from '../../text';
-import { COMMIT_4, COMMIT_8 } from './commit-one';
+import { COMMIT_4, COMMIT_8, COMMIT_9 } from './commit-one';
 import { NOW, type PgClientLike, type PgPoolLike, run, str, transaction } from './sql';
 import { sqlFile } from './sql-file';
 
@@ -180,6 +181,9 @@ const MIGRATIONS: readonly Migration[] = [
   // velo-stream's statements take one round trip before them. A new function only: every worker version 7 keeps
   // (from version 3 on) stays correct beside it.
   { keeps: 3, statements: (S) => [COMMIT_8(S)] },
+  // 9: a commit that journals in one statement too (commit_9: commit_8 with the journal's entries and the fields it
+  // forgets). A new function only: every worker version 8 keeps (from version 3 on) stays correct beside it.
+  { keeps: 3, statements: (S) => [COMMIT_9(S)] },
 ];
 
 /** The schema version this release writes. */

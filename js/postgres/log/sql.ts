@@ -290,7 +290,7 @@ export const IDLE_IN_TRANSACTION_MS = 5000;
  * locks, and a takeover's `FOR UPDATE` of the lease row, or the next append under the head row, would wait for it
  * to wake; past `idleMs` the server ends its session instead, and nothing of the transaction is committed.
  * `beginIdleMs` (0: none) is the limit set at BEGIN, when `body`'s first statement sets `idleMs` itself once it
- * holds its locks (a commit with effects: commit_8).
+ * holds its locks (a commit with effects: commit_9).
  */
 export async function transaction<T>(
   pool: PgPoolLike,

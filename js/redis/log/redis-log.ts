@@ -10,7 +10,8 @@
 //   velo:{name:pN}:check   hash (checkReplay): "<seq> <sid>" -> "<output id> <sha1>"
 //   velo:{name:pN}:commit  the owner's last commit, with local delivery (retries)
 //   velo:{name:pN}:ckpt    hash: session id -> its last checkpoint (a JSON header line, then the state's bytes)
-//   velo:{name:pN}:journal hash: "<sid> <at>" -> a journal record (ctx.run, ctx.stream: "<kind><name>\n" then its payload)
+//   velo:{name:pN}:journal hash: "<sid> <at>" -> a journal entry (ctx.run, ctx.stream): a session's records of one
+//                          commit, each "<kind><at> <bytes> <name>\n" then its payload (stored.ts, journalValue)
 //   velo:{name:pN}:timers  hash: session id -> the ids of its timers whose wake-ups were written
 //   velo:{name:pN}:ends    hash (checkReplay): session id -> where it ended, "<reason> <last input>"
 //   velo:{name:pN}:ended   sorted set (checkReplay): the sids in :ends, by their first entry's ms (trimmed with the input)
@@ -38,7 +39,7 @@ import type {
   Refused,
   SessionOpening,
   Snapshot,
-  JournalRecord,
+  JournalEntry,
   StoredKeyState,
 } from '../../durable/common/transport';
 import type { WorkerAdvert } from '../../durable/rules/versions';
@@ -114,7 +115,7 @@ export class KeySpace {
   commits(p: number): string {
     return `${this.input(p)}:commit`;
   }
-  /** A partition's journal records (`ctx.run`, `ctx.stream`): a hash, `<sid> <at>` -> record. */
+  /** A partition's journal (`ctx.run`, `ctx.stream`): a hash, `<sid> <at>` -> entry (a session's records of a commit). */
   journal(p: number): string {
     return `${this.input(p)}:journal`;
   }
@@ -457,7 +458,7 @@ export class RedisLog implements PartitionLog {
     }
     if (journals) {
       args.push(String(journal.length));
-      for (const r of journal) args.push(journalField(r.sid, r.at), journalValue(r));
+      for (const e of journal) args.push(journalField(e.sid, e.records[0].at), journalValue(e));
       args.push(String(unjournal.length));
       for (const field of unjournal) args.push(field);
     }
@@ -542,17 +543,17 @@ export class RedisLog implements PartitionLog {
     return value === null ? null : parseKept(value);
   }
 
-  async journal(lease: Lease): Promise<JournalRecord[]> {
+  async journal(lease: Lease): Promise<JournalEntry[]> {
     const key = this.#keys.journal(lease.partition);
-    const found: JournalRecord[] = [];
+    const found: JournalEntry[] = [];
     let cursor = '0';
     do {
       const reply = (await send(this.#client, key, ['HSCAN', key, cursor, 'COUNT', '1000'], BUFFERS)) as [Buffer, Buffer[]];
       cursor = reply[0].toString();
       const fields = reply[1];
       for (let j = 0; j + 1 < fields.length; j += 2) {
-        const record = parseJournal(fields[j].toString(), fields[j + 1]);
-        if (record !== undefined) found.push(record);
+        const entry = parseJournal(fields[j].toString(), fields[j + 1]);
+        if (entry !== undefined) found.push(entry);
       }
     } while (cursor !== '0');
     return found;

@@ -6,10 +6,11 @@
 -- input>" with check, else ''), kept count, retention (ms), kept count x (value), openings count, n x (sid, version,
 -- record, mode), and, when some outputs are traced (or a journal section follows), their count (0: none) and
 -- n x (output index, traceparent), written as field t of those outputs; and, when the commit journals, the journal
--- section: records count, n x (field "<sid> <at>", value), then the count of fields to forget and those fields.
--- Journal records (ctx.run, ctx.stream) are written to the journal hash after the checkpoints and before the acks,
--- then the fields to forget are removed (a field written and forgotten in one call is not kept); an ended session's
--- records go only as fields to forget (the caller names them).
+-- section: entries count, n x (field "<sid> <at>", value), then the count of fields to forget and those fields.
+-- Journal entries (ctx.run, ctx.stream: one per session that journaled, holding its records of this commit in
+-- order, so a field per session rather than per call) are written to the journal hash after the checkpoints and
+-- before the acks, then the fields to forget are removed (a field written and forgotten in one call is not kept); an
+-- ended session's entries go only as fields to forget (the caller names them).
 -- A place is kept beside its session's mark (hw field "<sid> p") when its output raised the mark.
 -- An opening (what a live session opened with: its version and caps, JSON) is kept once per sid (HSETNX) in the
 -- opened hash, and counted per version in the versions hash; mode 'r' (a migrated session) replaces the one kept,
@@ -206,7 +207,7 @@ for _ = 1, n do
   redis.call('HSET', KEYS[7], ARGV[i], ARGV[i + 1])
   i = i + 2
 end
--- The journal: records written, then those forgotten (a checkpoint's, an ended session's). In batches: unpack's
+-- The journal: entries written, then those forgotten (a checkpoint's, an ended session's). In batches: unpack's
 -- arguments are bounded by the Lua stack.
 if journalAt then
   local j = journalAt + 1
