@@ -129,9 +129,10 @@ function heartbeatNext(answer) {
   return answer.ok ? JSON.stringify(form(answer.value.next)) : '';
 }
 
-/** Journal records by sid, then place (a hash's fields, a table's rows, come in no order). */
-function byPlace(records) {
-  return [...records].sort((a, b) => byName([`${a.sid} ${a.at}`], [`${b.sid} ${b.at}`]));
+/** Journal entries by sid, then their first record's place (a hash's fields, a table's rows, come in no order). */
+function byPlace(entries) {
+  const name = (e) => `${e.sid} ${e.records[0].at}`;
+  return [...entries].sort((a, b) => byName([name(a)], [name(b)]));
 }
 
 /** A short form of an operation's arguments, for a report. */

@@ -4,7 +4,7 @@
 // does: each override records and calls the store's own method.
 //
 // What is recorded: the calls of `PartitionLog` as the store takes them (through each process's `MemoryLog`, named
-// by its connection: `connection(id)`; `journal` as the store's `journalRecords`), the producer's `append`, and the
+// by its connection: `connection(id)`; `journal` as the store's `journalEntries`), the producer's `append`, and the
 // simulator's `extendLeases` (a quiet span moved over). A call a fault refused never reached the store (nothing to
 // replay); a lost one applied (its answer is recorded, though its caller never got it). Not recorded:
 // `wait()`/`interrupt()` (wake-up hints: they change nothing and answer nothing but a time to look again), and the
@@ -18,7 +18,7 @@ import type {
   Heartbeat,
   Held,
   InputEntry,
-  JournalRecord,
+  JournalEntry,
   Lease,
   OutputMark,
   ReadResult,
@@ -59,14 +59,14 @@ export interface StoreRecord {
   readonly outputs: readonly [Buffer, Buffer[]][][];
   /** Per partition, its kept ends (checkReplay) as `[sid, value]`, by sid. */
   readonly ends: readonly [string, string][][];
-  /** Per partition, its journal records (`ctx.run`, `ctx.stream`) as `PartitionLog.journal` reads them, by sid and place. */
-  readonly journal: readonly JournalRecord[][];
+  /** Per partition, its journal entries (`ctx.run`, `ctx.stream`) as `PartitionLog.journal` reads them, by sid and place. */
+  readonly journal: readonly JournalEntry[][];
 }
 
-/** Journal records by sid, then place (a hash's fields come in no order). */
-function byPlace(records: JournalRecord[]): JournalRecord[] {
-  const name = (r: JournalRecord): string => `${r.sid} ${r.at}`;
-  return records.sort((a, b) => (name(a) < name(b) ? -1 : name(a) > name(b) ? 1 : 0));
+/** Journal entries by sid, then their first record's place (a hash's fields come in no order). */
+function byPlace(entries: JournalEntry[]): JournalEntry[] {
+  const name = (e: JournalEntry): string => `${e.sid} ${e.records[0].at}`;
+  return entries.sort((a, b) => (name(a) < name(b) ? -1 : name(a) > name(b) ? 1 : 0));
 }
 
 /** A deep copy of an argument or answer (Buffers, arrays, Maps, plain objects; errors as they are). */
@@ -100,7 +100,7 @@ export class RecordingStore extends MemoryStore {
       outputs: Array.from({ length: this.partitions }, (_, p) => this.outputs(p)),
       ends: Array.from({ length: this.partitions }, (_, p) => sorted(this.ends(p))),
       // (The store's own read, not one of a process: left out of the operations.)
-      journal: this.unrecorded(() => Array.from({ length: this.partitions }, (_, p) => byPlace(this.journalRecords(p)))),
+      journal: this.unrecorded(() => Array.from({ length: this.partitions }, (_, p) => byPlace(this.journalEntries(p)))),
     };
   }
 
@@ -240,8 +240,8 @@ export class RecordingStore extends MemoryStore {
   override snapshots(partition: number): Snapshot[] {
     return this.#op('snapshots', [partition], () => super.snapshots(partition));
   }
-  override journalRecords(partition: number): JournalRecord[] {
-    return this.#op('journal', [partition], () => super.journalRecords(partition));
+  override journalEntries(partition: number): JournalEntry[] {
+    return this.#op('journal', [partition], () => super.journalEntries(partition));
   }
   override marks(partition: number, sids: readonly string[]): Map<string, OutputMark> {
     return this.#op('marks', [partition, sids], () => super.marks(partition, sids));
