@@ -75,3 +75,72 @@ test('a session adopted by migrate that ends with nothing new to write reports n
     [],
   );
 });
+
+/** v1 streams its answer from `model` through the journal and stalls in flight; v2 may call `first` before it. */
+const journaled = (version, first) =>
+  streamFn(
+    async function* (questions, ctx) {
+      for await (const q of questions) {
+        let i = 0;
+        try {
+          if (first === 'run') await ctx.run('moderation', () => 'ok');
+          const model =
+            first === 'model as run'
+              ? [await ctx.run('model', () => 'whole')]
+              : ctx.stream('model', ({ chunks }) =>
+                  (async function* () {
+                    for (let t = chunks.length; t < 4; t++) yield `${version}-${t}`;
+                    if (version === 'v1') await new Promise(() => {});
+                  })(),
+                );
+          for await (const token of model) yield { v: version, q, i: i++, token };
+          yield { v: version, q, done: true };
+        } catch (error) {
+          yield { v: version, q, done: true, error: error.code };
+        }
+      }
+    },
+    { idleTimeout: 60_000 },
+  );
+
+for (const first of ['run', 'model as run']) {
+  test(`migrate where the new version makes another call where the old one streamed (${first}): diverged, reported, no splice`, async () => {
+    const tw = testWorker(journaled('v1', null), { version: 'v1', leaseTtl: 3000 });
+    tw.send('chat', 1);
+    await tw.advance(100);
+    assert.equal(tw.outputs().length, 4, "v1's four tokens are written, its end is not");
+    tw.deploy(journaled('v2', first), { version: 'v2', migrate: (state) => state });
+    tw.crash();
+    await tw.advance(10_000);
+    const read = tw.outputs().map((o) => o.value);
+    // v1's partial answer, then v2's end with the divergence it caught: no token of a second answer after v1's.
+    assert.deepEqual(read, [
+      ...[0, 1, 2, 3].map((i) => ({ v: 'v1', q: 1, i, token: `v1-${i}` })),
+      { v: 'v2', q: 1, done: true, error: 'ERR_VELO_JOURNAL_DIVERGED' },
+    ]);
+    const diverged = tw.errors().filter((e) => e?.code === 'ERR_VELO_JOURNAL_DIVERGED');
+    assert.equal(diverged.length, 1, 'reported to onError too');
+    assert.equal(diverged[0].call, 1);
+  });
+}
+
+test('a replay whose journaled calls come in another order: the divergence reaches onError even when the handler lets it fail the session', async () => {
+  let runs = 0;
+  const flipping = streamFn(
+    async function* (events, ctx) {
+      const order = runs++ % 2 === 0 ? ['a', 'b'] : ['b', 'a'];
+      for await (const e of events) for (const name of order) yield { e, name, v: await ctx.run(name, () => name) };
+    },
+    { idleTimeout: 60_000 },
+  );
+  const tw = testWorker(flipping, { version: 'v1', leaseTtl: 3000 });
+  tw.send('k', 1);
+  await tw.advance(100);
+  assert.equal(tw.outputs().length, 2);
+  tw.crash();
+  await tw.advance(10_000);
+  const diverged = tw.errors().filter((e) => e?.code === 'ERR_VELO_JOURNAL_DIVERGED');
+  assert.equal(diverged.length, 1);
+  assert.equal(diverged[0].recorded, 'a');
+  assert.equal(diverged[0].asked, 'b');
+});

@@ -153,7 +153,7 @@ export const ERROR_CODES = {
   ERR_VELO_JOURNAL_DIVERGED: {
     class: 'JournalDivergedError',
     from: 'velo-stream/durable',
-    when: "A replay of a session asked a journaled call (`ctx.run`, `ctx.stream`) of another name than the one recorded at that place: the handler's calls are not the same on every run over the same inputs (a call made or skipped by outside state, or a new version that calls in another order). Thrown into the handler at the call.",
+    when: "A replay of a session asked a journaled call (`ctx.run`, `ctx.stream`) other than the one recorded at that place (another name, or `ctx.run` where `ctx.stream` was recorded, or the reverse): the handler's calls are not the same on every run over the same inputs (a call made or skipped by outside state, or a new version that calls in another order). Thrown into the handler at the call, and reported to the worker's `onError`.",
     action:
       'Make the sequence of journaled calls depend only on the inputs and on earlier journaled results; in a new version, keep the calls an answer in flight makes, or catch the error and answer again.',
   },

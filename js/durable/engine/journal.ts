@@ -28,6 +28,8 @@ export interface JournalHost {
   readonly codec: Codec<unknown>;
   readonly maxEventBytes: number;
   readonly maxJournalBytes: number;
+  /** Told of each divergence found (the worker's `onError`), besides the handler it is thrown into. */
+  report(error: unknown): void;
 }
 
 /** The call a place belongs to: `3`, `3.0`, `3.end` -> 3. */
@@ -83,6 +85,11 @@ export class Journal {
   #covered: number;
   /** Records the last owner left (a replay's), by place; taken as the replay asks for them. */
   readonly #recorded: Map<string, JournalRecord>;
+  /**
+   * The calls the last owner left records of, by place (`<n>`): the name and whether streamed (`ctx.stream`); each
+   * checked once, when the replay makes its call there, against the call it makes.
+   */
+  readonly #recordedCalls = new Map<number, { name: string; streamed: boolean }>();
   /** The entries the log keeps for this session (read, or queued by this owner), oldest first. */
   #kept: Segment[] = [];
   /** The entry records join (queued, not yet taken by a commit nor cut by a checkpoint call), or null. */
@@ -117,6 +124,7 @@ export class Journal {
       kept.open = false;
       for (const r of entry.records) {
         this.#recorded.set(r.at, r);
+        this.#recordedCalls.set(callOf(r.at), { name: r.name, streamed: r.at.includes('.') });
         kept.records.push(r);
         kept.bytes += Buffer.byteLength(r.payload);
         kept.last = Math.max(kept.last, callOf(r.at));
@@ -158,11 +166,24 @@ export class Journal {
     this.#bytes += size;
   }
 
-  #recordedAt(at: string, call: number, name: string): JournalRecord | undefined {
+  /**
+   * A replay's call `call` (`streamed`: a `ctx.stream`) where records were left: it must be the call recorded there,
+   * by name and kind, whatever records are left of it (a stream's first chunks, or only its end).
+   */
+  #check(call: number, name: string, streamed: boolean): void {
+    const recorded = this.#recordedCalls.get(call);
+    if (recorded === undefined) return;
+    this.#recordedCalls.delete(call);
+    if (recorded.name === name && recorded.streamed === streamed) return;
+    const kind = (s: boolean): string => (recorded.name === name ? (s ? ' (ctx.stream)' : ' (ctx.run)') : '');
+    const error = new JournalDivergedError(this.sid, call, recorded.name + kind(recorded.streamed), name + kind(streamed));
+    this.host.report(error);
+    throw error;
+  }
+
+  #recordedAt(at: string): JournalRecord | undefined {
     const r = this.#recorded.get(at);
-    if (r === undefined) return undefined;
-    this.#recorded.delete(at);
-    if (r.name !== name) throw new JournalDivergedError(this.sid, call, r.name, name);
+    if (r !== undefined) this.#recorded.delete(at);
     return r;
   }
 
@@ -201,8 +222,9 @@ export class Journal {
   run(name: string, body: (call: JournalCall) => unknown, signal: AbortSignal): Promise<unknown> {
     const call = ++this.calls;
     try {
-      if (this.#recorded.size > 0) {
-        const recorded = this.#recordedAt(String(call), call, name);
+      if (this.#recordedCalls.size > 0) {
+        this.#check(call, name, false);
+        const recorded = this.#recordedAt(String(call));
         if (recorded !== undefined) {
           this.continuedInput = this.inputs();
           if (recorded.kind === 'e') return Promise.reject(recordedError(recorded.payload));
@@ -240,15 +262,16 @@ export class Journal {
   ): AsyncGenerator<unknown, void, undefined> {
     const call = ++this.calls;
     const chunks: unknown[] = [];
+    if (this.#recordedCalls.size > 0) this.#check(call, name, true);
     for (;;) {
-      const r = this.#recordedAt(`${call}.${chunks.length}`, call, name);
+      const r = this.#recordedAt(`${call}.${chunks.length}`);
       if (r === undefined) break;
       const chunk = this.#decode(r);
       this.continuedInput = this.inputs();
       chunks.push(chunk);
       yield chunk;
     }
-    const end = this.#recordedAt(`${call}.end`, call, name);
+    const end = this.#recordedAt(`${call}.end`);
     if (end !== undefined) {
       if (end.kind === 'e') throw recordedError(end.payload);
       return;

@@ -15,7 +15,7 @@ import { Journal } from './journal';
 /** What the hooks need of the worker. */
 export type HooksHost = Pick<
   PartitionHost<unknown, unknown>,
-  'maxCheckpointBytes' | 'maxEventBytes' | 'maxJournalBytes' | 'counters'
+  'maxCheckpointBytes' | 'maxEventBytes' | 'maxJournalBytes' | 'counters' | 'report'
 > & {
   readonly codec: Codec<unknown>;
   readonly fn: { readonly name: string };
