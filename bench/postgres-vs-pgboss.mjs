@@ -1,6 +1,6 @@
 // node bench/postgres-vs-pgboss.mjs [rounds]                 drain, live (send), live (sendMany), 3 rounds
 // node bench/postgres-vs-pgboss.mjs [rounds] --only drain,send,batch --events 20000 --keys 2000 --rate 1000
-//      --seconds 10 --live-keys 1000 --partitions 64 --batch 100 --systems velo,pgboss --durable --trace
+//      --seconds 10 --live-keys 1000 --partitions 64 --batch 100 --systems velo,pgboss --durable --trace --base <copy>
 // npm run bench:pgboss -- 1 --seconds 5                       a short sitting
 //
 // velo-stream's tier on Postgres beside pg-boss, on the same app: a shopping cart per key (events add or remove
@@ -29,6 +29,8 @@
 //   event of this process (worker and producer) and of the server; the event loop's delay p99.
 // - velo only: statements and transactions (BEGINs) per event on the worker's pool. --trace: where each live event's
 //   time goes (the send, the NOTIFY, the wait, the read, the session, the commit and effects), printed per run.
+// --base <copy>: a third system, `velobase`: velo-stream as another copy of the package has it (package.json, index.mjs,
+// dist/, native/, node_modules linked), for a change measured before and after in one sitting.
 // Prints each run, then the medians per system and velo / pg-boss.
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import pg from 'pg';
@@ -44,7 +46,19 @@ const option = (name, fallback) => {
   const at = args.indexOf(`--${name}`);
   return at === -1 ? fallback : args[at + 1];
 };
-const valued = new Set(['only', 'events', 'keys', 'rate', 'seconds', 'live-keys', 'partitions', 'batch', 'systems']);
+const valued = new Set([
+  'only',
+  'events',
+  'keys',
+  'rate',
+  'seconds',
+  'live-keys',
+  'partitions',
+  'batch',
+  'systems',
+  'base',
+  'velo-pool',
+]);
 const plain = args.filter((a, i) => !a.startsWith('--') && !(i > 0 && valued.has(args[i - 1].slice(2))));
 const ROUNDS = Number(plain[0] ?? 3);
 const ONLY = option('only', 'drain,send,batch').split(',');
@@ -55,8 +69,11 @@ const SECONDS = Number(option('seconds', 10));
 const LIVE_KEYS = Number(option('live-keys', 1000));
 const PARTITIONS = option('partitions', undefined) === undefined ? undefined : Number(option('partitions'));
 const BATCH = Number(option('batch', 100));
-const SYSTEMS = option('systems', 'velo,pgboss').split(',');
+const BASE = option('base', null);
+const SYSTEMS = option('systems', BASE === null ? 'velo,pgboss' : 'velo,velobase,pgboss').split(',');
 const DURABLE = flag('durable');
+// (--velo-pool: the worker pool's max of `velo` only, default 10; `velobase` keeps 10.)
+const VELO_POOL = Number(option('velo-pool', 10));
 const TRACE = flag('trace');
 const TICK_MS = 5;
 
@@ -165,22 +182,20 @@ async function until(check, what, timeout = 300_000, ms = 5) {
 function tracedPool(inner) {
   const counted = { statements: 0, transactions: 0 };
   const log = { statements: [], notifications: [], holds: [] };
-  const kindOf = (text) =>
-    /^BEGIN/.test(text)
-      ? 'begin'
-      : /^COMMIT/.test(text)
-        ? 'commit'
-        : /commit_8\(/.test(text)
-          ? 'commit8'
-          : /fence_4\(/.test(text)
-            ? 'fence'
-            : /^WITH f AS \(SELECT l\.token = \$3 AND l\.until_ms >= .*FOR UPDATE OF c/s.test(text)
-              ? 'read'
-              : /^SELECT w\.p FROM unnest/.test(text)
-                ? 'wait'
-                : /^INSERT INTO ledger/.test(text)
-                  ? 'effects'
-                  : 'other';
+  const KINDS = [
+    ['begin', /^BEGIN/],
+    ['commit', /^COMMIT/],
+    ['commit8', /commit_8\(/],
+    ['fence', /fence_4\(/],
+    ['read', /^WITH f AS \(SELECT l\.token = \$3 AND l\.until_ms >= .*FOR UPDATE OF c/s],
+    ['wait', /^SELECT w\.p FROM unnest/],
+    ['effects', /^INSERT INTO ledger/],
+    ['renew', /^UPDATE \S+\.leases SET until_ms/],
+    ['lag', /^SELECT \(SELECT count\(\*\)/],
+    ['trim', /^SELECT coalesce\(\(SELECT ms FROM|^DELETE FROM \S+\.(ends|entries)/],
+    ['heartbeat', /^WITH c AS \(SELECT now, CASE WHEN held/],
+  ];
+  const kindOf = (text) => KINDS.find(([, re]) => re.test(text))?.[0] ?? 'other';
   const record = (config, values, t0, t1, connectMs, via) => {
     const text = typeof config === 'string' ? config : (config?.text ?? '');
     counted.statements++;
@@ -208,7 +223,10 @@ function tracedPool(inner) {
       const t0 = epochNow();
       const q = query(config, values, ...rest);
       if (q && typeof q.then === 'function') {
-        const done = () => c.__kinds?.push(record(config, values, t0, epochNow(), 0, 'tx'));
+        const done = () => {
+          const kind = record(config, values, t0, epochNow(), 0, 'tx');
+          c.__kinds?.push(kind);
+        };
         q.then(done, done);
       }
       return q;
@@ -264,10 +282,23 @@ function tracedPool(inner) {
   });
 }
 
-function veloSystem(db) {
+// --base <dir>: a third system, `velobase`, velo-stream as another copy of the package has it (its package.json,
+// index.mjs, dist/ and native/, node_modules linked): this copy against that one in one sitting.
+const copies = { velo: { streamFn, sessionProducer, sessionWorker } };
+if (BASE !== null) {
+  const durable = await import(`${BASE}/dist/backends/index.js`);
+  copies.velobase = {
+    streamFn: (await import(`${BASE}/index.mjs`)).streamFn,
+    sessionProducer: durable.sessionProducer,
+    sessionWorker: durable.sessionWorker,
+  };
+}
+
+function veloSystem(db, copy = 'velo') {
+  const { streamFn, sessionProducer, sessionWorker } = copies[copy];
   const shared = { schema: 'velo', name: 'carts', ...(PARTITIONS === undefined ? {} : { partitions: PARTITIONS }) };
   const producerPool = new pg.Pool({ ...db.config, max: 10 });
-  const workerPool = tracedPool(new pg.Pool({ ...db.config, max: 10 }));
+  const workerPool = tracedPool(new pg.Pool({ ...db.config, max: copy === 'velo' ? VELO_POOL : 10 }));
   producerPool.on('error', () => {});
   workerPool.on('error', () => {});
   const producer = sessionProducer({ ...shared, client: producerPool });
@@ -282,7 +313,7 @@ function veloSystem(db) {
   let worker = null;
   const errors = [];
   return {
-    name: 'velo',
+    name: copy,
     pool: workerPool,
     stamps,
     partitionOf: (key) => producer.partitionOf(key),
@@ -306,6 +337,7 @@ function veloSystem(db) {
     ready: async () => {
       const partitions = PARTITIONS ?? 64;
       await until(() => worker.stats().owned.length === partitions, 'the worker owning every partition', 60_000, 20);
+      await sleep(1000);
     },
     done: (n) => worker.stats().outputs >= n,
     errors,
@@ -370,7 +402,7 @@ async function pgbossSystem(db) {
         },
       );
     },
-    ready: () => sleep(300),
+    ready: () => sleep(1000),
     // (The handler's count runs ahead of its commit by a little: the ledger is then checked.)
     done: (n) => handled >= n,
     errors,
@@ -381,7 +413,7 @@ async function pgbossSystem(db) {
   };
 }
 
-const make = { velo: veloSystem, pgboss: pgbossSystem };
+const make = { velo: veloSystem, velobase: (db) => veloSystem(db, 'velobase'), pgboss: pgbossSystem };
 
 // ---- runs -------------------------------------------------------------------------------------------------------
 
@@ -621,6 +653,22 @@ function attribute(system, rows, sentAt) {
   console.log(
     `    connections held (connection-seconds per second; n, mean ms): ${[...Object.entries(holds), ...Object.entries(pooled)].map(([k, x]) => `${k} ${(x.ms / 1000 / span).toFixed(2)} (${x.n}, ${(x.ms / x.n).toFixed(1)})`).join('; ')}`,
   );
+  // Per second of the run: the events sent in it (median and most send-to-commit), and the statements started in it.
+  const first = rows.reduce((m, r) => Math.min(m, r.sent), Infinity);
+  const seconds = [];
+  for (const r of rows) (seconds[Math.floor((r.sent - first) / 1000)] ??= { lat: [], kinds: {} }).lat.push(r.committed - r.sent);
+  for (const st of statements) {
+    const b = seconds[Math.floor((st.t0 - first) / 1000)];
+    if (b !== undefined) b.kinds[st.kind] = (b.kinds[st.kind] ?? 0) + 1;
+  }
+  seconds.forEach((b, i) => {
+    if (b === undefined) return;
+    b.lat.sort((x, y) => x - y);
+    const k = ['read', 'commit8', 'wait', 'renew', 'lag', 'trim', 'heartbeat', 'other']
+      .map((x) => `${x} ${b.kinds[x] ?? 0}`)
+      .join(' ');
+    console.log(`    second ${i}: p50 ${quantile(b.lat, 0.5).toFixed(1)} max ${b.lat.at(-1).toFixed(1)} ms; ${k}`);
+  });
   const reads = statements.filter((s) => s.kind === 'read').length;
   console.log(
     `    reads ${reads}, events per read ${(rows.length / reads).toFixed(2)}; commits ${kinds.commit8 ?? 0}, events per commit ${(rows.length / (kinds.commit8 ?? 1)).toFixed(2)}; notifications ${notifications.length}`,
@@ -660,11 +708,10 @@ try {
       medians[kind] = Object.fromEntries(fields.map((f) => [f, median(runs[mode][kind].map((r) => r[f]))]));
     }
     console.log(`${mode} medians: ${JSON.stringify(medians)}`);
-    if (medians.velo && medians.pgboss) {
-      console.log(
-        `${mode} velo / pg-boss: ${FIELDS[mode].map((f) => `${f} ${(medians.velo[f] / medians.pgboss[f]).toFixed(2)}`).join(', ')}`,
-      );
-    }
+    const ratio = (a, b) => FIELDS[mode].map((f) => `${f} ${(medians[a][f] / medians[b][f]).toFixed(2)}`).join(', ');
+    for (const kind of ['velo', 'velobase'])
+      if (medians[kind] && medians.pgboss) console.log(`${mode} ${kind} / pg-boss: ${ratio(kind, 'pgboss')}`);
+    if (medians.velo && medians.velobase) console.log(`${mode} velo / velobase: ${ratio('velo', 'velobase')}`);
   }
 } finally {
   await stopAll();
