@@ -454,6 +454,7 @@ async function drain(kind) {
     const serverMs = serverCpu(db.pid) - before.server;
     const rows = await ledgerRows(db.config);
     if (rows.length !== EVENTS) throw new Error(`${kind}: ${rows.length} ledger rows, not ${EVENTS}`);
+    if (TRACE && system.pool !== undefined) startup(system, started, rows[0].committed);
     if (system.errors.length > 0)
       console.log(
         `  ${kind} errors: ${system.errors
@@ -673,6 +674,29 @@ function attribute(system, rows, sentAt) {
   console.log(
     `    reads ${reads}, events per read ${(rows.length / reads).toFixed(2)}; commits ${kinds.commit8 ?? 0}, events per commit ${(rows.length / (kinds.commit8 ?? 1)).toFixed(2)}; notifications ${notifications.length}`,
   );
+}
+
+/** --trace, drain: the worker's start up to its first ledger row, by the statements it ran (ms from the start). */
+function startup(system, started, firstRow) {
+  const before = system.pool.log.statements.filter((s) => s.t0 < firstRow);
+  const byText = new Map();
+  for (const s of before) {
+    const what = s.kind === 'other' ? s.text.slice(0, 40) : s.kind;
+    const x = byText.get(what) ?? { n: 0, first: Infinity, last: 0, ms: 0 };
+    x.n++;
+    x.first = Math.min(x.first, s.t0 - started);
+    x.last = Math.max(x.last, s.t1 - started);
+    x.ms += s.t1 - s.t0;
+    byText.set(what, x);
+  }
+  console.log(
+    `  startup trace: first ledger row at ${(firstRow - started).toFixed(0)} ms; statements before it (count, first start, last end, mean ms):`,
+  );
+  for (const [what, x] of [...byText].sort((a, b) => a[1].first - b[1].first)) {
+    console.log(
+      `    ${what.padEnd(42)} ${String(x.n).padStart(4)} ${x.first.toFixed(0).padStart(6)} ${x.last.toFixed(0).padStart(6)} ${(x.ms / x.n).toFixed(1).padStart(7)}`,
+    );
+  }
 }
 
 // ---- rounds -----------------------------------------------------------------------------------------------------
