@@ -29,8 +29,6 @@
 //   its event loop's delay to <dir>/<pid>.log, and each run prints the times to read them against.
 // Prints each run, then the medians per backend and Postgres' figures as a ratio of Redis'. Order of magnitude
 // only: one machine, both servers on it.
-import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { streamFn } from '../index.mjs';
@@ -40,6 +38,7 @@ import { start } from '../__test__/helpers/child.mjs';
 import { startRedis } from '../__test__/helpers/redis-server.mjs';
 import { startPostgres } from '../__test__/helpers/postgres-server.mjs';
 import { writeBacklog } from './redis/drain.mjs';
+import { cpuOf, serverCpu } from './postgres/cpu.mjs';
 
 const args = process.argv.slice(2);
 const durable = args.includes('--durable');
@@ -56,30 +55,6 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const epochNow = () => performance.timeOrigin + performance.now();
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const quantile = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
-const TICK_MS = 1000 / Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
-
-/** utime + stime (+ cutime + cstime: children waited for) of a process, ms; 0 if it is gone. */
-function cpuOf(pid, children = false) {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12]) + (children ? Number(f[13]) + Number(f[14]) : 0)) * TICK_MS;
-  } catch {
-    return 0;
-  }
-}
-
-/** A server's CPU so far, ms: redis-server's own; postgres' postmaster, its live backends and the exited ones. */
-function serverCpu(pid) {
-  let ms = cpuOf(pid, true);
-  let kids = '';
-  try {
-    kids = execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' });
-  } catch {}
-  for (const kid of kids.split('\n').filter(Boolean)) ms += cpuOf(Number(kid));
-  return ms;
-}
-
 const redis = await startRedis();
 const pg = await startPostgres({ durable });
 // (An interrupted run stops its servers too.)

@@ -66,9 +66,10 @@ export function initCluster(prefix) {
 
 /**
  * Starts a private postgres. `durable` false (default): fsync off (fast; a kill of the server may lose writes).
+ * `settings`: more server settings, `{ name: value }` (each passed as `-c name=value`).
  * Returns { port, dir, pid, version, config (for a pg.Pool), pool(options), stop() }.
  */
-export async function startPostgres({ durable = false } = {}) {
+export async function startPostgres({ durable = false, settings = {} } = {}) {
   const version = serverVersion();
   const { who, dir, data } = initCluster('velo-pg-');
   let child;
@@ -79,6 +80,7 @@ export async function startPostgres({ durable = false } = {}) {
     port = await freePort();
     const args = ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=100'];
     if (!durable) args.push('-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off');
+    for (const [setting, value] of Object.entries(settings)) args.push('-c', `${setting}=${value}`);
     log = '';
     exited = null;
     child = spawn(bin('postgres'), args, { stdio: ['ignore', 'pipe', 'pipe'], ...who });

@@ -58,7 +58,7 @@ import {
 } from './sql';
 import { Waiter, channelOf } from './waiter';
 import { PoolGate } from './gate';
-import { readNew, readPending } from './read';
+import { type Fenced, type ReadAsk, readNew, readNewMany, readPending } from './read';
 
 /** How long a pinned age read by `lag` stands in for `pinned`'s own read, ms. */
 const MEASURED_MS = 100;
@@ -428,11 +428,55 @@ export class PgLog implements PartitionLog {
     this.#readMarks.delete(p);
     const found =
       from === '>'
-        ? await readNew(this.#pool, S, fn, p, lease.token, count)
+        ? await this.#readNew({ p, token: lease.token, limit: count })
         : await readPending(this.#pool, S, fn, p, lease.token, idKey(idParts(from)), count);
     if (!found.ok) throw new FencedError(p, READ_FENCED);
     this.#readMarks.set(p, mark);
     return { entries: found.entries, tail: found.tail };
+  }
+
+  /** The reads of new entries asked for in this turn of the event loop, by partition (null: none). */
+  #reads: Map<number, { ask: ReadAsk; done: Array<(found: Fenced | Error) => void> }> | null = null;
+
+  /**
+   * A read of new entries, made with the others asked for in the same turn of the event loop: one statement for
+   * them all (`readNewMany`; the partitions a wait wakes together read together), or `readNew` for one alone.
+   */
+  #readNew(ask: ReadAsk): Promise<Fenced> {
+    return new Promise<Fenced>((resolve, reject) => {
+      const settle = (found: Fenced | Error) => (found instanceof Error ? reject(found) : resolve(found));
+      if (this.#reads === null) {
+        this.#reads = new Map();
+        setImmediate(() => this.#flushReads());
+      }
+      const same = this.#reads.get(ask.p);
+      // (The same partition twice in a turn: never from one pump; read on its own then.)
+      if (same !== undefined) readNew(this.#pool, this.#S, this.#fn, ask.p, ask.token, ask.limit).then(resolve, reject);
+      else this.#reads.set(ask.p, { ask, done: [settle] });
+    });
+  }
+
+  #flushReads(): void {
+    const reads = this.#reads;
+    this.#reads = null;
+    if (reads === null || reads.size === 0) return;
+    const list = [...reads.values()];
+    const failed = (error: unknown) => {
+      for (const r of list) for (const done of r.done) done(error as Error);
+    };
+    if (list.length === 1) {
+      const { ask, done } = list[0];
+      readNew(this.#pool, this.#S, this.#fn, ask.p, ask.token, ask.limit).then((found) => done.forEach((d) => d(found)), failed);
+      return;
+    }
+    readNewMany(
+      this.#pool,
+      this.#S,
+      this.#fn,
+      list.map((r) => r.ask).sort((a, b) => a.p - b.p),
+    ).then((found) => {
+      for (const r of list) for (const done of r.done) done(found.get(r.ask.p) ?? { ok: false });
+    }, failed);
   }
 
   async entries(lease: Lease, ids: readonly string[]): Promise<InputEntry[]> {

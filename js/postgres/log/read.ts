@@ -126,3 +126,63 @@ export async function readPending(
   if (rows[0].ms !== null) return { ok: true, entries: await complete(pool, S, fn, p, rows), tail: '' };
   return { ok: true, entries: [], tail: tailOf(rows) };
 }
+
+/** One partition's part of `readNewMany`: its partition, the lease's token, the most entries to take. */
+export interface ReadAsk {
+  readonly p: number;
+  readonly token: string;
+  readonly limit: number;
+}
+
+/**
+ * `readNew` of several partitions in one statement (its own transaction), each fenced by its own lease row and
+ * cursor row (locked in partition order) and answered as `readNew` answers it: by partition.
+ */
+export async function readNewMany(
+  pool: PgPoolLike,
+  S: string,
+  fn: string,
+  asks: readonly ReadAsk[],
+): Promise<Map<number, Fenced>> {
+  const { rows } = await run(
+    pool,
+    `WITH w AS (SELECT * FROM unnest($2::integer[], $3::text[], $4::integer[]) AS w(p, token, lim)),
+          f AS (SELECT w.p, w.lim, l.token = w.token AND l.until_ms >= ${NOW} AS ok, c.delivered_ms, c.delivered_seq
+                  FROM w JOIN ${S}.leases l ON l.fn = $1 AND l.p = w.p JOIN ${S}.cursors c ON c.fn = l.fn AND c.p = l.p
+                 ORDER BY w.p FOR KEY SHARE OF l FOR UPDATE OF c),
+          got AS (SELECT f.p, e.ms, e.seq, ${ENTRY_COLUMNS.replace(/(\w+)/g, 'e.$1')},
+                         sum(${SIZE}) OVER (PARTITION BY f.p ORDER BY e.ms, e.seq) <= $5 AS small
+                    FROM f CROSS JOIN LATERAL (
+                           SELECT * FROM ${S}.entries e
+                            WHERE f.ok AND e.fn = $1 AND e.p = f.p AND (e.ms, e.seq) > (f.delivered_ms, f.delivered_seq)
+                            ORDER BY e.ms, e.seq LIMIT f.lim) e),
+          ins AS (INSERT INTO ${S}.pending (fn, p, k, ms, seq)
+                   SELECT $1, p, ms::numeric * ${ID_BASE} + seq, ms, seq FROM got ON CONFLICT DO NOTHING),
+          upd AS (UPDATE ${S}.cursors c SET (delivered_ms, delivered_seq) = (m.ms, m.seq)
+                    FROM (SELECT DISTINCT ON (p) p, ms, seq FROM got ORDER BY p, ms DESC, seq DESC) m
+                   WHERE c.fn = $1 AND c.p = m.p)
+     SELECT f.p, f.ok, g.ms, g.seq, g.small, ${BOUNDED}, t.ms AS tail_ms, t.seq AS tail_seq
+       FROM f LEFT JOIN got g ON g.p = f.p
+       LEFT JOIN LATERAL (SELECT ms, seq FROM ${S}.entries WHERE fn = $1 AND p = f.p AND g.ms IS NULL
+                           ORDER BY ms DESC, seq DESC LIMIT 1) t ON true
+      ORDER BY f.p, g.ms, g.seq`,
+    [fn, asks.map((a) => a.p), asks.map((a) => a.token), asks.map((a) => Math.min(a.limit, READ_ROWS)), READ_BYTES],
+  );
+  const byP = new Map<number, Record<string, unknown>[]>();
+  for (const r of rows) {
+    const p = Number(r.p);
+    const list = byP.get(p);
+    if (list === undefined) byP.set(p, [r]);
+    else list.push(r);
+  }
+  const found = new Map<number, Fenced>();
+  await Promise.all(
+    asks.map(async ({ p }) => {
+      const mine = byP.get(p) ?? [];
+      if (mine.length === 0 || mine[0].ok !== true) found.set(p, { ok: false });
+      else if (mine[0].ms !== null) found.set(p, { ok: true, entries: await complete(pool, S, fn, p, mine), tail: '' });
+      else found.set(p, { ok: true, entries: [], tail: tailOf(mine) });
+    }),
+  );
+  return found;
+}
