@@ -201,8 +201,8 @@ export class Waiter {
   }
 
   /**
-   * Resolves with what `check` finds (a non-empty list), with the partition of a notification for one of
-   * `partitions`, or with [] after `ms` (0: never) or at `interrupt()`. `check` runs every `pollInterval` ms, and at
+   * Resolves with what `check` finds (a non-empty list), with the partitions of `partitions` notified in one turn
+   * of the event loop, or with [] after `ms` (0: never) or at `interrupt()`. `check` runs every `pollInterval` ms, and at
    * once if `now`.
    */
   wait(
@@ -248,9 +248,18 @@ export class Waiter {
           },
         );
       };
+      // The partitions notified in this turn of the event loop, ended with together (a burst of sends wakes them
+      // all at once, and their reads go in one statement).
+      let heard: number[] | null = null;
       const wake = (p: number | undefined) => {
         if (p === undefined) finish([]);
-        else if (partitions.has(p)) finish([p]);
+        else if (partitions.has(p)) {
+          if (heard === null) {
+            heard = [];
+            setImmediate(() => finish(heard ?? []));
+          }
+          if (!heard.includes(p)) heard.push(p);
+        }
       };
       this.#waits.add(wake);
       const poll = setInterval(look, pollInterval);
