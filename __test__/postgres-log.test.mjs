@@ -230,6 +230,31 @@ test('wait after a read that took all there was: no statement until a NOTIFY or 
   await p.end();
 });
 
+test('renewals asked in one turn go in one statement, each answered for its own lease', async () => {
+  const p = postgres.pool({ max: 4 });
+  const statements = [];
+  const query = p.query.bind(p);
+  p.query = (config, values) => {
+    statements.push(typeof config === 'string' ? config : config.text);
+    return query(config, values);
+  };
+  const space = await preparePg(p, SCHEMA, fresh('fn'), 4);
+  const log = new PgLog(p, space, 4, { listen: false });
+  const leases = [];
+  for (const partition of [0, 1, 2, 3]) leases.push(await log.acquire(partition, 'w1', 60_000));
+  // Partition 3's lease taken by another owner meanwhile: its renewal is refused, the others' granted.
+  await p.query(`UPDATE ${space.S}.leases SET token = 'other' WHERE fn = $1 AND p = 3`, [space.fn]);
+  const before = statements.length;
+  assert.deepEqual(await Promise.all(leases.map((lease) => log.renew(lease, 60_000))), [true, true, true, false]);
+  assert.equal(statements.length - before, 1, 'one statement');
+  // Renewals of separate turns go alone; a bad ttl is refused at the call.
+  assert.equal(await log.renew(leases[0], 60_000), true);
+  assert.equal(statements.length - before, 2);
+  await assert.rejects(log.renew(leases[1], -1), { code: 'ERR_OUT_OF_RANGE' });
+  await log.close();
+  await p.end();
+});
+
 test('migrations: applied once, also by workers starting together; a schema of a newer release is refused', async () => {
   const schema = 'velo_migrate';
   await Promise.all(Array.from({ length: 4 }, () => preparePg(pool(), schema, 'f', 4)));

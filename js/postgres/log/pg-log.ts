@@ -395,16 +395,65 @@ export class PgLog implements PartitionLog {
     }
   }
 
-  async renew(lease: Lease, ttl: number): Promise<boolean> {
-    const p = this.#part(lease.partition);
-    // No key column changes: FOR KEY SHARE (an owner's write in flight) does not block it.
-    const { rowCount } = await run(
-      this.#pool,
-      `UPDATE ${this.#S}.leases SET until_ms = ${NOW} + $4::bigint
-        WHERE fn = $1 AND p = $2 AND token = $3 AND until_ms >= ${NOW}`,
-      [this.#fn, p, lease.token, str(millis('A lease ttl', ttl, 1))],
-    );
-    return rowCount === 1;
+  /** The renewals asked for in this turn of the event loop (null: none). */
+  #renewals: Array<{ p: number; token: string; ms: bigint; settle: (held: boolean | Error) => void }> | null = null;
+
+  /**
+   * Renews a lease, with the others asked for in the same turn of the event loop (a worker renews all of its
+   * leases at once): one statement for them all, so they take one connection of the pool, not one each.
+   */
+  renew(lease: Lease, ttl: number): Promise<boolean> {
+    let p: number;
+    let ms: bigint;
+    try {
+      p = this.#part(lease.partition);
+      ms = millis('A lease ttl', ttl, 1);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return new Promise<boolean>((resolve, reject) => {
+      if (this.#renewals === null) {
+        this.#renewals = [];
+        setImmediate(() => this.#flushRenewals());
+      }
+      this.#renewals.push({
+        p,
+        token: lease.token,
+        ms,
+        settle: (held) => (held instanceof Error ? reject(held) : resolve(held)),
+      });
+    });
+  }
+
+  #flushRenewals(): void {
+    const list = this.#renewals ?? [];
+    this.#renewals = null;
+    // (One statement per ttl, and per partition asked twice in a turn: never from one worker.)
+    const groups: (typeof list)[] = [];
+    for (const r of list) {
+      const group = groups.find((g) => g[0].ms === r.ms && !g.some((o) => o.p === r.p));
+      if (group === undefined) groups.push([r]);
+      else group.push(r);
+    }
+    for (const group of groups) {
+      // No key column changes: FOR KEY SHARE (an owner's write in flight) does not block it.
+      run(
+        this.#pool,
+        `UPDATE ${this.#S}.leases l SET until_ms = ${NOW} + $4::bigint
+           FROM unnest($2::integer[], $3::text[]) AS w(p, token)
+          WHERE l.fn = $1 AND l.p = w.p AND l.token = w.token AND l.until_ms >= ${NOW}
+         RETURNING l.p`,
+        [this.#fn, group.map((r) => r.p), group.map((r) => r.token), str(group[0].ms)],
+      ).then(
+        ({ rows }) => {
+          const held = new Set(rows.map((row) => Number(row.p)));
+          for (const r of group) r.settle(held.has(r.p));
+        },
+        (error: unknown) => {
+          for (const r of group) r.settle(error as Error);
+        },
+      );
+    }
   }
 
   async release(lease: Lease): Promise<void> {

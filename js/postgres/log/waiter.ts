@@ -1,6 +1,7 @@
 // Waiting for input on Postgres: LISTEN on the function's channel is only a hint (a NOTIFY sent before the LISTEN
 // began never arrives, and LISTEN does not work behind a transaction-mode pooler), so every wait also polls every
-// `pollInterval` ms. A notification for one of a wait's partitions ends it with that partition. A wait looks at once
+// `pollInterval` ms, and looks at each notification for one of its partitions (one look for them all: a burst of
+// sends wakes its partitions together, and their reads go in one statement). A wait looks at once
 // unless each of its partitions is `quiet`: read since a mark (`mark`) taken while the connection LISTENed, with no
 // notification for it since on that connection (an entry committed after the read's snapshot notifies after it).
 import { createHash } from 'node:crypto';
@@ -201,9 +202,8 @@ export class Waiter {
   }
 
   /**
-   * Resolves with what `check` finds (a non-empty list), with the partitions of `partitions` notified in one turn
-   * of the event loop, or with [] after `ms` (0: never) or at `interrupt()`. `check` runs every `pollInterval` ms, and at
-   * once if `now`.
+   * Resolves with what `check` finds (a non-empty list), or with [] after `ms` (0: never) or at `interrupt()`. `check`
+   * runs at each notification for one of `partitions`, every `pollInterval` ms, and at once if `now`.
    */
   wait(
     partitions: ReadonlySet<number>,
@@ -248,18 +248,9 @@ export class Waiter {
           },
         );
       };
-      // The partitions notified in this turn of the event loop, ended with together (a burst of sends wakes them
-      // all at once, and their reads go in one statement).
-      let heard: number[] | null = null;
       const wake = (p: number | undefined) => {
         if (p === undefined) finish([]);
-        else if (partitions.has(p)) {
-          if (heard === null) {
-            heard = [];
-            setImmediate(() => finish(heard ?? []));
-          }
-          if (!heard.includes(p)) heard.push(p);
-        }
+        else if (partitions.has(p)) look();
       };
       this.#waits.add(wake);
       const poll = setInterval(look, pollInterval);
