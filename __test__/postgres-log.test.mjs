@@ -206,8 +206,10 @@ test('wait after a read that took all there was: no statement until a NOTIFY or 
   const quiet = log.wait(new Map([[0, at]]), 60_000);
   assert.equal(await within(quiet, 300), false, 'nothing to find');
   assert.deepEqual(statements.slice(count), [], 'no statement sent by the wait');
+  count = statements.length;
   await appendEventsPg(p, space, 0, [ev('a', 2)]);
   assert.deepEqual(await quiet, [0]);
+  assert.equal(statements.length - count, 1, "the append's statement alone: its NOTIFY names the entry");
   // An append whose NOTIFY came between the read and the wait: the wait looks at once (its poll is a minute away).
   at = await tail();
   await appendEventsPg(p, space, 0, [ev('a', 3)]);
@@ -226,6 +228,18 @@ test('wait after a read that took all there was: no statement until a NOTIFY or 
   assert.ok(errors.length > 0, 'the lost connection reported');
   await appendEventsPg(p, space, 0, [ev('a', 4)]);
   assert.deepEqual(await log.wait(new Map([[0, at]]), 60_000), [0]);
+  // A NOTIFY that names no entry (a release before this one sent the partition alone): the wait looks.
+  at = await tail();
+  const old = log.wait(new Map([[0, at]]), 60_000);
+  await sleep(100);
+  await query(
+    `INSERT INTO ${space.S}.entries (fn, p, ms, seq, key, payload) VALUES ($1, 0, 9999999999999, 0, 'x', '\\x7b7d'::bytea)`,
+    [space.fn],
+  );
+  count = statements.length;
+  await query(`SELECT pg_notify($1, '0')`, [space.channel]);
+  assert.deepEqual(await old, [0]);
+  assert.equal(statements.length - count, 1, 'one look');
   await log.close();
   await p.end();
 });

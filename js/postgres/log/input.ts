@@ -22,8 +22,8 @@ export const ENTRY_COLUMNS = 'key, payload, close, reason, wake, due, tp, ts';
 /**
  * Adds entries to partition `p`'s input in order, in one statement; their ids. The head row's lock (UPDATE) is held
  * to the end of the statement's transaction (the caller's, or on a pool its own): the next append waits for this
- * one's commit, so ids are given in commit order. A NOTIFY on `channel` (payload: the partition) goes out at commit:
- * a wake-up hint for waiting workers.
+ * one's commit, so ids are given in commit order. A NOTIFY on `channel` (payload: the partition and the last id
+ * added, `<p> <ms>-<seq>`) goes out at commit: a wake-up hint for waiting workers.
  */
 export async function addEntries(
   db: PgClientLike | PgPoolLike,
@@ -49,7 +49,7 @@ export async function addEntries(
                          u.tp, u.ts
                     FROM h, unnest($4::text[], $5::bytea[], $6::text[], $7::text[], $8::text[], $9::bigint[], $10::text[],
                                    $11::text[]) WITH ORDINALITY AS u(key, payload, close, reason, wake, due, tp, ts, i)),
-          n AS (SELECT pg_notify($12, $13) FROM h)
+          n AS (SELECT pg_notify($12, $13 || ' ' || h.last_ms || '-' || h.last_seq) FROM h)
      SELECT h.last_ms, h.last_seq FROM h, n`,
     [
       fn,
@@ -112,7 +112,7 @@ export async function addEntriesMany(
                     FROM h JOIN unnest($4::integer[], $5::bigint[], $6::text[], $7::bytea[], $8::text[], $9::text[],
                                        $10::text[], $11::bigint[], $12::text[], $13::text[])
                                 AS u(p, i, key, payload, close, reason, wake, due, tp, ts) ON u.p = h.p),
-          t AS (SELECT count(pg_notify($14, h.p::text)) AS sent FROM h)
+          t AS (SELECT count(pg_notify($14, h.p || ' ' || h.last_ms || '-' || h.last_seq)) AS sent FROM h)
      SELECT h.p, h.last_ms, h.last_seq FROM h, t`,
     [
       fn,

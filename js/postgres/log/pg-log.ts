@@ -826,7 +826,8 @@ export class PgLog implements PartitionLog {
     };
     // A wait right after a read that found all there was (the engine's idle partitions) need not look at once.
     const now = ps.some((p) => !this.#waiter.quiet(p, this.#readMarks.get(p)));
-    return this.#waiter.wait(new Set(ps), ms, this.#pollInterval, now, check);
+    const at = new Map([...positions].map(([p, id]) => [this.#part(p), id]));
+    return this.#waiter.wait(at, ms, this.#pollInterval, now, check);
   }
 
   interrupt(): Promise<void> {

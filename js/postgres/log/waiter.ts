@@ -1,7 +1,7 @@
 // Waiting for input on Postgres: LISTEN on the function's channel is only a hint (a NOTIFY sent before the LISTEN
 // began never arrives, and LISTEN does not work behind a transaction-mode pooler), so every wait also polls every
-// `pollInterval` ms, and looks at each notification for one of its partitions (one look for them all: a burst of
-// sends wakes its partitions together, and their reads go in one statement). A wait looks at once
+// `pollInterval` ms. A notification names the partition and its last entry: a wait ends with the partitions whose
+// positions it is after (those of one turn together, so their reads go in one statement). A wait looks at once
 // unless each of its partitions is `quiet`: read since a mark (`mark`) taken while the connection LISTENed, with no
 // notification for it since on that connection (an entry committed after the read's snapshot notifies after it).
 import { createHash } from 'node:crypto';
@@ -10,6 +10,16 @@ import { type PgClientLike, type PgPoolLike, connectWatched } from './sql';
 /** The NOTIFY channel of a function: a plain identifier made from a digest of its schema and name. */
 export function channelOf(schema: string, fn: string): string {
   return `velo_${createHash('sha1').update(`${schema}\0${fn}`).digest('hex').slice(0, 32)}`;
+}
+
+/** An entry id as numbers, or null if it is not one. */
+type Id = readonly [bigint, bigint];
+function idOf(id: string): Id | null {
+  const m = /^(\d{1,20})-(\d{1,20})$/.exec(id);
+  return m === null ? null : [BigInt(m[1]), BigInt(m[2])];
+}
+function idAfter(a: Id, b: Id): boolean {
+  return a[0] > b[0] || (a[0] === b[0] && a[1] > b[1]);
 }
 
 /** LISTEN connections taken in this process (a mark names the one it was taken on: notifications are per connection). */
@@ -154,7 +164,7 @@ export class Waiter {
   #listener: PoolListener | null = null;
   #closed = false;
   /** Each pending wait's wake-up: called with the partition of a notification, or undefined (interrupt, close). */
-  readonly #waits = new Set<(partition: number | undefined) => void>();
+  readonly #waits = new Set<(partition: number | undefined, last?: Id | null) => void>();
   /** Notifications heard per partition. */
   readonly #heard = new Map<number, number>();
 
@@ -171,9 +181,13 @@ export class Waiter {
       this.#sub = {
         channel: this.#channel,
         notify: (payload) => {
-          const p = Number(payload);
+          // `<p> <ms>-<seq>`: the partition and the last entry added; `<p>` alone from a release before.
+          const text = payload ?? '';
+          const space = text.indexOf(' ');
+          const p = Number(space < 0 ? text : text.slice(0, space));
           this.#heard.set(p, (this.#heard.get(p) ?? 0) + 1);
-          for (const wake of [...this.#waits]) wake(p);
+          const last = space < 0 ? null : idOf(text.slice(space + 1));
+          for (const wake of [...this.#waits]) wake(p, last);
         },
         onError: (error) => {
           if (!this.#closed) this.#onError(error);
@@ -202,16 +216,19 @@ export class Waiter {
   }
 
   /**
-   * Resolves with what `check` finds (a non-empty list), or with [] after `ms` (0: never) or at `interrupt()`. `check`
-   * runs at each notification for one of `partitions`, every `pollInterval` ms, and at once if `now`.
+   * Resolves with the partitions of `positions` that have entries after their positions: those a notification
+   * names an entry after it for (the notifications of one turn together), or what `check` finds (a non-empty list);
+   * or with [] after `ms` (0: never) or at `interrupt()`. `check` runs every `pollInterval` ms, at once if `now`, and
+   * at a notification that names no entry.
    */
   wait(
-    partitions: ReadonlySet<number>,
+    positions: ReadonlyMap<number, string>,
     ms: number,
     pollInterval: number,
     now: boolean,
     check: () => Promise<number[]>,
   ): Promise<number[]> {
+    const after = new Map([...positions].map(([p, id]) => [p, idOf(id)]));
     this.#listen();
     return new Promise<number[]>((resolve, reject) => {
       let done = false;
@@ -248,9 +265,21 @@ export class Waiter {
           },
         );
       };
-      const wake = (p: number | undefined) => {
-        if (p === undefined) finish([]);
-        else if (partitions.has(p)) look();
+      // The partitions a notification showed an entry after their positions in this turn of the event loop, ended
+      // with together (a burst of sends wakes them at once, and their reads go in one statement).
+      let heard: number[] | null = null;
+      const wake = (p: number | undefined, last?: Id | null) => {
+        if (p === undefined) return finish([]);
+        const position = after.get(p);
+        if (position === undefined) return;
+        // (No id, or one that cannot be read: a release before, or not ours: look.)
+        if (last == null || position === null) return look();
+        if (!idAfter(last, position)) return;
+        if (heard === null) {
+          heard = [];
+          setImmediate(() => finish(heard ?? []));
+        }
+        if (!heard.includes(p)) heard.push(p);
       };
       this.#waits.add(wake);
       const poll = setInterval(look, pollInterval);
