@@ -1,4 +1,4 @@
-// node bench/first-output.mjs [events] [keys] [rounds] [--redis | --postgres] [--pool <max>] [--base <copy>] [--profile] [--tx]
+// node bench/first-output.mjs [events] [keys] [rounds] [--redis | --postgres] [--pool <max>] [--profile] [--base <copy>]
 //
 // How soon a worker started on a backlog makes its first output, on Redis and on Postgres side by side in one sitting
 // (defaults: 20,000 events over 2,000 keys, 3 rounds, both backends, the order alternating per round). Private servers
@@ -8,20 +8,17 @@
 // the handler keeps each key's running total, one output per event; on Postgres `effects` writes a ledger row per
 // output in the commit's transaction (one INSERT each), as the cart app of the comparison with pg-boss does.
 //
-// Measured from just before `sessionWorker(...)` (the logs' calls wrapped: each reply as the worker sees it):
-// - firstMs: the first commit with outputs answered (on Postgres its ledger rows are committed then); lastMs: every
-//   event's output committed (counted once per sid and seq: a replay's commits carry outputs written before).
-// - where the time before the first output went: allOwnedMs (the last lease granted), and for the partition that
-//   committed first: ownedMs, loadedMs (what the last owner left read: snapshots, openings, journal), readSentMs and
-//   readMs (its first entries asked for, in hand), commitSentMs, firstCommitOutputs; readBeforeFirst: entries all
-//   partitions had read when the first commit was sent; commitsBefore: commits sent before the first was answered;
-//   loopMaxMs: the event loop's longest delay up to the first output (perf_hooks' monitorEventLoopDelay); reads and
-//   commits: the calls up to the last output; lost and errors: `stats()` then (leases lost, errors reported).
-// - --tx (Postgres): the first transaction that wrote ledger rows: when it asked the pool for a connection, got it,
-//   and each statement's round trip. FIRST_DEBUG=1: the first six commits answered (partition, outputs, sent-answered).
-// - --profile: V8's CPU profile (node:inspector) from the start to the first output: self time by function.
+// Measured from just before `sessionWorker(...)`:
+// - firstMs: the first commit with outputs answered (the log's `commit` wrapped: its reply, as the worker sees it; on
+//   Postgres the ledger's first rows are committed then), and lastMs: the last output committed (all `events`).
+// - where the time before the first output went: allOwnedMs (the 64th lease granted), and for the partition that
+//   committed first: ownedMs, loadedMs (what the last owner left read: snapshots, openings, journal), readMs (its
+//   first entries in hand), commitSentMs; readBeforeFirst: entries all partitions had read when the first commit was
+//   sent, commitsBefore: commits sent before the first answered; loopMaxMs: the event loop's longest delay up to the
+//   first output (perf_hooks' monitorEventLoopDelay); reads and commits: the calls to the last output.
+// - --profile: V8's CPU profile (node:inspector) from the start to the first output: self time by function, printed.
 // --base <copy>: also `redis-base` and `postgres-base`, the same runs on another copy of the package (its
-// package.json, index.mjs, dist/ and native/, node_modules linked), the kinds in turn: ratios in one sitting.
+// package.json, index.mjs, dist/ and native/, node_modules linked), the four kinds in turn: ratios in one sitting.
 // Order of magnitude only: one machine, the servers on it.
 import { performance, monitorEventLoopDelay } from 'node:perf_hooks';
 import { Session } from 'node:inspector/promises';
@@ -69,7 +66,7 @@ function wrap(Log, name, partitionOf, count) {
     const sent = performance.now();
     const result = await original.apply(this, a);
     if (r !== null) r.calls.push({ name, p: partitionOf(a), sent, answered: performance.now(), n: count(a, result) });
-    if (r !== null && name === 'commit') r.committed(a[1].outputs);
+    if (r !== null && name === 'commit') r.committed(a[1].outputs.length);
     if (r !== null && name === 'read') r.read += result.entries.length;
     return result;
   };
@@ -187,7 +184,6 @@ async function once(kind) {
     };
   }
   let outputs = 0;
-  const reported = [];
   let resolveFirst;
   let resolveLast;
   const first = new Promise((resolve) => (resolveFirst = resolve));
@@ -208,22 +204,15 @@ async function once(kind) {
     commitsSent: 0,
     firstSent: undefined,
     readBeforeFirst: undefined,
-    /** Outputs committed, each once (a replay's commit carries outputs written before: the log skips them). */
-    written: new Set(),
-    committed(list) {
-      if (list.length === 0) return;
-      if (outputs === 0) resolveFirst(performance.now());
-      for (const o of list) this.written.add(`${o.sid} ${o.seq}`);
-      outputs = this.written.size;
+    committed(n) {
+      if (n === 0) return;
+      outputs += n;
+      if (outputs === n) resolveFirst(performance.now());
       if (outputs >= EVENTS) resolveLast(performance.now());
     },
   };
   run = r;
-  const worker = copy.sessionWorker(totalsOf(copyOf(kind)), {
-    ...shared,
-    ...(effects === undefined ? {} : { effects }),
-    onError: (error) => reported.push(error),
-  });
+  const worker = copy.sessionWorker(totalsOf(copyOf(kind)), { ...shared, ...(effects === undefined ? {} : { effects }) });
   const firstAt = await first;
   loop.disable();
   const loopMaxMs = loop.max / 1e6;
@@ -232,7 +221,6 @@ async function once(kind) {
   const commitsBefore = r.commitsSent;
   const lastAt = await last;
   run = null;
-  const { lost, errors } = worker.stats();
   await worker.close();
   if (server === 'postgres') {
     const { rows } = await pool.query(`SELECT count(*)::int AS n FROM bench_ledger.${name}`);
@@ -262,12 +250,8 @@ async function once(kind) {
     loopMaxMs: round(loopMaxMs),
     reads: r.calls.filter((c) => c.name === 'read').length,
     commits: r.calls.filter((c) => c.name === 'commit').length,
-
-    lost,
-    errors,
   };
   console.log(JSON.stringify(result));
-  for (const error of reported.slice(0, 3)) console.log(`  reported: ${error.code ?? ''} ${error.message}`);
   if (process.env.FIRST_DEBUG)
     console.log(
       r.calls

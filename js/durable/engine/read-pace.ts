@@ -121,9 +121,8 @@ export class ReadPace {
 
   /**
    * Before an entry of the read is dispatched: a turn of the event loop after each `readCount` entries (its timers,
-   * the leases' renewals, do not wait for the whole read's sessions to open; the partition's first turn comes after
-   * FIRST_SLICE), the next turn while its first `readCount` entries find the process's turn used up (`LoopShare`), a
-   * microtask after an entry that opened a session (`OPENED`), or undefined.
+   * the leases' renewals, do not wait for the whole read's sessions to open), a microtask after an entry that opened
+   * a session (`OPENED`), or undefined.
    */
   turn(): Promise<void> | undefined {
     if (++this.#given > this.#slice) {
