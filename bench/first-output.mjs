@@ -252,14 +252,6 @@ async function once(kind) {
     commits: r.calls.filter((c) => c.name === 'commit').length,
   };
   console.log(JSON.stringify(result));
-  if (process.env.FIRST_DEBUG)
-    console.log(
-      r.calls
-        .filter((c) => c.name === 'commit')
-        .slice(0, 6)
-        .map((c) => `p${c.p} n${c.n} ${round(at(c.sent))}-${round(at(c.answered))}`)
-        .join(' | '),
-    );
   if (r.firstTx !== undefined && flag('--tx')) {
     const tx = r.firstTx;
     const gaps = tx.statements.map((st, i) => round(st.sent - (i === 0 ? tx.granted : tx.statements[i - 1].done)));

@@ -127,14 +127,8 @@ export class ReadPace {
   turn(): Promise<void> | undefined {
     if (++this.#given > this.#slice) {
       this.#given = 1;
+      this.#slice = this.readCount;
       this.#opened = false;
-      if (this.#slice < this.readCount) {
-        // After the first slice, two: its outputs reach the outbox in microtasks after this, and the outbox's flush
-        // (a turn of its own) must come before the dispatch goes on.
-        this.#slice = this.readCount;
-        const clock = this.clock;
-        return new Promise<void>((resolve) => clock.setImmediate(() => clock.setImmediate(resolve)));
-      }
       return new Promise<void>((resolve) => this.clock.setImmediate(resolve));
     }
     const shared = this.#sharing > 0 ? (this.#sharing--, this.#loop?.turn()) : undefined;
