@@ -34,7 +34,17 @@
 // Prints each run, then the medians per system and velo / pg-boss.
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import pg from 'pg';
-import { PgBoss } from 'pg-boss';
+// pg-boss lives in bench/pgboss (it declares Node >= 22.12: out of the package's own lock); `npm run bench:pgboss`
+// installs it there.
+let PgBoss;
+try {
+  ({ PgBoss } = await import('./pgboss/index.mjs'));
+} catch (error) {
+  console.error(
+    `pg-boss is not installed in bench/pgboss: run \`npm install --prefix bench/pgboss\` (or npm run bench:pgboss). ${error.message}`,
+  );
+  process.exit(2);
+}
 import { streamFn } from '../index.mjs';
 import { sessionProducer, sessionWorker } from 'velo-stream/durable';
 import { startPostgres } from '../__test__/helpers/postgres-server.mjs';

@@ -5,8 +5,7 @@
 // its token unexpired; a grant takes the row FOR UPDATE, so it waits for an owner's write in flight, and a paused
 // ex-owner's late write finds the new token. Renewals update the row without a key change, which FOR KEY SHARE lets
 // through: a renewal never waits behind a commit.
-import { NO_VERSION } from '../../durable/rules/versions';
-import type { WorkerAdvert } from '../../durable/rules/versions';
+import { NO_VERSION, type WorkerAdvert } from '../../durable/rules/versions';
 import type {
   Commit,
   CommitResult,
@@ -57,6 +56,7 @@ import {
   transaction,
 } from './sql';
 import { Waiter, channelOf } from './waiter';
+import { Renewals } from './renewals';
 import { PoolGate } from './gate';
 import { type Fenced, type ReadAsk, readNew, readNewMany, readPending } from './read';
 
@@ -198,6 +198,7 @@ export class PgLog implements PartitionLog {
   readonly #fn: string;
   readonly #channel: string;
   readonly #waiter: Waiter;
+  readonly #renewals: Renewals;
   /** Per partition, the waiter's mark taken before its last read of new entries (`Waiter.quiet`). */
   readonly #readMarks = new Map<number, string | null>();
   readonly #pollInterval: number;
@@ -234,6 +235,7 @@ export class PgLog implements PartitionLog {
     const listen = options.listen ?? true;
     if (typeof listen !== 'boolean') throw invalidType(`PgLog: "listen" must be a boolean, not ${describe(listen)}`);
     this.#waiter = new Waiter(pool, listen ? space.channel : null, onError);
+    this.#renewals = new Renewals(pool, space.S, space.fn);
     if (options.effects !== undefined && typeof options.effects !== 'function') {
       throw invalidType(`PgLog: "effects" must be a function, not ${describe(options.effects)}`);
     }
@@ -395,64 +397,12 @@ export class PgLog implements PartitionLog {
     }
   }
 
-  /** The renewals asked for in this turn of the event loop (null: none). */
-  #renewals: Array<{ p: number; token: string; ms: bigint; settle: (held: boolean | Error) => void }> | null = null;
-
-  /**
-   * Renews a lease, with the others asked for in the same turn of the event loop (a worker renews all of its
-   * leases at once): one statement for them all, so they take one connection of the pool, not one each.
-   */
+  /** Renews a lease, with the others asked for in the same turn of the event loop in one statement (renewals.ts). */
   renew(lease: Lease, ttl: number): Promise<boolean> {
-    let p: number;
-    let ms: bigint;
     try {
-      p = this.#part(lease.partition);
-      ms = millis('A lease ttl', ttl, 1);
+      return this.#renewals.renew(this.#part(lease.partition), lease.token, millis('A lease ttl', ttl, 1));
     } catch (error) {
       return Promise.reject(error);
-    }
-    return new Promise<boolean>((resolve, reject) => {
-      if (this.#renewals === null) {
-        this.#renewals = [];
-        setImmediate(() => this.#flushRenewals());
-      }
-      this.#renewals.push({
-        p,
-        token: lease.token,
-        ms,
-        settle: (held) => (held instanceof Error ? reject(held) : resolve(held)),
-      });
-    });
-  }
-
-  #flushRenewals(): void {
-    const list = this.#renewals ?? [];
-    this.#renewals = null;
-    // (One statement per ttl, and per partition asked twice in a turn: never from one worker.)
-    const groups: (typeof list)[] = [];
-    for (const r of list) {
-      const group = groups.find((g) => g[0].ms === r.ms && !g.some((o) => o.p === r.p));
-      if (group === undefined) groups.push([r]);
-      else group.push(r);
-    }
-    for (const group of groups) {
-      // No key column changes: FOR KEY SHARE (an owner's write in flight) does not block it.
-      run(
-        this.#pool,
-        `UPDATE ${this.#S}.leases l SET until_ms = ${NOW} + $4::bigint
-           FROM unnest($2::integer[], $3::text[]) AS w(p, token)
-          WHERE l.fn = $1 AND l.p = w.p AND l.token = w.token AND l.until_ms >= ${NOW}
-         RETURNING l.p`,
-        [this.#fn, group.map((r) => r.p), group.map((r) => r.token), str(group[0].ms)],
-      ).then(
-        ({ rows }) => {
-          const held = new Set(rows.map((row) => Number(row.p)));
-          for (const r of group) r.settle(held.has(r.p));
-        },
-        (error: unknown) => {
-          for (const r of group) r.settle(error as Error);
-        },
-      );
     }
   }
 
@@ -487,10 +437,7 @@ export class PgLog implements PartitionLog {
   /** The reads of new entries asked for in this turn of the event loop, by partition (null: none). */
   #reads: Map<number, { ask: ReadAsk; done: Array<(found: Fenced | Error) => void> }> | null = null;
 
-  /**
-   * A read of new entries, made with the others asked for in the same turn of the event loop: one statement for
-   * them all (`readNewMany`; the partitions a wait wakes together read together), or `readNew` for one alone.
-   */
+  /** A read of new entries, with the others asked for in the same turn of the event loop in one statement (`readNewMany`). */
   #readNew(ask: ReadAsk): Promise<Fenced> {
     return new Promise<Fenced>((resolve, reject) => {
       const settle = (found: Fenced | Error) => (found instanceof Error ? reject(found) : resolve(found));
