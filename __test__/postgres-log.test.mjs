@@ -180,7 +180,8 @@ test('wait: woken by NOTIFY long before its poll; an entry whose NOTIFY was lost
   await pollOnly.close();
 });
 
-test('wait after a read that took all there was: no statement until a NOTIFY or the poll; one heard since looks at once', async () => {
+/** A pool of its own whose `query` calls (velo-stream's statements on it) are logged; `query` sends one unlogged. */
+function countingPool() {
   const p = postgres.pool({ max: 4 });
   const statements = [];
   const query = p.query.bind(p);
@@ -188,6 +189,11 @@ test('wait after a read that took all there was: no statement until a NOTIFY or 
     statements.push(typeof config === 'string' ? config : config.text);
     return query(config, values);
   };
+  return { p, statements, query };
+}
+
+test('wait after a read that took all there was: no statement until a NOTIFY or the poll; one heard since looks at once', async () => {
+  const { p, statements, query } = countingPool();
   const errors = [];
   const space = await preparePg(p, SCHEMA, fresh('fn'), 1);
   const log = new PgLog(p, space, 1, { pollInterval: 60_000, onError: (e) => errors.push(e) });
@@ -245,13 +251,7 @@ test('wait after a read that took all there was: no statement until a NOTIFY or 
 });
 
 test('renewals asked in one turn go in one statement, each answered for its own lease', async () => {
-  const p = postgres.pool({ max: 4 });
-  const statements = [];
-  const query = p.query.bind(p);
-  p.query = (config, values) => {
-    statements.push(typeof config === 'string' ? config : config.text);
-    return query(config, values);
-  };
+  const { p, statements, query } = countingPool();
   const space = await preparePg(p, SCHEMA, fresh('fn'), 4);
   const log = new PgLog(p, space, 4, { listen: false });
   const leases = [];
