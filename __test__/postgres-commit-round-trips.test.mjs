@@ -4,7 +4,7 @@
 // (idle_in_transaction_session_timeout, half a worker's lease), so slow effects under it commit the first time.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { PgLog, appendEventsPg, preparePg } from '#testing';
+import { PgLog, appendEventsPg, outputEntriesPg, preparePg } from '#testing';
 import { fresh } from './helpers/redis-suite.mjs';
 import { postgres, usePostgres } from './helpers/postgres-suite.mjs';
 
@@ -164,5 +164,138 @@ test("velo-stream's statements never idle under the limit: slow effects under it
   assert.deepEqual([...(await slow.log.marks(slow.lease, [slow.a, slow.b])).keys()], []);
   await fx.log.close();
   await slow.log.close();
+  await p.end();
+});
+
+/** A log with `effects` on `p` over `n` partitions, each leased, one event each read: a commit per partition. */
+async function partitionsSetUp(p, n, options) {
+  const space = await preparePg(p, SCHEMA, fresh('fn'), n);
+  const log = new PgLog(p, space, n, options);
+  const leases = [];
+  const commits = [];
+  for (let i = 0; i < n; i++) {
+    const [id] = await appendEventsPg(p, space, i, [[`k${i}`, `${i}`]]);
+    const lease = await log.acquire(i, 'w1', 10_000);
+    await log.read(lease, '>', 10);
+    const sid = `k${i}@${id}`;
+    leases.push(lease);
+    commits.push({
+      outputs: [
+        { sid, seq: 1, key: `k${i}`, payload: Buffer.from(`P${i}a`) },
+        { sid, seq: 2, key: `k${i}`, payload: Buffer.from(`P${i}b`) },
+      ],
+      acks: [id],
+      ended: [sid],
+      endedSeqs: [2],
+      serial: 1,
+      ids: true,
+    });
+  }
+  return { space, log, leases, commits };
+}
+
+const kindsOf = (statements) =>
+  statements.map(([where, text]) => (where === 'effects' ? 'effects' : text.split(/\s/)[0].replace(/;$/, '')));
+
+test('commits of several partitions in one turn: one transaction, one statement, each partition its own effects and ids', async () => {
+  const p = loggingPool();
+  const seen = [];
+  const fx = await partitionsSetUp(p, 4, {
+    effects: async (client, partition, written) => {
+      p.statements.push(['effects', `${partition}`]);
+      await client.query('SELECT 1');
+      seen.push([partition, written.map((o) => `${o.data}`)]);
+    },
+  });
+  // Partition 2's lease is lost to another worker before the turn: its commit is refused, writes nothing and runs
+  // no effects; the others' are served by the same statement.
+  await fx.log.release(fx.leases[2]);
+  const other = new PgLog(p, fx.space, 4);
+  await other.acquire(2, 'w2', 10_000);
+  p.statements.length = 0;
+  const results = await Promise.allSettled(fx.commits.map((commit, i) => fx.log.commit(fx.leases[i], commit)));
+  assert.deepEqual(
+    kindsOf(p.statements),
+    ['BEGIN', 'SELECT', 'effects', 'SELECT', 'effects', 'SELECT', 'effects', 'SELECT', 'COMMIT'],
+    JSON.stringify(p.statements),
+  );
+  assert.equal(p.statements[1][1].match(/commit_9\(/g).length, 4, 'one call per partition in the one statement');
+  assert.deepEqual(seen, [
+    [0, ['P0a', 'P0b']],
+    [1, ['P1a', 'P1b']],
+    [3, ['P3a', 'P3b']],
+  ]);
+  assert.equal(results[2].status, 'rejected');
+  assert.equal(results[2].reason.code, 'ERR_VELO_FENCED');
+  for (const i of [0, 1, 3]) {
+    assert.equal(results[i].status, 'fulfilled');
+    const entries = await outputEntriesPg(p, fx.space, i);
+    assert.deepEqual(
+      results[i].value.ids,
+      entries.map(([id]) => id.toString()),
+      `partition ${i}: the ids of its outputs, as stored`,
+    );
+    assert.deepEqual(
+      entries.map(([, fields]) => fields[7].toString()),
+      [`P${i}a`, `P${i}b`],
+    );
+  }
+  assert.deepEqual(await outputEntriesPg(p, fx.space, 2), [], 'the fenced partition wrote nothing');
+  // Their retries (same serials) write nothing and run no effects: the ids of the first.
+  const again = await Promise.all([0, 1, 3].map((i) => fx.log.commit(fx.leases[i], fx.commits[i])));
+  assert.deepEqual(
+    again.map((r) => r.ids),
+    [0, 1, 3].map((i) => results[i].value.ids),
+  );
+  assert.equal(seen.length, 3);
+  await other.close();
+  await fx.log.close();
+  await p.end();
+});
+
+test("one partition's effects throw in a shared turn: its commit fails alone, the others commit once", async () => {
+  const p = loggingPool();
+  const calls = [];
+  const fx = await partitionsSetUp(p, 3, {
+    effects: async (client, partition, written) => {
+      calls.push(partition);
+      await client.query(`INSERT INTO ${SCHEMA}_ledger (p, n) VALUES ($1, $2)`, [partition, written.length]);
+      if (partition === 1) throw new Error('the ledger refused partition 1');
+    },
+  });
+  await p.query(`CREATE TABLE IF NOT EXISTS ${SCHEMA}_ledger (p integer, n integer)`);
+  await p.query(`DELETE FROM ${SCHEMA}_ledger`);
+  const results = await Promise.allSettled(fx.commits.map((commit, i) => fx.log.commit(fx.leases[i], commit)));
+  assert.equal(results[1].status, 'rejected');
+  assert.match(results[1].reason.message, /the ledger refused partition 1/);
+  assert.equal(results[0].status, 'fulfilled');
+  assert.equal(results[2].status, 'fulfilled');
+  // The shared transaction rolled back, then each commit alone: 0 and 2 committed with their rows once; 1 nothing.
+  const { rows } = await p.query(`SELECT p, n FROM ${SCHEMA}_ledger ORDER BY p`);
+  assert.deepEqual(rows, [
+    { p: 0, n: 2 },
+    { p: 2, n: 2 },
+  ]);
+  assert.deepEqual(await outputEntriesPg(p, fx.space, 1), []);
+  assert.equal((await outputEntriesPg(p, fx.space, 0)).length, 2);
+  assert.deepEqual(calls.slice(0, 2), [0, 1], 'the shared turn ran up to the throw');
+  await fx.log.close();
+  await p.end();
+});
+
+test('commits of several partitions in one turn without effects: one statement', async () => {
+  const p = loggingPool();
+  const fx = await partitionsSetUp(p, 3, {});
+  p.statements.length = 0;
+  const results = await Promise.all(fx.commits.map((commit, i) => fx.log.commit(fx.leases[i], commit)));
+  assert.deepEqual(kindsOf(p.statements), ['SELECT'], JSON.stringify(p.statements));
+  for (const [i, result] of results.entries()) {
+    const entries = await outputEntriesPg(p, fx.space, i);
+    assert.deepEqual(
+      result.ids,
+      entries.map(([id]) => id.toString()),
+    );
+  }
+  await fx.log.close();
   await p.end();
 });

@@ -103,3 +103,44 @@ test('reads of several partitions in one turn: one statement, each answered as a
   await other.close();
   await log.close();
 });
+
+test('lags and trims of several partitions in one turn: one statement each, each answered as alone, trims fenced', async () => {
+  const space = await preparePg(pool(), SCHEMA, fresh('fn'), 3);
+  const { counted, seen } = counting();
+  const log = new PgLog(counted, space, 3);
+  const written = {
+    0: await appendEventsPg(pool(), space, 0, [ev('a', 1), ev('a', 2), ev('a', 3)]),
+    1: await appendEventsPg(pool(), space, 1, [ev('b', 4), ev('b', 5)]),
+  };
+  const leases = await Promise.all([0, 1, 2].map((p) => log.acquire(p, 'w1', 30_000)));
+  await log.read(leases[0], '>', 2);
+  const lags = (seen) => seen.filter((text) => /^SELECT w\.p,\s+\(SELECT count/.test(text)).length;
+  const before = lags(seen);
+  assert.deepEqual(await Promise.all([0, 1, 2].map((p) => log.lag(p))), [1, 2, 0], 'undelivered entries of each');
+  assert.equal(lags(seen) - before, 1, 'one statement for the three lags');
+  const pinned = await Promise.all([0, 1, 2].map((p) => log.pinned(p)));
+  assert.ok(pinned[0] >= 0);
+  assert.deepEqual(pinned.slice(1), [0, 0], 'nothing pending: 0');
+  // Partition 0: e1 and e2 delivered and pending; e1 acked. Partition 1: all delivered and acked.
+  await log.commit(leases[0], { outputs: [], acks: [written[0][0]], ended: [] });
+  await log.read(leases[1], '>', 10);
+  await log.commit(leases[1], { outputs: [], acks: written[1], ended: [] });
+  // Partition 2's lease is lost: its trim is refused; the others' are served by the same statement.
+  await log.release(leases[2]);
+  const other = new PgLog(pool(), space, 3);
+  await other.acquire(2, 'w2', 30_000);
+  const trims = (seen) => seen.filter((text) => /DELETE FROM \S+\.entries x USING b/.test(text)).length;
+  const beforeTrims = trims(seen);
+  const [t0, t1, t2] = await Promise.allSettled([0, 1, 2].map((p) => log.trim(leases[p])));
+  assert.equal(trims(seen) - beforeTrims, 1, 'one statement for the three trims');
+  assert.deepEqual([t0.value, t1.value], [1, 1], 'up to the oldest pending (e2), up to the last delivered (e5)');
+  assert.equal(t2.status, 'rejected');
+  assert.equal(t2.reason.code, 'ERR_VELO_FENCED');
+  assert.deepEqual(
+    (await log.read(leases[0], '0', 10)).entries.map((e) => e.id),
+    [written[0][1]],
+    'the pending entry stays',
+  );
+  await other.close();
+  await log.close();
+});

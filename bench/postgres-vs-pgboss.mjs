@@ -195,9 +195,10 @@ function tracedPool(inner) {
   const KINDS = [
     ['begin', /^BEGIN/],
     ['commit', /^COMMIT/],
-    ['commit8', /commit_8\(/],
+    ['commit8', /commit_[89]\(/],
     ['fence', /fence_4\(/],
     ['read', /^WITH f AS \(SELECT l\.token = \$3 AND l\.until_ms >= .*FOR UPDATE OF c/s],
+    ['read', /^WITH w AS \(SELECT \* FROM unnest\(\$2::integer\[\], \$3::text\[\], \$4::integer\[\]\)/],
     ['wait', /^SELECT w\.p FROM unnest/],
     ['effects', /^INSERT INTO ledger/],
     ['renew', /^UPDATE \S+\.leases SET until_ms/],
@@ -212,8 +213,16 @@ function tracedPool(inner) {
     if (/^BEGIN/.test(text)) counted.transactions++;
     if (!TRACE) return;
     const vs = typeof config === 'string' ? values : config?.values;
-    const p = typeof vs?.[1] === 'number' ? vs[1] : Array.isArray(vs?.[1]) ? vs[1] : null;
     const kind = kindOf(text);
+    // (Commits of several partitions in one statement: 28 arguments each, the partition second.)
+    const p =
+      kind === 'commit8' && vs?.length > 28
+        ? vs.filter((_, i) => i % 28 === 1)
+        : typeof vs?.[1] === 'number'
+          ? vs[1]
+          : Array.isArray(vs?.[1])
+            ? vs[1]
+            : null;
     log.statements.push({
       t0,
       t1,
@@ -249,7 +258,7 @@ function tracedPool(inner) {
         return release(...a);
       };
     }
-    if (TRACE) c.on('notification', (m) => log.notifications.push({ t: epochNow(), p: Number(m.payload) }));
+    if (TRACE) c.on('notification', (m) => log.notifications.push({ t: epochNow(), p: Number(String(m.payload).split(' ')[0]) }));
     return c;
   };
   return new Proxy(inner, {
@@ -577,7 +586,10 @@ function attribute(system, rows, sentAt) {
     byP.get(p)[what].push(x);
   };
   for (const x of notifications) put(x.p, x, 'notify');
-  for (const s of statements) if ((s.kind === 'read' || s.kind === 'commit8') && typeof s.p === 'number') put(s.p, s, s.kind);
+  for (const s of statements) {
+    if (s.kind !== 'read' && s.kind !== 'commit8') continue;
+    for (const p of Array.isArray(s.p) ? s.p : [s.p]) if (typeof p === 'number') put(p, s, s.kind);
+  }
   for (const lists of byP.values()) {
     lists.notify.sort((a, b) => a.t - b.t);
     lists.read.sort((a, b) => a.t0 - b.t0);

@@ -63,6 +63,73 @@ export interface OneResult {
   readonly ids: readonly (string | null)[];
 }
 
+/** The 28 arguments of `commit_9` for `commit` (one `inOne` accepts). */
+function commitArgs(fn: string, lease: Lease, commit: Commit, ids: boolean, idle: number): unknown[] {
+  const serial = commit.serial === undefined ? '' : str(commit.serial);
+  const places = lastPlaces(commit.outputs);
+  const outputs = commit.outputs;
+  const checkpoints = lastBy(commit.checkpoints ?? [], (c) => c.sid);
+  const kept = lastBy(commit.kept ?? [], (k) => k.key);
+  // (New sessions' openings, the first of each sid: ON CONFLICT DO NOTHING counts a sid kept before not again.)
+  const seen = new Set<string>();
+  const opened = (commit.opened ?? []).filter((o) => !seen.has(o.sid) && seen.add(o.sid));
+  const journal = journalArrays(commit);
+  return [
+    fn,
+    lease.partition,
+    lease.token,
+    serial,
+    ids,
+    Math.trunc(idle),
+    outputs.map((o) => text('A session id', o.sid)),
+    outputs.map((o) => o.seq),
+    outputs.map((o) => text('A key', o.key)),
+    outputs.map((o) => (o.error !== undefined ? 'e' : 'v')),
+    outputs.map((o) => bytes(o.error ?? o.payload ?? '')),
+    outputs.map((o) => o.traceparent ?? null),
+    outputs.map((o) => {
+      const place = places.get(o.sid);
+      return place !== undefined && place.startsWith(`${o.seq} `) ? place : null;
+    }),
+    checkpoints.map((c) => text('A session id', c.sid)),
+    checkpoints.map((c) => bytes(snapshotValue(c))),
+    commit.acks.map((id) => idKey(idParts(id))),
+    kept.map((k) => text('A key', k.key)),
+    kept.map((k) => bytes(keptValue(k))),
+    str(kept.length === 0 ? 1n : millis('A retention', commit.retention ?? 1, 1)),
+    [...new Set(commit.ended)].map((sid) => text('A session id', sid)),
+    opened.map((o) => text('A session id', o.sid)),
+    opened.map((o) => o.version),
+    opened.map(openingValue),
+    journal.sids,
+    journal.ats,
+    journal.values,
+    journal.goneSids,
+    journal.goneAts,
+  ];
+}
+
+/** The casts of `commit_9`'s 28 arguments, in order (its argument types; the first six need none). */
+const CASTS = (
+  ',,,,,,text[],bigint[],text[],"char"[],bytea[],text[],text[],text[],bytea[],numeric[],text[],bytea[],bigint,' +
+  'text[],text[],text[],text[],text[],text[],bytea[],text[],text[]'
+)
+  .split(',')
+  .map((type) => (type === '' ? '' : `::${type}`));
+
+/** A call of `commit_9` whose arguments start at `$first`. */
+function commitCall(S: string, first: number): string {
+  return `${S}.commit_9(${CASTS.map((cast, i) => `$${first + i}${cast}`).join(', ')})`;
+}
+
+function resultOf(row: Record<string, unknown> | undefined): OneResult | null {
+  if (row?.r_ok !== true) return null;
+  return {
+    wrote: row.r_wrote === true,
+    ids: (row.r_ids as (string | null)[]).map((id) => (id === null ? null : str(id))),
+  };
+}
+
 /**
  * Applies `commit` (one `inOne` accepts) with `commit_9`, in one statement: on a pool its own transaction, on a
  * client the transaction it runs (`idle` > 0: its idle_in_transaction_session_timeout from the locks on, ms). `ids`:
@@ -77,57 +144,37 @@ export async function commitInOne(
   ids: boolean,
   idle = 0,
 ): Promise<OneResult | null> {
-  const serial = commit.serial === undefined ? '' : str(commit.serial);
-  const places = lastPlaces(commit.outputs);
-  const outputs = commit.outputs;
-  const checkpoints = lastBy(commit.checkpoints ?? [], (c) => c.sid);
-  const kept = lastBy(commit.kept ?? [], (k) => k.key);
-  // (New sessions' openings, the first of each sid: ON CONFLICT DO NOTHING counts a sid kept before not again.)
-  const seen = new Set<string>();
-  const opened = (commit.opened ?? []).filter((o) => !seen.has(o.sid) && seen.add(o.sid));
-  const journal = journalArrays(commit);
-  const { rows } = await run(
-    db,
-    `SELECT * FROM ${S}.commit_9($1, $2, $3, $4, $5, $6, $7::text[], $8::bigint[], $9::text[], $10::"char"[], $11::bytea[],
-       $12::text[], $13::text[], $14::text[], $15::bytea[], $16::numeric[], $17::text[], $18::bytea[], $19::bigint,
-       $20::text[], $21::text[], $22::text[], $23::text[], $24::text[], $25::text[], $26::bytea[], $27::text[], $28::text[])`,
-    [
-      fn,
-      lease.partition,
-      lease.token,
-      serial,
-      ids,
-      Math.trunc(idle),
-      outputs.map((o) => text('A session id', o.sid)),
-      outputs.map((o) => o.seq),
-      outputs.map((o) => text('A key', o.key)),
-      outputs.map((o) => (o.error !== undefined ? 'e' : 'v')),
-      outputs.map((o) => bytes(o.error ?? o.payload ?? '')),
-      outputs.map((o) => o.traceparent ?? null),
-      outputs.map((o) => {
-        const place = places.get(o.sid);
-        return place !== undefined && place.startsWith(`${o.seq} `) ? place : null;
-      }),
-      checkpoints.map((c) => text('A session id', c.sid)),
-      checkpoints.map((c) => bytes(snapshotValue(c))),
-      commit.acks.map((id) => idKey(idParts(id))),
-      kept.map((k) => text('A key', k.key)),
-      kept.map((k) => bytes(keptValue(k))),
-      str(kept.length === 0 ? 1n : millis('A retention', commit.retention ?? 1, 1)),
-      [...new Set(commit.ended)].map((sid) => text('A session id', sid)),
-      opened.map((o) => text('A session id', o.sid)),
-      opened.map((o) => o.version),
-      opened.map(openingValue),
-      journal.sids,
-      journal.ats,
-      journal.values,
-      journal.goneSids,
-      journal.goneAts,
-    ],
-  );
-  if (rows[0]?.r_ok !== true) return null;
-  return {
-    wrote: rows[0].r_wrote === true,
-    ids: (rows[0].r_ids as (string | null)[]).map((id) => (id === null ? null : str(id))),
-  };
+  const { rows } = await run(db, `SELECT * FROM ${commitCall(S, 1)}`, commitArgs(fn, lease, commit, ids, idle));
+  return resultOf(rows[0]);
+}
+
+/** One partition's commit among those `commitManyInOne` applies together. */
+export interface OneAsk {
+  readonly lease: Lease;
+  readonly commit: Commit;
+  readonly ids: boolean;
+}
+
+/**
+ * Applies commits of distinct partitions (each one `inOne` accepts), in the order given, with one `commit_9` call
+ * each in one statement: on a pool its own transaction, on a client the transaction it runs. Each call takes its
+ * partition's locks as `commitInOne` does; callers give the partitions in ascending order, so that two such
+ * statements never wait for each other's locks in a cycle. Each commit's result, in order (null: fenced).
+ */
+export async function commitManyInOne(
+  db: PgPoolLike | PgClientLike,
+  S: string,
+  fn: string,
+  asks: readonly OneAsk[],
+  idle = 0,
+): Promise<(OneResult | null)[]> {
+  const values: unknown[] = [];
+  const calls: string[] = [];
+  asks.forEach((ask, i) => {
+    calls.push(`SELECT ${i} AS r_i, * FROM ${commitCall(S, values.length + 1)}`);
+    values.push(...commitArgs(fn, ask.lease, ask.commit, ask.ids, idle));
+  });
+  const { rows } = await run(db, calls.join(' UNION ALL '), values);
+  const found = new Map(rows.map((row) => [Number(row.r_i), row]));
+  return asks.map((_, i) => resultOf(found.get(i)));
 }

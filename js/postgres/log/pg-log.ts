@@ -35,16 +35,16 @@ import {
 import { FencedError, describe, invalidType, outOfRange, schemaVersionError, workerClosedError } from '../../errors';
 import { keepOpening } from './openings';
 import { ENTRY_COLUMNS, addEntries, addEntriesMany, entryOf } from './input';
-import { type CommitEffects, type WrittenOutput, applyCommit } from './commit';
-import { effectsClient } from './effects-client';
-import { commitInOne, inOne } from './commit-one';
+import { type CommitEffects, applyCommit } from './commit';
+import { inOne } from './commit-one';
+import { CommitTurn } from './commit-turn';
+import { Upkeep } from './upkeep';
 import { SCHEMA_VERSION, checkFunctionName, checkPartitions, ensurePartitions, migrate, schemaIdent } from './schema';
 import {
   IDLE_IN_TRANSACTION_MS,
   NOW,
   type PgClientLike,
   type PgPoolLike,
-  bytes,
   checkPool,
   idKey,
   idOf,
@@ -59,9 +59,6 @@ import { Waiter, channelOf } from './waiter';
 import { Renewals } from './renewals';
 import { PoolGate } from './gate';
 import { type Fenced, type ReadAsk, readNew, readNewMany, readPending } from './read';
-
-/** How long a pinned age read by `lag` stands in for `pinned`'s own read, ms. */
-const MEASURED_MS = 100;
 
 export const READ_FENCED = 'the lease is gone: another worker owns the partition, or it expired';
 export const WRITE_FENCED = 'the lease is gone: another worker owns the partition';
@@ -199,6 +196,10 @@ export class PgLog implements PartitionLog {
   readonly #channel: string;
   readonly #waiter: Waiter;
   readonly #renewals: Renewals;
+  /** The commits in one statement (commit_9), those of one turn together. */
+  readonly #commits: CommitTurn;
+  /** Lags and trims, those of one turn together. */
+  readonly #upkeep: Upkeep;
   /** Per partition, the waiter's mark taken before its last read of new entries (`Waiter.quiet`). */
   readonly #readMarks = new Map<number, string | null>();
   readonly #pollInterval: number;
@@ -245,6 +246,8 @@ export class PgLog implements PartitionLog {
       throw outOfRange(`PgLog: "idleInTransaction" must be an integer from 0 to 2^31-1 ms, not ${describe(idle)}`);
     }
     this.#idle = idle;
+    this.#upkeep = new Upkeep(this.#pool, space.S, space.fn, WRITE_FENCED);
+    this.#commits = new CommitTurn(this.#pool, space.S, space.fn, options.effects, idle, WRITE_FENCED);
     this.#unwatch = options.onError === undefined ? () => {} : reportPoolWaits(pool, onError);
   }
 
@@ -501,27 +504,9 @@ export class PgLog implements PartitionLog {
   }
 
   async trim(lease: Lease): Promise<number> {
-    const S = this.#S;
-    const fn = this.#fn;
-    const p = lease.partition;
-    return this.#owned(lease, async (client) => {
-      // The oldest pending entry, or with none the last delivered: nothing undelivered or pending goes.
-      const { rows } = await run(
-        client,
-        `SELECT coalesce((SELECT ms FROM ${S}.pending WHERE fn = $1 AND p = $2 ORDER BY k LIMIT 1), c.delivered_ms) AS ms,
-                coalesce((SELECT seq FROM ${S}.pending WHERE fn = $1 AND p = $2 ORDER BY k LIMIT 1), c.delivered_seq) AS seq
-           FROM ${S}.cursors c WHERE c.fn = $1 AND c.p = $2`,
-        [fn, p],
-      );
-      const { ms, seq } = rows[0];
-      await run(client, `DELETE FROM ${S}.ends WHERE fn = $1 AND p = $2 AND ms < $3`, [fn, p, ms]);
-      const { rowCount } = await run(
-        client,
-        `DELETE FROM ${S}.entries WHERE fn = $1 AND p = $2 AND (ms, seq) < ($3::bigint, $4::bigint)`,
-        [fn, p, ms, seq],
-      );
-      return rowCount ?? 0;
-    });
+    if (this.#closed) throw workerClosedError();
+    // (With the other partitions' trims of this turn: upkeep.ts.)
+    return this.#upkeep.trim(this.#part(lease.partition), lease.token);
   }
 
   /**
@@ -672,7 +657,10 @@ export class PgLog implements PartitionLog {
   async commit(lease: Lease, commit: Commit): Promise<CommitResult> {
     this.#openingsRead.delete(lease.partition);
     // (A commit that journals too: commit_9 takes its entries.)
-    if (inOne(commit)) return this.#commitInOne({ ...lease, partition: this.#part(lease.partition) }, commit);
+    if (inOne(commit)) {
+      if (this.#closed) throw workerClosedError();
+      return this.#commits.commit({ ...lease, partition: this.#part(lease.partition) }, commit);
+    }
     // The marks the commit needs (its outputs' sessions and the ended ones) come with the fence: one round trip.
     const sids = [...new Set([...commit.outputs.map((o) => o.sid), ...commit.ended])];
     return this.#owned(
@@ -684,77 +672,14 @@ export class PgLog implements PartitionLog {
     );
   }
 
-  /**
-   * A commit in one statement (commit_9: commit-one.ts), fenced as the transaction of commit.ts is. With effects, in
-   * a transaction: BEGIN, that statement, the effects, COMMIT. The idle limit is set by the statement once it holds
-   * its locks (none before it: nothing is held yet), so that from there to COMMIT only the effects can idle.
-   */
-  async #commitInOne(lease: Lease, commit: Commit): Promise<CommitResult> {
-    if (this.#closed) throw workerClosedError();
-    const withIds = commit.serial !== undefined && commit.ids !== false;
-    const effects = this.#effects;
-    if (effects === undefined) {
-      const done = await commitInOne(this.#pool, this.#S, this.#fn, lease, commit, withIds);
-      if (done === null) throw new FencedError(lease.partition, WRITE_FENCED);
-      return { ids: withIds ? [...done.ids] : [], diverged: [] };
-    }
-    return transaction(
-      this.#pool,
-      async (client) => {
-        const done = await commitInOne(client, this.#S, this.#fn, lease, commit, true, this.#idle);
-        if (done === null) throw new FencedError(lease.partition, WRITE_FENCED);
-        const written: WrittenOutput[] = [];
-        if (done.wrote) {
-          commit.outputs.forEach((o, i) => {
-            const id = done.ids[i];
-            if (id === null || id === undefined) return;
-            const field = o.error !== undefined ? 'e' : 'v';
-            const data = bytes(o.error ?? o.payload ?? '');
-            written.push({ id, sid: o.sid, seq: o.seq, key: o.key, field, data, traceparent: o.traceparent ?? null });
-          });
-        }
-        if (written.length > 0) {
-          // (Guarded: no transaction control, no call once the callback settled; see effects-client.ts.)
-          const guarded = effectsClient(client);
-          await effects(guarded.client as PgClientLike, lease.partition, written).finally(() => guarded.settle());
-        }
-        return { ids: withIds ? [...done.ids] : [], diverged: [] };
-      },
-      this.#idle,
-      0,
-    );
-  }
-
   async pinned(partition: number): Promise<number> {
-    const p = this.#part(partition);
-    // The worker measures a partition's lag and then its pinned age: `lag` read both, just now.
-    const measured = this.#measured.get(p);
-    this.#measured.delete(p);
-    if (measured !== undefined && performance.now() - measured.at < MEASURED_MS) return measured.pinned;
-    const { rows } = await run(
-      this.#pool,
-      `SELECT greatest(0, ${NOW} - ms) AS age FROM ${this.#S}.pending WHERE fn = $1 AND p = $2 ORDER BY k LIMIT 1`,
-      [this.#fn, p],
-    );
-    return rows.length === 0 ? 0 : Number(rows[0].age);
+    // The worker measures a partition's lag and then its pinned age: `lag` read both, just now (upkeep.ts).
+    return this.#upkeep.pinned(this.#part(partition));
   }
-
-  /** Pinned ages `lag` read with the lag, by partition, for the `pinned` that follows it. */
-  readonly #measured = new Map<number, { pinned: number; at: number }>();
 
   async lag(partition: number): Promise<number> {
-    const p = this.#part(partition);
-    // (With the pinned age, in the same statement: see `pinned`.)
-    const { rows } = await run(
-      this.#pool,
-      `SELECT (SELECT count(*) FROM ${this.#S}.entries e, ${this.#S}.cursors c
-                WHERE c.fn = $1 AND c.p = $2 AND e.fn = $1 AND e.p = $2
-                  AND (e.ms, e.seq) > (c.delivered_ms, c.delivered_seq)) AS n,
-              (SELECT greatest(0, ${NOW} - ms) FROM ${this.#S}.pending WHERE fn = $1 AND p = $2 ORDER BY k LIMIT 1) AS age`,
-      [this.#fn, p],
-    );
-    this.#measured.set(p, { pinned: rows[0].age === null ? 0 : Number(rows[0].age), at: performance.now() });
-    return Number(rows[0].n);
+    // (With the other partitions' lags of this turn, and their pinned ages: upkeep.ts.)
+    return this.#upkeep.lag(this.#part(partition));
   }
 
   async wait(positions: ReadonlyMap<number, string>, ms: number): Promise<number[]> {
