@@ -696,9 +696,13 @@ export class PgLog implements PartitionLog {
       );
       return rows.map((r) => Number(r.p));
     };
-    // A wait right after a read that found all there was (the engine's idle partitions) need not look at once.
-    const now = ps.some((p) => !this.#waiter.quiet(p, this.#readMarks.get(p)));
+    // A wait right after a read that found all there was (the engine's idle partitions) need not look at once, and
+    // ends at once with those a notification since named an entry after the position of.
+    const quiet = ps.filter((p) => this.#waiter.quiet(p, this.#readMarks.get(p)));
     const at = new Map([...positions].map(([p, id]) => [this.#part(p), id]));
+    const ready = quiet.filter((p) => this.#waiter.heardAfter(p, at.get(p) as string));
+    if (ready.length > 0) return ready;
+    const now = quiet.length < ps.length;
     return this.#waiter.wait(at, ms, this.#pollInterval, now, check);
   }
 

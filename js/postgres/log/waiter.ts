@@ -2,8 +2,9 @@
 // began never arrives, and LISTEN does not work behind a transaction-mode pooler), so every wait also polls every
 // `pollInterval` ms. A notification names the partition and its last entry: a wait ends with the partitions whose
 // positions it is after (those of one turn together, so their reads go in one statement). A wait looks at once
-// unless each of its partitions is `quiet`: read since a mark (`mark`) taken while the connection LISTENed, with no
-// notification for it since on that connection (an entry committed after the read's snapshot notifies after it).
+// unless each of its partitions is `quiet`: read since a mark (`mark`) taken while the connection LISTENed, with
+// every notification for it since on that connection naming its entry (an entry committed after the read's snapshot
+// notifies after it); a quiet partition whose newest named entry is after its position is ready without a look.
 import { createHash } from 'node:crypto';
 import { type PgClientLike, type PgPoolLike, connectWatched } from './sql';
 
@@ -165,8 +166,10 @@ export class Waiter {
   #closed = false;
   /** Each pending wait's wake-up: called with the partition of a notification, or undefined (interrupt, close). */
   readonly #waits = new Set<(partition: number | undefined, last?: Id | null) => void>();
-  /** Notifications heard per partition. */
-  readonly #heard = new Map<number, number>();
+  /** Notifications heard per partition that named no entry (a release before, or a payload not ours). */
+  readonly #blind = new Map<number, number>();
+  /** The newest entry a notification named, per partition. */
+  readonly #newest = new Map<number, Id>();
 
   constructor(pool: PgPoolLike, channel: string | null, onError: (error: Error) => void) {
     this.#pool = pool;
@@ -185,8 +188,10 @@ export class Waiter {
           const text = payload ?? '';
           const space = text.indexOf(' ');
           const p = Number(space < 0 ? text : text.slice(0, space));
-          this.#heard.set(p, (this.#heard.get(p) ?? 0) + 1);
           const last = space < 0 ? null : idOf(text.slice(space + 1));
+          const newest = this.#newest.get(p);
+          if (last === null) this.#blind.set(p, (this.#blind.get(p) ?? 0) + 1);
+          else if (newest === undefined || idAfter(last, newest)) this.#newest.set(p, last);
           for (const wake of [...this.#waits]) wake(p, last);
         },
         onError: (error) => {
@@ -202,17 +207,27 @@ export class Waiter {
   }
 
   /**
-   * Taken before a read of `partition`'s new entries is sent: `quiet(partition, mark)` later says whether a
-   * notification for it may have come since (null: none can be told, the connection does not LISTEN now).
+   * Taken before a read of `partition`'s new entries is sent: `quiet(partition, mark)` later says whether every
+   * notification for it since named its entry (null: none can be told, the connection does not LISTEN now).
    */
   mark(partition: number): string | null {
     const connection = this.#channel === null || this.#closed ? null : (this.#listener?.listening(this.#channel) ?? null);
-    return connection === null ? null : `${connection}/${this.#heard.get(partition) ?? 0}`;
+    return connection === null ? null : `${connection}/${this.#blind.get(partition) ?? 0}`;
   }
 
-  /** No entry can have been committed in `partition` after the read that took `mark` (see the file's head). */
+  /**
+   * Every entry committed in `partition` after the read that took `mark` was named by a notification heard since,
+   * or will be by one still to come (see the file's head): its newest named (`heardAfter`) tells the rest.
+   */
   quiet(partition: number, mark: string | null | undefined): boolean {
     return mark != null && mark === this.mark(partition);
+  }
+
+  /** A notification named an entry of `partition` after `position` (so it has one: entries go only once delivered). */
+  heardAfter(partition: number, position: string): boolean {
+    const newest = this.#newest.get(partition);
+    const at = idOf(position);
+    return newest !== undefined && at !== null && idAfter(newest, at);
   }
 
   /**
