@@ -144,3 +144,54 @@ test('a replay whose journaled calls come in another order: the divergence reach
   assert.equal(diverged[0].recorded, 'a');
   assert.equal(diverged[0].asked, 'b');
 });
+
+/** v1 routes (a journaled call), then streams its answer and stalls in flight; v2 adds a call between the two. */
+const routed = (version, added, again) =>
+  streamFn(
+    async function* (questions, ctx) {
+      for await (const q of questions) {
+        let i = 0;
+        try {
+          await ctx.run('route', () => `${version}-route`);
+          if (added) await ctx.run('moderation', () => 'ok');
+          const model = ctx.stream('model', ({ chunks }) =>
+            (async function* () {
+              for (let t = chunks.length; t < 4; t++) yield `${version}-${t}`;
+              if (version === 'v1') await new Promise(() => {});
+            })(),
+          );
+          for await (const token of model) yield { v: version, q, i: i++, token };
+        } catch (error) {
+          yield { v: version, q, restart: error.code };
+          if (again)
+            for await (const token of ctx.stream('retry', () => ['r0', 'r1', 'r2'])) yield { v: version, q, i: i++, token };
+        }
+        yield { v: version, q, done: true };
+      }
+    },
+    { idleTimeout: 60_000 },
+  );
+
+for (const again of [false, true]) {
+  test(`migrate diverging after a call that matched its record: the new outputs follow the old partial answer (${again ? 'answered again' : 'ended'})`, async () => {
+    const tw = testWorker(routed('v1', false, false), { version: 'v1', leaseTtl: 3000 });
+    tw.send('chat', 1);
+    await tw.advance(100);
+    assert.equal(tw.outputs().length, 4, "v1's four tokens are written, its end is not");
+    tw.deploy(routed('v2', true, again), { version: 'v2', migrate: (state) => state });
+    tw.crash();
+    await tw.advance(10_000);
+    // v1's partial answer, then all v2 yielded after the divergence: its marker, its new answer, its end. None of
+    // them is taken for one of v1's outputs (the route matched its record, but the answer diverged after it).
+    assert.deepEqual(
+      tw.outputs().map((o) => o.value),
+      [
+        ...[0, 1, 2, 3].map((i) => ({ v: 'v1', q: 1, i, token: `v1-${i}` })),
+        { v: 'v2', q: 1, restart: 'ERR_VELO_JOURNAL_DIVERGED' },
+        ...(again ? ['r0', 'r1', 'r2'].map((token, i) => ({ v: 'v2', q: 1, i, token })) : []),
+        { v: 'v2', q: 1, done: true },
+      ],
+    );
+    assert.equal(tw.errors().filter((e) => e?.code === 'ERR_VELO_JOURNAL_DIVERGED').length, 1);
+  });
+}

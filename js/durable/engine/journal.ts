@@ -104,6 +104,14 @@ export class Journal {
    * answer (the same, from the journal) rather than give a new one.
    */
   continuedInput = -1;
+  /** The input during which a replay's call diverged from its record, -1: none (it continues nothing then). */
+  #divergedInput = -1;
+
+  /** The handler took a recorded result or chunk: its outputs for this input continue the old answer. */
+  #continues(): void {
+    const input = this.inputs();
+    if (input !== this.#divergedInput) this.continuedInput = input;
+  }
   /** The count of inputs its handler has taken (set by its hooks). */
   inputs: () => number = () => 0;
   /** Queues an entry on the partition's outbox, with its first record (set once the session runs). */
@@ -177,6 +185,10 @@ export class Journal {
     if (recorded.name === name && recorded.streamed === streamed) return;
     const kind = (s: boolean): string => (recorded.name === name ? (s ? ' (ctx.stream)' : ' (ctx.run)') : '');
     const error = new JournalDivergedError(this.sid, call, recorded.name + kind(recorded.streamed), name + kind(streamed));
+    // What the handler yields from here on in this input is not the old answer continued, whatever matched before
+    // or after: it is written after the old version's outputs (session-writes.ts), never taken for one of them.
+    this.#divergedInput = this.inputs();
+    this.continuedInput = -1;
     this.host.report(error);
     throw error;
   }
@@ -226,7 +238,7 @@ export class Journal {
         this.#check(call, name, false);
         const recorded = this.#recordedAt(String(call));
         if (recorded !== undefined) {
-          this.continuedInput = this.inputs();
+          this.#continues();
           if (recorded.kind === 'e') return Promise.reject(recordedError(recorded.payload));
           return Promise.resolve(this.#decode(recorded));
         }
@@ -267,7 +279,7 @@ export class Journal {
       const r = this.#recordedAt(`${call}.${chunks.length}`);
       if (r === undefined) break;
       const chunk = this.#decode(r);
-      this.continuedInput = this.inputs();
+      this.#continues();
       chunks.push(chunk);
       yield chunk;
     }
