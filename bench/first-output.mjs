@@ -1,4 +1,4 @@
-// node bench/first-output.mjs [events] [keys] [rounds] [--redis | --postgres] [--pool <max>] [--base <copy>] [--profile] [--tx]
+// node bench/first-output.mjs [events] [keys] [rounds] [--redis | --postgres] [--pool <max>] [--base <copy>] [--local] [--profile] [--tx]
 //
 // How soon a worker started on a backlog makes its first output, on Redis and on Postgres side by side in one sitting
 // (defaults: 20,000 events over 2,000 keys, 3 rounds, both backends, the order alternating per round). Private servers
@@ -17,6 +17,8 @@
 //   partitions had read when the first commit was sent; commitsBefore: commits sent before the first was answered;
 //   loopMaxMs: the event loop's longest delay up to the first output (perf_hooks' monitorEventLoopDelay); reads and
 //   commits: the calls up to the last output; lost and errors: `stats()` then (leases lost, errors reported).
+// - --local: the worker also delivers its outputs locally (`onOutput`, the default `maxUndelivered`, each output
+//   taken in a microtask): deliveredMs, the first `onOutput` call, in each run and in the medians.
 // - --tx (Postgres): the first transaction that wrote ledger rows: when it asked the pool for a connection, got it,
 //   and each statement's round trip. FIRST_DEBUG=1: the first six commits answered (partition, outputs, sent-answered).
 // - --profile: V8's CPU profile (node:inspector) from the start to the first output: self time by function.
@@ -54,6 +56,7 @@ if (baseDir !== null) {
 const copyOf = (kind) => copies[kind.endsWith('-base') ? '-base' : ''];
 const serverOf = (kind) => kind.replace(/-base$/, '');
 const profile = flag('--profile');
+const local = flag('--local');
 const SCHEMA = 'velo_first';
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const round = (ms) => (ms === undefined ? undefined : Math.round(ms));
@@ -208,6 +211,7 @@ async function once(kind) {
     commitsSent: 0,
     firstSent: undefined,
     readBeforeFirst: undefined,
+    firstDelivered: undefined,
     /** Outputs committed, each once (a replay's commit carries outputs written before: the log skips them). */
     written: new Set(),
     committed(list) {
@@ -222,6 +226,7 @@ async function once(kind) {
   const worker = copy.sessionWorker(totalsOf(copyOf(kind)), {
     ...shared,
     ...(effects === undefined ? {} : { effects }),
+    ...(local ? { onOutput: async () => void (r.firstDelivered ??= performance.now()) } : {}),
     onError: (error) => reported.push(error),
   });
   const firstAt = await first;
@@ -249,6 +254,7 @@ async function once(kind) {
   const result = {
     kind,
     firstMs: round(at(firstAt)),
+    ...(local ? { deliveredMs: round(at(r.firstDelivered)) } : {}),
     lastMs: round(at(lastAt)),
     allOwnedMs: round(Math.max(...acquired.map((c) => at(c.answered)))),
     ownedMs: round(at(ofP('acquire').answered)),
@@ -319,6 +325,7 @@ for (const kind of kinds) {
   const rs = all[kind];
   const m = (key) => median(rs.map((x) => x[key]));
   console.log(
-    `${kind}: ${EVENTS} events over ${KEYS} keys, ${rs.length} runs: first output median ${m('firstMs')} ms (${rs.map((x) => x.firstMs).join(', ')}), last ${m('lastMs')} ms (${rs.map((x) => x.lastMs).join(', ')})`,
+    `${kind}: ${EVENTS} events over ${KEYS} keys, ${rs.length} runs: first output median ${m('firstMs')} ms (${rs.map((x) => x.firstMs).join(', ')}), last ${m('lastMs')} ms (${rs.map((x) => x.lastMs).join(', ')})` +
+      (local ? `, first onOutput ${m('deliveredMs')} ms (${rs.map((x) => x.deliveredMs).join(', ')})` : ''),
   );
 }
