@@ -234,7 +234,7 @@ export class Outbox<O> {
         }
         taken++;
       }
-      // (Outputs are only added while the room is awaited, so none goes back here but on a change of that.)
+      // (None goes back as things are: outputs are only added to the queue while the room is awaited.)
       if (outputs.length < room) delivery?.unreserve(room - outputs.length);
       if (after.length > 0) await Promise.all(after);
       // The same commit (the same serial) until it succeeds: a retry after a lost reply is recognised and changes
