@@ -26,8 +26,9 @@ export { simBounds, simulate, takeoverWithin } from './durable/testing/simulator
 export { heldBounds } from './durable/engine/held-entries';
 // The Postgres log, for the contract test that holds it to the Redis and in-memory ones.
 export { PgLog, appendEventsManyPg, appendEventsPg, endsPg, outputEntriesPg, preparePg } from './postgres/log/pg-log';
-// A partition's run and what its host needs, for the test that drives the engine on the Postgres log.
+// A partition's run and what its host needs, for the tests that drive the engine on a log (Postgres, in-memory).
 export { PartitionRun } from './durable/engine/partition-run';
 export { newCounters } from './durable/engine/partition-host';
+export { LocalDelivery } from './durable/engine/local-delivery';
 export { jsonCodec } from './durable/common/codec';
 export { realClock } from './durable/common/clock';

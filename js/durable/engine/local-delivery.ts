@@ -25,10 +25,20 @@ export class LocalDelivery<O> {
     return this.#queue.length + (this.#inCall ? 1 : 0);
   }
 
-  /** Waits until `n` more outputs fit (n <= limit), and takes the room for a commit. */
-  async reserve(n: number): Promise<void> {
-    while (this.#reserved > 0 && this.#reserved + n > this.limit) await new Promise<void>((resolve) => this.#room.push(resolve));
-    this.#reserved += n;
+  /**
+   * Takes room for a commit of up to `n` outputs (n <= limit) and resolves to how much it took, never past `limit`
+   * (the commit carries no more outputs than that). With the queue short of full: `n`, or what is left (the queue is
+   * then full). Waiting for all `n` there left it short of full for good behind a smaller commit (a partition's first
+   * slice) while onOutput was slow. With the queue full: once room for all `n` is back (or the queue is empty), as
+   * before; refilled each time one output is delivered, it would take a commit per output.
+   */
+  async reserve(n: number): Promise<number> {
+    if (n > 0 && this.#reserved >= this.limit)
+      while (this.#reserved > 0 && this.#reserved + n > this.limit)
+        await new Promise<void>((resolve) => this.#room.push(resolve));
+    const room = Math.min(n, this.limit - this.#reserved);
+    this.#reserved += room;
+    return room;
   }
 
   /** Gives back room reserved for outputs that will not be delivered (written before, or never committed). */

@@ -192,6 +192,14 @@ export class Outbox<O> {
     // With local delivery, a batch never needs more room than the whole queue has.
     const batch = delivery === null ? COMMIT_BATCH : Math.min(COMMIT_BATCH, delivery.limit);
     while (this.#items.length > 0 && !this.#discard) {
+      // Room in the local queue first, for the outputs the batch takes: a slow onOutput holds the commits (and so
+      // the sessions), and a commit carries no more outputs than the queue has room for.
+      const want = Math.min(batch, this.#outputsQueued);
+      const room = delivery === null ? want : await delivery.reserve(want);
+      if (this.#discard) {
+        delivery?.unreserve(room);
+        break;
+      }
       const outputs: OutputRecord[] = [];
       const acks: string[] = [];
       const ended: string[] = [];
@@ -209,7 +217,7 @@ export class Outbox<O> {
       for (const item of this.#items) {
         if ('journal' in item) journal.push(item.journal.take());
         else if (!('acks' in item)) {
-          if (outputs.length === batch) break;
+          if (outputs.length === room) break;
           outputs.push(item);
         } else {
           if (item.unjournal !== undefined) for (const field of item.unjournal) unjournal.push(field);
@@ -226,8 +234,8 @@ export class Outbox<O> {
         }
         taken++;
       }
-      // Room in the local queue first: a slow onOutput holds the commits (and so the sessions).
-      if (delivery !== null) await delivery.reserve(outputs.length);
+      // (None goes back as things are: outputs are only added to the queue while the room is awaited.)
+      if (outputs.length < room) delivery?.unreserve(room - outputs.length);
       if (after.length > 0) await Promise.all(after);
       // The same commit (the same serial) until it succeeds: a retry after a lost reply is recognised and changes
       // nothing. Without local delivery too: a commit that ended a session dropped its high-water mark, so its
