@@ -264,3 +264,52 @@ test('fakeModel answers differently on every call: a plain call splices two answ
   assert.throws(() => fakeModel({ tokens: [0, 2] }), { code: 'ERR_INVALID_ARG_VALUE' });
   assert.throws(() => fakeModel({ pace: 1 }), { code: 'ERR_INVALID_ARG_TYPE' });
 });
+
+test('a first run sees what its replay sees: results decoded from their records, undefined kept, built-in error classes', async () => {
+  let mails = 0;
+  const seen = [];
+  const fn = streamFn(
+    async function* (events, ctx) {
+      for await (const e of events) {
+        const at = await ctx.run('clock', () => new Date(Date.UTC(2026, 10, 28)));
+        const sent = await ctx.run('send-mail', () => {
+          mails++;
+        });
+        let error;
+        try {
+          await ctx.run('parse', () => {
+            throw Object.assign(new RangeError('out of range'), { code: 'E_RANGE' });
+          });
+        } catch (caught) {
+          error = caught;
+        }
+        const chunks = [];
+        for await (const chunk of ctx.stream('model', () => [new Date(0), undefined, 'tail'])) chunks.push(chunk);
+        seen.push({ at, sent, range: error instanceof RangeError, name: error.name, code: error.code, chunks });
+        yield { e };
+      }
+    },
+    { idleTimeout: 60_000 },
+  );
+  const tw = testWorker(fn, { leaseTtl: 3000 });
+  tw.send('k', 1);
+  await tw.advance(100);
+  tw.crash();
+  await tw.advance(10_000);
+  assert.equal(seen.length, 2, 'the first run and the replay');
+  assert.deepEqual(seen[0], {
+    at: '2026-11-28T00:00:00.000Z',
+    sent: undefined,
+    range: true,
+    name: 'RangeError',
+    code: 'E_RANGE',
+    chunks: ['1970-01-01T00:00:00.000Z', undefined, 'tail'],
+  });
+  assert.deepEqual(seen[1], seen[0], 'the replay saw the same');
+  assert.equal(mails, 1, 'a body that returns nothing is recorded: the replay did not send again');
+  assert.deepEqual(
+    tw.outputs().map((o) => o.value),
+    [{ e: 1 }],
+  );
+  assert.deepEqual(other(tw), []);
+});

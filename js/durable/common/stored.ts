@@ -162,7 +162,7 @@ export function parseJournal(field: string, value: Buffer): JournalEntry | undef
   while (i < value.length) {
     const kind = String.fromCharCode(value[i]);
     const nl = value.indexOf(10, i);
-    if (nl < 0 || (kind !== 'v' && kind !== 'e' && kind !== 'x')) return undefined;
+    if (nl < 0 || (kind !== 'v' && kind !== 'u' && kind !== 'e' && kind !== 'x')) return undefined;
     const head = value.toString('utf8', i + 1, nl);
     const s1 = head.indexOf(' ');
     const s2 = s1 < 0 ? -1 : head.indexOf(' ', s1 + 1);

@@ -180,8 +180,11 @@ export interface JournalRecord {
    * `<n>.<i>` for chunk i (0, 1, ...) of a streamed call, `<n>.end` for that stream's end.
    */
   readonly at: string;
-  /** `'v'`: a value (a result, a chunk) by the codec; `'e'`: an error (a `HandlerFailure`'s JSON); `'x'`: a stream's end. */
-  readonly kind: 'v' | 'e' | 'x';
+  /**
+   * `'v'`: a value (a result, a chunk) by the codec; `'u'`: the value `undefined` (no payload); `'e'`: an error (a
+   * `HandlerFailure`'s JSON); `'x'`: a stream's end.
+   */
+  readonly kind: 'v' | 'u' | 'e' | 'x';
   /** The call's name, as the handler gave it: a replay that asks another name at this place is told. */
   readonly name: string;
   readonly payload: Buffer | string;

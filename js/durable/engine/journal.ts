@@ -64,15 +64,30 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
   );
 }
 
-/** A recorded error, thrown again at its place: an Error with the name, message and code recorded. */
-function recordedError(payload: Buffer | string): Error {
+/** JavaScript's own error classes, by name: a recorded error of one of these names is thrown again as one. */
+const BUILT_IN: Readonly<Record<string, ErrorConstructor>> = {
+  Error,
+  TypeError,
+  RangeError,
+  SyntaxError,
+  ReferenceError,
+  EvalError,
+  URIError,
+};
+
+/**
+ * A recorded error, thrown again at its place: an error with the name, message and code recorded, of JavaScript's
+ * class of that name (`TypeError`, `RangeError`, ...), else an `Error`.
+ */
+export function recordedError(payload: Buffer | string): Error {
   let failure: { name?: unknown; message?: unknown; code?: unknown };
   try {
     failure = JSON.parse(payload.toString()) as typeof failure;
   } catch (cause) {
     return decodeError('A journaled error could not be read back', cause);
   }
-  const error = new Error(typeof failure.message === 'string' ? failure.message : '') as Error & { code?: string };
+  const Class = (typeof failure.name === 'string' && Object.hasOwn(BUILT_IN, failure.name) && BUILT_IN[failure.name]) || Error;
+  const error = new Class(typeof failure.message === 'string' ? failure.message : '') as Error & { code?: string };
   if (typeof failure.name === 'string') error.name = failure.name;
   if (typeof failure.code === 'string') error.code = failure.code;
   return error;
@@ -200,24 +215,31 @@ export class Journal {
   }
 
   #decode(r: JournalRecord): unknown {
+    if (r.kind === 'u') return undefined;
     return this.host.codec.decode(Buffer.isBuffer(r.payload) ? r.payload : Buffer.from(r.payload));
   }
 
-  /** Records a call's result (its encoding checked), and gives it back. */
+  /**
+   * Records a value (a result, a chunk) at `at`, its encoding checked, and gives back what a replay gets there: the
+   * value decoded from its record (`undefined` as itself), so that a first run sees what a replay sees.
+   */
+  #value(call: number, at: string, name: string, value: unknown, what: string, signal: AbortSignal): unknown {
+    if (value === undefined) {
+      this.#record(call, at, 'u', name, '', signal);
+      return undefined;
+    }
+    const payload = encodeChecked(this.host.codec, value, this.host.maxEventBytes, what, this.sid);
+    this.#record(call, at, 'v', name, payload, signal);
+    return this.host.codec.decode(Buffer.isBuffer(payload) ? payload : Buffer.from(payload));
+  }
+
+  /** Records a call's result (its encoding checked), and gives back what a replay gets (`#value`). */
   #done(call: number, name: string, result: unknown, signal: AbortSignal): unknown {
     if (name !== this.#whatName) {
       this.#whatName = name;
       this.#what = `result of journaled call ${JSON.stringify(name)}`;
     }
-    this.#record(
-      call,
-      String(call),
-      'v',
-      name,
-      encodeChecked(this.host.codec, result, this.host.maxEventBytes, this.#what, this.sid),
-      signal,
-    );
-    return result;
+    return this.#value(call, String(call), name, result, this.#what, signal);
   }
 
   /** Records a call's failure (a replay throws the same error at the same place), and throws it. */
@@ -295,16 +317,9 @@ export class Journal {
       if (source === null || typeof source !== 'object' || (!(Symbol.asyncIterator in source) && !(Symbol.iterator in source)))
         throw invalidType(`ctx.stream(): the factory must return an iterable or async iterable. Received ${describe(source)}`);
       for await (const chunk of source as AsyncIterable<unknown>) {
-        this.#record(
-          call,
-          `${call}.${i}`,
-          'v',
-          name,
-          encodeChecked(this.host.codec, chunk, this.host.maxEventBytes, what, this.sid),
-          signal,
-        );
+        const value = this.#value(call, `${call}.${i}`, name, chunk, what, signal);
         i++;
-        yield chunk;
+        yield value;
       }
     } catch (error) {
       this.#record(call, `${call}.end`, 'e', name, this.encodeError(error), signal);
