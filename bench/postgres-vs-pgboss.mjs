@@ -1,6 +1,7 @@
 // node bench/postgres-vs-pgboss.mjs [rounds]                 drain, live (send), live (sendMany), 3 rounds
 // node bench/postgres-vs-pgboss.mjs [rounds] --only drain,send,batch --events 20000 --keys 2000 --rate 1000
 //      --seconds 10 --live-keys 1000 --partitions 64 --batch 100 --systems velo,pgboss --durable --trace --base <copy>
+//      --warmup 2                                              live runs: 2 s of the same load first, not measured
 // npm run bench:pgboss -- 1 --seconds 5                       a short sitting
 //
 // velo-stream's tier on Postgres beside pg-boss, on the same app: a shopping cart per key (events add or remove
@@ -68,6 +69,7 @@ const valued = new Set([
   'systems',
   'base',
   'velo-pool',
+  'warmup',
 ]);
 const plain = args.filter((a, i) => !a.startsWith('--') && !(i > 0 && valued.has(args[i - 1].slice(2))));
 const ROUNDS = Number(plain[0] ?? 3);
@@ -85,6 +87,8 @@ const DURABLE = flag('durable');
 // (--velo-pool: the worker pool's max of `velo` only, default 10; `velobase` keeps 10.)
 const VELO_POOL = Number(option('velo-pool', 10));
 const TRACE = flag('trace');
+// (--warmup <s>: live runs send the same load for s seconds first, not measured.)
+const WARMUP = Number(option('warmup', 0));
 const TICK_MS = 5;
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -436,13 +440,13 @@ const make = { velo: veloSystem, velobase: (db) => veloSystem(db, 'velobase'), p
 
 // ---- runs -------------------------------------------------------------------------------------------------------
 
-/** Waits for the app's count, then for the ledger to hold `n` rows. */
-async function finished(system, db, n) {
+/** Waits for the app's count `n`, then for the ledger to hold `rows` rows. */
+async function finished(system, db, n, rows = n) {
   await until(() => system.done(n), `${system.name}: ${n} outputs`);
   const c = new pg.Client(db.config);
   await c.connect();
   try {
-    await until(async () => (await c.query('SELECT count(*)::int AS n FROM ledger')).rows[0].n >= n, 'the ledger', 60_000, 20);
+    await until(async () => (await c.query('SELECT count(*)::int AS n FROM ledger')).rows[0].n >= rows, 'the ledger', 60_000, 20);
   } finally {
     await c.end();
   }
@@ -502,34 +506,43 @@ async function live(kind, many) {
     await system.ready();
     const total = RATE * SECONDS;
     const sendMs = [];
-    const sends = [];
+    const sentAt = new Map();
+    // `count` events from number `from` at RATE a second, by send or by a sendMany per tick; resolves once all sent.
+    const drive = async (from, count, timed) => {
+      const sends = [];
+      const t0 = performance.now();
+      let n = from;
+      while (n < from + count) {
+        const due = from + Math.min(count, Math.floor(((performance.now() - t0) / 1000) * RATE) + 1);
+        const pairs = [];
+        for (; n < due; n++) {
+          const key = `c${n % LIVE_KEYS}`;
+          pairs.push([key, cartEvent(n, key, epochNow())]);
+        }
+        const took = (at) => () => timed && sendMs.push(performance.now() - at);
+        if (many && pairs.length > 0) sends.push(system.sendMany(pairs).then(took(performance.now())));
+        else for (const [key, e] of pairs) sends.push(system.send(key, e).then(took(performance.now())));
+        if (TRACE && timed) for (const [key, e] of pairs) sentAt.set(e.n, { key, t: e.t });
+        await sleep(TICK_MS);
+      }
+      await Promise.all(sends);
+    };
+    // --warmup: the same load for a few seconds first, its ledger rows then removed: the figures of a warm system.
+    const warm = RATE * WARMUP;
+    if (warm > 0) {
+      await drive(0, warm, false);
+      await finished(system, db, warm);
+      const c = new pg.Client(db.config);
+      await c.connect();
+      await c.query('DELETE FROM ledger');
+      await c.end();
+    }
     const loop = monitorEventLoopDelay({ resolution: 1 });
     const before = { cpu: process.cpuUsage(), server: serverCpu(db.pid), ...(system.pool?.counted ?? {}) };
-    const sentAt = new Map();
     loop.enable();
     const t0 = performance.now();
-    let n = 0;
-    while (n < total) {
-      const due = Math.min(total, Math.floor(((performance.now() - t0) / 1000) * RATE) + 1);
-      const pairs = [];
-      for (; n < due; n++) {
-        const key = `c${n % LIVE_KEYS}`;
-        pairs.push([key, cartEvent(n, key, epochNow())]);
-      }
-      if (many && pairs.length > 0) {
-        const at = performance.now();
-        sends.push(system.sendMany(pairs).then(() => sendMs.push(performance.now() - at)));
-      } else {
-        for (const [key, e] of pairs) {
-          const at = performance.now();
-          sends.push(system.send(key, e).then(() => sendMs.push(performance.now() - at)));
-        }
-      }
-      if (TRACE) for (const [key, e] of pairs) sentAt.set(e.n, { key, t: e.t });
-      await sleep(TICK_MS);
-    }
-    await Promise.all(sends);
-    await finished(system, db, total);
+    await drive(warm, total, true);
+    await finished(system, db, warm + total, total);
     loop.disable();
     const ms = performance.now() - t0;
     const used = process.cpuUsage(before.cpu);
