@@ -171,7 +171,7 @@ export class Journal {
       this.#open = entry;
       entry.first = at;
     }
-    entry.records.push({ at, kind, name, payload });
+    entry.records.push({ at, kind, name, payload, bytes: size });
     entry.bytes += size;
     if (call > entry.last) entry.last = call;
     this.#bytes += size;
@@ -202,15 +202,15 @@ export class Journal {
     return this.host.codec.decode(Buffer.isBuffer(r.payload) ? r.payload : Buffer.from(r.payload));
   }
 
-  /** Records a call's result (its encoding checked), and gives it back. */
-  #done(call: number, name: string, result: unknown, signal: AbortSignal): unknown {
+  /** Records a call's result (its encoding checked) at its place `at` (`String(call)`), and gives it back. */
+  #done(call: number, at: string, name: string, result: unknown, signal: AbortSignal): unknown {
     if (name !== this.#whatName) {
       this.#whatName = name;
       this.#what = `result of journaled call ${JSON.stringify(name)}`;
     }
     this.#record(
       call,
-      String(call),
+      at,
       'v',
       name,
       encodeChecked(this.host.codec, result, this.host.maxEventBytes, this.#what, this.sid),
@@ -220,8 +220,8 @@ export class Journal {
   }
 
   /** Records a call's failure (a replay throws the same error at the same place), and throws it. */
-  #failed(call: number, name: string, error: unknown, signal: AbortSignal): never {
-    this.#record(call, String(call), 'e', name, this.encodeError(error), signal);
+  #failed(call: number, at: string, name: string, error: unknown, signal: AbortSignal): never {
+    this.#record(call, at, 'e', name, this.encodeError(error), signal);
     throw error;
   }
 
@@ -232,10 +232,12 @@ export class Journal {
    */
   run(name: string, body: (call: JournalCall) => unknown, signal: AbortSignal): Promise<unknown> {
     const call = ++this.calls;
+    // (Its place, made once: the body's key and the record's place.)
+    const at = String(call);
     try {
       if (this.#recordedCalls.size > 0) {
         this.#check(call, name, false);
-        const recorded = this.#recordedAt(String(call));
+        const recorded = this.#recordedAt(at);
         if (recorded !== undefined) {
           this.continuedInput = this.inputs();
           if (recorded.kind === 'e') return Promise.reject(recordedError(recorded.payload));
@@ -245,18 +247,18 @@ export class Journal {
       let result: unknown;
       let later = false;
       try {
-        result = body({ key: `${this.sid}/${call}`, signal });
+        result = body({ key: `${this.sid}/${at}`, signal });
         // (Its `then` read here, as `await` would: a getter that throws is the call's failure.)
         later = isThenable(result);
       } catch (error) {
-        this.#failed(call, name, error, signal);
+        this.#failed(call, at, name, error, signal);
       }
       if (later)
         return Promise.resolve(result as PromiseLike<unknown>).then(
-          (value) => this.#done(call, name, value, signal),
-          (error: unknown) => this.#failed(call, name, error, signal),
+          (value) => this.#done(call, at, name, value, signal),
+          (error: unknown) => this.#failed(call, at, name, error, signal),
         );
-      return Promise.resolve(this.#done(call, name, result, signal));
+      return Promise.resolve(this.#done(call, at, name, result, signal));
     } catch (error) {
       return Promise.reject(error);
     }
