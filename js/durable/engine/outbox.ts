@@ -213,8 +213,7 @@ export class Outbox<O> {
         if ('journal' in item) {
           journal.push(item.journal.take());
           journaled.push(item.journal);
-        }
-        else if (!('acks' in item)) {
+        } else if (!('acks' in item)) {
           if (outputs.length === batch) break;
           outputs.push(item);
         } else {
