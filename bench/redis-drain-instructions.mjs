@@ -6,6 +6,9 @@
 // Instructions per event = the difference of two runs' counts (say 2,000 and 6,000 events) over the difference
 // of their events: Node's start, the module's load and the compiler's first work cancel out.
 //
+// CALL=plain or CALL=journal: the handler of `node bench/redis.mjs drains --journal` instead of sumFn: it calls
+// `compute(x)` (a small object) per event, plainly or through `await ctx.run('svc', ...)` (a journaled call).
+//
 // What `node bench/redis.mjs drain` runs (bench/redis/drain.mjs: 16 partitions, one output written back per
 // event, no idle end), with what would blur a count taken under callgrind left out of the traced process:
 // - the backlog is written by a child process (callgrind follows no children), with this copy's producer, so two
@@ -50,17 +53,36 @@ if (mode === 'write') {
     let seen = 0;
     let allSeen;
     const done = new Promise((resolve) => (allSeen = resolve));
-    // bench/redis/drain.mjs's sumFn, counting the events it takes.
-    const fn = streamFn(
-      async function* sum(xs) {
+    // bench/redis/drain.mjs's sumFn, counting the events it takes; or with CALL, bench/redis/child.mjs's handlers.
+    const compute = (x) => ({ n: x.n, half: x.n / 2 });
+    const handlers = {
+      async *sum(xs) {
         let total = 0;
         for await (const x of xs) {
           if (++seen === events) allSeen();
           yield { total: (total += x.n) };
         }
       },
-      { idleTimeout: 0, maxConcurrent: keys * 2 },
-    );
+      async *plain(xs) {
+        let total = 0;
+        for await (const x of xs) {
+          if (++seen === events) allSeen();
+          const c = compute(x);
+          yield { n: x.n, total: (total += c.n) };
+        }
+      },
+      async *journal(xs, ctx) {
+        let total = 0;
+        for await (const x of xs) {
+          if (++seen === events) allSeen();
+          const c = await ctx.run('svc', () => compute(x));
+          yield { n: x.n, total: (total += c.n) };
+        }
+      },
+    };
+    const handler = handlers[process.env.CALL ?? 'sum'];
+    if (handler === undefined) throw new Error(`CALL: plain or journal, not ${process.env.CALL}`);
+    const fn = streamFn(handler, { idleTimeout: 0, maxConcurrent: keys * 2 });
     const worker = redisWorker(fn, { client, name: 'drain', partitions, leaseTtl: 10_000 });
     await done;
     while (worker.stats().outputs < events) await sleep(20);

@@ -7,7 +7,9 @@
 //   (any mode with consumers in child processes: CHILD_NODE_ARGS='--trace-gc --trace-gc-nvp' adds node options to each,
 //   CHILD_STDOUT=<dir> keeps each one's stdout there, where --trace-gc prints its collections)
 //   --journal: the velo worker with a handler calling `compute(e)` per event against one calling it through
-//   `ctx.run(...)` (a journaled call), in place of the velo worker and the naive consumer
+//   `ctx.run(...)` (a journaled call), in place of the velo worker and the naive consumer; with --base, the other
+//   copy's worker runs its journaled handler (`base`, its ratio to this copy's `plain`), or with BASE_CALL=<handler>
+//   another of bench/redis/child.mjs (`awaited`, `encoded`: an `await`, or encoding the result, without the journal)
 // node bench/redis.mjs live [events/s] [seconds] [keys]
 // node bench/redis.mjs full-live [seconds]   only the live runs of `full`, printed
 // node bench/redis.mjs failover [runs]       only the failover runs of `full` (default 3), each printed, and the medians
@@ -673,7 +675,9 @@ async function drains(client, rounds, events) {
   for (let r = 0; r < rounds; r++) {
     for (let j = 0; j < kinds.length; j++) {
       const [label, child] = kinds[(r + j) % kinds.length];
-      const options = label.startsWith('var') ? { worker: variants[Number(label.slice(3)) - 1] } : journal ? { call: label } : {};
+      // (With --journal, the base copy's worker runs its journaled handler, or BASE_CALL's: this copy's `journal` against another's.)
+      const call = label === 'base' ? (process.env.BASE_CALL ?? 'journal') : label;
+      const options = label.startsWith('var') ? { worker: variants[Number(label.slice(3)) - 1] } : journal ? { call } : {};
       const result = await drainRun(redis.url, client, label === 'naive' ? 'naive' : 'velo', 1, events, `drains${++id}`, { child, options });
       const top = Object.entries(result.redisCommands).slice(0, 6).map(([c, x]) => `${c} ${x.calls} ${x.usPerEvent}`).join(', ');
       console.log(`drain ${label.padEnd(7)} ${result.eventsPerSecond} events/s, CPU/event consumer ${result.consumerCpuUsPerEvent} redis ${result.redisCpuUsPerEvent} µs; commands (calls, µs/event): ${top}`);

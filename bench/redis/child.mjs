@@ -2,7 +2,8 @@
 // measures it). Args: url name kind partitions keys leaseTtl pollMs [options]
 //   kind velo:  a velo-stream redisWorker, one session per key (a running total; idleTimeout 0, maxConcurrent twice
 //               the keys; `options`, JSON: `idleTimeout`, and `maxConcurrent` (null: the function's default), `worker`: more options of redisWorker,
-//               `call`: 'plain' (the handler calls `compute(e)` per event) or 'journal' (`await ctx.run('svc', () => compute(e))`));
+//               `call`: 'plain' (the handler calls `compute(e)` per event) or 'journal' (`await ctx.run('svc', () => compute(e))`),
+//               or, to split a journaled call's cost, 'awaited' (`await compute(e)`) or 'encoded' (its result JSON.stringify'd));
 //   kind naive: the naive baseline (bench/redis/naive.mjs) over the sessions k0..k<keys-1>.
 // With `options.warm` (a count of keys), before `ready` the process first runs the same kind of consumer, under a
 // name of its own, over that many other keys, two events each (their openings, then later events), and closes it:
@@ -48,6 +49,24 @@ const handlers = {
     for await (const e of events) {
       onEvent(e);
       const c = compute(e);
+      yield { n: e.n, total: (total += c.n) };
+    }
+  },
+  // (A journaled call's share of an `await` alone, and of encoding its result alone: BASE_CALL in bench/redis.mjs.)
+  async *awaited(events) {
+    let total = 0;
+    for await (const e of events) {
+      onEvent(e);
+      const c = await compute(e);
+      yield { n: e.n, total: (total += c.n) };
+    }
+  },
+  async *encoded(events) {
+    let total = 0;
+    for await (const e of events) {
+      onEvent(e);
+      const c = compute(e);
+      if (JSON.stringify(c).length === 0) throw new Error();
       yield { n: e.n, total: (total += c.n) };
     }
   },

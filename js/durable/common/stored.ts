@@ -138,7 +138,7 @@ export function journalValue(entry: JournalEntry): Buffer | string {
   for (; i < records.length; i++) {
     const r = records[i];
     if (typeof r.payload !== 'string') break;
-    text += `${r.kind}${r.at} ${Buffer.byteLength(r.payload)} ${r.name}\n${r.payload}`;
+    text += `${r.kind}${r.at} ${r.bytes ?? Buffer.byteLength(r.payload)} ${r.name}\n${r.payload}`;
   }
   if (i === records.length) return text;
   const parts: Buffer[] = [Buffer.from(text)];

@@ -188,6 +188,8 @@ export interface JournalRecord {
   /** The call's name, as the handler gave it: a replay that asks another name at this place is told. */
   readonly name: string;
   readonly payload: Buffer | string;
+  /** The payload's length in bytes, when its maker counted it (a string's UTF-8, counted once rather than again). */
+  readonly bytes?: number;
 }
 
 /**

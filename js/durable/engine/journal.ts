@@ -44,6 +44,8 @@ function callOf(at: string): number {
  */
 export class Segment implements JournalEntry {
   readonly records: JournalRecord[] = [];
+  /** Its first record's place: the field's `<at>`, kept after its records are dropped (`written`). */
+  first = '';
   open = true;
   bytes = 0;
   last = 0;
@@ -52,6 +54,14 @@ export class Segment implements JournalEntry {
   take(): JournalEntry {
     this.open = false;
     return this;
+  }
+  /**
+   * Its commit succeeded: the log holds its records, and the journal needs only their place, bytes and last call
+   * (to forget the entry). Dropped, not kept until the session's checkpoint or end: a session without checkpoints
+   * kept every result it recorded, and collecting that growing heap was most of a journaled call's cost on a drain.
+   */
+  written(): void {
+    this.records.length = 0;
   }
 }
 
@@ -145,10 +155,10 @@ export class Journal {
     for (const entry of recorded ?? []) {
       const kept = new Segment(this.sid);
       kept.open = false;
+      kept.first = entry.records[0].at;
       for (const r of entry.records) {
         this.#recorded.set(r.at, r);
         this.#recordedCalls.set(callOf(r.at), { name: r.name, streamed: r.at.includes('.') });
-        kept.records.push(r);
         kept.bytes += Buffer.byteLength(r.payload);
         kept.last = Math.max(kept.last, callOf(r.at));
       }
@@ -182,8 +192,9 @@ export class Journal {
       if (this.queue === null) entry.open = false;
       else this.queue(entry);
       this.#open = entry;
+      entry.first = at;
     }
-    entry.records.push({ at, kind, name, payload });
+    entry.records.push({ at, kind, name, payload, bytes: size });
     entry.bytes += size;
     if (call > entry.last) entry.last = call;
     this.#bytes += size;
@@ -233,18 +244,18 @@ export class Journal {
     return this.host.codec.decode(Buffer.isBuffer(payload) ? payload : Buffer.from(payload));
   }
 
-  /** Records a call's result (its encoding checked), and gives back what a replay gets (`#value`). */
-  #done(call: number, name: string, result: unknown, signal: AbortSignal): unknown {
+  /** Records a call's result (its encoding checked) at its place `at` (`String(call)`), and gives back what a replay gets (`#value`). */
+  #done(call: number, at: string, name: string, result: unknown, signal: AbortSignal): unknown {
     if (name !== this.#whatName) {
       this.#whatName = name;
       this.#what = `result of journaled call ${JSON.stringify(name)}`;
     }
-    return this.#value(call, String(call), name, result, this.#what, signal);
+    return this.#value(call, at, name, result, this.#what, signal);
   }
 
   /** Records a call's failure (a replay throws the same error at the same place), and throws it. */
-  #failed(call: number, name: string, error: unknown, signal: AbortSignal): never {
-    this.#record(call, String(call), 'e', name, this.encodeError(error), signal);
+  #failed(call: number, at: string, name: string, error: unknown, signal: AbortSignal): never {
+    this.#record(call, at, 'e', name, this.encodeError(error), signal);
     throw error;
   }
 
@@ -255,10 +266,12 @@ export class Journal {
    */
   run(name: string, body: (call: JournalCall) => unknown, signal: AbortSignal): Promise<unknown> {
     const call = ++this.calls;
+    // (Its place, made once: the body's key and the record's place.)
+    const at = String(call);
     try {
       if (this.#recordedCalls.size > 0) {
         this.#check(call, name, false);
-        const recorded = this.#recordedAt(String(call));
+        const recorded = this.#recordedAt(at);
         if (recorded !== undefined) {
           this.#continues();
           if (recorded.kind === 'e') return Promise.reject(recordedError(recorded.payload));
@@ -268,18 +281,18 @@ export class Journal {
       let result: unknown;
       let later = false;
       try {
-        result = body({ key: `${this.sid}/${call}`, signal });
+        result = body({ key: `${this.sid}/${at}`, signal });
         // (Its `then` read here, as `await` would: a getter that throws is the call's failure.)
         later = isThenable(result);
       } catch (error) {
-        this.#failed(call, name, error, signal);
+        this.#failed(call, at, name, error, signal);
       }
       if (later)
         return Promise.resolve(result as PromiseLike<unknown>).then(
-          (value) => this.#done(call, name, value, signal),
-          (error: unknown) => this.#failed(call, name, error, signal),
+          (value) => this.#done(call, at, name, value, signal),
+          (error: unknown) => this.#failed(call, at, name, error, signal),
         );
-      return Promise.resolve(this.#done(call, name, result, signal));
+      return Promise.resolve(this.#done(call, at, name, result, signal));
     } catch (error) {
       return Promise.reject(error);
     }
@@ -350,7 +363,7 @@ export class Journal {
     for (const entry of this.#kept) {
       if (entry.last > calls) kept.push(entry);
       else {
-        fields.push(journalField(this.sid, entry.records[0].at));
+        fields.push(journalField(this.sid, entry.first));
         this.#bytes -= entry.bytes;
         // (A forgotten entry takes no more records: they would be forgotten with it.)
         entry.open = false;
@@ -364,7 +377,7 @@ export class Journal {
   all(): string[] {
     const fields = this.#kept.map((entry) => {
       entry.open = false;
-      return journalField(this.sid, entry.records[0].at);
+      return journalField(this.sid, entry.first);
     });
     this.#kept = [];
     this.#open = null;

@@ -50,6 +50,8 @@ export interface AcksItem {
  */
 export interface QueuedJournal {
   take(): JournalEntry;
+  /** The commit that took it succeeded. */
+  written(): void;
 }
 
 /** A session's journal entry in the queue. */
@@ -211,12 +213,15 @@ export class Outbox<O> {
       const kept = new Map<string, KeptState>();
       const after: Promise<unknown>[] = [];
       const journal: JournalEntry[] = [];
+      const journaled: QueuedJournal[] = [];
       const unjournal: string[] = [];
       let taken = 0;
       // A prefix of the queue, in order: a session's acks never go before its outputs.
       for (const item of this.#items) {
-        if ('journal' in item) journal.push(item.journal.take());
-        else if (!('acks' in item)) {
+        if ('journal' in item) {
+          journal.push(item.journal.take());
+          journaled.push(item.journal);
+        } else if (!('acks' in item)) {
           if (outputs.length === room) break;
           outputs.push(item);
         } else {
@@ -270,6 +275,7 @@ export class Outbox<O> {
         delivery?.unreserve(outputs.length);
         break;
       }
+      for (const entry of journaled) entry.written();
       w.counters.outputs += outputs.length;
       w.counters.checkpoints += checkpoints.size;
       if (opened.length > 0 || ended.length > 0) this.#openings?.written([...opened.map((o) => o.sid), ...ended]);
