@@ -1592,3 +1592,19 @@ export function schemaVersionError(
 ): Error & { code: 'ERR_VELO_SCHEMA_VERSION'; found: number; expected: number; live: readonly string[] } {
   return coded(new Error(message), 'ERR_VELO_SCHEMA_VERSION', { found, expected, live });
 }
+
+/** JavaScript's own error classes, by name. */
+const BUILT_IN_ERRORS: Readonly<Record<string, ErrorConstructor>> = {
+  Error,
+  TypeError,
+  RangeError,
+  SyntaxError,
+  ReferenceError,
+  EvalError,
+  URIError,
+};
+
+/** JavaScript's error class named `name` (`TypeError`, `RangeError`, ...), else `Error`: an error rebuilt as itself. */
+export function builtInErrorClass(name: unknown): ErrorConstructor {
+  return (typeof name === 'string' && Object.hasOwn(BUILT_IN_ERRORS, name) && BUILT_IN_ERRORS[name]) || Error;
+}

@@ -22,7 +22,7 @@
 //   Node, a view over one is refused with ERR_VELO_RUNTIME_UNSUPPORTED (it
 //   cannot be shared there), every byte array is copied inline, and with
 //   `transfer` the ArrayBuffers Node would move are detached once copied.
-import { dataCloneError, sharedArrayBufferError, sharedViewError } from '../errors';
+import { builtInErrorClass, dataCloneError, sharedArrayBufferError, sharedViewError } from '../errors';
 import { isError, readString } from '../text';
 import { DefaultDeserializer, DefaultSerializer, deserialize as v8Deserialize, serialize as v8Serialize } from 'node:v8';
 
@@ -377,16 +377,6 @@ export function thrownRecord(error: unknown): ThrownRecord {
   return record;
 }
 
-const BUILTIN_ERRORS: Record<string, ErrorConstructor> = {
-  Error,
-  TypeError,
-  RangeError,
-  SyntaxError,
-  ReferenceError,
-  EvalError,
-  URIError,
-};
-
 /**
  * The caller's copy of a handler's error: a built-in error class is rebuilt
  * as itself; any other class as an `Error` whose `name` is the class's name.
@@ -403,7 +393,7 @@ export function rebuildThrown(record: ThrownRecord): Error {
       Object.defineProperty(error, 'code', { value: record.code, enumerable: true, configurable: true });
     return error;
   }
-  const Ctor = (record.className !== null && BUILTIN_ERRORS[record.className]) || Error;
+  const Ctor = builtInErrorClass(record.className);
   const error = new Ctor(record.message) as Error & { code?: unknown };
   if (Ctor === Error && record.className !== null && record.className !== 'Error') {
     Object.defineProperty(error, 'name', { value: record.className, configurable: true, writable: true });

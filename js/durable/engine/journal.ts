@@ -17,7 +17,7 @@ import type { Codec } from '../common/codec';
 import { encodeChecked } from '../common/codec';
 import type { JournalEntry, JournalRecord } from '../common/transport';
 import { journalField } from '../common/stored';
-import { JournalDivergedError, JournalTooLargeError, decodeError, describe, invalidType } from '../../errors';
+import { JournalDivergedError, JournalTooLargeError, builtInErrorClass, decodeError, describe, invalidType } from '../../errors';
 
 import type { JournalCall, JournalStreamCall } from '../../types';
 
@@ -74,17 +74,6 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
   );
 }
 
-/** JavaScript's own error classes, by name: a recorded error of one of these names is thrown again as one. */
-const BUILT_IN: Readonly<Record<string, ErrorConstructor>> = {
-  Error,
-  TypeError,
-  RangeError,
-  SyntaxError,
-  ReferenceError,
-  EvalError,
-  URIError,
-};
-
 /**
  * A recorded error, thrown again at its place: an error with the name, message and code recorded, of JavaScript's
  * class of that name (`TypeError`, `RangeError`, ...), else an `Error`.
@@ -96,8 +85,9 @@ export function recordedError(payload: Buffer | string): Error {
   } catch (cause) {
     return decodeError('A journaled error could not be read back', cause);
   }
-  const Class = (typeof failure.name === 'string' && Object.hasOwn(BUILT_IN, failure.name) && BUILT_IN[failure.name]) || Error;
-  const error = new Class(typeof failure.message === 'string' ? failure.message : '') as Error & { code?: string };
+  const error = new (builtInErrorClass(failure.name))(typeof failure.message === 'string' ? failure.message : '') as Error & {
+    code?: string;
+  };
   if (typeof failure.name === 'string') error.name = failure.name;
   if (typeof failure.code === 'string') error.code = failure.code;
   return error;
