@@ -54,6 +54,8 @@ export class OwnerWrites {
    * timer goes off: one set for a session that has taken an input since (its idle end later) is not written.
    */
   recheck: (() => void) | null = null;
+  /** Sessions whose age markers were due while the pump was behind the log (`RunFlags.behind`). */
+  readonly #ageHeld = new Set<Session<never, unknown>>();
   readonly #host: WritesHost;
 
   constructor(host: WritesHost) {
@@ -210,10 +212,24 @@ export class OwnerWrites {
       .setTimeout(() => {
         s.ageTimer = null;
         if (this.#host.flags.dropped || !this.#host.live(s)) return;
-        s.ageMarked = true;
-        this.#mark(s, 'age');
+        // Entries not dispatched yet may end it by their ids (the log's clock passes its age end): once they are.
+        if (this.#host.flags.behind) this.#ageHeld.add(s);
+        else this.#markAge(s);
       }, wait)
       .unref();
+  }
+
+  /** The pump caught up with the log: the sessions still live whose age markers it held back get theirs. */
+  ageDue(): void {
+    if (this.#ageHeld.size === 0) return;
+    const held = [...this.#ageHeld];
+    this.#ageHeld.clear();
+    for (const s of held) if (!this.#host.flags.dropped && this.#host.live(s)) this.#markAge(s);
+  }
+
+  #markAge(s: Session<never, unknown>): void {
+    s.ageMarked = true;
+    this.#mark(s, 'age');
   }
 
   /** An age marker came too early by its own id (clocks differ): another, `after` ms later. */
@@ -237,6 +253,7 @@ export class OwnerWrites {
     this.clearTimers(s);
     if (s.ageTimer !== null) this.#host.worker.clock.clearTimeout(s.ageTimer);
     s.ageTimer = null;
+    this.#ageHeld.delete(s);
   }
 
   /** The partition stops: no more ticks. */

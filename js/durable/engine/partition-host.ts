@@ -19,6 +19,11 @@ export interface RunFlags {
   replayDone: boolean;
   /** Redis' time of the latest entry read from the partition, ms: how far the log's clock has gone. */
   logTime: number;
+  /**
+   * Entries may wait past those dispatched: a read's entries are being dispatched, or the last read came back full.
+   * False once a read came back short and its entries were dispatched (the pump had caught up with the log then).
+   */
+  behind: boolean;
 }
 
 /** A partition's run as its worker sees it when the run calls back (`lose`, `idle`). */

@@ -39,7 +39,7 @@ export class PartitionRun<I, O> {
   /** What each session's handler gets next, as the session rule decides. */
   readonly #inputs: SessionInputs<I, O>;
   /** Its state that its parts read (`RunFlags`): it alone writes it. */
-  readonly flags: RunFlags = { stopping: false, dropped: false, replayDone: false, logTime: 0 };
+  readonly flags: RunFlags = { stopping: false, dropped: false, replayDone: false, logTime: 0, behind: true };
   /** Sessions whose handler has not finished (live, or ending after their marker). */
   readonly #running = new Set<Session<I, O>>();
   /** Sessions as they open, from what the last owner left (its checkpoints, per key: `snapshots`). */
@@ -213,6 +213,7 @@ export class PartitionRun<I, O> {
           }
           continue;
         }
+        this.#caughtUp();
         await w.idle(this, read.tail);
         continue;
       }
@@ -221,6 +222,7 @@ export class PartitionRun<I, O> {
       if (pendingFrom !== null) pendingFrom = last;
       if (w.keyState !== null) await this.#ahead.readAhead(read.entries);
       let rereadable = false;
+      this.flags.behind = true;
       for (const entry of read.entries) {
         const turn = pace.turn();
         if (turn !== undefined) await turn;
@@ -240,8 +242,18 @@ export class PartitionRun<I, O> {
       this.#inputs.redecide();
       if (rereadable) this.#entries.reread().catch((error: unknown) => w.report(error));
       // A short read took all there was: wait for more after its last entry rather than ask again (an empty read).
-      if (pendingFrom === null && read.entries.length < count) await w.idle(this, last);
+      if (pendingFrom === null && read.entries.length < count) {
+        this.#caughtUp();
+        await w.idle(this, last);
+      }
     }
+  }
+
+  /** The pump has dispatched all it read and the log had no more: the age markers held back meanwhile are written. */
+  #caughtUp(): void {
+    if (!this.flags.behind) return;
+    this.flags.behind = false;
+    this.#writes.ageDue();
   }
 
   /**
