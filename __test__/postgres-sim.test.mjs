@@ -86,10 +86,19 @@ const SEEDS = [
   [{ versions: true, answers: true }, range(1, 4)],
   [{ poolOrder: true }, range(1, 4)],
   [{ journal: true, versions: true, answers: true, poolOrder: true }, range(1, 3)],
+  // Six partitions committed together (a turn's commits in groups, one transaction each) with hostile effects: a
+  // throw in a group must roll it back and commit each alone, the effects must get their own partition's outputs.
+  // Seeds 1-3 and 6 catch each of these broken (a group's failure failing all, effects given the group's outputs).
+  [{ wide: true, effects: true }, [1, 2, 3, 6, 7, 19]],
+  [{ wide: true, journal: true, versions: true }, range(1, 3)],
 ];
 
 /** What a flag set's seeds must have replayed (`tallyOf` of sim-on-postgres.mjs): the parts of the log it is there for. */
-const EXERCISED = { journal: ['commit with journal', 'commit with unjournal', 'journal found'] };
+const EXERCISED = {
+  journal: ['commit with journal', 'commit with unjournal', 'journal found'],
+  wide: ['commits of one turn'],
+  effects: ['effects threw in a group', 'effects stalled in a group'],
+};
 
 for (const [flags, seeds] of SEEDS) {
   const named = Object.keys(flags).join(', ') || 'no flags';

@@ -9,7 +9,9 @@
 // seed's faulty run with its processes' clocks skewed from the log's and drifting (`clockSkewFor`). `--pool-order`
 // applies some of each process's calls late, after calls made since, as Postgres' pool commits (`poolOrderFor`).
 // `--journal` adds keys whose events make journaled calls to services that answer differently on every call
-// (`journalChecks`). `--answers` (with `--versions`) adds questions answered in tokens, fewer in a migrating release (`answerChecks`). `--postgres` replays
+// (`journalChecks`). `--wide` runs six partitions with keys whose events come at the same times (a process commits
+// several partitions at once); `--effects` (with `--postgres`) gives the replay's logs hostile effects
+// (sim-on-postgres.mjs). `--answers` (with `--versions`) adds questions answered in tokens, fewer in a migrating release (`answerChecks`). `--postgres` replays
 // each seed's calm and faulty runs on the Postgres log, on a private postgres, the server's clock pinned to the
 // runs' virtual time (__test__/helpers/sim-on-postgres.mjs): prints every answer Postgres gives otherwise than the
 // memory store, with the seed, the operation's index, the call and both answers; exits 1 if any did.
@@ -38,6 +40,8 @@ const { values } = parseArgs({
     'pool-order': { type: 'boolean', default: false },
     answers: { type: 'boolean', default: false },
     journal: { type: 'boolean', default: false },
+    wide: { type: 'boolean', default: false },
+    effects: { type: 'boolean', default: false },
     postgres: { type: 'boolean', default: false },
   },
 });
@@ -67,6 +71,7 @@ const seedFlags = {
   poolOrder,
   answers,
   journal,
+  wide: values.wide,
 };
 
 if (values.postgres) {
@@ -132,7 +137,7 @@ async function onPostgres() {
     await installClock(pool);
     const [from, count] = values.seed !== undefined ? [Number(values.seed), 1] : [Number(values.from), Number(values.count)];
     for (let seed = from; seed < from + count; seed++) {
-      const r = await seedOnPostgres(pool, seed, seedFlags, tally);
+      const r = await seedOnPostgres(pool, seed, { ...seedFlags, effects: values.effects }, tally);
       totals.seeds++;
       totals.ops += r.ops;
       totals.nextDiffers += r.nextDiffers;
@@ -144,7 +149,7 @@ async function onPostgres() {
       if (!r.ok) {
         totals.differ++;
         console.log(
-          `seed ${seed} differs on Postgres -- ${replayCommand(seed, only, seedFlags).replace(' --trace --shrink', ' --postgres')}`,
+          `seed ${seed} differs on Postgres -- ${replayCommand(seed, only, seedFlags).replace(' --trace --shrink', ' --postgres')}${values.effects ? ' --effects' : ''}`,
         );
         for (const d of r.differences) console.log(d);
       }

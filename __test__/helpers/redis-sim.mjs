@@ -29,9 +29,10 @@ export const replayCommand = (
     poolOrder = false,
     answers = false,
     journal = false,
+    wide = false,
   } = {},
 ) =>
-  `node scripts/sim.mjs --seed ${seed} --trace --shrink${only.length === FAULT_KINDS.length ? '' : ` --only ${only.join(',')}`}${permits ? ' --permits' : ''}${versions ? ' --versions' : ''}${debounce ? ' --debounce' : ''}${keyState ? ' --key-state' : ''}${hostileMigrate ? ' --hostile-migrate' : ''}${releaseDebounce ? ' --release-debounce' : ''}${clockSkew ? ' --clock-skew' : ''}${poolOrder ? ' --pool-order' : ''}${answers ? ' --answers' : ''}${journal ? ' --journal' : ''}`;
+  `node scripts/sim.mjs --seed ${seed} --trace --shrink${only.length === FAULT_KINDS.length ? '' : ` --only ${only.join(',')}`}${permits ? ' --permits' : ''}${versions ? ' --versions' : ''}${debounce ? ' --debounce' : ''}${keyState ? ' --key-state' : ''}${hostileMigrate ? ' --hostile-migrate' : ''}${releaseDebounce ? ' --release-debounce' : ''}${clockSkew ? ' --clock-skew' : ''}${poolOrder ? ' --pool-order' : ''}${answers ? ' --answers' : ''}${journal ? ' --journal' : ''}${wide ? ' --wide' : ''}`;
 
 /** The `keyState` of a seed's runs with key state: kept a day (far past any run). */
 export const KEY_STATE = { retention: 86_400_000 };
@@ -677,6 +678,7 @@ export async function runSeed(
     poolOrder = false,
     answers = false,
     journal = false,
+    wide = false,
     record = false,
   } = {},
 ) {
@@ -699,6 +701,19 @@ export async function runSeed(
     s.events.sort((x, y) => x.at - y.at);
   }
   if (keyState) s.limits.keyState = KEY_STATE;
+  // --wide: six partitions, and keys of their own whose events come at the same times (an event each every idle/2, a
+  // checkpoint at some), so that a process commits several partitions at one time (on Postgres, in one transaction).
+  if (wide) {
+    s.limits.partitions = 6;
+    const start = Math.min(...s.events.map((e) => e.at));
+    for (let k = 0; k < 12; k++) {
+      for (let i = 0; i < 10; i++) {
+        const at = start + i * Math.floor(s.idleTimeout / 2);
+        s.events.push({ at, key: `W${k}`, event: { tag: `W${k}.${i}`, at, checkpoint: i % 4 === 3 } });
+      }
+    }
+    s.events.sort((x, y) => x.at - y.at);
+  }
   for (const kind of FAULT_KINDS) if (!only.includes(kind) && kind !== 'slow') s.faults[kind] = 0;
   if (!only.includes('crash')) {
     s.faults.crashAfterCommits = [];

@@ -11,6 +11,15 @@
 // transactions (two owners' statements at once, a grant waiting for a commit in flight) is not exercised here: the
 // multi-process crash tests cover it (__test__/postgres-crash.test.mjs).
 //
+// But for one process's commits of one time: a run of consecutive `commit`s by one process at one virtual time, of
+// distinct partitions, is applied as a worker's turn applies them, all asked for in one turn of the event loop, so
+// that PgLog commits them in groups (commit-turn.ts: one statement, one transaction with each partition's effects).
+// Each must still answer as the memory store did alone (a fenced one refused, the others committed). With
+// `effects: true` every PgLog has effects that write a ledger row per output written, hostile inside a group (the
+// first call for a commit throws for a third of them, stalls for another third): the group is rolled back and each
+// commit applied alone, which must answer as memory did; at the end each partition's ledger must hold each output
+// once.
+//
 // The clock: every time on the Postgres log comes from `clock_timestamp()` (NOW in js/postgres/log/sql.ts, inlined
 // in the plpgsql functions of schema.ts and commit-one.ts), an unqualified name found through `search_path`, where
 // pg_catalog comes first only if it is not named. The replay's pool (`pinnedPoolOptions`) runs its connections with
@@ -159,12 +168,14 @@ async function tablesOf(pool, schema) {
  * `staleOpenings`, openings answered from an earlier read to an ex-owner (`staleOpenings`). Stops at the first difference: what follows it is no
  * longer the run Postgres would have made. `clean` (default true): the schema's tables are emptied after.
  */
-export async function replayOnPostgres(pool, record, { name, schema = 'velo_sim', clean = true, tally = {} }) {
+export async function replayOnPostgres(pool, record, { name, schema = 'velo_sim', clean = true, tally = {}, effects = false }) {
   const space = await preparePg(pool, schema, name, record.partitions);
+  const ledger = effects ? await hostileLedger(pool, schema, space) : null;
   const logs = new Map();
   const logOf = (by) => {
     let log = logs.get(by);
-    if (log === undefined) logs.set(by, (log = new PgLog(pool, space, record.partitions, { listen: false })));
+    if (log === undefined)
+      logs.set(by, (log = new PgLog(pool, space, record.partitions, { listen: false, effects: ledger?.effects })));
     return log;
   };
   // Each process's lease of each partition (its last grant, or the last lease it called with): the store takes only
@@ -214,15 +225,36 @@ export async function replayOnPostgres(pool, record, { name, schema = 'velo_sim'
   let staleOpeningsCount = 0;
   try {
     let pinned = NaN;
+    // The answers of a turn's commits applied together (`commitRun`), by op index.
+    const early = new Map();
     for (; index < record.ops.length; index++) {
       const op = record.ops[index];
       if (op.at !== pinned) await setClock(pool, (pinned = op.at));
       at = op.at;
-      let answer;
-      try {
-        answer = { ok: true, value: await apply(op) };
-      } catch (error) {
-        answer = { ok: false, error };
+      if (!early.has(index)) {
+        const run = commitRun(record.ops, index);
+        if (run > 1) {
+          const ops = record.ops.slice(index, index + run);
+          ledger?.hostileIn(ops);
+          // (Each `apply` calls PgLog.commit before its first await: all in this turn, as a worker's are.)
+          const settled = await Promise.allSettled(ops.map((o) => apply(o)));
+          ledger?.hostileIn([]);
+          settled.forEach((r, i) =>
+            early.set(index + i, r.status === 'fulfilled' ? { ok: true, value: r.value } : { ok: false, error: r.reason }),
+          );
+          tally['commits of one turn'] = (tally['commits of one turn'] ?? 0) + run;
+          if (settled.some((r) => r.status === 'rejected'))
+            tally['commits of one turn, one refused'] = (tally['commits of one turn, one refused'] ?? 0) + 1;
+        }
+      }
+      let answer = early.get(index);
+      early.delete(index);
+      if (answer === undefined) {
+        try {
+          answer = { ok: true, value: await apply(op) };
+        } catch (error) {
+          answer = { ok: false, error };
+        }
       }
       tallyOf(tally, op);
       const memory = answerForm(op.call, op.answer);
@@ -260,11 +292,21 @@ export async function replayOnPostgres(pool, record, { name, schema = 'velo_sim'
       const reader = logOf('end');
       for (let p = 0; p < record.partitions && difference === null; p++) {
         const memory = { outputs: form(record.outputs[p]), ends: form(record.ends[p]), journal: form(record.journal[p]) };
+        const outputs = await outputEntriesPg(pool, space, p);
         const postgres = {
-          outputs: form(await outputEntriesPg(pool, space, p)),
+          outputs: form(outputs),
           ends: form(await endsPg(pool, space, p)),
           journal: form(byPlace(await reader.journal({ partition: p, token: '' }))),
         };
+        // (With effects: each output's ledger row once, and no other.)
+        if (ledger !== null) {
+          const written = outputs.map(([id]) => id.toString()).sort();
+          const rows = await ledger.rows(p);
+          if (JSON.stringify(written) !== JSON.stringify(rows)) {
+            memory.ledger = written;
+            postgres.ledger = rows;
+          }
+        }
         if (JSON.stringify(memory) !== JSON.stringify(postgres))
           difference = {
             index: -1,
@@ -275,12 +317,101 @@ export async function replayOnPostgres(pool, record, { name, schema = 'velo_sim'
       }
     }
   } finally {
+    for (const [what, n] of Object.entries(ledger?.tally ?? {})) tally[what] = (tally[what] ?? 0) + n;
     if (realNow === undefined) delete performance.now;
     else Object.defineProperty(performance, 'now', realNow);
     await Promise.all([...logs.values()].map((log) => log.close()));
     if (clean) await pool.query(`TRUNCATE ${(await tablesOf(pool, schema)).join(', ')}`);
   }
   return { ops: index, difference, nextDiffers, capGone, staleOpenings: staleOpeningsCount };
+}
+
+/** Whether PgLog applies `commit` with the others of its turn (commit-one.ts, `inOne`), not in a transaction alone. */
+const inOne = (commit) => commit.check !== true && !(commit.opened ?? []).some((o) => o.replaces !== undefined);
+
+/** The most partitions one of PgLog's transactions commits (commit-turn.ts, `GROUP`). */
+const GROUP = 4;
+
+/**
+ * How many ops from `index` on are commits of one process at one virtual time, of distinct partitions: those a
+ * worker's turn would have asked for together (1: the op alone).
+ */
+function commitRun(ops, index) {
+  const first = ops[index];
+  if (first.call !== 'commit') return 1;
+  const partitions = new Set();
+  let j = index;
+  while (
+    j < ops.length &&
+    ops[j].call === 'commit' &&
+    ops[j].by === first.by &&
+    ops[j].at === first.at &&
+    !partitions.has(ops[j].args[0].partition)
+  )
+    partitions.add(ops[j++].args[0].partition);
+  return j - index;
+}
+
+/**
+ * A ledger table in `schema` (emptied with the replay's tables) and the effects that write it: a row per output
+ * written, in the commit's transaction. Hostile inside a group of commits (`hostileIn`: the ops of the turn being
+ * applied): the first call for a commit throws for a third of them and stalls for another third; the group is then
+ * rolled back and each commit applied alone, where its effects succeed. A commit alone is never failed (memory
+ * answered it as committed).
+ */
+async function hostileLedger(pool, schema, space) {
+  await pool.query(`CREATE TABLE IF NOT EXISTS ${schema}.sim_ledger (fn text NOT NULL, p int NOT NULL, id text NOT NULL)`);
+  // Partitions whose commit runs in a transaction shared with others this turn, and the commits whose effects ran.
+  let grouped = new Set();
+  const called = new Set();
+  const tally = {};
+  const add = (what) => (tally[what] = (tally[what] ?? 0) + 1);
+  let calls = 0;
+  return {
+    tally,
+    hostileIn(ops) {
+      const partitions = ops
+        .filter((o) => inOne(o.args[1]))
+        .map((o) => o.args[0].partition)
+        .sort((a, b) => a - b);
+      grouped = new Set();
+      for (let at = 0; at < partitions.length; at += GROUP) {
+        const group = partitions.slice(at, at + GROUP);
+        if (group.length > 1) for (const p of group) grouped.add(p);
+      }
+    },
+    async effects(client, partition, written) {
+      // (Only a commit's first call, and none after a throw in this turn: after a group's rollback each commit is
+      // applied alone, and must commit as it did in memory.)
+      const first = `${partition} ${written[0].sid} ${written[0].seq}`;
+      if (grouped.has(partition) && !called.has(first)) {
+        called.add(first);
+        const kind = calls++ % 3;
+        if (kind === 0) {
+          grouped = new Set();
+          add('effects threw in a group');
+          throw new Error(`hostile effects of p${partition}`);
+        }
+        if (kind === 1) {
+          add('effects stalled in a group');
+          await new Promise((resolve) => setTimeout(resolve, 3));
+        }
+      }
+      const ids = written.map((w) => w.id);
+      await client.query(`INSERT INTO ${schema}.sim_ledger (fn, p, id) SELECT $1, $2, unnest($3::text[])`, [
+        space.fn,
+        partition,
+        ids,
+      ]);
+    },
+    async rows(partition) {
+      const { rows } = await pool.query(`SELECT id FROM ${schema}.sim_ledger WHERE fn = $1 AND p = $2 ORDER BY id`, [
+        space.fn,
+        partition,
+      ]);
+      return rows.map((r) => r.id).sort();
+    },
+  };
 }
 
 /**
@@ -363,7 +494,7 @@ export function describeDifference(label, { index, op, memory, postgres }) {
  * `{ seed, ok, simOk and problems (the simulator's own oracle), ops, nextDiffers, capGone, staleOpenings, differences }`
  * (`differences`: lines to print).
  */
-export async function seedOnPostgres(pool, seed, flags = {}, tally = {}) {
+export async function seedOnPostgres(pool, seed, { effects = false, ...flags } = {}, tally = {}) {
   const { runSeed } = await import('./redis-sim.mjs');
   const result = await runSeed(seed, { ...flags, record: true });
   const differences = [];
@@ -372,7 +503,7 @@ export async function seedOnPostgres(pool, seed, flags = {}, tally = {}) {
   let capGone = 0;
   let staleOpeningsCount = 0;
   for (const run of ['calm', 'faulty']) {
-    const replay = await replayOnPostgres(pool, result.records[run], { name: `sim-${seed}-${run}`, tally });
+    const replay = await replayOnPostgres(pool, result.records[run], { name: `sim-${seed}-${run}`, tally, effects });
     ops += replay.ops;
     nextDiffers += replay.nextDiffers;
     capGone += replay.capGone;
