@@ -2,7 +2,8 @@
 // whole first read: the dispatch gives the event loop a turn after the first few entries, and the outbox commits their
 // outputs then (on Postgres with `effects`, a commit is a transaction of a round trip per output: the first output waits
 // for the first commit's). The same for a takeover's replay of the pending entries a crashed owner left. Counted on the
-// in-memory log (the outputs of the first commit, and the entries read before it), never timed.
+// in-memory log (the outputs of the first commit, and the entries read before it), never timed. Until its first commit
+// is answered, only its first few partitions read: the others wait (start-gate.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { streamFn } from 'velo-stream';
@@ -23,8 +24,12 @@ const totals = streamFn(
  * first commit with outputs after `mark()`, those counts then.
  */
 async function counted(body) {
-  const { read, commit } = MemoryStore.prototype;
-  const seen = { read: 0, partitions: new Map(), first: null };
+  const { read, commit, snapshots } = MemoryStore.prototype;
+  const seen = { read: 0, partitions: new Map(), loaded: new Set(), first: null };
+  MemoryStore.prototype.snapshots = function (partition) {
+    seen.loaded.add(partition);
+    return snapshots.call(this, partition);
+  };
   MemoryStore.prototype.read = function (lease, from, count) {
     const result = read.call(this, lease, from, count);
     seen.read += result.entries.length;
@@ -33,18 +38,24 @@ async function counted(body) {
   };
   MemoryStore.prototype.commit = function (lease, c) {
     if (seen.first === null && c.outputs.length > 0)
-      seen.first = { read: seen.read, partitionRead: seen.partitions.get(lease.partition), outputs: c.outputs.length };
+      seen.first = {
+        read: seen.read,
+        partitionRead: seen.partitions.get(lease.partition),
+        outputs: c.outputs.length,
+        loaded: seen.loaded.size,
+      };
     return commit.call(this, lease, c);
   };
   const mark = () => {
     seen.read = 0;
     seen.partitions.clear();
+    seen.loaded.clear();
     seen.first = null;
   };
   try {
     await body(mark);
   } finally {
-    Object.assign(MemoryStore.prototype, { read, commit });
+    Object.assign(MemoryStore.prototype, { read, commit, snapshots });
   }
   return seen;
 }
@@ -82,6 +93,9 @@ test('a worker started on a backlog commits its first outputs after a first slic
   // (Before: 250, the outputs of a partition's whole first read of readCount 256: its backlog.)
   assert.ok(seen.first.outputs <= 8, `the first commit carried ${seen.first.outputs} outputs`);
   assert.ok(seen.first.partitionRead >= 250, `its partition had read ${seen.first.partitionRead} entries: its reads are whole`);
+  // Its first partitions served first: until its first commit, 4 of its 16 partitions load what their last owners left
+  // and read (the rest wait, start-gate.ts).
+  assert.equal(seen.first.loaded, 4, `${seen.first.loaded} partitions had loaded before the first commit`);
   // Nothing lost, nothing twice, each key in order.
   assert.equal(w.outputs().length, EVENTS);
   assert.deepEqual(byKey(w), expected());

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { streamFn } from 'velo-stream';
-import { LocalDelivery, MemoryLog, MemoryStore, PartitionRun, jsonCodec, newCounters, realClock } from '#testing';
+import { LocalDelivery, MemoryLog, MemoryStore, PartitionRun, jsonCodec, newCounters, realClock, StartGate } from '#testing';
 
 /** Each key's running total, one output per event; sessions stay open for the whole test. */
 const totals = streamFn(
@@ -37,6 +37,7 @@ class MemoryHost {
   counters = newCounters();
   live = 0;
   clockOffset = 0;
+  startGate = new StartGate(realClock);
   ttl = 60_000;
   fn = totals;
   runs = new Map();

@@ -5,7 +5,7 @@
 // replays the pending entries and finishes every session with the outputs a calm run makes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { PartitionRun, PgLog, appendEventsPg, jsonCodec, newCounters, preparePg, realClock } from '#testing';
+import { PartitionRun, PgLog, appendEventsPg, jsonCodec, newCounters, preparePg, realClock, StartGate } from '#testing';
 import { totals } from './helpers/redis-fixtures.mjs';
 import { fresh } from './helpers/redis-suite.mjs';
 import { pool, usePostgres } from './helpers/postgres-suite.mjs';
@@ -37,6 +37,7 @@ class PgHost {
   counters = newCounters();
   live = 0;
   clockOffset = 0;
+  startGate = new StartGate(realClock);
   runs = new Map();
   errors = [];
   #idle = new Map();

@@ -30,5 +30,6 @@ export { PgLog, appendEventsManyPg, appendEventsPg, endsPg, outputEntriesPg, pre
 export { PartitionRun } from './durable/engine/partition-run';
 export { newCounters } from './durable/engine/partition-host';
 export { LocalDelivery } from './durable/engine/local-delivery';
+export { StartGate } from './durable/engine/start-gate';
 export { jsonCodec } from './durable/common/codec';
 export { realClock } from './durable/common/clock';

@@ -79,7 +79,7 @@ export interface RoomWaiter {
 /** What the outbox uses of its worker. */
 export type OutboxHost<O> = Pick<
   PartitionHost<never, O>,
-  'log' | 'clock' | 'delivery' | 'codec' | 'counters' | 'checkReplay' | 'report' | 'keyState'
+  'log' | 'clock' | 'delivery' | 'codec' | 'counters' | 'checkReplay' | 'report' | 'keyState' | 'startGate'
 >;
 
 function decodedOutput<O>(codec: Codec<O>, o: OutputRecord): OutputContent<O> {
@@ -276,6 +276,7 @@ export class Outbox<O> {
         break;
       }
       for (const entry of journaled) entry.written();
+      w.startGate.open();
       w.counters.outputs += outputs.length;
       w.counters.checkpoints += checkpoints.size;
       if (opened.length > 0 || ended.length > 0) this.#openings?.written([...opened.map((o) => o.sid), ...ended]);

@@ -8,6 +8,7 @@ import type { LocalDelivery } from './local-delivery';
 import type { PartitionLog } from '../common/transport';
 import type { WorkerPermits } from './session-permits';
 import type { SlotReport } from './slot-watch';
+import type { StartGate } from './start-gate';
 
 /** A partition's run's state that its parts read (the run alone writes it). */
 export interface RunFlags {
@@ -84,6 +85,8 @@ export interface PartitionHost<I, O> extends PartitionSettings<I, O> {
   share(): number;
   /** Keys waiting for a session slot, all partitions (`stats().slots`); the simulator has none. */
   readonly slots?: SlotReport;
+  /** Its first partitions served first (`start-gate.ts`): runs enter before their first statement. */
+  readonly startGate: StartGate;
   report(error: unknown): void;
   /** The partition was lost (fenced, or its lease ran out). */
   lose(run: RunHandle): void;

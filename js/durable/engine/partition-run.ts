@@ -178,7 +178,28 @@ export class PartitionRun<I, O> {
     return this.lease.partition;
   }
 
+  /** The run holds a place at its worker's start gate (`start-gate.ts`) until it catches up or stops. */
+  #gated = false;
+
+  /** The run's reads and dispatch, once its worker's start gate lets it go. */
   async #pump(): Promise<void> {
+    const wait = this.worker.startGate.enter();
+    this.#gated = true;
+    try {
+      if (wait !== undefined) await wait;
+      await this.#serve();
+    } finally {
+      this.#passGate();
+    }
+  }
+
+  #passGate(): void {
+    if (!this.#gated) return;
+    this.#gated = false;
+    this.worker.startGate.leave();
+  }
+
+  async #serve(): Promise<void> {
     const w = this.worker;
     // Where pending entries are read from (null: new entries): the start (a takeover replays the last owner's), or
     // after the last entry dispatched (a read whose reply was lost may have made entries pending that never arrived).
@@ -251,6 +272,7 @@ export class PartitionRun<I, O> {
 
   /** The pump has dispatched all it read and the log had no more: the age markers held back meanwhile are written. */
   #caughtUp(): void {
+    this.#passGate();
     if (!this.flags.behind) return;
     this.flags.behind = false;
     this.#writes.ageDue();

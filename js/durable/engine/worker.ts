@@ -42,6 +42,7 @@ import type { Heartbeat, Lease, PartitionLog } from '../common/transport';
 import type { WorkerBackend } from '../common/backend';
 import { LocalDelivery } from './local-delivery';
 import { PartitionRun } from './partition-run';
+import { StartGate } from './start-gate';
 import { LIMIT_KEYS, checkDebounceTarget, checkLimits } from './worker-limits';
 import { type PartitionHost, type WorkerCounters, newCounters } from './partition-host';
 import { type Openable, kOpen } from '../../core/protocol';
@@ -130,6 +131,7 @@ class RunningWorker<I, O> implements Worker, PartitionHost<I, O> {
   readonly #share: number;
   live = 0;
   readonly clock: Clock = realClock;
+  readonly startGate = new StartGate(this.clock);
   /** Redis' clock less this machine's (`Date.now()`), ms, as the last tick's id showed: when ticks are due. */
   clockOffset = 0;
   readonly #runs = new Map<number, PartitionRun<I, O>>();
@@ -632,6 +634,7 @@ class RunningWorker<I, O> implements Worker, PartitionHost<I, O> {
 
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      this.startGate.open();
       if (this.#timer !== null) clearTimeout(this.#timer);
       clearInterval(this.#renewer);
       // No lease is renewed from here on, so by this worker's own clock each runs out at its `validUntil`. Past

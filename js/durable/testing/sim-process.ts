@@ -15,6 +15,7 @@ import { type FaultPolicy, MemoryLog } from '../memory/memory-log';
 import type { MemoryStore } from '../memory/memory-store';
 import { type PartitionHost, type WorkerCounters, newCounters } from '../engine/partition-host';
 import { PartitionRun } from '../engine/partition-run';
+import { StartGate } from '../engine/start-gate';
 import { WorkerPermits } from '../engine/session-permits';
 import { planBalance } from '../rules/versions';
 import { RoundTrips } from '../engine/metrics';
@@ -259,6 +260,7 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
   readonly #renewals = new RoundTrips();
   live = 0;
   clockOffset = 0;
+  readonly startGate: StartGate;
   readonly runs = new Map<number, PartitionRun<I, O>>();
   /** When it took each partition it runs (virtual ms, unskewed: compared between processes). */
   readonly takenAt = new Map<number, number>();
@@ -292,6 +294,7 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
     // (Its own connection: a recording store names its calls by it.)
     const store = connectionOf(sim.store, this.id);
     this.log = new MemoryLog(store, { clock: this.clock, waitClock: this.clock.keepingAlive(), faults });
+    this.startGate = new StartGate(this.clock);
     this.ttl = l.leaseTtl ?? 3000;
     this.readCount = l.readCount ?? 256;
     this.codec = sim.codec;
