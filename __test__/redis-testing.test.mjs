@@ -206,7 +206,7 @@ test('testWorker and checkDeterminism check their options as redisWorker does (t
     [
       { maxSessionEvent: 1 },
       'ERR_INVALID_ARG_VALUE',
-      /unknown option "maxSessionEvent"\. Known options: partitions, codec, maxEventBytes, leaseTtl, .*maxSessionEvents.*, start(, settleWithin|, version, versions, migrate)?$/,
+      /unknown option "maxSessionEvent"\. Known options: partitions, codec, maxEventBytes, leaseTtl, .*maxSessionEvents.*, start(, settleWithin|, version, versions, migrate, onError)?$/,
     ],
     [null, 'ERR_INVALID_ARG_TYPE', /options must be an object/],
   ];

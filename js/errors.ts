@@ -1067,9 +1067,17 @@ export class JournalTooLargeError extends RangeError {
   readonly size: number;
   /** `maxJournalBytes`. */
   readonly limit: number;
-  constructor(sid: string, size: number, limit: number) {
+  /**
+   * `record`: the record that would pass the limit, as the journal names it (`result of ctx.run("x") (journaled call
+   * 2 of session "k@1-0", key "k@1-0/2")`, `chunk 3 of ctx.stream(...)`); without it, only session `sid` is named.
+   */
+  constructor(sid: string, size: number, limit: number, record?: string) {
+    const what =
+      record === undefined
+        ? `The journal of session ${JSON.stringify(sid)} would be`
+        : `The ${record} would make the journal of its session`;
     super(
-      `The journal of session ${JSON.stringify(sid)} would be ${size} bytes, more than the limit of ${limit} bytes (maxJournalBytes): checkpoint more often, or raise the limit`,
+      `${what} ${size} bytes, more than the limit of ${limit} bytes (maxJournalBytes): checkpoint more often, or raise the limit`,
     );
     this.name = 'JournalTooLargeError';
     this.size = size;

@@ -33,3 +33,5 @@ export { LocalDelivery } from './durable/engine/local-delivery';
 export { StartGate } from './durable/engine/start-gate';
 export { jsonCodec } from './durable/common/codec';
 export { realClock } from './durable/common/clock';
+// A session's journal alone, for the tests of what it answers from records a log gave back (unreadable ones too).
+export { Journal } from './durable/engine/journal';

@@ -907,4 +907,94 @@ export function contractTests(list) {
     assert.deepEqual(at('nothing of the fenced commit'), after.slice(0, 1));
     assert.deepEqual(at('snapshots keep the count of calls'), [['a@#1', 3]]);
   });
+
+  test("journal: records of every kind as the journal writes them (a result, undefined, an error; a stream's chunks, undefined among them, its end or its error) come back exactly at a takeover, the first record's place naming the entry", async () => {
+    // Each kind in each place: first, between and last in an entry (an undefined's empty payload at the value's very
+    // end), alone in one, in a text entry (the JSON codec: every payload a string, as the journal makes `u` and `x`)
+    // and in a bytes one, beside payload bytes that read as a record's header.
+    const rec = (at, kind, name, payload) => ({ at, kind, name, payload });
+    const text = [
+      rec('1', 'u', 'notify', ''),
+      rec('2', 'v', 'price', '42'),
+      rec('3.0', 'v', 'model', '"he"'),
+      rec('3.1', 'u', 'model', ''),
+      rec('3.2', 'v', 'model', '"llo"'),
+      rec('3.end', 'x', 'model', ''),
+      rec('4', 'e', 'a tool', '{"name":"TypeError","message":"bad\\nu5 0 x","code":"E_X"}'),
+      rec('5.0', 'u', 'quiet', ''),
+      rec('5.end', 'e', 'quiet', '{"name":"Error","message":"cut"}'),
+      rec('6', 'u', 'last', ''),
+    ];
+    const alone = [rec('1', 'u', 'only', '')];
+    const bytes = [
+      rec('1', 'u', 'bin', ''),
+      // (A payload that reads as a record's header, then a newline alone, then nothing.)
+      rec('2', 'v', 'bin', Buffer.from('u3 0 bin\n')),
+      rec('3', 'u', 'bin', ''),
+      rec('4.0', 'v', 'bin', Buffer.from([10])),
+      rec('4.1', 'u', 'bin', Buffer.alloc(0)),
+      rec('4.end', 'x', 'bin', ''),
+    ];
+    const later = [rec('7', 'u', 'after', ''), rec('8.0', 'u', 'stream', ''), rec('8.end', 'x', 'stream', '')];
+    const record = await contract(async (side, call) => {
+      const { log } = side;
+      const [e1, e2, e3] = await side.append(0, [ev('a', 1), ev('b', 2), ev('c', 3)]);
+      const [a, b, c] = [`a@${e1}`, `b@${e2}`, `c@${e3}`];
+      const journal = (l) =>
+        log
+          .journal(l)
+          .then((found) =>
+            found
+              .map((e) => [
+                e.sid,
+                ...e.records.map((r) => [
+                  r.at,
+                  r.kind,
+                  r.name,
+                  Buffer.isBuffer(r.payload),
+                  Buffer.from(r.payload).toString('hex'),
+                ]),
+              ])
+              .sort(([s1, [a1]], [s2, [a2]]) => (s1 !== s2 ? (s1 < s2 ? -1 : 1) : a1 < a2 ? -1 : a1 > a2 ? 1 : 0)),
+          );
+      const none = { outputs: [], acks: [], ended: [] };
+      // (A lease long enough for the commit on a loaded machine; the takeover waits for it to run out.)
+      const lease = await call('acquire', log.acquire(0, 'w1', 1000));
+      await call(
+        'a commit journals every kind',
+        log.commit(lease, {
+          ...none,
+          journal: [
+            { sid: a, records: text },
+            { sid: b, records: alone },
+            { sid: c, records: bytes },
+          ],
+          serial: 1,
+        }),
+      );
+      // A crash: the lease runs out, and the next owner reads the journal to replay the sessions.
+      await side.sleep(1200);
+      const next = await call('the takeover', log.acquire(0, 'w2', 10_000));
+      await call('read at the takeover', journal(next));
+      await call(
+        'the next owner journals after them and forgets an entry named by an undefined',
+        log.commit(next, { ...none, journal: [{ sid: a, records: later }], unjournal: [`${b} 1`], serial: 1 }),
+      );
+      await call('read after', journal(next));
+      await call('release', log.release(next));
+      const third = await call('acquire again', log.acquire(0, 'w3', 10_000));
+      await call('read by the owner after', journal(third));
+    });
+    const at = (label) => record.find(([l]) => l === label)[1];
+    // Exact bytes: every payload as given (a string's UTF-8), every one a Buffer as read.
+    const read = (sid, records) => [
+      sid,
+      ...records.map((r) => [r.at, r.kind, r.name, true, Buffer.from(r.payload).toString('hex')]),
+    ];
+    const first = [read('a@#1', text), read('b@#2', alone), read('c@#3', bytes)];
+    assert.deepEqual(at('read at the takeover'), first);
+    const after = [read('a@#1', text), read('a@#1', later), read('c@#3', bytes)];
+    assert.deepEqual(at('read after'), after);
+    assert.deepEqual(at('read by the owner after'), after);
+  });
 }

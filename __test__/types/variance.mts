@@ -17,7 +17,7 @@ import {
   type RedisName,
   type RedisProducer,
 } from 'velo-stream/redis';
-import { testWorker, type TestWorker } from 'velo-stream/testing';
+import { checkDeterminism, testWorker, type TestWorker } from 'velo-stream/testing';
 import type { RedisClientLike, RedisWorker, RedisWorkerStats } from 'velo-stream/redis';
 
 interface Narrow {
@@ -213,3 +213,8 @@ void twAsNarrow;
 const healthy = (worker: Pick<RedisWorker, 'stats'>): boolean => worker.stats().owned.length > 0;
 const twStats: RedisWorkerStats = tw.stats();
 void [healthy(tw), twStats];
+// The worker's onError goes to a test worker as to the worker (docs/durable/testing.md); checkDeterminism takes none.
+const reports: unknown[] = [];
+void testWorker(needsWide, { leaseTtl: 5000, onError: (error) => reports.push(error) });
+// @ts-expect-error its runs crash at every commit: their reports are its own
+void checkDeterminism(needsWide, [], { onError: (error: unknown) => reports.push(error) });

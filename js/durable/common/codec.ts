@@ -117,9 +117,16 @@ function isBuffer(data: unknown): boolean {
 /**
  * Encodes with `codec`, turning a codec's throw into a coded error, and refusing more than `limit` bytes. `what`
  * names the value in an error; with `sid`, it is the value of that session (named only when an error is made: an
- * output's text per output was most of what encoding it allocated).
+ * output's text per output was most of what encoding it allocated). A function `what` is called only then, for a
+ * name made of the value's own place (a journaled call's).
  */
-export function encodeChecked<T>(codec: Codec<T>, value: T, limit: number, what: string, sid?: string): Buffer | string {
+export function encodeChecked<T>(
+  codec: Codec<T>,
+  value: T,
+  limit: number,
+  what: string | (() => string),
+  sid?: string,
+): Buffer | string {
   let data: Buffer | string;
   try {
     data = codec.encode(value);
@@ -143,6 +150,7 @@ export function encodeChecked<T>(codec: Codec<T>, value: T, limit: number, what:
 }
 
 /** `what`, of session `sid` if given: "output of session \"k@1-0\"". */
-function named(what: string, sid: string | undefined): string {
-  return sid === undefined ? what : `${what} ${JSON.stringify(sid)}`;
+function named(what: string | (() => string), sid: string | undefined): string {
+  const text = typeof what === 'function' ? what() : what;
+  return sid === undefined ? text : `${text} ${JSON.stringify(sid)}`;
 }

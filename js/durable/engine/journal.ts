@@ -39,6 +39,25 @@ function callOf(at: string): number {
 }
 
 /**
+ * How an error names journaled call `call` (`streamed`: a `ctx.stream`) of session `sid`, so that the handler's call
+ * at fault can be told from its others: its kind and name, its place, its session and the key its body gets,
+ * `ctx.run("price") (journaled call 3 of session "k@1-0", key "k@1-0/3")`. Made only for an error.
+ */
+function callNamed(sid: string, call: number, name: string, streamed: boolean): string {
+  const key = JSON.stringify(`${sid}/${call}`);
+  return `ctx.${streamed ? 'stream' : 'run'}(${JSON.stringify(name)}) (journaled call ${call} of session ${JSON.stringify(sid)}, key ${key})`;
+}
+
+/** How an error names the record of kind `kind` at `at`: `result of ctx.run(...)`, `chunk 2 of ctx.stream(...)`. */
+function recordNamed(sid: string, at: string, kind: JournalRecord['kind'], name: string): string {
+  const dot = at.indexOf('.');
+  const call = callNamed(sid, callOf(at), name, dot >= 0);
+  const part = dot < 0 ? '' : at.slice(dot + 1);
+  if (kind === 'e') return `error of ${call}`;
+  return dot < 0 ? `result of ${call}` : part === 'end' ? `end of ${call}` : `chunk ${part} of ${call}`;
+}
+
+/**
  * A session's entry: queued on the outbox (once, with its first record) while `open`; its records, their bytes and
  * the last call they belong to. A commit takes it (closed from then on: later records start another).
  */
@@ -78,12 +97,12 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
  * A recorded error, thrown again at its place: an error with the name, message and code recorded, of JavaScript's
  * class of that name (`TypeError`, `RangeError`, ...), else an `Error`.
  */
-export function recordedError(payload: Buffer | string): Error {
+export function recordedError(payload: Buffer | string, call = 'a journaled call'): Error {
   let failure: { name?: unknown; message?: unknown; code?: unknown };
   try {
     failure = JSON.parse(payload.toString()) as typeof failure;
   } catch (cause) {
-    return decodeError('A journaled error could not be read back', cause);
+    return decodeError(`The error recorded for ${call} could not be read back`, cause);
   }
   const error = new (builtInErrorClass(failure.name))(typeof failure.message === 'string' ? failure.message : '') as Error & {
     code?: string;
@@ -110,9 +129,6 @@ export class Journal {
   /** The entry records join (queued, not yet taken by a commit nor cut by a checkpoint call), or null. */
   #open: Segment | null = null;
   #bytes = 0;
-  /** The last name a result was encoded for, and the words its encoding errors name it by (made once per name). */
-  #whatName = '';
-  #what = '';
   /**
    * The input (by the count of inputs its handler had taken: `inputs()`) during which its handler last took a
    * recorded result or chunk (a replay's), -1: none. A migrated session's outputs for that input continue the old
@@ -173,7 +189,8 @@ export class Journal {
     if (call <= this.#covered || signal.aborted) return;
     const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
     const limit = this.host.maxJournalBytes;
-    if (this.#bytes + size > limit) throw new JournalTooLargeError(this.sid, this.#bytes + size, limit);
+    if (this.#bytes + size > limit)
+      throw new JournalTooLargeError(this.sid, this.#bytes + size, limit, recordNamed(this.sid, at, kind, name));
     let entry = this.#open;
     if (entry === null || !entry.open) {
       entry = new Segment(this.sid);
@@ -224,23 +241,21 @@ export class Journal {
    * Records a value (a result, a chunk) at `at`, its encoding checked, and gives back what a replay gets there: the
    * value decoded from its record (`undefined` as itself), so that a first run sees what a replay sees.
    */
-  #value(call: number, at: string, name: string, value: unknown, what: string, signal: AbortSignal): unknown {
+  #value(call: number, at: string, name: string, value: unknown, signal: AbortSignal): unknown {
     if (value === undefined) {
       this.#record(call, at, 'u', name, '', signal);
       return undefined;
     }
-    const payload = encodeChecked(this.host.codec, value, this.host.maxEventBytes, what, this.sid);
+    // (Its name in an error made only for one: a call's own cost has no string of it.)
+    const what = () => recordNamed(this.sid, at, 'v', name);
+    const payload = encodeChecked(this.host.codec, value, this.host.maxEventBytes, what);
     this.#record(call, at, 'v', name, payload, signal);
     return this.host.codec.decode(Buffer.isBuffer(payload) ? payload : Buffer.from(payload));
   }
 
   /** Records a call's result (its encoding checked) at its place `at` (`String(call)`), and gives back what a replay gets (`#value`). */
   #done(call: number, at: string, name: string, result: unknown, signal: AbortSignal): unknown {
-    if (name !== this.#whatName) {
-      this.#whatName = name;
-      this.#what = `result of journaled call ${JSON.stringify(name)}`;
-    }
-    return this.#value(call, at, name, result, this.#what, signal);
+    return this.#value(call, at, name, result, signal);
   }
 
   /** Records a call's failure (a replay throws the same error at the same place), and throws it. */
@@ -264,7 +279,8 @@ export class Journal {
         const recorded = this.#recordedAt(at);
         if (recorded !== undefined) {
           this.#continues();
-          if (recorded.kind === 'e') return Promise.reject(recordedError(recorded.payload));
+          if (recorded.kind === 'e')
+            return Promise.reject(recordedError(recorded.payload, callNamed(this.sid, call, name, false)));
           return Promise.resolve(this.#decode(recorded));
         }
       }
@@ -310,17 +326,18 @@ export class Journal {
     }
     const end = this.#recordedAt(`${call}.end`);
     if (end !== undefined) {
-      if (end.kind === 'e') throw recordedError(end.payload);
+      if (end.kind === 'e') throw recordedError(end.payload, callNamed(this.sid, call, name, true));
       return;
     }
     let i = chunks.length;
-    const what = `chunk of journaled stream ${JSON.stringify(name)}`;
     try {
       const source = factory({ key: `${this.sid}/${call}`, signal, chunks });
       if (source === null || typeof source !== 'object' || (!(Symbol.asyncIterator in source) && !(Symbol.iterator in source)))
-        throw invalidType(`ctx.stream(): the factory must return an iterable or async iterable. Received ${describe(source)}`);
+        throw invalidType(
+          `${callNamed(this.sid, call, name, true)}: the factory must return an iterable or async iterable. Received ${describe(source)}`,
+        );
       for await (const chunk of source as AsyncIterable<unknown>) {
-        const value = this.#value(call, `${call}.${i}`, name, chunk, what, signal);
+        const value = this.#value(call, `${call}.${i}`, name, chunk, signal);
         i++;
         yield value;
       }

@@ -13,37 +13,24 @@ import {
   testWorkerStateError,
 } from '../../errors';
 import type { DebounceConfig, StreamFn } from '../../types';
-import { readString, textOf } from '../../text';
 import { integerArgument, integerOption } from '../../validate';
-import { type Codec, encodeChecked, jsonCodec } from '../common/codec';
+import { type Codec, encodeChecked } from '../common/codec';
 import { checkKey, fnv1a } from '../common/keys';
-import { checkShape } from '../common/shape';
 import { MAX_TIMER_MS } from '../engine/owner-writes';
-import { LIMIT_KEYS, checkDebounceTarget, checkLimits } from '../engine/worker-limits';
+import { checkDebounceTarget } from '../engine/worker-limits';
 import type { KeyState } from '../common/stored';
 import { parseKept } from '../common/stored';
 import { type Openable, kOpen } from '../../core/protocol';
 import { checkDebounce } from '../../core/debounce';
 import type { HandlerFailure, OutputItem } from '../common/outputs';
 import type { WorkerStats } from '../engine/worker-types';
-import type { TestWorkerOptions } from './options';
-export type { TestWorkerOptions };
+import { type DeterminismOptions, type TestWorkerOptions, KNOWN_CHECK, MAX_START, readGiven, resolveTest } from './options';
+export type { DeterminismOptions, TestWorkerOptions };
 import { Simulation, simBounds, simulate, takeoverWithin } from './simulator';
 import { JournaledAnswers, Nondeterminism } from './nondeterminism';
 import type { RunOutcome, SimRelease, SimResult } from './sim-types';
 import { checkVersions } from '../engine/versions';
 import type { SimLimits, SimProcess } from './sim-process';
-
-/** The options of `checkDeterminism`: those of `testWorker`, and how long each run may take to settle. */
-export interface DeterminismOptions extends TestWorkerOptions {
-  /**
-   * Virtual ms after the last event's `at` by which each run must have settled (every event handled, every session
-   * ended), else the check rejects with `ERR_VELO_TEST_NOT_SETTLED`: an integer from 0 to 2 147 483 647. Default
-   * a day plus the function's `idleTimeout`. A run with a crash gets `leaseTtl * 4/3` more (the takeover's wait:
-   * the lease running out after the last renewal, and the next process's balance, every `leaseTtl / 3`).
-   */
-  settleWithin?: number;
-}
 
 /** One session of a test run: its key, its id (`<key>@<id of its first entry>`) and its outputs in order. */
 export interface TestSession<O> {
@@ -176,7 +163,6 @@ export interface DeterminismReport<O> {
   readonly message?: string;
 }
 
-const DEFAULT_START = Date.UTC(2024, 0, 1);
 const DAY_MS = 86_400_000;
 
 function checkFn(fn: unknown, what: string): void {
@@ -192,66 +178,10 @@ function checkFn(fn: unknown, what: string): void {
 }
 
 /**
- * `read()`, the caller's reads of the test's own values (options, events), which may be hostile: a revoked Proxy,
- * or a getter that throws, gets the coded `ERR_INVALID_ARG_TYPE` naming what could not be read, not the bare error
- * of the read. Each value is read once, here; the checks after work on what was read.
- */
-function readGiven<T>(what: string, name: string, read: () => T): T {
-  try {
-    return read();
-  } catch (error) {
-    const why =
-      (error !== null && typeof error === 'object' ? readString(() => (error as Error).message) : undefined) ?? textOf(error);
-    throw invalidType(`${what}: ${name} cannot be read (a revoked Proxy, or a getter that throws: ${why})`);
-  }
-}
-
-/** The options a test worker knows. */
-const SHARED = ['partitions', 'codec', 'maxEventBytes', ...LIMIT_KEYS, 'start'];
-/** `testWorker`'s: the shared ones, and a first release's for `deploy()`. */
-const KNOWN = [...SHARED, 'version', 'versions', 'migrate'];
-/** The options a determinism check knows. */
-const KNOWN_CHECK = [...SHARED, 'settleWithin'];
-/** The latest start: the latest time a Date holds. */
-const MAX_START = 8.64e15;
-/**
  * The most virtual time one `advance()` may cover: a day. Every process's lease renewal runs on the way (one step
  * each `leaseTtl / 3`), so a longer span costs steps, not just a jump of the clock; a test calls it again for more.
  */
 const MAX_ADVANCE = DAY_MS;
-
-/** The run's settings, checked as `redisWorker` checks them (the same codes), and where time starts. */
-function resolveTest(
-  what: string,
-  options: unknown,
-  known = KNOWN,
-): { limits: SimLimits; codec: Codec<unknown>; start: number; settleWithin: unknown } {
-  if (options === null || typeof options !== 'object')
-    throw invalidType(`${what}: options must be an object, not ${describe(options)}`);
-  const given = options as Record<string, unknown>;
-  const { keys, o } = readGiven<{ keys: string[]; o: DeterminismOptions }>(what, 'options', () => {
-    const copy: Record<string, unknown> = {};
-    for (const key of known) if (given[key] !== undefined) copy[key] = given[key];
-    // (The codec's methods too: a getter there would throw at the first event instead.)
-    const codec = copy.codec as Record<string, unknown> | null | undefined;
-    if (codec !== null && typeof codec === 'object') void [codec.encode, codec.decode];
-    return { keys: Object.keys(given), o: copy };
-  });
-  for (const key of keys) {
-    if (!known.includes(key)) throw invalidValue(`${what}: unknown option "${key}". Known options: ${known.join(', ')}`);
-  }
-  const { partitions = 1, codec = jsonCodec, maxEventBytes = 1 << 20, start = DEFAULT_START } = o;
-  checkShape(what, partitions, codec, maxEventBytes);
-  // From 1: Redis gives no entry id of time 0, and a session's rule reads `last` 0 as 'no input taken yet' (with
-  // inputs at time 0 its idle end never came).
-  integerOption(what, 'start', start, 1, MAX_START, `from 1 to ${MAX_START} (ms since the epoch)`);
-  return {
-    limits: { partitions, maxEventBytes, ...checkLimits(what, o, partitions) },
-    codec,
-    start,
-    settleWithin: o.settleWithin,
-  };
-}
 
 /** A key argument of `call`, checked as `redisKeyState` checks it. */
 function stateKey(call: string, key: unknown): string {
@@ -276,17 +206,33 @@ class InMemoryWorker<I, O> implements TestWorker<I, O> {
   #last: SimProcess<I, O> | null = null;
   /** An `advance()` or `settle()` under way: the clock is moving, and another would race it. */
   #running = false;
+  /**
+   * The first throw of `onError` since the last move of the clock settled, or null: the move rejects with it (a
+   * test's assertion in `onError` fails the test) rather than the throw unwinding the process's own code, which
+   * reports from wherever the error was found.
+   */
+  #thrown: { error: unknown } | null = null;
 
   /** With a `version`: each release's handlers (its own and those it carries), by version, and `migrate`s. */
   readonly #fns = new Map<string, StreamFn<I, O>>();
   readonly #migrates = new Map<string, (state: unknown, fromVersion: string) => unknown>();
 
   constructor(fn: StreamFn<I, O>, options: unknown) {
-    const { limits, codec, start } = resolveTest('testWorker()', options);
+    const { limits, codec, start, onError } = resolveTest('testWorker()', options);
     checkDebounceTarget('testWorker()', limits.debounce ?? null, fn);
     const o = options as TestWorkerOptions;
+    const reported =
+      onError === undefined
+        ? undefined
+        : (error: unknown) => {
+            try {
+              onError(error);
+            } catch (thrown) {
+              this.#thrown ??= { error: thrown };
+            }
+          };
     if (o.version === undefined && o.versions === undefined && o.migrate === undefined) {
-      this.#sim = new Simulation<I, O>({ seed: 1, fn: perProcess(fn), events: [], limits, codec, start });
+      this.#sim = new Simulation<I, O>({ seed: 1, fn: perProcess(fn), events: [], limits, codec, start, reported });
       return;
     }
     const first = this.#release('testWorker()', fn, o.version, o.versions, o.migrate);
@@ -299,6 +245,7 @@ class InMemoryWorker<I, O> implements TestWorker<I, O> {
       limits,
       codec,
       start,
+      reported,
     });
   }
 
@@ -330,7 +277,16 @@ class InMemoryWorker<I, O> implements TestWorker<I, O> {
       await run();
     } finally {
       this.#running = false;
+      // (In `finally`: an onError that threw explains more than the move's own failure after it, if any.)
+      this.#rethrow();
     }
+  }
+
+  /** Throws what `onError` threw since the last call, if it did. */
+  #rethrow(): void {
+    const thrown = this.#thrown;
+    this.#thrown = null;
+    if (thrown !== null) throw thrown.error;
   }
 
   now(): number {
@@ -475,6 +431,7 @@ class InMemoryWorker<I, O> implements TestWorker<I, O> {
     this.#closed = true;
     this.#last = this.#serving();
     await this.#sim.stop();
+    this.#rethrow();
   }
 }
 

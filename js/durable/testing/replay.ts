@@ -22,7 +22,7 @@ import { MAX_TIMER_MS } from '../engine/owner-writes';
  * The worker's settings the replay runs the handler with (those of the new deploy, each as `testWorker` takes it,
  * with the same defaults), its codec, and its bounds.
  */
-export interface ReplayOptions extends Omit<TestWorkerOptions, 'partitions' | 'checkReplay' | 'start'> {
+export interface ReplayOptions extends Omit<TestWorkerOptions, 'partitions' | 'checkReplay' | 'start' | 'onError'> {
   /**
    * Virtual ms after a partition's last recorded event by which its replay must have ended every session (an
    * integer up to 2 147 483 647). Default a day plus the function's `idleTimeout`.

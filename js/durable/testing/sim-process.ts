@@ -63,7 +63,8 @@ export interface SimHost<I, O> {
   readonly limiters: { readonly session: SimLimiter | null; readonly step: SimLimiter | null };
   /** `SimOptions.permits.maxWaiting`. */
   readonly maxWaiting: number;
-  readonly errors: unknown[];
+  /** A live process reports `error` (as `onError` gets it): `SimResult.errors`, and `SimOptions.reported`. */
+  reported(error: unknown): void;
   note(line: string): void;
   took(worker: SimProcess<I, O>, lease: Lease): void;
   progress(by: SimProcess<I, O>): void;
@@ -344,7 +345,7 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
 
   report(error: unknown): void {
     this.counters.errors++;
-    if (!this.dead) this.sim.errors.push(reportable(error));
+    if (!this.dead) this.sim.reported(reportable(error));
   }
 
   lose(run: PartitionRun<I, O>): void {

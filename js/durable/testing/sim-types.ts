@@ -119,6 +119,8 @@ export interface SimOptions<I, O> {
   readonly record?: boolean;
   /** Told each event's entry id as the run appends it (`index` in `events`): `SimResult.ids`, as they come. */
   readonly appended?: (index: number, key: string, id: string) => void;
+  /** Told each error a live process reports, as it reports it (after `errors` has it): the test worker's `onError`. */
+  readonly reported?: (error: unknown) => void;
 }
 
 /** `SimOptions.permits`. */

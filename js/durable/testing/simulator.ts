@@ -188,6 +188,11 @@ export class Simulation<I, O> implements SimHost<I, O> {
     for (const d of options.deploys ?? []) this.clock.setTimeout(() => this.deploy(d), Math.max(0, d.at - this.start));
   }
 
+  reported(error: unknown): void {
+    this.errors.push(error);
+    this.options.reported?.(error);
+  }
+
   note(line: string): void {
     this.options.trace?.(`t=${this.clock.now()} step=${this.stats.steps} ${line}`);
   }
