@@ -195,3 +195,39 @@ for (const again of [false, true]) {
     assert.equal(tw.errors().filter((e) => e?.code === 'ERR_VELO_JOURNAL_DIVERGED').length, 1);
   });
 }
+
+/** v1 routes and streams four tokens, then stalls in flight; v2 routes and ends (it dropped the model's call). */
+const dropping = (version) =>
+  streamFn(
+    async function* (questions, ctx) {
+      for await (const q of questions) {
+        yield { v: version, q, route: await ctx.run('route', () => `${version}-route`) };
+        if (version === 'v1') {
+          for await (const token of ctx.stream('model', () => ['t0', 't1', 't2', 't3'])) yield { v: version, q, token };
+          await new Promise(() => {});
+        }
+        yield { v: version, q, done: true };
+      }
+    },
+    { idleTimeout: 60_000 },
+  );
+
+// Found by the simulator (`--journal --versions`, seeds 85 and 200): v2's route matched its record, so its outputs
+// for the input counted as v1's answer continued, and its end, at a place v1 had written a token, was dropped as
+// v1's. v2 never asks for the model's records, so no divergence is found. Not fixed yet.
+test(
+  'migrate where the new version drops a call after one that matched its record: its answer still ends',
+  { todo: 'a continued answer is matched to the old outputs by position, not by the records it took' },
+  async () => {
+    const tw = testWorker(dropping('v1'), { version: 'v1', leaseTtl: 3000 });
+    tw.send('chat', 1);
+    await tw.advance(100);
+    assert.equal(tw.outputs().length, 5, "v1's route and four tokens are written, its end is not");
+    tw.deploy(dropping('v2'), { version: 'v2', migrate: (state) => state });
+    tw.crash();
+    await tw.advance(10_000);
+    const values = tw.outputs().map((o) => o.value);
+    assert.equal(values.filter((v) => v.done === true).length, 1, `one end: ${JSON.stringify(values)}`);
+    assert.deepEqual(values.at(-1), { v: 'v2', q: 1, done: true });
+  },
+);

@@ -98,17 +98,35 @@ export function react(state, input, ctx) {
 let served = 0;
 
 /**
- * Chunks of a streamed model answer: 3, each `{ i, of }`; after a recorded prefix, the same answer continues. Like a
- * model behind `fetch`, it throws an AbortError once its signal aborted (the session cancelled by a hand-off).
+ * Chunks of a streamed model answer, each `{ i, of }`: as many as the call draws (1 to 4, by the call's count and
+ * the version asking: a model answers differently on every call, and a new version's at another length); after a
+ * recorded prefix, the same answer continues (this call's length: one shorter than the prefix ends right after it).
+ * Like a model behind `fetch`, it throws an AbortError once its signal aborted (the session cancelled by a hand-off).
  */
-async function* modelStream(chunks, signal) {
-  const of = chunks.length > 0 ? chunks[0].of : `m${++served}`;
-  for (let i = chunks.length; i < 3; i++) {
+async function* modelStream(chunks, signal, version = '') {
+  const call = ++served;
+  const of = chunks.length > 0 ? chunks[0].of : `m${call}`;
+  const length = 1 + ((call + [...version].reduce((sum, c) => sum + c.charCodeAt(0), 0)) % 4);
+  for (let i = chunks.length; i < length; i++) {
     await Promise.resolve();
     signal.throwIfAborted();
     yield { i, of };
   }
 }
+
+/** A service's journaled call: an answer no other call gets. */
+const service = async ({ signal }) => {
+  await Promise.resolve();
+  signal.throwIfAborted();
+  return `s${++served}`;
+};
+
+/** The journaled calls of an input without a plan for the version (`input.calls`): a service, then the model. */
+export const DEFAULT_CALLS = [{ run: 'svc' }, { stream: 'model' }];
+
+/** The journaled calls `version` makes for `input` (`input.calls[version]`, else `DEFAULT_CALLS`). */
+export const callsOf = (input, version) =>
+  input.calls !== undefined && Object.hasOwn(input.calls, version ?? '') ? input.calls[version ?? ''] : DEFAULT_CALLS;
 
 export function scriptHandler({ pause, version, upgrades = false, extra = false, knows = [version] } = {}) {
   return async function* script(events, ctx) {
@@ -124,21 +142,43 @@ export function scriptHandler({ pause, version, upgrades = false, extra = false,
     for await (const input of events) {
       if (pause !== undefined) await pause(input, ctx.entry);
       if (input.journal === true) {
-        // A journaled call to a service that answers differently on every call, then a journaled model stream that
-        // continues a recorded prefix (the same answer) and starts a new answer otherwise; every output of the input
-        // carries the call's answer and each chunk its answer's id, a pause between each (a crash may come there).
-        const answer = await ctx.run('svc', async ({ signal }) => {
-          await Promise.resolve();
-          signal.throwIfAborted();
-          return `s${++served}`;
-        });
-        yield { in: input.tag, answer, ...mark };
-        if (pause !== undefined) await pause(input, ctx.entry);
-        for await (const chunk of ctx.stream('model', ({ chunks, signal }) => modelStream(chunks, signal))) {
-          yield { in: input.tag, answer, chunk, ...mark };
-          if (pause !== undefined) await pause(input, ctx.entry);
+        // The version's journaled calls for the input (`callsOf`), in order: a service that answers differently on
+        // every call (`ctx.run`), or a model streamed (`ctx.stream`) that continues a recorded prefix (the same
+        // answer) and starts a new answer otherwise; one output per result and per chunk, each carrying the
+        // results got so far (`answer`: a call made again where its record stood would show another), a pause after
+        // each (a crash or a deploy may come there), then the end. A call other than the one recorded at its place
+        // (another version's calls) throws ERR_VELO_JOURNAL_DIVERGED: the handler yields a restart and makes its
+        // calls again, at the places after (docs/durable/answers.md: catch it and end the answer).
+        const calls = callsOf(input, version);
+        let got = [];
+        // (Each try after a restart is numbered in its outputs: a reader that sees one without its restart before
+        // it lost that restart.)
+        let again = {};
+        for (;;) {
+          try {
+            for (const call of calls) {
+              if (call.run !== undefined) {
+                got = [...got, await ctx.run(call.run, service)];
+                yield { in: input.tag, call: call.run, answer: got.join(' '), ...again, ...mark };
+                if (pause !== undefined) await pause(input, ctx.entry);
+                continue;
+              }
+              const model = ctx.stream(call.stream, ({ chunks, signal }) => modelStream(chunks, signal, version));
+              for await (const chunk of model) {
+                yield { in: input.tag, call: call.stream, answer: got.join(' '), chunk, ...again, ...mark };
+                if (pause !== undefined) await pause(input, ctx.entry);
+              }
+            }
+            break;
+          } catch (error) {
+            if (error?.code !== 'ERR_VELO_JOURNAL_DIVERGED') throw error;
+            got = [];
+            again = { try: (again.try ?? 0) + 1 };
+            yield { in: input.tag, restart: error.code, ...again, ...mark };
+            if (pause !== undefined) await pause(input, ctx.entry);
+          }
         }
-        yield { in: input.tag, answer, done: true, ...mark };
+        yield { in: input.tag, answer: got.join(' '), done: true, ...again, ...mark };
         state = { count: state.count + 1, took: [...state.took, input.tag] };
         if (input.checkpoint === true) ctx.checkpoint(version === undefined ? state : { ...state, v: version });
         continue;

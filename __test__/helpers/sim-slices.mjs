@@ -6,15 +6,16 @@ import { replayCommand, runSeed } from './redis-sim.mjs';
 
 /**
  * Registers one test per slice of `size` seeds of `from`..`to` (then `extra`, in the last), each seed run with
- * `options` (runSeed's): every seed must pass. `each(result)` sees every result (for counts over the slices).
+ * `options` (runSeed's): every seed must pass, but those of `known` (a defect found and not fixed yet, which the
+ * caller names), which are not run. `each(result)` sees every result (for counts over the slices).
  */
-export function seedSlices(title, { from, to, size, options, extra = [], each }) {
+export function seedSlices(title, { from, to, size, options, extra = [], known = [], each }) {
   for (let start = from; start <= to; start += size) {
     const end = Math.min(to, start + size - 1);
     const last = end === to;
     test(`seeds ${start}-${end}${last && extra.length > 0 ? ' and those found' : ''} ${title}`, async () => {
       const failed = [];
-      const seeds = Array.from({ length: end - start + 1 }, (_, i) => start + i);
+      const seeds = Array.from({ length: end - start + 1 }, (_, i) => start + i).filter((seed) => !known.includes(seed));
       if (last) seeds.push(...extra);
       for (const seed of seeds) {
         const result = await runSeed(seed, options);
