@@ -204,13 +204,14 @@ export function parseKept(value: Buffer): StoredKeyState {
 
 /**
  * A session's opening as stored (hash `:opened`, field its sid): JSON `{"v","idle","age","events","timers","m"}`, its
- * version (absent: none set), its caps (0: none), and, migrated, the version it was adopted from.
+ * version (absent: none set), its caps (0: none), and, migrated, the version it was adopted from (and `a`, `after`).
  */
 export function openingValue(o: SessionOpening): string {
   const { idleTimeout: idle, maxSessionAge: age, maxSessionEvents: events, maxSessionTimers: timers } = o.limits;
   const value: Record<string, unknown> =
     o.version === '' ? { idle, age, events, timers } : { v: o.version, idle, age, events, timers };
   if (o.replaces !== undefined) value.m = o.replaces;
+  if (o.after !== undefined) value.a = o.after;
   if (o.keyState !== undefined) value.k = o.keyState;
   // `d`: 0 without debounce, else its wait, edge (`l`: 1 leading) and maxDelay (`x`, absent: none).
   if (o.debounce === null) value.d = 0;
@@ -242,7 +243,7 @@ export function parseOpening(sid: string, value: string): SessionOpening | undef
   } catch {
     return undefined;
   }
-  const { v = '', idle, age, events, timers, m, k, d } = o ?? {};
+  const { v = '', idle, age, events, timers, m, k, d, a } = o ?? {};
   if (typeof v !== 'string' || !isCap(idle) || !isCap(age) || !isCap(events) || !isCap(timers)) return undefined;
   const limits = { idleTimeout: idle, maxSessionAge: age, maxSessionEvents: events, maxSessionTimers: timers };
   const debounce = storedDebounce(d);
@@ -251,6 +252,7 @@ export function parseOpening(sid: string, value: string): SessionOpening | undef
     version: v,
     limits,
     ...(typeof m === 'string' ? { replaces: m } : {}),
+    ...(Array.isArray(a) && a.length === 2 && isCap(a[0]) && isCap(a[1]) ? { after: [a[0], a[1]] as const } : {}),
     ...(k === 'migrated' || k === 'refused' ? { keyState: k } : {}),
     ...(debounce === undefined ? {} : { debounce }),
   };

@@ -54,6 +54,13 @@ export interface SessionOpening {
    */
   readonly replaces?: string;
   /**
+   * A migrated session's, when its adoption found outputs written past where it starts from: the seq of the last
+   * of them, and the place of the input they were answering (`OutputPlace`'s inputs). An answer to that input given
+   * anew is written after that seq by every owner that replays the session from there (session-writes.ts), so that
+   * one owner's answer, written again by the next, is not written twice.
+   */
+  readonly after?: readonly [seq: number, input: number];
+  /**
    * How it started from its key's kept state (`keyState`), when not as it was: `'migrated'` (by `migrate`, the state
    * kept by another version), `'refused'` (without it: kept by a version its worker neither runs nor adopts). Kept
    * with the opening, so that a later owner replaying it starts it the same way.

@@ -226,6 +226,17 @@ export class Journal {
     throw error;
   }
 
+  /**
+   * The new version answered the input its old version was answering: the records it did not take are the old
+   * answer's, and no later call gets one of them (its place may be another call's now). Returns how many were left.
+   */
+  dropLeft(): number {
+    const left = this.#recorded.size;
+    this.#recorded.clear();
+    this.#recordedCalls.clear();
+    return left;
+  }
+
   #recordedAt(at: string): JournalRecord | undefined {
     const r = this.#recorded.get(at);
     if (r !== undefined) this.#recorded.delete(at);

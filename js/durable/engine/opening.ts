@@ -145,11 +145,13 @@ export function planOpening(i: OpeningInputs): OpeningPlan {
     );
   if (i.release.runsVersion(stored.version)) return plan(stored, false, null);
   if (!i.release.migrates) return plan(stored, false, null, true);
+  const past = writtenPast(i);
   const opening = withKeyState({
     sid,
     version: i.release.version,
     limits: stored.limits,
     replaces: stored.version,
+    ...(past === null ? {} : { after: [past.written, past.at[0]] as const }),
     ...(stored.debounce === undefined ? {} : { debounce: stored.debounce }),
   });
   return plan(opening, true, from === 'checkpoint' ? stored.version : null);

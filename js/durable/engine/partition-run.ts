@@ -76,6 +76,7 @@ export class PartitionRun<I, O> {
   readonly #sessionRun: SessionRun<I, O> = {
     waits: (s) => this.#inputs.waits(s),
     ask: (s) => this.#inputs.ask(s),
+    answered: (s, yielded) => this.#writing.answered(s, yielded),
     checkpointsDue: (s) => this.#writing.checkpointsDue(s),
     armTimer: (s, timer) => (this.#inputs.changed(), this.#writes.armTimer(s, timer)),
     clearTimer: (s, id) => (this.#inputs.changed(), this.#writes.clearTimer(s, id)),
@@ -626,7 +627,9 @@ export class PartitionRun<I, O> {
       this.#writing.end(s, s.stop.error);
     }
     // A migrated session that wrote nothing past its old version's outputs ends after them: its last seq is theirs
-    // (else `checkReplay` would count the outputs written before as missing from the replay).
+    // (else `checkReplay` would count the outputs written before as missing from the replay). Those it held for
+    // the input the old version was answering are settled first (session-writes.ts).
+    this.#writing.settleHeld(s);
     passWrittenBefore(s);
     let acks = s.ids.all();
     if (moved.length > 0) {

@@ -1,9 +1,18 @@
 // What a session of the partition's run writes, queued on its outbox in the order its handler made it: its outputs
 // (each with its place among the session's inputs), its failure, and its checkpoints once the outputs yielded before
 // each are queued. A migrated session's outputs that an earlier owner wrote (`Session.writtenBefore`) are dropped.
+//
+// The input the old version was answering when it stopped (in flight: its outputs up to `writtenBefore.at` written,
+// its end not) is answered whole by the new version, after the old partial answer, unless the new one continues the
+// same answer from the journal. Its outputs placed at or before the old's last, while it takes the old's records,
+// may be the old ones again: they are held (`Session.held`) until that is known. They are the old ones (dropped) once
+// the new version yields past the old's last output, or asks past the input (or ends) having taken every record the
+// old one left and yielded as many outputs as it wrote. They are another answer (written, after the old's) once the
+// journal diverges, or the new version asks past the input with fewer outputs or records left untaken. So a reader
+// never gets one answer's head and another's tail, nor an answer without its end, whatever each version yields.
 import { type Codec, encodeChecked } from '../common/codec';
 import type { Outbox } from './outbox';
-import { type PlacedRecord, placedBy } from './output-places';
+import { type OutputPlaces, type PlacedRecord, placedBy } from './output-places';
 import type { OutputRecord } from '../common/transport';
 import type { PartitionHost, RunFlags } from './partition-host';
 import { type CheckpointCall, type Session, checkpointOf, serializeError } from './session';
@@ -23,17 +32,19 @@ export class SessionWrites<I, O> {
     const w = this.worker;
     const places = s.checkpoints?.attached === true ? s.checkpoints.places : null;
     places?.place(s.yieldsQueued + 1);
+    let hold = false;
     if (s.writtenBefore !== null) {
+      const old = s.writtenBefore.at;
       // An earlier owner wrote the output at this place (a migrated session's old version): it stands.
-      // (Of the input its journal continued: the old answer, continued from the records rather than given anew.)
-      const journal = s.checkpoints?.journal;
-      const continued =
-        journal != null &&
-        journal.continuedInput >= 0 &&
-        places !== null &&
-        places.current[0] === journal.continuedInput - places.fromInputs;
-      if (places !== null && placedBy(places.current, s.writtenBefore.at, continued)) return;
-      passWrittenBefore(s);
+      if (places !== null && placedBy(places.current, old)) return;
+      const current = places?.current;
+      // At or before the old's last output of the input it was answering, continued from its records: held.
+      if (current !== undefined && current[0] === old[0] && continuing(s, places as OutputPlaces)) {
+        if (current[1] <= old[1]) hold = true;
+        // Past the old's last output: those held were the old ones.
+        else s.held = null;
+      }
+      if (!hold) this.#writeHeld(s, current?.[0]);
     }
     let payload: Buffer | string;
     try {
@@ -46,14 +57,84 @@ export class SessionWrites<I, O> {
     }
     const output: OutputRecord & PlacedRecord = {
       sid: s.sid,
-      seq: ++s.seq,
+      seq: 0,
       key: s.key,
       payload,
       at: undefined,
       traceparent: s.scope?.traceparent,
     };
     places?.placeInto(output);
+    if (hold) {
+      const held = (s.held ??= { outputs: [], answeredAt: -1 });
+      held.outputs.push(output);
+      if (s.yieldsQueued + 1 >= held.answeredAt && held.answeredAt >= 0) this.#settle(s);
+      return;
+    }
+    (output as { seq: number }).seq = ++s.seq;
     this.outbox.queueOutput(output);
+  }
+
+  /**
+   * Its handler asks past an input, having yielded `yielded` outputs: if that is the input its old version was
+   * answering, the outputs held for it are settled once the last of them is queued (now, if it is).
+   */
+  answered(s: Session<I, O>, yielded: number): void {
+    const journal = s.checkpoints?.journal;
+    if (s.writtenBefore === null || journal == null || !s.checkpoints.attached) return;
+    if (journal.inputs() - s.checkpoints.places.fromInputs !== s.writtenBefore.at[0]) return;
+    const held = (s.held ??= { outputs: [], answeredAt: -1 });
+    held.answeredAt = yielded;
+    if (s.yieldsQueued >= yielded) this.#settle(s);
+  }
+
+  /**
+   * The input the old version was answering is answered (or the session ends): the records the new version left
+   * untaken are the old answer's, stale from here on; the outputs held are dropped if they are the old ones again
+   * (every record taken, as many outputs as the old wrote, continued to the end), else written after them.
+   */
+  #settle(s: Session<I, O>): void {
+    const held = s.held;
+    const checkpoints = s.checkpoints;
+    if (held === null || s.writtenBefore === null || checkpoints?.attached !== true) return;
+    held.answeredAt = -1;
+    const left = checkpoints.journal?.dropLeft() ?? 0;
+    const last = held.outputs.at(-1)?.at;
+    if (left === 0 && last !== undefined && last[1] === s.writtenBefore.at[1] && continuing(s, checkpoints.places)) s.held = null;
+    else this.#writeHeld(s, s.writtenBefore.at[0]);
+  }
+
+  /**
+   * The outputs held are another answer than the old one: written now, after the old's, and the session goes on past
+   * them. An answer to the input its adoption found in flight (`input`: the place of what is written now) goes after
+   * the old version's outputs as they were then (`SessionOpening.after`): an owner replaying it after another wrote
+   * it gives its outputs the same seqs (the log keeps each once).
+   */
+  #writeHeld(s: Session<I, O>, input?: number): void {
+    const held = s.held;
+    const old = s.writtenBefore;
+    const after = s.opening.after;
+    s.held = null;
+    passWrittenBefore(s);
+    if (
+      old !== null &&
+      after !== undefined &&
+      input === after[1] &&
+      old.at[0] === after[1] &&
+      after[0] > s.startSeq &&
+      after[0] <= old.written
+    )
+      s.seq = after[0];
+    if (held === null) return;
+    for (const output of held.outputs) {
+      (output as { seq: number }).seq = ++s.seq;
+      this.outbox.queueOutput(output);
+    }
+  }
+
+  /** The session's outputs are over (it ended, or fails): its held outputs are settled first. */
+  settleHeld(s: Session<I, O>): void {
+    if (s.held !== null) this.#settle(s);
+    if (s.held !== null) this.#writeHeld(s, s.writtenBefore?.at[0]);
   }
 
   /**
@@ -63,6 +144,7 @@ export class SessionWrites<I, O> {
    */
   failOpening(s: Session<I, O>, error: unknown, written: number): void {
     s.seq = Math.max(s.seq, written);
+    s.held = null;
     s.writtenBefore = null;
     this.fail(s, error);
   }
@@ -77,6 +159,7 @@ export class SessionWrites<I, O> {
 
   /** Queues the error that ends the session's outputs (its failure, or the worker's end of its input). */
   end(s: Session<I, O>, error: unknown): void {
+    this.settleHeld(s);
     passWrittenBefore(s);
     const failure = serializeError(error, this.worker.maxEventBytes);
     this.outbox.queueOutput({ sid: s.sid, seq: ++s.seq, key: s.key, error: failure, traceparent: s.scope?.traceparent });
@@ -108,6 +191,20 @@ export class SessionWrites<I, O> {
       }
     }
   }
+}
+
+/**
+ * Whether the session's journal continues, from the old version's records, the input its old version was answering
+ * (it took a record there, and has not diverged since).
+ */
+function continuing<I, O>(s: Session<I, O>, places: OutputPlaces): boolean {
+  const journal = s.checkpoints?.journal;
+  return (
+    journal != null &&
+    s.writtenBefore !== null &&
+    journal.continuedInput >= 0 &&
+    s.writtenBefore.at[0] === journal.continuedInput - places.fromInputs
+  );
 }
 
 /** A migrated session's outputs go on past those an earlier owner wrote: its next seq follows theirs. */

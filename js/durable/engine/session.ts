@@ -22,12 +22,12 @@ import {
   addTimer,
   cancelTimer,
 } from '../rules/session-rules';
-import type { InputEntry, OutputMark, SessionEnd, SessionOpening, Snapshot } from '../common/transport';
+import type { InputEntry, OutputMark, OutputRecord, SessionEnd, SessionOpening, Snapshot } from '../common/transport';
 import type { SessionScope } from '../common/trace-context';
 import type { ClockTimer } from '../common/clock';
 import { EntryIds } from './entry-ids';
 import { Inbox } from './inbox';
-import { OutputPlaces } from './output-places';
+import { OutputPlaces, type PlacedRecord } from './output-places';
 import type { Grant } from './session-permits';
 import { DEBOUNCE_TIMER_KEY } from './debounce-input';
 import type { StreamHandler } from '../../types';
@@ -108,6 +108,8 @@ export interface CheckpointsHost {
 export interface CheckpointsOwner {
   waits(): void;
   ask(): { value: unknown } | 'end' | undefined;
+  /** Its handler asks past an input, having yielded `yielded` outputs. */
+  answered(yielded: number): void;
   checkpointDue(): void;
   armTimer(timer: Timer): void;
   dropTimer(timer: Timer): void;
@@ -320,6 +322,7 @@ export class Checkpoints implements SessionHooks {
   next(yielded: number): { value: unknown } | 'end' | undefined {
     this.#yieldedAtAsk = yielded;
     this.places.asked(yielded);
+    this.owner?.answered(yielded);
     if (this.#step !== null) {
       this.calls.push({ ...this.#at(yielded), state: this.#step });
       this.#step = null;
@@ -416,6 +419,7 @@ export interface SessionStart<I, O> {
 export interface SessionRun<I, O> {
   waits(s: Session<I, O>): void;
   ask(s: Session<I, O>): { value: unknown } | 'end' | undefined;
+  answered(s: Session<I, O>, yielded: number): void;
   checkpointsDue(s: Session<I, O>): void;
   armTimer(s: Session<I, O>, timer: Timer): void;
   clearTimer(s: Session<I, O>, id: number): void;
@@ -441,6 +445,8 @@ export class Session<I, O> implements CheckpointsOwner {
   readonly permit: Grant | null;
   /** Each input its handler takes needs a permit of `limiter.step`: nothing is sent into its stream ahead of it. */
   readonly stepped: boolean;
+  /** The seq of its last output when it opened (its checkpoint's, else 0). */
+  readonly startSeq: number;
   // Written by session-writes.ts (`SessionWrites`: its outputs, failure and checkpoints).
   /** The seq of its last output queued. */
   seq: number;
@@ -460,6 +466,11 @@ export class Session<I, O> implements CheckpointsOwner {
    * or before `at` are not written again, and the first after it continues past `written` (null once passed).
    */
   writtenBefore: Required<OutputMark> | null;
+  /**
+   * A migrated session's outputs for the input its old version was answering, not written while they may be the old
+   * ones again, and the output at which its handler asked past that input (-1: not yet); null: none (session-writes.ts).
+   */
+  held: { outputs: (OutputRecord & PlacedRecord)[]; answeredAt: number } | null = null;
 
   // Written by session-inputs.ts (`SessionInputs`: what it is given, and when its input ends).
   /** Why the worker ended its input, if it did; its error is its last output if its handler read to that end. */
@@ -538,6 +549,7 @@ export class Session<I, O> implements CheckpointsOwner {
     this.checkpoints = start.checkpoints;
     this.restored = start.restored;
     this.seq = start.seq;
+    this.startSeq = start.seq;
     this.keep = start.keep;
     this.keepVersion = start.keepVersion;
     this.writtenBefore = start.writtenBefore;
@@ -572,6 +584,10 @@ export class Session<I, O> implements CheckpointsOwner {
 
   checkpointDue(): void {
     this.#run.checkpointsDue(this);
+  }
+
+  answered(yielded: number): void {
+    if (this.writtenBefore !== null) this.#run.answered(this, yielded);
   }
 
   armTimer(timer: Timer): void {
