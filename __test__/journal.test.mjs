@@ -5,6 +5,7 @@
 // arguments are refused with codes; a stage of a pipe run by a worker has no journal.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { streamFn } from 'velo-stream';
 import { testWorker } from 'velo-stream/testing';
 
@@ -312,4 +313,72 @@ test('a first run sees what its replay sees: results decoded from their records,
     [{ e: 1 }],
   );
   assert.deepEqual(other(tw), []);
+});
+
+test('a thrown error reaches the first run as its replay rebuilds it: class, name, message and code alike', async () => {
+  class QuotaError extends Error {
+    name = 'QuotaError';
+    code = 'E_QUOTA';
+  }
+  const thrown = [() => new QuotaError('over quota'), () => 'a string', () => null, () => new AggregateError([], 'many')];
+  const seen = [];
+  const fn = streamFn(
+    async function* (events, ctx) {
+      for await (const e of events) {
+        const run = [];
+        for (const [i, make] of thrown.entries()) {
+          try {
+            await ctx.run(`fail-${i}`, () => {
+              throw make();
+            });
+          } catch (error) {
+            run.push({
+              type: typeof error,
+              error: error instanceof Error,
+              quota: error instanceof QuotaError,
+              name: error?.name,
+              message: error?.message,
+              code: error?.code,
+            });
+          }
+        }
+        seen.push(run);
+        yield { e };
+      }
+    },
+    { idleTimeout: 60_000 },
+  );
+  const tw = testWorker(fn, { leaseTtl: 3000 });
+  tw.send('k', 1);
+  await tw.advance(100);
+  tw.crash();
+  await tw.advance(10_000);
+  assert.equal(seen.length, 2, 'the first run and the replay');
+  assert.deepEqual(seen[1], seen[0], 'the replay saw what the first run saw');
+  assert.deepEqual(seen[0][0], {
+    type: 'object',
+    error: true,
+    quota: false,
+    name: 'QuotaError',
+    message: 'over quota',
+    code: 'E_QUOTA',
+  });
+  assert.deepEqual(other(tw), []);
+});
+
+test('ctx.run("") is refused on the first call of a process, as on every other', () => {
+  // (A child process: the name check keeps the last good name, and a fresh process has checked none.)
+  const script = `
+    import { streamFn } from 'velo-stream';
+    const fn = streamFn(async function* (events, ctx) {
+      for await (const e of events) {
+        try { await ctx.run('', () => 1); yield 'accepted'; } catch (error) { yield error.code; }
+      }
+    });
+    console.log((await fn.run([1])).join(' '));
+  `;
+  const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: process.cwd(), encoding: 'utf8' });
+  assert.equal(child.stderr, '');
+  assert.equal(child.status, 0);
+  assert.equal(child.stdout.trim(), 'ERR_INVALID_ARG_VALUE');
 });

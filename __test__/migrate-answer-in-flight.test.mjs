@@ -277,3 +277,91 @@ test("migrate adopted twice mid-answer: the first adopter's part of the new answ
     ],
   );
 });
+
+/** v1 prices the question (a journaled call), then streams seven tokens and stalls in flight. */
+const priced = streamFn(
+  async function* (questions, ctx) {
+    for await (const q of questions) {
+      await ctx.run('price', () => 42);
+      const model = ctx.stream('model', ({ chunks }) =>
+        (async function* () {
+          for (let t = chunks.length; t < 7; t++) yield `q${q}-m${t}`;
+          await new Promise(() => {});
+        })(),
+      );
+      for await (const token of model) yield { v: 'v1', q, token };
+      yield { v: 'v1', q, done: true };
+    }
+  },
+  { idleTimeout: 60_000 },
+);
+
+// Found by the outside break-it pass: v2's price matched its record, then it answered without the model. With as many
+// tokens as v1 had written or fewer, its answer was dropped as v1's (no end); with more, its tail was joined to v1's.
+for (const n of [3, 10]) {
+  test(`migrate where the new version matches a call, then answers in ${n} outputs without the model: written whole, after`, async () => {
+    const v2 = streamFn(
+      async function* (questions, ctx) {
+        for await (const q of questions) {
+          await ctx.run('price', () => 42);
+          yield { v: 'v2', q, restart: true };
+          for (let i = 0; i < n; i++) yield { v: 'v2', q, token: `local${i}` };
+          yield { v: 'v2', q, done: true };
+        }
+      },
+      { idleTimeout: 60_000 },
+    );
+    const tw = testWorker(priced, { version: 'v1', leaseTtl: 3000 });
+    tw.send('chat', 1);
+    await tw.advance(100);
+    assert.equal(tw.outputs().length, 7);
+    tw.deploy(v2, { version: 'v2', migrate: (state) => state });
+    tw.crash();
+    await tw.advance(10_000);
+    assert.deepEqual(
+      tw.outputs().map((o) => o.value),
+      [
+        ...Array.from({ length: 7 }, (_, t) => ({ v: 'v1', q: 1, token: `q1-m${t}` })),
+        { v: 'v2', q: 1, restart: true },
+        ...Array.from({ length: n }, (_, i) => ({ v: 'v2', q: 1, token: `local${i}` })),
+        { v: 'v2', q: 1, done: true },
+      ],
+    );
+  });
+}
+
+// Found by the outside break-it pass: v2 diverged at the question in flight (it asks the model where v1 priced first),
+// caught it and ended the answer; v1's records it never took stayed, and its next question's model call got them.
+test("migrate: records the new version left at the question in flight reach none of its next question's calls", async () => {
+  const v2 = streamFn(
+    async function* (questions, ctx) {
+      for await (const q of questions) {
+        try {
+          const model = ctx.stream('model', ({ chunks }) => [`q${q}-a`, `q${q}-b`].slice(chunks.length));
+          for await (const token of model) yield { v: 'v2', q, token };
+        } catch (error) {
+          yield { v: 'v2', q, restart: error.code };
+        }
+        yield { v: 'v2', q, done: true };
+      }
+    },
+    { idleTimeout: 60_000 },
+  );
+  const tw = testWorker(priced, { version: 'v1', leaseTtl: 3000 });
+  tw.send('chat', 1);
+  await tw.advance(100);
+  tw.deploy(v2, { version: 'v2', migrate: (state) => state });
+  tw.crash();
+  await tw.advance(10_000);
+  tw.send('chat', 2);
+  await tw.advance(10_000);
+  const second = tw.outputs().filter((o) => o.value.q === 2);
+  assert.deepEqual(
+    second.map((o) => o.value),
+    [
+      { v: 'v2', q: 2, token: 'q2-a' },
+      { v: 'v2', q: 2, token: 'q2-b' },
+      { v: 'v2', q: 2, done: true },
+    ],
+  );
+});

@@ -8,8 +8,8 @@ import type { SessionHooks } from './protocol';
 /** Most characters of a journaled call's name. */
 const MAX_NAME = 200;
 
-/** The last name found good: a handler calls the same few names again and again, checked once in a row. */
-let goodName = '';
+/** The last name found good (at first one that is): a handler calls the same few names again and again. */
+let goodName = 'run';
 
 /** Checks a journaled call's name and body (`what`: `ctx.run()`, `ctx.stream()`; `arg`: the body's name). */
 export function checkCall(what: string, name: unknown, body: unknown, arg: string): asserts name is string {

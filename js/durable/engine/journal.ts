@@ -124,6 +124,11 @@ export class Journal {
    * checked once, when the replay makes its call there, against the call it makes.
    */
   readonly #recordedCalls = new Map<number, { name: string; streamed: boolean }>();
+  /**
+   * Calls recorded at one place both as a result and as a stream (two versions' calls there: one left untaken by a
+   * version that went another way, one made since), by place: the other shape, which the call made there is not.
+   */
+  readonly #twice = new Map<number, { name: string; streamed: boolean }>();
   /** The entries the log keeps for this session (read, or queued by this owner), oldest first. */
   #kept: Segment[] = [];
   /** The entry records join (queued, not yet taken by a commit nor cut by a checkpoint call), or null. */
@@ -137,6 +142,36 @@ export class Journal {
   continuedInput = -1;
   /** The input during which a replay's call diverged from its record, -1: none (it continues nothing then). */
   #divergedInput = -1;
+
+  get divergedInput(): number {
+    return this.#divergedInput;
+  }
+
+  /** The input the handler made its last call in (its count of inputs then), and the calls made before that input's first. */
+  #input = -1;
+  #inputCalls = 0;
+
+  /** Before a call: the calls made before the current input's first (records of later calls are that input's). */
+  #enter(): void {
+    const input = this.inputs();
+    if (input === this.#input) return;
+    this.#input = input;
+    this.#inputCalls = this.calls;
+  }
+
+  /** The calls made before the current input's first call (all of them if it made none yet). */
+  #inputFrom(): number {
+    return this.inputs() === this.#input ? this.#inputCalls : this.calls;
+  }
+
+  /** The records the last owner left for the current input's calls (and later ones) that no call has taken yet. */
+  recordsLeft(): number {
+    if (this.#recorded.size === 0) return 0;
+    const from = this.#inputFrom();
+    let left = 0;
+    for (const at of this.#recorded.keys()) if (callOf(at) > from) left++;
+    return left;
+  }
 
   /** The handler took a recorded result or chunk: its outputs for this input continue the old answer. */
   #continues(): void {
@@ -164,7 +199,11 @@ export class Journal {
       kept.first = entry.records[0].at;
       for (const r of entry.records) {
         this.#recorded.set(r.at, r);
-        this.#recordedCalls.set(callOf(r.at), { name: r.name, streamed: r.at.includes('.') });
+        const call = callOf(r.at);
+        const streamed = r.at.includes('.');
+        const earlier = this.#recordedCalls.get(call);
+        if (earlier !== undefined && earlier.streamed !== streamed) this.#twice.set(call, earlier);
+        this.#recordedCalls.set(call, { name: r.name, streamed });
         kept.bytes += Buffer.byteLength(r.payload);
         kept.last = Math.max(kept.last, callOf(r.at));
       }
@@ -212,9 +251,17 @@ export class Journal {
    * by name and kind, whatever records are left of it (a stream's first chunks, or only its end).
    */
   #check(call: number, name: string, streamed: boolean): void {
-    const recorded = this.#recordedCalls.get(call);
+    let recorded = this.#recordedCalls.get(call);
     if (recorded === undefined) return;
     this.#recordedCalls.delete(call);
+    const other = this.#twice.get(call);
+    if (other !== undefined) {
+      this.#twice.delete(call);
+      // The call made here is one of the two shapes: the other's records are another version's, never taken.
+      if (other.name === name && other.streamed === streamed) recorded = other;
+      for (const at of [...this.#recorded.keys()])
+        if (callOf(at) === call && at.includes('.') !== recorded.streamed) this.#recorded.delete(at);
+    }
     if (recorded.name === name && recorded.streamed === streamed) return;
     const kind = (s: boolean): string => (recorded.name === name ? (s ? ' (ctx.stream)' : ' (ctx.run)') : '');
     const error = new JournalDivergedError(this.sid, call, recorded.name + kind(recorded.streamed), name + kind(streamed));
@@ -227,13 +274,21 @@ export class Journal {
   }
 
   /**
-   * The new version answered the input its old version was answering: the records it did not take are the old
-   * answer's, and no later call gets one of them (its place may be another call's now). Returns how many were left.
+   * The handler asks past an input its old version was answering (or where its journal diverged): the records it did
+   * not take of that input's calls are the old answer's, and no later call gets one of them (its place may be another
+   * call's now). Records of calls before that input's are left (no later call has their places). Returns how many.
    */
   dropLeft(): number {
-    const left = this.#recorded.size;
-    this.#recorded.clear();
-    this.#recordedCalls.clear();
+    if (this.#recorded.size === 0) return 0;
+    const from = this.#inputFrom();
+    let left = 0;
+    for (const at of [...this.#recorded.keys()]) {
+      const call = callOf(at);
+      if (call <= from) continue;
+      this.#recorded.delete(at);
+      this.#recordedCalls.delete(call);
+      left++;
+    }
     return left;
   }
 
@@ -271,8 +326,10 @@ export class Journal {
 
   /** Records a call's failure (a replay throws the same error at the same place), and throws it. */
   #failed(call: number, at: string, name: string, error: unknown, signal: AbortSignal): never {
-    this.#record(call, at, 'e', name, this.encodeError(error), signal);
-    throw error;
+    const payload = this.encodeError(error);
+    this.#record(call, at, 'e', name, payload, signal);
+    // What a replay throws: the error rebuilt from its record (unless cancelled: nothing is recorded then).
+    throw signal.aborted ? error : recordedError(payload);
   }
 
   /**
@@ -281,6 +338,7 @@ export class Journal {
    * returns a promise is recorded when it settles.
    */
   run(name: string, body: (call: JournalCall) => unknown, signal: AbortSignal): Promise<unknown> {
+    if (this.#recordedCalls.size > 0) this.#enter();
     const call = ++this.calls;
     // (Its place, made once: the body's key and the record's place.)
     const at = String(call);
@@ -324,6 +382,7 @@ export class Journal {
     factory: (call: JournalStreamCall) => AsyncIterable<unknown> | Iterable<unknown>,
     signal: AbortSignal,
   ): AsyncGenerator<unknown, void, undefined> {
+    if (this.#recordedCalls.size > 0) this.#enter();
     const call = ++this.calls;
     const chunks: unknown[] = [];
     if (this.#recordedCalls.size > 0) this.#check(call, name, true);
@@ -353,8 +412,9 @@ export class Journal {
         yield value;
       }
     } catch (error) {
-      this.#record(call, `${call}.end`, 'e', name, this.encodeError(error), signal);
-      throw error;
+      const payload = this.encodeError(error);
+      this.#record(call, `${call}.end`, 'e', name, payload, signal);
+      throw signal.aborted ? error : recordedError(payload);
     }
     this.#record(call, `${call}.end`, 'x', name, '', signal);
   }

@@ -38,11 +38,11 @@ export class SessionWrites<I, O> {
       // An earlier owner wrote the output at this place (a migrated session's old version): it stands.
       if (places !== null && placedBy(places.current, old)) return;
       const current = places?.current;
-      // At or before the old's last output of the input it was answering, continued from its records: held.
+      // Of the input it was answering, continued from its records: held, while it may still leave some of them.
+      // Past the old's last output with every record taken, the held ones were the old answer continued.
       if (current !== undefined && current[0] === old[0] && continuing(s, places as OutputPlaces)) {
-        if (current[1] <= old[1]) hold = true;
-        // Past the old's last output: those held were the old ones.
-        else s.held = null;
+        if (current[1] <= old[1] || (s.held?.left ?? 0) > 0 || s.checkpoints?.journal?.recordsLeft() !== 0) hold = true;
+        else this.#keepOld(s);
       }
       if (!hold) this.#writeHeld(s, current?.[0]);
     }
@@ -65,7 +65,7 @@ export class SessionWrites<I, O> {
     };
     places?.placeInto(output);
     if (hold) {
-      const held = (s.held ??= { outputs: [], answeredAt: -1 });
+      const held = (s.held ??= { outputs: [], answeredAt: -1, left: 0 });
       held.outputs.push(output);
       if (s.yieldsQueued + 1 >= held.answeredAt && held.answeredAt >= 0) this.#settle(s);
       return;
@@ -75,15 +75,25 @@ export class SessionWrites<I, O> {
   }
 
   /**
-   * Its handler asks past an input, having yielded `yielded` outputs: if that is the input its old version was
-   * answering, the outputs held for it are settled once the last of them is queued (now, if it is).
+   * Its handler asks past an input, having yielded `yielded` outputs. Past the input its old version was answering
+   * (a migrated session's), or one where its journal diverged, the records it left untaken are another answer's:
+   * dropped now, before its next call could take one. Past the first, the outputs held for it are settled once the
+   * last of them is queued (now, if it is).
    */
   answered(s: Session<I, O>, yielded: number): void {
-    const journal = s.checkpoints?.journal;
-    if (s.writtenBefore === null || journal == null || !s.checkpoints.attached) return;
-    if (journal.inputs() - s.checkpoints.places.fromInputs !== s.writtenBefore.at[0]) return;
-    const held = (s.held ??= { outputs: [], answeredAt: -1 });
+    const checkpoints = s.checkpoints;
+    const journal = checkpoints?.journal;
+    if (journal == null || checkpoints?.attached !== true) return;
+    const inputs = journal.inputs();
+    const place = inputs - checkpoints.places.fromInputs;
+    const inFlight = s.writtenBefore !== null && place === s.writtenBefore.at[0];
+    // (Past a diverged input that an earlier owner answered further than, the records left may be of later inputs.)
+    if (!inFlight && (journal.divergedInput !== inputs || (s.writtenBefore !== null && s.writtenBefore.at[0] > place))) return;
+    const left = journal.dropLeft();
+    if (!inFlight) return;
+    const held = (s.held ??= { outputs: [], answeredAt: -1, left: 0 });
     held.answeredAt = yielded;
+    held.left = left;
     if (s.yieldsQueued >= yielded) this.#settle(s);
   }
 
@@ -97,10 +107,29 @@ export class SessionWrites<I, O> {
     const checkpoints = s.checkpoints;
     if (held === null || s.writtenBefore === null || checkpoints?.attached !== true) return;
     held.answeredAt = -1;
-    const left = checkpoints.journal?.dropLeft() ?? 0;
+    // (Dropped when its handler asked past the input; at its end without that ask, now.)
+    const left = held.left + (checkpoints.journal?.dropLeft() ?? 0);
     const last = held.outputs.at(-1)?.at;
-    if (left === 0 && last !== undefined && last[1] === s.writtenBefore.at[1] && continuing(s, checkpoints.places)) s.held = null;
+    if (left === 0 && last !== undefined && last[1] >= s.writtenBefore.at[1] && continuing(s, checkpoints.places))
+      this.#keepOld(s);
     else this.#writeHeld(s, s.writtenBefore.at[0]);
+  }
+
+  /**
+   * The outputs held are the old answer continued: those at or before the old's last output are its outputs
+   * (dropped), those after are the new ones that go on from them.
+   */
+  #keepOld(s: Session<I, O>): void {
+    const held = s.held;
+    const old = s.writtenBefore;
+    s.held = null;
+    passWrittenBefore(s);
+    if (held === null || old === null) return;
+    for (const output of held.outputs) {
+      if ((output.at?.[1] ?? 0) <= old.at[1]) continue;
+      (output as { seq: number }).seq = ++s.seq;
+      this.outbox.queueOutput(output);
+    }
   }
 
   /**

@@ -470,7 +470,12 @@ export class Session<I, O> implements CheckpointsOwner {
    * A migrated session's outputs for the input its old version was answering, not written while they may be the old
    * ones again, and the output at which its handler asked past that input (-1: not yet); null: none (session-writes.ts).
    */
-  held: { outputs: (OutputRecord & PlacedRecord)[]; answeredAt: number } | null = null;
+  held: { outputs: (OutputRecord & PlacedRecord)[]; answeredAt: number; left: number } | null = null;
+  /**
+   * A migrated session's: the count of inputs its handler has taken when it asks past the input its old version was
+   * answering (`writtenBefore`'s), -1 once it did (or none).
+   */
+  inFlightInput: number;
 
   // Written by session-inputs.ts (`SessionInputs`: what it is given, and when its input ends).
   /** Why the worker ended its input, if it did; its error is its last output if its handler read to that end. */
@@ -553,6 +558,8 @@ export class Session<I, O> implements CheckpointsOwner {
     this.keep = start.keep;
     this.keepVersion = start.keepVersion;
     this.writtenBefore = start.writtenBefore;
+    // (Outputs placed before any input since its checkpoint were of an input its restore does not answer again.)
+    this.inFlightInput = (start.writtenBefore?.at[0] ?? 0) > 0 ? (start.writtenBefore as Required<OutputMark>).at[0] : -1;
     this.scope = start.scope;
     this.permit = start.permit;
     this.stepped = start.stepped;
@@ -587,7 +594,7 @@ export class Session<I, O> implements CheckpointsOwner {
   }
 
   answered(yielded: number): void {
-    if (this.writtenBefore !== null) this.#run.answered(this, yielded);
+    if (this.inFlightInput >= 0 || (this.checkpoints.journal?.divergedInput ?? -1) >= 0) this.#run.answered(this, yielded);
   }
 
   armTimer(timer: Timer): void {

@@ -36,6 +36,8 @@ export class CommitTurn {
     /** The idle limit of a transaction with effects from its locks on, ms (`commit_9`'s `a_idle`). */
     readonly idle: number,
     readonly fencedMessage: string,
+    /** Told of a shared transaction's failure (the log's `onError`): each commit is then applied alone. */
+    readonly report: (error: Error) => void,
   ) {}
 
   /** Applies `commit` (one `inOne` accepts) for `lease`, with the others asked for in this turn. */
@@ -62,7 +64,10 @@ export class CommitTurn {
       else {
         this.#apply(group).then(
           (results) => group.forEach((asked, i) => this.#settle(asked, results[i])),
-          () => group.forEach((asked) => this.#alone(asked)),
+          (error: unknown) => {
+            this.report(error as Error);
+            group.forEach((asked) => this.#alone(asked));
+          },
         );
       }
     }

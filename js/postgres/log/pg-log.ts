@@ -80,8 +80,9 @@ export interface PgLogOptions {
   readonly name: string;
   readonly partitions: number;
   /**
-   * Errors of the log's own LISTEN connection (its waits poll meanwhile), and, from the log's making to its
-   * `close()`, the waits of velo-stream for a connection of the pool (ERR_VELO_POOL_EXHAUSTED: sql.ts).
+   * Errors of the log's own LISTEN connection (its waits poll meanwhile), from the log's making to its `close()` the
+   * waits of velo-stream for a connection of the pool (ERR_VELO_POOL_EXHAUSTED: sql.ts), and the failures of a
+   * transaction shared by several partitions' commits (each is then applied alone: commit-turn.ts).
    */
   readonly onError?: (error: Error) => void;
   /** How often a wait looks for input besides notifications, ms (default 200). */
@@ -247,7 +248,7 @@ export class PgLog implements PartitionLog {
     }
     this.#idle = idle;
     this.#upkeep = new Upkeep(this.#pool, space.S, space.fn, WRITE_FENCED);
-    this.#commits = new CommitTurn(this.#pool, space.S, space.fn, options.effects, idle, WRITE_FENCED);
+    this.#commits = new CommitTurn(this.#pool, space.S, space.fn, options.effects, idle, WRITE_FENCED, onError);
     this.#unwatch = options.onError === undefined ? () => {} : reportPoolWaits(pool, onError);
   }
 
