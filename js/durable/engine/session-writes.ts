@@ -4,12 +4,13 @@
 //
 // The input the old version was answering when it stopped (in flight: its outputs up to `writtenBefore.at` written,
 // its end not) is answered whole by the new version, after the old partial answer, unless the new one continues the
-// same answer from the journal. Its outputs placed at or before the old's last, while it takes the old's records,
-// may be the old ones again: they are held (`Session.held`) until that is known. They are the old ones (dropped) once
-// the new version yields past the old's last output, or asks past the input (or ends) having taken every record the
-// old one left and yielded as many outputs as it wrote. They are another answer (written, after the old's) once the
-// journal diverges, or the new version asks past the input with fewer outputs or records left untaken. So a reader
-// never gets one answer's head and another's tail, nor an answer without its end, whatever each version yields.
+// same answer from the journal. Its outputs for that input, while it continues from the old's records, may be the old
+// ones again: they are held (`Session.held`) until that is known. They are the old ones (those placed at or before
+// the old's last dropped, the rest written) once the new version has taken every record of that input's calls and
+// yields past the old's last output, or asks past the input (or ends) so, with at least as many outputs. They are
+// another answer (written whole, after the old's) once the journal diverges, or the new version asks past the input
+// with fewer outputs or records left untaken (dropped then: no later call gets one). So a reader never gets one
+// answer's head and another's tail, nor an answer without its end, whatever each version yields.
 import { type Codec, encodeChecked } from '../common/codec';
 import type { Outbox } from './outbox';
 import { type OutputPlaces, type PlacedRecord, placedBy } from './output-places';
