@@ -365,3 +365,39 @@ test("migrate: records the new version left at the question in flight reach none
     ],
   );
 });
+
+// Found by the outside break-it pass: the records v2 left at the question in flight stayed in the log; v2 checkpointed
+// after its answer, and the next owner, restored from that checkpoint, gave its next question's first call one of them.
+test("migrate: records the new version left stay out of every later owner's calls, after its checkpoint too", async () => {
+  const v2 = streamFn(
+    async function* (questions, ctx) {
+      for await (const q of questions) {
+        const price = await ctx.run('price', () => 42);
+        yield { v: 'v2', q, price, done: true };
+        ctx.checkpoint({ q });
+      }
+    },
+    { idleTimeout: 60_000 },
+  );
+  const tw = testWorker(priced, { version: 'v1', leaseTtl: 3000 });
+  tw.send('chat', 1);
+  await tw.advance(100);
+  tw.deploy(v2, { version: 'v2', migrate: (state) => state });
+  tw.crash();
+  await tw.advance(10_000);
+  tw.crash();
+  await tw.advance(10_000);
+  tw.send('chat', 2);
+  await tw.advance(10_000);
+  assert.deepEqual(
+    tw
+      .outputs()
+      .filter((o) => o.value.q === 2)
+      .map((o) => o.value),
+    [{ v: 'v2', q: 2, price: 42, done: true }],
+  );
+  assert.deepEqual(
+    tw.errors().filter((e) => e?.code === 'ERR_VELO_JOURNAL_DIVERGED'),
+    [],
+  );
+});

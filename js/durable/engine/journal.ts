@@ -282,13 +282,19 @@ export class Journal {
     if (this.#recorded.size === 0) return 0;
     const from = this.#inputFrom();
     let left = 0;
+    let last = 0;
     for (const at of [...this.#recorded.keys()]) {
       const call = callOf(at);
       if (call <= from) continue;
       this.#recorded.delete(at);
       this.#recordedCalls.delete(call);
+      this.#twice.delete(call);
       left++;
+      if (call > last) last = call;
     }
+    // The next call's place is past theirs: they stay in the log until a checkpoint covers them (this count, carried
+    // by the checkpoint, covers them), and no owner that replays from here gives one of them to a call.
+    if (last > this.calls) this.calls = last;
     return left;
   }
 
