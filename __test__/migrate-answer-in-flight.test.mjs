@@ -296,6 +296,18 @@ const priced = streamFn(
   { idleTimeout: 60_000 },
 );
 
+/** A worker on which `priced` (v1) wrote its seven tokens of question 1, then `v2` adopted the session by `migrate`. */
+async function adoptedMidAnswer(v2) {
+  const tw = testWorker(priced, { version: 'v1', leaseTtl: 3000 });
+  tw.send('chat', 1);
+  await tw.advance(100);
+  assert.equal(tw.outputs().length, 7, "v1's seven tokens, no end");
+  tw.deploy(v2, { version: 'v2', migrate: (state) => state });
+  tw.crash();
+  await tw.advance(10_000);
+  return tw;
+}
+
 // Found by the outside break-it pass: v2's price matched its record, then it answered without the model. With as many
 // tokens as v1 had written or fewer, its answer was dropped as v1's (no end); with more, its tail was joined to v1's.
 for (const n of [3, 10]) {
@@ -311,13 +323,7 @@ for (const n of [3, 10]) {
       },
       { idleTimeout: 60_000 },
     );
-    const tw = testWorker(priced, { version: 'v1', leaseTtl: 3000 });
-    tw.send('chat', 1);
-    await tw.advance(100);
-    assert.equal(tw.outputs().length, 7);
-    tw.deploy(v2, { version: 'v2', migrate: (state) => state });
-    tw.crash();
-    await tw.advance(10_000);
+    const tw = await adoptedMidAnswer(v2);
     assert.deepEqual(
       tw.outputs().map((o) => o.value),
       [
@@ -347,12 +353,7 @@ test("migrate: records the new version left at the question in flight reach none
     },
     { idleTimeout: 60_000 },
   );
-  const tw = testWorker(priced, { version: 'v1', leaseTtl: 3000 });
-  tw.send('chat', 1);
-  await tw.advance(100);
-  tw.deploy(v2, { version: 'v2', migrate: (state) => state });
-  tw.crash();
-  await tw.advance(10_000);
+  const tw = await adoptedMidAnswer(v2);
   tw.send('chat', 2);
   await tw.advance(10_000);
   const second = tw.outputs().filter((o) => o.value.q === 2);
@@ -379,12 +380,7 @@ test("migrate: records the new version left stay out of every later owner's call
     },
     { idleTimeout: 60_000 },
   );
-  const tw = testWorker(priced, { version: 'v1', leaseTtl: 3000 });
-  tw.send('chat', 1);
-  await tw.advance(100);
-  tw.deploy(v2, { version: 'v2', migrate: (state) => state });
-  tw.crash();
-  await tw.advance(10_000);
+  const tw = await adoptedMidAnswer(v2);
   tw.crash();
   await tw.advance(10_000);
   tw.send('chat', 2);
