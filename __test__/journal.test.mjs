@@ -266,6 +266,16 @@ test('fakeModel answers differently on every call: a plain call splices two answ
   assert.throws(() => fakeModel({ pace: 1 }), { code: 'ERR_INVALID_ARG_TYPE' });
 });
 
+/** A worker whose session of `fn` took one event, was committed, and was replayed by the next owner after a crash. */
+async function firstRunAndReplay(fn) {
+  const tw = testWorker(fn, { leaseTtl: 3000 });
+  tw.send('k', 1);
+  await tw.advance(100);
+  tw.crash();
+  await tw.advance(10_000);
+  return tw;
+}
+
 test('a first run sees what its replay sees: results decoded from their records, undefined kept, built-in error classes', async () => {
   let mails = 0;
   const seen = [];
@@ -292,11 +302,7 @@ test('a first run sees what its replay sees: results decoded from their records,
     },
     { idleTimeout: 60_000 },
   );
-  const tw = testWorker(fn, { leaseTtl: 3000 });
-  tw.send('k', 1);
-  await tw.advance(100);
-  tw.crash();
-  await tw.advance(10_000);
+  const tw = await firstRunAndReplay(fn);
   assert.equal(seen.length, 2, 'the first run and the replay');
   assert.deepEqual(seen[0], {
     at: '2026-11-28T00:00:00.000Z',
@@ -348,11 +354,7 @@ test('a thrown error reaches the first run as its replay rebuilds it: class, nam
     },
     { idleTimeout: 60_000 },
   );
-  const tw = testWorker(fn, { leaseTtl: 3000 });
-  tw.send('k', 1);
-  await tw.advance(100);
-  tw.crash();
-  await tw.advance(10_000);
+  const tw = await firstRunAndReplay(fn);
   assert.equal(seen.length, 2, 'the first run and the replay');
   assert.deepEqual(seen[1], seen[0], 'the replay saw what the first run saw');
   assert.deepEqual(seen[0][0], {
