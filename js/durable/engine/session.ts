@@ -472,10 +472,11 @@ export class Session<I, O> implements CheckpointsOwner {
    */
   held: { outputs: (OutputRecord & PlacedRecord)[]; answeredAt: number; left: number } | null = null;
   /**
-   * A migrated session's: the count of inputs its handler has taken when it asks past the input its old version was
-   * answering (`writtenBefore`'s), -1 once it did (or none).
+   * A migrated session's: the place of the input its old version was answering (`writtenBefore`'s), when that is an
+   * input its handler takes again (-1: none, or outputs placed before any input, of an input its restore does not
+   * answer again). While set, its handler's asks go to `SessionWrites.answered`.
    */
-  inFlightInput: number;
+  readonly inFlightInput: number;
 
   // Written by session-inputs.ts (`SessionInputs`: what it is given, and when its input ends).
   /** Why the worker ended its input, if it did; its error is its last output if its handler read to that end. */
