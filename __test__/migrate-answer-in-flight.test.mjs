@@ -397,3 +397,80 @@ test("migrate: records the new version left stay out of every later owner's call
     [],
   );
 });
+
+/**
+ * v2 of `priced`: it prices the question as v1 did and takes every token v1's model gave, continuing the model to
+ * `length` tokens, but yields them in its own shape: `each` (one output per token, as v1), `pairs` (one per two),
+ * `halves` (two per token), or `drop6` (one per token but the seventh, which it filters out).
+ */
+const reshaped = (shape, length) =>
+  streamFn(
+    async function* (questions, ctx) {
+      for await (const q of questions) {
+        await ctx.run('price', () => 42);
+        const model = ctx.stream('model', ({ chunks }) => Array.from({ length }, (_, t) => `q${q}-m${t}`).slice(chunks.length));
+        let first = null;
+        for await (const token of model) {
+          if (shape === 'pairs') {
+            if (first === null) first = token;
+            else [yield { v: 'v2', q, token: `${first}+${token}` }, (first = null)];
+          } else if (shape === 'halves') {
+            yield { v: 'v2', q, token, half: 0 };
+            yield { v: 'v2', q, token, half: 1 };
+          } else if (shape !== 'drop6' || token !== `q${q}-m6`) yield { v: 'v2', q, token };
+        }
+        if (first !== null) yield { v: 'v2', q, token: first };
+        yield { v: 'v2', q, done: true };
+      }
+    },
+    { idleTimeout: 60_000 },
+  );
+
+/** What `reshaped(shape, length)` answers question 1 with, whole. */
+function reshapedAnswer(shape, length) {
+  const tokens = Array.from({ length }, (_, t) => `q1-m${t}`);
+  const outputs = [];
+  if (shape === 'pairs')
+    for (let t = 0; t < length; t += 2) outputs.push({ v: 'v2', q: 1, token: tokens.slice(t, t + 2).join('+') });
+  else if (shape === 'halves')
+    for (const token of tokens) outputs.push(...[0, 1].map((half) => ({ v: 'v2', q: 1, token, half })));
+  else for (const token of tokens) if (shape !== 'drop6' || token !== 'q1-m6') outputs.push({ v: 'v2', q: 1, token });
+  return [...outputs, { v: 'v2', q: 1, done: true }];
+}
+
+const v1Tokens = Array.from({ length: 7 }, (_, t) => ({ v: 'v1', q: 1, token: `q1-m${t}` }));
+
+// Found by an outside break-it pass: a new version that takes every record of the answer in flight, but yields
+// another number of outputs per chunk, was taken for the old answer continued, its outputs matched by their count:
+// the reader got v1's tokens and then v2's tail from another point of the answer, or no end.
+test('migrate where the new version yields the same outputs per record: the old answer continues, nothing reported', async () => {
+  const tw = await adoptedMidAnswer(reshaped('each', 10));
+  assert.deepEqual(
+    tw.outputs().map((o) => o.value),
+    [...v1Tokens, ...reshapedAnswer('each', 10).slice(7)],
+  );
+  assert.deepEqual(
+    tw.errors().filter((e) => e?.code === 'ERR_VELO_ANSWER_RESTARTED'),
+    [],
+  );
+});
+
+for (const [shape, where, recorded, yielded] of [
+  ['pairs', 'chunk 1 of ctx.stream("model")', 1, 0],
+  ['halves', 'chunk 1 of ctx.stream("model")', 1, 2],
+  ['drop6', 'chunk 7 of ctx.stream("model")', 7, 6],
+]) {
+  test(`migrate where the new version takes every record but yields another number of outputs per chunk (${shape}): written whole, after, and reported`, async () => {
+    const tw = await adoptedMidAnswer(reshaped(shape, 20));
+    assert.deepEqual(
+      tw.outputs().map((o) => o.value),
+      [...v1Tokens, ...reshapedAnswer(shape, 20)],
+    );
+    const restarted = tw.errors().filter((e) => e?.code === 'ERR_VELO_ANSWER_RESTARTED');
+    assert.equal(restarted.length, 1, 'reported to onError once');
+    assert.equal(restarted[0].name, 'AnswerRestartedError');
+    assert.match(restarted[0].message, /^Answer restarted: session "chat@/);
+    assert.ok(restarted[0].message.includes(where), restarted[0].message);
+    assert.deepEqual([restarted[0].recorded, restarted[0].yielded], [recorded, yielded]);
+  });
+}

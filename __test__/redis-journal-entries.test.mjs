@@ -11,14 +11,17 @@ import { eventually } from './helpers/redis-fixtures.mjs';
 
 useRedis();
 
-/** A stored entry's records as `<at>:<name>=<payload>` (the values here are ASCII: a byte is a character). */
+/**
+ * A stored entry's records as `<at>:<yielded> <name>=<payload>` (`yielded`: the outputs the handler had yielded for
+ * its input before the record; the values here are ASCII: a byte is a character).
+ */
 function records(value) {
   const found = [];
   for (let i = 0; i < value.length;) {
     const nl = value.indexOf('\n', i);
-    const [at, size, ...name] = value.slice(i + 1, nl).split(' ');
+    const [at, size, yielded, ...name] = value.slice(i + 1, nl).split(' ');
     const end = nl + 1 + Number(size);
-    found.push(`${at}:${name.join(' ')}=${value.slice(nl + 1, end)}`);
+    found.push(`${at}:${yielded} ${name.join(' ')}=${value.slice(nl + 1, end)}`);
     i = end;
   }
   return found;
@@ -74,7 +77,7 @@ test("a commit stores a session's journal records as one field; a checkpoint for
       }
       assert.deepEqual(
         first[k].flatMap(([, ...rs]) => rs),
-        ['1:one=1', '2:two=10', '3:one=2', '4:two=20'],
+        ['1:0 one=1', '2:0 two=10', '3:0 one=2', '4:0 two=20'],
       );
     }
 
@@ -86,7 +89,7 @@ test("a commit stores a session's journal records as one field; a checkpoint for
     ]);
     await outputs(6);
     const second = await journal();
-    assert.deepEqual(second.a, [['7', '7:one=4', '8:two=40']]);
+    assert.deepEqual(second.a, [['7', '7:0 one=4', '8:0 two=40']]);
     assert.deepEqual(second.b, first.b, "b's fields stay");
 
     // b's session ends: all of its fields go with it.

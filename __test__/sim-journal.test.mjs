@@ -1,4 +1,4 @@
-// The simulator with journaled calls (helpers/redis-sim.mjs `--journal`): keys whose events call a service that
+// The simulator with journaled calls (helpers/redis-sim.mjs `--journal`, helpers/sim-journal.mjs): keys whose events call a service that
 // answers differently on every call (`ctx.run`) and stream a model answer that continues a recorded prefix
 // (`ctx.stream`), under crashes, pauses, lost and late replies, and with releases deployed (a migrating one adopting
 // answers in flight). Every event must get one answer: every output carrying its call's one result, its chunks once,
@@ -32,4 +32,24 @@ seedSlices('with journaled calls and releases deployed mid-answer: one answer pe
   to: 200,
   size: 100,
   options: { journal: true, versions: true, keyState: true },
+});
+
+// Releases also yield their streams' chunks in shapes of their own (one output per chunk, one per two, two per
+// chunk), taking every record of an answer in flight as the old version did. These seeds are here to catch a new
+// version whose outputs were matched to the old version's by their count: its answer spliced after the old one's
+// tokens, or never ended. With that fix reverted, 279, 547, 724 and 939 (and, with key state, 127, 268, 354 and 376)
+// fail.
+seedSlices('with journaled calls and releases that yield their answers in shapes of their own: one answer per event', {
+  from: 1,
+  to: 50,
+  size: 50,
+  options: { journal: true, versions: true, answers: true },
+  extra: [279, 547, 724, 939],
+});
+seedSlices('with journaled calls, key state, and releases that yield their answers in shapes of their own', {
+  from: 1,
+  to: 50,
+  size: 50,
+  options: { journal: true, versions: true, answers: true, keyState: true },
+  extra: [127, 268, 354, 376],
 });

@@ -157,6 +157,13 @@ export const ERROR_CODES = {
     action:
       'Make the sequence of journaled calls depend only on the inputs and on earlier journaled results; in a new version, keep the calls an answer in flight makes, or catch the error and answer again.',
   },
+  ERR_VELO_ANSWER_RESTARTED: {
+    class: 'AnswerRestartedError',
+    from: 'velo-stream/durable',
+    when: "A session adopted by `migrate` mid-answer: the new version took the old version's journaled records of that answer, but yielded another number of outputs before one of them (or before its next call) than the old version had, so its outputs are not the old answer's continued. Its whole answer is written after the old version's partial one, and the worker reports this error to `onError` (nothing is thrown into the handler).",
+    action:
+      'Keep the outputs an answer yields per journaled result and per chunk from one version to the next, or have the new version yield an output that says the answer restarts.',
+  },
   ERR_VELO_JOURNAL_TOO_LARGE: {
     class: 'JournalTooLargeError',
     from: 'velo-stream/durable',
@@ -1056,6 +1063,31 @@ export class JournalDivergedError extends Error {
     this.call = call;
     this.recorded = recorded;
     this.asked = asked;
+  }
+}
+
+/**
+ * A migrated session's answer in flight is written whole after the old version's partial one, because the new
+ * version's outputs do not line up with the old version's journaled records (`ERR_VELO_ANSWER_RESTARTED`): reported
+ * to the worker's `onError`, never thrown.
+ */
+export class AnswerRestartedError extends Error {
+  /** The error's stable code: compare it rather than the class across copies of the module. */
+  readonly code = 'ERR_VELO_ANSWER_RESTARTED' as const;
+  /** The session: `<key>@<id of its first input entry>`. */
+  readonly sid: string;
+  /** Outputs of that answer the old version had yielded before the record (or had written, before a call of its own). */
+  readonly recorded: number;
+  /** Outputs of that answer the new version had yielded there. */
+  readonly yielded: number;
+  constructor(sid: string, where: string, recorded: number, yielded: number) {
+    super(
+      `Answer restarted: session ${JSON.stringify(sid)} was adopted by migrate mid-answer, and its new version yielded ${yielded} output(s) of that answer before ${where} where the old version had yielded ${recorded}. Its outputs are not the old answer continued: its whole answer is written after the old version's partial one.`,
+    );
+    this.name = 'AnswerRestartedError';
+    this.sid = sid;
+    this.recorded = recorded;
+    this.yielded = yielded;
   }
 }
 

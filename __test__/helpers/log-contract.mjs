@@ -911,15 +911,16 @@ export function contractTests(list) {
   test("journal: records of every kind as the journal writes them (a result, undefined, an error; a stream's chunks, undefined among them, its end or its error) come back exactly at a takeover, the first record's place naming the entry", async () => {
     // Each kind in each place: first, between and last in an entry (an undefined's empty payload at the value's very
     // end), alone in one, in a text entry (the JSON codec: every payload a string, as the journal makes `u` and `x`)
-    // and in a bytes one, beside payload bytes that read as a record's header.
-    const rec = (at, kind, name, payload) => ({ at, kind, name, payload });
+    // and in a bytes one, beside payload bytes that read as a record's header; each with the outputs its handler had
+    // yielded for its input before it (0, or the count given).
+    const rec = (at, kind, name, payload, yielded = 0) => ({ at, kind, name, payload, yielded });
     const text = [
       rec('1', 'u', 'notify', ''),
       rec('2', 'v', 'price', '42'),
       rec('3.0', 'v', 'model', '"he"'),
       rec('3.1', 'u', 'model', ''),
-      rec('3.2', 'v', 'model', '"llo"'),
-      rec('3.end', 'x', 'model', ''),
+      rec('3.2', 'v', 'model', '"llo"', 2),
+      rec('3.end', 'x', 'model', '', 3),
       rec('4', 'e', 'a tool', '{"name":"TypeError","message":"bad\\nu5 0 x","code":"E_X"}'),
       rec('5.0', 'u', 'quiet', ''),
       rec('5.end', 'e', 'quiet', '{"name":"Error","message":"cut"}'),
@@ -932,8 +933,8 @@ export function contractTests(list) {
       rec('2', 'v', 'bin', Buffer.from('u3 0 bin\n')),
       rec('3', 'u', 'bin', ''),
       rec('4.0', 'v', 'bin', Buffer.from([10])),
-      rec('4.1', 'u', 'bin', Buffer.alloc(0)),
-      rec('4.end', 'x', 'bin', ''),
+      rec('4.1', 'u', 'bin', Buffer.alloc(0), 12),
+      rec('4.end', 'x', 'bin', '', 123456789),
     ];
     const later = [rec('7', 'u', 'after', ''), rec('8.0', 'u', 'stream', ''), rec('8.end', 'x', 'stream', '')];
     const record = await contract(async (side, call) => {
@@ -951,6 +952,7 @@ export function contractTests(list) {
                   r.at,
                   r.kind,
                   r.name,
+                  r.yielded,
                   Buffer.isBuffer(r.payload),
                   Buffer.from(r.payload).toString('hex'),
                 ]),
@@ -989,7 +991,7 @@ export function contractTests(list) {
     // Exact bytes: every payload as given (a string's UTF-8), every one a Buffer as read.
     const read = (sid, records) => [
       sid,
-      ...records.map((r) => [r.at, r.kind, r.name, true, Buffer.from(r.payload).toString('hex')]),
+      ...records.map((r) => [r.at, r.kind, r.name, r.yielded, true, Buffer.from(r.payload).toString('hex')]),
     ];
     const first = [read('a@#1', text), read('b@#2', alone), read('c@#3', bytes)];
     assert.deepEqual(at('read at the takeover'), first);

@@ -94,8 +94,16 @@ export function react(state, input, ctx) {
  * release that migrates), each input's outputs end with one more, `{ in, extra: version }`: a new version that
  * answers an input with more outputs than the old one, as readers would see it after a migration.
  */
-/** Calls of the scripted handler's services so far, in this process: each call's answer differs from every other's. */
+/**
+ * Calls of the scripted handler's services so far, in this scenario's runs: each call's answer differs from every
+ * other's. Counted from 0 for each scenario (`resetServices`), so that a seed runs alike alone and after others.
+ */
 let served = 0;
+
+/** A scenario starts: its services count their calls from 0. */
+export function resetServices() {
+  served = 0;
+}
 
 /**
  * Chunks of a streamed model answer, each `{ i, of }`: as many as the call draws (1 to 4, by the call's count and
@@ -163,8 +171,28 @@ export function scriptHandler({ pause, version, upgrades = false, extra = false,
                 if (pause !== undefined) await pause(input, ctx.entry);
                 continue;
               }
+              // Its outputs per chunk (`call.shape`): one each; one per two (`pairs`: chunks `from`..`i`, the last
+              // alone); or two each (`halves`: `half` 0 and 1).
               const model = ctx.stream(call.stream, ({ chunks, signal }) => modelStream(chunks, signal, version));
+              let first = null;
               for await (const chunk of model) {
+                const answer = got.join(' ');
+                if (call.shape === 'pairs') {
+                  if (first === null) {
+                    first = chunk;
+                    continue;
+                  }
+                  yield { in: input.tag, call: call.stream, answer, chunk: { ...chunk, from: first.i }, ...again, ...mark };
+                  first = null;
+                } else if (call.shape === 'halves') {
+                  yield { in: input.tag, call: call.stream, answer, chunk: { ...chunk, half: 0 }, ...again, ...mark };
+                  if (pause !== undefined) await pause(input, ctx.entry);
+                  yield { in: input.tag, call: call.stream, answer, chunk: { ...chunk, half: 1 }, ...again, ...mark };
+                } else yield { in: input.tag, call: call.stream, answer, chunk, ...again, ...mark };
+                if (pause !== undefined) await pause(input, ctx.entry);
+              }
+              if (first !== null) {
+                const chunk = { ...first, from: first.i };
                 yield { in: input.tag, call: call.stream, answer: got.join(' '), chunk, ...again, ...mark };
                 if (pause !== undefined) await pause(input, ctx.entry);
               }

@@ -361,6 +361,7 @@ export type { RedisClientOption, RedisProducerOnly, RedisOutputsOnly, RedisMater
 export type { PostgresClientOption, PostgresWorkerOnly, PostgresOutputsOnly, PostgresKeyOutputsOnly, PostgresLimiterOnly };
 // The errors the tier makes (they live with every other error of the library, js/errors.ts).
 export {
+  AnswerRestartedError,
   CheckpointTooLargeError,
   CloseTimeoutError,
   EventTooLargeError,

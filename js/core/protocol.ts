@@ -52,8 +52,11 @@ export interface SessionHooks {
   ): AsyncIterable<unknown>;
   /** `ctx.entry`: the input the handler took last, as the log has it (undefined: none yet). */
   readonly entry: { readonly id: string; readonly time: number } | undefined;
-  /** The stream uses these hooks (a single handler's stream): called once, when it is made. */
-  attach?(): void;
+  /**
+   * The stream uses these hooks (a single handler's stream): called once, when it is made, with what tells the
+   * outputs its handler has yielded so far.
+   */
+  attach?(yielded: () => number): void;
   /**
    * The handler takes its next event (`yielded`: outputs it had yielded by then): an event to give it first
    * (`{ value }`), `'end'` (its input ends here, in front of any event still buffered: a cap decided in the order

@@ -600,8 +600,9 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
     hooks: SessionHooks | undefined,
     trace: StreamTrace | undefined,
   ): void {
-    this.#more().hooks = hooks;
-    hooks?.attach?.();
+    const x = this.#more();
+    x.hooks = hooks;
+    hooks?.attach?.(() => x.yielded);
     this.#more().trace = trace;
     trace?.watch(this);
     if (typeof handler !== 'function') {

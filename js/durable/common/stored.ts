@@ -127,9 +127,9 @@ export function journalField(sid: string, at: string): string {
 }
 
 /**
- * A journal entry's value as stored: its records in order, each a header line `<kind><at> <bytes> <name>` (`bytes`:
- * its payload's length) and then its payload. One string when every payload is one (the common case: the JSON
- * codec), else bytes.
+ * A journal entry's value as stored: its records in order, each a header line `<kind><at> <bytes> <yielded> <name>`
+ * (`bytes`: its payload's length; `yielded`: `JournalRecord.yielded`) and then its payload. One string when every
+ * payload is one (the common case: the JSON codec), else bytes.
  */
 export function journalValue(entry: JournalEntry): Buffer | string {
   const records = entry.records;
@@ -138,14 +138,14 @@ export function journalValue(entry: JournalEntry): Buffer | string {
   for (; i < records.length; i++) {
     const r = records[i];
     if (typeof r.payload !== 'string') break;
-    text += `${r.kind}${r.at} ${r.bytes ?? Buffer.byteLength(r.payload)} ${r.name}\n${r.payload}`;
+    text += `${r.kind}${r.at} ${r.bytes ?? Buffer.byteLength(r.payload)} ${r.yielded ?? 0} ${r.name}\n${r.payload}`;
   }
   if (i === records.length) return text;
   const parts: Buffer[] = [Buffer.from(text)];
   for (; i < records.length; i++) {
     const r = records[i];
     const payload = typeof r.payload === 'string' ? Buffer.from(r.payload) : r.payload;
-    parts.push(Buffer.from(`${r.kind}${r.at} ${payload.length} ${r.name}\n`), payload);
+    parts.push(Buffer.from(`${r.kind}${r.at} ${payload.length} ${r.yielded ?? 0} ${r.name}\n`), payload);
   }
   return Buffer.concat(parts);
 }
@@ -166,9 +166,13 @@ export function parseJournal(field: string, value: Buffer): JournalEntry | undef
     const head = value.toString('utf8', i + 1, nl);
     const s1 = head.indexOf(' ');
     const s2 = s1 < 0 ? -1 : head.indexOf(' ', s1 + 1);
+    const s3 = s2 < 0 ? -1 : head.indexOf(' ', s2 + 1);
     const size = s2 < 0 ? NaN : Number(head.slice(s1 + 1, s2));
+    const yielded = s3 < 0 ? NaN : Number(head.slice(s2 + 1, s3));
     if (s1 <= 0 || !Number.isSafeInteger(size) || size < 0 || nl + 1 + size > value.length) return undefined;
-    records.push({ at: head.slice(0, s1), kind, name: head.slice(s2 + 1), payload: value.subarray(nl + 1, nl + 1 + size) });
+    if (!Number.isSafeInteger(yielded) || yielded < 0) return undefined;
+    const payload = value.subarray(nl + 1, nl + 1 + size);
+    records.push({ at: head.slice(0, s1), kind, name: head.slice(s3 + 1), payload, yielded });
     i = nl + 1 + size;
   }
   if (records.length === 0 || records[0].at !== field.slice(space + 1)) return undefined;

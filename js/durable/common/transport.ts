@@ -197,6 +197,12 @@ export interface JournalRecord {
   readonly payload: Buffer | string;
   /** The payload's length in bytes, when its maker counted it (a string's UTF-8, counted once rather than again). */
   readonly bytes?: number;
+  /**
+   * Outputs the handler had yielded for its current input when it made this record (its call, or its pull of the
+   * chunk or end; absent: 0): a new version that replays the records of an answer in flight continues the old
+   * answer only if it yields as many before each.
+   */
+  readonly yielded?: number;
 }
 
 /**

@@ -17,7 +17,15 @@ import type { Codec } from '../common/codec';
 import { encodeChecked } from '../common/codec';
 import type { JournalEntry, JournalRecord } from '../common/transport';
 import { journalField } from '../common/stored';
-import { JournalDivergedError, JournalTooLargeError, builtInErrorClass, decodeError, describe, invalidType } from '../../errors';
+import {
+  AnswerRestartedError,
+  JournalDivergedError,
+  JournalTooLargeError,
+  builtInErrorClass,
+  decodeError,
+  describe,
+  invalidType,
+} from '../../errors';
 
 import type { JournalCall, JournalStreamCall } from '../../types';
 
@@ -147,6 +155,51 @@ export class Journal {
     return this.#divergedInput;
   }
 
+  /**
+   * A migrated session's answer in flight: the input its old version was answering (by `inputs()`) and the outputs
+   * it had written for it; null: none. The new version continues that answer only while it yields, before each
+   * record it takes, as many outputs as the old version had (`JournalRecord.yielded`), and makes no call of its own
+   * before yielding as many as the old one wrote: else it yields another answer (`#restarts`).
+   */
+  #inFlight: { input: number; written: number } | null = null;
+  /** The input where the new version's outputs stopped lining up with the old version's records, -1: none. */
+  #restartedInput = -1;
+
+  /** Its session was adopted by `migrate` while its old version was answering `input`, having written `written` outputs of it. */
+  answerInFlight(input: number, written: number): void {
+    this.#inFlight = { input, written };
+  }
+
+  /** A recorded result, chunk or end is taken with `yielded` outputs yielded for the input: as many as its maker's? */
+  #lineUp(r: JournalRecord, yielded: number): void {
+    if (this.#inFlight?.input === this.inputs() && (r.yielded ?? 0) !== yielded)
+      this.#restarts(`the record of ${recordNamed(this.sid, r.at, r.kind, r.name)}`, r.yielded ?? 0, yielded);
+  }
+
+  /**
+   * A call (or a stream's pull) not from a record, with `yielded` outputs yielded for the input: the old version,
+   * continued to here, had yielded every output it wrote (its calls after those are in no record).
+   */
+  #fresh(what: () => string, yielded: number): void {
+    const inFlight = this.#inFlight;
+    if (
+      inFlight !== null &&
+      this.continuedInput === inFlight.input &&
+      this.inputs() === inFlight.input &&
+      yielded < inFlight.written
+    )
+      this.#restarts(what(), inFlight.written, yielded);
+  }
+
+  /** The new version's outputs for the answer in flight are not the old ones continued: it restarts, and is reported. */
+  #restarts(where: string, recorded: number, yielded: number): void {
+    const input = this.inputs();
+    if (this.#restartedInput === input) return;
+    this.#restartedInput = input;
+    if (this.continuedInput === input) this.continuedInput = -1;
+    this.host.report(new AnswerRestartedError(this.sid, where, recorded, yielded));
+  }
+
   /** The input the handler made its last call in (its count of inputs then), and the calls made before that input's first. */
   #input = -1;
   #inputCalls = 0;
@@ -176,10 +229,12 @@ export class Journal {
   /** The handler took a recorded result or chunk: its outputs for this input continue the old answer. */
   #continues(): void {
     const input = this.inputs();
-    if (input !== this.#divergedInput) this.continuedInput = input;
+    if (input !== this.#divergedInput && input !== this.#restartedInput) this.continuedInput = input;
   }
   /** The count of inputs its handler has taken (set by its hooks). */
   inputs: () => number = () => 0;
+  /** The outputs its handler has yielded for its current input so far (set by its hooks). */
+  yielded: () => number = () => 0;
   /** Queues an entry on the partition's outbox, with its first record (set once the session runs). */
   queue: ((entry: Segment) => void) | null = null;
 
@@ -224,6 +279,7 @@ export class Journal {
     name: string,
     payload: Buffer | string,
     signal: AbortSignal,
+    yielded: number,
   ): void {
     if (call <= this.#covered || signal.aborted) return;
     const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
@@ -240,7 +296,7 @@ export class Journal {
       this.#open = entry;
       entry.first = at;
     }
-    entry.records.push({ at, kind, name, payload, bytes: size });
+    entry.records.push({ at, kind, name, payload, bytes: size, yielded });
     entry.bytes += size;
     if (call > entry.last) entry.last = call;
     this.#bytes += size;
@@ -313,27 +369,27 @@ export class Journal {
    * Records a value (a result, a chunk) at `at`, its encoding checked, and gives back what a replay gets there: the
    * value decoded from its record (`undefined` as itself), so that a first run sees what a replay sees.
    */
-  #value(call: number, at: string, name: string, value: unknown, signal: AbortSignal): unknown {
+  #value(call: number, at: string, name: string, value: unknown, signal: AbortSignal, yielded: number): unknown {
     if (value === undefined) {
-      this.#record(call, at, 'u', name, '', signal);
+      this.#record(call, at, 'u', name, '', signal, yielded);
       return undefined;
     }
     // (Its name in an error made only for one: a call's own cost has no string of it.)
     const what = () => recordNamed(this.sid, at, 'v', name);
     const payload = encodeChecked(this.host.codec, value, this.host.maxEventBytes, what);
-    this.#record(call, at, 'v', name, payload, signal);
+    this.#record(call, at, 'v', name, payload, signal, yielded);
     return this.host.codec.decode(Buffer.isBuffer(payload) ? payload : Buffer.from(payload));
   }
 
   /** Records a call's result (its encoding checked) at its place `at` (`String(call)`), and gives back what a replay gets (`#value`). */
-  #done(call: number, at: string, name: string, result: unknown, signal: AbortSignal): unknown {
-    return this.#value(call, at, name, result, signal);
+  #done(call: number, at: string, name: string, result: unknown, signal: AbortSignal, yielded: number): unknown {
+    return this.#value(call, at, name, result, signal, yielded);
   }
 
   /** Records a call's failure (a replay throws the same error at the same place), and throws it. */
-  #failed(call: number, at: string, name: string, error: unknown, signal: AbortSignal): never {
+  #failed(call: number, at: string, name: string, error: unknown, signal: AbortSignal, yielded: number): never {
     const payload = this.encodeError(error);
-    this.#record(call, at, 'e', name, payload, signal);
+    this.#record(call, at, 'e', name, payload, signal, yielded);
     // What a replay throws: the error rebuilt from its record (unless cancelled: nothing is recorded then).
     throw signal.aborted ? error : recordedError(payload);
   }
@@ -348,17 +404,20 @@ export class Journal {
     const call = ++this.calls;
     // (Its place, made once: the body's key and the record's place.)
     const at = String(call);
+    const yielded = this.yielded();
     try {
       if (this.#recordedCalls.size > 0) {
         this.#check(call, name, false);
         const recorded = this.#recordedAt(at);
         if (recorded !== undefined) {
+          this.#lineUp(recorded, yielded);
           this.#continues();
           if (recorded.kind === 'e')
             return Promise.reject(recordedError(recorded.payload, callNamed(this.sid, call, name, false)));
           return Promise.resolve(this.#decode(recorded));
         }
       }
+      if (this.#inFlight !== null) this.#fresh(() => callNamed(this.sid, call, name, false), yielded);
       let result: unknown;
       let later = false;
       try {
@@ -366,14 +425,14 @@ export class Journal {
         // (Its `then` read here, as `await` would: a getter that throws is the call's failure.)
         later = isThenable(result);
       } catch (error) {
-        this.#failed(call, at, name, error, signal);
+        this.#failed(call, at, name, error, signal, yielded);
       }
       if (later)
         return Promise.resolve(result as PromiseLike<unknown>).then(
-          (value) => this.#done(call, at, name, value, signal),
-          (error: unknown) => this.#failed(call, at, name, error, signal),
+          (value) => this.#done(call, at, name, value, signal, yielded),
+          (error: unknown) => this.#failed(call, at, name, error, signal, yielded),
         );
-      return Promise.resolve(this.#done(call, at, name, result, signal));
+      return Promise.resolve(this.#done(call, at, name, result, signal, yielded));
     } catch (error) {
       return Promise.reject(error);
     }
@@ -392,20 +451,25 @@ export class Journal {
     const call = ++this.calls;
     const chunks: unknown[] = [];
     if (this.#recordedCalls.size > 0) this.#check(call, name, true);
+    // (Each record is taken, or made, at the handler's pull of it: after the outputs it yielded for the chunk before.)
     for (;;) {
       const r = this.#recordedAt(`${call}.${chunks.length}`);
       if (r === undefined) break;
+      this.#lineUp(r, this.yielded());
       const chunk = this.#decode(r);
       this.#continues();
       chunks.push(chunk);
       yield chunk;
     }
+    let yielded = this.yielded();
     const end = this.#recordedAt(`${call}.end`);
     if (end !== undefined) {
+      this.#lineUp(end, yielded);
       if (end.kind === 'e') throw recordedError(end.payload, callNamed(this.sid, call, name, true));
       return;
     }
     let i = chunks.length;
+    if (this.#inFlight !== null) this.#fresh(() => `chunk ${i} of ${callNamed(this.sid, call, name, true)}`, yielded);
     try {
       const source = factory({ key: `${this.sid}/${call}`, signal, chunks });
       if (source === null || typeof source !== 'object' || (!(Symbol.asyncIterator in source) && !(Symbol.iterator in source)))
@@ -413,16 +477,17 @@ export class Journal {
           `${callNamed(this.sid, call, name, true)}: the factory must return an iterable or async iterable. Received ${describe(source)}`,
         );
       for await (const chunk of source as AsyncIterable<unknown>) {
-        const value = this.#value(call, `${call}.${i}`, name, chunk, signal);
+        const value = this.#value(call, `${call}.${i}`, name, chunk, signal, yielded);
         i++;
         yield value;
+        yielded = this.yielded();
       }
     } catch (error) {
       const payload = this.encodeError(error);
-      this.#record(call, `${call}.end`, 'e', name, payload, signal);
+      this.#record(call, `${call}.end`, 'e', name, payload, signal, yielded);
       throw signal.aborted ? error : recordedError(payload);
     }
-    this.#record(call, `${call}.end`, 'x', name, '', signal);
+    this.#record(call, `${call}.end`, 'x', name, '', signal, yielded);
   }
 
   /**

@@ -52,6 +52,7 @@ export function sessionHooks(
   // Its journal: the records the last owner left, asked for again from the call after its checkpoint's.
   checkpoints.journal = new Journal(sid, snapshot?.calls ?? 0, journal, w, (error) => serializeError(error, w.maxEventBytes));
   checkpoints.journal.inputs = () => checkpoints.inputsTaken;
+  checkpoints.journal.yielded = () => checkpoints.yieldedForInput();
   if (snapshot !== undefined) checkpoints.lastInput = snapshot.lastInput;
   if (debounce !== null) {
     checkpoints.encodeDebounce = (pending) => encodePending(w.codec, pending as DebouncePending);

@@ -316,8 +316,15 @@ export class Checkpoints implements SessionHooks {
     this.#endPlaced = true;
     this.places.took(this.#yieldedAtAsk);
   }
-  attach(): void {
+  attach(yielded: () => number): void {
     this.attached = true;
+    this.#yieldedNow = yielded;
+  }
+  /** Outputs its handler has yielded so far (its stream's count, from `attach`). */
+  #yieldedNow: () => number = () => 0;
+  /** Outputs its handler has yielded since it asked for the input it took last (of that input, so far). */
+  yieldedForInput(): number {
+    return this.#yieldedNow() - this.#yieldedAtAsk;
   }
   next(yielded: number): { value: unknown } | 'end' | undefined {
     this.#yieldedAtAsk = yielded;
@@ -561,6 +568,11 @@ export class Session<I, O> implements CheckpointsOwner {
     this.writtenBefore = start.writtenBefore;
     // (Outputs placed before any input since its checkpoint were of an input its restore does not answer again.)
     this.inFlightInput = (start.writtenBefore?.at[0] ?? 0) > 0 ? (start.writtenBefore as Required<OutputMark>).at[0] : -1;
+    if (this.inFlightInput >= 0)
+      this.checkpoints.journal?.answerInFlight(
+        this.inFlightInput + this.checkpoints.places.fromInputs,
+        (start.writtenBefore as Required<OutputMark>).at[1],
+      );
     this.scope = start.scope;
     this.permit = start.permit;
     this.stepped = start.stepped;

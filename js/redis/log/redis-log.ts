@@ -11,7 +11,7 @@
 //   velo:{name:pN}:commit  the owner's last commit, with local delivery (retries)
 //   velo:{name:pN}:ckpt    hash: session id -> its last checkpoint (a JSON header line, then the state's bytes)
 //   velo:{name:pN}:journal hash: "<sid> <at>" -> a journal entry (ctx.run, ctx.stream): a session's records of one
-//                          commit, each "<kind><at> <bytes> <name>\n" then its payload (stored.ts, journalValue)
+//                          commit, each "<kind><at> <bytes> <yielded> <name>\n" then its payload (stored.ts)
 //   velo:{name:pN}:timers  hash: session id -> the ids of its timers whose wake-ups were written
 //   velo:{name:pN}:ends    hash (checkReplay): session id -> where it ended, "<reason> <last input>"
 //   velo:{name:pN}:ended   sorted set (checkReplay): the sids in :ends, by their first entry's ms (trimmed with the input)

@@ -1,0 +1,208 @@
+// The journaled answers of the simulator's `--journal` runs (redis-sim.mjs): the calls each release makes for an
+// event (`journalPlansFor`), and what must hold of the answers read back (`journalChecks`).
+import { prng } from '../../bench/prng.mjs';
+import { callsOf } from './session-script.mjs';
+
+/**
+ * The keys of `--journal` runs: each event makes journaled calls to a service that answers differently on every
+ * call and streams a journaled model answer (`session-script.mjs`), a pause between each output. With `--versions`,
+ * each release makes other calls for an event than the release before it (`journalPlansFor`).
+ */
+export const JOURNAL_KEYS = ['J0', 'J1', 'J2'];
+
+/** The calls a `--versions --journal` event's first release makes (`{ run }`: `ctx.run`, `{ stream }`: `ctx.stream`). */
+const FIRST_CALLS = [
+  [{ run: 'route' }, { stream: 'model' }],
+  [{ run: 'route' }, { run: 'moderation' }, { stream: 'model' }],
+  [{ run: 'route' }, { stream: 'model' }, { run: 'summary' }],
+];
+
+/** Names a release may give a call it adds or renames. */
+const NEW_CALLS = ['lookup', 'policy', 'rerank', 'cite', 'moderation', 'summary'];
+
+/**
+ * With `--journal --versions`: each journal event's calls per release (`event.calls`, by version), drawn from a stream
+ * of the seed's own. The first release's are one of `FIRST_CALLS`; each later release's are the release before's as
+ * they are, or with a call added (mostly between two, as a moderation step before the model), one dropped, or one
+ * renamed: a migrating release then replays an answer in flight whose records are another version's calls, and
+ * one that diverges after a call that matched its record must not take its new outputs for the old answer's.
+ * With `--answers`, releases also yield their streams in shapes of their own (`reshape`).
+ */
+export function journalPlansFor(seed, s) {
+  const random = prng(seed + 0x706c616e);
+  const int = (lo, hi) => lo + Math.floor(random() * (hi - lo + 1));
+  const pick = (list) => list[Math.floor(random() * list.length)];
+  const fresh = (calls) => pick(NEW_CALLS.filter((name) => !calls.some((c) => (c.run ?? c.stream) === name)));
+  const change = (calls) => {
+    const way = pick(['same', 'same', 'add', 'add', 'add', 'drop', 'drop', 'rename', 'rename']);
+    const next = [...calls];
+    if (way === 'add') {
+      const call = random() < 0.75 ? { run: fresh(calls) } : { stream: fresh(calls) };
+      next.splice(calls.length >= 2 && random() < 0.8 ? int(1, calls.length - 1) : int(0, calls.length), 0, call);
+    } else if (way === 'drop' && calls.length >= 2) next.splice(int(0, calls.length - 1), 1);
+    else if (way === 'rename') {
+      const at = int(0, calls.length - 1);
+      next[at] = calls[at].run !== undefined ? { run: fresh(calls) } : { stream: fresh(calls) };
+    }
+    return next;
+  };
+  for (const { event } of s.events) {
+    if (event.journal !== true) continue;
+    let calls = pick(FIRST_CALLS);
+    const plans = [];
+    for (const [i, { version }] of s.versions.releases.entries()) {
+      if (i > 0) calls = change(calls);
+      plans.push([version, calls]);
+    }
+    // (Versions named as Object.prototype's own properties: own properties, never a prototype set.)
+    event.calls = Object.fromEntries(plans);
+  }
+  if (s.answers === true) reshape(seed, s);
+}
+
+/** The outputs a stream call may yield per chunk (`shape`): one each, one per two, two each (session-script.mjs). */
+const SHAPES = [undefined, 'pairs', 'halves'];
+
+/**
+ * With `--journal --versions --answers`, drawn from a stream of the seed's own: a release may yield its streams'
+ * chunks in another shape than the release before (`SHAPES`), taking every record of an answer in flight as the
+ * old version did, but with another number of outputs per chunk: those outputs are not the old answer continued.
+ */
+function reshape(seed, s) {
+  const random = prng(seed + 0x73686170);
+  for (const { event } of s.events) {
+    if (event.calls === undefined) continue;
+    let shape;
+    for (const version of Object.keys(event.calls)) {
+      if (random() < 0.5) shape = SHAPES[Math.floor(random() * SHAPES.length)];
+      event.calls[version] = event.calls[version].map((call) =>
+        call.stream === undefined || shape === undefined ? call : { ...call, shape },
+      );
+    }
+  }
+}
+
+/** Whether an event's releases make different calls (`journalPlansFor`): a replay by another may diverge. */
+export const callsDiffer = (event) =>
+  event.calls !== undefined && new Set(Object.values(event.calls).map((calls) => JSON.stringify(calls))).size > 1;
+
+/** An output of a journal event as the checks show it: `<ver>:` then `route=s4`, `model.0/m5`, `restart` or `done`. */
+function shownJournal(o) {
+  const what =
+    o.restart !== undefined
+      ? 'restart'
+      : o.done === true
+        ? 'done'
+        : o.chunk === undefined
+          ? `${o.call}=${o.answer}`
+          : `${o.call}.${o.chunk.from === undefined ? '' : `${o.chunk.from}-`}${o.chunk.i}${o.chunk.half === undefined ? '' : `h${o.chunk.half}`}/${o.chunk.of}`;
+  return `${o.ver === undefined ? '' : `${o.ver}:`}${what}`;
+}
+
+/** Whether output `o` is the first its version makes for `event` (a result or chunk 0 of its first call). */
+function begins(event, o) {
+  const [first] = callsOf(event, o.ver);
+  return o.chunk === undefined
+    ? o.call !== undefined && o.call === first.run && !o.answer.includes(' ')
+    : o.call === first.stream && firstChunk(o) === 0 && o.chunk.half !== 1 && o.answer === '';
+}
+
+/** The first chunk a stream's output carries (`from`, for one of two chunks: a `pairs` shape). */
+const firstChunk = (o) => o.chunk.from ?? o.chunk.i;
+
+/**
+ * What is wrong with one try at an answer (`outs`, after a restart if any, its end included if `final`), against
+ * the calls of the version that made its last output (`callsOf`): its results and chunks must come in that order,
+ * each call once, a stream's chunks 0, 1, 2, ... of one answer, and every output must carry the results got before
+ * it (a call made again where its record was used shows another). A final try is whole: every call, then the end.
+ * Another version's outputs may begin it (an answer continued from the journal after a migration).
+ */
+function tryProblem(event, outs, final) {
+  const last = outs.at(-1);
+  if (last === undefined) return undefined;
+  const calls = callsOf(event, last.ver);
+  let got = [];
+  let next = 0;
+  let stream = null;
+  for (const o of outs) {
+    if (o.done === true) break;
+    if (o.chunk !== undefined && stream !== null && o.call === stream.name) {
+      const next =
+        stream.half === 0 ? o.chunk.i === stream.i && o.chunk.half === 1 : firstChunk(o) === stream.i + 1 && o.chunk.half !== 1;
+      if (!next || o.chunk.of !== stream.of) return `chunk ${shownJournal(o)} splices`;
+      stream.i = o.chunk.i;
+      stream.half = o.chunk.half;
+    } else {
+      const call = calls[next++];
+      const name = o.chunk === undefined ? call?.run : call?.stream;
+      if (name !== o.call)
+        return `${o.chunk === undefined ? 'result' : 'chunk'} of ${o.call} where ${last.ver ?? ''} calls ${call?.run ?? call?.stream ?? 'nothing'}`;
+      stream = null;
+      if (o.chunk === undefined) {
+        const parts = o.answer.split(' ');
+        if (parts.length !== got.length + 1 || parts.slice(0, -1).join(' ') !== got.join(' '))
+          return `${o.call} got ${o.answer} after ${got.join(' ')}`;
+        got = parts;
+        continue;
+      }
+      if (firstChunk(o) !== 0 || o.chunk.half === 1) return `${o.call} begins at chunk ${shownJournal(o)}`;
+      stream = { name: o.call, i: o.chunk.i, half: o.chunk.half, of: o.chunk.of };
+    }
+    if (o.answer !== got.join(' ')) return `${o.call} with ${o.answer} after ${got.join(' ')}`;
+  }
+  if (!final) return undefined;
+  if (next !== calls.length) return `${calls.length - next} calls of ${last.ver ?? ''} missing`;
+  if (last.answer !== got.join(' ')) return `its end with ${last.answer} after ${got.join(' ')}`;
+  return undefined;
+}
+
+/**
+ * The journaled answers of `--journal` runs, each event's outputs as read back: exactly one end, the last; tries
+ * after a restart (a replay whose calls diverged from the records, only where releases make different calls) each
+ * begin with their own calls again, and each try holds one answer in order (`tryProblem`): no output of two
+ * answers interleaved, nothing swallowed, no call repeated where its record was used, the last try whole. Every
+ * event sent is answered.
+ */
+export function journalChecks(result, s) {
+  const problems = [];
+  const asked = s.events.filter((e) => JOURNAL_KEYS.includes(e.key)).map((e) => e.event);
+  const byTag = new Map();
+  for (const o of [...result.outputs].sort((a, b) => (a.sid < b.sid ? -1 : a.sid > b.sid ? 1 : a.seq - b.seq))) {
+    if (!('value' in o) || !JOURNAL_KEYS.includes(o.key)) continue;
+    const list = byTag.get(o.value.in) ?? [];
+    list.push(o.value);
+    byTag.set(o.value.in, list);
+  }
+  for (const event of asked) {
+    const outs = byTag.get(event.tag) ?? [];
+    const problem = (() => {
+      const ends = outs.filter((o) => o.done === true).length;
+      if (ends !== 1) return `${ends} ends`;
+      if (outs.at(-1).done !== true) return 'outputs after its end';
+      // Tries: one after each restart (a replay whose calls diverged from the records: the handler answers again),
+      // and one where another version begins its first call anew (its answer not from the journal: written whole
+      // after the old version's partial one, docs/durable/migrate.md).
+      const tries = [];
+      for (const [i, o] of outs.entries()) {
+        if (i === 0 || o.restart !== undefined || (o.ver !== outs[i - 1].ver && (o.try ?? 0) === 0 && begins(event, o)))
+          tries.push([]);
+        tries.at(-1).push(o);
+      }
+      if (outs.some((o) => o.restart !== undefined) && !callsDiffer(event))
+        return 'a restart, though every version makes the same calls';
+      for (const t of tries) {
+        const number = t[0].restart === undefined ? 0 : t[0].try;
+        const lost = t.find((o) => (o.try ?? 0) !== number);
+        if (lost !== undefined) return `an output of try ${lost.try ?? 0} in try ${number} (its restart lost)`;
+      }
+      for (const [i, t] of tries.entries()) {
+        const problem = tryProblem(event, t[0].restart === undefined ? t : t.slice(1), i === tries.length - 1);
+        if (problem !== undefined) return `try ${i}: ${problem}`;
+      }
+      return undefined;
+    })();
+    if (problem !== undefined)
+      problems.push(`${event.tag}: not one journaled answer: ${problem} (${outs.map(shownJournal).join(' ')})`);
+  }
+  return problems;
+}
