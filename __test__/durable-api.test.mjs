@@ -6,8 +6,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { createClient } from 'redis';
-import { streamFn } from 'velo-stream';
+import { limiter, streamFn } from 'velo-stream';
 import * as durable from 'velo-stream/durable';
+import { postgresWorker } from 'velo-stream/postgres';
 import { IncomingMessage, ServerResponse } from 'node:http';
 import { Socket } from 'node:net';
 
@@ -117,6 +118,40 @@ test('schema with a Redis client, and the pool as `pool`: refused by name', asyn
       durable.fleetLimiter({ client: pool, name: 'api', concurrency: 1, whenPostgresFails: 'local' }),
     );
     assert.match(policy.message, /^fleetLimiter\(\): unknown option "whenPostgresFails": on Postgres it is "whenBackendFails"/);
+  } finally {
+    await pool.end();
+  }
+});
+
+/** Worker options refused by the engine's checks (the `limiter` and `version` options), with their codes. */
+const BAD_WORKER_OPTIONS = [
+  [{ limiter: 5 }, 'ERR_INVALID_ARG_TYPE'],
+  [{ limiter: {} }, 'ERR_INVALID_ARG_VALUE'],
+  [{ limiter: { session: limiter({ concurrency: 1 }), maxWaiting: 0 } }, 'ERR_OUT_OF_RANGE'],
+  [{ limiter: { session: limiter({ concurrency: 1, mode: 'reject' }) } }, 'ERR_INVALID_ARG_VALUE'],
+  [{ versions: {} }, 'ERR_INVALID_ARG_VALUE'],
+  [{ migrate: (s) => s }, 'ERR_INVALID_ARG_VALUE'],
+  [{ version: 'a b' }, 'ERR_INVALID_ARG_VALUE'],
+  [{ version: 'v2', versions: 1 }, 'ERR_INVALID_ARG_TYPE'],
+  [{ version: 'v2', migrate: async (s) => s }, 'ERR_INVALID_ARG_TYPE'],
+];
+
+test('the limiter and version options are refused naming the entry point called (sessionWorker, postgresWorker)', async () => {
+  const pool = new pg.Pool({ host: '127.0.0.1', port: 1 });
+  try {
+    const entries = {
+      sessionWorker: (o) => durable.sessionWorker(fn, { client: pool, name: 'f', ...o }),
+      postgresWorker: (o) => postgresWorker(fn, { pool, name: 'f', ...o }),
+    };
+    const misnamed = [];
+    for (const [name, call] of Object.entries(entries)) {
+      for (const [options, code] of BAD_WORKER_OPTIONS) {
+        const error = await errorOf(() => call(options));
+        assert.equal(error.code, code, `${name} ${Object.keys(options).join()}`);
+        if (!error.message.startsWith(`${name}(): `)) misnamed.push(`${name}: ${error.message}`);
+      }
+    }
+    assert.deepEqual(misnamed, []);
   } finally {
     await pool.end();
   }

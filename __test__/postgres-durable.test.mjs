@@ -123,3 +123,29 @@ test('a fleet limiter on Postgres full at its concurrency refuses with no wait (
     await full.close();
   }
 });
+
+test("sessionOutputs' count is 1 to 10,000 on Postgres, as on Redis: 10,001 is refused, 10,000 reads", async () => {
+  const shared = { client: pool(), schema: SCHEMA, name: fresh('count'), partitions: 2 };
+  const { client, ...rest } = shared;
+  for (const [name, read] of [
+    ['sessionOutputs', (count) => sessionOutputs({ ...shared, count })],
+    ['postgresOutputs', (count) => postgresOutputs({ ...rest, pool: client, count })],
+    ['keyOutputs', (count) => keyOutputs({ ...shared, key: 'k', count })],
+  ]) {
+    for (const count of [10_001, 100_000, 0]) {
+      assert.throws(() => read(count), { code: 'ERR_OUT_OF_RANGE', message: new RegExp(`^${name}\\(\\): `) }, `${name} ${count}`);
+    }
+  }
+  const worker = sessionWorker(totals({ idleTimeout: 60_000 }), { ...shared, pollInterval: 20 });
+  try {
+    await sessionProducer(shared).sendMany([
+      ['a', { n: 1 }],
+      ['b', { n: 2 }],
+    ]);
+    const outputs = await take(sessionOutputs({ ...shared, count: 10_000, pollInterval: 20 }), 2);
+    assert.deepEqual(outputs.map((o) => o.value.total).sort(), [1, 2]);
+    assert.equal((await take(keyOutputs({ ...shared, key: 'a', count: 10_000, pollInterval: 20 }), 1))[0].value.total, 1);
+  } finally {
+    await worker.close();
+  }
+});

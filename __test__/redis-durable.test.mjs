@@ -115,3 +115,29 @@ test('a fleet limiter full at its concurrency refuses with no wait (no Retry-Aft
     await Promise.all([full.close(), rated.close()]);
   }
 });
+
+test("sessionOutputs' count is 1 to 10,000 on Redis, as on Postgres: 10,001 is refused, 10,000 reads", async () => {
+  const fn = totals({ idleTimeout: 60_000 });
+  const shared = { client, name: functionName(fn, fresh('count')), partitions: 2 };
+  for (const [name, read] of [
+    ['sessionOutputs', (count) => sessionOutputs({ ...shared, count })],
+    ['redisOutputs', (count) => redisOutputs({ ...shared, count })],
+    ['keyOutputs', (count) => keyOutputs({ ...shared, key: 'k', count })],
+  ]) {
+    for (const count of [10_001, 100_000, 0]) {
+      assert.throws(() => read(count), { code: 'ERR_OUT_OF_RANGE', message: new RegExp(`^${name}\\(\\): `) }, `${name} ${count}`);
+    }
+  }
+  const worker = sessionWorker(fn, { ...shared, leaseTtl: 2000 });
+  try {
+    await sessionProducer(shared).sendMany([
+      ['a', { n: 1 }],
+      ['b', { n: 2 }],
+    ]);
+    const outputs = await take(sessionOutputs({ ...shared, count: 10_000 }), 2);
+    assert.deepEqual(outputs.map((o) => o.value.total).sort(), [1, 2]);
+    assert.equal((await take(keyOutputs({ ...shared, key: 'a', count: 10_000 }), 1))[0].value.total, 1);
+  } finally {
+    await worker.close();
+  }
+});

@@ -7,6 +7,7 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { limiter, streamFn, task } from 'velo-stream';
+import { sessionWorker } from 'velo-stream/durable';
 import { redisLimiter, redisProducer, redisWorker } from 'velo-stream/redis';
 import { start } from './helpers/child.mjs';
 import { client, fresh, killChild, lastStats, redis, useRedis } from './helpers/redis-suite.mjs';
@@ -521,4 +522,41 @@ test('hostile limiter options are refused at redisWorker() with coded errors, be
     { session: [l, limiter({ rate: { limit: 5, period: 1000 } })], step: limiter({ concurrency: 2 }), maxWaiting: 1 },
   ];
   await Promise.all(accepted.map((ok) => redisWorker(fn, { ...base, name: fresh('ok'), limiter: ok }).close()));
+});
+
+test('bad limiter and version options name the entry point called: sessionWorker() on Redis, or redisWorker()', async () => {
+  const fn = totals({ idleTimeout: 100 });
+  const l = limiter({ concurrency: 1 });
+  const base = { client, name: fresh('named'), partitions: 1 };
+  const bad = [
+    [{ limiter: 5 }, 'ERR_INVALID_ARG_TYPE'],
+    [{ limiter: { session: l, maxWaiting: 0 } }, 'ERR_OUT_OF_RANGE'],
+    [{ limiter: { session: [l, l] } }, 'ERR_INVALID_ARG_VALUE'],
+    [{ versions: {} }, 'ERR_INVALID_ARG_VALUE'],
+    [{ version: 'v2', versions: 1 }, 'ERR_INVALID_ARG_TYPE'],
+  ];
+  const made = [];
+  const misnamed = [];
+  try {
+    for (const [name, start] of [
+      ['sessionWorker', sessionWorker],
+      ['redisWorker', redisWorker],
+    ]) {
+      for (const [options, code] of bad) {
+        const what = `${name} ${JSON.stringify(options)}`;
+        let error;
+        try {
+          made.push(start(fn, { ...base, ...options }));
+        } catch (e) {
+          error = e;
+        }
+        assert.equal(error?.code, code, what);
+        if (!error.message.startsWith(`${name}(): `)) misnamed.push(`${name}: ${error.message}`);
+      }
+    }
+  } finally {
+    // (A worker made where a refusal was expected is closed, so that the failure is reported, not a hang.)
+    await Promise.all(made.map((w) => w.close()));
+  }
+  assert.deepEqual(misnamed, []);
 });

@@ -7,7 +7,7 @@ import { describe, invalidType, invalidValue, logResetError, ResumeCursorError, 
 import { integerOption } from '../../validate';
 import { checkKey, fnv1a } from './keys';
 import { formatCursor, idBefore, parseCursor } from './cursor';
-import type { OutputItem } from './outputs';
+import { MAX_READ_COUNT, type OutputItem } from './outputs';
 
 /** An output of the keys read, with the cursor to go on after it. */
 export type KeyOutput<O> = OutputItem<O> & {
@@ -52,7 +52,7 @@ export interface KeyReadOptions<O = unknown> {
    * delivered). Default `false`: read on across sessions.
    */
   sessionEnd?: boolean | ((output: KeyOutput<O>) => boolean);
-  /** Entries read per partition per call. Default 256. */
+  /** Entries read per partition per call, 1 to 10,000. Default 256. */
   count?: number;
   /** Ends the reading (and closes its connection). */
   signal?: AbortSignal;
@@ -103,7 +103,7 @@ export function keyPlan<O>(options: KeyReadOptions<O>, what: string, partitionCo
     throw invalidType(`${what}: options.sessionEnd must be a boolean or a function, not ${describe(sessionEnd)}`);
   if (sessionEnd !== false && set.size > 1)
     throw invalidValue(`${what}: options.sessionEnd follows one session of one key: give options.key, not ${set.size} keys`);
-  integerOption(what, 'count', count, 1, 10_000);
+  integerOption(what, 'count', count, 1, MAX_READ_COUNT);
   if (signal !== undefined && !(signal instanceof AbortSignal))
     throw invalidType(`${what}: options.signal must be an AbortSignal, not ${describe(signal)}`);
   const resume = from === undefined || from === null ? undefined : parseCursor(from, partitions, `${what}: options.from`);

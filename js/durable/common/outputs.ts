@@ -131,6 +131,9 @@ export function afterOption(
   return positions;
 }
 
+/** The most outputs a reader takes per partition per read (its `count`): the same for every reader, on every backend. */
+export const MAX_READ_COUNT = 10_000;
+
 /**
  * The `max` of `batches(options)` of the reader `what`.
  * @throws {TypeError} `ERR_INVALID_ARG_TYPE` for options that are not an object.

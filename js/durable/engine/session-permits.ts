@@ -1,4 +1,4 @@
-// Limiters used by `redisWorker` sessions (`redisWorker(fn, { limiter: { session, step } })`): a permit of every
+// Limiters used by a worker's sessions (`sessionWorker(fn, { limiter: { session, step } })`): a permit of every
 // limiter of `session` for each session, from before it opens to its end, and of every limiter of `step` for each
 // input its handler takes, from before it is given to the handler's next ask.
 //
@@ -18,7 +18,7 @@ import type { Clock, ClockTimer } from '../common/clock';
 import { kAsksInputs } from '../../core/protocol';
 
 /**
- * What the limiters of `redisWorker`'s `limiter` option get as their item (their `key` and `cost` functions): the
+ * What the limiters of a worker's `limiter` option get as their item (their `key` and `cost` functions): the
  * session's key and id, and the input the permit is for.
  */
 export interface SessionPermitItem<I = unknown> {
@@ -39,7 +39,7 @@ export interface SessionPermitItem<I = unknown> {
 /** One or more limiters (an array: a permit of each, taken in its order, released together). */
 export type SessionLimiters<I> = Limiter<SessionPermitItem<I>> | readonly Limiter<SessionPermitItem<I>>[];
 
-/** `redisWorker`'s `limiter` option. At least one of `session` and `step`. */
+/** A worker's `limiter` option. At least one of `session` and `step`. */
 export interface WorkerLimiterOptions<I = unknown> {
   /**
    * A permit of each for every session: taken before the session opens (its key's events wait meanwhile, other
@@ -60,7 +60,6 @@ export interface WorkerLimiterOptions<I = unknown> {
   maxWaiting?: number;
 }
 
-const W = 'redisWorker()';
 const KNOWN = ['session', 'step', 'maxWaiting'];
 /** `maxWaiting`'s default. */
 const MAX_WAITING_DEFAULT = 1000;
@@ -77,11 +76,11 @@ export interface CheckedLimiter {
   readonly maxWaiting: number;
 }
 
-function read(options: object, field: string): unknown {
+function read(what: string, options: object, field: string): unknown {
   try {
     return (options as Record<string, unknown>)[field];
   } catch (error) {
-    throw invalidType(`${W}: the "limiter.${field}" option could not be read (${describe(error)})`, error);
+    throw invalidType(`${what}: the "limiter.${field}" option could not be read (${describe(error)})`, error);
   }
 }
 
@@ -96,60 +95,62 @@ function rejects(l: Limiter<unknown>): boolean {
 }
 
 /**
- * Checks `redisWorker`'s `limiter` option for `fn`. Undefined: none. Refused: anything but an options object with
- * `session` and/or `step` (limiters, or non-empty arrays of them) and an integer `maxWaiting`; a limiter in 'reject'
- * mode (a session or step would be dropped, and a replay could drop another); a limiter given twice (a session and
- * its step holding two permits of one concurrency limit can wait for each other for ever); `step` with a function
- * whose streams do not ask for their inputs one at a time.
+ * Checks a worker's `limiter` option for `fn` (`what` names the entry point called in its errors). Undefined: none.
+ * Refused: anything but an options object with `session` and/or `step` (limiters, or non-empty arrays of them) and an
+ * integer `maxWaiting`; a limiter in 'reject' mode (a session or step would be dropped, and a replay could drop
+ * another); a limiter given twice (a session and its step holding two permits of one concurrency limit can wait for
+ * each other for ever); `step` with a function whose streams do not ask for their inputs one at a time.
  */
-export function checkWorkerLimiter(value: unknown, fn: unknown): CheckedLimiter | undefined {
+export function checkWorkerLimiter(what: string, value: unknown, fn: unknown): CheckedLimiter | undefined {
   if (value === undefined) return undefined;
   let tag: string | undefined;
   try {
     tag = value !== null && typeof value === 'object' ? Object.prototype.toString.call(value) : undefined;
   } catch (error) {
-    throw invalidType(`${W}: the "limiter" option could not be read (${describe(error)})`, error);
+    throw invalidType(`${what}: the "limiter" option could not be read (${describe(error)})`, error);
   }
   if (tag !== '[object Object]' || isLimiterLike(value)) {
     throw invalidType(
-      `${W}: the "limiter" option must be an object such as { session: limiter } or { step: limiter }. Received ${describe(value)}`,
+      `${what}: the "limiter" option must be an object such as { session: limiter } or { step: limiter }. Received ${describe(value)}`,
     );
   }
   let keys: string[];
   try {
     keys = Object.keys(value as object);
   } catch (error) {
-    throw invalidType(`${W}: the "limiter" option could not be read (${describe(error)})`, error);
+    throw invalidType(`${what}: the "limiter" option could not be read (${describe(error)})`, error);
   }
   for (const key of keys) {
     if (!KNOWN.includes(key))
-      throw invalidValue(`${W}: unknown option "limiter.${key}". Known options: ${KNOWN.map((k) => `limiter.${k}`).join(', ')}`);
+      throw invalidValue(
+        `${what}: unknown option "limiter.${key}". Known options: ${KNOWN.map((k) => `limiter.${k}`).join(', ')}`,
+      );
   }
-  const session = limiterList(read(value as object, 'session'), 'session');
-  const step = limiterList(read(value as object, 'step'), 'step');
+  const session = limiterList(what, read(what, value as object, 'session'), 'session');
+  const step = limiterList(what, read(what, value as object, 'step'), 'step');
   if (session.length === 0 && step.length === 0)
-    throw invalidValue(`${W}: the "limiter" option needs "session" or "step" (a limiter, or an array of them)`);
-  const maxWaitingValue = read(value as object, 'maxWaiting');
+    throw invalidValue(`${what}: the "limiter" option needs "session" or "step" (a limiter, or an array of them)`);
+  const maxWaitingValue = read(what, value as object, 'maxWaiting');
   const maxWaiting =
     maxWaitingValue === undefined
       ? MAX_WAITING_DEFAULT
-      : integerOption(W, 'limiter.maxWaiting', maxWaitingValue, 1, 1e6, 'from 1 to 1e6');
+      : integerOption(what, 'limiter.maxWaiting', maxWaitingValue, 1, 1e6, 'from 1 to 1e6');
   const all = [...session, ...step];
   if (new Set(all).size < all.length) {
     throw invalidValue(
-      `${W}: a limiter is given twice in the "limiter" option: a session would hold two of its permits, and may wait for itself`,
+      `${what}: a limiter is given twice in the "limiter" option: a session would hold two of its permits, and may wait for itself`,
     );
   }
   for (const l of all) {
     if (rejects(l)) {
       throw invalidValue(
-        `${W}: limiter "${nameOf(l)}" is in 'reject' mode: a worker's sessions wait for their permits (a refused session or step would be dropped where a replay might not drop it); use 'throttle'`,
+        `${what}: limiter "${nameOf(l)}" is in 'reject' mode: a worker's sessions wait for their permits (a refused session or step would be dropped where a replay might not drop it); use 'throttle'`,
       );
     }
   }
   if (step.length > 0 && (fn as { [kAsksInputs]?: unknown } | null)?.[kAsksInputs] !== true) {
     throw invalidValue(
-      `${W}: "limiter.step" needs a stream function of one handler (async function*): a pipe, a task() or batch() stage, or a workerFn does not ask for its inputs one at a time`,
+      `${what}: "limiter.step" needs a stream function of one handler (async function*): a pipe, a task() or batch() stage, or a workerFn does not ask for its inputs one at a time`,
     );
   }
   return { session, step, maxWaiting };
@@ -172,17 +173,17 @@ function isLimiterLike(value: unknown): boolean {
 }
 
 /** `limiter.<field>`: none, a limiter, or a non-empty array of them (copied: a later change of the array does nothing). */
-function limiterList(value: unknown, field: string): readonly Limiter<unknown>[] {
+function limiterList(what: string, value: unknown, field: string): readonly Limiter<unknown>[] {
   if (value === undefined) return [];
   let list: unknown[];
   try {
     list = Array.isArray(value) ? [...(value as unknown[])] : [value];
   } catch (error) {
-    throw invalidType(`${W}: the "limiter.${field}" option could not be read (${describe(error)})`, error);
+    throw invalidType(`${what}: the "limiter.${field}" option could not be read (${describe(error)})`, error);
   }
   if (list.length === 0 || !list.every(isLimiter)) {
     throw invalidType(
-      `${W}: the "limiter.${field}" option must be a limiter (made by limiter() or redisLimiter(), or any object with acquire, tryAcquire and stats) or a non-empty array of them. Received ${describe(value)}`,
+      `${what}: the "limiter.${field}" option must be a limiter (made by limiter() or redisLimiter(), or any object with acquire, tryAcquire and stats) or a non-empty array of them. Received ${describe(value)}`,
     );
   }
   return list;

@@ -33,15 +33,11 @@ export function checkVersionName(where: string, value: unknown): string {
 }
 
 /**
- * Checks `redisWorker`'s `version` and `versions` options. `versions` needs `version`: the older handlers a worker
- * keeps are for sessions that opened on them before the worker's own version came.
+ * Checks a worker's `version`, `versions` and `migrate` options (`what` names the entry point called in its errors).
+ * `versions` needs `version`: the older handlers a worker keeps are for sessions that opened on them before the
+ * worker's own version came.
  */
-export function checkVersions<I, O>(
-  version: unknown,
-  versions: unknown,
-  migrate: unknown,
-  what = 'redisWorker()',
-): WorkerVersions<I, O> {
+export function checkVersions<I, O>(version: unknown, versions: unknown, migrate: unknown, what: string): WorkerVersions<I, O> {
   const older = new Map<string, StreamFn<I, O> & Openable<I, O>>();
   if (version === undefined) {
     if (versions !== undefined)

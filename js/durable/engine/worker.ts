@@ -207,14 +207,14 @@ class RunningWorker<I, O> implements Worker, PartitionHost<I, O> {
     } catch (error) {
       throw invalidType(`${W}: the "limiter" option could not be read (${describe(error)})`, error);
     }
-    const limiters = checkWorkerLimiter(limiterOption, fn);
+    const limiters = checkWorkerLimiter(W, limiterOption, fn);
     let versionOptions: [unknown, unknown, unknown];
     try {
       versionOptions = [extra.version, extra.versions, extra.migrate];
     } catch (error) {
       throw invalidType(`${W}: the "version" options could not be read (${describe(error)})`, error);
     }
-    this.#versions = checkVersions<I, O>(...versionOptions);
+    this.#versions = checkVersions<I, O>(...versionOptions, W);
     integerOption(W, 'trimInterval', trimInterval, 0, Infinity, 'of at least 0 (ms)');
     if (typeof workerId !== 'string') throw invalidType(`${W}: options.workerId must be a string, not ${describe(workerId)}`);
     if (!/^[^\s:]{1,200}$/.test(workerId) || !isWellFormed(workerId))
@@ -734,7 +734,7 @@ export function checkWorkerFn(fn: unknown, what: string): void {
 /**
  * Runs `fn` as a distributed stream function on `backend` (see the module comment for the semantics): this process
  * joins the workers of the function, takes a fair share of its partitions, and runs one instance of `fn` per live
- * key. `what` names the entry point in option errors (`'redisWorker()'`).
+ * key. `what` names the entry point called in option errors (`'sessionWorker()'`, `'redisWorker()'`).
  * @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `fn` is not a stream function or an option is invalid.
  */
 export function startWorker<I, O>(

@@ -5,7 +5,7 @@
 import type { Outputs } from '../../durable/common/clients';
 import { describe, invalidType, invalidValue } from '../../errors';
 import { integerOption } from '../../validate';
-import { type OutputBatch, type OutputItem, afterOption, batchMax, batcher } from '../../durable/common/outputs';
+import { MAX_READ_COUNT, type OutputBatch, type OutputItem, afterOption, batchMax, batcher } from '../../durable/common/outputs';
 import { idParts, run, str } from '../log/sql';
 import { type PoolKey, type PostgresOptions, resolvePgOptions } from './options';
 import { retriedOnConnection } from './retry';
@@ -23,7 +23,7 @@ export interface PostgresOutputsOnly {
    * `from` for those partitions.
    */
   after?: Readonly<Record<number, string>>;
-  /** Outputs per partition per read. Default 256. */
+  /** Outputs per partition per read, 1 to 10,000. Default 256. */
   count?: number;
   /** How often a reader that found nothing looks again, ms. Default 100. */
   pollInterval?: number;
@@ -52,7 +52,7 @@ export function readPgOutputs<O>(options: PostgresOutputsOptions<O>, what: strin
   if (from !== 'start' && from !== 'end')
     throw invalidValue(`${what}: options.from must be 'start' or 'end', not ${describe(from)}`);
   const given = afterOption(what, after, o.partitions);
-  integerOption(what, 'count', count, 1, 100_000);
+  integerOption(what, 'count', count, 1, MAX_READ_COUNT);
   integerOption(what, 'pollInterval', pollInterval, 1, 60_000, 'from 1 to 60000 (ms)');
   if (signal !== undefined && !(signal instanceof AbortSignal))
     throw invalidType(`${what}: options.signal must be an AbortSignal, not ${describe(signal)}`);

@@ -2,7 +2,15 @@
 import type { Outputs } from '../../durable/common/clients';
 import { RedisConnectionError, describe, invalidType, invalidValue } from '../../errors';
 import { integerOption } from '../../validate';
-import { type OutputBatch, type OutputItem, afterOption, batchMax, batcher, outputItem } from '../../durable/common/outputs';
+import {
+  MAX_READ_COUNT,
+  type OutputBatch,
+  type OutputItem,
+  afterOption,
+  batchMax,
+  batcher,
+  outputItem,
+} from '../../durable/common/outputs';
 import type { RedisName } from '../log/name';
 import { type RedisOptions, callTimeoutOption, resolveOptions } from '../log/options';
 import { type RedisClientLike, type StreamEntries, readStreams, send, settlesWithin } from '../log/connection';
@@ -34,7 +42,7 @@ export interface RedisOutputsOnly {
    * twice), with `XAUTOCLAIM`, swept at most every `claimIdle / 2` ms (and 50 ms). Default: never.
    */
   claimIdle?: number;
-  /** Entries per read. Default 256. */
+  /** Outputs per partition per read, 1 to 10,000. Default 256. */
   count?: number;
   /** Ends the iteration. */
   signal?: AbortSignal;
@@ -191,7 +199,7 @@ export function readOutputs<O>(options: RedisOutputsOptions<O>, what: string): R
   checkClaimIdle(what, claimIdle);
   if (claimIdle !== undefined && group === undefined)
     throw invalidValue(`${what}: options.claimIdle needs options.group (only a group has entries to claim)`);
-  integerOption(what, 'count', count, 1, 10_000);
+  integerOption(what, 'count', count, 1, MAX_READ_COUNT);
   if (given !== undefined && !(given instanceof AbortSignal))
     throw invalidType(`${what}: options.signal must be an AbortSignal, not ${describe(given)}`);
   // `Symbol.asyncDispose` aborts each loop's own signal (also aborted by the caller's) and returns its iterator.
