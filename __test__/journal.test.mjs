@@ -384,3 +384,47 @@ test('ctx.run("") is refused on the first call of a process, as on every other',
   assert.equal(child.status, 0);
   assert.equal(child.stdout.trim(), 'ERR_INVALID_ARG_VALUE');
 });
+
+test("a result the codec refuses is the call's failure, recorded: the replay throws it again without running the body", async () => {
+  const bodies = { sync: 0, async: 0, large: 0 };
+  const seen = [];
+  const fn = streamFn(
+    async function* (events, ctx) {
+      for await (const e of events) {
+        const run = [];
+        for (const [name, body] of [
+          ['sync', () => 10n],
+          ['async', async () => ({ big: 1n })],
+          ['large', () => 'x'.repeat(4096)],
+        ]) {
+          try {
+            await ctx.run(name, () => {
+              bodies[name]++;
+              return body();
+            });
+            run.push('accepted');
+          } catch (error) {
+            run.push({ name: error?.name, code: error?.code, message: error?.message });
+          }
+        }
+        seen.push(run);
+        yield { e };
+      }
+    },
+    { idleTimeout: 60_000 },
+  );
+  const tw = testWorker(fn, { leaseTtl: 3000, maxEventBytes: 1024 });
+  tw.send('k', 1);
+  await tw.advance(100);
+  tw.crash();
+  await tw.advance(10_000);
+  assert.equal(seen.length, 2, 'the first run and the replay');
+  assert.deepEqual(bodies, { sync: 1, async: 1, large: 1 }, 'each body ran once');
+  assert.deepEqual(seen[1], seen[0], 'the replay threw what the first run did');
+  assert.ok(
+    seen[0].every((r) => typeof r === 'object' && typeof r.code === 'string'),
+    JSON.stringify(seen[0]),
+  );
+  assert.equal(seen[0][2].code, 'ERR_VELO_EVENT_TOO_LARGE');
+  assert.deepEqual(other(tw), []);
+});

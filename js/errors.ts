@@ -160,9 +160,9 @@ export const ERROR_CODES = {
   ERR_VELO_ANSWER_RESTARTED: {
     class: 'AnswerRestartedError',
     from: 'velo-stream/durable',
-    when: "A session adopted by `migrate` mid-answer: the new version took the old version's journaled records of that answer, but yielded another number of outputs before one of them (or before its next call) than the old version had, so its outputs are not the old answer's continued. Its whole answer is written after the old version's partial one, and the worker reports this error to `onError` (nothing is thrown into the handler).",
+    when: "A session adopted by `migrate` mid-answer: the new version took the old version's journaled records of that answer, but its outputs are not the old ones continued: another number of them before a record (or before its first call past the records) than the old version had, or another output where the old version's last written one stands. Its whole answer is written after the old version's partial one, and the worker reports this error to `onError` (nothing is thrown into the handler).",
     action:
-      'Keep the outputs an answer yields per journaled result and per chunk from one version to the next, or have the new version yield an output that says the answer restarts.',
+      "Keep what an answer yields per journaled result and per chunk, and its outputs' form, from one version to the next (put the version in the answer's end, not in its tokens), or have the new version yield an output that says the answer restarts.",
   },
   ERR_VELO_JOURNAL_TOO_LARGE: {
     class: 'JournalTooLargeError',
@@ -1076,18 +1076,13 @@ export class AnswerRestartedError extends Error {
   readonly code = 'ERR_VELO_ANSWER_RESTARTED' as const;
   /** The session: `<key>@<id of its first input entry>`. */
   readonly sid: string;
-  /** Outputs of that answer the old version had yielded before the record (or had written, before a call of its own). */
-  readonly recorded: number;
-  /** Outputs of that answer the new version had yielded there. */
-  readonly yielded: number;
-  constructor(sid: string, where: string, recorded: number, yielded: number) {
+  /** `reason`: where the new version's outputs left the old version's (`its new version yielded ...`). */
+  constructor(sid: string, reason: string) {
     super(
-      `Answer restarted: session ${JSON.stringify(sid)} was adopted by migrate mid-answer, and its new version yielded ${yielded} output(s) of that answer before ${where} where the old version had yielded ${recorded}. Its outputs are not the old answer continued: its whole answer is written after the old version's partial one.`,
+      `Answer restarted: session ${JSON.stringify(sid)} was adopted by migrate mid-answer, and ${reason}. Its outputs are not the old answer continued: its whole answer is written after the old version's partial one.`,
     );
     this.name = 'AnswerRestartedError';
     this.sid = sid;
-    this.recorded = recorded;
-    this.yielded = yielded;
   }
 }
 

@@ -470,7 +470,8 @@ function lineage(result, releases) {
   const last = new Map();
   for (const o of [...result.outputs].sort((a, b) => (a.sid < b.sid ? -1 : a.sid > b.sid ? 1 : a.seq - b.seq))) {
     const ver = o.value?.ver;
-    if (ver === undefined) continue;
+    // (A journal event's outputs name the first version that makes its calls, not theirs: session-script.mjs.)
+    if (ver === undefined || JOURNAL_KEYS.includes(o.key)) continue;
     const before = last.get(o.sid);
     last.set(o.sid, ver);
     if (before === undefined || before === ver) continue;

@@ -136,6 +136,13 @@ export const DEFAULT_CALLS = [{ run: 'svc' }, { stream: 'model' }];
 export const callsOf = (input, version) =>
   input.calls !== undefined && Object.hasOwn(input.calls, version ?? '') ? input.calls[version ?? ''] : DEFAULT_CALLS;
 
+/** The first version (in release order) that makes the calls `version` makes for `input`. */
+function planOwner(input, version) {
+  if (input.calls === undefined || version === undefined) return version;
+  const plan = JSON.stringify(callsOf(input, version));
+  return Object.keys(input.calls).find((v) => JSON.stringify(input.calls[v]) === plan) ?? version;
+}
+
 export function scriptHandler({ pause, version, upgrades = false, extra = false, knows = [version] } = {}) {
   return async function* script(events, ctx) {
     let state = ctx.restored ?? { count: 0, took: [] };
@@ -158,6 +165,10 @@ export function scriptHandler({ pause, version, upgrades = false, extra = false,
         // (another version's calls) throws ERR_VELO_JOURNAL_DIVERGED: the handler yields a restart and makes its
         // calls again, at the places after (docs/durable/answers.md: catch it and end the answer).
         const calls = callsOf(input, version);
+        // (Its outputs name the first version with its calls: versions that make the same calls yield the same
+        // outputs, so that one can continue another's answer in flight.)
+        const owner = planOwner(input, version);
+        const jmark = owner === version ? mark : { ...mark, ver: owner };
         let got = [];
         // (Each try after a restart is numbered in its outputs: a reader that sees one without its restart before
         // it lost that restart.)
@@ -167,7 +178,7 @@ export function scriptHandler({ pause, version, upgrades = false, extra = false,
             for (const call of calls) {
               if (call.run !== undefined) {
                 got = [...got, await ctx.run(call.run, service)];
-                yield { in: input.tag, call: call.run, answer: got.join(' '), ...again, ...mark };
+                yield { in: input.tag, call: call.run, answer: got.join(' '), ...again, ...jmark };
                 if (pause !== undefined) await pause(input, ctx.entry);
                 continue;
               }
@@ -182,18 +193,18 @@ export function scriptHandler({ pause, version, upgrades = false, extra = false,
                     first = chunk;
                     continue;
                   }
-                  yield { in: input.tag, call: call.stream, answer, chunk: { ...chunk, from: first.i }, ...again, ...mark };
+                  yield { in: input.tag, call: call.stream, answer, chunk: { ...chunk, from: first.i }, ...again, ...jmark };
                   first = null;
                 } else if (call.shape === 'halves') {
-                  yield { in: input.tag, call: call.stream, answer, chunk: { ...chunk, half: 0 }, ...again, ...mark };
+                  yield { in: input.tag, call: call.stream, answer, chunk: { ...chunk, half: 0 }, ...again, ...jmark };
                   if (pause !== undefined) await pause(input, ctx.entry);
-                  yield { in: input.tag, call: call.stream, answer, chunk: { ...chunk, half: 1 }, ...again, ...mark };
-                } else yield { in: input.tag, call: call.stream, answer, chunk, ...again, ...mark };
+                  yield { in: input.tag, call: call.stream, answer, chunk: { ...chunk, half: 1 }, ...again, ...jmark };
+                } else yield { in: input.tag, call: call.stream, answer, chunk, ...again, ...jmark };
                 if (pause !== undefined) await pause(input, ctx.entry);
               }
               if (first !== null) {
                 const chunk = { ...first, from: first.i };
-                yield { in: input.tag, call: call.stream, answer: got.join(' '), chunk, ...again, ...mark };
+                yield { in: input.tag, call: call.stream, answer: got.join(' '), chunk, ...again, ...jmark };
                 if (pause !== undefined) await pause(input, ctx.entry);
               }
             }
@@ -202,11 +213,11 @@ export function scriptHandler({ pause, version, upgrades = false, extra = false,
             if (error?.code !== 'ERR_VELO_JOURNAL_DIVERGED') throw error;
             got = [];
             again = { try: (again.try ?? 0) + 1 };
-            yield { in: input.tag, restart: error.code, ...again, ...mark };
+            yield { in: input.tag, restart: error.code, ...again, ...jmark };
             if (pause !== undefined) await pause(input, ctx.entry);
           }
         }
-        yield { in: input.tag, answer: got.join(' '), done: true, ...again, ...mark };
+        yield { in: input.tag, answer: got.join(' '), done: true, ...again, ...jmark };
         state = { count: state.count + 1, took: [...state.took, input.tag] };
         if (input.checkpoint === true) ctx.checkpoint(version === undefined ? state : { ...state, v: version });
         continue;

@@ -336,18 +336,31 @@ export function inputEntries(raw: unknown): InputEntry[] {
 }
 
 /**
- * The place of a session's last output written, as stored beside its mark: `"<seq> <inputs> <position>"`, and `" a"`
- * when answered (the seq says which output it is the place of: a later output written with no place leaves it stale).
+ * The place of a session's last output written, as stored beside its mark: `"<seq> <inputs> <position>"`, `" a"`
+ * when answered, and `" h<digest>"` when it has one (the seq says which output it is the place of: a later output
+ * written with no place leaves it stale).
  */
-export function placeValue(seq: number, at: OutputPlace): string {
-  return `${seq} ${at[0]} ${at[1]}${at[2] === true ? ' a' : ''}`;
+export function placeValue(seq: number, at: OutputPlace, digest?: string): string {
+  return `${seq} ${at[0]} ${at[1]}${at[2] === true ? ' a' : ''}${digest === undefined ? '' : ` h${digest}`}`;
 }
 
-/** A session's mark read back: `written`, with the stored place if it is the place of that output. */
+/** A session's mark read back: `written`, with the stored place (and digest) if it is the place of that output. */
 export function parseMark(written: number, place: string | null | undefined): OutputMark {
-  const m = place == null ? null : /^(\d+) (\d+) (\d+)( a)?$/.exec(place);
+  const m = place == null ? null : /^(\d+) (\d+) (\d+)( a)?(?: h([0-9a-f]{8}))?$/.exec(place);
   if (m === null || Number(m[1]) !== written) return { written };
-  return { written, at: m[4] === undefined ? [Number(m[2]), Number(m[3])] : [Number(m[2]), Number(m[3]), true] };
+  const at: OutputPlace = m[4] === undefined ? [Number(m[2]), Number(m[3])] : [Number(m[2]), Number(m[3]), true];
+  return m[5] === undefined ? { written, at } : { written, at, digest: m[5] };
+}
+
+/**
+ * A digest of an output's payload (32-bit FNV-1a of its string's code units or its bytes, 8 hex digits): two versions
+ * that yield the same output give the same digest.
+ */
+export function payloadDigest(payload: Buffer | string): string {
+  let h = 0x811c9dc5;
+  if (typeof payload === 'string') for (let i = 0; i < payload.length; i++) h = Math.imul(h ^ payload.charCodeAt(i), 0x01000193);
+  else for (let i = 0; i < payload.length; i++) h = Math.imul(h ^ payload[i], 0x01000193);
+  return (h >>> 0).toString(16).padStart(8, '0');
 }
 
 /** The place of each session's last output among `outputs` (`placeValue`), for those whose last output has one. */
@@ -355,7 +368,7 @@ export function lastPlaces(outputs: readonly OutputRecord[]): Map<string, string
   const places = new Map<string, string>();
   for (const o of outputs) {
     if (o.at === undefined) places.delete(o.sid);
-    else places.set(o.sid, placeValue(o.seq, o.at));
+    else places.set(o.sid, placeValue(o.seq, o.at, o.digest));
   }
   return places;
 }

@@ -82,11 +82,18 @@ export interface SessionOpening {
  */
 export type OutputPlace = readonly [inputs: number, position: number, answered?: true];
 
-/** A session's high-water mark: outputs written so far, and the place of the last one when it was recorded. */
+/**
+ * A session's high-water mark: outputs written so far, and the place of the last one when it was recorded (with the
+ * digest of its payload, when it has one: `OutputRecord.digest`).
+ */
 export interface OutputMark {
   readonly written: number;
   readonly at?: OutputPlace;
+  readonly digest?: string;
 }
+
+/** The mark of outputs written past where a session starts from, their last one's place known. */
+export type WrittenMark = OutputMark & { readonly at: OutputPlace };
 
 /** One entry of a partition's input: an event for `key`, or a close marker for session `close`. */
 export interface InputEntry {
@@ -121,6 +128,11 @@ export interface OutputRecord {
   readonly error?: string;
   /** Its place (a session with hooks): kept with the session's mark when it is the last written. */
   readonly at?: OutputPlace;
+  /**
+   * A digest of its payload (`payloadDigest`; a session whose handler journals), kept with its place: a new version
+   * that continues an answer in flight from the journal yields this output again, or another answer.
+   */
+  readonly digest?: string;
   /** The session span's W3C `traceparent`, when the session is traced. */
   readonly traceparent?: string;
 }

@@ -56,6 +56,11 @@ function callNamed(sid: string, call: number, name: string, streamed: boolean): 
   return `ctx.${streamed ? 'stream' : 'run'}(${JSON.stringify(name)}) (journaled call ${call} of session ${JSON.stringify(sid)}, key ${key})`;
 }
 
+/** Where a new version's outputs part from the old version's records: as many before `where` as the old, or not. */
+function outputsBefore(where: string, recorded: number, yielded: number): string {
+  return `its new version yielded ${yielded} output(s) of that answer before ${where}, where the old version had yielded ${recorded}`;
+}
+
 /** How an error names the record of kind `kind` at `at`: `result of ctx.run(...)`, `chunk 2 of ctx.stream(...)`. */
 function recordNamed(sid: string, at: string, kind: JournalRecord['kind'], name: string): string {
   const dot = at.indexOf('.');
@@ -173,7 +178,7 @@ export class Journal {
   /** A recorded result, chunk or end is taken with `yielded` outputs yielded for the input: as many as its maker's? */
   #lineUp(r: JournalRecord, yielded: number): void {
     if (this.#inFlight?.input === this.inputs() && (r.yielded ?? 0) !== yielded)
-      this.#restarts(`the record of ${recordNamed(this.sid, r.at, r.kind, r.name)}`, r.yielded ?? 0, yielded);
+      this.restart(outputsBefore(`the record of ${recordNamed(this.sid, r.at, r.kind, r.name)}`, r.yielded ?? 0, yielded));
   }
 
   /**
@@ -188,16 +193,24 @@ export class Journal {
       this.inputs() === inFlight.input &&
       yielded < inFlight.written
     )
-      this.#restarts(what(), inFlight.written, yielded);
+      this.restart(outputsBefore(what(), inFlight.written, yielded));
   }
 
-  /** The new version's outputs for the answer in flight are not the old ones continued: it restarts, and is reported. */
-  #restarts(where: string, recorded: number, yielded: number): void {
+  /**
+   * The new version's outputs for the answer in flight are not the old ones continued (`reason`: where they part): it
+   * continues nothing there (its outputs for it are written whole, after the old ones), and this is reported, once.
+   */
+  restart(reason: string): void {
     const input = this.inputs();
     if (this.#restartedInput === input) return;
     this.#restartedInput = input;
     if (this.continuedInput === input) this.continuedInput = -1;
-    this.host.report(new AnswerRestartedError(this.sid, where, recorded, yielded));
+    this.host.report(new AnswerRestartedError(this.sid, reason));
+  }
+
+  /** Whether its handler journals (a call made, or records or calls restored): its outputs carry a digest then. */
+  get journals(): boolean {
+    return this.calls > 0 || this.#recorded.size > 0;
   }
 
   /** The input the handler made its last call in (its count of inputs then), and the calls made before that input's first. */
@@ -383,7 +396,15 @@ export class Journal {
 
   /** Records a call's result (its encoding checked) at its place `at` (`String(call)`), and gives back what a replay gets (`#value`). */
   #done(call: number, at: string, name: string, result: unknown, signal: AbortSignal, yielded: number): unknown {
-    return this.#value(call, at, name, result, signal, yielded);
+    let value: unknown;
+    try {
+      value = this.#value(call, at, name, result, signal, yielded);
+    } catch (error) {
+      // A result the codec refuses is the call's failure, recorded as any other: a replay does not run its body again.
+      if (error instanceof JournalTooLargeError) throw error;
+      this.#failed(call, at, name, error, signal, yielded);
+    }
+    return value;
   }
 
   /** Records a call's failure (a replay throws the same error at the same place), and throws it. */

@@ -5,7 +5,7 @@
 // `PartitionRun` runs the session it makes (its slot, timers, commits).
 import { CheckpointTooLargeError, decodeError, keyStateVersionError, migrateError } from '../../errors';
 import { type Codec, decodeStored } from '../common/codec';
-import type { OutputMark, SessionOpening, Snapshot } from '../common/transport';
+import type { OutputMark, SessionOpening, Snapshot, WrittenMark } from '../common/transport';
 import type { SessionLimits } from '../rules/session-rules';
 import type { Debounce } from '../../core/debounce';
 import type { PartitionHost } from './partition-host';
@@ -90,7 +90,7 @@ export interface OpeningPlan {
    * A session migrated now or before, whose earlier owner wrote outputs past where it starts from (its checkpoint,
    * or its first event): those, matched by place, are not written again; null otherwise (matched by seq).
    */
-  readonly writtenBefore: Required<OutputMark> | null;
+  readonly writtenBefore: WrittenMark | null;
   /**
    * How it starts from its key's kept state, if it has one (null: none): as it is, converted by `migrate` (kept by
    * a version the release does not run), or not at all (`'refused'`: kept by a version the release neither runs nor
@@ -176,10 +176,12 @@ function storedKeyState(stored: SessionOpening, release: OpeningRelease): 'as-is
 }
 
 /** The outputs written past where a session starts from (its checkpoint's seq, else 0), when their place is known. */
-function writtenPast(i: OpeningInputs): Required<OutputMark> | null {
+function writtenPast(i: OpeningInputs): WrittenMark | null {
   const mark = i.mark;
   if (mark?.at === undefined || mark.written <= (i.snapshot?.seq ?? 0)) return null;
-  return { written: mark.written, at: mark.at };
+  return mark.digest === undefined
+    ? { written: mark.written, at: mark.at }
+    : { written: mark.written, at: mark.at, digest: mark.digest };
 }
 
 /** What came of a plan's state: what the handler starts from, what its end keeps for its key, and failures. */

@@ -14,7 +14,8 @@
 import { type Codec, encodeChecked } from '../common/codec';
 import type { Outbox } from './outbox';
 import { type OutputPlaces, type PlacedRecord, placedBy } from './output-places';
-import type { OutputRecord } from '../common/transport';
+import type { OutputPlace, OutputRecord } from '../common/transport';
+import { payloadDigest } from '../common/stored';
 import type { PartitionHost, RunFlags } from './partition-host';
 import { type CheckpointCall, type Session, checkpointOf, serializeError } from './session';
 
@@ -34,11 +35,12 @@ export class SessionWrites<I, O> {
     const places = s.checkpoints?.attached === true ? s.checkpoints.places : null;
     places?.place(s.yieldsQueued + 1);
     let hold = false;
+    let current: OutputPlace | undefined;
     if (s.writtenBefore !== null) {
       const old = s.writtenBefore.at;
       // An earlier owner wrote the output at this place (a migrated session's old version): it stands.
       if (places !== null && placedBy(places.current, old)) return;
-      const current = places?.current;
+      current = places?.current;
       // Of the input it was answering, continued from its records: held, while it may still leave some of them.
       // Past the old's last output with every record taken, the held ones were the old answer continued.
       if (current !== undefined && current[0] === old[0] && continuing(s, places as OutputPlaces)) {
@@ -56,12 +58,22 @@ export class SessionWrites<I, O> {
       this.fail(s, encodeError);
       return;
     }
+    const journal = s.checkpoints?.journal;
+    const digest = journal?.journals === true ? payloadDigest(payload) : undefined;
+    // At the old version's last output, held: the same output, or the new version answers otherwise from here.
+    const old = s.writtenBefore;
+    if (hold && old?.digest !== undefined && current?.[1] === old.at[1] && digest !== old.digest) {
+      journal?.restart(`its new version's output ${current[1]} of that answer is not the one the old version wrote there`);
+      this.#writeHeld(s, current[0]);
+      hold = false;
+    }
     const output: OutputRecord & PlacedRecord = {
       sid: s.sid,
       seq: 0,
       key: s.key,
       payload,
       at: undefined,
+      digest,
       traceparent: s.scope?.traceparent,
     };
     places?.placeInto(output);

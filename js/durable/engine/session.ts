@@ -22,7 +22,7 @@ import {
   addTimer,
   cancelTimer,
 } from '../rules/session-rules';
-import type { InputEntry, OutputMark, OutputRecord, SessionEnd, SessionOpening, Snapshot } from '../common/transport';
+import type { InputEntry, OutputRecord, SessionEnd, SessionOpening, Snapshot, WrittenMark } from '../common/transport';
 import type { SessionScope } from '../common/trace-context';
 import type { ClockTimer } from '../common/clock';
 import { EntryIds } from './entry-ids';
@@ -414,7 +414,7 @@ export interface SessionStart<I, O> {
   readonly seq: number;
   readonly keep: Buffer | string | undefined;
   readonly keepVersion: string;
-  readonly writtenBefore: Required<OutputMark> | null;
+  readonly writtenBefore: WrittenMark | null;
   /** Its partition's run, which its hooks tell (through it). */
   readonly run: SessionRun<I, O>;
   readonly scope?: SessionScope;
@@ -472,7 +472,7 @@ export class Session<I, O> implements CheckpointsOwner {
    * A migrated session's outputs an earlier owner wrote after the checkpoint it started from: its outputs placed at
    * or before `at` are not written again, and the first after it continues past `written` (null once passed).
    */
-  writtenBefore: Required<OutputMark> | null;
+  writtenBefore: WrittenMark | null;
   /**
    * A migrated session's outputs for the input its old version was answering, not written while they may be the old
    * ones again, and the output at which its handler asked past that input (-1: not yet); null: none (session-writes.ts).
@@ -567,11 +567,11 @@ export class Session<I, O> implements CheckpointsOwner {
     this.keepVersion = start.keepVersion;
     this.writtenBefore = start.writtenBefore;
     // (Outputs placed before any input since its checkpoint were of an input its restore does not answer again.)
-    this.inFlightInput = (start.writtenBefore?.at[0] ?? 0) > 0 ? (start.writtenBefore as Required<OutputMark>).at[0] : -1;
+    this.inFlightInput = (start.writtenBefore?.at[0] ?? 0) > 0 ? (start.writtenBefore as WrittenMark).at[0] : -1;
     if (this.inFlightInput >= 0)
       this.checkpoints.journal?.answerInFlight(
         this.inFlightInput + this.checkpoints.places.fromInputs,
-        (start.writtenBefore as Required<OutputMark>).at[1],
+        (start.writtenBefore as WrittenMark).at[1],
       );
     this.scope = start.scope;
     this.permit = start.permit;

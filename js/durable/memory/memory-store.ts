@@ -60,7 +60,7 @@ class PartitionState {
   epoch = 0;
   /** sid -> last output seq written. */
   readonly hw = new Map<string, number>();
-  /** sid -> the place of its last output written, as stored beside its mark (`"<seq> <inputs> <position>"`). */
+  /** sid -> the place of its last output written, as stored beside its mark (`placeValue`). */
   readonly places = new Map<string, string>();
   /** `"<seq> <sid>"` -> the output's entry id and the digest of its field and bytes (checkReplay). */
   readonly check = new Map<string, { id: string; digest: string }>();

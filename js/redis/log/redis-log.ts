@@ -421,7 +421,7 @@ export class RedisLog implements PartitionLog {
     // The place of each session's last output in the call (as `lastPlaces` finds it: read once per session).
     for (const [sid, session] of sessions) {
       const at = session.output.at;
-      args.push(sid, session.key, at === undefined ? '' : placeValue(session.output.seq, at));
+      args.push(sid, session.key, at === undefined ? '' : placeValue(session.output.seq, at, session.output.digest));
     }
     for (const arg of runs) args.push(arg);
     for (const arg of data) args.push(arg);

@@ -1,5 +1,5 @@
 -- KEYS lease, input, out, hw, check, commit, ckpt, timers, ends, ended, opened, versions, journal, then one state key
--- per kept state; ARGV token, serial, flags, n, m, r, m x (sid, key, place: "<seq> <inputs> <position>", the place of
+-- per kept state; ARGV token, serial, flags, n, m, r, m x (sid, key, place: "<seq> <inputs> <position>[ a][ h<digest>]" (stored.ts placeValue), the place of
 -- the session's last output in the call, or ''), the n outputs in r runs, r x (session: its index in the m, 1-based,
 -- count: a run is outputs of one session, values (field v), or failures (field e) with the count negative), then
 -- n x (seq, data), in the runs' order, checkpoints count, n x (sid, snapshot), acks count, ids, ended count, n x (sid, last seq, end: "<reason> <last
