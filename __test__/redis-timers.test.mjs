@@ -305,7 +305,10 @@ test('a stage of a pipe run by redisWorker: ctx.checkpoint, ctx.wakeAt and ctx.c
       [0, 1].map((n) => ({ n, first: [code, code, code], entry: null, second: [code, code, code] })),
     );
     assert.equal(outputs[2].error.code, code);
-    assert.match(outputs[2].error.message, /ctx\.checkpoint\(\) is not available in a stage of a pipe run by redisWorker/);
+    assert.match(
+      outputs[2].error.message,
+      /ctx\.checkpoint\(\) is not available in a stage of a pipe run by a session worker \(sessionWorker\)/,
+    );
   } finally {
     await worker.close();
   }

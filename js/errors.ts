@@ -86,7 +86,7 @@ export const ERROR_CODES = {
   ERR_INVALID_ARG_VALUE: {
     class: 'TypeError',
     from: 'every entry point',
-    when: 'An argument or option with a value that cannot be used: an unknown option key, a bad event or key for Redis.',
+    when: 'An argument or option with a value that cannot be used: an unknown option key, a bad event or key for Redis or Postgres.',
     action: 'The message names the argument and the values allowed.',
   },
   ERR_OUT_OF_RANGE: {
@@ -147,7 +147,7 @@ export const ERROR_CODES = {
   ERR_VELO_CHECKPOINT_TOO_LARGE: {
     class: 'CheckpointTooLargeError',
     from: 'velo-stream/redis',
-    when: "A `redisWorker` session's `ctx.checkpoint(state)` whose state, with the timers it records (those its handler has not taken, with their payloads), is over `maxCheckpointBytes` encoded: thrown at the call, and the session fails.",
+    when: "A `sessionWorker` session's `ctx.checkpoint(state)` whose state, with the timers it records (those its handler has not taken, with their payloads), is over `maxCheckpointBytes` encoded: thrown at the call, and the session fails.",
     action: 'Keep less state or fewer pending timers, or raise `maxCheckpointBytes`.',
   },
   ERR_VELO_JOURNAL_DIVERGED: {
@@ -174,7 +174,7 @@ export const ERROR_CODES = {
   ERR_VELO_TOO_MANY_TIMERS: {
     class: 'TooManyTimersError',
     from: 'velo-stream/redis',
-    when: "A `redisWorker` session's `ctx.wakeAt()` while it has `maxSessionTimers` timers not taken by its handler: thrown at the call (no timer is made).",
+    when: "A `sessionWorker` session's `ctx.wakeAt()` while it has `maxSessionTimers` timers not taken by its handler: thrown at the call (no timer is made).",
     action: 'Make fewer timers per session (one per deadline, not one per event), or raise `maxSessionTimers`.',
   },
   ERR_VELO_TEST_NOT_SETTLED: {
@@ -221,16 +221,16 @@ export const ERROR_CODES = {
   ERR_VELO_TIMER_PAST_AGE: {
     class: 'TimerPastAgeError',
     from: 'velo-stream/redis',
-    when: "A `redisWorker` session's `ctx.wakeAt(time)` after the session's age end (first entry plus `maxSessionAge`): it could never fire. Thrown at the call; no timer is made.",
+    when: "A `sessionWorker` session's `ctx.wakeAt(time)` after the session's age end (first entry plus `maxSessionAge`): it could never fire. Thrown at the call; no timer is made.",
     action:
       "Compute `time` within the session (from `ctx.entry.time`), or raise `maxSessionAge`; a deadline past it belongs to the key's next session.",
   },
   ERR_VELO_PIPE_SESSION_CALL: {
     class: 'TypeError',
     from: 'velo-stream/redis',
-    when: "A stage of a pipe run by `redisWorker` calls `ctx.checkpoint()`, `ctx.wakeAt()` or `ctx.cancelTimer()`: a pipe's stages have no durable side, and the call would be lost on a takeover.",
+    when: "A stage of a pipe run by `sessionWorker` calls `ctx.checkpoint()`, `ctx.wakeAt()`, `ctx.cancelTimer()`, `ctx.run()` or `ctx.stream()`: a pipe's stages have no durable side, and the call would be lost on a takeover.",
     action:
-      "Run the stateful step as its own `redisWorker` function (a single handler, not a pipe), or keep the pipe's stages stateless.",
+      "Run the stateful step as its own `sessionWorker` function (a single handler, not a pipe), or keep the pipe's stages stateless.",
   },
   ERR_VELO_ENCODE: {
     class: 'TypeError',
@@ -255,7 +255,7 @@ export const ERROR_CODES = {
   ERR_VELO_SEND_FAILED: {
     class: 'SendError',
     from: 'velo-stream/redis',
-    when: 'Some events of a `send`/`sendMany` were not written (Redis refused them, or a call got no answer); `ids` says which.',
+    when: 'Some events of a `send`/`sendMany` were not written (the server refused them, or a call got no answer); `ids` says which.',
     action: 'Send again the events whose id is `null` (and `undefined` if a duplicate is acceptable).',
   },
   ERR_VELO_LAG_LIMIT: {
@@ -292,20 +292,21 @@ export const ERROR_CODES = {
     class: 'OnOutputError',
     from: 'velo-stream/redis (onOutput)',
     when: '`onOutput` threw or rejected for an output.',
-    action: 'Handle errors in `onOutput`; the output is in Redis either way.',
+    action: 'Handle errors in `onOutput`; the output is stored either way (`sessionOutputs` reads it).',
   },
   ERR_VELO_CLOSE_TIMEOUT: {
     class: 'CloseTimeoutError',
     from: 'velo-stream/redis',
-    when: "`close()` stopped waiting at the last lease's deadline: for Redis to answer, a handler to finish, or `onOutput`; the partitions still held were dropped (the next owner replays them).",
+    when: "`close()` stopped waiting at the last lease's deadline: for the server (Redis, Postgres) to answer, a handler to finish, or `onOutput`; the partitions still held were dropped (the next owner replays them).",
     action:
-      'Let handlers finish within `leaseTtl` (they get the cancel); read the outputs it did not deliver from Redis (`redisOutputs`).',
+      'Let handlers finish within `leaseTtl` (they get the cancel); read the outputs it did not deliver with `sessionOutputs`.',
   },
   ERR_VELO_LOG_RESET: {
     class: '',
     from: 'velo-stream/redis',
-    when: "A partition's fencing epoch went back, or a key's output reader (`redisKeyOutputs`, `redisSse`, `redisNdjson`) found a partition's output stream ending before the position it had read to: Redis lost data (a restart without persistence, a failover to a replica behind).",
-    action: 'Turn on persistence (docs/redis.md, operations; docs/durable/production.md, section 1); check what was lost.',
+    when: "A partition's fencing epoch went back, or a key's output reader (`keyOutputs`, `keySse`, `keyNdjson`) found a partition's outputs ending before the position it had read to: the server lost data (Redis: a restart without persistence, a failover to a replica behind; Postgres: a restore from an older backup).",
+    action:
+      'On Redis, turn on persistence (docs/redis.md, operations; docs/durable/production.md, section 1); check what was lost.',
   },
   ERR_VELO_REDIS_CONNECTION: {
     class: 'RedisConnectionError',
@@ -331,19 +332,19 @@ export const ERROR_CODES = {
     from: 'velo-stream/redis (redisKeyOutputs, redisSse, redisNdjson)',
     when: "A resume cursor (`Last-Event-ID`, `from`) that no reader of these keys wrote: too long, malformed, another key's, past the newest output, or not an output's id (`reason`: `length`, `syntax`, `partitions`, `future`, `unknown`). The HTTP helpers answer 400.",
     action:
-      'Send back only the ids the stream gave (EventSource does); start without a cursor to read from the start, or with one your server made (`redisCursor`).',
+      'Send back only the ids the stream gave (EventSource does); start without a cursor to read from the start, or with one your server made (`keyCursor`).',
   },
   ERR_VELO_RESUME_TRIMMED: {
     class: 'ResumeTrimmedError',
     from: 'velo-stream/redis (redisKeyOutputs, redisSse, redisNdjson)',
-    when: 'Outputs after a resume cursor were (or may have been) trimmed from Redis, or a reader fell that far behind. The HTTP helpers answer 410 before the first output, or end with an error event after one.',
+    when: 'Outputs after a resume cursor were (or may have been) trimmed from the log (Redis, Postgres), or a reader fell that far behind. The HTTP helpers answer 410 before the first output, or end with an error event after one.',
     action:
       "Start over without the cursor (the outputs in between are gone), and keep outputs longer than clients stay away (`outputMaxLen`, or a group that holds `'acked'` trims).",
   },
   ERR_VELO_CLOSED: {
     class: '',
     from: 'velo-stream/redis',
-    when: "A worker's own Redis call that began after its `close()` (a partition's work still under way as it closed); it can reach `onError`.",
+    when: "A worker's own call to the server (Redis, Postgres) that began after its `close()` (a partition's work still under way as it closed); it can reach `onError`.",
     action: 'Nothing: the worker is closing. Make a new worker to go on.',
   },
   ERR_VELO_RATE_LIMITED: {
@@ -391,9 +392,9 @@ export const ERROR_CODES = {
   ERR_VELO_SESSION_PERMIT: {
     class: '',
     from: 'velo-stream/redis',
-    when: 'A `redisWorker` with the `limiter` option could not get a permit for a session or step (reported through `onError`, at most once a second; `limiter`, `per` and `cause` say which and why). It goes on waiting and asks again: nothing a reader sees changes.',
+    when: 'A `sessionWorker` with the `limiter` option could not get a permit for a session or step (reported through `onError`, at most once a second; `limiter`, `per` and `cause` say which and why). It goes on waiting and asks again: nothing a reader sees changes.',
     action:
-      "Read `cause`: fix the limiter's `key`/`cost` function, raise its `maxWaiting`, keep it open while the worker runs, or choose `whenRedisFails`.",
+      "Read `cause`: fix the limiter's `key`/`cost` function, raise its `maxWaiting`, keep it open while the worker runs, or choose `whenBackendFails`.",
   },
   ERR_VELO_VERSION_REFUSED: {
     class: '',
@@ -419,7 +420,7 @@ export const ERROR_CODES = {
   ERR_VELO_VERSION_UNKNOWN: {
     class: '',
     from: 'velo-stream/redis',
-    when: '`redisVersions().drained(version)` for a version no live worker runs and no live session is on (a misspelt name, or long gone); the message lists those there.',
+    when: '`sessionVersions().drained(version)` for a version no live worker runs and no live session is on (a misspelt name, or long gone); the message lists those there.',
     action:
       "Check the name against `status()`. For a script that may run after the version is gone, pass `{ ifUnknown: 'resolve' }`.",
   },
@@ -433,7 +434,7 @@ export const ERROR_CODES = {
   ERR_VELO_POOL_TOO_SMALL: {
     class: 'RangeError',
     from: 'velo-stream/postgres',
-    when: '`postgresWorker` on a pool whose `max` is below 2 with `listen` on: the waits hold one connection of the pool (one per pool in the process, shared by its workers and readers) and every other call would wait for it forever.',
+    when: 'A worker or fleet limiter on a Postgres pool whose `max` is below 2 with `listen` on: the waits hold one connection of the pool (one per pool in the process, shared by its workers, limiters and readers) and every other call would wait for it forever.',
     action: 'Give the pool a larger `max` (docs/postgres.md, pool sizing), or set `listen: false`.',
   },
   ERR_VELO_POOL_EXHAUSTED: {
@@ -649,7 +650,7 @@ export function responseInUseError(): TypeError & { code: 'ERR_INVALID_STATE' } 
   );
 }
 
-/** `ctx.wakeAt`/`ctx.cancelTimer` with the timer key a `redisWorker`'s `debounce` keeps for itself. */
+/** `ctx.wakeAt`/`ctx.cancelTimer` with the timer key a `sessionWorker`'s `debounce` keeps for itself. */
 export function reservedTimerKeyError(call: string): TypeError & { code: 'ERR_INVALID_ARG_VALUE' } {
   return coded(
     new TypeError(`${call}: the timer key "velo.debounce" is the worker's own (its debounce timer): use another key`),
@@ -961,7 +962,7 @@ export class EventTooLargeError extends RangeError {
 }
 
 /**
- * Thrown by a `redisWorker` session's `ctx.wakeAt()` when the session has `maxSessionTimers` timers that have not
+ * Thrown by a `sessionWorker` session's `ctx.wakeAt()` when the session has `maxSessionTimers` timers that have not
  * fired: no timer is made. The same on every replay (the handler is deterministic over its inputs).
  */
 export class TooManyTimersError extends RangeError {
@@ -979,7 +980,7 @@ export class TooManyTimersError extends RangeError {
 }
 
 /**
- * Thrown by a `redisWorker` session's `ctx.wakeAt(time)` when `time` is after the session's age end (its first
+ * Thrown by a `sessionWorker` session's `ctx.wakeAt(time)` when `time` is after the session's age end (its first
  * entry's time plus `maxSessionAge`): the timer could never fire, so none is made. The age end is fixed at the
  * session's start, so the call throws the same on every replay.
  */
@@ -1000,18 +1001,18 @@ export class TimerPastAgeError extends RangeError {
   }
 }
 
-/** `ctx.checkpoint()`, `ctx.wakeAt()` or `ctx.cancelTimer()` in a stage of a pipe that `redisWorker` runs. */
+/** `ctx.checkpoint()`, `ctx.wakeAt()`, `ctx.cancelTimer()`, `ctx.run()` or `ctx.stream()` in a stage of a pipe that `sessionWorker` runs. */
 export function pipeSessionCallError(call: string): TypeError & { code: 'ERR_VELO_PIPE_SESSION_CALL' } {
   return coded(
     new TypeError(
-      `ctx.${call}() is not available in a stage of a pipe run by redisWorker: a pipe's stages have no checkpoint or durable timer (run the stateful step as a function of its own)`,
+      `ctx.${call}() is not available in a stage of a pipe run by a session worker (sessionWorker): a pipe's stages have no checkpoint, durable timer or journal (run the stateful step as a function of its own)`,
     ),
     'ERR_VELO_PIPE_SESSION_CALL',
   );
 }
 
 /**
- * Thrown by a `redisWorker` session's `ctx.checkpoint(state)` when the state's encoding is over
+ * Thrown by a `sessionWorker` session's `ctx.checkpoint(state)` when the state's encoding is over
  * `maxCheckpointBytes`. The session fails at that point (this error is its last output, after those yielded
  * before the call), and nothing of the checkpoint is written.
  */
@@ -1198,7 +1199,7 @@ export class LagLimitError extends Error {
 export type SessionLimitCode = 'ERR_VELO_SESSION_EVENTS' | 'ERR_VELO_SESSION_AGE';
 
 /**
- * The last output of a worker session that reached `maxSessionEvents` or `maxSessionAge` (as `redisOutputs`
+ * The last output of a worker session that reached `maxSessionEvents` or `maxSessionAge` (as `sessionOutputs`
  * delivers it: `{ error: { name: 'SessionLimitError', message, code } }`). The key's next event opens a new session.
  */
 export class SessionLimitError extends Error {
@@ -1321,7 +1322,7 @@ export class OnOutputError extends Error {
 }
 
 /**
- * Reported to `onError` when `close()` stopped waiting: Redis did not answer (or a handler did not finish) before
+ * Reported to `onError` when `close()` stopped waiting: the server did not answer (or a handler did not finish) before
  * the worker's leases ran out by its own clock. Its partitions were dropped, not released: their next owner takes
  * them once the leases have lapsed and replays their live sessions (outputs not committed are made again there).
  */
@@ -1392,7 +1393,7 @@ function connectionCauseText(cause: unknown): string {
   return typeof name === 'string' && name !== '' ? name : 'an error with no message';
 }
 
-/** A partition's fencing epoch went back: the Redis server lost data. */
+/** A partition's fencing epoch went back, or its outputs end before a reader's position: the server lost data. */
 export function logResetError(partition: number, message: string): Error & { code: 'ERR_VELO_LOG_RESET'; partition: number } {
   return coded(new Error(message), 'ERR_VELO_LOG_RESET', { partition });
 }
@@ -1428,7 +1429,7 @@ export interface ResumeCursorErrorJSON {
 
 /**
  * A resume cursor (an SSE `Last-Event-ID`, a `from` option) that no reader of these keys wrote: answer with
- * `status` (400) and `toJSON()`, as `redisSse` and `redisNdjson` do.
+ * `status` (400) and `toJSON()`, as `keySse` and `keyNdjson` do.
  */
 export class ResumeCursorError extends Error {
   /** The HTTP status to answer with. */
@@ -1466,8 +1467,8 @@ export interface ResumeTrimmedErrorJSON {
 }
 
 /**
- * Outputs after a reader's position were removed from Redis (or may have been): answer with `status` (410) and
- * `toJSON()`, as `redisSse` and `redisNdjson` do before their first output.
+ * Outputs after a reader's position were removed from the log (or may have been): answer with `status` (410) and
+ * `toJSON()`, as `keySse` and `keyNdjson` do before their first output.
  */
 export class ResumeTrimmedError extends Error {
   /** The HTTP status to answer with. */
@@ -1583,7 +1584,7 @@ export function limitKeyError(message: string, cause?: unknown): TypeError & { c
   return coded(cause === undefined ? new TypeError(message) : new TypeError(message, { cause }), 'ERR_VELO_LIMIT_KEY');
 }
 
-/** A `redisWorker` could not get a limiter's permit for a session or a step (`cause`: the limiter's error); it asks again. */
+/** A `sessionWorker` could not get a limiter's permit for a session or a step (`cause`: the limiter's error); it asks again. */
 export function sessionPermitError(
   limiter: string,
   per: 'session' | 'step',

@@ -28,7 +28,7 @@ export function errorsDoc() {
     '[← the README](../README.md)',
     '',
     'Every error velo-stream makes has a stable `code`: compare the code, not the class (under Jest, each copy of the module has classes of its own).',
-    'The classes are exported where you may want `instanceof`: the core ones by `velo-stream`, the HTTP ones by `velo-stream/http`, the Redis ones by `velo-stream/redis`.',
+    'The classes are exported where you may want `instanceof`: the core ones by `velo-stream`, the HTTP ones by `velo-stream/http`, those of Redis and Postgres by `velo-stream/durable` (`RedisConnectionError` by `velo-stream/redis`).',
     'Node\'s own argument codes (`ERR_INVALID_ARG_TYPE`, `ERR_INVALID_ARG_VALUE`, `ERR_OUT_OF_RANGE`, `ERR_INVALID_RETURN_VALUE`, `ERR_INVALID_STATE`) are used where Node uses them.',
     '',
     '| code (class) | when | what to do |',
