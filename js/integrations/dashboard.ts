@@ -280,7 +280,7 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
   const workers = distinct<Worker>(
     workersKey,
     options[workersKey],
-    'workers (from redisWorker or postgresWorker)',
+    'workers (from sessionWorker)',
     (x) => typeof (x as { [kRoundTrips]?: unknown } | null)?.[kRoundTrips] === 'function',
     (w) => `${w.name} ${w.id}`,
   );
@@ -289,7 +289,7 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
   const limiters = distinct<Limiter<unknown>>(
     'limiters',
     options.limiters,
-    'limiters (from limiter() or redisLimiter(), or objects with acquire, tryAcquire, stats and a non-empty string name)',
+    'limiters (from limiter() or fleetLimiter(), or objects with acquire, tryAcquire, stats and a non-empty string name)',
     (x) => isLimiter(x) && limiterName(x, names) !== undefined,
     (l) => names.get(l)!,
   );

@@ -303,7 +303,7 @@ function registerWorkers(registry: Registry, workers: unknown, opts: unknown, wh
     const byId = new Map<string, Worker>();
     for (const w of listed as Iterable<unknown>) {
       if (typeof (w as { [kRoundTrips]?: unknown } | null)?.[kRoundTrips] !== 'function') {
-        const message = `Every item of "workers" must be a worker (from redisWorker or postgresWorker). Received ${describe(w)}`;
+        const message = `Every item of "workers" must be a worker (from sessionWorker). Received ${describe(w)}`;
         throw atScrape ? invalidReturn(message) : invalidType(message);
       }
       const worker = w as Worker;

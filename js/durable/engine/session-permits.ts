@@ -183,7 +183,7 @@ function limiterList(what: string, value: unknown, field: string): readonly Limi
   }
   if (list.length === 0 || !list.every(isLimiter)) {
     throw invalidType(
-      `${what}: the "limiter.${field}" option must be a limiter (made by limiter() or redisLimiter(), or any object with acquire, tryAcquire and stats) or a non-empty array of them. Received ${describe(value)}`,
+      `${what}: the "limiter.${field}" option must be a limiter (made by limiter() or fleetLimiter(), or any object with acquire, tryAcquire and stats) or a non-empty array of them. Received ${describe(value)}`,
     );
   }
   return list;
