@@ -545,3 +545,53 @@ test("migrate where the new version's output at the old version's last is the sa
     [],
   );
 });
+
+// The same after a checkpoint: the old version's last output is read with the session's checkpoint then, and its
+// digest must come with it.
+test("migrate after a checkpoint, where the new version's output at the old version's last is another: written whole, after", async () => {
+  const v1 = streamFn(
+    async function* (questions, ctx) {
+      for await (const q of questions) {
+        for await (const token of ctx.stream('model', () => [`q${q}-m0`, `q${q}-m1`])) {
+          yield { q, token, half: 0 };
+          if (q === 2) await new Promise(() => {});
+          yield { q, token, half: 1 };
+        }
+        yield { q, done: true };
+        ctx.checkpoint({ q });
+      }
+    },
+    { idleTimeout: 60_000 },
+  );
+  const v2 = streamFn(
+    async function* (questions, ctx) {
+      for await (const q of questions) {
+        for await (const token of ctx.stream('model', ({ chunks }) => [`q${q}-m0`, `q${q}-m1`].slice(chunks.length)))
+          yield { q, token };
+        yield { v: 'v2', q, done: true };
+      }
+    },
+    { idleTimeout: 60_000 },
+  );
+  const tw = testWorker(v1, { version: 'v1', leaseTtl: 3000 });
+  tw.send('chat', 1);
+  tw.send('chat', 2);
+  await tw.advance(100);
+  assert.equal(tw.outputs().length, 6, "question 1's answer and the first output of question 2's");
+  tw.deploy(v2, { version: 'v2', migrate: (state) => state });
+  tw.crash();
+  await tw.advance(10_000);
+  assert.deepEqual(
+    tw
+      .outputs()
+      .filter((o) => o.value.q === 2)
+      .map((o) => o.value),
+    [
+      { q: 2, token: 'q2-m0', half: 0 },
+      { q: 2, token: 'q2-m0' },
+      { q: 2, token: 'q2-m1' },
+      { v: 'v2', q: 2, done: true },
+    ],
+  );
+  assert.equal(tw.errors().filter((e) => e?.code === 'ERR_VELO_ANSWER_RESTARTED').length, 1);
+});

@@ -639,7 +639,7 @@ export function contractTests(list) {
     });
   });
 
-  test("marks: the place of a session's last output written is kept beside its mark, read with snapshots and by sid; a migrated opening keeps the version it replaced", async () => {
+  test("marks: the place of a session's last output written (and its digest) is kept beside its mark, read with snapshots and by sid; a migrated opening keeps the version it replaced", async () => {
     await contract(async (side, call) => {
       const { log } = side;
       const [e1, e2] = await side.append(0, [ev('a', 1), ev('b', 2)]);
@@ -647,13 +647,21 @@ export function contractTests(list) {
       await call('read', log.read(lease, '>', 10));
       const a = `a@${e1}`;
       const b = `b@${e2}`;
-      const out = (sid, seq, at) => ({ sid, seq, key: sid[0], payload: Buffer.from(`${seq}`), ...(at ? { at } : {}) });
+      // (With a digest of its payload where given: a handler that journals.)
+      const out = (sid, seq, at, digest) => ({
+        sid,
+        seq,
+        key: sid[0],
+        payload: Buffer.from(`${seq}`),
+        ...(at ? { at } : {}),
+        ...(digest ? { digest } : {}),
+      });
       const marks = () => log.marks(lease, [a, b, 'c@1-0']).then((m) => [...m].sort());
       const checkpoint = { sid: a, key: 'a', seq: 1, lastTime: 5, events: 1, state: Buffer.from('{}') };
       await call(
         'outputs with places, a checkpoint between',
         log.commit(lease, {
-          outputs: [out(a, 1, [0, 1]), out(a, 2, [1, 1]), out(a, 3, [1, 2]), out(b, 1)],
+          outputs: [out(a, 1, [0, 1]), out(a, 2, [1, 1]), out(a, 3, [1, 2], '12345678'), out(b, 1)],
           checkpoints: [checkpoint],
           acks: [],
           ended: [],
@@ -662,11 +670,15 @@ export function contractTests(list) {
       await call('marks', marks());
       await call(
         'snapshots with the place',
-        log.snapshots(lease).then((found) => found.map((f) => [f.sid, f.written, f.writtenAt])),
+        log.snapshots(lease).then((found) => found.map((f) => [f.sid, f.written, f.writtenAt, f.writtenDigest])),
       );
       await call(
         'outputs written before keep the place; a new one moves it',
-        log.commit(lease, { outputs: [out(a, 3, [7, 7]), out(a, 4, [2, 1]), out(b, 2, [0, 2])], acks: [], ended: [] }),
+        log.commit(lease, {
+          outputs: [out(a, 3, [7, 7]), out(a, 4, [2, 1], '0badf00d'), out(b, 2, [0, 2, true], 'ffffffff')],
+          acks: [],
+          ended: [],
+        }),
       );
       await call('marks after', marks());
       await call('an output with no place leaves none', log.commit(lease, { outputs: [out(a, 5)], acks: [], ended: [] }));

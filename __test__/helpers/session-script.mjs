@@ -169,6 +169,14 @@ export function scriptHandler({ pause, version, upgrades = false, extra = false,
         // outputs, so that one can continue another's answer in flight.)
         const owner = planOwner(input, version);
         const jmark = owner === version ? mark : { ...mark, ver: owner };
+        // (An answer's first output names the version that makes it, `by`: a reader can tell an answer restarted
+        // whole by a new version from the old one continued.)
+        let by = version === undefined ? {} : { by: version };
+        const byFirst = () => {
+          const named = by;
+          by = {};
+          return named;
+        };
         let got = [];
         // (Each try after a restart is numbered in its outputs: a reader that sees one without its restart before
         // it lost that restart.)
@@ -178,33 +186,49 @@ export function scriptHandler({ pause, version, upgrades = false, extra = false,
             for (const call of calls) {
               if (call.run !== undefined) {
                 got = [...got, await ctx.run(call.run, service)];
-                yield { in: input.tag, call: call.run, answer: got.join(' '), ...again, ...jmark };
+                yield { in: input.tag, call: call.run, answer: got.join(' '), ...again, ...jmark, ...byFirst() };
                 if (pause !== undefined) await pause(input, ctx.entry);
                 continue;
               }
               // Its outputs per chunk (`call.shape`): one each; one per two (`pairs`: chunks `from`..`i`, the last
               // alone); or two each (`halves`: `half` 0 and 1).
               const model = ctx.stream(call.stream, ({ chunks, signal }) => modelStream(chunks, signal, version));
-              let first = null;
+              let pending = null;
               for await (const chunk of model) {
                 const answer = got.join(' ');
                 if (call.shape === 'pairs') {
-                  if (first === null) {
-                    first = chunk;
+                  if (pending === null) {
+                    pending = chunk;
                     continue;
                   }
-                  yield { in: input.tag, call: call.stream, answer, chunk: { ...chunk, from: first.i }, ...again, ...jmark };
-                  first = null;
+                  yield {
+                    in: input.tag,
+                    call: call.stream,
+                    answer,
+                    chunk: { ...chunk, from: pending.i },
+                    ...again,
+                    ...jmark,
+                    ...byFirst(),
+                  };
+                  pending = null;
                 } else if (call.shape === 'halves') {
-                  yield { in: input.tag, call: call.stream, answer, chunk: { ...chunk, half: 0 }, ...again, ...jmark };
+                  yield {
+                    in: input.tag,
+                    call: call.stream,
+                    answer,
+                    chunk: { ...chunk, half: 0 },
+                    ...again,
+                    ...jmark,
+                    ...byFirst(),
+                  };
                   if (pause !== undefined) await pause(input, ctx.entry);
                   yield { in: input.tag, call: call.stream, answer, chunk: { ...chunk, half: 1 }, ...again, ...jmark };
-                } else yield { in: input.tag, call: call.stream, answer, chunk, ...again, ...jmark };
+                } else yield { in: input.tag, call: call.stream, answer, chunk, ...again, ...jmark, ...byFirst() };
                 if (pause !== undefined) await pause(input, ctx.entry);
               }
-              if (first !== null) {
-                const chunk = { ...first, from: first.i };
-                yield { in: input.tag, call: call.stream, answer: got.join(' '), chunk, ...again, ...jmark };
+              if (pending !== null) {
+                const chunk = { ...pending, from: pending.i };
+                yield { in: input.tag, call: call.stream, answer: got.join(' '), chunk, ...again, ...jmark, ...byFirst() };
                 if (pause !== undefined) await pause(input, ctx.entry);
               }
             }

@@ -96,7 +96,7 @@ function shownJournal(o) {
         : o.chunk === undefined
           ? `${o.call}=${o.answer}`
           : `${o.call}.${o.chunk.from === undefined ? '' : `${o.chunk.from}-`}${o.chunk.i}${o.chunk.half === undefined ? '' : `h${o.chunk.half}`}/${o.chunk.of}`;
-  return `${o.ver === undefined ? '' : `${o.ver}:`}${what}`;
+  return `${o.by === undefined || o.by === o.ver ? '' : `(${o.by})`}${o.ver === undefined ? '' : `${o.ver}:`}${what}`;
 }
 
 /** Whether output `o` is the first its version makes for `event` (a result or chunk 0 of its first call). */
@@ -182,10 +182,14 @@ export function journalChecks(result, s) {
       // Tries: one after each restart (a replay whose calls diverged from the records: the handler answers again),
       // and one where another version begins its first call anew (its answer not from the journal: written whole
       // after the old version's partial one, docs/durable/migrate.md).
+      // (An answer's first output names the version that made it, `by`: its others name the first version that
+      // makes the same calls, so that versions that make them yield the same outputs.)
       const tries = [];
+      let by;
       for (const [i, o] of outs.entries()) {
-        if (i === 0 || o.restart !== undefined || (o.ver !== outs[i - 1].ver && (o.try ?? 0) === 0 && begins(event, o)))
+        if (i === 0 || o.restart !== undefined || (o.by !== undefined && o.by !== by && (o.try ?? 0) === 0 && begins(event, o)))
           tries.push([]);
+        if (o.by !== undefined && (o.try ?? 0) === 0) by = o.by;
         tries.at(-1).push(o);
       }
       if (outs.some((o) => o.restart !== undefined) && !callsDiffer(event))

@@ -352,6 +352,24 @@ export function parseMark(written: number, place: string | null | undefined): Ou
   return m[5] === undefined ? { written, at } : { written, at, digest: m[5] };
 }
 
+/** A checkpoint as a new owner reads it: with its session's mark (outputs written since count too). */
+export function markedSnapshot(snapshot: Snapshot, mark: OutputMark | undefined): Snapshot {
+  const written = { ...snapshot, written: mark?.written ?? 0 };
+  if (mark?.at === undefined) return written;
+  return mark.digest === undefined
+    ? { ...written, writtenAt: mark.at }
+    : { ...written, writtenAt: mark.at, writtenDigest: mark.digest };
+}
+
+/** The mark a checkpoint was read with (`markedSnapshot`). */
+export function snapshotMark(snapshot: Snapshot): OutputMark {
+  const written = snapshot.written ?? 0;
+  if (snapshot.writtenAt === undefined) return { written };
+  return snapshot.writtenDigest === undefined
+    ? { written, at: snapshot.writtenAt }
+    : { written, at: snapshot.writtenAt, digest: snapshot.writtenDigest };
+}
+
 /**
  * A digest of an output's payload (32-bit FNV-1a of its string's code units or its bytes, 8 hex digits): two versions
  * that yield the same output give the same digest.

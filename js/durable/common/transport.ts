@@ -161,6 +161,8 @@ export interface Snapshot {
   readonly written?: number;
   /** As read by a new owner: the place of the last of them, when recorded (`OutputMark.at`). */
   readonly writtenAt?: OutputPlace;
+  /** As read by a new owner: the digest of the last of them, when recorded (`OutputMark.digest`). */
+  readonly writtenDigest?: string;
   /** As read by a new owner: why its header could not be read (corrupt); the session then fails at its restore. */
   readonly unreadable?: unknown;
 }

@@ -26,6 +26,7 @@ import type { JournalEntry, Lease, OutputMark, SessionOpening, Snapshot } from '
 import type { Journal } from './journal';
 import type { Grant } from './session-permits';
 import type { SessionStarts } from './session-starts';
+import { snapshotMark } from '../common/stored';
 
 /** What opening a session needs of its partition's run. */
 export interface OpenerHost<I, O> {
@@ -119,10 +120,7 @@ export class SessionOpener<I, O> {
   open(key: string, sid: string, grant: Grant | null, kept: KeptInput | null): Opened<I, O> | undefined {
     const { worker: w, starts } = this.host;
     const snapshot = this.snapshots.get(key);
-    const mark =
-      snapshot === undefined
-        ? this.#marks.get(sid)
-        : { written: snapshot.written ?? 0, ...(snapshot.writtenAt === undefined ? {} : { at: snapshot.writtenAt }) };
+    const mark = snapshot === undefined ? this.#marks.get(sid) : snapshotMark(snapshot);
     const inputs: OpeningInputs = { key, sid, snapshot, openings: this.#openings, kept, release: this.#release, mark };
     const plan = planOpening(inputs);
     if (plan.foreign) {

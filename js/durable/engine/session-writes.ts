@@ -8,9 +8,11 @@
 // ones again: they are held (`Session.held`) until that is known. They are the old ones (those placed at or before
 // the old's last dropped, the rest written) once the new version has taken every record of that input's calls and
 // yields past the old's last output, or asks past the input (or ends) so, with at least as many outputs. They are
-// another answer (written whole, after the old's) once the journal diverges, or the new version asks past the input
-// with fewer outputs or records left untaken (dropped then: no later call gets one). So a reader never gets one
-// answer's head and another's tail, nor an answer without its end, whatever each version yields.
+// another answer (written whole, after the old's) once the journal diverges, or its outputs stop lining up with the
+// old's (another number before a record, or before its first call past them, than the old yielded: `Journal.restart`;
+// or another output where the old's last stands, told by its digest), or the new version asks past the input with
+// fewer outputs or records left untaken (dropped then: no later call gets one). So a reader never gets one answer's
+// head and another's tail, nor an answer without its end, whatever each version yields.
 import { type Codec, encodeChecked } from '../common/codec';
 import type { Outbox } from './outbox';
 import { type OutputPlaces, type PlacedRecord, placedBy } from './output-places';

@@ -16,6 +16,7 @@ import {
   journalValue,
   keptValue,
   lastPlaces,
+  markedSnapshot,
   openingValue,
   parseAdvert,
   parseEnd,
@@ -539,11 +540,7 @@ export class MemoryStore {
   /** @internal HSCAN of the checkpoints, with each session's high-water mark. */
   snapshots(partition: number): Snapshot[] {
     const s = this.#part(partition);
-    return [...s.ckpt].map(([sid, value]) => {
-      const mark = this.#mark(s, sid) ?? { written: 0 };
-      const snapshot = { ...parseSnapshot(sid, value), written: mark.written };
-      return mark.at === undefined ? snapshot : { ...snapshot, writtenAt: mark.at };
-    });
+    return [...s.ckpt].map(([sid, value]) => markedSnapshot(parseSnapshot(sid, value), this.#mark(s, sid)));
   }
 
   /** @internal HSCAN of the journal: every entry of the partition's live sessions (one that cannot be read is left out). */

@@ -25,6 +25,7 @@ import type {
 import {
   advertValue,
   journalField,
+  markedSnapshot,
   parseAdvert,
   parseJournal,
   parseKept,
@@ -614,11 +615,12 @@ export class PgLog implements PartitionLog {
     });
     return rows
       .filter((r) => Number(r.kind) === 0)
-      .map((r) => {
-        const mark = parseMark(Number(r.written), r.place === null ? null : str(r.place));
-        const snapshot = { ...parseSnapshot(str(r.sid), r.value as Buffer), written: mark.written };
-        return mark.at === undefined ? snapshot : { ...snapshot, writtenAt: mark.at };
-      });
+      .map((r) =>
+        markedSnapshot(
+          parseSnapshot(str(r.sid), r.value as Buffer),
+          parseMark(Number(r.written), r.place === null ? null : str(r.place)),
+        ),
+      );
   }
 
   /**

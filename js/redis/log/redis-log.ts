@@ -53,13 +53,14 @@ import {
   journalField,
   journalValue,
   keptValue,
+  markedSnapshot,
   openingValue,
   parseAdvert,
   parseEnd,
+  parseJournal,
   parseKept,
   parseMark,
   parseOpening,
-  parseJournal,
   parseSnapshot,
   placeValue,
   snapshotValue,
@@ -574,10 +575,7 @@ export class RedisLog implements PartitionLog {
       lease,
       found.map((f) => f.sid),
     );
-    return found.map((f) => {
-      const mark = marks.get(f.sid);
-      return mark?.at === undefined ? { ...f, written: mark?.written ?? 0 } : { ...f, written: mark.written, writtenAt: mark.at };
-    });
+    return found.map((f) => markedSnapshot(f, marks.get(f.sid)));
   }
 
   async marks(lease: Lease, sids: readonly string[]): Promise<Map<string, OutputMark>> {
