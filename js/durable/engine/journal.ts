@@ -8,6 +8,11 @@
 // checkpoint covers the calls before it: their records are forgotten in its commit, and a restore from it asks
 // no call before `calls + 1`. An ended session's records are all forgotten in the commit that ends it.
 //
+// Outputs: each record keeps the outputs its handler had yielded for its input before it (`JournalRecord.yielded`).
+// A new version that replays a migrated session's answer in flight continues that answer only while it yields as
+// many before each record it takes (and, before its first call past them, as many as the old version wrote): else
+// it `restart`s it, and its outputs for it are written whole after the old ones (session-writes.ts).
+//
 // Entries: a session's records of one commit are stored as one (`JournalEntry`: a hash field, a row), which the
 // log writes and forgets whole: per call, a commit costs a record's bytes, not a field or a row of its own. An
 // entry is queued on the outbox with its first record, and the records after it join it until a commit takes it
