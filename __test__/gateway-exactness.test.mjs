@@ -25,31 +25,26 @@ function answerOf(items, q) {
   return { tokens: mine.filter((o) => o.value.done !== true), ends: mine.filter((o) => o.value.done === true) };
 }
 
-/** Question `q`'s outputs as read: `<i>:<writer><<model's caller>` per token, `done:<writer>`; its chat's failures. */
+/** Question `q`'s outputs as read: `<i><<model's caller>` per token, `done`; its chat's failures. */
 function trace(items, q, chat) {
   return items
     .filter((o) => ('error' in o ? o.key === chat : o.value.q === q))
     .map((o) => {
       if ('error' in o) return `error(${o.error.code ?? ''} ${o.error.name}: ${o.error.message})`;
-      return o.value.done ? `done:${o.value.by}` : `${o.value.i}:${o.value.by}<${o.value.tok.by}`;
+      return o.value.done ? 'done' : `${o.value.i}<${o.value.tok.by}`;
     })
     .join(' ');
 }
 
 /**
- * How the answers to `asked` were made: `written`, those whose outputs two processes wrote (an answer in flight at
- * a takeover or an adoption); `continued`, those whose tokens two model calls made (the second continuing after the
- * first's journaled prefix); `replayed`, those with an output written from a token another process's model made
- * (taken from the journal).
+ * How the answers to `asked` were made: `continued`, those whose tokens two model calls made (the second continuing
+ * after the first's journaled prefix, at a takeover or an adoption).
  */
 function continued(items, asked) {
-  const count = { written: 0, continued: 0, replayed: 0 };
+  const count = { continued: 0 };
   for (const { q } of asked) {
-    const mine = items.filter((o) => o.value?.q === q);
-    const tokens = mine.filter((o) => o.value.done !== true);
-    if (new Set(mine.map((o) => o.value.by)).size > 1) count.written++;
+    const tokens = items.filter((o) => o.value?.q === q && o.value.done !== true);
     if (new Set(tokens.map((o) => o.value.tok.by)).size > 1) count.continued++;
-    if (tokens.some((o) => o.value.tok.by !== o.value.by)) count.replayed++;
   }
   return count;
 }

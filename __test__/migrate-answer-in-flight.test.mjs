@@ -527,7 +527,10 @@ test("migrate where the new version's output at the old version's last is anothe
   const restarted = tw.errors().filter((e) => e?.code === 'ERR_VELO_ANSWER_RESTARTED');
   assert.equal(restarted.length, 1, 'reported to onError once');
   assert.ok(
-    restarted[0].message.includes("its new version's output 1 of that answer is not the one the old version wrote there"),
+    restarted[0].message.includes(
+      "its new version's outputs of that answer, up to its output 1, are not the ones the old version wrote",
+    ),
+    restarted[0].message,
   );
 });
 
@@ -591,6 +594,68 @@ test("migrate after a checkpoint, where the new version's output at the old vers
       { q: 2, token: 'q2-m0' },
       { q: 2, token: 'q2-m1' },
       { v: 'v2', q: 2, done: true },
+    ],
+  );
+  assert.equal(tw.errors().filter((e) => e?.code === 'ERR_VELO_ANSWER_RESTARTED').length, 1);
+});
+
+/**
+ * v1 answers each question in three tokens and an end, then waits before it asks for its next question (bills the
+ * answer, say): the first question's answer is whole, but its input is still in flight when v1 stops there.
+ */
+const billingAfter = streamFn(
+  async function* (questions, ctx) {
+    for await (const q of questions) {
+      for await (const token of ctx.stream('model', () => ['m0', 'm1', 'm2'])) yield { q, token };
+      yield { q, done: true };
+      await new Promise(() => {});
+    }
+  },
+  { idleTimeout: 60_000 },
+);
+
+/** v2 of `billingAfter`: the same outputs, or (`tagged`) tokens with a field of its own after the first. */
+const afterBilling = (tagged) =>
+  streamFn(
+    async function* (questions, ctx) {
+      for await (const q of questions) {
+        let i = 0;
+        for await (const token of ctx.stream('model', () => ['m0', 'm1', 'm2']))
+          yield tagged && i++ > 0 ? { q, token, v: 2 } : { q, token };
+        yield { q, done: true };
+      }
+    },
+    { idleTimeout: 60_000 },
+  );
+
+// Found by an outside break-it pass: v1 wrote its whole answer and waited before asking for the next question; v2,
+// whose outputs differed only in its end, was taken for another answer and sent the answer again. Outputs that are
+// the same continue (nothing to write); outputs that differ anywhere before the old version's last restart it.
+test('migrate where the old version wrote its whole answer but had not asked past it: the same outputs write nothing again', async () => {
+  const tw = await adoptedMidAnswer(afterBilling(false), billingAfter, 4);
+  tw.send('chat', 2);
+  await tw.advance(10_000);
+  assert.deepEqual(
+    tw.outputs().map((o) => o.value),
+    [1, 2].flatMap((q) => [...['m0', 'm1', 'm2'].map((token) => ({ q, token })), { q, done: true }]),
+  );
+  assert.deepEqual(
+    tw.errors().filter((e) => e?.code === 'ERR_VELO_ANSWER_RESTARTED'),
+    [],
+  );
+});
+
+test("migrate where the new version words an output before the old version's last otherwise: written whole, after", async () => {
+  const tw = await adoptedMidAnswer(afterBilling(true), billingAfter, 4);
+  assert.deepEqual(
+    tw.outputs().map((o) => o.value),
+    [
+      ...['m0', 'm1', 'm2'].map((token) => ({ q: 1, token })),
+      { q: 1, done: true },
+      { q: 1, token: 'm0' },
+      { q: 1, token: 'm1', v: 2 },
+      { q: 1, token: 'm2', v: 2 },
+      { q: 1, done: true },
     ],
   );
   assert.equal(tw.errors().filter((e) => e?.code === 'ERR_VELO_ANSWER_RESTARTED').length, 1);

@@ -370,15 +370,24 @@ export function snapshotMark(snapshot: Snapshot): OutputMark {
     : { written, at: snapshot.writtenAt, digest: snapshot.writtenDigest };
 }
 
+/** The digest of no output yet (`outputsDigest`). */
+export const NO_OUTPUTS = 0x811c9dc5;
+
 /**
- * A digest of an output's payload (32-bit FNV-1a of its string's code units or its bytes, 8 hex digits): two versions
- * that yield the same output give the same digest.
+ * The digest of outputs `h` and then `payload` (32-bit FNV-1a over their strings' code units or their bytes, never
+ * 0): two versions that yield the same outputs for an input, in the same order, give the same digest.
  */
-export function payloadDigest(payload: Buffer | string): string {
-  let h = 0x811c9dc5;
+export function outputsDigest(h: number, payload: Buffer | string): number {
   if (typeof payload === 'string') for (let i = 0; i < payload.length; i++) h = Math.imul(h ^ payload.charCodeAt(i), 0x01000193);
   else for (let i = 0; i < payload.length; i++) h = Math.imul(h ^ payload[i], 0x01000193);
-  return (h >>> 0).toString(16).padStart(8, '0');
+  // (An output's end, so that ["ab"] and ["a", "b"] differ.)
+  h = Math.imul(h ^ 0x1f, 0x01000193) >>> 0;
+  return h === 0 ? 1 : h;
+}
+
+/** A digest as stored beside a mark: 8 hex digits. */
+export function digestText(h: number): string {
+  return h.toString(16).padStart(8, '0');
 }
 
 /** The place of each session's last output among `outputs` (`placeValue`), for those whose last output has one. */

@@ -129,8 +129,9 @@ export interface OutputRecord {
   /** Its place (a session with hooks): kept with the session's mark when it is the last written. */
   readonly at?: OutputPlace;
   /**
-   * A digest of its payload (`payloadDigest`; a session whose handler journals), kept with its place: a new version
-   * that continues an answer in flight from the journal yields this output again, or another answer.
+   * The digest of the session's outputs for its input up to this one (`outputsDigest`; a session whose handler
+   * journals), kept with its place: a new version that continues an answer in flight from the journal has yielded
+   * the same outputs for it by there, or gives another answer.
    */
   readonly digest?: string;
   /** The session span's W3C `traceparent`, when the session is traced. */

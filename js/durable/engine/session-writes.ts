@@ -17,7 +17,7 @@ import { type Codec, encodeChecked } from '../common/codec';
 import type { Outbox } from './outbox';
 import { type OutputPlaces, type PlacedRecord, placedBy } from './output-places';
 import type { OutputPlace, OutputRecord } from '../common/transport';
-import { payloadDigest } from '../common/stored';
+import { NO_OUTPUTS, digestText, outputsDigest } from '../common/stored';
 import type { PartitionHost, RunFlags } from './partition-host';
 import { type CheckpointCall, type Session, checkpointOf, serializeError } from './session';
 
@@ -61,11 +61,13 @@ export class SessionWrites<I, O> {
       return;
     }
     const journal = s.checkpoints?.journal;
-    const digest = journal?.journals === true ? payloadDigest(payload) : undefined;
-    // At the old version's last output, held: the same output, or the new version answers otherwise from here.
+    const digest = places === null ? undefined : this.#digest(s, places.current[0], payload, journal?.journals === true);
+    // At the old version's last output, held: the same outputs so far, or the new version answers otherwise.
     const old = s.writtenBefore;
     if (hold && old?.digest !== undefined && current?.[1] === old.at[1] && digest !== old.digest) {
-      journal?.restart(`its new version's output ${current[1]} of that answer is not the one the old version wrote there`);
+      journal?.restart(
+        `its new version's outputs of that answer, up to its output ${current[1]}, are not the ones the old version wrote`,
+      );
       this.#writeHeld(s, current[0]);
       hold = false;
     }
@@ -87,6 +89,21 @@ export class SessionWrites<I, O> {
     }
     (output as { seq: number }).seq = ++s.seq;
     this.outbox.queueOutput(output);
+  }
+
+  /**
+   * The digest of the session's outputs for input `input` (its place) up to this one (`payload`), as stored beside its
+   * mark; undefined for an input whose first output came before its handler journaled (`journals`): a new version
+   * continuing an answer in flight must have made the same outputs for it, and only a handler that journals can.
+   */
+  #digest(s: Session<I, O>, input: number, payload: Buffer | string, journals: boolean): string | undefined {
+    if (s.digestInput !== input) {
+      s.digestInput = input;
+      s.digest = journals ? NO_OUTPUTS : 0;
+    }
+    if (s.digest === 0) return undefined;
+    s.digest = outputsDigest(s.digest, payload);
+    return digestText(s.digest);
   }
 
   /**

@@ -479,6 +479,12 @@ export class Session<I, O> implements CheckpointsOwner {
    */
   held: { outputs: (OutputRecord & PlacedRecord)[]; answeredAt: number; left: number } | null = null;
   /**
+   * The digest of its outputs for the input it answers now (`outputsDigest` over each in turn), and that input's
+   * place (-1: none yet); 0: none, the input's first output made while its handler had not journaled.
+   */
+  digest = 0;
+  digestInput = -1;
+  /**
    * A migrated session's: the place of the input its old version was answering (`writtenBefore`'s), when that is an
    * input its handler takes again (-1: none, or outputs placed before any input, of an input its restore does not
    * answer again). While set, its handler's asks go to `SessionWrites.answered`.
