@@ -100,9 +100,17 @@ export function react(state, input, ctx) {
  */
 let served = 0;
 
+/**
+ * The version whose call made each service answer and each model answer (`s4`, `m5`), in this scenario's runs: a
+ * check can tell an answer a new version made afresh from one it continued from the journal, whose outputs are the
+ * same bytes whichever version yields them.
+ */
+export const madeBy = new Map();
+
 /** A scenario starts: its services count their calls from 0. */
 export function resetServices() {
   served = 0;
+  madeBy.clear();
 }
 
 /**
@@ -114,6 +122,7 @@ export function resetServices() {
 async function* modelStream(chunks, signal, version = '') {
   const call = ++served;
   const of = chunks.length > 0 ? chunks[0].of : `m${call}`;
+  if (chunks.length === 0) madeBy.set(of, version);
   const length = 1 + ((call + [...version].reduce((sum, c) => sum + c.charCodeAt(0), 0)) % 4);
   for (let i = chunks.length; i < length; i++) {
     await Promise.resolve();
@@ -122,11 +131,13 @@ async function* modelStream(chunks, signal, version = '') {
   }
 }
 
-/** A service's journaled call: an answer no other call gets. */
-const service = async ({ signal }) => {
+/** A service's journaled call by `version`: an answer no other call gets. */
+const service = async ({ signal }, version) => {
   await Promise.resolve();
   signal.throwIfAborted();
-  return `s${++served}`;
+  const answer = `s${++served}`;
+  madeBy.set(answer, version);
+  return answer;
 };
 
 /** The journaled calls of an input without a plan for the version (`input.calls`): a service, then the model. */
@@ -169,14 +180,6 @@ export function scriptHandler({ pause, version, upgrades = false, extra = false,
         // outputs, so that one can continue another's answer in flight.)
         const owner = planOwner(input, version);
         const jmark = owner === version ? mark : { ...mark, ver: owner };
-        // (An answer's first output names the version that makes it, `by`: a reader can tell an answer restarted
-        // whole by a new version from the old one continued.)
-        let by = version === undefined ? {} : { by: version };
-        const byFirst = () => {
-          const named = by;
-          by = {};
-          return named;
-        };
         let got = [];
         // (Each try after a restart is numbered in its outputs: a reader that sees one without its restart before
         // it lost that restart.)
@@ -185,8 +188,8 @@ export function scriptHandler({ pause, version, upgrades = false, extra = false,
           try {
             for (const call of calls) {
               if (call.run !== undefined) {
-                got = [...got, await ctx.run(call.run, service)];
-                yield { in: input.tag, call: call.run, answer: got.join(' '), ...again, ...jmark, ...byFirst() };
+                got = [...got, await ctx.run(call.run, (c) => service(c, version))];
+                yield { in: input.tag, call: call.run, answer: got.join(' '), ...again, ...jmark };
                 if (pause !== undefined) await pause(input, ctx.entry);
                 continue;
               }
@@ -208,7 +211,6 @@ export function scriptHandler({ pause, version, upgrades = false, extra = false,
                     chunk: { ...chunk, from: pending.i },
                     ...again,
                     ...jmark,
-                    ...byFirst(),
                   };
                   pending = null;
                 } else if (call.shape === 'halves') {
@@ -219,16 +221,15 @@ export function scriptHandler({ pause, version, upgrades = false, extra = false,
                     chunk: { ...chunk, half: 0 },
                     ...again,
                     ...jmark,
-                    ...byFirst(),
                   };
                   if (pause !== undefined) await pause(input, ctx.entry);
                   yield { in: input.tag, call: call.stream, answer, chunk: { ...chunk, half: 1 }, ...again, ...jmark };
-                } else yield { in: input.tag, call: call.stream, answer, chunk, ...again, ...jmark, ...byFirst() };
+                } else yield { in: input.tag, call: call.stream, answer, chunk, ...again, ...jmark };
                 if (pause !== undefined) await pause(input, ctx.entry);
               }
               if (pending !== null) {
                 const chunk = { ...pending, from: pending.i };
-                yield { in: input.tag, call: call.stream, answer: got.join(' '), chunk, ...again, ...jmark, ...byFirst() };
+                yield { in: input.tag, call: call.stream, answer: got.join(' '), chunk, ...again, ...jmark };
                 if (pause !== undefined) await pause(input, ctx.entry);
               }
             }

@@ -1,7 +1,7 @@
 // The journaled answers of the simulator's `--journal` runs (redis-sim.mjs): the calls each release makes for an
 // event (`journalPlansFor`), and what must hold of the answers read back (`journalChecks`).
 import { prng } from '../../bench/prng.mjs';
-import { callsOf } from './session-script.mjs';
+import { callsOf, madeBy } from './session-script.mjs';
 
 /**
  * The keys of `--journal` runs: each event makes journaled calls to a service that answers differently on every
@@ -96,7 +96,7 @@ function shownJournal(o) {
         : o.chunk === undefined
           ? `${o.call}=${o.answer}`
           : `${o.call}.${o.chunk.from === undefined ? '' : `${o.chunk.from}-`}${o.chunk.i}${o.chunk.half === undefined ? '' : `h${o.chunk.half}`}/${o.chunk.of}`;
-  return `${o.by === undefined || o.by === o.ver ? '' : `(${o.by})`}${o.ver === undefined ? '' : `${o.ver}:`}${what}`;
+  return `${o.ver === undefined ? '' : `${o.ver}:`}${what}`;
 }
 
 /** Whether output `o` is the first its version makes for `event` (a result or chunk 0 of its first call). */
@@ -106,6 +106,9 @@ function begins(event, o) {
     ? o.call !== undefined && o.call === first.run && !o.answer.includes(' ')
     : o.call === first.stream && firstChunk(o) === 0 && o.chunk.half !== 1 && o.answer === '';
 }
+
+/** What made an answer's first output: its first call's service answer, or its model answer (`madeBy`). */
+const firstAnswer = (o) => (o.chunk === undefined ? o.answer : o.chunk.of);
 
 /** The first chunk a stream's output carries (`from`, for one of two chunks: a `pairs` shape). */
 const firstChunk = (o) => o.chunk.from ?? o.chunk.i;
@@ -182,14 +185,15 @@ export function journalChecks(result, s) {
       // Tries: one after each restart (a replay whose calls diverged from the records: the handler answers again),
       // and one where another version begins its first call anew (its answer not from the journal: written whole
       // after the old version's partial one, docs/durable/migrate.md).
-      // (An answer's first output names the version that made it, `by`: its others name the first version that
-      // makes the same calls, so that versions that make them yield the same outputs.)
+      // (Outputs name the first version that makes their calls, so that versions that make them yield the same
+      // outputs: an answer begun again is another version's when it names another, or another version's call made
+      // its first answer, `madeBy`.)
       const tries = [];
-      let by;
+      let begun;
       for (const [i, o] of outs.entries()) {
-        if (i === 0 || o.restart !== undefined || (o.by !== undefined && o.by !== by && (o.try ?? 0) === 0 && begins(event, o)))
-          tries.push([]);
-        if (o.by !== undefined && (o.try ?? 0) === 0) by = o.by;
+        const begin = begins(event, o) && (o.try ?? 0) === 0 ? `${o.ver} ${madeBy.get(firstAnswer(o))}` : undefined;
+        if (i === 0 || o.restart !== undefined || (begin !== undefined && begin !== begun)) tries.push([]);
+        if (begin !== undefined) begun = begin;
         tries.at(-1).push(o);
       }
       if (outs.some((o) => o.restart !== undefined) && !callsDiffer(event))
