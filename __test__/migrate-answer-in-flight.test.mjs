@@ -660,3 +660,41 @@ test("migrate where the new version words an output before the old version's las
   );
   assert.equal(tw.errors().filter((e) => e?.code === 'ERR_VELO_ANSWER_RESTARTED').length, 1);
 });
+
+/** v1 or v2 (the same outputs): three tokens and an end per question, a checkpoint after each; v1 stalls mid-q2. */
+const checkpointing = (stalls) =>
+  streamFn(
+    async function* (questions, ctx) {
+      for await (const q of questions) {
+        for await (const token of ctx.stream('model', ({ chunks }) => ['m0', 'm1', 'm2'].slice(chunks.length))) {
+          yield { q, token };
+          if (stalls && q === 2 && token === 'm1') await new Promise(() => {});
+        }
+        yield { q, done: true };
+        ctx.checkpoint({ q });
+      }
+    },
+    { idleTimeout: 60_000 },
+  );
+
+// Found by the clean-clone CI (the gateway's migrate round): outputs are counted per input from the last checkpoint,
+// so the digest of a question's outputs after a checkpoint went on from the one before's, and every answer in flight
+// after a checkpoint restarted, whatever its outputs.
+test('migrate after a checkpoint where the new version yields the same outputs: the answer continues, nothing reported', async () => {
+  const tw = testWorker(checkpointing(true), { version: 'v1', leaseTtl: 3000 });
+  tw.send('chat', 1);
+  tw.send('chat', 2);
+  await tw.advance(100);
+  assert.equal(tw.outputs().length, 6, "question 1's answer and two tokens of question 2's");
+  tw.deploy(checkpointing(false), { version: 'v2', migrate: (state) => state });
+  tw.crash();
+  await tw.advance(10_000);
+  assert.deepEqual(
+    tw.outputs().map((o) => o.value),
+    [1, 2].flatMap((q) => [...['m0', 'm1', 'm2'].map((token) => ({ q, token })), { q, done: true }]),
+  );
+  assert.deepEqual(
+    tw.errors().filter((e) => e?.code === 'ERR_VELO_ANSWER_RESTARTED'),
+    [],
+  );
+});

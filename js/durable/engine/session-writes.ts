@@ -61,7 +61,9 @@ export class SessionWrites<I, O> {
       return;
     }
     const journal = s.checkpoints?.journal;
-    const digest = places === null ? undefined : this.#digest(s, places.current[0], payload, journal?.journals === true);
+    // (Its input counted from the session's restore: a place's count starts again at each checkpoint.)
+    const input = places === null ? -1 : places.fromInputs + places.current[0];
+    const digest = places === null ? undefined : this.#digest(s, input, payload, journal?.journals === true);
     // At the old version's last output, held: the same outputs so far, or the new version answers otherwise.
     const old = s.writtenBefore;
     if (hold && old?.digest !== undefined && current?.[1] === old.at[1] && digest !== old.digest) {
@@ -92,7 +94,7 @@ export class SessionWrites<I, O> {
   }
 
   /**
-   * The digest of the session's outputs for input `input` (its place) up to this one (`payload`), as stored beside its
+   * The digest of the session's outputs for input `input` (its count) up to this one (`payload`), as stored beside its
    * mark; undefined for an input whose first output came before its handler journaled (`journals`): a new version
    * continuing an answer in flight must have made the same outputs for it, and only a handler that journals can.
    */
