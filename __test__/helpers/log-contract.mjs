@@ -661,7 +661,7 @@ export function contractTests(list) {
       await call(
         'outputs with places, a checkpoint between',
         log.commit(lease, {
-          outputs: [out(a, 1, [0, 1]), out(a, 2, [1, 1]), out(a, 3, [1, 2], '12345678'), out(b, 1)],
+          outputs: [out(a, 1, [0, 1]), out(a, 2, [1, 1]), out(a, 3, [1, 2], 0x12345678), out(b, 1)],
           checkpoints: [checkpoint],
           acks: [],
           ended: [],
@@ -675,7 +675,7 @@ export function contractTests(list) {
       await call(
         'outputs written before keep the place; a new one moves it',
         log.commit(lease, {
-          outputs: [out(a, 3, [7, 7]), out(a, 4, [2, 1], '0badf00d'), out(b, 2, [0, 2, true], 'ffffffff')],
+          outputs: [out(a, 3, [7, 7]), out(a, 4, [2, 1], 0x0badf00d), out(b, 2, [0, 2, true], 0xffffffff)],
           acks: [],
           ended: [],
         }),

@@ -340,8 +340,8 @@ export function inputEntries(raw: unknown): InputEntry[] {
  * when answered, and `" h<digest>"` when it has one (the seq says which output it is the place of: a later output
  * written with no place leaves it stale).
  */
-export function placeValue(seq: number, at: OutputPlace, digest?: string): string {
-  return `${seq} ${at[0]} ${at[1]}${at[2] === true ? ' a' : ''}${digest === undefined ? '' : ` h${digest}`}`;
+export function placeValue(seq: number, at: OutputPlace, digest?: number): string {
+  return `${seq} ${at[0]} ${at[1]}${at[2] === true ? ' a' : ''}${digest === undefined ? '' : ` h${digestText(digest)}`}`;
 }
 
 /** A session's mark read back: `written`, with the stored place (and digest) if it is the place of that output. */
@@ -392,11 +392,10 @@ export function digestText(h: number): string {
 
 /** The place of each session's last output among `outputs` (`placeValue`), for those whose last output has one. */
 export function lastPlaces(outputs: readonly OutputRecord[]): Map<string, string> {
+  const last = new Map<string, OutputRecord>();
+  for (const o of outputs) last.set(o.sid, o);
   const places = new Map<string, string>();
-  for (const o of outputs) {
-    if (o.at === undefined) places.delete(o.sid);
-    else places.set(o.sid, placeValue(o.seq, o.at, o.digest));
-  }
+  for (const [sid, o] of last) if (o.at !== undefined) places.set(sid, placeValue(o.seq, o.at, o.digest));
   return places;
 }
 

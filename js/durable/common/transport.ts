@@ -131,9 +131,9 @@ export interface OutputRecord {
   /**
    * The digest of the session's outputs for its input up to this one (`outputsDigest`; a session whose handler
    * journals), kept with its place: a new version that continues an answer in flight from the journal has yielded
-   * the same outputs for it by there, or gives another answer.
+   * the same outputs for it by there, or gives another answer. Stored as 8 hex digits (`digestText`).
    */
-  readonly digest?: string;
+  readonly digest?: number;
   /** The session span's W3C `traceparent`, when the session is traced. */
   readonly traceparent?: string;
 }

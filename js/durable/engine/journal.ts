@@ -19,7 +19,7 @@
 // (`Segment.take`) or a checkpoint call cuts it (`cut`): an entry never holds calls both before and after a
 // checkpoint, so the checkpoint's commit forgets exactly the entries it covers.
 import type { Codec } from '../common/codec';
-import { encodeChecked } from '../common/codec';
+import { decodeStored, encodeChecked } from '../common/codec';
 import type { JournalEntry, JournalRecord } from '../common/transport';
 import { journalField } from '../common/stored';
 import {
@@ -380,7 +380,7 @@ export class Journal {
 
   #decode(r: JournalRecord): unknown {
     if (r.kind === 'u') return undefined;
-    return this.host.codec.decode(Buffer.isBuffer(r.payload) ? r.payload : Buffer.from(r.payload));
+    return decodeStored(this.host.codec, r.payload);
   }
 
   /**
@@ -396,7 +396,7 @@ export class Journal {
     const what = () => recordNamed(this.sid, at, 'v', name);
     const payload = encodeChecked(this.host.codec, value, this.host.maxEventBytes, what);
     this.#record(call, at, 'v', name, payload, signal, yielded);
-    return this.host.codec.decode(Buffer.isBuffer(payload) ? payload : Buffer.from(payload));
+    return decodeStored(this.host.codec, payload);
   }
 
   /** Records a call's result (its encoding checked) at its place `at` (`String(call)`), and gives back what a replay gets (`#value`). */

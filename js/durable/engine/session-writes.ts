@@ -66,7 +66,7 @@ export class SessionWrites<I, O> {
     const digest = places === null ? undefined : this.#digest(s, input, payload, journal?.journals === true);
     // At the old version's last output, held: the same outputs so far, or the new version answers otherwise.
     const old = s.writtenBefore;
-    if (hold && old?.digest !== undefined && current?.[1] === old.at[1] && digest !== old.digest) {
+    if (hold && old?.digest !== undefined && current?.[1] === old.at[1] && digestText(digest ?? 0) !== old.digest) {
       journal?.restart(
         `its new version's outputs of that answer, up to its output ${current[1]}, are not the ones the old version wrote`,
       );
@@ -98,14 +98,13 @@ export class SessionWrites<I, O> {
    * mark; undefined for an input whose first output came before its handler journaled (`journals`): a new version
    * continuing an answer in flight must have made the same outputs for it, and only a handler that journals can.
    */
-  #digest(s: Session<I, O>, input: number, payload: Buffer | string, journals: boolean): string | undefined {
+  #digest(s: Session<I, O>, input: number, payload: Buffer | string, journals: boolean): number | undefined {
     if (s.digestInput !== input) {
       s.digestInput = input;
       s.digest = journals ? NO_OUTPUTS : 0;
     }
     if (s.digest === 0) return undefined;
-    s.digest = outputsDigest(s.digest, payload);
-    return digestText(s.digest);
+    return (s.digest = outputsDigest(s.digest, payload));
   }
 
   /**
