@@ -30,12 +30,15 @@ seedSlices('with journaled calls to services that answer differently on every ca
 // release that drops the calls after one that matched its record and ends its answer within the old version's
 // written outputs (its end dropped as the old version's). Seed 627 catches the records a new version left untaken at
 // the question in flight, or at one where it diverged, kept past its ask for the next event (a later call took one).
+// Seed 573 catches an output marked answered while its handler, run ahead, had yielded more of the same answer: the
+// mark committed with it told a later owner of the migrated session that the answer was whole, and its end, never
+// written, was dropped as written before (a reader waited for it forever).
 seedSlices('with journaled calls and releases deployed mid-answer: one answer per event', {
   from: 1,
   to: 200,
   size: 100,
   options: { journal: true, versions: true, keyState: true },
-  extra: [627],
+  extra: [627, 573],
 });
 
 // Releases also yield their streams' chunks in shapes of their own (one output per chunk, one per two, two per
