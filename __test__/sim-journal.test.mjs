@@ -30,19 +30,24 @@ seedSlices('with journaled calls to services that answer differently on every ca
 // release that drops the calls after one that matched its record and ends its answer within the old version's
 // written outputs (its end dropped as the old version's). Seed 627 catches the records a new version left untaken at
 // the question in flight, or at one where it diverged, kept past its ask for the next event (a later call took one).
+// Seed 573 catches an output marked answered while its handler, run ahead, had yielded more of the same answer: the
+// mark committed with it told a later owner of the migrated session that the answer was whole, and its end, never
+// written, was dropped as written before (a reader waited for it forever).
 seedSlices('with journaled calls and releases deployed mid-answer: one answer per event', {
   from: 1,
   to: 200,
   size: 100,
   options: { journal: true, versions: true, keyState: true },
-  extra: [627],
+  extra: [627, 573],
 });
 
 // Releases also yield their streams' chunks in shapes of their own (one output per chunk, one per two, two per
 // chunk), taking every record of an answer in flight as the old version did. These seeds are here to catch a new
 // version whose outputs were matched to the old version's by their count: its answer spliced after the old one's
 // tokens, or never ended. Before, 360 (and, with key state, 102, 127 and 268) failed; 360 also with the counts per
-// record checked but not the digest of the old version's last output.
+// record checked but not the digest of the old version's last output. Seed 615 holds the checks to the places of
+// calls: a release that makes fewer calls for an earlier event of the session moves the places of the calls of the
+// answer in flight, which diverge from the records though both releases make the same calls for it.
 seedSlices('with journaled calls and releases that yield their answers in shapes of their own: one answer per event', {
   from: 1,
   to: 50,
@@ -55,5 +60,5 @@ seedSlices('with journaled calls, key state, and releases that yield their answe
   to: 50,
   size: 50,
   options: { journal: true, versions: true, answers: true, keyState: true },
-  extra: [102, 127, 268],
+  extra: [102, 127, 268, 615],
 });

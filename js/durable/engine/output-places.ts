@@ -69,12 +69,16 @@ export class OutputPlaces {
     }
   }
 
-  /** The instance asks for its next input, having yielded `yielded` outputs: the inputs before are answered. */
+  /**
+   * The instance asks for its next input, having yielded `yielded` outputs: the inputs before are answered. The output
+   * placed last is marked answered only if it is the last yielded: outputs yielded after it (not placed yet, the
+   * handler running ahead) are of the same input, and are marked as they are placed.
+   */
   asked(yielded: number): void {
     this.#askedAt = yielded;
     if (this.#last !== null && yielded >= this.#lastOutput) {
       // (A new array rather than a third slot: one grown in place makes room for 17 more.)
-      this.#last.at = [this.#placeInputs, this.#placePosition, true];
+      if (yielded === this.#lastOutput) this.#last.at = [this.#placeInputs, this.#placePosition, true];
       this.#last = null;
     }
   }
@@ -95,7 +99,9 @@ export class OutputPlaces {
     const inputs = this.#inputs - this.#fromInputs;
     this.#placeInputs = inputs;
     this.#placePosition = inputs > 0 ? output - this.#base : output - this.#fromYields;
-    this.#placeAnswered = this.#askedAt >= output;
+    // Answered: asked past, and the first ask at or after it (the oldest take left, else the latest ask) came right
+    // after it, so that no output of its input follows it (`OutputPlace`).
+    this.#placeAnswered = this.#askedAt >= output && (this.#takes > 0 ? this.#firstYields : this.#askedAt) === output;
     this.#last = null;
     this.#lastOutput = output;
   }
@@ -110,9 +116,12 @@ export class OutputPlaces {
     return this.#placeAnswered ? [this.#placeInputs, this.#placePosition, true] : [this.#placeInputs, this.#placePosition];
   }
 
-  /** Gives `output` the place found last; marked answered once the instance asks past it (its commit may still be built). */
+  /**
+   * Gives `output` the place found last; marked answered once the instance asks right after it (its commit may still
+   * be built). Not kept once it asked at or past it: answered already, or not its input's last.
+   */
   placeInto(output: PlacedRecord): void {
     output.at = this.current;
-    this.#last = this.#placeAnswered ? null : output;
+    this.#last = this.#askedAt >= this.#lastOutput ? null : output;
   }
 }
